@@ -1,0 +1,146 @@
+"""The session's output cache: node outputs by content-addressed key, bounded by bytes.
+
+Policies (switchable at run time with `set_policy`):
+
+- `"lru"`  (default) keep entries until their total size exceeds `budget_bytes`,
+  then evict least-recently-used ones; an entry larger than the budget is not kept.
+- `"all"`  keep everything (no eviction) — fastest re-runs, unbounded memory.
+- `"none"` keep nothing; every run recomputes (intermediates still flow within a run).
+
+Sizes are estimated by `estimate_bytes`: tensors and arrays by their storage
+(shared storages counted once), PIL images by pixels × bands, containers
+recursively, objects that define `__nodegraph_sizeof__()` by what they report,
+everything else by `sys.getsizeof`.
+
+Thread-safe: the server changes the policy from another thread than the one running.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Literal
+
+CachePolicy = Literal["lru", "all", "none"]
+POLICIES: tuple[str, ...] = ("lru", "all", "none")
+DEFAULT_BUDGET_BYTES = 2 * 1024**3
+MISSING = object()
+
+
+def estimate_bytes(value: Any, _seen: set[int] | None = None) -> int:
+    """Approximate memory held by `value` (tensors/arrays by storage, shared storage once)."""
+    seen = set() if _seen is None else _seen
+    sizer = getattr(type(value), "__nodegraph_sizeof__", None)
+    if sizer is not None:
+        return int(sizer(value))
+    module = type(value).__module__
+    if module.startswith("torch"):
+        if hasattr(value, "untyped_storage"):
+            storage = value.untyped_storage()
+            ptr = storage.data_ptr()
+            if ptr in seen:
+                return 0
+            seen.add(ptr)
+            return int(storage.nbytes())
+        if hasattr(value, "parameters"):  # nn.Module
+            return sum(estimate_bytes(t, seen) for t in (*value.parameters(), *value.buffers()))
+    if module.startswith("numpy") and hasattr(value, "nbytes"):
+        return int(value.nbytes)
+    if module.startswith("PIL") and hasattr(value, "getbands"):
+        return int(value.width * value.height * len(value.getbands()))
+    if isinstance(value, dict):
+        return sys.getsizeof(value) + sum(estimate_bytes(v, seen) for v in value.values())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return sys.getsizeof(value) + sum(estimate_bytes(v, seen) for v in value)
+    return sys.getsizeof(value)
+
+
+@dataclass
+class CacheStats:
+    """Counters since the cache was created (or cleared)."""
+
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+
+
+class OutputCache:
+    """Node outputs by cache key, under a policy and a byte budget (LRU)."""
+
+    def __init__(self, policy: CachePolicy = "lru", budget_bytes: int = DEFAULT_BUDGET_BYTES):
+        self._entries: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.RLock()
+        self.total_bytes = 0
+        self.stats = CacheStats()
+        self.policy: CachePolicy = "lru"
+        self.budget_bytes = budget_bytes
+        self.set_policy(policy, budget_bytes)
+
+    def set_policy(self, policy: CachePolicy, budget_bytes: int | None = None) -> None:
+        """Switch policy (and budget); entries over the new budget are evicted at once."""
+        if policy not in POLICIES:
+            raise ValueError(f"cache policy {policy!r} is not one of {', '.join(POLICIES)}")
+        if budget_bytes is not None and (not isinstance(budget_bytes, int) or budget_bytes < 0):
+            raise ValueError(f"cache budget must be a non-negative number of bytes, got {budget_bytes!r}")
+        with self._lock:
+            self.policy = policy
+            if budget_bytes is not None:
+                self.budget_bytes = budget_bytes
+            if policy == "none":
+                self._entries.clear()
+                self.total_bytes = 0
+            elif policy == "lru":
+                self._evict_to(self.budget_bytes)
+
+    def get(self, key: str) -> Any:
+        """The cached value for `key` (marking it recently used), or MISSING."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self.stats.misses += 1
+                return MISSING
+            self._entries.move_to_end(key)
+            self.stats.hits += 1
+            return entry[0]
+
+    def put(self, key: str, value: Any) -> bool:
+        """Store `value` under `key` if the policy allows; True if it was kept."""
+        if self.policy == "none":
+            return False
+        size = estimate_bytes(value)
+        with self._lock:
+            if self.policy == "lru" and size > self.budget_bytes:
+                return False
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.total_bytes -= old[1]
+            self._entries[key] = (value, size)
+            self.total_bytes += size
+            if self.policy == "lru":
+                self._evict_to(self.budget_bytes)
+            return True
+
+    def _evict_to(self, budget: int) -> None:
+        while self.total_bytes > budget and self._entries:
+            _, (_, size) = self._entries.popitem(last=False)
+            self.total_bytes -= size
+            self.stats.evictions += 1
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self._lock:
+            self._entries.clear()
+            self.total_bytes = 0
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def info(self) -> dict[str, Any]:
+        return {"policy": self.policy, "budget_bytes": self.budget_bytes, "entries": len(self._entries),
+                "total_bytes": self.total_bytes, "hits": self.stats.hits, "misses": self.stats.misses,
+                "evictions": self.stats.evictions}

@@ -1,0 +1,122 @@
+"""The engine's error types: one structured error item and a few exceptions.
+
+- `GraphError` — one problem found in a graph (validation or loading): a stable
+  `code`, the `node_id` and `input` it concerns, and a `message` that says what
+  was expected, what was found and how to fix it. Serialises to a plain dict.
+- `GraphValidationError` — raised when a graph cannot be loaded or run; carries
+  every `GraphError` found at once (never just the first).
+- `NodeExecutionError` — a node raised while running; names the node id, node
+  type, the original exception type, its message and the traceback.
+- `RunInterrupted` — the run was interrupted between nodes or cooperatively
+  inside one.
+- `NodeInputError` — what a node's `run` raises for bad input it can only
+  detect at run time (shapes, batch sizes); it names the input.
+
+Error codes (stable; tests, the CLI `--json` output and the editor rely on them)
+are listed in `ERROR_CODES` and documented in docs/graph-format.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ERROR_CODES = (
+    "invalid_json",        # the bytes are not JSON (or not UTF-8, or too large/deep)
+    "invalid_format",      # JSON, but not the shape of a graph file
+    "unsupported_version",  # a format version this nodegraph cannot read
+    "unknown_node_type",   # no registered node has this type (suggests close names)
+    "missing_input",       # a required input has neither a value nor a link
+    "unknown_input",       # an input name the node does not declare
+    "type_mismatch",       # a link or literal of the wrong port type
+    "invalid_value",       # a literal of the right type that fails another constraint
+    "out_of_range",        # a number outside the declared range
+    "not_in_choices",      # a value outside the declared choices
+    "dangling_link",       # a link to a node id that does not exist
+    "unknown_output",      # a link to an output name the source node lacks
+    "cycle",               # links form a cycle (names the nodes in it)
+    "no_outputs",          # nothing to run: no output node (or requested output) in the graph
+    "unknown_node",        # an override or requested output names a missing node id
+)
+
+
+@dataclass(frozen=True)
+class GraphError:
+    """One problem in a graph: where it is, a stable code, and how to fix it."""
+
+    code: str
+    message: str
+    node_id: str | None = None
+    input: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.node_id is not None:
+            out["node_id"] = self.node_id
+        if self.input is not None:
+            out["input"] = self.input
+        if self.details:
+            out["details"] = self.details
+        return out
+
+    def __str__(self) -> str:
+        where = ""
+        if self.node_id is not None:
+            where = f"node {self.node_id!r}"
+            if self.input is not None:
+                where += f", input {self.input!r}"
+            where = f" ({where})"
+        return f"[{self.code}]{where} {self.message}"
+
+
+class NodegraphError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class GraphValidationError(NodegraphError):
+    """A graph failed to load or validate; `errors` holds every problem found."""
+
+    def __init__(self, errors: list[GraphError]):
+        assert errors, "GraphValidationError needs at least one GraphError"
+        self.errors = list(errors)
+        lines = [f"graph is invalid ({len(self.errors)} error{'s' if len(self.errors) != 1 else ''}):"]
+        lines += [f"  - {e}" for e in self.errors[:20]]
+        if len(self.errors) > 20:
+            lines.append(f"  ... and {len(self.errors) - 20} more")
+        super().__init__("\n".join(lines))
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [e.to_dict() for e in self.errors]
+
+
+class NodeInputError(NodegraphError, ValueError):
+    """Bad input a node can only detect while running; names the input and the fix."""
+
+    def __init__(self, input: str, message: str):
+        self.input = input
+        super().__init__(f"input {input!r}: {message}")
+
+
+class NodeExecutionError(NodegraphError):
+    """A node failed while running."""
+
+    def __init__(self, node_id: str, node_type: str, exception: BaseException, traceback: str):
+        self.node_id = node_id
+        self.node_type = node_type
+        self.exception = exception
+        self.exception_type = type(exception).__name__
+        self.traceback = traceback
+        super().__init__(f"node {node_id!r} ({node_type}) failed: {self.exception_type}: {exception}")
+
+
+class RunInterrupted(NodegraphError):
+    """The run was interrupted; `node_id` is the node that was running, if any."""
+
+    def __init__(self, node_id: str | None = None):
+        self.node_id = node_id
+        super().__init__("run interrupted" + (f" while node {node_id!r} was running" if node_id else ""))
+
+
+class PluginError(NodegraphError):
+    """A plugin declared something invalid (bad node class, bad port type)."""

@@ -1,0 +1,458 @@
+"""The executor: runs what feeds the requested outputs, with content-addressed caching.
+
+Design (this docstring is the design document)
+==============================================
+
+Compile (once per Graph object and registry; memoised in `Graph.compiled`)
+    `compile_graph` turns a validated Graph into a `GraphPlan`: for each node its
+    class, its literal inputs merged with declared defaults, a digest of
+    (type, version, literals), its links, and a topological order of all nodes
+    (networkx). A Graph is immutable, so re-running it skips this step.
+
+Cache keys (once per run, in topological order — linear in graph size)
+    key(node) = blake2b(type, version, literal inputs,
+                        for each link: input name, key(source), output name,
+                        fingerprint of external resources, e.g. model file size+mtime)
+    Each key reuses the keys of its sources, so no ancestor is hashed twice
+    (ComfyUI re-walks every node's ancestry: quadratic). A non-deterministic
+    node gets a fresh random key each run, which makes every key downstream of
+    it fresh too: they are never served from the cache.
+
+Demand-driven evaluation
+    Starting from the targets, an explicit stack (no recursion, so 10,000-node
+    chains are fine) resolves each node: from the cache if its key is there;
+    otherwise after its non-lazy link sources, then its lazy inputs as
+    `Node.lazy_inputs_needed` asks for them (a Switch never evaluates its
+    unused branch), then `run`. A cache hit stops the walk: nothing upstream
+    of it is touched.
+
+Releasing intermediates
+    `pending_consumers[n]` counts the link edges from nodes that may consume n.
+    Each consumer, once it has run or was served from the cache, decrements the
+    counts of all its sources; at zero the value leaves `values` (the run's
+    working set). The cache may still hold it, under its own policy.
+
+Interruption and failure
+    The session's interrupt flag is checked between nodes and, through
+    `NodeContext.progress` / `check_interrupted`, inside long nodes. An
+    interrupted or failed run stored only complete node outputs in the cache,
+    so the cache stays consistent and the next run simply continues from it.
+
+The run's state is one structure, `RunState`, documented field by field and
+changed only by the small functions below. Callbacks are parameters with
+trivial defaults; the terminal event (finished / failed / interrupted) is
+emitted in a `finally` block.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+import sys
+import threading
+import time
+import traceback as tb
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import events as ev
+from .cache import MISSING, OutputCache
+from .errors import NodeExecutionError, RunInterrupted
+from .graph import Graph, Link
+from .node import Node, NodeContext
+from .registry import Registry
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPlan:
+    """One link input of a node, resolved to the source's output."""
+
+    input: str
+    source: str
+    output: str
+    lazy: bool
+    key_part: bytes          # b"input\0" — pre-encoded for key hashing
+    output_part: bytes       # b"\0output\0"
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlan:
+    """A node ready to run: class, literal inputs (with defaults), links, key prefix."""
+
+    node_id: str
+    cls: type[Node]
+    literals: dict[str, Any]
+    literal_digest: bytes
+    links: tuple[LinkPlan, ...]
+    lazy_inputs: frozenset[str]
+    fingerprinted: bool
+
+
+@dataclass(frozen=True)
+class GraphPlan:
+    """A compiled graph: per-node plans, a topological order and the output nodes."""
+
+    nodes: dict[str, NodePlan]
+    order: tuple[str, ...]
+    output_nodes: tuple[str, ...]
+    model_file_inputs: tuple[tuple[str, str, str, str], ...]   # (node id, input, folder, file name)
+
+
+def _literal_digest(node_type: str, version: str, literals: dict[str, Any]) -> bytes:
+    blob = json.dumps([node_type, version, literals], sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False, default=repr)
+    return hashlib.blake2b(blob.encode(), digest_size=16).digest()
+
+
+def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
+    """Build (or fetch the memoised) GraphPlan of an already validated graph."""
+    memo = graph.compiled.get(id(registry))
+    if memo is not None and memo[0] is registry:
+        return memo[1]
+    import networkx as nx
+
+    nodes: dict[str, NodePlan] = {}
+    dag = nx.DiGraph()
+    dag.add_nodes_from(graph.nodes)
+    model_files = []
+    for node_id, gnode in graph.nodes.items():
+        cls = registry.nodes[gnode.type]
+        spec = cls.spec
+        literals: dict[str, Any] = {}
+        links = []
+        for name, ispec in spec.inputs.items():
+            value = gnode.inputs.get(name, MISSING)
+            if isinstance(value, Link):
+                links.append(LinkPlan(name, value.node, value.output, ispec.lazy,
+                                      f"{name}\0".encode(), f"\0{value.output}\0".encode()))
+                dag.add_edge(value.node, node_id)
+            elif value is MISSING:
+                literals[name] = ispec.default
+            else:
+                literals[name] = value
+                if ispec.model_folder and isinstance(value, str):
+                    model_files.append((node_id, name, ispec.model_folder, value))
+        fingerprinted = (cls.fingerprint.__func__ is not Node.fingerprint.__func__
+                         or any(s.model_folder for s in spec.inputs.values()))
+        nodes[node_id] = NodePlan(
+            node_id=node_id, cls=cls, literals=literals,
+            literal_digest=_literal_digest(spec.type, spec.version, literals),
+            links=tuple(links), lazy_inputs=frozenset(n for n, s in spec.inputs.items() if s.lazy),
+            fingerprinted=fingerprinted)
+    order = tuple(nx.topological_sort(dag))
+    output_nodes = tuple(n for n in order if nodes[n].cls.spec.output_node)
+    plan = GraphPlan(nodes, order, output_nodes, tuple(model_files))
+    graph.compiled[id(registry)] = (registry, plan)
+    return plan
+
+
+@dataclass
+class RunResult:
+    """What a run produced.
+
+    outputs: target node id → the dict its `run` returned (outputs and, for
+        output nodes, their recorded results).
+    executed: node ids that ran, in order. cached: node ids served from the cache.
+    """
+
+    run_id: str
+    outputs: dict[str, dict[str, Any]]
+    executed: list[str]
+    cached: list[str]
+    seconds: float
+
+
+@dataclass
+class RunState:
+    """Everything one run knows. Changed only by the functions of this module.
+
+    run_id             identifies the run in every event.
+    plan               the compiled graph.
+    targets            node ids whose outputs were asked for (never released).
+    keys               node id → cache key, for every node that may run.
+    pending_consumers  node id → link edges from possible consumers not yet
+                       resolved; at 0 the node's value is released.
+    values             node id → outputs dict, the run's working set.
+    visited            node ids already looked up in the cache this run.
+    requested_lazy     node id → lazy input names its node asked for.
+    instances          node id → the Node instance (made when first needed).
+    executed, cached   node ids in the order they ran / came from the cache.
+    running            the node running now (for interruption reports), or None.
+    """
+
+    run_id: str
+    plan: GraphPlan
+    targets: tuple[str, ...]
+    keys: dict[str, str] = field(default_factory=dict)
+    pending_consumers: dict[str, int] = field(default_factory=dict)
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    visited: set[str] = field(default_factory=set)
+    requested_lazy: dict[str, set[str]] = field(default_factory=dict)
+    instances: dict[str, Node] = field(default_factory=dict)
+    executed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    running: str | None = None
+
+
+def needed_nodes(plan: GraphPlan, targets: tuple[str, ...]) -> list[str]:
+    """Ancestors of `targets` (through every link, lazy included), in topological order."""
+    needed = set(targets)
+    stack = list(targets)
+    nodes = plan.nodes
+    while stack:
+        for link in nodes[stack.pop()].links:
+            if link.source not in needed:
+                needed.add(link.source)
+                stack.append(link.source)
+    if len(needed) == len(plan.order):
+        return list(plan.order)
+    return [n for n in plan.order if n in needed]
+
+
+def compute_keys(state: RunState, order: list[str], resolve_file: Callable[[str, str], Any]) -> None:
+    """Fill `state.keys` in topological order; each key reuses its sources' keys."""
+    keys = state.keys
+    nodes = state.plan.nodes
+    pending = state.pending_consumers
+    fresh = uuid.uuid4().bytes
+    for node_id in order:
+        plan = nodes[node_id]
+        pending.setdefault(node_id, 0)
+        h = hashlib.blake2b(plan.literal_digest, digest_size=16)
+        if not plan.cls.deterministic:
+            h.update(fresh + node_id.encode())
+        for link in plan.links:
+            h.update(link.key_part)
+            h.update(keys[link.source].encode())
+            h.update(link.output_part)
+            pending[link.source] = pending.get(link.source, 0) + 1
+        if plan.fingerprinted:
+            fingerprint = plan.cls.fingerprint(plan.literals, resolve_file)
+            if fingerprint:
+                h.update(b"\0fp\0" + fingerprint.encode())
+        keys[node_id] = h.hexdigest()
+
+
+def _release_sources(state: RunState, node_id: str) -> None:
+    """`node_id` no longer needs its sources: decrement their counts, drop values at zero."""
+    pending = state.pending_consumers
+    values = state.values
+    targets = state.targets
+    for link in state.plan.nodes[node_id].links:
+        left = pending[link.source] - 1
+        pending[link.source] = left
+        if left == 0 and link.source not in targets:
+            values.pop(link.source, None)
+
+
+def _normalise_outputs(plan: NodePlan, raw: Any) -> dict[str, Any]:
+    """A node's return value (dict, tuple, single value or None) → dict by output name."""
+    spec = plan.cls.spec
+    outputs = spec.outputs
+    if isinstance(raw, dict):
+        missing = [o.name for o in outputs if o.name not in raw]
+        if missing:
+            raise TypeError(f"{spec.type}.run() returned no value for output(s) {missing}; "
+                            f"it must return every declared output: {[o.name for o in outputs]}")
+        if not spec.output_node:
+            extra = [k for k in raw if k not in spec.output_index]
+            if extra:
+                raise TypeError(f"{spec.type}.run() returned unknown output(s) {extra}; "
+                                f"declared outputs are {[o.name for o in outputs]}")
+        return raw
+    if raw is None and not outputs:
+        return {}
+    if len(outputs) == 1 and not isinstance(raw, tuple):
+        return {outputs[0].name: raw}
+    if isinstance(raw, tuple) and len(raw) == len(outputs):
+        return {o.name: v for o, v in zip(outputs, raw)}
+    raise TypeError(f"{spec.type}.run() returned {type(raw).__name__}; return a dict keyed by "
+                    f"output name {[o.name for o in outputs]}")
+
+
+def _gather_inputs(state: RunState, plan: NodePlan, evaluated_only: bool) -> dict[str, Any]:
+    """Keyword arguments for `run` (or, with evaluated_only, for `lazy_inputs_needed`)."""
+    kwargs = dict(plan.literals)
+    values = state.values
+    requested = state.requested_lazy.get(plan.node_id, ())
+    for link in plan.links:
+        if link.lazy and link.input not in requested:
+            if evaluated_only:
+                kwargs.pop(link.input, None)
+            else:
+                kwargs[link.input] = None
+            continue
+        kwargs[link.input] = values[link.source][link.output]
+    return kwargs
+
+
+def _missing_sources(state: RunState, plan: NodePlan) -> list[str]:
+    values = state.values
+    requested = state.requested_lazy.get(plan.node_id, ())
+    return [link.source for link in plan.links
+            if (not link.lazy or link.input in requested) and link.source not in values]
+
+
+def _instance(state: RunState, plan: NodePlan) -> Node:
+    node = state.instances.get(plan.node_id)
+    if node is None:
+        node = plan.cls()
+        state.instances[plan.node_id] = node
+    return node
+
+
+def _new_lazy_requests(state: RunState, plan: NodePlan) -> list[str]:
+    """Ask the node which lazy inputs it needs now; record and return the new ones."""
+    node = _instance(state, plan)
+    available = _gather_inputs(state, plan, evaluated_only=True)
+    asked = node.lazy_inputs_needed(available)
+    requested = state.requested_lazy.setdefault(plan.node_id, set())
+    new = [name for name in asked if name in plan.lazy_inputs and name not in requested]
+    requested.update(new)
+    return new
+
+
+class _PeakMemory:
+    """Peak memory of one node: CUDA allocator peak when CUDA is in use, else process peak RSS."""
+
+    @staticmethod
+    def start() -> None:
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            torch.cuda.reset_peak_memory_stats()
+
+    @staticmethod
+    def end() -> int | None:
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            return int(torch.cuda.max_memory_allocated())
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.EventSink,
+              check_interrupted: Callable[[str | None], None], services: dict[str, Any]) -> None:
+    node_id = plan.node_id
+    spec = plan.cls.spec
+    node = _instance(state, plan)
+    run_id = state.run_id
+
+    def progress(nid: str, value: int, total: int, preview: Any) -> None:
+        emit(ev.NodeProgress(run_id, nid, value, total, preview))
+
+    node.context = NodeContext(node_id, spec.type, progress, check_interrupted, services)
+    kwargs = _gather_inputs(state, plan, evaluated_only=False)
+    emit(ev.NodeStarted(run_id, node_id, spec.type))
+    state.running = node_id
+    _PeakMemory.start()
+    started = time.perf_counter()
+    try:
+        outputs = _normalise_outputs(plan, node.run(**kwargs))
+    except RunInterrupted:
+        raise
+    except Exception as exc:  # noqa: BLE001 — every node failure becomes a structured error
+        trace = tb.format_exc()
+        emit(ev.NodeErrored(run_id, node_id, spec.type, type(exc).__name__, str(exc), trace))
+        raise NodeExecutionError(node_id, spec.type, exc, trace) from exc
+    seconds = time.perf_counter() - started
+    state.running = None
+    state.values[node_id] = outputs
+    if spec.deterministic:
+        cache.put(state.keys[node_id], outputs)
+    state.executed.append(node_id)
+    del state.instances[node_id]
+    emit(ev.NodeFinished(run_id, node_id, spec.type, seconds, _PeakMemory.end()))
+    _release_sources(state, node_id)
+
+
+def execute(state: RunState, cache: OutputCache, emit: ev.EventSink,
+            check_interrupted: Callable[[str | None], None], services: dict[str, Any]) -> None:
+    """Resolve every target: from the cache, or by running it after what it needs."""
+    nodes = state.plan.nodes
+    values = state.values
+    stack = list(reversed(state.targets))
+    while stack:
+        node_id = stack[-1]
+        if node_id in values:
+            stack.pop()
+            continue
+        plan = nodes[node_id]
+        if node_id not in state.visited:
+            state.visited.add(node_id)
+            check_interrupted(None)
+            if plan.cls.deterministic:
+                hit = cache.get(state.keys[node_id])
+                if hit is not MISSING:
+                    values[node_id] = hit
+                    state.cached.append(node_id)
+                    emit(ev.NodeCached(state.run_id, node_id, plan.cls.spec.type))
+                    _release_sources(state, node_id)
+                    stack.pop()
+                    continue
+        missing = _missing_sources(state, plan)
+        if missing:
+            stack.extend(missing)
+            continue
+        if plan.lazy_inputs and _new_lazy_requests(state, plan):
+            missing = _missing_sources(state, plan)
+            if missing:
+                stack.extend(missing)
+                continue
+            continue  # newly requested lazy inputs were literals: ask again
+        check_interrupted(None)
+        _run_node(state, plan, cache, emit, check_interrupted, services)
+        stack.pop()
+
+
+def run_plan(
+    plan: GraphPlan,
+    targets: tuple[str, ...],
+    cache: OutputCache,
+    emit: ev.EventSink = ev.no_events,
+    interrupt: threading.Event | None = None,
+    services: dict[str, Any] | None = None,
+    resolve_file: Callable[[str, str], Any] = lambda folder, name: (_ for _ in ()).throw(LookupError(name)),
+    run_id: str | None = None,
+) -> RunResult:
+    """Run `targets` of a compiled graph; raises NodeExecutionError or RunInterrupted.
+
+    Args:
+        plan: from `compile_graph`.
+        targets: node ids whose outputs to produce (usually the output nodes).
+        cache: the session's OutputCache.
+        emit: event sink (see events.py).
+        interrupt: set it to stop the run at the next check.
+        services: what nodes may ask their context for (folders, managers).
+        resolve_file: (model folder, file name) → Path, for fingerprints.
+        run_id: defaults to a new uuid4 hex.
+    """
+    run_id = run_id or uuid.uuid4().hex
+    interrupt = interrupt or threading.Event()
+    state = RunState(run_id, plan, tuple(targets))
+
+    def check_interrupted(node_id: str | None) -> None:
+        if interrupt.is_set():
+            raise RunInterrupted(node_id or state.running)
+
+    started = time.perf_counter()
+    order = needed_nodes(plan, state.targets)
+    outcome: BaseException | None = None
+    emit(ev.RunStarted(run_id, tuple(order), len(order)))
+    try:
+        compute_keys(state, order, resolve_file)
+        execute(state, cache, emit, check_interrupted, services or {})
+        return RunResult(run_id, {t: state.values[t] for t in state.targets},
+                         state.executed, state.cached, time.perf_counter() - started)
+    except BaseException as exc:
+        outcome = exc
+        raise
+    finally:
+        seconds = time.perf_counter() - started
+        if outcome is None:
+            emit(ev.RunFinished(run_id, seconds, tuple(state.executed), tuple(state.cached)))
+        elif isinstance(outcome, (RunInterrupted, KeyboardInterrupt)):
+            emit(ev.RunInterruptedEvent(run_id, getattr(outcome, "node_id", None) or state.running))
+        else:
+            node_id = getattr(outcome, "node_id", None)
+            emit(ev.RunFailed(run_id, node_id, str(outcome)))

@@ -1,0 +1,451 @@
+"""The graph file: one JSON format for the editor and headless runs.
+
+Format (version 1)::
+
+    {
+      "format_version": 1,
+      "metadata": {"title": "...", ...},          # optional, free-form
+      "nodes": {
+        "seed": {"type": "Int", "inputs": {"value": 42}},
+        "show": {"type": "ShowValue", "title": "Result",
+                 "inputs": {"value": {"node": "seed", "output": "value"}}}
+      },
+      "ui": {...}                                  # optional, ignored by execution
+    }
+
+- Nodes are keyed by string id; inputs are keyed by NAME, never position.
+- An input value is a literal, or a link: an object with exactly the keys
+  `node` (a node id) and `output` (an output name of that node).
+- `ui` holds editor state (positions, groups, notes) and is carried through
+  unchanged; `metadata` likewise.
+
+Older versions are migrated on load (`MIGRATIONS`, one function per step, pure
+JSON → JSON); a loaded graph saves back to the same JSON (`Graph.to_dict`).
+
+Main objects: `Graph`, `GraphNode`, `Link`; `parse_graph` (bytes, text, dict
+or Graph → Graph, raising `GraphValidationError` with `invalid_json` /
+`invalid_format` / `unsupported_version` errors, all collected); `load_graph`
+(a path); `graph_file_schema()` (JSON Schema of the file format).
+Semantic checks (types, ranges, links) live in validation.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import GraphError, GraphValidationError
+
+FORMAT_VERSION = 1
+MAX_FILE_BYTES = 64 * 1024 * 1024   # a graph is a few KB; 64 MiB is generous and bounded
+MAX_VALUE_DEPTH = 32                # literal inputs are scalars or small lists
+_NODE_KEYS = ("type", "inputs", "title")
+_TOP_KEYS = ("format_version", "metadata", "nodes", "ui")
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A reference to output `output` of node `node`."""
+
+    node: str
+    output: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"node": self.node, "output": self.output}
+
+
+@dataclass(slots=True)
+class GraphNode:
+    """One node instance in a graph: its type and its inputs (literals or Links)."""
+
+    type: str
+    inputs: dict[str, Any]
+    title: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type,
+                               "inputs": {k: v.to_dict() if isinstance(v, Link) else v
+                                          for k, v in self.inputs.items()}}
+        if self.title is not None:
+            out["title"] = self.title
+        return out
+
+
+@dataclass(eq=False)
+class Graph:
+    """A parsed graph. Treat as immutable: `with_overrides` returns a new one.
+
+    `compiled` is a per-registry memo filled by the executor (topological order,
+    literal digests) so that re-running the same Graph object costs only the
+    cache look-ups.
+    """
+
+    nodes: dict[str, GraphNode]
+    metadata: dict[str, Any] | None = None
+    ui: Any = None
+    has_ui: bool = False
+    compiled: dict[int, Any] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"format_version": FORMAT_VERSION}
+        if self.metadata is not None:
+            out["metadata"] = self.metadata
+        out["nodes"] = {nid: node.to_dict() for nid, node in self.nodes.items()}
+        if self.has_ui:
+            out["ui"] = self.ui
+        return out
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Graph:
+        """A copy with literal inputs replaced: `{"node_id.input": value}`.
+
+        Raises GraphValidationError (`unknown_node`, `invalid_format`) for keys
+        that do not name an existing node and an input.
+        """
+        errors: list[GraphError] = []
+        nodes = dict(self.nodes)
+        for key, value in overrides.items():
+            node_id, dot, input_name = str(key).rpartition(".")
+            if not dot or not node_id or not input_name:
+                errors.append(GraphError("invalid_format",
+                                         f"override {key!r} must look like 'node_id.input_name'"))
+                continue
+            if node_id not in nodes:
+                errors.append(GraphError("unknown_node",
+                                         f"override {key!r} names node {node_id!r}, which is not in the graph; "
+                                         f"node ids are: {_preview(sorted(nodes))}", node_id=node_id))
+                continue
+            old = nodes[node_id]
+            nodes[node_id] = GraphNode(old.type, {**old.inputs, input_name: _parse_input_value(value)}, old.title)
+        if errors:
+            raise GraphValidationError(errors)
+        return Graph(nodes, self.metadata, self.ui, self.has_ui)
+
+
+def _preview(items: list[str], limit: int = 12) -> str:
+    shown = ", ".join(repr(i) for i in items[:limit])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+def _parse_input_value(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"node", "output"} \
+            and isinstance(value["node"], str) and isinstance(value["output"], str):
+        return Link(value["node"], value["output"])
+    return value
+
+
+# --- migrations --------------------------------------------------------------
+
+def _migrate_v0_to_v1(data: dict) -> dict:
+    """v0 (pre-release): nodes were a list with "id" and "pos"; links were [id, output] pairs."""
+    nodes_in = data.get("nodes")
+    if not isinstance(nodes_in, list):
+        raise ValueError('version 0 files have "nodes" as a list of objects with an "id"')
+    ids = {str(n.get("id")) for n in nodes_in if isinstance(n, dict)}
+    nodes: dict[str, Any] = {}
+    ui_nodes: dict[str, Any] = {}
+    for n in nodes_in:
+        if not isinstance(n, dict) or "id" not in n:
+            raise ValueError("every version 0 node must be an object with an \"id\"")
+        nid = str(n["id"])
+        inputs = {}
+        for name, value in (n.get("inputs") or {}).items():
+            if (isinstance(value, list) and len(value) == 2 and isinstance(value[1], str)
+                    and str(value[0]) in ids):
+                inputs[name] = {"node": str(value[0]), "output": value[1]}
+            else:
+                inputs[name] = value
+        nodes[nid] = {"type": n.get("type"), "inputs": inputs}
+        if "title" in n:
+            nodes[nid]["title"] = n["title"]
+        if "pos" in n:
+            ui_nodes[nid] = {"position": n["pos"]}
+    out: dict[str, Any] = {"format_version": 1, "nodes": nodes}
+    if ui_nodes:
+        out["ui"] = {"nodes": ui_nodes}
+    return out
+
+
+# MIGRATIONS[v] turns a version-v dict into a version-(v+1) dict.
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {0: _migrate_v0_to_v1}
+
+
+def file_version(data: dict) -> Any:
+    """The format version a graph dict declares (v0 files used the key "version")."""
+    if "format_version" in data:
+        return data["format_version"]
+    if data.get("version") == 0:
+        return 0
+    return None
+
+
+def migrate(data: dict) -> dict:
+    """Apply migrations until the dict is at FORMAT_VERSION; raises GraphValidationError."""
+    version = file_version(data)
+    if version is None:
+        raise GraphValidationError([GraphError(
+            "invalid_format",
+            f'the graph has no "format_version"; add "format_version": {FORMAT_VERSION} at the top level')])
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0 or version > FORMAT_VERSION:
+        raise GraphValidationError([GraphError(
+            "unsupported_version",
+            f"format_version {version!r} is not readable by this nodegraph, which reads versions "
+            f"0 to {FORMAT_VERSION}; upgrade nodegraph or re-export the graph",
+            details={"found": version, "supported": list(range(FORMAT_VERSION + 1))})])
+    while version < FORMAT_VERSION:
+        try:
+            data = MIGRATIONS[version](data)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            raise GraphValidationError([GraphError(
+                "invalid_format", f"cannot migrate from format_version {version}: {exc}")]) from None
+        version += 1
+    return data
+
+
+# --- parsing -----------------------------------------------------------------
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON; write a number or null")
+
+
+def decode_json(data: bytes | str) -> Any:
+    """Bytes or text → JSON value; every failure becomes an `invalid_json` GraphValidationError."""
+    if isinstance(data, bytes):
+        if len(data) > MAX_FILE_BYTES:
+            raise GraphValidationError([GraphError(
+                "invalid_json", f"the graph is {len(data)} bytes; the limit is {MAX_FILE_BYTES}")])
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise GraphValidationError([GraphError(
+                "invalid_json",
+                f"the file is not UTF-8 text (byte {exc.start} is {data[exc.start:exc.start + 1]!r}); "
+                f"save the graph as UTF-8")]) from None
+    elif len(data) > MAX_FILE_BYTES:
+        raise GraphValidationError([GraphError(
+            "invalid_json", f"the graph is {len(data)} characters; the limit is {MAX_FILE_BYTES}")])
+    try:
+        return json.loads(data, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise GraphValidationError([GraphError(
+            "invalid_json", f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+            details={"line": exc.lineno, "column": exc.colno})]) from None
+    except ValueError as exc:
+        raise GraphValidationError([GraphError("invalid_json", f"not valid JSON: {exc}")]) from None
+    except RecursionError:
+        raise GraphValidationError([GraphError(
+            "invalid_json", "the JSON is nested too deeply to be a graph")]) from None
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
+
+
+def _check_json_value(value: Any) -> str | None:
+    """Why `value` is not a JSON-representable literal, or None."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return None
+    if isinstance(value, float):
+        return None if value == value and value not in (float("inf"), float("-inf")) else "NaN/Infinity"
+    if isinstance(value, (list, dict)):
+        if _depth_exceeds(value, MAX_VALUE_DEPTH):
+            return f"nested deeper than {MAX_VALUE_DEPTH} levels"
+        return None
+    return f"a Python {type(value).__name__}, not a JSON value"
+
+
+def graph_from_dict(data: Any) -> Graph:
+    """A JSON value → Graph, migrating old versions; collects every format error."""
+    if not isinstance(data, dict):
+        raise GraphValidationError([GraphError(
+            "invalid_format",
+            f"a graph file is a JSON object with \"format_version\" and \"nodes\"; found a {_json_type(data)}")])
+    data = migrate(data)
+    errors: list[GraphError] = []
+    for key in data:
+        if key not in _TOP_KEYS:
+            errors.append(GraphError(
+                "invalid_format",
+                f"unknown top-level key {key!r}; allowed keys are {', '.join(_TOP_KEYS)} "
+                f"(put editor state under \"ui\" and free-form data under \"metadata\")"))
+    metadata = data.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        errors.append(GraphError("invalid_format", f'"metadata" must be an object, found a {_json_type(metadata)}'))
+    raw_nodes = data.get("nodes")
+    nodes: dict[str, GraphNode] = {}
+    if not isinstance(raw_nodes, dict):
+        errors.append(GraphError(
+            "invalid_format",
+            f'"nodes" must be an object keyed by node id, found {_json_type(raw_nodes) if "nodes" in data else "nothing"}'))
+        raw_nodes = {}
+    for node_id, raw in raw_nodes.items():
+        node = _parse_node(node_id, raw, errors)
+        if node is not None:
+            nodes[node_id] = node
+    if errors:
+        raise GraphValidationError(errors)
+    return Graph(nodes, metadata, data.get("ui"), "ui" in data)
+
+
+def _parse_node(node_id: Any, raw: Any, errors: list[GraphError]) -> GraphNode | None:
+    if not isinstance(node_id, str) or not node_id:
+        errors.append(GraphError("invalid_format", f"node id {node_id!r} must be a non-empty string"))
+        return None
+    if not isinstance(raw, dict):
+        errors.append(GraphError("invalid_format",
+                                 f'a node must be an object with "type" and "inputs", found a {_json_type(raw)}',
+                                 node_id=node_id))
+        return None
+    ok = True
+    for key in raw:
+        if key not in _NODE_KEYS:
+            errors.append(GraphError("invalid_format",
+                                     f"unknown key {key!r} in a node; allowed keys are {', '.join(_NODE_KEYS)}",
+                                     node_id=node_id))
+            ok = False
+    node_type = raw.get("type")
+    if not isinstance(node_type, str) or not node_type:
+        errors.append(GraphError("invalid_format",
+                                 f'"type" must be a node type name (a string), found {_json_type(node_type)}',
+                                 node_id=node_id))
+        ok = False
+    title = raw.get("title")
+    if title is not None and not isinstance(title, str):
+        errors.append(GraphError("invalid_format", f'"title" must be a string, found a {_json_type(title)}',
+                                 node_id=node_id))
+        ok = False
+    raw_inputs = raw.get("inputs", {})
+    inputs: dict[str, Any] = {}
+    if not isinstance(raw_inputs, dict):
+        errors.append(GraphError("invalid_format",
+                                 f'"inputs" must be an object keyed by input name, found a {_json_type(raw_inputs)}',
+                                 node_id=node_id))
+        return None
+    for name, value in raw_inputs.items():
+        if not isinstance(name, str):
+            errors.append(GraphError("invalid_format", f"input name {name!r} must be a string", node_id=node_id))
+            ok = False
+            continue
+        if isinstance(value, dict) and ("node" in value or "output" in value):
+            if set(value) != {"node", "output"} or not isinstance(value["node"], str) \
+                    or not isinstance(value["output"], str):
+                errors.append(GraphError(
+                    "invalid_format",
+                    'a link is an object with exactly two strings, "node" (a node id) and "output" '
+                    f"(an output name); found {json.dumps(value)[:120]}",
+                    node_id=node_id, input=name))
+                ok = False
+                continue
+            inputs[name] = Link(value["node"], value["output"])
+            continue
+        problem = _check_json_value(value)
+        if problem:
+            errors.append(GraphError("invalid_format", f"the value is {problem}", node_id=node_id, input=name))
+            ok = False
+            continue
+        inputs[name] = value
+    if not ok:
+        return None
+    return GraphNode(node_type, inputs, title)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def parse_graph(source: Graph | dict | str | bytes) -> Graph:
+    """Graph, dict, JSON text or bytes → Graph (raises GraphValidationError)."""
+    if isinstance(source, Graph):
+        return source
+    if isinstance(source, (bytes, str)):
+        source = decode_json(source)
+    return graph_from_dict(source)
+
+
+def load_graph(path: str | os.PathLike) -> Graph:
+    """Read and parse a graph file; a missing or unreadable file is an `invalid_json` error."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise GraphValidationError([GraphError(
+                "invalid_json", f"{path} is {size} bytes; the limit for a graph is {MAX_FILE_BYTES}")])
+        data = path.read_bytes()
+    except OSError as exc:
+        raise GraphValidationError([GraphError(
+            "invalid_json", f"cannot read graph file {str(path)!r}: {exc.strerror or exc}")]) from None
+    return parse_graph(data)
+
+
+def graph_file_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of the graph file format, version FORMAT_VERSION."""
+    link = {
+        "type": "object",
+        "description": "A link to an output of another node.",
+        "properties": {"node": {"type": "string", "description": "source node id"},
+                       "output": {"type": "string", "description": "source output name"}},
+        "required": ["node", "output"],
+        "additionalProperties": False,
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://nodegraph.dev/schema/graph-v1.json",
+        "title": "nodegraph graph file",
+        "type": "object",
+        "required": ["format_version", "nodes"],
+        "additionalProperties": False,
+        "properties": {
+            "format_version": {"const": FORMAT_VERSION},
+            "metadata": {"type": "object", "description": "free-form: title, author, notes"},
+            "nodes": {
+                "type": "object",
+                "description": "nodes keyed by string id",
+                "propertyNames": {"minLength": 1},
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["type"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "type": {"type": "string", "minLength": 1, "description": "registered node type"},
+                        "title": {"type": "string"},
+                        "inputs": {
+                            "type": "object",
+                            "description": "inputs by name: a literal value or a link",
+                            "additionalProperties": {"anyOf": [{"$ref": "#/$defs/link"}, {}]},
+                        },
+                    },
+                },
+            },
+            "ui": {"description": "editor state (positions, groups, notes); ignored by execution"},
+        },
+        "$defs": {"link": link},
+    }

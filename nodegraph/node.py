@@ -1,0 +1,392 @@
+"""Node declaration: how a node says what it takes, what it gives, and what it is.
+
+A node is a class. Its inputs are a pydantic model (`Inputs`), its outputs a
+tuple of `Output`, and a few class attributes describe it::
+
+    class Add(Node):
+        '''Add two numbers.'''
+        category = "math"
+        version = "1.0.0"
+
+        class Inputs(NodeInputs):
+            a: float = Input(0.0, ge=-1e9, le=1e9, step=0.5)
+            b: float = Input(0.0)
+
+        outputs = (Output("sum", "FLOAT"),)
+
+        def run(self, a: float, b: float):
+            return {"sum": a + b}
+
+Inputs
+    Declared with `Input(default, **constraints)`; the Python annotation gives
+    the port type for primitives (int → INT, float → FLOAT, str → STRING,
+    bool → BOOLEAN, `Literal[...]` → choices of that type); any other value names
+    its port type explicitly: `latent: Any = Input(port="LATENT")`. Inputs with no
+    default are required. Widgets and constraints: ranges (`ge`/`le`) with
+    `step`, `multiline=True`, `seed=True`, `model_folder="checkpoints"` (a file
+    name chosen from a model folder), `lazy=True` (the node asks for it only if
+    it needs it — see `Node.lazy_inputs_needed`). Any input may be fed by a link
+    or, when its port type has a JSON literal form, written as a literal.
+
+Outputs
+    `run` returns a dict keyed by output name (or a tuple in declared order, or
+    a bare value for a single output). An output node (`output_node = True`)
+    may return extra keys: they are its recorded result (`result.outputs`).
+
+Flags
+    `output_node` (a sink with side effects; what runs are asked for),
+    `deterministic = False` (never cached; downstream keys change each run).
+
+Main objects: `Node`, `NodeInputs`, `Input`, `Output`, `InputSpec`,
+`NodeContext` (what a running node may call: progress, interruption, folders).
+The executor reads only the derived `spec` (a `NodeSpec`), built once per class.
+"""
+
+from __future__ import annotations
+
+import re
+import types as pytypes
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from .errors import PluginError
+
+_SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
+_PRIMITIVE_PORTS = {bool: "BOOLEAN", int: "INT", float: "FLOAT", str: "STRING"}
+SEED_MAX = 2**64 - 1
+
+
+class NodeInputs(BaseModel):
+    """Base class of every node's `Inputs` model (arbitrary types allowed for tensors)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+
+def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field does
+    default: Any = PydanticUndefined,
+    *,
+    port: str | None = None,
+    description: str = "",
+    ge: float | None = None,
+    le: float | None = None,
+    step: float | None = None,
+    multiline: bool = False,
+    seed: bool = False,
+    model_folder: str | None = None,
+    lazy: bool = False,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> Any:
+    """Declare a node input (a pydantic `Field` carrying nodegraph's widget metadata).
+
+    Args:
+        default: the value used when the graph gives neither literal nor link;
+            leave it out to make the input required.
+        port: the port type name; inferred from the annotation for primitives.
+        description: shown in the editor and docs.
+        ge, le: inclusive numeric range. step: the editor's increment.
+        multiline: a text area rather than a one-line field.
+        seed: an integer seed (0 … 2**64-1) with the editor's randomise control.
+        model_folder: the value is a file name inside this model folder
+            (`checkpoints`, `vae`, `loras`, ...); validated against the files present.
+        lazy: evaluated only if `Node.lazy_inputs_needed` asks for it.
+        min_length, max_length: string length bounds.
+    """
+    if seed:
+        ge = 0 if ge is None else ge
+        le = SEED_MAX if le is None else le
+    extra = {
+        "port": port,
+        "step": step,
+        "multiline": multiline,
+        "seed": seed,
+        "model_folder": model_folder,
+        "lazy": lazy,
+    }
+    return Field(
+        default,
+        description=description or None,
+        ge=ge,
+        le=le,
+        min_length=min_length,
+        max_length=max_length,
+        json_schema_extra={"x-nodegraph": extra},
+    )
+
+
+@dataclass(frozen=True)
+class Output:
+    """A named, typed output port."""
+
+    name: str
+    port: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Everything the engine knows about one declared input (derived from `Inputs`)."""
+
+    name: str
+    port: str
+    required: bool
+    default: Any
+    lazy: bool
+    description: str
+    choices: tuple | None
+    model_folder: str | None
+    widget: dict[str, Any]
+    adapter: TypeAdapter | None = field(repr=False, compare=False)  # None: link-only port
+
+    def to_dict(self, field_schema: dict) -> dict[str, Any]:
+        out = {
+            "port": self.port,
+            "required": self.required,
+            "lazy": self.lazy,
+            "description": self.description,
+            "schema": field_schema,
+            "widget": self.widget,
+        }
+        if not self.required:
+            out["default"] = self.default
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
+        if self.model_folder is not None:
+            out["model_folder"] = self.model_folder
+        return out
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """The derived, engine-facing description of a node class."""
+
+    type: str
+    version: str
+    category: str
+    display_name: str
+    description: str
+    output_node: bool
+    deterministic: bool
+    inputs: dict[str, InputSpec]
+    outputs: tuple[Output, ...]
+    output_index: dict[str, int]
+
+    def to_json_schema(self, node_class: type[Node]) -> dict[str, Any]:
+        """The node's public schema: what the editor and docs are generated from."""
+        model_schema = node_class.Inputs.model_json_schema()
+        properties = model_schema.get("properties", {})
+        return {
+            "type": self.type,
+            "version": self.version,
+            "category": self.category,
+            "display_name": self.display_name,
+            "description": self.description,
+            "output_node": self.output_node,
+            "deterministic": self.deterministic,
+            "inputs": {name: spec.to_dict(_strip_extra(properties.get(name, {})))
+                       for name, spec in self.inputs.items()},
+            "outputs": [{"name": o.name, "port": o.port, "description": o.description}
+                        for o in self.outputs],
+            "input_schema": model_schema,
+        }
+
+
+def _strip_extra(schema: dict) -> dict:
+    return {k: v for k, v in schema.items() if k != "x-nodegraph"}
+
+
+class NodeContext:
+    """What a running node may use: progress, interruption, folders, services.
+
+    The executor makes one per node execution. Nodes call `progress(i, n)`
+    inside long loops; it also checks for interruption.
+    """
+
+    __slots__ = ("node_id", "node_type", "_emit_progress", "_check_interrupted", "services")
+
+    def __init__(self, node_id: str, node_type: str,
+                 emit_progress: Callable[[str, int, int, Any], None],
+                 check_interrupted: Callable[[str], None],
+                 services: dict[str, Any]):
+        self.node_id = node_id
+        self.node_type = node_type
+        self._emit_progress = emit_progress
+        self._check_interrupted = check_interrupted
+        self.services = services
+
+    def progress(self, value: int, total: int, preview: Any = None) -> None:
+        """Report step `value` of `total` (optionally with a preview image); may raise RunInterrupted."""
+        self._check_interrupted(self.node_id)
+        self._emit_progress(self.node_id, value, total, preview)
+
+    def check_interrupted(self) -> None:
+        """Raise RunInterrupted if the session was asked to stop."""
+        self._check_interrupted(self.node_id)
+
+    def service(self, name: str) -> Any:
+        """A session service by name (`"output_dir"`, `"input_dir"`, `"model_paths"`, ...)."""
+        try:
+            return self.services[name]
+        except KeyError:
+            raise KeyError(f"no session service {name!r}; available: {sorted(self.services)}") from None
+
+
+class Node:
+    """Base class of every node. Subclasses declare `Inputs`, `outputs` and `run`."""
+
+    type: ClassVar[str] = ""            # default: the class name
+    version: ClassVar[str] = "1.0.0"    # semver; part of every cache key
+    category: ClassVar[str] = "misc"    # slash-separated path in the editor's palette
+    display_name: ClassVar[str] = ""    # default: the type split into words
+    description: ClassVar[str] = ""     # default: the class docstring
+    output_node: ClassVar[bool] = False
+    deterministic: ClassVar[bool] = True
+    Inputs: ClassVar[type[NodeInputs]] = NodeInputs
+    outputs: ClassVar[tuple[Output, ...]] = ()
+    spec: ClassVar[NodeSpec]
+
+    context: NodeContext
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "type" not in cls.__dict__:
+            cls.type = cls.__name__
+        cls.spec = build_spec(cls)
+
+    def run(self, **inputs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement run()")
+
+    def lazy_inputs_needed(self, available: dict[str, Any]) -> list[str]:
+        """Names of lazy inputs still needed, given the values evaluated so far.
+
+        Called with every non-lazy input evaluated and the lazy ones evaluated so
+        far; called again until it returns no new name. Default: all lazy inputs.
+        """
+        return [name for name, spec in self.spec.inputs.items() if spec.lazy and name not in available]
+
+    @classmethod
+    def fingerprint(cls, literals: dict[str, Any], resolve_file: Callable[[str, str], Any]) -> str | None:
+        """A string that changes when an external resource the node reads changes.
+
+        Default: size and modification time of every `model_folder` file input.
+        Override for nodes that read other files or services.
+        """
+        parts = []
+        for name, spec in cls.spec.inputs.items():
+            if spec.model_folder is not None and isinstance(literals.get(name), str):
+                try:
+                    stat = resolve_file(spec.model_folder, literals[name]).stat()
+                    parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
+                except (OSError, LookupError):
+                    parts.append(f"{name}:missing")
+        return "|".join(parts) or None
+
+
+def _split_words(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", name)
+
+
+def _port_from_annotation(annotation: Any) -> tuple[str | None, tuple | None]:
+    """Infer (port type, choices) from a Python annotation; (None, None) if not a primitive."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        kinds = {_PRIMITIVE_PORTS.get(type(c)) for c in choices}
+        if len(kinds) == 1 and None not in kinds:
+            return kinds.pop(), choices
+        return None, None
+    if origin in (typing.Union, pytypes.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return _port_from_annotation(args[0])
+        return None, None
+    if origin is typing.Annotated:
+        return _port_from_annotation(typing.get_args(annotation)[0])
+    return _PRIMITIVE_PORTS.get(annotation), None
+
+
+def build_spec(cls: type[Node]) -> NodeSpec:
+    """Derive and check the `NodeSpec` of a node class; raises PluginError naming the fix."""
+    where = f"node class {cls.__module__}.{cls.__qualname__}"
+    if not isinstance(cls.type, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]*", cls.type):
+        raise PluginError(f"{where}: type {cls.type!r} must be an identifier-like string")
+    if not isinstance(cls.version, str) or not _SEMVER.match(cls.version):
+        raise PluginError(f"{where}: version {cls.version!r} must be semver, e.g. '1.0.0'")
+    if not (isinstance(cls.Inputs, type) and issubclass(cls.Inputs, NodeInputs)):
+        raise PluginError(f"{where}: Inputs must subclass nodegraph.NodeInputs")
+    inputs: dict[str, InputSpec] = {}
+    for name, info in cls.Inputs.model_fields.items():
+        inputs[name] = _input_spec(where, name, info)
+    outputs = tuple(cls.outputs)
+    seen = set()
+    for out in outputs:
+        if not isinstance(out, Output):
+            raise PluginError(f"{where}: outputs must be Output(...) objects, got {out!r}")
+        if out.name in seen:
+            raise PluginError(f"{where}: output name {out.name!r} is declared twice")
+        seen.add(out.name)
+    description = cls.__dict__.get("description") or (cls.__doc__ or "").strip()
+    return NodeSpec(
+        type=cls.type,
+        version=cls.version,
+        category=cls.category,
+        display_name=cls.__dict__.get("display_name") or _split_words(cls.type),
+        description=description,
+        output_node=bool(cls.output_node),
+        deterministic=bool(cls.deterministic),
+        inputs=inputs,
+        outputs=outputs,
+        output_index={o.name: i for i, o in enumerate(outputs)},
+    )
+
+
+def _input_spec(where: str, name: str, info: FieldInfo) -> InputSpec:
+    extra = {}
+    if isinstance(info.json_schema_extra, dict):
+        extra = info.json_schema_extra.get("x-nodegraph", {}) or {}
+    inferred_port, choices = _port_from_annotation(info.annotation)
+    port = extra.get("port") or inferred_port
+    if port is None:
+        raise PluginError(
+            f"{where}: input {name!r} has annotation {info.annotation!r}, which is not a "
+            f"primitive; declare its port type: Input(port='LATENT')"
+        )
+    required = info.is_required()
+    default = None if required else info.get_default(call_default_factory=True)
+    literal_ok = port in _PRIMITIVE_PORTS.values() or inferred_port is not None
+    adapter = None
+    if literal_ok:
+        annotated = typing.Annotated[info.annotation, info]
+        adapter = TypeAdapter(annotated)
+    widget = {k: v for k, v in extra.items() if k not in ("port", "lazy") and v not in (None, False)}
+    if choices is not None:
+        widget["kind"] = "choice"
+    elif extra.get("model_folder"):
+        widget["kind"] = "model_file"
+    elif extra.get("seed"):
+        widget["kind"] = "seed"
+    elif port in ("INT", "FLOAT"):
+        widget["kind"] = "number"
+    elif port == "STRING":
+        widget["kind"] = "text"
+    elif port == "BOOLEAN":
+        widget["kind"] = "toggle"
+    else:
+        widget["kind"] = "link"
+    return InputSpec(
+        name=name,
+        port=port,
+        required=required,
+        default=default,
+        lazy=bool(extra.get("lazy")),
+        description=info.description or "",
+        choices=choices,
+        model_folder=extra.get("model_folder"),
+        widget=widget,
+        adapter=adapter,
+    )

@@ -1,0 +1,185 @@
+"""The Python API: a Session owns the plugins, the cache and the run loop.
+
+    from nodegraph import Session
+    session = Session()
+    result = session.run("graphs/arithmetic.json", overrides={"a.value": 3})
+    result.outputs["show"]["value"], result.executed, result.cached
+
+A Session loads plugins once (see plugins.py), keeps one OutputCache shared by
+every run and graph, runs one graph at a time (a lock; `interrupt()` may be
+called from any thread), and offers the services nodes ask their context for:
+`output_dir`, `input_dir`, `model_paths` (and, from the models pack on, a
+model memory manager). The CLI and the server are thin layers over it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from . import events as ev
+from .cache import DEFAULT_BUDGET_BYTES, CachePolicy, OutputCache
+from .errors import GraphError, GraphValidationError
+from .executor import RunResult, compile_graph, run_plan
+from .graph import Graph, load_graph, parse_graph
+from .model_paths import ModelPaths
+from .plugins import load_plugins
+from .validation import model_file_error, validate
+
+GraphSource = Graph | dict | str | bytes | os.PathLike
+
+
+class Session:
+    """Plugins, cache and services for running graphs.
+
+    Args:
+        plugins: extra plugin objects (modules with hookimpls), e.g. in tests.
+        builtins: load the built-in node packs.
+        autoload: load installed plugins (default: unless NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD).
+        allow, deny: plugin names (default from NODEGRAPH_PLUGINS_ALLOW / _DENY).
+        cache_policy, cache_budget_bytes: see cache.py.
+        model_paths: where model files are found (default: ./models and the project's models/).
+        output_dir, input_dir: where nodes write results and read uploads.
+    """
+
+    def __init__(
+        self,
+        *,
+        plugins: Iterable[Any] = (),
+        builtins: bool = True,
+        autoload: bool | None = None,
+        allow: list[str] | None = None,
+        deny: list[str] | None = None,
+        cache_policy: CachePolicy = "lru",
+        cache_budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        model_paths: ModelPaths | None = None,
+        output_dir: str | os.PathLike = "output",
+        input_dir: str | os.PathLike = "input",
+    ):
+        self.plugin_manager, self.registry, self.plugin_report = load_plugins(
+            builtins=builtins, autoload=autoload, plugins=plugins, allow=allow, deny=deny)
+        self.cache = OutputCache(cache_policy, cache_budget_bytes)
+        self.model_paths = model_paths or ModelPaths()
+        for folder, exts in (self.registry.extensions.get("model_folders") or {}).items():
+            self.model_paths.extensions.setdefault(folder, tuple(exts))
+        self.output_dir = Path(output_dir)
+        self.input_dir = Path(input_dir)
+        self.services: dict[str, Any] = {
+            "output_dir": self.output_dir,
+            "input_dir": self.input_dir,
+            "model_paths": self.model_paths,
+            "registry": self.registry,
+        }
+        self._subscribers: list[ev.EventSink] = []
+        self._interrupt = threading.Event()
+        self._run_lock = threading.Lock()
+
+    # --- graphs ---------------------------------------------------------------
+
+    def load(self, source: GraphSource) -> Graph:
+        """Parse a graph from a path, JSON text/bytes, dict or Graph (no semantic checks)."""
+        if isinstance(source, os.PathLike) or (isinstance(source, str) and not source.lstrip().startswith("{")):
+            return load_graph(source)
+        return parse_graph(source)
+
+    def validate(self, source: GraphSource, outputs: Iterable[str] | None = None) -> list[GraphError]:
+        """Every problem in the graph (empty list = valid); never raises for bad graphs."""
+        try:
+            graph = self.load(source)
+        except GraphValidationError as exc:
+            return exc.errors
+        return validate(graph, self.registry, outputs, self.model_paths.list)
+
+    def _checked_plan(self, graph: Graph, outputs: tuple[str, ...] | None):
+        """Validate (memoised per graph; model files re-checked every run) and compile."""
+        memo_key = ("validated", id(self.registry))
+        memo = graph.compiled.get(memo_key)
+        if memo is None or memo[0] is not self.registry:
+            errors = [e for e in validate(graph, self.registry, outputs=(), list_model_files=None)
+                      if e.code != "no_outputs"]
+            if errors:
+                raise GraphValidationError(errors)
+            graph.compiled[memo_key] = (self.registry, True)
+        plan = compile_graph(graph, self.registry)
+        errors = []
+        if outputs is None and not plan.output_nodes:
+            errors.append(GraphError(
+                "no_outputs", "the graph has no output node, so nothing would run; add one "
+                "(e.g. ShowValue, SaveImage, PreviewImage) and connect what you want to keep."))
+        elif outputs is not None:
+            if not outputs:
+                errors.append(GraphError("no_outputs", "no outputs were requested; name at least one node id"))
+            errors += [GraphError("unknown_node", f"requested output {o!r} is not a node in the graph",
+                                  node_id=o) for o in outputs if o not in plan.nodes]
+        if plan.model_file_inputs:
+            listings: dict[str, tuple[list[str], list[str]]] = {}
+            for node_id, name, folder, file in plan.model_file_inputs:
+                if folder not in listings:
+                    listings[folder] = self.model_paths.list(folder)
+                available, searched = listings[folder]
+                if file not in available:
+                    errors.append(model_file_error(node_id, name, folder, file, available, searched))
+        if errors:
+            raise GraphValidationError(errors)
+        return plan
+
+    def run(
+        self,
+        source: GraphSource,
+        *,
+        overrides: dict[str, Any] | None = None,
+        outputs: Iterable[str] | None = None,
+        on_event: ev.EventSink | None = None,
+        run_id: str | None = None,
+    ) -> RunResult:
+        """Validate and run a graph; returns outputs and which nodes executed or came from cache.
+
+        Args:
+            source: path, JSON text/bytes, dict or Graph. Re-running the same
+                Graph object skips parsing, validation and compilation.
+            overrides: `{"node_id.input": value}` literals replacing the file's.
+            outputs: node ids to produce (default: every output node).
+            on_event: a sink for this run's events (in addition to subscribers).
+            run_id: an id for the run's events (default: a new uuid).
+
+        Raises:
+            GraphValidationError: the graph is invalid (every error listed).
+            NodeExecutionError: a node failed (node id, type, exception, traceback).
+            RunInterrupted: `interrupt()` was called.
+        """
+        graph = self.load(source)
+        if overrides:
+            graph = graph.with_overrides(overrides)
+        requested = tuple(outputs) if outputs is not None else None
+        plan = self._checked_plan(graph, requested)
+        targets = requested if requested is not None else plan.output_nodes
+        sinks = list(self._subscribers) + ([on_event] if on_event else [])
+        with self._run_lock:
+            self._interrupt.clear()
+            return run_plan(plan, targets, self.cache, ev.fan_out(sinks), self._interrupt,
+                            self.services, self.model_paths.resolve, run_id)
+
+    def interrupt(self) -> None:
+        """Ask the running graph (if any) to stop at the next check; safe from any thread."""
+        self._interrupt.set()
+
+    # --- events and cache ---------------------------------------------------
+
+    def subscribe(self, sink: ev.EventSink) -> Callable[[], None]:
+        """Receive every run's events; returns a function that unsubscribes."""
+        self._subscribers.append(sink)
+        return lambda: self._subscribers.remove(sink) if sink in self._subscribers else None
+
+    def set_cache_policy(self, policy: CachePolicy, budget_bytes: int | None = None) -> None:
+        """Switch the cache policy ("lru", "all", "none") and optionally its byte budget."""
+        self.cache.set_policy(policy, budget_bytes)
+
+    def clear_cache(self) -> None:
+        """Drop every cached node output."""
+        self.cache.clear()
+
+    def node_schemas(self) -> list[dict]:
+        """JSON schemas of every registered node."""
+        return self.registry.node_schemas()

@@ -1,0 +1,120 @@
+"""Port types: the names on node inputs and outputs, and which may connect.
+
+A port type is a name (`"LATENT"`, `"INT"`) plus two facts: whether a JSON
+literal can stand in for a link (primitives can, tensors cannot) and which
+other types it accepts. The compatibility rule is explicit and small:
+
+    source → destination is allowed  iff  source == destination
+                                       or either end is ANY ("*")
+                                       or source is in destination.accepts
+
+The only built-in widening is INT → FLOAT. ANY is for generic nodes (a
+Switch, a value display): an ANY output may feed any input, and the node that
+receives it checks the value at run time. Plugins add types through the
+`register_types` hook (see hookspecs.py) and may declare their own `accepts`.
+
+Main objects: `PortType`, `TypeRegistry`, `BUILTIN_TYPES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import PluginError
+
+ANY = "*"
+
+
+@dataclass(frozen=True)
+class PortType:
+    """A named port type.
+
+    Args:
+        name: upper-case identifier used in node declarations and graph files.
+        description: one line shown in the editor and docs.
+        literal: JSON type name (`"integer"`, `"number"`, `"string"`, `"boolean"`)
+            when a literal value may be written instead of a link; None when the
+            value only ever comes from another node (tensors, models).
+        accepts: other type names whose outputs may feed an input of this type.
+        color: a hint for the editor (CSS colour).
+    """
+
+    name: str
+    description: str = ""
+    literal: str | None = None
+    accepts: frozenset[str] = field(default_factory=frozenset)
+    color: str = "#888888"
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "literal": self.literal,
+            "accepts": sorted(self.accepts),
+            "color": self.color,
+        }
+
+
+BUILTIN_TYPES: tuple[PortType, ...] = (
+    PortType(ANY, "Any value (generic nodes such as Switch and ShowValue).", color="#cccccc"),
+    PortType("INT", "An integer.", literal="integer", color="#1f77b4"),
+    PortType("FLOAT", "A floating-point number; INT outputs may feed it.", literal="number",
+             accepts=frozenset({"INT"}), color="#17becf"),
+    PortType("STRING", "Text.", literal="string", color="#2ca02c"),
+    PortType("BOOLEAN", "True or false.", literal="boolean", color="#9467bd"),
+    PortType("IMAGE", "A batch of RGB images, float tensor (B, H, W, 3) in [0, 1].", color="#64b5f6"),
+    PortType("MASK", "A batch of masks, float tensor (B, H, W) in [0, 1]; 1 = change.", color="#81c784"),
+    PortType("LATENT", "Latent images: {'samples': (B, C, h, w)} plus optional noise mask.", color="#ff9cf9"),
+    PortType("MODEL", "A denoising network (UNet) with its prediction type and schedule.", color="#b39ddb"),
+    PortType("VAE", "A variational autoencoder mapping images to latents and back.", color="#ff6e6e"),
+    PortType("TEXT_ENCODER", "A tokenizer plus text encoder (CLIP).", color="#ffd500"),
+    PortType("CONDITIONING", "Encoded prompts and their options (control, areas, weights).", color="#ffa931"),
+    PortType("SIGMAS", "A 1-D tensor of noise levels ending in 0.", color="#cddc39"),
+    PortType("SAMPLER", "A sampling algorithm with its options.", color="#ecb4b4"),
+    PortType("GUIDER", "A denoiser with guidance (e.g. CFG) bound to its conditioning.", color="#66ffff"),
+    PortType("NOISE", "A seeded noise source for the initial latent.", color="#b0b0b0"),
+    PortType("CONTROL_NET", "A ControlNet model.", color="#00d78d"),
+    PortType("UPSCALE_MODEL", "An image upscaling network (ESRGAN family).", color="#8d6e63"),
+)
+
+
+class TypeRegistry:
+    """All known port types, and the rule that says which may connect."""
+
+    def __init__(self, types: tuple[PortType, ...] = BUILTIN_TYPES):
+        self._types: dict[str, PortType] = {}
+        for t in types:
+            self.register(t)
+
+    def register(self, port_type: PortType, source: str = "nodegraph") -> None:
+        """Add a type; re-registering an identical type is a no-op, a different one an error."""
+        if not isinstance(port_type, PortType):
+            raise PluginError(f"{source}: register_types must return PortType objects, got {port_type!r}")
+        if not port_type.name or not (port_type.name == ANY or port_type.name.replace("_", "").isalnum()):
+            raise PluginError(f"{source}: port type name {port_type.name!r} must be letters, digits and '_'")
+        existing = self._types.get(port_type.name)
+        if existing is not None and existing != port_type:
+            raise PluginError(
+                f"{source}: port type {port_type.name!r} is already registered with a different "
+                f"definition; pick another name (types are global to all plugins)"
+            )
+        self._types[port_type.name] = port_type
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._types
+
+    def __getitem__(self, name: str) -> PortType:
+        return self._types[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    def is_compatible(self, source: str, destination: str) -> bool:
+        """True when an output of type `source` may feed an input of type `destination`."""
+        if source == destination or destination == ANY or source == ANY:
+            return True
+        dest = self._types.get(destination)
+        return dest is not None and source in dest.accepts
+
+    def to_dict(self) -> dict:
+        return {name: t.to_dict() for name, t in sorted(self._types.items())}

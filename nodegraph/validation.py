@@ -1,0 +1,237 @@
+"""Semantic validation of a parsed graph against a node registry.
+
+`validate(graph, registry, ...)` returns EVERY problem at once as a list of
+`GraphError` (empty list = valid). It never raises for bad graphs. Checks, per
+node: the type is registered (`unknown_node_type`, with "did you mean"); every
+given input is declared (`unknown_input`); every required input is given
+(`missing_input`); literals match their port type and constraints
+(`type_mismatch`, `out_of_range`, `not_in_choices`, `invalid_value`), model
+file names exist in their folder (`not_in_choices`, listing what is there);
+links point at existing nodes (`dangling_link`) and outputs (`unknown_output`)
+of a compatible type (`type_mismatch`, naming both ends and both types). Then,
+for the whole graph: `cycle` (naming the nodes in it) and `no_outputs`.
+
+Cost is linear in nodes + links (cycle detection is Tarjan's SCC via networkx).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from pydantic import ValidationError
+
+from .errors import GraphError
+from .graph import Graph, Link
+
+if TYPE_CHECKING:
+    from .registry import Registry
+
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str:
+    """' Did you mean X?' for the closest candidates, or ''."""
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+def validate(
+    graph: Graph,
+    registry: Registry,
+    outputs: Iterable[str] | None = None,
+    list_model_files: Callable[[str], tuple[list[str], list[str]]] | None = None,
+) -> list[GraphError]:
+    """All problems in `graph`; `outputs` restricts which nodes must be runnable sinks.
+
+    Args:
+        graph: a parsed Graph.
+        registry: node classes and port types.
+        outputs: node ids to run; default every output node.
+        list_model_files: folder name → (file names available, directories searched);
+            when None, model file names are not checked.
+    """
+    errors: list[GraphError] = []
+    nodes = graph.nodes
+    node_classes = registry.nodes
+    for node_id, node in nodes.items():
+        cls = node_classes.get(node.type)
+        if cls is None:
+            errors.append(GraphError(
+                "unknown_node_type",
+                f"no node type {node.type!r} is registered.{suggest(node.type, node_classes)} "
+                f"Install the plugin that provides it, or replace the node "
+                f"(`nodegraph nodes` lists the available types).",
+                node_id=node_id, details={"type": node.type}))
+            continue
+        spec = cls.spec
+        for name in node.inputs:
+            if name not in spec.inputs:
+                errors.append(GraphError(
+                    "unknown_input",
+                    f"{node.type} has no input {name!r}.{suggest(name, spec.inputs)} "
+                    f"Its inputs are: {', '.join(spec.inputs) or '(none)'}.",
+                    node_id=node_id, input=name))
+        for name, ispec in spec.inputs.items():
+            if name not in node.inputs:
+                if ispec.required:
+                    errors.append(GraphError(
+                        "missing_input",
+                        f"{node.type} needs input {name!r} ({ispec.port}); connect a {ispec.port} output"
+                        + (" or write a value" if ispec.adapter is not None else "") + " to it.",
+                        node_id=node_id, input=name))
+                continue
+            value = node.inputs[name]
+            if isinstance(value, Link):
+                _check_link(graph, registry, node_id, node.type, name, ispec.port, value, errors)
+            else:
+                _check_literal(node_id, node.type, name, ispec, value, list_model_files, errors)
+    errors.extend(_check_cycles(graph))
+    if outputs is None:
+        if not any(cls is not None and cls.spec.output_node
+                   for cls in (node_classes.get(n.type) for n in nodes.values())):
+            errors.append(GraphError(
+                "no_outputs",
+                "the graph has no output node, so nothing would run; add one "
+                "(e.g. ShowValue, SaveImage, PreviewImage) and connect what you want to keep."))
+    else:
+        requested = list(outputs)
+        if not requested:
+            errors.append(GraphError("no_outputs", "no outputs were requested; name at least one node id"))
+        for node_id in requested:
+            if node_id not in nodes:
+                errors.append(GraphError(
+                    "unknown_node", f"requested output {node_id!r} is not a node in the graph."
+                    f"{suggest(node_id, nodes)}", node_id=node_id))
+    return errors
+
+
+def _check_link(graph: Graph, registry: Registry, node_id: str, node_type: str, name: str,
+                port: str, link: Link, errors: list[GraphError]) -> None:
+    source = graph.nodes.get(link.node)
+    if source is None:
+        errors.append(GraphError(
+            "dangling_link",
+            f"input {name!r} links to node {link.node!r}, which is not in the graph.{suggest(link.node, graph.nodes)} "
+            f"Reconnect it to an existing node.",
+            node_id=node_id, input=name, details={"source_node": link.node}))
+        return
+    source_cls = registry.nodes.get(source.type)
+    if source_cls is None:
+        return  # reported as unknown_node_type on the source itself
+    index = source_cls.spec.output_index.get(link.output)
+    if index is None:
+        names = ", ".join(o.name for o in source_cls.spec.outputs) or "(none)"
+        errors.append(GraphError(
+            "unknown_output",
+            f"input {name!r} links to output {link.output!r} of node {link.node!r} ({source.type}), "
+            f"which has no such output.{suggest(link.output, source_cls.spec.output_index)} Its outputs are: {names}.",
+            node_id=node_id, input=name, details={"source_node": link.node, "output": link.output}))
+        return
+    source_port = source_cls.spec.outputs[index].port
+    if not registry.types.is_compatible(source_port, port):
+        errors.append(GraphError(
+            "type_mismatch",
+            f"input {name!r} of {node_type} expects {port}, but it is linked to output {link.output!r} "
+            f"of node {link.node!r} ({source.type}), which gives {source_port}. "
+            f"Connect a {port} output instead.",
+            node_id=node_id, input=name,
+            details={"expected": port, "found": source_port, "source_node": link.node, "output": link.output}))
+
+
+def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: Any,
+                   list_model_files: Callable[[str], tuple[list[str], list[str]]] | None,
+                   errors: list[GraphError]) -> None:
+    if ispec.adapter is None:
+        errors.append(GraphError(
+            "type_mismatch",
+            f"input {name!r} of {node_type} takes a {ispec.port}, which only comes from another node's output; "
+            f"found a literal {_short(value)}. Connect a {ispec.port} output to it.",
+            node_id=node_id, input=name, details={"expected": ispec.port, "found": "literal"}))
+        return
+    try:
+        ispec.adapter.validate_python(value, strict=True)
+    except ValidationError as exc:
+        errors.append(_literal_error(node_id, node_type, name, ispec, value, exc.errors()[0]))
+        return
+    except (RecursionError, TypeError, ValueError) as exc:  # pathological values
+        errors.append(GraphError("invalid_value", f"value {_short(value)} cannot be checked: {exc}",
+                                 node_id=node_id, input=name))
+        return
+    if ispec.model_folder and list_model_files is not None:
+        available, searched = list_model_files(ispec.model_folder)
+        if value not in available:
+            errors.append(model_file_error(node_id, name, ispec.model_folder, value, available, searched))
+
+
+def model_file_error(node_id: str, name: str, folder: str, value: str,
+                     available: list[str], searched: list[str]) -> GraphError:
+    """The `not_in_choices` error for a model file name that is not in its folder."""
+    where = ", ".join(searched) or "(no folders configured)"
+    have = ", ".join(repr(a) for a in available[:20]) or "none"
+    return GraphError(
+        "not_in_choices",
+        f"no file {value!r} in model folder {folder!r}.{suggest(value, available)} "
+        f"Available: {have}. Looked in: {where}. Put the file there or add a search path.",
+        node_id=node_id, input=name,
+        details={"folder": folder, "available": available, "searched": searched})
+
+
+def _literal_error(node_id: str, node_type: str, name: str, ispec: Any, value: Any,
+                   err: dict[str, Any]) -> GraphError:
+    kind = err.get("type", "")
+    ctx = err.get("ctx", {})
+    if kind in _RANGE_ERRORS:
+        bound = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}",
+                 "less_than": "< {lt}", "less_than_equal": "<= {le}"}[kind].format(**ctx)
+        return GraphError(
+            "out_of_range",
+            f"input {name!r} of {node_type} must be {bound}; found {_short(value)}. Use a value in range.",
+            node_id=node_id, input=name, details={"found": value, **{k: v for k, v in ctx.items()}})
+    if kind == "literal_error":
+        choices = list(ispec.choices or ())
+        return GraphError(
+            "not_in_choices",
+            f"input {name!r} of {node_type} must be one of {', '.join(repr(c) for c in choices)}; "
+            f"found {_short(value)}.{suggest(str(value), [str(c) for c in choices])}",
+            node_id=node_id, input=name, details={"found": value, "choices": choices})
+    if kind.endswith("_type") or kind.endswith("_parsing") or kind in ("bool_type", "is_instance_of"):
+        return GraphError(
+            "type_mismatch",
+            f"input {name!r} of {node_type} expects a {ispec.port} value; found {_short(value)}.",
+            node_id=node_id, input=name, details={"expected": ispec.port, "found": type(value).__name__})
+    return GraphError(
+        "invalid_value",
+        f"input {name!r} of {node_type}: {err.get('msg', 'invalid value')}; found {_short(value)}.",
+        node_id=node_id, input=name, details={"found": _short(value)})
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_cycles(graph: Graph) -> list[GraphError]:
+    import networkx as nx
+
+    g = nx.DiGraph()
+    g.add_nodes_from(graph.nodes)
+    for node_id, node in graph.nodes.items():
+        for value in node.inputs.values():
+            if isinstance(value, Link) and value.node in graph.nodes:
+                g.add_edge(value.node, node_id)
+    errors = []
+    for component in nx.strongly_connected_components(g):
+        if len(component) == 1:
+            (only,) = component
+            if not g.has_edge(only, only):
+                continue
+        cycle = [u for u, _ in nx.find_cycle(g.subgraph(component))]
+        path = " → ".join(cycle + [cycle[0]])
+        errors.append(GraphError(
+            "cycle",
+            f"links form a cycle: {path}. A graph must be acyclic; remove one of these links.",
+            node_id=cycle[0], details={"nodes": cycle}))
+    return errors

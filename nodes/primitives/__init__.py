@@ -1,0 +1,1 @@
+"""Primitive nodes: enough to build and test graphs without any model (see nodes.py)."""
