@@ -392,12 +392,12 @@ def execute(state: RunState, cache: OutputCache, emit: ev.EventSink,
                     continue
         missing = _missing_sources(state, plan)
         if missing:
-            stack.extend(missing)
+            stack.extend(reversed(missing))  # inputs evaluate in declaration order
             continue
         if plan.lazy_inputs and _new_lazy_requests(state, plan):
             missing = _missing_sources(state, plan)
             if missing:
-                stack.extend(missing)
+                stack.extend(reversed(missing))
                 continue
             continue  # newly requested lazy inputs were literals: ask again
         check_interrupted(None)

@@ -120,29 +120,28 @@ def load_plugins(
     pm = pluggy.PluginManager("nodegraph")
     pm.add_hookspecs(hookspecs)
     report = PluginReport()
-    candidates: list[tuple[str, str, Any]] = []   # (name, source, entry point or object)
+    candidates: list[tuple[str, str, Any, Any]] = []   # (name, source, entry point or None, object)
     if builtins:
-        candidates += [(ep.name, "builtin", ep) for ep in _entry_points(BUILTIN_GROUP)]
+        candidates += [(ep.name, "builtin", ep, None) for ep in _entry_points(BUILTIN_GROUP)]
     if autoload:
         for ep in _entry_points(PLUGIN_GROUP):
             if allow is not None and ep.name not in allow:
                 report.skipped.append((ep.name, "not on the allow list"))
                 continue
-            candidates.append((ep.name, "entry_point", ep))
+            candidates.append((ep.name, "entry_point", ep, None))
     for obj in plugins:
         name, obj = obj if isinstance(obj, tuple) else (getattr(obj, "__name__", None) or type(obj).__name__, obj)
-        candidates.append((name, "explicit", obj))
+        candidates.append((name, "explicit", None, obj))
 
     registry = Registry()
     registered: list[tuple[str, str, Any, metadata.EntryPoint | None]] = []
-    for name, source, target in candidates:
+    for name, source, ep, target in candidates:
         if name in deny:
             report.skipped.append((name, "on the deny list"))
             continue
         if pm.has_plugin(name):
             report.skipped.append((name, "a plugin with this name is already loaded"))
             continue
-        ep = target if isinstance(target, metadata.EntryPoint) else None
         try:
             obj = ep.load() if ep is not None else target
             pm.register(obj, name=name)

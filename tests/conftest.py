@@ -1,0 +1,25 @@
+"""Suite-wide settings: no installed plugins unless a test asks, few threads, no stray files."""
+
+import os
+
+# Tests never autoload installed plugins unless they ask to (Session(autoload=True)).
+os.environ["NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+os.environ.pop("NODEGRAPH_PLUGINS_ALLOW", None)
+os.environ.pop("NODEGRAPH_PLUGINS_DENY", None)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path, monkeypatch):
+    """Each test runs in its own temporary directory (outputs land there, not in the repo)."""
+    monkeypatch.chdir(tmp_path)
+
+
+def pytest_configure(config):
+    try:
+        import torch
+
+        torch.set_num_threads(2)
+    except ImportError:
+        pass

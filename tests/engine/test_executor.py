@@ -1,0 +1,278 @@
+"""The executor: what runs, what is cached, what is released, and how runs end."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+import weakref
+
+import pytest
+
+from nodegraph import GraphValidationError, NodeExecutionError, RunInterrupted, Session
+
+from . import helpers
+from .helpers import chain, link
+
+
+@pytest.fixture
+def session() -> Session:
+    helpers.CALLS.clear()
+    helpers.PROBES.clear()
+    return Session(plugins=[helpers])
+
+
+def test_runs_only_what_feeds_outputs(session):
+    """A branch that feeds no output node never runs."""
+    graph = chain(3)
+    graph["nodes"]["orphan"] = {"type": "Counter", "inputs": {"x": 5}}
+    result = session.run(graph)
+    assert result.outputs["show"]["value"] == 3
+    assert "orphan" not in result.executed
+    assert result.executed == ["c0", "c1", "c2", "show"]
+
+
+def test_rerun_is_fully_cached(session):
+    """Running the same graph twice executes nothing the second time."""
+    session.run(chain(5))
+    helpers.CALLS.clear()
+    result = session.run(chain(5))
+    assert result.executed == []
+    assert result.cached == ["show"]
+    assert helpers.CALLS == []
+    assert result.outputs["show"]["value"] == 5
+
+
+def test_changed_middle_node_reruns_only_downstream(session):
+    """Changing one literal re-runs that node and what depends on it, nothing upstream."""
+    graph = chain(6)
+    session.run(graph)
+    graph["nodes"]["c3"]["inputs"]["tag"] = "changed"
+    result = session.run(graph)
+    assert result.executed == ["c3", "c4", "c5", "show"]
+    assert result.cached == ["c2"]
+
+
+def test_cache_is_shared_across_graphs(session):
+    """Two different graphs with an identical sub-chain share cache entries."""
+    session.run(chain(4))
+    other = chain(4)
+    other["nodes"]["extra"] = {"type": "Counter", "inputs": {"x": link("c3", "y")}}
+    other["nodes"]["show"]["inputs"]["value"] = link("extra", "y")
+    result = session.run(other)
+    assert result.executed == ["extra", "show"]
+    assert result.cached == ["c3"]
+
+
+def test_non_deterministic_nodes_are_never_cached(session):
+    """RandomInt and everything downstream of it run again on every run."""
+    graph = {"format_version": 1, "nodes": {
+        "r": {"type": "RandomInt", "inputs": {"low": 0, "high": 10**9}},
+        "add": {"type": "IntMath", "inputs": {"a": link("r", "value"), "b": 1}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("add", "result")}},
+    }}
+    first = session.run(graph)
+    second = session.run(graph)
+    assert second.executed == ["r", "add", "show"]
+    assert first.outputs["show"]["value"] != second.outputs["show"]["value"]
+
+
+def test_switch_runs_only_the_chosen_branch(session):
+    """A lazy Switch evaluates only the branch its condition selects."""
+    graph = {"format_version": 1, "nodes": {
+        "cond": {"type": "Boolean", "inputs": {"value": True}},
+        "yes": {"type": "Counter", "inputs": {"x": 10}},
+        "no": {"type": "Boom", "inputs": {"x": 1}},
+        "sw": {"type": "Switch", "inputs": {"condition": link("cond", "value"),
+                                            "on_true": link("yes", "y"), "on_false": link("no", "y")}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("sw", "value")}},
+    }}
+    result = session.run(graph)
+    assert result.outputs["show"]["value"] == 11
+    assert "no" not in result.executed
+    graph["nodes"]["cond"]["inputs"]["value"] = False
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert info.value.node_id == "no"
+
+
+@pytest.mark.parametrize("policy, released", [("none", True), ("all", False)])
+def test_intermediates_are_released_after_last_consumer(session, policy, released):
+    """A value is freed once its last consumer has run, unless the cache keeps it."""
+    session.set_cache_policy(policy)
+    refs = []
+    seen = {}
+    helpers.PROBES["keep"] = lambda blob: refs.append(weakref.ref(blob))
+
+    def check(_):
+        gc.collect()
+        seen["alive"] = refs[0]() is not None
+
+    helpers.PROBES["check"] = check
+    graph = {"format_version": 1, "nodes": {
+        "blob": {"type": "MakeBlob", "inputs": {"n": 1}},
+        "size1": {"type": "BlobSize", "inputs": {"blob": link("blob", "blob"), "name": "keep"}},
+        "other": {"type": "MakeBlob", "inputs": {"n": 2}},
+        "size2": {"type": "BlobSize", "inputs": {"blob": link("other", "blob"), "name": "check"}},
+        "join": {"type": "FormatText", "inputs": {"template": "{a}{b}", "a": link("size1", "n"),
+                                                  "b": link("size2", "n")}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("join", "text")}},
+    }}
+    result = session.run(graph)
+    assert result.executed == ["blob", "size1", "other", "size2", "join", "show"]
+    assert result.outputs["show"]["value"] == "12"
+    assert seen["alive"] is (not released)
+
+
+def test_cache_budget_evicts_least_recently_used(session):
+    """An LRU budget smaller than the outputs keeps the total under the budget."""
+    session.set_cache_policy("lru", budget_bytes=300)
+    session.run(chain(20))
+    assert session.cache.total_bytes <= 300
+    assert session.cache.stats.evictions > 0
+
+
+def test_cache_policy_all_and_clear(session):
+    """Policy "all" keeps everything; clear() empties it and the next run recomputes."""
+    session.set_cache_policy("all")
+    session.run(chain(10))
+    assert len(session.cache) == 11
+    session.clear_cache()
+    assert session.run(chain(10)).cached == []
+
+
+def test_bad_cache_policy_is_rejected(session):
+    """An unknown policy name is an error naming the valid ones."""
+    with pytest.raises(ValueError, match="lru, all, none"):
+        session.set_cache_policy("sometimes")
+
+
+def test_failing_node_reports_and_leaves_session_healthy(session):
+    """A node error carries id, type, exception and traceback; the next run works."""
+    events = []
+    graph = chain(2)
+    graph["nodes"]["bad"] = {"type": "Boom", "inputs": {"x": link("c1", "y")}}
+    graph["nodes"]["show"]["inputs"]["value"] = link("bad", "y")
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph, on_event=events.append)
+    err = info.value
+    assert (err.node_id, err.node_type, err.exception_type) == ("bad", "Boom", "RuntimeError")
+    assert "boom at 2" in str(err) and "Traceback" in err.traceback
+    kinds = [e.type for e in events]
+    assert kinds[-2:] == ["node_error", "run_failed"]
+    error_event = events[-2]
+    assert error_event.node_id == "bad" and error_event.exception_type == "RuntimeError"
+    # The nodes that did finish were cached; a fixed graph continues from them.
+    graph["nodes"]["show"]["inputs"]["value"] = link("c1", "y")
+    result = session.run(graph)
+    assert result.cached == ["c1"] and result.executed == ["show"]
+
+
+def test_interrupt_inside_a_long_node(session):
+    """interrupt() stops a running Wait node cooperatively; the session runs again afterwards."""
+    graph = {"format_version": 1, "nodes": {
+        "v": {"type": "Int", "inputs": {"value": 1}},
+        "wait": {"type": "Wait", "inputs": {"value": link("v", "value"), "seconds": 30}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("wait", "value")}},
+    }}
+    events = []
+    started = threading.Event()
+
+    def sink(event):
+        events.append(event)
+        if event.type == "node_progress":
+            started.set()
+
+    threading.Thread(target=lambda: (started.wait(5), session.interrupt()), daemon=True).start()
+    t0 = time.perf_counter()
+    with pytest.raises(RunInterrupted) as info:
+        session.run(graph, on_event=sink)
+    assert time.perf_counter() - t0 < 5
+    assert info.value.node_id == "wait"
+    assert events[-1].type == "run_interrupted" and events[-1].node_id == "wait"
+    graph["nodes"]["wait"]["inputs"]["seconds"] = 0
+    assert session.run(graph).outputs["show"]["value"] == 1
+
+
+def test_events_of_a_run(session):
+    """A run emits started, per-node started/finished or cached, and finished, in order."""
+    session.run(chain(2))
+    events = []
+    graph = chain(3)
+    session.run(graph, on_event=events.append)
+    kinds = [(e.type, getattr(e, "node_id", None)) for e in events]
+    assert kinds[0][0] == "run_started"
+    assert ("node_cached", "c1") in kinds
+    assert ("node_started", "c2") in kinds and ("node_finished", "c2") in kinds
+    assert kinds[-1][0] == "run_finished"
+    finished = [e for e in events if e.type == "node_finished"]
+    assert all(e.seconds >= 0 and e.peak_memory_bytes for e in finished)
+    assert all(isinstance(e.to_dict(), dict) for e in events)
+
+
+def test_subscriber_errors_do_not_break_runs(session):
+    """A subscriber that raises is logged; the run still succeeds."""
+    session.subscribe(lambda event: 1 / 0)
+    assert session.run(chain(2)).outputs["show"]["value"] == 2
+
+
+def test_long_chain_has_no_recursion_limit(session):
+    """A 5,000-node chain runs (the executor uses an explicit stack)."""
+    result = session.run(chain(5000))
+    assert result.outputs["show"]["value"] == 5000
+
+
+def test_overrides_change_literals(session):
+    """Overrides replace literals without editing the graph; bad keys are errors."""
+    assert session.run(chain(3), overrides={"c0.x": 10}).outputs["show"]["value"] == 13
+    with pytest.raises(GraphValidationError) as info:
+        session.run(chain(3), overrides={"nope.x": 1})
+    assert info.value.errors[0].code == "unknown_node"
+
+
+def test_requested_outputs_subset(session):
+    """outputs= runs only what the named nodes need."""
+    result = session.run(chain(4), outputs=["c1"])
+    assert result.executed == ["c0", "c1"]
+    assert result.outputs == {"c1": {"y": 2}}
+
+
+def test_model_file_fingerprint_invalidates_cache(tmp_path):
+    """A model file changed on disk gives its node a new cache key."""
+    from nodegraph import Input, Node, NodeInputs, Output, hookimpl
+    from nodegraph.model_paths import ModelPaths
+
+    class ReadModel(Node):
+        """Reads a model file's text."""
+
+        class Inputs(NodeInputs):
+            name: str = Input(model_folder="checkpoints")
+
+        outputs = (Output("text", "STRING"),)
+
+        def run(self, name: str) -> dict:
+            path = self.context.service("model_paths").resolve("checkpoints", name)
+            return {"text": path.read_text()}
+
+    class Plugin:
+        @hookimpl
+        def register_nodes(self):
+            return [ReadModel]
+
+    folder = tmp_path / "models" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "m.safetensors").write_text("one")
+    session = Session(plugins=[("files", Plugin())], model_paths=ModelPaths(roots=[tmp_path / "models"]))
+    graph = {"format_version": 1, "nodes": {
+        "m": {"type": "ReadModel", "inputs": {"name": "m.safetensors"}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("m", "text")}}}}
+    assert session.run(graph).outputs["show"]["value"] == "one"
+    assert session.run(graph).executed == []
+    (folder / "m.safetensors").write_text("two!")
+    result = session.run(graph)
+    assert result.executed == ["m", "show"] and result.outputs["show"]["value"] == "two!"
+    graph["nodes"]["m"]["inputs"]["name"] = "missing.safetensors"
+    with pytest.raises(GraphValidationError) as info:
+        session.run(graph)
+    err = info.value.errors[0]
+    assert err.code == "not_in_choices" and "m.safetensors" in err.message and str(folder) in err.message

@@ -1,0 +1,120 @@
+"""The graph file: parsing, round trip, migration, schema and malformed input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nodegraph import FORMAT_VERSION, GraphValidationError, Session, load_graph, parse_graph
+from nodegraph.graph import Link, graph_file_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def codes(exc: GraphValidationError) -> list[str]:
+    return [e.code for e in exc.errors]
+
+
+def test_round_trip_gives_back_the_same_json():
+    """Loading and saving a graph (with ui, metadata and titles) yields identical JSON."""
+    for path in sorted((ROOT / "graphs").glob("*.json")):
+        original = json.loads(path.read_text())
+        assert load_graph(path).to_dict() == original, path.name
+
+
+def test_links_are_parsed_by_name():
+    """A {node, output} object becomes a Link; other objects stay literals."""
+    graph = parse_graph({"format_version": 1, "nodes": {
+        "a": {"type": "Int", "inputs": {"value": 1}},
+        "b": {"type": "ShowValue", "inputs": {"value": {"node": "a", "output": "value"}}}}})
+    assert graph.nodes["b"].inputs["value"] == Link("a", "value")
+
+
+def test_v0_fixture_migrates_and_runs():
+    """A version-0 file (node list, [id, output] links, positions in nodes) migrates to v1 and runs."""
+    graph = load_graph(FIXTURES / "v0_graph.json")
+    data = graph.to_dict()
+    assert data["format_version"] == FORMAT_VERSION
+    assert data["nodes"]["3"]["inputs"]["a"] == {"node": "1", "output": "value"}
+    assert data["nodes"]["3"]["title"] == "product"
+    assert data["ui"]["nodes"]["4"]["position"] == [400, 50]
+    assert Session().run(graph).outputs["4"]["value"] == 42
+
+
+def test_unknown_version_is_refused_with_the_supported_range():
+    """A future format version gives unsupported_version naming what is readable."""
+    with pytest.raises(GraphValidationError) as info:
+        parse_graph({"format_version": 99, "nodes": {}})
+    assert codes(info.value) == ["unsupported_version"]
+    assert "0 to 1" in info.value.errors[0].message
+
+
+@pytest.mark.parametrize("data, code", [
+    (b"{not json", "invalid_json"),
+    (b"\xff\xfe{}", "invalid_json"),
+    (b'{"format_version": 1, "nodes": {"a": {"type": "Float", "inputs": {"value": NaN}}}}', "invalid_json"),
+    (b"[" * 100_000 + b"]" * 100_000, "invalid_json"),
+    (b"[1, 2]", "invalid_format"),
+    (b'{"nodes": {}}', "invalid_format"),
+    (b'{"format_version": 1, "nodes": []}', "invalid_format"),
+    (b'{"format_version": 1, "nodes": {"a": 5}}', "invalid_format"),
+    (b'{"format_version": 1, "nodes": {"a": {"inputs": {}}}}', "invalid_format"),
+    (b'{"format_version": 1, "nodes": {"a": {"type": "Int", "inputs": []}}}', "invalid_format"),
+    (b'{"format_version": 1, "nodes": {"a": {"type": "Int", "inputs": {"v": {"node": 1, "output": "x"}}}}}',
+     "invalid_format"),
+    (b'{"format_version": 1, "nodes": {}, "extra": 1}', "invalid_format"),
+    (b'{"format_version": "1", "nodes": {}}', "unsupported_version"),
+])
+def test_malformed_files_give_structured_errors(data, code):
+    """Every malformed file gives a GraphValidationError with the expected code, never a traceback."""
+    with pytest.raises(GraphValidationError) as info:
+        parse_graph(data)
+    assert code in codes(info.value)
+    assert all(e.message for e in info.value.errors)
+
+
+def test_deeply_nested_literal_is_refused():
+    """A literal nested deeper than the limit is an invalid_format error on that input."""
+    value: list = []
+    for _ in range(100):
+        value = [value]
+    with pytest.raises(GraphValidationError) as info:
+        parse_graph({"format_version": 1, "nodes": {"a": {"type": "String", "inputs": {"value": value}}}})
+    err = info.value.errors[0]
+    assert (err.code, err.node_id, err.input) == ("invalid_format", "a", "value")
+
+
+def test_huge_file_is_refused(monkeypatch):
+    """A file over the size limit is refused before parsing."""
+    monkeypatch.setattr("nodegraph.graph.MAX_FILE_BYTES", 1000)
+    with pytest.raises(GraphValidationError) as info:
+        parse_graph(b" " * 2000)
+    assert "limit" in info.value.errors[0].message
+
+
+def test_missing_file_is_a_structured_error(tmp_path):
+    """A path that does not exist is an invalid_json error naming the file."""
+    with pytest.raises(GraphValidationError) as info:
+        load_graph(tmp_path / "nope.json")
+    assert "nope.json" in info.value.errors[0].message
+
+
+def test_all_format_errors_are_collected():
+    """Several broken nodes give several errors at once."""
+    with pytest.raises(GraphValidationError) as info:
+        parse_graph({"format_version": 1, "nodes": {"a": 1, "b": {"type": 2}, "c": {"type": "X", "bad": 1}}})
+    assert len(info.value.errors) == 3
+
+
+def test_file_schema_accepts_shipped_graphs():
+    """The published JSON Schema validates every graph in graphs/ (checked with a tiny validator)."""
+    schema = graph_file_schema()
+    assert schema["properties"]["format_version"] == {"const": FORMAT_VERSION}
+    for path in (ROOT / "graphs").glob("*.json"):
+        data = json.loads(path.read_text())
+        assert set(data) <= set(schema["properties"])
+        for node in data["nodes"].values():
+            assert set(node) <= set(schema["properties"]["nodes"]["additionalProperties"]["properties"])

@@ -1,0 +1,117 @@
+"""Node declaration: specs and JSON schemas derived from classes, bad declarations refused."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pytest
+
+from nodegraph import Input, Node, NodeInputs, Output, PluginError, Session
+
+
+class Example(Node):
+    """An example node.
+
+    With a longer description.
+    """
+
+    category = "test/examples"
+    version = "2.1.0"
+
+    class Inputs(NodeInputs):
+        steps: int = Input(20, ge=1, le=1000, step=1, description="how many")
+        cfg: float = Input(7.0, ge=0.0, le=30.0, step=0.5)
+        prompt: str = Input(multiline=True)
+        mode: Literal["fast", "slow"] = Input("fast")
+        seed: int = Input(0, seed=True)
+        ckpt: str = Input("model.safetensors", model_folder="checkpoints")
+        flag: bool = Input(False)
+        latent: Any = Input(port="LATENT")
+        maybe: Any = Input(None, port="*", lazy=True)
+
+    outputs = (Output("latent", "LATENT", "the result"), Output("count", "INT"))
+
+    def run(self, **inputs):
+        return {"latent": inputs["latent"], "count": 1}
+
+
+def test_spec_is_derived_from_the_class():
+    """Ports, requiredness, defaults, choices and flags come from the declaration."""
+    spec = Example.spec
+    assert (spec.type, spec.version, spec.category, spec.display_name) == ("Example", "2.1.0", "test/examples", "Example")
+    assert spec.description.startswith("An example node.")
+    ports = {name: s.port for name, s in spec.inputs.items()}
+    assert ports == {"steps": "INT", "cfg": "FLOAT", "prompt": "STRING", "mode": "STRING", "seed": "INT",
+                     "ckpt": "STRING", "flag": "BOOLEAN", "latent": "LATENT", "maybe": "*"}
+    assert spec.inputs["prompt"].required and spec.inputs["latent"].required
+    assert not spec.inputs["steps"].required and spec.inputs["steps"].default == 20
+    assert spec.inputs["mode"].choices == ("fast", "slow")
+    assert spec.inputs["maybe"].lazy
+    assert spec.inputs["latent"].adapter is None and spec.inputs["steps"].adapter is not None
+    assert spec.output_index == {"latent": 0, "count": 1}
+
+
+def test_json_schema_carries_widgets_and_constraints():
+    """The exported schema has ranges, steps, choices, seeds, multiline and model folders."""
+    schema = Example.spec.to_json_schema(Example)
+    steps = schema["inputs"]["steps"]
+    assert steps["schema"]["minimum"] == 1 and steps["schema"]["maximum"] == 1000
+    assert steps["widget"] == {"step": 1, "kind": "number"} and steps["default"] == 20
+    assert schema["inputs"]["mode"]["choices"] == ["fast", "slow"]
+    assert schema["inputs"]["seed"]["widget"]["kind"] == "seed"
+    assert schema["inputs"]["seed"]["schema"]["maximum"] == 2**64 - 1
+    assert schema["inputs"]["prompt"]["widget"] == {"multiline": True, "kind": "text"}
+    assert schema["inputs"]["ckpt"]["model_folder"] == "checkpoints"
+    assert schema["inputs"]["latent"]["widget"]["kind"] == "link"
+    assert schema["outputs"][0] == {"name": "latent", "port": "LATENT", "description": "the result"}
+    assert list(schema["inputs"]) == list(Example.Inputs.model_fields)
+
+
+def test_every_builtin_node_exports_a_schema():
+    """All registered nodes give JSON-serialisable schemas with inputs and outputs."""
+    import json
+
+    session = Session()
+    schemas = session.node_schemas()
+    assert {s["type"] for s in schemas} >= {"Int", "Switch", "ShowValue"}
+    json.dumps(schemas)
+    assert len(session.registry.schema_hash()) == 24
+
+
+@pytest.mark.parametrize("body, match", [
+    ({"version": "1.0"}, "semver"),
+    ({"outputs": (Output("a", "INT"), Output("a", "INT"))}, "declared twice"),
+    ({"outputs": ("INT",)}, "Output"),
+    ({"type": "has space"}, "identifier"),
+])
+def test_bad_declarations_are_refused(body, match):
+    """Invalid versions, duplicate outputs, bad output objects and type names raise PluginError."""
+    with pytest.raises(PluginError, match=match):
+        type("Bad", (Node,), {"__module__": __name__, **body})
+
+
+def test_non_primitive_input_needs_a_port():
+    """An input annotated with a non-primitive type must name its port type."""
+    with pytest.raises(PluginError, match="port"):
+        class NoPort(Node):
+            class Inputs(NodeInputs):
+                thing: list = Input()
+
+
+def test_types_are_checked_when_registered():
+    """A node using an unregistered port type makes its plugin fail, by name."""
+    class Odd(Node):
+        class Inputs(NodeInputs):
+            x: Any = Input(port="NOT_A_TYPE")
+
+    from nodegraph import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def register_nodes(self):
+            return [Odd]
+
+    session = Session(plugins=[("odd", Plugin())])
+    assert [f.name for f in session.plugin_report.failed] == ["odd"]
+    assert "NOT_A_TYPE" in session.plugin_report.failed[0].error
+    assert "Odd" not in session.registry.nodes

@@ -1,0 +1,139 @@
+"""Validation: every error at once, each with a stable code, location and a fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from nodegraph import Session
+
+from .helpers import link
+
+
+@pytest.fixture(scope="module")
+def session() -> Session:
+    return Session()
+
+
+def errors_of(session, nodes):
+    return session.validate({"format_version": 1, "nodes": nodes})
+
+
+def test_valid_graph_has_no_errors(session):
+    """A correct graph validates clean."""
+    assert errors_of(session, {
+        "a": {"type": "Int", "inputs": {"value": 1}},
+        "s": {"type": "ShowValue", "inputs": {"value": link("a", "value")}}}) == []
+
+
+def test_every_error_is_reported_at_once(session):
+    """One graph with many problems lists all of them, each with node id, input and code."""
+    errors = errors_of(session, {
+        "a": {"type": "Itn", "inputs": {}},
+        "b": {"type": "Math", "inputs": {"a": "three", "b": 2e300, "op": "plus", "c": 1}},
+        "c": {"type": "Math", "inputs": {"a": link("zzz", "value"), "b": link("d", "nope")}},
+        "d": {"type": "Int", "inputs": {"value": 1}},
+        "e": {"type": "IntMath", "inputs": {"a": link("f", "value")}},
+        "f": {"type": "String", "inputs": {"value": "x"}},
+        "g": {"type": "ShowValue", "inputs": {}},
+        "h": {"type": "Wait", "inputs": {"value": 3}},
+    })
+    found = {(e.code, e.node_id, e.input) for e in errors}
+    assert ("unknown_node_type", "a", None) in found
+    assert ("type_mismatch", "b", "a") in found
+    assert ("out_of_range", "b", "b") in found
+    assert ("not_in_choices", "b", "op") in found
+    assert ("unknown_input", "b", "c") in found
+    assert ("dangling_link", "c", "a") in found
+    assert ("unknown_output", "c", "b") in found
+    assert ("type_mismatch", "e", "a") in found
+    assert ("missing_input", "g", "value") in found
+    assert ("type_mismatch", "h", "value") in found   # a literal where only links can go
+
+
+def test_messages_name_expected_found_and_fix(session):
+    """Messages carry suggestions and both ends of a mismatched link."""
+    errors = errors_of(session, {
+        "a": {"type": "ShowVaule", "inputs": {}},
+        "f": {"type": "String", "inputs": {"value": "x"}},
+        "e": {"type": "IntMath", "inputs": {"a": link("f", "value"), "op": "multiplyy"}},
+    })
+    by_code = {e.code: e for e in errors}
+    assert "Did you mean 'ShowValue'" in by_code["unknown_node_type"].message
+    mismatch = by_code["type_mismatch"]
+    assert "INT" in mismatch.message and "STRING" in mismatch.message and "'f'" in mismatch.message
+    assert mismatch.details == {"expected": "INT", "found": "STRING", "source_node": "f", "output": "value"}
+    assert "'multiply'" in by_code["not_in_choices"].message
+
+
+def test_int_feeds_float_but_not_the_reverse(session):
+    """INT → FLOAT is allowed; FLOAT → INT is a type mismatch."""
+    assert errors_of(session, {
+        "i": {"type": "Int", "inputs": {"value": 2}},
+        "m": {"type": "Math", "inputs": {"a": link("i", "value")}},
+        "s": {"type": "ShowValue", "inputs": {"value": link("m", "result")}}}) == []
+    errors = errors_of(session, {
+        "f": {"type": "Float", "inputs": {"value": 2.0}},
+        "m": {"type": "IntMath", "inputs": {"a": link("f", "value")}},
+        "s": {"type": "ShowValue", "inputs": {"value": link("m", "result")}}})
+    assert [e.code for e in errors] == ["type_mismatch"]
+
+
+def test_literal_types_are_strict(session):
+    """A string is not an INT and a bool is not a number."""
+    errors = errors_of(session, {
+        "i": {"type": "Int", "inputs": {"value": "5"}},
+        "j": {"type": "Float", "inputs": {"value": True}},
+        "s": {"type": "ShowValue", "inputs": {"value": link("i", "value")}}})
+    assert sorted(e.code for e in errors) == ["type_mismatch", "type_mismatch"]
+
+
+def test_cycle_names_its_nodes(session):
+    """A cycle is reported once with the nodes in it."""
+    errors = errors_of(session, {
+        "a": {"type": "IntMath", "inputs": {"a": link("c", "result")}},
+        "b": {"type": "IntMath", "inputs": {"a": link("a", "result")}},
+        "c": {"type": "IntMath", "inputs": {"a": link("b", "result")}},
+        "s": {"type": "ShowValue", "inputs": {"value": link("c", "result")}}})
+    cycles = [e for e in errors if e.code == "cycle"]
+    assert len(cycles) == 1
+    assert set(cycles[0].details["nodes"]) == {"a", "b", "c"}
+    assert "→" in cycles[0].message
+
+
+def test_self_loop_is_a_cycle(session):
+    """A node linked to itself is a cycle."""
+    errors = errors_of(session, {"a": {"type": "IntMath", "inputs": {"a": link("a", "result")}},
+                                 "s": {"type": "ShowValue", "inputs": {"value": link("a", "result")}}})
+    assert [e.code for e in errors] == ["cycle"]
+
+
+def test_no_outputs(session):
+    """A graph without an output node is reported as no_outputs."""
+    errors = errors_of(session, {"a": {"type": "Int", "inputs": {"value": 1}}})
+    assert [e.code for e in errors] == ["no_outputs"]
+
+
+def test_unknown_type_still_loads_for_repair(session):
+    """A graph with a missing node type parses (the editor can show it) but fails validation."""
+    graph = session.load({"format_version": 1, "nodes": {"x": {"type": "FromMissingPlugin", "inputs": {"q": 1}}}})
+    assert graph.nodes["x"].type == "FromMissingPlugin"
+    assert "unknown_node_type" in [e.code for e in session.validate(graph)]
+
+
+def test_error_dicts_are_json_ready(session):
+    """to_dict gives code, message, node_id and input."""
+    (error,) = errors_of(session, {"g": {"type": "ShowValue", "inputs": {}}})
+    assert error.to_dict() == {"code": "missing_input", "message": error.message, "node_id": "g", "input": "value"}
+
+
+def test_validation_of_10000_nodes_is_linear_enough(session):
+    """A 10,000-node graph validates (no quadratic blow-up; generous bound, not a benchmark)."""
+    import time
+
+    nodes = {"n0": {"type": "Int", "inputs": {"value": 0}}}
+    for i in range(1, 10_000):
+        nodes[f"n{i}"] = {"type": "IntMath", "inputs": {"a": link(f"n{i-1}", "value" if i == 1 else "result"), "b": 1}}
+    nodes["s"] = {"type": "ShowValue", "inputs": {"value": link("n9999", "result")}}
+    t0 = time.perf_counter()
+    assert errors_of(session, nodes) == []
+    assert time.perf_counter() - t0 < 10
