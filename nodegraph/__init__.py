@@ -21,18 +21,46 @@ node packs in `nodes/` or any plugin):
 Nothing here imports torch: `nodegraph --help` and `nodegraph validate` start fast.
 """
 
-from .errors import (GraphError, GraphValidationError, NodeExecutionError, NodeInputError,
-                     NodegraphError, PluginError, RunInterrupted)
-from .graph import FORMAT_VERSION, Graph, Link, load_graph, parse_graph
-from .hookspecs import hookimpl
-from .node import Input, Node, NodeContext, NodeInputs, Output
-from .session import Session
-from .types import PortType
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "FORMAT_VERSION", "Graph", "GraphError", "GraphValidationError", "Input", "Link", "Node",
-    "NodeContext", "NodeExecutionError", "NodeInputError", "NodeInputs", "NodegraphError", "Output",
-    "PluginError", "PortType", "RunInterrupted", "Session", "hookimpl", "load_graph", "parse_graph",
-]
+# Public names → the module that defines them. Imported on first use (PEP 562),
+# so that `import nodegraph.cli` (and `nodegraph --help`) does not pay for pydantic.
+_EXPORTS = {
+    "GraphError": "errors", "GraphValidationError": "errors", "NodeExecutionError": "errors",
+    "NodeInputError": "errors", "NodegraphError": "errors", "PluginError": "errors",
+    "RunInterrupted": "errors",
+    "FORMAT_VERSION": "graph", "Graph": "graph", "Link": "graph", "load_graph": "graph", "parse_graph": "graph",
+    "hookimpl": "hookspecs",
+    "Input": "node", "Node": "node", "NodeContext": "node", "NodeInputs": "node", "Output": "node",
+    "Session": "session",
+    "PortType": "types",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nodegraph' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+if TYPE_CHECKING:
+    from .errors import (GraphError, GraphValidationError, NodeExecutionError, NodeInputError,
+                         NodegraphError, PluginError, RunInterrupted)
+    from .graph import FORMAT_VERSION, Graph, Link, load_graph, parse_graph
+    from .hookspecs import hookimpl
+    from .node import Input, Node, NodeContext, NodeInputs, Output
+    from .session import Session
+    from .types import PortType

@@ -6,8 +6,7 @@ Design (this docstring is the design document)
 Compile (once per Graph object and registry; memoised in `Graph.compiled`)
     `compile_graph` turns a validated Graph into a `GraphPlan`: for each node its
     class, its literal inputs merged with declared defaults, a digest of
-    (type, version, literals), its links, and a topological order of all nodes
-    (networkx). A Graph is immutable, so re-running it skips this step.
+    (type, version, literals), its links, and a topological order of all nodes. A Graph is immutable, so re-running it skips this step.
 
 Cache keys (once per run, in topological order — linear in graph size)
     key(node) = blake2b(type, version, literal inputs,
@@ -60,7 +59,7 @@ from typing import Any, Callable
 from . import events as ev
 from .cache import MISSING, OutputCache
 from .errors import NodeExecutionError, RunInterrupted
-from .graph import Graph, Link
+from .graph import Graph, Link, topological_order
 from .node import Node, NodeContext
 from .registry import Registry
 
@@ -101,8 +100,13 @@ class GraphPlan:
 
 
 def _literal_digest(node_type: str, version: str, literals: dict[str, Any]) -> bytes:
-    blob = json.dumps([node_type, version, literals], sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False, default=repr)
+    """Digest of (type, version, literal inputs); nested containers are canonicalised as sorted JSON."""
+    items = sorted(literals.items())
+    if any(isinstance(v, (dict, list)) for _, v in items):
+        blob = json.dumps([node_type, version, literals], sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False, default=repr)
+    else:  # scalars only: repr is canonical and much cheaper than json.dumps
+        blob = repr((node_type, version, items))
     return hashlib.blake2b(blob.encode(), digest_size=16).digest()
 
 
@@ -111,11 +115,7 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
     memo = graph.compiled.get(id(registry))
     if memo is not None and memo[0] is registry:
         return memo[1]
-    import networkx as nx
-
     nodes: dict[str, NodePlan] = {}
-    dag = nx.DiGraph()
-    dag.add_nodes_from(graph.nodes)
     model_files = []
     for node_id, gnode in graph.nodes.items():
         cls = registry.nodes[gnode.type]
@@ -127,7 +127,6 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
             if isinstance(value, Link):
                 links.append(LinkPlan(name, value.node, value.output, ispec.lazy,
                                       f"{name}\0".encode(), f"\0{value.output}\0".encode()))
-                dag.add_edge(value.node, node_id)
             elif value is MISSING:
                 literals[name] = ispec.default
             else:
@@ -141,7 +140,9 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
             literal_digest=_literal_digest(spec.type, spec.version, literals),
             links=tuple(links), lazy_inputs=frozenset(n for n, s in spec.inputs.items() if s.lazy),
             fingerprinted=fingerprinted)
-    order = tuple(nx.topological_sort(dag))
+    order, left_over = topological_order(graph.nodes)
+    assert not left_over, "compile_graph needs a validated (acyclic) graph"
+    order = tuple(order)
     output_nodes = tuple(n for n in order if nodes[n].cls.spec.output_node)
     plan = GraphPlan(nodes, order, output_nodes, tuple(model_files))
     graph.compiled[id(registry)] = (registry, plan)

@@ -130,6 +130,35 @@ class Graph:
         return Graph(nodes, self.metadata, self.ui, self.has_ui)
 
 
+def topological_order(nodes: dict[str, GraphNode]) -> tuple[list[str], list[str]]:
+    """Kahn's algorithm over links between existing nodes: (order, nodes left over).
+
+    Linear in nodes + links. Nodes left over lie on or behind a cycle; an empty
+    second list means the graph is acyclic. Ties keep the file's node order.
+    """
+    indegree = dict.fromkeys(nodes, 0)
+    dependents: dict[str, list[str]] = {}
+    for node_id, node in nodes.items():
+        for value in node.inputs.values():
+            if isinstance(value, Link) and value.node in indegree:
+                indegree[node_id] += 1
+                dependents.setdefault(value.node, []).append(node_id)
+    ready = [n for n, d in indegree.items() if d == 0]
+    ready.reverse()
+    order = []
+    while ready:
+        node_id = ready.pop()
+        order.append(node_id)
+        for dependent in dependents.get(node_id, ()):
+            indegree[dependent] -= 1
+            if indegree[dependent] == 0:
+                ready.append(dependent)
+    if len(order) == len(nodes):
+        return order, []
+    placed = set(order)
+    return order, [n for n in nodes if n not in placed]
+
+
 def _preview(items: list[str], limit: int = 12) -> str:
     shown = ", ".join(repr(i) for i in items[:limit])
     return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")

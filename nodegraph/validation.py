@@ -11,7 +11,8 @@ links point at existing nodes (`dangling_link`) and outputs (`unknown_output`)
 of a compatible type (`type_mismatch`, naming both ends and both types). Then,
 for the whole graph: `cycle` (naming the nodes in it) and `no_outputs`.
 
-Cost is linear in nodes + links (cycle detection is Tarjan's SCC via networkx).
+Cost is linear in nodes + links: cycles are detected by a topological sort, and
+only when one exists does networkx (Tarjan's SCC) name the nodes in it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from pydantic import ValidationError
 
 from .errors import GraphError
-from .graph import Graph, Link
+from .graph import Graph, Link, topological_order
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -214,13 +215,17 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 def _check_cycles(graph: Graph) -> list[GraphError]:
+    """One `cycle` error per strongly connected component (networkx names the nodes)."""
+    _, left_over = topological_order(graph.nodes)
+    if not left_over:
+        return []
     import networkx as nx
 
     g = nx.DiGraph()
-    g.add_nodes_from(graph.nodes)
-    for node_id, node in graph.nodes.items():
-        for value in node.inputs.values():
-            if isinstance(value, Link) and value.node in graph.nodes:
+    g.add_nodes_from(left_over)
+    for node_id in left_over:
+        for value in graph.nodes[node_id].inputs.values():
+            if isinstance(value, Link) and value.node in g:
                 g.add_edge(value.node, node_id)
     errors = []
     for component in nx.strongly_connected_components(g):
