@@ -276,3 +276,19 @@ def test_model_file_fingerprint_invalidates_cache(tmp_path):
         session.run(graph)
     err = info.value.errors[0]
     assert err.code == "not_in_choices" and "m.safetensors" in err.message and str(folder) in err.message
+
+
+def test_interrupt_between_nodes(session):
+    """An interrupt requested while one node runs stops the run before the next node starts."""
+    helpers.PROBES["stop"] = lambda value: session.interrupt()
+    graph = chain(3)
+    graph["nodes"]["p"] = {"type": "Probe", "inputs": {"value": link("c0", "y"), "name": "stop"}}
+    graph["nodes"]["c1"]["inputs"]["x"] = link("p", "value")
+    with pytest.raises(RunInterrupted) as info:
+        session.run(graph)
+    assert info.value.node_id is None
+    assert helpers.CALLS == ["c0"]
+    helpers.PROBES["stop"] = lambda value: None
+    graph["nodes"]["p"]["inputs"]["name"] = "stop"
+    result = session.run(graph)
+    assert result.cached == ["p"] and result.outputs["show"]["value"] == 3  # p finished before the stop
