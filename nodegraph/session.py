@@ -8,8 +8,8 @@
 A Session loads plugins once (see plugins.py), keeps one OutputCache shared by
 every run and graph, runs one graph at a time (a lock; `interrupt()` may be
 called from any thread), and offers the services nodes ask their context for:
-`output_dir`, `input_dir`, `model_paths` (and, from the models pack on, a
-model memory manager). The CLI and the server are thin layers over it.
+`output_dir`, `input_dir`, `model_paths`, `memory` (the model memory manager,
+memory.py) and `registry`. The CLI and the server are thin layers over it.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from .cache import DEFAULT_BUDGET_BYTES, CachePolicy, OutputCache
 from .errors import GraphError, GraphValidationError
 from .executor import RunResult, compile_graph, run_plan
 from .graph import Graph, load_graph, parse_graph
+from .memory import ModelMemoryManager
 from .model_paths import ModelPaths
 from .plugins import load_plugins
 from .validation import model_file_error, validate
@@ -42,6 +43,7 @@ class Session:
         cache_policy, cache_budget_bytes: see cache.py.
         model_paths: where model files are found (default: ./models and the project's models/).
         output_dir, input_dir: where nodes write results and read uploads.
+        memory: the model memory manager (default: best device, budget from free memory).
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class Session:
         model_paths: ModelPaths | None = None,
         output_dir: str | os.PathLike = "output",
         input_dir: str | os.PathLike = "input",
+        memory: ModelMemoryManager | None = None,
     ):
         self.plugin_manager, self.registry, self.plugin_report = load_plugins(
             builtins=builtins, autoload=autoload, plugins=plugins, allow=allow, deny=deny)
@@ -66,7 +69,9 @@ class Session:
             self.model_paths.extensions.setdefault(folder, tuple(exts))
         self.output_dir = Path(output_dir)
         self.input_dir = Path(input_dir)
+        self.memory = memory or ModelMemoryManager()
         self.services: dict[str, Any] = {
+            "memory": self.memory,
             "output_dir": self.output_dir,
             "input_dir": self.input_dir,
             "model_paths": self.model_paths,
@@ -179,6 +184,11 @@ class Session:
     def clear_cache(self) -> None:
         """Drop every cached node output."""
         self.cache.clear()
+
+    def free_memory(self) -> None:
+        """Drop cached outputs (loaded models among them) and offload/forget every model."""
+        self.cache.clear()
+        self.memory.free()
 
     def node_schemas(self) -> list[dict]:
         """JSON schemas of every registered node."""

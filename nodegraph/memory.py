@@ -1,0 +1,240 @@
+"""Model memory: which models sit on the compute device, within a budget.
+
+Domain-agnostic: a "model" is anything with `.to(device)` whose size
+`cache.estimate_bytes` can tell (torch modules: parameters + buffers).
+
+    manager = ModelMemoryManager(compute_device="cuda", budget_bytes=None)  # None: from free memory
+    unet = manager.load(unet)            # on the compute device now; others offloaded LRU if needed
+    with manager.using(unet, controlnet): ...   # both loaded and protected from offload meanwhile
+    manager.free()                       # offload everything and forget it (the session also clears caches)
+
+Rules
+- The manager tracks models weakly: a model nobody else holds disappears from
+  it, so repeated runs (even with caching off) never make it grow.
+- Loading a model that does not fit offloads least-recently-used loaded
+  models (never those in use) to the offload device (CPU) until it fits. A
+  model larger than the whole budget is loaded anyway, alone (and reported in
+  `stats()`), because refusing would make the graph impossible to run.
+- Out of memory while moving: offload everything else, empty the allocator's
+  cache, retry once, then raise `ModelMemoryError` naming the model, its size
+  and the budget.
+- On a CPU-only machine compute and offload devices are the same and the
+  budget is unlimited: `load` is a cheap bookkeeping call.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import sys
+import threading
+import weakref
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from .cache import estimate_bytes
+from .errors import NodegraphError
+
+
+class ModelMemoryError(NodegraphError, MemoryError):
+    """A model could not be placed on the compute device even after freeing everything else."""
+
+
+@dataclass
+class _Entry:
+    ref: weakref.ReferenceType
+    name: str
+    bytes: int
+    device: str
+    last_used: int
+    in_use: int = 0
+
+
+def default_compute_device() -> str:
+    torch = sys.modules.get("torch")
+    if torch is None:
+        import torch  # noqa: F811 — only when a model is actually managed
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _free_device_bytes(device: str) -> int | None:
+    torch = sys.modules.get("torch")
+    if torch is not None and device.startswith("cuda") and torch.cuda.is_available():
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    return None
+
+
+def _empty_device_cache() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _is_oom(exc: BaseException) -> bool:
+    torch = sys.modules.get("torch")
+    oom_type = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None) if torch else None
+    return (oom_type is not None and isinstance(exc, oom_type)) or "out of memory" in str(exc).lower()
+
+
+class ModelMemoryManager:
+    """Places models on the compute device within a byte budget, offloading LRU ones.
+
+    Args:
+        compute_device: where models run ("cuda", "cuda:1", "mps", "cpu"); default: best available.
+        offload_device: where offloaded models wait (default "cpu").
+        budget_bytes: bytes of models allowed on the compute device at once; default: 90 % of
+            the device's free memory at start-up minus a 1 GiB reserve for activations
+            (unlimited on CPU).
+    """
+
+    RESERVE_BYTES = 1024**3
+
+    def __init__(self, compute_device: str | None = None, offload_device: str = "cpu",
+                 budget_bytes: int | None = None):
+        self._compute_device = compute_device
+        self.offload_device = offload_device
+        self._budget_bytes = budget_bytes
+        self._entries: dict[int, _Entry] = {}
+        self._clock = itertools.count(1)
+        self._lock = threading.RLock()
+        self.oversized_loads = 0
+
+    @property
+    def compute_device(self) -> str:
+        if self._compute_device is None:
+            self._compute_device = default_compute_device()
+        return self._compute_device
+
+    @property
+    def budget_bytes(self) -> int | None:
+        """The budget (None = unlimited)."""
+        if self._budget_bytes is None and self.compute_device != self.offload_device:
+            free = _free_device_bytes(self.compute_device)
+            if free is not None:
+                self._budget_bytes = max(0, int(free * 0.9) - self.RESERVE_BYTES)
+        return self._budget_bytes
+
+    def _entry(self, model: Any, name: str | None) -> _Entry:
+        key = id(model)
+        entry = self._entries.get(key)
+        if entry is None or entry.ref() is not model:
+            entry = _Entry(weakref.ref(model, lambda _, k=key: self._forget(k)),
+                           name or type(model).__name__, estimate_bytes(model),
+                           self.offload_device, 0)
+            self._entries[key] = entry
+        return entry
+
+    def _forget(self, key: int) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def register(self, model: Any, name: str | None = None) -> Any:
+        """Start tracking a model (where it is now is assumed to be the offload device)."""
+        with self._lock:
+            self._entry(model, name)
+        return model
+
+    def loaded_bytes(self) -> int:
+        """Bytes of tracked models currently on the compute device."""
+        return sum(e.bytes for e in self._entries.values() if e.device == self.compute_device)
+
+    def load(self, model: Any, name: str | None = None) -> Any:
+        """Make sure `model` is on the compute device (offloading LRU others if needed); returns it."""
+        with self._lock:
+            entry = self._entry(model, name)
+            entry.last_used = next(self._clock)
+            if entry.device == self.compute_device:
+                return model
+            self._make_room(entry.bytes, keep=entry)
+            try:
+                model.to(self.compute_device)
+            except Exception as exc:  # noqa: BLE001 — only OOM is retried
+                if not _is_oom(exc):
+                    raise
+                self._offload_all(except_=entry)
+                gc.collect()
+                _empty_device_cache()
+                try:
+                    model.to(self.compute_device)
+                except Exception as retry_exc:  # noqa: BLE001
+                    if not _is_oom(retry_exc):
+                        raise
+                    model.to(self.offload_device)
+                    raise ModelMemoryError(
+                        f"model {entry.name!r} ({entry.bytes / 2**20:.0f} MiB) does not fit on "
+                        f"{self.compute_device} even after offloading every other model "
+                        f"(budget {self._fmt_budget()}); use a smaller or fp16 model, a smaller "
+                        f"batch/resolution, or run on CPU") from retry_exc
+            entry.device = self.compute_device
+            return model
+
+    def _fmt_budget(self) -> str:
+        budget = self.budget_bytes
+        return "unlimited" if budget is None else f"{budget / 2**20:.0f} MiB"
+
+    def _make_room(self, needed: int, keep: _Entry) -> None:
+        budget = self.budget_bytes
+        if budget is None:
+            return
+        if needed > budget:
+            self.oversized_loads += 1
+        loaded = sorted((e for e in self._entries.values()
+                         if e.device == self.compute_device and e is not keep and not e.in_use),
+                        key=lambda e: e.last_used)
+        for victim in loaded:
+            if self.loaded_bytes() + needed <= budget:
+                break
+            self._offload(victim)
+
+    def _offload(self, entry: _Entry) -> None:
+        model = entry.ref()
+        if model is not None:
+            model.to(self.offload_device)
+        entry.device = self.offload_device
+
+    def _offload_all(self, except_: _Entry | None = None) -> None:
+        for entry in list(self._entries.values()):
+            if entry is not except_ and entry.device == self.compute_device and not entry.in_use:
+                self._offload(entry)
+
+    @contextmanager
+    def using(self, *models: Any) -> Iterator[tuple[Any, ...]]:
+        """Load all `models` and protect them from offloading while the block runs."""
+        with self._lock:
+            entries = [self._entry(m, None) for m in models]
+            for entry in entries:
+                entry.in_use += 1
+        try:
+            for model in models:
+                self.load(model)
+            yield models
+        finally:
+            with self._lock:
+                for entry in entries:
+                    entry.in_use -= 1
+
+    def free(self) -> None:
+        """Offload every model, forget them all, and return memory to the system."""
+        with self._lock:
+            self._offload_all()
+            self._entries.clear()
+        gc.collect()
+        _empty_device_cache()
+
+    def stats(self) -> dict[str, Any]:
+        """Tracked models with their size and device, and the budget."""
+        with self._lock:
+            return {
+                "compute_device": self.compute_device,
+                "budget_bytes": self._budget_bytes,
+                "loaded_bytes": self.loaded_bytes(),
+                "oversized_loads": self.oversized_loads,
+                "models": [{"name": e.name, "bytes": e.bytes, "device": e.device}
+                           for e in self._entries.values() if e.ref() is not None],
+            }

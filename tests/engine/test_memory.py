@@ -1,0 +1,105 @@
+"""The model memory manager: budget, LRU offload, in-use protection, weak tracking, OOM retry."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from nodegraph.memory import ModelMemoryError, ModelMemoryManager
+
+
+class FakeModel:
+    """Stands in for a torch module: a size and a device that `.to()` changes."""
+
+    def __init__(self, size: int, fail_on: set[str] | None = None, fail_times: int = 0):
+        self.size, self.device, self.moves = size, "cpu", []
+        self.fail_on, self.fail_times = fail_on or set(), fail_times
+
+    def __nodegraph_sizeof__(self) -> int:
+        return self.size
+
+    def to(self, device):
+        if device in self.fail_on and self.fail_times > 0:
+            self.fail_times -= 1
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        self.device = device
+        self.moves.append(device)
+        return self
+
+
+def manager(budget=100):
+    return ModelMemoryManager(compute_device="gpu", offload_device="cpu", budget_bytes=budget)
+
+
+def test_loads_within_budget_and_offloads_least_recently_used():
+    """A model that does not fit pushes the least recently used one back to the offload device."""
+    mm = manager(100)
+    a, b, c = FakeModel(40), FakeModel(40), FakeModel(40)
+    mm.load(a), mm.load(b)
+    assert (a.device, b.device) == ("gpu", "gpu")
+    mm.load(a)           # a is now more recently used than b
+    mm.load(c)
+    assert (a.device, b.device, c.device) == ("gpu", "cpu", "gpu")
+    assert mm.loaded_bytes() == 80
+
+
+def test_models_in_use_are_never_offloaded():
+    """Inside `using`, models stay put even when another load needs room."""
+    mm = manager(100)
+    a, b = FakeModel(60), FakeModel(60)
+    with mm.using(a):
+        mm.load(b)
+        assert a.device == "gpu"          # protected; b loads anyway (over budget, alone)
+    assert b.device == "gpu"
+
+
+def test_oversized_model_still_loads():
+    """A model larger than the whole budget loads (alone) and is counted."""
+    mm = manager(10)
+    big = FakeModel(50)
+    mm.load(big)
+    assert big.device == "gpu" and mm.oversized_loads == 1
+
+
+def test_tracking_is_weak_so_repeated_loads_do_not_grow():
+    """Models that nobody holds disappear from the manager."""
+    mm = manager(10**6)
+    for _ in range(20):
+        mm.load(FakeModel(10))
+    gc.collect()
+    assert len(mm.stats()["models"]) == 0 and mm.loaded_bytes() == 0
+
+
+def test_out_of_memory_retries_once_after_freeing():
+    """An OOM while moving offloads everything else, retries once, and succeeds."""
+    mm = manager(10**6)
+    other = mm.load(FakeModel(10))
+    flaky = FakeModel(10, fail_on={"gpu"}, fail_times=1)
+    mm.load(flaky)
+    assert flaky.device == "gpu" and other.device == "cpu"
+
+
+def test_out_of_memory_twice_is_a_clear_error():
+    """A second OOM raises ModelMemoryError naming the model and the budget; the model stays offloaded."""
+    mm = manager(10**6)
+    hopeless = FakeModel(3 * 2**20, fail_on={"gpu"}, fail_times=2)
+    with pytest.raises(ModelMemoryError, match="does not fit on gpu"):
+        mm.load(hopeless, name="unet")
+    assert hopeless.device == "cpu"
+
+
+def test_free_offloads_and_forgets():
+    """free() moves every model off the compute device and forgets it."""
+    mm = manager(1000)
+    a = mm.load(FakeModel(10))
+    mm.free()
+    assert a.device == "cpu" and mm.stats()["models"] == []
+
+
+def test_cpu_only_is_bookkeeping():
+    """With compute == offload device the budget is unlimited and nothing moves."""
+    mm = ModelMemoryManager(compute_device="cpu", offload_device="cpu")
+    a = FakeModel(10**12)
+    mm.load(a)
+    assert mm.budget_bytes is None and a.moves == []
