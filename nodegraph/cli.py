@@ -5,6 +5,7 @@
     nodegraph nodes [TYPE ...] [--json]
     nodegraph plugins [--json]
     nodegraph schema
+    nodegraph serve [--host H] [--port P] ...   (see server.py)
 
 Exit codes: 0 success; 1 invalid graph; 2 bad command line; 3 a node failed;
 130 interrupted. A thin layer over `nodegraph.Session`; it imports nothing
@@ -67,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     plugin_cmd.add_argument("--json", action="store_true")
 
     sub.add_parser("schema", help="print the JSON Schema of the graph file format")
+    sub.add_parser("serve", help="serve the editor and the websocket API (see `nodegraph serve --help`)",
+                   add_help=False)
     return parser
 
 
@@ -92,19 +95,6 @@ def _parse_override(text: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         value = raw
     return key, value
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    shape = getattr(value, "shape", None)
-    if shape is not None:
-        return {"type": type(value).__name__, "shape": list(shape), "dtype": str(getattr(value, "dtype", ""))}
-    return repr(value)
 
 
 class _Progress:
@@ -138,6 +128,7 @@ class _Progress:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .errors import GraphValidationError, NodeExecutionError, RunInterrupted
+    from .results import jsonable
 
     try:
         overrides = dict(_parse_override(item) for item in args.overrides)
@@ -183,12 +174,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if events_out is not None and events_out is not sys.stdout:
             events_out.close()
-    outputs = {node_id: _jsonable(values) for node_id, values in result.outputs.items()}
+    outputs = {node_id: jsonable(values) for node_id, values in result.outputs.items()}
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     summary_path = Path(args.output_dir) / f"{Path(args.graph).stem}.outputs.json"
     summary_path.write_text(json.dumps({"run_id": result.run_id, "outputs": outputs}, indent=2) + "\n")
     for node_id, values in result.outputs.items():
-        shown = values.get("text", _jsonable(values.get("value", values)))
+        shown = values.get("text", jsonable(values.get("value", values)))
         print(f"{node_id}: {shown}", file=summary)
     print(f"ran {len(result.executed)} node(s), {len(result.cached)} from cache, in {result.seconds:.3f} s; "
           f"outputs in {summary_path}", file=summary)
@@ -263,6 +254,11 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes, "plugi
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        from .server import main as serve_main
+
+        return serve_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -1,0 +1,200 @@
+"""Protocol logic without sockets: feed messages, check replies."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from nodegraph import Session
+from nodegraph.files import FileStore
+from nodegraph.protocol import PROTOCOL_VERSION, ServerProtocol, decode_frame, encode_frame, message_schemas
+from nodegraph.run_queue import RunQueue
+
+ROOT = Path(__file__).resolve().parents[2]
+ARITHMETIC = json.loads((ROOT / "graphs" / "arithmetic.json").read_text())
+
+
+@pytest.fixture
+def proto(tmp_path):
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+    woken = []
+    interrupted = []
+    protocol = ServerProtocol(session, RunQueue(), FileStore(tmp_path / "in", tmp_path / "out"),
+                              wake_worker=lambda: woken.append(1),
+                              interrupt_run=lambda run_id: interrupted.append(run_id) or True)
+    protocol.woken, protocol.interrupted = woken, interrupted
+    protocol.connect("c1")
+    protocol.connect("c2")
+    for client in ("c1", "c2"):
+        protocol.receive(client, json.dumps({"type": "hello", "protocol_version": PROTOCOL_VERSION}))
+    return protocol
+
+
+def send(proto, message, client="c1"):
+    return proto.receive(client, json.dumps(message) if isinstance(message, dict) else message)
+
+
+def test_hello_is_required_first(tmp_path):
+    """Before hello every message gets hello_required; hello gets welcome with the schema hash."""
+    session = Session()
+    protocol = ServerProtocol(session, RunQueue(), FileStore(tmp_path, tmp_path))
+    protocol.connect("x")
+    (reply,) = protocol.receive("x", json.dumps({"type": "ping"}))
+    assert reply.message["code"] == "hello_required"
+    (reply,) = protocol.receive("x", json.dumps({"type": "hello", "protocol_version": 1, "request_id": 7}))
+    assert reply.message["type"] == "welcome" and reply.message["request_id"] == 7
+    assert reply.message["schema_hash"] == session.registry.schema_hash()
+    (reply,) = protocol.receive("x", json.dumps({"type": "hello", "protocol_version": 99}))
+    assert reply.message["code"] == "unsupported_protocol"
+
+
+def test_list_nodes_uses_the_hash_cache(proto):
+    """Schemas are sent once; a client that knows the hash gets only the hash."""
+    (reply,) = send(proto, {"type": "list_nodes"})
+    assert {n["type"] for n in reply.message["nodes"]} >= {"Int", "ShowValue"}
+    (reply,) = send(proto, {"type": "list_nodes", "known_hash": reply.message["schema_hash"]})
+    assert "nodes" not in reply.message
+
+
+def test_submit_queues_and_broadcasts(proto):
+    """A valid graph is queued: the submitter gets run id and position, everyone gets queue_changed."""
+    replies = send(proto, {"type": "submit", "graph": ARITHMETIC, "request_id": "a"})
+    submitted, broadcast = replies
+    assert submitted.to == "c1" and submitted.message["type"] == "submitted"
+    assert submitted.message["position"] == 0 and submitted.message["request_id"] == "a"
+    assert broadcast.to is None and broadcast.message == {
+        "type": "queue_changed", "run_id": submitted.message["run_id"], "status": "queued", "pending": 1}
+    assert proto.woken
+
+
+def test_invalid_graph_is_not_queued(proto):
+    """A graph that fails validation returns structured errors and queues nothing."""
+    bad = {"format_version": 1, "nodes": {"x": {"type": "Nope"}, "s": {"type": "ShowValue", "inputs": {}}}}
+    (reply,) = send(proto, {"type": "submit", "graph": bad})
+    assert reply.message["code"] == "invalid_graph"
+    codes = {e["code"] for e in reply.message["details"]["errors"]}
+    assert codes == {"unknown_node_type", "missing_input"}
+    assert proto.queue.pending() == []
+
+
+@pytest.mark.parametrize("frame, code", [
+    ("{not json", "invalid_json"),
+    ("[1, 2]", "invalid_message"),
+    (json.dumps({"type": "teleport"}), "unknown_message_type"),
+    (json.dumps({"type": "history", "limit": "many"}), "invalid_message"),
+    (json.dumps({"type": "cancel"}), "invalid_message"),
+    (json.dumps({"type": "submit", "graph": [1]}), "invalid_message"),
+    (json.dumps({"type": "ping", "surprise": 1}), "invalid_message"),
+])
+def test_bad_messages_get_errors_and_the_connection_stays(proto, frame, code):
+    """Malformed frames are answered with an error code; the client can go on."""
+    (reply,) = send(proto, frame)
+    assert reply.message["type"] == "error" and reply.message["code"] == code
+    (reply,) = send(proto, {"type": "ping"})
+    assert reply.message["type"] == "pong"
+
+
+def test_cancel_requeue_and_history(proto):
+    """Queued runs can be cancelled, re-queued, and appear in history."""
+    run_id = send(proto, {"type": "submit", "graph": ARITHMETIC})[0].message["run_id"]
+    replies = send(proto, {"type": "cancel", "run_id": run_id})
+    assert replies[0].message == {"type": "cancelled", "run_id": run_id}
+    (reply,) = send(proto, {"type": "cancel", "run_id": run_id})
+    assert reply.message["code"] == "invalid_state"
+    (reply,) = send(proto, {"type": "history"})
+    assert reply.message["total"] == 1 and reply.message["runs"][0]["status"] == "cancelled"
+    replies = send(proto, {"type": "requeue", "run_id": run_id})
+    assert replies[0].message["type"] == "requeued"
+    (reply,) = send(proto, {"type": "cancel", "run_id": "nope"})
+    assert reply.message["code"] == "not_found"
+
+
+def test_interrupt_only_the_running_run(proto):
+    """interrupt is refused for a queued run and forwarded for the running one."""
+    run_id = send(proto, {"type": "submit", "graph": ARITHMETIC})[0].message["run_id"]
+    (reply,) = send(proto, {"type": "interrupt", "run_id": run_id})
+    assert reply.message["code"] == "invalid_state"
+    proto.queue.claim_next()
+    (reply,) = send(proto, {"type": "interrupt", "run_id": run_id})
+    assert reply.message["type"] == "interrupting" and proto.interrupted == [run_id]
+
+
+def test_run_events_go_only_to_the_submitter(proto):
+    """Engine events of a run reach its submitter; lifecycle changes are broadcast."""
+    run_id = send(proto, {"type": "submit", "graph": ARITHMETIC})[0].message["run_id"]
+    out = proto.run_event(run_id, {"type": "node_started", "run_id": run_id, "node_id": "a", "node_type": "Int"})
+    assert [o.to for o in out] == ["c1"]
+    out = proto.run_event(run_id, {"type": "run_finished", "run_id": run_id}, None)
+    assert [o.to for o in out] == ["c1", None]
+    out = proto.run_event(run_id, {"type": "node_progress", "run_id": run_id, "node_id": "k", "value": 3},
+                          preview=b"JPEGDATA")
+    header, payload = decode_frame(out[1].binary)
+    assert header == {"type": "preview", "run_id": run_id, "node_id": "k", "format": "jpeg", "step": 3}
+    assert payload == b"JPEGDATA"
+
+
+def test_disconnected_client_runs_continue(proto):
+    """After the submitter leaves, its run stays queued and events are simply not delivered."""
+    run_id = send(proto, {"type": "submit", "graph": ARITHMETIC})[0].message["run_id"]
+    proto.disconnect("c1")
+    assert proto.queue.get(run_id).status == "queued"
+    out = proto.run_event(run_id, {"type": "node_started", "run_id": run_id})
+    assert out == []
+
+
+def _png_bytes() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_upload_binary_frame(proto, tmp_path):
+    """An upload frame stores a sanitised, unique file in the input folder."""
+    frame = encode_frame({"type": "upload", "name": "../../etc/cat picture.png", "request_id": 3}, _png_bytes())
+    (reply,) = proto.receive("c1", frame)
+    assert reply.message == {"type": "uploaded", "file_id": "input/cat_picture.png", "name": "cat_picture.png",
+                             "kind": "image", "request_id": 3}
+    (reply,) = proto.receive("c1", frame)
+    assert reply.message["file_id"] == "input/cat_picture_1.png"
+    assert (tmp_path / "in" / "cat_picture.png").read_bytes() == _png_bytes()
+
+
+@pytest.mark.parametrize("frame, code", [
+    (b"\x00\x00", "invalid_frame"),
+    (b"\xff\xff\xff\xff{}", "invalid_frame"),
+    (encode_frame({"type": "upload", "name": "x.png"}, b"not an image"), "invalid_upload"),
+    (encode_frame({"type": "upload", "name": "x.png"}, b""), "invalid_upload"),
+    (encode_frame({"type": "mystery"}, b"123"), "invalid_message"),
+])
+def test_bad_binary_frames(proto, frame, code):
+    """Corrupt frames and uploads are refused with a clear error code."""
+    (reply,) = proto.receive("c1", frame)
+    assert reply.message["code"] == code
+
+
+def test_settings_messages(proto):
+    """list_models, set_cache_policy, free_memory and queue_status reply with their data."""
+    (reply,) = send(proto, {"type": "list_models"})
+    assert "checkpoints" in reply.message["folders"]
+    (reply,) = send(proto, {"type": "set_cache_policy", "policy": "none"})
+    assert reply.message["policy"] == "none"
+    (reply,) = send(proto, {"type": "free_memory"})
+    assert reply.message["type"] == "memory_freed"
+    (reply,) = send(proto, {"type": "queue_status"})
+    assert reply.message == {"type": "queue", "running": None, "pending": []}
+
+
+def test_message_schemas_cover_every_type():
+    """Each client message type has a JSON Schema (documented in docs/protocol.md)."""
+    from nodegraph.protocol import MESSAGE_TYPES
+
+    schemas = message_schemas()
+    assert set(MESSAGE_TYPES) | {"upload"} == set(schemas)
+    docs = (ROOT / "docs" / "protocol.md").read_text()
+    for name in schemas:
+        assert f"`{name}`" in docs

@@ -1,0 +1,288 @@
+"""The real server on port 0: runs, cache hits, cancel, interrupt, restart, security, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosedError, InvalidStatus
+from websockets.sync.client import connect
+
+from nodegraph import Session
+from nodegraph.server import Server
+
+ROOT = Path(__file__).resolve().parents[2]
+ARITHMETIC = json.loads((ROOT / "graphs" / "arithmetic.json").read_text())
+
+
+def wait_graph(seconds: float) -> dict:
+    return {"format_version": 1, "nodes": {
+        "v": {"type": "Int", "inputs": {"value": 7}},
+        "w": {"type": "Wait", "inputs": {"value": {"node": "v", "output": "value"}, "seconds": seconds}},
+        "s": {"type": "ShowValue", "inputs": {"value": {"node": "w", "output": "value"}}}}}
+
+
+class RunningServer:
+    """A Server on its own event loop in a thread."""
+
+    def __init__(self, tmp_path: Path, **kwargs):
+        self.session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+        self.server = Server(self.session, data_dir=tmp_path / "data", port=0, **kwargs)
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.server.start())
+            started.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert started.wait(10)
+        self.port = self.server.port
+
+    def url(self, suffix: str = "/ws") -> str:
+        return f"ws://127.0.0.1:{self.port}{suffix}"
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(15)
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(5)   # twice is fine
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture
+def server(tmp_path):
+    running = RunningServer(tmp_path)
+    yield running
+    running.stop()
+
+
+class Client:
+    """A synchronous websocket client that keeps every message it receives."""
+
+    def __init__(self, url: str, **kwargs):
+        self._connection = connect(url, **kwargs)
+        self.ws = self._connection.__enter__()
+        self.received: list = []
+        self.send({"type": "hello", "protocol_version": 1})
+        assert self.next_of("welcome")
+
+    def send(self, message: dict) -> None:
+        self.ws.send(json.dumps(message))
+
+    def next_of(self, kind: str, timeout: float = 20, **match) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            frame = self.ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+            message = json.loads(frame) if isinstance(frame, str) else {"type": "binary", "data": frame}
+            self.received.append(message)
+            if message.get("type") == kind and all(message.get(k) == v for k, v in match.items()):
+                return message
+        raise AssertionError(f"no {kind} {match} within {timeout}s; got {[m.get('type') for m in self.received]}")
+
+    def close(self) -> None:
+        self._connection.__exit__(None, None, None)
+
+
+def test_submit_progress_result_and_cache_hits(server):
+    """A submitted graph runs with events to the submitter; resubmitting it is served from cache."""
+    client = Client(server.url())
+    client.send({"type": "submit", "graph": ARITHMETIC})
+    run_id = client.next_of("submitted")["run_id"]
+    client.next_of("node_started", run_id=run_id)
+    finished = client.next_of("run_finished", run_id=run_id)
+    assert "show" in finished["executed"]
+    client.send({"type": "get_outputs", "run_id": run_id})
+    outputs = client.next_of("outputs")
+    assert outputs["status"] == "succeeded"
+    assert outputs["outputs"]["show"]["text"].endswith("a large latent")
+    client.send({"type": "submit", "graph": ARITHMETIC})
+    again = client.next_of("submitted")["run_id"]
+    finished = client.next_of("run_finished", run_id=again)
+    assert finished["executed"] == [] and finished["cached"] == ["show"]
+    client.close()
+
+
+def test_cancel_queued_and_interrupt_running(server):
+    """A queued run can be cancelled; the running one interrupted; the queue goes on."""
+    client = Client(server.url())
+    client.send({"type": "submit", "graph": wait_graph(30)})
+    long_run = client.next_of("submitted")["run_id"]
+    client.send({"type": "submit", "graph": ARITHMETIC, "overrides": {"width.value": 8}})
+    queued = client.next_of("submitted")["run_id"]
+    client.send({"type": "cancel", "run_id": queued})
+    assert client.next_of("cancelled")["run_id"] == queued
+    client.next_of("node_progress", run_id=long_run)
+    client.send({"type": "interrupt", "run_id": long_run})
+    client.next_of("interrupting")
+    client.next_of("run_interrupted", run_id=long_run)
+    client.send({"type": "history"})
+    statuses = {r["run_id"]: r["status"] for r in client.next_of("history")["runs"]}
+    assert statuses == {long_run: "interrupted", queued: "cancelled"}
+    client.close()
+
+
+def test_queue_operations_do_not_wait_for_a_running_graph(server):
+    """While a run executes, another client's queue requests answer quickly."""
+    first = Client(server.url())
+    first.send({"type": "submit", "graph": wait_graph(3)})
+    run_id = first.next_of("submitted")["run_id"]
+    first.next_of("node_progress", run_id=run_id)
+    second = Client(server.url())
+    t0 = time.perf_counter()
+    second.send({"type": "queue_status"})
+    status = second.next_of("queue")
+    assert time.perf_counter() - t0 < 1.0
+    assert status["running"]["run_id"] == run_id
+    first.send({"type": "interrupt", "run_id": run_id})
+    first.next_of("run_interrupted")
+    first.close(), second.close()
+
+
+def test_client_disconnect_mid_run_keeps_the_result(server):
+    """A client that leaves mid-run does not stop it; the result is in history."""
+    client = Client(server.url())
+    client.send({"type": "submit", "graph": wait_graph(0.5)})
+    run_id = client.next_of("submitted")["run_id"]
+    client.close()
+    other = Client(server.url())
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        other.send({"type": "get_outputs", "run_id": run_id})
+        outputs = other.next_of("outputs")
+        if outputs["status"] == "succeeded":
+            break
+        time.sleep(0.1)
+    assert outputs["outputs"]["s"]["value"] == 7
+    other.close()
+
+
+def test_foreign_origin_is_rejected(server):
+    """A browser page from another site cannot open the websocket (cross-site hijacking)."""
+    with pytest.raises(InvalidStatus) as info:
+        with connect(server.url(), origin="http://evil.example"):
+            pass
+    assert info.value.response.status_code == 403
+    ok = Client(server.url(), origin=f"http://localhost:{server.port}")
+    ok.close()
+
+
+def test_token_is_required_when_configured(tmp_path):
+    """With a token, a missing or wrong one gets 401 at the handshake; the right one connects."""
+    running = RunningServer(tmp_path, token="s3cret")
+    try:
+        for url in (running.url(), running.url("/ws?token=wrong")):
+            with pytest.raises(InvalidStatus) as info:
+                with connect(url):
+                    pass
+            assert info.value.response.status_code == 401
+        Client(running.url("/ws?token=s3cret")).close()
+        Client(running.url(), additional_headers={"Authorization": "Bearer s3cret"}).close()
+    finally:
+        running.stop()
+
+
+def test_non_loopback_address_gets_a_generated_token(tmp_path):
+    """Listening beyond loopback without a token generates one (nothing is bound in this test)."""
+    session = Session()
+    assert Server(session, data_dir=tmp_path, host="0.0.0.0").token
+    assert Server(session, data_dir=tmp_path, host="127.0.0.1").token is None
+
+
+def http_get(port: int, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def test_path_traversal_is_refused(server, tmp_path):
+    """../, absolute, encoded and symlinked file ids never leave the folders."""
+    out = tmp_path / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ok.txt").write_text("fine")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not serve")
+    (out / "escape.txt").symlink_to(secret)
+    assert http_get(server.port, "/files/output/ok.txt") == (200, b"fine")
+    for path in ["/files/output/../secret.txt", "/files/../secret.txt", "/files//etc/passwd",
+                 "/files/output/%2e%2e/secret.txt", "/files/output/escape.txt", "/files/output/..%2fsecret.txt",
+                 f"/files/{secret}", "/files/input/../../secret.txt"]:
+        status, body = http_get(server.port, path)
+        assert status == 404 and b"do not serve" not in body, path
+
+
+def test_oversized_message_closes_only_that_connection(tmp_path):
+    """A frame over the limit closes that connection (1009); other clients carry on."""
+    running = RunningServer(tmp_path, max_message_bytes=10_000)
+    try:
+        victim = Client(running.url())
+        bystander = Client(running.url())
+        victim.ws.send("x" * 20_000)
+        with pytest.raises(ConnectionClosedError) as info:
+            victim.ws.recv(timeout=5)
+        assert info.value.rcvd.code == 1009
+        bystander.send({"type": "ping"})
+        assert bystander.next_of("pong")
+        bystander.close()
+    finally:
+        running.stop()
+
+
+def test_restart_keeps_queued_runs(tmp_path):
+    """Kill the server mid-run: after restart the queued run completes and the running one is interrupted."""
+    env = {**os.environ, "NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    cmd = [sys.executable, "-m", "nodegraph.cli", "serve", "--port", "0", "--data-dir", str(tmp_path / "data"),
+           "--output-dir", str(tmp_path / "out")]
+
+    def start():
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+        for line in proc.stdout:
+            match = re.search(r"serving on http://127\.0\.0\.1:(\d+)/", line)
+            if match:
+                return proc, int(match.group(1))
+        raise AssertionError("server did not start")
+
+    proc, port = start()
+    try:
+        client = Client(f"ws://127.0.0.1:{port}/ws")
+        client.send({"type": "submit", "graph": wait_graph(60)})
+        running_id = client.next_of("submitted")["run_id"]
+        client.next_of("node_progress", run_id=running_id)
+        client.send({"type": "submit", "graph": ARITHMETIC})
+        queued_id = client.next_of("submitted")["run_id"]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    proc, port = start()
+    try:
+        client = Client(f"ws://127.0.0.1:{port}/ws")
+        deadline = time.monotonic() + 30
+        status = None
+        while time.monotonic() < deadline:
+            client.send({"type": "get_outputs", "run_id": queued_id})
+            status = client.next_of("outputs")["status"]
+            if status == "succeeded":
+                break
+            time.sleep(0.2)
+        assert status == "succeeded"
+        client.send({"type": "get_outputs", "run_id": running_id})
+        assert client.next_of("outputs")["status"] == "interrupted"
+        client.send({"type": "requeue", "run_id": running_id})
+        assert client.next_of("requeued")["run_id"] == running_id
+        client.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
