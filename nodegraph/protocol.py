@@ -405,12 +405,15 @@ class ServerProtocol:
     def queue_changed(self, run_id: str, status: str) -> Outgoing:
         """Broadcast: one run changed status (small: never the whole queue)."""
         return Outgoing(None, {"type": "queue_changed", "run_id": run_id, "status": status,
-                               "pending": len(self.queue.pending())})
+                               "pending": self.queue.pending_count()})
 
     def run_event(self, run_id: str, event: dict[str, Any], preview: bytes | None = None,
                   preview_format: str = "jpeg") -> list[Outgoing]:
         """Route one engine event (as a dict) to the client that submitted the run."""
-        owner = self.run_owner.get(run_id) or (self.queue.get(run_id).client_id if self.queue.get(run_id) else None)
+        owner = self.run_owner.get(run_id)
+        if owner is None:
+            record = self.queue.get(run_id)
+            owner = record.client_id if record else None
         out: list[Outgoing] = []
         if owner in self.clients:
             out.append(Outgoing(owner, event))

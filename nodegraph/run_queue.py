@@ -190,6 +190,10 @@ class RunQueue:
             rows = self._db.execute("SELECT * FROM runs WHERE status = 'queued' ORDER BY seq").fetchall()
         return [_decode(r) for r in rows]
 
+    def pending_count(self) -> int:
+        """How many runs are queued."""
+        return int(self._one("SELECT COUNT(*) AS n FROM runs WHERE status = 'queued'")["n"])
+
     def running(self) -> RunRecord | None:
         row = self._one("SELECT * FROM runs WHERE status = 'running' ORDER BY started_at LIMIT 1")
         return _decode(row) if row else None

@@ -5,8 +5,9 @@
 
 Pieces:
 - `Server.handler`: one coroutine per websocket connection (`async for`), feeding
-  frames to `ServerProtocol.receive` and delivering what it returns; clean-up in
-  `finally`.
+  frames to `ServerProtocol.receive`; what it returns goes into each recipient's
+  outbox, drained by a sender task per connection, so a slow client never
+  delays the others (one that stops reading is disconnected). Clean-up in `finally`.
 - `Server.process_request`: the HTTP side of the same port — token and Origin
   checks for the websocket handshake, `/files/<id>` (by id only, see files.py),
   and the editor's static files from `web/dist`.
@@ -120,7 +121,7 @@ class Server:
         self.files = FileStore(session.input_dir, session.output_dir)
         self.protocol = ServerProtocol(session, self.queue, self.files, wake_worker=self._wake,
                                        interrupt_run=self._interrupt_run, server_version=__version__)
-        self.connections: dict[str, ServerConnection] = {}
+        self.connections: dict[str, tuple[ServerConnection, asyncio.Queue]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
         self._wake_event = threading.Event()
@@ -222,34 +223,50 @@ class Server:
     # --- websocket side ---------------------------------------------------------
 
     async def handler(self, websocket: ServerConnection) -> None:
-        """One connection: feed frames to the protocol and deliver its replies."""
+        """One connection: feed frames to the protocol; a sender task drains its outbox."""
         client_id = uuid.uuid4().hex[:12]
-        self.connections[client_id] = websocket
+        outbox: asyncio.Queue = asyncio.Queue(maxsize=self.OUTBOX_LIMIT)
+        self.connections[client_id] = (websocket, outbox)
+        sender = asyncio.create_task(self._send_loop(websocket, outbox))
         try:
-            await self._deliver(self.protocol.connect(client_id))
+            self._deliver(self.protocol.connect(client_id))
             async for frame in websocket:
-                await self._deliver(self.protocol.receive(client_id, frame))
+                self._deliver(self.protocol.receive(client_id, frame))
         except ConnectionClosed:
             pass
         finally:
             self.connections.pop(client_id, None)
             self.protocol.disconnect(client_id)
+            sender.cancel()
 
-    async def _deliver(self, outgoing: list[Outgoing]) -> None:
+    OUTBOX_LIMIT = 10_000   # frames waiting for one slow client before it is disconnected
+
+    @staticmethod
+    async def _send_loop(websocket: ServerConnection, outbox: asyncio.Queue) -> None:
+        try:
+            while True:
+                await websocket.send(await outbox.get())
+        except (ConnectionClosed, asyncio.CancelledError):
+            pass
+
+    def _deliver(self, outgoing: list[Outgoing]) -> None:
+        """Queue each message on its recipients' outboxes (never waits for a slow client)."""
         for out in outgoing:
             payload = out.binary if out.binary is not None else json.dumps(out.message, default=str)
-            targets = list(self.connections.values()) if out.to is None else (
-                [self.connections[out.to]] if out.to in self.connections else [])
-            for websocket in targets:
+            targets = list(self.connections.items()) if out.to is None else (
+                [(out.to, self.connections[out.to])] if out.to in self.connections else [])
+            for client_id, (websocket, outbox) in targets:
                 try:
-                    await websocket.send(payload)
-                except ConnectionClosed:
-                    pass
+                    outbox.put_nowait(payload)
+                except asyncio.QueueFull:
+                    log.warning("client %s is not reading; disconnecting it", client_id)
+                    self.connections.pop(client_id, None)
+                    asyncio.ensure_future(websocket.close(1008, "too many unread messages"))
 
     def _post(self, outgoing: list[Outgoing]) -> None:
         """From the worker thread: deliver on the event loop."""
         if outgoing and self._loop is not None and not self._loop.is_closed():
-            asyncio.run_coroutine_threadsafe(self._deliver(outgoing), self._loop)
+            self._loop.call_soon_threadsafe(self._deliver, outgoing)
 
     # --- worker -----------------------------------------------------------------
 
