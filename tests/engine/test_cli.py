@@ -100,3 +100,10 @@ def test_fast_commands_do_not_import_torch(args):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env={"NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD": "1", "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip().splitlines()[-1] == "NO-TORCH", out.stderr
+
+
+def test_node_reference_is_up_to_date(capsys):
+    """docs/nodes.md equals `nodegraph nodes --markdown --no-plugins` (regenerate it when nodes change)."""
+    assert main(["nodes", "--markdown", "--no-plugins"]) == 0
+    assert capsys.readouterr().out == (ROOT / "docs" / "nodes.md").read_text(), \
+        "docs/nodes.md is stale: run `scripts/nodegraph nodes --markdown --no-plugins > docs/nodes.md`"
