@@ -181,6 +181,7 @@ class RunState:
     instances          node id → the Node instance (made when first needed).
     executed, cached   node ids in the order they ran / came from the cache.
     running            the node running now (for interruption reports), or None.
+    graph              the Graph being run (nodes may read it, e.g. to embed it in a file).
     """
 
     run_id: str
@@ -195,6 +196,7 @@ class RunState:
     executed: list[str] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
     running: str | None = None
+    graph: Graph | None = None
 
 
 def needed_nodes(plan: GraphPlan, targets: tuple[str, ...]) -> list[str]:
@@ -342,7 +344,7 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
     def progress(nid: str, value: int, total: int, preview: Any) -> None:
         emit(ev.NodeProgress(run_id, nid, value, total, preview))
 
-    node.context = NodeContext(node_id, spec.type, progress, check_interrupted, services)
+    node.context = NodeContext(node_id, spec.type, progress, check_interrupted, services, run_id, state.graph)
     kwargs = _gather_inputs(state, plan, evaluated_only=False)
     emit(ev.NodeStarted(run_id, node_id, spec.type))
     state.running = node_id
@@ -415,6 +417,7 @@ def run_plan(
     services: dict[str, Any] | None = None,
     resolve_file: Callable[[str, str], Any] = lambda folder, name: (_ for _ in ()).throw(LookupError(name)),
     run_id: str | None = None,
+    graph: Graph | None = None,
 ) -> RunResult:
     """Run `targets` of a compiled graph; raises NodeExecutionError or RunInterrupted.
 
@@ -427,10 +430,11 @@ def run_plan(
         services: what nodes may ask their context for (folders, managers).
         resolve_file: (model folder, file name) → Path, for fingerprints.
         run_id: defaults to a new uuid4 hex.
+        graph: the Graph the plan came from (offered to nodes as `context.graph`).
     """
     run_id = run_id or uuid.uuid4().hex
     interrupt = interrupt or threading.Event()
-    state = RunState(run_id, plan, tuple(targets))
+    state = RunState(run_id, plan, tuple(targets), graph=graph)
 
     def check_interrupted(node_id: str | None) -> None:
         if interrupt.is_set():

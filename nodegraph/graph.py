@@ -420,8 +420,42 @@ def parse_graph(source: Graph | dict | str | bytes) -> Graph:
     return graph_from_dict(source)
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_GRAPH_KEYWORD = "nodegraph"
+
+
+def graph_text_from_png(data: bytes) -> str | None:
+    """The graph JSON that SaveImage embeds in a PNG (tEXt/iTXt chunk "nodegraph"), or None."""
+    import struct
+    import zlib
+
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind = data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IEND":
+            break
+        if kind not in (b"tEXt", b"iTXt"):
+            continue
+        keyword, _, rest = body.partition(b"\0")
+        if keyword.decode("latin-1") != PNG_GRAPH_KEYWORD:
+            continue
+        if kind == b"tEXt":
+            return rest.decode("latin-1")
+        compressed, _method, rest = rest[0], rest[1], rest[2:]
+        _language, _, rest = rest.partition(b"\0")
+        _translated, _, text = rest.partition(b"\0")
+        try:
+            return (zlib.decompress(text) if compressed else text).decode("utf-8")
+        except (zlib.error, UnicodeDecodeError):
+            return None
+    return None
+
+
 def load_graph(path: str | os.PathLike) -> Graph:
-    """Read and parse a graph file; a missing or unreadable file is an `invalid_json` error."""
+    """Read and parse a graph file (or a PNG made by SaveImage); errors are `invalid_json`."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -432,6 +466,13 @@ def load_graph(path: str | os.PathLike) -> Graph:
     except OSError as exc:
         raise GraphValidationError([GraphError(
             "invalid_json", f"cannot read graph file {str(path)!r}: {exc.strerror or exc}")]) from None
+    if data.startswith(PNG_SIGNATURE):
+        text = graph_text_from_png(data)
+        if text is None:
+            raise GraphValidationError([GraphError(
+                "invalid_json", f"{path.name} is a PNG without an embedded graph; only images saved by "
+                                f"SaveImage carry one")])
+        return parse_graph(text)
     return parse_graph(data)
 
 

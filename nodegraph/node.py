@@ -81,6 +81,7 @@ def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field
     lazy: bool = False,
     min_length: int | None = None,
     max_length: int | None = None,
+    upload: str | None = None,
 ) -> Any:
     """Declare a node input (a pydantic `Field` carrying nodegraph's widget metadata).
 
@@ -96,6 +97,8 @@ def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field
             (`checkpoints`, `vae`, `loras`, ...); validated against the files present.
         lazy: evaluated only if `Node.lazy_inputs_needed` asks for it.
         min_length, max_length: string length bounds.
+        upload: the value names a file in the input folder that the editor can
+            upload ("image" or "mask"); the editor shows an upload button and a preview.
     """
     if seed:
         ge = 0 if ge is None else ge
@@ -107,6 +110,7 @@ def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field
         "seed": seed,
         "model_folder": model_folder,
         "lazy": lazy,
+        "upload": upload,
     }
     return Field(
         default,
@@ -204,17 +208,20 @@ class NodeContext:
     """What a running node may use: progress, interruption, folders, services.
 
     The executor makes one per node execution. Nodes call `progress(i, n)`
-    inside long loops; it also checks for interruption.
+    inside long loops; it also checks for interruption. `run_id` and `graph`
+    (the Graph being run, e.g. to embed in a saved image) describe the run.
     """
 
-    __slots__ = ("node_id", "node_type", "_emit_progress", "_check_interrupted", "services")
+    __slots__ = ("node_id", "node_type", "run_id", "graph", "_emit_progress", "_check_interrupted", "services")
 
     def __init__(self, node_id: str, node_type: str,
                  emit_progress: Callable[[str, int, int, Any], None],
                  check_interrupted: Callable[[str], None],
-                 services: dict[str, Any]):
+                 services: dict[str, Any], run_id: str = "", graph: Any = None):
         self.node_id = node_id
         self.node_type = node_type
+        self.run_id = run_id
+        self.graph = graph
         self._emit_progress = emit_progress
         self._check_interrupted = check_interrupted
         self.services = services
@@ -366,6 +373,8 @@ def _input_spec(where: str, name: str, info: FieldInfo) -> InputSpec:
     widget = {k: v for k, v in extra.items() if k not in ("port", "lazy") and v not in (None, False)}
     if choices is not None:
         widget["kind"] = "choice"
+    elif extra.get("upload"):
+        widget["kind"] = "upload"
     elif extra.get("model_folder"):
         widget["kind"] = "model_file"
     elif extra.get("seed"):

@@ -75,6 +75,7 @@ class Session:
             "output_dir": self.output_dir,
             "input_dir": self.input_dir,
             "model_paths": self.model_paths,
+            "resolve_file": self.resolve_file,
             "registry": self.registry,
         }
         self._subscribers: list[ev.EventSink] = []
@@ -164,7 +165,18 @@ class Session:
         with self._run_lock:
             self._interrupt.clear()
             return run_plan(plan, targets, self.cache, ev.fan_out(sinks), self._interrupt,
-                            self.services, self.model_paths.resolve, run_id)
+                            self.services, self.resolve_file, run_id, graph)
+
+    def resolve_file(self, folder: str, name: str) -> Path:
+        """A file by folder and name: `"input"` is the input folder, anything else a model folder."""
+        if folder == "input":
+            if not name or "/" in name or "\\" in name or name.startswith("."):
+                raise LookupError(f"input file name {name!r} must be a plain file name in {self.input_dir}")
+            path = self.input_dir / name
+            if not path.is_file():
+                raise LookupError(f"no file {name!r} in the input folder {self.input_dir}")
+            return path
+        return self.model_paths.resolve(folder, name)
 
     def interrupt(self) -> None:
         """Ask the running graph (if any) to stop at the next check; safe from any thread."""

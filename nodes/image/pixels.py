@@ -1,0 +1,96 @@
+"""Pixel conversions and image files, in the layouts the IMAGE and MASK port types use.
+
+- IMAGE: float32 tensor (B, H, W, 3) in [0, 1] (channels last, as images are stored).
+- MASK:  float32 tensor (B, H, W) in [0, 1]; 1 marks pixels to change (inpaint).
+  An image's alpha channel becomes a mask as 1 - alpha: transparent = to be filled.
+
+Main functions: `pil_to_image`, `image_to_pils`, `load_image_file` (→ image, mask),
+`save_png` (with text chunks, e.g. the graph JSON under "nodegraph"), `image_grid`,
+`resize_image`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, PngImagePlugin
+
+RESIZE_METHODS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
+
+
+def pil_to_image(pil: Image.Image) -> torch.Tensor:
+    """PIL image → IMAGE tensor (1, H, W, 3)."""
+    rgb = np.asarray(pil.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(rgb.copy())[None]
+
+
+def image_to_pils(image: torch.Tensor) -> list[Image.Image]:
+    """IMAGE tensor (B, H, W, 3) → list of RGB PIL images (values clipped to [0, 1])."""
+    array = (image.detach().float().clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
+    return [Image.fromarray(item) for item in array]
+
+
+def load_image_file(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read an image file → (IMAGE (1, H, W, 3), MASK (1, H, W)); EXIF rotation applied.
+
+    The mask is 1 - alpha where the file has alpha, else all zeros (nothing to change).
+    """
+    with Image.open(path) as pil:
+        pil = ImageOps.exif_transpose(pil)
+        pil.load()
+        image = pil_to_image(pil)
+        if "A" in pil.getbands() or (pil.mode == "P" and "transparency" in pil.info):
+            alpha = np.asarray(pil.convert("RGBA").getchannel("A"), dtype=np.float32) / 255.0
+            mask = 1.0 - torch.from_numpy(alpha.copy())[None]
+        else:
+            mask = torch.zeros(image.shape[:3])
+    return image, mask
+
+
+def save_png(pil: Image.Image, path: str | Path, text: dict[str, str] | None = None, compress_level: int = 4) -> None:
+    """Write a PNG with UTF-8 text chunks (iTXt), e.g. {"nodegraph": graph JSON}."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_itxt(key, value)
+    pil.save(path, format="PNG", pnginfo=info, compress_level=compress_level)
+
+
+def image_grid(images: torch.Tensor, columns: int = 0, padding: int = 2, background: float = 1.0) -> torch.Tensor:
+    """Tile a batch (B, H, W, 3) into one image (1, H', W', 3); columns=0 picks a near-square grid."""
+    count, height, width, channels = images.shape
+    columns = columns or math.ceil(math.sqrt(count))
+    columns = max(1, min(columns, count))
+    rows = math.ceil(count / columns)
+    grid = torch.full((rows * height + (rows + 1) * padding, columns * width + (columns + 1) * padding, channels),
+                      background, dtype=images.dtype)
+    for index in range(count):
+        r, c = divmod(index, columns)
+        top, left = padding + r * (height + padding), padding + c * (width + padding)
+        grid[top:top + height, left:left + width] = images[index]
+    return grid[None]
+
+
+def resize_image(images: torch.Tensor, width: int, height: int, method: str = "bilinear",
+                 crop: str = "disabled") -> torch.Tensor:
+    """Resize a batch (B, H, W, 3) to (B, height, width, 3); crop="center" keeps the aspect ratio."""
+    if method not in RESIZE_METHODS:
+        raise ValueError(f"method must be one of {RESIZE_METHODS}, got {method!r}")
+    x = images.movedim(-1, 1)                                    # (B, 3, H, W)
+    if crop == "center":
+        _, _, h, w = x.shape
+        target = width / height
+        if w / h > target:
+            new_w = max(1, round(h * target))
+            x = x[:, :, :, (w - new_w) // 2:(w - new_w) // 2 + new_w]
+        else:
+            new_h = max(1, round(w / target))
+            x = x[:, :, (h - new_h) // 2:(h - new_h) // 2 + new_h, :]
+    if method == "lanczos":
+        pils = image_to_pils(x.movedim(1, -1))
+        return torch.cat([pil_to_image(p.resize((width, height), Image.Resampling.LANCZOS)) for p in pils])
+    kwargs = {"align_corners": False, "antialias": True} if method in ("bilinear", "bicubic") else {}
+    out = torch.nn.functional.interpolate(x, size=(height, width), mode=method, **kwargs)
+    return out.clamp(0, 1).movedim(1, -1)

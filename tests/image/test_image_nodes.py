@@ -1,0 +1,95 @@
+"""Image nodes: alpha → mask, PNG with the graph embedded (and loading it back), grid and scale."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nodegraph import NodeExecutionError, Session, load_graph
+from nodegraph.cli import main as cli_main
+from nodes.image.pixels import image_grid, load_image_file, resize_image
+
+
+def link(node, output):
+    return {"node": node, "output": output}
+
+
+@pytest.fixture
+def session(tmp_path):
+    (tmp_path / "in").mkdir()
+    rgba = np.zeros((8, 6, 4), dtype=np.uint8)
+    rgba[..., 0] = 255                 # red
+    rgba[..., 3] = 255
+    rgba[:4, :, 3] = 0                 # top half transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "in" / "red.png")
+    return Session(input_dir=tmp_path / "in", output_dir=tmp_path / "out")
+
+
+def pipeline(prefix="test"):
+    return {"format_version": 1, "nodes": {
+        "load": {"type": "LoadImage", "inputs": {"image": "red.png"}},
+        "scale": {"type": "ImageScale", "inputs": {"images": link("load", "image"), "width": 12, "height": 16,
+                                                   "method": "nearest"}},
+        "save": {"type": "SaveImage", "inputs": {"images": link("scale", "image"), "filename_prefix": prefix}}}}
+
+
+def test_alpha_becomes_mask(session, tmp_path):
+    """Transparent pixels give mask 1, opaque ones 0; colours survive."""
+    image, mask = load_image_file(tmp_path / "in" / "red.png")
+    assert image.shape == (1, 8, 6, 3) and mask.shape == (1, 8, 6)
+    assert torch.all(mask[0, :4] == 1) and torch.all(mask[0, 4:] == 0)
+    assert torch.allclose(image[0, 5, 0], torch.tensor([1.0, 0.0, 0.0]))
+
+
+def test_save_embeds_the_graph_and_it_loads_back(session, tmp_path):
+    """SaveImage writes numbered PNGs carrying the graph, which load_graph and `nodegraph run` accept."""
+    result = session.run(pipeline())
+    (file,) = result.outputs["save"]["files"]
+    assert file["path"].endswith("test_00001.png") and file["kind"] == "image"
+    with Image.open(file["path"]) as saved:
+        assert saved.size == (12, 16)
+    graph = load_graph(file["path"])
+    assert graph.to_dict() == pipeline()
+    session.clear_cache()
+    second = session.run(graph).outputs["save"]["files"][0]["path"]
+    assert second.endswith("test_00002.png")
+
+
+def test_png_without_graph_is_a_clear_error(session, tmp_path):
+    """A PNG that SaveImage did not write is refused with a structured error."""
+    from nodegraph import GraphValidationError
+
+    with pytest.raises(GraphValidationError, match="without an embedded graph"):
+        load_graph(tmp_path / "in" / "red.png")
+
+
+def test_cli_runs_a_saved_png(session, tmp_path, monkeypatch):
+    """`nodegraph run image.png` re-runs the graph stored in the image."""
+    path = session.run(pipeline("cli")).outputs["save"]["files"][0]["path"]
+    assert cli_main(["run", path, "--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "o2")]) == 0
+    assert (tmp_path / "o2" / "cli_00001.png").exists()
+
+
+def test_missing_input_file_names_the_input(session):
+    """LoadImage of a missing file fails with a NodeInputError naming the input and the fix."""
+    graph = pipeline()
+    graph["nodes"]["load"]["inputs"]["image"] = "nope.png"
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert info.value.exception_type == "NodeInputError" and "upload the file" in str(info.value.exception)
+
+
+def test_grid_and_resize_shapes():
+    """A 5-image grid is 3×2 tiles with padding; centre crop keeps the aspect ratio."""
+    images = torch.rand(5, 4, 6, 3)
+    grid = image_grid(images, columns=3, padding=1)
+    assert grid.shape == (1, 2 * 4 + 3, 3 * 6 + 4, 3)
+    assert torch.equal(grid[0, 1:5, 1:7], images[0])
+    wide = torch.zeros(1, 10, 40, 3)
+    wide[:, :, 15:25] = 1.0
+    cropped = resize_image(wide, 10, 10, "nearest", "center")
+    assert cropped.shape == (1, 10, 10, 3) and cropped.mean() == 1.0
+    for method in ("nearest", "bilinear", "bicubic", "area", "lanczos"):
+        assert resize_image(images, 3, 2, method).shape == (5, 2, 3, 3)
