@@ -116,7 +116,7 @@ def test_autoload_is_off_in_tests_unless_asked(fake_entry_points):
     """NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD (set by conftest) keeps installed plugins out."""
     session = Session()
     assert "Shared" not in session.registry.nodes
-    assert {p.name for p in session.plugin_report.loaded} == {"primitives"}
+    assert {p.source for p in session.plugin_report.loaded} == {"builtin"}
 
 
 def test_allow_and_deny_lists(fake_entry_points, monkeypatch):
