@@ -1,0 +1,328 @@
+"""Model adapters: turn a raw network into the one denoiser contract samplers use.
+
+Contract (k-diffusion ``external.py``; Karras et al. 2022, "EDM", §5 and
+Table 1)::
+
+    denoiser(x, sigma, **cond) -> denoised        # estimate of E[x0 | x]
+
+where ``x = x0 + sigma * noise`` lives in the variance-exploding (VE) view and
+``sigma`` is a tensor of shape (B,) or a scalar broadcast over the batch.
+Samplers only ever see this; they never branch on what the network predicts.
+
+:class:`ModelDenoiser` wraps a network ``net(x_in, t, **cond)`` with EDM's
+preconditioning ``D(x, sigma) = c_skip x + c_out net(c_in x, t(sigma))``.
+The scalings per prediction type (all derived from x_vp = alpha x0 + sigma_vp eps
+with alpha = 1/sqrt(1 + sigma^2), sigma_vp = sigma alpha, i.e. x_vp = alpha x_ve):
+
+====== ================================= ========================== ===================
+type   c_skip                            c_out                      c_in
+====== ================================= ========================== ===================
+eps    1                                 -sigma                     1/sqrt(sigma²+1)
+v      1/(sigma²+1)                      -sigma/sqrt(sigma²+1)      1/sqrt(sigma²+1)
+x0     0                                 1                          1/sqrt(sigma²+1)
+edm    sd²/(sigma²+sd²)                  sigma sd/sqrt(sigma²+sd²)  1/sqrt(sigma²+sd²)
+flow   1/(1+sigma)                       -sigma/(1+sigma)           1/(1+sigma)
+====== ================================= ========================== ===================
+
+(v: Salimans & Ho 2022, v = alpha eps - sigma_vp x0; edm: Karras et al. 2022
+Table 1 with sd = sigma_data; flow: rectified flow x_t = (1-t) x0 + t eps with
+velocity v = eps - x0, viewed in VE with sigma = t/(1-t).)
+
+The network's time input comes from a time map:
+
+* :class:`DiscreteTimeMap` -- models trained on T discrete timesteps of a beta
+  schedule: sigma_t = sqrt((1 - ᾱ_t)/ᾱ_t), and sigma <-> t by linear
+  interpolation of log sigma between neighbouring timesteps (fractional t).
+* :class:`ContinuousTimeMap` -- models trained on continuous time, given by a
+  pair of functions; presets :func:`edm_time_map` (t = ln(sigma)/4),
+  :func:`vp_linear_time_map` (Song et al. 2021 VP-SDE with linear beta(t)) and
+  :func:`rectified_flow_time_map`.
+
+The adapter exposes ``sigma_min``, ``sigma_max``, ``sigmas`` (discrete table or
+None), ``sigma_to_t`` and ``t_to_sigma`` so schedules (schedules.py) can be
+built from it directly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from .errors import SamplingError
+from .schedules import alphas_cumprod_from_betas, sigmas_from_alphas_cumprod
+
+__all__ = [
+    "Denoiser",
+    "Prediction",
+    "PREDICTION_SCALINGS",
+    "DiscreteTimeMap",
+    "ContinuousTimeMap",
+    "edm_time_map",
+    "vp_linear_time_map",
+    "rectified_flow_time_map",
+    "ModelDenoiser",
+    "batch_sigma",
+]
+
+#: ``denoiser(x, sigma, **cond) -> denoised``; sigma of shape (B,) or a scalar.
+Denoiser = Callable[..., torch.Tensor]
+
+Prediction = Literal["eps", "v", "x0", "edm", "flow"]
+
+#: (c_skip, c_out, c_in); each a float (scalar sigma) or a tensor shaped like sigma.
+Scalings = tuple[float | torch.Tensor, float | torch.Tensor, float | torch.Tensor]
+
+# The scalings use plain arithmetic only, so they work for a Python float sigma (the fast path
+# below) and for a tensor of sigmas alike.
+
+
+def eps_scalings(sigma, sigma_data: float) -> Scalings:
+    """(c_skip, c_out, c_in) for an eps-predicting VP model: D = x - sigma eps (Ho et al. 2020)."""
+    return 1.0, -sigma, (sigma**2 + 1) ** -0.5
+
+
+def v_scalings(sigma, sigma_data: float) -> Scalings:
+    """(c_skip, c_out, c_in) for a v-predicting VP model (Salimans & Ho 2022, §4)."""
+    variance = sigma**2 + 1
+    return 1 / variance, -sigma * variance**-0.5, variance**-0.5
+
+
+def x0_scalings(sigma, sigma_data: float) -> Scalings:
+    """(c_skip, c_out, c_in) for a VP model predicting x0 directly."""
+    return 0.0, 1.0, (sigma**2 + 1) ** -0.5
+
+
+def edm_scalings(sigma, sigma_data: float) -> Scalings:
+    """(c_skip, c_out, c_in) of EDM preconditioning (Karras et al. 2022, Table 1)."""
+    variance = sigma**2 + sigma_data**2
+    return sigma_data**2 / variance, sigma * sigma_data * variance**-0.5, variance**-0.5
+
+
+def flow_scalings(sigma, sigma_data: float) -> Scalings:
+    """(c_skip, c_out, c_in) for rectified-flow velocity models viewed in VE (sigma = t/(1-t))."""
+    scale = 1 / (1 + sigma)
+    return scale, -sigma * scale, scale
+
+
+PREDICTION_SCALINGS: dict[str, Callable[[torch.Tensor, float], Scalings]] = {
+    "eps": eps_scalings,
+    "v": v_scalings,
+    "x0": x0_scalings,
+    "edm": edm_scalings,
+    "flow": flow_scalings,
+}
+
+
+def batch_sigma(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """Sigma as a (B,) tensor on x's device (float32, or float64 when x is float64)."""
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    sigma = torch.as_tensor(sigma, device=x.device, dtype=dtype)
+    if sigma.ndim == 0:
+        return sigma.expand(x.shape[0])
+    if sigma.shape != (x.shape[0],):
+        raise SamplingError("sigma", f"a scalar or a tensor of shape ({x.shape[0]},) matching the latent batch",
+                            f"shape {tuple(sigma.shape)}", "Pass one sigma per batch item.", sigma)
+    return sigma
+
+
+class DiscreteTimeMap:
+    """sigma <-> t for a model trained on T discrete timesteps.
+
+    Args:
+        alphas_cumprod: ᾱ_t for t = 0..T-1 (e.g. ``alphas_cumprod_from_betas(scaled_linear_betas())``).
+
+    ``t`` is fractional: between two timesteps, log sigma is interpolated
+    linearly (k-diffusion's ``DiscreteSchedule``; diffusers' ``_sigma_to_t``).
+    """
+
+    def __init__(self, alphas_cumprod: torch.Tensor):
+        alphas_cumprod = torch.as_tensor(alphas_cumprod, dtype=torch.float64).cpu()
+        if alphas_cumprod.ndim != 1 or len(alphas_cumprod) < 2 or not bool(
+                ((alphas_cumprod > 0) & (alphas_cumprod <= 1)).all()):
+            raise SamplingError("alphas_cumprod", "a 1-D tensor of at least 2 values in (0, 1]",
+                                f"shape {tuple(alphas_cumprod.shape)}",
+                                "Pass the cumulative product of (1 - betas).", alphas_cumprod)
+        self._sigmas64 = sigmas_from_alphas_cumprod(alphas_cumprod)
+        if not bool((self._sigmas64[1:] > self._sigmas64[:-1]).all()):
+            raise SamplingError("alphas_cumprod", "strictly decreasing ᾱ_t (noise grows with t)",
+                                "a non-monotone table", "Check the beta schedule.", alphas_cumprod)
+        self.sigmas = self._sigmas64.to(torch.float32)
+        self.sigma_min = float(self.sigmas[0])
+        self.sigma_max = float(self.sigmas[-1])
+        self._log_sigmas: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    @classmethod
+    def from_betas(cls, betas: torch.Tensor) -> DiscreteTimeMap:
+        """Time map of a model trained with these betas."""
+        return cls(alphas_cumprod_from_betas(torch.as_tensor(betas)))
+
+    def _log_table(self, like: torch.Tensor) -> torch.Tensor:
+        """log sigma table on ``like``'s device and dtype (cached)."""
+        dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float32
+        key = (like.device, dtype)
+        if key not in self._log_sigmas:
+            self._log_sigmas[key] = self._sigmas64.log().to(device=like.device, dtype=dtype)
+        return self._log_sigmas[key]
+
+    def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Fractional timestep of each sigma (log-sigma interpolation, clamped to [0, T-1])."""
+        sigma = torch.as_tensor(sigma)
+        log_table = self._log_table(sigma)
+        log_sigma = sigma.to(log_table.dtype).log()
+        low = (torch.searchsorted(log_table, log_sigma.contiguous(), right=True) - 1).clamp(0, len(log_table) - 2)
+        low_value, high_value = log_table[low], log_table[low + 1]
+        weight = ((log_sigma - low_value) / (high_value - low_value)).clamp(0, 1)
+        return low.to(log_table.dtype) + weight
+
+    def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
+        """Sigma at fractional timesteps (log-sigma interpolation)."""
+        t = torch.as_tensor(t)
+        log_table = self._log_table(t if t.is_floating_point() else t.float())
+        t = t.to(log_table.dtype).clamp(0, len(log_table) - 1)
+        low = t.floor().long().clamp(max=len(log_table) - 2)
+        weight = t - low.to(t.dtype)
+        return (torch.lerp(log_table[low], log_table[low + 1], weight)).exp()
+
+
+@dataclass(frozen=True)
+class ContinuousTimeMap:
+    """sigma <-> t for a model trained on continuous time.
+
+    Attributes:
+        sigma_to_t: maps a sigma tensor to the network's time input.
+        t_to_sigma: the inverse map.
+        sigma_min: smallest sigma the model was trained on (used by schedules).
+        sigma_max: largest sigma the model was trained on.
+    """
+
+    sigma_to_t: Callable[[torch.Tensor], torch.Tensor]
+    t_to_sigma: Callable[[torch.Tensor], torch.Tensor]
+    sigma_min: float
+    sigma_max: float
+    sigmas: None = None
+
+
+def edm_time_map(sigma_min: float = 0.002, sigma_max: float = 80.0) -> ContinuousTimeMap:
+    """EDM noise conditioning c_noise = ln(sigma)/4 (Karras et al. 2022, Table 1)."""
+    return ContinuousTimeMap(lambda sigma: sigma.log() / 4, lambda t: (4 * t).exp(), sigma_min, sigma_max)
+
+
+def vp_linear_time_map(beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3) -> ContinuousTimeMap:
+    """VP-SDE with linear beta(t) on t in [t_min, 1] (Song et al. 2021, "Score-based SDEs", eq. 33).
+
+    ᾱ(t) = exp(-beta_min t - (beta_max - beta_min) t²/2), so
+    sigma(t) = sqrt(exp(beta_min t + beta_d t²/2) - 1) and t(sigma) solves that quadratic.
+    """
+    beta_d = beta_max - beta_min
+
+    def t_to_sigma(t: torch.Tensor) -> torch.Tensor:
+        return torch.expm1(beta_min * t + 0.5 * beta_d * t**2).sqrt()
+
+    def sigma_to_t(sigma: torch.Tensor) -> torch.Tensor:
+        return (torch.sqrt(beta_min**2 + 2 * beta_d * torch.log1p(sigma**2)) - beta_min) / beta_d
+
+    sigma_min = math.sqrt(math.expm1(beta_min * t_min + 0.5 * beta_d * t_min**2))
+    sigma_max = math.sqrt(math.expm1(beta_min + 0.5 * beta_d))
+    return ContinuousTimeMap(sigma_to_t, t_to_sigma, sigma_min, sigma_max)
+
+
+def rectified_flow_time_map(multiplier: float = 1000.0, sigma_min: float = 1e-3,
+                            sigma_max: float = 1e3) -> ContinuousTimeMap:
+    """Rectified flow time t = sigma/(1+sigma), times ``multiplier`` (SD3-style nets take t*1000).
+
+    Sampling must start at a finite sigma_max (t < 1) because the VE view of
+    x_t = (1-t) x0 + t eps diverges at t = 1.
+    """
+    return ContinuousTimeMap(lambda sigma: sigma / (1 + sigma) * multiplier,
+                             lambda t: (t / multiplier) / (1 - t / multiplier), sigma_min, sigma_max)
+
+
+class ModelDenoiser:
+    """Adapt ``net(x_in, t, **cond)`` to the contract ``denoiser(x, sigma, **cond) -> denoised``.
+
+    Args:
+        net: the raw network; receives ``c_in * x``, the time ``t(sigma)`` of
+            shape (B,), and the conditioning keyword arguments unchanged.
+        time_map: :class:`DiscreteTimeMap` or :class:`ContinuousTimeMap`.
+        prediction: what ``net`` predicts: ``"eps"``, ``"v"``, ``"x0"``, ``"edm"``
+            (EDM's F with ``sigma_data``) or ``"flow"`` (rectified-flow velocity).
+        sigma_data: data standard deviation, used only by ``"edm"``.
+        round_timesteps: round t to the nearest integer (nets that look timesteps up in a table).
+
+    The scalings are cast to x's dtype so a float16 net receives float16 input. When sigma
+    is a CPU tensor with one value for the whole batch (what samplers pass on CPU), the
+    scalings and t are computed as Python floats; otherwise as tensors on sigma's device.
+    """
+
+    def __init__(self, net: Callable[..., torch.Tensor], time_map: DiscreteTimeMap | ContinuousTimeMap,
+                 prediction: Prediction = "eps", sigma_data: float = 1.0, round_timesteps: bool = False):
+        if prediction not in PREDICTION_SCALINGS:
+            raise SamplingError("prediction", f"one of {sorted(PREDICTION_SCALINGS)}", repr(prediction),
+                                "Set what the network predicts (eps for SD 1.x, v for SD 2.x-v).", prediction)
+        self.net = net
+        self.time_map = time_map
+        self.prediction = prediction
+        self.sigma_data = sigma_data
+        self.round_timesteps = round_timesteps
+        self._scalings = PREDICTION_SCALINGS[prediction]
+        self._time_cache: dict[float, float] = {}
+
+    @property
+    def sigma_min(self) -> float:
+        return self.time_map.sigma_min
+
+    @property
+    def sigma_max(self) -> float:
+        return self.time_map.sigma_max
+
+    @property
+    def sigmas(self) -> torch.Tensor | None:
+        return self.time_map.sigmas
+
+    def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
+        return self.time_map.sigma_to_t(sigma)
+
+    def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
+        return self.time_map.t_to_sigma(t)
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, **cond) -> torch.Tensor:
+        sigma = batch_sigma(sigma, x)
+        if sigma.device.type == "cpu":  # reading CPU values costs no device sync
+            values = sigma.tolist()
+            if values.count(values[0]) == len(values):
+                return self._call_at_one_sigma(x, values[0], sigma.dtype, cond)
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        c_skip, c_out, c_in = (c.to(x.dtype).reshape(shape) if isinstance(c, torch.Tensor) else c
+                               for c in self._scalings(sigma, self.sigma_data))
+        t = self.time_map.sigma_to_t(sigma)
+        if self.round_timesteps:
+            t = t.round()
+        return x * c_skip + self.net(x * c_in, t, **cond).to(x.dtype) * c_out
+
+    def _call_at_one_sigma(self, x: torch.Tensor, sigma: float, sigma_dtype: torch.dtype, cond) -> torch.Tensor:
+        """Fast path for one noise level over the batch: scalings and t as Python floats (fewer tiny ops)."""
+        c_skip, c_out, c_in = self._scalings(sigma, self.sigma_data)
+        t = self._time_of(sigma)
+        out = self.net(x * c_in, torch.full((x.shape[0],), t, dtype=sigma_dtype, device=x.device), **cond)
+        out = out.to(x.dtype)
+        if c_skip == 0:
+            return out * c_out
+        return torch.add(x if c_skip == 1 else x * c_skip, out, alpha=c_out)
+
+    def _time_of(self, sigma: float) -> float:
+        """t(sigma) as a float, memoised (a run revisits the same few dozen sigmas)."""
+        t = self._time_cache.get(sigma)
+        if t is None:
+            if len(self._time_cache) > 4096:
+                self._time_cache.clear()
+            t = float(self.time_map.sigma_to_t(torch.tensor([sigma], dtype=torch.float64))[0])
+            t = float(round(t)) if self.round_timesteps else t
+            self._time_cache[sigma] = t
+        return t
+
+    def __repr__(self) -> str:
+        return f"ModelDenoiser(prediction={self.prediction!r}, time_map={type(self.time_map).__name__})"
