@@ -1,0 +1,17 @@
+"""Stable Diffusion model architectures and checkpoint loading, in plain torch.
+
+No engine imports: usable and testable on its own. Node adapters live in ``nodes.py``.
+
+Map
+- ``unet.py``      the LDM / SD UNet (SD 1.x, 2.x, SDXL base / refiner configs), eps / v network
+- ``vae.py``       the KL autoencoder (f=8): encode / decode, tiling, cheap latent previews
+- ``clip.py``      CLIP text encoders (CLIP-L, OpenCLIP-H, OpenCLIP-bigG) and ``PromptEncoder``,
+                   prompt -> ``TextConditioning(context, pooled)`` with clip skip and weights
+- ``tokenizer.py`` CLIP BPE tokenizer, 77-token chunking, ``(word:1.3)`` weighting syntax
+- ``detect.py``    family / config detection from key names and shapes; ``ModelLoadError``
+- ``convert.py``   key maps: diffusers -> LDM (UNet, VAE), OpenCLIP <-> HF CLIP
+- ``loading.py``   lazy safetensors reading, ``load_checkpoint`` / ``load_unet`` /
+                   ``load_vae`` / ``load_text_encoder``, ``save_checkpoint``
+
+See docs/models.md for the contracts (conditioning shapes, ControlNet residuals, weighting).
+"""

@@ -1,0 +1,471 @@
+"""Which model a checkpoint holds, and its config, from key names and tensor shapes alone.
+
+Nothing is read but the safetensors header: detection is instant even for 7 GB files.
+
+Map
+- ``ModelLoadError``: the one error type of this package (a ``ValueError``) whose message names
+  the file, what was expected, what was found, and the fix.
+- ``detect_checkpoint(shapes, metadata) -> CheckpointInfo``: family, prediction type, UNet /
+  VAE / text-encoder configs and where each component's keys live in the file.
+- ``detect_unet_config`` / ``detect_vae_config`` / ``detect_text_encoder_config``: one
+  component's sizes from its LDM-layout (or HF-layout) keys.
+- ``describe_file_kind(keys)``: a short name for what a file seems to be (a VAE, a LoRA...),
+  for error messages when it is not what the caller expected.
+
+How each property is decided
+- family (``sd1``, ``sd2``, ``sdxl-base``, ``sdxl-refiner``), i.e. how text conditions the UNet:
+  from where the text encoders live (``cond_stage_model.transformer`` = OpenAI CLIP-L,
+  ``cond_stage_model.model`` = OpenCLIP ViT-H, ``conditioner.embedders.0.transformer`` +
+  ``conditioner.embedders.1.model`` = SDXL base, ``conditioner.embedders.0.model`` alone = SDXL
+  refiner), falling back to the UNet's context width (768 / 1024 / 2048 / 1280) and label
+  embedding. ``CheckpointInfo.custom`` says the sizes differ from the family's standard config
+  (a small or distilled model); ``inpainting`` says the UNet takes 9 input channels.
+- sizes: channel widths from conv / linear weight shapes, ResBlocks per level from the
+  number of ``input_blocks``, transformer depth from the ``transformer_blocks.N`` indices,
+  Linear vs conv ``proj_in`` from its rank, context width from ``attn2.to_k``.
+- attention heads (not visible in shapes): the family convention, SD 1.x 8 heads, SD 2.x /
+  SDXL 64-wide heads, CLIP 64-wide heads; a width that does not fit the convention is an error
+  asking for the metadata override.
+- prediction type (not visible in weights either): the ``prediction`` argument, else the
+  metadata override, else safetensors metadata ``modelspec.prediction_type`` (``v`` /
+  ``v_prediction`` / ``epsilon``) or a ``modelspec.architecture`` ending in ``-v``, else a
+  ``v_pred`` marker key, else ``eps``. SD 2.x 768-v files carry none of these: load them with
+  ``prediction="v"``.
+- the metadata override: safetensors ``__metadata__["nodegraph.config"]``, a JSON object
+  ``{"family": ..., "prediction": ..., "unet": {UNetConfig fields}, "vae": {VAEConfig fields},
+  "text_encoders": {"clip_l": {TextEncoderConfig fields}, ...}}``; every part optional, given
+  fields replace detected ones. ``loading.save_checkpoint`` writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
+
+import torch
+
+from .clip import CLIP_G, CLIP_H, CLIP_L, CLIP_L_SDXL, TextEncoderConfig
+from .convert import ConversionError, KeySource, clip_from_hf, clip_from_openclip
+from .unet import SD1, SD2, SDXL_BASE, SDXL_REFINER, Prediction, UNetConfig
+from .vae import SD_VAE, SDXL_VAE, VAEConfig
+
+Family = Literal["sd1", "sd2", "sdxl-base", "sdxl-refiner"]
+FAMILIES: tuple[Family, ...] = ("sd1", "sd2", "sdxl-base", "sdxl-refiner")
+Shapes = Mapping[str, Sequence[int]]
+METADATA_KEY = "nodegraph.config"
+UNET_PREFIX = "model.diffusion_model."
+VAE_PREFIX = "first_stage_model."
+
+
+class ModelLoadError(ValueError):
+    """A model file could not be loaded: the message says what was expected, what was found, and the fix."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None):
+        self.path = None if path is None else os.fspath(path)
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+@dataclass(frozen=True)
+class TextEncoderSpec:
+    """One text encoder inside a checkpoint: its role name, key prefix, key layout and config."""
+
+    name: str  # "clip_l", "clip_h" (SD 2.x ViT-H) or "clip_g" (SDXL ViT-bigG)
+    prefix: str  # e.g. "cond_stage_model.transformer."
+    layout: Literal["hf", "openclip"]
+    config: TextEncoderConfig
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What ``detect_checkpoint`` found; ``notes`` explain the decisions shapes could not make."""
+
+    family: Family
+    prediction: Prediction
+    unet: UNetConfig | None
+    vae: VAEConfig | None
+    text_encoders: tuple[TextEncoderSpec, ...]
+    pooled_from: str | None  # encoder whose pooled output the family uses
+    custom: bool  # UNet sizes differ from the family's standard config
+    inpainting: bool  # UNet takes latent + mask + masked-image latent (9 channels)
+    notes: tuple[str, ...] = ()
+    unet_prefix: str = UNET_PREFIX
+    vae_prefix: str = VAE_PREFIX
+
+
+# Where each family keeps its text encoders in LDM / SGM single files: (name, prefix, layout).
+_TEXT_ENCODER_SLOTS = (
+    ("clip_l", "cond_stage_model.transformer.", "hf"),
+    ("clip_h", "cond_stage_model.model.", "openclip"),
+    ("clip_l", "conditioner.embedders.0.transformer.", "hf"),
+    ("clip_g", "conditioner.embedders.1.model.", "openclip"),
+    ("clip_g", "conditioner.embedders.0.model.", "openclip"),
+)
+STANDARD_UNETS = {"sd1": SD1, "sd2": SD2, "sdxl-base": SDXL_BASE, "sdxl-refiner": SDXL_REFINER}
+# Per family and encoder: the settings shapes cannot show (activation, layer, norm, padding).
+ENCODER_ROLES = {
+    ("sd1", "clip_l"): CLIP_L,
+    ("sd2", "clip_h"): CLIP_H,
+    ("sdxl-base", "clip_l"): CLIP_L_SDXL,
+    ("sdxl-base", "clip_g"): CLIP_G,
+    ("sdxl-refiner", "clip_g"): CLIP_G,
+}
+POOLED_FROM = {"sd1": "clip_l", "sd2": "clip_h", "sdxl-base": "clip_g", "sdxl-refiner": "clip_g"}
+
+
+def _indices(keys: Iterable[str], pattern: str) -> set[int]:
+    """Distinct integers captured by `pattern` (one group) over `keys`."""
+    compiled = re.compile(pattern)
+    return {int(m[1]) for key in keys if (m := compiled.match(key))}
+
+
+def detect_unet_config(shapes: Shapes, prefix: str = "", family: Family | None = None) -> UNetConfig:
+    """UNet sizes from LDM-layout keys under `prefix`; heads follow `family`'s convention (None: sd1's)."""
+    s = {k[len(prefix) :]: tuple(v) for k, v in shapes.items() if k.startswith(prefix)}
+    if "input_blocks.0.0.weight" not in s:
+        raise ValueError(f"no UNet keys under {prefix!r} (expected {prefix}input_blocks.0.0.weight)")
+    model_channels, in_channels = s["input_blocks.0.0.weight"][:2]
+    input_count = 1 + max(_indices(s, r"input_blocks\.(\d+)\."))
+    downsamples = sorted(_indices(s, r"input_blocks\.(\d+)\.0\.op\.weight"))
+    levels = len(downsamples) + 1
+    res_blocks, remainder = divmod(input_count - 1 - len(downsamples), levels)
+    if remainder or res_blocks < 1:
+        raise ValueError(f"{input_count} input blocks with {len(downsamples)} downsamples do not form equal levels")
+
+    def depth(block: str) -> int:
+        return len(_indices(s, re.escape(block) + r"\.1\.transformer_blocks\.(\d+)\."))
+
+    channel_mult, depth_in, depth_out = [], [], []
+    for level in range(levels):
+        blocks = [1 + level * (res_blocks + 1) + i for i in range(res_blocks)]
+        width = s[f"input_blocks.{blocks[0]}.0.out_layers.3.weight"][0]
+        channel_mult.append(width // model_channels)
+        depths = {depth(f"input_blocks.{b}") for b in blocks}
+        out_blocks = [(levels - 1 - level) * (res_blocks + 1) + i for i in range(res_blocks + 1)]
+        out_depths = {depth(f"output_blocks.{b}") for b in out_blocks}
+        if len(depths) > 1 or len(out_depths) > 1:
+            raise ValueError(
+                f"level {level} mixes transformer depths {sorted(depths | out_depths)}; "
+                "only one depth per level is supported"
+            )
+        depth_in.append(depths.pop())
+        depth_out.append(out_depths.pop())
+    middle_depth = len(_indices(s, r"middle_block\.1\.transformer_blocks\.(\d+)\."))
+    to_k = next((v for k, v in s.items() if k.endswith("attn2.to_k.weight")), None)
+    proj_in = next((v for k, v in s.items() if k.endswith(".proj_in.weight")), None)
+    adm = s.get("label_emb.0.0.weight")
+    standard_sd1 = family in (None, "sd1")
+    return UNetConfig(
+        in_channels=in_channels,
+        out_channels=s["out.2.weight"][0],
+        model_channels=model_channels,
+        channel_mult=tuple(channel_mult),
+        num_res_blocks=res_blocks,
+        transformer_depth=tuple(depth_in),
+        transformer_depth_middle=middle_depth,
+        transformer_depth_output=None if depth_out == depth_in else tuple(depth_out),
+        context_dim=to_k[1] if to_k else SD1.context_dim,
+        num_heads=8 if standard_sd1 else -1,
+        num_head_channels=-1 if standard_sd1 else 64,
+        use_linear_in_transformer=bool(proj_in) and len(proj_in) == 2,
+        adm_in_channels=adm[1] if adm else 0,
+    )
+
+
+def detect_vae_config(shapes: Shapes, prefix: str = "") -> VAEConfig:
+    """VAE sizes from LDM-layout keys under `prefix` (scale factor and preview are the SD defaults)."""
+    s = {k[len(prefix) :]: tuple(v) for k, v in shapes.items() if k.startswith(prefix)}
+    if "encoder.conv_in.weight" not in s:
+        raise ValueError(f"no VAE keys under {prefix!r} (expected {prefix}encoder.conv_in.weight)")
+    ch, in_channels = s["encoder.conv_in.weight"][:2]
+    levels = 1 + max(_indices(s, r"encoder\.down\.(\d+)\."))
+    res_blocks = 1 + max(_indices(s, r"encoder\.down\.0\.block\.(\d+)\."))
+    ch_mult = tuple(s[f"encoder.down.{i}.block.0.conv1.weight"][0] // ch for i in range(levels))
+    return replace(
+        SD_VAE,
+        in_channels=in_channels,
+        out_channels=s["decoder.conv_out.weight"][0],
+        ch=ch,
+        ch_mult=ch_mult,
+        num_res_blocks=res_blocks,
+        z_channels=s["post_quant_conv.weight"][0],
+    )
+
+
+def detect_text_encoder_config(
+    shapes: Shapes, base: TextEncoderConfig = CLIP_L, heads: int | None = None
+) -> TextEncoderConfig:
+    """Text-encoder sizes from HF-layout keys (``text_model.`` ...); other settings come from `base`.
+
+    ``heads`` defaults to width / 64 (true of CLIP-L, OpenCLIP-H and bigG).
+    """
+    s = {k: tuple(v) for k, v in shapes.items()}
+    vocab, width = s["text_model.embeddings.token_embedding.weight"]
+    if heads is None and width % 64:
+        raise ValueError(
+            f"text encoder width {width} is not a multiple of 64, so its head count cannot be inferred; "
+            f'add {{"text_encoders": {{"<name>": {{"heads": N}}}}}} to the "{METADATA_KEY}" metadata'
+        )
+    projection = s.get("text_projection.weight")
+    layers = 1 + max(_indices(s, r"text_model\.encoder\.layers\.(\d+)\."))
+    return replace(
+        base,
+        vocab_size=vocab,
+        max_positions=s["text_model.embeddings.position_embedding.weight"][0],
+        width=width,
+        layers=layers,
+        heads=heads or width // 64,
+        intermediate=s["text_model.encoder.layers.0.mlp.fc1.weight"][0],
+        projection_dim=projection[0] if projection else 0,
+        output_layer=max(base.output_layer, -layers),
+    )
+
+
+def describe_file_kind(keys: Iterable[str]) -> str:
+    """What a state dict looks like, in words, judged from its key names."""
+    keys = list(keys)
+
+    def has(pattern: str) -> bool:
+        compiled = re.compile(pattern)
+        return any(compiled.search(k) for k in keys)
+
+    if has(r"^model\.diffusion_model\.input_blocks\.0\.0\.weight$"):
+        return "a full Stable Diffusion checkpoint (LDM layout)"
+    if has(r"lora_(unet|te\d?)_|\.lora_(down|up|A|B)\.|\.lora\.(down|up)\."):
+        return "a LoRA"
+    if has(r"^control_model\.|input_hint_block\.|^controlnet_cond_embedding\."):
+        return "a ControlNet"
+    if has(r"^(first_stage_model\.)?encoder\.(down\.|down_blocks\.)") and has(r"^(first_stage_model\.)?decoder\."):
+        return "a VAE"
+    if has(r"^input_blocks\.0\.0\.weight$"):
+        return "a bare UNet (LDM keys without model.diffusion_model.)"
+    if has(r"^down_blocks\.0\.resnets\.0\.") and has(r"^time_embedding\."):
+        return "a diffusers UNet"
+    if has(r"(^|\.)text_model\.|^embeddings\.token_embedding|^transformer\.resblocks\.|^token_embedding\."):
+        return "a text encoder"
+    if has(r"^(string_to_param|emb_params|clip_[lg])$|string_to_param\."):
+        return "a textual-inversion embedding"
+    prefixes: dict[str, int] = {}
+    for key in keys:
+        top = key.split(".")[0]
+        prefixes[top] = prefixes.get(top, 0) + 1
+    summary = ", ".join(f"{p}.* ({n})" for p, n in sorted(prefixes.items(), key=lambda item: -item[1])[:8])
+    return f"an unknown architecture (top-level keys: {summary or 'none'})"
+
+
+def parse_config_override(metadata: Mapping[str, str] | None, path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The ``nodegraph.config`` JSON object from safetensors metadata ({} when absent)."""
+    text = (metadata or {}).get(METADATA_KEY)
+    if not text:
+        return {}
+    try:
+        override = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ModelLoadError(f'metadata "{METADATA_KEY}" is not valid JSON ({error}); fix or remove it', path) from None
+    if not isinstance(override, dict):
+        raise ModelLoadError(f'metadata "{METADATA_KEY}" must be a JSON object, got {type(override).__name__}', path)
+    return override
+
+
+def apply_fields(config, override: Mapping[str, Any] | None, what: str, path=None):
+    """`config` with the fields named in `override` replaced (lists become tuples)."""
+    if not override:
+        return config
+    known = {f.name for f in fields(config)}
+    unknown = sorted(set(override) - known)
+    if unknown:
+        raise ModelLoadError(f"{what} override names unknown fields {unknown}; known: {sorted(known)}", path)
+    values = {k: _tuples(v) for k, v in override.items()}
+    try:
+        return replace(config, **values)
+    except (TypeError, ValueError) as error:
+        raise ModelLoadError(f"{what} override is inconsistent: {error}", path) from None
+
+
+def _tuples(value):
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def decide_prediction(
+    prediction: str | None, override: Mapping[str, Any], metadata: Mapping[str, str] | None, keys: Iterable[str]
+) -> tuple[Prediction, str]:
+    """The prediction type and a note saying where it came from (see the module docstring)."""
+    metadata = metadata or {}
+    for value, source in (
+        (prediction, "the prediction argument"),
+        (override.get("prediction"), f'metadata "{METADATA_KEY}"'),
+        (metadata.get("modelspec.prediction_type"), "metadata modelspec.prediction_type"),
+    ):
+        if value:
+            normalized = {"eps": "eps", "epsilon": "eps", "v": "v", "v_prediction": "v", "v-prediction": "v"}.get(
+                str(value).lower()
+            )
+            if normalized is None:
+                raise ValueError(
+                    f"prediction type {value!r} from {source} is not one of eps / epsilon / v / v_prediction"
+                )
+            return normalized, f"prediction {normalized!r} from {source}"
+    if str(metadata.get("modelspec.architecture", "")).endswith("-v"):
+        return "v", "prediction 'v' from metadata modelspec.architecture"
+    if "v_pred" in set(keys):
+        return "v", "prediction 'v' from the v_pred marker key"
+    return "eps", "prediction 'eps' (default: nothing in the file says otherwise; pass prediction='v' for SD 2.x 768-v)"
+
+
+def decide_family(unet: UNetConfig | None, encoder_names: Sequence[str], path=None) -> Family:
+    """The family from which text encoders are present, else from the UNet's context and label embedding."""
+    names = set(encoder_names)
+    if {"clip_l", "clip_g"} <= names:
+        return "sdxl-base"
+    if names == {"clip_g"}:
+        return "sdxl-refiner"
+    if "clip_h" in names:
+        return "sd2"
+    if unet is not None:
+        if unet.adm_in_channels:
+            if unet.context_dim == 2048:
+                return "sdxl-base"
+            if unet.context_dim == 1280:
+                return "sdxl-refiner"
+        elif unet.context_dim == 1024:
+            return "sd2"
+        elif unet.context_dim == 768 or "clip_l" in names:
+            return "sd1"
+    if "clip_l" in names:
+        return "sd1"
+    found = f"context width {unet.context_dim}, label embedding {unet.adm_in_channels or 'none'}" if unet else "no UNet"
+    raise ModelLoadError(
+        f"cannot tell the model family ({found}, text encoders: {sorted(names) or 'none'}); "
+        f'add {{"family": "sd1" | "sd2" | "sdxl-base" | "sdxl-refiner"}} to the "{METADATA_KEY}" metadata',
+        path,
+    )
+
+
+def detect_checkpoint(
+    shapes: Shapes,
+    metadata: Mapping[str, str] | None = None,
+    *,
+    prediction: str | None = None,
+    path: str | os.PathLike | None = None,
+) -> CheckpointInfo:
+    """Detect a single-file (LDM / SGM layout) checkpoint from its header.
+
+    Args:
+        shapes: tensor name -> shape for every tensor in the file.
+        metadata: the safetensors ``__metadata__`` (may hold the ``nodegraph.config`` override).
+        prediction: ``"eps"`` / ``"v"`` to override the prediction type.
+        path: only used in error messages.
+    """
+    keys = list(shapes)
+    override = parse_config_override(metadata, path)
+    if f"{UNET_PREFIX}input_blocks.0.0.weight" not in shapes:
+        raise ModelLoadError(
+            f"expected a full checkpoint (UNet keys {UNET_PREFIX}*), found {describe_file_kind(keys)}; "
+            "load VAEs, UNets and text encoders on their own with load_vae / load_unet / load_text_encoder",
+            path,
+        )
+    notes: list[str] = []
+    try:
+        pred, note = decide_prediction(prediction, override, metadata, keys)
+    except ValueError as error:
+        raise ModelLoadError(str(error), path) from None
+    notes.append(note)
+
+    slots = [
+        (name, prefix, layout)
+        for name, prefix, layout in _TEXT_ENCODER_SLOTS
+        if any(k.startswith(prefix) for k in keys)
+    ]
+    try:
+        unet = detect_unet_config(shapes, UNET_PREFIX)
+    except (ValueError, KeyError) as error:
+        raise ModelLoadError(f"UNet not recognised ({error}); is this an SD 1.x / 2.x / XL checkpoint?", path) from None
+    family = override.get("family") or decide_family(unet, [name for name, _, _ in slots], path)
+    if family not in FAMILIES:
+        raise ModelLoadError(f"metadata family {family!r} is not one of {FAMILIES}", path)
+    notes.append(
+        f"family {family} from metadata"
+        if override.get("family")
+        else f"family {family} from text encoders {[name for name, _, _ in slots]}, "
+        f"UNet context width {unet.context_dim}, label embedding {unet.adm_in_channels or 'none'}"
+    )
+    if family == "sd2":  # SD 2.x keeps its OpenCLIP-H under the name clip_h whatever the layout
+        slots = [("clip_h" if name == "clip_l" else name, prefix, layout) for name, prefix, layout in slots]
+
+    standard = STANDARD_UNETS[family]
+    unet = replace(unet, num_heads=standard.num_heads, num_head_channels=standard.num_head_channels)
+    unet = replace(apply_fields(unet, override.get("unet"), "UNet", path), prediction=pred)
+    _check_heads(unet, path)
+    custom = replace(unet, in_channels=standard.in_channels, prediction=standard.prediction) != standard
+
+    vae = None
+    if any(k.startswith(VAE_PREFIX) for k in keys):
+        try:
+            vae = detect_vae_config(shapes, VAE_PREFIX)
+        except (ValueError, KeyError) as error:
+            raise ModelLoadError(f"VAE not recognised ({error}); is it a KL autoencoder with f=8?", path) from None
+        family_vae = SDXL_VAE if family.startswith("sdxl") else SD_VAE
+        vae = replace(vae, scale_factor=family_vae.scale_factor, latent_rgb_factors=family_vae.latent_rgb_factors)
+        vae = apply_fields(vae, override.get("vae"), "VAE", path)
+
+    encoders = []
+    encoder_overrides = override.get("text_encoders") or {}
+    for name, prefix, layout in slots:
+        role = ENCODER_ROLES.get((family, name))
+        if role is None:
+            raise ModelLoadError(f"a {family} checkpoint should not hold a text encoder at {prefix}*", path)
+        hf_shapes = _hf_text_shapes(shapes, prefix, layout, path)
+        encoder_override = encoder_overrides.get(name) or {}
+        try:
+            config = detect_text_encoder_config(hf_shapes, role, heads=encoder_override.get("heads"))
+        except (ValueError, KeyError) as error:
+            raise ModelLoadError(f"text encoder {name} at {prefix}*: {error}", path) from None
+        config = apply_fields(config, encoder_override, f"text encoder {name}", path)
+        encoders.append(TextEncoderSpec(name, prefix, layout, config))
+
+    return CheckpointInfo(
+        family=family,
+        prediction=pred,
+        unet=unet,
+        vae=vae,
+        text_encoders=tuple(encoders),
+        pooled_from=POOLED_FROM[family] if any(e.name == POOLED_FROM[family] for e in encoders) else None,
+        custom=custom,
+        inpainting=unet.in_channels == 9,
+        notes=tuple(notes),
+    )
+
+
+def _hf_text_shapes(shapes: Shapes, prefix: str, layout: str, path) -> dict[str, tuple[int, ...]]:
+    """Shapes of a text encoder under HF names (converted from OpenCLIP names when needed)."""
+    try:
+        mapping = clip_from_openclip(shapes, prefix) if layout == "openclip" else clip_from_hf(shapes, prefix)
+    except ConversionError as error:
+        raise ModelLoadError(str(error), path) from None
+    return {target: converted_shape(source, shapes[source.key]) for target, source in mapping.items()}
+
+
+def converted_shape(source: KeySource, shape: Sequence[int]) -> tuple[int, ...]:
+    """The shape `source` yields from a file tensor of `shape` (its transform run on a meta tensor)."""
+    if source.transform is None:
+        return tuple(shape)
+    return tuple(source.transform(torch.empty(tuple(shape), device="meta")).shape)
+
+
+def _check_heads(unet: UNetConfig, path) -> None:
+    """Fail early, with the fix, when the head convention does not divide a transformer width."""
+    for level, mult in enumerate(unet.channel_mult):
+        if unet.transformer_depth[level] or (unet.transformer_depth_output or unet.transformer_depth)[level]:
+            try:
+                unet.heads_for(unet.model_channels * mult)
+            except ValueError as error:
+                raise ModelLoadError(
+                    f"{error}: the attention head count of this non-standard UNet cannot be inferred; add "
+                    f'{{"unet": {{"num_heads": N, "num_head_channels": -1}}}} to the "{METADATA_KEY}" metadata',
+                    path,
+                ) from None

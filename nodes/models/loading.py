@@ -1,0 +1,803 @@
+"""Reading checkpoint files and building our modules from them.
+
+Map
+- ``open_state_dict(path) -> StateDictFile``: a lazy ``Mapping[str, Tensor]`` over a
+  ``.safetensors`` file (memory-mapped through ``safetensors.safe_open``; a tensor is read
+  when its module is built), a sharded ``*.safetensors.index.json``, or, only with
+  ``allow_pickle=True``, a pickle ``.ckpt`` / ``.pt`` read by ``torch.load(weights_only=True)``.
+  ``.shapes`` and ``.metadata`` come from the header without reading any tensor.
+- ``load_checkpoint(path) -> Checkpoint(unet, vae, text_encoder, info)``: a single-file
+  checkpoint (LDM / SGM layout) or a diffusers pipeline folder; ``components`` picks parts.
+- ``load_unet`` / ``load_vae`` / ``load_text_encoder``: one component from a full checkpoint, a
+  diffusers folder, or a file holding only that component (LDM or diffusers keys).
+- ``save_checkpoint(path, ...)``: write our modules as an LDM-layout single file whose
+  metadata records the exact configs (``nodegraph.config``), so non-standard sizes round-trip.
+- ``ModelLoadError`` (from ``detect.py``): every failure, naming the file, what was expected,
+  what was found and the fix.
+
+Memory: each module is built on the ``meta`` device, then its tensors are read, cast and
+assigned one module at a time, so at most one copy of a component is ever in RAM.
+Dtype: ``dtype=None`` keeps the file's floating dtype (the most common one if it mixes);
+otherwise floating tensors are cast while loading.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import struct
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .clip import CLIPTextModel, PromptEncoder, TextEncoderConfig
+from .convert import (
+    ConversionError,
+    KeyMap,
+    clip_from_hf,
+    clip_from_openclip,
+    clip_to_openclip,
+    from_prefix,
+    unet_from_diffusers,
+    vae_from_diffusers,
+    vae_from_ldm,
+)
+from .detect import (
+    ENCODER_ROLES,
+    METADATA_KEY,
+    POOLED_FROM,
+    STANDARD_UNETS,
+    UNET_PREFIX,
+    VAE_PREFIX,
+    CheckpointInfo,
+    Family,
+    ModelLoadError,
+    TextEncoderSpec,
+    apply_fields,
+    converted_shape,
+    decide_family,
+    decide_prediction,
+    describe_file_kind,
+    detect_checkpoint,
+    detect_text_encoder_config,
+    detect_unet_config,
+    detect_vae_config,
+    parse_config_override,
+)
+from .unet import UNetConfig, UNetModel
+from .vae import SD_VAE, SDXL_VAE, AutoencoderKL, VAEConfig
+
+__all__ = [
+    "Checkpoint",
+    "ModelLoadError",
+    "StateDictFile",
+    "load_checkpoint",
+    "load_text_encoder",
+    "load_unet",
+    "load_vae",
+    "open_state_dict",
+    "save_checkpoint",
+]
+
+Component = Literal["unet", "vae", "text_encoder"]
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+_SAFETENSORS_DTYPES = {  # header dtype -> (bytes per element, torch dtype)
+    "F64": (8, torch.float64),
+    "F32": (4, torch.float32),
+    "F16": (2, torch.float16),
+    "BF16": (2, torch.bfloat16),
+    "I64": (8, torch.int64),
+    "I32": (4, torch.int32),
+    "I16": (2, torch.int16),
+    "I8": (1, torch.int8),
+    "U8": (1, torch.uint8),
+    "BOOL": (1, torch.bool),
+    "U16": (2, None),
+    "U32": (4, None),
+    "U64": (8, None),
+    "F8_E4M3": (1, getattr(torch, "float8_e4m3fn", None)),
+    "F8_E5M2": (1, getattr(torch, "float8_e5m2", None)),
+}
+_MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
+
+
+# --- reading files ------------------------------------------------------------------------------
+
+
+class StateDictFile(Mapping[str, torch.Tensor]):
+    """A read-only, lazy tensor mapping over one or more files; ``shapes`` / ``metadata`` need no reads."""
+
+    def __init__(
+        self,
+        path: Path,
+        shapes: dict[str, tuple[int, ...]],
+        dtypes: dict[str, torch.dtype | None],
+        metadata: dict[str, str],
+        read: Callable[[str], torch.Tensor],
+    ):
+        self.path = path
+        self.shapes = shapes
+        self.dtypes = dtypes  # None for dtypes torch cannot represent
+        self.metadata = metadata
+        self._read = read
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self.shapes:
+            raise KeyError(key)
+        return self._read(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.shapes)
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+
+def open_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> StateDictFile:
+    """Open a weights file lazily (see the module docstring); refuse pickles unless `allow_pickle`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError("no such file" if not path.exists() else "expected a weights file, found a folder", path)
+    if path.name.endswith(".safetensors.index.json"):
+        return _open_sharded(path)
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if path.suffix.lower() in PICKLE_SUFFIXES or head[:2] == b"PK" or head[:1] == b"\x80":
+        return _open_pickle(path, allow_pickle)
+    return _open_safetensors(path)
+
+
+def _read_safetensors_header(
+    path: Path,
+) -> tuple[dict[str, tuple[int, ...]], dict[str, torch.dtype | None], dict[str, str]]:
+    """Parse and check a safetensors header: shapes and dtypes by name, and the ``__metadata__``."""
+    size = path.stat().st_size
+    fix = "the file is damaged or incomplete: download or copy it again"
+    with path.open("rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise ModelLoadError(f"expected a safetensors file, found only {size} bytes; {fix}", path)
+        (header_length,) = struct.unpack("<Q", prefix)
+        if header_length > _MAX_HEADER:
+            raise ModelLoadError(
+                f"expected a safetensors file, but its first 8 bytes give a header of {header_length} bytes; "
+                f"this is not a safetensors file (or it is corrupt)",
+                path,
+            )
+        if 8 + header_length > size:
+            raise ModelLoadError(
+                f"truncated safetensors file: the header needs {header_length} bytes but the file has {size}; {fix}",
+                path,
+            )
+        raw = handle.read(header_length)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"corrupt safetensors header ({error}); {fix}", path) from None
+    if not isinstance(header, dict):
+        raise ModelLoadError(f"corrupt safetensors header (not a JSON object); {fix}", path)
+    metadata = header.pop("__metadata__", None) or {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    dtypes: dict[str, torch.dtype | None] = {}
+    data_end = 0
+    for name, entry in header.items():
+        try:
+            dtype, shape, (begin, end) = entry["dtype"], tuple(entry["shape"]), entry["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise ModelLoadError(f"corrupt safetensors header entry for {name!r}; {fix}", path) from None
+        item_size, torch_dtype = _SAFETENSORS_DTYPES.get(dtype, (0, None))
+        expected = math.prod(shape) * item_size
+        if item_size and end - begin != expected:
+            raise ModelLoadError(
+                f"corrupt safetensors header: {name!r} {dtype}{list(shape)} needs {expected} bytes, "
+                f"the header gives it {end - begin}; {fix}",
+                path,
+            )
+        shapes[name] = shape
+        dtypes[name] = torch_dtype
+        data_end = max(data_end, end)
+    if 8 + header_length + data_end > size:
+        raise ModelLoadError(
+            f"truncated safetensors file: its tensors need {8 + header_length + data_end} bytes "
+            f"but the file has {size}; {fix}",
+            path,
+        )
+    return shapes, dtypes, dict(metadata)
+
+
+def _open_safetensors(path: Path) -> StateDictFile:
+    from safetensors import SafetensorError, safe_open
+
+    shapes, dtypes, metadata = _read_safetensors_header(path)
+    try:
+        handle = safe_open(str(path), framework="pt", device="cpu")  # memory-maps the file
+    except (SafetensorError, OSError) as error:
+        raise ModelLoadError(
+            f"safetensors could not open the file ({error}); it is damaged: copy it again", path
+        ) from None
+    return StateDictFile(path, shapes, dtypes, metadata, handle.get_tensor)
+
+
+def _open_sharded(index_path: Path) -> StateDictFile:
+    """A ``*.safetensors.index.json`` (diffusers / transformers shards) as one mapping."""
+    try:
+        weight_map: dict[str, str] = json.loads(index_path.read_text())["weight_map"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ModelLoadError(
+            f"expected a shard index with a 'weight_map', could not read it ({error})", index_path
+        ) from None
+    shards = {name: _open_safetensors(index_path.parent / name) for name in sorted(set(weight_map.values()))}
+    shapes = {key: shards[name].shapes[key] for key, name in weight_map.items()}
+    dtypes = {key: shards[name].dtypes[key] for key, name in weight_map.items()}
+    metadata = next(iter(shards.values())).metadata if shards else {}
+    return StateDictFile(index_path, shapes, dtypes, metadata, lambda key: shards[weight_map[key]][key])
+
+
+def _open_pickle(path: Path, allow_pickle: bool) -> StateDictFile:
+    if not allow_pickle:
+        raise ModelLoadError(
+            "this is a pickle checkpoint (.ckpt / .pt), which can run arbitrary code when opened, so it is refused; "
+            "convert it to .safetensors, or pass allow_pickle=True if you trust where it came from "
+            "(it is then read with torch.load(weights_only=True), which only rebuilds tensors)",
+            path,
+        )
+    try:
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # legacy (non-zip) format cannot be memory-mapped
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ModelLoadError(
+            f"torch.load(weights_only=True) refused this file: it holds Python objects besides tensors ({error}); "
+            "convert it to safetensors with the tool that made it",
+            path,
+        ) from None
+    except (EOFError, RuntimeError, OSError) as error:
+        raise ModelLoadError(
+            f"could not read this pickle checkpoint ({error}); it is damaged or truncated", path
+        ) from None
+    state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(state, dict):
+        raise ModelLoadError(f"expected a state dict in the pickle, found {type(loaded).__name__}", path)
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+    return StateDictFile(path, shapes, {k: v.dtype for k, v in tensors.items()}, {}, tensors.__getitem__)
+
+
+# --- building modules ---------------------------------------------------------------------------
+
+
+def build_module(
+    module_class: Callable[[object], nn.Module],
+    config: object,
+    key_map: KeyMap,
+    tensors: StateDictFile,
+    *,
+    what: str,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str = "cpu",
+) -> nn.Module:
+    """Build ``module_class(config)`` on the meta device and fill it from ``tensors`` through ``key_map``."""
+    with torch.device("meta"):
+        module = module_class(config)
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in key_map]
+    unexpected = [k for k in key_map if k not in expected]
+    if missing or unexpected:
+        raise ModelLoadError(
+            f"the {what} tensors do not fit the detected config {config}: "
+            f"{_sample('missing', missing)}{_sample('unexpected', unexpected)}"
+            f'if the detection is wrong, give the config in the "{METADATA_KEY}" safetensors metadata',
+            tensors.path,
+        )
+    for name, meta in expected.items():
+        shape = converted_shape(key_map[name], tensors.shapes[key_map[name].key])
+        if shape != tuple(meta.shape):
+            raise ModelLoadError(
+                f"{what} tensor {key_map[name].key} has shape {list(shape)}, the detected config needs "
+                f"{list(meta.shape)} for {name}; the file mixes models, or its config needs the metadata override",
+                tensors.path,
+            )
+    if dtype is None:
+        dtype = _dominant_dtype(tensors, key_map, list(expected))
+    loaded = {}
+    for name in expected:
+        tensor = key_map[name].read(tensors)
+        loaded[name] = tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else tensor.dtype)
+    module.load_state_dict(loaded, strict=True, assign=True)
+    return module.eval().requires_grad_(False)
+
+
+def _sample(label: str, keys: list[str]) -> str:
+    if not keys:
+        return ""
+    more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+    return f"{label} {keys[:5]}{more}; "
+
+
+def _dominant_dtype(tensors: StateDictFile, key_map: KeyMap, names: list[str]) -> torch.dtype:
+    """The floating dtype holding most elements among a module's tensors (from the header)."""
+    counts: dict[torch.dtype, int] = {}
+    for name in names:
+        source = key_map[name].key
+        dtype = tensors.dtypes.get(source)
+        if dtype is not None and dtype.is_floating_point:
+            counts[dtype] = counts.get(dtype, 0) + math.prod(tensors.shapes[source])
+    return max(counts, key=counts.get) if counts else torch.float32
+
+
+# --- the checkpoint bundle ----------------------------------------------------------------------
+
+
+@dataclass
+class Checkpoint:
+    """What ``load_checkpoint`` returns; components not requested (or not in the file) are None."""
+
+    info: CheckpointInfo
+    unet: UNetModel | None
+    vae: AutoencoderKL | None
+    text_encoder: PromptEncoder | None
+
+    @property
+    def family(self) -> Family:
+        return self.info.family
+
+    @property
+    def prediction(self) -> str:
+        return self.info.prediction
+
+
+_ALL: tuple[Component, ...] = ("unet", "vae", "text_encoder")
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    components: Sequence[Component] = _ALL,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str = "cpu",
+    prediction: Literal["eps", "v"] | None = None,
+    allow_pickle: bool = False,
+) -> Checkpoint:
+    """Load a full Stable Diffusion checkpoint: a single file (LDM / SGM layout) or a diffusers folder.
+
+    Args:
+        path: ``.safetensors`` (or, with ``allow_pickle``, ``.ckpt``) file, or a diffusers
+            pipeline folder (``model_index.json``, ``unet/``, ``vae/``, ``text_encoder*/``).
+        components: which parts to build; the others are None (their tensors are never read).
+        dtype: cast floating weights (e.g. ``torch.float16``); None keeps the file's dtype.
+        device: where the weights go.
+        prediction: ``"eps"`` / ``"v"``; overrides what the file says (needed for SD 2.x 768-v
+            single files, which do not record it).
+        allow_pickle: accept pickle checkpoints (read with ``torch.load(weights_only=True)``).
+
+    Raises:
+        ModelLoadError: the file is missing, damaged, not a full checkpoint (e.g. a VAE), or of
+            an architecture this loader does not know.
+    """
+    _check_components(components)
+    path = Path(path)
+    if path.is_dir():
+        return _load_diffusers_pipeline(path, components, dtype, device, prediction)
+    tensors = open_state_dict(path, allow_pickle=allow_pickle)
+    info = detect_checkpoint(tensors.shapes, tensors.metadata, prediction=prediction, path=path)
+    unet = vae = text_encoder = None
+    if "unet" in components:
+        key_map = from_prefix(tensors.shapes, info.unet_prefix)
+        unet = build_module(UNetModel, info.unet, key_map, tensors, what="UNet", dtype=dtype, device=device)
+    if "vae" in components and info.vae is not None:
+        key_map = vae_from_ldm(tensors.shapes, info.vae_prefix)
+        vae = build_module(AutoencoderKL, info.vae, key_map, tensors, what="VAE", dtype=dtype, device=device)
+    if "text_encoder" in components and info.text_encoders:
+        text_encoder = _build_prompt_encoder(info.text_encoders, info.pooled_from, tensors, dtype, device)
+    return Checkpoint(info=info, unet=unet, vae=vae, text_encoder=text_encoder)
+
+
+def _check_components(components: Sequence[str]) -> None:
+    unknown = set(components) - set(_ALL)
+    if unknown:
+        raise ValueError(f"components {sorted(unknown)} are not among {list(_ALL)}")
+
+
+def _build_prompt_encoder(
+    specs: Sequence[TextEncoderSpec], pooled_from: str | None, tensors: StateDictFile, dtype, device
+) -> PromptEncoder:
+    encoders = {}
+    for spec in specs:
+        convert = clip_from_openclip if spec.layout == "openclip" else clip_from_hf
+        key_map = convert(tensors.shapes, spec.prefix)
+        encoders[spec.name] = build_module(
+            CLIPTextModel,
+            spec.config,
+            key_map,
+            tensors,
+            what=f"text encoder {spec.name}",
+            dtype=dtype,
+            device=device,
+        )
+    return PromptEncoder(encoders, pooled_from=pooled_from)
+
+
+# --- single components --------------------------------------------------------------------------
+
+
+def load_unet(
+    path: str | os.PathLike,
+    *,
+    family: Family | None = None,
+    prediction: Literal["eps", "v"] | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str = "cpu",
+    allow_pickle: bool = False,
+) -> UNetModel:
+    """The UNet of a full checkpoint, of a diffusers folder, or of a UNet-only file (LDM or diffusers keys).
+
+    ``family`` fixes the attention-head convention for UNet-only files that a context width
+    cannot place (e.g. small custom models); metadata (``nodegraph.config``) also works.
+    """
+    path = Path(path)
+    if path.is_dir():
+        folder = path / "unet" if (path / "unet").is_dir() else path
+        return _load_diffusers_unet(folder, prediction, dtype, device)
+    tensors = open_state_dict(path, allow_pickle=allow_pickle)
+    keys = tensors.shapes
+    if f"{UNET_PREFIX}input_blocks.0.0.weight" in keys:
+        info = detect_checkpoint(keys, tensors.metadata, prediction=prediction, path=path)
+        key_map = from_prefix(keys, UNET_PREFIX)
+        return build_module(UNetModel, info.unet, key_map, tensors, what="UNet", dtype=dtype, device=device)
+    if "input_blocks.0.0.weight" in keys:
+        key_map = from_prefix(keys, "")
+    elif "conv_in.weight" in keys and any(k.startswith("down_blocks.") for k in keys):
+        key_map = _convert(unet_from_diffusers, keys, "", path)
+        config_json = path.parent / "config.json"
+        if config_json.is_file():
+            return _build_diffusers_unet(key_map, tensors, _read_json(config_json), prediction, dtype, device)
+    else:
+        raise ModelLoadError(f"expected a UNet, found {describe_file_kind(keys)}", path)
+    config = _bare_unet_config(key_map, tensors, family, prediction)
+    return build_module(UNetModel, config, key_map, tensors, what="UNet", dtype=dtype, device=device)
+
+
+def _bare_unet_config(key_map: KeyMap, tensors: StateDictFile, family, prediction) -> UNetConfig:
+    """Config of a UNet-only file: shapes, the family's head convention, the metadata override."""
+    shapes = {target: converted_shape(source, tensors.shapes[source.key]) for target, source in key_map.items()}
+    override = parse_config_override(tensors.metadata, tensors.path)
+    config = _detected("UNet", tensors.path, detect_unet_config, shapes)
+    family = family or override.get("family") or decide_family(config, [], tensors.path)
+    config = detect_unet_config(shapes, family=family)
+    config = apply_fields(config, override.get("unet"), "UNet", tensors.path)
+    pred, _ = _detected(
+        "prediction type", tensors.path, decide_prediction, prediction, override, tensors.metadata, tensors.shapes
+    )
+    return replace(config, prediction=pred)
+
+
+def load_vae(
+    path: str | os.PathLike,
+    *,
+    family: Family | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str = "cpu",
+    allow_pickle: bool = False,
+) -> AutoencoderKL:
+    """The VAE of a full checkpoint, a diffusers folder, or a VAE-only file (LDM or diffusers keys).
+
+    A VAE-only file does not say which latent space it belongs to: ``family`` (the checkpoint's,
+    e.g. ``"sdxl-base"``) picks the scale factor and preview factors; None means SD 1.x / 2.x
+    (0.18215) unless the metadata override says otherwise.
+    """
+    path = Path(path)
+    if path.is_dir():
+        folder = path / "vae" if (path / "vae").is_dir() else path
+        return _load_diffusers_vae(folder, family, dtype, device)
+    tensors = open_state_dict(path, allow_pickle=allow_pickle)
+    keys = tensors.shapes
+    if f"{UNET_PREFIX}input_blocks.0.0.weight" in keys:
+        info = detect_checkpoint(keys, tensors.metadata, path=path)
+        if info.vae is None:
+            raise ModelLoadError(
+                f"expected a VAE, but this checkpoint has no {VAE_PREFIX}* keys; load a separate VAE file", path
+            )
+        key_map = vae_from_ldm(keys, VAE_PREFIX)
+        return build_module(AutoencoderKL, info.vae, key_map, tensors, what="VAE", dtype=dtype, device=device)
+    prefix = VAE_PREFIX if f"{VAE_PREFIX}encoder.conv_in.weight" in keys else ""
+    if f"{prefix}encoder.conv_in.weight" in keys and f"{prefix}encoder.down.0.block.0.conv1.weight" in keys:
+        key_map = vae_from_ldm(keys, prefix)
+    elif "encoder.conv_in.weight" in keys and "encoder.down_blocks.0.resnets.0.conv1.weight" in keys:
+        key_map = _convert(vae_from_diffusers, keys, "", path)
+    else:
+        raise ModelLoadError(f"expected a VAE, found {describe_file_kind(keys)}", path)
+    shapes = {target: converted_shape(source, keys[source.key]) for target, source in key_map.items()}
+    config = _family_vae(_detected("VAE", path, detect_vae_config, shapes), family)
+    override = parse_config_override(tensors.metadata, path)
+    config = apply_fields(config, override.get("vae"), "VAE", path)
+    return build_module(AutoencoderKL, config, key_map, tensors, what="VAE", dtype=dtype, device=device)
+
+
+def _family_vae(config: VAEConfig, family: str | None) -> VAEConfig:
+    """Scale factor and preview factors of the family's latent space."""
+    reference = SDXL_VAE if family and family.startswith("sdxl") else SD_VAE
+    return replace(config, scale_factor=reference.scale_factor, latent_rgb_factors=reference.latent_rgb_factors)
+
+
+def load_text_encoder(
+    path: str | os.PathLike,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str = "cpu",
+    allow_pickle: bool = False,
+) -> PromptEncoder:
+    """The text encoder(s) of a full checkpoint or a diffusers pipeline folder, ready to encode prompts."""
+    path = Path(path)
+    if path.is_dir():
+        return _load_diffusers_pipeline(path, ("text_encoder",), dtype, device, None).text_encoder
+    tensors = open_state_dict(path, allow_pickle=allow_pickle)
+    info = detect_checkpoint(tensors.shapes, tensors.metadata, path=path)
+    if not info.text_encoders:
+        raise ModelLoadError(
+            "expected a checkpoint with text encoders, found none (cond_stage_model.* / conditioner.*)", path
+        )
+    return _build_prompt_encoder(info.text_encoders, info.pooled_from, tensors, dtype, device)
+
+
+def _detected(what: str, path, detect: Callable, *args, **kwargs):
+    """Run a detect_* function, turning its ValueError / KeyError into a ModelLoadError naming the file."""
+    try:
+        return detect(*args, **kwargs)
+    except ModelLoadError:
+        raise
+    except (ValueError, KeyError) as error:
+        raise ModelLoadError(f"{what} not recognised ({error}); is it an SD 1.x / 2.x / XL model?", path) from None
+
+
+def _convert(converter, keys, prefix: str, path) -> KeyMap:
+    try:
+        return converter(keys, prefix)
+    except ConversionError as error:
+        raise ModelLoadError(f"{error}; is this file of another architecture?", path) from None
+
+
+# --- diffusers folders --------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"could not read this JSON config ({error})", path) from None
+
+
+def _weights_in(folder: Path) -> StateDictFile:
+    """The weights file of a diffusers / transformers component folder (plain before fp16 variant)."""
+    candidates = [
+        "diffusion_pytorch_model.safetensors",
+        "model.safetensors",
+        "diffusion_pytorch_model.safetensors.index.json",
+        "model.safetensors.index.json",
+        "diffusion_pytorch_model.fp16.safetensors",
+        "model.fp16.safetensors",
+    ]
+    for name in candidates:
+        if (folder / name).is_file():
+            return open_state_dict(folder / name)
+    found = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    raise ModelLoadError(
+        f"expected one of {candidates[:2]} (safetensors) in this diffusers folder, found {found or 'nothing'}; "
+        "pickle .bin weights are not read from folders: convert them to safetensors",
+        folder,
+    )
+
+
+def _load_diffusers_unet(folder: Path, prediction, dtype, device) -> UNetModel:
+    tensors = _weights_in(folder)
+    key_map = _convert(unet_from_diffusers, tensors.shapes, "", tensors.path)
+    config_json = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+    scheduler = folder.parent / "scheduler" / "scheduler_config.json"
+    if prediction is None and scheduler.is_file():
+        prediction = _read_json(scheduler).get("prediction_type")
+    return _build_diffusers_unet(key_map, tensors, config_json, prediction, dtype, device)
+
+
+def _diffusers_unet_config(key_map: KeyMap, tensors: StateDictFile, config_json: dict, prediction) -> UNetConfig:
+    shapes = {target: converted_shape(source, tensors.shapes[source.key]) for target, source in key_map.items()}
+    config = _detected("UNet", tensors.path, detect_unet_config, shapes)
+    heads = config_json.get("num_attention_heads") or config_json.get("attention_head_dim") or 8
+    if isinstance(heads, int):
+        config = replace(config, num_heads=heads, num_head_channels=-1)
+    else:
+        widths = [config.model_channels * m for m in config.channel_mult]
+        used = [(w, h) for w, h, d in zip(widths, heads, config.transformer_depth) if d]
+        head_widths = {w // h for w, h in used}
+        if len(head_widths) == 1:
+            config = replace(config, num_heads=-1, num_head_channels=head_widths.pop())
+        elif len({h for _, h in used}) == 1:
+            config = replace(config, num_heads=used[0][1], num_head_channels=-1)
+        else:
+            raise ModelLoadError(
+                f"attention heads {heads} fit neither a fixed head count nor a fixed head width", tensors.path
+            )
+    pred, _ = _detected("prediction type", tensors.path, decide_prediction, prediction, {}, {}, [])
+    return replace(config, prediction=pred)
+
+
+def _build_diffusers_unet(key_map, tensors, config_json, prediction, dtype, device) -> UNetModel:
+    config = _diffusers_unet_config(key_map, tensors, config_json, prediction)
+    return build_module(UNetModel, config, key_map, tensors, what="UNet", dtype=dtype, device=device)
+
+
+def _diffusers_vae(folder: Path, family) -> tuple[StateDictFile, KeyMap, VAEConfig]:
+    """Weights, key map and config of a diffusers ``AutoencoderKL`` folder (scale from config.json)."""
+    tensors = _weights_in(folder)
+    key_map = _convert(vae_from_diffusers, tensors.shapes, "", tensors.path)
+    shapes = {target: converted_shape(source, tensors.shapes[source.key]) for target, source in key_map.items()}
+    config = _family_vae(_detected("VAE", tensors.path, detect_vae_config, shapes), family)
+    config_json = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+    if config_json.get("scaling_factor") is not None:
+        config = replace(config, scale_factor=float(config_json["scaling_factor"]))
+    if config_json.get("shift_factor") is not None:
+        config = replace(config, shift_factor=float(config_json["shift_factor"]))
+    return tensors, key_map, config
+
+
+def _load_diffusers_vae(folder: Path, family, dtype, device) -> AutoencoderKL:
+    tensors, key_map, config = _diffusers_vae(folder, family)
+    return build_module(AutoencoderKL, config, key_map, tensors, what="VAE", dtype=dtype, device=device)
+
+
+def _diffusers_text_encoder(folder: Path, family: Family, name: str) -> tuple[StateDictFile, KeyMap, TextEncoderConfig]:
+    """Weights, key map and config of a transformers CLIP text-model folder in the role `name`."""
+    tensors = _weights_in(folder)
+    key_map = clip_from_hf(tensors.shapes)
+    config_json = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+    shapes = {target: tensors.shapes[source.key] for target, source in key_map.items()}
+    role = ENCODER_ROLES[(family, name)]
+    heads = config_json.get("num_attention_heads")
+    config = _detected(f"text encoder {name}", tensors.path, detect_text_encoder_config, shapes, role, heads=heads)
+    if config_json.get("hidden_act") in ("gelu", "quick_gelu"):
+        config = replace(config, activation=config_json["hidden_act"])
+    if config_json.get("layer_norm_eps"):
+        config = replace(config, layer_norm_eps=float(config_json["layer_norm_eps"]))
+    if family == "sd2":  # diffusers ships SD 2.x's encoder without its unused last block and uses the last one
+        config = replace(config, output_layer=-1)
+    return tensors, key_map, config
+
+
+def _load_diffusers_pipeline(folder: Path, components, dtype, device, prediction) -> Checkpoint:
+    """A diffusers pipeline folder: family from its text encoders and UNet, prediction from the scheduler."""
+    _check_components(components)
+    if not (folder / "unet").is_dir() and not (folder / "model_index.json").is_file():
+        raise ModelLoadError(
+            "expected a diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/), "
+            f"found {sorted(p.name for p in folder.iterdir())[:10]}",
+            folder,
+        )
+    unet_tensors = _weights_in(folder / "unet")
+    unet_map = _convert(unet_from_diffusers, unet_tensors.shapes, "", unet_tensors.path)
+    unet_json = _read_json(folder / "unet" / "config.json") if (folder / "unet" / "config.json").is_file() else {}
+    scheduler = folder / "scheduler" / "scheduler_config.json"
+    prediction_note = "prediction from the argument" if prediction else "prediction 'eps' (no scheduler config)"
+    if prediction is None and scheduler.is_file():
+        prediction = _read_json(scheduler).get("prediction_type")
+        prediction_note = f"prediction {prediction!r} from scheduler/scheduler_config.json"
+    unet_config = _diffusers_unet_config(unet_map, unet_tensors, unet_json, prediction)
+
+    slots = []  # (role name, sub-folder)
+    if (folder / "text_encoder").is_dir():
+        te_json = folder / "text_encoder" / "config.json"
+        te_config = _read_json(te_json) if te_json.is_file() else {}
+        # OpenCLIP-H (SD 2.x) was trained with GELU, OpenAI's CLIP-L (SD 1.x, SDXL) with quick-GELU
+        open_clip = te_config.get("hidden_act") == "gelu" or te_config.get("hidden_size") == 1024
+        sdxl = (folder / "text_encoder_2").is_dir()
+        slots.append(("clip_h" if open_clip and not sdxl else "clip_l", "text_encoder"))
+    if (folder / "text_encoder_2").is_dir():
+        slots.append(("clip_g", "text_encoder_2"))
+    family = decide_family(unet_config, [name for name, _ in slots], folder)
+    vae_parts = _diffusers_vae(folder / "vae", family) if (folder / "vae").is_dir() else None
+    encoder_parts = {name: (sub, *_diffusers_text_encoder(folder / sub, family, name)) for name, sub in slots}
+
+    unet = vae = text_encoder = None
+    if "unet" in components:
+        unet = build_module(UNetModel, unet_config, unet_map, unet_tensors, what="UNet", dtype=dtype, device=device)
+    if "vae" in components and vae_parts is not None:
+        tensors, key_map, config = vae_parts
+        vae = build_module(AutoencoderKL, config, key_map, tensors, what="VAE", dtype=dtype, device=device)
+    if "text_encoder" in components and encoder_parts:
+        encoders = {
+            name: build_module(
+                CLIPTextModel,
+                config,
+                key_map,
+                tensors,
+                what=f"text encoder {name}",
+                dtype=dtype,
+                device=device,
+            )
+            for name, (_, tensors, key_map, config) in encoder_parts.items()
+        }
+        pooled_from = POOLED_FROM[family] if POOLED_FROM[family] in encoders else None
+        text_encoder = PromptEncoder(encoders, pooled_from=pooled_from)
+    standard = STANDARD_UNETS[family]
+    info = CheckpointInfo(
+        family=family,
+        prediction=unet_config.prediction,
+        unet=unet_config,
+        vae=vae_parts[2] if vae_parts else None,
+        text_encoders=tuple(
+            TextEncoderSpec(name, f"{sub}/", "hf", config) for name, (sub, _, _, config) in encoder_parts.items()
+        ),
+        pooled_from=POOLED_FROM[family] if POOLED_FROM[family] in encoder_parts else None,
+        custom=replace(unet_config, in_channels=standard.in_channels, prediction=standard.prediction) != standard,
+        inpainting=unet_config.in_channels == 9,
+        notes=(
+            f"family {family} from the folder's text encoders {[name for name, _ in slots]} and UNet",
+            prediction_note,
+        ),
+        unet_prefix="unet/",
+        vae_prefix="vae/",
+    )
+    return Checkpoint(info=info, unet=unet, vae=vae, text_encoder=text_encoder)
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+# Where each family's single files keep their text encoders, and in which key layout.
+_ENCODER_SLOTS: dict[str, dict[str, tuple[str, str]]] = {
+    "sd1": {"clip_l": ("cond_stage_model.transformer.", "hf")},
+    "sd2": {"clip_h": ("cond_stage_model.model.", "openclip")},
+    "sdxl-base": {
+        "clip_l": ("conditioner.embedders.0.transformer.", "hf"),
+        "clip_g": ("conditioner.embedders.1.model.", "openclip"),
+    },
+    "sdxl-refiner": {"clip_g": ("conditioner.embedders.0.model.", "openclip")},
+}
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    family: Family,
+    unet: UNetModel | None = None,
+    vae: AutoencoderKL | None = None,
+    text_encoder: PromptEncoder | None = None,
+    dtype: torch.dtype | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> None:
+    """Write modules as one LDM-layout ``.safetensors`` file with their exact configs in the metadata."""
+    tensors: dict[str, torch.Tensor] = {}
+    override: dict = {"family": family}
+
+    def add(prefix: str, state: Mapping[str, torch.Tensor]) -> None:
+        for key, tensor in state.items():
+            tensor = tensor.detach().to("cpu")
+            if dtype is not None and tensor.is_floating_point():
+                tensor = tensor.to(dtype)
+            tensors[prefix + key] = tensor.contiguous()
+
+    if unet is not None:
+        add(UNET_PREFIX, unet.state_dict())
+        override["prediction"] = unet.config.prediction
+        override["unet"] = {k: v for k, v in asdict(unet.config).items() if k != "prediction"}
+    if vae is not None:
+        add(VAE_PREFIX, vae.state_dict())
+        override["vae"] = asdict(vae.config)
+    if text_encoder is not None:
+        slots = _ENCODER_SLOTS[family]
+        override["text_encoders"] = {}
+        for name, encoder in text_encoder.encoders.items():
+            if name not in slots:
+                raise ValueError(
+                    f"a {family} checkpoint has no place for text encoder {name!r} (expected {sorted(slots)})"
+                )
+            prefix, layout = slots[name]
+            state = encoder.state_dict()
+            add(prefix, clip_to_openclip(state) if layout == "openclip" else state)
+            override["text_encoders"][name] = asdict(encoder.config)
+    from safetensors.torch import save_file
+
+    save_file(tensors, os.fspath(path), metadata={**(metadata or {}), METADATA_KEY: json.dumps(override)})

@@ -1,0 +1,315 @@
+"""The CLIP byte-level BPE tokenizer and the A1111 / ComfyUI prompt-weighting syntax.
+
+Reference: Radford et al. 2021, "Learning Transferable Visual Models From Natural Language
+Supervision" (CLIP, §2.4: lower-cased byte-pair encoding, 49,152-entry vocabulary, text
+bracketed by [SOS] / [EOS]); Sennrich et al. 2016 (BPE). The vocabulary file
+``bpe_simple_vocab_16e6.txt.gz`` (MIT) ships in the PyPI package ``openai-clip``; it is found
+without importing that package (which would import torchvision).
+
+Map
+- ``CLIPTokenizer``: ``encode(text) -> ids`` (no BOS/EOS), ``decode(ids)``, ``pad(ids)``.
+  Text is normalised like OpenAI's tokenizer: ftfy (when installed, else NFC), HTML
+  unescape, whitespace collapse, lower case.
+- ``parse_prompt_weights(prompt) -> [Segment]``: the weighting syntax,
+  ``(word:1.3)`` sets x1.3, ``(word)`` x1.1, ``[word]`` /1.1, nesting multiplies, ``\\(`` ``\\)``
+  ``\\[`` ``\\]`` ``\\\\`` are literal, an unclosed bracket runs to the end of the prompt, a stray
+  closer is literal text, ``BREAK`` (upper case, a word of its own) starts a new 75-token chunk.
+- ``tokenize_prompt(tokenizer, prompt) -> PromptTokens``: content tokens and per-token weights
+  cut into 75-token chunks; ``PromptTokens.ids(pad_token_id)`` / ``.weights()`` give the
+  ``(chunks, 77)`` tensors ``[BOS, 75 content, EOS]`` padded.
+
+Padding: SD 1.x and the SDXL CLIP-L tokenizer pad with end-of-text (49407); OpenCLIP
+(SD 2.x ViT-H, SDXL bigG) pads with 0 (``!``). With a causal text encoder the padding does not
+change the content positions, but the UNet attends to all 77 positions, so it matters; each text
+encoder config records its ``pad_token_id``.
+
+Long prompts: every 75 content tokens become one 77-token chunk; chunks are encoded one by one
+and concatenated along the sequence (context length 77 * chunks). No comma-aware splitting.
+"""
+
+from __future__ import annotations
+
+import gzip
+import html
+import importlib.util
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import pairwise
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+BOS = 49406  # <|startoftext|>
+EOS = 49407  # <|endoftext|>
+CONTEXT_LENGTH = 77  # CLIP's positional embedding length
+CHUNK_LENGTH = CONTEXT_LENGTH - 2  # content tokens per chunk (BOS and EOS take two places)
+_MERGES = 48894  # 49,408 ids = 2 x 256 byte symbols (bare and word-final) + 48,894 merges + 2 specials
+_PRETOKEN = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+
+
+def default_vocab_path() -> Path:
+    """Path of ``bpe_simple_vocab_16e6.txt.gz`` inside the installed ``openai-clip`` package."""
+    spec = importlib.util.find_spec("clip")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / "bpe_simple_vocab_16e6.txt.gz"
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        "the CLIP BPE vocabulary (bpe_simple_vocab_16e6.txt.gz) was not found: install it with "
+        "`pip install openai-clip` (it ships the file), or pass vocab_path= to CLIPTokenizer"
+    )
+
+
+def _byte_alphabet() -> dict[int, str]:
+    """A printable stand-in character for each of the 256 byte values (GPT-2 / CLIP byte-level BPE).
+
+    Printable Latin-1 bytes stand for themselves; the others (controls, space, ...) are moved to
+    code points 256 and up, in byte order.
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    alphabet = {b: chr(b) for b in printable}
+    shifted = 256
+    for b in range(256):
+        if b not in alphabet:
+            alphabet[b] = chr(shifted)
+            shifted += 1
+    return alphabet
+
+
+class CLIPTokenizer:
+    """OpenAI CLIP's byte-level BPE over the 49,408-token vocabulary."""
+
+    def __init__(self, vocab_path: str | Path | None = None):
+        import regex  # \p{L} / \p{N} classes; the stdlib `re` has none
+
+        path = Path(vocab_path) if vocab_path is not None else default_vocab_path()
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            lines = handle.read().split("\n")
+        merges = [tuple(line.split()) for line in lines[1 : 1 + _MERGES]]  # line 0 is a version header
+        self.byte_alphabet = _byte_alphabet()
+        self.byte_of_char = {c: b for b, c in self.byte_alphabet.items()}
+        symbols = list(self.byte_alphabet.values())
+        vocabulary = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
+        vocabulary += ["<|startoftext|>", "<|endoftext|>"]
+        self.token_to_id = {token: i for i, token in enumerate(vocabulary)}
+        self.id_to_token = vocabulary
+        self.merge_rank = {pair: rank for rank, pair in enumerate(merges)}
+        self._pretoken = regex.compile(_PRETOKEN, regex.IGNORECASE)
+        self._word_cache: dict[str, list[int]] = {}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.id_to_token)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`, without BOS / EOS and without truncation."""
+        ids: list[int] = []
+        for word in self._pretoken.findall(normalize_text(text)):
+            if word in ("<|startoftext|>", "<|endoftext|>"):
+                ids.append(self.token_to_id[word])
+                continue
+            cached = self._word_cache.get(word)
+            if cached is None:
+                symbols = "".join(self.byte_alphabet[b] for b in word.encode("utf-8"))
+                cached = [self.token_to_id[piece] for piece in self._merge_word(symbols)]
+                self._word_cache[word] = cached
+            ids.extend(cached)
+        return ids
+
+    def _merge_word(self, symbols: str) -> list[str]:
+        """Apply BPE merges to one pre-token: repeatedly fuse the lowest-ranked adjacent pair."""
+        parts = [*symbols[:-1], symbols[-1] + "</w>"]
+        while len(parts) > 1:
+            first, second = min(pairwise(parts), key=lambda pair: self.merge_rank.get(pair, _NO_MERGE))
+            if (first, second) not in self.merge_rank:
+                break
+            merged: list[str] = []
+            i = 0
+            while i < len(parts):  # fuse every occurrence of the pair, left to right
+                if i + 1 < len(parts) and parts[i] == first and parts[i + 1] == second:
+                    merged.append(first + second)
+                    i += 2
+                else:
+                    merged.append(parts[i])
+                    i += 1
+            parts = merged
+        return parts
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of token ids (special tokens verbatim, each word end as a space)."""
+        out: list[str] = []
+        pending = bytearray()
+        for i in ids:
+            token = self.id_to_token[i]
+            if token in ("<|startoftext|>", "<|endoftext|>"):
+                out.append(pending.decode("utf-8", errors="replace") + token)
+                pending = bytearray()
+                continue
+            word_end = token.endswith("</w>")
+            pending += bytes(self.byte_of_char[c] for c in (token[:-4] if word_end else token))
+            if word_end:
+                pending += b" "
+        out.append(pending.decode("utf-8", errors="replace"))
+        return "".join(out).strip()
+
+    def pad(self, ids: list[int], pad_token_id: int = EOS) -> list[int]:
+        """One 77-token sequence: BOS, the first 75 ids, EOS, then `pad_token_id`."""
+        body = [BOS, *ids[:CHUNK_LENGTH], EOS]
+        return body + [pad_token_id] * (CONTEXT_LENGTH - len(body))
+
+
+_NO_MERGE = float("inf")
+
+
+def normalize_text(text: str) -> str:
+    """OpenAI CLIP's text clean-up: ftfy (NFC without it), HTML unescape x2, collapse whitespace, lower."""
+    try:
+        import ftfy
+
+        text = ftfy.fix_text(text)
+    except ImportError:  # ftfy only repairs mojibake; NFC covers ordinary text
+        text = unicodedata.normalize("NFC", text)
+    text = html.unescape(html.unescape(text))
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+@lru_cache(maxsize=1)
+def default_tokenizer() -> CLIPTokenizer:
+    """The process-wide tokenizer over the openai-clip vocabulary (built once, ~0.3 s)."""
+    return CLIPTokenizer()
+
+
+class Segment(NamedTuple):
+    """A run of prompt text with one attention weight; ``is_break`` marks a BREAK."""
+
+    text: str
+    weight: float
+    is_break: bool = False
+
+
+_WEIGHT_TOKEN = re.compile(
+    r"""
+      \\[\\()\[\]]                                   # escaped bracket or backslash: literal
+    | [(\[]                                          # open a group
+    | :\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*\)        # ":1.3)" closes a round group with an explicit weight
+    | [)\]]                                          # close a group
+    | [^\\()\[\]:]+                                  # plain text
+    | [\\:]                                          # a lone colon or backslash is text
+    """,
+    re.VERBOSE,
+)
+_BREAK = re.compile(r"\s*\bBREAK\b\s*")
+ROUND_FACTOR = 1.1  # "(word)" emphasises by 1.1, "[word]" de-emphasises by 1/1.1 (A1111 convention)
+
+
+def parse_prompt_weights(prompt: str) -> list[Segment]:
+    """Split a prompt into weighted segments (A1111 / ComfyUI syntax, see the module docstring).
+
+    ``"a (red:1.3) [cat]"`` -> ``[("a ", 1.0), ("red", 1.3), (" ", 1.0), ("cat", 1/1.1)]``.
+    """
+    segments: list[list] = []  # [text, weight, is_break]
+    open_round: list[int] = []  # index of the first segment inside each open "(" / "["
+    open_square: list[int] = []
+
+    def scale_from(start: int, factor: float) -> None:
+        for segment in segments[start:]:
+            segment[1] *= factor
+
+    for match in _WEIGHT_TOKEN.finditer(prompt):
+        token, explicit = match.group(0), match.group(1)
+        if len(token) == 2 and token[0] == "\\":
+            segments.append([token[1], 1.0, False])
+        elif token == "(":
+            open_round.append(len(segments))
+        elif token == "[":
+            open_square.append(len(segments))
+        elif explicit is not None and open_round:
+            scale_from(open_round.pop(), float(explicit))
+        elif token == ")" and open_round:
+            scale_from(open_round.pop(), ROUND_FACTOR)
+        elif token == "]" and open_square:
+            scale_from(open_square.pop(), 1 / ROUND_FACTOR)
+        else:
+            for i, part in enumerate(_BREAK.split(token)):
+                if i:
+                    segments.append(["", 1.0, True])
+                if part:
+                    segments.append([part, 1.0, False])
+    for start in open_round:
+        scale_from(start, ROUND_FACTOR)
+    for start in open_square:
+        scale_from(start, 1 / ROUND_FACTOR)
+
+    merged: list[Segment] = []
+    for text, weight, is_break in segments:
+        if merged and not is_break and not merged[-1].is_break and merged[-1].weight == weight:
+            merged[-1] = Segment(merged[-1].text + text, weight)
+        else:
+            merged.append(Segment(text, weight, is_break))
+    return merged
+
+
+@dataclass
+class PromptTokens:
+    """Content tokens and weights of one prompt, cut into chunks of at most 75."""
+
+    chunks: list[list[int]] = field(default_factory=list)
+    chunk_weights: list[list[float]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return max(1, len(self.chunks))
+
+    def ids(self, pad_token_id: int = EOS, num_chunks: int | None = None) -> torch.Tensor:
+        """``(num_chunks, 77)`` int64: ``[BOS, content, EOS, pad...]`` per chunk; extra chunks are empty prompts."""
+        rows = [self._layout(chunk, BOS, EOS, pad_token_id) for chunk in self._padded(self.chunks, num_chunks)]
+        return torch.tensor(rows, dtype=torch.long)
+
+    def weights(self, num_chunks: int | None = None) -> torch.Tensor:
+        """``(num_chunks, 77)`` float32 weights aligned with ``ids`` (1.0 on BOS / EOS / padding)."""
+        rows = [self._layout(w, 1.0, 1.0, 1.0) for w in self._padded(self.chunk_weights, num_chunks)]
+        return torch.tensor(rows, dtype=torch.float32)
+
+    def _padded(self, rows: list[list], num_chunks: int | None) -> list[list]:
+        count = len(self) if num_chunks is None else num_chunks
+        if count < len(self):
+            raise ValueError(f"num_chunks={count} is fewer than the prompt's {len(self)} chunks")
+        return rows + [[] for _ in range(count - len(rows))]
+
+    @staticmethod
+    def _layout(values: list, first, last, pad) -> list:
+        body = [first, *values, last]
+        return body + [pad] * (CONTEXT_LENGTH - len(body))
+
+
+def tokenize_prompt(tokenizer: CLIPTokenizer, prompt: str) -> PromptTokens:
+    """Tokenize a weighted prompt into 75-token chunks with one weight per token.
+
+    Each weighted segment is tokenized on its own (segment edges are word edges in practice);
+    a chunk closes when full or at ``BREAK``. The empty prompt gives one empty chunk.
+    """
+    result = PromptTokens()
+    chunk: list[int] = []
+    chunk_weights: list[float] = []
+
+    def close_chunk() -> None:
+        nonlocal chunk, chunk_weights
+        result.chunks.append(chunk)
+        result.chunk_weights.append(chunk_weights)
+        chunk, chunk_weights = [], []
+
+    for segment in parse_prompt_weights(prompt):
+        if segment.is_break:
+            if chunk:
+                close_chunk()
+            continue
+        for token in tokenizer.encode(segment.text):
+            if len(chunk) == CHUNK_LENGTH:
+                close_chunk()
+            chunk.append(token)
+            chunk_weights.append(segment.weight)
+    if chunk or not result.chunks:
+        close_chunk()
+    return result

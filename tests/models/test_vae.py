@@ -1,0 +1,116 @@
+"""VAE: parity with diffusers' AutoencoderKL, tiling, seeded sampling and the latent preview."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nodes.models.loading import load_checkpoint, load_vae
+from nodes.models.vae import (
+    SD1_LATENT_RGB_FACTORS,
+    AutoencoderKL,
+    VAEConfig,
+    fit_latent_rgb_factors,
+    latent_preview,
+    run_tiled,
+)
+
+from .conftest import max_relative_error
+
+
+def _images(batch=2, size=32, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 3, size, size, generator=generator) * 2 - 1
+
+
+@pytest.mark.parity
+@torch.no_grad()
+def test_single_file_vae_encode_decode_matches_diffusers(sd1):
+    """The VAE of an SD1-layout single file encodes (posterior mean, scaled) and decodes like diffusers."""
+    vae = load_checkpoint(sd1.single_file, components=("vae",)).vae
+    assert vae.config.scale_factor == 0.18215
+    images = _images()
+    latents = vae.encode(images)
+    expected = sd1.vae.encode(images).latent_dist.mean * 0.18215
+    assert max_relative_error(latents, expected) <= 1e-4
+    decoded = vae.decode(latents)
+    assert max_relative_error(decoded, sd1.vae.decode(expected / 0.18215).sample) <= 1e-4
+
+
+@pytest.mark.parity
+@torch.no_grad()
+def test_diffusers_folder_vae_matches_diffusers_with_its_scaling_factor(sdxl):
+    """A diffusers VAE folder loads with config.json's scaling factor and matches diffusers."""
+    vae = load_vae(sdxl.folder)
+    assert vae.config.scale_factor == 0.13025
+    images = _images(seed=1)
+    latents = vae.encode(images)
+    expected = sdxl.vae.encode(images).latent_dist.mean * 0.13025
+    assert max_relative_error(latents, expected) <= 1e-4
+    assert max_relative_error(vae.decode(latents), sdxl.vae.decode(expected / 0.13025).sample) <= 1e-4
+
+
+@torch.no_grad()
+def test_sampled_encoding_is_reproducible_from_the_generator():
+    """encode(sample=True) draws from the posterior with the given generator, so equal seeds agree."""
+    vae = AutoencoderKL(VAEConfig(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1)).eval()
+    images = _images(batch=1)
+    first = vae.encode(images, sample=True, generator=torch.Generator().manual_seed(7))
+    second = vae.encode(images, sample=True, generator=torch.Generator().manual_seed(7))
+    mean = vae.encode(images)
+    assert torch.equal(first, second)
+    assert not torch.allclose(first, mean)
+
+
+def test_tiles_blend_exactly_for_a_pointwise_function():
+    """Overlapping tiles reassemble a per-pixel function's output exactly (weights sum to one)."""
+    latents = torch.randn(1, 4, 21, 27)
+
+    def upscale(t):
+        return F.interpolate(t, scale_factor=8, mode="nearest") * 2.0
+
+    tiled = run_tiled(upscale, latents, tile=8, overlap=3, in_scale=1, out_scale=8)
+    assert torch.allclose(tiled, upscale(latents), atol=1e-6)
+    images = torch.randn(1, 3, 8 * 21, 8 * 27)
+    pooled = run_tiled(lambda t: F.avg_pool2d(t, 8), images, tile=8, overlap=2, in_scale=8, out_scale=1)
+    assert torch.allclose(pooled, F.avg_pool2d(images, 8), atol=1e-6)
+
+
+@torch.no_grad()
+def test_tiled_decode_equals_plain_decode_when_one_tile_covers_the_image():
+    """A tile at least as large as the image is one pass, bit for bit; smaller tiles keep the shape."""
+    vae = AutoencoderKL(VAEConfig(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1)).eval()
+    latents = torch.randn(1, 4, 6, 10)
+    plain = vae.decode(latents)
+    assert torch.equal(vae.decode(latents, tile_size=128), plain)
+    tiled = vae.decode(latents, tile_size=32, tile_overlap=8)
+    assert tiled.shape == plain.shape and torch.isfinite(tiled).all()
+    assert vae.encode(plain, tile_size=32, tile_overlap=8).shape == latents.shape
+
+
+def test_preview_is_the_linear_map_into_unit_range():
+    """latent_preview applies the 4x3 factors and maps [-1, 1] to [0, 1]."""
+    latents = torch.zeros(1, 4, 2, 2)
+    latents[:, 3] = -1.0  # the fourth SD1 channel is mostly blue, negatively
+    rgb = latent_preview(latents)
+    expected = (1 - torch.tensor(SD1_LATENT_RGB_FACTORS[3])) / 2
+    assert rgb.shape == (1, 3, 2, 2)
+    assert torch.allclose(rgb[0, :, 0, 0], expected.clamp(0, 1))
+
+
+def test_fitted_preview_factors_recover_a_known_linear_map():
+    """fit_latent_rgb_factors recovers factors and bias from latents and the images they map to."""
+    generator = torch.Generator().manual_seed(0)
+    factors = torch.randn(4, 3, generator=generator) * 0.3
+    bias = torch.tensor([0.1, -0.2, 0.05])
+    latents = torch.randn(2, 4, 8, 8, generator=generator)
+    small = torch.einsum("bchw,cr->brhw", latents, factors) + bias[None, :, None, None]
+    images = F.interpolate(small, scale_factor=8, mode="nearest")
+    fitted, fitted_bias = fit_latent_rgb_factors(latents, images)
+    assert torch.allclose(fitted, factors, atol=1e-4) and torch.allclose(fitted_bias, bias, atol=1e-4)
+
+
+def test_encode_refuses_sizes_that_are_not_multiples_of_eight():
+    """Encoding a 30-pixel image raises a ValueError that says to crop or pad."""
+    vae = AutoencoderKL(VAEConfig(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1))
+    with pytest.raises(ValueError, match="multiple of 8"):
+        vae.encode(torch.zeros(1, 3, 30, 32))
