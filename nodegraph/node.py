@@ -74,6 +74,9 @@ def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field
     description: str = "",
     ge: float | None = None,
     le: float | None = None,
+    gt: float | None = None,
+    lt: float | None = None,
+    multiple_of: int | None = None,
     step: float | None = None,
     multiline: bool = False,
     seed: bool = False,
@@ -82,6 +85,7 @@ def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field
     min_length: int | None = None,
     max_length: int | None = None,
     upload: str | None = None,
+    choices_from: str | None = None,
 ) -> Any:
     """Declare a node input (a pydantic `Field` carrying nodegraph's widget metadata).
 
@@ -90,7 +94,9 @@ def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field
             leave it out to make the input required.
         port: the port type name; inferred from the annotation for primitives.
         description: shown in the editor and docs.
-        ge, le: inclusive numeric range. step: the editor's increment.
+        ge, le: inclusive numeric range; gt, lt: exclusive bounds.
+        multiple_of: the number must be a multiple of this (e.g. 8 for image sizes).
+        step: the editor's increment (defaults to multiple_of).
         multiline: a text area rather than a one-line field.
         seed: an integer seed (0 … 2**64-1) with the editor's randomise control.
         model_folder: the value is a file name inside this model folder
@@ -99,10 +105,15 @@ def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field
         min_length, max_length: string length bounds.
         upload: the value names a file in the input folder that the editor can
             upload ("image" or "mask"); the editor shows an upload button and a preview.
+        choices_from: the valid values are the names registered under this
+            extension kind by plugins (e.g. "samplers", "schedules"); checked at
+            validation and listed in the node's schema.
     """
     if seed:
         ge = 0 if ge is None else ge
         le = SEED_MAX if le is None else le
+    if step is None and multiple_of is not None:
+        step = multiple_of
     extra = {
         "port": port,
         "step": step,
@@ -111,12 +122,16 @@ def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field
         "model_folder": model_folder,
         "lazy": lazy,
         "upload": upload,
+        "choices_from": choices_from,
     }
     return Field(
         default,
         description=description or None,
         ge=ge,
         le=le,
+        gt=gt,
+        lt=lt,
+        multiple_of=multiple_of,
         min_length=min_length,
         max_length=max_length,
         json_schema_extra={"x-nodegraph": extra},
@@ -143,6 +158,7 @@ class InputSpec:
     lazy: bool
     description: str
     choices: tuple | None
+    choices_from: str | None
     model_folder: str | None
     widget: dict[str, Any]
     adapter: TypeAdapter | None = field(repr=False, compare=False)  # None: link-only port
@@ -371,7 +387,7 @@ def _input_spec(where: str, name: str, info: FieldInfo) -> InputSpec:
         annotated = typing.Annotated[info.annotation, info]
         adapter = TypeAdapter(annotated)
     widget = {k: v for k, v in extra.items() if k not in ("port", "lazy") and v not in (None, False)}
-    if choices is not None:
+    if choices is not None or extra.get("choices_from"):
         widget["kind"] = "choice"
     elif extra.get("upload"):
         widget["kind"] = "upload"
@@ -395,6 +411,7 @@ def _input_spec(where: str, name: str, info: FieldInfo) -> InputSpec:
         lazy=bool(extra.get("lazy")),
         description=info.description or "",
         choices=choices,
+        choices_from=extra.get("choices_from"),
         model_folder=extra.get("model_folder"),
         widget=widget,
         adapter=adapter,

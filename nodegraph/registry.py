@@ -67,15 +67,23 @@ class Registry:
             return
         table[name] = value
         self.extension_plugin[(kind, name)] = plugin
+        self._schemas = None
 
     def node_schemas(self) -> list[dict]:
         """JSON schemas of every node, sorted by type (memoised)."""
         if self._schemas is None:
-            self._schemas = [
-                {**cls.spec.to_json_schema(cls), "plugin": self.node_plugin[name]}
-                for name, cls in sorted(self.nodes.items())
-            ]
+            self._schemas = []
+            for name, cls in sorted(self.nodes.items()):
+                schema = {**cls.spec.to_json_schema(cls), "plugin": self.node_plugin[name]}
+                for input_name, spec in cls.spec.inputs.items():
+                    if spec.choices_from is not None:   # choices that plugins extend
+                        schema["inputs"][input_name]["choices"] = self.extension_names(spec.choices_from)
+                self._schemas.append(schema)
         return self._schemas
+
+    def extension_names(self, kind: str) -> list[str]:
+        """Names registered under an extension kind, in registration order (built-ins first)."""
+        return list(self.extensions.get(kind, {}))
 
     def schema_hash(self) -> str:
         """A short content hash of all node schemas and types (clients cache schemas by it)."""

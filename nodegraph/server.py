@@ -47,6 +47,7 @@ from websockets.http11 import Request, Response
 
 from . import __version__
 from .errors import GraphValidationError, NodeExecutionError, RunInterrupted
+from .events import RunFailed
 from .files import FileAccessError, FileStore
 from .protocol import Outgoing, ServerProtocol, message_schemas
 from .results import collect_files, jsonable
@@ -128,6 +129,7 @@ class Server:
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self._current_run: str | None = None
+        self._terminal_event: Any = None
         self._closed = False
 
     # --- lifecycle ------------------------------------------------------------
@@ -289,7 +291,12 @@ class Server:
                     break
                 self._execute(record)
 
+    TERMINAL_EVENTS = ("run_finished", "run_failed", "run_interrupted")
+
     def _on_event(self, run_id: str, event: Any) -> None:
+        if event.type in self.TERMINAL_EVENTS:   # sent after the queue records the outcome (see _execute)
+            self._terminal_event = event
+            return
         preview = None
         if event.type == "node_progress" and event.preview is not None:
             try:
@@ -301,12 +308,13 @@ class Server:
     def _execute(self, record: Any) -> None:
         run_id = record.id
         self._current_run = run_id
+        self._terminal_event = None
         try:
             result = self.session.run(record.graph, overrides=record.overrides, outputs=record.outputs,
                                       on_event=lambda e: self._on_event(run_id, e), run_id=run_id)
         except GraphValidationError as exc:
             self.queue.finish(run_id, "failed", error={"message": str(exc), "errors": exc.to_list()})
-            self._post([self.protocol.queue_changed(run_id, "failed")])
+            self._terminal_event = RunFailed(run_id, None, str(exc))
         except NodeExecutionError as exc:
             self.queue.finish(run_id, "failed", error={
                 "node_id": exc.node_id, "node_type": exc.node_type, "exception_type": exc.exception_type,
@@ -316,7 +324,7 @@ class Server:
         except Exception as exc:  # noqa: BLE001 — the worker must survive anything
             log.exception("run %s crashed the worker loop", run_id)
             self.queue.finish(run_id, "failed", error={"message": f"{type(exc).__name__}: {exc}"})
-            self._post([self.protocol.queue_changed(run_id, "failed")])
+            self._terminal_event = RunFailed(run_id, None, f"{type(exc).__name__}: {exc}")
         else:
             files = []
             for item in collect_files(result.outputs):
@@ -335,6 +343,8 @@ class Server:
                                                            "executed": result.executed, "cached": result.cached})
         finally:
             self._current_run = None
+            if self._terminal_event is not None:   # now get_outputs / queue_status see the final status
+                self._post(self.protocol.run_event(run_id, self._terminal_event.to_dict()))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -89,6 +89,14 @@ def validate(
                 _check_link(graph, registry, node_id, node.type, name, ispec.port, value, errors)
             else:
                 _check_literal(node_id, node.type, name, ispec, value, list_model_files, errors)
+                if ispec.choices_from is not None and isinstance(value, str) \
+                        and value not in registry.extensions.get(ispec.choices_from, {}):
+                    choices = registry.extension_names(ispec.choices_from)
+                    errors.append(GraphError(
+                        "not_in_choices",
+                        f"input {name!r} of {node.type} must be one of {', '.join(repr(c) for c in choices)}; "
+                        f"found {_short(value)}.{suggest(value, choices)}",
+                        node_id=node_id, input=name, details={"found": value, "choices": choices}))
     errors.extend(_check_cycles(graph))
     if outputs is None:
         if not any(cls is not None and cls.spec.output_node
@@ -191,6 +199,11 @@ def _literal_error(node_id: str, node_type: str, name: str, ispec: Any, value: A
             "out_of_range",
             f"input {name!r} of {node_type} must be {bound}; found {_short(value)}. Use a value in range.",
             node_id=node_id, input=name, details={"found": value, **{k: v for k, v in ctx.items()}})
+    if kind == "multiple_of":
+        return GraphError(
+            "invalid_value",
+            f"input {name!r} of {node_type} must be a multiple of {ctx.get('multiple_of')}; found {_short(value)}.",
+            node_id=node_id, input=name, details={"found": value, "multiple_of": ctx.get("multiple_of")})
     if kind == "literal_error":
         choices = list(ispec.choices or ())
         return GraphError(

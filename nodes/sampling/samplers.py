@@ -615,6 +615,7 @@ def sampler_from_step(step: StepFunction) -> SamplerFunction:
                          **options):
         return run_sampler(step, model, x, sigmas, extra_args, callback, disable, noise_sampler, **options)
 
+    sample_with_step.step = step  # lets single-step users (the SamplerStep node) find the step function
     sample_with_step.__name__ = f"sample_{getattr(step, '__name__', 'step').removesuffix('_step')}"
     sample_with_step.__doc__ = f"Full sampler iterating {getattr(step, '__name__', 'step')}."
     # Advertise the step's options in the signature, so sample() can name them in errors.
@@ -820,7 +821,8 @@ def sample(name: str, model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: 
 def sampler_step(name: str, model, x: torch.Tensor, sigmas: torch.Tensor, i: int,
                  state: SamplerState | None = None, *, extra_args: Mapping[str, Any] | None = None,
                  noise_sampler: NoiseSampler | None = None, seed: int | None = None,
-                 callback: Callback | None = None, **options) -> tuple[torch.Tensor, SamplerState]:
+                 callback: Callback | None = None, step_function: StepFunction | None = None,
+                 **options) -> tuple[torch.Tensor, SamplerState]:
     """Run step ``i`` (sigmas[i] -> sigmas[i + 1]) of sampler ``name`` with explicit state.
 
     Stepping i = 0, 1, ... and feeding each returned state into the next call
@@ -837,6 +839,8 @@ def sampler_step(name: str, model, x: torch.Tensor, sigmas: torch.Tensor, i: int
         noise_sampler: explicit noise sampler; otherwise noise is keyed by ``seed``.
         seed: noise seed; ``None`` reuses ``state["noise_seed"]``, or draws one
             from torch's global RNG at step 0 and records it in the state.
+        step_function: the step function to use instead of the one registered as ``name``
+            (for samplers registered elsewhere, e.g. through the node layer's plugin hook).
         **options: the sampler's options (same values at every step).
 
     Returns:
@@ -844,7 +848,7 @@ def sampler_step(name: str, model, x: torch.Tensor, sigmas: torch.Tensor, i: int
         history (e.g. ``previous_denoised``; empty for history-free samplers)
         plus ``sampler`` (name), ``next_step`` (i + 1) and ``noise_seed``.
     """
-    step = get_sampler_step(name)
+    step = step_function if step_function is not None else get_sampler_step(name)
     _check_options(name, step, len(_STEP_PARAMETERS), options)
     sigma_values = check_schedule(sigmas, must_end_in_zero=False)
     check_latent(x)

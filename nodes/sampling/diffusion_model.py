@@ -1,0 +1,118 @@
+"""What flows through MODEL, GUIDER and NOISE ports: small value types over the library.
+
+- `DiffusionModel` (MODEL): a raw network ``net(x_in, t, **cond)`` plus what it
+  predicts (eps / v / x0 ...), its sigma↔t map, its latent channels and an
+  optional cheap latent → RGB preview. ``denoiser()`` gives the k-diffusion
+  style denoiser (denoisers.ModelDenoiser) that samplers use. The models pack
+  builds one from a checkpoint; tests build one around an analytic network.
+- `Guidance` (GUIDER): a guided denoiser (guidance.CFGGuider) with the model it
+  wraps, so a sampling node can place the model on the device and draw previews.
+- `Noise` (NOISE): a seed (or none, for latents that are already noised); item k
+  of a batch gets seed + k (noise.seeded_noise).
+- CONDITIONING values are plain dicts of tensors with a batch dimension,
+  e.g. ``{"context": (B, T, D), "y": (B, Dy)}`` — the keyword arguments the
+  network receives. LATENT values are dicts ``{"samples": (B, C, h, w)}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from .denoisers import ContinuousTimeMap, DiscreteTimeMap, ModelDenoiser
+from .noise import seeded_noise
+
+
+@dataclass(eq=False)
+class DiffusionModel:
+    """A denoising network with everything needed to sample from it.
+
+    Args:
+        net: ``net(x_in, t, **cond) -> prediction``; usually a torch module.
+        prediction: what ``net`` predicts ("eps", "v", "x0", "edm", "flow").
+        time_map: the sigma ↔ t mapping (a DiscreteTimeMap for DDPM-trained models).
+        latent_channels: channels of the latents it denoises.
+        preview: ``latents (B, C, h, w) -> RGB (B, 3, h, w) in [0, 1]``, cheap; None = first channels.
+        name: shown in errors and memory reports.
+    """
+
+    net: Callable[..., torch.Tensor]
+    prediction: str
+    time_map: DiscreteTimeMap | ContinuousTimeMap
+    latent_channels: int = 4
+    preview: Callable[[torch.Tensor], torch.Tensor] | None = None
+    name: str = "model"
+    _denoiser: ModelDenoiser | None = field(default=None, repr=False)
+
+    def denoiser(self) -> ModelDenoiser:
+        """The samplers' view of this model (made once)."""
+        if self._denoiser is None:
+            self._denoiser = ModelDenoiser(self.net, self.time_map, self.prediction)
+        return self._denoiser
+
+    @property
+    def device(self) -> torch.device:
+        parameters = getattr(self.net, "parameters", None)
+        if parameters is not None:
+            for parameter in parameters():
+                return parameter.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        parameters = getattr(self.net, "parameters", None)
+        if parameters is not None:
+            for parameter in parameters():
+                return parameter.dtype
+        return torch.float32
+
+    def preview_image(self, latents: torch.Tensor) -> torch.Tensor:
+        """First latent of the batch as an IMAGE (1, h, w, 3) in [0, 1], for progress previews."""
+        latent = latents[:1].detach().float()
+        if self.preview is not None:
+            rgb = self.preview(latent)
+        else:  # no known map: show the first three channels, normalised
+            rgb = latent[:, :3]
+            if rgb.shape[1] < 3:
+                rgb = rgb[:, :1].expand(-1, 3, -1, -1)
+            low, high = rgb.amin(), rgb.amax()
+            rgb = (rgb - low) / (high - low + 1e-8)
+        return rgb.clamp(0, 1).movedim(1, -1).cpu()
+
+    def __nodegraph_sizeof__(self) -> int:
+        parameters = getattr(self.net, "parameters", None)
+        if parameters is None:
+            return 0
+        return sum(p.numel() * p.element_size() for p in parameters())
+
+
+@dataclass(eq=False)
+class Guidance:
+    """A guided denoiser (what samplers call) and the DiffusionModel inside it."""
+
+    denoiser: Callable[..., torch.Tensor]
+    model: DiffusionModel
+
+    def __nodegraph_sizeof__(self) -> int:
+        return 0  # the model is accounted for where it was loaded
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Initial noise: seeded (item k uses seed + k), or none when ``seed`` is None."""
+
+    seed: int | None
+
+    def generate(self, latent: torch.Tensor) -> torch.Tensor:
+        """Noise shaped like ``latent`` (zeros when disabled), drawn on the CPU, moved to its device."""
+        if self.seed is None:
+            return torch.zeros_like(latent)
+        return seeded_noise(latent.shape, self.seed, device=latent.device, dtype=latent.dtype)
+
+
+def conditioning_to(cond: dict[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """Move the floating tensors of a conditioning dict to the model's device and dtype."""
+    return {k: v.to(device=device, dtype=dtype) if isinstance(v, torch.Tensor) and v.is_floating_point()
+            else v for k, v in cond.items()}

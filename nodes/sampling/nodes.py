@@ -1,0 +1,475 @@
+"""Sampling nodes: thin adapters from the node graph to the sampling library.
+
+    EmptyLatent      width, height, batch → LATENT of zeros (sizes multiple of 8)
+    Schedule         model, scheduler, steps, denoise → SIGMAS
+    SplitSigmas      sigmas, step → high, low (multi-stage / refiner graphs)
+    SelectSampler    sampler (+ eta) → SAMPLER
+    CFGGuider        model, positive, negative, cfg, rescale, sigma range → GUIDER
+    RandomNoise      seed → NOISE;  DisableNoise → NOISE (for latents already noised)
+    Sample           guider, sampler, sigmas, noise, latent → LATENT (progress + previews per step)
+    SamplerStep      one step i of a sampler, with its history carried in a SAMPLER_STATE
+    AddNoise         latent + noise × sigmas[0] (VE form, what Sample does first)
+    ForwardDiffuse   q_sample at a training timestep (VP form: √ᾱ x0 + √(1−ᾱ) ε), for visualising
+    DDIMInvert       latent → the noise latent that DDIM (eta 0) maps back to it
+    KSampler         the common case in one node
+
+Samplers and schedules come from the `register_samplers` / `register_schedules`
+hooks (this pack registers the library's; plugins add more), so the sampler and
+scheduler inputs list whatever is installed. Library errors (SamplingError)
+become NodeInputError naming the node input, raised before heavy work starts.
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType, hookimpl
+
+SAMPLER_STATE = PortType("SAMPLER_STATE", "The history a multistep sampler carries from one SamplerStep to the next.",
+                         color="#a1887f")
+
+
+@contextmanager
+def _as_input_errors(mapping: dict[str, str], default: str) -> Iterator[None]:
+    """Turn the library's SamplingError into NodeInputError naming the node input."""
+    from .errors import SamplingError
+
+    try:
+        yield
+    except SamplingError as exc:
+        argument = exc.argument.split("[")[0]
+        raise NodeInputError(mapping.get(argument, default), str(exc)) from None
+
+
+def _check_latent(latent: Any, name: str = "latent") -> Any:
+    import torch
+
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if not isinstance(samples, torch.Tensor) or samples.ndim != 4 or not samples.is_floating_point():
+        raise NodeInputError(name, "expected a LATENT {'samples': float tensor (B, C, h, w)}, found "
+                                   f"{type(samples).__name__ if samples is not None else type(latent).__name__}")
+    return samples
+
+
+def _check_channels(samples: Any, model: Any, name: str = "latent") -> None:
+    if samples.shape[1] != model.latent_channels:
+        raise NodeInputError(name, f"the latent has {samples.shape[1]} channels but model {model.name!r} "
+                                   f"denoises {model.latent_channels}-channel latents; make the latent for this model")
+
+
+class EmptyLatent(Node):
+    """A batch of empty (zero) latents for text-to-image; the size is in pixels (latent = size / 8)."""
+
+    category = "latent"
+
+    class Inputs(NodeInputs):
+        width: int = Input(512, ge=8, le=16384, multiple_of=8)
+        height: int = Input(512, ge=8, le=16384, multiple_of=8)
+        batch_size: int = Input(1, ge=1, le=4096)
+        channels: int = Input(4, ge=1, le=64, description="latent channels of the model (4 for SD/SDXL)")
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, width: int, height: int, batch_size: int, channels: int) -> dict:
+        import torch
+
+        return {"latent": {"samples": torch.zeros(batch_size, channels, height // 8, width // 8)}}
+
+
+class Schedule(Node):
+    """Noise levels (sigmas, ending in 0) for a model: spacing, steps, and denoise strength for img2img."""
+
+    category = "sampling"
+
+    class Inputs(NodeInputs):
+        model: Any = Input(port="MODEL")
+        scheduler: str = Input("karras", choices_from="schedules")
+        steps: int = Input(20, ge=1, le=10000)
+        denoise: float = Input(1.0, gt=0.0, le=1.0, step=0.01,
+                               description="1 = from pure noise; less keeps more of the input latent")
+
+    outputs = (Output("sigmas", "SIGMAS"),)
+
+    def run(self, model: Any, scheduler: str, steps: int, denoise: float) -> dict:
+        from .schedules import truncate_for_denoise
+
+        make = schedule_function(self.context.service("registry"), scheduler)
+        denoiser = model.denoiser()
+        with _as_input_errors({"steps": "steps", "denoise": "denoise"}, "scheduler"):
+            sigmas = truncate_for_denoise(lambda n: make(denoiser, n), steps, denoise)
+        return {"sigmas": sigmas}
+
+
+class SplitSigmas(Node):
+    """Split a schedule at a step: the high-noise part, then the low-noise part (sharing the boundary)."""
+
+    category = "sampling"
+
+    class Inputs(NodeInputs):
+        sigmas: Any = Input(port="SIGMAS")
+        step: int = Input(10, ge=1, le=10000)
+
+    outputs = (Output("high", "SIGMAS"), Output("low", "SIGMAS"))
+
+    def run(self, sigmas: Any, step: int) -> dict:
+        from .schedules import split_sigmas
+
+        with _as_input_errors({"step": "step", "sigmas": "sigmas"}, "sigmas"):
+            high, low = split_sigmas(sigmas, step)
+        return {"high": high, "low": low}
+
+
+class SelectSampler(Node):
+    """Choose a sampling algorithm (and, for ancestral / SDE samplers, its eta)."""
+
+    category = "sampling"
+
+    class Inputs(NodeInputs):
+        sampler: str = Input("euler", choices_from="samplers")
+        eta: float | None = Input(None, ge=0.0, le=10.0, description="noise amount; empty = the sampler's default")
+
+    outputs = (Output("sampler", "SAMPLER"),)
+
+    def run(self, sampler: str, eta: float | None) -> dict:
+        function = sampler_function(self.context.service("registry"), sampler)
+        options = {}
+        if eta is not None:
+            if "eta" not in inspect.signature(function).parameters:
+                raise NodeInputError("eta", f"sampler {sampler!r} has no eta option; leave eta empty")
+            options["eta"] = eta
+        return {"sampler": {"name": sampler, "function": function, "options": options}}
+
+
+class CFGGuider(Node):
+    """Classifier-free guidance: uncond + cfg × (cond − uncond), both branches in one batched model call."""
+
+    category = "sampling"
+
+    class Inputs(NodeInputs):
+        model: Any = Input(port="MODEL")
+        positive: Any = Input(port="CONDITIONING")
+        negative: Any = Input(None, port="CONDITIONING", description="needed unless cfg is 1")
+        cfg: float = Input(7.0, ge=0.0, le=100.0, step=0.1)
+        rescale: float = Input(0.0, ge=0.0, le=1.0, step=0.05, description="CFG rescale (Lin et al. 2023); 0.7 suits v-models")
+        sigma_low: float = Input(0.0, ge=0.0, le=1e6, description="apply CFG only for sigma in [low, high]")
+        sigma_high: float = Input(1e6, ge=0.0, le=1e6)
+
+    outputs = (Output("guider", "GUIDER"),)
+
+    def run(self, model: Any, positive: Any, negative: Any, cfg: float, rescale: float,
+            sigma_low: float, sigma_high: float) -> dict:
+        from .diffusion_model import Guidance
+        from .guidance import CFGGuider as Guider
+
+        with _as_input_errors({"positive": "positive", "negative": "negative", "scale": "cfg",
+                               "rescale": "rescale", "cfg_sigma_range": "sigma_low"}, "positive"):
+            guider = Guider(model.denoiser(), positive, negative, scale=cfg, rescale=rescale,
+                            cfg_sigma_range=(sigma_low, sigma_high))
+        return {"guider": Guidance(guider, model)}
+
+
+class RandomNoise(Node):
+    """Seeded initial noise: the same seed gives the same image on any device (batch item k uses seed + k)."""
+
+    category = "sampling"
+
+    class Inputs(NodeInputs):
+        seed: int = Input(0, seed=True)
+
+    outputs = (Output("noise", "NOISE"),)
+
+    def run(self, seed: int) -> dict:
+        from .diffusion_model import Noise
+
+        return {"noise": Noise(seed)}
+
+
+class DisableNoise(Node):
+    """No initial noise: for latents that are already noised (AddNoise, DDIMInvert, a split schedule's second half)."""
+
+    category = "sampling"
+
+    class Inputs(NodeInputs):
+        pass
+
+    outputs = (Output("noise", "NOISE"),)
+
+    def run(self) -> dict:
+        from .diffusion_model import Noise
+
+        return {"noise": Noise(None)}
+
+
+def _prepare(node: Node, guider: Any, sigmas: Any, noise: Any, latent: Any) -> tuple[Any, Any, Any]:
+    """Check inputs before any model work; returns (samples, sigma values checked, model)."""
+    from .schedules import check_schedule
+
+    samples = _check_latent(latent)
+    model = guider.model
+    _check_channels(samples, model)
+    with _as_input_errors({"sigmas": "sigmas"}, "sigmas"):
+        check_schedule(sigmas, must_end_in_zero=False)
+    with _as_input_errors({}, "guider"):
+        guider.denoiser.check_latent(samples)
+    return samples, sigmas, model
+
+
+def _progress_callback(node: Node, model: Any, total: int):
+    def callback(info: dict) -> None:
+        node.context.progress(info["i"] + 1, total, preview=model.preview_image(info["denoised"]))
+    return callback
+
+
+class Sample(Node):
+    """Run a sampler over a schedule: adds noise × sigmas[0] to the latent, then denoises step by step."""
+
+    category = "sampling"
+
+    class Inputs(NodeInputs):
+        guider: Any = Input(port="GUIDER")
+        sampler: Any = Input(port="SAMPLER")
+        sigmas: Any = Input(port="SIGMAS")
+        noise: Any = Input(port="NOISE")
+        latent: Any = Input(port="LATENT")
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, guider: Any, sampler: Any, sigmas: Any, noise: Any, latent: Any) -> dict:
+        samples, sigmas, model = _prepare(self, guider, sigmas, noise, latent)
+        return {"latent": {**latent, "samples": run_sampling(self, guider, sampler, sigmas, noise, samples)}}
+
+
+def run_sampling(node: Node, guider: Any, sampler: Any, sigmas: Any, noise: Any, samples: Any) -> Any:
+    """Shared by Sample and KSampler: place the model, noise the latent, run the sampler."""
+    from .noise import make_noise_sampler
+
+    model = guider.model
+    memory = node.context.service("memory")
+    with memory.using(model.net):
+        device, dtype = model.device, samples.dtype
+        x = samples.to(device) + noise.generate(samples.to(device)) * float(sigmas[0])
+        noise_sampler = make_noise_sampler(x, noise.seed if noise.seed is not None else 0)
+        with _as_input_errors({"sigmas": "sigmas", "x": "latent", "options": "sampler"}, "sampler"):
+            out = sampler["function"](guider.denoiser, x, sigmas.to(device), None,
+                                      _progress_callback(node, model, len(sigmas) - 1), None, noise_sampler,
+                                      **sampler["options"])
+    return out.to("cpu", dtype)
+
+
+class SamplerStep(Node):
+    """One step (sigmas[step] → sigmas[step+1]) of a sampler; multistep history travels in `state`.
+
+    At step 0 (with no state) the latent is noised exactly as Sample does; later steps take
+    the latent as it is. Chaining SamplerStep nodes for steps 0..n-1 reproduces Sample bit for bit.
+    """
+
+    category = "sampling"
+
+    class Inputs(NodeInputs):
+        guider: Any = Input(port="GUIDER")
+        sampler: Any = Input(port="SAMPLER")
+        sigmas: Any = Input(port="SIGMAS")
+        noise: Any = Input(port="NOISE")
+        latent: Any = Input(port="LATENT")
+        step: int = Input(0, ge=0, le=10000)
+        state: Any = Input(None, port="SAMPLER_STATE", description="the state output of the previous step")
+
+    outputs = (Output("latent", "LATENT"), Output("denoised", "LATENT"), Output("state", "SAMPLER_STATE"))
+
+    def run(self, guider: Any, sampler: Any, sigmas: Any, noise: Any, latent: Any, step: int, state: Any) -> dict:
+        from .samplers import SAMPLER_STEPS, sampler_step
+
+        samples, sigmas, model = _prepare(self, guider, sigmas, noise, latent)
+        if step >= len(sigmas) - 1:
+            raise NodeInputError("step", f"the schedule has {len(sigmas) - 1} steps (0 … {len(sigmas) - 2}); "
+                                         f"found step {step}")
+        if step > 0 and state is None:
+            raise NodeInputError("state", f"step {step} needs the state output of step {step - 1}")
+        step_function = getattr(sampler["function"], "step", None) or SAMPLER_STEPS.get(sampler["name"])
+        if step_function is None:
+            raise NodeInputError("sampler", f"sampler {sampler['name']!r} has no single-step form; use Sample")
+        seen: dict = {}
+        with self.context.service("memory").using(model.net):
+            device, dtype = model.device, samples.dtype
+            x = samples.to(device)
+            if step == 0 and state is None:
+                x = x + noise.generate(x) * float(sigmas[0])
+            with _as_input_errors({"state": "state", "i": "step", "sigmas": "sigmas", "options": "sampler"},
+                                  "sampler"):
+                x_next, new_state = sampler_step(
+                    sampler["name"], guider.denoiser, x, sigmas.to(device), step, state,
+                    seed=noise.seed if noise.seed is not None else 0, step_function=step_function,
+                    callback=lambda info: seen.update(info), **sampler["options"])
+        self.context.progress(1, 1, preview=model.preview_image(seen["denoised"]))
+        return {"latent": {**latent, "samples": x_next.to("cpu", dtype)},
+                "denoised": {"samples": seen["denoised"].to("cpu", dtype)}, "state": new_state}
+
+
+class AddNoise(Node):
+    """latent + noise × sigmas[0]: the noised latent a sampler starts from (VE form)."""
+
+    category = "sampling"
+
+    class Inputs(NodeInputs):
+        noise: Any = Input(port="NOISE")
+        sigmas: Any = Input(port="SIGMAS")
+        latent: Any = Input(port="LATENT")
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, noise: Any, sigmas: Any, latent: Any) -> dict:
+        samples = _check_latent(latent)
+        if getattr(sigmas, "ndim", 0) != 1 or len(sigmas) < 1:
+            raise NodeInputError("sigmas", "expected a 1-D SIGMAS tensor")
+        return {"latent": {**latent, "samples": samples + noise.generate(samples) * float(sigmas[0])}}
+
+
+class ForwardDiffuse(Node):
+    """The forward process at a training timestep: √ᾱ_t·x0 + √(1−ᾱ_t)·ε (VP form, for visualising q(x_t | x0))."""
+
+    category = "sampling"
+
+    class Inputs(NodeInputs):
+        model: Any = Input(port="MODEL")
+        latent: Any = Input(port="LATENT")
+        timestep: int = Input(500, ge=0, le=100000)
+        seed: int = Input(0, seed=True)
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, model: Any, latent: Any, timestep: int, seed: int) -> dict:
+        from .forward_diffusion import q_sample
+
+        samples = _check_latent(latent)
+        training_sigmas = getattr(model.time_map, "sigmas", None)
+        if training_sigmas is None:
+            raise NodeInputError("model", f"model {model.name!r} has no discrete training schedule")
+        alphas_cumprod = 1.0 / (1.0 + training_sigmas.double() ** 2)    # sigma_t² = (1 - ᾱ_t) / ᾱ_t
+        if timestep >= len(alphas_cumprod):
+            raise NodeInputError("timestep", f"the model was trained on timesteps 0 … {len(alphas_cumprod) - 1}")
+        with _as_input_errors({"timesteps": "timestep"}, "latent"):
+            noised = q_sample(samples, timestep, alphas_cumprod, seed=seed)
+        return {"latent": {**latent, "samples": noised}}
+
+
+class DDIMInvert(Node):
+    """Invert deterministic DDIM: the noised latent that sampling back (DDIM, eta 0, DisableNoise) maps to the input."""
+
+    category = "sampling"
+
+    class Inputs(NodeInputs):
+        guider: Any = Input(port="GUIDER")
+        sigmas: Any = Input(port="SIGMAS")
+        latent: Any = Input(port="LATENT")
+        refinement: int = Input(0, ge=0, le=20, description="fixed-point iterations per step (tighter round trip)")
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, guider: Any, sigmas: Any, latent: Any, refinement: int) -> dict:
+        from .inversion import invert_ddim
+
+        samples = _check_latent(latent)
+        model = guider.model
+        _check_channels(samples, model)
+        with self.context.service("memory").using(model.net):
+            device = model.device
+            with _as_input_errors({"sigmas": "sigmas", "x0": "latent"}, "guider"):
+                guider.denoiser.check_latent(samples)
+                inverted = invert_ddim(guider.denoiser, samples.to(device), sigmas.to(device),
+                                       callback=_progress_callback(self, model, len(sigmas) - 1),
+                                       fixed_point_iterations=refinement)
+        return {"latent": {**latent, "samples": inverted.to("cpu", samples.dtype)}}
+
+
+class KSampler(Node):
+    """Text-to-image / image-to-image in one node: schedule, CFG, seeded noise and a sampler."""
+
+    category = "sampling"
+
+    class Inputs(NodeInputs):
+        model: Any = Input(port="MODEL")
+        positive: Any = Input(port="CONDITIONING")
+        negative: Any = Input(port="CONDITIONING")
+        latent: Any = Input(port="LATENT")
+        seed: int = Input(0, seed=True)
+        steps: int = Input(20, ge=1, le=10000)
+        cfg: float = Input(7.0, ge=0.0, le=100.0, step=0.1)
+        sampler: str = Input("euler", choices_from="samplers")
+        scheduler: str = Input("karras", choices_from="schedules")
+        denoise: float = Input(1.0, gt=0.0, le=1.0, step=0.01)
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, model: Any, positive: Any, negative: Any, latent: Any, seed: int, steps: int, cfg: float,
+            sampler: str, scheduler: str, denoise: float) -> dict:
+        from .diffusion_model import Guidance, Noise
+        from .guidance import CFGGuider as Guider
+        from .schedules import truncate_for_denoise
+
+        registry = self.context.service("registry")
+        samples = _check_latent(latent)
+        _check_channels(samples, model)
+        denoiser = model.denoiser()
+        make = schedule_function(registry, scheduler)
+        with _as_input_errors({"steps": "steps", "denoise": "denoise"}, "scheduler"):
+            sigmas = truncate_for_denoise(lambda n: make(denoiser, n), steps, denoise)
+        with _as_input_errors({"positive": "positive", "negative": "negative", "scale": "cfg"}, "positive"):
+            guider = Guider(denoiser, positive, negative, scale=cfg)
+            guider.check_latent(samples)
+        chosen = {"name": sampler, "function": sampler_function(registry, sampler), "options": {}}
+        out = run_sampling(self, Guidance(guider, model), chosen, sigmas, Noise(seed), samples)
+        return {"latent": {**latent, "samples": out}}
+
+
+NODES = [EmptyLatent, Schedule, SplitSigmas, SelectSampler, CFGGuider, RandomNoise, DisableNoise, Sample,
+         SamplerStep, AddNoise, ForwardDiffuse, DDIMInvert, KSampler]
+
+
+@hookimpl
+def register_types() -> list[PortType]:
+    return [SAMPLER_STATE]
+
+
+@hookimpl
+def register_nodes() -> list[type[Node]]:
+    return NODES
+
+
+# The library's samplers and schedules, by name. Registered as names (resolved on use)
+# so that loading this pack does not import torch; a test keeps these lists in step
+# with samplers.SAMPLERS and schedules.SCHEDULES.
+LIBRARY_SAMPLERS = ("euler", "euler_ancestral", "heun", "ddim", "ddpm", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_sde",
+                    "lms", "unipc", "lcm")
+LIBRARY_SCHEDULES = ("karras", "exponential", "normal", "simple", "sgm_uniform", "ddim_uniform", "beta", "discrete")
+
+
+def sampler_function(registry: Any, name: str) -> Any:
+    """The sampler registered as `name`: a plugin's callable, or the library's function of that name."""
+    value = registry.extensions["samplers"][name]
+    if callable(value):
+        return value
+    from .samplers import SAMPLERS
+
+    return SAMPLERS[value]
+
+
+def schedule_function(registry: Any, name: str) -> Any:
+    """The sigma spacing registered as `name` (a plugin's callable, or the library's)."""
+    value = registry.extensions["schedules"][name]
+    if callable(value):
+        return value
+    from .schedules import SCHEDULES
+
+    return SCHEDULES[value]
+
+
+@hookimpl
+def register_samplers() -> dict[str, Any]:
+    return {name: name for name in LIBRARY_SAMPLERS}
+
+
+@hookimpl
+def register_schedules() -> dict[str, Any]:
+    return {name: name for name in LIBRARY_SCHEDULES}

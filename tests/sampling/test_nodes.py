@@ -1,0 +1,301 @@
+"""Sampling nodes in graphs, on an analytic model: KSampler, Sample, SamplerStep, inversion, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nodegraph import GraphValidationError, Input, Node, NodeExecutionError, NodeInputs, Output, Session, hookimpl
+from nodes.sampling import nodes as sampling_nodes
+from nodes.sampling.denoisers import DiscreteTimeMap
+from nodes.sampling.diffusion_model import DiffusionModel
+from nodes.sampling.samplers import SAMPLERS
+from nodes.sampling.schedules import SCHEDULES, scaled_linear_betas
+
+DATA_STD = 0.5
+
+
+class GaussianEpsNet(torch.nn.Module):
+    """The exact eps-predictor for data ~ N(mu, DATA_STD²), mu given by the conditioning."""
+
+    def __init__(self, time_map: DiscreteTimeMap):
+        super().__init__()
+        self.time_map = time_map
+        self.dummy = torch.nn.Parameter(torch.zeros(()))   # so the model has a device
+
+    def forward(self, x_in, t, context):
+        sigma = self.time_map.t_to_sigma(t).view(-1, 1, 1, 1)
+        x = x_in * torch.sqrt(sigma**2 + 1)                 # undo c_in
+        mu = context.view(-1, 1, 1, 1)
+        denoised = (DATA_STD**2 * x + sigma**2 * mu) / (DATA_STD**2 + sigma**2)
+        return (x - denoised) / sigma
+
+
+class ToyModel(Node):
+    """An analytic Gaussian model (tests only)."""
+
+    class Inputs(NodeInputs):
+        pass
+
+    outputs = (Output("model", "MODEL"),)
+
+    def run(self):
+        time_map = DiscreteTimeMap.from_betas(scaled_linear_betas())
+        return {"model": DiffusionModel(GaussianEpsNet(time_map), "eps", time_map, latent_channels=4, name="toy")}
+
+
+class ToyCondition(Node):
+    """Conditioning that sets the data mean (tests only)."""
+
+    class Inputs(NodeInputs):
+        mean: float = Input(0.0)
+        batch: int = Input(1)
+
+    outputs = (Output("cond", "CONDITIONING"),)
+
+    def run(self, mean, batch):
+        return {"cond": {"context": torch.full((batch, 1, 1), float(mean))}}
+
+
+@hookimpl
+def register_nodes():
+    return [ToyModel, ToyCondition]
+
+
+def link(node, output):
+    return {"node": node, "output": output}
+
+
+@pytest.fixture
+def session():
+    import sys
+
+    return Session(plugins=[("toy", sys.modules[__name__])])
+
+
+def ksampler_graph(**overrides) -> dict:
+    inputs = {"model": link("model", "model"), "positive": link("pos", "cond"), "negative": link("neg", "cond"),
+              "latent": link("empty", "latent"), "seed": 7, "steps": 12, "cfg": 1.0, "sampler": "euler",
+              "scheduler": "karras", "denoise": 1.0, **overrides}
+    return {"format_version": 1, "nodes": {
+        "model": {"type": "ToyModel", "inputs": {}},
+        "pos": {"type": "ToyCondition", "inputs": {"mean": 2.0}},
+        "neg": {"type": "ToyCondition", "inputs": {"mean": 0.0}},
+        "empty": {"type": "EmptyLatent", "inputs": {"width": 64, "height": 64, "batch_size": 4}},
+        "k": {"type": "KSampler", "inputs": inputs},
+        "show": {"type": "ShowValue", "inputs": {"value": link("k", "latent")}}}}
+
+
+def test_library_names_match_the_hook_lists():
+    """The names the pack registers equal the library's registries."""
+    assert set(sampling_nodes.LIBRARY_SAMPLERS) == set(SAMPLERS)
+    assert set(sampling_nodes.LIBRARY_SCHEDULES) == set(SCHEDULES)
+
+
+def expected_mean(mu: float) -> float:
+    """Mean of the exact PF-ODE solution started from N(0, sigma_max²) instead of N(mu, sigma_max² + std²)."""
+    sigma_max = DiscreteTimeMap.from_betas(scaled_linear_betas()).sigma_max
+    return mu * (1 - DATA_STD / math.sqrt(DATA_STD**2 + sigma_max**2))
+
+
+def test_ksampler_reaches_the_data_distribution(session):
+    """KSampler on the analytic model gives samples with the conditioned mean and the data spread."""
+    samples = session.run(ksampler_graph(steps=30)).outputs["show"]["value"]["samples"]
+    assert samples.shape == (4, 4, 8, 8)
+    assert abs(samples.mean().item() - expected_mean(2.0)) < 0.05   # 1024 values: standard error 0.016
+    assert abs(samples.std().item() - DATA_STD) < 0.05
+
+
+def test_cfg_scale_moves_the_mean(session):
+    """cfg 2 between means 0 and 2 extrapolates to mean 4 (guidance in denoised space)."""
+    samples = session.run(ksampler_graph(cfg=2.0, steps=30)).outputs["show"]["value"]["samples"]
+    assert abs(samples.mean().item() - expected_mean(4.0)) < 0.1
+
+
+def test_same_seed_is_bitwise_reproducible(session):
+    """Two runs with the same seed (cache cleared) give bitwise-identical latents; another seed differs."""
+    graph = ksampler_graph(sampler="euler_ancestral")
+    first = session.run(graph).outputs["show"]["value"]["samples"]
+    session.clear_cache()
+    second = session.run(graph).outputs["show"]["value"]["samples"]
+    assert torch.equal(first, second)
+    other = session.run(ksampler_graph(sampler="euler_ancestral", seed=8)).outputs["show"]["value"]["samples"]
+    assert not torch.equal(first, other)
+
+
+def modular_graph(sampler="dpmpp_2m", steps=6) -> dict:
+    return {"format_version": 1, "nodes": {
+        "model": {"type": "ToyModel", "inputs": {}},
+        "pos": {"type": "ToyCondition", "inputs": {"mean": 1.0}},
+        "neg": {"type": "ToyCondition", "inputs": {"mean": 0.0}},
+        "empty": {"type": "EmptyLatent", "inputs": {"width": 32, "height": 32, "batch_size": 2}},
+        "sigmas": {"type": "Schedule", "inputs": {"model": link("model", "model"), "scheduler": "karras",
+                                                  "steps": steps}},
+        "sampler": {"type": "SelectSampler", "inputs": {"sampler": sampler}},
+        "guider": {"type": "CFGGuider", "inputs": {"model": link("model", "model"), "positive": link("pos", "cond"),
+                                                   "negative": link("neg", "cond"), "cfg": 1.5}},
+        "noise": {"type": "RandomNoise", "inputs": {"seed": 3}},
+        "sample": {"type": "Sample", "inputs": {"guider": link("guider", "guider"), "sampler": link("sampler", "sampler"),
+                                                "sigmas": link("sigmas", "sigmas"), "noise": link("noise", "noise"),
+                                                "latent": link("empty", "latent")}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("sample", "latent")}}}}
+
+
+@pytest.mark.parametrize("sampler", ["dpmpp_2m", "euler_ancestral", "lms"])
+def test_chained_sampler_steps_equal_sample(session, sampler):
+    """SamplerStep nodes for steps 0..n-1, state chained, reproduce Sample bit for bit."""
+    steps = 5
+    graph = modular_graph(sampler, steps)
+    reference = session.run(graph).outputs["show"]["value"]["samples"]
+    nodes = graph["nodes"]
+    previous = None
+    for i in range(steps):
+        inputs = {"guider": link("guider", "guider"), "sampler": link("sampler", "sampler"),
+                  "sigmas": link("sigmas", "sigmas"), "noise": link("noise", "noise"), "step": i,
+                  "latent": link(previous, "latent") if previous else link("empty", "latent")}
+        if previous:
+            inputs["state"] = link(previous, "state")
+        nodes[f"step{i}"] = {"type": "SamplerStep", "inputs": inputs}
+        previous = f"step{i}"
+    nodes["show"]["inputs"]["value"] = link(previous, "latent")
+    stepped = session.run(graph).outputs["show"]["value"]["samples"]
+    assert torch.equal(reference, stepped)
+
+
+def test_sample_reports_progress_with_previews(session):
+    """Sample emits one progress event per step, each with a preview image."""
+    events = []
+    session.run(modular_graph(steps=4), on_event=events.append)
+    progress = [e for e in events if e.type == "node_progress" and e.node_id == "sample"]
+    assert [e.value for e in progress] == [1, 2, 3, 4]
+    assert all(e.preview is not None and e.preview.shape == (1, 4, 4, 3) for e in progress)
+
+
+def test_ddim_inversion_round_trip(session):
+    """A sample, inverted with DDIMInvert and sampled back with DDIM and DisableNoise, comes back."""
+    graph = modular_graph("ddim", steps=25)
+    nodes = graph["nodes"]
+    nodes["guider"]["inputs"]["cfg"] = 1.0
+    nodes["invert"] = {"type": "DDIMInvert", "inputs": {"guider": link("guider", "guider"),
+                                                        "sigmas": link("sigmas", "sigmas"),
+                                                        "latent": link("sample", "latent"), "refinement": 3}}
+    nodes["off"] = {"type": "DisableNoise", "inputs": {}}
+    nodes["back"] = {"type": "Sample", "inputs": {**nodes["sample"]["inputs"], "latent": link("invert", "latent"),
+                                                  "noise": link("off", "noise")}}
+    nodes["restored"] = {"type": "ShowValue", "inputs": {"value": link("back", "latent")}}
+    result = session.run(graph)
+    original = result.outputs["show"]["value"]["samples"]
+    restored = result.outputs["restored"]["value"]["samples"]
+    assert (restored - original).norm() / original.norm() < 1e-3
+
+
+def test_forward_diffuse_matches_q_sample_statistics(session):
+    """ForwardDiffuse at t=999 gives (nearly) unit-variance noise; at t=0 (nearly) the input."""
+    graph = {"format_version": 1, "nodes": {
+        "model": {"type": "ToyModel", "inputs": {}},
+        "empty": {"type": "EmptyLatent", "inputs": {"width": 256, "height": 256}},
+        "late": {"type": "ForwardDiffuse", "inputs": {"model": link("model", "model"), "latent": link("empty", "latent"),
+                                                      "timestep": 999, "seed": 1}},
+        "early": {"type": "ForwardDiffuse", "inputs": {"model": link("model", "model"),
+                                                       "latent": link("empty", "latent"), "timestep": 0, "seed": 1}},
+        "a": {"type": "ShowValue", "inputs": {"value": link("late", "latent")}},
+        "b": {"type": "ShowValue", "inputs": {"value": link("early", "latent")}}}}
+    out = session.run(graph).outputs
+    assert abs(out["a"]["value"]["samples"].std().item() - 1.0) < 0.02
+    assert out["b"]["value"]["samples"].abs().max().item() < 0.2
+
+
+def test_split_sigmas_two_stage_equals_one_stage(session):
+    """Sampling the high half then the low half (DisableNoise) equals one full deterministic run."""
+    graph = modular_graph("euler", steps=8)
+    nodes = graph["nodes"]
+    reference = session.run(graph).outputs["show"]["value"]["samples"]
+    nodes["split"] = {"type": "SplitSigmas", "inputs": {"sigmas": link("sigmas", "sigmas"), "step": 3}}
+    nodes["sample"]["inputs"]["sigmas"] = link("split", "high")
+    nodes["off"] = {"type": "DisableNoise", "inputs": {}}
+    nodes["second"] = {"type": "Sample", "inputs": {**nodes["sample"]["inputs"], "sigmas": link("split", "low"),
+                                                    "noise": link("off", "noise"), "latent": link("sample", "latent")}}
+    nodes["show"]["inputs"]["value"] = link("second", "latent")
+    two_stage = session.run(graph).outputs["show"]["value"]["samples"]
+    assert torch.allclose(reference, two_stage, atol=1e-6)
+
+
+def test_validation_names_bad_sampler_scheduler_steps_denoise(session):
+    """Unknown names (with the valid list), steps 0, denoise 0 and 1.5 are validation errors."""
+    graph = ksampler_graph(sampler="eulr", scheduler="karass", steps=0, denoise=0.0)
+    with pytest.raises(GraphValidationError) as info:
+        session.run(graph)
+    found = {(e.code, e.input) for e in info.value.errors}
+    assert found == {("not_in_choices", "sampler"), ("not_in_choices", "scheduler"), ("out_of_range", "steps"),
+                     ("out_of_range", "denoise")}
+    messages = " ".join(e.message for e in info.value.errors)
+    assert "Did you mean 'euler'" in messages and "'dpmpp_2m'" in messages
+    graph = ksampler_graph()
+    graph["nodes"]["empty"]["inputs"]["width"] = 60
+    with pytest.raises(GraphValidationError, match="multiple of 8"):
+        session.run(graph)
+
+
+def test_runtime_input_errors_name_the_input(session):
+    """A conditioning batch that matches neither 1 nor the latent, and a wrong channel count, name their input."""
+    graph = ksampler_graph()
+    graph["nodes"]["pos"]["inputs"]["batch"] = 3
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert info.value.exception.input == "positive" and "batch" in str(info.value.exception)
+    graph = ksampler_graph()
+    graph["nodes"]["empty"]["inputs"]["channels"] = 3
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert info.value.exception.input == "latent" and "4-channel" in str(info.value.exception)
+
+
+def test_sampler_step_errors(session):
+    """A step past the schedule, or step > 0 without state, is refused naming the input."""
+    graph = modular_graph(steps=3)
+    nodes = graph["nodes"]
+    nodes["one"] = {"type": "SamplerStep", "inputs": {"guider": link("guider", "guider"),
+                                                     "sampler": link("sampler", "sampler"),
+                                                     "sigmas": link("sigmas", "sigmas"), "noise": link("noise", "noise"),
+                                                     "latent": link("empty", "latent"), "step": 1}}
+    nodes["show"]["inputs"]["value"] = link("one", "latent")
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert info.value.exception.input == "state"
+    nodes["one"]["inputs"]["step"] = 3
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert info.value.exception.input == "step"
+
+
+def test_eta_only_for_samplers_that_take_it(session):
+    """SelectSampler refuses eta for a sampler without that option."""
+    graph = modular_graph("euler")
+    graph["nodes"]["sampler"]["inputs"]["eta"] = 0.5
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert info.value.exception.input == "eta"
+    graph["nodes"]["sampler"]["inputs"]["sampler"] = "euler_ancestral"
+    assert session.run(graph).outputs["show"]["value"]["samples"].shape == (2, 4, 4, 4)
+
+
+def test_plugin_samplers_appear_in_choices():
+    """A sampler registered through register_samplers is listed and runnable."""
+    import sys
+
+    from nodes.sampling.samplers import euler_step, sampler_from_step
+
+    class Plugin:
+        @hookimpl
+        def register_samplers(self):
+            return {"my_euler": sampler_from_step(euler_step)}
+
+    session = Session(plugins=[("toy", sys.modules[__name__]), ("mine", Plugin())])
+    schema = next(s for s in session.node_schemas() if s["type"] == "SelectSampler")
+    assert "my_euler" in schema["inputs"]["sampler"]["choices"]
+    graph = modular_graph("my_euler")
+    reference = modular_graph("euler")
+    assert torch.equal(session.run(graph).outputs["show"]["value"]["samples"],
+                       session.run(reference).outputs["show"]["value"]["samples"])
