@@ -1,0 +1,273 @@
+/**
+ * The widget of one input, generated from its schema (schema/widgets.ts):
+ * number fields with min/max/step, dropdowns for choices and model files,
+ * one-line or multiline text, seed with its randomise/fixed control,
+ * a checkbox for booleans, and image upload with a preview.
+ *
+ * Every change is one document edit (coalesced per input for undo). Inputs
+ * carry the classes `nodrag nowheel` so that React Flow leaves them alone.
+ */
+import { useEffect, useRef, useState, type ChangeEvent } from "react";
+import { seedMode, setInput, setSeedMode, type InputValue } from "../graph/document";
+import type { InputSpec } from "../schema/types";
+import { parseNumber, randomSeed, uploadedFileId, type Widget } from "../schema/widgets";
+import { useApp } from "../state/context";
+import { useStore } from "../state/store";
+
+interface Props {
+  nodeId: string;
+  name: string;
+  spec: InputSpec;
+  widget: Widget;
+  value: InputValue | undefined;
+}
+
+export function InputWidget({ nodeId, name, spec, widget, value }: Props) {
+  const app = useApp();
+  const testId = `widget-${nodeId}-${name}`;
+  const shown = value === undefined ? spec.default : value;
+  const commit = (next: InputValue) => {
+    app.editor.edit((doc) => setInput(doc, nodeId, name, next), `input:${nodeId}:${name}`);
+    app.dispatch({ type: "clear_input_error", nodeId, input: name });
+  };
+
+  switch (widget.kind) {
+    case "number":
+      return <NumberField testId={testId} value={shown} widget={widget} onCommit={commit} />;
+    case "seed":
+      return <SeedField nodeId={nodeId} name={name} testId={testId} value={shown} widget={widget} onCommit={commit} />;
+    case "toggle":
+      return (
+        <input
+          className="nodrag ng-toggle"
+          type="checkbox"
+          data-testid={testId}
+          checked={Boolean(shown)}
+          onChange={(e) => commit(e.target.checked)}
+        />
+      );
+    case "choice":
+      return <ChoiceField testId={testId} value={shown} choices={widget.choices} onCommit={commit} />;
+    case "model_file":
+      return <ModelField testId={testId} value={shown} folder={widget.folder} onCommit={commit} />;
+    case "text":
+      return <TextField testId={testId} value={shown} multiline={widget.multiline} onCommit={commit} />;
+    case "image_upload":
+      return <UploadField testId={testId} nodeId={nodeId} name={name} value={shown} kind={widget.uploadKind} onCommit={commit} />;
+    default:
+      return null;
+  }
+}
+
+/** Local text that follows the document value except while the user is typing an invalid number. */
+function useDraft(value: unknown): [string, (text: string) => void, boolean, (focused: boolean) => void] {
+  const text = value === undefined || value === null ? "" : String(value);
+  const [draft, setDraft] = useState(text);
+  const [focused, setFocused] = useState(false);
+  useEffect(() => {
+    if (!focused) setDraft(text);
+  }, [text, focused]);
+  return [draft, setDraft, focused, setFocused];
+}
+
+function NumberField({ testId, value, widget, onCommit }: {
+  testId: string;
+  value: unknown;
+  widget: Extract<Widget, { kind: "number" }>;
+  onCommit: (v: number) => void;
+}) {
+  const [draft, setDraft, , setFocused] = useDraft(value);
+  const parsed = parseNumber(draft, widget);
+  return (
+    <input
+      className={`nodrag ng-number${parsed.ok ? "" : " ng-invalid"}`}
+      data-testid={testId}
+      type="text"
+      inputMode="decimal"
+      value={draft}
+      title={parsed.ok ? rangeText(widget) : parsed.reason}
+      onFocus={() => setFocused(true)}
+      onBlur={() => {
+        setFocused(false);
+        setDraft(value === undefined || value === null ? "" : String(value));
+      }}
+      onChange={(e) => {
+        setDraft(e.target.value);
+        const result = parseNumber(e.target.value, widget);
+        if (result.ok && result.value !== value) onCommit(result.value);
+      }}
+      onKeyDown={(e) => {
+        if (e.key !== "ArrowUp" && e.key !== "ArrowDown") return;
+        e.preventDefault();
+        const step = widget.step ?? (widget.integer ? 1 : 0.1);
+        const current = typeof value === "number" ? value : 0;
+        let next = current + (e.key === "ArrowUp" ? step : -step);
+        next = Number(next.toPrecision(12));
+        if (widget.min !== undefined) next = Math.max(widget.min, next);
+        if (widget.max !== undefined) next = Math.min(widget.max, next);
+        setDraft(String(next));
+        onCommit(next);
+      }}
+    />
+  );
+}
+
+function rangeText(widget: { min?: number; max?: number; step?: number }): string {
+  const parts = [];
+  if (widget.min !== undefined && widget.min > -1e15) parts.push(`min ${widget.min}`);
+  if (widget.max !== undefined && widget.max < 1e15) parts.push(`max ${widget.max}`);
+  if (widget.step !== undefined) parts.push(`step ${widget.step}`);
+  return parts.join(", ") + (parts.length ? " — " : "") + "↑/↓ to step";
+}
+
+function SeedField({ nodeId, name, testId, value, widget, onCommit }: {
+  nodeId: string;
+  name: string;
+  testId: string;
+  value: unknown;
+  widget: Extract<Widget, { kind: "seed" }>;
+  onCommit: (v: number) => void;
+}) {
+  const app = useApp();
+  const mode = useStore(app.editor.store, (s) => (s.doc.nodes[nodeId] ? seedMode(s.doc.nodes[nodeId], name) : "fixed"));
+  const numberWidget = { kind: "number" as const, integer: true, min: widget.min, max: widget.max, step: 1 };
+  return (
+    <span className="ng-seed">
+      <NumberField testId={testId} value={value} widget={numberWidget} onCommit={onCommit} />
+      <button
+        type="button"
+        className={`nodrag ng-seed-mode ng-seed-${mode}`}
+        data-testid={`seed-mode-${nodeId}-${name}`}
+        title={mode === "randomize" ? "A new seed is drawn before each run (click: keep it fixed)" : "The seed stays as it is (click: randomise before each run)"}
+        onClick={() => app.editor.edit((doc) => setSeedMode(doc, nodeId, name, mode === "randomize" ? "fixed" : "randomize"))}
+      >
+        {mode === "randomize" ? "🎲 random" : "📌 fixed"}
+      </button>
+      <button type="button" className="nodrag ng-icon" title="New random seed now" onClick={() => onCommit(randomSeed(widget.min, widget.max))}>
+        ↻
+      </button>
+    </span>
+  );
+}
+
+function ChoiceField({ testId, value, choices, onCommit }: {
+  testId: string;
+  value: unknown;
+  choices: unknown[];
+  onCommit: (v: InputValue) => void;
+}) {
+  const index = choices.findIndex((c) => c === value);
+  return (
+    <select
+      className="nodrag nowheel ng-select"
+      data-testid={testId}
+      value={index >= 0 ? String(index) : "missing"}
+      onChange={(e: ChangeEvent<HTMLSelectElement>) => {
+        const i = Number(e.target.value);
+        if (Number.isInteger(i) && i >= 0) onCommit(choices[i] as InputValue);
+      }}
+    >
+      {index < 0 && <option value="missing">{value === undefined ? "—" : `${String(value)} (not a choice)`}</option>}
+      {choices.map((choice, i) => (
+        <option key={i} value={String(i)}>
+          {String(choice)}
+        </option>
+      ))}
+    </select>
+  );
+}
+
+function ModelField({ testId, value, folder, onCommit }: {
+  testId: string;
+  value: unknown;
+  folder: string;
+  onCommit: (v: string) => void;
+}) {
+  const app = useApp();
+  const files = useStore(app.session, (s) => s.models[folder]);
+  const list = files ?? [];
+  const current = typeof value === "string" ? value : "";
+  const missing = current !== "" && !list.includes(current);
+  return (
+    <select
+      className={`nodrag nowheel ng-select${missing ? " ng-invalid" : ""}`}
+      data-testid={testId}
+      value={current}
+      title={missing ? `${current} is not in the ${folder} folder` : `files in the ${folder} model folder`}
+      onFocus={() => app.refreshModels(folder)}
+      onChange={(e) => onCommit(e.target.value)}
+    >
+      {current === "" && <option value="">{list.length ? "— choose a file —" : `no files in ${folder}`}</option>}
+      {missing && <option value={current}>{current} (missing)</option>}
+      {list.map((file) => (
+        <option key={file} value={file}>
+          {file}
+        </option>
+      ))}
+    </select>
+  );
+}
+
+function TextField({ testId, value, multiline, onCommit }: {
+  testId: string;
+  value: unknown;
+  multiline: boolean;
+  onCommit: (v: string) => void;
+}) {
+  const [draft, setDraft, , setFocused] = useDraft(value);
+  const props = {
+    className: `nodrag nowheel ${multiline ? "ng-textarea" : "ng-text"}`,
+    "data-testid": testId,
+    value: draft,
+    onFocus: () => setFocused(true),
+    onBlur: () => setFocused(false),
+    onChange: (e: ChangeEvent<HTMLInputElement | HTMLTextAreaElement>) => {
+      setDraft(e.target.value);
+      onCommit(e.target.value);
+    },
+  };
+  return multiline ? <textarea rows={2} {...props} /> : <input type="text" {...props} />;
+}
+
+function UploadField({ testId, nodeId, name, value, kind, onCommit }: {
+  testId: string;
+  nodeId: string;
+  name: string;
+  value: unknown;
+  kind: "image" | "mask";
+  onCommit: (v: string) => void;
+}) {
+  const app = useApp();
+  const fileInput = useRef<HTMLInputElement>(null);
+  const [busy, setBusy] = useState(false);
+  const fileId = uploadedFileId(value);
+  return (
+    <div className="ng-upload">
+      <div className="ng-upload-row">
+        <TextField testId={testId} value={value} multiline={false} onCommit={onCommit} />
+        <button type="button" className="nodrag" disabled={busy} onClick={() => fileInput.current?.click()}>
+          {busy ? "…" : "Upload"}
+        </button>
+        <input
+          ref={fileInput}
+          hidden
+          type="file"
+          accept="image/*"
+          data-testid={`upload-${nodeId}-${name}`}
+          onChange={async (e) => {
+            const file = e.target.files?.[0];
+            e.target.value = "";
+            if (!file) return;
+            setBusy(true);
+            const stored = await app.upload(file, kind);
+            setBusy(false);
+            if (stored) onCommit(stored);
+          }}
+        />
+      </div>
+      {fileId && (
+        <img className="ng-upload-preview nodrag" data-testid={`upload-preview-${nodeId}-${name}`} src={app.fileUrl(fileId)} alt={String(value)} />
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,67 @@
+/**
+ * The node palette, generated from the server's schemas: a search box and the
+ * node types grouped by category. Click a node to add it at the centre of the
+ * view, or drag it onto the canvas. Enter in the search box adds the first match.
+ * Test ids: palette, palette-search, palette-item-<type>.
+ */
+import { useMemo, useState } from "react";
+import { paletteGroups } from "../schema/palette";
+import { useApp } from "../state/context";
+import { useStore } from "../state/store";
+import { addNodeAt, NODE_DRAG_TYPE } from "./GraphCanvas";
+
+export function Palette() {
+  const app = useApp();
+  const nodes = useStore(app.session, (s) => s.schemas.nodes);
+  const [query, setQuery] = useState("");
+  const groups = useMemo(() => paletteGroups(nodes, query), [nodes, query]);
+
+  const addAtCentre = (type: string) => {
+    const element = app.canvas.element;
+    const rect = element?.getBoundingClientRect();
+    const [x, y] = rect ? app.canvas.toFlow(rect.left + rect.width / 2, rect.top + rect.height / 3) : [0, 0];
+    const jitter = (Object.keys(app.editor.doc.nodes).length % 5) * 24;
+    addNodeAt(app, type, [x - 110 + jitter, y + jitter]);
+  };
+
+  return (
+    <aside className="ng-palette" data-testid="palette">
+      <input
+        className="ng-search"
+        data-testid="palette-search"
+        type="search"
+        placeholder="Search nodes…"
+        value={query}
+        onChange={(e) => setQuery(e.target.value)}
+        onKeyDown={(e) => {
+          if (e.key === "Enter" && groups[0]?.nodes[0]) addAtCentre(groups[0].nodes[0].type);
+        }}
+      />
+      <div className="ng-palette-list">
+        {groups.length === 0 && <div className="ng-muted">{Object.keys(nodes).length ? "No node matches." : "Waiting for the server's node list…"}</div>}
+        {groups.map((group) => (
+          <section key={group.category}>
+            <h3>{group.category}</h3>
+            {group.nodes.map((node) => (
+              <button
+                key={node.type}
+                type="button"
+                className="ng-palette-item"
+                data-testid={`palette-item-${node.type}`}
+                title={node.description}
+                draggable
+                onDragStart={(e) => {
+                  e.dataTransfer.setData(NODE_DRAG_TYPE, node.type);
+                  e.dataTransfer.effectAllowed = "move";
+                }}
+                onClick={() => addAtCentre(node.type)}
+              >
+                {node.display_name || node.type}
+              </button>
+            ))}
+          </section>
+        ))}
+      </div>
+    </aside>
+  );
+}

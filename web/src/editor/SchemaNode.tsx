@@ -1,0 +1,254 @@
+/**
+ * One node on the canvas, drawn from its schema: a header with the title and
+ * run state (queued, running with step progress, cached, done with time,
+ * error), output ports on the right, one row per input with its port on the
+ * left and its widget (hidden while the input is linked), validation errors
+ * on the node and on the offending input, the live preview, output images and
+ * recorded output values.
+ *
+ * Test ids: node-<id>, node-status-<id>, node-error-<id>, handle-<id>-in-<input>,
+ * handle-<id>-out-<output>, input-<id>-<input>, input-error-<id>-<input>,
+ * unlink-<id>-<input>, node-preview-<id>, node-images-<id>, node-output-<id>.
+ */
+import { Handle, Position, type Node, type NodeProps } from "@xyflow/react";
+import { memo, useState } from "react";
+import { disconnect, isLink, setInput, setTitle, type DocNode } from "../graph/document";
+import type { GraphError } from "../protocol/messages";
+import { portColor, type InputSpec, type NodeSchema, type PortType } from "../schema/types";
+import { widgetFor } from "../schema/widgets";
+import type { NodeRunState } from "../run/sessionState";
+import { useApp } from "../state/context";
+import { useStore } from "../state/store";
+import { InputWidget } from "./InputWidget";
+
+export interface SchemaNodeData extends Record<string, unknown> {
+  node: DocNode;
+  schema: NodeSchema | undefined;
+  /** Output names that links in the graph read from this node (for nodes whose type is unknown). */
+  linkedOutputs: string[];
+}
+
+export type SchemaFlowNode = Node<SchemaNodeData, "schema">;
+
+const NO_ERRORS: GraphError[] = [];
+
+function statusText(state: NodeRunState | undefined): string {
+  if (!state) return "";
+  switch (state.status) {
+    case "running":
+      return state.total ? `running ${state.value}/${state.total}` : "running";
+    case "done":
+      return `done ${formatSeconds(state.seconds ?? 0)}`;
+    default:
+      return state.status;
+  }
+}
+
+export function formatSeconds(seconds: number): string {
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`;
+  return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
+}
+
+/** The text shown for an output node's recorded outputs (null when there is nothing besides files). */
+function displayOutput(value: unknown): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value === "object" && !Array.isArray(value)) {
+    const record = value as Record<string, unknown>;
+    if (typeof record.text === "string") return record.text;
+    const rest = Object.fromEntries(Object.entries(record).filter(([key]) => key !== "files"));
+    return Object.keys(rest).length ? JSON.stringify(rest, null, 1) : null;
+  }
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
+  const app = useApp();
+  const { node, schema } = data;
+  const types = useStore(app.session, (s) => s.schemas.types);
+  const run = useStore(app.session, (s) => s.nodeStates[id]);
+  const preview = useStore(app.session, (s) => s.previews[id]);
+  const images = useStore(app.session, (s) => s.nodeImages[id]);
+  const output = useStore(app.session, (s) => s.nodeOutputs[id]);
+  const allErrors = useStore(app.session, (s) => s.validationErrors) ?? NO_ERRORS;
+  const errors = allErrors.filter((e) => e.node_id === id);
+  const nodeErrors = errors.filter((e) => !e.input || !(schema?.inputs[e.input] || e.input in node.inputs));
+  const [editingTitle, setEditingTitle] = useState(false);
+
+  const title = node.title ?? schema?.display_name ?? node.type;
+  const inputNames = [...Object.keys(schema?.inputs ?? {}), ...Object.keys(node.inputs).filter((n) => !schema?.inputs[n])];
+  const outputs = schema?.outputs ?? data.linkedOutputs.map((name) => ({ name, port: "*" }));
+  const status = run?.status;
+  const progress = run?.status === "running" && run.total ? Math.min(1, (run.value ?? 0) / run.total) : null;
+  const outputText = displayOutput(output);
+
+  return (
+    <div
+      className={`ng-node${selected ? " ng-selected" : ""}${status ? ` ng-status-${status}` : ""}${errors.length ? " ng-has-error" : ""}`}
+      data-testid={`node-${id}`}
+      title={schema?.description}
+    >
+      <div className="ng-node-header">
+        {editingTitle ? (
+          <input
+            className="nodrag ng-title-edit"
+            autoFocus
+            defaultValue={node.title ?? ""}
+            placeholder={schema?.display_name ?? node.type}
+            onBlur={(e) => {
+              app.editor.edit((doc) => setTitle(doc, id, e.target.value));
+              setEditingTitle(false);
+            }}
+            onKeyDown={(e) => {
+              if (e.key === "Enter") (e.target as HTMLInputElement).blur();
+              if (e.key === "Escape") setEditingTitle(false);
+            }}
+          />
+        ) : (
+          <span className="ng-node-title" onDoubleClick={() => setEditingTitle(true)} title="double-click to rename">
+            {title}
+          </span>
+        )}
+        <span className="ng-node-status" data-testid={`node-status-${id}`} data-status={status ?? ""}>
+          {statusText(run)}
+        </span>
+      </div>
+      {progress !== null && (
+        <div className="ng-progress" data-testid={`node-progress-${id}`}>
+          <div style={{ width: `${progress * 100}%` }} />
+        </div>
+      )}
+      {!schema && <div className="ng-node-error">Unknown node type {node.type}: it is not registered on this server</div>}
+      {run?.status === "error" && (
+        <div className="ng-node-error" data-testid={`node-error-${id}`}>
+          {run.exceptionType ? `${run.exceptionType}: ` : ""}
+          {run.message}
+        </div>
+      )}
+      {nodeErrors.length > 0 && (
+        <div className="ng-node-error" data-testid={`node-error-${id}`}>
+          {nodeErrors.map((e, i) => (
+            <div key={i}>{e.message}</div>
+          ))}
+        </div>
+      )}
+      <div className="ng-ports">
+        {outputs.map((out) => (
+          <div className="ng-output" key={out.name}>
+            <span className="ng-port-name">{out.name}</span>
+            <span className="ng-port-type">{out.port}</span>
+            <Handle
+              type="source"
+              position={Position.Right}
+              id={`out:${out.name}`}
+              className="ng-handle"
+              style={{ background: portColor(types, out.port) }}
+              data-testid={`handle-${id}-out-${out.name}`}
+            />
+          </div>
+        ))}
+        {inputNames.map((name) => (
+          <InputRow
+            key={name}
+            nodeId={id}
+            name={name}
+            spec={schema?.inputs[name]}
+            value={node.inputs[name]}
+            types={types}
+            errors={errors.filter((e) => e.input === name)}
+          />
+        ))}
+      </div>
+      {preview && <img className="ng-preview" data-testid={`node-preview-${id}`} src={preview} alt="step preview" />}
+      {images && images.length > 0 && (
+        <div className="ng-node-images" data-testid={`node-images-${id}`}>
+          {images.map((image) => (
+            <a key={image.fileId} href={image.url} target="_blank" rel="noreferrer">
+              <img src={image.url} alt={image.fileId} />
+            </a>
+          ))}
+        </div>
+      )}
+      {outputText !== null && (
+        <pre className="ng-node-output nodrag nowheel" data-testid={`node-output-${id}`}>
+          {outputText}
+        </pre>
+      )}
+    </div>
+  );
+}
+
+function InputRow({ nodeId, name, spec, value, types, errors }: {
+  nodeId: string;
+  name: string;
+  spec: InputSpec | undefined;
+  value: unknown;
+  types: Record<string, PortType>;
+  errors: GraphError[];
+}) {
+  const app = useApp();
+  const linked = isLink(value);
+  const widget = spec ? widgetFor(name, spec) : null;
+  const port = spec?.port ?? "*";
+  return (
+    <div className={`ng-input${errors.length ? " ng-input-invalid" : ""}`} data-testid={`input-${nodeId}-${name}`}>
+      <Handle
+        type="target"
+        position={Position.Left}
+        id={`in:${name}`}
+        className="ng-handle"
+        style={{ background: portColor(types, port) }}
+        data-testid={`handle-${nodeId}-in-${name}`}
+      />
+      <div className={`ng-input-line${widget?.kind === "image_upload" || (widget?.kind === "text" && widget.multiline) ? " ng-input-tall" : ""}`}>
+        <span className="ng-port-name" title={spec?.description || `${name}: ${port}`}>
+          {name}
+          {spec?.required ? "*" : ""}
+        </span>
+        {linked ? (
+          <span className="ng-linked">
+            <span className="ng-linked-source" title={`linked to ${value.node}.${value.output}`}>
+              ← {value.node}.{value.output}
+            </span>
+            <button
+              type="button"
+              className="nodrag ng-icon"
+              data-testid={`unlink-${nodeId}-${name}`}
+              title="remove the link"
+              onClick={() => app.editor.edit((doc) => disconnect(doc, nodeId, name))}
+            >
+              ×
+            </button>
+          </span>
+        ) : !spec ? (
+          <span className="ng-unknown-input">
+            unknown input = {JSON.stringify(value)}
+            <button
+              type="button"
+              className="nodrag ng-icon"
+              title="remove this input"
+              onClick={() => app.editor.edit((doc) => setInput(doc, nodeId, name, undefined))}
+            >
+              ×
+            </button>
+          </span>
+        ) : widget && widget.kind !== "link" ? (
+          <InputWidget nodeId={nodeId} name={name} spec={spec} widget={widget} value={value} />
+        ) : value !== undefined ? (
+          <span className="ng-linked-source" title="a literal value for a link-only input (kept as written)">
+            = {JSON.stringify(value)}
+          </span>
+        ) : (
+          <span className="ng-port-type">{port}</span>
+        )}
+      </div>
+      {errors.map((e, i) => (
+        <div key={i} className="ng-input-error" data-testid={`input-error-${nodeId}-${name}`}>
+          {e.message}
+        </div>
+      ))}
+    </div>
+  );
+}
+
+export const SchemaNode = memo(SchemaNodeView);

@@ -1,0 +1,408 @@
+/**
+ * The editor's document: the graph file (docs/graph-format.md, format_version 1)
+ * held so that it saves back exactly as loaded, plus pure edit operations.
+ *
+ * Main objects:
+ *   GraphFile        the JSON the CLI runs (`nodes`, `metadata`, `ui`).
+ *   EditorDocument   what the editor edits; every operation returns a new one
+ *                    (immutable values make undo a stack of snapshots).
+ *   fromGraphFile / toGraphFile   the conversion both ways; a document loaded
+ *                    and saved with no edit gives the same JSON (key order aside).
+ *
+ * What is carried through untouched: `metadata`; every key of `ui` except the
+ * per-node entries; every key of `ui.nodes.<id>` besides `position`; `ui.nodes`
+ * entries whose node is not in the graph; the literal inputs as written (inputs
+ * left out stay left out — the widget shows the default). The editor itself
+ * writes only `ui.nodes.<id>.position` (a node that was moved or added) and
+ * `ui.nodes.<id>.seed_modes` (a seed input's randomise/fixed control).
+ */
+import type { NodeSchema } from "../schema/types";
+
+export const FORMAT_VERSION = 1;
+
+export interface Link {
+  node: string;
+  output: string;
+}
+
+export type InputValue = unknown; // a literal or a Link
+
+export interface GraphFileNode {
+  type: string;
+  title?: string;
+  inputs?: Record<string, InputValue>;
+}
+
+export interface GraphFile {
+  format_version: number;
+  metadata?: Record<string, unknown>;
+  nodes: Record<string, GraphFileNode>;
+  ui?: Record<string, unknown>;
+}
+
+export type Position = [number, number];
+export type SeedMode = "randomize" | "fixed";
+
+export interface DocNode {
+  type: string;
+  title?: string;
+  inputs: Record<string, InputValue>;
+  /** Whether the file had an `inputs` key (kept so that `{}` and absence both round-trip). */
+  hasInputsKey: boolean;
+  /** `ui.nodes.<id>.position`; undefined when the file gave none and the node was never moved. */
+  position?: Position;
+  /** Every other key of `ui.nodes.<id>` (carried through; `seed_modes` lives here). */
+  ui: Record<string, unknown>;
+  /** Whether the file had a `ui.nodes.<id>` entry (even an empty one). */
+  hasUiEntry: boolean;
+}
+
+export interface EditorDocument {
+  formatVersion: number;
+  /** Nodes by id, in file order (new nodes last). */
+  nodes: Record<string, DocNode>;
+  metadata?: Record<string, unknown>;
+  /** `ui` without `nodes` (undefined when the file had no `ui`). */
+  uiRest?: Record<string, unknown>;
+  /** `ui.nodes` entries for ids that are not nodes of the graph. */
+  uiOrphans: Record<string, unknown>;
+  /** Whether the file had `ui.nodes` (so an empty one round-trips). */
+  hasUiNodes: boolean;
+}
+
+export class GraphFormatError extends Error {}
+
+export function emptyDocument(): EditorDocument {
+  return { formatVersion: FORMAT_VERSION, nodes: {}, uiOrphans: {}, hasUiNodes: false };
+}
+
+/** True for a link value: an object with exactly the two string keys `node` and `output`. */
+export function isLink(value: unknown): value is Link {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return false;
+  const keys = Object.keys(value);
+  const v = value as Record<string, unknown>;
+  return keys.length === 2 && typeof v.node === "string" && typeof v.output === "string";
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+function clone<T>(value: T): T {
+  return value === undefined ? value : (JSON.parse(JSON.stringify(value)) as T);
+}
+
+/** v0 (pre-release) → v1, the same steps as nodegraph/graph.py `_migrate_v0_to_v1`. */
+function migrateV0(data: Record<string, unknown>): Record<string, unknown> {
+  const list = data.nodes;
+  if (!Array.isArray(list)) throw new GraphFormatError('version 0 files have "nodes" as a list of objects with an "id"');
+  const ids = new Set(list.filter(isObject).map((n) => String(n.id)));
+  const nodes: Record<string, unknown> = {};
+  const uiNodes: Record<string, unknown> = {};
+  for (const n of list) {
+    if (!isObject(n) || !("id" in n)) throw new GraphFormatError('every version 0 node must be an object with an "id"');
+    const id = String(n.id);
+    const inputs: Record<string, unknown> = {};
+    for (const [name, value] of Object.entries(isObject(n.inputs) ? n.inputs : {})) {
+      inputs[name] =
+        Array.isArray(value) && value.length === 2 && typeof value[1] === "string" && ids.has(String(value[0]))
+          ? { node: String(value[0]), output: value[1] }
+          : value;
+    }
+    const node: Record<string, unknown> = { type: n.type, inputs };
+    if ("title" in n) node.title = n.title;
+    nodes[id] = node;
+    if ("pos" in n) uiNodes[id] = { position: n.pos };
+  }
+  const out: Record<string, unknown> = { format_version: 1, nodes };
+  if (Object.keys(uiNodes).length) out.ui = { nodes: uiNodes };
+  return out;
+}
+
+/** Read a graph file (already parsed JSON) into a document; GraphFormatError says what is wrong. */
+export function fromGraphFile(raw: unknown): EditorDocument {
+  if (!isObject(raw)) throw new GraphFormatError("a graph file is a JSON object with format_version and nodes");
+  let data = raw;
+  if (data.format_version === undefined && data.version === 0) data = migrateV0(data);
+  const version = data.format_version;
+  if (typeof version !== "number" || !Number.isInteger(version)) {
+    throw new GraphFormatError("format_version is missing: this is not a nodegraph graph file");
+  }
+  if (version > FORMAT_VERSION) {
+    throw new GraphFormatError(`the file has format_version ${version}; this editor reads up to ${FORMAT_VERSION} — upgrade nodegraph`);
+  }
+  if (!isObject(data.nodes)) throw new GraphFormatError('"nodes" must be an object of nodes keyed by id');
+  if (data.metadata !== undefined && !isObject(data.metadata)) throw new GraphFormatError('"metadata" must be an object');
+  if (data.ui !== undefined && !isObject(data.ui)) throw new GraphFormatError('"ui" must be an object');
+  const ui = clone(data.ui) as Record<string, unknown> | undefined;
+  const uiNodes = ui && isObject(ui.nodes) ? ui.nodes : undefined;
+  const uiRest = ui ? { ...ui } : undefined;
+  if (uiRest && uiNodes) delete uiRest.nodes;
+
+  const nodes: Record<string, DocNode> = {};
+  for (const [id, rawNode] of Object.entries(data.nodes)) {
+    if (!isObject(rawNode) || typeof rawNode.type !== "string") {
+      throw new GraphFormatError(`node ${JSON.stringify(id)} must be an object with a string "type"`);
+    }
+    if (rawNode.inputs !== undefined && !isObject(rawNode.inputs)) {
+      throw new GraphFormatError(`node ${JSON.stringify(id)}: "inputs" must be an object keyed by input name`);
+    }
+    const entry = uiNodes && isObject(uiNodes[id]) ? (clone(uiNodes[id]) as Record<string, unknown>) : undefined;
+    const { position, ...rest } = entry ?? {};
+    const node: DocNode = {
+      type: rawNode.type,
+      inputs: clone((rawNode.inputs as Record<string, unknown>) ?? {}),
+      hasInputsKey: rawNode.inputs !== undefined,
+      ui: rest,
+      hasUiEntry: entry !== undefined,
+    };
+    if (isPosition(position)) node.position = [position[0], position[1]];
+    else if (position !== undefined) node.ui.position = position; // malformed: carried through untouched
+    if (rawNode.title !== undefined) node.title = rawNode.title as string;
+    nodes[id] = node;
+  }
+  const uiOrphans: Record<string, unknown> = {};
+  for (const [id, entry] of Object.entries(uiNodes ?? {})) {
+    if (!(id in nodes) || !isObject(entry)) uiOrphans[id] = entry;
+  }
+  const doc: EditorDocument = { formatVersion: FORMAT_VERSION, nodes, uiOrphans, hasUiNodes: uiNodes !== undefined };
+  if (data.metadata !== undefined) doc.metadata = clone(data.metadata as Record<string, unknown>);
+  if (uiRest !== undefined) doc.uiRest = uiRest;
+  return doc;
+}
+
+function isPosition(value: unknown): value is Position {
+  return Array.isArray(value) && value.length === 2 && value.every((v) => typeof v === "number" && Number.isFinite(v));
+}
+
+/** The graph file of a document (what Save writes and Run submits). */
+export function toGraphFile(doc: EditorDocument): GraphFile {
+  const nodes: Record<string, GraphFileNode> = {};
+  const uiNodes: Record<string, unknown> = { ...clone(doc.uiOrphans) };
+  for (const [id, node] of Object.entries(doc.nodes)) {
+    const out: GraphFileNode = { type: node.type };
+    if (node.title !== undefined) out.title = node.title;
+    if (node.hasInputsKey || Object.keys(node.inputs).length) out.inputs = clone(node.inputs);
+    nodes[id] = out;
+    const entry: Record<string, unknown> = clone(node.ui);
+    if (node.position) entry.position = [node.position[0], node.position[1]];
+    if (node.hasUiEntry || Object.keys(entry).length) uiNodes[id] = entry;
+  }
+  const file: Record<string, unknown> = { format_version: FORMAT_VERSION };
+  if (doc.metadata !== undefined) file.metadata = clone(doc.metadata);
+  file.nodes = nodes;
+  const ui: Record<string, unknown> = { ...clone(doc.uiRest ?? {}) };
+  if (doc.hasUiNodes || Object.keys(uiNodes).length) ui.nodes = uiNodes;
+  if (doc.uiRest !== undefined || Object.keys(ui).length) file.ui = ui;
+  return file as unknown as GraphFile;
+}
+
+// --- queries ----------------------------------------------------------------
+
+export interface DocEdge {
+  id: string;
+  source: string;
+  output: string;
+  target: string;
+  input: string;
+}
+
+export function edgeId(source: string, output: string, target: string, input: string): string {
+  return `${source}.${output}->${target}.${input}`;
+}
+
+/** Every link of the document as an edge (dangling ones included; the view filters). */
+export function docEdges(doc: EditorDocument): DocEdge[] {
+  const edges: DocEdge[] = [];
+  for (const [target, node] of Object.entries(doc.nodes)) {
+    for (const [input, value] of Object.entries(node.inputs)) {
+      if (isLink(value)) {
+        edges.push({ id: edgeId(value.node, value.output, target, input), source: value.node, output: value.output, target, input });
+      }
+    }
+  }
+  return edges;
+}
+
+/** The ids of the nodes that `nodeId` reads from. */
+export function upstreamNodes(doc: EditorDocument, nodeId: string): string[] {
+  const node = doc.nodes[nodeId];
+  if (!node) return [];
+  return Object.values(node.inputs).filter(isLink).map((link) => link.node);
+}
+
+/** A fresh node id derived from the type (`ksampler`, `ksampler_2`, ...), unique in `doc`. */
+export function newNodeId(doc: EditorDocument, type: string, taken: Set<string> = new Set()): string {
+  const base = type.replace(/[^A-Za-z0-9]+/g, "_").replace(/^_+|_+$/g, "").toLowerCase() || "node";
+  let id = base;
+  for (let n = 2; id in doc.nodes || taken.has(id); n++) id = `${base}_${n}`;
+  return id;
+}
+
+// --- edits (each returns a new document) --------------------------------------
+
+function withNodes(doc: EditorDocument, nodes: Record<string, DocNode>): EditorDocument {
+  return { ...doc, nodes };
+}
+
+function replaceNode(doc: EditorDocument, id: string, node: DocNode): EditorDocument {
+  return withNodes(doc, { ...doc.nodes, [id]: node });
+}
+
+/** Inputs a new node starts with: the defaults of its widget inputs (link-only inputs stay empty). */
+export function defaultInputs(schema: NodeSchema): Record<string, InputValue> {
+  const inputs: Record<string, InputValue> = {};
+  for (const [name, spec] of Object.entries(schema.inputs)) {
+    if (spec.widget?.kind === "link" || spec.required || spec.default === undefined || spec.default === null) continue;
+    inputs[name] = clone(spec.default);
+  }
+  return inputs;
+}
+
+/** Add a node of `schema` at `position`; new seed inputs start in "randomize" mode. */
+export function addNode(doc: EditorDocument, schema: NodeSchema, position: Position, id?: string): { doc: EditorDocument; id: string } {
+  const nodeId = id ?? newNodeId(doc, schema.type);
+  const seeds = Object.entries(schema.inputs).filter(([, spec]) => spec.widget?.kind === "seed").map(([name]) => name);
+  const ui: Record<string, unknown> = {};
+  if (seeds.length) ui.seed_modes = Object.fromEntries(seeds.map((name) => [name, "randomize"]));
+  const node: DocNode = {
+    type: schema.type,
+    inputs: defaultInputs(schema),
+    hasInputsKey: true,
+    position: [Math.round(position[0]), Math.round(position[1])],
+    ui,
+    hasUiEntry: true,
+  };
+  return { doc: replaceNode(doc, nodeId, node), id: nodeId };
+}
+
+/** Remove nodes and every link that read from them. */
+export function removeNodes(doc: EditorDocument, ids: Iterable<string>): EditorDocument {
+  const gone = new Set(ids);
+  if (![...gone].some((id) => id in doc.nodes)) return doc;
+  const nodes: Record<string, DocNode> = {};
+  for (const [id, node] of Object.entries(doc.nodes)) {
+    if (gone.has(id)) continue;
+    const dropped = Object.entries(node.inputs).filter(([, v]) => isLink(v) && gone.has(v.node));
+    if (!dropped.length) {
+      nodes[id] = node;
+      continue;
+    }
+    const inputs = { ...node.inputs };
+    for (const [name] of dropped) delete inputs[name];
+    nodes[id] = { ...node, inputs };
+  }
+  return withNodes(doc, nodes);
+}
+
+/** Set input `input` of node `id` to a literal or a link; `undefined` removes it (the default applies). */
+export function setInput(doc: EditorDocument, id: string, input: string, value: InputValue | undefined): EditorDocument {
+  const node = doc.nodes[id];
+  if (!node) return doc;
+  const inputs = { ...node.inputs };
+  if (value === undefined) {
+    if (!(input in inputs)) return doc;
+    delete inputs[input];
+  } else {
+    inputs[input] = value;
+  }
+  return replaceNode(doc, id, { ...node, inputs });
+}
+
+/** Link `source.output` to `target.input`, replacing whatever the input held (one link per input). */
+export function connect(doc: EditorDocument, source: string, output: string, target: string, input: string): EditorDocument {
+  return setInput(doc, target, input, { node: source, output });
+}
+
+/** Remove the link into `target.input` (the input falls back to its default). */
+export function disconnect(doc: EditorDocument, target: string, input: string): EditorDocument {
+  const value = doc.nodes[target]?.inputs[input];
+  return isLink(value) ? setInput(doc, target, input, undefined) : doc;
+}
+
+/** Move nodes (positions are rounded to whole pixels so saved files stay tidy). */
+export function moveNodes(doc: EditorDocument, positions: Record<string, Position>): EditorDocument {
+  const nodes = { ...doc.nodes };
+  let changed = false;
+  for (const [id, [x, y]] of Object.entries(positions)) {
+    const node = nodes[id];
+    if (!node) continue;
+    const position: Position = [Math.round(x), Math.round(y)];
+    if (node.position && node.position[0] === position[0] && node.position[1] === position[1]) continue;
+    nodes[id] = { ...node, position };
+    changed = true;
+  }
+  return changed ? withNodes(doc, nodes) : doc;
+}
+
+/** Set (or clear, with an empty string) a node's display title. */
+export function setTitle(doc: EditorDocument, id: string, title: string): EditorDocument {
+  const node = doc.nodes[id];
+  if (!node) return doc;
+  const next: DocNode = { ...node };
+  if (title.trim()) next.title = title.trim();
+  else delete next.title;
+  return replaceNode(doc, id, next);
+}
+
+/** The randomise/fixed control of a seed input (files without one: fixed, so a loaded graph reproduces). */
+export function seedMode(node: DocNode, input: string): SeedMode {
+  const modes = node.ui.seed_modes;
+  return isObject(modes) && modes[input] === "randomize" ? "randomize" : "fixed";
+}
+
+export function setSeedMode(doc: EditorDocument, id: string, input: string, mode: SeedMode): EditorDocument {
+  const node = doc.nodes[id];
+  if (!node) return doc;
+  const modes = isObject(node.ui.seed_modes) ? { ...node.ui.seed_modes } : {};
+  modes[input] = mode;
+  return replaceNode(doc, id, { ...node, ui: { ...node.ui, seed_modes: modes } });
+}
+
+/**
+ * Before a submit: give every unlinked seed input in "randomize" mode a new value.
+ * `seedInputs(type)` lists a node type's seed inputs with their bounds.
+ */
+export function randomizeSeeds(
+  doc: EditorDocument,
+  seedInputs: (type: string) => { name: string; min: number; max: number }[],
+  draw: (min: number, max: number) => number,
+): EditorDocument {
+  let next = doc;
+  for (const [id, node] of Object.entries(doc.nodes)) {
+    for (const { name, min, max } of seedInputs(node.type)) {
+      if (seedMode(node, name) === "randomize" && !isLink(node.inputs[name])) {
+        next = setInput(next, id, name, draw(min, max));
+      }
+    }
+  }
+  return next;
+}
+
+/** Give positions to nodes that have none: columns by link depth, rows in file order. */
+export function layoutPositions(doc: EditorDocument): Record<string, Position> {
+  const depth: Record<string, number> = {};
+  const visiting = new Set<string>();
+  const depthOf = (id: string): number => {
+    if (depth[id] !== undefined) return depth[id];
+    if (visiting.has(id) || !doc.nodes[id]) return 0; // cycles and dangling links: stop
+    visiting.add(id);
+    const ups = upstreamNodes(doc, id).filter((u) => u in doc.nodes);
+    depth[id] = ups.length ? 1 + Math.max(...ups.map(depthOf)) : 0;
+    visiting.delete(id);
+    return depth[id];
+  };
+  const rows: Record<number, number> = {};
+  const out: Record<string, Position> = {};
+  for (const [id, node] of Object.entries(doc.nodes)) {
+    if (node.position) {
+      out[id] = node.position;
+      continue;
+    }
+    const column = depthOf(id);
+    const row = rows[column] ?? 0;
+    rows[column] = row + 1;
+    out[id] = [column * 300, row * 180];
+  }
+  return out;
+}

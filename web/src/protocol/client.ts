@@ -1,0 +1,225 @@
+/**
+ * The websocket client: one connection to `/ws` that says `hello` first,
+ * reconnects when it drops, and matches replies to requests by `request_id`.
+ *
+ * - Messages sent before the server's `welcome` wait in an outbox and go out,
+ *   in order, right after it; after a drop they wait for the next welcome.
+ * - `request(msg)` resolves with the reply carrying the same `request_id`, or
+ *   rejects with a `ProtocolError` for an `error` reply or when the
+ *   connection drops first.
+ * - Every text message (replies included) also goes to `onMessage`; binary
+ *   frames (previews, output images) are decoded and go to `onBinary`.
+ * - Reconnection backs off from 0.5 s to 5 s; `close()` stops it.
+ *
+ * The socket is made by a factory, so tests drive the client with a fake one.
+ */
+import { decodeFrame, encodeFrame, PROTOCOL_VERSION, type FrameHeader } from "./frames";
+
+export type ConnectionStatus = "connecting" | "connected" | "disconnected";
+
+/** The subset of the browser WebSocket the client uses. */
+export interface SocketLike {
+  binaryType: string;
+  readyState: number;
+  onopen: ((event: unknown) => void) | null;
+  onclose: ((event: unknown) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  send(data: string | ArrayBufferLike | Uint8Array): void;
+  close(): void;
+}
+
+export type JsonMessage = Record<string, unknown> & { type: string };
+
+export class ProtocolError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+}
+
+export interface ClientHandlers {
+  onMessage?: (message: JsonMessage) => void;
+  onBinary?: (header: FrameHeader, payload: Uint8Array) => void;
+  onStatus?: (status: ConnectionStatus) => void;
+}
+
+const OPEN = 1;
+const MIN_BACKOFF_MS = 500;
+const MAX_BACKOFF_MS = 5000;
+
+interface Pending {
+  resolve: (reply: JsonMessage) => void;
+  reject: (error: Error) => void;
+}
+
+export class NodegraphClient {
+  private socket: SocketLike | null = null;
+  private greeted = false;
+  private closed = false;
+  private outbox: { frame: string | Uint8Array; requestId?: string }[] = [];
+  private pending = new Map<string, Pending>();
+  private nextId = 1;
+  private backoff = MIN_BACKOFF_MS;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  status: ConnectionStatus = "disconnected";
+
+  constructor(
+    private readonly makeSocket: () => SocketLike,
+    private readonly handlers: ClientHandlers = {},
+    private readonly token: string | null = null,
+  ) {}
+
+  /** Open the connection (and keep reopening it until `close`). */
+  connect(): void {
+    this.closed = false;
+    this.open();
+  }
+
+  /** Stop reconnecting and close the socket; pending requests are rejected. */
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const socket = this.socket;
+    this.socket = null;
+    socket?.close();
+    this.dropped();
+  }
+
+  /** Send a message without waiting for a reply (queued until the connection is greeted). */
+  send(message: JsonMessage): void {
+    this.enqueue({ frame: JSON.stringify(message) });
+  }
+
+  /** Send a message and wait for its reply (matched by request_id). */
+  request<T extends JsonMessage = JsonMessage>(message: JsonMessage): Promise<T> {
+    const requestId = `r${this.nextId++}`;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(requestId, { resolve: resolve as (m: JsonMessage) => void, reject });
+      this.enqueue({ frame: JSON.stringify({ ...message, request_id: requestId }), requestId });
+    });
+  }
+
+  /** Upload an image as a binary frame; resolves with the `uploaded` reply. */
+  upload(name: string, data: Uint8Array, kind: "image" | "mask" = "image"): Promise<JsonMessage & { file_id: string; name: string }> {
+    const requestId = `r${this.nextId++}`;
+    return new Promise((resolve, reject) => {
+      this.pending.set(requestId, { resolve: resolve as (m: JsonMessage) => void, reject });
+      this.enqueue({ frame: encodeFrame({ type: "upload", name, kind, request_id: requestId }, data), requestId });
+    });
+  }
+
+  private enqueue(item: { frame: string | Uint8Array; requestId?: string }): void {
+    if (this.greeted && this.socket?.readyState === OPEN) this.socket.send(item.frame);
+    else this.outbox.push(item);
+  }
+
+  private setStatus(status: ConnectionStatus): void {
+    if (this.status === status) return;
+    this.status = status;
+    this.handlers.onStatus?.(status);
+  }
+
+  private open(): void {
+    if (this.closed || this.socket) return;
+    this.setStatus("connecting");
+    let socket: SocketLike;
+    try {
+      socket = this.makeSocket();
+    } catch {
+      this.scheduleReconnect();
+      return;
+    }
+    this.socket = socket;
+    socket.binaryType = "arraybuffer";
+    socket.onopen = () => {
+      const hello: Record<string, unknown> = { type: "hello", protocol_version: PROTOCOL_VERSION };
+      if (this.token) hello.token = this.token;
+      socket.send(JSON.stringify(hello));
+    };
+    socket.onmessage = (event) => this.receive(event.data);
+    socket.onerror = () => undefined; // onclose follows and handles it
+    socket.onclose = () => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      this.dropped();
+      this.scheduleReconnect();
+    };
+  }
+
+  private dropped(): void {
+    this.greeted = false;
+    for (const [, waiting] of this.pending) waiting.reject(new ProtocolError("disconnected", "the connection to the server dropped"));
+    this.pending.clear();
+    this.outbox = this.outbox.filter((item) => item.requestId === undefined); // their promises were rejected
+    this.setStatus("disconnected");
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed || this.timer) return;
+    const delay = this.backoff;
+    this.backoff = Math.min(MAX_BACKOFF_MS, this.backoff * 2);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.open();
+    }, delay);
+  }
+
+  private receive(data: unknown): void {
+    if (typeof data !== "string") {
+      const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : ArrayBuffer.isView(data)
+        ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : null;
+      if (!bytes) return;
+      try {
+        const { header, payload } = decodeFrame(bytes);
+        this.handlers.onBinary?.(header, payload);
+      } catch (error) {
+        console.warn("nodegraph: ignoring a malformed binary frame:", error);
+      }
+      return;
+    }
+    let message: JsonMessage;
+    try {
+      message = JSON.parse(data) as JsonMessage;
+    } catch {
+      console.warn("nodegraph: ignoring a text frame that is not JSON");
+      return;
+    }
+    if (message.type === "welcome") {
+      this.greeted = true;
+      this.backoff = MIN_BACKOFF_MS;
+      this.setStatus("connected");
+      const queued = this.outbox;
+      this.outbox = [];
+      this.handlers.onMessage?.(message); // the app's start-up requests go first...
+      for (const item of queued) this.enqueue(item); // ...then what waited
+      return;
+    }
+    const requestId = message.request_id;
+    if (requestId !== undefined && this.pending.has(String(requestId))) {
+      const waiting = this.pending.get(String(requestId))!;
+      this.pending.delete(String(requestId));
+      if (message.type === "error") {
+        waiting.reject(new ProtocolError(String(message.code), String(message.message), message.details as Record<string, unknown>));
+      } else {
+        waiting.resolve(message);
+      }
+    }
+    this.handlers.onMessage?.(message);
+  }
+}
+
+/** The websocket URL of the server that served the page (`/ws`, with the page's `?token=`). */
+export function socketUrl(location: { href: string }): string {
+  const page = new URL(location.href);
+  const url = new URL("ws", page);
+  url.protocol = page.protocol === "https:" ? "wss:" : "ws:";
+  const token = page.searchParams.get("token");
+  url.search = token ? `?token=${encodeURIComponent(token)}` : "";
+  url.hash = "";
+  return url.toString();
+}

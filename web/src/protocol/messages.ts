@@ -1,0 +1,60 @@
+/**
+ * Types of the server's messages (docs/protocol.md), as far as the editor reads them.
+ * Unknown fields are tolerated; unknown message types are ignored.
+ */
+import type { NodeSchema, PortType } from "../schema/types";
+
+export type RunStatus = "queued" | "running" | "succeeded" | "failed" | "interrupted" | "cancelled";
+
+export interface RunSummary {
+  run_id: string;
+  status: RunStatus;
+  client_id?: string;
+  submitted_at?: number | string | null;
+  started_at?: number | string | null;
+  finished_at?: number | string | null;
+  error?: unknown;
+  title?: string | null;
+}
+
+/** One validation error of docs/graph-format.md. */
+export interface GraphError {
+  code: string;
+  message: string;
+  node_id?: string | null;
+  input?: string | null;
+  details?: Record<string, unknown>;
+}
+
+export interface OutputFile {
+  file_id: string;
+  node_id: string;
+  kind: string;
+}
+
+export type ServerMessage =
+  | { type: "welcome"; protocol_version: number; server_version: string; client_id: string; schema_hash: string }
+  | { type: "nodes"; schema_hash: string; nodes?: NodeSchema[]; types?: Record<string, PortType> }
+  | { type: "submitted"; run_id: string; position: number }
+  | { type: "queue"; running: RunSummary | null; pending: RunSummary[] }
+  | { type: "queue_changed"; run_id: string; status: RunStatus; pending: number }
+  | { type: "cancelled"; run_id: string }
+  | { type: "interrupting"; run_id: string }
+  | { type: "requeued"; run_id: string; position: number }
+  | { type: "history"; runs: RunSummary[]; total: number; offset: number }
+  | { type: "outputs"; run_id: string; status: RunStatus; outputs: Record<string, unknown>; files: OutputFile[]; error: unknown }
+  | { type: "models"; folders: Record<string, string[]> }
+  | { type: "uploaded"; file_id: string; name: string; kind: string }
+  | { type: "pong" }
+  | { type: "error"; code: string; message: string; details?: { errors?: GraphError[]; [k: string]: unknown } }
+  | { type: "run_started"; run_id: string; nodes: string[]; total: number }
+  | { type: "node_started"; run_id: string; node_id: string; node_type: string }
+  | { type: "node_cached"; run_id: string; node_id: string; node_type: string }
+  | { type: "node_progress"; run_id: string; node_id: string; value: number; total: number; has_preview?: boolean }
+  | { type: "node_finished"; run_id: string; node_id: string; node_type: string; seconds: number; peak_memory_bytes?: number | null }
+  | { type: "node_error"; run_id: string; node_id: string; node_type: string; exception_type: string; message: string; traceback?: string }
+  | { type: "run_finished"; run_id: string; seconds: number; executed?: string[]; cached?: string[] }
+  | { type: "run_failed"; run_id: string; node_id?: string | null; message: string }
+  | { type: "run_interrupted"; run_id: string; node_id?: string | null };
+
+export type WithRequestId<T> = T & { request_id?: string | number };

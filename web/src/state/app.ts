@@ -1,0 +1,331 @@
+/**
+ * The editor application: wires the websocket client, the session state
+ * (what the server said) and the editing state (the document) together, and
+ * holds every action that talks to the server or to files.
+ *
+ * Protocol mapping (docs/protocol.md):
+ *   on `welcome`       list_nodes (known_hash = the cached schema hash), queue_status,
+ *                      history, list_models
+ *   on `nodes`         the schemas are cached in localStorage by schema_hash
+ *   Run                seeds in "randomize" mode get new values, then `submit`
+ *   on `queue_changed` queue_status + history (coalesced); get_outputs for our finished runs
+ *   on `run_finished` / `run_failed`   get_outputs (recorded outputs and files)
+ *   binary `preview`   an object URL shown on the running node
+ *   binary `image`     the image is shown from /files/<file_id> on its node and in the gallery
+ *   upload             a binary upload frame; the input's value becomes the stored name
+ */
+import { copyNodes, pasteClip, type Clip } from "../graph/clipboard";
+import {
+  fromGraphFile,
+  randomizeSeeds,
+  toGraphFile,
+  type EditorDocument,
+  type Position,
+} from "../graph/document";
+import { graphFromPng, isPng } from "../graph/png";
+import { NodegraphClient, ProtocolError, socketUrl, type JsonMessage, type SocketLike } from "../protocol/client";
+import { imageMime, type FrameHeader } from "../protocol/frames";
+import type { ServerMessage } from "../protocol/messages";
+import { randomSeed, widgetFor } from "../schema/widgets";
+import type { NodeSchema, SchemaSet } from "../schema/types";
+import { initialSessionState, reduceSession, type SessionAction, type SessionState } from "../run/sessionState";
+import { EditorStore } from "./editorStore";
+import { createStore, type Store } from "./store";
+
+export interface Toast {
+  id: number;
+  kind: "error" | "info";
+  text: string;
+}
+
+const SCHEMA_CACHE_KEY = "nodegraph.schemas.v1";
+const TOAST_MS = 6000;
+
+function readSchemaCache(): SchemaSet | null {
+  try {
+    const raw = globalThis.localStorage?.getItem(SCHEMA_CACHE_KEY);
+    const parsed = raw ? (JSON.parse(raw) as SchemaSet) : null;
+    return parsed && typeof parsed.schemaHash === "string" && parsed.nodes && parsed.types ? parsed : null;
+  } catch {
+    return null;
+  }
+}
+
+function writeSchemaCache(schemas: SchemaSet): void {
+  try {
+    globalThis.localStorage?.setItem(SCHEMA_CACHE_KEY, JSON.stringify(schemas));
+  } catch {
+    // storage full or disabled: the schemas are simply fetched again next time
+  }
+}
+
+/** The seed inputs of a node type with their bounds (for randomisation before a submit). */
+export function seedInputsOf(schema: NodeSchema | undefined): { name: string; min: number; max: number }[] {
+  if (!schema) return [];
+  const out: { name: string; min: number; max: number }[] = [];
+  for (const [name, spec] of Object.entries(schema.inputs)) {
+    const widget = widgetFor(name, spec);
+    if (widget.kind === "seed") out.push({ name, min: widget.min, max: widget.max });
+  }
+  return out;
+}
+
+export class EditorApp {
+  readonly editor = new EditorStore();
+  readonly session: Store<SessionState> = createStore(initialSessionState);
+  readonly toasts: Store<Toast[]> = createStore<Toast[]>([]);
+  readonly client: NodegraphClient;
+  private readonly token: string | null;
+  private clip: Clip | null = null;
+  private nextToast = 1;
+  private refreshTimer: ReturnType<typeof setTimeout> | null = null;
+  private fetchedOutputs = new Set<string>();
+  private outputRetries = new Map<string, number>();
+  /** The canvas element and a function mapping screen → graph coordinates (set by the canvas). */
+  canvas: { element: HTMLElement | null; toFlow: (x: number, y: number) => Position; pointer: Position | null } = {
+    element: null,
+    toFlow: (x, y) => [x, y],
+    pointer: null,
+  };
+
+  constructor(makeSocket?: () => SocketLike, location: { href: string } = globalThis.location) {
+    this.token = new URL(location.href).searchParams.get("token");
+    const url = socketUrl(location);
+    const cached = readSchemaCache();
+    if (cached) this.dispatch({ type: "schemas", schemas: cached });
+    this.client = new NodegraphClient(makeSocket ?? (() => new WebSocket(url) as unknown as SocketLike), {
+      onMessage: (message) => this.onMessage(message),
+      onBinary: (header, payload) => this.onBinary(header, payload),
+      onStatus: (status) => this.dispatch({ type: "connection", status }),
+    }, this.token);
+  }
+
+  start(): void {
+    this.client.connect();
+  }
+
+  dispatch(action: SessionAction): void {
+    this.session.set((state) => reduceSession(state, action, { fileUrl: (id) => this.fileUrl(id) }));
+  }
+
+  /** The URL of a server file by id (relative to the page, with the token when the page has one). */
+  fileUrl(fileId: string): string {
+    const path = `files/${fileId.split("/").map(encodeURIComponent).join("/")}`;
+    return this.token ? `${path}?token=${encodeURIComponent(this.token)}` : path;
+  }
+
+  toast(text: string, kind: Toast["kind"] = "info"): void {
+    const id = this.nextToast++;
+    this.toasts.set((list) => [...list.slice(-4), { id, kind, text }]);
+    setTimeout(() => this.dismissToast(id), kind === "error" ? TOAST_MS * 1.5 : TOAST_MS);
+  }
+
+  dismissToast(id: number): void {
+    this.toasts.set((list) => list.filter((t) => t.id !== id));
+  }
+
+  // --- server messages --------------------------------------------------------
+
+  private onMessage(message: JsonMessage): void {
+    const typed = message as unknown as ServerMessage;
+    const previews = this.session.get().previews;
+    this.dispatch({ type: "server", message: typed });
+    if (this.session.get().previews !== previews) {
+      for (const url of Object.values(previews)) URL.revokeObjectURL(url); // a new run cleared them
+    }
+    switch (typed.type) {
+      case "welcome": {
+        const known = this.session.get().schemas.schemaHash;
+        this.client.send(known ? { type: "list_nodes", known_hash: known } : { type: "list_nodes" });
+        this.client.send({ type: "queue_status" });
+        this.client.send({ type: "history", limit: 20 });
+        this.client.send({ type: "list_models" });
+        break;
+      }
+      case "nodes":
+        if (typed.nodes) writeSchemaCache(this.session.get().schemas);
+        break;
+      case "queue_changed":
+        this.scheduleQueueRefresh();
+        // The broadcast can overtake the server's own bookkeeping of a finished run: look again shortly.
+        if (typed.status !== "queued" && typed.status !== "running") setTimeout(() => this.scheduleQueueRefresh(), 1000);
+        if ((typed.status === "succeeded" || typed.status === "failed") && this.session.get().myRuns.includes(typed.run_id)) {
+          this.fetchOutputs(typed.run_id);
+        }
+        break;
+      case "run_finished":
+      case "run_failed":
+        this.fetchOutputs(typed.run_id);
+        break;
+      case "outputs":
+        // Asked before the server recorded the result: ask again (a few times).
+        if (typed.status === "running" || typed.status === "queued") this.retryOutputs(typed.run_id);
+        break;
+    }
+  }
+
+  private fetchOutputs(runId: string): void {
+    if (this.fetchedOutputs.has(runId)) return;
+    this.fetchedOutputs.add(runId);
+    this.client.send({ type: "get_outputs", run_id: runId });
+  }
+
+  private retryOutputs(runId: string): void {
+    const tries = (this.outputRetries.get(runId) ?? 0) + 1;
+    this.outputRetries.set(runId, tries);
+    if (tries > 20) return;
+    setTimeout(() => this.client.send({ type: "get_outputs", run_id: runId }), 250);
+  }
+
+  private scheduleQueueRefresh(): void {
+    if (this.refreshTimer) return;
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null;
+      this.client.send({ type: "queue_status" });
+      this.client.send({ type: "history", limit: 20 });
+    }, 100);
+  }
+
+  private onBinary(header: FrameHeader, payload: Uint8Array): void {
+    const runId = String(header.run_id ?? "");
+    const nodeId = String(header.node_id ?? "");
+    if (header.type === "preview") {
+      const old = this.session.get().previews[nodeId];
+      const url = URL.createObjectURL(new Blob([payload as BlobPart], { type: imageMime(header.format) }));
+      this.dispatch({ type: "preview", runId, nodeId, url });
+      if (this.session.get().previews[nodeId] !== url) URL.revokeObjectURL(url); // not the active run
+      else if (old) URL.revokeObjectURL(old);
+    } else if (header.type === "image" && typeof header.file_id === "string") {
+      this.dispatch({
+        type: "image",
+        image: { runId, nodeId, fileId: header.file_id, url: this.fileUrl(header.file_id), index: Number(header.index ?? 0) },
+      });
+    }
+  }
+
+  // --- runs -------------------------------------------------------------------
+
+  /** Randomise seeds, then submit the graph; validation errors land on the nodes. */
+  async run(): Promise<void> {
+    const schemas = this.session.get().schemas;
+    this.editor.replaceSilently((doc) => randomizeSeeds(doc, (type) => seedInputsOf(schemas.nodes[type]), randomSeed));
+    const graph = toGraphFile(this.editor.doc);
+    try {
+      const reply = await this.client.request<JsonMessage & { run_id: string; position: number }>({ type: "submit", graph });
+      this.toast(`Queued run ${reply.run_id}${reply.position > 0 ? ` (position ${reply.position})` : ""}`);
+    } catch (error) {
+      if (error instanceof ProtocolError && error.code === "invalid_graph") {
+        const count = (error.details?.errors as unknown[] | undefined)?.length ?? 0;
+        this.toast(`The graph is invalid (${count} error${count === 1 ? "" : "s"}): see the marked nodes`, "error");
+      } else {
+        this.toast(`Could not submit: ${(error as Error).message}`, "error");
+      }
+    }
+  }
+
+  async cancel(runId: string): Promise<void> {
+    await this.simpleRequest({ type: "cancel", run_id: runId }, "cancel");
+  }
+
+  async interrupt(runId: string): Promise<void> {
+    await this.simpleRequest({ type: "interrupt", run_id: runId }, "interrupt");
+  }
+
+  async requeue(runId: string): Promise<void> {
+    const ok = await this.simpleRequest({ type: "requeue", run_id: runId }, "requeue");
+    if (ok) this.session.set((s) => ({ ...s, myRuns: [...s.myRuns, runId] }));
+  }
+
+  private async simpleRequest(message: JsonMessage, verb: string): Promise<boolean> {
+    try {
+      await this.client.request(message);
+      this.scheduleQueueRefresh();
+      return true;
+    } catch (error) {
+      this.toast(`Could not ${verb}: ${(error as Error).message}`, "error");
+      return false;
+    }
+  }
+
+  refreshModels(folder?: string): void {
+    this.client.send(folder ? { type: "list_models", folder } : { type: "list_models" });
+  }
+
+  /** Upload an image file; resolves with the name to put in the input (null when refused). */
+  async upload(file: File, kind: "image" | "mask"): Promise<string | null> {
+    try {
+      const reply = await this.client.upload(file.name, new Uint8Array(await file.arrayBuffer()), kind);
+      this.toast(`Uploaded ${reply.name}`);
+      return reply.name;
+    } catch (error) {
+      this.toast(`Upload failed: ${(error as Error).message}`, "error");
+      return null;
+    }
+  }
+
+  // --- files ------------------------------------------------------------------
+
+  /** Load a graph from a .json file or from a PNG saved by SaveImage. */
+  async loadFile(file: File): Promise<void> {
+    try {
+      const bytes = new Uint8Array(await file.arrayBuffer());
+      const raw = isPng(bytes) ? await graphFromPng(bytes) : JSON.parse(new TextDecoder().decode(bytes));
+      this.loadGraph(raw);
+      this.toast(`Loaded ${file.name}`);
+    } catch (error) {
+      this.toast(`Cannot load ${file.name}: ${(error as Error).message}`, "error");
+    }
+  }
+
+  loadGraph(raw: unknown): void {
+    const doc = fromGraphFile(raw);
+    this.editor.load(doc);
+    this.dispatch({ type: "validation_errors", errors: [] });
+    this.dispatch({ type: "banner", banner: null });
+  }
+
+  /** The graph file text that Save writes. */
+  graphText(doc: EditorDocument = this.editor.doc): string {
+    return JSON.stringify(toGraphFile(doc), null, 2) + "\n";
+  }
+
+  save(): void {
+    const title = this.editor.doc.metadata?.title;
+    const name = `${typeof title === "string" && title.trim() ? title.trim().replace(/[^\w.-]+/g, "_") : "graph"}.json`;
+    const url = URL.createObjectURL(new Blob([this.graphText()], { type: "application/json" }));
+    const anchor = document.createElement("a");
+    anchor.href = url;
+    anchor.download = name;
+    document.body.appendChild(anchor);
+    anchor.click();
+    anchor.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  }
+
+  // --- clipboard ----------------------------------------------------------------
+
+  copySelection(): boolean {
+    const clip = copyNodes(this.editor.doc, Object.keys(this.editor.state.selectedNodes));
+    if (!clip) return false;
+    this.clip = clip;
+    return true;
+  }
+
+  /** Paste the copied nodes at the pointer (or shifted from the originals). */
+  paste(keepExternalLinks = false): void {
+    const clip = this.clip;
+    if (!clip) return;
+    const originals = Object.values(clip.nodes).map((n) => n.position ?? [0, 0]);
+    const minX = Math.min(...originals.map((p) => p[0]));
+    const minY = Math.min(...originals.map((p) => p[1]));
+    const pointer = this.canvas.pointer;
+    const offset: Position = pointer ? [pointer[0] - minX, pointer[1] - minY] : [40, 40];
+    let ids: string[] = [];
+    this.editor.edit((doc) => {
+      const pasted = pasteClip(doc, clip, offset, { keepExternalLinks });
+      ids = pasted.ids;
+      return pasted.doc;
+    });
+    this.editor.select(Object.fromEntries(ids.map((id) => [id, true as const])));
+  }
+}

@@ -1,0 +1,107 @@
+import { deflateSync } from "node:zlib";
+import { describe, expect, it } from "vitest";
+import { graphFromPng, isPng, PngError, readPngTextChunks } from "../src/graph/png";
+
+/** CRC-32 (ISO 3309), as PNG chunks carry it. */
+function crc32(bytes: Uint8Array): number {
+  let crc = 0xffffffff;
+  for (const byte of bytes) {
+    crc ^= byte;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0xedb88320 : crc >>> 1;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+function chunk(type: string, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(12 + data.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, data.length);
+  out.set(new TextEncoder().encode(type), 4);
+  out.set(data, 8);
+  view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
+  return out;
+}
+
+const concat = (...parts: Uint8Array[]) => {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+};
+const latin1 = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
+const utf8 = (s: string) => new TextEncoder().encode(s);
+
+/** A valid 1×1 RGB PNG with the given extra chunks before IDAT. */
+function buildPng(...extra: Uint8Array[]): Uint8Array {
+  const ihdr = new Uint8Array(13);
+  const view = new DataView(ihdr.buffer);
+  view.setUint32(0, 1);
+  view.setUint32(4, 1);
+  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  const idat = deflateSync(Buffer.from([0, 255, 0, 0])); // filter byte + one red pixel
+  return concat(
+    new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10]),
+    chunk("IHDR", ihdr),
+    ...extra,
+    chunk("IDAT", new Uint8Array(idat)),
+    chunk("IEND", new Uint8Array()),
+  );
+}
+
+const graph = { format_version: 1, metadata: { title: "Ünïcode ✓" }, nodes: { a: { type: "Int", inputs: { value: 5 } } } };
+const text = JSON.stringify(graph);
+
+const tEXt = (keyword: string, value: string) => chunk("tEXt", concat(latin1(keyword), new Uint8Array([0]), latin1(value)));
+const zTXt = (keyword: string, value: string) =>
+  chunk("zTXt", concat(latin1(keyword), new Uint8Array([0, 0]), new Uint8Array(deflateSync(Buffer.from(latin1(value))))));
+const iTXt = (keyword: string, value: string, compressed: boolean) =>
+  chunk(
+    "iTXt",
+    concat(
+      latin1(keyword),
+      new Uint8Array([0, compressed ? 1 : 0, 0]),
+      latin1("en"),
+      new Uint8Array([0]),
+      utf8("Graph"),
+      new Uint8Array([0]),
+      compressed ? new Uint8Array(deflateSync(Buffer.from(utf8(value)))) : utf8(value),
+    ),
+  );
+
+describe("PNG text chunks", () => {
+  it("reads the graph from an uncompressed iTXt chunk (UTF-8)", async () => {
+    const png = buildPng(tEXt("Software", "nodegraph"), iTXt("nodegraph", text, false));
+    expect(isPng(png)).toBe(true);
+    expect(await graphFromPng(png)).toEqual(graph);
+  });
+
+  it("reads the graph from a compressed iTXt chunk", async () => {
+    expect(await graphFromPng(buildPng(iTXt("nodegraph", text, true)))).toEqual(graph);
+  });
+
+  it("reads tEXt and zTXt chunks (Latin-1)", async () => {
+    const ascii = JSON.stringify({ format_version: 1, nodes: {} });
+    expect(await graphFromPng(buildPng(tEXt("nodegraph", ascii)))).toEqual({ format_version: 1, nodes: {} });
+    expect(await graphFromPng(buildPng(zTXt("nodegraph", ascii)))).toEqual({ format_version: 1, nodes: {} });
+  });
+
+  it("lists every text chunk in order", async () => {
+    const chunks = await readPngTextChunks(buildPng(tEXt("a", "1"), zTXt("b", "2"), iTXt("c", "3 ✓", true)));
+    expect(chunks).toEqual([
+      { keyword: "a", text: "1" },
+      { keyword: "b", text: "2" },
+      { keyword: "c", text: "3 ✓" },
+    ]);
+  });
+
+  it("explains a PNG without a graph, a non-PNG and a truncated file", async () => {
+    await expect(graphFromPng(buildPng(tEXt("parameters", "x")))).rejects.toThrow(/no "nodegraph" text chunk/);
+    await expect(graphFromPng(utf8("{}"))).rejects.toThrow(PngError);
+    const png = buildPng(iTXt("nodegraph", text, false));
+    await expect(graphFromPng(png.subarray(0, 60))).rejects.toThrow(/truncated/);
+    await expect(graphFromPng(buildPng(tEXt("nodegraph", "{not json")))).rejects.toThrow(/not JSON/);
+  });
+});
