@@ -102,11 +102,13 @@ class Server:
         allowed_origins: extra allowed browser origins (the server's own are always allowed).
         max_message_bytes: largest frame accepted (uploads included).
         web_dist: the editor's build folder.
+        history_limit: finished runs kept in history (older ones are pruned after each run).
     """
 
     def __init__(self, session: Any, data_dir: str | os.PathLike = ".nodegraph", host: str = "127.0.0.1",
                  port: int = DEFAULT_PORT, token: str | None = None, allowed_origins: list[str] | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE, web_dist: Path = WEB_DIST):
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE, web_dist: Path = WEB_DIST,
+                 history_limit: int = 1000):
         self.session = session
         self.host, self.port = host, port
         if token is None and not is_loopback(host):
@@ -118,6 +120,7 @@ class Server:
         self.extra_origins = set(allowed_origins or [])
         self.max_message_bytes = max_message_bytes
         self.web_dist = web_dist
+        self.history_limit = history_limit
         self.queue = RunQueue(Path(data_dir) / "runs.sqlite")
         self.files = FileStore(session.input_dir, session.output_dir)
         self.protocol = ServerProtocol(session, self.queue, self.files, wake_worker=self._wake,
@@ -138,6 +141,7 @@ class Server:
         """Recover the queue, start listening and start the worker."""
         self._loop = asyncio.get_running_loop()
         recovered = self.queue.recover()
+        self.queue.prune(keep=self.history_limit)
         if recovered:
             log.warning("marked %d run(s) interrupted by the last shutdown: %s", len(recovered), recovered)
         self._server = await serve(self.handler, self.host, self.port, process_request=self.process_request,
@@ -343,6 +347,7 @@ class Server:
                                                            "executed": result.executed, "cached": result.cached})
         finally:
             self._current_run = None
+            self.queue.prune(keep=self.history_limit)
             if self._terminal_event is not None:   # now get_outputs / queue_status see the final status
                 self._post(self.protocol.run_event(run_id, self._terminal_event.to_dict()))
 
@@ -359,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-origin", action="append", default=[], metavar="URL",
                         help="another browser origin allowed to connect (repeatable)")
     parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE)
+    parser.add_argument("--history-limit", type=int, default=1000, help="finished runs kept in history")
     parser.add_argument("--no-plugins", action="store_true", help="load only the built-in nodes")
     parser.add_argument("--print-schemas", action="store_true", help="print the JSON Schemas of client messages")
     return parser
@@ -370,7 +376,8 @@ async def serve_forever(args: argparse.Namespace) -> None:
     session = Session(autoload=False if args.no_plugins else None, output_dir=args.output_dir,
                       input_dir=args.input_dir)
     server = Server(session, data_dir=args.data_dir, host=args.host, port=args.port, token=args.token,
-                    allowed_origins=args.allow_origin, max_message_bytes=args.max_message_bytes)
+                    allowed_origins=args.allow_origin, max_message_bytes=args.max_message_bytes,
+                    history_limit=args.history_limit)
     await server.start()
     url = f"http://{args.host if ':' not in args.host else f'[{args.host}]'}:{server.port}/"
     if server.token:

@@ -198,3 +198,19 @@ def test_message_schemas_cover_every_type():
     docs = (ROOT / "docs" / "protocol.md").read_text()
     for name in schemas:
         assert f"`{name}`" in docs
+
+
+def test_history_pruning_keeps_the_newest():
+    """prune(keep=n) deletes older finished runs and never queued ones."""
+    queue = RunQueue()
+    ids = []
+    for i in range(5):
+        record = queue.enqueue({"format_version": 1, "nodes": {}})
+        queue.claim_next()
+        queue.finish(record.id, "succeeded")
+        ids.append(record.id)
+    waiting = queue.enqueue({"format_version": 1, "nodes": {}})
+    assert queue.prune(keep=2) == 3
+    runs, total = queue.history()
+    assert total == 2 and {r.id for r in runs} == set(ids[-2:])
+    assert queue.get(waiting.id).status == "queued"
