@@ -32,6 +32,8 @@ def _plugin_options() -> argparse.ArgumentParser:
                        help="never load this plugin (repeatable; env NODEGRAPH_PLUGINS_DENY)")
     group.add_argument("--no-plugins", action="store_true",
                        help="load only the built-in nodes (env NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD=1)")
+    parent.add_argument("--model-paths", metavar="FILE",
+                        help="JSON file of extra model folders, e.g. an A1111/ComfyUI install (env NODEGRAPH_MODEL_PATHS)")
     return parent
 
 
@@ -75,10 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _session(args: argparse.Namespace, **kwargs: Any):
+    from .model_paths import ModelPaths
     from .session import Session
 
     return Session(autoload=False if args.no_plugins else None, allow=args.allow_plugin,
-                   deny=args.deny_plugin, **kwargs)
+                   deny=args.deny_plugin, model_paths=ModelPaths.default(args.model_paths), **kwargs)
 
 
 def _print_errors(errors: list, stream: TextIO) -> None:

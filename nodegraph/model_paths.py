@@ -4,10 +4,16 @@ Folders follow the ComfyUI / A1111 convention (`checkpoints`, `vae`, `loras`,
 `controlnet`, `upscale_models`, `embeddings`, ...). Each folder name maps to
 one or more directories: `<root>/<folder>` for every root (the NODEGRAPH_MODELS_DIR
 environment variable, else `./models` and the project's own `models/`), plus
-extra directories from a config file (see `ModelPaths.from_config`).
+extra directories from a JSON config file (`ModelPaths.from_config`; the file
+named by NODEGRAPH_MODEL_PATHS or `--model-paths` is read by default), e.g. to
+use an existing ComfyUI or A1111 installation's folders:
+
+    {"checkpoints": ["~/ComfyUI/models/checkpoints", "~/sd-webui/models/Stable-diffusion"],
+     "loras": ["~/sd-webui/models/Lora"], "vae": ["~/sd-webui/models/VAE"]}
 
 A model file is addressed by its name relative to the folder (forward slashes,
-e.g. `sd15/dreamshaper.safetensors`); `resolve` only returns files that
+e.g. `sd15/dreamshaper.safetensors`); a diffusers pipeline folder (one with a
+`model_index.json`) is listed and addressed like a file, by its folder name; `resolve` only returns files that
 `list` shows, so names like `../../etc/passwd` or absolute paths never resolve.
 """
 
@@ -51,8 +57,14 @@ class ModelPaths:
         if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
             raise ValueError(f"{path}: model path config must map folder names to lists of directories")
         base = Path(path).resolve().parent
-        extra = {folder: [(base / os.path.expanduser(p)) for p in dirs] for folder, dirs in data.items()}
+        extra = {folder: [base / os.path.expanduser(p) for p in dirs] for folder, dirs in data.items()}
         return cls(roots=roots if roots is not None else default_roots(), extra=extra)
+
+    @classmethod
+    def default(cls, config: str | os.PathLike | None = None) -> ModelPaths:
+        """Default roots, plus the extra paths of `config` (or of NODEGRAPH_MODEL_PATHS) when given."""
+        config = config or os.environ.get("NODEGRAPH_MODEL_PATHS")
+        return cls.from_config(config) if config else cls()
 
     def directories(self, folder: str) -> list[Path]:
         """Every directory searched for `folder`, in priority order."""
@@ -68,7 +80,14 @@ class ModelPaths:
             searched.append(str(directory))
             if not directory.is_dir():
                 continue
-            for dirpath, _, files in os.walk(directory, followlinks=True):
+            for dirpath, dirnames, files in os.walk(directory, followlinks=True):
+                if "model_index.json" in files and Path(dirpath) != directory:   # a diffusers pipeline folder
+                    rel = Path(dirpath).relative_to(directory).as_posix()
+                    if rel not in seen:
+                        seen.add(rel)
+                        names.append(rel)
+                    dirnames.clear()
+                    continue
                 for file in files:
                     if file.lower().endswith(exts):
                         rel = (Path(dirpath) / file).relative_to(directory).as_posix()
@@ -83,7 +102,7 @@ class ModelPaths:
             raise LookupError(f"model name {name!r} must be a file name inside the {folder!r} folder")
         for directory in self.directories(folder):
             candidate = directory / name
-            if candidate.is_file():
+            if candidate.is_file() or (candidate / "model_index.json").is_file():
                 return candidate
         available, searched = self.list(folder)
         raise LookupError(f"no file {name!r} in model folder {folder!r}; available: {available or 'none'}; "

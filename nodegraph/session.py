@@ -41,7 +41,8 @@ class Session:
         autoload: load installed plugins (default: unless NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD).
         allow, deny: plugin names (default from NODEGRAPH_PLUGINS_ALLOW / _DENY).
         cache_policy, cache_budget_bytes: see cache.py.
-        model_paths: where model files are found (default: ./models and the project's models/).
+        model_paths: where model files are found (default: ./models, the project's models/ and
+            the extra paths of the NODEGRAPH_MODEL_PATHS config file).
         output_dir, input_dir: where nodes write results and read uploads.
         memory: the model memory manager (default: best device, budget from free memory).
     """
@@ -64,7 +65,7 @@ class Session:
         self.plugin_manager, self.registry, self.plugin_report = load_plugins(
             builtins=builtins, autoload=autoload, plugins=plugins, allow=allow, deny=deny)
         self.cache = OutputCache(cache_policy, cache_budget_bytes)
-        self.model_paths = model_paths or ModelPaths()
+        self.model_paths = model_paths or ModelPaths.default()
         for folder, exts in (self.registry.extensions.get("model_folders") or {}).items():
             self.model_paths.extensions.setdefault(folder, tuple(exts))
         self.output_dir = Path(output_dir)
@@ -76,6 +77,7 @@ class Session:
             "input_dir": self.input_dir,
             "model_paths": self.model_paths,
             "resolve_file": self.resolve_file,
+            "free_memory": self.free_memory,
             "registry": self.registry,
         }
         self._subscribers: list[ev.EventSink] = []

@@ -108,3 +108,21 @@ def test_node_reference_is_up_to_date(capsys):
     assert main(["nodes", "--markdown", "--no-plugins"]) == 0
     assert capsys.readouterr().out == (ROOT / "docs" / "nodes.md").read_text(), \
         "docs/nodes.md is stale: run `scripts/nodegraph nodes --markdown --no-plugins > docs/nodes.md`"
+
+
+def test_model_paths_config_adds_folders(tmp_path, capsys, monkeypatch):
+    """A --model-paths JSON file adds search folders (as for an existing A1111 install)."""
+    from nodegraph.model_paths import ModelPaths
+
+    other = tmp_path / "webui" / "Stable-diffusion"
+    other.mkdir(parents=True)
+    (other / "dream.safetensors").write_bytes(b"x")
+    config = tmp_path / "paths.json"
+    config.write_text(json.dumps({"checkpoints": ["webui/Stable-diffusion"]}))
+    paths = ModelPaths.default(config)
+    assert "dream.safetensors" in paths.list("checkpoints")[0]
+    assert paths.resolve("checkpoints", "dream.safetensors") == other / "dream.safetensors"
+    with pytest.raises(LookupError):
+        paths.resolve("checkpoints", "../paths.json")
+    monkeypatch.setenv("NODEGRAPH_MODEL_PATHS", str(config))
+    assert "dream.safetensors" in ModelPaths.default().list("checkpoints")[0]

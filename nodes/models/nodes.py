@@ -1,0 +1,336 @@
+"""Model nodes: load checkpoints and their parts, encode prompts, move between pixels and latents.
+
+    LoadCheckpoint     a full SD checkpoint (single file or diffusers folder) → MODEL, TEXT_ENCODER, VAE
+    LoadUNet           a UNet alone → MODEL;  LoadVAE → VAE;  LoadTextEncoder → TEXT_ENCODER
+    EncodeText         prompt (with (word:1.2) weighting) → CONDITIONING
+    EncodeTextSDXL     the same plus SDXL's size / crop conditioning
+    VAEEncode          IMAGE → LATENT (optionally tiled);  VAEDecode  LATENT → IMAGE (optionally tiled)
+    FreeMemory         drop cached outputs and offload every model, then pass a value on
+
+Values on the ports: MODEL is a sampling `DiffusionModel` around our UNet (the
+UNet's forward is already the raw network ``net(x, t, context=, y=, control=)``);
+TEXT_ENCODER is a `TextEncoder` (the checkpoint's PromptEncoder and family);
+VAE is the `AutoencoderKL` module. Every loaded module is registered with the
+session's memory manager, and nodes that run one wrap the work in
+``memory.using(module)`` so it is on the compute device only while needed.
+Loader errors (ModelLoadError) become NodeInputError naming the file input.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal
+
+from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, hookimpl
+
+WeightDtype = Literal["auto", "fp32", "fp16", "bf16"]
+
+
+@dataclass(eq=False)
+class TextEncoder:
+    """What a TEXT_ENCODER port carries: the prompt encoder(s) of a checkpoint and its family."""
+
+    encoder: Any          # nodes.models.clip.PromptEncoder
+    family: str           # "sd1", "sd2", "sdxl-base", "sdxl-refiner", ...
+
+    def __nodegraph_sizeof__(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.encoder.parameters())
+
+
+@contextmanager
+def _load_errors(input_name: str) -> Iterator[None]:
+    from .loading import ModelLoadError
+
+    try:
+        yield
+    except ModelLoadError as exc:
+        raise NodeInputError(input_name, str(exc)) from None
+
+
+def _torch_dtype(choice: str, memory: Any) -> Any:
+    import torch
+
+    if choice == "auto":   # half precision only where it is fast: on an accelerator
+        return torch.float32 if memory.compute_device == "cpu" else torch.float16
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[choice]
+
+
+def diffusion_model(unet: Any, name: str, preview: Any = None) -> Any:
+    """Wrap our UNet as a sampling DiffusionModel (SD's scaled-linear 1000-step schedule)."""
+    from nodes.sampling.denoisers import DiscreteTimeMap
+    from nodes.sampling.diffusion_model import DiffusionModel
+    from nodes.sampling.schedules import scaled_linear_betas
+
+    return DiffusionModel(net=unet, prediction=unet.config.prediction,
+                          time_map=DiscreteTimeMap.from_betas(scaled_linear_betas()),
+                          latent_channels=unet.config.out_channels, preview=preview, name=name)
+
+
+class LoadCheckpoint(Node):
+    """Load a Stable Diffusion checkpoint (SD 1.x, 2.x, XL; single file or diffusers folder) from models/checkpoints."""
+
+    category = "loaders"
+
+    class Inputs(NodeInputs):
+        ckpt_name: str = Input(model_folder="checkpoints")
+        prediction: Literal["auto", "eps", "v"] = Input(
+            "auto", description="what the UNet predicts; auto reads the file (SD 2.x 768-v files need 'v')")
+        weight_dtype: WeightDtype = Input("auto", description="auto: fp32 on CPU, fp16 on a GPU")
+
+    outputs = (Output("model", "MODEL"), Output("text_encoder", "TEXT_ENCODER"), Output("vae", "VAE"))
+
+    def run(self, ckpt_name: str, prediction: str, weight_dtype: str) -> dict:
+        from .loading import load_checkpoint
+
+        memory = self.context.service("memory")
+        path = self.context.service("resolve_file")("checkpoints", ckpt_name)
+        with _load_errors("ckpt_name"):
+            ckpt = load_checkpoint(path, dtype=_torch_dtype(weight_dtype, memory),
+                                   prediction=None if prediction == "auto" else prediction)
+        if ckpt.unet is None or ckpt.vae is None or ckpt.text_encoder is None:
+            missing = [n for n in ("unet", "vae", "text_encoder") if getattr(ckpt, n) is None]
+            raise NodeInputError("ckpt_name", f"{ckpt_name} has no {', '.join(missing)}; load the parts "
+                                              f"separately (LoadUNet / LoadVAE / LoadTextEncoder)")
+        for module, part in ((ckpt.unet, "unet"), (ckpt.vae, "vae"), (ckpt.text_encoder, "text encoder")):
+            memory.register(module, f"{ckpt_name}:{part}")
+        model = diffusion_model(ckpt.unet, ckpt_name, preview=ckpt.vae.preview)
+        return {"model": model, "text_encoder": TextEncoder(ckpt.text_encoder, ckpt.family), "vae": ckpt.vae}
+
+
+class LoadUNet(Node):
+    """Load a UNet alone (a UNet-only file in models/unet, or the UNet of a full checkpoint)."""
+
+    category = "loaders"
+
+    class Inputs(NodeInputs):
+        unet_name: str = Input(model_folder="unet")
+        family: Literal["auto", "sd1", "sd2", "sdxl-base", "sdxl-refiner"] = Input(
+            "auto", description="head layout for UNet-only files that do not say (auto: from shapes/metadata)")
+        prediction: Literal["auto", "eps", "v"] = Input("auto")
+        weight_dtype: WeightDtype = Input("auto")
+
+    outputs = (Output("model", "MODEL"),)
+
+    def run(self, unet_name: str, family: str, prediction: str, weight_dtype: str) -> dict:
+        from .loading import load_unet
+
+        memory = self.context.service("memory")
+        path = self.context.service("resolve_file")("unet", unet_name)
+        with _load_errors("unet_name"):
+            unet = load_unet(path, family=None if family == "auto" else family,
+                             prediction=None if prediction == "auto" else prediction,
+                             dtype=_torch_dtype(weight_dtype, memory))
+        memory.register(unet, unet_name)
+        return {"model": diffusion_model(unet, unet_name)}
+
+
+class LoadVAE(Node):
+    """Load a VAE (a VAE file in models/vae, or the VAE of a full checkpoint)."""
+
+    category = "loaders"
+
+    class Inputs(NodeInputs):
+        vae_name: str = Input(model_folder="vae")
+        family: Literal["sd", "sdxl"] = Input("sd", description="the latent space it belongs to (scale factor)")
+
+    outputs = (Output("vae", "VAE"),)
+
+    def run(self, vae_name: str, family: str) -> dict:
+        from .loading import load_vae
+
+        path = self.context.service("resolve_file")("vae", vae_name)
+        with _load_errors("vae_name"):
+            vae = load_vae(path, family="sdxl-base" if family == "sdxl" else None)
+        self.context.service("memory").register(vae, vae_name)
+        return {"vae": vae}
+
+
+class LoadTextEncoder(Node):
+    """Load only the text encoder(s) of a checkpoint in models/checkpoints."""
+
+    category = "loaders"
+
+    class Inputs(NodeInputs):
+        ckpt_name: str = Input(model_folder="checkpoints")
+        weight_dtype: WeightDtype = Input("auto")
+
+    outputs = (Output("text_encoder", "TEXT_ENCODER"),)
+
+    def run(self, ckpt_name: str, weight_dtype: str) -> dict:
+        from .detect import detect_checkpoint
+        from .loading import load_text_encoder, open_state_dict
+
+        memory = self.context.service("memory")
+        path = self.context.service("resolve_file")("checkpoints", ckpt_name)
+        with _load_errors("ckpt_name"):
+            encoder = load_text_encoder(path, dtype=_torch_dtype(weight_dtype, memory))
+            family = "sd1"
+            if path.is_file():
+                tensors = open_state_dict(path)
+                family = detect_checkpoint(tensors.shapes, tensors.metadata, path=path).family
+        memory.register(encoder, ckpt_name)
+        return {"text_encoder": TextEncoder(encoder, family)}
+
+
+def _encode(node: Node, text_encoder: Any, text: str, clip_skip: int) -> Any:
+    if not isinstance(text_encoder, TextEncoder):
+        raise NodeInputError("text_encoder", f"expected a TEXT_ENCODER, found {type(text_encoder).__name__}")
+    with node.context.service("memory").using(text_encoder.encoder):
+        try:
+            return text_encoder.encoder.encode(text, clip_skip=clip_skip)
+        except ValueError as exc:
+            raise NodeInputError("clip_skip" if "clip_skip" in str(exc) else "text", str(exc)) from None
+
+
+class EncodeText(Node):
+    """Encode a prompt for the UNet: (word:1.3) / (word) / [word] weighting, prompts longer than 77 tokens chunked."""
+
+    category = "conditioning"
+
+    class Inputs(NodeInputs):
+        text_encoder: Any = Input(port="TEXT_ENCODER")
+        text: str = Input("", multiline=True, max_length=20000, description="empty = the unconditional prompt")
+        clip_skip: int = Input(1, ge=1, le=24, description="1 = the model's usual layer; 2 = one earlier (A1111)")
+
+    outputs = (Output("conditioning", "CONDITIONING"),)
+
+    def run(self, text_encoder: Any, text: str, clip_skip: int) -> dict:
+        cond = _encode(self, text_encoder, text, clip_skip)
+        out = {"context": cond.context.cpu()}
+        if text_encoder.family.startswith("sdxl"):
+            from .unet import sdxl_vector
+
+            out["y"] = sdxl_vector(cond.pooled.cpu(), (1024, 1024), (0, 0), (1024, 1024),
+                                   aesthetic_score=6.0 if text_encoder.family == "sdxl-refiner" else None)
+        return {"conditioning": out}
+
+
+class EncodeTextSDXL(Node):
+    """Encode a prompt for SDXL with its size and crop conditioning (or the refiner's aesthetic score)."""
+
+    category = "conditioning"
+
+    class Inputs(NodeInputs):
+        text_encoder: Any = Input(port="TEXT_ENCODER")
+        text: str = Input("", multiline=True, max_length=20000)
+        width: int = Input(1024, ge=8, le=16384, multiple_of=8, description="original image width (pixels)")
+        height: int = Input(1024, ge=8, le=16384, multiple_of=8)
+        crop_left: int = Input(0, ge=0, le=16384)
+        crop_top: int = Input(0, ge=0, le=16384)
+        target_width: int = Input(1024, ge=8, le=16384, multiple_of=8)
+        target_height: int = Input(1024, ge=8, le=16384, multiple_of=8)
+        aesthetic_score: float = Input(6.0, ge=0.0, le=10.0, description="refiner only")
+        clip_skip: int = Input(1, ge=1, le=24)
+
+    outputs = (Output("conditioning", "CONDITIONING"),)
+
+    def run(self, text_encoder: Any, text: str, width: int, height: int, crop_left: int, crop_top: int,
+            target_width: int, target_height: int, aesthetic_score: float, clip_skip: int) -> dict:
+        from .unet import sdxl_vector
+
+        if not getattr(text_encoder, "family", "").startswith("sdxl"):
+            raise NodeInputError("text_encoder", f"EncodeTextSDXL needs an SDXL text encoder, found a "
+                                                 f"{getattr(text_encoder, 'family', '?')} one; use EncodeText")
+        cond = _encode(self, text_encoder, text, clip_skip)
+        refiner = text_encoder.family == "sdxl-refiner"
+        y = sdxl_vector(cond.pooled.cpu(), (height, width), (crop_top, crop_left), (target_height, target_width),
+                        aesthetic_score=aesthetic_score if refiner else None)
+        return {"conditioning": {"context": cond.context.cpu(), "y": y}}
+
+
+def _tile_overlap(tile_size: int) -> int:
+    """Overlap between tiles: a quarter of the tile, a multiple of 8, at most 64 pixels."""
+    return max(8, min(64, tile_size // 4 // 8 * 8))
+
+
+def _images_to_vae(images: Any) -> Any:
+    shape = getattr(images, "shape", None)
+    if shape is None or len(shape) != 4 or shape[-1] != 3:
+        raise NodeInputError("image", f"expected an IMAGE (B, H, W, 3), found shape {shape}")
+    return images.movedim(-1, 1) * 2.0 - 1.0           # (B, 3, H, W) in [-1, 1]
+
+
+class VAEEncode(Node):
+    """Encode images into latents (the posterior mean); sizes must be multiples of 8."""
+
+    category = "latent"
+
+    class Inputs(NodeInputs):
+        vae: Any = Input(port="VAE")
+        image: Any = Input(port="IMAGE")
+        tile_size: int = Input(0, ge=0, le=8192, multiple_of=8, description="0 = one pass; else tile in pixels")
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, vae: Any, image: Any, tile_size: int) -> dict:
+        pixels = _images_to_vae(image)
+        if pixels.shape[-1] % 8 or pixels.shape[-2] % 8:
+            raise NodeInputError("image", f"image size {tuple(pixels.shape[-2:])} must be a multiple of 8; "
+                                          f"resize it with ImageScale first")
+        with self.context.service("memory").using(vae):
+            device = next(vae.parameters()).device
+            try:
+                latents = vae.encode(pixels.to(device), tile_size=tile_size or None,
+                                     tile_overlap=_tile_overlap(tile_size))
+            except ValueError as exc:
+                raise NodeInputError("tile_size", str(exc)) from None
+        return {"latent": {"samples": latents.float().cpu()}}
+
+
+class VAEDecode(Node):
+    """Decode latents into images (optionally in tiles, for large images)."""
+
+    category = "latent"
+
+    class Inputs(NodeInputs):
+        vae: Any = Input(port="VAE")
+        latent: Any = Input(port="LATENT")
+        tile_size: int = Input(0, ge=0, le=8192, multiple_of=8, description="0 = one pass; else tile in pixels")
+
+    outputs = (Output("image", "IMAGE"),)
+
+    def run(self, vae: Any, latent: Any, tile_size: int) -> dict:
+        samples = latent.get("samples") if isinstance(latent, dict) else None
+        if samples is None or samples.ndim != 4:
+            raise NodeInputError("latent", "expected a LATENT {'samples': (B, C, h, w)}")
+        if samples.shape[1] != vae.config.z_channels:
+            raise NodeInputError("latent", f"the latent has {samples.shape[1]} channels; this VAE decodes "
+                                           f"{vae.config.z_channels}")
+        with self.context.service("memory").using(vae):
+            device = next(vae.parameters()).device
+            try:
+                pixels = vae.decode(samples.to(device), tile_size=tile_size or None,
+                                    tile_overlap=_tile_overlap(tile_size))
+            except ValueError as exc:
+                raise NodeInputError("tile_size", str(exc)) from None
+        image = ((pixels.float().cpu() + 1.0) / 2.0).clamp(0, 1).movedim(1, -1)   # (B, H, W, 3)
+        return {"image": image}
+
+
+class FreeMemory(Node):
+    """Drop every cached output and offload every model, then pass `value` on (runs every time)."""
+
+    category = "utils"
+    deterministic = False
+
+    class Inputs(NodeInputs):
+        value: Any = Input(None, port="*")
+
+    outputs = (Output("value", "*"),)
+
+    def run(self, value: Any) -> dict:
+        self.context.service("free_memory")()
+        return {"value": value}
+
+
+@hookimpl
+def register_nodes() -> list[type[Node]]:
+    return [LoadCheckpoint, LoadUNet, LoadVAE, LoadTextEncoder, EncodeText, EncodeTextSDXL, VAEEncode, VAEDecode,
+            FreeMemory]
+
+
+@hookimpl
+def register_model_folders() -> dict[str, list[str]]:
+    weights = [".safetensors", ".sft", ".ckpt", ".pt", ".pth"]
+    return {"checkpoints": weights, "unet": weights, "vae": weights, "loras": weights, "text_encoders": weights}

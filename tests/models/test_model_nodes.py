@@ -1,0 +1,167 @@
+"""Model nodes in graphs on a tiny random checkpoint: load, encode, sample, decode, errors, memory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from nodegraph import GraphValidationError, NodeExecutionError, Session
+from nodegraph.model_paths import ModelPaths
+from nodes.models.clip import CLIP_L, CLIPTextModel, PromptEncoder
+from nodes.models.loading import save_checkpoint
+from nodes.models.unet import TINY, UNetModel
+from nodes.models.vae import TINY_VAE, AutoencoderKL
+
+TINY_CLIP = replace(CLIP_L, width=64, layers=2, heads=2, intermediate=128)
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory) -> Path:
+    """models/ with a tiny random SD1-layout checkpoint and a VAE-only file."""
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("models")
+    (root / "checkpoints").mkdir()
+    (root / "vae").mkdir()
+    unet = UNetModel(replace(TINY, context_dim=64))
+    vae = AutoencoderKL(TINY_VAE)
+    encoder = PromptEncoder({"clip_l": CLIPTextModel(TINY_CLIP)}, pooled_from="clip_l")
+    save_checkpoint(root / "checkpoints" / "tiny.safetensors", family="sd1", unet=unet, vae=vae,
+                    text_encoder=encoder, dtype=torch.float16)
+    save_checkpoint(root / "vae" / "tiny_vae.safetensors", family="sd1", vae=vae)
+    (root / "checkpoints" / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header")
+    return root
+
+
+@pytest.fixture
+def session(models_dir, tmp_path):
+    return Session(model_paths=ModelPaths(roots=[models_dir]), output_dir=tmp_path / "out")
+
+
+def link(node, output):
+    return {"node": node, "output": output}
+
+
+def txt2img(ckpt="tiny.safetensors", prompt="a red circle", steps=4) -> dict:
+    return {"format_version": 1, "nodes": {
+        "ckpt": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": ckpt}},
+        "pos": {"type": "EncodeText", "inputs": {"text_encoder": link("ckpt", "text_encoder"), "text": prompt}},
+        "neg": {"type": "EncodeText", "inputs": {"text_encoder": link("ckpt", "text_encoder"), "text": ""}},
+        "empty": {"type": "EmptyLatent", "inputs": {"width": 32, "height": 32}},
+        "k": {"type": "KSampler", "inputs": {"model": link("ckpt", "model"), "positive": link("pos", "conditioning"),
+                                             "negative": link("neg", "conditioning"), "latent": link("empty", "latent"),
+                                             "seed": 1, "steps": steps, "cfg": 5.0, "sampler": "euler",
+                                             "scheduler": "karras"}},
+        "decode": {"type": "VAEDecode", "inputs": {"vae": link("ckpt", "vae"), "latent": link("k", "latent")}},
+        "save": {"type": "SaveImage", "inputs": {"images": link("decode", "image"), "filename_prefix": "tiny"}}}}
+
+
+def test_txt2img_on_a_tiny_checkpoint(session, tmp_path):
+    """LoadCheckpoint → EncodeText → KSampler → VAEDecode → SaveImage writes a 32×32 PNG."""
+    from PIL import Image
+
+    events = []
+    result = session.run(txt2img(), on_event=events.append)
+    (file,) = result.outputs["save"]["files"]
+    with Image.open(file["path"]) as image:
+        assert image.size == (32, 32)
+    progress = [e for e in events if e.type == "node_progress" and e.node_id == "k"]
+    assert len(progress) == 4 and progress[0].preview.shape == (1, 4, 4, 3)
+
+
+def test_prompt_change_reuses_the_loaded_model(session):
+    """Changing the prompt re-runs encode and sampling but not the checkpoint load."""
+    session.run(txt2img())
+    result = session.run(txt2img(prompt="a blue square"))
+    assert "ckpt" not in result.executed and "pos" in result.executed and "k" in result.executed
+
+
+def test_vae_round_trip_shapes(session, tmp_path):
+    """VAEEncode then VAEDecode (one pass and tiled) keep the image size; the latent is 1/8."""
+    from PIL import Image
+
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (48, 40), (200, 30, 30)).save(tmp_path / "in" / "red.png")
+    session.input_dir = tmp_path / "in"
+    session.services["input_dir"] = session.input_dir
+    graph = {"format_version": 1, "nodes": {
+        "vae": {"type": "LoadVAE", "inputs": {"vae_name": "tiny_vae.safetensors"}},
+        "img": {"type": "LoadImage", "inputs": {"image": "red.png"}},
+        "enc": {"type": "VAEEncode", "inputs": {"vae": link("vae", "vae"), "image": link("img", "image")}},
+        "dec": {"type": "VAEDecode", "inputs": {"vae": link("vae", "vae"), "latent": link("enc", "latent")}},
+        "tiled": {"type": "VAEDecode", "inputs": {"vae": link("vae", "vae"), "latent": link("enc", "latent"),
+                                                  "tile_size": 32}},
+        "a": {"type": "ShowValue", "inputs": {"value": link("enc", "latent")}},
+        "b": {"type": "ShowValue", "inputs": {"value": link("dec", "image")}},
+        "c": {"type": "ShowValue", "inputs": {"value": link("tiled", "image")}}}}
+    out = session.run(graph).outputs
+    assert out["a"]["value"]["samples"].shape == (1, 4, 5, 6)
+    assert out["b"]["value"].shape == (1, 40, 48, 3) and out["c"]["value"].shape == (1, 40, 48, 3)
+
+
+def test_missing_model_lists_what_is_there(session, models_dir):
+    """A model name not in the folder is a validation error listing the files and where it looked."""
+    with pytest.raises(GraphValidationError) as info:
+        session.run(txt2img(ckpt="sd15.safetensors"))
+    (error,) = info.value.errors
+    assert error.code == "not_in_choices" and error.input == "ckpt_name"
+    assert "tiny.safetensors" in error.message and str(models_dir / "checkpoints") in error.message
+
+
+def test_wrong_or_corrupt_files_name_the_input(session, models_dir):
+    """A VAE file given as a checkpoint, and a corrupt file, fail with a clear error on ckpt_name."""
+    import shutil
+
+    shutil.copy(models_dir / "vae" / "tiny_vae.safetensors", models_dir / "checkpoints" / "just_vae.safetensors")
+    for name, words in (("just_vae.safetensors", "VAE"), ("broken.safetensors", "")):
+        with pytest.raises(NodeExecutionError) as info:
+            session.run(txt2img(ckpt=name))
+        assert info.value.node_id == "ckpt" and info.value.exception.input == "ckpt_name"
+        assert words in str(info.value.exception)
+
+
+def test_models_are_tracked_and_freed(session):
+    """Loaded modules are registered with the memory manager; FreeMemory empties it and the cache."""
+    graph = txt2img()
+    session.run(graph)
+    names = {m["name"] for m in session.memory.stats()["models"]}
+    assert {"tiny.safetensors:unet", "tiny.safetensors:vae", "tiny.safetensors:text encoder"} <= names
+    graph["nodes"]["free"] = {"type": "FreeMemory", "inputs": {"value": link("decode", "image")}}
+    graph["nodes"]["show"] = {"type": "ShowValue", "inputs": {"value": link("free", "value")}}
+    session.run(graph)
+    import gc
+
+    gc.collect()
+    assert session.memory.stats()["models"] == []
+    assert "ckpt" in session.run(txt2img(), outputs=["decode"]).executed   # the checkpoint left the cache too
+
+
+def test_repeated_runs_do_not_grow_memory(session):
+    """Ten runs without caching leave at most one generation of models tracked (weak references)."""
+    import gc
+
+    session.set_cache_policy("none")
+    for seed in range(10):
+        graph = txt2img()
+        graph["nodes"]["k"]["inputs"]["seed"] = seed
+        session.run(graph)
+    gc.collect()
+    assert len(session.memory.stats()["models"]) <= 3
+
+
+def test_text_encoder_alone_and_sdxl_node_refuses_sd1(session):
+    """LoadTextEncoder gives a working TEXT_ENCODER; EncodeTextSDXL refuses an SD1 encoder with a clear error."""
+    graph = {"format_version": 1, "nodes": {
+        "te": {"type": "LoadTextEncoder", "inputs": {"ckpt_name": "tiny.safetensors"}},
+        "enc": {"type": "EncodeText", "inputs": {"text_encoder": link("te", "text_encoder"),
+                                                 "text": "a (red:1.3) circle " * 40}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("enc", "conditioning")}}}}
+    context = session.run(graph).outputs["show"]["value"]["context"]
+    assert context.shape[0] == 1 and context.shape[1] % 77 == 0 and context.shape[1] > 77   # long prompt: chunks
+    graph["nodes"]["enc"]["type"] = "EncodeTextSDXL"
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert info.value.exception.input == "text_encoder"
