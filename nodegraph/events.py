@@ -7,7 +7,7 @@ Every event has `type` and `run_id`; `to_dict()` gives the JSON form
     run_started      nodes (ids that may run, in order), total
     node_started     node_id, node_type
     node_cached      node_id, node_type
-    node_progress    node_id, value, total, preview (an image or None; not in to_dict)
+    node_progress    node_id, value, total, preview (an image or None; not in to_dict), info (dict or None)
     node_finished    node_id, node_type, seconds, peak_memory_bytes (None if unknown)
     node_error       node_id, node_type, exception_type, message, traceback
     run_finished     seconds, executed, cached
@@ -64,10 +64,14 @@ class NodeProgress(Event):
     value: int = 0
     total: int = 0
     preview: Any = field(default=None, compare=False)
+    info: dict | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "run_id": self.run_id, "node_id": self.node_id,
-                "value": self.value, "total": self.total, "has_preview": self.preview is not None}
+        out = {"type": self.type, "run_id": self.run_id, "node_id": self.node_id,
+               "value": self.value, "total": self.total, "has_preview": self.preview is not None}
+        if self.info:
+            out["info"] = self.info
+        return out
 
 
 @dataclass(frozen=True, slots=True)

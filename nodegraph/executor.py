@@ -341,8 +341,8 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
     node = _instance(state, plan)
     run_id = state.run_id
 
-    def progress(nid: str, value: int, total: int, preview: Any) -> None:
-        emit(ev.NodeProgress(run_id, nid, value, total, preview))
+    def progress(nid: str, value: int, total: int, preview: Any, info: dict | None) -> None:
+        emit(ev.NodeProgress(run_id, nid, value, total, preview, info))
 
     node.context = NodeContext(node_id, spec.type, progress, check_interrupted, services, run_id, state.graph)
     kwargs = _gather_inputs(state, plan, evaluated_only=False)

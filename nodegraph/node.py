@@ -44,6 +44,7 @@ The executor reads only the derived `spec` (a `NodeSpec`), built once per class.
 
 from __future__ import annotations
 
+import inspect
 import re
 import types as pytypes
 import typing
@@ -231,7 +232,7 @@ class NodeContext:
     __slots__ = ("node_id", "node_type", "run_id", "graph", "_emit_progress", "_check_interrupted", "services")
 
     def __init__(self, node_id: str, node_type: str,
-                 emit_progress: Callable[[str, int, int, Any], None],
+                 emit_progress: Callable[[str, int, int, Any, dict | None], None],
                  check_interrupted: Callable[[str], None],
                  services: dict[str, Any], run_id: str = "", graph: Any = None):
         self.node_id = node_id
@@ -242,10 +243,11 @@ class NodeContext:
         self._check_interrupted = check_interrupted
         self.services = services
 
-    def progress(self, value: int, total: int, preview: Any = None) -> None:
-        """Report step `value` of `total` (optionally with a preview image); may raise RunInterrupted."""
+    def progress(self, value: int, total: int, preview: Any = None, info: dict | None = None) -> None:
+        """Report step `value` of `total`, optionally with a preview image and small JSON-able `info`
+        (e.g. a training loss); may raise RunInterrupted."""
         self._check_interrupted(self.node_id)
-        self._emit_progress(self.node_id, value, total, preview)
+        self._emit_progress(self.node_id, value, total, preview, info)
 
     def check_interrupted(self) -> None:
         """Raise RunInterrupted if the session was asked to stop."""
@@ -353,7 +355,7 @@ def build_spec(cls: type[Node]) -> NodeSpec:
         if out.name in seen:
             raise PluginError(f"{where}: output name {out.name!r} is declared twice")
         seen.add(out.name)
-    description = cls.__dict__.get("description") or (cls.__doc__ or "").strip()
+    description = cls.__dict__.get("description") or inspect.cleandoc(cls.__doc__ or "")
     return NodeSpec(
         type=cls.type,
         version=cls.version,

@@ -60,7 +60,11 @@ def _check_channels(samples: Any, model: Any, name: str = "latent") -> None:
 
 
 class EmptyLatent(Node):
-    """A batch of empty (zero) latents for text-to-image; the size is in pixels (latent = size / 8)."""
+    """A batch of empty (zero) latents for text-to-image; the size is in pixels.
+
+    Without a VAE the latent is size / 8 with `channels` channels (every SD VAE); with a VAE
+    connected, its own downscale factor and latent channels are used (e.g. the shipped tiny model's 4×).
+    """
 
     category = "latent"
 
@@ -69,13 +73,19 @@ class EmptyLatent(Node):
         height: int = Input(512, ge=8, le=16384, multiple_of=8)
         batch_size: int = Input(1, ge=1, le=4096)
         channels: int = Input(4, ge=1, le=64, description="latent channels of the model (4 for SD/SDXL)")
+        vae: Any = Input(None, port="VAE", description="optional: take the latent layout from this VAE")
 
     outputs = (Output("latent", "LATENT"),)
 
-    def run(self, width: int, height: int, batch_size: int, channels: int) -> dict:
+    def run(self, width: int, height: int, batch_size: int, channels: int, vae: Any) -> dict:
         import torch
 
-        return {"latent": {"samples": torch.zeros(batch_size, channels, height // 8, width // 8)}}
+        factor = 8
+        if vae is not None:
+            factor, channels = vae.config.downscale, vae.config.z_channels
+            if width % factor or height % factor:
+                raise NodeInputError("width", f"this VAE needs sizes that are multiples of {factor}")
+        return {"latent": {"samples": torch.zeros(batch_size, channels, height // factor, width // factor)}}
 
 
 class Schedule(Node):

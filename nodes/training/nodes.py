@@ -1,0 +1,269 @@
+"""Training nodes: training is a graph too (graphs/train/ holds the graphs that made the shipped model).
+
+    TinyWorldDataset     the procedural captioned world (world.py) → DATASET
+    ImageFolderDataset   images + same-name .txt captions from the input folder → DATASET
+    TrainVAE             DATASET → VAE (KL autoencoder; scale factor and preview map fitted after training)
+    TrainDiffusion       DATASET, VAE → MODEL, TEXT_ENCODER (a UNet and a CLIP-architecture text encoder
+                         trained from scratch; eps or v objective; EMA; caption dropout for CFG)
+    SaveCheckpoint       MODEL, TEXT_ENCODER, VAE → a single-file SD-layout .safetensors in models/checkpoints,
+                         with its exact config in the metadata (LoadCheckpoint reads it with no extra arguments)
+
+Training state is checkpointed every `checkpoint_every` steps under
+`<output>/training/<run_name>/`; running the same node again with the same
+settings resumes from there (an interrupted run loses at most one interval).
+Progress events carry the loss (`info`). Training nodes are cached like any
+node: a finished training is not repeated while its inputs stay the same.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType, hookimpl
+
+DATASET = PortType("DATASET", "Captioned training images: item i → (image (3, H, W) in [-1, 1], caption).",
+                   color="#90a4ae")
+
+
+def _int_list(name: str, text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise NodeInputError(name, f"expected comma-separated integers such as '1,2,2', found {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise NodeInputError(name, f"expected one or more non-negative integers, found {text!r}")
+    return values
+
+
+def _run(node: Node, run_name: str, identity: dict) -> Any:
+    from .trainer import TrainingRun
+
+    folder = Path(node.context.service("output_dir")) / "training" / run_name
+    return TrainingRun(folder, identity)
+
+
+def _progress(node: Node):
+    def report(step: int, total: int, info: dict) -> None:
+        node.context.progress(step, total, info={k: round(v, 6) if isinstance(v, float) else v
+                                                 for k, v in info.items()})
+    return report
+
+
+def _images(dataset: Any, limit: int | None = None) -> Any:
+    import torch
+
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    return torch.stack([dataset[i][0] for i in range(count)])      # (N, 3, H, W) in [-1, 1]
+
+
+class TrainVAE(Node):
+    """Train a KL autoencoder (the SD VAE architecture at small width) on a dataset's images."""
+
+    category = "training"
+
+    class Inputs(NodeInputs):
+        dataset: Any = Input(port="DATASET")
+        width: int = Input(32, ge=8, le=512, description="channels of the full-resolution level")
+        channel_mult: str = Input("1,2,2", description="per level; n levels downscale by 2^(n-1)")
+        res_blocks: int = Input(1, ge=1, le=4)
+        latent_channels: int = Input(4, ge=1, le=16)
+        steps: int = Input(1500, ge=1, le=1_000_000)
+        batch_size: int = Input(16, ge=1, le=1024)
+        lr: float = Input(1e-3, gt=0.0, le=1.0)
+        warmup_steps: int = Input(50, ge=0, le=100_000)
+        kl_weight: float = Input(1e-6, ge=0.0, le=1.0)
+        ema_decay: float = Input(0.99, ge=0.0, lt=1.0)
+        seed: int = Input(0, seed=True)
+        checkpoint_every: int = Input(250, ge=0, le=1_000_000)
+        run_name: str = Input("vae", min_length=1, max_length=80)
+
+    outputs = (Output("vae", "VAE"), Output("report", "STRING"))
+
+    def run(self, dataset: Any, width: int, channel_mult: str, res_blocks: int, latent_channels: int, steps: int,
+            batch_size: int, lr: float, warmup_steps: int, kl_weight: float, ema_decay: float, seed: int,
+            checkpoint_every: int, run_name: str) -> dict:
+        import torch
+
+        from nodes.models.vae import AutoencoderKL, VAEConfig, fit_latent_rgb_factors
+
+        from .trainer import TrainConfig, train_vae
+
+        torch.manual_seed(seed)
+        vae_config = VAEConfig(ch=width, ch_mult=_int_list("channel_mult", channel_mult),
+                               num_res_blocks=res_blocks, z_channels=latent_channels)
+        vae = AutoencoderKL(vae_config)
+        config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 20, warmup_steps=warmup_steps,
+                             ema_decay=ema_decay, seed=seed, checkpoint_every=checkpoint_every)
+        images = _images(dataset)
+        run = _run(self, run_name, {"vae": repr(vae_config), "train": repr(config), "data": len(images)})
+        report = train_vae(vae, images, config, _progress(self), run, kl_weight=kl_weight)
+        with torch.no_grad():   # latent scale so that sampling sees unit variance; a preview map for progress
+            sample = images[: min(512, len(images))]
+            latents = vae.encode(sample)                          # scaled by the default factor
+            std = float(latents.std() / vae_config.scale_factor)
+            fitted = replace(vae_config, scale_factor=1.0 / std)
+            vae.config = fitted
+            factors, bias = fit_latent_rgb_factors(vae.encode(sample), (sample + 1) / 2)
+            vae.config = replace(fitted, latent_rgb_factors=tuple(map(tuple, factors.tolist())),
+                                 latent_rgb_bias=tuple(bias.tolist()))
+        report["scale_factor"] = vae.config.scale_factor
+        return {"vae": vae, "report": json.dumps(report, default=str)}
+
+
+class TrainDiffusion(Node):
+    """Train a text-conditioned latent diffusion model (UNet + CLIP-architecture text encoder) from scratch."""
+
+    category = "training"
+
+    class Inputs(NodeInputs):
+        dataset: Any = Input(port="DATASET")
+        vae: Any = Input(port="VAE")
+        model_channels: int = Input(64, ge=8, le=1024)
+        channel_mult: str = Input("1,2,2")
+        res_blocks: int = Input(2, ge=1, le=4)
+        attention_levels: str = Input("0,1,1", description="transformer depth per level (0 = no attention)")
+        heads: int = Input(4, ge=1, le=64)
+        text_width: int = Input(96, ge=16, le=1280, multiple_of=8)
+        text_layers: int = Input(3, ge=1, le=32)
+        train_text_encoder: bool = Input(True)
+        objective: Literal["eps", "v"] = Input("eps")
+        beta_schedule: Literal["scaled_linear", "linear", "cosine"] = Input("scaled_linear")
+        steps: int = Input(4000, ge=1, le=10_000_000)
+        batch_size: int = Input(32, ge=1, le=4096)
+        grad_accumulation: int = Input(1, ge=1, le=1024)
+        lr: float = Input(4e-4, gt=0.0, le=1.0)
+        warmup_steps: int = Input(200, ge=0, le=1_000_000)
+        ema_decay: float = Input(0.998, ge=0.0, lt=1.0)
+        caption_dropout: float = Input(0.1, ge=0.0, le=1.0)
+        grad_clip: float = Input(1.0, ge=0.0, le=1000.0)
+        mixed_precision: Literal["no", "bf16"] = Input("no")
+        seed: int = Input(0, seed=True)
+        checkpoint_every: int = Input(250, ge=0, le=10_000_000)
+        run_name: str = Input("diffusion", min_length=1, max_length=80)
+
+    outputs = (Output("model", "MODEL"), Output("text_encoder", "TEXT_ENCODER"), Output("report", "STRING"))
+
+    def run(self, dataset: Any, vae: Any, model_channels: int, channel_mult: str, res_blocks: int,
+            attention_levels: str, heads: int, text_width: int, text_layers: int, train_text_encoder: bool,
+            objective: str, beta_schedule: str, steps: int, batch_size: int, grad_accumulation: int, lr: float,
+            warmup_steps: int, ema_decay: float, caption_dropout: float, grad_clip: float, mixed_precision: str,
+            seed: int, checkpoint_every: int, run_name: str) -> dict:
+        import torch
+
+        from nodes.models.clip import CLIP_L, CLIPTextModel, PromptEncoder
+        from nodes.models.nodes import TextEncoder, diffusion_model
+        from nodes.models.tokenizer import default_tokenizer
+        from nodes.models.unet import UNetConfig, UNetModel
+        from nodes.sampling.schedules import alphas_cumprod_from_betas, cosine_betas, linear_betas, scaled_linear_betas
+
+        from .trainer import TrainConfig, train_diffusion
+
+        mult = _int_list("channel_mult", channel_mult)
+        depth = _int_list("attention_levels", attention_levels)
+        if len(depth) != len(mult):
+            raise NodeInputError("attention_levels", f"give one depth per level: {len(mult)} values")
+        if text_width % heads:
+            raise NodeInputError("heads", f"text_width {text_width} must be divisible by heads {heads}")
+        torch.manual_seed(seed)
+        text_config = replace(CLIP_L, width=text_width, layers=text_layers, heads=heads, intermediate=4 * text_width)
+        unet_config = UNetConfig(in_channels=vae.config.z_channels, out_channels=vae.config.z_channels,
+                                 model_channels=model_channels, channel_mult=mult, num_res_blocks=res_blocks,
+                                 transformer_depth=depth, transformer_depth_middle=1, context_dim=text_width,
+                                 num_heads=heads, prediction=objective)
+        unet, clip = UNetModel(unet_config), CLIPTextModel(text_config)
+        betas = {"scaled_linear": scaled_linear_betas, "linear": linear_betas, "cosine": cosine_betas}[beta_schedule]()
+        config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 40, warmup_steps=warmup_steps,
+                             grad_accumulation=grad_accumulation, grad_clip=grad_clip, ema_decay=ema_decay,
+                             mixed_precision=mixed_precision, seed=seed, checkpoint_every=checkpoint_every)
+        data = self._encode_dataset(dataset, vae, text_config.pad_token_id)
+        run = _run(self, run_name, {"unet": repr(unet_config), "text": repr(text_config), "train": repr(config),
+                                    "data": len(data.latents), "objective": objective, "betas": beta_schedule,
+                                    "dropout": caption_dropout, "train_te": train_text_encoder})
+        report = train_diffusion(unet, clip, data, alphas_cumprod_from_betas(betas), config, _progress(self), run,
+                                 objective=objective, caption_dropout=caption_dropout,
+                                 train_text_encoder=train_text_encoder)
+        model = diffusion_model(unet, run_name, preview=vae.preview)
+        if beta_schedule != "scaled_linear":   # the model must be sampled with the schedule it was trained on
+            from nodes.sampling.denoisers import DiscreteTimeMap
+
+            model = replace(model, time_map=DiscreteTimeMap.from_betas(betas), _denoiser=None)
+        encoder = TextEncoder(PromptEncoder({"clip_l": clip}, pooled_from="clip_l", tokenizer=default_tokenizer()),
+                              "sd1")
+        report["beta_schedule"] = beta_schedule
+        return {"model": model, "text_encoder": encoder, "report": json.dumps(report, default=str)}
+
+    def _encode_dataset(self, dataset: Any, vae: Any, pad_token_id: int) -> Any:
+        """VAE latents of every image (once) and token ids of every caption."""
+        import torch
+
+        from nodes.models.tokenizer import default_tokenizer, tokenize_prompt
+
+        from .trainer import DiffusionData
+
+        tokenizer = default_tokenizer()
+        latents, ids = [], []
+        batch: list = []
+        with torch.no_grad():
+            for i in range(len(dataset)):
+                image, caption = dataset[i][:2]
+                batch.append(image)
+                tokens = tokenize_prompt(tokenizer, caption).ids(pad_token_id, 1)
+                ids.append(tokens[0])
+                if len(batch) == 128 or i == len(dataset) - 1:
+                    latents.append(vae.encode(torch.stack(batch)).float())
+                    batch = []
+                if i % 512 == 0:
+                    self.context.check_interrupted()
+        empty = tokenize_prompt(tokenizer, "").ids(pad_token_id, 1)[0]
+        return DiffusionData(torch.cat(latents), torch.stack(ids), empty)
+
+
+class SaveCheckpoint(Node):
+    """Write MODEL + TEXT_ENCODER + VAE as one single-file SD-layout checkpoint (fp16) in models/checkpoints."""
+
+    category = "training"
+    output_node = True
+
+    class Inputs(NodeInputs):
+        model: Any = Input(port="MODEL")
+        text_encoder: Any = Input(port="TEXT_ENCODER")
+        vae: Any = Input(port="VAE")
+        filename: str = Input("tiny_world.safetensors", min_length=1, max_length=120)
+        dtype: Literal["fp16", "fp32", "bf16"] = Input("fp16")
+        description: str = Input("", multiline=True, max_length=10_000)
+
+    outputs = ()
+
+    def run(self, model: Any, text_encoder: Any, vae: Any, filename: str, dtype: str, description: str) -> dict:
+        import torch
+
+        from nodes.models.loading import save_checkpoint
+
+        if "/" in filename or "\\" in filename or filename.startswith(".") or not filename.endswith(".safetensors"):
+            raise NodeInputError("filename", f"expected a plain file name ending in .safetensors, found {filename!r}")
+        folders = self.context.service("model_paths").directories("checkpoints")
+        folder = folders[0]
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / filename
+        metadata = {"nodegraph.description": description} if description else {}
+        save_checkpoint(path, family=text_encoder.family, unet=model.net, vae=vae, text_encoder=text_encoder.encoder,
+                        dtype={"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype],
+                        metadata=metadata)
+        return {"files": [{"path": str(path), "kind": "checkpoint", "format": "safetensors"}],
+                "bytes": path.stat().st_size}
+
+
+NODES = [TrainVAE, TrainDiffusion, SaveCheckpoint]
+
+
+@hookimpl
+def register_types() -> list[PortType]:
+    return [DATASET]
+
+
+@hookimpl
+def register_nodes() -> list[type[Node]]:
+    return NODES

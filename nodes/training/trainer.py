@@ -1,0 +1,303 @@
+"""Training loops for the VAE and the text-conditioned diffusion model (plain torch, no engine imports).
+
+    TrainConfig            steps, batch, AdamW lr with warm-up + cosine decay, accumulation, clipping,
+                           EMA, bf16 autocast, seed, checkpoint interval
+    lr_at(step, config)    the learning-rate schedule (linear warm-up, then cosine to min_lr)
+    EMA                    exponential moving average of weights (Polyak; seed notes Q29)
+    train_vae(...)         KL autoencoder: L1 + MSE reconstruction + a small KL term
+    train_diffusion(...)   UNet (+ text encoder) on precomputed latents: eps or v objective (Q26),
+                           any training beta schedule (Q1, Q20), caption dropout for CFG,
+                           loss-by-timestep report (Q3)
+    TrainingRun            periodic checkpoints in a folder and exact resume (model, EMA,
+                           optimiser, step, RNG), so an interrupted run loses at most one interval
+
+Both loops call `progress(step, total, info)` every step (info: loss, lr, ...) — the
+node layer turns that into progress events and interruption checks — and are
+deterministic for a seed (single thread, same batches, same noise).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+Progress = Callable[[int, int, dict], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by both loops."""
+
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 4e-4
+    min_lr: float = 1e-5             # the cosine decays to this
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_accumulation: int = 1       # micro-batches per optimiser step (effective batch = batch_size × this)
+    grad_clip: float = 1.0           # max global grad norm; 0 = off
+    ema_decay: float = 0.998         # 0 = no EMA
+    mixed_precision: str = "no"      # "no" or "bf16" (autocast; CPU and CUDA)
+    seed: int = 0
+    checkpoint_every: int = 250      # optimiser steps between checkpoints (0 = only at the end)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "grad_accumulation"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.mixed_precision not in ("no", "bf16"):
+            raise ValueError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warm-up to `lr`, then cosine decay to `min_lr` at the last step (Loshchilov & Hutter 2017)."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    span = max(1, config.steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+class EMA:
+    """Exponential moving average of a module's floating-point parameters and buffers."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone().float() for k, v in module.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        """shadow ← decay · shadow + (1 − decay) · weights."""
+        for key, value in module.state_dict().items():
+            if key in self.shadow:
+                self.shadow[key].lerp_(value.detach().float(), 1 - self.decay)
+
+    @torch.no_grad()
+    def copy_to(self, module: torch.nn.Module) -> None:
+        """Load the averaged weights into `module`."""
+        state = module.state_dict()
+        for key, value in self.shadow.items():
+            state[key].copy_(value.to(state[key].dtype))
+
+
+def _autocast(config: TrainConfig, device: torch.device):
+    if config.mixed_precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+class TrainingRun:
+    """A folder with the latest training state; `resume` restores it exactly, `save` writes it atomically."""
+
+    def __init__(self, folder: str | os.PathLike | None, identity: dict):
+        self.folder = Path(folder) if folder else None
+        self.identity = json.dumps(identity, sort_keys=True, default=str)
+
+    @property
+    def state_path(self) -> Path | None:
+        return self.folder / "training_state.pt" if self.folder else None
+
+    def resume(self) -> dict | None:
+        """The saved state if it belongs to this run (same settings), else None."""
+        path = self.state_path
+        if path is None or not path.is_file():
+            return None
+        state = torch.load(path, map_location="cpu", weights_only=False)   # our own file, written by save()
+        return state if state.get("identity") == self.identity else None
+
+    def save(self, state: dict) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        torch.save({**state, "identity": self.identity}, tmp)
+        os.replace(tmp, self.state_path)
+
+
+def _batch_indices(count: int, batch: int, step: int, micro: int, seed: int) -> torch.Tensor:
+    """Indices of one micro-batch, a pure function of (seed, step, micro): resumable without RNG state."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step * 97 + micro)
+    return torch.randint(0, count, (batch,), generator=generator)
+
+
+def _optimiser_step(parameters: Sequence[torch.nn.Parameter], optimiser: torch.optim.Optimizer,
+                    config: TrainConfig, step: int) -> float:
+    for group in optimiser.param_groups:
+        group["lr"] = lr_at(step, config)
+    norm = torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip) if config.grad_clip > 0 else torch.tensor(0.0)
+    optimiser.step()
+    optimiser.zero_grad(set_to_none=True)
+    return float(norm)
+
+
+# --- VAE ------------------------------------------------------------------------------------------
+
+def vae_loss(vae: Any, images: torch.Tensor, generator: torch.Generator, kl_weight: float) -> tuple[torch.Tensor, dict]:
+    """L1 + MSE reconstruction of a posterior sample, plus kl_weight · KL(q(z|x) || N(0, I)) (Kingma & Welling 2014)."""
+    moments = vae.encode_moments(images)                            # (B, 2z, h, w)
+    mean, logvar = moments.float().chunk(2, dim=1)
+    logvar = logvar.clamp(-30.0, 20.0)
+    z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator)
+    recon = vae.decoder(vae.post_quant_conv(z.to(moments.dtype))).float()   # (B, 3, H, W)
+    l1 = (recon - images).abs().mean()
+    mse = F.mse_loss(recon, images)
+    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(dim=(1, 2, 3)).mean()
+    return l1 + mse + kl_weight * kl, {"l1": float(l1), "mse": float(mse), "kl": float(kl)}
+
+
+def train_vae(vae: Any, images: torch.Tensor, config: TrainConfig, progress: Progress,
+              run: TrainingRun | None = None, kl_weight: float = 1e-6) -> dict:
+    """Train a KL autoencoder on `images` (N, 3, H, W) in [-1, 1]; EMA weights end up in `vae`.
+
+    Returns a report: final losses and the latent std (from which scale_factor = 1 / std).
+    """
+    run = run or TrainingRun(None, {})
+    torch.manual_seed(config.seed)
+    optimiser = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                  betas=(0.9, 0.99))
+    ema = EMA(vae, config.ema_decay) if config.ema_decay > 0 else None
+    start = 0
+    state = run.resume()
+    if state is not None:
+        vae.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        if ema is not None:
+            ema.shadow = state["ema"]
+        start = state["step"]
+    device = next(vae.parameters()).device
+    vae.train()
+    info: dict = {}
+    for step in range(start, config.steps):
+        for micro in range(config.grad_accumulation):
+            idx = _batch_indices(len(images), config.batch_size, step, micro, config.seed)
+            generator = torch.Generator().manual_seed(config.seed + 7 * step + micro)
+            with _autocast(config, device):
+                loss, info = vae_loss(vae, images[idx].to(device), generator, kl_weight)
+            (loss / config.grad_accumulation).backward()
+        info["grad_norm"] = _optimiser_step(list(vae.parameters()), optimiser, config, step)
+        if ema is not None:
+            ema.update(vae)
+        info.update(loss=float(loss), lr=lr_at(step, config))
+        done = step + 1
+        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
+            run.save({"step": done, "model": vae.state_dict(), "optimiser": optimiser.state_dict(),
+                      "ema": ema.shadow if ema else None})
+        progress(done, config.steps, info)
+    if ema is not None:
+        ema.copy_to(vae)
+    vae.eval()
+    with torch.no_grad():
+        sample = images[_batch_indices(len(images), min(256, len(images)), 0, 0, config.seed + 1)].to(device)
+        std = float(vae.encode_moments(sample).float().chunk(2, dim=1)[0].std())
+    return {**info, "latent_std": std, "steps": config.steps}
+
+
+# --- diffusion ------------------------------------------------------------------------------------
+
+def diffusion_targets(x0: torch.Tensor, noise: torch.Tensor, alphas_cumprod_t: torch.Tensor,
+                      objective: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x_t, target): x_t = √ᾱ x0 + √(1−ᾱ) ε; target ε (eps) or v = √ᾱ ε − √(1−ᾱ) x0 (Salimans & Ho 2022)."""
+    a = alphas_cumprod_t.view(-1, 1, 1, 1)
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    if objective == "eps":
+        return x_t, noise
+    if objective == "v":
+        return x_t, a.sqrt() * noise - (1 - a).sqrt() * x0
+    raise ValueError(f"objective must be 'eps' or 'v', got {objective!r}")
+
+
+@dataclass
+class DiffusionData:
+    """Precomputed training data: VAE latents (N, C, h, w), scaled, and token ids (N, 77)."""
+
+    latents: torch.Tensor
+    token_ids: torch.Tensor
+    empty_ids: torch.Tensor          # (77,) ids of the empty prompt (for caption dropout)
+
+
+def train_diffusion(unet: Any, text_encoder: Any, data: DiffusionData, alphas_cumprod: torch.Tensor,
+                    config: TrainConfig, progress: Progress, run: TrainingRun | None = None,
+                    objective: str = "eps", caption_dropout: float = 0.1, train_text_encoder: bool = True,
+                    timestep_buckets: int = 10) -> dict:
+    """Train `unet` (and `text_encoder`, a CLIPTextModel, unless frozen) to denoise `data.latents`.
+
+    The text encoder's chosen hidden state is the UNet's context, as at inference. EMA
+    weights of both end up in the modules. Returns a report with the final loss and
+    the mean loss per timestep bucket (where the model struggles: Q3's debugging view).
+    """
+    run = run or TrainingRun(None, {})
+    torch.manual_seed(config.seed)
+    modules = [unet] + ([text_encoder] if train_text_encoder else [])
+    parameters = [p for m in modules for p in m.parameters()]
+    if not train_text_encoder:
+        text_encoder.requires_grad_(False)
+    optimiser = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
+    emas = [EMA(m, config.ema_decay) for m in modules] if config.ema_decay > 0 else []
+    start = 0
+    state = run.resume()
+    if state is not None:
+        for module, weights in zip(modules, state["models"]):
+            module.load_state_dict(weights)
+        optimiser.load_state_dict(state["optimiser"])
+        for ema, shadow in zip(emas, state["emas"]):
+            ema.shadow = shadow
+        start = state["step"]
+    device = next(unet.parameters()).device
+    alphas_cumprod = alphas_cumprod.to(device=device, dtype=torch.float32)
+    steps_total = len(alphas_cumprod)
+    bucket_sum = torch.zeros(timestep_buckets, dtype=torch.float64)
+    bucket_count = torch.zeros(timestep_buckets, dtype=torch.float64)
+    layer = text_encoder.config.output_layer
+    for module in modules:
+        module.train()
+    info: dict = {}
+    for step in range(start, config.steps):
+        for micro in range(config.grad_accumulation):
+            idx = _batch_indices(len(data.latents), config.batch_size, step, micro, config.seed)
+            generator = torch.Generator().manual_seed(config.seed * 31 + step * 7 + micro)
+            x0 = data.latents[idx].to(device)
+            ids = data.token_ids[idx].clone()
+            drop = torch.rand(len(idx), generator=generator) < caption_dropout
+            ids[drop] = data.empty_ids
+            t = torch.randint(0, steps_total, (len(idx),), generator=generator)
+            noise = torch.randn(x0.shape, generator=generator).to(device)
+            x_t, target = diffusion_targets(x0, noise, alphas_cumprod[t.to(device)], objective)
+            with _autocast(config, device):
+                context_grad = torch.enable_grad() if train_text_encoder else torch.no_grad()
+                with context_grad:
+                    context, _ = text_encoder(ids.to(device), layer=layer, pooled=False)   # (B, 77, D)
+                prediction = unet(x_t, t.to(device).float(), context=context)
+            per_item = (prediction.float() - target).pow(2).mean(dim=(1, 2, 3))
+            loss = per_item.mean()
+            (loss / config.grad_accumulation).backward()
+            bucket = (t * timestep_buckets // steps_total).clamp(max=timestep_buckets - 1)
+            bucket_sum.index_add_(0, bucket, per_item.detach().double().cpu())
+            bucket_count.index_add_(0, bucket, torch.ones_like(bucket, dtype=torch.float64))
+        info = {"loss": float(loss), "lr": lr_at(step, config),
+                "grad_norm": _optimiser_step(parameters, optimiser, config, step)}
+        for ema, module in zip(emas, modules):
+            ema.update(module)
+        done = step + 1
+        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
+            run.save({"step": done, "models": [m.state_dict() for m in modules], "optimiser": optimiser.state_dict(),
+                      "emas": [e.shadow for e in emas]})
+        progress(done, config.steps, info)
+    for ema, module in zip(emas, modules):
+        ema.copy_to(module)
+    for module in (unet, text_encoder):
+        module.eval()
+    edges = [round(i * steps_total / timestep_buckets) for i in range(timestep_buckets + 1)]
+    by_timestep = {f"{edges[i]}-{edges[i + 1] - 1}": (float(bucket_sum[i] / bucket_count[i]) if bucket_count[i] else None)
+                   for i in range(timestep_buckets)}
+    return {**info, "loss_by_timestep": by_timestep, "steps": config.steps, "objective": objective,
+            "config": asdict(config)}
