@@ -252,7 +252,7 @@ def _images_to_vae(images: Any) -> Any:
 
 
 class VAEEncode(Node):
-    """Encode images into latents (the posterior mean); sizes must be multiples of 8."""
+    """Encode images into latents (the posterior mean); sizes must be multiples of the VAE's factor (8 for SD)."""
 
     category = "latent"
 
@@ -265,8 +265,9 @@ class VAEEncode(Node):
 
     def run(self, vae: Any, image: Any, tile_size: int) -> dict:
         pixels = _images_to_vae(image)
-        if pixels.shape[-1] % 8 or pixels.shape[-2] % 8:
-            raise NodeInputError("image", f"image size {tuple(pixels.shape[-2:])} must be a multiple of 8; "
+        factor = vae.config.downscale
+        if pixels.shape[-1] % factor or pixels.shape[-2] % factor:
+            raise NodeInputError("image", f"image size {tuple(pixels.shape[-2:])} must be a multiple of {factor}; "
                                           f"resize it with ImageScale first")
         with self.context.service("memory").using(vae):
             device = next(vae.parameters()).device
