@@ -1,7 +1,7 @@
 """Training nodes: training is a graph too (graphs/train/ holds the graphs that made the shipped model).
 
-    TinyWorldDataset     the procedural captioned world (world.py) → DATASET
-    ImageFolderDataset   images + same-name .txt captions from the input folder → DATASET
+    TinyWorldDataset     the procedural captioned world (world.py), rendered once into memory → DATASET
+    ImageFolderDataset   images + same-name .txt captions from the input folder → DATASET (+ skip report)
     TrainVAE             DATASET → VAE (KL autoencoder; scale factor and preview map fitted after training)
     TrainDiffusion       DATASET, VAE → MODEL, TEXT_ENCODER (a UNet and a CLIP-architecture text encoder
                          trained from scratch; eps or v objective; EMA; caption dropout for CFG)
@@ -26,6 +26,93 @@ from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType,
 
 DATASET = PortType("DATASET", "Captioned training images: item i → (image (3, H, W) in [-1, 1], caption).",
                    color="#90a4ae")
+
+
+class RenderedDataset:
+    """A dataset held in memory: uint8 images (N, H, W, 3) and captions; item i → (image in [-1, 1], caption)."""
+
+    def __init__(self, images: Any, captions: list[str]):
+        self.images, self.captions = images, captions
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def __getitem__(self, index: int) -> tuple[Any, str]:
+        return self.images[index].permute(2, 0, 1).float() / 127.5 - 1.0, self.captions[index]
+
+    def __nodegraph_sizeof__(self) -> int:
+        return self.images.numel()
+
+
+def _parse_holdout(text: str) -> list[tuple[str, ...]]:
+    """"green triangle; blue star" → [("green", "triangle"), ("blue", "star")]."""
+    return [tuple(rule.split()) for rule in text.replace(",", ";").split(";") if rule.strip()]
+
+
+class TinyWorldDataset(Node):
+    """The procedural captioned world of shapes ("a small red circle on the left, on a blue background").
+
+    Deterministic from the seed; combinations in `holdout` never appear (to test generalisation).
+    """
+
+    category = "training"
+
+    class Inputs(NodeInputs):
+        seed: int = Input(0, seed=True)
+        count: int = Input(20000, ge=1, le=2_000_000)
+        size: int = Input(64, ge=16, le=1024, multiple_of=8)
+        holdout: str = Input("green triangle; blue star; yellow ring; purple circle; orange square",
+                             description="'colour shape' pairs (or any attribute values) never shown, ';'-separated")
+        two_object_fraction: float = Input(0.0, ge=0.0, le=1.0)
+
+    outputs = (Output("dataset", "DATASET"),)
+
+    def run(self, seed: int, count: int, size: int, holdout: str, two_object_fraction: float) -> dict:
+        import numpy as np
+        import torch
+
+        from .world import TinyWorld, WorldError
+
+        try:
+            world = TinyWorld(seed=seed, size=size, holdout=_parse_holdout(holdout),
+                              two_object_fraction=two_object_fraction, length=count)
+        except WorldError as exc:
+            raise NodeInputError("holdout" if "holdout" in str(exc) else "count", str(exc)) from None
+        images = np.empty((count, size, size, 3), dtype=np.uint8)
+        captions = []
+        for i in range(count):
+            example = world.example(i)
+            images[i] = example.image
+            captions.append(example.caption)
+            if i % 1000 == 999:
+                self.context.progress(i + 1, count)
+        return {"dataset": RenderedDataset(torch.from_numpy(images), captions)}
+
+
+class ImageFolderDataset(Node):
+    """Your own images with same-name .txt captions, from a folder inside the input folder.
+
+    Corrupt images and images without a caption are skipped and counted (see the report output).
+    """
+
+    category = "training"
+
+    class Inputs(NodeInputs):
+        folder: str = Input("dataset", min_length=1, max_length=255, description="a folder inside the input folder")
+        size: int = Input(64, ge=8, le=2048, multiple_of=8)
+
+    outputs = (Output("dataset", "DATASET"), Output("report", "STRING"))
+
+    def run(self, folder: str, size: int) -> dict:
+        from .image_folder import DatasetError, ImageFolderDataset as Folder
+
+        if ".." in Path(folder).parts or Path(folder).is_absolute():
+            raise NodeInputError("folder", "must be a folder inside the input folder (no '..', not absolute)")
+        try:
+            dataset = Folder(Path(self.context.service("input_dir")) / folder, size=size)
+        except DatasetError as exc:
+            raise NodeInputError("folder", str(exc)) from None
+        return {"dataset": dataset, "report": dataset.report.summary()}
 
 
 def _int_list(name: str, text: str) -> tuple[int, ...]:
@@ -256,7 +343,7 @@ class SaveCheckpoint(Node):
                 "bytes": path.stat().st_size}
 
 
-NODES = [TrainVAE, TrainDiffusion, SaveCheckpoint]
+NODES = [TinyWorldDataset, ImageFolderDataset, TrainVAE, TrainDiffusion, SaveCheckpoint]
 
 
 @hookimpl

@@ -8,8 +8,10 @@
     train_diffusion(...)   UNet (+ text encoder) on precomputed latents: eps or v objective (Q26),
                            any training beta schedule (Q1, Q20), caption dropout for CFG,
                            loss-by-timestep report (Q3)
-    TrainingRun            periodic checkpoints in a folder and exact resume (model, EMA,
-                           optimiser, step, RNG), so an interrupted run loses at most one interval
+    TrainingRun            periodic checkpoints in a folder (and the final state) and exact resume
+                           (model, EMA, optimiser, step; batches and noise are functions of the
+                           step), so an interrupted run loses at most one interval and a finished
+                           one is not repeated
 
 Both loops call `progress(step, total, info)` every step (info: loss, lr, ...) — the
 node layer turns that into progress events and interruption checks — and are
@@ -152,7 +154,7 @@ def vae_loss(vae: Any, images: torch.Tensor, generator: torch.Generator, kl_weig
     l1 = (recon - images).abs().mean()
     mse = F.mse_loss(recon, images)
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(dim=(1, 2, 3)).mean()
-    return l1 + mse + kl_weight * kl, {"l1": float(l1), "mse": float(mse), "kl": float(kl)}
+    return l1 + mse + kl_weight * kl, {"l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
 
 
 def train_vae(vae: Any, images: torch.Tensor, config: TrainConfig, progress: Progress,
@@ -189,7 +191,7 @@ def train_vae(vae: Any, images: torch.Tensor, config: TrainConfig, progress: Pro
             ema.update(vae)
         info.update(loss=float(loss), lr=lr_at(step, config))
         done = step + 1
-        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
+        if done == config.steps or (config.checkpoint_every and done % config.checkpoint_every == 0):
             run.save({"step": done, "model": vae.state_dict(), "optimiser": optimiser.state_dict(),
                       "ema": ema.shadow if ema else None})
         progress(done, config.steps, info)
@@ -288,7 +290,7 @@ def train_diffusion(unet: Any, text_encoder: Any, data: DiffusionData, alphas_cu
         for ema, module in zip(emas, modules):
             ema.update(module)
         done = step + 1
-        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
+        if done == config.steps or (config.checkpoint_every and done % config.checkpoint_every == 0):
             run.save({"step": done, "models": [m.state_dict() for m in modules], "optimiser": optimiser.state_dict(),
                       "emas": [e.shadow for e in emas]})
         progress(done, config.steps, info)

@@ -1,0 +1,157 @@
+"""A dataset over a folder of the user's own captioned images.
+
+Layout: any tree of images, each with a caption in a same-stem ``.txt`` file beside it
+(``cats/tabby.png`` + ``cats/tabby.txt``), the convention of most LoRA trainers. Files are
+found recursively and ordered by their path relative to the root, so the order is the
+same on every machine.
+
+Unusable files never stop a run: images that cannot be decoded, images without a
+caption file and images whose caption is empty are left out and counted in an
+``ImageFolderReport``. Every image is decoded once while scanning, so a corrupt file is
+found then, not halfway through training.
+
+Main objects: ``ImageFolderDataset`` (``dataset[i] -> (image (3, S, S) float in [-1, 1],
+caption)``; ``dataset.report``), ``ImageFolderReport``, ``load_square_image`` (resize the
+shorter side to S, centre-crop), ``IMAGE_EXTENSIONS``, ``DatasetError(ValueError)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["IMAGE_EXTENSIONS", "DatasetError", "ImageFolderDataset", "ImageFolderReport", "load_square_image"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+class DatasetError(ValueError):
+    """An argument that makes the dataset unusable (missing root, bad size, nothing usable)."""
+
+
+@dataclass
+class ImageFolderReport:
+    """What the scan of a folder found.
+
+    Attributes:
+        root: the scanned folder.
+        used: images with a decodable file and a non-empty caption, in dataset order.
+        corrupt: images that could not be decoded (path -> error message).
+        missing_caption: images without a same-stem ``.txt`` file.
+        empty_caption: images whose ``.txt`` file is empty or whitespace.
+    """
+
+    root: Path
+    used: list[Path] = field(default_factory=list)
+    corrupt: dict[Path, str] = field(default_factory=dict)
+    missing_caption: list[Path] = field(default_factory=list)
+    empty_caption: list[Path] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> int:
+        """Number of images left out, for any reason."""
+        return len(self.corrupt) + len(self.missing_caption) + len(self.empty_caption)
+
+    def summary(self) -> str:
+        """One line for logs: ``12 images used, 3 skipped (1 corrupt, 1 missing caption, 1 empty caption)``."""
+        return (
+            f"{len(self.used)} images used, {self.skipped} skipped ({len(self.corrupt)} corrupt, "
+            f"{len(self.missing_caption)} missing caption, {len(self.empty_caption)} empty caption)"
+        )
+
+
+def load_square_image(path: Path, size: int) -> np.ndarray:
+    """Decode an image file -> uint8 (size, size, 3): EXIF rotation applied, transparency
+    composited on white, shorter side resized to ``size`` (bicubic, antialiased), centre-cropped."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as opened:
+        image = ImageOps.exif_transpose(opened)
+        image.load()
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        flat = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(flat, image)
+    image = image.convert("RGB")
+    width, height = image.size
+    scale = size / min(width, height)
+    resized = (max(size, round(width * scale)), max(size, round(height * scale)))
+    image = image.resize(resized, Image.BICUBIC, reducing_gap=3.0)
+    left, top = (resized[0] - size) // 2, (resized[1] - size) // 2
+    return np.array(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def _read_caption(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace").strip()
+
+
+class ImageFolderDataset:
+    """Images + same-stem ``.txt`` captions under ``root`` (recursive), as square tensors.
+
+    Args:
+        root: folder to scan.
+        size: output side in px (shorter side resized to it, then centre-cropped).
+        extensions: image file suffixes to consider (case-insensitive).
+
+    ``dataset[i]`` -> ``(image, caption)`` with image a float32 tensor (3, size, size) in
+    [-1, 1]; ``dataset.example(i)`` gives uint8 (size, size, 3). ``dataset.report`` says what
+    was used and skipped. Raises ``DatasetError`` if ``root`` is not a folder or nothing is usable.
+    """
+
+    def __init__(self, root: str | Path, size: int = 64, extensions: tuple[str, ...] = IMAGE_EXTENSIONS):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f"root: expected a folder of images with .txt captions; {self.root} is not a folder.")
+        if size < 8:
+            raise DatasetError(f"size: expected an image side of at least 8 px; found {size}.")
+        self.size = int(size)
+        self.report = self._scan(tuple(suffix.lower() for suffix in extensions))
+        if not self.report.used:
+            raise DatasetError(f"root: no usable image in {self.root}: {self.report.summary()}.")
+        self.paths = list(self.report.used)
+        self.captions = [_read_caption(path.with_suffix(".txt")) for path in self.paths]
+
+    def _scan(self, extensions: tuple[str, ...]) -> ImageFolderReport:
+        from PIL import Image
+
+        report = ImageFolderReport(self.root)
+        candidates = sorted(
+            (path for path in self.root.rglob("*") if path.is_file() and path.suffix.lower() in extensions),
+            key=lambda path: path.relative_to(self.root).as_posix(),
+        )
+        for path in candidates:
+            caption_path = path.with_suffix(".txt")
+            if not caption_path.is_file():
+                report.missing_caption.append(path)
+                continue
+            if not _read_caption(caption_path):
+                report.empty_caption.append(path)
+                continue
+            try:
+                with Image.open(path) as image:
+                    image.load()
+            except Exception as error:  # noqa: BLE001 -- PIL raises OSError, SyntaxError, ValueError, ... for broken files
+                report.corrupt[path] = f"{type(error).__name__}: {error}"
+                continue
+            report.used.append(path)
+        return report
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def example(self, index: int) -> tuple[np.ndarray, str]:
+        """Item ``index`` as (uint8 (size, size, 3), caption)."""
+        path = self.paths[index]
+        try:
+            image = load_square_image(path, self.size)
+        except Exception as error:
+            raise DatasetError(f"image {path}: decoded during the scan but not now ({error}); was it changed?") from error
+        return image, self.captions[index]
+
+    def __getitem__(self, index: int):
+        import torch
+
+        image, caption = self.example(index)
+        return torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1.0, caption  # (3, S, S)

@@ -1,0 +1,611 @@
+"""Tiny world: a procedural, captioned image world that a small text-to-image model can learn.
+
+Every image is one or two flat-coloured shapes on a flat background, rendered with
+exact 4x4 supersampled anti-aliasing; every caption names all of it
+("a small red circle on the left, on a blue background"). Because the world is
+known, generated images can be checked attribute by attribute
+(``world_detector.py``), and combinations kept out of training ("green triangle")
+test compositional generalisation. docs/tiny_world.md has the vocabularies,
+templates and decisions.
+
+Map:
+
+========================  ====================================================================
+vocabularies              ``SHAPES``, ``COLOURS`` (name -> RGB), ``SIZES`` (name -> side in
+                          px of a 64-px image), ``POSITIONS`` (name -> centre), ``TEMPLATES``,
+                          ``TWO_OBJECT_LAYOUTS``, ``DEFAULT_HOLDOUT``.
+``ObjectSpec``,           Frozen dataclasses describing a scene; validated on construction.
+``SceneSpec``             An object's pixel ``offset`` (jitter) is not part of equality.
+holdout rules             ``normalise_holdout`` (("green", "triangle") -> attribute rules),
+                          ``is_held_out``.
+sampling                  ``sample_scene`` (never held out), ``sample_held_out_scene`` (always).
+rendering                 ``paint_shape`` (one anti-aliased shape onto a float canvas, any
+                          centre and side), ``render`` (scene -> uint8 (H, W, 3)).
+captions                  ``caption`` (scene + template index -> text), ``parse_caption``
+                          (text -> scene or None; accepts every template and spelling variant).
+``TinyWorld``             Map-style dataset, deterministic per index from a seed:
+                          ``world[i] -> (image (3, H, W) float in [-1, 1], caption, scene)``;
+                          ``collate`` batches such items.
+``WorldError``            The module's one error type (a ``ValueError``).
+========================  ====================================================================
+
+Randomness always comes in as a ``random.Random``; the global RNGs are never used.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "COLOURS",
+    "DEFAULT_HOLDOUT",
+    "POSITIONS",
+    "REFERENCE_SIZE",
+    "SHAPES",
+    "SIZES",
+    "TEMPLATES",
+    "TWO_OBJECT_LAYOUTS",
+    "ObjectSpec",
+    "SceneSpec",
+    "TinyWorld",
+    "WorldError",
+    "caption",
+    "collate",
+    "is_held_out",
+    "normalise_holdout",
+    "paint_shape",
+    "parse_caption",
+    "render",
+    "sample_held_out_scene",
+    "sample_scene",
+]
+
+Shape = Literal["circle", "square", "triangle", "star", "ring"]
+Size = Literal["small", "large"]
+Position = Literal["left", "right", "top", "bottom", "centre"]
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "ring")
+
+# Flat colours at least 112 apart in RGB (closest pairs: red/orange 112, yellow/orange 117),
+# so a slightly-off generated colour still lands on its name.
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (210, 20, 40),
+    "green": (30, 170, 50),
+    "blue": (30, 70, 220),
+    "yellow": (250, 230, 40),
+    "white": (245, 245, 245),
+    "black": (20, 20, 20),
+    "purple": (150, 40, 210),
+    "orange": (240, 120, 0),
+    "cyan": (40, 210, 220),
+    "gray": (128, 128, 128),
+}
+
+# Geometry is defined on a 64-px canvas and scaled for other image sizes.
+REFERENCE_SIZE = 64
+# Side of the shape's bounding box (its larger side). Two sizes, almost 2x apart, so the
+# size is unmistakable at 64 px; a small star or ring is still clearly a star or ring.
+SIZES: dict[str, int] = {"small": 16, "large": 30}
+# Centre of the shape's bounding box: a plus-shaped grid a quarter of the image apart.
+POSITIONS: dict[str, tuple[int, int]] = {
+    "left": (16, 32),
+    "right": (48, 32),
+    "top": (32, 16),
+    "bottom": (32, 48),
+    "centre": (32, 32),
+}
+# Two-object scenes use opposite positions, so two large shapes never overlap.
+TWO_OBJECT_LAYOUTS: tuple[tuple[str, str], ...] = (("left", "right"), ("top", "bottom"))
+# Single objects are shifted by up to this many px per axis (never out of the image);
+# two-object scenes are not jittered.
+MAX_JITTER = 2
+# Ring hole diameter / outer diameter; star inner radius / outer radius.
+RING_HOLE_RATIO = 0.5
+STAR_INNER_RATIO = 0.45
+SUPERSAMPLE = 4
+
+# One colour-shape pair kept out per shape (and per colour), so held-out prompts
+# exercise every shape.
+DEFAULT_HOLDOUT: tuple[tuple[str, ...], ...] = (
+    ("green", "triangle"),
+    ("blue", "star"),
+    ("yellow", "ring"),
+    ("purple", "circle"),
+    ("orange", "square"),
+)
+
+WHERE_PHRASES: dict[str, str] = {
+    "left": "on the left",
+    "right": "on the right",
+    "top": "at the top",
+    "bottom": "at the bottom",
+    "centre": "in the centre",
+}
+
+# (object phrase, scene phrase). Objects are joined with " and "; every template names the
+# background as "<colour> background", which is what parse_caption keys on.
+TEMPLATES: tuple[tuple[str, str], ...] = (
+    ("a {size} {colour} {shape} {where}", "{objects}, on a {background} background"),
+    ("a {size} {colour} {shape} {where}", "a {background} background with {objects}"),
+    ("a {size} {colour} {shape} {where}", "{objects} against a {background} background"),
+    ("a {colour} {shape}, {size}, {where}", "{objects}; {background} background"),
+    ("{size} {colour} {shape} {where}", "{objects}, {background} background"),
+)
+
+OBJECT_ATTRIBUTES = ("shape", "colour", "size", "position")
+_VOCABULARIES: dict[str, tuple[str, ...]] = {
+    "shape": SHAPES,
+    "colour": tuple(COLOURS),
+    "size": tuple(SIZES),
+    "position": tuple(POSITIONS),
+}
+
+
+class WorldError(ValueError):
+    """A scene, holdout rule or dataset argument that the tiny world cannot honour.
+
+    Args:
+        argument: the offending argument as the caller spelled it.
+        message: the rule that was broken and how to fix it.
+        value: the offending object (kept for programmatic access).
+    """
+
+    def __init__(self, argument: str, message: str, value: object = None):
+        self.argument = argument
+        self.value = value
+        super().__init__(f"{argument}: {message}")
+
+    def __reduce__(self):
+        return (WorldError, (self.argument, str(self).split(": ", 1)[1], self.value))
+
+
+# ----------------------------------------------------------------------------- scenes
+
+
+def _check_choice(argument: str, value: str, choices: Iterable[str]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise WorldError(argument, f"expected one of {', '.join(choices)}; found {value!r}.", value)
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One shape in a scene.
+
+    Args:
+        shape: one of ``SHAPES``.
+        colour: one of ``COLOURS``.
+        size: one of ``SIZES``.
+        position: one of ``POSITIONS``.
+        offset: (dx, dy) jitter in px of a 64-px image; rendering detail, ignored by ``==``.
+    """
+
+    shape: Shape
+    colour: str
+    size: Size
+    position: Position
+    offset: tuple[int, int] = field(default=(0, 0), compare=False)
+
+    def __post_init__(self):
+        _check_choice("shape", self.shape, SHAPES)
+        _check_choice("colour", self.colour, COLOURS)
+        _check_choice("size", self.size, SIZES)
+        _check_choice("position", self.position, POSITIONS)
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """A whole image: one or two objects on a flat background.
+
+    Args:
+        objects: the shapes, painted in order; positions must differ.
+        background: one of ``COLOURS``; no object may share it (it would be invisible).
+    """
+
+    objects: tuple[ObjectSpec, ...]
+    background: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "objects", tuple(self.objects))
+        _check_choice("background", self.background, COLOURS)
+        if not 1 <= len(self.objects) <= 2:
+            raise WorldError("objects", f"expected one or two objects; found {len(self.objects)}.", self.objects)
+        for index, item in enumerate(self.objects):
+            if item.colour == self.background:
+                raise WorldError(
+                    f"objects[{index}].colour",
+                    f"an object cannot have the background colour ({self.background}); pick another colour.",
+                    item,
+                )
+        positions = [item.position for item in self.objects]
+        if len(set(positions)) != len(positions):
+            raise WorldError("objects", f"objects must stand at different positions; found {positions}.", self.objects)
+
+    @property
+    def single(self) -> ObjectSpec:
+        """The object of a one-object scene (the one the quality targets are about)."""
+        if len(self.objects) != 1:
+            raise WorldError("scene", f"expected a one-object scene; found {len(self.objects)} objects.", self)
+        return self.objects[0]
+
+
+# ----------------------------------------------------------------------------- holdout
+
+HoldoutRule = frozenset  # frozenset of (attribute, value) pairs; attribute in OBJECT_ATTRIBUTES + "background"
+
+
+def _attribute_of(value: str) -> str:
+    for attribute, vocabulary in (("shape", SHAPES), ("colour", COLOURS), ("size", SIZES), ("position", POSITIONS)):
+        if value in vocabulary:
+            return attribute
+    raise WorldError("holdout", f"{value!r} is not a shape, colour, size or position of the tiny world.", value)
+
+
+def normalise_holdout(rules: Iterable[Sequence[str] | Mapping[str, str]]) -> tuple[HoldoutRule, ...]:
+    """Holdout rules -> tuple of frozensets of (attribute, value).
+
+    A rule is either a tuple of values, each resolved to its attribute (``("green", "triangle")``
+    means one object that is green and a triangle), or a mapping that names attributes,
+    which is how a background is given (``{"background": "blue", "shape": "ring"}``).
+    Already-normalised rules pass through unchanged.
+    """
+    normalised = []
+    for rule in rules:
+        if isinstance(rule, frozenset):  # already normalised
+            rule = dict(rule)
+        if isinstance(rule, Mapping):
+            pairs = []
+            for attribute, value in rule.items():
+                if attribute == "background":
+                    _check_choice("holdout background", value, COLOURS)
+                elif attribute in OBJECT_ATTRIBUTES:
+                    _check_choice(f"holdout {attribute}", value, _VOCABULARIES[attribute])
+                else:
+                    raise WorldError(
+                        "holdout", f"unknown attribute {attribute!r}; use shape, colour, size, position or background.", rule
+                    )
+                pairs.append((attribute, value))
+        elif isinstance(rule, str):
+            raise WorldError(
+                "holdout", f"expected a list of rules (tuples of values), found the string {rule!r}; write [(..., ...)].", rule
+            )
+        else:
+            pairs = [(_attribute_of(value), value) for value in rule]
+        attributes = [attribute for attribute, _ in pairs]
+        if not pairs or len(set(attributes)) != len(attributes):
+            raise WorldError("holdout", f"a rule needs at least one value and each attribute once; found {rule!r}.", rule)
+        normalised.append(frozenset(pairs))
+    return tuple(normalised)
+
+
+def _rule_matches(scene: SceneSpec, rule: HoldoutRule) -> bool:
+    wanted = dict(rule)
+    if "background" in wanted and wanted.pop("background") != scene.background:
+        return False
+    return any(all(getattr(item, attribute) == value for attribute, value in wanted.items()) for item in scene.objects)
+
+
+def is_held_out(scene: SceneSpec, holdout: Iterable = DEFAULT_HOLDOUT) -> bool:
+    """True when any object of the scene (with the background) matches any holdout rule."""
+    return any(_rule_matches(scene, rule) for rule in normalise_holdout(holdout))
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def _jitter(rng: random.Random, size: str, position: str) -> tuple[int, int]:
+    """Random (dx, dy) in [-MAX_JITTER, MAX_JITTER] that keeps the shape >= 1 px inside the image."""
+    half = SIZES[size] / 2
+    offset = []
+    for centre in POSITIONS[position]:
+        low = max(-MAX_JITTER, math.ceil(1 + half - centre))
+        high = min(MAX_JITTER, math.floor(REFERENCE_SIZE - 1 - half - centre))
+        offset.append(rng.randint(low, high))
+    return (offset[0], offset[1])
+
+
+def _random_object(rng: random.Random, position: str, avoid_colour: str, fixed: Mapping[str, str] | None = None) -> ObjectSpec:
+    fixed = fixed or {}
+    colours = [name for name in COLOURS if name != avoid_colour]
+    return ObjectSpec(
+        shape=fixed.get("shape") or rng.choice(SHAPES),
+        colour=fixed.get("colour") or rng.choice(colours),
+        size=fixed.get("size") or rng.choice(tuple(SIZES)),
+        position=position,
+    )
+
+
+def _draw_scene(rng: random.Random, two_object_fraction: float) -> SceneSpec:
+    background = rng.choice(tuple(COLOURS))
+    if rng.random() < two_object_fraction:
+        layout = list(rng.choice(TWO_OBJECT_LAYOUTS))
+        rng.shuffle(layout)
+        first = _random_object(rng, layout[0], background)
+        second = _random_object(rng, layout[1], background)
+        while (second.shape, second.colour) == (first.shape, first.colour):
+            second = _random_object(rng, layout[1], background)
+        return SceneSpec((first, second), background)
+    item = _random_object(rng, rng.choice(tuple(POSITIONS)), background)
+    return SceneSpec((replace(item, offset=_jitter(rng, item.size, item.position)),), background)
+
+
+def sample_scene(rng: random.Random, holdout: Iterable = DEFAULT_HOLDOUT, two_object_fraction: float = 0.0) -> SceneSpec:
+    """A uniformly random scene that no holdout rule matches (rejection sampling).
+
+    ``two_object_fraction`` is the probability of a two-object scene (positions from
+    ``TWO_OBJECT_LAYOUTS``, not jittered).
+    """
+    if not 0.0 <= two_object_fraction <= 1.0:
+        raise WorldError("two_object_fraction", f"expected a probability in [0, 1]; found {two_object_fraction}.")
+    rules = normalise_holdout(holdout)
+    for _ in range(1000):
+        scene = _draw_scene(rng, two_object_fraction)
+        if not any(_rule_matches(scene, rule) for rule in rules):
+            return scene
+    raise WorldError("holdout", "the rules exclude almost every scene (1000 draws held out); hold out fewer.", holdout)
+
+
+def sample_held_out_scene(rng: random.Random, holdout: Iterable = DEFAULT_HOLDOUT) -> SceneSpec:
+    """A random one-object scene that matches a holdout rule (rule picked uniformly, rest random)."""
+    rules = normalise_holdout(holdout)
+    if not rules:
+        raise WorldError("holdout", "no rules given, so there is no held-out scene to sample.", holdout)
+    wanted = dict(rng.choice(rules))
+    background = wanted.pop("background", None)
+    if background is None:
+        background = rng.choice([name for name in COLOURS if name != wanted.get("colour")])
+    if wanted.get("colour") == background:
+        raise WorldError("holdout", f"rule {sorted(wanted.items())} puts the object colour on the same background.")
+    item = _random_object(rng, wanted.get("position") or rng.choice(tuple(POSITIONS)), background, wanted)
+    return SceneSpec((replace(item, offset=_jitter(rng, item.size, item.position)),), background)
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _unit_polygon(shape: str) -> np.ndarray:
+    """Vertices (N, 2) of a triangle or star, scaled so the bounding box's larger side is 1, centred."""
+    if shape == "triangle":
+        angles = -math.pi / 2 + np.arange(3) * 2 * math.pi / 3
+        radii = np.ones(3)
+    else:  # star
+        angles = -math.pi / 2 + np.arange(10) * math.pi / 5
+        radii = np.where(np.arange(10) % 2 == 0, 1.0, STAR_INNER_RATIO)
+    points = np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
+    low, high = points.min(axis=0), points.max(axis=0)
+    return (points - (low + high) / 2) / (high - low).max()
+
+
+def _inside_polygon(x: np.ndarray, y: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Even-odd rule point-in-polygon test for arrays of points."""
+    x, y = np.broadcast_arrays(x, y)
+    inside = np.zeros(x.shape, dtype=bool)
+    for (x1, y1), (x2, y2) in zip(polygon, np.roll(polygon, -1, axis=0)):
+        crosses = (y1 > y) != (y2 > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_cross = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+        inside ^= crosses & (x < x_cross)
+    return inside
+
+
+def _inside_shape(shape: str, x: np.ndarray, y: np.ndarray, side: float) -> np.ndarray:
+    """Membership of points (relative to the shape's centre, in px) in a shape whose box side is ``side``."""
+    half = side / 2
+    if shape == "circle":
+        return x * x + y * y <= half * half
+    if shape == "ring":
+        radius2 = x * x + y * y
+        return (radius2 <= half * half) & (radius2 >= (half * RING_HOLE_RATIO) ** 2)
+    if shape == "square":
+        return (np.abs(x) <= half) & (np.abs(y) <= half)
+    if shape in ("triangle", "star"):
+        return _inside_polygon(x, y, _unit_polygon(shape) * side)
+    raise WorldError("shape", f"expected one of {', '.join(SHAPES)}; found {shape!r}.", shape)
+
+
+def paint_shape(
+    canvas: np.ndarray, shape: str, rgb: Sequence[float], centre: tuple[float, float], side: float, supersample: int = SUPERSAMPLE
+) -> None:
+    """Paint one anti-aliased shape in place onto a float canvas (H, W, 3).
+
+    ``centre`` (x, y) and ``side`` are in pixels of ``canvas``; a pixel (i, j) covers
+    [j, j + 1) x [i, i + 1). Coverage is the fraction of ``supersample``² sub-pixel
+    centres inside the shape; the pixel becomes a coverage-weighted blend.
+    """
+    height, width = canvas.shape[:2]
+    cx, cy = centre
+    reach = side / 2 + 1
+    x0, x1 = max(0, math.floor(cx - reach)), min(width, math.ceil(cx + reach))
+    y0, y1 = max(0, math.floor(cy - reach)), min(height, math.ceil(cy + reach))
+    if x0 >= x1 or y0 >= y1:
+        return
+    steps = (np.arange(supersample) + 0.5) / supersample
+    xs = (np.arange(x0, x1)[:, None] + steps[None, :]).reshape(-1) - cx
+    ys = (np.arange(y0, y1)[:, None] + steps[None, :]).reshape(-1) - cy
+    inside = _inside_shape(shape, xs[None, :], ys[:, None], side)  # (rows * s, cols * s)
+    coverage = inside.reshape(y1 - y0, supersample, x1 - x0, supersample).mean(axis=(1, 3))[..., None]
+    window = canvas[y0:y1, x0:x1]
+    window[...] = window * (1 - coverage) + np.asarray(rgb, dtype=canvas.dtype) * coverage
+
+
+def render(scene: SceneSpec, size: int = REFERENCE_SIZE) -> np.ndarray:
+    """Scene -> uint8 image (size, size, 3): flat background, shapes painted in order, 4x4 anti-aliasing."""
+    if size < 16:
+        raise WorldError("size", f"expected an image size of at least 16 px; found {size}.", size)
+    scale = size / REFERENCE_SIZE
+    canvas = np.empty((size, size, 3), dtype=np.float32)
+    canvas[...] = COLOURS[scene.background]
+    for item in scene.objects:
+        anchor_x, anchor_y = POSITIONS[item.position]
+        centre = ((anchor_x + item.offset[0]) * scale, (anchor_y + item.offset[1]) * scale)
+        paint_shape(canvas, item.shape, COLOURS[item.colour], centre, SIZES[item.size] * scale)
+    return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- captions
+
+
+def caption(scene: SceneSpec, template: int = 0) -> str:
+    """Scene -> caption text with ``TEMPLATES[template]``; objects joined with " and "."""
+    if not 0 <= template < len(TEMPLATES):
+        raise WorldError("template", f"expected an index in [0, {len(TEMPLATES) - 1}]; found {template}.", template)
+    object_phrase, scene_phrase = TEMPLATES[template]
+    objects = " and ".join(
+        object_phrase.format(size=item.size, colour=item.colour, shape=item.shape, where=WHERE_PHRASES[item.position])
+        for item in scene.objects
+    )
+    return scene_phrase.format(objects=objects, background=scene.background)
+
+
+# Spelling variants a user (or another template) may write.
+_WORD_SYNONYMS: dict[str, str] = {"grey": "gray", "center": "centre", "middle": "centre", "violet": "purple"}
+_WORD_ATTRIBUTE: dict[str, str] = {
+    **{name: "shape" for name in SHAPES},
+    **{name: "colour" for name in COLOURS},
+    **{name: "size" for name in SIZES},
+    **{name: "position" for name in POSITIONS},
+}
+
+
+def parse_caption(text: str) -> SceneSpec | None:
+    """Caption text -> the scene it describes, or None if it is not a complete tiny-world caption.
+
+    Order-free within each object: the background is the colour word before "background";
+    the rest is split at "and" into objects, each needing exactly one shape, colour, size and
+    position word (other words are ignored). ``parse_caption(caption(s, t)) == s`` for every
+    scene and template (jitter offsets are not in captions).
+    """
+    words = [_WORD_SYNONYMS.get(word, word) for word in re.findall(r"[a-z]+", text.lower())]
+    marks = [index for index, word in enumerate(words) if word == "background"]
+    if len(marks) != 1 or marks[0] == 0 or _WORD_ATTRIBUTE.get(words[marks[0] - 1]) != "colour":
+        return None
+    background = words[marks[0] - 1]
+    rest = words[: marks[0] - 1] + words[marks[0] + 1 :]
+    segments: list[list[str]] = [[]]
+    for word in rest:
+        if word == "and":
+            segments.append([])
+        else:
+            segments[-1].append(word)
+    objects = []
+    for segment in segments:
+        found: dict[str, list[str]] = {attribute: [] for attribute in OBJECT_ATTRIBUTES}
+        for word in segment:
+            if word in _WORD_ATTRIBUTE:
+                found[_WORD_ATTRIBUTE[word]].append(word)
+        if any(len(values) != 1 for values in found.values()):
+            return None
+        objects.append({attribute: values[0] for attribute, values in found.items()})
+    try:
+        return SceneSpec(tuple(ObjectSpec(**item) for item in objects), background)
+    except WorldError:
+        return None
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+@dataclass(frozen=True)
+class WorldExample:
+    """One item of ``TinyWorld`` before tensor conversion."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    caption: str
+    scene: SceneSpec
+
+
+class TinyWorld:
+    """Map-style dataset of tiny-world images, deterministic per index from ``seed``.
+
+    Item ``i`` depends only on (seed, i): its scene and template come from
+    ``random.Random(f"tinyworld/{seed}/{i}")``, so any subset, order or worker split
+    reproduces it, and the global RNGs are untouched.
+
+    Args:
+        seed: which world sample; different seeds give different items.
+        size: image side in px (geometry is defined at 64 and scaled).
+        holdout: rules (see ``normalise_holdout``) no item ever matches; () keeps everything.
+        two_object_fraction: probability that an item has two objects.
+        length: number of items (the world itself is unbounded).
+        templates: caption template indices to choose from (uniformly); default all.
+
+    ``world[i]`` -> ``(image, caption, scene)`` with image a float32 tensor (3, H, W) in
+    [-1, 1]; ``world.example(i)`` gives the uint8 (H, W, 3) image instead. Batch with
+    ``DataLoader(world, collate_fn=collate)``.
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        size: int = REFERENCE_SIZE,
+        holdout: Iterable = DEFAULT_HOLDOUT,
+        two_object_fraction: float = 0.0,
+        length: int = 100_000,
+        templates: Sequence[int] | None = None,
+    ):
+        if length < 1:
+            raise WorldError("length", f"expected at least 1 item; found {length}.", length)
+        if size < 16:
+            raise WorldError("size", f"expected an image size of at least 16 px; found {size}.", size)
+        if not 0.0 <= two_object_fraction <= 1.0:
+            raise WorldError("two_object_fraction", f"expected a probability in [0, 1]; found {two_object_fraction}.")
+        self.templates = tuple(range(len(TEMPLATES))) if templates is None else tuple(templates)
+        for template in self.templates:
+            if not 0 <= template < len(TEMPLATES):
+                raise WorldError("templates", f"expected indices in [0, {len(TEMPLATES) - 1}]; found {template}.")
+        if not self.templates:
+            raise WorldError("templates", "expected at least one template index.")
+        self.seed = int(seed)
+        self.size = int(size)
+        self.holdout = normalise_holdout(holdout)
+        self.two_object_fraction = float(two_object_fraction)
+        self.length = int(length)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _index(self, index: int) -> int:
+        if index < 0:
+            index += self.length
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for a TinyWorld of length {self.length}")
+        return index
+
+    def _scene_and_template(self, index: int) -> tuple[SceneSpec, int]:
+        rng = random.Random(f"tinyworld/{self.seed}/{self._index(index)}")
+        scene = sample_scene(rng, self.holdout, self.two_object_fraction)
+        return scene, rng.choice(self.templates)
+
+    def scene(self, index: int) -> SceneSpec:
+        """The scene of item ``index`` (cheap: nothing is rendered)."""
+        return self._scene_and_template(index)[0]
+
+    def caption(self, index: int) -> str:
+        """The caption of item ``index`` (cheap: nothing is rendered)."""
+        scene, template = self._scene_and_template(index)
+        return caption(scene, template)
+
+    def example(self, index: int) -> WorldExample:
+        """Item ``index`` with its image as uint8 (H, W, 3)."""
+        scene, template = self._scene_and_template(index)
+        return WorldExample(render(scene, self.size), caption(scene, template), scene)
+
+    def __getitem__(self, index: int):
+        import torch
+
+        item = self.example(index)
+        image = torch.from_numpy(item.image).permute(2, 0, 1).float() / 127.5 - 1.0  # (3, H, W)
+        return image, item.caption, item.scene
+
+
+def collate(batch: Sequence[tuple]) -> tuple:
+    """Batch ``TinyWorld`` items -> (images (B, 3, H, W), captions list, scenes list)."""
+    import torch
+
+    images, captions, scenes = zip(*batch)
+    return torch.stack(images), list(captions), list(scenes)

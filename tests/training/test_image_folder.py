@@ -1,0 +1,82 @@
+"""Image-folder dataset: captions beside images, recursive and ordered, bad files skipped and counted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nodes.training.image_folder import DatasetError, ImageFolderDataset, load_square_image
+
+torch.set_num_threads(1)
+
+
+def _image(path, size=(40, 30), colour=(200, 10, 10), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, colour).save(path)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "data"
+    _image(root / "b.png")
+    (root / "b.txt").write_text("a red rectangle\n")
+    _image(root / "sub" / "a.jpg", colour=(0, 0, 250))
+    (root / "sub" / "a.txt").write_text("a blue one")
+    _image(root / "a.png", colour=(0, 200, 0))
+    (root / "a.txt").write_text("green")
+    _image(root / "uncaptioned.png")
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    (root / "broken.txt").write_text("never read")
+    truncated = root / "truncated.png"
+    _image(truncated, size=(64, 64))
+    truncated.write_bytes(truncated.read_bytes()[:60])
+    (root / "truncated.txt").write_text("cut short")
+    _image(root / "empty.png")
+    (root / "empty.txt").write_text("   \n")
+    (root / "notes.txt").write_text("a caption with no image is ignored")
+    return root
+
+
+def test_skips_corrupt_and_uncaptioned_with_counts(folder):
+    """Corrupt, uncaptioned and empty-caption images are left out and counted; the rest are used."""
+    dataset = ImageFolderDataset(folder, size=16)
+    report = dataset.report
+    assert [p.name for p in report.used] == ["a.png", "b.png", "a.jpg"]
+    assert sorted(p.name for p in report.corrupt) == ["broken.png", "truncated.png"]
+    assert [p.name for p in report.missing_caption] == ["uncaptioned.png"]
+    assert [p.name for p in report.empty_caption] == ["empty.png"]
+    assert report.skipped == 4 and len(dataset) == 3
+    assert report.summary() == "3 images used, 4 skipped (2 corrupt, 1 missing caption, 1 empty caption)"
+
+
+def test_items_are_square_tensors_with_captions_in_path_order(folder):
+    """Items come in relative-path order as (3, S, S) tensors in [-1, 1] with their stripped captions."""
+    dataset = ImageFolderDataset(folder, size=16)
+    captions = [dataset[i][1] for i in range(len(dataset))]
+    assert captions == ["green", "a red rectangle", "a blue one"]
+    image, _ = dataset[1]
+    assert image.shape == (3, 16, 16) and image.dtype == torch.float32
+    assert image[0].mean() > 0.5 and image[1].mean() < -0.8  # red
+    assert ImageFolderDataset(folder, size=16).paths == dataset.paths
+
+
+def test_resize_and_centre_crop(tmp_path):
+    """The shorter side is resized to S and the centre kept; transparency becomes white."""
+    wide = np.zeros((20, 60, 3), dtype=np.uint8)
+    wide[:, 20:40] = 255  # white centre third, black sides
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    square = load_square_image(tmp_path / "wide.png", 10)
+    assert square.shape == (10, 10, 3) and square.min() > 200
+    _image(tmp_path / "clear.png", size=(8, 8), colour=(0, 0, 0, 0), mode="RGBA")
+    assert load_square_image(tmp_path / "clear.png", 8).min() == 255
+
+
+def test_unusable_folder_raises_dataset_error(tmp_path):
+    """A missing folder, or one without any usable image, raises DatasetError naming the problem."""
+    with pytest.raises(DatasetError, match="not a folder"):
+        ImageFolderDataset(tmp_path / "nowhere")
+    _image(tmp_path / "lonely.png")
+    with pytest.raises(DatasetError, match="1 missing caption"):
+        ImageFolderDataset(tmp_path)
