@@ -120,12 +120,23 @@ class StateDictFile(Mapping[str, torch.Tensor]):
         dtypes: dict[str, torch.dtype | None],
         metadata: dict[str, str],
         read: Callable[[str], torch.Tensor],
+        release: Callable[[str], None] | None = None,
     ):
         self.path = path
         self.shapes = shapes
         self.dtypes = dtypes  # None for dtypes torch cannot represent
         self.metadata = metadata
         self._read = read
+        self._release = release
+
+    def release(self, key: str) -> None:
+        """Unmap `key`'s pages of a memory-mapped file from this process (they stay in the page cache).
+
+        For after a copy of the tensor was made (a cast, a move to the GPU): without it every page
+        read stays in the process's resident memory until the file is closed, next to the copy.
+        """
+        if self._release is not None:
+            self._release(key)
 
     def __getitem__(self, key: str) -> torch.Tensor:
         if key not in self.shapes:
@@ -148,7 +159,10 @@ def open_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> S
         return _open_sharded(path)
     with path.open("rb") as handle:
         head = handle.read(8)
-    if path.suffix.lower() in PICKLE_SUFFIXES or head[:2] == b"PK" or head[:1] == b"\x80":
+    # A pickle starts with b"\x80" (protocol 2+) or is a zip ("PK"); a safetensors file starts with its
+    # header length, whose low byte is 0x80 in 1 of 32 files (headers are 8-byte aligned): trust the suffix.
+    pickle_magic = head[:2] == b"PK" or (head[:1] == b"\x80" and path.suffix.lower() != ".safetensors")
+    if path.suffix.lower() in PICKLE_SUFFIXES or pickle_magic:
         return _open_pickle(path, allow_pickle)
     return _open_safetensors(path)
 
@@ -221,7 +235,37 @@ def _open_safetensors(path: Path) -> StateDictFile:
         raise ModelLoadError(
             f"safetensors could not open the file ({error}); it is damaged: copy it again", path
         ) from None
-    return StateDictFile(path, shapes, dtypes, metadata, handle.get_tensor)
+    release = (lambda key: _release_pages(handle.get_tensor(key))) if _MADVISE is not None else None
+    return StateDictFile(path, shapes, dtypes, metadata, handle.get_tensor, release)
+
+
+def _load_madvise():
+    """libc's ``madvise`` where it and ``MADV_DONTNEED`` exist (Linux, macOS), else None."""
+    import ctypes
+    import mmap
+
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return None
+    try:
+        madvise = ctypes.CDLL(None).madvise
+    except (OSError, AttributeError):
+        return None
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return madvise
+
+
+_MADVISE = _load_madvise()
+
+
+def _release_pages(mapped: torch.Tensor) -> None:
+    """``madvise(MADV_DONTNEED)`` on the whole pages inside a file-mapped tensor (read-only: reloads from the file)."""
+    import mmap
+
+    page = mmap.PAGESIZE
+    begin = -(-mapped.data_ptr() // page) * page  # round inwards: never touch a neighbour's page
+    end = (mapped.data_ptr() + mapped.nbytes) // page * page
+    if end > begin:
+        _MADVISE(begin, end - begin, mmap.MADV_DONTNEED)  # a failure only means the pages stay resident
 
 
 def _open_sharded(index_path: Path) -> StateDictFile:
@@ -236,7 +280,14 @@ def _open_sharded(index_path: Path) -> StateDictFile:
     shapes = {key: shards[name].shapes[key] for key, name in weight_map.items()}
     dtypes = {key: shards[name].dtypes[key] for key, name in weight_map.items()}
     metadata = next(iter(shards.values())).metadata if shards else {}
-    return StateDictFile(index_path, shapes, dtypes, metadata, lambda key: shards[weight_map[key]][key])
+    return StateDictFile(
+        index_path,
+        shapes,
+        dtypes,
+        metadata,
+        lambda key: shards[weight_map[key]][key],
+        lambda key: shards[weight_map[key]].release(key),
+    )
 
 
 def _open_pickle(path: Path, allow_pickle: bool) -> StateDictFile:
@@ -284,7 +335,7 @@ def build_module(
     device: torch.device | str = "cpu",
 ) -> nn.Module:
     """Build ``module_class(config)`` on the meta device and fill it from ``tensors`` through ``key_map``."""
-    with torch.device("meta"):
+    with torch.device("meta"), _SkipInitialisation():
         module = module_class(config)
     expected = module.state_dict()
     missing = [k for k in expected if k not in key_map]
@@ -308,10 +359,38 @@ def build_module(
         dtype = _dominant_dtype(tensors, key_map, list(expected))
     loaded = {}
     for name in expected:
-        tensor = key_map[name].read(tensors)
+        source = key_map[name]
+        tensor = source.read(tensors)
         loaded[name] = tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else tensor.dtype)
+        if not _same_memory(loaded[name], tensor):  # a copy: the file's pages are no longer needed
+            tensors.release(source.key)
     module.load_state_dict(loaded, strict=True, assign=True)
     return module.eval().requires_grad_(False)
+
+
+def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.device == b.device and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+class _SkipInitialisation(torch.overrides.TorchFunctionMode):
+    """Make weight initialisation a no-op on meta tensors while a module is built to be filled from a file.
+
+    Initialising meta tensors computes nothing, but the first ``normal_`` on one imports torch's
+    Python decompositions (sympy included), about 2 s once per process. Torch function modes are
+    thread-local: other threads initialise as usual.
+    """
+
+    SKIPPED = frozenset(
+        {"normal_", "uniform_", "trunc_normal_", "kaiming_normal_", "kaiming_uniform_", "xavier_normal_"}
+        | {"xavier_uniform_", "zeros_", "ones_", "constant_", "fill_", "zero_"}
+    )
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        tensor = args[0] if args else kwargs.get("tensor")
+        if getattr(func, "__name__", None) in self.SKIPPED and isinstance(tensor, torch.Tensor) and tensor.is_meta:
+            return tensor
+        return func(*args, **kwargs)
 
 
 def _sample(label: str, keys: list[str]) -> str:

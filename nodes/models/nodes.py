@@ -2,6 +2,8 @@
 
     LoadCheckpoint     a full SD checkpoint (single file or diffusers folder) → MODEL, TEXT_ENCODER, VAE
     LoadUNet           a UNet alone → MODEL;  LoadVAE → VAE;  LoadTextEncoder → TEXT_ENCODER
+    LoadLoRA           MODEL, TEXT_ENCODER + a LoRA file (kohya / diffusers / peft) → patched variants;
+                       strengths separate; chain several to stack them
     EncodeText         prompt (with (word:1.2) weighting) → CONDITIONING
     EncodeTextSDXL     the same plus SDXL's size / crop conditioning
     VAEEncode          IMAGE → LATENT (optionally tiled);  VAEDecode  LATENT → IMAGE (optionally tiled)
@@ -19,7 +21,7 @@ Loader errors (ModelLoadError) become NodeInputError naming the file input.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, Literal
 
 from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, hookimpl
@@ -29,10 +31,11 @@ WeightDtype = Literal["auto", "fp32", "fp16", "bf16"]
 
 @dataclass(eq=False)
 class TextEncoder:
-    """What a TEXT_ENCODER port carries: the prompt encoder(s) of a checkpoint and its family."""
+    """What a TEXT_ENCODER port carries: the prompt encoder(s) of a checkpoint, its family, its LoRAs."""
 
     encoder: Any          # nodes.models.clip.PromptEncoder
     family: str           # "sd1", "sd2", "sdxl-base", "sdxl-refiner", ...
+    loras: tuple = ()     # (LoraWeights, strength) pairs patched in before encoding
 
     def __nodegraph_sizeof__(self) -> int:
         return sum(p.numel() * p.element_size() for p in self.encoder.parameters())
@@ -56,6 +59,13 @@ def _torch_dtype(choice: str, memory: Any) -> Any:
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[choice]
 
 
+def set_loras(module: Any, loras: list) -> Any:
+    """Patch exactly `loras` into a UNet or PromptEncoder (none: restore the base weights)."""
+    from .lora import apply_loras
+
+    return apply_loras(module, loras)
+
+
 def diffusion_model(unet: Any, name: str, preview: Any = None) -> Any:
     """Wrap our UNet as a sampling DiffusionModel (SD's scaled-linear 1000-step schedule)."""
     from nodes.sampling.denoisers import DiscreteTimeMap
@@ -64,7 +74,7 @@ def diffusion_model(unet: Any, name: str, preview: Any = None) -> Any:
 
     return DiffusionModel(net=unet, prediction=unet.config.prediction,
                           time_map=DiscreteTimeMap.from_betas(scaled_linear_betas()),
-                          latent_channels=unet.config.out_channels, preview=preview, name=name)
+                          latent_channels=unet.config.out_channels, preview=preview, name=name, patcher=set_loras)
 
 
 class LoadCheckpoint(Node):
@@ -173,10 +183,54 @@ class LoadTextEncoder(Node):
         return {"text_encoder": TextEncoder(encoder, family)}
 
 
+class LoadLoRA(Node):
+    """Apply a LoRA (kohya/A1111 or diffusers/peft format) to a model and its text encoder.
+
+    The outputs are patched variants; the loaded base model is untouched (patches are applied
+    exactly when the variant is used, from the original weights), so removing the node needs no
+    reload. Chain LoadLoRA nodes to stack LoRAs. A LoRA that only partly fits is applied where
+    it fits and the mismatch is reported; one that fits nothing is an error.
+    """
+
+    category = "loaders"
+
+    class Inputs(NodeInputs):
+        model: Any = Input(port="MODEL")
+        text_encoder: Any = Input(port="TEXT_ENCODER")
+        lora_name: str = Input(model_folder="loras")
+        strength_model: float = Input(1.0, ge=-10.0, le=10.0, step=0.05)
+        strength_text: float = Input(1.0, ge=-10.0, le=10.0, step=0.05)
+
+    outputs = (Output("model", "MODEL"), Output("text_encoder", "TEXT_ENCODER"), Output("report", "STRING"))
+
+    def run(self, model: Any, text_encoder: Any, lora_name: str, strength_model: float,
+            strength_text: float) -> dict:
+        import logging
+
+        from .lora import load_lora
+
+        path = self.context.service("resolve_file")("loras", lora_name)
+        with _load_errors("lora_name"):
+            lora = load_lora(path)
+        new_model = replace(model, patches=(*model.patches, (lora, strength_model)), _denoiser=None)
+        new_encoder = replace(text_encoder, loras=(*text_encoder.loras, (lora, strength_text)))
+        reports = []
+        with _load_errors("lora_name"):   # check the fit now (a LoRA that fits nothing fails here, not mid-sampling)
+            with self.context.service("memory").using(model.net):
+                reports += new_model.apply_patches() or []
+            if "text_encoder" in lora.targets or "text_encoder_2" in lora.targets:
+                reports += set_loras(text_encoder.encoder, list(new_encoder.loras))
+        summary = "; ".join(r.summary() for r in reports if r.lora == lora.name) or f"{lora_name}: nothing to apply"
+        if any(not r.complete for r in reports):
+            logging.getLogger("nodegraph.lora").warning("%s", summary)
+        return {"model": new_model, "text_encoder": new_encoder, "report": summary}
+
+
 def _encode(node: Node, text_encoder: Any, text: str, clip_skip: int) -> Any:
     if not isinstance(text_encoder, TextEncoder):
         raise NodeInputError("text_encoder", f"expected a TEXT_ENCODER, found {type(text_encoder).__name__}")
     with node.context.service("memory").using(text_encoder.encoder):
+        set_loras(text_encoder.encoder, list(text_encoder.loras))
         try:
             return text_encoder.encoder.encode(text, clip_skip=clip_skip)
         except ValueError as exc:
@@ -327,8 +381,8 @@ class FreeMemory(Node):
 
 @hookimpl
 def register_nodes() -> list[type[Node]]:
-    return [LoadCheckpoint, LoadUNet, LoadVAE, LoadTextEncoder, EncodeText, EncodeTextSDXL, VAEEncode, VAEDecode,
-            FreeMemory]
+    return [LoadCheckpoint, LoadUNet, LoadVAE, LoadTextEncoder, LoadLoRA, EncodeText, EncodeTextSDXL, VAEEncode,
+            VAEDecode, FreeMemory]
 
 
 @hookimpl

@@ -5,6 +5,10 @@
   optional cheap latent → RGB preview. ``denoiser()`` gives the k-diffusion
   style denoiser (denoisers.ModelDenoiser) that samplers use. The models pack
   builds one from a checkpoint; tests build one around an analytic network.
+  Weight patches (LoRA) are values too: ``patches`` lists them and ``patcher``
+  applies exactly that list to the shared network; sampling nodes call
+  ``apply_patches()`` before use, so a cached base model and its LoRA'd
+  variants can share one set of weights.
 - `Guidance` (GUIDER): a guided denoiser (guidance.CFGGuider) with the model it
   wraps, so a sampling node can place the model on the device and draw previews.
 - `Noise` (NOISE): a seed (or none, for latents that are already noised); item k
@@ -36,6 +40,8 @@ class DiffusionModel:
         latent_channels: channels of the latents it denoises.
         preview: ``latents (B, C, h, w) -> RGB (B, 3, h, w) in [0, 1]``, cheap; None = first channels.
         name: shown in errors and memory reports.
+        patches: weight patches for this variant (e.g. ``(lora, strength)`` pairs).
+        patcher: ``patcher(net, patches)`` sets exactly those patches on the network.
     """
 
     net: Callable[..., torch.Tensor]
@@ -44,7 +50,15 @@ class DiffusionModel:
     latent_channels: int = 4
     preview: Callable[[torch.Tensor], torch.Tensor] | None = None
     name: str = "model"
+    patches: tuple = ()
+    patcher: Callable[[Any, list], Any] | None = None
     _denoiser: ModelDenoiser | None = field(default=None, repr=False)
+
+    def apply_patches(self) -> Any:
+        """Make `patches` exactly what is patched into the shared network (none = the base weights)."""
+        if self.patcher is not None:
+            return self.patcher(self.net, list(self.patches))
+        return None
 
     def denoiser(self) -> ModelDenoiser:
         """The samplers' view of this model (made once)."""

@@ -258,6 +258,7 @@ def run_sampling(node: Node, guider: Any, sampler: Any, sigmas: Any, noise: Any,
     model = guider.model
     memory = node.context.service("memory")
     with memory.using(model.net):
+        model.apply_patches()
         device, dtype = model.device, samples.dtype
         x = samples.to(device) + noise.generate(samples.to(device)) * float(sigmas[0])
         noise_sampler = make_noise_sampler(x, noise.seed if noise.seed is not None else 0)
@@ -302,6 +303,7 @@ class SamplerStep(Node):
             raise NodeInputError("sampler", f"sampler {sampler['name']!r} has no single-step form; use Sample")
         seen: dict = {}
         with self.context.service("memory").using(model.net):
+            model.apply_patches()
             device, dtype = model.device, samples.dtype
             x = samples.to(device)
             if step == 0 and state is None:
@@ -384,6 +386,7 @@ class DDIMInvert(Node):
         model = guider.model
         _check_channels(samples, model)
         with self.context.service("memory").using(model.net):
+            model.apply_patches()
             device = model.device
             with _as_input_errors({"sigmas": "sigmas", "x0": "latent"}, "guider"):
                 guider.denoiser.check_latent(samples)

@@ -144,12 +144,21 @@ def _optimiser_step(parameters: Sequence[torch.nn.Parameter], optimiser: torch.o
 
 # --- VAE ------------------------------------------------------------------------------------------
 
-def vae_loss(vae: Any, images: torch.Tensor, generator: torch.Generator, kl_weight: float) -> tuple[torch.Tensor, dict]:
-    """L1 + MSE reconstruction of a posterior sample, plus kl_weight · KL(q(z|x) || N(0, I)) (Kingma & Welling 2014)."""
+def vae_loss(vae: Any, images: torch.Tensor, generator: torch.Generator, kl_weight: float,
+             sample_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """L1 + MSE reconstruction, plus kl_weight · KL(q(z|x) || N(0, I)) (Kingma & Welling 2014).
+
+    The decoder sees mean + sample_weight · std · ε. Decoding a full posterior sample from
+    the start (sample_weight 1) drowns the small initial means in unit noise and a small
+    VAE then barely learns; the mean (sample_weight 0) with a small KL term trains quickly,
+    and inference decodes the mean anyway (encode(sample=False)).
+    """
     moments = vae.encode_moments(images)                            # (B, 2z, h, w)
     mean, logvar = moments.float().chunk(2, dim=1)
     logvar = logvar.clamp(-30.0, 20.0)
-    z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator)
+    z = mean
+    if sample_weight > 0:
+        z = mean + sample_weight * torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator)
     recon = vae.decoder(vae.post_quant_conv(z.to(moments.dtype))).float()   # (B, 3, H, W)
     l1 = (recon - images).abs().mean()
     mse = F.mse_loss(recon, images)
@@ -189,7 +198,7 @@ def train_vae(vae: Any, images: torch.Tensor, config: TrainConfig, progress: Pro
         info["grad_norm"] = _optimiser_step(list(vae.parameters()), optimiser, config, step)
         if ema is not None:
             ema.update(vae)
-        info.update(loss=float(loss), lr=lr_at(step, config))
+        info.update(loss=loss.item(), lr=lr_at(step, config))
         done = step + 1
         if done == config.steps or (config.checkpoint_every and done % config.checkpoint_every == 0):
             run.save({"step": done, "model": vae.state_dict(), "optimiser": optimiser.state_dict(),
@@ -285,7 +294,7 @@ def train_diffusion(unet: Any, text_encoder: Any, data: DiffusionData, alphas_cu
             bucket = (t * timestep_buckets // steps_total).clamp(max=timestep_buckets - 1)
             bucket_sum.index_add_(0, bucket, per_item.detach().double().cpu())
             bucket_count.index_add_(0, bucket, torch.ones_like(bucket, dtype=torch.float64))
-        info = {"loss": float(loss), "lr": lr_at(step, config),
+        info = {"loss": loss.item(), "lr": lr_at(step, config),
                 "grad_norm": _optimiser_step(parameters, optimiser, config, step)}
         for ema, module in zip(emas, modules):
             ema.update(module)

@@ -165,3 +165,56 @@ def test_text_encoder_alone_and_sdxl_node_refuses_sd1(session):
     with pytest.raises(NodeExecutionError) as info:
         session.run(graph)
     assert info.value.exception.input == "text_encoder"
+
+
+def _write_lora(path, module: str, shape=(32, 32), rank=4, seed=0):
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    key = "lora_unet_" + module.replace(".", "_")
+    save_file({f"{key}.lora_down.weight": torch.randn(rank, shape[1], generator=generator),
+               f"{key}.lora_up.weight": torch.randn(shape[0], rank, generator=generator),
+               f"{key}.alpha": torch.tensor(float(rank))}, str(path))
+
+
+def test_lora_node_patches_variants_without_touching_the_base(session, models_dir):
+    """LoadLoRA changes the result; strength 0 and the base model afterwards give the base result."""
+    (models_dir / "loras").mkdir(exist_ok=True)
+    _write_lora(models_dir / "loras" / "style.safetensors", "input_blocks.1.1.transformer_blocks.0.attn1.to_q")
+
+    def graph(strength=None):
+        g = txt2img()
+        del g["nodes"]["save"]
+        g["nodes"]["show"] = {"type": "ShowValue", "inputs": {"value": link("k", "latent")}}
+        if strength is not None:
+            g["nodes"]["lora"] = {"type": "LoadLoRA", "inputs": {
+                "model": link("ckpt", "model"), "text_encoder": link("ckpt", "text_encoder"),
+                "lora_name": "style.safetensors", "strength_model": strength, "strength_text": 1.0}}
+            g["nodes"]["k"]["inputs"]["model"] = link("lora", "model")
+            g["nodes"]["r"] = {"type": "ShowValue", "inputs": {"value": link("lora", "report")}}
+        return g
+
+    base = session.run(graph()).outputs["show"]["value"]["samples"]
+    out = session.run(graph(1.0)).outputs
+    assert not torch.allclose(out["show"]["value"]["samples"], base)
+    assert "patched 1 of 1 modules" in out["r"]["value"]
+    zero = session.run(graph(0.0)).outputs["show"]["value"]["samples"]
+    assert torch.equal(zero, base)
+    session.clear_cache()
+    again = session.run(graph()).outputs["show"]["value"]["samples"]
+    assert torch.equal(again, base)
+
+
+def test_lora_that_fits_nothing_is_a_clear_error(session, models_dir):
+    """A LoRA for other module names fails on lora_name, naming the problem."""
+    (models_dir / "loras").mkdir(exist_ok=True)
+    _write_lora(models_dir / "loras" / "other.safetensors", "input_blocks.7.1.transformer_blocks.0.attn1.to_q",
+                shape=(640, 640))
+    g = txt2img()
+    g["nodes"]["lora"] = {"type": "LoadLoRA", "inputs": {"model": link("ckpt", "model"),
+                                                        "text_encoder": link("ckpt", "text_encoder"),
+                                                        "lora_name": "other.safetensors"}}
+    g["nodes"]["k"]["inputs"]["model"] = link("lora", "model")
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(g)
+    assert info.value.node_id == "lora" and info.value.exception.input == "lora_name"
