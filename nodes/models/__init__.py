@@ -12,6 +12,8 @@ Map
 - ``convert.py``   key maps: diffusers -> LDM (UNet, VAE), OpenCLIP <-> HF CLIP
 - ``loading.py``   lazy safetensors reading, ``load_checkpoint`` / ``load_unet`` /
                    ``load_vae`` / ``load_text_encoder``, ``save_checkpoint``
+- ``lora.py``      LoRA files (kohya / diffusers / peft) and exact, stackable, removable patching
+- ``nodes.py``     the node adapters (LoadCheckpoint, LoadLoRA, EncodeText, VAEEncode/Decode, ...)
 
 See docs/models.md for the contracts (conditioning shapes, ControlNet residuals, weighting).
 """

@@ -41,6 +41,24 @@ class TextEncoder:
         return sum(p.numel() * p.element_size() for p in self.encoder.parameters())
 
 
+def _load_with_retry(node: Node, input_name: str, load: Any) -> Any:
+    """Run `load()`; out of memory → free every cached output and model, retry once, then a clear error."""
+    from nodegraph.memory import ModelMemoryError
+
+    for attempt in (1, 2):
+        try:
+            with _load_errors(input_name):
+                return load()
+        except (MemoryError, RuntimeError) as exc:
+            if isinstance(exc, NodeInputError) or (
+                    not isinstance(exc, MemoryError) and "out of memory" not in str(exc).lower()):
+                raise
+            if attempt == 2:
+                raise ModelMemoryError(f"not enough memory to load {input_name} even after freeing every cached "
+                                       f"model ({exc}); use weight_dtype fp16 or close other programs") from exc
+            node.context.service("free_memory")()
+
+
 @contextmanager
 def _load_errors(input_name: str) -> Iterator[None]:
     from .loading import ModelLoadError
@@ -95,9 +113,8 @@ class LoadCheckpoint(Node):
 
         memory = self.context.service("memory")
         path = self.context.service("resolve_file")("checkpoints", ckpt_name)
-        with _load_errors("ckpt_name"):
-            ckpt = load_checkpoint(path, dtype=_torch_dtype(weight_dtype, memory),
-                                   prediction=None if prediction == "auto" else prediction)
+        ckpt = _load_with_retry(self, "ckpt_name", lambda: load_checkpoint(
+            path, dtype=_torch_dtype(weight_dtype, memory), prediction=None if prediction == "auto" else prediction))
         if ckpt.unet is None or ckpt.vae is None or ckpt.text_encoder is None:
             missing = [n for n in ("unet", "vae", "text_encoder") if getattr(ckpt, n) is None]
             raise NodeInputError("ckpt_name", f"{ckpt_name} has no {', '.join(missing)}; load the parts "
@@ -127,10 +144,9 @@ class LoadUNet(Node):
 
         memory = self.context.service("memory")
         path = self.context.service("resolve_file")("unet", unet_name)
-        with _load_errors("unet_name"):
-            unet = load_unet(path, family=None if family == "auto" else family,
-                             prediction=None if prediction == "auto" else prediction,
-                             dtype=_torch_dtype(weight_dtype, memory))
+        unet = _load_with_retry(self, "unet_name", lambda: load_unet(
+            path, family=None if family == "auto" else family,
+            prediction=None if prediction == "auto" else prediction, dtype=_torch_dtype(weight_dtype, memory)))
         memory.register(unet, unet_name)
         return {"model": diffusion_model(unet, unet_name)}
 
@@ -150,8 +166,8 @@ class LoadVAE(Node):
         from .loading import load_vae
 
         path = self.context.service("resolve_file")("vae", vae_name)
-        with _load_errors("vae_name"):
-            vae = load_vae(path, family="sdxl-base" if family == "sdxl" else None)
+        vae = _load_with_retry(self, "vae_name",
+                               lambda: load_vae(path, family="sdxl-base" if family == "sdxl" else None))
         self.context.service("memory").register(vae, vae_name)
         return {"vae": vae}
 

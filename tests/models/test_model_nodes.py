@@ -218,3 +218,26 @@ def test_lora_that_fits_nothing_is_a_clear_error(session, models_dir):
     with pytest.raises(NodeExecutionError) as info:
         session.run(g)
     assert info.value.node_id == "lora" and info.value.exception.input == "lora_name"
+
+
+def test_out_of_memory_on_load_frees_and_retries_once(session, monkeypatch):
+    """A load that runs out of memory frees the cache and retries; a second failure is a clear error."""
+    import nodes.models.loading as loading
+
+    real = loading.load_checkpoint
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MemoryError("simulated")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loading, "load_checkpoint", flaky)
+    session.run(txt2img())
+    assert len(calls) == 2
+    monkeypatch.setattr(loading, "load_checkpoint", lambda *a, **k: (_ for _ in ()).throw(MemoryError("again")))
+    session.clear_cache()
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(txt2img())
+    assert info.value.exception_type == "ModelMemoryError" and "after freeing" in str(info.value.exception)
