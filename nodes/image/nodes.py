@@ -1,4 +1,13 @@
-"""Image nodes: LoadImage, SaveImage, PreviewImage, ImageGrid, ImageScale (thin adapters over pixels.py)."""
+"""Image and mask nodes (thin adapters over pixels.py, masks.py, adjust.py).
+
+    files       LoadImage (alpha → MASK), SaveImage (PNG with the graph / JPEG / WebP), PreviewImage
+    transform   ImageScale, ImageScaleBy (factor / megapixels), ImageCrop, ImagePad (outpainting canvas + mask),
+                ImageFlipRotate
+    colour      ImageBlend, ImageAdjust;  batches: ImageGrid, ImageBatch, ImagePick
+    masks       ImageToMask, MaskToImage, MaskOperation (invert / grow / shrink / feather / threshold),
+                CombineMasks, MaskFromColor
+    compose     CompositeImages, CropToMask (→ REGION) and PasteToRegion
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, hookimpl
+from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType, hookimpl
 
 
 def _check_image(name: str, image: Any) -> None:
@@ -50,15 +59,15 @@ class LoadImage(Node):
         return {"image": pixels, "mask": mask}
 
 
-def _next_path(folder: Path, prefix: str) -> Path:
+def _next_path(folder: Path, prefix: str, suffix: str = ".png") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    pattern = re.compile(re.escape(Path(prefix).name) + r"_(\d{5})\.png$")
+    pattern = re.compile(re.escape(Path(prefix).name) + r"_(\d{5})\.(png|jpg|webp)$")
     numbers = [int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name))]
-    return folder / f"{Path(prefix).name}_{max(numbers, default=0) + 1:05d}.png"
+    return folder / f"{Path(prefix).name}_{max(numbers, default=0) + 1:05d}{suffix}"
 
 
 class SaveImage(Node):
-    """Save images as PNG in the output folder, with the graph embedded (drop the PNG on the editor to reload it)."""
+    """Save images in the output folder: PNG with the graph embedded (drop it on the editor to reload it), or JPEG / WebP."""
 
     category = "image"
     output_node = True
@@ -67,10 +76,12 @@ class SaveImage(Node):
         images: Any = Input(port="IMAGE")
         filename_prefix: str = Input("nodegraph", min_length=1, max_length=120,
                                      description="files are named PREFIX_00001.png, ...; may contain one subfolder")
+        format: Literal["png", "jpeg", "webp"] = Input("png", description="only PNG carries the graph")
+        quality: int = Input(95, ge=1, le=100, description="JPEG / WebP quality")
 
     outputs = ()
 
-    def run(self, images: Any, filename_prefix: str) -> dict:
+    def run(self, images: Any, filename_prefix: str, format: str, quality: int) -> dict:
         from .pixels import image_to_pils, save_png
 
         _check_image("images", images)
@@ -82,9 +93,12 @@ class SaveImage(Node):
             text["nodegraph"] = json.dumps(self.context.graph.to_dict(), separators=(",", ":"))
         files = []
         for pil in image_to_pils(images):
-            path = _next_path(out_dir, filename_prefix)
-            save_png(pil, path, text)
-            files.append({"path": str(path), "kind": "image", "format": "png"})
+            path = _next_path(out_dir, filename_prefix, "." + ("jpg" if format == "jpeg" else format))
+            if format == "png":
+                save_png(pil, path, text)
+            else:
+                pil.save(path, format=format.upper(), quality=quality)
+            files.append({"path": str(path), "kind": "image", "format": format})
         return {"files": files}
 
 
@@ -152,6 +166,399 @@ class ImageScale(Node):
         return {"image": resize_image(images, width, height, method, crop)}
 
 
+
+
+# --- image operations and masks -------------------------------------------------------------------
+
+REGION = PortType("REGION", "A rectangle of an image: {'x', 'y', 'width', 'height'} in pixels.", color="#bcaaa4")
+
+
+def _image(name: str, images: Any) -> Any:
+    _check_image(name, images)
+    return images
+
+
+def _mask(name: str, mask: Any) -> Any:
+    shape = getattr(mask, "shape", None)
+    if shape is None or len(shape) != 3:
+        raise NodeInputError(name, f"expected a MASK (B, H, W), found shape {shape}")
+    return mask
+
+
+def _same_size(name: str, mask: Any, image: Any) -> None:
+    if tuple(mask.shape[-2:]) != tuple(image.shape[1:3]):
+        raise NodeInputError(name, f"the mask is {tuple(mask.shape[-2:])} but the image is "
+                                   f"{tuple(image.shape[1:3])} (height, width); resize one of them first")
+
+
+class ImageScaleBy(Node):
+    """Resize images by a factor, or to a total number of megapixels, keeping the aspect ratio."""
+
+    category = "image/transform"
+
+    class Inputs(NodeInputs):
+        images: Any = Input(port="IMAGE")
+        mode: Literal["factor", "megapixels"] = Input("factor")
+        amount: float = Input(2.0, gt=0.0, le=64.0, step=0.05, description="the factor, or the megapixels")
+        method: Literal["nearest", "bilinear", "bicubic", "area", "lanczos"] = Input("bicubic")
+        multiple_of: int = Input(1, ge=1, le=64, description="round the new sides to a multiple (8 for latents)")
+
+    outputs = (Output("image", "IMAGE"),)
+
+    def run(self, images: Any, mode: str, amount: float, method: str, multiple_of: int) -> dict:
+        from .pixels import resize_image
+
+        _, h, w, _ = _image("images", images).shape
+        factor = amount if mode == "factor" else (amount * 1e6 / (h * w)) ** 0.5
+        new_w = max(multiple_of, round(w * factor / multiple_of) * multiple_of)
+        new_h = max(multiple_of, round(h * factor / multiple_of) * multiple_of)
+        if new_w * new_h > 16384 * 16384:
+            raise NodeInputError("amount", f"{new_w}×{new_h} is larger than 16384×16384")
+        return {"image": resize_image(images, new_w, new_h, method)}
+
+
+class ImageCrop(Node):
+    """Cut a rectangle out of images (clamped to the image)."""
+
+    category = "image/transform"
+
+    class Inputs(NodeInputs):
+        images: Any = Input(port="IMAGE")
+        x: int = Input(0, ge=0, le=16384)
+        y: int = Input(0, ge=0, le=16384)
+        width: int = Input(512, ge=1, le=16384)
+        height: int = Input(512, ge=1, le=16384)
+
+    outputs = (Output("image", "IMAGE"),)
+
+    def run(self, images: Any, x: int, y: int, width: int, height: int) -> dict:
+        _, h, w, _ = _image("images", images).shape
+        if x >= w or y >= h:
+            raise NodeInputError("x" if x >= w else "y", f"the crop starts outside the {w}×{h} image")
+        return {"image": images[:, y:y + height, x:x + width].clone()}
+
+
+class ImagePad(Node):
+    """Extend the canvas (for outpainting): new pixels repeat the edge; the mask marks them, feathered inwards."""
+
+    category = "image/transform"
+
+    class Inputs(NodeInputs):
+        images: Any = Input(port="IMAGE")
+        left: int = Input(0, ge=0, le=8192, step=8)
+        top: int = Input(0, ge=0, le=8192, step=8)
+        right: int = Input(0, ge=0, le=8192, step=8)
+        bottom: int = Input(0, ge=0, le=8192, step=8)
+        feather: int = Input(16, ge=0, le=1024)
+
+    outputs = (Output("image", "IMAGE"), Output("mask", "MASK"))
+
+    def run(self, images: Any, left: int, top: int, right: int, bottom: int, feather: int) -> dict:
+        from .masks import pad_image
+
+        image, mask = pad_image(_image("images", images), left, top, right, bottom, feather)
+        return {"image": image, "mask": mask}
+
+
+class ImageFlipRotate(Node):
+    """Flip horizontally / vertically, or rotate by 90° steps."""
+
+    category = "image/transform"
+
+    class Inputs(NodeInputs):
+        images: Any = Input(port="IMAGE")
+        operation: Literal["flip horizontal", "flip vertical", "rotate 90", "rotate 180", "rotate 270"] = Input(
+            "flip horizontal")
+
+    outputs = (Output("image", "IMAGE"),)
+
+    def run(self, images: Any, operation: str) -> dict:
+        import torch
+
+        images = _image("images", images)
+        if operation.startswith("flip"):
+            return {"image": torch.flip(images, dims=[2 if operation.endswith("horizontal") else 1])}
+        turns = int(operation.split()[1]) // 90
+        return {"image": torch.rot90(images, k=-turns, dims=(1, 2)).contiguous()}   # clockwise
+
+
+class ImageBlend(Node):
+    """Blend two images (b resized to a): normal, multiply, screen, overlay, difference, add."""
+
+    category = "image/color"
+
+    class Inputs(NodeInputs):
+        a: Any = Input(port="IMAGE")
+        b: Any = Input(port="IMAGE")
+        factor: float = Input(0.5, ge=0.0, le=1.0, step=0.05)
+        mode: Literal["normal", "multiply", "screen", "overlay", "difference", "add"] = Input("normal")
+
+    outputs = (Output("image", "IMAGE"),)
+
+    def run(self, a: Any, b: Any, factor: float, mode: str) -> dict:
+        from .adjust import blend
+        from .pixels import resize_image
+
+        a, b = _image("a", a), _image("b", b)
+        if b.shape[1:3] != a.shape[1:3]:
+            b = resize_image(b, a.shape[2], a.shape[1], "bicubic")
+        if b.shape[0] not in (1, a.shape[0]):
+            raise NodeInputError("b", f"batch {b.shape[0]} does not match a's batch {a.shape[0]}")
+        return {"image": blend(a, b, factor, mode)}
+
+
+class ImageAdjust(Node):
+    """Brightness, contrast, saturation and gamma."""
+
+    category = "image/color"
+
+    class Inputs(NodeInputs):
+        images: Any = Input(port="IMAGE")
+        brightness: float = Input(0.0, ge=-1.0, le=1.0, step=0.01)
+        contrast: float = Input(1.0, ge=0.0, le=4.0, step=0.01)
+        saturation: float = Input(1.0, ge=0.0, le=4.0, step=0.01)
+        gamma: float = Input(1.0, gt=0.0, le=8.0, step=0.01)
+
+    outputs = (Output("image", "IMAGE"),)
+
+    def run(self, images: Any, brightness: float, contrast: float, saturation: float, gamma: float) -> dict:
+        from .adjust import adjust
+
+        return {"image": adjust(_image("images", images), brightness, contrast, saturation, gamma)}
+
+
+class ImageBatch(Node):
+    """Join two image batches into one (b resized to a's size)."""
+
+    category = "image/batch"
+
+    class Inputs(NodeInputs):
+        a: Any = Input(port="IMAGE")
+        b: Any = Input(port="IMAGE")
+
+    outputs = (Output("images", "IMAGE"),)
+
+    def run(self, a: Any, b: Any) -> dict:
+        import torch
+
+        from .pixels import resize_image
+
+        a, b = _image("a", a), _image("b", b)
+        if b.shape[1:3] != a.shape[1:3]:
+            b = resize_image(b, a.shape[2], a.shape[1], "bicubic")
+        return {"images": torch.cat([a, b])}
+
+
+class ImagePick(Node):
+    """Pick images from a batch: `index` and `count` consecutive ones."""
+
+    category = "image/batch"
+
+    class Inputs(NodeInputs):
+        images: Any = Input(port="IMAGE")
+        index: int = Input(0, ge=0, le=4095)
+        count: int = Input(1, ge=1, le=4096)
+
+    outputs = (Output("images", "IMAGE"),)
+
+    def run(self, images: Any, index: int, count: int) -> dict:
+        images = _image("images", images)
+        if index >= images.shape[0]:
+            raise NodeInputError("index", f"the batch has {images.shape[0]} images (0 … {images.shape[0] - 1})")
+        return {"images": images[index:index + count].clone()}
+
+
+class ImageToMask(Node):
+    """Use one channel of an image as a mask (e.g. a black-and-white mask painted elsewhere)."""
+
+    category = "mask"
+
+    class Inputs(NodeInputs):
+        images: Any = Input(port="IMAGE")
+        channel: Literal["red", "green", "blue", "luminance"] = Input("luminance")
+
+    outputs = (Output("mask", "MASK"),)
+
+    def run(self, images: Any, channel: str) -> dict:
+        import torch
+
+        from .adjust import LUMA
+
+        images = _image("images", images)
+        if channel == "luminance":
+            return {"mask": (images * torch.tensor(LUMA, dtype=images.dtype)).sum(dim=-1)}
+        return {"mask": images[..., ("red", "green", "blue").index(channel)].clone()}
+
+
+class MaskToImage(Node):
+    """Show a mask as a grey image."""
+
+    category = "mask"
+
+    class Inputs(NodeInputs):
+        mask: Any = Input(port="MASK")
+
+    outputs = (Output("image", "IMAGE"),)
+
+    def run(self, mask: Any) -> dict:
+        return {"image": _mask("mask", mask)[..., None].expand(-1, -1, -1, 3).clone()}
+
+
+class MaskOperation(Node):
+    """Change a mask: invert, grow (or shrink with negative pixels), feather, or threshold."""
+
+    category = "mask"
+
+    class Inputs(NodeInputs):
+        mask: Any = Input(port="MASK")
+        operation: Literal["invert", "grow", "feather", "threshold"] = Input("grow")
+        amount: float = Input(8.0, ge=-1024.0, le=1024.0, step=1.0,
+                              description="grow: pixels (negative shrinks); feather: radius; threshold: level 0–1")
+
+    outputs = (Output("mask", "MASK"),)
+
+    def run(self, mask: Any, operation: str, amount: float) -> dict:
+        from .masks import feather_mask, grow_mask, threshold_mask
+
+        mask = _mask("mask", mask)
+        if operation == "invert":
+            return {"mask": 1.0 - mask}
+        if operation == "grow":
+            return {"mask": grow_mask(mask, int(amount))}
+        if operation == "feather":
+            if amount < 0:
+                raise NodeInputError("amount", "a feather radius cannot be negative")
+            return {"mask": feather_mask(mask, amount)}
+        if not 0 <= amount <= 1:
+            raise NodeInputError("amount", f"a threshold is a level in [0, 1], found {amount}")
+        return {"mask": threshold_mask(mask, amount)}
+
+
+class CombineMasks(Node):
+    """Combine two masks: add, subtract, multiply, max (union) or min (intersection)."""
+
+    category = "mask"
+
+    class Inputs(NodeInputs):
+        a: Any = Input(port="MASK")
+        b: Any = Input(port="MASK")
+        operation: Literal["add", "subtract", "multiply", "max", "min"] = Input("max")
+
+    outputs = (Output("mask", "MASK"),)
+
+    def run(self, a: Any, b: Any, operation: str) -> dict:
+        from .masks import combine_masks
+
+        try:
+            return {"mask": combine_masks(_mask("a", a), _mask("b", b), operation)}
+        except ValueError as exc:
+            raise NodeInputError("b", str(exc)) from None
+
+
+class MaskFromColor(Node):
+    """A mask of the pixels close to a colour (#rrggbb)."""
+
+    category = "mask"
+
+    class Inputs(NodeInputs):
+        images: Any = Input(port="IMAGE")
+        color: str = Input("#ffffff", min_length=7, max_length=7)
+        tolerance: float = Input(0.05, ge=0.0, le=1.0, step=0.01)
+
+    outputs = (Output("mask", "MASK"),)
+
+    def run(self, images: Any, color: str, tolerance: float) -> dict:
+        from .masks import mask_from_colour
+
+        try:
+            rgb = tuple(int(color[i:i + 2], 16) / 255 for i in (1, 3, 5))
+        except ValueError:
+            raise NodeInputError("color", f"expected #rrggbb, found {color!r}") from None
+        return {"mask": mask_from_colour(_image("images", images), rgb, tolerance)}
+
+
+class CompositeImages(Node):
+    """Paste `source` onto `destination` at (x, y), through an optional mask (source-sized)."""
+
+    category = "image/compose"
+
+    class Inputs(NodeInputs):
+        destination: Any = Input(port="IMAGE")
+        source: Any = Input(port="IMAGE")
+        mask: Any = Input(None, port="MASK")
+        x: int = Input(0, ge=-16384, le=16384)
+        y: int = Input(0, ge=-16384, le=16384)
+
+    outputs = (Output("image", "IMAGE"),)
+
+    def run(self, destination: Any, source: Any, mask: Any, x: int, y: int) -> dict:
+        from .masks import composite
+
+        destination, source = _image("destination", destination), _image("source", source)
+        if mask is not None:
+            _same_size("mask", _mask("mask", mask), source)
+        return {"image": composite(destination, source, mask, x, y)}
+
+
+class CropToMask(Node):
+    """Crop images (and the mask) to the masked area plus some context, for inpainting at full detail."""
+
+    category = "image/compose"
+
+    class Inputs(NodeInputs):
+        images: Any = Input(port="IMAGE")
+        mask: Any = Input(port="MASK")
+        context: int = Input(32, ge=0, le=4096, description="pixels of surroundings kept around the mask")
+        multiple_of: int = Input(8, ge=1, le=64)
+
+    outputs = (Output("image", "IMAGE"), Output("mask", "MASK"), Output("region", "REGION"))
+
+    def run(self, images: Any, mask: Any, context: int, multiple_of: int) -> dict:
+        from .masks import crop, mask_bounds
+
+        images, mask = _image("images", images), _mask("mask", mask)
+        _same_size("mask", mask, images)
+        bounds = mask_bounds(mask, context, multiple_of)
+        if bounds is None:
+            raise NodeInputError("mask", "the mask is empty: nothing to crop to (paint the area to change)")
+        region = dict(zip(("x", "y", "width", "height"), bounds))
+        return {"image": crop(images, bounds).clone(), "mask": crop(mask[..., None], bounds)[..., 0].clone(),
+                "region": region}
+
+
+class PasteToRegion(Node):
+    """Paste a (processed) crop back where CropToMask took it, through its mask."""
+
+    category = "image/compose"
+
+    class Inputs(NodeInputs):
+        destination: Any = Input(port="IMAGE")
+        patch: Any = Input(port="IMAGE")
+        region: Any = Input(port="REGION")
+        mask: Any = Input(None, port="MASK", description="destination-sized; only masked pixels change")
+
+    outputs = (Output("image", "IMAGE"),)
+
+    def run(self, destination: Any, patch: Any, region: Any, mask: Any) -> dict:
+        from .masks import paste
+
+        destination, patch = _image("destination", destination), _image("patch", patch)
+        if mask is not None:
+            _same_size("mask", _mask("mask", mask), destination)
+        bounds = (region["x"], region["y"], region["width"], region["height"])
+        return {"image": paste(destination, patch, bounds, mask)}
+
+
+IMAGE_OPERATIONS = [ImageScaleBy, ImageCrop, ImagePad, ImageFlipRotate, ImageBlend, ImageAdjust, ImageBatch,
+                    ImagePick, ImageToMask, MaskToImage, MaskOperation, CombineMasks, MaskFromColor,
+                    CompositeImages, CropToMask, PasteToRegion]
+
+
+@hookimpl
+def register_types() -> list[PortType]:
+    return [REGION]
+
+
 @hookimpl
 def register_nodes() -> list[type[Node]]:
-    return [LoadImage, SaveImage, PreviewImage, ImageGrid, ImageScale]
+    return [LoadImage, SaveImage, PreviewImage, ImageGrid, ImageScale, *IMAGE_OPERATIONS]
