@@ -27,7 +27,7 @@ from .graph import Graph, load_graph, parse_graph
 from .memory import ModelMemoryManager
 from .model_paths import ModelPaths
 from .plugins import load_plugins
-from .validation import model_file_error, validate
+from .validation import model_file_error, output_errors, validate
 
 GraphSource = Graph | dict | str | bytes | os.PathLike
 
@@ -111,16 +111,7 @@ class Session:
                 raise GraphValidationError(errors)
             graph.compiled[memo_key] = (self.registry, True)
         plan = compile_graph(graph, self.registry)
-        errors = []
-        if outputs is None and not plan.output_nodes:
-            errors.append(GraphError(
-                "no_outputs", "the graph has no output node, so nothing would run; add one "
-                "(e.g. ShowValue, SaveImage, PreviewImage) and connect what you want to keep."))
-        elif outputs is not None:
-            if not outputs:
-                errors.append(GraphError("no_outputs", "no outputs were requested; name at least one node id"))
-            errors += [GraphError("unknown_node", f"requested output {o!r} is not a node in the graph",
-                                  node_id=o) for o in outputs if o not in plan.nodes]
+        errors = output_errors(plan.nodes, bool(plan.output_nodes), outputs)
         if plan.model_file_inputs:
             listings: dict[str, tuple[list[str], list[str]]] = {}
             for node_id, name, folder, file in plan.model_file_inputs:

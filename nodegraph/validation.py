@@ -98,22 +98,31 @@ def validate(
                         f"found {_short(value)}.{suggest(value, choices)}",
                         node_id=node_id, input=name, details={"found": value, "choices": choices}))
     errors.extend(_check_cycles(graph))
-    if outputs is None:
-        if not any(cls is not None and cls.spec.output_node
-                   for cls in (node_classes.get(n.type) for n in nodes.values())):
-            errors.append(GraphError(
-                "no_outputs",
-                "the graph has no output node, so nothing would run; add one "
-                "(e.g. ShowValue, SaveImage, PreviewImage) and connect what you want to keep."))
-    else:
-        requested = list(outputs)
-        if not requested:
-            errors.append(GraphError("no_outputs", "no outputs were requested; name at least one node id"))
-        for node_id in requested:
-            if node_id not in nodes:
-                errors.append(GraphError(
-                    "unknown_node", f"requested output {node_id!r} is not a node in the graph."
-                    f"{suggest(node_id, nodes)}", node_id=node_id))
+    has_output_node = any(cls is not None and cls.spec.output_node
+                          for cls in (node_classes.get(n.type) for n in nodes.values()))
+    errors.extend(output_errors(nodes, has_output_node, outputs))
+    return errors
+
+
+def output_errors(node_ids: Iterable[str], has_output_node: bool,
+                  requested: Iterable[str] | None) -> list[GraphError]:
+    """`no_outputs` / `unknown_node` errors for what a run is asked to produce."""
+    if requested is None:
+        if has_output_node:
+            return []
+        return [GraphError(
+            "no_outputs",
+            "the graph has no output node, so nothing would run; add one "
+            "(e.g. ShowValue, SaveImage, PreviewImage) and connect what you want to keep.")]
+    requested = list(requested)
+    ids = set(node_ids)
+    errors = []
+    if not requested:
+        errors.append(GraphError("no_outputs", "no outputs were requested; name at least one node id"))
+    for node_id in requested:
+        if node_id not in ids:
+            errors.append(GraphError("unknown_node", f"requested output {node_id!r} is not a node in the graph."
+                                                     f"{suggest(node_id, ids)}", node_id=node_id))
     return errors
 
 
