@@ -1,0 +1,197 @@
+"""Super-resolution networks, with the key names of their standard PyTorch checkpoints.
+
+    RRDBNet          ESRGAN / Real-ESRGAN generator (x4plus, x4plus_anime_6B, x2plus): Wang et al. 2018,
+                     "ESRGAN: Enhanced Super-Resolution GANs" (residual-in-residual dense blocks, §3.1);
+                     keys as in the Real-ESRGAN / BasicSR release (`conv_first`, `body.N.rdbK.convM`, ...)
+    SRVGGNetCompact  the small Real-ESRGAN net (realesr-animevideov3, realesr-general-x4v3): a plain
+                     conv/PReLU stack, pixel shuffle, plus a nearest-upsampled copy of the input
+                     (Wang et al. 2021, "Real-ESRGAN", github.com/xinntao/Real-ESRGAN `srvgg_arch.py`)
+    detect_architecture(state_dict) → RRDBNetConfig | SRVGGNetCompactConfig, from key names and shapes
+    build_upscaler(state_dict)      → the network with the weights loaded (strict)
+
+Both networks map (B, 3, H, W) in [0, 1] to (B, 3, H·scale, W·scale) and accept any H, W
+(`size_multiple` says what the input must be divisible by; the tiler pads to it).
+Old-style ESRGAN checkpoints (`model.0.weight`, ...) and other architectures (SwinIR, DAT, ...)
+are not supported: `detect_architecture` raises UnknownUpscalerError naming what it found.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class UnknownUpscalerError(ValueError):
+    """A state dict that is none of the supported upscaler architectures (or is malformed)."""
+
+
+# --------------------------------------------------------------------------------------------- RRDBNet
+
+@dataclass(frozen=True)
+class RRDBNetConfig:
+    num_in_ch: int = 3
+    num_out_ch: int = 3
+    scale: int = 4          # 4: two nearest ×2 stages; 2 / 1: the input is pixel-unshuffled first (x2plus)
+    num_feat: int = 64
+    num_block: int = 23     # 23 for x4plus, 6 for x4plus_anime_6B
+    num_grow_ch: int = 32
+
+
+class ResidualDenseBlock(nn.Module):
+    """Five densely connected 3×3 convs; the output is scaled by 0.2 and added to the input (ESRGAN §3.1)."""
+
+    def __init__(self, num_feat: int, num_grow_ch: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(num_feat, num_grow_ch, 3, 1, 1)
+        self.conv2 = nn.Conv2d(num_feat + num_grow_ch, num_grow_ch, 3, 1, 1)
+        self.conv3 = nn.Conv2d(num_feat + 2 * num_grow_ch, num_grow_ch, 3, 1, 1)
+        self.conv4 = nn.Conv2d(num_feat + 3 * num_grow_ch, num_grow_ch, 3, 1, 1)
+        self.conv5 = nn.Conv2d(num_feat + 4 * num_grow_ch, num_feat, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lrelu = F.leaky_relu
+        x1 = lrelu(self.conv1(x), 0.2)
+        x2 = lrelu(self.conv2(torch.cat((x, x1), 1)), 0.2)
+        x3 = lrelu(self.conv3(torch.cat((x, x1, x2), 1)), 0.2)
+        x4 = lrelu(self.conv4(torch.cat((x, x1, x2, x3), 1)), 0.2)
+        x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
+        return x5 * 0.2 + x
+
+
+class RRDB(nn.Module):
+    """Residual-in-residual dense block: three dense blocks, residual scaled by 0.2."""
+
+    def __init__(self, num_feat: int, num_grow_ch: int):
+        super().__init__()
+        self.rdb1 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb2 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb3 = ResidualDenseBlock(num_feat, num_grow_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rdb3(self.rdb2(self.rdb1(x))) * 0.2 + x
+
+
+class RRDBNet(nn.Module):
+    """ESRGAN generator; `scale` 2 and 1 pixel-unshuffle the input so the body always upsamples ×4."""
+
+    def __init__(self, config: RRDBNetConfig = RRDBNetConfig()):
+        super().__init__()
+        self.config = config
+        self.scale = config.scale
+        self.size_multiple = 4 // config.scale
+        in_ch = config.num_in_ch * self.size_multiple ** 2
+        f = config.num_feat
+        self.conv_first = nn.Conv2d(in_ch, f, 3, 1, 1)
+        self.body = nn.Sequential(*[RRDB(f, config.num_grow_ch) for _ in range(config.num_block)])
+        self.conv_body = nn.Conv2d(f, f, 3, 1, 1)
+        self.conv_up1 = nn.Conv2d(f, f, 3, 1, 1)
+        self.conv_up2 = nn.Conv2d(f, f, 3, 1, 1)
+        self.conv_hr = nn.Conv2d(f, f, 3, 1, 1)
+        self.conv_last = nn.Conv2d(f, config.num_out_ch, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.size_multiple > 1:
+            x = F.pixel_unshuffle(x, self.size_multiple)                           # (B, 3·s², H/s, W/s)
+        feat = self.conv_first(x)                                                  # (B, F, h, w)
+        feat = feat + self.conv_body(self.body(feat))
+        feat = F.leaky_relu(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")), 0.2)
+        feat = F.leaky_relu(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")), 0.2)
+        return self.conv_last(F.leaky_relu(self.conv_hr(feat), 0.2))              # (B, 3, 4h, 4w)
+
+
+# ------------------------------------------------------------------------------------- SRVGGNetCompact
+
+@dataclass(frozen=True)
+class SRVGGNetCompactConfig:
+    num_in_ch: int = 3
+    num_out_ch: int = 3
+    num_feat: int = 64
+    num_conv: int = 16      # 16 for animevideov3 / 32 for general-x4v3: the convs between first and last
+    upscale: int = 4
+
+
+class SRVGGNetCompact(nn.Module):
+    """`body` = [conv, PReLU] + num_conv × [conv, PReLU] + [conv to out·upscale²]; then pixel shuffle
+    and add the nearest-upsampled input (so the network only learns the residual)."""
+
+    def __init__(self, config: SRVGGNetCompactConfig = SRVGGNetCompactConfig()):
+        super().__init__()
+        self.config = config
+        self.scale = config.upscale
+        self.size_multiple = 1
+        f = config.num_feat
+        layers: list[nn.Module] = [nn.Conv2d(config.num_in_ch, f, 3, 1, 1), nn.PReLU(num_parameters=f)]
+        for _ in range(config.num_conv):
+            layers += [nn.Conv2d(f, f, 3, 1, 1), nn.PReLU(num_parameters=f)]
+        layers.append(nn.Conv2d(f, config.num_out_ch * config.upscale ** 2, 3, 1, 1))
+        self.body = nn.ModuleList(layers)
+        self.upsampler = nn.PixelShuffle(config.upscale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x
+        for layer in self.body:
+            out = layer(out)
+        out = self.upsampler(out)                                                  # (B, 3, sH, sW)
+        return out + F.interpolate(x, scale_factor=self.scale, mode="nearest")
+
+
+# ------------------------------------------------------------------------------------------- detection
+
+def _shape(state_dict: dict, key: str) -> tuple[int, ...]:
+    return tuple(state_dict[key].shape)
+
+
+def detect_architecture(state_dict: dict) -> RRDBNetConfig | SRVGGNetCompactConfig:
+    """The architecture and configuration a state dict was saved from, from its keys and shapes."""
+    keys = set(state_dict)
+    try:
+        if "conv_first.weight" in keys and "conv_last.weight" in keys:
+            num_feat, in_ch = _shape(state_dict, "conv_first.weight")[:2]
+            num_out_ch = _shape(state_dict, "conv_last.weight")[0]
+            blocks = {int(m.group(1)) for k in keys if (m := re.match(r"body\.(\d+)\.rdb1\.conv1\.weight$", k))}
+            if not blocks:
+                raise UnknownUpscalerError("has conv_first / conv_last but no body.N.rdb1 blocks (not an RRDBNet)")
+            num_grow_ch = _shape(state_dict, "body.0.rdb1.conv1.weight")[0]
+            unshuffle = {1: 4, 4: 2, 16: 1}.get(in_ch // num_out_ch) if in_ch % num_out_ch == 0 else None
+            if unshuffle is None:
+                raise UnknownUpscalerError(f"RRDBNet conv_first takes {in_ch} channels for {num_out_ch} output "
+                                           f"channels; expected ×1, ×4 or ×16 (scale 4, 2 or 1)")
+            return RRDBNetConfig(num_in_ch=in_ch // (4 // unshuffle) ** 2, num_out_ch=num_out_ch, scale=unshuffle,
+                                 num_feat=num_feat, num_block=max(blocks) + 1, num_grow_ch=num_grow_ch)
+        conv_ids = sorted(int(m.group(1)) for k in keys if (m := re.match(r"body\.(\d+)\.weight$", k))
+                          and len(state_dict[k].shape) == 4)
+        if conv_ids and "body.0.bias" in keys:
+            if "body.1.weight" not in keys:
+                raise UnknownUpscalerError("SRVGGNetCompact without PReLU weights (relu / leakyrelu variants) "
+                                           "is not supported")
+            num_feat, in_ch = _shape(state_dict, "body.0.weight")[:2]
+            last_out = _shape(state_dict, f"body.{conv_ids[-1]}.weight")[0]
+            num_conv = len(conv_ids) - 2
+            if conv_ids != list(range(0, 2 * (num_conv + 1) + 1, 2)):
+                raise UnknownUpscalerError(f"SRVGGNetCompact body convs at unexpected indices {conv_ids[:6]}...")
+            upscale = round((last_out / in_ch) ** 0.5)
+            if upscale ** 2 * in_ch != last_out:
+                raise UnknownUpscalerError(f"SRVGGNetCompact last conv gives {last_out} channels, not in·scale²")
+            return SRVGGNetCompactConfig(num_in_ch=in_ch, num_out_ch=in_ch, num_feat=num_feat, num_conv=num_conv,
+                                         upscale=upscale)
+    except (KeyError, AttributeError) as exc:
+        raise UnknownUpscalerError(f"malformed upscaler state dict: missing or bad {exc}") from None
+    sample = ", ".join(sorted(keys)[:6])
+    hint = " (old-style ESRGAN keys `model.N`; convert to the Real-ESRGAN key names)" if "model.0.weight" in keys else ""
+    raise UnknownUpscalerError(f"unknown upscaler architecture{hint}: {len(keys)} keys such as {sample}; "
+                               f"supported: RRDBNet (ESRGAN / Real-ESRGAN) and SRVGGNetCompact")
+
+
+def build_upscaler(state_dict: dict) -> RRDBNet | SRVGGNetCompact:
+    """Detect the architecture, build it and load the weights strictly (eval mode, float32)."""
+    config = detect_architecture(state_dict)
+    net = RRDBNet(config) if isinstance(config, RRDBNetConfig) else SRVGGNetCompact(config)
+    try:
+        net.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True)
+    except RuntimeError as exc:
+        raise UnknownUpscalerError(f"{type(net).__name__} {config}: the weights do not fit: {exc}") from None
+    return net.eval().requires_grad_(False)

