@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 NCNN_MAGIC = 7767517
 TAG_FLOAT16 = 0x01306B47
@@ -154,10 +153,12 @@ def _rrdbnet_conv_keys(num_convs: int) -> list[str]:
     return ["conv_first", *body, "conv_body", "conv_up1", "conv_up2", "conv_hr", "conv_last"]
 
 
-def load_ncnn(param_path: str | Path, bin_path: str | Path) -> dict[str, torch.Tensor]:
+def load_ncnn(param_path: str | Path, bin_path: str | Path) -> dict[str, "torch.Tensor"]:
     """A Real-ESRGAN ncnn model as a float32 state dict with RRDBNet or SRVGGNetCompact key names."""
     layers = read_param(param_path)
     weighted = _read_weights(layers, Path(bin_path))
+    import torch   # here, so that listing the built-in names does not import torch
+
     state: dict[str, torch.Tensor] = {}
     if any(layer.type == "PixelShuffle" for layer in layers):         # SRVGGNetCompact: conv, PReLU, ..., conv
         for index, (layer, arrays) in enumerate(weighted):

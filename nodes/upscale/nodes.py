@@ -21,7 +21,7 @@ from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, hookimpl
 
 
 def _builtin_files() -> dict[str, str]:
-    """Built-in model names (imported on use: ncnn.py imports torch, which `nodegraph validate` must not)."""
+    """Built-in model names (from ncnn.py, which imports torch only inside its loaders)."""
     from .ncnn import BUILTIN_FILES
 
     return BUILTIN_FILES
