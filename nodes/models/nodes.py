@@ -7,6 +7,7 @@
     EncodeText         prompt (with (word:1.2) weighting) → CONDITIONING
     EncodeTextSDXL     the same plus SDXL's size / crop conditioning
     VAEEncode          IMAGE → LATENT (optionally tiled);  VAEDecode  LATENT → IMAGE (optionally tiled)
+    VAEEncodeForInpaint  IMAGE + MASK → LATENT with a noise mask, masked pixels neutralised
     FreeMemory         drop cached outputs and offload every model, then pass a value on
 
 Values on the ports: MODEL is a sampling `DiffusionModel` around our UNet (the
@@ -349,6 +350,40 @@ class VAEEncode(Node):
         return {"latent": {"samples": latents.float().cpu()}}
 
 
+class VAEEncodeForInpaint(Node):
+    """Encode an image for inpainting: the masked area is neutralised to grey, the mask grown, and the latent
+    carries the mask so sampling regenerates only that area."""
+
+    category = "latent/inpaint"
+
+    class Inputs(NodeInputs):
+        vae: Any = Input(port="VAE")
+        image: Any = Input(port="IMAGE")
+        mask: Any = Input(port="MASK")
+        grow_mask_by: int = Input(6, ge=0, le=256, description="pixels added around the mask (hides seams)")
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, vae: Any, image: Any, mask: Any, grow_mask_by: int) -> dict:
+        from nodes.image.masks import grow_mask
+
+        pixels = _images_to_vae(image)
+        if getattr(mask, "ndim", 0) != 3 or tuple(mask.shape[-2:]) != tuple(image.shape[1:3]):
+            raise NodeInputError("mask", f"expected a MASK the size of the image {tuple(image.shape[1:3])}, found "
+                                         f"{tuple(getattr(mask, 'shape', ()))}; resize the mask (or the image)")
+        if float(mask.max()) <= 0:
+            raise NodeInputError("mask", "the mask is empty: nothing to inpaint")
+        factor = vae.config.downscale
+        if pixels.shape[-1] % factor or pixels.shape[-2] % factor:
+            raise NodeInputError("image", f"image size {tuple(pixels.shape[-2:])} must be a multiple of {factor}")
+        grown = grow_mask(mask.float(), grow_mask_by).clamp(0, 1)
+        neutral = pixels * (1 - grown[:, None]) + 0.0 * grown[:, None]      # 0 in [-1, 1] = mid grey
+        with self.context.service("memory").using(vae):
+            device = next(vae.parameters()).device
+            latents = vae.encode(neutral.to(device))
+        return {"latent": {"samples": latents.float().cpu(), "noise_mask": grown}}
+
+
 class VAEDecode(Node):
     """Decode latents into images (optionally in tiles, for large images)."""
 
@@ -398,7 +433,7 @@ class FreeMemory(Node):
 @hookimpl
 def register_nodes() -> list[type[Node]]:
     return [LoadCheckpoint, LoadUNet, LoadVAE, LoadTextEncoder, LoadLoRA, EncodeText, EncodeTextSDXL, VAEEncode,
-            VAEDecode, FreeMemory]
+            VAEEncodeForInpaint, VAEDecode, FreeMemory]
 
 
 @hookimpl

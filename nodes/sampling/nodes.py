@@ -12,6 +12,8 @@
     ForwardDiffuse   q_sample at a training timestep (VP form: √ᾱ x0 + √(1−ᾱ) ε), for visualising
     DDIMInvert       latent → the noise latent that DDIM (eta 0) maps back to it
     KSampler         the common case in one node
+    SetLatentNoiseMask  sample only inside a mask (RePaint-style blending, inpainting.py)
+    LatentUpscale    resize latents (hires fix)
 
 Samplers and schedules come from the `register_samplers` / `register_schedules`
 hooks (this pack registers the library's; plugins add more), so the sampler and
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import inspect
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType, hookimpl
 
@@ -248,24 +250,43 @@ class Sample(Node):
 
     def run(self, guider: Any, sampler: Any, sigmas: Any, noise: Any, latent: Any) -> dict:
         samples, sigmas, model = _prepare(self, guider, sigmas, noise, latent)
-        return {"latent": {**latent, "samples": run_sampling(self, guider, sampler, sigmas, noise, samples)}}
+        out = run_sampling(self, guider, sampler, sigmas, noise, samples, latent.get("noise_mask"))
+        return {"latent": {**latent, "samples": out}}
 
 
-def run_sampling(node: Node, guider: Any, sampler: Any, sigmas: Any, noise: Any, samples: Any) -> Any:
-    """Shared by Sample and KSampler: place the model, noise the latent, run the sampler."""
-    from .noise import make_noise_sampler
+def run_sampling(node: Node, guider: Any, sampler: Any, sigmas: Any, noise: Any, samples: Any,
+                 noise_mask: Any = None) -> Any:
+    """Shared by Sample and KSampler: place the model, noise the latent, run the sampler.
+
+    With a `noise_mask` (from SetLatentNoiseMask / VAEEncodeForInpaint) only the masked
+    region is generated; the rest stays the input latent (inpainting.MaskedDenoiser).
+    """
+    from .inpainting import MaskedDenoiser, latent_mask
+    from .noise import make_noise_sampler, seeded_noise
 
     model = guider.model
     memory = node.context.service("memory")
     with memory.using(model.net):
         model.apply_patches()
         device, dtype = model.device, samples.dtype
-        x = samples.to(device) + noise.generate(samples.to(device)) * float(sigmas[0])
+        x0 = samples.to(device)
+        initial_noise = noise.generate(x0)
+        x = x0 + initial_noise * float(sigmas[0])
+        denoiser = guider.denoiser
+        if noise_mask is not None:
+            mask = latent_mask(noise_mask, x0).to(device)
+            if mask.shape[0] not in (1, x0.shape[0]):
+                raise NodeInputError("latent", f"the noise mask has batch {mask.shape[0]}, the latent {x0.shape[0]}")
+            # a seeded noise for the known region even when the latent arrives already noised
+            known_noise = initial_noise if noise.seed is not None else seeded_noise(x0.shape, 0, x0.device, x0.dtype)
+            denoiser = MaskedDenoiser(guider.denoiser, x0, known_noise, mask)
         noise_sampler = make_noise_sampler(x, noise.seed if noise.seed is not None else 0)
         with _as_input_errors({"sigmas": "sigmas", "x": "latent", "options": "sampler"}, "sampler"):
-            out = sampler["function"](guider.denoiser, x, sigmas.to(device), None,
+            out = sampler["function"](denoiser, x, sigmas.to(device), None,
                                       _progress_callback(node, model, len(sigmas) - 1), None, noise_sampler,
                                       **sampler["options"])
+        if noise_mask is not None:
+            out = denoiser.finish(out)
     return out.to("cpu", dtype)
 
 
@@ -432,11 +453,64 @@ class KSampler(Node):
             guider = Guider(denoiser, positive, negative, scale=cfg)
             guider.check_latent(samples)
         chosen = {"name": sampler, "function": sampler_function(registry, sampler), "options": {}}
-        out = run_sampling(self, Guidance(guider, model), chosen, sigmas, Noise(seed), samples)
+        out = run_sampling(self, Guidance(guider, model), chosen, sigmas, Noise(seed), samples,
+                           latent.get("noise_mask"))
         return {"latent": {**latent, "samples": out}}
 
 
-NODES = [EmptyLatent, Schedule, SplitSigmas, SelectSampler, CFGGuider, RandomNoise, DisableNoise, Sample,
+class SetLatentNoiseMask(Node):
+    """Limit sampling to the masked area (1 = regenerate); the rest of the latent is kept (any model can inpaint)."""
+
+    category = "latent/inpaint"
+
+    class Inputs(NodeInputs):
+        latent: Any = Input(port="LATENT")
+        mask: Any = Input(port="MASK")
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, latent: Any, mask: Any) -> dict:
+        samples = _check_latent(latent)
+        if getattr(mask, "ndim", 0) != 3:
+            raise NodeInputError("mask", f"expected a MASK (B, H, W), found {type(mask).__name__}")
+        if mask.shape[0] not in (1, samples.shape[0]):
+            raise NodeInputError("mask", f"mask batch {mask.shape[0]} does not match the latent batch "
+                                         f"{samples.shape[0]}")
+        if float(mask.max()) <= 0:
+            raise NodeInputError("mask", "the mask is empty: nothing would change (paint the area to regenerate)")
+        return {"latent": {**latent, "noise_mask": mask.float()}}
+
+
+class LatentUpscale(Node):
+    """Resize latents (for hires fix: upscale, then sample again with partial denoise)."""
+
+    category = "latent"
+
+    class Inputs(NodeInputs):
+        latent: Any = Input(port="LATENT")
+        factor: float = Input(2.0, gt=0.0, le=8.0, step=0.05, description="used when width/height are 0")
+        width: int = Input(0, ge=0, le=16384, multiple_of=8, description="target in pixels (0 = use factor)")
+        height: int = Input(0, ge=0, le=16384, multiple_of=8)
+        method: Literal["nearest", "bilinear", "bicubic"] = Input("bilinear")
+        downscale: int = Input(8, ge=1, le=64, description="pixels per latent cell of the VAE (8 for SD)")
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, latent: Any, factor: float, width: int, height: int, method: str, downscale: int) -> dict:
+        import torch.nn.functional as F
+
+        samples = _check_latent(latent)
+        h, w = samples.shape[-2:]
+        size = (height // downscale, width // downscale) if width and height else (
+            max(1, round(h * factor)), max(1, round(w * factor)))
+        kwargs = {"align_corners": False} if method != "nearest" else {}
+        out = {**latent, "samples": F.interpolate(samples, size=size, mode=method, **kwargs)}
+        if "noise_mask" in latent:
+            out.pop("noise_mask")     # the mask is in pixels of the old size; set it again if needed
+        return {"latent": out}
+
+
+NODES = [SetLatentNoiseMask, LatentUpscale, EmptyLatent, Schedule, SplitSigmas, SelectSampler, CFGGuider, RandomNoise, DisableNoise, Sample,
          SamplerStep, AddNoise, ForwardDiffuse, DDIMInvert, KSampler]
 
 

@@ -241,3 +241,24 @@ def test_out_of_memory_on_load_frees_and_retries_once(session, monkeypatch):
     with pytest.raises(NodeExecutionError) as info:
         session.run(txt2img())
     assert info.value.exception_type == "ModelMemoryError" and "after freeing" in str(info.value.exception)
+
+
+def test_vae_encode_for_inpaint(session, tmp_path):
+    """VAEEncodeForInpaint grows the mask, carries it in the latent, and KSampler then samples only there."""
+    from PIL import Image
+
+    (tmp_path / "in").mkdir(exist_ok=True)
+    rgba = Image.new("RGBA", (32, 32), (200, 30, 30, 255))
+    rgba.paste((0, 0, 0, 0), (16, 0, 32, 32))            # right half transparent = to inpaint
+    rgba.save(tmp_path / "in" / "half.png")
+    session.input_dir = session.services["input_dir"] = tmp_path / "in"
+    graph = txt2img()
+    graph["nodes"]["load"] = {"type": "LoadImage", "inputs": {"image": "half.png"}}
+    graph["nodes"]["enc"] = {"type": "VAEEncodeForInpaint", "inputs": {
+        "vae": link("ckpt", "vae"), "image": link("load", "image"), "mask": link("load", "mask"), "grow_mask_by": 4}}
+    graph["nodes"]["k"]["inputs"]["latent"] = link("enc", "latent")
+    graph["nodes"]["show"] = {"type": "ShowValue", "inputs": {"value": link("enc", "latent")}}
+    out = session.run(graph).outputs
+    mask = out["show"]["value"]["noise_mask"]
+    assert mask.shape == (1, 32, 32) and mask[0, :, 12:].min() == 1 and mask[0, :, :11].max() == 0
+    assert out["save"]["files"]
