@@ -7,9 +7,11 @@
     CFGGuider        model, positive, negative, cfg, rescale, sigma range → GUIDER
     RandomNoise      seed → NOISE;  DisableNoise → NOISE (for latents already noised)
     Sample           guider, sampler, sigmas, noise, latent → LATENT (progress + previews per step)
+    DenoisingTrajectory  Sample, plus the x̂₀ prediction every few steps (Q2's visualisation)
     SamplerStep      one step i of a sampler, with its history carried in a SAMPLER_STATE
     AddNoise         latent + noise × sigmas[0] (VE form, what Sample does first)
     ForwardDiffuse   q_sample at a training timestep (VP form: √ᾱ x0 + √(1−ᾱ) ε), for visualising
+    ForwardDiffuseImage  an image noised at several timesteps under a linear / cosine schedule (Q1)
     DDIMInvert       latent → the noise latent that DDIM (eta 0) maps back to it
     KSampler         the common case in one node
     SetLatentNoiseMask  sample only inside a mask (RePaint-style blending, inpainting.py)
@@ -228,8 +230,10 @@ def _prepare(node: Node, guider: Any, sigmas: Any, noise: Any, latent: Any) -> t
     return samples, sigmas, model
 
 
-def _progress_callback(node: Node, model: Any, total: int):
+def _progress_callback(node: Node, model: Any, total: int, on_step: Any = None):
     def callback(info: dict) -> None:
+        if on_step is not None:
+            on_step(info)
         node.context.progress(info["i"] + 1, total, preview=model.preview_image(info["denoised"]))
     return callback
 
@@ -255,11 +259,12 @@ class Sample(Node):
 
 
 def run_sampling(node: Node, guider: Any, sampler: Any, sigmas: Any, noise: Any, samples: Any,
-                 noise_mask: Any = None) -> Any:
-    """Shared by Sample and KSampler: place the model, noise the latent, run the sampler.
+                 noise_mask: Any = None, on_step: Any = None) -> Any:
+    """Shared by Sample, KSampler and DenoisingTrajectory: place the model, noise the latent, run the sampler.
 
     With a `noise_mask` (from SetLatentNoiseMask / VAEEncodeForInpaint) only the masked
     region is generated; the rest stays the input latent (inpainting.MaskedDenoiser).
+    `on_step(info)` sees every step's {"i", "x", "sigma", "denoised"}.
     """
     from .inpainting import MaskedDenoiser, latent_mask
     from .noise import make_noise_sampler, seeded_noise
@@ -283,11 +288,96 @@ def run_sampling(node: Node, guider: Any, sampler: Any, sigmas: Any, noise: Any,
         noise_sampler = make_noise_sampler(x, noise.seed if noise.seed is not None else 0)
         with _as_input_errors({"sigmas": "sigmas", "x": "latent", "options": "sampler"}, "sampler"):
             out = sampler["function"](denoiser, x, sigmas.to(device), None,
-                                      _progress_callback(node, model, len(sigmas) - 1), None, noise_sampler,
+                                      _progress_callback(node, model, len(sigmas) - 1, on_step), None, noise_sampler,
                                       **sampler["options"])
         if noise_mask is not None:
             out = denoiser.finish(out)
     return out.to("cpu", dtype)
+
+
+class DenoisingTrajectory(Node):
+    """Sample, and also return the model's clean-image guess x̂₀ every few steps (seed notes Q2).
+
+    `predictions` holds x̂₀ of steps 0, every, 2·every, … (counting from 0) and always
+    of the last step (step-major: all batch items of one step, then the next step), ready
+    for VAEDecode → ImageGrid; `noisy` holds the latent the sampler was at when each
+    prediction was made, in the variance-preserving scale x_t / √(1 + σ²) so that it
+    decodes to a recognisable noisy image.
+    """
+
+    category = "sampling"
+
+    class Inputs(NodeInputs):
+        guider: Any = Input(port="GUIDER")
+        sampler: Any = Input(port="SAMPLER")
+        sigmas: Any = Input(port="SIGMAS")
+        noise: Any = Input(port="NOISE")
+        latent: Any = Input(port="LATENT")
+        every: int = Input(4, ge=1, le=10000, description="keep x̂₀ every this many steps (and the last)")
+
+    outputs = (Output("latent", "LATENT"), Output("predictions", "LATENT"), Output("noisy", "LATENT"))
+
+    def run(self, guider: Any, sampler: Any, sigmas: Any, noise: Any, latent: Any, every: int) -> dict:
+        import torch
+
+        samples, sigmas, model = _prepare(self, guider, sigmas, noise, latent)
+        last = len(sigmas) - 2
+        predictions, noisy = [], []
+
+        def keep(info: dict) -> None:
+            if info["i"] % every == 0 or info["i"] == last:
+                predictions.append(info["denoised"].detach().to("cpu", samples.dtype))
+                scale = 1.0 / (1.0 + float(info["sigma_hat"]) ** 2) ** 0.5       # VE → VP: what q(x_t | x0) shows
+                noisy.append((info["x"].detach() * scale).to("cpu", samples.dtype))
+
+        out = run_sampling(self, guider, sampler, sigmas, noise, samples, latent.get("noise_mask"), on_step=keep)
+        base = {k: v for k, v in latent.items() if k != "noise_mask"}
+        return {"latent": {**latent, "samples": out},
+                "predictions": {**base, "samples": torch.cat(predictions)},
+                "noisy": {**base, "samples": torch.cat(noisy)}}
+
+
+class ForwardDiffuseImage(Node):
+    """The forward process on an image, for seeing a noise schedule (seed notes Q1).
+
+    Each image is noised to every listed training timestep t under the chosen beta
+    schedule — x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε in the [-1, 1] pixel range, with the same ε
+    for every t — and shown back in [0, 1]. Output: per input image, one image per
+    timestep, in the listed order (ImageGrid with columns = number of timesteps).
+    """
+
+    category = "sampling/visualise"
+
+    class Inputs(NodeInputs):
+        images: Any = Input(port="IMAGE")
+        beta_schedule: Literal["linear", "scaled_linear", "cosine"] = Input("linear")
+        timesteps: str = Input("0,50,100,200,300,500,700,999", description="comma-separated, each 0 … 999")
+        seed: int = Input(0, seed=True)
+
+    outputs = (Output("images", "IMAGE"),)
+
+    def run(self, images: Any, beta_schedule: str, timesteps: str, seed: int) -> dict:
+        import torch
+
+        from .forward_diffusion import q_sample
+        from .noise import seeded_noise
+        from .schedules import alphas_cumprod_from_betas, cosine_betas, linear_betas, scaled_linear_betas
+
+        try:
+            steps = [int(t) for t in timesteps.replace(" ", "").split(",") if t]
+        except ValueError:
+            raise NodeInputError("timesteps", f"expected comma-separated integers such as '0,100,500,999', "
+                                              f"found {timesteps!r}") from None
+        if not steps or any(not 0 <= t <= 999 for t in steps):
+            raise NodeInputError("timesteps", f"expected one or more timesteps in 0 … 999, found {timesteps!r}")
+        betas = {"linear": linear_betas, "scaled_linear": scaled_linear_betas, "cosine": cosine_betas}[beta_schedule]()
+        alphas_cumprod = alphas_cumprod_from_betas(betas)
+        x0 = images.movedim(-1, 1).float() * 2 - 1                            # (B, 3, H, W) in [-1, 1]
+        eps = seeded_noise(x0.shape, seed, dtype=x0.dtype)
+        rows = [torch.stack([q_sample(x0[b:b + 1], t, alphas_cumprod, noise=eps[b:b + 1])[0] for t in steps])
+                for b in range(len(x0))]
+        out = ((torch.cat(rows) + 1) / 2).clamp(0, 1).movedim(1, -1)
+        return {"images": out.to(images.dtype)}
 
 
 class SamplerStep(Node):
@@ -510,8 +600,9 @@ class LatentUpscale(Node):
         return {"latent": out}
 
 
-NODES = [SetLatentNoiseMask, LatentUpscale, EmptyLatent, Schedule, SplitSigmas, SelectSampler, CFGGuider, RandomNoise, DisableNoise, Sample,
-         SamplerStep, AddNoise, ForwardDiffuse, DDIMInvert, KSampler]
+NODES = [SetLatentNoiseMask, LatentUpscale, EmptyLatent, Schedule, SplitSigmas, SelectSampler, CFGGuider, RandomNoise,
+         DisableNoise, Sample, DenoisingTrajectory, SamplerStep, AddNoise, ForwardDiffuse, ForwardDiffuseImage,
+         DDIMInvert, KSampler]
 
 
 @hookimpl

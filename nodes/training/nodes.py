@@ -2,6 +2,8 @@
 
     TinyWorldDataset     the procedural captioned world (world.py), rendered once into memory → DATASET
     ImageFolderDataset   images + same-name .txt captions from the input folder → DATASET (+ skip report)
+    RenderTinyWorld      a tiny-world caption → the exact image the world draws for it (a ground truth
+                         for img2img, ControlNet hints and comparisons with generated images)
     TrainVAE             DATASET → VAE (KL autoencoder; scale factor and preview map fitted after training)
     TrainDiffusion       DATASET, VAE → MODEL, TEXT_ENCODER (a UNet and a CLIP-architecture text encoder
                          trained from scratch; eps or v objective; EMA; caption dropout for CFG)
@@ -42,6 +44,35 @@ class RenderedDataset:
 
     def __nodegraph_sizeof__(self) -> int:
         return self.images.numel()
+
+
+class RenderTinyWorld(Node):
+    """Draw the tiny-world scene a caption describes, exactly as the training data draws it."""
+
+    category = "training"
+
+    class Inputs(NodeInputs):
+        caption: str = Input("a large red circle in the centre, on a white background", multiline=True,
+                             min_length=1, max_length=2000)
+        size: int = Input(64, ge=16, le=1024, multiple_of=8)
+
+    outputs = (Output("image", "IMAGE"), Output("caption", "STRING"))
+
+    def run(self, caption: str, size: int) -> dict:
+        import numpy as np
+        import torch
+
+        from . import world
+
+        scene = world.parse_caption(caption)
+        if scene is None:
+            raise NodeInputError(
+                "caption", f"{caption!r} is not a complete tiny-world scene: name each object's size, colour, "
+                           f"shape and position, and the background colour, as in 'a small red circle on the left, "
+                           f"on a blue background' (docs/tiny_world.md lists the words)")
+        pixels = world.render(scene, size)
+        image = torch.from_numpy(np.ascontiguousarray(pixels)).float().div(255).unsqueeze(0)   # (1, H, W, 3)
+        return {"image": image, "caption": world.caption(scene)}
 
 
 def _parse_holdout(text: str) -> list[tuple[str, ...]]:
@@ -147,18 +178,26 @@ def _images(dataset: Any, limit: int | None = None) -> Any:
 
 
 class TrainVAE(Node):
-    """Train a KL autoencoder (the SD VAE architecture at small width) on a dataset's images."""
+    """Train a KL autoencoder (the SD VAE architecture at small width) on a dataset's images.
+
+    With `init` connected, training starts from that VAE's weights and architecture
+    (the width … latent_channels inputs are then ignored): fine-tuning, e.g. at full
+    resolution after cheap training on crops, or a decoder adapted to your own images.
+    """
 
     category = "training"
 
     class Inputs(NodeInputs):
         dataset: Any = Input(port="DATASET")
+        init: Any = Input(None, port="VAE", description="optional: fine-tune this VAE instead of starting fresh")
         width: int = Input(32, ge=8, le=512, description="channels of the full-resolution level")
         channel_mult: str = Input("1,2,2", description="per level; n levels downscale by 2^(n-1)")
         res_blocks: int = Input(1, ge=1, le=4)
         latent_channels: int = Input(4, ge=1, le=16)
         steps: int = Input(1500, ge=1, le=1_000_000)
         batch_size: int = Input(16, ge=1, le=1024)
+        crop_size: int = Input(0, ge=0, le=4096, multiple_of=8,
+                               description="train on random crops of this size (0 = whole images); cheaper steps")
         lr: float = Input(1e-3, gt=0.0, le=1.0)
         warmup_steps: int = Input(50, ge=0, le=100_000)
         kl_weight: float = Input(1e-6, ge=0.0, le=1.0)
@@ -169,9 +208,9 @@ class TrainVAE(Node):
 
     outputs = (Output("vae", "VAE"), Output("report", "STRING"))
 
-    def run(self, dataset: Any, width: int, channel_mult: str, res_blocks: int, latent_channels: int, steps: int,
-            batch_size: int, lr: float, warmup_steps: int, kl_weight: float, ema_decay: float, seed: int,
-            checkpoint_every: int, run_name: str) -> dict:
+    def run(self, dataset: Any, init: Any, width: int, channel_mult: str, res_blocks: int, latent_channels: int,
+            steps: int, batch_size: int, crop_size: int, lr: float, warmup_steps: int, kl_weight: float,
+            ema_decay: float, seed: int, checkpoint_every: int, run_name: str) -> dict:
         import torch
 
         from nodes.models.vae import AutoencoderKL, VAEConfig, fit_latent_rgb_factors
@@ -179,14 +218,23 @@ class TrainVAE(Node):
         from .trainer import TrainConfig, train_vae
 
         torch.manual_seed(seed)
-        vae_config = VAEConfig(ch=width, ch_mult=_int_list("channel_mult", channel_mult),
-                               num_res_blocks=res_blocks, z_channels=latent_channels)
-        vae = AutoencoderKL(vae_config)
+        if init is not None:
+            vae_config = init.config
+            vae = AutoencoderKL(vae_config)
+            vae.load_state_dict(init.state_dict())              # a copy: the input VAE stays as it was
+            vae.float()
+            origin = {"init": f"{sum(float(p.detach().double().sum()) for p in init.parameters()):.10e}"}
+        else:
+            vae_config = VAEConfig(ch=width, ch_mult=_int_list("channel_mult", channel_mult),
+                                   num_res_blocks=res_blocks, z_channels=latent_channels)
+            vae = AutoencoderKL(vae_config)
+            origin = {}
         config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 20, warmup_steps=warmup_steps,
                              ema_decay=ema_decay, seed=seed, checkpoint_every=checkpoint_every)
         images = _images(dataset)
-        run = _run(self, run_name, {"vae": repr(vae_config), "train": repr(config), "data": len(images)})
-        report = train_vae(vae, images, config, _progress(self), run, kl_weight=kl_weight)
+        run = _run(self, run_name, {"vae": repr(vae_config), "train": repr(config), "data": len(images),
+                                    "crop": crop_size, **origin})
+        report = train_vae(vae, images, config, _progress(self), run, kl_weight=kl_weight, crop=crop_size)
         with torch.no_grad():   # latent scale so that sampling sees unit variance; a preview map for progress
             sample = images[: min(512, len(images))]
             latents = vae.encode(sample)                          # scaled by the default factor
@@ -343,7 +391,7 @@ class SaveCheckpoint(Node):
                 "bytes": path.stat().st_size}
 
 
-NODES = [TinyWorldDataset, ImageFolderDataset, TrainVAE, TrainDiffusion, SaveCheckpoint]
+NODES = [TinyWorldDataset, ImageFolderDataset, RenderTinyWorld, TrainVAE, TrainDiffusion, SaveCheckpoint]
 
 
 @hookimpl

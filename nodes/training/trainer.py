@@ -4,7 +4,8 @@
                            EMA, bf16 autocast, seed, checkpoint interval
     lr_at(step, config)    the learning-rate schedule (linear warm-up, then cosine to min_lr)
     EMA                    exponential moving average of weights (Polyak; seed notes Q29)
-    train_vae(...)         KL autoencoder: L1 + MSE reconstruction + a small KL term
+    train_vae(...)         KL autoencoder: L1 + MSE reconstruction + a small KL term, optionally on
+                           random crops (the VAE is convolutional; crops cut the cost per step)
     train_diffusion(...)   UNet (+ text encoder) on precomputed latents: eps or v objective (Q26),
                            any training beta schedule (Q1, Q20), caption dropout for CFG,
                            loss-by-timestep report (Q3)
@@ -166,11 +167,26 @@ def vae_loss(vae: Any, images: torch.Tensor, generator: torch.Generator, kl_weig
     return l1 + mse + kl_weight * kl, {"l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
 
 
+def random_crops(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """One random size×size window of each image (B, C, H, W) → (B, C, size, size); size 0 = whole images."""
+    height, width = images.shape[-2:]
+    if size <= 0 or (size >= height and size >= width):
+        return images
+    size_h, size_w = min(size, height), min(size, width)
+    tops = torch.randint(0, height - size_h + 1, (len(images),), generator=generator).tolist()
+    lefts = torch.randint(0, width - size_w + 1, (len(images),), generator=generator).tolist()
+    return torch.stack([image[:, top:top + size_h, left:left + size_w]
+                        for image, top, left in zip(images, tops, lefts)])
+
+
 def train_vae(vae: Any, images: torch.Tensor, config: TrainConfig, progress: Progress,
-              run: TrainingRun | None = None, kl_weight: float = 1e-6) -> dict:
+              run: TrainingRun | None = None, kl_weight: float = 1e-6, crop: int = 0) -> dict:
     """Train a KL autoencoder on `images` (N, 3, H, W) in [-1, 1]; EMA weights end up in `vae`.
 
-    Returns a report: final losses and the latent std (from which scale_factor = 1 / std).
+    With `crop` > 0 each step sees a random crop×crop window of every image (as SD's VAE
+    was trained on 256² crops): a convolutional autoencoder learns the same local code
+    at a fraction of the cost. Returns a report: final losses and the latent std (from
+    which scale_factor = 1 / std).
     """
     run = run or TrainingRun(None, {})
     torch.manual_seed(config.seed)
@@ -192,8 +208,9 @@ def train_vae(vae: Any, images: torch.Tensor, config: TrainConfig, progress: Pro
         for micro in range(config.grad_accumulation):
             idx = _batch_indices(len(images), config.batch_size, step, micro, config.seed)
             generator = torch.Generator().manual_seed(config.seed + 7 * step + micro)
+            batch = random_crops(images[idx], crop, generator).to(device)
             with _autocast(config, device):
-                loss, info = vae_loss(vae, images[idx].to(device), generator, kl_weight)
+                loss, info = vae_loss(vae, batch, generator, kl_weight)
             (loss / config.grad_accumulation).backward()
         info["grad_norm"] = _optimiser_step(list(vae.parameters()), optimiser, config, step)
         if ema is not None:

@@ -344,3 +344,69 @@ def test_latent_upscale_sizes(session):
     out = session.run(graph, outputs=["a", "b"]).outputs
     assert out["a"]["value"]["samples"].shape[-2:] == (6, 6)
     assert out["b"]["value"]["samples"].shape[-2:] == (6, 8)
+
+
+def test_denoising_trajectory_matches_sample_and_keeps_every_kth_prediction(session):
+    """DenoisingTrajectory's final latent equals Sample's; it keeps x̂₀ at steps 0, k, 2k, … and the last."""
+    graph = modular_graph("euler", steps=7)
+    nodes = graph["nodes"]
+    reference = session.run(graph).outputs["show"]["value"]["samples"]
+    nodes["trajectory"] = {"type": "DenoisingTrajectory", "inputs": {**nodes["sample"]["inputs"], "every": 3}}
+    nodes["show"]["inputs"]["value"] = link("trajectory", "latent")
+    nodes["x0"] = {"type": "ShowValue", "inputs": {"value": link("trajectory", "predictions")}}
+    nodes["xt"] = {"type": "ShowValue", "inputs": {"value": link("trajectory", "noisy")}}
+    outputs = session.run(graph).outputs
+    assert torch.equal(outputs["show"]["value"]["samples"], reference)
+    predictions, noisy = outputs["x0"]["value"]["samples"], outputs["xt"]["value"]["samples"]
+    assert predictions.shape == noisy.shape == (3 * 2, 4, 4, 4)           # steps 0, 3, 6 (last) × batch 2
+    # the last prediction of Euler is the final sample (sigma → 0 step lands on x̂₀)
+    assert torch.allclose(predictions[-2:], reference, atol=1e-6)
+    # x̂₀ approaches the conditioned mean as sampling goes on; the noisy latents are in VP scale (std ≤ ~1)
+    assert noisy[:2].std() < 1.5
+
+
+def test_forward_diffuse_image_shows_the_schedules(session):
+    """ForwardDiffuseImage: t=0 is the image, later t are noisier, and cosine keeps more signal than linear."""
+    image = torch.rand(1, 16, 16, 3)
+
+    class Source(Node):
+        class Inputs(NodeInputs):
+            pass
+
+        outputs = (Output("image", "IMAGE"),)
+
+        def run(self):
+            return {"image": image}
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_nodes():
+            return [Source]
+
+    session = Session(plugins=[("source", Plugin)])
+    graph = {"format_version": 1, "nodes": {"src": {"type": "Source", "inputs": {}}}}
+    for schedule in ("linear", "cosine"):
+        graph["nodes"][schedule] = {"type": "ForwardDiffuseImage", "inputs": {
+            "images": link("src", "image"), "beta_schedule": schedule, "timesteps": "0, 300, 999", "seed": 1}}
+        graph["nodes"]["show_" + schedule] = {"type": "ShowValue", "inputs": {"value": link(schedule, "images")}}
+    outputs = session.run(graph).outputs
+    linear, cosine = outputs["show_linear"]["value"], outputs["show_cosine"]["value"]
+    assert linear.shape == (3, 16, 16, 3)
+    assert torch.allclose(linear[0], image, atol=0.02) and torch.allclose(cosine[0], image, atol=0.02)
+    error = lambda x: (x - image[0]).abs().mean().item()        # noqa: E731
+    assert error(linear[1]) < error(linear[2])
+    assert error(cosine[1]) < error(linear[1])                  # ᾱ_300: cosine 0.63, linear 0.28
+
+
+@pytest.mark.parametrize("timesteps", ["", "0,1000", "a,b"])
+def test_forward_diffuse_image_rejects_bad_timesteps(session, timesteps):
+    """Timesteps outside 0 … 999 or not integers are a validation-time input error naming the input."""
+    graph = {"format_version": 1, "nodes": {
+        "img": {"type": "MaskToImage", "inputs": {"mask": link("mask", "mask")}},
+        "mask": {"type": "HalfMask", "inputs": {}},
+        "fwd": {"type": "ForwardDiffuseImage", "inputs": {"images": link("img", "image"), "timesteps": timesteps}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("fwd", "images")}}}}
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert info.value.node_id == "fwd" and "timesteps" in str(info.value)

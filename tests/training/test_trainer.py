@@ -14,7 +14,8 @@ from nodes.models.clip import CLIP_L, CLIPTextModel
 from nodes.models.unet import UNetConfig, UNetModel
 from nodes.models.vae import AutoencoderKL, VAEConfig
 from nodes.sampling.schedules import alphas_cumprod_from_betas, scaled_linear_betas
-from nodes.training.trainer import DiffusionData, TrainConfig, TrainingRun, lr_at, train_diffusion, train_vae
+from nodes.training.trainer import (DiffusionData, TrainConfig, TrainingRun, lr_at, random_crops, train_diffusion,
+                                    train_vae)
 
 COLOURS = [(-1.0, -1.0, 1.0), (1.0, -1.0, -1.0), (-1.0, 1.0, -1.0)]
 WORDS = ["blue", "red", "green"]
@@ -53,6 +54,33 @@ def test_vae_learns_to_reconstruct():
                        lambda step, total, info: losses.append(info["l1"]))
     assert losses[-1] < 0.4 * losses[0]
     assert report["latent_std"] > 0
+
+
+def test_random_crops_are_windows_of_each_image():
+    """Each crop is a size×size window of its own image, at a position drawn from the generator."""
+    images = torch.arange(2 * 3 * 10 * 12, dtype=torch.float32).view(2, 3, 10, 12)
+    crops = random_crops(images, 4, torch.Generator().manual_seed(0))
+    assert crops.shape == (2, 3, 4, 4)
+    for image, crop in zip(images, crops):
+        top, left = divmod(int(crop[0, 0, 0].item()) % 120, 12)
+        assert torch.equal(crop, image[:, top:top + 4, left:left + 4])
+    again = random_crops(images, 4, torch.Generator().manual_seed(0))
+    assert torch.equal(crops, again)
+    assert random_crops(images, 0, torch.Generator()) is images            # 0 = whole images
+    assert random_crops(images, 64, torch.Generator()) is images           # larger than the image
+
+
+def test_vae_trained_on_crops_reconstructs_whole_images():
+    """A convolutional VAE trained on 8×8 crops reconstructs the full 16×16 images it never saw whole."""
+    images, _ = squares(30)
+    vae = tiny_vae()
+    with torch.no_grad():
+        before = (vae.decode(vae.encode(images[:6])) - images[:6]).abs().mean().item()
+    train_vae(vae, images, TrainConfig(steps=120, batch_size=8, lr=3e-3, warmup_steps=10, ema_decay=0.0),
+              lambda step, total, info: None, crop=8)
+    with torch.no_grad():
+        after = (vae.decode(vae.encode(images[:6])) - images[:6]).abs().mean().item()
+    assert after < 0.4 * before
 
 
 def test_resume_is_exact(tmp_path):
@@ -153,3 +181,26 @@ def test_training_graph_saves_a_loadable_checkpoint(tmp_path):
     image = session.run(sample).outputs["show"]["value"]
     assert image.shape == (1, 16, 16, 3)
     assert result.outputs["save"]["bytes"] > 10_000
+
+
+def test_train_vae_fine_tunes_an_init_vae_without_changing_it(tmp_path):
+    """TrainVAE with `init` starts from that VAE (its architecture, not the width inputs) and leaves it intact."""
+    session = Session(plugins=[("squares", sys.modules[__name__])], output_dir=tmp_path / "out")
+    link = lambda node, output: {"node": node, "output": output}  # noqa: E731
+    graph = {"format_version": 1, "nodes": {
+        "data": {"type": "Squares", "inputs": {"count": 12}},
+        "base": {"type": "TrainVAE", "inputs": {"dataset": link("data", "dataset"), "width": 32, "channel_mult": "1,1",
+                                                "steps": 4, "batch_size": 4, "crop_size": 8, "run_name": "base"}},
+        "tuned": {"type": "TrainVAE", "inputs": {"dataset": link("data", "dataset"), "init": link("base", "vae"),
+                                                 "width": 8, "steps": 3, "batch_size": 4, "run_name": "tuned"}},
+        "show_base": {"type": "ShowValue", "inputs": {"value": link("base", "vae")}},
+        "show_tuned": {"type": "ShowValue", "inputs": {"value": link("tuned", "vae")}}}}
+    outputs = session.run(graph).outputs
+    base, tuned = outputs["show_base"]["value"], outputs["show_tuned"]["value"]
+    assert tuned.config.ch == base.config.ch == 32                  # the init's architecture, not width=8
+    assert tuned is not base
+    base_weights = {k: v.clone() for k, v in base.state_dict().items()}
+    assert any(not torch.equal(base_weights[k], v) for k, v in tuned.state_dict().items())
+    session.run(graph)                                              # cached: nothing retrains, base untouched
+    assert all(torch.equal(base_weights[k], v) for k, v in base.state_dict().items())
+    assert (tmp_path / "out" / "training" / "tuned" / "training_state.pt").is_file()
