@@ -5,7 +5,8 @@ checkpoints for the UNet and VAE, and like Hugging Face ``CLIPTextModel`` for te
 (which SD 1.x single files already use). Other layouts are renamed here:
 
 - diffusers folders (``unet/``, ``vae/``): ``unet_from_diffusers``, ``vae_from_diffusers``
-  (the inverse of ``diffusers.loaders.single_file_utils.convert_ldm_*_checkpoint``).
+  (the inverse of ``diffusers.loaders.single_file_utils.convert_ldm_*_checkpoint``);
+  diffusers ``ControlNetModel``: ``controlnet_from_diffusers``.
 - OpenCLIP text encoders (SD 2.x ``cond_stage_model.model.``, SDXL ``conditioner.embedders.1.model.``):
   ``clip_from_openclip`` (fused ``in_proj`` split into q/k/v, ``text_projection`` transposed) and,
   for writing files, ``clip_to_openclip``.
@@ -137,6 +138,38 @@ def unet_from_diffusers(keys: Iterable[str], prefix: str = "") -> KeyMap:
         return None
 
     return _apply(convert, keys, names, "diffusers UNet")
+
+
+def controlnet_from_diffusers(keys: Iterable[str], prefix: str = "") -> KeyMap:
+    """Map diffusers ``ControlNetModel`` keys to the original ControlNet (``cldm``) keys.
+
+    The encoder copy is named as in the UNet (``unet_from_diffusers``); the rest:
+    ``controlnet_down_blocks.i`` → ``zero_convs.i.0``, ``controlnet_mid_block`` →
+    ``middle_block_out.0``, ``controlnet_cond_embedding`` (conv_in, blocks.j, conv_out) →
+    ``input_hint_block`` convs 0, 2(j+1), and the last.
+    """
+    keys = [k for k in keys if k.startswith(prefix) and not _ignored(k)]
+    names = [k[len(prefix) :] for k in keys]
+    hint_blocks = 1 + max((int(m[1]) for n in names
+                           if (m := re.match(r"controlnet_cond_embedding\.blocks\.(\d+)\.", n))), default=-1)
+
+    def convert(name: str) -> str | None:
+        if m := re.fullmatch(r"controlnet_down_blocks\.(\d+)\.(.+)", name):
+            return f"zero_convs.{m[1]}.0.{m[2]}"
+        if m := re.fullmatch(r"controlnet_mid_block\.(.+)", name):
+            return f"middle_block_out.0.{m[1]}"
+        if m := re.fullmatch(r"controlnet_cond_embedding\.conv_in\.(.+)", name):
+            return f"input_hint_block.0.{m[1]}"
+        if m := re.fullmatch(r"controlnet_cond_embedding\.blocks\.(\d+)\.(.+)", name):
+            return f"input_hint_block.{2 * (int(m[1]) + 1)}.{m[2]}"
+        if m := re.fullmatch(r"controlnet_cond_embedding\.conv_out\.(.+)", name):
+            return f"input_hint_block.{2 * (hint_blocks + 1)}.{m[1]}"
+        return None
+
+    own = {i for i, n in enumerate(names) if convert(n) is not None}
+    mapping = _apply(convert, [keys[i] for i in sorted(own)], [names[i] for i in sorted(own)], "diffusers ControlNet")
+    mapping.update(unet_from_diffusers([k for i, k in enumerate(keys) if i not in own], prefix))
+    return mapping
 
 
 def _apply(

@@ -49,6 +49,7 @@ from typing import Any, Literal
 import torch
 
 from .clip import CLIP_G, CLIP_H, CLIP_L, CLIP_L_SDXL, TextEncoderConfig
+from .controlnet import ControlNetConfig
 from .convert import ConversionError, KeySource, clip_from_hf, clip_from_openclip
 from .unet import SD1, SD2, SDXL_BASE, SDXL_REFINER, Prediction, UNetConfig
 from .vae import SD_VAE, SDXL_VAE, VAEConfig
@@ -122,11 +123,8 @@ def _indices(keys: Iterable[str], pattern: str) -> set[int]:
     return {int(m[1]) for key in keys if (m := compiled.match(key))}
 
 
-def detect_unet_config(shapes: Shapes, prefix: str = "", family: Family | None = None) -> UNetConfig:
-    """UNet sizes from LDM-layout keys under `prefix`; heads follow `family`'s convention (None: sd1's)."""
-    s = {k[len(prefix) :]: tuple(v) for k, v in shapes.items() if k.startswith(prefix)}
-    if "input_blocks.0.0.weight" not in s:
-        raise ValueError(f"no UNet keys under {prefix!r} (expected {prefix}input_blocks.0.0.weight)")
+def _encoder_sizes(s: Mapping[str, tuple[int, ...]], family: Family | None) -> tuple[dict[str, Any], int]:
+    """UNetConfig fields readable from the down path (UNet or ControlNet keys), and the ResBlocks per level."""
     model_channels, in_channels = s["input_blocks.0.0.weight"][:2]
     input_count = 1 + max(_indices(s, r"input_blocks\.(\d+)\."))
     downsamples = sorted(_indices(s, r"input_blocks\.(\d+)\.0\.op\.weight"))
@@ -134,45 +132,72 @@ def detect_unet_config(shapes: Shapes, prefix: str = "", family: Family | None =
     res_blocks, remainder = divmod(input_count - 1 - len(downsamples), levels)
     if remainder or res_blocks < 1:
         raise ValueError(f"{input_count} input blocks with {len(downsamples)} downsamples do not form equal levels")
-
-    def depth(block: str) -> int:
-        return len(_indices(s, re.escape(block) + r"\.1\.transformer_blocks\.(\d+)\."))
-
-    channel_mult, depth_in, depth_out = [], [], []
+    channel_mult, depth_in = [], []
     for level in range(levels):
         blocks = [1 + level * (res_blocks + 1) + i for i in range(res_blocks)]
-        width = s[f"input_blocks.{blocks[0]}.0.out_layers.3.weight"][0]
-        channel_mult.append(width // model_channels)
-        depths = {depth(f"input_blocks.{b}") for b in blocks}
-        out_blocks = [(levels - 1 - level) * (res_blocks + 1) + i for i in range(res_blocks + 1)]
-        out_depths = {depth(f"output_blocks.{b}") for b in out_blocks}
-        if len(depths) > 1 or len(out_depths) > 1:
-            raise ValueError(
-                f"level {level} mixes transformer depths {sorted(depths | out_depths)}; "
-                "only one depth per level is supported"
-            )
+        channel_mult.append(s[f"input_blocks.{blocks[0]}.0.out_layers.3.weight"][0] // model_channels)
+        depths = {_depth(s, f"input_blocks.{b}") for b in blocks}
+        if len(depths) > 1:
+            raise ValueError(f"level {level} mixes transformer depths {sorted(depths)}; "
+                             "only one depth per level is supported")
         depth_in.append(depths.pop())
-        depth_out.append(out_depths.pop())
-    middle_depth = len(_indices(s, r"middle_block\.1\.transformer_blocks\.(\d+)\."))
     to_k = next((v for k, v in s.items() if k.endswith("attn2.to_k.weight")), None)
     proj_in = next((v for k, v in s.items() if k.endswith(".proj_in.weight")), None)
     adm = s.get("label_emb.0.0.weight")
     standard_sd1 = family in (None, "sd1")
+    return {
+        "in_channels": in_channels,
+        "model_channels": model_channels,
+        "channel_mult": tuple(channel_mult),
+        "num_res_blocks": res_blocks,
+        "transformer_depth": tuple(depth_in),
+        "transformer_depth_middle": len(_indices(s, r"middle_block\.1\.transformer_blocks\.(\d+)\.")),
+        "context_dim": to_k[1] if to_k else SD1.context_dim,
+        "num_heads": 8 if standard_sd1 else -1,
+        "num_head_channels": -1 if standard_sd1 else 64,
+        "use_linear_in_transformer": bool(proj_in) and len(proj_in) == 2,
+        "adm_in_channels": adm[1] if adm else 0,
+    }, res_blocks
+
+
+def _depth(s: Mapping[str, tuple[int, ...]], block: str) -> int:
+    """Transformer blocks in `block`'s SpatialTransformer (0 = none)."""
+    return len(_indices(s, re.escape(block) + r"\.1\.transformer_blocks\.(\d+)\."))
+
+
+def detect_unet_config(shapes: Shapes, prefix: str = "", family: Family | None = None) -> UNetConfig:
+    """UNet sizes from LDM-layout keys under `prefix`; heads follow `family`'s convention (None: sd1's)."""
+    s = {k[len(prefix) :]: tuple(v) for k, v in shapes.items() if k.startswith(prefix)}
+    if "input_blocks.0.0.weight" not in s:
+        raise ValueError(f"no UNet keys under {prefix!r} (expected {prefix}input_blocks.0.0.weight)")
+    sizes, res_blocks = _encoder_sizes(s, family)
+    levels = len(sizes["channel_mult"])
+    depth_out = []
+    for level in range(levels):
+        out_blocks = [(levels - 1 - level) * (res_blocks + 1) + i for i in range(res_blocks + 1)]
+        out_depths = {_depth(s, f"output_blocks.{b}") for b in out_blocks}
+        if len(out_depths) > 1:
+            raise ValueError(f"level {level} mixes transformer depths {sorted(out_depths)}; "
+                             "only one depth per level is supported")
+        depth_out.append(out_depths.pop())
+    depth_out = tuple(depth_out)
     return UNetConfig(
-        in_channels=in_channels,
+        **sizes,
         out_channels=s["out.2.weight"][0],
-        model_channels=model_channels,
-        channel_mult=tuple(channel_mult),
-        num_res_blocks=res_blocks,
-        transformer_depth=tuple(depth_in),
-        transformer_depth_middle=middle_depth,
-        transformer_depth_output=None if depth_out == depth_in else tuple(depth_out),
-        context_dim=to_k[1] if to_k else SD1.context_dim,
-        num_heads=8 if standard_sd1 else -1,
-        num_head_channels=-1 if standard_sd1 else 64,
-        use_linear_in_transformer=bool(proj_in) and len(proj_in) == 2,
-        adm_in_channels=adm[1] if adm else 0,
+        transformer_depth_output=None if depth_out == sizes["transformer_depth"] else depth_out,
     )
+
+
+def detect_controlnet_config(shapes: Shapes, prefix: str = "", family: Family | None = None) -> ControlNetConfig:
+    """ControlNet sizes from original-layout keys under `prefix` (heads: `family`'s convention)."""
+    s = {k[len(prefix) :]: tuple(v) for k, v in shapes.items() if k.startswith(prefix)}
+    if "input_hint_block.0.weight" not in s or "input_blocks.0.0.weight" not in s:
+        raise ValueError(f"no ControlNet keys under {prefix!r} (expected {prefix}input_hint_block.0.weight)")
+    sizes, _ = _encoder_sizes(s, family)
+    convs = sorted(_indices(s, r"input_hint_block\.(\d+)\.weight"))
+    widths = tuple(s[f"input_hint_block.{i}.weight"][0] for i in convs[:-1:2])
+    return ControlNetConfig(unet=UNetConfig(**sizes, out_channels=sizes["in_channels"]),
+                            hint_channels=s["input_hint_block.0.weight"][1], hint_widths=widths)
 
 
 def detect_vae_config(shapes: Shapes, prefix: str = "") -> VAEConfig:
@@ -400,7 +425,7 @@ def detect_checkpoint(
     standard = STANDARD_UNETS[family]
     unet = replace(unet, num_heads=standard.num_heads, num_head_channels=standard.num_head_channels)
     unet = replace(apply_fields(unet, override.get("unet"), "UNet", path), prediction=pred)
-    _check_heads(unet, path)
+    check_heads(unet, path)
     custom = replace(unet, in_channels=standard.in_channels, prediction=standard.prediction) != standard
 
     vae = None
@@ -457,7 +482,7 @@ def converted_shape(source: KeySource, shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(source.transform(torch.empty(tuple(shape), device="meta")).shape)
 
 
-def _check_heads(unet: UNetConfig, path) -> None:
+def check_heads(unet: UNetConfig, path) -> None:
     """Fail early, with the fix, when the head convention does not divide a transformer width."""
     for level, mult in enumerate(unet.channel_mult):
         if unet.transformer_depth[level] or (unet.transformer_depth_output or unet.transformer_depth)[level]:

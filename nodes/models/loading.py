@@ -10,6 +10,8 @@ Map
   checkpoint (LDM / SGM layout) or a diffusers pipeline folder; ``components`` picks parts.
 - ``load_unet`` / ``load_vae`` / ``load_text_encoder``: one component from a full checkpoint, a
   diffusers folder, or a file holding only that component (LDM or diffusers keys).
+- ``load_controlnet`` / ``save_controlnet``: ControlNets in the original (``control_model.`` or
+  bare) and diffusers key layouts.
 - ``save_checkpoint(path, ...)``: write our modules as an LDM-layout single file whose
   metadata records the exact configs (``nodegraph.config``), so non-standard sizes round-trip.
 - ``ModelLoadError`` (from ``detect.py``): every failure, naming the file, what was expected,
@@ -43,6 +45,7 @@ from .convert import (
     clip_from_hf,
     clip_from_openclip,
     clip_to_openclip,
+    controlnet_from_diffusers,
     from_prefix,
     unet_from_diffusers,
     vae_from_diffusers,
@@ -64,12 +67,15 @@ from .detect import (
     decide_family,
     decide_prediction,
     describe_file_kind,
+    check_heads,
     detect_checkpoint,
+    detect_controlnet_config,
     detect_text_encoder_config,
     detect_unet_config,
     detect_vae_config,
     parse_config_override,
 )
+from .controlnet import ControlNet
 from .unet import UNetConfig, UNetModel
 from .vae import SD_VAE, SDXL_VAE, AutoencoderKL, VAEConfig
 
@@ -879,4 +885,79 @@ def save_checkpoint(
             override["text_encoders"][name] = asdict(encoder.config)
     from safetensors.torch import save_file
 
+    save_file(tensors, os.fspath(path), metadata={**(metadata or {}), METADATA_KEY: json.dumps(override)})
+
+
+# --- ControlNet ------------------------------------------------------------------------------------
+
+CONTROLNET_PREFIXES = ("control_model.", "")   # original .pth / .safetensors files; ComfyUI-style stripped files
+
+
+def load_controlnet(
+    path: str | os.PathLike,
+    *,
+    family: Family | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str = "cpu",
+    allow_pickle: bool = False,
+) -> ControlNet:
+    """A ControlNet from an original-layout file (``control_model.`` prefix or none), a diffusers
+    ``ControlNetModel`` file or folder; the layout is told by the keys.
+
+    Attention heads follow the family convention (from the context width: 768 → SD 1.x,
+    1024 → SD 2.x, 2048 → SDXL), a diffusers ``config.json`` beside the weights, ``family``, or
+    the ``nodegraph.config`` metadata (``{"family": ..., "controlnet": {...}}``), in that order
+    of precedence from last to first.
+    """
+    path = Path(path)
+    config_json: dict = {}
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            config_json = _read_json(path / "config.json")
+        tensors = _weights_in(path)
+    else:
+        tensors = open_state_dict(path, allow_pickle=allow_pickle)
+        if (path.parent / "config.json").is_file():
+            candidate = _read_json(path.parent / "config.json")
+            if candidate.get("_class_name") == "ControlNetModel":
+                config_json = candidate
+    keys = tensors.shapes
+    if "controlnet_cond_embedding.conv_in.weight" in keys:
+        key_map = _convert(controlnet_from_diffusers, keys, "", tensors.path)
+    else:
+        prefix = next((p for p in CONTROLNET_PREFIXES if f"{p}input_hint_block.0.weight" in keys), None)
+        if prefix is None:
+            raise ModelLoadError(f"expected a ControlNet, found {describe_file_kind(keys)}", tensors.path)
+        key_map = from_prefix(keys, prefix)
+    shapes = {target: converted_shape(source, tensors.shapes[source.key]) for target, source in key_map.items()}
+    override = parse_config_override(tensors.metadata, tensors.path)
+    config = _detected("ControlNet", tensors.path, detect_controlnet_config, shapes)
+    heads = config_json.get("num_attention_heads") or config_json.get("attention_head_dim")
+    exact = (override.get("controlnet") or {}).get("unet") or {}
+    family = family or override.get("family")
+    if family is None:   # heads given explicitly (an int head count, or the metadata) need no family convention
+        explicit = isinstance(heads, int) or "num_heads" in exact
+        family = "sd1" if explicit else decide_family(config.unet, [], tensors.path)
+    config = detect_controlnet_config(shapes, family=family)
+    if isinstance(heads, int) and family == "sd1":
+        config = replace(config, unet=replace(config.unet, num_heads=heads, num_head_channels=-1))
+    fields = override.get("controlnet") or {}
+    unet = apply_fields(config.unet, fields.get("unet"), "ControlNet", tensors.path)
+    config = apply_fields(replace(config, unet=unet), {k: v for k, v in fields.items() if k != "unet"},
+                          "ControlNet", tensors.path)
+    check_heads(config.unet, tensors.path)
+    return build_module(ControlNet, config, key_map, tensors, what="ControlNet", dtype=dtype, device=device)
+
+
+def save_controlnet(path: str | os.PathLike, net: ControlNet, *, family: Family | None = None,
+                    dtype: torch.dtype | None = None, metadata: Mapping[str, str] | None = None) -> None:
+    """Write a ControlNet in the original key layout (no prefix) with its exact config in the metadata."""
+    from safetensors.torch import save_file
+
+    tensors = {key: (t.detach().to("cpu").to(dtype) if dtype is not None and t.is_floating_point()
+                     else t.detach().to("cpu")).contiguous() for key, t in net.state_dict().items()}
+    config = asdict(net.config)
+    override = {"controlnet": {**config, "unet": {k: v for k, v in config["unet"].items() if k != "prediction"}}}
+    if family:
+        override["family"] = family
     save_file(tensors, os.fspath(path), metadata={**(metadata or {}), METADATA_KEY: json.dumps(override)})

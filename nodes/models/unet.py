@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal
+from functools import partial
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -349,6 +350,53 @@ class TimestepEmbedSequential(nn.Sequential):
         return x
 
 
+def timestep_embedders(config: UNetConfig) -> tuple[nn.Sequential, nn.Sequential | None]:
+    """``time_embed`` (and SDXL's ``label_emb``, else None), shared by the UNet and ControlNet."""
+    mc, emb_dim = config.model_channels, config.time_embed_dim
+    time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+    if not config.adm_in_channels:
+        return time_embed, None
+    # SDXL's "sequential" label embedding: keys label_emb.0.0 / label_emb.0.2
+    label_emb = nn.Sequential(
+        nn.Sequential(nn.Linear(config.adm_in_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+    )
+    return time_embed, label_emb
+
+
+def _transformer(config: UNetConfig, channels: int, depth: int) -> SpatialTransformer:
+    heads, head_dim = config.heads_for(channels)
+    return SpatialTransformer(channels, heads, head_dim, depth, config.context_dim, config.use_linear_in_transformer)
+
+
+def encoder_blocks(config: UNetConfig) -> tuple[nn.ModuleList, TimestepEmbedSequential, list[int]]:
+    """The down path: (``input_blocks``, ``middle_block``, channels of each skip connection).
+
+    Shared by the UNet and ControlNet (whose trainable copy is exactly this half).
+    """
+    mc, emb_dim = config.model_channels, config.time_embed_dim
+    input_blocks = nn.ModuleList([TimestepEmbedSequential(nn.Conv2d(config.in_channels, mc, 3, padding=1))])
+    skip_channels = [mc]
+    ch = mc
+    last_level = len(config.channel_mult) - 1
+    for level, mult in enumerate(config.channel_mult):
+        for _ in range(config.num_res_blocks):
+            layers: list[nn.Module] = [ResBlock(ch, emb_dim, mc * mult)]
+            ch = mc * mult
+            if config.transformer_depth[level] > 0:
+                layers.append(_transformer(config, ch, config.transformer_depth[level]))
+            input_blocks.append(TimestepEmbedSequential(*layers))
+            skip_channels.append(ch)
+        if level != last_level:
+            input_blocks.append(TimestepEmbedSequential(Downsample(ch)))
+            skip_channels.append(ch)
+
+    middle: list[nn.Module] = [ResBlock(ch, emb_dim, ch)]
+    if config.transformer_depth_middle > 0:
+        middle.append(_transformer(config, ch, config.transformer_depth_middle))
+    middle.append(ResBlock(ch, emb_dim, ch))
+    return input_blocks, TimestepEmbedSequential(*middle), skip_channels
+
+
 class UNetModel(nn.Module):
     """The LDM / Stable Diffusion UNet; ``forward`` predicts eps or v (``config.prediction``).
 
@@ -360,40 +408,12 @@ class UNetModel(nn.Module):
         super().__init__()
         self.config = config
         mc, emb_dim = config.model_channels, config.time_embed_dim
-        self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        if config.adm_in_channels:
-            # SDXL's "sequential" label embedding: keys label_emb.0.0 / label_emb.0.2
-            self.label_emb = nn.Sequential(
-                nn.Sequential(nn.Linear(config.adm_in_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-            )
-
-        def transformer(channels: int, depth: int) -> SpatialTransformer:
-            heads, head_dim = config.heads_for(channels)
-            return SpatialTransformer(
-                channels, heads, head_dim, depth, config.context_dim, config.use_linear_in_transformer
-            )
-
-        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(nn.Conv2d(config.in_channels, mc, 3, padding=1))])
-        skip_channels = [mc]
-        ch = mc
-        last_level = len(config.channel_mult) - 1
-        for level, mult in enumerate(config.channel_mult):
-            for _ in range(config.num_res_blocks):
-                layers: list[nn.Module] = [ResBlock(ch, emb_dim, mc * mult)]
-                ch = mc * mult
-                if config.transformer_depth[level] > 0:
-                    layers.append(transformer(ch, config.transformer_depth[level]))
-                self.input_blocks.append(TimestepEmbedSequential(*layers))
-                skip_channels.append(ch)
-            if level != last_level:
-                self.input_blocks.append(TimestepEmbedSequential(Downsample(ch)))
-                skip_channels.append(ch)
-
-        middle: list[nn.Module] = [ResBlock(ch, emb_dim, ch)]
-        if config.transformer_depth_middle > 0:
-            middle.append(transformer(ch, config.transformer_depth_middle))
-        middle.append(ResBlock(ch, emb_dim, ch))
-        self.middle_block = TimestepEmbedSequential(*middle)
+        self.time_embed, label_emb = timestep_embedders(config)
+        if label_emb is not None:
+            self.label_emb = label_emb
+        self.input_blocks, self.middle_block, skip_channels = encoder_blocks(config)
+        ch = skip_channels[-1]
+        transformer = partial(_transformer, config)
 
         depth_out = config.transformer_depth_output or config.transformer_depth
         self.output_blocks = nn.ModuleList()
@@ -419,7 +439,7 @@ class UNetModel(nn.Module):
         timesteps: torch.Tensor | float,
         context: torch.Tensor | None = None,
         y: torch.Tensor | None = None,
-        control: dict[str, list[torch.Tensor | None]] | None = None,
+        control: dict[str, list[torch.Tensor | None]] | Callable[..., dict | None] | None = None,
     ) -> torch.Tensor:
         """Predict eps (or v) for noisy latents.
 
@@ -437,7 +457,8 @@ class UNetModel(nn.Module):
                 concatenates), and ``"middle"``: a one-element list added to the middle-block
                 output. Entries may be None (skipped); missing keys mean no residual there.
                 ControlNet's 13 zero-conv outputs map as ``{"input": outs[:12], "middle": outs[12:]}``.
-                Residuals are added in the UNet's dtype.
+                Residuals are added in the UNet's dtype. Or a callable ``control(x, t, context, y)``
+                returning such a dict (or None), e.g. a ``controlnet.ControlStack``.
 
         Returns:
             ``(B, out_channels, H, W)``: eps or v, as ``config.prediction`` says.
@@ -463,6 +484,8 @@ class UNetModel(nn.Module):
         elif y is not None:
             raise ValueError("y was given but this UNet has no label embedding (adm_in_channels=0)")
 
+        if callable(control):      # a ControlStack (controlnet.py): residuals computed from this call's inputs
+            control = control(x, timesteps, context, y)
         control = control or {}
         input_residuals = control.get("input") or [None] * len(self.input_blocks)
         if len(input_residuals) != len(self.input_blocks):
