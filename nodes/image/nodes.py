@@ -7,6 +7,7 @@
     masks       ImageToMask, MaskToImage, MaskOperation (invert / grow / shrink / feather / threshold),
                 CombineMasks, MaskFromColor
     compose     CompositeImages, CropToMask (→ REGION) and PasteToRegion
+    preprocess  ControlNet hints (preprocess.py): CannyEdges, ForegroundMask, DistanceDepth
 """
 
 from __future__ import annotations
@@ -477,6 +478,60 @@ class MaskFromColor(Node):
         return {"mask": mask_from_colour(_image("images", images), rgb, tolerance)}
 
 
+class CannyEdges(Node):
+    """ControlNet hint: Canny edges, white on black (needs the `preprocess` extra: scikit-image)."""
+
+    category = "image/preprocess"
+
+    class Inputs(NodeInputs):
+        images: Any = Input(port="IMAGE")
+        low_threshold: float = Input(0.1, ge=0.0, le=1.0, step=0.01)
+        high_threshold: float = Input(0.2, ge=0.0, le=1.0, step=0.01)
+        sigma: float = Input(1.0, ge=0.0, le=20.0, step=0.1, description="Gaussian blur before edge finding")
+
+    outputs = (Output("image", "IMAGE"),)
+
+    def run(self, images: Any, low_threshold: float, high_threshold: float, sigma: float) -> dict:
+        from .preprocess import canny_edges
+
+        if low_threshold > high_threshold:
+            raise NodeInputError("low_threshold", f"must not exceed high_threshold ({high_threshold})")
+        return {"image": canny_edges(_image("images", images), low_threshold, high_threshold, sigma)}
+
+
+class ForegroundMask(Node):
+    """Segmentation hint: the pixels that differ from the image's border colour (objects on a flat background)."""
+
+    category = "image/preprocess"
+
+    class Inputs(NodeInputs):
+        images: Any = Input(port="IMAGE")
+        threshold: float = Input(0.15, ge=0.0, le=2.0, step=0.01, description="RGB distance counted as different")
+
+    outputs = (Output("mask", "MASK"),)
+
+    def run(self, images: Any, threshold: float) -> dict:
+        from .preprocess import foreground_mask
+
+        return {"mask": foreground_mask(_image("images", images), threshold)}
+
+
+class DistanceDepth(Node):
+    """Depth-like hint: distance to the mask's edge, normalised (needs the `preprocess` extra: SciPy)."""
+
+    category = "image/preprocess"
+
+    class Inputs(NodeInputs):
+        mask: Any = Input(port="MASK")
+
+    outputs = (Output("image", "IMAGE"),)
+
+    def run(self, mask: Any) -> dict:
+        from .preprocess import distance_depth
+
+        return {"image": distance_depth(_mask("mask", mask).float())}
+
+
 class CompositeImages(Node):
     """Paste `source` onto `destination` at (x, y), through an optional mask (source-sized)."""
 
@@ -551,7 +606,7 @@ class PasteToRegion(Node):
 
 IMAGE_OPERATIONS = [ImageScaleBy, ImageCrop, ImagePad, ImageFlipRotate, ImageBlend, ImageAdjust, ImageBatch,
                     ImagePick, ImageToMask, MaskToImage, MaskOperation, CombineMasks, MaskFromColor,
-                    CompositeImages, CropToMask, PasteToRegion]
+                    CompositeImages, CropToMask, PasteToRegion, CannyEdges, ForegroundMask, DistanceDepth]
 
 
 @hookimpl

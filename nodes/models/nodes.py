@@ -8,6 +8,9 @@
     EncodeTextSDXL     the same plus SDXL's size / crop conditioning
     VAEEncode          IMAGE → LATENT (optionally tiled);  VAEDecode  LATENT → IMAGE (optionally tiled)
     VAEEncodeForInpaint  IMAGE + MASK → LATENT with a noise mask, masked pixels neutralised
+    LoadControlNet     a ControlNet file → CONTROL_NET
+    ApplyControlNet    CONDITIONING (+ negative) + CONTROL_NET + hint IMAGE → both with a ControlStack
+                       (strength, start / end of the schedule; chained ones add up)
     FreeMemory         drop cached outputs and offload every model, then pass a value on
 
 Values on the ports: MODEL is a sampling `DiffusionModel` around our UNet (the
@@ -430,13 +433,91 @@ class FreeMemory(Node):
         return {"value": value}
 
 
+class LoadControlNet(Node):
+    """Load a ControlNet (original or diffusers layout, SD 1.x / 2.x / XL or a custom size) from models/controlnet."""
+
+    category = "loaders"
+
+    class Inputs(NodeInputs):
+        control_net_name: str = Input(model_folder="controlnet")
+        weight_dtype: WeightDtype = Input("auto")
+
+    outputs = (Output("control_net", "CONTROL_NET"),)
+
+    def run(self, control_net_name: str, weight_dtype: str) -> dict:
+        from .loading import load_controlnet
+
+        memory = self.context.service("memory")
+        path = self.context.service("resolve_file")("controlnet", control_net_name)
+        net = _load_with_retry(self, "control_net_name",
+                               lambda: load_controlnet(path, dtype=_torch_dtype(weight_dtype, memory)))
+        memory.register(net, control_net_name)
+        net.nodegraph_name = control_net_name
+        return {"control_net": net}
+
+
+class ApplyControlNet(Node):
+    """Steer sampling with a ControlNet and a hint image (edges, a mask, depth ...) on the prompts.
+
+    Applied to both prompts so CFG keeps one batched model call. Chain several: they add up.
+    start / end are fractions of the schedule (0 = first, noisiest step). A hint of another
+    size than the image being generated is resized (with a warning in the log).
+    """
+
+    category = "conditioning/controlnet"
+
+    class Inputs(NodeInputs):
+        positive: Any = Input(port="CONDITIONING")
+        negative: Any = Input(None, port="CONDITIONING", description="also steer the negative prompt (usual)")
+        control_net: Any = Input(port="CONTROL_NET")
+        image: Any = Input(port="IMAGE", description="the hint: what the ControlNet was trained on")
+        strength: float = Input(1.0, ge=0.0, le=10.0)
+        start: float = Input(0.0, ge=0.0, le=1.0, description="fraction of the schedule where control begins")
+        end: float = Input(1.0, ge=0.0, le=1.0, description="fraction of the schedule where control ends")
+        vae: Any = Input(None, port="VAE", description="for ControlNets whose hints are latents (encoded here)")
+
+    outputs = (Output("positive", "CONDITIONING"), Output("negative", "CONDITIONING"))
+
+    def run(self, positive: Any, negative: Any, control_net: Any, image: Any, strength: float, start: float,
+            end: float, vae: Any) -> dict:
+        from .controlnet import ControlEntry, ControlStack
+
+        if end < start:
+            raise NodeInputError("end", f"end ({end}) must not be before start ({start})")
+        hint = image.movedim(-1, 1).float()                                     # (B, 3, H, W) in [0, 1]
+        channels = control_net.config.hint_channels
+        if vae is not None:
+            with self.context.service("memory").using(vae):
+                device = next(vae.parameters()).device
+                hint = vae.encode(hint.to(device) * 2 - 1).float().cpu()
+        if hint.shape[1] != channels:
+            how = ("connect the VAE input: this ControlNet takes latents" if vae is None and channels != 3
+                   else "use a ControlNet for RGB hints or remove the VAE input")
+            raise NodeInputError("image", f"the hint has {hint.shape[1]} channels, the ControlNet takes {channels}; "
+                                          f"{how}")
+        entry = ControlEntry(control_net, hint, strength, start, end,
+                             name=getattr(control_net, "nodegraph_name", "ControlNet"))
+        applied = {}
+        stacks: dict[int, Any] = {}          # one new stack per old one: both prompts keep sharing it
+        for name, cond in (("positive", positive), ("negative", negative)):
+            if cond is None:
+                applied[name] = None
+                continue
+            old = cond.get("control") or ControlStack()
+            if id(old) not in stacks:
+                stacks[id(old)] = old.plus(entry)
+            applied[name] = {**cond, "control": stacks[id(old)]}
+        return applied
+
+
 @hookimpl
 def register_nodes() -> list[type[Node]]:
     return [LoadCheckpoint, LoadUNet, LoadVAE, LoadTextEncoder, LoadLoRA, EncodeText, EncodeTextSDXL, VAEEncode,
-            VAEEncodeForInpaint, VAEDecode, FreeMemory]
+            VAEEncodeForInpaint, VAEDecode, FreeMemory, LoadControlNet, ApplyControlNet]
 
 
 @hookimpl
 def register_model_folders() -> dict[str, list[str]]:
     weights = [".safetensors", ".sft", ".ckpt", ".pt", ".pth"]
-    return {"checkpoints": weights, "unet": weights, "vae": weights, "loras": weights, "text_encoders": weights}
+    return {"checkpoints": weights, "unet": weights, "vae": weights, "loras": weights, "text_encoders": weights,
+            "controlnet": weights}

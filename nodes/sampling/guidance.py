@@ -12,7 +12,9 @@ Per call it computes, in this order:
    ONE model call: x, sigma and every conditioning tensor are concatenated along
    the batch (positive first). Conditioning with batch 1 is broadcast to the
    latent's batch; any other mismatch raises :class:`SamplingError` before the model runs.
-   ``scale == 1`` evaluates only the positive branch.
+   ``scale == 1`` evaluates only the positive branch. A conditioning value may also be
+   a callable evaluated by the network per call (a ControlNet stack); the two branches
+   share one call only if they hold the very same object, otherwise they run separately.
 2. CFG rescale (Lin et al. 2023, "Common Diffusion Noise Schedules and Sample Steps
    are Flawed", §3.4, eqs. 15-17) with strength ``rescale`` (phi): the guided
    prediction's per-sample std is pulled back towards the positive branch's.
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -153,6 +156,8 @@ class CFGGuider:
             raise SamplingError(argument, "a dict of conditioning tensors", type(cond).__name__,
                                 "Pass e.g. {'context': tensor of shape (B, T, D)}.", cond)
         for key, value in cond.items():
+            if callable(value) and not isinstance(value, torch.Tensor):
+                continue            # a model input computed per call (e.g. a ControlStack), passed through as is
             if not isinstance(value, torch.Tensor) or value.ndim < 1:
                 raise SamplingError(f"{argument}[{key!r}]", "a tensor with a batch dimension",
                                     type(value).__name__ if not isinstance(value, torch.Tensor) else "a 0-d tensor",
@@ -165,7 +170,7 @@ class CFGGuider:
         branches = [("positive", self.positive), ("negative", self.negative or {}), ("cond", shared_cond or {})]
         for argument, cond in branches:
             for key, value in cond.items():
-                if value.shape[0] not in (1, batch):
+                if isinstance(value, torch.Tensor) and value.shape[0] not in (1, batch):
                     raise SamplingError(f"{argument}[{key!r}]", f"batch 1 or {batch} (the latent batch)",
                                         f"batch {value.shape[0]} (shape {tuple(value.shape)})",
                                         "Encode one prompt per latent, or a single prompt for all.", value)
@@ -184,27 +189,25 @@ class CFGGuider:
         if not shared_cond and key in self._batched:
             return self._batched[key], True
 
-        def expand(value: torch.Tensor) -> torch.Tensor:
-            value = value.to(x.device)
-            return value.expand(batch, *value.shape[1:]) if value.shape[0] == 1 and batch > 1 else value
-
-        positive = {k: expand(v) for k, v in {**self.positive, **shared_cond}.items()}
+        positive = {k: _expand(v, x) for k, v in {**self.positive, **shared_cond}.items()}
         if not both:
             cond = positive
         else:
-            negative = {k: expand(v) for k, v in {**self.negative, **shared_cond}.items()}
-            if any(positive[k].shape != negative[k].shape for k in positive):
+            negative = {k: _expand(v, x) for k, v in {**self.negative, **shared_cond}.items()}
+            if positive.keys() != negative.keys() or any(
+                    positive[k].shape != negative[k].shape if isinstance(positive[k], torch.Tensor)
+                    else positive[k] is not negative[k] for k in positive):
                 return {}, False
-            cond = {k: torch.cat([positive[k], negative[k]]) for k in positive}
+            # per-call inputs (ControlStack) are shared by both halves: the same object, passed once
+            cond = {k: torch.cat([positive[k], negative[k]]) if isinstance(positive[k], torch.Tensor) else positive[k]
+                    for k in positive}
         if not shared_cond:
             self._batched[key] = cond
         return cond, True
 
     def _single(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning, shared_cond) -> torch.Tensor:
         """One branch evaluated on its own (batch B)."""
-        batch = x.shape[0]
-        merged = {k: (v.to(x.device).expand(batch, *v.shape[1:]) if v.shape[0] == 1 and batch > 1
-                      else v.to(x.device)) for k, v in {**cond, **shared_cond}.items()}
+        merged = {k: _expand(v, x) for k, v in {**cond, **shared_cond}.items()}
         return self.model(x, sigma, **merged)
 
     def _guidance_active(self, sigma: torch.Tensor) -> bool:
@@ -242,6 +245,15 @@ class CFGGuider:
             corrections = [term(x, sigma, guided) for term in self.terms]
             guided = guided + sum(corrections)
         return guided
+
+
+def _expand(value: Any, x: torch.Tensor) -> Any:
+    """A conditioning tensor on x's device with batch 1 broadcast to x's batch; other values unchanged."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    value = value.to(x.device)
+    batch = x.shape[0]
+    return value.expand(batch, *value.shape[1:]) if value.shape[0] == 1 and batch > 1 else value
 
 
 def classifier_guidance(log_likelihood: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],

@@ -177,6 +177,7 @@ class CFGGuider(Node):
         from .diffusion_model import Guidance
         from .guidance import CFGGuider as Guider
 
+        _check_conditioning_fits(model, positive=positive, negative=negative)
         with _as_input_errors({"positive": "positive", "negative": "negative", "scale": "cfg",
                                "rescale": "rescale", "cfg_sigma_range": "sigma_low"}, "positive"):
             guider = Guider(model.denoiser(), positive, negative, scale=cfg, rescale=rescale,
@@ -228,6 +229,19 @@ def _prepare(node: Node, guider: Any, sigmas: Any, noise: Any, latent: Any) -> t
     with _as_input_errors({}, "guider"):
         guider.denoiser.check_latent(samples)
     return samples, sigmas, model
+
+
+def _check_conditioning_fits(model: Any, **conditionings: Any) -> None:
+    """Per-call conditioning inputs (a ControlNet stack) must fit the model's network; the error names both."""
+    config = getattr(model.net, "config", None)
+    for input_name, cond in conditionings.items():
+        for value in (cond or {}).values():
+            check = getattr(value, "check_compatible", None)
+            if check is not None and config is not None:
+                try:
+                    check(config, f"the model {model.name!r}")
+                except ValueError as exc:
+                    raise NodeInputError(input_name, str(exc)) from None
 
 
 def _progress_callback(node: Node, model: Any, total: int, on_step: Any = None):
@@ -535,6 +549,7 @@ class KSampler(Node):
         registry = self.context.service("registry")
         samples = _check_latent(latent)
         _check_channels(samples, model)
+        _check_conditioning_fits(model, positive=positive, negative=negative)
         denoiser = model.denoiser()
         make = schedule_function(registry, scheduler)
         with _as_input_errors({"steps": "steps", "denoise": "denoise"}, "scheduler"):
