@@ -440,6 +440,7 @@ class UNetModel(nn.Module):
         context: torch.Tensor | None = None,
         y: torch.Tensor | None = None,
         control: dict[str, list[torch.Tensor | None]] | Callable[..., dict | None] | None = None,
+        concat: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict eps (or v) for noisy latents.
 
@@ -459,11 +460,25 @@ class UNetModel(nn.Module):
                 ControlNet's 13 zero-conv outputs map as ``{"input": outs[:12], "middle": outs[12:]}``.
                 Residuals are added in the UNet's dtype. Or a callable ``control(x, t, context, y)``
                 returning such a dict (or None), e.g. a ``controlnet.ControlStack``.
+            concat: extra input channels appended to ``x`` for UNets with more input than
+                output channels: SD inpainting models (9 = 4 latent + 1 mask + 4 masked-image
+                latent) take ``cat(mask, masked_image_latent)`` here, unscaled, ``(B or 1, 5, H, W)``.
 
         Returns:
             ``(B, out_channels, H, W)``: eps or v, as ``config.prediction`` says.
         """
         batch, in_dtype, dtype = x.shape[0], x.dtype, self.dtype
+        missing = self.config.in_channels - x.shape[1]
+        if missing > 0:
+            if concat is None or concat.shape[1] != missing:
+                found = "none" if concat is None else f"{concat.shape[1]}"
+                raise ValueError(
+                    f"this UNet takes {self.config.in_channels} input channels ({x.shape[1]} latent + {missing} more, "
+                    f"an inpainting model); it needs `concat` with {missing} channels (mask + masked-image latent: "
+                    f"encode with VAEEncodeForInpaint), found {found}")
+            x = torch.cat([x, _broadcast_batch(concat, batch, "concat").to(x)], dim=1)
+        elif concat is not None:
+            raise ValueError(f"concat was given but this UNet takes {self.config.in_channels}-channel latents as they are")
         timesteps = torch.as_tensor(timesteps, device=x.device)
         if timesteps.ndim == 0:
             timesteps = timesteps.expand(batch)  # (B,)

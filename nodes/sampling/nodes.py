@@ -300,13 +300,38 @@ def run_sampling(node: Node, guider: Any, sampler: Any, sigmas: Any, noise: Any,
             known_noise = initial_noise if noise.seed is not None else seeded_noise(x0.shape, 0, x0.device, x0.dtype)
             denoiser = MaskedDenoiser(guider.denoiser, x0, known_noise, mask)
         noise_sampler = make_noise_sampler(x, noise.seed if noise.seed is not None else 0)
+        extra = _inpainting_inputs(model, x0, noise_mask)
         with _as_input_errors({"sigmas": "sigmas", "x": "latent", "options": "sampler"}, "sampler"):
-            out = sampler["function"](denoiser, x, sigmas.to(device), None,
+            out = sampler["function"](denoiser, x, sigmas.to(device), extra,
                                       _progress_callback(node, model, len(sigmas) - 1, on_step), None, noise_sampler,
                                       **sampler["options"])
         if noise_mask is not None:
             out = denoiser.finish(out)
     return out.to("cpu", dtype)
+
+
+def _inpainting_inputs(model: Any, x0: Any, noise_mask: Any) -> dict | None:
+    """For inpainting UNets (9 input channels): {"concat": cat(mask, masked-image latent)}, else None.
+
+    The masked-image latent is the input latent (VAEEncodeForInpaint already greyed the masked
+    pixels before encoding); without a noise mask the whole image is to be generated (mask 1,
+    an empty latent), as for text-to-image with an inpainting model.
+    """
+    import torch
+
+    from .inpainting import latent_mask
+
+    in_channels = getattr(getattr(model.net, "config", None), "in_channels", None)
+    if in_channels is None or in_channels <= x0.shape[1]:
+        return None
+    if noise_mask is None:
+        mask = torch.ones_like(x0[:, :1])
+        masked = torch.zeros_like(x0)
+    else:
+        mask = latent_mask(noise_mask, x0).to(x0)
+        mask = mask.expand(x0.shape[0], *mask.shape[1:]) if mask.shape[0] == 1 else mask
+        masked = x0
+    return {"concat": torch.cat([mask, masked], dim=1)}
 
 
 class DenoisingTrajectory(Node):
