@@ -7,8 +7,11 @@
     TrainVAE             DATASET → VAE (KL autoencoder; scale factor and preview map fitted after training)
     TrainDiffusion       DATASET, VAE → MODEL, TEXT_ENCODER (a UNet and a CLIP-architecture text encoder
                          trained from scratch; eps or v objective; EMA; caption dropout for CFG)
+    TrainControlNet      DATASET, MODEL, TEXT_ENCODER, VAE → CONTROL_NET (hints: object mask, Canny edges or
+                         distance depth, computed from the images; the model stays frozen)
     SaveCheckpoint       MODEL, TEXT_ENCODER, VAE → a single-file SD-layout .safetensors in models/checkpoints,
                          with its exact config in the metadata (LoadCheckpoint reads it with no extra arguments)
+    SaveControlNet       CONTROL_NET → models/controlnet/NAME.safetensors (LoadControlNet reads it)
 
 Training state is checkpointed every `checkpoint_every` steps under
 `<output>/training/<run_name>/`; running the same node again with the same
@@ -248,6 +251,32 @@ class TrainVAE(Node):
         return {"vae": vae, "report": json.dumps(report, default=str)}
 
 
+def _encode_dataset(node: Node, dataset: Any, vae: Any, pad_token_id: int) -> Any:
+    """VAE latents of every image (once) and token ids of every caption."""
+    import torch
+
+    from nodes.models.tokenizer import default_tokenizer, tokenize_prompt
+
+    from .trainer import DiffusionData
+
+    tokenizer = default_tokenizer()
+    latents, ids = [], []
+    batch: list = []
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            image, caption = dataset[i][:2]
+            batch.append(image)
+            tokens = tokenize_prompt(tokenizer, caption).ids(pad_token_id, 1)
+            ids.append(tokens[0])
+            if len(batch) == 128 or i == len(dataset) - 1:
+                latents.append(vae.encode(torch.stack(batch)).float())
+                batch = []
+            if i % 512 == 0:
+                node.context.check_interrupted()
+    empty = tokenize_prompt(tokenizer, "").ids(pad_token_id, 1)[0]
+    return DiffusionData(torch.cat(latents), torch.stack(ids), empty)
+
+
 class TrainDiffusion(Node):
     """Train a text-conditioned latent diffusion model (UNet + CLIP-architecture text encoder) from scratch."""
 
@@ -313,7 +342,7 @@ class TrainDiffusion(Node):
         config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 40, warmup_steps=warmup_steps,
                              grad_accumulation=grad_accumulation, grad_clip=grad_clip, ema_decay=ema_decay,
                              mixed_precision=mixed_precision, seed=seed, checkpoint_every=checkpoint_every)
-        data = self._encode_dataset(dataset, vae, text_config.pad_token_id)
+        data = _encode_dataset(self, dataset, vae, text_config.pad_token_id)
         run = _run(self, run_name, {"unet": repr(unet_config), "text": repr(text_config), "train": repr(config),
                                     "data": len(data.latents), "objective": objective, "betas": beta_schedule,
                                     "dropout": caption_dropout, "train_te": train_text_encoder})
@@ -330,30 +359,126 @@ class TrainDiffusion(Node):
         report["beta_schedule"] = beta_schedule
         return {"model": model, "text_encoder": encoder, "report": json.dumps(report, default=str)}
 
-    def _encode_dataset(self, dataset: Any, vae: Any, pad_token_id: int) -> Any:
-        """VAE latents of every image (once) and token ids of every caption."""
+
+class TrainControlNet(Node):
+    """Train a ControlNet for a model (UNet and text encoder frozen) on hints computed from a dataset's images.
+
+    Hints: "mask" (ForegroundMask: the object's silhouette), "canny" (CannyEdges) or
+    "depth" (DistanceDepth of the mask). The encoder copy starts from the UNet's weights.
+    """
+
+    category = "training"
+
+    class Inputs(NodeInputs):
+        dataset: Any = Input(port="DATASET")
+        model: Any = Input(port="MODEL")
+        text_encoder: Any = Input(port="TEXT_ENCODER")
+        vae: Any = Input(port="VAE")
+        hint: Literal["mask", "canny", "depth"] = Input("mask")
+        steps: int = Input(1500, ge=1, le=10_000_000)
+        batch_size: int = Input(16, ge=1, le=4096)
+        lr: float = Input(2e-4, gt=0.0, le=1.0)
+        warmup_steps: int = Input(50, ge=0, le=1_000_000)
+        ema_decay: float = Input(0.0, ge=0.0, lt=1.0)
+        caption_dropout: float = Input(0.1, ge=0.0, le=1.0)
+        mixed_precision: Literal["no", "bf16"] = Input("no")
+        seed: int = Input(0, seed=True)
+        checkpoint_every: int = Input(250, ge=0, le=10_000_000)
+        run_name: str = Input("controlnet", min_length=1, max_length=80)
+
+    outputs = (Output("control_net", "CONTROL_NET"), Output("report", "STRING"))
+
+    def run(self, dataset: Any, model: Any, text_encoder: Any, vae: Any, hint: str, steps: int, batch_size: int,
+            lr: float, warmup_steps: int, ema_decay: float, caption_dropout: float, mixed_precision: str, seed: int,
+            checkpoint_every: int, run_name: str) -> dict:
+        import math
+
         import torch
 
-        from nodes.models.tokenizer import default_tokenizer, tokenize_prompt
+        from nodes.models.controlnet import SD_HINT_WIDTHS, ControlNet, ControlNetConfig
 
-        from .trainer import DiffusionData
+        from .trainer import TrainConfig, init_controlnet_from_unet, train_controlnet
 
-        tokenizer = default_tokenizer()
-        latents, ids = [], []
-        batch: list = []
-        with torch.no_grad():
-            for i in range(len(dataset)):
-                image, caption = dataset[i][:2]
-                batch.append(image)
-                tokens = tokenize_prompt(tokenizer, caption).ids(pad_token_id, 1)
-                ids.append(tokens[0])
-                if len(batch) == 128 or i == len(dataset) - 1:
-                    latents.append(vae.encode(torch.stack(batch)).float())
-                    batch = []
-                if i % 512 == 0:
-                    self.context.check_interrupted()
-        empty = tokenize_prompt(tokenizer, "").ids(pad_token_id, 1)[0]
-        return DiffusionData(torch.cat(latents), torch.stack(ids), empty)
+        unet = model.net
+        clip = next(iter(text_encoder.encoder.encoders.values()))
+        factor = vae.config.downscale
+        if 2 ** round(math.log2(factor)) != factor or factor > 2 ** (len(SD_HINT_WIDTHS) - 1):
+            raise NodeInputError("vae", f"the VAE's downscale {factor} is not a power of two up to 8")
+        torch.manual_seed(seed)
+        config = ControlNetConfig(unet.config, hint_widths=SD_HINT_WIDTHS[: int(math.log2(factor)) + 1])
+        controlnet = ControlNet(config)
+        init_controlnet_from_unet(controlnet, unet)
+        train = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 20, warmup_steps=warmup_steps,
+                            ema_decay=ema_decay, mixed_precision=mixed_precision, seed=seed,
+                            checkpoint_every=checkpoint_every)
+        data = _encode_dataset(self, dataset, vae, clip.config.pad_token_id)
+        hints = _hints(self, dataset, hint)
+        run = _run(self, run_name, {"controlnet": repr(config), "train": repr(train), "data": len(data.latents),
+                                    "hint": hint, "dropout": caption_dropout})
+        alphas_cumprod = 1.0 / (1.0 + model.time_map.sigmas.double() ** 2)         # sigma² = (1 − ᾱ) / ᾱ
+        report = train_controlnet(controlnet, unet, clip, data, hints, alphas_cumprod.float(), train,
+                                  _progress(self), run, objective=unet.config.prediction,
+                                  caption_dropout=caption_dropout)
+        controlnet.requires_grad_(False)
+        controlnet.nodegraph_name = run_name
+        report["hint"] = hint
+        return {"control_net": controlnet, "report": json.dumps(report, default=str)}
+
+
+def _hints(node: Node, dataset: Any, kind: str) -> Any:
+    """One-channel uint8 hints (N, H, W) of every dataset image."""
+    import torch
+
+    from nodes.image.preprocess import canny_edges, distance_depth, foreground_mask
+
+    out = []
+    for start in range(0, len(dataset), 256):
+        images = torch.stack([dataset[i][0] for i in range(start, min(start + 256, len(dataset)))])
+        images = ((images + 1) / 2).clamp(0, 1).movedim(1, -1)                   # (B, H, W, 3) in [0, 1]
+        if kind == "canny":
+            hint = canny_edges(images)[..., 0]
+        elif kind == "depth":
+            hint = distance_depth(foreground_mask(images))[..., 0]
+        else:
+            hint = foreground_mask(images)
+        out.append((hint * 255).round().to(torch.uint8))
+        node.context.check_interrupted()
+    return torch.cat(out)
+
+
+class SaveControlNet(Node):
+    """Write a CONTROL_NET to models/controlnet as one .safetensors file (original key layout, exact config)."""
+
+    category = "training"
+    output_node = True
+
+    class Inputs(NodeInputs):
+        control_net: Any = Input(port="CONTROL_NET")
+        filename: str = Input("controlnet.safetensors", min_length=1, max_length=120)
+        dtype: Literal["fp16", "fp32", "bf16"] = Input("fp16")
+
+    outputs = ()
+
+    def run(self, control_net: Any, filename: str, dtype: str) -> dict:
+        import torch
+
+        from nodes.models.loading import save_controlnet
+
+        folder = _writable_folder(self, "controlnet", filename)
+        path = folder / filename
+        save_controlnet(path, control_net,
+                        dtype={"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype])
+        return {"files": [{"path": str(path), "kind": "controlnet", "format": "safetensors"}],
+                "bytes": path.stat().st_size}
+
+
+def _writable_folder(node: Node, folder_name: str, filename: str) -> Path:
+    """The first model folder of `folder_name` (created), after checking `filename` is a plain .safetensors name."""
+    if "/" in filename or "\\" in filename or filename.startswith(".") or not filename.endswith(".safetensors"):
+        raise NodeInputError("filename", f"expected a plain file name ending in .safetensors, found {filename!r}")
+    folder = node.context.service("model_paths").directories(folder_name)[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 class SaveCheckpoint(Node):
@@ -377,12 +502,7 @@ class SaveCheckpoint(Node):
 
         from nodes.models.loading import save_checkpoint
 
-        if "/" in filename or "\\" in filename or filename.startswith(".") or not filename.endswith(".safetensors"):
-            raise NodeInputError("filename", f"expected a plain file name ending in .safetensors, found {filename!r}")
-        folders = self.context.service("model_paths").directories("checkpoints")
-        folder = folders[0]
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / filename
+        path = _writable_folder(self, "checkpoints", filename) / filename
         metadata = {"nodegraph.description": description} if description else {}
         save_checkpoint(path, family=text_encoder.family, unet=model.net, vae=vae, text_encoder=text_encoder.encoder,
                         dtype={"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype],
@@ -391,7 +511,8 @@ class SaveCheckpoint(Node):
                 "bytes": path.stat().st_size}
 
 
-NODES = [TinyWorldDataset, ImageFolderDataset, RenderTinyWorld, TrainVAE, TrainDiffusion, SaveCheckpoint]
+NODES = [TinyWorldDataset, ImageFolderDataset, RenderTinyWorld, TrainVAE, TrainDiffusion, TrainControlNet,
+         SaveCheckpoint, SaveControlNet]
 
 
 @hookimpl

@@ -9,6 +9,8 @@
     train_diffusion(...)   UNet (+ text encoder) on precomputed latents: eps or v objective (Q26),
                            any training beta schedule (Q1, Q20), caption dropout for CFG,
                            loss-by-timestep report (Q3)
+    train_controlnet(...)  a ControlNet on (latent, caption, hint) triples, the UNet and text encoder frozen:
+                           the same eps / v objective, with the UNet taking the ControlNet's residuals
     TrainingRun            periodic checkpoints in a folder (and the final state) and exact resume
                            (model, EMA, optimiser, step; batches and noise are functions of the
                            step), so an interrupted run loses at most one interval and a finished
@@ -329,3 +331,78 @@ def train_diffusion(unet: Any, text_encoder: Any, data: DiffusionData, alphas_cu
                    for i in range(timestep_buckets)}
     return {**info, "loss_by_timestep": by_timestep, "steps": config.steps, "objective": objective,
             "config": asdict(config)}
+
+
+# --- ControlNet -----------------------------------------------------------------------------------
+
+def init_controlnet_from_unet(controlnet: Any, unet: Any) -> None:
+    """Start the ControlNet's encoder as a copy of the UNet's (Zhang et al. 2023 §3.2); zero convs stay 0."""
+    own = controlnet.state_dict()
+    copied = {k: v for k, v in unet.state_dict().items()
+              if k.startswith(("time_embed.", "label_emb.", "input_blocks.", "middle_block.")) and k in own}
+    controlnet.load_state_dict(copied, strict=False)
+
+
+def train_controlnet(controlnet: Any, unet: Any, text_encoder: Any, data: DiffusionData, hints: torch.Tensor,
+                     alphas_cumprod: torch.Tensor, config: TrainConfig, progress: Progress,
+                     run: TrainingRun | None = None, objective: str = "eps", caption_dropout: float = 0.1) -> dict:
+    """Train `controlnet` to steer the frozen `unet` from `hints` (N, H, W) uint8 (one channel, shown as grey).
+
+    Each step: noise latents at random timesteps, run the ControlNet on them and the hint, and
+    fit the UNet's prediction (with those residuals) to the target. Captions are dropped as
+    for the UNet, so the control also works in the unconditional branch of CFG. EMA weights
+    (if any) end up in `controlnet`.
+    """
+    run = run or TrainingRun(None, {})
+    torch.manual_seed(config.seed)
+    unet.requires_grad_(False)
+    text_encoder.requires_grad_(False)
+    parameters = list(controlnet.parameters())
+    optimiser = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
+    ema = EMA(controlnet, config.ema_decay) if config.ema_decay > 0 else None
+    start = 0
+    state = run.resume()
+    if state is not None:
+        controlnet.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        if ema is not None:
+            ema.shadow = state["ema"]
+        start = state["step"]
+    device = next(controlnet.parameters()).device
+    alphas_cumprod = alphas_cumprod.to(device=device, dtype=torch.float32)
+    layer = text_encoder.config.output_layer
+    controlnet.train()
+    unet.eval()
+    text_encoder.eval()
+    info: dict = {}
+    for step in range(start, config.steps):
+        for micro in range(config.grad_accumulation):
+            idx = _batch_indices(len(data.latents), config.batch_size, step, micro, config.seed)
+            generator = torch.Generator().manual_seed(config.seed * 31 + step * 7 + micro)
+            x0 = data.latents[idx].to(device)
+            ids = data.token_ids[idx].clone()
+            ids[torch.rand(len(idx), generator=generator) < caption_dropout] = data.empty_ids
+            t = torch.randint(0, len(alphas_cumprod), (len(idx),), generator=generator)
+            noise = torch.randn(x0.shape, generator=generator).to(device)
+            x_t, target = diffusion_targets(x0, noise, alphas_cumprod[t.to(device)], objective)
+            hint = (hints[idx].float() / 255).unsqueeze(1).expand(-1, 3, -1, -1).to(device)   # (B, 3, H, W)
+            with _autocast(config, device):
+                with torch.no_grad():
+                    context, _ = text_encoder(ids.to(device), layer=layer, pooled=False)
+                residuals = controlnet(x_t, hint, t.to(device).float(), context)
+                prediction = unet(x_t, t.to(device).float(), context=context, control=residuals)
+            loss = (prediction.float() - target).pow(2).mean()
+            (loss / config.grad_accumulation).backward()
+        info = {"loss": loss.item(), "lr": lr_at(step, config),
+                "grad_norm": _optimiser_step(parameters, optimiser, config, step)}
+        if ema is not None:
+            ema.update(controlnet)
+        done = step + 1
+        if done == config.steps or (config.checkpoint_every and done % config.checkpoint_every == 0):
+            run.save({"step": done, "model": controlnet.state_dict(), "optimiser": optimiser.state_dict(),
+                      "ema": ema.shadow if ema else None})
+        progress(done, config.steps, info)
+    if ema is not None:
+        ema.copy_to(controlnet)
+    controlnet.eval()
+    return {**info, "steps": config.steps, "objective": objective, "config": asdict(config)}

@@ -204,3 +204,35 @@ def test_train_vae_fine_tunes_an_init_vae_without_changing_it(tmp_path):
     session.run(graph)                                              # cached: nothing retrains, base untouched
     assert all(torch.equal(base_weights[k], v) for k, v in base.state_dict().items())
     assert (tmp_path / "out" / "training" / "tuned" / "training_state.pt").is_file()
+
+
+def test_controlnet_training_graph_saves_a_loadable_controlnet(tmp_path):
+    """TrainVAE → TrainDiffusion → TrainControlNet → SaveControlNet; the file loads and steers sampling."""
+    session = Session(plugins=[("squares", sys.modules[__name__])], model_paths=ModelPaths(roots=[tmp_path / "models"]),
+                      output_dir=tmp_path / "out")
+    link = lambda node, output: {"node": node, "output": output}  # noqa: E731
+    graph = {"format_version": 1, "nodes": {
+        "data": {"type": "Squares", "inputs": {"count": 24}},
+        "vae": {"type": "TrainVAE", "inputs": {"dataset": link("data", "dataset"), "width": 32, "channel_mult": "1,1",
+                                               "steps": 10, "batch_size": 8}},
+        "unet": {"type": "TrainDiffusion", "inputs": {
+            "dataset": link("data", "dataset"), "vae": link("vae", "vae"), "model_channels": 32, "channel_mult": "1,1",
+            "res_blocks": 1, "attention_levels": "0,1", "heads": 2, "text_width": 32, "text_layers": 1,
+            "steps": 4, "batch_size": 8, "warmup_steps": 1}},
+        "control": {"type": "TrainControlNet", "inputs": {
+            "dataset": link("data", "dataset"), "model": link("unet", "model"),
+            "text_encoder": link("unet", "text_encoder"), "vae": link("vae", "vae"), "hint": "mask", "steps": 6,
+            "batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "checkpoint_every": 3}},
+        "save": {"type": "SaveControlNet", "inputs": {"control_net": link("control", "control_net"),
+                                                      "filename": "squares_mask.safetensors"}}}}
+    events = []
+    session.run(graph, on_event=events.append)
+    losses = [e.info["loss"] for e in events if e.type == "node_progress" and e.node_id == "control"]
+    assert len(losses) == 6
+    assert (tmp_path / "out" / "training" / "controlnet" / "training_state.pt").is_file()
+    from nodes.models.loading import load_controlnet
+
+    net = load_controlnet(tmp_path / "models" / "controlnet" / "squares_mask.safetensors")
+    assert net.config.hint_widths == (16, 32) and net.config.unet.context_dim == 32
+    # trained zero convs are no longer zero: the ControlNet now changes the UNet's prediction
+    assert any(float(p.abs().sum()) > 0 for p in net.zero_convs.parameters())
