@@ -410,3 +410,42 @@ def test_forward_diffuse_image_rejects_bad_timesteps(session, timesteps):
     with pytest.raises(NodeExecutionError) as info:
         session.run(graph)
     assert info.value.node_id == "fwd" and "timesteps" in str(info.value)
+
+
+class ConstantMask(Node):
+    """A 32×32 mask filled with one value (tests only)."""
+
+    class Inputs(NodeInputs):
+        value: float = Input(0.0)
+
+    outputs = (Output("mask", "MASK"),)
+
+    def run(self, value):
+        return {"mask": torch.full((1, 32, 32), float(value))}
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0])
+def test_empty_mask_keeps_everything_full_mask_regenerates_everything(value):
+    """An all-zero noise mask is refused with a clear error (nothing would change); an all-one mask samples
+    exactly as if unmasked."""
+    import sys
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_nodes():
+            return [ConstantMask]
+
+    session = Session(plugins=[("toy", sys.modules[__name__]), ("mask", Plugin)])
+    graph = modular_graph("dpmpp_2m", steps=5)
+    nodes = graph["nodes"]
+    plain = session.run(graph).outputs["show"]["value"]["samples"]
+    nodes["maskimg"] = {"type": "ConstantMask", "inputs": {"value": value}}
+    nodes["masked"] = {"type": "SetLatentNoiseMask", "inputs": {"latent": link("empty", "latent"),
+                                                                "mask": link("maskimg", "mask")}}
+    nodes["sample"]["inputs"]["latent"] = link("masked", "latent")
+    if value == 0.0:
+        with pytest.raises(NodeExecutionError, match="the mask is empty"):
+            session.run(graph)
+        return
+    assert torch.allclose(session.run(graph).outputs["show"]["value"]["samples"], plain, atol=1e-6)
