@@ -346,12 +346,7 @@ class DenoisingTrajectory(Node):
 
     category = "sampling"
 
-    class Inputs(NodeInputs):
-        guider: Any = Input(port="GUIDER")
-        sampler: Any = Input(port="SAMPLER")
-        sigmas: Any = Input(port="SIGMAS")
-        noise: Any = Input(port="NOISE")
-        latent: Any = Input(port="LATENT")
+    class Inputs(Sample.Inputs):
         every: int = Input(4, ge=1, le=10000, description="keep x̂₀ every this many steps (and the last)")
 
     outputs = (Output("latent", "LATENT"), Output("predictions", "LATENT"), Output("noisy", "LATENT"))

@@ -145,6 +145,30 @@ def _optimiser_step(parameters: Sequence[torch.nn.Parameter], optimiser: torch.o
     return float(norm)
 
 
+def _start_or_resume(module: torch.nn.Module, config: TrainConfig,
+                     run: TrainingRun) -> tuple[torch.optim.Optimizer, EMA | None, int]:
+    """AdamW and EMA for one module, restored from the run's saved state if there is one: (optimiser, ema, step)."""
+    optimiser = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                  betas=(0.9, 0.99))
+    ema = EMA(module, config.ema_decay) if config.ema_decay > 0 else None
+    state = run.resume()
+    if state is None:
+        return optimiser, ema, 0
+    module.load_state_dict(state["model"])
+    optimiser.load_state_dict(state["optimiser"])
+    if ema is not None:
+        ema.shadow = state["ema"]
+    return optimiser, ema, state["step"]
+
+
+def _checkpoint(run: TrainingRun, config: TrainConfig, done: int, module: torch.nn.Module,
+                optimiser: torch.optim.Optimizer, ema: EMA | None) -> None:
+    """Save one module's training state every `checkpoint_every` steps and at the end."""
+    if done == config.steps or (config.checkpoint_every and done % config.checkpoint_every == 0):
+        run.save({"step": done, "model": module.state_dict(), "optimiser": optimiser.state_dict(),
+                  "ema": ema.shadow if ema else None})
+
+
 # --- VAE ------------------------------------------------------------------------------------------
 
 def vae_loss(vae: Any, images: torch.Tensor, generator: torch.Generator, kl_weight: float,
@@ -192,17 +216,7 @@ def train_vae(vae: Any, images: torch.Tensor, config: TrainConfig, progress: Pro
     """
     run = run or TrainingRun(None, {})
     torch.manual_seed(config.seed)
-    optimiser = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                  betas=(0.9, 0.99))
-    ema = EMA(vae, config.ema_decay) if config.ema_decay > 0 else None
-    start = 0
-    state = run.resume()
-    if state is not None:
-        vae.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        if ema is not None:
-            ema.shadow = state["ema"]
-        start = state["step"]
+    optimiser, ema, start = _start_or_resume(vae, config, run)
     device = next(vae.parameters()).device
     vae.train()
     info: dict = {}
@@ -219,9 +233,7 @@ def train_vae(vae: Any, images: torch.Tensor, config: TrainConfig, progress: Pro
             ema.update(vae)
         info.update(loss=loss.item(), lr=lr_at(step, config))
         done = step + 1
-        if done == config.steps or (config.checkpoint_every and done % config.checkpoint_every == 0):
-            run.save({"step": done, "model": vae.state_dict(), "optimiser": optimiser.state_dict(),
-                      "ema": ema.shadow if ema else None})
+        _checkpoint(run, config, done, vae, optimiser, ema)
         progress(done, config.steps, info)
     if ema is not None:
         ema.copy_to(vae)
@@ -358,16 +370,7 @@ def train_controlnet(controlnet: Any, unet: Any, text_encoder: Any, data: Diffus
     unet.requires_grad_(False)
     text_encoder.requires_grad_(False)
     parameters = list(controlnet.parameters())
-    optimiser = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
-    ema = EMA(controlnet, config.ema_decay) if config.ema_decay > 0 else None
-    start = 0
-    state = run.resume()
-    if state is not None:
-        controlnet.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        if ema is not None:
-            ema.shadow = state["ema"]
-        start = state["step"]
+    optimiser, ema, start = _start_or_resume(controlnet, config, run)
     device = next(controlnet.parameters()).device
     alphas_cumprod = alphas_cumprod.to(device=device, dtype=torch.float32)
     layer = text_encoder.config.output_layer
@@ -398,9 +401,7 @@ def train_controlnet(controlnet: Any, unet: Any, text_encoder: Any, data: Diffus
         if ema is not None:
             ema.update(controlnet)
         done = step + 1
-        if done == config.steps or (config.checkpoint_every and done % config.checkpoint_every == 0):
-            run.save({"step": done, "model": controlnet.state_dict(), "optimiser": optimiser.state_dict(),
-                      "ema": ema.shadow if ema else None})
+        _checkpoint(run, config, done, controlnet, optimiser, ema)
         progress(done, config.steps, info)
     if ema is not None:
         ema.copy_to(controlnet)
