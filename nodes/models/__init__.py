@@ -3,17 +3,22 @@
 No engine imports: usable and testable on its own. Node adapters live in ``nodes.py``.
 
 Map
-- ``unet.py``      the LDM / SD UNet (SD 1.x, 2.x, SDXL base / refiner configs), eps / v network
+- ``unet.py``      the LDM / SD UNet (SD 1.x, 2.x, SDXL base / refiner configs), eps / v network;
+                   inpainting UNets (9 input channels) take the mask and masked image as ``concat``
+- ``controlnet.py`` ControlNet (the UNet's encoder copy + hint encoder + zero convs) and
+                   ``ControlStack``, the ControlNets applied to a prompt
 - ``vae.py``       the KL autoencoder (f=8): encode / decode, tiling, cheap latent previews
 - ``clip.py``      CLIP text encoders (CLIP-L, OpenCLIP-H, OpenCLIP-bigG) and ``PromptEncoder``,
                    prompt -> ``TextConditioning(context, pooled)`` with clip skip and weights
 - ``tokenizer.py`` CLIP BPE tokenizer, 77-token chunking, ``(word:1.3)`` weighting syntax
 - ``detect.py``    family / config detection from key names and shapes; ``ModelLoadError``
-- ``convert.py``   key maps: diffusers -> LDM (UNet, VAE), OpenCLIP <-> HF CLIP
+- ``convert.py``   key maps: diffusers -> LDM (UNet, VAE, ControlNet), OpenCLIP <-> HF CLIP
 - ``loading.py``   lazy safetensors reading, ``load_checkpoint`` / ``load_unet`` /
-                   ``load_vae`` / ``load_text_encoder``, ``save_checkpoint``
+                   ``load_vae`` / ``load_text_encoder``, ``save_checkpoint``,
+                   ``load_controlnet`` / ``save_controlnet``
 - ``lora.py``      LoRA files (kohya / diffusers / peft) and exact, stackable, removable patching
-- ``nodes.py``     the node adapters (LoadCheckpoint, LoadLoRA, EncodeText, VAEEncode/Decode, ...)
+- ``nodes.py``     the node adapters (LoadCheckpoint, LoadLoRA, EncodeText, VAEEncode/Decode,
+                   LoadControlNet, ApplyControlNet, ...)
 
 See docs/models.md for the contracts (conditioning shapes, ControlNet residuals, weighting).
 """

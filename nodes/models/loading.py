@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from .clip import CLIPTextModel, PromptEncoder, TextEncoderConfig
+from .controlnet import ControlNet
 from .convert import (
     ConversionError,
     KeyMap,
@@ -66,8 +67,8 @@ from .detect import (
     converted_shape,
     decide_family,
     decide_prediction,
-    describe_file_kind,
     check_heads,
+    describe_file_kind,
     detect_checkpoint,
     detect_controlnet_config,
     detect_text_encoder_config,
@@ -75,7 +76,6 @@ from .detect import (
     detect_vae_config,
     parse_config_override,
 )
-from .controlnet import ControlNet
 from .unet import UNetConfig, UNetModel
 from .vae import SD_VAE, SDXL_VAE, AutoencoderKL, VAEConfig
 
@@ -904,10 +904,11 @@ def load_controlnet(
     """A ControlNet from an original-layout file (``control_model.`` prefix or none), a diffusers
     ``ControlNetModel`` file or folder; the layout is told by the keys.
 
-    Attention heads follow the family convention (from the context width: 768 → SD 1.x,
-    1024 → SD 2.x, 2048 → SDXL), a diffusers ``config.json`` beside the weights, ``family``, or
-    the ``nodegraph.config`` metadata (``{"family": ..., "controlnet": {...}}``), in that order
-    of precedence from last to first.
+    Sizes come from the tensor shapes. Attention heads (not visible in shapes) come from, in
+    order of precedence: the ``nodegraph.config`` metadata (``{"controlnet": {...}}``, which
+    ``save_controlnet`` writes), the head count in a diffusers ``config.json`` beside the
+    weights, and the family convention (SD 1.x 8 heads, SD 2.x / XL 64-wide heads) of
+    ``family``, the metadata's ``"family"``, or the context width (768 / 1024 / 2048).
     """
     path = Path(path)
     config_json: dict = {}

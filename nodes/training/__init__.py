@@ -1,6 +1,6 @@
 """nodes.training -- datasets and evaluation for training nodegraph's own small models.
 
-No engine imports: usable and testable on its own (node adapters are written separately).
+No engine imports outside nodes.py: the modules are usable and testable on their own.
 Importing this package imports nothing; import the modules.
 
 Map (docs/tiny_world.md has the world, the detector and its measured ceiling):
@@ -20,8 +20,8 @@ world_detector.py      Reads images back into scene attributes: background and o
 image_folder.py        ``ImageFolderDataset``: the user's own images with same-stem ``.txt``
                        captions, square-cropped; corrupt or uncaptioned files are skipped and
                        counted in ``ImageFolderReport``.
-trainer.py             Training loops for the VAE and the text-conditioned diffusion model,
-                       checkpoints and exact resume (its docstring is the map).
+trainer.py             Training loops for the VAE, the text-conditioned diffusion model and
+                       ControlNets, checkpoints and exact resume (its docstring is the map).
 nodes.py               The thin node adapters over the modules above.
 =====================  ======================================================================
 
