@@ -59,3 +59,17 @@ def test_txt2img_is_reproducible_across_sessions():
     first = Session().run(load("txt2img.json", image=("decode", "image"))).outputs["show_image"]["value"]
     second = Session().run(load("txt2img.json", image=("decode", "image"))).outputs["show_image"]["value"]
     assert first.shape == (1, 64, 64, 3) and torch.equal(first, second)
+def test_controlnet_graph_puts_the_object_where_the_hint_is(session):
+    """With the mask ControlNet the generated object overlaps the hint silhouette far more than without."""
+    from nodes.image.preprocess import foreground_mask
+
+    out = session.run(load("controlnet.json", hint=("silhouette", "mask"), plain=("decode_plain", "image"),
+                           controlled=("decode_controlled", "image"))).outputs
+    hint = out["show_hint"]["value"][0] > 0.5
+
+    def iou(image: torch.Tensor) -> float:
+        generated = foreground_mask(image)[0] > 0.5
+        return float((generated & hint).sum() / (generated | hint).sum())
+
+    assert iou(out["show_controlled"]["value"]) > 0.5
+    assert iou(out["show_controlled"]["value"]) > iou(out["show_plain"]["value"]) + 0.2
