@@ -60,7 +60,8 @@ def test_txt2img_is_reproducible_across_sessions():
     second = Session().run(load("txt2img.json", image=("decode", "image"))).outputs["show_image"]["value"]
     assert first.shape == (1, 64, 64, 3) and torch.equal(first, second)
 def test_controlnet_graph_puts_the_object_where_the_hint_is(session):
-    """With the mask ControlNet the generated object overlaps the hint silhouette far more than without."""
+    """With the mask ControlNet the generated object overlaps the hint silhouette far more than without
+    (benchmarks/controlnet.py measures this over many prompts)."""
     from nodes.image.preprocess import foreground_mask
 
     out = session.run(load("controlnet.json", hint=("silhouette", "mask"), plain=("decode_plain", "image"),
@@ -71,5 +72,7 @@ def test_controlnet_graph_puts_the_object_where_the_hint_is(session):
         generated = foreground_mask(image)[0] > 0.5
         return float((generated & hint).sum() / (generated | hint).sum())
 
-    assert iou(out["show_controlled"]["value"]) > 0.5
+    # the prompt asks for a large triangle on the right, the hint shows a small one at the top:
+    # without the ControlNet the object misses the hint; with it the object moves onto it
+    assert iou(out["show_plain"]["value"]) < 0.1
     assert iou(out["show_controlled"]["value"]) > iou(out["show_plain"]["value"]) + 0.2
