@@ -267,6 +267,22 @@ class DiffusionData:
     empty_ids: torch.Tensor          # (77,) ids of the empty prompt (for caption dropout)
 
 
+def _noised_batch(data: DiffusionData, alphas_cumprod: torch.Tensor, config: TrainConfig, step: int, micro: int,
+                  caption_dropout: float, objective: str) -> tuple[torch.Tensor, ...]:
+    """One micro-batch, a pure function of (seed, step, micro): (indices, token ids with captions dropped,
+    timesteps, noised latents x_t, targets), on the device of `alphas_cumprod`."""
+    device = alphas_cumprod.device
+    idx = _batch_indices(len(data.latents), config.batch_size, step, micro, config.seed)
+    generator = torch.Generator().manual_seed(config.seed * 31 + step * 7 + micro)
+    x0 = data.latents[idx].to(device)
+    ids = data.token_ids[idx].clone()
+    ids[torch.rand(len(idx), generator=generator) < caption_dropout] = data.empty_ids
+    t = torch.randint(0, len(alphas_cumprod), (len(idx),), generator=generator)
+    noise = torch.randn(x0.shape, generator=generator).to(device)
+    x_t, target = diffusion_targets(x0, noise, alphas_cumprod[t.to(device)], objective)
+    return idx, ids, t, x_t, target
+
+
 def train_diffusion(unet: Any, text_encoder: Any, data: DiffusionData, alphas_cumprod: torch.Tensor,
                     config: TrainConfig, progress: Progress, run: TrainingRun | None = None,
                     objective: str = "eps", caption_dropout: float = 0.1, train_text_encoder: bool = True,
@@ -305,15 +321,8 @@ def train_diffusion(unet: Any, text_encoder: Any, data: DiffusionData, alphas_cu
     info: dict = {}
     for step in range(start, config.steps):
         for micro in range(config.grad_accumulation):
-            idx = _batch_indices(len(data.latents), config.batch_size, step, micro, config.seed)
-            generator = torch.Generator().manual_seed(config.seed * 31 + step * 7 + micro)
-            x0 = data.latents[idx].to(device)
-            ids = data.token_ids[idx].clone()
-            drop = torch.rand(len(idx), generator=generator) < caption_dropout
-            ids[drop] = data.empty_ids
-            t = torch.randint(0, steps_total, (len(idx),), generator=generator)
-            noise = torch.randn(x0.shape, generator=generator).to(device)
-            x_t, target = diffusion_targets(x0, noise, alphas_cumprod[t.to(device)], objective)
+            idx, ids, t, x_t, target = _noised_batch(data, alphas_cumprod, config, step, micro, caption_dropout,
+                                                     objective)
             with _autocast(config, device):
                 context_grad = torch.enable_grad() if train_text_encoder else torch.no_grad()
                 with context_grad:
@@ -380,14 +389,8 @@ def train_controlnet(controlnet: Any, unet: Any, text_encoder: Any, data: Diffus
     info: dict = {}
     for step in range(start, config.steps):
         for micro in range(config.grad_accumulation):
-            idx = _batch_indices(len(data.latents), config.batch_size, step, micro, config.seed)
-            generator = torch.Generator().manual_seed(config.seed * 31 + step * 7 + micro)
-            x0 = data.latents[idx].to(device)
-            ids = data.token_ids[idx].clone()
-            ids[torch.rand(len(idx), generator=generator) < caption_dropout] = data.empty_ids
-            t = torch.randint(0, len(alphas_cumprod), (len(idx),), generator=generator)
-            noise = torch.randn(x0.shape, generator=generator).to(device)
-            x_t, target = diffusion_targets(x0, noise, alphas_cumprod[t.to(device)], objective)
+            idx, ids, t, x_t, target = _noised_batch(data, alphas_cumprod, config, step, micro, caption_dropout,
+                                                     objective)
             hint = (hints[idx].float() / 255).unsqueeze(1).expand(-1, 3, -1, -1).to(device)   # (B, 3, H, W)
             with _autocast(config, device):
                 with torch.no_grad():
