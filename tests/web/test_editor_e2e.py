@@ -254,6 +254,8 @@ def test_editor_load_edit_run_refuse_save(server_url, tmp_path):
             # Save again: the file plus exactly the edits (and a position for the new node).
             saved = _save(page)
             wait_ui = saved["ui"]["nodes"].pop("wait")
+            if "ui" not in original and saved["ui"] == {"nodes": {}}:
+                del saved["ui"]          # a graph saved without layout gains a ui section only for the added node
             assert isinstance(wait_ui["position"], list) and len(wait_ui["position"]) == 2
             assert saved == expected
         finally:
