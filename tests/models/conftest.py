@@ -13,12 +13,14 @@ They are written once per session as
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
+from nodes.models.clip import CLIP_L
 from nodes.models.convert import (
     clip_to_openclip,
     unet_from_diffusers,
@@ -27,6 +29,9 @@ from nodes.models.convert import (
 from nodes.models.detect import METADATA_KEY, UNET_PREFIX, VAE_PREFIX
 
 torch.set_num_threads(1)
+
+# A 2-layer, 64-wide CLIP-L-shaped text encoder for tiny random checkpoints in graph tests.
+TINY_CLIP = replace(CLIP_L, width=64, layers=2, heads=2, intermediate=128)
 
 SD1_UNET = {
     "sample_size": 8,

@@ -11,16 +11,15 @@ import torch
 from nodegraph import NodeExecutionError, Session
 from nodegraph.model_paths import ModelPaths
 from nodes.image.preprocess import canny_edges, distance_depth, foreground_mask
-from nodes.models.clip import CLIP_L, CLIPTextModel, PromptEncoder
+from nodes.models.clip import CLIPTextModel, PromptEncoder
 from nodes.models.controlnet import ControlNet, ControlNetConfig
 from nodes.models.loading import save_checkpoint, save_controlnet
 from nodes.models.unet import TINY, UNetModel
 from nodes.models.vae import TINY_VAE, AutoencoderKL
 from nodes.training import world
 
-from .conftest import _jitter
+from .conftest import TINY_CLIP, _jitter
 
-TINY_CLIP = replace(CLIP_L, width=64, layers=2, heads=2, intermediate=128)
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,13 @@ import torch
 
 from nodegraph import Session
 from nodegraph.model_paths import ModelPaths
-from nodes.models.clip import CLIP_L, CLIPTextModel, PromptEncoder
+from nodes.models.clip import CLIPTextModel, PromptEncoder
 from nodes.models.loading import save_checkpoint
 from nodes.models.unet import TINY, UNetModel
 from nodes.models.vae import TINY_VAE, AutoencoderKL
 
-TINY_CLIP = replace(CLIP_L, width=64, layers=2, heads=2, intermediate=128)
+from .conftest import TINY_CLIP
+
 
 
 @pytest.fixture(scope="module")
