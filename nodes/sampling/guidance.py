@@ -25,16 +25,39 @@ Per call it computes, in this order:
 3. Guidance interval: CFG (steps 1-2) is applied only when
    ``sigma_low <= sigma <= sigma_high`` (``cfg_sigma_range``); outside it only the
    positive branch is evaluated (one model call, batch B).
-4. Guidance terms: ``D_final = D_guided + sum_k term_k(x, sigma, D_guided)``.
+4. Guidance terms: ``D_final = D_guided + sum_k term_k(state)`` for every term whose
+   ``sigma_range`` holds the current sigma (every batch item inside, inclusive).
 
-Guidance-term convention (the hook for classifier guidance and for future
-safety / policy guidance plugins):
+Guidance-term contract (the hook for PAG / SAG / classifier guidance and for safety or
+policy guidance plugins; ``guidance_terms.py`` has the built-in terms):
 
-* A term is ``term(x, sigma, denoised) -> correction`` with ``x`` the latent
-  (B, ...), ``sigma`` of shape (B,), ``denoised`` the CFG result (every term sees
-  the same input; terms are summed, so their order does not matter).
-* The correction is in DENOISED (x0) units and is ADDED: a positive component
-  moves the prediction of the clean sample in that direction.
+* A term is a :class:`GuidanceTerm` (subclass it): ``term(state) -> correction | None``
+  with ``state`` a :class:`GuidanceState` holding ``x`` (B, ...), ``sigma`` (B,),
+  ``denoised`` (the CFG result D_guided, after rescale), ``denoised_positive`` and
+  ``denoised_negative`` (the two branches; ``denoised_negative`` is None when CFG did not
+  run at this sigma or scale is 1), ``scale`` (the CFG scale in effect: 1 when CFG is
+  off), ``step`` (index of the schedule step in progress, when known), ``sigmas`` (the
+  run's schedule, when known), the conditionings, and ``evaluate(conditioning=None,
+  patches=(), x=None)``: the model's denoised prediction again, at ``x`` (default
+  ``state.x``) and ``sigma``, with another conditioning (default: positive) and/or extra
+  model patches (``nodes/models/patches.py``, e.g. perturbed self-attention). Returning
+  None means "no correction" (and costs nothing).
+* ``term.sigma_range = (low, high)``: the term is evaluated only there; outside, it is
+  not called at all. ``term.main_call_patches``: model patches active during the
+  guider's own (CFG) model call, e.g. an attention-map reader whose maps the term
+  reads afterwards (SAG). Empty by default; only patchable networks (our UNet) accept them.
+* The correction is in DENOISED (x0) units and is ADDED: a positive component moves
+  the prediction of the clean sample in that direction. Every term sees the same state
+  (the CFG result, not other terms' output); corrections are summed, so the order of
+  terms does not matter.
+* Per-run state: a term object may keep state between steps (SLD momentum). The GUIDANCE
+  port carries term FACTORIES (zero-argument callables returning a term), never terms:
+  :meth:`CFGGuider.for_run` builds a copy with fresh terms from the factories for one
+  sampling run, so a cached GUIDER value never changes. A guider called without
+  ``for_run`` makes its fresh terms itself on the first call and again whenever sigma
+  rises above the previous call's (a new run began).
+* Legacy form, still accepted in ``terms``: a plain callable ``term(x, sigma, denoised)
+  -> correction`` (wrapped by :class:`CallableTerm`, sigma range everything).
 * Relation to scores (Tweedie; Karras et al. 2022, eq. 3):
   ``D(x, sigma) = x + sigma² ∇_x log p_sigma(x)``. So a score-space guidance
   gradient ``g = s ∇_x log p(y | x)`` (Dhariwal & Nichol 2021, classifier
@@ -44,20 +67,116 @@ safety / policy guidance plugins):
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from .errors import SamplingError
 
-__all__ = ["Conditioning", "GuidanceTerm", "CFGGuider", "classifier_guidance", "rescale_guidance"]
+__all__ = ["Conditioning", "GuidanceTerm", "GuidanceState", "GuidanceFactory", "CallableTerm", "CFGGuider",
+           "as_guidance_term", "check_sigma_range", "classifier_guidance", "rescale_guidance"]
 
 #: Conditioning: name -> tensor with a batch dimension, e.g. {"context": (B, T, D), "pooled": (B, D)}.
 Conditioning = Mapping[str, torch.Tensor]
-#: term(x, sigma (B,), denoised) -> correction added to denoised (same shape as x).
-GuidanceTerm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+#: The legacy term form: term(x, sigma (B,), denoised) -> correction added to denoised (same shape as x).
+LegacyTerm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+ALL_SIGMAS = (0.0, math.inf)
+
+
+@dataclass(eq=False)
+class GuidanceState:
+    """What a guidance term sees at one model evaluation (see the module docstring).
+
+    ``denoised`` is the CFG result (after rescale) before any term; ``denoised_negative`` is
+    None when CFG did not run here. ``step`` is the index of the schedule step in progress
+    (``sigmas[step] >= sigma``; None when neither the schedule nor earlier calls tell it);
+    ``sigmas`` is the run's schedule when the sampling code gave it (``CFGGuider.for_run``).
+    ``evaluate(conditioning=None, patches=(), x=None) -> denoised`` runs the model again at
+    this sigma: positive conditioning unless another is given, plus extra model patches.
+    """
+
+    x: torch.Tensor                                  # (B, ...) the latent being denoised
+    sigma: torch.Tensor                              # (B,)
+    denoised: torch.Tensor                           # (B, ...) D_guided
+    denoised_positive: torch.Tensor                  # (B, ...) D_pos
+    denoised_negative: torch.Tensor | None           # (B, ...) D_neg, or None
+    scale: float                                     # CFG scale in effect here (1.0 when CFG is off)
+    step: int | None
+    sigmas: torch.Tensor | None
+    positive: Conditioning
+    negative: Conditioning | None
+    shared: Conditioning                             # per-call inputs every branch gets (e.g. inpainting concat)
+    evaluate: Callable[..., torch.Tensor] = field(repr=False)
+
+
+class GuidanceTerm:
+    """Base class of guidance terms: ``term(state) -> correction (denoised units) | None``.
+
+    Subclasses set ``sigma_range`` (inclusive; default every sigma) and may set
+    ``main_call_patches`` (model patches active during the guider's CFG call, e.g. an
+    attention-map reader) and override ``check_model(net)`` (raise ValueError when the
+    term cannot work with that network). A term object lives for one sampling run; keep
+    per-run state (momentum, step counters) on it. The GUIDANCE port carries factories
+    (``functools.partial(MyTerm, scale=2.0)``) so every run gets a fresh object.
+    """
+
+    sigma_range: tuple[float, float] = ALL_SIGMAS
+    main_call_patches: tuple = ()
+
+    def __call__(self, state: GuidanceState) -> torch.Tensor | None:
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__(state) -> correction")
+
+    def check_model(self, net: Any) -> None:
+        """Raise ValueError when this term cannot guide `net` (default: any network)."""
+
+    def active_at(self, sigma: torch.Tensor) -> bool:
+        """Whether every sigma of the batch lies in ``sigma_range`` (inclusive)."""
+        low, high = self.sigma_range
+        if low <= 0 and high == math.inf:
+            return True
+        return low <= float(sigma.min()) and float(sigma.max()) <= high
+
+
+#: A zero-argument callable returning a fresh GuidanceTerm (what the GUIDANCE port carries, in a tuple).
+GuidanceFactory = Callable[[], GuidanceTerm]
+
+
+class CallableTerm(GuidanceTerm):
+    """A legacy ``function(x, sigma, denoised) -> correction`` as a GuidanceTerm (optionally sigma-gated)."""
+
+    def __init__(self, function: LegacyTerm, sigma_range: tuple[float, float] = ALL_SIGMAS):
+        self.function = function
+        self.sigma_range = check_sigma_range(sigma_range, "sigma_range")
+
+    def __call__(self, state: GuidanceState) -> torch.Tensor:
+        return self.function(state.x, state.sigma, state.denoised)
+
+
+def check_sigma_range(sigma_range: Any, argument: str) -> tuple[float, float]:
+    """``(low, high)`` as floats with ``0 <= low <= high``; SamplingError naming `argument` otherwise."""
+    try:
+        low, high = (float(v) for v in sigma_range)
+    except (TypeError, ValueError):
+        raise SamplingError(argument, "a pair (sigma_low, sigma_high)", repr(sigma_range),
+                            "Give e.g. (0.0, math.inf) for every sigma.", sigma_range) from None
+    if not 0 <= low <= high or math.isnan(high):
+        raise SamplingError(argument, "(sigma_low, sigma_high) with 0 <= low <= high", repr(sigma_range),
+                            "Give the noise interval where the guidance applies.", sigma_range)
+    return low, high
+
+
+def as_guidance_term(term: Any, argument: str = "term") -> GuidanceTerm:
+    """A GuidanceTerm as is; a plain callable (legacy ``term(x, sigma, denoised)``) wrapped in CallableTerm."""
+    if isinstance(term, GuidanceTerm):
+        return term
+    if callable(term):
+        return CallableTerm(term)
+    raise SamplingError(argument, "a GuidanceTerm or a callable term(x, sigma, denoised)", type(term).__name__,
+                        "Pass a GuidanceTerm subclass instance or a function.", term)
 
 
 def _sigma_column(sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -81,8 +200,19 @@ def rescale_guidance(x: torch.Tensor, sigma: torch.Tensor, denoised_positive: to
     return factor * denoised_guided + (1 - factor) * x / variance_plus_one
 
 
+@dataclass
+class _Run:
+    """One sampling run's terms (fresh from the factories) and step bookkeeping."""
+
+    terms: tuple[GuidanceTerm, ...]
+    sigmas: torch.Tensor | None          # the schedule, when the sampling code gave it
+    explicit: bool                       # made by for_run (never reset by the sigma heuristic)
+    last_sigma: float = math.inf
+    step: int = -1                       # distinct sigma levels seen - 1 (used without a schedule)
+
+
 class CFGGuider:
-    """Classifier-free guided denoiser with rescale, a sigma interval and additive guidance terms.
+    """Classifier-free guided denoiser with rescale, a sigma interval and guidance terms.
 
     Args:
         model: denoiser ``model(x, sigma, **cond) -> denoised``.
@@ -92,7 +222,9 @@ class CFGGuider:
         rescale: CFG rescale strength phi in [0, 1] (Lin et al. 2023 recommend 0.7).
         cfg_sigma_range: ``(sigma_low, sigma_high)``; CFG applies only for sigmas inside
             (inclusive); outside, only the positive branch runs.
-        terms: guidance terms added after CFG (see module docstring for the convention).
+        terms: guidance terms shared by every run: GuidanceTerm objects or legacy callables
+            ``term(x, sigma, denoised)`` (see the module docstring).
+        guidance: term factories (the GUIDANCE port's value); each run gets fresh terms.
 
     Conditioning is validated here (same keys in both branches, tensors with a batch dim);
     the latent batch is checked by :meth:`check_latent`, called before the first model
@@ -101,22 +233,25 @@ class CFGGuider:
 
     def __init__(self, model: Callable[..., torch.Tensor], positive: Conditioning,
                  negative: Conditioning | None = None, scale: float = 7.5, rescale: float = 0.0,
-                 cfg_sigma_range: tuple[float, float] = (0.0, math.inf), terms: Sequence[GuidanceTerm] = ()):
+                 cfg_sigma_range: tuple[float, float] = ALL_SIGMAS, terms: Sequence[GuidanceTerm | LegacyTerm] = (),
+                 guidance: Sequence[GuidanceFactory] = ()):
         if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale):
             raise SamplingError("scale", "a finite number", repr(scale), "Use e.g. 7.5 (1 disables CFG).", scale)
         if not 0 <= rescale <= 1:
             raise SamplingError("rescale", "a CFG rescale strength in [0, 1]", repr(rescale),
                                 "Use 0 (off) to 1; the paper recommends 0.7.", rescale)
-        low, high = cfg_sigma_range
-        if not 0 <= low <= high:
-            raise SamplingError("cfg_sigma_range", "(sigma_low, sigma_high) with 0 <= low <= high",
-                                repr(cfg_sigma_range), "Give the noise interval where CFG applies.", cfg_sigma_range)
+        low, high = check_sigma_range(cfg_sigma_range, "cfg_sigma_range")
         if negative is None and scale != 1:
             raise SamplingError("negative", f"negative conditioning for scale {scale}", "None",
                                 "Encode an empty prompt as negative, or set scale=1.")
-        for argument, function in (("model", model), *((f"terms[{k}]", t) for k, t in enumerate(terms))):
-            if not callable(function):
-                raise SamplingError(argument, "a callable", type(function).__name__, "Pass a function.", function)
+        if not callable(model):
+            raise SamplingError("model", "a callable", type(model).__name__, "Pass a function.", model)
+        for k, factory in enumerate(guidance):
+            if not callable(factory) or isinstance(factory, GuidanceTerm):
+                raise SamplingError(f"guidance[{k}]", "a zero-argument factory returning a GuidanceTerm",
+                                    type(factory).__name__,
+                                    "Pass e.g. functools.partial(MyTerm, scale=2.0); shared terms go in `terms`.",
+                                    factory)
         self.model = model
         self.positive = self._checked_conditioning(positive, "positive")
         self.negative = None if negative is None else self._checked_conditioning(negative, "negative")
@@ -126,9 +261,11 @@ class CFGGuider:
                                 "Encode both prompts with the same encoder(s).", negative)
         self.scale = float(scale)
         self.rescale = float(rescale)
-        self.cfg_sigma_range = (float(low), float(high))
-        self.terms = tuple(terms)
+        self.cfg_sigma_range = (low, high)
+        self.terms = tuple(as_guidance_term(t, f"terms[{k}]") for k, t in enumerate(terms))
+        self.guidance = tuple(guidance)
         self._batched: dict[tuple, dict[str, torch.Tensor]] = {}
+        self._run: _Run | None = None
 
     # -- sigma mapping of the wrapped model, so a guider can build schedules ------------------------
     @property
@@ -148,6 +285,43 @@ class CFGGuider:
 
     def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
         return self.model.t_to_sigma(t)
+
+    # -- runs ----------------------------------------------------------------------------------------
+    def make_terms(self) -> tuple[GuidanceTerm, ...]:
+        """Fresh terms from the guidance factories (checked to be GuidanceTerms)."""
+        made = []
+        for k, factory in enumerate(self.guidance):
+            term = factory()
+            if not isinstance(term, GuidanceTerm):
+                raise SamplingError(f"guidance[{k}]", "a factory returning a GuidanceTerm", type(term).__name__,
+                                    "Subclass nodes.sampling.guidance.GuidanceTerm.", factory)
+            made.append(term)
+        return tuple(made)
+
+    def for_run(self, sigmas: torch.Tensor | None = None) -> CFGGuider:
+        """A copy of this guider for one sampling run over `sigmas`: fresh terms, exact step indices.
+
+        The sampling code calls this once per run (``Sample``, ``KSampler``, the plugin API);
+        the original (e.g. a cached GUIDER value) is left untouched.
+        """
+        run = copy.copy(self)
+        schedule = None if sigmas is None else torch.as_tensor(sigmas).detach().float().cpu()
+        run._run = _Run(terms=self.make_terms(), sigmas=schedule, explicit=True)
+        return run
+
+    def _run_at(self, sigma_value: float) -> tuple[_Run, int | None]:
+        """This call's run (started implicitly when none was made or sigma rose) and its step index."""
+        run = self._run
+        if run is None or (not run.explicit and sigma_value > run.last_sigma * (1 + 1e-6)):
+            run = self._run = _Run(terms=self.make_terms(), sigmas=None, explicit=False)
+        if run.sigmas is not None:
+            step = max(int((run.sigmas >= sigma_value * (1 - 1e-5)).sum()) - 1, 0)
+        else:
+            if not math.isclose(sigma_value, run.last_sigma, rel_tol=1e-6):
+                run.step += 1
+            step = run.step
+        run.last_sigma = sigma_value
+        return run, step
 
     # -- validation ---------------------------------------------------------------------------------
     @staticmethod
@@ -174,6 +348,17 @@ class CFGGuider:
                     raise SamplingError(f"{argument}[{key!r}]", f"batch 1 or {batch} (the latent batch)",
                                         f"batch {value.shape[0]} (shape {tuple(value.shape)})",
                                         "Encode one prompt per latent, or a single prompt for all.", value)
+
+    def check_model(self, net: Any) -> None:
+        """Ask every term (shared and fresh) whether it can guide `net`; SamplingError naming the term if not."""
+        for k, term in enumerate((*self.terms, *self.make_terms())):
+            try:
+                term.check_model(net)
+            except ValueError as exc:
+                argument = f"terms[{k}]" if k < len(self.terms) else f"guidance[{k - len(self.terms)}]"
+                raise SamplingError(argument, f"a guidance term that can guide this network ({type(net).__name__})",
+                                    f"{type(term).__name__}: {exc}", "Change the term's settings or the model.",
+                                    term) from None
 
     # -- evaluation -----------------------------------------------------------------------------------
     def _batched_conditioning(self, x: torch.Tensor, shared_cond: Conditioning,
@@ -205,9 +390,12 @@ class CFGGuider:
             self._batched[key] = cond
         return cond, True
 
-    def _single(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning, shared_cond) -> torch.Tensor:
-        """One branch evaluated on its own (batch B)."""
+    def _single(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning, shared_cond,
+                patches: tuple = ()) -> torch.Tensor:
+        """One branch evaluated on its own (batch B), with extra model patches if any."""
         merged = {k: _expand(v, x) for k, v in {**cond, **shared_cond}.items()}
+        if patches:
+            merged["patches"] = tuple(patches)
         return self.model(x, sigma, **merged)
 
     def _guidance_active(self, sigma: torch.Tensor) -> bool:
@@ -228,21 +416,49 @@ class CFGGuider:
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         sigma = torch.as_tensor(sigma, device=x.device, dtype=dtype)
         sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
+
+        terms: tuple[GuidanceTerm, ...] = self.terms
+        step = None
+        if self.guidance or self._run is not None:
+            run, step = self._run_at(float(sigma.max()))
+            terms = (*terms, *run.terms)
+        terms = tuple(term for term in terms if term.active_at(sigma))
+        main_patches = tuple(patch for term in terms for patch in term.main_call_patches)
+        extra = {"patches": main_patches} if main_patches else {}
+
+        negative = None
         if not self._guidance_active(sigma):
             cond, _ = self._batched_conditioning(x, shared_cond, both=False)
-            guided = self.model(x, sigma, **cond)
+            positive = guided = self.model(x, sigma, **cond, **extra)
         else:
             cond, batched = self._batched_conditioning(x, shared_cond, both=True)
             if batched:
-                positive, negative = self.model(torch.cat([x, x]), torch.cat([sigma, sigma]), **cond).chunk(2)
+                positive, negative = self.model(torch.cat([x, x]), torch.cat([sigma, sigma]), **cond,
+                                                **extra).chunk(2)
             else:
-                positive = self._single(x, sigma, self.positive, shared_cond)
-                negative = self._single(x, sigma, self.negative, shared_cond)
+                positive = self._single(x, sigma, self.positive, shared_cond, main_patches)
+                negative = self._single(x, sigma, self.negative, shared_cond, main_patches)
             guided = torch.lerp(negative, positive, self.scale)
             if self.rescale:
                 guided = rescale_guidance(x, sigma, positive, guided, self.rescale)
-        if self.terms:
-            corrections = [term(x, sigma, guided) for term in self.terms]
+        if not terms:
+            return guided
+
+        latent = x
+
+        def evaluate(conditioning: Conditioning | None = None, patches: Sequence = (),
+                     x: torch.Tensor | None = None) -> torch.Tensor:
+            cond = self.positive if conditioning is None else self._checked_conditioning(conditioning,
+                                                                                           "conditioning")
+            return self._single(latent if x is None else x, sigma, cond, shared_cond, tuple(patches or ()))
+
+        state = GuidanceState(x=x, sigma=sigma, denoised=guided, denoised_positive=positive,
+                              denoised_negative=negative, scale=self.scale if negative is not None else 1.0,
+                              step=step, sigmas=self._run.sigmas if self._run is not None else None,
+                              positive=self.positive, negative=self.negative, shared=dict(shared_cond),
+                              evaluate=evaluate)
+        corrections = [c for c in (term(state) for term in terms) if c is not None]
+        if corrections:
             guided = guided + sum(corrections)
         return guided
 
@@ -257,7 +473,7 @@ def _expand(value: Any, x: torch.Tensor) -> Any:
 
 
 def classifier_guidance(log_likelihood: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                        scale: float = 1.0) -> GuidanceTerm:
+                        scale: float = 1.0) -> LegacyTerm:
     """Guidance term for classifier guidance (Dhariwal & Nichol 2021, Alg. 1, in denoised units).
 
     Args:
