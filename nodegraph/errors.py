@@ -6,11 +6,17 @@
 - `GraphValidationError` — raised when a graph cannot be loaded or run; carries
   every `GraphError` found at once (never just the first).
 - `NodeExecutionError` — a node raised while running; names the node id, node
-  type, the original exception type, its message and the traceback.
+  type, the plugin that registered it, the original exception type, its
+  message and the traceback.
 - `RunInterrupted` — the run was interrupted between nodes or cooperatively
   inside one.
 - `NodeInputError` — what a node's `run` raises for bad input it can only
   detect at run time (shapes, batch sizes); it names the input.
+- `PathConfinementError` — a `NodeInputError` for a file or folder name that
+  breaks the confinement rule of nodegraph/paths.py; carries the offending
+  value and a stable `rule`.
+- `NodeOutputError` — a node returned an output the engine refuses (e.g. a
+  STRING output over the text cap); names the output.
 
 Error codes (stable; tests, the CLI `--json` output and the editor rely on them)
 are listed in `ERROR_CODES` and documented in docs/graph-format.md.
@@ -26,6 +32,7 @@ ERROR_CODES = (
     "invalid_format",      # JSON, but not the shape of a graph file
     "unsupported_version",  # a format version this nodegraph cannot read
     "unknown_node_type",   # no registered node has this type (suggests close names)
+    "ambiguous_node_type",  # a bare type name that several plugins provide (names them and the fix)
     "missing_input",       # a required input has neither a value nor a link
     "unknown_input",       # an input name the node does not declare
     "type_mismatch",       # a link or literal of the wrong port type
@@ -98,16 +105,37 @@ class NodeInputError(NodegraphError, ValueError):
         super().__init__(f"input {input!r}: {message}")
 
 
+class PathConfinementError(NodeInputError):
+    """A file or folder name that would leave its folder (or is unsafe to use); see nodegraph/paths.py."""
+
+    def __init__(self, input: str, value: object, rule: str, message: str):
+        self.value = value
+        self.rule = rule          # stable: empty, absolute, drive, parent, dot, control_character, ...
+        self.message = message
+        super().__init__(input, message)
+
+
+class NodeOutputError(NodegraphError, ValueError):
+    """A node returned an output value the engine refuses; names the output and the fix."""
+
+    def __init__(self, output: str, message: str):
+        self.output = output
+        super().__init__(f"output {output!r}: {message}")
+
+
 class NodeExecutionError(NodegraphError):
     """A node failed while running."""
 
-    def __init__(self, node_id: str, node_type: str, exception: BaseException, traceback: str):
+    def __init__(self, node_id: str, node_type: str, exception: BaseException, traceback: str,
+                 plugin: str | None = None):
         self.node_id = node_id
         self.node_type = node_type
         self.exception = exception
         self.exception_type = type(exception).__name__
         self.traceback = traceback
-        super().__init__(f"node {node_id!r} ({node_type}) failed: {self.exception_type}: {exception}")
+        self.plugin = plugin   # the plugin that registered the node, when known
+        origin = f", from plugin {plugin!r}" if plugin else ""
+        super().__init__(f"node {node_id!r} ({node_type}{origin}) failed: {self.exception_type}: {exception}")
 
 
 class RunInterrupted(NodegraphError):

@@ -31,6 +31,10 @@ Releasing intermediates
     counts of all its sources; at zero the value leaves `values` (the run's
     working set). The cache may still hold it, under its own policy.
 
+Text outputs
+    A STRING output longer than MAX_TEXT_OUTPUT_BYTES (1 MiB of UTF-8) fails its
+    node with NodeOutputError, whatever node made it (`_check_text_outputs`).
+
 Interruption and failure
     The session's interrupt flag is checked between nodes and, through
     `NodeContext.progress` / `check_interrupted`, inside long nodes. An
@@ -58,7 +62,7 @@ from typing import Any, Callable
 
 from . import events as ev
 from .cache import MISSING, OutputCache
-from .errors import NodeExecutionError, RunInterrupted
+from .errors import NodeExecutionError, NodeOutputError, RunInterrupted
 from .graph import Graph, Link, topological_order
 from .node import Node, NodeContext
 from .registry import Registry
@@ -137,7 +141,7 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
                          or any(s.model_folder for s in spec.inputs.values()))
         nodes[node_id] = NodePlan(
             node_id=node_id, cls=cls, literals=literals,
-            literal_digest=_literal_digest(spec.type, spec.version, literals),
+            literal_digest=_literal_digest(registry.qualified_name(cls), spec.version, literals),
             links=tuple(links), lazy_inputs=frozenset(n for n, s in spec.inputs.items() if s.lazy),
             fingerprinted=fingerprinted)
     order, left_over = topological_order(graph.nodes)
@@ -214,7 +218,8 @@ def needed_nodes(plan: GraphPlan, targets: tuple[str, ...]) -> list[str]:
     return [n for n in plan.order if n in needed]
 
 
-def compute_keys(state: RunState, order: list[str], resolve_file: Callable[[str, str], Any]) -> None:
+def compute_keys(state: RunState, order: list[str], resolve_file: Callable[[str, str], Any],
+                 output_scope: bytes = b"") -> None:
     """Fill `state.keys` in topological order; each key reuses its sources' keys."""
     keys = state.keys
     nodes = state.plan.nodes
@@ -226,6 +231,8 @@ def compute_keys(state: RunState, order: list[str], resolve_file: Callable[[str,
         h = hashlib.blake2b(plan.literal_digest, digest_size=16)
         if not plan.cls.deterministic:
             h.update(fresh + node_id.encode())
+        if output_scope and plan.cls.spec.output_node:
+            h.update(b"\0scope\0" + output_scope)
         for link in plan.links:
             h.update(link.key_part)
             h.update(keys[link.source].encode())
@@ -273,6 +280,20 @@ def _normalise_outputs(plan: NodePlan, raw: Any) -> dict[str, Any]:
         return {o.name: v for o, v in zip(outputs, raw)}
     raise TypeError(f"{spec.type}.run() returned {type(raw).__name__}; return a dict keyed by "
                     f"output name {[o.name for o in outputs]}")
+
+
+MAX_TEXT_OUTPUT_BYTES = 1 << 20   # the cap on every STRING output (docs/security.md)
+
+
+def _check_text_outputs(plan: NodePlan, outputs: dict[str, Any]) -> None:
+    """Refuse a STRING output over MAX_TEXT_OUTPUT_BYTES (UTF-8), naming the output."""
+    for output in plan.cls.spec.outputs:
+        value = outputs.get(output.name)
+        if output.port == "STRING" and isinstance(value, str) and len(value) > MAX_TEXT_OUTPUT_BYTES // 4:
+            size = len(value.encode("utf-8", "surrogatepass"))
+            if size > MAX_TEXT_OUTPUT_BYTES:
+                raise NodeOutputError(output.name, f"the text is {size} bytes, over the {MAX_TEXT_OUTPUT_BYTES}-byte "
+                                                   f"cap on STRING outputs; produce shorter text (or write a file)")
 
 
 def _gather_inputs(state: RunState, plan: NodePlan, evaluated_only: bool) -> dict[str, Any]:
@@ -352,12 +373,15 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
     started = time.perf_counter()
     try:
         outputs = _normalise_outputs(plan, node.run(**kwargs))
+        _check_text_outputs(plan, outputs)
     except RunInterrupted:
         raise
     except Exception as exc:  # noqa: BLE001 — every node failure becomes a structured error
         trace = tb.format_exc()
         emit(ev.NodeErrored(run_id, node_id, spec.type, type(exc).__name__, str(exc), trace))
-        raise NodeExecutionError(node_id, spec.type, exc, trace) from exc
+        registry = services.get("registry")
+        raise NodeExecutionError(node_id, spec.type, exc, trace,
+                                 plugin=registry.plugin_of(plan.cls) if registry is not None else None) from exc
     seconds = time.perf_counter() - started
     state.running = None
     state.values[node_id] = outputs
@@ -418,6 +442,7 @@ def run_plan(
     resolve_file: Callable[[str, str], Any] = lambda folder, name: (_ for _ in ()).throw(LookupError(name)),
     run_id: str | None = None,
     graph: Graph | None = None,
+    output_scope: bytes = b"",
 ) -> RunResult:
     """Run `targets` of a compiled graph; raises NodeExecutionError or RunInterrupted.
 
@@ -431,6 +456,9 @@ def run_plan(
         resolve_file: (model folder, file name) → Path, for fingerprints.
         run_id: defaults to a new uuid4 hex.
         graph: the Graph the plan came from (offered to nodes as `context.graph`).
+        output_scope: mixed into output nodes' keys (the run's output folder when runs
+            write to different folders), so a cached output node never reports another
+            folder's files.
     """
     run_id = run_id or uuid.uuid4().hex
     interrupt = interrupt or threading.Event()
@@ -445,7 +473,7 @@ def run_plan(
     outcome: BaseException | None = None
     emit(ev.RunStarted(run_id, tuple(order), len(order)))
     try:
-        compute_keys(state, order, resolve_file)
+        compute_keys(state, order, resolve_file, output_scope)
         execute(state, cache, emit, check_interrupted, services or {})
         return RunResult(run_id, {t: state.values[t] for t in state.targets},
                          state.executed, state.cached, time.perf_counter() - started)

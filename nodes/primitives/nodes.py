@@ -16,7 +16,10 @@ from __future__ import annotations
 import math
 import operator
 import random
+import re
+import string
 import time
+import unicodedata
 from typing import Any, Literal
 
 from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, hookimpl
@@ -154,10 +157,86 @@ class Compare(Node):
         return {"result": bool(_COMPARE_OPS[op](a, b))}
 
 
+# FormatText's template language: plain {a} … {d} fields with a bounded standard format spec.
+_FORMAT_FIELDS = ("a", "b", "c", "d")
+_FORMAT_SPEC = re.compile(r"(?:(?P<fill>[^{}])?(?P<align>[<>=^]))?(?P<sign>[-+ ])?(?P<alternate>#)?(?P<zero>0)?"
+                          r"(?P<width>\d+)?(?P<grouping>[,_])?(?:\.(?P<precision>\d+))?(?P<type>[bdeEfFgGosxX%])?")
+MAX_FORMAT_WIDTH = 100
+MAX_FORMAT_PRECISION = 20
+
+
+def _check_format_spec(field: str, spec: str) -> None:
+    """Refuse a format spec outside the allowed subset (see FormatText), naming the field."""
+    match = _FORMAT_SPEC.fullmatch(spec)
+    if match is None:
+        raise NodeInputError("template", f"field {{{field}:{spec}}}: format spec {spec!r} is not allowed; use "
+                                         f"[[fill]align][sign][#][0][width][,][.precision][type] with type one of "
+                                         f"b d e E f F g G o s x X %, e.g. {{{field}:>8.2f}}")
+    if match["fill"] is not None and unicodedata.category(match["fill"]) == "Cc":
+        raise NodeInputError("template", f"field {{{field}}}: the fill character must be printable")
+    width, precision = (match["width"] or "").lstrip("0"), (match["precision"] or "").lstrip("0")
+    if len(width) > 3 or (width and int(width) > MAX_FORMAT_WIDTH):     # length first: int() of 5000 digits raises
+        raise NodeInputError("template", f"field {{{field}}}: width {width[:12]} is over {MAX_FORMAT_WIDTH}; "
+                                         f"pad with a smaller width")
+    if len(precision) > 3 or (precision and int(precision) > MAX_FORMAT_PRECISION):
+        raise NodeInputError("template", f"field {{{field}}}: precision {precision[:12]} is over "
+                                         f"{MAX_FORMAT_PRECISION}")
+
+
+def format_template(template: str, values: dict[str, Any], limit: int) -> str:
+    """Fill `template`'s plain {a}…{d} fields; NodeInputError for anything else or a result over `limit` chars.
+
+    The template is parsed with string.Formatter().parse and each field checked before any
+    value is touched: only the names a, b, c, d (no attribute access, no indexing, no
+    positional {} / {0}), no conversion (!r / !s / !a), and a format spec from the bounded
+    subset above. Each value is formatted with format(value, spec), so nothing but the
+    value's own __format__ runs.
+    """
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise NodeInputError("template", f"{exc}; write literal braces as {{{{ and }}}}") from None
+    pieces: list[str] = []
+    size = 0
+    for literal, field, spec, conversion in parsed:
+        pieces.append(literal)
+        size += len(literal)
+        if field is None:
+            continue
+        if field not in _FORMAT_FIELDS:
+            raise NodeInputError("template", f"field {{{field}}} is not allowed: use only {{a}}, {{b}}, {{c}} or {{d}} "
+                                             f"(no attributes, indexing or positional fields); write a literal brace "
+                                             f"as {{{{ or }}}}")
+        if conversion is not None:
+            raise NodeInputError("template", f"field {{{field}!{conversion}}}: conversions (!r, !s, !a) are not "
+                                             f"allowed; write {{{field}}}")
+        _check_format_spec(field, spec or "")
+        try:
+            piece = format(values[field], spec or "")
+        except (TypeError, ValueError) as exc:
+            raise NodeInputError(field, f"cannot be formatted with {{{field}:{spec}}} "
+                                        f"({type(values[field]).__name__}: {exc}); change the spec") from None
+        pieces.append(piece)
+        size += len(piece)
+        if size > limit:
+            raise NodeInputError("template", f"the text would be over {limit} characters; shorten the template "
+                                             f"or the values")
+    if size > limit:
+        raise NodeInputError("template", f"the text would be over {limit} characters; shorten the template")
+    return "".join(pieces)
+
+
 class FormatText(Node):
-    """Fill a template such as "{a} cats and {b} dogs" with up to four values."""
+    """Fill a template such as "{a} cats and {b:.2f} dogs" with up to four values.
+
+    Only plain fields {a}, {b}, {c}, {d} are allowed, each with an optional format spec
+    ([[fill]align][sign][#][0][width][,][.precision][type]; width ≤ 100, precision ≤ 20;
+    types b d e E f F g G o s x X %). Attribute access, indexing, positional fields and
+    conversions are refused; the text is capped at 1 MiB like every STRING output.
+    """
 
     category = "primitives/text"
+    version = "1.1.0"
 
     class Inputs(NodeInputs):
         template: str = Input("{a}", multiline=True, max_length=100_000)
@@ -169,12 +248,10 @@ class FormatText(Node):
     outputs = (Output("text", "STRING"),)
 
     def run(self, template: str, a: Any, b: Any, c: Any, d: Any) -> dict:
-        try:
-            return {"text": template.format(a=a, b=b, c=c, d=d)}
-        except (KeyError, IndexError) as exc:
-            raise NodeInputError("template", f"unknown placeholder {exc}; use {{a}}, {{b}}, {{c}} or {{d}}") from None
-        except (ValueError, AttributeError) as exc:
-            raise NodeInputError("template", f"{exc}; write literal braces as {{{{ and }}}}") from None
+        from nodegraph.executor import MAX_TEXT_OUTPUT_BYTES
+
+        text = format_template(template, {"a": a, "b": b, "c": c, "d": d}, MAX_TEXT_OUTPUT_BYTES)
+        return {"text": text}
 
 
 class Switch(Node):

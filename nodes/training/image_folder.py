@@ -3,7 +3,9 @@
 Layout: any tree of images, each with a caption in a same-stem ``.txt`` file beside it
 (``cats/tabby.png`` + ``cats/tabby.txt``), the convention of most LoRA trainers. Files are
 found recursively and ordered by their path relative to the root, so the order is the
-same on every machine.
+same on every machine. The scan never follows a symlinked folder, and a file whose real
+path (symlinks resolved) is outside the root is left out and counted, so a dataset only
+ever reads what is inside its folder.
 
 Unusable files never stop a run: images that cannot be decoded, images without a
 caption file and images whose caption is empty are left out and counted in an
@@ -17,6 +19,7 @@ shorter side to S, centre-crop), ``IMAGE_EXTENSIONS``, ``DatasetError(ValueError
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +44,7 @@ class ImageFolderReport:
         corrupt: images that could not be decoded (path -> error message).
         missing_caption: images without a same-stem ``.txt`` file.
         empty_caption: images whose ``.txt`` file is empty or whitespace.
+        outside_root: images (or their captions) that are symlinks leading outside the root.
     """
 
     root: Path
@@ -48,17 +52,19 @@ class ImageFolderReport:
     corrupt: dict[Path, str] = field(default_factory=dict)
     missing_caption: list[Path] = field(default_factory=list)
     empty_caption: list[Path] = field(default_factory=list)
+    outside_root: list[Path] = field(default_factory=list)
 
     @property
     def skipped(self) -> int:
         """Number of images left out, for any reason."""
-        return len(self.corrupt) + len(self.missing_caption) + len(self.empty_caption)
+        return len(self.corrupt) + len(self.missing_caption) + len(self.empty_caption) + len(self.outside_root)
 
     def summary(self) -> str:
         """One line for logs: ``12 images used, 3 skipped (1 corrupt, 1 missing caption, 1 empty caption)``."""
         return (
             f"{len(self.used)} images used, {self.skipped} skipped ({len(self.corrupt)} corrupt, "
-            f"{len(self.missing_caption)} missing caption, {len(self.empty_caption)} empty caption)"
+            f"{len(self.missing_caption)} missing caption, {len(self.empty_caption)} empty caption"
+            + (f", {len(self.outside_root)} outside the folder" if self.outside_root else "") + ")"
         )
 
 
@@ -117,12 +123,16 @@ class ImageFolderDataset:
         from PIL import Image
 
         report = ImageFolderReport(self.root)
-        candidates = sorted(
-            (path for path in self.root.rglob("*") if path.is_file() and path.suffix.lower() in extensions),
-            key=lambda path: path.relative_to(self.root).as_posix(),
-        )
+        real_root = os.path.realpath(self.root)
+        found = [Path(folder) / name for folder, _, files in os.walk(self.root)   # never follows folder links
+                 for name in files if Path(name).suffix.lower() in extensions]
+        candidates = sorted((path for path in found if path.is_file()),
+                            key=lambda path: path.relative_to(self.root).as_posix())
         for path in candidates:
             caption_path = path.with_suffix(".txt")
+            if not all(os.path.realpath(p).startswith(real_root + os.sep) for p in (path, caption_path)):
+                report.outside_root.append(path)
+                continue
             if not caption_path.is_file():
                 report.missing_caption.append(path)
                 continue

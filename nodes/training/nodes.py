@@ -14,8 +14,16 @@
     SaveControlNet       CONTROL_NET → models/controlnet/NAME.safetensors (LoadControlNet reads it)
 
 Training state is checkpointed every `checkpoint_every` steps under
-`<output>/training/<run_name>/`; running the same node again with the same
-settings resumes from there (an interrupted run loses at most one interval).
+`<output>/training/<run_name>/` (safetensors + JSON, never a pickle); running the
+same node again with the same settings resumes from there (an interrupted run
+loses at most one interval).
+
+Every input that names a file or folder goes through `nodegraph.paths.confine`:
+`run_name` (a name, or subfolders like `runs/a`, inside `<output>/training/`),
+`folder` of ImageFolderDataset (inside the input folder), and the `filename` of
+SaveCheckpoint / SaveControlNet (a plain `.safetensors` name in the first
+directory of the model folder). The save nodes never replace an existing file
+unless `overwrite` is true.
 Progress events carry the loss (`info`). Training nodes are cached like any
 node: a finished training is not repeated while its inputs stay the same.
 """
@@ -138,12 +146,14 @@ class ImageFolderDataset(Node):
     outputs = (Output("dataset", "DATASET"), Output("report", "STRING"))
 
     def run(self, folder: str, size: int) -> dict:
+        from nodegraph.paths import confine
+
         from .image_folder import DatasetError, ImageFolderDataset as Folder
 
-        if ".." in Path(folder).parts or Path(folder).is_absolute():
-            raise NodeInputError("folder", "must be a folder inside the input folder (no '..', not absolute)")
+        root = confine(self.context.service("input_dir"), folder, what="dataset folder", input_name="folder",
+                       subfolders=True)
         try:
-            dataset = Folder(Path(self.context.service("input_dir")) / folder, size=size)
+            dataset = Folder(root, size=size)
         except DatasetError as exc:
             raise NodeInputError("folder", str(exc)) from None
         return {"dataset": dataset, "report": dataset.report.summary()}
@@ -159,11 +169,28 @@ def _int_list(name: str, text: str) -> tuple[int, ...]:
     return values
 
 
-def _run(node: Node, run_name: str, identity: dict) -> Any:
+def _run_folder(node: Node, run_name: str) -> Path:
+    """<output>/training/<run_name>, confined there (subfolders allowed); checked before any work starts."""
+    from nodegraph.paths import confine
+
+    return confine(Path(node.context.service("output_dir")) / "training", run_name, what="run name",
+                   input_name="run_name", subfolders=True)
+
+
+def _run(folder: Path, identity: dict) -> Any:
     from .trainer import TrainingRun
 
-    folder = Path(node.context.service("output_dir")) / "training" / run_name
     return TrainingRun(folder, identity)
+
+
+def _train(train: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a training loop; a saved state it cannot use becomes an error naming `run_name`."""
+    from .trainer import TrainingStateError
+
+    try:
+        return train(*args, **kwargs)
+    except TrainingStateError as exc:
+        raise NodeInputError("run_name", str(exc)) from None
 
 
 def _progress(node: Node):
@@ -220,6 +247,7 @@ class TrainVAE(Node):
 
         from .trainer import TrainConfig, train_vae
 
+        folder = _run_folder(self, run_name)
         torch.manual_seed(seed)
         if init is not None:
             vae_config = init.config
@@ -235,9 +263,9 @@ class TrainVAE(Node):
         config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 20, warmup_steps=warmup_steps,
                              ema_decay=ema_decay, seed=seed, checkpoint_every=checkpoint_every)
         images = _images(dataset)
-        run = _run(self, run_name, {"vae": repr(vae_config), "train": repr(config), "data": len(images),
+        run = _run(folder, {"vae": repr(vae_config), "train": repr(config), "data": len(images),
                                     "crop": crop_size, **origin})
-        report = train_vae(vae, images, config, _progress(self), run, kl_weight=kl_weight, crop=crop_size)
+        report = _train(train_vae, vae, images, config, _progress(self), run, kl_weight=kl_weight, crop=crop_size)
         with torch.no_grad():   # latent scale so that sampling sees unit variance; a preview map for progress
             sample = images[: min(512, len(images))]
             latents = vae.encode(sample)                          # scaled by the default factor
@@ -325,6 +353,7 @@ class TrainDiffusion(Node):
 
         from .trainer import TrainConfig, train_diffusion
 
+        folder = _run_folder(self, run_name)
         mult = _int_list("channel_mult", channel_mult)
         depth = _int_list("attention_levels", attention_levels)
         if len(depth) != len(mult):
@@ -343,12 +372,12 @@ class TrainDiffusion(Node):
                              grad_accumulation=grad_accumulation, grad_clip=grad_clip, ema_decay=ema_decay,
                              mixed_precision=mixed_precision, seed=seed, checkpoint_every=checkpoint_every)
         data = _encode_dataset(self, dataset, vae, text_config.pad_token_id)
-        run = _run(self, run_name, {"unet": repr(unet_config), "text": repr(text_config), "train": repr(config),
+        run = _run(folder, {"unet": repr(unet_config), "text": repr(text_config), "train": repr(config),
                                     "data": len(data.latents), "objective": objective, "betas": beta_schedule,
                                     "dropout": caption_dropout, "train_te": train_text_encoder})
-        report = train_diffusion(unet, clip, data, alphas_cumprod_from_betas(betas), config, _progress(self), run,
-                                 objective=objective, caption_dropout=caption_dropout,
-                                 train_text_encoder=train_text_encoder)
+        report = _train(train_diffusion, unet, clip, data, alphas_cumprod_from_betas(betas), config,
+                        _progress(self), run, objective=objective, caption_dropout=caption_dropout,
+                        train_text_encoder=train_text_encoder)
         model = diffusion_model(unet, run_name, preview=vae.preview)
         if beta_schedule != "scaled_linear":   # the model must be sampled with the schedule it was trained on
             from nodes.sampling.denoisers import DiscreteTimeMap
@@ -399,6 +428,7 @@ class TrainControlNet(Node):
 
         from .trainer import TrainConfig, init_controlnet_from_unet, train_controlnet
 
+        folder = _run_folder(self, run_name)
         unet = model.net
         clip = next(iter(text_encoder.encoder.encoders.values()))
         factor = vae.config.downscale
@@ -413,12 +443,11 @@ class TrainControlNet(Node):
                             checkpoint_every=checkpoint_every)
         data = _encode_dataset(self, dataset, vae, clip.config.pad_token_id)
         hints = _hints(self, dataset, hint)
-        run = _run(self, run_name, {"controlnet": repr(config), "train": repr(train), "data": len(data.latents),
+        run = _run(folder, {"controlnet": repr(config), "train": repr(train), "data": len(data.latents),
                                     "hint": hint, "dropout": caption_dropout})
         alphas_cumprod = 1.0 / (1.0 + model.time_map.sigmas.double() ** 2)         # sigma² = (1 − ᾱ) / ᾱ
-        report = train_controlnet(controlnet, unet, clip, data, hints, alphas_cumprod.float(), train,
-                                  _progress(self), run, objective=unet.config.prediction,
-                                  caption_dropout=caption_dropout)
+        report = _train(train_controlnet, controlnet, unet, clip, data, hints, alphas_cumprod.float(), train,
+                        _progress(self), run, objective=unet.config.prediction, caption_dropout=caption_dropout)
         controlnet.requires_grad_(False)
         controlnet.nodegraph_name = run_name
         report["hint"] = hint
@@ -446,67 +475,123 @@ def _hints(node: Node, dataset: Any, kind: str) -> Any:
     return torch.cat(out)
 
 
+def _save_target(node: Node, folder_name: str, filename: str) -> Path:
+    """model folder `folder_name` (its first directory, created) / `filename`, a plain confined .safetensors name."""
+    from nodegraph.paths import confine
+
+    folder = node.context.service("model_paths").directories(folder_name)[0]
+    path = confine(folder, filename, what="file name", input_name="filename")
+    if not filename.endswith(".safetensors") or filename.startswith("."):
+        raise NodeInputError("filename", f"expected a plain file name ending in .safetensors (not starting with "
+                                         f"'.'), found {filename!r}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_new_file(path: Path, overwrite: bool, write: Any) -> Path:
+    """`write(tmp)` into a temporary file beside `path`, then put it at `path`.
+
+    With `overwrite` the file replaces `path` atomically. Without it an existing file is
+    never touched: the result goes to the first free name `stem_1.safetensors`,
+    `stem_2.safetensors`, ... (claimed with a hard link, which fails if the name exists,
+    so two runs cannot take the same name).
+    """
+    import os
+
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        write(tmp)
+        if overwrite:
+            os.replace(tmp, path)
+            return path
+        for number in range(0, 10_000):
+            candidate = path if number == 0 else path.with_name(f"{path.stem}_{number}{path.suffix}")
+            try:
+                os.link(tmp, candidate)
+                return candidate
+            except FileExistsError:
+                continue
+            except OSError:                       # no hard links here (some network / FAT file systems)
+                try:
+                    with open(candidate, "xb"):
+                        pass
+                except FileExistsError:
+                    continue
+                os.replace(tmp, candidate)
+                return candidate
+        raise NodeInputError("filename", f"{path.name}: 10000 numbered files exist already; choose another name")
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 class SaveControlNet(Node):
-    """Write a CONTROL_NET to models/controlnet as one .safetensors file (original key layout, exact config)."""
+    """Write a CONTROL_NET to models/controlnet as one .safetensors file (original key layout, exact config).
+
+    An existing file is never replaced unless `overwrite` is true: the ControlNet is then
+    written as NAME_1.safetensors (the next free number); the `files` output names the file.
+    """
 
     category = "training"
     output_node = True
+    version = "1.1.0"
 
     class Inputs(NodeInputs):
         control_net: Any = Input(port="CONTROL_NET")
-        filename: str = Input("controlnet.safetensors", min_length=1, max_length=120)
+        filename: str = Input("my_controlnet.safetensors", min_length=1, max_length=120,
+                              description="a plain .safetensors name in models/controlnet")
         dtype: Literal["fp16", "fp32", "bf16"] = Input("fp16")
+        overwrite: bool = Input(False, description="replace an existing file of that name (else NAME_1, ...)")
 
     outputs = ()
 
-    def run(self, control_net: Any, filename: str, dtype: str) -> dict:
+    def run(self, control_net: Any, filename: str, dtype: str, overwrite: bool) -> dict:
         import torch
 
         from nodes.models.loading import save_controlnet
 
-        folder = _writable_folder(self, "controlnet", filename)
-        path = folder / filename
-        save_controlnet(path, control_net,
-                        dtype={"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype])
+        target = _save_target(self, "controlnet", filename)
+        torch_dtype = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+        path = _write_new_file(target, overwrite, lambda tmp: save_controlnet(tmp, control_net, dtype=torch_dtype))
         return {"files": [{"path": str(path), "kind": "controlnet", "format": "safetensors"}],
                 "bytes": path.stat().st_size}
 
 
-def _writable_folder(node: Node, folder_name: str, filename: str) -> Path:
-    """The first model folder of `folder_name` (created), after checking `filename` is a plain .safetensors name."""
-    if "/" in filename or "\\" in filename or filename.startswith(".") or not filename.endswith(".safetensors"):
-        raise NodeInputError("filename", f"expected a plain file name ending in .safetensors, found {filename!r}")
-    folder = node.context.service("model_paths").directories(folder_name)[0]
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 class SaveCheckpoint(Node):
-    """Write MODEL + TEXT_ENCODER + VAE as one single-file SD-layout checkpoint (fp16) in models/checkpoints."""
+    """Write MODEL + TEXT_ENCODER + VAE as one single-file SD-layout checkpoint (fp16) in models/checkpoints.
+
+    An existing file is never replaced unless `overwrite` is true: the checkpoint is then
+    written as NAME_1.safetensors (the next free number); the `files` output names the file.
+    """
 
     category = "training"
     output_node = True
+    version = "1.1.0"
 
     class Inputs(NodeInputs):
         model: Any = Input(port="MODEL")
         text_encoder: Any = Input(port="TEXT_ENCODER")
         vae: Any = Input(port="VAE")
-        filename: str = Input("tiny_world.safetensors", min_length=1, max_length=120)
+        filename: str = Input("my_model.safetensors", min_length=1, max_length=120,
+                              description="a plain .safetensors name in models/checkpoints")
         dtype: Literal["fp16", "fp32", "bf16"] = Input("fp16")
         description: str = Input("", multiline=True, max_length=10_000)
+        overwrite: bool = Input(False, description="replace an existing file of that name (else NAME_1, ...)")
 
     outputs = ()
 
-    def run(self, model: Any, text_encoder: Any, vae: Any, filename: str, dtype: str, description: str) -> dict:
+    def run(self, model: Any, text_encoder: Any, vae: Any, filename: str, dtype: str, description: str,
+            overwrite: bool) -> dict:
         import torch
 
         from nodes.models.loading import save_checkpoint
 
-        path = _writable_folder(self, "checkpoints", filename) / filename
+        target = _save_target(self, "checkpoints", filename)
         metadata = {"nodegraph.description": description} if description else {}
-        save_checkpoint(path, family=text_encoder.family, unet=model.net, vae=vae, text_encoder=text_encoder.encoder,
-                        dtype={"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype],
-                        metadata=metadata)
+        torch_dtype = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+        path = _write_new_file(target, overwrite, lambda tmp: save_checkpoint(
+            tmp, family=text_encoder.family, unet=model.net, vae=vae, text_encoder=text_encoder.encoder,
+            dtype=torch_dtype, metadata=metadata))
         return {"files": [{"path": str(path), "kind": "checkpoint", "format": "safetensors"}],
                 "bytes": path.stat().st_size}
 

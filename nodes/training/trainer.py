@@ -12,9 +12,12 @@
     train_controlnet(...)  a ControlNet on (latent, caption, hint) triples, the UNet and text encoder frozen:
                            the same eps / v objective, with the UNet taking the ControlNet's residuals
     TrainingRun            periodic checkpoints in a folder (and the final state) and exact resume
-                           (model, EMA, optimiser, step; batches and noise are functions of the
-                           step), so an interrupted run loses at most one interval and a finished
-                           one is not repeated
+                           (model, EMA, optimiser, step, global RNG; batches and noise are functions
+                           of the step), so an interrupted run loses at most one interval and a
+                           finished one is not repeated. The state is training_state.safetensors
+                           (tensors; RNG states as uint8) + training_state.json (step, scalars, the
+                           tree's shape): nothing is unpickled; an old training_state.pt is refused
+                           (TrainingStateError)
 
 Both loops call `progress(step, total, info)` every step (info: loss, lr, ...) — the
 node layer turns that into progress events and interruption checks — and are
@@ -101,8 +104,84 @@ def _autocast(config: TrainConfig, device: torch.device):
     return nullcontext()
 
 
+class TrainingStateError(ValueError):
+    """A saved training state that cannot be used (a pickle from an older version, a damaged file)."""
+
+
+STATE_TENSORS = "training_state.safetensors"   # every tensor: model, optimiser, EMA, RNG states (uint8)
+STATE_JSON = "training_state.json"             # everything else: step, identity, scalars, the tree's shape
+LEGACY_STATE = "training_state.pt"             # pickled by earlier versions; refused, never unpickled
+_MAX_STATE_JSON = 64 * 1024 * 1024
+
+
+def _encode_state(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """A JSON tree for `value`: tensors go to `tensors` and are replaced by {"$tensor": key}.
+
+    Dicts with non-string keys (the optimiser's parameter indices) and tuples keep their
+    types through {"$dict": [[key, value], ...]} and {"$tuple": [...]}; anything else that
+    is not JSON (a module, a function) is a TypeError: the state holds data only.
+    """
+    if isinstance(value, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = value.detach().to("cpu").clone().contiguous()   # a copy: safetensors refuses shared storage
+        return {"$tensor": key}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and not k.startswith("$") for k in value):
+            return {k: _encode_state(v, tensors) for k, v in value.items()}
+        if not all(isinstance(k, (str, int, float, bool)) or k is None for k in value):
+            raise TypeError(f"training state keys must be str / int / float / bool, found {list(value)[:5]}")
+        return {"$dict": [[k, _encode_state(v, tensors)] for k, v in value.items()]}
+    if isinstance(value, tuple):
+        return {"$tuple": [_encode_state(v, tensors) for v in value]}
+    if isinstance(value, list):
+        return [_encode_state(v, tensors) for v in value]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    raise TypeError(f"training state holds a {type(value).__name__}; only tensors, numbers, text, lists, "
+                    f"tuples and dicts are saved")
+
+
+def _decode_state(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """The inverse of `_encode_state` (builds only dicts, lists, tuples, scalars and the file's tensors)."""
+    if isinstance(tree, dict):
+        if set(tree) == {"$tensor"}:
+            return tensors[tree["$tensor"]]
+        if set(tree) == {"$dict"}:
+            return {k: _decode_state(v, tensors) for k, v in tree["$dict"]}
+        if set(tree) == {"$tuple"}:
+            return tuple(_decode_state(v, tensors) for v in tree["$tuple"])
+        return {k: _decode_state(v, tensors) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_decode_state(v, tensors) for v in tree]
+    return tree
+
+
+def _rng_states() -> dict[str, Any]:
+    """The global torch RNG states as uint8 tensors (CPU, and each CUDA device once CUDA is in use)."""
+    states: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _restore_rng_states(states: dict[str, Any] | None) -> None:
+    if not states:
+        return
+    torch.set_rng_state(states["cpu"])
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
 class TrainingRun:
-    """A folder with the latest training state; `resume` restores it exactly, `save` writes it atomically."""
+    """A folder with the latest training state; `resume` restores it exactly, `save` writes it atomically.
+
+    The state is two files, neither of them a pickle: `training_state.safetensors` (every
+    tensor) and `training_state.json` (the step, the run's identity, scalars and the shape
+    of the state tree, whose tensors are referenced by key). Both carry the same random
+    `token`, so a tensor file from one save is never paired with the JSON of another. A
+    `training_state.pt` left by an earlier version is refused with TrainingStateError,
+    never unpickled.
+    """
 
     def __init__(self, folder: str | os.PathLike | None, identity: dict):
         self.folder = Path(folder) if folder else None
@@ -110,23 +189,63 @@ class TrainingRun:
 
     @property
     def state_path(self) -> Path | None:
-        return self.folder / "training_state.pt" if self.folder else None
+        """The tensor file of the state (the JSON file sits beside it)."""
+        return self.folder / STATE_TENSORS if self.folder else None
 
     def resume(self) -> dict | None:
-        """The saved state if it belongs to this run (same settings), else None."""
-        path = self.state_path
-        if path is None or not path.is_file():
+        """The saved state if it belongs to this run (same settings), else None; restores the global RNG too."""
+        if self.folder is None:
             return None
-        state = torch.load(path, map_location="cpu", weights_only=False)   # our own file, written by save()
-        return state if state.get("identity") == self.identity else None
+        tensors_path, json_path = self.folder / STATE_TENSORS, self.folder / STATE_JSON
+        if not json_path.is_file() or not tensors_path.is_file():
+            if (self.folder / LEGACY_STATE).is_file():
+                raise TrainingStateError(
+                    f"{self.folder / LEGACY_STATE}: a training state in the old pickle format; pickles are never "
+                    f"opened (they can run code). Delete it (or the run folder) to start this run again, or "
+                    f"choose another run_name")
+            return None
+        from safetensors import SafetensorError, safe_open
+        from safetensors.torch import load_file
+
+        fix = "delete the run folder (or choose another run_name) to start again"
+        try:
+            if json_path.stat().st_size > _MAX_STATE_JSON:
+                raise ValueError(f"over {_MAX_STATE_JSON} bytes")
+            saved = json.loads(json_path.read_text(encoding="utf-8"))
+            tensors = load_file(str(tensors_path), device="cpu")
+            with safe_open(str(tensors_path), framework="pt") as handle:   # the token is in its metadata
+                token = (handle.metadata() or {}).get("token")
+        except (OSError, ValueError, RecursionError, SafetensorError) as error:
+            raise TrainingStateError(f"{self.folder}: the saved training state is damaged ({error}); {fix}") from None
+        if not isinstance(saved, dict) or saved.get("token") != token or "state" not in saved:
+            raise TrainingStateError(f"{self.folder}: {STATE_JSON} and {STATE_TENSORS} come from different saves "
+                                     f"(or are damaged); {fix}")
+        if saved.get("identity") != self.identity:
+            return None
+        try:
+            state = _decode_state(saved["state"], tensors)
+        except (KeyError, TypeError, ValueError) as error:
+            raise TrainingStateError(f"{self.folder}: the saved training state is damaged ({error}); {fix}") from None
+        _restore_rng_states(state.pop("rng", None))
+        return state
 
     def save(self, state: dict) -> None:
+        """Write `state` (tensors, numbers, text, lists, tuples, dicts) and the global RNG states."""
         if self.folder is None:
             return
+        from safetensors.torch import save_file
+
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        torch.save({**state, "identity": self.identity}, tmp)
-        os.replace(tmp, self.state_path)
+        tensors: dict[str, torch.Tensor] = {}
+        tree = _encode_state({**state, "rng": _rng_states()}, tensors)
+        token = os.urandom(16).hex()
+        tensors_tmp, json_tmp = self.folder / (STATE_TENSORS + ".tmp"), self.folder / (STATE_JSON + ".tmp")
+        save_file(tensors, str(tensors_tmp), metadata={"token": token, "format": "nodegraph.training_state/1"})
+        json_tmp.write_text(json.dumps({"format": "nodegraph.training_state/1", "token": token,
+                                        "identity": self.identity, "step": state.get("step"), "state": tree}),
+                            encoding="utf-8")
+        os.replace(tensors_tmp, self.folder / STATE_TENSORS)
+        os.replace(json_tmp, self.folder / STATE_JSON)
 
 
 def _batch_indices(count: int, batch: int, step: int, micro: int, seed: int) -> torch.Tensor:

@@ -167,7 +167,7 @@ def test_training_graph_saves_a_loadable_checkpoint(tmp_path):
     assert (tmp_path / "models" / "checkpoints" / "squares.safetensors").is_file()
     losses = [e.info["loss"] for e in events if e.type == "node_progress" and e.node_id == "unet"]
     assert len(losses) == 10
-    assert (tmp_path / "out" / "training" / "vae" / "training_state.pt").is_file()
+    assert (tmp_path / "out" / "training" / "vae" / "training_state.safetensors").is_file()
     sample = {"format_version": 1, "nodes": {
         "ckpt": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "squares.safetensors"}},
         "pos": {"type": "EncodeText", "inputs": {"text_encoder": link("ckpt", "text_encoder"), "text": "a red square"}},
@@ -203,7 +203,7 @@ def test_train_vae_fine_tunes_an_init_vae_without_changing_it(tmp_path):
     assert any(not torch.equal(base_weights[k], v) for k, v in tuned.state_dict().items())
     session.run(graph)                                              # cached: nothing retrains, base untouched
     assert all(torch.equal(base_weights[k], v) for k, v in base.state_dict().items())
-    assert (tmp_path / "out" / "training" / "tuned" / "training_state.pt").is_file()
+    assert (tmp_path / "out" / "training" / "tuned" / "training_state.safetensors").is_file()
 
 
 def test_controlnet_training_graph_saves_a_loadable_controlnet(tmp_path):
@@ -229,7 +229,7 @@ def test_controlnet_training_graph_saves_a_loadable_controlnet(tmp_path):
     session.run(graph, on_event=events.append)
     losses = [e.info["loss"] for e in events if e.type == "node_progress" and e.node_id == "control"]
     assert len(losses) == 6
-    assert (tmp_path / "out" / "training" / "controlnet" / "training_state.pt").is_file()
+    assert (tmp_path / "out" / "training" / "controlnet" / "training_state.safetensors").is_file()
     from nodes.models.loading import load_controlnet
 
     net = load_controlnet(tmp_path / "models" / "controlnet" / "squares_mask.safetensors")

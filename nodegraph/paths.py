@@ -1,0 +1,113 @@
+"""One confinement rule for every name a graph (or a client) gives for a file or folder.
+
+Every node input that names a file or folder — training run names, output file-name
+prefixes, checkpoint file names, dataset folders, input images and masks, model names —
+and every upload name goes through `confine(root, name)` before anything is opened,
+created or listed. It returns `root / name` when the name is acceptable and raises
+`PathConfinementError` (a `NodeInputError` naming the input, carrying the value and a
+stable `rule`) otherwise.
+
+The rule (each item is the `rule` code of the error it raises):
+
+    not_text           the name is not a string
+    empty              the name is empty (or only whitespace)
+    too_long           more than MAX_NAME_BYTES (1024) UTF-8 bytes in all, or a component over
+                       MAX_COMPONENT_BYTES (255; the usual file-system limit)
+    control_character  NUL or any other control character (Unicode category Cc)
+    backslash          a backslash (a separator on Windows, never part of a name here)
+    absolute           starts with "/" (absolute paths and "//server" names)
+    drive              starts with a drive letter ("C:", "c:foo")
+    subfolder          contains "/" where only a plain name is allowed (`subfolders=False`)
+    empty_component    "a//b", or a leading / trailing "/"
+    dot                a "." component
+    parent             a ".." component
+    reserved_name      a Windows device name as a component (CON, PRN, AUX, NUL, COM1-9, LPT1-9)
+    outside_root       the real path (every symlink resolved) is not strictly inside the real
+                       path of `root`; checked last, against the file system as it is now
+
+`subfolders=True` allows "/"-separated components ("runs/a", "cats/tabby.png") where a
+caller wants them (output prefixes, dataset folders, model names); every other rule still
+holds for each component. `links_out=True` is for the model folders only: those folders
+are configured by the machine's owner, who may link model files in from other disks, so a
+symlink there may point outside the folder; every lexical rule still applies, so a client
+can only reach what the owner linked in.
+
+No torch, no I/O except `os.path.realpath` (which reads symlinks).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from pathlib import Path
+
+from .errors import PathConfinementError
+
+__all__ = ["MAX_COMPONENT_BYTES", "MAX_NAME_BYTES", "PathConfinementError", "confine", "is_inside"]
+
+MAX_NAME_BYTES = 1024
+MAX_COMPONENT_BYTES = 255
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+
+
+def is_inside(root: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """True when the real path of `path` lies strictly inside the real path of `root`."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    return real != real_root and real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+def confine(root: str | os.PathLike, name: object, *, what: str = "file name", input_name: str | None = None,
+            subfolders: bool = False, links_out: bool = False) -> Path:
+    """`root / name` if `name` passes the rule above, else PathConfinementError naming `input_name` (or `what`).
+
+    Args:
+        root: the folder the name must stay inside (it need not exist yet).
+        name: the client-supplied name.
+        what: what the name is, for messages ("run name", "dataset folder", ...).
+        input_name: the node input (or message field) the name came from; named in the error.
+        subfolders: allow "/"-separated subfolders inside `root`.
+        links_out: accept a symlink that points outside `root` (model folders only; see above).
+    """
+    label = input_name or what
+
+    def refuse(rule: str, problem: str) -> PathConfinementError:
+        shown = name if not isinstance(name, str) or len(name) <= 200 else name[:200] + "…"
+        fix = (f"give a {what} inside {os.fspath(root)!r}: letters, digits, '-', '_', '.'"
+               + (", with '/' between subfolders" if subfolders else "") + ", no '..', not absolute")
+        return PathConfinementError(label, name, rule, f"{what} {shown!r} {problem}; {fix}")
+
+    if not isinstance(name, str):
+        raise refuse("not_text", f"is a {type(name).__name__}, not text")
+    if not name.strip():
+        raise refuse("empty", "is empty")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise refuse("too_long", f"is longer than {MAX_NAME_BYTES} bytes")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise refuse("control_character", "contains a control character (NUL, newline, tab, ...)")
+    if "\\" in name:
+        raise refuse("backslash", "contains a backslash")
+    if name.startswith("/"):
+        raise refuse("absolute", "is an absolute path")
+    if _DRIVE.match(name):
+        raise refuse("drive", "starts with a drive letter")
+    components = name.split("/")
+    if len(components) > 1 and not subfolders:
+        raise refuse("subfolder", "contains '/': only a plain name is allowed here")
+    for component in components:
+        if component == "":
+            raise refuse("empty_component", "has an empty component ('//' or a '/' at either end)")
+        if component == "..":
+            raise refuse("parent", "contains a '..' component")
+        if component == ".":
+            raise refuse("dot", "contains a '.' component")
+        if len(component.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
+            raise refuse("too_long", f"has a component longer than {MAX_COMPONENT_BYTES} bytes")
+        if component.split(".")[0].strip().upper() in _RESERVED:
+            raise refuse("reserved_name", f"uses the reserved device name {component.split('.')[0]!r}")
+    path = Path(root) / name
+    if not links_out and not is_inside(root, path):
+        raise refuse("outside_root", "leads outside its folder through a symbolic link")
+    return path
