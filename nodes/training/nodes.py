@@ -553,7 +553,7 @@ class SaveControlNet(Node):
         target = _save_target(self, "controlnet", filename)
         torch_dtype = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
         path = _write_new_file(target, overwrite, lambda tmp: save_controlnet(tmp, control_net, dtype=torch_dtype))
-        return {"files": [{"path": str(path), "kind": "controlnet", "format": "safetensors"}],
+        return {"model_files": [{"path": str(path), "kind": "controlnet", "format": "safetensors"}],
                 "bytes": path.stat().st_size}
 
 
@@ -592,7 +592,7 @@ class SaveCheckpoint(Node):
         path = _write_new_file(target, overwrite, lambda tmp: save_checkpoint(
             tmp, family=text_encoder.family, unet=model.net, vae=vae, text_encoder=text_encoder.encoder,
             dtype=torch_dtype, metadata=metadata))
-        return {"files": [{"path": str(path), "kind": "checkpoint", "format": "safetensors"}],
+        return {"model_files": [{"path": str(path), "kind": "checkpoint", "format": "safetensors"}],
                 "bytes": path.stat().st_size}
 
 
