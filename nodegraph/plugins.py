@@ -1,4 +1,4 @@
-"""Finding, loading and isolating plugins (pluggy).
+"""Finding, loading and isolating plugins (pluggy); naming their nodes; reporting what went wrong.
 
 Order and rules (deterministic, documented in docs/plugins.md):
 
@@ -13,14 +13,27 @@ loaded; when an allow list is given (NODEGRAPH_PLUGINS_ALLOW,
 explicit plugins are not affected by the allow list).
 
 Each plugin is imported and its hooks are called one plugin at a time; a
-plugin that fails to import, or whose hook raises or returns something
-invalid, is recorded in `PluginReport.failed` (name, error, traceback),
-unregistered, and skipped — start-up goes on. When two plugins register the
-same node type, the first in the order above wins and a `Conflict` is recorded.
+plugin that fails to import, whose hook raises or returns something invalid,
+or that declares a bad node (unknown port type, a `run` whose signature does
+not take the declared inputs, two classes with one type) is recorded in
+`PluginReport.failed` (name, error, traceback, fix), unregistered, and skipped
+as a whole — start-up goes on.
+
+Node types are registered as `<plugin>.<Type>`; the bare `<Type>` is an alias
+when one plugin provides it (registry.py). Two plugins providing one bare name
+is a clash: the bare name becomes ambiguous unless a preference
+(NODEGRAPH_PLUGINS_PREFER=Type=plugin, `--prefer-plugin Type=plugin`) picks one.
+
+Main objects: `load_plugins` (→ plugin manager, Registry, PluginReport),
+`plugin_warnings` (failures, clashes, skipped plugins and unused preferences
+as plain dicts: what the CLI prints and the server sends), and the shared
+command-line flags `add_plugin_arguments` / `plugin_options`.
 """
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import os
 import traceback
 from dataclasses import dataclass, field
@@ -39,7 +52,13 @@ PLUGIN_GROUP = "nodegraph"
 ENV_DISABLE_AUTOLOAD = "NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD"
 ENV_ALLOW = "NODEGRAPH_PLUGINS_ALLOW"
 ENV_DENY = "NODEGRAPH_PLUGINS_DENY"
-EXTENSION_HOOKS = ("register_samplers", "register_schedules", "register_model_folders")
+ENV_PREFER = "NODEGRAPH_PLUGINS_PREFER"
+EXTENSION_HOOKS = ("register_samplers", "register_schedules", "register_model_folders", "register_api")
+_SKIP_REASONS_BY_CHOICE = ("not on the allow list", "on the deny list")
+
+
+class PluginOptionError(PluginError, ValueError):
+    """A plugin option (a preference, an allow/deny entry) is malformed; names the option and the fix."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +70,7 @@ class PluginInfo:
     module: str
     distribution: str | None
     version: str | None
-    nodes: tuple[str, ...] = ()
+    nodes: tuple[str, ...] = ()  # qualified names, `<plugin>.<Type>`
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,11 @@ class PluginFailure:
     source: str
     error: str
     traceback: str
+    fix: str = ""
+
+    @property
+    def message(self) -> str:
+        return f"plugin {self.name!r} failed to load and was skipped: {self.error}"
 
 
 @dataclass
@@ -73,13 +97,22 @@ class PluginReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (name, reason)
 
     def to_dict(self, registry: Registry | None = None) -> dict[str, Any]:
-        return {
+        """Plain data for `nodegraph plugins --json`; with a registry, also clashes and warnings."""
+        out: dict[str, Any] = {
             "loaded": [vars(p) | {"nodes": list(p.nodes)} for p in self.loaded],
-            "failed": [vars(f) for f in self.failed],
+            "failed": [vars(f) | {"message": f.message} for f in self.failed],
             "skipped": [{"name": n, "reason": r} for n, r in self.skipped],
-            "conflicts": [vars(c) | {"message": str(c)} for c in (registry.conflicts if registry else [])],
         }
+        if registry is not None:
+            out["clashes"] = [{"type": c.type, "plugins": list(c.plugins), "qualified": c.qualified,
+                               "preferred": c.preferred, "message": c.message, "fix": c.fix}
+                              for c in registry.clashes]
+            out["conflicts"] = [vars(c) | {"message": str(c), "fix": c.fix} for c in registry.conflicts]
+            out["warnings"] = plugin_warnings(self, registry)
+        return out
 
+
+# --- options ---------------------------------------------------------------------
 
 def _env_list(name: str) -> list[str] | None:
     raw = os.environ.get(name)
@@ -92,6 +125,50 @@ def autoload_enabled() -> bool:
     return os.environ.get(ENV_DISABLE_AUTOLOAD, "").strip().lower() not in ("1", "true", "yes")
 
 
+def parse_preferences(items: Iterable[str], where: str = "--prefer-plugin") -> dict[str, str]:
+    """`["Blur=fancy", ...]` → `{"Blur": "fancy"}`; raises PluginOptionError naming the bad item."""
+    prefer: dict[str, str] = {}
+    for item in items:
+        bare, eq, plugin = (part.strip() for part in str(item).partition("="))
+        if not eq or not bare or not plugin or "=" in plugin:
+            raise PluginOptionError(
+                f"{where} {item!r}: write it as TYPE=PLUGIN, e.g. {where} Blur=fancy_filters "
+                f"(the bare node type, then the plugin whose node it should mean)")
+        if prefer.get(bare, plugin) != plugin:
+            raise PluginOptionError(f"{where}: {bare!r} is preferred from both {prefer[bare]!r} and {plugin!r}; "
+                                    f"keep one")
+        prefer[bare] = plugin
+    return prefer
+
+
+def add_plugin_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add --allow-plugin/--deny-plugin/--prefer-plugin/--no-plugins to a parser (run, validate, serve, ...)."""
+    group = parser.add_argument_group("plugins")
+    group.add_argument("--allow-plugin", action="append", metavar="NAME",
+                       help=f"load only these installed plugins (repeatable; env {ENV_ALLOW}=a,b)")
+    group.add_argument("--deny-plugin", action="append", metavar="NAME",
+                       help=f"never load this plugin (repeatable; env {ENV_DENY}=a,b)")
+    group.add_argument("--prefer-plugin", action="append", metavar="TYPE=PLUGIN",
+                       help="when several plugins provide node type TYPE, the bare name means PLUGIN's "
+                            f"(repeatable; env {ENV_PREFER}=Type=plugin,Other=plugin2)")
+    group.add_argument("--no-plugins", action="store_true",
+                       help=f"load only the built-in nodes (env {ENV_DISABLE_AUTOLOAD}=1)")
+    return parser
+
+
+def plugin_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Session keyword arguments from the flags of `add_plugin_arguments`; raises PluginOptionError."""
+    prefer = getattr(args, "prefer_plugin", None)
+    return {
+        "autoload": False if getattr(args, "no_plugins", False) else None,
+        "allow": getattr(args, "allow_plugin", None),
+        "deny": getattr(args, "deny_plugin", None),
+        "prefer": parse_preferences(prefer) if prefer else None,
+    }
+
+
+# --- loading ----------------------------------------------------------------------
+
 def _entry_points(group: str) -> list[metadata.EntryPoint]:
     return sorted(metadata.entry_points(group=group), key=lambda ep: ep.name)
 
@@ -102,6 +179,7 @@ def load_plugins(
     plugins: Iterable[Any] = (),
     allow: list[str] | None = None,
     deny: list[str] | None = None,
+    prefer: dict[str, str] | None = None,
 ) -> tuple[pluggy.PluginManager, Registry, PluginReport]:
     """Load plugins in the documented order and build the Registry from their hooks.
 
@@ -112,11 +190,16 @@ def load_plugins(
         plugins: extra plugin objects (modules or instances with hookimpls),
             or (name, object) pairs.
         allow, deny: plugin names; default from NODEGRAPH_PLUGINS_ALLOW / _DENY.
+        prefer: bare node type → plugin whose node the bare name means when
+            several plugins provide it; default from NODEGRAPH_PLUGINS_PREFER
+            (`Type=plugin,Other=plugin2`).
     """
     if autoload is None:
         autoload = autoload_enabled()
     allow = allow if allow is not None else _env_list(ENV_ALLOW)
     deny = set(deny if deny is not None else (_env_list(ENV_DENY) or []))
+    if prefer is None:
+        prefer = parse_preferences(_env_list(ENV_PREFER) or [], where=ENV_PREFER)
     pm = pluggy.PluginManager("nodegraph")
     pm.add_hookspecs(hookspecs)
     report = PluginReport()
@@ -133,7 +216,7 @@ def load_plugins(
         name, obj = obj if isinstance(obj, tuple) else (getattr(obj, "__name__", None) or type(obj).__name__, obj)
         candidates.append((name, "explicit", None, obj))
 
-    registry = Registry()
+    registry = Registry(prefer=dict(prefer))
     registered: list[tuple[str, str, Any, metadata.EntryPoint | None]] = []
     for name, source, ep, target in candidates:
         if name in deny:
@@ -147,7 +230,7 @@ def load_plugins(
             pm.register(obj, name=name)
         except Exception as exc:  # noqa: BLE001 — a broken plugin must never stop start-up
             report.failed.append(PluginFailure(name, source, f"{type(exc).__name__}: {exc}",
-                                               traceback.format_exc()))
+                                               traceback.format_exc(), _failure_fix(name, exc, "import")))
             continue
         registered.append((name, source, obj, ep))
 
@@ -157,9 +240,9 @@ def load_plugins(
     nodes_by_plugin = _collect(pm, "register_nodes", report, list, sources)
     extensions_by_plugin = {hook: _collect(pm, hook, report, dict, sources) for hook in EXTENSION_HOOKS}
 
-    def fail(name: str, exc: Exception) -> None:
+    def fail(name: str, exc: Exception, stage: str) -> None:
         report.failed.append(PluginFailure(name, sources[name], f"{type(exc).__name__}: {exc}",
-                                           traceback.format_exc()))
+                                           traceback.format_exc(), _failure_fix(name, exc, stage)))
         pm.unregister(name=name)
 
     # Pass 1: port types of every plugin, so that nodes may use types from any plugin.
@@ -170,7 +253,7 @@ def load_plugins(
             for port_type in types_by_plugin.get(name, []):
                 registry.types.register(port_type, source=name)
         except Exception as exc:  # noqa: BLE001
-            fail(name, exc)
+            fail(name, exc, "register_types")
     # Pass 2: nodes and extensions; a plugin registers all of its nodes or none.
     for name, source, obj, ep in registered:
         if name in {f.name for f in report.failed}:
@@ -179,15 +262,11 @@ def load_plugins(
             continue
         node_classes = nodes_by_plugin.get(name, [])
         try:
-            for cls in node_classes:
-                if not (isinstance(cls, type) and issubclass(cls, Node) and cls is not Node):
-                    raise PluginError(f"register_nodes returned {cls!r}, not a nodegraph.Node subclass")
-                _check_ports(registry, cls)
+            check_node_classes(registry, node_classes)
         except Exception as exc:  # noqa: BLE001
-            fail(name, exc)
+            fail(name, exc, "register_nodes")
             continue
-        for cls in node_classes:
-            registry.add_node(cls, name)
+        qualified = tuple(registry.add_node(cls, name) for cls in node_classes)
         for hook, table in extensions_by_plugin.items():
             for ext_name, value in (table.get(name) or {}).items():
                 registry.add_extension(hook.removeprefix("register_"), ext_name, value, name)
@@ -195,7 +274,7 @@ def load_plugins(
         report.loaded.append(PluginInfo(
             name=name, source=source, module=getattr(obj, "__name__", type(obj).__name__),
             distribution=getattr(dist, "name", None), version=getattr(dist, "version", None),
-            nodes=tuple(c.type for c in node_classes)))
+            nodes=qualified))
     return pm, registry, report
 
 
@@ -215,10 +294,43 @@ def _collect(pm: pluggy.PluginManager, hook_name: str, report: PluginReport, kin
                 raise PluginError(f"{hook_name} must return a {kind.__name__}, got {type(value).__name__}")
             results[impl.plugin_name] = list(value) if kind is list else dict(value)
         except Exception as exc:  # noqa: BLE001
-            report.failed.append(PluginFailure(impl.plugin_name, sources.get(impl.plugin_name, "explicit"), f"{hook_name}: {type(exc).__name__}: {exc}",
-                                               traceback.format_exc()))
+            report.failed.append(PluginFailure(
+                impl.plugin_name, sources.get(impl.plugin_name, "explicit"),
+                f"{hook_name}: {type(exc).__name__}: {exc}", traceback.format_exc(),
+                _failure_fix(impl.plugin_name, exc, hook_name)))
             failed.add(impl.plugin_name)
     return results
+
+
+def _failure_fix(name: str, exc: BaseException, stage: str) -> str:
+    """How to get past a plugin failure: the specific repair, then how to silence it."""
+    skip = f"until then skip it with --deny-plugin {name} (or {ENV_DENY}={name})"
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return (f"install what the plugin imports (module {exc.name!r}, e.g. `pip install {exc.name.split('.')[0]}`) "
+                f"or reinstall the plugin with its dependencies; {skip}")
+    if stage == "import":
+        return f"fix or update the plugin (its module raised while being imported); {skip}"
+    if isinstance(exc, PluginError):
+        return (f"the plugin declares something invalid (see the error): fix its declaration as "
+                f"docs/plugins.md describes, or update the plugin; {skip}")
+    return f"the plugin's {stage} hook raised: fix or update the plugin, or report it to its authors; {skip}"
+
+
+# --- checks on what a plugin registers ---------------------------------------------------
+
+def check_node_classes(registry: Registry, node_classes: list[Any]) -> None:
+    """Raise PluginError for the first node class a plugin may not register (the fix in the message)."""
+    seen: dict[str, Any] = {}
+    for cls in node_classes:
+        if not (isinstance(cls, type) and issubclass(cls, Node) and cls is not Node):
+            raise PluginError(f"register_nodes returned {cls!r}, not a nodegraph.Node subclass; "
+                              f"return the node classes themselves, e.g. `return [MyNode]`")
+        if seen.get(cls.type, cls) is not cls:
+            raise PluginError(f"register_nodes returned two classes with type {cls.type!r} "
+                              f"({seen[cls.type].__qualname__} and {cls.__qualname__}); give each a distinct `type`")
+        seen[cls.type] = cls
+        _check_ports(registry, cls)
+        _check_run_signature(cls)
 
 
 def _check_ports(registry: Registry, cls: type[Node]) -> None:
@@ -230,3 +342,78 @@ def _check_ports(registry: Registry, cls: type[Node]) -> None:
         if out.port not in registry.types:
             raise PluginError(f"node {cls.type}: output {out.name!r} uses unknown port type {out.port!r}; "
                               f"register it with register_types")
+
+
+def _check_run_signature(cls: type[Node]) -> None:
+    """`run` must accept every declared input by name and require nothing else."""
+    where = f"node {cls.type} ({cls.__module__}.{cls.__qualname__})"
+    declared = list(cls.spec.inputs)
+    expected = f"def run(self{''.join(', ' + n for n in declared)})"
+    raw = inspect.getattr_static(cls, "run")
+    if raw is Node.__dict__["run"]:
+        raise PluginError(f"{where} does not implement run(); add `{expected}`")
+    if not callable(getattr(cls, "run", None)):
+        raise PluginError(f"{where}: run is not a method; define `{expected}`")
+    try:
+        signature = inspect.signature(cls.run)
+    except (TypeError, ValueError):   # builtins without a signature: nothing to check
+        return
+    params = list(signature.parameters.values())
+    if not isinstance(raw, (staticmethod, classmethod)) and params:
+        params = params[1:]           # self
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    positional_only = [p.name for p in params if p.kind is p.POSITIONAL_ONLY]
+    missing = [n for n in declared if n not in named and not takes_any]
+    extra = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY, p.POSITIONAL_ONLY)
+             and p.default is p.empty and p.name not in cls.spec.inputs]
+    problems = []
+    if positional_only:
+        problems.append(f"positional-only parameter(s) {', '.join(positional_only)} (inputs are passed by name)")
+    if missing:
+        problems.append(f"no parameter for input(s) {', '.join(missing)}")
+    if extra:
+        problems.append(f"required parameter(s) {', '.join(extra)} that are not declared inputs")
+    if problems:
+        raise PluginError(f"{where}: run() has {'; '.join(problems)}. It receives every input by name: "
+                          f"write `{expected}` (or `def run(self, **inputs)`)")
+
+
+# --- warnings ---------------------------------------------------------------------
+
+def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, Any]]:
+    """Failures, clashes, skipped plugins and unused preferences as plain dicts.
+
+    Every entry has `kind` ("failed", "clash", "skipped" or "preference"),
+    `level` ("error", "warning" or "info": "info" is a choice the user made,
+    e.g. a denied plugin or a clash settled by a preference), `plugin`,
+    `message` and `fix`; each kind adds its own details (see docs/plugins.md).
+    """
+    out: list[dict[str, Any]] = []
+    for f in report.failed:
+        out.append({"kind": "failed", "level": "error", "plugin": f.name, "source": f.source,
+                    "message": f.message, "fix": f.fix, "error": f.error, "traceback": f.traceback})
+    for clash in registry.clashes:
+        out.append({"kind": "clash", "level": "info" if clash.preferred else "warning",
+                    "plugin": clash.plugins[-1], "plugins": list(clash.plugins), "type": clash.type,
+                    "qualified": clash.qualified, "preferred": clash.preferred,
+                    "message": clash.message, "fix": clash.fix})
+    for conflict in registry.conflicts:
+        out.append({"kind": "clash", "level": "warning", "plugin": conflict.loser,
+                    "plugins": [conflict.winner, conflict.loser], "extension": conflict.kind,
+                    "name": conflict.name, "message": str(conflict), "fix": conflict.fix})
+    for name, reason in report.skipped:
+        chosen = reason in _SKIP_REASONS_BY_CHOICE
+        fix = ("nothing to do: you chose this (allow/deny lists); change the list to load it" if chosen else
+               f"two plugins are both called {name!r}: uninstall one, or deny the one you do not want")
+        out.append({"kind": "skipped", "level": "info" if chosen else "warning", "plugin": name,
+                    "reason": reason, "message": f"plugin {name!r} was not loaded: {reason}", "fix": fix})
+    for bare, plugin in registry.prefer.items():
+        providers = registry.providers(bare)
+        if plugin not in providers:
+            have = ", ".join(repr(p) for p in providers) or "no loaded plugin"
+            out.append({"kind": "preference", "level": "warning", "plugin": plugin, "type": bare,
+                        "message": f"preference {bare}={plugin} has no effect: plugin {plugin!r} provides no "
+                                   f"node type {bare!r} (provided by {have})",
+                        "fix": f"prefer one of the providers ({have}), or drop the preference"})
+    return out

@@ -2,11 +2,29 @@
 
 `Registry` is plain data filled by plugins.py and read by validation, the
 executor, the CLI and the server. It knows which plugin registered what, so
-that conflicts and failures can be reported by name.
+that clashes and failures can be reported by name.
 
-Extensions (samplers, schedules, model folders) are kept as name → object maps
-under `extensions[hook_name]`; the engine does not interpret them — the node
-packs that use them do.
+Node type names (see docs/plugins.md, "Node type names and clashes"):
+
+- Every registered node has a *qualified* name `<plugin>.<Type>` (built-in
+  packs too: `primitives.Int`), kept in `node_types`. Qualified names always
+  resolve.
+- The *bare* name `<Type>` is an alias when exactly one node class has it, or
+  when a preference (`prefer`, `--prefer-plugin TYPE=PLUGIN`) picks one of the
+  providers. Otherwise the bare name is *ambiguous* (`ambiguous`): graphs that
+  use it fail validation with `ambiguous_node_type`, naming every provider.
+  Never does one plugin silently take another's name.
+- `nodes` maps every name that resolves (qualified names and aliases) to its
+  class: the one lookup table validation and the executor use.
+- The *canonical* name (what schemas list as `type`, and so what the editor
+  saves) is the bare name when it is unique, else the qualified name — a name
+  that stays valid without a preference.
+
+Main objects: `Registry`, `NodeClash` (one bare name, several providers),
+`Conflict` (an extension name such as a sampler registered twice; the first
+keeps it). Extensions (samplers, schedules, model folders) are kept as
+name → object maps under `extensions[hook_name]`; the engine does not
+interpret them — the node packs that use them do.
 """
 
 from __future__ import annotations
@@ -22,9 +40,9 @@ from .types import TypeRegistry
 
 @dataclass(frozen=True)
 class Conflict:
-    """Two plugins registered the same name; `winner` kept it."""
+    """Two plugins registered the same extension name; `winner` kept it."""
 
-    kind: str      # "node" or an extension hook name
+    kind: str      # an extension hook name, e.g. "samplers"
     name: str
     winner: str
     loser: str
@@ -33,29 +51,167 @@ class Conflict:
         return (f"{self.kind} {self.name!r} is registered by both {self.winner!r} and {self.loser!r}; "
                 f"using {self.winner!r} (built-ins first, then plugins in name order)")
 
+    @property
+    def fix(self) -> str:
+        return (f"deny one of the plugins (--deny-plugin {self.loser}) or ask its authors to rename "
+                f"their {self.kind} entry")
+
+
+@dataclass(frozen=True)
+class NodeClash:
+    """Several plugins provide node classes with the same bare type name."""
+
+    type: str                    # the bare name, e.g. "Blur"
+    plugins: tuple[str, ...]     # the providers, in load order
+    preferred: str | None = None  # the provider a preference picked for the bare name, if any
+
+    @property
+    def qualified(self) -> list[str]:
+        return [f"{plugin}.{self.type}" for plugin in self.plugins]
+
+    @property
+    def message(self) -> str:
+        names = " and ".join(repr(p) for p in self.plugins)
+        if self.preferred is not None:
+            return (f"node type {self.type!r} is provided by plugins {names}; the bare name {self.type!r} "
+                    f"means {self.preferred + '.' + self.type!r} (preferred)")
+        return (f"node type {self.type!r} is provided by plugins {names}; the bare name {self.type!r} is "
+                f"ambiguous and graphs that use it do not validate")
+
+    @property
+    def fix(self) -> str:
+        alternatives = " or ".join(repr(q) for q in self.qualified)
+        return (f"write {alternatives} in the graph, deny one plugin (--deny-plugin {self.plugins[-1]}), "
+                f"or prefer one (--prefer-plugin {self.type}={self.plugins[0]}, "
+                f"env NODEGRAPH_PLUGINS_PREFER={self.type}={self.plugins[0]})")
+
+    def __str__(self) -> str:
+        return f"{self.message}. Fix: {self.fix}."
+
 
 @dataclass
 class Registry:
-    """Registered node classes, port types and extensions, with their origins."""
+    """Registered node classes, port types and extensions, with their origins.
+
+    Attributes:
+        node_types: qualified name → class, one entry per registration, in load order.
+        nodes: every name that resolves (qualified names and unambiguous bare aliases) → class.
+        node_plugin: every name in `nodes` → the plugin that registered it.
+        ambiguous: bare name → qualified names of its providers, when none is preferred.
+        prefer: bare name → plugin whose node the bare name means when several provide it.
+        conflicts: extension names registered twice (the first keeps the name).
+    """
 
     nodes: dict[str, type[Node]] = field(default_factory=dict)
     node_plugin: dict[str, str] = field(default_factory=dict)
+    node_types: dict[str, type[Node]] = field(default_factory=dict)
+    ambiguous: dict[str, list[str]] = field(default_factory=dict)
+    prefer: dict[str, str] = field(default_factory=dict)
     types: TypeRegistry = field(default_factory=TypeRegistry)
     extensions: dict[str, dict[str, Any]] = field(default_factory=dict)
     extension_plugin: dict[tuple[str, str], str] = field(default_factory=dict)
     conflicts: list[Conflict] = field(default_factory=list)
+    _providers: dict[str, list[tuple[str, type[Node]]]] = field(default_factory=dict, repr=False)
+    _qualified_of: dict[type[Node], str] = field(default_factory=dict, repr=False)
     _schemas: list[dict] | None = field(default=None, repr=False)
 
-    def add_node(self, cls: type[Node], plugin: str) -> None:
-        """Register a node class; the first registration of a type wins, later ones are recorded as conflicts."""
-        owner = self.node_plugin.get(cls.type)
-        if owner is not None:
-            if self.nodes[cls.type] is not cls:
-                self.conflicts.append(Conflict("node", cls.type, owner, plugin))
-            return
-        self.nodes[cls.type] = cls
-        self.node_plugin[cls.type] = plugin
+    # --- node types -------------------------------------------------------
+
+    def add_node(self, cls: type[Node], plugin: str) -> str:
+        """Register a node class as `<plugin>.<type>`; returns the qualified name.
+
+        The bare name becomes an alias when it is unique (or preferred); a second
+        class with the same bare name makes it ambiguous (see `clashes`).
+        """
+        qualified = f"{plugin}.{cls.type}"
+        if qualified in self.node_types:
+            if self.node_types[qualified] is not cls:
+                raise ValueError(f"plugin {plugin!r} registers two node classes of type {cls.type!r}")
+            return qualified
+        self.node_types[qualified] = cls
+        self._qualified_of.setdefault(cls, qualified)
+        self.nodes[qualified] = cls
+        self.node_plugin[qualified] = plugin
+        self._providers.setdefault(cls.type, []).append((plugin, cls))
+        self._update_alias(cls.type)
         self._schemas = None
+        return qualified
+
+    def _update_alias(self, bare: str) -> None:
+        if bare in self.node_types:      # a qualified name is never shadowed by an alias
+            return
+        providers = self._distinct_providers(bare)
+        chosen: tuple[str, type[Node]] | None = None
+        if len(providers) == 1:
+            chosen = providers[0]
+        else:
+            chosen = next((p for p in providers if p[0] == self.prefer.get(bare)), None)
+        if chosen is None:
+            self.nodes.pop(bare, None)
+            self.node_plugin.pop(bare, None)
+            self.ambiguous[bare] = [f"{plugin}.{bare}" for plugin, _ in providers]
+        else:
+            self.nodes[bare], self.node_plugin[bare] = chosen[1], chosen[0]
+            self.ambiguous.pop(bare, None)
+
+    def _distinct_providers(self, bare: str) -> list[tuple[str, type[Node]]]:
+        """Providers of a bare name, one per distinct class (a class re-exported by two plugins is one)."""
+        seen: dict[type[Node], tuple[str, type[Node]]] = {}
+        for plugin, cls in self._providers.get(bare, []):
+            seen.setdefault(cls, (plugin, cls))
+        return list(seen.values())
+
+    @property
+    def clashes(self) -> list[NodeClash]:
+        """Bare names provided by more than one node class, in first-registration order."""
+        out = []
+        for bare in self._providers:
+            providers = self._distinct_providers(bare)
+            if len(providers) > 1:
+                plugins = tuple(plugin for plugin, _ in providers)
+                preferred = self.prefer.get(bare)
+                out.append(NodeClash(bare, plugins, preferred if preferred in plugins else None))
+        return out
+
+    def providers(self, bare: str) -> list[str]:
+        """Plugins that provide a node with this bare type name, in load order."""
+        return [plugin for plugin, _ in self._providers.get(bare, [])]
+
+    def qualified_name(self, cls: type[Node]) -> str:
+        """The qualified name `<plugin>.<Type>` a class was first registered under."""
+        try:
+            return self._qualified_of[cls]
+        except KeyError:
+            raise KeyError(f"node class {cls.__qualname__} is not registered") from None
+
+    def plugin_of(self, cls: type[Node]) -> str | None:
+        """The plugin that registered a node class (None if it is not registered)."""
+        qualified = self._qualified_of.get(cls)
+        return self.node_plugin.get(qualified) if qualified is not None else None
+
+    def canonical_name(self, qualified: str) -> str:
+        """The name to save in graphs: the bare name when it is unique, else the qualified name."""
+        cls = self.node_types[qualified]
+        if len(self._distinct_providers(cls.type)) == 1 and cls.type not in self.node_types \
+                and self._qualified_of.get(cls) == qualified:
+            return cls.type
+        return qualified
+
+    def resolve(self, name: str) -> str | None:
+        """The qualified name a node type name means (None when unknown or ambiguous)."""
+        cls = self.nodes.get(name)
+        if cls is None:
+            return None
+        if name in self.node_types:
+            return name
+        return f"{self.node_plugin[name]}.{cls.type}"
+
+    def aliases(self, qualified: str) -> list[str]:
+        """Other names that resolve to this registration: its bare name, when that is an alias of it."""
+        bare = self.node_types[qualified].type
+        return [bare] if bare != qualified and self.resolve(bare) == qualified else []
+
+    # --- extensions ---------------------------------------------------------
 
     def add_extension(self, kind: str, name: str, value: Any, plugin: str) -> None:
         """Register a named extension object (e.g. a sampler); first registration wins."""
@@ -69,21 +225,30 @@ class Registry:
         self.extension_plugin[(kind, name)] = plugin
         self._schemas = None
 
-    def node_schemas(self) -> list[dict]:
-        """JSON schemas of every node, sorted by type (memoised)."""
-        if self._schemas is None:
-            self._schemas = []
-            for name, cls in sorted(self.nodes.items()):
-                schema = {**cls.spec.to_json_schema(cls), "plugin": self.node_plugin[name]}
-                for input_name, spec in cls.spec.inputs.items():
-                    if spec.choices_from is not None:   # choices that plugins extend
-                        schema["inputs"][input_name]["choices"] = self.extension_names(spec.choices_from)
-                self._schemas.append(schema)
-        return self._schemas
-
     def extension_names(self, kind: str) -> list[str]:
         """Names registered under an extension kind, in registration order (built-ins first)."""
         return list(self.extensions.get(kind, {}))
+
+    # --- schemas -----------------------------------------------------------
+
+    def node_schemas(self) -> list[dict]:
+        """JSON schemas of every registered node, sorted by canonical type (memoised).
+
+        `type` is the canonical name (save this), `qualified_type` the
+        `<plugin>.<Type>` form, `aliases` the other names that resolve to it.
+        """
+        if self._schemas is None:
+            schemas = []
+            for qualified, cls in self.node_types.items():
+                schema = {**cls.spec.to_json_schema(cls), "type": self.canonical_name(qualified),
+                          "qualified_type": qualified, "plugin": self.node_plugin[qualified]}
+                schema["aliases"] = [n for n in (qualified, *self.aliases(qualified)) if n != schema["type"]]
+                for input_name, spec in cls.spec.inputs.items():
+                    if spec.choices_from is not None:   # choices that plugins extend
+                        schema["inputs"][input_name]["choices"] = self.extension_names(spec.choices_from)
+                schemas.append(schema)
+            self._schemas = sorted(schemas, key=lambda s: s["type"])
+        return self._schemas
 
     def schema_hash(self) -> str:
         """A short content hash of all node schemas and types (clients cache schemas by it)."""

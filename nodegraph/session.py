@@ -26,7 +26,7 @@ from .executor import RunResult, compile_graph, run_plan
 from .graph import Graph, load_graph, parse_graph
 from .memory import ModelMemoryManager
 from .model_paths import ModelPaths
-from .plugins import load_plugins
+from .plugins import load_plugins, plugin_warnings
 from .validation import model_file_error, output_errors, validate
 
 GraphSource = Graph | dict | str | bytes | os.PathLike
@@ -40,6 +40,8 @@ class Session:
         builtins: load the built-in node packs.
         autoload: load installed plugins (default: unless NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD).
         allow, deny: plugin names (default from NODEGRAPH_PLUGINS_ALLOW / _DENY).
+        prefer: bare node type → plugin whose node that name means when several plugins
+            provide it (default from NODEGRAPH_PLUGINS_PREFER, `Type=plugin,Other=plugin2`).
         cache_policy, cache_budget_bytes: see cache.py.
         model_paths: where model files are found (default: ./models, the project's models/ and
             the extra paths of the NODEGRAPH_MODEL_PATHS config file).
@@ -55,6 +57,7 @@ class Session:
         autoload: bool | None = None,
         allow: list[str] | None = None,
         deny: list[str] | None = None,
+        prefer: dict[str, str] | None = None,
         cache_policy: CachePolicy = "lru",
         cache_budget_bytes: int = DEFAULT_BUDGET_BYTES,
         model_paths: ModelPaths | None = None,
@@ -63,7 +66,8 @@ class Session:
         memory: ModelMemoryManager | None = None,
     ):
         self.plugin_manager, self.registry, self.plugin_report = load_plugins(
-            builtins=builtins, autoload=autoload, plugins=plugins, allow=allow, deny=deny)
+            builtins=builtins, autoload=autoload, plugins=plugins, allow=allow, deny=deny,
+            prefer=prefer)
         self.cache = OutputCache(cache_policy, cache_budget_bytes)
         self.model_paths = model_paths or ModelPaths.default()
         for folder, exts in (self.registry.extensions.get("model_folders") or {}).items():
@@ -83,6 +87,18 @@ class Session:
         self._subscribers: list[ev.EventSink] = []
         self._interrupt = threading.Event()
         self._run_lock = threading.Lock()
+
+    # --- plugins --------------------------------------------------------------
+
+    def plugin_warnings(self) -> list[dict[str, Any]]:
+        """Plugin failures, node-name clashes, skipped plugins and unused preferences, as plain dicts.
+
+        Each entry: `{"kind": "failed"|"clash"|"skipped"|"preference", "level":
+        "error"|"warning"|"info", "plugin": name, "message": ..., "fix": ..., ...}`
+        (see `nodegraph.plugins.plugin_warnings`); "info" entries are the user's
+        own choices (a denied plugin, a clash settled by a preference).
+        """
+        return plugin_warnings(self.plugin_report, self.registry)
 
     # --- graphs ---------------------------------------------------------------
 

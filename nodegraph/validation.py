@@ -2,7 +2,9 @@
 
 `validate(graph, registry, ...)` returns EVERY problem at once as a list of
 `GraphError` (empty list = valid). It never raises for bad graphs. Checks, per
-node: the type is registered (`unknown_node_type`, with "did you mean"); every
+node: the type is registered (`unknown_node_type`, with "did you mean") and,
+when it is a bare name that several plugins provide, not ambiguous
+(`ambiguous_node_type`, naming the plugins and the qualified names); every
 given input is declared (`unknown_input`); every required input is given
 (`missing_input`); literals match their port type and constraints
 (`type_mismatch`, `out_of_range`, `not_in_choices`, `invalid_value`), model
@@ -59,6 +61,9 @@ def validate(
     node_classes = registry.nodes
     for node_id, node in nodes.items():
         cls = node_classes.get(node.type)
+        if cls is None and node.type in registry.ambiguous:
+            errors.append(ambiguous_type_error(node_id, node.type, registry.ambiguous[node.type]))
+            continue
         if cls is None:
             errors.append(GraphError(
                 "unknown_node_type",
@@ -102,6 +107,19 @@ def validate(
                           for cls in (node_classes.get(n.type) for n in nodes.values()))
     errors.extend(output_errors(nodes, has_output_node, outputs))
     return errors
+
+
+def ambiguous_type_error(node_id: str, bare: str, qualified: list[str]) -> GraphError:
+    """The `ambiguous_node_type` error: several plugins provide `bare`; name them and the three fixes."""
+    plugins = [q[: -len(bare) - 1] for q in qualified]
+    names = " and ".join(repr(p) for p in plugins)
+    return GraphError(
+        "ambiguous_node_type",
+        f"node type {bare!r} is provided by plugins {names}, so the bare name is ambiguous. "
+        f"Write the qualified name ({' or '.join(repr(q) for q in qualified)}), deny one plugin "
+        f"(--deny-plugin {plugins[-1]}), or choose one for the bare name "
+        f"(--prefer-plugin {bare}={plugins[0]}, env NODEGRAPH_PLUGINS_PREFER={bare}={plugins[0]}).",
+        node_id=node_id, details={"type": bare, "plugins": plugins, "candidates": list(qualified)})
 
 
 def output_errors(node_ids: Iterable[str], has_output_node: bool,

@@ -61,21 +61,23 @@ def test_failing_plugins_are_reported_and_skipped():
     assert not session.plugin_manager.has_plugin("raises")
 
 
-def test_conflicts_are_reported_and_first_wins():
-    """Two plugins registering one type: the first keeps it and a conflict names both."""
+def test_clashing_node_types_are_namespaced_and_the_bare_name_is_ambiguous():
+    """Two plugins registering one type: both qualified names work, the bare name names both plugins."""
     first, second = make_node("Twin", 1), make_node("Twin", 2)
     session = Session(plugins=[("alpha", NodesPlugin(first)), ("beta", NodesPlugin(second))])
-    assert session.registry.nodes["Twin"] is first
-    (conflict,) = session.registry.conflicts
-    assert (conflict.name, conflict.winner, conflict.loser) == ("Twin", "alpha", "beta")
-    assert "alpha" in str(conflict) and "beta" in str(conflict)
+    assert session.registry.nodes["alpha.Twin"] is first and session.registry.nodes["beta.Twin"] is second
+    assert "Twin" not in session.registry.nodes
+    (clash,) = session.registry.clashes
+    assert (clash.type, clash.plugins, clash.preferred) == ("Twin", ("alpha", "beta"), None)
+    assert "alpha" in str(clash) and "beta" in str(clash) and "--prefer-plugin Twin=alpha" in str(clash)
 
 
-def test_builtins_win_over_plugins():
-    """A plugin cannot replace a built-in node type."""
+def test_a_plugin_cannot_silently_take_a_builtin_name():
+    """A plugin declaring a built-in's type makes the bare name ambiguous; the qualified names keep working."""
     session = Session(plugins=[("shadow", NodesPlugin(make_node("Int", 5)))])
-    assert session.registry.node_plugin["Int"] == "primitives"
-    assert session.registry.conflicts[0].loser == "shadow"
+    assert session.registry.node_plugin["primitives.Int"] == "primitives"
+    assert session.registry.node_plugin["shadow.Int"] == "shadow"
+    assert session.registry.ambiguous["Int"] == ["primitives.Int", "shadow.Int"]
 
 
 class FakeEntryPoint:
@@ -107,7 +109,8 @@ def fake_entry_points(monkeypatch):
 def test_installed_plugins_load_in_name_order_and_import_errors_are_isolated(fake_entry_points):
     """Autoloaded plugins load by name (alpha before zeta); a broken import is reported, not raised."""
     session = Session(autoload=True)
-    assert session.registry.node_plugin["Shared"] == "alpha"
+    assert [p.name for p in session.plugin_report.loaded if p.source == "entry_point"] == ["alpha", "zeta"]
+    assert session.registry.ambiguous["Shared"] == ["alpha.Shared", "zeta.Shared"]
     assert [f.name for f in session.plugin_report.failed] == ["broken"]
     assert "missing_dep" in session.plugin_report.failed[0].error
 
