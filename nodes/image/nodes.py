@@ -13,11 +13,10 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType, hookimpl
+from nodegraph import Input, Node, NodeContext, NodeInputError, NodeInputs, Output, PortType, api, hookimpl
 
 
 def _check_image(name: str, image: Any) -> None:
@@ -47,8 +46,11 @@ class LoadImage(Node):
         return f"{stat.st_size}:{stat.st_mtime_ns}"
 
     def run(self, image: str) -> dict:
+        from nodegraph.paths import confine
+
         from .pixels import load_image_file
 
+        confine(self.context.service("input_dir"), image, what="image name", input_name="image")
         try:
             path = self.context.service("resolve_file")("input", image)
         except LookupError as exc:
@@ -60,15 +62,12 @@ class LoadImage(Node):
         return {"image": pixels, "mask": mask}
 
 
-def _next_path(folder: Path, prefix: str, suffix: str = ".png") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    pattern = re.compile(re.escape(Path(prefix).name) + r"_(\d{5})\.(png|jpg|webp)$")
-    numbers = [int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name))]
-    return folder / f"{Path(prefix).name}_{max(numbers, default=0) + 1:05d}{suffix}"
-
-
 class SaveImage(Node):
-    """Save images in the output folder: PNG with the graph embedded (drop it on the editor to reload it), or JPEG / WebP."""
+    """Save images in the output folder: PNG with the graph embedded (drop it on the editor to reload it), or JPEG / WebP.
+
+    `filename_prefix` passes nodegraph.paths.confine (subfolders allowed, nothing outside the
+    output folder); files are numbered PREFIX_00001.png, ... and never replace an existing file.
+    """
 
     category = "image"
     output_node = True
@@ -83,24 +82,11 @@ class SaveImage(Node):
     outputs = ()
 
     def run(self, images: Any, filename_prefix: str, format: str, quality: int) -> dict:
-        from .pixels import image_to_pils, save_png
+        from nodegraph.paths import confine
 
-        _check_image("images", images)
-        if ".." in Path(filename_prefix).parts or Path(filename_prefix).is_absolute():
-            raise NodeInputError("filename_prefix", "must stay inside the output folder (no '..' or absolute path)")
-        out_dir = Path(self.context.service("output_dir")) / Path(filename_prefix).parent
-        text = {}
-        if self.context.graph is not None:
-            text["nodegraph"] = json.dumps(self.context.graph.to_dict(), separators=(",", ":"))
-        files = []
-        for pil in image_to_pils(images):
-            path = _next_path(out_dir, filename_prefix, "." + ("jpg" if format == "jpeg" else format))
-            if format == "png":
-                save_png(pil, path, text)
-            else:
-                pil.save(path, format=format.upper(), quality=quality)
-            files.append({"path": str(path), "kind": "image", "format": format})
-        return {"files": files}
+        confine(self.context.service("output_dir"), filename_prefix, what="file-name prefix",
+                input_name="filename_prefix", subfolders=True)
+        return {"files": api.save_image(self.context, images, filename_prefix, format=format, quality=quality)}
 
 
 class PreviewImage(Node):
@@ -115,16 +101,8 @@ class PreviewImage(Node):
     outputs = ()
 
     def run(self, images: Any) -> dict:
-        from .pixels import image_to_pils, save_png
-
-        _check_image("images", images)
-        out_dir = Path(self.context.service("output_dir")) / "previews"
-        files = []
-        for pil in image_to_pils(images):
-            path = _next_path(out_dir, f"preview_{self.context.run_id[:8]}")
-            save_png(pil, path, compress_level=1)
-            files.append({"path": str(path), "kind": "image", "format": "png"})
-        return {"files": files}
+        prefix = f"previews/preview_{self.context.run_id[:8] or 'run'}"
+        return {"files": api.save_image(self.context, images, prefix, embed_graph=False)}
 
 
 class ImageGrid(Node):
@@ -607,6 +585,31 @@ class PasteToRegion(Node):
 IMAGE_OPERATIONS = [ImageScaleBy, ImageCrop, ImagePad, ImageFlipRotate, ImageBlend, ImageAdjust, ImageBatch,
                     ImagePick, ImageToMask, MaskToImage, MaskOperation, CombineMasks, MaskFromColor,
                     CompositeImages, CropToMask, PasteToRegion, CannyEdges, ForegroundMask, DistanceDepth]
+
+
+def api_save_image(context: NodeContext, images: Any, prefix: str, *, format: str, quality: int,
+                   embed_graph: bool) -> list[dict]:
+    """nodegraph.api.save_image: each image of the batch as PNG (with the graph when asked) / JPEG / WebP."""
+    from .pixels import image_to_pils, save_png
+
+    text = {}
+    if embed_graph and format == "png" and context.graph is not None:
+        text["nodegraph"] = json.dumps(context.graph.to_dict(), separators=(",", ":"))
+
+    def writer(pil: Any) -> Callable[[Path], None]:
+        if format == "png":
+            return lambda path: save_png(pil, path, text, compress_level=4 if embed_graph else 1)
+        return lambda path: pil.save(path, format=format.upper(), quality=quality)
+
+    pils = image_to_pils(images)
+    return api.save_files(context, [writer(pil) for pil in pils], kind="image", prefix=prefix,
+                          suffix="." + ("jpg" if format == "jpeg" else format),
+                          fields=[{"width": pil.width, "height": pil.height} for pil in pils])
+
+
+@hookimpl
+def register_api() -> dict[str, Any]:
+    return {"save_image": api_save_image}
 
 
 @hookimpl

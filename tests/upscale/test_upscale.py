@@ -160,9 +160,10 @@ class _TestPlugin:
 
 
 def test_nodes_load_file_and_upscale(session, tmp_path):
-    """A .pth in upscale_models (BasicSR params_ema wrapper) loads and upscales an IMAGE 4×, tiled or not."""
+    """A .pth in upscale_models (BasicSR params_ema wrapper, owner's pickle opt-in) loads and upscales an IMAGE 4×."""
     session = Session(plugins=[upscale_nodes, _TestPlugin], model_paths=session.model_paths,
                       output_dir=tmp_path / "out")
+    session.services["allow_pickle"] = True
     whole = session.run(graph("tiny.pth"), outputs=["image"]).outputs["image"]["image"]
     tiled = session.run(graph("tiny.pth", tile_size=8), outputs=["image"]).outputs["image"]["image"]
     assert whole.shape == (1, 48, 40, 3) and 0 <= whole.min() and whole.max() <= 1
