@@ -97,12 +97,21 @@ class ModelPaths:
         return sorted(names), searched
 
     def resolve(self, folder: str, name: str) -> Path:
-        """The path of file `name` in `folder`; LookupError listing what exists otherwise."""
-        if not name or name.startswith(("/", "\\")) or ".." in Path(name).parts:
-            raise LookupError(f"model name {name!r} must be a file name inside the {folder!r} folder")
+        """The path of file `name` in `folder`; LookupError listing what exists otherwise.
+
+        `name` passes nodegraph.paths.confine (subfolders allowed; a symlink the owner put in a
+        model folder may lead elsewhere) and must end in one of the folder's extensions or be a
+        diffusers pipeline folder, so only what `list` could show ever resolves.
+        """
+        from .paths import PathConfinementError, confine
+
+        exts = self.extensions.get(folder, DEFAULT_EXTENSIONS)
         for directory in self.directories(folder):
-            candidate = directory / name
-            if candidate.is_file() or (candidate / "model_index.json").is_file():
+            try:
+                candidate = confine(directory, name, what="model name", subfolders=True, links_out=True)
+            except PathConfinementError as exc:
+                raise LookupError(exc.message) from None
+            if (candidate.is_file() and name.lower().endswith(exts)) or (candidate / "model_index.json").is_file():
                 return candidate
         available, searched = self.list(folder)
         raise LookupError(f"no file {name!r} in model folder {folder!r}; available: {available or 'none'}; "
