@@ -40,3 +40,8 @@ def register_schedules() -> dict[str, Any]:
 @hookspec
 def register_model_folders() -> dict[str, list[str]]:
     """Return model folder names this plugin uses, each with its accepted file extensions."""
+
+
+@hookspec
+def register_api() -> dict[str, Any]:
+    """Return implementations of `nodegraph.api` functions by name (built-in packs; first registration wins)."""

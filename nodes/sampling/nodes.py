@@ -29,7 +29,7 @@ import inspect
 from contextlib import contextmanager
 from typing import Any, Iterator, Literal
 
-from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType, hookimpl
+from nodegraph import Input, Node, NodeContext, NodeInputError, NodeInputs, Output, PortType, api, hookimpl
 
 SAMPLER_STATE = PortType("SAMPLER_STATE", "The history a multistep sampler carries from one SamplerStep to the next.",
                          color="#a1887f")
@@ -107,13 +107,7 @@ class Schedule(Node):
     outputs = (Output("sigmas", "SIGMAS"),)
 
     def run(self, model: Any, scheduler: str, steps: int, denoise: float) -> dict:
-        from .schedules import truncate_for_denoise
-
-        make = schedule_function(self.context.service("registry"), scheduler)
-        denoiser = model.denoiser()
-        with _as_input_errors({"steps": "steps", "denoise": "denoise"}, "scheduler"):
-            sigmas = truncate_for_denoise(lambda n: make(denoiser, n), steps, denoise)
-        return {"sigmas": sigmas}
+        return {"sigmas": api.sigmas(self.context, model, scheduler=scheduler, steps=steps, denoise=denoise)}
 
 
 class SplitSigmas(Node):
@@ -244,11 +238,11 @@ def _check_conditioning_fits(model: Any, **conditionings: Any) -> None:
                     raise NodeInputError(input_name, str(exc)) from None
 
 
-def _progress_callback(node: Node, model: Any, total: int, on_step: Any = None):
+def _progress_callback(context: NodeContext, model: Any, total: int, on_step: Any = None):
     def callback(info: dict) -> None:
         if on_step is not None:
             on_step(info)
-        node.context.progress(info["i"] + 1, total, preview=model.preview_image(info["denoised"]))
+        context.progress(info["i"] + 1, total, preview=model.preview_image(info["denoised"]))
     return callback
 
 
@@ -267,12 +261,10 @@ class Sample(Node):
     outputs = (Output("latent", "LATENT"),)
 
     def run(self, guider: Any, sampler: Any, sigmas: Any, noise: Any, latent: Any) -> dict:
-        samples, sigmas, model = _prepare(self, guider, sigmas, noise, latent)
-        out = run_sampling(self, guider, sampler, sigmas, noise, samples, latent.get("noise_mask"))
-        return {"latent": {**latent, "samples": out}}
+        return {"latent": api.sample_custom(self.context, guider, sampler, sigmas, noise, latent)}
 
 
-def run_sampling(node: Node, guider: Any, sampler: Any, sigmas: Any, noise: Any, samples: Any,
+def run_sampling(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, noise: Any, samples: Any,
                  noise_mask: Any = None, on_step: Any = None) -> Any:
     """Shared by Sample, KSampler and DenoisingTrajectory: place the model, noise the latent, run the sampler.
 
@@ -284,7 +276,7 @@ def run_sampling(node: Node, guider: Any, sampler: Any, sigmas: Any, noise: Any,
     from .noise import make_noise_sampler, seeded_noise
 
     model = guider.model
-    memory = node.context.service("memory")
+    memory = context.service("memory")
     with memory.using(model.net):
         model.apply_patches()
         device, dtype = model.device, samples.dtype
@@ -303,7 +295,7 @@ def run_sampling(node: Node, guider: Any, sampler: Any, sigmas: Any, noise: Any,
         extra = _inpainting_inputs(model, x0, noise_mask)
         with _as_input_errors({"sigmas": "sigmas", "x": "latent", "options": "sampler"}, "sampler"):
             out = sampler["function"](denoiser, x, sigmas.to(device), extra,
-                                      _progress_callback(node, model, len(sigmas) - 1, on_step), None, noise_sampler,
+                                      _progress_callback(context, model, len(sigmas) - 1, on_step), None, noise_sampler,
                                       **sampler["options"])
         if noise_mask is not None:
             out = denoiser.finish(out)
@@ -364,7 +356,8 @@ class DenoisingTrajectory(Node):
                 scale = 1.0 / (1.0 + float(info["sigma_hat"]) ** 2) ** 0.5       # VE → VP: what q(x_t | x0) shows
                 noisy.append((info["x"].detach() * scale).to("cpu", samples.dtype))
 
-        out = run_sampling(self, guider, sampler, sigmas, noise, samples, latent.get("noise_mask"), on_step=keep)
+        out = run_sampling(self.context, guider, sampler, sigmas, noise, samples, latent.get("noise_mask"),
+                           on_step=keep)
         base = {k: v for k, v in latent.items() if k != "noise_mask"}
         return {"latent": {**latent, "samples": out},
                 "predictions": {**base, "samples": torch.cat(predictions)},
@@ -536,7 +529,7 @@ class DDIMInvert(Node):
             with _as_input_errors({"sigmas": "sigmas", "x0": "latent"}, "guider"):
                 guider.denoiser.check_latent(samples)
                 inverted = invert_ddim(guider.denoiser, samples.to(device), sigmas.to(device),
-                                       callback=_progress_callback(self, model, len(sigmas) - 1),
+                                       callback=_progress_callback(self.context, model, len(sigmas) - 1),
                                        fixed_point_iterations=refinement)
         return {"latent": {**latent, "samples": inverted.to("cpu", samples.dtype)}}
 
@@ -562,25 +555,8 @@ class KSampler(Node):
 
     def run(self, model: Any, positive: Any, negative: Any, latent: Any, seed: int, steps: int, cfg: float,
             sampler: str, scheduler: str, denoise: float) -> dict:
-        from .diffusion_model import Guidance, Noise
-        from .guidance import CFGGuider as Guider
-        from .schedules import truncate_for_denoise
-
-        registry = self.context.service("registry")
-        samples = _check_latent(latent)
-        _check_channels(samples, model)
-        _check_conditioning_fits(model, positive=positive, negative=negative)
-        denoiser = model.denoiser()
-        make = schedule_function(registry, scheduler)
-        with _as_input_errors({"steps": "steps", "denoise": "denoise"}, "scheduler"):
-            sigmas = truncate_for_denoise(lambda n: make(denoiser, n), steps, denoise)
-        with _as_input_errors({"positive": "positive", "negative": "negative", "scale": "cfg"}, "positive"):
-            guider = Guider(denoiser, positive, negative, scale=cfg)
-            guider.check_latent(samples)
-        chosen = {"name": sampler, "function": sampler_function(registry, sampler), "options": {}}
-        out = run_sampling(self, Guidance(guider, model), chosen, sigmas, Noise(seed), samples,
-                           latent.get("noise_mask"))
-        return {"latent": {**latent, "samples": out}}
+        return {"latent": api.sample(self.context, model, positive, negative, latent, seed=seed, steps=steps,
+                                     cfg=cfg, sampler=sampler, scheduler=scheduler, denoise=denoise)}
 
 
 class SetLatentNoiseMask(Node):
@@ -676,6 +652,99 @@ def schedule_function(registry: Any, name: str) -> Any:
     from .schedules import SCHEDULES
 
     return SCHEDULES[value]
+
+
+# --- the nodegraph.api implementations this pack provides (register_api) -----------------------------
+# nodegraph.api checks the plain arguments (types, ranges, names) before calling these; the checks
+# that need the library (model channels, conditioning batch, schedule) happen here, before model work.
+
+def _check_model(model: Any, argument: str = "model") -> None:
+    if not (callable(getattr(model, "denoiser", None)) and hasattr(model, "net")):
+        raise NodeInputError(argument, f"expected a MODEL (e.g. from LoadCheckpoint), found {type(model).__name__}")
+
+
+def _check_layout(samples: Any, model: Any, name: str = "latent") -> None:
+    """Channels must match the model; our UNets take image latents (B, C, h, w) (video: frames in the batch)."""
+    _check_channels(samples, model, name)
+    if getattr(getattr(model.net, "config", None), "in_channels", None) is not None and samples.ndim != 4:
+        raise NodeInputError(name, f"model {model.name!r} denoises image latents (B, C, h, w), found "
+                                   f"{samples.ndim}-D samples {tuple(samples.shape)}; fold frames into the batch axis")
+
+
+def _guidance_terms(guidance: Any) -> tuple:
+    """The additive guidance terms of a GUIDANCE value (a sequence of term(x, sigma, denoised) callables)."""
+    if guidance is None:
+        return ()
+    terms = tuple(guidance)
+    for index, term in enumerate(terms):
+        if not callable(term):
+            raise NodeInputError("guidance", f"item {index} is a {type(term).__name__}, not a guidance term "
+                                             f"term(x, sigma, denoised) -> correction")
+    return terms
+
+
+def api_sigmas(context: NodeContext, model: Any, *, scheduler: str, steps: int, denoise: float) -> Any:
+    """nodegraph.api.sigmas: the schedule's sigmas for `model`, truncated for `denoise`."""
+    from .schedules import truncate_for_denoise
+
+    _check_model(model)
+    make = schedule_function(context.service("registry"), scheduler)
+    denoiser = model.denoiser()
+    with _as_input_errors({"steps": "steps", "denoise": "denoise"}, "scheduler"):
+        return truncate_for_denoise(lambda n: make(denoiser, n), steps, denoise)
+
+
+def api_sample(context: NodeContext, model: Any, positive: Any, negative: Any, latent: dict, *, seed: int,
+               steps: int, cfg: float, sampler: str, scheduler: str, denoise: float, guidance: Any) -> dict:
+    """nodegraph.api.sample (KSampler): schedule, CFG (+ guidance terms), seeded noise, sampler."""
+    from .diffusion_model import Guidance, Noise
+    from .guidance import CFGGuider as Guider
+
+    _check_model(model)
+    samples = latent["samples"]
+    _check_layout(samples, model)
+    _check_conditioning_fits(model, positive=positive, negative=negative)
+    sigmas = api_sigmas(context, model, scheduler=scheduler, steps=steps, denoise=denoise)
+    with _as_input_errors({"positive": "positive", "negative": "negative", "scale": "cfg",
+                           "terms": "guidance"}, "positive"):
+        guider = Guider(model.denoiser(), positive, negative, scale=cfg, terms=_guidance_terms(guidance))
+        guider.check_latent(samples)
+    chosen = {"name": sampler, "function": sampler_function(context.service("registry"), sampler), "options": {}}
+    out = run_sampling(context, Guidance(guider, model), chosen, sigmas, Noise(seed), samples,
+                       latent.get("noise_mask"))
+    return {**latent, "samples": out}
+
+
+def api_sample_custom(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, noise: Any,
+                      latent: dict) -> dict:
+    """nodegraph.api.sample_custom (Sample): a GUIDER, SAMPLER, SIGMAS and NOISE chosen separately."""
+    from .diffusion_model import Noise
+    from .schedules import check_schedule
+
+    if not (hasattr(guider, "model") and callable(getattr(guider, "denoiser", None))):
+        raise NodeInputError("guider", f"expected a GUIDER (e.g. from CFGGuider), found {type(guider).__name__}")
+    if isinstance(sampler, str):
+        sampler = {"name": sampler, "function": sampler_function(context.service("registry"), sampler),
+                   "options": {}}
+    if noise is None or isinstance(noise, int):
+        noise = Noise(noise)
+    elif not callable(getattr(noise, "generate", None)):
+        raise NodeInputError("noise", f"expected a NOISE (RandomNoise / DisableNoise), an int seed or None, "
+                                      f"found {type(noise).__name__}")
+    samples = latent["samples"]
+    model = guider.model
+    _check_layout(samples, model)
+    with _as_input_errors({"sigmas": "sigmas"}, "sigmas"):
+        check_schedule(sigmas, must_end_in_zero=False)
+    with _as_input_errors({}, "guider"):
+        guider.denoiser.check_latent(samples)
+    out = run_sampling(context, guider, sampler, sigmas, noise, samples, latent.get("noise_mask"))
+    return {**latent, "samples": out}
+
+
+@hookimpl
+def register_api() -> dict[str, Any]:
+    return {"sample": api_sample, "sample_custom": api_sample_custom, "sigmas": api_sigmas}
 
 
 @hookimpl

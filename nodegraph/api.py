@@ -1,0 +1,474 @@
+"""nodegraph.api — the public plugin API: what plugin nodes call to sample, encode, decode and save.
+
+    from nodegraph import api
+    latent = api.sample(self.context, model, positive, negative, latent, seed=3, steps=20, cfg=7.0)
+    images = api.vae_decode(self.context, vae, latent)
+    return {"files": api.save_image(self.context, images, "my_plugin/result")}
+
+Version and stability promise
+    `API_VERSION` is "MAJOR.MINOR" (semver). Within major version 1 every name in
+    `__all__`, every documented argument and default, the tensor layouts and the
+    file-result contract (docs/plugins.md) keep working: additions (functions,
+    keyword arguments with defaults, optional result fields) bump the minor
+    version; removals or changes of meaning bump the major version, after at
+    least one minor version in which the old form warns with a
+    DeprecationWarning naming its replacement. `require("1.1")` lets a plugin
+    state what it needs. Anything not in `__all__` (and every module of the
+    built-in packs, `nodes.*`) is private and may change without notice.
+
+Map
+    sample          KSampler: schedule + CFG + seeded noise + sampler, progress and previews per step
+    sample_custom   Sample: guider, sampler, sigmas and noise chosen separately
+    sigmas          Schedule: a model's noise levels for a scheduler, steps and denoise
+    vae_encode      IMAGE → LATENT;  vae_decode  LATENT → IMAGE
+    encode_text     prompt → CONDITIONING
+    save_files      write files (bytes, text or a writer callable) into the output folder → file results
+    save_image      IMAGE → PNG / JPEG / WebP files → file results
+    check_latent, check_image, check_mask   the layout checks the API applies (results.py, docs)
+    ApiArgumentError  bad argument: names the function, the argument, expected and found
+    ApiError          no implementation loaded, or an API version a plugin needs is missing
+
+How it dispatches
+    The engine (`nodegraph/`) knows nothing about diffusion and never imports the
+    node packs. The packs provide the implementations through the `register_api`
+    hook (name → function, same signature as the public function); every public
+    function takes the running node's `context` first, checks its arguments, and
+    calls the implementation found in `context.service("registry")`. The built-in
+    nodes (KSampler, Sample, Schedule, VAEEncode, VAEDecode, EncodeText,
+    SaveImage, PreviewImage) call these same functions, so plugins and built-ins
+    share one code path. `save_files` needs no pack: it lives here.
+
+Nothing here imports torch at import time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import NodegraphError, NodeInputError
+from .node import NodeContext
+from .results import FILE_KINDS, ResultFileError, default_mime, file_result
+
+API_VERSION = "1.0"
+
+__all__ = [
+    "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "check_image", "check_latent", "check_mask",
+    "encode_text", "require", "sample", "sample_custom", "save_files", "save_image", "sigmas", "vae_decode",
+    "vae_encode",
+]
+
+SEED_MAX = 2**64 - 1
+FileKind = Literal["image", "video", "audio", "mesh", "pointcloud", "text"]
+FileItem = bytes | str | Callable[[Path], Any]
+
+#: which built-in pack provides each implementation (named when it is missing)
+_PROVIDERS = {"sample": "sampling", "sample_custom": "sampling", "sigmas": "sampling", "vae_encode": "models",
+              "vae_decode": "models", "encode_text": "models", "save_image": "image"}
+
+
+class ApiError(NodegraphError):
+    """The API cannot serve a call: its implementation is not loaded, or a plugin needs a newer API."""
+
+
+class ApiArgumentError(NodeInputError):
+    """A `nodegraph.api` function was given a wrong value; names the function and the argument.
+
+    A NodeInputError, so a run reports it against the calling node; `input` is the argument name.
+    """
+
+    def __init__(self, function: str, argument: str, message: str):
+        self.function = function
+        self.input = argument
+        ValueError.__init__(self, f"nodegraph.api.{function}(): argument {argument!r}: {message}")
+
+
+def require(minimum: str) -> None:
+    """Raise ApiError unless the installed API is `minimum` ("MAJOR.MINOR") or newer within the same major."""
+    match = re.fullmatch(r"(\d+)\.(\d+)", minimum) if isinstance(minimum, str) else None
+    if match is None:
+        raise ApiArgumentError("require", "minimum", f"expected 'MAJOR.MINOR' such as '1.0', found {minimum!r}")
+    wanted = (int(match[1]), int(match[2]))
+    have = tuple(int(p) for p in API_VERSION.split("."))
+    if have[0] != wanted[0] or have < wanted:
+        raise ApiError(f"this plugin needs nodegraph plugin API {minimum} (major {wanted[0]}, minor ≥ {wanted[1]}); "
+                       f"the installed nodegraph provides API {API_VERSION}: install a nodegraph that does")
+
+
+# --- checks ----------------------------------------------------------------------------------------
+
+def _describe(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"{type(value).__name__} of shape {tuple(shape)} ({getattr(value, 'dtype', '?')})"
+    if isinstance(value, dict):
+        return f"dict with keys {sorted(map(str, value))[:8]}"
+    return type(value).__name__
+
+
+def _is_tensor(value: Any) -> bool:
+    return type(value).__module__.startswith("torch") and hasattr(value, "is_floating_point")
+
+
+def check_latent(latent: Any, argument: str = "latent", function: str = "check_latent") -> Any:
+    """The `samples` tensor of a LATENT dict `{"samples": (B, C, ...) float}`, or ApiArgumentError."""
+    samples = latent.get("samples") if isinstance(latent, Mapping) else None
+    if not _is_tensor(samples) or not samples.is_floating_point() or samples.ndim < 3:
+        raise ApiArgumentError(function, argument,
+                               "expected a LATENT dict with a float tensor under 'samples', shaped (B, C, ...) "
+                               "(images: (B, C, h, w)), found "
+                               + (_describe(latent) if samples is None else f"samples = {_describe(samples)}"))
+    if samples.shape[0] < 1:
+        raise ApiArgumentError(function, argument, "the latent batch is empty (B = 0)")
+    mask = latent.get("noise_mask")
+    if mask is not None and (not _is_tensor(mask) or mask.ndim not in (2, 3, 4)):
+        raise ApiArgumentError(function, argument, f"'noise_mask' must be a MASK tensor (B, H, W), found "
+                                                   f"{_describe(mask)}")
+    frames = latent.get("frames")
+    if frames is not None and (not isinstance(frames, int) or frames < 1 or samples.shape[0] % frames):
+        raise ApiArgumentError(function, argument, f"'frames' ({frames!r}) must be a positive int dividing the batch "
+                                                   f"{samples.shape[0]} (frames are folded into the batch axis)")
+    return samples
+
+
+def check_image(image: Any, argument: str = "image", function: str = "check_image") -> Any:
+    """An IMAGE tensor (B, H, W, 3) float in [0, 1], or ApiArgumentError."""
+    if not _is_tensor(image) or image.ndim != 4 or image.shape[-1] != 3 or not image.is_floating_point():
+        raise ApiArgumentError(function, argument, f"expected an IMAGE float tensor (B, H, W, 3) in [0, 1], "
+                                                   f"found {_describe(image)}")
+    if image.shape[0] < 1:
+        raise ApiArgumentError(function, argument, "the image batch is empty (B = 0)")
+    return image
+
+
+def check_mask(mask: Any, argument: str = "mask", function: str = "check_mask") -> Any:
+    """A MASK tensor (B, H, W) float in [0, 1], or ApiArgumentError."""
+    if not _is_tensor(mask) or mask.ndim != 3 or not mask.is_floating_point():
+        raise ApiArgumentError(function, argument, f"expected a MASK float tensor (B, H, W) in [0, 1], "
+                                                   f"found {_describe(mask)}")
+    return mask
+
+
+def _check_context(function: str, context: Any) -> NodeContext:
+    if not isinstance(context, NodeContext):
+        raise ApiArgumentError(function, "context", f"expected the running node's context (self.context), found "
+                                                    f"{type(context).__name__}; pass self.context first")
+    return context
+
+
+def _check_int(function: str, argument: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ApiArgumentError(function, argument, f"expected an int in {low} … {high}, found {value!r}")
+    return value
+
+
+def _check_number(function: str, argument: str, value: Any, low: float, high: float, low_open: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and (value < low or value > high or (low_open and value == low)):
+        ok = False
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ApiArgumentError(function, argument, f"expected a number in {bracket}{low}, {high}], found {value!r}")
+    return float(value)
+
+
+def _check_conditioning(function: str, argument: str, value: Any, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, Mapping) or not value:
+        raise ApiArgumentError(function, argument, "expected CONDITIONING: a dict of name → tensor with a batch "
+                                                   f"axis (e.g. from EncodeText / api.encode_text), found "
+                                                   f"{_describe(value)}")
+
+
+def _check_choice(function: str, argument: str, context: NodeContext, kind: str, value: Any) -> None:
+    names = context.service("registry").extension_names(kind)
+    if value not in names:
+        raise ApiArgumentError(function, argument, f"unknown {argument} {value!r}; installed: {', '.join(names)}")
+
+
+def _implementation(context: NodeContext, name: str) -> Callable[..., Any]:
+    table = context.service("registry").extensions.get("api", {})
+    implementation = table.get(name)
+    if implementation is None:
+        provider = _PROVIDERS.get(name, "a built-in")
+        raise ApiError(f"nodegraph.api.{name}() has no implementation in this session: the built-in {provider!r} "
+                       f"pack provides it through the register_api hook, and it is not loaded (a Session with "
+                       f"builtins=False, or the pack is on the deny list); load it")
+    return implementation
+
+
+# --- sampling --------------------------------------------------------------------------------------
+
+def sample(context: NodeContext, model: Any, positive: Any, negative: Any, latent: Mapping[str, Any], *,
+           seed: int = 0, steps: int = 20, cfg: float = 7.0, sampler: str = "euler", scheduler: str = "karras",
+           denoise: float = 1.0, guidance: Sequence[Callable[..., Any]] | None = None) -> dict[str, Any]:
+    """Sample latents the way KSampler does: schedule, classifier-free guidance, seeded noise, a sampler.
+
+    Args:
+        context: the running node's context (`self.context`).
+        model: a MODEL value (LoadCheckpoint, LoadUNet, LoadLoRA, patch nodes).
+        positive: CONDITIONING of the prompt.
+        negative: CONDITIONING of the negative prompt; None only when cfg == 1.
+        latent: a LATENT dict; `samples` (B, C, ...) is the start (zeros for text-to-image).
+        seed: 0 … 2**64-1; batch item k uses seed + k, drawn on the CPU.
+        steps: sampler steps (≥ 1) over the denoised part of the schedule.
+        cfg: guidance scale (≥ 0); 1 evaluates only the positive branch.
+        sampler: a registered sampler name (`register_samplers`), e.g. "euler", "dpmpp_2m".
+        scheduler: a registered schedule name (`register_schedules`), e.g. "karras", "normal".
+        denoise: in (0, 1]; 1 starts from pure noise, less keeps more of `latent` (img2img).
+        guidance: a GUIDANCE value — guidance terms added after CFG (docs/plugins.md "Guidance").
+
+    Returns:
+        A copy of `latent` with new `samples` (CPU, float32); other keys are kept.
+    Emits one progress event (with a preview) per step; raises RunInterrupted when interrupted.
+    """
+    name = "sample"
+    _check_context(name, context)
+    check_latent(latent, "latent", name)
+    _check_conditioning(name, "positive", positive)
+    _check_conditioning(name, "negative", negative, optional=True)
+    _check_int(name, "seed", seed, 0, SEED_MAX)
+    _check_int(name, "steps", steps, 1, 10000)
+    cfg = _check_number(name, "cfg", cfg, 0.0, 100.0)
+    denoise = _check_number(name, "denoise", denoise, 0.0, 1.0, low_open=True)
+    if negative is None and cfg != 1.0:
+        raise ApiArgumentError(name, "negative", f"negative conditioning is needed for cfg {cfg}; encode an empty "
+                                                 f"prompt as the negative, or use cfg=1")
+    _check_choice(name, "sampler", context, "samplers", sampler)
+    _check_choice(name, "scheduler", context, "schedules", scheduler)
+    if guidance is not None and (isinstance(guidance, (str, bytes)) or not isinstance(guidance, Sequence)):
+        raise ApiArgumentError(name, "guidance", f"expected a GUIDANCE value (a sequence of guidance terms) or "
+                                                 f"None, found {_describe(guidance)}")
+    return _implementation(context, name)(context, model, positive, negative, latent, seed=seed, steps=steps,
+                                          cfg=cfg, sampler=sampler, scheduler=scheduler, denoise=denoise,
+                                          guidance=guidance)
+
+
+def sample_custom(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, noise: Any,
+                  latent: Mapping[str, Any]) -> dict[str, Any]:
+    """Sample with the parts chosen separately, the way the Sample node does.
+
+    Args:
+        context: the running node's context.
+        guider: a GUIDER value (CFGGuider node, or a plugin's guider) — the guided denoiser and its model.
+        sampler: a SAMPLER value (SelectSampler), or a registered sampler name.
+        sigmas: a SIGMAS tensor (steps + 1,) of decreasing noise levels (Schedule, api.sigmas).
+        noise: a NOISE value (RandomNoise / DisableNoise), an int seed, or None for no added noise.
+        latent: a LATENT dict; noise × sigmas[0] is added to `samples`, then it is denoised step by step.
+
+    Returns:
+        A copy of `latent` with new `samples` (CPU, float32).
+    """
+    name = "sample_custom"
+    _check_context(name, context)
+    check_latent(latent, "latent", name)
+    if isinstance(sampler, str):
+        _check_choice(name, "sampler", context, "samplers", sampler)
+    elif not (isinstance(sampler, Mapping) and callable(sampler.get("function"))):
+        raise ApiArgumentError(name, "sampler", f"expected a SAMPLER value (from SelectSampler) or a sampler name, "
+                                                f"found {_describe(sampler)}")
+    if not _is_tensor(sigmas) or sigmas.ndim != 1 or len(sigmas) < 2:
+        raise ApiArgumentError(name, "sigmas", f"expected a SIGMAS tensor (steps + 1,), found {_describe(sigmas)}")
+    if isinstance(noise, bool) or (isinstance(noise, int) and not 0 <= noise <= SEED_MAX):
+        raise ApiArgumentError(name, "noise", f"a seed must be in 0 … {SEED_MAX}, found {noise!r}")
+    return _implementation(context, name)(context, guider, sampler, sigmas, noise, latent)
+
+
+def sigmas(context: NodeContext, model: Any, *, scheduler: str = "karras", steps: int = 20,
+           denoise: float = 1.0) -> Any:
+    """The noise levels (a 1-D tensor ending in 0) a model is sampled over, as the Schedule node makes them.
+
+    Args:
+        context: the running node's context.
+        model: a MODEL value (its training schedule bounds the sigmas).
+        scheduler: a registered schedule name.
+        steps: number of steps (≥ 1) after truncation for `denoise`.
+        denoise: in (0, 1]; less than 1 keeps the last `steps` of a longer schedule (img2img).
+    """
+    name = "sigmas"
+    _check_context(name, context)
+    _check_choice(name, "scheduler", context, "schedules", scheduler)
+    _check_int(name, "steps", steps, 1, 10000)
+    denoise = _check_number(name, "denoise", denoise, 0.0, 1.0, low_open=True)
+    return _implementation(context, name)(context, model, scheduler=scheduler, steps=steps, denoise=denoise)
+
+
+# --- VAE and text ----------------------------------------------------------------------------------
+
+def vae_encode(context: NodeContext, vae: Any, image: Any, *, tile_size: int = 0) -> dict[str, Any]:
+    """Encode images into a LATENT `{"samples": (B, C, H/f, W/f)}` (the posterior mean).
+
+    Args:
+        context: the running node's context.
+        vae: a VAE value (LoadCheckpoint, LoadVAE).
+        image: an IMAGE (B, H, W, 3) in [0, 1]; H and W multiples of the VAE's factor (8 for SD).
+        tile_size: 0 = one pass; else tiles of this many pixels (a multiple of 8), for large images.
+    """
+    name = "vae_encode"
+    _check_context(name, context)
+    check_image(image, "image", name)
+    _check_int(name, "tile_size", tile_size, 0, 8192)
+    if tile_size % 8:
+        raise ApiArgumentError(name, "tile_size", f"must be a multiple of 8, found {tile_size}")
+    return _implementation(context, name)(context, vae, image, tile_size=tile_size)
+
+
+def vae_decode(context: NodeContext, vae: Any, latent: Mapping[str, Any], *, tile_size: int = 0) -> Any:
+    """Decode a LATENT into an IMAGE (B, H, W, 3) float32 in [0, 1] on the CPU.
+
+    Args:
+        context: the running node's context.
+        vae: a VAE value.
+        latent: a LATENT dict whose `samples` has the VAE's latent channels.
+        tile_size: 0 = one pass; else tiles of this many pixels (a multiple of 8).
+    """
+    name = "vae_decode"
+    _check_context(name, context)
+    check_latent(latent, "latent", name)
+    _check_int(name, "tile_size", tile_size, 0, 8192)
+    if tile_size % 8:
+        raise ApiArgumentError(name, "tile_size", f"must be a multiple of 8, found {tile_size}")
+    return _implementation(context, name)(context, vae, latent, tile_size=tile_size)
+
+
+def encode_text(context: NodeContext, text_encoder: Any, text: str, *, clip_skip: int = 1) -> dict[str, Any]:
+    """Encode a prompt into CONDITIONING (batch 1), as EncodeText does.
+
+    Args:
+        context: the running node's context.
+        text_encoder: a TEXT_ENCODER value (LoadCheckpoint, LoadTextEncoder, LoadLoRA).
+        text: the prompt; `(word:1.3)`, `(word)` and `[word]` weight words; "" is the unconditional prompt;
+            prompts longer than the encoder's window are encoded in chunks.
+        clip_skip: 1 = the model's usual layer; 2 = one layer earlier (as in A1111).
+    """
+    name = "encode_text"
+    _check_context(name, context)
+    if not isinstance(text, str):
+        raise ApiArgumentError(name, "text", f"expected a str prompt, found {type(text).__name__}")
+    _check_int(name, "clip_skip", clip_skip, 1, 24)
+    return _implementation(context, name)(context, text_encoder, text, clip_skip=clip_skip)
+
+
+# --- output files ----------------------------------------------------------------------------------
+
+def _confined_prefix(function: str, output_dir: Path, prefix: Any) -> Path:
+    """`output_dir / prefix`, refusing names that leave the output folder (nodegraph.paths.confine)."""
+    from .paths import confine
+
+    try:
+        return confine(output_dir, prefix, what="file name prefix", input_name="prefix", subfolders=True)
+    except NodeInputError as exc:
+        message = str(exc).split(": ", 1)[-1]
+        raise ApiArgumentError(function, "prefix", message) from None
+
+
+def _reserve(folder: Path, stem: str, suffix: str) -> Path:
+    """Create (exclusively) and return the next free `stem_NNNNN<suffix>` in `folder` (numbers shared by suffixes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pattern = re.compile(re.escape(stem) + r"_(\d{5,})\.[A-Za-z0-9]+$")
+    number = max((int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name))), default=0)
+    while True:
+        number += 1
+        path = folder / f"{stem}_{number:05d}{suffix}"
+        try:
+            with open(path, "xb"):
+                return path
+        except FileExistsError:
+            continue
+
+
+def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKind, prefix: str, suffix: str,
+               mime: str | None = None,
+               fields: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Write files into the session's output folder and return their file results (docs/plugins.md "Output files").
+
+    Args:
+        context: the running node's context (its `output_dir` service is the output folder).
+        items: one per file: bytes (written as is), str (written as UTF-8) or a callable
+            `write(path)` that writes the file at the reserved path.
+        kind: "image", "video", "audio", "mesh", "pointcloud" or "text" — how front ends show it.
+        prefix: files are named PREFIX_00001<suffix>, ... (next free number); may contain
+            "/"-separated subfolders, never leaves the output folder.
+        suffix: the extension with its dot, e.g. ".mp4"; it must suit `kind`.
+        mime: the MIME type; default from the extension (required for extensions nodegraph does not know).
+        fields: optional result fields (width, height, frames, fps, duration, sample_rate, channels, points,
+            vertices, faces, info): one dict for all files, or one dict per item.
+
+    Returns:
+        One validated file result per item: {path, name, kind, mime, format, ...fields}.
+    """
+    name = "save_files"
+    _check_context(name, context)
+    if kind not in FILE_KINDS:
+        raise ApiArgumentError(name, "kind", f"expected one of {', '.join(FILE_KINDS)}, found {kind!r}")
+    if not isinstance(suffix, str) or not re.fullmatch(r"\.[A-Za-z0-9]{1,10}", suffix):
+        raise ApiArgumentError(name, "suffix", f"expected an extension with its dot such as '.png', found {suffix!r}")
+    if mime is None and default_mime(suffix) is None:
+        raise ApiArgumentError(name, "mime", f"nodegraph does not know the MIME type of {suffix} files; "
+                                             f"pass mime='type/subtype'")
+    if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+        raise ApiArgumentError(name, "items", f"expected a list of bytes, str or write(path) callables, found "
+                                              f"{type(items).__name__}")
+    for index, item in enumerate(items):
+        if not isinstance(item, (bytes, bytearray, str)) and not callable(item):
+            raise ApiArgumentError(name, f"items[{index}]", f"expected bytes, str or a write(path) callable, found "
+                                                            f"{type(item).__name__}")
+    if fields is None:
+        per_item: list[Mapping[str, Any]] = [{}] * len(items)
+    elif isinstance(fields, Mapping):
+        per_item = [fields] * len(items)
+    elif isinstance(fields, Sequence) and len(fields) == len(items) and all(isinstance(f, Mapping) for f in fields):
+        per_item = list(fields)
+    else:
+        raise ApiArgumentError(name, "fields", f"expected one dict, or a list of {len(items)} dicts (one per item)")
+    output_dir = Path(context.service("output_dir"))
+    target = _confined_prefix(name, output_dir, prefix)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for item, extra in zip(items, per_item):
+        path = _reserve(target.parent, target.name, suffix.lower())
+        try:
+            if isinstance(item, (bytes, bytearray)):
+                path.write_bytes(item)
+            elif isinstance(item, str):
+                path.write_text(item, encoding="utf-8")
+            else:
+                item(path)
+            results.append(file_result(path, output_dir, kind, mime, **dict(extra)))
+        except ResultFileError as exc:
+            path.unlink(missing_ok=True)
+            raise ApiArgumentError(name, "fields", str(exc)) from None
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+    return results
+
+
+def save_image(context: NodeContext, images: Any, prefix: str = "nodegraph", *,
+               format: Literal["png", "jpeg", "webp"] = "png", quality: int = 95,
+               embed_graph: bool = True) -> list[dict[str, Any]]:
+    """Save each image of an IMAGE batch as a file in the output folder; returns their file results.
+
+    Args:
+        context: the running node's context.
+        images: an IMAGE (B, H, W, 3) in [0, 1].
+        prefix: as for save_files (PREFIX_00001.png, ...).
+        format: "png" (lossless; carries the graph), "jpeg" or "webp".
+        quality: 1 … 100 for JPEG / WebP.
+        embed_graph: PNG only: store the running graph in the file, so dropping it on the editor reloads it.
+    """
+    name = "save_image"
+    _check_context(name, context)
+    check_image(images, "images", name)
+    if format not in ("png", "jpeg", "webp"):
+        raise ApiArgumentError(name, "format", f"expected 'png', 'jpeg' or 'webp', found {format!r}")
+    _check_int(name, "quality", quality, 1, 100)
+    _confined_prefix(name, Path(context.service("output_dir")), prefix)
+    return _implementation(context, name)(context, images, prefix, format=format, quality=quality,
+                                          embed_graph=bool(embed_graph))
+
