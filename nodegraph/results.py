@@ -14,6 +14,7 @@ Main objects:
     OutputFile      the pydantic model of one file result (its JSON Schema: `results_schema()`)
     file_result     build a validated file result for a file inside the output folder
     collect_files   every file result of a run, validated, with the node id and index
+    describe_file   one line per file for people (the CLI prints it)
     jsonable        any node output rendered JSON-ready (tensors become {type, shape, dtype})
     ResultFileError a file result broke the contract; names the node, the entry and the fix
 
@@ -182,6 +183,18 @@ def validate_file(entry: Any, node_id: str | None = None, index: int | None = No
         kinds = ", ".join(FILE_KINDS)
         raise ResultFileError(f"{problems} (kinds: {kinds}; see docs/plugins.md 'Output files')",
                               node_id, index) from None
+
+
+def describe_file(entry: dict[str, Any]) -> str:
+    """One line for people: kind, path, MIME type and the size fields that are set (what the CLI prints)."""
+    details = [entry["mime"]]
+    if entry.get("width") and entry.get("height"):
+        details.append(f"{entry['width']}×{entry['height']}")
+    for key, unit in (("frames", " frames"), ("fps", " fps"), ("duration", " s"), ("sample_rate", " Hz"),
+                      ("points", " points"), ("vertices", " vertices"), ("faces", " faces")):
+        if entry.get(key) is not None:
+            details.append(f"{entry[key]:g}{unit}" if isinstance(entry[key], float) else f"{entry[key]}{unit}")
+    return f"{entry['kind']} {entry['path']} ({', '.join(details)})"
 
 
 def collect_files(outputs: dict[str, dict[str, Any]],
