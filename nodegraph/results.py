@@ -179,7 +179,10 @@ def validate_file(entry: Any, node_id: str | None = None, index: int | None = No
     try:
         return OutputFile.model_validate(entry).to_dict()
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'entry'}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'entry'}: "
+            + ("not a field of the contract; put extra data under 'info'" if e["type"] == "extra_forbidden"
+               else e["msg"]) for e in exc.errors())
         kinds = ", ".join(FILE_KINDS)
         raise ResultFileError(f"{problems} (kinds: {kinds}; see docs/plugins.md 'Output files')",
                               node_id, index) from None

@@ -1,0 +1,224 @@
+"""The plugin API's engine side: output files (save_files, the result contract and its schema),
+argument errors that name the function and argument, version checks, and dispatch to implementations."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from nodegraph import Input, Node, NodeContext, NodeInputs, Output, Session, api, hookimpl
+from nodegraph.errors import NodeExecutionError
+from nodegraph.registry import Registry
+from nodegraph.results import (FILE_KINDS, OutputFile, ResultFileError, collect_files, describe_file, results_schema,
+                               validate_file)
+
+
+def make_context(tmp_path: Path, registry: Registry | None = None) -> NodeContext:
+    """A node context whose output folder is tmp_path / "out" (no session needed for file tests)."""
+    services = {"output_dir": tmp_path / "out", "registry": registry or Registry()}
+    return NodeContext("n", "Test", lambda *a: None, lambda node_id: None, services, run_id="r")
+
+
+def test_save_files_writes_bytes_text_and_callables_with_numbered_names(tmp_path):
+    """Each item becomes PREFIX_0000k.ext inside the output folder; numbers continue across calls."""
+    context = make_context(tmp_path)
+    first = api.save_files(context, [b"abc", "hello"], kind="text", prefix="notes/run", suffix=".txt")
+    second = api.save_files(context, [lambda path: path.write_text("from a writer")], kind="text",
+                            prefix="notes/run", suffix=".txt")
+    assert [f["name"] for f in first + second] == ["notes/run_00001.txt", "notes/run_00002.txt",
+                                                   "notes/run_00003.txt"]
+    assert Path(first[1]["path"]).read_text() == "hello"
+    assert Path(second[0]["path"]).read_text() == "from a writer"
+    assert first[0] == {"path": first[0]["path"], "name": "notes/run_00001.txt", "kind": "text",
+                        "mime": "text/plain", "format": "txt"}
+
+
+def test_save_files_fields_per_item_and_default_mime(tmp_path):
+    """Fields given per item land on each result; the MIME type comes from the extension."""
+    context = make_context(tmp_path)
+    files = api.save_files(context, [b"RIFF0", b"RIFF1"], kind="audio", prefix="clip", suffix=".wav",
+                           fields=[{"sample_rate": 16000, "duration": 1.5}, {"sample_rate": 8000, "duration": 2.0}])
+    assert [(f["mime"], f["sample_rate"], f["duration"]) for f in files] == [
+        ("audio/wav", 16000, 1.5), ("audio/wav", 8000, 2.0)]
+
+
+@pytest.mark.parametrize("prefix", ["../escape", "/etc/passwd", "a/../../b", "a\\b", "", "a//b"])
+def test_save_files_refuses_prefixes_that_leave_the_output_folder(tmp_path, prefix):
+    """Parent components, absolute paths, backslashes and empty names are refused before anything is written."""
+    context = make_context(tmp_path)
+    with pytest.raises(api.ApiArgumentError) as info:
+        api.save_files(context, [b"x"], kind="text", prefix=prefix, suffix=".txt")
+    assert info.value.input == "prefix" and "nodegraph.api.save_files()" in str(info.value)
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+def test_save_files_refuses_a_symlinked_subfolder_pointing_outside(tmp_path):
+    """A subfolder of the output folder that links elsewhere is refused (the real path is checked)."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (tmp_path / "out").mkdir()
+    os.symlink(outside, tmp_path / "out" / "link")
+    with pytest.raises(api.ApiArgumentError) as info:
+        api.save_files(make_context(tmp_path), [b"x"], kind="text", prefix="link/x", suffix=".txt")
+    assert info.value.input == "prefix" and "outside its folder" in str(info.value)
+    assert list(outside.iterdir()) == []
+
+
+def test_save_files_checks_kind_suffix_and_mime(tmp_path):
+    """An unknown kind, a suffix that does not suit the kind, and an unknown extension without mime are refused."""
+    context = make_context(tmp_path)
+    with pytest.raises(api.ApiArgumentError, match="argument 'kind'.*image, video, audio"):
+        api.save_files(context, [b"x"], kind="hologram", prefix="a", suffix=".png")
+    with pytest.raises(api.ApiArgumentError, match="cannot be reported as kind 'image'"):
+        api.save_files(context, [b"x"], kind="image", prefix="a", suffix=".mp4")
+    with pytest.raises(api.ApiArgumentError, match="argument 'mime'"):
+        api.save_files(context, [b"x"], kind="mesh", prefix="a", suffix=".usdz")
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))       # the refused .mp4 was removed again
+    (result,) = api.save_files(context, [b"x"], kind="mesh", prefix="a", suffix=".usdz", mime="model/vnd.usdz+zip")
+    assert result["mime"] == "model/vnd.usdz+zip" and result["format"] == "usdz"
+
+
+def test_save_files_refuses_bad_items_and_fields(tmp_path):
+    """Items must be bytes, str or callables; fields one dict or one per item, with contract-valid values."""
+    context = make_context(tmp_path)
+    with pytest.raises(api.ApiArgumentError, match=r"argument 'items\[1\]'"):
+        api.save_files(context, [b"x", 3], kind="text", prefix="a", suffix=".txt")
+    with pytest.raises(api.ApiArgumentError, match="argument 'fields'"):
+        api.save_files(context, [b"x", b"y"], kind="text", prefix="a", suffix=".txt", fields=[{}])
+    with pytest.raises(api.ApiArgumentError, match="width"):
+        api.save_files(context, [b"x"], kind="image", prefix="a", suffix=".png", fields={"width": 0})
+
+
+def test_a_writer_that_fails_leaves_no_file(tmp_path):
+    """When the writer raises, the reserved file is removed and the error propagates."""
+    def broken(path):
+        raise RuntimeError("encoder crashed")
+
+    with pytest.raises(RuntimeError, match="encoder crashed"):
+        api.save_files(make_context(tmp_path), [broken], kind="video", prefix="v", suffix=".mp4")
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+def test_save_files_needs_the_running_nodes_context(tmp_path):
+    """Passing something else than self.context names the context argument."""
+    with pytest.raises(api.ApiArgumentError, match="argument 'context'.*self.context"):
+        api.save_files(str(tmp_path), [b"x"], kind="text", prefix="a", suffix=".txt")
+
+
+def test_output_file_model_accepts_every_kind_and_refuses_unknown_ones():
+    """The contract's kinds are exactly the six media kinds; anything else fails with the list of kinds."""
+    assert FILE_KINDS == ("image", "video", "audio", "mesh", "pointcloud", "text")
+    for kind, path, mime in [("image", "a.png", "image/png"), ("video", "a.mp4", "video/mp4"),
+                             ("audio", "a.flac", "audio/flac"), ("mesh", "a.glb", "model/gltf-binary"),
+                             ("pointcloud", "a.ply", "model/ply"), ("text", "a.json", "application/json")]:
+        assert validate_file({"path": path, "kind": kind, "mime": mime})["kind"] == kind
+    with pytest.raises(ResultFileError, match="kind.*image, video, audio, mesh, pointcloud, text"):
+        validate_file({"path": "a.bin", "kind": "checkpoint", "mime": "application/octet-stream"}, "save", 0)
+    with pytest.raises(ResultFileError, match="mime"):
+        validate_file({"path": "a.png", "kind": "image"})
+    with pytest.raises(ResultFileError, match="not a MIME type"):
+        validate_file({"path": "a.png", "kind": "image", "mime": "png"})
+    with pytest.raises(ResultFileError, match="colour: not a field of the contract; put extra data under 'info'"):
+        validate_file({"path": "a.png", "kind": "image", "mime": "image/png", "colour": "red"})
+
+
+def test_collect_files_validates_and_refuses_paths_outside_the_output_folder(tmp_path):
+    """collect_files adds node id and index, recomputes names, and names the node of a bad entry."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"x")
+    good = {"path": str(out / "a.png"), "kind": "image", "mime": "image/png"}
+    found = collect_files({"save": {"files": [good]}, "show": {"value": 3}}, out)
+    assert found == [{**good, "name": "a.png", "node_id": "save", "index": 0}]
+    with pytest.raises(ResultFileError) as info:
+        collect_files({"save": {"files": [good, {**good, "path": str(tmp_path / "b.png")}]}}, out)
+    assert info.value.node_id == "save" and info.value.index == 1 and "not inside the output folder" in str(info.value)
+    with pytest.raises(ResultFileError, match="node 'x', files\\[0\\]"):
+        collect_files({"x": {"files": [{"path": "c.png", "kind": "picture", "mime": "image/png"}]}})
+    with pytest.raises(ResultFileError, match="must be a list"):
+        collect_files({"x": {"files": "c.png"}})
+
+
+def test_results_schema_describes_the_contract():
+    """The JSON Schema lists the kinds, requires path/kind/mime and forbids unknown keys; it is JSON."""
+    schema = json.loads(json.dumps(results_schema()))
+    item = schema["$defs"]["OutputFile"]
+    assert schema["type"] == "array" and schema["items"] == {"$ref": "#/$defs/OutputFile"}
+    assert set(item["required"]) == {"path", "kind", "mime"}
+    assert item["properties"]["kind"]["enum"] == list(FILE_KINDS)
+    assert item["additionalProperties"] is False
+    assert {"width", "height", "frames", "fps", "duration", "sample_rate"} <= set(item["properties"])
+    assert OutputFile.model_json_schema() == item
+
+
+def test_describe_file_is_one_line_with_kind_and_sizes():
+    """The CLI's line names kind, path, MIME type and sizes."""
+    line = describe_file({"path": "out/v_00001.mp4", "kind": "video", "mime": "video/mp4", "width": 64,
+                          "height": 48, "frames": 16, "fps": 8.0})
+    assert line == "video out/v_00001.mp4 (video/mp4, 64×48, 16 frames, 8 fps)"
+
+
+def test_require_checks_the_api_version():
+    """require passes for the installed or an older minor version and refuses newer or other majors."""
+    api.require("1.0")
+    with pytest.raises(api.ApiError, match="needs nodegraph plugin API 1.99.*provides API 1.0"):
+        api.require("1.99")
+    with pytest.raises(api.ApiError):
+        api.require("2.0")
+    with pytest.raises(api.ApiArgumentError, match="MAJOR.MINOR"):
+        api.require("latest")
+
+
+def test_every_public_name_exists_and_the_version_is_semver():
+    """__all__ lists real objects and API_VERSION is MAJOR.MINOR."""
+    assert all(hasattr(api, name) for name in api.__all__)
+    major, minor = api.API_VERSION.split(".")
+    assert major.isdigit() and minor.isdigit()
+
+
+class CallsSample(Node):
+    """A plugin-style node that calls api.sample with whatever it is given (to test dispatch)."""
+
+    output_node = True
+
+    class Inputs(NodeInputs):
+        steps: int = Input(3, ge=-5, le=10)
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, steps: int) -> dict:
+        return {"latent": api.sample(self.context, object(), {"context": 1}, None, {"latent": 1}, steps=steps,
+                                     cfg=1.0)}
+
+
+class CallsSamplePlugin:
+    """Registers CallsSample."""
+
+    @hookimpl
+    def register_nodes(self) -> list:
+        return [CallsSample]
+
+
+def test_argument_errors_name_the_function_and_the_argument():
+    """A LATENT dict without 'samples' fails before any model work, naming api.sample and 'latent'."""
+    session = Session(plugins=[("calls", CallsSamplePlugin())], builtins=False)
+    graph = {"format_version": 1, "nodes": {"n": {"type": "CallsSample", "inputs": {}}}}
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    error = info.value.exception
+    assert isinstance(error, api.ApiArgumentError) and error.input == "latent" and error.function == "sample"
+    assert str(error).startswith("nodegraph.api.sample(): argument 'latent': expected a LATENT dict")
+    assert "found dict with keys ['latent']" in str(error)
+
+
+def test_a_session_without_the_builtin_packs_says_which_pack_provides_the_implementation(tmp_path):
+    """With builtins=False there is no implementation of save_image: the error names the 'image' pack."""
+    pytest.importorskip("torch")
+    import torch
+
+    context = make_context(tmp_path)
+    with pytest.raises(api.ApiError, match="built-in 'image' pack provides it"):
+        api.save_image(context, torch.zeros(1, 8, 8, 3), "x")
