@@ -5,7 +5,16 @@ only if it names a regular file whose real path (symlinks resolved) lies inside
 the matching folder, so `../`, absolute paths, encoded separators, NUL bytes
 and symlinks pointing outside are all refused with `FileAccessError`.
 Upload names are sanitised to a plain file name (letters, digits, `._-`) and
-never overwrite: a numeric suffix is added instead.
+never overwrite: a numeric suffix is added instead. Uploads must decode as an
+image of at most `MAX_UPLOAD_PIXELS` (a 60-byte PNG can declare 20000×20000:
+its header is read, not its pixels, before that check). Any OS error while
+resolving (a name too long for the file system, a permission error) is a
+`FileAccessError`, never a traceback.
+
+On a server with users, each user gets `FileStore.for_user(name)`: the same
+ids (`input/x.png`, `output/...`), rooted in `input/<name>/` and
+`output/<name>/`, so one user can neither name nor reach another's files.
+`folder_bytes` measures what a store holds (for per-user quotas).
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ from .errors import NodegraphError
 
 _SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME = 120
+MAX_ID_LENGTH = 1024
+MAX_UPLOAD_PIXELS = 64 * 1024 * 1024     # 8192 × 8192; larger uploads are refused, not decoded
 IMAGE_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
 
 
@@ -43,6 +54,27 @@ class FileStore:
     def __init__(self, input_dir: str | os.PathLike, output_dir: str | os.PathLike):
         self.folders = {"input": Path(input_dir), "output": Path(output_dir)}
 
+    def for_user(self, name: str) -> FileStore:
+        """The store of one user: `input/<name>/` and `output/<name>/` (name checked by users.py)."""
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise FileAccessError(f"invalid user folder name {name!r}")
+        return FileStore(self.folders["input"] / name, self.folders["output"] / name)
+
+    def folder_bytes(self, limit_entries: int = 100_000) -> int:
+        """Bytes of the files in both folders (symlinks not followed; stops counting after `limit_entries`)."""
+        total, seen = 0, 0
+        for folder in self.folders.values():
+            for dirpath, _dirnames, files in os.walk(folder):
+                for file in files:
+                    seen += 1
+                    if seen > limit_entries:
+                        return total
+                    try:
+                        total += os.lstat(os.path.join(dirpath, file)).st_size
+                    except OSError:
+                        continue
+        return total
+
     def save_upload(self, name: str, data: bytes, kind: str = "image") -> str:
         """Check that `data` is an image, store it under a sanitised unique name; returns its file id."""
         if kind not in ("image", "mask"):
@@ -53,10 +85,18 @@ class FileStore:
 
         try:
             with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > MAX_UPLOAD_PIXELS:
+                    raise FileAccessError(
+                        f"the upload {name!r} declares {width}×{height} pixels; the limit is "
+                        f"{MAX_UPLOAD_PIXELS} pixels (e.g. 8192×8192): scale it down before uploading")
                 image.verify()
                 fmt = image.format
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise FileAccessError(f"the upload {name!r} is not a readable image ({exc}); "
+        except FileAccessError:
+            raise
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError,
+                EOFError, MemoryError) as exc:
+            raise FileAccessError(f"the upload {name!r} is not a readable image ({type(exc).__name__}: {exc}); "
                                   f"send PNG, JPEG or WebP bytes") from None
         safe = sanitise_name(name)
         stem, _, ext = safe.rpartition(".") if "." in safe else (safe, "", "")
@@ -81,17 +121,22 @@ class FileStore:
     def resolve(self, file_id: str) -> Path:
         """The path behind a file id, or FileAccessError (never a path outside the folders)."""
         if not isinstance(file_id, str) or "\x00" in file_id or "\\" in file_id or "%" in file_id:
-            raise FileAccessError(f"invalid file id {file_id!r}")
+            raise FileAccessError(f"invalid file id {file_id[:100]!r}")
+        if len(file_id) > MAX_ID_LENGTH:
+            raise FileAccessError(f"file id too long ({len(file_id)} characters; ids are at most {MAX_ID_LENGTH})")
         kind, sep, rel = file_id.partition("/")
         if not sep or kind not in self.folders or not rel:
             raise FileAccessError(f"file id {file_id!r} must start with 'input/' or 'output/'")
         parts = Path(rel).parts
         if Path(rel).is_absolute() or ".." in parts or any(p.startswith("/") for p in parts):
             raise FileAccessError(f"file id {file_id!r} must not leave its folder")
-        root = Path(os.path.realpath(self.folders[kind]))
-        real = Path(os.path.realpath(root / rel))
-        if root not in real.parents:
-            raise FileAccessError(f"file id {file_id!r} points outside the {kind} folder")
-        if not real.is_file():
-            raise FileAccessError(f"no file {file_id!r}")
+        try:
+            root = Path(os.path.realpath(self.folders[kind]))
+            real = Path(os.path.realpath(root / rel))
+            if root not in real.parents:
+                raise FileAccessError(f"file id {file_id!r} points outside the {kind} folder")
+            if not real.is_file():
+                raise FileAccessError(f"no file {file_id!r}")
+        except OSError as exc:    # e.g. ENAMETOOLONG, EACCES
+            raise FileAccessError(f"no file {file_id[:100]!r} ({exc.strerror or type(exc).__name__})") from None
         return real

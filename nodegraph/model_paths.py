@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,53 @@ DEFAULT_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".sft", ".
 STANDARD_FOLDERS = ("checkpoints", "vae", "text_encoders", "unet", "loras", "controlnet",
                     "upscale_models", "embeddings")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MAX_DEPTH = 8            # folder levels below a model folder that are searched
+MAX_ENTRIES = 20_000     # directory entries looked at per listing, at most
+LISTING_TTL = 2.0        # seconds a listing is reused (a file copied in shows up within this)
+
+
+def _mtime(directory: Path) -> float | None:
+    try:
+        return directory.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _walk_models(directory: Path, top: Path, exts: tuple[str, ...], names: list[str], seen: set[str],
+                 visited: set[tuple[int, int]], budget: list[int], depth: int) -> None:
+    """Add model files (and diffusers pipeline folders) under `directory` to `names`, bounded."""
+    try:
+        info = directory.stat()
+    except OSError:
+        return
+    if (info.st_dev, info.st_ino) in visited or depth > MAX_DEPTH:
+        return
+    visited.add((info.st_dev, info.st_ino))
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError:
+        return
+    if depth > 0 and any(e.name == "model_index.json" for e in entries):    # a diffusers pipeline folder
+        rel = directory.relative_to(top).as_posix()
+        if rel not in seen:
+            seen.add(rel)
+            names.append(rel)
+        return
+    for entry in entries:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return
+        try:
+            is_dir = entry.is_dir()       # follows a symlink; loops end at `visited`
+        except OSError:
+            continue
+        if is_dir:
+            _walk_models(Path(entry.path), top, exts, names, seen, visited, budget, depth + 1)
+        elif entry.name.lower().endswith(exts):
+            rel = Path(entry.path).relative_to(top).as_posix()
+            if rel not in seen:
+                seen.add(rel)
+                names.append(rel)
 
 
 def default_roots() -> list[Path]:
@@ -49,6 +97,8 @@ class ModelPaths:
     roots: list[Path] = field(default_factory=default_roots)
     extra: dict[str, list[Path]] = field(default_factory=dict)
     extensions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    _listings: dict[str, tuple[tuple, list[str], list[str]]] = field(default_factory=dict, repr=False,
+                                                                     compare=False)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike, roots: list[Path] | None = None) -> ModelPaths:
@@ -71,30 +121,37 @@ class ModelPaths:
         return [root / folder for root in self.roots] + list(self.extra.get(folder, []))
 
     def list(self, folder: str) -> tuple[list[str], list[str]]:
-        """(file names available in `folder`, directories searched)."""
+        """(file names available in `folder`, directories searched).
+
+        A listing is reused for `LISTING_TTL` seconds unless a searched directory's mtime
+        changed (a file added or removed at its top level shows up at once).
+
+        The walk follows symlinked folders (people link model folders to other disks) but
+        never enters the same directory twice (so a symlink loop ends), stops `MAX_DEPTH`
+        levels down and after `MAX_ENTRIES` entries: a listing is always bounded.
+        """
+        now = time.monotonic()
+        stamp = (now, tuple(_mtime(d) for d in self.directories(folder)))
+        cached = self._listings.get(folder)
+        if cached is not None and now - cached[0][0] < LISTING_TTL and cached[0][1] == stamp[1]:
+            return list(cached[1]), list(cached[2])
         exts = self.extensions.get(folder, DEFAULT_EXTENSIONS)
         names: list[str] = []
-        seen = set()
+        seen: set[str] = set()
         searched = []
+        visited: set[tuple[int, int]] = set()
+        budget = [MAX_ENTRIES]
         for directory in self.directories(folder):
             searched.append(str(directory))
-            if not directory.is_dir():
-                continue
-            for dirpath, dirnames, files in os.walk(directory, followlinks=True):
-                if "model_index.json" in files and Path(dirpath) != directory:   # a diffusers pipeline folder
-                    rel = Path(dirpath).relative_to(directory).as_posix()
-                    if rel not in seen:
-                        seen.add(rel)
-                        names.append(rel)
-                    dirnames.clear()
-                    continue
-                for file in files:
-                    if file.lower().endswith(exts):
-                        rel = (Path(dirpath) / file).relative_to(directory).as_posix()
-                        if rel not in seen:
-                            seen.add(rel)
-                            names.append(rel)
-        return sorted(names), searched
+            if directory.is_dir():
+                _walk_models(directory, directory, exts, names, seen, visited, budget, 0)
+        names.sort()
+        self._listings[folder] = (stamp, names, searched)
+        return list(names), list(searched)
+
+    def forget_listings(self) -> None:
+        """Drop cached listings (the next `list` walks the folders again)."""
+        self._listings.clear()
 
     def resolve(self, folder: str, name: str) -> Path:
         """The path of file `name` in `folder`; LookupError listing what exists otherwise.

@@ -14,6 +14,7 @@ JSON header][payload]`; `encode_frame` / `decode_frame` implement it.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import struct
@@ -25,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from .cache import POLICIES
 from .errors import GraphValidationError
 from .files import FileAccessError, FileStore
-from .run_queue import RunQueue
+from .run_queue import RunQueue, RunRecord, storable_problem
+from .users import User, UserBook
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_HEADER = 64 * 1024
@@ -98,9 +100,20 @@ class GetOutputs(_Message):
 
 
 class ListModels(_Message):
-    """Model files per folder."""
+    """Model files per registered model folder (a folder *name* such as "checkpoints", never a path)."""
     type: Literal["list_models"]
-    folder: str | None = None
+    folder: str | None = Field(None, max_length=64)
+
+
+class DeleteRun(_Message):
+    """Remove a finished run from history and delete the output files it reported."""
+    type: Literal["delete_run"]
+    run_id: str
+
+
+class ListPlugins(_Message):
+    """Loaded, failed and skipped plugins, node-name clashes, and their warnings."""
+    type: Literal["list_plugins"]
 
 
 class FreeMemory(_Message):
@@ -127,20 +140,16 @@ class UploadHeader(_Message):
     kind: Literal["image", "mask"] = "image"
 
 
-ClientMessage = Annotated[
-    Union[Hello, ListNodes, Submit, QueueStatus, Cancel, Interrupt, Requeue, History, GetOutputs,
-          ListModels, FreeMemory, SetCachePolicy, Ping],
-    Field(discriminator="type"),
-]
+_MODELS = (Hello, ListNodes, Submit, QueueStatus, Cancel, Interrupt, Requeue, History, GetOutputs,
+           ListModels, FreeMemory, SetCachePolicy, Ping, DeleteRun, ListPlugins)
+ClientMessage = Annotated[Union[_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]
 _CLIENT_MESSAGE = TypeAdapter(ClientMessage)
-MESSAGE_TYPES = ("hello", "list_nodes", "submit", "queue_status", "cancel", "interrupt", "requeue", "history",
-                 "get_outputs", "list_models", "free_memory", "set_cache_policy", "ping")
+MESSAGE_TYPES = tuple(m.model_fields["type"].annotation.__args__[0] for m in _MODELS)
 
 
 def message_schemas() -> dict[str, Any]:
     """JSON Schema of every client message (text) and of the upload frame header."""
-    models = [Hello, ListNodes, Submit, QueueStatus, Cancel, Interrupt, Requeue, History, GetOutputs,
-              ListModels, FreeMemory, SetCachePolicy, Ping, UploadHeader]
+    models = [*_MODELS, UploadHeader]
     return {m.model_fields["type"].annotation.__args__[0]: m.model_json_schema() for m in models}
 
 
@@ -157,7 +166,10 @@ def decode_frame(frame: bytes) -> tuple[dict[str, Any], bytes]:
     (size,) = struct.unpack(">I", frame[:4])
     if size > MAX_FRAME_HEADER or 4 + size > len(frame):
         raise ValueError(f"binary frame header length {size} is invalid")
-    header = json.loads(frame[4:4 + size].decode("utf-8"))
+    try:
+        header = json.loads(frame[4:4 + size].decode("utf-8"), parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("binary frame header is nested too deeply") from None
     if not isinstance(header, dict):
         raise ValueError("a binary frame header is a JSON object")
     return header, frame[4 + size:]
@@ -174,9 +186,10 @@ class Outgoing:
 
 @dataclass
 class ClientState:
-    """What the protocol knows about one connection."""
+    """What the protocol knows about one connection: who it is and what it submitted."""
 
     client_id: str
+    user: User | None = None          # None: the single-user server (no users file)
     greeted: bool = False
     runs: set[str] = field(default_factory=set)
 
@@ -190,41 +203,75 @@ def _error(to: str, code: str, message: str, request_id: RequestId = None, **det
     return Outgoing(to, body)
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (strict JSON has no NaN or Infinity); send a number or null")
+
+
 class ServerProtocol:
-    """Message handling for the server (no sockets, no threads, no event loop).
+    """Message handling for the server (no sockets, no event loop; safe to call from worker threads).
 
     Args:
         session: the nodegraph Session (schemas, validation, cache, models).
         queue: the persistent RunQueue.
-        files: the FileStore for uploads and outputs.
+        files: the FileStore for uploads and outputs (per-user stores are derived from it).
         wake_worker: called after a run is queued (the shell wakes its worker).
         interrupt_run: called with a run id to interrupt it (the shell forwards to the session).
         server_version: reported in `welcome`.
+        token: the server's single token, if any (a `hello` that carries a token must match it).
+        users: the UserBook of a multi-user server (None: one anonymous user who may do everything).
     """
 
     def __init__(self, session: Any, queue: RunQueue, files: FileStore,
                  wake_worker: Callable[[], None] = lambda: None,
                  interrupt_run: Callable[[str], bool] = lambda run_id: False,
-                 server_version: str = ""):
+                 server_version: str = "", token: str | None = None, users: UserBook | None = None):
         self.session = session
         self.queue = queue
         self.files = files
         self.wake_worker = wake_worker
         self.interrupt_run = interrupt_run
         self.server_version = server_version
+        self.token = token
+        self.users = users
         self.clients: dict[str, ClientState] = {}
         self.run_owner: dict[str, str] = {}
 
     # --- connections ----------------------------------------------------------
 
-    def connect(self, client_id: str) -> list[Outgoing]:
-        """A client connected (after the handshake checks). Nothing is sent until its hello."""
-        self.clients[client_id] = ClientState(client_id)
+    def connect(self, client_id: str, user: User | None = None) -> list[Outgoing]:
+        """A client connected (after the handshake checks, which found `user`). Nothing is sent until its hello."""
+        self.clients[client_id] = ClientState(client_id, user)
         return []
 
     def disconnect(self, client_id: str) -> None:
         """A client went away; its runs go on and stay in history."""
         self.clients.pop(client_id, None)
+
+    # --- who may see what -----------------------------------------------------
+
+    def store_for(self, user: User | None) -> FileStore:
+        """The file store a user reads and writes (the whole store for the single user and admins)."""
+        return self.files if user is None or user.is_admin else self.files.for_user(user.name)
+
+    def run_folders(self, user_name: str | None) -> tuple[Any, Any] | None:
+        """(input dir, output dir) for runs of `user_name`, or None for the session's own folders."""
+        if self.users is None or user_name is None:
+            return None
+        store = self.files.for_user(user_name)
+        return store.folders["input"], store.folders["output"]
+
+    @staticmethod
+    def _sees(client: ClientState, record: RunRecord) -> bool:
+        return client.user is None or client.user.is_admin or record.user == client.user.name
+
+    def _visible_record(self, client: ClientState, run_id: str) -> RunRecord | None:
+        record = self.queue.get(run_id)
+        return record if record is not None and self._sees(client, record) else None
+
+    def _audience(self, user_name: str | None) -> list[str]:
+        """Client ids that may see a run of `user_name`: its own clients and admins (everyone without users)."""
+        return [cid for cid, c in list(self.clients.items())
+                if c.user is None or c.user.is_admin or c.user.name == user_name]
 
     # --- incoming -------------------------------------------------------------
 
@@ -233,27 +280,43 @@ class ServerProtocol:
         client = self.clients.get(client_id)
         if client is None:
             return []
-        if isinstance(data, bytes):
-            return self._receive_binary(client, data)
         try:
-            raw = json.loads(data)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            return [_error(client_id, "invalid_json", f"the message is not JSON: {exc}")]
+            if isinstance(data, bytes):
+                return self._receive_binary(client, data)
+            return self._receive_text(client, data)
+        except Exception as exc:  # noqa: BLE001 — a handler bug must answer, not close the connection
+            log.exception("message handler failed for client %s", client_id)
+            return [_error(client_id, "internal_error",
+                           f"the server could not handle this message ({type(exc).__name__}); "
+                           f"it was not carried out — the server log has the details")]
+
+    def _receive_text(self, client: ClientState, data: str) -> list[Outgoing]:
+        client_id = client.client_id
+        try:
+            raw = json.loads(data, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as exc:
+            text = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            return [_error(client_id, "invalid_json", f"the message is not strict JSON: {text}")]
         if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
             return [_error(client_id, "invalid_message", 'a message is a JSON object with a string "type"')]
         request_id = raw.get("request_id") if isinstance(raw.get("request_id"), (str, int)) else None
         if raw["type"] not in MESSAGE_TYPES:
-            log.warning("client %s sent unknown message type %r", client_id, raw["type"])
+            log.warning("client %s sent unknown message type %r", client_id, raw["type"][:64])
             return [_error(client_id, "unknown_message_type",
-                           f"unknown message type {raw['type']!r}; known types: {', '.join(MESSAGE_TYPES)}",
+                           f"unknown message type {raw['type'][:64]!r}; known types: {', '.join(MESSAGE_TYPES)}",
                            request_id)]
+        for name in ("graph", "overrides", "outputs"):    # one cap on everything that gets stored
+            problem = storable_problem(raw.get(name), name)
+            if problem:
+                return [_error(client_id, "value_too_large", problem, request_id, field=name)]
         try:
             message = _CLIENT_MESSAGE.validate_python(raw)
         except ValidationError as exc:
             problems = [{"field": ".".join(str(p) for p in e["loc"][1:]), "message": e["msg"]}
                         for e in exc.errors()]
             text = "; ".join(f"{p['field'] or 'message'}: {p['message']}" for p in problems)
-            return [_error(client_id, "invalid_message", f"{raw['type']}: {text}", request_id, problems=problems)]
+            return [_error(client_id, "invalid_message", f"{raw['type']}: {text}"[:2000], request_id,
+                           problems=problems[:20])]
         if not client.greeted and message.type != "hello":
             return [_error(client_id, "hello_required", "send a hello message first", request_id)]
         handler = getattr(self, f"_on_{message.type}")
@@ -264,16 +327,41 @@ class ServerProtocol:
             body["request_id"] = message.request_id
         return [Outgoing(client.client_id, body)]
 
+    def _token_matches(self, client: ClientState, token: str) -> bool:
+        if self.users is not None:
+            return client.user is not None and self.users.authenticate(token) == client.user
+        return self.token is not None and hmac.compare_digest(token.encode(), self.token.encode())
+
     def _on_hello(self, client: ClientState, message: Hello) -> list[Outgoing]:
         if message.protocol_version != PROTOCOL_VERSION:
             return [_error(client.client_id, "unsupported_protocol",
                            f"this server speaks protocol version {PROTOCOL_VERSION}, the client "
                            f"{message.protocol_version}; reload the editor or upgrade the client",
                            message.request_id, supported=[PROTOCOL_VERSION])]
+        if message.token is not None and not self._token_matches(client, message.token):
+            client.greeted = False
+            hint = ("this server has no token: leave `token` out" if self.token is None and self.users is None
+                    else "send the token this connection was opened with (or none)")
+            return [_error(client.client_id, "invalid_token", f"the hello's token is wrong; {hint}",
+                           message.request_id)]
         client.greeted = True
+        warnings = self._plugin_warnings()
         return self._reply(client, message, {
             "type": "welcome", "protocol_version": PROTOCOL_VERSION, "server_version": self.server_version,
-            "client_id": client.client_id, "schema_hash": self.session.registry.schema_hash()})
+            "client_id": client.client_id, "schema_hash": self.session.registry.schema_hash(),
+            "user": None if client.user is None else {"name": client.user.name, "role": client.user.role},
+            "plugin_warnings": [w for w in warnings if w.get("level") != "info"]})
+
+    def _plugin_warnings(self) -> list[dict[str, Any]]:
+        getter = getattr(self.session, "plugin_warnings", None)
+        warnings = getter() if callable(getter) else []
+        return [{k: v for k, v in w.items() if k != "traceback"} for w in warnings]
+
+    def _on_list_plugins(self, client: ClientState, message: ListPlugins) -> list[Outgoing]:
+        report = self.session.plugin_report.to_dict(self.session.registry)
+        for failure in report.get("failed", []):
+            failure.pop("traceback", None)       # tracebacks stay in the server log
+        return self._reply(client, message, {"type": "plugins", **report, "warnings": self._plugin_warnings()})
 
     def _on_list_nodes(self, client: ClientState, message: ListNodes) -> list[Outgoing]:
         registry = self.session.registry
@@ -284,7 +372,25 @@ class ServerProtocol:
             body["types"] = registry.types.to_dict()
         return self._reply(client, message, body)
 
+    def _quota_problem(self, client: ClientState) -> str | None:
+        """Why this client's user may not queue another run or store another file, or None."""
+        user = client.user
+        if user is None or user.is_admin:
+            return None
+        if user.max_queued is not None and self.queue.active_count(user.name) >= user.max_queued:
+            return (f"user {user.name!r} already has {user.max_queued} run(s) queued or running (the limit); "
+                    f"wait for one to finish or cancel one")
+        if user.max_bytes is not None:
+            used = self.store_for(user).folder_bytes()
+            if used >= user.max_bytes:
+                return (f"user {user.name!r} stores {used / 1e6:.1f} MB of files, the limit is "
+                        f"{user.max_bytes / 1e6:.1f} MB; delete old runs (delete_run) to free space")
+        return None
+
     def _on_submit(self, client: ClientState, message: Submit) -> list[Outgoing]:
+        quota = self._quota_problem(client)
+        if quota:
+            return [_error(client.client_id, "quota_exceeded", quota, message.request_id)]
         try:
             graph = self.session.load(message.graph)
             if message.overrides:
@@ -295,81 +401,132 @@ class ServerProtocol:
         if errors:
             return [_error(client.client_id, "invalid_graph",
                            f"the graph is invalid ({len(errors)} error(s)); nothing was queued",
-                           message.request_id, errors=[e.to_dict() for e in errors])]
+                           message.request_id, errors=[e.to_dict() for e in errors[:200]])]
+        user_name = client.user.name if client.user is not None else None
         record = self.queue.enqueue(message.graph, client.client_id, message.outputs, message.overrides,
-                                    front=message.front)
+                                    front=message.front, user=user_name)
         client.runs.add(record.id)
         self.run_owner[record.id] = client.client_id
         self.wake_worker()
         position = self.queue.position(record.id)
-        return self._reply(client, message, {"type": "submitted", "run_id": record.id, "position": position}) + [
-            self.queue_changed(record.id, "queued")]
+        return self._reply(client, message, {"type": "submitted", "run_id": record.id, "position": position}) + \
+            self.queue_changed(record.id, "queued", user_name)
 
     def _on_queue_status(self, client: ClientState, message: QueueStatus) -> list[Outgoing]:
         running = self.queue.running()
+        mine = None if client.user is None or client.user.is_admin else client.user.name
         return self._reply(client, message, {
-            "type": "queue", "running": running.summary() if running else None,
-            "pending": [r.summary() for r in self.queue.pending()]})
+            "type": "queue", "running": running.summary() if running and self._sees(client, running) else None,
+            "pending": [r.summary() for r in self.queue.pending(user=mine)],
+            "pending_total": self.queue.pending_count()})
 
     def _on_cancel(self, client: ClientState, message: Cancel) -> list[Outgoing]:
-        if not self.queue.cancel(message.run_id):
+        record = self._visible_record(client, message.run_id)
+        if record is None or not self.queue.cancel(message.run_id):
             return [self._not_queued(client, message.run_id, message.request_id, "cancel")]
-        return self._reply(client, message, {"type": "cancelled", "run_id": message.run_id}) + [
-            self.queue_changed(message.run_id, "cancelled")]
+        return self._reply(client, message, {"type": "cancelled", "run_id": message.run_id}) + \
+            self.queue_changed(message.run_id, "cancelled", record.user)
 
     def _not_queued(self, client: ClientState, run_id: str, request_id: RequestId, verb: str) -> Outgoing:
-        record = self.queue.get(run_id)
-        if record is None:
-            return _error(client.client_id, "not_found", f"no run {run_id!r}", request_id)
+        record = self._visible_record(client, run_id)
+        if record is None:      # another user's run is "not found", not "forbidden": ids reveal nothing
+            return _error(client.client_id, "not_found", f"no run {run_id[:64]!r}", request_id)
         hint = " (use interrupt for a running run)" if record.status == "running" and verb == "cancel" else ""
         return _error(client.client_id, "invalid_state",
                       f"cannot {verb} run {run_id!r}: it is {record.status}{hint}", request_id, status=record.status)
 
     def _on_interrupt(self, client: ClientState, message: Interrupt) -> list[Outgoing]:
         running = self.queue.running()
-        if running is None or running.id != message.run_id or not self.interrupt_run(message.run_id):
-            return [self._not_queued(client, message.run_id, message.request_id, "interrupt")
-                    if running is None or running.id != message.run_id
-                    else _error(client.client_id, "invalid_state", "the run is finishing", message.request_id)]
+        if running is None or running.id != message.run_id or not self._sees(client, running):
+            return [self._not_queued(client, message.run_id, message.request_id, "interrupt")]
+        if not self.interrupt_run(message.run_id):
+            return [_error(client.client_id, "invalid_state", "the run is finishing", message.request_id)]
         return self._reply(client, message, {"type": "interrupting", "run_id": message.run_id})
 
     def _on_requeue(self, client: ClientState, message: Requeue) -> list[Outgoing]:
-        if not self.queue.requeue(message.run_id):
+        record = self._visible_record(client, message.run_id)
+        if record is not None:
+            quota = self._quota_problem(client)
+            if quota:
+                return [_error(client.client_id, "quota_exceeded", quota, message.request_id)]
+        if record is None or not self.queue.requeue(message.run_id):
             return [self._not_queued(client, message.run_id, message.request_id, "requeue")]
         client.runs.add(message.run_id)
         self.run_owner[message.run_id] = client.client_id
         self.wake_worker()
         return self._reply(client, message, {"type": "requeued", "run_id": message.run_id,
-                                             "position": self.queue.position(message.run_id)}) + [
-            self.queue_changed(message.run_id, "queued")]
+                                             "position": self.queue.position(message.run_id)}) + \
+            self.queue_changed(message.run_id, "queued", record.user)
 
     def _on_history(self, client: ClientState, message: History) -> list[Outgoing]:
-        runs, total = self.queue.history(message.offset, message.limit)
+        mine = None if client.user is None or client.user.is_admin else client.user.name
+        runs, total = self.queue.history(message.offset, message.limit, user=mine)
         return self._reply(client, message, {"type": "history", "runs": [r.summary() for r in runs],
                                              "total": total, "offset": message.offset})
 
+    def _files_as_seen_by(self, client: ClientState, record: RunRecord, files: list[dict]) -> list[dict]:
+        """File ids are relative to the run owner's folders; an admin sees them under the owner's subfolder."""
+        if record.user is None or client.user is None or not client.user.is_admin:
+            return files
+        out = []
+        for item in files:
+            kind, _, rel = str(item.get("file_id", "")).partition("/")
+            out.append({**item, "file_id": f"{kind}/{record.user}/{rel}"})
+        return out
+
     def _on_get_outputs(self, client: ClientState, message: GetOutputs) -> list[Outgoing]:
-        record = self.queue.get(message.run_id)
+        record = self._visible_record(client, message.run_id)
         if record is None:
-            return [_error(client.client_id, "not_found", f"no run {message.run_id!r}", message.request_id)]
+            return [_error(client.client_id, "not_found", f"no run {message.run_id[:64]!r}", message.request_id)]
         result = record.result or {}
+        files = self._files_as_seen_by(client, record, result.get("files", []))
         return self._reply(client, message, {"type": "outputs", "run_id": record.id, "status": record.status,
-                                             "outputs": result.get("outputs", {}), "files": result.get("files", []),
+                                             "outputs": result.get("outputs", {}), "files": files,
                                              "error": record.error})
+
+    def _on_delete_run(self, client: ClientState, message: DeleteRun) -> list[Outgoing]:
+        record = self._visible_record(client, message.run_id)
+        if record is None:
+            return [_error(client.client_id, "not_found", f"no run {message.run_id[:64]!r}", message.request_id)]
+        if record.status in ("queued", "running"):
+            return [_error(client.client_id, "invalid_state",
+                           f"run {record.id} is {record.status}; cancel or interrupt it first", message.request_id)]
+        store = self.files if record.user is None else self.files.for_user(record.user)
+        deleted = 0
+        for item in (record.result or {}).get("files", []):
+            try:
+                path = store.resolve(item.get("file_id", ""))
+            except FileAccessError:
+                continue
+            if path.is_file() and str(item.get("file_id", "")).startswith("output/"):
+                path.unlink()
+                deleted += 1
+        self.queue.delete(record.id)
+        return self._reply(client, message, {"type": "run_deleted", "run_id": record.id, "files_deleted": deleted})
 
     def _on_list_models(self, client: ClientState, message: ListModels) -> list[Outgoing]:
         from .model_paths import STANDARD_FOLDERS
 
-        folders = [message.folder] if message.folder else sorted(
-            set(STANDARD_FOLDERS) | set(self.session.registry.extensions.get("model_folders", {})))
+        known = sorted(set(STANDARD_FOLDERS) | set(self.session.registry.extensions.get("model_folders", {})))
+        if message.folder is not None and message.folder not in known:
+            return [_error(client.client_id, "unknown_model_folder",
+                           f"{message.folder[:64]!r} is not a model folder; ask for one of: {', '.join(known)} "
+                           f"(model folders are named, never given as paths)", message.request_id, folders=known)]
+        folders = [message.folder] if message.folder else known
         listing = {folder: self.session.model_paths.list(folder)[0] for folder in folders}
         return self._reply(client, message, {"type": "models", "folders": listing})
 
     def _on_free_memory(self, client: ClientState, message: FreeMemory) -> list[Outgoing]:
+        if client.user is not None and not client.user.is_admin:
+            return [_error(client.client_id, "forbidden", "only an admin may free the server's memory",
+                           message.request_id)]
         self.session.free_memory()
         return self._reply(client, message, {"type": "memory_freed", "memory": self.session.memory.stats()})
 
     def _on_set_cache_policy(self, client: ClientState, message: SetCachePolicy) -> list[Outgoing]:
+        if client.user is not None and not client.user.is_admin:
+            return [_error(client.client_id, "forbidden", "only an admin may change the cache policy",
+                           message.request_id)]
         assert message.policy in POLICIES
         self.session.set_cache_policy(message.policy, message.budget_bytes)
         return self._reply(client, message, {"type": "cache_policy", **self.session.cache.info()})
@@ -390,9 +547,12 @@ class ServerProtocol:
         except ValidationError as exc:
             return [_error(client.client_id, "invalid_message",
                            "binary frames carry uploads: header {type: 'upload', name, kind}; "
-                           + "; ".join(e["msg"] for e in exc.errors()), request_id)]
+                           + "; ".join(e["msg"] for e in exc.errors())[:1000], request_id)]
+        quota = self._quota_problem(client) if client.user is not None else None
+        if quota:
+            return [_error(client.client_id, "quota_exceeded", quota, request_id)]
         try:
-            file_id = self.files.save_upload(header.name, payload, header.kind)
+            file_id = self.store_for(client.user).save_upload(header.name, payload, header.kind)
         except FileAccessError as exc:
             return [_error(client.client_id, "invalid_upload", str(exc), request_id)]
         body = {"type": "uploaded", "file_id": file_id, "name": file_id.split("/", 1)[1], "kind": header.kind}
@@ -402,10 +562,18 @@ class ServerProtocol:
 
     # --- from the worker ----------------------------------------------------
 
-    def queue_changed(self, run_id: str, status: str) -> Outgoing:
-        """Broadcast: one run changed status (small: never the whole queue)."""
-        return Outgoing(None, {"type": "queue_changed", "run_id": run_id, "status": status,
-                               "pending": self.queue.pending_count()})
+    def queue_changed(self, run_id: str, status: str, user_name: str | None = None) -> list[Outgoing]:
+        """One run changed status: told to the clients who may see the run (small: never the whole queue)."""
+        body = {"type": "queue_changed", "run_id": run_id, "status": status, "pending": self.queue.pending_count()}
+        if self.users is None:
+            return [Outgoing(None, body)]
+        return [Outgoing(client_id, body) for client_id in self._audience(user_name)]
+
+    def _owner_user(self, run_id: str) -> str | None:
+        if self.users is None:
+            return None
+        record = self.queue.get(run_id)
+        return record.user if record else None
 
     def run_event(self, run_id: str, event: dict[str, Any], preview: bytes | None = None,
                   preview_format: str = "jpeg") -> list[Outgoing]:
@@ -424,7 +592,7 @@ class ServerProtocol:
         if event.get("type") in ("run_started", "run_finished", "run_failed", "run_interrupted"):
             status = {"run_started": "running", "run_finished": "succeeded", "run_failed": "failed",
                       "run_interrupted": "interrupted"}[event["type"]]
-            out.append(self.queue_changed(run_id, status))
+            out += self.queue_changed(run_id, status, self._owner_user(run_id))
         return out
 
     def output_image(self, run_id: str, node_id: str, file_id: str, data: bytes, image_format: str,
@@ -436,3 +604,10 @@ class ServerProtocol:
         return [Outgoing(owner, binary=encode_frame(
             {"type": "image", "run_id": run_id, "node_id": node_id, "file_id": file_id,
              "format": image_format, "index": index}, data))]
+
+    def output_file(self, run_id: str, item: dict[str, Any]) -> list[Outgoing]:
+        """An output file that is not sent inline (video, audio, mesh, ...): its id, kind and mime, to the owner."""
+        owner = self.run_owner.get(run_id)
+        if owner not in self.clients:
+            return []
+        return [Outgoing(owner, {"type": "output_file", "run_id": run_id, **item})]

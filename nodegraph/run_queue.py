@@ -12,9 +12,14 @@ nothing submitted is lost. History (finished runs) survives restarts and can
 be pruned. All methods are thread-safe (one connection, one lock): the server's
 event loop and its worker thread share one RunQueue.
 
-Columns: id, seq (queue order), client_id, status, graph (JSON text), outputs
-(JSON list or null), overrides (JSON), submitted_at, started_at, finished_at,
-error (JSON or null), result (JSON: output values and file references, or null).
+Columns: id, seq (queue order), client_id, user (the owner's name on a server
+with users, else null), status, graph (JSON text), outputs (JSON list or null),
+overrides (JSON), submitted_at, started_at, finished_at, error (JSON or null),
+result (JSON: output values and file references, or null).
+
+A row that cannot be decoded (a corrupt or hostile value written before limits
+existed, a disk error) never breaks a listing: it is returned as a `failed`
+record whose error says why, and marked failed in the table.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
     client_id TEXT,
+    user TEXT,
     status TEXT NOT NULL,
     graph TEXT NOT NULL,
     outputs TEXT,
@@ -58,6 +64,7 @@ class RunRecord:
     id: str
     seq: int
     client_id: str | None
+    user: str | None
     status: str
     graph: dict
     outputs: list[str] | None
@@ -70,17 +77,88 @@ class RunRecord:
 
     def summary(self) -> dict[str, Any]:
         """The run without its graph (what queue and history listings send)."""
-        return {"run_id": self.id, "status": self.status, "client_id": self.client_id,
+        return {"run_id": self.id, "status": self.status, "client_id": self.client_id, "user": self.user,
                 "submitted_at": self.submitted_at, "started_at": self.started_at,
                 "finished_at": self.finished_at, "error": self.error,
                 "title": (self.graph.get("metadata") or {}).get("title") if isinstance(self.graph, dict) else None}
 
 
+class UnreadableRow(Exception):
+    """A stored row whose JSON columns cannot be decoded."""
+
+
+MAX_STORED_DEPTH = 48          # a graph is ~4 levels, literals ≤ 32 (graph.MAX_VALUE_DEPTH), ui a few more
+MAX_STORED_ITEMS = 1_000_000    # containers + scalars in one stored value
+MAX_STORED_TEXT = 8 * 1024 * 1024   # characters of strings and keys in one stored value
+
+
+def storable_problem(value: Any, name: str) -> str | None:
+    """Why `value` may not be stored in the queue (too deep, too many items, too much text), or None.
+
+    The one cap on every JSON value the server stores (graph with its `ui` and `metadata`,
+    overrides, outputs): checked iteratively at submit time, so no stored row can later
+    fail to load for being too deep or too large.
+    """
+    stack = [(value, 1)]
+    items = text = 0
+    while stack:
+        item, depth = stack.pop()
+        items += 1
+        if depth > MAX_STORED_DEPTH:
+            return f"{name} is nested deeper than {MAX_STORED_DEPTH} levels; flatten it (e.g. the ui or metadata)"
+        if items > MAX_STORED_ITEMS:
+            return f"{name} has more than {MAX_STORED_ITEMS} values; a graph is far smaller"
+        if isinstance(item, dict):
+            for key, child in item.items():
+                text += len(key) if isinstance(key, str) else 0
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            text += len(item)
+        elif isinstance(item, float) and (item != item or item in (float("inf"), float("-inf"))):
+            return f"{name} contains NaN or Infinity, which strict JSON cannot hold; use a number or null"
+        if text > MAX_STORED_TEXT:
+            return f"{name} holds more than {MAX_STORED_TEXT // (1024 * 1024)} MiB of text; keep images out of graphs"
+    return None
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with NaN/±Infinity replaced by the strings "NaN", "Infinity", "-Infinity" (strict JSON)."""
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (float("inf"), float("-inf")):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def _decode(row: sqlite3.Row) -> RunRecord:
-    loads = lambda text: None if text is None else json.loads(text)  # noqa: E731
-    return RunRecord(row["id"], row["seq"], row["client_id"], row["status"], json.loads(row["graph"]),
-                     loads(row["outputs"]), loads(row["overrides"]), row["submitted_at"], row["started_at"],
-                     row["finished_at"], loads(row["error"]), loads(row["result"]))
+    """A row → RunRecord; UnreadableRow (never RecursionError/JSONDecodeError) for a bad row."""
+    def loads(column: str) -> Any:
+        text = row[column]
+        if text is None:
+            return None
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError, MemoryError) as exc:
+            raise UnreadableRow(f"stored {column} of run {row['id']} cannot be read "
+                                f"({type(exc).__name__}); the run is marked failed") from None
+    return RunRecord(row["id"], row["seq"], row["client_id"], row["user"], row["status"], loads("graph"),
+                     loads("outputs"), loads("overrides"), row["submitted_at"], row["started_at"],
+                     row["finished_at"], loads("error"), loads("result"))
+
+
+def _unreadable(row: sqlite3.Row, message: str) -> RunRecord:
+    """What a listing shows for a row that cannot be decoded."""
+    return RunRecord(row["id"], row["seq"], row["client_id"], row["user"], "failed", {}, None, None,
+                     row["submitted_at"], row["started_at"], row["finished_at"] or time.time(),
+                     {"message": message, "code": "unreadable_row"}, None)
 
 
 class RunQueue:
@@ -96,6 +174,9 @@ class RunQueue:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            columns = {r["name"] for r in self._db.execute("PRAGMA table_info(runs)")}
+            if "user" not in columns:      # a database from before users existed
+                self._db.execute("ALTER TABLE runs ADD COLUMN user TEXT")
 
     def close(self) -> None:
         """Close the database; safe to call twice."""
@@ -108,24 +189,46 @@ class RunQueue:
         with self._lock:
             return self._db.execute(sql, args).fetchone()
 
+    def _records(self, rows: list[sqlite3.Row]) -> list[RunRecord]:
+        """Decode rows; an unreadable one is returned as failed and marked failed in the table."""
+        records = []
+        for row in rows:
+            try:
+                records.append(_decode(row))
+            except UnreadableRow as exc:
+                records.append(_unreadable(row, str(exc)))
+                self._mark_unreadable(row["id"], str(exc))
+        return records
+
+    def _mark_unreadable(self, run_id: str, message: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE runs SET status = 'failed', finished_at = COALESCE(finished_at, ?), graph = '{}', "
+                "outputs = NULL, overrides = NULL, result = NULL, error = ? WHERE id = ?",
+                (time.time(), json.dumps({"message": message, "code": "unreadable_row"}), run_id))
+
     def enqueue(self, graph: dict, client_id: str | None = None, outputs: list[str] | None = None,
-                overrides: dict | None = None, front: bool = False) -> RunRecord:
-        """Add a run at the back (or front) of the queue; returns its record."""
+                overrides: dict | None = None, front: bool = False, user: str | None = None) -> RunRecord:
+        """Add a run at the back (or front) of the queue; returns its record (ValueError if not storable)."""
+        for name, value in (("graph", graph), ("outputs", outputs), ("overrides", overrides)):
+            problem = storable_problem(value, name)
+            if problem:
+                raise ValueError(problem)
         run_id = uuid.uuid4().hex
         with self._lock:
             bound = self._one("SELECT MIN(seq) AS lo, MAX(seq) AS hi FROM runs")
             lo, hi = (bound["lo"] or 0), (bound["hi"] or 0)
             seq = lo - 1 if front else hi + 1
             self._db.execute(
-                "INSERT INTO runs (id, seq, client_id, status, graph, outputs, overrides, submitted_at) "
-                "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
-                (run_id, seq, client_id, json.dumps(graph), json.dumps(outputs) if outputs is not None else None,
+                "INSERT INTO runs (id, seq, client_id, user, status, graph, outputs, overrides, submitted_at) "
+                "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+                (run_id, seq, client_id, user, json.dumps(graph, allow_nan=False), json.dumps(outputs) if outputs is not None else None,
                  json.dumps(overrides) if overrides else None, time.time()))
         return self.get(run_id)  # type: ignore[return-value]
 
     def get(self, run_id: str) -> RunRecord | None:
         row = self._one("SELECT * FROM runs WHERE id = ?", run_id)
-        return _decode(row) if row else None
+        return self._records([row])[0] if row else None
 
     def position(self, run_id: str) -> int | None:
         """0-based place among queued runs, or None if the run is not queued."""
@@ -136,14 +239,17 @@ class RunQueue:
         return int(ahead["n"])
 
     def claim_next(self) -> RunRecord | None:
-        """Mark the first queued run as running and return it (None if the queue is empty)."""
+        """Mark the first readable queued run as running and return it (None if the queue is empty)."""
         with self._lock:
-            row = self._one("SELECT id FROM runs WHERE status = 'queued' ORDER BY seq LIMIT 1")
-            if row is None:
-                return None
-            self._db.execute("UPDATE runs SET status = 'running', started_at = ? WHERE id = ?",
-                             (time.time(), row["id"]))
-            return self.get(row["id"])
+            while True:
+                row = self._one("SELECT id FROM runs WHERE status = 'queued' ORDER BY seq LIMIT 1")
+                if row is None:
+                    return None
+                self._db.execute("UPDATE runs SET status = 'running', started_at = ? WHERE id = ?",
+                                 (time.time(), row["id"]))
+                record = self.get(row["id"])     # an unreadable row comes back failed: skip it
+                if record is not None and record.status == "running":
+                    return record
 
     def finish(self, run_id: str, status: str, error: dict | None = None, result: dict | None = None) -> None:
         """Record how a running run ended."""
@@ -152,8 +258,8 @@ class RunQueue:
         with self._lock:
             self._db.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, error = ?, result = ? WHERE id = ?",
-                (status, time.time(), json.dumps(error) if error else None,
-                 json.dumps(result, default=str) if result is not None else None, run_id))
+                (status, time.time(), json.dumps(strict_json(error)) if error else None,
+                 json.dumps(strict_json(result), default=str) if result is not None else None, run_id))
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a queued run; False if it is not queued (running runs are interrupted instead)."""
@@ -184,29 +290,44 @@ class RunQueue:
                 "WHERE status = 'running'", (time.time(),))
             return ids
 
-    def pending(self) -> list[RunRecord]:
-        """Queued runs in order."""
+    def pending(self, user: str | None = None) -> list[RunRecord]:
+        """Queued runs in order (only `user`'s when given)."""
         with self._lock:
-            rows = self._db.execute("SELECT * FROM runs WHERE status = 'queued' ORDER BY seq").fetchall()
-        return [_decode(r) for r in rows]
+            rows = self._db.execute(
+                "SELECT * FROM runs WHERE status = 'queued' AND (? IS NULL OR user = ?) ORDER BY seq",
+                (user, user)).fetchall()
+        return self._records(rows)
 
     def pending_count(self) -> int:
         """How many runs are queued."""
         return int(self._one("SELECT COUNT(*) AS n FROM runs WHERE status = 'queued'")["n"])
 
-    def running(self) -> RunRecord | None:
-        row = self._one("SELECT * FROM runs WHERE status = 'running' ORDER BY started_at LIMIT 1")
-        return _decode(row) if row else None
+    def active_count(self, user: str) -> int:
+        """How many of `user`'s runs are queued or running (what the per-user limit counts)."""
+        return int(self._one("SELECT COUNT(*) AS n FROM runs WHERE status IN ('queued', 'running') AND user = ?",
+                             user)["n"])
 
-    def history(self, offset: int = 0, limit: int = 50) -> tuple[list[RunRecord], int]:
-        """Finished runs, newest first, and how many there are in all."""
+    def running(self) -> RunRecord | None:
+        row = self._one("SELECT * FROM runs WHERE status = 'running' ORDER BY started_at DESC LIMIT 1")
+        return self._records([row])[0] if row else None
+
+    def history(self, offset: int = 0, limit: int = 50, user: str | None = None) -> tuple[list[RunRecord], int]:
+        """Finished runs, newest first (only `user`'s when given), and how many there are in all."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT * FROM runs WHERE status IN ('succeeded', 'failed', 'interrupted', 'cancelled') "
-                "ORDER BY finished_at DESC, seq DESC LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+                "AND (? IS NULL OR user = ?) ORDER BY finished_at DESC, seq DESC LIMIT ? OFFSET ?",
+                (user, user, limit, offset)).fetchall()
             total = self._one("SELECT COUNT(*) AS n FROM runs WHERE status IN "
-                              "('succeeded', 'failed', 'interrupted', 'cancelled')")["n"]
-        return [_decode(r) for r in rows], int(total)
+                              "('succeeded', 'failed', 'interrupted', 'cancelled') AND (? IS NULL OR user = ?)",
+                              user, user)["n"]
+        return self._records(rows), int(total)
+
+    def delete(self, run_id: str) -> bool:
+        """Remove a finished run from history."""
+        with self._lock:
+            cursor = self._db.execute(f"DELETE FROM runs WHERE id = ? AND status IN {FINISHED!r}", (run_id,))
+            return cursor.rowcount == 1
 
     def prune(self, keep: int = 1000, older_than: float | None = None) -> int:
         """Delete finished runs beyond the newest `keep` (and/or finished before `older_than`)."""

@@ -1,29 +1,39 @@
 """The websocket + HTTP server: a thin asyncio shell around protocol.py.
 
-    nodegraph serve [--host 127.0.0.1] [--port 8188] [--data-dir DIR] [--token T] [--allow-origin URL]
+    nodegraph serve [--host 127.0.0.1] [--port 8188] [--data-dir DIR] [--token T | --users FILE]
+                    [--allow-origin URL] [--allow-host NAME] [plugin flags as for `nodegraph run`]
     python server.py ...   (the same)
 
 Pieces:
 - `Server.handler`: one coroutine per websocket connection (`async for`), feeding
-  frames to `ServerProtocol.receive`; what it returns goes into each recipient's
-  outbox, drained by a sender task per connection, so a slow client never
-  delays the others (one that stops reading is disconnected). Clean-up in `finally`.
-- `Server.process_request`: the HTTP side of the same port — token and Origin
-  checks for the websocket handshake, `/files/<id>` (by id only, see files.py),
-  and the editor's static files from `web/dist`.
+  frames to `ServerProtocol.receive` *in a thread pool* (validation of a big graph
+  or a model-folder listing never blocks the event loop); what it returns goes
+  into each recipient's outbox, drained by a sender task per connection, so a
+  slow client never delays the others (one that stops reading is disconnected).
+  Clean-up in `finally`. Replies are strict JSON (no NaN/Infinity).
+- `Server.process_request`: the HTTP side of the same port — Host, token and
+  Origin checks, `/files/<id>` (by id only, see files.py; per user on a server
+  with users), and the editor's static files from `web/dist`. `/?token=T` sets
+  an HttpOnly, SameSite=Strict cookie and redirects to `/`, so the editor's
+  assets and websocket carry the token without it staying in the URL.
 - The worker: one thread that takes queued runs in order and runs them on the
   Session; engine events are handed to the event loop with
   `call_soon_threadsafe`, so queue operations never wait for a running graph.
+  It survives any exception (a database error included): the run is reported
+  failed and the next one runs.
 - `Server.close()` is safe to call twice.
 
-Security defaults: loopback only; any other address requires a token (printed
-at start when not given); browsers' `Origin` must be allowed; message size capped.
+Security defaults (docs/security.md): loopback only; any other address requires
+a token (printed at start when not given) or a users file; the Host header must
+name this server (DNS rebinding); browsers' `Origin` must be allowed; message
+size capped; each user sees only their own runs and files.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import hmac
 import io
 import ipaddress
@@ -32,8 +42,10 @@ import logging
 import mimetypes
 import os
 import secrets
+import socket
 import sys
 import threading
+import time
 import uuid
 from http import HTTPStatus
 from pathlib import Path
@@ -49,15 +61,38 @@ from . import __version__
 from .errors import GraphValidationError, NodeExecutionError, RunInterrupted
 from .events import RunFailed
 from .files import FileAccessError, FileStore
+from .plugins import PluginOptionError, add_plugin_arguments, plugin_options
 from .protocol import Outgoing, ServerProtocol, message_schemas
 from .results import collect_files, jsonable
-from .run_queue import RunQueue
+from .run_queue import RunQueue, strict_json
+from .users import User, UserBook, UsersFileError
 
 log = logging.getLogger("nodegraph.server")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WEB_DIST = PROJECT_ROOT / "web" / "dist"
 DEFAULT_PORT = 8188
 DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
+TOKEN_COOKIE = "nodegraph_token"
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def host_name(header: str | None) -> str | None:
+    """The host part of a Host header ("example.com:8188" → "example.com", "[::1]:80" → "::1")."""
+    if not header:
+        return None
+    header = header.strip().lower()
+    if header.startswith("["):
+        end = header.find("]")
+        return header[1:end] if end > 0 else None
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def dump_message(message: dict[str, Any]) -> str:
+    """A message as strict JSON: NaN/Infinity become strings rather than invalid JSON."""
+    try:
+        return json.dumps(message, default=str, allow_nan=False)
+    except ValueError:
+        return json.dumps(strict_json(message), default=str, allow_nan=False)
 
 
 def is_loopback(host: str) -> bool:
@@ -98,8 +133,12 @@ class Server:
         session: a nodegraph Session (its output/input dirs are used for files).
         data_dir: where runs.sqlite lives.
         host, port: where to listen (port 0 picks a free one; see `port` after `start`).
-        token: required at the handshake; generated when listening beyond loopback and not given.
+        token: required at the handshake; generated when listening beyond loopback and not given
+            (unless `users` is given: then each user's own token is required instead).
+        users: a UserBook (users.py): named users who see only their own runs and files.
         allowed_origins: extra allowed browser origins (the server's own are always allowed).
+        allowed_hosts: extra names the Host header may carry (loopback names and the bound
+            address always; when listening beyond loopback, also this machine's host names).
         max_message_bytes: largest frame accepted (uploads included).
         web_dist: the editor's build folder.
         history_limit: finished runs kept in history (older ones are pruned after each run).
@@ -108,24 +147,39 @@ class Server:
     def __init__(self, session: Any, data_dir: str | os.PathLike = ".nodegraph", host: str = "127.0.0.1",
                  port: int = DEFAULT_PORT, token: str | None = None, allowed_origins: list[str] | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE, web_dist: Path = WEB_DIST,
-                 history_limit: int = 1000):
+                 history_limit: int = 1000, users: UserBook | None = None,
+                 allowed_hosts: list[str] | None = None):
         self.session = session
         self.host, self.port = host, port
-        if token is None and not is_loopback(host):
+        self.users = users
+        if users is not None:
+            token = None
+        if token is None and users is None and not is_loopback(host):
             token = secrets.token_urlsafe(24)
             self.generated_token = True
         else:
             self.generated_token = False
         self.token = token
         self.extra_origins = set(allowed_origins or [])
+        self.allowed_hosts = {h.lower().strip("[]") for h in (allowed_hosts or [])} | set(LOOPBACK_NAMES)
+        if host not in ("0.0.0.0", "::", ""):
+            self.allowed_hosts.add(host.lower().strip("[]"))
+        if not is_loopback(host):
+            for name in (socket.gethostname(), socket.getfqdn()):
+                self.allowed_hosts.add(name.lower())
         self.max_message_bytes = max_message_bytes
         self.web_dist = web_dist
         self.history_limit = history_limit
         self.queue = RunQueue(Path(data_dir) / "runs.sqlite")
         self.files = FileStore(session.input_dir, session.output_dir)
-        self.protocol = ServerProtocol(session, self.queue, self.files, wake_worker=self._wake,
-                                       interrupt_run=self._interrupt_run, server_version=__version__)
+        # The worker is woken by the handler after it delivered `submitted` (not from the handler
+        # thread), so that a client always gets `submitted` before the run's first event.
+        self.protocol = ServerProtocol(session, self.queue, self.files, wake_worker=lambda: None,
+                                       interrupt_run=self._interrupt_run, server_version=__version__,
+                                       token=self.token, users=users)
         self.connections: dict[str, tuple[ServerConnection, asyncio.Queue]] = {}
+        # Message handling runs here, off the event loop (see the module docstring).
+        self._handlers = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="nodegraph-msg")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
         self._wake_event = threading.Event()
@@ -164,32 +218,72 @@ class Server:
             await self._server.wait_closed()
         if self._worker is not None:
             await asyncio.to_thread(self._worker.join, 10)
+        self._handlers.shutdown(wait=False, cancel_futures=True)
         self.queue.close()
 
     @property
     def own_origins(self) -> set[str]:
-        hosts = {self.host}
-        if is_loopback(self.host) or self.host in ("0.0.0.0", "::"):
-            hosts |= {"localhost", "127.0.0.1", "[::1]"}
+        hosts = {f"[{h}]" if ":" in h else h for h in self.allowed_hosts}
         return {f"http://{h}:{self.port}" for h in hosts} | {f"https://{h}:{self.port}" for h in hosts}
 
     # --- HTTP side ------------------------------------------------------------
 
-    def _token_ok(self, request: Request) -> bool:
-        if self.token is None:
-            return True
+    @staticmethod
+    def _given_token(request: Request) -> tuple[str | None, bool]:
+        """(the token a request carries — query, Bearer header or cookie — and whether it came in the query)."""
         query = parse_qs(urlsplit(request.path).query)
         given = (query.get("token") or [None])[0]
+        if given is not None:
+            return given, True
         auth = request.headers.get("Authorization", "")
         if auth.startswith("Bearer "):
-            given = auth[len("Bearer "):]
-        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
+            return auth[len("Bearer "):], False
+        for header in request.headers.get_all("Cookie"):
+            for part in header.split(";"):
+                name, _, value = part.strip().partition("=")
+                if name == TOKEN_COOKIE and value:
+                    return value, False
+        return None, False
+
+    def authenticate(self, request: Request) -> tuple[bool, User | None]:
+        """(may this request go on, and as which user — None on a server without users)."""
+        given, _ = self._given_token(request)
+        if self.users is not None:
+            user = self.users.authenticate(given)
+            return user is not None, user
+        if self.token is None:
+            return True, None
+        return given is not None and hmac.compare_digest(given.encode(), self.token.encode()), None
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Handshake checks for /ws; files and static assets for everything else."""
+        """Host/token/Origin checks; the websocket handshake, files and static assets. Never a traceback."""
+        try:
+            return self._process_request(connection, request)
+        except Exception:  # noqa: BLE001 — an HTTP request must never see a traceback
+            log.exception("HTTP request %r failed", request.path[:200])
+            return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
-        if not self._token_ok(request):
+        host = host_name(request.headers.get("Host"))
+        if host is None or host not in self.allowed_hosts:
+            log.warning("refused a request for host %r", (request.headers.get("Host") or "")[:100])
+            return connection.respond(HTTPStatus.MISDIRECTED_REQUEST,
+                                      "this server does not answer for that host name; "
+                                      "start it with --allow-host NAME to add one\n")
+        allowed, user = self.authenticate(request)
+        if not allowed:
             return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid token is required (?token=...)\n")
+        given, in_query = self._given_token(request)
+        if in_query and path != "/ws" and (self.token is not None or self.users is not None):
+            # Trade the token in the URL for a cookie, so that the editor's assets and websocket carry it.
+            response = connection.respond(HTTPStatus.SEE_OTHER, "signed in\n")
+            response.headers["Location"] = path if path.startswith("/") and not path.startswith("//") else "/"
+            response.headers["Set-Cookie"] = (f"{TOKEN_COOKIE}={given}; HttpOnly; SameSite=Strict; Path=/"
+                                              + ("; Secure" if request.headers.get("X-Forwarded-Proto") == "https"
+                                                 else ""))
+            response.headers["Cache-Control"] = "no-store"
+            return response
         if path == "/ws":
             origin = request.headers.get("Origin")
             if origin is not None and origin not in self.own_origins | self.extra_origins:
@@ -200,7 +294,7 @@ class Server:
             if "%" in path:  # ids never need encoding; refusing it closes off %2e%2e-style traversal
                 return connection.respond(HTTPStatus.NOT_FOUND, "file ids are not percent-encoded\n")
             try:
-                file_path = self.files.resolve(path[len("/files/"):])
+                file_path = self.protocol.store_for(user).resolve(path[len("/files/"):])
             except FileAccessError as exc:
                 return connection.respond(HTTPStatus.NOT_FOUND, f"{exc}\n")
             return self._file_response(file_path)
@@ -229,15 +323,23 @@ class Server:
     # --- websocket side ---------------------------------------------------------
 
     async def handler(self, websocket: ServerConnection) -> None:
-        """One connection: feed frames to the protocol; a sender task drains its outbox."""
+        """One connection: feed frames to the protocol (off the loop); a sender task drains its outbox."""
         client_id = uuid.uuid4().hex[:12]
         outbox: asyncio.Queue = asyncio.Queue(maxsize=self.OUTBOX_LIMIT)
         self.connections[client_id] = (websocket, outbox)
         sender = asyncio.create_task(self._send_loop(websocket, outbox))
+        loop = asyncio.get_running_loop()
         try:
-            self._deliver(self.protocol.connect(client_id))
+            _allowed, user = self.authenticate(websocket.request)
+            self._deliver(self.protocol.connect(client_id, user))
             async for frame in websocket:
-                self._deliver(self.protocol.receive(client_id, frame))
+                try:
+                    replies = await loop.run_in_executor(self._handlers, self.protocol.receive, client_id, frame)
+                except RuntimeError:      # the pool is shut down: the server is closing
+                    break
+                self._deliver(replies)
+                if any(out.message and out.message.get("type") in ("submitted", "requeued") for out in replies):
+                    self._wake()
         except ConnectionClosed:
             pass
         finally:
@@ -258,7 +360,7 @@ class Server:
     def _deliver(self, outgoing: list[Outgoing]) -> None:
         """Queue each message on its recipients' outboxes (never waits for a slow client)."""
         for out in outgoing:
-            payload = out.binary if out.binary is not None else json.dumps(out.message, default=str)
+            payload = out.binary if out.binary is not None else dump_message(out.message)
             targets = list(self.connections.items()) if out.to is None else (
                 [(out.to, self.connections[out.to])] if out.to in self.connections else [])
             for client_id, (websocket, outbox) in targets:
@@ -280,20 +382,30 @@ class Server:
         self._wake_event.set()
 
     def _interrupt_run(self, run_id: str) -> bool:
-        if self._current_run != run_id:
-            return False
-        self.session.interrupt()
+        """Interrupt a run the queue shows running — even while it is still being validated."""
+        self.session.interrupt(run_id)
         return True
 
+    WORKER_RETRY_SECONDS = 1.0
+
     def _work(self) -> None:
+        """Take queued runs in order, forever: no exception ends this loop (it is logged and reported)."""
         while not self._stopping.is_set():
-            self._wake_event.wait()
+            self._wake_event.wait(timeout=self.WORKER_RETRY_SECONDS * 5)
             self._wake_event.clear()
             while not self._stopping.is_set():
-                record = self.queue.claim_next()
+                try:
+                    record = self.queue.claim_next()
+                except Exception:  # noqa: BLE001 — e.g. a disk I/O error: try again shortly
+                    log.exception("could not read the run queue; retrying")
+                    time.sleep(self.WORKER_RETRY_SECONDS)
+                    break
                 if record is None:
                     break
-                self._execute(record)
+                try:
+                    self._execute(record)
+                except Exception:  # noqa: BLE001 — the worker must survive anything
+                    log.exception("the worker failed around run %s; going on with the next run", record.id)
 
     TERMINAL_EVENTS = ("run_finished", "run_failed", "run_interrupted")
 
@@ -309,47 +421,80 @@ class Server:
                 log.exception("could not encode a preview")
         self._post(self.protocol.run_event(run_id, event.to_dict(), preview))
 
+    def _finish(self, run_id: str, status: str, error: dict | None = None, result: dict | None = None) -> None:
+        """Record a run's end; if the database refuses (disk full, I/O error), the run is reported failed."""
+        for attempt in range(2):
+            try:
+                self.queue.finish(run_id, status, error=error, result=result)
+                return
+            except Exception as exc:  # noqa: BLE001
+                log.exception("could not record the end of run %s (attempt %d)", run_id, attempt + 1)
+                failure = exc
+                time.sleep(0.2)
+        message = (f"the run ended ({status}) but the server could not record it: "
+                   f"{type(failure).__name__}: {failure}; check the disk under the data folder")
+        self._terminal_event = RunFailed(run_id, None, message)
+
     def _execute(self, record: Any) -> None:
         run_id = record.id
         self._current_run = run_id
         self._terminal_event = None
+        folders = self.protocol.run_folders(record.user)
+        store = self.files if record.user is None else self.files.for_user(record.user)
         try:
             result = self.session.run(record.graph, overrides=record.overrides, outputs=record.outputs,
-                                      on_event=lambda e: self._on_event(run_id, e), run_id=run_id)
+                                      on_event=lambda e: self._on_event(run_id, e), run_id=run_id,
+                                      **({"input_dir": folders[0], "output_dir": folders[1]} if folders else {}))
         except GraphValidationError as exc:
-            self.queue.finish(run_id, "failed", error={"message": str(exc), "errors": exc.to_list()})
             self._terminal_event = RunFailed(run_id, None, str(exc))
+            self._finish(run_id, "failed", error={"message": str(exc), "errors": exc.to_list()})
         except NodeExecutionError as exc:
-            self.queue.finish(run_id, "failed", error={
+            self._finish(run_id, "failed", error={
                 "node_id": exc.node_id, "node_type": exc.node_type, "exception_type": exc.exception_type,
                 "message": str(exc.exception), "traceback": exc.traceback})
         except RunInterrupted as exc:
-            self.queue.finish(run_id, "interrupted", error={"message": str(exc), "node_id": exc.node_id})
+            self._finish(run_id, "interrupted", error={"message": str(exc), "node_id": exc.node_id})
         except Exception as exc:  # noqa: BLE001 — the worker must survive anything
             log.exception("run %s crashed the worker loop", run_id)
-            self.queue.finish(run_id, "failed", error={"message": f"{type(exc).__name__}: {exc}"})
             self._terminal_event = RunFailed(run_id, None, f"{type(exc).__name__}: {exc}")
+            self._finish(run_id, "failed", error={"message": f"{type(exc).__name__}: {exc}"})
         else:
-            files = []
-            for item in collect_files(result.outputs):
-                try:
-                    file_id = self.files.file_id(item["path"])
-                except ValueError:
-                    continue
-                files.append({"file_id": file_id, "node_id": item["node_id"], "kind": item["kind"]})
-                if item["kind"] == "image":
-                    data = Path(item["path"]).read_bytes()
-                    self._post(self.protocol.output_image(run_id, item["node_id"], file_id, data,
-                                                          item.get("format") or "png", item["index"]))
+            files = self._send_files(run_id, store, result.outputs)
             outputs = {node_id: jsonable({k: v for k, v in values.items() if k != "files"})
                        for node_id, values in result.outputs.items()}
-            self.queue.finish(run_id, "succeeded", result={"outputs": outputs, "files": files,
-                                                           "executed": result.executed, "cached": result.cached})
+            self._finish(run_id, "succeeded", result={"outputs": outputs, "files": files,
+                                                      "executed": result.executed, "cached": result.cached})
         finally:
             self._current_run = None
-            self.queue.prune(keep=self.history_limit)
+            try:
+                self.queue.prune(keep=self.history_limit)
+            except Exception:  # noqa: BLE001
+                log.exception("could not prune the history")
             if self._terminal_event is not None:   # now get_outputs / queue_status see the final status
                 self._post(self.protocol.run_event(run_id, self._terminal_event.to_dict()))
+
+    def _send_files(self, run_id: str, store: FileStore, outputs: dict[str, Any]) -> list[dict[str, Any]]:
+        """Output files → file ids in the run owner's store; images go to the owner as binary frames,
+        other kinds (video, audio, mesh, ...) as `output_file` messages."""
+        files = []
+        for item in collect_files(outputs):
+            try:
+                file_id = store.file_id(item["path"])
+            except ValueError:
+                log.warning("run %s reported a file outside its output folder: %r", run_id, item["path"])
+                continue
+            entry = {"file_id": file_id, "node_id": item["node_id"], "kind": item["kind"], "index": item["index"]}
+            for key in ("mime", "format", "width", "height", "frames", "fps", "duration", "sample_rate"):
+                if item.get(key) is not None:
+                    entry[key] = item[key]
+            files.append(entry)
+            if item["kind"] == "image":
+                data = Path(item["path"]).read_bytes()
+                self._post(self.protocol.output_image(run_id, item["node_id"], file_id, data,
+                                                      item.get("format") or "png", item["index"]))
+            else:
+                self._post(self.protocol.output_file(run_id, entry))
+        return files
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -361,11 +506,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input-dir", default="input")
     parser.add_argument("--token", default=os.environ.get("NODEGRAPH_TOKEN"),
                         help="required from clients (env NODEGRAPH_TOKEN); generated if listening beyond loopback")
+    parser.add_argument("--users", metavar="FILE",
+                        help="named users, each with a token, seeing only their own runs and files "
+                             "(create with `nodegraph users add NAME --file FILE`; see docs/security.md)")
     parser.add_argument("--allow-origin", action="append", default=[], metavar="URL",
                         help="another browser origin allowed to connect (repeatable)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="another host name clients may use to reach this server (repeatable; "
+                             "loopback names and the bound address are always allowed)")
     parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE)
     parser.add_argument("--history-limit", type=int, default=1000, help="finished runs kept in history")
-    parser.add_argument("--no-plugins", action="store_true", help="load only the built-in nodes")
+    add_plugin_arguments(parser)
     parser.add_argument("--print-schemas", action="store_true", help="print the JSON Schemas of client messages")
     return parser
 
@@ -373,16 +524,21 @@ def build_parser() -> argparse.ArgumentParser:
 async def serve_forever(args: argparse.Namespace) -> None:
     from .session import Session
 
-    session = Session(autoload=False if args.no_plugins else None, output_dir=args.output_dir,
-                      input_dir=args.input_dir)
+    users = UserBook.load(args.users) if args.users else None
+    session = Session(**plugin_options(args), output_dir=args.output_dir, input_dir=args.input_dir)
+    for warning in session.plugin_warnings():
+        level = {"error": logging.ERROR, "warning": logging.WARNING}.get(warning.get("level"), logging.INFO)
+        log.log(level, "plugin %s: %s (%s)", warning.get("plugin"), warning.get("message"), warning.get("fix"))
     server = Server(session, data_dir=args.data_dir, host=args.host, port=args.port, token=args.token,
                     allowed_origins=args.allow_origin, max_message_bytes=args.max_message_bytes,
-                    history_limit=args.history_limit)
+                    history_limit=args.history_limit, users=users, allowed_hosts=args.allow_host)
     await server.start()
     url = f"http://{args.host if ':' not in args.host else f'[{args.host}]'}:{server.port}/"
     if server.token:
         url += f"?token={server.token}"
     print(f"nodegraph {__version__} serving on {url}", flush=True)
+    if users is not None:
+        print(f"{len(users)} user(s) from {args.users}; open {url}?token=YOUR_TOKEN", flush=True)
     if server.generated_token:
         print(f"token (generated; clients must send it): {server.token}", flush=True)
     try:
@@ -401,6 +557,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve_forever(args))
     except KeyboardInterrupt:
         pass
+    except (UsersFileError, PluginOptionError) as exc:
+        print(f"nodegraph serve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

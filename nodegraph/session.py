@@ -86,6 +86,7 @@ class Session:
         }
         self._subscribers: list[ev.EventSink] = []
         self._interrupt = threading.Event()
+        self._interrupt_requests: set[str] = set()     # run ids asked to stop before they started
         self._run_lock = threading.Lock()
 
     # --- plugins --------------------------------------------------------------
@@ -148,6 +149,8 @@ class Session:
         outputs: Iterable[str] | None = None,
         on_event: ev.EventSink | None = None,
         run_id: str | None = None,
+        input_dir: str | os.PathLike | None = None,
+        output_dir: str | os.PathLike | None = None,
     ) -> RunResult:
         """Validate and run a graph; returns outputs and which nodes executed or came from cache.
 
@@ -157,7 +160,11 @@ class Session:
             overrides: `{"node_id.input": value}` literals replacing the file's.
             outputs: node ids to produce (default: every output node).
             on_event: a sink for this run's events (in addition to subscribers).
-            run_id: an id for the run's events (default: a new uuid).
+            run_id: an id for the run's events (default: a new uuid). `interrupt(run_id)`
+                called before the run starts (e.g. while it is validated) stops it at once.
+            input_dir, output_dir: folders for this run only (a server gives each user
+                their own); output nodes' cache keys include the output folder, so a
+                cached result never points into another run's folder.
 
         Raises:
             GraphValidationError: the graph is invalid (every error listed).
@@ -171,24 +178,47 @@ class Session:
         plan = self._checked_plan(graph, requested)
         targets = requested if requested is not None else plan.output_nodes
         sinks = list(self._subscribers) + ([on_event] if on_event else [])
+        services, resolve_file, scope = self.services, self.resolve_file, b""
+        if input_dir is not None or output_dir is not None:
+            run_input = Path(input_dir) if input_dir is not None else self.input_dir
+            run_output = Path(output_dir) if output_dir is not None else self.output_dir
+            resolve_file = lambda folder, name: self._resolve_file_in(run_input, folder, name)  # noqa: E731
+            services = {**self.services, "input_dir": run_input, "output_dir": run_output,
+                        "resolve_file": resolve_file}
+            scope = str(run_output.resolve()).encode()
         with self._run_lock:
             self._interrupt.clear()
-            return run_plan(plan, targets, self.cache, ev.fan_out(sinks), self._interrupt,
-                            self.services, self.resolve_file, run_id, graph)
+            if run_id is not None and run_id in self._interrupt_requests:
+                self._interrupt.set()          # interrupted while it was being validated
+            try:
+                return run_plan(plan, targets, self.cache, ev.fan_out(sinks), self._interrupt,
+                                services, resolve_file, run_id, graph, output_scope=scope)
+            finally:
+                if run_id is not None:
+                    self._interrupt_requests.discard(run_id)
 
     def resolve_file(self, folder: str, name: str) -> Path:
         """A file by folder and name: `"input"` is the input folder, anything else a model folder."""
+        return self._resolve_file_in(self.input_dir, folder, name)
+
+    def _resolve_file_in(self, input_dir: Path, folder: str, name: str) -> Path:
         if folder == "input":
             if not name or "/" in name or "\\" in name or name.startswith("."):
-                raise LookupError(f"input file name {name!r} must be a plain file name in {self.input_dir}")
-            path = self.input_dir / name
+                raise LookupError(f"input file name {name!r} must be a plain file name in {input_dir}")
+            path = input_dir / name
             if not path.is_file():
-                raise LookupError(f"no file {name!r} in the input folder {self.input_dir}")
+                raise LookupError(f"no file {name!r} in the input folder {input_dir}")
             return path
         return self.model_paths.resolve(folder, name)
 
-    def interrupt(self) -> None:
-        """Ask the running graph (if any) to stop at the next check; safe from any thread."""
+    def interrupt(self, run_id: str | None = None) -> None:
+        """Ask the running graph to stop at the next check; safe from any thread.
+
+        With `run_id`, the request also holds for that run if it has not started
+        executing yet (it is still being validated): it stops as soon as it starts.
+        """
+        if run_id is not None:
+            self._interrupt_requests.add(run_id)
         self._interrupt.set()
 
     # --- events and cache ---------------------------------------------------

@@ -1,0 +1,194 @@
+"""Named users of a shared server: a token file, roles and per-user limits.
+
+    nodegraph users add alice --file users.json [--admin] [--max-queued 20] [--max-bytes 2e9]
+    nodegraph users list --file users.json
+    nodegraph users remove alice --file users.json
+    nodegraph serve --users users.json
+
+The file (JSON, written by the commands above; edit by hand if you like) maps
+user names to their settings. Tokens are never stored, only their SHA-256:
+tokens are 32 random bytes (`secrets.token_urlsafe`), so a fast hash is as safe
+as a slow one and keeps the per-request check cheap::
+
+    {"users": {"alice": {"token_sha256": "…", "role": "user",
+                         "max_queued": 20, "max_bytes": 2000000000}}}
+
+Roles: `user` sees, cancels, interrupts, re-queues and downloads only its own
+runs and files, and its graphs read and write only its own folders
+(`input/<name>/`, `output/<name>/`); `admin` sees and manages every run and
+every file. Limits: `max_queued` (queued + running runs at once) and
+`max_bytes` (bytes stored in the user's input and output folders); `null`
+means unlimited. Without a users file a server has one anonymous user who
+may do everything (the single-user default), guarded by `--token` when it
+listens beyond loopback.
+
+Main objects: `User`, `UserBook` (load/save, `authenticate(token)`), `main`
+(the `nodegraph users` command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import secrets
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROLES = ("user", "admin")
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+DEFAULT_MAX_QUEUED = 20
+DEFAULT_MAX_BYTES = 2 * 1024**3
+
+
+class UsersFileError(ValueError):
+    """The users file is missing, unreadable or malformed; the message names the fix."""
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class User:
+    """One named user: role and limits (None = unlimited)."""
+
+    name: str
+    role: str = "user"
+    max_queued: int | None = DEFAULT_MAX_QUEUED
+    max_bytes: int | None = DEFAULT_MAX_BYTES
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def check_user_name(name: str) -> str:
+    """A user name is also a folder name: lower-case letters, digits, `_` and `-`, at most 32."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise UsersFileError(f"user name {name!r} is not allowed: use 1-32 lower-case letters, digits, '_' or '-', "
+                             f"starting with a letter (it becomes the user's folder name)")
+    return name
+
+
+class UserBook:
+    """The users of a server, keyed by the hash of their token."""
+
+    def __init__(self, users: dict[str, tuple[User, str]] | None = None, path: Path | None = None):
+        self.path = path
+        self._users: dict[str, tuple[User, str]] = dict(users or {})     # name -> (user, token hash)
+        self._by_hash = {token_hash: user for user, token_hash in self._users.values()}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> UserBook:
+        """Read a users file; UsersFileError says what is wrong and how to fix it."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UsersFileError(f"no users file {path}; create one with `nodegraph users add NAME --file {path}`") \
+                from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UsersFileError(f"cannot read the users file {path}: {exc}") from None
+        entries = data.get("users") if isinstance(data, dict) else None
+        if not isinstance(entries, dict):
+            raise UsersFileError(f'{path}: expected {{"users": {{NAME: {{"token_sha256": ..., "role": ...}}}}}}')
+        users: dict[str, tuple[User, str]] = {}
+        for name, entry in entries.items():
+            check_user_name(name)
+            if not isinstance(entry, dict) or not re.fullmatch(r"[0-9a-f]{64}", str(entry.get("token_sha256", ""))):
+                raise UsersFileError(f"{path}: user {name!r} needs a 64-hex-digit token_sha256 "
+                                     f"(re-create it with `nodegraph users add {name} --file {path}`)")
+            role = entry.get("role", "user")
+            if role not in ROLES:
+                raise UsersFileError(f"{path}: user {name!r} has role {role!r}; roles are {', '.join(ROLES)}")
+            limits = {}
+            for key, default in (("max_queued", DEFAULT_MAX_QUEUED), ("max_bytes", DEFAULT_MAX_BYTES)):
+                value = entry.get(key, default)
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                    raise UsersFileError(f"{path}: user {name!r}: {key} must be a whole number ≥ 0 or null")
+                limits[key] = value
+            users[name] = (User(name, role, **limits), entry["token_sha256"])
+        return cls(users, path)
+
+    def save(self, path: str | os.PathLike | None = None) -> None:
+        """Write the file (mode 0600: it is a list of who may use the server)."""
+        path = Path(path or self.path)
+        body = {"users": {name: {"token_sha256": token_hash, **{k: v for k, v in asdict(user).items() if k != "name"}}
+                          for name, (user, token_hash) in sorted(self._users.items())}}
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+
+    def add(self, user: User) -> str:
+        """Add (or replace) a user with a new random token; returns the token (shown once)."""
+        check_user_name(user.name)
+        if user.role not in ROLES:
+            raise UsersFileError(f"role {user.role!r}: roles are {', '.join(ROLES)}")
+        token = secrets.token_urlsafe(32)
+        self._users[user.name] = (user, hash_token(token))
+        self._by_hash = {token_hash: u for u, token_hash in self._users.values()}
+        return token
+
+    def remove(self, name: str) -> bool:
+        found = self._users.pop(name, None) is not None
+        self._by_hash = {token_hash: u for u, token_hash in self._users.values()}
+        return found
+
+    def authenticate(self, token: str | None) -> User | None:
+        """The user whose token this is, or None."""
+        if not token:
+            return None
+        return self._by_hash.get(hash_token(token))
+
+    def users(self) -> list[User]:
+        return [user for user, _ in sorted(self._users.values(), key=lambda pair: pair[0].name)]
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`nodegraph users add|list|remove`."""
+    parser = argparse.ArgumentParser(prog="nodegraph users", description="Manage the users of a shared server.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    add = sub.add_parser("add", help="add a user (or give an existing one a new token); prints the token once")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="may see and manage every user's runs and files")
+    add.add_argument("--max-queued", type=int, default=DEFAULT_MAX_QUEUED, help="queued + running runs at once")
+    add.add_argument("--max-bytes", type=float, default=DEFAULT_MAX_BYTES, help="bytes stored in the user's folders")
+    remove = sub.add_parser("remove", help="remove a user")
+    remove.add_argument("name")
+    sub.add_parser("list", help="list users, roles and limits")
+    for p in (add, remove, sub.choices["list"]):
+        p.add_argument("--file", default="users.json", help="the users file (default users.json)")
+    args = parser.parse_args(argv)
+    path = Path(args.file)
+    try:
+        book = UserBook.load(path) if (path.exists() or args.action != "add") else UserBook(path=path)
+        if args.action == "add":
+            token = book.add(User(args.name, "admin" if args.admin else "user", args.max_queued, int(args.max_bytes)))
+            book.save(path)
+            print(f"user {args.name} ({'admin' if args.admin else 'user'}) saved in {path}; token (shown once):")
+            print(token)
+        elif args.action == "remove":
+            if not book.remove(args.name):
+                print(f"no user {args.name!r} in {path}", file=sys.stderr)
+                return 1
+            book.save(path)
+        else:
+            for user in book.users():
+                print(f"{user.name}\t{user.role}\tmax_queued={user.max_queued}\tmax_bytes={user.max_bytes}")
+    except UsersFileError as exc:
+        print(f"nodegraph users: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
