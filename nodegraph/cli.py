@@ -4,11 +4,17 @@
     nodegraph validate GRAPH.json [--json]
     nodegraph nodes [TYPE ...] [--json]
     nodegraph plugins [--json]
+    nodegraph plugin new NAME [--dir DIR]
     nodegraph schema
     nodegraph serve [--host H] [--port P] ...   (see server.py)
+    nodegraph users add|list|remove ...         (see users.py)
+
+Every command that loads plugins takes --allow-plugin, --deny-plugin,
+--prefer-plugin TYPE=PLUGIN and --no-plugins (`plugins.add_plugin_arguments`);
+`run` and `validate` print plugin failures and clashes to stderr.
 
 Exit codes: 0 success; 1 invalid graph; 2 bad command line; 3 a node failed;
-130 interrupted. A thin layer over `nodegraph.Session`; it imports nothing
+4 a plugin failed to load (`nodegraph plugins`); 130 interrupted. A thin layer over `nodegraph.Session`; it imports nothing
 heavy itself, so `--help` and `validate` start fast (no torch).
 """
 
@@ -21,17 +27,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_PLUGIN_FAILED = 4
 
 
 def _plugin_options() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("plugins")
-    group.add_argument("--allow-plugin", action="append", metavar="NAME",
-                       help="load only these installed plugins (repeatable; env NODEGRAPH_PLUGINS_ALLOW)")
-    group.add_argument("--deny-plugin", action="append", metavar="NAME",
-                       help="never load this plugin (repeatable; env NODEGRAPH_PLUGINS_DENY)")
-    group.add_argument("--no-plugins", action="store_true",
-                       help="load only the built-in nodes (env NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD=1)")
+    from .plugins import add_plugin_arguments
+
+    parent = add_plugin_arguments(argparse.ArgumentParser(add_help=False))
     parent.add_argument("--model-paths", metavar="FILE",
                         help="JSON file of extra model folders, e.g. an A1111/ComfyUI install (env NODEGRAPH_MODEL_PATHS)")
     return parent
@@ -67,11 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
     nodes.add_argument("--json", action="store_true", help="print full JSON schemas")
     nodes.add_argument("--markdown", action="store_true", help="print the node reference (docs/nodes.md)")
 
-    plugin_cmd = sub.add_parser("plugins", parents=[plugins], help="list loaded, failed and skipped plugins")
+    plugin_cmd = sub.add_parser("plugins", parents=[plugins],
+                                help="list loaded, failed, clashing and skipped plugins (exit 4 if any failed)")
     plugin_cmd.add_argument("--json", action="store_true")
 
-    sub.add_parser("schema", help="print the JSON Schema of the graph file format")
+    plugin_tools = sub.add_parser("plugin", help="plugin authoring tools (`nodegraph plugin new NAME`)")
+    plugin_sub = plugin_tools.add_subparsers(dest="plugin_command", metavar="ACTION", required=True)
+    new = plugin_sub.add_parser("new", help="write a ready-to-install plugin package (one node, a test, a graph)")
+    new.add_argument("name", help="the plugin's name: a Python identifier, e.g. my_filters")
+    new.add_argument("--dir", default=".", help="the folder to create the package in (default: .)")
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of the graph file format")
+    schema.add_argument("--results", action="store_true", help="print the schema of output nodes' files instead")
     sub.add_parser("serve", help="serve the editor and the websocket API (see `nodegraph serve --help`)",
+                   add_help=False)
+    sub.add_parser("users", help="add, list or remove the users of a shared server (see `nodegraph users --help`)",
                    add_help=False)
     return parser
 
@@ -80,8 +92,9 @@ def _session(args: argparse.Namespace, **kwargs: Any):
     from .model_paths import ModelPaths
     from .session import Session
 
-    return Session(autoload=False if args.no_plugins else None, allow=args.allow_plugin,
-                   deny=args.deny_plugin, model_paths=ModelPaths.default(args.model_paths), **kwargs)
+    from .plugins import plugin_options
+
+    return Session(**plugin_options(args), model_paths=ModelPaths.default(args.model_paths), **kwargs)
 
 
 def _print_errors(errors: list, stream: TextIO) -> None:
@@ -140,7 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     session = _session(args, output_dir=args.output_dir, input_dir=args.input_dir)
-    _report_plugin_failures(session)
+    warnings = _print_plugin_warnings(session)
     events_out: TextIO | None = None
     if args.events == "-":
         events_out = sys.stdout
@@ -167,6 +180,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except NodeExecutionError as exc:
         print(f"error: node {exc.node_id!r} ({exc.node_type}) failed: {exc.exception_type}: {exc.exception}",
               file=sys.stderr)
+        sources = {p.name: p.source for p in session.plugin_report.loaded}
+        if exc.plugin is not None and sources.get(exc.plugin) != "builtin":
+            print(f"(node type {exc.node_type} comes from plugin {exc.plugin!r}: check the node's inputs; if they "
+                  f"are valid, report the error to the plugin's authors — `nodegraph plugins` shows its version)",
+                  file=sys.stderr)
         if args.traceback:
             print(exc.traceback, file=sys.stderr)
         else:
@@ -181,10 +199,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     outputs = {node_id: jsonable(values) for node_id, values in result.outputs.items()}
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     summary_path = Path(args.output_dir) / f"{Path(args.graph).stem}.outputs.json"
-    summary_path.write_text(json.dumps({"run_id": result.run_id, "outputs": outputs}, indent=2) + "\n")
+    summary_path.write_text(json.dumps({"run_id": result.run_id, "outputs": outputs,
+                                        "plugin_warnings": warnings}, indent=2, default=str) + "\n")
+    from .results import ResultFileError, collect_files, describe_file
+
+    try:
+        files = collect_files(result.outputs, args.output_dir)
+    except ResultFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     for node_id, values in result.outputs.items():
-        shown = values.get("text", jsonable(values.get("value", values)))
-        print(f"{node_id}: {shown}", file=summary)
+        rest = {k: v for k, v in values.items() if k != "files"}
+        if rest or "files" not in values:
+            print(f"{node_id}: {values.get('text', jsonable(values.get('value', rest)))}", file=summary)
+    for item in files:   # every output file with its kind
+        print(f"{item['node_id']}: {describe_file(item)}", file=summary)
     print(f"ran {len(result.executed)} node(s), {len(result.cached)} from cache, in {result.seconds:.3f} s; "
           f"outputs in {summary_path}", file=summary)
     return EXIT_OK
@@ -192,9 +221,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     session = _session(args)
+    warnings = _print_plugin_warnings(session)
     errors = session.validate(Path(args.graph))
     if args.json:
-        print(json.dumps({"valid": not errors, "errors": [e.to_dict() for e in errors]}, indent=2))
+        print(json.dumps({"valid": not errors, "errors": [e.to_dict() for e in errors],
+                          "plugin_warnings": warnings}, indent=2, default=str))
     elif errors:
         _print_errors(errors, sys.stdout)
     else:
@@ -206,11 +237,18 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     session = _session(args)
     schemas = session.node_schemas()
     if args.types:
-        unknown = [t for t in args.types if t not in session.registry.nodes]
+        registry = session.registry
+        wanted = {registry.resolve(t) for t in args.types}
+        for name in args.types:
+            if name in registry.ambiguous:
+                print(f"error: node type {name!r} is ambiguous: provided as "
+                      f"{', '.join(registry.ambiguous[name])}; ask for one of those", file=sys.stderr)
+                return EXIT_USAGE
+        unknown = [t for t in args.types if registry.resolve(t) is None]
         if unknown:
             print(f"error: unknown node type(s): {', '.join(unknown)}", file=sys.stderr)
             return EXIT_USAGE
-        schemas = [s for s in schemas if s["type"] in args.types]
+        schemas = [s for s in schemas if s["qualified_type"] in wanted]
     if args.json:
         print(json.dumps({"schema_hash": session.registry.schema_hash(), "nodes": schemas,
                           "types": session.registry.types.to_dict()}, indent=2, default=str))
@@ -265,36 +303,59 @@ def nodes_markdown(schemas: list[dict]) -> str:
 def cmd_plugins(args: argparse.Namespace) -> int:
     session = _session(args)
     report = session.plugin_report.to_dict(session.registry)
+    status = EXIT_PLUGIN_FAILED if report["failed"] else EXIT_OK
     if args.json:
         print(json.dumps(report, indent=2, default=str))
-        return EXIT_OK
+        return status
     for p in report["loaded"]:
         print(f"loaded   {p['name']:<20} {p['source']:<12} {p['version'] or '':<10} {len(p['nodes'])} node(s)")
-    for f in report["failed"]:
-        print(f"FAILED   {f['name']:<20} {f['source']:<12} {f['error']}")
-    for s in report["skipped"]:
-        print(f"skipped  {s['name']:<20} {s['reason']}")
-    for c in report["conflicts"]:
-        print(f"conflict {c['message']}")
-    return EXIT_OK
+    for w in report["warnings"]:
+        label = {"failed": "FAILED", "clash": "CLASH", "skipped": "skipped", "preference": "prefer"}[w["kind"]]
+        print(f"{label:<8} {w['plugin']:<20} {w['message']}")
+        if w["level"] != "info":
+            print(f"{'':<8} {'':<20} fix: {w['fix']}")
+    if status != EXIT_OK:
+        print(f"{len(report['failed'])} plugin(s) failed to load; see the fixes above "
+              f"(`nodegraph plugins --json` has the tracebacks)", file=sys.stderr)
+    return status
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
     from .graph import graph_file_schema
 
+    if getattr(args, "results", False):
+        from .results import results_schema
+
+        print(json.dumps(results_schema(), indent=2))
+        return EXIT_OK
     print(json.dumps(graph_file_schema(), indent=2))
     return EXIT_OK
 
 
-def _report_plugin_failures(session: Any) -> None:
-    for failure in session.plugin_report.failed:
-        print(f"warning: plugin {failure.name!r} was skipped: {failure.error}", file=sys.stderr)
-    for conflict in session.registry.conflicts:
-        print(f"warning: {conflict}", file=sys.stderr)
+def cmd_plugin(args: argparse.Namespace) -> int:
+    from .plugin_template import PluginTemplateError, write_plugin
+
+    try:
+        folder = write_plugin(args.name, args.dir)
+    except PluginTemplateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote plugin package {args.name!r} in {folder}\n"
+          f"next: pip install -e {folder} && pytest {folder / 'tests'} && nodegraph plugins")
+    return EXIT_OK
+
+
+def _print_plugin_warnings(session: Any) -> list[dict]:
+    """Print plugin failures, clashes and unused preferences to stderr; return every warning (for --json)."""
+    warnings = session.plugin_warnings()
+    for w in warnings:
+        if w["level"] != "info":
+            print(f"warning: {w['message']}. Fix: {w['fix']}", file=sys.stderr)
+    return [{k: v for k, v in w.items() if k != "traceback"} for w in warnings]
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes, "plugins": cmd_plugins,
-            "schema": cmd_schema}
+            "plugin": cmd_plugin, "schema": cmd_schema}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,12 +364,22 @@ def main(argv: list[str] | None = None) -> int:
         from .server import main as serve_main
 
         return serve_main(argv[1:])
+    if argv[:1] == ["users"]:
+        from .users import main as users_main
+
+        return users_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    return COMMANDS[args.command](args)
+    from .plugins import PluginOptionError
+
+    try:
+        return COMMANDS[args.command](args)
+    except PluginOptionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -126,3 +126,117 @@ def test_model_paths_config_adds_folders(tmp_path, capsys, monkeypatch):
         paths.resolve("checkpoints", "../paths.json")
     monkeypatch.setenv("NODEGRAPH_MODEL_PATHS", str(config))
     assert "dream.safetensors" in ModelPaths.default().list("checkpoints")[0]
+
+
+# --- plugin warnings, clashes and the exit status of `plugins` ---------------------------------
+
+class _EntryPoint:
+    """An installed plugin as importlib.metadata would list it (name, load(), dist)."""
+
+    def __init__(self, name, obj=None, error=None):
+        self.name, self.obj, self.error, self.dist = name, obj, error, None
+
+    def load(self):
+        if self.error:
+            raise self.error
+        return self.obj
+
+
+def _twin_plugin(value):
+    from nodegraph import Node, Output, hookimpl
+
+    class Twin(Node):
+        outputs = (Output("value", "INT"),)
+
+        def run(self):
+            if value is None:
+                raise RuntimeError("the plugin's node broke")
+            return {"value": value}
+
+    class Plugin:
+        @hookimpl
+        def register_nodes(self):
+            return [Twin]
+
+    return Plugin()
+
+
+@pytest.fixture
+def clashing_plugins(monkeypatch):
+    """Installed plugins 'alpha' and 'beta' (both provide Twin) and 'broken' (fails to import)."""
+    from nodegraph import plugins as plugin_loading
+
+    real = plugin_loading._entry_points
+    installed = [_EntryPoint("alpha", _twin_plugin(1)), _EntryPoint("beta", _twin_plugin(2)),
+                 _EntryPoint("broken", error=ModuleNotFoundError("No module named 'gone'", name="gone"))]
+    monkeypatch.setattr(plugin_loading, "_entry_points",
+                        lambda group: installed if group == plugin_loading.PLUGIN_GROUP else real(group))
+    monkeypatch.delenv("NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD")
+
+
+def _graph(tmp_path, node_type):
+    path = tmp_path / "twin.json"
+    path.write_text(json.dumps({"format_version": 1, "nodes": {
+        "t": {"type": node_type, "inputs": {}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "t", "output": "value"}}}}}))
+    return str(path)
+
+
+def test_plugins_command_lists_failures_and_clashes_with_fixes_and_exits_4(clashing_plugins, capsys):
+    """`nodegraph plugins` shows the failed plugin's error and fix, the clash, and exits 4."""
+    assert main(["plugins"]) == 4
+    captured = capsys.readouterr()
+    assert "FAILED   broken" in captured.out and "pip install gone" in captured.out
+    assert "CLASH" in captured.out and "'alpha' and 'beta'" in captured.out
+    assert "--prefer-plugin Twin=alpha" in captured.out
+    assert "1 plugin(s) failed to load" in captured.err
+    assert main(["plugins", "--json", "--deny-plugin", "broken"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["clashes"][0]["qualified"] == ["alpha.Twin", "beta.Twin"]
+    assert {w["kind"] for w in report["warnings"]} == {"clash", "skipped"}
+
+
+def test_validate_prints_plugin_warnings_and_includes_them_in_json(clashing_plugins, tmp_path, capsys):
+    """`validate` warns on stderr about failed and clashing plugins; --json carries them; the bare name fails."""
+    assert main(["validate", _graph(tmp_path, "Twin"), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert "warning: plugin 'broken' failed to load" in captured.err and "'alpha' and 'beta'" in captured.err
+    report = json.loads(captured.out)
+    assert report["errors"][0]["code"] == "ambiguous_node_type"
+    assert {w["kind"] for w in report["plugin_warnings"]} == {"failed", "clash"}
+    assert all("traceback" not in w for w in report["plugin_warnings"])
+    assert main(["validate", _graph(tmp_path, "Twin"), "--prefer-plugin", "Twin=beta"]) == 0
+    assert main(["validate", _graph(tmp_path, "beta.Twin")]) == 0
+
+
+def test_run_warns_and_records_plugin_warnings_in_its_summary(clashing_plugins, tmp_path, capsys):
+    """`run` prints plugin warnings to stderr and writes them into the outputs summary file."""
+    assert main(["run", _graph(tmp_path, "alpha.Twin"), "--output-dir", str(tmp_path / "out"),
+                 "--deny-plugin", "beta"]) == 0
+    captured = capsys.readouterr()
+    assert "show: 1" in captured.out and "plugin 'broken' failed to load" in captured.err
+    summary = json.loads((tmp_path / "out" / "twin.outputs.json").read_text())
+    assert [w["plugin"] for w in summary["plugin_warnings"] if w["kind"] == "failed"] == ["broken"]
+
+
+def test_a_plugin_node_failing_at_run_names_the_plugin(monkeypatch, tmp_path, capsys):
+    """A plugin node raising in `run` exits 3 and the message names the plugin."""
+    from nodegraph import plugins as plugin_loading
+
+    real = plugin_loading._entry_points
+    monkeypatch.setattr(plugin_loading, "_entry_points", lambda group: [_EntryPoint("fragile", _twin_plugin(None))]
+                        if group == plugin_loading.PLUGIN_GROUP else real(group))
+    monkeypatch.delenv("NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD")
+    assert main(["run", _graph(tmp_path, "Twin"), "--output-dir", str(tmp_path)]) == 3
+    err = capsys.readouterr().err
+    assert "the plugin's node broke" in err and "comes from plugin 'fragile'" in err
+
+
+def test_plugin_flags_are_checked_and_nodes_accepts_qualified_names(capsys):
+    """A malformed --prefer-plugin is a usage error; `nodes` takes qualified and bare names."""
+    assert main(["validate", ARITHMETIC, "--prefer-plugin", "Int"]) == 2
+    assert "TYPE=PLUGIN" in capsys.readouterr().err
+    assert main(["nodes", "--json", "primitives.Int", "Math"]) == 0
+    nodes = json.loads(capsys.readouterr().out)["nodes"]
+    assert sorted(n["type"] for n in nodes) == ["Int", "Math"]
+    assert {n["qualified_type"] for n in nodes} == {"primitives.Int", "primitives.Math"}

@@ -1,14 +1,17 @@
-"""Plugins: discovery order, isolation of failures, conflicts, allow/deny lists, hook docs."""
+"""Plugins: discovery order, isolation of failures (with fixes), namespaced names and clashes, allow/deny/prefer, hook docs."""
 
 from __future__ import annotations
 
 import inspect
+import json
+import sys
 from pathlib import Path
 
 import pytest
 
 from nodegraph import Input, Node, NodeInputs, Output, PortType, Session, hookimpl, hookspecs
 from nodegraph import plugins as plugin_loading
+from nodegraph.errors import ERROR_CODES, GraphValidationError, NodeExecutionError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -161,3 +164,323 @@ def test_every_hook_is_documented():
         doc = inspect.getdoc(getattr(hookspecs, name))
         assert doc and "\n" not in doc, f"{name} needs a one-line docstring"
         assert f"`{name}`" in docs, f"docs/plugins.md does not document {name}"
+
+
+# --- names, clashes and preferences ------------------------------------------------------
+
+def twin_session(**kwargs) -> Session:
+    """Plugins 'alpha' and 'beta' both provide a node called Twin (returning 1 and 2)."""
+    return Session(plugins=[("alpha", NodesPlugin(make_node("Twin", 1))),
+                            ("beta", NodesPlugin(make_node("Twin", 2)))], **kwargs)
+
+
+def twin_graph(*types: str) -> dict:
+    return {"format_version": 1, "nodes": {
+        f"n{i}": {"type": t, "inputs": {}} for i, t in enumerate(types)} | {
+        f"show{i}": {"type": "ShowValue", "inputs": {"value": {"node": f"n{i}", "output": "value"}}}
+        for i in range(len(types))}}
+
+
+def test_clashing_types_run_under_qualified_names_with_separate_cache_keys():
+    """alpha.Twin and beta.Twin (same bare type, version and inputs) give their own results in one run."""
+    session = twin_session()
+    result = session.run(twin_graph("alpha.Twin", "beta.Twin"))
+    assert (result.outputs["show0"]["value"], result.outputs["show1"]["value"]) == (1, 2)
+
+
+def test_an_ambiguous_bare_name_fails_validation_naming_both_plugins_and_the_fixes():
+    """A graph using the clashing bare name gets `ambiguous_node_type` with plugins, candidates and fixes."""
+    session = twin_session()
+    (error,) = session.validate(twin_graph("Twin"))
+    assert (error.code, error.node_id) == ("ambiguous_node_type", "n0")
+    assert error.details == {"type": "Twin", "plugins": ["alpha", "beta"], "candidates": ["alpha.Twin", "beta.Twin"]}
+    for fix in ("'alpha.Twin'", "'beta.Twin'", "--deny-plugin beta", "--prefer-plugin Twin=alpha",
+                "NODEGRAPH_PLUGINS_PREFER=Twin=alpha"):
+        assert fix in error.message
+    with pytest.raises(GraphValidationError, match="ambiguous"):
+        session.run(twin_graph("Twin"))
+    assert "ambiguous_node_type" in ERROR_CODES
+    assert "`ambiguous_node_type`" in (ROOT / "docs" / "graph-format.md").read_text()
+
+
+def test_a_preference_gives_the_bare_name_to_one_plugin(monkeypatch):
+    """prefer= (or NODEGRAPH_PLUGINS_PREFER) picks the provider; the clash stays listed, as info."""
+    session = twin_session(prefer={"Twin": "beta"})
+    assert session.run(twin_graph("Twin")).outputs["show0"]["value"] == 2
+    (clash,) = session.registry.clashes
+    assert clash.preferred == "beta"
+    (warning,) = [w for w in session.plugin_warnings() if w["kind"] == "clash"]
+    assert warning["level"] == "info" and warning["preferred"] == "beta"
+    schemas = {s["qualified_type"]: s for s in session.node_schemas()}
+    assert schemas["beta.Twin"]["type"] == "beta.Twin" and schemas["beta.Twin"]["aliases"] == ["Twin"]
+    assert schemas["alpha.Twin"]["type"] == "alpha.Twin" and schemas["alpha.Twin"]["aliases"] == []
+    monkeypatch.setenv("NODEGRAPH_PLUGINS_PREFER", "Twin=alpha")
+    assert twin_session().run(twin_graph("Twin")).outputs["show0"]["value"] == 1
+
+
+def test_malformed_and_unused_preferences_are_reported():
+    """A preference without '=' is refused naming it; one for a plugin that lacks the type is a warning."""
+    with pytest.raises(plugin_loading.PluginOptionError, match="TYPE=PLUGIN"):
+        plugin_loading.parse_preferences(["Twin"])
+    with pytest.raises(plugin_loading.PluginOptionError, match="keep one"):
+        plugin_loading.parse_preferences(["Twin=alpha", "Twin=beta"])
+    session = twin_session(prefer={"Twin": "gamma"})
+    assert "Twin" in session.registry.ambiguous
+    (warning,) = [w for w in session.plugin_warnings() if w["kind"] == "preference"]
+    assert warning["plugin"] == "gamma" and "'alpha', 'beta'" in warning["message"]
+    assert "prefer one of the providers" in warning["fix"]
+
+
+def test_builtin_names_clash_loudly_and_a_preference_restores_saved_graphs():
+    """A plugin's Int breaks bare `Int` in graphs/arithmetic.json until the built-in is preferred."""
+    shadow = ("shadow", NodesPlugin(make_node("Int", 5)))
+    errors = Session(plugins=[shadow]).validate(ROOT / "graphs" / "arithmetic.json")
+    assert errors and {e.code for e in errors} == {"ambiguous_node_type"}
+    assert all("'primitives' and 'shadow'" in e.message for e in errors)
+    session = Session(plugins=[shadow], prefer={"Int": "primitives"})
+    assert session.validate(ROOT / "graphs" / "arithmetic.json") == []
+
+
+def test_unique_bare_names_are_aliases_and_share_the_cache_with_qualified_names():
+    """A bare name provided once resolves to the same node as `<plugin>.<Type>`; schemas list the alias."""
+    session = Session(plugins=[("solo_pack", NodesPlugin(make_node("Solo", 3)))])
+    registry = session.registry
+    assert registry.nodes["Solo"] is registry.nodes["solo_pack.Solo"]
+    assert registry.resolve("Solo") == "solo_pack.Solo" and registry.resolve("Nope") is None
+    schemas = {s["qualified_type"]: s for s in session.node_schemas()}
+    assert schemas["solo_pack.Solo"]["type"] == "Solo" and schemas["solo_pack.Solo"]["aliases"] == ["solo_pack.Solo"]
+    assert schemas["primitives.Int"]["type"] == "Int" and schemas["primitives.Int"]["plugin"] == "primitives"
+    first = session.run(twin_graph("Solo"))
+    second = session.run(twin_graph("solo_pack.Solo"))
+    assert first.outputs["show0"]["value"] == second.outputs["show0"]["value"] == 3
+    assert second.executed == [] and second.cached == ["show0"]   # same cache key under either name
+    assert not registry.clashes
+
+
+def test_extension_name_conflicts_are_clash_warnings():
+    """A plugin registering an existing sampler name is reported as a clash naming both plugins."""
+    class SamplerPlugin:
+        @hookimpl
+        def register_samplers(self):
+            return {"euler": lambda *args, **kwargs: None}
+
+    session = Session(plugins=[("samplers_too", SamplerPlugin())])
+    (warning,) = [w for w in session.plugin_warnings() if w["kind"] == "clash"]
+    assert warning["extension"] == "samplers" and warning["plugin"] == "samplers_too"
+    assert warning["plugins"] == ["sampling", "samplers_too"] and "--deny-plugin samplers_too" in warning["fix"]
+
+
+# --- failures are isolated and explained -------------------------------------------------
+
+def _unknown_port():
+    class UnknownPort(Node):
+        outputs = (Output("x", "NOT_A_PORT"),)
+
+        def run(self):
+            return {"x": 1}
+    return UnknownPort
+
+
+def _bad_inputs():
+    class BadInputs(Node):
+        Inputs = dict
+    return BadInputs
+
+
+def _untyped_input():
+    class UntypedInput(Node):
+        class Inputs(NodeInputs):
+            thing: object = Input(None)
+    return UntypedInput
+
+
+def _bad_version():
+    class BadVersion(Node):
+        version = "1.0"
+    return BadVersion
+
+
+def _duplicate_outputs():
+    class DuplicateOutputs(Node):
+        outputs = (Output("x", "INT"), Output("x", "FLOAT"))
+    return DuplicateOutputs
+
+
+def _run_misses_an_input():
+    class RunMissesAnInput(Node):
+        class Inputs(NodeInputs):
+            a: int = Input(0)
+            b: int = Input(0)
+
+        outputs = (Output("x", "INT"),)
+
+        def run(self, a):
+            return {"x": a}
+    return RunMissesAnInput
+
+
+def _run_wants_more():
+    class RunWantsMore(Node):
+        class Inputs(NodeInputs):
+            a: int = Input(0)
+
+        outputs = (Output("x", "INT"),)
+
+        def run(self, a, scale):
+            return {"x": a * scale}
+    return RunWantsMore
+
+
+def _no_run():
+    class NoRun(Node):
+        outputs = (Output("x", "INT"),)
+    return NoRun
+
+
+def _two_of_one_type():
+    return make_node("Same", 1), make_node("Same", 2)
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    (_unknown_port, "unknown port type 'NOT_A_PORT'; register it with register_types"),
+    (_bad_inputs, "Inputs must subclass nodegraph.NodeInputs"),
+    (_untyped_input, "declare its port type"),
+    (_bad_version, "must be semver"),
+    (_duplicate_outputs, "output name 'x' is declared twice"),
+    (_run_misses_an_input, "no parameter for input(s) b"),
+    (_run_wants_more, "required parameter(s) scale that are not declared inputs"),
+    (_no_run, "does not implement run()"),
+    (_two_of_one_type, "give each a distinct `type`"),
+], ids=lambda v: getattr(v, "__name__", "")[1:] if callable(v) else "")
+def test_a_bad_node_declaration_fails_only_its_plugin(make, expected):
+    """Each kind of bad node fails its plugin with a message naming plugin and fix; the next plugin loads."""
+    class BadPlugin:
+        @hookimpl
+        def register_nodes(self):
+            made = make()
+            return list(made) if isinstance(made, tuple) else [made]
+
+    session = Session(plugins=[("bad_pack", BadPlugin()), ("good_pack", NodesPlugin(make_node("Fine", 7)))])
+    (failure,) = session.plugin_report.failed
+    assert failure.name == "bad_pack" and expected in failure.error
+    (warning,) = [w for w in session.plugin_warnings() if w["kind"] == "failed"]
+    assert warning["plugin"] == "bad_pack" and "'bad_pack'" in warning["message"]
+    assert "--deny-plugin bad_pack" in warning["fix"]
+    assert not any(name.startswith("bad_pack.") for name in session.registry.nodes)
+    assert session.run(twin_graph("Fine")).outputs["show0"]["value"] == 7
+
+
+def test_run_signatures_that_take_every_input_are_accepted():
+    """`def run(self, **inputs)` and extra parameters with defaults are fine."""
+    class Kwargs(Node):
+        class Inputs(NodeInputs):
+            a: int = Input(2)
+
+        outputs = (Output("value", "INT"),)
+
+        def run(self, **inputs):
+            return {"value": inputs["a"]}
+
+    class WithDefault(Node):
+        class Inputs(NodeInputs):
+            a: int = Input(3)
+
+        outputs = (Output("value", "INT"),)
+
+        def run(self, a, extra=10):
+            return {"value": a + extra}
+
+    session = Session(plugins=[("ok", NodesPlugin(Kwargs, WithDefault))])
+    assert not session.plugin_report.failed
+    assert session.run(twin_graph("Kwargs", "WithDefault")).outputs["show1"]["value"] == 13
+
+
+def _write_distribution(site: Path, dist: str, plugin: str, module: str, source: str) -> None:
+    """An installed distribution on `site`: a module and a dist-info with a `nodegraph` entry point."""
+    (site / f"{module}.py").write_text(source)
+    info = site / f"{dist.replace('-', '_')}-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(f"[nodegraph]\n{plugin} = {module}\n")
+
+
+GOOD_PLUGIN_SOURCE = '''
+from nodegraph import Node, NodeInputs, Output, hookimpl
+
+class FromDisk(Node):
+    outputs = (Output("value", "INT"),)
+
+    def run(self):
+        return {"value": 42}
+
+@hookimpl
+def register_nodes():
+    return [FromDisk]
+'''
+
+
+@pytest.fixture
+def installed_site(tmp_path, monkeypatch):
+    """Three real installed distributions: one good, one raising at import, one with a missing dependency."""
+    site = tmp_path / "site"
+    site.mkdir()
+    _write_distribution(site, "ng-disk-good", "disk_good", "ng_disk_good", GOOD_PLUGIN_SOURCE)
+    _write_distribution(site, "ng-disk-raises", "disk_raises", "ng_disk_raises",
+                        "raise RuntimeError('plugin exploded while importing')\n")
+    _write_distribution(site, "ng-disk-needs", "disk_needs", "ng_disk_needs",
+                        "import ng_dependency_that_is_not_installed\n")
+    monkeypatch.syspath_prepend(str(site))
+    yield ["disk_good", "disk_raises", "disk_needs"]
+    for module in ("ng_disk_good", "ng_disk_raises", "ng_disk_needs"):
+        sys.modules.pop(module, None)
+
+
+def test_real_installed_plugins_that_fail_at_import_never_stop_the_others(installed_site):
+    """Entry points of installed distributions: import errors are reported with fixes; the good one runs."""
+    session = Session(autoload=True, allow=installed_site)
+    loaded = {p.name: p for p in session.plugin_report.loaded}
+    assert loaded["disk_good"].distribution == "ng-disk-good" and loaded["disk_good"].nodes == ("disk_good.FromDisk",)
+    failed = {f.name: f for f in session.plugin_report.failed}
+    assert set(failed) == {"disk_raises", "disk_needs"}
+    assert "plugin exploded while importing" in failed["disk_raises"].error
+    assert "--deny-plugin disk_raises" in failed["disk_raises"].fix
+    assert "ng_dependency_that_is_not_installed" in failed["disk_needs"].error
+    assert "pip install ng_dependency_that_is_not_installed" in failed["disk_needs"].fix
+    assert session.run(twin_graph("FromDisk")).outputs["show0"]["value"] == 42
+
+
+def test_a_node_that_raises_in_run_names_its_plugin_and_the_session_goes_on():
+    """An exception inside a plugin node's run becomes a NodeExecutionError naming the plugin."""
+    class Flaky(Node):
+        outputs = (Output("value", "INT"),)
+
+        def run(self):
+            raise ZeroDivisionError("division by zero in the plugin")
+
+    session = Session(plugins=[("flaky_pack", NodesPlugin(Flaky)), ("good_pack", NodesPlugin(make_node("Fine", 7)))])
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(twin_graph("Flaky"))
+    assert info.value.plugin == "flaky_pack" and info.value.node_id == "n0"
+    assert "from plugin 'flaky_pack'" in str(info.value) and "division by zero" in str(info.value)
+    assert session.run(twin_graph("Fine")).outputs["show0"]["value"] == 7
+
+
+def test_plugin_warnings_are_plain_structured_data():
+    """Session.plugin_warnings() lists failed, clashing and skipped plugins as JSON-able dicts with fixes."""
+    session = Session(plugins=[("raises", RaisingPlugin()),
+                               ("alpha", NodesPlugin(make_node("Twin", 1))),
+                               ("beta", NodesPlugin(make_node("Twin", 2))),
+                               ("alpha", NodesPlugin(make_node("Other", 3))),
+                               ("denied", NodesPlugin(make_node("Gone", 4)))], deny=["denied"])
+    warnings = session.plugin_warnings()
+    json.dumps(warnings)
+    by_kind = {}
+    for w in warnings:
+        assert {"kind", "level", "plugin", "message", "fix"} <= set(w)
+        assert w["plugin"] in w["message"] or w["kind"] == "clash"
+        by_kind.setdefault(w["kind"], []).append(w)
+    assert [w["plugin"] for w in by_kind["failed"]] == ["raises"] and by_kind["failed"][0]["level"] == "error"
+    assert by_kind["clash"][0]["plugins"] == ["alpha", "beta"] and by_kind["clash"][0]["level"] == "warning"
+    skipped = {w["plugin"]: w for w in by_kind["skipped"]}
+    assert skipped["denied"]["level"] == "info"
+    assert skipped["alpha"]["level"] == "warning" and "already loaded" in skipped["alpha"]["message"]

@@ -1,0 +1,98 @@
+"""`nodegraph plugin new`: the generated package passes its own tests and installs as an entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from nodegraph.cli import main
+from nodegraph.plugin_template import PluginTemplateError, write_plugin
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """The test process's environment with plugin autoload back on (conftest turns it off)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NODEGRAPH_")}
+    return {**env, **extra}
+
+
+@pytest.fixture
+def package(tmp_path) -> Path:
+    """A plugin package `tpl_demo` written by the CLI into tmp_path."""
+    assert main(["plugin", "new", "tpl_demo", "--dir", str(tmp_path)]) == 0
+    return tmp_path / "tpl_demo"
+
+
+def test_generated_package_has_its_files_and_entry_point(package):
+    """pyproject declares the `nodegraph` entry point naming the package; every promised file exists."""
+    for relative in ("README.md", "tpl_demo/__init__.py", "tpl_demo/nodes.py", "tests/test_tpl_demo.py",
+                     "graphs/scale.json"):
+        assert (package / relative).is_file(), relative
+    project = tomllib.loads((package / "pyproject.toml").read_text())
+    assert project["project"]["entry-points"]["nodegraph"] == {"tpl_demo": "tpl_demo"}
+    assert project["project"]["name"] == "nodegraph-tpl-demo"
+    assert project["tool"]["setuptools"]["packages"] == ["tpl_demo"]
+    graph = json.loads((package / "graphs" / "scale.json").read_text())
+    assert graph["nodes"]["scale"]["type"] == "tpl_demo.ScaleNumber"
+
+
+def test_generated_tests_pass_as_generated(package):
+    """The package's own pytest suite passes with only its folder on PYTHONPATH."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=package,
+                          env=_env(PYTHONPATH=str(package)), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout
+
+
+def test_pip_installed_package_loads_through_its_entry_point(package, tmp_path):
+    """Installed by pip (a real wheel build), `nodegraph plugins` finds it and its saved graph runs by name."""
+    site = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
+                          "--no-index", "--quiet", "--target", str(site), str(package)],
+                         capture_output=True, text=True, timeout=120)
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    env = _env(PYTHONPATH=str(site))
+    listed = subprocess.run([sys.executable, "-m", "nodegraph.cli", "plugins", "--json", "--allow-plugin", "tpl_demo"],
+                            env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    loaded = {p["name"]: p for p in json.loads(listed.stdout)["loaded"]}
+    assert loaded["tpl_demo"]["source"] == "entry_point"
+    assert loaded["tpl_demo"]["distribution"] == "nodegraph-tpl-demo"
+    assert loaded["tpl_demo"]["nodes"] == ["tpl_demo.ScaleNumber"]
+    ran = subprocess.run([sys.executable, "-m", "nodegraph.cli", "run", str(package / "graphs" / "scale.json"),
+                          "--allow-plugin", "tpl_demo", "--output-dir", str(tmp_path / "out"), "--no-progress"],
+                         env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert "show: 11.0" in ran.stdout
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("9lives", "not a Python identifier"),
+    ("my-plugin", "not a Python identifier"),
+    ("class", "keyword"),
+    ("json", "standard-library"),
+    ("nodegraph", "shadow"),
+    ("_hidden", "private"),
+])
+def test_bad_names_are_refused(tmp_path, name, expected):
+    """Names that cannot be an importable, distinctive package raise an error that suggests a fix."""
+    with pytest.raises(PluginTemplateError, match=expected) as info:
+        write_plugin(name, tmp_path)
+    assert "e.g." in str(info.value)
+    assert not any(tmp_path.iterdir())
+
+
+def test_existing_folder_is_refused_and_the_cli_exits_2(package, tmp_path, capsys):
+    """Writing over an existing folder fails with exit status 2, naming the folder, and leaves it untouched."""
+    before = (package / "tpl_demo" / "nodes.py").read_text()
+    assert main(["plugin", "new", "tpl_demo", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and str(package) in err
+    assert (package / "tpl_demo" / "nodes.py").read_text() == before
+    assert main(["plugin", "new", "not-ok", "--dir", str(tmp_path)]) == 2
+    assert "'not_ok'" in capsys.readouterr().err
