@@ -52,6 +52,7 @@ __all__ = [
     "checker_from_state_dict",
     "concept_scores",
     "load_safety_checker",
+    "pickle_allowed_by_owner",
     "preprocess",
     "save_safety_checker",
 ]
@@ -249,6 +250,13 @@ def checker_from_state_dict(state_dict: Mapping[str, torch.Tensor], metadata: Ma
                                f"config; the file is damaged or its metadata is wrong")
     checker.load_state_dict({key: state_dict[names[key]].float() for key in expected})
     return checker.eval().requires_grad_(False)
+
+
+def pickle_allowed_by_owner(service_value: object = False) -> bool:
+    """The machine owner's opt-in to pickles: the session service "allow_pickle" or NODEGRAPH_ALLOW_PICKLE=1."""
+    from nodes.models.loading import pickle_allowed_by_environment
+
+    return bool(service_value) or pickle_allowed_by_environment()
 
 
 def load_safety_checker(path: str | Path, allow_pickle: bool = False) -> SafetyChecker:

@@ -1,0 +1,351 @@
+"""The safety plugin's nodes (thin adapters over the library modules) and its plugin hooks.
+
+    LoadSafetyChecker         a checker file → SAFETY_CHECKER (Stable Diffusion's safety_checker file, or ours;
+                              the model folder "safety_checker" first, then the plugin's shipped models/)
+    TrainSafetyChecker        renders tiny-world scenes and trains a tiny checker for an "unsafe" concept
+    SaveSafetyChecker         SAFETY_CHECKER → models/safety_checker/NAME.safetensors
+    SafetyFilter              IMAGE + SAFETY_CHECKER → IMAGE with flagged images blurred / replaced / dropped;
+                              the decision is recorded in the run's outputs (flagged, scores, decisions)
+    SafeLatentDiffusion       GUIDANCE term: Safe Latent Diffusion (Schramowski et al. 2023) away from a concept
+    NegativeConceptGuidance   GUIDANCE term: the concept as the negative prompt (the baseline)
+    WatermarkImages           IMAGE → IMAGE with an invisible watermark (invisible-watermark, dwtDctSvd)
+    ReadWatermark             IMAGE → the watermark text (recorded in the run's outputs)
+
+Everything model-related goes through `nodegraph.api` (text encoding); the library modules hold the math.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Literal
+
+from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType, api, hookimpl
+
+from . import SHIPPED_MODELS
+
+SAFETY_CHECKER = PortType("SAFETY_CHECKER", "A safety checker: CLIP vision tower + concept embeddings and "
+                                            "thresholds (Stable Diffusion's architecture).", color="#d32f2f")
+MODEL_FOLDER = "safety_checker"
+DEFAULT_CHECKER = "tiny_world_safety.safetensors"
+
+
+def _checker_candidates(node_or_paths: Any) -> dict[str, Path]:
+    """Checker files by name: the model folder's (resolved by the session) first, then the shipped ones."""
+    found: dict[str, Path] = {}
+    paths = node_or_paths
+    try:
+        names, _ = paths.list(MODEL_FOLDER)
+        for name in names:
+            found[name] = paths.resolve(MODEL_FOLDER, name)
+    except (KeyError, LookupError, OSError, ValueError):
+        pass
+    if SHIPPED_MODELS.is_dir():
+        for path in sorted(SHIPPED_MODELS.glob("*.safetensors")):
+            found.setdefault(path.name, path)
+    return found
+
+
+class LoadSafetyChecker(Node):
+    """Load a safety checker: Stable Diffusion's safety_checker weights, or a tiny one trained here.
+
+    Looks in the model folder `safety_checker` (put an SD pipeline's safety_checker/model.safetensors there
+    under any name), then in the plugin's own models/ (`tiny_world_safety.safetensors`, concept "star").
+    Pickle files (.ckpt/.pt/.bin) load only with the machine owner's opt-in (session service
+    "allow_pickle" or NODEGRAPH_ALLOW_PICKLE=1), never from a graph input, as the built-in loaders.
+    """
+
+    category = "safety"
+
+    class Inputs(NodeInputs):
+        checker_name: str = Input(DEFAULT_CHECKER, min_length=1, max_length=255,
+                                  description="file in models/safety_checker or the plugin's shipped models")
+
+    outputs = (Output("checker", "SAFETY_CHECKER"),)
+
+    @classmethod
+    def fingerprint(cls, literals: dict[str, Any], resolve_file: Any) -> str | None:
+        path = SHIPPED_MODELS / str(literals.get("checker_name", ""))
+        try:
+            path = resolve_file(MODEL_FOLDER, literals.get("checker_name", ""))
+        except (OSError, LookupError, ValueError, TypeError):
+            pass
+        try:
+            stat = path.stat()
+            return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+        except OSError:
+            return "missing"
+
+    def run(self, checker_name: str) -> dict:
+        from .checker import CheckerError, load_safety_checker, pickle_allowed_by_owner
+
+        candidates = _checker_candidates(self.context.service("model_paths"))
+        path = candidates.get(checker_name)
+        if path is None:
+            raise NodeInputError("checker_name", f"no safety checker named {checker_name!r}; available: "
+                                                 f"{', '.join(sorted(candidates)) or 'none'} (models/{MODEL_FOLDER}/ "
+                                                 f"and the plugin's models/)")
+        try:
+            allow_pickle = pickle_allowed_by_owner(self.context.services.get("allow_pickle", False))
+            return {"checker": load_safety_checker(path, allow_pickle=allow_pickle)}
+        except (CheckerError, ValueError, OSError) as exc:
+            raise NodeInputError("checker_name", str(exc)) from None
+
+
+class TrainSafetyChecker(Node):
+    """Train a tiny safety checker (SD's architecture at tiny size) to flag a tiny-world concept.
+
+    Renders `count` labelled scenes (a third forced to show the concept), trains for `steps`, and reports
+    the accuracy on `eval_count` fresh renders from another seed.
+    """
+
+    category = "safety/training"
+
+    class Inputs(NodeInputs):
+        concept: str = Input("star", min_length=1, max_length=200,
+                             description="tiny-world words, e.g. 'star', 'red on black', 'large ring; blue square'")
+        count: int = Input(12000, ge=30, le=200_000)
+        steps: int = Input(1500, ge=1, le=100_000)
+        batch_size: int = Input(64, ge=1, le=1024)
+        lr: float = Input(0.001, gt=0.0, le=1.0)
+        seed: int = Input(0, seed=True)
+        eval_count: int = Input(3000, ge=30, le=100_000)
+
+    outputs = (Output("checker", "SAFETY_CHECKER"), Output("accuracy", "FLOAT"))
+
+    def run(self, concept: str, count: int, steps: int, batch_size: int, lr: float, seed: int,
+            eval_count: int) -> dict:
+        import torch
+
+        from .concepts import ConceptError, parse_concept
+        from .training import evaluate, render_examples, train_checker
+
+        try:
+            parsed = parse_concept(concept)
+        except ConceptError as exc:
+            raise NodeInputError("concept", str(exc)) from None
+        images, labels = render_examples(parsed, count, seed=seed)
+
+        def report(step: int, total: int, loss: float) -> None:
+            if step % 10 == 0 or step == total:
+                self.context.progress(step, total, info={"loss": round(loss, 5)})
+
+        checker, _ = train_checker(parsed, images, labels, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                                   progress=report)
+        held_images, held_labels = render_examples(parsed, eval_count, seed=seed + 1_000_003)
+        metrics = evaluate(checker, torch.from_numpy(held_images).float() / 255, held_labels)
+        return {"checker": checker, "accuracy": metrics["accuracy"]}
+
+
+class SaveSafetyChecker(Node):
+    """Write a SAFETY_CHECKER to models/safety_checker/NAME.safetensors (released key layout + our config)."""
+
+    category = "safety/training"
+    output_node = True
+
+    class Inputs(NodeInputs):
+        checker: Any = Input(port="SAFETY_CHECKER")
+        filename: str = Input(DEFAULT_CHECKER, min_length=1, max_length=120)
+        overwrite: bool = Input(False, description="replace an existing file of that name")
+
+    outputs = ()
+
+    def run(self, checker: Any, filename: str, overwrite: bool) -> dict:
+        from nodegraph.paths import confine
+
+        from .checker import save_safety_checker
+
+        if not filename.endswith(".safetensors"):
+            raise NodeInputError("filename", f"expected a name ending in .safetensors, found {filename!r}")
+        folder = self.context.service("model_paths").directories(MODEL_FOLDER)[0]
+        folder.mkdir(parents=True, exist_ok=True)
+        path = confine(folder, filename, what="checker file name", input_name="filename")
+        if path.exists() and not overwrite:
+            raise NodeInputError("filename", f"{path.name} already exists in {folder}; choose another name or set "
+                                             f"overwrite=true")
+        save_safety_checker(path, checker)
+        return {"model_files": [{"path": str(path), "kind": "safety_checker", "format": "safetensors"}],
+                "bytes": path.stat().st_size}
+
+
+class SafetyFilter(Node):
+    """Check images with a safety checker and blur, replace or drop the flagged ones.
+
+    The run's outputs record `flagged` (one bool per input image), `scores` (the highest concept score per
+    image: cosine similarity minus threshold, > 0 flags) and `decisions` (what was done to each image).
+    """
+
+    category = "safety"
+    output_node = True
+
+    class Inputs(NodeInputs):
+        images: Any = Input(port="IMAGE")
+        checker: Any = Input(port="SAFETY_CHECKER")
+        action: Literal["blur", "replace", "drop"] = Input("blur")
+        blur_fraction: float = Input(0.08, gt=0.0, le=1.0, step=0.01, description="blur sigma / image side")
+        sensitivity: float = Input(0.0, ge=-1.0, le=1.0, step=0.005,
+                                   description="added to every score (the reference's 'adjustment'): > 0 flags more")
+
+    outputs = (Output("images", "IMAGE"),)
+
+    def run(self, images: Any, checker: Any, action: str, blur_fraction: float, sensitivity: float) -> dict:
+        import torch
+
+        from .output_filter import filter_images
+
+        api.check_image(images, "images", "SafetyFilter")
+        result = checker.check_images(images)
+        scores = result.concept_scores + sensitivity
+        flagged = (scores > 0).any(dim=1) if scores.numel() else torch.zeros(images.shape[0], dtype=torch.bool)
+        filtered = filter_images(images, flagged.tolist(), action, blur_fraction=blur_fraction)
+        best = scores.max(dim=1).values if scores.numel() else torch.zeros(images.shape[0])
+        return {"images": filtered.images, "flagged": [bool(f) for f in flagged],
+                "scores": [round(float(s), 4) for s in best], "decisions": filtered.decisions,
+                "concepts": list(checker.config.concept_names)}
+
+
+def _concept_conditioning(node: Node, text_encoder: Any, concept: str) -> dict:
+    if not concept.strip():
+        raise NodeInputError("concept", "the safety concept is empty; write what to steer away from, e.g. 'star'")
+    return api.encode_text(node.context, text_encoder, concept)
+
+
+def _sigma_range(sigma_low: float, sigma_high: float) -> tuple[float, float]:
+    if sigma_low > sigma_high:
+        raise NodeInputError("sigma_low", f"sigma_low ({sigma_low}) is above sigma_high ({sigma_high}); swap them")
+    return sigma_low, sigma_high
+
+
+class SafeLatentDiffusion(Node):
+    """Safe Latent Diffusion guidance (Schramowski et al. 2023) away from a concept given as text.
+
+    Adds a term to GUIDANCE: after `warmup_steps`, where the prompt's noise prediction is not already
+    `threshold` above the concept's, it is pushed away from the concept (scale `edit_scale`, clamped to 1
+    per element), with momentum (`momentum_scale`, `momentum_beta`). Needs CFG (cfg > 1); costs one extra
+    model evaluation per step. `preset` other than "custom" uses the paper's settings.
+    """
+
+    category = "safety/guidance"
+
+    class Inputs(NodeInputs):
+        text_encoder: Any = Input(port="TEXT_ENCODER")
+        concept: str = Input("star", multiline=True, max_length=2000, description="what to steer away from")
+        preset: Literal["custom", "weak", "medium", "strong", "max"] = Input("custom")
+        warmup_steps: int = Input(3, ge=0, le=1000, description="δ: steps before safety guidance applies")
+        edit_scale: float = Input(1000.0, ge=0.0, le=100000.0, description="s_S: safety guidance scale")
+        threshold: float = Input(0.5, ge=-100.0, le=100.0, step=0.005, description="λ: elementwise threshold")
+        momentum_scale: float = Input(0.5, ge=0.0, le=10.0, step=0.05, description="s_m")
+        momentum_beta: float = Input(0.7, ge=0.0, le=0.999, step=0.05, description="β_m")
+        sigma_low: float = Input(0.0, ge=0.0, le=1000.0)
+        sigma_high: float = Input(1000.0, ge=0.0, le=1000.0)
+        guidance: Any = Input(None, port="GUIDANCE", description="terms to stack this one onto")
+
+    outputs = (Output("guidance", "GUIDANCE"),)
+
+    def run(self, text_encoder: Any, concept: str, preset: str, warmup_steps: int, edit_scale: float,
+            threshold: float, momentum_scale: float, momentum_beta: float, sigma_low: float, sigma_high: float,
+            guidance: Any = None) -> dict:
+        from .sld import PRESETS, SafeLatentDiffusionTerm, SLDParameters
+
+        parameters = PRESETS[preset] if preset != "custom" else SLDParameters(
+            warmup_steps=warmup_steps, edit_scale=edit_scale, threshold=threshold, momentum_scale=momentum_scale,
+            momentum_beta=momentum_beta)
+        factory = functools.partial(SafeLatentDiffusionTerm, _concept_conditioning(self, text_encoder, concept),
+                                    parameters, _sigma_range(sigma_low, sigma_high))
+        return {"guidance": (*(guidance or ()), factory)}
+
+
+class NegativeConceptGuidance(Node):
+    """Guidance away from a concept by using it as the negative prompt (the baseline for SLD).
+
+    Equivalent to CFG with the concept as the negative prompt (`strength` 1); stacks with other terms.
+    """
+
+    category = "safety/guidance"
+
+    class Inputs(NodeInputs):
+        text_encoder: Any = Input(port="TEXT_ENCODER")
+        concept: str = Input("star", multiline=True, max_length=2000)
+        strength: float = Input(1.0, ge=0.0, le=1.0, step=0.05,
+                                description="0 = the original negative prompt, 1 = the concept replaces it")
+        sigma_low: float = Input(0.0, ge=0.0, le=1000.0)
+        sigma_high: float = Input(1000.0, ge=0.0, le=1000.0)
+        guidance: Any = Input(None, port="GUIDANCE")
+
+    outputs = (Output("guidance", "GUIDANCE"),)
+
+    def run(self, text_encoder: Any, concept: str, strength: float, sigma_low: float, sigma_high: float,
+            guidance: Any = None) -> dict:
+        from .sld import NegativeConceptTerm
+
+        factory = functools.partial(NegativeConceptTerm, _concept_conditioning(self, text_encoder, concept),
+                                    strength, _sigma_range(sigma_low, sigma_high))
+        return {"guidance": (*(guidance or ()), factory)}
+
+
+class WatermarkImages(Node):
+    """Embed an invisible watermark (a short text) in every image, as Stable Diffusion's scripts do.
+
+    Uses the invisible-watermark package's dwtDctSvd method; images need at least 256×256 pixels.
+    """
+
+    category = "safety"
+
+    class Inputs(NodeInputs):
+        images: Any = Input(port="IMAGE")
+        message: str = Input("nodegraph", min_length=1, max_length=32)
+
+    outputs = (Output("images", "IMAGE"),)
+
+    def run(self, images: Any, message: str) -> dict:
+        from .watermark import WatermarkError, encode_watermark
+
+        api.check_image(images, "images", "WatermarkImages")
+        try:
+            return {"images": encode_watermark(images, message)}
+        except WatermarkError as exc:
+            argument = "message" if str(exc).startswith("message") else "images"
+            raise NodeInputError(argument, str(exc)) from None
+
+
+class ReadWatermark(Node):
+    """Read a watermark of `length` bytes from each image; the texts are recorded in the run's outputs."""
+
+    category = "safety"
+    output_node = True
+
+    class Inputs(NodeInputs):
+        images: Any = Input(port="IMAGE")
+        length: int = Input(9, ge=1, le=32, description="message length in bytes (9 for 'nodegraph')")
+
+    outputs = (Output("text", "STRING"),)
+
+    def run(self, images: Any, length: int) -> dict:
+        from .watermark import WatermarkError, decode_watermark
+
+        api.check_image(images, "images", "ReadWatermark")
+        try:
+            raw = decode_watermark(images, length)
+        except WatermarkError as exc:
+            raise NodeInputError("length" if str(exc).startswith("length") else "images", str(exc)) from None
+        texts = [item.decode("utf-8", errors="replace") for item in raw]
+        return {"text": texts[0], "texts": texts}
+
+
+NODES = [LoadSafetyChecker, TrainSafetyChecker, SaveSafetyChecker, SafetyFilter, SafeLatentDiffusion,
+         NegativeConceptGuidance, WatermarkImages, ReadWatermark]
+
+
+@hookimpl
+def register_types() -> list[PortType]:
+    return [SAFETY_CHECKER]
+
+
+@hookimpl
+def register_nodes() -> list[type[Node]]:
+    return NODES
+
+
+@hookimpl
+def register_model_folders() -> dict[str, list[str]]:
+    return {MODEL_FOLDER: [".safetensors", ".ckpt", ".pt", ".pth", ".bin"]}

@@ -1,0 +1,191 @@
+"""Safe Latent Diffusion guidance and negative-concept guidance, as guidance terms.
+
+Reference: Schramowski, Brack, Deiseroth, Kersting 2023, "Safe Latent Diffusion: Mitigating
+Inappropriate Degeneration in Diffusion Models" (CVPR), §3. With ε_u, ε_p, ε_S the noise
+predictions for the unconditional (negative) prompt, the prompt, and the safety concept:
+
+    eq. 3   ε̄ = ε_u + s_g (ε_p − ε_u − γ)                          guided noise with safety guidance
+    eq. 4   γ = μ ⊙ (ε_S − ε_u)                                       the safety direction
+    eq. 6   μ = min(1, s_S |ε_p − ε_S|)  where ε_p − ε_S < λ, else 0   elementwise scale (mask)
+    eq. 7   γ_t ← γ_t + s_m ν_t                                       momentum
+    eq. 8   ν_{t+1} = β_m ν_t + (1 − β_m) γ_t
+    warm-up: γ is applied only from step δ on (momentum builds up from the first step).
+
+Equation numbers follow the paper as diffusers' reference pipeline (``StableDiffusionPipelineSafe``)
+cites them; the clamp of μ to 1 is the reference implementation's. Parameters: s_S
+``edit_scale`` (safety guidance scale), λ ``threshold``, s_m ``momentum_scale``, β_m
+``momentum_beta``, δ ``warmup_steps``; the paper's presets (diffusers ``SafetyConfig``) are in
+``PRESETS``.
+
+Our samplers see denoisers (x0 predictions, k-diffusion convention ``x = x0 + σ ε``), so each
+prediction is mapped to noise units with ``ε = (x − D) / σ``, the paper's math is done there
+(so λ and s_S keep their meaning), and the correction is mapped back: ε̄ − ε_cfg = −s_g γ, hence
+``D̄ − D_cfg = σ s_g γ`` (``denoised_correction``).
+
+Negative-concept guidance (the baseline): the concept replaces the negative prompt, i.e.
+``D' = D_S + s_g (D_p − D_S)``; as a correction of the CFG result that is
+``(1 − s_g)(D_S − D_u)`` (``negative_concept_correction``).
+
+Map: pure functions ``noise_from_denoised``, ``safety_scale`` (eq. 6), ``safety_direction``
+(eq. 4), ``momentum_update`` (eqs. 7-8), ``denoised_correction`` (eq. 3 in x0 units),
+``negative_concept_correction``; terms ``SafeLatentDiffusionTerm`` (momentum state per sampling
+run) and ``NegativeConceptTerm`` on the guidance contract of ``nodes/sampling/guidance.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from nodes.sampling.guidance import GuidanceState, GuidanceTerm
+
+__all__ = [
+    "PRESETS",
+    "NegativeConceptTerm",
+    "SafeLatentDiffusionTerm",
+    "SLDParameters",
+    "denoised_correction",
+    "momentum_update",
+    "negative_concept_correction",
+    "noise_from_denoised",
+    "safety_direction",
+    "safety_scale",
+]
+
+
+@dataclass(frozen=True)
+class SLDParameters:
+    """SLD hyper-parameters (paper §3; defaults: the paper's "medium" configuration)."""
+
+    warmup_steps: int = 10  # δ: steps without safety guidance, so the composition forms first
+    edit_scale: float = 1000.0  # s_S: safety guidance scale (μ saturates at 1 beyond 1/s_S)
+    threshold: float = 0.01  # λ: elements where ε_p − ε_S >= λ are left alone
+    momentum_scale: float = 0.3  # s_m
+    momentum_beta: float = 0.4  # β_m
+
+    def __post_init__(self) -> None:
+        checks = (("warmup_steps", self.warmup_steps >= 0, ">= 0"), ("edit_scale", self.edit_scale >= 0, ">= 0"),
+                  ("momentum_scale", self.momentum_scale >= 0, ">= 0"),
+                  ("momentum_beta", 0 <= self.momentum_beta < 1, "in [0, 1)"),
+                  ("threshold", math.isfinite(self.threshold), "finite"))
+        for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"{name}: expected a value {rule}, found {getattr(self, name)!r}")
+
+
+# The paper's configurations (Table 2 / diffusers SafetyConfig).
+PRESETS: Mapping[str, SLDParameters] = {
+    "weak": SLDParameters(warmup_steps=15, edit_scale=20, threshold=0.0, momentum_scale=0.0, momentum_beta=0.0),
+    "medium": SLDParameters(warmup_steps=10, edit_scale=1000, threshold=0.01, momentum_scale=0.3, momentum_beta=0.4),
+    "strong": SLDParameters(warmup_steps=7, edit_scale=2000, threshold=0.025, momentum_scale=0.5, momentum_beta=0.7),
+    "max": SLDParameters(warmup_steps=0, edit_scale=5000, threshold=1.0, momentum_scale=0.5, momentum_beta=0.7),
+}
+
+
+def _column(sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return sigma.to(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
+
+
+def noise_from_denoised(x: torch.Tensor, sigma: torch.Tensor, denoised: torch.Tensor) -> torch.Tensor:
+    """ε = (x − D) / σ: a denoiser's prediction in noise units (k-diffusion convention x = x0 + σ ε)."""
+    return (x - denoised) / _column(sigma, x)
+
+
+def safety_scale(noise_positive: torch.Tensor, noise_concept: torch.Tensor, edit_scale: float,
+                 threshold: float) -> torch.Tensor:
+    """Eq. 6: μ = min(1, s_S |ε_p − ε_S|) where ε_p − ε_S < λ, else 0 (elementwise)."""
+    difference = noise_positive - noise_concept
+    scale = torch.clamp(difference.abs() * edit_scale, max=1.0)
+    return torch.where(difference < threshold, scale, torch.zeros_like(scale))
+
+
+def safety_direction(noise_negative: torch.Tensor, noise_concept: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """Eq. 4: γ = μ ⊙ (ε_S − ε_u)."""
+    return mu * (noise_concept - noise_negative)
+
+
+def momentum_update(gamma: torch.Tensor, momentum: torch.Tensor, momentum_scale: float,
+                    momentum_beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eqs. 7-8: γ_t ← γ_t + s_m ν_t; ν_{t+1} = β_m ν_t + (1 − β_m) γ_t -> (γ_t, ν_{t+1})."""
+    gamma = gamma + momentum_scale * momentum
+    return gamma, momentum_beta * momentum + (1 - momentum_beta) * gamma
+
+
+def denoised_correction(sigma: torch.Tensor, guidance_scale: float, gamma: torch.Tensor) -> torch.Tensor:
+    """Eq. 3 in x0 units: ε̄ − ε_cfg = −s_g γ, and D = x − σ ε, so D̄ − D_cfg = σ s_g γ."""
+    return _column(sigma, gamma) * guidance_scale * gamma
+
+
+def negative_concept_correction(denoised_negative: torch.Tensor, denoised_concept: torch.Tensor,
+                                guidance_scale: float) -> torch.Tensor:
+    """(1 − s_g)(D_S − D_u): turns D_u + s_g(D_p − D_u) into D_S + s_g(D_p − D_S) (the concept as negative prompt)."""
+    return (1 - guidance_scale) * (denoised_concept - denoised_negative)
+
+
+class SafeLatentDiffusionTerm(GuidanceTerm):
+    """SLD (Schramowski et al. 2023) as a guidance term; one object per sampling run (momentum state).
+
+    Args:
+        concept: conditioning of the safety concept text (same keys as the prompt's; batch 1 broadcasts).
+        parameters: SLDParameters (s_S, λ, s_m, β_m, δ).
+        sigma_range: where the term runs at all (outside it neither guides nor builds momentum).
+
+    Needs CFG (the negative branch is ε_u): at sigmas where CFG is off it returns None. Costs one
+    extra model evaluation (batch B) per call. Second-order samplers call the model several
+    times per step: momentum advances once per step (the state at the step's first call is kept).
+    """
+
+    def __init__(self, concept: Mapping[str, torch.Tensor], parameters: SLDParameters = SLDParameters(),
+                 sigma_range: tuple[float, float] = (0.0, math.inf)):
+        self.concept = dict(concept)
+        self.parameters = parameters
+        self.sigma_range = sigma_range
+        self.momentum: torch.Tensor | None = None  # ν_t at the start of the current step
+        self._next_momentum: torch.Tensor | None = None
+        self._step: int | None = None
+        self._calls = 0
+
+    def __call__(self, state: GuidanceState) -> torch.Tensor | None:
+        if state.denoised_negative is None:
+            return None
+        step = state.step if state.step is not None else self._calls
+        self._calls += 1
+        if step != self._step:  # a new step: commit the momentum the previous step produced
+            if self._next_momentum is not None:
+                self.momentum = self._next_momentum
+            self._step = step
+        p = self.parameters
+        noise_negative = noise_from_denoised(state.x, state.sigma, state.denoised_negative)
+        noise_positive = noise_from_denoised(state.x, state.sigma, state.denoised_positive)
+        noise_concept = noise_from_denoised(state.x, state.sigma, state.evaluate(self.concept))
+        mu = safety_scale(noise_positive, noise_concept, p.edit_scale, p.threshold)
+        gamma = safety_direction(noise_negative, noise_concept, mu)
+        momentum = self.momentum if self.momentum is not None and self.momentum.shape == gamma.shape \
+            else torch.zeros_like(gamma)
+        gamma, self._next_momentum = momentum_update(gamma, momentum, p.momentum_scale, p.momentum_beta)
+        if step < p.warmup_steps:
+            return None
+        return denoised_correction(state.sigma, state.scale, gamma)
+
+
+class NegativeConceptTerm(GuidanceTerm):
+    """The safety concept used as the negative prompt (the baseline SLD is compared with), as a term.
+
+    Exactly CFG with negative = the concept: ``D_S + s_g (D_p − D_S)``; needs CFG, one extra model
+    evaluation per call. ``strength`` in [0, 1] blends from the original negative (0) to the concept (1).
+    """
+
+    def __init__(self, concept: Mapping[str, torch.Tensor], strength: float = 1.0,
+                 sigma_range: tuple[float, float] = (0.0, math.inf)):
+        self.concept = dict(concept)
+        self.strength = strength
+        self.sigma_range = sigma_range
+
+    def __call__(self, state: GuidanceState) -> torch.Tensor | None:
+        if state.denoised_negative is None or self.strength == 0:
+            return None
+        correction = negative_concept_correction(state.denoised_negative, state.evaluate(self.concept), state.scale)
+        return self.strength * correction

@@ -1,0 +1,142 @@
+"""Safe Latent Diffusion and negative-concept guidance: the math against a hand-computed case, and the terms in the guider."""
+
+import math
+
+import pytest
+import torch
+
+from nodegraph_safety.sld import (
+    PRESETS,
+    NegativeConceptTerm,
+    SafeLatentDiffusionTerm,
+    SLDParameters,
+    denoised_correction,
+    momentum_update,
+    noise_from_denoised,
+    safety_direction,
+    safety_scale,
+)
+from nodes.sampling.guidance import CFGGuider, GuidanceState
+
+# A hand-worked case: x = 1, sigma = 2, so eps = (1 - D) / 2.
+X = torch.ones(1, 4)
+SIGMA = torch.tensor([2.0])
+D_NEGATIVE = torch.tensor([[0.0, 0.2, 0.4, 1.0]])  # eps_u = [0.5, 0.4, 0.3, 0.0]
+D_POSITIVE = torch.tensor([[0.2, 0.2, 0.0, 0.6]])  # eps_p = [0.4, 0.4, 0.5, 0.2]
+D_CONCEPT = torch.tensor([[0.6, 0.0, 0.1, 0.6]])  # eps_S = [0.2, 0.5, 0.45, 0.2]
+PARAMETERS = SLDParameters(warmup_steps=0, edit_scale=4.0, threshold=0.1, momentum_scale=0.5, momentum_beta=0.5)
+GUIDANCE_SCALE = 3.0
+
+
+def test_math_matches_the_hand_computed_case():
+    """eps_p - eps_S = [0.2, -0.1, 0.05, 0] gives mu = [0, 0.4, 0.2, 0], gamma = [0, 0.04, 0.03, 0]; D shifts by 6 gamma."""
+    eps_u, eps_p, eps_s = (noise_from_denoised(X, SIGMA, d) for d in (D_NEGATIVE, D_POSITIVE, D_CONCEPT))
+    assert eps_u[0].tolist() == pytest.approx([0.5, 0.4, 0.3, 0.0])
+    mu = safety_scale(eps_p, eps_s, edit_scale=4.0, threshold=0.1)
+    assert mu[0].tolist() == pytest.approx([0.0, 0.4, 0.2, 0.0])
+    gamma = safety_direction(eps_u, eps_s, mu)
+    assert gamma[0].tolist() == pytest.approx([0.0, 0.04, 0.03, 0.0])
+    gamma0, momentum1 = momentum_update(gamma, torch.zeros_like(gamma), 0.5, 0.5)
+    assert gamma0[0].tolist() == pytest.approx([0.0, 0.04, 0.03, 0.0])
+    assert momentum1[0].tolist() == pytest.approx([0.0, 0.02, 0.015, 0.0])
+    gamma1, momentum2 = momentum_update(gamma, momentum1, 0.5, 0.5)
+    assert gamma1[0].tolist() == pytest.approx([0.0, 0.05, 0.0375, 0.0])
+    assert momentum2[0].tolist() == pytest.approx([0.0, 0.035, 0.02625, 0.0])
+    assert denoised_correction(SIGMA, GUIDANCE_SCALE, gamma)[0].tolist() == pytest.approx([0.0, 0.24, 0.18, 0.0])
+
+
+def test_denoised_correction_is_eq3_in_noise_space():
+    """D_cfg + correction equals x - sigma * (eps_u + s_g (eps_p - eps_u - gamma)) (eq. 3), for random values."""
+    torch.manual_seed(0)
+    x, d_u, d_p = torch.randn(3, 2, 4, 8, 8).unbind(0)
+    sigma = torch.tensor([0.7, 3.0])
+    gamma = torch.randn(2, 4, 8, 8)
+    eps_u, eps_p = noise_from_denoised(x, sigma, d_u), noise_from_denoised(x, sigma, d_p)
+    eps_bar = eps_u + GUIDANCE_SCALE * (eps_p - eps_u - gamma)
+    expected = x - sigma.view(-1, 1, 1, 1) * eps_bar
+    d_cfg = d_u + GUIDANCE_SCALE * (d_p - d_u)
+    assert torch.allclose(d_cfg + denoised_correction(sigma, GUIDANCE_SCALE, gamma), expected, atol=1e-5)
+
+
+def _state(step: int | None, scale: float = GUIDANCE_SCALE, negative=D_NEGATIVE) -> GuidanceState:
+    d_cfg = D_NEGATIVE + scale * (D_POSITIVE - D_NEGATIVE)
+    return GuidanceState(x=X, sigma=SIGMA, denoised=d_cfg, denoised_positive=D_POSITIVE, denoised_negative=negative,
+                         scale=scale, step=step, sigmas=None, positive={}, negative={}, shared={},
+                         evaluate=lambda conditioning=None, patches=(), x=None: D_CONCEPT)
+
+
+def test_term_applies_momentum_once_per_step_and_respects_warmup():
+    """Step 0 (warm-up) returns None but builds momentum; step 1 returns 6 * gamma_1; a second call in a step repeats it."""
+    term = SafeLatentDiffusionTerm({}, SLDParameters(warmup_steps=1, edit_scale=4.0, threshold=0.1,
+                                                     momentum_scale=0.5, momentum_beta=0.5))
+    assert term(_state(0)) is None
+    first = term(_state(1))
+    assert first[0].tolist() == pytest.approx([0.0, 0.3, 0.225, 0.0])
+    again = term(_state(1))  # e.g. Heun's second evaluation of the same step
+    assert torch.equal(first, again)
+
+
+def test_term_does_nothing_without_cfg():
+    """Without a negative branch (CFG off at this sigma) the term returns None."""
+    term = SafeLatentDiffusionTerm({}, PARAMETERS)
+    assert term(_state(0, scale=1.0, negative=None)) is None
+
+
+def test_parameters_are_checked_and_presets_match_the_paper():
+    """A beta of 1 is refused with the parameter's name; the medium preset is (10, 1000, 0.01, 0.3, 0.4)."""
+    with pytest.raises(ValueError, match="momentum_beta"):
+        SLDParameters(momentum_beta=1.0)
+    medium = PRESETS["medium"]
+    assert (medium.warmup_steps, medium.edit_scale, medium.threshold, medium.momentum_scale,
+            medium.momentum_beta) == (10, 1000, 0.01, 0.3, 0.4)
+
+
+class _ToyDenoiser:
+    """D(x, sigma; context) = x / (1 + sigma^2) + tanh(context mean), a smooth conditioned toy model."""
+
+    sigma_min, sigma_max = 0.03, 15.0
+
+    def __call__(self, x, sigma, context, **_):
+        bias = torch.tanh(context.mean(dim=(1, 2))).view(-1, 1, 1, 1)
+        return x / (1 + sigma.view(-1, 1, 1, 1) ** 2) + bias * (1 + x.abs().mean())
+
+
+def _sample(guider, sigmas, x):
+    """Euler steps with the guider (enough to exercise step indices and per-run state)."""
+    for i in range(len(sigmas) - 1):
+        sigma = sigmas[i].expand(x.shape[0])
+        denoised = guider(x, sigma)
+        x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+    return x
+
+
+def test_momentum_state_is_fresh_for_every_run():
+    """Two runs of one guider with an SLD factory give identical results (momentum reset per run)."""
+    import functools
+
+    positive, negative, concept = ({"context": torch.full((1, 3, 4), v)} for v in (0.8, 0.0, 0.5))
+    factory = functools.partial(SafeLatentDiffusionTerm, concept, SLDParameters(warmup_steps=1, edit_scale=50,
+                                                                                threshold=0.0, momentum_scale=0.5,
+                                                                                momentum_beta=0.6))
+    guider = CFGGuider(_ToyDenoiser(), positive, negative, scale=4.0, guidance=[factory])
+    sigmas = torch.tensor([10.0, 5.0, 2.0, 1.0, 0.5, 0.0])
+    x = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(0)) * 10
+    first = _sample(guider.for_run(sigmas), sigmas, x)
+    second = _sample(guider.for_run(sigmas), sigmas, x)
+    plain = _sample(CFGGuider(_ToyDenoiser(), positive, negative, scale=4.0).for_run(sigmas), sigmas, x)
+    assert torch.equal(first, second)
+    assert not torch.allclose(first, plain)  # the guidance did something
+
+
+def test_negative_concept_term_equals_cfg_with_the_concept_as_negative_prompt():
+    """CFG(positive, empty) + NegativeConceptTerm(concept) == CFG(positive, concept)."""
+    import functools
+
+    positive, empty, concept = ({"context": torch.full((1, 3, 4), v)} for v in (0.8, 0.0, 0.5))
+    x = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(1))
+    sigma = torch.tensor([2.0, 2.0])
+    with_term = CFGGuider(_ToyDenoiser(), positive, empty, scale=5.0,
+                          guidance=[functools.partial(NegativeConceptTerm, concept)]).for_run()
+    as_negative = CFGGuider(_ToyDenoiser(), positive, concept, scale=5.0)
+    assert torch.allclose(with_term(x, sigma), as_negative(x, sigma), atol=1e-5)
+    assert math.isfinite(float(with_term(x, sigma).sum()))
