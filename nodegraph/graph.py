@@ -505,7 +505,7 @@ def graph_file_schema() -> dict[str, Any]:
                     "required": ["type"],
                     "additionalProperties": False,
                     "properties": {
-                        "type": {"type": "string", "minLength": 1, "description": "registered node type"},
+                        "type": {"type": "string", "minLength": 1, "description": "registered node type: a bare name (Int) or a qualified plugin.Type"},
                         "title": {"type": "string"},
                         "inputs": {
                             "type": "object",
