@@ -6,6 +6,7 @@ import os
 os.environ["NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 os.environ.pop("NODEGRAPH_PLUGINS_ALLOW", None)
 os.environ.pop("NODEGRAPH_PLUGINS_DENY", None)
+os.environ.pop("NODEGRAPH_PLUGINS_PREFER", None)
 
 import pytest  # noqa: E402
 
