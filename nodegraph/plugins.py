@@ -131,8 +131,9 @@ def parse_preferences(items: Iterable[str], where: str = "--prefer-plugin") -> d
     for item in items:
         bare, eq, plugin = (part.strip() for part in str(item).partition("="))
         if not eq or not bare or not plugin or "=" in plugin:
+            example = f"{where} Blur=fancy_filters" if where.startswith("--") else f"{where}=Blur=fancy_filters"
             raise PluginOptionError(
-                f"{where} {item!r}: write it as TYPE=PLUGIN, e.g. {where} Blur=fancy_filters "
+                f"{where} {item!r}: write it as TYPE=PLUGIN, e.g. {example} "
                 f"(the bare node type, then the plugin whose node it should mean)")
         if prefer.get(bare, plugin) != plugin:
             raise PluginOptionError(f"{where}: {bare!r} is preferred from both {prefer[bare]!r} and {plugin!r}; "

@@ -240,3 +240,10 @@ def test_plugin_flags_are_checked_and_nodes_accepts_qualified_names(capsys):
     nodes = json.loads(capsys.readouterr().out)["nodes"]
     assert sorted(n["type"] for n in nodes) == ["Int", "Math"]
     assert {n["qualified_type"] for n in nodes} == {"primitives.Int", "primitives.Math"}
+
+
+def test_a_malformed_preference_in_the_environment_is_a_usage_error(monkeypatch, capsys):
+    """NODEGRAPH_PLUGINS_PREFER without '=' exits 2 naming the variable and its form."""
+    monkeypatch.setenv("NODEGRAPH_PLUGINS_PREFER", "Int")
+    assert main(["validate", ARITHMETIC]) == 2
+    assert "NODEGRAPH_PLUGINS_PREFER=Blur=fancy_filters" in capsys.readouterr().err
