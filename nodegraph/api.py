@@ -20,6 +20,7 @@ Map
     sample          KSampler: schedule + CFG + seeded noise + sampler, progress and previews per step
     sample_custom   Sample: guider, sampler, sigmas and noise chosen separately
     sigmas          Schedule: a model's noise levels for a scheduler, steps and denoise
+    empty_latent    EmptyLatent: zeros in the latent layout of a VAE (or of an SD VAE)
     vae_encode      IMAGE → LATENT;  vae_decode  LATENT → IMAGE
     encode_text     prompt → CONDITIONING
     save_files      write files (bytes, text or a writer callable) into the output folder → file results
@@ -58,8 +59,8 @@ API_VERSION = "1.0"
 
 __all__ = [
     "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "check_image", "check_latent", "check_mask",
-    "encode_text", "require", "sample", "sample_custom", "save_files", "save_image", "sigmas", "vae_decode",
-    "vae_encode",
+    "empty_latent", "encode_text", "require", "sample", "sample_custom", "save_files", "save_image", "sigmas",
+    "vae_decode", "vae_encode",
 ]
 
 SEED_MAX = 2**64 - 1
@@ -67,7 +68,8 @@ FileKind = Literal["image", "video", "audio", "mesh", "pointcloud", "text"]
 FileItem = bytes | str | Callable[[Path], Any]
 
 #: which built-in pack provides each implementation (named when it is missing)
-_PROVIDERS = {"sample": "sampling", "sample_custom": "sampling", "sigmas": "sampling", "vae_encode": "models",
+_PROVIDERS = {"sample": "sampling", "sample_custom": "sampling", "sigmas": "sampling", "empty_latent": "sampling",
+              "vae_encode": "models",
               "vae_decode": "models", "encode_text": "models", "save_image": "image"}
 
 
@@ -296,6 +298,28 @@ def sigmas(context: NodeContext, model: Any, *, scheduler: str = "karras", steps
     _check_int(name, "steps", steps, 1, 10000)
     denoise = _check_number(name, "denoise", denoise, 0.0, 1.0, low_open=True)
     return _implementation(context, name)(context, model, scheduler=scheduler, steps=steps, denoise=denoise)
+
+
+def empty_latent(context: NodeContext, width: int, height: int, *, batch_size: int = 1, channels: int = 4,
+                 vae: Any = None) -> dict[str, Any]:
+    """A LATENT of zeros for images of `width` × `height` pixels (the start of text-to-image), as EmptyLatent makes it.
+
+    Args:
+        context: the running node's context.
+        width, height: image size in pixels; multiples of 8 (and of the VAE's factor).
+        batch_size: images in the batch (a video of F frames: clips × F, then set the "frames" key).
+        channels: latent channels when no VAE is given (4 for SD / SDXL: size / 8).
+        vae: a VAE value; when given, its downscale factor and latent channels are used.
+    """
+    name = "empty_latent"
+    _check_context(name, context)
+    for argument, value in (("width", width), ("height", height)):
+        _check_int(name, argument, value, 8, 16384)
+        if value % 8:
+            raise ApiArgumentError(name, argument, f"must be a multiple of 8, found {value}")
+    _check_int(name, "batch_size", batch_size, 1, 4096)
+    _check_int(name, "channels", channels, 1, 64)
+    return _implementation(context, name)(context, width, height, batch_size=batch_size, channels=channels, vae=vae)
 
 
 # --- VAE and text ----------------------------------------------------------------------------------

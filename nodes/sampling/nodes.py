@@ -82,14 +82,8 @@ class EmptyLatent(Node):
     outputs = (Output("latent", "LATENT"),)
 
     def run(self, width: int, height: int, batch_size: int, channels: int, vae: Any) -> dict:
-        import torch
-
-        factor = 8
-        if vae is not None:
-            factor, channels = vae.config.downscale, vae.config.z_channels
-            if width % factor or height % factor:
-                raise NodeInputError("width", f"this VAE needs sizes that are multiples of {factor}")
-        return {"latent": {"samples": torch.zeros(batch_size, channels, height // factor, width // factor)}}
+        return {"latent": api.empty_latent(self.context, width, height, batch_size=batch_size, channels=channels,
+                                           vae=vae)}
 
 
 class Schedule(Node):
@@ -694,6 +688,22 @@ def api_sigmas(context: NodeContext, model: Any, *, scheduler: str, steps: int, 
         return truncate_for_denoise(lambda n: make(denoiser, n), steps, denoise)
 
 
+def api_empty_latent(context: NodeContext, width: int, height: int, *, batch_size: int, channels: int,
+                     vae: Any) -> dict:
+    """nodegraph.api.empty_latent (EmptyLatent): zeros (B, C, H/f, W/f); f and C from the VAE, else 8 and `channels`."""
+    import torch
+
+    factor = 8
+    if vae is not None:
+        config = getattr(vae, "config", None)
+        if not (hasattr(config, "downscale") and hasattr(config, "z_channels")):
+            raise NodeInputError("vae", f"expected a VAE (e.g. from LoadCheckpoint), found {type(vae).__name__}")
+        factor, channels = config.downscale, config.z_channels
+        if width % factor or height % factor:
+            raise NodeInputError("width", f"this VAE needs sizes that are multiples of {factor}")
+    return {"samples": torch.zeros(batch_size, channels, height // factor, width // factor)}
+
+
 def api_sample(context: NodeContext, model: Any, positive: Any, negative: Any, latent: dict, *, seed: int,
                steps: int, cfg: float, sampler: str, scheduler: str, denoise: float, guidance: Any) -> dict:
     """nodegraph.api.sample (KSampler): schedule, CFG (+ guidance terms), seeded noise, sampler."""
@@ -744,7 +754,8 @@ def api_sample_custom(context: NodeContext, guider: Any, sampler: Any, sigmas: A
 
 @hookimpl
 def register_api() -> dict[str, Any]:
-    return {"sample": api_sample, "sample_custom": api_sample_custom, "sigmas": api_sigmas}
+    return {"sample": api_sample, "sample_custom": api_sample_custom, "sigmas": api_sigmas,
+            "empty_latent": api_empty_latent}
 
 
 @hookimpl
