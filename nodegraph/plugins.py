@@ -276,6 +276,9 @@ def load_plugins(
             name=name, source=source, module=getattr(obj, "__name__", type(obj).__name__),
             distribution=getattr(dist, "name", None), version=getattr(dist, "version", None),
             nodes=qualified))
+    loaded = {p.name for p in report.loaded}
+    registry.unavailable = {name: reason for name, reason in report.skipped if name not in loaded}
+    registry.unavailable.update({f.name: f"failed to load: {f.error}" for f in report.failed})
     return pm, registry, report
 
 

@@ -99,6 +99,8 @@ class Registry:
         node_plugin: every name in `nodes` → the plugin that registered it.
         ambiguous: bare name → qualified names of its providers, when none is preferred.
         prefer: bare name → plugin whose node the bare name means when several provide it.
+        unavailable: plugin name → why it is not loaded (failed, denied, not allowed), so that
+            validation can say why a type is missing.
         conflicts: extension names registered twice (the first keeps the name).
     """
 
@@ -107,6 +109,7 @@ class Registry:
     node_types: dict[str, type[Node]] = field(default_factory=dict)
     ambiguous: dict[str, list[str]] = field(default_factory=dict)
     prefer: dict[str, str] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
     types: TypeRegistry = field(default_factory=TypeRegistry)
     extensions: dict[str, dict[str, Any]] = field(default_factory=dict)
     extension_plugin: dict[tuple[str, str], str] = field(default_factory=dict)

@@ -65,12 +65,7 @@ def validate(
             errors.append(ambiguous_type_error(node_id, node.type, registry.ambiguous[node.type]))
             continue
         if cls is None:
-            errors.append(GraphError(
-                "unknown_node_type",
-                f"no node type {node.type!r} is registered.{suggest(node.type, node_classes)} "
-                f"Install the plugin that provides it, or replace the node "
-                f"(`nodegraph nodes` lists the available types).",
-                node_id=node_id, details={"type": node.type}))
+            errors.append(unknown_type_error(node_id, node.type, registry))
             continue
         spec = cls.spec
         for name in node.inputs:
@@ -107,6 +102,28 @@ def validate(
                           for cls in (node_classes.get(n.type) for n in nodes.values()))
     errors.extend(output_errors(nodes, has_output_node, outputs))
     return errors
+
+
+def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> GraphError:
+    """The `unknown_node_type` error; says so when the type's plugin failed or was left out."""
+    plugin = next((p for p in sorted(registry.unavailable, key=len, reverse=True)
+                   if node_type.startswith(p + ".")), None)
+    details: dict[str, Any] = {"type": node_type}
+    if plugin is not None:
+        details["plugin"] = plugin
+        why = (f" Its plugin {plugin!r} is not loaded ({registry.unavailable[plugin]}); "
+               f"`nodegraph plugins` shows why and how to fix it.")
+    elif registry.unavailable:
+        names = ", ".join(repr(p) for p in sorted(registry.unavailable))
+        why = (f" Not loaded: {names} — it may come from one of them (`nodegraph plugins` says why); "
+               f"otherwise install the plugin that provides it, or replace the node.")
+    else:
+        why = " Install the plugin that provides it, or replace the node."
+    return GraphError(
+        "unknown_node_type",
+        f"no node type {node_type!r} is registered.{suggest(node_type, registry.nodes)}{why} "
+        f"(`nodegraph nodes` lists the available types.)",
+        node_id=node_id, details=details)
 
 
 def ambiguous_type_error(node_id: str, bare: str, qualified: list[str]) -> GraphError:

@@ -484,3 +484,15 @@ def test_plugin_warnings_are_plain_structured_data():
     skipped = {w["plugin"]: w for w in by_kind["skipped"]}
     assert skipped["denied"]["level"] == "info"
     assert skipped["alpha"]["level"] == "warning" and "already loaded" in skipped["alpha"]["message"]
+
+
+def test_a_missing_type_says_when_its_plugin_failed_or_was_denied():
+    """unknown_node_type names the failed plugin of a qualified type, and lists unloaded plugins for bare ones."""
+    session = Session(plugins=[("raises", RaisingPlugin()), ("denied", NodesPlugin(make_node("Gone", 4)))],
+                      deny=["denied"])
+    errors = session.validate(twin_graph("raises.Thing", "Gone", "Elsewhere"))
+    by_node = {e.node_id: e for e in errors if e.code == "unknown_node_type"}
+    assert "plugin 'raises' is not loaded (failed to load: register_nodes: RuntimeError: cannot register)" \
+        in by_node["n0"].message and by_node["n0"].details["plugin"] == "raises"
+    assert "Not loaded: 'denied', 'raises'" in by_node["n1"].message
+    assert Session().validate(twin_graph("Elsewhere"))[0].message.count("Install the plugin") == 1
