@@ -1,7 +1,14 @@
-"""nodegraph-example: the smallest useful plugin.
+"""nodegraph-example: the smallest useful plugin, written only against `nodegraph` and `nodegraph.api`.
 
-Adds a port type, COLOR (an (r, g, b) tuple of floats in [0, 1]), and two nodes:
-`HexColor` (text like "#ff8800" → COLOR) and `MixColors` (two COLORs → COLOR).
+Adds a port type, COLOR (an (r, g, b) tuple of floats in [0, 1]), and these nodes:
+
+    HexColor      text like "#ff8800" → COLOR
+    MixColors     two COLORs → COLOR
+    ColorSwatch   COLOR → IMAGE filled with it (the IMAGE layout: (B, H, W, 3) in [0, 1])
+    SaveColors    COLORs → a JSON text file in the output folder (api.save_files; an output node)
+    TextToImage   prompt → IMAGE in one node: api.empty_latent, api.encode_text, api.sample, api.vae_decode
+                  (the same code path as the built-in EmptyLatent → EncodeText → KSampler → VAEDecode)
+
 Everything a plugin needs is here: node classes, hook implementations, and an
 entry point in pyproject.toml. See docs/plugins.md in the nodegraph repository.
 """
@@ -10,7 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType, hookimpl
+import json
+
+from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType, api, hookimpl
+
+api.require("1.0")      # the plugin API this plugin is written against
 
 COLOR = PortType("COLOR", "An (r, g, b) colour, floats in [0, 1].", color="#e91e63")
 
@@ -53,6 +64,79 @@ class MixColors(Node):
         return {"color": tuple((1 - t) * x + t * y for x, y in zip(a, b))}
 
 
+class ColorSwatch(Node):
+    """An image filled with one colour."""
+
+    category = "example"
+    version = "1.0.0"
+
+    class Inputs(NodeInputs):
+        color: Any = Input(port="COLOR")
+        width: int = Input(64, ge=8, le=4096, multiple_of=8)
+        height: int = Input(64, ge=8, le=4096, multiple_of=8)
+
+    outputs = (Output("image", "IMAGE"),)
+
+    def run(self, color: tuple, width: int, height: int) -> dict:
+        import torch
+
+        rgb = torch.tensor([float(c) for c in color], dtype=torch.float32).clamp(0, 1)
+        return {"image": rgb.expand(1, height, width, 3).clone()}          # (B, H, W, 3) in [0, 1]
+
+
+class SaveColors(Node):
+    """Save colours as a JSON file ({"colors": ["#rrggbb", ...]}) in the output folder."""
+
+    category = "example"
+    version = "1.0.0"
+    output_node = True
+
+    class Inputs(NodeInputs):
+        a: Any = Input(port="COLOR")
+        b: Any = Input(None, port="COLOR")
+        filename_prefix: str = Input("colors", min_length=1, max_length=120)
+
+    outputs = ()
+
+    def run(self, a: tuple, b: tuple | None, filename_prefix: str) -> dict:
+        colors = [c for c in (a, b) if c is not None]
+        text = json.dumps({"colors": ["#" + "".join(f"{round(x * 255):02x}" for x in c) for c in colors]})
+        return {"files": api.save_files(self.context, [text], kind="text", prefix=filename_prefix, suffix=".json")}
+
+
+class TextToImage(Node):
+    """Prompt → image in one node, through the public plugin API (nodegraph.api) only."""
+
+    category = "example"
+    version = "1.0.0"
+
+    class Inputs(NodeInputs):
+        model: Any = Input(port="MODEL")
+        text_encoder: Any = Input(port="TEXT_ENCODER")
+        vae: Any = Input(port="VAE")
+        prompt: str = Input("", multiline=True, max_length=20000)
+        negative_prompt: str = Input("", multiline=True, max_length=20000)
+        width: int = Input(64, ge=8, le=4096, multiple_of=8)
+        height: int = Input(64, ge=8, le=4096, multiple_of=8)
+        seed: int = Input(0, seed=True)
+        steps: int = Input(20, ge=1, le=1000)
+        cfg: float = Input(5.0, ge=0.0, le=100.0, step=0.1)
+        sampler: str = Input("euler", choices_from="samplers")
+        scheduler: str = Input("karras", choices_from="schedules")
+
+    outputs = (Output("image", "IMAGE"), Output("latent", "LATENT"))
+
+    def run(self, model: Any, text_encoder: Any, vae: Any, prompt: str, negative_prompt: str, width: int,
+            height: int, seed: int, steps: int, cfg: float, sampler: str, scheduler: str) -> dict:
+        context = self.context
+        positive = api.encode_text(context, text_encoder, prompt)
+        negative = api.encode_text(context, text_encoder, negative_prompt)
+        latent = api.empty_latent(context, width, height, vae=vae)
+        latent = api.sample(context, model, positive, negative, latent, seed=seed, steps=steps, cfg=cfg,
+                            sampler=sampler, scheduler=scheduler)
+        return {"image": api.vae_decode(context, vae, latent), "latent": latent}
+
+
 @hookimpl
 def register_types() -> list[PortType]:
     return [COLOR]
@@ -60,4 +144,4 @@ def register_types() -> list[PortType]:
 
 @hookimpl
 def register_nodes() -> list[type[Node]]:
-    return [HexColor, MixColors]
+    return [HexColor, MixColors, ColorSwatch, SaveColors, TextToImage]

@@ -42,3 +42,59 @@ def test_color_ports_refuse_other_types():
     with pytest.raises(GraphValidationError) as info:
         session.run(graph)
     assert [e.code for e in info.value.errors] == ["type_mismatch"]
+
+
+def _txt2img_graphs() -> dict:
+    """The built-in txt2img chain and the plugin's one-node TextToImage, side by side, same settings."""
+    def link(node, output):
+        return {"node": node, "output": output}
+
+    settings = {"seed": 9, "steps": 4, "cfg": 5.0, "sampler": "euler", "scheduler": "karras"}
+    prompt = "a big yellow star in the middle, on a black background"
+    return {"format_version": 1, "nodes": {
+        "ckpt": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world.safetensors"}},
+        "pos": {"type": "EncodeText", "inputs": {"text_encoder": link("ckpt", "text_encoder"), "text": prompt}},
+        "neg": {"type": "EncodeText", "inputs": {"text_encoder": link("ckpt", "text_encoder"), "text": ""}},
+        "empty": {"type": "EmptyLatent", "inputs": {"width": 64, "height": 64, "vae": link("ckpt", "vae")}},
+        "k": {"type": "KSampler", "inputs": {"model": link("ckpt", "model"), "positive": link("pos", "conditioning"),
+                                             "negative": link("neg", "conditioning"),
+                                             "latent": link("empty", "latent"), **settings}},
+        "decode": {"type": "VAEDecode", "inputs": {"vae": link("ckpt", "vae"), "latent": link("k", "latent")}},
+        "t2i": {"type": "TextToImage", "inputs": {"model": link("ckpt", "model"),
+                                                  "text_encoder": link("ckpt", "text_encoder"),
+                                                  "vae": link("ckpt", "vae"), "prompt": prompt, **settings}},
+        "builtin": {"type": "ShowValue", "inputs": {"value": link("decode", "image")}},
+        "plugin": {"type": "ShowValue", "inputs": {"value": link("t2i", "image")}},
+    }}
+
+
+def test_text_to_image_through_the_api_equals_the_builtin_chain(tmp_path):
+    """TextToImage (api.empty_latent/encode_text/sample/vae_decode) gives the built-in chain's pixels bit for bit."""
+    import torch
+
+    session = Session(plugins=[nodegraph_example], autoload=False, output_dir=tmp_path / "out")
+    out = session.run(_txt2img_graphs()).outputs
+    builtin, plugin = out["builtin"]["value"], out["plugin"]["value"]
+    assert plugin.shape == (1, 64, 64, 3) and torch.equal(builtin, plugin)
+
+
+def test_swatch_and_saved_colours_follow_the_contracts(tmp_path):
+    """ColorSwatch makes an IMAGE (B, H, W, 3); SaveColors writes a JSON text file reported as a valid file result."""
+    import json
+
+    from nodegraph.results import collect_files
+
+    session = Session(plugins=[nodegraph_example], autoload=False, output_dir=tmp_path / "out")
+    graph = _graph()
+    graph["nodes"]["swatch"] = {"type": "ColorSwatch", "inputs": {"color": {"node": "mix", "output": "color"},
+                                                                  "width": 16, "height": 8}}
+    graph["nodes"]["show_swatch"] = {"type": "ShowValue", "inputs": {"value": {"node": "swatch", "output": "image"}}}
+    graph["nodes"]["save"] = {"type": "SaveColors", "inputs": {"a": {"node": "a", "output": "color"},
+                                                               "b": {"node": "mix", "output": "color"},
+                                                               "filename_prefix": "palettes/p"}}
+    result = session.run(graph)
+    swatch = result.outputs["show_swatch"]["value"]
+    assert swatch.shape == (1, 8, 16, 3) and swatch[0, 0, 0].tolist() == [0.5, 0.0, 0.5]
+    (file,) = collect_files(result.outputs, tmp_path / "out")
+    assert (file["kind"], file["mime"], file["name"]) == ("text", "application/json", "palettes/p_00001.json")
+    assert json.loads(open(file["path"]).read()) == {"colors": ["#ff0000", "#800080"]}
