@@ -94,6 +94,9 @@ class FileStore:
                 fmt = image.format
         except FileAccessError:
             raise
+        except Image.DecompressionBombError:
+            raise FileAccessError(f"the upload {name!r} declares more pixels than the limit of {MAX_UPLOAD_PIXELS} "
+                                  f"(e.g. 8192×8192); scale it down before uploading") from None
         except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError,
                 EOFError, MemoryError) as exc:
             raise FileAccessError(f"the upload {name!r} is not a readable image ({type(exc).__name__}: {exc}); "

@@ -182,6 +182,7 @@ class Outgoing:
     to: str | None
     message: dict[str, Any] | None = None
     binary: bytes | None = None
+    run_id: str | None = None      # the run a binary frame belongs to (text messages carry it inside)
 
 
 @dataclass
@@ -235,6 +236,9 @@ class ServerProtocol:
         self.users = users
         self.clients: dict[str, ClientState] = {}
         self.run_owner: dict[str, str] = {}
+        # Runs queued whose `submitted`/`requeued` reply the shell has not delivered yet: it holds
+        # their events until then, so a client never hears of a run before its own reply.
+        self.unannounced: set[str] = set()
 
     # --- connections ----------------------------------------------------------
 
@@ -407,6 +411,7 @@ class ServerProtocol:
                                     front=message.front, user=user_name)
         client.runs.add(record.id)
         self.run_owner[record.id] = client.client_id
+        self.unannounced.add(record.id)
         self.wake_worker()
         position = self.queue.position(record.id)
         return self._reply(client, message, {"type": "submitted", "run_id": record.id, "position": position}) + \
@@ -453,6 +458,7 @@ class ServerProtocol:
             return [self._not_queued(client, message.run_id, message.request_id, "requeue")]
         client.runs.add(message.run_id)
         self.run_owner[message.run_id] = client.client_id
+        self.unannounced.add(message.run_id)
         self.wake_worker()
         return self._reply(client, message, {"type": "requeued", "run_id": message.run_id,
                                              "position": self.queue.position(message.run_id)}) + \
@@ -588,7 +594,7 @@ class ServerProtocol:
             if preview is not None:
                 out.append(Outgoing(owner, binary=encode_frame(
                     {"type": "preview", "run_id": run_id, "node_id": event.get("node_id"),
-                     "format": preview_format, "step": event.get("value")}, preview)))
+                     "format": preview_format, "step": event.get("value")}, preview), run_id=run_id))
         if event.get("type") in ("run_started", "run_finished", "run_failed", "run_interrupted"):
             status = {"run_started": "running", "run_finished": "succeeded", "run_failed": "failed",
                       "run_interrupted": "interrupted"}[event["type"]]
@@ -603,7 +609,7 @@ class ServerProtocol:
             return []
         return [Outgoing(owner, binary=encode_frame(
             {"type": "image", "run_id": run_id, "node_id": node_id, "file_id": file_id,
-             "format": image_format, "index": index}, data))]
+             "format": image_format, "index": index}, data), run_id=run_id)]
 
     def output_file(self, run_id: str, item: dict[str, Any]) -> list[Outgoing]:
         """An output file that is not sent inline (video, audio, mesh, ...): its id, kind and mime, to the owner."""

@@ -296,7 +296,7 @@ class RunQueue:
             rows = self._db.execute(
                 "SELECT * FROM runs WHERE status = 'queued' AND (? IS NULL OR user = ?) ORDER BY seq",
                 (user, user)).fetchall()
-        return self._records(rows)
+        return [r for r in self._records(rows) if r.status == "queued"]    # unreadable rows are now failed
 
     def pending_count(self) -> int:
         """How many runs are queued."""

@@ -186,6 +186,7 @@ class Server:
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self._current_run: str | None = None
+        self._held: dict[str, list[Outgoing]] = {}     # run id → its events, until its reply is out
         self._terminal_event: Any = None
         self._closed = False
 
@@ -265,9 +266,10 @@ class Server:
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
-        host = host_name(request.headers.get("Host"))
+        hosts = request.headers.get_all("Host")
+        host = host_name(hosts[0]) if len(hosts) == 1 else None
         if host is None or host not in self.allowed_hosts:
-            log.warning("refused a request for host %r", (request.headers.get("Host") or "")[:100])
+            log.warning("refused a request for host %r", ",".join(hosts)[:100])
             return connection.respond(HTTPStatus.MISDIRECTED_REQUEST,
                                       "this server does not answer for that host name; "
                                       "start it with --allow-host NAME to add one\n")
@@ -358,8 +360,12 @@ class Server:
             pass
 
     def _deliver(self, outgoing: list[Outgoing]) -> None:
-        """Queue each message on its recipients' outboxes (never waits for a slow client)."""
-        for out in outgoing:
+        """Queue each message on its recipients' outboxes (never waits for a slow client).
+
+        A run's events wait (in `_held`) until its `submitted`/`requeued` reply has gone out:
+        the reply is computed in a handler thread while the worker may already be running the run.
+        """
+        for out in self._in_order(outgoing):
             payload = out.binary if out.binary is not None else dump_message(out.message)
             targets = list(self.connections.items()) if out.to is None else (
                 [(out.to, self.connections[out.to])] if out.to in self.connections else [])
@@ -370,6 +376,21 @@ class Server:
                     log.warning("client %s is not reading; disconnecting it", client_id)
                     self.connections.pop(client_id, None)
                     asyncio.ensure_future(websocket.close(1008, "too many unread messages"))
+
+    def _in_order(self, outgoing: list[Outgoing]) -> list[Outgoing]:
+        ready: list[Outgoing] = []
+        unannounced = self.protocol.unannounced
+        for out in outgoing:
+            run_id = out.run_id or (out.message or {}).get("run_id")
+            if run_id is None or run_id not in unannounced:
+                ready.append(out)
+            elif (out.message or {}).get("type") in ("submitted", "requeued"):
+                ready.append(out)
+                unannounced.discard(run_id)
+                ready.extend(self._held.pop(run_id, []))
+            else:
+                self._held.setdefault(run_id, []).append(out)
+        return ready
 
     def _post(self, outgoing: list[Outgoing]) -> None:
         """From the worker thread: deliver on the event loop."""

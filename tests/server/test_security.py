@@ -1,0 +1,497 @@
+"""The server's security rules, one test (or a few) per class of hole (issue 11, docs/security.md).
+
+Classes: model-folder listings (names only, bounded, off the event loop), stored-JSON caps and
+unreadable rows, handler failures answered with error frames, a worker that survives database
+errors, interrupts during validation, the token cookie, the Host check, strict JSON, upload
+bombs and over-long file ids, the hello token, and named users (visibility, files, quotas).
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import sqlite3
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from nodegraph import Session
+from nodegraph.errors import RunInterrupted
+from nodegraph.files import FileStore
+from nodegraph.model_paths import ModelPaths
+from nodegraph.protocol import ServerProtocol
+from nodegraph.run_queue import RunQueue
+from nodegraph.users import User, UserBook, UsersFileError, hash_token
+from nodegraph.users import main as users_main
+
+from .test_server import ARITHMETIC, Client, RunningServer, wait_graph
+
+SAVE_IMAGE = {"format_version": 1, "nodes": {
+    "render": {"type": "RenderTinyWorld", "inputs": {
+        "caption": "a large red circle in the centre, on a white background", "size": 32}},
+    "save": {"type": "SaveImage", "inputs": {"images": {"node": "render", "output": "image"},
+                                             "filename_prefix": "secret"}}}}
+
+
+def strict_loads(text: str):
+    """json.loads as a browser's JSON.parse: NaN and Infinity are errors."""
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def http_request(port: int, path: str, headers: dict | None = None) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path, headers=headers or {})
+    response = conn.getresponse()
+    response.body = response.read()
+    return response
+
+
+@pytest.fixture
+def server(tmp_path):
+    running = RunningServer(tmp_path)
+    yield running
+    running.stop()
+
+
+# --- 2. model listings ---------------------------------------------------------------------------
+
+def test_list_models_accepts_only_registered_folder_names(server):
+    """A path, `..` or an unknown name gets unknown_model_folder listing the real names; names work."""
+    client = Client(server.url())
+    for folder in ("/usr", "../secret_dir", "checkpoints/../../", "nope"):
+        client.send({"type": "list_models", "folder": folder})
+        error = client.next_of("error")
+        assert error["code"] == "unknown_model_folder" and "checkpoints" in error["details"]["folders"]
+    client.send({"type": "list_models", "folder": "checkpoints"})
+    assert "tiny_world.safetensors" in client.next_of("models")["folders"]["checkpoints"]
+    client.close()
+
+
+def test_model_listing_ends_on_symlink_loops_and_is_bounded(tmp_path):
+    """A symlink loop and a very deep tree are walked once, within the depth bound, quickly."""
+    root = tmp_path / "models" / "checkpoints"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "model.safetensors").write_bytes(b"x")
+    (root / "a" / "loop").symlink_to(root)            # checkpoints/a/loop → checkpoints
+    deep = root
+    for i in range(30):
+        deep = deep / f"d{i}"
+    deep.mkdir(parents=True)
+    (deep / "too_deep.safetensors").write_bytes(b"x")
+    paths = ModelPaths(roots=[tmp_path / "models"])
+    started = time.perf_counter()
+    names, _ = paths.list("checkpoints")
+    assert time.perf_counter() - started < 2
+    assert names == ["a/model.safetensors"]
+
+
+def test_a_slow_listing_does_not_hold_up_other_clients(server, tmp_path, monkeypatch):
+    """While one client's model listing takes 2 s, another client's ping is answered within 1 s."""
+    original = server.session.model_paths.list
+
+    def slow_list(folder):
+        time.sleep(2)
+        return original(folder)
+
+    monkeypatch.setattr(server.session.model_paths, "list", slow_list)
+    slow, fast = Client(server.url()), Client(server.url())
+    slow.send({"type": "list_models", "folder": "checkpoints"})
+    time.sleep(0.1)
+    started = time.perf_counter()
+    fast.send({"type": "ping"})
+    fast.next_of("pong", timeout=5)
+    assert time.perf_counter() - started < 1.0
+    assert slow.next_of("models", timeout=10)
+    slow.close(), fast.close()
+
+
+# --- 3. stored JSON ----------------------------------------------------------------------------
+
+def nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"x": value}
+    return value
+
+
+def test_deeply_nested_ui_or_metadata_is_refused_at_submit(server):
+    """ui/metadata/overrides nested past the cap get value_too_large naming the field; nothing is queued."""
+    client = Client(server.url())
+    for field, message in (("graph", {**ARITHMETIC, "ui": nested(200)}),
+                           ("graph", {**ARITHMETIC, "metadata": nested(900)}),
+                           ("overrides", {"overrides": {"show.text": nested(100)}})):
+        body = {"type": "submit", "graph": message} if field == "graph" else {"type": "submit", "graph": ARITHMETIC,
+                                                                               **message}
+        client.send(body)
+        error = client.next_of("error")
+        assert error["code"] == "value_too_large" and error["details"]["field"] == field
+    client.send({"type": "queue_status"})
+    assert client.next_of("queue")["pending"] == []
+    client.close()
+
+
+def test_an_unreadable_stored_row_does_not_break_listings(tmp_path):
+    """A row whose graph cannot be decoded shows as failed with a message; the others still list and run."""
+    queue = RunQueue(tmp_path / "runs.sqlite")
+    good = queue.enqueue(ARITHMETIC)
+    poisoned = queue.enqueue(ARITHMETIC)
+    deep = "[" * 100_000 + "]" * 100_000
+    with queue._lock:
+        queue._db.execute("UPDATE runs SET graph = ? WHERE id = ?", (deep, poisoned.id))
+        queue._db.execute("UPDATE runs SET graph = ? WHERE id = ?", ("{not json", good.id))
+    third = queue.enqueue(ARITHMETIC)
+    pending = queue.pending()                        # no RecursionError, no JSONDecodeError
+    assert [r.id for r in pending] == [third.id]
+    record = queue.get(poisoned.id)
+    assert record.status == "failed" and "cannot be read" in record.error["message"]
+    assert queue.claim_next().id == third.id
+    runs, total = queue.history()
+    assert {poisoned.id, good.id} <= {r.id for r in runs} and total == 2
+    queue.close()
+    reopened = RunQueue(tmp_path / "runs.sqlite")    # and across a restart
+    assert reopened.get(poisoned.id).status == "failed"
+    reopened.close()
+
+
+# --- handler failures ----------------------------------------------------------------------------
+
+def test_a_failing_handler_answers_with_an_error_frame(server, monkeypatch):
+    """A bug in a handler gives internal_error; the connection stays open and usable."""
+    def broken(client, message):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(server.server.protocol, "_on_history", broken)
+    client = Client(server.url())
+    client.send({"type": "history", "request_id": 5})
+    error = client.next_of("error")
+    assert error["code"] == "internal_error" and "boom" not in error["message"]
+    client.send({"type": "ping"})
+    assert client.next_of("pong")
+    client.close()
+
+
+# --- 5. worker survival ------------------------------------------------------------------------------
+
+def test_a_database_error_while_recording_a_run_does_not_kill_the_worker(server, monkeypatch):
+    """finish() raising 'disk I/O error' reports that run failed; later runs still execute."""
+    queue = server.server.queue
+    original = queue.finish
+    failures = {"left": 2}
+
+    def failing_finish(*args, **kwargs):
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(queue, "finish", failing_finish)
+    client = Client(server.url())
+    client.send({"type": "submit", "graph": ARITHMETIC})
+    first = client.next_of("submitted")["run_id"]
+    failed = client.next_of("run_failed", run_id=first)
+    assert "could not record" in failed["message"]
+    client.send({"type": "submit", "graph": {**ARITHMETIC, "metadata": {"title": "again"}}})
+    second = client.next_of("submitted")["run_id"]
+    assert client.next_of("run_finished", run_id=second)
+    client.close()
+
+
+# --- 6. interrupts --------------------------------------------------------------------------------------
+
+def test_an_interrupt_before_the_run_starts_executing_is_kept():
+    """session.interrupt(run_id) while the run is still being validated stops it as soon as it starts."""
+    session = Session(autoload=False)
+    session.interrupt("run-1")
+    with pytest.raises(RunInterrupted):
+        session.run(ARITHMETIC, run_id="run-1")
+    assert session.run(ARITHMETIC, run_id="run-2").outputs     # the request was for run-1 only
+
+
+def test_interrupt_reaches_a_run_the_queue_shows_running(server):
+    """Interrupting a freshly started run ends it interrupted, whatever stage it is in."""
+    client = Client(server.url())
+    client.send({"type": "submit", "graph": wait_graph(30)})
+    run_id = client.next_of("submitted")["run_id"]
+    client.next_of("run_started", run_id=run_id)
+    client.send({"type": "interrupt", "run_id": run_id})
+    assert client.next_of("run_interrupted", run_id=run_id)
+    client.close()
+
+
+# --- 7. token cookie, 8. Host, 13. hello token -------------------------------------------------------------
+
+def test_the_editor_loads_with_a_token_through_an_httponly_cookie(tmp_path):
+    """/?token=T sets an HttpOnly SameSite=Strict cookie and redirects; assets and the websocket accept it."""
+    running = RunningServer(tmp_path, token="s3cret")
+    try:
+        assert http_request(running.port, "/").status == 401
+        response = http_request(running.port, "/?token=s3cret")
+        assert response.status == 303 and response.getheader("Location") == "/"
+        cookie = response.getheader("Set-Cookie")
+        assert cookie.startswith("nodegraph_token=s3cret") and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        headers = {"Cookie": "nodegraph_token=s3cret"}
+        assert http_request(running.port, "/assets/app.js", headers).status != 401
+        assert http_request(running.port, "/", {"Cookie": "nodegraph_token=wrong"}).status == 401
+        Client(running.url(), additional_headers=headers).close()
+    finally:
+        running.stop()
+
+
+def test_requests_for_other_host_names_are_refused(server):
+    """DNS rebinding: a Host header naming another site gets 421, for files and the websocket alike."""
+    out = server.session.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "a.txt").write_text("private")
+    assert http_request(server.port, "/files/output/a.txt").status == 200
+    for host in ("evil.example", "evil.example:8188", "127.0.0.1.evil.example", ""):
+        response = http_request(server.port, "/files/output/a.txt", {"Host": host})
+        assert response.status == 421 and b"private" not in response.body, host
+    assert http_request(server.port, "/files/output/a.txt", {"Host": f"localhost:{server.port}"}).status == 200
+    with pytest.raises(InvalidStatus) as info:
+        with connect(server.url(), additional_headers={"Host": "evil.example"}):
+            pass
+    assert info.value.response.status_code == 421
+
+
+def test_allow_host_adds_a_name(tmp_path):
+    """--allow-host NAME makes that Host header acceptable."""
+    running = RunningServer(tmp_path, allowed_hosts=["studio.lan"])
+    try:
+        assert http_request(running.port, "/files/input/x", {"Host": "studio.lan:1"}).status == 404   # not 421
+    finally:
+        running.stop()
+
+
+def test_a_hello_with_a_wrong_token_is_refused(tmp_path):
+    """A hello whose token does not match gets invalid_token and the connection stays un-greeted."""
+    running = RunningServer(tmp_path, token="s3cret")
+    try:
+        with connect(running.url("/ws?token=s3cret")) as ws:
+            ws.send(json.dumps({"type": "hello", "protocol_version": 1, "token": "wrong"}))
+            assert json.loads(ws.recv(timeout=5))["code"] == "invalid_token"
+            ws.send(json.dumps({"type": "ping"}))
+            assert json.loads(ws.recv(timeout=5))["code"] == "hello_required"
+            ws.send(json.dumps({"type": "hello", "protocol_version": 1, "token": "s3cret"}))
+            assert json.loads(ws.recv(timeout=5))["type"] == "welcome"
+    finally:
+        running.stop()
+
+
+def test_a_hello_token_on_a_server_without_one_is_refused(tmp_path):
+    """Without a server token, a hello carrying one is refused rather than silently accepted."""
+    protocol = ServerProtocol(Session(autoload=False), RunQueue(), FileStore(tmp_path, tmp_path))
+    protocol.connect("c")
+    (reply,) = protocol.receive("c", json.dumps({"type": "hello", "protocol_version": 1, "token": "x"}))
+    assert reply.message["code"] == "invalid_token"
+
+
+# --- 9. strict JSON ----------------------------------------------------------------------------
+
+def test_nan_in_and_out(server):
+    """NaN/Infinity sent by a client is invalid_json; a non-finite output arrives as a string, in strict JSON."""
+    client = Client(server.url())
+    client.ws.send('{"type": "submit", "graph": {"format_version": 1, "nodes": {}}, "x": NaN}')
+    assert client.next_of("error")["code"] == "invalid_json"
+    graph = {"format_version": 1, "nodes": {
+        "a": {"type": "Float", "inputs": {"value": 1e300}},
+        "m": {"type": "Math", "inputs": {"a": {"node": "a", "output": "value"}, "b": 1e300, "op": "multiply"}},
+        "s": {"type": "ShowValue", "inputs": {"value": {"node": "m", "output": "result"}}}}}
+    client.send({"type": "submit", "graph": graph})
+    run_id = client.next_of("submitted")["run_id"]
+    client.next_of("run_finished", run_id=run_id)
+    client.send({"type": "get_outputs", "run_id": run_id})
+    raw = None
+    for _ in range(20):
+        frame = client.ws.recv(timeout=10)
+        if isinstance(frame, str) and '"outputs"' in frame:
+            raw = frame
+            break
+    message = strict_loads(raw)
+    assert "Infinity" in json.dumps(message["outputs"])
+    client.close()
+
+
+# --- 10. uploads and file ids ------------------------------------------------------------------------
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares width × height (a decompression bomb's calling card)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + \
+        chunk(b"IEND", b"")
+
+
+def upload_frame(name: str, data: bytes) -> bytes:
+    head = json.dumps({"type": "upload", "name": name, "request_id": 1}).encode()
+    return struct.pack(">I", len(head)) + head + data
+
+
+def test_a_decompression_bomb_upload_is_refused_cleanly(server):
+    """A 60-byte PNG declaring 20000×20000 gets invalid_upload; the connection stays open."""
+    client = Client(server.url())
+    bomb = png_declaring(20000, 20000)
+    assert len(bomb) < 100
+    client.ws.send(upload_frame("bomb.png", bomb))
+    error = client.next_of("error")
+    assert error["code"] == "invalid_upload" and "pixels" in error["message"]
+    client.send({"type": "ping"})
+    assert client.next_of("pong")
+    client.close()
+
+
+def test_overlong_and_odd_file_ids_get_404_without_a_traceback(server):
+    """A file id longer than the file system allows, or full of odd bytes, is a plain 404."""
+    for path in ("/files/output/" + "a" * 5000, "/files/input/" + "b" * 300 + ".png",
+                 "/files/output/" + "/".join(["c" * 250] * 20)):
+        response = http_request(server.port, path)
+        assert response.status == 404 and b"Traceback" not in response.body
+
+
+# --- multi-user -----------------------------------------------------------------------------
+
+@pytest.fixture
+def users(tmp_path):
+    book = UserBook(path=tmp_path / "users.json")
+    tokens = {"alice": book.add(User("alice", max_queued=2)), "bob": book.add(User("bob", max_bytes=10**9)),
+              "root": book.add(User("root", role="admin"))}
+    book.save()
+    running = RunningServer(tmp_path, users=UserBook.load(tmp_path / "users.json"))
+    running.tokens = tokens
+    yield running
+    running.stop()
+
+
+def as_user(server, name: str) -> Client:
+    return Client(server.url(f"/ws?token={server.tokens[name]}"))
+
+
+def test_users_see_only_their_own_runs(users):
+    """Bob cannot see, read, cancel, re-queue or delete Alice's run; an admin sees everything."""
+    alice, bob, root = as_user(users, "alice"), as_user(users, "bob"), as_user(users, "root")
+    alice.send({"type": "submit", "graph": SAVE_IMAGE})
+    run_id = alice.next_of("submitted")["run_id"]
+    alice.next_of("run_finished", run_id=run_id)
+    alice.send({"type": "get_outputs", "run_id": run_id})
+    file_id = alice.next_of("outputs")["files"][0]["file_id"]
+    assert file_id.startswith("output/secret")
+    for message in ({"type": "get_outputs"}, {"type": "cancel"}, {"type": "requeue"}, {"type": "delete_run"},
+                    {"type": "interrupt"}):
+        bob.send({**message, "run_id": run_id})
+        assert bob.next_of("error")["code"] == "not_found", message
+    bob.send({"type": "history"})
+    assert bob.next_of("history")["runs"] == []
+    root.send({"type": "history"})
+    assert [r["run_id"] for r in root.next_of("history")["runs"]] == [run_id]
+    root.send({"type": "get_outputs", "run_id": run_id})
+    admin_id = root.next_of("outputs")["files"][0]["file_id"]
+    assert admin_id == f"output/alice/{file_id.split('/', 1)[1]}"
+    # files: by the owner's id for Alice, refused for Bob, by the prefixed id for the admin
+    def fetch(name, fid):
+        return http_request(users.port, f"/files/{fid}", {"Cookie": f"nodegraph_token={users.tokens[name]}"})
+    assert fetch("alice", file_id).status == 200
+    assert fetch("bob", file_id).status == 404 and fetch("bob", admin_id).status == 404
+    assert fetch("root", admin_id).status == 200
+    assert http_request(users.port, f"/files/{file_id}").status == 401
+    for client in (alice, bob, root):
+        client.close()
+
+
+def test_users_graphs_read_only_their_own_uploads(users):
+    """An upload lands in the user's own input folder; another user's graph cannot load it by name."""
+    alice, bob = as_user(users, "alice"), as_user(users, "bob")
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(buffer, format="PNG")
+    alice.ws.send(upload_frame("mine.png", buffer.getvalue()))
+    uploaded = alice.next_of("uploaded")
+    assert uploaded["file_id"] == "input/mine.png"
+    assert (users.session.input_dir / "alice" / "mine.png").is_file()
+    graph = {"format_version": 1, "nodes": {
+        "load": {"type": "LoadImage", "inputs": {"image": "mine.png"}},
+        "save": {"type": "SaveImage", "inputs": {"images": {"node": "load", "output": "image"}}}}}
+    alice.send({"type": "submit", "graph": graph})
+    run_id = alice.next_of("submitted")["run_id"]
+    assert alice.next_of("run_finished", run_id=run_id)
+    bob.send({"type": "submit", "graph": graph})
+    reply = None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        frame = json.loads(bob.ws.recv(timeout=20))
+        if frame.get("type") in ("run_failed", "error"):
+            reply = frame
+            break
+    assert reply is not None, "bob's graph must not load alice's upload"
+    alice.close(), bob.close()
+
+
+def test_per_user_queue_limit(users):
+    """Past max_queued, submit gets quota_exceeded naming the limit."""
+    alice = as_user(users, "alice")
+    for i in range(2):
+        alice.send({"type": "submit", "graph": wait_graph(20 + i)})
+        alice.next_of("submitted")
+    alice.send({"type": "submit", "graph": ARITHMETIC})
+    error = alice.next_of("error")
+    assert error["code"] == "quota_exceeded" and "2 run(s)" in error["message"]
+    alice.close()
+
+
+def test_per_user_storage_limit(tmp_path):
+    """Past max_bytes, uploads and submits get quota_exceeded; delete_run frees space."""
+    book = UserBook(path=tmp_path / "users.json")
+    token = book.add(User("carol", max_bytes=200))
+    running = RunningServer(tmp_path, users=book)
+    try:
+        carol = Client(running.url(f"/ws?token={token}"))
+        carol.send({"type": "submit", "graph": SAVE_IMAGE})
+        run_id = carol.next_of("submitted")["run_id"]
+        carol.next_of("run_finished", run_id=run_id)
+        carol.send({"type": "submit", "graph": ARITHMETIC})
+        error = carol.next_of("error")
+        assert error["code"] == "quota_exceeded" and "delete_run" in error["message"]
+        carol.send({"type": "delete_run", "run_id": run_id})
+        assert carol.next_of("run_deleted")["files_deleted"] == 1
+        carol.send({"type": "submit", "graph": ARITHMETIC})
+        assert carol.next_of("submitted")
+        carol.close()
+    finally:
+        running.stop()
+
+
+def test_unknown_tokens_and_non_admin_settings_are_refused(users):
+    """A token not in the users file gets 401; users may not change server-wide settings."""
+    with pytest.raises(InvalidStatus) as info:
+        with connect(users.url("/ws?token=not-a-user")):
+            pass
+    assert info.value.response.status_code == 401
+    bob = as_user(users, "bob")
+    bob.send({"type": "free_memory"})
+    assert bob.next_of("error")["code"] == "forbidden"
+    bob.send({"type": "set_cache_policy", "policy": "none"})
+    assert bob.next_of("error")["code"] == "forbidden"
+    bob.close()
+
+
+def test_users_file_stores_only_hashes_and_reports_bad_files(tmp_path, capsys):
+    """`nodegraph users add` prints a token once and stores its SHA-256; malformed files are named."""
+    path = tmp_path / "users.json"
+    assert users_main(["add", "dana", "--file", str(path), "--admin"]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    stored = path.read_text()
+    assert token not in stored and hash_token(token) in stored
+    assert UserBook.load(path).authenticate(token).is_admin
+    path.write_text('{"users": {"Bad Name": {"token_sha256": "00"}}}')
+    with pytest.raises(UsersFileError, match="Bad Name"):
+        UserBook.load(path)
+    with pytest.raises(UsersFileError, match="nodegraph users add"):
+        UserBook.load(tmp_path / "missing.json")
