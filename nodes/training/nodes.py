@@ -529,7 +529,7 @@ class SaveControlNet(Node):
     """Write a CONTROL_NET to models/controlnet as one .safetensors file (original key layout, exact config).
 
     An existing file is never replaced unless `overwrite` is true: the ControlNet is then
-    written as NAME_1.safetensors (the next free number); the `files` output names the file.
+    written as NAME_1.safetensors (the next free number); the `model_files` result names the file.
     """
 
     category = "training"
@@ -561,7 +561,7 @@ class SaveCheckpoint(Node):
     """Write MODEL + TEXT_ENCODER + VAE as one single-file SD-layout checkpoint (fp16) in models/checkpoints.
 
     An existing file is never replaced unless `overwrite` is true: the checkpoint is then
-    written as NAME_1.safetensors (the next free number); the `files` output names the file.
+    written as NAME_1.safetensors (the next free number); the `model_files` result names the file.
     """
 
     category = "training"

@@ -1,0 +1,257 @@
+"""One confinement rule (nodegraph/paths.py) and every node input that names a file or folder goes through it."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from nodegraph import NodeExecutionError, NodeInputError, Session
+from nodegraph.model_paths import ModelPaths
+from nodegraph.paths import MAX_COMPONENT_BYTES, MAX_NAME_BYTES, PathConfinementError, confine, is_inside
+
+from .conftest import link
+
+BAD_NAMES = [
+    ("", "empty"),
+    ("   ", "empty"),
+    ("/etc/passwd", "absolute"),
+    ("//server/share", "absolute"),
+    ("C:/Windows/win.ini", "drive"),
+    ("c:boot.ini", "drive"),
+    ("..", "parent"),
+    ("../secret", "parent"),
+    ("runs/../../x", "parent"),
+    ("runs/./x", "dot"),
+    ("a\\..\\b", "backslash"),
+    ("name\x00.png", "control_character"),
+    ("line\nbreak", "control_character"),
+    ("tab\there", "control_character"),
+    ("runs//x", "empty_component"),
+    ("runs/", "empty_component"),
+    ("CON", "reserved_name"),
+    ("runs/nul.txt", "reserved_name"),
+    ("x" * (MAX_COMPONENT_BYTES + 1), "too_long"),
+    ("/".join(["abcdefgh"] * 200), "too_long"),
+    (42, "not_text"),
+]
+
+
+@pytest.mark.parametrize("name, rule", BAD_NAMES, ids=[r for _, r in BAD_NAMES])
+def test_every_rule_refuses_its_class_of_name(tmp_path, name, rule):
+    """Each class of bad name is refused with its stable rule code, the input name and the value."""
+    with pytest.raises(PathConfinementError) as info:
+        confine(tmp_path, name, what="run name", input_name="run_name", subfolders=True)
+    assert info.value.rule == rule
+    assert info.value.input == "run_name" and info.value.value == name
+    assert isinstance(info.value, NodeInputError)
+    assert "run name" in str(info.value) and "inside" in str(info.value)     # what it is and the fix
+
+
+def test_good_names_stay_under_the_root(tmp_path):
+    """Plain names, dotted names and (where allowed) subfolders resolve to root / name."""
+    assert confine(tmp_path, "vae") == tmp_path / "vae"
+    assert confine(tmp_path, "tiny_world.v2.safetensors") == tmp_path / "tiny_world.v2.safetensors"
+    assert confine(tmp_path, "runs/a", subfolders=True) == tmp_path / "runs" / "a"
+    assert confine(tmp_path, "x" * MAX_COMPONENT_BYTES) == tmp_path / ("x" * MAX_COMPONENT_BYTES)
+    assert confine(tmp_path / "missing", "new") == tmp_path / "missing" / "new"   # the root need not exist
+
+
+def test_subfolders_only_where_allowed(tmp_path):
+    """A '/' is refused unless the caller allows subfolders."""
+    with pytest.raises(PathConfinementError) as info:
+        confine(tmp_path, "runs/a")
+    assert info.value.rule == "subfolder"
+
+
+def test_total_length_is_bounded(tmp_path):
+    """A name over MAX_NAME_BYTES is refused even when each component is short."""
+    name = "/".join(["d" * 100] * (MAX_NAME_BYTES // 100 + 1))
+    with pytest.raises(PathConfinementError, match="longer than"):
+        confine(tmp_path, name, subfolders=True)
+
+
+def test_symlinks_leading_out_are_refused(tmp_path):
+    """A symlinked folder or file inside the root that points outside it is refused (real path checked)."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    os.symlink(outside, root / "escape")
+    os.symlink(outside / "secret.txt", root / "secret.txt")
+    os.symlink(root, root / "self")
+    for name in ("escape", "escape/secret.txt", "escape/new_file", "secret.txt"):
+        with pytest.raises(PathConfinementError) as info:
+            confine(root, name, subfolders=True)
+        assert info.value.rule == "outside_root"
+    assert not is_inside(root, root / "self")                       # a link to the root itself is not inside it
+    assert confine(root, "escape", subfolders=True, links_out=True) == root / "escape"   # model folders only
+    (root / "inner").mkdir()
+    os.symlink(root / "inner", root / "inner_link")
+    assert confine(root, "inner_link/x", subfolders=True) == root / "inner_link" / "x"   # links inside are fine
+
+
+def test_model_names_resolve_only_inside_model_folders(tmp_path):
+    """ModelPaths.resolve refuses escapes and files without the folder's extensions; owner links still work."""
+    models = tmp_path / "models"
+    (models / "checkpoints" / "sd").mkdir(parents=True)
+    (models / "checkpoints" / "sd" / "a.safetensors").write_bytes(b"x")
+    (models / "checkpoints" / "notes.txt").write_text("not a model")
+    elsewhere = tmp_path / "disk2"
+    elsewhere.mkdir()
+    (elsewhere / "big.safetensors").write_bytes(b"y")
+    os.symlink(elsewhere / "big.safetensors", models / "checkpoints" / "big.safetensors")
+    paths = ModelPaths(roots=[models])
+    assert paths.resolve("checkpoints", "sd/a.safetensors") == models / "checkpoints" / "sd" / "a.safetensors"
+    assert paths.resolve("checkpoints", "big.safetensors").read_bytes() == b"y"    # the owner linked it in
+    for name in ("../../etc/passwd", "/etc/passwd", "sd\\a.safetensors", "a\x00.safetensors", "notes.txt", ""):
+        with pytest.raises(LookupError):
+            paths.resolve("checkpoints", name)
+
+
+# --- nodes -----------------------------------------------------------------------------------------
+
+
+def _train_vae_graph(run_name: str) -> dict:
+    return {"format_version": 1, "nodes": {
+        "data": {"type": "TinyWorldDataset", "inputs": {"count": 4, "size": 16}},
+        "vae": {"type": "TrainVAE", "inputs": {"dataset": link("data", "dataset"), "width": 32, "channel_mult": "1",
+                                               "steps": 1, "batch_size": 2, "run_name": run_name}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("vae", "report")}}}}
+
+
+@pytest.mark.parametrize("run_name", ["/tmp/evil_run", "../../evil", "runs/../../evil", "a\\b", "x\x00"])
+def test_training_run_names_cannot_leave_the_training_folder(tmp_path, run_name):
+    """TrainVAE refuses an absolute / '..' / odd run_name before training, naming run_name; nothing is written."""
+    session = Session(output_dir=tmp_path / "out")
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(_train_vae_graph(run_name))
+    assert info.value.node_id == "vae" and isinstance(info.value.exception, PathConfinementError)
+    assert info.value.exception.input == "run_name"
+    assert not (tmp_path / "out" / "training").exists() or not any((tmp_path / "out" / "training").rglob("*"))
+    assert not os.path.exists("/tmp/evil_run/training_state.safetensors")
+
+
+def test_training_run_name_through_a_symlink_is_refused(tmp_path):
+    """A run folder that is a symlink leading out of output/training is refused."""
+    (tmp_path / "out" / "training").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "out" / "training" / "linked")
+    session = Session(output_dir=tmp_path / "out")
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(_train_vae_graph("linked"))
+    assert info.value.exception.rule == "outside_root"
+    assert not any((tmp_path / "elsewhere").iterdir())
+
+
+def test_training_run_names_with_subfolders_work(tmp_path):
+    """A run name like runs/a trains under output/training/runs/a."""
+    session = Session(output_dir=tmp_path / "out")
+    session.run(_train_vae_graph("runs/a"))
+    assert (tmp_path / "out" / "training" / "runs" / "a" / "training_state.safetensors").is_file()
+
+
+def _save_image_graph(prefix: str) -> dict:
+    return {"format_version": 1, "nodes": {
+        "img": {"type": "RenderTinyWorld", "inputs": {"size": 16}},
+        "save": {"type": "SaveImage", "inputs": {"images": link("img", "image"), "filename_prefix": prefix}}}}
+
+
+@pytest.mark.parametrize("prefix", ["/tmp/evil", "../evil", "a/../../evil", "C:/evil", "a\\evil", ""])
+def test_save_image_prefixes_stay_in_the_output_folder(tmp_path, prefix):
+    """SaveImage refuses prefixes that leave the output folder (or are empty), naming filename_prefix."""
+    session = Session(output_dir=tmp_path / "out")
+    with pytest.raises(Exception) as info:      # "" fails validation (min_length); the rest at run time
+        session.run(_save_image_graph(prefix))
+    assert "filename_prefix" in str(info.value)
+    assert not (tmp_path / "evil_00001.png").exists()
+
+
+def test_save_image_through_a_symlinked_subfolder_is_refused(tmp_path):
+    """A prefix whose subfolder is a symlink leading out of the output folder is refused."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "out" / "sub")
+    session = Session(output_dir=tmp_path / "out")
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(_save_image_graph("sub/cat"))
+    assert info.value.exception.rule == "outside_root"
+    assert not any((tmp_path / "elsewhere").iterdir())
+    result = session.run(_save_image_graph("cats/tabby"))                         # a real subfolder is fine
+    assert result.outputs["save"]["files"][0]["path"].endswith("cats/tabby_00001.png")
+
+
+def _dataset_graph(folder: str) -> dict:
+    return {"format_version": 1, "nodes": {
+        "data": {"type": "ImageFolderDataset", "inputs": {"folder": folder, "size": 8}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("data", "report")}}}}
+
+
+def _write_image(path, value=128):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(path)
+    path.with_suffix(".txt").write_text("a grey square")
+
+
+@pytest.mark.parametrize("folder", ["/etc", "..", "../..", "data/../../x"])
+def test_dataset_folders_stay_in_the_input_folder(tmp_path, folder):
+    """ImageFolderDataset refuses dataset folders outside the input folder, naming `folder`."""
+    session = Session(input_dir=tmp_path / "in", output_dir=tmp_path / "out")
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(_dataset_graph(folder))
+    assert isinstance(info.value.exception, PathConfinementError) and info.value.exception.input == "folder"
+
+
+def test_dataset_skips_files_linked_from_outside(tmp_path):
+    """Inside a dataset folder, image files and folders that are symlinks to elsewhere are never read."""
+    _write_image(tmp_path / "in" / "data" / "own.png")
+    _write_image(tmp_path / "outside" / "secret.png", value=10)
+    _write_image(tmp_path / "outside" / "sub" / "deep.png", value=20)
+    os.symlink(tmp_path / "outside" / "secret.png", tmp_path / "in" / "data" / "secret.png")
+    os.symlink(tmp_path / "outside" / "secret.txt", tmp_path / "in" / "data" / "secret.txt")
+    os.symlink(tmp_path / "outside" / "sub", tmp_path / "in" / "data" / "sub")
+    session = Session(input_dir=tmp_path / "in", output_dir=tmp_path / "out")
+    report = session.run(_dataset_graph("data")).outputs["show"]["value"]
+    assert report.startswith("1 images used, 1 skipped") and "1 outside the folder" in report
+
+
+def _load_image_graph(name: str) -> dict:
+    return {"format_version": 1, "nodes": {
+        "load": {"type": "LoadImage", "inputs": {"image": name}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("load", "mask")}}}}
+
+
+def test_load_image_names_stay_in_the_input_folder(tmp_path):
+    """LoadImage refuses names that leave the input folder, including a symlink to a file elsewhere."""
+    _write_image(tmp_path / "outside" / "secret.png")
+    _write_image(tmp_path / "in" / "ok.png")
+    os.symlink(tmp_path / "outside" / "secret.png", tmp_path / "in" / "linked.png")
+    session = Session(input_dir=tmp_path / "in", output_dir=tmp_path / "out")
+    assert session.run(_load_image_graph("ok.png")).outputs["show"]["value"].shape == (1, 8, 8)
+    for name, rule in (("../outside/secret.png", "subfolder"), ("/etc/hostname", "absolute"),
+                       ("linked.png", "outside_root")):
+        with pytest.raises(NodeExecutionError) as info:
+            session.run(_load_image_graph(name))
+        assert info.value.exception.input == "image" and info.value.exception.rule == rule
+
+
+@pytest.mark.parametrize("filename", ["../evil.safetensors", "/tmp/evil.safetensors", "sub/evil.safetensors",
+                                      "evil.pt", ".hidden.safetensors", "a\x00.safetensors"])
+def test_checkpoint_file_names_are_plain_names_in_the_model_folder(tmp_path, tiny_parts, filename):
+    """SaveCheckpoint refuses any filename but a plain .safetensors name, naming `filename`, writing nothing."""
+    from nodegraph.node import NodeContext
+    from nodes.models.nodes import TextEncoder, diffusion_model
+    from nodes.training.nodes import SaveCheckpoint
+
+    unet, vae, encoder = tiny_parts
+    node = SaveCheckpoint()
+    node.context = NodeContext("save", "SaveCheckpoint", lambda *a: None, lambda nid: None,
+                               {"model_paths": ModelPaths(roots=[tmp_path / "models"])})
+    with pytest.raises(NodeInputError) as info:
+        node.run(diffusion_model(unet, "m"), TextEncoder(encoder, "sd1"), vae, filename, "fp16", "", False)
+    assert info.value.input == "filename"
+    assert not (tmp_path / "evil.safetensors").exists() and not (tmp_path / "models").exists()
