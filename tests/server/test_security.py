@@ -495,3 +495,55 @@ def test_users_file_stores_only_hashes_and_reports_bad_files(tmp_path, capsys):
         UserBook.load(path)
     with pytest.raises(UsersFileError, match="nodegraph users add"):
         UserBook.load(tmp_path / "missing.json")
+
+
+# --- property: hostile frames never stall or disconnect ---------------------------------------
+
+def test_random_hostile_frames_never_stall_the_server_or_close_the_connection(tmp_path):
+    """Random nested / huge / odd JSON (and non-JSON) frames each get an answer, the sender stays
+    connected, and another client's ping is answered within 1 s after every one."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from nodegraph.protocol import MESSAGE_TYPES
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+                        st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=50),
+                        st.just("x" * 20_000), st.just("\u202e\x00\ud7ff"))
+    values = st.recursive(scalars, lambda children: st.one_of(
+        st.lists(children, max_size=5), st.dictionaries(st.text(max_size=10), children, max_size=5)), max_leaves=30)
+    fields = st.sampled_from(["graph", "run_id", "folder", "offset", "limit", "policy", "outputs", "overrides",
+                              "token", "protocol_version", "known_hash", "request_id", "name", "ui"])
+    messages = st.builds(lambda kind, body: {**body, "type": kind},
+                         st.one_of(st.sampled_from(MESSAGE_TYPES), st.text(max_size=20)),
+                         st.dictionaries(fields, values, max_size=4))
+    deep = st.integers(min_value=50, max_value=900).map(lambda n: '{"type": "submit", "graph": ' + "[" * n + "]" * n + "}")
+    frames = st.one_of(messages.map(json.dumps), deep, st.text(max_size=200),
+                       st.just('{"type": "submit", "graph": ' + "[" * 3000 + "]" * 3000 + "}"),
+                       st.just('{"type": "ping", "request_id": NaN}'))
+
+    running = RunningServer(tmp_path)
+    hostile, bystander = Client(running.url()), Client(running.url())
+    try:
+        @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+        @given(frames)
+        def check(frame):
+            hostile.ws.send(frame)
+            reply = hostile.ws.recv(timeout=10)      # every frame gets an answer (never a close)
+            assert reply
+            started = time.perf_counter()
+            bystander.send({"type": "ping"})
+            bystander.next_of("pong", timeout=5)
+            assert time.perf_counter() - started < 1.0
+            while True:                               # drain broadcasts the frame may have caused
+                try:
+                    hostile.ws.recv(timeout=0.01)
+                except TimeoutError:
+                    break
+
+        check()
+        hostile.send({"type": "ping"})
+        assert hostile.next_of("pong")
+    finally:
+        hostile.close(), bystander.close()
+        running.stop()
