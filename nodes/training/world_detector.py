@@ -369,14 +369,21 @@ def _read_classifier(path: Path) -> WorldClassifier | None:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
+    from safetensors import SafetensorError
+
     if not path.is_file():
         return None
-    with safe_open(str(path), framework="pt") as handle:
-        if (handle.metadata() or {}).get("fingerprint") != _world_fingerprint():
-            return None
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            if (handle.metadata() or {}).get("fingerprint") != _world_fingerprint():
+                return None
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise DetectorError(f"weights file {path}: damaged or not a safetensors file ({error}); "
+                            f"delete it to retrain.") from None
     model = WorldClassifier()
     try:
-        model.load_state_dict(load_file(str(path)))
+        model.load_state_dict(tensors)
     except RuntimeError as error:
         raise DetectorError(f"weights file {path}: does not fit WorldClassifier ({error}); delete it to retrain.") from error
     return model.eval()

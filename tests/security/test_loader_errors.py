@@ -139,3 +139,14 @@ def test_missing_file_after_listing_names_the_input(models, tmp_path):
         node.run("random.safetensors", "sd")
     assert info.value.input == "vae_name" and "random.safetensors" in str(info.value)
     assert "models/vae" in str(info.value)                                       # and where to put it
+
+
+def test_damaged_detector_weights_are_a_clear_error(tmp_path):
+    """The tiny-world detector's weights file, truncated or random, is a DetectorError naming the file and the fix."""
+    from nodes.training.world_detector import DetectorError, load_classifier
+
+    for content in (b"\x00" * 3, b"\xff" * 64):
+        path = tmp_path / f"detector_{len(content)}.safetensors"
+        path.write_bytes(content)
+        with pytest.raises(DetectorError, match="damaged.*delete it to retrain"):
+            load_classifier(path, train_if_missing=False)
