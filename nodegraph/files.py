@@ -107,13 +107,23 @@ class FileStore:
             ext = IMAGE_FORMATS.get(fmt or "", ".png").lstrip(".")
         folder = self.folders["input"]
         folder.mkdir(parents=True, exist_ok=True)
-        candidate = folder / f"{stem}.{ext}"
+        candidate = self._confined(folder, f"{stem}.{ext}")
         counter = 1
-        while candidate.exists():
-            candidate = folder / f"{stem}_{counter}.{ext}"
+        while candidate.exists() or candidate.is_symlink():
+            candidate = self._confined(folder, f"{stem}_{counter}.{ext}")
             counter += 1
         candidate.write_bytes(data)
         return f"input/{candidate.name}"
+
+    @staticmethod
+    def _confined(folder: Path, name: str) -> Path:
+        """The one confinement rule (nodegraph/paths.py), as a FileAccessError."""
+        from .paths import PathConfinementError, confine
+
+        try:
+            return confine(folder, name, what="upload name", input_name="name")
+        except PathConfinementError as exc:
+            raise FileAccessError(str(exc)) from None
 
     def file_id(self, path: str | os.PathLike) -> str:
         """The id of a file inside the output folder (what output nodes report)."""
