@@ -26,6 +26,7 @@ Map
     save_files      write files (bytes, text or a writer callable) into the output folder → file results
     save_image      IMAGE → PNG / JPEG / WebP files → file results
     check_latent, check_image, check_mask   the layout checks the API applies (results.py, docs)
+    GuidanceTerm    base class of a plugin's guidance term (the GUIDANCE port carries factories of them)
     ApiArgumentError  bad argument: names the function, the argument, expected and found
     ApiError          no implementation loaded, or an API version a plugin needs is missing
 
@@ -49,7 +50,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from .errors import NodegraphError, NodeInputError
 from .node import NodeContext
@@ -58,7 +59,7 @@ from .results import FILE_KINDS, ResultFileError, default_mime, file_result
 API_VERSION = "1.0"
 
 __all__ = [
-    "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "check_image", "check_latent", "check_mask",
+    "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "GuidanceTerm", "check_image", "check_latent", "check_mask",
     "empty_latent", "encode_text", "require", "sample", "sample_custom", "save_files", "save_image", "sigmas",
     "vae_decode", "vae_encode",
 ]
@@ -99,6 +100,43 @@ def require(minimum: str) -> None:
     if have[0] != wanted[0] or have < wanted:
         raise ApiError(f"this plugin needs nodegraph plugin API {minimum} (major {wanted[0]}, minor ≥ {wanted[1]}); "
                        f"the installed nodegraph provides API {API_VERSION}: install a nodegraph that does")
+
+
+class GuidanceTerm:
+    """Base class of a guidance term: ``term(state) -> correction | None``, added to the guided prediction.
+
+    Subclass it in a plugin (docs/plugins.md "Guidance"); the sampling pack's guider accepts
+    these exactly like its own terms (it recognises the `nodegraph_guidance_term` marker).
+    A GUIDANCE value is a tuple of zero-argument factories returning fresh terms, e.g.
+    ``(functools.partial(MyTerm, scale=2.0),)``, so per-run state never leaks between runs.
+
+    ``state`` carries ``x`` (B, ...), ``sigma`` (B,), ``denoised`` (the CFG result),
+    ``denoised_positive``, ``denoised_negative`` (None when CFG did not run), ``scale``,
+    ``step``, ``sigmas``, ``positive``, ``negative``, ``shared`` and
+    ``evaluate(conditioning=None, patches=(), x=None) -> denoised`` (the model again).
+    The correction is in denoised (x0) units; return None for "no correction".
+
+    Attributes:
+        sigma_range: (low, high), inclusive: the term runs only while every sigma of the batch is inside.
+        main_call_patches: model patches active during the guider's own CFG call (e.g. an attention reader).
+    """
+
+    nodegraph_guidance_term: ClassVar[bool] = True
+    sigma_range: tuple[float, float] = (0.0, math.inf)
+    main_call_patches: tuple = ()
+
+    def __call__(self, state: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__(state) -> correction or None")
+
+    def check_model(self, net: Any) -> None:
+        """Raise ValueError when this term cannot guide the network `net` (default: any network)."""
+
+    def active_at(self, sigma: Any) -> bool:
+        """Whether every sigma of the batch lies in `sigma_range` (inclusive)."""
+        low, high = self.sigma_range
+        if low <= 0 and high == math.inf:
+            return True
+        return low <= float(sigma.min()) and float(sigma.max()) <= high
 
 
 # --- checks ----------------------------------------------------------------------------------------
@@ -223,7 +261,8 @@ def sample(context: NodeContext, model: Any, positive: Any, negative: Any, laten
         sampler: a registered sampler name (`register_samplers`), e.g. "euler", "dpmpp_2m".
         scheduler: a registered schedule name (`register_schedules`), e.g. "karras", "normal".
         denoise: in (0, 1]; 1 starts from pure noise, less keeps more of `latent` (img2img).
-        guidance: a GUIDANCE value — guidance terms added after CFG (docs/plugins.md "Guidance").
+        guidance: a GUIDANCE value — a sequence of zero-argument factories of GuidanceTerm objects
+            (docs/plugins.md "Guidance"); each run gets fresh terms, added after CFG.
 
     Returns:
         A copy of `latent` with new `samples` (CPU, float32); other keys are kept.
@@ -244,8 +283,8 @@ def sample(context: NodeContext, model: Any, positive: Any, negative: Any, laten
     _check_choice(name, "sampler", context, "samplers", sampler)
     _check_choice(name, "scheduler", context, "schedules", scheduler)
     if guidance is not None and (isinstance(guidance, (str, bytes)) or not isinstance(guidance, Sequence)):
-        raise ApiArgumentError(name, "guidance", f"expected a GUIDANCE value (a sequence of guidance terms) or "
-                                                 f"None, found {_describe(guidance)}")
+        raise ApiArgumentError(name, "guidance", f"expected a GUIDANCE value (a sequence of guidance-term "
+                                                 f"factories) or None, found {_describe(guidance)}")
     return _implementation(context, name)(context, model, positive, negative, latent, seed=seed, steps=steps,
                                           cfg=cfg, sampler=sampler, scheduler=scheduler, denoise=denoise,
                                           guidance=guidance)

@@ -67,6 +67,7 @@ policy guidance plugins; ``guidance_terms.py`` has the built-in terms):
 
 from __future__ import annotations
 
+import abc
 import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -113,7 +114,7 @@ class GuidanceState:
     evaluate: Callable[..., torch.Tensor] = field(repr=False)
 
 
-class GuidanceTerm:
+class GuidanceTerm(metaclass=abc.ABCMeta):
     """Base class of guidance terms: ``term(state) -> correction (denoised units) | None``.
 
     Subclasses set ``sigma_range`` (inclusive; default every sigma) and may set
@@ -126,6 +127,14 @@ class GuidanceTerm:
 
     sigma_range: tuple[float, float] = ALL_SIGMAS
     main_call_patches: tuple = ()
+
+    @classmethod
+    def __subclasshook__(cls, other: type) -> bool:
+        """Plugins subclass the public nodegraph.api.GuidanceTerm (same contract; this library does not import
+        the engine): a class carrying its `nodegraph_guidance_term` marker counts as a GuidanceTerm."""
+        if cls is GuidanceTerm and any(vars(k).get("nodegraph_guidance_term") for k in other.__mro__):
+            return True
+        return NotImplemented
 
     def __call__(self, state: GuidanceState) -> torch.Tensor | None:
         raise NotImplementedError(f"{type(self).__name__} must implement __call__(state) -> correction")

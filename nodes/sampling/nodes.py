@@ -665,18 +665,6 @@ def _check_layout(samples: Any, model: Any, name: str = "latent") -> None:
                                    f"{samples.ndim}-D samples {tuple(samples.shape)}; fold frames into the batch axis")
 
 
-def _guidance_terms(guidance: Any) -> tuple:
-    """The additive guidance terms of a GUIDANCE value (a sequence of term(x, sigma, denoised) callables)."""
-    if guidance is None:
-        return ()
-    terms = tuple(guidance)
-    for index, term in enumerate(terms):
-        if not callable(term):
-            raise NodeInputError("guidance", f"item {index} is a {type(term).__name__}, not a guidance term "
-                                             f"term(x, sigma, denoised) -> correction")
-    return terms
-
-
 def api_sigmas(context: NodeContext, model: Any, *, scheduler: str, steps: int, denoise: float) -> Any:
     """nodegraph.api.sigmas: the schedule's sigmas for `model`, truncated for `denoise`."""
     from .schedules import truncate_for_denoise
@@ -716,8 +704,8 @@ def api_sample(context: NodeContext, model: Any, positive: Any, negative: Any, l
     _check_conditioning_fits(model, positive=positive, negative=negative)
     sigmas = api_sigmas(context, model, scheduler=scheduler, steps=steps, denoise=denoise)
     with _as_input_errors({"positive": "positive", "negative": "negative", "scale": "cfg",
-                           "terms": "guidance"}, "positive"):
-        guider = Guider(model.denoiser(), positive, negative, scale=cfg, terms=_guidance_terms(guidance))
+                           "guidance": "guidance"}, "positive"):
+        guider = Guider(model.denoiser(), positive, negative, scale=cfg, guidance=tuple(guidance or ()))
         guider.check_latent(samples)
     chosen = {"name": sampler, "function": sampler_function(context.service("registry"), sampler), "options": {}}
     out = run_sampling(context, Guidance(guider, model), chosen, sigmas, Noise(seed), samples,

@@ -4,6 +4,8 @@ applies guidance terms; bad arguments are refused before model work, naming the 
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 import pytest
@@ -13,6 +15,19 @@ from nodegraph import Input, Node, NodeInputs, Output, RunInterrupted, Session, 
 from nodegraph.errors import NodeExecutionError
 
 PROMPT = "a small red circle on the left, on a blue background"
+
+
+class ShiftTerm(api.GuidanceTerm):
+    """A plugin's guidance term: adds a constant to the guided prediction (optionally only in a sigma range)."""
+
+    def __init__(self, amount: float, sigma_range: tuple[float, float] = (0.0, math.inf)):
+        self.amount = amount
+        self.sigma_range = sigma_range
+        self.calls = 0
+
+    def __call__(self, state) -> torch.Tensor:
+        self.calls += 1
+        return torch.full_like(state.denoised, self.amount)
 
 
 class PluginTextToImage(Node):
@@ -28,7 +43,7 @@ class PluginTextToImage(Node):
         seed: int = Input(0, seed=True)
         steps: int = Input(4, ge=1, le=100)
         sampler: str = Input("euler")
-        extra: str = Input("none", description="none | zero_term | shift_term | frames")
+        extra: str = Input("none", description="none | zero_term | shift_term | out_of_range_term | frames")
 
     outputs = (Output("latent", "LATENT"), Output("image", "IMAGE"))
 
@@ -38,9 +53,11 @@ class PluginTextToImage(Node):
         latent = {"samples": torch.zeros(1, 4, 16, 16)}
         guidance = None
         if extra == "zero_term":
-            guidance = [lambda x, sigma, denoised: torch.zeros_like(denoised)]
+            guidance = (functools.partial(ShiftTerm, 0.0),)
         elif extra == "shift_term":
-            guidance = [lambda x, sigma, denoised: torch.full_like(denoised, 0.5)]
+            guidance = (functools.partial(ShiftTerm, 0.5),)
+        elif extra == "out_of_range_term":                     # the shipped model's sigmas stay below 1e5
+            guidance = (functools.partial(ShiftTerm, 0.5, (1e5, 1e6)),)
         elif extra == "frames":
             latent["frames"] = 1
         out = api.sample(self.context, model, positive, negative, latent, seed=seed, steps=steps, cfg=5.0,
@@ -91,6 +108,8 @@ class PluginBadCall(Node):
                                          {"samples": torch.zeros(1, 3, 16, 16)})}
         if mistake == "guidance_not_a_list":
             return {"latent": api.sample(self.context, model, positive, positive, latent, guidance=lambda *a: 0)}
+        if mistake == "guidance_term_not_factory":
+            return {"latent": api.sample(self.context, model, positive, positive, latent, guidance=[ShiftTerm(1.0)])}
         raise AssertionError(mistake)
 
 
@@ -203,14 +222,16 @@ def test_progress_with_previews_and_interruption_through_the_api(session):
 
 
 def test_guidance_terms_are_added_after_cfg(session):
-    """A zero guidance term changes nothing; a constant term moves the sample; extra latent keys are kept."""
+    """A plugin's GuidanceTerm: zero changes nothing, a constant moves the sample, outside its sigma range it
+    never runs; extra latent keys are kept."""
     graph = base_graph()
-    for label, extra in [("plain", "none"), ("zero", "zero_term"), ("shift", "shift_term"), ("frames", "frames")]:
+    for label, extra in [("plain", "none"), ("zero", "zero_term"), ("shift", "shift_term"),
+                         ("outside", "out_of_range_term"), ("frames", "frames")]:
         graph["nodes"][label] = plugin_node(seed=3, steps=3, extra=extra)
         show(graph, f"show_{label}", label, "latent")
     out = session.run(graph).outputs
-    plain, zero, shift = (out[f"show_{k}"]["value"]["samples"] for k in ("plain", "zero", "shift"))
-    assert torch.equal(plain, zero)
+    plain, zero, shift, outside = (out[f"show_{k}"]["value"]["samples"] for k in ("plain", "zero", "shift", "outside"))
+    assert torch.equal(plain, zero) and torch.equal(plain, outside)
     assert (shift - plain).mean() > 0.1
     assert out["show_frames"]["value"]["frames"] == 1
     assert torch.equal(out["show_frames"]["value"]["samples"], plain)
@@ -221,7 +242,8 @@ def test_guidance_terms_are_added_after_cfg(session):
     ("unknown_sampler", "sampler", "installed: euler"),
     ("audio_layout", "latent", "fold frames into the batch axis"),
     ("wrong_channels", "latent", "4-channel"),
-    ("guidance_not_a_list", "guidance", "a sequence of guidance terms"),
+    ("guidance_not_a_list", "guidance", "a sequence of guidance-term factories"),
+    ("guidance_term_not_factory", "guidance", "a zero-argument factory"),
 ])
 def test_bad_arguments_are_refused_naming_the_argument(session, mistake, argument, words):
     """Each mistake fails with an error whose input is the API argument and whose message says the fix."""
