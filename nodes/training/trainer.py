@@ -90,6 +90,10 @@ class EMA:
             if key in self.shadow:
                 self.shadow[key].lerp_(value.detach().float(), 1 - self.decay)
 
+    def load(self, shadow: dict[str, torch.Tensor]) -> None:
+        """Restore a saved shadow (read on the CPU) onto the devices of the current one."""
+        self.shadow = {key: value.to(self.shadow[key].device) for key, value in shadow.items()}
+
     @torch.no_grad()
     def copy_to(self, module: torch.nn.Module) -> None:
         """Load the averaged weights into `module`."""
@@ -276,7 +280,7 @@ def _start_or_resume(module: torch.nn.Module, config: TrainConfig,
     module.load_state_dict(state["model"])
     optimiser.load_state_dict(state["optimiser"])
     if ema is not None:
-        ema.shadow = state["ema"]
+        ema.load(state["ema"])
     return optimiser, ema, state["step"]
 
 
@@ -427,7 +431,7 @@ def train_diffusion(unet: Any, text_encoder: Any, data: DiffusionData, alphas_cu
             module.load_state_dict(weights)
         optimiser.load_state_dict(state["optimiser"])
         for ema, shadow in zip(emas, state["emas"]):
-            ema.shadow = shadow
+            ema.load(shadow)
         start = state["step"]
     device = next(unet.parameters()).device
     alphas_cumprod = alphas_cumprod.to(device=device, dtype=torch.float32)
