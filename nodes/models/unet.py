@@ -35,6 +35,12 @@ Block layout (SD 1.x; SDXL drops the last level and has no attention at level 0)
 
 Attention goes through ``torch.nn.functional.scaled_dot_product_attention`` (flash /
 memory-efficient kernels where the device has them).
+
+Model patches (``patches.py``): ``UNetModel.model_patches`` (set by the MODEL value's patcher)
+and the ``patches`` argument of ``forward`` (per call, e.g. from a guidance term) wrap or
+replace blocks and layers by key path, replace attention processors and insert modules.
+Without any, ``forward`` takes the plain path (each module checks one ``None``); with some,
+it threads an ``ActivePatches`` and each module's key path through the same modules.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ from typing import Callable, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .patches import ActivePatches, ModelPatch
 
 Prediction = Literal["eps", "v"]
 
@@ -224,13 +232,18 @@ class CrossAttention(nn.Module):
         self.to_v = nn.Linear(context_dim, inner, bias=False)
         self.to_out = nn.Sequential(nn.Linear(inner, query_dim), nn.Dropout(0.0))
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, key: str = "",
+                patches: ActivePatches | None = None, spatial: tuple[int, int] = (0, 0)) -> torch.Tensor:
+        kind = "self" if context is None else "cross"
         context = x if context is None else context
         batch = x.shape[0]
         q = self.to_q(x).view(batch, -1, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
         k = self.to_k(context).view(batch, -1, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, S, head_dim)
         v = self.to_v(context).view(batch, -1, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, S, head_dim)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, T, head_dim)
+        if patches is None:
+            out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, T, head_dim)
+        else:
+            out = patches.attend(key, kind, q, k, v, self.heads, spatial)  # (B, heads, T, head_dim)
         out = out.transpose(1, 2).reshape(batch, -1, self.heads * self.head_dim)  # (B, T, inner)
         return self.to_out(out)
 
@@ -270,9 +283,14 @@ class BasicTransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.norm3 = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn1(self.norm1(x))  # (B, T, dim)
-        x = x + self.attn2(self.norm2(x), context)  # (B, T, dim)
+    def forward(self, x: torch.Tensor, context: torch.Tensor, key: str = "",
+                patches: ActivePatches | None = None, spatial: tuple[int, int] = (0, 0)) -> torch.Tensor:
+        if patches is None:
+            x = x + self.attn1(self.norm1(x))  # (B, T, dim)
+            x = x + self.attn2(self.norm2(x), context)  # (B, T, dim)
+        else:
+            x = x + self.attn1(self.norm1(x), None, f"{key}.attn1", patches, spatial)  # (B, T, dim)
+            x = x + self.attn2(self.norm2(x), context, f"{key}.attn2", patches, spatial)  # (B, T, dim)
         return x + self.ff(self.norm3(x))
 
 
@@ -290,7 +308,8 @@ class SpatialTransformer(nn.Module):
         )
         self.proj_out = nn.Linear(inner, channels) if use_linear else nn.Conv2d(inner, channels, 1)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor, key: str = "",
+                patches: ActivePatches | None = None) -> torch.Tensor:
         batch, _, height, width = x.shape
         h = self.norm(x)  # (B, C, H, W)
         if not self.use_linear:
@@ -298,8 +317,12 @@ class SpatialTransformer(nn.Module):
         h = h.flatten(2).transpose(1, 2)  # (B, H*W, C or inner)
         if self.use_linear:
             h = self.proj_in(h)  # (B, H*W, inner)
-        for block in self.transformer_blocks:
-            h = block(h, context)  # (B, H*W, inner)
+        if patches is None:
+            for block in self.transformer_blocks:
+                h = block(h, context)  # (B, H*W, inner)
+        else:
+            for index, block in enumerate(self.transformer_blocks):
+                h = block(h, context, f"{key}.transformer_blocks.{index}", patches, (height, width))
         if self.use_linear:
             h = self.proj_out(h)  # (B, H*W, C)
         h = h.transpose(1, 2).reshape(batch, -1, height, width)  # (B, C or inner, H, W)
@@ -335,9 +358,16 @@ class Upsample(nn.Module):
 
 
 class TimestepEmbedSequential(nn.Sequential):
-    """A Sequential that gives ResBlocks the embedding and transformers the context."""
+    """A Sequential that gives ResBlocks the embedding and transformers the context.
 
-    def forward(self, x, emb, context, output_size=None):
+    With ``patches`` (an ``ActivePatches``) the block, each layer (key ``f"{key}.{index}"``)
+    and each attention module run through the patches set at their key paths.
+    """
+
+    def forward(self, x, emb, context, output_size=None, key: str = "", patches: ActivePatches | None = None):
+        if patches is not None:
+            return patches.run(key, lambda h: self._patched_layers(h, emb, context, output_size, key, patches),
+                               x, emb, context)
         for layer in self:
             if isinstance(layer, ResBlock):
                 x = layer(x, emb)
@@ -347,6 +377,20 @@ class TimestepEmbedSequential(nn.Sequential):
                 x = layer(x, output_size)
             else:
                 x = layer(x)
+        return x
+
+    def _patched_layers(self, x, emb, context, output_size, key: str, patches: ActivePatches):
+        for index, layer in enumerate(self):
+            layer_key = f"{key}.{index}"
+            if isinstance(layer, ResBlock):
+                forward = partial(layer, emb=emb)
+            elif isinstance(layer, SpatialTransformer):
+                forward = partial(layer, context=context, key=layer_key, patches=patches)
+            elif isinstance(layer, Upsample):
+                forward = partial(layer, output_size=output_size)
+            else:
+                forward = layer
+            x = patches.run(layer_key, forward, x, emb, context)
         return x
 
 
@@ -428,6 +472,9 @@ class UNetModel(nn.Module):
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
 
         self.out = nn.Sequential(GroupNorm32(ch), nn.SiLU(), nn.Conv2d(mc, config.out_channels, 3, padding=1))
+        # patches.ModelPatch objects this network runs with (set by patches.set_model_patches); a plain
+        # tuple attribute, so never part of the state dict or moved by .to()
+        self.model_patches: tuple[ModelPatch, ...] = ()
 
     @property
     def dtype(self) -> torch.dtype:
@@ -441,6 +488,7 @@ class UNetModel(nn.Module):
         y: torch.Tensor | None = None,
         control: dict[str, list[torch.Tensor | None]] | Callable[..., dict | None] | None = None,
         concat: torch.Tensor | None = None,
+        patches: tuple[ModelPatch, ...] | None = None,
     ) -> torch.Tensor:
         """Predict eps (or v) for noisy latents.
 
@@ -463,6 +511,8 @@ class UNetModel(nn.Module):
             concat: extra input channels appended to ``x`` for UNets with more input than
                 output channels: SD inpainting models (9 = 4 latent + 1 mask + 4 masked-image
                 latent) take ``cat(mask, masked_image_latent)`` here, unscaled, ``(B or 1, 5, H, W)``.
+            patches: model patches for this call only (``patches.py``), applied after
+                ``self.model_patches`` (e.g. perturbed self-attention from a guidance term).
 
         Returns:
             ``(B, out_channels, H, W)``: eps or v, as ``config.prediction`` says.
@@ -509,22 +559,30 @@ class UNetModel(nn.Module):
                 "input blocks (one residual per input block, None to skip)"
             )
 
+        active = ActivePatches.build(self.model_patches, patches) if self.model_patches or patches else None
         h = x.to(dtype)
         skips = []
-        for block in self.input_blocks:
-            h = block(h, emb, context)  # (B, C_level, H_level, W_level)
+        for index, block in enumerate(self.input_blocks):
+            if active is None:
+                h = block(h, emb, context)  # (B, C_level, H_level, W_level)
+            else:
+                h = block(h, emb, context, key=f"input_blocks.{index}", patches=active)
             skips.append(h)
-        h = self.middle_block(h, emb, context)  # (B, C_mid, H/2^L, W/2^L)
+        h = self.middle_block(h, emb, context, key="middle_block", patches=active)  # (B, C_mid, H/2^L, W/2^L)
         for residual in control.get("middle") or []:
             if residual is not None:
                 h = h + residual.to(dtype)
-        for block in self.output_blocks:
+        for index, block in enumerate(self.output_blocks):
             skip = skips.pop()
             residual = input_residuals[len(skips)]
             if residual is not None:
                 skip = skip + residual.to(dtype)
             h = torch.cat([h, skip], dim=1)  # (B, C + C_skip, H_level, W_level)
-            h = block(h, emb, context, output_size=skips[-1].shape[-2:] if skips else None)
+            output_size = skips[-1].shape[-2:] if skips else None
+            if active is None:
+                h = block(h, emb, context, output_size=output_size)
+            else:
+                h = block(h, emb, context, output_size, f"output_blocks.{index}", active)
         return self.out(h).to(in_dtype)  # (B, out_channels, H, W)
 
 

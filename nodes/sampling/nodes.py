@@ -145,9 +145,13 @@ class SelectSampler(Node):
 
 
 class CFGGuider(Node):
-    """Classifier-free guidance: uncond + cfg × (cond − uncond), both branches in one batched model call."""
+    """Classifier-free guidance: uncond + cfg × (cond − uncond), both branches in one batched model call.
+
+    An optional GUIDANCE input (PAG, SAG, classifier guidance, plugins' terms) adds its terms after CFG.
+    """
 
     category = "sampling"
+    version = "1.1.0"
 
     class Inputs(NodeInputs):
         model: Any = Input(port="MODEL")
@@ -157,11 +161,12 @@ class CFGGuider(Node):
         rescale: float = Input(0.0, ge=0.0, le=1.0, step=0.05, description="CFG rescale (Lin et al. 2023); 0.7 suits v-models")
         sigma_low: float = Input(0.0, ge=0.0, le=1e6, description="apply CFG only for sigma in [low, high]")
         sigma_high: float = Input(1e6, ge=0.0, le=1e6)
+        guidance: Any = Input(None, port="GUIDANCE", description="optional guidance terms added after CFG")
 
     outputs = (Output("guider", "GUIDER"),)
 
     def run(self, model: Any, positive: Any, negative: Any, cfg: float, rescale: float,
-            sigma_low: float, sigma_high: float) -> dict:
+            sigma_low: float, sigma_high: float, guidance: Any) -> dict:
         from .diffusion_model import Guidance
         from .guidance import CFGGuider as Guider
 
@@ -169,7 +174,9 @@ class CFGGuider(Node):
         with _as_input_errors({"positive": "positive", "negative": "negative", "scale": "cfg",
                                "rescale": "rescale", "cfg_sigma_range": "sigma_low"}, "positive"):
             guider = Guider(model.denoiser(), positive, negative, scale=cfg, rescale=rescale,
-                            cfg_sigma_range=(sigma_low, sigma_high))
+                            cfg_sigma_range=(sigma_low, sigma_high), guidance=tuple(guidance or ()))
+        with _as_input_errors({}, "guidance"):
+            guider.check_model(model.net)
         return {"guider": Guidance(guider, model)}
 
 
@@ -278,13 +285,16 @@ def run_sampling(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, n
         initial_noise = noise.generate(x0)
         x = x0 + initial_noise * float(sigmas[0])
         denoiser = guider.denoiser
+        start_run = getattr(denoiser, "for_run", None)
+        if start_run is not None:   # fresh guidance terms (per-run state) and exact step indices for this run
+            denoiser = start_run(sigmas)
         if noise_mask is not None:
             mask = latent_mask(noise_mask, x0).to(device)
             if mask.shape[0] not in (1, x0.shape[0]):
                 raise NodeInputError("latent", f"the noise mask has batch {mask.shape[0]}, the latent {x0.shape[0]}")
             # a seeded noise for the known region even when the latent arrives already noised
             known_noise = initial_noise if noise.seed is not None else seeded_noise(x0.shape, 0, x0.device, x0.dtype)
-            denoiser = MaskedDenoiser(guider.denoiser, x0, known_noise, mask)
+            denoiser = MaskedDenoiser(denoiser, x0, known_noise, mask)
         noise_sampler = make_noise_sampler(x, noise.seed if noise.seed is not None else 0)
         extra = _inpainting_inputs(model, x0, noise_mask)
         with _as_input_errors({"sigmas": "sigmas", "x": "latent", "options": "sampler"}, "sampler"):
@@ -529,9 +539,10 @@ class DDIMInvert(Node):
 
 
 class KSampler(Node):
-    """Text-to-image / image-to-image in one node: schedule, CFG, seeded noise and a sampler."""
+    """Text-to-image / image-to-image in one node: schedule, CFG, seeded noise and a sampler (+ optional GUIDANCE)."""
 
     category = "sampling"
+    version = "1.1.0"
 
     class Inputs(NodeInputs):
         model: Any = Input(port="MODEL")
@@ -544,13 +555,15 @@ class KSampler(Node):
         sampler: str = Input("euler", choices_from="samplers")
         scheduler: str = Input("karras", choices_from="schedules")
         denoise: float = Input(1.0, gt=0.0, le=1.0, step=0.01)
+        guidance: Any = Input(None, port="GUIDANCE", description="optional guidance terms added after CFG")
 
     outputs = (Output("latent", "LATENT"),)
 
     def run(self, model: Any, positive: Any, negative: Any, latent: Any, seed: int, steps: int, cfg: float,
-            sampler: str, scheduler: str, denoise: float) -> dict:
+            sampler: str, scheduler: str, denoise: float, guidance: Any) -> dict:
         return {"latent": api.sample(self.context, model, positive, negative, latent, seed=seed, steps=steps,
-                                     cfg=cfg, sampler=sampler, scheduler=scheduler, denoise=denoise)}
+                                     cfg=cfg, sampler=sampler, scheduler=scheduler, denoise=denoise,
+                                     guidance=guidance)}
 
 
 class SetLatentNoiseMask(Node):
@@ -612,12 +625,16 @@ NODES = [SetLatentNoiseMask, LatentUpscale, EmptyLatent, Schedule, SplitSigmas, 
 
 @hookimpl
 def register_types() -> list[PortType]:
-    return [SAMPLER_STATE]
+    from .guidance_nodes import GUIDANCE
+
+    return [SAMPLER_STATE, GUIDANCE]
 
 
 @hookimpl
 def register_nodes() -> list[type[Node]]:
-    return NODES
+    from .guidance_nodes import NODES as GUIDANCE_NODES
+
+    return [*NODES, *GUIDANCE_NODES]
 
 
 # The library's samplers and schedules, by name. Registered as names (resolved on use)
@@ -707,6 +724,7 @@ def api_sample(context: NodeContext, model: Any, positive: Any, negative: Any, l
                            "guidance": "guidance"}, "positive"):
         guider = Guider(model.denoiser(), positive, negative, scale=cfg, guidance=tuple(guidance or ()))
         guider.check_latent(samples)
+        guider.check_model(model.net)
     chosen = {"name": sampler, "function": sampler_function(context.service("registry"), sampler), "options": {}}
     out = run_sampling(context, Guidance(guider, model), chosen, sigmas, Noise(seed), samples,
                        latent.get("noise_mask"))
