@@ -23,6 +23,8 @@ Map
     empty_latent    EmptyLatent: zeros in the latent layout of a VAE (or of an SD VAE)
     vae_encode      IMAGE → LATENT;  vae_decode  LATENT → IMAGE
     encode_text     prompt → CONDITIONING
+    make_patch, patch_model, unpatch_model, model_keys   model patches as values (docs "Model patches")
+    open_weights    a weights file (from a model folder, or shipped by the plugin) under the loader policy
     save_files      write files (bytes, text or a writer callable) into the output folder → file results
     save_image      IMAGE → PNG / JPEG / WebP files → file results
     check_latent, check_image, check_mask   the layout checks the API applies (results.py, docs)
@@ -59,9 +61,9 @@ from .results import FILE_KINDS, ResultFileError, default_mime, file_result
 API_VERSION = "1.0"
 
 __all__ = [
-    "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "GuidanceTerm", "check_image", "check_latent", "check_mask",
-    "empty_latent", "encode_text", "require", "sample", "sample_custom", "save_files", "save_image", "sigmas",
-    "vae_decode", "vae_encode",
+    "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "GuidanceTerm", "check_image", "check_latent",
+    "check_mask", "empty_latent", "encode_text", "make_patch", "model_keys", "open_weights", "patch_model", "require",
+    "sample", "sample_custom", "save_files", "save_image", "sigmas", "unpatch_model", "vae_decode", "vae_encode",
 ]
 
 SEED_MAX = 2**64 - 1
@@ -70,7 +72,8 @@ FileItem = bytes | str | Callable[[Path], Any]
 
 #: which built-in pack provides each implementation (named when it is missing)
 _PROVIDERS = {"sample": "sampling", "sample_custom": "sampling", "sigmas": "sampling", "empty_latent": "sampling",
-              "vae_encode": "models",
+              "make_patch": "models", "patch_model": "models", "unpatch_model": "models", "model_keys": "models",
+              "open_weights": "models", "vae_encode": "models",
               "vae_decode": "models", "encode_text": "models", "save_image": "image"}
 
 
@@ -415,6 +418,109 @@ def encode_text(context: NodeContext, text_encoder: Any, text: str, *, clip_skip
         raise ApiArgumentError(name, "text", f"expected a str prompt, found {type(text).__name__}")
     _check_int(name, "clip_skip", clip_skip, 1, 24)
     return _implementation(context, name)(context, text_encoder, text, clip_skip=clip_skip)
+
+
+# --- model patches and weights ---------------------------------------------------------------------
+
+PatchForm = Literal["layer", "module", "attention", "attention_maps"]
+_PATCH_FIELDS = {"layer": {"target", "wrapper"}, "module": {"module", "after"},
+                 "attention": {"processor", "kind", "targets"}, "attention_maps": {"kind", "targets"}}
+_PATCH_REQUIRED = {"layer": {"target", "wrapper"}, "module": {"module", "after"}, "attention": {"processor"},
+                   "attention_maps": set()}
+
+
+def make_patch(context: NodeContext, form: PatchForm, *, name: str, priority: int = 0, **fields: Any) -> Any:
+    """A model patch value (apply it with patch_model); the four forms of docs/plugins.md "Model patches".
+
+    Args:
+        context: the running node's context.
+        form: "layer" — wrap or replace one block / layer: `target` (a key from model_keys(..., "layers")),
+                `wrapper(forward, h, call) -> h` (call forward(h) to run the original);
+              "module" — run `module(h, call) -> h` (a torch module) after each layer in `after` (keys);
+              "attention" — `processor(q, k, v, call, attend) -> out` replaces / wraps attention;
+                `kind` "self" (default), "cross" or "both"; `targets`: key prefixes (empty = all);
+              "attention_maps" — a recorder whose `maps[key]` holds each attention map (B, heads, T, S)
+                of the last call; `kind`, `targets` as for "attention".
+        name: shown in errors; unpatch_model removes patches by name.
+        priority: lower first; a later patch wraps the earlier ones (ties: the order they were added).
+        fields: the form's fields, as listed above.
+    """
+    function = "make_patch"
+    _check_context(function, context)
+    if form not in _PATCH_FIELDS:
+        raise ApiArgumentError(function, "form", f"expected one of {', '.join(_PATCH_FIELDS)}, found {form!r}")
+    if not isinstance(name, str) or not name:
+        raise ApiArgumentError(function, "name", f"expected a non-empty str, found {name!r}")
+    _check_int(function, "priority", priority, -10**6, 10**6)
+    unknown = set(fields) - _PATCH_FIELDS[form]
+    missing = _PATCH_REQUIRED[form] - set(fields)
+    if unknown or missing:
+        argument = sorted(unknown or missing)[0]
+        raise ApiArgumentError(function, argument, f"a {form!r} patch takes {', '.join(sorted(_PATCH_FIELDS[form]))}"
+                                                   f" (required: {', '.join(sorted(_PATCH_REQUIRED[form])) or 'none'})"
+                                                   f"; {'unknown' if unknown else 'missing'}: {argument!r}")
+    for argument in ("wrapper", "processor"):
+        if argument in fields and not callable(fields[argument]):
+            raise ApiArgumentError(function, argument, f"expected a callable, found {type(fields[argument]).__name__}")
+    for argument in ("after", "targets"):
+        if argument in fields and (isinstance(fields[argument], str)
+                                   or not all(isinstance(k, str) for k in fields[argument])):
+            raise ApiArgumentError(function, argument, "expected a list of key paths (str), e.g. "
+                                                       "model_keys(context, model, 'transformers')")
+    return _implementation(context, function)(context, form, name=name, priority=priority, **fields)
+
+
+def patch_model(context: NodeContext, model: Any, *patches: Any) -> Any:
+    """A new MODEL value with `patches` added last (the given model, cached upstream, is unchanged).
+
+    Patches run only while this MODEL value is sampled; the shared network's weights never change.
+    Targets are checked against the network now, so a wrong key fails here, naming valid keys.
+    """
+    function = "patch_model"
+    _check_context(function, context)
+    if not patches:
+        raise ApiArgumentError(function, "patches", "give at least one patch (from make_patch)")
+    return _implementation(context, function)(context, model, *patches)
+
+
+def unpatch_model(context: NodeContext, model: Any, name: str) -> Any:
+    """A new MODEL value without the patches called `name` (an error lists the names present)."""
+    function = "unpatch_model"
+    _check_context(function, context)
+    if not isinstance(name, str):
+        raise ApiArgumentError(function, "name", f"expected a str, found {type(name).__name__}")
+    return _implementation(context, function)(context, model, name)
+
+
+def model_keys(context: NodeContext, model: Any,
+               what: Literal["layers", "attention", "transformers"] = "layers") -> list[str]:
+    """Key paths a patch can address: "layers" (blocks and their layers), "attention" (every attention
+    module, `...attn1` self / `...attn2` cross) or "transformers" (where video models add temporal layers)."""
+    function = "model_keys"
+    _check_context(function, context)
+    if what not in ("layers", "attention", "transformers"):
+        raise ApiArgumentError(function, "what", f"expected 'layers', 'attention' or 'transformers', found {what!r}")
+    return _implementation(context, function)(context, model, what)
+
+
+def open_weights(context: NodeContext, name: str | os.PathLike, *, folder: str | None = None) -> Any:
+    """Open a weights file lazily: a read-only mapping key → tensor with `.metadata` and `.shapes`.
+
+    Args:
+        context: the running node's context.
+        name: with `folder`, a file name chosen in the graph (resolved and confined inside that model
+            folder); without, a path the plugin's own code gives (e.g. weights it ships).
+        folder: a model folder ("checkpoints", "loras", or one the plugin registers with
+            register_model_folders).
+    Safetensors only, unless the machine's owner opted in to pickle files (then loaded weights-only).
+    """
+    function = "open_weights"
+    _check_context(function, context)
+    if not isinstance(name, (str, os.PathLike)) or not os.fspath(name):
+        raise ApiArgumentError(function, "name", f"expected a file name or path, found {name!r}")
+    if folder is not None and not isinstance(folder, str):
+        raise ApiArgumentError(function, "folder", f"expected a model folder name, found {folder!r}")
+    return _implementation(context, function)(context, name, folder=folder)
 
 
 # --- output files ----------------------------------------------------------------------------------

@@ -578,9 +578,82 @@ def api_encode_text(context: NodeContext, text_encoder: Any, text: str, *, clip_
     return out
 
 
+def _check_patchable(model: Any) -> None:
+    if not (hasattr(model, "patches") and hasattr(model, "net")):
+        raise NodeInputError("model", f"expected a MODEL (e.g. from LoadCheckpoint), found {type(model).__name__}")
+
+
+@contextmanager
+def _patch_errors(argument: str) -> Iterator[None]:
+    from .patches import PatchError
+
+    try:
+        yield
+    except (PatchError, TypeError) as exc:
+        raise NodeInputError(argument, str(exc)) from None
+
+
+def api_make_patch(context: NodeContext, form: str, *, name: str, priority: int, **fields: Any) -> Any:
+    """nodegraph.api.make_patch: a LayerPatch, ModuleInsertion, AttentionPatch or AttentionMapRecorder."""
+    from .patches import AttentionMapRecorder, AttentionPatch, LayerPatch, ModuleInsertion
+
+    for key in ("after", "targets"):
+        if key in fields:
+            fields[key] = tuple(fields[key])
+    make = {"layer": LayerPatch, "module": ModuleInsertion, "attention": AttentionPatch,
+            "attention_maps": AttentionMapRecorder}[form]
+    with _patch_errors("fields"):
+        return make(name=name, priority=priority, **fields)
+
+
+def api_patch_model(context: NodeContext, model: Any, *patches: Any) -> Any:
+    """nodegraph.api.patch_model: a new MODEL with the patches added last (targets checked now)."""
+    from .patches import check_patches, with_patch
+
+    _check_patchable(model)
+    with _patch_errors("patches"):
+        check_patches(model.net, patches)
+        for patch in patches:
+            model = with_patch(model, patch)
+    return model
+
+
+def api_unpatch_model(context: NodeContext, model: Any, name: str) -> Any:
+    """nodegraph.api.unpatch_model: a new MODEL without the patches called `name`."""
+    from .patches import without_patches
+
+    _check_patchable(model)
+    with _patch_errors("name"):
+        return without_patches(model, name)
+
+
+def api_model_keys(context: NodeContext, model: Any, what: str) -> list[str]:
+    """nodegraph.api.model_keys: the key paths patches can address in the model's network."""
+    from .patches import attention_keys, layer_keys, transformer_keys
+
+    _check_patchable(model)
+    return {"layers": layer_keys, "attention": attention_keys, "transformers": transformer_keys}[what](model.net)
+
+
+def api_open_weights(context: NodeContext, name: Any, *, folder: str | None) -> Any:
+    """nodegraph.api.open_weights: a lazy state dict, resolved in a model folder (confined) or at a given path."""
+    from pathlib import Path
+
+    from .loading import ModelLoadError, open_state_dict, pickle_allowed_by_environment
+
+    allow = bool(context.services.get("allow_pickle", False)) or pickle_allowed_by_environment()
+    try:
+        path = context.service("resolve_file")(folder, name) if folder is not None else Path(name)
+        return open_state_dict(path, allow_pickle=allow)
+    except (LookupError, ModelLoadError) as exc:
+        raise NodeInputError("name", str(exc)) from None
+
+
 @hookimpl
 def register_api() -> dict[str, Any]:
-    return {"vae_encode": api_vae_encode, "vae_decode": api_vae_decode, "encode_text": api_encode_text}
+    return {"vae_encode": api_vae_encode, "vae_decode": api_vae_decode, "encode_text": api_encode_text,
+            "make_patch": api_make_patch, "patch_model": api_patch_model, "unpatch_model": api_unpatch_model,
+            "model_keys": api_model_keys, "open_weights": api_open_weights}
 
 
 @hookimpl
