@@ -222,3 +222,24 @@ def test_a_session_without_the_builtin_packs_says_which_pack_provides_the_implem
     context = make_context(tmp_path)
     with pytest.raises(api.ApiError, match="built-in 'image' pack provides it"):
         api.save_image(context, torch.zeros(1, 8, 8, 3), "x")
+
+
+def test_the_cli_prints_every_output_file_with_its_kind(tmp_path, capsys):
+    """`nodegraph run` lists each file an output node wrote: node id, kind, path, MIME type and size."""
+    pytest.importorskip("torch")
+    from nodegraph.cli import main
+
+    graph = Path(__file__).resolve().parents[2] / "graphs" / "txt2img.json"
+    code = main(["run", str(graph), "--set", "sampler.steps=1", "--no-progress",
+                 "--output-dir", str(tmp_path / "out")])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert f"save: image {tmp_path / 'out' / 'txt2img_00001.png'} (image/png, 64×64)" in printed.splitlines()
+
+
+def test_the_cli_prints_the_results_schema(capsys):
+    """`nodegraph schema --results` prints the file-result JSON Schema (for docs/protocol.md)."""
+    from nodegraph.cli import main
+
+    assert main(["schema", "--results"]) == 0
+    assert json.loads(capsys.readouterr().out) == results_schema()
