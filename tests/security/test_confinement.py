@@ -134,6 +134,28 @@ def test_training_run_names_cannot_leave_the_training_folder(tmp_path, run_name)
     assert not os.path.exists("/tmp/evil_run/training_state.safetensors")
 
 
+def test_diffusion_and_controlnet_run_names_are_confined_too(tmp_path):
+    """TrainDiffusion and TrainControlNet refuse a run_name leaving output/training, naming run_name."""
+    graph = _train_vae_graph("vae")
+    graph["nodes"]["unet"] = {"type": "TrainDiffusion", "inputs": {
+        "dataset": link("data", "dataset"), "vae": link("vae", "vae"), "model_channels": 32, "channel_mult": "1",
+        "res_blocks": 1, "attention_levels": "1", "heads": 2, "text_width": 32, "text_layers": 1, "steps": 1,
+        "batch_size": 2, "warmup_steps": 0, "run_name": "unet"}}
+    graph["nodes"]["control"] = {"type": "TrainControlNet", "inputs": {
+        "dataset": link("data", "dataset"), "model": link("unet", "model"), "text_encoder": link("unet", "text_encoder"),
+        "vae": link("vae", "vae"), "steps": 1, "batch_size": 2, "warmup_steps": 0, "run_name": "/tmp/evil_control"}}
+    graph["nodes"]["show"] = {"type": "ShowValue", "inputs": {"value": link("control", "report")}}
+    session = Session(output_dir=tmp_path / "out")
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert info.value.node_id == "control" and info.value.exception.input == "run_name"
+    graph["nodes"]["unet"]["inputs"]["run_name"] = "../../evil_unet"
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert info.value.node_id == "unet" and info.value.exception.rule == "parent"
+    assert not (tmp_path / "evil_unet").exists() and not os.path.exists("/tmp/evil_control")
+
+
 def test_training_run_name_through_a_symlink_is_refused(tmp_path):
     """A run folder that is a symlink leading out of output/training is refused."""
     (tmp_path / "out" / "training").mkdir(parents=True)
