@@ -1,12 +1,15 @@
-"""Server load and message size, over loopback.
+"""Server load, memory and message size, over loopback.
 
-    .venv/bin/python benchmarks/server_load.py [--clients 20] [--graphs 5]
+    .venv/bin/python benchmarks/server_load.py [--clients 50] [--graphs 10] [--runs 1000]
 
-1. Load: a long run is executing; then --clients concurrent clients each submit
-   --graphs small graphs. Reports submission latency (submit → `submitted`)
-   p50/p95, total time until all runs finished, and checks none were lost or
-   duplicated. Target (issue 6): p95 <= 50 ms while a run is executing.
-2. Bytes sent to the submitting client for one 200-node run (no previews),
+1. Load: a model run (graphs/txt2img.json on the shipped model, 60 steps) is
+   executing; then --clients concurrent clients each submit --graphs small
+   graphs. Reports submission latency (submit → `submitted`) p50/p95, total
+   time until all runs finished, and checks none were lost or duplicated.
+   Target (issue 11): all accepted and finished, p95 <= 50 ms.
+2. Memory: --runs small runs (each a different graph) after a warm-up of 200;
+   the server's RSS before and after. Target: growth <= 1 %.
+3. Bytes sent to the submitting client for one 200-node run (no previews),
    vs ComfyUI's ~8 MB. Target: <= 100 KB.
 """
 
@@ -77,17 +80,31 @@ async def client_task(url: str, graphs: int, offset: int, latencies: list, run_i
                 done[message["run_id"]] = message["type"]
 
 
+def model_graph() -> tuple[dict, dict]:
+    """The README's main job with more steps, so that it is still sampling while the clients submit."""
+    graph = json.loads((ROOT / "graphs" / "txt2img.json").read_text())
+    sampler = next(node_id for node_id, node in graph["nodes"].items() if "steps" in node.get("inputs", {}))
+    return graph, {f"{sampler}.steps": 60}
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 async def load_test(server: Server, clients: int, graphs: int) -> None:
     url = f"ws://127.0.0.1:{server.port}/ws"
-    async with connect(url, max_queue=None) as blocker:
+    async with connect(url, max_queue=None, max_size=None) as blocker:
         await hello(blocker)
-        wait = {"format_version": 1, "nodes": {
-            "v": {"type": "Int", "inputs": {"value": 1}},
-            "w": {"type": "Wait", "inputs": {"value": {"node": "v", "output": "value"}, "seconds": 1.0}},
-            "s": {"type": "ShowValue", "inputs": {"value": {"node": "w", "output": "value"}}}}}
-        await blocker.send(json.dumps({"type": "submit", "graph": wait}))
-        while json.loads(await blocker.recv())["type"] != "node_progress":
-            pass
+        graph, overrides = model_graph()
+        await blocker.send(json.dumps({"type": "submit", "graph": graph, "overrides": overrides}))
+        while True:      # wait until the model is sampling (progress events carry a step count)
+            frame = await blocker.recv()
+            if isinstance(frame, str) and json.loads(frame)["type"] == "node_progress":
+                break
         latencies: list[float] = []
         run_ids: list[str] = []
         done: dict[str, str] = {}
@@ -98,11 +115,42 @@ async def load_test(server: Server, clients: int, graphs: int) -> None:
     ok = sum(1 for v in done.values() if v == "run_finished")
     latencies.sort()
     p95 = latencies[int(0.95 * (len(latencies) - 1))]
-    print(f"load: {clients} clients x {graphs} graphs, submitted while a 1 s run was executing")
+    print(f"load: {clients} clients x {graphs} graphs, submitted while a model run (txt2img, 60 steps) was sampling")
     print(f"  submitted {len(run_ids)}/{expected}, distinct run ids {len(set(run_ids))}, finished ok {ok}")
     print(f"  submission latency p50 {statistics.median(latencies) * 1e3:.1f} ms, p95 {p95 * 1e3:.1f} ms "
           f"(target p95 <= 50 ms); all done in {total:.2f} s")
     assert len(set(run_ids)) == expected and ok == expected, "runs were lost or duplicated"
+
+
+async def memory_test(server: Server, runs: int, warm_up: int = 200) -> None:
+    url = f"ws://127.0.0.1:{server.port}/ws"
+    async with connect(url, max_queue=None) as ws:
+        await hello(ws)
+
+        async def run_batch(first: int, count: int) -> None:
+            pending = set()
+            for k in range(first, first + count):
+                await ws.send(json.dumps({"type": "submit", "graph": small_graph(10_000_000 + k)}))
+            while len(pending) < count:
+                message = json.loads(await ws.recv())
+                if message["type"] in ("run_finished", "run_failed"):
+                    pending.add(message["run_id"])
+
+        for start in range(0, warm_up, 50):
+            await run_batch(start, 50)
+        import gc
+
+        gc.collect()
+        before = rss_bytes()
+        t0 = time.perf_counter()
+        for start in range(warm_up, warm_up + runs, 50):
+            await run_batch(start, min(50, warm_up + runs - start))
+        gc.collect()
+        after = rss_bytes()
+    growth = (after - before) / before * 100
+    print(f"memory: {runs} runs after {warm_up} warm-up runs in {time.perf_counter() - t0:.1f} s: RSS "
+          f"{before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB ({growth:+.2f} %, target <= 1 %); "
+          f"history kept {server.queue.history(0, 1)[1]} runs (limit {server.history_limit})")
 
 
 async def bytes_test(server: Server, n: int) -> None:
@@ -130,6 +178,7 @@ async def main_async(args: argparse.Namespace) -> None:
         await server.start()
         try:
             await load_test(server, args.clients, args.graphs)
+            await memory_test(server, args.runs)
             await bytes_test(server, 200)
         finally:
             await server.close()
@@ -137,8 +186,9 @@ async def main_async(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--graphs", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--graphs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=1000)
     asyncio.run(main_async(parser.parse_args()))
 
 
