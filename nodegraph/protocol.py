@@ -395,6 +395,9 @@ class ServerProtocol:
         quota = self._quota_problem(client)
         if quota:
             return [_error(client.client_id, "quota_exceeded", quota, message.request_id)]
+        if message.front and client.user is not None and not client.user.is_admin:
+            return [_error(client.client_id, "forbidden", "only an admin may put a run at the front of the queue; "
+                           "submit without `front`", message.request_id)]
         try:
             graph = self.session.load(message.graph)
             if message.overrides:

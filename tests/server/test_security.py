@@ -479,6 +479,8 @@ def test_unknown_tokens_and_non_admin_settings_are_refused(users):
     assert bob.next_of("error")["code"] == "forbidden"
     bob.send({"type": "set_cache_policy", "policy": "none"})
     assert bob.next_of("error")["code"] == "forbidden"
+    bob.send({"type": "submit", "graph": ARITHMETIC, "front": True})
+    assert bob.next_of("error")["code"] == "forbidden"
     bob.close()
 
 
