@@ -203,9 +203,12 @@ class Session:
 
     def _resolve_file_in(self, input_dir: Path, folder: str, name: str) -> Path:
         if folder == "input":
-            if not name or "/" in name or "\\" in name or name.startswith("."):
-                raise LookupError(f"input file name {name!r} must be a plain file name in {input_dir}")
-            path = input_dir / name
+            from .paths import PathConfinementError, confine
+
+            try:
+                path = confine(input_dir, name, what="input file name")
+            except PathConfinementError as exc:
+                raise LookupError(f"{exc.message} (a plain file name in {input_dir})") from None
             if not path.is_file():
                 raise LookupError(f"no file {name!r} in the input folder {input_dir}")
             return path
