@@ -20,5 +20,5 @@ export default defineConfig({
       "/files": { target: server },
     },
   },
-  test: { include: ["test/**/*.test.ts"], environment: "node" },
+  test: { include: ["test/**/*.test.ts", "test/**/*.test.tsx"], environment: "node" },
 });

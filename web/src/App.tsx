@@ -1,13 +1,14 @@
 /**
  * The editor's layout: toolbar on top; palette, canvas and the queue/gallery
- * side panel below; banner and toasts over the canvas.
+ * side panel below (with the Plugins panel when open); banner, plugin notice
+ * and toasts over the canvas.
  */
 import { ReactFlowProvider } from "@xyflow/react";
 import { AppContext } from "./state/context";
 import type { EditorApp } from "./state/app";
 import { GraphCanvas } from "./editor/GraphCanvas";
 import { Palette } from "./editor/Palette";
-import { Banner, Gallery, QueuePanel, Toasts, Toolbar } from "./editor/Panels";
+import { Banner, Gallery, PluginNotice, PluginsPanel, QueuePanel, Toasts, Toolbar } from "./editor/Panels";
 
 export function App({ app }: { app: EditorApp }) {
   return (
@@ -19,10 +20,12 @@ export function App({ app }: { app: EditorApp }) {
             <Palette />
             <main className="ng-center">
               <Banner />
+              <PluginNotice />
               <GraphCanvas />
               <Toasts />
             </main>
             <aside className="ng-side">
+              <PluginsPanel />
               <QueuePanel />
               <Gallery />
             </aside>

@@ -15,3 +15,34 @@ export function realSchemas(): SchemaSet {
 }
 
 export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/** A stand-in for the browser WebSocket: records what the client sends, replies on demand. */
+export class FakeSocket {
+  binaryType = "blob";
+  readyState = 0;
+  sent: string[] = [];
+  onopen: ((event: unknown) => void) | null = null;
+  onclose: ((event: unknown) => void) | null = null;
+  onerror: ((event: unknown) => void) | null = null;
+  onmessage: ((event: { data: unknown }) => void) | null = null;
+  send(data: string | ArrayBufferLike | Uint8Array) {
+    if (typeof data === "string") this.sent.push(data);
+  }
+  close() {}
+  /** Open the socket (the client then says hello). */
+  open() {
+    this.readyState = 1;
+    this.onopen?.({});
+  }
+  reply(message: object) {
+    this.onmessage?.({ data: JSON.stringify(message) });
+  }
+  messages(): Record<string, unknown>[] {
+    return this.sent.map((s) => JSON.parse(s));
+  }
+}
+
+/** A welcome message as the server sends it (extra fields override). */
+export function welcome(extra: Record<string, unknown> = {}) {
+  return { type: "welcome", protocol_version: 1, server_version: "0", client_id: "me", schema_hash: "h", user: null, plugin_warnings: [], ...extra };
+}

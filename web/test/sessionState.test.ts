@@ -68,14 +68,14 @@ describe("session state", () => {
 
   it("collects outputs and images once each, on the node and in the gallery", () => {
     let s = feed(server({ type: "run_started", run_id: "r1", nodes: ["save"], total: 1 }));
-    s = reduceSession(s, { type: "image", image: { runId: "r1", nodeId: "save", fileId: "output/a.png", url: "files/output/a.png", index: 0 } }, context);
+    s = reduceSession(s, { type: "file", file: { runId: "r1", nodeId: "save", fileId: "output/a.png", url: "files/output/a.png", index: 0, kind: "image" } }, context);
     s = reduceSession(s, server({
       type: "outputs", run_id: "r1", status: "succeeded", error: null,
       outputs: { show: { value: 3, text: "3" } },
       files: [{ file_id: "output/a.png", node_id: "save", kind: "image" }, { file_id: "output/b.png", node_id: "save", kind: "image" }],
     }), context);
     expect(s.nodeOutputs.show).toEqual({ value: 3, text: "3" });
-    expect(s.nodeImages.save.map((i) => i.fileId)).toEqual(["output/a.png", "output/b.png"]);
+    expect(s.nodeFiles.save.map((i) => i.fileId)).toEqual(["output/a.png", "output/b.png"]);
     expect(s.gallery.map((i) => i.fileId)).toEqual(["output/b.png", "output/a.png"]);
     expect(s.gallery[0].url).toBe("files/output/b.png");
   });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { paletteGroups } from "../src/schema/palette";
-import type { InputSpec } from "../src/schema/types";
+import { uniqueSchemas, type InputSpec } from "../src/schema/types";
 import { isImageUploadInput, parseNumber, randomSeed, uploadedFileId, widgetFor } from "../src/schema/widgets";
 import { realSchemas } from "./helpers";
 
@@ -37,7 +37,7 @@ describe("widgets from schemas", () => {
     expect(uploadedFileId("cat.png")).toBe("input/cat.png");
     expect(uploadedFileId("")).toBeNull();
     // among the real nodes, exactly LoadImage.image takes an upload
-    const uploads = Object.values(nodes).flatMap((node) =>
+    const uploads = uniqueSchemas(nodes).flatMap((node) =>
       Object.entries(node.inputs).filter(([name, input]) => isImageUploadInput(name, input)).map(([name]) => `${node.type}.${name}`));
     expect(uploads).toEqual(["LoadImage.image"]);
     expect(widgetFor("image", nodes.LoadImage.inputs.image)).toEqual({ kind: "image_upload", uploadKind: "image" });

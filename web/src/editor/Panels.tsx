@@ -1,17 +1,23 @@
 /**
- * The toolbar (run, save, load, undo/redo, connection), the queue panel
- * (running run with interrupt, queued runs with cancel, recent runs with
- * requeue), the gallery of output images, the banner and the toasts.
+ * The toolbar (run, save, load, undo/redo, plugins, connection), the queue
+ * panel (running run with interrupt, queued runs with cancel, recent runs with
+ * requeue), the Plugins panel (problems with their fixes, loaded plugins), the
+ * gallery of output files (every kind, editor/OutputFiles.tsx), the banner,
+ * the plugin notice and the toasts.
  *
  * Test ids: toolbar, run-button, save-button, load-input, undo-button,
- * redo-button, connection-status, queue-panel, queue-running, queue-item-<run>,
- * cancel-<run>, interrupt-<run>, requeue-<run>, gallery, gallery-item,
- * error-banner, toast.
+ * redo-button, plugins-button, plugins-badge (data-level), connection-status,
+ * queue-panel, queue-running, queue-item-<run>, cancel-<run>, interrupt-<run>,
+ * requeue-<run>, plugins-panel, plugin-warning (data-level, data-plugin),
+ * plugin-loaded-<name>, plugin-notice, plugin-notice-dismiss, plugin-notice-show,
+ * gallery, gallery-item (data-kind), error-banner, toast.
  */
 import { useRef, type ReactNode } from "react";
 import type { RunSummary } from "../protocol/messages";
+import { problemsOf, warningsSignature, type PluginWarning } from "../run/plugins";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
+import { OutputFileView } from "./OutputFiles";
 
 export function Toolbar() {
   const app = useApp();
@@ -50,6 +56,7 @@ export function Toolbar() {
         Save
       </button>
       <span className="ng-spacer" />
+      <PluginsButton />
       <span className={`ng-connection ng-connection-${connection}`} data-testid="connection-status" data-status={connection}>
         {connection}
       </span>
@@ -65,6 +72,130 @@ export function Toolbar() {
         ▶ Run
       </button>
     </header>
+  );
+}
+
+/** The Plugins button: a badge counts plugin problems (red when one is an error). */
+function PluginsButton() {
+  const app = useApp();
+  const warnings = useStore(app.session, (s) => s.pluginWarnings);
+  const open = useStore(app.session, (s) => s.pluginsOpen);
+  const problems = problemsOf(warnings);
+  const level = problems.some((w) => w.level === "error") ? "error" : problems.length ? "warning" : "none";
+  return (
+    <button
+      type="button"
+      className={`ng-plugins-button${open ? " ng-pressed" : ""}`}
+      data-testid="plugins-button"
+      onClick={() => app.showPlugins(!open)}
+      title={problems.length ? `${problems.length} plugin problem${problems.length === 1 ? "" : "s"}: show the Plugins panel` : "Plugins"}
+    >
+      Plugins
+      {problems.length > 0 && (
+        <span className={`ng-badge ng-badge-${level}`} data-testid="plugins-badge" data-level={level}>
+          {problems.length}
+        </span>
+      )}
+    </button>
+  );
+}
+
+function WarningItem({ warning }: { warning: PluginWarning }) {
+  return (
+    <li className={`ng-plugin-warning ng-level-${warning.level}`} data-testid="plugin-warning" data-level={warning.level} data-plugin={warning.plugin}>
+      <div className="ng-plugin-warning-head">
+        <span className="ng-level">{warning.level}</span>
+        <span className="ng-plugin-name">{warning.plugin}</span>
+        <span className="ng-muted">{warning.kind}</span>
+      </div>
+      <div className="ng-plugin-message">{warning.message}</div>
+      {warning.fix && (
+        <div className="ng-plugin-fix">
+          <b>Fix:</b> {warning.fix}
+        </div>
+      )}
+    </li>
+  );
+}
+
+/** Plugin problems (errors first, each with its fix), then notes and the loaded plugins (from `list_plugins`). */
+export function PluginsPanel() {
+  const app = useApp();
+  const open = useStore(app.session, (s) => s.pluginsOpen);
+  const warnings = useStore(app.session, (s) => s.pluginWarnings);
+  const report = useStore(app.session, (s) => s.plugins);
+  if (!open) return null;
+  const problems = problemsOf(warnings);
+  const notes = warnings.filter((w) => w.level !== "error" && w.level !== "warning");
+  return (
+    <section className="ng-panel ng-plugins" data-testid="plugins-panel">
+      <h2>
+        Plugins
+        <button type="button" className="ng-icon" title="close" onClick={() => app.showPlugins(false)}>
+          ×
+        </button>
+      </h2>
+      {problems.length === 0 && <div className="ng-muted">No plugin problems.</div>}
+      {problems.length > 0 && <ul>{problems.map((w, i) => <WarningItem key={i} warning={w} />)}</ul>}
+      {notes.length > 0 && (
+        <>
+          <h3>Notes</h3>
+          <ul>{notes.map((w, i) => <WarningItem key={i} warning={w} />)}</ul>
+        </>
+      )}
+      <h3>Loaded</h3>
+      {report === null ? (
+        <div className="ng-muted">asking the server…</div>
+      ) : (
+        <ul>
+          {report.loaded.map((p) => (
+            <li key={p.name} className="ng-plugin-loaded" data-testid={`plugin-loaded-${p.name}`} title={(p.nodes ?? []).join(", ")}>
+              <span className="ng-plugin-name">{p.name}</span>
+              <span className="ng-muted">
+                {p.version ? ` ${p.version}` : ""} · {(p.nodes ?? []).length} node{(p.nodes ?? []).length === 1 ? "" : "s"}
+                {p.source && p.source !== "builtin" ? ` · ${p.source}` : ""}
+              </span>
+            </li>
+          ))}
+        </ul>
+      )}
+    </section>
+  );
+}
+
+/**
+ * A small notice over the canvas when plugins have problems: the first one, a button to
+ * the Plugins panel and a × that hides it until the set of problems changes.
+ */
+export function PluginNotice() {
+  const app = useApp();
+  const warnings = useStore(app.session, (s) => s.pluginWarnings);
+  const dismissed = useStore(app.session, (s) => s.pluginNotice);
+  const open = useStore(app.session, (s) => s.pluginsOpen);
+  const problems = problemsOf(warnings);
+  const signature = warningsSignature(warnings);
+  if (!problems.length || open || dismissed === signature) return null;
+  const first = problems[0];
+  const more = problems.length - 1;
+  return (
+    <div className={`ng-plugin-notice ng-level-${first.level}`} data-testid="plugin-notice" data-level={first.level}>
+      <span>
+        <b>{first.plugin}</b>: {first.message}
+        {more > 0 ? ` (and ${more} more plugin problem${more === 1 ? "" : "s"})` : ""}
+      </span>
+      <button type="button" data-testid="plugin-notice-show" onClick={() => app.showPlugins(true)}>
+        Details
+      </button>
+      <button
+        type="button"
+        className="ng-icon"
+        data-testid="plugin-notice-dismiss"
+        title="hide until the plugin problems change"
+        onClick={() => app.dispatch({ type: "dismiss_plugin_notice", signature })}
+      >
+        ×
+      </button>
+    </div>
   );
 }
 
@@ -129,12 +260,12 @@ export function Gallery() {
   return (
     <section className="ng-panel ng-gallery" data-testid="gallery">
       <h2>Gallery</h2>
-      {gallery.length === 0 && <div className="ng-muted">Output images appear here.</div>}
+      {gallery.length === 0 && <div className="ng-muted">Output files appear here.</div>}
       <div className="ng-gallery-grid">
-        {gallery.map((image) => (
-          <a key={image.fileId} href={image.url} target="_blank" rel="noreferrer" data-testid="gallery-item" title={`${image.nodeId} · ${image.fileId}`}>
-            <img src={image.url} alt={image.fileId} loading="lazy" />
-          </a>
+        {gallery.map((item) => (
+          <div key={item.fileId} className={`ng-gallery-item ng-gallery-${item.kind}`} data-testid="gallery-item" data-kind={item.kind}>
+            <OutputFileView item={item} compact />
+          </div>
         ))}
       </div>
     </section>
@@ -149,7 +280,8 @@ export function Banner() {
   if (connection !== "connected" && clientId !== null) {
     return (
       <div className="ng-banner ng-banner-error" data-testid="error-banner">
-        The connection to the server dropped; reconnecting…
+        The connection to the server dropped; reconnecting… (if the server restarted with a new token, open
+        /?token=NEW_TOKEN once)
       </div>
     );
   }

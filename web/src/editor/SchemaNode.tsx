@@ -3,12 +3,15 @@
  * run state (queued, running with step progress, cached, done with time,
  * error), output ports on the right, one row per input with its port on the
  * left and its widget (hidden while the input is linked), validation errors
- * on the node and on the offending input, the live preview, output images and
- * recorded output values.
+ * on the node and on the offending input, the live preview, output files of
+ * every kind (editor/OutputFiles.tsx) and recorded output values. A node whose
+ * type the server does not know says so, with the plugin problem that may
+ * explain it (run/plugins.ts `unknownTypeHint`).
  *
- * Test ids: node-<id>, node-status-<id>, node-error-<id>, handle-<id>-in-<input>,
- * handle-<id>-out-<output>, input-<id>-<input>, input-error-<id>-<input>,
- * unlink-<id>-<input>, node-preview-<id>, node-images-<id>, node-output-<id>.
+ * Test ids: node-<id>, node-status-<id>, node-error-<id>, node-unknown-<id>,
+ * handle-<id>-in-<input>, handle-<id>-out-<output>, input-<id>-<input>,
+ * input-error-<id>-<input>, unlink-<id>-<input>, node-preview-<id>,
+ * node-files-<id>, node-output-<id>.
  */
 import { Handle, Position, type Node, type NodeProps } from "@xyflow/react";
 import { memo, useState } from "react";
@@ -16,10 +19,12 @@ import { disconnect, isLink, setInput, setTitle, type DocNode } from "../graph/d
 import type { GraphError } from "../protocol/messages";
 import { portColor, type InputSpec, type NodeSchema, type PortType } from "../schema/types";
 import { widgetFor } from "../schema/widgets";
+import { unknownTypeHint } from "../run/plugins";
 import type { NodeRunState } from "../run/sessionState";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
 import { InputWidget } from "./InputWidget";
+import { NodeFiles } from "./OutputFiles";
 
 export interface SchemaNodeData extends Record<string, unknown> {
   node: DocNode;
@@ -68,7 +73,8 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
   const types = useStore(app.session, (s) => s.schemas.types);
   const run = useStore(app.session, (s) => s.nodeStates[id]);
   const preview = useStore(app.session, (s) => s.previews[id]);
-  const images = useStore(app.session, (s) => s.nodeImages[id]);
+  const files = useStore(app.session, (s) => s.nodeFiles[id]);
+  const pluginWarnings = useStore(app.session, (s) => s.pluginWarnings);
   const output = useStore(app.session, (s) => s.nodeOutputs[id]);
   const allErrors = useStore(app.session, (s) => s.validationErrors) ?? NO_ERRORS;
   const errors = allErrors.filter((e) => e.node_id === id);
@@ -118,7 +124,15 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
           <div style={{ width: `${progress * 100}%` }} />
         </div>
       )}
-      {!schema && <div className="ng-node-error">Unknown node type {node.type}: it is not registered on this server</div>}
+      {!schema && (
+        <div className="ng-node-error" data-testid={`node-unknown-${id}`}>
+          Unknown node type {node.type}: it is not registered on this server
+          {(() => {
+            const hint = unknownTypeHint(node.type, pluginWarnings);
+            return hint ? <div className="ng-hint">{hint}</div> : null;
+          })()}
+        </div>
+      )}
       {run?.status === "error" && (
         <div className="ng-node-error" data-testid={`node-error-${id}`}>
           {run.exceptionType ? `${run.exceptionType}: ` : ""}
@@ -160,15 +174,7 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
         ))}
       </div>
       {preview && <img className="ng-preview" data-testid={`node-preview-${id}`} src={preview} alt="step preview" />}
-      {images && images.length > 0 && (
-        <div className="ng-node-images" data-testid={`node-images-${id}`}>
-          {images.map((image) => (
-            <a key={image.fileId} href={image.url} target="_blank" rel="noreferrer">
-              <img src={image.url} alt={image.fileId} />
-            </a>
-          ))}
-        </div>
-      )}
+      <NodeFiles nodeId={id} files={files} />
       {outputText !== null && (
         <pre className="ng-node-output nodrag nowheel" data-testid={`node-output-${id}`}>
           {outputText}

@@ -2,6 +2,8 @@
  * Types of the server's messages (docs/protocol.md), as far as the editor reads them.
  * Unknown fields are tolerated; unknown message types are ignored.
  */
+import type { FileRecord } from "../run/media";
+import type { LoadedPlugin, PluginWarning } from "../run/plugins";
 import type { NodeSchema, PortType } from "../schema/types";
 
 export type RunStatus = "queued" | "running" | "succeeded" | "failed" | "interrupted" | "cancelled";
@@ -26,14 +28,29 @@ export interface GraphError {
   details?: Record<string, unknown>;
 }
 
-export interface OutputFile {
-  file_id: string;
-  node_id: string;
-  kind: string;
-}
+/** One entry of `outputs.files` (and the body of an `output_file` message): docs/protocol.md. */
+export type OutputFile = FileRecord;
 
 export type ServerMessage =
-  | { type: "welcome"; protocol_version: number; server_version: string; client_id: string; schema_hash: string }
+  | {
+      type: "welcome";
+      protocol_version: number;
+      server_version: string;
+      client_id: string;
+      schema_hash: string;
+      user?: { name: string; role: string } | null;
+      plugin_warnings?: PluginWarning[];
+    }
+  | {
+      type: "plugins";
+      loaded?: LoadedPlugin[];
+      failed?: Record<string, unknown>[];
+      skipped?: { name: string; reason: string }[];
+      conflicts?: Record<string, unknown>[];
+      clashes?: Record<string, unknown>[];
+      warnings?: PluginWarning[];
+    }
+  | ({ type: "output_file"; run_id: string } & OutputFile)
   | { type: "nodes"; schema_hash: string; nodes?: NodeSchema[]; types?: Record<string, PortType> }
   | { type: "submitted"; run_id: string; position: number }
   | { type: "queue"; running: RunSummary | null; pending: RunSummary[] }

@@ -12,11 +12,16 @@
  *   nodeStates       per node: queued / running (value, total) / cached / done (seconds) /
  *                    error (message) / interrupted — from the run events.
  *   previews         per node: the latest step preview (an object URL).
- *   nodeImages       per node: output images of the active run.
+ *   nodeFiles        per node: output files of the active run, every kind (run/media.ts), by index.
  *   nodeOutputs      per node: the recorded outputs of output nodes (`outputs`).
- *   gallery          every output image this session received, newest first.
+ *   gallery          every output file this session received, newest first.
  *   validationErrors the `invalid_graph` errors of the last submit (shown on nodes and inputs).
- *   banner           a message for the whole editor (run failed, interrupted, protocol errors).
+ *   banner           a message for the whole editor (run failed, interrupted, connection-level
+ *                    protocol errors; other error frames are toasts, see state/app.ts).
+ *   pluginWarnings   plugin problems (`welcome.plugin_warnings`, then `plugins.warnings`).
+ *   plugins          the `plugins` reply to `list_plugins` (null until it comes).
+ *   pluginNotice     the warnings signature the user dismissed the plugin notice for (run/plugins.ts).
+ *   pluginsOpen      whether the Plugins panel is open.
  *
  * Side effects (requests, object URLs) happen in the app; this module only
  * turns messages into state, so it is tested by feeding messages.
@@ -24,6 +29,10 @@
 import type { ConnectionStatus } from "../protocol/client";
 import type { GraphError, RunSummary, ServerMessage } from "../protocol/messages";
 import { EMPTY_SCHEMAS, schemaSetFrom, type SchemaSet } from "../schema/types";
+import { outputItemFrom, type OutputItem } from "./media";
+import { cleanWarnings, type PluginsReport, type PluginWarning } from "./plugins";
+
+export type { OutputItem } from "./media";
 
 export type NodeRunStatus = "queued" | "running" | "cached" | "done" | "error" | "interrupted";
 
@@ -36,17 +45,11 @@ export interface NodeRunState {
   exceptionType?: string;
 }
 
-export interface OutputImage {
-  runId: string;
-  nodeId: string;
-  fileId: string;
-  url: string;
-  index: number;
-}
-
 export interface Banner {
   kind: "error" | "info";
   text: string;
+  /** A connection-level problem (invalid_token, ...): cleared by the next welcome. */
+  connection?: boolean;
 }
 
 export interface SessionState {
@@ -61,11 +64,15 @@ export interface SessionState {
   activeRun: string | null;
   nodeStates: Record<string, NodeRunState>;
   previews: Record<string, string>;
-  nodeImages: Record<string, OutputImage[]>;
+  nodeFiles: Record<string, OutputItem[]>;
   nodeOutputs: Record<string, unknown>;
-  gallery: OutputImage[];
+  gallery: OutputItem[];
   validationErrors: GraphError[];
   banner: Banner | null;
+  pluginWarnings: PluginWarning[];
+  plugins: PluginsReport | null;
+  pluginNotice: string | null;
+  pluginsOpen: boolean;
 }
 
 export const initialSessionState: SessionState = {
@@ -80,11 +87,15 @@ export const initialSessionState: SessionState = {
   activeRun: null,
   nodeStates: {},
   previews: {},
-  nodeImages: {},
+  nodeFiles: {},
   nodeOutputs: {},
   gallery: [],
   validationErrors: [],
   banner: null,
+  pluginWarnings: [],
+  plugins: null,
+  pluginNotice: null,
+  pluginsOpen: false,
 };
 
 export type SessionAction =
@@ -92,10 +103,12 @@ export type SessionAction =
   | { type: "connection"; status: ConnectionStatus }
   | { type: "schemas"; schemas: SchemaSet }
   | { type: "preview"; runId: string; nodeId: string; url: string }
-  | { type: "image"; image: OutputImage }
+  | { type: "file"; file: OutputItem }
   | { type: "clear_input_error"; nodeId: string; input: string }
   | { type: "validation_errors"; errors: GraphError[] }
-  | { type: "banner"; banner: Banner | null };
+  | { type: "banner"; banner: Banner | null }
+  | { type: "dismiss_plugin_notice"; signature: string }
+  | { type: "plugins_open"; open: boolean };
 
 export interface ReduceContext {
   /** The URL of a file id (`/files/<id>`, with the token when there is one). */
@@ -104,14 +117,22 @@ export interface ReduceContext {
 
 const MAX_GALLERY = 200;
 
-function addImage(state: SessionState, image: OutputImage): SessionState {
-  const forNode = (state.nodeImages[image.nodeId] ?? []).filter((i) => i.fileId !== image.fileId);
-  const nodeImages = image.runId === state.activeRun
-    ? { ...state.nodeImages, [image.nodeId]: [...forNode, image].sort((a, b) => a.index - b.index) }
-    : state.nodeImages;
-  const existing = state.gallery.find((i) => i.fileId === image.fileId);
-  const gallery = existing ? state.gallery : [image, ...state.gallery].slice(0, MAX_GALLERY);
-  return { ...state, nodeImages, gallery };
+/** Error codes about the connection itself: they stay in the banner (other error frames are toasts). */
+export const CONNECTION_ERROR_CODES = new Set(["invalid_token", "unsupported_protocol", "hello_required"]);
+
+/** Add an output file (any kind) to its node (when its run is shown) and to the gallery, once. */
+function addFile(state: SessionState, file: OutputItem): SessionState {
+  const forNode = (state.nodeFiles[file.nodeId] ?? []).filter((i) => i.fileId !== file.fileId);
+  const known = state.nodeFiles[file.nodeId]?.find((i) => i.fileId === file.fileId);
+  const merged = known ? { ...known, ...file } : file; // a later record may know more (mime, size)
+  const nodeFiles = file.runId === state.activeRun
+    ? { ...state.nodeFiles, [file.nodeId]: [...forNode, merged].sort((a, b) => a.index - b.index) }
+    : state.nodeFiles;
+  const at = state.gallery.findIndex((i) => i.fileId === file.fileId);
+  const gallery = at >= 0
+    ? state.gallery.map((i, n) => (n === at ? { ...i, ...file } : i))
+    : [file, ...state.gallery].slice(0, MAX_GALLERY);
+  return { ...state, nodeFiles, gallery };
 }
 
 function setNode(state: SessionState, nodeId: string, next: NodeRunState): SessionState {
@@ -132,8 +153,8 @@ export function reduceSession(state: SessionState, action: SessionAction, contex
     case "preview":
       if (!isActive(state, action.runId)) return state;
       return { ...state, previews: { ...state.previews, [action.nodeId]: action.url } };
-    case "image":
-      return addImage(state, action.image);
+    case "file":
+      return addFile(state, action.file);
     case "clear_input_error":
       return {
         ...state,
@@ -143,6 +164,10 @@ export function reduceSession(state: SessionState, action: SessionAction, contex
       return { ...state, validationErrors: action.errors };
     case "banner":
       return { ...state, banner: action.banner };
+    case "dismiss_plugin_notice":
+      return { ...state, pluginNotice: action.signature };
+    case "plugins_open":
+      return { ...state, pluginsOpen: action.open };
     case "server":
       return reduceMessage(state, action.message, context);
   }
@@ -151,7 +176,28 @@ export function reduceSession(state: SessionState, action: SessionAction, contex
 function reduceMessage(state: SessionState, message: ServerMessage, context: ReduceContext): SessionState {
   switch (message.type) {
     case "welcome":
-      return { ...state, clientId: message.client_id, serverVersion: message.server_version };
+      return {
+        ...state,
+        clientId: message.client_id,
+        serverVersion: message.server_version,
+        pluginWarnings: cleanWarnings(message.plugin_warnings),
+        // A reconnect after an invalid_token (or a restart) leaves no stale connection banner behind.
+        banner: state.banner?.connection ? null : state.banner,
+      };
+    case "plugins":
+      return {
+        ...state,
+        plugins: {
+          loaded: Array.isArray(message.loaded) ? message.loaded : [],
+          failed: Array.isArray(message.failed) ? message.failed : [],
+          skipped: Array.isArray(message.skipped) ? message.skipped : [],
+          conflicts: Array.isArray(message.conflicts) ? message.conflicts : [],
+          warnings: cleanWarnings(message.warnings),
+        },
+        pluginWarnings: cleanWarnings(message.warnings),
+      };
+    case "output_file":
+      return addFile(state, outputItemFrom(message.run_id, message, context.fileUrl(message.file_id)));
     case "nodes":
       if (!message.nodes || !message.types) return state; // our cached schemas are current
       return { ...state, schemas: schemaSetFrom(message.schema_hash, message.nodes, message.types) };
@@ -177,7 +223,10 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
           banner: { kind: "error", text: `${message.message}: ${errors.map((e) => e.message).slice(0, 3).join(" · ")}` },
         };
       }
-      return { ...state, banner: { kind: "error", text: `${message.code}: ${message.message}` } };
+      if (CONNECTION_ERROR_CODES.has(message.code)) {
+        return { ...state, banner: { kind: "error", text: `${message.code}: ${message.message}`, connection: true } };
+      }
+      return state; // shown as a toast by the app (state/app.ts)
     case "run_started": {
       const nodeStates: Record<string, NodeRunState> = {};
       for (const id of message.nodes ?? []) nodeStates[id] = { status: "queued" };
@@ -186,7 +235,7 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
         activeRun: message.run_id,
         nodeStates,
         previews: {},
-        nodeImages: {},
+        nodeFiles: {},
         nodeOutputs: {},
         banner: null,
       };
@@ -234,8 +283,7 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
         next = { ...next, activeRun: message.run_id, nodeOutputs: { ...message.outputs } };
       }
       for (const [index, file] of (message.files ?? []).entries()) {
-        if (file.kind !== "image") continue;
-        next = addImage(next, { runId: message.run_id, nodeId: file.node_id, fileId: file.file_id, url: context.fileUrl(file.file_id), index });
+        next = addFile(next, outputItemFrom(message.run_id, file, context.fileUrl(file.file_id), index));
       }
       return next;
     }

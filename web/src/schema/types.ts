@@ -4,6 +4,12 @@
  * Nothing in the editor knows a node type by name: palette, ports, widgets and
  * type checks are all generated from these records, so plugin nodes appear
  * with no editor change. Fields mirror `nodegraph nodes --json`.
+ *
+ * Names (docs/plugins.md "Node type names"): a schema's `type` is its canonical
+ * name (what the palette adds and a new graph saves), `qualified_type` the
+ * `<plugin>.<Type>` form and `aliases` every other name that resolves to it.
+ * `SchemaSet.nodes` is keyed by ALL of these, so a graph written with any of
+ * them opens as a known node; `uniqueSchemas` lists each schema once.
  */
 
 /** How an input is edited (`InputSpec.widget.kind` on the server). */
@@ -62,6 +68,10 @@ export interface NodeSchema {
   inputs: Record<string, InputSpec>;
   outputs: OutputSpec[];
   plugin?: string;
+  /** `<plugin>.<Type>`: always resolves, even when the bare name is ambiguous. */
+  qualified_type?: string;
+  /** Other names that resolve to this node (the qualified name when `type` is the bare one, ...). */
+  aliases?: string[];
 }
 
 /** A port type: colour, and which other types it accepts as a destination (INT → FLOAT). */
@@ -76,17 +86,35 @@ export interface PortType {
 /** Everything the editor knows about the server's node types. */
 export interface SchemaSet {
   schemaHash: string;
+  /** Every name that resolves (canonical `type`, `qualified_type`, `aliases`) → its schema. */
   nodes: Record<string, NodeSchema>;
   types: Record<string, PortType>;
 }
 
 export const EMPTY_SCHEMAS: SchemaSet = { schemaHash: "", nodes: {}, types: {} };
 
-/** Build a SchemaSet from a `nodes` reply's payload (nodes come as a list). */
+/** Every name a schema answers to: canonical first, then the qualified name and the aliases. */
+export function namesOf(node: NodeSchema): string[] {
+  const names = [node.type, node.qualified_type, ...(node.aliases ?? [])];
+  return [...new Set(names.filter((n): n is string => typeof n === "string" && n.length > 0))];
+}
+
+/**
+ * Build a SchemaSet from a `nodes` reply's payload (nodes come as a list).
+ * Canonical names are indexed first, so an alias can never hide another node's canonical name.
+ */
 export function schemaSetFrom(schemaHash: string, nodes: NodeSchema[], types: Record<string, PortType>): SchemaSet {
-  const byType: Record<string, NodeSchema> = {};
-  for (const node of nodes) byType[node.type] = node;
-  return { schemaHash, nodes: byType, types };
+  const byName: Record<string, NodeSchema> = {};
+  for (const node of nodes) byName[node.type] = node;
+  for (const node of nodes) {
+    for (const name of namesOf(node)) if (!(name in byName)) byName[name] = node;
+  }
+  return { schemaHash, nodes: byName, types };
+}
+
+/** Each schema once (under its canonical name), whatever the number of names it has. */
+export function uniqueSchemas(nodes: Record<string, NodeSchema>): NodeSchema[] {
+  return Object.entries(nodes).filter(([name, node]) => name === node.type).map(([, node]) => node);
 }
 
 /** The display colour of a port type (grey for types the server did not describe). */

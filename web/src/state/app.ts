@@ -12,7 +12,16 @@
  *   on `run_finished` / `run_failed`   get_outputs (recorded outputs and files)
  *   binary `preview`   an object URL shown on the running node
  *   binary `image`     the image is shown from /files/<file_id> on its node and in the gallery
+ *   `output_file`      a video / audio / text / mesh / point-cloud file, shown by kind (run/media.ts)
+ *   `error`            without a request_id: a toast (errorText); requests toast their own failures;
+ *                      connection-level codes (invalid_token, ...) also stay in the banner
+ *   Plugins panel      `list_plugins` each time it opens; `welcome.plugin_warnings` feed the badge
  *   upload             a binary upload frame; the input's value becomes the stored name
+ *
+ * The token: a `?token=` in the page URL (dev server, or an old link) goes to
+ * `/ws`, `hello` and `/files` URLs as before. Opened through the server,
+ * `/?token=T` is answered with a cookie and a redirect to `/`, so the page has
+ * no token and none is sent: the browser's cookie carries it on every request.
  */
 import { copyNodes, pasteClip, type Clip } from "../graph/clipboard";
 import {
@@ -24,6 +33,7 @@ import {
 } from "../graph/document";
 import { graphFromPng, isPng } from "../graph/png";
 import { NodegraphClient, ProtocolError, socketUrl, type JsonMessage, type SocketLike } from "../protocol/client";
+import { errorText } from "../protocol/errors";
 import { imageMime, type FrameHeader } from "../protocol/frames";
 import type { ServerMessage } from "../protocol/messages";
 import { randomSeed, widgetFor } from "../schema/widgets";
@@ -38,7 +48,7 @@ export interface Toast {
   text: string;
 }
 
-const SCHEMA_CACHE_KEY = "nodegraph.schemas.v1";
+const SCHEMA_CACHE_KEY = "nodegraph.schemas.v2"; // v2: nodes indexed by every name (qualified, aliases)
 const TOAST_MS = 6000;
 
 function readSchemaCache(): SchemaSet | null {
@@ -68,6 +78,12 @@ export function seedInputsOf(schema: NodeSchema | undefined): { name: string; mi
     if (widget.kind === "seed") out.push({ name, min: widget.min, max: widget.max });
   }
   return out;
+}
+
+/** A toast line for a failed request: the server's error code as words, or the exception's message. */
+export function failureText(error: unknown, verb: string): string {
+  if (error instanceof ProtocolError) return errorText(error.code, error.message, verb);
+  return `Could not ${verb}: ${(error as Error)?.message ?? String(error)}`;
 }
 
 export class EditorApp {
@@ -145,6 +161,12 @@ export class EditorApp {
       case "nodes":
         if (typed.nodes) writeSchemaCache(this.session.get().schemas);
         break;
+      case "error":
+        // Replies to our requests are toasted by their caller (with what was tried); the rest here.
+        if (typed.code !== "invalid_graph" && (message.request_id === undefined || message.request_id === null)) {
+          this.toast(errorText(typed.code, typed.message), "error");
+        }
+        break;
       case "queue_changed":
         this.scheduleQueueRefresh();
         // The broadcast can overtake the server's own bookkeeping of a finished run: look again shortly.
@@ -197,8 +219,16 @@ export class EditorApp {
       else if (old) URL.revokeObjectURL(old);
     } else if (header.type === "image" && typeof header.file_id === "string") {
       this.dispatch({
-        type: "image",
-        image: { runId, nodeId, fileId: header.file_id, url: this.fileUrl(header.file_id), index: Number(header.index ?? 0) },
+        type: "file",
+        file: {
+          runId,
+          nodeId,
+          fileId: header.file_id,
+          url: this.fileUrl(header.file_id),
+          index: Number(header.index ?? 0),
+          kind: "image",
+          mime: imageMime(header.format),
+        },
       });
     }
   }
@@ -218,7 +248,7 @@ export class EditorApp {
         const count = (error.details?.errors as unknown[] | undefined)?.length ?? 0;
         this.toast(`The graph is invalid (${count} error${count === 1 ? "" : "s"}): see the marked nodes`, "error");
       } else {
-        this.toast(`Could not submit: ${(error as Error).message}`, "error");
+        this.toast(failureText(error, "submit"), "error");
       }
     }
   }
@@ -242,9 +272,15 @@ export class EditorApp {
       this.scheduleQueueRefresh();
       return true;
     } catch (error) {
-      this.toast(`Could not ${verb}: ${(error as Error).message}`, "error");
+      this.toast(failureText(error, verb), "error");
       return false;
     }
+  }
+
+  /** Open or close the Plugins panel; opening asks the server for the current plugin report. */
+  showPlugins(open: boolean): void {
+    this.dispatch({ type: "plugins_open", open });
+    if (open) this.client.send({ type: "list_plugins" });
   }
 
   refreshModels(folder?: string): void {
@@ -258,7 +294,7 @@ export class EditorApp {
       this.toast(`Uploaded ${reply.name}`);
       return reply.name;
     } catch (error) {
-      this.toast(`Upload failed: ${(error as Error).message}`, "error");
+      this.toast(failureText(error, `upload ${file.name}`), "error");
       return null;
     }
   }
