@@ -559,7 +559,7 @@ class UNetModel(nn.Module):
                 "input blocks (one residual per input block, None to skip)"
             )
 
-        active = ActivePatches.build(self.model_patches, patches) if self.model_patches or patches else None
+        active = ActivePatches.build(self.model_patches, patches or ()) if self.model_patches or patches else None
         h = x.to(dtype)
         skips = []
         for index, block in enumerate(self.input_blocks):
