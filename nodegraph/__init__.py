@@ -13,6 +13,8 @@ node packs in `nodes/` or any plugin):
     registry.py     what plugins registered, and conflicts
     plugins.py      pluggy loading with isolation, allow/deny lists
     hookspecs.py    the plugin surface (one module)
+    api.py          the plugin API (`from nodegraph import api`): sample, VAE, text, patches, output files
+    results.py      the output-file contract (OutputFile, its JSON Schema) and JSON rendering of outputs
     events.py       the event stream
     model_paths.py  model folders (checkpoints, vae, loras, ...)
     errors.py       GraphError and the exceptions

@@ -38,9 +38,10 @@ How it dispatches
     hook (name → function, same signature as the public function); every public
     function takes the running node's `context` first, checks its arguments, and
     calls the implementation found in `context.service("registry")`. The built-in
-    nodes (KSampler, Sample, Schedule, VAEEncode, VAEDecode, EncodeText,
-    SaveImage, PreviewImage) call these same functions, so plugins and built-ins
-    share one code path. `save_files` needs no pack: it lives here.
+    nodes (KSampler, Sample, Schedule, EmptyLatent, VAEEncode, VAEDecode,
+    EncodeText, SaveImage, PreviewImage) call these same functions, so plugins and
+    built-ins share one code path. `save_files` needs no pack: it lives here, as do
+    the checks and `GuidanceTerm` (which the sampling pack recognises by a marker).
 
 Nothing here imports torch at import time.
 """
