@@ -569,11 +569,11 @@ def api_vae_decode(context: NodeContext, vae: Any, latent: dict, *, tile_size: i
 def api_encode_text(context: NodeContext, text_encoder: Any, text: str, *, clip_skip: int) -> dict:
     """nodegraph.api.encode_text: prompt → CONDITIONING {"context": (1, T, D), "y"?: SDXL's vector}."""
     cond = _encode(context, text_encoder, text, clip_skip)
-    out = {"context": cond.context.cpu()}
+    out = {"context": cond.context.float().cpu()}        # the contract: float32 on the CPU, any encoder dtype
     if text_encoder.family.startswith("sdxl"):
         from .unet import sdxl_vector
 
-        out["y"] = sdxl_vector(cond.pooled.cpu(), (1024, 1024), (0, 0), (1024, 1024),
+        out["y"] = sdxl_vector(cond.pooled.float().cpu(), (1024, 1024), (0, 0), (1024, 1024),
                                aesthetic_score=6.0 if text_encoder.family == "sdxl-refiner" else None)
     return out
 

@@ -280,3 +280,16 @@ def test_vae_encode_and_save_image_through_the_api(session):
     (file,) = collect_files(result.outputs, session.output_dir)
     assert file["kind"] == "image" and file["mime"] == "image/png" and (file["width"], file["height"]) == (64, 64)
     assert file["name"].startswith("api/t_") and file["node_id"] == "save"
+
+
+def test_results_are_float32_on_the_cpu_whatever_the_weight_dtype(session):
+    """With bf16 weights, api.encode_text / sample / vae_decode still return float32 CPU tensors (the contract)."""
+    graph = base_graph()
+    graph["nodes"]["ckpt"]["inputs"]["weight_dtype"] = "bf16"
+    graph["nodes"]["plugin"] = plugin_node(seed=5, steps=2)
+    show(graph, "latent", "plugin", "latent")
+    show(graph, "image", "plugin", "image")
+    show(graph, "cond", "pos", "conditioning")
+    out = session.run(graph).outputs
+    tensors = [out["latent"]["value"]["samples"], out["image"]["value"], out["cond"]["value"]["context"]]
+    assert [(t.dtype, t.device.type) for t in tensors] == [(torch.float32, "cpu")] * 3
