@@ -1,6 +1,6 @@
 """The browser editor end to end: real server, real Chromium (headless), real graph.
 
-One test walks the whole loop a user does: open the editor, load a graph file,
+`test_editor_load_edit_run_refuse_save` walks the whole loop a user does: open the editor, load a graph file,
 save it unchanged (same JSON), change an input, add a Wait node from the
 palette and splice it in front of the output node (so that step progress is
 visible), run, watch progress and the output, try a type-incompatible link and
@@ -10,7 +10,21 @@ plus the edits. A screenshot of the finished run is written to the test's temp
 folder, or to docs/editor.png with NODEGRAPH_UPDATE_SCREENSHOT=1 (the README's picture).
 
 The graph is `graphs/txt2img.json` when it exists, else `graphs/arithmetic.json`;
-`NODEGRAPH_E2E_GRAPH=path` picks another. Needs Chromium at /usr/bin/chromium
+`NODEGRAPH_E2E_GRAPH=path` picks another.
+
+`test_editor_with_token_cookie_plugins_and_media_files` starts a server that
+requires a token and loads three installed plugins: the example plugin, a
+media one and a broken one (real distributions on a temporary sys.path entry;
+the broken one raises at import). Without the token the page is refused; `/?token=T` sets the cookie and
+redirects to `/`, and from then on the editor works with the token only in the
+cookie: it connects, shows the broken plugin's problem (badge, notice, Plugins
+panel with the fix), runs `graphs/arithmetic.json`, opens a graph written with
+qualified node names (`example.MixColors`) as known nodes, and shows its text
+output file (fetched from /files with the cookie) on the node and in the
+gallery, then runs the media plugin's node and checks each kind in the browser:
+the WAV plays in <audio controls> (its duration is read by Chromium), the
+animated GIF "video" shows as an image, the OBJ mesh is a download link. Screenshot: the test's temp folder, or docs/editor-plugins.png with
+NODEGRAPH_UPDATE_SCREENSHOT=1. Needs Chromium at /usr/bin/chromium
 (or $CHROMIUM) and a built editor (web/dist) — skipped with the reason when
 either is missing, except in CI (CI=true), where missing pieces are a failure —
 and the Python `playwright` package (a test dependency; its browsers are not
@@ -19,6 +33,7 @@ used, so no `playwright install`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -63,14 +78,14 @@ if _MISSING and os.environ.get("CI"):
 pytestmark = [pytest.mark.skipif(bool(_MISSING), reason="; ".join(_MISSING))]
 
 
-@pytest.fixture
-def server_url(tmp_path):
-    """A real `nodegraph serve` on a free port with a temporary data dir; yields its URL."""
+@contextlib.contextmanager
+def _serve(tmp_path: Path, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None):
+    """A real `nodegraph serve` on a free port with a temporary data dir; yields the URL it prints."""
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "nodegraph.server", "--port", "0", "--data-dir", str(tmp_path / "data"),
-         "--output-dir", str(tmp_path / "output"), "--input-dir", str(tmp_path / "input")],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=log, text=True)
+         "--output-dir", str(tmp_path / "output"), "--input-dir", str(tmp_path / "input"), *extra_args],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
     url = None
     deadline = time.monotonic() + 30
     while url is None and time.monotonic() < deadline and proc.poll() is None:
@@ -90,6 +105,13 @@ def server_url(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture
+def server_url(tmp_path):
+    """A real `nodegraph serve` on a free port with a temporary data dir; yields its URL."""
+    with _serve(tmp_path) as url:
+        yield url
 
 
 def _center(page, selector: str) -> tuple[float, float]:
@@ -221,7 +243,7 @@ def test_editor_load_edit_run_refuse_save(server_url, tmp_path):
                 if graph_path.name == "arithmetic.json":
                     assert shown.startswith(f"{new_value}x768 has")
             else:
-                page.wait_for_selector(f"[data-testid='node-images-{out_id}'] img")
+                page.wait_for_selector(f"[data-testid='node-files-{out_id}'] [data-kind=image] img")
                 page.wait_for_selector("[data-testid=gallery-item]")
             page.wait_for_selector("[data-testid=queue-panel] >> text=succeeded")
             toasts = page.locator("[data-testid=toast]")
@@ -258,6 +280,198 @@ def test_editor_load_edit_run_refuse_save(server_url, tmp_path):
                 del saved["ui"]          # a graph saved without layout gains a ui section only for the added node
             assert isinstance(wait_ui["position"], list) and len(wait_ui["position"]) == 2
             assert saved == expected
+        finally:
+            browser.close()
+    assert not errors, f"errors in the page: {errors}"
+
+
+# --- token cookie, plugin warnings, qualified names, text output files ------------------
+
+TOKEN = "e2e-token-1234567890"
+BROKEN_PLUGIN = "broken_e2e"
+
+# A graph written with qualified node names only: two colours mixed half and half, saved as a JSON text file.
+COLORS_GRAPH = {
+    "format_version": 1,
+    "metadata": {"title": "Colours"},
+    "nodes": {
+        "red": {"type": "example.HexColor", "inputs": {"hex": "#ff0000"}},
+        "blue": {"type": "example.HexColor", "inputs": {"hex": "#0000ff"}},
+        "mix": {"type": "example.MixColors", "inputs": {"a": {"node": "red", "output": "color"},
+                                                        "b": {"node": "blue", "output": "color"}, "t": 0.5}},
+        "save": {"type": "example.SaveColors", "inputs": {"a": {"node": "mix", "output": "color"},
+                                                          "filename_prefix": "e2e_colors"}},
+    },
+    "ui": {"nodes": {"red": {"position": [0, 0]}, "blue": {"position": [0, 160]}, "mix": {"position": [260, 60]},
+                     "save": {"position": [520, 60]}}},
+}
+
+
+MEDIA_PLUGIN = "media_e2e"
+MEDIA_PLUGIN_SOURCE = '''
+"""An output node writing one file of three kinds through nodegraph.api.save_files."""
+import io
+import math
+import struct
+import wave
+
+from PIL import Image
+
+from nodegraph import Input, Node, NodeInputs, api, hookimpl
+
+
+def wav_bytes(seconds, rate=16000):
+    frames = b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * 440 * i / rate)))
+                      for i in range(int(seconds * rate)))
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(frames)
+    return buffer.getvalue()
+
+
+class SaveMedia(Node):
+    """A tone (WAV), a two-frame animated GIF and a one-triangle OBJ mesh."""
+
+    category = "e2e"
+    version = "1.0.0"
+    output_node = True
+
+    class Inputs(NodeInputs):
+        seconds: float = Input(0.5, ge=0.1, le=2.0)
+
+    outputs = ()
+
+    def run(self, seconds):
+        frames = [Image.new("RGB", (16, 12), color) for color in ((255, 0, 0), (0, 0, 255))]
+        gif = lambda path: frames[0].save(path, save_all=True, append_images=frames[1:], duration=250, loop=0)
+        return {"files": [
+            *api.save_files(self.context, [wav_bytes(seconds)], kind="audio", prefix="tone", suffix=".wav",
+                            fields={"duration": seconds, "sample_rate": 16000}),
+            *api.save_files(self.context, [gif], kind="video", prefix="blink", suffix=".gif",
+                            fields={"frames": 2, "fps": 4, "width": 16, "height": 12}),
+            *api.save_files(self.context, ["v 0 0 0\\nv 1 0 0\\nv 0 1 0\\nf 1 2 3\\n"], kind="mesh",
+                            prefix="triangle", suffix=".obj"),
+        ]}
+
+
+@hookimpl
+def register_nodes():
+    return [SaveMedia]
+'''
+
+
+def _write_distribution(site: Path, name: str, source: str) -> None:
+    """A real installed distribution on `site`: module `<name>_plugin` and a `nodegraph` entry point `name`."""
+    info = site / f"{name}-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (site / f"{name}_plugin.py").write_text(source)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(f"[nodegraph]\n{name} = {name}_plugin\n")
+
+
+def _plugin_site(tmp_path: Path) -> Path:
+    """Installed distributions: a media plugin, and a plugin that raises at import."""
+    site = tmp_path / "site"
+    _write_distribution(site, BROKEN_PLUGIN, "raise RuntimeError('broken on purpose for the e2e test')\n")
+    _write_distribution(site, MEDIA_PLUGIN, MEDIA_PLUGIN_SOURCE)
+    return site
+
+
+def test_editor_with_token_cookie_plugins_and_media_files(tmp_path):
+    """Token only in the cookie: the editor connects, shows a broken plugin's fix, runs graphs, shows files by kind."""
+    try:
+        from playwright import sync_api
+    except ImportError:
+        pytest.fail("the Python playwright package is missing: pip install playwright (no `playwright install`)")
+    pytest.importorskip("nodegraph_example", reason="the example plugin is not installed (scripts/setup test installs it)")
+
+    env = {k: v for k, v in os.environ.items() if k != "NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD"}
+    env["NODEGRAPH_PLUGINS_ALLOW"] = f"example,{BROKEN_PLUGIN},{MEDIA_PLUGIN}"
+    env.pop("NODEGRAPH_PLUGINS_DENY", None)
+    env["PYTHONPATH"] = os.pathsep.join([str(_plugin_site(tmp_path)), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    arithmetic = ROOT / "graphs" / "arithmetic.json"
+    colors_path = tmp_path / "colors.json"
+    colors_path.write_text(json.dumps(COLORS_GRAPH, indent=2))
+    errors: list[str] = []
+
+    with _serve(tmp_path, ("--token", TOKEN), env) as printed_url, sync_api.sync_playwright() as playwright:
+        base = printed_url.split("?", 1)[0]
+        browser = playwright.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 900})
+            page.set_default_timeout(20_000)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+            # Without the token the editor itself is refused; /?token=T trades it for a cookie and redirects to /.
+            assert page.goto(base).status == 401
+            response = page.goto(f"{base}?token={TOKEN}")
+            assert response.ok and page.url == base, f"expected a redirect to {base}, got {page.url}"
+            assert TOKEN not in page.evaluate("document.cookie"), "the token cookie must be HttpOnly"
+            page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
+
+            # The broken plugin is reported: a red badge, a notice over the canvas, the panel with the fix.
+            page.wait_for_selector("[data-testid=plugins-badge][data-level=error]")
+            notice = page.locator("[data-testid=plugin-notice]")
+            notice.wait_for()
+            assert BROKEN_PLUGIN in notice.inner_text()
+            page.screenshot(path=str(tmp_path / "editor-plugin-notice.png"))
+            page.click("[data-testid=plugin-notice-show]")
+            warning = page.locator(f"[data-testid=plugin-warning][data-plugin={BROKEN_PLUGIN}]")
+            warning.wait_for()
+            assert "broken on purpose" in warning.inner_text() and "Fix:" in warning.inner_text()
+            page.wait_for_selector("[data-testid=plugin-loaded-example]")
+            assert page.locator("[data-testid=plugin-notice]").count() == 0   # the open panel replaces the notice
+
+            # graphs/arithmetic.json runs with the token only in the cookie.
+            page.wait_for_selector("[data-testid^=palette-item-]")
+            page.set_input_files("[data-testid=load-input]", str(arithmetic))
+            page.wait_for_selector("[data-testid=node-show]")
+            page.click("[data-testid=run-button]")
+            page.wait_for_selector("[data-testid=node-status-show][data-status=done]", timeout=60_000)
+            page.wait_for_selector("[data-testid=node-output-show]")
+            assert page.inner_text("[data-testid=node-output-show]").startswith("512x768 has")
+
+            # A graph written with qualified names opens as known nodes and runs; its text file shows by kind.
+            page.set_input_files("[data-testid=load-input]", str(colors_path))
+            page.wait_for_selector("[data-testid=node-save]")
+            assert page.locator("[data-testid^=node-unknown-]").count() == 0
+            assert page.evaluate("window.nodegraph.graph()")["nodes"] == COLORS_GRAPH["nodes"]
+            page.click("[data-testid=run-button]")
+            page.wait_for_selector("[data-testid=node-status-save][data-status=done]", timeout=60_000)
+            text = page.locator("[data-testid=node-files-save] [data-testid=output-text]")
+            page.wait_for_function(
+                "() => document.querySelector('[data-testid=node-files-save] [data-testid=output-text]')"
+                "?.textContent.includes('#800080')", timeout=30_000)
+            assert json.loads(text.inner_text()) == {"colors": ["#800080"]}
+            page.wait_for_selector("[data-testid=gallery-item][data-kind=text]")
+            link = page.get_attribute("[data-testid=node-files-save] [data-testid=output-file-download]", "href")
+            assert link.startswith("files/output/") and "token" not in link
+
+            # Audio, an animated-GIF video and a mesh: each shown by its kind, fetched with the cookie.
+            page.evaluate("window.nodegraph.load(%s)" % json.dumps(
+                {"format_version": 1, "nodes": {"media": {"type": f"{MEDIA_PLUGIN}.SaveMedia", "inputs": {"seconds": 0.5}}}}))
+            page.wait_for_selector("[data-testid=node-media]")
+            page.click("[data-testid=run-button]")
+            files = "[data-testid=node-files-media]"
+            page.wait_for_selector(f"{files} [data-kind=audio][data-view=audio] audio", timeout=60_000)
+            page.wait_for_function(  # Chromium fetched and decoded the WAV: its duration is known
+                f"() => Math.abs(document.querySelector('{files} audio')?.duration - 0.5) < 0.01", timeout=30_000)
+            page.wait_for_function(
+                f"() => document.querySelector('{files} [data-kind=video][data-view=img] img')?.naturalWidth === 16",
+                timeout=30_000)
+            mesh = page.locator(f"{files} [data-kind=mesh][data-view=download] [data-testid=output-file-download]")
+            assert mesh.get_attribute("download").endswith(".obj") and "triangle_" in mesh.inner_text()
+            for kind in ("audio", "video", "mesh"):
+                page.wait_for_selector(f"[data-testid=gallery-item][data-kind={kind}]")
+            page.screenshot(path=str(tmp_path / "editor-media.png"))
+
+            target = (ROOT / "docs" / "editor-plugins.png" if os.environ.get("NODEGRAPH_UPDATE_SCREENSHOT")
+                      else tmp_path / "editor-plugins.png")
+            page.click(".react-flow__controls-fitview")
+            page.screenshot(path=str(target))
         finally:
             browser.close()
     assert not errors, f"errors in the page: {errors}"

@@ -32,10 +32,11 @@ function TextPreview({ item }: { item: OutputItem }) {
   );
 }
 
-function DownloadLink({ item, label }: { item: OutputItem; label?: string }) {
+/** A download link labelled with the file's kind and caption (name and size facts). */
+function DownloadLink({ item }: { item: OutputItem }) {
   return (
     <a className="ng-download nodrag" href={item.url} download={fileName(item.fileId)} data-testid="output-file-download" title={`download ${item.fileId}`}>
-      {label ?? `⤓ ${fileName(item.fileId)}`}
+      <span className="ng-kind">{item.kind}</span> ⤓ {describeItem(item)}
     </a>
   );
 }
@@ -75,7 +76,7 @@ export function OutputFileView({ item, compact = false }: { item: OutputItem; co
       break;
     case "text":
       body = compact ? (
-        <DownloadLink item={item} label={`📄 ${fileName(item.fileId)}`} />
+        <DownloadLink item={item} />
       ) : (
         <>
           <TextPreview item={item} />
@@ -86,7 +87,7 @@ export function OutputFileView({ item, compact = false }: { item: OutputItem; co
     case "download":
       body = (
         <>
-          <DownloadLink item={item} label={`${item.kind === "pointcloud" ? "⁘" : "◆"} ${fileName(item.fileId)}`} />
+          <DownloadLink item={item} />
           {!compact && <span className="ng-muted ng-file-note">{view.reason}</span>}
         </>
       );
@@ -95,7 +96,6 @@ export function OutputFileView({ item, compact = false }: { item: OutputItem; co
   return (
     <figure className={`ng-output-file ng-output-${view.element}`} data-testid="output-file" data-kind={item.kind} data-view={view.element} title={`${item.nodeId} · ${caption}`}>
       {body}
-      {!compact && view.element !== "img" && <figcaption className="ng-muted">{caption}</figcaption>}
     </figure>
   );
 }
