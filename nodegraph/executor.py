@@ -35,6 +35,11 @@ Text outputs
     A STRING output longer than MAX_TEXT_OUTPUT_BYTES (1 MiB of UTF-8) fails its
     node with NodeOutputError, whatever node made it (`_check_text_outputs`).
 
+Output files
+    An output node's `files` that break the file-result contract (an unknown
+    kind, no MIME type, a path outside the output folder) fail that node with
+    ResultFileError naming the entry (`_check_output_files`, results.py).
+
 Interruption and failure
     The session's interrupt flag is checked between nodes and, through
     `NodeContext.progress` / `check_interrupted`, inside long nodes. An
@@ -296,6 +301,14 @@ def _check_text_outputs(plan: NodePlan, outputs: dict[str, Any]) -> None:
                                                    f"cap on STRING outputs; produce shorter text (or write a file)")
 
 
+def _check_output_files(plan: NodePlan, outputs: dict[str, Any], services: dict[str, Any]) -> None:
+    """An output node's `files` must follow the file-result contract (results.py), inside the output folder."""
+    if plan.cls.spec.output_node and "files" in outputs:
+        from .results import collect_files
+
+        collect_files({plan.node_id: outputs}, services.get("output_dir"))
+
+
 def _gather_inputs(state: RunState, plan: NodePlan, evaluated_only: bool) -> dict[str, Any]:
     """Keyword arguments for `run` (or, with evaluated_only, for `lazy_inputs_needed`)."""
     kwargs = dict(plan.literals)
@@ -374,6 +387,7 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
     try:
         outputs = _normalise_outputs(plan, node.run(**kwargs))
         _check_text_outputs(plan, outputs)
+        _check_output_files(plan, outputs, services)
     except RunInterrupted:
         raise
     except Exception as exc:  # noqa: BLE001 — every node failure becomes a structured error

@@ -243,3 +243,44 @@ def test_the_cli_prints_the_results_schema(capsys):
 
     assert main(["schema", "--results"]) == 0
     assert json.loads(capsys.readouterr().out) == results_schema()
+
+
+class HandWrittenFiles(Node):
+    """An output node that reports its files by hand (not through api.save_files)."""
+
+    output_node = True
+
+    class Inputs(NodeInputs):
+        kind: str = Input("image")
+        outside: bool = Input(False)
+
+    outputs = ()
+
+    def run(self, kind: str, outside: bool) -> dict:
+        folder = Path(self.context.service("output_dir"))
+        path = (folder.parent if outside else folder) / "hand.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"png")
+        return {"files": [{"path": str(path), "kind": kind, "mime": "image/png"}]}
+
+
+class HandWrittenPlugin:
+    """Registers HandWrittenFiles."""
+
+    @hookimpl
+    def register_nodes(self) -> list:
+        return [HandWrittenFiles]
+
+
+@pytest.mark.parametrize("inputs, words", [({"kind": "picture"}, "kind"),
+                                           ({"outside": True}, "not inside the output folder")])
+def test_an_output_node_with_bad_file_results_fails_naming_the_entry(tmp_path, inputs, words):
+    """The executor checks `files` of output nodes: a bad kind or a file outside the output folder fails the node."""
+    session = Session(plugins=[("hand", HandWrittenPlugin())], builtins=False, output_dir=tmp_path / "out")
+    graph = {"format_version": 1, "nodes": {"h": {"type": "HandWrittenFiles", "inputs": inputs}}}
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert info.value.node_id == "h" and isinstance(info.value.exception, ResultFileError)
+    assert "files[0]" in str(info.value.exception) and words in str(info.value.exception)
+    ok = session.run({"format_version": 1, "nodes": {"h": {"type": "HandWrittenFiles", "inputs": {}}}})
+    assert ok.outputs["h"]["files"][0]["kind"] == "image"
