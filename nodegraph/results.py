@@ -21,7 +21,8 @@ Main objects:
 Rules: `kind` is one of FILE_KINDS; `mime` is `type/subtype`; a known extension
 must suit the kind (a `.mp4` is not an image); with an output folder given, the
 real path (symlinks resolved) must lie inside it. `nodegraph.api.save_files`
-produces conforming entries; hand-written ones are checked by `collect_files`.
+produces conforming entries; the executor checks every output node's `files`
+with `collect_files` as soon as the node returns (a bad entry fails that node).
 """
 
 from __future__ import annotations
