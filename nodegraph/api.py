@@ -91,7 +91,8 @@ class ApiArgumentError(NodeInputError):
     def __init__(self, function: str, argument: str, message: str):
         self.function = function
         self.input = argument
-        ValueError.__init__(self, f"nodegraph.api.{function}(): argument {argument!r}: {message}")
+        where = f"nodegraph.api.{function}()" if function in __all__ else function   # or a plugin's node / function
+        ValueError.__init__(self, f"{where}: argument {argument!r}: {message}")
 
 
 def require(minimum: str) -> None:
@@ -159,7 +160,10 @@ def _is_tensor(value: Any) -> bool:
 
 
 def check_latent(latent: Any, argument: str = "latent", function: str = "check_latent") -> Any:
-    """The `samples` tensor of a LATENT dict `{"samples": (B, C, ...) float}`, or ApiArgumentError."""
+    """The `samples` tensor of a LATENT dict `{"samples": (B, C, ...) float}`, or ApiArgumentError.
+
+    `argument` and `function` name the value in the error (a plugin passes its input and node names).
+    """
     samples = latent.get("samples") if isinstance(latent, Mapping) else None
     if not _is_tensor(samples) or not samples.is_floating_point() or samples.ndim < 3:
         raise ApiArgumentError(function, argument,

@@ -284,3 +284,16 @@ def test_an_output_node_with_bad_file_results_fails_naming_the_entry(tmp_path, i
     assert "files[0]" in str(info.value.exception) and words in str(info.value.exception)
     ok = session.run({"format_version": 1, "nodes": {"h": {"type": "HandWrittenFiles", "inputs": {}}}})
     assert ok.outputs["h"]["files"][0]["kind"] == "image"
+
+
+def test_layout_checks_name_a_plugins_own_node_and_input():
+    """check_image / check_latent / check_mask used by a plugin name its node and input, not nodegraph.api."""
+    torch = pytest.importorskip("torch")
+    with pytest.raises(api.ApiArgumentError) as info:
+        api.check_image(torch.zeros(1, 8, 8), "pixels", "MyFilter")
+    assert str(info.value).startswith("MyFilter: argument 'pixels': expected an IMAGE float tensor (B, H, W, 3)")
+    with pytest.raises(api.ApiArgumentError, match=r"^nodegraph.api.check_mask\(\): argument 'mask'"):
+        api.check_mask(torch.zeros(1, 8, 8, 3))
+    with pytest.raises(api.ApiArgumentError, match="'frames' \\(3\\) must be a positive int dividing the batch 4"):
+        api.check_latent({"samples": torch.zeros(4, 4, 8, 8), "frames": 3})
+    assert api.check_latent({"samples": torch.zeros(4, 4, 8, 8), "frames": 2}).shape == (4, 4, 8, 8)
