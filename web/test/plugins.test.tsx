@@ -1,5 +1,6 @@
 import { renderToStaticMarkup } from "react-dom/server";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { Palette } from "../src/editor/Palette";
 import { PluginNotice, PluginsPanel, Toolbar } from "../src/editor/Panels";
 import { problemsOf, unknownTypeHint, warningsSignature, type PluginWarning } from "../src/run/plugins";
 import { EditorApp } from "../src/state/app";
@@ -110,6 +111,29 @@ describe("plugin warnings", () => {
     expect(app.session.get().pluginWarnings).toEqual([]);
     expect(render(app, <Toolbar />)).not.toContain("plugins-badge");
     expect(render(app, <PluginNotice />)).toBe("");
+  });
+
+  it("names the plugin of clashing nodes in the palette (canonical name qualified), and no other", () => {
+    socket.reply(welcome({ plugin_warnings: [CLASH] }));
+    const node = (type: string, plugin: string, aliases: string[]) => ({
+      type, qualified_type: `${plugin}.Blur`, aliases, plugin, category: "filters", display_name: "Blur", description: "", output_node: false, inputs: {}, outputs: [],
+    });
+    socket.reply({
+      type: "nodes", schema_hash: "h2", types: {},
+      nodes: [node("alpha.Blur", "alpha", []), node("beta.Blur", "beta", []), { ...node("Sharpen", "alpha", ["alpha.Sharpen"]), display_name: "Sharpen" }],
+    });
+    const palette = render(app, <Palette />);
+    expect(palette).toContain('data-testid="palette-item-alpha.Blur"');
+    expect(palette).toMatch(/Blur<span class="ng-muted ng-palette-plugin"> · alpha<\/span>/);
+    expect(palette).toMatch(/Blur<span class="ng-muted ng-palette-plugin"> · beta<\/span>/);
+    expect(palette).toMatch(/>Sharpen<\/button>/);
+  });
+
+  it("shows who is signed in on a server with users", () => {
+    socket.reply(welcome({ user: { name: "ann", role: "admin" } }));
+    expect(render(app, <Toolbar />)).toMatch(/data-testid="user-name"[^>]*>ann · admin</);
+    socket.reply(welcome({ user: null }));
+    expect(render(app, <Toolbar />)).not.toContain("user-name");
   });
 
   it("explains an unknown node type by its plugin's failure or by a clash", () => {

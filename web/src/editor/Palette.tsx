@@ -2,6 +2,8 @@
  * The node palette, generated from the server's schemas: a search box and the
  * node types grouped by category. Click a node to add it at the centre of the
  * view, or drag it onto the canvas. Enter in the search box adds the first match.
+ * Nodes whose bare name clashes between plugins (canonical name `plugin.Type`)
+ * show their plugin; the search also matches qualified names and aliases.
  * Test ids: palette, palette-search, palette-item-<type>.
  */
 import { useMemo, useState } from "react";
@@ -57,6 +59,10 @@ export function Palette() {
                 onClick={() => addAtCentre(node.type)}
               >
                 {node.display_name || node.type}
+                {node.type.includes(".") && node.plugin && (
+                  // the canonical name is qualified only when the bare name clashes: say whose node this is
+                  <span className="ng-muted ng-palette-plugin"> · {node.plugin}</span>
+                )}
               </button>
             ))}
           </section>

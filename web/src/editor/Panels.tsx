@@ -1,12 +1,13 @@
 /**
- * The toolbar (run, save, load, undo/redo, plugins, connection), the queue
+ * The toolbar (run, save, load, undo/redo, the user on a server with users,
+ * plugins, connection), the queue
  * panel (running run with interrupt, queued runs with cancel, recent runs with
  * requeue), the Plugins panel (problems with their fixes, loaded plugins), the
  * gallery of output files (every kind, editor/OutputFiles.tsx), the banner,
  * the plugin notice and the toasts.
  *
  * Test ids: toolbar, run-button, save-button, load-input, undo-button,
- * redo-button, plugins-button, plugins-badge (data-level), connection-status,
+ * redo-button, user-name, plugins-button, plugins-badge (data-level), connection-status,
  * queue-panel, queue-running, queue-item-<run>, cancel-<run>, interrupt-<run>,
  * requeue-<run>, plugins-panel, plugin-warning (data-level, data-plugin),
  * plugin-loaded-<name>, plugin-notice, plugin-notice-dismiss, plugin-notice-show,
@@ -26,6 +27,7 @@ export function Toolbar() {
   const canRedo = useStore(app.editor.store, (s) => s.history.future.length > 0);
   const title = useStore(app.editor.store, (s) => s.doc.metadata?.title);
   const pending = useStore(app.session, (s) => s.queue.pending.length + (s.queue.running ? 1 : 0));
+  const user = useStore(app.session, (s) => s.user);
   const fileInput = useRef<HTMLInputElement>(null);
   return (
     <header className="ng-toolbar" data-testid="toolbar">
@@ -56,6 +58,12 @@ export function Toolbar() {
         Save
       </button>
       <span className="ng-spacer" />
+      {user && (
+        <span className="ng-user" data-testid="user-name" title={`signed in as ${user.name} (${user.role}); this server has users`}>
+          {user.name}
+          {user.role === "admin" ? " · admin" : ""}
+        </span>
+      )}
       <PluginsButton />
       <span className={`ng-connection ng-connection-${connection}`} data-testid="connection-status" data-status={connection}>
         {connection}

@@ -4,6 +4,7 @@
  * Fields:
  *   connection       the websocket's status.
  *   clientId         this connection's id (from `welcome`).
+ *   user             who this connection is on a server with users (`welcome.user`), else null.
  *   schemas          node schemas and port types (`nodes`).
  *   models           model file names per folder (`models`).
  *   queue, history   the running / queued runs (`queue`) and recent runs (`history`).
@@ -55,6 +56,7 @@ export interface Banner {
 export interface SessionState {
   connection: ConnectionStatus;
   clientId: string | null;
+  user: { name: string; role: string } | null;
   serverVersion: string;
   schemas: SchemaSet;
   models: Record<string, string[]>;
@@ -78,6 +80,7 @@ export interface SessionState {
 export const initialSessionState: SessionState = {
   connection: "disconnected",
   clientId: null,
+  user: null,
   serverVersion: "",
   schemas: EMPTY_SCHEMAS,
   models: {},
@@ -179,6 +182,7 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
       return {
         ...state,
         clientId: message.client_id,
+        user: message.user && typeof message.user.name === "string" ? { name: message.user.name, role: String(message.user.role ?? "user") } : null,
         serverVersion: message.server_version,
         pluginWarnings: cleanWarnings(message.plugin_warnings),
         // A reconnect after an invalid_token (or a restart) leaves no stale connection banner behind.
