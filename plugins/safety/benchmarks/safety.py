@@ -56,6 +56,15 @@ from nodegraph_safety.concepts import DEFAULT_CONCEPT, parse_concept  # noqa: E4
 from nodegraph_safety.sld import SafeLatentDiffusionTerm, SLDParameters  # noqa: E402
 
 CFG = 5.0
+# --tune grid: (concept text, warm-up δ, threshold λ, edit scale s_S, momentum s_m); β_m 0.7 with momentum.
+TUNING_GRID = (
+    ("star", 3, 0.5, 1000.0, 0.5),
+    ("star", 2, 0.5, 1000.0, 0.5),
+    ("star", 3, 1.0, 1000.0, 0.5),
+    ("star", 5, 1.0, 1000.0, 0.5),
+    ("star", 0, 0.0, 20.0, 0.0),
+    ("a large star in the centre", 3, 0.5, 1000.0, 0.5),
+)
 # Chosen with --tune on the tuning prompts (see docs in README.md "Measured").
 SLD_DEFAULT = SLDParameters(warmup_steps=3, edit_scale=1000.0, threshold=0.5, momentum_scale=0.5, momentum_beta=0.7)
 
@@ -173,11 +182,10 @@ def main() -> None:
     if args.tune:
         sets = prompt_sets(count, "safety-tuning", (0,))
         grid = [("none", "", ())]
-        for concept_text in (args.concept_text, f"a large {args.concept_text} in the centre"):
-            for warmup, threshold, edit in ((3, 0.5, 1000.0), (5, 0.5, 1000.0), (3, 0.0, 1000.0), (0, 1.0, 5000.0)):
-                parameters = replace(SLD_DEFAULT, warmup_steps=warmup, threshold=threshold, edit_scale=edit)
-                label = f"'{concept_text[:10]}' d{warmup} l{threshold:g}"
-                grid.append((label, "", sld_guidance(ckpt, concept_text, parameters)))
+        for concept_text, warmup, threshold, edit, momentum in TUNING_GRID:
+            parameters = SLDParameters(warmup, edit, threshold, momentum, 0.7 if momentum else 0.0)
+            label = f"{concept_text[:12]} d{warmup} l{threshold:g} s{edit:g} m{momentum:g}"
+            grid.append((label, "", sld_guidance(ckpt, concept_text, parameters)))
         print(f"tuning: {count} unsafe + {count} safe prompts (template 0, seed 'safety-tuning')")
         print_header()
         evaluate_rows(ckpt, checker, classifier, grid, sets, args.steps, args.seed, {name for name, *_ in grid})

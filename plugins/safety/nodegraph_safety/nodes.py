@@ -95,8 +95,9 @@ class LoadSafetyChecker(Node):
 class TrainSafetyChecker(Node):
     """Train a tiny safety checker (SD's architecture at tiny size) to flag a tiny-world concept.
 
-    Renders `count` labelled scenes (a third forced to show the concept), trains for `steps`, and reports
-    the accuracy on `eval_count` fresh renders from another seed.
+    Renders `count` labelled scenes (a third forced to show the concept), trains for `steps`, sets the
+    threshold on `eval_count` fresh renders (calibration), and reports the accuracy on another `eval_count`
+    fresh renders (held out from both).
     """
 
     category = "safety/training"
@@ -118,7 +119,7 @@ class TrainSafetyChecker(Node):
         import torch
 
         from .concepts import ConceptError, parse_concept
-        from .training import evaluate, render_examples, train_checker
+        from .training import calibrate_thresholds, evaluate, render_examples, train_checker
 
         try:
             parsed = parse_concept(concept)
@@ -132,7 +133,8 @@ class TrainSafetyChecker(Node):
 
         checker, _ = train_checker(parsed, images, labels, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                                    progress=report)
-        held_images, held_labels = render_examples(parsed, eval_count, seed=seed + 1_000_003)
+        calibrate_thresholds(checker, *render_examples(parsed, eval_count, seed=seed + 1_000_003))
+        held_images, held_labels = render_examples(parsed, eval_count, seed=seed + 2_000_003)
         metrics = evaluate(checker, torch.from_numpy(held_images).float() / 255, held_labels)
         return {"checker": checker, "accuracy": metrics["accuracy"]}
 
@@ -236,8 +238,8 @@ class SafeLatentDiffusion(Node):
         threshold: float = Input(0.5, ge=-100.0, le=100.0, step=0.005, description="λ: elementwise threshold")
         momentum_scale: float = Input(0.5, ge=0.0, le=10.0, step=0.05, description="s_m")
         momentum_beta: float = Input(0.7, ge=0.0, le=0.999, step=0.05, description="β_m")
-        sigma_low: float = Input(0.0, ge=0.0, le=1000.0)
-        sigma_high: float = Input(1000.0, ge=0.0, le=1000.0)
+        sigma_low: float = Input(0.0, ge=0.0, le=1e6, description="apply only for sigma in [low, high]")
+        sigma_high: float = Input(1e6, ge=0.0, le=1e6)
         guidance: Any = Input(None, port="GUIDANCE", description="terms to stack this one onto")
 
     outputs = (Output("guidance", "GUIDANCE"),)
@@ -268,8 +270,8 @@ class NegativeConceptGuidance(Node):
         concept: str = Input("star", multiline=True, max_length=2000)
         strength: float = Input(1.0, ge=0.0, le=1.0, step=0.05,
                                 description="0 = the original negative prompt, 1 = the concept replaces it")
-        sigma_low: float = Input(0.0, ge=0.0, le=1000.0)
-        sigma_high: float = Input(1000.0, ge=0.0, le=1000.0)
+        sigma_low: float = Input(0.0, ge=0.0, le=1e6, description="apply only for sigma in [low, high]")
+        sigma_high: float = Input(1e6, ge=0.0, le=1e6)
         guidance: Any = Input(None, port="GUIDANCE")
 
     outputs = (Output("guidance", "GUIDANCE"),)

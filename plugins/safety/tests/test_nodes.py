@@ -1,0 +1,123 @@
+"""The safety plugin's nodes in graphs, run headless the way a user runs them."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nodegraph import GraphValidationError, Session
+from nodegraph_safety import SHIPPED_MODELS
+
+torch.set_num_threads(1)
+PLUGIN = Path(__file__).resolve().parents[1]
+ROOT = PLUGIN.parents[1]
+SHIPPED_MODEL = ROOT / "models" / "checkpoints" / "tiny_world.safetensors"
+needs_checker = pytest.mark.skipif(not (SHIPPED_MODELS / "tiny_world_safety.safetensors").is_file(),
+                                   reason="the shipped checker is not trained yet")
+
+
+@pytest.fixture(scope="module")
+def session():
+    """A session that loads the installed plugin through its entry point (and only it)."""
+    return Session(autoload=True, allow=["safety"])
+
+
+def _render(node: str, caption: str, size: int = 64) -> dict:
+    return {node: {"type": "RenderTinyWorld", "inputs": {"caption": caption, "size": size}}}
+
+
+def test_plugin_is_found_by_entry_point(session):
+    """The `safety` entry point registers its nodes and the SAFETY_CHECKER type."""
+    assert "SAFETY_CHECKER" in session.registry.types
+    for name in ("SafetyFilter", "SafeLatentDiffusion", "NegativeConceptGuidance", "WatermarkImages",
+                 "ReadWatermark", "LoadSafetyChecker", "TrainSafetyChecker", "SaveSafetyChecker"):
+        assert session.registry.node_plugin[name] == "safety"
+
+
+@needs_checker
+def test_filter_blurs_the_star_and_records_the_decision(session):
+    """A star render is flagged and blurred, a circle render kept; flagged and scores are in the run's outputs."""
+    graph = {"format_version": 1, "nodes": {
+        **_render("star", "a large red star in the centre, on a white background"),
+        **_render("circle", "a large red circle in the centre, on a white background"),
+        "batch": {"type": "ImageBatch", "inputs": {"a": {"node": "star", "output": "image"},
+                                                   "b": {"node": "circle", "output": "image"}}},
+        "checker": {"type": "LoadSafetyChecker", "inputs": {}},
+        "filter": {"type": "SafetyFilter", "inputs": {"images": {"node": "batch", "output": "images"},
+                                                      "checker": {"node": "checker", "output": "checker"},
+                                                      "action": "blur"}},
+    }}
+    result = session.run(graph).outputs["filter"]
+    assert result["flagged"] == [True, False]
+    assert result["scores"][0] > 0 > result["scores"][1]
+    assert [d["action"] for d in result["decisions"]] == ["blurred", "kept"]
+    assert result["concepts"] == ["star"]
+
+
+def test_watermark_nodes_round_trip(session):
+    """WatermarkImages then ReadWatermark returns the message (256-px tiny-world render)."""
+    graph = {"format_version": 1, "nodes": {
+        **_render("image", "a large green ring at the top, on a black background", 256),
+        "mark": {"type": "WatermarkImages", "inputs": {"images": {"node": "image", "output": "image"},
+                                                       "message": "safe 42"}},
+        "read": {"type": "ReadWatermark", "inputs": {"images": {"node": "mark", "output": "images"}, "length": 7}},
+    }}
+    assert session.run(graph).outputs["read"]["texts"] == ["safe 42"]
+
+
+def test_watermark_on_small_images_fails_with_the_fix(session):
+    """A 64x64 image cannot carry a watermark: the node error names the input and says to upscale."""
+    graph = {"format_version": 1, "nodes": {
+        **_render("image", "a large green ring at the top, on a black background", 64),
+        "mark": {"type": "WatermarkImages", "inputs": {"images": {"node": "image", "output": "image"}}},
+        "read": {"type": "ReadWatermark", "inputs": {"images": {"node": "mark", "output": "images"}}},
+    }}
+    with pytest.raises(Exception, match="upscale first") as info:
+        session.run(graph)
+    assert "images" in str(info.value)
+
+
+def test_unknown_checker_names_the_available_ones(session):
+    """LoadSafetyChecker with a missing name lists what is available."""
+    graph = {"format_version": 1, "nodes": {
+        **_render("image", "a large red star in the centre, on a white background"),
+        "checker": {"type": "LoadSafetyChecker", "inputs": {"checker_name": "nsfw.safetensors"}},
+        "filter": {"type": "SafetyFilter", "inputs": {"images": {"node": "image", "output": "image"},
+                                                      "checker": {"node": "checker", "output": "checker"}}},
+    }}
+    with pytest.raises(Exception, match="no safety checker named 'nsfw.safetensors'"):
+        session.run(graph)
+
+
+def test_guidance_needs_a_text_encoder(session):
+    """SafeLatentDiffusion without its text encoder fails validation with missing_input."""
+    graph = {"format_version": 1, "nodes": {
+        "sld": {"type": "SafeLatentDiffusion", "inputs": {"concept": "star"}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "sld", "output": "guidance"}}},
+    }}
+    with pytest.raises(GraphValidationError) as info:
+        session.run(graph)
+    assert "missing_input" in [e.code for e in info.value.errors]
+
+
+@needs_checker
+@pytest.mark.slow
+@pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="the shipped model is not committed")
+def test_safe_txt2img_graph_runs_headless(session, tmp_path):
+    """The demo graph steers away from the star, filters, upscales, watermarks and saves 256-px PNGs."""
+    graph = json.loads((PLUGIN / "graphs" / "safe_txt2img.json").read_text())
+    result = session.run(graph, output_dir=tmp_path)
+    files = result.outputs["save"]["files"]
+    assert len(files) == 2 and all(f["kind"] == "image" for f in files)
+    record = result.outputs["filter"]
+    assert len(record["flagged"]) == 2 and len(record["scores"]) == 2
+    path = Path(files[0]["path"])
+    path = path if path.is_absolute() else tmp_path / path
+    pixels = np.array(Image.open(path).convert("RGB"))
+    assert pixels.shape == (256, 256, 3)
+    from nodegraph_safety.watermark import decode_watermark
+
+    assert decode_watermark(torch.from_numpy(pixels).float()[None] / 255, 9) == [b"nodegraph"]
