@@ -36,7 +36,7 @@ policy guidance plugins; ``guidance_terms.py`` has the built-in terms):
   ``denoised`` (the CFG result D_guided, after rescale), ``denoised_positive`` and
   ``denoised_negative`` (the two branches; ``denoised_negative`` is None when CFG did not
   run at this sigma or scale is 1), ``scale`` (the CFG scale in effect: 1 when CFG is
-  off), ``step`` (index of the schedule step in progress, when known), ``sigmas`` (the
+  off), ``step`` (index of the schedule sigma reached, when known), ``sigmas`` (the
   run's schedule, when known), the conditionings, and ``evaluate(conditioning=None,
   patches=(), x=None)``: the model's denoised prediction again, at ``x`` (default
   ``state.x``) and ``sigma``, with another conditioning (default: positive) and/or extra
@@ -93,8 +93,10 @@ class GuidanceState:
     """What a guidance term sees at one model evaluation (see the module docstring).
 
     ``denoised`` is the CFG result (after rescale) before any term; ``denoised_negative`` is
-    None when CFG did not run here. ``step`` is the index of the schedule step in progress
-    (``sigmas[step] >= sigma``; None when neither the schedule nor earlier calls tell it);
+    None when CFG did not run here. ``step`` is the index of the last schedule sigma at or
+    above this sigma (so a second-order sampler's corrector call at ``sigmas[i + 1]`` counts as
+    step i + 1); without a schedule, the number of distinct sigmas seen in the run minus one
+    (the same numbers for the library's samplers); None for terms given without a run;
     ``sigmas`` is the run's schedule when the sampling code gave it (``CFGGuider.for_run``).
     ``evaluate(conditioning=None, patches=(), x=None) -> denoised`` runs the model again at
     this sigma: positive conditioning unless another is given, plus extra model patches.
