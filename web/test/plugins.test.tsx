@@ -95,6 +95,18 @@ describe("plugin warnings", () => {
     expect(render(app, <Toolbar />)).toMatch(/data-testid="plugins-badge" data-level="error">1</); // info is not counted
   });
 
+  it("asks for the plugin report again after a reconnect while the panel is open", () => {
+    socket.reply(welcome());
+    app.showPlugins(true);
+    const asked = () => socket.messages().filter((m) => m.type === "list_plugins").length;
+    expect(asked()).toBe(1);
+    socket.reply(welcome());
+    expect(asked()).toBe(2);
+    app.showPlugins(false);
+    socket.reply(welcome());
+    expect(asked()).toBe(2);
+  });
+
   it("hides a dismissed notice until the set of problems changes", () => {
     socket.reply(welcome({ plugin_warnings: [CLASH] }));
     expect(render(app, <PluginNotice />)).toContain('data-level="warning"');

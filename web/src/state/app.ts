@@ -156,6 +156,7 @@ export class EditorApp {
         this.client.send({ type: "queue_status" });
         this.client.send({ type: "history", limit: 20 });
         this.client.send({ type: "list_models" });
+        if (this.session.get().pluginsOpen) this.client.send({ type: "list_plugins" }); // reconnected with the panel open
         break;
       }
       case "nodes":
