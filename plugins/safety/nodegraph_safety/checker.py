@@ -19,7 +19,8 @@ Map
   (scores rounded to 3 decimals before the ``> 0`` test, as the reference does).
 - ``preprocess(images, size)``: IMAGE (B, H, W, 3) in [0, 1] -> the CLIP feature extractor's
   input (shortest side resized bicubically to ``size``, centre crop, CLIP mean/std).
-- ``checker_from_state_dict(state_dict, metadata)``, ``load_safety_checker(path)``,
+- ``checker_from_state_dict(state_dict, metadata)`` (any mapping, e.g. ``nodegraph.api.open_weights``),
+  ``load_safety_checker(path)`` (.safetensors only),
   ``save_safety_checker(path, checker, ...)``: the real ``safety_checker`` layout (extra
   ``position_ids`` buffers of older files are ignored; the single ``vision_model.`` prefix that
   transformers >= 5 writes is accepted too); our own files add the config and the concept names
@@ -52,7 +53,6 @@ __all__ = [
     "checker_from_state_dict",
     "concept_scores",
     "load_safety_checker",
-    "pickle_allowed_by_owner",
     "preprocess",
     "save_safety_checker",
 ]
@@ -252,19 +252,21 @@ def checker_from_state_dict(state_dict: Mapping[str, torch.Tensor], metadata: Ma
     return checker.eval().requires_grad_(False)
 
 
-def pickle_allowed_by_owner(service_value: object = False) -> bool:
-    """The machine owner's opt-in to pickles: the session service "allow_pickle" or NODEGRAPH_ALLOW_PICKLE=1."""
-    from nodes.models.loading import pickle_allowed_by_environment
+def load_safety_checker(path: str | Path) -> SafetyChecker:
+    """Read a checker .safetensors file (released layout or ours). Pickled files (.ckpt/.pt/.bin) are not read
+    here: nodes load them through ``nodegraph.api.open_weights``, which honours the machine owner's opt-in."""
+    from safetensors import safe_open
 
-    return bool(service_value) or pickle_allowed_by_environment()
-
-
-def load_safety_checker(path: str | Path, allow_pickle: bool = False) -> SafetyChecker:
-    """Read a checker file (.safetensors; pickles only with ``allow_pickle``, through the project's loader policy)."""
-    from nodes.models.loading import open_state_dict
-
-    weights = open_state_dict(path, allow_pickle=allow_pickle)
-    return checker_from_state_dict(weights, getattr(weights, "metadata", None), source=str(path))
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        raise CheckerError(f"{path}: expected a .safetensors file; pickled weights load only through the "
+                           f"LoadSafetyChecker node when the machine's owner allows pickles (NODEGRAPH_ALLOW_PICKLE=1)")
+    if not path.is_file():
+        raise CheckerError(f"{path}: no such file")
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    return checker_from_state_dict(tensors, metadata, source=str(path))
 
 
 def save_safety_checker(path: str | Path, checker: SafetyChecker, metadata: Mapping[str, str] | None = None,

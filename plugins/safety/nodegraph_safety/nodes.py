@@ -30,14 +30,12 @@ MODEL_FOLDER = "safety_checker"
 DEFAULT_CHECKER = "tiny_world_safety.safetensors"
 
 
-def _checker_candidates(node_or_paths: Any) -> dict[str, Path]:
-    """Checker files by name: the model folder's (resolved by the session) first, then the shipped ones."""
-    found: dict[str, Path] = {}
-    paths = node_or_paths
+def _checker_candidates(model_paths: Any) -> dict[str, str | Path]:
+    """Checker files by name: model-folder names (str, resolved by the API) first, then shipped files (Path)."""
+    found: dict[str, str | Path] = {}
     try:
-        names, _ = paths.list(MODEL_FOLDER)
-        for name in names:
-            found[name] = paths.resolve(MODEL_FOLDER, name)
+        names, _ = model_paths.list(MODEL_FOLDER)
+        found.update({name: name for name in names})
     except (KeyError, LookupError, OSError, ValueError):
         pass
     if SHIPPED_MODELS.is_dir():
@@ -77,18 +75,22 @@ class LoadSafetyChecker(Node):
             return "missing"
 
     def run(self, checker_name: str) -> dict:
-        from .checker import CheckerError, load_safety_checker, pickle_allowed_by_owner
+        from .checker import CheckerError, checker_from_state_dict
 
         candidates = _checker_candidates(self.context.service("model_paths"))
-        path = candidates.get(checker_name)
-        if path is None:
+        found = candidates.get(checker_name)
+        if found is None:
             raise NodeInputError("checker_name", f"no safety checker named {checker_name!r}; available: "
                                                  f"{', '.join(sorted(candidates)) or 'none'} (models/{MODEL_FOLDER}/ "
                                                  f"and the plugin's models/)")
+        if isinstance(found, Path):  # shipped with the plugin
+            weights = api.open_weights(self.context, found)
+        else:  # chosen in the model folder: resolved and confined by the API, pickles only with the owner's opt-in
+            weights = api.open_weights(self.context, found, folder=MODEL_FOLDER)
         try:
-            allow_pickle = pickle_allowed_by_owner(self.context.services.get("allow_pickle", False))
-            return {"checker": load_safety_checker(path, allow_pickle=allow_pickle)}
-        except (CheckerError, ValueError, OSError) as exc:
+            return {"checker": checker_from_state_dict(weights, getattr(weights, "metadata", None),
+                                                       source=checker_name)}
+        except CheckerError as exc:
             raise NodeInputError("checker_name", str(exc)) from None
 
 

@@ -127,17 +127,15 @@ def test_file_round_trip_and_real_layout_keys(tmp_path):
             "vision_model.vision_model.encoder.layers.0.self_attn.q_proj.weight"} <= keys
 
 
-def test_pickles_are_refused_without_opt_in(tmp_path):
-    """A .pt checker is refused by default (the project's loader policy) and loads with allow_pickle."""
+def test_library_loader_reads_only_safetensors(tmp_path):
+    """A .pt checker is refused by the library loader with a message pointing to the node and the owner's opt-in."""
     torch.manual_seed(0)
     config = CheckerConfig(vision=VisionConfig(image_size=16, patch_size=8, width=16, layers=1, heads=2,
                                                intermediate=32), projection_dim=8, concepts=1, special_care=1)
-    checker = SafetyChecker(config)
     path = tmp_path / "checker.pt"
-    torch.save(checker.state_dict(), path)
-    with pytest.raises(Exception, match="(?i)pickle"):
+    torch.save(SafetyChecker(config).state_dict(), path)
+    with pytest.raises(CheckerError, match="NODEGRAPH_ALLOW_PICKLE"):
         load_safety_checker(path)
-    assert load_safety_checker(path, allow_pickle=True).config.vision.width == 16
 
 
 def test_other_models_are_refused_with_a_clear_error():

@@ -121,3 +121,48 @@ def test_safe_txt2img_graph_runs_headless(session, tmp_path):
     from nodegraph_safety.watermark import decode_watermark
 
     assert decode_watermark(torch.from_numpy(pixels).float()[None] / 255, 9) == [b"nodegraph"]
+
+
+def _small_released_checker(folder: Path, name: str, pickle: bool) -> None:
+    """Write a small checker in the released key layout (nested vision_model prefix) into `folder`."""
+    from nodegraph_safety.checker import CheckerConfig, SafetyChecker
+    from nodegraph_safety.clip_vision import VisionConfig
+
+    torch.manual_seed(0)
+    checker = SafetyChecker(CheckerConfig(vision=VisionConfig(image_size=32, patch_size=8, width=64, layers=1,
+                                                              heads=1, intermediate=64),
+                                          projection_dim=8, concepts=17, special_care=3))
+    tensors = {k: v.contiguous() for k, v in checker.state_dict().items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    if pickle:
+        torch.save(tensors, folder / name)
+    else:
+        from safetensors.torch import save_file
+
+        save_file(tensors, str(folder / name))  # no metadata: the config comes from the shapes, as for SD's file
+
+
+def _load_graph(name: str) -> dict:
+    return {"format_version": 1, "nodes": {
+        **_render("image", "a large red star in the centre, on a white background"),
+        "checker": {"type": "LoadSafetyChecker", "inputs": {"checker_name": name}},
+        "filter": {"type": "SafetyFilter", "inputs": {"images": {"node": "image", "output": "image"},
+                                                      "checker": {"node": "checker", "output": "checker"}}},
+    }}
+
+
+def test_released_layout_loads_from_the_model_folder_and_pickles_need_the_owner(tmp_path, monkeypatch):
+    """A .safetensors in the released layout loads by shapes; a .pt loads only with NODEGRAPH_ALLOW_PICKLE=1."""
+    from nodegraph.model_paths import ModelPaths
+
+    folder = tmp_path / "models" / "safety_checker"
+    _small_released_checker(folder, "sd_like.safetensors", pickle=False)
+    _small_released_checker(folder, "sd_like.pt", pickle=True)
+    monkeypatch.delenv("NODEGRAPH_ALLOW_PICKLE", raising=False)
+    session = Session(autoload=True, allow=["safety"], model_paths=ModelPaths(roots=[tmp_path / "models"]))
+    record = session.run(_load_graph("sd_like.safetensors")).outputs["filter"]
+    assert len(record["flagged"]) == 1 and len(record["scores"]) == 1
+    with pytest.raises(Exception, match="(?i)pickle"):
+        session.run(_load_graph("sd_like.pt"))
+    monkeypatch.setenv("NODEGRAPH_ALLOW_PICKLE", "1")
+    assert len(session.run(_load_graph("sd_like.pt")).outputs["filter"]["flagged"]) == 1
