@@ -498,16 +498,18 @@ class Server:
         """Output files → file ids in the run owner's store; images go to the owner as binary frames,
         other kinds (video, audio, mesh, ...) as `output_file` messages."""
         files = []
-        for item in collect_files(outputs):
+        try:
+            items = collect_files(outputs, store.folders["output"])
+        except ValueError as exc:       # ResultFileError: the executor checks files first, so rarely here
+            log.warning("run %s reported output files that break the result contract: %s", run_id, exc)
+            items = []
+        for item in items:
             try:
                 file_id = store.file_id(item["path"])
             except ValueError:
                 log.warning("run %s reported a file outside its output folder: %r", run_id, item["path"])
                 continue
-            entry = {"file_id": file_id, "node_id": item["node_id"], "kind": item["kind"], "index": item["index"]}
-            for key in ("mime", "format", "width", "height", "frames", "fps", "duration", "sample_rate"):
-                if item.get(key) is not None:
-                    entry[key] = item[key]
+            entry = {"file_id": file_id, **{k: v for k, v in item.items() if k not in ("path", "name")}}
             files.append(entry)
             if item["kind"] == "image":
                 data = Path(item["path"]).read_bytes()
