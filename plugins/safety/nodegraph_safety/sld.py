@@ -29,7 +29,8 @@ Negative-concept guidance (the baseline): the concept replaces the negative prom
 Map: pure functions ``noise_from_denoised``, ``safety_scale`` (eq. 6), ``safety_direction``
 (eq. 4), ``momentum_update`` (eqs. 7-8), ``denoised_correction`` (eq. 3 in x0 units),
 ``negative_concept_correction``; terms ``SafeLatentDiffusionTerm`` (momentum state per sampling
-run) and ``NegativeConceptTerm`` on the guidance contract of ``nodes/sampling/guidance.py``.
+run) and ``NegativeConceptTerm``, subclasses of the public ``nodegraph.api.GuidanceTerm`` (the guidance
+contract of docs/plugins.md "Guidance"; ``state`` is the sampler's GuidanceState).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nodes.sampling.guidance import GuidanceState, GuidanceTerm
+from nodegraph.api import GuidanceTerm  # the public base class: no engine machinery comes with it
 
 __all__ = [
     "PRESETS",
@@ -148,7 +149,7 @@ class SafeLatentDiffusionTerm(GuidanceTerm):
         self._step: int | None = None
         self._calls = 0
 
-    def __call__(self, state: GuidanceState) -> torch.Tensor | None:
+    def __call__(self, state) -> torch.Tensor | None:
         if state.denoised_negative is None:
             return None
         step = state.step if state.step is not None else self._calls
@@ -184,7 +185,7 @@ class NegativeConceptTerm(GuidanceTerm):
         self.strength = strength
         self.sigma_range = sigma_range
 
-    def __call__(self, state: GuidanceState) -> torch.Tensor | None:
+    def __call__(self, state) -> torch.Tensor | None:
         if state.denoised_negative is None or self.strength == 0:
             return None
         correction = negative_concept_correction(state.denoised_negative, state.evaluate(self.concept), state.scale)

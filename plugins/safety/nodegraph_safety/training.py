@@ -136,7 +136,7 @@ def train_checker(concept: UnsafeConcept, images: np.ndarray, labels: np.ndarray
         schedule.step()
         history.append(loss.item())
         if progress is not None:
-            progress(step + 1, steps, float(loss))
+            progress(step + 1, steps, history[-1])
     return checker.eval().requires_grad_(False), history
 
 
