@@ -259,6 +259,10 @@ def describe_file_kind(keys: Iterable[str]) -> str:
 
     if has(r"^model\.diffusion_model\.input_blocks\.0\.0\.weight$"):
         return "a full Stable Diffusion checkpoint (LDM layout)"
+    if has(r"^(model\.diffusion_model\.)?double_blocks\.0\.img_attn\.qkv\.weight$"):
+        return "a Flux transformer (original layout)"
+    if has(r"^single_transformer_blocks\.0\.") and has(r"^x_embedder\."):
+        return "a Flux transformer (diffusers layout)"
     if has(r"lora_(unet|te\d?)_|\.lora_(down|up|A|B)\.|\.lora\.(down|up)\."):
         return "a LoRA"
     if has(r"^control_model\.|input_hint_block\.|^controlnet_cond_embedding\."):

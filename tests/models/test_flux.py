@@ -1,0 +1,247 @@
+"""Flux: parity with diffusers' FluxTransformer2DModel (both layouts), detection, real-config shapes, packing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from nodes.models.detect import ModelLoadError, describe_file_kind
+from nodes.models.flux import (
+    FLUX_DEV,
+    FLUX_SCHNELL,
+    FluxConfig,
+    FluxModel,
+    detect_flux_config,
+    flux_from_diffusers,
+    image_ids,
+    is_flux,
+    load_flux,
+    pack_latents,
+    resolution_shift,
+    save_flux,
+    shift_sigmas,
+    text_ids,
+    unpack_latents,
+)
+
+from .conftest import max_relative_error
+
+torch.set_num_threads(1)
+
+# A 2 + 2 block Flux with 2 heads of width 16 (RoPE axes 4 + 6 + 6), 4-channel latents, tiny encoders.
+SMALL = {
+    "in_channels": 16,
+    "num_layers": 2,
+    "num_single_layers": 2,
+    "attention_head_dim": 16,
+    "num_attention_heads": 2,
+    "joint_attention_dim": 24,
+    "pooled_projection_dim": 20,
+    "axes_dims_rope": (4, 6, 6),
+}
+
+
+def _jitter(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Perturb every parameter so zero-initialised layers (final projection, norms) carry signal."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+    return module.eval()
+
+
+def _reference(tmp_path_factory, guidance: bool) -> SimpleNamespace:
+    pytest.importorskip("diffusers")
+    from diffusers import FluxTransformer2DModel
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    reference = _jitter(FluxTransformer2DModel(**SMALL, guidance_embeds=guidance), 1 + guidance)
+    root = tmp_path_factory.mktemp("flux")
+    reference.save_pretrained(root / "diffusers" / "transformer")
+    (root / "diffusers" / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    state = reference.state_dict()
+    original = {ours: source.read(state).contiguous() for ours, source in flux_from_diffusers(state).items()}
+    config = {"flux": {"num_heads": 2, "hidden_size": 32, "axes_dim": [4, 6, 6]}}
+    save_file(original, str(root / "flux.safetensors"), metadata={"nodegraph.config": json.dumps(config)})
+    return SimpleNamespace(model=reference, single_file=root / "flux.safetensors", folder=root / "diffusers",
+                           original=original)
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory):
+    """A guidance-distilled (dev-structured) diffusers reference in both layouts."""
+    return _reference(tmp_path_factory, guidance=True)
+
+
+@pytest.fixture(scope="module")
+def schnell(tmp_path_factory):
+    """A schnell-structured (no guidance embedder) diffusers reference in both layouts."""
+    return _reference(tmp_path_factory, guidance=False)
+
+
+def _inputs(batch=2, height=6, width=8, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    latents = torch.randn(batch, 4, height, width, generator=generator)
+    context = torch.randn(batch, 7, 24, generator=generator)
+    pooled = torch.randn(batch, 20, generator=generator)
+    t = torch.tensor([0.3, 0.9][:batch])
+    return latents, context, pooled, t
+
+
+def _diffusers(reference, latents, context, pooled, t, guidance=None):
+    batch, _, height, width = latents.shape
+    out = reference(
+        hidden_states=pack_latents(latents),
+        encoder_hidden_states=context,
+        pooled_projections=pooled,
+        timestep=t,
+        img_ids=image_ids(1, height, width)[0],
+        txt_ids=text_ids(1, context.shape[1])[0],
+        guidance=guidance,
+    ).sample
+    return unpack_latents(out, height, width)
+
+
+@pytest.mark.parity
+@torch.no_grad()
+@pytest.mark.parametrize("layout", ["single_file", "folder"])
+def test_dev_matches_diffusers_in_both_layouts(dev, layout):
+    """A dev-structured Flux loaded from either layout predicts what diffusers predicts (guidance embedded)."""
+    model = load_flux(getattr(dev, layout))
+    assert model.config.guidance_embed and model.config.axes_dim == (4, 6, 6)
+    latents, context, pooled, t = _inputs()
+    guidance = torch.tensor([3.5, 1.0])
+    expected = _diffusers(dev.model, latents, context, pooled, t, guidance)
+    ours = model(latents, t, context, y=pooled, guidance=guidance)
+    assert max_relative_error(ours, expected) <= 1e-4
+    assert max_relative_error(ours, model(latents, t, context, y=pooled, guidance=torch.tensor([1.0, 3.5]))) > 1e-3
+
+
+@pytest.mark.parity
+@torch.no_grad()
+@pytest.mark.parametrize("layout", ["single_file", "folder"])
+def test_schnell_matches_diffusers_in_both_layouts(schnell, layout):
+    """A schnell-structured Flux (no guidance_in) matches diffusers, and guidance is ignored."""
+    model = load_flux(getattr(schnell, layout))
+    assert not model.config.guidance_embed and not hasattr(model, "guidance_in")
+    latents, context, pooled, t = _inputs(seed=1)
+    expected = _diffusers(schnell.model, latents, context, pooled, t)
+    assert max_relative_error(model(latents, t, context, y=pooled), expected) <= 1e-4
+
+
+@torch.no_grad()
+def test_odd_latent_sizes_are_padded_and_cropped(schnell):
+    """A latent with odd height / width is padded to whole 2x2 patches and cropped back to its size."""
+    model = load_flux(schnell.single_file)
+    latents, context, pooled, t = _inputs(height=5, width=7, seed=2)
+    out = model(latents, t, context, y=pooled)
+    assert out.shape == latents.shape and torch.isfinite(out).all()
+
+
+@torch.no_grad()
+def test_comfy_style_prefixed_single_file_loads(dev, tmp_path):
+    """Original keys under model.diffusion_model. (all-in-one files) load to the same model."""
+    from safetensors.torch import save_file
+
+    prefixed = {"model.diffusion_model." + k: v for k, v in dev.original.items()}
+    path = tmp_path / "prefixed.safetensors"
+    config = {"flux": {"num_heads": 2, "hidden_size": 32, "axes_dim": [4, 6, 6]}}
+    save_file(prefixed, str(path), metadata={"nodegraph.config": json.dumps(config)})
+    assert is_flux(prefixed) == "model.diffusion_model."
+    a, b = load_flux(path), load_flux(dev.single_file)
+    latents, context, pooled, t = _inputs(seed=3)
+    assert torch.equal(a(latents, t, context, y=pooled, guidance=3.5), b(latents, t, context, y=pooled, guidance=3.5))
+
+
+def test_save_flux_round_trips_a_custom_config(tmp_path):
+    """save_flux writes the exact config, so a non-standard Flux loads back with the same weights."""
+    config = FluxConfig(in_channels=16, out_channels=16, vec_in_dim=8, context_in_dim=12, hidden_size=32,
+                        num_heads=2, depth=1, depth_single_blocks=1, axes_dim=(4, 6, 6), guidance_embed=False)
+    model = FluxModel(config)
+    save_flux(tmp_path / "f.safetensors", model)
+    loaded = load_flux(tmp_path / "f.safetensors")
+    assert loaded.config == config
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("reference", [FLUX_DEV, FLUX_SCHNELL], ids=["dev", "schnell"])
+def test_real_config_shapes_are_detected(reference):
+    """At FLUX.1's real sizes (built on meta: no memory), detection recovers dev or schnell exactly."""
+    with torch.device("meta"):
+        model = FluxModel(reference)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert len(model.double_blocks) == 19 and len(model.single_blocks) == 38
+    assert ("guidance_in.in_layer.weight" in shapes) == reference.guidance_embed
+    assert detect_flux_config(shapes) == reference
+    parameters = sum(v.numel() for v in model.state_dict().values())
+    assert 11.8e9 < parameters < 12.0e9   # FLUX.1 is a 12B-parameter transformer
+    assert describe_file_kind(shapes) == "a Flux transformer (original layout)"
+
+
+def test_real_config_diffusers_key_map_covers_every_tensor():
+    """The diffusers key map of a real-size FluxTransformer2DModel (meta) yields exactly our keys and shapes."""
+    pytest.importorskip("diffusers")
+    from diffusers import FluxTransformer2DModel
+
+    from nodes.models.detect import converted_shape
+
+    with torch.device("meta"):
+        reference = FluxTransformer2DModel(guidance_embeds=True)
+        ours = FluxModel(FLUX_DEV)
+    theirs = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    key_map = flux_from_diffusers(theirs)
+    expected = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    assert set(key_map) == set(expected)
+    assert all(converted_shape(s, theirs[s.key]) == expected[k] for k, s in key_map.items())
+
+
+def test_pack_and_unpack_are_inverse():
+    """2x2 patch packing is a lossless permutation: unpack(pack(x)) == x, and ids follow rows and columns."""
+    x = torch.randn(2, 16, 6, 10)
+    tokens = pack_latents(x)
+    assert tokens.shape == (2, 15, 64)
+    assert torch.equal(unpack_latents(tokens, 6, 10), x)
+    ids = image_ids(2, 6, 10)
+    assert ids.shape == (2, 15, 3) and ids[0, 5].tolist() == [0, 1, 0] and ids[0, 4].tolist() == [0, 0, 4]
+    assert torch.equal(tokens[0, 6, :4], x[0, 0, 2:4, 2:4].reshape(-1))   # token (row 1, col 1), channel 0
+
+
+def test_resolution_shift_matches_flux_endpoints():
+    """mu is 0.5 at 256 tokens (512 px) and 1.15 at 4096 tokens (1024 px... 128x128 latent), linear between."""
+    assert resolution_shift(32, 32) == pytest.approx(0.5)
+    assert resolution_shift(128, 128) == pytest.approx(1.15)
+    sigmas = torch.tensor([1.0, 0.5, 0.0])
+    shifted = shift_sigmas(sigmas, 1.15)
+    assert shifted[0] == 1.0 and shifted[-1] == 0.0
+    assert shifted[1] == pytest.approx(torch.e**1.15 / (torch.e**1.15 + 1))
+
+
+def test_dev_without_guidance_names_the_fix():
+    """Calling a guidance-distilled model without guidance says to use FluxGuidance."""
+    model = FluxModel(FluxConfig(in_channels=16, out_channels=16, vec_in_dim=8, context_in_dim=12, hidden_size=32,
+                                 num_heads=2, depth=1, depth_single_blocks=1, axes_dim=(4, 6, 6)))
+    with pytest.raises(ValueError, match="FluxGuidance"):
+        model(torch.zeros(1, 4, 4, 4), torch.tensor([0.5]), torch.zeros(1, 3, 12))
+
+
+def test_a_vae_is_not_taken_for_flux(tmp_path):
+    """load_flux on a file of another kind names what it found."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / "vae.safetensors"
+    save_file({"encoder.conv_in.weight": torch.zeros(8, 3, 3, 3), "decoder.conv_out.weight": torch.zeros(3, 8, 3, 3),
+               "encoder.down.0.block.0.conv1.weight": torch.zeros(8, 8, 3, 3)}, str(path))
+    with pytest.raises(ModelLoadError, match="expected a Flux transformer.*found a VAE"):
+        load_flux(path)
+
+
+def test_bad_config_is_refused():
+    """RoPE axes that do not sum to the head width are refused with both numbers named."""
+    with pytest.raises(ValueError, match="summing to the head width 16"):
+        FluxConfig(hidden_size=32, num_heads=2, axes_dim=(4, 4, 4))
+    assert asdict(FLUX_SCHNELL)["guidance_embed"] is False
