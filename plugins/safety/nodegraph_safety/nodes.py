@@ -251,9 +251,12 @@ class SafeLatentDiffusion(Node):
             guidance: Any = None) -> dict:
         from .sld import PRESETS, SafeLatentDiffusionTerm, SLDParameters
 
-        parameters = PRESETS[preset] if preset != "custom" else SLDParameters(
-            warmup_steps=warmup_steps, edit_scale=edit_scale, threshold=threshold, momentum_scale=momentum_scale,
-            momentum_beta=momentum_beta)
+        try:
+            parameters = PRESETS[preset] if preset != "custom" else SLDParameters(
+                warmup_steps=warmup_steps, edit_scale=edit_scale, threshold=threshold, momentum_scale=momentum_scale,
+                momentum_beta=momentum_beta)
+        except ValueError as exc:  # the message starts with the parameter's name
+            raise NodeInputError(str(exc).split(":", 1)[0], str(exc)) from None
         factory = functools.partial(SafeLatentDiffusionTerm, _concept_conditioning(self, text_encoder, concept),
                                     parameters, _sigma_range(sigma_low, sigma_high))
         return {"guidance": (*(guidance or ()), factory)}

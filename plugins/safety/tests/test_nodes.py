@@ -166,3 +166,36 @@ def test_released_layout_loads_from_the_model_folder_and_pickles_need_the_owner(
         session.run(_load_graph("sd_like.pt"))
     monkeypatch.setenv("NODEGRAPH_ALLOW_PICKLE", "1")
     assert len(session.run(_load_graph("sd_like.pt")).outputs["filter"]["flagged"]) == 1
+
+
+@pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="the shipped model is not committed")
+def test_negative_concept_guidance_equals_the_concept_as_negative_prompt(session):
+    """KSampler + NegativeConceptGuidance('star') gives the latent of KSampler with negative prompt 'star'."""
+    def graph(negative_text: str, with_term: bool) -> dict:
+        encoder = {"node": "checkpoint", "output": "text_encoder"}
+        nodes = {
+            "checkpoint": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world.safetensors"}},
+            "prompt": {"type": "EncodeText", "inputs": {"text_encoder": encoder,
+                                                        "text": "a large red star in the centre, on a white background"}},
+            "negative": {"type": "EncodeText", "inputs": {"text_encoder": encoder, "text": negative_text}},
+            "latent": {"type": "EmptyLatent", "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                         "vae": {"node": "checkpoint", "output": "vae"}}},
+            "sampler": {"type": "KSampler", "inputs": {
+                "model": {"node": "checkpoint", "output": "model"},
+                "positive": {"node": "prompt", "output": "conditioning"},
+                "negative": {"node": "negative", "output": "conditioning"},
+                "latent": {"node": "latent", "output": "latent"},
+                "seed": 3, "steps": 3, "cfg": 5.0, "sampler": "euler", "scheduler": "karras", "denoise": 1.0}},
+            "show": {"type": "ShowValue", "inputs": {"value": {"node": "sampler", "output": "latent"}}},
+        }
+        if with_term:
+            nodes["term"] = {"type": "NegativeConceptGuidance", "inputs": {"text_encoder": encoder, "concept": "star"}}
+            nodes["sampler"]["inputs"]["guidance"] = {"node": "term", "output": "guidance"}
+        return {"format_version": 1, "nodes": nodes}
+
+    def latent(result):
+        return session.run(result, outputs=["sampler"]).outputs["sampler"]["latent"]["samples"]
+
+    with_term, as_negative, plain = latent(graph("", True)), latent(graph("star", False)), latent(graph("", False))
+    assert torch.allclose(with_term, as_negative, atol=1e-4)
+    assert not torch.allclose(with_term, plain, atol=1e-3)
