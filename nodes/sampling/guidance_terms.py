@@ -277,4 +277,5 @@ class DenoisedClassifierGuidance(GuidanceTerm):
             denoised = state.denoised.detach().float().requires_grad_(True)
             images = self.decode(denoised) if self.decode is not None else denoised
             (gradient,) = torch.autograd.grad(self.log_likelihood(images).sum(), denoised)
-        return classifier_correction(gradient, state.sigma, self.scale, self.sigma_data).to(state.denoised.dtype)
+        correction = classifier_correction(gradient, state.sigma, self.scale, self.sigma_data)
+        return correction.to(state.denoised.dtype)

@@ -7,7 +7,9 @@ thresholds and nearest neighbours have no useful gradient, so this module keeps 
 steps with smooth stand-ins:
 
 1. background = MEAN of the border ring (B, 3);
-2. soft object mask = sigmoid((|rgb - background| - COARSE_DISTANCE) / softness) (B, H, W);
+2. soft object mask = sigmoid((|rgb - background| - COARSE_DISTANCE) / softness) (B, H, W),
+   held fixed (no gradient flows through it, so guidance recolours the object's pixels
+   rather than moving the background or reshaping the object);
 3. object colour = mask-weighted mean RGB (B, 3);
 4. p(colour = c) = softmax_c(-|object - COLOURS[c]|² / (2 temperature²)) over the named colours.
 
@@ -31,7 +33,7 @@ __all__ = ["COLOUR_NAMES", "colour_log_likelihood", "colour_probabilities"]
 COLOUR_NAMES: tuple[str, ...] = tuple(world.COLOURS)
 
 
-def colour_probabilities(images: torch.Tensor, temperature: float = 40.0, softness: float = 8.0) -> torch.Tensor:
+def colour_probabilities(images: torch.Tensor, temperature: float = 40.0, softness: float = 2.0) -> torch.Tensor:
     """(B, len(COLOUR_NAMES)) log-probabilities of the main object's named colour (module docstring)."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images: expected (B, 3, H, W) in [-1, 1] (the VAE's output), found {tuple(images.shape)}")
@@ -41,7 +43,9 @@ def colour_probabilities(images: torch.Tensor, temperature: float = 40.0, softne
     ring[BORDER:height - BORDER, BORDER:width - BORDER] = 0  # (H, W) the border ring
     background = (rgb * ring).sum(dim=(2, 3)) / ring.sum()  # (B, 3)
     distance = ((rgb - background[:, :, None, None]) ** 2).sum(dim=1).clamp_min(1e-6).sqrt()  # (B, H, W)
-    weight = torch.sigmoid((distance - COARSE_DISTANCE) / softness)  # (B, H, W) soft object mask
+    # the mask is held fixed (no gradient): guidance then recolours the object's pixels instead of
+    # moving the background or growing / shrinking the object to change the weighted mean
+    weight = torch.sigmoid((distance.detach() - COARSE_DISTANCE) / softness)  # (B, H, W) soft object mask
     colour = (weight[:, None] * rgb).sum(dim=(2, 3)) / (weight.sum(dim=(1, 2))[:, None] + 1e-3)  # (B, 3)
     table = torch.tensor([world.COLOURS[name] for name in COLOUR_NAMES], dtype=torch.float32,
                          device=rgb.device)  # (10, 3)
@@ -50,7 +54,7 @@ def colour_probabilities(images: torch.Tensor, temperature: float = 40.0, softne
 
 
 def colour_log_likelihood(images: torch.Tensor, targets: str | Sequence[str], temperature: float = 40.0,
-                          softness: float = 8.0) -> torch.Tensor:
+                          softness: float = 2.0) -> torch.Tensor:
     """log p(object colour = target | image), (B,); `targets` is one colour name or one per image."""
     names = [targets] * images.shape[0] if isinstance(targets, str) else list(targets)
     if len(names) != images.shape[0]:
