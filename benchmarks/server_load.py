@@ -178,7 +178,8 @@ async def main_async(args: argparse.Namespace) -> None:
         await server.start()
         try:
             await load_test(server, args.clients, args.graphs)
-            await memory_test(server, args.runs)
+            if args.runs:
+                await memory_test(server, args.runs)
             await bytes_test(server, 200)
         finally:
             await server.close()

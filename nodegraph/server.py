@@ -142,14 +142,17 @@ class Server:
         max_message_bytes: largest frame accepted (uploads included).
         web_dist: the editor's build folder.
         history_limit: finished runs kept in history (older ones are pruned after each run).
+        backend: where queued runs execute: None for this process's Session (one worker thread),
+            or an object with `serve(server)`, `interrupt(run_id)` and `close()` (the Ray pool).
     """
 
     def __init__(self, session: Any, data_dir: str | os.PathLike = ".nodegraph", host: str = "127.0.0.1",
                  port: int = DEFAULT_PORT, token: str | None = None, allowed_origins: list[str] | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE, web_dist: Path = WEB_DIST,
                  history_limit: int = 1000, users: UserBook | None = None,
-                 allowed_hosts: list[str] | None = None):
+                 allowed_hosts: list[str] | None = None, backend: Any = None):
         self.session = session
+        self.backend = backend     # None: runs execute here; else e.g. distributed.RayBackend (docs/distributed.md)
         self.host, self.port = host, port
         self.users = users
         if users is not None:
@@ -187,6 +190,7 @@ class Server:
         self._worker: threading.Thread | None = None
         self._current_run: str | None = None
         self._held: dict[str, list[Outgoing]] = {}     # run id → its events, until its reply is out
+        self._queue_notes: dict[str, dict] = {}        # client id → queue_changed throttle state
         self._terminal_event: Any = None
         self._closed = False
 
@@ -202,7 +206,8 @@ class Server:
         self._server = await serve(self.handler, self.host, self.port, process_request=self.process_request,
                                    max_size=self.max_message_bytes, origins=None, server_header=None)
         self.port = self._server.sockets[0].getsockname()[1]
-        self._worker = threading.Thread(target=self._work, name="nodegraph-worker", daemon=True)
+        work = self._work if self.backend is None else (lambda: self.backend.serve(self))
+        self._worker = threading.Thread(target=work, name="nodegraph-worker", daemon=True)
         self._worker.start()
         self._wake()
 
@@ -219,6 +224,8 @@ class Server:
             await self._server.wait_closed()
         if self._worker is not None:
             await asyncio.to_thread(self._worker.join, 10)
+        if self.backend is not None:
+            await asyncio.to_thread(self.backend.close)
         self._handlers.shutdown(wait=False, cancel_futures=True)
         self.queue.close()
 
@@ -346,6 +353,7 @@ class Server:
             pass
         finally:
             self.connections.pop(client_id, None)
+            self._queue_notes.pop(client_id, None)
             self.protocol.disconnect(client_id)
             sender.cancel()
 
@@ -366,16 +374,56 @@ class Server:
         the reply is computed in a handler thread while the worker may already be running the run.
         """
         for out in self._in_order(outgoing):
+            if out.message is not None and out.message.get("type") == "queue_changed":
+                self._throttled_queue_note(out)
+                continue
             payload = out.binary if out.binary is not None else dump_message(out.message)
-            targets = list(self.connections.items()) if out.to is None else (
-                [(out.to, self.connections[out.to])] if out.to in self.connections else [])
-            for client_id, (websocket, outbox) in targets:
-                try:
-                    outbox.put_nowait(payload)
-                except asyncio.QueueFull:
-                    log.warning("client %s is not reading; disconnecting it", client_id)
-                    self.connections.pop(client_id, None)
-                    asyncio.ensure_future(websocket.close(1008, "too many unread messages"))
+            for client_id in (list(self.connections) if out.to is None else [out.to]):
+                self._put(client_id, payload)
+
+    def _put(self, client_id: str, payload: str | bytes) -> None:
+        """One frame onto one client's outbox; a client that stopped reading is disconnected."""
+        entry = self.connections.get(client_id)
+        if entry is None:
+            return
+        websocket, outbox = entry
+        try:
+            outbox.put_nowait(payload)
+        except asyncio.QueueFull:
+            log.warning("client %s is not reading; disconnecting it", client_id)
+            self.connections.pop(client_id, None)
+            asyncio.ensure_future(websocket.close(1008, "too many unread messages"))
+
+    QUEUE_NOTE_INTERVAL = 0.1   # seconds: at most ~10 queue_changed messages per client per second
+
+    def _throttled_queue_note(self, out: Outgoing) -> None:
+        """`queue_changed` to each recipient at most once per QUEUE_NOTE_INTERVAL (leading + trailing).
+
+        Without this, N clients and M queue changes cost N×M messages (and N×M refreshes by editors);
+        a change inside the interval is folded into one trailing message that carries the latest
+        change and `coalesced`: how many changes it stands for. Run events are never throttled.
+        """
+        loop = asyncio.get_running_loop()
+        targets = list(self.connections) if out.to is None else [out.to]
+        for client_id in targets:
+            note = self._queue_notes.setdefault(client_id, {"last": 0.0, "waiting": None, "count": 0})
+            now = loop.time()
+            if note["waiting"] is None and now - note["last"] >= self.QUEUE_NOTE_INTERVAL:
+                note["last"] = now
+                self._put(client_id, dump_message(out.message))
+                continue
+            if note["waiting"] is None:
+                loop.call_later(self.QUEUE_NOTE_INTERVAL - (now - note["last"]), self._flush_queue_note, client_id)
+            note["waiting"] = out.message
+            note["count"] += 1
+
+    def _flush_queue_note(self, client_id: str) -> None:
+        note = self._queue_notes.get(client_id)
+        if note is None or note["waiting"] is None:
+            return
+        message = {**note["waiting"], "coalesced": note["count"]}
+        note.update(last=asyncio.get_running_loop().time(), waiting=None, count=0)
+        self._put(client_id, dump_message(message))
 
     def _in_order(self, outgoing: list[Outgoing]) -> list[Outgoing]:
         ready: list[Outgoing] = []
@@ -404,6 +452,8 @@ class Server:
 
     def _interrupt_run(self, run_id: str) -> bool:
         """Interrupt a run the queue shows running — even while it is still being validated."""
+        if self.backend is not None:
+            return self.backend.interrupt(run_id)
         self.session.interrupt(run_id)
         return True
 
@@ -540,6 +590,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE)
     parser.add_argument("--history-limit", type=int, default=1000, help="finished runs kept in history")
     add_plugin_arguments(parser)
+    from .distributed.options import add_ray_arguments
+
+    add_ray_arguments(parser)
     parser.add_argument("--print-schemas", action="store_true", help="print the JSON Schemas of client messages")
     return parser
 
@@ -552,9 +605,15 @@ async def serve_forever(args: argparse.Namespace) -> None:
     for warning in session.plugin_warnings():
         level = {"error": logging.ERROR, "warning": logging.WARNING}.get(warning.get("level"), logging.INFO)
         log.log(level, "plugin %s: %s (%s)", warning.get("plugin"), warning.get("message"), warning.get("fix"))
+    backend = None
+    if args.ray is not None:
+        from .distributed.options import backend_from_args
+
+        backend = backend_from_args(args, session)
     server = Server(session, data_dir=args.data_dir, host=args.host, port=args.port, token=args.token,
                     allowed_origins=args.allow_origin, max_message_bytes=args.max_message_bytes,
-                    history_limit=args.history_limit, users=users, allowed_hosts=args.allow_host)
+                    history_limit=args.history_limit, users=users, allowed_hosts=args.allow_host,
+                    backend=backend)
     await server.start()
     url = f"http://{args.host if ':' not in args.host else f'[{args.host}]'}:{server.port}/"
     if server.token:

@@ -549,3 +549,29 @@ def test_random_hostile_frames_never_stall_the_server_or_close_the_connection(tm
     finally:
         hostile.close(), bystander.close()
         running.stop()
+
+
+def test_queue_broadcasts_are_throttled_per_client_with_the_last_change_kept(tmp_path):
+    """50 queue changes in a burst reach a client as one message now and one trailing message that
+    carries the last change and how many it stands for (N clients × M changes must not cost N×M)."""
+    import asyncio
+
+    from nodegraph.protocol import Outgoing
+    from nodegraph.server import Server
+
+    server = Server(Session(autoload=False), data_dir=tmp_path, port=0)
+
+    async def scenario():
+        outbox: asyncio.Queue = asyncio.Queue()
+        server.connections["c"] = (None, outbox)
+        server._deliver([Outgoing(None, {"type": "queue_changed", "run_id": f"r{i}", "status": "queued",
+                                         "pending": i + 1}) for i in range(50)])
+        first = json.loads(outbox.get_nowait())
+        assert outbox.empty() and first["run_id"] == "r0"
+        trailing = json.loads(await asyncio.wait_for(outbox.get(), timeout=5))
+        assert trailing["run_id"] == "r49" and trailing["pending"] == 50 and trailing["coalesced"] == 49
+        server._deliver([Outgoing("c", {"type": "run_started", "run_id": "r0"})])    # events are never held
+        assert json.loads(outbox.get_nowait())["type"] == "run_started"
+
+    asyncio.run(scenario())
+    server.queue.close()
