@@ -37,6 +37,9 @@ The network's time input comes from a time map:
   pair of functions; presets :func:`edm_time_map` (t = ln(sigma)/4),
   :func:`vp_linear_time_map` (Song et al. 2021 VP-SDE with linear beta(t)) and
   :func:`rectified_flow_time_map`.
+* :class:`FlowTimeMap` -- rectified flow with SD3's timestep shift (:func:`flow_shift`,
+  :func:`resolution_shift` for Flux / SD3.5 dynamic shifting): schedules are uniform in the
+  unshifted time, the network gets the shifted one (``net_time``).
 
 The adapter exposes ``sigma_min``, ``sigma_max``, ``sigmas`` (discrete table or
 None), ``sigma_to_t`` and ``t_to_sigma`` so schedules (schedules.py) can be
@@ -64,6 +67,9 @@ __all__ = [
     "edm_time_map",
     "vp_linear_time_map",
     "rectified_flow_time_map",
+    "flow_shift",
+    "resolution_shift",
+    "FlowTimeMap",
     "ModelDenoiser",
     "batch_sigma",
 ]
@@ -241,6 +247,79 @@ def rectified_flow_time_map(multiplier: float = 1000.0, sigma_min: float = 1e-3,
                              lambda t: (t / multiplier) / (1 - t / multiplier), sigma_min, sigma_max)
 
 
+def flow_shift(t, shift: float):
+    """Timestep shift of SD3 (Esser et al. 2024, §5.3.2, eq. 23): t' = shift t / (1 + (shift - 1) t)."""
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def resolution_shift(image_tokens: int, base_tokens: int = 256, max_tokens: int = 4096,
+                     base_shift: float = 0.5, max_shift: float = 1.15) -> float:
+    """Resolution-dependent shift of Flux / SD3.5 "dynamic shifting": exp(mu) with mu linear in the token count.
+
+    exp(mu) / (exp(mu) + (1/t - 1)) (diffusers' ``time_shift``) is :func:`flow_shift` with shift = exp(mu).
+    """
+    slope = (max_shift - base_shift) / (max_tokens - base_tokens)
+    return math.exp(base_shift + slope * (image_tokens - base_tokens))
+
+
+class FlowTimeMap:
+    """sigma <-> t for a rectified-flow velocity model with a timestep shift (SD3, Flux).
+
+    Args:
+        shift: SD3's shift (3.0 for SD3 / SD3.5; 1.0 = none); see :func:`resolution_shift`.
+        multiplier: the network's time scale (SD3 nets take t * 1000; Flux takes t).
+        s_min: smallest unshifted time sampled (diffusers' FlowMatchEulerDiscreteScheduler:
+            the shifted 1/1000, so ``normal`` spacing reproduces its sigmas).
+        t_max: flow time that stands for t = 1 (see below).
+
+    Three times are involved: the flow time t of x_t = (1 - t) x0 + t eps (the adapter's
+    scalings see sigma = t/(1-t), the VE view, so every sampler runs unchanged); the
+    network's time ``multiplier * t`` (:meth:`net_time`); and the *unshifted* time s with
+    t = flow_shift(s), which :meth:`sigma_to_t` returns (times ``multiplier``) so that the
+    ``normal`` / ``sgm_uniform`` / ``beta`` spacings, uniform in it, are the shifted
+    schedules SD3 and Flux use. The VE view cannot hold t = 1 (sigma = inf): ``sigma_max``
+    is sigma at ``t_max`` = 1 - 1e-4, and t >= t_max is read as t = 1 by both time maps,
+    so schedules start at s = 1 and the net sees t = 1 exactly as in the reference; the
+    latent there is 0.9999 eps + 1e-4 x0 instead of eps.
+    """
+
+    sigmas = None
+
+    def __init__(self, shift: float = 3.0, multiplier: float = 1000.0, s_min: float | None = None,
+                 t_max: float = 1 - 1e-4):
+        if not shift > 0:
+            raise SamplingError("shift", "a positive number (SD3: 3.0; 1.0 = no shift)", repr(shift),
+                                "Pass the model's shift.", shift)
+        self.shift = float(shift)
+        self.multiplier = float(multiplier)
+        self.s_min = flow_shift(1e-3, self.shift) if s_min is None else s_min
+        self.t_max = t_max
+        self.sigma_max = t_max / (1 - t_max)
+        t_min = flow_shift(self.s_min, self.shift)
+        self.sigma_min = t_min / (1 - t_min)
+
+    def _flow_time(self, sigma: torch.Tensor) -> torch.Tensor:
+        t = sigma / (1 + sigma)
+        return torch.where(t >= self.t_max * (1 - 1e-7), torch.ones_like(t), t)
+
+    def net_time(self, sigma: torch.Tensor) -> torch.Tensor:
+        """The network's time input: multiplier * t (t = 1 at the top of the range)."""
+        return self._flow_time(torch.as_tensor(sigma)) * self.multiplier
+
+    def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Unshifted time s (times multiplier) of each sigma: the axis schedules space uniformly."""
+        t = self._flow_time(torch.as_tensor(sigma))
+        return t / (self.shift - (self.shift - 1) * t) * self.multiplier  # inverse of flow_shift
+
+    def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
+        """VE sigma at unshifted time t/multiplier (clamped below t_max)."""
+        flow_t = flow_shift(torch.as_tensor(t) / self.multiplier, self.shift).clamp(max=self.t_max)
+        return flow_t / (1 - flow_t)
+
+    def __repr__(self) -> str:
+        return f"FlowTimeMap(shift={self.shift}, multiplier={self.multiplier})"
+
+
 class ModelDenoiser:
     """Adapt ``net(x_in, t, **cond)`` to the contract ``denoiser(x, sigma, **cond) -> denoised``.
 
@@ -258,7 +337,7 @@ class ModelDenoiser:
     scalings and t are computed as Python floats; otherwise as tensors on sigma's device.
     """
 
-    def __init__(self, net: Callable[..., torch.Tensor], time_map: DiscreteTimeMap | ContinuousTimeMap,
+    def __init__(self, net: Callable[..., torch.Tensor], time_map: DiscreteTimeMap | ContinuousTimeMap | FlowTimeMap,
                  prediction: Prediction = "eps", sigma_data: float = 1.0, round_timesteps: bool = False):
         if prediction not in PREDICTION_SCALINGS:
             raise SamplingError("prediction", f"one of {sorted(PREDICTION_SCALINGS)}", repr(prediction),
@@ -298,7 +377,7 @@ class ModelDenoiser:
         shape = (-1,) + (1,) * (x.ndim - 1)
         c_skip, c_out, c_in = (c.to(x.dtype).reshape(shape) if isinstance(c, torch.Tensor) else c
                                for c in self._scalings(sigma, self.sigma_data))
-        t = self.time_map.sigma_to_t(sigma)
+        t = self._net_time(sigma)
         if self.round_timesteps:
             t = t.round()
         return x * c_skip + self.net(x * c_in, t, **cond).to(x.dtype) * c_out
@@ -313,13 +392,18 @@ class ModelDenoiser:
             return out * c_out
         return torch.add(x if c_skip == 1 else x * c_skip, out, alpha=c_out)
 
+    def _net_time(self, sigma: torch.Tensor) -> torch.Tensor:
+        """The network's time input at sigma (a FlowTimeMap's differs from its schedule axis)."""
+        net_time = getattr(self.time_map, "net_time", None)
+        return net_time(sigma) if net_time is not None else self.time_map.sigma_to_t(sigma)
+
     def _time_of(self, sigma: float) -> float:
         """t(sigma) as a float, memoised (a run revisits the same few dozen sigmas)."""
         t = self._time_cache.get(sigma)
         if t is None:
             if len(self._time_cache) > 4096:
                 self._time_cache.clear()
-            t = float(self.time_map.sigma_to_t(torch.tensor([sigma], dtype=torch.float64))[0])
+            t = float(self._net_time(torch.tensor([sigma], dtype=torch.float64))[0])
             t = float(round(t)) if self.round_timesteps else t
             self._time_cache[sigma] = t
         return t

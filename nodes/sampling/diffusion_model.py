@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import torch
 
-from .denoisers import ContinuousTimeMap, DiscreteTimeMap, ModelDenoiser
+from .denoisers import ContinuousTimeMap, DiscreteTimeMap, FlowTimeMap, ModelDenoiser
 from .noise import seeded_noise
 
 
@@ -46,7 +46,7 @@ class DiffusionModel:
 
     net: Callable[..., torch.Tensor]
     prediction: str
-    time_map: DiscreteTimeMap | ContinuousTimeMap
+    time_map: DiscreteTimeMap | ContinuousTimeMap | FlowTimeMap
     latent_channels: int = 4
     preview: Callable[[torch.Tensor], torch.Tensor] | None = None
     name: str = "model"
