@@ -1,0 +1,224 @@
+"""Batch jobs: one graph, many variants (override dicts), locally or across a Ray WorkerPool.
+
+    items = session.map("graphs/txt2img.json", [{"sampler.seed": s} for s in range(100)],
+                        output_dir="out/sweep", pool=pool)          # pool=None: in this process, in order
+    nodegraph run graphs/txt2img.json --ray --sweep seed=0..99 --output-dir out/sweep
+
+Every variant's files land in the one output folder (never replacing a file), and
+`index.json` there lists every variant in order:
+
+    {"graph": ..., "variants": 100, "succeeded": 100, "failed": 0, "interrupted": 0, "seconds": ...,
+     "items": [{"index": 0, "overrides": {"sampler.seed": 0}, "status": "succeeded", "run_id": ...,
+                "worker": "w1", "seconds": ..., "files": [{"node_id": "save", "name": "txt2img_00001.png",
+                "kind": "image", ...}], "outputs": {...}, "error": null}, ...]}
+
+Main objects: `BatchItem` (one variant's outcome), `run_batch` (what `Session.map` calls),
+`cmd_batch` (the CLI's `--sweep` / `--ray` path, one progress bar over the variants).
+A failing variant never stops the others; its error is in its item.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+INDEX_FILE = "index.json"
+
+
+@dataclass
+class BatchItem:
+    """One variant's outcome: status "succeeded" | "failed" | "interrupted", its files and outputs."""
+
+    index: int
+    overrides: dict[str, Any]
+    status: str
+    run_id: str
+    worker: str | None = None
+    seconds: float = 0.0
+    files: list[dict[str, Any]] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+
+
+def _run_local(session: Any, graph: Any, index: int, overrides: dict, outputs: list[str] | None,
+               output_dir: Path, on_event: Callable | None) -> BatchItem:
+    from ..errors import GraphValidationError, NodeExecutionError, RunInterrupted
+    from ..results import collect_files, jsonable
+
+    run_id = uuid.uuid4().hex
+    started = time.perf_counter()
+    item = BatchItem(index, overrides, "failed", run_id)
+    try:
+        result = session.run(graph, overrides=overrides, outputs=outputs, run_id=run_id, output_dir=output_dir,
+                             on_event=on_event)
+    except GraphValidationError as exc:
+        item.error = {"message": str(exc), "errors": exc.to_list()}
+    except NodeExecutionError as exc:
+        item.error = {"node_id": exc.node_id, "node_type": exc.node_type, "exception_type": exc.exception_type,
+                      "message": str(exc.exception)}
+    except RunInterrupted as exc:
+        item.status, item.error = "interrupted", {"message": str(exc), "node_id": exc.node_id}
+    else:
+        item.status = "succeeded"
+        item.outputs = {n: jsonable({k: v for k, v in values.items() if k != "files"})
+                        for n, values in result.outputs.items()}
+        item.files = [{**{k: v for k, v in f.items() if k != "path"}, "name": Path(f["path"]).name}
+                      for f in collect_files(result.outputs, output_dir)]
+    item.seconds = time.perf_counter() - started
+    return item
+
+
+def _run_remote(pool: Any, registry: Any, graph: Any, index: int, overrides: dict, outputs: list[str] | None,
+                output_dir: Path, input_dir: Path, on_event: Callable | None) -> BatchItem:
+    from ..errors import GraphValidationError
+    from .backend import outputs_with_files
+    from .pool import input_files_for, needs_for
+    from .scheduling import NoCapableWorker
+
+    run_id = uuid.uuid4().hex
+    started = time.perf_counter()
+    item = BatchItem(index, overrides, "failed", run_id)
+    try:
+        variant = graph.with_overrides(overrides) if overrides else graph
+        request = {"run_id": run_id, "graph": variant.to_dict(), "outputs": outputs,
+                   "inputs": input_files_for(variant, input_dir)}
+        outcome = pool.execute(request, needs_for(registry, variant),
+                               (lambda event, preview: on_event(event)) if on_event else (lambda e, p: None))
+    except GraphValidationError as exc:
+        item.error = {"message": str(exc), "errors": exc.to_list()}
+    except NoCapableWorker as exc:
+        item.error = {"message": str(exc), "code": "no_capable_worker", "workers": exc.lacks}
+    else:
+        item.status, item.worker, item.error = outcome["status"], outcome.get("worker"), outcome.get("error")
+        if item.status == "succeeded":
+            written = outputs_with_files(outcome, output_dir)
+            item.outputs = outcome.get("outputs") or {}
+            item.files = [{"node_id": node_id, **{k: v for k, v in f.items() if k != "path"}}
+                          for node_id, values in written.items() for f in values.get("files", [])]
+    item.seconds = time.perf_counter() - started
+    return item
+
+
+def run_batch(session: Any, source: Any, variants: list[dict[str, Any]], *, outputs: list[str] | None = None,
+              output_dir: str | Path | None = None, pool: Any = None,
+              on_item: Callable[[BatchItem], None] | None = None,
+              on_event: Callable[[Any], None] | None = None, index_file: str | None = INDEX_FILE) -> list[BatchItem]:
+    """Run `source` once per variant; items in variant order; `index.json` written in `output_dir`.
+
+    Args:
+        session: the Session whose registry checks the graph (and that runs it when `pool` is None).
+        source: a graph (path, JSON, dict or Graph).
+        variants: override dicts (`{"node.input": value}`), e.g. from `sweep.parse_sweep`.
+        outputs: node ids to produce (default: every output node).
+        output_dir: the one folder for every variant's files (default: the session's output folder).
+        pool: a started WorkerPool to spread the variants over, or None to run here in order.
+        on_item: called with each BatchItem as it finishes (from worker threads when `pool` is given).
+        on_event: receives every run's events (Event objects locally, dicts from a pool).
+        index_file: the index's file name in `output_dir` (None: no index).
+    """
+    graph = session.load(source)
+    folder = Path(output_dir) if output_dir is not None else Path(session.output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    items: list[BatchItem | None] = [None] * len(variants)
+    lock = threading.Lock()
+
+    def done(item: BatchItem) -> None:
+        with lock:
+            items[item.index] = item
+        if on_item is not None:
+            on_item(item)
+
+    try:
+        if pool is None:
+            for index, overrides in enumerate(variants):
+                done(_run_local(session, graph, index, overrides, outputs, folder, on_event))
+        else:
+            slots = max(1, pool.total_slots)
+            with ThreadPoolExecutor(max_workers=slots, thread_name_prefix="nodegraph-batch") as executor:
+                futures = [executor.submit(_run_remote, pool, session.registry, graph, index, overrides, outputs,
+                                           folder, Path(session.input_dir), on_event)
+                           for index, overrides in enumerate(variants)]
+                for future in futures:
+                    done(future.result())
+    finally:
+        if index_file:
+            write_index(folder / index_file, source, [i for i in items if i is not None], len(variants),
+                        time.perf_counter() - started)
+    return [item for item in items if item is not None]
+
+
+def write_index(path: Path, source: Any, items: list[BatchItem], total: int, seconds: float) -> None:
+    """The batch's index.json (see the module docstring)."""
+    counts = {status: sum(1 for i in items if i.status == status) for status in ("succeeded", "failed", "interrupted")}
+    body = {"graph": str(source) if isinstance(source, (str, Path)) and len(str(source)) < 4096 else None,
+            "variants": total, **counts, "seconds": round(seconds, 3), "items": [asdict(i) for i in items]}
+    path.write_text(json.dumps(body, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
+    """`nodegraph run GRAPH [--ray [ADDRESS]] [--sweep SPEC ...]`: exit 0 if every variant succeeded."""
+    from ..cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, _parse_override
+    from .sweep import parse_sweep
+
+    try:
+        base = dict(_parse_override(item) for item in args.overrides)
+        graph_dict = json.loads(Path(args.graph).read_text(encoding="utf-8"))
+        variants = [{**base, **v} for v in parse_sweep(args.sweep or [], graph_dict)] if args.sweep else [base]
+    except (ValueError, OSError) as exc:    # a SweepError is a ValueError
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    session = make_session(args, output_dir=args.output_dir, input_dir=args.input_dir)
+    pool = None
+    if args.ray is not None:
+        from .options import pool_from_args
+        from .pool import ClusterUnreachableError
+
+        pool = pool_from_args(args)
+        try:
+            pool.start()
+        except (ClusterUnreachableError, TimeoutError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            pool.close()
+            return EXIT_USAGE
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(variants), unit="run", file=sys.stderr, dynamic_ncols=True, disable=None)
+    failures: list[BatchItem] = []
+
+    def on_item(item: BatchItem) -> None:
+        if item.status != "succeeded":
+            failures.append(item)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"{len(failures)} failed" if failures else "")
+
+    try:
+        items = run_batch(session, Path(args.graph), variants, outputs=args.outputs, output_dir=args.output_dir,
+                          pool=pool, on_item=on_item)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if bar is not None:
+            bar.close()
+        if pool is not None:
+            pool.close()
+    for item in sorted(failures, key=lambda i: i.index)[:10]:
+        print(f"variant {item.index} {item.overrides}: {item.status}: {(item.error or {}).get('message')}",
+              file=sys.stderr)
+    ok = sum(1 for i in items if i.status == "succeeded")
+    where = "on Ray workers" if pool is not None else "here"
+    print(f"{ok}/{len(items)} variant(s) succeeded {where}; files and {INDEX_FILE} in {args.output_dir}")
+    if ok == len(items):
+        return EXIT_OK
+    return EXIT_INTERRUPTED if all(i.status == "interrupted" for i in failures) else EXIT_FAILED

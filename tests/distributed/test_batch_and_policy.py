@@ -1,0 +1,193 @@
+"""Ray-free parts of the distributed path: sweeps, the affinity policy, bad-input errors, batch jobs here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from nodegraph import Session
+from nodegraph.distributed.backend import RayBackend, write_output_file
+from nodegraph.distributed.options import parse_bytes
+from nodegraph.distributed.pool import ClusterUnreachableError, WorkerPool, check_reachable, needs_for
+from nodegraph.distributed.scheduling import NoCapableWorker, RunNeeds, WorkerInfo, choose_worker, missing_on
+from nodegraph.distributed.sweep import SweepError, parse_sweep
+from nodegraph.server import Server
+
+ROOT = Path(__file__).resolve().parents[2]
+TXT2IMG = json.loads((ROOT / "graphs" / "txt2img.json").read_text())
+ARITHMETIC = json.loads((ROOT / "graphs" / "arithmetic.json").read_text())
+CKPT = ("checkpoints", "tiny_world.safetensors")
+
+
+def test_sweep_range_list_product_and_bare_names():
+    """A range, a list and a bare input name (`seed`) expand to their product, first spec slowest."""
+    variants = parse_sweep(["sampler.cfg=3,5.5", "seed=0..2"], TXT2IMG)
+    assert variants == [{"sampler.cfg": c, "sampler.seed": s} for c in (3, 5.5) for s in (0, 1, 2)]
+    assert parse_sweep(["sampler.denoise=0..1:0.25"], TXT2IMG)[-1] == {"sampler.denoise": 1.0}
+    assert len(parse_sweep(["seed=0..99"], TXT2IMG)) == 100
+    assert parse_sweep(["sampler.sampler=euler,\"dpmpp_2m\""], TXT2IMG)[0] == {"sampler.sampler": "euler"}
+
+
+def test_sweep_files(tmp_path):
+    """CSV and JSONL files give one variant per row, resolving bare names."""
+    (tmp_path / "v.csv").write_text("seed,prompt.text\n1,a red circle\n2,a blue square\n")
+    (tmp_path / "v.jsonl").write_text('{"seed": 5}\n\n{"sampler.steps": 3}\n')
+    assert parse_sweep([str(tmp_path / "v.csv")], TXT2IMG) == [
+        {"sampler.seed": 1, "prompt.text": "a red circle"}, {"sampler.seed": 2, "prompt.text": "a blue square"}]
+    assert parse_sweep([str(tmp_path / "v.jsonl"), "sampler.cfg=1,2"], TXT2IMG) == [
+        {"sampler.seed": 5, "sampler.cfg": 1}, {"sampler.seed": 5, "sampler.cfg": 2},
+        {"sampler.steps": 3, "sampler.cfg": 1}, {"sampler.steps": 3, "sampler.cfg": 2}]
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("seed", "neither KEY=VALUES"),
+    ("nothing=1,2", "no node of the graph has an input named 'nothing'"),
+    ("text=a,b", "several nodes have an input named 'text'"),
+    ("ghost.seed=1", "the graph has no node 'ghost'"),
+    ("seed=0..x", "'x' is not a number"),
+    ("seed=5..0:1", "never reaches"),
+    ("seed=0..10000000", "more than"),
+    ("seed=", "no values"),
+])
+def test_sweep_errors_name_the_spec_and_fix(spec, words):
+    """A bad sweep spec raises SweepError naming the spec, the problem and a fix."""
+    with pytest.raises(SweepError) as info:
+        parse_sweep([spec], TXT2IMG)
+    assert words in str(info.value) and f"--sweep {spec!r}" in str(info.value) and "Fix:" in str(info.value)
+
+
+def _worker(name, warm=(), in_flight=0, types=("LoadCheckpoint",), models=None, last_used=0.0):
+    return WorkerInfo(name=name, host="10.0.0.1", node_types=frozenset(types), warm=frozenset(warm),
+                      models=models or {}, in_flight=in_flight, last_used=last_used)
+
+
+def test_policy_prefers_warm_then_least_loaded_then_longest_idle():
+    """Affinity: the warm free worker wins; among cold ones the least recently used; busy ones wait."""
+    needs = RunNeeds({"LoadCheckpoint": "models"}, (CKPT,))
+    warm = "checkpoints/tiny_world.safetensors"
+    a, b = _worker("a", last_used=1.0), _worker("b", warm=[warm], last_used=5.0)
+    assert choose_worker([a, b], needs).name == "b"
+    b.in_flight = 1
+    assert choose_worker([a, b], needs).name == "a"          # the warm one is busy: a free cold one runs it
+    a.in_flight = 1
+    assert choose_worker([a, b], needs) is None              # every worker busy: the run waits
+    c, d = _worker("c", last_used=9.0), _worker("d", last_used=2.0)
+    assert choose_worker([c, d], needs).name == "d"
+    assert choose_worker([c, d], needs, exclude=frozenset({"d"})).name == "c"
+
+
+def test_no_capable_worker_names_each_worker_and_what_it_lacks():
+    """A missing plugin node type and a missing model file are named per worker, with fixes."""
+    needs = RunNeeds({"probe.ServerOnlyProbe": "probe", "LoadCheckpoint": "models"}, (CKPT,))
+    a = _worker("w0", models={"checkpoints": frozenset({"other.safetensors"})})
+    b = _worker("w1", types=("LoadCheckpoint", "probe.ServerOnlyProbe"), models={"checkpoints": frozenset()})
+    assert missing_on(b, needs) == ["model file 'tiny_world.safetensors' in its 'checkpoints' folder"]
+    with pytest.raises(NoCapableWorker) as info:
+        choose_worker([a, b], needs)
+    text = str(info.value)
+    assert "w0 (host 10.0.0.1) lacks node type 'probe.ServerOnlyProbe' (plugin 'probe' is not installed there)" in text
+    assert "w1 (host 10.0.0.1) lacks model file 'tiny_world.safetensors'" in text
+    assert "install the plugin on every Ray node" in text and "copy the model file" in text
+
+
+def test_needs_for_reads_types_plugins_and_model_files():
+    """A graph's needs: qualified node types with their plugins, and its model files."""
+    session = Session()
+    needs = needs_for(session.registry, session.load(TXT2IMG))
+    assert needs.node_types["models.LoadCheckpoint"] == "models" and CKPT in needs.model_files
+
+
+def test_unreachable_address_is_a_clear_error():
+    """A cluster address that does not answer fails fast, naming the address and the fix."""
+    with pytest.raises(ClusterUnreachableError) as info:
+        check_reachable("127.0.0.1:1", timeout=2)
+    assert "'127.0.0.1:1'" in str(info.value) and "ray start --head" in str(info.value)
+    with pytest.raises(ClusterUnreachableError, match="not HOST:PORT"):
+        WorkerPool(address="nowhere").start()
+
+
+def test_output_files_never_replace_and_go_on_numbering(tmp_path):
+    """Files from workers keep their names unless taken: PREFIX_00001 → _00002; others get -2."""
+    names = [write_output_file(tmp_path, "img_00001.png", b"x").name for _ in range(3)]
+    assert names == ["img_00001.png", "img_00002.png", "img_00003.png"]
+    assert write_output_file(tmp_path, "sub/a.glb", b"1").name == "a.glb"
+    assert write_output_file(tmp_path, "sub/a.glb", b"2").name == "a-2.glb"
+    with pytest.raises(Exception, match="output file name"):
+        write_output_file(tmp_path, "../escape.png", b"x")
+
+
+def test_parse_bytes():
+    """Worker memory sizes: 8G, 512M, plain bytes; nonsense is refused by name."""
+    assert parse_bytes("8G") == 8 * 1024**3 and parse_bytes("512MiB") == 512 * 1024**2 and parse_bytes("10") == 10
+    with pytest.raises(Exception, match="'lots' is not a size"):
+        parse_bytes("lots")
+
+
+def test_session_map_here_writes_one_folder_and_an_index(tmp_path):
+    """Session.map without a pool runs each variant here; failures stay per variant; index.json lists all."""
+    session = Session(output_dir=tmp_path / "out")
+    variants = [{"width.value": 3}, {"width.value": 40}, {"width.value": -5000}]
+    items = session.map(ARITHMETIC, variants, output_dir=tmp_path / "sweep")
+    assert [i.status for i in items][:2] == ["succeeded", "succeeded"]
+    assert items[0].outputs["show"] != items[1].outputs["show"]
+    index = json.loads((tmp_path / "sweep" / "index.json").read_text())
+    assert index["variants"] == 3 and [i["overrides"] for i in index["items"]] == variants
+    assert index["succeeded"] + index["failed"] == 3
+
+
+def test_cli_sweep_here_one_folder_with_index(tmp_path):
+    """`nodegraph run --sweep` without Ray runs every variant into one folder with index.json."""
+    out = tmp_path / "sweep"
+    done = subprocess.run([sys.executable, "-m", "nodegraph.cli", "run", str(ROOT / "graphs" / "txt2img.json"),
+                           "--sweep", "seed=0..1", "--set", "sampler.steps=2", "--output-dir", str(out),
+                           "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    index = json.loads((out / "index.json").read_text())
+    assert index["succeeded"] == 2
+    names = [f["name"] for item in index["items"] for f in item["files"]]
+    assert len(set(names)) == 2 and all((out / n).is_file() for n in names)
+    bad = subprocess.run([sys.executable, "-m", "nodegraph.cli", "run", str(ROOT / "graphs" / "txt2img.json"),
+                          "--sweep", "text=a,b"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "several nodes have an input named 'text'" in bad.stderr
+
+
+def test_server_keeps_serving_while_the_cluster_is_down(tmp_path):
+    """With an unreachable cluster the server answers, keeps runs queued and tells clients why."""
+    from tests.server.test_server import Client
+
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+    backend = RayBackend(WorkerPool(address="127.0.0.1:1", connect_timeout=1), reconnect_seconds=0.5)
+    server = Server(session, data_dir=tmp_path / "data", port=0, backend=backend)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def run():
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(10)
+    try:
+        client = Client(f"ws://127.0.0.1:{server.port}/ws")
+        client.send({"type": "submit", "graph": ARITHMETIC})
+        run_id = client.next_of("submitted")["run_id"]
+        status = client.next_of("cluster_status", timeout=30, state="down")
+        assert "127.0.0.1:1" in status["message"] and status["pending"] >= 1
+        client.send({"type": "queue_status"})
+        queue = client.next_of("queue")
+        assert [r["run_id"] for r in queue["pending"]] == [run_id]
+        client.close()
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
