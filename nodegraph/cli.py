@@ -1,6 +1,7 @@
 """The `nodegraph` command: run, validate, list nodes and plugins, print the file schema.
 
     nodegraph run GRAPH.json [--set node.input=value ...] [--output-dir DIR] [--events FILE|-]
+    nodegraph run GRAPH.json [--ray [ADDRESS]] [--workers N] [--sweep seed=0..99 ...]   (docs/distributed.md)
     nodegraph validate GRAPH.json [--json]
     nodegraph nodes [TYPE ...] [--json]
     nodegraph plugins [--json]
@@ -59,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--events", metavar="FILE|-", help="write the event stream as JSON lines ('-' = stdout)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("--traceback", action="store_true", help="print the full traceback when a node fails")
+    run.add_argument("--sweep", action="append", metavar="KEY=VALUES|FILE",
+                     help="run many variants: seed=0..99, sampler.cfg=3,5,7 or a .csv/.jsonl of overrides "
+                          "(repeatable: a product); files + index.json in --output-dir (docs/distributed.md)")
+    from .distributed.options import add_ray_arguments
+
+    add_ray_arguments(run)
 
     validate = sub.add_parser("validate", parents=[plugins], help="check a graph file without running it")
     validate.add_argument("graph", help="path to a graph .json file")
@@ -144,6 +151,10 @@ class _Progress:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.sweep or args.ray is not None:
+        from .distributed.batch import cmd_batch
+
+        return cmd_batch(args, _session)
     from .errors import GraphValidationError, NodeExecutionError, RunInterrupted
     from .results import jsonable
 

@@ -197,6 +197,28 @@ class Session:
                 if run_id is not None:
                     self._interrupt_requests.discard(run_id)
 
+    def map(self, source: GraphSource, variants: Iterable[dict[str, Any]], *, outputs: Iterable[str] | None = None,
+            output_dir: str | os.PathLike | None = None, pool: Any = None,
+            on_item: Callable[[Any], None] | None = None, on_event: Callable[[Any], None] | None = None) -> list:
+        """Run a graph once per variant (a dict of overrides), here in order or across a Ray pool.
+
+        Args:
+            source: the graph (as for `run`).
+            variants: `{"node_id.input": value}` dicts, e.g. `nodegraph.distributed.sweep.parse_sweep(
+                ["sampler.seed=0..99"])`.
+            outputs: node ids to produce (default: every output node).
+            output_dir: one folder for every variant's files and `index.json` (default: the session's).
+            pool: a started `nodegraph.distributed.pool.WorkerPool`, or None to run in this process.
+            on_item: called with each finished `BatchItem`; on_event: every run's events.
+
+        Returns the `BatchItem`s (status, files, outputs, error, worker) in variant order; a failing
+        variant never stops the others. See nodegraph/distributed/batch.py and docs/distributed.md.
+        """
+        from .distributed.batch import run_batch
+
+        return run_batch(self, source, list(variants), outputs=list(outputs) if outputs is not None else None,
+                         output_dir=output_dir, pool=pool, on_item=on_item, on_event=on_event)
+
     def resolve_file(self, folder: str, name: str) -> Path:
         """A file by folder and name: `"input"` is the input folder, anything else a model folder."""
         return self._resolve_file_in(self.input_dir, folder, name)
