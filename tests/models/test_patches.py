@@ -304,3 +304,28 @@ def test_patched_models_get_their_own_cache_keys_and_removing_the_patch_restores
     latents = [r.outputs["k"]["latent"]["samples"] for r in (base, patched, other, again)]
     assert not torch.equal(latents[0], latents[1]) and not torch.equal(latents[1], latents[2])
     assert torch.equal(latents[0], latents[3])
+
+
+def test_the_documented_module_patch_example_runs_in_a_graph(models_dir, tmp_path):
+    """docs/plugins.md's AddFrameMixer node (zero-gated, so the identity) patches the model and samples as the base."""
+    import re
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "plugins.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", docs, re.DOTALL) if "class AddFrameMixer" in b]
+    namespace: dict = {}
+    exec(compile(block, "docs/plugins.md", "exec"), namespace)
+
+    class Plugin:
+        @hookimpl
+        def register_nodes(self):
+            return [namespace["AddFrameMixer"]]
+
+    session = Session(plugins=[("frames", Plugin())], model_paths=ModelPaths(roots=[models_dir]), output_dir=tmp_path)
+    patched_graph = graph(True)
+    patched_graph["nodes"]["patch"] = {"type": "AddFrameMixer", "inputs": {"model": {"node": "ckpt", "output": "model"},
+                                                                            "frames": 1}}
+    result = session.run(patched_graph, outputs=["k", "patch"])
+    assert [p.name for p in result.outputs["patch"]["model"].patches] == ["frame mixer"]
+    base = session.run(graph(False), outputs=["k"])
+    assert torch.equal(result.outputs["k"]["latent"]["samples"], base.outputs["k"]["latent"]["samples"])

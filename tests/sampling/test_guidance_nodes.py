@@ -366,3 +366,34 @@ def test_guidance_blocks_that_do_not_exist_fail_before_sampling_naming_the_input
             session.run(guided_graph(1.0, 0.0, via_guider, blocks="output_blocks.99"), outputs=["k"])
         message = str(failure.value)
         assert "guidance" in message and "no attention module under 'output_blocks.99'" in message
+
+
+def test_the_documented_guidance_term_example_stacks_and_guides(models_dir, tmp_path):
+    """docs/plugins.md's TowardsMeanGuidance node: scale 0 samples exactly as without it, scale 0.1 changes the result."""
+    import re
+    from pathlib import Path
+
+    from nodegraph import hookimpl
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "plugins.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", docs, re.DOTALL) if "class TowardsMean(" in b]
+    namespace: dict = {}
+    exec(compile(block, "docs/plugins.md", "exec"), namespace)
+
+    class Plugin:
+        @hookimpl
+        def register_nodes(self):
+            return [namespace["TowardsMeanGuidance"]]
+
+    session = Session(plugins=[("toy", Plugin())], model_paths=ModelPaths(roots=[models_dir]), output_dir=tmp_path)
+    results = []
+    for scale in (0.0, 0.1):
+        graph = guided_graph(0.0, 0.0)
+        graph["nodes"]["toy"] = {"type": "TowardsMeanGuidance", "inputs": {"guidance": link("sag", "guidance"),
+                                                                           "scale": scale}}
+        graph["nodes"]["k"]["inputs"]["guidance"] = link("toy", "guidance")
+        results.append(session.run(graph, outputs=["k"]).outputs["k"]["latent"]["samples"])
+    plain = guided_graph(0.0, 0.0)
+    plain["nodes"]["k"]["inputs"].pop("guidance")
+    expected = session.run(plain, outputs=["k"]).outputs["k"]["latent"]["samples"]
+    assert torch.equal(results[0], expected) and not torch.allclose(results[1], expected, atol=1e-4)
