@@ -22,7 +22,9 @@ Map
 Memory: each module is built on the ``meta`` device, then its tensors are read, cast and
 assigned one module at a time, so at most one copy of a component is ever in RAM.
 Dtype: ``dtype=None`` keeps the file's floating dtype (the most common one if it mixes);
-otherwise floating tensors are cast while loading.
+otherwise floating tensors are cast while loading. A float8 dtype (or ``precision.WeightStorage``)
+keeps Linear / Conv weights in FP8 and computes in a wider dtype (precision.py); FP8 files loaded
+with ``dtype=None`` are kept that way too.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ from .detect import (
     detect_vae_config,
     parse_config_override,
 )
+from .precision import default_compute_dtype, is_float8, narrow_weight_names, split_precision, store_weights, to_float8
 from .unet import UNetConfig, UNetModel
 from .vae import SD_VAE, SDXL_VAE, AutoencoderKL, VAEConfig
 
@@ -376,16 +379,25 @@ def build_module(
                 f"{list(meta.shape)} for {name}; the file mixes models, or its config needs the metadata override",
                 tensors.path,
             )
+    storage, dtype = split_precision(dtype, device)  # FP8 storage: precision.py
     if dtype is None:
         dtype = _dominant_dtype(tensors, key_map, list(expected))
+    if storage is None and is_float8(dtype):  # an FP8 file kept as it is: compute wider
+        storage, dtype = dtype, default_compute_dtype(device)
+    narrow = narrow_weight_names(module) if storage is not None else set()
     loaded = {}
     for name in expected:
         source = key_map[name]
         tensor = source.read(tensors)
-        loaded[name] = tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else tensor.dtype)
+        if name in narrow:
+            loaded[name] = to_float8(tensor.to(device=device), storage)
+        else:
+            loaded[name] = tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else tensor.dtype)
         if not _same_memory(loaded[name], tensor):  # a copy: the file's pages are no longer needed
             tensors.release(source.key)
     module.load_state_dict(loaded, strict=True, assign=True)
+    if storage is not None:
+        store_weights(module, storage, dtype)
     return module.eval().requires_grad_(False)
 
 

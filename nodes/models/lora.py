@@ -525,7 +525,8 @@ def _write(named_modules, plan: dict[str, list[tuple[LoraPatch, float]]], backup
             a is b and x == y for (a, x), (b, y) in zip(updates, applied)
         ):  # fmt: skip
             continue  # already holds exactly these updates (or none, and was never patched)
-        weight = module.weight
+        stored = getattr(getattr(module, "parametrizations", None), "weight", None)  # FP8-stored: precision.py
+        weight = module.weight if stored is None else stored.original  # patched in FP8 (sum in fp32, rounded)
         if not hasattr(module, ORIGINAL_ATTRIBUTE):
             original = weight.data if backup_device is None else weight.data.to(backup_device, copy=True)
             setattr(module, ORIGINAL_ATTRIBUTE, original)

@@ -36,7 +36,7 @@ from typing import Any, Iterator, Literal
 
 from nodegraph import Input, Node, NodeContext, NodeInputError, NodeInputs, Output, api, hookimpl
 
-WeightDtype = Literal["auto", "fp32", "fp16", "bf16"]
+WeightDtype = Literal["auto", "fp32", "fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2"]  # fp8: stored, computed wider
 
 
 @dataclass(eq=False)
@@ -109,6 +109,11 @@ def _torch_dtype(choice: str, memory: Any) -> Any:
 
     if choice == "auto":   # half precision only where it is fast: on an accelerator
         return torch.float32 if memory.compute_device == "cpu" else torch.float16
+    if choice.startswith("fp8"):   # Linear / Conv weights stay FP8, computed in fp32 (CPU) / bf16 (GPU)
+        from .precision import WeightStorage, default_compute_dtype
+
+        return WeightStorage(getattr(torch, "float8_" + choice[4:]),
+                             default_compute_dtype(memory.compute_device))
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[choice]
 
 
@@ -147,7 +152,8 @@ class LoadCheckpoint(Node):
         ckpt_name: str = Input(model_folder="checkpoints")
         prediction: Literal["auto", "eps", "v"] = Input(
             "auto", description="what the UNet predicts; auto reads the file (SD 2.x 768-v files need 'v')")
-        weight_dtype: WeightDtype = Input("auto", description="auto: fp32 on CPU, fp16 on a GPU")
+        weight_dtype: WeightDtype = Input("auto", description="auto: fp32 on CPU, fp16 on a GPU; fp8: UNet and "
+                                                               "text encoder weights stored in FP8, the VAE wide")
 
     outputs = (Output("model", "MODEL"), Output("text_encoder", "TEXT_ENCODER"), Output("vae", "VAE"))
 
@@ -156,9 +162,15 @@ class LoadCheckpoint(Node):
 
         memory = self.context.service("memory")
         path = resolve_model(self, "checkpoints", "ckpt_name", ckpt_name)
+        fp8 = weight_dtype.startswith("fp8")   # FP8 blurs a VAE's output: its VAE is loaded wide, below
         ckpt = _load_with_retry(self, "ckpt_name", lambda: load_checkpoint(
             path, dtype=_torch_dtype(weight_dtype, memory), prediction=None if prediction == "auto" else prediction,
-            allow_pickle=allow_pickle_files(self)))
+            allow_pickle=allow_pickle_files(self), components=("unet", "text_encoder") if fp8 else
+            ("unet", "vae", "text_encoder")))
+        if fp8:
+            ckpt.vae = _load_with_retry(self, "ckpt_name", lambda: load_checkpoint(
+                path, components=("vae",), dtype=_torch_dtype(weight_dtype, memory).compute,
+                allow_pickle=allow_pickle_files(self)).vae)
         if ckpt.unet is None or ckpt.vae is None or ckpt.text_encoder is None:
             missing = [n for n in ("unet", "vae", "text_encoder") if getattr(ckpt, n) is None]
             raise NodeInputError("ckpt_name", f"{ckpt_name} has no {', '.join(missing)}; load the parts "
