@@ -33,6 +33,7 @@ import json
 import math
 import os
 import pickle
+import re
 import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -116,6 +117,9 @@ _SAFETENSORS_DTYPES = {  # header dtype -> (bytes per element, torch dtype)
     "F8_E5M2": (1, getattr(torch, "float8_e5m2", None)),
 }
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
+# Training state some released VAE files still carry (the fine-tuned SD VAE's EMA counters, the LDM
+# autoencoder's loss: discriminator and LPIPS weights); no module needs them. Other keys stay errors.
+TRAINING_LEFTOVER = re.compile(r"^(first_stage_model\.)?(model_ema\.(decay|num_updates)$|loss\.)")
 
 
 # --- reading files ------------------------------------------------------------------------------
@@ -609,7 +613,7 @@ def load_vae(
         folder = path / "vae" if (path / "vae").is_dir() else path
         return _load_diffusers_vae(folder, family, dtype, device)
     tensors = open_state_dict(path, allow_pickle=allow_pickle)
-    keys = tensors.shapes
+    keys = {k: v for k, v in tensors.shapes.items() if not TRAINING_LEFTOVER.match(k)}  # EMA counters, loss nets
     if f"{UNET_PREFIX}input_blocks.0.0.weight" in keys:
         info = detect_checkpoint(keys, tensors.metadata, path=path)
         if info.vae is None:
