@@ -216,7 +216,8 @@ def detect_vae_config(shapes: Shapes, prefix: str = "") -> VAEConfig:
         ch=ch,
         ch_mult=ch_mult,
         num_res_blocks=res_blocks,
-        z_channels=s["post_quant_conv.weight"][0],
+        z_channels=s["decoder.conv_in.weight"][1],
+        use_quant_conv="post_quant_conv.weight" in s,  # SD3's 16-channel VAE has no quant convs
     )
 
 

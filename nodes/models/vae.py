@@ -6,7 +6,8 @@ rescaled by ``scale_factor`` = 1 / std so the diffusion model sees unit variance
 (Podell et al. 2023 §2.4) retrained the same architecture; its latents use 0.13025.
 
 Map
-- ``VAEConfig`` and the named configs ``SD_VAE`` (SD 1.x / 2.x), ``SDXL_VAE``, ``TINY_VAE``.
+- ``VAEConfig`` and the named configs ``SD_VAE`` (SD 1.x / 2.x), ``SDXL_VAE``, ``SD3_VAE`` (16 channels,
+  shift + scale, no quant convs), ``TINY_VAE``.
 - ``AutoencoderKL(config)``: ``encode(images) -> latents``, ``decode(latents) -> images``,
   ``preview(latents) -> rgb``; ``encode``/``decode`` take ``tile_size`` for large images.
   Submodule names equal LDM checkpoint keys after stripping ``first_stage_model.``
@@ -63,6 +64,7 @@ class VAEConfig:
     shift_factor: float = 0.0  # subtracted before scaling (0 for SD/SDXL; kept for later VAEs)
     latent_rgb_factors: tuple[tuple[float, ...], ...] = SD1_LATENT_RGB_FACTORS  # preview map, z_channels x 3
     latent_rgb_bias: tuple[float, ...] = (0.0, 0.0, 0.0)  # preview bias (none for SD / SDXL)
+    use_quant_conv: bool = True  # the 1x1 quant_conv / post_quant_conv; SD3's VAE has neither
 
     @property
     def downscale(self) -> int:
@@ -73,6 +75,11 @@ class VAEConfig:
 SD_VAE = VAEConfig()
 SDXL_VAE = replace(SD_VAE, scale_factor=0.13025, latent_rgb_factors=SDXL_LATENT_RGB_FACTORS)
 TINY_VAE = VAEConfig(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1)
+# SD3 / SD3.5 (Esser et al. 2024 §5.2.1): 16 latent channels, no quant convs, latents shifted then
+# scaled (diffusers' AutoencoderKL config of SD3: scaling 1.5305, shift 0.0609). No published preview
+# map is used: the placeholder shows latent channels 0-2 as RGB (fit one with fit_latent_rgb_factors).
+SD3_VAE = replace(SD_VAE, z_channels=16, scale_factor=1.5305, shift_factor=0.0609, use_quant_conv=False,
+                  latent_rgb_factors=tuple(tuple(0.5 if row == col else 0.0 for col in range(3)) for row in range(16)))
 
 
 def _group_norm(channels: int) -> nn.GroupNorm:
@@ -236,12 +243,12 @@ class AutoencoderKL(nn.Module):
         z = config.z_channels
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
-        self.quant_conv = nn.Conv2d(2 * z, 2 * z, 1)
-        self.post_quant_conv = nn.Conv2d(z, z, 1)
+        self.quant_conv = nn.Conv2d(2 * z, 2 * z, 1) if config.use_quant_conv else nn.Identity()
+        self.post_quant_conv = nn.Conv2d(z, z, 1) if config.use_quant_conv else nn.Identity()
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.quant_conv.weight.dtype
+        return self.encoder.conv_in.weight.dtype
 
     def encode_moments(self, images: torch.Tensor) -> torch.Tensor:
         """Raw posterior moments ``(B, 2*z, H/8, W/8)``: mean then log-variance (unscaled)."""

@@ -1,0 +1,251 @@
+"""SD3 / SD3.5 MMDiT, its 16-channel VAE and three text encoders: parity with diffusers / transformers on tiny
+random models, detection at the real SD3 configs' shapes, loading from the single file and the diffusers folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from nodes.models.convert import vae_from_diffusers
+from nodes.models.detect import UNET_PREFIX, VAE_PREFIX, ModelLoadError
+from nodes.models.mmdit import (
+    SD3_MEDIUM,
+    SD35_LARGE,
+    SD35_MEDIUM,
+    MMDiT,
+    MMDiTConfig,
+    MMDiTInputError,
+    convert_diffusers_state_dict,
+    detect_mmdit_config,
+)
+from nodes.models.sd3 import SD3_TEXT_PREFIXES, detect_sd3_checkpoint, load_sd3_checkpoint, load_sd3_diffusers
+
+from .conftest import _hf_state, max_relative_error
+
+torch.set_num_threads(1)
+
+# Tiny SD3-shaped sizes: 64-wide heads as in every released SD3, 2 heads, 3 joint blocks (the last pre-only).
+TRANSFORMER = dict(sample_size=8, patch_size=2, in_channels=16, num_layers=3, attention_head_dim=64,
+                   num_attention_heads=2, joint_attention_dim=160, caption_projection_dim=128,
+                   pooled_projection_dim=64, out_channels=16, pos_embed_max_size=12)
+OURS = MMDiTConfig(depth=3, num_heads=2, head_dim=64, context_dim=160, pooled_dim=64, pos_embed_max_size=12)
+
+
+def _reference_transformer(seed: int = 0, **overrides):
+    """diffusers' SD3Transformer2DModel at a tiny size with every weight random (adaLN included)."""
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(seed)
+    model = diffusers.SD3Transformer2DModel(**{**TRANSFORMER, **overrides}).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.copy_(torch.randn_like(parameter) * 0.2)
+    return model
+
+
+def _inputs(batch: int = 2, size=(8, 6), seed: int = 1):
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(batch, 16, *size, generator=generator), torch.tensor([13.0, 870.0][:batch]),
+            torch.randn(batch, 5, 160, generator=generator), torch.randn(batch, 64, generator=generator))
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("variant", ["sd3", "sd35-large-qk-norm", "sd35-medium-dual-attention"])
+@torch.no_grad()
+def test_mmdit_matches_diffusers_sd3_transformer(variant):
+    """Our MMDiT, loaded through the diffusers key map, predicts what SD3Transformer2DModel predicts (<= 1e-4)."""
+    overrides = {"sd3": {}, "sd35-large-qk-norm": {"qk_norm": "rms_norm"},
+                 "sd35-medium-dual-attention": {"qk_norm": "rms_norm", "dual_attention_layers": (0, 1)}}[variant]
+    reference = _reference_transformer(**overrides)
+    config = MMDiTConfig(**{**OURS.__dict__, "qk_norm": "qk_norm" in overrides,
+                            "dual_attention_layers": overrides.get("dual_attention_layers", ())})
+    ours = MMDiT(config).eval()
+    ours.load_state_dict(convert_diffusers_state_dict(reference.state_dict(), config), strict=True)
+    x, t, context, pooled = _inputs()
+    expected = reference(x, context, pooled, t).sample
+    assert max_relative_error(ours(x, t, context, pooled), expected) <= 1e-4
+
+
+@pytest.mark.parity
+def test_key_map_agrees_with_diffusers_single_file_converter():
+    """diffusers' own original->diffusers converter reads our original-layout keys back to the exact tensors."""
+    pytest.importorskip("diffusers")
+    from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
+
+    reference = _reference_transformer(qk_norm="rms_norm", dual_attention_layers=(0,))
+    config = replace_config(qk_norm=True, dual_attention_layers=(0,))
+    original = {UNET_PREFIX + k: v for k, v in convert_diffusers_state_dict(reference.state_dict(), config).items()}
+    back = convert_sd3_transformer_checkpoint_to_diffusers(dict(original))
+    state = reference.state_dict()
+    assert set(back) == set(state)
+    assert all(torch.equal(back[k], state[k]) for k in state)
+
+
+def replace_config(**fields) -> MMDiTConfig:
+    return MMDiTConfig(**{**OURS.__dict__, **fields})
+
+
+@pytest.mark.parametrize("config", [SD3_MEDIUM, SD35_MEDIUM, SD35_LARGE], ids=["sd3-medium", "sd3.5-medium",
+                                                                             "sd3.5-large"])
+def test_real_configs_build_on_meta_and_are_detected_from_shapes(config):
+    """At the released sizes (2B / 2.5B / 8.1B weights) the model builds on meta and detection recovers its config."""
+    with torch.device("meta"):
+        model = MMDiT(config)
+    shapes = {UNET_PREFIX + k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert detect_mmdit_config(shapes, UNET_PREFIX) == config
+    info = detect_sd3_checkpoint(shapes)
+    assert info.mmdit == config and info.encoders == []
+    billions = sum(t.numel() for t in model.state_dict().values()) / 1e9  # the position table is a stored buffer
+    assert billions == pytest.approx({SD3_MEDIUM: 2.09, SD35_MEDIUM: 2.47, SD35_LARGE: 8.15}[config], rel=0.01)
+
+
+def test_mmdit_input_errors_name_the_argument():
+    """Wrong latent channels, odd sizes and missing text give errors naming the input and the fix."""
+    model = MMDiT(OURS)
+    x, t, context, pooled = _inputs(batch=1)
+    with pytest.raises(MMDiTInputError, match="x: expected latents \\(B, 16, H, W\\)"):
+        model(x[:, :4], t, context, pooled)
+    with pytest.raises(MMDiTInputError, match="multiples of the patch size 2"):
+        model(x[..., :5], t, context, pooled)
+    with pytest.raises(MMDiTInputError, match="context: expected \\(B, T, 160\\).*EncodeTextSD3"):
+        model(x, t, None, pooled)
+    with pytest.raises(MMDiTInputError, match="exceeds this model's position table"):
+        model(torch.randn(1, 16, 26, 26), t, context, pooled)
+
+
+# --- a tiny SD3 checkpoint, both layouts ----------------------------------------------------------
+
+
+def _spiece(folder: Path) -> Path:
+    sentencepiece = pytest.importorskip("sentencepiece")
+    text = ["a photo of a cat sitting on a red mat", "the quick brown fox jumps over the lazy dog"] * 30
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(text), model_prefix=str(folder / "spiece"), vocab_size=32, hard_vocab_limit=False,
+        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2)
+    return folder / "spiece.model"
+
+
+@pytest.fixture(scope="module")
+def sd3(tmp_path_factory) -> SimpleNamespace:
+    """Tiny SD3 reference parts (diffusers / transformers, random weights) written as a single file and a folder."""
+    diffusers = pytest.importorskip("diffusers")
+    transformers = pytest.importorskip("transformers")
+    root = tmp_path_factory.mktemp("sd3")
+    transformer = _reference_transformer(seed=3)
+    torch.manual_seed(4)
+    vae = diffusers.AutoencoderKL(
+        in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1, latent_channels=16,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        scaling_factor=1.5305, shift_factor=0.0609, use_quant_conv=False, use_post_quant_conv=False).eval()
+    clip_kwargs = dict(vocab_size=49408, intermediate_size=64, num_hidden_layers=2, max_position_embeddings=77,
+                       hidden_act="quick_gelu", bos_token_id=49406, eos_token_id=49407)
+    clip_l = transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(
+        hidden_size=64, num_attention_heads=1, projection_dim=32, **clip_kwargs)).eval()
+    clip_g = transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(
+        hidden_size=64, num_attention_heads=1, projection_dim=32, **{**clip_kwargs, "hidden_act": "gelu"})).eval()
+    t5 = transformers.T5EncoderModel(transformers.T5Config(
+        vocab_size=64, d_model=160, d_kv=16, num_heads=2, d_ff=128, num_layers=2, feed_forward_proj="gated-gelu",
+        dropout_rate=0.0)).eval()
+    for module in (vae, clip_l, clip_g, t5):
+        with torch.no_grad():
+            for parameter in module.parameters():
+                parameter.add_(0.02 * torch.randn_like(parameter))
+
+    state = {UNET_PREFIX + k: v.contiguous() for k, v in
+             convert_diffusers_state_dict(transformer.state_dict(), OURS).items()}
+    vae_state = vae.state_dict()
+    state.update({VAE_PREFIX + k: s.read(vae_state).contiguous() for k, s in vae_from_diffusers(vae_state).items()})
+    for name, model in (("clip_l", clip_l), ("clip_g", clip_g)):
+        state.update({SD3_TEXT_PREFIXES[name] + k: v.contiguous() for k, v in _hf_state(model).items()})
+    state.update({SD3_TEXT_PREFIXES["t5xxl"] + k: v.clone() for k, v in t5.state_dict().items()})  # tied: 2 copies
+    single = root / "single"
+    single.mkdir()
+    save_file(state, single / "sd3_tiny.safetensors")
+    save_file({k: v for k, v in state.items() if not k.startswith(SD3_TEXT_PREFIXES["t5xxl"])},
+              single / "sd3_tiny_no_t5.safetensors")
+    _spiece(single)
+
+    folder = root / "folder"
+    for name, module in (("transformer", transformer), ("vae", vae), ("text_encoder", clip_l),
+                         ("text_encoder_2", clip_g), ("text_encoder_3", t5)):
+        module.save_pretrained(folder / name)
+    (folder / "tokenizer_3").mkdir()
+    _spiece(folder / "tokenizer_3")
+    return SimpleNamespace(transformer=transformer, vae=vae, clip_l=clip_l, clip_g=clip_g, t5=t5,
+                           single_file=single / "sd3_tiny.safetensors",
+                           no_t5=single / "sd3_tiny_no_t5.safetensors", folder=folder)
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("layout", ["single_file", "folder"])
+@torch.no_grad()
+def test_sd3_checkpoint_loads_and_matches_the_references(sd3, layout):
+    """Both layouts load MMDiT, 16-channel VAE and three encoders that match diffusers / transformers (<= 1e-4)."""
+    if layout == "single_file":
+        ckpt = load_sd3_checkpoint(sd3.single_file)
+    else:
+        ckpt = load_sd3_diffusers(sd3.folder)
+    assert ckpt.family == "sd3" and ckpt.prediction == "flow"
+    x, t, context, pooled = _inputs()
+    assert max_relative_error(ckpt.unet(x, t, context, pooled), sd3.transformer(x, context, pooled, t).sample) <= 1e-4
+
+    images = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    reference_latents = sd3.vae.encode(images).latent_dist.mean
+    config = ckpt.vae.config
+    assert (config.z_channels, config.scale_factor, config.shift_factor, config.use_quant_conv) == (
+        16, 1.5305, 0.0609, False)
+    latents = ckpt.vae.encode(images)
+    assert max_relative_error(latents, (reference_latents - 0.0609) * 1.5305) <= 1e-4
+    expected_images = sd3.vae.decode(reference_latents).sample
+    assert max_relative_error(ckpt.vae.decode(latents), expected_images) <= 1e-4
+
+    encoder = ckpt.text_encoder
+    assert encoder.encoders == ["clip_l", "clip_g", "t5xxl"]
+    cond = encoder.encode("a photo of a cat")
+    assert cond["context"].shape == (1, 77 + 256, 160) and cond["y"].shape == (1, 64)
+    from nodes.models.tokenizer import default_tokenizer, tokenize_prompt
+
+    tokens = tokenize_prompt(default_tokenizer(), "a photo of a cat")
+    ids_l, ids_g = tokens.ids(49407), tokens.ids(0)  # SD3: CLIP-L pads with end-of-text, CLIP-G with "!" (0)
+    out_l = sd3.clip_l(ids_l, output_hidden_states=True)
+    out_g = sd3.clip_g(ids_g, output_hidden_states=True)
+    clip_context = torch.cat([out_l.hidden_states[-2], out_g.hidden_states[-2]], dim=-1)
+    assert max_relative_error(cond["context"][:, :77, :128], clip_context) <= 1e-4
+    assert float(cond["context"][:, :77, 128:].abs().max()) == 0.0  # zero padding up to T5's width
+    assert max_relative_error(cond["y"], torch.cat([out_l.text_embeds, out_g.text_embeds], dim=-1)) <= 1e-4
+    t5_ids, _ = encoder.t5_tokenizer("a photo of a cat")
+    assert max_relative_error(cond["context"][:, 77:], sd3.t5(t5_ids).last_hidden_state) <= 1e-4
+
+
+@torch.no_grad()
+def test_missing_encoders_contribute_zeros(sd3):
+    """Without T5 (file lacks it) the context ends in 77 zero tokens; dropping CLIP-G at run time zeros its part."""
+    encoder = load_sd3_checkpoint(sd3.no_t5, components=("text_encoder",)).text_encoder
+    assert encoder.encoders == ["clip_l", "clip_g"]
+    cond = encoder.encode("a cat")
+    assert cond["context"].shape == (1, 154, 160)
+    assert float(cond["context"][:, 77:].abs().max()) == 0.0
+    without_g = encoder.encode("a cat", use=("clip_l",))
+    assert float(without_g["context"][:, :77, 64:].abs().max()) == 0.0
+    assert float(without_g["y"][:, 32:].abs().max()) == 0.0
+    assert torch.equal(without_g["y"][:, :32], cond["y"][:, :32])
+
+
+def test_t5_without_tokenizer_model_is_a_clear_error(sd3, tmp_path):
+    """A checkpoint with T5 but no spiece.model beside it names the file, the detection and what to copy."""
+    lonely = tmp_path / "sd3_alone.safetensors"
+    lonely.write_bytes(sd3.single_file.read_bytes())
+    with pytest.raises(ModelLoadError, match="detected SD3 with a T5 encoder.*sd3_alone.safetensors.*spiece.model"):
+        load_sd3_checkpoint(lonely, components=("text_encoder",))
+
+
+def test_truncated_mmdit_is_reported_with_the_missing_part(tmp_path):
+    """An MMDiT without its final layer (a truncated file) is refused with the missing key."""
+    state = {UNET_PREFIX + k: v for k, v in MMDiT(OURS).state_dict().items() if not k.startswith("final_layer")}
+    path = tmp_path / "cut.safetensors"
+    save_file(state, path)
+    with pytest.raises(ModelLoadError, match="cut.safetensors: SD3 MMDiT not recognised: missing.*final_layer"):
+        load_sd3_checkpoint(path)
