@@ -17,6 +17,8 @@ Map
                    ``load_vae`` / ``load_text_encoder``, ``save_checkpoint``,
                    ``load_controlnet`` / ``save_controlnet``
 - ``lora.py``      LoRA files (kohya / diffusers / peft) and exact, stackable, removable patching
+- ``patches.py``   model patches as values: wrap / replace UNet blocks and layers, attention
+                   processors and maps, inserted modules; composition order, removal
 - ``nodes.py``     the node adapters (LoadCheckpoint, LoadLoRA, EncodeText, VAEEncode/Decode,
                    LoadControlNet, ApplyControlNet, ...)
 

@@ -24,7 +24,10 @@ samplers.py            The samplers (euler, euler_ancestral, heun, ddim, ddpm, d
                        function; registry ``SAMPLERS`` / ``register_sampler``; ``sample`` and the
                        single-step API ``sampler_step`` with explicit state.
 guidance.py            ``CFGGuider``: classifier-free guidance in one batched call, CFG rescale,
-                       a sigma interval, additive guidance terms (``classifier_guidance``).
+                       a sigma interval, the guidance-term contract (``GuidanceTerm``,
+                       ``GuidanceState``, per-run terms from factories, ``classifier_guidance``).
+guidance_terms.py      Built-in terms: perturbed-attention (PAG), self-attention (SAG) and
+                       classifier guidance on the denoised estimate.
 inversion.py           ``invert_ddim``: x0 -> noise that deterministic DDIM maps back to x0.
 =====================  ======================================================================
 
