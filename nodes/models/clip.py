@@ -15,7 +15,8 @@ Map
   layout (``text_model.encoder.layers.0.self_attn.q_proj.weight``, ``text_projection.weight``),
   which SD 1.x single files use directly; OpenCLIP files are renamed by ``convert.py``.
 - ``PromptEncoder``: the text encoders of one checkpoint + the tokenizer; ``encode(prompt)``
-  -> ``TextConditioning(context, pooled)``, with clip skip, long prompts and weighting.
+  -> ``TextConditioning(context, pooled)``, with clip skip, long prompts, weighting and
+  textual-inversion embeddings (``embedding:name``, embeddings.py).
 
 Which hidden state feeds the UNet (``output_layer``, ``final_norm`` in the config):
 SD 1.x the last layer after the final LayerNorm; SD 2.x the penultimate layer after the final
@@ -32,15 +33,18 @@ is unchanged (the A1111 interpretation). The pooled output is never weighted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .tokenizer import EOS, CLIPTokenizer, default_tokenizer, tokenize_prompt
+
+if TYPE_CHECKING:
+    from .embeddings import TextualInversion
 
 Weighting = Literal["towards_empty", "scale_mean"]
 
@@ -156,9 +160,17 @@ class CLIPEmbeddings(nn.Module):
         self.token_embedding = nn.Embedding(config.vocab_size, config.width)
         self.position_embedding = nn.Embedding(config.max_positions, config.width)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """``extra (n, width)``: vectors for ids vocab_size .. vocab_size + n - 1 (textual inversion)."""
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)  # (T,)
-        return self.token_embedding(input_ids) + self.position_embedding(positions)[None]  # (B, T, width)
+        if extra is None:
+            return self.token_embedding(input_ids) + self.position_embedding(positions)[None]  # (B, T, width)
+        vocab = self.token_embedding.num_embeddings
+        tokens = self.token_embedding(input_ids.clamp(max=vocab - 1))  # (B, T, width)
+        placeholder = input_ids >= vocab  # (B, T)
+        rows = extra.to(tokens)[(input_ids - vocab).clamp(0, extra.shape[0] - 1)]  # (B, T, width)
+        tokens = torch.where(placeholder[..., None], rows, tokens)
+        return tokens + self.position_embedding(positions)[None]  # (B, T, width)
 
 
 class CLIPEncoder(nn.Module):
@@ -199,6 +211,7 @@ class CLIPTextModel(nn.Module):
         layer: int | None = None,
         final_norm: bool | None = None,
         pooled: bool = True,
+        extra_embeddings: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Encode token ids ``(B, T)``.
 
@@ -209,6 +222,8 @@ class CLIPTextModel(nn.Module):
             pooled: also compute the pooled embedding: the last block's output, final-normed,
                 at each row's first end-of-text token (the highest id, as CLIP's ``argmax``),
                 through ``text_projection`` when the model has one.
+            extra_embeddings: ``(n, width)`` vectors for the placeholder ids ``vocab_size + i``
+                (textual-inversion embeddings, see embeddings.py).
 
         Returns:
             ``hidden (B, T, width)`` and ``pooled (B, projection_dim or width)`` or None.
@@ -222,7 +237,7 @@ class CLIPTextModel(nn.Module):
             )
         stop = config.layers if pooled else config.layers + 1 + layer  # run only the blocks we need
         text = self.text_model
-        h = text.embeddings(input_ids).to(self.dtype)  # (B, T, width)
+        h = text.embeddings(input_ids, extra_embeddings).to(self.dtype)  # (B, T, width)
         hidden = None
         for index, block in enumerate(text.encoder.layers[:stop]):
             h = block(h)  # (B, T, width)
@@ -234,7 +249,8 @@ class CLIPTextModel(nn.Module):
         pooled_out = None
         if pooled:
             last = text.final_layer_norm(h)  # (B, T, width)
-            eos_positions = input_ids.to(torch.int64).argmax(dim=-1)  # (B,) first EOS: it is the largest id
+            real = input_ids.to(torch.int64).masked_fill(input_ids >= config.vocab_size, 0)  # placeholders aside
+            eos_positions = real.argmax(dim=-1)  # (B,) first EOS: it is the largest id
             pooled_out = last[torch.arange(last.shape[0], device=last.device), eos_positions]  # (B, width)
             if config.projection_dim:
                 pooled_out = self.text_projection(pooled_out)  # (B, projection_dim)
@@ -291,6 +307,7 @@ class PromptEncoder(nn.Module):
         clip_skip: int = 1,
         weighting: Weighting = "towards_empty",
         min_chunks: int = 1,
+        embeddings: Mapping[str, TextualInversion] | None = None,
     ) -> TextConditioning:
         """Encode one prompt or a batch (weighting syntax allowed; "" is the unconditional prompt).
 
@@ -299,13 +316,19 @@ class PromptEncoder(nn.Module):
             weighting: how token weights act, see the module docstring.
             min_chunks: pad with empty-prompt chunks to at least this many 77-token chunks, so a
                 positive and a negative prompt can share one batch (give both the larger count).
+            embeddings: ``embedding:name`` of the prompts -> its TextualInversion (embeddings.py);
+                each becomes placeholder tokens whose input vectors are the embedding's.
         """
         if clip_skip < 1:
             raise ValueError(f"clip_skip counts from 1 (1 = no skip), got {clip_skip}")
         if weighting not in ("towards_empty", "scale_mean"):
             raise ValueError(f"weighting must be 'towards_empty' or 'scale_mean', got {weighting!r}")
         prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
-        tokens = [tokenize_prompt(self.tokenizer, prompt) for prompt in prompt_list]
+        placeholders, start = {}, self.tokenizer.vocab_size  # embedding name -> ids past the vocabulary
+        for name, embedding in (embeddings or {}).items():
+            placeholders[name] = list(range(start, start + embedding.num_vectors))
+            start += embedding.num_vectors
+        tokens = [tokenize_prompt(self.tokenizer, prompt, placeholders) for prompt in prompt_list]
         chunks = max([min_chunks, *(len(t) for t in tokens)])
         weights = torch.stack([t.weights(chunks) for t in tokens])  # (B, chunks, 77)
         features, pooled = [], None
@@ -317,7 +340,13 @@ class PromptEncoder(nn.Module):
                 raise ValueError(f"clip_skip={clip_skip} goes past the first of {config.layers} layers of {name}")
             ids = torch.stack([t.ids(config.pad_token_id, chunks) for t in tokens]).to(device)  # (B, chunks, 77)
             want_pooled = name == self.pooled_from
-            hidden, pooled_rows = encoder(ids.flatten(0, 1), layer=layer, pooled=want_pooled)  # (B*chunks, 77, W)
+            extra = None
+            if embeddings:
+                extra = torch.cat([e.for_encoder(name, config.width) for e in embeddings.values()]).to(device)
+                ids = torch.where(ids >= self.tokenizer.vocab_size, ids - self.tokenizer.vocab_size + config.vocab_size,
+                                  ids)
+            hidden, pooled_rows = encoder(ids.flatten(0, 1), layer=layer, pooled=want_pooled,
+                                          extra_embeddings=extra)  # (B*chunks, 77, W)
             hidden = hidden.float().unflatten(0, ids.shape[:2])  # (B, chunks, 77, W)
             if want_pooled:
                 pooled = pooled_rows.float().unflatten(0, ids.shape[:2])[:, 0]  # (B, D): the first chunk's

@@ -304,12 +304,40 @@ class LoadLoRA(Node):
 def _encode(context: NodeContext, text_encoder: Any, text: str, clip_skip: int) -> Any:
     if not isinstance(text_encoder, TextEncoder):
         raise NodeInputError("text_encoder", f"expected a TEXT_ENCODER, found {type(text_encoder).__name__}")
+    embeddings = _prompt_embeddings(context, text)
     with context.service("memory").using(text_encoder.encoder):
         set_loras(text_encoder.encoder, list(text_encoder.loras))
         try:
-            return text_encoder.encoder.encode(text, clip_skip=clip_skip)
+            return text_encoder.encoder.encode(text, clip_skip=clip_skip, **({"embeddings": embeddings}
+                                                                             if embeddings else {}))
         except ValueError as exc:
             raise NodeInputError("clip_skip" if "clip_skip" in str(exc) else "text", str(exc)) from None
+
+
+def _prompt_embeddings(context: NodeContext, text: str) -> dict:
+    """The textual-inversion embeddings a prompt names (``embedding:name``), read from models/embeddings."""
+    from .embeddings import KNOWN_SUFFIXES, embedding_names, load_embedding
+    from .loading import ModelLoadError, pickle_allowed_by_environment
+
+    allow = bool(context.services.get("allow_pickle", False)) or pickle_allowed_by_environment()
+    found = {}
+    for name in embedding_names(text):
+        candidates = [name] if name.lower().endswith(KNOWN_SUFFIXES) else [name + s for s in KNOWN_SUFFIXES]
+        missing = None
+        for candidate in candidates:
+            try:
+                path = context.service("resolve_file")("embeddings", candidate)
+                break
+            except LookupError as exc:
+                missing = missing or str(exc).strip("'\"")
+        else:
+            raise NodeInputError("text", f"the prompt uses embedding:{name}, but {missing}; put the embedding "
+                                         f"(.safetensors, or .pt with the owner's pickle opt-in) in models/embeddings")
+        try:
+            found[name] = load_embedding(path, allow_pickle=allow, name=name)
+        except ModelLoadError as exc:
+            raise NodeInputError("text", f"embedding:{name}: {exc}") from None
+    return found
 
 
 class EncodeText(Node):
@@ -678,4 +706,4 @@ def register_nodes() -> list[type[Node]]:
 def register_model_folders() -> dict[str, list[str]]:
     weights = [".safetensors", ".sft", ".ckpt", ".pt", ".pth"]
     return {"checkpoints": weights, "unet": weights, "vae": weights, "loras": weights, "text_encoders": weights,
-            "controlnet": weights}
+            "controlnet": weights, "embeddings": [".safetensors", ".pt", ".bin", ".pth"]}

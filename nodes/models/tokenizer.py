@@ -34,6 +34,7 @@ import html
 import importlib.util
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import pairwise
@@ -284,11 +285,21 @@ class PromptTokens:
         return body + [pad] * (CONTEXT_LENGTH - len(body))
 
 
-def tokenize_prompt(tokenizer: CLIPTokenizer, prompt: str) -> PromptTokens:
+# ``embedding:name`` in a prompt: a textual-inversion embedding (embeddings.py); the name has no spaces,
+# colons or brackets, so ``(embedding:name:1.2)`` weights it like any word.
+EMBEDDING_PATTERN = re.compile(r"embedding:([^\s,()\[\]:]+)")
+
+
+def tokenize_prompt(
+    tokenizer: CLIPTokenizer, prompt: str, embeddings: Mapping[str, Sequence[int]] | None = None
+) -> PromptTokens:
     """Tokenize a weighted prompt into 75-token chunks with one weight per token.
 
     Each weighted segment is tokenized on its own (segment edges are word edges in practice);
     a chunk closes when full or at ``BREAK``. The empty prompt gives one empty chunk.
+    ``embeddings`` maps each ``embedding:name`` of the prompt to its placeholder ids (ids past the
+    vocabulary, which the text encoder looks up in the embedding's vectors); without it the text
+    is tokenized as written.
     """
     result = PromptTokens()
     chunk: list[int] = []
@@ -305,7 +316,7 @@ def tokenize_prompt(tokenizer: CLIPTokenizer, prompt: str) -> PromptTokens:
             if chunk:
                 close_chunk()
             continue
-        for token in tokenizer.encode(segment.text):
+        for token in _segment_ids(tokenizer, segment.text, embeddings):
             if len(chunk) == CHUNK_LENGTH:
                 close_chunk()
             chunk.append(token)
@@ -313,3 +324,18 @@ def tokenize_prompt(tokenizer: CLIPTokenizer, prompt: str) -> PromptTokens:
     if chunk or not result.chunks:
         close_chunk()
     return result
+
+
+def _segment_ids(tokenizer: CLIPTokenizer, text: str, embeddings: Mapping[str, Sequence[int]] | None) -> list[int]:
+    """Token ids of one segment, ``embedding:name`` replaced by that embedding's placeholder ids."""
+    if not embeddings:
+        return tokenizer.encode(text)
+    ids: list[int] = []
+    last = 0
+    for match in EMBEDDING_PATTERN.finditer(text):
+        if match[1] not in embeddings:
+            raise ValueError(f"the prompt uses embedding:{match[1]}, which is not loaded (loaded: "
+                             f"{sorted(embeddings)}); put the file in models/embeddings")
+        ids += tokenizer.encode(text[last : match.start()]) + list(embeddings[match[1]])
+        last = match.end()
+    return ids + tokenizer.encode(text[last:])
