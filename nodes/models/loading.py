@@ -499,9 +499,15 @@ def load_checkpoint(
     """
     _check_components(components)
     path = Path(path)
+    from .sd3 import is_sd3_checkpoint, is_sd3_folder, load_sd3_checkpoint, load_sd3_diffusers  # SD3 / SD3.5 (MMDiT)
+
     if path.is_dir():
+        if is_sd3_folder(path):
+            return load_sd3_diffusers(path, components=components, dtype=dtype, device=device)
         return _load_diffusers_pipeline(path, components, dtype, device, prediction)
     tensors = open_state_dict(path, allow_pickle=allow_pickle)
+    if is_sd3_checkpoint(tensors.shapes):
+        return load_sd3_checkpoint(path, components=components, dtype=dtype, device=device, allow_pickle=allow_pickle)
     info = detect_checkpoint(tensors.shapes, tensors.metadata, prediction=prediction, path=path)
     unet = vae = text_encoder = None
     if "unet" in components:
@@ -637,9 +643,14 @@ def load_vae(
 
 
 def _family_vae(config: VAEConfig, family: str | None) -> VAEConfig:
-    """Scale factor and preview factors of the family's latent space."""
+    """Scale factor and preview factors of the family's latent space (16 latent channels: SD3's)."""
     reference = SDXL_VAE if family and family.startswith("sdxl") else SD_VAE
-    return replace(config, scale_factor=reference.scale_factor, latent_rgb_factors=reference.latent_rgb_factors)
+    if family == "sd3" or config.z_channels == 16:
+        from .vae import SD3_VAE
+
+        reference = SD3_VAE
+    return replace(config, scale_factor=reference.scale_factor, shift_factor=reference.shift_factor,
+                   latent_rgb_factors=reference.latent_rgb_factors)
 
 
 def load_text_encoder(

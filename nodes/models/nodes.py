@@ -136,6 +136,17 @@ def diffusion_model(unet: Any, name: str, preview: Any = None) -> Any:
                           patcher=set_model_patches)
 
 
+def sd3_diffusion_model(mmdit: Any, name: str, preview: Any = None, shift: float | None = None) -> Any:
+    """Wrap an SD3 MMDiT as a rectified-flow DiffusionModel (velocity, SD3's timestep shift 3.0, net time t*1000)."""
+    from nodes.sampling.denoisers import FlowTimeMap
+    from nodes.sampling.diffusion_model import DiffusionModel
+
+    from .sd3 import SD3_SHIFT
+
+    return DiffusionModel(net=mmdit, prediction="flow", time_map=FlowTimeMap(shift=shift or SD3_SHIFT),
+                          latent_channels=mmdit.config.out_channels, preview=preview, name=name)
+
+
 def set_model_patches(unet: Any, patches: list) -> Any:
     """The MODEL patcher: LoRA pairs and model patches (patches.py) set exactly on the shared UNet."""
     from .patches import set_model_patches as set_patches
@@ -144,7 +155,7 @@ def set_model_patches(unet: Any, patches: list) -> Any:
 
 
 class LoadCheckpoint(Node):
-    """Load a Stable Diffusion checkpoint (SD 1.x, 2.x, XL; single file or diffusers folder) from models/checkpoints."""
+    """Load a Stable Diffusion checkpoint (SD 1.x, 2.x, XL, SD3 / SD3.5; single file or diffusers folder) from models/checkpoints."""
 
     category = "loaders"
 
@@ -177,7 +188,8 @@ class LoadCheckpoint(Node):
                                               f"separately (LoadUNet / LoadVAE / LoadTextEncoder)")
         for module, part in ((ckpt.unet, "unet"), (ckpt.vae, "vae"), (ckpt.text_encoder, "text encoder")):
             memory.register(module, f"{ckpt_name}:{part}")
-        model = diffusion_model(ckpt.unet, ckpt_name, preview=ckpt.vae.preview)
+        wrap = sd3_diffusion_model if ckpt.family == "sd3" else diffusion_model
+        model = wrap(ckpt.unet, ckpt_name, preview=ckpt.vae.preview)
         return {"model": model, "text_encoder": TextEncoder(ckpt.text_encoder, ckpt.family), "vae": ckpt.vae}
 
 
@@ -231,7 +243,7 @@ class LoadVAE(Node):
 
 
 class LoadTextEncoder(Node):
-    """Load only the text encoder(s) of a checkpoint in models/checkpoints."""
+    """Load only the text encoder(s) of a checkpoint in models/checkpoints, or a T5 file (its spiece.model beside it)."""
 
     category = "loaders"
 
@@ -247,6 +259,14 @@ class LoadTextEncoder(Node):
 
         memory = self.context.service("memory")
         path = resolve_model(self, "checkpoints", "ckpt_name", ckpt_name)
+        from .sd3 import load_text_encoder_file
+
+        with _load_errors("ckpt_name"):   # SD3 checkpoints and T5-only files (with their spiece.model) first
+            found = load_text_encoder_file(path, dtype=_torch_dtype(weight_dtype, memory),
+                                           allow_pickle=allow_pickle_files(self))
+        if found is not None:
+            memory.register(found[0], ckpt_name)
+            return {"text_encoder": TextEncoder(*found)}
         with _load_errors("ckpt_name"):
             encoder = load_text_encoder(path, dtype=_torch_dtype(weight_dtype, memory),
                                         allow_pickle=allow_pickle_files(self))
@@ -304,6 +324,9 @@ class LoadLoRA(Node):
 def _encode(context: NodeContext, text_encoder: Any, text: str, clip_skip: int) -> Any:
     if not isinstance(text_encoder, TextEncoder):
         raise NodeInputError("text_encoder", f"expected a TEXT_ENCODER, found {type(text_encoder).__name__}")
+    if text_encoder.family in ("sd3", "t5"):
+        raise NodeInputError("text_encoder", f"this is an {text_encoder.family.upper()} text encoder; encode its "
+                                             f"prompts with EncodeTextSD3")
     embeddings = _prompt_embeddings(context, text)
     with context.service("memory").using(text_encoder.encoder):
         set_loras(text_encoder.encoder, list(text_encoder.loras))
@@ -387,6 +410,46 @@ class EncodeTextSDXL(Node):
         y = sdxl_vector(cond.pooled.cpu(), (height, width), (crop_top, crop_left), (target_height, target_width),
                         aesthetic_score=aesthetic_score if refiner else None)
         return {"conditioning": {"context": cond.context.cpu(), "y": y}}
+
+
+class EncodeTextSD3(Node):
+    """Encode a prompt for SD3 / SD3.5: CLIP-L + CLIP-G (77 tokens, side by side) then T5 (256 tokens), pooled CLIPs.
+
+    Any encoder may be missing from the checkpoint or switched off here: zeros take its place,
+    as in diffusers' StableDiffusion3Pipeline. ``t5`` takes the T5 of a separately loaded file
+    (LoadTextEncoder on ``t5xxl_*.safetensors`` with its ``spiece.model``) instead of the checkpoint's.
+    """
+
+    category = "conditioning"
+
+    class Inputs(NodeInputs):
+        text_encoder: Any = Input(port="TEXT_ENCODER", description="an SD3 checkpoint's encoders (or a T5 alone)")
+        text: str = Input("", multiline=True, max_length=20000, description="empty = the unconditional prompt")
+        t5: Any = Input(None, port="TEXT_ENCODER", description="optional: a separately loaded T5 encoder")
+        use_clip_l: bool = Input(True)
+        use_clip_g: bool = Input(True)
+        use_t5: bool = Input(True, description="off: 77 zero tokens in T5's place (faster, less prompt detail)")
+
+    outputs = (Output("conditioning", "CONDITIONING"),)
+
+    def run(self, text_encoder: Any, text: str, t5: Any, use_clip_l: bool, use_clip_g: bool, use_t5: bool) -> dict:
+        for name, value in (("text_encoder", text_encoder), ("t5", t5)):
+            if value is not None and getattr(value, "family", None) not in ("sd3", "t5"):
+                raise NodeInputError(name, f"EncodeTextSD3 needs an SD3 checkpoint's text encoders or a T5 file, "
+                                           f"found a {getattr(value, 'family', type(value).__name__)} one; use "
+                                           f"EncodeText / EncodeTextSDXL for it")
+        if t5 is not None and t5.encoder.t5 is None:
+            raise NodeInputError("t5", "this text encoder holds no T5; connect a LoadTextEncoder of a T5 file")
+        use = [n for n, on in (("clip_l", use_clip_l), ("clip_g", use_clip_g), ("t5xxl", use_t5)) if on]
+        memory = self.context.service("memory")
+        with memory.using(text_encoder.encoder):
+            if t5 is None:
+                return {"conditioning": text_encoder.encoder.encode(text, use=use)}
+            with memory.using(t5.encoder):
+                try:
+                    return {"conditioning": text_encoder.encoder.encode(text, use=use, t5_from=t5.encoder)}
+                except ValueError as exc:
+                    raise NodeInputError("t5", str(exc)) from None
 
 
 def _tile_overlap(tile_size: int) -> int:
@@ -698,8 +761,8 @@ def register_api() -> dict[str, Any]:
 
 @hookimpl
 def register_nodes() -> list[type[Node]]:
-    return [LoadCheckpoint, LoadUNet, LoadVAE, LoadTextEncoder, LoadLoRA, EncodeText, EncodeTextSDXL, VAEEncode,
-            VAEEncodeForInpaint, VAEDecode, FreeMemory, LoadControlNet, ApplyControlNet]
+    return [LoadCheckpoint, LoadUNet, LoadVAE, LoadTextEncoder, LoadLoRA, EncodeText, EncodeTextSDXL, EncodeTextSD3,
+            VAEEncode, VAEEncodeForInpaint, VAEDecode, FreeMemory, LoadControlNet, ApplyControlNet]
 
 
 @hookimpl

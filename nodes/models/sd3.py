@@ -41,7 +41,7 @@ from .t5_tokenizer import T5Tokenizer, TokenizerModelMissing, find_spiece_model
 from .vae import SD3_VAE, AutoencoderKL, VAEConfig
 
 __all__ = ["SD3_TEXT_PREFIXES", "CLIP_L_SD3", "CLIP_G_SD3", "SD3_SHIFT", "SD3Info", "SD3TextEncoder",
-           "is_sd3_checkpoint", "detect_sd3_checkpoint", "load_sd3_checkpoint", "load_sd3_diffusers", "load_t5_file"]
+           "is_sd3_checkpoint", "is_sd3_folder", "detect_sd3_checkpoint", "load_text_encoder_file", "load_sd3_checkpoint", "load_sd3_diffusers", "load_t5_file"]
 
 SD3_TEXT_PREFIXES = {
     "clip_l": "text_encoders.clip_l.transformer.",
@@ -62,6 +62,11 @@ _T5_TIED = "encoder.embed_tokens.weight"  # tied to shared.weight: never loaded 
 def is_sd3_checkpoint(keys: Mapping[str, object] | Sequence[str]) -> bool:
     """True when the keys hold an MMDiT under ``model.diffusion_model.`` (or bare, as a transformer-only file)."""
     return UNET_PREFIX + _MMDIT_KEY in keys or _MMDIT_KEY in keys
+
+
+def is_sd3_folder(folder: str | os.PathLike) -> bool:
+    """True for a diffusers folder whose transformer/config.json is an SD3Transformer2DModel."""
+    return _json(Path(folder) / "transformer" / "config.json").get("_class_name") == "SD3Transformer2DModel"
 
 
 @dataclass(frozen=True)
@@ -175,11 +180,22 @@ class SD3TextEncoder(nn.Module):
 
     @torch.no_grad()
     def encode(self, prompts: str | Sequence[str], *, use: Sequence[str] = ("clip_l", "clip_g", "t5xxl"),
-               clip_skip: int = 1) -> dict[str, torch.Tensor]:
+               clip_skip: int = 1, t5_from: SD3TextEncoder | None = None) -> dict[str, torch.Tensor]:
         """``{"context": (B, 77*chunks + T5 tokens, context_dim), "y": (B, pooled)}`` in float32 on the CPU.
 
-        ``use`` drops encoders at run time (zeros in their place, as when they are absent).
+        ``use`` drops encoders at run time (zeros in their place, as when they are absent);
+        ``t5_from`` takes the T5 (and its tokenizer) of another encoder, e.g. a separately loaded T5 file.
         """
+        if t5_from is not None and t5_from.t5 is not None:
+            if t5_from.t5.config.d_model != self.context_dim:
+                raise ValueError(f"t5: the T5 encoder is {t5_from.t5.config.d_model} wide, this model reads "
+                                 f"{self.context_dim}-wide context; load the T5 that belongs to this model")
+            view = SD3TextEncoder.__new__(SD3TextEncoder)
+            nn.Module.__init__(view)
+            view.clip_l, view.clip_g, view.t5, view.t5_tokenizer = self.clip_l, self.clip_g, t5_from.t5, \
+                t5_from.t5_tokenizer
+            view.context_dim, view.pooled_dims, view.clip_widths = self.context_dim, self.pooled_dims, self.clip_widths
+            return view.encode(prompts, use=use, clip_skip=clip_skip)
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         batch = len(prompts)
         clip_parts, pooled_parts = [], []
@@ -312,8 +328,11 @@ def load_sd3_diffusers(folder: str | os.PathLike, *, components: Sequence[str] =
             if (folder / sub).is_dir():
                 tensors = _weights_in(folder / sub)
                 key_map = clip_from_hf(tensors.shapes)
+                clip_json = _json(folder / sub / "config.json")
                 clip_config = detect_text_encoder_config({t: tuple(tensors.shapes[s.key]) for t, s in key_map.items()},
-                                                         base)
+                                                         base, heads=clip_json.get("num_attention_heads"))
+                if clip_json.get("hidden_act") in ("gelu", "quick_gelu"):
+                    clip_config = replace(clip_config, activation=clip_json["hidden_act"])
                 clips[name] = _build(CLIPTextModel, clip_config, key_map, tensors, f"text encoder {name}", dtype, device)
         t5 = tokenizer = None
         if (folder / "text_encoder_3").is_dir():
@@ -397,3 +416,28 @@ def load_t5_file(path: str | os.PathLike, *, dtype=None, device="cpu", allow_pic
                              f"{error}", None) from None
     model = _build(T5EncoderModel, config, _t5_key_map(tensors.shapes, prefix), tensors, "T5 encoder", dtype, device)
     return model, tokenizer
+
+
+def load_text_encoder_file(path: str | os.PathLike, *, dtype=None, device="cpu",
+                           allow_pickle: bool = False) -> tuple[SD3TextEncoder, str] | None:
+    """(encoder, family) for an SD3 checkpoint (``"sd3"``) or a T5-only file (``"t5"``); None for other files."""
+    from .loading import open_state_dict
+
+    path = Path(path)
+    if path.is_dir():
+        if is_sd3_folder(path):
+            return load_sd3_diffusers(path, components=("text_encoder",), dtype=dtype, device=device).text_encoder, "sd3"
+        return None
+    shapes = open_state_dict(path, allow_pickle=allow_pickle).shapes
+    if is_sd3_checkpoint(shapes):
+        ckpt = load_sd3_checkpoint(path, components=("text_encoder",), dtype=dtype, device=device,
+                                   allow_pickle=allow_pickle)
+        if ckpt.text_encoder is None:
+            raise ModelLoadError("detected an SD3 checkpoint without text encoders (no text_encoders.* keys); load "
+                                 "CLIP-L / CLIP-G / T5 files separately", path)
+        return ckpt.text_encoder, "sd3"
+    if any(f"{p}shared.weight" in shapes for p in ("", SD3_TEXT_PREFIXES["t5xxl"], "encoder.")) and any(
+            ".SelfAttention." in k for k in shapes):
+        t5, tokenizer = load_t5_file(path, dtype=dtype, device=device, allow_pickle=allow_pickle)
+        return SD3TextEncoder(None, None, t5, tokenizer, context_dim=t5.config.d_model), "t5"
+    return None

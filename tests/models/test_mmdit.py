@@ -249,3 +249,76 @@ def test_truncated_mmdit_is_reported_with_the_missing_part(tmp_path):
     save_file(state, path)
     with pytest.raises(ModelLoadError, match="cut.safetensors: SD3 MMDiT not recognised: missing.*final_layer"):
         load_sd3_checkpoint(path)
+
+
+# --- nodes: a graph samples SD3 -----------------------------------------------------------------
+
+
+def _link(node, output):
+    return {"node": node, "output": output}
+
+
+def _sd3_graph(ckpt: str, steps: int = 3, **encode_inputs) -> dict:
+    encode = {"text_encoder": _link("ckpt", "text_encoder"), **encode_inputs}
+    return {"format_version": 1, "nodes": {
+        "ckpt": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": ckpt}},
+        "pos": {"type": "EncodeTextSD3", "inputs": {**encode, "text": "a photo of a cat"}},
+        "neg": {"type": "EncodeTextSD3", "inputs": {**encode, "text": ""}},
+        "empty": {"type": "EmptyLatent", "inputs": {"width": 32, "height": 32, "vae": _link("ckpt", "vae")}},
+        "k": {"type": "KSampler", "inputs": {"model": _link("ckpt", "model"), "positive": _link("pos", "conditioning"),
+                                             "negative": _link("neg", "conditioning"),
+                                             "latent": _link("empty", "latent"), "seed": 1, "steps": steps,
+                                             "cfg": 4.0, "sampler": "euler", "scheduler": "normal"}},
+        "decode": {"type": "VAEDecode", "inputs": {"vae": _link("ckpt", "vae"), "latent": _link("k", "latent")}},
+        "save": {"type": "SaveImage", "inputs": {"images": _link("decode", "image"), "filename_prefix": "sd3"}}}}
+
+
+@pytest.fixture(scope="module")
+def sd3_models(sd3, tmp_path_factory):
+    """models/ holding the tiny SD3 single file (with spiece.model) and a T5-only file."""
+    root = tmp_path_factory.mktemp("sd3_models")
+    (root / "checkpoints").mkdir()
+    for name in ("sd3_tiny.safetensors", "sd3_tiny_no_t5.safetensors", "spiece.model"):
+        (root / "checkpoints" / name).write_bytes((sd3.single_file.parent / name).read_bytes())
+    save_file({k: v.clone() for k, v in sd3.t5.state_dict().items()}, root / "checkpoints" / "t5_tiny.safetensors")
+    return root
+
+
+@pytest.fixture
+def session(sd3_models, tmp_path):
+    from nodegraph import Session
+    from nodegraph.model_paths import ModelPaths
+
+    return Session(model_paths=ModelPaths(roots=[sd3_models]), output_dir=tmp_path / "out")
+
+
+def test_graph_samples_sd3_with_the_flow_model(session):
+    """LoadCheckpoint detects SD3 → EncodeTextSD3 → KSampler (flow, shifted `normal` schedule) → VAEDecode → PNG."""
+    from PIL import Image
+
+    events = []
+    result = session.run(_sd3_graph("sd3_tiny.safetensors"), on_event=events.append)
+    (file,) = result.outputs["save"]["files"]
+    with Image.open(file["path"]) as image:
+        assert image.size == (32, 32)
+    assert len([e for e in events if e.type == "node_progress" and e.node_id == "k"]) == 3
+
+
+def test_separate_t5_file_replaces_the_missing_one(session):
+    """A checkpoint without T5 plus LoadTextEncoder of a T5 file: EncodeTextSD3 uses that T5 (256 tokens)."""
+    graph = _sd3_graph("sd3_tiny_no_t5.safetensors", t5=_link("t5", "text_encoder"))
+    graph["nodes"]["t5"] = {"type": "LoadTextEncoder", "inputs": {"ckpt_name": "t5_tiny.safetensors"}}
+    graph["nodes"]["pos"]["inputs"]["text"] = "a cat"
+    result = session.run(graph)
+    assert result.outputs["save"]["files"]
+
+
+def test_generic_encode_text_on_sd3_points_to_encode_text_sd3(session):
+    """EncodeText with an SD3 text encoder fails naming the input and the right node."""
+    from nodegraph import NodeExecutionError
+
+    graph = _sd3_graph("sd3_tiny.safetensors")
+    graph["nodes"]["pos"] = {"type": "EncodeText", "inputs": {"text_encoder": _link("ckpt", "text_encoder"),
+                                                               "text": "x"}}
+    with pytest.raises(NodeExecutionError, match="EncodeTextSD3"):
+        session.run(graph)
