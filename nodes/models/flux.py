@@ -21,7 +21,11 @@ Map
 - ``flux_from_diffusers(keys)``: the key map from diffusers ``FluxTransformer2DModel``
   (split q / k / v and MLP projections are concatenated back; the final modulation's
   (scale, shift) halves are swapped to the original (shift, scale)).
-- ``detect_flux_config(shapes, prefix)``: the config from original-layout key shapes.
+- ``detect_flux_config(shapes, prefix)``: the config from original-layout key shapes; ``is_flux(keys)``.
+- ``load_flux(path)`` / ``save_flux(path, model)``: original single files (bare or
+  ``model.diffusion_model.`` keys), diffusers transformer files / folders / pipeline folders.
+- ``FluxTextEncoder``: prompt -> ``{"context": T5-XXL states, "y": CLIP-L pooled (unprojected)}``;
+  ``load_flux_text_encoder(clip_path, t5_path)``, ``load_clip_l_file(path)``. Nodes: flux_nodes.py.
 
 Block maths (one Modulation = Linear(SiLU(vec)) split into shift / scale / gate):
 - double-stream block: image and text tokens each get their own modulation, LayerNorm, qkv
@@ -380,6 +384,13 @@ class FluxModel(nn.Module):
         batch, _, height, width = x.shape
         if x.shape[1] * 4 != self.config.in_channels:
             raise ValueError(f"this Flux model takes {self.config.in_channels // 4}-channel latents, got {x.shape[1]}")
+        if context.shape[-1] != self.config.context_in_dim:
+            raise ValueError(f"context: the text context is {context.shape[-1]} wide, this Flux model reads "
+                             f"{self.config.context_in_dim}-wide T5 states; encode with the T5 that belongs to it "
+                             f"(EncodeTextFlux)")
+        if y is not None and y.shape[-1] != self.config.vec_in_dim:
+            raise ValueError(f"y: the pooled text vector is {y.shape[-1]} wide, this Flux model reads "
+                             f"{self.config.vec_in_dim} (CLIP-L's pooled output); encode with EncodeTextFlux")
         pad_h, pad_w = height % 2, width % 2
         xp = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
         h2, w2 = xp.shape[-2:]
@@ -624,3 +635,103 @@ def save_flux(path, model: FluxModel, *, dtype: torch.dtype | None = None, prefi
     tensors = {prefix + k: (v.detach().cpu().to(dtype) if dtype is not None and v.is_floating_point()
                             else v.detach().cpu()).contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, os.fspath(path), metadata={METADATA_KEY: json.dumps({"flux": asdict(model.config)})})
+
+
+# --- text conditioning (T5-XXL + CLIP-L) ----------------------------------------------------------
+
+
+T5_TOKENS = {True: 512, False: 256}  # T5 sequence length: dev (guidance-distilled) 512, schnell 256
+FLUX_GUIDANCE = 3.5  # the distilled guidance scale FLUX.1 [dev] is usually run at
+
+
+class FluxTextEncoder(nn.Module):
+    """Flux's conditioning: T5-XXL hidden states are the context, CLIP-L's pooled output the vector ``y``.
+
+    As the reference pipeline: CLIP-L's pooled output is the final-normed last hidden state at the
+    end-of-text token *without* ``text_projection`` (77 tokens, prompt truncated); T5 runs
+    unmasked over the prompt padded to ``max_length``. Either encoder may be absent (zeros of its
+    shape: ``(B, 256, context_width)`` / ``(B, 768)``), which degrades images but lets a graph run.
+    """
+
+    def __init__(self, clip_l=None, t5=None, t5_tokenizer=None, *, context_width: int = 4096, pooled_width: int = 768):
+        super().__init__()
+        if t5 is not None and t5_tokenizer is None:
+            raise ValueError("t5_tokenizer: a T5 encoder needs its SentencePiece tokenizer (spiece.model)")
+        self.clip_l = clip_l
+        self.t5 = t5
+        self.t5_tokenizer = t5_tokenizer
+        self.context_width = t5.config.d_model if t5 is not None else context_width
+        self.pooled_width = clip_l.config.width if clip_l is not None else pooled_width
+
+    @property
+    def encoders(self) -> list[str]:
+        return [n for n, m in (("clip_l", self.clip_l), ("t5xxl", self.t5)) if m is not None]
+
+    @torch.no_grad()
+    def encode(self, prompts: str | Sequence[str], t5_prompts: str | Sequence[str] | None = None
+               ) -> dict[str, torch.Tensor]:
+        """``{"context": (B, T5 tokens, width), "y": (B, 768)}`` in float32 on the CPU; ``t5_prompts``
+        (default: the same prompts) go to T5, ``prompts`` to CLIP-L."""
+        from .tokenizer import EOS, default_tokenizer, tokenize_prompt
+
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        t5_prompts = prompts if t5_prompts is None else ([t5_prompts] if isinstance(t5_prompts, str)
+                                                         else list(t5_prompts))
+        if len(t5_prompts) != len(prompts):
+            raise ValueError(f"t5_prompts: {len(t5_prompts)} prompts for {len(prompts)} CLIP prompts")
+        batch = len(prompts)
+        if self.clip_l is not None:
+            device = self.clip_l.text_model.final_layer_norm.weight.device
+            tokenizer = default_tokenizer()
+            ids = torch.stack([tokenize_prompt(tokenizer, p).ids(EOS)[0] for p in prompts]).to(device)  # (B, 77)
+            hidden, _ = self.clip_l(ids, layer=-1, final_norm=True, pooled=False)  # (B, 77, width)
+            eos = (ids == EOS).int().argmax(dim=-1)  # (B,) first end-of-text
+            y = hidden[torch.arange(batch, device=device), eos].float().cpu()  # (B, width): no projection
+        else:
+            y = torch.zeros(batch, self.pooled_width)
+        if self.t5 is not None:
+            device = next(self.t5.parameters()).device
+            ids, _ = self.t5_tokenizer(t5_prompts)
+            context = self.t5(ids.to(device)).float().cpu()  # (B, max_length, width)
+        else:
+            context = torch.zeros(batch, T5_TOKENS[False], self.context_width)
+        return {"context": context, "y": y}
+
+
+def load_clip_l_file(path, *, dtype=None, device="cpu", allow_pickle: bool = False):
+    """A CLIP-L text encoder saved on its own (Hugging Face keys, with or without ``text_model.``)."""
+    from .clip import CLIP_L, CLIPTextModel
+    from .convert import clip_from_hf
+    from .detect import ModelLoadError, describe_file_kind, detect_text_encoder_config
+    from .loading import build_module, open_state_dict
+
+    tensors = open_state_dict(path, allow_pickle=allow_pickle)
+    key_map = clip_from_hf(tensors.shapes)
+    if "text_model.embeddings.token_embedding.weight" not in key_map:
+        raise ModelLoadError(f"expected a CLIP-L text encoder (text_model.* keys), found "
+                             f"{describe_file_kind(tensors.shapes)}", tensors.path)
+    shapes = {target: tuple(tensors.shapes[source.key]) for target, source in key_map.items()}
+    try:
+        config = detect_text_encoder_config(shapes, CLIP_L)
+    except (KeyError, ValueError) as error:
+        raise ModelLoadError(f"CLIP text encoder not recognised ({error})", tensors.path) from None
+    return build_module(CLIPTextModel, config, key_map, tensors, what="CLIP-L text encoder", dtype=dtype,
+                        device=device)
+
+
+def load_flux_text_encoder(clip_path=None, t5_path=None, *, guidance_distilled: bool = True, dtype=None,
+                           device="cpu", allow_pickle: bool = False) -> FluxTextEncoder:
+    """Flux's text encoders from their usual separate files (``clip_l.safetensors``, ``t5xxl_*.safetensors``
+    with its ``spiece.model`` beside it); T5 reads 512 tokens for dev-type models, 256 for schnell."""
+    from .detect import ModelLoadError
+
+    if clip_path is None and t5_path is None:
+        raise ModelLoadError("Flux needs a CLIP-L and a T5-XXL text encoder; neither file was given")
+    clip = load_clip_l_file(clip_path, dtype=dtype, device=device, allow_pickle=allow_pickle) if clip_path else None
+    t5 = tokenizer = None
+    if t5_path is not None:
+        from .sd3 import load_t5_file
+
+        t5, tokenizer = load_t5_file(t5_path, dtype=dtype, device=device, allow_pickle=allow_pickle,
+                                     max_length=T5_TOKENS[guidance_distilled])
+    return FluxTextEncoder(clip, t5, tokenizer)

@@ -761,8 +761,10 @@ def register_api() -> dict[str, Any]:
 
 @hookimpl
 def register_nodes() -> list[type[Node]]:
+    from .flux_nodes import FLUX_NODES
+
     return [LoadCheckpoint, LoadUNet, LoadVAE, LoadTextEncoder, LoadLoRA, EncodeText, EncodeTextSDXL, EncodeTextSD3,
-            VAEEncode, VAEEncodeForInpaint, VAEDecode, FreeMemory, LoadControlNet, ApplyControlNet]
+            VAEEncode, VAEEncodeForInpaint, VAEDecode, FreeMemory, LoadControlNet, ApplyControlNet, *FLUX_NODES]
 
 
 @hookimpl

@@ -245,3 +245,114 @@ def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="summing to the head width 16"):
         FluxConfig(hidden_size=32, num_heads=2, axes_dim=(4, 4, 4))
     assert asdict(FLUX_SCHNELL)["guidance_embed"] is False
+
+
+# --- nodes: LoadFlux, LoadFluxTextEncoders, EncodeTextFlux, FluxGuidance, ModelSamplingFlux ----------------
+
+
+@pytest.fixture(scope="module")
+def flux_models(tmp_path_factory):
+    """models/ with a tiny Flux (16-channel latents), a tiny CLIP-L file and a tiny T5 file with its spiece.model."""
+    sentencepiece = pytest.importorskip("sentencepiece")
+    from safetensors.torch import save_file
+
+    from nodes.models.clip import CLIPTextModel
+    from nodes.models.t5 import T5Config, T5EncoderModel
+
+    from .conftest import TINY_CLIP
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("models")
+    for folder in ("unet", "text_encoders", "checkpoints"):
+        (root / folder).mkdir()
+    config = FluxConfig(in_channels=64, out_channels=64, vec_in_dim=64, context_in_dim=32, hidden_size=32,
+                        num_heads=2, depth=1, depth_single_blocks=1, axes_dim=(4, 6, 6), guidance_embed=True)
+    flux = _jitter(FluxModel(config), 7)
+    save_flux(root / "unet" / "flux_tiny.safetensors", flux)
+    save_flux(root / "unet" / "flux_tiny_fp8.safetensors", flux, dtype=torch.float8_e4m3fn)
+    clip = CLIPTextModel(TINY_CLIP)
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(root / "text_encoders" / "clip_l.safetensors"))
+    t5 = T5EncoderModel(T5Config(vocab_size=64, d_model=32, d_kv=8, num_heads=4, d_ff=48, num_layers=2))
+    save_file({k: v.contiguous() for k, v in t5.state_dict().items()}, str(root / "text_encoders" / "t5_tiny.safetensors"))
+    text = ["a red circle on a blue background", "a small green square on the left"] * 30
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(text), model_prefix=str(root / "text_encoders" / "t5_tiny"), vocab_size=40,
+        hard_vocab_limit=False, model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2)
+    (root / "text_encoders" / "t5_tiny.model").rename(root / "text_encoders" / "t5_tiny.spiece.model")
+    (root / "text_encoders" / "t5_tiny.vocab").unlink()
+    return root
+
+
+def _link(node, output):
+    return {"node": node, "output": output}
+
+
+def _flux_graph(guidance=3.5, unet="flux_tiny.safetensors", width=64, seed=1):
+    return {"format_version": 1, "nodes": {
+        "flux": {"type": "LoadFlux", "inputs": {"unet_name": unet}},
+        "shift": {"type": "ModelSamplingFlux", "inputs": {"model": _link("flux", "model"), "width": width,
+                                                          "height": 64}},
+        "te": {"type": "LoadFluxTextEncoders", "inputs": {"clip_name": "clip_l.safetensors",
+                                                          "t5_name": "t5_tiny.safetensors"}},
+        "pos": {"type": "EncodeTextFlux", "inputs": {"text_encoder": _link("te", "text_encoder"),
+                                                     "text": "a red circle"}},
+        "neg": {"type": "EncodeTextFlux", "inputs": {"text_encoder": _link("te", "text_encoder"), "text": ""}},
+        "guide": {"type": "FluxGuidance", "inputs": {"conditioning": _link("pos", "conditioning"),
+                                                     "guidance": guidance}},
+        "empty": {"type": "EmptyLatent", "inputs": {"width": width, "height": 64, "channels": 16}},
+        "k": {"type": "KSampler", "inputs": {"model": _link("shift", "model"), "positive": _link("guide", "conditioning"),
+                                             "negative": _link("neg", "conditioning"), "latent": _link("empty", "latent"),
+                                             "seed": seed, "steps": 4, "cfg": 1.0, "sampler": "euler",
+                                             "scheduler": "normal"}},
+        "out": {"type": "ShowValue", "inputs": {"value": _link("k", "latent")}}}}
+
+
+def test_flux_graph_samples_with_guidance_shift_and_fp8(flux_models, tmp_path):
+    """LoadFlux → ModelSamplingFlux → EncodeTextFlux → FluxGuidance → KSampler runs; guidance matters; fp8 is close."""
+    from nodegraph import Session
+    from nodegraph.model_paths import ModelPaths
+
+    session = Session(model_paths=ModelPaths(roots=[flux_models]), output_dir=tmp_path)
+    latent = session.run(_flux_graph()).outputs["out"]["value"]["samples"]
+    assert latent.shape == (1, 16, 8, 8) and torch.isfinite(latent).all()
+    other = session.run(_flux_graph(guidance=8.0)).outputs["out"]["value"]["samples"]
+    assert (other - latent).abs().max() > 1e-4
+    fp8 = session.run(_flux_graph(unet="flux_tiny_fp8.safetensors")).outputs["out"]["value"]["samples"]
+    assert ((fp8 - latent).norm() / latent.norm()).item() < 0.1
+
+
+def test_encode_text_flux_gives_t5_context_and_unprojected_clip_pooled(flux_models):
+    """EncodeTextFlux's context is T5's output (padded to 512 for dev) and y is CLIP-L's final-normed EOS state."""
+    from nodes.models.flux import load_flux_text_encoder
+    from nodes.models.tokenizer import EOS, default_tokenizer, tokenize_prompt
+
+    folder = flux_models / "text_encoders"
+    encoder = load_flux_text_encoder(folder / "clip_l.safetensors", folder / "t5_tiny.safetensors")
+    cond = encoder.encode(["a red circle", "a green square"])
+    assert cond["context"].shape == (2, 512, 32) and cond["y"].shape == (2, 64)
+    ids = tokenize_prompt(default_tokenizer(), "a red circle").ids(EOS)
+    hidden, _ = encoder.clip_l(ids, layer=-1, final_norm=True, pooled=False)
+    assert torch.equal(cond["y"][0], hidden[0, int((ids[0] == EOS).nonzero()[0])])
+    assert encoder.encode("a red circle", t5_prompts="a green square")["context"].equal(cond["context"][1:])
+
+
+def test_flux_nodes_refuse_mismatched_text_encoders(flux_models, tmp_path):
+    """EncodeTextFlux given an SD text encoder, or a context of the wrong width for the model, names the mismatch."""
+    from pathlib import Path
+
+    from nodegraph import NodeExecutionError, Session
+    from nodegraph.model_paths import ModelPaths
+
+    model = load_flux(flux_models / "unet" / "flux_tiny.safetensors")
+    with pytest.raises(ValueError, match="context is 40 wide, this Flux model reads 32-wide T5 states"):
+        model(torch.zeros(1, 16, 4, 4), torch.tensor([0.5]), torch.zeros(1, 5, 40), y=torch.zeros(1, 64),
+              guidance=3.5)
+    shipped = Path(__file__).resolve().parents[2] / "models" / "checkpoints" / "tiny_world.safetensors"
+    link = flux_models / "checkpoints" / "tiny_world.safetensors"
+    if not link.exists():
+        link.symlink_to(shipped)
+    session = Session(model_paths=ModelPaths(roots=[flux_models]), output_dir=tmp_path)
+    graph = _flux_graph()
+    graph["nodes"]["te"] = {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world.safetensors"}}
+    with pytest.raises(NodeExecutionError, match="expected Flux's text encoders.*found a sd1 text encoder"):
+        session.run(graph)
