@@ -26,6 +26,7 @@ Map
   ``model.diffusion_model.`` keys), diffusers transformer files / folders / pipeline folders.
 - ``FluxTextEncoder``: prompt -> ``{"context": T5-XXL states, "y": CLIP-L pooled (unprojected)}``;
   ``load_flux_text_encoder(clip_path, t5_path)``, ``load_clip_l_file(path)``. Nodes: flux_nodes.py.
+- ``FLUX_VAE``: the 16-channel autoencoder's config (``load_vae(..., family="flux")``).
 
 Block maths (one Modulation = Linear(SiLU(vec)) split into shift / scale / gate):
 - double-stream block: image and text tokens each get their own modulation, LayerNorm, qkv
@@ -46,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .convert import ConversionError, KeyMap, KeySource
+from .vae import SD3_VAE
 
 
 @dataclass(frozen=True)
@@ -640,6 +642,9 @@ def save_flux(path, model: FluxModel, *, dtype: torch.dtype | None = None, prefi
 # --- text conditioning (T5-XXL + CLIP-L) ----------------------------------------------------------
 
 
+# The Flux autoencoder: SD3's 16-channel architecture (no quant convs) with its own latent statistics
+# (diffusers' FLUX.1 vae/config.json: scaling_factor 0.3611, shift_factor 0.1159); preview factors: SD3's.
+FLUX_VAE = replace(SD3_VAE, scale_factor=0.3611, shift_factor=0.1159)
 T5_TOKENS = {True: 512, False: 256}  # T5 sequence length: dev (guidance-distilled) 512, schnell 256
 FLUX_GUIDANCE = 3.5  # the distilled guidance scale FLUX.1 [dev] is usually run at
 

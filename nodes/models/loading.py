@@ -649,6 +649,10 @@ def _family_vae(config: VAEConfig, family: str | None) -> VAEConfig:
         from .vae import SD3_VAE
 
         reference = SD3_VAE
+    if family == "flux":   # same autoencoder shape as SD3's, other latent statistics
+        from .flux import FLUX_VAE
+
+        reference = FLUX_VAE
     return replace(config, scale_factor=reference.scale_factor, shift_factor=reference.shift_factor,
                    latent_rgb_factors=reference.latent_rgb_factors)
 

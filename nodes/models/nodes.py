@@ -227,7 +227,8 @@ class LoadVAE(Node):
 
     class Inputs(NodeInputs):
         vae_name: str = Input(model_folder="vae")
-        family: Literal["sd", "sdxl"] = Input("sd", description="the latent space it belongs to (scale factor)")
+        family: Literal["sd", "sdxl", "flux"] = Input("sd", description="the latent space it belongs to (scale "
+                                                                        "factor); 16-channel VAEs: SD3 unless flux")
 
     outputs = (Output("vae", "VAE"),)
 
@@ -236,7 +237,7 @@ class LoadVAE(Node):
 
         path = resolve_model(self, "vae", "vae_name", vae_name)
         vae = _load_with_retry(self, "vae_name",
-                               lambda: load_vae(path, family="sdxl-base" if family == "sdxl" else None,
+                               lambda: load_vae(path, family={"sdxl": "sdxl-base", "flux": "flux"}.get(family),
                                                 allow_pickle=allow_pickle_files(self)))
         self.context.service("memory").register(vae, vae_name)
         return {"vae": vae}

@@ -356,3 +356,23 @@ def test_flux_nodes_refuse_mismatched_text_encoders(flux_models, tmp_path):
     graph["nodes"]["te"] = {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world.safetensors"}}
     with pytest.raises(NodeExecutionError, match="expected Flux's text encoders.*found a sd1 text encoder"):
         session.run(graph)
+
+
+def test_flux_vae_file_gets_flux_latent_statistics(tmp_path):
+    """A 16-channel VAE-only file loads with Flux's scale / shift when family="flux" (SD3's otherwise)."""
+    from dataclasses import replace
+
+    from safetensors.torch import save_file
+
+    from nodes.models.flux import FLUX_VAE
+    from nodes.models.loading import load_vae
+    from nodes.models.vae import SD3_VAE, AutoencoderKL
+
+    small = replace(FLUX_VAE, ch=32, ch_mult=(1, 2), num_res_blocks=1)
+    vae = AutoencoderKL(small)
+    save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(tmp_path / "ae.safetensors"))
+    flux = load_vae(tmp_path / "ae.safetensors", family="flux")
+    assert (flux.config.scale_factor, flux.config.shift_factor) == (0.3611, 0.1159)
+    assert load_vae(tmp_path / "ae.safetensors").config.scale_factor == SD3_VAE.scale_factor
+    images = torch.rand(1, 3, 16, 16) * 2 - 1
+    assert torch.equal(flux.encode(images), vae.encode(images))
