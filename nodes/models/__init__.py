@@ -19,6 +19,12 @@ Map
 - ``lora.py``      LoRA files (kohya / diffusers / peft) and exact, stackable, removable patching
 - ``patches.py``   model patches as values: wrap / replace UNet blocks and layers, attention
                    processors and maps, inserted modules; composition order, removal
+- ``flux.py``      Flux (FLUX.1 dev / schnell): double / single-stream transformer, 3-axis RoPE, packing,
+                   resolution shift, diffusers key map, loading; T5 + CLIP-L ``FluxTextEncoder``; ``FLUX_VAE``
+- ``precision.py`` weights stored in FP8, computed in bf16 / fp16 / fp32 per layer (upcast on use)
+- ``embeddings.py`` textual-inversion files (A1111, SDXL, diffusers) for ``embedding:name`` in prompts
+- ``flux_nodes.py`` the Flux node adapters (LoadFlux, LoadFluxTextEncoders, EncodeTextFlux, FluxGuidance,
+                   ModelSamplingFlux), registered by nodes.py
 - ``nodes.py``     the node adapters (LoadCheckpoint, LoadLoRA, EncodeText, VAEEncode/Decode,
                    LoadControlNet, ApplyControlNet, ...)
 
