@@ -569,6 +569,11 @@ def load_unet(
         return _load_diffusers_unet(folder, prediction, dtype, device)
     tensors = open_state_dict(path, allow_pickle=allow_pickle)
     keys = tensors.shapes
+    from .sd3 import is_sd3_checkpoint, load_sd3_checkpoint
+
+    if is_sd3_checkpoint(keys):  # an SD3 / SD3.5 MMDiT (alone or in a full file)
+        return load_sd3_checkpoint(path, components=("unet",), dtype=dtype, device=device,
+                                   allow_pickle=allow_pickle).unet
     if f"{UNET_PREFIX}input_blocks.0.0.weight" in keys:
         info = detect_checkpoint(keys, tensors.metadata, prediction=prediction, path=path)
         key_map = from_prefix(keys, UNET_PREFIX)

@@ -184,8 +184,9 @@ class LoadCheckpoint(Node):
                 allow_pickle=allow_pickle_files(self)).vae)
         if ckpt.unet is None or ckpt.vae is None or ckpt.text_encoder is None:
             missing = [n for n in ("unet", "vae", "text_encoder") if getattr(ckpt, n) is None]
+            separately = "LoadUNet / LoadVAE / " + ("LoadSD3TextEncoders" if ckpt.family == "sd3" else "LoadTextEncoder")
             raise NodeInputError("ckpt_name", f"{ckpt_name} has no {', '.join(missing)}; load the parts "
-                                              f"separately (LoadUNet / LoadVAE / LoadTextEncoder)")
+                                              f"separately ({separately})")
         for module, part in ((ckpt.unet, "unet"), (ckpt.vae, "vae"), (ckpt.text_encoder, "text encoder")):
             memory.register(module, f"{ckpt_name}:{part}")
         wrap = sd3_diffusion_model if ckpt.family == "sd3" else diffusion_model
@@ -194,7 +195,7 @@ class LoadCheckpoint(Node):
 
 
 class LoadUNet(Node):
-    """Load a UNet alone (a UNet-only file in models/unet, or the UNet of a full checkpoint)."""
+    """Load a UNet alone (a UNet-only file in models/unet, or the UNet of a full checkpoint; SD3 MMDiTs too)."""
 
     category = "loaders"
 
@@ -217,7 +218,9 @@ class LoadUNet(Node):
             prediction=None if prediction == "auto" else prediction, dtype=_torch_dtype(weight_dtype, memory),
             allow_pickle=allow_pickle_files(self)))
         memory.register(unet, unet_name)
-        return {"model": diffusion_model(unet, unet_name)}
+        from .mmdit import MMDiT
+
+        return {"model": (sd3_diffusion_model if isinstance(unet, MMDiT) else diffusion_model)(unet, unet_name)}
 
 
 class LoadVAE(Node):
@@ -763,9 +766,11 @@ def register_api() -> dict[str, Any]:
 @hookimpl
 def register_nodes() -> list[type[Node]]:
     from .flux_nodes import FLUX_NODES
+    from .sd3_nodes import SD3_NODES
 
     return [LoadCheckpoint, LoadUNet, LoadVAE, LoadTextEncoder, LoadLoRA, EncodeText, EncodeTextSDXL, EncodeTextSD3,
-            VAEEncode, VAEEncodeForInpaint, VAEDecode, FreeMemory, LoadControlNet, ApplyControlNet, *FLUX_NODES]
+            VAEEncode, VAEEncodeForInpaint, VAEDecode, FreeMemory, LoadControlNet, ApplyControlNet, *FLUX_NODES,
+            *SD3_NODES]
 
 
 @hookimpl

@@ -41,7 +41,7 @@ from .t5_tokenizer import T5Tokenizer, TokenizerModelMissing, find_spiece_model
 from .vae import SD3_VAE, AutoencoderKL, VAEConfig
 
 __all__ = ["SD3_TEXT_PREFIXES", "CLIP_L_SD3", "CLIP_G_SD3", "SD3_SHIFT", "SD3Info", "SD3TextEncoder",
-           "is_sd3_checkpoint", "is_sd3_folder", "detect_sd3_checkpoint", "load_text_encoder_file", "load_sd3_checkpoint", "load_sd3_diffusers", "load_t5_file"]
+           "is_sd3_checkpoint", "is_sd3_folder", "detect_sd3_checkpoint", "load_text_encoder_file", "load_clip_file", "load_sd3_checkpoint", "load_sd3_diffusers", "load_t5_file"]
 
 SD3_TEXT_PREFIXES = {
     "clip_l": "text_encoders.clip_l.transformer.",
@@ -441,3 +441,33 @@ def load_text_encoder_file(path: str | os.PathLike, *, dtype=None, device="cpu",
         t5, tokenizer = load_t5_file(path, dtype=dtype, device=device, allow_pickle=allow_pickle)
         return SD3TextEncoder(None, None, t5, tokenizer, context_dim=t5.config.d_model), "t5"
     return None
+
+
+def load_clip_file(path: str | os.PathLike, role: str, *, dtype=None, device="cpu",
+                   allow_pickle: bool = False) -> CLIPTextModel:
+    """SD3's CLIP-L (``role="clip_l"``) or CLIP-G (``"clip_g"``) saved on its own: Hugging Face keys (with or
+    without ``text_model.``, or under ``text_encoders.<role>.transformer.``) or OpenCLIP keys (bigG)."""
+    from .convert import clip_from_openclip
+    from .detect import describe_file_kind
+    from .loading import open_state_dict
+
+    base = {"clip_l": CLIP_L_SD3, "clip_g": CLIP_G_SD3}[role]
+    tensors = open_state_dict(path, allow_pickle=allow_pickle)
+    keys = tensors.shapes
+    prefix = SD3_TEXT_PREFIXES[role] if any(k.startswith(SD3_TEXT_PREFIXES[role]) for k in keys) else ""
+    if any(k.startswith(prefix + "transformer.resblocks.") for k in keys):
+        key_map = clip_from_openclip(keys, prefix)
+    else:
+        key_map = clip_from_hf(keys, prefix)
+    if "text_model.embeddings.token_embedding.weight" not in key_map:
+        raise ModelLoadError(f"expected a {role.replace('_', '-').upper()} text encoder (text_model.* keys), found "
+                             f"{describe_file_kind(keys)}", path)
+    shapes = {target: _converted(source, tuple(keys[source.key])) for target, source in key_map.items()}
+    try:
+        config = detect_text_encoder_config(shapes, base)
+    except (KeyError, ValueError) as error:
+        raise ModelLoadError(f"{role} text encoder not recognised ({error})", path) from None
+    if not config.projection_dim:
+        raise ModelLoadError(f"this {role} file has no text_projection, which SD3 needs for its pooled vector; use "
+                             f"the {role} file from the SD3 release (text_encoders/{role}.safetensors)", path)
+    return _build(CLIPTextModel, config, key_map, tensors, f"text encoder {role}", dtype, device)

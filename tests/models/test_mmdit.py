@@ -322,3 +322,68 @@ def test_generic_encode_text_on_sd3_points_to_encode_text_sd3(session):
                                                                "text": "x"}}
     with pytest.raises(NodeExecutionError, match="EncodeTextSD3"):
         session.run(graph)
+
+
+@pytest.fixture(scope="module")
+def sd3_separate_files(sd3, tmp_path_factory):
+    """The released SD3.5 layout: model + VAE in one file (no encoders), CLIP-L / CLIP-G / T5 files apart."""
+    from safetensors.torch import load_file
+
+    root = tmp_path_factory.mktemp("sd35_layout")
+    state = load_file(sd3.single_file)
+    for folder in ("unet", "vae", "checkpoints", "text_encoders"):
+        (root / folder).mkdir()
+    no_text = {k: v for k, v in state.items() if not k.startswith("text_encoders.")}
+    for folder in ("unet", "vae", "checkpoints"):
+        save_file(no_text, root / folder / "sd35_tiny.safetensors")
+    save_file({k: v.contiguous() for k, v in _hf_state(sd3.clip_l).items()}, root / "text_encoders" / "clip_l.safetensors")
+    save_file({k: v.contiguous() for k, v in _hf_state(sd3.clip_g).items()}, root / "text_encoders" / "clip_g.safetensors")
+    save_file({k: v.clone() for k, v in sd3.t5.state_dict().items()}, root / "text_encoders" / "t5_tiny.safetensors")
+    (root / "text_encoders" / "spiece.model").write_bytes((sd3.single_file.parent / "spiece.model").read_bytes())
+    return root
+
+
+def test_separate_files_load_and_sample_like_the_bundled_checkpoint(sd3_separate_files, sd3, tmp_path):
+    """LoadUNet + LoadVAE + LoadSD3TextEncoders on SD3.5-style separate files give the same image as the bundle."""
+    from nodegraph import Session
+    from nodegraph.model_paths import ModelPaths
+
+    (sd3_separate_files / "checkpoints" / "bundle.safetensors").write_bytes(sd3.single_file.read_bytes())
+    (sd3_separate_files / "checkpoints" / "spiece.model").write_bytes(
+        (sd3.single_file.parent / "spiece.model").read_bytes())
+    session = Session(model_paths=ModelPaths(roots=[sd3_separate_files]), output_dir=tmp_path / "out")
+    bundled = _sd3_graph("bundle.safetensors")
+    separate = _sd3_graph("bundle.safetensors")
+    separate["nodes"].pop("ckpt")
+    separate["nodes"].update({
+        "unet": {"type": "LoadUNet", "inputs": {"unet_name": "sd35_tiny.safetensors"}},
+        "vae": {"type": "LoadVAE", "inputs": {"vae_name": "sd35_tiny.safetensors"}},
+        "text": {"type": "LoadSD3TextEncoders", "inputs": {"clip_l_name": "clip_l.safetensors",
+                                                            "clip_g_name": "clip_g.safetensors",
+                                                            "t5_name": "t5_tiny.safetensors"}},
+        "shift": {"type": "ModelSamplingSD3", "inputs": {"model": _link("unet", "model"), "shift": 3.0}}})
+    for node in ("pos", "neg"):
+        separate["nodes"][node]["inputs"]["text_encoder"] = _link("text", "text_encoder")
+    separate["nodes"]["empty"]["inputs"]["vae"] = _link("vae", "vae")
+    separate["nodes"]["k"]["inputs"]["model"] = _link("shift", "model")
+    separate["nodes"]["decode"]["inputs"]["vae"] = _link("vae", "vae")
+    import numpy as np
+    from PIL import Image
+
+    images = []
+    for graph in (bundled, separate):
+        (file,) = session.run(graph).outputs["save"]["files"]
+        with Image.open(file["path"]) as image:
+            images.append(np.asarray(image, dtype=np.int16))
+    assert images[0].shape == (32, 32, 3) and images[0].std() > 1  # not a flat image
+    assert np.abs(images[0] - images[1]).max() <= 1  # 8-bit PNGs of the same float image
+
+
+def test_checkpoint_without_encoders_points_to_the_separate_loaders(sd3_separate_files, tmp_path):
+    """LoadCheckpoint on a model + VAE file names what is missing and the SD3 loaders to use."""
+    from nodegraph import NodeExecutionError, Session
+    from nodegraph.model_paths import ModelPaths
+
+    session = Session(model_paths=ModelPaths(roots=[sd3_separate_files]), output_dir=tmp_path / "out")
+    with pytest.raises(NodeExecutionError, match="has no text_encoder.*LoadSD3TextEncoders"):
+        session.run(_sd3_graph("sd35_tiny.safetensors"))
