@@ -12,6 +12,11 @@
     ApplyControlNet    CONDITIONING (+ negative) + CONTROL_NET + hint IMAGE → both with a ControlStack
                        (strength, start / end of the schedule; chained ones add up)
     FreeMemory         drop cached outputs and offload every model, then pass a value on
+    Flux nodes         LoadFlux, LoadFluxTextEncoders, EncodeTextFlux, FluxGuidance, ModelSamplingFlux
+                       (flux_nodes.py, registered here)
+
+weight_dtype fp8_e4m3fn / fp8_e5m2 keeps Linear / Conv weights in FP8, computed wider (precision.py);
+prompts may use textual-inversion embeddings as embedding:name (models/embeddings, embeddings.py).
 
 Values on the ports: MODEL is a sampling `DiffusionModel` around our UNet (the
 UNet's forward is already the raw network ``net(x, t, context=, y=, control=)``);
