@@ -394,11 +394,11 @@ def detect_checkpoint(
     keys = list(shapes)
     override = parse_config_override(metadata, path)
     if f"{UNET_PREFIX}input_blocks.0.0.weight" not in shapes:
-        raise ModelLoadError(
-            f"expected a full checkpoint (UNet keys {UNET_PREFIX}*), found {describe_file_kind(keys)}; "
-            "load VAEs, UNets and text encoders on their own with load_vae / load_unet / load_text_encoder",
-            path,
-        )
+        kind = describe_file_kind(keys)
+        fix = ("put it in models/unet and load it with LoadFlux (flux.load_flux); its text encoders and VAE "
+               "are separate files" if kind.startswith("a Flux") else
+               "load VAEs, UNets and text encoders on their own with load_vae / load_unet / load_text_encoder")
+        raise ModelLoadError(f"expected a full checkpoint (UNet keys {UNET_PREFIX}*), found {kind}; {fix}", path)
     notes: list[str] = []
     try:
         pred, note = decide_prediction(prediction, override, metadata, keys)
