@@ -387,3 +387,28 @@ def test_checkpoint_without_encoders_points_to_the_separate_loaders(sd3_separate
     session = Session(model_paths=ModelPaths(roots=[sd3_separate_files]), output_dir=tmp_path / "out")
     with pytest.raises(NodeExecutionError, match="has no text_encoder.*LoadSD3TextEncoders"):
         session.run(_sd3_graph("sd35_tiny.safetensors"))
+
+
+def test_full_sd3_medium_file_layout_is_detected_at_real_shapes():
+    """sd3_medium_incl_clips_t5xxlfp16's layout on meta: MMDiT, 16-channel VAE, CLIP-L/G with projections, T5-XXL."""
+    from nodes.models.clip import CLIPTextModel
+    from nodes.models.sd3 import CLIP_G_SD3, CLIP_L_SD3
+    from nodes.models.t5 import T5_XXL, T5EncoderModel
+    from nodes.models.vae import SD3_VAE, AutoencoderKL
+
+    shapes = {}
+    with torch.device("meta"):
+        parts = [(UNET_PREFIX, MMDiT(SD3_MEDIUM)), (VAE_PREFIX, AutoencoderKL(SD3_VAE)),
+                 (SD3_TEXT_PREFIXES["clip_l"], CLIPTextModel(CLIP_L_SD3)),
+                 (SD3_TEXT_PREFIXES["clip_g"], CLIPTextModel(CLIP_G_SD3)),
+                 (SD3_TEXT_PREFIXES["t5xxl"], T5EncoderModel(T5_XXL))]
+        for prefix, module in parts:
+            shapes.update({prefix + k: tuple(v.shape) for k, v in module.state_dict().items()})
+    info = detect_sd3_checkpoint(shapes)
+    assert info.mmdit == SD3_MEDIUM and info.t5 == T5_XXL and info.encoders == ["clip_l", "clip_g", "t5xxl"]
+    assert (info.clip_l.width, info.clip_l.projection_dim, info.clip_g.width, info.clip_g.projection_dim) == (
+        768, 768, 1280, 1280)
+    assert (info.vae.z_channels, info.vae.use_quant_conv, info.vae.scale_factor) == (16, False, 1.5305)
+    shapes[SD3_TEXT_PREFIXES["t5xxl"] + "shared.weight"] = (32128, 2048)  # a T5 of the wrong width
+    with pytest.raises(ModelLoadError, match="T5 encoder is 2048 wide but this MMDiT reads 4096"):
+        detect_sd3_checkpoint(shapes, "mixed.safetensors")
