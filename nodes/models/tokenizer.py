@@ -316,26 +316,31 @@ def tokenize_prompt(
             if chunk:
                 close_chunk()
             continue
-        for token in _segment_ids(tokenizer, segment.text, embeddings):
-            if len(chunk) == CHUNK_LENGTH:
-                close_chunk()
-            chunk.append(token)
-            chunk_weights.append(segment.weight)
+        for group in _segment_ids(tokenizer, segment.text, embeddings):
+            if len(chunk) + len(group) > CHUNK_LENGTH and (len(chunk) == CHUNK_LENGTH or len(group) > 1):
+                close_chunk()   # an embedding's vectors stay together in the next chunk (as A1111)
+            for token in group:
+                if len(chunk) == CHUNK_LENGTH:
+                    close_chunk()
+                chunk.append(token)
+                chunk_weights.append(segment.weight)
     if chunk or not result.chunks:
         close_chunk()
     return result
 
 
-def _segment_ids(tokenizer: CLIPTokenizer, text: str, embeddings: Mapping[str, Sequence[int]] | None) -> list[int]:
-    """Token ids of one segment, ``embedding:name`` replaced by that embedding's placeholder ids."""
+def _segment_ids(tokenizer: CLIPTokenizer, text: str,
+                 embeddings: Mapping[str, Sequence[int]] | None) -> list[list[int]]:
+    """Token ids of one segment in groups: one per token, one per ``embedding:name`` (its placeholder ids)."""
     if not embeddings:
-        return tokenizer.encode(text)
-    ids: list[int] = []
+        return [[token] for token in tokenizer.encode(text)]
+    groups: list[list[int]] = []
     last = 0
     for match in EMBEDDING_PATTERN.finditer(text):
         if match[1] not in embeddings:
             raise ValueError(f"the prompt uses embedding:{match[1]}, which is not loaded (loaded: "
                              f"{sorted(embeddings)}); put the file in models/embeddings")
-        ids += tokenizer.encode(text[last : match.start()]) + list(embeddings[match[1]])
+        groups += [[token] for token in tokenizer.encode(text[last : match.start()])]
+        groups.append(list(embeddings[match[1]]))
         last = match.end()
-    return ids + tokenizer.encode(text[last:])
+    return groups + [[token] for token in tokenizer.encode(text[last:])]

@@ -123,3 +123,14 @@ def test_encode_text_node_reads_embeddings_from_the_models_folder(tmp_path):
     assert torch.equal(context("a small embedding:rc.safetensors on the left"), expected)
     with pytest.raises(NodeExecutionError, match="embedding:missing.*models/embeddings"):
         session.run(_graph("a embedding:missing"))
+
+
+def test_an_embedding_is_not_split_across_chunks(encoder):
+    """A multi-vector embedding that would cross the 75-token boundary moves whole to the next chunk."""
+    from nodes.models.tokenizer import tokenize_prompt
+
+    words = " ".join(["cat"] * 74)
+    tokens = tokenize_prompt(default_tokenizer(), f"{words} embedding:three", {"three": [50000, 50001, 50002]})
+    assert len(tokens.chunks[0]) == 74 and tokens.chunks[1] == [50000, 50001, 50002]
+    single = tokenize_prompt(default_tokenizer(), f"{words} embedding:one", {"one": [50000]})
+    assert single.chunks[0][-1] == 50000 and len(single.chunks) == 1
