@@ -48,23 +48,45 @@ class LoadFlux(Node):
     outputs = (Output("model", "MODEL"),)
 
     def run(self, unet_name: str, weight_dtype: str) -> dict:
-        from .flux import load_flux
+        return {"model": load_flux_model(self, unet_name, weight_dtype)}
 
-        memory = self.context.service("memory")
-        path = resolve_model(self, "unet", "unet_name", unet_name)
-        dtype = _torch_dtype(weight_dtype, memory)
-        if weight_dtype == "auto":   # an FP8 file stays FP8 (computed in fp32 on the CPU, bf16 on a GPU)
-            with _load_errors("unet_name"):
-                stored = _file_float8(path, allow_pickle_files(self))
-            if stored is not None:
-                from .precision import WeightStorage, default_compute_dtype
 
-                dtype = WeightStorage(stored, default_compute_dtype(memory.compute_device))
-        flux = _load_with_retry(self, "unet_name", lambda: load_flux(
-            path, dtype=dtype, allow_pickle=allow_pickle_files(self)))
-        memory.register(flux, unet_name)
-        tokens = DEFAULT_TOKENS if flux.config.guidance_embed else None
-        return {"model": flux_diffusion_model(flux, unet_name, tokens)}
+def load_flux_model(node: Node, unet_name: str, weight_dtype: str) -> Any:
+    """LoadFlux's work (LoadUNet calls it for Flux files too): the MODEL of Flux file `unet_name`."""
+    from .flux import load_flux
+
+    memory = node.context.service("memory")
+    path = resolve_model(node, "unet", "unet_name", unet_name)
+    dtype = _torch_dtype(weight_dtype, memory)
+    if weight_dtype == "auto":   # an FP8 file stays FP8 (computed in fp32 on the CPU, bf16 on a GPU)
+        with _load_errors("unet_name"):
+            stored = _file_float8(path, allow_pickle_files(node))
+        if stored is not None:
+            from .precision import WeightStorage, default_compute_dtype
+
+            dtype = WeightStorage(stored, default_compute_dtype(memory.compute_device))
+    flux = _load_with_retry(node, "unet_name", lambda: load_flux(path, dtype=dtype,
+                                                                 allow_pickle=allow_pickle_files(node)))
+    memory.register(flux, unet_name)
+    return flux_diffusion_model(flux, unet_name, DEFAULT_TOKENS if flux.config.guidance_embed else None)
+
+
+def is_flux_weights(path: Any, allow_pickle: bool) -> bool:
+    """Whether a model file or folder holds a Flux transformer (original or diffusers layout)."""
+    import json
+
+    from .flux import is_flux
+    from .loading import open_state_dict
+
+    if path.is_dir():
+        config = path / "transformer" / "config.json" if (path / "transformer").is_dir() else path / "config.json"
+        try:
+            return json.loads(config.read_text()).get("_class_name") == "FluxTransformer2DModel"
+        except (OSError, ValueError):
+            return False
+    shapes = open_state_dict(path, allow_pickle=allow_pickle).shapes
+    return is_flux(shapes) is not None or ("x_embedder.weight" in shapes and
+                                           "single_transformer_blocks.0.proj_mlp.weight" in shapes)
 
 
 def _file_float8(path: Any, allow_pickle: bool) -> Any:

@@ -200,7 +200,8 @@ class LoadCheckpoint(Node):
 
 
 class LoadUNet(Node):
-    """Load a UNet alone (a UNet-only file in models/unet, or the UNet of a full checkpoint; SD3 MMDiTs too)."""
+    """Load a UNet alone (a UNet-only file in models/unet, or the UNet of a full checkpoint; SD3 MMDiTs and
+    Flux transformers too)."""
 
     category = "loaders"
 
@@ -218,6 +219,12 @@ class LoadUNet(Node):
 
         memory = self.context.service("memory")
         path = resolve_model(self, "unet", "unet_name", unet_name)
+        from .flux_nodes import is_flux_weights, load_flux_model
+
+        with _load_errors("unet_name"):
+            flux = is_flux_weights(path, allow_pickle_files(self))
+        if flux:   # a Flux transformer: as LoadFlux
+            return {"model": load_flux_model(self, unet_name, weight_dtype)}
         unet = _load_with_retry(self, "unet_name", lambda: load_unet(
             path, family=None if family == "auto" else family,
             prediction=None if prediction == "auto" else prediction, dtype=_torch_dtype(weight_dtype, memory),

@@ -376,3 +376,15 @@ def test_flux_vae_file_gets_flux_latent_statistics(tmp_path):
     assert load_vae(tmp_path / "ae.safetensors").config.scale_factor == SD3_VAE.scale_factor
     images = torch.rand(1, 3, 16, 16) * 2 - 1
     assert torch.equal(flux.encode(images), vae.encode(images))
+
+
+def test_load_unet_takes_flux_files_like_load_flux(flux_models, tmp_path):
+    """LoadUNet (ComfyUI's "Load Diffusion Model" habit) on a Flux file gives the same flow MODEL as LoadFlux."""
+    from nodegraph import Session
+    from nodegraph.model_paths import ModelPaths
+
+    session = Session(model_paths=ModelPaths(roots=[flux_models]), output_dir=tmp_path)
+    expected = session.run(_flux_graph()).outputs["out"]["value"]["samples"]
+    graph = _flux_graph()
+    graph["nodes"]["flux"] = {"type": "LoadUNet", "inputs": {"unet_name": "flux_tiny.safetensors"}}
+    assert torch.equal(session.run(graph).outputs["out"]["value"]["samples"], expected)
