@@ -164,12 +164,16 @@ class T5Block(nn.Module):
         self.layer = nn.ModuleList([_SelfAttentionLayer(config, has_relative_bias), _FeedForwardLayer(config)])
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        x = self.layer[0](x, bias)
-        x = self.layer[1](x)
-        if x.dtype == torch.float16:  # T5 overflows fp16 activations; clamp as the reference does
-            limit = torch.finfo(torch.float16).max - 1000
-            x = x.clamp(-limit, limit)
+        x = _clamp_fp16(self.layer[0](x, bias))
+        return _clamp_fp16(self.layer[1](x))
+
+
+def _clamp_fp16(x: torch.Tensor) -> torch.Tensor:
+    """T5 activations overflow float16; clamp after each sub-layer as transformers' T5 does."""
+    if x.dtype != torch.float16:
         return x
+    limit = torch.finfo(torch.float16).max - 1000
+    return x.clamp(-limit, limit)
 
 
 class _Encoder(nn.Module):
