@@ -1,0 +1,224 @@
+"""On a real local Ray cluster (loopback, 2 workers): same pixels as here, affinity, events, faults, 100 runs.
+
+One cluster for the whole module (started by the `pool` fixture, shut down at its end). If Ray cannot
+start, these tests fail loudly; nothing here is skipped. Waits are on events with generous ceilings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nodegraph import Session
+from nodegraph.distributed.backend import RayBackend
+from nodegraph.distributed.pool import WorkerPool
+from nodegraph.server import Server
+from tests.server.test_server import Client
+
+from . import probe_plugin
+
+ROOT = Path(__file__).resolve().parents[2]
+TXT2IMG = json.loads((ROOT / "graphs" / "txt2img.json").read_text())
+FAST = {"sampler.steps": 4}
+
+
+def wait_graph(seconds: float, value: int = 7) -> dict:
+    return {"format_version": 1, "nodes": {
+        "v": {"type": "Int", "inputs": {"value": value}},
+        "w": {"type": "Wait", "inputs": {"value": {"node": "v", "output": "value"}, "seconds": seconds}},
+        "s": {"type": "ShowValue", "inputs": {"value": {"node": "w", "output": "value"}}}}}
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """A local cluster on 127.0.0.1 with two worker actors (1 CPU each); shut down after the module."""
+    started = WorkerPool(workers=2, local_cpus=2, session_options={"autoload": False})
+    try:
+        started.start()
+        yield started
+    finally:
+        started.close()
+    import ray
+
+    assert not ray.is_initialized()
+
+
+class RayServer:
+    """A Server whose runs go to the module's pool, on its own event loop."""
+
+    def __init__(self, tmp_path: Path, pool: WorkerPool, session: Session):
+        self.session = session
+        self.server = Server(session, data_dir=tmp_path / "data", port=0,
+                             backend=RayBackend(pool, refresh_seconds=1.0, owns_pool=False))
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.server.start())
+            started.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert started.wait(20)
+        self.url = f"ws://127.0.0.1:{self.server.port}/ws"
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def ray_server(tmp_path, pool):
+    model_root = tmp_path / "server_models"
+    (model_root / "checkpoints").mkdir(parents=True)
+    (model_root / "checkpoints" / "server_only.safetensors").symlink_to(
+        ROOT / "models" / "checkpoints" / "tiny_world.safetensors")
+    from nodegraph.model_paths import ModelPaths
+
+    paths = ModelPaths.default()
+    paths.roots = [*paths.roots, model_root]
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in", plugins=[probe_plugin],
+                      model_paths=paths)
+    running = RayServer(tmp_path, pool, session)
+    yield running
+    running.stop()
+
+
+def pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def test_same_image_bitwise_on_a_ray_worker_as_here(pool, tmp_path):
+    """txt2img on a Ray worker gives exactly the pixels of the same run in this process."""
+    here = Session(output_dir=tmp_path / "here")
+    local = here.map(TXT2IMG, [FAST], output_dir=tmp_path / "here")[0]
+    remote = here.map(TXT2IMG, [FAST], output_dir=tmp_path / "ray", pool=pool)[0]
+    assert local.status == remote.status == "succeeded", remote.error
+    assert remote.worker in {w.name for w in pool.workers()}
+    a = pixels((tmp_path / "here" / local.files[0]["name"]).read_bytes())
+    b = pixels((tmp_path / "ray" / remote.files[0]["name"]).read_bytes())
+    assert a.shape == (64, 64, 3) and np.array_equal(a, b)
+
+
+def test_affinity_sends_the_run_to_the_warm_worker(pool, tmp_path):
+    """After a worker has loaded the checkpoint, the next runs needing it go to that worker."""
+    session = Session(output_dir=tmp_path / "out")
+    first = session.map(TXT2IMG, [{**FAST, "sampler.seed": 1}], pool=pool)[0]
+    assert first.status == "succeeded"
+    warm = {w.name: w.warm for w in pool.workers()}
+    assert "checkpoints/tiny_world.safetensors" in warm[first.worker]
+    again = [session.map(TXT2IMG, [{**FAST, "sampler.seed": s}], pool=pool)[0] for s in (2, 3)]
+    assert [i.worker for i in again] == [first.worker] * 2       # both free: the warm one wins each time
+    assert all(i.seconds < first.seconds * 5 for i in again)
+    # A graph with no model files alternates (least recently used), so it never piles onto one worker.
+    spread = session.map(wait_graph(0.0), [{"v.value": i} for i in range(2)], pool=pool)
+    assert all(i.status == "succeeded" for i in spread)
+
+
+def test_remote_run_events_files_and_order_over_websocket(ray_server):
+    """A run on a worker reaches its client as local runs do: submitted first, events, image frame, outcome
+    recorded before run_finished."""
+    client = Client(ray_server.url)
+    client.send({"type": "submit", "graph": TXT2IMG, "overrides": {**FAST, "sampler.seed": 1234}})   # not cached
+    submitted = client.next_of("submitted")
+    run_id = submitted["run_id"]
+    client.next_of("run_started", timeout=120, run_id=run_id)
+    client.next_of("node_progress", timeout=120, run_id=run_id)
+    image = client.next_of("binary", timeout=120)
+    finished = client.next_of("run_finished", timeout=120, run_id=run_id)
+    client.send({"type": "get_outputs", "run_id": run_id})
+    outputs = client.next_of("outputs")
+    assert outputs["status"] == "succeeded" and "save" in finished["executed"]
+    kinds = [m.get("type") for m in client.received]
+    assert kinds.index("submitted") < kinds.index("run_started") < kinds.index("run_finished")
+    file_id = outputs["files"][0]["file_id"]
+    assert file_id and image["data"][:4]
+    saved = list((ray_server.session.output_dir).glob("*.png"))
+    assert len(saved) == 1 and pixels(saved[0].read_bytes()).shape == (64, 64, 3)
+    client.close()
+
+
+def test_bad_input_reaches_the_submitter_naming_workers(ray_server):
+    """A plugin missing on the workers and a model file only the server has fail the run, naming each worker."""
+    client = Client(ray_server.url)
+    client.send({"type": "submit", "graph": {"format_version": 1, "nodes": {
+        "p": {"type": "ServerOnlyProbe", "inputs": {"x": 3}}}}})
+    run_id = client.next_of("submitted")["run_id"]
+    failed = client.next_of("run_failed", timeout=120, run_id=run_id)
+    assert "w0 (host 127.0.0.1) lacks node type 'probe_plugin.ServerOnlyProbe'" in failed["message"] or \
+        "lacks node type" in failed["message"]
+    assert "w0" in failed["message"] and "w1" in failed["message"] and "install the plugin" in failed["message"]
+    graph = json.loads(json.dumps(TXT2IMG))
+    graph["nodes"]["checkpoint"]["inputs"]["ckpt_name"] = "server_only.safetensors"
+    client.send({"type": "submit", "graph": graph, "overrides": FAST})
+    run_id = client.next_of("submitted")["run_id"]
+    failed = client.next_of("run_failed", timeout=120, run_id=run_id)
+    assert "model file 'server_only.safetensors' in its 'checkpoints' folder" in failed["message"]
+    client.send({"type": "get_outputs", "run_id": run_id})
+    outputs = client.next_of("outputs")
+    assert outputs["status"] == "failed" and outputs["error"]["code"] == "no_capable_worker"
+    client.close()
+
+
+def test_worker_killed_mid_run_is_retried_once_and_recorded_once(ray_server, pool):
+    """kill -9 of the worker process running a run: retried on the other worker, one outcome, nothing lost."""
+    import ray
+
+    client = Client(ray_server.url)
+    client.send({"type": "submit", "graph": wait_graph(4.0, value=11)})
+    run_id = client.next_of("submitted")["run_id"]
+    client.next_of("node_progress", timeout=120, run_id=run_id)
+    victim = pool._running[run_id]
+    pid = ray.get(pool._handles[victim].describe.remote(), timeout=60)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    retrying = client.next_of("run_retrying", timeout=120, run_id=run_id)
+    assert retrying["worker"] == victim
+    client.next_of("run_finished", timeout=180, run_id=run_id)
+    client.send({"type": "get_outputs", "run_id": run_id})
+    outputs = client.next_of("outputs")
+    assert outputs["status"] == "succeeded" and outputs["outputs"]["s"]["value"] == 11
+    client.send({"type": "history"})
+    history = client.next_of("history")
+    assert [r["run_id"] for r in history["runs"]].count(run_id) == 1
+    deadline = time.monotonic() + 120        # the killed actor restarts and is picked up again
+    while not all(w.alive for w in pool.workers()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert all(w.alive for w in pool.workers()) and len(pool.workers()) == 2
+    client.close()
+
+
+def test_a_hundred_queued_runs_all_finish(ray_server, pool):
+    """100 runs queued at once all finish, spread over both workers, each exactly once."""
+    client = Client(ray_server.url)
+    for i in range(100):
+        client.send({"type": "submit", "graph": wait_graph(0.0, value=i)})
+    deadline = time.monotonic() + 170
+
+    def seen(kind: str) -> list[str]:
+        return [m["run_id"] for m in client.received if m.get("type") == kind]
+
+    while len(seen("run_finished")) < 100 and time.monotonic() < deadline:
+        try:
+            client.next_of("run_finished", timeout=max(1, deadline - time.monotonic()))
+        except (AssertionError, TimeoutError):
+            break
+    ids = seen("submitted")
+    assert len(ids) == 100 and sorted(seen("run_finished")) == sorted(ids)
+    records = [ray_server.server.queue.get(run_id) for run_id in ids]
+    assert all(r.status == "succeeded" for r in records)
+    assert [r.result["outputs"]["s"]["value"] for r in records] == list(range(100))
+    assert {r.result["worker"] for r in records} == {w.name for w in pool.workers()}
+    client.close()
