@@ -281,6 +281,18 @@ def sd3_models(sd3, tmp_path_factory):
     for name in ("sd3_tiny.safetensors", "sd3_tiny_no_t5.safetensors", "spiece.model"):
         (root / "checkpoints" / name).write_bytes((sd3.single_file.parent / name).read_bytes())
     save_file({k: v.clone() for k, v in sd3.t5.state_dict().items()}, root / "checkpoints" / "t5_tiny.safetensors")
+    from dataclasses import replace
+
+    from nodes.models.clip import CLIPTextModel, PromptEncoder
+    from nodes.models.loading import save_checkpoint
+    from nodes.models.unet import TINY, UNetModel
+    from nodes.models.vae import TINY_VAE, AutoencoderKL
+
+    from .conftest import TINY_CLIP
+
+    save_checkpoint(root / "checkpoints" / "sd1_tiny.safetensors", family="sd1",
+                    unet=UNetModel(replace(TINY, context_dim=64)), vae=AutoencoderKL(TINY_VAE),
+                    text_encoder=PromptEncoder({"clip_l": CLIPTextModel(TINY_CLIP)}, pooled_from="clip_l"))
     return root
 
 
@@ -412,3 +424,14 @@ def test_full_sd3_medium_file_layout_is_detected_at_real_shapes():
     shapes[SD3_TEXT_PREFIXES["t5xxl"] + "shared.weight"] = (32128, 2048)  # a T5 of the wrong width
     with pytest.raises(ModelLoadError, match="T5 encoder is 2048 wide but this MMDiT reads 4096"):
         detect_sd3_checkpoint(shapes, "mixed.safetensors")
+
+
+def test_encode_text_sd3_refuses_another_familys_encoders(session):
+    """EncodeTextSD3 given an SD 1.x text encoder names the input, what it found and the node to use instead."""
+    from nodegraph import NodeExecutionError
+
+    graph = _sd3_graph("sd3_tiny.safetensors")
+    graph["nodes"]["sd1"] = {"type": "LoadTextEncoder", "inputs": {"ckpt_name": "sd1_tiny.safetensors"}}
+    graph["nodes"]["pos"]["inputs"]["text_encoder"] = _link("sd1", "text_encoder")
+    with pytest.raises(NodeExecutionError, match="text_encoder.*found a sd1 one; use EncodeText"):
+        session.run(graph)
