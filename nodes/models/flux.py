@@ -16,8 +16,9 @@ Map
   timesteps, y, guidance)`` is the original call on packed tokens.
 - ``pack_latents`` / ``unpack_latents``: 2x2 patches of the 16-channel latent <-> 64-wide tokens;
   ``image_ids`` / ``text_ids``: the 3-axis position ids (axis 0 unused for images, 1 = row, 2 = column).
-- ``resolution_shift(height, width)`` and ``shift_sigmas``: Flux's resolution-dependent
-  timestep shift (mu grows linearly with the token count; sigma' = e^mu / (e^mu + 1/sigma - 1)).
+- ``resolution_mu(height, width)`` and ``shift_sigmas``: Flux's resolution-dependent timestep
+  shift (mu grows linearly with the token count; sigma' = e^mu / (e^mu + 1/sigma - 1)); the
+  sampler uses the same shift as ``FlowTimeMap(shift=e^mu)`` (sampling.denoisers.resolution_shift).
 - ``flux_from_diffusers(keys)``: the key map from diffusers ``FluxTransformer2DModel``
   (split q / k / v and MLP projections are concatenated back; the final modulation's
   (scale, shift) halves are swapped to the original (shift, scale)).
@@ -298,7 +299,7 @@ def text_ids(batch: int, length: int, device=None) -> torch.Tensor:
     return torch.zeros(batch, length, 3, device=device)
 
 
-def resolution_shift(height: int, width: int, *, base_shift: float = 0.5, max_shift: float = 1.15,
+def resolution_mu(height: int, width: int, *, base_shift: float = 0.5, max_shift: float = 1.15,
                      base_tokens: int = 256, max_tokens: int = 4096) -> float:
     """mu for a latent of ``height x width``: linear in the packed token count (Flux, 256 -> 0.5, 4096 -> 1.15)."""
     tokens = (height // 2) * (width // 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from types import SimpleNamespace
 
@@ -21,7 +22,7 @@ from nodes.models.flux import (
     is_flux,
     load_flux,
     pack_latents,
-    resolution_shift,
+    resolution_mu,
     save_flux,
     shift_sigmas,
     text_ids,
@@ -211,14 +212,19 @@ def test_pack_and_unpack_are_inverse():
     assert torch.equal(tokens[0, 6, :4], x[0, 0, 2:4, 2:4].reshape(-1))   # token (row 1, col 1), channel 0
 
 
-def test_resolution_shift_matches_flux_endpoints():
-    """mu is 0.5 at 256 tokens (512 px) and 1.15 at 4096 tokens (1024 px... 128x128 latent), linear between."""
-    assert resolution_shift(32, 32) == pytest.approx(0.5)
-    assert resolution_shift(128, 128) == pytest.approx(1.15)
+def test_resolution_mu_matches_flux_endpoints_and_the_sampler_shift():
+    """mu is 0.5 at 256 tokens (a 32x32 latent, 256 px) and 1.15 at 4096 (128x128, 1024 px); e^mu is the sampler shift."""
+    assert resolution_mu(32, 32) == pytest.approx(0.5)
+    assert resolution_mu(128, 128) == pytest.approx(1.15)
     sigmas = torch.tensor([1.0, 0.5, 0.0])
     shifted = shift_sigmas(sigmas, 1.15)
     assert shifted[0] == 1.0 and shifted[-1] == 0.0
     assert shifted[1] == pytest.approx(torch.e**1.15 / (torch.e**1.15 + 1))
+    from nodes.sampling.denoisers import flow_shift, resolution_shift   # the sampler's view: shift = e^mu
+
+    assert resolution_shift(48 * 40 // 4) == pytest.approx(math.exp(resolution_mu(48, 40)))
+    t = torch.linspace(0.05, 0.95, 7)
+    assert torch.allclose(flow_shift(t, math.exp(0.8)), shift_sigmas(t, 0.8))
 
 
 def test_dev_without_guidance_names_the_fix():
