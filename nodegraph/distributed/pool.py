@@ -179,13 +179,13 @@ class WorkerPool:
 
     def start(self, wait: bool = True) -> None:
         """Connect (or start a local cluster) and start the workers; with `wait`, until all answer."""
-        import ray
-
-        if self.address is None:
+        if self.address is None:      # before Ray is imported: it reads these at import time
             local_ray_environment()
         else:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             check_reachable(self.address, self.connect_timeout)
+        import ray
+
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                       "configure_logging": False}

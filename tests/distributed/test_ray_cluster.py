@@ -45,6 +45,9 @@ def pool():
     started = WorkerPool(workers=2, local_cpus=2, session_options={"autoload": False})
     try:
         started.start()
+        import ray
+
+        assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}   # loopback only
         yield started
     finally:
         started.close()
@@ -151,16 +154,16 @@ def test_remote_run_events_files_and_order_over_websocket(ray_server):
     client.close()
 
 
-def test_bad_input_reaches_the_submitter_naming_workers(ray_server):
+def test_bad_input_reaches_the_submitter_naming_workers(ray_server, pool):
     """A plugin missing on the workers and a model file only the server has fail the run, naming each worker."""
     client = Client(ray_server.url)
     client.send({"type": "submit", "graph": {"format_version": 1, "nodes": {
         "p": {"type": "ServerOnlyProbe", "inputs": {"x": 3}}}}})
     run_id = client.next_of("submitted")["run_id"]
     failed = client.next_of("run_failed", timeout=120, run_id=run_id)
-    assert "w0 (host 127.0.0.1) lacks node type 'probe_plugin.ServerOnlyProbe'" in failed["message"] or \
-        "lacks node type" in failed["message"]
-    assert "w0" in failed["message"] and "w1" in failed["message"] and "install the plugin" in failed["message"]
+    for worker in pool.workers():
+        assert f"{worker.name} (host 127.0.0.1) lacks node type 'tests.distributed.probe_plugin.ServerOnlyProbe'" in failed["message"]
+    assert "install the plugin on every Ray node" in failed["message"]
     graph = json.loads(json.dumps(TXT2IMG))
     graph["nodes"]["checkpoint"]["inputs"]["ckpt_name"] = "server_only.safetensors"
     client.send({"type": "submit", "graph": graph, "overrides": FAST})
