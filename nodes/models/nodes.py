@@ -686,7 +686,10 @@ def api_vae_decode(context: NodeContext, vae: Any, latent: dict, *, tile_size: i
 
 
 def api_encode_text(context: NodeContext, text_encoder: Any, text: str, *, clip_skip: int) -> dict:
-    """nodegraph.api.encode_text: prompt → CONDITIONING {"context": (1, T, D), "y"?: SDXL's vector}."""
+    """nodegraph.api.encode_text: prompt → CONDITIONING {"context": (1, T, D), "y"?: SDXL's / SD3's vector}."""
+    if isinstance(text_encoder, TextEncoder) and text_encoder.family in ("sd3", "t5"):   # all of SD3's encoders
+        with context.service("memory").using(text_encoder.encoder):
+            return text_encoder.encoder.encode(text, clip_skip=clip_skip)
     cond = _encode(context, text_encoder, text, clip_skip)
     out = {"context": cond.context.float().cpu()}        # the contract: float32 on the CPU, any encoder dtype
     if text_encoder.family.startswith("sdxl"):

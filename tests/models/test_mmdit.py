@@ -325,15 +325,16 @@ def test_separate_t5_file_replaces_the_missing_one(session):
     assert result.outputs["save"]["files"]
 
 
-def test_generic_encode_text_on_sd3_points_to_encode_text_sd3(session):
-    """EncodeText with an SD3 text encoder fails naming the input and the right node."""
-    from nodegraph import NodeExecutionError
-
-    graph = _sd3_graph("sd3_tiny.safetensors")
-    graph["nodes"]["pos"] = {"type": "EncodeText", "inputs": {"text_encoder": _link("ckpt", "text_encoder"),
-                                                               "text": "x"}}
-    with pytest.raises(NodeExecutionError, match="EncodeTextSD3"):
-        session.run(graph)
+def test_generic_encode_text_on_sd3_equals_encode_text_sd3(session):
+    """EncodeText on an SD3 text encoder uses all three encoders, exactly as EncodeTextSD3 with its defaults."""
+    graph = {"format_version": 1, "nodes": {
+        "ckpt": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "sd3_tiny.safetensors"}},
+        "generic": {"type": "EncodeText", "inputs": {"text_encoder": _link("ckpt", "text_encoder"), "text": "a cat"}},
+        "sd3": {"type": "EncodeTextSD3", "inputs": {"text_encoder": _link("ckpt", "text_encoder"), "text": "a cat"}}}}
+    outputs = session.run(graph, outputs=["generic", "sd3"]).outputs
+    generic, sd3 = outputs["generic"]["conditioning"], outputs["sd3"]["conditioning"]
+    assert generic.keys() == sd3.keys() == {"context", "y"}
+    assert all(torch.equal(generic[k], sd3[k]) for k in generic)
 
 
 @pytest.fixture(scope="module")
