@@ -30,9 +30,11 @@ def flux_diffusion_model(flux: Any, name: str, tokens: int | None = DEFAULT_TOKE
     from nodes.sampling.denoisers import FlowTimeMap, resolution_shift
     from nodes.sampling.diffusion_model import DiffusionModel
 
+    from .nodes import set_model_patches
+
     shift = 1.0 if tokens is None else resolution_shift(tokens, base_shift=base_shift, max_shift=max_shift)
     return DiffusionModel(net=flux, prediction="flow", time_map=FlowTimeMap(shift=shift, multiplier=1.0),
-                          latent_channels=flux.config.latent_channels, name=name)
+                          latent_channels=flux.config.latent_channels, name=name, patcher=set_model_patches)
 
 
 class LoadFlux(Node):

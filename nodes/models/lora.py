@@ -65,6 +65,7 @@ from torch import nn
 
 from .clip import CLIPTextModel, PromptEncoder
 from .detect import ModelLoadError, describe_file_kind
+from .flux import FluxModel
 from .loading import open_state_dict
 from .unet import Downsample, ResBlock, SpatialTransformer, UNetModel, Upsample
 
@@ -383,7 +384,7 @@ def _aliases(module: nn.Module) -> dict[str, str]:
 
 def _parts_of(model: nn.Module, target: Target | None) -> dict[Target, tuple[str, nn.Module]]:
     """target -> (name prefix inside `model`, the module that target patches)."""
-    if isinstance(model, UNetModel):
+    if isinstance(model, (UNetModel, FluxModel)):   # Flux: kohya names are its original keys (lora_unet_double_...)
         parts: dict[Target, tuple[str, nn.Module]] = {"unet": ("", model)}
     elif isinstance(model, PromptEncoder):
         # SDXL: text_encoder = CLIP-L, text_encoder_2 = bigG (diffusers' and kohya's te1 / te2);
@@ -396,7 +397,8 @@ def _parts_of(model: nn.Module, target: Target | None) -> dict[Target, tuple[str
         parts = {target or "text_encoder": ("", model)}
     else:
         raise TypeError(
-            f"apply_loras patches a UNetModel, a PromptEncoder or a CLIPTextModel, got {type(model).__name__}"
+            f"apply_loras patches a UNetModel, a FluxModel, a PromptEncoder or a CLIPTextModel, got "
+            f"{type(model).__name__}"
         )
     if target is not None:
         if target not in parts:

@@ -394,3 +394,40 @@ def test_load_unet_takes_flux_files_like_load_flux(flux_models, tmp_path):
     graph = _flux_graph()
     graph["nodes"]["flux"] = {"type": "LoadUNet", "inputs": {"unet_name": "flux_tiny.safetensors"}}
     assert torch.equal(session.run(graph).outputs["out"]["value"]["samples"], expected)
+
+
+def test_kohya_flux_lora_patches_through_load_lora(flux_models, tmp_path):
+    """A kohya-format Flux LoRA (lora_unet_double_blocks_... names) applies through LoadLoRA; strength 0 is exact."""
+    from safetensors.torch import save_file
+
+    from nodegraph import Session
+    from nodegraph.model_paths import ModelPaths
+
+    (flux_models / "loras").mkdir(exist_ok=True)
+    model = load_flux(flux_models / "unet" / "flux_tiny.safetensors")
+    generator = torch.Generator().manual_seed(9)
+    state = {}
+    for name in ("double_blocks.0.img_attn.qkv", "double_blocks.0.txt_mlp.0", "single_blocks.0.linear1"):
+        weight = model.get_submodule(name).weight
+        flat = "lora_unet_" + name.replace(".", "_")
+        state |= {f"{flat}.lora_down.weight": torch.randn(4, weight.shape[1], generator=generator),
+                  f"{flat}.lora_up.weight": torch.randn(weight.shape[0], 4, generator=generator),
+                  f"{flat}.alpha": torch.tensor(4.0)}
+    save_file(state, str(flux_models / "loras" / "flux_style.safetensors"))
+    session = Session(model_paths=ModelPaths(roots=[flux_models]), output_dir=tmp_path)
+
+    def run(strength):
+        graph = _flux_graph()
+        graph["nodes"]["lora"] = {"type": "LoadLoRA", "inputs": {
+            "model": _link("flux", "model"), "text_encoder": _link("te", "text_encoder"),
+            "lora_name": "flux_style.safetensors", "strength_model": strength, "strength_text": 0.0}}
+        graph["nodes"]["shift"]["inputs"]["model"] = _link("lora", "model")
+        outputs = session.run(graph, outputs=["out", "lora"]).outputs
+        return outputs["out"]["value"]["samples"], outputs
+
+    plain = session.run(_flux_graph()).outputs["out"]["value"]["samples"]
+    zero, _ = run(0.0)
+    assert torch.equal(zero, plain)
+    patched, outputs = run(0.5)
+    assert (patched - plain).abs().max() > 1e-3
+    assert "patched 3 of 3" in outputs["lora"]["report"]
