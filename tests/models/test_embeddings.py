@@ -134,3 +134,22 @@ def test_an_embedding_is_not_split_across_chunks(encoder):
     assert len(tokens.chunks[0]) == 74 and tokens.chunks[1] == [50000, 50001, 50002]
     single = tokenize_prompt(default_tokenizer(), f"{words} embedding:one", {"one": [50000]})
     assert single.chunks[0][-1] == 50000 and len(single.chunks) == 1
+
+
+@torch.no_grad()
+def test_sdxl_embedding_gives_each_encoder_its_own_vectors():
+    """An SDXL embedding (clip_l + clip_g vectors) puts each encoder's vectors in its own tower, exactly."""
+    from dataclasses import replace
+
+    from nodes.models.clip import CLIP_G
+
+    torch.manual_seed(1)
+    big_g = replace(CLIP_G, width=96, layers=2, heads=2, intermediate=192, projection_dim=96)
+    sdxl = PromptEncoder({"clip_l": CLIPTextModel(TINY_CLIP).eval(), "clip_g": CLIPTextModel(big_g).eval()},
+                         pooled_from="clip_g")
+    embedding = TextualInversion("xl", {"clip_l": _word_vectors(sdxl, "blue cube", "clip_l"),
+                                        "clip_g": _word_vectors(sdxl, "blue cube", "clip_g")})
+    ours = sdxl.encode("a embedding:xl at noon", embeddings={"xl": embedding})
+    words = sdxl.encode("a blue cube at noon")
+    assert ours.context.shape[-1] == 64 + 96
+    assert torch.equal(ours.context, words.context) and torch.equal(ours.pooled, words.pooled)
