@@ -367,8 +367,13 @@ class _JoinedSource:
 
 
 def _build_joined(module_class, config, key_map: dict[str, _JoinedSource], tensors, dtype, device) -> nn.Module:
-    """Build on meta, then fill from several file tensors per parameter (build_module handles one-to-one maps)."""
+    """Build on meta, then fill from several file tensors per parameter (build_module handles one-to-one maps).
+
+    ``dtype`` is what build_module accepts: a torch dtype, None (the file's), or FP8 storage
+    (a float8 dtype or ``precision.WeightStorage``: Linear / Conv weights kept narrow, upcast on use).
+    """
     from .loading import _SkipInitialisation
+    from .precision import narrow_weight_names, split_precision, store_weights, to_float8
 
     with torch.device("meta"), _SkipInitialisation():
         module = module_class(config)
@@ -376,15 +381,21 @@ def _build_joined(module_class, config, key_map: dict[str, _JoinedSource], tenso
     if set(expected) != set(key_map):
         raise ModelLoadError(f"MMDiT key map does not fit the config: {sorted(set(expected) ^ set(key_map))[:3]}",
                              tensors.path)
+    storage, dtype = split_precision(dtype, device)
+    narrow = narrow_weight_names(module) if storage is not None else set()
     loaded = {}
     for name, source in key_map.items():
         tensor = source.how([tensors[k] for k in source.keys])
         if tuple(tensor.shape) != tuple(expected[name].shape):
             raise ModelLoadError(f"transformer tensors for {name} have shape {list(tensor.shape)}, the config needs "
                                  f"{list(expected[name].shape)}; config.json does not match the weights", tensors.path)
-        target = dtype if dtype is not None else tensor.dtype
-        loaded[name] = tensor.to(device=device, dtype=target)
+        if name in narrow:
+            loaded[name] = to_float8(tensor.to(device=device), storage)
+        else:
+            loaded[name] = tensor.to(device=device, dtype=dtype if dtype is not None else tensor.dtype)
     module.load_state_dict(loaded, strict=True, assign=True)
+    if storage is not None:
+        store_weights(module, storage, dtype)
     return module.eval().requires_grad_(False)
 
 

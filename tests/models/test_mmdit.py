@@ -436,3 +436,25 @@ def test_encode_text_sd3_refuses_another_familys_encoders(session):
     graph["nodes"]["pos"]["inputs"]["text_encoder"] = _link("sd1", "text_encoder")
     with pytest.raises(NodeExecutionError, match="text_encoder.*found a sd1 one; use EncodeText"):
         session.run(graph)
+
+
+@pytest.mark.parametrize("layout", ["single_file", "folder"])
+@torch.no_grad()
+def test_fp8_stored_mmdit_stays_close_to_float32(sd3, layout):
+    """Linear / Conv weights stored in float8 and computed in fp32 give exactly the fp32 model with those weights
+    rounded to float8 (the random tiny net amplifies rounding, so closeness to fp32 itself says little)."""
+    from nodes.models.precision import WeightStorage, stored_dtype
+
+    fp8 = WeightStorage(torch.float8_e4m3fn, torch.float32)
+    if layout == "single_file":
+        wide = load_sd3_checkpoint(sd3.single_file, components=("unet",)).unet
+        narrow = load_sd3_checkpoint(sd3.single_file, components=("unet",), dtype=fp8).unet
+    else:
+        wide = load_sd3_diffusers(sd3.folder, components=("unet",)).unet
+        narrow = load_sd3_diffusers(sd3.folder, components=("unet",), dtype=fp8).unet
+    assert stored_dtype(narrow) == torch.float8_e4m3fn
+    for module in wide.modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+            module.weight.copy_(module.weight.to(torch.float8_e4m3fn).float())
+    x, t, context, pooled = _inputs()
+    assert max_relative_error(narrow(x, t, context, pooled), wide(x, t, context, pooled)) <= 1e-6
