@@ -28,6 +28,8 @@ Map
 - ``FluxTextEncoder``: prompt -> ``{"context": T5-XXL states, "y": CLIP-L pooled (unprojected)}``;
   ``load_flux_text_encoder(clip_path, t5_path)``, ``load_clip_l_file(path)``. Nodes: flux_nodes.py.
 - ``FLUX_VAE``: the 16-channel autoencoder's config (``load_vae(..., family="flux")``).
+- ``is_flux_pipeline(folder)`` / ``load_flux_pipeline(folder)``: a diffusers FluxPipeline folder ->
+  (transformer, VAE, FluxTextEncoder).
 
 Block maths (one Modulation = Linear(SiLU(vec)) split into shift / scale / gate):
 - double-stream block: image and text tokens each get their own modulation, LayerNorm, qkv
@@ -741,3 +743,80 @@ def load_flux_text_encoder(clip_path=None, t5_path=None, *, guidance_distilled: 
         t5, tokenizer = load_t5_file(t5_path, dtype=dtype, device=device, allow_pickle=allow_pickle,
                                      max_length=T5_TOKENS[guidance_distilled])
     return FluxTextEncoder(clip, t5, tokenizer)
+
+
+# --- diffusers pipeline folders (FluxPipeline) --------------------------------------------------------
+
+
+def is_flux_pipeline(folder) -> bool:
+    """A diffusers FluxPipeline folder (``model_index.json`` naming it, or ``transformer/`` holding a Flux)."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    for config in (folder / "model_index.json", folder / "transformer" / "config.json"):
+        try:
+            if json.loads(config.read_text()).get("_class_name", "").startswith(("Flux", "FluxTransformer")):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def load_flux_pipeline(folder, *, components: Sequence[str] = ("unet", "vae", "text_encoder"), dtype=None,
+                       device="cpu") -> tuple[FluxModel | None, object | None, FluxTextEncoder | None]:
+    """(transformer, VAE, FluxTextEncoder) of a diffusers FluxPipeline folder: ``transformer/``, ``vae/``
+    (scale / shift from its config.json), ``text_encoder/`` (CLIP-L), ``text_encoder_2/`` (T5, sharded
+    or not) with ``tokenizer_2/spiece.model``. The VAE is never stored in FP8 (computed dtype instead)."""
+    from pathlib import Path
+
+    from .convert import clip_from_hf, from_prefix
+    from .detect import ModelLoadError, detect_text_encoder_config
+    from .loading import _read_json, _weights_in, build_module, load_vae
+    from .precision import split_precision
+    from .t5 import T5EncoderModel, detect_t5_config
+    from .t5_tokenizer import T5Tokenizer, TokenizerModelMissing
+
+    folder = Path(folder)
+    flux = load_flux(folder, dtype=dtype, device=device) if "unet" in components else None
+    vae = text_encoder = None
+    if "vae" in components and (folder / "vae").is_dir():
+        storage, compute = split_precision(dtype, device)
+        vae = load_vae(folder / "vae", family="flux", dtype=compute if storage is not None else dtype, device=device)
+    if "text_encoder" in components:
+        from .clip import CLIP_L, CLIPTextModel
+
+        clip = t5 = tokenizer = None
+        if (folder / "text_encoder").is_dir():
+            tensors = _weights_in(folder / "text_encoder")
+            key_map = clip_from_hf(tensors.shapes)
+            shapes = {k: tuple(tensors.shapes[s.key]) for k, s in key_map.items()}
+            config_json = folder / "text_encoder" / "config.json"
+            settings = _read_json(config_json) if config_json.is_file() else {}
+            config = detect_text_encoder_config(shapes, CLIP_L, heads=settings.get("num_attention_heads"))
+            if settings.get("hidden_act") in ("gelu", "quick_gelu"):
+                config = replace(config, activation=settings["hidden_act"])
+            if settings.get("layer_norm_eps"):
+                config = replace(config, layer_norm_eps=float(settings["layer_norm_eps"]))
+            clip = build_module(CLIPTextModel, config, key_map, tensors, what="CLIP-L text encoder", dtype=dtype,
+                                device=device)
+        if (folder / "text_encoder_2").is_dir():
+            tensors = _weights_in(folder / "text_encoder_2")
+            prefix = next((p for p in ("", "encoder.") if f"{p}shared.weight" in tensors.shapes), "")
+            config = detect_t5_config(tensors.shapes, prefix)
+            key_map = {k: v for k, v in from_prefix(tensors.shapes, prefix).items()
+                       if k != "encoder.embed_tokens.weight"}   # tied to shared.weight
+            t5 = build_module(T5EncoderModel, config, key_map, tensors, what="T5 encoder", dtype=dtype, device=device)
+            transformer_json = folder / "transformer" / "config.json"
+            guidance = flux.config.guidance_embed if flux is not None else (
+                _read_json(transformer_json).get("guidance_embeds", True) if transformer_json.is_file() else True)
+            try:
+                tokenizer = T5Tokenizer(folder / "tokenizer_2" / "spiece.model", max_length=T5_TOKENS[guidance])
+            except TokenizerModelMissing as error:
+                raise ModelLoadError(f"a Flux pipeline's T5 needs tokenizer_2/spiece.model ({error})", folder) from None
+        if clip is None or t5 is None:
+            missing = [n for n, m in (("text_encoder/ (CLIP-L)", clip), ("text_encoder_2/ (T5-XXL)", t5)) if m is None]
+            raise ModelLoadError(f"this Flux pipeline folder has no {' and no '.join(missing)}; load the text "
+                                 f"encoders as files with LoadFluxTextEncoders", folder)
+        text_encoder = FluxTextEncoder(clip, t5, tokenizer)
+    return flux, vae, text_encoder

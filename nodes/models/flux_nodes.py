@@ -6,6 +6,7 @@
     EncodeTextFlux         prompt(s) + distilled guidance → CONDITIONING {"context": T5, "y": CLIP-L pooled, "guidance"}
     FluxGuidance           set the distilled guidance scale on a CONDITIONING
     ModelSamplingFlux      the resolution-dependent shift for the image size being generated
+    (LoadCheckpoint on a diffusers FluxPipeline folder and LoadUNet on a Flux file use the helpers here.)
 
 MODEL is a sampling ``DiffusionModel`` with ``prediction="flow"`` and a ``FlowTimeMap`` whose
 network time is t itself (Flux takes t in [0, 1]). Latents have 16 channels (the Flux VAE).
@@ -25,7 +26,7 @@ DEFAULT_TOKENS = (1024 // 16) ** 2  # packed tokens of a 1024 x 1024 image: the 
 
 
 def flux_diffusion_model(flux: Any, name: str, tokens: int | None = DEFAULT_TOKENS, *, base_shift: float = 0.5,
-                         max_shift: float = 1.15) -> Any:
+                         max_shift: float = 1.15, preview: Any = None) -> Any:
     """Wrap a FluxModel as a rectified-flow DiffusionModel; `tokens` None = no shift (schnell)."""
     from nodes.sampling.denoisers import FlowTimeMap, resolution_shift
     from nodes.sampling.diffusion_model import DiffusionModel
@@ -34,7 +35,8 @@ def flux_diffusion_model(flux: Any, name: str, tokens: int | None = DEFAULT_TOKE
 
     shift = 1.0 if tokens is None else resolution_shift(tokens, base_shift=base_shift, max_shift=max_shift)
     return DiffusionModel(net=flux, prediction="flow", time_map=FlowTimeMap(shift=shift, multiplier=1.0),
-                          latent_channels=flux.config.latent_channels, name=name, patcher=set_model_patches)
+                          latent_channels=flux.config.latent_channels, name=name, patcher=set_model_patches,
+                          preview=preview)
 
 
 class LoadFlux(Node):
@@ -210,3 +212,19 @@ class ModelSamplingFlux(Node):
 
 
 FLUX_NODES = [LoadFlux, LoadFluxTextEncoders, EncodeTextFlux, FluxGuidance, ModelSamplingFlux]
+
+
+def load_flux_pipeline_outputs(node: Node, path: Any, name: str, weight_dtype: str) -> dict:
+    """LoadCheckpoint's outputs for a diffusers FluxPipeline folder: MODEL, TEXT_ENCODER (family flux), VAE."""
+    from .flux import load_flux_pipeline
+
+    memory = node.context.service("memory")
+    flux, vae, encoder = _load_with_retry(node, "ckpt_name", lambda: load_flux_pipeline(
+        path, dtype=_torch_dtype(weight_dtype, memory)))
+    if vae is None:
+        raise NodeInputError("ckpt_name", f"{name} has no vae/ folder; load a Flux VAE with LoadVAE (family flux)")
+    for module, part in ((flux, "transformer"), (vae, "vae"), (encoder, "text encoders")):
+        memory.register(module, f"{name}:{part}")
+    model = flux_diffusion_model(flux, name, DEFAULT_TOKENS if flux.config.guidance_embed else None,
+                                 preview=vae.preview)
+    return {"model": model, "text_encoder": TextEncoder(encoder, "flux"), "vae": vae}

@@ -178,6 +178,12 @@ class LoadCheckpoint(Node):
 
         memory = self.context.service("memory")
         path = resolve_model(self, "checkpoints", "ckpt_name", ckpt_name)
+        from .flux import is_flux_pipeline
+
+        if path.is_dir() and is_flux_pipeline(path):   # a diffusers FluxPipeline folder
+            from .flux_nodes import load_flux_pipeline_outputs
+
+            return load_flux_pipeline_outputs(self, path, ckpt_name, weight_dtype)
         fp8 = weight_dtype.startswith("fp8")   # FP8 blurs a VAE's output: its VAE is loaded wide, below
         ckpt = _load_with_retry(self, "ckpt_name", lambda: load_checkpoint(
             path, dtype=_torch_dtype(weight_dtype, memory), prediction=None if prediction == "auto" else prediction,

@@ -431,3 +431,72 @@ def test_kohya_flux_lora_patches_through_load_lora(flux_models, tmp_path):
     patched, outputs = run(0.5)
     assert (patched - plain).abs().max() > 1e-3
     assert "patched 3 of 3" in outputs["lora"]["report"]
+
+
+@pytest.fixture(scope="module")
+def flux_pipeline(tmp_path_factory):
+    """A diffusers FluxPipeline folder with tiny random parts (transformer, 16-channel VAE, CLIP-L, sharded T5)."""
+    sentencepiece = pytest.importorskip("sentencepiece")
+    transformers = pytest.importorskip("transformers")
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+
+    torch.manual_seed(3)
+    root = tmp_path_factory.mktemp("flux_pipeline")
+    folder = root / "checkpoints" / "flux-tiny"
+    transformer = _jitter(FluxTransformer2DModel(**{**SMALL, "in_channels": 64, "joint_attention_dim": 32,
+                                                    "pooled_projection_dim": 64}, guidance_embeds=True), 4)
+    transformer.save_pretrained(folder / "transformer")
+    vae = AutoencoderKL(block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=16, use_quant_conv=False,
+                        use_post_quant_conv=False, scaling_factor=0.3611, shift_factor=0.1159, layers_per_block=1)
+    vae.save_pretrained(folder / "vae")
+    clip = transformers.CLIPTextModel(transformers.CLIPTextConfig(hidden_size=64, intermediate_size=128,
+                                                                  num_hidden_layers=2, num_attention_heads=2)).eval()
+    clip.save_pretrained(folder / "text_encoder")
+    t5 = transformers.T5EncoderModel(transformers.T5Config(vocab_size=64, d_model=32, d_kv=8, num_heads=4, d_ff=48,
+                                                           num_layers=2, feed_forward_proj="gated-gelu")).eval()
+    t5.save_pretrained(folder / "text_encoder_2", max_shard_size="20KB")
+    (folder / "tokenizer_2").mkdir()
+    text = ["a red circle on a blue background", "a small green square on the left"] * 30
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(text), model_prefix=str(folder / "tokenizer_2" / "spiece"), vocab_size=40,
+        hard_vocab_limit=False, model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    return SimpleNamespace(root=root, folder=folder, transformer=transformer, clip=clip, t5=t5)
+
+
+@torch.no_grad()
+def test_flux_pipeline_folder_loads_with_reference_conditioning(flux_pipeline):
+    """A FluxPipeline folder loads; CLIP-L pooled and T5 states match transformers (pooler_output, last_hidden_state)."""
+    from nodes.models.flux import is_flux_pipeline, load_flux_pipeline
+    from nodes.models.t5_tokenizer import T5Tokenizer
+    from nodes.models.tokenizer import EOS, default_tokenizer, tokenize_prompt
+
+    assert is_flux_pipeline(flux_pipeline.folder)
+    flux, vae, encoder = load_flux_pipeline(flux_pipeline.folder)
+    assert (vae.config.scale_factor, vae.config.shift_factor, vae.config.z_channels) == (0.3611, 0.1159, 16)
+    cond = encoder.encode("a red circle")
+    ids = tokenize_prompt(default_tokenizer(), "a red circle").ids(EOS)
+    assert max_relative_error(cond["y"], flux_pipeline.clip(ids).pooler_output) <= 1e-5
+    t5_ids, _ = T5Tokenizer(flux_pipeline.folder / "tokenizer_2" / "spiece.model", max_length=512)("a red circle")
+    assert max_relative_error(cond["context"], flux_pipeline.t5(t5_ids).last_hidden_state) <= 1e-5
+    latents, t = torch.randn(1, 16, 4, 6), torch.tensor([0.4])
+    expected = _diffusers(flux_pipeline.transformer, latents, cond["context"], cond["y"], t, torch.tensor([3.5]))
+    assert max_relative_error(flux(latents, t, cond["context"], y=cond["y"], guidance=3.5), expected) <= 1e-4
+
+
+def test_load_checkpoint_node_takes_a_flux_pipeline_folder(flux_pipeline, tmp_path):
+    """LoadCheckpoint on a FluxPipeline folder gives MODEL, TEXT_ENCODER and VAE that sample and decode."""
+    from nodegraph import Session
+    from nodegraph.model_paths import ModelPaths
+
+    session = Session(model_paths=ModelPaths(roots=[flux_pipeline.root]), output_dir=tmp_path)
+    graph = _flux_graph()
+    nodes = graph["nodes"]
+    nodes["flux"] = {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "flux-tiny"}}
+    del nodes["te"]
+    nodes["pos"]["inputs"]["text_encoder"] = nodes["neg"]["inputs"]["text_encoder"] = _link("flux", "text_encoder")
+    nodes["decode"] = {"type": "VAEDecode", "inputs": {"vae": _link("flux", "vae"), "latent": _link("k", "latent")}}
+    nodes["out"] = {"type": "ShowValue", "inputs": {"value": _link("decode", "image")}}
+    image = session.run(graph).outputs["out"]["value"]
+    assert image.shape == (1, 16, 16, 3) and torch.isfinite(image).all()   # the tiny VAE scales by 2
