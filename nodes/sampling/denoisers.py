@@ -280,10 +280,9 @@ class FlowTimeMap:
     schedules SD3 and Flux use. The VE view cannot hold t = 1 (sigma = inf): ``sigma_max``
     is sigma at ``t_max`` = 1 - 1e-4, and t >= t_max is read as t = 1 by both time maps,
     so schedules start at s = 1 and the net sees t = 1 exactly as in the reference; the
-    latent there is 0.9999 eps + 1e-4 x0 instead of eps.
+    latent there is 0.9999 eps + 1e-4 x0 instead of eps. ``sigmas`` is the 1000-entry training
+    table (s = k/1000), for the table-based spacings.
     """
-
-    sigmas = None
 
     def __init__(self, shift: float = 3.0, multiplier: float = 1000.0, s_min: float | None = None,
                  t_max: float = 1 - 1e-4):
@@ -297,6 +296,10 @@ class FlowTimeMap:
         self.sigma_max = t_max / (1 - t_max)
         t_min = flow_shift(self.s_min, self.shift)
         self.sigma_min = t_min / (1 - t_min)
+        # The training table (s = k/1000, k = 1..1000, shifted; ascending), so the table-based spacings
+        # (`simple`, `ddim_uniform`, `discrete`) work as for discrete models (ComfyUI's "simple" on SD3 / Flux).
+        steps = torch.arange(1, 1001, dtype=torch.float64) / 1000
+        self.sigmas = self.t_to_sigma(steps * self.multiplier).to(torch.float32)
 
     def _flow_time(self, sigma: torch.Tensor) -> torch.Tensor:
         t = sigma / (1 + sigma)

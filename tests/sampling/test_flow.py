@@ -150,3 +150,16 @@ def test_stochastic_samplers_reproduce_the_data_distribution_on_a_flow_model(nam
     # 50,000 samples: SE of the mean 0.0022 (tolerance 0.012), of the relative variance 0.6 %
     assert abs(float(samples.mean()) - DATA.mean) < 0.012
     assert abs(float(samples.var()) / DATA.std**2 - 1) < tolerance
+
+
+def test_table_spacings_work_on_flow_models():
+    """`simple` takes evenly strided entries of the shifted 1000-step table: s = 1, 1 - 1/N, ... (ComfyUI's flow
+    'simple'); `ddim_uniform` works too, and every schedule decreases strictly to 0."""
+    denoiser = _flow_denoiser(3.0)
+    sigmas = get_sigmas("simple", denoiser, 8).double()
+    s = torch.arange(8, 0, -1, dtype=torch.float64) / 8
+    expected_t = flow_shift(s, 3.0).clamp(max=1 - 1e-4)
+    assert torch.allclose(sigmas[:-1] / (1 + sigmas[:-1]), expected_t, atol=1e-6)
+    for name in ("simple", "ddim_uniform", "normal", "sgm_uniform", "karras", "exponential"):
+        schedule = get_sigmas(name, denoiser, 12)
+        assert bool((schedule[1:] < schedule[:-1]).all()) and float(schedule[-1]) == 0.0, name
