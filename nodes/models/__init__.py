@@ -23,6 +23,13 @@ Map
                    resolution shift, diffusers key map, loading; T5 + CLIP-L ``FluxTextEncoder``; ``FLUX_VAE``
 - ``precision.py`` weights stored in FP8, computed in bf16 / fp16 / fp32 per layer (upcast on use)
 - ``embeddings.py`` textual-inversion files (A1111, SDXL, diffusers) for ``embedding:name`` in prompts
+- ``mmdit.py``     SD3 / SD3.5 MMDiT (joint attention, adaLN, q/k RMS norm, dual attention), diffusers key
+                   map, detection from shapes
+- ``sd3.py``       SD3 detection and loading (single file, diffusers folder, separate CLIP / T5 files),
+                   ``SD3TextEncoder`` (CLIP-L + CLIP-G + T5, each optional), ``SD3_VAE`` lives in vae.py
+- ``t5.py``        T5 v1.1 encoder (T5-XXL: relative position bias, gated GELU, RMS norm)
+- ``t5_tokenizer.py`` T5's SentencePiece tokenizer from the checkpoint's ``spiece.model``
+- ``sd3_nodes.py`` LoadSD3TextEncoders, ModelSamplingSD3 (EncodeTextSD3 is in nodes.py)
 - ``flux_nodes.py`` the Flux node adapters (LoadFlux, LoadFluxTextEncoders, EncodeTextFlux, FluxGuidance,
                    ModelSamplingFlux), registered by nodes.py
 - ``nodes.py``     the node adapters (LoadCheckpoint, LoadLoRA, EncodeText, VAEEncode/Decode,

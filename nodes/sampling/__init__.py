@@ -10,8 +10,8 @@ errors.py              ``SamplingError(ValueError)``: the one error type; names 
                        the rule, what was found and the fix.
 denoisers.py           The denoiser contract ``denoiser(x, sigma, **cond) -> denoised`` and the
                        adapters that wrap raw eps / v / x0 / EDM / flow networks
-                       (``ModelDenoiser``) with discrete (``DiscreteTimeMap``) or continuous
-                       (``ContinuousTimeMap``) time.
+                       (``ModelDenoiser``) with discrete (``DiscreteTimeMap``), continuous
+                       (``ContinuousTimeMap``) or shifted rectified-flow (``FlowTimeMap``) time.
 schedules.py           Training betas (linear, scaled-linear, cosine) and sampling sigmas
                        (karras, exponential, normal, simple, sgm_uniform, ddim_uniform, beta,
                        discrete); registry ``SCHEDULES`` / ``register_schedule`` / ``get_sigmas``;
