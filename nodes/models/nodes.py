@@ -326,6 +326,10 @@ class LoadLoRA(Node):
 
         from .lora import load_lora
 
+        if getattr(model, "patcher", None) is None or getattr(text_encoder, "family", None) in ("sd3", "t5"):
+            raise NodeInputError("model", f"LoRAs apply to SD 1.x / 2.x / XL models; {getattr(model, 'name', '?')} "
+                                          f"is a {getattr(model, 'prediction', '?')}-prediction model without LoRA "
+                                          f"support yet (SD3 / Flux LoRAs are not implemented)")
         path = resolve_model(self, "loras", "lora_name", lora_name)
         with _load_errors("lora_name"):
             lora = load_lora(path, allow_pickle=allow_pickle_files(self))

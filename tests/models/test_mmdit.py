@@ -484,3 +484,19 @@ def test_flow_sampling_of_the_tiny_sd3_matches_a_diffusers_flow_match_euler_loop
     sigmas = get_sigmas("normal", denoiser, 10)
     ours = SAMPLERS["euler"](denoiser, noise * sigmas[0], sigmas, extra_args={"context": context, "y": pooled})
     assert max_relative_error(ours, latents) <= 1e-3  # measured 1.7e-4
+
+
+def test_lora_on_sd3_is_refused_not_silently_ignored(session, sd3_models):
+    """LoadLoRA on an SD3 model fails naming the model input (rather than applying nothing)."""
+    from nodegraph import NodeExecutionError
+
+    (sd3_models / "loras").mkdir(exist_ok=True)
+    save_file({"lora_unet_joint_blocks_0_x_block_attn_qkv.lora_down.weight": torch.zeros(4, 128)},
+              sd3_models / "loras" / "sd3_lora.safetensors")
+    graph = _sd3_graph("sd3_tiny.safetensors")
+    graph["nodes"]["lora"] = {"type": "LoadLoRA", "inputs": {"model": _link("ckpt", "model"),
+                                                             "text_encoder": _link("ckpt", "text_encoder"),
+                                                             "lora_name": "sd3_lora.safetensors"}}
+    graph["nodes"]["k"]["inputs"]["model"] = _link("lora", "model")
+    with pytest.raises(NodeExecutionError, match="model.*without LoRA support yet"):
+        session.run(graph)
