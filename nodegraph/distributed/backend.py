@@ -111,9 +111,20 @@ class RayBackend:
                     self.pool.refresh()
                 except Exception:  # noqa: BLE001 — e.g. the cluster went away; runs wait
                     log.exception("could not refresh the Ray workers")
+            slots = self.pool.total_slots
+            if slots == 0:      # every worker is restarting, or the cluster went away: runs wait
+                self._set_state(server, "down", "no Ray worker answers (restarting, or the cluster is down); "
+                                                "queued runs wait")
+                server._wake_event.wait(timeout=self.reconnect_seconds)
+                server._wake_event.clear()
+                last_refresh = 0.0
+                continue
+            if self.state != "up":
+                names = ", ".join(w.label for w in self.pool.workers() if w.alive)
+                self._set_state(server, "up", f"{slots} Ray worker slot(s): {names}")
             with self._lock:
                 busy = len(self._active)
-            if busy >= max(1, self.pool.total_slots):
+            if busy >= slots:
                 server._wake_event.wait(timeout=self.refresh_seconds)
                 server._wake_event.clear()
                 continue

@@ -322,7 +322,7 @@ class WorkerPool:
 
         with self._cond:
             count = len(self._handles)
-            idle = [w.name for w in self._info.values() if w.in_flight == 0]
+            idle = [w.name for w in sorted(self._info.values(), key=lambda w: w.alive) if w.in_flight == 0]
         for _ in range(max(0, target - count)):
             self._spawn()
         for name in idle[:max(0, count - target)]:
@@ -333,8 +333,9 @@ class WorkerPool:
             if handle is not None:
                 ray.kill(handle, no_restart=True)
 
-    def close(self) -> None:
-        """Stop every worker (and the local cluster this pool started); safe to call twice."""
+    def close(self, shutdown: bool = True) -> None:
+        """Stop every worker and disconnect from Ray (`shutdown=False`: stay connected, e.g. for
+        another pool in this process); a local cluster this pool started stops too. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
@@ -352,7 +353,7 @@ class WorkerPool:
                 ray.kill(handle, no_restart=True)
             except Exception:  # noqa: BLE001
                 pass
-        if ray.is_initialized():
+        if shutdown and ray.is_initialized():
             ray.shutdown()
         self.connected = False
 

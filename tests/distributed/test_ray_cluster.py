@@ -100,6 +100,14 @@ def ray_server(tmp_path, pool):
     running.stop()
 
 
+def expect(client: Client, kind: str, timeout: float = 120, **match) -> dict:
+    """The first message of `kind` (matching `match`) received so far or arriving within `timeout`."""
+    for message in client.received:
+        if message.get("type") == kind and all(message.get(k) == v for k, v in match.items()):
+            return message
+    return client.next_of(kind, timeout=timeout, **match)
+
+
 def pixels(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
@@ -173,6 +181,24 @@ def test_bad_input_reaches_the_submitter_naming_workers(ray_server, pool):
     client.send({"type": "get_outputs", "run_id": run_id})
     outputs = client.next_of("outputs")
     assert outputs["status"] == "failed" and outputs["error"]["code"] == "no_capable_worker"
+    client.close()
+
+
+def test_interrupting_a_remote_run_among_several(ray_server, pool):
+    """With two runs on two workers, interrupting one stops it on its worker; the other finishes."""
+    client = Client(ray_server.url)
+    client.send({"type": "submit", "graph": wait_graph(60.0, value=1)})
+    long_id = client.next_of("submitted")["run_id"]
+    client.send({"type": "submit", "graph": wait_graph(1.0, value=2)})
+    short_id = client.next_of("submitted")["run_id"]
+    expect(client, "node_progress", run_id=long_id)
+    client.send({"type": "interrupt", "run_id": long_id})
+    expect(client, "interrupting", timeout=30)
+    stopped = expect(client, "run_interrupted", timeout=60, run_id=long_id)
+    assert stopped["node_id"] == "w"
+    expect(client, "run_finished", run_id=short_id)
+    assert ray_server.server.queue.get(long_id).status == "interrupted"
+    assert ray_server.server.queue.get(short_id).status == "succeeded"
     client.close()
 
 
