@@ -444,8 +444,8 @@ class ServerProtocol:
                       f"cannot {verb} run {run_id!r}: it is {record.status}{hint}", request_id, status=record.status)
 
     def _on_interrupt(self, client: ClientState, message: Interrupt) -> list[Outgoing]:
-        running = self.queue.running()
-        if running is None or running.id != message.run_id or not self._sees(client, running):
+        running = self.queue.get(message.run_id)      # by id: with Ray workers several runs are running
+        if running is None or running.status != "running" or not self._sees(client, running):
             return [self._not_queued(client, message.run_id, message.request_id, "interrupt")]
         if not self.interrupt_run(message.run_id):
             return [_error(client.client_id, "invalid_state", "the run is finishing", message.request_id)]
