@@ -66,6 +66,8 @@ from torch import nn
 from .clip import CLIPTextModel, PromptEncoder
 from .detect import ModelLoadError, describe_file_kind
 from .flux import FluxModel
+from .mmdit import MMDiT
+from .sd3 import SD3TextEncoder
 from .loading import open_state_dict
 from .unet import Downsample, ResBlock, SpatialTransformer, UNetModel, Upsample
 
@@ -384,7 +386,7 @@ def _aliases(module: nn.Module) -> dict[str, str]:
 
 def _parts_of(model: nn.Module, target: Target | None) -> dict[Target, tuple[str, nn.Module]]:
     """target -> (name prefix inside `model`, the module that target patches)."""
-    if isinstance(model, (UNetModel, FluxModel)):   # Flux: kohya names are its original keys (lora_unet_double_...)
+    if isinstance(model, (UNetModel, FluxModel, MMDiT)):   # Flux / SD3: kohya names are their original keys
         parts: dict[Target, tuple[str, nn.Module]] = {"unet": ("", model)}
     elif isinstance(model, PromptEncoder):
         # SDXL: text_encoder = CLIP-L, text_encoder_2 = bigG (diffusers' and kohya's te1 / te2);
@@ -395,9 +397,14 @@ def _parts_of(model: nn.Module, target: Target | None) -> dict[Target, tuple[str
         }
     elif isinstance(model, CLIPTextModel):
         parts = {target or "text_encoder": ("", model)}
+    elif isinstance(model, SD3TextEncoder):  # CLIP-L = text_encoder, CLIP-G = text_encoder_2 (T5: none)
+        parts = {role: (f"{name}.encoders.{name}.", getattr(model, name).encoders[name])
+                 for role, name in (("text_encoder", "clip_l"), ("text_encoder_2", "clip_g"))
+                 if getattr(model, name) is not None}
     else:
         raise TypeError(
-            f"apply_loras patches a UNetModel, a FluxModel, a PromptEncoder or a CLIPTextModel, got "
+            f"apply_loras patches a UNetModel, a FluxModel, an MMDiT, a PromptEncoder, an SD3TextEncoder or a "
+            f"CLIPTextModel, got "
             f"{type(model).__name__}"
         )
     if target is not None:

@@ -149,7 +149,8 @@ def sd3_diffusion_model(mmdit: Any, name: str, preview: Any = None, shift: float
     from .sd3 import SD3_SHIFT
 
     return DiffusionModel(net=mmdit, prediction="flow", time_map=FlowTimeMap(shift=shift or SD3_SHIFT),
-                          latent_channels=mmdit.config.out_channels, preview=preview, name=name)
+                          latent_channels=mmdit.config.out_channels, preview=preview, name=name,
+                          patcher=set_model_patches)
 
 
 def set_model_patches(unet: Any, patches: list) -> Any:
@@ -326,10 +327,9 @@ class LoadLoRA(Node):
 
         from .lora import load_lora
 
-        if getattr(model, "patcher", None) is None or getattr(text_encoder, "family", None) in ("sd3", "t5"):
-            raise NodeInputError("model", f"LoRAs apply to SD 1.x / 2.x / XL models; {getattr(model, 'name', '?')} "
-                                          f"is a {getattr(model, 'prediction', '?')}-prediction model without LoRA "
-                                          f"support yet (SD3 / Flux LoRAs are not implemented)")
+        if getattr(model, "patcher", None) is None:
+            raise NodeInputError("model", f"{getattr(model, 'name', '?')} takes no weight patches (its MODEL has no "
+                                          f"patcher), so a LoRA cannot be applied to it")
         path = resolve_model(self, "loras", "lora_name", lora_name)
         with _load_errors("lora_name"):
             lora = load_lora(path, allow_pickle=allow_pickle_files(self))
@@ -469,6 +469,7 @@ class EncodeTextSD3(Node):
         use = [n for n, on in (("clip_l", use_clip_l), ("clip_g", use_clip_g), ("t5xxl", use_t5)) if on]
         memory = self.context.service("memory")
         with memory.using(text_encoder.encoder):
+            set_loras(text_encoder.encoder, list(text_encoder.loras))   # exactly this variant's LoRAs (none: base)
             if t5 is None:
                 return {"conditioning": text_encoder.encoder.encode(text, use=use)}
             with memory.using(t5.encoder):
@@ -699,6 +700,7 @@ def api_encode_text(context: NodeContext, text_encoder: Any, text: str, *, clip_
     """nodegraph.api.encode_text: prompt → CONDITIONING {"context": (1, T, D), "y"?: SDXL's / SD3's vector}."""
     if isinstance(text_encoder, TextEncoder) and text_encoder.family in ("sd3", "t5"):   # all of SD3's encoders
         with context.service("memory").using(text_encoder.encoder):
+            set_loras(text_encoder.encoder, list(text_encoder.loras))
             return text_encoder.encoder.encode(text, clip_skip=clip_skip)
     cond = _encode(context, text_encoder, text, clip_skip)
     out = {"context": cond.context.float().cpu()}        # the contract: float32 on the CPU, any encoder dtype

@@ -486,17 +486,45 @@ def test_flow_sampling_of_the_tiny_sd3_matches_a_diffusers_flow_match_euler_loop
     assert max_relative_error(ours, latents) <= 1e-3  # measured 1.7e-4
 
 
-def test_lora_on_sd3_is_refused_not_silently_ignored(session, sd3_models):
-    """LoadLoRA on an SD3 model fails naming the model input (rather than applying nothing)."""
-    from nodegraph import NodeExecutionError
-
+def test_kohya_sd3_lora_patches_through_load_lora(session, sd3_models):
+    """A kohya-format SD3 LoRA (lora_unet_joint_blocks_... = original key names, lora_te1_ for CLIP-L) applies
+    through LoadLoRA to the MMDiT and the CLIP-L; strength 0 is exact."""
+    model = load_sd3_checkpoint(sd3_models / "checkpoints" / "sd3_tiny.safetensors", components=("unet",)).unet
+    generator = torch.Generator().manual_seed(9)
+    state = {}
+    for name in ("joint_blocks.0.x_block.attn.qkv", "joint_blocks.1.context_block.mlp.fc1", "final_layer.linear"):
+        weight = model.get_submodule(name).weight
+        flat = "lora_unet_" + name.replace(".", "_")
+        state |= {f"{flat}.lora_down.weight": torch.randn(4, weight.shape[1], generator=generator),
+                  f"{flat}.lora_up.weight": torch.randn(weight.shape[0], 4, generator=generator),
+                  f"{flat}.alpha": torch.tensor(4.0)}
+    state |= {"lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": torch.randn(2, 64, generator=generator),
+              "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_up.weight": torch.randn(64, 2, generator=generator)}
     (sd3_models / "loras").mkdir(exist_ok=True)
-    save_file({"lora_unet_joint_blocks_0_x_block_attn_qkv.lora_down.weight": torch.zeros(4, 128)},
-              sd3_models / "loras" / "sd3_lora.safetensors")
-    graph = _sd3_graph("sd3_tiny.safetensors")
-    graph["nodes"]["lora"] = {"type": "LoadLoRA", "inputs": {"model": _link("ckpt", "model"),
-                                                             "text_encoder": _link("ckpt", "text_encoder"),
-                                                             "lora_name": "sd3_lora.safetensors"}}
-    graph["nodes"]["k"]["inputs"]["model"] = _link("lora", "model")
-    with pytest.raises(NodeExecutionError, match="model.*without LoRA support yet"):
-        session.run(graph)
+    save_file(state, sd3_models / "loras" / "sd3_style.safetensors")
+
+    def run(strength_model, strength_text):
+        graph = _sd3_graph("sd3_tiny.safetensors")
+        graph["nodes"]["lora"] = {"type": "LoadLoRA", "inputs": {
+            "model": _link("ckpt", "model"), "text_encoder": _link("ckpt", "text_encoder"),
+            "lora_name": "sd3_style.safetensors", "strength_model": strength_model, "strength_text": strength_text}}
+        graph["nodes"]["k"]["inputs"]["model"] = _link("lora", "model")
+        for node in ("pos", "neg"):
+            graph["nodes"][node]["inputs"]["text_encoder"] = _link("lora", "text_encoder")
+        graph["nodes"].pop("save")
+        outputs = session.run(graph, outputs=["k", "lora", "pos"]).outputs
+        return outputs
+
+    plain = session.run({**_sd3_graph("sd3_tiny.safetensors")}, outputs=["k", "pos"]).outputs
+    zero = run(0.0, 0.0)
+    assert torch.equal(zero["k"]["latent"]["samples"], plain["k"]["latent"]["samples"])
+    patched = run(0.5, 0.0)
+    assert (patched["k"]["latent"]["samples"] - plain["k"]["latent"]["samples"]).abs().max() > 1e-3
+    assert "patched 3 of 3" in patched["lora"]["report"]
+    text = run(0.0, 1.0)
+    assert not torch.equal(text["pos"]["conditioning"]["context"], plain["pos"]["conditioning"]["context"])
+    later = _sd3_graph("sd3_tiny.safetensors")  # the base encoder again, on a prompt not encoded before
+    later["nodes"]["pos"]["inputs"]["text"] = "a dog"
+    again = session.run(later, outputs=["pos"]).outputs["pos"]["conditioning"]["context"]
+    fresh = load_sd3_checkpoint(sd3_models / "checkpoints" / "sd3_tiny.safetensors", components=("text_encoder",))
+    assert torch.equal(again, fresh.text_encoder.encode("a dog")["context"])  # the LoRA did not leak
