@@ -142,17 +142,18 @@ class SessionWorker:
         yield ("outcome", holder["outcome"])
 
     def _run(self, request: dict[str, Any], emit) -> dict[str, Any]:
-        from ..errors import GraphValidationError, NodeExecutionError, RunInterrupted
-        from ..results import collect_files, jsonable
-
         run_id = request["run_id"]
         folder = self.scratch / run_id
         input_dir, output_dir = folder / "input", folder / "output"
         input_dir.mkdir(parents=True, exist_ok=True)
         output_dir.mkdir(parents=True, exist_ok=True)
         try:
+            from ..paths import confine
+
             for name, data in (request.get("inputs") or {}).items():
-                (input_dir / name).write_bytes(data)
+                target = confine(input_dir, name, what="input file name", subfolders=True)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
             return self._run_in(request, emit, input_dir, output_dir)
         finally:
             shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,36 @@
+"""`nodegraph run --ray --sweep`: a batch on a local Ray cluster started by the command (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_cli_sweep_on_ray_one_folder_index_and_both_workers(tmp_path):
+    """Four seeds on two Ray workers: four distinct images in one folder, index.json naming the workers."""
+    out = tmp_path / "sweep"
+    done = subprocess.run([sys.executable, "-m", "nodegraph.cli", "run", str(ROOT / "graphs" / "txt2img.json"),
+                           "--ray", "--workers", "2", "--sweep", "seed=0..3", "--set", "sampler.steps=2",
+                           "--output-dir", str(out), "--no-progress"],
+                          capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "4/4 variant(s) succeeded on Ray workers" in done.stdout
+    index = json.loads((out / "index.json").read_text())
+    assert [i["overrides"]["sampler.seed"] for i in index["items"]] == [0, 1, 2, 3]
+    names = [f["name"] for item in index["items"] for f in item["files"]]
+    assert len(set(names)) == 4 and all((out / n).is_file() for n in names)
+    assert len({(out / n).read_bytes() for n in names}) == 4          # different seeds, different images
+    assert {i["worker"] for i in index["items"]} == {"w0", "w1"}          # two runs at once: both workers
+
+
+def test_cli_unreachable_cluster_exits_2_naming_the_address(tmp_path):
+    """`--ray HOST:PORT` that nothing answers: exit code 2 and a message naming the address and the fix."""
+    done = subprocess.run([sys.executable, "-m", "nodegraph.cli", "run", str(ROOT / "graphs" / "txt2img.json"),
+                           "--ray", "127.0.0.1:1", "--sweep", "seed=0..1", "--output-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "cannot reach the Ray cluster at '127.0.0.1:1'" in done.stderr and "ray start --head" in done.stderr
