@@ -264,6 +264,12 @@ def describe_file_kind(keys: Iterable[str]) -> str:
         return "a Flux transformer (original layout)"
     if has(r"^single_transformer_blocks\.0\.") and has(r"^x_embedder\."):
         return "a Flux transformer (diffusers layout)"
+    if has(r"^(model\.diffusion_model\.)?joint_blocks\.0\.x_block\.attn\.qkv\.weight$"):
+        return "an SD3 / SD3.5 MMDiT (original layout)"
+    if has(r"^transformer_blocks\.0\.attn\.add_q_proj\.") and has(r"^pos_embed\.proj\."):
+        return "an SD3 / SD3.5 transformer (diffusers layout)"
+    if has(r"^(encoder\.)?block\.0\.layer\.0\.SelfAttention\.") or has(r"^text_encoders\.t5xxl\."):
+        return "a T5 text encoder"
     if has(r"lora_(unet|te\d?)_|\.lora_(down|up|A|B)\.|\.lora\.(down|up)\."):
         return "a LoRA"
     if has(r"^control_model\.|input_hint_block\.|^controlnet_cond_embedding\."):

@@ -528,3 +528,14 @@ def test_kohya_sd3_lora_patches_through_load_lora(session, sd3_models):
     again = session.run(later, outputs=["pos"]).outputs["pos"]["conditioning"]["context"]
     fresh = load_sd3_checkpoint(sd3_models / "checkpoints" / "sd3_tiny.safetensors", components=("text_encoder",))
     assert torch.equal(again, fresh.text_encoder.encode("a dog")["context"])  # the LoRA did not leak
+
+
+def test_an_mmdit_given_where_a_vae_is_expected_is_named(tmp_path):
+    """load_vae on a bare SD3 transformer file says it found an SD3 MMDiT, not an unknown architecture."""
+    from nodes.models.loading import load_vae
+
+    path = tmp_path / "sd3_transformer_only.safetensors"
+    save_file(MMDiT(OURS).state_dict(), path)
+    with pytest.raises(ModelLoadError, match="sd3_transformer_only.safetensors: expected a VAE, found an SD3 / SD3.5 "
+                                             "MMDiT"):
+        load_vae(path)
