@@ -190,3 +190,14 @@ def test_server_keeps_serving_while_the_cluster_is_down(tmp_path):
         asyncio.run_coroutine_threadsafe(server.close(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+
+
+def test_help_validate_and_serve_flags_import_neither_ray_nor_torch():
+    """The Ray flags cost nothing until used: `--help`, `validate` and the serve parser import no Ray or torch."""
+    code = ("import sys\nfrom nodegraph.cli import main\nfrom nodegraph.server import build_parser\n"
+            f"main(['validate', {str(ROOT / 'graphs' / 'arithmetic.json')!r}])\nbuild_parser()\n"
+            "try:\n    main(['run', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', 'ray' in sys.modules, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "LOADED False False" in done.stdout and "--sweep" in done.stdout and "--ray" in done.stdout
