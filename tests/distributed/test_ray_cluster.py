@@ -251,3 +251,32 @@ def test_a_hundred_queued_runs_all_finish(ray_server, pool):
     assert [r.result["outputs"]["s"]["value"] for r in records] == list(range(100))
     assert {r.result["worker"] for r in records} == {w.name for w in pool.workers()}
     client.close()
+
+
+def test_retry_never_reports_the_lost_run_interrupted(pool, tmp_path):
+    """With retry="never", a run whose worker is killed ends interrupted, naming the worker; nothing retried."""
+    import ray
+
+    session = Session(output_dir=tmp_path / "out")
+    pool.retry = "never"
+    result: list = []
+    try:
+        thread = threading.Thread(target=lambda: result.extend(session.map(wait_graph(4.0), [{}], pool=pool)))
+        thread.start()
+        deadline = time.monotonic() + 120
+        while not pool._running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (run_id, victim), = pool._running.items()
+        os.kill(ray.get(pool._handles[victim].describe.remote(), timeout=60)["pid"], signal.SIGKILL)
+        thread.join(180)
+    finally:
+        pool.retry = "once"
+    item, = result
+    assert item.status == "interrupted" and item.worker == victim
+    assert f"worker {victim} (host 127.0.0.1) died while running this run" in item.error["message"]
+    assert "the retry policy is 'never'" in item.error["message"]
+    deadline = time.monotonic() + 120
+    while not all(w.alive for w in pool.workers()) and time.monotonic() < deadline:
+        pool.refresh()
+        time.sleep(0.5)
+    assert all(w.alive for w in pool.workers())
