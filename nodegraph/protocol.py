@@ -421,10 +421,11 @@ class ServerProtocol:
             self.queue_changed(record.id, "queued", user_name)
 
     def _on_queue_status(self, client: ClientState, message: QueueStatus) -> list[Outgoing]:
-        running = self.queue.running()
+        running = [r for r in self.queue.running_runs() if self._sees(client, r)]
         mine = None if client.user is None or client.user.is_admin else client.user.name
         return self._reply(client, message, {
-            "type": "queue", "running": running.summary() if running and self._sees(client, running) else None,
+            "type": "queue", "running": running[-1].summary() if running else None,
+            "running_all": [r.summary() for r in running],
             "pending": [r.summary() for r in self.queue.pending(user=mine)],
             "pending_total": self.queue.pending_count()})
 

@@ -311,6 +311,12 @@ class RunQueue:
         row = self._one("SELECT * FROM runs WHERE status = 'running' ORDER BY started_at DESC LIMIT 1")
         return self._records([row])[0] if row else None
 
+    def running_runs(self) -> list[RunRecord]:
+        """Every running run, oldest first (several at once on a Ray cluster)."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM runs WHERE status = 'running' ORDER BY started_at").fetchall()
+        return [r for r in self._records(rows) if r.status == "running"]
+
     def history(self, offset: int = 0, limit: int = 50, user: str | None = None) -> tuple[list[RunRecord], int]:
         """Finished runs, newest first (only `user`'s when given), and how many there are in all."""
         with self._lock:
