@@ -27,6 +27,9 @@ Printed per configuration: accuracy of background, colour, shape, size, position
 five" against the prompt, the fraction of images whose object has the classifier's target
 colour (→target; for the others, the rate at which that colour appears anyway), seconds
 per sampler step for the whole batch and per image, and images evaluated per image and step.
+Then, because a shared machine's load changes between configurations, the cost of one
+guided step measured fairly: every configuration's guided denoiser called in turn (batch
+8, one sigma) for --timing-rounds rounds, median per image, relative to CFG.
 Runs in about 15 minutes on 2 CPU cores at the defaults (all configurations).
 """
 
@@ -168,6 +171,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--timing-rounds", type=int, default=8)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -177,7 +181,7 @@ def main() -> None:
           f"batch {args.batch}, {args.threads} threads; CFG {args.cfg}, PAG {args.pag_scale} on {args.pag_blocks}, "
           f"SAG {args.sag_scale}, "
           f"classifier {args.classifier_scale}")
-    header = (f"{'configuration':<16}" + "".join(f"{name:>11}" for name in world_detector.ATTRIBUTES)
+    header = (f"{'configuration':<22}" + "".join(f"{name:>11}" for name in world_detector.ATTRIBUTES)
               + f"{'all five':>10}{'→target':>9}{'s/step':>9}{'ms/img/step':>13}{'evals/img':>11}")
     print(header)
     for config in args.configs.split(","):
@@ -188,9 +192,40 @@ def main() -> None:
                                                                                         scene_list)
         hits = sum(bool(d.objects) and d.objects[0].colour == t for d, t in zip(detections, targets)) / len(targets)
         per_image_ms = 1000 * step_seconds / min(args.batch, len(texts))
-        print(f"{config:<16}" + "".join(f"{100 * scores[name]:>10.1f}%" for name in world_detector.ATTRIBUTES)
+        print(f"{config:<22}" + "".join(f"{100 * scores[name]:>10.1f}%" for name in world_detector.ATTRIBUTES)
               + f"{100 * scores['all']:>9.1f}%{100 * hits:>8.1f}%{step_seconds:>9.2f}{per_image_ms:>13.1f}{evaluations:>11.1f}",
               flush=True)
+    interleaved_timing(ckpt, [c.strip() for c in args.configs.split(",")], scene_list, args)
+
+
+def interleaved_timing(ckpt, configs: list[str], scene_list: list, args) -> None:
+    """Median time of one guided call per configuration, the configurations called in turn (batch 8)."""
+    model = diffusion_model(ckpt.unet, "tiny_world")
+    model.apply_patches()
+    denoiser = model.denoiser()
+    texts = [world.caption(scene) for scene in scene_list[:8]]
+    with torch.no_grad():
+        positive, negative = ckpt.text_encoder.encode(texts).context, ckpt.text_encoder.encode("").context
+    guiders = {}
+    for config in configs:
+        scale, guidance = guidance_for(config, args, scene_list[:8], ckpt.vae)
+        guiders[config] = CFGGuider(denoiser, {"context": positive}, {"context": negative}, scale=scale,
+                                    guidance=guidance).for_run()
+    x = seeded_noise((len(texts), ckpt.vae.config.z_channels, 16, 16), 1) * 3.0
+    sigma = torch.full((len(texts),), 3.0)
+    times: dict[str, list[float]] = {config: [] for config in configs}
+    with torch.no_grad():
+        for _ in range(args.timing_rounds):
+            for config, guider in guiders.items():
+                began = time.perf_counter()
+                guider(x, sigma)
+                times[config].append(time.perf_counter() - began)
+    medians = {config: sorted(values)[len(values) // 2] / len(texts) for config, values in times.items()}
+    reference = medians.get("cfg")
+    print(f"\ninterleaved timing ({args.timing_rounds} rounds, batch {len(texts)}, sigma 3): ms per image per step")
+    for config, seconds in medians.items():
+        relative = f"  ({seconds / reference:.2f}x CFG)" if reference else ""
+        print(f"{config:<22}{1000 * seconds:>8.1f}{relative}")
 
 
 if __name__ == "__main__":
