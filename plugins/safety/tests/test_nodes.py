@@ -107,13 +107,13 @@ def test_guidance_needs_a_text_encoder(session):
 @pytest.mark.slow
 @pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="the shipped model is not committed")
 def test_safe_txt2img_graph_runs_headless(session, tmp_path):
-    """The demo graph steers away from the star, filters, upscales, watermarks and saves 256-px PNGs."""
+    """The demo graph flags and blurs both star images, upscales, watermarks and saves 256-px PNGs."""
     graph = json.loads((PLUGIN / "graphs" / "safe_txt2img.json").read_text())
     result = session.run(graph, output_dir=tmp_path)
     files = result.outputs["save"]["files"]
     assert len(files) == 2 and all(f["kind"] == "image" for f in files)
     record = result.outputs["filter"]
-    assert len(record["flagged"]) == 2 and len(record["scores"]) == 2
+    assert record["flagged"] == [True, True] and all(score > 0 for score in record["scores"])
     path = Path(files[0]["path"])
     path = path if path.is_absolute() else tmp_path / path
     pixels = np.array(Image.open(path).convert("RGB"))
@@ -199,3 +199,37 @@ def test_negative_concept_guidance_equals_the_concept_as_negative_prompt(session
     with_term, as_negative, plain = latent(graph("", True)), latent(graph("star", False)), latent(graph("", False))
     assert torch.allclose(with_term, as_negative, atol=1e-4)
     assert not torch.allclose(with_term, plain, atol=1e-3)
+
+
+@pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="the shipped model is not committed")
+def test_safe_latent_diffusion_guides_ksampler(session):
+    """SafeLatentDiffusion (no warm-up) feeds KSampler's guidance input and changes the result; warm-up past the
+    last step leaves it exactly as without guidance."""
+    def graph(warmup: int | None) -> dict:
+        encoder = {"node": "checkpoint", "output": "text_encoder"}
+        nodes = {
+            "checkpoint": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world.safetensors"}},
+            "prompt": {"type": "EncodeText", "inputs": {"text_encoder": encoder,
+                                                        "text": "a large red star in the centre, on a white background"}},
+            "negative": {"type": "EncodeText", "inputs": {"text_encoder": encoder, "text": ""}},
+            "latent": {"type": "EmptyLatent", "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                         "vae": {"node": "checkpoint", "output": "vae"}}},
+            "sampler": {"type": "KSampler", "inputs": {
+                "model": {"node": "checkpoint", "output": "model"},
+                "positive": {"node": "prompt", "output": "conditioning"},
+                "negative": {"node": "negative", "output": "conditioning"},
+                "latent": {"node": "latent", "output": "latent"},
+                "seed": 3, "steps": 3, "cfg": 5.0, "sampler": "euler", "scheduler": "karras", "denoise": 1.0}},
+        }
+        if warmup is not None:
+            nodes["sld"] = {"type": "SafeLatentDiffusion", "inputs": {"text_encoder": encoder, "concept": "star",
+                                                                      "warmup_steps": warmup}}
+            nodes["sampler"]["inputs"]["guidance"] = {"node": "sld", "output": "guidance"}
+        return {"format_version": 1, "nodes": nodes}
+
+    def latent(g):
+        return session.run(g, outputs=["sampler"]).outputs["sampler"]["latent"]["samples"]
+
+    plain, guided, warm = latent(graph(None)), latent(graph(0)), latent(graph(3))
+    assert not torch.allclose(plain, guided, atol=1e-3)
+    assert torch.allclose(plain, warm, atol=1e-6)
