@@ -327,12 +327,12 @@ class LoadLoRA(Node):
 
         from .lora import load_lora
 
+        path = resolve_model(self, "loras", "lora_name", lora_name)
+        with _load_errors("lora_name"):      # the file first: a bad file is named whatever the model is
+            lora = load_lora(path, allow_pickle=allow_pickle_files(self))
         if getattr(model, "patcher", None) is None:
             raise NodeInputError("model", f"{getattr(model, 'name', '?')} takes no weight patches (its MODEL has no "
                                           f"patcher), so a LoRA cannot be applied to it")
-        path = resolve_model(self, "loras", "lora_name", lora_name)
-        with _load_errors("lora_name"):
-            lora = load_lora(path, allow_pickle=allow_pickle_files(self))
         new_model = replace(model, patches=(*model.patches, (lora, strength_model)), _denoiser=None)
         new_encoder = replace(text_encoder, loras=(*text_encoder.loras, (lora, strength_text)))
         reports = []
