@@ -82,6 +82,14 @@ async def client_task(url: str, graphs: int, offset: int, latencies: list, run_i
                 done[message["run_id"]] = message["type"]
 
 
+def wait_graph() -> tuple[dict, dict]:
+    """A run that sleeps 3 s in a Wait node: busy, but leaving the CPU to the server (--busy wait)."""
+    return {"format_version": 1, "nodes": {
+        "v": {"type": "Int", "inputs": {"value": 1}},
+        "w": {"type": "Wait", "inputs": {"value": {"node": "v", "output": "value"}, "seconds": 3.0}},
+        "s": {"type": "ShowValue", "inputs": {"value": {"node": "w", "output": "value"}}}}}, {}
+
+
 def model_graph() -> tuple[dict, dict]:
     """The README's main job with more steps, so that it is still sampling while the clients submit."""
     graph = json.loads((ROOT / "graphs" / "txt2img.json").read_text())
@@ -111,11 +119,11 @@ def run_clients(url: str, clients: int, graphs: int) -> tuple[list[float], list[
     return latencies, run_ids, done
 
 
-async def load_test(server: Server, clients: int, graphs: int) -> None:
+async def load_test(server: Server, clients: int, graphs: int, busy: str = "model") -> None:
     url = f"ws://127.0.0.1:{server.port}/ws"
     async with connect(url, max_queue=None, max_size=None) as blocker:
         await hello(blocker)
-        graph, overrides = model_graph()
+        graph, overrides = model_graph() if busy == "model" else wait_graph()
         await blocker.send(json.dumps({"type": "submit", "graph": graph, "overrides": overrides}))
         while True:      # wait until the model is sampling (progress events carry a step count)
             frame = await blocker.recv()
@@ -131,7 +139,8 @@ async def load_test(server: Server, clients: int, graphs: int) -> None:
     ok = sum(1 for v in done.values() if v == "run_finished")
     latencies.sort()
     p95 = latencies[int(0.95 * (len(latencies) - 1))]
-    print(f"load: {clients} clients x {graphs} graphs, submitted while a model run (txt2img, 60 steps) was sampling")
+    what = "a model run (txt2img, 60 steps) was sampling" if busy == "model" else "a 3 s Wait run was executing"
+    print(f"load: {clients} clients x {graphs} graphs, submitted while {what}")
     print(f"  submitted {len(run_ids)}/{expected}, distinct run ids {len(set(run_ids))}, finished ok {ok}")
     print(f"  submission latency p50 {statistics.median(latencies) * 1e3:.1f} ms, p95 {p95 * 1e3:.1f} ms "
           f"(target p95 <= 50 ms); all done in {total:.2f} s")
@@ -193,7 +202,7 @@ async def main_async(args: argparse.Namespace) -> None:
         server = Server(session, data_dir=tmp, port=0)
         await server.start()
         try:
-            await load_test(server, args.clients, args.graphs)
+            await load_test(server, args.clients, args.graphs, args.busy)
             if args.runs:
                 await memory_test(server, args.runs)
             await bytes_test(server, 200)
@@ -206,6 +215,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--graphs", type=int, default=10)
     parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--busy", choices=["model", "wait"], default="model",
+                        help="what runs while the clients submit: the shipped model sampling, or a sleeping node")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -215,6 +215,7 @@ class RunQueue:
             if problem:
                 raise ValueError(problem)
         run_id = uuid.uuid4().hex
+        submitted_at = time.time()
         with self._lock:
             bound = self._one("SELECT MIN(seq) AS lo, MAX(seq) AS hi FROM runs")
             lo, hi = (bound["lo"] or 0), (bound["hi"] or 0)
@@ -222,9 +223,12 @@ class RunQueue:
             self._db.execute(
                 "INSERT INTO runs (id, seq, client_id, user, status, graph, outputs, overrides, submitted_at) "
                 "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
-                (run_id, seq, client_id, user, json.dumps(graph, allow_nan=False), json.dumps(outputs) if outputs is not None else None,
-                 json.dumps(overrides) if overrides else None, time.time()))
-        return self.get(run_id)  # type: ignore[return-value]
+                (run_id, seq, client_id, user, json.dumps(graph, allow_nan=False),
+                 json.dumps(outputs) if outputs is not None else None,
+                 json.dumps(overrides) if overrides else None, submitted_at))
+        # The record as stored (no read-back: the JSON round trip is exact for storable values).
+        return RunRecord(run_id, seq, client_id, user, "queued", graph, outputs, overrides or None, submitted_at,
+                         None, None, None, None)
 
     def get(self, run_id: str) -> RunRecord | None:
         row = self._one("SELECT * FROM runs WHERE id = ?", run_id)
