@@ -6,7 +6,6 @@ start, these tests fail loudly; nothing here is skipped. Waits are on events wit
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
@@ -22,8 +21,7 @@ from PIL import Image
 from nodegraph import Session
 from nodegraph.distributed.backend import RayBackend
 from nodegraph.distributed.pool import WorkerPool
-from nodegraph.server import Server
-from tests.server.test_server import Client
+from tests.server.test_server import Client, RunningServer
 
 from . import probe_plugin
 
@@ -56,31 +54,13 @@ def pool():
     assert not ray.is_initialized()
 
 
-class RayServer:
-    """A Server whose runs go to the module's pool, on its own event loop."""
+class RayServer(RunningServer):
+    """The test server harness (tests/server) with its runs going to the module's pool."""
 
     def __init__(self, tmp_path: Path, pool: WorkerPool, session: Session):
-        self.session = session
-        self.server = Server(session, data_dir=tmp_path / "data", port=0,
-                             backend=RayBackend(pool, refresh_seconds=1.0, owns_pool=False))
-        self.loop = asyncio.new_event_loop()
-        started = threading.Event()
-
-        def run():
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self.server.start())
-            started.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        assert started.wait(20)
-        self.url = f"ws://127.0.0.1:{self.server.port}/ws"
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(60)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        super().__init__(tmp_path, session=session, close_timeout=60,
+                         backend=RayBackend(pool, refresh_seconds=1.0, owns_pool=False))
+        self.url = f"ws://127.0.0.1:{self.port}/ws"
 
 
 @pytest.fixture

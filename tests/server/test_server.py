@@ -35,9 +35,10 @@ def wait_graph(seconds: float) -> dict:
 class RunningServer:
     """A Server on its own event loop in a thread."""
 
-    def __init__(self, tmp_path: Path, **kwargs):
-        self.session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+    def __init__(self, tmp_path: Path, session: Session | None = None, close_timeout: float = 15, **kwargs):
+        self.session = session or Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
         self.server = Server(self.session, data_dir=tmp_path / "data", port=0, **kwargs)
+        self.close_timeout = close_timeout
         self.loop = asyncio.new_event_loop()
         started = threading.Event()
 
@@ -56,7 +57,7 @@ class RunningServer:
         return f"ws://127.0.0.1:{self.port}{suffix}"
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(15)
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(self.close_timeout)
         asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(5)   # twice is fine
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
