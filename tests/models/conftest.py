@@ -189,3 +189,22 @@ def sdxl(tmp_path_factory) -> SimpleNamespace:
     return SimpleNamespace(
         unet=unet, vae=vae, clip_l=clip_l, clip_g=clip_g, single_file=single, folder=root / "diffusers", root=root
     )
+
+
+def write_tiny_checkpoint(root: Path) -> Path:
+    """`root/checkpoints/tiny.safetensors`: a seeded tiny SD1-layout checkpoint (UNet with a non-zero
+    output layer, so patches and guidance change its prediction); returns `root` (a model-folder root)."""
+    from nodes.models.clip import CLIPTextModel, PromptEncoder
+    from nodes.models.loading import save_checkpoint
+    from nodes.models.unet import TINY, UNetModel
+    from nodes.models.vae import TINY_VAE, AutoencoderKL
+
+    torch.manual_seed(0)
+    (root / "checkpoints").mkdir(parents=True, exist_ok=True)
+    unet = UNetModel(replace(TINY, context_dim=64))
+    for parameter in unet.out.parameters():
+        torch.nn.init.normal_(parameter, 0, 0.1)
+    encoder = PromptEncoder({"clip_l": CLIPTextModel(TINY_CLIP)}, pooled_from="clip_l")
+    save_checkpoint(root / "checkpoints" / "tiny.safetensors", family="sd1", unet=unet, vae=AutoencoderKL(TINY_VAE),
+                    text_encoder=encoder)
+    return root

@@ -289,21 +289,9 @@ def test_world_colour_classifier_agrees_with_the_detector_on_renders():
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory):
-    from nodes.models.clip import CLIPTextModel, PromptEncoder
-    from nodes.models.loading import save_checkpoint
-    from nodes.models.vae import TINY_VAE, AutoencoderKL
-    from tests.models.conftest import TINY_CLIP
+    from tests.models.conftest import write_tiny_checkpoint
 
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("models")
-    (root / "checkpoints").mkdir()
-    unet = UNetModel(replace(TINY, context_dim=64))
-    for parameter in unet.out.parameters():
-        torch.nn.init.normal_(parameter, 0, 0.1)
-    encoder = PromptEncoder({"clip_l": CLIPTextModel(TINY_CLIP)}, pooled_from="clip_l")
-    save_checkpoint(root / "checkpoints" / "tiny.safetensors", family="sd1", unet=unet, vae=AutoencoderKL(TINY_VAE),
-                    text_encoder=encoder)
-    return root
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("models"))
 
 
 def link(node, output):
