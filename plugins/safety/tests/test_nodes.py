@@ -107,13 +107,14 @@ def test_guidance_needs_a_text_encoder(session):
 @pytest.mark.slow
 @pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="the shipped model is not committed")
 def test_safe_txt2img_graph_runs_headless(session, tmp_path):
-    """The demo graph flags and blurs both star images, upscales, watermarks and saves 256-px PNGs."""
+    """The demo graph blurs the star image, keeps the circle, upscales, watermarks and saves 256-px PNGs."""
     graph = json.loads((PLUGIN / "graphs" / "safe_txt2img.json").read_text())
     result = session.run(graph, output_dir=tmp_path)
     files = result.outputs["save"]["files"]
     assert len(files) == 2 and all(f["kind"] == "image" for f in files)
     record = result.outputs["filter"]
-    assert record["flagged"] == [True, True] and all(score > 0 for score in record["scores"])
+    assert record["flagged"] == [True, False] and record["scores"][0] > 0 > record["scores"][1]
+    assert [d["action"] for d in record["decisions"]] == ["blurred", "kept"]
     path = Path(files[0]["path"])
     path = path if path.is_absolute() else tmp_path / path
     pixels = np.array(Image.open(path).convert("RGB"))
