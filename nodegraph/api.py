@@ -21,12 +21,15 @@ Map
     sample_custom   Sample: guider, sampler, sigmas and noise chosen separately
     sigmas          Schedule: a model's noise levels for a scheduler, steps and denoise
     empty_latent    EmptyLatent: zeros in the latent layout of a VAE (or of an SD VAE)
+    diffusion_model a plugin's own denoising network → MODEL, sampled by all of the above (1.1)
     vae_encode      IMAGE → LATENT;  vae_decode  LATENT → IMAGE
     encode_text     prompt → CONDITIONING
     make_patch, patch_model, unpatch_model, model_keys   model patches as values (docs "Model patches")
     open_weights    a weights file (from a model folder, or shipped by the plugin) under the loader policy
     save_files      write files (bytes, text or a writer callable) into the output folder → file results
     save_image      IMAGE → PNG / JPEG / WebP files → file results
+    tiny_world      the procedural captioned world and its detector, for training data and scoring (1.1)
+    training        the training loop pieces: TrainConfig, EMA, TrainingRun (exact resume), ... (1.1)
     check_latent, check_image, check_mask   the layout checks the API applies (results.py, docs)
     GuidanceTerm    base class of a plugin's guidance term (the GUIDANCE port carries factories of them)
     ApiArgumentError  bad argument: names the function, the argument, expected and found
@@ -59,12 +62,13 @@ from .errors import NodegraphError, NodeInputError
 from .node import NodeContext
 from .results import FILE_KINDS, ResultFileError, default_mime, file_result
 
-API_VERSION = "1.0"
+API_VERSION = "1.1"
 
 __all__ = [
     "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "GuidanceTerm", "check_image", "check_latent",
-    "check_mask", "empty_latent", "encode_text", "make_patch", "model_keys", "open_weights", "patch_model", "require",
-    "sample", "sample_custom", "save_files", "save_image", "sigmas", "unpatch_model", "vae_decode", "vae_encode",
+    "check_mask", "diffusion_model", "empty_latent", "encode_text", "make_patch", "model_keys", "open_weights",
+    "patch_model", "require", "sample", "sample_custom", "save_files", "save_image", "sigmas", "tiny_world",
+    "training", "unpatch_model", "vae_decode", "vae_encode",
 ]
 
 SEED_MAX = 2**64 - 1
@@ -74,7 +78,8 @@ FileItem = bytes | str | Callable[[Path], Any]
 #: which built-in pack provides each implementation (named when it is missing)
 _PROVIDERS = {"sample": "sampling", "sample_custom": "sampling", "sigmas": "sampling", "empty_latent": "sampling",
               "make_patch": "models", "patch_model": "models", "unpatch_model": "models", "model_keys": "models",
-              "open_weights": "models", "vae_encode": "models",
+              "open_weights": "models", "vae_encode": "models", "diffusion_model": "sampling",
+              "tiny_world": "training", "training": "training",
               "vae_decode": "models", "encode_text": "models", "save_image": "image"}
 
 
@@ -367,6 +372,110 @@ def empty_latent(context: NodeContext, width: int, height: int, *, batch_size: i
     _check_int(name, "batch_size", batch_size, 1, 4096)
     _check_int(name, "channels", channels, 1, 64)
     return _implementation(context, name)(context, width, height, batch_size=batch_size, channels=channels, vae=vae)
+
+
+_PREDICTIONS = ("eps", "v", "x0", "flow")
+
+
+def diffusion_model(context: NodeContext, net: Callable[..., Any], *, prediction: str = "eps",
+                    schedule: str | Sequence[float] | Any = "scaled_linear", shift: float = 1.0,
+                    time_scale: float = 1000.0, latent_channels: int, preview: Callable[[Any], Any] | None = None,
+                    name: str = "plugin model") -> Any:
+    """Wrap a plugin's own denoising network as a MODEL value that `sample`, `sample_custom`, `sigmas`,
+    the Sample / KSampler nodes and every sampler, schedule and guidance term accept (API 1.1).
+
+    Any latent layout works — (B, C, h, w) images and frame batches, (B, C, N) point sets or
+    spectrograms — as long as C is `latent_channels` and the network keeps the shape.
+
+    Args:
+        context: the running node's context.
+        net: ``net(x, t, **conditioning) -> prediction`` (usually a torch module), with `x` shaped like
+            the latent (scaled to unit variance the way DDPM training saw it) and `t` the training
+            timestep (B,) as floats — 0 … T-1 for DDPM schedules, ``time_scale`` × flow time for flow.
+            CONDITIONING dicts reach it as keyword arguments.
+        prediction: what the network predicts: "eps" (noise), "v" (velocity), "x0" (the clean sample),
+            or "flow" (rectified-flow velocity eps - x0, with x_t = (1 - t) x0 + t eps).
+        schedule: for DDPM models, the training schedule: "linear", "scaled_linear", "cosine" (1000
+            steps each, as `api.training().diffusion_targets` trains them) or a 1-D table of ᾱ_t.
+        shift: flow models only: the timestep shift (SD3's 3.0; 1.0 = none).
+        time_scale: flow models only: the network's time is time_scale × t (SD3: 1000; Flux: 1).
+        latent_channels: channels (axis 1) of the latents it denoises; checked on every sampling call.
+        preview: ``latents[:1] -> (1, 3, h, w)`` RGB in [0, 1] (or None) for progress previews;
+            without it, image-shaped latents show their first channels and other layouts none.
+        name: shown in errors and memory reports.
+    """
+    function = "diffusion_model"
+    _check_context(function, context)
+    if not callable(net):
+        raise ApiArgumentError(function, "net", f"expected a callable net(x, t, **cond), found {_describe(net)}")
+    if prediction not in _PREDICTIONS:
+        raise ApiArgumentError(function, "prediction", f"expected one of {', '.join(_PREDICTIONS)}, "
+                                                       f"found {prediction!r}")
+    if not isinstance(schedule, str) and not (_is_tensor(schedule) or isinstance(schedule, Sequence)):
+        raise ApiArgumentError(function, "schedule", f"expected a schedule name or a 1-D table of alphas_cumprod, "
+                                                     f"found {_describe(schedule)}")
+    shift = _check_number(function, "shift", shift, 0.0, 1000.0, low_open=True)
+    time_scale = _check_number(function, "time_scale", time_scale, 0.0, 1e6, low_open=True)
+    _check_int(function, "latent_channels", latent_channels, 1, 4096)
+    if preview is not None and not callable(preview):
+        raise ApiArgumentError(function, "preview", f"expected a callable or None, found {_describe(preview)}")
+    if not isinstance(name, str) or not name:
+        raise ApiArgumentError(function, "name", f"expected a non-empty str, found {name!r}")
+    return _implementation(context, function)(context, net, prediction=prediction, schedule=schedule, shift=shift,
+                                              time_scale=time_scale, latent_channels=latent_channels,
+                                              preview=preview, name=name)
+
+
+# --- the training pack's kits (1.1) ----------------------------------------------------------------
+
+_DEFAULT_REGISTRY: Any = None
+
+
+def _kit(function: str, context: NodeContext | None) -> Any:
+    """The kit the training pack registers, from the running session or (context None) the built-ins."""
+    global _DEFAULT_REGISTRY
+    if context is None:
+        if _DEFAULT_REGISTRY is None:
+            from .plugins import load_plugins
+
+            _DEFAULT_REGISTRY = load_plugins(builtins=True, autoload=False)[1]
+        registry = _DEFAULT_REGISTRY
+    else:
+        registry = _check_context(function, context).service("registry")
+    implementation = registry.extensions.get("api", {}).get(function)
+    if implementation is None:
+        raise ApiError(f"nodegraph.api.{function}() has no implementation in this session: the built-in 'training' "
+                       f"pack provides it through the register_api hook, and it is not loaded; load it")
+    return implementation(context)
+
+
+def tiny_world(context: NodeContext | None = None) -> Any:
+    """The tiny world kit (docs/tiny_world.md): a read-only namespace of the training pack's world library.
+
+    Scenes: SceneSpec, ObjectSpec, SHAPES, COLOURS, SIZES, POSITIONS, REFERENCE_SIZE, DEFAULT_HOLDOUT,
+    TEMPLATES; sample_scene / sample_held_out_scene / is_held_out; render(scene, size) → (H, W, 3) uint8,
+    paint_shape (draw one shape anywhere, for animations), caption(scene, template), parse_caption(text),
+    TinyWorld (the dataset), WorldError. The detector: detect / detect_many (image(s) → Detection),
+    score(detections, scenes) → per-attribute accuracy, load_classifier, features, frechet_distance,
+    DetectorError. `names` lists them. With no context (scripts, benchmarks, tests) the built-in packs
+    are loaded once for it.
+    """
+    return _kit("tiny_world", context)
+
+
+def training(context: NodeContext | None = None) -> Any:
+    """The training kit: the loop pieces the built-in training nodes use, for a plugin's own training node.
+
+    TrainConfig (steps, batch, lr, warm-up, EMA decay, clipping, autocast, seed, checkpoint_every),
+    lr_at(step, config), EMA, TrainingRun(folder, identity) (atomic safetensors + JSON checkpoints,
+    exact resume, never a pickle), TrainingStateError, start_or_resume(module, config, run) →
+    (optimiser, ema, step), checkpoint(run, config, done, module, optimiser, ema),
+    optimiser_step(parameters, optimiser, config, step) → grad norm, batch_indices(count, batch, step,
+    micro, seed), diffusion_targets(x0, noise, alphas_cumprod_t, objective), and
+    write_new_file(path, overwrite, write) (the save rule: never replace a file unless asked; NAME_1, …).
+    `names` lists them. With no context the built-in packs are loaded once for it.
+    """
+    return _kit("training", context)
 
 
 # --- VAE and text ----------------------------------------------------------------------------------

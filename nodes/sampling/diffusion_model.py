@@ -82,11 +82,19 @@ class DiffusionModel:
                 return parameter.dtype
         return torch.float32
 
-    def preview_image(self, latents: torch.Tensor) -> torch.Tensor:
-        """First latent of the batch as an IMAGE (1, h, w, 3) in [0, 1], for progress previews."""
+    def preview_image(self, latents: torch.Tensor) -> torch.Tensor | None:
+        """First latent of the batch as an IMAGE (1, h, w, 3) in [0, 1], for progress previews.
+
+        None (no preview) for latents that are not images (B, C, h, w) when the model has no
+        `preview` function of its own (point sets, waveforms): a plugin passes one to draw them.
+        """
         latent = latents[:1].detach().float()
         if self.preview is not None:
             rgb = self.preview(latent)
+            if rgb is None:
+                return None
+        elif latent.ndim != 4:
+            return None
         else:  # no known map: show the first three channels, normalised
             rgb = latent[:, :3]
             if rgb.shape[1] < 3:

@@ -758,10 +758,39 @@ def api_sample_custom(context: NodeContext, guider: Any, sampler: Any, sigmas: A
     return {**latent, "samples": out}
 
 
+def api_diffusion_model(context: NodeContext, net: Any, *, prediction: str, schedule: Any, shift: float,
+                        time_scale: float, latent_channels: int, preview: Any, name: str) -> Any:
+    """nodegraph.api.diffusion_model: a plugin's network as a MODEL the whole sampling stack accepts."""
+    import torch
+
+    from .denoisers import DiscreteTimeMap, FlowTimeMap
+    from .diffusion_model import DiffusionModel
+    from .errors import SamplingError
+    from .schedules import alphas_cumprod_from_betas, cosine_betas, linear_betas, scaled_linear_betas
+
+    if prediction == "flow":
+        time_map = FlowTimeMap(shift=shift, multiplier=time_scale)
+    else:
+        named = {"linear": linear_betas, "scaled_linear": scaled_linear_betas, "cosine": cosine_betas}
+        if isinstance(schedule, str):
+            if schedule not in named:
+                raise NodeInputError("schedule", f"unknown training schedule {schedule!r}; expected one of "
+                                                 f"{', '.join(named)} or a 1-D table of alphas_cumprod")
+            alphas_cumprod = alphas_cumprod_from_betas(named[schedule]())
+        else:
+            alphas_cumprod = torch.as_tensor(schedule, dtype=torch.float64)
+        try:
+            time_map = DiscreteTimeMap(alphas_cumprod)
+        except SamplingError as exc:
+            raise NodeInputError("schedule", str(exc)) from None
+    return DiffusionModel(net=net, prediction=prediction, time_map=time_map, latent_channels=latent_channels,
+                          preview=preview, name=name)
+
+
 @hookimpl
 def register_api() -> dict[str, Any]:
     return {"sample": api_sample, "sample_custom": api_sample_custom, "sigmas": api_sigmas,
-            "empty_latent": api_empty_latent}
+            "empty_latent": api_empty_latent, "diffusion_model": api_diffusion_model}
 
 
 @hookimpl

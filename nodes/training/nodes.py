@@ -608,3 +608,10 @@ def register_types() -> list[PortType]:
 @hookimpl
 def register_nodes() -> list[type[Node]]:
     return NODES
+
+
+@hookimpl
+def register_api() -> dict[str, Any]:
+    from .kits import tiny_world_kit, training_kit
+
+    return {"tiny_world": lambda context: tiny_world_kit(), "training": lambda context: training_kit()}

@@ -372,7 +372,7 @@ def train_vae(vae: Any, images: torch.Tensor, config: TrainConfig, progress: Pro
 def diffusion_targets(x0: torch.Tensor, noise: torch.Tensor, alphas_cumprod_t: torch.Tensor,
                       objective: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(x_t, target): x_t = √ᾱ x0 + √(1−ᾱ) ε; target ε (eps) or v = √ᾱ ε − √(1−ᾱ) x0 (Salimans & Ho 2022)."""
-    a = alphas_cumprod_t.view(-1, 1, 1, 1)
+    a = alphas_cumprod_t.view(-1, *([1] * (x0.ndim - 1)))   # any layout (B, C, ...)
     x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
     if objective == "eps":
         return x_t, noise
