@@ -508,10 +508,15 @@ class VAEEncode(Node):
 
 
 class VAEEncodeForInpaint(Node):
-    """Encode an image for inpainting: the masked area is neutralised to grey, the mask grown, and the latent
-    carries the mask so sampling regenerates only that area."""
+    """Encode an image for inpainting: the mask is grown, the area sampling regenerates completely is
+    neutralised to grey, and the latent carries the (soft) mask so sampling regenerates only that area.
+
+    Only whole latent cells whose mask is 1 are greyed: under a soft edge the sampler keeps part of
+    the encoded image, which must then be the image itself, not a grey blend (that left a grey seam).
+    """
 
     category = "latent/inpaint"
+    version = "1.1.0"
 
     class Inputs(NodeInputs):
         vae: Any = Input(port="VAE")
@@ -522,6 +527,8 @@ class VAEEncodeForInpaint(Node):
     outputs = (Output("latent", "LATENT"),)
 
     def run(self, vae: Any, image: Any, mask: Any, grow_mask_by: int) -> dict:
+        import torch
+
         from nodes.image.masks import grow_mask
 
         pixels = _images_to_vae(image)
@@ -534,7 +541,12 @@ class VAEEncodeForInpaint(Node):
         if pixels.shape[-1] % factor or pixels.shape[-2] % factor:
             raise NodeInputError("image", f"image size {tuple(pixels.shape[-2:])} must be a multiple of {factor}")
         grown = grow_mask(mask.float(), grow_mask_by).clamp(0, 1)
-        neutral = pixels * (1 - grown[:, None]) + 0.0 * grown[:, None]      # 0 in [-1, 1] = mid grey
+        # Grey only where sampling regenerates everything (mask 1). Under a soft edge (0 < mask < 1) the
+        # sampler keeps (1 - mask) of the encoded latent, so greying there left a grey seam / halo (#16).
+        cells = torch.nn.functional.avg_pool2d(grown[:, None], factor)    # (B, 1, h, w): the sampler's mask
+        full = torch.nn.functional.interpolate((cells >= 1.0 - 1e-3).to(pixels.dtype), scale_factor=factor,
+                                               mode="nearest")               # (B, 1, H, W)
+        neutral = pixels * (1 - full)                                       # 0 in [-1, 1] = mid grey
         with self.context.service("memory").using(vae):
             device = next(vae.parameters()).device
             latents = vae.encode(neutral.to(device))
