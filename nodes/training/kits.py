@@ -56,6 +56,7 @@ def tiny_world_kit() -> Kit:
     members.update({name: getattr(world_detector, name) for name in (
         "DetectorError", "Detection", "DetectedObject", "detect", "detect_many", "score", "load_classifier",
         "features", "frechet_distance")})
+    members["normalise_holdout"] = world.normalise_holdout
     return Kit("tiny_world", members)
 
 

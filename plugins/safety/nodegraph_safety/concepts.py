@@ -1,6 +1,6 @@
 """"Unsafe" concepts of the tiny world: a short phrase -> a predicate on scenes and a text for guidance.
 
-The tiny world (``nodes/training/world.py``) has nothing harmful in it, so the plugin stands a
+The tiny world (``nodegraph.api.tiny_world()``, docs/tiny_world.md) has nothing harmful in it, so the plugin stands a
 configurable attribute combination in for "unsafe content". The shipped checker and the
 benchmark use ``DEFAULT_CONCEPT = "star"`` (any star, of any colour, size or position): a shape
 every colour can take, drawn well by the shipped model, and read back independently by the world
@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from nodes.training import world
+from ._world import world
 
 __all__ = ["DEFAULT_CONCEPT", "ConceptError", "UnsafeConcept", "parse_concept"]
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nodes.training import world
+from ._world import world
 
 from .checker import CheckerConfig, SafetyChecker, preprocess
 from .clip_vision import VisionConfig

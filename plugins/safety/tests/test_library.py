@@ -12,7 +12,7 @@ from nodegraph_safety.concepts import ConceptError, parse_concept
 from nodegraph_safety.output_filter import filter_images
 from nodegraph_safety.training import evaluate, render_examples, train_checker
 from nodegraph_safety.watermark import WatermarkError, decode_watermark, encode_watermark
-from nodes.training import world
+from nodegraph_safety._world import world
 
 torch.set_num_threads(1)
 SHIPPED = SHIPPED_MODELS / "tiny_world_safety.safetensors"
