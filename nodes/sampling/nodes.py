@@ -226,6 +226,16 @@ def _prepare(node: Node, guider: Any, sigmas: Any, noise: Any, latent: Any) -> t
     return samples, sigmas, model
 
 
+def _for_run(denoiser: Any, sigmas: Any) -> Any:
+    """The guider's per-run copy (fresh guidance terms, so a cached GUIDER never carries state between nodes).
+
+    A SamplerStep node is one run of one step: per-run term state (SLD momentum) starts afresh at
+    every step node; sampling nodes that run the whole schedule keep it across their steps.
+    """
+    start_run = getattr(denoiser, "for_run", None)
+    return start_run(sigmas) if start_run is not None else denoiser
+
+
 def _check_conditioning_fits(model: Any, **conditionings: Any) -> None:
     """Per-call conditioning inputs (a ControlNet stack) must fit the model's network; the error names both."""
     config = getattr(model.net, "config", None)
@@ -453,7 +463,7 @@ class SamplerStep(Node):
             with _as_input_errors({"state": "state", "i": "step", "sigmas": "sigmas", "options": "sampler"},
                                   "sampler"):
                 x_next, new_state = sampler_step(
-                    sampler["name"], guider.denoiser, x, sigmas.to(device), step, state,
+                    sampler["name"], _for_run(guider.denoiser, sigmas), x, sigmas.to(device), step, state,
                     seed=noise.seed if noise.seed is not None else 0, step_function=step_function,
                     callback=lambda info: seen.update(info), **sampler["options"])
         self.context.progress(1, 1, preview=model.preview_image(seen["denoised"]))
@@ -532,7 +542,7 @@ class DDIMInvert(Node):
             device = model.device
             with _as_input_errors({"sigmas": "sigmas", "x0": "latent"}, "guider"):
                 guider.denoiser.check_latent(samples)
-                inverted = invert_ddim(guider.denoiser, samples.to(device), sigmas.to(device),
+                inverted = invert_ddim(_for_run(guider.denoiser, sigmas), samples.to(device), sigmas.to(device),
                                        callback=_progress_callback(self.context, model, len(sigmas) - 1),
                                        fixed_point_iterations=refinement)
         return {"latent": {**latent, "samples": inverted.to("cpu", samples.dtype)}}

@@ -73,9 +73,44 @@ class HalfMask(Node):
         return {"mask": mask}
 
 
+class CountingTerm:
+    """A stateful guidance term (no correction) that counts its calls; MADE lists every instance."""
+
+    nodegraph_guidance_term = True
+    sigma_range = (0.0, math.inf)
+    main_call_patches = ()
+    MADE: list = []
+
+    def __init__(self):
+        self.calls = 0
+        CountingTerm.MADE.append(self)
+
+    def __call__(self, state):
+        self.calls += 1
+        return None
+
+    def check_model(self, net):
+        pass
+
+    def active_at(self, sigma):
+        return True
+
+
+class CountingGuidance(Node):
+    """GUIDANCE with one CountingTerm factory (tests only)."""
+
+    class Inputs(NodeInputs):
+        pass
+
+    outputs = (Output("guidance", "GUIDANCE"),)
+
+    def run(self):
+        return {"guidance": (CountingTerm,)}
+
+
 @hookimpl
 def register_nodes():
-    return [ToyModel, ToyCondition, HalfMask]
+    return [ToyModel, ToyCondition, HalfMask, CountingGuidance]
 
 
 def link(node, output):
@@ -176,6 +211,33 @@ def test_chained_sampler_steps_equal_sample(session, sampler):
     nodes["show"]["inputs"]["value"] = link(previous, "latent")
     stepped = session.run(graph).outputs["show"]["value"]["samples"]
     assert torch.equal(reference, stepped)
+
+
+def test_step_and_inversion_nodes_run_guidance_on_fresh_terms(session):
+    """SamplerStep and DDIMInvert take the guider's per-run copy: each node gets its own terms, so the
+    cached GUIDER value holds no term state between nodes (a term made for step 0 never sees step 1)."""
+    graph = modular_graph("euler", 3)
+    nodes = graph["nodes"]
+    nodes["guidance"] = {"type": "CountingGuidance", "inputs": {}}
+    nodes["guider"]["inputs"]["guidance"] = link("guidance", "guidance")
+    previous = None
+    for i in range(3):
+        inputs = {"guider": link("guider", "guider"), "sampler": link("sampler", "sampler"),
+                  "sigmas": link("sigmas", "sigmas"), "noise": link("noise", "noise"), "step": i,
+                  "latent": link(previous, "latent") if previous else link("empty", "latent")}
+        if previous:
+            inputs["state"] = link(previous, "state")
+        nodes[f"step{i}"] = {"type": "SamplerStep", "inputs": inputs}
+        previous = f"step{i}"
+    nodes["invert"] = {"type": "DDIMInvert", "inputs": {"guider": link("guider", "guider"),
+                                                        "sigmas": link("sigmas", "sigmas"),
+                                                        "latent": link(previous, "latent")}}
+    nodes["show"]["inputs"]["value"] = link("invert", "latent")
+    del nodes["sample"]
+    CountingTerm.MADE.clear()
+    session.run(graph)
+    called = [term.calls for term in CountingTerm.MADE if term.calls]     # (CFGGuider checks one unused term)
+    assert called == [1, 1, 1, 3]                                         # three step nodes, then 3 inversion steps
 
 
 def test_sample_reports_progress_with_previews(session):
