@@ -43,5 +43,10 @@ def register_model_folders() -> dict[str, list[str]]:
 
 
 @hookspec
+def register_model_dirs() -> dict[str, list[str]]:
+    """Return model folder name → absolute directories the plugin ships (e.g. its models/), searched last."""
+
+
+@hookspec
 def register_api() -> dict[str, Any]:
     """Return implementations of `nodegraph.api` functions by name (built-in packs; first registration wins)."""

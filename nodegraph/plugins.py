@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import re
 import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -54,6 +55,8 @@ ENV_ALLOW = "NODEGRAPH_PLUGINS_ALLOW"
 ENV_DENY = "NODEGRAPH_PLUGINS_DENY"
 ENV_PREFER = "NODEGRAPH_PLUGINS_PREFER"
 EXTENSION_HOOKS = ("register_samplers", "register_schedules", "register_model_folders", "register_api")
+#: hooks whose dict is kept whole per plugin (registry.extensions[kind][plugin name] = the dict)
+PER_PLUGIN_HOOKS = ("register_model_dirs",)
 _SKIP_REASONS_BY_CHOICE = ("not on the allow list", "on the deny list")
 
 
@@ -240,6 +243,7 @@ def load_plugins(
     types_by_plugin = _collect(pm, "register_types", report, list, sources)
     nodes_by_plugin = _collect(pm, "register_nodes", report, list, sources)
     extensions_by_plugin = {hook: _collect(pm, hook, report, dict, sources) for hook in EXTENSION_HOOKS}
+    per_plugin = {hook: _collect(pm, hook, report, dict, sources) for hook in PER_PLUGIN_HOOKS}
 
     def fail(name: str, exc: Exception, stage: str) -> None:
         report.failed.append(PluginFailure(name, sources[name], f"{type(exc).__name__}: {exc}",
@@ -267,7 +271,14 @@ def load_plugins(
         except Exception as exc:  # noqa: BLE001
             fail(name, exc, "register_nodes")
             continue
+        try:
+            model_dirs = _check_model_dirs(per_plugin["register_model_dirs"].get(name) or {})
+        except Exception as exc:  # noqa: BLE001
+            fail(name, exc, "register_model_dirs")
+            continue
         qualified = tuple(registry.add_node(cls, name) for cls in node_classes)
+        if model_dirs:
+            registry.add_extension("model_dirs", name, model_dirs, name)
         for hook, table in extensions_by_plugin.items():
             for ext_name, value in (table.get(name) or {}).items():
                 registry.add_extension(hook.removeprefix("register_"), ext_name, value, name)
@@ -280,6 +291,23 @@ def load_plugins(
     registry.unavailable = {name: reason for name, reason in report.skipped if name not in loaded}
     registry.unavailable.update({f.name: f"failed to load: {f.error}" for f in report.failed})
     return pm, registry, report
+
+
+def _check_model_dirs(value: dict) -> dict[str, list[str]]:
+    """register_model_dirs' value: folder name → list of absolute directory paths (they need not exist yet)."""
+    checked: dict[str, list[str]] = {}
+    for folder, dirs in value.items():
+        if not isinstance(folder, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", folder):
+            raise PluginError(f"register_model_dirs: {folder!r} is not a model folder name (letters, digits, _ . -)")
+        if isinstance(dirs, (str, os.PathLike)) or not isinstance(dirs, (list, tuple)):
+            raise PluginError(f"register_model_dirs: folder {folder!r} must map to a list of directories, "
+                              f"found {type(dirs).__name__}")
+        for directory in dirs:
+            if not isinstance(directory, (str, os.PathLike)) or not os.path.isabs(os.fspath(directory)):
+                raise PluginError(f"register_model_dirs: folder {folder!r}: {directory!r} is not an absolute path; "
+                                  f"use e.g. str(Path(__file__).parent / 'models')")
+        checked[folder] = [os.fspath(d) for d in dirs]
+    return checked
 
 
 def _collect(pm: pluggy.PluginManager, hook_name: str, report: PluginReport, kind: type,

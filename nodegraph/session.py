@@ -72,6 +72,10 @@ class Session:
         self.model_paths = model_paths or ModelPaths.default()
         for folder, exts in (self.registry.extensions.get("model_folders") or {}).items():
             self.model_paths.extensions.setdefault(folder, tuple(exts))
+        for plugin_dirs in (self.registry.extensions.get("model_dirs") or {}).values():   # searched last
+            for folder, dirs in plugin_dirs.items():
+                known = self.model_paths.extra.setdefault(folder, [])
+                known.extend(Path(d) for d in dirs if Path(d) not in known)
         self.output_dir = Path(output_dir)
         self.input_dir = Path(input_dir)
         self.memory = memory or ModelMemoryManager()

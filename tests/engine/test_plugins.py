@@ -496,3 +496,50 @@ def test_a_missing_type_says_when_its_plugin_failed_or_was_denied():
         in by_node["n0"].message and by_node["n0"].details["plugin"] == "raises"
     assert "Not loaded: 'denied', 'raises'" in by_node["n1"].message
     assert Session().validate(twin_graph("Elsewhere"))[0].message.count("Install the plugin") == 1
+
+
+def test_a_plugin_ships_model_files_through_register_model_dirs(tmp_path):
+    """register_model_dirs adds the plugin's own folder after the user's: its files list and resolve."""
+    from nodegraph.model_paths import ModelPaths
+
+    shipped = tmp_path / "plugin_models"
+    shipped.mkdir()
+    (shipped / "motion_v1.safetensors").write_bytes(b"x")
+    user_root = tmp_path / "user"
+    (user_root / "motion_modules").mkdir(parents=True)
+    (user_root / "motion_modules" / "mine.safetensors").write_bytes(b"y")
+
+    class Shipper:
+        @hookimpl
+        def register_model_folders(self):
+            return {"motion_modules": [".safetensors"]}
+
+        @hookimpl
+        def register_model_dirs(self):
+            return {"motion_modules": [str(shipped)]}
+
+    session = Session(plugins=[("shipper", Shipper())], builtins=False,
+                      model_paths=ModelPaths(roots=[user_root]))
+    names, searched = session.model_paths.list("motion_modules")
+    assert sorted(names) == ["mine.safetensors", "motion_v1.safetensors"]
+    assert searched == [str(user_root / "motion_modules"), str(shipped)]
+    assert session.model_paths.resolve("motion_modules", "motion_v1.safetensors") == shipped / "motion_v1.safetensors"
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"motion_modules": ["relative/models"]}, "not an absolute path"),
+    ({"motion_modules": "/abs/models"}, "must map to a list"),
+    ({"../up": ["/abs"]}, "not a model folder name"),
+])
+def test_bad_register_model_dirs_fail_the_plugin_with_the_fix(value, message):
+    """A relative path, a bare string or a bad folder name fails that plugin (named, with the fix), not start-up."""
+
+    class Bad:
+        @hookimpl
+        def register_model_dirs(self):
+            return value
+
+    session = Session(plugins=[("bad_dirs", Bad())], builtins=False)
+    failed = {f.name: f for f in session.plugin_report.failed}
+    assert message in failed["bad_dirs"].error
+    assert "model_dirs" not in session.registry.extensions
