@@ -148,7 +148,8 @@ def sd3_diffusion_model(mmdit: Any, name: str, preview: Any = None, shift: float
 
     from .sd3 import SD3_SHIFT
 
-    return DiffusionModel(net=mmdit, prediction="flow", time_map=FlowTimeMap(shift=shift or SD3_SHIFT),
+    shift = shift or getattr(mmdit, "sampling_shift", None) or SD3_SHIFT   # a file's recorded shift (sd3.py)
+    return DiffusionModel(net=mmdit, prediction="flow", time_map=FlowTimeMap(shift=shift),
                           latent_channels=mmdit.config.out_channels, preview=preview, name=name,
                           patcher=set_model_patches)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -79,6 +79,8 @@ class SD3Info:
     clip_g: TextEncoderConfig | None
     t5: T5Config | None
     prefix: str = UNET_PREFIX
+    text_layout: Mapping[str, object] = field(default_factory=dict)   # SD3TextEncoder keywords from the metadata
+    shift: float | None = None             # the sampling shift the metadata records (None: SD3_SHIFT)
 
     @property
     def encoders(self) -> list[str]:
@@ -93,13 +95,25 @@ def _clip_shapes(shapes, prefix: str) -> dict[str, tuple[int, ...]]:
     return {target: tuple(shapes[source.key]) for target, source in clip_from_hf(shapes, prefix).items()}
 
 
-def detect_sd3_checkpoint(shapes: Mapping[str, Sequence[int]], path: str | os.PathLike | None = None) -> SD3Info:
-    """Detect an SD3 / SD3.5 single file from its header (ModelLoadError naming the file and the part)."""
+def detect_sd3_checkpoint(shapes: Mapping[str, Sequence[int]], path: str | os.PathLike | None = None,
+                          metadata: Mapping[str, str] | None = None) -> SD3Info:
+    """Detect an SD3 / SD3.5 single file from its header (ModelLoadError naming the file and the part).
+
+    A ``nodegraph.config`` metadata entry (written by nodegraph's own savers, e.g. the tiny flow
+    model of nodes/training/flow_checkpoint.py) gives exact configs: ``mmdit``, ``vae`` and
+    ``text_encoders.{clip_l,clip_g}`` fields override what the shapes show, ``sd3_text`` holds
+    SD3TextEncoder keywords (``clip_widths``, ``pooled_dims``, ``clip_tokens``, ``empty_t5_tokens``)
+    and ``shift`` the sampling shift.
+    """
+    from .detect import apply_fields, parse_config_override
+
+    override = parse_config_override(metadata, path)
     prefix = UNET_PREFIX if UNET_PREFIX + _MMDIT_KEY in shapes else ""
     try:
         mmdit = detect_mmdit_config(shapes, prefix)
     except (KeyError, ValueError) as error:
         raise ModelLoadError(f"SD3 MMDiT not recognised: missing {error}; the file looks truncated or mixed", path) from None
+    mmdit = apply_fields(mmdit, override.get("mmdit"), "mmdit", path)
     vae = None
     if f"{VAE_PREFIX}encoder.conv_in.weight" in shapes:
         try:
@@ -108,6 +122,7 @@ def detect_sd3_checkpoint(shapes: Mapping[str, Sequence[int]], path: str | os.Pa
             raise ModelLoadError(f"SD3 VAE at {VAE_PREFIX}* not recognised ({error})", path) from None
         vae = replace(SD3_VAE, **{f: getattr(detected, f) for f in ("in_channels", "out_channels", "ch", "ch_mult",
                                                                        "num_res_blocks", "z_channels", "use_quant_conv")})
+        vae = apply_fields(vae, override.get("vae"), "vae", path)
         if vae.z_channels != mmdit.in_channels:
             raise ModelLoadError(f"the VAE has {vae.z_channels} latent channels but the MMDiT takes "
                                  f"{mmdit.in_channels}; the file mixes models", path)
@@ -116,7 +131,10 @@ def detect_sd3_checkpoint(shapes: Mapping[str, Sequence[int]], path: str | os.Pa
         text_prefix = SD3_TEXT_PREFIXES[name]
         if any(k.startswith(text_prefix) for k in shapes):
             try:
-                encoders[name] = detect_text_encoder_config(_clip_shapes(shapes, text_prefix), base)
+                exact = (override.get("text_encoders") or {}).get(name) or {}
+                encoders[name] = apply_fields(detect_text_encoder_config(_clip_shapes(shapes, text_prefix), base,
+                                                                         heads=exact.get("heads")),
+                                              exact, f"text encoder {name}", path)
             except (KeyError, ValueError) as error:
                 raise ModelLoadError(f"text encoder {name} at {text_prefix}* not recognised ({error})", path) from None
     t5 = None
@@ -127,7 +145,17 @@ def detect_sd3_checkpoint(shapes: Mapping[str, Sequence[int]], path: str | os.Pa
             raise ModelLoadError(f"T5 encoder at {SD3_TEXT_PREFIXES['t5xxl']}* not recognised (missing {error})",
                                  path) from None
     _check_widths(mmdit, encoders.get("clip_l"), encoders.get("clip_g"), t5, path)
-    return SD3Info(mmdit, vae, encoders.get("clip_l"), encoders.get("clip_g"), t5, prefix)
+    layout = dict(override.get("sd3_text") or {})
+    unknown = sorted(set(layout) - {"clip_widths", "pooled_dims", "clip_tokens", "empty_t5_tokens"})
+    if unknown:
+        raise ModelLoadError(f'metadata "sd3_text" names unknown keys {unknown}; known: clip_widths, pooled_dims, '
+                             f'clip_tokens, empty_t5_tokens', path)
+    layout = {k: tuple(v) if isinstance(v, list) else v for k, v in layout.items()}
+    shift = override.get("shift")
+    if shift is not None and not (isinstance(shift, (int, float)) and shift > 0):
+        raise ModelLoadError(f'metadata "shift" must be a positive number, got {shift!r}', path)
+    return SD3Info(mmdit, vae, encoders.get("clip_l"), encoders.get("clip_g"), t5, prefix, layout,
+                   None if shift is None else float(shift))
 
 
 def _check_widths(mmdit: MMDiTConfig, clip_l, clip_g, t5, path) -> None:
@@ -150,12 +178,16 @@ class SD3TextEncoder(nn.Module):
         clip_l, clip_g: CLIP text models with projections (configs CLIP_L_SD3 / CLIP_G_SD3), or None.
         t5: the T5 encoder or None; ``t5_tokenizer`` is required with it.
         context_dim: the MMDiT's context width (4096); pooled_dims: (CLIP-L, CLIP-G) pooled widths
-            used for zeros when an encoder is absent.
+            used for zeros when an encoder is absent (0: that encoder has no slot at all).
+        clip_tokens: keep only the first N CLIP tokens (None: all 77 per chunk, as SD3); small models
+            trained on short prompts (the tiny flow model) read fewer tokens for speed.
+        empty_t5_tokens: zero tokens standing in for an absent T5 (77 as the reference; 0 = none).
     """
 
     def __init__(self, clip_l: CLIPTextModel | None, clip_g: CLIPTextModel | None, t5: T5EncoderModel | None = None,
                  t5_tokenizer: T5Tokenizer | None = None, *, context_dim: int = 4096,
-                 pooled_dims: tuple[int, int] = (768, 1280), clip_widths: tuple[int, int] = (768, 1280)):
+                 pooled_dims: tuple[int, int] = (768, 1280), clip_widths: tuple[int, int] = (768, 1280),
+                 clip_tokens: int | None = None, empty_t5_tokens: int = CLIP_TOKENS):
         super().__init__()
         if t5 is not None and t5_tokenizer is None:
             raise ValueError("t5_tokenizer: a T5 encoder needs its SentencePiece tokenizer (spiece.model)")
@@ -164,8 +196,9 @@ class SD3TextEncoder(nn.Module):
         self.t5 = t5
         self.t5_tokenizer = t5_tokenizer
         self.context_dim = context_dim
-        self.pooled_dims = (clip_l.config.projection_dim if clip_l else pooled_dims[0],
-                            clip_g.config.projection_dim if clip_g else pooled_dims[1])
+        self.pooled_dims = ((clip_l.config.projection_dim or clip_l.config.width) if clip_l else pooled_dims[0],
+                            (clip_g.config.projection_dim or clip_g.config.width) if clip_g else pooled_dims[1])
+        self.clip_tokens, self.empty_t5_tokens = clip_tokens, empty_t5_tokens
         self.clip_widths = (clip_l.config.width if clip_l else clip_widths[0],
                             clip_g.config.width if clip_g else clip_widths[1])
 
@@ -195,6 +228,7 @@ class SD3TextEncoder(nn.Module):
             view.clip_l, view.clip_g, view.t5, view.t5_tokenizer = self.clip_l, self.clip_g, t5_from.t5, \
                 t5_from.t5_tokenizer
             view.context_dim, view.pooled_dims, view.clip_widths = self.context_dim, self.pooled_dims, self.clip_widths
+            view.clip_tokens, view.empty_t5_tokens = self.clip_tokens, self.empty_t5_tokens
             return view.encode(prompts, use=use, clip_skip=clip_skip)
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         batch = len(prompts)
@@ -212,11 +246,13 @@ class SD3TextEncoder(nn.Module):
         clip_parts = [p if p is not None else torch.zeros(batch, tokens, w) for p, w in zip(clip_parts, self.clip_widths)]
         clip_context = torch.cat(clip_parts, dim=-1)  # (B, 77*chunks, 768 + 1280)
         clip_context = nn.functional.pad(clip_context, (0, self.context_dim - clip_context.shape[-1]))
+        if self.clip_tokens:
+            clip_context = clip_context[:, :self.clip_tokens]
         if self.t5 is not None and "t5xxl" in use:
             ids, _ = self.t5_tokenizer(prompts)
             t5_context = self.t5(ids.to(self._device())).float().cpu()  # (B, 256, d_model)
         else:
-            t5_context = torch.zeros(batch, CLIP_TOKENS, self.context_dim)
+            t5_context = torch.zeros(batch, self.empty_t5_tokens, self.context_dim)
         return {"context": torch.cat([clip_context, t5_context], dim=1), "y": torch.cat(pooled_parts, dim=-1)}
 
 
@@ -253,7 +289,7 @@ def load_sd3_checkpoint(path: str | os.PathLike, *, components: Sequence[str] = 
 
     path = Path(path)
     tensors = open_state_dict(path, allow_pickle=allow_pickle)
-    info = detect_sd3_checkpoint(tensors.shapes, path)
+    info = detect_sd3_checkpoint(tensors.shapes, path, tensors.metadata)
     mmdit = vae = text_encoder = None
     if "unet" in components:
         mmdit = _build(MMDiT, info.mmdit, from_prefix(tensors.shapes, info.prefix), tensors, "MMDiT", dtype, device)
@@ -271,7 +307,9 @@ def load_sd3_checkpoint(path: str | os.PathLike, *, components: Sequence[str] = 
         else:
             tokenizer = None
         text_encoder = SD3TextEncoder(clips.get("clip_l"), clips.get("clip_g"), t5, tokenizer,
-                                      context_dim=info.mmdit.context_dim)
+                                      context_dim=info.mmdit.context_dim, **info.text_layout)
+    if mmdit is not None and info.shift is not None:
+        mmdit.sampling_shift = info.shift   # read by the MODEL wrapper (nodes.py sd3_diffusion_model)
     notes = (f"SD3 MMDiT depth {info.mmdit.depth}, hidden {info.mmdit.hidden}, qk_norm {info.mmdit.qk_norm}, "
              f"dual-attention blocks {len(info.mmdit.dual_attention_layers)}; text encoders {info.encoders or 'none'}",)
     checkpoint_info = CheckpointInfo(family="sd3", prediction="flow", unet=None, vae=info.vae, text_encoders=(),

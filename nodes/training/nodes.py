@@ -589,6 +589,14 @@ class SaveCheckpoint(Node):
         target = _save_target(self, "checkpoints", filename)
         metadata = {"nodegraph.description": description} if description else {}
         torch_dtype = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+        if text_encoder.family == "sd3":   # a flow MMDiT (TrainFlow): SD3's single-file layout, flow_checkpoint.py
+            from .flow_checkpoint import save_flow_checkpoint
+
+            path = _write_new_file(target, overwrite, lambda tmp: save_flow_checkpoint(
+                tmp, mmdit=model.net, vae=vae, text_encoder=text_encoder.encoder,
+                shift=getattr(model.time_map, "shift", None), dtype=torch_dtype, metadata=metadata))
+            return {"model_files": [{"path": str(path), "kind": "checkpoint", "format": "safetensors"}],
+                    "bytes": path.stat().st_size}
         path = _write_new_file(target, overwrite, lambda tmp: save_checkpoint(
             tmp, family=text_encoder.family, unet=model.net, vae=vae, text_encoder=text_encoder.encoder,
             dtype=torch_dtype, metadata=metadata))
@@ -607,7 +615,9 @@ def register_types() -> list[PortType]:
 
 @hookimpl
 def register_nodes() -> list[type[Node]]:
-    return NODES
+    from .flow_nodes import TrainFlow   # flow_nodes.py imports this module's helpers
+
+    return [*NODES, TrainFlow]
 
 
 @hookimpl
