@@ -1,0 +1,345 @@
+"""The 3D plugin's nodes (thin adapters over the library modules) and its plugin hooks.
+
+Text to points (sampled by the core KSampler / Sample nodes — one sampling stack for every modality):
+    LoadTextToPoints     a text-to-points model file → MODEL (api.diffusion_model: v, cosine schedule, 6 channels)
+    EncodeShapePrompt    prompt → CONDITIONING {"words": one-hot (1, 8, V)}; "" is the CFG unconditional prompt
+    EmptyPointLatent     LATENT {"samples": zeros (B, 6, N)} for N points
+    LatentToPoints       LATENT (B, 6, N) → POINT_CLOUD (B, N, 6);  PointsToLatent the inverse (for img2img-like use)
+    TextToPoints         the whole path in one node (api.sample), for simple graphs
+Training:
+    TrainTextToPoints    trains the tiny model on procedural shapes (api.training kit; resumable run folder)
+    SaveTextToPoints     → models/threed/NAME.safetensors (never replaces a file unless asked)
+Meshes and files:
+    PointsToMesh, SampleMeshPoints, SavePointCloud (PLY), SaveMesh (GLB / PLY / OBJ), LoadMesh, LoadPointCloud
+Images:
+    RenderTurntable (POINT_CLOUD or MESH → IMAGE frames), ImageToPoints (IMAGE + depth IMAGE → POINT_CLOUD),
+    ProceduralShape (a ground-truth shape cloud from a caption)
+
+Bad input becomes a NodeInputError naming the input (PointsError / PromptError / ModelFileError / MeshFileError
+from the library carry the argument).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, api, hookimpl
+
+from . import SHIPPED_MODELS
+
+MODEL_FOLDER = "threed"
+DEFAULT_MODEL = "text_to_points.safetensors"
+NET_PORT = "POINT_DIFFUSION_NET"
+
+
+def _as_input_error(argument: str, error: Exception) -> NodeInputError:
+    return NodeInputError(getattr(error, "argument", argument), getattr(error, "message", str(error)))
+
+
+def _model_candidates(model_paths: Any) -> dict[str, str | Path]:
+    """Model files by name: the model folder "threed" first (names), then the plugin's shipped files (paths)."""
+    found: dict[str, str | Path] = {}
+    try:
+        names, _ = model_paths.list(MODEL_FOLDER)
+        found.update({name: name for name in names})
+    except (KeyError, LookupError, OSError, ValueError):
+        pass
+    if SHIPPED_MODELS.is_dir():
+        for path in sorted(SHIPPED_MODELS.glob("text_to_points*.safetensors")):
+            found.setdefault(path.name, path)
+    return found
+
+
+def _preview(samples: Any) -> Any:
+    """A cheap progress preview of a point latent: a front view of the first cloud (1, 3, 64, 64)."""
+    from .points import latent_to_points
+    from .render import render_points
+
+    image = render_points(latent_to_points(samples[:1].float().cpu()), size=64, azimuths=[30.0])
+    return image.permute(0, 3, 1, 2)
+
+
+def wrap_model(context: Any, net: Any, name: str) -> Any:
+    """A PointDiffusionTransformer as a MODEL value (v prediction, cosine schedule, 6 latent channels)."""
+    return api.diffusion_model(context, net, prediction="v", schedule="cosine", latent_channels=net.config.channels,
+                               preview=_preview, name=name)
+
+
+class LoadTextToPoints(Node):
+    """Load a text-to-points model as a MODEL for KSampler / Sample (point latents from EmptyPointLatent).
+
+    Looks in the model folder `threed` first, then in the plugin's shipped models/
+    (`text_to_points.safetensors`, trained here on procedural shapes; see the plugin README).
+    """
+
+    category = "3d/loaders"
+
+    class Inputs(NodeInputs):
+        model_name: str = Input(DEFAULT_MODEL, min_length=1, max_length=255,
+                                description="file in models/threed or the plugin's shipped models")
+
+    outputs = (Output("model", "MODEL"),)
+
+    @classmethod
+    def fingerprint(cls, literals: dict[str, Any], resolve_file: Any) -> str | None:
+        path = SHIPPED_MODELS / str(literals.get("model_name", ""))
+        try:
+            path = resolve_file(MODEL_FOLDER, literals.get("model_name", ""))
+        except (OSError, LookupError, ValueError, TypeError):
+            pass
+        try:
+            stat = path.stat()
+            return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+        except OSError:
+            return "missing"
+
+    def run(self, model_name: str) -> dict:
+        from .training import ModelFileError, load_model
+
+        candidates = _model_candidates(self.context.service("model_paths"))
+        if model_name not in candidates:
+            raise NodeInputError("model_name", f"no text-to-points model {model_name!r} in models/{MODEL_FOLDER} or "
+                                               f"the plugin's models/; available: {', '.join(candidates) or 'none'}")
+        source = candidates[model_name]
+        weights = (api.open_weights(self.context, source, folder=MODEL_FOLDER) if isinstance(source, str)
+                   else api.open_weights(self.context, source))
+        try:
+            net = load_model(model_name, {key: weights[key] for key in weights.keys()}, dict(weights.metadata or {}))
+        except ModelFileError as error:
+            raise NodeInputError("model_name", str(error)) from None
+        return {"model": wrap_model(self.context, net, f"text-to-points {model_name}")}
+
+
+class EncodeShapePrompt(Node):
+    """Encode a shape prompt ("a tall red cylinder") for a text-to-points model; "" = unconditional."""
+
+    category = "3d/conditioning"
+
+    class Inputs(NodeInputs):
+        text: str = Input("a red cube", multiline=True, max_length=200)
+
+    outputs = (Output("conditioning", "CONDITIONING"),)
+
+    def run(self, text: str) -> dict:
+        from .text import PromptError, encode_words
+
+        try:
+            return {"conditioning": {"words": encode_words(text)}}
+        except PromptError as error:
+            raise NodeInputError("text", str(error)) from None
+
+
+class EmptyPointLatent(Node):
+    """Zeros in the point-set latent layout {"samples": (B, 6, N)}: the start of text-to-points sampling."""
+
+    category = "3d/latent"
+
+    class Inputs(NodeInputs):
+        points: int = Input(1024, ge=16, le=16384, step=16)
+        batch_size: int = Input(1, ge=1, le=64)
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, points: int, batch_size: int) -> dict:
+        import torch
+
+        return {"latent": {"samples": torch.zeros(batch_size, 6, points)}}
+
+
+class LatentToPoints(Node):
+    """A point-set LATENT (B, 6, N) → POINT_CLOUD (B, N, 6): xyz and rgb in [0, 1]."""
+
+    category = "3d/latent"
+
+    class Inputs(NodeInputs):
+        latent: Any = Input(port="LATENT")
+
+    outputs = (Output("points", "POINT_CLOUD"),)
+
+    def run(self, latent: Any) -> dict:
+        from .points import PointsError, check_points, latent_to_points
+
+        samples = api.check_latent(latent, "latent", "LatentToPoints")
+        if samples.ndim != 3 or samples.shape[1] != 6:
+            raise NodeInputError("latent", f"expected a point-set latent (B, 6, N), found shape "
+                                           f"{tuple(samples.shape)}; image latents are (B, C, h, w)")
+        try:
+            return {"points": check_points(latent_to_points(samples), "latent")}
+        except PointsError as error:
+            raise _as_input_error("latent", error) from None
+
+
+class PointsToLatent(Node):
+    """POINT_CLOUD (B, N, C) → a point-set LATENT {"samples": (B, 6, N)} (colourless clouds become grey)."""
+
+    category = "3d/latent"
+
+    class Inputs(NodeInputs):
+        points: Any = Input(port="POINT_CLOUD")
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, points: Any) -> dict:
+        from .points import PointsError, check_points, points_to_latent
+
+        try:
+            return {"latent": points_to_latent(check_points(points, "points"))}
+        except PointsError as error:
+            raise _as_input_error("points", error) from None
+
+
+class TextToPoints(Node):
+    """Text → coloured point cloud with a text-to-points MODEL, in one node (api.sample with CFG)."""
+
+    category = "3d"
+
+    class Inputs(NodeInputs):
+        model: Any = Input(port="MODEL")
+        text: str = Input("a tall red cylinder", multiline=True, max_length=200)
+        points: int = Input(1024, ge=16, le=16384, step=16)
+        batch_size: int = Input(1, ge=1, le=64)
+        seed: int = Input(0, seed=True)
+        steps: int = Input(24, ge=1, le=200)
+        cfg: float = Input(3.0, ge=0.0, le=20.0, step=0.5)
+        sampler: str = Input("dpmpp_2m", choices_from="samplers")
+        scheduler: str = Input("karras", choices_from="schedules")
+
+    outputs = (Output("points", "POINT_CLOUD"), Output("latent", "LATENT"))
+
+    def run(self, model: Any, text: str, points: int, batch_size: int, seed: int, steps: int, cfg: float,
+            sampler: str, scheduler: str) -> dict:
+        import torch
+
+        from .points import latent_to_points
+        from .text import PromptError, encode_words
+
+        try:
+            positive, negative = {"words": encode_words(text)}, {"words": encode_words("")}
+        except PromptError as error:
+            raise NodeInputError("text", str(error)) from None
+        latent = api.sample(self.context, model, positive, negative, {"samples": torch.zeros(batch_size, 6, points)},
+                            seed=seed, steps=steps, cfg=cfg, sampler=sampler, scheduler=scheduler)
+        return {"points": latent_to_points(latent["samples"]), "latent": latent}
+
+
+class TrainTextToPoints(Node):
+    """Train the tiny text-to-points model on procedural coloured shapes (6 solids, 8 colours, sizes, stretches).
+
+    Data are generated on the fly (held-out attribute combinations never appear). The run keeps
+    checkpoints in <output>/training/<run_name>/ and resumes from them when run again with the
+    same settings. Reports loss, lr and grad norm as progress every step.
+    """
+
+    category = "3d/training"
+
+    class Inputs(NodeInputs):
+        steps: int = Input(2400, ge=1, le=1_000_000)
+        batch_size: int = Input(32, ge=1, le=1024)
+        points: int = Input(256, ge=16, le=4096, description="points per training cloud")
+        lr: float = Input(1e-3, gt=0.0, le=1.0)
+        warmup_steps: int = Input(100, ge=0)
+        ema_decay: float = Input(0.995, ge=0.0, lt=1.0)
+        caption_dropout: float = Input(0.1, ge=0.0, le=1.0)
+        width: int = Input(128, ge=16, le=1024, step=16)
+        layers: int = Input(4, ge=1, le=24)
+        heads: int = Input(4, ge=1, le=32)
+        seed: int = Input(0, ge=0, le=2**31 - 1)
+        checkpoint_every: int = Input(200, ge=0)
+        run_name: str = Input("text_to_points", min_length=1, max_length=80)
+
+    outputs = (Output("net", NET_PORT), Output("model", "MODEL"), Output("report", "STRING"))
+
+    def run(self, steps: int, batch_size: int, points: int, lr: float, warmup_steps: int, ema_decay: float,
+            caption_dropout: float, width: int, layers: int, heads: int, seed: int, checkpoint_every: int,
+            run_name: str) -> dict:
+        import json
+
+        import torch
+        from nodegraph.paths import confine
+
+        from .denoiser import PointDiffusionConfig, PointDiffusionTransformer
+        from .training import train_text_to_points
+
+        if width % heads:
+            raise NodeInputError("heads", f"width {width} must be a multiple of heads {heads}")
+        folder = confine(Path(self.context.service("output_dir")) / "training", run_name, what="run name",
+                         input_name="run_name", subfolders=True)
+        kit = api.training(self.context)
+        config = kit.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
+                                 ema_decay=ema_decay, seed=seed, checkpoint_every=checkpoint_every)
+        torch.manual_seed(seed)
+        net = PointDiffusionTransformer(PointDiffusionConfig(width=width, layers=layers, heads=heads))
+        identity = {"kind": "text_to_points", "config": net.config.to_json(), "train": str(config),
+                    "points": points, "caption_dropout": caption_dropout}
+        run = kit.TrainingRun(folder, identity)
+
+        def progress(done: int, total: int, info: dict) -> None:
+            self.context.progress(done, total, info={k: round(v, 6) if isinstance(v, float) else v
+                                                     for k, v in info.items()})
+
+        try:
+            report = train_text_to_points(net, kit, config, run, progress, points=points,
+                                          caption_dropout=caption_dropout)
+        except kit.TrainingStateError as error:
+            raise NodeInputError("run_name", str(error)) from None
+        return {"net": net, "model": wrap_model(self.context, net, f"text-to-points ({run_name})"),
+                "report": json.dumps(report, default=str)}
+
+
+class SaveTextToPoints(Node):
+    """Write a trained text-to-points network to models/threed/NAME.safetensors (config + vocabulary in metadata)."""
+
+    category = "3d/training"
+    output_node = True
+
+    class Inputs(NodeInputs):
+        net: Any = Input(port=NET_PORT)
+        filename: str = Input(DEFAULT_MODEL, min_length=1, max_length=120)
+        overwrite: bool = Input(False, description="replace an existing file of that name")
+        report: str = Input("", description="the training report (stored in the file's metadata)")
+
+    outputs = ()
+
+    def run(self, net: Any, filename: str, overwrite: bool, report: str) -> dict:
+        import json
+
+        from nodegraph.paths import confine
+
+        from .training import save_model
+
+        if not filename.endswith(".safetensors"):
+            raise NodeInputError("filename", f"expected a name ending in .safetensors, found {filename!r}")
+        folder = self.context.service("model_paths").directories(MODEL_FOLDER)[0]
+        folder.mkdir(parents=True, exist_ok=True)
+        path = confine(folder, filename, what="model file name", input_name="filename")
+        try:
+            parsed = json.loads(report) if report else {}
+        except json.JSONDecodeError:
+            parsed = {"text": report}
+        written = api.training(self.context).write_new_file(path, overwrite,
+                                                             lambda tmp: save_model(tmp, net, parsed))
+        return {"model_files": [{"path": str(written), "kind": "text_to_points", "format": "safetensors"}],
+                "bytes": written.stat().st_size}
+
+
+NODES = [LoadTextToPoints, EncodeShapePrompt, EmptyPointLatent, LatentToPoints, PointsToLatent, TextToPoints,
+         TrainTextToPoints, SaveTextToPoints]
+
+
+@hookimpl
+def register_types() -> list:
+    from nodegraph import PortType
+
+    return [PortType(NET_PORT, "A trained text-to-points network (PointDiffusionTransformer), for SaveTextToPoints.",
+                     color="#00897b")]
+
+
+@hookimpl
+def register_nodes() -> list:
+    return NODES
+
+
+@hookimpl
+def register_model_folders() -> dict:
+    return {MODEL_FOLDER: [".safetensors"]}
