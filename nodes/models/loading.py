@@ -459,6 +459,7 @@ class Checkpoint:
     unet: UNetModel | None
     vae: AutoencoderKL | None
     text_encoder: PromptEncoder | None
+    schedule: dict | None = None   # the training noise schedule recorded by save_checkpoint (None: the family's)
 
     @property
     def family(self) -> Family:
@@ -518,7 +519,8 @@ def load_checkpoint(
         vae = build_module(AutoencoderKL, info.vae, key_map, tensors, what="VAE", dtype=dtype, device=device)
     if "text_encoder" in components and info.text_encoders:
         text_encoder = _build_prompt_encoder(info.text_encoders, info.pooled_from, tensors, dtype, device)
-    return Checkpoint(info=info, unet=unet, vae=vae, text_encoder=text_encoder)
+    schedule = read_schedule(parse_config_override(tensors.metadata, path), path)
+    return Checkpoint(info=info, unet=unet, vae=vae, text_encoder=text_encoder, schedule=schedule)
 
 
 def _check_components(components: Sequence[str]) -> None:
@@ -903,10 +905,17 @@ def save_checkpoint(
     text_encoder: PromptEncoder | None = None,
     dtype: torch.dtype | None = None,
     metadata: Mapping[str, str] | None = None,
+    schedule: Mapping | None = None,
 ) -> None:
-    """Write modules as one LDM-layout ``.safetensors`` file with their exact configs in the metadata."""
+    """Write modules as one LDM-layout ``.safetensors`` file with their exact configs in the metadata.
+
+    ``schedule`` (see ``describe_schedule``) records the noise schedule the UNet was trained
+    with; ``load_checkpoint`` returns it so the model is sampled on the same schedule.
+    """
     tensors: dict[str, torch.Tensor] = {}
     override: dict = {"family": family}
+    if schedule is not None:
+        override["schedule"] = read_schedule({"schedule": dict(schedule)}, path)
 
     def add(prefix: str, state: Mapping[str, torch.Tensor]) -> None:
         for key, tensor in state.items():
@@ -937,6 +946,85 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     save_file(tensors, os.fspath(path), metadata={**(metadata or {}), METADATA_KEY: json.dumps(override)})
+
+
+# --- the training noise schedule ------------------------------------------------------------------
+#
+# A checkpoint's metadata records the schedule its UNet was trained on, as
+#   {"schedule": {"betas": "scaled_linear" | "linear" | "cosine", "timesteps": 1000, "zero_terminal_snr": false}}
+# or, for a table no name describes, {"schedule": {"alphas_cumprod": [...]}}. Files without it
+# (every SD file) use their family's scaled-linear 1000-step schedule.
+
+SCHEDULE_BETAS = ("scaled_linear", "linear", "cosine")
+TERMINAL_ALPHA_CUMPROD = 1e-8   # ᾱ_T of a zero-terminal-SNR schedule is 0 (sigma = ∞); sampling starts here instead
+
+
+def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
+    """Betas whose last ᾱ is exactly 0, keeping ᾱ_0 (Lin et al. 2024, "Common Diffusion Noise Schedules and
+    Sample Steps are Flawed", Algorithm 1: shift and scale sqrt(ᾱ) so its last value is 0)."""
+    root = torch.cumprod(1 - betas.to(torch.float64), dim=0).sqrt()
+    first, last = root[0].clone(), root[-1].clone()
+    root = (root - last) * first / (first - last)
+    alphas_cumprod = root**2
+    alphas = torch.cat([alphas_cumprod[:1], alphas_cumprod[1:] / alphas_cumprod[:-1]])
+    return 1 - alphas
+
+
+def training_betas(betas: str = "scaled_linear", timesteps: int = 1000, zero_terminal_snr: bool = False) -> torch.Tensor:
+    """The betas of a named training schedule (float64, ``timesteps`` long)."""
+    from nodes.sampling.schedules import cosine_betas, linear_betas, scaled_linear_betas
+
+    make = {"scaled_linear": scaled_linear_betas, "linear": linear_betas, "cosine": cosine_betas}[betas]
+    values = make(timesteps)
+    return rescale_zero_terminal_snr(values) if zero_terminal_snr else values
+
+
+def schedule_alphas_cumprod(schedule: Mapping) -> torch.Tensor:
+    """ᾱ_t (float64) of a recorded schedule; a zero terminal ᾱ becomes ``TERMINAL_ALPHA_CUMPROD``."""
+    if "alphas_cumprod" in schedule:
+        alphas_cumprod = torch.tensor(schedule["alphas_cumprod"], dtype=torch.float64)
+    else:
+        betas = training_betas(schedule.get("betas", "scaled_linear"), int(schedule.get("timesteps", 1000)),
+                               bool(schedule.get("zero_terminal_snr", False)))
+        alphas_cumprod = torch.cumprod(1 - betas, dim=0)
+    return alphas_cumprod.clamp(min=TERMINAL_ALPHA_CUMPROD)
+
+
+def read_schedule(override: Mapping, path=None) -> dict | None:
+    """The checked ``"schedule"`` entry of a ``nodegraph.config`` override (None when absent)."""
+    schedule = override.get("schedule")
+    if schedule is None:
+        return None
+    fix = ('write {"betas": one of ' + ", ".join(SCHEDULE_BETAS) +
+           ', "timesteps": N, "zero_terminal_snr": true|false} or {"alphas_cumprod": [...]}')
+    if not isinstance(schedule, Mapping):
+        raise ModelLoadError(f'metadata "{METADATA_KEY}" schedule must be a JSON object; {fix}', path)
+    if "alphas_cumprod" in schedule:
+        table = schedule["alphas_cumprod"]
+        if (set(schedule) != {"alphas_cumprod"} or not isinstance(table, list) or len(table) < 2
+                or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in table)
+                or any(b >= a for a, b in zip(table, table[1:]))):
+            raise ModelLoadError(f'metadata "{METADATA_KEY}" schedule alphas_cumprod must be a decreasing list of '
+                                 f'at least 2 numbers in [0, 1] (and nothing else); {fix}', path)
+        return {"alphas_cumprod": [float(v) for v in table]}
+    unknown = sorted(set(schedule) - {"betas", "timesteps", "zero_terminal_snr"})
+    betas, timesteps = schedule.get("betas", "scaled_linear"), schedule.get("timesteps", 1000)
+    zero = schedule.get("zero_terminal_snr", False)
+    if (unknown or betas not in SCHEDULE_BETAS or not isinstance(timesteps, int) or not 2 <= timesteps <= 100_000
+            or not isinstance(zero, bool)):
+        raise ModelLoadError(f'metadata "{METADATA_KEY}" schedule {dict(schedule)} is not understood; {fix}', path)
+    return {"betas": betas, "timesteps": timesteps, "zero_terminal_snr": zero}
+
+
+def describe_schedule(alphas_cumprod: torch.Tensor) -> dict:
+    """The record of a ᾱ table: its name when a named schedule matches (to 1e-6), else the table itself."""
+    alphas_cumprod = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
+    for betas in SCHEDULE_BETAS:
+        for zero in (False, True):
+            spec = {"betas": betas, "timesteps": len(alphas_cumprod), "zero_terminal_snr": zero}
+            if torch.allclose(schedule_alphas_cumprod(spec), alphas_cumprod, rtol=1e-6, atol=1e-9):
+                return spec
+    return {"alphas_cumprod": alphas_cumprod.tolist()}
 
 
 # --- ControlNet ------------------------------------------------------------------------------------

@@ -129,16 +129,28 @@ def set_loras(module: Any, loras: list) -> Any:
     return apply_loras(module, loras)
 
 
-def diffusion_model(unet: Any, name: str, preview: Any = None) -> Any:
-    """Wrap our UNet as a sampling DiffusionModel (SD's scaled-linear 1000-step schedule)."""
+def diffusion_model(unet: Any, name: str, preview: Any = None, schedule: dict | None = None) -> Any:
+    """Wrap our UNet as a sampling DiffusionModel on its training schedule (a ``loading.describe_schedule``
+    record, e.g. from the checkpoint's metadata; None = SD's scaled-linear 1000-step schedule)."""
     from nodes.sampling.denoisers import DiscreteTimeMap
     from nodes.sampling.diffusion_model import DiffusionModel
-    from nodes.sampling.schedules import scaled_linear_betas
+
+    from .loading import schedule_alphas_cumprod
 
     return DiffusionModel(net=unet, prediction=unet.config.prediction,
-                          time_map=DiscreteTimeMap.from_betas(scaled_linear_betas()),
+                          time_map=DiscreteTimeMap(schedule_alphas_cumprod(schedule or {})),
                           latent_channels=unet.config.out_channels, preview=preview, name=name,
                           patcher=set_model_patches)
+
+
+def model_schedule(model: Any) -> dict | None:
+    """The training-schedule record of a MODEL sampled on a discrete ᾱ table (None for continuous-time models)."""
+    sigmas = getattr(model.time_map, "sigmas", None)
+    if sigmas is None:
+        return None
+    from .loading import describe_schedule
+
+    return describe_schedule(1.0 / (1.0 + model.time_map._sigmas64.double() ** 2))   # sigma² = (1 − ᾱ) / ᾱ
 
 
 def sd3_diffusion_model(mmdit: Any, name: str, preview: Any = None, shift: float | None = None) -> Any:
@@ -202,8 +214,10 @@ class LoadCheckpoint(Node):
                                               f"separately ({separately})")
         for module, part in ((ckpt.unet, "unet"), (ckpt.vae, "vae"), (ckpt.text_encoder, "text encoder")):
             memory.register(module, f"{ckpt_name}:{part}")
-        wrap = sd3_diffusion_model if ckpt.family == "sd3" else diffusion_model
-        model = wrap(ckpt.unet, ckpt_name, preview=ckpt.vae.preview)
+        if ckpt.family == "sd3":
+            model = sd3_diffusion_model(ckpt.unet, ckpt_name, preview=ckpt.vae.preview)
+        else:   # sampled on the schedule it was trained on (recorded by SaveCheckpoint; SD's by default)
+            model = diffusion_model(ckpt.unet, ckpt_name, preview=ckpt.vae.preview, schedule=ckpt.schedule)
         return {"model": model, "text_encoder": TextEncoder(ckpt.text_encoder, ckpt.family), "vae": ckpt.vae}
 
 

@@ -309,6 +309,7 @@ class TrainDiffusion(Node):
     """Train a text-conditioned latent diffusion model (UNet + CLIP-architecture text encoder) from scratch."""
 
     category = "training"
+    version = "1.1.0"
 
     class Inputs(NodeInputs):
         dataset: Any = Input(port="DATASET")
@@ -323,6 +324,8 @@ class TrainDiffusion(Node):
         train_text_encoder: bool = Input(True)
         objective: Literal["eps", "v"] = Input("eps")
         beta_schedule: Literal["scaled_linear", "linear", "cosine"] = Input("scaled_linear")
+        zero_terminal_snr: bool = Input(False, description="rescale the betas so the last step is pure noise "
+                                                           "(Lin et al. 2024); needs the v objective")
         steps: int = Input(4000, ge=1, le=10_000_000)
         batch_size: int = Input(32, ge=1, le=4096)
         grad_accumulation: int = Input(1, ge=1, le=1024)
@@ -340,16 +343,16 @@ class TrainDiffusion(Node):
 
     def run(self, dataset: Any, vae: Any, model_channels: int, channel_mult: str, res_blocks: int,
             attention_levels: str, heads: int, text_width: int, text_layers: int, train_text_encoder: bool,
-            objective: str, beta_schedule: str, steps: int, batch_size: int, grad_accumulation: int, lr: float,
-            warmup_steps: int, ema_decay: float, caption_dropout: float, grad_clip: float, mixed_precision: str,
-            seed: int, checkpoint_every: int, run_name: str) -> dict:
+            objective: str, beta_schedule: str, zero_terminal_snr: bool, steps: int, batch_size: int,
+            grad_accumulation: int, lr: float, warmup_steps: int, ema_decay: float, caption_dropout: float,
+            grad_clip: float, mixed_precision: str, seed: int, checkpoint_every: int, run_name: str) -> dict:
         import torch
 
         from nodes.models.clip import CLIP_L, CLIPTextModel, PromptEncoder
         from nodes.models.nodes import TextEncoder, diffusion_model
         from nodes.models.tokenizer import default_tokenizer
+        from nodes.models.loading import schedule_alphas_cumprod
         from nodes.models.unet import UNetConfig, UNetModel
-        from nodes.sampling.schedules import alphas_cumprod_from_betas, cosine_betas, linear_betas, scaled_linear_betas
 
         from .trainer import TrainConfig, train_diffusion
 
@@ -360,6 +363,10 @@ class TrainDiffusion(Node):
             raise NodeInputError("attention_levels", f"give one depth per level: {len(mult)} values")
         if text_width % heads:
             raise NodeInputError("heads", f"text_width {text_width} must be divisible by heads {heads}")
+        if zero_terminal_snr and objective != "v":
+            raise NodeInputError("zero_terminal_snr", "a zero-terminal-SNR schedule has a step of pure noise, where "
+                                                      "an eps prediction says nothing about the image; set objective "
+                                                      "to 'v' (or switch zero_terminal_snr off)")
         torch.manual_seed(seed)
         text_config = replace(CLIP_L, width=text_width, layers=text_layers, heads=heads, intermediate=4 * text_width)
         unet_config = UNetConfig(in_channels=vae.config.z_channels, out_channels=vae.config.z_channels,
@@ -367,25 +374,23 @@ class TrainDiffusion(Node):
                                  transformer_depth=depth, transformer_depth_middle=1, context_dim=text_width,
                                  num_heads=heads, prediction=objective)
         unet, clip = UNetModel(unet_config), CLIPTextModel(text_config)
-        betas = {"scaled_linear": scaled_linear_betas, "linear": linear_betas, "cosine": cosine_betas}[beta_schedule]()
+        schedule = {"betas": beta_schedule, "timesteps": 1000, "zero_terminal_snr": zero_terminal_snr}
         config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 40, warmup_steps=warmup_steps,
                              grad_accumulation=grad_accumulation, grad_clip=grad_clip, ema_decay=ema_decay,
                              mixed_precision=mixed_precision, seed=seed, checkpoint_every=checkpoint_every)
         data = _encode_dataset(self, dataset, vae, text_config.pad_token_id)
         run = _run(folder, {"unet": repr(unet_config), "text": repr(text_config), "train": repr(config),
                                     "data": len(data.latents), "objective": objective, "betas": beta_schedule,
-                                    "dropout": caption_dropout, "train_te": train_text_encoder})
-        report = _train(train_diffusion, unet, clip, data, alphas_cumprod_from_betas(betas), config,
+                                    "dropout": caption_dropout, "train_te": train_text_encoder,
+                                    **({"zero_terminal_snr": True} if zero_terminal_snr else {})})
+        report = _train(train_diffusion, unet, clip, data, schedule_alphas_cumprod(schedule).float(), config,
                         _progress(self), run, objective=objective, caption_dropout=caption_dropout,
                         train_text_encoder=train_text_encoder)
-        model = diffusion_model(unet, run_name, preview=vae.preview)
-        if beta_schedule != "scaled_linear":   # the model must be sampled with the schedule it was trained on
-            from nodes.sampling.denoisers import DiscreteTimeMap
-
-            model = replace(model, time_map=DiscreteTimeMap.from_betas(betas), _denoiser=None)
+        model = diffusion_model(unet, run_name, preview=vae.preview, schedule=schedule)   # sampled as trained
         encoder = TextEncoder(PromptEncoder({"clip_l": clip}, pooled_from="clip_l", tokenizer=default_tokenizer()),
                               "sd1")
         report["beta_schedule"] = beta_schedule
+        report["zero_terminal_snr"] = zero_terminal_snr
         return {"model": model, "text_encoder": encoder, "report": json.dumps(report, default=str)}
 
 
@@ -560,13 +565,17 @@ class SaveControlNet(Node):
 class SaveCheckpoint(Node):
     """Write MODEL + TEXT_ENCODER + VAE as one single-file SD-layout checkpoint (fp16) in models/checkpoints.
 
+    The metadata records the exact configs, the prediction type and the noise schedule the
+    model is sampled on (betas kind, timesteps, zero-terminal SNR), so LoadCheckpoint
+    rebuilds the same model with no arguments.
+
     An existing file is never replaced unless `overwrite` is true: the checkpoint is then
     written as NAME_1.safetensors (the next free number); the `model_files` result names the file.
     """
 
     category = "training"
     output_node = True
-    version = "1.1.0"
+    version = "1.2.0"
 
     class Inputs(NodeInputs):
         model: Any = Input(port="MODEL")
@@ -585,6 +594,7 @@ class SaveCheckpoint(Node):
         import torch
 
         from nodes.models.loading import save_checkpoint
+        from nodes.models.nodes import model_schedule
 
         target = _save_target(self, "checkpoints", filename)
         metadata = {"nodegraph.description": description} if description else {}
@@ -599,7 +609,7 @@ class SaveCheckpoint(Node):
                     "bytes": path.stat().st_size}
         path = _write_new_file(target, overwrite, lambda tmp: save_checkpoint(
             tmp, family=text_encoder.family, unet=model.net, vae=vae, text_encoder=text_encoder.encoder,
-            dtype=torch_dtype, metadata=metadata))
+            dtype=torch_dtype, metadata=metadata, schedule=model_schedule(model)))
         return {"model_files": [{"path": str(path), "kind": "checkpoint", "format": "safetensors"}],
                 "bytes": path.stat().st_size}
 
