@@ -44,6 +44,10 @@ ERROR_CODES = (
     "cycle",               # links form a cycle (names the nodes in it)
     "no_outputs",          # nothing to run: no output node (or requested output) in the graph
     "unknown_node",        # an override or requested output names a missing node id
+    "foreign_format",      # a graph file of another tool (ComfyUI prompt or workflow); names the tool
+    "bypass_no_match",     # a bypassed node's used output has no linked input of its port type
+    "subgraph_cycle",      # subgraph definitions use each other in a cycle (names the chain)
+    "subgraph_port_conflict",  # an exposed subgraph input feeds inner inputs of different port types
 )
 
 

@@ -4,7 +4,7 @@ One stream feeds the CLI progress bar, the websocket server and the tests.
 Every event has `type` and `run_id`; `to_dict()` gives the JSON form
 (documented in docs/events.md and, for the server, docs/protocol.md).
 
-    run_started      nodes (ids that may run, in order), total
+    run_started      nodes (ids that may run, in order), total, skipped (muted + dependents)
     node_started     node_id, node_type
     node_cached      node_id, node_type
     node_progress    node_id, value, total, preview (an image or None; not in to_dict), info (dict or None)
@@ -41,6 +41,7 @@ class RunStarted(Event):
     type: ClassVar[str] = "run_started"
     nodes: tuple[str, ...] = ()
     total: int = 0
+    skipped: tuple[str, ...] = ()     # muted nodes and their dependents (docs/graph-format.md)
 
 
 @dataclass(frozen=True, slots=True)

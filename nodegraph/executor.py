@@ -4,7 +4,11 @@ Design (this docstring is the design document)
 ==============================================
 
 Compile (once per Graph object and registry; memoised in `Graph.compiled`)
-    `compile_graph` turns a validated Graph into a `GraphPlan`: for each node its
+    Node modes and subgraphs are applied first (effective_graph.py): bypassed
+    nodes become links to what they pass through, subgraph nodes are replaced
+    by their inner nodes under namespaced ids (`outer/inner`), and muted nodes
+    with everything that depends on them are left out (`GraphPlan.skipped`).
+    `compile_graph` turns the validated effective graph into a `GraphPlan`: for each node its
     class, its literal inputs merged with declared defaults, a digest of
     (type, version, literals), its links, and a topological order of all nodes. A Graph is immutable, so re-running it skips this step.
 
@@ -106,6 +110,7 @@ class GraphPlan:
     order: tuple[str, ...]
     output_nodes: tuple[str, ...]
     model_file_inputs: tuple[tuple[str, str, str, str], ...]   # (node id, input, folder, file name)
+    skipped: tuple[str, ...] = ()    # muted nodes and their dependents (never run)
 
 
 def _literal_digest(node_type: str, version: str, literals: dict[str, Any]) -> bytes:
@@ -124,6 +129,13 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
     memo = graph.compiled.get(id(registry))
     if memo is not None and memo[0] is registry:
         return memo[1]
+    source_graph = graph
+    skipped: tuple[str, ...] = ()
+    if not graph.is_plain:
+        from .effective_graph import effective_graph
+
+        effective = effective_graph(graph, registry)
+        graph, skipped = effective.graph, effective.skipped
     nodes: dict[str, NodePlan] = {}
     model_files = []
     for node_id, gnode in graph.nodes.items():
@@ -153,8 +165,8 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
     assert not left_over, "compile_graph needs a validated (acyclic) graph"
     order = tuple(order)
     output_nodes = tuple(n for n in order if nodes[n].cls.spec.output_node)
-    plan = GraphPlan(nodes, order, output_nodes, tuple(model_files))
-    graph.compiled[id(registry)] = (registry, plan)
+    plan = GraphPlan(nodes, order, output_nodes, tuple(model_files), skipped)
+    source_graph.compiled[id(registry)] = (registry, plan)
     return plan
 
 
@@ -165,6 +177,7 @@ class RunResult:
     outputs: target node id → the dict its `run` returned (outputs and, for
         output nodes, their recorded results).
     executed: node ids that ran, in order. cached: node ids served from the cache.
+    skipped: muted nodes and the nodes that depend on them (never run).
     """
 
     run_id: str
@@ -172,6 +185,7 @@ class RunResult:
     executed: list[str]
     cached: list[str]
     seconds: float
+    skipped: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -485,12 +499,12 @@ def run_plan(
     started = time.perf_counter()
     order = needed_nodes(plan, state.targets)
     outcome: BaseException | None = None
-    emit(ev.RunStarted(run_id, tuple(order), len(order)))
+    emit(ev.RunStarted(run_id, tuple(order), len(order), plan.skipped))
     try:
         compute_keys(state, order, resolve_file, output_scope)
         execute(state, cache, emit, check_interrupted, services or {})
         return RunResult(run_id, {t: state.values[t] for t in state.targets},
-                         state.executed, state.cached, time.perf_counter() - started)
+                         state.executed, state.cached, time.perf_counter() - started, list(plan.skipped))
     except BaseException as exc:
         outcome = exc
         raise

@@ -1,15 +1,17 @@
 """The graph file: one JSON format for the editor and headless runs.
 
-Format (version 1)::
+Format (version 2; docs/graph-format.md is the reference)::
 
     {
-      "format_version": 1,
+      "format_version": 2,
       "metadata": {"title": "...", ...},          # optional, free-form
       "nodes": {
         "seed": {"type": "Int", "inputs": {"value": 42}},
         "show": {"type": "ShowValue", "title": "Result",
-                 "inputs": {"value": {"node": "seed", "output": "value"}}}
+                 "inputs": {"value": {"node": "seed", "output": "value"}}},
+        "off":  {"type": "Int", "mode": "mute", "inputs": {}}   # optional mode: bypass | mute
       },
+      "subgraphs": {"name": {"inputs": {...}, "outputs": {...}, "nodes": {...}}},  # optional
       "ui": {...}                                  # optional, ignored by execution
     }
 
@@ -18,11 +20,16 @@ Format (version 1)::
   `node` (a node id) and `output` (an output name of that node).
 - `ui` holds editor state (positions, groups, notes) and is carried through
   unchanged; `metadata` likewise.
+- `mode` and `subgraphs` are stored here as written (`GraphNode.mode`,
+  `SubgraphDefinition`); what they mean for a run — pass-through, skipping,
+  expansion with namespaced ids — is applied by effective_graph.py.
+- Files from other tools are recognised (`foreign_format`); `import_foreign`
+  converts a ComfyUI API prompt, keeping unknown node types with their data.
 
 Older versions are migrated on load (`MIGRATIONS`, one function per step, pure
 JSON → JSON); a loaded graph saves back to the same JSON (`Graph.to_dict`).
 
-Main objects: `Graph`, `GraphNode`, `Link`; `parse_graph` (bytes, text, dict
+Main objects: `Graph`, `GraphNode`, `Link`, `SubgraphDefinition`; `parse_graph` (bytes, text, dict
 or Graph → Graph, raising `GraphValidationError` with `invalid_json` /
 `invalid_format` / `unsupported_version` errors, all collected); `load_graph`
 (a path); `graph_file_schema()` (JSON Schema of the file format).
@@ -39,11 +46,16 @@ from typing import Any, Callable
 
 from .errors import GraphError, GraphValidationError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MAX_FILE_BYTES = 64 * 1024 * 1024   # a graph is a few KB; 64 MiB is generous and bounded
 MAX_VALUE_DEPTH = 32                # literal inputs are scalars or small lists
-_NODE_KEYS = ("type", "inputs", "title")
-_TOP_KEYS = ("format_version", "metadata", "nodes", "ui")
+NODE_MODES = ("bypass", "mute")     # absent = the node runs normally
+SUBGRAPH_TYPE_PREFIX = "subgraph:"  # a node of type "subgraph:<name>" uses subgraphs[<name>]
+SUBGRAPH_INPUTS_NODE = "$inputs"    # the reserved inner node id whose outputs are the exposed inputs
+_NODE_KEYS = ("type", "inputs", "title", "mode")
+_TOP_KEYS = ("format_version", "metadata", "nodes", "subgraphs", "ui")
+_SUBGRAPH_KEYS = ("metadata", "inputs", "outputs", "nodes", "ui")
+_SUBGRAPH_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +76,7 @@ class GraphNode:
     type: str
     inputs: dict[str, Any]
     title: str | None = None
+    mode: str | None = None          # None, "bypass" or "mute" (NODE_MODES)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type,
@@ -71,6 +84,40 @@ class GraphNode:
                                           for k, v in self.inputs.items()}}
         if self.title is not None:
             out["title"] = self.title
+        if self.mode is not None:
+            out["mode"] = self.mode
+        return out
+
+
+@dataclass(slots=True)
+class SubgraphDefinition:
+    """A graph used as a node (`"type": "subgraph:<name>"`), with its exposed ports.
+
+    inputs: exposed input name → `{"default"?: literal, "title"?: str}`, in port order.
+    outputs: exposed output name → `{"node": inner id, "output": name, "title"?: str}`, in port order.
+    nodes: inner nodes; they read exposed inputs through links to `SUBGRAPH_INPUTS_NODE`.
+    """
+
+    name: str
+    nodes: dict[str, GraphNode]
+    inputs: dict[str, dict[str, Any]]
+    outputs: dict[str, dict[str, Any]]
+    metadata: dict[str, Any] | None = None
+    ui: Any = None
+    has_ui: bool = False
+    present: tuple[str, ...] = ()    # which optional keys the file wrote (so saving round-trips)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.metadata is not None:
+            out["metadata"] = self.metadata
+        if self.inputs or "inputs" in self.present:
+            out["inputs"] = self.inputs
+        if self.outputs or "outputs" in self.present:
+            out["outputs"] = self.outputs
+        out["nodes"] = {nid: node.to_dict() for nid, node in self.nodes.items()}
+        if self.has_ui:
+            out["ui"] = self.ui
         return out
 
 
@@ -87,13 +134,21 @@ class Graph:
     metadata: dict[str, Any] | None = None
     ui: Any = None
     has_ui: bool = False
-    compiled: dict[int, Any] = field(default_factory=dict, repr=False)
+    compiled: dict[Any, Any] = field(default_factory=dict, repr=False)
+    subgraphs: dict[str, SubgraphDefinition] | None = None   # None: the file has no "subgraphs" key
+
+    @property
+    def is_plain(self) -> bool:
+        """True when no node has a mode and there are no subgraphs: the effective graph is the graph."""
+        return not self.subgraphs and all(n.mode is None for n in self.nodes.values())
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"format_version": FORMAT_VERSION}
         if self.metadata is not None:
             out["metadata"] = self.metadata
         out["nodes"] = {nid: node.to_dict() for nid, node in self.nodes.items()}
+        if self.subgraphs is not None:
+            out["subgraphs"] = {name: d.to_dict() for name, d in self.subgraphs.items()}
         if self.has_ui:
             out["ui"] = self.ui
         return out
@@ -124,10 +179,11 @@ class Graph:
                                          f"node ids are: {_preview(sorted(nodes))}", node_id=node_id))
                 continue
             old = nodes[node_id]
-            nodes[node_id] = GraphNode(old.type, {**old.inputs, input_name: _parse_input_value(value)}, old.title)
+            nodes[node_id] = GraphNode(old.type, {**old.inputs, input_name: _parse_input_value(value)},
+                                       old.title, old.mode)
         if errors:
             raise GraphValidationError(errors)
-        return Graph(nodes, self.metadata, self.ui, self.has_ui)
+        return Graph(nodes, self.metadata, self.ui, self.has_ui, subgraphs=self.subgraphs)
 
 
 def topological_order(nodes: dict[str, GraphNode]) -> tuple[list[str], list[str]]:
@@ -203,8 +259,81 @@ def _migrate_v0_to_v1(data: dict) -> dict:
     return out
 
 
+def _migrate_v1_to_v2(data: dict) -> dict:
+    """v1 → v2: v2 only adds optional keys (node `mode`, `subgraphs`), so only the number changes."""
+    return {**data, "format_version": 2}
+
+
 # MIGRATIONS[v] turns a version-v dict into a version-(v+1) dict.
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {0: _migrate_v0_to_v1}
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {0: _migrate_v0_to_v1, 1: _migrate_v1_to_v2}
+
+
+# --- files from other tools ----------------------------------------------------
+
+def foreign_format(data: Any) -> tuple[str, str] | None:
+    """(tool, format) when `data` is a graph file of another tool, else None.
+
+    Recognised: a ComfyUI API-format prompt (`{"3": {"class_type": ..., "inputs": ...}}`) and a
+    ComfyUI UI-format workflow (`{"nodes": [...], "links": [...], ...}`, no "format_version").
+    """
+    if not isinstance(data, dict) or "format_version" in data:
+        return None
+    if isinstance(data.get("nodes"), list) and isinstance(data.get("links"), list):
+        return ("comfyui", "workflow")
+    if data and all(isinstance(v, dict) and "class_type" in v for v in data.values()):
+        return ("comfyui", "api")
+    return None
+
+
+def _foreign_error(tool: str, kind: str) -> GraphError:
+    if kind == "api":
+        message = ("this is a ComfyUI API-format prompt, not a nodegraph graph; import it with "
+                   "nodegraph.graph.import_foreign (the editor's Open does this): its nodes keep their ComfyUI "
+                   "types and data, and validation names the ones nodegraph lacks")
+    else:
+        message = ("this is a ComfyUI UI-format workflow, not a nodegraph graph; its widget values are "
+                   "positional and cannot be named without ComfyUI's node definitions. In ComfyUI use "
+                   "'Export (API)' and open that file instead")
+    return GraphError("foreign_format", message, details={"tool": tool, "format": kind})
+
+
+def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | None = None) -> dict:
+    """A ComfyUI API-format prompt → a version-2 graph dict (unknown types keep their data).
+
+    Each entry becomes a node with `type` = its `class_type`, `title` = `_meta.title`, literal
+    inputs as they are, and `[source_id, index]` pairs naming an entry of the prompt become links
+    `{"node": source_id, "output": name}` where name is `output_names(type)[index]` when that
+    callable knows the source's type (e.g. `lambda t: [o.name for o in registry.nodes[t].spec.outputs]`),
+    else `str(index)`. Raises GraphValidationError (`foreign_format` for a UI workflow,
+    `invalid_format` when `data` is neither).
+    """
+    kind = foreign_format(data)
+    if kind is None:
+        raise GraphValidationError([GraphError(
+            "invalid_format", "not a graph file of a tool nodegraph can import (ComfyUI API-format prompt)")])
+    if kind[1] != "api":
+        raise GraphValidationError([_foreign_error(*kind)])
+    ids = {str(k) for k in data}
+    nodes: dict[str, Any] = {}
+    for raw_id, entry in data.items():
+        node_type = entry.get("class_type")
+        inputs: dict[str, Any] = {}
+        for name, value in (entry.get("inputs") or {}).items():
+            if (isinstance(value, list) and len(value) == 2 and str(value[0]) in ids
+                    and isinstance(value[1], int) and not isinstance(value[1], bool)):
+                source = str(value[0])
+                names = output_names(data[source if source in data else value[0]].get("class_type")) \
+                    if output_names is not None else None
+                output = names[value[1]] if names and 0 <= value[1] < len(names) else str(value[1])
+                inputs[str(name)] = {"node": source, "output": output}
+            else:
+                inputs[str(name)] = value
+        node: dict[str, Any] = {"type": node_type, "inputs": inputs}
+        meta = entry.get("_meta")
+        if isinstance(meta, dict) and isinstance(meta.get("title"), str):
+            node["title"] = meta["title"]
+        nodes[str(raw_id)] = node
+    return {"format_version": FORMAT_VERSION, "metadata": {"imported_from": "comfyui-api"}, "nodes": nodes}
 
 
 def file_version(data: dict) -> Any:
@@ -219,6 +348,8 @@ def file_version(data: dict) -> Any:
 def migrate(data: dict) -> dict:
     """Apply migrations until the dict is at FORMAT_VERSION; raises GraphValidationError."""
     version = file_version(data)
+    if version is None and foreign_format(data) is not None:
+        raise GraphValidationError([_foreign_error(*foreign_format(data))])
     if version is None:
         raise GraphValidationError([GraphError(
             "invalid_format",
@@ -328,9 +459,83 @@ def graph_from_dict(data: Any) -> Graph:
         node = _parse_node(node_id, raw, errors)
         if node is not None:
             nodes[node_id] = node
+    subgraphs = _parse_subgraphs(data["subgraphs"], errors) if "subgraphs" in data else None
     if errors:
         raise GraphValidationError(errors)
-    return Graph(nodes, metadata, data.get("ui"), "ui" in data)
+    return Graph(nodes, metadata, data.get("ui"), "ui" in data, subgraphs=subgraphs)
+
+
+def _parse_subgraphs(raw: Any, errors: list[GraphError]) -> dict[str, SubgraphDefinition]:
+    """The top-level "subgraphs" object → definitions; format errors name the definition."""
+    if not isinstance(raw, dict):
+        errors.append(GraphError("invalid_format",
+                                 f'"subgraphs" must be an object keyed by subgraph name, found a {_json_type(raw)}'))
+        return {}
+    out: dict[str, SubgraphDefinition] = {}
+    for name, body in raw.items():
+        found: list[GraphError] = []
+        definition = _parse_subgraph(name, body, found)
+        for e in found:
+            errors.append(GraphError(e.code, f"in subgraph definition {name!r}: {e.message}", e.node_id, e.input,
+                                     {**e.details, "subgraph": name}))
+        if definition is not None and not found:
+            out[name] = definition
+    return out
+
+
+def _parse_subgraph(name: str, body: Any, errors: list[GraphError]) -> SubgraphDefinition | None:
+    if not name or len(name) > 64 or not set(name) <= _SUBGRAPH_NAME_CHARS:
+        errors.append(GraphError("invalid_format", "a subgraph name is 1-64 characters of A-Z a-z 0-9 _ - ."))
+        return None
+    if not isinstance(body, dict):
+        errors.append(GraphError("invalid_format", f'a definition is an object with "nodes", found a {_json_type(body)}'))
+        return None
+    for key in body:
+        if key not in _SUBGRAPH_KEYS:
+            errors.append(GraphError("invalid_format",
+                                     f"unknown key {key!r}; allowed keys are {', '.join(_SUBGRAPH_KEYS)}"))
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        errors.append(GraphError("invalid_format", f'"metadata" must be an object, found a {_json_type(metadata)}'))
+    raw_nodes = body.get("nodes")
+    if not isinstance(raw_nodes, dict):
+        errors.append(GraphError("invalid_format", f'"nodes" must be an object keyed by node id, found '
+                                                   f'{_json_type(raw_nodes) if "nodes" in body else "nothing"}'))
+        raw_nodes = {}
+    nodes: dict[str, GraphNode] = {}
+    for node_id, raw in raw_nodes.items():
+        if node_id == SUBGRAPH_INPUTS_NODE:
+            errors.append(GraphError("invalid_format", f"{SUBGRAPH_INPUTS_NODE!r} is reserved (links to it read the "
+                                                       f"exposed inputs); rename the node", node_id=node_id))
+            continue
+        node = _parse_node(node_id, raw, errors)
+        if node is not None:
+            nodes[node_id] = node
+    inputs = body.get("inputs", {})
+    if not isinstance(inputs, dict) or not all(isinstance(v, dict) for v in inputs.values()):
+        errors.append(GraphError("invalid_format", '"inputs" must map each exposed input name to an object '
+                                                   '{"default"?: value, "title"?: text}'))
+        inputs = {}
+    for port, spec in inputs.items():
+        extra = set(spec) - {"default", "title"}
+        problem = _check_json_value(spec.get("default"))
+        if extra or problem or not isinstance(spec.get("title", ""), str):
+            errors.append(GraphError("invalid_format", f"exposed input {port!r} is {{\"default\"?: value, \"title\"?: "
+                                                       f"text}}; found {json.dumps(spec, default=repr)[:120]}"))
+    outputs = body.get("outputs", {})
+    if not isinstance(outputs, dict) or not all(isinstance(v, dict) for v in outputs.values()):
+        errors.append(GraphError("invalid_format", '"outputs" must map each exposed output name to an object '
+                                                   '{"node": inner id, "output": name}'))
+        outputs = {}
+    for port, spec in outputs.items():
+        if (set(spec) - {"node", "output", "title"} or not isinstance(spec.get("node"), str)
+                or not isinstance(spec.get("output"), str) or not isinstance(spec.get("title", ""), str)):
+            errors.append(GraphError("invalid_format", f"exposed output {port!r} is {{\"node\": inner id, \"output\": "
+                                                       f"name, \"title\"?: text}}; found {json.dumps(spec, default=repr)[:120]}"))
+    if errors:
+        return None
+    present = tuple(k for k in ("inputs", "outputs") if k in body)
+    return SubgraphDefinition(name, nodes, inputs, outputs, metadata, body.get("ui"), "ui" in body, present)
 
 
 def _parse_node(node_id: Any, raw: Any, errors: list[GraphError]) -> GraphNode | None:
@@ -359,6 +564,11 @@ def _parse_node(node_id: Any, raw: Any, errors: list[GraphError]) -> GraphNode |
     if title is not None and not isinstance(title, str):
         errors.append(GraphError("invalid_format", f'"title" must be a string, found a {_json_type(title)}',
                                  node_id=node_id))
+        ok = False
+    mode = raw.get("mode")
+    if mode is not None and mode not in NODE_MODES:
+        errors.append(GraphError("invalid_format", f'"mode" must be "bypass" or "mute" (or left out to run the node); '
+                                                   f"found {json.dumps(mode)[:60]}", node_id=node_id))
         ok = False
     raw_inputs = raw.get("inputs", {})
     inputs: dict[str, Any] = {}
@@ -392,7 +602,7 @@ def _parse_node(node_id: Any, raw: Any, errors: list[GraphError]) -> GraphNode |
         inputs[name] = value
     if not ok:
         return None
-    return GraphNode(node_type, inputs, title)
+    return GraphNode(node_type, inputs, title, mode)
 
 
 def _json_type(value: Any) -> str:
@@ -486,9 +696,49 @@ def graph_file_schema() -> dict[str, Any]:
         "required": ["node", "output"],
         "additionalProperties": False,
     }
+    node = {
+        "type": "object",
+        "required": ["type"],
+        "additionalProperties": False,
+        "properties": {
+            "type": {"type": "string", "minLength": 1,
+                     "description": "registered node type: a bare name (Int), a qualified plugin.Type, "
+                                    "or subgraph:<name> for a subgraph defined in this file"},
+            "title": {"type": "string"},
+            "mode": {"enum": list(NODE_MODES), "description": "bypass: pass inputs through; mute: do not run "
+                                                              "(dependents are skipped)"},
+            "inputs": {
+                "type": "object",
+                "description": "inputs by name: a literal value or a link",
+                "additionalProperties": {"anyOf": [{"$ref": "#/$defs/link"}, {}]},
+            },
+        },
+    }
+    nodes = {"type": "object", "description": "nodes keyed by string id", "propertyNames": {"minLength": 1},
+             "additionalProperties": {"$ref": "#/$defs/node"}}
+    subgraph = {
+        "type": "object",
+        "required": ["nodes"],
+        "additionalProperties": False,
+        "properties": {
+            "metadata": {"type": "object"},
+            "inputs": {"type": "object", "description": "exposed inputs in port order; inner nodes read them "
+                                                         f"with links to node {SUBGRAPH_INPUTS_NODE!r}",
+                       "additionalProperties": {"type": "object", "additionalProperties": False,
+                                                "properties": {"default": {}, "title": {"type": "string"}}}},
+            "outputs": {"type": "object", "description": "exposed outputs in port order",
+                        "additionalProperties": {"type": "object", "additionalProperties": False,
+                                                 "required": ["node", "output"],
+                                                 "properties": {"node": {"type": "string"},
+                                                                "output": {"type": "string"},
+                                                                "title": {"type": "string"}}}},
+            "nodes": nodes,
+            "ui": {},
+        },
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://nodegraph.dev/schema/graph-v1.json",
+        "$id": f"https://nodegraph.dev/schema/graph-v{FORMAT_VERSION}.json",
         "title": "nodegraph graph file",
         "type": "object",
         "required": ["format_version", "nodes"],
@@ -496,26 +746,11 @@ def graph_file_schema() -> dict[str, Any]:
         "properties": {
             "format_version": {"const": FORMAT_VERSION},
             "metadata": {"type": "object", "description": "free-form: title, author, notes"},
-            "nodes": {
-                "type": "object",
-                "description": "nodes keyed by string id",
-                "propertyNames": {"minLength": 1},
-                "additionalProperties": {
-                    "type": "object",
-                    "required": ["type"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "type": {"type": "string", "minLength": 1, "description": "registered node type: a bare name (Int) or a qualified plugin.Type"},
-                        "title": {"type": "string"},
-                        "inputs": {
-                            "type": "object",
-                            "description": "inputs by name: a literal value or a link",
-                            "additionalProperties": {"anyOf": [{"$ref": "#/$defs/link"}, {}]},
-                        },
-                    },
-                },
-            },
-            "ui": {"description": "editor state (positions, groups, notes); ignored by execution"},
+            "nodes": nodes,
+            "subgraphs": {"type": "object", "description": "subgraph definitions keyed by name",
+                          "propertyNames": {"pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+                          "additionalProperties": {"$ref": "#/$defs/subgraph"}},
+            "ui": {"description": "editor state (positions, groups, reroutes, notes); ignored by execution"},
         },
-        "$defs": {"link": link},
+        "$defs": {"link": link, "node": node, "subgraph": subgraph},
     }

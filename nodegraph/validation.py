@@ -55,7 +55,15 @@ def validate(
         outputs: node ids to run; default every output node.
         list_model_files: folder name → (file names available, directories searched);
             when None, model file names are not checked.
+
+    A graph with node modes or subgraphs is checked as its effective graph
+    (effective_graph.py); errors inside a subgraph name the path to the inner node.
     """
+    if not graph.is_plain:
+        from .effective_graph import effective_graph
+
+        effective = effective_graph(graph, registry)
+        return effective.annotate(validate(effective.graph, registry, outputs, list_model_files))
     errors: list[GraphError] = []
     nodes = graph.nodes
     node_classes = registry.nodes

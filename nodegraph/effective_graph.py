@@ -1,0 +1,406 @@
+"""The effective graph: what a run executes once node modes and subgraphs are applied.
+
+A graph file keeps what the user wrote (`mode` on nodes, `subgraphs`
+definitions, `subgraph:<name>` node types); validation and the executor work on
+the *effective graph* built here: a plain Graph with no modes and no subgraph
+nodes. docs/graph-format.md ("Bypass and mute", "Subgraphs") states the rules;
+this module implements them in two passes, linear in the expanded size:
+
+1. `_Expander.flatten` walks the file's nodes (recursing into each used
+   definition) and copies every kept node under its namespaced id
+   (`outer/inner`, nested `a/b/c`), with links rewritten into that namespace
+   and links to `$inputs` replaced by the outer node's value (link, literal or
+   the exposed input's default). Nodes that do not exist in the effective graph
+   — subgraph nodes and bypassed nodes — become *virtual*: a table maps each
+   of their outputs to the link that stands for it (an inner output; for a
+   bypassed node, the first linked input with the same port type) or to a
+   marker saying why there is none.
+2. `_Expander.resolve` follows every link through the virtual table to a real
+   node (bypass chains and nested subgraphs resolve transitively), then removes
+   muted nodes and everything that depends on them (the *skipped* nodes).
+
+Errors found here (`bypass_no_match`, `subgraph_cycle`,
+`subgraph_port_conflict`, exposed-port mistakes) and the errors validation
+finds in the effective graph are both passed through `EffectiveGraph.annotate`,
+which names the path of an expanded node (outer node → inner node) in the
+message and in `details.path`.
+
+Main objects: `EffectiveGraph`, `effective_graph(graph, registry)` (memoised in
+`Graph.compiled`), `SubgraphInterface` / `subgraph_interface` (the typed ports
+of a definition, as the editor draws them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import GraphError
+from .graph import SUBGRAPH_INPUTS_NODE, SUBGRAPH_TYPE_PREFIX, Graph, GraphNode, Link, SubgraphDefinition
+
+if TYPE_CHECKING:
+    from .registry import Registry
+
+ANY_PORT = "*"
+
+
+@dataclass(frozen=True)
+class SubgraphInterface:
+    """The typed ports of a definition: (name, port type) in the order the file declares them."""
+
+    inputs: tuple[tuple[str, str], ...]
+    outputs: tuple[tuple[str, str], ...]
+
+    def input_port(self, name: str) -> str | None:
+        return next((p for n, p in self.inputs if n == name), None)
+
+    def output_port(self, name: str) -> str | None:
+        return next((p for n, p in self.outputs if n == name), None)
+
+
+@dataclass
+class EffectiveGraph:
+    """A graph with modes and subgraphs applied, and what applying them found.
+
+    graph       the plain graph to validate and run (the input Graph itself when it was plain).
+    errors      problems found while applying modes and expanding subgraphs.
+    skipped     muted nodes (file order) then the nodes skipped because they depend on one.
+    origin      expanded node id → (path of ids from the outer node in, names of the subgraphs entered).
+    suppressed  (node id, input) pairs whose `missing_input` was already reported in a clearer form.
+    reported    node ids whose `unknown_node_type` was already reported (e.g. as `subgraph_cycle`).
+    """
+
+    graph: Graph
+    errors: list[GraphError] = field(default_factory=list)
+    skipped: tuple[str, ...] = ()
+    origin: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
+    suppressed: set[tuple[str, str]] = field(default_factory=set)
+    reported: set[str] = field(default_factory=set)
+    definitions: tuple[str, ...] = ()
+
+    def annotate(self, errors: list[GraphError]) -> list[GraphError]:
+        """This expansion's errors, then `errors` (from validating `graph`), each naming its subgraph path."""
+        out = []
+        for error in [*self.errors, *errors]:
+            if error.code == "missing_input" and (error.node_id, error.input) in self.suppressed:
+                continue
+            if error.code == "unknown_node_type" and error.node_id in self.reported:
+                continue
+            node_type = error.details.get("type") if error.code == "unknown_node_type" else None
+            if isinstance(node_type, str) and node_type.startswith(SUBGRAPH_TYPE_PREFIX):
+                name = node_type[len(SUBGRAPH_TYPE_PREFIX):]
+                have = ", ".join(repr(d) for d in self.definitions) or "none"
+                error = GraphError("unknown_node_type",
+                                   f"no subgraph {name!r} is defined in this file (definitions: {have}); add its "
+                                   f"definition under \"subgraphs\" or replace the node",
+                                   error.node_id, error.input, {**error.details, "subgraph": name})
+            out.append(self._with_path(error))
+        return out
+
+    def _with_path(self, error: GraphError) -> GraphError:
+        origin = self.origin.get(error.node_id) if error.node_id is not None else None
+        if origin is None or len(origin[0]) < 2 or "path" in error.details:
+            return error
+        path, names = origin
+        where = " > ".join(names)
+        return GraphError(error.code, f"in subgraph {where} (node {' → '.join(path)}): {error.message}",
+                          error.node_id, error.input, {**error.details, "path": list(path)})
+
+
+@dataclass(frozen=True)
+class _NoPassThrough:
+    """Why a virtual output has no link behind it (reported when something uses it)."""
+
+    error: GraphError
+
+
+def effective_graph(graph: Graph, registry: Registry) -> EffectiveGraph:
+    """The effective graph of `graph` (memoised per registry; a plain graph is returned as is)."""
+    if graph.is_plain:
+        return EffectiveGraph(graph)
+    memo_key = ("effective", id(registry))
+    memo = graph.compiled.get(memo_key)
+    if memo is not None and memo[0] is registry:
+        return memo[1]
+    expander = _Expander(graph.subgraphs or {}, registry)
+    expander.flatten(graph.nodes, "", (), (), False, (), None)
+    result = expander.resolve(graph)
+    graph.compiled[memo_key] = (registry, result)
+    return result
+
+
+def subgraph_interface(graph: Graph, name: str, registry: Registry) -> SubgraphInterface:
+    """The typed ports of definition `name` in `graph` (KeyError when it is not defined)."""
+    expander = _Expander(graph.subgraphs or {}, registry)
+    if name not in expander.definitions:
+        raise KeyError(name)
+    return expander.interface(name, (), None)
+
+
+class _Expander:
+    """The two passes described in the module docstring; one instance per expansion."""
+
+    def __init__(self, definitions: dict[str, SubgraphDefinition], registry: Registry):
+        self.definitions = definitions
+        self.registry = registry
+        self.flat: dict[str, GraphNode] = {}
+        self.virtual: dict[tuple[str, str], Link | _NoPassThrough] = {}
+        self.virtual_nodes: set[str] = set()
+        self.errors: list[GraphError] = []
+        self.origin: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self.suppressed: set[tuple[str, str]] = set()
+        self.reported: set[str] = set()
+        self.interfaces: dict[str, SubgraphInterface] = {}
+
+    # --- ports ------------------------------------------------------------------
+
+    def _input_port(self, node_type: str, input_name: str, stack: tuple[str, ...]) -> str | None:
+        if node_type.startswith(SUBGRAPH_TYPE_PREFIX):
+            name = node_type[len(SUBGRAPH_TYPE_PREFIX):]
+            if name in self.definitions and name not in stack:
+                return self.interface(name, stack, None).input_port(input_name)
+            return None
+        cls = self.registry.nodes.get(node_type)
+        spec = cls.spec.inputs.get(input_name) if cls is not None else None
+        return spec.port if spec is not None else None
+
+    def _output_port(self, node_type: str, output_name: str, stack: tuple[str, ...]) -> str | None:
+        if node_type.startswith(SUBGRAPH_TYPE_PREFIX):
+            name = node_type[len(SUBGRAPH_TYPE_PREFIX):]
+            if name in self.definitions and name not in stack:
+                return self.interface(name, stack, None).output_port(output_name)
+            return None
+        cls = self.registry.nodes.get(node_type)
+        if cls is None or output_name not in cls.spec.output_index:
+            return None
+        return cls.spec.outputs[cls.spec.output_index[output_name]].port
+
+    def interface(self, name: str, stack: tuple[str, ...], used_by: str | None) -> SubgraphInterface:
+        """Ports of definition `name`, typed from its inner nodes (memoised; conflicts reported once)."""
+        known = self.interfaces.get(name)
+        if known is not None:
+            return known
+        definition = self.definitions[name]
+        inner_stack = (*stack, name)
+        inputs = []
+        for port_name in definition.inputs:
+            ports = []
+            for node in definition.nodes.values():
+                for input_name, value in node.inputs.items():
+                    if isinstance(value, Link) and value.node == SUBGRAPH_INPUTS_NODE and value.output == port_name:
+                        port = self._input_port(node.type, input_name, inner_stack)
+                        if port is not None and port != ANY_PORT:
+                            ports.append(port)
+            distinct = sorted(set(ports))
+            if len(distinct) > 1:
+                self.errors.append(GraphError(
+                    "subgraph_port_conflict",
+                    f"exposed input {port_name!r} of subgraph {name!r} feeds inner inputs of different types "
+                    f"({', '.join(distinct)}); expose one input per type",
+                    node_id=used_by, input=port_name,
+                    details={"subgraph": name, "input": port_name, "ports": distinct}))
+            inputs.append((port_name, distinct[0] if distinct else ANY_PORT))
+        outputs = []
+        for port_name, spec in definition.outputs.items():
+            inner = definition.nodes.get(spec["node"])
+            port = self._output_port(inner.type, spec["output"], inner_stack) if inner is not None else None
+            outputs.append((port_name, port or ANY_PORT))
+        result = SubgraphInterface(tuple(inputs), tuple(outputs))
+        self.interfaces[name] = result
+        return result
+
+    # --- pass 1 -----------------------------------------------------------------
+
+    def flatten(self, nodes: dict[str, GraphNode], prefix: str, path: tuple[str, ...], names: tuple[str, ...],
+                muted: bool, stack: tuple[str, ...], exposed: dict[str, Any] | None) -> None:
+        """Copy `nodes` (one graph level) into the flat namespace under `prefix`."""
+        for local_id, node in nodes.items():
+            node_id = prefix + local_id
+            if node_id in self.flat or node_id in self.virtual_nodes:
+                self.errors.append(GraphError(
+                    "invalid_format",
+                    f"node id {node_id!r} is used twice once subgraphs are expanded (expanded ids are "
+                    f"<outer id>/<inner id>); rename one of them", node_id=node_id))
+                continue
+            self.origin[node_id] = ((*path, local_id), names)
+            inputs = self._translate_inputs(node_id, node, prefix, names, exposed)
+            mode = "mute" if muted else node.mode
+            if node.type.startswith(SUBGRAPH_TYPE_PREFIX):
+                self._flatten_subgraph_node(node_id, node, inputs, mode, path + (local_id,), names, stack)
+            elif mode == "bypass" and node.type in self.registry.nodes:
+                self._bypass(node_id, node, inputs, self.registry.nodes[node.type].spec)
+            else:   # an unknown bypassed type stays, so validation names it
+                self.flat[node_id] = GraphNode(node.type, inputs, node.title, "mute" if mode == "mute" else None)
+
+    def _translate_inputs(self, node_id: str, node: GraphNode, prefix: str, names: tuple[str, ...],
+                          exposed: dict[str, Any] | None) -> dict[str, Any]:
+        inputs: dict[str, Any] = {}
+        for input_name, value in node.inputs.items():
+            if not isinstance(value, Link):
+                inputs[input_name] = value
+            elif value.node == SUBGRAPH_INPUTS_NODE and exposed is not None:
+                if value.output not in exposed:
+                    self.errors.append(GraphError(
+                        "unknown_output",
+                        f"input {input_name!r} reads exposed input {value.output!r}, which subgraph {names[-1]!r} "
+                        f"does not declare (it declares: {', '.join(repr(n) for n in exposed) or 'none'}); add it "
+                        f"to the definition's \"inputs\"", node_id=node_id, input=input_name,
+                        details={"subgraph": names[-1], "output": value.output}))
+                    self.suppressed.add((node_id, input_name))
+                elif exposed[value.output] is _MISSING:
+                    self.suppressed.add((node_id, input_name))   # reported on the outer node
+                else:
+                    inputs[input_name] = exposed[value.output]
+            else:
+                inputs[input_name] = Link(prefix + value.node, value.output)
+        return inputs
+
+    def _flatten_subgraph_node(self, node_id: str, node: GraphNode, inputs: dict[str, Any], mode: str | None,
+                               path: tuple[str, ...], names: tuple[str, ...], stack: tuple[str, ...]) -> None:
+        name = node.type[len(SUBGRAPH_TYPE_PREFIX):]
+        definition = self.definitions.get(name)
+        if definition is None:   # validation reports unknown_node_type (with the definitions there are)
+            self.flat[node_id] = GraphNode(node.type, inputs, node.title, "mute" if mode == "mute" else None)
+            return
+        if name in stack:
+            chain = [*stack[stack.index(name):], name]
+            self.errors.append(GraphError(
+                "subgraph_cycle",
+                f"subgraph definitions use each other in a cycle: {' → '.join(chain)}; a subgraph cannot "
+                f"contain itself, directly or through others — remove one of these uses",
+                node_id=node_id, details={"chain": chain}))
+            self.reported.add(node_id)
+            self.flat[node_id] = GraphNode(node.type, inputs, node.title)
+            return
+        interface = self.interface(name, stack, node_id)
+        for input_name in inputs:
+            if interface.input_port(input_name) is None:
+                self.errors.append(GraphError(
+                    "unknown_input",
+                    f"subgraph {name!r} has no exposed input {input_name!r}. Its inputs are: "
+                    f"{', '.join(n for n, _ in interface.inputs) or '(none)'}.",
+                    node_id=node_id, input=input_name, details={"subgraph": name}))
+        self.virtual_nodes.add(node_id)
+        if mode == "bypass":
+            for output_name, port in interface.outputs:
+                source = next((inputs[n] for n, p in interface.inputs
+                               if p == port and isinstance(inputs.get(n), Link)), None)
+                self.virtual[(node_id, output_name)] = source if source is not None else self._no_match(
+                    node_id, node.type, output_name, port,
+                    [(n, p) for n, p in interface.inputs if isinstance(inputs.get(n), Link)])
+            return
+        read = {v.output for n in definition.nodes.values() for v in n.inputs.values()
+                if isinstance(v, Link) and v.node == SUBGRAPH_INPUTS_NODE}
+        exposed: dict[str, Any] = {}
+        for input_name, spec in definition.inputs.items():
+            if input_name in inputs:
+                exposed[input_name] = inputs[input_name]
+            elif "default" in spec:
+                exposed[input_name] = spec["default"]
+            else:
+                exposed[input_name] = _MISSING
+                if input_name in read:
+                    port = interface.input_port(input_name)
+                    self.errors.append(GraphError(
+                        "missing_input",
+                        f"subgraph {name!r} needs input {input_name!r} ({port}); connect a {port} output or write a "
+                        f"value to it (or give the exposed input a \"default\" in the definition).",
+                        node_id=node_id, input=input_name, details={"subgraph": name}))
+        for output_name, spec in definition.outputs.items():
+            if spec["node"] not in definition.nodes:
+                self.virtual[(node_id, output_name)] = _NoPassThrough(GraphError(
+                    "dangling_link",
+                    f"exposed output {output_name!r} of subgraph {name!r} names inner node {spec['node']!r}, "
+                    f"which is not in the definition; point it at an inner node's output",
+                    node_id=node_id, details={"subgraph": name, "output": output_name, "source_node": spec["node"]}))
+            else:
+                self.virtual[(node_id, output_name)] = Link(f"{node_id}/{spec['node']}", spec["output"])
+        self.flatten(definition.nodes, node_id + "/", path, (*names, name), mode == "mute", (*stack, name), exposed)
+
+    def _bypass(self, node_id: str, node: GraphNode, inputs: dict[str, Any], spec: Any) -> None:
+        """A bypassed node becomes virtual: output o → the first linked input declared with o's port type."""
+        self.virtual_nodes.add(node_id)
+        linked = [(n, s.port) for n, s in spec.inputs.items() if isinstance(inputs.get(n), Link)]
+        for output in spec.outputs:
+            source = next((inputs[n] for n, port in linked if port == output.port), None)
+            self.virtual[(node_id, output.name)] = source if source is not None else self._no_match(
+                node_id, node.type, output.name, output.port, linked)
+
+    @staticmethod
+    def _no_match(node_id: str, node_type: str, output: str, port: str,
+                  linked: list[tuple[str, str]]) -> _NoPassThrough:
+        have = ", ".join(f"{n} ({p})" for n, p in linked) or "none"
+        return _NoPassThrough(GraphError(
+            "bypass_no_match",
+            f"{node_type} is bypassed, but its output {output!r} ({port}) is used and none of its linked inputs "
+            f"is a {port} to pass through (linked inputs: {have}); un-bypass it, mute it, or connect a {port} input",
+            node_id=node_id, details={"output": output, "port": port,
+                                      "inputs": [{"input": n, "port": p} for n, p in linked]}))
+
+    # --- pass 2 -----------------------------------------------------------------
+
+    def _resolve_link(self, link: Link) -> Link | _NoPassThrough:
+        seen = set()
+        while link.node in self.virtual_nodes:
+            key = (link.node, link.output)
+            target = self.virtual.get(key)
+            if target is None:
+                return _NoPassThrough(GraphError(
+                    "unknown_output",
+                    f"links to output {link.output!r} of {link.node!r}, which has no such output; its outputs are: "
+                    f"{', '.join(o for n, o in self.virtual if n == link.node) or '(none)'}.",
+                    details={"source_node": link.node, "output": link.output}))
+            if key in seen or not isinstance(target, Link):
+                return target if isinstance(target, _NoPassThrough) else _NoPassThrough(GraphError(
+                    "cycle", f"bypassed nodes pass {link.node!r} through itself; remove one of these links",
+                    node_id=link.node, details={"nodes": sorted(n for n, _ in seen)}))
+            seen.add(key)
+            link = target
+        return link
+
+    def resolve(self, graph: Graph) -> EffectiveGraph:
+        """Resolve links through virtual nodes, drop muted nodes and their dependents."""
+        reported_no_match: set[int] = set()
+        nodes: dict[str, GraphNode] = {}
+        dependents: dict[str, list[str]] = {}
+        for node_id, node in self.flat.items():
+            inputs = {}
+            for input_name, value in node.inputs.items():
+                if isinstance(value, Link):
+                    resolved = self._resolve_link(value)
+                    if isinstance(resolved, _NoPassThrough):
+                        self.suppressed.add((node_id, input_name))
+                        error = resolved.error
+                        if error.node_id is None:
+                            error = GraphError(error.code, f"input {input_name!r} {error.message}", node_id,
+                                               input_name, error.details)
+                            self.errors.append(error)
+                        elif id(resolved) not in reported_no_match:
+                            reported_no_match.add(id(resolved))
+                            self.errors.append(error)
+                        continue
+                    dependents.setdefault(resolved.node, []).append(node_id)
+                    value = resolved
+                inputs[input_name] = value
+            nodes[node_id] = GraphNode(node.type, inputs, node.title, node.mode)
+        muted = [n for n, node in nodes.items() if node.mode == "mute"]
+        gone = set(muted)
+        stack = list(muted)
+        while stack:
+            for dependent in dependents.get(stack.pop(), ()):
+                if dependent not in gone:
+                    gone.add(dependent)
+                    stack.append(dependent)
+        skipped = tuple(muted) + tuple(n for n in nodes if n in gone and nodes[n].mode != "mute")
+        kept = {n: node for n, node in nodes.items() if n not in gone}
+        plain = Graph(kept, graph.metadata, graph.ui, graph.has_ui)
+        return EffectiveGraph(plain, self.errors, skipped, self.origin, self.suppressed, self.reported,
+                              tuple(self.definitions))
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<no value>"
+
+
+_MISSING = _Missing()

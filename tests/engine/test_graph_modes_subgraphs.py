@@ -1,0 +1,386 @@
+"""Format version 2: bypass and mute, subgraphs (expansion, caching, nesting, errors), migration, foreign files."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from nodegraph import FORMAT_VERSION, GraphValidationError, Session, parse_graph
+from nodegraph.effective_graph import effective_graph, subgraph_interface
+from nodegraph.graph import MIGRATIONS, foreign_format, import_foreign
+
+from . import helpers
+from .helpers import chain, link
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def session() -> Session:
+    helpers.CALLS.clear()
+    helpers.PROBES.clear()
+    return Session(plugins=[helpers])
+
+
+def codes(errors) -> list[str]:
+    return [e.code for e in errors]
+
+
+def square_plus_graph(x: int = 6, k: int | None = 1) -> dict:
+    """`show` ← subgraph square_plus(x, k) = x*x + k, with x from an Int node."""
+    inputs: dict = {"x": link("a", "value")}
+    if k is not None:
+        inputs["k"] = k
+    return {
+        "format_version": 2,
+        "nodes": {
+            "a": {"type": "Int", "inputs": {"value": x}},
+            "sq": {"type": "subgraph:square_plus", "title": "x² + k", "inputs": inputs},
+            "show": {"type": "ShowValue", "inputs": {"value": link("sq", "result")}},
+        },
+        "subgraphs": {
+            "square_plus": {
+                "metadata": {"title": "Square plus"},
+                "inputs": {"x": {}, "k": {"default": 0}},
+                "outputs": {"result": {"node": "add", "output": "result"}},
+                "nodes": {
+                    "mul": {"type": "IntMath", "inputs": {"a": link("$inputs", "x"), "b": link("$inputs", "x"),
+                                                          "op": "multiply"}},
+                    "add": {"type": "IntMath", "inputs": {"a": link("mul", "result"), "b": link("$inputs", "k"),
+                                                          "op": "add"}},
+                },
+                "ui": {"nodes": {"mul": {"position": [0, 0]}}},
+            }
+        },
+        "ui": {"groups": [{"id": "g1", "title": "Maths", "color": "#335577", "bounds": [0, 0, 400, 200]}],
+               "reroutes": [{"id": "r1", "position": [120, 40], "to": {"node": "show", "input": "value"}}]},
+    }
+
+
+# --- bypass -------------------------------------------------------------------
+
+def test_bypass_passes_the_first_matching_input_through(session):
+    """A bypassed Counter passes its INT input x to its INT output y, and does not run."""
+    graph = chain(3)
+    graph["nodes"]["c1"]["mode"] = "bypass"
+    result = session.run(graph)
+    assert result.outputs["show"]["value"] == 2          # c0 → (c1 bypassed) → c2: 1 + 1
+    assert "c1" not in result.executed and helpers.CALLS == ["c0", "c2"]
+
+
+def test_bypass_chains_resolve_transitively(session):
+    """Consecutive bypassed nodes pass the value straight through all of them."""
+    graph = chain(5)
+    for nid in ("c1", "c2", "c3"):
+        graph["nodes"][nid]["mode"] = "bypass"
+    assert session.run(graph).outputs["show"]["value"] == 2
+
+
+def test_bypass_without_a_matching_input_is_a_validation_error_naming_the_node(session):
+    """A used output with no linked input of its port type is bypass_no_match on the bypassed node."""
+    graph = {"format_version": 2, "nodes": {
+        "s": {"type": "String", "inputs": {"value": "hi"}},
+        "c": {"type": "Counter", "mode": "bypass", "inputs": {"tag": link("s", "value")}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("c", "y")}}}}
+    errors = session.validate(graph)
+    assert codes(errors) == ["bypass_no_match"]
+    assert errors[0].node_id == "c" and errors[0].details["output"] == "y" and errors[0].details["port"] == "INT"
+    assert errors[0].details["inputs"] == [{"input": "tag", "port": "STRING"}]
+    with pytest.raises(GraphValidationError):
+        session.run(graph)
+
+
+def test_bypass_of_an_unused_output_needs_no_match(session):
+    """A bypassed node whose outputs nobody links is simply left out, without error."""
+    graph = chain(2)
+    graph["nodes"]["spare"] = {"type": "Counter", "mode": "bypass", "inputs": {}}
+    assert session.validate(graph) == []
+    assert session.run(graph).outputs["show"]["value"] == 2
+
+
+def test_bypass_never_passes_literals_and_requires_exact_port_types(session):
+    """A literal input is not a pass-through candidate, even when its port matches."""
+    graph = {"format_version": 2, "nodes": {
+        "c": {"type": "Counter", "mode": "bypass", "inputs": {"x": 5}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("c", "y")}}}}
+    assert codes(session.validate(graph)) == ["bypass_no_match"]
+
+
+# --- mute ---------------------------------------------------------------------
+
+def test_mute_skips_the_node_and_its_dependents_without_failing(session):
+    """Muting c1 skips c1, c2 and the show node that depend on it; another output still runs."""
+    graph = chain(3)
+    graph["nodes"]["c1"]["mode"] = "mute"
+    graph["nodes"]["other"] = {"type": "ShowValue", "inputs": {"value": link("c0", "y")}}
+    events = []
+    result = session.run(graph, on_event=events.append)
+    assert result.skipped == ["c1", "c2", "show"]
+    assert result.executed == ["c0", "other"]
+    assert result.outputs["other"]["value"] == 1
+    started = next(e for e in events if e.type == "run_started")
+    assert started.skipped == ("c1", "c2", "show") and list(started.to_dict()["skipped"]) == ["c1", "c2", "show"]
+
+
+def test_a_muted_broken_node_does_not_block_the_run(session):
+    """A muted node with an unknown type and bad inputs is not validated: the rest runs."""
+    graph = chain(2)
+    graph["nodes"]["broken"] = {"type": "NoSuchNode", "mode": "mute", "inputs": {"zzz": 1}}
+    assert session.validate(graph) == []
+    assert session.run(graph).outputs["show"]["value"] == 2
+
+
+def test_muting_every_output_is_no_outputs(session):
+    """When muting leaves no output node, validation says no_outputs as usual."""
+    graph = chain(2)
+    graph["nodes"]["c0"]["mode"] = "mute"
+    assert codes(session.validate(graph)) == ["no_outputs"]
+
+
+def test_modes_round_trip_and_bad_modes_are_refused():
+    """`mode` is saved back as written; an unknown mode is invalid_format naming the node."""
+    graph = chain(2)
+    graph["nodes"]["c0"]["mode"] = "bypass"
+    graph["format_version"] = 2
+    assert parse_graph(graph).to_dict() == graph
+    graph["nodes"]["c0"]["mode"] = "off"
+    with pytest.raises(GraphValidationError) as info:
+        parse_graph(graph)
+    assert codes(info.value.errors) == ["invalid_format"] and info.value.errors[0].node_id == "c0"
+
+
+# --- subgraphs ----------------------------------------------------------------
+
+def test_subgraph_runs_with_namespaced_inner_nodes(session):
+    """A subgraph node computes x*x + k through its inner nodes, reported as sq/mul and sq/add."""
+    result = session.run(square_plus_graph(6, 1))
+    assert result.outputs["show"]["value"] == 37
+    assert result.executed == ["a", "sq/mul", "sq/add", "show"]
+
+
+def test_subgraph_input_default_applies_when_the_outer_node_gives_none(session):
+    """An exposed input left out on the outer node takes the definition's default."""
+    assert session.run(square_plus_graph(4, None)).outputs["show"]["value"] == 16
+
+
+def test_subgraph_inner_nodes_are_cached_like_any_other(session):
+    """Re-running with a changed outer literal k re-runs only sq/add and what follows."""
+    session.run(square_plus_graph(6, 1))
+    result = session.run(square_plus_graph(6, 2))
+    assert result.executed == ["sq/add", "show"]
+    assert result.cached == ["sq/mul"]
+    assert result.outputs["show"]["value"] == 38
+
+
+def test_two_uses_of_one_subgraph_with_equal_inputs_compute_once(session):
+    """Content-addressed keys: a second use of the same subgraph on the same input is a cache hit."""
+    graph = square_plus_graph(3, 1)
+    graph["nodes"]["sq2"] = copy.deepcopy(graph["nodes"]["sq"])
+    graph["nodes"]["show2"] = {"type": "ShowValue", "inputs": {"value": link("sq2", "result")}}
+    result = session.run(graph)
+    assert result.outputs["show"]["value"] == result.outputs["show2"]["value"] == 10
+    inner_runs = [n for n in result.executed if "/" in n]
+    assert sorted(n.split("/")[1] for n in inner_runs) == ["add", "mul"]     # one copy ran, not both
+    assert len(result.executed) == 4                                          # a, one mul, one add, one show
+
+
+def test_nested_subgraphs_expand_with_paths(session):
+    """A definition that uses another expands to a/b/c ids and computes through both levels."""
+    graph = square_plus_graph(2, 0)
+    graph["subgraphs"]["twice"] = {
+        "inputs": {"v": {}},
+        "outputs": {"result": {"node": "second", "output": "result"}},
+        "nodes": {"first": {"type": "subgraph:square_plus", "inputs": {"x": link("$inputs", "v")}},
+                  "second": {"type": "subgraph:square_plus", "inputs": {"x": link("first", "result")}}}}
+    graph["nodes"]["sq"] = {"type": "subgraph:twice", "inputs": {"v": link("a", "value")}}
+    result = session.run(graph)
+    assert result.outputs["show"]["value"] == 16            # (2²)² with k = 0
+    assert "sq/first/mul" in result.executed and "sq/second/add" in result.executed
+
+
+def test_cycles_between_definitions_are_refused(session):
+    """A uses B uses A is subgraph_cycle naming the chain, not a hang or a recursion error."""
+    graph = {"format_version": 2, "nodes": {
+        "n": {"type": "subgraph:A", "inputs": {}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("n", "out")}}},
+        "subgraphs": {
+            "A": {"outputs": {"out": {"node": "b", "output": "out"}}, "nodes": {"b": {"type": "subgraph:B", "inputs": {}}}},
+            "B": {"outputs": {"out": {"node": "a", "output": "out"}}, "nodes": {"a": {"type": "subgraph:A", "inputs": {}}}},
+        }}
+    errors = session.validate(graph)
+    assert "subgraph_cycle" in codes(errors)
+    cycle = next(e for e in errors if e.code == "subgraph_cycle")
+    assert cycle.details["chain"] == ["A", "B", "A"]
+    assert cycle.node_id == "n/b/a" and cycle.details["path"] == ["n", "b", "a"]
+    assert "unknown_node_type" not in codes(errors)
+
+
+def test_errors_inside_a_subgraph_name_the_path(session):
+    """An out-of-range literal on an inner node names outer node → inner node."""
+    graph = square_plus_graph()
+    graph["subgraphs"]["square_plus"]["nodes"]["mul"]["inputs"]["op"] = "power-of"
+    errors = session.validate(graph)
+    assert codes(errors) == ["not_in_choices"]
+    assert errors[0].node_id == "sq/mul" and errors[0].details["path"] == ["sq", "mul"]
+    assert errors[0].message.startswith("in subgraph square_plus (node sq → mul):")
+
+
+def test_exposed_ports_are_typed_from_inner_nodes():
+    """Exposed inputs take the port of the inner inputs that read them; outputs the inner output's port."""
+    session = Session()
+    graph = parse_graph(square_plus_graph())
+    interface = subgraph_interface(graph, "square_plus", session.registry)
+    assert interface.inputs == (("x", "INT"), ("k", "INT"))
+    assert interface.outputs == (("result", "INT"),)
+
+
+def test_exposed_input_feeding_two_port_types_is_a_conflict(session):
+    """One exposed input read by an INT and a STRING input is subgraph_port_conflict."""
+    graph = square_plus_graph()
+    graph["subgraphs"]["square_plus"]["nodes"]["txt"] = {"type": "String", "inputs": {"value": link("$inputs", "x")}}
+    errors = session.validate(graph)
+    assert "subgraph_port_conflict" in codes(errors)
+    conflict = next(e for e in errors if e.code == "subgraph_port_conflict")
+    assert conflict.details["ports"] == ["INT", "STRING"] and conflict.node_id == "sq"
+
+
+def test_missing_and_unknown_exposed_inputs_are_reported_on_the_outer_node(session):
+    """No value and no default is missing_input on the outer node; an undeclared input is unknown_input."""
+    graph = square_plus_graph()
+    del graph["nodes"]["sq"]["inputs"]["x"]
+    graph["nodes"]["sq"]["inputs"]["y"] = 3
+    errors = session.validate(graph)
+    assert sorted((e.code, e.node_id, e.input) for e in errors) == [
+        ("missing_input", "sq", "x"), ("unknown_input", "sq", "y")]
+
+
+def test_a_missing_definition_is_an_unknown_type_listing_definitions(session):
+    """subgraph:nope without a definition is unknown_node_type saying which definitions exist."""
+    graph = square_plus_graph()
+    graph["nodes"]["sq"]["type"] = "subgraph:nope"
+    errors = session.validate(graph)
+    assert codes(errors) == ["unknown_node_type"]
+    assert "'square_plus'" in errors[0].message and errors[0].details["subgraph"] == "nope"
+
+
+def test_bypassed_and_muted_subgraph_nodes(session):
+    """A bypassed subgraph node passes its INT input through; a muted one skips its inner nodes."""
+    graph = square_plus_graph(5, 1)
+    graph["nodes"]["sq"]["mode"] = "bypass"
+    assert session.run(graph).outputs["show"]["value"] == 5
+    graph["nodes"]["sq"]["mode"] = "mute"
+    graph["nodes"]["other"] = {"type": "ShowValue", "inputs": {"value": link("a", "value")}}
+    result = session.run(graph)
+    assert result.skipped == ["sq/mul", "sq/add", "show"]
+
+
+def test_subgraph_file_round_trips_unchanged():
+    """Definitions, modes, groups and reroutes save back exactly as loaded."""
+    graph = square_plus_graph()
+    graph["nodes"]["a"]["mode"] = "mute"
+    assert parse_graph(json.dumps(graph)).to_dict() == graph
+
+
+def test_subgraph_definition_format_errors_name_the_definition():
+    """Unknown keys, a reserved $inputs node and a bad exposed output are invalid_format naming the subgraph."""
+    graph = square_plus_graph()
+    body = graph["subgraphs"]["square_plus"]
+    body["extra"] = 1
+    body["nodes"]["$inputs"] = {"type": "Int", "inputs": {}}
+    body["outputs"]["bad"] = {"node": 3}
+    with pytest.raises(GraphValidationError) as info:
+        parse_graph(graph)
+    errors = info.value.errors
+    assert codes(errors) == ["invalid_format"] * 3
+    assert all(e.details["subgraph"] == "square_plus" for e in errors)
+
+
+def test_expanded_id_collision_is_reported(session):
+    """A top-level node id equal to an expanded inner id is invalid_format, not a silent overwrite."""
+    graph = square_plus_graph()
+    graph["nodes"]["sq/mul"] = {"type": "Int", "inputs": {}}
+    assert "invalid_format" in codes(session.validate(graph))
+
+
+def test_effective_graph_of_a_plain_graph_is_the_graph_itself(session):
+    """A graph without modes or subgraphs skips expansion entirely (no copy, no cost)."""
+    graph = parse_graph(chain(3))
+    assert effective_graph(graph, session.registry).graph is graph
+
+
+# --- versions, unknown types, foreign files -----------------------------------
+
+def test_v1_files_migrate_to_v2_unchanged_but_for_the_number():
+    """Every shipped graph (version 1) loads, and saves as version 2 with nothing else changed."""
+    assert FORMAT_VERSION == 2 and set(MIGRATIONS) == {0, 1}
+    for path in sorted((ROOT / "graphs").glob("*.json")):
+        original = json.loads(path.read_text())
+        saved = parse_graph(path.read_bytes()).to_dict()
+        assert {**original, "format_version": FORMAT_VERSION} == saved, path.name
+
+
+def test_v1_graph_runs_exactly_as_before(session):
+    """A version-1 chain gives the same result and executed list as ever."""
+    result = session.run(chain(4))
+    assert result.outputs["show"]["value"] == 4 and result.skipped == []
+
+
+def test_unknown_node_types_round_trip_and_are_named_on_validate(session):
+    """A node of an unknown type keeps its type, inputs, title and mode through load → save."""
+    graph = chain(2)
+    graph["format_version"] = 2
+    graph["nodes"]["alien"] = {"type": "OtherTool.Sharpen", "title": "Sharpen", "mode": "bypass",
+                               "inputs": {"radius": 2.5, "image": link("c0", "y"), "opts": {"a": [1, 2]}}}
+    assert parse_graph(json.dumps(graph)).to_dict() == graph
+    errors = session.validate(graph)
+    assert [(e.code, e.node_id, e.details["type"]) for e in errors] == [
+        ("unknown_node_type", "alien", "OtherTool.Sharpen")]
+
+
+def test_comfyui_files_are_recognised_and_api_prompts_import():
+    """A ComfyUI workflow or API prompt is foreign_format naming the tool; API prompts convert with their data."""
+    prompt = {"3": {"class_type": "KSampler", "inputs": {"seed": 5, "model": ["4", 0], "cfg": 7.5},
+                    "_meta": {"title": "Sampler"}},
+              "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "x.safetensors"}}}
+    workflow = {"last_node_id": 2, "nodes": [{"id": 1, "type": "KSampler", "widgets_values": [5]}],
+                "links": [], "version": 0.4}
+    assert foreign_format(prompt) == ("comfyui", "api") and foreign_format(workflow) == ("comfyui", "workflow")
+    for data, kind in ((prompt, "api"), (workflow, "workflow")):
+        with pytest.raises(GraphValidationError) as info:
+            parse_graph(json.dumps(data))
+        assert codes(info.value.errors) == ["foreign_format"]
+        assert info.value.errors[0].details == {"tool": "comfyui", "format": kind}
+    imported = parse_graph(import_foreign(prompt, lambda t: ["MODEL", "CLIP", "VAE"] if t == "CheckpointLoaderSimple"
+                                          else None))
+    node = imported.nodes["3"]
+    assert node.type == "KSampler" and node.title == "Sampler" and node.inputs["cfg"] == 7.5
+    assert node.inputs["model"].node == "4" and node.inputs["model"].output == "MODEL"
+    with pytest.raises(GraphValidationError) as info:
+        import_foreign(workflow)
+    assert codes(info.value.errors) == ["foreign_format"]
+
+
+def test_parse_errors_give_line_and_column():
+    """A graph that fails to parse reports invalid_json with 1-based line and column."""
+    with pytest.raises(GraphValidationError) as info:
+        parse_graph('{"format_version": 2,\n  "nodes": {,}}')
+    error = info.value.errors[0]
+    assert error.code == "invalid_json" and error.details == {"line": 2, "column": 13}
+
+
+def test_file_schema_accepts_version_2_features():
+    """The published JSON Schema accepts modes and subgraph definitions and refuses an unknown mode."""
+    import jsonschema
+
+    from nodegraph.graph import graph_file_schema
+
+    schema = graph_file_schema()
+    graph = square_plus_graph()
+    graph["nodes"]["a"]["mode"] = "bypass"
+    jsonschema.validate(graph, schema)
+    graph["nodes"]["a"]["mode"] = "off"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(graph, schema)
