@@ -1,0 +1,165 @@
+"""What the websocket path costs on top of the engine: in-process `Session.run` vs end to end.
+
+    .venv/bin/python benchmarks/server_overhead.py [--sizes 200 1000] [--repeats 7] [--profile FILE]
+
+For chains of N trivial nodes (Int → IntMath(+1) × (N-2) → ShowValue), full (every node runs:
+the first literal differs each time) and cached (the same graph again: one cache hit), prints
+side by side, median of --repeats interleaved measurements:
+- in-process: `Session.run(graph dict)` in this process (parse, validate, compile, keys, run);
+- websocket:  a client in this process submits the same graph to a server in a child process
+              (`nodegraph.server.Server` on loopback, port 0) and waits for `run_finished`:
+              submit → reply → queued → worker → events → client, everything a user waits for;
+- ratio websocket / in-process (target <= 1.5 for 200 and 1,000 nodes, full and cached);
+- bytes and frames the client received per run (target for 200 nodes: <= 100 KB).
+With --profile FILE the server process runs under cProfile and writes its stats to FILE
+(read with `python -m pstats FILE`).
+The issue's baseline on this machine: 200 nodes, full run, websocket 3-5x the in-process run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def chain(n: int, first: int = 0) -> dict:
+    """Int → IntMath(+1) × (n-2) → ShowValue: n nodes in all."""
+    nodes = {"n0": {"type": "Int", "inputs": {"value": first}}}
+    for i in range(1, n - 1):
+        source = {"node": f"n{i-1}", "output": "value" if i == 1 else "result"}
+        nodes[f"n{i}"] = {"type": "IntMath", "inputs": {"a": source, "b": 1, "op": "add"}}
+    nodes["show"] = {"type": "ShowValue", "inputs": {"value": {"node": f"n{n-2}", "output": "result"}}}
+    return {"format_version": 2, "nodes": nodes}
+
+
+def _serve(conn, data_dir: str, profile: str | None) -> None:
+    """Child process: a Server on a free loopback port until the parent says stop."""
+    import torch
+
+    torch.set_num_threads(1)
+    from nodegraph import Session
+    from nodegraph.server import Server
+
+    async def main() -> None:
+        session = Session(output_dir=Path(data_dir) / "out", input_dir=Path(data_dir) / "in")
+        server = Server(session, data_dir=data_dir, port=0)
+        await server.start()
+        conn.send(server.port)
+        await asyncio.to_thread(conn.recv)
+        await server.close()
+
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        asyncio.run(main())
+        profiler.disable()
+        profiler.dump_stats(profile)
+    else:
+        asyncio.run(main())
+    conn.send("stopped")
+
+
+async def _run_over_websocket(ws, graph: dict) -> tuple[float, int, int]:
+    """(seconds from submit to run_finished, bytes received, frames received)."""
+    message = json.dumps({"type": "submit", "graph": graph})
+    received = frames = 0
+    t0 = time.perf_counter()
+    await ws.send(message)
+    while True:
+        frame = await ws.recv()
+        received += len(frame) if isinstance(frame, bytes) else len(frame.encode())
+        frames += 1
+        if isinstance(frame, str):
+            body = json.loads(frame)
+            kinds = [body["type"]] if body.get("type") != "events" else [e["type"] for e in body["events"]]
+            if "run_finished" in kinds:
+                return time.perf_counter() - t0, received, frames
+            if "run_failed" in kinds or body.get("type") == "error":
+                raise RuntimeError(f"the run failed: {frame[:500]}")
+
+
+async def measure(port: int, sizes: list[int], repeats: int) -> list[dict]:
+    from websockets.asyncio.client import connect
+
+    from nodegraph import Session
+
+    session = Session()
+    rows = []
+    async with connect(f"ws://127.0.0.1:{port}/ws", max_size=None, max_queue=None) as ws:
+        await ws.send(json.dumps({"type": "hello", "protocol_version": 1}))
+        while json.loads(await ws.recv())["type"] != "welcome":
+            pass
+        counter = 1000
+        for n in sizes:
+            for mode in ("full", "cached"):
+                local, remote, sizes_bytes, frame_counts = [], [], [], []
+                fixed = chain(n, first=-n)
+                session.run(copy.deepcopy(fixed))              # warm both caches for "cached"
+                await _run_over_websocket(ws, fixed)
+                for _ in range(repeats):
+                    counter += 1
+                    graph = chain(n, first=counter) if mode == "full" else fixed
+                    data = copy.deepcopy(graph)
+                    t0 = time.perf_counter()
+                    session.run(data)
+                    local.append(time.perf_counter() - t0)
+                    seconds, size, frames = await _run_over_websocket(ws, graph)
+                    remote.append(seconds)
+                    sizes_bytes.append(size)
+                    frame_counts.append(frames)
+                rows.append({"nodes": n, "mode": mode, "in_process": statistics.median(local),
+                             "websocket": statistics.median(remote), "bytes": statistics.median(sizes_bytes),
+                             "frames": statistics.median(frame_counts)})
+                row = rows[-1]
+                print(f"{n:>6} {mode:<7} {row['in_process'] * 1e3:10.1f} {row['websocket'] * 1e3:10.1f} "
+                      f"{row['websocket'] / row['in_process']:7.2f}x {row['bytes'] / 1024:9.1f} KB "
+                      f"{row['frames']:7.0f}", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--profile", help="write the server process's cProfile stats here")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    with tempfile.TemporaryDirectory() as tmp:
+        process = context.Process(target=_serve, args=(child, tmp, args.profile), daemon=True)
+        process.start()
+        port = parent.recv()
+        print(f"{'nodes':>6} {'run':<7} {'in-proc ms':>10} {'ws ms':>10} {'ratio':>8} {'bytes':>12} {'frames':>7}")
+        try:
+            rows = asyncio.run(measure(port, args.sizes, args.repeats))
+        finally:
+            parent.send("stop")
+            parent.recv()
+            process.join(10)
+    worst = max(r["websocket"] / r["in_process"] for r in rows)
+    small = [r for r in rows if r["nodes"] == 200]
+    print(f"worst ratio {worst:.2f}x (target <= 1.5x)"
+          + (f"; bytes per 200-node run: full {small[0]['bytes'] / 1024:.1f} KB, cached "
+             f"{small[1]['bytes'] / 1024:.1f} KB (target <= 100 KB)" if len(small) == 2 else ""))
+
+
+if __name__ == "__main__":
+    main()
