@@ -97,6 +97,7 @@ class TrainFlow(Node):
             checkpoint_every: int, run_name: str) -> dict:
         import torch
 
+        from nodes.models.clip import PromptEncoder
         from nodes.models.mmdit import MMDiT, MMDiTConfig
         from nodes.models.nodes import TextEncoder, sd3_diffusion_model
         from nodes.models.sd3 import SD3TextEncoder
@@ -105,7 +106,8 @@ class TrainFlow(Node):
         from .trainer import TrainConfig
 
         folder = _run_folder(self, run_name)
-        clips = list(getattr(getattr(text_encoder, "encoder", None), "encoders", {}).values())
+        prompt_encoder = getattr(text_encoder, "encoder", None)
+        clips = list(prompt_encoder.encoders.values()) if isinstance(prompt_encoder, PromptEncoder) else []
         if getattr(text_encoder, "family", None) in ("sd3", "t5") or len(clips) != 1:
             raise NodeInputError("text_encoder", f"expected a TEXT_ENCODER holding one CLIP (e.g. LoadCheckpoint of "
                                                  f"tiny_world.safetensors), found a "
