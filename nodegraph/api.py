@@ -22,6 +22,7 @@ Map
     sigmas          Schedule: a model's noise levels for a scheduler, steps and denoise
     empty_latent    EmptyLatent: zeros in the latent layout of a VAE (or of an SD VAE)
     diffusion_model a plugin's own denoising network → MODEL, sampled by all of the above (1.1)
+    model_denoiser  a MODEL's denoiser with its patches, base weights frozen, for a plugin's own loop (1.1)
     vae_encode      IMAGE → LATENT;  vae_decode  LATENT → IMAGE
     encode_text     prompt → CONDITIONING
     make_patch, patch_model, unpatch_model, model_keys   model patches as values (docs "Model patches")
@@ -66,7 +67,8 @@ API_VERSION = "1.1"
 
 __all__ = [
     "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "GuidanceTerm", "check_image", "check_latent",
-    "check_mask", "diffusion_model", "empty_latent", "encode_text", "make_patch", "model_keys", "open_weights",
+    "check_mask", "diffusion_model", "empty_latent", "encode_text", "make_patch", "model_denoiser", "model_keys",
+    "open_weights",
     "patch_model", "require", "sample", "sample_custom", "save_files", "save_image", "sigmas", "tiny_world",
     "training", "unpatch_model", "vae_decode", "vae_encode",
 ]
@@ -79,6 +81,7 @@ FileItem = bytes | str | Callable[[Path], Any]
 _PROVIDERS = {"sample": "sampling", "sample_custom": "sampling", "sigmas": "sampling", "empty_latent": "sampling",
               "make_patch": "models", "patch_model": "models", "unpatch_model": "models", "model_keys": "models",
               "open_weights": "models", "vae_encode": "models", "diffusion_model": "sampling",
+              "model_denoiser": "sampling",
               "tiny_world": "training", "training": "training",
               "vae_decode": "models", "encode_text": "models", "save_image": "image"}
 
@@ -424,6 +427,28 @@ def diffusion_model(context: NodeContext, net: Callable[..., Any], *, prediction
     return _implementation(context, function)(context, net, prediction=prediction, schedule=schedule, shift=shift,
                                               time_scale=time_scale, latent_channels=latent_channels,
                                               preview=preview, name=name)
+
+
+def model_denoiser(context: NodeContext, model: Any) -> Any:
+    """A MODEL's denoiser for a plugin's own loop (training a patch's module, a custom sampler): a context manager.
+
+        with api.model_denoiser(self.context, model) as denoiser:
+            denoised = denoiser(x, sigma, **conditioning)      # x = x0 + sigma * noise (k-diffusion scale)
+
+    Inside the block the network is on the compute device (within the memory budget), exactly the
+    MODEL's patches are set, and the network's own weights are frozen (requires_grad False, restored
+    on exit): gradients reach `x`, the conditioning and the modules the MODEL's patches insert, never
+    the shared base weights. For an eps model, ``((denoised - x0) / sigma)²`` is the usual noise-prediction
+    loss. ``denoiser.sigmas`` is the model's discrete sigma table (None for continuous models);
+    ``sigma_min`` / ``sigma_max`` bound it.
+
+    Args:
+        context: the running node's context.
+        model: a MODEL value (LoadCheckpoint, a patch node, api.diffusion_model).
+    """
+    function = "model_denoiser"
+    _check_context(function, context)
+    return _implementation(context, function)(context, model)
 
 
 # --- the training pack's kits (1.1) ----------------------------------------------------------------

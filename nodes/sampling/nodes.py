@@ -797,10 +797,28 @@ def api_diffusion_model(context: NodeContext, net: Any, *, prediction: str, sche
                           preview=preview, name=name)
 
 
+@contextmanager
+def api_model_denoiser(context: NodeContext, model: Any) -> Iterator[Any]:
+    """nodegraph.api.model_denoiser: the MODEL's denoiser, placed and patched, base weights frozen meanwhile."""
+    _check_model(model)
+    parameters = list(model.net.parameters()) if hasattr(model.net, "parameters") else []
+    flags = [p.requires_grad for p in parameters]
+    with context.service("memory").using(model.net):
+        model.apply_patches()
+        try:
+            for parameter in parameters:
+                parameter.requires_grad_(False)
+            yield model.denoiser()
+        finally:
+            for parameter, flag in zip(parameters, flags):
+                parameter.requires_grad_(flag)
+
+
 @hookimpl
 def register_api() -> dict[str, Any]:
     return {"sample": api_sample, "sample_custom": api_sample_custom, "sigmas": api_sigmas,
-            "empty_latent": api_empty_latent, "diffusion_model": api_diffusion_model}
+            "empty_latent": api_empty_latent, "diffusion_model": api_diffusion_model,
+            "model_denoiser": api_model_denoiser}
 
 
 @hookimpl
