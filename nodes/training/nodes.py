@@ -58,30 +58,43 @@ class RenderedDataset:
 
 
 class RenderTinyWorld(Node):
-    """Draw the tiny-world scene a caption describes, exactly as the training data draws it."""
+    """Draw the tiny-world scene a caption describes, exactly as the training data draws it.
+
+    The caption may be free-form and leave out size, position or background: what it does not
+    name is drawn at random from `seed` (the caption output then names everything).
+    """
 
     category = "training"
+    version = "1.1.0"
 
     class Inputs(NodeInputs):
         caption: str = Input("a large red circle in the centre, on a white background", multiline=True,
                              min_length=1, max_length=2000)
         size: int = Input(64, ge=16, le=1024, multiple_of=8)
+        height: int = Input(0, ge=0, le=1024, multiple_of=8, description="0 = size (square); else the height")
+        seed: int = Input(0, seed=True, description="draws what the caption leaves out")
 
     outputs = (Output("image", "IMAGE"), Output("caption", "STRING"))
 
-    def run(self, caption: str, size: int) -> dict:
+    def run(self, caption: str, size: int, height: int, seed: int) -> dict:
+        import random
+
         import numpy as np
         import torch
 
         from . import world
+        from .world_captions import parse_prompt, unknown_words
 
-        scene = world.parse_caption(caption)
-        if scene is None:
+        prompt, unknown = parse_prompt(caption), unknown_words(caption)
+        if prompt is None or unknown:   # a ground truth: a word the world cannot draw ("medium") is an error
+            hint = f" (the world has no {', '.join(repr(w) for w in unknown)})" if unknown else ""
             raise NodeInputError(
-                "caption", f"{caption!r} is not a complete tiny-world scene: name each object's size, colour, "
-                           f"shape and position, and the background colour, as in 'a small red circle on the left, "
-                           f"on a blue background' (docs/tiny_world.md lists the words)")
-        pixels = world.render(scene, size)
+                "caption", f"{caption!r} is not a tiny-world scene{hint}: name one or two shapes with their colours, "
+                           f"and optionally size, position and background, as in 'a small red circle on the left, "
+                           f"on a blue background' or 'a red circle and a blue square' (docs/tiny_world.md lists "
+                           f"the words)")
+        scene = prompt.complete(random.Random(f"render/{seed}"), jitter=False)
+        pixels = world.render(scene, (height or size, size))
         image = torch.from_numpy(np.ascontiguousarray(pixels)).float().div(255).unsqueeze(0)   # (1, H, W, 3)
         return {"image": image, "caption": world.caption(scene)}
 
@@ -91,13 +104,65 @@ def _parse_holdout(text: str) -> list[tuple[str, ...]]:
     return [tuple(rule.split()) for rule in text.replace(",", ";").split(";") if rule.strip()]
 
 
+class BucketedDataset:
+    """Images of several sizes, one RenderedDataset per (height, width) bucket; item i → (image, caption).
+
+    Multi-resolution training draws each batch from one bucket (``buckets``), as SDXL's
+    aspect-ratio bucketing does; global item order is bucket by bucket.
+    """
+
+    def __init__(self, buckets: list[tuple[tuple[int, int], RenderedDataset]]):
+        self.buckets = buckets
+        self._starts = []
+        total = 0
+        for _, data in buckets:
+            self._starts.append(total)
+            total += len(data)
+        self._length = total
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: int) -> tuple[Any, str]:
+        import bisect
+
+        bucket = bisect.bisect_right(self._starts, index) - 1
+        return self.buckets[bucket][1][index - self._starts[bucket]]
+
+    def __nodegraph_sizeof__(self) -> int:
+        return sum(data.__nodegraph_sizeof__() for _, data in self.buckets)
+
+
+def _parse_sizes(text: str, size: int) -> list[tuple[int, int]]:
+    """"32, 48x80, 64" → [(32, 32), (48, 80), (64, 64)] (HxW); "" → [(size, size)]."""
+    sizes = []
+    for part in text.replace(";", ",").split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        try:
+            values = [int(v) for v in part.split("x")]
+        except ValueError:
+            values = []
+        if len(values) not in (1, 2) or any(v < 16 or v > 1024 or v % 8 for v in values):
+            raise NodeInputError("sizes", f"expected sides or HxW pairs, multiples of 8 from 16 to 1024, separated by "
+                                          f"commas (e.g. '32, 48x80, 64, 96, 128'); found {part!r}")
+        sizes.append((values[0], values[-1]))
+    return sizes or [(size, size)]
+
+
 class TinyWorldDataset(Node):
     """The procedural captioned world of shapes ("a small red circle on the left, on a blue background").
 
     Deterministic from the seed; combinations in `holdout` never appear (to test generalisation).
+    `caption_style` "free"/"mixed" adds free-form captions (attributes left out, reordered,
+    synonyms; docs/tiny_world.md); `sizes` renders balanced size buckets for multi-resolution
+    training; `layout` "continuous" places objects off the grid with irregular outlines
+    (ControlNet hints).
     """
 
     category = "training"
+    version = "1.1.0"
 
     class Inputs(NodeInputs):
         seed: int = Input(0, seed=True)
@@ -106,29 +171,46 @@ class TinyWorldDataset(Node):
         holdout: str = Input("green triangle; blue star; yellow ring; purple circle; orange square",
                              description="'colour shape' pairs (or any attribute values) never shown, ';'-separated")
         two_object_fraction: float = Input(0.0, ge=0.0, le=1.0)
+        caption_style: Literal["template", "free", "mixed"] = Input("template")
+        sizes: str = Input("", max_length=200, description="size buckets, e.g. '32, 48x80, 64, 96, 128' (HxW); "
+                                                           "empty = size")
+        layout: Literal["grid", "continuous"] = Input("grid")
 
     outputs = (Output("dataset", "DATASET"),)
 
-    def run(self, seed: int, count: int, size: int, holdout: str, two_object_fraction: float) -> dict:
+    def run(self, seed: int, count: int, size: int, holdout: str, two_object_fraction: float,
+            caption_style: str, sizes: str, layout: str) -> dict:
         import numpy as np
         import torch
 
         from .world import TinyWorld, WorldError
 
+        buckets = _parse_sizes(sizes, size)
         try:
             world = TinyWorld(seed=seed, size=size, holdout=_parse_holdout(holdout),
-                              two_object_fraction=two_object_fraction, length=count)
+                              two_object_fraction=two_object_fraction, length=count, caption_style=caption_style,
+                              sizes=buckets, layout=layout)
         except WorldError as exc:
             raise NodeInputError("holdout" if "holdout" in str(exc) else "count", str(exc)) from None
-        images = np.empty((count, size, size, 3), dtype=np.uint8)
-        captions = []
-        for i in range(count):
-            example = world.example(i)
-            images[i] = example.image
-            captions.append(example.caption)
-            if i % 1000 == 999:
-                self.context.progress(i + 1, count)
-        return {"dataset": RenderedDataset(torch.from_numpy(images), captions)}
+        members = {shape: [i for i in range(count) if world.image_size(i) == shape] for shape in buckets}
+        parts = []
+        done = 0
+        for shape, indices in members.items():
+            if not indices:
+                continue
+            images = np.empty((len(indices), *shape, 3), dtype=np.uint8)
+            captions = []
+            for row, i in enumerate(indices):
+                example = world.example(i)
+                images[row] = example.image
+                captions.append(example.caption)
+                done += 1
+                if done % 1000 == 0:
+                    self.context.progress(done, count)
+            parts.append((shape, RenderedDataset(torch.from_numpy(images), captions)))
+        if len(parts) == 1:
+            return {"dataset": parts[0][1]}
+        return {"dataset": BucketedDataset(parts)}
 
 
 class ImageFolderDataset(Node):
@@ -280,8 +362,14 @@ class TrainVAE(Node):
 
 
 def _encode_dataset(node: Node, dataset: Any, vae: Any, pad_token_id: int) -> Any:
-    """VAE latents of every image (once) and token ids of every caption."""
+    """VAE latents of every image (once) and token ids of every caption; one part per size bucket."""
     import torch
+
+    if getattr(dataset, "buckets", None):
+        from .trainer import DiffusionData
+
+        parts = tuple(_encode_dataset(node, part, vae, pad_token_id) for _, part in dataset.buckets)
+        return DiffusionData(parts[0].latents, parts[0].token_ids, parts[0].empty_ids, parts)
 
     from nodes.models.tokenizer import default_tokenizer, tokenize_prompt
 
@@ -380,7 +468,7 @@ class TrainDiffusion(Node):
                              mixed_precision=mixed_precision, seed=seed, checkpoint_every=checkpoint_every)
         data = _encode_dataset(self, dataset, vae, text_config.pad_token_id)
         run = _run(folder, {"unet": repr(unet_config), "text": repr(text_config), "train": repr(config),
-                                    "data": len(data.latents), "objective": objective, "betas": beta_schedule,
+                                    "data": len(data), "objective": objective, "betas": beta_schedule,
                                     "dropout": caption_dropout, "train_te": train_text_encoder,
                                     **({"zero_terminal_snr": True} if zero_terminal_snr else {})})
         report = _train(train_diffusion, unet, clip, data, schedule_alphas_cumprod(schedule).float(), config,
@@ -446,6 +534,9 @@ class TrainControlNet(Node):
         train = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 20, warmup_steps=warmup_steps,
                             ema_decay=ema_decay, mixed_precision=mixed_precision, seed=seed,
                             checkpoint_every=checkpoint_every)
+        if getattr(dataset, "buckets", None):
+            raise NodeInputError("dataset", "TrainControlNet trains at one image size; give TinyWorldDataset one size "
+                                            "(empty 'sizes'); layout 'continuous' varies object sizes and positions")
         data = _encode_dataset(self, dataset, vae, clip.config.pad_token_id)
         hints = _hints(self, dataset, hint)
         run = _run(folder, {"controlnet": repr(config), "train": repr(train), "data": len(data.latents),

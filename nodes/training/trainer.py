@@ -9,7 +9,8 @@
                            random crops (the VAE is convolutional; crops cut the cost per step)
     train_diffusion(...)   UNet (+ text encoder) on precomputed latents: eps or v objective (Q26),
                            any training beta schedule (Q1, Q20), caption dropout for CFG,
-                           loss-by-timestep report (Q3)
+                           loss-by-timestep report (Q3); multi-resolution size buckets
+                           (DiffusionData.parts: one bucket per micro-batch)
     train_controlnet(...)  a ControlNet on (latent, caption, hint) triples, the UNet and text encoder frozen:
                            the same eps / v objective, with the UNet taking the ControlNet's residuals
     TrainingRun            periodic checkpoints in a folder (and the final state) and exact resume
@@ -404,18 +405,37 @@ def diffusion_targets(x0: torch.Tensor, noise: torch.Tensor, alphas_cumprod_t: t
 
 @dataclass
 class DiffusionData:
-    """Precomputed training data: VAE latents (N, C, h, w), scaled, and token ids (N, 77)."""
+    """Precomputed training data: VAE latents (N, C, h, w), scaled, and token ids (N, 77).
+
+    Multi-resolution data has ``parts``: one DiffusionData per image-size bucket (``latents``
+    and ``token_ids`` are then those of the first part). Each micro-batch comes from one part,
+    drawn with probability proportional to its size (aspect-ratio bucketing, as SDXL trains).
+    """
 
     latents: torch.Tensor
     token_ids: torch.Tensor
     empty_ids: torch.Tensor          # (77,) ids of the empty prompt (for caption dropout)
+    parts: tuple = ()                # DiffusionData per size bucket (multi-resolution), else ()
+
+    def __len__(self) -> int:
+        return sum(len(part.latents) for part in self.parts) if self.parts else len(self.latents)
+
+    def bucket(self, seed: int, step: int, micro: int) -> "DiffusionData":
+        """The part micro-batch (step, micro) draws from: a pure function of (seed, step, micro)."""
+        if not self.parts:
+            return self
+        generator = torch.Generator().manual_seed(seed * 7919 + step * 13 + micro + 1)
+        weights = torch.tensor([float(len(part.latents)) for part in self.parts])
+        return self.parts[int(torch.multinomial(weights, 1, generator=generator))]
 
 
 def _noised_batch(data: DiffusionData, alphas_cumprod: torch.Tensor, config: TrainConfig, step: int, micro: int,
                   caption_dropout: float, objective: str) -> tuple[torch.Tensor, ...]:
     """One micro-batch, a pure function of (seed, step, micro): (indices, token ids with captions dropped,
-    timesteps, noised latents x_t, targets), on the device of `alphas_cumprod`."""
+    timesteps, noised latents x_t, targets), on the device of `alphas_cumprod`. Multi-resolution data
+    gives a batch of one size bucket; indices are within that bucket."""
     device = alphas_cumprod.device
+    data = data.bucket(config.seed, step, micro)
     idx = _batch_indices(len(data.latents), config.batch_size, step, micro, config.seed)
     generator = torch.Generator().manual_seed(config.seed * 31 + step * 7 + micro)
     x0 = data.latents[idx].to(device)

@@ -21,8 +21,12 @@ holdout rules             ``normalise_holdout`` (("green", "triangle") -> attrib
 sampling                  ``sample_scene`` (never held out), ``sample_held_out_scene`` (always).
 rendering                 ``paint_shape`` (one anti-aliased shape onto a float canvas, any
                           centre and side), ``render`` (scene -> uint8 (H, W, 3)).
+                          ``sample_layout`` -> ``Placement`` per object: continuous centres and
+                          sides, irregular outlines (``render(scene, size, layout)``); any
+                          (height, width) via ``image_shape``.
 captions                  ``caption`` (scene + template index -> text), ``parse_caption``
-                          (text -> scene or None; accepts every template and spelling variant).
+                          (text -> scene or None; every template and the free-form grammars of
+                          ``world_captions.py``, which also reads partial prompts).
 ``TinyWorld``             Map-style dataset, deterministic per index from a seed:
                           ``world[i] -> (image (3, H, W) float in [-1, 1], caption, scene)``;
                           ``collate`` batches such items.
@@ -52,18 +56,22 @@ __all__ = [
     "SIZES",
     "TEMPLATES",
     "TWO_OBJECT_LAYOUTS",
+    "FREE_CAPTION_FRACTION",
     "ObjectSpec",
+    "Placement",
     "SceneSpec",
     "TinyWorld",
     "WorldError",
     "caption",
     "collate",
+    "image_shape",
     "is_held_out",
     "normalise_holdout",
     "paint_shape",
     "parse_caption",
     "render",
     "sample_held_out_scene",
+    "sample_layout",
     "sample_scene",
 ]
 
@@ -109,6 +117,9 @@ MAX_JITTER = 2
 RING_HOLE_RATIO = 0.5
 STAR_INNER_RATIO = 0.45
 SUPERSAMPLE = 4
+
+# TinyWorld(caption_style="mixed"): the fraction of free-form captions (the rest use TEMPLATES).
+FREE_CAPTION_FRACTION = 0.7
 
 # One colour-shape pair kept out per shape (and per colour), so held-out prompts
 # exercise every shape.
@@ -409,17 +420,19 @@ def _inside_shape(shape: str, x: np.ndarray, y: np.ndarray, side: float) -> np.n
 
 
 def paint_shape(
-    canvas: np.ndarray, shape: str, rgb: Sequence[float], centre: tuple[float, float], side: float, supersample: int = SUPERSAMPLE
+    canvas: np.ndarray, shape: str, rgb: Sequence[float], centre: tuple[float, float], side: float,
+    supersample: int = SUPERSAMPLE, wobble: Sequence[tuple[float, int, float]] = (), angle: float = 0.0,
 ) -> None:
     """Paint one anti-aliased shape in place onto a float canvas (H, W, 3).
 
     ``centre`` (x, y) and ``side`` are in pixels of ``canvas``; a pixel (i, j) covers
     [j, j + 1) x [i, i + 1). Coverage is the fraction of ``supersample``² sub-pixel
-    centres inside the shape; the pixel becomes a coverage-weighted blend.
+    centres inside the shape; the pixel becomes a coverage-weighted blend. ``wobble`` and
+    ``angle`` (see ``Placement``) make an irregular, turned silhouette.
     """
     height, width = canvas.shape[:2]
     cx, cy = centre
-    reach = side / 2 + 1
+    reach = side / 2 * (1 + sum(abs(a) for a, _, _ in wobble)) * (1.42 if angle else 1) + 1
     x0, x1 = max(0, math.floor(cx - reach)), min(width, math.ceil(cx + reach))
     y0, y1 = max(0, math.floor(cy - reach)), min(height, math.ceil(cy + reach))
     if x0 >= x1 or y0 >= y1:
@@ -427,24 +440,96 @@ def paint_shape(
     steps = (np.arange(supersample) + 0.5) / supersample
     xs = (np.arange(x0, x1)[:, None] + steps[None, :]).reshape(-1) - cx
     ys = (np.arange(y0, y1)[:, None] + steps[None, :]).reshape(-1) - cy
-    inside = _inside_shape(shape, xs[None, :], ys[:, None], side)  # (rows * s, cols * s)
+    x, y = np.broadcast_arrays(xs[None, :], ys[:, None])  # (rows * s, cols * s)
+    if angle:
+        x, y = x * math.cos(angle) + y * math.sin(angle), -x * math.sin(angle) + y * math.cos(angle)
+    if wobble:   # radius scaled by 1 + Σ a sin(kθ + φ): test the point pulled back by that factor
+        theta = np.arctan2(y, x)
+        factor = 1 + sum(a * np.sin(k * theta + phase) for a, k, phase in wobble)
+        x, y = x / factor, y / factor
+    inside = _inside_shape(shape, x, y, side)  # (rows * s, cols * s)
     coverage = inside.reshape(y1 - y0, supersample, x1 - x0, supersample).mean(axis=(1, 3))[..., None]
     window = canvas[y0:y1, x0:x1]
     window[...] = window * (1 - coverage) + np.asarray(rgb, dtype=canvas.dtype) * coverage
 
 
-def render(scene: SceneSpec, size: int = REFERENCE_SIZE) -> np.ndarray:
-    """Scene -> uint8 image (size, size, 3): flat background, shapes painted in order, 4x4 anti-aliasing."""
-    if size < 16:
-        raise WorldError("size", f"expected an image size of at least 16 px; found {size}.", size)
-    scale = size / REFERENCE_SIZE
-    canvas = np.empty((size, size, 3), dtype=np.float32)
+def image_shape(size: int | Sequence[int]) -> tuple[int, int]:
+    """``size`` (a side, or (height, width)) -> (height, width), each at least 16 px."""
+    height, width = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+    if min(height, width) < 16:
+        raise WorldError("size", f"expected an image side of at least 16 px; found {height}x{width}.", size)
+    return int(height), int(width)
+
+
+def render(scene: SceneSpec, size: int | Sequence[int] = REFERENCE_SIZE, layout: Sequence | None = None) -> np.ndarray:
+    """Scene -> uint8 image (H, W, 3): flat background, shapes painted in order, 4x4 anti-aliasing.
+
+    ``size`` is a side or (height, width). Positions scale with each axis (the left anchor is a
+    quarter of the width in), shape sides with the shorter side, so a 48x80 image shows the
+    same scene as a 64x64 one, wider. ``layout`` (``sample_layout``) overrides each object's
+    centre, side and outline with continuous values (ControlNet data); the scene still names
+    the nearest grid position and size.
+    """
+    height, width = image_shape(size)
+    scale_x, scale_y, scale = width / REFERENCE_SIZE, height / REFERENCE_SIZE, min(height, width) / REFERENCE_SIZE
+    canvas = np.empty((height, width, 3), dtype=np.float32)
     canvas[...] = COLOURS[scene.background]
-    for item in scene.objects:
+    for index, item in enumerate(scene.objects):
+        if layout is not None:
+            placed = layout[index]
+            centre = (placed.centre[0] * scale_x, placed.centre[1] * scale_y)
+            paint_shape(canvas, item.shape, COLOURS[item.colour], centre, placed.side * scale,
+                        wobble=placed.wobble, angle=placed.angle)
+            continue
         anchor_x, anchor_y = POSITIONS[item.position]
-        centre = ((anchor_x + item.offset[0]) * scale, (anchor_y + item.offset[1]) * scale)
+        centre = ((anchor_x + item.offset[0]) * scale_x, (anchor_y + item.offset[1]) * scale_y)
         paint_shape(canvas, item.shape, COLOURS[item.colour], centre, SIZES[item.size] * scale)
     return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A continuous placement of one object (64-px units): bounding-box centre (x, y), side, outline wobble.
+
+    ``wobble`` is a tuple of (amplitude, frequency, phase) terms: the outline's radius is
+    multiplied by 1 + Σ amplitude·sin(frequency·θ + phase), a hand-drawn irregular silhouette;
+    ``angle`` rotates the shape (radians).
+    """
+
+    centre: tuple[float, float]
+    side: float
+    wobble: tuple[tuple[float, int, float], ...] = ()
+    angle: float = 0.0
+
+
+def sample_layout(scene: SceneSpec, rng: random.Random, irregular: float = 0.5) -> tuple[Placement, ...]:
+    """Continuous placements for a scene's objects (ControlNet training data: hints off the grid).
+
+    Each object's side is uniform in [12, 34] px and its centre uniform where the shape stays
+    inside the image and nearest to its named grid position (so the caption stays true); with
+    probability ``irregular`` the outline wobbles (1-3 sine terms, amplitude up to 0.12) and the
+    shape is turned by up to ±0.3 rad, like a hand-drawn silhouette.
+    """
+    placements = []
+    for item in scene.objects:
+        side = rng.uniform(12.0, 34.0) if len(scene.objects) == 1 else rng.uniform(12.0, 26.0)
+        half = side / 2 + 1
+        anchor = POSITIONS[item.position]
+        for _ in range(100):
+            centre = (rng.uniform(half, REFERENCE_SIZE - half), rng.uniform(half, REFERENCE_SIZE - half))
+            nearest = min(POSITIONS, key=lambda name: math.dist(POSITIONS[name], centre))
+            if nearest == item.position:
+                break
+        else:
+            centre = (float(anchor[0]), float(anchor[1]))
+        wobble: tuple = ()
+        angle = 0.0
+        if rng.random() < irregular:
+            wobble = tuple((rng.uniform(0.03, 0.12), rng.randint(2, 7), rng.uniform(0, 2 * math.pi))
+                           for _ in range(rng.randint(1, 3)))
+            angle = rng.uniform(-0.3, 0.3)
+        placements.append(Placement(centre, side, wobble, angle))
+    return tuple(placements)
 
 
 # ----------------------------------------------------------------------------- captions
@@ -462,49 +547,20 @@ def caption(scene: SceneSpec, template: int = 0) -> str:
     return scene_phrase.format(objects=objects, background=scene.background)
 
 
-# Spelling variants a user (or another template) may write.
-_WORD_SYNONYMS: dict[str, str] = {"grey": "gray", "center": "centre", "middle": "centre", "violet": "purple"}
-_WORD_ATTRIBUTE: dict[str, str] = {
-    **{name: "shape" for name in SHAPES},
-    **{name: "colour" for name in COLOURS},
-    **{name: "size" for name in SIZES},
-    **{name: "position" for name in POSITIONS},
-}
-
-
 def parse_caption(text: str) -> SceneSpec | None:
-    """Caption text -> the scene it describes, or None if it is not a complete tiny-world caption.
+    """Caption text -> the scene it describes, or None if it does not name a complete tiny-world scene.
 
-    Order-free within each object: the background is the colour word before "background";
-    the rest is split at "and" into objects, each needing exactly one shape, colour, size and
-    position word (other words are ignored). ``parse_caption(caption(s, t)) == s`` for every
-    scene and template (jitter offsets are not in captions).
+    Reads every template and the free-form grammars (``world_captions.parse_prompt``: any order,
+    case, punctuation, articles, synonyms such as "grey", "center", "middle", "violet", "big",
+    "tiny", "upper", "lower"); returns a scene only when each object's shape, colour, size and
+    position and the background are all named. ``parse_caption(caption(s, t)) == s`` for every
+    scene and template (jitter offsets are not in captions). ``world_captions.parse_prompt``
+    returns what a partial prompt names.
     """
-    words = [_WORD_SYNONYMS.get(word, word) for word in re.findall(r"[a-z]+", text.lower())]
-    marks = [index for index, word in enumerate(words) if word == "background"]
-    if len(marks) != 1 or marks[0] == 0 or _WORD_ATTRIBUTE.get(words[marks[0] - 1]) != "colour":
-        return None
-    background = words[marks[0] - 1]
-    rest = words[: marks[0] - 1] + words[marks[0] + 1 :]
-    segments: list[list[str]] = [[]]
-    for word in rest:
-        if word == "and":
-            segments.append([])
-        else:
-            segments[-1].append(word)
-    objects = []
-    for segment in segments:
-        found: dict[str, list[str]] = {attribute: [] for attribute in OBJECT_ATTRIBUTES}
-        for word in segment:
-            if word in _WORD_ATTRIBUTE:
-                found[_WORD_ATTRIBUTE[word]].append(word)
-        if any(len(values) != 1 for values in found.values()):
-            return None
-        objects.append({attribute: values[0] for attribute, values in found.items()})
-    try:
-        return SceneSpec(tuple(ObjectSpec(**item) for item in objects), background)
-    except WorldError:
-        return None
+    from .world_captions import parse_prompt
+
+    prompt = parse_prompt(text)
+    return None if prompt is None else prompt.complete_scene
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -517,6 +573,7 @@ class WorldExample:
     image: np.ndarray  # (H, W, 3) uint8
     caption: str
     scene: SceneSpec
+    layout: tuple | None = None   # continuous placements (layout="continuous"), else None
 
 
 class TinyWorld:
@@ -533,6 +590,14 @@ class TinyWorld:
         two_object_fraction: probability that an item has two objects.
         length: number of items (the world itself is unbounded).
         templates: caption template indices to choose from (uniformly); default all.
+        caption_style: "template" (``TEMPLATES`` only), "free" (the free-form training grammar of
+            ``world_captions``: attributes left out, reordered, synonyms, any case) or "mixed"
+            (free-form with probability ``FREE_CAPTION_FRACTION``). The held-out paraphrase
+            grammar is never used here.
+        sizes: image sizes to draw from (a side or (height, width) each); item i takes
+            ``sizes[i % len(sizes)]`` (balanced buckets); default ``(size,)``.
+        layout: "grid" (the named positions and sizes) or "continuous" (``sample_layout``:
+            continuous centres and sides, irregular outlines; for ControlNet hints).
 
     ``world[i]`` -> ``(image, caption, scene)`` with image a float32 tensor (3, H, W) in
     [-1, 1]; ``world.example(i)`` gives the uint8 (H, W, 3) image instead. Batch with
@@ -547,7 +612,16 @@ class TinyWorld:
         two_object_fraction: float = 0.0,
         length: int = 100_000,
         templates: Sequence[int] | None = None,
+        caption_style: str = "template",
+        sizes: Sequence | None = None,
+        layout: str = "grid",
     ):
+        if caption_style not in ("template", "free", "mixed"):
+            raise WorldError("caption_style", f"expected 'template', 'free' or 'mixed'; found {caption_style!r}.")
+        if layout not in ("grid", "continuous"):
+            raise WorldError("layout", f"expected 'grid' or 'continuous'; found {layout!r}.")
+        self.caption_style, self.layout = caption_style, layout
+        self.sizes = tuple(image_shape(s) for s in (sizes or (size,)))
         if length < 1:
             raise WorldError("length", f"expected at least 1 item; found {length}.", length)
         if size < 16:
@@ -576,24 +650,34 @@ class TinyWorld:
             raise IndexError(f"index {index} out of range for a TinyWorld of length {self.length}")
         return index
 
-    def _scene_and_template(self, index: int) -> tuple[SceneSpec, int]:
+    def _scene_and_caption(self, index: int) -> tuple[SceneSpec, str, random.Random]:
+        """(scene, caption, the item's RNG after both) — template-style items are as in earlier versions."""
         rng = random.Random(f"tinyworld/{self.seed}/{self._index(index)}")
         scene = sample_scene(rng, self.holdout, self.two_object_fraction)
-        return scene, rng.choice(self.templates)
+        template = rng.choice(self.templates)
+        if self.caption_style == "free" or (self.caption_style == "mixed" and rng.random() < FREE_CAPTION_FRACTION):
+            from .world_captions import free_caption
+
+            return scene, free_caption(scene, rng, "train")[0], rng
+        return scene, caption(scene, template), rng
 
     def scene(self, index: int) -> SceneSpec:
         """The scene of item ``index`` (cheap: nothing is rendered)."""
-        return self._scene_and_template(index)[0]
+        return self._scene_and_caption(index)[0]
 
     def caption(self, index: int) -> str:
         """The caption of item ``index`` (cheap: nothing is rendered)."""
-        scene, template = self._scene_and_template(index)
-        return caption(scene, template)
+        return self._scene_and_caption(index)[1]
+
+    def image_size(self, index: int) -> tuple[int, int]:
+        """(height, width) of item ``index``."""
+        return self.sizes[self._index(index) % len(self.sizes)]
 
     def example(self, index: int) -> WorldExample:
         """Item ``index`` with its image as uint8 (H, W, 3)."""
-        scene, template = self._scene_and_template(index)
-        return WorldExample(render(scene, self.size), caption(scene, template), scene)
+        scene, text, rng = self._scene_and_caption(index)
+        layout = sample_layout(scene, rng) if self.layout == "continuous" else None
+        return WorldExample(render(scene, self.image_size(index), layout), text, scene, layout)
 
     def __getitem__(self, index: int):
         import torch

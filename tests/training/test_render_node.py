@@ -26,11 +26,25 @@ def test_renders_the_scene_exactly_and_returns_the_canonical_caption():
     assert outputs["text"]["value"] == world.caption(scene)
 
 
-@pytest.mark.parametrize("caption", ["a cat on a sofa", "a red circle on a blue background",
-                                     "a small red circle on the left"])
-def test_incomplete_captions_name_the_input_and_show_an_example(caption):
-    """A caption missing any attribute fails with an error naming `caption` and showing a complete one."""
+@pytest.mark.parametrize("caption", ["a cat on a sofa", "a medium red circle", "a red circle on a red background"])
+def test_unreadable_captions_name_the_input_and_show_an_example(caption):
+    """A caption that names no valid scene fails with an error naming `caption`, its unknown words, and an example."""
     with pytest.raises(NodeExecutionError) as info:
         Session().run(render_graph(caption))
     assert info.value.node_id == "render"
     assert "caption" in str(info.value) and "on a blue background" in str(info.value)
+    if "medium" in caption:
+        assert "'medium'" in str(info.value)
+
+
+def test_partial_captions_draw_what_they_name_and_sample_the_rest():
+    """'a red circle on a blue background' draws a red circle on blue; the seed picks its size and position."""
+    graph = render_graph("a red circle on a blue background")
+    first = Session().run(graph).outputs["text"]["value"]
+    scene = world.parse_caption(first)
+    assert (scene.single.shape, scene.single.colour, scene.background) == ("circle", "red", "blue")
+    others = set()
+    for seed in range(8):
+        graph["nodes"]["render"]["inputs"]["seed"] = seed
+        others.add(Session().run(graph).outputs["text"]["value"])
+    assert len(others) > 1

@@ -1,0 +1,373 @@
+"""Captions as people write them: the tiny world's free-form caption grammars and the parser that reads them.
+
+The five fixed templates (``world.TEMPLATES``) name every attribute in one order. Real
+prompts leave things out, reorder, use synonyms, articles or none, any case and any
+punctuation, and describe two objects ("a red circle and a blue square"). This module
+generates such captions from a scene and reads them back. docs/tiny_world.md has the
+grammar and its distribution.
+
+Map:
+
+==========================  ============================================================================
+``PromptObject``,           What a prompt names: each object's shape (always) and colour / size /
+``PromptSpec``              position (each may be None = not named), the background (or None).
+                            ``PromptSpec.complete(rng)`` samples what is not named -> ``SceneSpec``;
+                            ``PromptSpec.named()`` lists the named attributes (the only ones scored).
+``parse_prompt(text)``      text -> ``PromptSpec`` or None (not a tiny-world description).
+``unknown_words(text)``     the words no grammar uses ("medium", typos): for clear errors.
+``free_caption(scene,       a caption of ``scene`` from the TRAINING grammar ("train") or the
+rng, grammar)``             HELD-OUT paraphrase grammar ("heldout", evaluation only; training never
+                            uses it) -> (text, PromptSpec of what it names).
+``OMIT``                    probability that a caption leaves out size / position / background.
+==========================  ============================================================================
+
+Both grammars use the same content words (every colour, shape, size and position word of the
+held-out grammar appears in training captions); they differ in sentence frames, object-phrase
+orders and filler words, so the held-out rows measure paraphrase generalisation, not new words.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from .world import COLOURS, POSITIONS, SHAPES, SIZES, TWO_OBJECT_LAYOUTS, MAX_JITTER, ObjectSpec, SceneSpec, WorldError
+
+__all__ = ["OMIT", "PromptObject", "PromptSpec", "free_caption", "parse_prompt", "unknown_words"]
+
+Grammar = Literal["train", "heldout"]
+
+# ----------------------------------------------------------------------------- vocabulary
+
+# word -> canonical value (attribute words and their synonyms)
+SYNONYMS: dict[str, str] = {
+    "grey": "gray", "violet": "purple",
+    "big": "large", "tiny": "small", "little": "small",
+    "center": "centre", "middle": "centre", "upper": "top", "lower": "bottom",
+}
+ATTRIBUTE_OF: dict[str, str] = {
+    **{name: "shape" for name in SHAPES},
+    **{name: "colour" for name in COLOURS},
+    **{name: "size" for name in SIZES},
+    **{name: "position" for name in POSITIONS},
+}
+# How each value may be written (the first spelling is the canonical one).
+COLOUR_WORDS: dict[str, tuple[str, ...]] = {**{name: (name,) for name in COLOURS},
+                                            "gray": ("gray", "grey"), "purple": ("purple", "violet")}
+SIZE_WORDS: dict[str, tuple[str, ...]] = {"small": ("small", "tiny", "little"), "large": ("large", "big")}
+
+# Position phrases. Every content word of the held-out phrases occurs in the training phrases.
+POSITION_PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
+    "train": {
+        "left": ("on the left", "at the left", "to the left", "on the left side", "left"),
+        "right": ("on the right", "at the right", "to the right", "on the right side", "right"),
+        "top": ("at the top", "on top", "in the upper half", "top"),
+        "bottom": ("at the bottom", "in the lower half", "at the lower side", "bottom"),
+        "centre": ("in the centre", "in the center", "in the middle", "centre", "middle"),
+    },
+    "heldout": {
+        "left": ("near the left edge", "in the left part of the picture", "placed left"),
+        "right": ("near the right edge", "in the right part of the picture", "placed right"),
+        "top": ("near the top edge", "in the upper part of the picture", "placed at the top"),
+        "bottom": ("near the bottom edge", "in the lower part of the picture", "placed at the bottom"),
+        "centre": ("at the center of the picture", "in the very middle", "placed in the centre"),
+    },
+}
+BACKGROUND_PHRASES: dict[str, tuple[str, ...]] = {
+    "train": ("on a {c} background", "{c} background", "with a {c} background", "against a {c} background",
+              "the background is {c}"),
+    "heldout": ("over a {c} background", "on a plain {c} background", "set against a {c} background",
+                "background colour is {c}", "in front of a {c} background"),
+}
+# Probability that a caption leaves out an attribute (colour and shape are always named).
+OMIT: dict[str, float] = {"size": 0.3, "position": 0.3, "background": 0.25}
+ARTICLES: tuple[tuple[str, float], ...] = (("a", 0.6), ("the", 0.2), ("", 0.2))
+CASES: tuple[tuple[str, float], ...] = (("lower", 0.7), ("sentence", 0.2), ("upper", 0.05), ("title", 0.05))
+
+FUNCTION_WORDS = frozenset(
+    "a an the on at in to of with against and is side half part picture image showing there over plain set "
+    "front edge near placed very that size coloured colored colour color its it background photo of".split())
+_BACKGROUND_BEFORE_SKIP = frozenset({"plain", "coloured", "colored", "solid"})
+_BACKGROUND_AFTER_SKIP = frozenset({"is", "colour", "color", "of", "being"})
+_NOUN_PHRASE_START = frozenset({"a", "an", "the"})
+
+
+def _canonical(word: str) -> str:
+    return SYNONYMS.get(word, word)
+
+
+def unknown_words(text: str) -> list[str]:
+    """Words of ``text`` that no caption grammar uses (in order, without repeats): e.g. ["medium"]."""
+    seen: list[str] = []
+    for word in re.findall(r"[a-z]+", text.lower()):
+        if _canonical(word) not in ATTRIBUTE_OF and word not in FUNCTION_WORDS and word not in seen:
+            seen.append(word)
+    return seen
+
+
+# ----------------------------------------------------------------------------- prompt specs
+
+
+@dataclass(frozen=True)
+class PromptObject:
+    """One object as a prompt names it; None = not named (sampled by ``PromptSpec.complete``)."""
+
+    shape: str
+    colour: str | None = None
+    size: str | None = None
+    position: str | None = None
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """What a prompt asks for: one or two objects and maybe a background colour."""
+
+    objects: tuple[PromptObject, ...]
+    background: str | None = None
+
+    def named(self) -> list[tuple[int | None, str]]:
+        """The named attributes as (object index, attribute); the background is (None, "background")."""
+        out: list[tuple[int | None, str]] = [(None, "background")] if self.background else []
+        for index, item in enumerate(self.objects):
+            out += [(index, name) for name in ("shape", "colour", "size", "position") if getattr(item, name)]
+        return out
+
+    @property
+    def complete_scene(self) -> SceneSpec | None:
+        """The scene when every attribute is named (else None)."""
+        if self.background is None or any(None in (o.colour, o.size, o.position) for o in self.objects):
+            return None
+        try:
+            return SceneSpec(tuple(ObjectSpec(o.shape, o.colour, o.size, o.position) for o in self.objects),
+                             self.background)
+        except WorldError:
+            return None
+
+    def complete(self, rng: random.Random, jitter: bool = True) -> SceneSpec:
+        """A scene with the named attributes and the others sampled uniformly (as the training data does;
+        ``jitter`` shifts a single object by up to ``MAX_JITTER`` px as the data does)."""
+        used = {o.colour for o in self.objects if o.colour}
+        background = self.background or rng.choice([c for c in COLOURS if c not in used])
+        positions = _complete_positions([o.position for o in self.objects], rng)
+        objects = []
+        for item, position in zip(self.objects, positions):
+            colour = item.colour or rng.choice([c for c in COLOURS if c != background and c not in used])
+            used.add(colour)
+            size = item.size or rng.choice(tuple(SIZES))
+            offset = (0, 0)
+            if len(self.objects) == 1 and jitter:
+                half = SIZES[size] / 2
+                offset = tuple(rng.randint(max(-MAX_JITTER, int(1 + half - c)), min(MAX_JITTER, int(63 - half - c)))
+                               for c in POSITIONS[position])
+            objects.append(ObjectSpec(item.shape, colour, size, position, offset=offset))
+        return SceneSpec(tuple(objects), background)
+
+
+def _complete_positions(named: list[str | None], rng: random.Random) -> list[str]:
+    if len(named) == 1:
+        return [named[0] or rng.choice(tuple(POSITIONS))]
+    opposite = {a: b for pair in TWO_OBJECT_LAYOUTS for a, b in (pair, pair[::-1])}
+    first, second = named
+    if first and second:
+        return [first, second]
+    if first or second:
+        given = first or second
+        other = opposite.get(given) or rng.choice([p for p in POSITIONS if p != given])
+        return [given, other] if first else [other, given]
+    layout = list(rng.choice(TWO_OBJECT_LAYOUTS))
+    rng.shuffle(layout)
+    return layout
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def _find_background(words: list[str]) -> tuple[str | None, set[int]] | None:
+    """(background colour or None, token indices it used); None when "background" is there but unreadable."""
+    marks = [i for i, word in enumerate(words) if word == "background"]
+    if not marks:
+        return None, set()
+    if len(marks) > 1:
+        return None
+    mark = marks[0]
+    after = mark + 1
+    while after < len(words) and after <= mark + 3 and words[after] in _BACKGROUND_AFTER_SKIP:
+        after += 1
+    linked = after > mark + 1                 # "background is red", "background colour is red"
+    before = mark - 1
+    while before >= 0 and words[before] in _BACKGROUND_BEFORE_SKIP:
+        before -= 1
+    before_colour = before >= 0 and ATTRIBUTE_OF.get(words[before]) == "colour"
+    if after < len(words) and ATTRIBUTE_OF.get(words[after]) == "colour" and (linked or not before_colour):
+        return words[after], {after, mark}
+    if before_colour:
+        return words[before], {before, mark}
+    return None
+
+
+def _split_objects(words: list[str]) -> list[list[str]] | None:
+    """Token lists, one per object: split at "and", segments without a shape join the previous one,
+    and a segment with two shapes splits where the second shape's noun phrase starts."""
+    segments: list[list[str]] = [[]]
+    for word in words:
+        if word == "and":
+            segments.append([])
+        else:
+            segments[-1].append(word)
+    pieces: list[list[str]] = []
+    for segment in segments:
+        shapes = [i for i, word in enumerate(segment) if ATTRIBUTE_OF.get(word) == "shape"]
+        cuts = []
+        for index in shapes[1:]:
+            start = index
+            while start > 0 and (segment[start - 1] in _NOUN_PHRASE_START
+                                 or ATTRIBUTE_OF.get(segment[start - 1]) in ("colour", "size")):
+                start -= 1
+            cuts.append(start)
+        bounds = [0] + cuts + [len(segment)]
+        pieces += [segment[a:b] for a, b in zip(bounds, bounds[1:])]
+    objects: list[list[str]] = []
+    pending: list[str] = []
+    for piece in pieces:
+        if any(ATTRIBUTE_OF.get(word) == "shape" for word in piece):
+            objects.append(pending + piece)
+            pending = []
+        elif objects:
+            objects[-1] += piece
+        else:
+            pending += piece
+    if pending:
+        if not objects:
+            return None
+        objects[-1] += pending
+    return objects
+
+
+def parse_prompt(text: str) -> PromptSpec | None:
+    """Free-form tiny-world text -> what it names, or None when it describes no valid scene.
+
+    Any case and punctuation; synonyms (``SYNONYMS``); articles or none; attributes in any order;
+    size, position and background may be left out (colour too). One or two objects, split at
+    "and" (a piece without a shape belongs to the object before it). None when an object has two
+    different values for one attribute, when there are more than two objects, when two objects
+    name the same position, or when an object has the background's colour.
+    """
+    words = [_canonical(word) for word in re.findall(r"[a-z]+", text.lower())]
+    found = _find_background(words)
+    if found is None:
+        return None
+    background, used = found
+    rest = [word for i, word in enumerate(words) if i not in used]
+    segments = _split_objects(rest)
+    if not segments or len(segments) > 2:
+        return None
+    objects = []
+    for segment in segments:
+        values: dict[str, set[str]] = {"shape": set(), "colour": set(), "size": set(), "position": set()}
+        for word in segment:
+            if word in ATTRIBUTE_OF:
+                values[ATTRIBUTE_OF[word]].add(word)
+        if any(len(v) > 1 for v in values.values()) or len(values["shape"]) != 1:
+            return None
+        item = PromptObject(**{name: next(iter(v)) if v else None for name, v in values.items()})
+        if background is not None and item.colour == background:
+            return None
+        objects.append(item)
+    positions = [o.position for o in objects if o.position]
+    if len(set(positions)) != len(positions):
+        return None
+    return PromptSpec(tuple(objects), background)
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def _weighted(rng: random.Random, options: tuple[tuple[str, float], ...]) -> str:
+    return rng.choices([name for name, _ in options], weights=[w for _, w in options])[0]
+
+
+def _article(rng: random.Random, following: str) -> str:
+    article = _weighted(rng, ARTICLES)
+    if article == "a" and following[:1] in "aeiou":
+        article = "an"
+    return article + " " if article else ""
+
+
+def _object_phrase(item: ObjectSpec, named: PromptObject, rng: random.Random, grammar: Grammar) -> str:
+    colour = rng.choice(COLOUR_WORDS[item.colour])
+    size = rng.choice(SIZE_WORDS[item.size]) if named.size else None
+    where = rng.choice(POSITION_PHRASES[grammar][item.position]) if named.position else None
+    shape = item.shape
+    if grammar == "train":
+        order = rng.randrange(5)
+        if order == 0:      # a big red circle on the left
+            core = " ".join(filter(None, [size, colour, shape]))
+        elif order == 1:    # a red circle, big, on the left
+            core = f"{colour} {shape}" + (f", {size}," if size else "")
+        elif order == 2:    # a red big circle on the left
+            core = " ".join(filter(None, [colour, size, shape]))
+        elif order == 3:    # on the left, a big red circle
+            phrase = _article(rng, size or colour) + " ".join(filter(None, [size, colour, shape]))
+            return f"{where}, {phrase}" if where else phrase
+        else:               # a big circle in red on the left
+            core = " ".join(filter(None, [size, shape])) + f" in {colour}"
+        phrase = _article(rng, core) + core
+        return f"{phrase} {where}".replace(",,", ",") if where else phrase.rstrip(",")
+    order = rng.randrange(3)
+    if order == 0:          # a circle that is big and red near the left edge
+        core = f"{shape} that is " + (f"{size} and {colour}" if size else colour)
+    elif order == 1:        # a big circle, coloured red, placed left
+        core = " ".join(filter(None, [size, shape])) + f", coloured {colour},"
+    else:                   # a red circle of big size in the very middle
+        core = f"{colour} {shape}" + (f" of {size} size" if size else "")
+    phrase = _article(rng, core) + core
+    return f"{phrase} {where}" if where else phrase.rstrip(",")
+
+
+def _case(text: str, rng: random.Random) -> str:
+    style = _weighted(rng, CASES)
+    if style == "sentence":
+        return text[:1].upper() + text[1:]
+    if style == "upper":
+        return text.upper()
+    if style == "title":
+        return " ".join(word[:1].upper() + word[1:] for word in text.split(" "))
+    return text
+
+
+def free_caption(scene: SceneSpec, rng: random.Random, grammar: Grammar = "train",
+                 omit: dict[str, float] | None = None) -> tuple[str, PromptSpec]:
+    """A free-form caption of ``scene`` and the ``PromptSpec`` of what it names.
+
+    ``grammar`` "train" is the training grammar; "heldout" the paraphrase grammar kept for
+    evaluation. Each of size, position (per object) and background is left out with
+    probability ``omit`` (default ``OMIT``); colour and shape are always named.
+    """
+    if grammar not in POSITION_PHRASES:
+        raise WorldError("grammar", f"expected 'train' or 'heldout'; found {grammar!r}.", grammar)
+    omit = OMIT if omit is None else omit
+    named_objects = tuple(PromptObject(item.shape, item.colour,
+                                       None if rng.random() < omit.get("size", 0) else item.size,
+                                       None if rng.random() < omit.get("position", 0) else item.position)
+                          for item in scene.objects)
+    background = None if rng.random() < omit.get("background", 0) else scene.background
+    phrases = [_object_phrase(item, named, rng, grammar) for item, named in zip(scene.objects, named_objects)]
+    objects = (" and " if rng.random() < 0.8 else ", and ").join(phrases)
+    if background is None:
+        text = objects if grammar == "train" else rng.choice(("there is {o}", "a picture of {o}", "{o}")).format(o=objects)
+    else:
+        bg = rng.choice(BACKGROUND_PHRASES[grammar]).format(c=rng.choice(COLOUR_WORDS[background]))
+        if grammar == "train":
+            frame = rng.choice(("{o}, {b}", "{o} {b}", "{o}; {b}", "{b}, {o}", "{b} with {o}"))
+            if frame.startswith("{b}") and bg.startswith(("on ", "with ", "against ")):
+                frame = "{o}, {b}"        # "on a blue background, a red circle" reads badly; keep it last
+        else:
+            frame = rng.choice(("there is {o}, {b}", "a picture of {o} {b}", "image showing {o}; {b}",
+                                "{o}, {b}"))
+        text = frame.format(o=objects, b=bg)
+    text = re.sub(r"\s+,", ",", re.sub(r",\s*,", ",", text)).strip(" ,")
+    if rng.random() < 0.3:
+        text += "."
+    return _case(text, rng), PromptSpec(named_objects, background)

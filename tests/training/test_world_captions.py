@@ -1,0 +1,176 @@
+"""Free-form captions (#16 §1): both grammars round-trip through parse_prompt, partial prompts complete,
+the held-out grammar is never used in training, and the renderer draws any size and continuous layouts."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import numpy as np
+import pytest
+
+from nodes.training import world
+from nodes.training.world_captions import (BACKGROUND_PHRASES, POSITION_PHRASES, PromptObject, PromptSpec,
+                                           free_caption, parse_prompt, unknown_words)
+
+
+def _scenes(count: int, seed: int, two: float = 0.3):
+    rng = random.Random(seed)
+    return [world.sample_scene(rng, two_object_fraction=two) for _ in range(count)]
+
+
+@pytest.mark.parametrize("grammar", ["train", "heldout"])
+def test_free_captions_parse_back_to_what_they_name(grammar):
+    """For 2000 scenes (30 % with two objects) parse_prompt(caption) is exactly the PromptSpec the caption names."""
+    rng = random.Random(f"captions/{grammar}")
+    for scene in _scenes(2000, 1):
+        text, named = free_caption(scene, rng, grammar)
+        assert parse_prompt(text) == named, text
+        assert unknown_words(text) == [], text
+
+
+def test_named_attributes_agree_with_the_scene_and_omissions_happen():
+    """What a caption names is true of the scene; size, position and background are each left out sometimes."""
+    rng = random.Random(0)
+    omitted = {"size": 0, "position": 0, "background": 0}
+    for scene in _scenes(1000, 2):
+        _, named = free_caption(scene, rng)
+        if named.background is None:
+            omitted["background"] += 1
+        else:
+            assert named.background == scene.background
+        for item, spec in zip(scene.objects, named.objects):
+            assert (spec.shape, spec.colour) == (item.shape, item.colour)
+            for name in ("size", "position"):
+                value = getattr(spec, name)
+                omitted[name] += value is None
+                assert value in (None, getattr(item, name))
+    for name, count in omitted.items():
+        assert 150 < count < 450, (name, count)            # OMIT: 0.3 / 0.3 (per object) / 0.25
+
+
+def test_captions_vary_in_case_articles_synonyms_and_order():
+    """Over many captions: upper and lower case, 'a'/'an'/'the'/none, synonyms, and the background first or last."""
+    rng = random.Random(5)
+    texts = [free_caption(scene, rng)[0] for scene in _scenes(600, 3, two=0.0)]
+    joined = " ".join(texts)
+    assert any(t.isupper() for t in texts) and any(t[:1].isupper() and not t.isupper() for t in texts)
+    for word in ("an", "the", "grey", "big", "tiny", "middle", "center", "violet"):
+        assert re.search(rf"\b{word}\b", joined.lower()), word
+    assert any(t.lower().startswith(("the background", *(f"{c} background" for c in world.COLOURS))) for t in texts)
+    assert any(re.search(r"background\.?$", t.lower()) for t in texts)
+
+
+def test_heldout_grammar_has_its_own_frames_but_no_new_content_words():
+    """The held-out phrases share no phrase with training, yet every colour/shape/size/position word they use
+    is a training word."""
+    for position, phrases in POSITION_PHRASES["heldout"].items():
+        assert not set(phrases) & set(POSITION_PHRASES["train"][position])
+    assert not set(BACKGROUND_PHRASES["heldout"]) & set(BACKGROUND_PHRASES["train"])
+    rng = random.Random(9)
+    train_words = set()
+    for scene in _scenes(3000, 4):
+        train_words |= set(re.findall(r"[a-z]+", free_caption(scene, rng, "train")[0].lower()))
+    from nodes.training.world_captions import ATTRIBUTE_OF, SYNONYMS
+
+    content = set(ATTRIBUTE_OF) | set(SYNONYMS)
+    for scene in _scenes(1000, 5):
+        words = set(re.findall(r"[a-z]+", free_caption(scene, rng, "heldout")[0].lower()))
+        assert words & content <= train_words
+
+
+def test_tinyworld_never_uses_the_heldout_grammar():
+    """A free-caption TinyWorld's captions contain none of the held-out grammar's phrases."""
+    data = world.TinyWorld(seed=0, caption_style="free", two_object_fraction=0.3, length=500)
+    heldout = [p for phrases in POSITION_PHRASES["heldout"].values() for p in phrases]
+    heldout += [p.split("{c}")[0] for p in BACKGROUND_PHRASES["heldout"] if not p.startswith("{c}")]
+    for i in range(500):
+        text = data.caption(i).lower()
+        assert not any(phrase in text for phrase in heldout), text
+        assert parse_prompt(text) is not None
+
+
+def test_templates_are_unchanged_and_still_parse():
+    """Template-style items are the same as before (caption_style defaults to 'template') and parse_caption
+    inverts every template."""
+    data = world.TinyWorld(seed=3)
+    scene = data.scene(11)
+    assert data.caption(11) in {world.caption(scene, t) for t in range(len(world.TEMPLATES))}
+    for t in range(len(world.TEMPLATES)):
+        assert world.parse_caption(world.caption(scene, t)) == scene
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("a red circle", PromptSpec((PromptObject("circle", "red"),))),
+    ("A LARGE yellow square on a green background.", PromptSpec((PromptObject("square", "yellow", "large"),), "green")),
+    ("the background is blue, big violet star in the middle",
+     PromptSpec((PromptObject("star", "purple", "large", "centre"),), "blue")),
+    ("a red circle and a blue square", PromptSpec((PromptObject("circle", "red"), PromptObject("square", "blue")))),
+    ("on the left, a tiny grey ring, and a white triangle at the top; black background",
+     PromptSpec((PromptObject("ring", "gray", "small", "left"), PromptObject("triangle", "white", None, "top")),
+                "black")),
+])
+def test_people_style_prompts_parse(text, expected):
+    """Prompts as people type them (the issue's examples) parse into what they name."""
+    assert parse_prompt(text) == expected
+
+
+@pytest.mark.parametrize("text", ["a red circle on a red background", "a red blue circle", "a circle on the left "
+                                  "and a square on the left", "a red circle, a blue square and a green star",
+                                  "red and blue", "a blue background"])
+def test_impossible_or_ambiguous_prompts_are_refused(text):
+    """Conflicting values, three objects, no shape or the background's colour on an object give None."""
+    assert parse_prompt(text) is None
+
+
+def test_unknown_words_name_what_the_world_lacks():
+    """'medium' (cfg_sweep.json's old prompt) is reported; world words and synonyms are not."""
+    assert unknown_words("a medium orange triangle on the right, on a gray background") == ["medium"]
+    assert unknown_words("A big grey star in the center!") == []
+
+
+def test_partial_prompts_complete_to_valid_scenes():
+    """complete() keeps what is named and samples the rest; two objects get different positions."""
+    rng = random.Random(0)
+    spec = parse_prompt("a red circle and a blue square")
+    for _ in range(50):
+        scene = spec.complete(rng)
+        assert [(o.shape, o.colour) for o in scene.objects] == [("circle", "red"), ("square", "blue")]
+        assert scene.objects[0].position != scene.objects[1].position
+        assert scene.background not in ("red", "blue")
+    single = parse_prompt("a small cyan ring at the bottom").complete(rng)
+    assert (single.single.size, single.single.position) == ("small", "bottom")
+
+
+def test_render_any_size_and_aspect_shows_the_same_scene():
+    """48x80 and 128x128 renders of a scene put the object at the same relative place, at a side scaled by the
+    shorter edge."""
+    scene = world.SceneSpec((world.ObjectSpec("square", "red", "large", "left"),), "white")
+    for height, width in ((48, 80), (128, 128), (32, 32)):
+        image = world.render(scene, (height, width))
+        assert image.shape == (height, width, 3)
+        ys, xs = np.nonzero((image.astype(int) - world.COLOURS["white"]).__abs__().sum(-1) > 100)
+        assert abs(xs.mean() / width - 0.25) < 0.03 and abs(ys.mean() / height - 0.5) < 0.03
+        side = xs.max() - xs.min() + 1
+        assert abs(side - 30 * min(height, width) / 64) <= 2
+
+
+def test_continuous_layouts_stay_true_to_the_caption():
+    """Continuous placements keep each object nearest its named position; irregular outlines differ from
+    the regular shape."""
+    rng = random.Random(1)
+    scenes = _scenes(200, 6)
+    wobbly = 0
+    for scene in scenes:
+        layout = world.sample_layout(scene, rng)
+        for item, placed in zip(scene.objects, layout):
+            nearest = min(world.POSITIONS, key=lambda p: np.hypot(*np.subtract(world.POSITIONS[p], placed.centre)))
+            assert nearest == item.position
+            assert 12 <= placed.side <= 34
+        wobbly += any(p.wobble for p in layout)
+        image = world.render(scene, 64, layout)
+        assert image.shape == (64, 64, 3)
+    assert 50 < wobbly < 170
+    data = world.TinyWorld(seed=0, layout="continuous", sizes=[(48, 80), 96], length=4)
+    assert data.example(0).image.shape == (48, 80, 3) and data.example(1).image.shape == (96, 96, 3)
+    assert data.example(0).layout is not None
