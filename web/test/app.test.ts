@@ -44,7 +44,7 @@ describe("EditorApp with a fake server", () => {
   });
 
   it("asks for schemas, queue, history and models after the welcome, and builds token-aware file URLs", () => {
-    expect(socket.messages().map((m) => m.type)).toEqual(["hello", "list_nodes", "queue_status", "history", "list_models"]);
+    expect(socket.messages().map((m) => m.type)).toEqual(["hello", "list_nodes", "queue_status", "history", "list_models", "list_templates"]);
     expect(socket.messages()[0].token).toBe("t");
     expect(app.fileUrl("output/run 1/a.png")).toBe("files/output/run%201/a.png?token=t");
   });
@@ -55,7 +55,7 @@ describe("EditorApp with a fake server", () => {
     const done = app.run();
     const submit = socket.messages().at(-1);
     expect(submit.type).toBe("submit");
-    expect(submit.graph).toEqual({ format_version: 1, nodes: { show: { type: "ShowValue" } } });
+    expect(submit.graph).toEqual({ format_version: 2, nodes: { show: { type: "ShowValue" } } });
     socket.reply({
       type: "error", code: "invalid_graph", message: "the graph is invalid (1 error(s)); nothing was queued", request_id: submit.request_id,
       details: { errors: [{ code: "missing_input", message: "ShowValue needs input 'value'", node_id: "show", input: "value" }] },

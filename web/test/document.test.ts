@@ -4,6 +4,7 @@ import {
   addNode,
   connect,
   docEdges,
+  FORMAT_VERSION,
   fromGraphFile,
   GraphFormatError,
   isLink,
@@ -54,22 +55,25 @@ const rich = {
   },
 };
 
+/** A file as the editor saves it: the same JSON with the current format_version (the only migration from 1 to 2). */
+const current = (file: Record<string, unknown>) => ({ ...file, format_version: FORMAT_VERSION });
+
 describe("graph file round trip", () => {
   const graphsDir = `${REPO_ROOT}graphs/`;
   for (const name of readdirSync(graphsDir).filter((f) => f.endsWith(".json"))) {
     it(`saves ${name} back unchanged`, () => {
       const raw = JSON.parse(readFileSync(graphsDir + name, "utf8"));
-      expect(canonical(toGraphFile(fromGraphFile(raw)))).toEqual(canonical(raw));
+      expect(canonical(toGraphFile(fromGraphFile(raw)))).toEqual(canonical(current(raw)));
     });
   }
 
   it("keeps unknown metadata, ui keys, orphan and empty ui entries, odd positions, unknown node types", () => {
-    expect(canonical(toGraphFile(fromGraphFile(rich)))).toEqual(canonical(rich));
+    expect(canonical(toGraphFile(fromGraphFile(rich)))).toEqual(canonical(current(rich)));
   });
 
   it("keeps a file without ui and metadata free of them", () => {
     const bare = { format_version: 1, nodes: { x: { type: "Int" } } };
-    expect(toGraphFile(fromGraphFile(bare))).toEqual(bare);
+    expect(toGraphFile(fromGraphFile(bare))).toEqual(current(bare));
   });
 
   it("round-trips through edits that are undone", () => {
@@ -82,7 +86,7 @@ describe("graph file round trip", () => {
     store.undo();
     store.undo();
     store.undo();
-    expect(canonical(toGraphFile(store.doc))).toEqual(canonical(rich));
+    expect(canonical(toGraphFile(store.doc))).toEqual(canonical(current(rich)));
     store.redo();
     expect(store.doc.nodes.a.inputs.value).toBe(10);
   });
@@ -90,7 +94,7 @@ describe("graph file round trip", () => {
   it("migrates version 0 files", () => {
     const v0 = JSON.parse(readFileSync(`${REPO_ROOT}tests/fixtures/v0_graph.json`, "utf8"));
     const file = toGraphFile(fromGraphFile(v0));
-    expect(file.format_version).toBe(1);
+    expect(file.format_version).toBe(FORMAT_VERSION);
     expect(file.nodes["3"]).toEqual({ type: "IntMath", title: "product", inputs: { a: { node: "1", output: "value" }, b: { node: "2", output: "value" }, op: "multiply" } });
     expect((file.ui as { nodes: Record<string, unknown> }).nodes["4"]).toEqual({ position: [400, 50] });
   });
@@ -98,7 +102,8 @@ describe("graph file round trip", () => {
   it("refuses what is not a graph, with a reason", () => {
     expect(() => fromGraphFile([])).toThrow(GraphFormatError);
     expect(() => fromGraphFile({ nodes: {} })).toThrow(/format_version/);
-    expect(() => fromGraphFile({ format_version: 2, nodes: {} })).toThrow(/upgrade/);
+    expect(() => fromGraphFile({ format_version: FORMAT_VERSION + 1, nodes: {} })).toThrow(/upgrade/);
+    expect(() => fromGraphFile({ format_version: 2, nodes: { a: { type: "Int", mode: "sleep" } } })).toThrow(/"mode"/);
     expect(() => fromGraphFile({ format_version: 1, nodes: { a: { inputs: {} } } })).toThrow(/"type"/);
   });
 });

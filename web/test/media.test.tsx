@@ -30,8 +30,12 @@ describe("the rendering choice per kind", () => {
     expect(fileView(item("audio", "audio/wav"))).toEqual({ element: "audio", mime: "audio/wav" });
     expect(fileView(item("audio", "video/webm"))).toEqual({ element: "audio", mime: "video/webm" }); // WebM audio
     expect(fileView(item("text", "application/json"))).toEqual({ element: "text" });
-    expect(fileView(item("mesh", "model/gltf-binary")).element).toBe("download");
-    expect(fileView(item("pointcloud", "application/octet-stream")).element).toBe("download");
+    expect(fileView(item("mesh", "model/gltf-binary"))).toEqual({ element: "model3d", format: "glb", points: false });
+    expect(fileView({ ...item("pointcloud"), fileId: "output/cloud_00001.ply" })).toEqual({ element: "model3d", format: "ply", points: true });
+    expect(fileView({ ...item("mesh"), fileId: "output/shape.OBJ" })).toEqual({ element: "model3d", format: "obj", points: false });
+    const unreadable = fileView(item("pointcloud", "application/octet-stream")); // no 3D extension, no 3D MIME type
+    expect(unreadable.element).toBe("download");
+    expect(unreadable.element === "download" && unreadable.reason).toContain("PLY, GLB");
     const unknown = fileView(item("hologram"));
     expect(unknown.element).toBe("download");
     expect(unknown.element === "download" && unknown.reason).toContain("hologram");
@@ -50,8 +54,10 @@ describe("the rendering choice per kind", () => {
     expect(html(item("text", "text/plain"))).toContain('data-testid="output-text"');
     const mesh = html(item("mesh", "model/gltf-binary"));
     expect(mesh).not.toMatch(/<(img|video|audio)/);
+    expect(mesh).toContain('data-testid="model3d"');
+    expect(mesh).toContain('data-format="glb"');
+    expect(mesh).toContain('data-state="loading"');
     expect(mesh).toContain('download="out_00001.mesh"');
-    expect(mesh).toContain("no 3D viewer yet");
     expect(html(item("image", "image/png"))).toMatch(/<img src="files\/output\/out_00001.image"/);
   });
 

@@ -1,13 +1,22 @@
 /**
  * The React Flow canvas, driven by the document (a controlled flow).
  *
- * Nodes and edges are derived from `EditorState.doc`; React Flow's changes
- * come back as document edits: drags (one undo step per drag), selection,
- * measured sizes (kept locally). Connections are checked with
- * schema/compatibility.ts while dragging (invalid targets are refused by
- * React Flow) and a refused drop shows the reason in a toast. Deletion and the
- * other shortcuts are handled here (keyboard), not by React Flow, so every
- * change is undoable.
+ * What it draws, from `EditorState.doc`:
+ *   schema nodes   one per graph node (editor/SchemaNode.tsx), at the file's position or,
+ *                  for nodes without one, the auto-layout's (graph/layout.ts, dagre)
+ *   group nodes    the frames of `ui.groups` (editor/GroupNode.tsx), behind the nodes
+ *   reroute nodes  the bend points of `ui.reroutes` (editor/GroupNode.tsx `RerouteNode`)
+ *   wires          one per link (editor/WireEdge.tsx), through its reroute points
+ *
+ * React Flow's changes come back as document edits: drags (one undo step per drag;
+ * dragging a group moves the nodes inside it), selection, measured sizes (kept locally;
+ * a node that grows pushes the nodes it would cover downwards). Connections are checked
+ * with schema/compatibility.ts while dragging; a refused drop shows the reason in a
+ * toast; a wire dropped on empty canvas opens the node search filtered to nodes that fit
+ * it. Double-click on the canvas opens the search at the cursor; right-click opens
+ * the context menu of what is under the cursor (editor/ContextMenu.tsx). Every keyboard
+ * shortcut (editor/shortcuts.ts) is handled here, not by React Flow, so every change is
+ * undoable.
  */
 import {
   Background,
@@ -20,40 +29,51 @@ import {
   type Edge,
   type EdgeChange,
   type FinalConnectionState,
+  type Node,
   type NodeChange,
 } from "@xyflow/react";
-import { useCallback, useEffect, useMemo, useRef, useState, type DragEvent } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState, type DragEvent, type MouseEvent as ReactMouseEvent } from "react";
 import { checkLink, type LinkCheck } from "../schema/compatibility";
 import {
   addNode,
   connect,
   disconnect,
   docEdges,
-  layoutPositions,
   moveNodes,
+  nodeSize,
   removeNodes,
+  toggleMode,
   upstreamNodes,
   type EditorDocument,
   type Position,
 } from "../graph/document";
-import { portColor, type SchemaSet } from "../schema/types";
+import { groupMembers, groupsOf, moveGroup, moveReroute, pruneReroutes, removeGroup, removeReroutes, reroutesOf, wirePoints, addGroup } from "../graph/groups";
+import { autoLayout, effectivePositions, estimateSize, freeSpot, NODE_WIDTH, pushApart, type Rect, type Size } from "../graph/layout";
+import { collapseToSubgraph } from "../graph/subgraph";
+import { portColor, type NodeSchema, type PortType } from "../schema/types";
 import type { EditorApp } from "../state/app";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
+import { GroupNode, RerouteNode, type GroupFlowNode, type RerouteFlowNode } from "./GroupNode";
 import { SchemaNode, type SchemaFlowNode } from "./SchemaNode";
+import { WireEdge, type WireFlowEdge } from "./WireEdge";
 
 export const NODE_DRAG_TYPE = "application/x-nodegraph-node-type";
 
-const nodeTypes = { schema: SchemaNode };
+const nodeTypes = { schema: SchemaNode, group: GroupNode, reroute: RerouteNode };
+const edgeTypes = { wire: WireEdge };
+const GROUP_PREFIX = "group:";
+const REROUTE_PREFIX = "reroute:";
 
-type Measured = Record<string, { width: number; height: number }>;
+type AnyFlowNode = SchemaFlowNode | GroupFlowNode | RerouteFlowNode;
+type Measured = Record<string, Size>;
 
 function handleName(handleId: string | null | undefined, prefix: "in:" | "out:"): string | null {
   return handleId && handleId.startsWith(prefix) ? handleId.slice(prefix.length) : null;
 }
 
 /** Check a prospective link between two handles against the schemas and the graph. */
-export function checkConnection(doc: EditorDocument, schemas: SchemaSet, connection: Connection | Edge): LinkCheck {
+export function checkConnection(doc: EditorDocument, schemas: { nodes: Record<string, NodeSchema>; types: Record<string, PortType> }, connection: Connection | Edge): LinkCheck {
   const output = handleName(connection.sourceHandle, "out:");
   const input = handleName(connection.targetHandle, "in:");
   if (output === null || input === null) return { ok: false, reason: "connect an output (right side) to an input (left side)" };
@@ -71,17 +91,31 @@ export function checkConnection(doc: EditorDocument, schemas: SchemaSet, connect
   });
 }
 
-/** Add a node of `type` at a graph position (one undo step) and select it. */
-export function addNodeAt(app: EditorApp, type: string, position: Position): void {
-  const schema = app.session.get().schemas.nodes[type];
-  if (!schema) return;
+/** The size a node is drawn at: the user's, the browser's measurement, or the schema's estimate. */
+function sizeFor(doc: EditorDocument, schemas: Record<string, NodeSchema>, measured: Measured, id: string): Size {
+  const node = doc.nodes[id];
+  const user = node ? nodeSize(node) : null;
+  if (measured[id]) return measured[id];
+  if (user) return { width: user[0], height: user[1] };
+  return estimateSize(node ? schemas[node.type] : undefined);
+}
+
+/**
+ * Add a node of `type` near a graph position (one undo step), clear of every node on the
+ * canvas, and select it. Returns its id (null for an unknown type).
+ */
+export function addNodeAt(app: EditorApp, type: string, position: Position): string | null {
+  const schema = app.schemasFor()[type];
+  if (!schema) return null;
+  const spot = freeSpot(position, estimateSize(schema), Object.values(app.canvas.rects()));
   let id = "";
   app.editor.edit((doc) => {
-    const added = addNode(doc, schema, position);
+    const added = addNode(app.materialize(doc), schema, spot);
     id = added.id;
     return added.doc;
   });
   app.editor.select({ [id]: true });
+  return id;
 }
 
 function isEditable(target: EventTarget | null): boolean {
@@ -90,6 +124,58 @@ function isEditable(target: EventTarget | null): boolean {
   return element.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(element.tagName);
 }
 
+/** Actions on the selection shared by the keyboard and the context menus. */
+export const selectionActions = {
+  toggleMode(app: EditorApp, mode: "bypass" | "mute", ids = Object.keys(app.editor.state.selectedNodes)) {
+    if (ids.length) app.editor.edit((doc) => toggleMode(doc, ids, mode));
+  },
+  group(app: EditorApp, ids = Object.keys(app.editor.state.selectedNodes)) {
+    const rects = app.canvas.rects();
+    const boxes = ids.map((id) => rects[id]).filter(Boolean);
+    app.editor.edit((doc) => addGroup(doc, boxes).doc);
+  },
+  collapse(app: EditorApp, ids = Object.keys(app.editor.state.selectedNodes)) {
+    if (!ids.length) return;
+    const rects = app.canvas.rects();
+    const positions = Object.fromEntries(Object.entries(rects).map(([id, r]) => [id, [r.x, r.y] as Position]));
+    let made: string | null = null;
+    app.editor.edit((doc) => {
+      const result = collapseToSubgraph(doc, ids, positions);
+      if (!result) return doc;
+      made = result.id;
+      return pruneReroutes(result.doc);
+    });
+    if (made) {
+      app.editor.select({ [made]: true });
+      app.toast(`Collapsed ${ids.length} node${ids.length === 1 ? "" : "s"} into a subgraph: right-click it → Open subgraph`);
+    }
+  },
+  autoLayout(app: EditorApp) {
+    const rects = app.canvas.rects();
+    app.editor.edit((doc) => {
+      const positions = autoLayout(doc, (id) => rects[id] ?? { width: NODE_WIDTH, height: 150 });
+      return moveNodes(doc, positions);
+    });
+    app.canvas.fit();
+  },
+  delete(app: EditorApp) {
+    const { selectedNodes: nodeIds, selectedEdges: edgeIds } = app.editor.state;
+    const ids = Object.keys(nodeIds);
+    const edgesToDrop = docEdges(app.editor.doc).filter((e) => edgeIds[e.id]);
+    const groups = ids.filter((id) => id.startsWith(GROUP_PREFIX)).map((id) => id.slice(GROUP_PREFIX.length));
+    const reroutes = ids.filter((id) => id.startsWith(REROUTE_PREFIX)).map((id) => id.slice(REROUTE_PREFIX.length));
+    if (!ids.length && !edgesToDrop.length) return;
+    app.editor.edit((doc) => {
+      let next = removeNodes(doc, ids);
+      for (const e of edgesToDrop) next = disconnect(next, e.target, e.input);
+      for (const g of groups) next = removeGroup(next, g);
+      next = removeReroutes(next, reroutes);
+      return pruneReroutes(next);
+    });
+    app.editor.select({}, {});
+  },
+};
+
 export function GraphCanvas() {
   const app = useApp();
   const flow = useReactFlow();
@@ -97,10 +183,27 @@ export function GraphCanvas() {
   const selectedNodes = useStore(app.editor.store, (s) => s.selectedNodes);
   const selectedEdges = useStore(app.editor.store, (s) => s.selectedEdges);
   const loadCount = useStore(app.editor.store, (s) => s.loadCount);
-  const schemas = useStore(app.session, (s) => s.schemas);
+  const serverSchemas = useStore(app.session, (s) => s.schemas);
+  const skippedNodes = useStore(app.session, (s) => s.nodeStates);
   const [measured, setMeasured] = useState<Measured>({});
   const wrapper = useRef<HTMLDivElement>(null);
   const cache = useRef(new Map<string, SchemaFlowNode>());
+  const groupDrag = useRef<{ id: string; members: Record<string, Position> } | null>(null);
+  const connectFrom = useRef<{ node: string; handle: string; type: "source" | "target" } | null>(null);
+
+  const schemaNodes = useMemo(() => app.schemasFor(doc), [app, doc, serverSchemas]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  const positions = useMemo(
+    () => effectivePositions(doc, (id) => sizeFor(doc, schemaNodes, measured, id)),
+    [doc, schemaNodes, measured],
+  );
+  const rects = useMemo(() => {
+    const out: Record<string, Rect> = {};
+    for (const [id, [x, y]] of Object.entries(positions)) out[id] = { x, y, ...sizeFor(doc, schemaNodes, measured, id) };
+    return out;
+  }, [positions, doc, schemaNodes, measured]);
+  const rectsRef = useRef(rects);
+  rectsRef.current = rects;
 
   useEffect(() => {
     app.canvas.element = wrapper.current;
@@ -108,6 +211,8 @@ export function GraphCanvas() {
       const p = flow.screenToFlowPosition({ x, y });
       return [p.x, p.y];
     };
+    app.canvas.rects = () => rectsRef.current;
+    app.canvas.fit = () => requestAnimationFrame(() => void flow.fitView({ padding: 0.08, duration: 0 }));
   }, [app, flow]);
 
   // Fit the view once the nodes of a newly loaded graph have been measured.
@@ -125,17 +230,33 @@ export function GraphCanvas() {
     return () => cancelAnimationFrame(frame);
   }, [fitPending, nodesInitialized, flow]);
 
-  const nodes = useMemo<SchemaFlowNode[]>(() => {
-    const positions = layoutPositions(doc);
+  const nodes = useMemo<AnyFlowNode[]>(() => {
     const linkedOutputs: Record<string, Set<string>> = {};
     for (const edge of docEdges(doc)) (linkedOutputs[edge.source] ??= new Set()).add(edge.output);
     const next = new Map<string, SchemaFlowNode>();
-    const list = Object.entries(doc.nodes).map(([id, node]) => {
+    const list: AnyFlowNode[] = [];
+    for (const group of groupsOf(doc)) {
+      const id = GROUP_PREFIX + group.id;
+      list.push({
+        id,
+        type: "group",
+        position: { x: group.bounds[0], y: group.bounds[1] },
+        width: group.bounds[2],
+        height: group.bounds[3],
+        style: { width: group.bounds[2], height: group.bounds[3] },
+        data: { group },
+        selected: Boolean(selectedNodes[id]),
+        zIndex: -1,
+        dragHandle: ".ng-group-title",
+      });
+    }
+    for (const [id, node] of Object.entries(doc.nodes)) {
       const [x, y] = positions[id];
-      const schema = schemas.nodes[node.type];
+      const schema = schemaNodes[node.type];
       const outputs = [...(linkedOutputs[id] ?? [])].sort();
       const previous = cache.current.get(id);
       const selected = Boolean(selectedNodes[id]);
+      const user = nodeSize(node);
       const size = measured[id];
       if (
         previous &&
@@ -148,7 +269,8 @@ export function GraphCanvas() {
         previous.data.linkedOutputs.join("\u0000") === outputs.join("\u0000")
       ) {
         next.set(id, previous);
-        return previous;
+        list.push(previous);
+        continue;
       }
       const flowNode: SchemaFlowNode = {
         id,
@@ -157,52 +279,92 @@ export function GraphCanvas() {
         data: { node, schema, linkedOutputs: outputs },
         selected,
         measured: size,
+        ...(user ? { width: user[0], style: { width: user[0] } } : {}),
       };
       next.set(id, flowNode);
-      return flowNode;
-    });
+      list.push(flowNode);
+    }
     cache.current = next;
+    for (const reroute of reroutesOf(doc)) {
+      const id = REROUTE_PREFIX + reroute.id;
+      list.push({ id, type: "reroute", position: { x: reroute.position[0] - 7, y: reroute.position[1] - 7 }, data: { reroute }, selected: Boolean(selectedNodes[id]) });
+    }
     return list;
-  }, [doc, schemas, selectedNodes, measured]);
+  }, [doc, schemaNodes, selectedNodes, measured, positions]);
 
-  const edges = useMemo<Edge[]>(() => {
+  const edges = useMemo<WireFlowEdge[]>(() => {
+    const reroutes = reroutesOf(doc);
     return docEdges(doc)
       .filter((e) => {
         const source = doc.nodes[e.source];
         if (!source) return false;
-        const schema = schemas.nodes[source.type];
+        const schema = schemaNodes[source.type];
         return !schema || schema.outputs.some((o) => o.name === e.output);
       })
       .map((e) => {
         const source = doc.nodes[e.source];
-        const port = schemas.nodes[source.type]?.outputs.find((o) => o.name === e.output)?.port ?? "*";
-        const color = portColor(schemas.types, port);
+        const port = schemaNodes[source.type]?.outputs.find((o) => o.name === e.output)?.port ?? "*";
+        const color = portColor(serverSchemas.types, port);
         const selected = Boolean(selectedEdges[e.id]);
+        const muted = source.mode === "mute" || skippedNodes[e.source]?.status === "skipped";
         return {
           id: e.id,
+          type: "wire",
           source: e.source,
           sourceHandle: `out:${e.output}`,
           target: e.target,
           targetHandle: `in:${e.input}`,
           selected,
-          style: { stroke: color, strokeWidth: selected ? 4 : 2.5 },
+          data: { points: wirePoints(reroutes, e.target, e.input).map((r) => r.position), target: e.target, input: e.input },
+          style: { stroke: color, strokeWidth: selected ? 4 : 2.5, opacity: muted ? 0.35 : 1 },
         };
       });
-  }, [doc, schemas, selectedEdges]);
+  }, [doc, schemaNodes, serverSchemas.types, selectedEdges, skippedNodes]);
+
+  // A positioned node that grew (a run added an image) pushes the nodes it now covers down.
+  const lastHeights = useRef<Record<string, number>>({});
+  useEffect(() => {
+    const grown: string[] = [];
+    for (const [id, size] of Object.entries(measured)) {
+      const before = lastHeights.current[id];
+      if (before !== undefined && size.height > before + 4 && doc.nodes[id]?.position) grown.push(id);
+      lastHeights.current[id] = size.height;
+    }
+    if (!grown.length) return;
+    const positioned = Object.fromEntries(Object.entries(rectsRef.current).filter(([id]) => doc.nodes[id]?.position));
+    const moved = pushApart(positioned, grown);
+    if (Object.keys(moved).length) app.editor.replaceSilently((d) => moveNodes(d, moved));
+  }, [measured]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const onNodesChange = useCallback(
-    (changes: NodeChange<SchemaFlowNode>[]) => {
+    (changes: NodeChange<AnyFlowNode>[]) => {
       const dragged: Record<string, Position> = {};
       const stepped: Record<string, Position> = {}; // moves outside a drag (arrow keys)
       let sizes: Measured | null = null;
       let dragEnded = false;
+      const materialize = (d: EditorDocument) => app.materialize(d);
       for (const change of changes) {
         if (change.type === "dimensions" && change.dimensions) {
+          if (change.id.startsWith(GROUP_PREFIX) || change.id.startsWith(REROUTE_PREFIX)) continue;
           sizes ??= {};
           sizes[change.id] = change.dimensions;
         } else if (change.type === "position") {
-          if (change.position) (change.dragging ? dragged : stepped)[change.id] = [change.position.x, change.position.y];
           if (change.dragging === false && app.editor.state.dragBase) dragEnded = true;
+          if (!change.position) continue;
+          const p: Position = [change.position.x, change.position.y];
+          if (change.id.startsWith(GROUP_PREFIX)) {
+            const id = change.id.slice(GROUP_PREFIX.length);
+            if (!groupDrag.current || groupDrag.current.id !== id) {
+              const group = groupsOf(app.editor.doc).find((g) => g.id === id);
+              const rects = rectsRef.current;
+              const members = group ? groupMembers(group, rects) : [];
+              groupDrag.current = { id, members: Object.fromEntries(members.map((m) => [m, [rects[m].x, rects[m].y] as Position])) };
+            }
+            const members = groupDrag.current.members;
+            app.editor.dragEdit((doc) => moveGroup(materialize(doc), id, p, members));
+          } else if (change.id.startsWith(REROUTE_PREFIX)) {
+            app.editor.dragEdit((doc) => moveReroute(doc, change.id.slice(REROUTE_PREFIX.length), [p[0] + 7, p[1] + 7]));
+          } else (change.dragging ? dragged : stepped)[change.id] = p;
         } else if (change.type === "select") {
           app.editor.setNodeSelected(change.id, change.selected);
         }
@@ -211,19 +373,18 @@ export function GraphCanvas() {
         const update = sizes;
         setMeasured((m) => ({ ...m, ...update }));
       }
+      if (Object.keys(dragged).length) app.editor.dragEdit((d) => moveNodes(materialize(d), dragged));
       if (dragEnded) {
-        app.editor.dragMove({ ...dragged, ...stepped });
+        if (Object.keys(stepped).length) app.editor.dragEdit((d) => moveNodes(d, stepped));
         app.editor.dragEnd();
-      } else {
-        if (Object.keys(dragged).length) app.editor.dragMove(dragged);
-        if (Object.keys(stepped).length) app.editor.edit((doc) => moveNodes(doc, stepped), "move-by-keys");
-      }
+        groupDrag.current = null;
+      } else if (Object.keys(stepped).length) app.editor.edit((d) => moveNodes(materialize(d), stepped), "move-by-keys");
     },
     [app],
   );
 
   const onEdgesChange = useCallback(
-    (changes: EdgeChange[]) => {
+    (changes: EdgeChange<WireFlowEdge>[]) => {
       for (const change of changes) {
         if (change.type === "select") app.editor.setEdgeSelected(change.id, change.selected);
       }
@@ -232,34 +393,56 @@ export function GraphCanvas() {
   );
 
   const isValidConnection = useCallback(
-    (connection: Connection | Edge) => checkConnection(app.editor.doc, app.session.get().schemas, connection).ok,
+    (connection: Connection | Edge) => checkConnection(app.editor.doc, { nodes: app.schemasFor(), types: app.session.get().schemas.types }, connection).ok,
     [app],
   );
 
   const onConnect = useCallback(
     (connection: Connection) => {
-      const check = checkConnection(app.editor.doc, app.session.get().schemas, connection);
+      const check = checkConnection(app.editor.doc, { nodes: app.schemasFor(), types: app.session.get().schemas.types }, connection);
       if (!check.ok) {
         app.toast(`Link refused: ${check.reason}`, "error");
         return;
       }
       const output = handleName(connection.sourceHandle, "out:")!;
       const input = handleName(connection.targetHandle, "in:")!;
-      app.editor.edit((doc) => connect(doc, connection.source, output, connection.target, input));
+      app.editor.edit((doc) => pruneReroutes(connect(doc, connection.source, output, connection.target, input)));
       app.dispatch({ type: "clear_input_error", nodeId: connection.target, input });
     },
     [app],
   );
 
   const onConnectEnd = useCallback(
-    (_event: MouseEvent | TouchEvent, state: FinalConnectionState) => {
+    (event: MouseEvent | TouchEvent, state: FinalConnectionState) => {
+      if (!state.toHandle && state.fromHandle && !state.isValid) {
+        // Dropped on empty canvas: search for a node that takes (or gives) this wire's type.
+        const target = event.target as HTMLElement | null;
+        if (!target?.classList?.contains("react-flow__pane")) return;
+        const from = state.fromHandle;
+        const node = app.editor.doc.nodes[from.nodeId];
+        const schema = node ? app.schemasFor()[node.type] : undefined;
+        const name = from.type === "source" ? handleName(from.id, "out:") : handleName(from.id, "in:");
+        const port = from.type === "source" ? schema?.outputs.find((o) => o.name === name)?.port : name ? schema?.inputs[name]?.port : undefined;
+        if (!port || !name) return;
+        const point = "changedTouches" in event ? event.changedTouches[0] : event;
+        app.ui.set((s) => ({
+          ...s,
+          menu: null,
+          search: {
+            screen: [point.clientX, point.clientY],
+            at: app.canvas.toFlow(point.clientX, point.clientY),
+            wire: { filter: { port, from: from.type === "source" ? "output" : "input" }, node: from.nodeId, handle: name },
+          },
+        }));
+        return;
+      }
       if (state.isValid !== false || !state.fromHandle || !state.toHandle) return;
       const [from, to] = state.fromHandle.type === "source" ? [state.fromHandle, state.toHandle] : [state.toHandle, state.fromHandle];
       if (from.type === to.type) {
         app.toast(`Link refused: connect an output (right side) to an input (left side)`, "error");
         return;
       }
-      const check = checkConnection(app.editor.doc, app.session.get().schemas, {
+      const check = checkConnection(app.editor.doc, { nodes: app.schemasFor(), types: app.session.get().schemas.types }, {
         source: from.nodeId,
         sourceHandle: from.id ?? null,
         target: to.nodeId,
@@ -270,21 +453,16 @@ export function GraphCanvas() {
     [app],
   );
 
-  const deleteSelection = useCallback(() => {
-    const { selectedNodes: nodeIds, selectedEdges: edgeIds } = app.editor.state;
-    const edgesToDrop = docEdges(app.editor.doc).filter((e) => edgeIds[e.id]);
-    if (!Object.keys(nodeIds).length && !edgesToDrop.length) return;
-    app.editor.edit((doc) => {
-      let next = removeNodes(doc, Object.keys(nodeIds));
-      for (const e of edgesToDrop) next = disconnect(next, e.target, e.input);
-      return next;
-    });
-    app.editor.select({}, {});
-  }, [app]);
-
   useEffect(() => {
     const onKey = (event: KeyboardEvent) => {
-      if (isEditable(event.target)) return;
+      if (event.key === "Escape") {
+        const ui = app.ui.get();
+        if (ui.menu || ui.search || ui.viewer || ui.help || ui.templates) {
+          app.ui.set((s) => ({ ...s, menu: null, search: null, viewer: null, help: false, templates: false }));
+        } else if (app.editor.state.path.length && !isEditable(event.target)) app.editor.closeSubgraph();
+        return;
+      }
+      if (isEditable(event.target) || app.ui.get().viewer || app.ui.get().search) return;
       const mod = event.ctrlKey || event.metaKey;
       const key = event.key.toLowerCase();
       if (mod && key === "z" && !event.shiftKey) app.editor.undo();
@@ -296,13 +474,24 @@ export function GraphCanvas() {
         app.editor.select(Object.fromEntries(Object.keys(app.editor.doc.nodes).map((id) => [id, true as const])));
       } else if (mod && key === "s") app.save();
       else if (mod && key === "enter") void app.run();
-      else if (!mod && (event.key === "Delete" || event.key === "Backspace")) deleteSelection();
+      else if (mod && key === "b") selectionActions.toggleMode(app, "bypass");
+      else if (mod && key === "m") selectionActions.toggleMode(app, "mute");
+      else if (mod && key === "g") selectionActions.group(app);
+      else if (mod && event.shiftKey && key === "e") selectionActions.collapse(app);
+      else if (event.altKey && key === "l") selectionActions.autoLayout(app);
+      else if (!mod && event.key === "?") app.ui.set((s) => ({ ...s, help: !s.help }));
+      else if (!mod && (event.key === "Delete" || event.key === "Backspace")) selectionActions.delete(app);
       else return;
       event.preventDefault();
     };
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
-  }, [app, deleteSelection]);
+  }, [app]);
+
+  const openMenu = (event: MouseEvent | ReactMouseEvent, target: import("../state/ui").MenuTarget) => {
+    event.preventDefault();
+    app.ui.set((s) => ({ ...s, search: null, menu: { screen: [event.clientX, event.clientY], at: app.canvas.toFlow(event.clientX, event.clientY), target } }));
+  };
 
   const onDragOver = (event: DragEvent) => {
     event.preventDefault();
@@ -327,6 +516,10 @@ export function GraphCanvas() {
       data-testid="canvas"
       onDragOver={onDragOver}
       onDrop={onDrop}
+      onDoubleClick={(e) => {
+        if (!(e.target as HTMLElement).classList.contains("react-flow__pane")) return;
+        app.ui.set((s) => ({ ...s, menu: null, search: { screen: [e.clientX, e.clientY], at: app.canvas.toFlow(e.clientX, e.clientY) } }));
+      }}
       onMouseMove={(e) => {
         app.canvas.pointer = app.canvas.toFlow(e.clientX, e.clientY);
       }}
@@ -334,28 +527,50 @@ export function GraphCanvas() {
         app.canvas.pointer = null;
       }}
     >
-      <ReactFlow<SchemaFlowNode, Edge>
+      <ReactFlow<AnyFlowNode, WireFlowEdge>
         nodes={nodes}
         edges={edges}
         nodeTypes={nodeTypes}
+        edgeTypes={edgeTypes}
         onNodesChange={onNodesChange}
         onEdgesChange={onEdgesChange}
         onConnect={onConnect}
+        onConnectStart={(_, params) => {
+          connectFrom.current = params.nodeId && params.handleId && params.handleType ? { node: params.nodeId, handle: params.handleId, type: params.handleType } : null;
+        }}
         onConnectEnd={onConnectEnd}
-        onNodeDragStop={() => app.editor.dragEnd()}
+        onNodeDragStop={() => {
+          app.editor.dragEnd();
+          groupDrag.current = null;
+        }}
         onSelectionDragStop={() => app.editor.dragEnd()}
+        onPaneContextMenu={(e) => openMenu(e, { kind: "canvas" })}
+        onNodeContextMenu={(e, node: Node) => {
+          if (node.id.startsWith(GROUP_PREFIX)) openMenu(e, { kind: "group", id: node.id.slice(GROUP_PREFIX.length) });
+          else if (node.id.startsWith(REROUTE_PREFIX)) openMenu(e, { kind: "reroute", id: node.id.slice(REROUTE_PREFIX.length) });
+          else {
+            if (!app.editor.state.selectedNodes[node.id]) app.editor.select({ [node.id]: true });
+            openMenu(e, { kind: "node", id: node.id });
+          }
+        }}
+        onEdgeContextMenu={(e, edge) => {
+          const data = (edge as WireFlowEdge).data;
+          if (data) openMenu(e, { kind: "wire", target: data.target, input: data.input });
+        }}
+        onPaneClick={() => app.ui.set((s) => (s.menu || s.search ? { ...s, menu: null, search: null } : s))}
         isValidConnection={isValidConnection}
         deleteKeyCode={null}
         selectionKeyCode="Shift"
         multiSelectionKeyCode={["Control", "Meta", "Shift"]}
+        zoomOnDoubleClick={false}
         connectionRadius={24}
         minZoom={0.1}
         maxZoom={2.5}
         fitView
       >
-        <Background gap={24} color="#2c313a" />
+        <Background gap={24} color="var(--grid)" />
         <Controls />
-        <MiniMap pannable zoomable nodeColor={(n) => (n.selected ? "#e0a030" : "#5a6270")} maskColor="rgba(20,22,26,0.6)" />
+        <MiniMap pannable zoomable nodeColor={(n) => (n.selected ? "#e0a030" : n.type === "group" ? "transparent" : "#5a6270")} maskColor="var(--minimap-mask)" />
       </ReactFlow>
     </div>
   );

@@ -1,16 +1,22 @@
 /**
  * The widget of one input, generated from its schema (schema/widgets.ts):
- * number fields with min/max/step, dropdowns for choices and model files,
- * one-line or multiline text, seed with its randomise/fixed control,
- * a checkbox for booleans, and image upload with a preview.
+ * number fields with min/max/step (and a slider for bounded ranges), dropdowns
+ * for choices and model files (a searchable combo for long lists), one-line
+ * text, multi-line prompts that grow with their text, seed with its
+ * randomise / increment / fixed control, a checkbox for booleans, and image
+ * upload with a preview.
+ *
+ * Test ids: widget-<node>-<input> (the value field; for a combo, its button),
+ * slider-<node>-<input>, seed-mode-<node>-<input> (data-mode), combo-filter-<node>-<input>,
+ * combo-option-<node>-<input>-<index>.
  *
  * Every change is one document edit (coalesced per input for undo). Inputs
  * carry the classes `nodrag nowheel` so that React Flow leaves them alone.
  */
-import { useEffect, useRef, useState, type ChangeEvent } from "react";
-import { seedMode, setInput, setSeedMode, type InputValue } from "../graph/document";
+import { useEffect, useLayoutEffect, useRef, useState, type ChangeEvent } from "react";
+import { nextSeedMode, seedMode, setInput, setSeedMode, type InputValue } from "../graph/document";
 import type { InputSpec } from "../schema/types";
-import { parseNumber, randomSeed, uploadedFileId, type Widget } from "../schema/widgets";
+import { COMBO_THRESHOLD, filterChoices, parseNumber, randomSeed, sliderRange, uploadedFileId, type Widget } from "../schema/widgets";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
 
@@ -32,8 +38,28 @@ export function InputWidget({ nodeId, name, spec, widget, value }: Props) {
   };
 
   switch (widget.kind) {
-    case "number":
-      return <NumberField testId={testId} value={shown} widget={widget} onCommit={commit} />;
+    case "number": {
+      const range = sliderRange(widget);
+      if (!range) return <NumberField testId={testId} value={shown} widget={widget} onCommit={commit} />;
+      return (
+        <span className="ng-slider-row">
+          <input
+            className="nodrag nowheel ng-slider"
+            type="range"
+            data-testid={`slider-${nodeId}-${name}`}
+            min={range.min}
+            max={range.max}
+            step={range.step}
+            value={typeof shown === "number" ? shown : range.min}
+            onChange={(e) => {
+              const next = Number(Number(e.target.value).toPrecision(12));
+              if (next !== shown) commit(next);
+            }}
+          />
+          <NumberField testId={testId} value={shown} widget={widget} onCommit={commit} />
+        </span>
+      );
+    }
     case "seed":
       return <SeedField nodeId={nodeId} name={name} testId={testId} value={shown} widget={widget} onCommit={commit} />;
     case "toggle":
@@ -47,6 +73,7 @@ export function InputWidget({ nodeId, name, spec, widget, value }: Props) {
         />
       );
     case "choice":
+      if (widget.choices.length > COMBO_THRESHOLD) return <ComboField testId={testId} value={shown} choices={widget.choices} onCommit={commit} />;
       return <ChoiceField testId={testId} value={shown} choices={widget.choices} onCommit={commit} />;
     case "model_file":
       return <ModelField testId={testId} value={shown} folder={widget.folder} onCommit={commit} />;
@@ -131,6 +158,12 @@ function SeedField({ nodeId, name, testId, value, widget, onCommit }: {
   const app = useApp();
   const mode = useStore(app.editor.store, (s) => (s.doc.nodes[nodeId] ? seedMode(s.doc.nodes[nodeId], name) : "fixed"));
   const numberWidget = { kind: "number" as const, integer: true, min: widget.min, max: widget.max, step: 1 };
+  const labels = { randomize: "🎲 random", increment: "＋1 each run", fixed: "📌 fixed" } as const;
+  const titles = {
+    randomize: "A new seed is drawn before each run (click: add one each run)",
+    increment: "The seed goes up by one before each run (click: keep it fixed)",
+    fixed: "The seed stays as it is (click: randomise before each run)",
+  } as const;
   return (
     <span className="ng-seed">
       <NumberField testId={testId} value={value} widget={numberWidget} onCommit={onCommit} />
@@ -138,10 +171,11 @@ function SeedField({ nodeId, name, testId, value, widget, onCommit }: {
         type="button"
         className={`nodrag ng-seed-mode ng-seed-${mode}`}
         data-testid={`seed-mode-${nodeId}-${name}`}
-        title={mode === "randomize" ? "A new seed is drawn before each run (click: keep it fixed)" : "The seed stays as it is (click: randomise before each run)"}
-        onClick={() => app.editor.edit((doc) => setSeedMode(doc, nodeId, name, mode === "randomize" ? "fixed" : "randomize"))}
+        data-mode={mode}
+        title={titles[mode]}
+        onClick={() => app.editor.edit((doc) => setSeedMode(doc, nodeId, name, nextSeedMode(mode)))}
       >
-        {mode === "randomize" ? "🎲 random" : "📌 fixed"}
+        {labels[mode]}
       </button>
       <button type="button" className="nodrag ng-icon" title="New random seed now" onClick={() => onCommit(randomSeed(widget.min, widget.max))}>
         ↻
@@ -177,6 +211,85 @@ function ChoiceField({ testId, value, choices, onCommit }: {
   );
 }
 
+/** A searchable dropdown for long lists: a button with the value; open it to filter and pick. */
+function ComboField({ testId, value, choices, onCommit, onOpen, missingNote }: {
+  testId: string;
+  value: unknown;
+  choices: unknown[];
+  onCommit: (v: InputValue) => void;
+  onOpen?: () => void;
+  missingNote?: string;
+}) {
+  const [open, setOpen] = useState(false);
+  const [query, setQuery] = useState("");
+  const [active, setActive] = useState(0);
+  const shown = filterChoices(choices, query);
+  const missing = value !== undefined && value !== "" && !choices.includes(value);
+  const pick = (choice: unknown) => {
+    onCommit(choice as InputValue);
+    setOpen(false);
+    setQuery("");
+  };
+  return (
+    <span className="ng-combo nodrag nowheel">
+      <button
+        type="button"
+        className={`ng-combo-button${missing ? " ng-invalid" : ""}`}
+        data-testid={testId}
+        data-value={String(value ?? "")}
+        title={missing ? missingNote ?? `${String(value)} is not a choice` : String(value ?? "")}
+        onClick={() => {
+          setOpen((o) => !o);
+          onOpen?.();
+        }}
+      >
+        <span>{value === undefined || value === "" ? "— choose —" : String(value)}</span> ▾
+      </button>
+      {open && (
+        <div className="ng-combo-list">
+          <input
+            autoFocus
+            data-testid={`combo-filter-${testId.slice("widget-".length)}`}
+            placeholder={`filter ${choices.length}…`}
+            value={query}
+            onChange={(e) => {
+              setQuery(e.target.value);
+              setActive(0);
+            }}
+            onKeyDown={(e) => {
+              if (e.key === "ArrowDown") setActive((a) => Math.min(shown.length - 1, a + 1));
+              else if (e.key === "ArrowUp") setActive((a) => Math.max(0, a - 1));
+              else if (e.key === "Enter" && shown[active] !== undefined) pick(shown[active]);
+              else if (e.key === "Escape") setOpen(false);
+              else return;
+              e.preventDefault();
+              e.stopPropagation();
+            }}
+            onBlur={(e) => {
+              if (!e.relatedTarget || !(e.currentTarget.parentElement?.contains(e.relatedTarget as Node))) setTimeout(() => setOpen(false), 150);
+            }}
+          />
+          <div className="ng-combo-options">
+            {shown.length === 0 && <div className="ng-muted">no match</div>}
+            {shown.map((choice, i) => (
+              <button
+                type="button"
+                key={String(choice)}
+                className={`${i === active ? "ng-active" : ""}${choice === value ? " ng-current" : ""}`}
+                data-testid={`combo-option-${testId.slice("widget-".length)}-${choices.indexOf(choice)}`}
+                onMouseDown={(e) => e.preventDefault()}
+                onClick={() => pick(choice)}
+              >
+                {String(choice)}
+              </button>
+            ))}
+          </div>
+        </div>
+      )}
+    </span>
+  );
+}
+
 function ModelField({ testId, value, folder, onCommit }: {
   testId: string;
   value: unknown;
@@ -188,6 +301,18 @@ function ModelField({ testId, value, folder, onCommit }: {
   const list = files ?? [];
   const current = typeof value === "string" ? value : "";
   const missing = current !== "" && !list.includes(current);
+  if (list.length > COMBO_THRESHOLD) {
+    return (
+      <ComboField
+        testId={testId}
+        value={current}
+        choices={list}
+        onCommit={(v) => onCommit(String(v))}
+        onOpen={() => app.refreshModels(folder)}
+        missingNote={`${current} is not in the ${folder} folder`}
+      />
+    );
+  }
   return (
     <select
       className={`nodrag nowheel ng-select${missing ? " ng-invalid" : ""}`}
@@ -215,6 +340,14 @@ function TextField({ testId, value, multiline, onCommit }: {
   onCommit: (v: string) => void;
 }) {
   const [draft, setDraft, , setFocused] = useDraft(value);
+  const area = useRef<HTMLTextAreaElement>(null);
+  // A prompt grows with its text (up to 16 lines; then it scrolls).
+  useLayoutEffect(() => {
+    const element = area.current;
+    if (!element) return;
+    element.style.height = "auto";
+    element.style.height = `${Math.min(element.scrollHeight + 2, 16 * 18)}px`;
+  }, [draft]);
   const props = {
     className: `nodrag nowheel ${multiline ? "ng-textarea" : "ng-text"}`,
     "data-testid": testId,
@@ -226,7 +359,7 @@ function TextField({ testId, value, multiline, onCommit }: {
       onCommit(e.target.value);
     },
   };
-  return multiline ? <textarea rows={2} {...props} /> : <input type="text" {...props} />;
+  return multiline ? <textarea ref={area} rows={2} {...props} /> : <input type="text" {...props} />;
 }
 
 function UploadField({ testId, nodeId, name, value, kind, onCommit }: {

@@ -2,13 +2,19 @@
  * Output files shown by kind, on their node and in the gallery (the rule is
  * `fileView` in run/media.ts): images as <img>, videos as <video controls>
  * (animated GIF/WebP as <img>), audio as <audio controls>, text files as a
- * preview read from /files, meshes and point clouds as a download link.
+ * preview read from /files, meshes and point clouds in an interactive three.js
+ * view (editor/Model3DView.tsx) with a download link. Clicking an image opens the
+ * image viewer (editor/ImageViewer.tsx) on it, with its siblings (the node's other
+ * images, or the gallery) to step through and compare.
  *
  * Test ids: output-file (data-kind, data-view = the element chosen),
  * output-file-download, output-text.
  */
-import { useEffect, useState } from "react";
+import { useContext, useEffect, useState } from "react";
 import { describeItem, fileName, fileView, loadTextPreview, textPreview, type OutputItem } from "../run/media";
+import { AppContext } from "../state/context";
+import { openViewer } from "../state/ui";
+import { Model3DView } from "./Model3DView";
 
 /** The start of a text file, fetched once per URL. */
 function TextPreview({ item }: { item: OutputItem }) {
@@ -41,17 +47,35 @@ function DownloadLink({ item }: { item: OutputItem }) {
   );
 }
 
-/** One output file; `compact` for gallery tiles (no text preview fetch, smaller media). */
-export function OutputFileView({ item, compact = false }: { item: OutputItem; compact?: boolean }) {
+/** One output file; `compact` for gallery tiles (no text preview fetch, smaller media); `onOpen` for a click on an image. */
+export function OutputFileView({ item, compact = false, onOpen }: { item: OutputItem; compact?: boolean; onOpen?: () => void }) {
   const view = fileView(item);
   const caption = describeItem(item);
   let body;
   switch (view.element) {
     case "img":
       body = (
-        <a href={item.url} target="_blank" rel="noreferrer" title={caption}>
+        <a
+          href={item.url}
+          target="_blank"
+          rel="noreferrer"
+          title={`${caption} — click for the large view`}
+          onClick={(e) => {
+            if (!onOpen || e.ctrlKey || e.metaKey) return;
+            e.preventDefault();
+            onOpen();
+          }}
+        >
           <img src={item.url} alt={fileName(item.fileId)} loading="lazy" />
         </a>
+      );
+      break;
+    case "model3d":
+      body = (
+        <>
+          {compact ? <span className="ng-kind ng-model3d-tile">{view.points ? "point cloud" : "mesh"} · 3D</span> : <Model3DView url={item.url} format={view.format} points={view.points} />}
+          <DownloadLink item={item} />
+        </>
       );
       break;
     case "video":
@@ -102,11 +126,13 @@ export function OutputFileView({ item, compact = false }: { item: OutputItem; co
 
 /** The output files of one node (sorted by index), or nothing. */
 export function NodeFiles({ nodeId, files }: { nodeId: string; files: OutputItem[] | undefined }) {
+  const app = useContext(AppContext);
   if (!files || files.length === 0) return null;
+  const images = files.filter((f) => fileView(f).element === "img");
   return (
     <div className="ng-node-files" data-testid={`node-files-${nodeId}`}>
       {files.map((item) => (
-        <OutputFileView key={item.fileId} item={item} />
+        <OutputFileView key={item.fileId} item={item} onOpen={app ? () => openViewer(app.ui, images, images.indexOf(item)) : undefined} />
       ))}
     </div>
   );

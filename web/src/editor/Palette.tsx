@@ -1,13 +1,16 @@
 /**
  * The node palette, generated from the server's schemas: a search box and the
- * node types grouped by category. Click a node to add it at the centre of the
- * view, or drag it onto the canvas. Enter in the search box adds the first match.
+ * node types grouped by category; while searching, one list ranked by
+ * schema/search.ts (so "int" puts Int first). Click a node to add it near the
+ * centre of the view (clear of other nodes), or drag it onto the canvas. Enter
+ * in the search box adds the best match.
  * Nodes whose bare name clashes between plugins (canonical name `plugin.Type`)
  * show their plugin; the search also matches qualified names and aliases.
  * Test ids: palette, palette-search, palette-item-<type>.
  */
 import { useMemo, useState } from "react";
 import { paletteGroups } from "../schema/palette";
+import { searchNodes } from "../schema/search";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
 import { addNodeAt, NODE_DRAG_TYPE } from "./GraphCanvas";
@@ -16,14 +19,16 @@ export function Palette() {
   const app = useApp();
   const nodes = useStore(app.session, (s) => s.schemas.nodes);
   const [query, setQuery] = useState("");
-  const groups = useMemo(() => paletteGroups(nodes, query), [nodes, query]);
+  const groups = useMemo(
+    () => (query.trim() ? [{ category: "best matches", nodes: searchNodes(nodes, query, { limit: 60 }).map((h) => h.schema) }].filter((g) => g.nodes.length) : paletteGroups(nodes, "")),
+    [nodes, query],
+  );
 
   const addAtCentre = (type: string) => {
     const element = app.canvas.element;
     const rect = element?.getBoundingClientRect();
     const [x, y] = rect ? app.canvas.toFlow(rect.left + rect.width / 2, rect.top + rect.height / 3) : [0, 0];
-    const jitter = (Object.keys(app.editor.doc.nodes).length % 5) * 24;
-    addNodeAt(app, type, [x - 110 + jitter, y + jitter]);
+    addNodeAt(app, type, [x - 150, y]);
   };
 
   return (

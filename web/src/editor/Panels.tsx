@@ -6,7 +6,13 @@
  * gallery of output files (every kind, editor/OutputFiles.tsx), the banner,
  * the plugin notice and the toasts.
  *
- * Test ids: toolbar, run-button, save-button, load-input, undo-button,
+ * The history panel lists the server's runs (time, duration, seed, status, thumbnail),
+ * filters them by status and opens a past run's graph; the templates menu lists
+ * `graphs/` and the plugins' graphs with their titles and descriptions.
+ *
+ * Test ids: toolbar, run-button, templates-button, templates-menu, template-<id>, help-button, theme-button
+ * (data-theme), history-panel, history-filter, history-row-<run> (data-status), history-open-<run>,
+ * history-thumb-<run>, history-seed-<run>, save-button, load-input, undo-button,
  * redo-button, user-name, plugins-button, plugins-badge (data-level), connection-status,
  * queue-panel, queue-running, queue-item-<run>, cancel-<run>, interrupt-<run>,
  * requeue-<run>, plugins-panel, plugin-warning (data-level, data-plugin),
@@ -15,6 +21,9 @@
  */
 import { useRef, type ReactNode } from "react";
 import type { RunSummary } from "../protocol/messages";
+import { fileView, type OutputItem } from "../run/media";
+import { historyRow, HISTORY_STATUSES } from "../run/history";
+import { openViewer, setTheme } from "../state/ui";
 import { problemsOf, warningsSignature, type PluginWarning } from "../run/plugins";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
@@ -57,7 +66,12 @@ export function Toolbar() {
       <button type="button" data-testid="save-button" onClick={() => app.save()} title="Save the graph JSON (Ctrl+S)">
         Save
       </button>
+      <TemplatesButton />
       <span className="ng-spacer" />
+      <ThemeButton />
+      <button type="button" data-testid="help-button" onClick={() => app.ui.set((s) => ({ ...s, help: !s.help }))} title="Keyboard shortcuts (?)">
+        ?
+      </button>
       {user && (
         <span className="ng-user" data-testid="user-name" title={`signed in as ${user.name} (${user.role}); this server has users`}>
           {user.name}
@@ -80,6 +94,67 @@ export function Toolbar() {
         ▶ Run
       </button>
     </header>
+  );
+}
+
+function ThemeButton() {
+  const app = useApp();
+  const theme = useStore(app.ui, (s) => s.theme);
+  return (
+    <button
+      type="button"
+      data-testid="theme-button"
+      data-theme={theme}
+      onClick={() => setTheme(app.ui, theme === "dark" ? "light" : "dark")}
+      title={`Switch to the ${theme === "dark" ? "light" : "dark"} theme`}
+    >
+      {theme === "dark" ? "☀ Light" : "☾ Dark"}
+    </button>
+  );
+}
+
+/** The Templates button and its menu: the server's workflow templates (graphs/ and each plugin's graphs/). */
+function TemplatesButton() {
+  const app = useApp();
+  const open = useStore(app.ui, (s) => s.templates);
+  const templates = useStore(app.session, (s) => s.templates);
+  return (
+    <span className="ng-templates-anchor">
+      <button
+        type="button"
+        data-testid="templates-button"
+        className={open ? "ng-pressed" : ""}
+        onClick={() => {
+          if (!open) app.client.send({ type: "list_templates" });
+          app.ui.set((s) => ({ ...s, templates: !s.templates }));
+        }}
+        title="Open a workflow template (graphs/ and the installed plugins' graphs/)"
+      >
+        Templates ▾
+      </button>
+      {open && (
+        <div className="ng-templates-menu" data-testid="templates-menu">
+          {templates === null && <div className="ng-muted">asking the server…</div>}
+          {templates !== null && templates.length === 0 && <div className="ng-muted">This server lists no templates.</div>}
+          {templates?.map((t) => (
+            <button
+              type="button"
+              key={t.id}
+              className="ng-template"
+              data-testid={`template-${t.id}`}
+              onClick={() => {
+                app.ui.set((s) => ({ ...s, templates: false }));
+                void app.openTemplate(t.id);
+              }}
+            >
+              <span className="ng-template-title">{t.title || t.id}</span>
+              {t.source && <span className="ng-muted ng-template-source"> · {t.source}</span>}
+              {t.description && <span className="ng-muted ng-template-description">{t.description}</span>}
+            </button>
+          ))}
+        </div>
+      )}
+    </span>
   );
 }
 
@@ -210,7 +285,7 @@ export function PluginNotice() {
 function RunLine({ run, children }: { run: RunSummary; children?: ReactNode }) {
   return (
     <li className={`ng-run-line ng-run-${run.status}`} data-testid={`queue-item-${run.run_id}`}>
-      <span className="ng-run-id">{run.title || run.run_id}</span>
+      <span className="ng-run-id" title={run.run_id}>{run.title || "untitled graph"}</span>
       <span className="ng-run-status">{run.status}</span>
       {children}
     </li>
@@ -220,8 +295,6 @@ function RunLine({ run, children }: { run: RunSummary; children?: ReactNode }) {
 export function QueuePanel() {
   const app = useApp();
   const queue = useStore(app.session, (s) => s.queue);
-  const history = useStore(app.session, (s) => s.history);
-  const recent = history.filter((r) => r.status !== "queued" && r.status !== "running").slice(0, 10);
   return (
     <section className="ng-panel" data-testid="queue-panel">
       <h2>Queue</h2>
@@ -242,22 +315,83 @@ export function QueuePanel() {
         ))}
         {!queue.running && queue.pending.length === 0 && <li className="ng-muted">Nothing queued.</li>}
       </ul>
-      {recent.length > 0 && (
-        <>
-          <h3>Recent</h3>
-          <ul>
-            {recent.map((run) => (
-              <RunLine key={run.run_id} run={run}>
-                {run.status !== "succeeded" && (
-                  <button type="button" data-testid={`requeue-${run.run_id}`} onClick={() => void app.requeue(run.run_id)}>
-                    Requeue
-                  </button>
-                )}
-              </RunLine>
-            ))}
-          </ul>
-        </>
+    </section>
+  );
+}
+
+/** One history row: thumbnail, title, time, duration, seed, status; open the graph, requeue a failed run. */
+function HistoryRow({ run, files }: { run: RunSummary; files: OutputItem[] | undefined }) {
+  const app = useApp();
+  const row = historyRow(run, files);
+  const images = (files ?? []).filter((f) => fileView(f).element === "img");
+  return (
+    <li className={`ng-history-row ng-run-${run.status}`} data-testid={`history-row-${run.run_id}`} data-status={run.status} title={row.tooltip}>
+      {row.thumbnail ? (
+        <img
+          className="ng-history-thumb"
+          data-testid={`history-thumb-${run.run_id}`}
+          src={row.thumbnail.url}
+          alt=""
+          onClick={() => openViewer(app.ui, images, Math.max(0, images.indexOf(row.thumbnail!)))}
+        />
+      ) : (
+        <span className="ng-history-thumb ng-history-nothumb">{row.kindLabel}</span>
       )}
+      <span className="ng-history-text">
+        <span className="ng-history-title">{row.title}</span>
+        <span className="ng-muted ng-history-facts">
+          {row.time}
+          {row.duration ? ` · ${row.duration}` : ""}
+          {row.seed !== null && <span data-testid={`history-seed-${run.run_id}`}> · seed {row.seed}</span>}
+        </span>
+      </span>
+      <span className="ng-history-side">
+        <span className="ng-run-status">{run.status}</span>
+        <span>
+          <button type="button" data-testid={`history-open-${run.run_id}`} onClick={() => void app.openRunGraph(run.run_id)} title="open this run's graph">
+            Open
+          </button>
+          {(run.status === "failed" || run.status === "interrupted" || run.status === "cancelled") && (
+            <button type="button" data-testid={`requeue-${run.run_id}`} onClick={() => void app.requeue(run.run_id)}>
+              Requeue
+            </button>
+          )}
+        </span>
+      </span>
+    </li>
+  );
+}
+
+export function HistoryPanel() {
+  const app = useApp();
+  const history = useStore(app.session, (s) => s.history);
+  const runFiles = useStore(app.session, (s) => s.runFiles);
+  const filter = useStore(app.ui, (s) => s.historyFilter);
+  const finished = history.filter((r) => r.status !== "queued" && r.status !== "running");
+  const shown = filter === "all" ? finished : finished.filter((r) => r.status === filter);
+  return (
+    <section className="ng-panel ng-history" data-testid="history-panel">
+      <h2>
+        History
+        <select
+          data-testid="history-filter"
+          value={filter}
+          onChange={(e) => app.ui.set((s) => ({ ...s, historyFilter: e.target.value }))}
+          title="show runs with this status"
+        >
+          {HISTORY_STATUSES.map((status) => (
+            <option key={status} value={status}>
+              {status}
+            </option>
+          ))}
+        </select>
+      </h2>
+      {shown.length === 0 && <div className="ng-muted">{finished.length ? `No ${filter} runs.` : "Finished runs appear here."}</div>}
+      <ul>
+        {shown.map((run) => (
+          <HistoryRow key={run.run_id} run={run} files={runFiles[run.run_id]} />
+        ))}
+      </ul>
     </section>
   );
 }
@@ -272,7 +406,14 @@ export function Gallery() {
       <div className="ng-gallery-grid">
         {gallery.map((item) => (
           <div key={item.fileId} className={`ng-gallery-item ng-gallery-${item.kind}`} data-testid="gallery-item" data-kind={item.kind}>
-            <OutputFileView item={item} compact />
+            <OutputFileView
+              item={item}
+              compact
+              onOpen={() => {
+                const images = gallery.filter((g) => fileView(g).element === "img");
+                openViewer(app.ui, images, images.indexOf(item));
+              }}
+            />
           </div>
         ))}
       </div>

@@ -8,14 +8,24 @@
  * type the server does not know says so, with the plugin problem that may
  * explain it (run/plugins.ts `unknownTypeHint`).
  *
- * Test ids: node-<id>, node-status-<id>, node-error-<id>, node-unknown-<id>,
+ * Nodes are 300 px wide by default (resizable when selected: `ui.nodes.<id>.size`),
+ * with 13 px text and labels that are not cut. A bypassed node is drawn purple
+ * and translucent, a muted (or skipped) one grey; a node whose type is unknown
+ * is a red placeholder that keeps every input as written. A subgraph node has
+ * an "Open" button. Clicking the live preview or an output image opens the
+ * image viewer (all of the node's images, for per-frame viewing of a batch).
+ *
+ * Test ids: node-<id> (data-mode), node-status-<id>, node-error-<id>, node-unknown-<id>, open-subgraph-<id>,
  * handle-<id>-in-<input>, handle-<id>-out-<output>, input-<id>-<input>,
  * input-error-<id>-<input>, unlink-<id>-<input>, node-preview-<id>,
  * node-files-<id>, node-output-<id>.
  */
-import { Handle, Position, type Node, type NodeProps } from "@xyflow/react";
-import { memo, useState } from "react";
-import { disconnect, isLink, setInput, setTitle, type DocNode } from "../graph/document";
+import { Handle, NodeResizer, Position, type Node, type NodeProps } from "@xyflow/react";
+import { memo } from "react";
+import { disconnect, isLink, nodeSize, setInput, setNodeSize, setTitle, type DocNode } from "../graph/document";
+import { subgraphName } from "../graph/subgraph";
+import { NODE_WIDTH } from "../graph/layout";
+import { openViewer } from "../state/ui";
 import type { GraphError } from "../protocol/messages";
 import { portColor, type InputSpec, type NodeSchema, type PortType } from "../schema/types";
 import { widgetFor } from "../schema/widgets";
@@ -44,6 +54,8 @@ function statusText(state: NodeRunState | undefined): string {
       return state.total ? `running ${state.value}/${state.total}` : "running";
     case "done":
       return `done ${formatSeconds(state.seconds ?? 0)}`;
+    case "skipped":
+      return "skipped";
     default:
       return state.status;
   }
@@ -79,7 +91,10 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
   const allErrors = useStore(app.session, (s) => s.validationErrors) ?? NO_ERRORS;
   const errors = allErrors.filter((e) => e.node_id === id);
   const nodeErrors = errors.filter((e) => !e.input || !(schema?.inputs[e.input] || e.input in node.inputs));
-  const [editingTitle, setEditingTitle] = useState(false);
+  const editingTitle = useStore(app.ui, (s) => s.renaming === `node:${id}`);
+  const setEditingTitle = (on: boolean) => app.ui.set((s) => ({ ...s, renaming: on ? `node:${id}` : null }));
+  const userSize = nodeSize(node);
+  const inner = subgraphName(node.type);
 
   const title = node.title ?? schema?.display_name ?? node.type;
   const inputNames = [...Object.keys(schema?.inputs ?? {}), ...Object.keys(node.inputs).filter((n) => !schema?.inputs[n])];
@@ -90,10 +105,21 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
 
   return (
     <div
-      className={`ng-node${selected ? " ng-selected" : ""}${status ? ` ng-status-${status}` : ""}${errors.length ? " ng-has-error" : ""}`}
+      className={`ng-node${selected ? " ng-selected" : ""}${status ? ` ng-status-${status}` : ""}${errors.length ? " ng-has-error" : ""}${
+        node.mode ? ` ng-mode-${node.mode}` : ""}${schema ? "" : " ng-unknown"}${inner !== null ? " ng-subgraph" : ""}`}
       data-testid={`node-${id}`}
+      data-mode={node.mode ?? ""}
       title={schema?.description}
+      style={{ width: userSize ? userSize[0] : NODE_WIDTH, minHeight: userSize ? userSize[1] : undefined }}
     >
+      <NodeResizer
+        isVisible={selected}
+        minWidth={220}
+        minHeight={60}
+        lineClassName="ng-resize-line"
+        handleClassName="ng-resize-handle"
+        onResizeEnd={(_, p) => app.editor.edit((doc) => setNodeSize(doc, id, [p.width, p.height]))}
+      />
       <div className="ng-node-header">
         {editingTitle ? (
           <input
@@ -115,6 +141,12 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
             {title}
           </span>
         )}
+        {node.mode && <span className={`ng-mode-badge ng-mode-badge-${node.mode}`}>{node.mode === "bypass" ? "bypassed" : "muted"}</span>}
+        {inner !== null && schema && (
+          <button type="button" className="nodrag ng-icon ng-open-subgraph" data-testid={`open-subgraph-${id}`} title="edit this subgraph's nodes" onClick={() => app.editor.openSubgraph(inner)}>
+            Open ⤢
+          </button>
+        )}
         <span className="ng-node-status" data-testid={`node-status-${id}`} data-status={status ?? ""}>
           {statusText(run)}
         </span>
@@ -126,7 +158,10 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
       )}
       {!schema && (
         <div className="ng-node-error" data-testid={`node-unknown-${id}`}>
-          Unknown node type {node.type}: it is not registered on this server
+          {inner !== null
+            ? `Subgraph ${inner} has no definition in this file`
+            : `Unknown node type ${node.type}: it is not registered on this server`}
+          ; its inputs are kept as written and saved back unchanged
           {(() => {
             const hint = unknownTypeHint(node.type, pluginWarnings);
             return hint ? <div className="ng-hint">{hint}</div> : null;
@@ -173,7 +208,15 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
           />
         ))}
       </div>
-      {preview && <img className="ng-preview" data-testid={`node-preview-${id}`} src={preview} alt="step preview" />}
+      {preview && (
+        <img
+          className="ng-preview"
+          data-testid={`node-preview-${id}`}
+          src={preview}
+          alt="step preview"
+          onClick={() => openViewer(app.ui, [{ runId: "", nodeId: id, fileId: `preview/${id}.jpg`, url: preview, index: 0, kind: "image" }], 0)}
+        />
+      )}
       <NodeFiles nodeId={id} files={files} />
       {outputText !== null && (
         <pre className="ng-node-output nodrag nowheel" data-testid={`node-output-${id}`}>

@@ -12,10 +12,20 @@ export interface Clip {
   nodes: Record<string, DocNode>;
 }
 
-/** The clip of the given nodes (null when none of them exists). */
-export function copyNodes(doc: EditorDocument, ids: Iterable<string>): Clip | null {
+/**
+ * The clip of the given nodes (null when none of them exists). `shownAt(id)` gives the
+ * position a node is shown at when the file has none (auto-layout), so a pasted graph keeps
+ * the arrangement the user saw instead of piling up on one spot.
+ */
+export function copyNodes(doc: EditorDocument, ids: Iterable<string>, shownAt: (id: string) => Position | undefined = () => undefined): Clip | null {
   const nodes: Record<string, DocNode> = {};
-  for (const id of ids) if (doc.nodes[id]) nodes[id] = JSON.parse(JSON.stringify(doc.nodes[id])) as DocNode;
+  for (const id of ids) {
+    if (!doc.nodes[id]) continue;
+    const node = JSON.parse(JSON.stringify(doc.nodes[id])) as DocNode;
+    const shown = node.position ?? shownAt(id);
+    if (shown) node.position = [shown[0], shown[1]];
+    nodes[id] = node;
+  }
   return Object.keys(nodes).length ? { nodes } : null;
 }
 

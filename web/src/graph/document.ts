@@ -1,6 +1,7 @@
 /**
- * The editor's document: the graph file (docs/graph-format.md, format_version 1)
- * held so that it saves back exactly as loaded, plus pure edit operations.
+ * The editor's document: the graph file (docs/graph-format.md, format_version 2)
+ * held so that it saves back exactly as loaded (apart from `format_version`,
+ * always written as the current one), plus pure edit operations.
  *
  * Main objects:
  *   GraphFile        the JSON the CLI runs (`nodes`, `metadata`, `ui`).
@@ -13,12 +14,15 @@
  * per-node entries; every key of `ui.nodes.<id>` besides `position`; `ui.nodes`
  * entries whose node is not in the graph; the literal inputs as written (inputs
  * left out stay left out — the widget shows the default). The editor itself
- * writes only `ui.nodes.<id>.position` (a node that was moved or added) and
- * `ui.nodes.<id>.seed_modes` (a seed input's randomise/fixed control).
+ * writes only `ui.nodes.<id>.position` (a node that was moved or added),
+ * `ui.nodes.<id>.size` (a resized node), `ui.nodes.<id>.seed_modes` (a seed
+ * input's randomise/fixed/increment control), `ui.groups` and `ui.reroutes`
+ * (graph/groups.ts), a node's `mode` (bypass / mute) and `subgraphs`
+ * (graph/subgraph.ts) — all per the version-2 conventions of docs/graph-format.md.
  */
 import type { NodeSchema } from "../schema/types";
 
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
 
 export interface Link {
   node: string;
@@ -27,25 +31,31 @@ export interface Link {
 
 export type InputValue = unknown; // a literal or a Link
 
+export type NodeMode = "bypass" | "mute";
+
 export interface GraphFileNode {
   type: string;
   title?: string;
   inputs?: Record<string, InputValue>;
+  mode?: NodeMode;
 }
 
 export interface GraphFile {
   format_version: number;
   metadata?: Record<string, unknown>;
   nodes: Record<string, GraphFileNode>;
+  subgraphs?: Record<string, unknown>;
   ui?: Record<string, unknown>;
 }
 
 export type Position = [number, number];
-export type SeedMode = "randomize" | "fixed";
+export type SeedMode = "randomize" | "fixed" | "increment";
 
 export interface DocNode {
   type: string;
   title?: string;
+  /** `"bypass"` or `"mute"` (docs/graph-format.md "Bypass and mute"); undefined: runs normally. */
+  mode?: NodeMode;
   inputs: Record<string, InputValue>;
   /** Whether the file had an `inputs` key (kept so that `{}` and absence both round-trip). */
   hasInputsKey: boolean;
@@ -62,6 +72,8 @@ export interface EditorDocument {
   /** Nodes by id, in file order (new nodes last). */
   nodes: Record<string, DocNode>;
   metadata?: Record<string, unknown>;
+  /** Subgraph definitions by name (graph/subgraph.ts), carried through as written. */
+  subgraphs?: Record<string, unknown>;
   /** `ui` without `nodes` (undefined when the file had no `ui`). */
   uiRest?: Record<string, unknown>;
   /** `ui.nodes` entries for ids that are not nodes of the graph. */
@@ -128,12 +140,15 @@ export function fromGraphFile(raw: unknown): EditorDocument {
   if (typeof version !== "number" || !Number.isInteger(version)) {
     throw new GraphFormatError("format_version is missing: this is not a nodegraph graph file");
   }
+  if (version < 1) throw new GraphFormatError(`format_version ${version} is not a version nodegraph ever wrote`);
   if (version > FORMAT_VERSION) {
     throw new GraphFormatError(`the file has format_version ${version}; this editor reads up to ${FORMAT_VERSION} — upgrade nodegraph`);
   }
   if (!isObject(data.nodes)) throw new GraphFormatError('"nodes" must be an object of nodes keyed by id');
   if (data.metadata !== undefined && !isObject(data.metadata)) throw new GraphFormatError('"metadata" must be an object');
   if (data.ui !== undefined && !isObject(data.ui)) throw new GraphFormatError('"ui" must be an object');
+  if (data.subgraphs !== undefined && !isObject(data.subgraphs)) throw new GraphFormatError('"subgraphs" must be an object of definitions keyed by name');
+  // Version 1 → 2 changes nothing but the number (docs/graph-format.md "Versions and migration").
   const ui = clone(data.ui) as Record<string, unknown> | undefined;
   const uiNodes = ui && isObject(ui.nodes) ? ui.nodes : undefined;
   const uiRest = ui ? { ...ui } : undefined;
@@ -159,6 +174,8 @@ export function fromGraphFile(raw: unknown): EditorDocument {
     if (isPosition(position)) node.position = [position[0], position[1]];
     else if (position !== undefined) node.ui.position = position; // malformed: carried through untouched
     if (rawNode.title !== undefined) node.title = rawNode.title as string;
+    if (rawNode.mode === "bypass" || rawNode.mode === "mute") node.mode = rawNode.mode;
+    else if (rawNode.mode !== undefined) throw new GraphFormatError(`node ${JSON.stringify(id)}: "mode" must be "bypass" or "mute"`);
     nodes[id] = node;
   }
   const uiOrphans: Record<string, unknown> = {};
@@ -167,6 +184,7 @@ export function fromGraphFile(raw: unknown): EditorDocument {
   }
   const doc: EditorDocument = { formatVersion: FORMAT_VERSION, nodes, uiOrphans, hasUiNodes: uiNodes !== undefined };
   if (data.metadata !== undefined) doc.metadata = clone(data.metadata as Record<string, unknown>);
+  if (data.subgraphs !== undefined) doc.subgraphs = clone(data.subgraphs as Record<string, unknown>);
   if (uiRest !== undefined) doc.uiRest = uiRest;
   return doc;
 }
@@ -182,6 +200,7 @@ export function toGraphFile(doc: EditorDocument): GraphFile {
   for (const [id, node] of Object.entries(doc.nodes)) {
     const out: GraphFileNode = { type: node.type };
     if (node.title !== undefined) out.title = node.title;
+    if (node.mode !== undefined) out.mode = node.mode;
     if (node.hasInputsKey || Object.keys(node.inputs).length) out.inputs = clone(node.inputs);
     nodes[id] = out;
     const entry: Record<string, unknown> = clone(node.ui);
@@ -191,6 +210,7 @@ export function toGraphFile(doc: EditorDocument): GraphFile {
   const file: Record<string, unknown> = { format_version: FORMAT_VERSION };
   if (doc.metadata !== undefined) file.metadata = clone(doc.metadata);
   file.nodes = nodes;
+  if (doc.subgraphs !== undefined) file.subgraphs = clone(doc.subgraphs);
   const ui: Record<string, unknown> = { ...clone(doc.uiRest ?? {}) };
   if (doc.hasUiNodes || Object.keys(uiNodes).length) ui.nodes = uiNodes;
   if (doc.uiRest !== undefined || Object.keys(ui).length) file.ui = ui;
@@ -348,7 +368,13 @@ export function setTitle(doc: EditorDocument, id: string, title: string): Editor
 /** The randomise/fixed control of a seed input (files without one: fixed, so a loaded graph reproduces). */
 export function seedMode(node: DocNode, input: string): SeedMode {
   const modes = node.ui.seed_modes;
-  return isObject(modes) && modes[input] === "randomize" ? "randomize" : "fixed";
+  const mode = isObject(modes) ? modes[input] : undefined;
+  return mode === "randomize" || mode === "increment" ? mode : "fixed";
+}
+
+/** The next mode of the seed control's button: randomize → increment → fixed → randomize. */
+export function nextSeedMode(mode: SeedMode): SeedMode {
+  return mode === "randomize" ? "increment" : mode === "increment" ? "fixed" : "randomize";
 }
 
 export function setSeedMode(doc: EditorDocument, id: string, input: string, mode: SeedMode): EditorDocument {
@@ -360,7 +386,8 @@ export function setSeedMode(doc: EditorDocument, id: string, input: string, mode
 }
 
 /**
- * Before a submit: give every unlinked seed input in "randomize" mode a new value.
+ * Before a submit: give every unlinked seed input in "randomize" mode a new value,
+ * and add one to those in "increment" mode (wrapping from max to min).
  * `seedInputs(type)` lists a node type's seed inputs with their bounds.
  */
 export function randomizeSeeds(
@@ -371,8 +398,13 @@ export function randomizeSeeds(
   let next = doc;
   for (const [id, node] of Object.entries(doc.nodes)) {
     for (const { name, min, max } of seedInputs(node.type)) {
-      if (seedMode(node, name) === "randomize" && !isLink(node.inputs[name])) {
-        next = setInput(next, id, name, draw(min, max));
+      if (isLink(node.inputs[name])) continue;
+      const mode = seedMode(node, name);
+      if (mode === "randomize") next = setInput(next, id, name, draw(min, max));
+      else if (mode === "increment") {
+        const current = node.inputs[name];
+        const base = typeof current === "number" && Number.isFinite(current) ? current : min - 1;
+        next = setInput(next, id, name, base + 1 > max || base + 1 < min ? min : base + 1);
       }
     }
   }
@@ -405,4 +437,51 @@ export function layoutPositions(doc: EditorDocument): Record<string, Position> {
     out[id] = [column * 300, row * 180];
   }
   return out;
+}
+
+/** Set or clear (null) a node's mode: bypass or mute. */
+export function setMode(doc: EditorDocument, ids: Iterable<string>, mode: NodeMode | null): EditorDocument {
+  const nodes = { ...doc.nodes };
+  let changed = false;
+  for (const id of ids) {
+    const node = nodes[id];
+    if (!node || (node.mode ?? null) === mode) continue;
+    const next: DocNode = { ...node };
+    if (mode) next.mode = mode;
+    else delete next.mode;
+    nodes[id] = next;
+    changed = true;
+  }
+  return changed ? withNodes(doc, nodes) : doc;
+}
+
+/** Ctrl+B / Ctrl+M on a selection: set `mode` on all, or clear it when all already have it. */
+export function toggleMode(doc: EditorDocument, ids: string[], mode: NodeMode): EditorDocument {
+  const present = ids.filter((id) => id in doc.nodes);
+  const all = present.length > 0 && present.every((id) => doc.nodes[id].mode === mode);
+  return setMode(doc, present, all ? null : mode);
+}
+
+/** The size a user gave a node (`ui.nodes.<id>.size`), or null. */
+export function nodeSize(node: DocNode): Position | null {
+  const size = node.ui.size;
+  return isPosition(size) ? [size[0], size[1]] : null;
+}
+
+/** Set a node's user size (rounded), `null` removes it. */
+export function setNodeSize(doc: EditorDocument, id: string, size: Position | null): EditorDocument {
+  const node = doc.nodes[id];
+  if (!node) return doc;
+  const ui = { ...node.ui };
+  if (size) ui.size = [Math.round(size[0]), Math.round(size[1])];
+  else delete ui.size;
+  return replaceNode(doc, id, { ...node, ui, hasUiEntry: true });
+}
+
+/** Replace the `ui` keys other than `nodes` (groups, reroutes, view): `undefined` removes a key. */
+export function setUiKey(doc: EditorDocument, key: string, value: unknown): EditorDocument {
+  const rest = { ...(doc.uiRest ?? {}) };
+  if (value === undefined) delete rest[key];
+  else rest[key] = value;
+  return { ...doc, uiRest: rest };
 }

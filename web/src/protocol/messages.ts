@@ -4,6 +4,7 @@
  */
 import type { FileRecord } from "../run/media";
 import type { LoadedPlugin, PluginWarning } from "../run/plugins";
+import type { Template } from "../run/sessionState";
 import type { NodeSchema, PortType } from "../schema/types";
 
 export type RunStatus = "queued" | "running" | "succeeded" | "failed" | "interrupted" | "cancelled";
@@ -17,6 +18,12 @@ export interface RunSummary {
   finished_at?: number | string | null;
   error?: unknown;
   title?: string | null;
+  /** Added by newer servers (docs/protocol.md "history"): seeds used, thumbnail file, duration. */
+  seed?: number | null;
+  seeds?: Record<string, number> | number[] | null;
+  thumbnail?: string | null;
+  duration?: number | null;
+  [extra: string]: unknown;
 }
 
 /** One validation error of docs/graph-format.md. */
@@ -64,7 +71,8 @@ export type ServerMessage =
   | { type: "uploaded"; file_id: string; name: string; kind: string }
   | { type: "pong" }
   | { type: "error"; code: string; message: string; details?: { errors?: GraphError[]; [k: string]: unknown } }
-  | { type: "run_started"; run_id: string; nodes: string[]; total: number }
+  | { type: "run_started"; run_id: string; nodes: string[]; total: number; skipped?: string[] }
+  | { type: "templates"; templates: Template[] }
   | { type: "node_started"; run_id: string; node_id: string; node_type: string }
   | { type: "node_cached"; run_id: string; node_id: string; node_type: string }
   | { type: "node_progress"; run_id: string; node_id: string; value: number; total: number; has_preview?: boolean }

@@ -20,7 +20,9 @@
  *   video  otherwise              → <video controls> (+ a download link)
  *   audio                         → <audio controls> (+ a download link)
  *   text                          → a text preview (fetched from /files, first TEXT_PREVIEW_BYTES)
- *   mesh, pointcloud              → a download link (a 3D viewer is a later issue)
+ *   mesh, pointcloud  .ply .glb .gltf .obj .stl (by MIME type or file name)
+ *                                 → an interactive three.js view (editor/Model3DView.tsx) + a download link
+ *   mesh, pointcloud  other formats → a download link
  *   anything else                 → a download link
  * A kind the editor does not know is never dropped: it is offered for download.
  */
@@ -99,12 +101,35 @@ export type FileView =
   | { element: "video"; mime?: string }
   | { element: "audio"; mime?: string }
   | { element: "text" }
+  | { element: "model3d"; format: Model3DFormat; points: boolean }
   | { element: "download"; reason: string };
+
+export type Model3DFormat = "ply" | "glb" | "gltf" | "obj" | "stl";
+
+const MODEL_MIMES: Record<string, Model3DFormat> = {
+  "model/gltf-binary": "glb",
+  "model/gltf+json": "gltf",
+  "model/obj": "obj",
+  "text/plain+obj": "obj",
+  "model/stl": "stl",
+  "application/sla": "stl",
+  "model/ply": "ply",
+  "application/ply": "ply",
+  "model/x-ply": "ply",
+};
+
+/** The 3D format of a mesh / point-cloud file from its MIME type or extension (null: not one three.js reads here). */
+export function model3DFormat(item: Pick<OutputItem, "mime" | "fileId">): Model3DFormat | null {
+  const byMime = item.mime ? MODEL_MIMES[item.mime.toLowerCase()] : undefined;
+  if (byMime) return byMime;
+  const ext = item.fileId.split("?")[0].split(".").pop()?.toLowerCase();
+  return ext === "ply" || ext === "glb" || ext === "gltf" || ext === "obj" || ext === "stl" ? ext : null;
+}
 
 const ANIMATED_IMAGE_MIMES = new Set(["image/gif", "image/webp", "image/apng"]);
 
 /** Which element shows a file (the rule in the module docstring). */
-export function fileView(item: Pick<OutputItem, "kind" | "mime">): FileView {
+export function fileView(item: Pick<OutputItem, "kind" | "mime"> & { fileId?: string }): FileView {
   const mime = item.mime?.toLowerCase();
   switch (item.kind) {
     case "image":
@@ -117,9 +142,11 @@ export function fileView(item: Pick<OutputItem, "kind" | "mime">): FileView {
     case "text":
       return { element: "text" };
     case "mesh":
-      return { element: "download", reason: "3D mesh: download it to view (the editor has no 3D viewer yet)" };
-    case "pointcloud":
-      return { element: "download", reason: "point cloud: download it to view (the editor has no 3D viewer yet)" };
+    case "pointcloud": {
+      const format = model3DFormat({ mime: item.mime, fileId: item.fileId ?? "" });
+      if (format) return { element: "model3d", format, points: item.kind === "pointcloud" };
+      return { element: "download", reason: `${item.kind === "mesh" ? "3D mesh" : "point cloud"} in a format the viewer does not read (PLY, GLB, glTF, OBJ, STL): download it to view` };
+    }
     default:
       return { element: "download", reason: `a ${item.kind || "file"} output: download it to view` };
   }

@@ -15,7 +15,10 @@
  *   previews         per node: the latest step preview (an object URL).
  *   nodeFiles        per node: output files of the active run, every kind (run/media.ts), by index.
  *   nodeOutputs      per node: the recorded outputs of output nodes (`outputs`).
- *   gallery          every output file this session received, newest first.
+ *   gallery          every output file this session received, newest first, plus the files of
+ *                    earlier runs in the server's history (so the gallery survives a reload).
+ *   runFiles         per run: its output files (history thumbnails).
+ *   templates        the server's workflow templates (`templates`), null until they come.
  *   validationErrors the `invalid_graph` errors of the last submit (shown on nodes and inputs).
  *   banner           a message for the whole editor (run failed, interrupted, connection-level
  *                    protocol errors; other error frames are toasts, see state/app.ts).
@@ -35,7 +38,16 @@ import { cleanWarnings, type PluginsReport, type PluginWarning } from "./plugins
 
 export type { OutputItem } from "./media";
 
-export type NodeRunStatus = "queued" | "running" | "cached" | "done" | "error" | "interrupted";
+export type NodeRunStatus = "queued" | "running" | "cached" | "done" | "error" | "interrupted" | "skipped";
+
+/** One workflow template (`templates` reply to `list_templates`, docs/protocol.md). */
+export interface Template {
+  id: string;
+  title: string;
+  description?: string;
+  source?: string;
+  [extra: string]: unknown;
+}
 
 export interface NodeRunState {
   status: NodeRunStatus;
@@ -69,6 +81,8 @@ export interface SessionState {
   nodeFiles: Record<string, OutputItem[]>;
   nodeOutputs: Record<string, unknown>;
   gallery: OutputItem[];
+  runFiles: Record<string, OutputItem[]>;
+  templates: Template[] | null;
   validationErrors: GraphError[];
   banner: Banner | null;
   pluginWarnings: PluginWarning[];
@@ -93,6 +107,8 @@ export const initialSessionState: SessionState = {
   nodeFiles: {},
   nodeOutputs: {},
   gallery: [],
+  runFiles: {},
+  templates: null,
   validationErrors: [],
   banner: null,
   pluginWarnings: [],
@@ -107,6 +123,7 @@ export type SessionAction =
   | { type: "schemas"; schemas: SchemaSet }
   | { type: "preview"; runId: string; nodeId: string; url: string }
   | { type: "file"; file: OutputItem }
+  | { type: "history_outputs"; message: Extract<ServerMessage, { type: "outputs" }> }
   | { type: "clear_input_error"; nodeId: string; input: string }
   | { type: "validation_errors"; errors: GraphError[] }
   | { type: "banner"; banner: Banner | null }
@@ -135,7 +152,25 @@ function addFile(state: SessionState, file: OutputItem): SessionState {
   const gallery = at >= 0
     ? state.gallery.map((i, n) => (n === at ? { ...i, ...file } : i))
     : [file, ...state.gallery].slice(0, MAX_GALLERY);
-  return { ...state, nodeFiles, gallery };
+  return addRunFile({ ...state, nodeFiles, gallery }, file);
+}
+
+function addRunFile(state: SessionState, file: OutputItem): SessionState {
+  const list = (state.runFiles[file.runId] ?? []).filter((i) => i.fileId !== file.fileId);
+  return { ...state, runFiles: { ...state.runFiles, [file.runId]: [...list, file].sort((a, b) => a.index - b.index) } };
+}
+
+/** Files of an earlier run (from the history): its thumbnails, and the end of the gallery; never shown on nodes. */
+function addHistoryFiles(state: SessionState, message: Extract<ServerMessage, { type: "outputs" }>, context: ReduceContext): SessionState {
+  let next = state;
+  for (const [index, record] of (message.files ?? []).entries()) {
+    const file = outputItemFrom(message.run_id, record, context.fileUrl(record.file_id), index);
+    next = addRunFile(next, file);
+    if (!next.gallery.some((i) => i.fileId === file.fileId) && next.gallery.length < MAX_GALLERY) {
+      next = { ...next, gallery: [...next.gallery, file] };
+    }
+  }
+  return next;
 }
 
 function setNode(state: SessionState, nodeId: string, next: NodeRunState): SessionState {
@@ -158,6 +193,8 @@ export function reduceSession(state: SessionState, action: SessionAction, contex
       return { ...state, previews: { ...state.previews, [action.nodeId]: action.url } };
     case "file":
       return addFile(state, action.file);
+    case "history_outputs":
+      return addHistoryFiles(state, action.message, context);
     case "clear_input_error":
       return {
         ...state,
@@ -231,9 +268,12 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
         return { ...state, banner: { kind: "error", text: `${message.code}: ${message.message}`, connection: true } };
       }
       return state; // shown as a toast by the app (state/app.ts)
+    case "templates":
+      return { ...state, templates: Array.isArray(message.templates) ? message.templates.filter((t) => t && typeof t.id === "string") : [] };
     case "run_started": {
       const nodeStates: Record<string, NodeRunState> = {};
       for (const id of message.nodes ?? []) nodeStates[id] = { status: "queued" };
+      for (const id of message.skipped ?? []) nodeStates[id] = { status: "skipped" };
       return {
         ...state,
         activeRun: message.run_id,
@@ -301,6 +341,10 @@ function dropWaiting(states: Record<string, NodeRunState>, runningTo: NodeRunSta
   const out: Record<string, NodeRunState> = {};
   for (const [id, s] of Object.entries(states)) {
     if (s.status === "queued") continue;
+    if (s.status === "skipped") {
+      out[id] = s;
+      continue;
+    }
     if (s.status === "running") {
       if (runningTo) out[id] = { status: runningTo };
       continue;

@@ -121,3 +121,32 @@ export function randomSeed(min: number, max: number, random: () => number = Math
   const draw = Math.floor(random() * 2 ** 26) * 2 ** 27 + Math.floor(random() * 2 ** 27);
   return lo + (draw % span);
 }
+
+/**
+ * The slider of a number widget, or null: shown for bounded ranges a slider can cover —
+ * integers spanning at most 4096 values, other numbers at most 1000 units (cfg 0–100,
+ * denoise 0–1). The step is the widget's, else 1 for integers and range/100 otherwise.
+ */
+export function sliderRange(widget: { integer: boolean; min?: number; max?: number; step?: number }): { min: number; max: number; step: number } | null {
+  const { min, max } = widget;
+  if (min === undefined || max === undefined || !Number.isFinite(min) || !Number.isFinite(max) || max <= min) return null;
+  const span = max - min;
+  if (widget.integer ? span > 4096 : span > 1000) return null;
+  const step = widget.step ?? (widget.integer ? 1 : span / 100);
+  return { min, max, step };
+}
+
+/** Choices matching every word of `query` (case-insensitive), those starting with it first; all of them for an empty query. */
+export function filterChoices(choices: unknown[], query: string): unknown[] {
+  const words = query.toLowerCase().split(/\s+/).filter(Boolean);
+  if (!words.length) return choices;
+  const matching = choices.filter((c) => words.every((w) => String(c).toLowerCase().includes(w)));
+  const first = words[0];
+  return [
+    ...matching.filter((c) => String(c).toLowerCase().startsWith(first)),
+    ...matching.filter((c) => !String(c).toLowerCase().startsWith(first)),
+  ];
+}
+
+/** Lists longer than this get the searchable combo instead of a plain <select>. */
+export const COMBO_THRESHOLD = 8;

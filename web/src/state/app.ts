@@ -26,11 +26,16 @@
 import { copyNodes, pasteClip, type Clip } from "../graph/clipboard";
 import {
   fromGraphFile,
+  GraphFormatError,
+  moveNodes,
   randomizeSeeds,
   toGraphFile,
   type EditorDocument,
   type Position,
 } from "../graph/document";
+import { placeAll, type Rect, type Size } from "../graph/layout";
+import { subgraphSchemas } from "../graph/subgraph";
+import { foreignFormat, jsonErrorText } from "../graph/foreign";
 import { graphFromPng, isPng } from "../graph/png";
 import { NodegraphClient, ProtocolError, socketUrl, type JsonMessage, type SocketLike } from "../protocol/client";
 import { errorText } from "../protocol/errors";
@@ -41,6 +46,7 @@ import type { NodeSchema, SchemaSet } from "../schema/types";
 import { initialSessionState, reduceSession, type SessionAction, type SessionState } from "../run/sessionState";
 import { EditorStore } from "./editorStore";
 import { createStore, type Store } from "./store";
+import { createUiStore } from "./ui";
 
 export interface Toast {
   id: number;
@@ -90,6 +96,7 @@ export class EditorApp {
   readonly editor = new EditorStore();
   readonly session: Store<SessionState> = createStore(initialSessionState);
   readonly toasts: Store<Toast[]> = createStore<Toast[]>([]);
+  readonly ui = createUiStore();
   readonly client: NodegraphClient;
   private readonly token: string | null;
   private clip: Clip | null = null;
@@ -98,11 +105,22 @@ export class EditorApp {
   private fetchedOutputs = new Set<string>();
   private outputRetries = new Map<string, number>();
   /** The canvas element and a function mapping screen → graph coordinates (set by the canvas). */
-  canvas: { element: HTMLElement | null; toFlow: (x: number, y: number) => Position; pointer: Position | null } = {
+  canvas: {
+    element: HTMLElement | null;
+    toFlow: (x: number, y: number) => Position;
+    pointer: Position | null;
+    /** The boxes of the nodes as shown (file positions or auto-layout, measured or estimated sizes). */
+    rects: () => Record<string, Rect>;
+    /** Fit the whole graph into the view. */
+    fit: () => void;
+  } = {
     element: null,
     toFlow: (x, y) => [x, y],
     pointer: null,
+    rects: () => ({}),
+    fit: () => undefined,
   };
+  private historyFetched = new Set<string>();
 
   constructor(makeSocket?: () => SocketLike, location: { href: string } = globalThis.location) {
     this.token = new URL(location.href).searchParams.get("token");
@@ -156,6 +174,7 @@ export class EditorApp {
         this.client.send({ type: "queue_status" });
         this.client.send({ type: "history", limit: 20 });
         this.client.send({ type: "list_models" });
+        this.client.send({ type: "list_templates" });
         if (this.session.get().pluginsOpen) this.client.send({ type: "list_plugins" }); // reconnected with the panel open
         break;
       }
@@ -180,6 +199,9 @@ export class EditorApp {
       case "run_failed":
         this.fetchOutputs(typed.run_id);
         break;
+      case "history":
+        this.fetchHistoryOutputs();
+        break;
       case "outputs":
         // Asked before the server recorded the result: ask again (a few times).
         if (typed.status === "running" || typed.status === "queued") this.retryOutputs(typed.run_id);
@@ -191,6 +213,18 @@ export class EditorApp {
     if (this.fetchedOutputs.has(runId)) return;
     this.fetchedOutputs.add(runId);
     this.client.send({ type: "get_outputs", run_id: runId });
+  }
+
+  /** Outputs of finished runs in the history (thumbnails, and a gallery that survives a reload). */
+  private fetchHistoryOutputs(): void {
+    for (const run of this.session.get().history) {
+      if (run.status !== "succeeded" || this.historyFetched.has(run.run_id) || this.fetchedOutputs.has(run.run_id)) continue;
+      this.historyFetched.add(run.run_id);
+      void this.client
+        .request<JsonMessage>({ type: "get_outputs", run_id: run.run_id })
+        .then((reply) => this.dispatch({ type: "history_outputs", message: reply as unknown as Extract<ServerMessage, { type: "outputs" }> }))
+        .catch(() => this.historyFetched.delete(run.run_id));
+    }
   }
 
   private retryOutputs(runId: string): void {
@@ -236,14 +270,26 @@ export class EditorApp {
 
   // --- runs -------------------------------------------------------------------
 
-  /** Randomise seeds, then submit the graph; validation errors land on the nodes. */
+  /** Server schemas plus the schemas of the subgraphs defined in `doc` (graph/subgraph.ts). */
+  schemasFor(doc: EditorDocument = this.editor.doc): Record<string, NodeSchema> {
+    const nodes = this.session.get().schemas.nodes;
+    return doc.subgraphs ? { ...nodes, ...subgraphSchemas(doc, nodes) } : nodes;
+  }
+
+  /** The graph file of the whole graph (open subgraphs written back): what Run submits and Save writes. */
+  graphFile(): ReturnType<typeof toGraphFile> {
+    return toGraphFile(this.editor.rootDoc());
+  }
+
+  /** Randomise (or increment) seeds, then submit the whole graph; validation errors land on the nodes. */
   async run(): Promise<void> {
     const schemas = this.session.get().schemas;
     this.editor.replaceSilently((doc) => randomizeSeeds(doc, (type) => seedInputsOf(schemas.nodes[type]), randomSeed));
-    const graph = toGraphFile(this.editor.doc);
+    const graph = this.graphFile();
+    const title = typeof graph.metadata?.title === "string" && graph.metadata.title.trim() ? graph.metadata.title.trim() : "the graph";
     try {
       const reply = await this.client.request<JsonMessage & { run_id: string; position: number }>({ type: "submit", graph });
-      this.toast(`Queued run ${reply.run_id}${reply.position > 0 ? ` (position ${reply.position})` : ""}`);
+      this.toast(`Queued ${title}${reply.position > 0 ? ` (${reply.position} ahead of it)` : ""}`);
     } catch (error) {
       if (error instanceof ProtocolError && error.code === "invalid_graph") {
         const count = (error.details?.errors as unknown[] | undefined)?.length ?? 0;
@@ -278,6 +324,28 @@ export class EditorApp {
     }
   }
 
+  /** Open a workflow template by id (`get_template` → `template {graph}`). */
+  async openTemplate(id: string): Promise<void> {
+    try {
+      const reply = await this.client.request<JsonMessage & { graph: unknown; title?: string }>({ type: "get_template", id });
+      if (this.loadGraph(reply.graph, String(reply.title ?? id))) this.toast(`Opened the template ${reply.title ?? id}`);
+    } catch (error) {
+      this.toast(failureText(error, `open the template ${id}`), "error");
+    }
+  }
+
+  /** Open the graph a past run ran (`get_run` → `run {graph}`), seeds as they were. */
+  async openRunGraph(runId: string): Promise<void> {
+    try {
+      const reply = await this.client.request<JsonMessage & { graph?: unknown; run?: { graph?: unknown } }>({ type: "get_run", run_id: runId });
+      const graph = reply.graph ?? reply.run?.graph;
+      if (graph === undefined) throw new Error("the server's reply has no graph");
+      if (this.loadGraph(graph, "the run's graph")) this.toast("Opened the graph of that run");
+    } catch (error) {
+      this.toast(failureText(error, "open that run's graph"), "error");
+    }
+  }
+
   /** Open or close the Plugins panel; opening asks the server for the current plugin report. */
   showPlugins(open: boolean): void {
     this.dispatch({ type: "plugins_open", open });
@@ -302,32 +370,64 @@ export class EditorApp {
 
   // --- files ------------------------------------------------------------------
 
-  /** Load a graph from a .json file or from a PNG saved by SaveImage. */
-  async loadFile(file: File): Promise<void> {
+  /**
+   * Load a graph from a .json file or from a PNG saved by SaveImage. A file that is not
+   * JSON, not a graph, or a graph from another tool leaves the canvas as it was and says
+   * why in the error banner (with line and column for JSON syntax errors).
+   */
+  async loadFile(file: File): Promise<boolean> {
+    let raw: unknown;
     try {
       const bytes = new Uint8Array(await file.arrayBuffer());
-      const raw = isPng(bytes) ? await graphFromPng(bytes) : JSON.parse(new TextDecoder().decode(bytes));
-      this.loadGraph(raw);
-      this.toast(`Loaded ${file.name}`);
+      if (isPng(bytes)) raw = await graphFromPng(bytes);
+      else {
+        const text = new TextDecoder().decode(bytes);
+        try {
+          raw = JSON.parse(text);
+        } catch (error) {
+          throw new GraphFormatError(jsonErrorText(text, error as Error));
+        }
+      }
     } catch (error) {
-      this.toast(`Cannot load ${file.name}: ${(error as Error).message}`, "error");
+      this.showLoadError(file.name, (error as Error).message);
+      return false;
     }
+    if (!this.loadGraph(raw, file.name)) return false;
+    this.toast(`Loaded ${file.name}`);
+    return true;
   }
 
-  loadGraph(raw: unknown): void {
-    const doc = fromGraphFile(raw);
+  private showLoadError(name: string, message: string): void {
+    const text = `Cannot open ${name}: ${message}`;
+    this.dispatch({ type: "banner", banner: { kind: "error", text } });
+    this.toast(text, "error");
+  }
+
+  /** Open a graph (parsed JSON); a file that is not a nodegraph graph is refused with the reason. */
+  loadGraph(raw: unknown, name = "the graph"): boolean {
+    let doc: EditorDocument;
+    try {
+      const foreign = foreignFormat(raw);
+      if (foreign) throw new GraphFormatError(foreign);
+      doc = fromGraphFile(raw);
+    } catch (error) {
+      if (!(error instanceof GraphFormatError)) throw error;
+      this.showLoadError(name, error.message);
+      return false;
+    }
     this.editor.load(doc);
     this.dispatch({ type: "validation_errors", errors: [] });
     this.dispatch({ type: "banner", banner: null });
+    return true;
   }
 
-  /** The graph file text that Save writes. */
-  graphText(doc: EditorDocument = this.editor.doc): string {
+  /** The graph file text that Save writes (the whole graph, open subgraphs included). */
+  graphText(doc: EditorDocument = this.editor.rootDoc()): string {
     return JSON.stringify(toGraphFile(doc), null, 2) + "\n";
   }
 
   save(): void {
-    const title = this.editor.doc.metadata?.title;
+    const title = this.editor.rootDoc().metadata?.title;
     const name = `${typeof title === "string" && title.trim() ? title.trim().replace(/[^\w.-]+/g, "_") : "graph"}.json`;
     const url = URL.createObjectURL(new Blob([this.graphText()], { type: "application/json" }));
     const anchor = document.createElement("a");
@@ -341,14 +441,38 @@ export class EditorApp {
 
   // --- clipboard ----------------------------------------------------------------
 
+  /**
+   * The document with every node at the position it is shown at. The first edit that
+   * places or moves a node in a graph without positions writes the auto-layout the user
+   * sees, so adding one node never rearranges the others.
+   */
+  materialize(doc: EditorDocument): EditorDocument {
+    if (Object.values(doc.nodes).every((n) => n.position)) return doc;
+    const rects = this.canvas.rects();
+    const shown: Record<string, Position> = {};
+    for (const id of Object.keys(doc.nodes)) if (rects[id] && !doc.nodes[id].position) shown[id] = [rects[id].x, rects[id].y];
+    return moveNodes(doc, shown);
+  }
+
+  /** Copy the selected nodes with the positions they are shown at (auto-layout included). */
   copySelection(): boolean {
-    const clip = copyNodes(this.editor.doc, Object.keys(this.editor.state.selectedNodes));
+    const rects = this.canvas.rects();
+    const clip = copyNodes(this.editor.doc, Object.keys(this.editor.state.selectedNodes), (id) => {
+      const r = rects[id];
+      return r ? [r.x, r.y] : undefined;
+    });
     if (!clip) return false;
     this.clip = clip;
+    this.clipSizes = Object.fromEntries(Object.keys(clip.nodes).map((id) => [id, rects[id] ?? { width: 300, height: 150 }]));
     return true;
   }
 
-  /** Paste the copied nodes at the pointer (or shifted from the originals). */
+  private clipSizes: Record<string, Size> = {};
+
+  /**
+   * Paste the copied nodes at the pointer (or shifted from the originals), keeping their
+   * arrangement, then moved clear of every node already on the canvas (no pile, no overlap).
+   */
   paste(keepExternalLinks = false): void {
     const clip = this.clip;
     if (!clip) return;
@@ -357,11 +481,21 @@ export class EditorApp {
     const minY = Math.min(...originals.map((p) => p[1]));
     const pointer = this.canvas.pointer;
     const offset: Position = pointer ? [pointer[0] - minX, pointer[1] - minY] : [40, 40];
+    const rects = Object.values(this.canvas.rects());
     let ids: string[] = [];
     this.editor.edit((doc) => {
-      const pasted = pasteClip(doc, clip, offset, { keepExternalLinks });
+      const pasted = pasteClip(this.materialize(doc), clip, offset, { keepExternalLinks });
       ids = pasted.ids;
-      return pasted.doc;
+      // One shift for the whole clip (its arrangement is kept): the nearest spot where its box is free.
+      const sizes = Object.values(clip.nodes).map((_, i) => this.clipSizes[Object.keys(clip.nodes)[i]] ?? { width: 300, height: 150 });
+      const boxes = ids.map((id, i) => ({ x: pasted.doc.nodes[id].position![0], y: pasted.doc.nodes[id].position![1], ...sizes[i] }));
+      const bx = Math.min(...boxes.map((b) => b.x));
+      const by = Math.min(...boxes.map((b) => b.y));
+      const bw = Math.max(...boxes.map((b) => b.x + b.width)) - bx;
+      const bh = Math.max(...boxes.map((b) => b.y + b.height)) - by;
+      const spot = placeAll({ clip: [bx, by] }, () => ({ width: bw, height: bh }), rects).clip;
+      const [dx, dy] = [spot[0] - bx, spot[1] - by];
+      return moveNodes(pasted.doc, Object.fromEntries(boxes.map((b, i) => [ids[i], [b.x + dx, b.y + dy] as Position])));
     });
     this.editor.select(Object.fromEntries(ids.map((id) => [id, true as const])));
   }

@@ -6,14 +6,18 @@
  *   history        undo/redo snapshots of `doc` (graph/history.ts).
  *   dragBase       the document before a drag started (null when no drag is in progress).
  *   selectedNodes  ids of selected nodes; selectedEdges: ids of selected edges.
- *   loadCount      bumped when a whole graph is loaded (the canvas fits the view then).
+ *   loadCount      bumped when a whole graph is loaded or a subgraph opened/closed (the canvas fits the view then).
+ *   path           the subgraphs being edited, outermost first: each with the outer document
+ *                  and its undo history, restored by `closeSubgraph` (graph/subgraph.ts).
  *
  * Every change goes through `edit` (recorded for undo, optionally coalesced by
- * a key), `dragMove`/`dragEnd` (one undo step per drag), `load`, `undo`, `redo`.
+ * a key), `dragMove`/`dragEnd` (one undo step per drag), `load`, `undo`, `redo`,
+ * `openSubgraph` / `closeSubgraph`. `rootDoc()` is the whole graph file (open subgraphs written back).
  */
 import type { EditorDocument, Position } from "../graph/document";
 import { emptyDocument, moveNodes } from "../graph/document";
 import { emptyHistory, record, redo, undo, type History } from "../graph/history";
+import { closeSubgraph, openSubgraph } from "../graph/subgraph";
 import { createStore, type Store } from "./store";
 
 export interface EditorState {
@@ -23,6 +27,7 @@ export interface EditorState {
   selectedNodes: Record<string, true>;
   selectedEdges: Record<string, true>;
   loadCount: number;
+  path: { name: string; outer: EditorDocument; history: History<EditorDocument> }[];
 }
 
 export class EditorStore {
@@ -36,6 +41,7 @@ export class EditorStore {
       selectedNodes: {},
       selectedEdges: {},
       loadCount: 0,
+      path: [],
     });
   }
 
@@ -73,6 +79,15 @@ export class EditorStore {
     });
   }
 
+  /** Any change during a drag (a group and its members, a reroute): shown at once, one undo step at `dragEnd`. */
+  dragEdit(change: (doc: EditorDocument) => EditorDocument): void {
+    this.store.set((s) => {
+      const doc = change(s.doc);
+      if (doc === s.doc) return s;
+      return { ...s, doc, dragBase: s.dragBase ?? s.doc };
+    });
+  }
+
   dragEnd(): void {
     this.store.set((s) => {
       if (!s.dragBase) return s;
@@ -91,7 +106,49 @@ export class EditorStore {
       selectedNodes: {},
       selectedEdges: {},
       loadCount: s.loadCount + 1,
+      path: [],
     }));
+  }
+
+  /** The whole graph: the document with every open subgraph written back into its definition. */
+  rootDoc(state: EditorState = this.state): EditorDocument {
+    let doc = state.doc;
+    for (let i = state.path.length - 1; i >= 0; i--) doc = closeSubgraph(state.path[i].outer, state.path[i].name, doc);
+    return doc;
+  }
+
+  /** Edit subgraph definition `name` (of the document shown now) on the canvas. */
+  openSubgraph(name: string): void {
+    this.store.set((s) => ({
+      ...s,
+      doc: openSubgraph(s.doc, name),
+      history: emptyHistory(),
+      path: [...s.path, { name, outer: s.doc, history: s.history }],
+      dragBase: null,
+      selectedNodes: {},
+      selectedEdges: {},
+      loadCount: s.loadCount + 1,
+    }));
+  }
+
+  /** Back to the enclosing graph (the definition keeps the edits; one undo step there). */
+  closeSubgraph(): void {
+    this.store.set((s) => {
+      const top = s.path[s.path.length - 1];
+      if (!top) return s;
+      const doc = closeSubgraph(top.outer, top.name, s.doc);
+      const changed = JSON.stringify(doc.subgraphs) !== JSON.stringify(top.outer.subgraphs);
+      return {
+        ...s,
+        doc,
+        history: changed ? record(top.history, top.outer, null, Date.now()) : top.history,
+        path: s.path.slice(0, -1),
+        dragBase: null,
+        selectedNodes: {},
+        selectedEdges: {},
+        loadCount: s.loadCount + 1,
+      };
+    });
   }
 
   undo(): void {

@@ -1,0 +1,291 @@
+/**
+ * What floats over the canvas: the node search popup, the context menus, the
+ * keyboard-shortcut help and the bar shown while a subgraph is open.
+ *
+ * SearchPopup (double-click on the canvas, or a wire dropped on empty canvas):
+ *   fuzzy search (schema/search.ts) at the cursor; ↑/↓ and Enter, or a click, add the
+ *   node there (clear of other nodes); opened from a wire it lists only nodes that fit
+ *   that wire's type and connects the new node to it.
+ * ContextMenu (right-click): items for the canvas, a node (or the selection), a wire,
+ *   a group or a reroute — see `menuItems`.
+ * HelpPanel: editor/shortcuts.ts as a table.
+ * SubgraphBar: the path of open subgraphs with a button back to the outer graph.
+ *
+ * Test ids: search-popup, search-input, search-item-<type>, context-menu,
+ * menu-<action>, help-panel, subgraph-bar, subgraph-back.
+ */
+import { useEffect, useMemo, useRef, useState } from "react";
+import { connect, disconnect, docEdges, moveNodes, nodeSize, setNodeSize, type Position } from "../graph/document";
+import { addGroup, addReroute, GROUP_COLORS, groupMembers, groupsOf, removeGroup, removeReroutes, updateGroup } from "../graph/groups";
+import { alignNodes, distributeNodes, type AlignEdge, type Rect } from "../graph/layout";
+import { subgraphName } from "../graph/subgraph";
+import { searchNodes } from "../schema/search";
+import type { EditorApp } from "../state/app";
+import { useApp } from "../state/context";
+import { useStore } from "../state/store";
+import type { MenuTarget } from "../state/ui";
+import { addNodeAt, selectionActions } from "./GraphCanvas";
+import { SHORTCUTS } from "./shortcuts";
+
+export function SearchPopup() {
+  const app = useApp();
+  const search = useStore(app.ui, (s) => s.search);
+  const nodes = useStore(app.session, (s) => s.schemas.nodes);
+  const types = useStore(app.session, (s) => s.schemas.types);
+  const doc = useStore(app.editor.store, (s) => s.doc);
+  const [query, setQuery] = useState("");
+  const [active, setActive] = useState(0);
+  const list = useRef<HTMLDivElement>(null);
+  const all = useMemo(() => app.schemasFor(doc), [app, doc, nodes]); // eslint-disable-line react-hooks/exhaustive-deps
+  const hits = useMemo(
+    () => (search ? searchNodes(all, query, { filter: search.wire?.filter ?? null, types, limit: 40 }) : []),
+    [all, query, search, types],
+  );
+  useEffect(() => {
+    setQuery("");
+    setActive(0);
+  }, [search]);
+  useEffect(() => setActive(0), [query]);
+  useEffect(() => {
+    list.current?.querySelector(".ng-active")?.scrollIntoView({ block: "nearest" });
+  }, [active]);
+  if (!search) return null;
+
+  const choose = (index: number) => {
+    const hit = hits[index];
+    if (!hit) return;
+    app.ui.set((s) => ({ ...s, search: null }));
+    const id = addNodeAt(app, hit.schema.type, search.at);
+    const wire = search.wire;
+    if (!id || !wire || !hit.port) return;
+    const port = hit.port;
+    app.editor.edit((doc) =>
+      wire.filter.from === "output" ? connect(doc, wire.node, wire.handle, id, port) : connect(doc, id, port, wire.node, wire.handle),
+    );
+  };
+
+  const left = Math.min(search.screen[0], window.innerWidth - 340);
+  const top = Math.min(search.screen[1], window.innerHeight - 380);
+  return (
+    <div className="ng-search-popup" data-testid="search-popup" style={{ left, top }} onContextMenu={(e) => e.preventDefault()}>
+      <input
+        autoFocus
+        data-testid="search-input"
+        placeholder={search.wire ? `Nodes that fit ${search.wire.filter.port}…` : "Search nodes…"}
+        value={query}
+        onChange={(e) => setQuery(e.target.value)}
+        onKeyDown={(e) => {
+          if (e.key === "ArrowDown") setActive((a) => Math.min(hits.length - 1, a + 1));
+          else if (e.key === "ArrowUp") setActive((a) => Math.max(0, a - 1));
+          else if (e.key === "Enter") choose(active);
+          else if (e.key === "Escape") app.ui.set((s) => ({ ...s, search: null }));
+          else return;
+          e.preventDefault();
+          e.stopPropagation();
+        }}
+      />
+      {search.wire && <div className="ng-muted ng-search-filter">only nodes that {search.wire.filter.from === "output" ? "take" : "give"} {search.wire.filter.port}</div>}
+      <div className="ng-search-list" ref={list}>
+        {hits.length === 0 && <div className="ng-muted">No node matches.</div>}
+        {hits.map((hit, i) => (
+          <button
+            type="button"
+            key={hit.schema.type}
+            className={`ng-search-item${i === active ? " ng-active" : ""}`}
+            data-testid={`search-item-${hit.schema.type}`}
+            onMouseEnter={() => setActive(i)}
+            onClick={() => choose(i)}
+            title={hit.schema.description}
+          >
+            <span className="ng-search-name">{hit.schema.display_name || hit.schema.type}</span>
+            <span className="ng-muted ng-search-meta">
+              {hit.port ? `${hit.port} · ` : ""}
+              {hit.schema.category}
+            </span>
+          </button>
+        ))}
+      </div>
+    </div>
+  );
+}
+
+interface MenuItem {
+  key: string;
+  label: string;
+  run: () => void;
+  disabled?: boolean;
+}
+
+function selectedRects(app: EditorApp, ids: string[]): Record<string, Rect> {
+  const rects = app.canvas.rects();
+  return Object.fromEntries(ids.filter((id) => rects[id]).map((id) => [id, rects[id]]));
+}
+
+/** The items of the context menu for `target` (the node menu acts on the whole selection). */
+export function menuItems(app: EditorApp, target: MenuTarget, at: Position, screen: Position): MenuItem[] {
+  const selection = Object.keys(app.editor.state.selectedNodes).filter((id) => id in app.editor.doc.nodes);
+  switch (target.kind) {
+    case "canvas":
+      return [
+        { key: "add-node", label: "Add node…", run: () => app.ui.set((s) => ({ ...s, search: { screen, at } })) },
+        { key: "paste", label: "Paste (Ctrl+V)", run: () => app.paste() },
+        { key: "add-group", label: selection.length ? "Group selected nodes (Ctrl+G)" : "Add group here", run: () => {
+          if (selection.length) selectionActions.group(app, selection);
+          else app.editor.edit((doc) => addGroup(doc, [{ x: at[0] + 30, y: at[1] + 64, width: 340, height: 200 }]).doc);
+        } },
+        { key: "auto-layout", label: "Auto-layout (Alt+L)", run: () => selectionActions.autoLayout(app) },
+        { key: "select-all", label: "Select all (Ctrl+A)", run: () => app.editor.select(Object.fromEntries(Object.keys(app.editor.doc.nodes).map((id) => [id, true as const]))) },
+        { key: "fit-view", label: "Fit the graph in view", run: () => app.canvas.fit() },
+      ];
+    case "node": {
+      const ids = selection.includes(target.id) ? selection : [target.id];
+      const node = app.editor.doc.nodes[target.id];
+      const inner = node ? subgraphName(node.type) : null;
+      const many = ids.length > 1;
+      const align = (edge: AlignEdge) => () => app.editor.edit((doc) => moveNodes(doc, alignNodes(selectedRects(app, ids), edge)));
+      const items: MenuItem[] = [
+        { key: "rename", label: "Rename", run: () => app.ui.set((s) => ({ ...s, renaming: `node:${target.id}` })) },
+        { key: "bypass", label: `${node?.mode === "bypass" ? "Un-bypass" : "Bypass"} (Ctrl+B)`, run: () => selectionActions.toggleMode(app, "bypass", ids) },
+        { key: "mute", label: `${node?.mode === "mute" ? "Unmute" : "Mute"} (Ctrl+M)`, run: () => selectionActions.toggleMode(app, "mute", ids) },
+        { key: "copy", label: "Copy (Ctrl+C)", run: () => app.copySelection() },
+        { key: "duplicate", label: "Duplicate", run: () => {
+          if (app.copySelection()) {
+            app.canvas.pointer = null;
+            app.paste();
+          }
+        } },
+        { key: "group", label: "Group (Ctrl+G)", run: () => selectionActions.group(app, ids) },
+        { key: "collapse", label: "Collapse into subgraph (Ctrl+Shift+E)", run: () => selectionActions.collapse(app, ids) },
+      ];
+      if (inner !== null && app.editor.doc.subgraphs?.[inner]) items.push({ key: "open-subgraph", label: "Open subgraph", run: () => app.editor.openSubgraph(inner) });
+      if (node && nodeSize(node)) items.push({ key: "reset-size", label: "Reset size", run: () => app.editor.edit((doc) => setNodeSize(doc, target.id, null)) });
+      if (many) {
+        items.push(
+          { key: "align-left", label: "Align left edges", run: align("left") },
+          { key: "align-top", label: "Align top edges", run: align("top") },
+          { key: "align-center-x", label: "Align centres (vertical line)", run: align("center-x") },
+          { key: "distribute-x", label: "Distribute horizontally", disabled: ids.length < 3, run: () => app.editor.edit((doc) => moveNodes(doc, distributeNodes(selectedRects(app, ids), "x"))) },
+          { key: "distribute-y", label: "Distribute vertically", disabled: ids.length < 3, run: () => app.editor.edit((doc) => moveNodes(doc, distributeNodes(selectedRects(app, ids), "y"))) },
+        );
+      }
+      items.push({ key: "delete", label: "Delete (Del)", run: () => {
+        app.editor.select(Object.fromEntries(ids.map((id) => [id, true as const])));
+        selectionActions.delete(app);
+      } });
+      return items;
+    }
+    case "wire":
+      return [
+        { key: "add-reroute", label: "Add reroute here", run: () => app.editor.edit((doc) => addReroute(doc, { node: target.target, input: target.input }, at).doc) },
+        { key: "delete-wire", label: "Delete wire", run: () => app.editor.edit((doc) => pruneAfterDisconnect(doc, target.target, target.input)) },
+      ];
+    case "group": {
+      const group = groupsOf(app.editor.doc).find((g) => g.id === target.id);
+      if (!group) return [];
+      const next = GROUP_COLORS[(GROUP_COLORS.indexOf(group.color) + 1) % GROUP_COLORS.length];
+      return [
+        { key: "rename-group", label: "Rename group", run: () => app.ui.set((s) => ({ ...s, renaming: `group:${target.id}` })) },
+        { key: "group-color", label: "Next colour", run: () => app.editor.edit((doc) => updateGroup(doc, target.id, { color: next })) },
+        { key: "select-group", label: "Select its nodes", run: () => app.editor.select(Object.fromEntries(groupMembers(group, app.canvas.rects()).map((id) => [id, true as const]))) },
+        { key: "remove-group", label: "Remove group (keep nodes)", run: () => app.editor.edit((doc) => removeGroup(doc, target.id)) },
+      ];
+    }
+    case "reroute":
+      return [{ key: "remove-reroute", label: "Remove reroute", run: () => app.editor.edit((doc) => removeReroutes(doc, [target.id])) }];
+  }
+}
+
+/** Remove the wire into `target.input` and its reroutes. */
+function pruneAfterDisconnect(doc: import("../graph/document").EditorDocument, target: string, input: string) {
+  const gone = docEdges(doc).some((e) => e.target === target && e.input === input);
+  if (!gone) return doc;
+  const next = disconnect(doc, target, input);
+  const ids = (Array.isArray(doc.uiRest?.reroutes) ? (doc.uiRest!.reroutes as { id?: string; to?: { node?: string; input?: string } }[]) : [])
+    .filter((r) => r?.to?.node === target && r?.to?.input === input)
+    .map((r) => String(r.id));
+  return removeReroutes(next, ids);
+}
+
+export function ContextMenu() {
+  const app = useApp();
+  const menu = useStore(app.ui, (s) => s.menu);
+  useEffect(() => {
+    if (!menu) return;
+    const close = (e: MouseEvent) => {
+      if (!(e.target as HTMLElement).closest?.(".ng-context-menu")) app.ui.set((s) => ({ ...s, menu: null }));
+    };
+    window.addEventListener("mousedown", close);
+    return () => window.removeEventListener("mousedown", close);
+  }, [app, menu]);
+  if (!menu) return null;
+  const items = menuItems(app, menu.target, menu.at, menu.screen);
+  return (
+    <div
+      className="ng-context-menu"
+      data-testid="context-menu"
+      data-target={menu.target.kind}
+      style={{ left: Math.min(menu.screen[0], window.innerWidth - 260), top: Math.min(menu.screen[1], window.innerHeight - 36 * items.length - 10) }}
+      onContextMenu={(e) => e.preventDefault()}
+    >
+      {items.map((item) => (
+        <button
+          type="button"
+          key={item.key}
+          data-testid={`menu-${item.key}`}
+          disabled={item.disabled}
+          onClick={() => {
+            app.ui.set((s) => ({ ...s, menu: null }));
+            item.run();
+          }}
+        >
+          {item.label}
+        </button>
+      ))}
+    </div>
+  );
+}
+
+export function HelpPanel() {
+  const app = useApp();
+  const open = useStore(app.ui, (s) => s.help);
+  if (!open) return null;
+  return (
+    <div className="ng-help" data-testid="help-panel">
+      <h2>
+        Keyboard and mouse
+        <button type="button" className="ng-icon" onClick={() => app.ui.set((s) => ({ ...s, help: false }))} title="close (Escape)">
+          ×
+        </button>
+      </h2>
+      <table>
+        <tbody>
+          {SHORTCUTS.map((s) => (
+            <tr key={s.keys}>
+              <td>
+                <kbd>{s.keys}</kbd>
+              </td>
+              <td>{s.action}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+export function SubgraphBar() {
+  const app = useApp();
+  const path = useStore(app.editor.store, (s) => s.path);
+  if (!path.length) return null;
+  return (
+    <div className="ng-subgraph-bar" data-testid="subgraph-bar">
+      <button type="button" data-testid="subgraph-back" onClick={() => app.editor.closeSubgraph()} title="back to the enclosing graph (Escape)">
+        ← Back
+      </button>
+      <span>
+        graph {path.map((p) => ` › ${p.name}`).join("")}
+      </span>
+      <span className="ng-muted">editing a subgraph: inputs read from $inputs; Run runs the whole graph</span>
+    </div>
+  );
+}

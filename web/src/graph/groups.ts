@@ -1,0 +1,185 @@
+/**
+ * Groups and reroutes: editor-only drawing kept in the graph file's `ui`
+ * (docs/graph-format.md "Editor metadata in ui"); the engine ignores both.
+ *
+ *   ui.groups    [{id, title, color, bounds: [x, y, w, h]}] — a titled, coloured frame;
+ *                moving it moves the nodes inside its bounds (`groupMembers`).
+ *   ui.reroutes  [{id, position: [x, y], to: {node, input}}] — bend points on the wire
+ *                that ends at that input, drawn in list order.
+ *
+ * Main functions: groupsOf / reroutesOf (read, tolerant of malformed entries, which are
+ * carried through untouched), addGroup (around a selection), moveGroup (the frame and its
+ * members), updateGroup, removeGroup, groupMembers, addReroute, moveReroute,
+ * removeReroutes, and `pruneReroutes` (reroutes whose wire is gone are dropped on save).
+ */
+import { isLink, moveNodes, setUiKey, type EditorDocument, type Position } from "./document";
+import type { Rect } from "./layout";
+
+export interface Group {
+  id: string;
+  title: string;
+  color: string;
+  bounds: [number, number, number, number];
+}
+
+export interface Reroute {
+  id: string;
+  position: Position;
+  to: { node: string; input: string };
+}
+
+export const GROUP_COLORS = ["#3f789e", "#8a5a9e", "#4d8a57", "#9e7a3f", "#9e4d4d", "#5f6f7f"];
+export const GROUP_PADDING = 30;
+export const GROUP_HEADER = 34;
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+function isGroup(value: unknown): value is Group {
+  return (
+    isObject(value) &&
+    typeof value.id === "string" &&
+    Array.isArray(value.bounds) &&
+    value.bounds.length === 4 &&
+    value.bounds.every((v) => typeof v === "number" && Number.isFinite(v))
+  );
+}
+
+function isReroute(value: unknown): value is Reroute {
+  return (
+    isObject(value) &&
+    typeof value.id === "string" &&
+    Array.isArray(value.position) &&
+    value.position.length === 2 &&
+    isObject(value.to) &&
+    typeof value.to.node === "string" &&
+    typeof value.to.input === "string"
+  );
+}
+
+function rawList(doc: EditorDocument, key: string): unknown[] {
+  const list = doc.uiRest?.[key];
+  return Array.isArray(list) ? list : [];
+}
+
+/** The well-formed groups of the document (title and colour defaulted). */
+export function groupsOf(doc: EditorDocument): Group[] {
+  return rawList(doc, "groups").filter(isGroup).map((g) => ({
+    ...g,
+    title: typeof g.title === "string" ? g.title : "Group",
+    color: typeof g.color === "string" ? g.color : GROUP_COLORS[0],
+  }));
+}
+
+export function reroutesOf(doc: EditorDocument): Reroute[] {
+  return rawList(doc, "reroutes").filter(isReroute);
+}
+
+function freshId(prefix: string, taken: Iterable<string>): string {
+  const used = new Set(taken);
+  let n = 1;
+  while (used.has(`${prefix}${n}`)) n++;
+  return `${prefix}${n}`;
+}
+
+/** Change the entries with ids in `changes` (malformed entries stay as they were). */
+function mapList<T extends { id: string }>(doc: EditorDocument, key: string, valid: (v: unknown) => v is T, change: (item: T) => T | null): EditorDocument {
+  const list = rawList(doc, key);
+  const next: unknown[] = [];
+  let changed = false;
+  for (const item of list) {
+    if (!valid(item)) {
+      next.push(item);
+      continue;
+    }
+    const out = change(item);
+    if (out !== item) changed = true;
+    if (out) next.push(out);
+  }
+  return changed ? setUiKey(doc, key, next) : doc;
+}
+
+/** A group framing `rects` (the selection) with padding and room for the title. */
+export function addGroup(doc: EditorDocument, rects: Rect[], title = "Group", color?: string): { doc: EditorDocument; id: string } {
+  const groups = groupsOf(doc);
+  const id = freshId("group", groups.map((g) => g.id));
+  let bounds: Group["bounds"];
+  if (rects.length) {
+    const minX = Math.min(...rects.map((r) => r.x));
+    const minY = Math.min(...rects.map((r) => r.y));
+    const maxX = Math.max(...rects.map((r) => r.x + r.width));
+    const maxY = Math.max(...rects.map((r) => r.y + r.height));
+    bounds = [minX - GROUP_PADDING, minY - GROUP_PADDING - GROUP_HEADER, maxX - minX + 2 * GROUP_PADDING, maxY - minY + 2 * GROUP_PADDING + GROUP_HEADER];
+  } else {
+    bounds = [0, 0, 400, 300];
+  }
+  bounds = bounds.map(Math.round) as Group["bounds"];
+  const group: Group = { id, title, color: color ?? GROUP_COLORS[groups.length % GROUP_COLORS.length], bounds };
+  return { doc: setUiKey(doc, "groups", [...rawList(doc, "groups"), group]), id };
+}
+
+/** The ids of the nodes whose box lies inside the group's bounds (by their centre). */
+export function groupMembers(group: Group, rects: Record<string, Rect>): string[] {
+  const [gx, gy, gw, gh] = group.bounds;
+  return Object.entries(rects)
+    .filter(([, r]) => {
+      const cx = r.x + r.width / 2;
+      const cy = r.y + r.height / 2;
+      return cx >= gx && cx <= gx + gw && cy >= gy && cy <= gy + gh;
+    })
+    .map(([id]) => id);
+}
+
+/** Move a group to (x, y) and its members (given at the move's start) by the same amount. */
+export function moveGroup(doc: EditorDocument, id: string, to: Position, members: Record<string, Position>): EditorDocument {
+  const group = groupsOf(doc).find((g) => g.id === id);
+  if (!group) return doc;
+  const dx = Math.round(to[0]) - group.bounds[0];
+  const dy = Math.round(to[1]) - group.bounds[1];
+  if (!dx && !dy) return doc;
+  const moved = mapList(doc, "groups", isGroup, (g) =>
+    g.id === id ? { ...g, bounds: [g.bounds[0] + dx, g.bounds[1] + dy, g.bounds[2], g.bounds[3]] as Group["bounds"] } : g,
+  );
+  const positions: Record<string, Position> = {};
+  for (const [node, [x, y]] of Object.entries(members)) positions[node] = [x + dx, y + dy];
+  const withRoutes = mapList(moved, "reroutes", isReroute, (r) =>
+    r.to.node in members ? { ...r, position: [r.position[0] + dx, r.position[1] + dy] as Position } : r,
+  );
+  return moveNodes(withRoutes, positions);
+}
+
+export function updateGroup(doc: EditorDocument, id: string, change: Partial<Omit<Group, "id">>): EditorDocument {
+  return mapList(doc, "groups", isGroup, (g) => (g.id === id ? { ...g, ...change } : g));
+}
+
+export function removeGroup(doc: EditorDocument, id: string): EditorDocument {
+  return mapList(doc, "groups", isGroup, (g) => (g.id === id ? null : g));
+}
+
+/** Add a bend point on the wire into `to` at `position`, after the ones it already has. */
+export function addReroute(doc: EditorDocument, to: { node: string; input: string }, position: Position): { doc: EditorDocument; id: string } {
+  const id = freshId("reroute", reroutesOf(doc).map((r) => r.id));
+  const reroute: Reroute = { id, position: [Math.round(position[0]), Math.round(position[1])], to };
+  return { doc: setUiKey(doc, "reroutes", [...rawList(doc, "reroutes"), reroute]), id };
+}
+
+export function moveReroute(doc: EditorDocument, id: string, position: Position): EditorDocument {
+  const p: Position = [Math.round(position[0]), Math.round(position[1])];
+  return mapList(doc, "reroutes", isReroute, (r) => (r.id === id && (r.position[0] !== p[0] || r.position[1] !== p[1]) ? { ...r, position: p } : r));
+}
+
+export function removeReroutes(doc: EditorDocument, ids: Iterable<string>): EditorDocument {
+  const gone = new Set(ids);
+  return mapList(doc, "reroutes", isReroute, (r) => (gone.has(r.id) ? null : r));
+}
+
+/** Drop reroutes whose wire no longer exists (its input is unlinked or its node removed). */
+export function pruneReroutes(doc: EditorDocument): EditorDocument {
+  return mapList(doc, "reroutes", isReroute, (r) => (isLink(doc.nodes[r.to.node]?.inputs[r.to.input]) ? r : null));
+}
+
+/** The reroute points of the wire into `node.input`, in drawing order. */
+export function wirePoints(reroutes: Reroute[], node: string, input: string): Reroute[] {
+  return reroutes.filter((r) => r.to.node === node && r.to.input === input);
+}

@@ -1,0 +1,205 @@
+/**
+ * Node placement: a layered auto-layout (dagre, the Sugiyama method), free
+ * spots for new nodes, pushing neighbours away when a node grows, and
+ * align / distribute for a selection. All pure functions over rectangles.
+ *
+ * Main objects:
+ *   Size, Rect          a node's size and its box on the canvas (top-left + size)
+ *   estimateSize        a node's size before the browser measured it (from its schema)
+ *   autoLayout          positions for every node, left to right by link depth (dagre)
+ *   effectivePositions  the positions the canvas shows: the file's, and for nodes the
+ *                       file gives none, the auto-layout's (moved clear of positioned nodes)
+ *   freeSpot            the nearest spot to a wanted position where a box overlaps nothing
+ *   pushApart           after nodes grew: move the nodes they now cover down (cascading)
+ *   alignNodes / distributeNodes   the selection's edges lined up / gaps made equal
+ *
+ * Decisions: layout runs left to right (inputs on the left of a node, outputs on
+ * the right); auto-layout of a graph without positions is shown but not written into
+ * the file until the user moves a node or asks for "Auto-layout" (so an unedited graph
+ * saves back unchanged); nodes never overlap when placed, pasted or grown.
+ */
+import dagre from "@dagrejs/dagre";
+import { docEdges, type EditorDocument, type Position } from "./document";
+import type { NodeSchema } from "../schema/types";
+
+export interface Size {
+  width: number;
+  height: number;
+}
+
+export interface Rect extends Size {
+  x: number;
+  y: number;
+}
+
+export const NODE_WIDTH = 300;
+export const GAP = 24;
+
+/** A node's size before it was measured: header, outputs and one row per input (taller for text and images). */
+export function estimateSize(schema: NodeSchema | undefined, width = NODE_WIDTH): Size {
+  if (!schema) return { width, height: 120 };
+  let height = 40 + schema.outputs.length * 26;
+  for (const spec of Object.values(schema.inputs)) {
+    const tall = spec.widget?.multiline ? 70 : 30;
+    height += spec.widget?.kind === "link" ? 26 : tall;
+  }
+  return { width, height };
+}
+
+export function overlaps(a: Rect, b: Rect, gap = 0): boolean {
+  return a.x < b.x + b.width + gap && b.x < a.x + a.width + gap && a.y < b.y + b.height + gap && b.y < a.y + a.height + gap;
+}
+
+/** Positions for every node by a layered layout (dagre), left to right, top-left corners. */
+export function autoLayout(
+  doc: EditorDocument,
+  sizeOf: (id: string) => Size,
+  options: { ids?: string[]; origin?: Position } = {},
+): Record<string, Position> {
+  const ids = new Set(options.ids ?? Object.keys(doc.nodes));
+  const g = new dagre.graphlib.Graph();
+  g.setGraph({ rankdir: "LR", nodesep: 36, ranksep: 80, marginx: 0, marginy: 0 });
+  g.setDefaultEdgeLabel(() => ({}));
+  for (const id of Object.keys(doc.nodes)) {
+    if (!ids.has(id)) continue;
+    const size = sizeOf(id);
+    g.setNode(id, { width: size.width, height: size.height });
+  }
+  for (const edge of docEdges(doc)) {
+    if (ids.has(edge.source) && ids.has(edge.target) && edge.source !== edge.target) g.setEdge(edge.source, edge.target);
+  }
+  dagre.layout(g);
+  const out: Record<string, Position> = {};
+  let minX = Infinity;
+  let minY = Infinity;
+  for (const id of g.nodes()) {
+    const n = g.node(id) as { x: number; y: number; width: number; height: number };
+    out[id] = [n.x - n.width / 2, n.y - n.height / 2];
+    minX = Math.min(minX, out[id][0]);
+    minY = Math.min(minY, out[id][1]);
+  }
+  const [ox, oy] = options.origin ?? [0, 0];
+  for (const id of Object.keys(out)) out[id] = [Math.round(out[id][0] - minX + ox), Math.round(out[id][1] - minY + oy)];
+  return out;
+}
+
+/**
+ * The canvas positions: the file's, and for the other nodes an auto-layout of them,
+ * placed to the right of (or, with none positioned, at the origin of) the positioned ones.
+ */
+export function effectivePositions(doc: EditorDocument, sizeOf: (id: string) => Size): Record<string, Position> {
+  const out: Record<string, Position> = {};
+  const missing: string[] = [];
+  let right = -Infinity;
+  let top = Infinity;
+  for (const [id, node] of Object.entries(doc.nodes)) {
+    if (node.position) {
+      out[id] = node.position;
+      right = Math.max(right, node.position[0] + sizeOf(id).width);
+      top = Math.min(top, node.position[1]);
+    } else missing.push(id);
+  }
+  if (!missing.length) return out;
+  const origin: Position = Number.isFinite(right) ? [right + 80, top] : [0, 0];
+  return { ...out, ...autoLayout(doc, sizeOf, { ids: missing, origin }) };
+}
+
+/**
+ * The spot nearest to `wanted` where a box of `size` overlaps none of `others` (with a gap):
+ * tried in rings of growing distance, below and to the right first.
+ */
+export function freeSpot(wanted: Position, size: Size, others: Rect[], gap = GAP): Position {
+  const fits = (x: number, y: number) => !others.some((o) => overlaps({ x, y, ...size }, o, gap));
+  const [x0, y0] = [Math.round(wanted[0]), Math.round(wanted[1])];
+  if (fits(x0, y0)) return [x0, y0];
+  const step = 40;
+  for (let ring = 1; ring < 200; ring++) {
+    const candidates: Position[] = [];
+    for (let i = -ring; i <= ring; i++) {
+      candidates.push([x0 + i * step, y0 + ring * step], [x0 + ring * step, y0 + i * step]);
+      candidates.push([x0 + i * step, y0 - ring * step], [x0 - ring * step, y0 + i * step]);
+    }
+    candidates.sort((a, b) => Math.hypot(a[0] - x0, a[1] - y0) - Math.hypot(b[0] - x0, b[1] - y0));
+    for (const [x, y] of candidates) if (fits(x, y)) return [x, y];
+  }
+  return [x0, y0];
+}
+
+/** Place several boxes (in order) near their wanted spots, each clear of the others and of `fixed`. */
+export function placeAll(wanted: Record<string, Position>, sizeOf: (id: string) => Size, fixed: Rect[]): Record<string, Position> {
+  const placed: Rect[] = [...fixed];
+  const out: Record<string, Position> = {};
+  for (const [id, spot] of Object.entries(wanted)) {
+    const size = sizeOf(id);
+    out[id] = freeSpot(spot, size, placed);
+    placed.push({ x: out[id][0], y: out[id][1], ...size });
+  }
+  return out;
+}
+
+/**
+ * After the nodes in `grown` changed size: every node a grown node now covers (and whose
+ * top is below the grown node's top) moves down under it; moved nodes push in turn.
+ * Returns only the positions that changed.
+ */
+export function pushApart(rects: Record<string, Rect>, grown: Iterable<string>, gap = GAP): Record<string, Position> {
+  const boxes: Record<string, Rect> = Object.fromEntries(Object.entries(rects).map(([id, r]) => [id, { ...r }]));
+  const moved: Record<string, Position> = {};
+  const queue = [...grown].filter((id) => id in boxes);
+  let guard = 0;
+  while (queue.length && guard++ < 10_000) {
+    const id = queue.shift()!;
+    const a = boxes[id];
+    for (const [other, b] of Object.entries(boxes)) {
+      if (other === id || b.y < a.y || !overlaps(a, b, gap / 2)) continue;
+      b.y = a.y + a.height + gap;
+      moved[other] = [b.x, b.y];
+      queue.push(other);
+    }
+  }
+  return moved;
+}
+
+export type AlignEdge = "left" | "right" | "top" | "bottom" | "center-x" | "center-y";
+
+/** Line up the boxes on one edge (or centre line) of the selection's bounding box. */
+export function alignNodes(rects: Record<string, Rect>, edge: AlignEdge): Record<string, Position> {
+  const list = Object.values(rects);
+  if (list.length < 2) return {};
+  const minX = Math.min(...list.map((r) => r.x));
+  const maxX = Math.max(...list.map((r) => r.x + r.width));
+  const minY = Math.min(...list.map((r) => r.y));
+  const maxY = Math.max(...list.map((r) => r.y + r.height));
+  const out: Record<string, Position> = {};
+  for (const [id, r] of Object.entries(rects)) {
+    switch (edge) {
+      case "left": out[id] = [minX, r.y]; break;
+      case "right": out[id] = [maxX - r.width, r.y]; break;
+      case "top": out[id] = [r.x, minY]; break;
+      case "bottom": out[id] = [r.x, maxY - r.height]; break;
+      case "center-x": out[id] = [Math.round((minX + maxX) / 2 - r.width / 2), r.y]; break;
+      case "center-y": out[id] = [r.x, Math.round((minY + maxY) / 2 - r.height / 2)]; break;
+    }
+  }
+  return out;
+}
+
+/** Equal gaps between the boxes along one axis (the first and last stay where they are). */
+export function distributeNodes(rects: Record<string, Rect>, axis: "x" | "y"): Record<string, Position> {
+  const entries = Object.entries(rects);
+  if (entries.length < 3) return {};
+  const extent = axis === "x" ? "width" : "height";
+  entries.sort(([, a], [, b]) => a[axis] - b[axis]);
+  const first = entries[0][1];
+  const last = entries[entries.length - 1][1];
+  const total = entries.reduce((sum, [, r]) => sum + r[extent], 0);
+  const span = last[axis] + last[extent] - first[axis];
+  const gap = (span - total) / (entries.length - 1);
+  const out: Record<string, Position> = {};
+  let at = first[axis];
+  for (const [id, r] of entries) {
+    out[id] = axis === "x" ? [Math.round(at), r.y] : [r.x, Math.round(at)];
+    at += r[extent] + gap;
+  }
+  return out;
+}

@@ -1,0 +1,249 @@
+/**
+ * Subgraphs in the editor (docs/graph-format.md "Subgraphs"): a graph used as
+ * a node, defined under the file's top-level `subgraphs` and used by nodes of
+ * type `subgraph:<name>`.
+ *
+ * Main functions:
+ *   subgraphSchemas   a NodeSchema per definition, so a subgraph node draws, links and type-checks
+ *                     like any node: exposed inputs typed from the inner inputs that read them
+ *                     (`*` when none does or they disagree), exposed outputs from the inner outputs
+ *   collapseToSubgraph  a selection → a new definition + one node using it: links from outside
+ *                     become exposed inputs (one per distinct source), links to outside become
+ *                     exposed outputs; literals, titles, modes and positions move inside
+ *   openSubgraph / closeSubgraph   edit a definition as a document of its own and write it back
+ *
+ * `$inputs` (SUBGRAPH_INPUTS) is the reserved inner node id that exposed inputs are read from.
+ */
+import {
+  fromGraphFile,
+  isLink,
+  newNodeId,
+  toGraphFile,
+  type DocNode,
+  type EditorDocument,
+  type Link,
+  type Position,
+} from "./document";
+import type { InputSpec, NodeSchema, OutputSpec } from "../schema/types";
+
+export const SUBGRAPH_PREFIX = "subgraph:";
+export const SUBGRAPH_INPUTS = "$inputs";
+
+export interface SubgraphDefinition {
+  nodes: Record<string, unknown>;
+  inputs?: Record<string, { default?: unknown; title?: string }>;
+  outputs?: Record<string, { node: string; output: string; title?: string }>;
+  metadata?: Record<string, unknown>;
+  ui?: Record<string, unknown>;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+export function subgraphName(type: string): string | null {
+  return type.startsWith(SUBGRAPH_PREFIX) ? type.slice(SUBGRAPH_PREFIX.length) : null;
+}
+
+function definitions(doc: { subgraphs?: Record<string, unknown> }): Record<string, SubgraphDefinition> {
+  const out: Record<string, SubgraphDefinition> = {};
+  for (const [name, def] of Object.entries(doc.subgraphs ?? {})) if (isObject(def) && isObject(def.nodes)) out[name] = def as unknown as SubgraphDefinition;
+  return out;
+}
+
+/**
+ * Schemas for the subgraph node types of `doc` (`subgraph:<name>` → schema), typed from
+ * `schemas` (the server's; nested definitions resolve in dependency order, cycles give `*`).
+ */
+export function subgraphSchemas(doc: { subgraphs?: Record<string, unknown> }, schemas: Record<string, NodeSchema>): Record<string, NodeSchema> {
+  const defs = definitions(doc);
+  const out: Record<string, NodeSchema> = {};
+  const visiting = new Set<string>();
+  const build = (name: string): NodeSchema | undefined => {
+    const type = SUBGRAPH_PREFIX + name;
+    if (out[type]) return out[type];
+    const def = defs[name];
+    if (!def || visiting.has(name)) return undefined;
+    visiting.add(name);
+    const lookup = (innerType: string): NodeSchema | undefined => {
+      const inner = subgraphName(innerType);
+      return inner !== null ? build(inner) : schemas[innerType];
+    };
+    const inputPorts: Record<string, Set<string>> = {};
+    for (const raw of Object.values(def.nodes)) {
+      if (!isObject(raw) || typeof raw.type !== "string" || !isObject(raw.inputs)) continue;
+      const schema = lookup(raw.type);
+      for (const [input, value] of Object.entries(raw.inputs)) {
+        if (isLink(value) && value.node === SUBGRAPH_INPUTS) {
+          const port = schema?.inputs[input]?.port ?? "*";
+          (inputPorts[value.output] ??= new Set()).add(port);
+        }
+      }
+    }
+    const inputs: Record<string, InputSpec> = {};
+    for (const [name2, spec] of Object.entries(def.inputs ?? {})) {
+      const ports = [...(inputPorts[name2] ?? [])].filter((p) => p !== "*");
+      const port = new Set(ports).size === 1 ? ports[0] : "*";
+      const hasDefault = isObject(spec) && "default" in spec;
+      const literal = ["INT", "FLOAT", "STRING", "BOOLEAN"].includes(port);
+      inputs[name2] = {
+        port,
+        required: !hasDefault,
+        description: isObject(spec) && typeof spec.title === "string" ? spec.title : "",
+        default: hasDefault ? spec.default : undefined,
+        widget: { kind: literal && hasDefault ? (port === "STRING" ? "text" : port === "BOOLEAN" ? "toggle" : "number") : "link" },
+        schema: { type: port === "INT" ? "integer" : port === "FLOAT" ? "number" : undefined },
+      };
+    }
+    const outputs: OutputSpec[] = [];
+    for (const [name2, target] of Object.entries(def.outputs ?? {})) {
+      const raw = isObject(target) ? def.nodes[target.node] : undefined;
+      const schema = isObject(raw) && typeof raw.type === "string" ? lookup(raw.type) : undefined;
+      const port = schema?.outputs.find((o) => o.name === target.output)?.port ?? "*";
+      outputs.push({ name: name2, port, description: target.title ?? "" });
+    }
+    visiting.delete(name);
+    const title = def.metadata?.title;
+    out[type] = {
+      type,
+      category: "subgraphs",
+      display_name: typeof title === "string" && title ? title : name,
+      description: typeof def.metadata?.description === "string" ? def.metadata.description : `subgraph ${name}`,
+      output_node: false,
+      inputs,
+      outputs,
+    };
+    return out[type];
+  };
+  for (const name of Object.keys(defs)) build(name);
+  return out;
+}
+
+function uniqueName(base: string, taken: Set<string>): string {
+  const clean = base.replace(/[^A-Za-z0-9_.-]+/g, "_").slice(0, 60) || "port";
+  let name = clean;
+  for (let n = 2; taken.has(name); n++) name = `${clean}_${n}`;
+  taken.add(name);
+  return name;
+}
+
+/**
+ * Collapse the nodes `ids` into a new subgraph definition `name` and one node using it
+ * (at the selection's top-left). Returns the document and the new node's id.
+ */
+export function collapseToSubgraph(
+  doc: EditorDocument,
+  ids: string[],
+  positions: Record<string, Position>,
+  name?: string,
+): { doc: EditorDocument; id: string; name: string } | null {
+  const inside = new Set(ids.filter((id) => id in doc.nodes));
+  if (!inside.size) return null;
+  const defs = doc.subgraphs ?? {};
+  const defName = name ?? uniqueName("subgraph_1", new Set(Object.keys(defs)));
+  if (defName in defs) throw new Error(`a subgraph named ${defName} already exists`);
+
+  const exposedIn: Record<string, { default?: unknown }> = {};
+  const outerInputs: Record<string, unknown> = {};
+  const bySource = new Map<string, string>(); // "node\0output" → exposed input name
+  const inNames = new Set<string>();
+  const innerNodes: Record<string, unknown> = {};
+  const innerUi: Record<string, unknown> = {};
+  const minX = Math.min(...[...inside].map((id) => positions[id]?.[0] ?? 0));
+  const minY = Math.min(...[...inside].map((id) => positions[id]?.[1] ?? 0));
+
+  for (const id of inside) {
+    const node = doc.nodes[id];
+    const inputs: Record<string, unknown> = {};
+    for (const [input, value] of Object.entries(node.inputs)) {
+      if (isLink(value) && !inside.has(value.node)) {
+        const key = `${value.node}\u0000${value.output}`;
+        let exposed = bySource.get(key);
+        if (!exposed) {
+          exposed = uniqueName(input, inNames);
+          bySource.set(key, exposed);
+          exposedIn[exposed] = {};
+          outerInputs[exposed] = { node: value.node, output: value.output };
+        }
+        inputs[input] = { node: SUBGRAPH_INPUTS, output: exposed };
+      } else {
+        inputs[input] = JSON.parse(JSON.stringify(value));
+      }
+    }
+    const file: Record<string, unknown> = { type: node.type, inputs };
+    if (node.title !== undefined) file.title = node.title;
+    if (node.mode !== undefined) file.mode = node.mode;
+    innerNodes[id] = file;
+    const p = positions[id] ?? [0, 0];
+    innerUi[id] = { ...JSON.parse(JSON.stringify(node.ui)), position: [Math.round(p[0] - minX), Math.round(p[1] - minY)] };
+  }
+
+  const exposedOut: Record<string, { node: string; output: string }> = {};
+  const byInnerOutput = new Map<string, string>();
+  const outNames = new Set<string>();
+  const rewired: Record<string, Record<string, Link>> = {}; // outside node → input → new link
+  const nodeId = newNodeId(doc, defName);
+  for (const [id, node] of Object.entries(doc.nodes)) {
+    if (inside.has(id)) continue;
+    for (const [input, value] of Object.entries(node.inputs)) {
+      if (!isLink(value) || !inside.has(value.node)) continue;
+      const key = `${value.node}\u0000${value.output}`;
+      let exposed = byInnerOutput.get(key);
+      if (!exposed) {
+        exposed = uniqueName(value.output, outNames);
+        byInnerOutput.set(key, exposed);
+        exposedOut[exposed] = { node: value.node, output: value.output };
+      }
+      (rewired[id] ??= {})[input] = { node: nodeId, output: exposed };
+    }
+  }
+
+  const definition: SubgraphDefinition = {
+    metadata: { title: defName },
+    inputs: exposedIn,
+    outputs: exposedOut,
+    nodes: innerNodes,
+    ui: { nodes: innerUi },
+  };
+  const nodes: Record<string, DocNode> = {};
+  for (const [id, node] of Object.entries(doc.nodes)) {
+    if (inside.has(id)) continue;
+    nodes[id] = rewired[id] ? { ...node, inputs: { ...node.inputs, ...rewired[id] } } : node;
+  }
+  nodes[nodeId] = {
+    type: SUBGRAPH_PREFIX + defName,
+    inputs: outerInputs,
+    hasInputsKey: true,
+    position: [Math.round(minX), Math.round(minY)],
+    ui: {},
+    hasUiEntry: true,
+  };
+  return { doc: { ...doc, nodes, subgraphs: { ...defs, [defName]: definition } }, id: nodeId, name: defName };
+}
+
+/** A definition as a document of its own (its nodes and ui; the outer file's subgraphs for nested ones). */
+export function openSubgraph(doc: EditorDocument, name: string): EditorDocument {
+  const def = definitions(doc)[name];
+  if (!def) throw new Error(`there is no subgraph definition named ${name}`);
+  const file: Record<string, unknown> = { format_version: 2, nodes: def.nodes };
+  if (def.ui !== undefined) file.ui = def.ui;
+  if (def.metadata !== undefined) file.metadata = def.metadata;
+  const inner = fromGraphFile(file);
+  return { ...inner, subgraphs: doc.subgraphs };
+}
+
+/** Write an edited inner document back into the outer document's definition `name`. */
+export function closeSubgraph(outer: EditorDocument, name: string, inner: EditorDocument): EditorDocument {
+  const defs = { ...(inner.subgraphs ?? outer.subgraphs ?? {}) };
+  const previous = isObject(defs[name]) ? (defs[name] as Record<string, unknown>) : {};
+  const file = toGraphFile(inner);
+  const def: Record<string, unknown> = { ...previous, nodes: file.nodes };
+  if (file.ui !== undefined) def.ui = file.ui;
+  else delete def.ui;
+  // Exposed outputs whose inner node was deleted are dropped (the engine would refuse them).
+  if (isObject(def.outputs)) {
+    def.outputs = Object.fromEntries(Object.entries(def.outputs).filter(([, t]) => isObject(t) && String(t.node) in file.nodes));
+  }
+  defs[name] = def;
+  return { ...outer, subgraphs: defs };
+}

@@ -1,0 +1,88 @@
+/**
+ * History rows: what the history panel shows for one run of the server's
+ * history (`history {runs}`, docs/protocol.md) — title, local time, duration,
+ * seed, status and a thumbnail — computed from the run summary and the run's
+ * output files (fetched with `get_outputs`).
+ *
+ *   historyRow(run, files, now?)   the row's texts and thumbnail
+ *   runSeed(run)                   the seed the run used: `seed`, else the first of `seeds`
+ *   formatTime / formatDuration    "14:03:07" today, "2 Dec 14:03" before; "850 ms", "12.3 s", "2 min 5 s"
+ *   HISTORY_STATUSES               the filter's choices
+ */
+import type { RunSummary } from "../protocol/messages";
+import { fileView, type OutputItem } from "./media";
+
+export const HISTORY_STATUSES = ["all", "succeeded", "failed", "interrupted", "cancelled"] as const;
+
+/** Seconds since the epoch from a number (seconds or milliseconds) or an ISO string; null when unknown. */
+export function toSeconds(value: unknown): number | null {
+  if (typeof value === "number" && Number.isFinite(value)) return value > 1e12 ? value / 1000 : value;
+  if (typeof value === "string" && value) {
+    const ms = Date.parse(value);
+    return Number.isFinite(ms) ? ms / 1000 : null;
+  }
+  return null;
+}
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+function pad(n: number): string {
+  return String(n).padStart(2, "0");
+}
+
+/** A local time: the clock time for today, the day and time for earlier days. */
+export function formatTime(seconds: number, now: Date = new Date()): string {
+  const d = new Date(seconds * 1000);
+  const clock = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  const today = d.getFullYear() === now.getFullYear() && d.getMonth() === now.getMonth() && d.getDate() === now.getDate();
+  return today ? `${clock}:${pad(d.getSeconds())}` : `${d.getDate()} ${MONTHS[d.getMonth()]} ${clock}`;
+}
+
+export function formatDuration(seconds: number): string {
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
+}
+
+/** The seed a run used (`seed`, else the first value of `seeds`), or null when the server did not say. */
+export function runSeed(run: RunSummary): number | null {
+  if (typeof run.seed === "number") return run.seed;
+  const seeds = run.seeds;
+  if (Array.isArray(seeds)) return typeof seeds[0] === "number" ? seeds[0] : null;
+  if (seeds && typeof seeds === "object") {
+    const first = Object.values(seeds).find((v) => typeof v === "number");
+    return typeof first === "number" ? first : null;
+  }
+  return null;
+}
+
+export interface HistoryRowView {
+  title: string;
+  time: string;
+  duration: string | null;
+  seed: number | null;
+  thumbnail: OutputItem | null;
+  /** For runs without an image: the kind of their first file ("audio", "text", ...) or the status. */
+  kindLabel: string;
+  tooltip: string;
+}
+
+export function historyRow(run: RunSummary, files: OutputItem[] | undefined, now: Date = new Date()): HistoryRowView {
+  const submitted = toSeconds(run.submitted_at);
+  const started = toSeconds(run.started_at);
+  const finished = toSeconds(run.finished_at);
+  const seconds = typeof run.duration === "number" ? run.duration : started !== null && finished !== null ? Math.max(0, finished - started) : null;
+  const when = finished ?? started ?? submitted;
+  const thumbServer = typeof run.thumbnail === "string" ? (files ?? []).find((f) => f.fileId === run.thumbnail) : undefined;
+  const thumbnail = thumbServer ?? (files ?? []).find((f) => fileView(f).element === "img") ?? null;
+  const error = run.error && typeof run.error === "object" ? (run.error as { message?: unknown }).message : run.error;
+  return {
+    title: run.title || "untitled graph",
+    time: when !== null ? formatTime(when, now) : "",
+    duration: seconds !== null ? formatDuration(seconds) : null,
+    seed: runSeed(run),
+    thumbnail,
+    kindLabel: files?.length ? files[0].kind : run.status === "succeeded" ? "✓" : "—",
+    tooltip: [run.run_id, typeof error === "string" ? error : ""].filter(Boolean).join("\n"),
+  };
+}

@@ -1,0 +1,178 @@
+/**
+ * Node search: fuzzy, ranked, and optionally filtered by a port type.
+ *
+ * Used by the palette and by the search popup (double-click on the canvas, or
+ * a wire dropped on empty canvas). Every word of the query must match some
+ * field of a node; a word's score is its best match over the fields, weighted
+ * by field:
+ *
+ *   display name, type name, qualified name, aliases   1.0
+ *   port types of the node's inputs and outputs         0.6
+ *   category                                            0.5
+ *   description                                         0.35
+ *
+ * and by how it matches (exact 100, prefix 80, a whole word of the field 70,
+ * the start of a word 60 — words split at spaces, punctuation and camelCase —,
+ * a substring 40, the letters in order 5–20). So "int" ranks the node named
+ * Int first, then Int Math, then Random Int; nodes whose description merely
+ * contains "int" come last.
+ *
+ * Synonyms (SYNONYMS) map the vocabulary of other node editors onto this
+ * project's names: "clip" finds the text-encoder nodes (ComfyUI calls them
+ * CLIP...), "ksampler" finds K Sampler, and so on. A synonym match scores 0.9
+ * of a direct one.
+ *
+ * Port filtering (`PortFilter`): when a wire is dragged from an output of type
+ * T and dropped on empty canvas, only nodes with an input that accepts T are
+ * offered (and that input is the one to connect); from an input of type T,
+ * only nodes with an output that T accepts.
+ */
+import { portsCompatible } from "./compatibility";
+import { uniqueSchemas, type NodeSchema, type PortType } from "./types";
+
+/** Words other editors use → words this project uses (all lower case). */
+export const SYNONYMS: Record<string, string[]> = {
+  clip: ["text encoder", "text_encoder", "encode text"],
+  cliptextencode: ["encode text"],
+  cliploader: ["load text encoder"],
+  ksampler: ["k sampler"],
+  checkpointloader: ["load checkpoint"],
+  unet: ["u net", "model"],
+  prompt: ["encode text"],
+  upscale: ["scale"],
+  preview: ["preview image", "show"],
+};
+
+const FIELD_WEIGHTS = { name: 1, port: 0.6, category: 0.5, description: 0.35 } as const;
+
+/** Where a wire being dragged came from: its port type and which side it is. */
+export interface PortFilter {
+  port: string;
+  /** "output": the wire comes from an output, the new node must take it as an input. */
+  from: "output" | "input";
+}
+
+export interface SearchHit {
+  schema: NodeSchema;
+  score: number;
+  /** With a port filter: the input (from an output) or output (from an input) to connect. */
+  port?: string;
+}
+
+/** The words of a name: split at non-alphanumerics and camelCase boundaries, lower case. */
+export function wordsOf(text: string): string[] {
+  return text
+    .replace(/([a-z0-9])([A-Z])/g, "$1 $2")
+    .replace(/([A-Z]+)([A-Z][a-z])/g, "$1 $2")
+    .toLowerCase()
+    .split(/[^a-z0-9]+/)
+    .filter(Boolean);
+}
+
+/** How well one query word matches one field (0: not at all). */
+export function matchScore(word: string, field: string): number {
+  const text = field.toLowerCase();
+  if (!text || !word) return 0;
+  if (text === word) return 100;
+  if (text.startsWith(word)) return 80;
+  const words = wordsOf(field);
+  if (words.includes(word)) return 70;
+  if (words.some((w) => w.startsWith(word))) return 60;
+  if (text.includes(word)) return 40;
+  if (words.join("") === word) return 90; // "ksampler" vs "K Sampler"
+  return subsequenceScore(word, text);
+}
+
+/** The letters of `word` in order in `text`: 5–20, more for tighter matches; 0 when they are not there. */
+function subsequenceScore(word: string, text: string): number {
+  if (word.length < 2) return 0;
+  let at = -1;
+  let first = -1;
+  for (const ch of word) {
+    at = text.indexOf(ch, at + 1);
+    if (at < 0) return 0;
+    if (first < 0) first = at;
+  }
+  const spread = at - first + 1;
+  return 5 + 15 * (word.length / spread);
+}
+
+function fieldsOf(schema: NodeSchema): [string, number][] {
+  const names = [schema.display_name, schema.type, schema.qualified_type ?? "", ...(schema.aliases ?? [])];
+  const ports = new Set([...Object.values(schema.inputs).map((i) => i.port), ...schema.outputs.map((o) => o.port)]);
+  ports.delete("*");
+  return [
+    ...names.filter(Boolean).map((n): [string, number] => [n, FIELD_WEIGHTS.name]),
+    ...[...ports].map((p): [string, number] => [p, FIELD_WEIGHTS.port]),
+    [schema.category ?? "", FIELD_WEIGHTS.category],
+    [schema.description ?? "", FIELD_WEIGHTS.description],
+  ];
+}
+
+function wordScore(word: string, fields: [string, number][]): number {
+  let best = 0;
+  for (const [field, weight] of fields) best = Math.max(best, weight * matchScore(word, field));
+  for (const synonym of SYNONYMS[word] ?? []) {
+    for (const [field, weight] of fields) {
+      const text = field.toLowerCase();
+      const hit = text === synonym ? 100 : text.includes(synonym) ? 70 : 0;
+      best = Math.max(best, 0.9 * weight * hit);
+    }
+  }
+  return best;
+}
+
+/** The node's score for `query` (0: it does not match every word). */
+export function scoreNode(schema: NodeSchema, query: string): number {
+  const words = query.toLowerCase().split(/\s+/).filter(Boolean);
+  if (!words.length) return 1;
+  const fields = fieldsOf(schema);
+  const joined = words.join("");
+  let total = 0;
+  for (const word of words) {
+    const s = wordScore(word, fields);
+    if (s <= 0) {
+      // "encode text" typed as one word, or several words written together: try the whole query once
+      return words.length > 1 ? Math.max(0, wordScore(joined, fields) * 0.8) : 0;
+    }
+    total += s;
+  }
+  return total;
+}
+
+/** The port of `schema` a wire from `filter` would connect to (null when none fits). */
+export function matchingPort(schema: NodeSchema, filter: PortFilter, types: Record<string, PortType>): string | null {
+  if (filter.from === "output") {
+    for (const [name, spec] of Object.entries(schema.inputs)) {
+      if (spec.port === filter.port || (spec.port !== "*" && portsCompatible(filter.port, spec.port, types))) return name;
+    }
+    for (const [name, spec] of Object.entries(schema.inputs)) if (spec.port === "*") return name;
+    return null;
+  }
+  for (const out of schema.outputs) if (out.port === filter.port) return out.name;
+  for (const out of schema.outputs) if (portsCompatible(out.port, filter.port, types)) return out.name;
+  return null;
+}
+
+/** Node schemas matching `query` (and the port filter), best first. */
+export function searchNodes(
+  nodes: Record<string, NodeSchema>,
+  query: string,
+  options: { filter?: PortFilter | null; types?: Record<string, PortType>; limit?: number } = {},
+): SearchHit[] {
+  const hits: SearchHit[] = [];
+  for (const schema of uniqueSchemas(nodes)) {
+    let port: string | undefined;
+    if (options.filter) {
+      const found = matchingPort(schema, options.filter, options.types ?? {});
+      if (found === null) continue;
+      port = found;
+    }
+    const score = scoreNode(schema, query);
+    if (score <= 0) continue;
+    hits.push(port === undefined ? { schema, score } : { schema, score, port });
+  }
+  const name = (s: NodeSchema) => s.display_name || s.type;
+  hits.sort((a, b) => b.score - a.score || name(a.schema).length - name(b.schema).length || name(a.schema).localeCompare(name(b.schema)));
+  return options.limit ? hits.slice(0, options.limit) : hits;
+}

@@ -1,0 +1,99 @@
+/**
+ * Transient view state that is neither the document nor the server's: the
+ * open popups and panels, the theme. One store, changed only through the
+ * small functions below.
+ *
+ * Fields of `UiState`:
+ *   search      the node search popup: screen position, graph position to add at, and
+ *               the wire it was opened from (port filter + the handle to connect), or null.
+ *   menu        the open context menu: screen position and what was right-clicked, or null.
+ *   viewer      the image viewer: the images, the one shown, and the one compared with, or null.
+ *   renaming    what is being renamed inline: "group:<id>" or "node:<id>", or null.
+ *   help        whether the keyboard-shortcut panel is open.
+ *   templates   whether the templates menu is open.
+ *   theme       "dark" or "light" (kept in localStorage, applied as <html data-theme>).
+ *   historyFilter  the status the history panel shows ("all" or a run status).
+ */
+import type { Position } from "../graph/document";
+import type { OutputItem } from "../run/media";
+import type { PortFilter } from "../schema/search";
+import { createStore, type Store } from "./store";
+
+export type MenuTarget =
+  | { kind: "canvas" }
+  | { kind: "node"; id: string }
+  | { kind: "wire"; target: string; input: string }
+  | { kind: "group"; id: string }
+  | { kind: "reroute"; id: string };
+
+export interface SearchPopupState {
+  screen: Position;
+  at: Position;
+  /** The wire being dragged when the popup opened: connect the new node to it. */
+  wire?: { filter: PortFilter; node: string; handle: string };
+}
+
+export interface ViewerState {
+  items: OutputItem[];
+  index: number;
+  compare: number | null;
+}
+
+export type Theme = "dark" | "light";
+
+export interface UiState {
+  search: SearchPopupState | null;
+  menu: { screen: Position; at: Position; target: MenuTarget } | null;
+  viewer: ViewerState | null;
+  renaming: string | null;
+  help: boolean;
+  templates: boolean;
+  theme: Theme;
+  historyFilter: string;
+}
+
+const THEME_KEY = "nodegraph.theme";
+
+function storedTheme(): Theme {
+  try {
+    return globalThis.localStorage?.getItem(THEME_KEY) === "light" ? "light" : "dark";
+  } catch {
+    return "dark";
+  }
+}
+
+export function createUiStore(): Store<UiState> {
+  return createStore<UiState>({
+    search: null,
+    menu: null,
+    viewer: null,
+    renaming: null,
+    help: false,
+    templates: false,
+    theme: storedTheme(),
+    historyFilter: "all",
+  });
+}
+
+/** Apply and remember a theme. */
+export function setTheme(ui: Store<UiState>, theme: Theme): void {
+  ui.set((s) => ({ ...s, theme }));
+  try {
+    globalThis.localStorage?.setItem(THEME_KEY, theme);
+  } catch {
+    // storage disabled: the theme lasts for this page
+  }
+  if (typeof document !== "undefined") document.documentElement.dataset.theme = theme;
+}
+
+/** Open the viewer on `items[index]` (images only; other kinds have their own players). */
+export function openViewer(ui: Store<UiState>, items: OutputItem[], index: number): void {
+  if (!items.length) return;
+  ui.set((s) => ({ ...s, viewer: { items, index: Math.max(0, Math.min(index, items.length - 1)), compare: null } }));
+}
+
+/** Step the viewer's frame by `delta`, wrapping around. */
+export function stepViewer(viewer: ViewerState, delta: number): ViewerState {
+  const n = viewer.items.length;
+  return { ...viewer, index: (((viewer.index + delta) % n) + n) % n };
+}
