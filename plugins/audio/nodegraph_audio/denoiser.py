@@ -1,0 +1,220 @@
+"""The tiny text-to-audio denoiser: a 1-D U-Net over time with frequency bins as channels, and its text encoder.
+
+A spectrogram latent (B, 1, F, T) (features.py: F = 256 linear bins below 4 kHz, T = 96 frames) is read
+as a sequence of T frames with F channels. Pitch is then *which channel* lights up — a linear map the
+first convolution learns at once — and time structure (sweeps, click periods) is handled by
+convolutions plus self-attention over frames at the coarser levels. The caption is encoded by a small
+transformer over word tokens (text.py); its pooled vector joins the timestep embedding (FiLM in every
+residual block) and its tokens are attended to by cross-attention.
+
+Trained as a rectified flow (Liu et al. 2023; SD3's convention, Esser et al. 2024): x_t = (1 - t) x0 + t ε,
+the network predicts v = ε - x0 and receives ``t × 1000``; ``api.diffusion_model(prediction="flow")``
+wraps it for the one sampler stack.
+
+    AudioDenoiserConfig   sizes (defaults: the shipped model)
+    TextEncoder           tokens (B, L) → (B, L, text_width), pad mask
+    AudioDenoiser         forward(x (B, 1, F, T), t (B,), tokens (B, L)) → v (B, 1, F, T)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .text import MAX_TOKENS, VOCABULARY
+
+
+@dataclass(frozen=True)
+class AudioDenoiserConfig:
+    """Sizes of the denoiser; the defaults are the shipped model's."""
+
+    bins: int = 256                       # spectrogram rows (frequency bins) = input channels
+    widths: tuple[int, ...] = (160, 224, 288)   # channels at T, T/2, T/4 frames
+    blocks: int = 2                       # residual blocks per level (down path; up path has one more)
+    attention_levels: tuple[int, ...] = (1, 2)  # levels with self- and cross-attention (T/2, T/4)
+    heads: int = 4
+    embed_width: int = 256                # timestep + pooled caption embedding
+    text_width: int = 128
+    text_layers: int = 2
+    vocab_size: int = len(VOCABULARY)
+    max_tokens: int = MAX_TOKENS
+    max_frames: int = 96                  # learned frame positions at each attention level
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict (for the model file's metadata)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "AudioDenoiserConfig":
+        """The inverse of `to_dict` (unknown keys are refused by the dataclass)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def timestep_embedding(t: torch.Tensor, width: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of (B,) times (Vaswani et al. 2017; DDPM's timestep encoding)."""
+    half = width // 2
+    frequencies = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = t.float()[:, None] * frequencies[None]
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+class TextEncoder(nn.Module):
+    """Word embeddings + learned positions + a small pre-norm transformer encoder."""
+
+    def __init__(self, config: AudioDenoiserConfig):
+        super().__init__()
+        self.token_embedding = nn.Embedding(config.vocab_size, config.text_width)
+        self.position_embedding = nn.Parameter(torch.zeros(config.max_tokens, config.text_width))
+        layer = nn.TransformerEncoderLayer(config.text_width, config.heads, 2 * config.text_width, dropout=0.0,
+                                           batch_first=True, norm_first=True)
+        self.layers = nn.TransformerEncoder(layer, config.text_layers, enable_nested_tensor=False)
+        self.final_norm = nn.LayerNorm(config.text_width)
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L) ids → hidden (B, L, D) and keep mask (B, L) (False at <pad>)."""
+        keep = tokens != 0
+        h = self.token_embedding(tokens) + self.position_embedding[: tokens.shape[1]]   # (B, L, D)
+        h = self.layers(h, src_key_padding_mask=~keep)
+        return self.final_norm(h), keep
+
+
+class ResBlock(nn.Module):
+    """GroupNorm → SiLU → conv3 → FiLM(embedding) → GroupNorm → SiLU → conv3, plus a (1×1) skip."""
+
+    def __init__(self, channels_in: int, channels_out: int, embed_width: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(8, channels_in)
+        self.conv1 = nn.Conv1d(channels_in, channels_out, 3, padding=1)
+        self.film = nn.Linear(embed_width, 2 * channels_out)
+        self.norm2 = nn.GroupNorm(8, channels_out)
+        self.conv2 = nn.Conv1d(channels_out, channels_out, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv1d(channels_in, channels_out, 1) if channels_in != channels_out else nn.Identity()
+
+    def forward(self, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(F.silu(self.norm1(h)))                          # (B, C, T)
+        scale, shift = self.film(F.silu(embedding)).unsqueeze(-1).chunk(2, dim=1)
+        out = self.norm2(out) * (1 + scale) + shift
+        return self.skip(h) + self.conv2(F.silu(out))
+
+
+class AttentionBlock(nn.Module):
+    """Self-attention over frames (learned positions), then cross-attention to the caption tokens."""
+
+    def __init__(self, channels: int, text_width: int, heads: int, max_frames: int):
+        super().__init__()
+        self.heads = heads
+        self.position = nn.Parameter(torch.zeros(1, channels, max_frames))
+        self.norm_self = nn.GroupNorm(8, channels)
+        self.qkv = nn.Conv1d(channels, 3 * channels, 1)
+        self.out_self = nn.Conv1d(channels, channels, 1)
+        self.norm_cross = nn.GroupNorm(8, channels)
+        self.q_cross = nn.Conv1d(channels, channels, 1)
+        self.kv_cross = nn.Linear(text_width, 2 * channels)
+        self.out_cross = nn.Conv1d(channels, channels, 1)
+        for layer in (self.out_self, self.out_cross):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, N) → (B, heads, N, C / heads)."""
+        b, c, n = x.shape
+        return x.view(b, self.heads, c // self.heads, n).transpose(2, 3)
+
+    def forward(self, h: torch.Tensor, text: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        b, c, t = h.shape
+        q, k, v = self.qkv(self.norm_self(h) + self.position[..., :t]).chunk(3, dim=1)
+        attended = F.scaled_dot_product_attention(self._split(q), self._split(k), self._split(v))   # (B, H, T, c)
+        h = h + self.out_self(attended.transpose(2, 3).reshape(b, c, t))
+        q = self._split(self.q_cross(self.norm_cross(h)))
+        k, v = self.kv_cross(text).transpose(1, 2).chunk(2, dim=1)                                  # (B, C, L)
+        mask = keep[:, None, None, :]                                                                # (B, 1, 1, L)
+        attended = F.scaled_dot_product_attention(q, self._split(k), self._split(v), attn_mask=mask)
+        return h + self.out_cross(attended.transpose(2, 3).reshape(b, c, t))
+
+
+class AudioDenoiser(nn.Module):
+    """v-prediction network for (B, 1, F, T) spectrogram latents conditioned on caption tokens."""
+
+    def __init__(self, config: AudioDenoiserConfig = AudioDenoiserConfig()):
+        super().__init__()
+        self.config = config
+        widths, e = config.widths, config.embed_width
+        self.text_encoder = TextEncoder(config)
+        self.time_mlp = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
+        self.text_pool = nn.Linear(config.text_width, e)
+        self.conv_in = nn.Conv1d(config.bins, widths[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        self.down_attention = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        skips = [widths[0]]
+        channels = widths[0]
+        frames = config.max_frames
+        for level, width in enumerate(widths):
+            blocks = nn.ModuleList()
+            for _ in range(config.blocks):
+                blocks.append(ResBlock(channels, width, e))
+                channels = width
+                skips.append(channels)
+            self.down.append(blocks)
+            self.down_attention.append(AttentionBlock(width, config.text_width, config.heads, frames)
+                                       if level in config.attention_levels else nn.Identity())
+            if level < len(widths) - 1:
+                self.downsample.append(nn.Conv1d(channels, channels, 3, stride=2, padding=1))
+                skips.append(channels)
+                frames = (frames + 1) // 2
+        self.mid = ResBlock(channels, channels, e)
+        self.mid_attention = AttentionBlock(channels, config.text_width, config.heads, frames)
+        self.up = nn.ModuleList()
+        self.up_attention = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for level in reversed(range(len(widths))):
+            blocks = nn.ModuleList()
+            for _ in range(config.blocks + 1):
+                blocks.append(ResBlock(channels + skips.pop(), widths[level], e))
+                channels = widths[level]
+            self.up.append(blocks)
+            self.up_attention.append(AttentionBlock(channels, config.text_width, config.heads, frames)
+                                     if level in config.attention_levels else nn.Identity())
+            if level > 0:
+                self.upsample.append(nn.Conv1d(channels, channels, 3, padding=1))
+                frames = frames * 2
+        self.norm_out = nn.GroupNorm(8, channels)
+        self.conv_out = nn.Conv1d(channels, config.bins, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor, **unused) -> torch.Tensor:
+        """x (B, 1, F, T), t (B,) network time (1000 × flow time), tokens (B, L) → v (B, 1, F, T)."""
+        b, _, bins, frames = x.shape
+        text, keep = self.text_encoder(tokens.long())                            # (B, L, D), (B, L)
+        pooled = (text * keep[..., None]).sum(1) / keep.sum(1, keepdim=True).clamp_min(1)
+        embedding = self.time_mlp(timestep_embedding(t.expand(b) if t.ndim == 0 else t, self.config.embed_width))
+        embedding = embedding + self.text_pool(pooled)                           # (B, E)
+        h = self.conv_in(x.reshape(b, bins, frames))                             # (B, C0, T)
+        skips = [h]
+        for level, blocks in enumerate(self.down):
+            for block in blocks:
+                h = block(h, embedding)
+                skips.append(h)
+            if not isinstance(self.down_attention[level], nn.Identity):
+                h = self.down_attention[level](h, text, keep)
+                skips[-1] = h
+            if level < len(self.downsample):
+                h = self.downsample[level](h)
+                skips.append(h)
+        h = self.mid_attention(self.mid(h, embedding), text, keep)
+        for index, blocks in enumerate(self.up):
+            for block in blocks:
+                h = block(torch.cat([h, skips.pop()], dim=1), embedding)
+            if not isinstance(self.up_attention[index], nn.Identity):
+                h = self.up_attention[index](h, text, keep)
+            if index < len(self.upsample):
+                h = self.upsample[index](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        out = self.conv_out(F.silu(self.norm_out(h)))                            # (B, F, T)
+        return out.reshape(b, 1, bins, frames)

@@ -1,0 +1,254 @@
+"""Procedurally synthesised, captioned sounds: the training world of the tiny text-to-audio model.
+
+Every sound is 1.536 s of mono audio at 16 kHz (``CLIP_SAMPLES`` = 24576), band-limited below
+4 kHz (the model's spectrogram band), described by a ``SoundSpec`` and captioned from templates.
+
+    SoundSpec           kind + attributes: tone (note), chord (root, quality), sweep (direction),
+                        clicks (tempo), noise (a burst); loudness "quiet" / "medium" / "loud"
+    NOTE_NAMES, note_frequency(midi), note_name(midi)   equal temperament, A4 = 440 Hz
+    synthesize(spec, rng)   the waveform (float32 numpy, (CLIP_SAMPLES,)), scaled to the loudness
+    caption(spec)       the caption (template chosen by ``spec.template``)
+    parse_caption(text) the spec a caption asks for (None if it is not a caption of this world)
+    all_prompts()       every (caption, spec) pair of the world (the grammar is finite)
+    is_held_out(text)   a fixed fifth of the captions, never trained on (the benchmark's prompts)
+    sample_spec(rng)    a random training spec whose caption is not held out
+
+Loudness is measured as the 95th percentile of 20 ms frame RMS ("active level"), so a sparse click
+track and a sustained tone of the same loudness word peak at the same level; detect.py reads it back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+CLIP_SAMPLES = 24576                    # 1.536 s: 96 hops of 256 samples
+BAND_HZ = 4000.0                        # the model's spectrogram band; everything synthesised stays below it
+NOTE_NAMES = ("c", "c#", "d", "d#", "e", "f", "f#", "g", "g#", "a", "a#", "b")
+TONE_NOTES = tuple(range(60, 84))       # C4 … B5 (MIDI)
+CHORD_ROOTS = tuple(range(60, 72))      # C4 … B4; the fifth of B4 is F#5
+TEMPOS = (60, 80, 100, 120, 140, 160, 180)
+KINDS = ("tone", "chord", "sweep", "clicks", "noise")
+LOUDNESS = ("quiet", "medium", "loud")
+#: target active level (95th percentile of 20 ms frame RMS) per loudness word
+LOUDNESS_RMS = {"quiet": 0.02, "medium": 0.06, "loud": 0.18}
+KIND_WEIGHTS = (0.3, 0.3, 0.1, 0.2, 0.1)
+TEMPLATES = {
+    "tone": ("{l} tone at {n}", "{l} {n} tone", "{l} note {n}"),
+    "chord": ("{l} {n} {q} chord", "{l} {q} chord on {n}", "{l} chord {n} {q}"),
+    "sweep": ("{l} {d} sweep", "{l} sweep {d}", "{l} {d} tone sweep"),
+    "clicks": ("{l} clicks at {t} bpm", "{l} click track {t} bpm", "{l} metronome at {t} bpm"),
+    "noise": ("{l} noise burst", "{l} burst of noise", "{l} white noise burst"),
+}
+
+
+class SynthError(ValueError):
+    """A spec that does not describe a sound of this world."""
+
+
+@dataclass(frozen=True)
+class SoundSpec:
+    """What a caption asks for. `note` is a MIDI number (tone: the note; chord: the root)."""
+
+    kind: str
+    loudness: str = "medium"
+    note: int | None = None
+    quality: str | None = None          # chord: "major" | "minor"
+    direction: str | None = None        # sweep: "rising" | "falling"
+    tempo: int | None = None            # clicks: beats per minute
+    template: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise SynthError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.loudness not in LOUDNESS:
+            raise SynthError(f"loudness must be one of {LOUDNESS}, got {self.loudness!r}")
+        if self.kind == "tone" and self.note not in TONE_NOTES:
+            raise SynthError(f"a tone needs a note in C4 … B5 (MIDI 60 … 83), got {self.note!r}")
+        if self.kind == "chord" and (self.note not in CHORD_ROOTS or self.quality not in ("major", "minor")):
+            raise SynthError(f"a chord needs a root in C4 … B4 and quality major/minor, got {self.note!r}, "
+                             f"{self.quality!r}")
+        if self.kind == "sweep" and self.direction not in ("rising", "falling"):
+            raise SynthError(f"a sweep needs direction rising/falling, got {self.direction!r}")
+        if self.kind == "clicks" and self.tempo not in TEMPOS:
+            raise SynthError(f"clicks need a tempo in {TEMPOS}, got {self.tempo!r}")
+        if not 0 <= self.template < len(TEMPLATES[self.kind]):
+            raise SynthError(f"template must be 0 … {len(TEMPLATES[self.kind]) - 1}, got {self.template!r}")
+
+
+def note_frequency(midi: float) -> float:
+    """Equal-temperament frequency in Hz (A4 = MIDI 69 = 440 Hz)."""
+    return 440.0 * 2.0 ** ((midi - 69) / 12)
+
+
+def note_name(midi: int) -> str:
+    """'c4', 'f#5', ... (lower case, sharps)."""
+    return f"{NOTE_NAMES[midi % 12]}{midi // 12 - 1}"
+
+
+def parse_note(word: str) -> int | None:
+    """The MIDI number of a note word such as 'c#4' (None if it is not one)."""
+    match = re.fullmatch(r"([a-g]#?)(\d)", word.lower())
+    if match is None or match[1] not in NOTE_NAMES:
+        return None
+    return NOTE_NAMES.index(match[1]) + 12 * (int(match[2]) + 1)
+
+
+def caption(spec: SoundSpec) -> str:
+    """The caption of a spec (its template; loudness "medium" adds no word)."""
+    template = TEMPLATES[spec.kind][spec.template]
+    text = template.format(l="" if spec.loudness == "medium" else spec.loudness,
+                           n=note_name(spec.note) if spec.note is not None else "",
+                           q=spec.quality or "", d=spec.direction or "", t=spec.tempo or "")
+    return " ".join(text.split())
+
+
+def all_prompts() -> list[tuple[str, SoundSpec]]:
+    """Every caption of the world with its spec (a fixed order)."""
+    specs: list[SoundSpec] = []
+    for loudness in LOUDNESS:
+        for template in range(3):
+            specs += [SoundSpec("tone", loudness, note=n, template=template) for n in TONE_NOTES]
+            specs += [SoundSpec("chord", loudness, note=n, quality=q, template=template)
+                      for n in CHORD_ROOTS for q in ("major", "minor")]
+            specs += [SoundSpec("sweep", loudness, direction=d, template=template) for d in ("rising", "falling")]
+            specs += [SoundSpec("clicks", loudness, tempo=t, template=template) for t in TEMPOS]
+            specs += [SoundSpec("noise", loudness, template=template)]
+    return [(caption(s), s) for s in specs]
+
+
+def is_held_out(text: str) -> bool:
+    """Whether a caption belongs to the held-out fifth (a hash of its words; never trained on)."""
+    normalised = " ".join(text.lower().split())
+    return int(hashlib.md5(normalised.encode()).hexdigest(), 16) % 5 == 0
+
+
+def held_out_prompts() -> list[tuple[str, SoundSpec]]:
+    """The held-out captions and their specs (the benchmark's prompts)."""
+    return [(text, spec) for text, spec in all_prompts() if is_held_out(text)]
+
+
+def parse_caption(text: str) -> SoundSpec | None:
+    """The spec a caption of this world asks for (any template), or None."""
+    normalised = " ".join(text.lower().split())
+    for _, spec in all_prompts():
+        if caption(spec) == normalised:
+            return spec
+    return None
+
+
+def sample_spec(rng: random.Random) -> SoundSpec:
+    """A random training spec (kinds by KIND_WEIGHTS) whose caption is not held out."""
+    while True:
+        kind = rng.choices(KINDS, KIND_WEIGHTS)[0]
+        loudness = rng.choice(LOUDNESS)
+        template = rng.randrange(3)
+        if kind == "tone":
+            spec = SoundSpec(kind, loudness, note=rng.choice(TONE_NOTES), template=template)
+        elif kind == "chord":
+            spec = SoundSpec(kind, loudness, note=rng.choice(CHORD_ROOTS), quality=rng.choice(("major", "minor")),
+                             template=template)
+        elif kind == "sweep":
+            spec = SoundSpec(kind, loudness, direction=rng.choice(("rising", "falling")), template=template)
+        elif kind == "clicks":
+            spec = SoundSpec(kind, loudness, tempo=rng.choice(TEMPOS), template=template)
+        else:
+            spec = SoundSpec(kind, loudness, template=template)
+        if not is_held_out(caption(spec)):
+            return spec
+
+
+# --- synthesis -------------------------------------------------------------------------------------
+
+def _envelope(rng: random.Random, attack: float = 0.01, release: float = 0.05) -> np.ndarray:
+    """A gate from a random start (0 … 0.15 s) to a random end (1.1 … 1.5 s) with linear attack / release."""
+    n = CLIP_SAMPLES
+    start = int(rng.uniform(0.0, 0.15) * SAMPLE_RATE)
+    end = int(rng.uniform(1.1, 1.5) * SAMPLE_RATE)
+    t = np.arange(n)
+    up = np.clip((t - start) / (attack * SAMPLE_RATE), 0, 1)
+    down = np.clip((end - t) / (release * SAMPLE_RATE), 0, 1)
+    return (up * down).astype(np.float64)
+
+
+def _harmonic_tone(frequency: float, rng: random.Random) -> np.ndarray:
+    """A sine at `frequency` with a weak second harmonic (random phase and level)."""
+    t = np.arange(CLIP_SAMPLES) / SAMPLE_RATE
+    second = rng.uniform(0.0, 0.25)
+    return (np.sin(2 * np.pi * frequency * t + rng.uniform(0, 2 * np.pi))
+            + second * np.sin(4 * np.pi * frequency * t + rng.uniform(0, 2 * np.pi)))
+
+
+def _lowpass_noise(count: int, np_rng: np.random.Generator, cutoff: float = 3600.0) -> np.ndarray:
+    """White noise band-limited below `cutoff` Hz (an FFT brick wall: nothing leaks past the band)."""
+    spectrum = np.fft.rfft(np_rng.standard_normal(count))
+    spectrum[np.fft.rfftfreq(count, 1 / SAMPLE_RATE) > cutoff] = 0
+    return np.fft.irfft(spectrum, count)
+
+
+def active_level(wave: np.ndarray) -> float:
+    """The 95th percentile of 20 ms frame RMS (the loudness measure of this world)."""
+    frame = SAMPLE_RATE // 50
+    usable = len(wave) // frame * frame
+    if usable == 0:
+        return float(np.sqrt(np.mean(np.square(wave)))) if len(wave) else 0.0
+    rms = np.sqrt(np.mean(np.square(wave[:usable].reshape(-1, frame)), axis=1))
+    return float(np.percentile(rms, 95))
+
+
+def synthesize(spec: SoundSpec, rng: random.Random) -> np.ndarray:
+    """The waveform of `spec` (float32, (CLIP_SAMPLES,)), scaled to its loudness; `rng` varies timing and timbre."""
+    np_rng = np.random.default_rng(rng.getrandbits(63))
+    n = CLIP_SAMPLES
+    if spec.kind == "tone":
+        wave = _harmonic_tone(note_frequency(spec.note), rng) * _envelope(rng)
+    elif spec.kind == "chord":
+        intervals = (0, 4, 7) if spec.quality == "major" else (0, 3, 7)
+        wave = sum(_harmonic_tone(note_frequency(spec.note + i), rng) * rng.uniform(0.8, 1.0)
+                   for i in intervals) * _envelope(rng)
+    elif spec.kind == "sweep":
+        low, high = rng.uniform(200, 400), rng.uniform(1200, 2000)
+        f0, f1 = (low, high) if spec.direction == "rising" else (high, low)
+        start = rng.uniform(0.0, 0.2)
+        duration = rng.uniform(1.0, 1.3)
+        t = np.arange(n) / SAMPLE_RATE
+        u = np.clip((t - start) / duration, 0, 1)
+        # exponential sweep: f(u) = f0 (f1/f0)^u; phase = 2π ∫ f dt
+        k = np.log(f1 / f0)
+        phase = 2 * np.pi * f0 * duration * (np.exp(k * u) - 1) / k
+        gate = np.clip((t - start) / 0.01, 0, 1) * np.clip((start + duration - t) / 0.03, 0, 1)
+        wave = np.sin(phase) * gate
+    elif spec.kind == "clicks":
+        interval = 60.0 / spec.tempo
+        first = rng.uniform(0.02, min(0.3, interval))
+        decay = rng.uniform(0.002, 0.005)
+        click_len = int(0.03 * SAMPLE_RATE)
+        click_t = np.arange(click_len) / SAMPLE_RATE
+        wave = np.zeros(n)
+        position = first
+        while position * SAMPLE_RATE < n - 1:
+            start = int(round(position * SAMPLE_RATE))
+            click = _lowpass_noise(click_len, np_rng) * np.exp(-click_t / decay)
+            stop = min(n, start + click_len)
+            wave[start:stop] += click[: stop - start]
+            position += interval
+    else:  # noise burst
+        start = rng.uniform(0.05, 0.6)
+        duration = rng.uniform(0.3, 0.8)
+        t = np.arange(n) / SAMPLE_RATE
+        gate = np.clip((t - start) / 0.02, 0, 1) * np.clip((start + duration - t) / 0.02, 0, 1)
+        wave = _lowpass_noise(n, np_rng) * gate
+    level = active_level(wave)
+    target = LOUDNESS_RMS[spec.loudness] * rng.uniform(0.9, 1.1)
+    wave = wave * (target / max(level, 1e-9))
+    return np.clip(wave, -1.0, 1.0).astype(np.float32)
+
+
+def with_template(spec: SoundSpec, template: int) -> SoundSpec:
+    """The same sound under another caption template."""
+    return replace(spec, template=template)

@@ -1,0 +1,225 @@
+"""The AUDIO value and the waveform operations on it (plain torch / numpy / soundfile / scipy).
+
+AUDIO layout (the port type's contract, README "The AUDIO value")
+    ``{"waveform": (B, channels, samples) float32 tensor, "sample_rate": int}`` — the layout
+    ComfyUI's and torchaudio's users know. Full scale is ±1 (not clipped: mixing may exceed it;
+    files clip on write). B is a batch of equally long clips; channels is 1 (mono) or 2 (stereo)
+    (up to 8 are accepted). Every sample must be finite.
+
+    AudioError(argument, message)        bad input; `argument` names the offending value (nodes turn it
+                                         into NodeInputError naming their input)
+    check_audio(value, argument)         the (waveform, sample_rate) of a valid AUDIO, or AudioError
+    make_audio(waveform, sample_rate)    an AUDIO dict (checked)
+    read_audio(path, max_seconds)        soundfile: WAV, FLAC, OGG Vorbis/Opus, MP3 (libsndfile ≥ 1.1)
+    write_audio(path, audio, format)     one file per batch item: "wav" (16-bit / float), "flac", "ogg", "mp3"
+    resample(audio, rate)                polyphase FIR resampling (scipy.signal.resample_poly: Kaiser-
+                                         windowed sinc, rational up / down factors)
+    trim_pad(audio, start, duration)     cut from `start` seconds, then pad with silence / cut to `duration`
+    mix(a, b, gain_a_db, gain_b_db)      a + b (same rate; mono is spread to stereo; the shorter is padded)
+    apply_gain(audio, db)                × 10^(db / 20);  normalize(audio, peak_db)
+    fade(audio, fade_in, fade_out, shape)   linear or equal-power (quarter-sine) fades
+    concatenate(a, b, crossfade)         a then b along time (same rate), optional equal-power crossfade
+"""
+
+from __future__ import annotations
+
+import math
+from math import gcd
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import numpy as np
+import torch
+
+MIN_RATE, MAX_RATE = 1000, 384000
+MAX_CHANNELS = 8
+FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS"), "mp3": ("MP3", None)}
+
+
+class AudioError(ValueError):
+    """Bad audio input; `argument` names the value and the message says what was expected and the fix."""
+
+    def __init__(self, argument: str, message: str):
+        self.argument = argument
+        super().__init__(f"{argument}: {message}")
+        self.message = message
+
+
+def check_rate(rate: Any, argument: str = "sample_rate") -> int:
+    """A supported sample rate (int in 1 kHz … 384 kHz), or AudioError."""
+    if isinstance(rate, bool) or not isinstance(rate, int) or not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(argument, f"sample rate {rate!r} is not supported: expected an int from {MIN_RATE} to "
+                                   f"{MAX_RATE} Hz")
+    return rate
+
+
+def check_audio(value: Any, argument: str = "audio") -> tuple[torch.Tensor, int]:
+    """(waveform (B, C, S) float32, sample_rate) of a valid AUDIO value, or AudioError naming `argument`."""
+    if not isinstance(value, Mapping) or "waveform" not in value or "sample_rate" not in value:
+        raise AudioError(argument, f"expected an AUDIO value {{'waveform': (B, channels, samples), 'sample_rate': "
+                                   f"int}} (from LoadAudio or another audio node), found {type(value).__name__}")
+    wave, rate = value["waveform"], value["sample_rate"]
+    if not isinstance(wave, torch.Tensor) or wave.ndim != 3 or not wave.is_floating_point():
+        shape = tuple(wave.shape) if isinstance(wave, torch.Tensor) else type(wave).__name__
+        raise AudioError(argument, f"the waveform must be a float tensor (batch, channels, samples), found {shape}")
+    check_rate(rate, argument)
+    b, c, s = wave.shape
+    if b < 1 or s < 1:
+        raise AudioError(argument, f"the audio is empty (shape {tuple(wave.shape)}); give at least one sample")
+    if not 1 <= c <= MAX_CHANNELS:
+        raise AudioError(argument, f"expected 1 to {MAX_CHANNELS} channels, found {c}")
+    if not bool(torch.isfinite(wave).all()):
+        bad = int((~torch.isfinite(wave)).sum())
+        raise AudioError(argument, f"the waveform holds {bad} NaN / infinite sample(s); fix the node that made it "
+                                   f"(or clean it with a gain / normalize step upstream of the damage)")
+    return wave.float(), rate
+
+
+def make_audio(waveform: torch.Tensor, sample_rate: int, argument: str = "audio") -> dict[str, Any]:
+    """An AUDIO dict, checked."""
+    audio = {"waveform": waveform.float().contiguous(), "sample_rate": int(sample_rate)}
+    check_audio(audio, argument)
+    return audio
+
+
+# --- files -----------------------------------------------------------------------------------------
+
+def read_audio(path: str | Path, max_seconds: float = 600.0, argument: str = "file") -> dict[str, Any]:
+    """Read an audio file into a (1, channels, samples) AUDIO; AudioError when unreadable, empty, too long or NaN."""
+    import soundfile
+
+    path = Path(path)
+    try:
+        info = soundfile.info(str(path))
+    except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
+        raise AudioError(argument, f"{path.name} is not a readable audio file ({error}); give a WAV, FLAC, OGG or "
+                                   f"MP3 file") from None
+    if info.frames <= 0:
+        raise AudioError(argument, f"{path.name} holds no samples (an empty recording)")
+    seconds = info.frames / info.samplerate
+    if seconds > max_seconds:
+        raise AudioError(argument, f"{path.name} is {seconds:.1f} s long, over the limit of {max_seconds:g} s; trim "
+                                   f"it first or raise max_seconds")
+    check_rate(info.samplerate, argument)
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)   # (samples, channels)
+    except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
+        raise AudioError(argument, f"{path.name} could not be decoded ({error})") from None
+    if data.shape[0] == 0:
+        raise AudioError(argument, f"{path.name} holds no samples (an empty recording)")
+    wave = torch.from_numpy(np.ascontiguousarray(data.T))[None]                  # (1, C, S)
+    return make_audio(wave, rate, argument)
+
+
+def write_audio(path: str | Path, waveform: torch.Tensor, sample_rate: int,
+                format: Literal["wav", "flac", "ogg", "mp3"] = "wav") -> None:
+    """Write one clip (channels, samples) to `path` in `format` (clipped to ±1)."""
+    import soundfile
+
+    kind, subtype = FORMATS[format]
+    data = waveform.detach().float().clamp(-1, 1).cpu().numpy().T                # (samples, channels)
+    soundfile.write(str(path), data, sample_rate, format=kind, subtype=subtype)
+
+
+# --- operations ------------------------------------------------------------------------------------
+
+def resample(audio: Mapping[str, Any], rate: int, argument: str = "audio") -> dict[str, Any]:
+    """Polyphase resampling to `rate` Hz (scipy.signal.resample_poly; anti-aliasing Kaiser sinc, beta 5)."""
+    from scipy.signal import resample_poly
+
+    wave, old = check_audio(audio, argument)
+    check_rate(rate, "sample_rate")
+    if rate == old:
+        return {"waveform": wave, "sample_rate": old}
+    divisor = gcd(rate, old)
+    up, down = rate // divisor, old // divisor
+    out = resample_poly(wave.double().numpy(), up, down, axis=-1)
+    return make_audio(torch.from_numpy(np.ascontiguousarray(out)).float(), rate, argument)
+
+
+def trim_pad(audio: Mapping[str, Any], start: float = 0.0, duration: float = 0.0, argument: str = "audio") -> dict:
+    """Drop the first `start` seconds, then cut or zero-pad to `duration` seconds (0 = keep the rest)."""
+    wave, rate = check_audio(audio, argument)
+    first = int(round(start * rate))
+    if first >= wave.shape[-1]:
+        raise AudioError("start", f"{start} s is past the end of the audio ({wave.shape[-1] / rate:.3f} s)")
+    wave = wave[..., first:]
+    if duration > 0:
+        length = int(round(duration * rate))
+        wave = wave[..., :length] if wave.shape[-1] >= length else torch.nn.functional.pad(
+            wave, (0, length - wave.shape[-1]))
+    return make_audio(wave, rate, argument)
+
+
+def _match(a: torch.Tensor, b: torch.Tensor, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Broadcast batch (1 → B) and channels (mono → C) of two waveforms."""
+    if a.shape[0] != b.shape[0] and 1 not in (a.shape[0], b.shape[0]):
+        raise AudioError(what, f"batch sizes {a.shape[0]} and {b.shape[0]} differ (one of them must be 1)")
+    if a.shape[1] != b.shape[1] and 1 not in (a.shape[1], b.shape[1]):
+        raise AudioError(what, f"channel counts {a.shape[1]} and {b.shape[1]} differ (only mono is spread)")
+    batch, channels = max(a.shape[0], b.shape[0]), max(a.shape[1], b.shape[1])
+    return a.expand(batch, channels, -1), b.expand(batch, channels, -1)
+
+
+def mix(a: Mapping[str, Any], b: Mapping[str, Any], gain_a_db: float = 0.0, gain_b_db: float = 0.0) -> dict:
+    """a · gain_a + b · gain_b; the shorter clip is padded with silence; rates must match."""
+    wave_a, rate_a = check_audio(a, "audio_a")
+    wave_b, rate_b = check_audio(b, "audio_b")
+    if rate_a != rate_b:
+        raise AudioError("audio_b", f"sample rate {rate_b} Hz differs from audio_a's {rate_a} Hz; resample one "
+                                    f"of them first (ResampleAudio)")
+    wave_a, wave_b = _match(wave_a, wave_b, "audio_b")
+    length = max(wave_a.shape[-1], wave_b.shape[-1])
+    pad = lambda w: torch.nn.functional.pad(w, (0, length - w.shape[-1]))
+    out = pad(wave_a) * 10 ** (gain_a_db / 20) + pad(wave_b) * 10 ** (gain_b_db / 20)
+    return make_audio(out, rate_a)
+
+
+def apply_gain(audio: Mapping[str, Any], db: float, argument: str = "audio") -> dict:
+    """× 10^(db / 20)."""
+    wave, rate = check_audio(audio, argument)
+    return make_audio(wave * 10 ** (db / 20), rate, argument)
+
+
+def normalize(audio: Mapping[str, Any], peak_db: float = -1.0, argument: str = "audio") -> dict:
+    """Scale each clip so its peak is `peak_db` dBFS (silent clips stay silent)."""
+    wave, rate = check_audio(audio, argument)
+    peak = wave.abs().amax(dim=(1, 2), keepdim=True)
+    scale = torch.where(peak > 0, 10 ** (peak_db / 20) / peak.clamp_min(1e-12), torch.ones_like(peak))
+    return make_audio(wave * scale, rate, argument)
+
+
+def _ramp(length: int, shape: str) -> torch.Tensor:
+    """0 → 1 over `length` samples: linear, or equal-power (sin of a quarter turn)."""
+    u = (torch.arange(length, dtype=torch.float32) + 0.5) / max(length, 1)
+    return torch.sin(u * math.pi / 2) if shape == "equal_power" else u
+
+
+def fade(audio: Mapping[str, Any], fade_in: float = 0.0, fade_out: float = 0.0,
+         shape: Literal["linear", "equal_power"] = "linear", argument: str = "audio") -> dict:
+    """Fade in over the first `fade_in` seconds and out over the last `fade_out` seconds."""
+    wave, rate = check_audio(audio, argument)
+    n = wave.shape[-1]
+    n_in, n_out = min(n, int(round(fade_in * rate))), min(n, int(round(fade_out * rate)))
+    gain = torch.ones(n)
+    if n_in:
+        gain[:n_in] *= _ramp(n_in, shape)
+    if n_out:
+        gain[n - n_out:] *= _ramp(n_out, shape).flip(0)
+    return make_audio(wave * gain, rate, argument)
+
+
+def concatenate(a: Mapping[str, Any], b: Mapping[str, Any], crossfade: float = 0.0) -> dict:
+    """`a` followed by `b` (same rate); with `crossfade` seconds the join overlaps with equal-power fades."""
+    wave_a, rate_a = check_audio(a, "audio_a")
+    wave_b, rate_b = check_audio(b, "audio_b")
+    if rate_a != rate_b:
+        raise AudioError("audio_b", f"sample rate {rate_b} Hz differs from audio_a's {rate_a} Hz; resample one "
+                                    f"of them first (ResampleAudio)")
+    wave_a, wave_b = _match(wave_a, wave_b, "audio_b")
+    overlap = min(int(round(crossfade * rate_a)), wave_a.shape[-1], wave_b.shape[-1])
+    if overlap == 0:
+        return make_audio(torch.cat([wave_a, wave_b], dim=-1), rate_a)
+    ramp = _ramp(overlap, "equal_power")
+    joined = wave_a[..., -overlap:] * ramp.flip(0) + wave_b[..., :overlap] * ramp
+    return make_audio(torch.cat([wave_a[..., :-overlap], joined, wave_b[..., overlap:]], dim=-1), rate_a)
