@@ -1,18 +1,27 @@
 """Quality of the shipped tiny-world model, measured with the world's own detector.
 
     .venv/bin/python benchmarks/quality.py [--checkpoint models/checkpoints/tiny_world.safetensors]
-                                           [--count 200] [--steps 20] [--sampler dpmpp_2m] [--scheduler karras]
+                                           [--rows legacy,attributes,sizes,steps] [--count 50]
+                                           [--steps 20] [--sampler dpmpp_2m] [--scheduler karras]
+                                           [--lcm-lora models/loras/NAME.safetensors]
 
-For CFG 1 and CFG 5 it generates --count images from prompts of HELD-OUT scenes
-(colour/shape pairs the model never saw, e.g. "a green triangle") and --count from
-ordinary scenes, detects background colour, object colour, shape, size and position
-in each (nodes/training/world_detector.py), and prints per-attribute accuracy and
-"all five right". Targets (issue 5), held-out prompts at CFG ≈ 5, 20 steps: each
-attribute ≥ 95 %, all five ≥ 90 %; CFG must beat CFG 1.
+Row groups (--rows; default all; --count images per row):
 
-It also prints a Fréchet distance on the detector's 64-d features between generated
-held-out images and renders of the same intended scenes, next to the distance between
-two independent sets of renders of held-out scenes of the same size (the floor).
+legacy      For CFG 1 and CFG 5, prompts of HELD-OUT scenes (colour/shape pairs the model never
+            saw) and of ordinary scenes, templates; per-attribute accuracy and "all five right";
+            a Fréchet distance on the detector's features vs renders (and the render-vs-render floor).
+attributes  (#16 §1, CFG 5, --steps) template prompts; free-form prompts from the HELD-OUT
+            paraphrase grammar (world_captions, never used in training), every attribute named;
+            the same grammar with omitted attributes (only named attributes are scored); and
+            two-object prompts ("a red circle and a blue square ...": binding = both objects
+            found with their own colour and shape). Targets: each named attribute >= 95 %, all
+            named >= 90 % on free-form and omitted; binding >= 80 %.
+sizes       (#16 §2) template prompts generated at 32x32, 48x80 (HxW), 64, 96x96 and 128x128;
+            images are resized to 64x64 for the detector (48x80 anisotropically: positions and
+            sizes keep their meaning, shapes are squeezed).
+steps       (#16 §3) template prompts at 1, 2, 4, 8 steps with DPM++ 2M, Euler, UniPC (Karras
+            schedule, CFG 5) and LCM (CFG 1; with --lcm-lora the LoRA is applied first), plus
+            5-step DPM++ 2M; seconds per image for each row.
 
 Images are generated in batches through the same library code the nodes use
 (LoadCheckpoint's loader, the CLIP tokenizer/encoder, the CFG guider and samplers).
@@ -50,9 +59,9 @@ def scenes(count: int, held_out: bool, seed: int) -> list:
 
 @torch.no_grad()
 def generate(ckpt, prompts: list[str], cfg: float, steps: int, sampler: str, scheduler: str, seed: int,
-             batch: int = 50) -> np.ndarray:
+             batch: int = 50, height: int = 64, width: int = 64) -> np.ndarray:
     """uint8 images (N, H, W, 3) for the prompts."""
-    model = diffusion_model(ckpt.unet, "tiny_world", preview=ckpt.vae.preview)
+    model = diffusion_model(ckpt.unet, "tiny_world", preview=ckpt.vae.preview, schedule=ckpt.schedule)
     denoiser = model.denoiser()
     sigmas = get_sigmas(scheduler, denoiser, steps)
     negative = ckpt.text_encoder.encode("")
@@ -62,7 +71,9 @@ def generate(ckpt, prompts: list[str], cfg: float, steps: int, sampler: str, sch
         chunk = prompts[start:start + batch]
         positive = ckpt.text_encoder.encode(chunk)
         guider = CFGGuider(denoiser, {"context": positive.context}, {"context": negative.context}, scale=cfg)
-        shape = (len(chunk), channels, 64 // factor, 64 // factor)
+        if cfg == 1.0:   # no unconditional pass (as KSampler skips it at CFG 1)
+            guider = lambda x, sigma, _d=denoiser, _c=positive.context: _d(x, sigma, context=_c)  # noqa: E731
+        shape = (len(chunk), channels, height // factor, width // factor)
         x = seeded_noise(shape, seed + start) * float(sigmas[0])
         latents = sample(sampler, guider, x, sigmas, noise_sampler=make_noise_sampler(x, seed + start))
         images = ((ckpt.vae.decode(latents).float() + 1) / 2).clamp(0, 1)
@@ -74,19 +85,115 @@ def render_all(scene_list: list) -> np.ndarray:
     return np.stack([world.render(scene) for scene in scene_list])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=str(ROOT / "models" / "checkpoints" / "tiny_world.safetensors"))
-    parser.add_argument("--count", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--sampler", default="dpmpp_2m")
-    parser.add_argument("--scheduler", default="karras")
-    parser.add_argument("--seed", type=int, default=1234)
-    args = parser.parse_args()
-    torch.set_num_threads(2)
-    ckpt = load_checkpoint(args.checkpoint, dtype=torch.float32)
-    classifier = world_detector.load_classifier()
-    print(f"{args.checkpoint}: {args.count} images per row, {args.steps} steps, {args.sampler}/{args.scheduler}")
+PERCENT_KEYS = ("background", "colour", "shape", "size", "position", "all")
+
+
+def _row(label: str, result: dict, seconds: float, count: int, extra: str = "") -> None:
+    cells = " ".join(f"{'-':>9} " if result.get(k) is None else f"{100 * result[k]:>9.1f}%" for k in PERCENT_KEYS)
+    print(f"{label:<28} | {cells} {extra}  ({seconds / count:.3f} s/image)", flush=True)
+
+
+def _header(first: str) -> None:
+    print(f"{first:<28} | " + " ".join(f"{k:>10}" for k in PERCENT_KEYS))
+
+
+def _to_64(images: np.ndarray) -> np.ndarray:
+    """Resize uint8 (N, H, W, 3) to 64x64 (bilinear) for the detector."""
+    if images.shape[1:3] == (64, 64):
+        return images
+    tensor = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    resized = torch.nn.functional.interpolate(tensor, size=(64, 64), mode="bilinear", antialias=True,
+                                              align_corners=False)
+    return resized.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def attribute_rows(ckpt, classifier, args) -> None:
+    """Template, held-out free-form, omitted-attribute and two-object rows (score_prompts)."""
+    from nodes.training.world_captions import PromptSpec, free_caption, parse_prompt
+
+    rng = random.Random(f"quality-attributes/{args.seed}")
+    single = [world.sample_scene(rng) for _ in range(args.count)]
+    pairs = [world.sample_scene(rng, two_object_fraction=1.0) for _ in range(args.count)]
+    rows = []
+    templated = [world.caption(scene, i % len(world.TEMPLATES)) for i, scene in enumerate(single)]
+    rows.append(("template", templated, [parse_prompt(t) for t in templated]))
+    free = [free_caption(scene, rng, "heldout", omit={}) for scene in single]
+    rows.append(("free-form (held-out grammar)", [t for t, _ in free], [p for _, p in free]))
+    omitted = []
+    for scene in single:
+        while True:
+            text, named = free_caption(scene, rng, "heldout", omit={"size": 0.5, "position": 0.5, "background": 0.5})
+            if len(named.named()) < 5:       # at least one attribute left out
+                break
+        omitted.append((text, named))
+    rows.append(("omitted (held-out grammar)", [t for t, _ in omitted], [p for _, p in omitted]))
+    two = [free_caption(scene, rng, "heldout", omit={"size": 0.5, "position": 0.5}) for scene in pairs]
+    rows.append(("two objects (held-out gr.)", [t for t, _ in two], [p for _, p in two]))
+    print(f"\nattributes: CFG 5, {args.steps} steps, {args.sampler}/{args.scheduler}, {args.count} prompts per row; "
+          f"only named attributes are scored")
+    _header("prompts")
+    for label, prompts, specs in rows:
+        assert all(isinstance(spec, PromptSpec) for spec in specs)
+        t0 = time.perf_counter()
+        images = generate(ckpt, prompts, 5.0, args.steps, args.sampler, args.scheduler, args.seed)
+        seconds = time.perf_counter() - t0
+        result = world_detector.score_prompts(world_detector.detect_many(images, classifier), specs)
+        binding = f" binding {100 * result['binding']:.1f}%" if result.get("binding") is not None else ""
+        _row(label, result, seconds, len(prompts), binding)
+    print("targets: free-form and omitted rows: each named attribute >= 95 %, all named >= 90 %; binding >= 80 %")
+
+
+def size_rows(ckpt, classifier, args) -> None:
+    """Template prompts generated at each size, scored at 64x64."""
+    rng = random.Random(f"quality-sizes/{args.seed}")
+    scene_list = [world.sample_scene(rng) for _ in range(args.count)]
+    prompts = [world.caption(scene, i % len(world.TEMPLATES)) for i, scene in enumerate(scene_list)]
+    print(f"\nsizes: template prompts, CFG 5, {args.steps} steps, {args.sampler}/{args.scheduler}")
+    _header("size (HxW)")
+    for height, width in ((32, 32), (48, 80), (64, 64), (96, 96), (128, 128)):
+        t0 = time.perf_counter()
+        images = generate(ckpt, prompts, 5.0, args.steps, args.sampler, args.scheduler, args.seed,
+                          batch=max(5, 50 * 64 * 64 // (height * width)), height=height, width=width)
+        seconds = time.perf_counter() - t0
+        result = world_detector.score(world_detector.detect_many(_to_64(images), classifier), scene_list)
+        _row(f"{height}x{width}", result, seconds, len(prompts))
+
+
+def step_rows(ckpt, classifier, args) -> None:
+    """Template prompts at few steps: base samplers at CFG 5, LCM at CFG 1 (with --lcm-lora applied)."""
+    rng = random.Random(f"quality-steps/{args.seed}")
+    scene_list = [world.sample_scene(rng) for _ in range(args.count)]
+    prompts = [world.caption(scene, i % len(world.TEMPLATES)) for i, scene in enumerate(scene_list)]
+    lora_note = f" (LCM with {args.lcm_lora})" if args.lcm_lora else " (LCM on the base model: not distilled)"
+    print(f"\nsteps: template prompts, {args.count} per row{lora_note}")
+    _header("sampler / steps / cfg")
+    configs = [(sampler, steps, 5.0) for sampler in ("dpmpp_2m", "euler", "unipc") for steps in (1, 2, 4, 8)]
+    configs.insert(7, ("dpmpp_2m", 5, 5.0))
+    for sampler, steps, cfg in configs:
+        t0 = time.perf_counter()
+        images = generate(ckpt, prompts, cfg, steps, sampler, "karras", args.seed)
+        seconds = time.perf_counter() - t0
+        result = world_detector.score(world_detector.detect_many(images, classifier), scene_list)
+        _row(f"{sampler} {steps} cfg {cfg:g}", result, seconds, len(prompts))
+    if args.lcm_lora:
+        from nodes.models.lora import apply_loras, load_lora
+
+        apply_loras(ckpt.unet, [(load_lora(args.lcm_lora), 1.0)])
+    for steps in (1, 2, 4, 8):
+        t0 = time.perf_counter()
+        images = generate(ckpt, prompts, args.lcm_cfg, steps, "lcm", "sgm_uniform", args.seed)
+        seconds = time.perf_counter() - t0
+        result = world_detector.score(world_detector.detect_many(images, classifier), scene_list)
+        _row(f"lcm {steps} cfg {args.lcm_cfg:g}", result, seconds, len(prompts))
+    if args.lcm_lora:
+        from nodes.models.lora import remove_loras
+
+        remove_loras(ckpt.unet)
+
+
+def legacy_rows(ckpt, classifier, args) -> None:
+    """Held-out and seen template prompts at CFG 1 and 5, and the Fréchet distance (the first benchmark)."""
+    print(f"\nlegacy: {args.count} images per row, {args.steps} steps, {args.sampler}/{args.scheduler}")
     header = f"{'prompts':<10} {'cfg':>4} | " + " ".join(f"{k:>10}" for k in
                                                         ("background", "colour", "shape", "size", "position", "all"))
     print(header)
@@ -113,6 +220,35 @@ def main() -> None:
     print(f"Fréchet distance (detector features, n={args.count}): generated held-out @ CFG 5 vs renders of the "
           f"same scenes {fd_model:.1f}; two independent render sets {fd_floor:.1f}")
     print("targets (held-out, CFG 5): every attribute >= 95 %, all five >= 90 %; CFG 5 > CFG 1")
+
+
+ROW_GROUPS = {"legacy": legacy_rows, "attributes": attribute_rows, "sizes": size_rows, "steps": step_rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=str(ROOT / "models" / "checkpoints" / "tiny_world.safetensors"))
+    parser.add_argument("--rows", default="legacy,attributes,sizes,steps",
+                        help="comma-separated row groups: " + ", ".join(ROW_GROUPS))
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--sampler", default="dpmpp_2m")
+    parser.add_argument("--scheduler", default="karras")
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--lcm-lora", default=None, help="an LCM-LoRA (e.g. from DistillLCM) for the LCM rows")
+    parser.add_argument("--lcm-cfg", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    groups = [name.strip() for name in args.rows.split(",") if name.strip()]
+    unknown = [name for name in groups if name not in ROW_GROUPS]
+    if unknown:
+        parser.error(f"--rows: unknown group(s) {unknown}; choose from {', '.join(ROW_GROUPS)}")
+    torch.set_num_threads(args.threads)
+    ckpt = load_checkpoint(args.checkpoint, dtype=torch.float32)
+    classifier = world_detector.load_classifier()
+    print(f"{args.checkpoint}: rows {', '.join(groups)}")
+    for name in groups:
+        ROW_GROUPS[name](ckpt, classifier, args)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ Main objects:
 
 - ``detect(image) -> Detection``, ``detect_many(images)``; ``Detection.scene()``.
 - ``score(detections, intended) -> dict``: per-attribute accuracy and all-correct.
+- ``score_prompts(detections, prompts) -> dict``: the same on what partial prompts name
+  (``world_captions.PromptSpec``), plus two-object attribute binding.
 - ``features(images) -> (N, 64)``: the classifier's embedding of each image's largest
   object (64 = ``EMBEDDING_DIM``); ``frechet_distance(a, b)`` between two feature sets
   (Heusel et al. 2017, "GANs trained by a two time-scale update rule", eq. for FID:
@@ -70,6 +72,7 @@ __all__ = [
     "frechet_distance",
     "load_classifier",
     "score",
+    "score_prompts",
     "train_classifier",
 ]
 
@@ -568,6 +571,67 @@ def score(detections: Sequence[Detection], intended: Sequence[world.SceneSpec]) 
     n = len(intended)
     result = {"background": backgrounds / n, **{name: value / objects for name, value in hits.items()}}
     result.update({"all": all_right / n, "count": counts / n, "n": n})
+    return result
+
+
+def _assign(named: Sequence, found: Sequence[DetectedObject]) -> list[DetectedObject | None]:
+    """Detected objects for a prompt's objects: one object -> the largest; two -> the assignment of two
+    distinct detected objects that gets the most named attributes right (ties: larger objects first)."""
+    if len(named) == 1:
+        return [found[0] if found else None]
+    candidates = list(found[:4])
+    if len(candidates) < 2:
+        return (candidates + [None, None])[:2]
+    best, best_hits = None, -1
+    for i, first in enumerate(candidates):
+        for j, second in enumerate(candidates):
+            if i == j:
+                continue
+            hits = sum(getattr(det, name) == getattr(item, name)
+                       for item, det in ((named[0], first), (named[1], second))
+                       for name in ("shape", "colour", "size", "position") if getattr(item, name))
+            if hits > best_hits:
+                best, best_hits = [first, second], hits
+    return best
+
+
+def score_prompts(detections: Sequence[Detection], prompts: Sequence) -> dict[str, float]:
+    """Accuracy on what each prompt NAMES (``world_captions.PromptSpec``); unnamed attributes are not scored.
+
+    Returns per attribute the accuracy over the prompts' mentions of it (None when never named),
+    ``all`` (fraction of prompts with every named attribute right), ``binding`` (two-object prompts:
+    fraction where both objects are found with their own colour AND shape — a swap fails; None
+    without two-object prompts) and ``n``.
+    """
+    if len(detections) != len(prompts):
+        raise DetectorError(f"detections/prompts: expected equal lengths; found {len(detections)} and {len(prompts)}.")
+    if not prompts:
+        raise DetectorError("prompts: expected at least one prompt to score against.")
+    hits = {name: 0 for name in ATTRIBUTES}
+    totals = {name: 0 for name in ATTRIBUTES}
+    all_right = bound = pairs = 0
+    for detection, prompt in zip(detections, prompts):
+        right_here = True
+        if prompt.background:
+            totals["background"] += 1
+            hits["background"] += detection.background == prompt.background
+            right_here &= detection.background == prompt.background
+        matched = _assign(prompt.objects, detection.objects)
+        for item, found in zip(prompt.objects, matched):
+            for name in ("colour", "shape", "size", "position"):
+                wanted = getattr(item, name)
+                if wanted:
+                    ok = found is not None and getattr(found, name) == wanted
+                    totals[name] += 1
+                    hits[name] += ok
+                    right_here &= ok
+        if len(prompt.objects) == 2:
+            pairs += 1
+            bound += all(found is not None and (found.shape, found.colour) == (item.shape, item.colour)
+                         for item, found in zip(prompt.objects, matched))
+        all_right += right_here
+    result: dict[str, float] = {name: (hits[name] / totals[name] if totals[name] else None) for name in ATTRIBUTES}
+    result.update({"all": all_right / len(prompts), "binding": bound / pairs if pairs else None, "n": len(prompts)})
     return result
 
 
