@@ -11,6 +11,7 @@ side by side, median of --repeats interleaved measurements:
               submit → reply → queued → worker → events → client, everything a user waits for;
 - ratio websocket / in-process (target <= 1.5 for 200 and 1,000 nodes, full and cached);
 - bytes and frames the client received per run (target for 200 nodes: <= 100 KB).
+The client asks for `batch` frames (hello {batch: true}); --no-batch measures one frame per message.
 With --profile FILE the server process runs under cProfile and writes its stats to FILE
 (read with `python -m pstats FILE`).
 The issue's baseline on this machine: 200 nodes, full run, websocket 3-5x the in-process run.
@@ -45,7 +46,7 @@ def chain(n: int, first: int = 0) -> dict:
     return {"format_version": 2, "nodes": nodes}
 
 
-def _serve(conn, data_dir: str, profile: str | None) -> None:
+def _serve(conn, data_dir: str, profile: str | None, compression: str | None) -> None:
     """Child process: a Server on a free loopback port until the parent says stop."""
     import torch
 
@@ -55,7 +56,7 @@ def _serve(conn, data_dir: str, profile: str | None) -> None:
 
     async def main() -> None:
         session = Session(output_dir=Path(data_dir) / "out", input_dir=Path(data_dir) / "in")
-        server = Server(session, data_dir=data_dir, port=0)
+        server = Server(session, data_dir=data_dir, port=0, compression=compression)
         await server.start()
         conn.send(server.port)
         await asyncio.to_thread(conn.recv)
@@ -86,14 +87,14 @@ async def _run_over_websocket(ws, graph: dict) -> tuple[float, int, int]:
         frames += 1
         if isinstance(frame, str):
             body = json.loads(frame)
-            kinds = [body["type"]] if body.get("type") != "events" else [e["type"] for e in body["events"]]
+            kinds = [body["type"]] if body.get("type") != "batch" else [m["type"] for m in body["messages"]]
             if "run_finished" in kinds:
                 return time.perf_counter() - t0, received, frames
             if "run_failed" in kinds or body.get("type") == "error":
                 raise RuntimeError(f"the run failed: {frame[:500]}")
 
 
-async def measure(port: int, sizes: list[int], repeats: int) -> list[dict]:
+async def measure(port: int, sizes: list[int], repeats: int, batch: bool = True) -> list[dict]:
     from websockets.asyncio.client import connect
 
     from nodegraph import Session
@@ -101,7 +102,7 @@ async def measure(port: int, sizes: list[int], repeats: int) -> list[dict]:
     session = Session()
     rows = []
     async with connect(f"ws://127.0.0.1:{port}/ws", max_size=None, max_queue=None) as ws:
-        await ws.send(json.dumps({"type": "hello", "protocol_version": 1}))
+        await ws.send(json.dumps({"type": "hello", "protocol_version": 1, "batch": batch}))
         while json.loads(await ws.recv())["type"] != "welcome":
             pass
         counter = 1000
@@ -137,6 +138,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--profile", help="write the server process's cProfile stats here")
+    parser.add_argument("--compression", choices=["deflate", "none"], default="deflate",
+                        help="the server's websocket compression (permessage-deflate by default)")
+    parser.add_argument("--no-batch", action="store_true",
+                        help="the client does not ask for batch frames (one frame per message, as before)")
     args = parser.parse_args()
     import torch
 
@@ -144,12 +149,12 @@ def main() -> None:
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
     with tempfile.TemporaryDirectory() as tmp:
-        process = context.Process(target=_serve, args=(child, tmp, args.profile), daemon=True)
+        process = context.Process(target=_serve, args=(child, tmp, args.profile, None if args.compression == "none" else args.compression), daemon=True)
         process.start()
         port = parent.recv()
         print(f"{'nodes':>6} {'run':<7} {'in-proc ms':>10} {'ws ms':>10} {'ratio':>8} {'bytes':>12} {'frames':>7}")
         try:
-            rows = asyncio.run(measure(port, args.sizes, args.repeats))
+            rows = asyncio.run(measure(port, args.sizes, args.repeats, batch=not args.no_batch))
         finally:
             parent.send("stop")
             parent.recv()

@@ -27,6 +27,7 @@ from .cache import POLICIES
 from .errors import GraphValidationError
 from .files import FileAccessError, FileStore
 from .run_queue import RunQueue, RunRecord, storable_problem
+from .templates import TemplateError, TemplateLibrary
 from .users import User, UserBook
 
 PROTOCOL_VERSION = 1
@@ -46,6 +47,8 @@ class Hello(_Message):
     type: Literal["hello"]
     protocol_version: int = Field(ge=1)
     token: str | None = Field(None, description="alternative to the handshake token; must match if given")
+    batch: bool = Field(False, description="receive messages that are ready together as one `batch` frame "
+                                           "(same messages, same order; far fewer frames on big graphs)")
 
 
 class ListNodes(_Message):
@@ -87,10 +90,29 @@ class Requeue(_Message):
 
 
 class History(_Message):
-    """Finished runs, newest first, paged."""
+    """Finished runs, newest first, paged; optionally only some statuses."""
     type: Literal["history"]
     offset: int = Field(0, ge=0)
     limit: int = Field(50, ge=1, le=200)
+    status: list[Literal["succeeded", "failed", "interrupted", "cancelled"]] | None = Field(
+        None, min_length=1, description="only runs that ended so (default: every finished run)")
+
+
+class GetRun(_Message):
+    """One run with its graph (to load a past run into the editor)."""
+    type: Literal["get_run"]
+    run_id: str
+
+
+class ListTemplates(_Message):
+    """Workflow templates: the project's graphs/ and every loaded plugin's graphs/."""
+    type: Literal["list_templates"]
+
+
+class GetTemplate(_Message):
+    """The graph of one template, by the id `list_templates` gave."""
+    type: Literal["get_template"]
+    template_id: str = Field(min_length=1, max_length=512)
 
 
 class GetOutputs(_Message):
@@ -141,7 +163,8 @@ class UploadHeader(_Message):
 
 
 _MODELS = (Hello, ListNodes, Submit, QueueStatus, Cancel, Interrupt, Requeue, History, GetOutputs,
-           ListModels, FreeMemory, SetCachePolicy, Ping, DeleteRun, ListPlugins)
+           ListModels, FreeMemory, SetCachePolicy, Ping, DeleteRun, ListPlugins, GetRun, ListTemplates,
+           GetTemplate)
 ClientMessage = Annotated[Union[_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]
 _CLIENT_MESSAGE = TypeAdapter(ClientMessage)
 MESSAGE_TYPES = tuple(m.model_fields["type"].annotation.__args__[0] for m in _MODELS)
@@ -193,6 +216,7 @@ class ClientState:
     user: User | None = None          # None: the single-user server (no users file)
     greeted: bool = False
     runs: set[str] = field(default_factory=set)
+    batch: bool = False               # asked (in hello) for `batch` frames
 
 
 def _error(to: str, code: str, message: str, request_id: RequestId = None, **details: Any) -> Outgoing:
@@ -220,13 +244,16 @@ class ServerProtocol:
         server_version: reported in `welcome`.
         token: the server's single token, if any (a `hello` that carries a token must match it).
         users: the UserBook of a multi-user server (None: one anonymous user who may do everything).
+        templates: the TemplateLibrary behind `list_templates` / `get_template` (None: no templates).
     """
 
     def __init__(self, session: Any, queue: RunQueue, files: FileStore,
                  wake_worker: Callable[[], None] = lambda: None,
                  interrupt_run: Callable[[str], bool] = lambda run_id: False,
-                 server_version: str = "", token: str | None = None, users: UserBook | None = None):
+                 server_version: str = "", token: str | None = None, users: UserBook | None = None,
+                 templates: TemplateLibrary | None = None):
         self.session = session
+        self.templates = templates
         self.queue = queue
         self.files = files
         self.wake_worker = wake_worker
@@ -239,6 +266,10 @@ class ServerProtocol:
         # Runs queued whose `submitted`/`requeued` reply the shell has not delivered yet: it holds
         # their events until then, so a client never hears of a run before its own reply.
         self.unannounced: set[str] = set()
+        # run id → the Graph `submit` parsed and validated (overrides applied): the worker runs
+        # that object, so a run is parsed, validated and compiled once, not twice.
+        self.prepared: dict[str, Any] = {}
+        self.keep_prepared = True      # the shell turns this off when another process runs the graphs
 
     # --- connections ----------------------------------------------------------
 
@@ -349,6 +380,7 @@ class ServerProtocol:
             return [_error(client.client_id, "invalid_token", f"the hello's token is wrong; {hint}",
                            message.request_id)]
         client.greeted = True
+        client.batch = message.batch
         warnings = self._plugin_warnings()
         return self._reply(client, message, {
             "type": "welcome", "protocol_version": PROTOCOL_VERSION, "server_version": self.server_version,
@@ -411,14 +443,21 @@ class ServerProtocol:
                            message.request_id, errors=[e.to_dict() for e in errors[:200]])]
         user_name = client.user.name if client.user is not None else None
         record = self.queue.enqueue(message.graph, client.client_id, message.outputs, message.overrides,
-                                    front=message.front, user=user_name)
+                                    front=message.front, user=user_name, checked=True)
+        if self.keep_prepared:
+            self.prepared[record.id] = graph
+            while len(self.prepared) > self.MAX_PREPARED:     # a long queue: the oldest re-parse when they run
+                self.prepared.pop(next(iter(self.prepared)))
         client.runs.add(record.id)
         self.run_owner[record.id] = client.client_id
         self.unannounced.add(record.id)
-        self.wake_worker()
         position = self.queue.position(record.id)
-        return self._reply(client, message, {"type": "submitted", "run_id": record.id, "position": position}) + \
+        replies = self._reply(client, message, {"type": "submitted", "run_id": record.id, "position": position}) + \
             self.queue_changed(record.id, "queued", user_name)
+        self.wake_worker()       # last: once the worker runs, this thread competes with it for the GIL
+        return replies
+
+    MAX_PREPARED = 256
 
     def _on_queue_status(self, client: ClientState, message: QueueStatus) -> list[Outgoing]:
         running = [r for r in self.queue.running_runs() if self._sees(client, r)]
@@ -433,6 +472,7 @@ class ServerProtocol:
         record = self._visible_record(client, message.run_id)
         if record is None or not self.queue.cancel(message.run_id):
             return [self._not_queued(client, message.run_id, message.request_id, "cancel")]
+        self.prepared.pop(message.run_id, None)
         return self._reply(client, message, {"type": "cancelled", "run_id": message.run_id}) + \
             self.queue_changed(message.run_id, "cancelled", record.user)
 
@@ -470,9 +510,70 @@ class ServerProtocol:
 
     def _on_history(self, client: ClientState, message: History) -> list[Outgoing]:
         mine = None if client.user is None or client.user.is_admin else client.user.name
-        runs, total = self.queue.history(message.offset, message.limit, user=mine)
-        return self._reply(client, message, {"type": "history", "runs": [r.summary() for r in runs],
+        runs, total = self.queue.history(message.offset, message.limit, user=mine, statuses=message.status)
+        return self._reply(client, message, {"type": "history", "runs": [self.history_entry(client, r) for r in runs],
                                              "total": total, "offset": message.offset})
+
+    def history_entry(self, client: ClientState, record: RunRecord) -> dict[str, Any]:
+        """A run summary plus what a history list shows: duration, seed, thumbnail and file count."""
+        entry = record.summary()
+        entry["duration"] = (record.finished_at - record.started_at
+                             if record.finished_at is not None and record.started_at is not None else None)
+        seeds = self._seeds(record)
+        entry["seeds"] = seeds
+        entry["seed"] = next(iter(seeds.values()), None)
+        files = self._files_as_seen_by(client, record, (record.result or {}).get("files", []))
+        entry["files"] = len(files)
+        entry["thumbnail"] = next((f.get("file_id") for f in files if f.get("kind") == "image"), None)
+        return entry
+
+    MAX_SEEDS_LISTED = 8
+
+    def _seeds(self, record: RunRecord) -> dict[str, Any]:
+        """`{"node.input": value}` of the run's seed inputs (declared `seed=True`), overrides applied."""
+        nodes = record.graph.get("nodes") if isinstance(record.graph, dict) else None
+        if not isinstance(nodes, dict):
+            return {}
+        classes = self.session.registry.nodes
+        overrides = record.overrides or {}
+        seeds: dict[str, Any] = {}
+        for node_id, node in nodes.items():
+            cls = classes.get(node.get("type")) if isinstance(node, dict) else None
+            if cls is None:
+                continue
+            inputs = node.get("inputs") if isinstance(node.get("inputs"), dict) else {}
+            for name, spec in cls.spec.inputs.items():
+                if not spec.widget.get("seed"):
+                    continue
+                key = f"{node_id}.{name}"
+                value = overrides.get(key, inputs.get(name, spec.default))
+                if isinstance(value, int) and not isinstance(value, bool):
+                    seeds[key] = value
+                if len(seeds) >= self.MAX_SEEDS_LISTED:
+                    return seeds
+        return seeds
+
+    def _on_get_run(self, client: ClientState, message: GetRun) -> list[Outgoing]:
+        record = self._visible_record(client, message.run_id)
+        if record is None:
+            return [_error(client.client_id, "not_found", f"no run {message.run_id[:64]!r}", message.request_id)]
+        return self._reply(client, message, {"type": "run", **self.history_entry(client, record),
+                                             "graph": record.graph, "overrides": record.overrides,
+                                             "outputs": record.outputs})
+
+    def _on_list_templates(self, client: ClientState, message: ListTemplates) -> list[Outgoing]:
+        templates = self.templates.list() if self.templates is not None else []
+        return self._reply(client, message, {"type": "templates", "templates": templates})
+
+    def _on_get_template(self, client: ClientState, message: GetTemplate) -> list[Outgoing]:
+        if self.templates is None:
+            return [_error(client.client_id, "not_found", "this server has no templates", message.request_id)]
+        try:
+            graph = self.templates.read(message.template_id)
+        except TemplateError as exc:
+            return [_error(client.client_id, exc.code, exc.message, message.request_id)]
+        return self._reply(client, message, {"type": "template", "template_id": message.template_id,
+                                             "graph": graph})
 
     def _files_as_seen_by(self, client: ClientState, record: RunRecord, files: list[dict]) -> list[dict]:
         """File ids are relative to the run owner's folders; an admin sees them under the owner's subfolder."""

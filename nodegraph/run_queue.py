@@ -208,10 +208,15 @@ class RunQueue:
                 (time.time(), json.dumps({"message": message, "code": "unreadable_row"}), run_id))
 
     def enqueue(self, graph: dict, client_id: str | None = None, outputs: list[str] | None = None,
-                overrides: dict | None = None, front: bool = False, user: str | None = None) -> RunRecord:
-        """Add a run at the back (or front) of the queue; returns its record (ValueError if not storable)."""
+                overrides: dict | None = None, front: bool = False, user: str | None = None,
+                checked: bool = False) -> RunRecord:
+        """Add a run at the back (or front) of the queue; returns its record (ValueError if not storable).
+
+        `checked=True`: the caller already applied `storable_problem` to graph, outputs and
+        overrides (the protocol does, on every message), so the values are not walked twice.
+        """
         for name, value in (("graph", graph), ("outputs", outputs), ("overrides", overrides)):
-            problem = storable_problem(value, name)
+            problem = None if checked else storable_problem(value, name)
             if problem:
                 raise ValueError(problem)
         run_id = uuid.uuid4().hex
@@ -321,16 +326,18 @@ class RunQueue:
             rows = self._db.execute("SELECT * FROM runs WHERE status = 'running' ORDER BY started_at").fetchall()
         return [r for r in self._records(rows) if r.status == "running"]
 
-    def history(self, offset: int = 0, limit: int = 50, user: str | None = None) -> tuple[list[RunRecord], int]:
-        """Finished runs, newest first (only `user`'s when given), and how many there are in all."""
+    def history(self, offset: int = 0, limit: int = 50, user: str | None = None,
+                statuses: list[str] | None = None) -> tuple[list[RunRecord], int]:
+        """Finished runs, newest first (only `user`'s, only `statuses`, when given), and how many match."""
+        wanted = tuple(s for s in (statuses or FINISHED) if s in FINISHED) or FINISHED
+        marks = ", ".join("?" * len(wanted))
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM runs WHERE status IN ('succeeded', 'failed', 'interrupted', 'cancelled') "
+                f"SELECT * FROM runs WHERE status IN ({marks}) "
                 "AND (? IS NULL OR user = ?) ORDER BY finished_at DESC, seq DESC LIMIT ? OFFSET ?",
-                (user, user, limit, offset)).fetchall()
-            total = self._one("SELECT COUNT(*) AS n FROM runs WHERE status IN "
-                              "('succeeded', 'failed', 'interrupted', 'cancelled') AND (? IS NULL OR user = ?)",
-                              user, user)["n"]
+                (*wanted, user, user, limit, offset)).fetchall()
+            total = self._one(f"SELECT COUNT(*) AS n FROM runs WHERE status IN ({marks}) "
+                              "AND (? IS NULL OR user = ?)", *wanted, user, user)["n"]
         return self._records(rows), int(total)
 
     def delete(self, run_id: str) -> bool:

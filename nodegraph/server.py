@@ -17,10 +17,19 @@ Pieces:
   an HttpOnly, SameSite=Strict cookie and redirects to `/`, so the editor's
   assets and websocket carry the token without it staying in the URL.
 - The worker: one thread that takes queued runs in order and runs them on the
-  Session; engine events are handed to the event loop with
-  `call_soon_threadsafe`, so queue operations never wait for a running graph.
+  Session — the very Graph object `submit` validated (`ServerProtocol.prepared`),
+  so a run is parsed, validated and compiled once. Engine events are handed to
+  the event loop in batches (`_post`: one `call_soon_threadsafe` wakes the loop
+  for everything posted since it last drained), so queue operations never wait
+  for a running graph and a 1,000-node run does not cost 2,000 loop wake-ups.
   It survives any exception (a database error included): the run is reported
   failed and the next one runs.
+- Delivery (`_deliver`): each message is JSON-encoded once, whatever the number
+  of recipients; a client that asked for batches (`hello {batch: true}`) gets
+  the text messages that are ready together as one `batch` frame whose
+  `messages` are those same encoded messages in order (docs/protocol.md).
+- `/files/<id>?size=N` serves a JPEG thumbnail (longest side N, cached) of an
+  image file, for history lists and galleries.
 - `Server.close()` is safe to call twice.
 
 Security defaults (docs/security.md): loopback only; any other address requires
@@ -34,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import dataclasses
 import hmac
 import io
 import ipaddress
@@ -59,12 +69,13 @@ from websockets.http11 import Request, Response
 
 from . import __version__
 from .errors import GraphValidationError, NodeExecutionError, RunInterrupted
-from .events import RunFailed
+from .events import Event, RunFailed
 from .files import FileAccessError, FileStore
 from .plugins import PluginOptionError, add_plugin_arguments, plugin_options
 from .protocol import Outgoing, ServerProtocol, message_schemas
 from .results import collect_files, jsonable
 from .run_queue import RunQueue, strict_json
+from .templates import TemplateLibrary
 from .users import User, UserBook, UsersFileError
 
 log = logging.getLogger("nodegraph.server")
@@ -93,6 +104,23 @@ def dump_message(message: dict[str, Any]) -> str:
         return json.dumps(message, default=str, allow_nan=False)
     except ValueError:
         return json.dumps(strict_json(message), default=str, allow_nan=False)
+
+
+_EVENT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def event_dict(event: Any) -> dict[str, Any]:
+    """`event.to_dict()`, without dataclasses.asdict's deep copy for events that use the default form."""
+    cls = type(event)
+    if cls.to_dict is not Event.to_dict:
+        return event.to_dict()
+    names = _EVENT_FIELDS.get(cls)
+    if names is None:
+        names = _EVENT_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(event))
+    out = {"type": event.type}
+    for name in names:
+        out[name] = getattr(event, name)
+    return out
 
 
 def is_loopback(host: str) -> bool:
@@ -144,14 +172,17 @@ class Server:
         history_limit: finished runs kept in history (older ones are pruned after each run).
         backend: where queued runs execute: None for this process's Session (one worker thread),
             or an object with `serve(server)`, `interrupt(run_id)` and `close()` (the Ray pool).
+        compression: "deflate" (permessage-deflate, offered to clients that ask) or None.
     """
 
     def __init__(self, session: Any, data_dir: str | os.PathLike = ".nodegraph", host: str = "127.0.0.1",
                  port: int = DEFAULT_PORT, token: str | None = None, allowed_origins: list[str] | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE, web_dist: Path = WEB_DIST,
                  history_limit: int = 1000, users: UserBook | None = None,
-                 allowed_hosts: list[str] | None = None, backend: Any = None):
+                 allowed_hosts: list[str] | None = None, backend: Any = None,
+                 compression: str | None = "deflate"):
         self.session = session
+        self.compression = compression
         self.backend = backend     # None: runs execute here; else e.g. distributed.RayBackend (docs/distributed.md)
         self.host, self.port = host, port
         self.users = users
@@ -175,11 +206,14 @@ class Server:
         self.history_limit = history_limit
         self.queue = RunQueue(Path(data_dir) / "runs.sqlite")
         self.files = FileStore(session.input_dir, session.output_dir)
-        # The worker is woken by the handler after it delivered `submitted` (not from the handler
-        # thread), so that a client always gets `submitted` before the run's first event.
-        self.protocol = ServerProtocol(session, self.queue, self.files, wake_worker=lambda: None,
+        # The worker is woken from the handler thread as soon as a run is queued, in parallel with
+        # the `submitted` reply; `_in_order` holds the run's events until that reply has gone out,
+        # so a client still always gets `submitted` before the run's first event.
+        self.protocol = ServerProtocol(session, self.queue, self.files, wake_worker=self._wake,
                                        interrupt_run=self._interrupt_run, server_version=__version__,
-                                       token=self.token, users=users)
+                                       token=self.token, users=users,
+                                       templates=TemplateLibrary.for_session(session, PROJECT_ROOT / "graphs"))
+        self.protocol.keep_prepared = backend is None     # a Ray worker parses the stored graph itself
         self.connections: dict[str, tuple[ServerConnection, asyncio.Queue]] = {}
         # Message handling runs here, off the event loop (see the module docstring).
         self._handlers = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="nodegraph-msg")
@@ -193,6 +227,9 @@ class Server:
         self._queue_notes: dict[str, dict] = {}        # client id → queue_changed throttle state
         self._terminal_event: Any = None
         self._closed = False
+        self._posted: list[Outgoing] = []              # from the worker, not yet drained by the loop
+        self._posted_lock = threading.Lock()
+        self._thumbnails: dict[tuple, bytes] = {}      # (path, mtime, size, side) → JPEG, LRU by insertion
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -204,7 +241,8 @@ class Server:
         if recovered:
             log.warning("marked %d run(s) interrupted by the last shutdown: %s", len(recovered), recovered)
         self._server = await serve(self.handler, self.host, self.port, process_request=self.process_request,
-                                   max_size=self.max_message_bytes, origins=None, server_header=None)
+                                   max_size=self.max_message_bytes, origins=None, server_header=None,
+                                   compression=self.compression)
         self.port = self._server.sockets[0].getsockname()[1]
         work = self._work if self.backend is None else (lambda: self.backend.serve(self))
         self._worker = threading.Thread(target=work, name="nodegraph-worker", daemon=True)
@@ -306,8 +344,42 @@ class Server:
                 file_path = self.protocol.store_for(user).resolve(path[len("/files/"):])
             except FileAccessError as exc:
                 return connection.respond(HTTPStatus.NOT_FOUND, f"{exc}\n")
+            size = parse_qs(urlsplit(request.path).query).get("size")
+            if size:
+                return self._thumbnail_response(connection, file_path, size[0])
             return self._file_response(file_path)
         return self._static(connection, path)
+
+    THUMBNAIL_SIDES = (16, 1024)     # allowed range of ?size=
+    THUMBNAIL_CACHE = 256            # thumbnails kept in memory
+
+    def _thumbnail_response(self, connection: ServerConnection, file_path: Path, size: str) -> Response:
+        """A JPEG of an image file scaled to at most `size` pixels on its longest side (cached)."""
+        low, high = self.THUMBNAIL_SIDES
+        if not size.isdigit() or not low <= int(size) <= high:
+            return connection.respond(HTTPStatus.BAD_REQUEST, f"size must be an integer from {low} to {high}\n")
+        if not (mimetypes.guess_type(file_path.name)[0] or "").startswith("image/"):
+            return connection.respond(HTTPStatus.NOT_FOUND, "thumbnails exist only for image files\n")
+        stat = file_path.stat()
+        key = (str(file_path), stat.st_mtime_ns, stat.st_size, int(size))
+        body = self._thumbnails.pop(key, None)
+        if body is None:
+            from PIL import Image, UnidentifiedImageError
+
+            try:
+                with Image.open(file_path) as image:
+                    image.thumbnail((int(size), int(size)))
+                    buffer = io.BytesIO()
+                    image.convert("RGB").save(buffer, format="JPEG", quality=85)
+                    body = buffer.getvalue()
+            except (UnidentifiedImageError, OSError, ValueError):
+                return connection.respond(HTTPStatus.NOT_FOUND, "the file is not a readable image\n")
+            while len(self._thumbnails) >= self.THUMBNAIL_CACHE:
+                self._thumbnails.pop(next(iter(self._thumbnails)))
+        self._thumbnails[key] = body
+        headers = Headers([("Content-Type", "image/jpeg"), ("Content-Length", str(len(body))),
+                           ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff")])
+        return Response(200, "OK", headers, body)
 
     def _file_response(self, file_path: Path, cache: str = "no-cache") -> Response:
         body = file_path.read_bytes()
@@ -372,14 +444,53 @@ class Server:
 
         A run's events wait (in `_held`) until its `submitted`/`requeued` reply has gone out:
         the reply is computed in a handler thread while the worker may already be running the run.
+        Each message is encoded once; clients that asked for batches get consecutive text
+        messages as `batch` frames (`_batched`).
         """
+        frames: dict[str, list[str | bytes]] = {}
         for out in self._in_order(outgoing):
             if out.message is not None and out.message.get("type") == "queue_changed":
-                self._throttled_queue_note(out)
+                self._throttled_queue_note(out, frames)
                 continue
             payload = out.binary if out.binary is not None else dump_message(out.message)
             for client_id in (list(self.connections) if out.to is None else [out.to]):
+                frames.setdefault(client_id, []).append(payload)
+        clients = self.protocol.clients
+        for client_id, payloads in frames.items():
+            state = clients.get(client_id)
+            for payload in (self._batched(payloads) if state is not None and state.batch and len(payloads) > 1
+                            else payloads):
                 self._put(client_id, payload)
+
+    BATCH_MAX_CHARS = 256 * 1024    # a batch frame stays well under clients' default frame limit (1 MiB)
+
+    @classmethod
+    def _batched(cls, payloads: list[str | bytes]) -> list[str | bytes]:
+        """Consecutive text payloads → `{"type": "batch", "messages": [...]}` frames (no re-encoding)."""
+        out: list[str | bytes] = []
+        run: list[str] = []
+        size = 0
+
+        def flush() -> None:
+            nonlocal size
+            if len(run) == 1:
+                out.append(run[0])
+            elif run:
+                out.append('{"type":"batch","messages":[' + ",".join(run) + "]}")
+            run.clear()
+            size = 0
+
+        for payload in payloads:
+            if isinstance(payload, bytes):
+                flush()
+                out.append(payload)
+                continue
+            if run and size + len(payload) > cls.BATCH_MAX_CHARS:
+                flush()
+            run.append(payload)
+            size += len(payload) + 1
+        flush()
+        return out
 
     def _put(self, client_id: str, payload: str | bytes) -> None:
         """One frame onto one client's outbox; a client that stopped reading is disconnected."""
@@ -396,7 +507,7 @@ class Server:
 
     QUEUE_NOTE_INTERVAL = 0.1   # seconds: at most ~10 queue_changed messages per client per second
 
-    def _throttled_queue_note(self, out: Outgoing) -> None:
+    def _throttled_queue_note(self, out: Outgoing, frames: dict[str, list[str | bytes]]) -> None:
         """`queue_changed` to each recipient at most once per QUEUE_NOTE_INTERVAL (leading + trailing).
 
         Without this, N clients and M queue changes cost N×M messages (and N×M refreshes by editors);
@@ -410,7 +521,7 @@ class Server:
             now = loop.time()
             if note["waiting"] is None and now - note["last"] >= self.QUEUE_NOTE_INTERVAL:
                 note["last"] = now
-                self._put(client_id, dump_message(out.message))
+                frames.setdefault(client_id, []).append(dump_message(out.message))
                 continue
             if note["waiting"] is None:
                 loop.call_later(self.QUEUE_NOTE_INTERVAL - (now - note["last"]), self._flush_queue_note, client_id)
@@ -440,10 +551,34 @@ class Server:
                 self._held.setdefault(run_id, []).append(out)
         return ready
 
-    def _post(self, outgoing: list[Outgoing]) -> None:
-        """From the worker thread: deliver on the event loop."""
-        if outgoing and self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._deliver, outgoing)
+    def _post(self, outgoing: list[Outgoing], urgent: bool = False) -> None:
+        """From the worker thread: deliver on the event loop, batched.
+
+        Messages wait in `_posted`; only the first one posted since the loop last drained
+        schedules a drain, POST_DELAY later, so the events of a burst of fast nodes travel
+        together: one loop wake-up and (for batching clients) one frame, not one per event.
+        The delay bounds how late any event can be; nothing waits for a next event.
+        `urgent` (a run's terminal event) drains at once, taking whatever is waiting with it.
+        """
+        if not outgoing or self._loop is None or self._loop.is_closed():
+            return
+        with self._posted_lock:
+            first = not self._posted
+            self._posted.extend(outgoing)
+        try:
+            if urgent:
+                self._loop.call_soon_threadsafe(self._drain_posted)
+            elif first:
+                self._loop.call_soon_threadsafe(self._loop.call_later, self.POST_DELAY, self._drain_posted)
+        except RuntimeError:      # the loop closed meanwhile
+            pass
+
+    POST_DELAY = 0.002    # seconds an event may wait for others to travel with it
+
+    def _drain_posted(self) -> None:
+        with self._posted_lock:
+            outgoing, self._posted = self._posted, []
+        self._deliver(outgoing)
 
     # --- worker -----------------------------------------------------------------
 
@@ -490,7 +625,7 @@ class Server:
                 preview = encode_image(event.preview)
             except Exception:  # noqa: BLE001 — a bad preview must not fail the run
                 log.exception("could not encode a preview")
-        self._post(self.protocol.run_event(run_id, event.to_dict(), preview))
+        self._post(self.protocol.run_event(run_id, event_dict(event), preview))
 
     def _finish(self, run_id: str, status: str, error: dict | None = None, result: dict | None = None) -> None:
         """Record a run's end; if the database refuses (disk full, I/O error), the run is reported failed."""
@@ -512,8 +647,10 @@ class Server:
         self._terminal_event = None
         folders = self.protocol.run_folders(record.user)
         store = self.files if record.user is None else self.files.for_user(record.user)
+        prepared = self.protocol.prepared.pop(run_id, None)     # validated at submit, overrides applied
+        source, overrides = (prepared, None) if prepared is not None else (record.graph, record.overrides)
         try:
-            result = self.session.run(record.graph, overrides=record.overrides, outputs=record.outputs,
+            result = self.session.run(source, overrides=overrides, outputs=record.outputs,
                                       on_event=lambda e: self._on_event(run_id, e), run_id=run_id,
                                       **({"input_dir": folders[0], "output_dir": folders[1]} if folders else {}))
         except GraphValidationError as exc:
@@ -542,7 +679,7 @@ class Server:
             except Exception:  # noqa: BLE001
                 log.exception("could not prune the history")
             if self._terminal_event is not None:   # now get_outputs / queue_status see the final status
-                self._post(self.protocol.run_event(run_id, self._terminal_event.to_dict()))
+                self._post(self.protocol.run_event(run_id, self._terminal_event.to_dict()), urgent=True)
 
     def _send_files(self, run_id: str, store: FileStore, outputs: dict[str, Any]) -> list[dict[str, Any]]:
         """Output files → file ids in the run owner's store; images go to the owner as binary frames,

@@ -119,7 +119,10 @@ class Session:
             graph = self.load(source)
         except GraphValidationError as exc:
             return exc.errors
-        return validate(graph, self.registry, outputs, self.model_paths.list)
+        errors = validate(graph, self.registry, outputs, self.model_paths.list)
+        if not errors:   # a superset of the checks `run` memoises: running this Graph object skips them
+            graph.compiled[("validated", id(self.registry))] = (self.registry, True)
+        return errors
 
     def _checked_plan(self, graph: Graph, outputs: tuple[str, ...] | None):
         """Validate (memoised per graph; model files re-checked every run) and compile."""

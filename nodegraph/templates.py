@@ -1,0 +1,133 @@
+"""Workflow templates: the saved graphs a user can start from, and reading one of them safely.
+
+Templates are the `*.json` graph files (subfolders included) of:
+- the project's `graphs/` folder (source `"project"`), and
+- each loaded plugin's `graphs/` folder (source = the plugin's name): the folder
+  inside the plugin's package (`<package>/graphs`, for wheels that ship it as
+  package data) or, for a source checkout / editable install, beside the package
+  (`plugins/<name>/graphs` next to `plugins/<name>/<package>`, recognised by the
+  `pyproject.toml` there).
+
+A template's id is `<source>/<path inside that folder>` (e.g. `project/txt2img.json`,
+`safety/safe_txt2img.json`); `TemplateLibrary.read(id)` resolves it only inside
+those folders (no `..`, no absolute paths, no links out, `.json` only), so a
+client can never read anything else. Titles and descriptions come from each
+file's `metadata`; a file that is not a readable graph is listed with its
+`error` rather than hidden, so a plugin author sees the problem.
+
+Main objects: `TemplateLibrary` (`list()`, `read(id)`), `TemplateError`,
+`plugin_graph_folders(report)`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+MAX_TEMPLATE_BYTES = 4 * 1024 * 1024     # a saved graph is a few KB; the graph format's own cap is larger
+
+
+class TemplateError(Exception):
+    """A template id that names nothing readable; `code` is `not_found` or `invalid_template`."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def plugin_graph_folders(report: Any) -> dict[str, Path]:
+    """Plugin name → its graphs folder, for every loaded non-builtin plugin that has one."""
+    folders: dict[str, Path] = {}
+    for info in getattr(report, "loaded", ()):
+        if info.source == "builtin":
+            continue
+        module = sys.modules.get(info.module)
+        file = getattr(module, "__file__", None)
+        if not file:
+            continue
+        package_dir = Path(file).resolve().parent
+        for candidate in (package_dir / "graphs", package_dir.parent / "graphs"):
+            if candidate == package_dir.parent / "graphs" and not (package_dir.parent / "pyproject.toml").is_file():
+                continue
+            if candidate.is_dir():
+                folders[info.name] = candidate
+                break
+    return folders
+
+
+class TemplateLibrary:
+    """The template folders of one server: `{source: folder}` (source "project" and plugin names)."""
+
+    def __init__(self, folders: dict[str, Path]):
+        self.folders = {source: Path(folder).resolve() for source, folder in folders.items()}
+
+    @classmethod
+    def for_session(cls, session: Any, project_graphs: Path | None) -> TemplateLibrary:
+        """The project's graphs folder (if it exists) and every loaded plugin's."""
+        folders: dict[str, Path] = {}
+        if project_graphs is not None and Path(project_graphs).is_dir():
+            folders["project"] = Path(project_graphs)
+        folders.update(plugin_graph_folders(getattr(session, "plugin_report", None)))
+        return cls(folders)
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every template: id, source, file, folder (subfolder or ""), title, description, node count."""
+        out = []
+        for source, root in self.folders.items():
+            for path in sorted(root.rglob("*.json")):
+                if not self._inside(root, path):
+                    continue
+                rel = path.relative_to(root).as_posix()
+                entry: dict[str, Any] = {"id": f"{source}/{rel}", "source": source, "file": rel,
+                                         "folder": rel.rpartition("/")[0]}
+                try:
+                    data = self._load(path)
+                    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+                    nodes = data.get("nodes")
+                    entry.update(title=str(metadata.get("title") or path.stem.replace("_", " ")),
+                                 description=str(metadata.get("description") or ""),
+                                 nodes=len(nodes) if isinstance(nodes, (dict, list)) else 0)
+                except TemplateError as exc:
+                    entry.update(title=path.stem, description="", nodes=0, error=exc.message)
+                out.append(entry)
+        return out
+
+    def read(self, template_id: str) -> dict[str, Any]:
+        """The graph JSON of template `template_id`; TemplateError when it names nothing readable."""
+        source, _, rel = str(template_id).partition("/")
+        root = self.folders.get(source)
+        if root is None or not rel:
+            raise TemplateError("not_found", f"no template {template_id[:200]!r}; template ids look like "
+                                             f"'<source>/<file>.json' with source one of: "
+                                             f"{', '.join(self.folders) or '(none)'} (list_templates lists them)")
+        parts = rel.split("/")
+        if rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts) or not rel.endswith(".json"):
+            raise TemplateError("not_found", f"no template {template_id[:200]!r}: a template id is a .json file "
+                                             f"path inside its folder, without '..' or absolute parts")
+        path = root / rel
+        if not path.is_file() or not self._inside(root, path):
+            raise TemplateError("not_found", f"no template {template_id[:200]!r} (list_templates lists them)")
+        return self._load(path)
+
+    @staticmethod
+    def _inside(root: Path, path: Path) -> bool:
+        """True when `path` (links resolved) is inside `root`."""
+        try:
+            return root in path.resolve().parents
+        except OSError:
+            return False
+
+    @staticmethod
+    def _load(path: Path) -> dict[str, Any]:
+        try:
+            if path.stat().st_size > MAX_TEMPLATE_BYTES:
+                raise TemplateError("invalid_template", f"{path.name} is over {MAX_TEMPLATE_BYTES} bytes")
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise TemplateError("invalid_template", f"{path.name} is not a readable JSON graph: {exc}") from None
+        if not isinstance(data, dict):
+            raise TemplateError("invalid_template", f"{path.name} is not a graph (a JSON object)")
+        return data
