@@ -1,0 +1,296 @@
+"""History entries, past runs, workflow templates, thumbnails, batch frames and format-2 graphs over the server."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from nodegraph import Input, Node, NodeInputs, Output, Session, hookimpl
+from nodegraph.files import FileStore
+from nodegraph.protocol import PROTOCOL_VERSION, ServerProtocol
+from nodegraph.run_queue import RunQueue
+from nodegraph.server import Server
+from nodegraph.templates import TemplateError, TemplateLibrary, plugin_graph_folders
+
+from .test_server import Client, RunningServer, http_get
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class SeededValue(Node):
+    """Returns its seed (a node with a declared seed input, for history tests)."""
+
+    category = "test"
+
+    class Inputs(NodeInputs):
+        seed: int = Input(0, seed=True)
+
+    outputs = (Output("value", "INT"),)
+
+    def run(self, seed: int) -> dict:
+        return {"value": seed}
+
+
+@hookimpl
+def register_nodes():
+    return [SeededValue]
+
+
+def seeded_graph(seed: int) -> dict:
+    return {"format_version": 2, "metadata": {"title": "Seeded"}, "nodes": {
+        "s": {"type": "SeededValue", "inputs": {"seed": seed}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "s", "output": "value"}}}}}
+
+
+@pytest.fixture
+def proto(tmp_path):
+    session = Session(plugins=[sys.modules[__name__]], output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+    templates = TemplateLibrary({"project": ROOT / "graphs"})
+    protocol = ServerProtocol(session, RunQueue(), FileStore(tmp_path / "in", tmp_path / "out"), templates=templates)
+    protocol.connect("c1")
+    protocol.receive("c1", json.dumps({"type": "hello", "protocol_version": PROTOCOL_VERSION}))
+    return protocol
+
+
+def send(proto, message: dict, client: str = "c1") -> list:
+    return proto.receive(client, json.dumps(message))
+
+
+def finish_next(proto, status: str = "succeeded", files: list | None = None) -> str:
+    """Play the worker: claim the next queued run and record how it ended."""
+    record = proto.queue.claim_next()
+    proto.prepared.pop(record.id, None)
+    proto.queue.finish(record.id, status, result={"outputs": {}, "files": files or []}
+                       if status == "succeeded" else None, error=None if status == "succeeded" else {"message": "x"})
+    return record.id
+
+
+def test_history_entries_carry_duration_seed_thumbnail_and_files(proto):
+    """A finished run's history entry names its duration, seeds (overrides applied), first image and file count."""
+    send(proto, {"type": "submit", "graph": seeded_graph(5), "overrides": {"s.seed": 1234}})
+    files = [{"file_id": "output/a.mp4", "node_id": "v", "kind": "video", "index": 0},
+             {"file_id": "output/b.png", "node_id": "i", "kind": "image", "index": 0}]
+    run_id = finish_next(proto, files=files)
+    (reply,) = send(proto, {"type": "history"})
+    (entry,) = reply.message["runs"]
+    assert entry["run_id"] == run_id and entry["status"] == "succeeded" and entry["title"] == "Seeded"
+    assert entry["seed"] == 1234 and entry["seeds"] == {"s.seed": 1234}
+    assert entry["thumbnail"] == "output/b.png" and entry["files"] == 2
+    assert isinstance(entry["duration"], float) and entry["duration"] >= 0
+
+
+def test_history_filters_by_status(proto):
+    """`status` keeps only runs that ended so, and `total` counts only those."""
+    for seed in range(3):
+        send(proto, {"type": "submit", "graph": seeded_graph(seed)})
+    finish_next(proto, "succeeded")
+    failed = finish_next(proto, "failed")
+    finish_next(proto, "succeeded")
+    (reply,) = send(proto, {"type": "history", "status": ["failed"]})
+    assert [r["run_id"] for r in reply.message["runs"]] == [failed] and reply.message["total"] == 1
+    (reply,) = send(proto, {"type": "history", "status": ["succeeded", "failed"]})
+    assert reply.message["total"] == 3
+    (reply,) = send(proto, {"type": "history", "status": ["running"]})
+    assert reply.message["code"] == "invalid_message"
+
+
+def test_get_run_returns_the_graph_as_submitted(proto):
+    """A past run's graph comes back exactly as submitted, with its overrides, to reload in the editor."""
+    graph = seeded_graph(9)
+    (submitted, _) = send(proto, {"type": "submit", "graph": graph, "overrides": {"s.seed": 3}})
+    run_id = finish_next(proto)
+    (reply,) = send(proto, {"type": "get_run", "run_id": run_id})
+    assert reply.message["type"] == "run" and reply.message["graph"] == graph
+    assert reply.message["overrides"] == {"s.seed": 3} and reply.message["seed"] == 3
+    (reply,) = send(proto, {"type": "get_run", "run_id": "nope"})
+    assert reply.message["code"] == "not_found"
+
+
+def test_submit_prepares_the_validated_graph_for_the_worker(proto):
+    """The graph submit validated (overrides applied) waits for the worker; cancel drops it."""
+    (submitted, _) = send(proto, {"type": "submit", "graph": seeded_graph(1), "overrides": {"s.seed": 8}})
+    run_id = submitted.message["run_id"]
+    prepared = proto.prepared[run_id]
+    assert prepared.nodes["s"].inputs["seed"] == 8
+    assert proto.session.run(prepared).outputs["show"]["value"] == 8
+    send(proto, {"type": "cancel", "run_id": run_id})
+    assert run_id not in proto.prepared
+
+
+def test_list_templates_names_project_graphs_with_their_metadata(proto):
+    """list_templates lists graphs/ (subfolders too) with titles and descriptions from metadata."""
+    (reply,) = send(proto, {"type": "list_templates"})
+    templates = {t["id"]: t for t in reply.message["templates"]}
+    txt2img = templates["project/txt2img.json"]
+    metadata = json.loads((ROOT / "graphs" / "txt2img.json").read_text())["metadata"]
+    assert txt2img["title"] == metadata["title"] and txt2img["source"] == "project"
+    assert txt2img["description"] == metadata.get("description", "") and txt2img["nodes"] > 0
+    assert any(t["folder"] == "train" for t in templates.values())
+    (reply,) = send(proto, {"type": "get_template", "template_id": "project/txt2img.json"})
+    assert reply.message["graph"] == json.loads((ROOT / "graphs" / "txt2img.json").read_text())
+
+
+def test_get_template_is_confined_to_template_folders(tmp_path, proto):
+    """Traversal, absolute paths, other sources, non-JSON files and links out are all not_found."""
+    secret = tmp_path / "secret.json"
+    secret.write_text("{}")
+    root = tmp_path / "graphs"
+    root.mkdir()
+    (root / "ok.json").write_text(json.dumps({"format_version": 2, "nodes": {}, "metadata": {"title": "OK"}}))
+    (root / "notes.txt").write_text("hi")
+    (root / "link.json").symlink_to(secret)
+    proto.templates = TemplateLibrary({"project": root})
+    for bad in ("project/../secret.json", "project//etc/passwd.json", "project/notes.txt", "other/ok.json",
+                "project/link.json", "project", "project/./ok.json"):
+        (reply,) = send(proto, {"type": "get_template", "template_id": bad})
+        assert reply.message["code"] == "not_found", bad
+    (reply,) = send(proto, {"type": "list_templates"})
+    assert [t["id"] for t in reply.message["templates"]] == ["project/ok.json"]
+
+
+def test_a_broken_template_is_listed_with_its_error(tmp_path):
+    """A template file that is not JSON shows up with `error` (and get_template says invalid_template)."""
+    root = tmp_path / "graphs"
+    root.mkdir()
+    (root / "broken.json").write_text("{nope")
+    library = TemplateLibrary({"project": root})
+    (entry,) = library.list()
+    assert entry["id"] == "project/broken.json" and "not a readable JSON graph" in entry["error"]
+    with pytest.raises(TemplateError) as info:
+        library.read("project/broken.json")
+    assert info.value.code == "invalid_template"
+
+
+def test_plugin_graph_folders_are_found_beside_a_source_checkout(tmp_path, monkeypatch):
+    """A plugin installed from a checkout (pyproject.toml beside its package) lists that checkout's graphs/."""
+    checkout = tmp_path / "plugins" / "demo"
+    (checkout / "demo_pkg").mkdir(parents=True)
+    (checkout / "demo_pkg" / "__init__.py").write_text("")
+    (checkout / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    (checkout / "graphs").mkdir()
+    (checkout / "graphs" / "demo.json").write_text(json.dumps({"format_version": 2, "nodes": {},
+                                                               "metadata": {"title": "Demo graph"}}))
+    monkeypatch.syspath_prepend(str(checkout))
+    __import__("demo_pkg")
+    report = SimpleNamespace(loaded=[SimpleNamespace(name="demo", source="entry_point", module="demo_pkg"),
+                                     SimpleNamespace(name="primitives", source="builtin", module="nodes.primitives")])
+    assert plugin_graph_folders(report) == {"demo": (checkout / "graphs").resolve()}
+    library = TemplateLibrary(plugin_graph_folders(report))
+    assert [(t["id"], t["title"]) for t in library.list()] == [("demo/demo.json", "Demo graph")]
+
+
+# --- the real server ------------------------------------------------------------
+
+@pytest.fixture
+def server(tmp_path):
+    running = RunningServer(tmp_path)
+    yield running
+    running.stop()
+
+
+def chain_graph(n: int) -> dict:
+    nodes = {"n0": {"type": "Int", "inputs": {"value": 0}}}
+    for i in range(1, n - 1):
+        nodes[f"n{i}"] = {"type": "IntMath", "inputs": {
+            "a": {"node": f"n{i-1}", "output": "value" if i == 1 else "result"}, "b": 1}}
+    nodes["s"] = {"type": "ShowValue", "inputs": {"value": {"node": f"n{n-2}", "output": "result"}}}
+    return {"format_version": 2, "nodes": nodes}
+
+
+def run_messages(client: Client, graph: dict) -> tuple[list[dict], int]:
+    """Submit; every text message up to run_finished (batches unpacked in order) and the frame count."""
+    client.send({"type": "submit", "graph": graph})
+    messages = []
+    frames = 0
+    while True:
+        frame = client.ws.recv(timeout=30)
+        frames += 1
+        if not isinstance(frame, str):
+            continue
+        body = json.loads(frame)
+        unpacked = body["messages"] if body["type"] == "batch" else [body]
+        messages.extend(unpacked)
+        if any(m["type"] == "run_finished" for m in unpacked):
+            return messages, frames
+
+
+def test_batch_frames_carry_the_same_messages_in_the_same_order(server):
+    """A batching client gets exactly the messages a plain client gets, in order, in far fewer frames."""
+    plain = Client(server.url())
+    batching = Client(server.url())
+    batching.send({"type": "hello", "protocol_version": 1, "batch": True})
+    batching.next_of("welcome")
+    graph = chain_graph(60)
+    graph["nodes"]["n0"]["inputs"]["value"] = 1
+    first, plain_frames = run_messages(plain, graph)
+    graph["nodes"]["n0"]["inputs"]["value"] = 2
+    second, batch_frames = run_messages(batching, graph)
+
+    def shape(messages):
+        return [(m["type"], m.get("node_id")) for m in messages if m["type"] != "queue_changed"]
+
+    assert shape(first) == shape(second)
+    assert shape(second)[0] == ("submitted", None) and shape(second)[-1] == ("run_finished", None)
+    assert len([m for m in second if m["type"] == "node_finished"]) == 60
+    assert plain_frames >= 122 and batch_frames < plain_frames     # usually ~5 against ~125
+    plain.close()
+    batching.close()
+
+
+def test_thumbnails_of_output_images(server, tmp_path):
+    """/files/<id>?size=N gives a JPEG no larger than N; bad sizes and non-images are refused."""
+    from PIL import Image
+
+    out = tmp_path / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (200, 100), (200, 30, 30)).save(out / "big.png")
+    (out / "notes.txt").write_text("hello")
+    status, body = http_get(server.port, "/files/output/big.png?size=40")
+    assert status == 200
+    with Image.open(io.BytesIO(body)) as thumb:
+        assert thumb.format == "JPEG" and thumb.size == (40, 20)
+    status, again = http_get(server.port, "/files/output/big.png?size=40")
+    assert status == 200 and again == body
+    assert http_get(server.port, "/files/output/big.png?size=9999")[0] == 400
+    assert http_get(server.port, "/files/output/big.png?size=abc")[0] == 400
+    assert http_get(server.port, "/files/output/notes.txt?size=40")[0] == 404
+    assert http_get(server.port, "/files/output/big.png")[1].startswith(b"\x89PNG")
+
+
+def test_format_2_graph_runs_over_the_server_with_skipped_and_inner_ids(server):
+    """A muted node is announced in run_started.skipped; subgraph inner nodes report as outer/inner."""
+    graph = {"format_version": 2, "nodes": {
+        "a": {"type": "Int", "inputs": {"value": 3}},
+        "sq": {"type": "subgraph:double", "inputs": {"x": {"node": "a", "output": "value"}}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "sq", "output": "y"}}},
+        "off": {"type": "Int", "mode": "mute", "inputs": {"value": 1}},
+        "show_off": {"type": "ShowValue", "inputs": {"value": {"node": "off", "output": "value"}}}},
+        "subgraphs": {"double": {
+            "inputs": {"x": {}}, "outputs": {"y": {"node": "add", "output": "result"}},
+            "nodes": {"add": {"type": "IntMath", "inputs": {"a": {"node": "$inputs", "output": "x"},
+                                                             "b": {"node": "$inputs", "output": "x"}}}}}}}
+    client = Client(server.url())
+    client.send({"type": "submit", "graph": graph})
+    run_id = client.next_of("submitted")["run_id"]
+    started = client.next_of("run_started", run_id=run_id)
+    assert started["skipped"] == ["off", "show_off"]
+    client.next_of("node_finished", node_id="sq/add")
+    client.next_of("run_finished", run_id=run_id)
+    client.send({"type": "get_outputs", "run_id": run_id})
+    assert client.next_of("outputs")["outputs"]["show"]["value"] == 6
+    assert server.server.protocol.prepared == {}
+    client.close()
+
+
+def test_the_server_offers_project_templates(server):
+    """A real server lists graphs/ as templates."""
+    client = Client(server.url())
+    client.send({"type": "list_templates"})
+    ids = {t["id"] for t in client.next_of("templates")["templates"]}
+    assert "project/txt2img.json" in ids and "project/arithmetic.json" in ids
+    client.close()
