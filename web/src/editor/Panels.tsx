@@ -322,8 +322,9 @@ export function QueuePanel() {
 /** One history row: thumbnail, title, time, duration, seed, status; open the graph, requeue a failed run. */
 function HistoryRow({ run, files }: { run: RunSummary; files: OutputItem[] | undefined }) {
   const app = useApp();
-  const row = historyRow(run, files);
+  const row = historyRow(run, files, undefined, (id) => app.fileUrl(id));
   const images = (files ?? []).filter((f) => fileView(f).element === "img");
+  if (!images.length && row.thumbnail) images.push(row.thumbnail);
   return (
     <li className={`ng-history-row ng-run-${run.status}`} data-testid={`history-row-${run.run_id}`} data-status={run.status} title={row.tooltip}>
       {row.thumbnail ? (

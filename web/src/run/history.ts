@@ -67,14 +67,21 @@ export interface HistoryRowView {
   tooltip: string;
 }
 
-export function historyRow(run: RunSummary, files: OutputItem[] | undefined, now: Date = new Date()): HistoryRowView {
+/**
+ * The row of `run`; `files` are its output files when fetched; `fileUrl` makes the URL of the
+ * server's `thumbnail` file id when the files are not known (yet).
+ */
+export function historyRow(run: RunSummary, files: OutputItem[] | undefined, now: Date = new Date(), fileUrl?: (id: string) => string): HistoryRowView {
   const submitted = toSeconds(run.submitted_at);
   const started = toSeconds(run.started_at);
   const finished = toSeconds(run.finished_at);
   const seconds = typeof run.duration === "number" ? run.duration : started !== null && finished !== null ? Math.max(0, finished - started) : null;
   const when = finished ?? started ?? submitted;
   const thumbServer = typeof run.thumbnail === "string" ? (files ?? []).find((f) => f.fileId === run.thumbnail) : undefined;
-  const thumbnail = thumbServer ?? (files ?? []).find((f) => fileView(f).element === "img") ?? null;
+  const fromServer: OutputItem | null = typeof run.thumbnail === "string" && fileUrl
+    ? { runId: run.run_id, nodeId: "", fileId: run.thumbnail, url: fileUrl(run.thumbnail), index: 0, kind: "image" }
+    : null;
+  const thumbnail = thumbServer ?? (files ?? []).find((f) => fileView(f).element === "img") ?? fromServer;
   const error = run.error && typeof run.error === "object" ? (run.error as { message?: unknown }).message : run.error;
   return {
     title: run.title || "untitled graph",

@@ -172,7 +172,7 @@ export class EditorApp {
         const known = this.session.get().schemas.schemaHash;
         this.client.send(known ? { type: "list_nodes", known_hash: known } : { type: "list_nodes" });
         this.client.send({ type: "queue_status" });
-        this.client.send({ type: "history", limit: 20 });
+        this.client.send({ type: "history", limit: 50 });
         this.client.send({ type: "list_models" });
         this.client.send({ type: "list_templates" });
         if (this.session.get().pluginsOpen) this.client.send({ type: "list_plugins" }); // reconnected with the panel open
@@ -217,7 +217,7 @@ export class EditorApp {
 
   /** Outputs of finished runs in the history (thumbnails, and a gallery that survives a reload). */
   private fetchHistoryOutputs(): void {
-    for (const run of this.session.get().history) {
+    for (const run of this.session.get().history.slice(0, 24)) {
       if (run.status !== "succeeded" || this.historyFetched.has(run.run_id) || this.fetchedOutputs.has(run.run_id)) continue;
       this.historyFetched.add(run.run_id);
       void this.client
@@ -239,7 +239,7 @@ export class EditorApp {
     this.refreshTimer = setTimeout(() => {
       this.refreshTimer = null;
       this.client.send({ type: "queue_status" });
-      this.client.send({ type: "history", limit: 20 });
+      this.client.send({ type: "history", limit: 50 });
     }, 100);
   }
 
@@ -324,11 +324,12 @@ export class EditorApp {
     }
   }
 
-  /** Open a workflow template by id (`get_template` → `template {graph}`). */
+  /** Open a workflow template by id (`get_template {template_id}` → `template {graph}`). */
   async openTemplate(id: string): Promise<void> {
+    const title = this.session.get().templates?.find((t) => t.id === id)?.title ?? id;
     try {
-      const reply = await this.client.request<JsonMessage & { graph: unknown; title?: string }>({ type: "get_template", id });
-      if (this.loadGraph(reply.graph, String(reply.title ?? id))) this.toast(`Opened the template ${reply.title ?? id}`);
+      const reply = await this.client.request<JsonMessage & { graph: unknown }>({ type: "get_template", template_id: id });
+      if (this.loadGraph(reply.graph, title)) this.toast(`Opened the template ${title}`);
     } catch (error) {
       this.toast(failureText(error, `open the template ${id}`), "error");
     }

@@ -1,0 +1,53 @@
+import { describe, expect, it } from "vitest";
+import { matchScore, searchNodes, wordsOf } from "../src/schema/search";
+import { paletteGroups } from "../src/schema/palette";
+import { realSchemas } from "./helpers";
+
+const schemas = realSchemas();
+const top = (query: string, n = 3) => searchNodes(schemas.nodes, query).slice(0, n).map((h) => h.schema.type);
+
+describe("node search ranking", () => {
+  it("puts the node named by the query first: int → Int, then Int Math and Random Int (not Apply Control Net)", () => {
+    expect(top("int")).toEqual(["Int", "IntMath", "RandomInt"]);
+    const all = searchNodes(schemas.nodes, "int").map((h) => h.schema.type);
+    expect(all.indexOf("ApplyControlNet")).toBeGreaterThan(all.indexOf("RandomInt"));
+  });
+
+  it("finds the text-encoder nodes for 'clip' (ComfyUI's name for them) before anything else", () => {
+    const hits = top("clip", 4);
+    expect(hits).toContain("EncodeText");
+    expect(hits).toContain("LoadTextEncoder");
+    expect(hits).not.toContain("TrainDiffusion");
+  });
+
+  it("matches camelCase words, several words, joined words and letters in order", () => {
+    expect(wordsOf("VAEEncodeForInpaint")).toEqual(["vae", "encode", "for", "inpaint"]);
+    expect(top("vae dec", 1)).toEqual(["VAEDecode"]);
+    expect(top("ksampler", 1)).toEqual(["KSampler"]);
+    expect(top("emptylat", 1)).toEqual(["EmptyLatent"]);
+    expect(matchScore("ksmp", "KSampler")).toBeGreaterThan(0);
+    expect(matchScore("xyz", "KSampler")).toBe(0);
+    expect(searchNodes(schemas.nodes, "qqqzzz")).toEqual([]);
+  });
+
+  it("offers only nodes that accept a dragged wire's type, with the port to connect", () => {
+    const fromLatent = searchNodes(schemas.nodes, "", { filter: { port: "LATENT", from: "output" }, types: schemas.types });
+    expect(fromLatent.length).toBeGreaterThan(2);
+    for (const hit of fromLatent) {
+      const port = hit.schema.inputs[hit.port!].port;
+      expect(port === "LATENT" || port === "*").toBe(true);
+    }
+    expect(fromLatent.find((h) => h.schema.type === "VAEDecode")?.port).toBe("latent");
+    const intoImage = searchNodes(schemas.nodes, "load", { filter: { port: "IMAGE", from: "input" }, types: schemas.types });
+    expect(intoImage.map((h) => h.schema.type)).toContain("LoadImage");
+    for (const hit of intoImage) expect(["IMAGE", "*"]).toContain(hit.schema.outputs.find((o) => o.name === hit.port)?.port);
+    // INT → FLOAT is allowed (types[FLOAT].accepts), so a FLOAT input takes an INT wire.
+    const fromInt = searchNodes(schemas.nodes, "", { filter: { port: "INT", from: "output" }, types: schemas.types });
+    expect(fromInt.some((h) => h.schema.inputs[h.port!].port === "FLOAT")).toBe(true);
+  });
+
+  it("keeps the palette grouped by category when there is no query", () => {
+    const groups = paletteGroups(schemas.nodes, "");
+    expect(groups.map((g) => g.category)).toEqual([...groups.map((g) => g.category)].sort((a, b) => a.localeCompare(b)));
+  });
+});
