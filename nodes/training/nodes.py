@@ -330,6 +330,9 @@ class TrainVAE(Node):
         from .trainer import TrainConfig, train_vae
 
         folder = _run_folder(self, run_name)
+        if getattr(dataset, "buckets", None):
+            raise NodeInputError("dataset", "TrainVAE trains on one image size (a convolutional VAE then works at any "
+                                            "size); connect a TinyWorldDataset with one size (empty 'sizes')")
         torch.manual_seed(seed)
         if init is not None:
             vae_config = init.config
@@ -711,14 +714,17 @@ NODES = [TinyWorldDataset, ImageFolderDataset, RenderTinyWorld, TrainVAE, TrainD
 
 @hookimpl
 def register_types() -> list[PortType]:
-    return [DATASET]
+    from .lcm_nodes import LORA   # lcm_nodes.py imports this module's helpers
+
+    return [DATASET, LORA]
 
 
 @hookimpl
 def register_nodes() -> list[type[Node]]:
     from .flow_nodes import TrainFlow   # flow_nodes.py imports this module's helpers
+    from .lcm_nodes import DistillLCM, SaveLoRA
 
-    return [*NODES, TrainFlow]
+    return [*NODES, TrainFlow, DistillLCM, SaveLoRA]
 
 
 @hookimpl

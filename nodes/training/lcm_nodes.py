@@ -1,0 +1,157 @@
+"""Few-step models as graph nodes: latent consistency distillation and saving its LoRA.
+
+    DistillLCM   DATASET, MODEL (the teacher, frozen), TEXT_ENCODER (frozen), VAE
+                 → MODEL (the few-step model: the teacher with the LCM-LoRA applied, or a distilled UNet),
+                   LORA (the LCM-LoRA; None in "unet" mode), report
+    SaveLoRA     LORA → models/loras/NAME.safetensors in the kohya layout LoadLoRA reads
+                 (never replacing a file unless `overwrite`)
+
+Sample the result with the LCM sampler, CFG 1 (guidance is distilled in), 2-8 steps, the
+"sgm_uniform" schedule. The loop is lcm.py (Luo et al. 2023, LCD; LCM-LoRA). Registered by
+nodes.py's ``register_nodes`` / ``register_types``; shares its run-folder, progress and save helpers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType
+
+from .nodes import _encode_dataset, _progress, _run, _run_folder, _save_target, _train, _write_new_file
+
+LORA = PortType("LORA", "LoRA weights made in a graph (kohya layout), to save with SaveLoRA.", color="#ce93d8")
+
+
+@dataclass(frozen=True)
+class TrainedLora:
+    """A LoRA trained in a graph: kohya-layout tensors, metadata, and the name it was trained as."""
+
+    tensors: dict
+    metadata: dict
+    name: str
+
+    def __nodegraph_sizeof__(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+
+class DistillLCM(Node):
+    """Distil a model into a few-step latent consistency model (LCM; as a LoRA or a whole UNet).
+
+    The teacher is the connected MODEL with classifier-free guidance drawn from [cfg_min, cfg_max];
+    each step compares the student at timestep t with the EMA target one DDIM step (of
+    1000/ddim_timesteps timesteps) closer to the data. "lora" trains LoRA adapters on every
+    Linear / Conv2d of the UNet (an LCM-LoRA, a small file that LoadLoRA applies to the base model);
+    "unet" trains a full copy. Sample with the "lcm" sampler at CFG 1, 2-8 steps.
+    """
+
+    category = "training"
+
+    class Inputs(NodeInputs):
+        dataset: Any = Input(port="DATASET")
+        model: Any = Input(port="MODEL")
+        text_encoder: Any = Input(port="TEXT_ENCODER")
+        vae: Any = Input(port="VAE")
+        mode: Literal["lora", "unet"] = Input("lora")
+        lora_rank: int = Input(8, ge=1, le=256)
+        steps: int = Input(2000, ge=1, le=10_000_000)
+        batch_size: int = Input(32, ge=1, le=4096)
+        lr: float = Input(1e-3, gt=0.0, le=1.0, description="LCM-LoRA uses 1e-4 on SD; tiny models take more")
+        warmup_steps: int = Input(50, ge=0, le=1_000_000)
+        ddim_timesteps: int = Input(50, ge=2, le=1000, description="solver steps N (skip = 1000 / N timesteps)")
+        cfg_min: float = Input(3.0, ge=1.0, le=30.0)
+        cfg_max: float = Input(7.0, ge=1.0, le=30.0)
+        target_decay: float = Input(0.95, ge=0.0, lt=1.0, description="EMA μ of the target network")
+        loss: Literal["huber", "l2"] = Input("huber")
+        mixed_precision: Literal["no", "bf16"] = Input("no")
+        seed: int = Input(0, seed=True)
+        checkpoint_every: int = Input(250, ge=0, le=10_000_000)
+        run_name: str = Input("lcm", min_length=1, max_length=80)
+
+    outputs = (Output("model", "MODEL"), Output("lora", "LORA"), Output("report", "STRING"))
+
+    def run(self, dataset: Any, model: Any, text_encoder: Any, vae: Any, mode: str, lora_rank: int, steps: int,
+            batch_size: int, lr: float, warmup_steps: int, ddim_timesteps: int, cfg_min: float, cfg_max: float,
+            target_decay: float, loss: str, mixed_precision: str, seed: int, checkpoint_every: int,
+            run_name: str) -> dict:
+        import torch
+
+        from nodes.models.lora import lora_from_state_dict
+        from nodes.models.nodes import diffusion_model, model_schedule
+
+        from .lcm import LCDConfig, distill_lcm, lora_state_dict
+        from .trainer import TrainConfig
+
+        folder = _run_folder(self, run_name)
+        if cfg_max < cfg_min:
+            raise NodeInputError("cfg_max", f"cfg_max {cfg_max} is below cfg_min {cfg_min}; raise it")
+        schedule = model_schedule(model)
+        unet = model.net
+        if schedule is None or getattr(getattr(unet, "config", None), "prediction", None) not in ("eps", "v"):
+            raise NodeInputError("model", "DistillLCM distils eps / v UNets sampled on a discrete schedule (the tiny "
+                                          "world's and SD's); this MODEL is not one")
+        if len(model.time_map.sigmas) % ddim_timesteps:
+            raise NodeInputError("ddim_timesteps", f"{ddim_timesteps} does not divide the model's "
+                                                   f"{len(model.time_map.sigmas)} timesteps; use e.g. 50 or 25")
+        clip = next(iter(text_encoder.encoder.encoders.values()))
+        lcd = LCDConfig(ddim_timesteps=ddim_timesteps, cfg_min=cfg_min, cfg_max=cfg_max, target_decay=target_decay,
+                        loss=loss, mode=mode, lora_rank=lora_rank, lora_alpha=float(lora_rank))
+        train = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 20, warmup_steps=warmup_steps,
+                            ema_decay=0.0, mixed_precision=mixed_precision, seed=seed,
+                            checkpoint_every=checkpoint_every)
+        data = _encode_dataset(self, dataset, vae, clip.config.pad_token_id)
+        run = _run(folder, {"lcd": repr(lcd), "train": repr(train), "data": len(data), "teacher": getattr(
+            model, "name", "?"), "unet": repr(unet.config)})
+        model.apply_patches()                      # the teacher is the MODEL as connected (its LoRAs applied)
+        alphas_cumprod = 1.0 / (1.0 + model.time_map._sigmas64.double() ** 2)      # sigma² = (1 − ᾱ) / ᾱ
+        with self.context.service("memory").using(unet):
+            student, adapters, report = _train(distill_lcm, unet, clip, data, alphas_cumprod.float(), train, lcd,
+                                               _progress(self), run)
+        if mode == "unet":
+            distilled = diffusion_model(student, run_name, preview=vae.preview, schedule=schedule)
+            return {"model": distilled, "lora": None, "report": json.dumps(report, default=str)}
+        tensors = lora_state_dict(adapters, torch.float32)
+        metadata = {"nodegraph.lcm": json.dumps({"sampler": "lcm", "cfg": 1.0, "steps": "2-8",
+                                                 "scheduler": "sgm_uniform", "teacher": getattr(model, "name", "?"),
+                                                 "lcd": report["lcd"]})}
+        weights = lora_from_state_dict(tensors, metadata, name=f"{run_name} (LCM-LoRA)")
+        fast = replace(model, patches=(*model.patches, (weights, 1.0)), _denoiser=None, name=f"{model.name}+lcm")
+        report["lora_parameters"] = sum(t.numel() for k, t in tensors.items() if not k.endswith(".alpha"))
+        return {"model": fast, "lora": TrainedLora(tensors, metadata, run_name),
+                "report": json.dumps(report, default=str)}
+
+
+class SaveLoRA(Node):
+    """Write a LORA made in a graph (e.g. DistillLCM's) to models/loras as a kohya-layout .safetensors file.
+
+    An existing file is never replaced unless `overwrite` is true (then NAME_1, NAME_2, ... otherwise).
+    """
+
+    category = "training"
+    output_node = True
+
+    class Inputs(NodeInputs):
+        lora: Any = Input(port="LORA")
+        filename: str = Input("my_lora.safetensors", min_length=1, max_length=120,
+                              description="a plain .safetensors name in models/loras")
+        dtype: Literal["fp16", "fp32", "bf16"] = Input("fp16")
+        overwrite: bool = Input(False, description="replace an existing file of that name (else NAME_1, ...)")
+
+    outputs = ()
+
+    def run(self, lora: Any, filename: str, dtype: str, overwrite: bool) -> dict:
+        import torch
+        from safetensors.torch import save_file
+
+        if lora is None:
+            raise NodeInputError("lora", "there is no LoRA: DistillLCM in mode 'unet' makes a whole model; save its "
+                                         "MODEL with SaveCheckpoint (or switch the mode to 'lora')")
+        if not isinstance(lora, TrainedLora):
+            raise NodeInputError("lora", f"expected a LORA from a training node, found {type(lora).__name__}")
+        target = _save_target(self, "loras", filename)
+        torch_dtype = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+        tensors = {k: v.to(torch_dtype).contiguous() for k, v in lora.tensors.items()}
+        path = _write_new_file(target, overwrite, lambda tmp: save_file(tensors, str(tmp), metadata=lora.metadata))
+        return {"model_files": [{"path": str(path), "kind": "lora", "format": "safetensors"}],
+                "bytes": path.stat().st_size}
