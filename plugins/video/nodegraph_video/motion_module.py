@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "MotionConfig", "MotionModuleError", "MotionModuleSet", "MotionInsertion", "current_frames", "frames_context",
+    "LoadedMotionModule", "MotionConfig", "MotionModuleError", "MotionModuleSet", "MotionInsertion", "current_frames", "frames_context",
     "from_diffusers_keys", "infer_config", "insertion_points", "load_motion_state", "to_diffusers_keys", "windows",
 ]
 
@@ -261,6 +261,23 @@ class MotionModuleSet(nn.Module):
         return out
 
 
+@dataclass(eq=False)
+class LoadedMotionModule:
+    """What flows through a MOTION_MODULE port: the modules, the file (or run) name, its layout, a training report."""
+
+    modules: MotionModuleSet
+    name: str
+    layout: str = "animatediff"
+    training: dict | None = None
+
+    @property
+    def config(self) -> MotionConfig:
+        return self.modules.config
+
+    def __nodegraph_sizeof__(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.modules.parameters())
+
+
 # --- where the modules go in an LDM UNet -------------------------------------------------------
 
 
@@ -350,6 +367,11 @@ class MotionInsertion(nn.Module):
         return frames
 
     def forward(self, h: torch.Tensor, call: object = None) -> torch.Tensor:
+        channels = self.module.temporal_transformer.proj_in.in_features
+        if h.shape[1] != channels:
+            raise MotionModuleError("motion_module", f"{self.key} is {channels} channels wide but the model's layer "
+                                                     f"there has {h.shape[1]}: this motion module is for another "
+                                                     f"model family; load the one made for this model")
         frames = self.clip_length(h.shape[0])
         spans = windows(frames, self.context_length or frames, self.context_overlap)
         if len(spans) == 1:
