@@ -10,6 +10,9 @@ side by side, median of --repeats interleaved measurements:
               (`nodegraph.server.Server` on loopback, port 0) and waits for `run_finished`:
               submit → reply → queued → worker → events → client, everything a user waits for;
 - ratio websocket / in-process (target <= 1.5 for 200 and 1,000 nodes, full and cached);
+- CPU: mean CPU time per run in-process, and of server + client together over websockets (from
+  /proc and process_time, summed over the repeats): on a loaded machine wall time mostly measures
+  waiting for a core at each thread/process hand-off, CPU time what the path itself costs;
 - bytes and frames the client received per run (target for 200 nodes: <= 100 KB).
 The client asks for `batch` frames (hello {batch: true}); --no-batch measures one frame per message.
 With --profile FILE the server process runs under cProfile and writes its stats to FILE
@@ -94,7 +97,14 @@ async def _run_over_websocket(ws, graph: dict) -> tuple[float, int, int]:
                 raise RuntimeError(f"the run failed: {frame[:500]}")
 
 
-async def measure(port: int, sizes: list[int], repeats: int, batch: bool = True) -> list[dict]:
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (Linux /proc; clock-tick resolution)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(port: int, sizes: list[int], repeats: int, batch: bool = True,
+                  server_pid: int | None = None) -> list[dict]:
     from websockets.asyncio.client import connect
 
     from nodegraph import Session
@@ -109,6 +119,7 @@ async def measure(port: int, sizes: list[int], repeats: int, batch: bool = True)
         for n in sizes:
             for mode in ("full", "cached"):
                 local, remote, sizes_bytes, frame_counts = [], [], [], []
+                cpu_local = cpu_client = cpu_server = 0.0
                 fixed = chain(n, first=-n)
                 session.run(copy.deepcopy(fixed))              # warm both caches for "cached"
                 await _run_over_websocket(ws, fixed)
@@ -116,20 +127,30 @@ async def measure(port: int, sizes: list[int], repeats: int, batch: bool = True)
                     counter += 1
                     graph = chain(n, first=counter) if mode == "full" else fixed
                     data = copy.deepcopy(graph)
+                    c0 = time.process_time()
                     t0 = time.perf_counter()
                     session.run(data)
                     local.append(time.perf_counter() - t0)
+                    cpu_local += time.process_time() - c0
+                    s0 = process_cpu_seconds(server_pid) if server_pid else 0.0
+                    c0 = time.process_time()
                     seconds, size, frames = await _run_over_websocket(ws, graph)
+                    cpu_client += time.process_time() - c0
+                    if server_pid:     # the server finishes its bookkeeping after run_finished: include it
+                        await asyncio.sleep(0.05)
+                        cpu_server += process_cpu_seconds(server_pid) - s0
                     remote.append(seconds)
                     sizes_bytes.append(size)
                     frame_counts.append(frames)
                 rows.append({"nodes": n, "mode": mode, "in_process": statistics.median(local),
                              "websocket": statistics.median(remote), "bytes": statistics.median(sizes_bytes),
-                             "frames": statistics.median(frame_counts)})
+                             "frames": statistics.median(frame_counts), "cpu_local": cpu_local / repeats,
+                             "cpu_ws": (cpu_client + cpu_server) / repeats})
                 row = rows[-1]
                 print(f"{n:>6} {mode:<7} {row['in_process'] * 1e3:10.1f} {row['websocket'] * 1e3:10.1f} "
                       f"{row['websocket'] / row['in_process']:7.2f}x {row['bytes'] / 1024:9.1f} KB "
-                      f"{row['frames']:7.0f}", flush=True)
+                      f"{row['frames']:7.0f} {row['cpu_local'] * 1e3:9.1f} {row['cpu_ws'] * 1e3:9.1f} "
+                      f"{row['cpu_ws'] / max(row['cpu_local'], 1e-9):6.2f}x", flush=True)
     return rows
 
 
@@ -152,9 +173,11 @@ def main() -> None:
         process = context.Process(target=_serve, args=(child, tmp, args.profile, None if args.compression == "none" else args.compression), daemon=True)
         process.start()
         port = parent.recv()
-        print(f"{'nodes':>6} {'run':<7} {'in-proc ms':>10} {'ws ms':>10} {'ratio':>8} {'bytes':>12} {'frames':>7}")
+        print(f"{'nodes':>6} {'run':<7} {'in-proc ms':>10} {'ws ms':>10} {'ratio':>8} {'bytes':>12} {'frames':>7} "
+              f"{'cpu in ms':>9} {'cpu ws ms':>9} {'cpu x':>7}")
         try:
-            rows = asyncio.run(measure(port, args.sizes, args.repeats, batch=not args.no_batch))
+            rows = asyncio.run(measure(port, args.sizes, args.repeats, batch=not args.no_batch,
+                                       server_pid=process.pid))
         finally:
             parent.send("stop")
             parent.recv()

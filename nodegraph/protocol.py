@@ -447,7 +447,10 @@ class ServerProtocol:
         if self.keep_prepared:
             self.prepared[record.id] = graph
             while len(self.prepared) > self.MAX_PREPARED:     # a long queue: the oldest re-parse when they run
-                self.prepared.pop(next(iter(self.prepared)))
+                try:
+                    self.prepared.pop(next(iter(self.prepared)), None)
+                except (RuntimeError, StopIteration):        # the worker took one meanwhile
+                    break
         client.runs.add(record.id)
         self.run_owner[record.id] = client.client_id
         self.unannounced.add(record.id)

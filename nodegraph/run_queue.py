@@ -31,7 +31,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 STATUSES = ("queued", "running", "succeeded", "failed", "interrupted", "cancelled")
 FINISHED = ("succeeded", "failed", "interrupted", "cancelled")
@@ -138,8 +138,8 @@ def strict_json(value: Any) -> Any:
     return value
 
 
-def _decode(row: sqlite3.Row) -> RunRecord:
-    """A row → RunRecord; UnreadableRow (never RecursionError/JSONDecodeError) for a bad row."""
+def _decode(row: sqlite3.Row, graph: bool = True) -> RunRecord:
+    """A row → RunRecord (with `graph=False`, its graph is left as {}); UnreadableRow for a bad row."""
     def loads(column: str) -> Any:
         text = row[column]
         if text is None:
@@ -149,7 +149,8 @@ def _decode(row: sqlite3.Row) -> RunRecord:
         except (ValueError, RecursionError, MemoryError) as exc:
             raise UnreadableRow(f"stored {column} of run {row['id']} cannot be read "
                                 f"({type(exc).__name__}); the run is marked failed") from None
-    return RunRecord(row["id"], row["seq"], row["client_id"], row["user"], row["status"], loads("graph"),
+    return RunRecord(row["id"], row["seq"], row["client_id"], row["user"], row["status"],
+                     loads("graph") if graph else {},
                      loads("outputs"), loads("overrides"), row["submitted_at"], row["started_at"],
                      row["finished_at"], loads("error"), loads("result"))
 
@@ -247,8 +248,12 @@ class RunQueue:
         ahead = self._one("SELECT COUNT(*) AS n FROM runs WHERE status = 'queued' AND seq < ?", row["seq"])
         return int(ahead["n"])
 
-    def claim_next(self) -> RunRecord | None:
-        """Mark the first readable queued run as running and return it (None if the queue is empty)."""
+    def claim_next(self, needs_graph: Callable[[str], bool] | None = None) -> RunRecord | None:
+        """Mark the first readable queued run as running and return it (None if the queue is empty).
+
+        `needs_graph(run_id)` False: the caller holds the run's graph already (the server keeps the
+        Graph it validated at submit), so the stored JSON is not decoded again (`record.graph` is {}).
+        """
         with self._lock:
             while True:
                 row = self._one("SELECT id FROM runs WHERE status = 'queued' ORDER BY seq LIMIT 1")
@@ -256,6 +261,13 @@ class RunQueue:
                     return None
                 self._db.execute("UPDATE runs SET status = 'running', started_at = ? WHERE id = ?",
                                  (time.time(), row["id"]))
+                if needs_graph is not None and not needs_graph(row["id"]):
+                    full = self._one("SELECT * FROM runs WHERE id = ?", row["id"])
+                    try:
+                        return _decode(full, graph=False)
+                    except UnreadableRow as exc:
+                        self._mark_unreadable(row["id"], str(exc))
+                        continue
                 record = self.get(row["id"])     # an unreadable row comes back failed: skip it
                 if record is not None and record.status == "running":
                     return record

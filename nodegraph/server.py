@@ -601,7 +601,7 @@ class Server:
             self._wake_event.clear()
             while not self._stopping.is_set():
                 try:
-                    record = self.queue.claim_next()
+                    record = self.queue.claim_next(needs_graph=lambda run_id: run_id not in self.protocol.prepared)
                 except Exception:  # noqa: BLE001 — e.g. a disk I/O error: try again shortly
                     log.exception("could not read the run queue; retrying")
                     time.sleep(self.WORKER_RETRY_SECONDS)
@@ -648,6 +648,8 @@ class Server:
         folders = self.protocol.run_folders(record.user)
         store = self.files if record.user is None else self.files.for_user(record.user)
         prepared = self.protocol.prepared.pop(run_id, None)     # validated at submit, overrides applied
+        if prepared is None and not record.graph:    # claimed without its graph, then evicted: read it
+            record = self.queue.get(run_id) or record
         source, overrides = (prepared, None) if prepared is not None else (record.graph, record.overrides)
         try:
             result = self.session.run(source, overrides=overrides, outputs=record.outputs,
@@ -674,12 +676,12 @@ class Server:
                                                       "executed": result.executed, "cached": result.cached})
         finally:
             self._current_run = None
-            try:
+            if self._terminal_event is not None:   # now get_outputs / queue_status see the final status
+                self._post(self.protocol.run_event(run_id, self._terminal_event.to_dict()), urgent=True)
+            try:                                   # maintenance, after the client has its answer
                 self.queue.prune(keep=self.history_limit)
             except Exception:  # noqa: BLE001
                 log.exception("could not prune the history")
-            if self._terminal_event is not None:   # now get_outputs / queue_status see the final status
-                self._post(self.protocol.run_event(run_id, self._terminal_event.to_dict()), urgent=True)
 
     def _send_files(self, run_id: str, store: FileStore, outputs: dict[str, Any]) -> list[dict[str, Any]]:
         """Output files → file ids in the run owner's store; images go to the owner as binary frames,

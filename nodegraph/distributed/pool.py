@@ -95,9 +95,11 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
 
 def needs_for(registry: Any, graph: Any) -> RunNeeds:
     """Node types (qualified, with the plugin that provides each here) and model files a Graph needs."""
+    from ..effective_graph import effective_graph
+
     node_types: dict[str, str | None] = {}
     model_files: list[tuple[str, str]] = []
-    for node in graph.nodes.values():
+    for node in effective_graph(graph, registry).graph.nodes.values():   # subgraphs expanded, modes applied
         cls = registry.nodes.get(node.type)
         if cls is None:
             node_types[node.type] = None
@@ -115,7 +117,8 @@ def input_files_for(graph: Any, input_dir: Path) -> dict[str, bytes]:
     root = Path(input_dir).resolve()
     found: dict[str, bytes] = {}
     total = 0
-    for node in graph.nodes.values():
+    inner = [n for d in (getattr(graph, "subgraphs", None) or {}).values() for n in d.nodes.values()]
+    for node in [*graph.nodes.values(), *inner]:
         for value in node.inputs.values():
             if not isinstance(value, str) or not value or len(value) > 255 or value in found:
                 continue

@@ -384,3 +384,12 @@ def test_file_schema_accepts_version_2_features():
     graph["nodes"]["a"]["mode"] = "off"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(graph, schema)
+
+
+def test_ray_placement_needs_come_from_the_effective_graph(session):
+    """A Ray worker is chosen by the node types a run really has: inner nodes, not subgraph:<name>."""
+    from nodegraph.distributed.pool import needs_for
+
+    graph = parse_graph(square_plus_graph())
+    needs = needs_for(session.registry, graph)
+    assert set(needs.node_types) == {"primitives.Int", "primitives.IntMath", "primitives.ShowValue"}

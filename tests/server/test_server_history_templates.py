@@ -294,3 +294,15 @@ def test_the_server_offers_project_templates(server):
     ids = {t["id"] for t in client.next_of("templates")["templates"]}
     assert "project/txt2img.json" in ids and "project/arithmetic.json" in ids
     client.close()
+
+
+def test_claim_next_can_leave_the_stored_graph_undecoded():
+    """A worker that holds the validated graph claims the run without decoding the stored JSON again."""
+    queue = RunQueue()
+    first = queue.enqueue(seeded_graph(1), "c")
+    second = queue.enqueue(seeded_graph(2), "c")
+    claimed = queue.claim_next(needs_graph=lambda run_id: run_id != first.id)
+    assert claimed.id == first.id and claimed.graph == {} and claimed.status == "running"
+    claimed = queue.claim_next(needs_graph=lambda run_id: run_id != first.id)
+    assert claimed.id == second.id and claimed.graph == seeded_graph(2)
+    assert queue.get(first.id).graph == seeded_graph(1)          # the stored graph is untouched
