@@ -298,6 +298,7 @@ class TrainVAE(Node):
     """
 
     category = "training"
+    version = "1.1.0"
 
     class Inputs(NodeInputs):
         dataset: Any = Input(port="DATASET")
@@ -317,12 +318,17 @@ class TrainVAE(Node):
         seed: int = Input(0, seed=True)
         checkpoint_every: int = Input(250, ge=0, le=1_000_000)
         run_name: str = Input("vae", min_length=1, max_length=80)
+        train_encoder: bool = Input(True, description="off (with init): fine-tune the decoder only, keeping the "
+                                                      "latent space a diffusion model was trained on")
+        latent_noise: float = Input(0.0, ge=0.0, le=1.0, description="noise std added to scaled latents before "
+                                                                     "decoding (a decoder robust to sampled latents)")
 
     outputs = (Output("vae", "VAE"), Output("report", "STRING"))
 
     def run(self, dataset: Any, init: Any, width: int, channel_mult: str, res_blocks: int, latent_channels: int,
             steps: int, batch_size: int, crop_size: int, lr: float, warmup_steps: int, kl_weight: float,
-            ema_decay: float, seed: int, checkpoint_every: int, run_name: str) -> dict:
+            ema_decay: float, seed: int, checkpoint_every: int, run_name: str, train_encoder: bool = True,
+            latent_noise: float = 0.0) -> dict:
         import torch
 
         from nodes.models.vae import AutoencoderKL, VAEConfig, fit_latent_rgb_factors
@@ -333,6 +339,9 @@ class TrainVAE(Node):
         if getattr(dataset, "buckets", None):
             raise NodeInputError("dataset", "TrainVAE trains on one image size (a convolutional VAE then works at any "
                                             "size); connect a TinyWorldDataset with one size (empty 'sizes')")
+        if not train_encoder and init is None:
+            raise NodeInputError("train_encoder", "a new VAE's encoder must train; connect `init` to fine-tune only "
+                                                  "the decoder of an existing VAE, or switch train_encoder on")
         torch.manual_seed(seed)
         if init is not None:
             vae_config = init.config
@@ -348,14 +357,18 @@ class TrainVAE(Node):
         config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 20, warmup_steps=warmup_steps,
                              ema_decay=ema_decay, seed=seed, checkpoint_every=checkpoint_every)
         images = _images(dataset)
+        decoder_only = {} if train_encoder and not latent_noise else {"train_encoder": train_encoder,
+                                                                       "latent_noise": latent_noise}
         run = _run(folder, {"vae": repr(vae_config), "train": repr(config), "data": len(images),
-                                    "crop": crop_size, **origin})
-        report = _train(train_vae, vae, images, config, _progress(self), run, kl_weight=kl_weight, crop=crop_size)
+                                    "crop": crop_size, **origin, **decoder_only})
+        report = _train(train_vae, vae, images, config, _progress(self), run, kl_weight=kl_weight, crop=crop_size,
+                        train_encoder=train_encoder, latent_noise=latent_noise)
         with torch.no_grad():   # latent scale so that sampling sees unit variance; a preview map for progress
             sample = images[: min(512, len(images))]
             latents = vae.encode(sample)                          # scaled by the default factor
             std = float(latents.std() / vae_config.scale_factor)
-            fitted = replace(vae_config, scale_factor=1.0 / std)
+            # a frozen encoder keeps its latent space, scale included (a model trained on it stays valid)
+            fitted = replace(vae_config, scale_factor=vae_config.scale_factor if not train_encoder else 1.0 / std)
             vae.config = fitted
             factors, bias = fit_latent_rgb_factors(vae.encode(sample), (sample + 1) / 2)
             vae.config = replace(fitted, latent_rgb_factors=tuple(map(tuple, factors.tolist())),

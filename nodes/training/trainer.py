@@ -317,13 +317,19 @@ def _checkpoint(run: TrainingRun, config: TrainConfig, done: int, module: torch.
 # --- VAE ------------------------------------------------------------------------------------------
 
 def vae_loss(vae: Any, images: torch.Tensor, generator: torch.Generator, kl_weight: float,
-             sample_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+             sample_weight: float = 0.0, latent_noise: float = 0.0) -> tuple[torch.Tensor, dict]:
     """L1 + MSE reconstruction, plus kl_weight · KL(q(z|x) || N(0, I)) (Kingma & Welling 2014).
 
     The decoder sees mean + sample_weight · std · ε. Decoding a full posterior sample from
     the start (sample_weight 1) drowns the small initial means in unit noise and a small
     VAE then barely learns; the mean (sample_weight 0) with a small KL term trains quickly,
     and inference decodes the mean anyway (encode(sample=False)).
+
+    ``latent_noise`` adds Gaussian noise of that std in the SCALED latent space (what the
+    diffusion model sees) before decoding: a decoder trained so cannot rely on exact latent
+    values that a sampler only approximates (the shipped VAE's encoder wrote a code into the
+    top-right latent cells that its decoder undid exactly; generated latents miss it, and the
+    decoder's correction showed as a 1-3 px blob there; docs/training.md).
     """
     moments = vae.encode_moments(images)                            # (B, 2z, h, w)
     mean, logvar = moments.float().chunk(2, dim=1)
@@ -331,6 +337,8 @@ def vae_loss(vae: Any, images: torch.Tensor, generator: torch.Generator, kl_weig
     z = mean
     if sample_weight > 0:
         z = mean + sample_weight * torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator)
+    if latent_noise > 0:
+        z = z + (latent_noise / vae.config.scale_factor) * torch.randn(mean.shape, generator=generator).to(z.device)
     recon = vae.decoder(vae.post_quant_conv(z.to(moments.dtype))).float()   # (B, 3, H, W)
     l1 = (recon - images).abs().mean()
     mse = F.mse_loss(recon, images)
@@ -351,16 +359,22 @@ def random_crops(images: torch.Tensor, size: int, generator: torch.Generator) ->
 
 
 def train_vae(vae: Any, images: torch.Tensor, config: TrainConfig, progress: Progress,
-              run: TrainingRun | None = None, kl_weight: float = 1e-6, crop: int = 0) -> dict:
+              run: TrainingRun | None = None, kl_weight: float = 1e-6, crop: int = 0,
+              train_encoder: bool = True, latent_noise: float = 0.0) -> dict:
     """Train a KL autoencoder on `images` (N, 3, H, W) in [-1, 1]; EMA weights end up in `vae`.
 
     With `crop` > 0 each step sees a random crop×crop window of every image (as SD's VAE
     was trained on 256² crops): a convolutional autoencoder learns the same local code
-    at a fraction of the cost. Returns a report: final losses and the latent std (from
-    which scale_factor = 1 / std).
+    at a fraction of the cost. With ``train_encoder`` False only the decoder side trains
+    (the latent space, and so any diffusion model trained on it, stays valid);
+    ``latent_noise`` see ``vae_loss``. Returns a report: final losses and the latent std
+    (from which scale_factor = 1 / std).
     """
     run = run or TrainingRun(None, {})
     torch.manual_seed(config.seed)
+    if not train_encoder:
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
     optimiser, ema, start = _start_or_resume(vae, config, run)
     device = next(vae.parameters()).device
     vae.train()
@@ -371,9 +385,9 @@ def train_vae(vae: Any, images: torch.Tensor, config: TrainConfig, progress: Pro
             generator = torch.Generator().manual_seed(config.seed + 7 * step + micro)
             batch = random_crops(images[idx], crop, generator).to(device)
             with _autocast(config, device):
-                loss, info = vae_loss(vae, batch, generator, kl_weight)
+                loss, info = vae_loss(vae, batch, generator, kl_weight, latent_noise=latent_noise)
             (loss / config.grad_accumulation).backward()
-        info["grad_norm"] = _optimiser_step(list(vae.parameters()), optimiser, config, step)
+        info["grad_norm"] = _optimiser_step([p for p in vae.parameters() if p.requires_grad], optimiser, config, step)
         if ema is not None:
             ema.update(vae)
         info.update(loss=loss.item(), lr=lr_at(step, config))
