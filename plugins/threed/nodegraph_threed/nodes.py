@@ -259,7 +259,7 @@ class TrainTextToPoints(Node):
         from nodegraph.paths import confine
 
         from .denoiser import PointDiffusionConfig, PointDiffusionTransformer
-        from .training import train_text_to_points
+        from .training import run_identity, train_text_to_points
 
         if width % heads:
             raise NodeInputError("heads", f"width {width} must be a multiple of heads {heads}")
@@ -270,9 +270,7 @@ class TrainTextToPoints(Node):
                                  ema_decay=ema_decay, seed=seed, checkpoint_every=checkpoint_every)
         torch.manual_seed(seed)
         net = PointDiffusionTransformer(PointDiffusionConfig(width=width, layers=layers, heads=heads))
-        identity = {"kind": "text_to_points", "config": net.config.to_json(), "train": str(config),
-                    "points": points, "caption_dropout": caption_dropout}
-        run = kit.TrainingRun(folder, identity)
+        run = kit.TrainingRun(folder, run_identity(net.config, config, points, caption_dropout))
 
         def progress(done: int, total: int, info: dict) -> None:
             self.context.progress(done, total, info={k: round(v, 6) if isinstance(v, float) else v
@@ -283,6 +281,7 @@ class TrainTextToPoints(Node):
                                           caption_dropout=caption_dropout)
         except kit.TrainingStateError as error:
             raise NodeInputError("run_name", str(error)) from None
+        net.requires_grad_(False)
         return {"net": net, "model": wrap_model(self.context, net, f"text-to-points ({run_name})"),
                 "report": json.dumps(report, default=str)}
 
@@ -323,8 +322,321 @@ class SaveTextToPoints(Node):
                 "bytes": written.stat().st_size}
 
 
+def _points_input(points: Any, argument: str = "points", **options: Any) -> Any:
+    from .points import PointsError, check_points
+
+    try:
+        return check_points(points, argument, **options)
+    except PointsError as error:
+        raise _as_input_error(argument, error) from None
+
+
+def _mesh_input(mesh: Any, argument: str = "mesh") -> list[dict]:
+    from .points import PointsError, check_mesh
+
+    try:
+        return check_mesh(mesh, argument)
+    except PointsError as error:
+        raise _as_input_error(argument, error) from None
+
+
+def _input_file(node: Node, name: str, argument: str = "file") -> Path:
+    """A file in the input folder (confined there), or NodeInputError naming `argument`."""
+    from nodegraph.paths import confine
+
+    confine(node.context.service("input_dir"), name, what="file name", input_name=argument, subfolders=True)
+    try:
+        return Path(node.context.service("resolve_file")("input", name))
+    except LookupError as error:
+        raise NodeInputError(argument, f"{error}; upload the file or copy it into the input folder") from None
+
+
+class ProceduralShape(Node):
+    """A ground-truth cloud of the shape world from a caption ("a tall red cylinder"): what the model learned from."""
+
+    category = "3d"
+
+    class Inputs(NodeInputs):
+        caption: str = Input("a tall red cylinder", max_length=200)
+        points: int = Input(1024, ge=8, le=100_000)
+        seed: int = Input(0, seed=True)
+
+    outputs = (Output("points", "POINT_CLOUD"),)
+
+    def run(self, caption: str, points: int, seed: int) -> dict:
+        import torch
+
+        from .shapes import ShapeError, parse_caption, sample_spec
+
+        try:
+            spec = parse_caption(caption)
+        except ShapeError as error:
+            raise NodeInputError("caption", str(error)) from None
+        generator = torch.Generator().manual_seed(seed % 2**63)
+        return {"points": sample_spec(spec, points, generator).unsqueeze(0)}
+
+
+class PointsToMesh(Node):
+    """Surface points → a closed triangle mesh: distance-field occupancy + marching cubes, vertex colours from the points.
+
+    One mesh per cloud (a list when the batch has several). `resolution` is the grid size along the
+    cloud's longest side (cost and detail grow with its cube); `shell` thickens the surface to close gaps
+    between points, in units of their typical spacing.
+    """
+
+    category = "3d/mesh"
+
+    class Inputs(NodeInputs):
+        points: Any = Input(port="POINT_CLOUD")
+        resolution: int = Input(56, ge=16, le=160)
+        shell: float = Input(2.0, ge=0.5, le=6.0, step=0.25)
+
+    outputs = (Output("mesh", "MESH"),)
+
+    def run(self, points: Any, resolution: int, shell: float) -> dict:
+        from .meshing import points_to_mesh
+        from .points import PointsError
+
+        clouds = _points_input(points, "points", allow_degenerate=False)
+        meshes = []
+        for k, cloud in enumerate(clouds):
+            self.context.progress(k, len(clouds))
+            try:
+                meshes.append(points_to_mesh(cloud, resolution, shell,
+                                             argument="points" if len(clouds) == 1 else f"points[{k}]"))
+            except PointsError as error:
+                raise _as_input_error("points", error) from None
+        return {"mesh": meshes[0] if len(meshes) == 1 else meshes}
+
+
+class SampleMeshPoints(Node):
+    """Mesh → points sampled uniformly on its surface (by area), with colours and optionally face normals."""
+
+    category = "3d/mesh"
+
+    class Inputs(NodeInputs):
+        mesh: Any = Input(port="MESH")
+        points: int = Input(2048, ge=1, le=1_000_000)
+        normals: bool = Input(False, description="add face normals: (B, N, 9) instead of (B, N, 6)")
+        seed: int = Input(0, seed=True)
+
+    outputs = (Output("points", "POINT_CLOUD"),)
+
+    def run(self, mesh: Any, points: int, normals: bool, seed: int) -> dict:
+        import torch
+
+        from .meshing import sample_mesh_points
+        from .points import PointsError
+
+        generator = torch.Generator().manual_seed(seed % 2**63)
+        try:
+            clouds = [sample_mesh_points(m, points, generator, with_normals=normals) for m in _mesh_input(mesh)]
+        except PointsError as error:
+            raise _as_input_error("mesh", error) from None
+        return {"points": torch.stack(clouds)}
+
+
+class SaveMesh(Node):
+    """Write meshes to the output folder as GLB (glTF binary), PLY or OBJ, with vertex colours; kind "mesh"."""
+
+    category = "3d/files"
+    output_node = True
+
+    class Inputs(NodeInputs):
+        mesh: Any = Input(port="MESH")
+        format: Literal["glb", "ply", "obj"] = Input("glb")
+        prefix: str = Input("threed/mesh", min_length=1, max_length=200)
+
+    outputs = ()
+
+    def run(self, mesh: Any, format: str, prefix: str) -> dict:
+        from .mesh_files import MIME, write_mesh
+
+        meshes = _mesh_input(mesh)
+        writers = [lambda path, m=m: write_mesh(path, m, format) for m in meshes]
+        fields = [{"vertices": len(m["vertices"]), "faces": len(m["faces"])} for m in meshes]
+        return {"files": api.save_files(self.context, writers, kind="mesh", prefix=prefix, suffix=f".{format}",
+                                        mime=MIME[format], fields=fields)}
+
+
+class SavePointCloud(Node):
+    """Write point clouds to the output folder as PLY (xyz, colours, normals) or GLB (glTF points); kind "pointcloud"."""
+
+    category = "3d/files"
+    output_node = True
+
+    class Inputs(NodeInputs):
+        points: Any = Input(port="POINT_CLOUD")
+        format: Literal["ply", "glb"] = Input("ply")
+        prefix: str = Input("threed/points", min_length=1, max_length=200)
+
+    outputs = ()
+
+    def run(self, points: Any, format: str, prefix: str) -> dict:
+        from .mesh_files import MIME, write_points
+
+        clouds = _points_input(points)
+        writers = [lambda path, c=c: write_points(path, c, format) for c in clouds]
+        return {"files": api.save_files(self.context, writers, kind="pointcloud", prefix=prefix, suffix=f".{format}",
+                                        mime=MIME[format], fields={"points": clouds.shape[1]})}
+
+
+class LoadMesh(Node):
+    """Load a mesh (GLB, PLY or OBJ) from the input folder; a GLB scene's meshes are merged into one."""
+
+    category = "3d/files"
+
+    class Inputs(NodeInputs):
+        file: str = Input(description="file name in the input folder", min_length=1, max_length=255)
+        require_manifold: bool = Input(False, description="refuse meshes with edges shared by more than two faces")
+
+    outputs = (Output("mesh", "MESH"),)
+
+    @classmethod
+    def fingerprint(cls, literals: dict[str, Any], resolve_file: Any) -> str | None:
+        try:
+            stat = resolve_file("input", literals["file"]).stat()
+        except (OSError, LookupError, KeyError):
+            return "missing"
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+    def run(self, file: str, require_manifold: bool) -> dict:
+        from .mesh_files import MeshFileError, read_mesh
+        from .meshing import mesh_report
+
+        path = _input_file(self, file)
+        try:
+            mesh = read_mesh(path, "file")
+        except MeshFileError as error:
+            raise NodeInputError("file", str(error).split(": ", 1)[-1]) from None
+        mesh = _mesh_input(mesh, "file")[0]
+        report = mesh_report(mesh)
+        if report["degenerate_faces"] == report["faces"]:
+            raise NodeInputError("file", f"{path.name}: every face is degenerate (zero area); the mesh has no surface")
+        if require_manifold and report["non_manifold_edges"]:
+            raise NodeInputError("file", f"{path.name} is not manifold: {report['non_manifold_edges']} edge(s) are "
+                                         f"shared by more than two faces; repair it (e.g. in Blender: Mesh > Clean "
+                                         f"Up) or set require_manifold to false")
+        return {"mesh": mesh}
+
+
+class LoadPointCloud(Node):
+    """Load a point cloud (PLY, or the vertices of a GLB / OBJ / PLY mesh) from the input folder."""
+
+    category = "3d/files"
+
+    class Inputs(NodeInputs):
+        file: str = Input(description="file name in the input folder", min_length=1, max_length=255)
+
+    outputs = (Output("points", "POINT_CLOUD"),)
+
+    @classmethod
+    def fingerprint(cls, literals: dict[str, Any], resolve_file: Any) -> str | None:
+        try:
+            stat = resolve_file("input", literals["file"]).stat()
+        except (OSError, LookupError, KeyError):
+            return "missing"
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+    def run(self, file: str) -> dict:
+        from .mesh_files import MeshFileError, read_points
+
+        path = _input_file(self, file)
+        try:
+            points = read_points(path, "file")
+        except MeshFileError as error:
+            raise NodeInputError("file", str(error).split(": ", 1)[-1]) from None
+        return {"points": _points_input(points.unsqueeze(0), "file")}
+
+
+class RenderTurntable(Node):
+    """Render points or a mesh from a camera circling it: IMAGE frames (B·F, H, W, 3), cloud-major, for image / video nodes.
+
+    Connect `points` or `mesh` (not both). Depth shading darkens far points; meshes are also lit by
+    their face normals. Pure torch, on the CPU.
+    """
+
+    category = "3d/render"
+
+    class Inputs(NodeInputs):
+        points: Any = Input(None, port="POINT_CLOUD")
+        mesh: Any = Input(None, port="MESH")
+        frames: int = Input(8, ge=1, le=360)
+        size: int = Input(256, ge=32, le=2048, step=8)
+        elevation: float = Input(20.0, ge=-89.0, le=89.0)
+        projection: Literal["orthographic", "perspective"] = Input("perspective")
+        start_azimuth: float = Input(30.0, ge=-360.0, le=360.0)
+
+    outputs = (Output("images", "IMAGE"),)
+
+    def run(self, points: Any, mesh: Any, frames: int, size: int, elevation: float, projection: str,
+            start_azimuth: float) -> dict:
+        from .render import render_mesh, render_points, turntable_azimuths
+
+        if (points is None) == (mesh is None):
+            raise NodeInputError("points" if points is None else "mesh",
+                                 "connect exactly one of `points` and `mesh`" + (" (both are connected)"
+                                                                                 if points is not None else ""))
+        azimuths = turntable_azimuths(frames, start_azimuth)
+        if mesh is not None:
+            images = render_mesh(_mesh_input(mesh), size, azimuths, elevation=elevation, projection=projection)
+        else:
+            images = render_points(_points_input(points, allow_degenerate=False), size, azimuths,
+                                   elevation=elevation, projection=projection)
+        return {"images": images}
+
+
+class ImageToPoints(Node):
+    """Lift an image to coloured 3D points with a depth map (white = near), e.g. from the image pack's DistanceDepth.
+
+    Each kept pixel becomes a point: x, y from its position (the long side spans [-1, 1]), z = depth_scale ×
+    depth. `mask` (e.g. ForegroundMask) chooses the pixels; without it, pixels deeper than min_depth are kept.
+    """
+
+    category = "3d"
+
+    class Inputs(NodeInputs):
+        image: Any = Input(port="IMAGE")
+        depth: Any = Input(port="IMAGE", description="grey depth image, white = near (its channels are averaged)")
+        mask: Any = Input(None, port="MASK")
+        points: int = Input(8192, ge=16, le=1_000_000)
+        depth_scale: float = Input(0.5, ge=0.0, le=10.0, step=0.05)
+        min_depth: float = Input(0.0, ge=0.0, le=1.0, step=0.01)
+        seed: int = Input(0, seed=True)
+
+    outputs = (Output("points", "POINT_CLOUD"),)
+
+    def run(self, image: Any, depth: Any, mask: Any, points: int, depth_scale: float, min_depth: float,
+            seed: int) -> dict:
+        import torch
+
+        from .lift import lift_image
+        from .points import PointsError
+
+        image = api.check_image(image, "image", "ImageToPoints")
+        depth = api.check_image(depth, "depth", "ImageToPoints")
+        if mask is not None:
+            mask = api.check_mask(mask, "mask", "ImageToPoints")
+        if depth.shape[0] not in (1, image.shape[0]) or (mask is not None and mask.shape[0] not in (1, image.shape[0])):
+            raise NodeInputError("depth", f"batch {depth.shape[0]} does not match the image batch {image.shape[0]}")
+        if not bool(torch.isfinite(depth).all()):
+            raise NodeInputError("depth", "the depth image has NaN or infinite values")
+        generator = torch.Generator().manual_seed(seed % 2**63)
+        clouds = []
+        for k in range(image.shape[0]):
+            try:
+                clouds.append(lift_image(image[k], depth[min(k, len(depth) - 1)].mean(-1),
+                                         None if mask is None else mask[min(k, len(mask) - 1)], points=points,
+                                         depth_scale=depth_scale, min_depth=min_depth, generator=generator))
+            except PointsError as error:
+                raise _as_input_error("depth", error) from None
+        count = min(len(c) for c in clouds)
+        return {"points": torch.stack([c[:count] for c in clouds])}
+
+
 NODES = [LoadTextToPoints, EncodeShapePrompt, EmptyPointLatent, LatentToPoints, PointsToLatent, TextToPoints,
-         TrainTextToPoints, SaveTextToPoints]
+         TrainTextToPoints, SaveTextToPoints, ProceduralShape, PointsToMesh, SampleMeshPoints, SaveMesh, SavePointCloud,
+         LoadMesh, LoadPointCloud, RenderTurntable, ImageToPoints]
 
 
 @hookimpl

@@ -6,6 +6,8 @@
     train_text_to_points(...)    v-objective DDPM training (Salimans & Ho 2022) with caption dropout for CFG,
                                  AdamW + warm-up/cosine lr, EMA, checkpoints and exact resume (the kit's
                                  TrainingRun), progress every step; returns a report
+    run_identity(...)            what identifies a run (its checkpoints resume only the same settings)
+    ema_from_checkpoint(...)     the EMA weights of a run's latest checkpoint (a run stopped early)
     save_model / load_model      the model file: safetensors weights + the config and vocabulary as metadata
 
 The kit is `nodegraph.api.training(context)` (TrainConfig, EMA, TrainingRun, start_or_resume,
@@ -113,6 +115,21 @@ def train_text_to_points(net: PointDiffusionTransformer, kit: Any, config: Any, 
             "objective": "v", "schedule": "cosine", "config": asdict(config)}
 
 
+def run_identity(net_config: PointDiffusionConfig, config: Any, points: int, caption_dropout: float) -> dict:
+    """What makes two training runs the same run (a saved state resumes only a run with this identity)."""
+    return {"kind": "text_to_points", "config": net_config.to_json(), "train": str(config), "points": points,
+            "caption_dropout": caption_dropout}
+
+
+def ema_from_checkpoint(net: PointDiffusionTransformer, kit: Any, run: Any) -> int:
+    """Load the EMA weights of a run's latest checkpoint into `net` (e.g. to ship a run stopped early); its step."""
+    state = run.resume()
+    if state is None:
+        raise ModelFileError("no saved training state of this run (same settings) in its folder")
+    net.load_state_dict({**state["model"], **(state["ema"] or {})})
+    return int(state["step"])
+
+
 def save_model(path: str | Path, net: PointDiffusionTransformer, report: dict | None = None) -> None:
     """Write the weights (float32 safetensors) with the config, vocabulary and training report as metadata."""
     from safetensors.torch import save_file
@@ -151,4 +168,4 @@ def load_model(path: str | Path, tensors: Any = None, metadata: dict | None = No
         net.load_state_dict({key: tensors[key] for key in tensors.keys()})
     except (RuntimeError, KeyError) as error:
         raise ModelFileError(f"{path}: the weights do not fit the config in its metadata ({error})") from None
-    return net.eval()
+    return net.eval().requires_grad_(False)          # inference only: sampling builds no autograd graph

@@ -1,0 +1,173 @@
+"""Mesh and point-cloud files: PLY, OBJ and GLB through trimesh, with limits and clear errors.
+
+    write_mesh(path, mesh, format)         MESH dict → .glb (binary glTF 2.0, vertex colours as COLOR_0),
+                                           .ply (binary, vertex colours) or .obj (colours after each v)
+    write_points(path, points, format)     one cloud (N, C) → .ply (binary, colours, normals) or .glb (POINTS)
+    read_mesh(path)                        a mesh file → MESH dict (a GLB scene's meshes are merged)
+    read_points(path)                      a point-cloud file → (N, 6) xyz rgb (a mesh file gives its vertices)
+    MESH_SUFFIXES, POINT_SUFFIXES, MAX_FILE_BYTES
+
+Every write goes to a temporary file beside the target and is renamed over it, so a failed write
+leaves nothing half-written. Reads refuse files over MAX_FILE_BYTES, and meshes or clouds beyond the
+limits of points.py, with MeshFileError naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .points import GREY, MAX_FACES, MAX_POINTS, MAX_VERTICES
+
+MESH_SUFFIXES = (".glb", ".ply", ".obj")
+POINT_SUFFIXES = (".ply", ".glb")
+MAX_FILE_BYTES = 512 * 1024 * 1024
+MIME = {"glb": "model/gltf-binary", "ply": "application/x-ply", "obj": "model/obj"}
+
+
+class MeshFileError(ValueError):
+    """A mesh / point-cloud file that cannot be read or written (names the file and the fix)."""
+
+
+def _rgba(colours: torch.Tensor | None, count: int) -> np.ndarray:
+    colours = torch.full((count, 3), GREY) if colours is None else colours.float().clamp(0, 1)
+    rgb = (colours.numpy() * 255).round().astype(np.uint8)
+    return np.concatenate([rgb, np.full((count, 1), 255, np.uint8)], 1)
+
+
+def _atomic_write(path: Path, data: bytes | str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_mesh(path: str | Path, mesh: dict, format: str | None = None) -> None:
+    """Write one checked MESH dict as GLB, PLY or OBJ (format from the suffix unless given)."""
+    import trimesh
+
+    path = Path(path)
+    format = (format or path.suffix.lstrip(".")).lower()
+    if f".{format}" not in MESH_SUFFIXES:
+        raise MeshFileError(f"{path.name}: meshes are written as {', '.join(MESH_SUFFIXES)}, not {format!r}")
+    vertices, faces = mesh["vertices"].numpy(), mesh["faces"].numpy()
+    shape = trimesh.Trimesh(vertices=vertices, faces=faces, vertex_colors=_rgba(mesh.get("colors"), len(vertices)),
+                            process=False)
+    if format == "obj":
+        data = shape.export(file_type="obj", include_color=True, include_normals=True)
+    else:
+        data = shape.export(file_type=format)
+    _atomic_write(path, data)
+
+
+def write_points(path: str | Path, points: torch.Tensor, format: str | None = None) -> None:
+    """Write one cloud (N, C) as PLY (xyz, rgb, and normals when C = 9) or GLB (a glTF POINTS primitive)."""
+    import trimesh
+
+    path = Path(path)
+    format = (format or path.suffix.lstrip(".")).lower()
+    if f".{format}" not in POINT_SUFFIXES:
+        raise MeshFileError(f"{path.name}: point clouds are written as {', '.join(POINT_SUFFIXES)}, not {format!r}")
+    xyz = points[:, :3].double().numpy()
+    colours = _rgba(points[:, 3:6] if points.shape[1] >= 6 else None, len(xyz))
+    if format == "ply":
+        data = _points_ply(xyz.astype(np.float32), colours[:, :3],
+                           points[:, 6:9].float().numpy() if points.shape[1] >= 9 else None)
+    else:
+        data = trimesh.PointCloud(xyz, colors=colours).export(file_type="glb")
+    _atomic_write(path, data)
+
+
+def _points_ply(xyz: np.ndarray, rgb: np.ndarray, normals: np.ndarray | None) -> bytes:
+    """Binary little-endian PLY of a point cloud (x y z [nx ny nz] red green blue)."""
+    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+    if normals is not None:
+        fields += [("nx", "<f4"), ("ny", "<f4"), ("nz", "<f4")]
+    fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    table = np.empty(len(xyz), dtype=fields)
+    table["x"], table["y"], table["z"] = xyz.T
+    if normals is not None:
+        table["nx"], table["ny"], table["nz"] = normals.T
+    table["red"], table["green"], table["blue"] = rgb.T
+    kinds = {"<f4": "float", "u1": "uchar"}
+    header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(xyz)}"]
+    header += [f"property {kinds[kind]} {name}" for name, kind in fields] + ["end_header", ""]
+    return "\n".join(header).encode("ascii") + table.tobytes()
+
+
+def _load(path: Path, argument: str):
+    import trimesh
+
+    if not path.is_file():
+        raise MeshFileError(f"{argument}: {path.name} does not exist")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise MeshFileError(f"{argument}: {path.name} is {size} bytes, over the {MAX_FILE_BYTES}-byte limit; "
+                            f"simplify or split it")
+    suffix = path.suffix.lower()
+    if suffix not in MESH_SUFFIXES:
+        raise MeshFileError(f"{argument}: {path.name}: expected a {', '.join(MESH_SUFFIXES)} file")
+    try:
+        loaded = trimesh.load(str(path), file_type=suffix.lstrip("."), process=False)
+    except Exception as error:            # trimesh raises many kinds for damaged files
+        raise MeshFileError(f"{argument}: {path.name} is not a readable {suffix} file ({type(error).__name__}: "
+                            f"{error})") from None
+    if isinstance(loaded, trimesh.Scene):
+        geometries = list(loaded.dump()) if loaded.geometry else []
+        if not geometries:
+            raise MeshFileError(f"{argument}: {path.name} holds no geometry")
+        meshes = [g for g in geometries if isinstance(g, trimesh.Trimesh)]
+        loaded = trimesh.util.concatenate(meshes) if meshes else geometries[0]
+    return loaded
+
+
+def _colours(geometry, count: int) -> torch.Tensor | None:
+    colours = getattr(getattr(geometry, "visual", None), "vertex_colors", None)
+    if colours is None:
+        colours = getattr(geometry, "colors", None)
+    if colours is None or len(colours) != count:
+        return None
+    return torch.from_numpy(np.asarray(colours)[:, :3].astype(np.float32) / 255.0)
+
+
+def read_mesh(path: str | Path, argument: str = "file") -> dict:
+    """A mesh file → {"vertices", "faces", "colors"}; MeshFileError for unreadable, empty or over-limit files."""
+    import trimesh
+
+    path = Path(path)
+    geometry = _load(path, argument)
+    if not isinstance(geometry, trimesh.Trimesh) or len(geometry.faces) == 0:
+        raise MeshFileError(f"{argument}: {path.name} holds no triangles (a point cloud? use LoadPointCloud)")
+    if len(geometry.vertices) > MAX_VERTICES or len(geometry.faces) > MAX_FACES:
+        raise MeshFileError(f"{argument}: {path.name} has {len(geometry.vertices)} vertices and "
+                            f"{len(geometry.faces)} faces; the limits are {MAX_VERTICES} and {MAX_FACES}")
+    vertices = torch.from_numpy(np.asarray(geometry.vertices, dtype=np.float32).copy())
+    if not bool(torch.isfinite(vertices).all()):
+        raise MeshFileError(f"{argument}: {path.name} has NaN or infinite vertex coordinates")
+    faces = torch.from_numpy(np.asarray(geometry.faces, dtype=np.int64).copy())
+    colours = _colours(geometry, len(vertices))
+    return {"vertices": vertices, "faces": faces, "colors": colours}
+
+
+def read_points(path: str | Path, argument: str = "file") -> torch.Tensor:
+    """A point-cloud file (PLY / GLB points, or any mesh file: its vertices) → (N, 6) xyz rgb."""
+    path = Path(path)
+    geometry = _load(path, argument)
+    vertices = np.asarray(getattr(geometry, "vertices", np.zeros((0, 3))), dtype=np.float32)
+    if len(vertices) == 0:
+        raise MeshFileError(f"{argument}: {path.name} holds no points")
+    if len(vertices) > MAX_POINTS:
+        raise MeshFileError(f"{argument}: {path.name} has {len(vertices)} points, over the limit of {MAX_POINTS}")
+    xyz = torch.from_numpy(vertices.copy())
+    if not bool(torch.isfinite(xyz).all()):
+        raise MeshFileError(f"{argument}: {path.name} has NaN or infinite point coordinates")
+    colours = _colours(geometry, len(xyz))
+    return torch.cat([xyz, torch.full_like(xyz, GREY) if colours is None else colours], 1)
+
+

@@ -1,0 +1,238 @@
+"""The 3D plugin's nodes and saved graphs, run headless the way a user runs them, and their errors."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from nodegraph import NodeContext, NodeExecutionError, NodeInputError, Session, api
+from nodegraph.model_paths import ModelPaths
+from nodegraph.results import collect_files
+from nodegraph_threed import SHIPPED_MODELS
+from nodegraph_threed import nodes as plugin
+from nodegraph_threed.shapes import ShapeSpec, sample_spec
+
+torch.set_num_threads(1)
+PLUGIN = Path(__file__).resolve().parents[1]
+GRAPHS = PLUGIN / "graphs"
+needs_model = pytest.mark.skipif(not (SHIPPED_MODELS / "text_to_points.safetensors").is_file(),
+                                 reason="the shipped text-to-points model is not trained yet")
+
+
+@pytest.fixture()
+def session(tmp_path):
+    """A session with the built-in packs and this plugin, temporary input / output / model folders."""
+    (tmp_path / "in").mkdir()
+    return Session(plugins=[("threed", plugin)], autoload=False, output_dir=tmp_path / "out",
+                   input_dir=tmp_path / "in", model_paths=ModelPaths(roots=[tmp_path / "models"]))
+
+
+def _graph(name: str, **overrides: dict) -> dict:
+    """A saved graph with some literal inputs replaced: overrides = {node_id: {input: value}}."""
+    graph = json.loads((GRAPHS / name).read_text())
+    for node_id, inputs in overrides.items():
+        graph["nodes"][node_id]["inputs"].update(inputs)
+    return graph
+
+
+def _node(session: Session, cls: type) -> object:
+    node = cls()
+    node.context = NodeContext("n", cls.__name__, lambda *event: None, lambda node_id: None, session.services)
+    return node
+
+
+def _input_error(session: Session, graph: dict) -> NodeInputError:
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert isinstance(info.value.exception, NodeInputError), info.value
+    return info.value.exception
+
+
+def test_plugin_is_found_by_entry_point():
+    """The installed `threed` entry point registers its nodes and the model folder."""
+    session = Session(autoload=True, allow=["threed"])
+    for name in ("LoadTextToPoints", "EncodeShapePrompt", "EmptyPointLatent", "LatentToPoints", "PointsToMesh",
+                 "SaveMesh", "SavePointCloud", "LoadMesh", "LoadPointCloud", "RenderTurntable", "ImageToPoints",
+                 "TrainTextToPoints", "SaveTextToPoints", "SampleMeshPoints", "ProceduralShape"):
+        assert session.registry.node_plugin[name] == "threed"
+    assert ".safetensors" in session.model_paths.extensions["threed"]
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m"])
+def test_point_latents_run_through_the_core_samplers(session, sampler):
+    """api.sample with CFG keeps the (B, 6, N) layout for several samplers and reports previews."""
+    from nodegraph_threed.denoiser import PointDiffusionConfig, PointDiffusionTransformer
+    from nodegraph_threed.text import encode_words
+
+    events = []
+    context = NodeContext("n", "Test", lambda *event: events.append(event), lambda node_id: None, session.services)
+    torch.manual_seed(0)
+    model = plugin.wrap_model(context, PointDiffusionTransformer(PointDiffusionConfig(width=32, layers=1, heads=2)),
+                              "tiny")
+    out = api.sample(context, model, {"words": encode_words("a red cube")}, {"words": encode_words("")},
+                     {"samples": torch.zeros(2, 6, 64)}, seed=1, steps=3, cfg=3.0, sampler=sampler)
+    assert out["samples"].shape == (2, 6, 64) and bool(torch.isfinite(out["samples"]).all())
+
+
+def test_training_graph_trains_saves_and_samples(session, tmp_path):
+    """The smoke training graph trains and saves a model that the text-to-3D graph then loads and runs."""
+    result = session.run(_graph("train_text_to_points_smoke.json"))
+    saved = Path(result.outputs["save"]["model_files"][0]["path"])
+    assert saved == tmp_path / "models" / "threed" / "text_to_points_smoke.safetensors" and saved.is_file()
+    assert (tmp_path / "out" / "training" / "text_to_points_smoke" / "training_state.json").is_file()
+    graph = _graph("txt2points_mesh.json", model={"model_name": "text_to_points_smoke.safetensors"},
+                   empty={"points": 128}, sample={"steps": 2}, mesh={"resolution": 20},
+                   points_turntable={"frames": 2, "size": 48}, mesh_turntable={"frames": 2, "size": 48})
+    files = collect_files(session.run(graph).outputs, tmp_path / "out")
+    assert sorted({f["kind"] for f in files}) == ["image", "mesh", "pointcloud"]
+
+
+@needs_model
+def test_text_to_3d_graph_with_the_shipped_model(session, tmp_path):
+    """txt2points_mesh.json: a red point cloud (PLY), its mesh (GLB that trimesh reloads) and two turntables."""
+    import trimesh
+
+    graph = _graph("txt2points_mesh.json", empty={"points": 512}, sample={"steps": 12}, mesh={"resolution": 32},
+                   points_turntable={"frames": 2, "size": 64}, mesh_turntable={"frames": 2, "size": 64})
+    outputs = session.run(graph).outputs
+    files = collect_files(outputs, tmp_path / "out")
+    kinds = [f["kind"] for f in files]
+    assert kinds.count("image") == 4 and kinds.count("mesh") == 1 and kinds.count("pointcloud") == 1
+    glb = next(f for f in files if f["kind"] == "mesh")
+    assert glb["format"] == "glb" and glb["mime"] == "model/gltf-binary" and glb["faces"] > 100
+    scene = trimesh.load(glb["path"])
+    assert sum(len(g.faces) for g in scene.geometry.values()) == glb["faces"]
+    from nodegraph_threed.mesh_files import read_points
+    from nodegraph_threed.metrics import colour_name
+
+    assert colour_name(read_points(next(f for f in files if f["kind"] == "pointcloud")["path"])) == "red"
+
+
+def test_image_to_points_graph(session, tmp_path):
+    """image_to_points.json lifts the tiny-world render: red and blue points bulging towards the viewer."""
+    from nodegraph_threed.mesh_files import read_points
+
+    graph = _graph("image_to_points.json", image={"size": 64}, lift={"points": 2000},
+                   turntable={"frames": 2, "size": 64})
+    files = collect_files(session.run(graph).outputs, tmp_path / "out")
+    cloud = read_points(next(f for f in files if f["kind"] == "pointcloud")["path"])
+    assert 500 < len(cloud) <= 2000
+    red = cloud[:, 3] > 0.6
+    blue = cloud[:, 5] > 0.6
+    assert red.sum() > blue.sum() > 20
+    assert float(cloud[red, 2].max()) > 0.3 and float(cloud[:, 2].min()) >= 0
+
+
+def test_load_and_save_files_round_trip(session, tmp_path):
+    """A PLY cloud and an OBJ mesh in the input folder load, mesh and save again as GLB / PLY results."""
+    from nodegraph_threed.mesh_files import write_mesh, write_points
+    from nodegraph_threed.meshing import points_to_mesh
+
+    cloud = sample_spec(ShapeSpec("cone", "yellow"), 800, torch.Generator().manual_seed(0))
+    write_points(tmp_path / "in" / "cone.ply", cloud)
+    write_mesh(tmp_path / "in" / "cone.obj", points_to_mesh(cloud, 24))
+    graph = {"format_version": 1, "nodes": {
+        "cloud": {"type": "threed.LoadPointCloud", "inputs": {"file": "cone.ply"}},
+        "mesh": {"type": "threed.LoadMesh", "inputs": {"file": "cone.obj", "require_manifold": True}},
+        "resampled": {"type": "threed.SampleMeshPoints", "inputs": {"mesh": {"node": "mesh", "output": "mesh"},
+                                                                     "points": 300, "normals": True}},
+        "save_cloud": {"type": "threed.SavePointCloud", "inputs": {"points": {"node": "resampled", "output": "points"},
+                                                                   "format": "glb", "prefix": "t/c"}},
+        "save_mesh": {"type": "threed.SaveMesh", "inputs": {"mesh": {"node": "mesh", "output": "mesh"},
+                                                            "format": "ply", "prefix": "t/m"}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "cloud", "output": "points"}}},
+    }}
+    result = session.run(graph)
+    files = collect_files(result.outputs, tmp_path / "out")
+    assert {(f["kind"], f["format"]) for f in files} == {("pointcloud", "glb"), ("mesh", "ply")}
+    assert next(f for f in files if f["kind"] == "pointcloud")["points"] == 300
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+def test_unknown_prompt_word_names_the_text_input(session):
+    """EncodeShapePrompt with a word outside the vocabulary fails on `text`, listing the vocabulary."""
+    graph = {"format_version": 1, "nodes": {
+        "prompt": {"type": "threed.EncodeShapePrompt", "inputs": {"text": "a shiny red teapot"}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "prompt", "output": "conditioning"}}}}}
+    error = _input_error(session, graph)
+    assert error.input == "text" and "'shiny'" in str(error) and "cylinder" in str(error)
+
+
+def test_missing_model_names_the_available_ones(session):
+    """LoadTextToPoints with an unknown file fails on `model_name` and lists what exists."""
+    graph = {"format_version": 1, "nodes": {
+        "model": {"type": "threed.LoadTextToPoints", "inputs": {"model_name": "nope.safetensors"}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "model", "output": "model"}}}}}
+    error = _input_error(session, graph)
+    assert error.input == "model_name" and "available" in str(error)
+
+
+def test_unreadable_files_name_the_file_input(session, tmp_path):
+    """A damaged GLB, a missing file and a non-manifold mesh (when refused) fail on `file`."""
+    (tmp_path / "in" / "broken.glb").write_bytes(b"\x00" * 64)
+    for name in ("broken.glb", "absent.ply"):
+        graph = {"format_version": 1, "nodes": {
+            "load": {"type": "threed.LoadPointCloud", "inputs": {"file": name}},
+            "show": {"type": "ShowValue", "inputs": {"value": {"node": "load", "output": "points"}}}}}
+        assert _input_error(session, graph).input == "file"
+    # three triangles sharing one edge: that edge is non-manifold
+    (tmp_path / "in" / "fan.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 -1 0\nv 0 0 1\n"
+                                             "f 1 2 3\nf 1 2 4\nf 1 2 5\n")
+    graph = {"format_version": 1, "nodes": {
+        "load": {"type": "threed.LoadMesh", "inputs": {"file": "fan.obj", "require_manifold": True}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "load", "output": "mesh"}}}}}
+    error = _input_error(session, graph)
+    assert error.input == "file" and "not manifold" in str(error)
+
+
+def test_point_cloud_errors_name_the_input(session):
+    """NaN coordinates, empty and degenerate clouds fail PointsToMesh / RenderTurntable on `points`."""
+    mesher, renderer = _node(session, plugin.PointsToMesh), _node(session, plugin.RenderTurntable)
+    nan = sample_spec(ShapeSpec("cube", "red"), 64)[None].clone()
+    nan[0, 3, 1] = float("nan")
+    for bad, match in ((nan, "NaN"), (torch.zeros(1, 0, 6), "empty"), (torch.ones(1, 64, 6), "degenerate")):
+        with pytest.raises(NodeInputError, match=match) as info:
+            mesher.run(points=bad, resolution=16, shell=2.0)
+        assert info.value.input == "points"
+        with pytest.raises(NodeInputError, match=match):
+            renderer.run(points=bad, mesh=None, frames=1, size=32, elevation=0.0, projection="orthographic",
+                         start_azimuth=0.0)
+    with pytest.raises(NodeInputError, match="exactly one") as info:
+        renderer.run(points=None, mesh=None, frames=1, size=32, elevation=0.0, projection="orthographic",
+                     start_azimuth=0.0)
+
+
+def test_huge_and_broken_meshes_are_refused(session, monkeypatch):
+    """A mesh over the face limit, or with faces outside its vertices, fails SaveMesh on `mesh`."""
+    import nodegraph_threed.points as points_module
+
+    saver = _node(session, plugin.SaveMesh)
+    mesh = {"vertices": torch.rand(4, 3), "faces": torch.tensor([[0, 1, 2], [0, 2, 3]])}
+    with pytest.raises(NodeInputError, match="faces index") as info:
+        saver.run(mesh={**mesh, "faces": torch.tensor([[0, 1, 7]])}, format="glb", prefix="x")
+    assert info.value.input == "mesh"
+    monkeypatch.setattr(points_module, "MAX_FACES", 1)
+    with pytest.raises(NodeInputError, match="limits"):
+        saver.run(mesh=mesh, format="glb", prefix="x")
+
+
+def test_image_latent_is_not_a_point_latent(session):
+    """LatentToPoints given an image latent (B, 4, h, w) fails on `latent` and says what it expected."""
+    with pytest.raises(NodeInputError, match=r"\(B, 6, N\)") as info:
+        _node(session, plugin.LatentToPoints).run(latent={"samples": torch.zeros(1, 4, 8, 8)})
+    assert info.value.input == "latent"
+
+
+def test_image_to_points_checks_depth_size(session):
+    """A depth image of another size than the image fails ImageToPoints on `depth`."""
+    lifter = _node(session, plugin.ImageToPoints)
+    with pytest.raises(NodeInputError, match="resize") as info:
+        lifter.run(image=torch.rand(1, 8, 8, 3), depth=torch.rand(1, 4, 4, 3), mask=None, points=100,
+                   depth_scale=0.5, min_depth=0.0, seed=0)
+    assert info.value.input == "depth"
+    with pytest.raises(NodeInputError, match="NaN") as info:
+        lifter.run(image=torch.rand(1, 8, 8, 3), depth=torch.full((1, 8, 8, 3), float("nan")), mask=None,
+                   points=100, depth_scale=0.5, min_depth=0.0, seed=0)
