@@ -410,7 +410,13 @@ def _encode_dataset(node: Node, dataset: Any, vae: Any, pad_token_id: int) -> An
 
 
 class TrainDiffusion(Node):
-    """Train a text-conditioned latent diffusion model (UNet + CLIP-architecture text encoder) from scratch."""
+    """Train a text-conditioned latent diffusion model (UNet + CLIP-architecture text encoder) from scratch,
+    or fine-tune one (init_model + init_text_encoder).
+
+    A dataset with several image sizes (TinyWorldDataset `sizes`) trains at all of them: each batch
+    is drawn from one size bucket, buckets in proportion to their images (multi-resolution /
+    multi-aspect training). The EMA decay warms up as min(ema_decay, (1+k)/(10+k)).
+    """
 
     category = "training"
     version = "1.1.0"
@@ -442,6 +448,10 @@ class TrainDiffusion(Node):
         seed: int = Input(0, seed=True)
         checkpoint_every: int = Input(250, ge=0, le=10_000_000)
         run_name: str = Input("diffusion", min_length=1, max_length=80)
+        init_model: Any = Input(None, port="MODEL", description="optional: fine-tune this UNet (with "
+                                "init_text_encoder); the architecture, objective and schedule inputs are then ignored")
+        init_text_encoder: Any = Input(None, port="TEXT_ENCODER", description="optional: the text encoder to "
+                                       "fine-tune with init_model")
 
     outputs = (Output("model", "MODEL"), Output("text_encoder", "TEXT_ENCODER"), Output("report", "STRING"))
 
@@ -449,7 +459,10 @@ class TrainDiffusion(Node):
             attention_levels: str, heads: int, text_width: int, text_layers: int, train_text_encoder: bool,
             objective: str, beta_schedule: str, zero_terminal_snr: bool, steps: int, batch_size: int,
             grad_accumulation: int, lr: float, warmup_steps: int, ema_decay: float, caption_dropout: float,
-            grad_clip: float, mixed_precision: str, seed: int, checkpoint_every: int, run_name: str) -> dict:
+            grad_clip: float, mixed_precision: str, seed: int, checkpoint_every: int, run_name: str,
+            init_model: Any = None, init_text_encoder: Any = None) -> dict:
+        import copy
+
         import torch
 
         from nodes.models.clip import CLIP_L, CLIPTextModel, PromptEncoder
@@ -479,6 +492,26 @@ class TrainDiffusion(Node):
                                  num_heads=heads, prediction=objective)
         unet, clip = UNetModel(unet_config), CLIPTextModel(text_config)
         schedule = {"betas": beta_schedule, "timesteps": 1000, "zero_terminal_snr": zero_terminal_snr}
+        origin: dict = {}
+        if (init_model is None) != (init_text_encoder is None):
+            raise NodeInputError("init_text_encoder" if init_model is not None else "init_model",
+                                 "fine-tuning needs both init_model and init_text_encoder (e.g. LoadCheckpoint's "
+                                 "model and text_encoder); connect both or neither")
+        if init_model is not None:   # fine-tune: copies (the inputs stay as they were), their own architecture
+            from nodes.models.nodes import model_schedule
+
+            base, encoders = init_model.net, getattr(init_text_encoder.encoder, "encoders", {})
+            schedule = model_schedule(init_model)
+            if not isinstance(base, UNetModel) or schedule is None or list(encoders) != ["clip_l"]:
+                raise NodeInputError("init_model", "fine-tuning takes a UNet model on a discrete schedule with a "
+                                                   "single CLIP text encoder (SD 1.x layout, as the tiny world's)")
+            init_model.apply_patches()
+            unet, clip = copy.deepcopy(base).float(), copy.deepcopy(encoders["clip_l"]).float()
+            unet.requires_grad_(True)
+            clip.requires_grad_(True)
+            unet_config, text_config, objective = unet.config, clip.config, unet.config.prediction
+            origin = {"init": f"{sum(float(p.detach().double().sum()) for p in base.parameters()):.10e}",
+                      "schedule": json.dumps(schedule, sort_keys=True)[:200]}
         config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 40, warmup_steps=warmup_steps,
                              grad_accumulation=grad_accumulation, grad_clip=grad_clip, ema_decay=ema_decay,
                              mixed_precision=mixed_precision, seed=seed, checkpoint_every=checkpoint_every)
@@ -486,15 +519,15 @@ class TrainDiffusion(Node):
         run = _run(folder, {"unet": repr(unet_config), "text": repr(text_config), "train": repr(config),
                                     "data": len(data), "objective": objective, "betas": beta_schedule,
                                     "dropout": caption_dropout, "train_te": train_text_encoder,
-                                    **({"zero_terminal_snr": True} if zero_terminal_snr else {})})
+                                    **({"zero_terminal_snr": True} if zero_terminal_snr else {}), **origin})
         report = _train(train_diffusion, unet, clip, data, schedule_alphas_cumprod(schedule).float(), config,
                         _progress(self), run, objective=objective, caption_dropout=caption_dropout,
                         train_text_encoder=train_text_encoder)
         model = diffusion_model(unet, run_name, preview=vae.preview, schedule=schedule)   # sampled as trained
         encoder = TextEncoder(PromptEncoder({"clip_l": clip}, pooled_from="clip_l", tokenizer=default_tokenizer()),
                               "sd1")
-        report["beta_schedule"] = beta_schedule
-        report["zero_terminal_snr"] = zero_terminal_snr
+        report["schedule"] = schedule
+        report["fine_tuned"] = init_model is not None
         return {"model": model, "text_encoder": encoder, "report": json.dumps(report, default=str)}
 
 

@@ -141,8 +141,8 @@ def test_multi_resolution_batches_come_from_one_bucket_each():
 
 
 def test_lcm_graph_trains_saves_and_loads_the_lora(tmp_path):
-    """TinyWorldDataset (two size buckets, free captions) → TrainVAE → TrainDiffusion → DistillLCM → SaveLoRA;
-    LoadLoRA reads the file and the LCM sampler samples from the base model with it at 2 steps."""
+    """TinyWorldDataset (two size buckets, free captions) → TrainVAE → TrainDiffusion → DistillLCM → SaveLoRA (and a
+    fine-tune from the trained model); LoadLoRA reads the file and the LCM sampler samples with it at 2 steps."""
     session = Session(model_paths=ModelPaths(roots=[tmp_path / "models"]), output_dir=tmp_path / "out")
     link = lambda node, output: {"node": node, "output": output}  # noqa: E731
     graph = {"format_version": 1, "nodes": {
@@ -159,10 +159,19 @@ def test_lcm_graph_trains_saves_and_loads_the_lora(tmp_path):
             "dataset": link("data", "dataset"), "model": link("unet", "model"), "text_encoder": link("unet", "text_encoder"),
             "vae": link("vae", "vae"), "steps": 3, "batch_size": 4, "lora_rank": 2, "warmup_steps": 1}},
         "save": {"type": "SaveLoRA", "inputs": {"lora": link("lcm", "lora"), "filename": "lcm.safetensors"}},
+        "tune": {"type": "TrainDiffusion", "inputs": {
+            "dataset": link("data", "dataset"), "vae": link("vae", "vae"), "init_model": link("unet", "model"),
+            "init_text_encoder": link("unet", "text_encoder"), "steps": 2, "batch_size": 4, "warmup_steps": 1,
+            "run_name": "tune"}},
+        "tuned": {"type": "ShowValue", "inputs": {"value": link("tune", "model")}},
+        "base": {"type": "ShowValue", "inputs": {"value": link("unet", "model")}},
         "save_model": {"type": "SaveCheckpoint", "inputs": {"model": link("unet", "model"),
                                                             "text_encoder": link("unet", "text_encoder"),
                                                             "vae": link("vae", "vae"), "filename": "base.safetensors"}}}}
-    session.run(graph)
+    trained = session.run(graph).outputs
+    tuned, base = trained["tuned"]["value"], trained["base"]["value"]     # fine-tuning copies, then changes, the UNet
+    assert tuned.net is not base.net and tuned.net.config == base.net.config
+    assert any(not torch.equal(a, b) for a, b in zip(tuned.net.state_dict().values(), base.net.state_dict().values()))
     lora_file = tmp_path / "models" / "loras" / "lcm.safetensors"
     assert lora_file.is_file() and lora_file.stat().st_size < 10_000_000
     sample = {"format_version": 1, "nodes": {
