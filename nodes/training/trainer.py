@@ -372,6 +372,7 @@ def train_vae(vae: Any, images: torch.Tensor, config: TrainConfig, progress: Pro
     """
     run = run or TrainingRun(None, {})
     torch.manual_seed(config.seed)
+    vae.requires_grad_(True)
     if not train_encoder:
         vae.encoder.requires_grad_(False)
         vae.quant_conv.requires_grad_(False)
