@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_status_seq ON runs (status, seq);
 CREATE INDEX IF NOT EXISTS runs_finished ON runs (finished_at);
+CREATE INDEX IF NOT EXISTS runs_seq ON runs (seq);
 """
 
 

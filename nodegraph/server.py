@@ -444,52 +444,72 @@ class Server:
 
         A run's events wait (in `_held`) until its `submitted`/`requeued` reply has gone out:
         the reply is computed in a handler thread while the worker may already be running the run.
-        Each message is encoded once; clients that asked for batches get consecutive text
-        messages as `batch` frames (`_batched`).
+        Each message is encoded once: a broadcast once for all recipients, a batch (clients
+        that asked for them get consecutive text messages as one `batch` frame, `_batched`)
+        in one call for all its messages.
         """
-        frames: dict[str, list[str | bytes]] = {}
+        frames: dict[str, list[str | bytes | dict]] = {}
         for out in self._in_order(outgoing):
             if out.message is not None and out.message.get("type") == "queue_changed":
                 self._throttled_queue_note(out, frames)
                 continue
-            payload = out.binary if out.binary is not None else dump_message(out.message)
-            for client_id in (list(self.connections) if out.to is None else [out.to]):
-                frames.setdefault(client_id, []).append(payload)
+            if out.to is None:
+                payload = out.binary if out.binary is not None else dump_message(out.message)
+                for client_id in list(self.connections):
+                    frames.setdefault(client_id, []).append(payload)
+            else:     # one recipient: encoded below, alone or with its batch
+                frames.setdefault(out.to, []).append(out.binary if out.binary is not None else out.message)
         clients = self.protocol.clients
         for client_id, payloads in frames.items():
             state = clients.get(client_id)
-            for payload in (self._batched(payloads) if state is not None and state.batch and len(payloads) > 1
-                            else payloads):
-                self._put(client_id, payload)
+            if state is not None and state.batch and len(payloads) > 1:
+                payloads = self._batched(payloads)
+            for payload in payloads:
+                self._put(client_id, payload if isinstance(payload, (str, bytes)) else dump_message(payload))
 
-    BATCH_MAX_CHARS = 256 * 1024    # a batch frame stays well under clients' default frame limit (1 MiB)
+    BATCH_MAX_MESSAGES = 500        # ~75 KB of node events; a batch stays far below clients' frame limits
+    BATCH_MAX_CHARS = 256 * 1024
 
     @classmethod
-    def _batched(cls, payloads: list[str | bytes]) -> list[str | bytes]:
-        """Consecutive text payloads → `{"type": "batch", "messages": [...]}` frames (no re-encoding)."""
-        out: list[str | bytes] = []
-        run: list[str] = []
-        size = 0
+    def _batched(cls, payloads: list[str | bytes | dict]) -> list[str | bytes]:
+        """Consecutive text messages → `{"type": "batch", "messages": [...]}` frames, binary frames kept in place.
 
-        def flush() -> None:
-            nonlocal size
-            if len(run) == 1:
-                out.append(run[0])
-            elif run:
-                out.append('{"type":"batch","messages":[' + ",".join(run) + "]}")
-            run.clear()
-            size = 0
+        Messages not yet encoded (dicts) are encoded together, in one call; a batch over
+        BATCH_MAX_CHARS is split in two (so one huge message travels alone).
+        """
+        out: list[str | bytes] = []
+        run: list[str | dict] = []
+
+        def encode(group: list[str | dict]) -> None:
+            if len(group) == 1:
+                only = group[0]
+                out.append(only if isinstance(only, str) else dump_message(only))
+                return
+            if all(isinstance(m, dict) for m in group):
+                text = dump_message({"type": "batch", "messages": group})
+            else:
+                text = '{"type":"batch","messages":[' + ",".join(
+                    m if isinstance(m, str) else dump_message(m) for m in group) + "]}"
+            if len(text) > cls.BATCH_MAX_CHARS:
+                half = len(group) // 2
+                encode(group[:half])
+                encode(group[half:])
+                return
+            out.append(text)
 
         for payload in payloads:
             if isinstance(payload, bytes):
-                flush()
+                if run:
+                    encode(run)
+                    run = []
                 out.append(payload)
                 continue
-            if run and size + len(payload) > cls.BATCH_MAX_CHARS:
-                flush()
             run.append(payload)
-            size += len(payload) + 1
-        flush()
+            if len(run) >= cls.BATCH_MAX_MESSAGES:
+                encode(run)
+                run = []
+        if run:
+            encode(run)
         return out
 
     def _put(self, client_id: str, payload: str | bytes) -> None:
@@ -507,7 +527,7 @@ class Server:
 
     QUEUE_NOTE_INTERVAL = 0.1   # seconds: at most ~10 queue_changed messages per client per second
 
-    def _throttled_queue_note(self, out: Outgoing, frames: dict[str, list[str | bytes]]) -> None:
+    def _throttled_queue_note(self, out: Outgoing, frames: dict[str, list[str | bytes | dict]]) -> None:
         """`queue_changed` to each recipient at most once per QUEUE_NOTE_INTERVAL (leading + trailing).
 
         Without this, N clients and M queue changes cost N×M messages (and N×M refreshes by editors);

@@ -306,3 +306,18 @@ def test_claim_next_can_leave_the_stored_graph_undecoded():
     claimed = queue.claim_next(needs_graph=lambda run_id: run_id != first.id)
     assert claimed.id == second.id and claimed.graph == seeded_graph(2)
     assert queue.get(first.id).graph == seeded_graph(1)          # the stored graph is untouched
+
+
+def test_batching_keeps_order_binary_frames_and_size_bounds():
+    """_batched keeps binary frames in place, message order, and splits a batch over the size cap."""
+    small = [{"type": "node_started", "node_id": f"n{i}"} for i in range(3)]
+    big = {"type": "run_finished", "executed": ["x" * 1000] * 300}      # ~300 KB alone
+    frames = Server._batched([small[0], small[1], b"\x00\x00\x00\x02{}", small[2], "{\"type\":\"pong\"}", big])
+    assert frames[1] == b"\x00\x00\x00\x02{}"
+    assert json.loads(frames[0]) == {"type": "batch", "messages": small[:2]}
+    unpacked = []
+    for frame in frames[2:]:
+        body = json.loads(frame)
+        unpacked += body["messages"] if body["type"] == "batch" else [body]
+    assert unpacked == [small[2], {"type": "pong"}, big]
+    assert all(len(f) <= Server.BATCH_MAX_CHARS for f in frames[2:] if json.loads(f)["type"] == "batch")
