@@ -1,0 +1,199 @@
+"""The frame-batch layout and the operations on it; prompt travel; temporal smoothing (plain torch).
+
+Layout (docs/plugins.md "Tensor layouts"): a clip of F frames is an IMAGE (F, H, W, 3) or a LATENT
+``{"samples": (F, C, h, w), "frames": F, "fps"?: float}``; B clips are stacked clip-major, (B·F, ...),
+clip 0's frames first. Per-frame conditioning has one row per frame (B·F rows; batch 1 = every frame).
+
+Map
+- ``FramesError(ValueError)``: bad frame indices or layouts; ``input`` names the node input.
+- ``frame_indices(spec, frames)``: "0, 2, -1", "1:5", "::2" → indices (Python slice / index syntax).
+- ``pick`` / ``slice_frames`` / ``reverse`` / ``concat``: the same operation on every clip of a batch,
+  for IMAGE tensors and LATENT dicts alike (``on_frames``).
+- ``parse_keyframes(text, frames)``: "0: prompt | 7: prompt" (or one "N: prompt" per line) → [(frame, prompt)].
+- ``travel_weights(keyframes, frames)``: per frame, the two keyframes around it and the blend weight.
+- ``temporal_smooth(frames, sigma)``: Gaussian smoothing along time (the non-model interpolation baseline),
+  ``crossfade(a, b, count)``: linear in-betweens of two frames.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+
+class FramesError(ValueError):
+    """A frame operation that cannot be done; ``input`` names the node input at fault."""
+
+    def __init__(self, input: str, message: str):
+        self.input = input
+        super().__init__(message)
+
+
+def frame_indices(spec: str, frames: int, argument: str = "frames") -> list[int]:
+    """Indices selected by `spec` in a clip of `frames` frames: comma-separated indices and start:stop:step slices."""
+    out: list[int] = []
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not parts:
+        raise FramesError(argument, "no frames selected; write indices such as '0, 3, -1' or a slice such as '2:6'")
+    for part in parts:
+        if ":" in part:
+            pieces = part.split(":")
+            if len(pieces) > 3 or not all(re.fullmatch(r"\s*-?\d*\s*", p) for p in pieces):
+                raise FramesError(argument, f"{part!r} is not a slice (start:stop or start:stop:step)")
+            start, stop, step = (int(p) if p.strip() else None for p in (pieces + [""] * 3)[:3])
+            if step == 0:
+                raise FramesError(argument, f"{part!r}: the step cannot be 0")
+            out.extend(range(frames)[slice(start, stop, step)])
+        else:
+            if not re.fullmatch(r"-?\d+", part):
+                raise FramesError(argument, f"{part!r} is not a frame index")
+            index = int(part)
+            if not -frames <= index < frames:
+                raise FramesError(argument, f"frame {index} does not exist in a clip of {frames} frames "
+                                            f"(valid: 0 … {frames - 1}, or -1 for the last)")
+            out.append(index % frames)
+    if not out:
+        raise FramesError(argument, f"{spec!r} selects no frame of a clip of {frames} frames")
+    return out
+
+
+def _by_clip(tensor: torch.Tensor, frames: int) -> torch.Tensor:
+    """(B·F, ...) → (B, F, ...)."""
+    return tensor.view(tensor.shape[0] // frames, frames, *tensor.shape[1:])
+
+
+def select(tensor: torch.Tensor, frames: int, indices: Sequence[int]) -> torch.Tensor:
+    """The frames at `indices` (in that order) of every clip: (B·F, ...) → (B·len(indices), ...)."""
+    clips = _by_clip(tensor, frames)[:, list(indices)]
+    return clips.reshape(-1, *tensor.shape[1:])
+
+
+def reverse(tensor: torch.Tensor, frames: int) -> torch.Tensor:
+    """Every clip played backwards."""
+    return _by_clip(tensor, frames).flip(1).reshape(tensor.shape)
+
+
+def concat(a: torch.Tensor, frames_a: int, b: torch.Tensor, frames_b: int, argument: str = "b") -> torch.Tensor:
+    """Clip k of `b` appended to clip k of `a` (same number of clips, same frame size)."""
+    if a.shape[1:] != b.shape[1:]:
+        raise FramesError(argument, f"frames of shape {tuple(b.shape[1:])} cannot follow frames of shape "
+                                    f"{tuple(a.shape[1:])}; resize one clip first")
+    clips_a, clips_b = a.shape[0] // frames_a, b.shape[0] // frames_b
+    if clips_a != clips_b:
+        raise FramesError(argument, f"{clips_b} clip(s) cannot follow {clips_a} clip(s); give the same number")
+    return torch.cat([_by_clip(a, frames_a), _by_clip(b, frames_b)], dim=1).reshape(-1, *a.shape[1:])
+
+
+def on_frames(value: Any, frames: int, operation: Callable[[torch.Tensor], torch.Tensor], new_frames: int) -> Any:
+    """Apply `operation` to an IMAGE tensor or to a LATENT's samples (and noise mask); set the LATENT's frames."""
+    if isinstance(value, dict):
+        out = {**value, "samples": operation(value["samples"]), "frames": new_frames}
+        mask = value.get("noise_mask")
+        if mask is not None and mask.shape[0] == value["samples"].shape[0]:
+            out["noise_mask"] = operation(mask)
+        return out
+    return operation(value)
+
+
+# --- prompt travel -----------------------------------------------------------------------------
+
+
+def parse_keyframes(text: str, frames: int, argument: str = "prompts") -> list[tuple[int, str]]:
+    """Keyframed prompts: "N: prompt" entries separated by newlines or "|"; N may be negative (from the end).
+
+    A text without any "N:" is one prompt for every frame. Entries are sorted by frame; two entries
+    for one frame, or a frame outside the clip, raise FramesError.
+    """
+    entries = [e.strip() for e in re.split(r"\n|\|", text) if e.strip()]
+    keyed = [re.fullmatch(r"(-?\d+)\s*:\s*(.*)", e, flags=re.S) for e in entries]
+    if not any(keyed):
+        return [(0, text.strip())]
+    out: dict[int, str] = {}
+    for entry, match in zip(entries, keyed):
+        if match is None:
+            raise FramesError(argument, f"{entry!r} has no frame number; write 'N: prompt' (e.g. '0: a red circle')")
+        frame = int(match[1])
+        if not -frames <= frame < frames:
+            raise FramesError(argument, f"keyframe {frame} is outside the clip of {frames} frames")
+        frame %= frames
+        if frame in out:
+            raise FramesError(argument, f"frame {frame} has two prompts; give each keyframe once")
+        out[frame] = match[2].strip()
+    return sorted(out.items())
+
+
+def travel_weights(keyframes: Sequence[int], frames: int) -> list[tuple[int, int, float]]:
+    """For each frame: (index of the keyframe before, index of the one after, weight of the later one).
+
+    Frames before the first keyframe or after the last hold that keyframe (weight 0); between two
+    keyframes the weight rises linearly from 0 to 1.
+    """
+    out = []
+    for frame in range(frames):
+        after = next((i for i, k in enumerate(keyframes) if k >= frame), len(keyframes) - 1)
+        before = max((i for i, k in enumerate(keyframes) if k <= frame), default=0)
+        if keyframes[after] < frame or after == before:
+            out.append((before if keyframes[before] <= frame else after,) * 2 + (0.0,))
+            continue
+        span = keyframes[after] - keyframes[before]
+        out.append((before, after, (frame - keyframes[before]) / span))
+    return out
+
+
+def blend_conditioning(conditionings: Sequence[dict], weights: Sequence[tuple[int, int, float]],
+                       argument: str = "prompts") -> dict[str, torch.Tensor]:
+    """Per-frame CONDITIONING: row k = lerp(cond[a], cond[b], w) for weights[k] = (a, b, w); batch-1 inputs."""
+    keys = [k for k, v in conditionings[0].items() if torch.is_tensor(v)]
+    for index, conditioning in enumerate(conditionings):
+        for key in keys:
+            value = conditioning.get(key)
+            if not torch.is_tensor(value) or value.shape != conditionings[0][key].shape:
+                raise FramesError(argument, f"prompt {index + 1} encodes to a different shape for {key!r} "
+                                            f"({None if value is None else tuple(value.shape)} vs "
+                                            f"{tuple(conditionings[0][key].shape)}); keep every prompt within one "
+                                            f"77-token chunk or give them the same length")
+    out = {}
+    for key in keys:
+        rows = [torch.lerp(conditionings[a][key][:1].float(), conditionings[b][key][:1].float(), w)
+                for a, b, w in weights]
+        out[key] = torch.cat(rows)
+    return out
+
+
+# --- baselines ---------------------------------------------------------------------------------
+
+
+def temporal_smooth(tensor: torch.Tensor, frames: int, sigma: float) -> torch.Tensor:
+    """Gaussian smoothing along time (std `sigma` frames, edges replicated) of every clip; sigma 0 = unchanged."""
+    if sigma <= 0:
+        return tensor.clone()
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    clips = _by_clip(tensor.float(), frames)
+    index = (torch.arange(frames).view(-1, 1) + offsets.long().view(1, -1)).clamp(0, frames - 1)  # (F, K)
+    gathered = clips[:, index]                                           # (B, F, K, ...)
+    shape = (1, 1, -1) + (1,) * (tensor.ndim - 1)
+    return (gathered * kernel.view(shape)).sum(2).reshape(tensor.shape).to(tensor.dtype)
+
+
+def crossfade(first: torch.Tensor, last: torch.Tensor, count: int) -> torch.Tensor:
+    """`count` frames from `first` to `last` inclusive, linearly blended: (count, ...) for (1, ...) inputs."""
+    weights = torch.linspace(0.0, 1.0, count).view(-1, *([1] * (first.ndim - 1)))
+    return first + (last - first) * weights
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, weight: float) -> torch.Tensor:
+    """Spherical interpolation of two noise tensors (keeps the Gaussian norm; Shoemake 1985)."""
+    a_flat, b_flat = a.flatten().double(), b.flatten().double()
+    cos = torch.clamp((a_flat @ b_flat) / (a_flat.norm() * b_flat.norm()), -1.0, 1.0)
+    omega = torch.arccos(cos)
+    if omega.abs() < 1e-6:
+        return torch.lerp(a, b, weight)
+    out = (torch.sin((1 - weight) * omega) * a_flat + torch.sin(weight * omega) * b_flat) / torch.sin(omega)
+    return out.view(a.shape).to(a.dtype)

@@ -1,0 +1,203 @@
+"""Video files in and out: MP4 (H.264) and WebM (VP9) through PyAV, animated GIF and WebP through Pillow.
+
+    read_video(path, fps=0, start_frame=0, max_frames=64, max_pixels=...) -> VideoClip
+        frames (F, H, W, 3) float32 in [0, 1], the source and output frame rates, the graph if embedded
+    write_video(path, frames, fps, format, quality=..., graph_json=None)
+        writes a temporary file beside `path` and renames it onto `path` (nothing half-written is left)
+    FORMATS: the writable formats, with their codec, extension and where the graph goes
+
+Frame-rate conversion picks, for output frame k (time k / fps), the source frame shown at that time
+(nearest earlier), so lowering the rate drops frames and raising it repeats them; no blending.
+The graph (JSON) is stored where the container has a text field: MP4 / WebM "comment" metadata,
+the GIF comment extension; animated WebP has none Pillow can write, so none is stored there.
+
+Errors are VideoFileError(ValueError) with ``input`` naming the node input at fault.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+READABLE = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".gif", ".webp")
+FORMATS: dict[str, dict] = {
+    "mp4": {"suffix": ".mp4", "codec": "libx264", "mime": "video/mp4", "graph": "comment metadata"},
+    "webm": {"suffix": ".webm", "codec": "libvpx-vp9", "mime": "video/webm", "graph": "comment metadata"},
+    "gif": {"suffix": ".gif", "codec": None, "mime": "image/gif", "graph": "GIF comment"},
+    "webp": {"suffix": ".webp", "codec": None, "mime": "image/webp", "graph": None},
+}
+MAX_PIXELS = 512 * 1024 * 1024     # frames × height × width loaded at most (2 GB of float32 RGB would be 3x this)
+
+
+class VideoFileError(ValueError):
+    """A video file that cannot be read or written; ``input`` names the node input at fault."""
+
+    def __init__(self, input: str, message: str):
+        self.input = input
+        super().__init__(message)
+
+
+@dataclass
+class VideoClip:
+    """Decoded frames (F, H, W, 3) float32 in [0, 1], the source's frame rate and the output rate, metadata."""
+
+    frames: torch.Tensor
+    source_fps: float
+    fps: float
+    source_frames: int | None
+    graph_json: str | None = None
+
+
+def _pick(times_source: list[float], fps: float, count_limit: int, start: int) -> list[int]:
+    """Indices of source frames shown at output times start_time + k / fps (nearest earlier frame)."""
+    if not times_source:
+        return []
+    base = times_source[min(start, len(times_source) - 1)]
+    picked, k, j = [], 0, start
+    end = times_source[-1] + 1e-9
+    while len(picked) < count_limit:
+        t = base + k / fps
+        if t > end + (times_source[-1] - times_source[-2] if len(times_source) > 1 else 0) * 0.5:
+            break
+        while j + 1 < len(times_source) and times_source[j + 1] <= t + 1e-6:
+            j += 1
+        picked.append(j)
+        k += 1
+    return picked
+
+
+def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 0, max_frames: int = 64,
+               max_pixels: int = MAX_PIXELS) -> VideoClip:
+    """Decode a video file (see READABLE) into frames; `fps` 0 keeps the source rate."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in READABLE:
+        raise VideoFileError("video", f"{path.name}: unsupported file type {suffix or '(none)'}; LoadVideo reads "
+                                      f"{', '.join(READABLE)}")
+    try:
+        if suffix in (".gif", ".webp"):
+            images, durations, graph = _read_pillow(path)
+        else:
+            images, durations, graph = _read_av(path)
+    except VideoFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 — any decoder failure means the file is corrupt or not a video
+        raise VideoFileError("video", f"{path.name} is not a readable video ({type(exc).__name__}: {exc}); "
+                                      f"check the file, or re-encode it as mp4 / webm / gif") from None
+    if not images:
+        raise VideoFileError("video", f"{path.name} has no video frames")
+    if start_frame >= len(images):
+        raise VideoFileError("start_frame", f"{path.name} has {len(images)} frames; start_frame {start_frame} is past "
+                                            f"the end (use 0 … {len(images) - 1})")
+    times = np.cumsum([0.0, *durations[:-1]]).tolist()
+    total = float(sum(durations))
+    source_fps = len(images) / total if total > 0 else 24.0
+    out_fps = fps if fps > 0 else source_fps
+    indices = _pick(times, out_fps, max_frames, start_frame) if fps > 0 else \
+        list(range(start_frame, min(len(images), start_frame + max_frames)))
+    height, width = images[0].shape[:2]
+    if len(indices) * height * width > max_pixels:
+        raise VideoFileError("max_frames", f"{len(indices)} frames of {width}×{height} is more than this node loads at "
+                                           f"once ({max_pixels // (width * height)} frames at this size); lower "
+                                           f"max_frames")
+    frames = torch.from_numpy(np.stack([images[i] for i in indices])).float() / 255.0
+    return VideoClip(frames=frames, source_fps=source_fps, fps=out_fps, source_frames=len(images), graph_json=graph)
+
+
+def _read_av(path: Path) -> tuple[list[np.ndarray], list[float], str | None]:
+    import av
+
+    with av.open(str(path)) as container:
+        streams = container.streams.video
+        if not streams:
+            raise VideoFileError("video", f"{path.name} has no video stream")
+        stream = streams[0]
+        rate = float(stream.average_rate or stream.base_rate or 24)
+        images, stamps = [], []
+        for frame in container.decode(stream):
+            images.append(frame.to_ndarray(format="rgb24"))
+            stamps.append(float(frame.time) if frame.time is not None else len(stamps) / rate)
+            if len(images) > 100_000:
+                raise VideoFileError("video", f"{path.name} has more than 100000 frames")
+        graph = {k.lower(): v for k, v in container.metadata.items()}.get("comment")
+    durations = [max(1e-3, b - a) for a, b in zip(stamps, stamps[1:])] + [1.0 / rate] if stamps else []
+    return images, durations, graph
+
+
+def _read_pillow(path: Path) -> tuple[list[np.ndarray], list[float], str | None]:
+    from PIL import Image, ImageSequence
+
+    with Image.open(path) as image:
+        graph = image.info.get("comment")
+        images, durations = [], []
+        for frame in ImageSequence.Iterator(image):
+            images.append(np.asarray(frame.convert("RGB")))
+            durations.append(max(0.01, float(frame.info.get("duration", 100) or 100) / 1000.0))
+    if isinstance(graph, bytes):
+        graph = graph.decode("utf-8", "replace")
+    return images, durations, graph
+
+
+def _as_uint8(frames: torch.Tensor) -> np.ndarray:
+    return (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def write_video(path: str | os.PathLike, frames: torch.Tensor, fps: float, format: str, *, quality: int = 80,
+                graph_json: str | None = None) -> None:
+    """Write frames (F, H, W, 3) in [0, 1] to `path` in `format` (FORMATS), atomically (temp file, then rename)."""
+    if format not in FORMATS:
+        raise VideoFileError("format", f"expected one of {', '.join(FORMATS)}, found {format!r}")
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{os.urandom(4).hex()}.tmp{path.suffix}")
+    pixels = _as_uint8(frames)
+    try:
+        if format in ("gif", "webp"):
+            _write_pillow(tmp, pixels, fps, format, quality, graph_json)
+        else:
+            _write_av(tmp, pixels, fps, format, quality, graph_json)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_av(path: Path, pixels: np.ndarray, fps: float, format: str, quality: int, graph_json: str | None) -> None:
+    import av
+
+    height, width = pixels.shape[1:3]
+    if height % 2 or width % 2:   # 4:2:0 chroma needs even sizes: repeat the last row / column
+        pixels = np.pad(pixels, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    rate = Fraction(fps).limit_denominator(1001)
+    crf = round(51 - quality * 0.33) if format == "mp4" else round(63 - quality * 0.5)   # quality 80 → crf 25 / 23
+    with av.open(str(path), mode="w", format=format) as container:
+        stream = container.add_stream(FORMATS[format]["codec"], rate=rate)
+        stream.width, stream.height = pixels.shape[2], pixels.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf)} if format == "mp4" else {"crf": str(crf), "b:v": "0"}
+        if graph_json:
+            container.metadata["comment"] = graph_json
+        for image in pixels:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _write_pillow(path: Path, pixels: np.ndarray, fps: float, format: str, quality: int,
+                  graph_json: str | None) -> None:
+    from PIL import Image
+
+    images = [Image.fromarray(p) for p in pixels]
+    duration = max(10, round(1000 / fps / 10) * 10) if format == "gif" else max(1, round(1000 / fps))
+    options: dict = {"save_all": True, "append_images": images[1:], "duration": duration, "loop": 0}
+    if format == "gif":
+        options["optimize"] = False
+        if graph_json:
+            options["comment"] = graph_json.encode("utf-8")
+    else:
+        options.update(quality=quality, lossless=quality >= 100)
+    images[0].save(path, format=format.upper(), **options)

@@ -1,0 +1,258 @@
+"""The video plugin's nodes and graphs, run headless the way a user runs them (small sizes and steps).
+
+Graph tests use the shipped tiny-world checkpoint and, for the motion module, a random one written here
+for the same UNet (so they run before and without the shipped module's training); the shipped module is
+exercised when it exists.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from nodegraph import Session
+from nodegraph.errors import NodeExecutionError
+from nodegraph.model_paths import ModelPaths
+from nodegraph_video import SHIPPED_MODELS
+from nodegraph_video.motion_module import MotionConfig, MotionModuleSet
+from nodegraph_video.motion_training import save_motion_module
+
+torch.set_num_threads(1)
+PLUGIN = Path(__file__).resolve().parents[1]
+ROOT = PLUGIN.parents[1]
+TINY_CONFIG = MotionConfig(channels=(64, 128, 128), layers_per_block=2, max_frames=32)
+needs_shipped = pytest.mark.skipif(not (SHIPPED_MODELS / "tiny_world_motion.safetensors").is_file(),
+                                   reason="the shipped motion module is not trained yet")
+
+
+@pytest.fixture(scope="module")
+def motion_dir(tmp_path_factory) -> Path:
+    """A model folder with a random motion module for the tiny-world UNet and one for an SD1-shaped UNet."""
+    folder = tmp_path_factory.mktemp("motion_modules")
+    torch.manual_seed(0)
+    modules = MotionModuleSet(TINY_CONFIG)
+    with torch.no_grad():
+        for name, parameter in modules.named_parameters():
+            if ".proj_out." in name:
+                parameter.mul_(0.1)
+    save_motion_module(folder / "random_tiny.safetensors", modules)
+    save_motion_module(folder / "random_sd1.safetensors",
+                       MotionModuleSet(MotionConfig(channels=(32, 32, 64, 64), layers_per_block=2)))
+    save_motion_module(folder / "random_wide.safetensors",
+                       MotionModuleSet(MotionConfig(channels=(32, 64, 64), layers_per_block=2)))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def session(motion_dir, tmp_path_factory) -> Session:
+    """A session with the video plugin (entry point), the repo's models and the test motion modules."""
+    paths = ModelPaths(roots=[ROOT / "models"], extra={"motion_modules": [motion_dir]})
+    return Session(autoload=True, allow=["video"], model_paths=paths,
+                   output_dir=tmp_path_factory.mktemp("output"), input_dir=tmp_path_factory.mktemp("input"))
+
+
+def _graph(name: str, changes: dict) -> dict:
+    graph = json.loads((PLUGIN / "graphs" / f"{name}.json").read_text())
+    for (node, key), value in changes.items():
+        graph["nodes"][node]["inputs"][key] = value
+    return graph
+
+
+def _small(name: str, motion: str = "random_tiny.safetensors", frames: int = 4, changes: dict | None = None) -> dict:
+    """The shipped graph at 4 frames and 2 steps, with the given motion module and input changes."""
+    graph = _graph(name, {("motion", "motion_module_name"): motion, **(changes or {})})
+    for node in graph["nodes"].values():
+        inputs = node["inputs"]
+        if "steps" in inputs:
+            inputs["steps"] = 2
+        if node["type"] in ("TinyWorldVideoPrompt", "PromptTravel", "EmptyVideoLatent", "ImageToVideo",
+                            "InterpolateFrames", "RenderTinyWorldClip", "CrossfadeFrames"):
+            inputs["frames"] = frames
+        if node["type"] == "PromptTravel":
+            inputs["prompts"] = inputs["prompts"].replace("7:", f"{frames - 1}:")
+    return graph
+
+
+def _files(result, node: str) -> list[dict]:
+    return result.outputs[node]["files"]
+
+
+def test_plugin_is_found_by_entry_point(session):
+    """The `video` entry point registers its nodes, the MOTION_MODULE type and the motion_modules folder."""
+    assert "MOTION_MODULE" in session.registry.types
+    for name in ("EmptyVideoLatent", "PromptTravel", "ApplyMotionModule", "SampleVideo", "ImageToVideo",
+                 "VideoToVideo", "InterpolateFrames", "LoadVideo", "SaveVideo", "TrainMotionModule"):
+        assert session.registry.node_plugin[name] == "video"
+
+
+@pytest.mark.parametrize("name", ["txt2vid", "img2vid", "interpolate", "vid2vid"])
+def test_graph_runs_headless_and_writes_video_files(session, name):
+    """Each shipped graph runs (4 frames, 2 steps) and writes an mp4 and a gif of 4 frames plus a contact sheet."""
+    result = session.run(_small(name))
+    for node, suffix in (("video", ".mp4"), ("gif", ".gif")):
+        (file,) = _files(result, node)
+        assert file["kind"] == "video" and file["frames"] == 4 and file["width"] == 64
+        assert Path(file["path"]).suffix == suffix and Path(file["path"]).stat().st_size > 100
+    (sheet,) = _files(result, "save_sheet")
+    assert sheet["kind"] == "image"
+
+
+def test_img2vid_keeps_the_first_frame(session):
+    """ImageToVideo's first frame decodes to (nearly) the given image."""
+    graph = _small("img2vid")
+    graph["nodes"]["decode"]["inputs"]["latent"] = {"node": "sample", "output": "latent"}
+    result = session.run(graph, outputs=["decode", "still"])
+    frames, still = result.outputs["decode"]["image"], result.outputs["still"]["image"]
+    assert frames.shape[0] == 4
+    first_error = (frames[0] - still[0]).abs().mean()
+    assert first_error < 0.05 and first_error < (frames[-1] - still[0]).abs().mean()
+
+
+def test_mp4_carries_the_graph(session):
+    """The saved mp4's comment metadata holds the graph that made it (drop it on the editor)."""
+    from nodegraph_video.video_io import read_video
+
+    result = session.run(_small("txt2vid"))
+    clip = read_video(_files(result, "video")[0]["path"])
+    assert clip.frames.shape == (4, 64, 64, 3)
+    assert "SampleVideo" in json.loads(clip.graph_json)["nodes"]["sample"]["type"]
+
+
+def test_context_windows_sample_a_clip_longer_than_the_window(session):
+    """A 6-frame clip samples with a 4-frame window overlapping by 2."""
+    graph = _small("txt2vid", frames=6, changes={("animated", "context_length"): 4, ("animated", "context_overlap"): 2})
+    assert _files(session.run(graph), "video")[0]["frames"] == 6
+
+
+def test_context_window_longer_than_the_clip_is_a_node_error(session):
+    """A context window of 8 frames on a 4-frame clip fails naming context_length."""
+    graph = _small("txt2vid", changes={("animated", "context_length"): 8})
+    with pytest.raises(NodeExecutionError, match="longer than the clip") as info:
+        session.run(graph)
+    assert info.value.exception.input == "context_length" and info.value.node_id == "sample"
+
+
+def test_motion_module_of_another_family_is_a_node_error(session):
+    """An SD1-shaped module (4 levels) on the 3-level tiny UNet fails at ApplyMotionModule naming motion_module."""
+    with pytest.raises(NodeExecutionError, match="4 levels") as info:
+        session.run(_small("txt2vid", motion="random_sd1.safetensors"))
+    assert info.value.exception.input == "motion_module" and info.value.node_id == "animated"
+
+
+def test_motion_module_of_other_widths_is_a_node_error(session):
+    """A module with the tiny UNet's levels but other channel widths fails while sampling, naming motion_module."""
+    with pytest.raises(NodeExecutionError, match="another model family") as info:
+        session.run(_small("txt2vid", motion="random_wide.safetensors"))
+    assert info.value.exception.input == "motion_module"
+
+
+def test_unknown_or_corrupt_motion_module_is_a_node_error(session, motion_dir):
+    """A missing name lists the available files; a file that is not a motion module names motion_module_name."""
+    with pytest.raises(NodeExecutionError, match="random_tiny.safetensors") as info:
+        session.run(_small("txt2vid", motion="nope.safetensors"))
+    assert info.value.exception.input == "motion_module_name"
+    from safetensors.torch import save_file
+
+    save_file({"weight": torch.zeros(2)}, str(motion_dir / "not_motion.safetensors"))
+    with pytest.raises(NodeExecutionError, match="not an AnimateDiff motion module") as info:
+        session.run(_small("txt2vid", motion="not_motion.safetensors"))
+    assert info.value.exception.input == "motion_module_name"
+
+
+def test_core_ksampler_works_with_frames_set_on_the_patch(session):
+    """With `frames` set on ApplyMotionModule the core KSampler samples the clip; without it, a clear error."""
+    graph = _small("txt2vid", changes={("animated", "frames"): 4})
+    graph["nodes"]["sample"]["type"] = "KSampler"
+    del graph["nodes"]["sample"]["inputs"]["denoise"]
+    assert _files(session.run(graph), "video")[0]["frames"] == 4
+    graph["nodes"]["animated"]["inputs"]["frames"] = 0
+    with pytest.raises(NodeExecutionError, match="does not know the clip length"):
+        session.run(graph)
+
+
+def test_load_and_save_video_round_trip(session):
+    """SaveVideo (webm) → LoadVideo gives the frames back; fps resampling picks frames; every format writes."""
+    from nodegraph_video.video_io import FORMATS
+
+    source = {"type": "RenderTinyWorldClip",
+              "inputs": {"caption": "a large red circle moving from left to right, on a blue background",
+                         "frames": 6, "size": 64}}
+    nodes = {"source": source}
+    for fmt in FORMATS:
+        nodes[fmt] = {"type": "SaveVideo", "inputs": {"images": {"node": "source", "output": "images"}, "fps": 6.0,
+                                                      "format": fmt, "filename_prefix": f"roundtrip/{fmt}"}}
+    result = session.run({"format_version": 1, "nodes": nodes})
+    webm = Path(result.outputs["webm"]["files"][0]["path"])
+    assert {Path(result.outputs[f]["files"][0]["path"]).suffix for f in FORMATS} == {".mp4", ".webm", ".gif", ".webp"}
+    folder = Path(session.input_dir)
+    (folder / "clip.webm").write_bytes(webm.read_bytes())
+    loaded = session.run({"format_version": 1, "nodes": {
+        "load": {"type": "LoadVideo", "inputs": {"video": "clip.webm", "fps": 0.0, "start_frame": 1, "max_frames": 64}},
+        "half": {"type": "LoadVideo", "inputs": {"video": "clip.webm", "fps": 3.0, "start_frame": 0, "max_frames": 64}},
+        "truth": source}}, outputs=["load", "half", "truth"])
+    frames = loaded.outputs["load"]["images"]
+    assert frames.shape == (5, 64, 64, 3) and loaded.outputs["load"]["frames"] == 5
+    assert (frames - loaded.outputs["truth"]["images"][1:]).abs().mean() < 0.03
+    assert loaded.outputs["half"]["frames"] == 3 and loaded.outputs["half"]["fps"] == 3.0
+
+
+def test_bad_video_files_are_node_errors(session):
+    """Corrupt and unsupported files name `video`; a start past the end names `start_frame`; no file, `video`."""
+    folder = Path(session.input_dir)
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
+    (folder / "clip.avi").write_bytes(b"RIFF")
+    cases = [("broken.mp4", {}, "video", "not a readable video"), ("clip.avi", {}, "video", "unsupported file type"),
+             ("missing.mp4", {}, "video", "")]
+    for name, extra, argument, message in cases:
+        inputs = {"video": name, "fps": 0.0, "start_frame": 0, "max_frames": 8, **extra}
+        with pytest.raises(NodeExecutionError, match=message) as info:
+            session.run({"format_version": 1, "nodes": {"load": {"type": "LoadVideo", "inputs": inputs}}},
+                        outputs=["load"])
+        assert info.value.exception.input == argument
+
+
+def test_zero_and_too_many_frames_are_refused(session):
+    """A slice past the clip, a pick of nothing and more frames than the limit are errors naming the input."""
+    from nodegraph import GraphValidationError
+
+    render = {"type": "RenderTinyWorldClip", "inputs": {"caption": "a small red circle moving from left to right, "
+                                                                   "on a blue background", "frames": 4, "size": 32}}
+    for node, argument, message in (
+            ({"type": "SliceFrames", "inputs": {"start": 9, "length": 0}}, "start", "has 4 frames"),
+            ({"type": "PickFrames", "inputs": {"indices": "3:1"}}, "indices", "selects no frame"),
+            ({"type": "PickFrames", "inputs": {"indices": "7"}}, "indices", "does not exist")):
+        node["inputs"]["frames"] = {"node": "render", "output": "images"}
+        with pytest.raises(NodeExecutionError, match=message) as info:
+            session.run({"format_version": 1, "nodes": {"render": render, "op": node}}, outputs=["op"])
+        assert info.value.exception.input == argument
+    with pytest.raises(GraphValidationError, match="frames"):
+        session.run({"format_version": 1, "nodes": {"latent": {"type": "EmptyVideoLatent", "inputs": {"frames": 100000}}}},
+                    outputs=["latent"])
+
+
+def test_save_video_leaves_nothing_when_encoding_fails(session, monkeypatch):
+    """A failing encoder leaves no file (not even the reserved name) in the output folder."""
+    import nodegraph_video.video_io as video_io
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("encoder exploded")
+
+    monkeypatch.setattr(video_io, "_write_av", broken)
+    before = set(Path(session.output_dir).rglob("*"))
+    graph = {"format_version": 1, "nodes": {
+        "source": {"type": "RenderTinyWorldClip", "inputs": {"frames": 3, "size": 32}},
+        "save": {"type": "SaveVideo", "inputs": {"images": {"node": "source", "output": "images"}, "format": "mp4",
+                                                 "filename_prefix": "broken/clip"}}}}
+    with pytest.raises(NodeExecutionError, match="encoder exploded"):
+        session.run(graph)
+    assert set(Path(session.output_dir).rglob("*")) - before <= {Path(session.output_dir) / "broken"}
+
+
+@needs_shipped
+def test_shipped_motion_module_loads_for_the_shipped_model(session):
+    """The shipped module loads, matches the tiny-world UNet and runs the txt2vid graph."""
+    result = session.run(_small("txt2vid", motion="tiny_world_motion.safetensors"))
+    assert _files(result, "video")[0]["frames"] == 4
