@@ -1,0 +1,41 @@
+"""The #16 training graphs (graphs/train/) run at smoke size: 8 images, 2 steps per trainer, files written to tmp."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nodegraph import Session
+from nodegraph.model_paths import ModelPaths
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = {"TinyWorldDataset": {"count": 8}, "TrainVAE": {"steps": 2, "batch_size": 2, "checkpoint_every": 0},
+         "TrainDiffusion": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 0},
+         "DistillLCM": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 0},
+         "TrainControlNet": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 0}}
+
+
+def smoke(name: str) -> dict:
+    """graphs/train/<name> with every dataset and trainer shrunk to smoke size."""
+    graph = json.loads((ROOT / "graphs" / "train" / name).read_text())
+    for node in graph["nodes"].values():
+        node["inputs"].update(SMOKE.get(node["type"], {}))
+    return graph
+
+
+@pytest.mark.parametrize("name, written", [
+    ("train_tiny_world_v2.json", "checkpoints/tiny_world_v2.safetensors"),
+    ("train_tiny_lcm.json", "loras/tiny_world_lcm.safetensors"),
+    ("train_tiny_controlnet.json", "controlnet/tiny_world_mask_v2.safetensors"),
+])
+def test_training_graph_runs_at_smoke_size(tmp_path, name, written):
+    """The graph validates, trains for 2 steps from the shipped model and writes its file under tmp, not models/."""
+    session = Session(model_paths=ModelPaths(roots=[tmp_path / "models", ROOT / "models"]),
+                      output_dir=tmp_path / "out")
+    graph = smoke(name)
+    assert session.validate(graph) == []
+    session.run(graph)
+    assert (tmp_path / "models" / written).is_file()
+    assert not (ROOT / "models" / written).exists() or written.startswith("checkpoints/tiny_world.")
