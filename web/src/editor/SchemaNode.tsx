@@ -118,7 +118,8 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
         minHeight={60}
         lineClassName="ng-resize-line"
         handleClassName="ng-resize-handle"
-        onResizeEnd={(_, p) => app.editor.edit((doc) => setNodeSize(doc, id, [p.width, p.height]))}
+        onResize={(_, p) => app.editor.dragEdit((doc) => setNodeSize(doc, id, [p.width, p.height]))}
+        onResizeEnd={() => app.editor.dragEnd()}
       />
       <div className="ng-node-header">
         {editingTitle ? (

@@ -168,8 +168,13 @@ export function searchNodes(
       if (found === null) continue;
       port = found;
     }
-    const score = scoreNode(schema, query);
+    let score = scoreNode(schema, query);
     if (score <= 0) continue;
+    if (port !== undefined && options.filter) {
+      // Nodes whose port has exactly the wire's type come before generic (*) and converting ones.
+      const exact = options.filter.from === "output" ? schema.inputs[port]?.port === options.filter.port : schema.outputs.find((o) => o.name === port)?.port === options.filter.port;
+      if (exact) score += query.trim() ? 5 : 1;
+    }
     hits.push(port === undefined ? { schema, score } : { schema, score, port });
   }
   const name = (s: NodeSchema) => s.display_name || s.type;
