@@ -46,7 +46,7 @@ def chain(n: int, first: int = 0) -> dict:
         source = {"node": f"n{i-1}", "output": "value" if i == 1 else "result"}
         nodes[f"n{i}"] = {"type": "IntMath", "inputs": {"a": source, "b": 1, "op": "add"}}
     nodes["show"] = {"type": "ShowValue", "inputs": {"value": {"node": f"n{n-2}", "output": "result"}}}
-    return {"format_version": 2, "nodes": nodes}
+    return {"format_version": 1, "nodes": nodes}     # version 1 loads unchanged everywhere (a v2 reader migrates it)
 
 
 def _serve(conn, data_dir: str, profile: str | None, compression: str | None) -> None:
@@ -59,7 +59,8 @@ def _serve(conn, data_dir: str, profile: str | None, compression: str | None) ->
 
     async def main() -> None:
         session = Session(output_dir=Path(data_dir) / "out", input_dir=Path(data_dir) / "in")
-        server = Server(session, data_dir=data_dir, port=0, compression=compression)
+        options = {} if compression == "deflate" else {"compression": compression}
+        server = Server(session, data_dir=data_dir, port=0, **options)
         await server.start()
         conn.send(server.port)
         await asyncio.to_thread(conn.recv)
@@ -112,14 +113,15 @@ async def measure(port: int, sizes: list[int], repeats: int, batch: bool = True,
     session = Session()
     rows = []
     async with connect(f"ws://127.0.0.1:{port}/ws", max_size=None, max_queue=None) as ws:
-        await ws.send(json.dumps({"type": "hello", "protocol_version": 1, "batch": batch}))
+        await ws.send(json.dumps({"type": "hello", "protocol_version": 1, **({"batch": True} if batch else {})}))
         while json.loads(await ws.recv())["type"] != "welcome":
             pass
         counter = 1000
         for n in sizes:
             for mode in ("full", "cached"):
                 local, remote, sizes_bytes, frame_counts = [], [], [], []
-                cpu_local = cpu_client = cpu_server = 0.0
+                cpu_local = cpu_client = 0.0
+                server_before = process_cpu_seconds(server_pid) if server_pid else 0.0
                 fixed = chain(n, first=-n)
                 session.run(copy.deepcopy(fixed))              # warm both caches for "cached"
                 await _run_over_websocket(ws, fixed)
@@ -132,16 +134,14 @@ async def measure(port: int, sizes: list[int], repeats: int, batch: bool = True,
                     session.run(data)
                     local.append(time.perf_counter() - t0)
                     cpu_local += time.process_time() - c0
-                    s0 = process_cpu_seconds(server_pid) if server_pid else 0.0
                     c0 = time.process_time()
                     seconds, size, frames = await _run_over_websocket(ws, graph)
                     cpu_client += time.process_time() - c0
-                    if server_pid:     # the server finishes its bookkeeping after run_finished: include it
-                        await asyncio.sleep(0.05)
-                        cpu_server += process_cpu_seconds(server_pid) - s0
                     remote.append(seconds)
                     sizes_bytes.append(size)
                     frame_counts.append(frames)
+                await asyncio.sleep(0.1)      # the server's bookkeeping after the last run_finished
+                cpu_server = process_cpu_seconds(server_pid) - server_before if server_pid else 0.0
                 rows.append({"nodes": n, "mode": mode, "in_process": statistics.median(local),
                              "websocket": statistics.median(remote), "bytes": statistics.median(sizes_bytes),
                              "frames": statistics.median(frame_counts), "cpu_local": cpu_local / repeats,
