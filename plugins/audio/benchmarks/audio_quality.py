@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from nodegraph import Input, Node, NodeInputs, Output, Session, api, hookimpl
+from nodegraph.model_paths import ModelPaths
 
 from nodegraph_audio import detect, synth
 from nodegraph_audio import nodes as audio_nodes
@@ -135,12 +136,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    session = Session(plugins=[("audio", audio_nodes), ("bench", BenchmarkPlugin())], autoload=False)
-    model_name = audio_nodes.DEFAULT_MODEL
-    if args.model:
+    model_name, model_paths = audio_nodes.DEFAULT_MODEL, None
+    if args.model:   # only that file's folder is searched (no root models/audio file of the same name can shadow it)
         path = Path(args.model).resolve()
-        session.model_paths.extra.setdefault(audio_nodes.MODEL_FOLDER, []).insert(0, path.parent)
+        model_paths = ModelPaths(roots=[], extra={audio_nodes.MODEL_FOLDER: [path.parent]})
         model_name = path.name
+    session = Session(plugins=[("audio", audio_nodes), ("bench", BenchmarkPlugin())], autoload=False,
+                      model_paths=model_paths)
 
     held_out = synth.held_out_prompts()
     if args.limit:

@@ -8,12 +8,16 @@ transformer over word tokens (text.py); its pooled vector joins the timestep emb
 residual block) and its tokens are attended to by cross-attention.
 
 Trained as a rectified flow (Liu et al. 2023; SD3's convention, Esser et al. 2024): x_t = (1 - t) x0 + t ε,
-the network predicts v = ε - x0 and receives ``t × 1000``; ``api.diffusion_model(prediction="flow")``
-wraps it for the one sampler stack.
+the network returns the velocity v = ε - x0 and receives ``t × 1000``; ``api.diffusion_model(prediction="flow")``
+wraps it for the one sampler stack. Internally the U-Net predicts the clean spectrogram x̂0 and the velocity is
+computed exactly from it, v = (x_t - x̂0) / t (``forward``); the identity path x_t / t carries the per-bin noise,
+which a U-Net whose first level is narrower than the 256 bins cannot pass through (a direct v head left a
+speckle of unremoved noise: measured, README "Decisions").
 
     AudioDenoiserConfig   sizes (defaults: the shipped model)
     TextEncoder           tokens (B, L) → (B, L, text_width), pad mask
-    AudioDenoiser         forward(x (B, 1, F, T), t (B,), tokens (B, L)) → v (B, 1, F, T)
+    AudioDenoiser         forward(x (B, 1, F, T), t (B,), tokens (B, L)) → v (B, 1, F, T);
+                          predict_x0(...) → x̂0 (what training regresses)
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .text import MAX_TOKENS, VOCABULARY
+
+TIME_SCALE = 1000.0        # the network's time is 1000 × flow time (api.diffusion_model's default time_scale)
+MIN_FLOW_TIME = 1e-4       # v = (x - x̂0) / t is evaluated with t >= this (the samplers' smallest t is 1e-3)
 
 
 @dataclass(frozen=True)
@@ -190,7 +197,13 @@ class AudioDenoiser(nn.Module):
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor, **unused) -> torch.Tensor:
-        """x (B, 1, F, T), t (B,) network time (1000 × flow time), tokens (B, L) → v (B, 1, F, T)."""
+        """x (B, 1, F, T), t (B,) network time (1000 × flow time), tokens (B, L) → v = (x - x̂0) / t (B, 1, F, T)."""
+        t = t.expand(x.shape[0]) if t.ndim == 0 else t
+        flow_time = (t.float() / TIME_SCALE).clamp_min(MIN_FLOW_TIME).view(-1, 1, 1, 1)
+        return (x - self.predict_x0(x, t, tokens)) / flow_time
+
+    def predict_x0(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """The clean spectrogram x̂0 (B, 1, F, T) from x_t, network time t (B,) and caption tokens (B, L)."""
         b, _, bins, frames = x.shape
         text, keep = self.text_encoder(tokens.long())                            # (B, L, D), (B, L)
         pooled = (text * keep[..., None]).sum(1) / keep.sum(1, keepdim=True).clamp_min(1)

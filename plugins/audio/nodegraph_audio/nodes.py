@@ -2,6 +2,7 @@
 
 Audio files and waveforms (AUDIO = {"waveform": (B, channels, samples) float32, "sample_rate": int})
     LoadAudio / SaveAudio        WAV, FLAC, OGG (Vorbis), MP3 through soundfile; results are kind "audio" files
+    SynthesizeSound              a sound of the tiny model's synthesised world from its caption
     ResampleAudio, TrimPadAudio, MixAudio, AudioGain, NormalizeAudio, FadeAudio, ConcatenateAudio
 Spectrograms (SPECTROGRAM: values (B·channels, F, T) + how they were made; see spectrogram_value())
     STFT / InverseSTFT, MelSpectrogram, SpectrogramScale (amplitude ↔ dB ↔ natural log), GriffinLim,
@@ -250,6 +251,38 @@ class ConcatenateAudio(Node):
         from .waveform import concatenate
 
         return {"audio": _call(concatenate, audio_a, audio_b, crossfade)}
+
+
+class SynthesizeSound(Node):
+    """Synthesise a sound of the tiny model's world from its caption (test audio, and audio-to-audio sources).
+
+    Captions: "[quiet|loud] tone at c4" … "b5", "[quiet|loud] e4 minor chord", "rising sweep", "clicks at 120 bpm"
+    (60 … 180 in steps of 20), "noise burst" — the templates of synth.py. 1.536 s, 16 kHz, mono.
+    """
+
+    category = "audio"
+
+    class Inputs(NodeInputs):
+        caption: str = Input("loud c4 major chord", max_length=200)
+        seed: int = Input(0, seed=True, description="timing and timbre variation")
+
+    outputs = (Output("audio", "AUDIO"),)
+
+    def run(self, caption: str, seed: int) -> dict:
+        import random
+
+        import torch
+
+        from . import synth
+        from .waveform import make_audio
+
+        spec = synth.parse_caption(caption)
+        if spec is None:
+            examples = ", ".join(repr(text) for text, _ in synth.all_prompts()[::97][:5])
+            raise NodeInputError("caption", f"{caption!r} is not a caption of the synthesised world; examples: "
+                                            f"{examples}")
+        wave = synth.synthesize(spec, random.Random(seed))
+        return {"audio": make_audio(torch.from_numpy(wave)[None, None], synth.SAMPLE_RATE)}
 
 
 # --- spectrograms ----------------------------------------------------------------------------------
@@ -1017,7 +1050,7 @@ class TrainAudioModel(Node):
     """
 
     category = "audio/training"
-    version = "1.0.0"
+    version = "1.1.0"
 
     class Inputs(NodeInputs):
         widths: str = Input("128,128,160", description="U-Net channels per level (frames, /2, /4, ...)")
@@ -1054,7 +1087,7 @@ class TrainAudioModel(Node):
                                  warmup_steps=min(warmup_steps, max(0, steps - 1)), ema_decay=ema_decay, seed=seed,
                                  checkpoint_every=checkpoint_every)
         run = kit.TrainingRun(folder, {"net": repr(config_net), "train": repr(config), "dropout": caption_dropout,
-                                       "spec": repr(DEFAULT_SPEC), "objective": "flow"})
+                                       "spec": repr(DEFAULT_SPEC), "objective": "flow, x0 head, weight min(1/t^2, 16)"})
         torch.manual_seed(seed)
         net = AudioDenoiser(config_net)
         started = time.process_time()
@@ -1115,7 +1148,7 @@ class SaveAudioModel(Node):
 
 
 NODES: list[type[Node]] = [
-    LoadAudio, SaveAudio, ResampleAudio, TrimPadAudio, MixAudio, AudioGain, NormalizeAudio, FadeAudio, ConcatenateAudio,
+    LoadAudio, SaveAudio, SynthesizeSound, ResampleAudio, TrimPadAudio, MixAudio, AudioGain, NormalizeAudio, FadeAudio, ConcatenateAudio,
     STFT, InverseSTFT, MelSpectrogram, SpectrogramScale, GriffinLim, SpectrogramToImage, ImageToSpectrogram,
     AudioSpectrogramImage, LoadVocoder, Vocode,
     LoadAudioModel, EncodeAudioPrompt, EmptyAudioLatent, AudioToLatent, LatentToAudio, AudioGapMask,

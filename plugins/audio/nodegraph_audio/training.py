@@ -6,9 +6,11 @@ the engine. Batches are a pure function of (seed, step): sounds are synthesised 
 (synth.sample_spec / synthesize), so a resumed run sees exactly the batches it would have seen.
 
 Objective: rectified flow (denoiser.py). t is drawn logit-normal (SD3's "lognorm(0, 1)") for 80 % of
-the batch and uniform for 20 % (so the ends of the path are trained too); x_t = (1 - t) x0 + t ε;
-loss = ‖net(x_t, 1000 t, tokens) − (ε − x0)‖². Captions are dropped (→ the empty prompt) with
-probability `caption_dropout`, which is what classifier-free guidance needs.
+the batch and uniform for 20 % (so the ends of the path are trained too); x_t = (1 - t) x0 + t ε. The net
+predicts x̂0 (its velocity is (x_t − x̂0) / t), and the loss is the velocity loss ‖v̂ − (ε − x0)‖² =
+‖x̂0 − x0‖² / t² with the weight 1 / t² capped at MAX_WEIGHT (16: t < 0.25 weighs as t = 0.25), so nearly
+clean inputs do not dominate. Captions are dropped (→ the empty prompt) with probability
+`caption_dropout`, which is what classifier-free guidance needs.
 
     make_batch(step, batch_size, seed)   → (x0 (B, 1, F, T), tokens (B, L), specs)
     train_audio_model(net, kit, config, run, progress, caption_dropout) → the EMA net (eval mode)
@@ -27,6 +29,7 @@ from .text import tokenize
 
 Progress = Callable[[int, int, dict], None]
 TIME_SCALE = 1000.0
+MAX_WEIGHT = 16.0
 
 
 def make_batch(step: int, batch_size: int, seed: int, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor, list]:
@@ -51,8 +54,9 @@ def flow_loss(net: torch.nn.Module, x0: torch.Tensor, tokens: torch.Tensor, gene
     tokens = tokens.clone()
     tokens[drop] = torch.tensor(tokenize(""))
     x_t = (1 - t.view(-1, 1, 1, 1)) * x0 + t.view(-1, 1, 1, 1) * noise
-    prediction = net(x_t, t * TIME_SCALE, tokens)
-    return torch.mean((prediction - (noise - x0)) ** 2)
+    x0_hat = net.predict_x0(x_t, t * TIME_SCALE, tokens)
+    weight = (1.0 / t ** 2).clamp(max=MAX_WEIGHT).view(-1, 1, 1, 1)
+    return torch.mean(weight * (x0_hat - x0) ** 2)
 
 
 def train_audio_model(net: torch.nn.Module, kit: Any, config: Any, run: Any, progress: Progress | None = None,

@@ -1,0 +1,190 @@
+"""The audio plugin's nodes in graphs, run headless the way a user runs them: the three demo graphs on the shipped
+model, the file-result contract, and the node errors bad input gets (each naming its input)."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from nodegraph import Session
+from nodegraph.errors import NodeExecutionError
+from nodegraph_audio import SHIPPED_MODELS, detect, synth
+
+torch.set_num_threads(1)
+PLUGIN = Path(__file__).resolve().parents[1]
+GRAPHS = PLUGIN / "graphs"
+needs_model = pytest.mark.skipif(not (SHIPPED_MODELS / "tiny_t2a.safetensors").is_file(),
+                                 reason="the shipped tiny text-to-audio model is not trained yet")
+
+
+@pytest.fixture(scope="module")
+def session():
+    """A session that loads the installed plugin through its entry point (and only it)."""
+    return Session(autoload=True, allow=["audio"])
+
+
+def _graph(name: str) -> dict:
+    return json.loads((GRAPHS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def _files(result, node: str) -> list[dict]:
+    return result.outputs[node]["files"]
+
+
+def test_plugin_is_found_by_entry_point(session):
+    """The `audio` entry point registers its nodes and port types (AUDIO itself is the engine's)."""
+    assert {"SPECTROGRAM", "VOCODER", "AUDIO_MODEL", "AUDIO"} <= set(session.registry.types)
+    for name in ("LoadAudio", "SaveAudio", "STFT", "MelSpectrogram", "GriffinLim", "SpectrogramToImage",
+                 "LoadVocoder", "LoadAudioModel", "AudioGapMask", "TrainAudioModel"):
+        assert session.registry.node_plugin[name] == "audio"
+
+
+@needs_model
+def test_txt2audio_graph_writes_an_audio_file_with_the_asked_chord(session, tmp_path):
+    """txt2audio.json runs headless: a 1.536 s 16 kHz WAV (kind "audio") whose chord is the prompt's, plus a picture."""
+    result = session.run(_graph("txt2audio"), output_dir=tmp_path)
+    files = _files(result, "save")
+    assert [f["kind"] for f in files] == ["audio"] and files[0]["mime"] == "audio/wav"
+    assert files[0]["sample_rate"] == 16000 and files[0]["duration"] == pytest.approx(1.536)
+    wave, rate = soundfile.read(tmp_path / files[0]["path"], dtype="float32")
+    assert rate == 16000 and wave.shape == (24576,)
+    assert detect.chord(wave) == (4, "minor")                  # the graph asks for "loud e4 minor chord"
+    assert _files(result, "save_picture")[0]["kind"] == "image"
+
+
+@needs_model
+def test_inpaint_graph_keeps_the_sound_outside_the_gap_and_fills_it(session, tmp_path):
+    """audio_inpaint.json: the latent outside the gap is the source's; inside, the clicks go on at 120 bpm."""
+    graph = _graph("audio_inpaint")
+    result = session.run(graph, output_dir=tmp_path, outputs=["sample", "encode", "save"])
+    before = result.outputs["encode"]["latent"]["samples"]
+    after = result.outputs["sample"]["latent"]["samples"]
+    frames_per_second = 16000 / 256
+    outside = torch.ones(after.shape[-1], dtype=torch.bool)
+    outside[int(0.55 * frames_per_second) - 3: int(1.05 * frames_per_second) + 4] = False
+    assert torch.allclose(after[..., outside], before[..., outside], atol=1e-5)
+    assert (after[..., ~outside] - before[..., ~outside]).abs().mean() > 0.01     # the gap was regenerated
+    wave, _ = soundfile.read(tmp_path / _files(result, "save")[0]["path"], dtype="float32")
+    assert abs(detect.tempo(wave) / 120 - 1) <= 0.05
+
+
+@needs_model
+def test_audio2audio_graph_keeps_the_timing_and_changes_the_chord(session, tmp_path):
+    """audio2audio.json (denoise 0.7): the source's onset survives and the C4 major chord becomes minor."""
+    result = session.run(_graph("audio2audio"), output_dir=tmp_path)
+    source, _ = soundfile.read(tmp_path / _files(result, "save_source")[0]["path"], dtype="float32")
+    output, _ = soundfile.read(tmp_path / _files(result, "save")[0]["path"], dtype="float32")
+    assert detect.chord(source) == (0, "major") and detect.chord(output)[1] == "minor"
+
+    def onset(wave):
+        envelope = np.convolve(np.abs(wave), np.ones(400) / 400, mode="same")
+        return np.argmax(envelope > 0.3 * envelope.max()) / 16000
+
+    assert abs(onset(output) - onset(source)) < 0.05
+
+
+def _run_single(session, tmp_path, nodes: dict, output: str):
+    return session.run({"format_version": 1, "nodes": nodes}, output_dir=tmp_path, input_dir=tmp_path,
+                       outputs=[output])
+
+
+def test_load_save_round_trip_and_spectrogram_nodes(session, tmp_path):
+    """LoadAudio → STFT → InverseSTFT → SaveAudio (FLAC) is lossless; MelSpectrogram → dB → image has the right size."""
+    t = np.arange(8000) / 16000
+    soundfile.write(tmp_path / "tone.wav", 0.4 * np.sin(2 * np.pi * 440 * t), 16000, subtype="FLOAT")
+    nodes = {
+        "load": {"type": "LoadAudio", "inputs": {"file": "tone.wav"}},
+        "stft": {"type": "STFT", "inputs": {"audio": {"node": "load", "output": "audio"}, "n_fft": 512, "hop": 128}},
+        "inverse": {"type": "InverseSTFT", "inputs": {"spectrogram": {"node": "stft", "output": "spectrogram"}}},
+        "save": {"type": "SaveAudio", "inputs": {"audio": {"node": "inverse", "output": "audio"},
+                                                 "filename_prefix": "round", "format": "flac"}},
+        "mel": {"type": "MelSpectrogram", "inputs": {"audio": {"node": "load", "output": "audio"}, "n_mels": 40}},
+        "db": {"type": "SpectrogramScale", "inputs": {"spectrogram": {"node": "mel", "output": "spectrogram"}}},
+        "image": {"type": "SpectrogramToImage", "inputs": {"spectrogram": {"node": "db", "output": "spectrogram"}}},
+    }
+    result = session.run({"format_version": 1, "nodes": nodes}, output_dir=tmp_path, input_dir=tmp_path,
+                         outputs=["save", "image"])
+    back, _ = soundfile.read(tmp_path / _files(result, "save")[0]["path"], dtype="float32")
+    assert np.abs(back - 0.4 * np.sin(2 * np.pi * 440 * t)).max() < 1e-3      # 16-bit FLAC
+    assert tuple(result.outputs["image"]["image"].shape) == (1, 40, 1 + 8000 // 256, 3)
+
+
+def _error(session, tmp_path, nodes, output) -> str:
+    with pytest.raises(NodeExecutionError) as error:
+        _run_single(session, tmp_path, nodes, output)
+    return str(error.value)
+
+
+def test_unreadable_empty_and_too_long_files_are_node_errors_naming_file(session, tmp_path):
+    """LoadAudio refuses garbage, an empty WAV and a file over max_seconds, naming the input `file`."""
+    (tmp_path / "junk.wav").write_bytes(b"RIFF....not really")
+    soundfile.write(tmp_path / "empty.wav", np.zeros(0), 16000)
+    soundfile.write(tmp_path / "long.wav", np.zeros(16000 * 3), 16000)
+    for name, expected in (("junk.wav", "not a readable audio file"), ("empty.wav", "no samples"),
+                           ("long.wav", "over the limit")):
+        message = _error(session, tmp_path, {"load": {"type": "LoadAudio", "inputs": {"file": name,
+                                                                                      "max_seconds": 2.0}}}, "load")
+        assert "'file'" in message and expected in message
+
+
+def test_nan_audio_is_refused_naming_the_input(session, tmp_path):
+    """A waveform with NaN (made by a gain of NaN-producing audio) is refused by the next node, naming `audio`."""
+    soundfile.write(tmp_path / "nan.wav", np.array([0.0, np.nan, 0.1] * 100, dtype=np.float32), 16000,
+                    subtype="FLOAT")
+    message = _error(session, tmp_path, {"load": {"type": "LoadAudio", "inputs": {"file": "nan.wav"}}}, "load")
+    assert "NaN" in message and "'file'" in message
+
+
+@needs_model
+def test_model_input_rules_name_the_input(session, tmp_path):
+    """AudioToLatent refuses 44.1 kHz audio and clips over 1.536 s, naming `audio` and the fix."""
+    t = np.arange(44100) / 44100
+    soundfile.write(tmp_path / "cd.wav", 0.3 * np.sin(2 * np.pi * 440 * t), 44100)
+    soundfile.write(tmp_path / "long16k.wav", np.zeros(16000 * 2), 16000)
+    model = {"model": {"type": "LoadAudioModel", "inputs": {}}}
+    for name, expected in (("cd.wav", "ResampleAudio"), ("long16k.wav", "over the model's length limit")):
+        message = _error(session, tmp_path, {**model, "load": {"type": "LoadAudio", "inputs": {"file": name}},
+                                             "latent": {"type": "AudioToLatent", "inputs": {
+                                                 "audio": {"node": "load", "output": "audio"},
+                                                 "audio_model": {"node": "model", "output": "audio_model"}}}},
+                         "latent")
+        assert "'audio'" in message and expected in message
+
+
+def test_hifigan_vocoder_from_the_model_folder_vocodes_a_matching_mel(tmp_path):
+    """A SpeechT5HifiGan (random weights) saved in models/vocoder loads by name and vocodes an 80-mel, hop-256
+    spectrogram; a 64-mel spectrogram is refused naming `vocoder`."""
+    transformers = pytest.importorskip("transformers")
+    from safetensors.torch import save_file
+
+    from nodegraph.model_paths import ModelPaths
+
+    torch.manual_seed(0)
+    config = transformers.SpeechT5HifiGanConfig(upsample_initial_channel=32)
+    reference = transformers.SpeechT5HifiGan(config).eval()
+    folder = tmp_path / "models" / "vocoder"
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(folder / "tiny_hifigan.safetensors"),
+              metadata={"config": json.dumps(config.to_dict())})
+    paths = ModelPaths.default()
+    paths.extra.setdefault("vocoder", []).insert(0, folder)
+    session = Session(autoload=True, allow=["audio"], model_paths=paths)
+
+    def graph(n_mels):
+        return {"format_version": 1, "nodes": {
+            "source": {"type": "SynthesizeSound", "inputs": {"caption": "loud tone at a4"}},
+            "mel": {"type": "MelSpectrogram", "inputs": {"audio": {"node": "source", "output": "audio"},
+                                                         "n_mels": n_mels, "f_min": 80.0, "f_max": 7600.0,
+                                                         "power": 1.0}},
+            "vocoder": {"type": "LoadVocoder", "inputs": {"vocoder_name": "tiny_hifigan.safetensors"}},
+            "vocode": {"type": "Vocode", "inputs": {"spectrogram": {"node": "mel", "output": "spectrogram"},
+                                                    "vocoder": {"node": "vocoder", "output": "vocoder"}}}}}
+
+    audio = session.run(graph(80), output_dir=tmp_path, outputs=["vocode"]).outputs["vocode"]["audio"]
+    assert audio["sample_rate"] == 16000 and audio["waveform"].shape == (1, 1, synth.CLIP_SAMPLES)
+    with pytest.raises(NodeExecutionError, match="'vocoder'.*80 mel bins.*64"):
+        session.run(graph(64), output_dir=tmp_path, outputs=["vocode"])

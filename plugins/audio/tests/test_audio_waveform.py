@@ -1,0 +1,119 @@
+"""The AUDIO value and waveform operations: file round trips, resampling, trim/pad, mix, gain, fade, concatenate,
+and the errors bad audio gets (unreadable, empty, too long, NaN, unsupported rates)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nodegraph_audio import waveform as wf
+from nodegraph_audio.waveform import AudioError
+
+torch.set_num_threads(1)
+
+
+def _sine(frequency=440.0, rate=16000, seconds=0.5, channels=1, amplitude=0.5):
+    t = torch.arange(int(rate * seconds)) / rate
+    wave = amplitude * torch.sin(2 * math.pi * frequency * t)
+    return {"waveform": wave.expand(1, channels, -1).clone(), "sample_rate": rate}
+
+
+def _peak_frequency(wave: torch.Tensor, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(wave.numpy() * np.hanning(len(wave)), 1 << 16))
+    return float(np.fft.rfftfreq(1 << 16, 1 / rate)[np.argmax(spectrum)])
+
+
+@pytest.mark.parametrize("format, tolerance", [("wav", 1e-4), ("flac", 1e-4), ("ogg", 0.05), ("mp3", 0.1)])
+def test_file_round_trip_keeps_rate_channels_and_signal(tmp_path, format, tolerance):
+    """A stereo sine written as WAV / FLAC / OGG / MP3 reads back with its rate, channels and (codec-close) samples."""
+    audio = _sine(channels=2, rate=16000 if format != "mp3" else 44100)
+    path = tmp_path / f"clip.{format}"
+    wf.write_audio(path, audio["waveform"][0], audio["sample_rate"], format)
+    back = wf.read_audio(path)
+    assert back["sample_rate"] == audio["sample_rate"]
+    assert back["waveform"].shape[:2] == (1, 2)
+    if format in ("wav", "flac"):
+        assert back["waveform"].shape == audio["waveform"].shape
+        assert (back["waveform"] - audio["waveform"]).abs().max() < tolerance
+    else:   # lossy codecs add delay / padding: compare the pitch and level instead
+        assert abs(_peak_frequency(back["waveform"][0, 0], back["sample_rate"]) - 440) < 3
+        level = back["waveform"].pow(2).mean().sqrt()
+        assert abs(float(level) - 0.5 / math.sqrt(2)) < tolerance
+
+
+def test_unreadable_empty_and_too_long_files_name_the_input(tmp_path):
+    """Garbage bytes, a zero-sample WAV and a file over max_seconds are refused, naming `file`."""
+    garbage = tmp_path / "noise.wav"
+    garbage.write_bytes(b"this is not audio" * 10)
+    with pytest.raises(AudioError, match="not a readable audio file") as error:
+        wf.read_audio(garbage)
+    assert error.value.argument == "file"
+    empty = tmp_path / "empty.wav"
+    wf.write_audio(empty, torch.zeros(1, 0), 16000, "wav")
+    with pytest.raises(AudioError, match="no samples"):
+        wf.read_audio(empty)
+    long = tmp_path / "long.wav"
+    wf.write_audio(long, torch.zeros(1, 16000 * 3), 16000, "wav")
+    with pytest.raises(AudioError, match="over the limit of 2 s"):
+        wf.read_audio(long, max_seconds=2)
+
+
+def test_nan_and_bad_layouts_are_refused():
+    """NaN samples, a 2-D waveform, an empty clip and unsupported rates each raise AudioError naming the argument."""
+    audio = _sine()
+    audio["waveform"][0, 0, 10] = float("nan")
+    with pytest.raises(AudioError, match="1 NaN"):
+        wf.check_audio(audio, "audio")
+    with pytest.raises(AudioError, match=r"\(batch, channels, samples\)"):
+        wf.check_audio({"waveform": torch.zeros(2, 100), "sample_rate": 16000})
+    with pytest.raises(AudioError, match="empty"):
+        wf.check_audio({"waveform": torch.zeros(1, 1, 0), "sample_rate": 16000})
+    with pytest.raises(AudioError, match="not supported") as error:
+        wf.check_audio({"waveform": torch.zeros(1, 1, 10), "sample_rate": 500}, "clip")
+    assert error.value.argument == "clip"
+    with pytest.raises(AudioError, match="not supported"):
+        wf.resample(_sine(), 10**6)
+
+
+@pytest.mark.parametrize("source, target", [(44100, 16000), (16000, 22050), (48000, 8000)])
+def test_resampling_keeps_pitch_and_duration(source, target):
+    """Resampling a 1 kHz sine keeps its frequency and its duration (samples scale by the rate ratio)."""
+    out = wf.resample(_sine(1000.0, rate=source, seconds=0.4), target)
+    assert out["sample_rate"] == target
+    assert out["waveform"].shape[-1] == round(0.4 * target)
+    assert abs(_peak_frequency(out["waveform"][0, 0], target) - 1000) < 2
+
+
+def test_resampling_removes_content_above_the_new_nyquist():
+    """A 7 kHz tone resampled from 44.1 kHz to 8 kHz is filtered away, not aliased to 1 kHz."""
+    out = wf.resample(_sine(7000.0, rate=44100, seconds=0.3), 8000)
+    middle = out["waveform"][0, 0, 200:-200]
+    assert float(middle.abs().max()) < 0.02
+
+
+def test_trim_pad_mix_gain_fade_and_concatenate():
+    """Each operation gives the expected length, level or envelope."""
+    audio = _sine(seconds=1.0)
+    trimmed = wf.trim_pad(audio, start=0.25, duration=0.5)
+    assert trimmed["waveform"].shape[-1] == 8000
+    padded = wf.trim_pad(audio, start=0.0, duration=1.5)
+    assert padded["waveform"].shape[-1] == 24000 and float(padded["waveform"][..., 16000:].abs().max()) == 0
+    with pytest.raises(AudioError, match="past the end"):
+        wf.trim_pad(audio, start=2.0)
+    louder = wf.apply_gain(audio, 6.0)
+    assert torch.allclose(louder["waveform"], audio["waveform"] * 10 ** 0.3)
+    mixed = wf.mix(audio, _sine(seconds=0.5, channels=2), gain_b_db=-120)
+    assert mixed["waveform"].shape == (1, 2, 16000)        # mono spread to stereo, shorter padded
+    assert torch.allclose(mixed["waveform"][0, 1], audio["waveform"][0, 0], atol=1e-5)
+    with pytest.raises(AudioError, match="resample one"):
+        wf.mix(audio, _sine(rate=22050))
+    faded = wf.fade(audio, fade_in=0.1, fade_out=0.2)["waveform"][0, 0]
+    assert float(faded[:20].abs().max()) < 0.01 and float(faded[-20:].abs().max()) < 0.01
+    assert torch.allclose(faded[4000:8000], audio["waveform"][0, 0, 4000:8000])
+    joined = wf.concatenate(audio, audio)
+    assert joined["waveform"].shape[-1] == 32000
+    crossfaded = wf.concatenate(audio, audio, crossfade=0.1)
+    assert crossfaded["waveform"].shape[-1] == 32000 - 1600
+    normalized = wf.normalize(audio, peak_db=-6.0)
+    assert abs(float(normalized["waveform"].abs().max()) - 10 ** (-6 / 20)) < 1e-4
