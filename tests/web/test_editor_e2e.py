@@ -1,13 +1,19 @@
 """The browser editor end to end: real server, real Chromium (headless), real graph.
 
 `test_editor_load_edit_run_refuse_save` walks the whole loop a user does: open the editor, load a graph file,
-save it unchanged (same JSON), change an input, add a Wait node from the
-palette and splice it in front of the output node (so that step progress is
-visible), run, watch progress and the output, try a type-incompatible link and
-see it refused with a reason, remove a required link and see the server's
-validation error on that input, undo, save again and compare with the file
-plus the edits. A screenshot of the finished run is written to the test's temp
-folder, or to docs/editor.png with NODEGRAPH_UPDATE_SCREENSHOT=1 (the README's picture).
+save it unchanged (same JSON at the current format version), check it is laid out
+without overlaps with readable (>= 12 px, uncut) labels, select all + copy + paste
+(the copy lands clear of the originals) and undo, run the shipped graph as it is
+(large result and preview, a history row with seed and thumbnail, no overlap after
+the nodes grew) and screenshot it — to the test's temp folder, or to
+docs/editor.png with NODEGRAPH_UPDATE_SCREENSHOT=1 (the README's picture) — then
+add a Wait node from the palette and splice it in front of the output node (so
+that step progress is visible), run again (the upstream comes from the cache),
+try a type-incompatible link and see it refused with a reason, remove a required
+link and see the server's validation error on that input, undo, edit widgets (a
+number, the seed shown in full and its randomise/increment/fixed control, the
+searchable sampler list, a prompt that grows) and save again: the file plus
+exactly the edits, with the shown layout written once a node was added.
 
 The graph is `graphs/txt2img.json` when it exists, else `graphs/arithmetic.json`;
 `NODEGRAPH_E2E_GRAPH=path` picks another.
@@ -177,8 +183,31 @@ def _pick_bad_link(graph: dict, schemas: dict) -> tuple[str, str, str, str, str]
     raise AssertionError("the e2e graph has no incompatible pair of ports")
 
 
+READABILITY = """() => {
+  const px = (el) => parseFloat(getComputedStyle(el).fontSize);
+  const small = [...document.querySelectorAll('.ng-node .ng-node-title, .ng-node .ng-port-name')].filter((el) => px(el) < 12);
+  const cut = [...document.querySelectorAll('.ng-node .ng-input-line > .ng-port-name, .ng-node .ng-node-title')]
+    .filter((el) => el.scrollWidth > el.clientWidth + 1).map((el) => el.textContent);
+  return {small: small.length, cut};
+}"""
+OVERLAPS = """() => {
+  const boxes = [...document.querySelectorAll('.react-flow__node-schema')].map((e) => [e.dataset.id, e.getBoundingClientRect()]);
+  const out = [];
+  for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+    const [a, r] = boxes[i], [b, s] = boxes[j];
+    if (r.left < s.right - 1 && s.left < r.right - 1 && r.top < s.bottom - 1 && s.top < r.bottom - 1) out.push(a + '/' + b);
+  }
+  return out;
+}"""
+
+
+def _current(graph: dict) -> dict:
+    """A graph file as the editor saves it: the same JSON at the current format version (1 → 2 changes nothing else)."""
+    return {**graph, "format_version": 2}
+
+
 def test_editor_load_edit_run_refuse_save(server_url, tmp_path):
-    """Load, round-trip save, edit, splice a Wait node, run with progress, refused link, validation error, undo, save."""
+    """Load, round-trip save, paste without piling, readable nodes, clean run + screenshot, history, splice a Wait node, refusals, widgets, save."""
     try:
         from playwright import sync_api
     except ImportError:
@@ -192,22 +221,63 @@ def test_editor_load_edit_run_refuse_save(server_url, tmp_path):
         browser = playwright.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 900}, accept_downloads=True)
-            page.set_default_timeout(15_000)
+            page.set_default_timeout(20_000)
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(server_url)
             page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
             page.wait_for_selector("[data-testid^=palette-item-]")
             schemas = page.evaluate("window.nodegraph.session().schemas")
 
-            # Load the file; every node appears; saving without edits gives the same JSON.
+            # Load the file; every node appears, laid out without overlaps; saving without edits gives the same JSON.
             page.set_input_files("[data-testid=load-input]", str(graph_path))
             for node_id in original["nodes"]:
                 page.wait_for_selector(f"[data-testid='node-{node_id}']")
-            assert _save(page) == original
+            assert _save(page) == _current(original)
+            assert page.evaluate(OVERLAPS) == []
+            readable = page.evaluate(READABILITY)
+            assert readable == {"small": 0, "cut": []}, f"text under 12 px or cut labels: {readable}"
 
-            # Change an input value through its widget.
-            edit_node, edit_input, new_value = _pick_edit(original, schemas)
-            page.fill(f"[data-testid='widget-{edit_node}-{edit_input}']", str(new_value))
+            # Select all, copy, paste: the copy keeps the shown arrangement, clear of the originals; then undo.
+            page.click(".ng-brand")   # focus the page outside any field
+            page.keyboard.press("Control+a")
+            page.keyboard.press("Control+c")
+            page.keyboard.press("Control+v")
+            page.wait_for_function(f"() => Object.keys(window.nodegraph.graph().nodes).length === {2 * len(original['nodes'])}")
+            page.click(".react-flow__controls-fitview")
+            page.wait_for_function("() => (" + OVERLAPS + ")().length === 0")
+            page.keyboard.press("Control+z")
+            page.wait_for_function(f"() => Object.keys(window.nodegraph.graph().nodes).length === {len(original['nodes'])}")
+            assert _save(page) == _current(original)
+
+            # Run the shipped graph as it is: the output image, large; a history row with time, seed, thumbnail.
+            out_id = next(i for i, n in original["nodes"].items() if schemas["nodes"][n["type"]]["output_node"])
+            page.click("[data-testid=run-button]")
+            is_image_graph = original["nodes"][out_id]["type"] != "ShowValue"
+            # Generous ceilings: sampling takes ~20-120 s on a shared CPU.
+            page.wait_for_selector(f"[data-testid='node-status-{out_id}'][data-status=done]", timeout=300_000)
+            if is_image_graph:
+                result = page.locator(f"[data-testid='node-files-{out_id}'] [data-kind=image] img")
+                result.wait_for()
+                page.wait_for_function(f"() => document.querySelector(\"[data-testid='node-files-{out_id}'] img\")?.naturalWidth > 0")
+                assert page.evaluate("(el) => el.clientWidth", result.element_handle()) >= 250, "the result must be large"
+                preview = page.locator("[data-testid^=node-preview-]").first
+                if preview.count():
+                    assert page.evaluate("(el) => el.clientWidth", preview.element_handle()) >= 250, "the live preview must be large"
+                page.wait_for_selector("[data-testid=gallery-item]")
+                page.wait_for_selector("[data-testid^=history-thumb-]", timeout=30_000)
+                seeds = [v for n in original["nodes"].values() for k, v in (n.get("inputs") or {}).items() if k == "seed"]
+                if seeds:
+                    page.wait_for_selector(f"[data-testid^=history-seed-] >> text=seed {seeds[0]}", timeout=30_000)
+            page.wait_for_selector("[data-testid^=history-row-][data-status=succeeded]", timeout=30_000)
+            page.wait_for_function("() => (" + OVERLAPS + ")().length === 0")  # nodes that grew pushed their neighbours
+            toasts = page.locator("[data-testid=toast]")
+            while toasts.count():  # dismiss them (a click each) so the screenshot shows the graph
+                toasts.first.click()
+            page.click(".react-flow__controls-fitview")
+            page.wait_for_function("() => !document.querySelector('[data-testid=toast]')")
+            target = SCREENSHOT if os.environ.get("NODEGRAPH_UPDATE_SCREENSHOT") else tmp_path / "editor.png"
+            target.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(target))   # the shipped graph, unmodified, after its run (docs/editor.png)
 
             # Add a Wait node by dragging it from the palette onto empty canvas below the graph.
             page.fill("[data-testid=palette-search]", "wait")
@@ -216,46 +286,29 @@ def test_editor_load_edit_run_refuse_save(server_url, tmp_path):
                                target_position={"x": canvas["width"] * 0.45, "y": canvas["height"] - 170})
             page.wait_for_selector("[data-testid=node-wait]")
             page.fill("[data-testid=widget-wait-seconds]", "1.5")
+            assert page.evaluate(OVERLAPS) == [], "a new node lands clear of the others"
 
             # Splice it in front of the output node: source → wait.value, wait.value → output input.
-            out_id = next(i for i, n in original["nodes"].items() if schemas["nodes"][n["type"]]["output_node"])
             out_input, link = next((k, v) for k, v in original["nodes"][out_id]["inputs"].items() if _is_link(v))
             _drag_link(page, f"[data-testid='handle-{link['node']}-out-{link['output']}']", "[data-testid=handle-wait-in-value]")
             _drag_link(page, "[data-testid=handle-wait-out-value]", f"[data-testid='handle-{out_id}-in-{out_input}']")
-            expected = copy.deepcopy(original)
-            expected["nodes"][edit_node]["inputs"][edit_input] = new_value
+            expected = copy.deepcopy(_current(original))
             expected["nodes"]["wait"] = {"type": "Wait", "inputs": {"seconds": 1.5, "value": link}}
             expected["nodes"][out_id]["inputs"][out_input] = {"node": "wait", "output": "value"}
-            edited = page.evaluate("window.nodegraph.graph()")
-            assert edited["nodes"] == expected["nodes"]
+            assert page.evaluate("window.nodegraph.graph()")["nodes"] == expected["nodes"]
 
-            # Run: the Wait node shows step progress, then every node finishes and the output shows.
+            # Run again: the upstream is cached, the Wait node shows step progress, then the output is done.
             page.click("[data-testid=run-button]")
-            # Generous ceilings: on txt2img the Wait node starts after 20 sampling steps on a shared CPU.
             page.wait_for_selector("[data-testid=node-status-wait][data-status=running]", timeout=180_000)
             page.wait_for_function(
                 "() => /running \\d+\\/\\d+/.test(document.querySelector('[data-testid=node-status-wait]')?.textContent ?? '')")
             page.wait_for_selector(f"[data-testid='node-status-{out_id}'][data-status=done]", timeout=120_000)
             assert re.match(r"done \d", page.inner_text("[data-testid=node-status-wait]"))
-            if schemas["nodes"][original["nodes"][out_id]["type"]]["outputs"] and original["nodes"][out_id]["type"] == "ShowValue":
+            if original["nodes"][out_id]["type"] == "ShowValue":
                 page.wait_for_selector(f"[data-testid='node-output-{out_id}']")
                 shown = page.inner_text(f"[data-testid='node-output-{out_id}']")
                 assert shown.strip()
-                if graph_path.name == "arithmetic.json":
-                    assert shown.startswith(f"{new_value}x768 has")
-            else:
-                page.wait_for_selector(f"[data-testid='node-files-{out_id}'] [data-kind=image] img")
-                page.wait_for_selector("[data-testid=gallery-item]")
-            page.wait_for_selector("[data-testid=queue-panel] >> text=succeeded")
-            toasts = page.locator("[data-testid=toast]")
-            while toasts.count():  # dismiss them (a click each) so the screenshot shows the graph
-                toasts.first.click()
-            page.fill("[data-testid=palette-search]", "")
-            page.click(".react-flow__controls-fitview")
-            page.wait_for_timeout(200)
-            target = SCREENSHOT if os.environ.get("NODEGRAPH_UPDATE_SCREENSHOT") else tmp_path / "editor.png"
-            target.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(target))
+            page.wait_for_selector("[data-testid=queue-panel] >> text=Nothing queued.")
 
             # A type-incompatible link is refused with the reason, and the graph is unchanged.
             src, output, dst, input_name, reason = _pick_bad_link(original, schemas)
@@ -271,15 +324,50 @@ def test_editor_load_edit_run_refuse_save(server_url, tmp_path):
             page.click("[data-testid=run-button]")
             page.wait_for_selector(f"[data-testid='input-error-{out_id}-{out_input}']")
             page.wait_for_selector("[data-testid=error-banner]")
+            page.click(".ng-brand")
             page.keyboard.press("Control+z")  # undo the unlink
             assert page.evaluate("window.nodegraph.graph()") == before
 
-            # Save again: the file plus exactly the edits (and a position for the new node).
+            # Widgets: a number, the seed shown in full with its mode control, the searchable sampler list, a growing prompt.
+            edit_node, edit_input, new_value = _pick_edit(original, schemas)
+            page.fill(f"[data-testid='widget-{edit_node}-{edit_input}']", str(new_value))
+            expected["nodes"][edit_node]["inputs"][edit_input] = new_value
+            seed_nodes = [i for i, n in original["nodes"].items() if "seed" in (n.get("inputs") or {})]
+            if seed_nodes:
+                sid = seed_nodes[0]
+                seed_box = f"[data-testid='widget-{sid}-seed']"
+                page.fill(seed_box, "1234567890123")
+                assert page.evaluate(f"(() => {{ const e = document.querySelector(\"{seed_box}\"); return e.scrollWidth <= e.clientWidth; }})()"), \
+                    "the seed box must show the whole value"
+                expected["nodes"][sid]["inputs"]["seed"] = 1234567890123
+                mode = f"[data-testid='seed-mode-{sid}-seed']"
+                assert page.get_attribute(mode, "data-mode") == "fixed"   # a loaded file reproduces its seed
+                for want in ("randomize", "increment", "fixed"):
+                    page.click(mode)
+                    page.wait_for_selector(f"{mode}[data-mode={want}]")
+                if "sampler" in original["nodes"][sid]["inputs"]:
+                    page.click(f"[data-testid='widget-{sid}-sampler']")
+                    page.fill(f"[data-testid='combo-filter-{sid}-sampler']", "heun")
+                    page.keyboard.press("Enter")
+                    page.wait_for_selector(f"[data-testid='widget-{sid}-sampler'][data-value=heun]")
+                    expected["nodes"][sid]["inputs"]["sampler"] = "heun"
+            prompts = [i for i, n in original["nodes"].items() if isinstance((n.get("inputs") or {}).get("text"), str)]
+            if prompts:
+                box = f"[data-testid='widget-{prompts[0]}-text']"
+                height = page.locator(box).bounding_box()["height"]
+                long_prompt = "a small red circle on the left,\non a blue background,\nwith a large green square\non the right"
+                page.fill(box, long_prompt)
+                page.wait_for_function(f"() => document.querySelector(\"{box}\").getBoundingClientRect().height > {height + 10}")
+                expected["nodes"][prompts[0]]["inputs"]["text"] = long_prompt
+
+            # Save again: the file plus exactly the edits; adding a node wrote the shown layout (a position for every node).
             saved = _save(page)
-            wait_ui = saved["ui"]["nodes"].pop("wait")
-            if "ui" not in original and saved["ui"] == {"nodes": {}}:
-                del saved["ui"]          # a graph saved without layout gains a ui section only for the added node
-            assert isinstance(wait_ui["position"], list) and len(wait_ui["position"]) == 2
+            ui_nodes = saved.pop("ui")["nodes"]
+            assert set(ui_nodes) == set(expected["nodes"])
+            assert all(isinstance(e["position"], list) and len(e["position"]) == 2 for e in ui_nodes.values())
+            if seed_nodes:
+                assert ui_nodes[seed_nodes[0]]["seed_modes"] == {"seed": "fixed"}
+            expected.pop("ui", None)
             assert saved == expected
         finally:
             browser.close()
@@ -470,8 +558,15 @@ def test_editor_with_token_cookie_plugins_and_media_files(tmp_path):
             page.wait_for_function(
                 f"() => document.querySelector('{files} [data-kind=video][data-view=img] img')?.naturalWidth === 16",
                 timeout=30_000)
-            mesh = page.locator(f"{files} [data-kind=mesh][data-view=download] [data-testid=output-file-download]")
+            mesh = page.locator(f"{files} [data-kind=mesh][data-view=model3d] [data-testid=output-file-download]")
             assert mesh.get_attribute("download").endswith(".obj") and "triangle_" in mesh.inner_text()
+            # The OBJ is drawn by three.js (fetched with the cookie): 3 vertices, or WebGL's absence named.
+            page.wait_for_selector(f"{files} [data-testid=model3d]:not([data-state=loading])", timeout=30_000)
+            view = page.locator(f"{files} [data-testid=model3d]")
+            if view.get_attribute("data-state") == "ready":
+                assert view.get_attribute("data-vertices") == "3"
+            else:
+                assert "WebGL" in view.inner_text(), view.inner_text()
             for kind in ("audio", "video", "mesh"):
                 page.wait_for_selector(f"[data-testid=gallery-item][data-kind={kind}]")
             page.screenshot(path=str(tmp_path / "editor-media.png"))
