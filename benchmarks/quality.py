@@ -4,6 +4,7 @@
                                            [--rows legacy,attributes,sizes,steps] [--count 50]
                                            [--steps 20] [--sampler dpmpp_2m] [--scheduler karras]
                                            [--lcm-lora models/loras/NAME.safetensors]
+                                           [--rows controlnet --controlnet models/controlnet/NAME.safetensors]
 
 Row groups (--rows; default all; --count images per row):
 
@@ -22,6 +23,11 @@ sizes       (#16 §2) template prompts generated at 32x32, 48x80 (HxW), 64, 96x9
 steps       (#16 §3) template prompts at 1, 2, 4, 8 steps with DPM++ 2M, Euler, UniPC (Karras
             schedule, CFG 5) and LCM (CFG 1; with --lcm-lora the LoRA is applied first), plus
             5-step DPM++ 2M; seconds per image for each row.
+controlnet  (#16 §4; not in the default set) the mask ControlNet on hand-drawn-style silhouettes
+            (world.sample_layout: continuous size and place, irregular outlines) with prompts
+            that name no position or size, and with prompts naming another position than the
+            hint; mean IoU and share >= 0.7, with and without the ControlNet. Targets: IoU
+            >= 0.7; contradicting prompts: the hint wins (IoU >= 0.6).
 
 Images are generated in batches through the same library code the nodes use
 (LoadCheckpoint's loader, the CLIP tokenizer/encoder, the CFG guider and samplers).
@@ -222,7 +228,48 @@ def legacy_rows(ckpt, classifier, args) -> None:
     print("targets (held-out, CFG 5): every attribute >= 95 %, all five >= 90 %; CFG 5 > CFG 1")
 
 
-ROW_GROUPS = {"legacy": legacy_rows, "attributes": attribute_rows, "sizes": size_rows, "steps": step_rows}
+def controlnet_rows(ckpt, classifier, args) -> None:
+    """Mask ControlNet on hand-drawn-style silhouettes (continuous size and place, irregular outlines):
+    prompts without position or size, and prompts naming another position than the hint (#16 §4)."""
+    from dataclasses import replace as replace_field
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import controlnet as controlnet_bench  # noqa: E402  (benchmarks/controlnet.py: generate, iou)
+
+    from nodes.image.preprocess import foreground_mask
+    from nodes.models.loading import load_controlnet
+    from nodes.training.world_captions import free_caption
+
+    net = load_controlnet(args.controlnet, dtype=torch.float32)
+    rng = random.Random(f"quality-controlnet/{args.seed}")
+    scene_list = [world.sample_scene(rng) for _ in range(args.count)]
+    layouts = [world.sample_layout(scene, rng, irregular=1.0) for scene in scene_list]
+    images = torch.from_numpy(np.stack([world.render(s, 64, lay) for s, lay in zip(scene_list, layouts)])).float()
+    hints = foreground_mask(images / 255)
+    unplaced = [free_caption(scene, rng, "heldout", omit={"size": 1.0, "position": 1.0})[0] for scene in scene_list]
+    contradicting = []
+    for scene in scene_list:
+        item = scene.single
+        other = rng.choice([p for p in world.POSITIONS if p != item.position])
+        contradicting.append(world.caption(replace_field(scene, objects=(replace_field(item, position=other),))))
+    print(f"\ncontrolnet: {Path(args.controlnet).name}, {args.count} hand-drawn-style silhouettes (continuous size "
+          f"and place, irregular outlines), {args.steps} steps DPM++ 2M, CFG 5")
+    print(f"{'prompts':<28} | {'IoU without':>12} {'>=0.7':>6} | {'IoU with':>9} {'>=0.7':>6}")
+    for label, prompts in (("no position or size", unplaced), ("position contradicts hint", contradicting)):
+        t0 = time.perf_counter()
+        without = controlnet_bench.iou(controlnet_bench.generate(ckpt, prompts, hints, None, args.steps, args.seed),
+                                       hints)
+        with_net = controlnet_bench.iou(controlnet_bench.generate(ckpt, prompts, hints, net, args.steps, args.seed),
+                                        hints)
+        seconds = time.perf_counter() - t0
+        print(f"{label:<28} | {without.mean():>12.3f} {100 * (without >= 0.7).float().mean():>5.0f}% | "
+              f"{with_net.mean():>9.3f} {100 * (with_net >= 0.7).float().mean():>5.0f}%   "
+              f"({seconds / (2 * len(prompts)):.3f} s/image)", flush=True)
+    print("targets: no position: mean IoU >= 0.7 with the ControlNet; contradicting: the hint wins, IoU >= 0.6")
+
+
+ROW_GROUPS = {"legacy": legacy_rows, "attributes": attribute_rows, "sizes": size_rows, "steps": step_rows,
+              "controlnet": controlnet_rows}
 
 
 def main() -> None:
@@ -237,6 +284,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--lcm-lora", default=None, help="an LCM-LoRA (e.g. from DistillLCM) for the LCM rows")
     parser.add_argument("--lcm-cfg", type=float, default=1.0)
+    parser.add_argument("--controlnet", default=str(ROOT / "models" / "controlnet" / "tiny_world_mask.safetensors"),
+                        help="the mask ControlNet for the controlnet rows")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     groups = [name.strip() for name in args.rows.split(",") if name.strip()]
