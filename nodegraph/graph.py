@@ -287,9 +287,9 @@ def foreign_format(data: Any) -> tuple[str, str] | None:
 
 def _foreign_error(tool: str, kind: str) -> GraphError:
     if kind == "api":
-        message = ("this is a ComfyUI API-format prompt, not a nodegraph graph; import it with "
-                   "nodegraph.graph.import_foreign (the editor's Open does this): its nodes keep their ComfyUI "
-                   "types and data, and validation names the ones nodegraph lacks")
+        message = ("this is a ComfyUI API-format prompt, not a nodegraph graph; convert it with "
+                   "nodegraph.graph.import_foreign (or the server's import_graph message): its nodes keep their "
+                   "ComfyUI types and data, and validation names the ones nodegraph lacks")
     else:
         message = ("this is a ComfyUI UI-format workflow, not a nodegraph graph; its widget values are "
                    "positional and cannot be named without ComfyUI's node definitions. In ComfyUI use "

@@ -109,6 +109,12 @@ class ListTemplates(_Message):
     type: Literal["list_templates"]
 
 
+class ImportGraph(_Message):
+    """Convert a graph file of another tool (a ComfyUI API-format prompt) into a nodegraph graph."""
+    type: Literal["import_graph"]
+    data: dict[str, Any]
+
+
 class GetTemplate(_Message):
     """The graph of one template, by the id `list_templates` gave."""
     type: Literal["get_template"]
@@ -164,7 +170,7 @@ class UploadHeader(_Message):
 
 _MODELS = (Hello, ListNodes, Submit, QueueStatus, Cancel, Interrupt, Requeue, History, GetOutputs,
            ListModels, FreeMemory, SetCachePolicy, Ping, DeleteRun, ListPlugins, GetRun, ListTemplates,
-           GetTemplate)
+           GetTemplate, ImportGraph)
 ClientMessage = Annotated[Union[_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]
 _CLIENT_MESSAGE = TypeAdapter(ClientMessage)
 MESSAGE_TYPES = tuple(m.model_fields["type"].annotation.__args__[0] for m in _MODELS)
@@ -567,6 +573,23 @@ class ServerProtocol:
     def _on_list_templates(self, client: ClientState, message: ListTemplates) -> list[Outgoing]:
         templates = self.templates.list() if self.templates is not None else []
         return self._reply(client, message, {"type": "templates", "templates": templates})
+
+    def _on_import_graph(self, client: ClientState, message: ImportGraph) -> list[Outgoing]:
+        from .graph import import_foreign, parse_graph
+
+        registry = self.session.registry
+
+        def output_names(node_type: Any) -> list[str] | None:
+            cls = registry.nodes.get(node_type) if isinstance(node_type, str) else None
+            return [o.name for o in cls.spec.outputs] if cls is not None else None
+
+        try:
+            graph = parse_graph(import_foreign(message.data, output_names)).to_dict()
+        except GraphValidationError as exc:
+            return [_error(client.client_id, "invalid_graph", f"the file cannot be imported: {exc.errors[0].message}",
+                           message.request_id, errors=[e.to_dict() for e in exc.errors[:200]])]
+        errors = [e.to_dict() for e in self.session.validate(graph)[:200]]
+        return self._reply(client, message, {"type": "imported_graph", "graph": graph, "errors": errors})
 
     def _on_get_template(self, client: ClientState, message: GetTemplate) -> list[Outgoing]:
         if self.templates is None:

@@ -321,3 +321,20 @@ def test_batching_keeps_order_binary_frames_and_size_bounds():
         unpacked += body["messages"] if body["type"] == "batch" else [body]
     assert unpacked == [small[2], {"type": "pong"}, big]
     assert all(len(f) <= Server.BATCH_MAX_CHARS for f in frames[2:] if json.loads(f)["type"] == "batch")
+
+
+def test_import_graph_converts_a_comfyui_prompt_keeping_unknown_nodes(proto):
+    """import_graph turns an API prompt into a graph: known types get output names, unknown ones keep their data."""
+    prompt = {"1": {"class_type": "Int", "inputs": {"value": 4}},
+              "2": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "x.pth", "n": ["1", 0]}},
+              "3": {"class_type": "ShowValue", "inputs": {"value": ["1", 0]}, "_meta": {"title": "Show"}}}
+    (reply,) = send(proto, {"type": "import_graph", "data": prompt})
+    assert reply.message["type"] == "imported_graph"
+    nodes = reply.message["graph"]["nodes"]
+    assert nodes["3"] == {"type": "ShowValue", "title": "Show", "inputs": {"value": {"node": "1", "output": "value"}}}
+    assert nodes["2"]["inputs"] == {"model_name": "x.pth", "n": {"node": "1", "output": "value"}}
+    assert [(e["code"], e["node_id"]) for e in reply.message["errors"]] == [("unknown_node_type", "2")]
+    workflow = {"nodes": [{"id": 1, "type": "KSampler", "widgets_values": [1]}], "links": []}
+    (reply,) = send(proto, {"type": "import_graph", "data": workflow})
+    assert reply.message["code"] == "invalid_graph"
+    assert reply.message["details"]["errors"][0]["details"] == {"tool": "comfyui", "format": "workflow"}
