@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--sampler", default="dpmpp_2m")
     parser.add_argument("--scheduler", default="karras")
     parser.add_argument("--batch", type=int, default=12)
-    parser.add_argument("--limit", type=int, default=0, help="only the first N held-out prompts (0 = all 108)")
+    parser.add_argument("--limit", type=int, default=0, help="only N held-out prompts, spread evenly over the list (0 = all 108)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE / "pointcloud_quality.json")
@@ -66,7 +66,9 @@ def main() -> None:
     net = load_model(args.model)
     model = plugin.wrap_model(context, net, "text-to-points (benchmark)")
     judge = load_classifier(args.classifier)
-    specs = held_out_specs()[: args.limit or None]
+    specs = held_out_specs()
+    if args.limit:                                   # an even spread over the shapes, not the first N
+        specs = specs[:: max(1, len(specs) // args.limit)][: args.limit]
     everything = all_specs()
     negative = {"words": encode_words("")}
     rows, clouds, seconds = [], [], 0.0

@@ -6,8 +6,9 @@ points_to_mesh (for surface samples such as the text-to-points model's output):
 2. Unsigned distance d(x) from every voxel centre to the nearest point (chunked `torch.cdist`).
 3. The *shell* is {d ≤ ε}, with ε = `shell` × the median nearest-neighbour spacing of the points
    (at least one voxel diagonal), thick enough to close the gaps between neighbouring points.
-   Voxels enclosed by the shell (scipy.ndimage.binary_fill_holes) are inside: this is the
-   occupancy estimate. Signed field: f = d − ε outside, f = d − ε (≤ 0) in the shell, f = −d inside.
+   Pieces of the shell smaller than `min_piece` (25 %) of the largest (islands around stray
+   points) are dropped; voxels enclosed by the shell (scipy.ndimage.binary_fill_holes) are inside: this is
+   the occupancy estimate. Signed field: f = d − ε outside, f = d − ε (≤ 0) in the shell, f = −d inside.
 4. A Gaussian blur (σ = 1 voxel) and marching cubes at f = 0 (Lorensen & Cline 1987;
    scikit-image's `measure.marching_cubes`, Lewiner et al. 2003) give the outer surface of the
    shell, which lies about ε outside the true surface: every vertex is moved along its normal
@@ -19,7 +20,7 @@ Open clouds (an image lifted to points is a height field, nothing is enclosed) g
 shell around the surface. Degenerate clouds (all points at one spot) and clouds with fewer than
 MIN_POINTS points are refused (PointsError).
 
-    points_to_mesh(points, resolution, shell)   (N, C) cloud → MESH dict
+    points_to_mesh(points, resolution, shell, min_piece)   (N, C) cloud → MESH dict
     sample_mesh_points(mesh, count, generator, with_normals)   area-weighted surface samples
                                                (N, 6) xyz rgb, or (N, 9) with face normals
     mesh_report(mesh)                           counts of vertices, faces, degenerate faces,
@@ -34,6 +35,7 @@ import torch
 from .points import GREY, PointsError
 
 MIN_POINTS = 8
+MIN_PIECE = 0.25              # default: shell pieces under this fraction of the largest are dropped (strays)
 PROJECTION_NEIGHBOURS = 8      # points whose centroid each vertex is projected to (along its normal)
 MAX_MESH_POINTS = 16_384          # clouds are subsampled to this for the distance field (cost ∝ points × voxels)
 
@@ -50,7 +52,7 @@ def _nearest(queries: torch.Tensor, points: torch.Tensor, k: int = 1, chunk: int
 
 
 def points_to_mesh(points: torch.Tensor, resolution: int = 64, shell: float = 2.0,
-                   argument: str = "points") -> dict[str, torch.Tensor]:
+                   argument: str = "points", min_piece: float = MIN_PIECE) -> dict[str, torch.Tensor]:
     """One cloud (N, C ≥ 3) → {"vertices", "faces", "colors"} by the method in the module docstring."""
     from scipy import ndimage
     from skimage import measure
@@ -81,8 +83,13 @@ def points_to_mesh(points: torch.Tensor, resolution: int = 64, shell: float = 2.
     grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).view(-1, 3)
     distance = _nearest(grid, xyz)[0][:, 0].view(*counts.tolist()).numpy()
     in_shell = distance <= epsilon
+    labels, count = ndimage.label(in_shell)
+    if count > 1 and min_piece > 0:                 # stray points make small islands: keep the big pieces
+        sizes = np.bincount(labels.ravel())[1:]
+        in_shell = np.isin(labels, 1 + np.flatnonzero(sizes >= min_piece * sizes.max()))
     inside = ndimage.binary_fill_holes(in_shell) & ~in_shell
     field = np.where(inside, -distance, distance - epsilon)
+    field[(distance <= epsilon) & ~in_shell] = epsilon            # dropped islands are outside
     field = ndimage.gaussian_filter(field, sigma=1.0)
     if field.min() >= 0 or field.max() <= 0:
         raise PointsError(argument, "no surface found in the distance field (the cloud may be degenerate)")

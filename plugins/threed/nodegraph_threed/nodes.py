@@ -381,7 +381,7 @@ class PointsToMesh(Node):
 
     One mesh per cloud (a list when the batch has several). `resolution` is the grid size along the
     cloud's longest side (cost and detail grow with its cube); `shell` thickens the surface to close gaps
-    between points, in units of their typical spacing.
+    between points, in units of their typical spacing; `min_piece` drops islands made by stray points.
     """
 
     category = "3d/mesh"
@@ -390,10 +390,13 @@ class PointsToMesh(Node):
         points: Any = Input(port="POINT_CLOUD")
         resolution: int = Input(56, ge=16, le=160)
         shell: float = Input(2.0, ge=0.5, le=6.0, step=0.25)
+        min_piece: float = Input(0.25, ge=0.0, le=1.0, step=0.05,
+                                 description="drop separate pieces smaller than this fraction of the largest "
+                                             "(stray points); 0 keeps every piece")
 
     outputs = (Output("mesh", "MESH"),)
 
-    def run(self, points: Any, resolution: int, shell: float) -> dict:
+    def run(self, points: Any, resolution: int, shell: float, min_piece: float) -> dict:
         from .meshing import points_to_mesh
         from .points import PointsError
 
@@ -402,7 +405,7 @@ class PointsToMesh(Node):
         for k, cloud in enumerate(clouds):
             self.context.progress(k, len(clouds))
             try:
-                meshes.append(points_to_mesh(cloud, resolution, shell,
+                meshes.append(points_to_mesh(cloud, resolution, shell, min_piece=min_piece,
                                              argument="points" if len(clouds) == 1 else f"points[{k}]"))
             except PointsError as error:
                 raise _as_input_error("points", error) from None

@@ -90,8 +90,15 @@ def _splat(xyz: torch.Tensor, colours: torch.Tensor, normals: torch.Tensor | Non
     return image.view(size, size, 3)
 
 
-def _frame(xyz: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Centre (bounding-box centre) and radius (largest distance from it) of a cloud."""
+def _frame(xyz: torch.Tensor, robust: bool = False) -> tuple[torch.Tensor, float]:
+    """Centre and radius of a cloud: its bounding box's centre and farthest point, or, `robust`, the
+    box between the 1st and 99th percentiles and the 99th-percentile distance (a few stray points of
+    a generated cloud then do not shrink the object in the frame; they may fall outside it)."""
+    if robust and len(xyz) >= 100:
+        low, high = xyz.quantile(0.01, dim=0), xyz.quantile(0.99, dim=0)
+        centre = (low + high) / 2
+        radius = float((xyz - centre).norm(dim=1).quantile(0.99).clamp_min(1e-6)) * 1.05
+        return centre, radius
     centre = (xyz.amin(0) + xyz.amax(0)) / 2
     radius = float((xyz - centre).norm(dim=1).max().clamp_min(1e-6))
     return centre, radius
@@ -103,8 +110,8 @@ def render_points(points: torch.Tensor, size: int = 256, azimuths: Sequence[floa
                   background: Sequence[float] = BACKGROUND, radius: float | None = None) -> torch.Tensor:
     """POINT_CLOUD (B, N, C) → IMAGE (B·F, size, size, 3), F = len(azimuths); frames of cloud 0 first.
 
-    Each cloud is framed by its own bounding sphere (the same for all its frames, so it does not
-    zoom while turning), or, with `radius`, by the sphere of that radius about the origin (the same
+    Each cloud is framed by its own bounding sphere, ignoring the farthest 1 % of points (the same
+    for all its frames, so it does not zoom while turning), or, with `radius`, by the sphere of that radius about the origin (the same
     scale for every cloud, to compare sizes). `point_radius` in pixels (default: from the point
     count and image size).
     """
@@ -115,7 +122,7 @@ def render_points(points: torch.Tensor, size: int = 256, azimuths: Sequence[floa
         xyz = cloud[:, :3]
         colours = cloud[:, 3:6] if cloud.shape[1] >= 6 else torch.full_like(xyz, 0.8)
         normals = cloud[:, 6:9] if cloud.shape[1] >= 9 else None
-        centre, scale = _frame(xyz) if radius is None else (torch.zeros(3), radius)
+        centre, scale = _frame(xyz, robust=True) if radius is None else (torch.zeros(3), radius)
         unit = (xyz - centre) / scale
         splat = point_radius if point_radius is not None else max(1.0, size / 256 * 2.2 * (1024 / len(xyz)) ** 0.5)
         for azimuth in azimuths:

@@ -195,7 +195,7 @@ def test_point_cloud_errors_name_the_input(session):
     nan[0, 3, 1] = float("nan")
     for bad, match in ((nan, "NaN"), (torch.zeros(1, 0, 6), "empty"), (torch.ones(1, 64, 6), "degenerate")):
         with pytest.raises(NodeInputError, match=match) as info:
-            mesher.run(points=bad, resolution=16, shell=2.0)
+            mesher.run(points=bad, resolution=16, shell=2.0, min_piece=0.25)
         assert info.value.input == "points"
         with pytest.raises(NodeInputError, match=match):
             renderer.run(points=bad, mesh=None, frames=1, size=32, elevation=0.0, projection="orthographic",
