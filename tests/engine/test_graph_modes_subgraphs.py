@@ -393,3 +393,45 @@ def test_ray_placement_needs_come_from_the_effective_graph(session):
     graph = parse_graph(square_plus_graph())
     needs = needs_for(session.registry, graph)
     assert set(needs.node_types) == {"primitives.Int", "primitives.IntMath", "primitives.ShowValue"}
+
+
+def test_bypass_inside_a_subgraph_passes_the_exposed_input_through(session):
+    """A bypassed inner node passes the outer node's linked value through, as at top level."""
+    graph = square_plus_graph(7, 1)
+    graph["subgraphs"]["square_plus"]["nodes"]["mul"]["mode"] = "bypass"
+    result = session.run(graph)
+    assert result.outputs["show"]["value"] == 8          # mul passes x (7) through; + k (1)
+    assert "sq/mul" not in result.executed
+
+
+def test_bypass_whose_source_is_muted_skips_the_consumer(session):
+    """A value passed through a bypassed node from a muted node is skipped downstream, not failed."""
+    graph = chain(4)
+    graph["nodes"]["c0"]["mode"] = "mute"
+    graph["nodes"]["c1"]["mode"] = "bypass"
+    graph["nodes"]["five"] = {"type": "Int", "inputs": {"value": 5}}
+    graph["nodes"]["other"] = {"type": "ShowValue", "inputs": {"value": link("five", "value")}}
+    result = session.run(graph)
+    assert result.skipped == ["c0", "c2", "c3", "show"] and result.executed == ["five", "other"]
+
+
+def test_output_nodes_inside_a_subgraph_run_as_outputs(session):
+    """A ShowValue inside a definition is an output of the run, under its expanded id."""
+    graph = square_plus_graph(3, 0)
+    graph["subgraphs"]["square_plus"]["nodes"]["peek"] = {
+        "type": "ShowValue", "inputs": {"value": link("mul", "result")}}
+    result = session.run(graph)
+    assert result.outputs["sq/peek"]["value"] == 9 and result.outputs["show"]["value"] == 9
+
+
+def test_nested_error_paths_name_every_level(session):
+    """An error two levels down names both subgraphs and the whole path of node ids."""
+    graph = square_plus_graph()
+    graph["subgraphs"]["outer"] = {"inputs": {"v": {}}, "outputs": {"result": {"node": "inner", "output": "result"}},
+                                   "nodes": {"inner": {"type": "subgraph:square_plus",
+                                                       "inputs": {"x": link("$inputs", "v")}}}}
+    graph["subgraphs"]["square_plus"]["nodes"]["add"]["inputs"]["op"] = "nope"
+    graph["nodes"]["sq"] = {"type": "subgraph:outer", "inputs": {"v": link("a", "value")}}
+    (error,) = session.validate(graph)
+    assert error.node_id == "sq/inner/add" and error.details["path"] == ["sq", "inner", "add"]
+    assert error.message.startswith("in subgraph outer > square_plus (node sq → inner → add):")
