@@ -158,7 +158,7 @@ function SeedField({ nodeId, name, testId, value, widget, onCommit }: {
   const app = useApp();
   const mode = useStore(app.editor.store, (s) => (s.doc.nodes[nodeId] ? seedMode(s.doc.nodes[nodeId], name) : "fixed"));
   const numberWidget = { kind: "number" as const, integer: true, min: widget.min, max: widget.max, step: 1 };
-  const labels = { randomize: "🎲 random", increment: "＋1 each run", fixed: "📌 fixed" } as const;
+  const labels = { randomize: "random", increment: "+1 / run", fixed: "fixed" } as const; // plain text: no emoji font needed
   const titles = {
     randomize: "A new seed is drawn before each run (click: add one each run)",
     increment: "The seed goes up by one before each run (click: keep it fixed)",
