@@ -360,7 +360,7 @@ class _Expander:
 
     def resolve(self, graph: Graph) -> EffectiveGraph:
         """Resolve links through virtual nodes, drop muted nodes and their dependents."""
-        reported_no_match: set[int] = set()
+        unresolved: list[tuple[str, str, _NoPassThrough]] = []     # (consumer, input, why)
         nodes: dict[str, GraphNode] = {}
         dependents: dict[str, list[str]] = {}
         for node_id, node in self.flat.items():
@@ -370,14 +370,7 @@ class _Expander:
                     resolved = self._resolve_link(value)
                     if isinstance(resolved, _NoPassThrough):
                         self.suppressed.add((node_id, input_name))
-                        error = resolved.error
-                        if error.node_id is None:
-                            error = GraphError(error.code, f"input {input_name!r} {error.message}", node_id,
-                                               input_name, error.details)
-                            self.errors.append(error)
-                        elif id(resolved) not in reported_no_match:
-                            reported_no_match.add(id(resolved))
-                            self.errors.append(error)
+                        unresolved.append((node_id, input_name, resolved))
                         continue
                     dependents.setdefault(resolved.node, []).append(node_id)
                     value = resolved
@@ -391,6 +384,17 @@ class _Expander:
                 if dependent not in gone:
                     gone.add(dependent)
                     stack.append(dependent)
+        reported: set[int] = set()
+        for node_id, input_name, why in unresolved:     # only what a kept node uses is an error
+            if node_id in gone:
+                continue
+            error = why.error
+            if error.node_id is None:
+                self.errors.append(GraphError(error.code, f"input {input_name!r} {error.message}", node_id,
+                                              input_name, error.details))
+            elif id(why) not in reported:
+                reported.add(id(why))
+                self.errors.append(error)
         skipped = tuple(muted) + tuple(n for n in nodes if n in gone and nodes[n].mode != "mute")
         kept = {n: node for n, node in nodes.items() if n not in gone}
         plain = Graph(kept, graph.metadata, graph.ui, graph.has_ui)

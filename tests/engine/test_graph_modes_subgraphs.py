@@ -435,3 +435,14 @@ def test_nested_error_paths_name_every_level(session):
     (error,) = session.validate(graph)
     assert error.node_id == "sq/inner/add" and error.details["path"] == ["sq", "inner", "add"]
     assert error.message.startswith("in subgraph outer > square_plus (node sq → inner → add):")
+
+
+def test_a_bypass_mismatch_used_only_by_skipped_nodes_is_no_error(session):
+    """bypass_no_match counts only for kept consumers: a muted consumer makes it harmless."""
+    graph = {"format_version": 2, "nodes": {
+        "s": {"type": "String", "inputs": {"value": "hi"}},
+        "c": {"type": "Counter", "mode": "bypass", "inputs": {"tag": link("s", "value")}},
+        "use": {"type": "ShowValue", "mode": "mute", "inputs": {"value": link("c", "y")}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("s", "value")}}}}
+    assert session.validate(graph) == []
+    assert session.run(graph).outputs["show"]["value"] == "hi"
