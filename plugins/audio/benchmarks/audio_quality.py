@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nodegraph import Input, Node, NodeInputs, Output, Session, api, hookimpl
+from nodegraph import Input, Node, NodeInputs, Session, api, hookimpl
 from nodegraph.model_paths import ModelPaths
 
 from nodegraph_audio import detect, synth

@@ -23,7 +23,7 @@ speckle of unremoved noise: measured, README "Decisions").
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -197,15 +197,16 @@ class AudioDenoiser(nn.Module):
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor, **unused) -> torch.Tensor:
-        """x (B, 1, F, T), t (B,) network time (1000 × flow time), tokens (B, L) → v = (x - x̂0) / t (B, 1, F, T)."""
+        """x (B, 1, F, T), t (B,) network time (1000 × flow time), tokens (B, L) → v = (x - x̂0) / t."""
         t = t.expand(x.shape[0]) if t.ndim == 0 else t
         flow_time = (t.float() / TIME_SCALE).clamp_min(MIN_FLOW_TIME).view(-1, 1, 1, 1)
-        return (x - self.predict_x0(x, t, tokens)) / flow_time
+        return ((x.float() - self.predict_x0(x, t, tokens).float()) / flow_time).to(x.dtype)
 
     def predict_x0(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """The clean spectrogram x̂0 (B, 1, F, T) from x_t, network time t (B,) and caption tokens (B, L)."""
         b, _, bins, frames = x.shape
-        text, keep = self.text_encoder(tokens.long())                            # (B, L, D), (B, L)
+        # integer tokens stay on the CPU when the sampler moves the (floating) conditioning to the device
+        text, keep = self.text_encoder(tokens.to(x.device).long())               # (B, L, D), (B, L)
         pooled = (text * keep[..., None]).sum(1) / keep.sum(1, keepdim=True).clamp_min(1)
         embedding = self.time_mlp(timestep_embedding(t.expand(b) if t.ndim == 0 else t, self.config.embed_width))
         embedding = embedding + self.text_pool(pooled)                           # (B, E)

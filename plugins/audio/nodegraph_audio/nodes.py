@@ -1142,13 +1142,15 @@ class SaveAudioModel(Node):
         folder.mkdir(parents=True, exist_ok=True)
         kit = api.training(self.context)
         path = kit.write_new_file(target, overwrite,
-                                  lambda tmp: save_audio_model(tmp, audio_model.net, audio_model.spec, audio_model.info))
+                                  lambda tmp: save_audio_model(tmp, audio_model.net, audio_model.spec,
+                                                               audio_model.info))
         return {"model_files": [{"path": str(path), "kind": "audio_model", "format": "safetensors"}],
                 "bytes": path.stat().st_size}
 
 
 NODES: list[type[Node]] = [
-    LoadAudio, SaveAudio, SynthesizeSound, ResampleAudio, TrimPadAudio, MixAudio, AudioGain, NormalizeAudio, FadeAudio, ConcatenateAudio,
+    LoadAudio, SaveAudio, SynthesizeSound, ResampleAudio, TrimPadAudio, MixAudio, AudioGain, NormalizeAudio,
+    FadeAudio, ConcatenateAudio,
     STFT, InverseSTFT, MelSpectrogram, SpectrogramScale, GriffinLim, SpectrogramToImage, ImageToSpectrogram,
     AudioSpectrogramImage, LoadVocoder, Vocode,
     LoadAudioModel, EncodeAudioPrompt, EmptyAudioLatent, AudioToLatent, LatentToAudio, AudioGapMask,

@@ -30,7 +30,7 @@ def from_image(image: torch.Tensor, low_db: float = -80.0, high_db: float = 0.0)
 
 
 def latent_to_image(x: torch.Tensor) -> torch.Tensor:
-    """The tiny model's latent (B, 1, F, T) in about [-1, 1] → IMAGE (B, F, T, 3) grey, low frequencies at the bottom."""
+    """The tiny model's latent (B, 1, F, T), about [-1, 1] → grey IMAGE (B, F, T, 3), low frequencies at the bottom."""
     grey = ((x[:, 0].float() + 1) / 2).clamp(0, 1).flip(1)
     return grey[..., None].expand(*grey.shape, 3).contiguous()
 

@@ -1,4 +1,4 @@
-"""HiFi-GAN in transformers' SpeechT5HifiGan layout: parity on random weights, weight-norm folding, shape-read configs."""
+"""HiFi-GAN in transformers' SpeechT5HifiGan layout: parity on random weights, weight norm, configs from shapes."""
 
 import pytest
 import torch

@@ -2,7 +2,6 @@
 model, the file-result contract, and the node errors bad input gets (each naming its input)."""
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,7 @@ def _files(result, node: str) -> list[dict]:
 
 def test_plugin_is_found_by_entry_point(session):
     """The `audio` entry point registers its nodes and port types (AUDIO itself is the engine's)."""
-    assert {"SPECTROGRAM", "VOCODER", "AUDIO_MODEL", "AUDIO"} <= set(session.registry.types)
+    assert {"SPECTROGRAM", "VOCODER", "AUDIO_MODEL", "AUDIO"} <= set(session.registry.types.names())
     for name in ("LoadAudio", "SaveAudio", "STFT", "MelSpectrogram", "GriffinLim", "SpectrogramToImage",
                  "LoadVocoder", "LoadAudioModel", "AudioGapMask", "TrainAudioModel"):
         assert session.registry.node_plugin[name] == "audio"
@@ -93,7 +92,7 @@ def _run_single(session, tmp_path, nodes: dict, output: str):
 
 
 def test_load_save_round_trip_and_spectrogram_nodes(session, tmp_path):
-    """LoadAudio → STFT → InverseSTFT → SaveAudio (FLAC) is lossless; MelSpectrogram → dB → image has the right size."""
+    """LoadAudio → STFT → InverseSTFT → SaveAudio (FLAC) is lossless; MelSpectrogram → dB → image has its size."""
     t = np.arange(8000) / 16000
     soundfile.write(tmp_path / "tone.wav", 0.4 * np.sin(2 * np.pi * 440 * t), 16000, subtype="FLOAT")
     nodes = {
@@ -156,23 +155,21 @@ def test_model_input_rules_name_the_input(session, tmp_path):
 
 
 def test_hifigan_vocoder_from_the_model_folder_vocodes_a_matching_mel(tmp_path):
-    """A SpeechT5HifiGan (random weights) saved in models/vocoder loads by name and vocodes an 80-mel, hop-256
-    spectrogram; a 64-mel spectrogram is refused naming `vocoder`."""
-    transformers = pytest.importorskip("transformers")
+    """A SpeechT5HifiGan-layout generator (random weights, its config in the metadata) saved in models/vocoder loads
+    by name and vocodes an 80-mel, hop-256 spectrogram; a 64-mel spectrogram is refused naming `vocoder`."""
     from safetensors.torch import save_file
 
     from nodegraph.model_paths import ModelPaths
+    from nodegraph_audio.hifigan import HifiGanConfig, HifiGanGenerator
 
     torch.manual_seed(0)
-    config = transformers.SpeechT5HifiGanConfig(upsample_initial_channel=32)
-    reference = transformers.SpeechT5HifiGan(config).eval()
+    config = HifiGanConfig(upsample_initial_channel=32)            # SpeechT5's layout at a tiny width
+    generator = HifiGanGenerator(config)
     folder = tmp_path / "models" / "vocoder"
     folder.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(folder / "tiny_hifigan.safetensors"),
-              metadata={"config": json.dumps(config.to_dict())})
-    paths = ModelPaths.default()
-    paths.extra.setdefault("vocoder", []).insert(0, folder)
-    session = Session(autoload=True, allow=["audio"], model_paths=paths)
+    save_file({k: v.contiguous() for k, v in generator.state_dict().items()},
+              str(folder / "tiny_hifigan.safetensors"), metadata={"config": config.to_json()})
+    session = Session(autoload=True, allow=["audio"], model_paths=ModelPaths(roots=[], extra={"vocoder": [folder]}))
 
     def graph(n_mels):
         return {"format_version": 1, "nodes": {
