@@ -359,9 +359,18 @@ class RunQueue:
             cursor = self._db.execute(f"DELETE FROM runs WHERE id = ? AND status IN {FINISHED!r}", (run_id,))
             return cursor.rowcount == 1
 
-    def prune(self, keep: int = 1000, older_than: float | None = None) -> int:
-        """Delete finished runs beyond the newest `keep` (and/or finished before `older_than`)."""
+    def prune(self, keep: int = 1000, older_than: float | None = None, slack: int = 0) -> int:
+        """Delete finished runs beyond the newest `keep` (and/or finished before `older_than`).
+
+        With `slack`, nothing happens until more than `keep + slack` runs are finished: the
+        deletion (a sort of the whole history) then runs once per `slack` runs, not after each.
+        """
         with self._lock:
+            if older_than is None:
+                finished = self._one("SELECT COUNT(*) AS n FROM runs WHERE status IN "
+                                     "('succeeded', 'failed', 'interrupted', 'cancelled')")["n"]
+                if finished <= keep + max(0, slack):
+                    return 0
             cursor = self._db.execute(
                 "DELETE FROM runs WHERE status IN ('succeeded', 'failed', 'interrupted', 'cancelled') AND ("
                 "id NOT IN (SELECT id FROM runs WHERE status IN ('succeeded', 'failed', 'interrupted', 'cancelled') "

@@ -169,7 +169,8 @@ class Server:
             address always; when listening beyond loopback, also this machine's host names).
         max_message_bytes: largest frame accepted (uploads included).
         web_dist: the editor's build folder.
-        history_limit: finished runs kept in history (older ones are pruned after each run).
+        history_limit: finished runs kept in history (older ones are pruned once the history
+            holds 2 % more, so the pruning sort does not run after every run).
         backend: where queued runs execute: None for this process's Session (one worker thread),
             or an object with `serve(server)`, `interrupt(run_id)` and `close()` (the Ray pool).
         compression: "deflate" (permessage-deflate, offered to clients that ask) or None.
@@ -699,7 +700,7 @@ class Server:
             if self._terminal_event is not None:   # now get_outputs / queue_status see the final status
                 self._post(self.protocol.run_event(run_id, self._terminal_event.to_dict()), urgent=True)
             try:                                   # maintenance, after the client has its answer
-                self.queue.prune(keep=self.history_limit)
+                self.queue.prune(keep=self.history_limit, slack=max(1, self.history_limit // 50))
             except Exception:  # noqa: BLE001
                 log.exception("could not prune the history")
 

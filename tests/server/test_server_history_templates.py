@@ -338,3 +338,15 @@ def test_import_graph_converts_a_comfyui_prompt_keeping_unknown_nodes(proto):
     (reply,) = send(proto, {"type": "import_graph", "data": workflow})
     assert reply.message["code"] == "invalid_graph"
     assert reply.message["details"]["errors"][0]["details"] == {"tool": "comfyui", "format": "workflow"}
+
+
+def test_prune_with_slack_waits_until_the_history_is_over_the_limit_plus_slack():
+    """prune(keep, slack) deletes nothing up to keep + slack finished runs, then back down to keep."""
+    queue = RunQueue()
+    for seed in range(5):
+        queue.enqueue(seeded_graph(seed), "c")
+        queue.finish(queue.claim_next().id, "succeeded", result={})
+    assert queue.prune(keep=3, slack=2) == 0 and queue.history()[1] == 5
+    queue.enqueue(seeded_graph(9), "c")
+    queue.finish(queue.claim_next().id, "succeeded", result={})
+    assert queue.prune(keep=3, slack=2) == 3 and queue.history()[1] == 3
