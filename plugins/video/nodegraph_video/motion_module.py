@@ -199,7 +199,9 @@ class TemporalTransformer3DModel(nn.Module):
     def forward(self, h: torch.Tensor, frames: int) -> torch.Tensor:
         batch_frames, channels, height, width = h.shape
         clips = batch_frames // frames
-        x = h.view(clips, frames, channels, height, width).permute(0, 2, 1, 3, 4)  # (B, C, F, H, W)
+        # contiguous: a permuted 5-D input can look channels-last to GroupNorm, whose CPU backward kernel for
+        # that layout crashed (segfault) on 4-frame clips (torch 2.13)
+        x = h.view(clips, frames, channels, height, width).permute(0, 2, 1, 3, 4).contiguous()  # (B, C, F, H, W)
         x = self.norm(x)
         x = x.permute(0, 3, 4, 2, 1).reshape(clips * height * width, frames, channels)  # (B·H·W, F, C)
         x = self.proj_in(x)

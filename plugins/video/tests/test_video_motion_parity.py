@@ -8,6 +8,8 @@ project's LDM UNet loaded from the same weights with the motion modules inserted
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -27,6 +29,7 @@ torch.set_num_threads(1)
 FRAMES = 6
 
 
+@functools.lru_cache(maxsize=1)
 def _reference():
     from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
 

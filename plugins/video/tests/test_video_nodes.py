@@ -31,7 +31,8 @@ needs_shipped = pytest.mark.skipif(not (SHIPPED_MODELS / "tiny_world_motion.safe
 @pytest.fixture(scope="module")
 def motion_dir(tmp_path_factory) -> Path:
     """A model folder with a random motion module for the tiny-world UNet and one for an SD1-shaped UNet."""
-    folder = tmp_path_factory.mktemp("motion_modules")
+    folder = tmp_path_factory.mktemp("models") / "motion_modules"
+    folder.mkdir()
     torch.manual_seed(0)
     modules = MotionModuleSet(TINY_CONFIG)
     with torch.no_grad():
@@ -48,8 +49,8 @@ def motion_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def session(motion_dir, tmp_path_factory) -> Session:
-    """A session with the video plugin (entry point), the repo's models and the test motion modules."""
-    paths = ModelPaths(roots=[ROOT / "models"], extra={"motion_modules": [motion_dir]})
+    """A session with the video plugin (entry point), the repo's checkpoints and a temporary model root."""
+    paths = ModelPaths(roots=[motion_dir.parent], extra={"checkpoints": [ROOT / "models" / "checkpoints"]})
     return Session(autoload=True, allow=["video"], model_paths=paths,
                    output_dir=tmp_path_factory.mktemp("output"), input_dir=tmp_path_factory.mktemp("input"))
 
@@ -255,4 +256,23 @@ def test_save_video_leaves_nothing_when_encoding_fails(session, monkeypatch):
 def test_shipped_motion_module_loads_for_the_shipped_model(session):
     """The shipped module loads, matches the tiny-world UNet and runs the txt2vid graph."""
     result = session.run(_small("txt2vid", motion="tiny_world_motion.safetensors"))
+    assert _files(result, "video")[0]["frames"] == 4
+
+
+def test_training_graph_smoke_run_saves_a_loadable_module(session, motion_dir, tmp_path):
+    """The shipped training graph at 4 clips × 4 frames, 2 steps trains, saves (never overwriting) and reloads."""
+    graph = _graph("train_tiny_world_motion", {("train", "clips"): 4, ("train", "frames"): 4, ("train", "steps"): 2,
+                                               ("train", "batch_size"): 1, ("train", "checkpoint_every"): 1,
+                                               ("train", "run_name"): f"smoke_{tmp_path.name}",
+                                               ("save", "filename"): "smoke.safetensors"})
+    first = session.run(graph).outputs["save"]["model_files"][0]["path"]
+    again = Session(autoload=True, allow=["video"], model_paths=session.model_paths, output_dir=session.output_dir)
+    report = json.loads(again.run(graph, outputs=["train"]).outputs["train"]["report"])
+    assert report["steps"] == 2 and report["resumed_at"] == 2           # a new session resumes the finished run
+    assert report["config"].startswith("channels [64, 128, 128]")
+    saved = Path(first)
+    assert saved.name == "smoke.safetensors" and saved.parent == motion_dir
+    second = Path(session.run(graph).outputs["save"]["model_files"][0]["path"])   # saved again: a new name
+    assert second.name == "smoke_1.safetensors" and saved.is_file()
+    result = session.run(_small("txt2vid", motion="smoke.safetensors"))
     assert _files(result, "video")[0]["frames"] == 4

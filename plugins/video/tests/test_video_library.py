@@ -1,0 +1,160 @@
+"""The video plugin's library: frame-batch operations, prompt travel, smoothing, animated clips and captions."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from nodegraph import api
+from nodegraph_video.animated_world import (
+    MOTIONS,
+    VIDEO_HOLDOUT,
+    ClipError,
+    ClipSpec,
+    parse_video_caption,
+    read_motion,
+    render_clip,
+    sample_clip,
+    video_caption,
+)
+from nodegraph_video.frames import (
+    FramesError,
+    blend_conditioning,
+    concat,
+    crossfade,
+    frame_indices,
+    on_frames,
+    parse_keyframes,
+    reverse,
+    select,
+    temporal_smooth,
+    travel_weights,
+)
+from nodegraph_video.motion_training import keyframe_conditioning
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return api.tiny_world()
+
+
+def _clips(count: int = 2, frames: int = 4) -> torch.Tensor:
+    """(count·frames, 1) where item (c, f) holds 10·c + f, to read back what an operation did."""
+    return torch.tensor([[10.0 * c + f] for c in range(count) for f in range(frames)])
+
+
+def test_frame_indices_accept_indices_and_slices():
+    """'0, -1', '1:3' and '::2' select the frames Python indexing would; bad specs name the input."""
+    assert frame_indices("0, -1", 5) == [0, 4]
+    assert frame_indices("1:3, 0", 5) == [1, 2, 0]
+    assert frame_indices("::2", 5) == [0, 2, 4]
+    for bad, message in (("", "no frames"), ("a", "not a frame index"), ("9", "does not exist"), ("1:1", "selects no"),
+                         ("::0", "cannot be 0")):
+        with pytest.raises(FramesError, match=message) as info:
+            frame_indices(bad, 5, "indices")
+        assert info.value.input == "indices"
+
+
+def test_select_reverse_and_concat_act_on_every_clip():
+    """Frame operations apply per clip of a clip-major batch."""
+    x = _clips()
+    assert select(x, 4, [3, 0]).view(-1).tolist() == [3, 0, 13, 10]
+    assert reverse(x, 4).view(-1).tolist() == [3, 2, 1, 0, 13, 12, 11, 10]
+    joined = concat(x, 4, select(x, 4, [0]), 1)
+    assert joined.view(-1).tolist() == [0, 1, 2, 3, 0, 10, 11, 12, 13, 10]
+    with pytest.raises(FramesError, match="clip"):
+        concat(x, 4, torch.zeros(3, 1), 1)
+
+
+def test_on_frames_updates_a_latent_and_its_mask():
+    """A LATENT keeps its other keys, gets the new frame count, and its per-frame mask follows the frames."""
+    latent = {"samples": torch.arange(8.0).view(8, 1, 1, 1), "frames": 4, "fps": 8.0,
+              "noise_mask": torch.arange(8.0).view(8, 1, 1)}
+    out = on_frames(latent, 4, lambda t: select(t, 4, [1]), 1)
+    assert out["frames"] == 1 and out["fps"] == 8.0
+    assert out["samples"].view(-1).tolist() == [1, 5] and out["noise_mask"].view(-1).tolist() == [1, 5]
+
+
+def test_keyframes_parse_and_travel_weights_interpolate():
+    """'0: a | 4: b' blends linearly between keyframes and holds outside them; errors name the input."""
+    assert parse_keyframes("0: a | -1: b", 5) == [(0, "a"), (4, "b")]
+    assert parse_keyframes("just one prompt", 3) == [(0, "just one prompt")]
+    assert travel_weights([1, 3], 5) == [(0, 0, 0.0), (0, 0, 0.0), (0, 1, 0.5), (1, 1, 0.0), (1, 1, 0.0)]
+    for bad, message in (("0: a\n0: b", "two prompts"), ("0: a | 9: b", "outside the clip"), ("0: a | b", "no frame")):
+        with pytest.raises(FramesError, match=message):
+            parse_keyframes(bad, 5)
+
+
+def test_blend_conditioning_rows_are_per_frame_lerps():
+    """Row k of the travelled conditioning is lerp(prompt a, prompt b, w_k); mismatched shapes are refused."""
+    a, b = {"context": torch.zeros(1, 2, 3)}, {"context": torch.ones(1, 2, 3)}
+    out = blend_conditioning([a, b], travel_weights([0, 4], 5))["context"]
+    assert out.shape == (5, 2, 3) and out[:, 0, 0].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    with pytest.raises(FramesError, match="different shape"):
+        blend_conditioning([a, {"context": torch.ones(1, 4, 3)}], travel_weights([0, 4], 5))
+    rows = keyframe_conditioning({"context": torch.zeros(2, 2, 3)}, {"context": torch.ones(2, 2, 3)}, 3)["context"]
+    assert rows[:, 0, 0].tolist() == [0.0, 0.5, 1.0, 0.0, 0.5, 1.0]
+
+
+def test_temporal_smoothing_and_crossfade():
+    """Smoothing keeps a constant clip, averages a spike over its neighbours; crossfade blends linearly."""
+    flat = torch.ones(6, 2)
+    assert torch.allclose(temporal_smooth(flat, 6, 1.5), flat)
+    spike = torch.zeros(11, 1)
+    spike[5] = 1.0
+    smoothed = temporal_smooth(spike, 11, 1.0).view(-1)
+    assert smoothed[5] < 1 and smoothed[4] == smoothed[6] > 0 and abs(float(smoothed.sum()) - 1.0) < 1e-5
+    assert torch.equal(temporal_smooth(spike, 11, 0.0), spike)
+    fade = crossfade(torch.zeros(1, 1), torch.ones(1, 1), 5).view(-1)
+    assert fade.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_video_captions_round_trip(world):
+    """parse_video_caption inverts video_caption for random clips of every motion; other text gives None."""
+    rng = random.Random(3)
+    seen = set()
+    for _ in range(300):
+        clip = sample_clip(rng, world)
+        seen.add(clip.motion)
+        parsed = parse_video_caption(video_caption(clip), world)
+        assert parsed is not None and video_caption(parsed) == video_caption(clip)
+    assert seen == set(MOTIONS)
+    assert parse_video_caption("A small RED circle moving from left to right; on a blue background!", world).motion \
+        == "left_to_right"
+    for text in ("a red circle moving, on a blue background", "a small red circle and a square moving from left to "
+                 "right, on a blue background", "hello", "a small red circle moving from left to left, on a blue "
+                 "background"):
+        assert parse_video_caption(text, world) is None
+
+
+def test_training_clips_never_show_held_out_pairs(world):
+    """Training clips avoid the held-out motion–shape pairs; held-out sampling gives only held-out clips."""
+    rng = random.Random(5)
+    for _ in range(400):
+        clip = sample_clip(rng, world)
+        assert (clip.motion, clip.shape) not in VIDEO_HOLDOUT and not clip.is_held_out(world)
+    assert all(sample_clip(rng, world, held_out=True).is_held_out(world) for _ in range(50))
+    with pytest.raises(ClipError):
+        ClipSpec("left_to_right", "circle", "red", "red")
+
+
+def test_rendered_clips_read_back_as_their_motion(world):
+    """The detector reads each rendered motion back: direction, growth, colour change, constant shape."""
+    cases = {
+        ClipSpec("left_to_right", "star", "red", "blue", size="large"): ("direction", "left_to_right"),
+        ClipSpec("bottom_to_top", "circle", "yellow", "black"): ("direction", "bottom_to_top"),
+        ClipSpec("grow", "ring", "white", "green", position="left"): ("grew", True),
+        ClipSpec("shrink", "square", "cyan", "gray"): ("shrank", True),
+    }
+    for clip, (key, expected) in cases.items():
+        frames = render_clip(clip, world, 8)
+        assert frames.shape == (8, 64, 64, 3)
+        summary = read_motion(world.detect_many(frames))
+        assert summary[key] == expected and set(summary["shapes"]) == {clip.shape}
+    change = ClipSpec("colour", "triangle", "red", "white", end_colour="blue", size="large")
+    colours = read_motion(world.detect_many(render_clip(change, world, 8)))["colours"]
+    assert colours[0] == "red" and colours[-1] == "blue"
