@@ -295,10 +295,16 @@ def test_editor_features(tmp_path):
             assert page.locator("[data-testid=node-show]").count() == 0
             page.click("[data-testid=subgraph-back]")
             page.wait_for_selector("[data-testid=node-show]")
+            page.fill("[data-testid=widget-k-value]", "2")   # a new input for the subgraph: 6 * 6 + 2 (so it runs, not cached)
+            previous_run = page.evaluate("window.nodegraph.session().activeRun")
             page.click("[data-testid=run-button]")
+            page.wait_for_function(f"() => window.nodegraph.session().activeRun !== {json.dumps(previous_run)}", timeout=120_000)
             page.wait_for_function(
-                "() => document.querySelector('[data-testid=node-output-show]')?.textContent.trim() === '37'"
-                " && document.querySelector('[data-testid=node-status-show]')?.dataset.status === 'done'", timeout=120_000)
+                "() => document.querySelector('[data-testid=node-output-show]')?.textContent.trim() === '38'"
+                " && ['done', 'cached'].includes(document.querySelector('[data-testid=node-status-show]')?.dataset.status)", timeout=120_000)
+            # (show may come from the cache: the new ShowValue node reads the same output and ran first.)
+            # The subgraph node shows its inner nodes' states (namespaced events subgraph_1/mul, subgraph_1/add).
+            page.wait_for_selector("[data-testid=node-status-subgraph_1][data-status=done]")
 
             # --- templates, history filter and Open, help, theme ------------------------------------------
             page.click("[data-testid=templates-button]")

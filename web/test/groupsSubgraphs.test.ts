@@ -114,3 +114,17 @@ describe("subgraphs", () => {
     expect(((store.doc.subgraphs![name] as { nodes: Record<string, { title?: string }> }).nodes.add.title)).toBeUndefined();
   });
 });
+
+describe("a subgraph node's run state", () => {
+  it("summarises its inner nodes' namespaced events", async () => {
+    const { subgraphRunState } = await import("../src/run/sessionState");
+    expect(subgraphRunState({ other: { status: "done" } }, "sq")).toBeUndefined();
+    expect(subgraphRunState({ "sq/mul": { status: "done", seconds: 0.5 }, "sq/add": { status: "running", value: 2, total: 5 } }, "sq"))
+      .toEqual({ status: "running", value: 2, total: 5 });
+    expect(subgraphRunState({ "sq/mul": { status: "done", seconds: 0.5 }, "sq/add": { status: "done", seconds: 0.25 } }, "sq"))
+      .toEqual({ status: "done", seconds: 0.75 });
+    expect(subgraphRunState({ "sq/mul": { status: "cached" }, "sq/add": { status: "cached" } }, "sq")).toEqual({ status: "cached" });
+    expect(subgraphRunState({ "sq/mul": { status: "done" }, "sq/add": { status: "error", message: "boom" } }, "sq")?.status).toBe("error");
+    expect(subgraphRunState({ "sq/a/b": { status: "queued" }, "sqx/a": { status: "error" } }, "sq")).toEqual({ status: "queued" });
+  });
+});

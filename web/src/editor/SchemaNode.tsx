@@ -30,7 +30,7 @@ import type { GraphError } from "../protocol/messages";
 import { portColor, type InputSpec, type NodeSchema, type PortType } from "../schema/types";
 import { widgetFor } from "../schema/widgets";
 import { unknownTypeHint } from "../run/plugins";
-import type { NodeRunState } from "../run/sessionState";
+import { subgraphRunState, type NodeRunState } from "../run/sessionState";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
 import { InputWidget } from "./InputWidget";
@@ -83,13 +83,16 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
   const app = useApp();
   const { node, schema } = data;
   const types = useStore(app.session, (s) => s.schemas.types);
-  const run = useStore(app.session, (s) => s.nodeStates[id]);
+  const isSubgraph = subgraphName(node.type) !== null;
+  const ownRun = useStore(app.session, (s) => s.nodeStates[id]);
+  const allStates = useStore(app.session, (s) => (isSubgraph ? s.nodeStates : null)); // a subgraph shows its inner nodes' states
+  const run = ownRun ?? (allStates ? subgraphRunState(allStates, id) : undefined);
   const preview = useStore(app.session, (s) => s.previews[id]);
   const files = useStore(app.session, (s) => s.nodeFiles[id]);
   const pluginWarnings = useStore(app.session, (s) => s.pluginWarnings);
   const output = useStore(app.session, (s) => s.nodeOutputs[id]);
   const allErrors = useStore(app.session, (s) => s.validationErrors) ?? NO_ERRORS;
-  const errors = allErrors.filter((e) => e.node_id === id);
+  const errors = allErrors.filter((e) => e.node_id === id || (isSubgraph && e.node_id?.startsWith(`${id}/`)));
   const nodeErrors = errors.filter((e) => !e.input || !(schema?.inputs[e.input] || e.input in node.inputs));
   const editingTitle = useStore(app.ui, (s) => s.renaming === `node:${id}`);
   const setEditingTitle = (on: boolean) => app.ui.set((s) => ({ ...s, renaming: on ? `node:${id}` : null }));

@@ -353,3 +353,24 @@ function dropWaiting(states: Record<string, NodeRunState>, runningTo: NodeRunSta
   }
   return out;
 }
+
+/**
+ * The run state of a subgraph node from its inner nodes' events (namespaced `<outer id>/<inner id>`,
+ * docs/graph-format.md "Subgraphs"): error if one failed, running (with that node's progress) if one
+ * runs, done (times summed) when all finished or came from the cache, skipped when all were skipped;
+ * undefined when no inner node has a state.
+ */
+export function subgraphRunState(states: Record<string, NodeRunState>, outerId: string): NodeRunState | undefined {
+  const prefix = `${outerId}/`;
+  const inner = Object.entries(states).filter(([id]) => id.startsWith(prefix)).map(([, s]) => s);
+  if (!inner.length) return undefined;
+  const failed = inner.find((s) => s.status === "error");
+  if (failed) return failed;
+  const running = inner.find((s) => s.status === "running");
+  if (running) return running;
+  if (inner.some((s) => s.status === "interrupted")) return { status: "interrupted" };
+  if (inner.some((s) => s.status === "queued")) return { status: "queued" };
+  if (inner.every((s) => s.status === "skipped")) return { status: "skipped" };
+  if (inner.every((s) => s.status === "cached" || s.status === "skipped")) return { status: "cached" };
+  return { status: "done", seconds: inner.reduce((sum, s) => sum + (s.seconds ?? 0), 0) };
+}
