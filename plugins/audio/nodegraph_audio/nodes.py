@@ -3,7 +3,7 @@
 Audio files and waveforms (AUDIO = {"waveform": (B, channels, samples) float32, "sample_rate": int})
     LoadAudio / SaveAudio        WAV, FLAC, OGG (Vorbis), MP3 through soundfile; results are kind "audio" files
     SynthesizeSound              a sound of the tiny model's synthesised world from its caption
-    ResampleAudio, TrimPadAudio, MixAudio, AudioGain, NormalizeAudio, FadeAudio, ConcatenateAudio
+    ResampleAudio, TrimPadAudio, MixAudio, AudioGain, NormalizeAudio, FadeAudio, ConcatenateAudio, SilenceSpan
 Spectrograms (SPECTROGRAM: values (B·channels, F, T) + how they were made; see spectrogram_value())
     STFT / InverseSTFT, MelSpectrogram, SpectrogramScale (amplitude ↔ dB ↔ natural log), GriffinLim,
     SpectrogramToImage / ImageToSpectrogram (edit with the image nodes), AudioSpectrogramImage (a view)
@@ -233,6 +233,24 @@ class FadeAudio(Node):
         from .waveform import fade
 
         return {"audio": _call(fade, audio, fade_in, fade_out, shape)}
+
+
+class SilenceSpan(Node):
+    """Zero the audio from `start` to `end` seconds: a dropout (e.g. the gap an inpainting graph fills)."""
+
+    category = "audio"
+
+    class Inputs(NodeInputs):
+        audio: Any = Input(port="AUDIO")
+        start: float = Input(0.5, ge=0.0, le=36000.0)
+        end: float = Input(1.0, ge=0.0, le=36000.0)
+
+    outputs = (Output("audio", "AUDIO"),)
+
+    def run(self, audio: Any, start: float, end: float) -> dict:
+        from .waveform import silence_span
+
+        return {"audio": _call(silence_span, audio, start, end)}
 
 
 class ConcatenateAudio(Node):
@@ -1150,7 +1168,7 @@ class SaveAudioModel(Node):
 
 NODES: list[type[Node]] = [
     LoadAudio, SaveAudio, SynthesizeSound, ResampleAudio, TrimPadAudio, MixAudio, AudioGain, NormalizeAudio,
-    FadeAudio, ConcatenateAudio,
+    FadeAudio, ConcatenateAudio, SilenceSpan,
     STFT, InverseSTFT, MelSpectrogram, SpectrogramScale, GriffinLim, SpectrogramToImage, ImageToSpectrogram,
     AudioSpectrogramImage, LoadVocoder, Vocode,
     LoadAudioModel, EncodeAudioPrompt, EmptyAudioLatent, AudioToLatent, LatentToAudio, AudioGapMask,

@@ -19,6 +19,7 @@ AUDIO layout (the port type's contract, README "The AUDIO value")
     apply_gain(audio, db)                × 10^(db / 20);  normalize(audio, peak_db)
     fade(audio, fade_in, fade_out, shape)   linear or equal-power (quarter-sine) fades
     concatenate(a, b, crossfade)         a then b along time (same rate), optional equal-power crossfade
+    silence_span(audio, start, end)      zero a time span (a dropout: material for gap filling)
 """
 
 from __future__ import annotations
@@ -223,3 +224,15 @@ def concatenate(a: Mapping[str, Any], b: Mapping[str, Any], crossfade: float = 0
     ramp = _ramp(overlap, "equal_power")
     joined = wave_a[..., -overlap:] * ramp.flip(0) + wave_b[..., :overlap] * ramp
     return make_audio(torch.cat([wave_a[..., :-overlap], joined, wave_b[..., overlap:]], dim=-1), rate_a)
+
+
+def silence_span(audio: Mapping[str, Any], start: float, end: float, argument: str = "audio") -> dict:
+    """Zero the samples from `start` to `end` seconds (a dropout to fill by inpainting)."""
+    wave, rate = check_audio(audio, argument)
+    first, last = int(round(start * rate)), min(wave.shape[-1], int(round(end * rate)))
+    if not 0 <= first < last:
+        raise AudioError("end", f"the span must lie inside the clip (0 … {wave.shape[-1] / rate:.3f} s) with end > "
+                                f"start; found {start} … {end} s")
+    out = wave.clone()
+    out[..., first:last] = 0.0
+    return make_audio(out, rate, argument)
