@@ -322,7 +322,8 @@ export function QueuePanel() {
 /** One history row: thumbnail, title, time, duration, seed, status; open the graph, requeue a failed run. */
 function HistoryRow({ run, files }: { run: RunSummary; files: OutputItem[] | undefined }) {
   const app = useApp();
-  const row = historyRow(run, files, undefined, (id) => app.fileUrl(id));
+  // The server's thumbnail: a small JPEG (`/files/<id>?size=128`, docs/protocol.md) instead of the full image.
+  const row = historyRow(run, files, undefined, (id) => { const url = app.fileUrl(id); return `${url}${url.includes("?") ? "&" : "?"}size=128`; });
   const images = (files ?? []).filter((f) => fileView(f).element === "img");
   if (!images.length && row.thumbnail) images.push(row.thumbnail);
   return (

@@ -81,7 +81,8 @@ export function historyRow(run: RunSummary, files: OutputItem[] | undefined, now
   const fromServer: OutputItem | null = typeof run.thumbnail === "string" && fileUrl
     ? { runId: run.run_id, nodeId: "", fileId: run.thumbnail, url: fileUrl(run.thumbnail), index: 0, kind: "image" }
     : null;
-  const thumbnail = thumbServer ?? (files ?? []).find((f) => fileView(f).element === "img") ?? fromServer;
+  // The server's small thumbnail first (fewer bytes), else the run's first image file.
+  const thumbnail = fromServer ?? thumbServer ?? (files ?? []).find((f) => fileView(f).element === "img") ?? null;
   const error = run.error && typeof run.error === "object" ? (run.error as { message?: unknown }).message : run.error;
   return {
     title: run.title || "untitled graph",
