@@ -64,11 +64,27 @@ describe("NodegraphClient", () => {
     client.connect();
     client.send({ type: "queue_status" });
     sockets[0].open();
-    expect(sockets[0].texts()).toEqual([{ type: "hello", protocol_version: 1, token: "tok" }]);
+    expect(sockets[0].texts()).toEqual([{ type: "hello", protocol_version: 1, batch: true, token: "tok" }]);
     sockets[0].serverSends(welcome);
     expect(sockets[0].texts().map((m) => m.type)).toEqual(["hello", "queue_status"]);
     expect(client.status).toBe("connected");
     expect(received[0].type).toBe("welcome");
+  });
+
+  it("unpacks batch frames into their messages, in order, replies included", async () => {
+    client.connect();
+    sockets[0].open();
+    sockets[0].serverSends(welcome);
+    const pong = client.request({ type: "ping" });
+    const id = sockets[0].texts()[1].request_id;
+    sockets[0].serverSends({ type: "batch", messages: [
+      { type: "node_started", run_id: "r", node_id: "a" },
+      { type: "pong", request_id: id },
+      "not a message",
+      { type: "node_finished", run_id: "r", node_id: "a", seconds: 0.1 },
+    ] });
+    expect((await pong).type).toBe("pong");
+    expect(received.map((m) => m.type)).toEqual(["welcome", "node_started", "pong", "node_finished"]);
   });
 
   it("matches replies to requests and rejects error replies", async () => {

@@ -10,6 +10,9 @@
  * - Every text message (replies included) also goes to `onMessage`; binary
  *   frames (previews, output images) are decoded and go to `onBinary`.
  * - Reconnection backs off from 0.5 s to 5 s; `close()` stops it.
+ * - `hello` asks for batch frames (`batch: true`, docs/protocol.md "Batch frames"): a
+ *   `{type: "batch", messages: [...]}` frame is unpacked and its messages handled one by
+ *   one, in order, exactly as if they had come as separate frames.
  *
  * The socket is made by a factory, so tests drive the client with a fake one.
  */
@@ -137,7 +140,7 @@ export class NodegraphClient {
     this.socket = socket;
     socket.binaryType = "arraybuffer";
     socket.onopen = () => {
-      const hello: Record<string, unknown> = { type: "hello", protocol_version: PROTOCOL_VERSION };
+      const hello: Record<string, unknown> = { type: "hello", protocol_version: PROTOCOL_VERSION, batch: true };
       if (this.token) hello.token = this.token;
       socket.send(JSON.stringify(hello));
     };
@@ -189,6 +192,16 @@ export class NodegraphClient {
       console.warn("nodegraph: ignoring a text frame that is not JSON");
       return;
     }
+    if (message.type === "batch" && Array.isArray(message.messages)) {
+      for (const inner of message.messages) {
+        if (inner !== null && typeof inner === "object" && typeof (inner as JsonMessage).type === "string") this.handle(inner as JsonMessage);
+      }
+      return;
+    }
+    this.handle(message);
+  }
+
+  private handle(message: JsonMessage): void {
     if (message.type === "welcome") {
       this.greeted = true;
       this.backoff = MIN_BACKOFF_MS;
