@@ -1,7 +1,7 @@
 """The tiny text-to-audio model measured on held-out prompts by the analytic detector (issue 14's targets).
 
     .venv/bin/python plugins/audio/benchmarks/audio_quality.py [--model FILE] [--seeds 2] [--steps 20]
-        [--cfg 3.0] [--sampler euler] [--scheduler normal] [--threads 1] [--json OUT.json] [--save-dir DIR]
+        [--cfg 2.0] [--sampler euler] [--scheduler normal] [--threads 1] [--json OUT.json] [--save-dir DIR]
 
 Prompts: every held-out caption of the synthesised world (synth.held_out_prompts(): a fixed fifth of the
 captions, never trained on — 107 prompts: 43 tones, 45 chords, 11 click tracks, 4 sweeps, 4 noise bursts),
@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="a model file (default: the shipped tiny_t2a.safetensors)")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--cfg", type=float, default=3.0)
+    parser.add_argument("--cfg", type=float, default=2.0)
     parser.add_argument("--shift", type=float, default=1.0)
     parser.add_argument("--sampler", default="euler")
     parser.add_argument("--scheduler", default="normal")

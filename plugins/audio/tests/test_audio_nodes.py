@@ -2,6 +2,7 @@
 model, the file-result contract, and the node errors bad input gets (each naming its input)."""
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -186,3 +187,26 @@ def test_hifigan_vocoder_from_the_model_folder_vocodes_a_matching_mel(tmp_path):
     assert audio["sample_rate"] == 16000 and audio["waveform"].shape == (1, 1, synth.CLIP_SAMPLES)
     with pytest.raises(NodeExecutionError, match="'vocoder'.*80 mel bins.*64"):
         session.run(graph(64), output_dir=tmp_path, outputs=["vocode"])
+
+
+def test_training_graph_smoke_trains_saves_and_loads(tmp_path):
+    """train_tiny_t2a.json at 2 steps of batch 2 (a small width) trains, saves without overwriting, and the saved
+    file loads and samples through LoadAudioModel + KSampler."""
+    from nodegraph.model_paths import ModelPaths
+
+    session = Session(autoload=True, allow=["audio"], model_paths=ModelPaths(roots=[tmp_path / "models"]))
+    overrides = {"train.steps": 2, "train.batch_size": 2, "train.widths": "16,16,16", "train.warmup_steps": 1,
+                 "train.run_name": "smoke", "save.filename": "smoke.safetensors", "save.overwrite": False}
+    result = session.run(_graph("train_tiny_t2a"), overrides=overrides, output_dir=tmp_path / "output")
+    first = Path(result.outputs["save"]["model_files"][0]["path"])
+    assert first == tmp_path / "models" / "audio" / "smoke.safetensors"
+    fresh = Session(autoload=True, allow=["audio"], model_paths=ModelPaths(roots=[tmp_path / "models"]))
+    again = fresh.run(_graph("train_tiny_t2a"), overrides=overrides, output_dir=tmp_path / "output")
+    assert Path(again.outputs["save"]["model_files"][0]["path"]).name == "smoke_1.safetensors"   # never overwritten
+    report = json.loads(result.outputs["report"]["value"])
+    assert report["steps"] == 2 and math.isfinite(report["final_loss_mean_last_50"])
+    graph = _graph("txt2audio")
+    graph["nodes"]["model"]["inputs"]["model_name"] = "smoke.safetensors"
+    graph["nodes"]["sample"]["inputs"]["steps"] = 2
+    out = session.run(graph, output_dir=tmp_path / "output", outputs=["decode"]).outputs["decode"]["audio"]
+    assert out["waveform"].shape == (1, 1, synth.CLIP_SAMPLES) and bool(torch.isfinite(out["waveform"]).all())
