@@ -526,8 +526,9 @@ class SpectrogramToImage(Node):
 
     class Inputs(NodeInputs):
         spectrogram: Any = Input(port="SPECTROGRAM")
-        low_db: float = Input(-80.0, ge=-300.0, le=300.0)
-        high_db: float = Input(20.0, ge=-300.0, le=300.0)
+        low_db: float = Input(-40.0, ge=-300.0, le=300.0)
+        high_db: float = Input(60.0, ge=-300.0, le=300.0, description="a full-scale sine peaks at 20·log10(n_fft/2) "
+                                                                       "dB (54 dB at n_fft 1024)")
         colour: bool = Input(False)
 
     outputs = (Output("image", "IMAGE"),)
@@ -555,8 +556,8 @@ class ImageToSpectrogram(Node):
     class Inputs(NodeInputs):
         image: Any = Input(port="IMAGE")
         reference: Any = Input(port="SPECTROGRAM", description="the spectrogram the image was made from")
-        low_db: float = Input(-80.0, ge=-300.0, le=300.0)
-        high_db: float = Input(20.0, ge=-300.0, le=300.0)
+        low_db: float = Input(-40.0, ge=-300.0, le=300.0, description="as given to SpectrogramToImage")
+        high_db: float = Input(60.0, ge=-300.0, le=300.0, description="as given to SpectrogramToImage")
 
     outputs = (Output("spectrogram", "SPECTROGRAM"),)
 

@@ -210,3 +210,39 @@ def test_training_graph_smoke_trains_saves_and_loads(tmp_path):
     graph["nodes"]["sample"]["inputs"]["steps"] = 2
     out = session.run(graph, output_dir=tmp_path / "output", outputs=["decode"]).outputs["decode"]["audio"]
     assert out["waveform"].shape == (1, 1, synth.CLIP_SAMPLES) and bool(torch.isfinite(out["waveform"]).all())
+
+
+def test_spectrogram_edited_as_an_image_comes_back_as_audio(session, tmp_path):
+    """STFT → SpectrogramToImage → (an image edit: ImageBlend with itself) → ImageToSpectrogram → GriffinLim keeps the
+    tone's pitch; a mel spectrogram vocoded by the griffin_lim VOCODER keeps it too."""
+    nodes = {
+        "source": {"type": "SynthesizeSound", "inputs": {"caption": "loud tone at a4", "seed": 1}},
+        "stft": {"type": "STFT", "inputs": {"audio": {"node": "source", "output": "audio"}}},
+        "image": {"type": "SpectrogramToImage", "inputs": {"spectrogram": {"node": "stft", "output": "spectrogram"}}},
+        "edit": {"type": "ImageBlend", "inputs": {"a": {"node": "image", "output": "image"},
+                                                  "b": {"node": "image", "output": "image"}, "factor": 0.5}},
+        "back": {"type": "ImageToSpectrogram", "inputs": {"image": {"node": "edit", "output": "image"},
+                                                          "reference": {"node": "stft", "output": "spectrogram"}}},
+        "audio": {"type": "GriffinLim", "inputs": {"spectrogram": {"node": "back", "output": "spectrogram"}}},
+        "mel": {"type": "MelSpectrogram", "inputs": {"audio": {"node": "source", "output": "audio"}, "n_mels": 128,
+                                                     "f_max": 4000.0}},
+        "vocoder": {"type": "LoadVocoder", "inputs": {"vocoder_name": "griffin_lim"}},
+        "vocoded": {"type": "Vocode", "inputs": {"spectrogram": {"node": "mel", "output": "spectrogram"},
+                                                 "vocoder": {"node": "vocoder", "output": "vocoder"}}},
+    }
+    result = session.run({"format_version": 1, "nodes": nodes}, output_dir=tmp_path, outputs=["audio", "vocoded"])
+    for node in ("audio", "vocoded"):
+        wave = result.outputs[node]["audio"]["waveform"][0, 0].numpy()
+        assert abs(detect.semitone_error(detect.pitch(wave), 69)) < 0.5, node
+    with pytest.raises(NodeExecutionError, match="'image'.*does not match"):
+        session.run({"format_version": 1, "nodes": {
+            **{k: nodes[k] for k in ("source", "stft")},
+            "other": {"type": "SynthesizeSound", "inputs": {"caption": "noise burst"}},
+            "short": {"type": "TrimPadAudio", "inputs": {"audio": {"node": "other", "output": "audio"},
+                                                         "duration": 0.5}},
+            "stft2": {"type": "STFT", "inputs": {"audio": {"node": "short", "output": "audio"}}},
+            "image": {"type": "SpectrogramToImage",
+                      "inputs": {"spectrogram": {"node": "stft2", "output": "spectrogram"}}},
+            "back": {"type": "ImageToSpectrogram", "inputs": {"image": {"node": "image", "output": "image"},
+                                                              "reference": {"node": "stft", "output": "spectrogram"}}},
+        }}, output_dir=tmp_path, outputs=["back"])
