@@ -3,8 +3,7 @@
 Cause (docs/training.md, "The corner blob"): the encoder's mid-block attention writes a code into
 the top-right latent cells and the decoder undoes exactly that code, so latents that miss it (all
 sampled ones) decode with a blob there. The measurement below is strict-xfail: when a retrained
-file (graphs/train/train_tiny_world_v2.json) removes the blob, it XPASSes and fails the suite, so
-the marker must go.
+VAE removes the blob, it XPASSes and fails the suite, so the marker must go.
 """
 
 from __future__ import annotations
@@ -34,8 +33,8 @@ def corner_errors() -> tuple[float, float]:
     return top_right, others
 
 
-@pytest.mark.xfail(strict=True, reason="#16: the shipped decoder depends on a top-right latent code; fixed by "
-                                       "retraining it (graphs/train/train_tiny_world_v2.json)")
+@pytest.mark.xfail(strict=True, reason="#16: the shipped decoder depends on a top-right latent code; needs a VAE "
+                                       "retrain (docs/training.md, 'The corner blob')")
 def test_decoder_has_no_top_right_blob():
     """A latent without the encoder's corner code decodes as cleanly in the top-right as in the other corners."""
     top_right, others = corner_errors()
