@@ -327,10 +327,9 @@ def vae_loss(vae: Any, images: torch.Tensor, generator: torch.Generator, kl_weig
     and inference decodes the mean anyway (encode(sample=False)).
 
     ``latent_noise`` adds Gaussian noise of that std in the SCALED latent space (what the
-    diffusion model sees) before decoding: a decoder trained so cannot rely on exact latent
-    values that a sampler only approximates (the shipped VAE's encoder wrote a code into the
-    top-right latent cells that its decoder undid exactly; generated latents miss it, and the
-    decoder's correction showed as a 1-3 px blob there; docs/training.md).
+    diffusion model sees) before decoding, so the decoder learns to decode latents that a
+    sampler only approximates. (Tried against the shipped VAE's top-right corner code at 0.1
+    and 0.5: it did not remove that blob; docs/training.md, "The corner blob".)
     """
     moments = vae.encode_moments(images)                            # (B, 2z, h, w)
     mean, logvar = moments.float().chunk(2, dim=1)
