@@ -94,7 +94,7 @@ def test_text_to_3d_graph_with_the_shipped_model(session, tmp_path):
     """txt2points_mesh.json: a red point cloud (PLY), its mesh (GLB that trimesh reloads) and two turntables."""
     import trimesh
 
-    graph = _graph("txt2points_mesh.json", empty={"points": 512}, sample={"steps": 12}, mesh={"resolution": 32},
+    graph = _graph("txt2points_mesh.json", empty={"points": 384}, sample={"steps": 8}, mesh={"resolution": 28},
                    points_turntable={"frames": 2, "size": 64}, mesh_turntable={"frames": 2, "size": 64})
     outputs = session.run(graph).outputs
     files = collect_files(outputs, tmp_path / "out")
