@@ -110,7 +110,7 @@ def train_motion_module(denoiser: Callable[..., torch.Tensor], modules: MotionMo
             target = x0.flatten(0, 1).to(device)
             loss = (((denoised.float() - target) / sigma_rows.view(-1, 1, 1, 1)) ** 2).mean()
             (loss / config.grad_accumulation).backward()
-            total += float(loss) / config.grad_accumulation
+            total += float(loss.detach()) / config.grad_accumulation
         grad_norm = kit.optimiser_step(parameters, optimiser, config, step)
         if ema is not None:
             ema.update(modules)

@@ -267,12 +267,12 @@ def test_training_graph_smoke_run_saves_a_loadable_module(session, motion_dir, t
                                                ("save", "filename"): "smoke.safetensors"})
     first = session.run(graph).outputs["save"]["model_files"][0]["path"]
     again = Session(autoload=True, allow=["video"], model_paths=session.model_paths, output_dir=session.output_dir)
-    report = json.loads(again.run(graph, outputs=["train"]).outputs["train"]["report"])
+    result = again.run(graph, outputs=["train", "save"])
+    report = json.loads(result.outputs["train"]["report"])
     assert report["steps"] == 2 and report["resumed_at"] == 2           # a new session resumes the finished run
     assert report["config"].startswith("channels [64, 128, 128]")
-    saved = Path(first)
+    saved, second = Path(first), Path(result.outputs["save"]["model_files"][0]["path"])
     assert saved.name == "smoke.safetensors" and saved.parent == motion_dir
-    second = Path(session.run(graph).outputs["save"]["model_files"][0]["path"])   # saved again: a new name
-    assert second.name == "smoke_1.safetensors" and saved.is_file()
+    assert second.name == "smoke_1.safetensors" and saved.is_file()    # never overwritten: the next free name
     result = session.run(_small("txt2vid", motion="smoke.safetensors"))
     assert _files(result, "video")[0]["frames"] == 4
