@@ -107,23 +107,30 @@ def smooth(clip, detections, world) -> bool:
     return bool(np.abs(centres - centres[0]).max() <= 4)
 
 
-def run_rows(session: Session, clips, args, motion: str | None, sheet_rows: list) -> dict:
+def run_rows(session: Session, clips, args, motion: str | None, sheet_rows: list, indices=None) -> dict:
     world = api.tiny_world()
+    indices = indices or list(range(len(clips)))
     results, started, cpu = [], time.time(), time.process_time()
-    for index, clip in enumerate(clips):
+    for index, clip in zip(indices, clips):
         graph = clip_graph(video_caption(clip), 1000 + index, args.steps, args.frames, motion)
         frames = session.run(graph, outputs=["decode"]).outputs["decode"]["image"]
         detections = world.detect_many(frames)
-        results.append(judge(clip, detections, world))
+        results.append({**judge(clip, detections, world), "index": index, "caption": video_caption(clip)})
         if len(sheet_rows) < args.sheet_clips * (2 if args.baseline else 1) and index < args.sheet_clips:
             sheet_rows.append((frames.numpy() * 255).round().astype(np.uint8))
-        if (index + 1) % 10 == 0:
-            print(f"  {index + 1}/{len(clips)} clips, {time.time() - started:.0f} s", flush=True)
+        if len(results) % 10 == 0:
+            print(f"  {len(results)}/{len(clips)} clips, {time.time() - started:.0f} s", flush=True)
     seconds, cpu_seconds = time.time() - started, time.process_time() - cpu
+    return summarise(results, seconds, cpu_seconds)
+
+
+def summarise(results: list[dict], seconds: float, cpu_seconds: float) -> dict:
+    """The row of the table from per-clip judgments."""
     row = {key: float(np.mean([r[key] for r in results])) for key in ("motion", "constant", "attributes", "smooth")}
     moves = [r["motion"] for r in results if r["kind"] == "move"]
     row.update(direction=float(np.mean(moves)) if moves else float("nan"), n=len(results), moves=len(moves),
-               seconds_per_clip=seconds / len(results), cpu_per_clip=cpu_seconds / len(results))
+               seconds_per_clip=seconds / len(results), cpu_per_clip=cpu_seconds / len(results),
+               seconds=seconds, cpu_seconds=cpu_seconds, clips=results)
     for kind in ("grow", "shrink", "colour"):
         chosen = [r["motion"] for r in results if r["kind"] == kind]
         row[kind] = float(np.mean(chosen)) if chosen else float("nan")
@@ -158,28 +165,36 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--sheet", default=str(PLUGIN / "benchmarks" / "video_quality_sheet.png"))
     parser.add_argument("--sheet-clips", type=int, default=8)
+    parser.add_argument("--part", default="0/1", help="k/n: run clips k, k+n, ... (parallel shards)")
+    parser.add_argument("--save", help="write the rows (with per-clip results) to this JSON file")
+    parser.add_argument("--merge", nargs="+", help="print the table of these --save files combined, and stop")
     args = parser.parse_args()
+    if args.merge:
+        rows: dict = {}
+        for path in args.merge:
+            for name, row in json.loads(Path(path).read_text()).items():
+                rows.setdefault(name, []).append(row)
+        print_table({name: summarise([c for r in parts for c in r["clips"]], sum(r["seconds"] for r in parts),
+                                     sum(r["cpu_seconds"] for r in parts)) for name, parts in rows.items()})
+        return
     torch.set_num_threads(1)
     session = Session(autoload=True, allow=["video"], output_dir="/tmp/video_benchmark")
     world = api.tiny_world()
     rng = random.Random(args.seed)
     clips = [sample_clip(rng, world, held_out=True) for _ in range(args.count)]
     assert all(parse_video_caption(video_caption(c), world) is not None for c in clips)
+    k, n = (int(v) for v in args.part.split("/"))
+    indices = list(range(k, len(clips), n))
+    clips = [clips[i] for i in indices]
     print(f"{args.count} held-out prompts, {args.frames} frames, {args.steps} steps dpmpp_2m/karras, CFG 5")
     rows, sheet = {}, []
     if not args.only_baseline:
-        rows[f"motion module ({args.motion})"] = run_rows(session, clips, args, args.motion, sheet)
+        rows[f"motion module ({args.motion})"] = run_rows(session, clips, args, args.motion, sheet, indices)
     if args.baseline or args.only_baseline:
-        rows["no motion module (prompt travel only)"] = run_rows(session, clips, args, None, sheet)
-    header = (f"{'row':40s} | motion  (moves  grow shrink colour) | constant | attributes | smooth | "
-              f"s/clip (CPU)")
-    print(header)
-    for name, row in rows.items():
-        print(f"{name:40s} | {row['motion']:6.1%} ({row['direction']:6.1%} {row['grow']:6.1%} {row['shrink']:6.1%} "
-              f"{row['colour']:6.1%}) | {row['constant']:8.1%} | {row['attributes']:10.1%} | {row['smooth']:6.1%} | "
-              f"{row['seconds_per_clip']:.1f} ({row['cpu_per_clip']:.1f})")
-    print(f"n = {next(iter(rows.values()))['n']} clips ({next(iter(rows.values()))['moves']} moves); targets: motion "
-          f"direction >= 90 %, colour and shape constant >= 95 %, attributes >= 90 %")
+        rows["no motion module (prompt travel only)"] = run_rows(session, clips, args, None, sheet, indices)
+    if args.save:
+        Path(args.save).write_text(json.dumps(rows))
+    print_table(rows)
     if args.timing and not args.only_baseline:
         for line in timing(session, args.motion):
             print(line)
@@ -191,6 +206,18 @@ def main() -> None:
         Image.fromarray(grid).save(args.sheet)
         print(f"contact sheet: {args.sheet} (rows: first {args.sheet_clips} prompts"
               f"{', then the same without the motion module' if len(rows) > 1 else ''})")
+
+
+def print_table(rows: dict) -> None:
+    header = (f"{'row':40s} | motion  (moves  grow shrink colour) | constant | attributes | smooth | "
+              f"s/clip (CPU)")
+    print(header)
+    for name, row in rows.items():
+        print(f"{name:40s} | {row['motion']:6.1%} ({row['direction']:6.1%} {row['grow']:6.1%} {row['shrink']:6.1%} "
+              f"{row['colour']:6.1%}) | {row['constant']:8.1%} | {row['attributes']:10.1%} | {row['smooth']:6.1%} | "
+              f"{row['seconds_per_clip']:.1f} ({row['cpu_per_clip']:.1f})")
+    print(f"n = {next(iter(rows.values()))['n']} clips ({next(iter(rows.values()))['moves']} moves); targets: motion "
+          f"direction >= 90 %, colour and shape constant >= 95 %, attributes >= 90 %")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ class VideoClip:
     frames: torch.Tensor
     source_fps: float
     fps: float
-    source_frames: int | None
+    source_frames: int | None        # frames decoded (decoding stops once the requested frames are read)
     graph_json: str | None = None
 
 
@@ -80,10 +80,13 @@ def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 
         raise VideoFileError("video", f"{path.name}: unsupported file type {suffix or '(none)'}; LoadVideo reads "
                                       f"{', '.join(READABLE)}")
     try:
+        # decode only what is needed: the frames up to start + max_frames (at the source rate), or up to the
+        # time the last output frame is shown (resampled) — long files are never decoded whole
+        limit = start_frame + max_frames if fps <= 0 else None
         if suffix in (".gif", ".webp"):
-            images, durations, graph = _read_pillow(path)
+            images, durations, graph = _read_pillow(path, limit, start_frame, max_frames / fps if fps > 0 else None)
         else:
-            images, durations, graph = _read_av(path)
+            images, durations, graph = _read_av(path, limit, start_frame, max_frames / fps if fps > 0 else None)
     except VideoFileError:
         raise
     except Exception as exc:  # noqa: BLE001 — any decoder failure means the file is corrupt or not a video
@@ -109,7 +112,9 @@ def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 
     return VideoClip(frames=frames, source_fps=source_fps, fps=out_fps, source_frames=len(images), graph_json=graph)
 
 
-def _read_av(path: Path) -> tuple[list[np.ndarray], list[float], str | None]:
+def _read_av(path: Path, limit: int | None = None, start: int = 0,
+             span: float | None = None) -> tuple[list[np.ndarray], list[float], str | None]:
+    """Frames, their durations and the comment metadata; stops after `limit` frames or `span` s past frame `start`."""
     import av
 
     with av.open(str(path)) as container:
@@ -120,16 +125,21 @@ def _read_av(path: Path) -> tuple[list[np.ndarray], list[float], str | None]:
         rate = float(stream.average_rate or stream.base_rate or 24)
         images, stamps = [], []
         for frame in container.decode(stream):
+            stamp = float(frame.time) if frame.time is not None else len(stamps) / rate
+            if span is not None and len(stamps) > start and stamp > stamps[start] + span + 1.0 / rate:
+                break
             images.append(frame.to_ndarray(format="rgb24"))
-            stamps.append(float(frame.time) if frame.time is not None else len(stamps) / rate)
-            if len(images) > 100_000:
-                raise VideoFileError("video", f"{path.name} has more than 100000 frames")
+            stamps.append(stamp)
+            if limit is not None and len(images) >= limit + 1:   # one more, for the last frame's duration
+                break
         graph = {k.lower(): v for k, v in container.metadata.items()}.get("comment")
     durations = [max(1e-3, b - a) for a, b in zip(stamps, stamps[1:])] + [1.0 / rate] if stamps else []
     return images, durations, graph
 
 
-def _read_pillow(path: Path) -> tuple[list[np.ndarray], list[float], str | None]:
+def _read_pillow(path: Path, limit: int | None = None, start: int = 0,
+                 span: float | None = None) -> tuple[list[np.ndarray], list[float], str | None]:
+    """As _read_av, for animated GIF / WebP."""
     from PIL import Image, ImageSequence
 
     with Image.open(path) as image:
@@ -138,6 +148,10 @@ def _read_pillow(path: Path) -> tuple[list[np.ndarray], list[float], str | None]
         for frame in ImageSequence.Iterator(image):
             images.append(np.asarray(frame.convert("RGB")))
             durations.append(max(0.01, float(frame.info.get("duration", 100) or 100) / 1000.0))
+            if limit is not None and len(images) >= limit + 1:
+                break
+            if span is not None and len(images) > start and sum(durations[start:]) > span + durations[-1]:
+                break
     if isinstance(graph, bytes):
         graph = graph.decode("utf-8", "replace")
     return images, durations, graph
