@@ -1,7 +1,6 @@
 """The 3D plugin's nodes and saved graphs, run headless the way a user runs them, and their errors."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
