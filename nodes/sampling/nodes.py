@@ -283,6 +283,8 @@ def run_sampling(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, n
     region is generated; the rest stays the input latent (inpainting.MaskedDenoiser).
     `on_step(info)` sees every step's {"i", "x", "sigma", "denoised"}.
     """
+    import torch
+
     from .inpainting import MaskedDenoiser, latent_mask
     from .noise import make_noise_sampler, seeded_noise
 
@@ -307,7 +309,9 @@ def run_sampling(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, n
             denoiser = MaskedDenoiser(denoiser, x0, known_noise, mask)
         noise_sampler = make_noise_sampler(x, noise.seed if noise.seed is not None else 0)
         extra = _inpainting_inputs(model, x0, noise_mask)
-        with _as_input_errors({"sigmas": "sigmas", "x": "latent", "options": "sampler"}, "sampler"):
+        # no autograd graph through the network (a plugin's net may still have trainable weights); guidance
+        # terms that need gradients (classifier guidance) turn them on for their own computation
+        with _as_input_errors({"sigmas": "sigmas", "x": "latent", "options": "sampler"}, "sampler"), torch.no_grad():
             out = sampler["function"](denoiser, x, sigmas.to(device), extra,
                                       _progress_callback(context, model, len(sigmas) - 1, on_step), None, noise_sampler,
                                       **sampler["options"])

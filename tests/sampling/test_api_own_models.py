@@ -21,6 +21,7 @@ class KnowsTheData(torch.nn.Module):
     def __init__(self, prediction: str, alphas_cumprod: torch.Tensor | None = None, time_scale: float = 1000.0):
         super().__init__()
         self.prediction, self.alphas_cumprod, self.time_scale = prediction, alphas_cumprod, time_scale
+        self.weight = torch.nn.Parameter(torch.zeros(()))       # trainable, as a plugin's net may leave it
         self.seen: list[tuple[tuple[int, ...], tuple[str, ...]]] = []
 
     def _alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
@@ -32,7 +33,7 @@ class KnowsTheData(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, **cond: Any) -> torch.Tensor:
         self.seen.append((tuple(x.shape), tuple(sorted(cond))))
-        x0 = TARGET.expand_as(x)
+        x0 = TARGET.expand_as(x) + self.weight
         if self.prediction == "x0":
             return x0
         if self.prediction == "flow":
@@ -97,6 +98,7 @@ def test_a_plugin_network_on_point_sets_reaches_its_data(session, prediction, sa
     samples = out["latent"]["samples"]
     assert samples.shape == (1, 3, 64)
     assert torch.allclose(samples, TARGET.expand(1, 3, 64), atol=2e-3), (samples - TARGET).abs().max()
+    assert not samples.requires_grad                      # sampled without an autograd graph through the net
     assert "(2, 3, 64)" in out["shapes"] and "'context'" in out["shapes"]   # CFG: both branches, conditioning passed
 
 
