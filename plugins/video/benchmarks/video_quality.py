@@ -48,7 +48,7 @@ from nodegraph_video.animated_world import MOVES, parse_video_caption, read_moti
 
 
 def clip_graph(caption: str, seed: int, steps: int, frames: int, motion: str | None,
-               context_length: int = 0) -> dict:
+               context_length: int = 0, strength: float = 1.0) -> dict:
     """The txt2vid graph for one caption, ending at the decoded frames (no files written)."""
     graph = json.loads((PLUGIN / "graphs" / "txt2vid.json").read_text())
     nodes = graph["nodes"]
@@ -62,7 +62,7 @@ def clip_graph(caption: str, seed: int, steps: int, frames: int, motion: str | N
         del nodes["motion"], nodes["animated"]
     else:
         nodes["motion"]["inputs"]["motion_module_name"] = motion
-        nodes["animated"]["inputs"]["context_length"] = context_length
+        nodes["animated"]["inputs"].update(context_length=context_length, strength=strength)
     return graph
 
 
@@ -112,7 +112,8 @@ def run_rows(session: Session, clips, args, motion: str | None, sheet_rows: list
     indices = indices or list(range(len(clips)))
     results, started, cpu = [], time.time(), time.process_time()
     for index, clip in zip(indices, clips):
-        graph = clip_graph(video_caption(clip), 1000 + index, args.steps, args.frames, motion)
+        graph = clip_graph(video_caption(clip), 1000 + index, args.steps, args.frames, motion,
+                           strength=args.strength)
         frames = session.run(graph, outputs=["decode"]).outputs["decode"]["image"]
         detections = world.detect_many(frames)
         results.append({**judge(clip, detections, world), "index": index, "caption": video_caption(clip)})
@@ -159,6 +160,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--motion", default="tiny_world_motion.safetensors")
+    parser.add_argument("--strength", type=float, default=1.0, help="ApplyMotionModule strength")
     parser.add_argument("--baseline", action="store_true", help="also sample without the motion module")
     parser.add_argument("--only-baseline", action="store_true")
     parser.add_argument("--timing", action="store_true")
@@ -189,7 +191,8 @@ def main() -> None:
     print(f"{args.count} held-out prompts, {args.frames} frames, {args.steps} steps dpmpp_2m/karras, CFG 5")
     rows, sheet = {}, []
     if not args.only_baseline:
-        rows[f"motion module ({args.motion})"] = run_rows(session, clips, args, args.motion, sheet, indices)
+        label = f"motion module ({args.motion})" + (f", strength {args.strength}" if args.strength != 1 else "")
+        rows[label] = run_rows(session, clips, args, args.motion, sheet, indices)
     if args.baseline or args.only_baseline:
         rows["no motion module (prompt travel only)"] = run_rows(session, clips, args, None, sheet, indices)
     if args.save:

@@ -303,6 +303,7 @@ class TrainMotionModule(Node):
 
     def _encode_clips(self, vae: Any, text_encoder: Any, clips: int, frames: int, seed: int) -> Any:
         """Render, VAE-encode and caption-encode the training clips (a pure function of the seed)."""
+        import numpy as np
         import torch
 
         from .animated_world import render_clip, sample_clip
@@ -320,7 +321,7 @@ class TrainMotionModule(Node):
 
         def flush() -> None:
             if chunk:
-                images = torch.from_numpy(__import__("numpy").concatenate(chunk)).float() / 255.0
+                images = torch.from_numpy(np.concatenate(chunk)).float() / 255.0
                 latents.append(api.vae_encode(self.context, vae, images)["samples"])
                 chunk.clear()
 
@@ -335,7 +336,9 @@ class TrainMotionModule(Node):
             lasts.append(encode(world.caption(last, template)))
         flush()
         samples = torch.cat(latents)
-        stack = lambda rows: {k: torch.cat([r[k] for r in rows]) for k in rows[0] if torch.is_tensor(rows[0][k])}  # noqa: E731
+        def stack(rows: list[dict]) -> dict:
+            return {k: torch.cat([r[k] for r in rows]) for k in rows[0] if torch.is_tensor(rows[0][k])}
+
         return ClipBatchData(latents=samples.view(clips, frames, *samples.shape[1:]), first=stack(firsts),
                              last=stack(lasts), empty=stack([encode("")]))
 
@@ -343,7 +346,7 @@ class TrainMotionModule(Node):
         """Width of each UNet level, read from the activations after each level's first block (one probe call)."""
         import torch
 
-        from .motion_module import insertion_points, MotionConfig
+        from .motion_module import MotionConfig, insertion_points
 
         layers = api.model_keys(self.context, model, "layers")
         levels = 1
