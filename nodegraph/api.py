@@ -82,7 +82,7 @@ _PROVIDERS = {"sample": "sampling", "sample_custom": "sampling", "sigmas": "samp
               "make_patch": "models", "patch_model": "models", "unpatch_model": "models", "model_keys": "models",
               "open_weights": "models", "vae_encode": "models", "diffusion_model": "sampling",
               "model_denoiser": "sampling",
-              "tiny_world": "training", "training": "training",
+              "tiny_world": "training", "training": "training", "model_patcher": "models",
               "vae_decode": "models", "encode_text": "models", "save_image": "image"}
 
 
@@ -424,9 +424,16 @@ def diffusion_model(context: NodeContext, net: Callable[..., Any], *, prediction
         raise ApiArgumentError(function, "preview", f"expected a callable or None, found {_describe(preview)}")
     if not isinstance(name, str) or not name:
         raise ApiArgumentError(function, "name", f"expected a non-empty str, found {name!r}")
-    return _implementation(context, function)(context, net, prediction=prediction, schedule=schedule, shift=shift,
-                                              time_scale=time_scale, latent_channels=latent_channels,
-                                              preview=preview, name=name)
+    model = _implementation(context, function)(context, net, prediction=prediction, schedule=schedule, shift=shift,
+                                               time_scale=time_scale, latent_channels=latent_channels,
+                                               preview=preview, name=name)
+    # a network with patch points (the models pack's UNet) gets that pack's patcher, so patch_model works on it
+    patcher_of = context.service("registry").extensions.get("api", {}).get("model_patcher")
+    if patcher_of is not None and hasattr(net, "model_patches") and getattr(model, "patcher", 0) is None:
+        from dataclasses import replace
+
+        model = replace(model, patcher=patcher_of(context))
+    return model
 
 
 def model_denoiser(context: NodeContext, model: Any) -> Any:

@@ -739,9 +739,23 @@ def api_encode_text(context: NodeContext, text_encoder: Any, text: str, *, clip_
     return out
 
 
-def _check_patchable(model: Any) -> None:
+def _check_patchable(model: Any) -> Any:
+    """The MODEL, if it can apply model patches (a network with patch points and a patcher); else a
+    NodeInputError, since patches set on it would silently never run."""
     if not (hasattr(model, "patches") and hasattr(model, "net")):
         raise NodeInputError("model", f"expected a MODEL (e.g. from LoadCheckpoint), found {type(model).__name__}")
+    if getattr(model, "patcher", None) is None or not hasattr(model.net, "model_patches"):
+        raise NodeInputError("model", f"model {getattr(model, 'name', '?')!r} ({type(model.net).__name__}) has no "
+                                      f"patch points: model patches act on UNet checkpoints (LoadCheckpoint, "
+                                      f"LoadUNet, or api.diffusion_model around such a UNet)")
+    return model
+
+
+def api_model_patcher(context: NodeContext) -> Any:
+    """The patcher api.diffusion_model gives networks with patch points (our UNet): set_model_patches."""
+    from .patches import set_model_patches
+
+    return set_model_patches
 
 
 @contextmanager
@@ -771,7 +785,7 @@ def api_patch_model(context: NodeContext, model: Any, *patches: Any) -> Any:
     """nodegraph.api.patch_model: a new MODEL with the patches added last (targets checked now)."""
     from .patches import check_patches, with_patch
 
-    _check_patchable(model)
+    model = _check_patchable(model)
     with _patch_errors("patches"):
         check_patches(model.net, patches)
         for patch in patches:
@@ -783,7 +797,7 @@ def api_unpatch_model(context: NodeContext, model: Any, name: str) -> Any:
     """nodegraph.api.unpatch_model: a new MODEL without the patches called `name`."""
     from .patches import without_patches
 
-    _check_patchable(model)
+    model = _check_patchable(model)
     with _patch_errors("name"):
         return without_patches(model, name)
 
@@ -814,7 +828,7 @@ def api_open_weights(context: NodeContext, name: Any, *, folder: str | None) -> 
 def register_api() -> dict[str, Any]:
     return {"vae_encode": api_vae_encode, "vae_decode": api_vae_decode, "encode_text": api_encode_text,
             "make_patch": api_make_patch, "patch_model": api_patch_model, "unpatch_model": api_unpatch_model,
-            "model_keys": api_model_keys, "open_weights": api_open_weights}
+            "model_keys": api_model_keys, "open_weights": api_open_weights, "model_patcher": api_model_patcher}
 
 
 @hookimpl

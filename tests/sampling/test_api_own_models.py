@@ -156,3 +156,33 @@ def test_the_kits_are_read_only_namespaces_without_a_context():
         world.render = None
     with pytest.raises(AttributeError, match="has no 'nothing'"):
         _ = training.nothing
+
+
+def test_patches_on_a_plugin_model_apply_to_a_unet_and_are_refused_elsewhere(tmp_path):
+    """api.patch_model on a diffusion_model around our UNet really patches it; around another net it is refused."""
+    from dataclasses import replace
+
+    from nodes.models.unet import TINY, UNetModel
+    from tests.engine.test_api import make_context
+
+    session = Session()
+    context = make_context(tmp_path, session.registry)
+    torch.manual_seed(0)
+    unet = UNetModel(replace(TINY, context_dim=16)).eval()
+    model = api.diffusion_model(context, unet, latent_channels=TINY.in_channels, name="wrapped unet")
+    flip = api.make_patch(context, "layer", name="flip", target="input_blocks.1",
+                          wrapper=lambda forward, h, call: forward(h).flip(-1))
+    patched = api.patch_model(context, model, flip)
+    x, t, ctx = torch.randn(1, TINY.in_channels, 8, 8), torch.tensor([500.0]), torch.randn(1, 3, 16)
+    with torch.no_grad():
+        model.apply_patches()
+        base = unet(x, t, context=ctx)
+        patched.apply_patches()
+        flipped = unet(x, t, context=ctx)
+        model.apply_patches()
+        again = unet(x, t, context=ctx)
+    assert not torch.allclose(base, flipped)                 # the patch ran (it did not, silently, before)
+    assert torch.equal(base, again)                          # and the unpatched model takes it off again
+    plain = api.diffusion_model(context, torch.nn.Identity(), latent_channels=3, name="plain")
+    with pytest.raises(Exception, match="'plain'.*no patch points"):
+        api.patch_model(context, plain, flip)
