@@ -206,7 +206,7 @@ def test_bad_video_files_are_node_errors(session):
     (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
     (folder / "clip.avi").write_bytes(b"RIFF")
     cases = [("broken.mp4", {}, "video", "not a readable video"), ("clip.avi", {}, "video", "unsupported file type"),
-             ("missing.mp4", {}, "video", "")]
+             ("missing.mp4", {}, "video", "no file 'missing.mp4' in the input folder")]
     for name, extra, argument, message in cases:
         inputs = {"video": name, "fps": 0.0, "start_frame": 0, "max_frames": 8, **extra}
         with pytest.raises(NodeExecutionError, match=message) as info:
