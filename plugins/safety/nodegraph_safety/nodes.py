@@ -30,20 +30,6 @@ MODEL_FOLDER = "safety_checker"
 DEFAULT_CHECKER = "tiny_world_safety.safetensors"
 
 
-def _checker_candidates(model_paths: Any) -> dict[str, str | Path]:
-    """Checker files by name: model-folder names (str, resolved by the API) first, then shipped files (Path)."""
-    found: dict[str, str | Path] = {}
-    try:
-        names, _ = model_paths.list(MODEL_FOLDER)
-        found.update({name: name for name in names})
-    except (KeyError, LookupError, OSError, ValueError):
-        pass
-    if SHIPPED_MODELS.is_dir():
-        for path in sorted(SHIPPED_MODELS.glob("*.safetensors")):
-            found.setdefault(path.name, path)
-    return found
-
-
 class LoadSafetyChecker(Node):
     """Load a safety checker: Stable Diffusion's safety_checker weights, or a tiny one trained here.
 
@@ -56,37 +42,17 @@ class LoadSafetyChecker(Node):
     category = "safety"
 
     class Inputs(NodeInputs):
-        checker_name: str = Input(DEFAULT_CHECKER, min_length=1, max_length=255,
+        checker_name: str = Input(DEFAULT_CHECKER, model_folder=MODEL_FOLDER,
                                   description="file in models/safety_checker or the plugin's shipped models")
 
     outputs = (Output("checker", "SAFETY_CHECKER"),)
 
-    @classmethod
-    def fingerprint(cls, literals: dict[str, Any], resolve_file: Any) -> str | None:
-        path = SHIPPED_MODELS / str(literals.get("checker_name", ""))
-        try:
-            path = resolve_file(MODEL_FOLDER, literals.get("checker_name", ""))
-        except (OSError, LookupError, ValueError, TypeError):
-            pass
-        try:
-            stat = path.stat()
-            return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
-        except OSError:
-            return "missing"
-
     def run(self, checker_name: str) -> dict:
         from .checker import CheckerError, checker_from_state_dict
 
-        candidates = _checker_candidates(self.context.service("model_paths"))
-        found = candidates.get(checker_name)
-        if found is None:
-            raise NodeInputError("checker_name", f"no safety checker named {checker_name!r}; available: "
-                                                 f"{', '.join(sorted(candidates)) or 'none'} (models/{MODEL_FOLDER}/ "
-                                                 f"and the plugin's models/)")
-        if isinstance(found, Path):  # shipped with the plugin
-            weights = api.open_weights(self.context, found)
-        else:  # chosen in the model folder: resolved and confined by the API, pickles only with the owner's opt-in
-            weights = api.open_weights(self.context, found, folder=MODEL_FOLDER)
+        # resolved and confined by the API in the model folder (which register_model_dirs extends with the
+        # plugin's shipped models/); pickles only with the owner's opt-in
+        weights = api.open_weights(self.context, checker_name, folder=MODEL_FOLDER)
         try:
             return {"checker": checker_from_state_dict(weights, getattr(weights, "metadata", None),
                                                        source=checker_name)}
@@ -356,3 +322,8 @@ def register_nodes() -> list[type[Node]]:
 @hookimpl
 def register_model_folders() -> dict[str, list[str]]:
     return {MODEL_FOLDER: [".safetensors", ".ckpt", ".pt", ".pth", ".bin"]}
+
+
+@hookimpl
+def register_model_dirs() -> dict[str, list[str]]:
+    return {MODEL_FOLDER: [str(SHIPPED_MODELS)]}

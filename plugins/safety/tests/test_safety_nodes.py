@@ -81,14 +81,16 @@ def test_watermark_on_small_images_fails_with_the_fix(session):
 
 
 def test_unknown_checker_names_the_available_ones(session):
-    """LoadSafetyChecker with a missing name lists what is available."""
+    """A missing checker name is a validation error listing the available ones and both places searched
+    (the user's models/safety_checker, then the plugin's shipped models/, added by register_model_dirs)."""
     graph = {"format_version": 1, "nodes": {
         **_render("image", "a large red star in the centre, on a white background"),
         "checker": {"type": "LoadSafetyChecker", "inputs": {"checker_name": "nsfw.safetensors"}},
         "filter": {"type": "SafetyFilter", "inputs": {"images": {"node": "image", "output": "image"},
                                                       "checker": {"node": "checker", "output": "checker"}}},
     }}
-    with pytest.raises(Exception, match="no safety checker named 'nsfw.safetensors'"):
+    with pytest.raises(GraphValidationError, match=r"no file 'nsfw.safetensors' in model folder 'safety_checker'.*"
+                                                   r"Available: 'tiny_world_safety.safetensors'.*plugins/safety/models"):
         session.run(graph)
 
 
