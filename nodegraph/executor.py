@@ -258,7 +258,11 @@ def compute_keys(state: RunState, order: list[str], resolve_file: Callable[[str,
             h.update(link.output_part)
             pending[link.source] = pending.get(link.source, 0) + 1
         if plan.fingerprinted:
-            fingerprint = plan.cls.fingerprint(plan.literals, resolve_file)
+            try:
+                fingerprint = plan.cls.fingerprint(plan.literals, resolve_file)
+            except Exception:  # noqa: BLE001 — a node's own fingerprint must not crash the run
+                fingerprint = None
+                h.update(b"\0fp-failed\0" + fresh)   # not cacheable this run; the node's run reports the input
             if fingerprint:
                 h.update(b"\0fp\0" + fingerprint.encode())
         keys[node_id] = h.hexdigest()

@@ -292,3 +292,40 @@ def test_interrupt_between_nodes(session):
     graph["nodes"]["p"]["inputs"]["name"] = "stop"
     result = session.run(graph)
     assert result.cached == ["p"] and result.outputs["show"]["value"] == 3  # p finished before the stop
+
+
+def test_a_fingerprint_that_raises_leaves_the_error_to_the_node(tmp_path):
+    """A node's own fingerprint that raises (e.g. a NUL byte in a file name) does not crash the run: the node
+    runs uncached and reports its input error itself."""
+    from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, hookimpl
+
+    class FragileFingerprint(Node):
+        """Fingerprints a file path built from its input, as a plugin loader might."""
+
+        class Inputs(NodeInputs):
+            name: str = Input("a")
+
+        outputs = (Output("text", "STRING"),)
+
+        @classmethod
+        def fingerprint(cls, literals, resolve_file):
+            return str((tmp_path / literals["name"]).stat().st_size)   # ValueError for an embedded NUL
+
+        def run(self, name: str) -> dict:
+            if "\0" in name:
+                raise NodeInputError("name", "a file name cannot contain NUL")
+            return {"text": name}
+
+    class Plugin:
+        @hookimpl
+        def register_nodes(self):
+            return [FragileFingerprint]
+
+    session = Session(plugins=[("fragile", Plugin())])
+    graph = {"format_version": 1, "nodes": {"f": {"type": "FragileFingerprint", "inputs": {"name": "x\0y"}},
+                                            "show": {"type": "ShowValue", "inputs": {"value": link("f", "text")}}}}
+    with pytest.raises(NodeExecutionError, match="cannot contain NUL"):
+        session.run(graph)
+    graph["nodes"]["f"]["inputs"]["name"] = "missing"                  # FileNotFoundError: runs, uncached
+    assert session.run(graph).outputs["show"]["value"] == "missing"
+    assert session.run(graph).executed == ["f", "show"]
