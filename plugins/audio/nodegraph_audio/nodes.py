@@ -663,7 +663,10 @@ class LoadVocoder(Node):
 
         if vocoder_name == "griffin_lim":
             return {"vocoder": VocoderValue("griffin_lim", "griffin_lim", iterations=iterations)}
-        weights = api.open_weights(self.context, vocoder_name, folder=VOCODER_FOLDER)
+        try:
+            weights = api.open_weights(self.context, vocoder_name, folder=VOCODER_FOLDER)
+        except NodeInputError as exc:          # the API names its own argument; name this node's input
+            raise NodeInputError("vocoder_name", str(exc).split(": ", 1)[-1]) from None
         metadata = dict(getattr(weights, "metadata", None) or {})
         try:
             if "config" in metadata:
