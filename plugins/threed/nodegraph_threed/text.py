@@ -11,6 +11,7 @@ The empty prompt "" is all zeros: the unconditional branch of classifier-free gu
 was trained with 10 % of captions dropped to it).
 
     VOCABULARY, MAX_WORDS        the closed word list (order = embedding rows) and the prompt length limit
+    SYNONYMS                     everyday words read as vocabulary words ("big" → large, "ball" → sphere)
     encode_words(text)           prompt → (1, MAX_WORDS, V) float one-hot; PromptError names the bad word
     encode_batch(texts)          many prompts → (B, MAX_WORDS, V)
 """
@@ -24,6 +25,10 @@ from .shapes import COLOURS, SHAPES, SIZES, STRETCHES
 VOCABULARY = ("a", "an", "the", *SIZES, *[s for s in STRETCHES], *COLOURS, *SHAPES)
 MAX_WORDS = 8
 _INDEX = {word: k for k, word in enumerate(VOCABULARY)}
+# Everyday words people type for the same things, read as the vocabulary word (the model never saw them).
+SYNONYMS = {"big": "large", "huge": "large", "little": "small", "tiny": "small", "ball": "sphere",
+            "box": "cube", "block": "cube", "donut": "torus", "doughnut": "torus", "ring": "torus",
+            "tube": "cylinder", "violet": "purple", "high": "tall", "flat": "wide"}
 
 
 class PromptError(ValueError):
@@ -34,7 +39,7 @@ def tokenize(text: str) -> list[int]:
     """Word indices of a prompt (lower-cased, split on spaces and commas)."""
     if not isinstance(text, str):
         raise PromptError(f"expected a prompt string, found {type(text).__name__}")
-    words = text.lower().replace(",", " ").split()
+    words = [SYNONYMS.get(w, w) for w in text.lower().replace(",", " ").replace(".", " ").split()]
     unknown = [w for w in words if w not in _INDEX]
     if unknown:
         raise PromptError(f"the word {unknown[0]!r} is not in the model's vocabulary ({len(VOCABULARY)} words: "

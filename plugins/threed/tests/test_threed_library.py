@@ -411,3 +411,16 @@ def test_shipped_classifier_names_fresh_procedural_shapes():
         truth.append(spec.shape)
     predicted = classify(judge, torch.stack(clouds))
     assert sum(p == t for p, t in zip(predicted, truth)) >= 57
+
+
+def test_everyday_words_read_as_the_vocabulary():
+    """'a big blue ball' encodes exactly as 'a large blue sphere'; an unknown word still names itself."""
+    import pytest
+    import torch
+
+    from nodegraph_threed.text import PromptError, encode_words
+
+    assert torch.equal(encode_words("A big blue ball."), encode_words("a large blue sphere"))
+    assert torch.equal(encode_words("a tiny red donut"), encode_words("a small red torus"))
+    with pytest.raises(PromptError, match="'dodecahedron'"):
+        encode_words("a purple dodecahedron")
