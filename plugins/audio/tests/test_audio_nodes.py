@@ -251,9 +251,7 @@ def test_spectrogram_edited_as_an_image_comes_back_as_audio(session, tmp_path):
 @pytest.mark.parametrize("name", ["../x.safetensors", "/etc/passwd", "missing.safetensors"])
 def test_vocoder_names_outside_or_missing_name_the_vocoder_input(name, tmp_path):
     """A vocoder name that leaves the model folder or names no file is an error against `vocoder_name`."""
-    from nodegraph import NodeExecutionError, Session
-
-    session = Session(input_dir=tmp_path, output_dir=tmp_path)
+    session = Session(autoload=True, allow=["audio"], input_dir=tmp_path, output_dir=tmp_path)
     with pytest.raises(NodeExecutionError) as info:
         session.run({"format_version": 1, "nodes": {"v": {"type": "LoadVocoder", "inputs": {"vocoder_name": name}}}},
                     outputs=["v"])
