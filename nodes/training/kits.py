@@ -4,7 +4,8 @@ A kit is a read-only namespace of the pack's library names that API 1.1 promises
 (docs/plugins.md "Training and the tiny world"); everything else in `nodes.training` stays private.
 
     tiny_world_kit()   the procedural captioned world: scene specs, rendering at any size, captions,
-                       parsing, sampling with hold-outs, and the detector that scores images
+                       parsing (templates and free-form prompts), sampling with hold-outs, and the
+                       detector that scores images
     training_kit()     the loop pieces: TrainConfig, lr_at, EMA, TrainingRun (atomic checkpoints,
                        exact resume), start_or_resume / checkpoint / optimiser_step / batch_indices,
                        diffusion_targets, write_new_file (the never-overwrite save rule)
@@ -46,7 +47,7 @@ class Kit:
 
 def tiny_world_kit() -> Kit:
     """The tiny world (docs/tiny_world.md) and its detector (world_detector)."""
-    from . import world, world_detector
+    from . import world, world_captions, world_detector
 
     members = {name: getattr(world, name) for name in (
         "SHAPES", "COLOURS", "SIZES", "POSITIONS", "BACKGROUNDS", "REFERENCE_SIZE", "DEFAULT_HOLDOUT",
@@ -57,6 +58,8 @@ def tiny_world_kit() -> Kit:
         "DetectorError", "Detection", "DetectedObject", "detect", "detect_many", "score", "load_classifier",
         "features", "frechet_distance")})
     members["normalise_holdout"] = world.normalise_holdout
+    members.update({name: getattr(world_captions, name) for name in (
+        "PromptObject", "PromptSpec", "parse_prompt", "unknown_words", "free_caption")})
     return Kit("tiny_world", members)
 
 

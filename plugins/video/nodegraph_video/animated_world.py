@@ -127,61 +127,157 @@ def video_caption(clip: ClipSpec) -> str:
     return f"a {clip.size} {clip.colour} {clip.shape} {WHERE[clip.position]}{tail}"
 
 
-_SYNONYMS = {"grey": "gray", "center": "centre", "middle": "centre", "violet": "purple", "up": "top",
-             "down": "bottom", "color": "colour", "bigger": "large", "smaller": "small", "big": "large"}
+# --- reading captions as people write them -----------------------------------------------------
+#
+# A caption is split into a motion phrase and a still description. The motion phrase is found and
+# removed here; the rest is read by the still world's free-form parser (``world.parse_prompt``:
+# any order, synonyms, articles or none, size / position / background may be left out).
+
+_WORD_SYNONYMS = {"grey": "gray", "violet": "purple", "center": "centre", "middle": "centre", "color": "colour",
+                  "big": "large", "tiny": "small", "little": "small", "upper": "top", "lower": "bottom",
+                  "leftward": "left", "leftwards": "left", "rightward": "right", "rightwards": "right"}
+_MOVE_VERBS = frozenset(
+    "moving moves move going goes sliding slides slide travelling traveling travels travel drifting drifts gliding "
+    "glides heading heads flying flies rolling rolls floating floats running runs passing passes crossing crosses "
+    "shifting shifts".split())
+_TOWARDS = frozenset("to towards toward into the over across".split())
+_DIRECTION = {"right": "left_to_right", "left": "right_to_left", "up": "bottom_to_top", "upward": "bottom_to_top",
+              "upwards": "bottom_to_top", "top": "bottom_to_top", "down": "top_to_bottom",
+              "downward": "top_to_bottom", "downwards": "top_to_bottom", "bottom": "top_to_bottom"}
+_RISE = frozenset("rising rises rise climbing climbs ascending ascends".split())
+_FALL = frozenset("falling falls fall dropping drops sinking sinks descending descends".split())
+_GROW = frozenset("growing grows grow expanding expands enlarging enlarges swelling swells".split())
+_SHRINK = frozenset("shrinking shrinks shrink contracting contracts".split())
+_GETTING = frozenset("getting gets becoming becomes".split())
+_BIGGER, _SMALLER = frozenset({"bigger", "larger"}), frozenset({"smaller"})
+_CHANGE = frozenset("changing changes change turning turns turn fading fades becoming becomes".split())
+_POSITION_WORDS = frozenset(WHERE)
+MOTION_WORDS = (_MOVE_VERBS | _RISE | _FALL | _GROW | _SHRINK | _GETTING | _BIGGER | _SMALLER | _CHANGE
+                | frozenset(_DIRECTION) | frozenset({"from", "to", "towards", "toward", "into", "across", "over",
+                                                     "then", "slowly", "smoothly", "gradually", "colour"}))
+DEFAULT_BACKGROUNDS = ("black", "white")    # when a caption names none: the first not used by the object
+
+
+def _used_words(words: list[str], indices: set[int]) -> list[str]:
+    return [words[i] for i in sorted(indices)]
+
+
+def _tokens(text: str) -> list[str]:
+    return [_WORD_SYNONYMS.get(w, w) for w in re.findall(r"[a-z]+", text.lower()) if w not in ("a", "an", "the")]
+
+
+def _motion_phrase(words: list[str], colours: set[str]) -> tuple[dict[str, Any], list[str]] | None:
+    """(what the motion phrase says, the words left for the still description); {} = no motion phrase.
+    None when the motion is unreadable: two motions, a motion verb without a direction, "left to left"."""
+    found: list[tuple[dict[str, Any], set[int]]] = []
+    for i, word in enumerate(words):
+        if word != "to" or i == 0 or i + 1 >= len(words):
+            continue
+        a, z = words[i - 1], words[i + 1]
+        used = {i - 1, i, i + 1} | ({i - 2} if i >= 2 and words[i - 2] == "from" else set())
+        if (a, z) in MOVES.values():
+            found.append(({"motion": next(m for m, pair in MOVES.items() if pair == (a, z))}, used))
+        elif (a, z) in (("small", "large"), ("large", "small")):
+            found.append(({"motion": "grow" if a == "small" else "shrink"}, used))
+        elif a in colours and z in colours and i >= 2 and (words[i - 2] == "from" or words[i - 2] in _CHANGE):
+            found.append(({"motion": "colour", "from": a, "to": z}, used))
+        elif a in _POSITION_WORDS and z in _POSITION_WORDS or a in colours and z in colours and "from" in _used_words(
+                words, used):
+            return None                                        # "from left to left", "from centre to top"
+    taken = set().union(*(used for _, used in found)) if found else set()
+    for i, word in enumerate(words):
+        if i in taken:
+            continue
+        if word in _RISE or word in _FALL:
+            found.append(({"motion": "bottom_to_top" if word in _RISE else "top_to_bottom"}, {i}))
+        elif word in _GROW or word in _SHRINK:
+            found.append(({"motion": "grow" if word in _GROW else "shrink"}, {i}))
+        elif word in _GETTING and i + 1 < len(words) and words[i + 1] in _BIGGER | _SMALLER:
+            found.append(({"motion": "grow" if words[i + 1] in _BIGGER else "shrink"}, {i, i + 1}))
+        elif word in _MOVE_VERBS:
+            j = i + 1
+            while j < len(words) and words[j] in _TOWARDS:
+                j += 1
+            if j < len(words) and j in taken:
+                continue                                       # "moving from left to right": read above
+            if j < len(words) and words[j] in _DIRECTION:
+                found.append(({"motion": _DIRECTION[words[j]]}, set(range(i, j + 1))))
+            else:
+                return None                                    # "moving" with no direction
+        elif word in _CHANGE:
+            j = i + 1
+            while j < len(words) and words[j] in ("to", "into", "colour"):
+                j += 1
+            if j < len(words) and words[j] in colours:
+                found.append(({"motion": "colour", "to": words[j]}, set(range(i, j + 1))))
+    motions = {tuple(sorted(spec.items())) for spec, _ in found}
+    if len(motions) > 1:
+        return None
+    if not found:
+        return {}, words
+    used = set().union(*(u for _, u in found))
+    return found[0][0], [w for i, w in enumerate(words) if i not in used]
 
 
 def parse_video_caption(text: str, world: Any) -> ClipSpec | None:
-    """Invert ``video_caption`` (any case, extra words and punctuation ignored); None if it is not a clip caption."""
-    words = [_SYNONYMS.get(w, w) for w in re.findall(r"[a-z]+", text.lower())]
-    colours, shapes = set(world.COLOURS), set(world.SHAPES)
-    if "background" not in words:
+    """A video caption as people write it → ``ClipSpec``; None if it is not one clip of one shape.
+
+    Reads the module's grammar (``video_caption``) and free phrasings: "a red circle moving up",
+    "red square sliding to the right on white", "a big blue star shrinking", "a circle turning from red
+    to green", "the yellow triangle falls", any case, synonyms, articles or none. Left out: size →
+    small (grow / shrink set their own), position → centre, background → the first of
+    ``DEFAULT_BACKGROUNDS`` the object does not use. A move may name its starting side, not another.
+    """
+    colours = set(world.COLOURS)
+    if _unknown_words(text, world):
         return None
-    b = words.index("background")
-    if b == 0 or words[b - 1] not in colours:
+    read = _motion_phrase(_tokens(text), colours)
+    if read is None:
         return None
-    background, words = words[b - 1], words[: b - 1] + words[b + 1:]
-    shape = [w for w in words if w in shapes]
-    if len(shape) != 1:
+    motion, rest = read
+    still = world.parse_prompt(" ".join(rest))
+    if still is None or len(still.objects) != 1:
         return None
-    sizes = [w for w in words if w in ("small", "large")]
-    places = [w for w in words if w in WHERE]
-    named = [w for w in words if w in colours]
-    position = places[0] if len(places) == 1 else "centre"
+    item, background = still.objects[0], still.background
+    kind = motion.get("motion", "still")
     try:
-        if "from" in words and "to" in words:
-            f, t = words.index("from"), words.index("to")
-            if t != f + 2:
+        if kind == "colour":
+            start = motion.get("from") or item.colour
+            if start is None or (item.colour not in (None, start)):
                 return None
-            a, z = words[f + 1], words[t + 1]
-            if (a, z) in MOVES.values():
-                motion = next(m for m, pair in MOVES.items() if pair == (a, z))
-                return ClipSpec(motion, shape[0], _one(named), background, size=_one(sizes), offset=0)
-            if (a, z) in (("small", "large"), ("large", "small")):
-                return ClipSpec("grow" if a == "small" else "shrink", shape[0], _one(named), background,
-                                position=_place(words, f))
-            if a in colours and z in colours:
-                size = [w for i, w in enumerate(words) if w in ("small", "large") and not f <= i <= f + 3]
-                return ClipSpec("colour", shape[0], a, background, size=_one(size) if size else "small",
-                                position=_place(words, f), end_colour=z)
+            used = {start, motion["to"]}
+            background = background or next(c for c in DEFAULT_BACKGROUNDS if c not in used)
+            return ClipSpec("colour", item.shape, start, background, size=item.size or "small",
+                            position=item.position or "centre", end_colour=motion["to"])
+        if item.colour is None:
             return None
-        if len(places) == 1 and len(sizes) == 1:
-            return ClipSpec("still", shape[0], _one(named), background, size=sizes[0], position=position)
-    except (ClipError, ValueError):
+        background = background or next(c for c in DEFAULT_BACKGROUNDS if c != item.colour)
+        if kind in MOVES:
+            if item.position not in (None, MOVES[kind][0]):
+                return None                                    # "at the top moving to the right"
+            return ClipSpec(kind, item.shape, item.colour, background, size=item.size or "small")
+        return ClipSpec(kind, item.shape, item.colour, background, size=item.size or "small",
+                        position=item.position or "centre")
+    except ClipError:
         return None
-    return None
 
 
-def _one(values: list[str]) -> str:
-    if len(values) != 1:
-        raise ValueError(f"expected exactly one word, found {values}")
-    return values[0]
+def _unknown_words(text: str, world: Any) -> list[str]:
+    """Words neither the still world nor the motion phrases use ("bouncing", "medium", typos)."""
+    return [w for w in world.unknown_words(text)
+            if _WORD_SYNONYMS.get(w, w) not in MOTION_WORDS | _POSITION_WORDS]
 
 
-def _place(words: list[str], skip_from: int) -> str:
-    """The position word outside the 'from X to Y' phrase (centre when none)."""
-    places = [w for i, w in enumerate(words) if w in WHERE and not skip_from <= i <= skip_from + 3]
-    return places[0] if len(places) == 1 else "centre"
+def caption_problem(text: str, world: Any) -> str:
+    """Why ``parse_video_caption`` refused ``text``, for an error message (words it does not know, or the shape
+    of a caption it reads)."""
+    unknown = _unknown_words(text, world)
+    hint = ("write one shape with its colour and, if it moves, how: e.g. 'a red circle moving up', 'a small blue "
+            "square sliding from left to right on a white background', 'a star growing', 'a circle turning from "
+            "red to green'")
+    if unknown:
+        return f"{text!r} has words the tiny world does not know ({', '.join(map(repr, unknown))}); {hint}"
+    return f"{text!r} is not a tiny-world video caption of one shape; {hint}"
 
 
 def frame_times(frames: int) -> np.ndarray:

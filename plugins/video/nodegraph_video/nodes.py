@@ -559,10 +559,11 @@ class PromptTravel(Node):
 class TinyWorldVideoPrompt(Node):
     """A tiny-world video caption → per-frame CONDITIONING for the shipped tiny-world model (batch F).
 
-    Grammar (plugins/video/README.md): "a small red circle moving from left to right, on a blue background",
-    "... moving from top to bottom ...", "a red circle growing from small to large in the centre, on a blue
-    background", "... shrinking from large to small ...", "a small circle changing from red to green on the
-    left, on a blue background", or a still caption. The shipped text encoder learned still captions only,
+    Captions (plugins/video/README.md): the training grammar ("a small red circle moving from left to right, on
+    a blue background", "a red circle growing from small to large in the centre, on a blue background", "a small
+    circle changing from red to green on the left, on a blue background") or free phrasings ("a red circle
+    moving up", "a big blue star shrinking", "a circle turning green"; size, position and background may be
+    left out), or a still caption. The shipped text encoder learned still captions only,
     so the caption is compiled into its first and last keyframe captions (still-world captions) and the
     frames blend them (prompt travel); the motion module turns that into one coherent moving object.
     """
@@ -578,14 +579,13 @@ class TinyWorldVideoPrompt(Node):
     outputs = (Output("conditioning", "CONDITIONING"), Output("keyframes", "STRING"))
 
     def run(self, text_encoder: Any, text: str, frames: int) -> dict:
-        from .animated_world import parse_video_caption
+        from .animated_world import caption_problem, parse_video_caption
         from .frames import blend_conditioning, travel_weights
 
         world = api.tiny_world(self.context)
         clip = parse_video_caption(text, world)
         if clip is None:
-            raise NodeInputError("text", f"{text!r} is not a tiny-world video caption; write e.g. 'a small red circle "
-                                         f"moving from left to right, on a blue background' (see the plugin README)")
+            raise NodeInputError("text", caption_problem(text, world) + " (plugins/video/README.md has the grammar)")
         first, last = (world.caption(scene) for scene in clip.keyframes(world))
         encoded = [api.encode_text(self.context, text_encoder, first), api.encode_text(self.context, text_encoder, last)]
         weights = travel_weights([0, frames - 1] if frames > 1 else [0, 0], frames)
@@ -820,13 +820,12 @@ class RenderTinyWorldClip(Node):
     def run(self, caption: str, frames: int, size: int) -> dict:
         import torch
 
-        from .animated_world import parse_video_caption, render_clip
+        from .animated_world import caption_problem, parse_video_caption, render_clip
 
         world = api.tiny_world(self.context)
         clip = parse_video_caption(caption, world)
         if clip is None:
-            raise NodeInputError("caption", f"{caption!r} is not a tiny-world video caption; write e.g. 'a small "
-                                            f"red circle moving from left to right, on a blue background'")
+            raise NodeInputError("caption", caption_problem(caption, world))
         return {"images": torch.from_numpy(render_clip(clip, world, frames, size)).float() / 255.0}
 
 

@@ -13,6 +13,7 @@ from nodegraph_video.animated_world import (
     VIDEO_HOLDOUT,
     ClipError,
     ClipSpec,
+    caption_problem,
     parse_video_caption,
     read_motion,
     render_clip,
@@ -129,6 +130,50 @@ def test_video_captions_round_trip(world):
                  "right, on a blue background", "hello", "a small red circle moving from left to left, on a blue "
                  "background"):
         assert parse_video_caption(text, world) is None
+
+
+@pytest.mark.parametrize("text, caption", [
+    ("a red circle moving up", "a small red circle moving from bottom to top, on a black background"),
+    ("The yellow triangle falls.", "a small yellow triangle moving from top to bottom, on a black background"),
+    ("a tiny cyan triangle drifting leftwards over a gray background",
+     "a small cyan triangle moving from right to left, on a gray background"),
+    ("red ring sliding to the right on a white background",
+     "a small red ring moving from left to right, on a white background"),
+    ("a red ring moving left to right", "a small red ring moving from left to right, on a black background"),
+    ("BLUE BACKGROUND, RED STAR RISING", "a small red star moving from bottom to top, on a blue background"),
+    ("a black circle going down", "a small black circle moving from top to bottom, on a white background"),
+    ("a big blue star shrinking", "a blue star shrinking from large to small in the centre, on a black background"),
+    ("a green square getting bigger at the top, on a purple background",
+     "a green square growing from small to large at the top, on a purple background"),
+    ("a circle turning from red to green", "a small circle changing from red to green in the centre, on a black "
+                                           "background"),
+    ("a purple circle in the middle turning orange",
+     "a small circle changing from purple to orange in the centre, on a black background"),
+    ("a red circle", "a small red circle in the centre, on a black background"),
+    ("on the left a large white square, grey background",
+     "a large white square on the left, on a gray background"),
+])
+def test_video_captions_as_people_write_them(world, text, caption):
+    """Free phrasings: motion verbs and directions, synonyms, any order and case; size, position and background
+    may be left out (small, centre, black, or white for a black object)."""
+    clip = parse_video_caption(text, world)
+    assert clip is not None and video_caption(clip) == caption
+
+
+@pytest.mark.parametrize("text, why", [
+    ("a red circle bouncing", "'bouncing'"),
+    ("a red circle moving", "not a tiny-world video caption"),
+    ("a red circle growing and shrinking", "not a tiny-world video caption"),
+    ("a square at the top moving to the right", "not a tiny-world video caption"),
+    ("a red circle moving right on a red background", "not a tiny-world video caption"),
+    ("a red circle turning red", "not a tiny-world video caption"),
+    ("a medium red circle moving up", "'medium'"),
+])
+def test_video_captions_that_are_refused_say_why(world, text, why):
+    """Unknown words are named; ambiguous or impossible clips (two motions, no direction, a move that starts
+    elsewhere, an object the background's colour, a change to the same colour) are refused."""
+    assert parse_video_caption(text, world) is None
+    assert why in caption_problem(text, world)
 
 
 def test_training_clips_never_show_held_out_pairs(world):

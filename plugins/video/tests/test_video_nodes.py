@@ -279,3 +279,30 @@ def test_training_graph_smoke_run_saves_a_loadable_module(session, motion_dir, t
 
     modules, layout = load_motion_state(load_file(str(second)))
     assert layout == "animatediff" and modules.config.channels == (64, 128, 128)
+
+
+def test_free_phrasing_renders_and_encodes_and_unknown_words_are_named(session):
+    """"a red circle moving up" is a clip (its ground truth rises; the prompt node gives 8 per-frame rows);
+    a word neither grammar knows is an error against the caption input that names the word."""
+    result = session.run({"format_version": 1, "nodes": {
+        "clip": {"type": "RenderTinyWorldClip", "inputs": {"caption": "a red circle moving up", "frames": 8}},
+        "ckpt": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world.safetensors"}},
+        "prompt": {"type": "TinyWorldVideoPrompt", "inputs": {"text_encoder": {"node": "ckpt", "output": "text_encoder"},
+                                                              "text": "a red circle moving up", "frames": 8}},
+    }}, outputs=["clip", "prompt"])
+    frames = result.outputs["clip"]["images"]
+    red = (frames[..., 0] > 0.6) & (frames[..., 1] < 0.3)                     # (F, H, W) the red object
+    rows = torch.arange(frames.shape[1], dtype=torch.float32)
+    centre = [(red[k].float().sum(1) * rows).sum() / red[k].sum() for k in (0, 7)]
+    assert centre[0] > centre[1] + 20                                          # bottom → top
+    assert result.outputs["prompt"]["keyframes"].startswith("a small red circle at the bottom")
+    assert all(v.shape[0] == 8 for v in result.outputs["prompt"]["conditioning"].values())
+    for node, key in (("RenderTinyWorldClip", "caption"), ("TinyWorldVideoPrompt", "text")):
+        inputs = {key: "a red circle bouncing"}
+        if node == "TinyWorldVideoPrompt":
+            inputs["text_encoder"] = {"node": "ckpt", "output": "text_encoder"}
+        with pytest.raises(NodeExecutionError) as info:
+            session.run({"format_version": 1, "nodes": {
+                "ckpt": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world.safetensors"}},
+                "n": {"type": node, "inputs": inputs}}}, outputs=["n"])
+        assert info.value.exception.input == key and "'bouncing'" in str(info.value)
