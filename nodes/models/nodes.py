@@ -821,7 +821,16 @@ def api_open_weights(context: NodeContext, name: Any, *, folder: str | None) -> 
         path = context.service("resolve_file")(folder, name) if folder is not None else Path(name)
         return open_state_dict(path, allow_pickle=allow)
     except (LookupError, ModelLoadError) as exc:
-        raise NodeInputError("name", str(exc)) from None
+        raise NodeInputError(_input_holding(context, name), str(exc)) from None
+
+
+def _input_holding(context: NodeContext, value: Any) -> str:
+    """The calling node's input whose literal is `value` (so an error names what the user typed), else "name"."""
+    node = getattr(context.graph, "nodes", {}).get(context.node_id) if context.graph is not None else None
+    for key, literal in (getattr(node, "inputs", None) or {}).items():
+        if isinstance(literal, str) and literal == value:
+            return key
+    return "name"
 
 
 @hookimpl

@@ -663,10 +663,7 @@ class LoadVocoder(Node):
 
         if vocoder_name == "griffin_lim":
             return {"vocoder": VocoderValue("griffin_lim", "griffin_lim", iterations=iterations)}
-        try:
-            weights = api.open_weights(self.context, vocoder_name, folder=VOCODER_FOLDER)
-        except NodeInputError as exc:          # the API names its own argument; name this node's input
-            raise NodeInputError("vocoder_name", str(exc).split(": ", 1)[-1]) from None
+        weights = api.open_weights(self.context, vocoder_name, folder=VOCODER_FOLDER)    # errors name vocoder_name
         metadata = dict(getattr(weights, "metadata", None) or {})
         try:
             if "config" in metadata:
@@ -788,20 +785,6 @@ def _widths(text: str) -> tuple[int, ...]:
     return values
 
 
-def _model_candidates(model_paths: Any) -> dict[str, str | Path]:
-    """Model files by name: the model folder "audio" first (str, resolved by the API), then shipped files (Path)."""
-    found: dict[str, str | Path] = {}
-    try:
-        names, _ = model_paths.list(MODEL_FOLDER)
-        found.update({name: name for name in names})
-    except (KeyError, LookupError, OSError, ValueError):
-        pass
-    if SHIPPED_MODELS.is_dir():
-        for path in sorted(SHIPPED_MODELS.glob("*.safetensors")):
-            found.setdefault(path.name, path)
-    return found
-
-
 def _audio_model(value: Any, input_name: str = "audio_model") -> AudioModelValue:
     if not isinstance(value, AudioModelValue):
         raise NodeInputError(input_name, "expected an AUDIO_MODEL (from LoadAudioModel or TrainAudioModel)")
@@ -832,35 +815,17 @@ class LoadAudioModel(Node):
     category = "audio/text_to_audio"
 
     class Inputs(NodeInputs):
-        model_name: str = Input(DEFAULT_MODEL, min_length=1, max_length=255,
+        model_name: str = Input(DEFAULT_MODEL, model_folder=MODEL_FOLDER,
                                 description="file in models/audio or the plugin's shipped models")
         shift: float = Input(1.0, gt=0.0, le=100.0, description="flow timestep shift (1 = none)")
 
     outputs = (Output("model", "MODEL"), Output("audio_model", "AUDIO_MODEL"))
 
-    @classmethod
-    def fingerprint(cls, literals: dict[str, Any], resolve_file: Any) -> str | None:
-        path = SHIPPED_MODELS / str(literals.get("model_name", ""))
-        try:
-            path = resolve_file(MODEL_FOLDER, literals.get("model_name", ""))
-        except (OSError, LookupError, ValueError, TypeError):
-            pass
-        try:
-            stat = path.stat()
-            return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
-        except OSError:
-            return "missing"
-
     def run(self, model_name: str, shift: float) -> dict:
         from .model_file import AudioModelError, audio_model_from_weights
 
-        candidates = _model_candidates(self.context.service("model_paths"))
-        if model_name not in candidates:
-            raise NodeInputError("model_name", f"no audio model {model_name!r}; available: "
-                                               f"{', '.join(candidates) or 'none'} (train one with "
-                                               f"graphs/train_tiny_t2a.json)")
-        source = candidates[model_name]
-        weights = api.open_weights(self.context, source, folder=MODEL_FOLDER if isinstance(source, str) else None)
+        # resolved and confined in the model folder, which register_model_dirs extends with models/ here
+        weights = api.open_weights(self.context, model_name, folder=MODEL_FOLDER)
         try:
             net, spec = audio_model_from_weights({k: weights[k] for k in weights}, getattr(weights, "metadata", None))
         except AudioModelError as exc:
@@ -1194,3 +1159,8 @@ def register_nodes() -> list[type[Node]]:
 @hookimpl
 def register_model_folders() -> dict[str, list[str]]:
     return {MODEL_FOLDER: [".safetensors"], VOCODER_FOLDER: [".safetensors", ".bin", ".pt", ".pth"]}
+
+
+@hookimpl
+def register_model_dirs() -> dict[str, list[str]]:
+    return {MODEL_FOLDER: [str(SHIPPED_MODELS)]}

@@ -256,3 +256,19 @@ def test_vocoder_names_outside_or_missing_name_the_vocoder_input(name, tmp_path)
         session.run({"format_version": 1, "nodes": {"v": {"type": "LoadVocoder", "inputs": {"vocoder_name": name}}}},
                     outputs=["v"])
     assert info.value.exception.input == "vocoder_name"
+
+
+@pytest.mark.parametrize("name", ["missing.safetensors", "../checkpoints/tiny_world.safetensors", "/etc/passwd"])
+def test_audio_model_names_are_checked_against_the_model_folder_and_shipped_models(name, tmp_path):
+    """model_name is a model-folder input: a name that is not there (or leaves the folder) is refused before the run,
+    against model_name, and the shipped model is among the files the error offers."""
+    from nodegraph.errors import GraphValidationError
+
+    session = Session(autoload=True, allow=["audio"], input_dir=tmp_path, output_dir=tmp_path)
+    with pytest.raises(GraphValidationError) as info:
+        session.run({"format_version": 1, "nodes": {"m": {"type": "LoadAudioModel", "inputs": {"model_name": name}}}},
+                    outputs=["m"])
+    error = info.value.errors[0]
+    assert error.input == "model_name"
+    if name == "missing.safetensors":
+        assert "tiny_t2a.safetensors" in error.message

@@ -6,7 +6,7 @@ For each of the 108 held-out shape specs (attribute combinations the model never
 the shipped model is sampled through the public API (`api.diffusion_model` + `api.sample`: the core
 samplers and CFG, the same path as the KSampler node) at 1024 points, then judged:
 
-* shape correct — the PointNet classifier (models/shape_classifier.safetensors, trained on the
+* shape correct — the PointNet classifier (benchmarks/shape_classifier.safetensors, trained on the
   procedural shapes) names the prompt's solid; and, as a second judge, a 1-nearest-neighbour
   classifier (Chamfer distance to one normalised ground-truth cloud of each of the 432 specs);
 * colour correct — the palette colour nearest the cloud's median rgb is the prompt's;
@@ -38,7 +38,7 @@ MODELS = HERE.parent / "models"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=MODELS / "text_to_points.safetensors")
-    parser.add_argument("--classifier", type=Path, default=MODELS / "shape_classifier.safetensors")
+    parser.add_argument("--classifier", type=Path, default=Path(__file__).resolve().parent / "shape_classifier.safetensors")
     parser.add_argument("--points", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--cfg", type=float, default=1.0)

@@ -1,4 +1,4 @@
-"""Train the benchmark's judge, the PointNet shape classifier, and write models/shape_classifier.safetensors.
+"""Train the benchmark's judge, the PointNet shape classifier, and write benchmarks/shape_classifier.safetensors.
 
     .venv/bin/python plugins/threed/benchmarks/train_shape_classifier.py [--steps 600] [--out PATH]
 
@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--out", type=Path, default=HERE.parent / "models" / "shape_classifier.safetensors")
+    parser.add_argument("--out", type=Path, default=HERE / "shape_classifier.safetensors")
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.time()

@@ -17,7 +17,7 @@ Library modules (plain torch / numpy, no engine imports, usable on their own):
 
 Adapters: ``nodes.py`` (nodes and plugin hooks; entry point ``threed`` in group ``nodegraph``).
 Models: ``models/text_to_points.safetensors`` (the shipped text-to-points model) and
-``models/shape_classifier.safetensors`` (the benchmark's classifier).
+``benchmarks/shape_classifier.safetensors`` (the benchmark's classifier).
 """
 
 from pathlib import Path

@@ -37,20 +37,6 @@ def _as_input_error(argument: str, error: Exception) -> NodeInputError:
     return NodeInputError(getattr(error, "argument", argument), getattr(error, "message", str(error)))
 
 
-def _model_candidates(model_paths: Any) -> dict[str, str | Path]:
-    """Model files by name: the model folder "threed" first (names), then the plugin's shipped files (paths)."""
-    found: dict[str, str | Path] = {}
-    try:
-        names, _ = model_paths.list(MODEL_FOLDER)
-        found.update({name: name for name in names})
-    except (KeyError, LookupError, OSError, ValueError):
-        pass
-    if SHIPPED_MODELS.is_dir():
-        for path in sorted(SHIPPED_MODELS.glob("text_to_points*.safetensors")):
-            found.setdefault(path.name, path)
-    return found
-
-
 def _preview(samples: Any) -> Any:
     """A cheap progress preview of a point latent: a front view of the first cloud (1, 3, 64, 64)."""
     from .points import latent_to_points
@@ -76,34 +62,16 @@ class LoadTextToPoints(Node):
     category = "3d/loaders"
 
     class Inputs(NodeInputs):
-        model_name: str = Input(DEFAULT_MODEL, min_length=1, max_length=255,
+        model_name: str = Input(DEFAULT_MODEL, model_folder=MODEL_FOLDER,
                                 description="file in models/threed or the plugin's shipped models")
 
     outputs = (Output("model", "MODEL"),)
 
-    @classmethod
-    def fingerprint(cls, literals: dict[str, Any], resolve_file: Any) -> str | None:
-        path = SHIPPED_MODELS / str(literals.get("model_name", ""))
-        try:
-            path = resolve_file(MODEL_FOLDER, literals.get("model_name", ""))
-        except (OSError, LookupError, ValueError, TypeError):
-            pass
-        try:
-            stat = path.stat()
-            return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
-        except OSError:
-            return "missing"
-
     def run(self, model_name: str) -> dict:
         from .training import ModelFileError, load_model
 
-        candidates = _model_candidates(self.context.service("model_paths"))
-        if model_name not in candidates:
-            raise NodeInputError("model_name", f"no text-to-points model {model_name!r} in models/{MODEL_FOLDER} or "
-                                               f"the plugin's models/; available: {', '.join(candidates) or 'none'}")
-        source = candidates[model_name]
-        weights = (api.open_weights(self.context, source, folder=MODEL_FOLDER) if isinstance(source, str)
-                   else api.open_weights(self.context, source))
+        # resolved and confined in the model folder, which register_model_dirs extends with models/ here
+        weights = api.open_weights(self.context, model_name, folder=MODEL_FOLDER)
         try:
             net = load_model(model_name, {key: weights[key] for key in weights.keys()}, dict(weights.metadata or {}))
         except ModelFileError as error:
@@ -659,3 +627,8 @@ def register_nodes() -> list:
 @hookimpl
 def register_model_folders() -> dict:
     return {MODEL_FOLDER: [".safetensors"]}
+
+
+@hookimpl
+def register_model_dirs() -> dict[str, list[str]]:
+    return {MODEL_FOLDER: [str(SHIPPED_MODELS)]}

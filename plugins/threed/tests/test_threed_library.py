@@ -2,11 +2,11 @@
 files, rendering, lifting and metrics (no engine needed except where the training kit is used)."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from nodegraph_threed import SHIPPED_MODELS
 from nodegraph_threed.denoiser import PointDiffusionConfig, PointDiffusionTransformer
 from nodegraph_threed.lift import lift_image
 from nodegraph_threed.mesh_files import MeshFileError, read_mesh, read_points, write_mesh, write_points
@@ -23,6 +23,8 @@ from nodegraph_threed.training import (ModelFileError, cosine_alphas_cumprod, lo
 
 torch.set_num_threads(1)
 TINY = PointDiffusionConfig(width=32, layers=1, heads=2)
+
+JUDGE = Path(__file__).resolve().parents[1] / "benchmarks" / "shape_classifier.safetensors"   # the benchmark's judge
 
 
 @pytest.fixture(scope="module")
@@ -396,13 +398,13 @@ def test_metrics():
     assert colour_name(a) == "green"
 
 
-@pytest.mark.skipif(not (SHIPPED_MODELS / "shape_classifier.safetensors").is_file(),
+@pytest.mark.skipif(not JUDGE.is_file(),
                     reason="the shape classifier is not trained yet")
 def test_shipped_classifier_names_fresh_procedural_shapes():
     """The benchmark's judge names the solid of 60 fresh procedural clouds (10 per shape) with ≥ 95 % accuracy."""
     from nodegraph_threed.classifier import classify, load_classifier
 
-    judge = load_classifier(SHIPPED_MODELS / "shape_classifier.safetensors")
+    judge = load_classifier(JUDGE)
     specs = [s for s in all_specs() if s.colour == "red" and s.stretch != "wide"]
     clouds, truth = [], []
     for k in range(60):

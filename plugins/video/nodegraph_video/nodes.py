@@ -44,20 +44,6 @@ DEFAULT_MOTION_MODULE = "tiny_world_motion.safetensors"
 MAX_FRAMES = 256
 
 
-def _motion_candidates(model_paths: Any) -> dict[str, str | Path]:
-    """Motion-module files by name: the model folder first (names), then the plugin's shipped files (paths)."""
-    found: dict[str, str | Path] = {}
-    try:
-        names, _ = model_paths.list(MODEL_FOLDER)
-        found.update({name: name for name in names})
-    except (KeyError, LookupError, OSError, ValueError):
-        pass
-    if SHIPPED_MODELS.is_dir():
-        for path in sorted(SHIPPED_MODELS.glob("*.safetensors")):
-            found.setdefault(path.name, path)
-    return found
-
-
 @contextlib.contextmanager
 def _motion_errors():
     """Report a motion-module or frame-layout problem found while sampling as an error naming the input."""
@@ -116,37 +102,19 @@ class LoadMotionModule(Node):
     category = "video/motion"
 
     class Inputs(NodeInputs):
-        motion_module_name: str = Input(DEFAULT_MOTION_MODULE, min_length=1, max_length=255,
+        motion_module_name: str = Input(DEFAULT_MOTION_MODULE, model_folder=MODEL_FOLDER,
                                         description="file in models/motion_modules or the plugin's shipped models")
 
     outputs = (Output("motion_module", "MOTION_MODULE"),)
-
-    @classmethod
-    def fingerprint(cls, literals: dict[str, Any], resolve_file: Any) -> str | None:
-        path = SHIPPED_MODELS / str(literals.get("motion_module_name", ""))
-        try:
-            path = resolve_file(MODEL_FOLDER, literals.get("motion_module_name", ""))
-        except (OSError, LookupError, ValueError, TypeError):
-            pass
-        try:
-            stat = path.stat()
-            return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
-        except OSError:
-            return "missing"
 
     def run(self, motion_module_name: str) -> dict:
         from .motion_module import LoadedMotionModule, MotionModuleError, load_motion_state
         from .motion_training import config_from_metadata
 
-        candidates = _motion_candidates(self.context.service("model_paths"))
-        found = candidates.get(motion_module_name)
-        if found is None:
-            raise NodeInputError("motion_module_name", f"no motion module named {motion_module_name!r}; available: "
-                                                       f"{', '.join(sorted(candidates)) or 'none'} "
-                                                       f"(models/{MODEL_FOLDER}/ and the plugin's models/)")
+        # resolved and confined by the API in the model folder, which register_model_dirs extends with the
+        # plugin's shipped models/ (searched after the user's folders); a missing file names this input
+        weights = api.open_weights(self.context, motion_module_name, folder=MODEL_FOLDER)
         try:
-            weights = (api.open_weights(self.context, found) if isinstance(found, Path)
-                       else api.open_weights(self.context, found, folder=MODEL_FOLDER))
             metadata = dict(getattr(weights, "metadata", None) or {})
             state = {key: weights[key] for key in weights.keys()}
             modules, layout = load_motion_state(state, metadata)
@@ -937,3 +905,8 @@ def register_nodes() -> list[type[Node]]:
 @hookimpl
 def register_model_folders() -> dict[str, list[str]]:
     return {MODEL_FOLDER: [".safetensors", ".ckpt", ".pt", ".pth", ".bin"]}
+
+
+@hookimpl
+def register_model_dirs() -> dict[str, list[str]]:
+    return {MODEL_FOLDER: [str(SHIPPED_MODELS)]}

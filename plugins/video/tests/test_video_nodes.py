@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from nodegraph import Session
-from nodegraph.errors import NodeExecutionError
+from nodegraph.errors import GraphValidationError, NodeExecutionError
 from nodegraph.model_paths import ModelPaths
 from nodegraph_video import SHIPPED_MODELS
 from nodegraph_video.motion_module import MotionConfig, MotionModuleSet
@@ -151,10 +151,16 @@ def test_motion_module_of_other_widths_is_a_node_error(session):
 
 
 def test_unknown_or_corrupt_motion_module_is_a_node_error(session, motion_dir):
-    """A missing name lists the available files; a file that is not a motion module names motion_module_name."""
-    with pytest.raises(NodeExecutionError, match="random_tiny.safetensors") as info:
+    """A missing name is a validation error listing the available files (the user's folder and the plugin's
+    shipped models/, through register_model_dirs); a name leaving the folder is refused; a file that is not a
+    motion module is a node error naming motion_module_name."""
+    with pytest.raises(GraphValidationError, match="random_tiny.safetensors") as info:
         session.run(_small("txt2vid", motion="nope.safetensors"))
-    assert info.value.exception.input == "motion_module_name"
+    error = info.value.errors[0]
+    assert error.input == "motion_module_name" and "tiny_world_motion.safetensors" in error.message
+    for name in ("../checkpoints/tiny_world.safetensors", "/etc/passwd", "a\x00b.safetensors"):
+        with pytest.raises((GraphValidationError, NodeExecutionError)):
+            session.run(_small("txt2vid", motion=name))
     from safetensors.torch import save_file
 
     save_file({"weight": torch.zeros(2)}, str(motion_dir / "not_motion.safetensors"))
