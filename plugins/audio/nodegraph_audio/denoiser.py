@@ -50,6 +50,12 @@ class AudioDenoiserConfig:
     vocab_size: int = len(VOCABULARY)
     max_tokens: int = MAX_TOKENS
     max_frames: int = 96                  # learned frame positions at each attention level
+    positions: str = "learned"            # "learned": a position table added before self-attention;
+                                          # "rope": rotary embeddings of q and k (relative offsets; README)
+
+    def __post_init__(self) -> None:
+        if self.positions not in ("learned", "rope"):
+            raise ValueError(f"positions must be 'learned' or 'rope', found {self.positions!r}")
 
     def to_dict(self) -> dict:
         """A JSON-able dict (for the model file's metadata)."""
@@ -57,7 +63,9 @@ class AudioDenoiserConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "AudioDenoiserConfig":
-        """The inverse of `to_dict` (unknown keys are refused by the dataclass)."""
+        """The inverse of `to_dict` (unknown keys are refused by the dataclass; files from before `positions`
+        existed used learned positions)."""
+        values = {"positions": "learned", **values}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
@@ -67,6 +75,23 @@ def timestep_embedding(t: torch.Tensor, width: int, max_period: float = 10000.0)
     frequencies = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     angles = t.float()[:, None] * frequencies[None]
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+def rotary(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """Rotary position embedding (Su et al. 2021, RoFormer) of (B, H, T, d) queries or keys along T.
+
+    Channel pairs (i, i + d/2) are rotated by angle position × base^(-2i/d), so q_m · k_n depends on the
+    offset m - n only: attention can look "one beat back" at any frame, which is what a periodic click
+    track needs (learned absolute positions make every offset a separate thing to learn).
+    """
+    t, d = x.shape[-2], x.shape[-1]
+    half = d // 2
+    frequencies = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    angles = torch.arange(t, device=x.device, dtype=torch.float32)[:, None] * frequencies[None]     # (T, d/2)
+    cos, sin = torch.cos(angles).to(x.dtype), torch.sin(angles).to(x.dtype)
+    a, b = x[..., :half], x[..., half: 2 * half]
+    rotated = torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
+    return torch.cat([rotated, x[..., 2 * half:]], dim=-1) if d % 2 else rotated
 
 
 class TextEncoder(nn.Module):
@@ -111,12 +136,14 @@ class ResBlock(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    """Self-attention over frames (learned positions), then cross-attention to the caption tokens."""
+    """Self-attention over frames (learned or rotary positions), then cross-attention to the caption tokens."""
 
-    def __init__(self, channels: int, text_width: int, heads: int, max_frames: int):
+    def __init__(self, channels: int, text_width: int, heads: int, max_frames: int, positions: str = "learned"):
         super().__init__()
         self.heads = heads
-        self.position = nn.Parameter(torch.zeros(1, channels, max_frames))
+        self.rope = positions == "rope"
+        if not self.rope:
+            self.position = nn.Parameter(torch.zeros(1, channels, max_frames))
         self.norm_self = nn.GroupNorm(8, channels)
         self.qkv = nn.Conv1d(channels, 3 * channels, 1)
         self.out_self = nn.Conv1d(channels, channels, 1)
@@ -135,8 +162,13 @@ class AttentionBlock(nn.Module):
 
     def forward(self, h: torch.Tensor, text: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         b, c, t = h.shape
-        q, k, v = self.qkv(self.norm_self(h) + self.position[..., :t]).chunk(3, dim=1)
-        attended = F.scaled_dot_product_attention(self._split(q), self._split(k), self._split(v))   # (B, H, T, c)
+        if self.rope:
+            q, k, v = (self._split(part) for part in self.qkv(self.norm_self(h)).chunk(3, dim=1))
+            q, k = rotary(q), rotary(k)
+        else:
+            mixed = self.qkv(self.norm_self(h) + self.position[..., :t])
+            q, k, v = (self._split(part) for part in mixed.chunk(3, dim=1))
+        attended = F.scaled_dot_product_attention(q, k, v)                                        # (B, H, T, c)
         h = h + self.out_self(attended.transpose(2, 3).reshape(b, c, t))
         q = self._split(self.q_cross(self.norm_cross(h)))
         k, v = self.kv_cross(text).transpose(1, 2).chunk(2, dim=1)                                  # (B, C, L)
@@ -169,14 +201,15 @@ class AudioDenoiser(nn.Module):
                 channels = width
                 skips.append(channels)
             self.down.append(blocks)
-            self.down_attention.append(AttentionBlock(width, config.text_width, config.heads, frames)
-                                       if level in config.attention_levels else nn.Identity())
+            self.down_attention.append(
+                AttentionBlock(width, config.text_width, config.heads, frames, config.positions)
+                if level in config.attention_levels else nn.Identity())
             if level < len(widths) - 1:
                 self.downsample.append(nn.Conv1d(channels, channels, 3, stride=2, padding=1))
                 skips.append(channels)
                 frames = (frames + 1) // 2
         self.mid = ResBlock(channels, channels, e)
-        self.mid_attention = AttentionBlock(channels, config.text_width, config.heads, frames)
+        self.mid_attention = AttentionBlock(channels, config.text_width, config.heads, frames, config.positions)
         self.up = nn.ModuleList()
         self.up_attention = nn.ModuleList()
         self.upsample = nn.ModuleList()
@@ -186,8 +219,9 @@ class AudioDenoiser(nn.Module):
                 blocks.append(ResBlock(channels + skips.pop(), widths[level], e))
                 channels = widths[level]
             self.up.append(blocks)
-            self.up_attention.append(AttentionBlock(channels, config.text_width, config.heads, frames)
-                                     if level in config.attention_levels else nn.Identity())
+            self.up_attention.append(
+                AttentionBlock(channels, config.text_width, config.heads, frames, config.positions)
+                if level in config.attention_levels else nn.Identity())
             if level > 0:
                 self.upsample.append(nn.Conv1d(channels, channels, 3, padding=1))
                 frames = frames * 2

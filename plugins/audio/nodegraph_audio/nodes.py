@@ -785,6 +785,18 @@ def _widths(text: str) -> tuple[int, ...]:
     return values
 
 
+def _levels(text: str, count: int) -> tuple[int, ...]:
+    """"1,2" → (1, 2): U-Net levels (0 .. count - 1) that get attention."""
+    try:
+        values = tuple(sorted({int(part) for part in text.replace(" ", "").split(",") if part}))
+    except ValueError:
+        values = ()
+    if any(not 0 <= v < count for v in values) or not values and text.strip():
+        raise NodeInputError("attention_levels", f"expected comma-separated levels from 0 to {count - 1} (one per "
+                                                 f"width), e.g. '1,2', found {text!r}")
+    return values
+
+
 def _audio_model(value: Any, input_name: str = "audio_model") -> AudioModelValue:
     if not isinstance(value, AudioModelValue):
         raise NodeInputError(input_name, "expected an AUDIO_MODEL (from LoadAudioModel or TrainAudioModel)")
@@ -1037,10 +1049,14 @@ class TrainAudioModel(Node):
     """
 
     category = "audio/training"
-    version = "1.1.0"
+    version = "1.2.0"
 
     class Inputs(NodeInputs):
         widths: str = Input("128,128,160", description="U-Net channels per level (frames, /2, /4, ...)")
+        attention_levels: str = Input("1,2", description="levels with self- and cross-attention (0 = full frame "
+                                                         "rate), comma-separated")
+        positions: Literal["learned", "rope"] = Input(
+            "learned", description="frame positions in self-attention: a learned table, or rotary (relative offsets)")
         steps: int = Input(2000, ge=1, le=10_000_000)
         batch_size: int = Input(24, ge=1, le=4096)
         lr: float = Input(1e-3, gt=0.0, le=1.0)
@@ -1053,8 +1069,9 @@ class TrainAudioModel(Node):
 
     outputs = (Output("audio_model", "AUDIO_MODEL"), Output("report", "STRING"))
 
-    def run(self, widths: str, steps: int, batch_size: int, lr: float, warmup_steps: int, ema_decay: float,
-            caption_dropout: float, seed: int, checkpoint_every: int, run_name: str) -> dict:
+    def run(self, widths: str, attention_levels: str, positions: str, steps: int, batch_size: int, lr: float,
+            warmup_steps: int, ema_decay: float, caption_dropout: float, seed: int, checkpoint_every: int,
+            run_name: str) -> dict:
         import json
         import time
 
@@ -1066,7 +1083,9 @@ class TrainAudioModel(Node):
         from .features import DEFAULT_SPEC
         from .training import train_audio_model
 
-        config_net = AudioDenoiserConfig(widths=_widths(widths))
+        levels = _widths(widths)
+        config_net = AudioDenoiserConfig(widths=levels, attention_levels=_levels(attention_levels, len(levels)),
+                                         positions=positions)
         folder = confine(Path(self.context.service("output_dir")) / "training", run_name, what="run name",
                          input_name="run_name", subfolders=True)
         kit = api.training(self.context)

@@ -63,6 +63,43 @@ def test_model_file_round_trip_and_refusals(tmp_path):
         audio_model_from_weights(load_file(str(path)), {**metadata, "config": bigger})
 
 
+def test_rotary_attention_scores_depend_on_the_offset_only():
+    """rotary(q)_m · rotary(k)_n is a function of m - n: the same q, k pair scores alike at every position."""
+    from nodegraph_audio.denoiser import rotary
+
+    torch.manual_seed(2)
+    q, k = torch.randn(1, 1, 1, 18), torch.randn(1, 1, 1, 18)
+    qs, ks = rotary(q.expand(1, 1, 40, 18).contiguous()), rotary(k.expand(1, 1, 40, 18).contiguous())
+    scores = (qs[0, 0] @ ks[0, 0].T)                           # (40, 40)
+    for offset in (0, 3, 17):
+        diagonal = torch.diagonal(scores, -offset)              # score(m, m - offset)
+        assert torch.allclose(diagonal, diagonal[0].expand_as(diagonal), atol=1e-4)
+    assert not torch.allclose(torch.diagonal(scores, -3)[0], torch.diagonal(scores, -4)[0])
+    assert torch.allclose(rotary(q), q)                          # position 0 is not rotated
+
+
+def test_rope_model_round_trips_and_old_files_read_as_learned_positions(tmp_path):
+    """A rotary model (attention at full frame rate too) saves and loads; a config without `positions` (files from
+    before the option) is a learned-position model."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    config = replace(TINY, attention_levels=(0, 1), positions="rope")
+    torch.manual_seed(3)
+    net = AudioDenoiser(config).eval()
+    assert not any("position" in name for name, _ in net.named_parameters() if "text_encoder" not in name)
+    path = tmp_path / "rope.safetensors"
+    save_audio_model(path, net, DEFAULT_SPEC, {})
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    loaded, _ = audio_model_from_weights(load_file(str(path)), metadata)
+    assert loaded.config == config
+    legacy = {k: v for k, v in TINY.to_dict().items() if k != "positions"}
+    assert AudioDenoiserConfig.from_dict(legacy).positions == "learned"
+    with pytest.raises(ValueError, match="positions"):
+        replace(TINY, positions="sinusoidal")
+
+
 def test_batches_are_a_function_of_the_step():
     """make_batch gives identical latents and tokens for the same (seed, step), different ones otherwise."""
     a, tokens_a, _ = make_batch(5, 3, seed=0)
