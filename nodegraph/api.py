@@ -262,7 +262,8 @@ def _implementation(context: NodeContext, name: str) -> Callable[..., Any]:
 
 def sample(context: NodeContext, model: Any, positive: Any, negative: Any, latent: Mapping[str, Any], *,
            seed: int = 0, steps: int = 20, cfg: float = 7.0, sampler: str = "euler", scheduler: str = "karras",
-           denoise: float = 1.0, guidance: Sequence[Callable[..., Any]] | None = None) -> dict[str, Any]:
+           denoise: float = 1.0, guidance: Sequence[Callable[..., Any]] | None = None,
+           noise: Any = None) -> dict[str, Any]:
     """Sample latents the way KSampler does: schedule, classifier-free guidance, seeded noise, a sampler.
 
     Args:
@@ -279,6 +280,9 @@ def sample(context: NodeContext, model: Any, positive: Any, negative: Any, laten
         denoise: in (0, 1]; 1 starts from pure noise, less keeps more of `latent` (img2img).
         guidance: a GUIDANCE value — a sequence of zero-argument factories of GuidanceTerm objects
             (docs/plugins.md "Guidance"); each run gets fresh terms, added after CFG.
+        noise: the initial noise, when not the seeded one (1.1): an object with `seed` (seeds the
+            samplers' per-step noise) and `generate(samples) -> tensor` shaped like `samples`, unit
+            variance (e.g. noise correlated across a clip's frames). None: seeded by `seed`.
 
     Returns:
         A copy of `latent` with new `samples` (CPU, float32); other keys are kept.
@@ -301,9 +305,12 @@ def sample(context: NodeContext, model: Any, positive: Any, negative: Any, laten
     if guidance is not None and (isinstance(guidance, (str, bytes)) or not isinstance(guidance, Sequence)):
         raise ApiArgumentError(name, "guidance", f"expected a GUIDANCE value (a sequence of guidance-term "
                                                  f"factories) or None, found {_describe(guidance)}")
+    if noise is not None and not (callable(getattr(noise, "generate", None)) and hasattr(noise, "seed")):
+        raise ApiArgumentError(name, "noise", f"expected None or an object with `seed` and `generate(samples)`, "
+                                              f"found {_describe(noise)}")
     return _implementation(context, name)(context, model, positive, negative, latent, seed=seed, steps=steps,
                                           cfg=cfg, sampler=sampler, scheduler=scheduler, denoise=denoise,
-                                          guidance=guidance)
+                                          guidance=guidance, **({"noise": noise} if noise is not None else {}))
 
 
 def sample_custom(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, noise: Any,

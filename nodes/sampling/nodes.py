@@ -724,8 +724,9 @@ def api_empty_latent(context: NodeContext, width: int, height: int, *, batch_siz
 
 
 def api_sample(context: NodeContext, model: Any, positive: Any, negative: Any, latent: dict, *, seed: int,
-               steps: int, cfg: float, sampler: str, scheduler: str, denoise: float, guidance: Any) -> dict:
-    """nodegraph.api.sample (KSampler): schedule, CFG (+ guidance terms), seeded noise, sampler."""
+               steps: int, cfg: float, sampler: str, scheduler: str, denoise: float, guidance: Any,
+               noise: Any = None) -> dict:
+    """nodegraph.api.sample (KSampler): schedule, CFG (+ guidance terms), seeded (or given) noise, sampler."""
     from .diffusion_model import Guidance, Noise
     from .guidance import CFGGuider as Guider
 
@@ -740,7 +741,7 @@ def api_sample(context: NodeContext, model: Any, positive: Any, negative: Any, l
         guider.check_latent(samples)
         guider.check_model(model.net)
     chosen = {"name": sampler, "function": sampler_function(context.service("registry"), sampler), "options": {}}
-    out = run_sampling(context, Guidance(guider, model), chosen, sigmas, Noise(seed), samples,
+    out = run_sampling(context, Guidance(guider, model), chosen, sigmas, noise or Noise(seed), samples,
                        latent.get("noise_mask"))
     return {**latent, "samples": out}
 

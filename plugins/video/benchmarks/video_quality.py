@@ -1,7 +1,8 @@
 """Quality and speed of the tiny text-to-video model, read back by the tiny world's detector frame by frame.
 
     .venv/bin/python plugins/video/benchmarks/video_quality.py [--count 120] [--steps 12] [--frames 8]
-        [--motion tiny_world_motion.safetensors] [--baseline] [--timing] [--sheet PATH]
+        [--motion tiny_world_motion.safetensors] [--strength S] [--noise-correlation C] [--baseline]
+        [--timing] [--sheet PATH]
 
 Each prompt is a held-out clip (a motion–shape pair or a colour–shape pair training never showed;
 ``animated_world.sample_clip(held_out=True)``), sampled with the plugin's txt2vid graph (the shipped
@@ -48,7 +49,7 @@ from nodegraph_video.animated_world import MOVES, parse_video_caption, read_moti
 
 
 def clip_graph(caption: str, seed: int, steps: int, frames: int, motion: str | None,
-               context_length: int = 0, strength: float = 1.0) -> dict:
+               context_length: int = 0, strength: float = 1.0, noise_correlation: float = 0.0) -> dict:
     """The txt2vid graph for one caption, ending at the decoded frames (no files written)."""
     graph = json.loads((PLUGIN / "graphs" / "txt2vid.json").read_text())
     nodes = graph["nodes"]
@@ -56,7 +57,7 @@ def clip_graph(caption: str, seed: int, steps: int, frames: int, motion: str | N
         del nodes[name]
     nodes["prompt"]["inputs"].update(text=caption, frames=frames)
     nodes["latent"]["inputs"]["frames"] = frames
-    nodes["sample"]["inputs"].update(seed=seed, steps=steps)
+    nodes["sample"]["inputs"].update(seed=seed, steps=steps, noise_correlation=noise_correlation)
     if motion is None:
         nodes["sample"]["inputs"]["model"] = {"node": "checkpoint", "output": "model"}
         del nodes["motion"], nodes["animated"]
@@ -113,7 +114,7 @@ def run_rows(session: Session, clips, args, motion: str | None, sheet_rows: list
     results, started, cpu = [], time.time(), time.process_time()
     for index, clip in zip(indices, clips):
         graph = clip_graph(video_caption(clip), 1000 + index, args.steps, args.frames, motion,
-                           strength=args.strength)
+                           strength=args.strength, noise_correlation=args.noise_correlation)
         frames = session.run(graph, outputs=["decode"]).outputs["decode"]["image"]
         detections = world.detect_many(frames)
         results.append({**judge(clip, detections, world), "index": index, "caption": video_caption(clip)})
@@ -161,6 +162,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--motion", default="tiny_world_motion.safetensors")
     parser.add_argument("--strength", type=float, default=1.0, help="ApplyMotionModule strength")
+    parser.add_argument("--noise-correlation", type=float, default=0.0,
+                        help="SampleVideo noise_correlation (initial noise shared by a clip's frames)")
     parser.add_argument("--baseline", action="store_true", help="also sample without the motion module")
     parser.add_argument("--only-baseline", action="store_true")
     parser.add_argument("--timing", action="store_true")
@@ -191,7 +194,8 @@ def main() -> None:
     print(f"{args.count} held-out prompts, {args.frames} frames, {args.steps} steps dpmpp_2m/karras, CFG 5")
     rows, sheet = {}, []
     if not args.only_baseline:
-        label = f"motion module ({args.motion})" + (f", strength {args.strength}" if args.strength != 1 else "")
+        label = f"motion module ({args.motion})" + (f", strength {args.strength}" if args.strength != 1 else "") \
+            + (f", noise corr. {args.noise_correlation}" if args.noise_correlation else "")
         rows[label] = run_rows(session, clips, args, args.motion, sheet, indices)
     if args.baseline or args.only_baseline:
         rows["no motion module (prompt travel only)"] = run_rows(session, clips, args, None, sheet, indices)

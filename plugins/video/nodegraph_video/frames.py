@@ -13,6 +13,8 @@ Map
 - ``travel_weights(keyframes, frames)``: per frame, the two keyframes around it and the blend weight.
 - ``temporal_smooth(frames, sigma)``: Gaussian smoothing along time (the non-model interpolation baseline),
   ``crossfade(a, b, count)``: linear in-betweens of two frames.
+- ``FrameCorrelatedNoise(seed, frames, correlation)``: initial noise with a component shared by a clip's
+  frames (for ``api.sample(noise=...)``).
 """
 
 from __future__ import annotations
@@ -197,3 +199,35 @@ def slerp(a: torch.Tensor, b: torch.Tensor, weight: float) -> torch.Tensor:
         return torch.lerp(a, b, weight)
     out = (torch.sin((1 - weight) * omega) * a_flat + torch.sin(weight * omega) * b_flat) / torch.sin(omega)
     return out.view(a.shape).to(a.dtype)
+
+
+class FrameCorrelatedNoise:
+    """Initial noise whose frames share a component: ε_f = √c · ε_clip + √(1 - c) · ε_f (unit variance per frame).
+
+    The mixed noise model of PYoCo (Ge et al. 2023, "Preserve Your Own Correlation"): frames of a video are
+    far more alike than independent noise, so starting them from correlated noise makes the sampler keep
+    one object's colour and shape across frames. `correlation` c = 0 is independent noise per frame.
+    Deterministic: clip b's shared draw and frame k's own draw come from seeded CPU generators, so the same
+    seed gives the same clip on any device. `seed` also seeds the samplers' per-step noise (api.sample).
+    """
+
+    def __init__(self, seed: int, frames: int, correlation: float):
+        if not 0.0 <= correlation < 1.0:
+            raise FramesError("noise_correlation", f"must be in [0, 1), found {correlation}")
+        self.seed, self.frames, self.correlation = seed, frames, correlation
+
+    def _draw(self, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed % (2 ** 63))
+        return torch.randn(shape, generator=generator)
+
+    def generate(self, samples: torch.Tensor) -> torch.Tensor:
+        total = samples.shape[0]
+        if total % self.frames:
+            raise FramesError("latent", f"{total} latent rows are not whole clips of {self.frames} frames")
+        own = torch.stack([self._draw(tuple(samples.shape[1:]), self.seed + k) for k in range(total)])
+        if self.correlation > 0:
+            shared = torch.stack([self._draw(tuple(samples.shape[1:]), self.seed + 1_000_003 * (b + 1))
+                                  for b in range(total // self.frames)])
+            own = math.sqrt(1.0 - self.correlation) * own + math.sqrt(self.correlation) * \
+                shared.repeat_interleave(self.frames, dim=0)
+        return own.to(device=samples.device, dtype=samples.dtype)

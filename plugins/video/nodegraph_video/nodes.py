@@ -613,14 +613,20 @@ class SampleVideo(Node):
     class Inputs(_SamplingInputs):
         latent: Any = Input(port="LATENT")
         denoise: float = Input(1.0, gt=0.0, le=1.0, step=0.01)
+        noise_correlation: float = Input(0.0, ge=0.0, lt=1.0, step=0.05,
+                                         description="share of the initial noise common to a clip's frames "
+                                                     "(0 = independent; PYoCo's mixed noise)")
 
     outputs = (Output("latent", "LATENT"),)
 
     def run(self, model: Any, positive: Any, negative: Any, latent: Any, seed: int, steps: int, cfg: float,
-            sampler: str, scheduler: str, denoise: float) -> dict:
+            sampler: str, scheduler: str, denoise: float, noise_correlation: float = 0.0) -> dict:
+        from .frames import FrameCorrelatedNoise
+
         frames = _frames_of(latent, "latent", "SampleVideo")
+        noise = FrameCorrelatedNoise(seed, frames, noise_correlation) if noise_correlation > 0 else None
         out = _sample_frames(self, model, positive, negative, {**latent, "frames": frames}, frames, seed=seed,
-                             steps=steps, cfg=cfg, sampler=sampler, scheduler=scheduler, denoise=denoise)
+                             steps=steps, cfg=cfg, sampler=sampler, scheduler=scheduler, denoise=denoise, noise=noise)
         return {"latent": out}
 
 

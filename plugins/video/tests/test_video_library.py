@@ -203,3 +203,24 @@ def test_rendered_clips_read_back_as_their_motion(world):
     change = ClipSpec("colour", "triangle", "red", "white", end_colour="blue", size="large")
     colours = read_motion(world.detect_many(render_clip(change, world, 8)))["colours"]
     assert colours[0] == "red" and colours[-1] == "blue"
+
+
+def test_frame_correlated_noise_shares_the_asked_part_across_a_clips_frames():
+    """ε_f = √c ε_clip + √(1-c) ε_f: unit variance, frame-to-frame correlation ≈ c within a clip, ≈ 0 across
+    clips; the same seed gives the same noise; c = 0 is independent frames."""
+    from nodegraph_video.frames import FrameCorrelatedNoise, FramesError
+
+    samples = torch.zeros(2 * 8, 4, 32, 32)
+    noise = FrameCorrelatedNoise(7, 8, 0.6).generate(samples)
+    assert noise.shape == samples.shape and abs(float(noise.std()) - 1) < 0.02
+    flat = noise.flatten(1)
+    within = float(torch.corrcoef(flat[:8]).triu(1).sum() / 28)
+    across = float(torch.corrcoef(torch.stack([flat[0], flat[8]]))[0, 1])
+    assert abs(within - 0.6) < 0.05 and abs(across) < 0.05
+    assert torch.equal(noise, FrameCorrelatedNoise(7, 8, 0.6).generate(samples))
+    independent = FrameCorrelatedNoise(7, 8, 0.0).generate(samples).flatten(1)
+    assert abs(float(torch.corrcoef(independent[:8]).triu(1).sum() / 28)) < 0.05
+    with pytest.raises(FramesError):
+        FrameCorrelatedNoise(7, 8, 1.0)
+    with pytest.raises(FramesError):
+        FrameCorrelatedNoise(7, 3, 0.5).generate(samples)

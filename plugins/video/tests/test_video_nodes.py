@@ -312,3 +312,19 @@ def test_free_phrasing_renders_and_encodes_and_unknown_words_are_named(session):
                 "ckpt": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world.safetensors"}},
                 "n": {"type": node, "inputs": inputs}}}, outputs=["n"])
         assert info.value.exception.input == key and "'bouncing'" in str(info.value)
+
+
+def test_sample_video_with_frame_correlated_noise(session):
+    """SampleVideo's noise_correlation starts frames from partly shared noise (api.sample(noise=...)): the clip
+    differs from the independent-noise clip, its frames are closer to each other, and 0 keeps the old result."""
+    def frames_for(correlation: float) -> torch.Tensor:
+        graph = _small("txt2vid", changes={("sample", "noise_correlation"): correlation})
+        return session.run(graph, outputs=["sample"]).outputs["sample"]["latent"]["samples"]
+
+    independent, shared, again = frames_for(0.0), frames_for(0.8), frames_for(0.0)
+    assert torch.equal(independent, again) and not torch.allclose(independent, shared)
+
+    def spread(latents: torch.Tensor) -> float:          # mean distance of each frame from the clip's mean frame
+        return float((latents - latents.mean(0, keepdim=True)).pow(2).mean())
+
+    assert spread(shared) < spread(independent)
