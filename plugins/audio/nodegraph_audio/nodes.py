@@ -275,7 +275,8 @@ class SynthesizeSound(Node):
     """Synthesise a sound of the tiny model's world from its caption (test audio, and audio-to-audio sources).
 
     Captions: "[quiet|loud] tone at c4" … "b5", "[quiet|loud] e4 minor chord", "rising sweep", "clicks at 120 bpm"
-    (60 … 180 in steps of 20), "noise burst" — the templates of synth.py. 1.536 s, 16 kHz, mono.
+    (60 … 180 in steps of 20), "noise burst" — the templates of synth.py — or the same sounds in other words
+    ("a loud C major chord", "metronome at 120bpm"; synth.read_prompt). 1.536 s, 16 kHz, mono.
     """
 
     category = "audio"
@@ -294,7 +295,7 @@ class SynthesizeSound(Node):
         from . import synth
         from .waveform import make_audio
 
-        spec = synth.parse_caption(caption)
+        spec = synth.parse_caption(caption) or synth.read_prompt(caption)
         if spec is None:
             examples = ", ".join(repr(text) for text, _ in synth.all_prompts()[::97][:5])
             raise NodeInputError("caption", f"{caption!r} is not a caption of the synthesised world; examples: "
@@ -847,28 +848,35 @@ class LoadAudioModel(Node):
 
 
 class EncodeAudioPrompt(Node):
-    """A caption → CONDITIONING for the tiny text-to-audio model ({"tokens": (1, L)}; "" is the unconditional prompt).
+    """A prompt → CONDITIONING for the tiny text-to-audio model ({"tokens": (1, L)}; "" is the unconditional prompt).
 
-    The model knows the words of its synthesised world: "loud tone at c#4", "quiet a minor chord",
-    "rising sweep", "clicks at 120 bpm", "noise burst" (README lists the grammar); other words become <unk>.
+    The model learned the captions of its synthesised world: "loud tone at c#4", "quiet a minor chord",
+    "rising sweep", "clicks at 120 bpm", "noise burst" (README lists the grammar). A prompt in other words or
+    order that names one sound of that world ("a loud C major chord", "soft beep at A4", "metronome, 120bpm",
+    "ascending chirp") is encoded as that sound's caption; anything else is encoded word by word, unknown words
+    as <unk>. `prompt` says what was encoded.
     """
 
     category = "audio/text_to_audio"
+    version = "1.1.0"
 
     class Inputs(NodeInputs):
         audio_model: Any = Input(port="AUDIO_MODEL")
         text: str = Input("", multiline=True, max_length=2000)
 
-    outputs = (Output("conditioning", "CONDITIONING"),)
+    outputs = (Output("conditioning", "CONDITIONING"), Output("prompt", "STRING"))
 
     def run(self, audio_model: Any, text: str) -> dict:
         import torch
 
+        from . import synth
         from .text import tokenize
 
         model = _audio_model(audio_model)
-        tokens = torch.tensor([tokenize(text, max_tokens=model.net.config.max_tokens)])
-        return {"conditioning": {"tokens": tokens}}
+        spec = None if synth.parse_caption(text) is not None else synth.read_prompt(text)
+        prompt = synth.caption(spec) if spec is not None else " ".join(text.split())
+        tokens = torch.tensor([tokenize(prompt, max_tokens=model.net.config.max_tokens)])
+        return {"conditioning": {"tokens": tokens}, "prompt": prompt}
 
 
 class EmptyAudioLatent(Node):

@@ -9,6 +9,7 @@ Every sound is 1.536 s of mono audio at 16 kHz (``CLIP_SAMPLES`` = 24576), band-
     synthesize(spec, rng)   the waveform (float32 numpy, (CLIP_SAMPLES,)), scaled to the loudness
     caption(spec)       the caption (template chosen by ``spec.template``)
     parse_caption(text) the spec a caption asks for (None if it is not a caption of this world)
+    read_prompt(text)   the same for prompts in other words and orders ("a loud C major chord", "120bpm metronome")
     all_prompts()       every (caption, spec) pair of the world (the grammar is finite)
     is_held_out(text)   a fixed fifth of the captions, never trained on (the benchmark's prompts)
     sample_spec(rng)    a random training spec whose caption is not held out
@@ -139,6 +140,90 @@ def parse_caption(text: str) -> SoundSpec | None:
     for _, spec in all_prompts():
         if caption(spec) == normalised:
             return spec
+    return None
+
+
+# --- prompts as people write them ---------------------------------------------------------------
+
+_KIND_WORDS = {
+    "tone": "tone tones note notes beep beeps sine pitch".split(),
+    "chord": "chord chords triad".split(),
+    "sweep": "sweep sweeps chirp chirps glide glissando siren".split(),
+    "clicks": "clicks click clicking tick ticks ticking metronome beat beats pulse pulses".split(),
+    "noise": "noise burst hiss static".split(),
+}
+_LOUDNESS_WORDS = {"quiet": "quiet soft softly faint gentle low quietly".split(),
+                   "medium": "medium moderate normal".split(),
+                   "loud": "loud loudly strong powerful forte".split()}
+_DIRECTION_WORDS = {"rising": "rising rises rise ascending upward upwards up".split(),
+                    "falling": "falling falls fall descending downward downwards down".split()}
+_QUALITY_WORDS = {"major": "major maj".split(), "minor": "minor min".split()}
+_FLATS = {"db": "c#", "eb": "d#", "gb": "f#", "ab": "g#", "bb": "a#"}
+
+
+def _prompt_words(text: str) -> list[str]:
+    """Lower-case words with notes joined ("C sharp 4", "C# 4", "Db4" → "c#4") and tempos split ("120bpm")."""
+    text = text.lower().replace("♯", "#").replace("♭", "b")
+    text = re.sub(r"\b([a-g])\s*(?:sharp|#)(?:\s*(\d)\b)?", lambda m: f"{m[1]}#{m[2] or ''}", text)
+    text = re.sub(r"\b([a-g])\s*flat(?:\s*(\d)\b)?", lambda m: f"{m[1]}b{m[2] or ''}", text)
+    text = re.sub(r"\b(\d+)\s*bpm\b", r"\1 bpm", text)
+    text = re.sub(r"\bbeats?\s+(?:per|a|each)\s+minute\b", "bpm", text)
+    text = re.sub(r"\bmiddle\s+c\b", "c4", text)
+    text = re.sub(r"\b([a-g]#?)\s+(\d)\b", r"\1\2", text)        # "c# 4" → "c#4"
+    out = []
+    for word in re.findall(r"[a-z0-9#]+", text):
+        flat = re.fullmatch(r"([a-g]b)(\d?)", word)
+        out.append(_FLATS[flat[1]] + flat[2] if flat and flat[1] in _FLATS else word)
+    return out
+
+
+def read_prompt(text: str) -> SoundSpec | None:
+    """The spec a prompt asks for, in any phrasing: "a loud C major chord", "soft beep at A4", "metronome, 120
+    bpm", "ascending chirp", "quiet hiss"; None when it names no sound of this world or names two.
+
+    Exact captions are `parse_caption`'s; this reads kind, loudness (default medium), note (tones: with an octave,
+    C4 … B5; chords: a root C4 … B4, octave 4 when left out), quality, direction and tempo (60 … 180 in steps of
+    20) from the words in any order.
+    """
+    words = _prompt_words(text)
+
+    def named(table: dict[str, list[str]]) -> set[str]:
+        return {key for key, spellings in table.items() if any(w in spellings for w in words)}
+
+    kinds = named(_KIND_WORDS)
+    if "chord" in kinds:
+        kinds = {"chord"}                            # "chord notes", "a chord of three tones"
+    elif "sweep" in kinds:
+        kinds = {"sweep"}                            # "tone sweep"
+    elif "noise" in kinds:
+        kinds = {"noise"}                            # "white noise burst"
+    elif "clicks" in kinds and "bpm" in words:
+        kinds = {"clicks"}                           # "beats" in a click track
+    loudness, directions, qualities = named(_LOUDNESS_WORDS), named(_DIRECTION_WORDS), named(_QUALITY_WORDS)
+    tempos = {int(w) for w in words if w.isdigit() and int(w) in TEMPOS}
+    notes = {n for n in (parse_note(w) for w in words) if n is not None}
+    if len(kinds) != 1 or len(loudness) > 1:
+        return None
+    kind, level = kinds.pop(), (loudness.pop() if loudness else "medium")
+    try:
+        if kind == "tone" and len(notes) == 1:
+            return SoundSpec("tone", level, note=notes.pop())
+        if kind == "chord" and len(qualities) == 1:
+            roots = notes or {parse_note(f"{w}4") for i, w in enumerate(words)
+                              if re.fullmatch(r"[a-g]#?", w) and (w != "a" or i + 1 < len(words)
+                                                                  and words[i + 1] in ("major", "minor", "maj", "min",
+                                                                                       "#"))}
+            roots.discard(None)
+            if len(roots) == 1:
+                return SoundSpec("chord", level, note=roots.pop(), quality=qualities.pop())
+        if kind == "sweep" and len(directions) == 1:
+            return SoundSpec("sweep", level, direction=directions.pop())
+        if kind == "clicks" and len(tempos) == 1:
+            return SoundSpec("clicks", level, tempo=tempos.pop())
+        if kind == "noise":
+            return SoundSpec("noise", level)
+    except SynthError:
+        return None
     return None
 
 

@@ -272,3 +272,29 @@ def test_audio_model_names_are_checked_against_the_model_folder_and_shipped_mode
     assert error.input == "model_name"
     if name == "missing.safetensors":
         assert "tiny_t2a.safetensors" in error.message
+
+
+@needs_model
+def test_encode_prompt_reads_other_phrasings_as_the_worlds_captions(session):
+    """EncodeAudioPrompt encodes "a loud C major chord" as the caption the model learned ("loud c4 major chord"),
+    keeps exact captions as written (any template), and encodes anything else word by word; `prompt` says which."""
+    from nodegraph_audio.text import tokenize
+
+    def encode(text: str) -> dict:
+        return session.run({"format_version": 1, "nodes": {
+            "m": {"type": "LoadAudioModel", "inputs": {}},
+            "p": {"type": "EncodeAudioPrompt", "inputs": {"audio_model": {"node": "m", "output": "audio_model"},
+                                                          "text": text}}}}, outputs=["p"]).outputs["p"]
+
+    for text, prompt in (("a loud C major chord", "loud c4 major chord"), ("quiet note b5", "quiet note b5"),
+                         ("metronome at 120bpm", "clicks at 120 bpm"), ("a violin solo", "a violin solo")):
+        out = encode(text)
+        assert out["prompt"] == prompt and out["conditioning"]["tokens"].tolist() == [tokenize(prompt)]
+
+
+def test_synthesize_sound_reads_other_phrasings(session):
+    """SynthesizeSound makes the sound a free phrasing names (a 440 Hz tone for "soft beep at A4")."""
+    result = session.run({"format_version": 1, "nodes": {
+        "s": {"type": "SynthesizeSound", "inputs": {"caption": "soft beep at A4", "seed": 2}}}}, outputs=["s"])
+    wave = result.outputs["s"]["audio"]["waveform"][0, 0].numpy()
+    assert abs(detect.semitone_error(detect.pitch(wave), 69)) < 0.1 and detect.loudness(wave) == "quiet"

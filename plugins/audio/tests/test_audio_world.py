@@ -34,6 +34,39 @@ def test_tokenizer_knows_every_caption_word():
     assert tokenize("") == [VOCABULARY.index("<bos>")] + [0] * (len(tokenize("")) - 1)
 
 
+@pytest.mark.parametrize("prompt, caption", [
+    ("a loud C major chord", "loud c4 major chord"),
+    ("A minor chord", "a4 minor chord"),
+    ("quiet A# major triad", "quiet a#4 major chord"),
+    ("E flat minor chord", "d#4 minor chord"),
+    ("Bb major chord, loud", "loud a#4 major chord"),
+    ("soft beep at A4", "quiet tone at a4"),
+    ("C sharp 4 tone", "tone at c#4"),
+    ("middle C note", "tone at c4"),
+    ("a tone at Db5", "tone at c#5"),
+    ("metronome, 120 bpm", "clicks at 120 bpm"),
+    ("LOUD 160BPM ticking", "loud clicks at 160 bpm"),
+    ("clicks at 100 beats per minute", "clicks at 100 bpm"),
+    ("ascending chirp", "rising sweep"),
+    ("falling siren, very loud", "loud falling sweep"),
+    ("quiet hiss", "quiet noise burst"),
+])
+def test_prompts_in_other_words_read_as_the_worlds_sounds(prompt, caption):
+    """read_prompt: synonyms, any order and case, sharps / flats / "middle C", tempos written together or as
+    "beats per minute"; chords without an octave sit in octave 4."""
+    spec = synth.read_prompt(prompt)
+    assert spec is not None and synth.caption(spec) == caption
+
+
+def test_every_caption_reads_as_its_spec_and_other_sounds_are_refused():
+    """read_prompt agrees with parse_caption on every caption; sounds outside the world or two sounds give None."""
+    for text, spec in synth.all_prompts():
+        assert synth.read_prompt(text) == synth.replace(spec, template=0)
+    for prompt in ("a tone", "tone at c6", "clicks at 90 bpm", "a c4 tone and a chord", "a violin", "quiet loud hiss",
+                   "rising and falling sweep"):
+        assert synth.read_prompt(prompt) is None, prompt
+
+
 @pytest.mark.parametrize("caption", ["loud tone at c4", "quiet note b5", "tone at f#4"])
 def test_detector_reads_pitch_within_a_few_cents(caption):
     """The FFT-peak pitch of a synthesised tone is within 0.05 semitone of its note."""
