@@ -87,6 +87,9 @@ class TrainFlow(Node):
         seed: int = Input(0, seed=True)
         checkpoint_every: int = Input(250, ge=0, le=10_000_000)
         run_name: str = Input("flow", min_length=1, max_length=80)
+        init_model: Any = Input(None, port="MODEL", description="continue from this flow model's weights (an MMDiT "
+                                                                 "of the same size, e.g. a shipped one); empty: start "
+                                                                 "from scratch")
 
     outputs = (Output("model", "MODEL"), Output("text_encoder", "TEXT_ENCODER"), Output("report", "STRING"))
 
@@ -94,7 +97,7 @@ class TrainFlow(Node):
             patch_size: int, context_tokens: int, time_sampling: str, logit_mean: float, logit_std: float,
             shift: float, steps: int, batch_size: int, grad_accumulation: int, lr: float, warmup_steps: int,
             ema_decay: float, caption_dropout: float, grad_clip: float, mixed_precision: str, seed: int,
-            checkpoint_every: int, run_name: str) -> dict:
+            checkpoint_every: int, run_name: str, init_model: Any = None) -> dict:
         import torch
 
         from nodes.models.clip import PromptEncoder
@@ -130,13 +133,25 @@ class TrainFlow(Node):
         torch.manual_seed(seed)
         mmdit = MMDiT(config)
         init_mmdit_weights(mmdit, torch.Generator().manual_seed(seed))
+        start = None
+        if init_model is not None:
+            start_net = getattr(init_model, "net", None)
+            if not isinstance(start_net, MMDiT) or start_net.config != config:
+                found = getattr(start_net, "config", type(start_net).__name__)
+                raise NodeInputError("init_model", f"expected an MMDiT flow model of this size ({config}), found "
+                                                   f"{found}; match depth, heads, head_dim, patch_size or leave "
+                                                   f"init_model empty")
+            with torch.no_grad():
+                mmdit.load_state_dict({k: v.float() for k, v in start_net.state_dict().items()})
+            start = getattr(init_model, "name", "init_model")
         train = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 20, warmup_steps=warmup_steps,
                             grad_accumulation=grad_accumulation, grad_clip=grad_clip, ema_decay=ema_decay,
                             mixed_precision=mixed_precision, seed=seed, checkpoint_every=checkpoint_every)
         data = _encode_flow_dataset(self, dataset, vae, encoder)
         run = _run(folder, {"mmdit": repr(config), "train": repr(train), "data": len(data.latents),
                             "time": [time_sampling, logit_mean, logit_std], "dropout": caption_dropout,
-                            "context_tokens": context_tokens, "text": repr(clip.config)})
+                            "context_tokens": context_tokens, "text": repr(clip.config),
+                            **({"start": start} if init_model is not None else {})})
         report = _train(train_flow, mmdit, data, train, _progress(self), run, caption_dropout=caption_dropout,
                         time_sampling=time_sampling, logit_mean=logit_mean, logit_std=logit_std)
         mmdit.requires_grad_(False)

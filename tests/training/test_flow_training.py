@@ -194,3 +194,29 @@ def test_train_flow_refuses_a_text_encoder_without_one_clip(tmp_path):
         session.run(graph)
     assert error.value.node_id == "second"
     assert "text_encoder" in str(error.value) and "one CLIP" in str(error.value)
+
+
+def test_continue_training_graph_starts_from_the_given_flow_model(tmp_path):
+    """graphs/train/train_tiny_flow_more.json at smoke size: TrainFlow with init_model continues the shipped flow
+    model (its first-step loss is far below a fresh model's on the same data); a model of another size names
+    init_model."""
+    session = Session(model_paths=ModelPaths(roots=[tmp_path / "models", ROOT / "models"]),
+                      output_dir=tmp_path / "out")
+    graph = ROOT / "graphs" / "train" / "train_tiny_flow_more.json"
+    assert session.validate(graph) == []
+    overrides = {"data.count": 48, "flow.steps": 1, "flow.batch_size": 16, "flow.warmup_steps": 0,
+                 "flow.checkpoint_every": 0, "flow.run_name": "more_smoke", "flow.lr": 1e-9}
+    events = []
+    result = session.run(graph, overrides=overrides, outputs=["report"], on_event=events.append)
+    continued = [e.info["loss"] for e in events if e.type == "node_progress" and e.node_id == "flow"][0]
+    assert json.loads(result.outputs["report"]["value"])["steps"] == 1
+    fresh = json.loads(graph.read_text())
+    del fresh["nodes"]["flow"]["inputs"]["init_model"]
+    events = []
+    session.run(fresh, overrides={**overrides, "flow.run_name": "fresh_smoke"}, outputs=["report"],
+                on_event=events.append)
+    scratch = [e.info["loss"] for e in events if e.type == "node_progress" and e.node_id == "flow"][0]
+    assert continued < 0.7 * scratch
+    with pytest.raises(NodeExecutionError) as error:
+        session.run(graph, overrides={**overrides, "flow.depth": 2, "flow.run_name": "other"}, outputs=["report"])
+    assert error.value.exception.input == "init_model"
