@@ -297,3 +297,35 @@ def test_layout_checks_name_a_plugins_own_node_and_input():
     with pytest.raises(api.ApiArgumentError, match="'frames' \\(3\\) must be a positive int dividing the batch 4"):
         api.check_latent({"samples": torch.zeros(4, 4, 8, 8), "frames": 3})
     assert api.check_latent({"samples": torch.zeros(4, 4, 8, 8), "frames": 2}).shape == (4, 4, 8, 8)
+
+
+class CallsSampleWithNoise(Node):
+    """api.sample with a `noise` argument that is not a noise object."""
+
+    output_node = True
+
+    class Inputs(NodeInputs):
+        pass
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self) -> dict:
+        import torch
+
+        return {"latent": api.sample(self.context, object(), {"context": torch.zeros(1, 2, 4)}, None,
+                                     {"samples": torch.zeros(1, 4, 8, 8)}, cfg=1.0, noise="gaussian")}
+
+
+class CallsSampleWithNoisePlugin:
+    @hookimpl
+    def register_nodes(self) -> list:
+        return [CallsSampleWithNoise]
+
+
+def test_sample_refuses_a_noise_argument_without_seed_and_generate():
+    """api.sample(noise=...) takes an object with `seed` and `generate(samples)`; anything else names 'noise'."""
+    session = Session(plugins=[("noise", CallsSampleWithNoisePlugin())])
+    with pytest.raises(NodeExecutionError) as info:
+        session.run({"format_version": 1, "nodes": {"n": {"type": "CallsSampleWithNoise", "inputs": {}}}})
+    error = info.value.exception
+    assert isinstance(error, api.ApiArgumentError) and error.input == "noise" and "generate(samples)" in str(error)
