@@ -72,7 +72,7 @@ from .errors import GraphValidationError, NodeExecutionError, RunInterrupted
 from .events import Event, RunFailed
 from .files import FileAccessError, FileStore
 from .plugins import PluginOptionError, add_plugin_arguments, plugin_options
-from .protocol import Outgoing, ServerProtocol, message_schemas
+from .protocol import Outgoing, ServerProtocol, message_schemas, without_settled_starts
 from .results import collect_files, jsonable
 from .run_queue import RunQueue, strict_json
 from .templates import TemplateLibrary
@@ -464,7 +464,7 @@ class Server:
         for client_id, payloads in frames.items():
             state = clients.get(client_id)
             if state is not None and state.batch and len(payloads) > 1:
-                payloads = self._batched(payloads)
+                payloads = self._batched(without_settled_starts(payloads))
             for payload in payloads:
                 self._put(client_id, payload if isinstance(payload, (str, bytes)) else dump_message(payload))
 
