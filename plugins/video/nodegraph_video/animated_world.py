@@ -158,10 +158,6 @@ MOTION_WORDS = (_MOVE_VERBS | _RISE | _FALL | _GROW | _SHRINK | _GETTING | _BIGG
 DEFAULT_BACKGROUNDS = ("black", "white")    # when a caption names none: the first not used by the object
 
 
-def _used_words(words: list[str], indices: set[int]) -> list[str]:
-    return [words[i] for i in sorted(indices)]
-
-
 def _tokens(text: str) -> list[str]:
     return [_WORD_SYNONYMS.get(w, w) for w in re.findall(r"[a-z]+", text.lower()) if w not in ("a", "an", "the")]
 
@@ -181,8 +177,7 @@ def _motion_phrase(words: list[str], colours: set[str]) -> tuple[dict[str, Any],
             found.append(({"motion": "grow" if a == "small" else "shrink"}, used))
         elif a in colours and z in colours and i >= 2 and (words[i - 2] == "from" or words[i - 2] in _CHANGE):
             found.append(({"motion": "colour", "from": a, "to": z}, used))
-        elif a in _POSITION_WORDS and z in _POSITION_WORDS or a in colours and z in colours and "from" in _used_words(
-                words, used):
+        elif a in _POSITION_WORDS and z in _POSITION_WORDS:
             return None                                        # "from left to left", "from centre to top"
     taken = set().union(*(used for _, used in found)) if found else set()
     for i, word in enumerate(words):
@@ -223,7 +218,7 @@ def parse_video_caption(text: str, world: Any) -> ClipSpec | None:
     """A video caption as people write it → ``ClipSpec``; None if it is not one clip of one shape.
 
     Reads the module's grammar (``video_caption``) and free phrasings: "a red circle moving up",
-    "red square sliding to the right on white", "a big blue star shrinking", "a circle turning from red
+    "red square sliding to the right on a white background", "a big blue star shrinking", "a circle turning from red
     to green", "the yellow triangle falls", any case, synonyms, articles or none. Left out: size →
     small (grow / shrink set their own), position → centre, background → the first of
     ``DEFAULT_BACKGROUNDS`` the object does not use. A move may name its starting side, not another.
