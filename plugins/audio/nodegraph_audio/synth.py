@@ -152,7 +152,7 @@ _KIND_WORDS = {
     "clicks": "clicks click clicking tick ticks ticking metronome beat beats pulse pulses".split(),
     "noise": "noise burst hiss static".split(),
 }
-_LOUDNESS_WORDS = {"quiet": "quiet soft softly faint gentle low quietly".split(),
+_LOUDNESS_WORDS = {"quiet": "quiet soft softly faint gentle quietly".split(),
                    "medium": "medium moderate normal".split(),
                    "loud": "loud loudly strong powerful forte".split()}
 _DIRECTION_WORDS = {"rising": "rising rises rise ascending upward upwards up".split(),
@@ -175,6 +175,14 @@ def _prompt_words(text: str) -> list[str]:
         flat = re.fullmatch(r"([a-g]b)(\d?)", word)
         out.append(_FLATS[flat[1]] + flat[2] if flat and flat[1] in _FLATS else word)
     return out
+
+
+def _bare_chord_roots(words: list[str]) -> set[int]:
+    """Roots named without an octave ("C major chord" → C4); a lone "a" counts only right before the quality
+    ("a minor chord" is A minor; "a C major chord" is C major)."""
+    qualities = _QUALITY_WORDS["major"] + _QUALITY_WORDS["minor"]
+    return {parse_note(f"{word}4") for i, word in enumerate(words)
+            if re.fullmatch(r"[a-g]#?", word) and (word != "a" or words[i + 1: i + 2] and words[i + 1] in qualities)}
 
 
 def read_prompt(text: str) -> SoundSpec | None:
@@ -209,11 +217,7 @@ def read_prompt(text: str) -> SoundSpec | None:
         if kind == "tone" and len(notes) == 1:
             return SoundSpec("tone", level, note=notes.pop())
         if kind == "chord" and len(qualities) == 1:
-            roots = notes or {parse_note(f"{w}4") for i, w in enumerate(words)
-                              if re.fullmatch(r"[a-g]#?", w) and (w != "a" or i + 1 < len(words)
-                                                                  and words[i + 1] in ("major", "minor", "maj", "min",
-                                                                                       "#"))}
-            roots.discard(None)
+            roots = notes or _bare_chord_roots(words)
             if len(roots) == 1:
                 return SoundSpec("chord", level, note=roots.pop(), quality=qualities.pop())
         if kind == "sweep" and len(directions) == 1:
