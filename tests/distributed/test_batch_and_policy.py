@@ -22,7 +22,7 @@ from nodegraph.server import Server
 ROOT = Path(__file__).resolve().parents[2]
 TXT2IMG = json.loads((ROOT / "graphs" / "txt2img.json").read_text())
 ARITHMETIC = json.loads((ROOT / "graphs" / "arithmetic.json").read_text())
-CKPT = ("checkpoints", "tiny_world.safetensors")
+CKPT = ("checkpoints", TXT2IMG["nodes"]["checkpoint"]["inputs"]["ckpt_name"])   # the default model
 
 
 def test_sweep_range_list_product_and_bare_names():
@@ -70,7 +70,7 @@ def _worker(name, warm=(), in_flight=0, types=("LoadCheckpoint",), models=None, 
 def test_policy_prefers_warm_then_least_loaded_then_longest_idle():
     """Affinity: the warm free worker wins; among cold ones the least recently used; busy ones wait."""
     needs = RunNeeds({"LoadCheckpoint": "models"}, (CKPT,))
-    warm = "checkpoints/tiny_world.safetensors"
+    warm = "/".join(CKPT)
     a, b = _worker("a", last_used=1.0), _worker("b", warm=[warm], last_used=5.0)
     assert choose_worker([a, b], needs).name == "b"
     b.in_flight = 1
@@ -87,12 +87,12 @@ def test_no_capable_worker_names_each_worker_and_what_it_lacks():
     needs = RunNeeds({"probe.ServerOnlyProbe": "probe", "LoadCheckpoint": "models"}, (CKPT,))
     a = _worker("w0", models={"checkpoints": frozenset({"other.safetensors"})})
     b = _worker("w1", types=("LoadCheckpoint", "probe.ServerOnlyProbe"), models={"checkpoints": frozenset()})
-    assert missing_on(b, needs) == ["model file 'tiny_world.safetensors' in its 'checkpoints' folder"]
+    assert missing_on(b, needs) == [f"model file '{CKPT[1]}' in its 'checkpoints' folder"]
     with pytest.raises(NoCapableWorker) as info:
         choose_worker([a, b], needs)
     text = str(info.value)
     assert "w0 (host 10.0.0.1) lacks node type 'probe.ServerOnlyProbe' (plugin 'probe' is not installed there)" in text
-    assert "w1 (host 10.0.0.1) lacks model file 'tiny_world.safetensors'" in text
+    assert f"w1 (host 10.0.0.1) lacks model file '{CKPT[1]}'" in text
     assert "install the plugin on every Ray node" in text and "copy the model file" in text
 
 

@@ -110,7 +110,7 @@ def test_affinity_sends_the_run_to_the_warm_worker(pool, tmp_path):
     first = session.map(TXT2IMG, [{**FAST, "sampler.seed": 1}], pool=pool)[0]
     assert first.status == "succeeded"
     warm = {w.name: w.warm for w in pool.workers()}
-    assert "checkpoints/tiny_world.safetensors" in warm[first.worker]
+    assert "checkpoints/" + TXT2IMG["nodes"]["checkpoint"]["inputs"]["ckpt_name"] in warm[first.worker]
     again = [session.map(TXT2IMG, [{**FAST, "sampler.seed": s}], pool=pool)[0] for s in (2, 3)]
     assert [i.worker for i in again] == [first.worker] * 2       # both free: the warm one wins each time
     assert all(i.seconds < first.seconds * 5 for i in again)
