@@ -133,7 +133,6 @@ class TrainFlow(Node):
         torch.manual_seed(seed)
         mmdit = MMDiT(config)
         init_mmdit_weights(mmdit, torch.Generator().manual_seed(seed))
-        start = None
         if init_model is not None:
             start_net = getattr(init_model, "net", None)
             if not isinstance(start_net, MMDiT) or start_net.config != config:
@@ -143,7 +142,6 @@ class TrainFlow(Node):
                                                    f"init_model empty")
             with torch.no_grad():
                 mmdit.load_state_dict({k: v.float() for k, v in start_net.state_dict().items()})
-            start = getattr(init_model, "name", "init_model")
         train = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 20, warmup_steps=warmup_steps,
                             grad_accumulation=grad_accumulation, grad_clip=grad_clip, ema_decay=ema_decay,
                             mixed_precision=mixed_precision, seed=seed, checkpoint_every=checkpoint_every)
@@ -151,7 +149,7 @@ class TrainFlow(Node):
         run = _run(folder, {"mmdit": repr(config), "train": repr(train), "data": len(data.latents),
                             "time": [time_sampling, logit_mean, logit_std], "dropout": caption_dropout,
                             "context_tokens": context_tokens, "text": repr(clip.config),
-                            **({"start": start} if init_model is not None else {})})
+                            **({"start": getattr(init_model, "name", "init_model")} if init_model is not None else {})})
         report = _train(train_flow, mmdit, data, train, _progress(self), run, caption_dropout=caption_dropout,
                         time_sampling=time_sampling, logit_mean=logit_mean, logit_std=logit_std)
         mmdit.requires_grad_(False)

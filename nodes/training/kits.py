@@ -60,6 +60,7 @@ def tiny_world_kit() -> Kit:
     members["normalise_holdout"] = world.normalise_holdout
     members.update({name: getattr(world_captions, name) for name in (
         "PromptObject", "PromptSpec", "parse_prompt", "unknown_words", "free_caption")})
+    members["SYNONYMS"] = MappingProxyType(world_captions.SYNONYMS)
     return Kit("tiny_world", members)
 
 

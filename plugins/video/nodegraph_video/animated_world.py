@@ -133,9 +133,9 @@ def video_caption(clip: ClipSpec) -> str:
 # removed here; the rest is read by the still world's free-form parser (``world.parse_prompt``:
 # any order, synonyms, articles or none, size / position / background may be left out).
 
-_WORD_SYNONYMS = {"grey": "gray", "violet": "purple", "center": "centre", "middle": "centre", "color": "colour",
-                  "big": "large", "tiny": "small", "little": "small", "upper": "top", "lower": "bottom",
-                  "leftward": "left", "leftwards": "left", "rightward": "right", "rightwards": "right"}
+# words the video grammar adds to the still world's synonyms (``world.SYNONYMS``: grey, violet, big, ...)
+_MOTION_SYNONYMS = {"color": "colour", "leftward": "left", "leftwards": "left", "rightward": "right",
+                    "rightwards": "right"}
 _MOVE_VERBS = frozenset(
     "moving moves move going goes sliding slides slide travelling traveling travels travel drifting drifts gliding "
     "glides heading heads flying flies rolling rolls floating floats running runs passing passes crossing crosses "
@@ -158,8 +158,12 @@ MOTION_WORDS = (_MOVE_VERBS | _RISE | _FALL | _GROW | _SHRINK | _GETTING | _BIGG
 DEFAULT_BACKGROUNDS = ("black", "white")    # when a caption names none: the first not used by the object
 
 
-def _tokens(text: str) -> list[str]:
-    return [_WORD_SYNONYMS.get(w, w) for w in re.findall(r"[a-z]+", text.lower()) if w not in ("a", "an", "the")]
+def _canonical(word: str, world: Any) -> str:
+    return _MOTION_SYNONYMS.get(word) or world.SYNONYMS.get(word, word)
+
+
+def _tokens(text: str, world: Any) -> list[str]:
+    return [_canonical(w, world) for w in re.findall(r"[a-z]+", text.lower()) if w not in ("a", "an", "the")]
 
 
 def _motion_phrase(words: list[str], colours: set[str]) -> tuple[dict[str, Any], list[str]] | None:
@@ -226,7 +230,7 @@ def parse_video_caption(text: str, world: Any) -> ClipSpec | None:
     colours = set(world.COLOURS)
     if _unknown_words(text, world):
         return None
-    read = _motion_phrase(_tokens(text), colours)
+    read = _motion_phrase(_tokens(text, world), colours)
     if read is None:
         return None
     motion, rest = read
@@ -260,7 +264,7 @@ def parse_video_caption(text: str, world: Any) -> ClipSpec | None:
 def _unknown_words(text: str, world: Any) -> list[str]:
     """Words neither the still world nor the motion phrases use ("bouncing", "medium", typos)."""
     return [w for w in world.unknown_words(text)
-            if _WORD_SYNONYMS.get(w, w) not in MOTION_WORDS | _POSITION_WORDS]
+            if _canonical(w, world) not in MOTION_WORDS | _POSITION_WORDS]
 
 
 def caption_problem(text: str, world: Any) -> str:
