@@ -271,12 +271,13 @@ def caption_problem(text: str, world: Any) -> str:
     """Why ``parse_video_caption`` refused ``text``, for an error message (words it does not know, or the shape
     of a caption it reads)."""
     unknown = _unknown_words(text, world)
+    shown = repr(text if len(text) <= 80 else text[:77] + "...")
     hint = ("write one shape with its colour and, if it moves, how: e.g. 'a red circle moving up', 'a small blue "
             "square sliding from left to right on a white background', 'a star growing', 'a circle turning from "
             "red to green'")
     if unknown:
-        return f"{text!r} has words the tiny world does not know ({', '.join(map(repr, unknown))}); {hint}"
-    return f"{text!r} is not a tiny-world video caption of one shape; {hint}"
+        return f"{shown} has words the tiny world does not know ({', '.join(map(repr, unknown[:10]))}); {hint}"
+    return f"{shown} is not a tiny-world video caption of one shape; {hint}"
 
 
 def frame_times(frames: int) -> np.ndarray:
