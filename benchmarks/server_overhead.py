@@ -5,16 +5,22 @@
 For chains of N trivial nodes (Int → IntMath(+1) × (N-2) → ShowValue), full (every node runs:
 the first literal differs each time) and cached (the same graph again: one cache hit), prints
 side by side, median of --repeats interleaved measurements:
-- in-process: `Session.run(graph dict)` in this process (parse, validate, compile, keys, run);
-- websocket:  a client in this process submits the same graph to a server in a child process
-              (`nodegraph.server.Server` on loopback, port 0) and waits for `run_finished`:
-              submit → reply → queued → worker → events → client, everything a user waits for;
+- in-process: `Session.run(graph dict)` (parse, validate, compile, keys, run), timed inside a child
+              process that holds the engine;
+- websocket:  a client in this process (which holds no engine, as a browser or a script would not)
+              submits the same graph to a server in another child process (`nodegraph.server.Server`
+              on loopback, port 0, compression as `nodegraph serve` chooses) and waits for
+              `run_finished`: submit → reply → queued → worker → events → client, everything a user
+              waits for;
+  Both engine processes freeze their startup heap first (`freeze_startup_heap`, as `nodegraph
+  serve` does), so the cyclic GC treats them alike;
 - ratio websocket / in-process (target <= 1.5 for 200 and 1,000 nodes, full and cached);
 - CPU: mean CPU time per run in-process, and of server + client together over websockets (from
-  /proc and process_time, summed over the repeats): on a loaded machine wall time mostly measures
-  waiting for a core at each thread/process hand-off, CPU time what the path itself costs;
+  process_time and /proc, summed over the measured repeats): on a loaded machine wall time mostly
+  measures waiting for a core at each thread/process hand-off, CPU time what the path itself costs;
 - bytes and frames the client received per run (target for 200 nodes: <= 100 KB).
-The client asks for `batch` frames (hello {batch: true}); --no-batch measures one frame per message.
+The client asks for `batch` frames with compact node events (hello {batch: true, compact_events: true},
+as the editor does); --no-compact measures batches of plain messages, --no-batch one frame per message.
 With --profile FILE the server process runs under cProfile and writes its stats to FILE
 (read with `python -m pstats FILE`).
 The issue's baseline on this machine: 200 nodes, full run, websocket 3-5x the in-process run.
@@ -24,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
 import json
 import multiprocessing
 import os
@@ -55,13 +60,13 @@ def _serve(conn, data_dir: str, profile: str | None, compression: str | None) ->
 
     torch.set_num_threads(1)
     from nodegraph import Session
-    from nodegraph.server import Server
+    from nodegraph.server import Server, freeze_startup_heap
 
     async def main() -> None:
         session = Session(output_dir=Path(data_dir) / "out", input_dir=Path(data_dir) / "in")
-        options = {} if compression == "deflate" else {"compression": compression}
-        server = Server(session, data_dir=data_dir, port=0, **options)
+        server = Server(session, data_dir=data_dir, port=0, compression=compression)
         await server.start()
+        freeze_startup_heap()       # as `nodegraph serve` does
         conn.send(server.port)
         await asyncio.to_thread(conn.recv)
         await server.close()
@@ -92,6 +97,7 @@ async def _run_over_websocket(ws, graph: dict) -> tuple[float, int, int]:
         if isinstance(frame, str):
             body = json.loads(frame)
             kinds = [body["type"]] if body.get("type") != "batch" else [m["type"] for m in body["messages"]]
+            kinds += [m["event"] for m in body.get("messages", ()) if m["type"] == "node_events"]
             if "run_finished" in kinds:
                 return time.perf_counter() - t0, received, frames
             if "run_failed" in kinds or body.get("type") == "error":
@@ -104,16 +110,36 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(port: int, sizes: list[int], repeats: int, batch: bool = True,
+def _engine(conn) -> None:
+    """Child process: `Session.run` each graph the parent sends, answering (seconds, CPU seconds)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from nodegraph import Session
+    from nodegraph.server import freeze_startup_heap
+
+    session = Session()
+    freeze_startup_heap()
+    conn.send("ready")
+    while (graph := conn.recv()) is not None:
+        c0, t0 = time.process_time(), time.perf_counter()
+        session.run(graph)
+        conn.send((time.perf_counter() - t0, time.process_time() - c0))
+
+
+def _in_process(engine, graph: dict) -> tuple[float, float]:
+    engine.send(graph)
+    return engine.recv()
+
+
+async def measure(port: int, sizes: list[int], repeats: int, engine, batch: bool = True, compact: bool = True,
                   server_pid: int | None = None) -> list[dict]:
     from websockets.asyncio.client import connect
 
-    from nodegraph import Session
-
-    session = Session()
     rows = []
     async with connect(f"ws://127.0.0.1:{port}/ws", max_size=None, max_queue=None) as ws:
-        await ws.send(json.dumps({"type": "hello", "protocol_version": 1, **({"batch": True} if batch else {})}))
+        await ws.send(json.dumps({"type": "hello", "protocol_version": 1,
+                                  **({"batch": True, "compact_events": compact} if batch else {})}))
         while json.loads(await ws.recv())["type"] != "welcome":
             pass
         counter = 1000
@@ -121,19 +147,17 @@ async def measure(port: int, sizes: list[int], repeats: int, batch: bool = True,
             for mode in ("full", "cached"):
                 local, remote, sizes_bytes, frame_counts = [], [], [], []
                 cpu_local = cpu_client = 0.0
-                server_before = process_cpu_seconds(server_pid) if server_pid else 0.0
                 fixed = chain(n, first=-n)
-                session.run(copy.deepcopy(fixed))              # warm both caches for "cached"
+                _in_process(engine, fixed)                     # warm both caches for "cached"
                 await _run_over_websocket(ws, fixed)
+                await asyncio.sleep(0.1)                       # the server's bookkeeping after it
+                server_before = process_cpu_seconds(server_pid) if server_pid else 0.0
                 for _ in range(repeats):
                     counter += 1
                     graph = chain(n, first=counter) if mode == "full" else fixed
-                    data = copy.deepcopy(graph)
-                    c0 = time.process_time()
-                    t0 = time.perf_counter()
-                    session.run(data)
-                    local.append(time.perf_counter() - t0)
-                    cpu_local += time.process_time() - c0
+                    seconds, cpu = _in_process(engine, graph)
+                    local.append(seconds)
+                    cpu_local += cpu
                     c0 = time.process_time()
                     seconds, size, frames = await _run_over_websocket(ws, graph)
                     cpu_client += time.process_time() - c0
@@ -159,26 +183,34 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--profile", help="write the server process's cProfile stats here")
-    parser.add_argument("--compression", choices=["deflate", "none"], default="deflate",
-                        help="the server's websocket compression (permessage-deflate by default)")
+    parser.add_argument("--compression", choices=["auto", "deflate", "none"], default="auto",
+                        help="the server's websocket compression (auto, the default of `nodegraph serve`: "
+                             "none on loopback; deflate: permessage-deflate, as beyond loopback)")
+    parser.add_argument("--no-compact", action="store_true",
+                        help="batch frames without `node_events` rows (every node event a message of its own)")
     parser.add_argument("--no-batch", action="store_true",
                         help="the client does not ask for batch frames (one frame per message, as before)")
     args = parser.parse_args()
-    import torch
-
-    torch.set_num_threads(1)
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
+    engine, engine_end = context.Pipe()
     with tempfile.TemporaryDirectory() as tmp:
-        process = context.Process(target=_serve, args=(child, tmp, args.profile, None if args.compression == "none" else args.compression), daemon=True)
+        compression = None if args.compression == "none" else args.compression
+        process = context.Process(target=_serve, args=(child, tmp, args.profile, compression), daemon=True)
         process.start()
+        engine_process = context.Process(target=_engine, args=(engine_end,), daemon=True)
+        engine_process.start()
         port = parent.recv()
+        engine.recv()
         print(f"{'nodes':>6} {'run':<7} {'in-proc ms':>10} {'ws ms':>10} {'ratio':>8} {'bytes':>12} {'frames':>7} "
               f"{'cpu in ms':>9} {'cpu ws ms':>9} {'cpu x':>7}")
         try:
-            rows = asyncio.run(measure(port, args.sizes, args.repeats, batch=not args.no_batch,
+            rows = asyncio.run(measure(port, args.sizes, args.repeats, engine, batch=not args.no_batch,
+                                       compact=not args.no_compact,
                                        server_pid=process.pid))
         finally:
+            engine.send(None)
+            engine_process.join(10)
             parent.send("stop")
             parent.recv()
             process.join(10)

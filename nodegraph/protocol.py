@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, Literal, Union
@@ -26,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from .cache import POLICIES
 from .errors import GraphValidationError
 from .files import FileAccessError, FileStore
-from .run_queue import RunQueue, RunRecord, storable_problem
+from .run_queue import RunQueue, RunRecord, storable_problem, members_within_storage_caps
 from .templates import TemplateError, TemplateLibrary
 from .users import User, UserBook
 
@@ -49,6 +50,9 @@ class Hello(_Message):
     token: str | None = Field(None, description="alternative to the handshake token; must match if given")
     batch: bool = Field(False, description="receive messages that are ready together as one `batch` frame "
                                            "(same messages, same order; far fewer frames on big graphs)")
+    compact_events: bool = Field(False, description="with `batch`: consecutive node events of one run inside a "
+                                                    "batch travel as one `node_events` message (field names once, "
+                                                    "one row per event)")
 
 
 class ListNodes(_Message):
@@ -223,6 +227,7 @@ class ClientState:
     greeted: bool = False
     runs: set[str] = field(default_factory=set)
     batch: bool = False               # asked (in hello) for `batch` frames
+    compact_events: bool = False      # ... and for `node_events` rows inside them
 
 
 SETTLED_NODE_EVENTS = frozenset({"node_finished", "node_cached", "node_error"})
@@ -244,6 +249,47 @@ def without_settled_starts(messages: list[Any]) -> list[Any]:
                                         and (m.get("run_id"), m.get("node_id")) in settled)]
 
 
+COMPACTED_NODE_EVENTS = frozenset({"node_started", "node_finished", "node_cached"})
+MAX_EVENT_ROWS = 2000      # rows in one `node_events` message (≈ 100 KB of JSON)
+
+
+def compacted(messages: list[Any]) -> list[Any]:
+    """A batch's messages with each run of consecutive node events written once as `node_events`.
+
+    Consecutive dict messages of one type in COMPACTED_NODE_EVENTS, one `run_id` and the same keys
+    become `{"type": "node_events", "event": type, "run_id": id, "fields": [...], "rows": [[...], ...]}`
+    — the field names and the run id once, one row of values per event, in order; a client expands
+    each row back into `{"type": event, "run_id": id, field: value, ...}` (docs/protocol.md,
+    "Compact node events"). A run of one message, and everything else, passes unchanged.
+    """
+    out: list[Any] = []
+    group: list[dict] = []
+    group_key: tuple | None = None
+
+    def flush() -> None:
+        if len(group) == 1:
+            out.append(group[0])
+        elif group:
+            fields = [k for k in group[0] if k not in ("type", "run_id")]
+            out.append({"type": "node_events", "event": group[0]["type"], "run_id": group[0].get("run_id"),
+                        "fields": fields, "rows": [[m[k] for k in fields] for m in group]})
+        group.clear()
+
+    for message in messages:
+        key = None
+        if isinstance(message, dict) and message.get("type") in COMPACTED_NODE_EVENTS:
+            key = (message["type"], message.get("run_id"), tuple(message))
+        if key is None or key != group_key or len(group) >= MAX_EVENT_ROWS:
+            flush()
+        group_key = key
+        if key is None:
+            out.append(message)
+        else:
+            group.append(message)
+    flush()
+    return out
+
+
 def _error(to: str, code: str, message: str, request_id: RequestId = None, **details: Any) -> Outgoing:
     body: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if request_id is not None:
@@ -255,6 +301,14 @@ def _error(to: str, code: str, message: str, request_id: RequestId = None, **det
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON (strict JSON has no NaN or Infinity); send a number or null")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"the number {text[:40]} is too large for a 64-bit float (strict JSON has no Infinity); "
+                         f"send a smaller number or null")
+    return value
 
 
 class ServerProtocol:
@@ -353,7 +407,7 @@ class ServerProtocol:
     def _receive_text(self, client: ClientState, data: str) -> list[Outgoing]:
         client_id = client.client_id
         try:
-            raw = json.loads(data, parse_constant=_reject_constant)
+            raw = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
         except (ValueError, RecursionError) as exc:
             text = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
             return [_error(client_id, "invalid_json", f"the message is not strict JSON: {text}")]
@@ -365,10 +419,11 @@ class ServerProtocol:
             return [_error(client_id, "unknown_message_type",
                            f"unknown message type {raw['type'][:64]!r}; known types: {', '.join(MESSAGE_TYPES)}",
                            request_id)]
-        for name in ("graph", "overrides", "outputs"):    # one cap on everything that gets stored
-            problem = storable_problem(raw.get(name), name)
-            if problem:
-                return [_error(client_id, "value_too_large", problem, request_id, field=name)]
+        if not members_within_storage_caps(data):     # one cap on everything that gets stored; the walk
+            for name in ("graph", "overrides", "outputs"):    # only when the cheap bound cannot clear it
+                problem = storable_problem(raw.get(name), name)
+                if problem:
+                    return [_error(client_id, "value_too_large", problem, request_id, field=name)]
         try:
             message = _CLIENT_MESSAGE.validate_python(raw)
         except ValidationError as exc:
@@ -406,6 +461,7 @@ class ServerProtocol:
                            message.request_id)]
         client.greeted = True
         client.batch = message.batch
+        client.compact_events = message.batch and message.compact_events
         warnings = self._plugin_warnings()
         return self._reply(client, message, {
             "type": "welcome", "protocol_version": PROTOCOL_VERSION, "server_version": self.server_version,

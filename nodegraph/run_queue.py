@@ -25,6 +25,7 @@ record whose error says why, and marked failed in the table.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -122,6 +123,35 @@ def storable_problem(value: Any, name: str) -> str | None:
         if text > MAX_STORED_TEXT:
             return f"{name} holds more than {MAX_STORED_TEXT // (1024 * 1024)} MiB of text; keep images out of graphs"
     return None
+
+
+_BRACKETS_AND_QUOTES = bytes(c for c in range(128) if chr(c) not in '[]{}"')   # translate() deletes these
+_INNERMOST_PAIR = re.compile(rb"\{\}|\[\]")
+
+
+def members_within_storage_caps(text: str) -> bool:
+    """True when no member value of this JSON object text can break `storable_problem`'s caps.
+
+    A cheap bound on the raw text of a message (bytes translate and split, one regex; no walk over the decoded
+    value): every value and every character of its strings costs at least one character of
+    text, so text no longer than both caps holds no value over them; and the brackets outside
+    strings, with innermost pairs removed once per level, give the deepest nesting — a member
+    value sits one level inside the object, so its own depth (scalars counted) is at most the
+    object's bracket depth. False means "walk it" (`storable_problem` gives the exact answer
+    and its message), not "refuse it". Non-finite numbers are not looked for here: the
+    protocol's parser rejects NaN, Infinity and numbers that overflow a float.
+    """
+    if len(text) > min(MAX_STORED_ITEMS, MAX_STORED_TEXT):
+        return False
+    if "\\" in text:        # escapes, paired left to right as JSON does: \\ first, then \" (no longer a quote)
+        text = text.replace("\\\\", "").replace('\\"', "")
+    quotes_and_brackets = text.encode().translate(None, _BRACKETS_AND_QUOTES)
+    brackets = b"".join(quotes_and_brackets.split(b'"')[::2])    # every other piece lies outside strings
+    for _ in range(MAX_STORED_DEPTH):      # after k passes only nesting deeper than k is left
+        if not brackets:
+            return True
+        brackets = _INNERMOST_PAIR.sub(b"", brackets)
+    return not brackets
 
 
 def strict_json(value: Any) -> Any:

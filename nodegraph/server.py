@@ -44,6 +44,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import dataclasses
+import gc
 import hmac
 import io
 import ipaddress
@@ -72,7 +73,7 @@ from .errors import GraphValidationError, NodeExecutionError, RunInterrupted
 from .events import Event, RunFailed
 from .files import FileAccessError, FileStore
 from .plugins import PluginOptionError, add_plugin_arguments, plugin_options
-from .protocol import Outgoing, ServerProtocol, message_schemas, without_settled_starts
+from .protocol import Outgoing, ServerProtocol, compacted, message_schemas, without_settled_starts
 from .results import collect_files, jsonable
 from .run_queue import RunQueue, strict_json
 from .templates import TemplateLibrary
@@ -173,7 +174,10 @@ class Server:
             holds 2 % more, so the pruning sort does not run after every run).
         backend: where queued runs execute: None for this process's Session (one worker thread),
             or an object with `serve(server)`, `interrupt(run_id)` and `close()` (the Ray pool).
-        compression: "deflate" (permessage-deflate, offered to clients that ask) or None.
+        compression: "deflate" (permessage-deflate, for clients that ask), None, or "auto"
+            (the default): deflate when listening beyond loopback, none on loopback — there
+            compression saves no time, and compressing every frame on the event loop costs
+            the thread that also runs graphs (docs/protocol.md, "Compression").
     """
 
     def __init__(self, session: Any, data_dir: str | os.PathLike = ".nodegraph", host: str = "127.0.0.1",
@@ -181,9 +185,11 @@ class Server:
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE, web_dist: Path = WEB_DIST,
                  history_limit: int = 1000, users: UserBook | None = None,
                  allowed_hosts: list[str] | None = None, backend: Any = None,
-                 compression: str | None = "deflate"):
+                 compression: str | None = "auto"):
         self.session = session
-        self.compression = compression
+        if compression not in ("auto", "deflate", None):
+            raise ValueError(f'compression must be "auto", "deflate" or None, got {compression!r}')
+        self.compression = compression if compression != "auto" else (None if is_loopback(host) else "deflate")
         self.backend = backend     # None: runs execute here; else e.g. distributed.RayBackend (docs/distributed.md)
         self.host, self.port = host, port
         self.users = users
@@ -464,7 +470,8 @@ class Server:
         for client_id, payloads in frames.items():
             state = clients.get(client_id)
             if state is not None and state.batch and len(payloads) > 1:
-                payloads = self._batched(without_settled_starts(payloads))
+                payloads = without_settled_starts(payloads)
+                payloads = self._batched(compacted(payloads) if state.compact_events else payloads)
             for payload in payloads:
                 self._put(client_id, payload if isinstance(payload, (str, bytes)) else dump_message(payload))
 
@@ -482,8 +489,8 @@ class Server:
         run: list[str | dict] = []
 
         def encode(group: list[str | dict]) -> None:
-            if len(group) == 1:
-                only = group[0]
+            if len(group) == 1 and not (isinstance(group[0], dict) and group[0].get("type") == "node_events"):
+                only = group[0]       # alone: a plain frame (`node_events` rows exist only inside batches)
                 out.append(only if isinstance(only, str) else dump_message(only))
                 return
             if all(isinstance(m, dict) for m in group):
@@ -698,7 +705,7 @@ class Server:
         finally:
             self._current_run = None
             if self._terminal_event is not None:   # now get_outputs / queue_status see the final status
-                self._post(self.protocol.run_event(run_id, self._terminal_event.to_dict()), urgent=True)
+                self._post(self.protocol.run_event(run_id, event_dict(self._terminal_event)), urgent=True)
             try:                                   # maintenance, after the client has its answer
                 self.queue.prune(keep=self.history_limit, slack=max(1, self.history_limit // 50))
             except Exception:  # noqa: BLE001
@@ -749,12 +756,30 @@ def build_parser() -> argparse.ArgumentParser:
                              "loopback names and the bound address are always allowed)")
     parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE)
     parser.add_argument("--history-limit", type=int, default=1000, help="finished runs kept in history")
+    parser.add_argument("--compression", choices=["auto", "deflate", "none"], default="auto",
+                        help="websocket permessage-deflate: auto (default) = only when listening beyond loopback")
     add_plugin_arguments(parser)
     from .distributed.options import add_ray_arguments
 
     add_ray_arguments(parser)
     parser.add_argument("--print-schemas", action="store_true", help="print the JSON Schemas of client messages")
     return parser
+
+
+def freeze_startup_heap() -> None:
+    """Move everything alive now (torch, the node registry, plugins) out of the cyclic GC's reach.
+
+    A server allocates a little per message and per node event, which keeps triggering
+    collections; without this each full collection walks the whole startup heap (≈ half a
+    million objects once torch is imported), and the websocket path spent more CPU in the
+    collector than in validating the graph (benchmarks/server_overhead.py). Objects frozen here
+    are still freed by reference counting; only cycles among them outlive the process, and
+    startup objects live as long as the server anyway. `nodegraph serve` calls this once, after
+    the session is built (not `Server.start`: a process that starts many servers, like the
+    tests, would keep every earlier one's cycles).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def serve_forever(args: argparse.Namespace) -> None:
@@ -773,8 +798,9 @@ async def serve_forever(args: argparse.Namespace) -> None:
     server = Server(session, data_dir=args.data_dir, host=args.host, port=args.port, token=args.token,
                     allowed_origins=args.allow_origin, max_message_bytes=args.max_message_bytes,
                     history_limit=args.history_limit, users=users, allowed_hosts=args.allow_host,
-                    backend=backend)
+                    backend=backend, compression=None if args.compression == "none" else args.compression)
     await server.start()
+    freeze_startup_heap()
     url = f"http://{args.host if ':' not in args.host else f'[{args.host}]'}:{server.port}/"
     if server.token:
         url += f"?token={server.token}"

@@ -138,6 +138,77 @@ def test_deeply_nested_ui_or_metadata_is_refused_at_submit(server):
     client.close()
 
 
+def test_the_cheap_storage_bound_never_clears_what_the_walk_refuses():
+    """members_within_storage_caps (the protocol's fast path) says True only when storable_problem finds
+    nothing in every member; brackets and escaped quotes inside strings do not fool it."""
+    import random
+
+    from nodegraph.run_queue import MAX_STORED_DEPTH, members_within_storage_caps, storable_problem
+
+    def chain_of(depth, leaf):
+        value = leaf
+        for level in range(depth - 1):
+            value = [value] if level % 2 else {'k\\"[{': value}
+        return value
+
+    cases = [chain_of(depth, leaf) for depth in (1, 2, MAX_STORED_DEPTH - 1, MAX_STORED_DEPTH,
+                                                  MAX_STORED_DEPTH + 1, 80)
+             for leaf in (1, "s", [], {}, None, "[[[[", '\\"]', 'x\\', "é}")]
+    rng = random.Random(0)
+    alphabet = ["[", "]", "{", "}", '"', "\\", "a", "é", "\n"]
+
+    def random_value(depth):
+        roll = rng.random()
+        if depth > 55 or roll < 0.3:
+            return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 5)))
+        if roll < 0.4:
+            return rng.randint(-9, 9)
+        if roll < 0.7:
+            return [random_value(depth + 1) for _ in range(rng.randint(0, 2))]
+        return {"".join(rng.choice(alphabet) for _ in range(3)): random_value(depth + 1)
+                for _ in range(rng.randint(0, 2))}
+
+    cases += [random_value(0) for _ in range(2000)]
+    agreed = 0
+    for i, value in enumerate(cases):
+        storable = storable_problem(value, "graph") is None
+        cleared = members_within_storage_caps(json.dumps({"type": "submit", "graph": value}, ensure_ascii=i % 2 == 0))
+        assert storable or not cleared, value
+        agreed += storable == cleared
+    assert agreed >= len(cases) - 20      # conservative only at the exact depth edge (an empty innermost container)
+    assert not members_within_storage_caps(json.dumps({"graph": chain_of(MAX_STORED_DEPTH + 1, 1)}))
+
+
+def test_numbers_too_large_for_a_float_are_invalid_json(server):
+    """1e999 would parse as Infinity, which strict JSON cannot store or send back: refused, nothing queued."""
+    client = Client(server.url())
+    client.ws.send('{"type": "submit", "graph": {"format_version": 1, "nodes": {"a": {"type": "Float", '
+                   '"inputs": {"value": 1e999}}}}}')
+    error = client.next_of("error")
+    assert error["code"] == "invalid_json" and "1e999" in error["message"]
+    client.send({"type": "queue_status"})
+    assert client.next_of("queue")["pending"] == []
+    client.close()
+
+
+def test_compression_is_off_on_loopback_by_default_and_on_beyond_it(tmp_path):
+    """compression="auto": a loopback server negotiates no permessage-deflate, one on another address (or
+    asked for "deflate") does; anything else is refused at construction."""
+    from nodegraph.server import Server
+
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+    assert Server(session, data_dir=tmp_path / "a", host="0.0.0.0").compression == "deflate"
+    with pytest.raises(ValueError, match="compression"):
+        Server(session, data_dir=tmp_path / "b", compression="zstd")
+    for option, negotiated in (({}, False), ({"compression": "deflate"}, True)):
+        running = RunningServer(tmp_path / str(negotiated), session=session, **option)
+        try:
+            with connect(running.url(), compression="deflate") as ws:
+                assert bool(ws.protocol.extensions) is negotiated
+        finally:
+            running.stop()
+
+
 def test_an_unreadable_stored_row_does_not_break_listings(tmp_path):
     """A row whose graph cannot be decoded shows as failed with a message; the others still list and run."""
     queue = RunQueue(tmp_path / "runs.sqlite")

@@ -248,6 +248,71 @@ def test_batch_frames_carry_the_same_messages_in_the_same_order(server):
     batching.close()
 
 
+def expanded(messages):
+    """Messages as a compact-events client reads them: each `node_events` row back as its own message."""
+    out = []
+    for m in messages:
+        if m["type"] == "node_events":
+            out += [{"type": m["event"], "run_id": m["run_id"], **dict(zip(m["fields"], row))} for row in m["rows"]]
+        else:
+            out.append(m)
+    return out
+
+
+def test_compact_events_carry_the_same_events_as_batches(server):
+    """A client asking for compact events gets the same node events as a plain batching client — as
+    `node_events` rows, with the field names and run id once — in fewer bytes."""
+    results = []
+    for compact, first in ((False, 11), (True, 12)):
+        client = Client(server.url())
+        client.send({"type": "hello", "protocol_version": 1, "batch": True, "compact_events": compact})
+        client.next_of("welcome")
+        graph = chain_graph(80)
+        graph["nodes"]["n0"]["inputs"]["value"] = first
+        messages, _frames = run_messages(client, graph)
+        results.append(messages)
+        client.close()
+    plain, compact = results
+    assert not any(m["type"] == "node_events" for m in plain)
+    groups = [m for m in compact if m["type"] == "node_events"]
+    assert groups and all(len(g["rows"]) >= 2 and g["run_id"] == compact[0]["run_id"] for g in groups)
+    assert groups[0]["fields"][:2] == ["node_id", "node_type"]
+
+    def finished(messages):
+        return [(m["node_id"], m["node_type"]) for m in messages if m["type"] == "node_finished"]
+
+    assert finished(expanded(compact)) == finished(plain) and len(finished(plain)) == 80
+    assert len(json.dumps(compact)) < 0.6 * len(json.dumps(plain))
+
+
+def test_compacted_groups_only_consecutive_events_of_one_kind_and_run():
+    """compacted() merges runs of ≥ 2 same-type node events of one run with the same fields, and keeps
+    everything else — other messages, encoded strings, binary frames — in place."""
+    from nodegraph.protocol import MAX_EVENT_ROWS, compacted
+
+    def event(kind, node, run="r", **more):
+        return {"type": kind, "run_id": run, "node_id": node, "node_type": "T", **more}
+
+    messages = [event("node_finished", "a"), event("node_finished", "b"), b"\x00", event("node_finished", "c"),
+                event("node_cached", "d"), event("node_cached", "e", run="other"), event("node_progress", "f"),
+                event("node_started", "g"), event("node_started", "h"), event("node_started", "i", extra=1),
+                '{"type":"pong"}']
+    out = compacted(messages)
+    assert out[0] == {"type": "node_events", "event": "node_finished", "run_id": "r",
+                      "fields": ["node_id", "node_type"], "rows": [["a", "T"], ["b", "T"]]}
+    assert out[1:6] == messages[2:7]
+    assert out[6]["event"] == "node_started" and [row[0] for row in out[6]["rows"]] == ["g", "h"]
+    assert out[7:] == messages[9:]
+    assert expanded([m for m in out if isinstance(m, dict)]) == [m for m in messages if isinstance(m, dict)]
+    many = [event("node_finished", str(i)) for i in range(MAX_EVENT_ROWS + 5)]
+    assert [len(m["rows"]) for m in compacted(many)] == [MAX_EVENT_ROWS, 5]
+    from nodegraph.server import Server      # a lone `node_events` between binary frames still travels in a batch
+
+    frames = Server._batched([b"\x00", compacted(messages[:2])[0], b"\x01", event("node_finished", "z")])
+    assert frames[0] == b"\x00" and frames[2] == b"\x01"
+    assert json.loads(frames[1])["type"] == "batch" and json.loads(frames[3])["type"] == "node_finished"
+
+
 def test_thumbnails_of_output_images(server, tmp_path):
     """/files/<id>?size=N gives a JPEG no larger than N; bad sizes and non-images are refused."""
     from PIL import Image

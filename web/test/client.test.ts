@@ -64,7 +64,7 @@ describe("NodegraphClient", () => {
     client.connect();
     client.send({ type: "queue_status" });
     sockets[0].open();
-    expect(sockets[0].texts()).toEqual([{ type: "hello", protocol_version: 1, batch: true, token: "tok" }]);
+    expect(sockets[0].texts()).toEqual([{ type: "hello", protocol_version: 1, batch: true, compact_events: true, token: "tok" }]);
     sockets[0].serverSends(welcome);
     expect(sockets[0].texts().map((m) => m.type)).toEqual(["hello", "queue_status"]);
     expect(client.status).toBe("connected");
@@ -85,6 +85,30 @@ describe("NodegraphClient", () => {
     ] });
     expect((await pong).type).toBe("pong");
     expect(received.map((m) => m.type)).toEqual(["welcome", "node_started", "pong", "node_finished"]);
+  });
+
+  it("expands node_events rows inside a batch into ordinary messages, in order", () => {
+    client.connect();
+    sockets[0].open();
+    sockets[0].serverSends(welcome);
+    sockets[0].serverSends({ type: "batch", messages: [
+      { type: "run_started", run_id: "r" },
+      { type: "node_events", event: "node_finished", run_id: "r", fields: ["node_id", "node_type", "seconds"],
+        rows: [["a", "Int", 0.1], "not a row", ["b", "IntMath", 0.2]] },
+      { type: "node_events", event: "node_cached", run_id: "r", fields: "not a list", rows: [["c"]] },
+      { type: "run_finished", run_id: "r" },
+    ] });
+    expect(received.slice(1)).toEqual([
+      { type: "run_started", run_id: "r" },
+      { type: "node_finished", run_id: "r", node_id: "a", node_type: "Int", seconds: 0.1 },
+      { type: "node_finished", run_id: "r", node_id: "b", node_type: "IntMath", seconds: 0.2 },
+      { type: "run_finished", run_id: "r" },
+    ]);
+    sockets[0].serverSends({ type: "node_events", event: "node_cached", run_id: "r", fields: ["node_id"], rows: [["d"], ["e"]] });
+    expect(received.slice(-2)).toEqual([
+      { type: "node_cached", run_id: "r", node_id: "d" },
+      { type: "node_cached", run_id: "r", node_id: "e" },
+    ]);
   });
 
   it("matches replies to requests and rejects error replies", async () => {

@@ -12,7 +12,10 @@
  * - Reconnection backs off from 0.5 s to 5 s; `close()` stops it.
  * - `hello` asks for batch frames (`batch: true`, docs/protocol.md "Batch frames"): a
  *   `{type: "batch", messages: [...]}` frame is unpacked and its messages handled one by
- *   one, in order, exactly as if they had come as separate frames.
+ *   one, in order, exactly as if they had come as separate frames. It also asks for compact
+ *   node events (`compact_events: true`): a `node_events` message inside a batch
+ *   (`{event, run_id, fields, rows}`) is expanded into one `{type: event, run_id, ...}`
+ *   message per row (`expandNodeEvents`), so the rest of the editor never sees it.
  *
  * The socket is made by a factory, so tests drive the client with a fake one.
  */
@@ -140,7 +143,7 @@ export class NodegraphClient {
     this.socket = socket;
     socket.binaryType = "arraybuffer";
     socket.onopen = () => {
-      const hello: Record<string, unknown> = { type: "hello", protocol_version: PROTOCOL_VERSION, batch: true };
+      const hello: Record<string, unknown> = { type: "hello", protocol_version: PROTOCOL_VERSION, batch: true, compact_events: true };
       if (this.token) hello.token = this.token;
       socket.send(JSON.stringify(hello));
     };
@@ -194,11 +197,21 @@ export class NodegraphClient {
     }
     if (message.type === "batch" && Array.isArray(message.messages)) {
       for (const inner of message.messages) {
-        if (inner !== null && typeof inner === "object" && typeof (inner as JsonMessage).type === "string") this.handle(inner as JsonMessage);
+        if (inner === null || typeof inner !== "object" || typeof (inner as JsonMessage).type !== "string") continue;
+        this.handleExpanded(inner as JsonMessage);
       }
       return;
     }
-    this.handle(message);
+    this.handleExpanded(message);
+  }
+
+  /** A message, or each message a `node_events` stands for (the server sends those only in batches). */
+  private handleExpanded(message: JsonMessage): void {
+    if (message.type === "node_events") {
+      for (const event of expandNodeEvents(message)) this.handle(event);
+    } else {
+      this.handle(message);
+    }
   }
 
   private handle(message: JsonMessage): void {
@@ -224,6 +237,25 @@ export class NodegraphClient {
     }
     this.handlers.onMessage?.(message);
   }
+}
+
+/**
+ * A `node_events` message (docs/protocol.md "Compact node events") as the messages it stands for:
+ * `{type: event, run_id, [fields[i]]: row[i]}` per row, in order. Malformed input yields nothing.
+ */
+export function expandNodeEvents(message: JsonMessage): JsonMessage[] {
+  const { event, run_id: runId, fields, rows } = message as { event?: unknown; run_id?: unknown; fields?: unknown; rows?: unknown };
+  if (typeof event !== "string" || !Array.isArray(fields) || !Array.isArray(rows)) return [];
+  const out: JsonMessage[] = [];
+  for (const row of rows) {
+    if (!Array.isArray(row)) continue;
+    const expanded: JsonMessage = { type: event, run_id: runId };
+    fields.forEach((field, i) => {
+      if (typeof field === "string") expanded[field] = row[i];
+    });
+    out.push(expanded);
+  }
+  return out;
 }
 
 /** The websocket URL of the server that served the page (`/ws`, with the page's `?token=`). */
