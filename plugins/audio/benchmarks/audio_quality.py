@@ -10,7 +10,9 @@ without (cfg 1), same seeds, so the CFG gain is measured on identical noise.
 
 Generation goes through the plugin's nodes and the public API only: a Session runs a graph of
 audio.LoadAudioModel → a benchmark node that calls api.sample (the core sampler stack, batched) →
-Griffin-Lim (features.decode, as LatentToAudio does).
+Griffin-Lim (features.decode, as LatentToAudio does). The conditioning is EncodeAudioPrompt's, batched:
+tokens, and for a model with beat conditioning the beat-phase features (first click at
+beat.DEFAULT_FIRST_CLICK, EncodeAudioPrompt's default; zeros for other prompts and the empty one).
 
 Detector (detect.py; no learned parts): pitch = strongest peak of a zero-padded FFT in 200–1100 Hz,
 "within a semitone" = |12·log2(f / f_note)| < 1 (also reported: nearest note right, < 0.5); chord quality =
@@ -61,6 +63,7 @@ class GenerateAudioBatch(Node):
 
     def run(self, model: Any, audio_model: Any, prompts: str, seed: int, steps: int, cfg: float, sampler: str,
             scheduler: str, iterations: int) -> dict:
+        from nodegraph_audio.beat import DEFAULT_FIRST_CLICK, batch_beat_features
         from nodegraph_audio.features import decode
         from nodegraph_audio.text import tokenize
 
@@ -68,6 +71,10 @@ class GenerateAudioBatch(Node):
         spec = audio_model.spec
         positive = {"tokens": torch.tensor([tokenize(t) for t in texts])}
         negative = {"tokens": torch.tensor([tokenize("")])}
+        if audio_model.net.config.beat_conditioning:
+            sounds = [synth.parse_caption(t) for t in texts]
+            positive["beat"] = batch_beat_features(sounds, [DEFAULT_FIRST_CLICK] * len(texts), spec)   # (B, 3, T)
+            negative["beat"] = batch_beat_features([None], [None], spec)                                # zeros
         latent = {"samples": torch.zeros(len(texts), 1, spec.bins, spec.frames)}
         started = time.perf_counter()
         with torch.no_grad():

@@ -13,6 +13,7 @@ Library modules (plain torch / numpy / soundfile, no engine imports, usable on t
     detect.py       the analytic detector (pitch, chord, tempo, sweep, noise, loudness) the benchmark uses
     features.py     the tiny model's spectrogram latent: band-limited linear log-magnitude STFT (B, 1, 256, 96)
     text.py         the word tokenizer of the tiny model
+    beat.py         beat-phase features per frame (click tracks), the optional rhythm conditioning of the model
     denoiser.py     the tiny model: a 1-D U-Net over frames (bins as channels) with a caption transformer
     training.py     its rectified-flow training loop over the training kit's pieces
     model_file.py   the model file (safetensors, float16, metadata)

@@ -5,7 +5,11 @@ as a sequence of T frames with F channels. Pitch is then *which channel* lights 
 first convolution learns at once — and time structure (sweeps, click periods) is handled by
 convolutions plus self-attention over frames at the coarser levels. The caption is encoded by a small
 transformer over word tokens (text.py); its pooled vector joins the timestep embedding (FiLM in every
-residual block) and its tokens are attended to by cross-attention.
+residual block) and its tokens are attended to by cross-attention. With ``beat_conditioning`` the network
+also reads per-frame beat-phase features (B, 3, T) (beat.py: [present, sin 2πφ, cos 2πφ], zeros for
+sounds without a beat): a zero-initialised 1×1 projection of them is added to the hidden state at the start
+of every level, down and up, at that level's frames (frame j of level l is centred on input frame 2^l·j,
+so the features are subsampled, not averaged).
 
 Trained as a rectified flow (Liu et al. 2023; SD3's convention, Esser et al. 2024): x_t = (1 - t) x0 + t ε,
 the network returns the velocity v = ε - x0 and receives ``t × 1000``; ``api.diffusion_model(prediction="flow")``
@@ -16,7 +20,7 @@ speckle of unremoved noise: measured, README "Decisions").
 
     AudioDenoiserConfig   sizes (defaults: the shipped model)
     TextEncoder           tokens (B, L) → (B, L, text_width), pad mask
-    AudioDenoiser         forward(x (B, 1, F, T), t (B,), tokens (B, L)) → v (B, 1, F, T);
+    AudioDenoiser         forward(x (B, 1, F, T), t (B,), tokens (B, L), beat (B, 3, T) | None) → v (B, 1, F, T);
                           predict_x0(...) → x̂0 (what training regresses)
 """
 
@@ -29,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .beat import BEAT_FEATURES
 from .text import MAX_TOKENS, VOCABULARY
 
 TIME_SCALE = 1000.0        # the network's time is 1000 × flow time (api.diffusion_model's default time_scale)
@@ -52,6 +57,8 @@ class AudioDenoiserConfig:
     max_frames: int = 96                  # learned frame positions at each attention level
     positions: str = "learned"            # "learned": a position table added before self-attention;
                                           # "rope": rotary embeddings of q and k (relative offsets; README)
+    beat_conditioning: bool = False       # per-frame beat-phase features (beat.py) added at every level; off in
+                                          # files from before it, which load unchanged
 
     def __post_init__(self) -> None:
         if self.positions not in ("learned", "rope"):
@@ -64,8 +71,8 @@ class AudioDenoiserConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "AudioDenoiserConfig":
         """The inverse of `to_dict` (unknown keys are refused by the dataclass; files from before `positions`
-        existed used learned positions)."""
-        values = {"positions": "learned", **values}
+        existed used learned positions, those from before `beat_conditioning` had none)."""
+        values = {"positions": "learned", "beat_conditioning": False, **values}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
@@ -229,22 +236,50 @@ class AudioDenoiser(nn.Module):
         self.conv_out = nn.Conv1d(channels, config.bins, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
+        if config.beat_conditioning:
+            # no bias: all-zero features (no beat, the unconditional branch) add exactly nothing
+            entering_down = (widths[0], *widths[:-1])            # channels after conv_in / each downsample
+            entering_up = (widths[-1], *reversed(widths[1:]))    # channels at the start of each up level
+            self.beat_down = nn.ModuleList(nn.Conv1d(BEAT_FEATURES, w, 1, bias=False) for w in entering_down)
+            self.beat_up = nn.ModuleList(nn.Conv1d(BEAT_FEATURES, w, 1, bias=False) for w in entering_up)
+            for layer in (*self.beat_down, *self.beat_up):
+                nn.init.zeros_(layer.weight)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor, **unused) -> torch.Tensor:
-        """x (B, 1, F, T), t (B,) network time (1000 × flow time), tokens (B, L) → v = (x - x̂0) / t."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor, beat: torch.Tensor | None = None,
+                **unused) -> torch.Tensor:
+        """x (B, 1, F, T), t (B,) network time (1000 × flow time), tokens (B, L), beat (B, 3, T) or None
+        → v = (x - x̂0) / t."""
         t = t.expand(x.shape[0]) if t.ndim == 0 else t
         flow_time = (t.float() / TIME_SCALE).clamp_min(MIN_FLOW_TIME).view(-1, 1, 1, 1)
-        return ((x.float() - self.predict_x0(x, t, tokens).float()) / flow_time).to(x.dtype)
+        return ((x.float() - self.predict_x0(x, t, tokens, beat).float()) / flow_time).to(x.dtype)
 
-    def predict_x0(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """The clean spectrogram x̂0 (B, 1, F, T) from x_t, network time t (B,) and caption tokens (B, L)."""
+    def _beat(self, beat: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+        """The beat features (B, 3, T) on x's device and dtype (None → zeros); None when the net has no beat input
+        (a model without `beat_conditioning` ignores them)."""
+        if not self.config.beat_conditioning:
+            return None
+        b, _, _, frames = x.shape
+        if beat is None:
+            return x.new_zeros(b, BEAT_FEATURES, frames)
+        if beat.ndim != 3 or beat.shape[0] not in (1, b) or beat.shape[1:] != (BEAT_FEATURES, frames):
+            raise ValueError(f"beat must be (B, {BEAT_FEATURES}, {frames}) for a latent of batch {b} and {frames} "
+                             f"frames (beat.py), found shape {tuple(beat.shape)}")
+        return beat.to(x.device, x.dtype).expand(b, -1, -1)
+
+    def predict_x0(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor,
+                   beat: torch.Tensor | None = None) -> torch.Tensor:
+        """The clean spectrogram x̂0 (B, 1, F, T) from x_t, network time t (B,), caption tokens (B, L) and, for a
+        net with `beat_conditioning`, beat-phase features (B, 3, T) (None = no beat)."""
         b, _, bins, frames = x.shape
+        beat = self._beat(beat, x)                                                # (B, 3, T) or None
         # integer tokens stay on the CPU when the sampler moves the (floating) conditioning to the device
         text, keep = self.text_encoder(tokens.to(x.device).long())               # (B, L, D), (B, L)
         pooled = (text * keep[..., None]).sum(1) / keep.sum(1, keepdim=True).clamp_min(1)
         embedding = self.time_mlp(timestep_embedding(t.expand(b) if t.ndim == 0 else t, self.config.embed_width))
         embedding = embedding + self.text_pool(pooled)                           # (B, E)
         h = self.conv_in(x.reshape(b, bins, frames))                             # (B, C0, T)
+        if beat is not None:
+            h = h + self.beat_down[0](beat)
         skips = [h]
         for level, blocks in enumerate(self.down):
             for block in blocks:
@@ -255,9 +290,14 @@ class AudioDenoiser(nn.Module):
                 skips[-1] = h
             if level < len(self.downsample):
                 h = self.downsample[level](h)
+                if beat is not None:
+                    h = h + self.beat_down[level + 1](beat[..., :: 2 ** (level + 1)])   # (B, C, T / 2^l)
                 skips.append(h)
         h = self.mid_attention(self.mid(h, embedding), text, keep)
+        levels = len(self.up)
         for index, blocks in enumerate(self.up):
+            if beat is not None:
+                h = h + self.beat_up[index](beat[..., :: 2 ** (levels - 1 - index)])
             for block in blocks:
                 h = block(torch.cat([h, skips.pop()], dim=1), embedding)
             if not isinstance(self.up_attention[index], nn.Identity):

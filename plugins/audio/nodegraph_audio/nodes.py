@@ -855,28 +855,40 @@ class EncodeAudioPrompt(Node):
     order that names one sound of that world ("a loud C major chord", "soft beep at A4", "metronome, 120bpm",
     "ascending chirp") is encoded as that sound's caption; anything else is encoded word by word, unknown words
     as <unk>. `prompt` says what was encoded.
+
+    A model trained with beat conditioning also gets {"beat": (1, 3, frames)}: for a click track with a tempo,
+    the beat phase of every frame with the first click at `beat_offset` seconds (beat.py); zeros for any other
+    prompt, the empty one included, so the positive and negative conditionings batch together.
     """
 
     category = "audio/text_to_audio"
-    version = "1.1.0"
+    version = "1.2.0"
 
     class Inputs(NodeInputs):
         audio_model: Any = Input(port="AUDIO_MODEL")
         text: str = Input("", multiline=True, max_length=2000)
+        beat_offset: float = Input(0.05, ge=0.0, le=1.5, description="click tracks, models with beat conditioning: "
+                                   "when the first click starts (s); the phase repeats every 60 / bpm s "
+                                   "(training saw 0.02 … 0.3 s)")
 
     outputs = (Output("conditioning", "CONDITIONING"), Output("prompt", "STRING"))
 
-    def run(self, audio_model: Any, text: str) -> dict:
+    def run(self, audio_model: Any, text: str, beat_offset: float) -> dict:
         import torch
 
         from . import synth
+        from .beat import batch_beat_features
         from .text import tokenize
 
         model = _audio_model(audio_model)
-        spec = None if synth.parse_caption(text) is not None else synth.read_prompt(text)
+        exact = synth.parse_caption(text)
+        spec = None if exact is not None else synth.read_prompt(text)
         prompt = synth.caption(spec) if spec is not None else " ".join(text.split())
         tokens = torch.tensor([tokenize(prompt, max_tokens=model.net.config.max_tokens)])
-        return {"conditioning": {"tokens": tokens}, "prompt": prompt}
+        conditioning = {"tokens": tokens}
+        if model.net.config.beat_conditioning:
+            conditioning["beat"] = batch_beat_features([exact or spec], [beat_offset], model.spec)   # (1, 3, T)
+        return {"conditioning": conditioning, "prompt": prompt}
 
 
 class EmptyAudioLatent(Node):
@@ -1057,7 +1069,7 @@ class TrainAudioModel(Node):
     """
 
     category = "audio/training"
-    version = "1.2.0"
+    version = "1.3.0"
 
     class Inputs(NodeInputs):
         widths: str = Input("128,128,160", description="U-Net channels per level (frames, /2, /4, ...)")
@@ -1065,6 +1077,8 @@ class TrainAudioModel(Node):
                                                          "rate), comma-separated")
         positions: Literal["learned", "rope"] = Input(
             "learned", description="frame positions in self-attention: a learned table, or rotary (relative offsets)")
+        beat_conditioning: bool = Input(False, description="also condition on the beat phase of click tracks, per "
+                                                           "frame (EncodeAudioPrompt builds it from the tempo)")
         steps: int = Input(2000, ge=1, le=10_000_000)
         batch_size: int = Input(24, ge=1, le=4096)
         lr: float = Input(1e-3, gt=0.0, le=1.0)
@@ -1077,9 +1091,9 @@ class TrainAudioModel(Node):
 
     outputs = (Output("audio_model", "AUDIO_MODEL"), Output("report", "STRING"))
 
-    def run(self, widths: str, attention_levels: str, positions: str, steps: int, batch_size: int, lr: float,
-            warmup_steps: int, ema_decay: float, caption_dropout: float, seed: int, checkpoint_every: int,
-            run_name: str) -> dict:
+    def run(self, widths: str, attention_levels: str, positions: str, beat_conditioning: bool, steps: int,
+            batch_size: int, lr: float, warmup_steps: int, ema_decay: float, caption_dropout: float, seed: int,
+            checkpoint_every: int, run_name: str) -> dict:
         import json
         import time
 
@@ -1093,7 +1107,7 @@ class TrainAudioModel(Node):
 
         levels = _widths(widths)
         config_net = AudioDenoiserConfig(widths=levels, attention_levels=_levels(attention_levels, len(levels)),
-                                         positions=positions)
+                                         positions=positions, beat_conditioning=beat_conditioning)
         folder = confine(Path(self.context.service("output_dir")) / "training", run_name, what="run name",
                          input_name="run_name", subfolders=True)
         kit = api.training(self.context)

@@ -7,6 +7,8 @@ Every sound is 1.536 s of mono audio at 16 kHz (``CLIP_SAMPLES`` = 24576), band-
                         clicks (tempo), noise (a burst); loudness "quiet" / "medium" / "loud"
     NOTE_NAMES, note_frequency(midi), note_name(midi)   equal temperament, A4 = 440 Hz
     synthesize(spec, rng)   the waveform (float32 numpy, (CLIP_SAMPLES,)), scaled to the loudness
+    synthesize_timed(spec, rng)   the same waveform and the time of its first click (s; None for other kinds),
+                        which the beat-phase conditioning of training is built from (beat.py)
     caption(spec)       the caption (template chosen by ``spec.template``)
     parse_caption(text) the spec a caption asks for (None if it is not a caption of this world)
     read_prompt(text)   the same for prompts in other words and orders ("a loud C major chord", "120bpm metronome")
@@ -292,6 +294,13 @@ def active_level(wave: np.ndarray) -> float:
 
 def synthesize(spec: SoundSpec, rng: random.Random) -> np.ndarray:
     """The waveform of `spec` (float32, (CLIP_SAMPLES,)), scaled to its loudness; `rng` varies timing and timbre."""
+    return synthesize_timed(spec, rng)[0]
+
+
+def synthesize_timed(spec: SoundSpec, rng: random.Random) -> tuple[np.ndarray, float | None]:
+    """`synthesize`'s waveform (the same draws from `rng`) and, for click tracks, the first click's onset in
+    seconds (the later ones follow every 60 / tempo s); None for the other kinds."""
+    first = None
     np_rng = np.random.default_rng(rng.getrandbits(63))
     n = CLIP_SAMPLES
     if spec.kind == "tone":
@@ -335,7 +344,7 @@ def synthesize(spec: SoundSpec, rng: random.Random) -> np.ndarray:
     level = active_level(wave)
     target = LOUDNESS_RMS[spec.loudness] * rng.uniform(0.9, 1.1)
     wave = wave * (target / max(level, 1e-9))
-    return np.clip(wave, -1.0, 1.0).astype(np.float32)
+    return np.clip(wave, -1.0, 1.0).astype(np.float32), first
 
 
 def with_template(spec: SoundSpec, template: int) -> SoundSpec:

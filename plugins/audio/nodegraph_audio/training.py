@@ -10,9 +10,11 @@ the batch and uniform for 20 % (so the ends of the path are trained too); x_t = 
 predicts x̂0 (its velocity is (x_t − x̂0) / t), and the loss is the velocity loss ‖v̂ − (ε − x0)‖² =
 ‖x̂0 − x0‖² / t² with the weight 1 / t² capped at MAX_WEIGHT (16: t < 0.25 weighs as t = 0.25), so nearly
 clean inputs do not dominate. Captions are dropped (→ the empty prompt) with probability
-`caption_dropout`, which is what classifier-free guidance needs.
+`caption_dropout`, which is what classifier-free guidance needs; a dropped caption drops its beat-phase
+features too (beat.py: zeros, as the empty prompt encodes), so the unconditional branch knows no beat.
 
-    make_batch(step, batch_size, seed)   → (x0 (B, 1, F, T), tokens (B, L), specs)
+    make_batch(step, batch_size, seed)   → (x0 (B, 1, F, T), tokens (B, L), beat (B, 3, T), specs); beat holds
+                                           the true click phase of each synthesised click track
     train_audio_model(net, kit, config, run, progress, caption_dropout) → the EMA net (eval mode)
 """
 
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 
 from . import features, synth
+from .beat import batch_beat_features
 from .text import tokenize
 
 Progress = Callable[[int, int, dict], None]
@@ -32,19 +35,23 @@ TIME_SCALE = 1000.0
 MAX_WEIGHT = 16.0
 
 
-def make_batch(step: int, batch_size: int, seed: int, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """A deterministic batch: synthesised sounds → spectrogram latents, their captions → tokens."""
+def make_batch(step: int, batch_size: int, seed: int, micro: int = 0,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list]:
+    """A deterministic batch: synthesised sounds → spectrogram latents, their captions → tokens, their click
+    times → beat-phase features (zeros for sounds without a beat)."""
     rng = random.Random(seed * 1_000_003 + step * 97 + micro)
     specs = [synth.sample_spec(rng) for _ in range(batch_size)]
-    waves = np.stack([synth.synthesize(spec, rng) for spec in specs])
-    x0 = features.encode(torch.from_numpy(waves))
+    waves, first_clicks = zip(*(synth.synthesize_timed(spec, rng) for spec in specs))
+    x0 = features.encode(torch.from_numpy(np.stack(waves)))
     tokens = torch.tensor([tokenize(synth.caption(spec)) for spec in specs])
-    return x0, tokens, specs
+    beat = batch_beat_features(specs, first_clicks, features.DEFAULT_SPEC)
+    return x0, tokens, beat, specs
 
 
 def flow_loss(net: torch.nn.Module, x0: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator,
-              caption_dropout: float) -> torch.Tensor:
-    """Rectified-flow velocity loss on one batch (noise, times and dropout from `generator`)."""
+              caption_dropout: float, beat: torch.Tensor | None = None) -> torch.Tensor:
+    """Rectified-flow velocity loss on one batch (noise, times and dropout from `generator`); `beat` (B, 3, T) is
+    zeroed with the dropped captions (a net without beat conditioning ignores it)."""
     b = x0.shape[0]
     noise = torch.randn(x0.shape, generator=generator)
     logit_normal = torch.sigmoid(torch.randn(b, generator=generator))
@@ -54,7 +61,9 @@ def flow_loss(net: torch.nn.Module, x0: torch.Tensor, tokens: torch.Tensor, gene
     tokens = tokens.clone()
     tokens[drop] = torch.tensor(tokenize(""))
     x_t = (1 - t.view(-1, 1, 1, 1)) * x0 + t.view(-1, 1, 1, 1) * noise
-    x0_hat = net.predict_x0(x_t, t * TIME_SCALE, tokens)
+    if beat is not None:
+        beat = beat.masked_fill(drop.view(-1, 1, 1), 0.0)                       # (B, 3, T)
+    x0_hat = net.predict_x0(x_t, t * TIME_SCALE, tokens, beat)
     weight = (1.0 / t ** 2).clamp(max=MAX_WEIGHT).view(-1, 1, 1, 1)
     return torch.mean(weight * (x0_hat - x0) ** 2)
 
@@ -78,9 +87,9 @@ def train_audio_model(net: torch.nn.Module, kit: Any, config: Any, run: Any, pro
     for step in range(start, config.steps):
         loss_total = 0.0
         for micro in range(config.grad_accumulation):
-            x0, tokens, _ = make_batch(step, config.batch_size, config.seed, micro)
+            x0, tokens, beat, _ = make_batch(step, config.batch_size, config.seed, micro)
             generator = torch.Generator().manual_seed(config.seed * 7_919 + step * 31 + micro)
-            loss = flow_loss(net, x0, tokens, generator, caption_dropout) / config.grad_accumulation
+            loss = flow_loss(net, x0, tokens, generator, caption_dropout, beat) / config.grad_accumulation
             loss.backward()
             loss_total += float(loss.detach())
         norm = kit.optimiser_step(list(net.parameters()), optimiser, config, step)

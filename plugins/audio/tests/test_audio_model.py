@@ -1,18 +1,23 @@
-"""The tiny text-to-audio model: the denoiser's velocity/x̂0 contract, the model file, and the training loop
-(finite loss, checkpoints, exact resume) on the training kit."""
+"""The tiny text-to-audio model: the denoiser's velocity/x̂0 contract, the model file, the beat-phase conditioning,
+and the training loop (finite loss, checkpoints, exact resume) on the training kit."""
 
 import json
+import math
+import random
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
 from nodegraph import api
+from nodegraph_audio import SHIPPED_MODELS, synth
+from nodegraph_audio.beat import beat_features, beat_phase
 from nodegraph_audio.denoiser import AudioDenoiser, AudioDenoiserConfig
 from nodegraph_audio.features import DEFAULT_SPEC
 from nodegraph_audio.model_file import AudioModelError, audio_model_from_weights, save_audio_model
 from nodegraph_audio.text import tokenize
-from nodegraph_audio.training import make_batch, train_audio_model
+from nodegraph_audio.training import flow_loss, make_batch, train_audio_model
 
 torch.set_num_threads(1)
 TINY = AudioDenoiserConfig(widths=(16, 24), attention_levels=(1,), heads=2, embed_width=32, text_width=16,
@@ -101,12 +106,126 @@ def test_rope_model_round_trips_and_old_files_read_as_learned_positions(tmp_path
 
 
 def test_batches_are_a_function_of_the_step():
-    """make_batch gives identical latents and tokens for the same (seed, step), different ones otherwise."""
-    a, tokens_a, _ = make_batch(5, 3, seed=0)
-    b, tokens_b, _ = make_batch(5, 3, seed=0)
-    c, _, _ = make_batch(6, 3, seed=0)
-    assert torch.equal(a, b) and torch.equal(tokens_a, tokens_b) and not torch.equal(a, c)
+    """make_batch gives identical latents, tokens and beat features for the same (seed, step), different ones
+    otherwise; the beat is present exactly for the click tracks."""
+    a, tokens_a, beat_a, specs = make_batch(5, 3, seed=0)
+    b, tokens_b, beat_b, _ = make_batch(5, 3, seed=0)
+    c, _, _, _ = make_batch(6, 3, seed=0)
+    assert torch.equal(a, b) and torch.equal(tokens_a, tokens_b) and torch.equal(beat_a, beat_b)
+    assert not torch.equal(a, c)
     assert a.shape == (3, 1, 256, 96) and -1.01 <= float(a.min()) and float(a.max()) <= 1.1
+    _, _, beat, specs = make_batch(0, 12, seed=0)
+    clicks = torch.tensor([spec.kind == "clicks" for spec in specs])
+    assert 0 < int(clicks.sum()) < 12 and beat.shape == (12, 3, 96)
+    assert torch.equal(beat[:, 0], clicks[:, None].float().expand(12, 96))
+    assert torch.equal(beat[~clicks], torch.zeros_like(beat[~clicks]))
+
+
+def test_beat_features_of_a_known_tempo_and_phase():
+    """120 bpm with the first click at 0.1 s: frame f (centred at 16 f ms) has phase (0.016 f - 0.1) · 2 mod 1,
+    e.g. 0.8 at frame 0 and 0.0 at 0.6 s; no tempo gives zeros."""
+    features = beat_features(120, 0.1, frames=96, hop=256, sample_rate=16000)
+    assert features.shape == (3, 96) and torch.equal(features[0], torch.ones(96))
+    expected_frame_0 = (math.sin(1.6 * math.pi), math.cos(1.6 * math.pi))        # phase 0.8
+    assert features[1:, 0].tolist() == pytest.approx(expected_frame_0, abs=1e-6)
+    assert beat_phase(120, 0.1, 96, 256, 16000)[[0, 10, 25]].tolist() == pytest.approx([0.8, 0.12, 0.6], abs=1e-9)
+    on_click = round(0.6 / 0.016)                                                  # 37.5 → frame 38 (0.608 s)
+    assert features[2, on_click] == pytest.approx(math.cos(2 * math.pi * 0.016), abs=1e-6)
+    assert torch.equal(beat_features(None, None, 96, 256, 16000), torch.zeros(3, 96))
+    with pytest.raises(ValueError, match="tempo"):
+        beat_features(0, 0.1, 96, 256, 16000)
+
+
+@pytest.mark.parametrize("tempo", [60, 120, 180])
+def test_beat_phase_is_zero_where_the_synthesised_clicks_start(tempo):
+    """The first-click time synthesize_timed reports (same draws as synthesize) puts phase ≈ 0 within a frame of
+    every peak of the click track's spectrogram energy: the training conditioning matches the audio."""
+    from nodegraph_audio import features as latent_features
+
+    spec = synth.SoundSpec("clicks", "loud", tempo=tempo)
+    wave, first = synth.synthesize_timed(spec, random.Random(tempo))
+    assert np.array_equal(wave, synth.synthesize(spec, random.Random(tempo))) and 0.02 <= first <= 0.3
+    energy = latent_features.encode(torch.from_numpy(wave[None]))[0, 0].mean(0)    # (96,) mean log magnitude
+    inner = energy[1:-1]
+    peaks = torch.nonzero((inner >= energy[:-2]) & (inner >= energy[2:])
+                          & (inner > energy.min() + 0.5 * (energy.max() - energy.min()))).flatten() + 1
+    phase = beat_phase(tempo, first, 96, 256, 16000)
+    distance = torch.minimum(phase, 1 - phase) * 60 / tempo / 0.016               # frames to the nearest click
+    clicks = math.ceil((1.536 - first) * tempo / 60)
+    assert clicks - 1 <= len(peaks) <= clicks
+    assert float(distance[peaks].max()) <= 1.0
+
+
+def test_model_without_beat_conditioning_loads_and_ignores_beat_features(tmp_path):
+    """A config without `beat_conditioning` (files from before it, the shipped model) builds the plain net: no beat
+    weights, and beat features passed to it change nothing."""
+    legacy = {k: v for k, v in TINY.to_dict().items() if k != "beat_conditioning"}
+    assert AudioDenoiserConfig.from_dict(legacy).beat_conditioning is False
+    torch.manual_seed(4)
+    net = AudioDenoiser(AudioDenoiserConfig.from_dict(legacy)).eval()
+    assert not any(name.startswith("beat_") for name in net.state_dict())
+    x, t, tokens = torch.randn(1, 1, 256, 96), torch.tensor([400.0]), _tokens("clicks at 120 bpm")
+    beat = beat_features(120, 0.05, 96, 256, 16000)[None]
+    with torch.no_grad():
+        assert torch.equal(net(x, t, tokens, beat=beat), net(x, t, tokens))
+    shipped = SHIPPED_MODELS / "tiny_t2a.safetensors"
+    if shipped.is_file():
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(str(shipped), framework="pt") as handle:
+            loaded, _ = audio_model_from_weights(load_file(str(shipped)), handle.metadata())
+        assert loaded.config.beat_conditioning is False
+
+
+def test_beat_model_starts_as_the_plain_model_and_reads_the_beat(tmp_path):
+    """With beat conditioning the new projections start at zero (same seed → the plain net's outputs), carry no
+    bias (zero features add nothing), change the output once trained, and the flag survives the model file."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    config = replace(TINY, beat_conditioning=True)
+    torch.manual_seed(5)
+    plain = AudioDenoiser(TINY).eval()
+    torch.manual_seed(5)
+    net = AudioDenoiser(config).eval()
+    x, t, tokens = torch.randn(2, 1, 256, 96), torch.tensor([300.0, 700.0]), _tokens("clicks at 120 bpm", "")
+    beat = torch.stack([beat_features(120, 0.05, 96, 256, 16000), torch.zeros(3, 96)])
+    with torch.no_grad():
+        assert torch.equal(net.predict_x0(x, t, tokens, beat), plain.predict_x0(x, t, tokens))
+        for parameter in net.parameters():
+            parameter.data.normal_(0, 0.05)
+        with_beat = net.predict_x0(x, t, tokens, beat)
+        assert torch.equal(with_beat[1], net.predict_x0(x, t, tokens)[1])           # zeros = no beat = None
+        shifted = torch.stack([beat_features(120, 0.3, 96, 256, 16000), torch.zeros(3, 96)])
+        assert not torch.allclose(with_beat[0], net.predict_x0(x, t, tokens, shifted)[0])
+    with pytest.raises(ValueError, match="beat must be"):
+        net.predict_x0(x, t, tokens, torch.zeros(2, 3, 48))
+    path = tmp_path / "beat.safetensors"
+    save_audio_model(path, net, DEFAULT_SPEC, {})
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    assert json.loads(metadata["config"])["beat_conditioning"] is True
+    loaded, _ = audio_model_from_weights(load_file(str(path)), metadata)
+    assert loaded.config == config
+    with torch.no_grad():
+        assert (loaded.predict_x0(x, t, tokens, beat) - with_beat).abs().max() < 2e-2
+
+
+def test_caption_dropout_drops_the_beat_too():
+    """flow_loss hands the net the beat features of kept captions unchanged and zeros for dropped ones (with the
+    empty prompt's tokens): the unconditional branch never sees a beat."""
+    net = AudioDenoiser(replace(TINY, beat_conditioning=True))
+    seen = []
+    original = net.predict_x0
+    net.predict_x0 = lambda x, t, tokens, beat=None: seen.append((tokens, beat)) or original(x, t, tokens, beat)
+    x0, tokens, beat, _ = make_batch(0, 8, seed=0)
+    assert float(beat[:, 0].sum()) > 0
+    for dropout in (0.0, 1.0):
+        flow_loss(net, x0, tokens, torch.Generator().manual_seed(9), dropout, beat)
+    (kept_tokens, kept_beat), (dropped_tokens, dropped_beat) = seen
+    assert torch.equal(kept_tokens, tokens) and torch.equal(kept_beat, beat)
+    assert torch.equal(dropped_tokens, _tokens(*[""] * 8)) and torch.equal(dropped_beat, torch.zeros_like(beat))
 
 
 def test_training_checkpoints_and_resumes_exactly(tmp_path):

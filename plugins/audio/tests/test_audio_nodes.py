@@ -290,6 +290,48 @@ def test_encode_prompt_reads_other_phrasings_as_the_worlds_captions(session):
                          ("metronome at 120bpm", "clicks at 120 bpm"), ("a violin solo", "a violin solo")):
         out = encode(text)
         assert out["prompt"] == prompt and out["conditioning"]["tokens"].tolist() == [tokenize(prompt)]
+        assert "beat" not in out["conditioning"] or out["conditioning"]["beat"].shape == (1, 3, 96)
+
+
+def test_encode_prompt_gives_beat_features_to_a_beat_model_and_sampling_uses_them(tmp_path):
+    """With a beat-conditioned model, EncodeAudioPrompt adds the beat phase for a click-track prompt (first click at
+    `beat_offset`) and zeros for any other prompt and the empty one; txt2audio.json with CFG samples with them."""
+    from nodegraph.model_paths import ModelPaths
+    from nodegraph_audio.beat import beat_features
+    from nodegraph_audio.denoiser import AudioDenoiser, AudioDenoiserConfig
+    from nodegraph_audio.features import DEFAULT_SPEC
+    from nodegraph_audio.model_file import save_audio_model
+
+    torch.manual_seed(0)
+    net = AudioDenoiser(AudioDenoiserConfig(widths=(16, 16), attention_levels=(1,), heads=2, embed_width=32,
+                                            text_width=16, text_layers=1, beat_conditioning=True)).eval()
+    for name, parameter in net.named_parameters():                 # an "untrained" net whose output depends on all
+        parameter.data.normal_(0, 0.5 if name.startswith("beat_") else 0.05)
+    folder = tmp_path / "models"
+    folder.mkdir()
+    save_audio_model(folder / "beat.safetensors", net, DEFAULT_SPEC, {})
+    session = Session(autoload=True, allow=["audio"], model_paths=ModelPaths(roots=[], extra={"audio": [folder]}))
+
+    def encode(text: str, offset: float = 0.05) -> torch.Tensor:
+        return session.run({"format_version": 1, "nodes": {
+            "m": {"type": "LoadAudioModel", "inputs": {"model_name": "beat.safetensors"}},
+            "p": {"type": "EncodeAudioPrompt", "inputs": {"audio_model": {"node": "m", "output": "audio_model"},
+                                                          "text": text, "beat_offset": offset}}}},
+            outputs=["p"]).outputs["p"]["conditioning"]["beat"]
+
+    assert torch.equal(encode("metronome at 120bpm"), beat_features(120, 0.05, 96, 256, 16000)[None])
+    assert torch.equal(encode("loud clicks at 60 bpm", 0.2), beat_features(60, 0.2, 96, 256, 16000)[None])
+    for text in ("a loud C major chord", "noise burst", "", "a violin solo"):
+        assert torch.equal(encode(text), torch.zeros(1, 3, 96)), text
+    graph = _graph("txt2audio")
+    graph["nodes"]["model"]["inputs"]["model_name"] = "beat.safetensors"
+    graph["nodes"]["prompt"]["inputs"]["text"] = "clicks at 120 bpm"
+    graph["nodes"]["sample"]["inputs"]["steps"] = 2
+    latent = session.run(graph, output_dir=tmp_path, outputs=["sample"]).outputs["sample"]["latent"]["samples"]
+    graph["nodes"]["prompt"]["inputs"]["beat_offset"] = 0.3
+    shifted = session.run(graph, output_dir=tmp_path, outputs=["sample"]).outputs["sample"]["latent"]["samples"]
+    assert latent.shape == (1, 1, 256, 96) and bool(torch.isfinite(latent).all())
+    assert not torch.allclose(latent, shifted)                   # the beat reaches the network through KSampler
 
 
 def test_synthesize_sound_reads_other_phrasings(session):
