@@ -73,7 +73,7 @@ class GenerateAudioBatch(Node):
         negative = {"tokens": torch.tensor([tokenize("")])}
         if audio_model.net.config.beat_conditioning:
             sounds = [synth.parse_caption(t) for t in texts]
-            positive["beat"] = batch_beat_features(sounds, [DEFAULT_FIRST_CLICK] * len(texts), spec)   # (B, 3, T)
+            positive["beat"] = batch_beat_features(sounds, [DEFAULT_FIRST_CLICK] * len(texts), spec)   # (B, 4, T)
             negative["beat"] = batch_beat_features([None], [None], spec)                                # zeros
         latent = {"samples": torch.zeros(len(texts), 1, spec.bins, spec.frames)}
         started = time.perf_counter()

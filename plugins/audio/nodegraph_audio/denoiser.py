@@ -6,10 +6,10 @@ first convolution learns at once — and time structure (sweeps, click periods) 
 convolutions plus self-attention over frames at the coarser levels. The caption is encoded by a small
 transformer over word tokens (text.py); its pooled vector joins the timestep embedding (FiLM in every
 residual block) and its tokens are attended to by cross-attention. With ``beat_conditioning`` the network
-also reads per-frame beat-phase features (B, 3, T) (beat.py: [present, sin 2πφ, cos 2πφ], zeros for
-sounds without a beat): a zero-initialised 1×1 projection of them is added to the hidden state at the start
-of every level, down and up, at that level's frames (frame j of level l is centred on input frame 2^l·j,
-so the features are subsampled, not averaged).
+also reads per-frame beat-phase features (B, 4, T) (beat.py: [present, sin 2πφ, cos 2πφ, the STFT
+window's weight on the clicks], zeros for sounds without a beat): a zero-initialised 1×1 projection of
+them is added to the hidden state at the start of every level, down and up, at that level's frames (frame
+j of level l is centred on input frame 2^l·j, so the features are subsampled, not averaged).
 
 Trained as a rectified flow (Liu et al. 2023; SD3's convention, Esser et al. 2024): x_t = (1 - t) x0 + t ε,
 the network returns the velocity v = ε - x0 and receives ``t × 1000``; ``api.diffusion_model(prediction="flow")``
@@ -20,7 +20,7 @@ speckle of unremoved noise: measured, README "Decisions").
 
     AudioDenoiserConfig   sizes (defaults: the shipped model)
     TextEncoder           tokens (B, L) → (B, L, text_width), pad mask
-    AudioDenoiser         forward(x (B, 1, F, T), t (B,), tokens (B, L), beat (B, 3, T) | None) → v (B, 1, F, T);
+    AudioDenoiser         forward(x (B, 1, F, T), t (B,), tokens (B, L), beat (B, 4, T) | None) → v (B, 1, F, T);
                           predict_x0(...) → x̂0 (what training regresses)
 """
 
@@ -247,14 +247,14 @@ class AudioDenoiser(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor, beat: torch.Tensor | None = None,
                 **unused) -> torch.Tensor:
-        """x (B, 1, F, T), t (B,) network time (1000 × flow time), tokens (B, L), beat (B, 3, T) or None
+        """x (B, 1, F, T), t (B,) network time (1000 × flow time), tokens (B, L), beat (B, 4, T) or None
         → v = (x - x̂0) / t."""
         t = t.expand(x.shape[0]) if t.ndim == 0 else t
         flow_time = (t.float() / TIME_SCALE).clamp_min(MIN_FLOW_TIME).view(-1, 1, 1, 1)
         return ((x.float() - self.predict_x0(x, t, tokens, beat).float()) / flow_time).to(x.dtype)
 
     def _beat(self, beat: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
-        """The beat features (B, 3, T) on x's device and dtype (None → zeros); None when the net has no beat input
+        """The beat features (B, 4, T) on x's device and dtype (None → zeros); None when the net has no beat input
         (a model without `beat_conditioning` ignores them)."""
         if not self.config.beat_conditioning:
             return None
@@ -269,9 +269,9 @@ class AudioDenoiser(nn.Module):
     def predict_x0(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor,
                    beat: torch.Tensor | None = None) -> torch.Tensor:
         """The clean spectrogram x̂0 (B, 1, F, T) from x_t, network time t (B,), caption tokens (B, L) and, for a
-        net with `beat_conditioning`, beat-phase features (B, 3, T) (None = no beat)."""
+        net with `beat_conditioning`, beat-phase features (B, 4, T) (None = no beat)."""
         b, _, bins, frames = x.shape
-        beat = self._beat(beat, x)                                                # (B, 3, T) or None
+        beat = self._beat(beat, x)                                                # (B, 4, T) or None
         # integer tokens stay on the CPU when the sampler moves the (floating) conditioning to the device
         text, keep = self.text_encoder(tokens.to(x.device).long())               # (B, L, D), (B, L)
         pooled = (text * keep[..., None]).sum(1) / keep.sum(1, keepdim=True).clamp_min(1)

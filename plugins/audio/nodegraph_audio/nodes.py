@@ -856,7 +856,7 @@ class EncodeAudioPrompt(Node):
     "ascending chirp") is encoded as that sound's caption; anything else is encoded word by word, unknown words
     as <unk>. `prompt` says what was encoded.
 
-    A model trained with beat conditioning also gets {"beat": (1, 3, frames)}: for a click track with a tempo,
+    A model trained with beat conditioning also gets {"beat": (1, 4, frames)}: for a click track with a tempo,
     the beat phase of every frame with the first click at `beat_offset` seconds (beat.py); zeros for any other
     prompt, the empty one included, so the positive and negative conditionings batch together.
     """
@@ -887,7 +887,7 @@ class EncodeAudioPrompt(Node):
         tokens = torch.tensor([tokenize(prompt, max_tokens=model.net.config.max_tokens)])
         conditioning = {"tokens": tokens}
         if model.net.config.beat_conditioning:
-            conditioning["beat"] = batch_beat_features([exact or spec], [beat_offset], model.spec)   # (1, 3, T)
+            conditioning["beat"] = batch_beat_features([exact or spec], [beat_offset], model.spec)   # (1, 4, T)
         return {"conditioning": conditioning, "prompt": prompt}
 
 

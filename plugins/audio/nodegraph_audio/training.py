@@ -13,7 +13,7 @@ clean inputs do not dominate. Captions are dropped (→ the empty prompt) with p
 `caption_dropout`, which is what classifier-free guidance needs; a dropped caption drops its beat-phase
 features too (beat.py: zeros, as the empty prompt encodes), so the unconditional branch knows no beat.
 
-    make_batch(step, batch_size, seed)   → (x0 (B, 1, F, T), tokens (B, L), beat (B, 3, T), specs); beat holds
+    make_batch(step, batch_size, seed)   → (x0 (B, 1, F, T), tokens (B, L), beat (B, 4, T), specs); beat holds
                                            the true click phase of each synthesised click track
     train_audio_model(net, kit, config, run, progress, caption_dropout) → the EMA net (eval mode)
 """
@@ -50,7 +50,7 @@ def make_batch(step: int, batch_size: int, seed: int, micro: int = 0,
 
 def flow_loss(net: torch.nn.Module, x0: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator,
               caption_dropout: float, beat: torch.Tensor | None = None) -> torch.Tensor:
-    """Rectified-flow velocity loss on one batch (noise, times and dropout from `generator`); `beat` (B, 3, T) is
+    """Rectified-flow velocity loss on one batch (noise, times and dropout from `generator`); `beat` (B, 4, T) is
     zeroed with the dropped captions (a net without beat conditioning ignores it)."""
     b = x0.shape[0]
     noise = torch.randn(x0.shape, generator=generator)
@@ -62,7 +62,7 @@ def flow_loss(net: torch.nn.Module, x0: torch.Tensor, tokens: torch.Tensor, gene
     tokens[drop] = torch.tensor(tokenize(""))
     x_t = (1 - t.view(-1, 1, 1, 1)) * x0 + t.view(-1, 1, 1, 1) * noise
     if beat is not None:
-        beat = beat.masked_fill(drop.view(-1, 1, 1), 0.0)                       # (B, 3, T)
+        beat = beat.masked_fill(drop.view(-1, 1, 1), 0.0)                       # (B, 4, T)
     x0_hat = net.predict_x0(x_t, t * TIME_SCALE, tokens, beat)
     weight = (1.0 / t ** 2).clamp(max=MAX_WEIGHT).view(-1, 1, 1, 1)
     return torch.mean(weight * (x0_hat - x0) ** 2)

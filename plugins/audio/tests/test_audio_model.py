@@ -116,24 +116,29 @@ def test_batches_are_a_function_of_the_step():
     assert a.shape == (3, 1, 256, 96) and -1.01 <= float(a.min()) and float(a.max()) <= 1.1
     _, _, beat, specs = make_batch(0, 12, seed=0)
     clicks = torch.tensor([spec.kind == "clicks" for spec in specs])
-    assert 0 < int(clicks.sum()) < 12 and beat.shape == (12, 3, 96)
+    assert 0 < int(clicks.sum()) < 12 and beat.shape == (12, 4, 96)
     assert torch.equal(beat[:, 0], clicks[:, None].float().expand(12, 96))
     assert torch.equal(beat[~clicks], torch.zeros_like(beat[~clicks]))
 
 
 def test_beat_features_of_a_known_tempo_and_phase():
     """120 bpm with the first click at 0.1 s: frame f (centred at 16 f ms) has phase (0.016 f - 0.1) · 2 mod 1,
-    e.g. 0.8 at frame 0 and 0.0 at 0.6 s; no tempo gives zeros."""
-    features = beat_features(120, 0.1, frames=96, hop=256, sample_rate=16000)
-    assert features.shape == (3, 96) and torch.equal(features[0], torch.ones(96))
+    e.g. 0.8 at frame 0 and 0.0 at 0.6 s; the window channel is the 64 ms Hann window at the nearest click
+    (frame 6, 4 ms away: cos²(π 4/64); frame 5, 20 ms: cos²(π 20/64); 0 beyond 32 ms); no tempo gives zeros."""
+    features = beat_features(120, 0.1, DEFAULT_SPEC)
+    assert features.shape == (4, 96) and torch.equal(features[0], torch.ones(96))
+    window = features[3].tolist()
+    assert window[5:8] == pytest.approx([math.cos(math.pi * d / 64) ** 2 for d in (20, 4, 12)], abs=1e-6)
+    assert window[36:40] == pytest.approx([math.cos(math.pi * d / 64) ** 2 for d in (24, 8, 8, 24)], abs=1e-6)
+    assert window[:5] == [0.0] * 5 and window[9:36] == [0.0] * 27                  # 0.6 s: between frames 37, 38
     expected_frame_0 = (math.sin(1.6 * math.pi), math.cos(1.6 * math.pi))        # phase 0.8
-    assert features[1:, 0].tolist() == pytest.approx(expected_frame_0, abs=1e-6)
-    assert beat_phase(120, 0.1, 96, 256, 16000)[[0, 10, 25]].tolist() == pytest.approx([0.8, 0.12, 0.6], abs=1e-9)
+    assert features[1:3, 0].tolist() == pytest.approx(expected_frame_0, abs=1e-6)
+    assert beat_phase(120, 0.1, DEFAULT_SPEC)[[0, 10, 25]].tolist() == pytest.approx([0.8, 0.12, 0.6], abs=1e-9)
     on_click = round(0.6 / 0.016)                                                  # 37.5 → frame 38 (0.608 s)
     assert features[2, on_click] == pytest.approx(math.cos(2 * math.pi * 0.016), abs=1e-6)
-    assert torch.equal(beat_features(None, None, 96, 256, 16000), torch.zeros(3, 96))
+    assert torch.equal(beat_features(None, None, DEFAULT_SPEC), torch.zeros(4, 96))
     with pytest.raises(ValueError, match="tempo"):
-        beat_features(0, 0.1, 96, 256, 16000)
+        beat_features(0, 0.1, DEFAULT_SPEC)
 
 
 @pytest.mark.parametrize("tempo", [60, 120, 180])
@@ -149,11 +154,14 @@ def test_beat_phase_is_zero_where_the_synthesised_clicks_start(tempo):
     inner = energy[1:-1]
     peaks = torch.nonzero((inner >= energy[:-2]) & (inner >= energy[2:])
                           & (inner > energy.min() + 0.5 * (energy.max() - energy.min()))).flatten() + 1
-    phase = beat_phase(tempo, first, 96, 256, 16000)
+    phase = beat_phase(tempo, first, DEFAULT_SPEC)
     distance = torch.minimum(phase, 1 - phase) * 60 / tempo / 0.016               # frames to the nearest click
     clicks = math.ceil((1.536 - first) * tempo / 60)
     assert clicks - 1 <= len(peaks) <= clicks
     assert float(distance[peaks].max()) <= 1.0
+    window = beat_features(tempo, first, DEFAULT_SPEC)[3]
+    assert float(window[peaks].min()) > 0.5                                       # the window channel sits on them
+    assert float(energy[window == 0].max()) < float(energy[peaks].min())          # and is 0 where there is no click
 
 
 def test_model_without_beat_conditioning_loads_and_ignores_beat_features(tmp_path):
@@ -165,7 +173,7 @@ def test_model_without_beat_conditioning_loads_and_ignores_beat_features(tmp_pat
     net = AudioDenoiser(AudioDenoiserConfig.from_dict(legacy)).eval()
     assert not any(name.startswith("beat_") for name in net.state_dict())
     x, t, tokens = torch.randn(1, 1, 256, 96), torch.tensor([400.0]), _tokens("clicks at 120 bpm")
-    beat = beat_features(120, 0.05, 96, 256, 16000)[None]
+    beat = beat_features(120, 0.05, DEFAULT_SPEC)[None]
     with torch.no_grad():
         assert torch.equal(net(x, t, tokens, beat=beat), net(x, t, tokens))
     shipped = SHIPPED_MODELS / "tiny_t2a.safetensors"
@@ -190,14 +198,14 @@ def test_beat_model_starts_as_the_plain_model_and_reads_the_beat(tmp_path):
     torch.manual_seed(5)
     net = AudioDenoiser(config).eval()
     x, t, tokens = torch.randn(2, 1, 256, 96), torch.tensor([300.0, 700.0]), _tokens("clicks at 120 bpm", "")
-    beat = torch.stack([beat_features(120, 0.05, 96, 256, 16000), torch.zeros(3, 96)])
+    beat = torch.stack([beat_features(120, 0.05, DEFAULT_SPEC), torch.zeros(4, 96)])
     with torch.no_grad():
         assert torch.equal(net.predict_x0(x, t, tokens, beat), plain.predict_x0(x, t, tokens))
         for parameter in net.parameters():
             parameter.data.normal_(0, 0.05)
         with_beat = net.predict_x0(x, t, tokens, beat)
         assert torch.equal(with_beat[1], net.predict_x0(x, t, tokens)[1])           # zeros = no beat = None
-        shifted = torch.stack([beat_features(120, 0.3, 96, 256, 16000), torch.zeros(3, 96)])
+        shifted = torch.stack([beat_features(120, 0.3, DEFAULT_SPEC), torch.zeros(4, 96)])
         assert not torch.allclose(with_beat[0], net.predict_x0(x, t, tokens, shifted)[0])
     with pytest.raises(ValueError, match="beat must be"):
         net.predict_x0(x, t, tokens, torch.zeros(2, 3, 48))

@@ -290,7 +290,7 @@ def test_encode_prompt_reads_other_phrasings_as_the_worlds_captions(session):
                          ("metronome at 120bpm", "clicks at 120 bpm"), ("a violin solo", "a violin solo")):
         out = encode(text)
         assert out["prompt"] == prompt and out["conditioning"]["tokens"].tolist() == [tokenize(prompt)]
-        assert "beat" not in out["conditioning"] or out["conditioning"]["beat"].shape == (1, 3, 96)
+        assert "beat" not in out["conditioning"] or out["conditioning"]["beat"].shape == (1, 4, 96)
 
 
 def test_encode_prompt_gives_beat_features_to_a_beat_model_and_sampling_uses_them(tmp_path):
@@ -319,10 +319,10 @@ def test_encode_prompt_gives_beat_features_to_a_beat_model_and_sampling_uses_the
                                                           "text": text, "beat_offset": offset}}}},
             outputs=["p"]).outputs["p"]["conditioning"]["beat"]
 
-    assert torch.equal(encode("metronome at 120bpm"), beat_features(120, 0.05, 96, 256, 16000)[None])
-    assert torch.equal(encode("loud clicks at 60 bpm", 0.2), beat_features(60, 0.2, 96, 256, 16000)[None])
+    assert torch.equal(encode("metronome at 120bpm"), beat_features(120, 0.05, DEFAULT_SPEC)[None])
+    assert torch.equal(encode("loud clicks at 60 bpm", 0.2), beat_features(60, 0.2, DEFAULT_SPEC)[None])
     for text in ("a loud C major chord", "noise burst", "", "a violin solo"):
-        assert torch.equal(encode(text), torch.zeros(1, 3, 96)), text
+        assert torch.equal(encode(text), torch.zeros(1, 4, 96)), text
     graph = _graph("txt2audio")
     graph["nodes"]["model"]["inputs"]["model_name"] = "beat.safetensors"
     graph["nodes"]["prompt"]["inputs"]["text"] = "clicks at 120 bpm"
