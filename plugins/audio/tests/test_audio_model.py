@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from nodegraph import api
-from nodegraph_audio import SHIPPED_MODELS, synth
+from nodegraph_audio import synth
 from nodegraph_audio.beat import beat_features, beat_phase
 from nodegraph_audio.denoiser import AudioDenoiser, AudioDenoiserConfig
 from nodegraph_audio.features import DEFAULT_SPEC
@@ -165,25 +165,28 @@ def test_beat_phase_is_zero_where_the_synthesised_clicks_start(tempo):
 
 
 def test_model_without_beat_conditioning_loads_and_ignores_beat_features(tmp_path):
-    """A config without `beat_conditioning` (files from before it, the shipped model) builds the plain net: no beat
-    weights, and beat features passed to it change nothing."""
-    legacy = {k: v for k, v in TINY.to_dict().items() if k != "beat_conditioning"}
-    assert AudioDenoiserConfig.from_dict(legacy).beat_conditioning is False
+    """A model file from before the option (its config has no `beat_conditioning`) loads as the plain net: no beat
+    weights, the same outputs as the net that wrote it, and beat features passed to it change nothing."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
     torch.manual_seed(4)
-    net = AudioDenoiser(AudioDenoiserConfig.from_dict(legacy)).eval()
-    assert not any(name.startswith("beat_") for name in net.state_dict())
+    net = AudioDenoiser(TINY).eval()
+    for parameter in net.parameters():
+        parameter.data.normal_(0, 0.05)
+    path = tmp_path / "old.safetensors"
+    save_audio_model(path, net, DEFAULT_SPEC, {})
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    legacy = {k: v for k, v in json.loads(metadata["config"]).items() if k != "beat_conditioning"}
+    loaded, _ = audio_model_from_weights(load_file(str(path)), {**metadata, "config": json.dumps(legacy)})
+    assert loaded.config.beat_conditioning is False and loaded.config == TINY
+    assert not any(name.startswith("beat_") for name in loaded.state_dict())
     x, t, tokens = torch.randn(1, 1, 256, 96), torch.tensor([400.0]), _tokens("clicks at 120 bpm")
     beat = beat_features(120, 0.05, DEFAULT_SPEC)[None]
     with torch.no_grad():
-        assert torch.equal(net(x, t, tokens, beat=beat), net(x, t, tokens))
-    shipped = SHIPPED_MODELS / "tiny_t2a.safetensors"
-    if shipped.is_file():
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(shipped), framework="pt") as handle:
-            loaded, _ = audio_model_from_weights(load_file(str(shipped)), handle.metadata())
-        assert loaded.config.beat_conditioning is False
+        assert torch.equal(loaded(x, t, tokens, beat=beat), loaded(x, t, tokens))
+        assert (loaded.predict_x0(x, t, tokens) - net.predict_x0(x, t, tokens)).abs().max() < 2e-2   # float16
 
 
 def test_beat_model_starts_as_the_plain_model_and_reads_the_beat(tmp_path):

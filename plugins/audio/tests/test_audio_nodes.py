@@ -290,7 +290,8 @@ def test_encode_prompt_reads_other_phrasings_as_the_worlds_captions(session):
                          ("metronome at 120bpm", "clicks at 120 bpm"), ("a violin solo", "a violin solo")):
         out = encode(text)
         assert out["prompt"] == prompt and out["conditioning"]["tokens"].tolist() == [tokenize(prompt)]
-        assert "beat" not in out["conditioning"] or out["conditioning"]["beat"].shape == (1, 4, 96)
+        beat = out["conditioning"]["beat"]                       # the shipped model has beat conditioning
+        assert beat.shape == (1, 4, 96) and bool((beat[0, 0] == 1).all()) == prompt.startswith("clicks")
 
 
 def test_encode_prompt_gives_beat_features_to_a_beat_model_and_sampling_uses_them(tmp_path):
