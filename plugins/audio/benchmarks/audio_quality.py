@@ -10,8 +10,8 @@ without (cfg 1), same seeds, so the CFG gain is measured on identical noise.
 
 Generation goes through the plugin's nodes and the public API only: a Session runs a graph of
 audio.LoadAudioModel → a benchmark node that calls api.sample (the core sampler stack, batched) →
-Griffin-Lim (features.decode, as LatentToAudio does). The conditioning is EncodeAudioPrompt's, batched:
-tokens, and for a model with beat conditioning the beat-phase features (first click at
+Griffin-Lim (features.decode, as LatentToAudio does). The conditioning is built as EncodeAudioPrompt
+builds it, batched: tokens, and for a model with beat conditioning the beat-phase features (first click at
 beat.DEFAULT_FIRST_CLICK, EncodeAudioPrompt's default; zeros for other prompts and the empty one).
 
 Detector (detect.py; no learned parts): pitch = strongest peak of a zero-padded FFT in 200–1100 Hz,
