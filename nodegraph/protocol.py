@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from .cache import POLICIES
 from .errors import GraphValidationError
 from .files import FileAccessError, FileStore
-from .run_queue import RunQueue, RunRecord, storable_problem, members_within_storage_caps
+from .run_queue import RunQueue, RunRecord, members_within_storage_caps, storable_problem
 from .templates import TemplateError, TemplateLibrary
 from .users import User, UserBook
 
@@ -250,7 +250,7 @@ def without_settled_starts(messages: list[Any]) -> list[Any]:
 
 
 COMPACTED_NODE_EVENTS = frozenset({"node_started", "node_finished", "node_cached"})
-MAX_EVENT_ROWS = 2000      # rows in one `node_events` message (≈ 100 KB of JSON)
+MAX_EVENT_ROWS = 2000      # rows in one `node_events` message (~100 KB of JSON for short node ids)
 
 
 def compacted(messages: list[Any]) -> list[Any]:

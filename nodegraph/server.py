@@ -27,7 +27,11 @@ Pieces:
 - Delivery (`_deliver`): each message is JSON-encoded once, whatever the number
   of recipients; a client that asked for batches (`hello {batch: true}`) gets
   the text messages that are ready together as one `batch` frame whose
-  `messages` are those same encoded messages in order (docs/protocol.md).
+  `messages` are those same encoded messages in order, and with
+  `compact_events: true` runs of node events as `node_events` rows
+  (`protocol.compacted`; docs/protocol.md).
+- Process set-up: `nodegraph serve` freezes the startup heap out of the cyclic
+  GC (`freeze_startup_heap`) and, on loopback, negotiates no compression.
 - `/files/<id>?size=N` serves a JPEG thumbnail (longest side N, cached) of an
   image file, for history lists and galleries.
 - `Server.close()` is safe to call twice.
@@ -498,7 +502,7 @@ class Server:
             else:
                 text = '{"type":"batch","messages":[' + ",".join(
                     m if isinstance(m, str) else dump_message(m) for m in group) + "]}"
-            if len(text) > cls.BATCH_MAX_CHARS:
+            if len(text) > cls.BATCH_MAX_CHARS and len(group) > 1:     # one huge message travels alone
                 half = len(group) // 2
                 encode(group[:half])
                 encode(group[half:])

@@ -311,6 +311,10 @@ def test_compacted_groups_only_consecutive_events_of_one_kind_and_run():
     frames = Server._batched([b"\x00", compacted(messages[:2])[0], b"\x01", event("node_finished", "z")])
     assert frames[0] == b"\x00" and frames[2] == b"\x01"
     assert json.loads(frames[1])["type"] == "batch" and json.loads(frames[3])["type"] == "node_finished"
+    long_ids = [event("node_finished", "n" * 300 + str(i)) for i in range(MAX_EVENT_ROWS)]   # one group > the cap
+    frames = Server._batched([b"\x00", *compacted(long_ids), b"\x01"])
+    assert len(frames) == 3 and len(frames[1]) > Server.BATCH_MAX_CHARS
+    assert len(json.loads(frames[1])["messages"][0]["rows"]) == MAX_EVENT_ROWS
 
 
 def test_thumbnails_of_output_images(server, tmp_path):
