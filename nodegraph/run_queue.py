@@ -145,7 +145,7 @@ def members_within_storage_caps(text: str) -> bool:
         return False
     if "\\" in text:        # escapes, paired left to right as JSON does: \\ first, then \" (no longer a quote)
         text = text.replace("\\\\", "").replace('\\"', "")
-    quotes_and_brackets = text.encode().translate(None, _BRACKETS_AND_QUOTES)
+    quotes_and_brackets = text.encode("utf-8", "surrogatepass").translate(None, _BRACKETS_AND_QUOTES)
     brackets = b"".join(quotes_and_brackets.split(b'"')[::2])    # every other piece lies outside strings
     for _ in range(MAX_STORED_DEPTH):      # after k passes only nesting deeper than k is left
         if not brackets:

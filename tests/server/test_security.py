@@ -177,6 +177,7 @@ def test_the_cheap_storage_bound_never_clears_what_the_walk_refuses():
         agreed += storable == cleared
     assert agreed >= len(cases) - 20      # conservative only at the exact depth edge (an empty innermost container)
     assert not members_within_storage_caps(json.dumps({"graph": chain_of(MAX_STORED_DEPTH + 1, 1)}))
+    assert members_within_storage_caps('{"graph": "\ud800[["}')       # a lone surrogate is text, not an error
 
 
 def test_numbers_too_large_for_a_float_are_invalid_json(server):
