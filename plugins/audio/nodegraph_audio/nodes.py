@@ -858,7 +858,9 @@ class EncodeAudioPrompt(Node):
 
     A model trained with beat conditioning also gets {"beat": (1, 4, frames)}: for a click track with a tempo,
     the beat phase of every frame with the first click at `beat_offset` seconds (beat.py); zeros for any other
-    prompt, the empty one included, so the positive and negative conditionings batch together.
+    prompt, the empty one included, so the positive and negative conditionings batch together. Such a model
+    also follows tempos off the training grid (any whole bpm in 60 … 240, `synth.read_click_tempo`): the
+    caption of the nearest grid tempo is encoded, the beat states the tempo asked, and `prompt` says both.
     """
 
     category = "audio/text_to_audio"
@@ -877,17 +879,24 @@ class EncodeAudioPrompt(Node):
         import torch
 
         from . import synth
-        from .beat import batch_beat_features
+        from .beat import batch_beat_features, beat_features
         from .text import tokenize
 
         model = _audio_model(audio_model)
+        beat_model = model.net.config.beat_conditioning
         exact = synth.parse_caption(text)
         spec = None if exact is not None else synth.read_prompt(text)
+        off_grid = synth.read_click_tempo(text) if beat_model and exact is None and spec is None else None
+        if off_grid is not None:
+            spec = off_grid[0]
         prompt = synth.caption(spec) if spec is not None else " ".join(text.split())
         tokens = torch.tensor([tokenize(prompt, max_tokens=model.net.config.max_tokens)])
         conditioning = {"tokens": tokens}
-        if model.net.config.beat_conditioning:
-            conditioning["beat"] = batch_beat_features([exact or spec], [beat_offset], model.spec)   # (1, 4, T)
+        if beat_model:                                                                    # (1, 4, T)
+            conditioning["beat"] = (beat_features(off_grid[1], beat_offset, model.spec)[None] if off_grid is not None
+                                    else batch_beat_features([exact or spec], [beat_offset], model.spec))
+        if off_grid is not None:
+            prompt += f" (beat at {off_grid[1]} bpm)"
         return {"conditioning": conditioning, "prompt": prompt}
 
 

@@ -12,6 +12,8 @@ Every sound is 1.536 s of mono audio at 16 kHz (``CLIP_SAMPLES`` = 24576), band-
     caption(spec)       the caption (template chosen by ``spec.template``)
     parse_caption(text) the spec a caption asks for (None if it is not a caption of this world)
     read_prompt(text)   the same for prompts in other words and orders ("a loud C major chord", "120bpm metronome")
+    read_click_tempo(text)   a click track at a tempo off the world's grid ("clicks at 90 bpm", 60 … 240 bpm):
+                        the spec of the nearest grid tempo and the tempo asked (for beat conditioning)
     all_prompts()       every (caption, spec) pair of the world (the grammar is finite)
     is_held_out(text)   a fixed fifth of the captions, never trained on (the benchmark's prompts)
     sample_spec(rng)    a random training spec whose caption is not held out
@@ -185,6 +187,29 @@ def _bare_chord_roots(words: list[str]) -> set[int]:
     qualities = _QUALITY_WORDS["major"] + _QUALITY_WORDS["minor"]
     return {parse_note(f"{word}4") for i, word in enumerate(words)
             if re.fullmatch(r"[a-g]#?", word) and (word != "a" or words[i + 1: i + 2] and words[i + 1] in qualities)}
+
+
+BEAT_TEMPO_RANGE = (60, 240)    # bpm a beat-conditioned model follows off the grid (README "Prompts in other words")
+
+
+def read_click_tempo(text: str) -> tuple[SoundSpec, int] | None:
+    """A click-track prompt whose tempo is off the training grid but inside BEAT_TEMPO_RANGE, or None.
+
+    Returns the spec of the nearest grid tempo (its caption is what the text encoder knows) and the tempo
+    asked, which only beat conditioning can carry: "clicks at 90 bpm" → (clicks at 80 bpm, 90). None for
+    prompts `read_prompt` reads (grid tempos), for other sounds and for prompts naming no or two tempos.
+    """
+    words = _prompt_words(text)
+    if read_prompt(text) is not None or "bpm" not in words:
+        return None
+    tempos = {int(w) for w in words if w.isdigit() and BEAT_TEMPO_RANGE[0] <= int(w) <= BEAT_TEMPO_RANGE[1]}
+    if len(tempos) != 1:
+        return None
+    asked = tempos.pop()
+    nearest = min(TEMPOS, key=lambda t: (abs(t - asked), t))
+    grid_words = [str(nearest) if w == str(asked) else w for w in words]
+    spec = read_prompt(" ".join(grid_words))
+    return (spec, asked) if spec is not None and spec.kind == "clicks" else None
 
 
 def read_prompt(text: str) -> SoundSpec | None:
