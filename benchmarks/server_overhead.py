@@ -7,7 +7,7 @@ the first literal differs each time) and cached (the same graph again: one cache
 side by side, median of --repeats interleaved measurements:
 - in-process: `Session.run(graph dict)` (parse, validate, compile, keys, run), timed inside a child
               process that holds the engine;
-- websocket:  a client in this process (which holds no engine, as a browser or a script would not)
+- websocket:  a client in this process (it holds no engine, like a browser or a small script)
               submits the same graph to a server in another child process (`nodegraph.server.Server`
               on loopback, port 0, compression as `nodegraph serve` chooses) and waits for
               `run_finished`: submit → reply → queued → worker → events → client, everything a user
