@@ -83,7 +83,7 @@ describe("the token", () => {
     const app = new EditorApp(() => socket, { href: "http://127.0.0.1:8188/" });
     app.start();
     socket.open();
-    expect(socket.messages()[0]).toEqual({ type: "hello", protocol_version: 1, batch: true });
+    expect(socket.messages()[0]).toEqual({ type: "hello", protocol_version: 1, batch: true, compact_events: true });
     expect(app.fileUrl("output/a.png")).toBe("files/output/a.png");
     expect(socketUrl({ href: "http://127.0.0.1:8188/" })).toBe("ws://127.0.0.1:8188/ws");
     app.client.close();
@@ -95,7 +95,7 @@ describe("the token", () => {
     const app = new EditorApp(() => socket, { href: "http://127.0.0.1:8188/?token=a%2Bb" });
     app.start();
     socket.open();
-    expect(socket.messages()[0]).toEqual({ type: "hello", protocol_version: 1, batch: true, token: "a+b" });
+    expect(socket.messages()[0]).toEqual({ type: "hello", protocol_version: 1, batch: true, compact_events: true, token: "a+b" });
     expect(app.fileUrl("output/a.png")).toBe("files/output/a.png?token=a%2Bb");
     app.client.close();
   });
