@@ -120,6 +120,19 @@ def server_url(tmp_path):
         yield url
 
 
+def _dismiss_toasts(page) -> None:
+    """Click every toast away and wait until none is left.
+
+    The clicks are dispatched in the page, not through Playwright's actionable click: a toast can
+    time out on its own between "there is one" and "click it", and a Playwright click then waits
+    for an element that will never come back (CI failed that way once).
+    """
+    page.wait_for_function("""() => {
+        document.querySelectorAll('[data-testid=toast]').forEach((toast) => toast.click());
+        return !document.querySelector('[data-testid=toast]');
+    }""", timeout=30_000)
+
+
 def _center(page, selector: str) -> tuple[float, float]:
     box = page.locator(selector).bounding_box()
     assert box is not None, f"{selector} is not visible"
@@ -270,9 +283,7 @@ def test_editor_load_edit_run_refuse_save(server_url, tmp_path):
                     page.wait_for_selector(f"[data-testid^=history-seed-] >> text=seed {seeds[0]}", timeout=30_000)
             page.wait_for_selector("[data-testid^=history-row-][data-status=succeeded]", timeout=30_000)
             page.wait_for_function("() => (" + OVERLAPS + ")().length === 0")  # nodes that grew pushed their neighbours
-            toasts = page.locator("[data-testid=toast]")
-            while toasts.count():  # dismiss them (a click each) so the screenshot shows the graph
-                toasts.first.click()
+            _dismiss_toasts(page)  # so the screenshot shows the graph
             page.click(".react-flow__controls-fitview")
             page.wait_for_function("() => !document.querySelector('[data-testid=toast]')")
             target = SCREENSHOT if os.environ.get("NODEGRAPH_UPDATE_SCREENSHOT") else tmp_path / "editor.png"
@@ -538,9 +549,7 @@ def test_editor_with_token_cookie_plugins_and_media_files(tmp_path):
             page.wait_for_selector("[data-testid=gallery-item][data-kind=text]")
             link = page.get_attribute("[data-testid=node-files-save] [data-testid=output-file-download]", "href")
             assert link.startswith("files/output/") and "token" not in link
-            toasts = page.locator("[data-testid=toast]")
-            while toasts.count():  # dismiss them (a click each) so the screenshot shows the graph
-                toasts.first.click()
+            _dismiss_toasts(page)  # so the screenshot shows the graph
             page.click(".react-flow__controls-fitview")
             target = (ROOT / "docs" / "editor-plugins.png" if os.environ.get("NODEGRAPH_UPDATE_SCREENSHOT")
                       else tmp_path / "editor-plugins.png")
