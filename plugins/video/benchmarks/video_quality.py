@@ -49,7 +49,8 @@ from nodegraph_video.animated_world import MOVES, parse_video_caption, read_moti
 
 
 def clip_graph(caption: str, seed: int, steps: int, frames: int, motion: str | None,
-               context_length: int = 0, strength: float = 1.0, noise_correlation: float = 0.0) -> dict:
+               context_length: int = 0, strength: float = 1.0, noise_correlation: float = 0.0,
+               cross_frame: str = "", cross_strength: float = 1.0, free_init: int = 1) -> dict:
     """The txt2vid graph for one caption, ending at the decoded frames (no files written)."""
     graph = json.loads((PLUGIN / "graphs" / "txt2vid.json").read_text())
     nodes = graph["nodes"]
@@ -57,13 +58,18 @@ def clip_graph(caption: str, seed: int, steps: int, frames: int, motion: str | N
         del nodes[name]
     nodes["prompt"]["inputs"].update(text=caption, frames=frames)
     nodes["latent"]["inputs"]["frames"] = frames
-    nodes["sample"]["inputs"].update(seed=seed, steps=steps, noise_correlation=noise_correlation)
+    nodes["sample"]["inputs"].update(seed=seed, steps=steps, noise_correlation=noise_correlation,
+                                     free_init_iterations=free_init)
     if motion is None:
         nodes["sample"]["inputs"]["model"] = {"node": "checkpoint", "output": "model"}
         del nodes["motion"], nodes["animated"]
     else:
         nodes["motion"]["inputs"]["motion_module_name"] = motion
         nodes["animated"]["inputs"].update(context_length=context_length, strength=strength)
+    if cross_frame:
+        nodes["cross_frame"] = {"type": "CrossFrameAttention", "inputs": {
+            "model": nodes["sample"]["inputs"]["model"], "mode": cross_frame, "strength": cross_strength}}
+        nodes["sample"]["inputs"]["model"] = {"node": "cross_frame", "output": "model"}
     return graph
 
 
@@ -114,7 +120,9 @@ def run_rows(session: Session, clips, args, motion: str | None, sheet_rows: list
     results, started, cpu = [], time.time(), time.process_time()
     for index, clip in zip(indices, clips):
         graph = clip_graph(video_caption(clip), 1000 + index, args.steps, args.frames, motion,
-                           strength=args.strength, noise_correlation=args.noise_correlation)
+                           strength=args.strength, noise_correlation=args.noise_correlation,
+                           cross_frame=args.cross_frame, cross_strength=args.cross_strength,
+                           free_init=args.free_init)
         frames = session.run(graph, outputs=["decode"]).outputs["decode"]["image"]
         detections = world.detect_many(frames)
         results.append({**judge(clip, detections, world), "index": index, "caption": video_caption(clip)})
@@ -164,6 +172,10 @@ def main() -> None:
     parser.add_argument("--strength", type=float, default=1.0, help="ApplyMotionModule strength")
     parser.add_argument("--noise-correlation", type=float, default=0.0,
                         help="SampleVideo noise_correlation (initial noise shared by a clip's frames)")
+    parser.add_argument("--cross-frame", default="", choices=["", "first_and_self", "first", "first_and_previous"],
+                        help="add a CrossFrameAttention node in this mode before the sampler ('' = none)")
+    parser.add_argument("--cross-strength", type=float, default=1.0, help="its strength")
+    parser.add_argument("--free-init", type=int, default=1, help="SampleVideo free_init_iterations (1 = off)")
     parser.add_argument("--baseline", action="store_true", help="also sample without the motion module")
     parser.add_argument("--only-baseline", action="store_true")
     parser.add_argument("--timing", action="store_true")
@@ -195,7 +207,10 @@ def main() -> None:
     rows, sheet = {}, []
     if not args.only_baseline:
         label = f"motion module ({args.motion})" + (f", strength {args.strength}" if args.strength != 1 else "") \
-            + (f", noise corr. {args.noise_correlation}" if args.noise_correlation else "")
+            + (f", noise corr. {args.noise_correlation}" if args.noise_correlation else "") \
+            + (f", cross-frame {args.cross_frame}" if args.cross_frame else "") \
+            + (f" {args.cross_strength}" if args.cross_frame and args.cross_strength != 1 else "") \
+            + (f", FreeInit x{args.free_init}" if args.free_init > 1 else "")
         rows[label] = run_rows(session, clips, args, args.motion, sheet, indices)
     if args.baseline or args.only_baseline:
         rows["no motion module (prompt travel only)"] = run_rows(session, clips, args, None, sheet, indices)

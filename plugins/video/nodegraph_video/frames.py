@@ -14,7 +14,9 @@ Map
 - ``temporal_smooth(frames, sigma)``: Gaussian smoothing along time (the non-model interpolation baseline),
   ``crossfade(a, b, count)``: linear in-betweens of two frames.
 - ``FrameCorrelatedNoise(seed, frames, correlation)``: initial noise with a component shared by a clip's
-  frames (for ``api.sample(noise=...)``).
+  frames (for ``api.sample(noise=...)``); ``GivenNoise(seed, tensor)``: fixed initial noise.
+- FreeInit (Wu et al. 2023): ``butterworth_low_pass`` (the spatio-temporal filter), ``filter_clips`` (3-D FFT
+  per clip), ``free_init_restart`` (a sampled clip + its noise + fresh noise → the next start latent and noise).
 """
 
 from __future__ import annotations
@@ -231,3 +233,61 @@ class FrameCorrelatedNoise:
             own = math.sqrt(1.0 - self.correlation) * own + math.sqrt(self.correlation) * \
                 shared.repeat_interleave(self.frames, dim=0)
         return own.to(device=samples.device, dtype=samples.dtype)
+
+
+# --- FreeInit: re-initialise the noise from a sampled clip's low frequencies ---------------------------
+
+
+def butterworth_low_pass(frames: int, height: int, width: int, spatial_stop: float, temporal_stop: float,
+                         order: int = 4) -> torch.Tensor:
+    """(F, h, w) gain in FFT order (torch.fft.fftn's bins): 1 / (1 + d^(2·order)), d the normalised distance.
+
+    Frequencies are normalised per axis to [-1, 1) (1 = Nyquist) and divided by the axis' stop frequency,
+    d = √((ν_t / temporal_stop)² + (ν_y / spatial_stop)² + (ν_x / spatial_stop)²); the gain is 1/2 at d = 1.
+    A zero stop frequency keeps only the axis' zero frequency (the mean along it).
+    """
+    def axis(count: int, stop: float) -> torch.Tensor:
+        nu = torch.fft.fftfreq(count) * 2.0
+        if stop <= 0:
+            return torch.where(nu == 0, 0.0, math.inf)
+        return nu / stop
+
+    t, y, x = torch.meshgrid(axis(frames, temporal_stop), axis(height, spatial_stop), axis(width, spatial_stop),
+                             indexing="ij")
+    distance_squared = t ** 2 + y ** 2 + x ** 2
+    return 1.0 / (1.0 + distance_squared ** order)
+
+
+def filter_clips(tensor: torch.Tensor, frames: int, gain: torch.Tensor) -> torch.Tensor:
+    """Multiply each clip's 3-D spectrum (over frames, rows, columns; per channel) by `gain` (F, h, w)."""
+    batch_frames, channels, height, width = tensor.shape
+    clips = tensor.float().reshape(batch_frames // frames, frames, channels, height, width).transpose(1, 2)
+    spectrum = torch.fft.fftn(clips, dim=(-3, -2, -1)) * gain.to(clips.device)
+    out = torch.fft.ifftn(spectrum, dim=(-3, -2, -1)).real
+    return out.transpose(1, 2).reshape(batch_frames, channels, height, width).to(tensor.dtype)
+
+
+def free_init_restart(sampled: torch.Tensor, initial_noise: torch.Tensor, fresh_noise: torch.Tensor, frames: int,
+                      gain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """FreeInit's noise re-initialisation (Wu et al. 2023, §4), in the sampler's VE view: (start latent, noise).
+
+    FreeInit diffuses the sampled clip z₀ back to the first noise level with the clip's own initial noise ε,
+    z_T = z₀ + σ_max ε, keeps z_T's low spatio-temporal frequencies and replaces the high ones with fresh noise η.
+    The filter is linear, so that start is LPF(z₀) + σ_max · (LPF(ε) + HPF(η)), HPF = 1 - LPF: the returned
+    latent LPF(z₀) and noise LPF(ε) + HPF(η) give it when a sampler adds noise × σ_max to the latent.
+    """
+    start = filter_clips(sampled, frames, gain)
+    noise = filter_clips(initial_noise, frames, gain) + filter_clips(fresh_noise, frames, 1.0 - gain)
+    return start, noise
+
+
+class GivenNoise:
+    """An ``api.sample(noise=...)`` object with fixed initial noise (its shape must match the latent's)."""
+
+    def __init__(self, seed: int, noise: torch.Tensor):
+        self.seed, self.noise = seed, noise
+
+    def generate(self, samples: torch.Tensor) -> torch.Tensor:
+        if samples.shape != self.noise.shape:
+            raise FramesError("latent", f"the latent is {tuple(samples.shape)} but the noise {tuple(self.noise.shape)}")
+        return self.noise.to(device=samples.device, dtype=samples.dtype)

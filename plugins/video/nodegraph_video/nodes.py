@@ -9,6 +9,7 @@ Frame batches (frames folded into the batch axis: IMAGE (F, H, W, 3), LATENT {"s
 Motion modules:
     LoadMotionModule      AnimateDiff motion module file (original or diffusers MotionAdapter layout) → MOTION_MODULE
     ApplyMotionModule     MODEL + MOTION_MODULE → MODEL (model patches; context windows for long clips)
+    CrossFrameAttention   MODEL → MODEL whose self-attention also reads the first frame (keeps the look constant)
     TrainMotionModule     trains a motion module for a frozen UNet on animated tiny-world clips
     SaveMotionModule      → models/motion_modules/NAME.safetensors (never replaces a file unless asked)
 Sampling (each passes the latent's frame count to the motion module):
@@ -189,6 +190,36 @@ class ApplyMotionModule(Node):
                                         strength=strength)}
 
 
+class CrossFrameAttention(Node):
+    """Let every frame's self-attention also read the first frame, so an object keeps its colour and shape.
+
+    A training-free consistency patch (Text2Video-Zero's cross-frame attention; Tune-A-Video's sparse-causal
+    attention) on the UNet's spatial self-attention layers; the base model is untouched. Modes:
+    `first_and_self` (default) — each frame attends to the first frame's tokens and its own;
+    `first` — to the first frame's only; `first_and_previous` — to the first and the previous frame's.
+    `strength` blends with plain attention (1 = cross-frame only). Use it together with a motion module,
+    which moves the object; on its own it only keeps frames alike.
+    """
+
+    category = "video/motion"
+
+    class Inputs(NodeInputs):
+        model: Any = Input(port="MODEL")
+        mode: Literal["first_and_self", "first", "first_and_previous"] = Input("first_and_self")
+        strength: float = Input(1.0, ge=0.0, le=1.0, step=0.05, description="0 = plain attention, 1 = cross-frame only")
+        frames: int = Input(0, ge=0, le=MAX_FRAMES, description="clip length for the core KSampler (0 = from "
+                                                                "the video samplers)")
+
+    outputs = (Output("model", "MODEL"),)
+
+    def run(self, model: Any, mode: str, strength: float, frames: int) -> dict:
+        from .cross_frame import CrossFrameProcessor
+
+        patch = api.make_patch(self.context, "attention", name="cross-frame attention", priority=0, kind="self",
+                               processor=CrossFrameProcessor(mode, strength, frames))
+        return {"model": api.patch_model(self.context, model, patch)}
+
+
 class TrainMotionModule(Node):
     """Train a motion module for a frozen image UNet on procedurally animated tiny-world clips.
 
@@ -197,7 +228,9 @@ class TrainMotionModule(Node):
     first / last keyframe captions with the text encoder, and trains only the temporal layers with the eps
     objective (one noise level per clip), conditioning interpolated per frame between the two keyframe
     captions (as PromptTravel / TinyWorldVideoPrompt build it at sampling time). Checkpoints go to
-    <output>/training/<run_name>/ and a re-run with the same settings resumes there.
+    <output>/training/<run_name>/ and a re-run with the same settings resumes there. `init_motion_module`
+    starts from a trained module (a further training stage, e.g. on clips of another seed) instead of the
+    identity (zero output projections); its architecture must be the one this run trains.
     """
 
     category = "video/training"
@@ -219,12 +252,14 @@ class TrainMotionModule(Node):
         seed: int = Input(0, seed=True)
         checkpoint_every: int = Input(100, ge=0, le=1_000_000)
         run_name: str = Input("tiny_world_motion", min_length=1, max_length=80)
+        init_motion_module: Any = Input(None, port="MOTION_MODULE",
+                                        description="start from this module (a training stage) instead of zeros")
 
     outputs = (Output("motion_module", "MOTION_MODULE"), Output("report", "STRING"))
 
     def run(self, model: Any, vae: Any, text_encoder: Any, clips: int, frames: int, steps: int, batch_size: int,
             lr: float, warmup_steps: int, ema_decay: float, caption_dropout: float, layers_per_block: int,
-            max_frames: int, seed: int, checkpoint_every: int, run_name: str) -> dict:
+            max_frames: int, seed: int, checkpoint_every: int, run_name: str, init_motion_module: Any = None) -> dict:
         import json
 
         import torch
@@ -245,12 +280,16 @@ class TrainMotionModule(Node):
         torch.manual_seed(seed)
         modules = MotionModuleSet(config)
         modules.zero_output_projections()
+        start_from = ""
+        if init_motion_module is not None:
+            start_from = self._start_from(init_motion_module, modules, config)
         kit = api.training(self.context)
         train_config = kit.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 20,
                                        warmup_steps=min(warmup_steps, max(0, steps - 1)), weight_decay=0.0,
                                        ema_decay=ema_decay, seed=seed, checkpoint_every=checkpoint_every)
         identity = {"node": "TrainMotionModule/1", "clips": clips, "frames": frames, "config": str(config),
-                    "train": str(train_config), "caption_dropout": caption_dropout, "model": getattr(model, "name", "")}
+                    "train": str(train_config), "caption_dropout": caption_dropout, "model": getattr(model, "name", ""),
+                    **({"init": start_from} if start_from else {})}
         run = kit.TrainingRun(folder, identity)
         patched = motion_patches(self.context, model, modules)
 
@@ -268,6 +307,20 @@ class TrainMotionModule(Node):
                        "config": config.describe()})
         return {"motion_module": LoadedMotionModule(modules, run_name, "animatediff", training=report),
                 "report": json.dumps(report)}
+
+    @staticmethod
+    def _start_from(init: Any, modules: Any, config: Any) -> str:
+        """Copy `init`'s weights into `modules` (the loaded value is not touched); its name + checksum for the run."""
+        import torch
+
+        if init.config != config:
+            raise NodeInputError("init_motion_module", f"{init.name} is {init.config.describe()}, but this run trains "
+                                                       f"{config.describe()}; set layers_per_block and max_frames "
+                                                       f"to match it, for the model it was made for")
+        state = init.modules.state_dict()
+        modules.load_state_dict(state)
+        checksum = sum(float(t.double().abs().sum()) for t in state.values() if torch.is_tensor(t))
+        return f"{init.name} ({checksum:.6e})"
 
     def _encode_clips(self, vae: Any, text_encoder: Any, clips: int, frames: int, seed: int) -> Any:
         """Render, VAE-encode and caption-encode the training clips (a pure function of the seed)."""
@@ -606,6 +659,10 @@ class SampleVideo(Node):
     """Text-to-video: KSampler over a frame-batch LATENT, telling the motion module the clip length.
 
     Conditioning may have one row per frame (PromptTravel / TinyWorldVideoPrompt) or one for all frames.
+    `free_init_iterations` > 1 samples the clip that many times (FreeInit, Wu et al. 2023): each pass after
+    the first starts from the previous clip's low spatio-temporal frequencies (a Butterworth filter with
+    stop frequencies `free_init_spatial` / `free_init_temporal`, 1 = Nyquist) and fresh high-frequency
+    noise, which makes frames more alike; it costs one sampling per iteration and needs denoise 1.
     """
 
     category = "video/sampling"
@@ -616,17 +673,41 @@ class SampleVideo(Node):
         noise_correlation: float = Input(0.0, ge=0.0, lt=1.0, step=0.05,
                                          description="share of the initial noise common to a clip's frames "
                                                      "(0 = independent; PYoCo's mixed noise)")
+        free_init_iterations: int = Input(1, ge=1, le=5, description="FreeInit passes (1 = off; the paper uses 3)")
+        free_init_spatial: float = Input(0.25, ge=0.0, le=1.0, step=0.05,
+                                         description="FreeInit's spatial stop frequency (1 = Nyquist)")
+        free_init_temporal: float = Input(0.25, ge=0.0, le=1.0, step=0.05,
+                                          description="FreeInit's temporal stop frequency (1 = Nyquist)")
 
     outputs = (Output("latent", "LATENT"),)
 
     def run(self, model: Any, positive: Any, negative: Any, latent: Any, seed: int, steps: int, cfg: float,
-            sampler: str, scheduler: str, denoise: float, noise_correlation: float = 0.0) -> dict:
-        from .frames import FrameCorrelatedNoise
+            sampler: str, scheduler: str, denoise: float, noise_correlation: float = 0.0,
+            free_init_iterations: int = 1, free_init_spatial: float = 0.25, free_init_temporal: float = 0.25) -> dict:
+        from .frames import FrameCorrelatedNoise, GivenNoise, butterworth_low_pass, free_init_restart
 
         frames = _frames_of(latent, "latent", "SampleVideo")
-        noise = FrameCorrelatedNoise(seed, frames, noise_correlation) if noise_correlation > 0 else None
-        out = _sample_frames(self, model, positive, negative, {**latent, "frames": frames}, frames, seed=seed,
-                             steps=steps, cfg=cfg, sampler=sampler, scheduler=scheduler, denoise=denoise, noise=noise)
+        latent = {**latent, "frames": frames}
+        options = dict(steps=steps, cfg=cfg, sampler=sampler, scheduler=scheduler, denoise=denoise)
+        if free_init_iterations == 1:
+            noise = FrameCorrelatedNoise(seed, frames, noise_correlation) if noise_correlation > 0 else None
+            return {"latent": _sample_frames(self, model, positive, negative, latent, frames, seed=seed, noise=noise,
+                                             **options)}
+        if denoise != 1.0:
+            raise NodeInputError("free_init_iterations", f"FreeInit re-noises the whole clip, so it needs denoise 1 "
+                                                         f"(found {denoise}); set free_init_iterations to 1 for "
+                                                         f"partial denoising")
+        samples = latent["samples"]
+        initial = FrameCorrelatedNoise(seed, frames, noise_correlation).generate(samples)
+        gain = butterworth_low_pass(frames, samples.shape[-2], samples.shape[-1], free_init_spatial,
+                                    free_init_temporal)
+        start, noise = samples, initial
+        for iteration in range(free_init_iterations):
+            if iteration:
+                fresh = FrameCorrelatedNoise(seed + 104_729 * iteration, frames, 0.0).generate(samples)
+                start, noise = free_init_restart(out["samples"], initial, fresh, frames, gain)
+            out = _sample_frames(self, model, positive, negative, {**latent, "samples": start}, frames, seed=seed,
+                                 noise=GivenNoise(seed, noise), **options)
         return {"latent": out}
 
 
@@ -893,7 +974,7 @@ class SaveVideo(Node):
 
 NODES: list[type[Node]] = [
     EmptyVideoLatent, PickFrames, SliceFrames, ReverseFrames, ConcatFrames, PromptTravel, TinyWorldVideoPrompt,
-    LoadMotionModule, ApplyMotionModule, TrainMotionModule, SaveMotionModule, SampleVideo, ImageToVideo,
+    LoadMotionModule, ApplyMotionModule, CrossFrameAttention, TrainMotionModule, SaveMotionModule, SampleVideo, ImageToVideo,
     VideoToVideo, InterpolateFrames, CrossfadeFrames, SmoothFrames, RenderTinyWorldClip, LoadVideo, SaveVideo,
 ]
 

@@ -224,3 +224,103 @@ def test_frame_correlated_noise_shares_the_asked_part_across_a_clips_frames():
         FrameCorrelatedNoise(7, 8, 1.0)
     with pytest.raises(FramesError):
         FrameCorrelatedNoise(7, 3, 0.5).generate(samples)
+
+
+# --- cross-frame attention ------------------------------------------------------------------------
+
+
+def _qkv(clips: int = 2, frames: int = 4, heads: int = 2, tokens: int = 6, dim: int = 8, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(clips * frames, heads, tokens, dim, generator=generator) for _ in range(3)]
+
+
+def test_anchor_keys_read_the_first_frame_per_clip():
+    from nodegraph_video.cross_frame import anchor_keys
+
+    k, _, _ = _qkv()
+    clip = k.view(2, 4, *k.shape[1:])
+    first = anchor_keys(k, 4, "first").view(2, 4, *k.shape[1:])
+    assert torch.equal(first, clip[:, :1].expand_as(clip))                 # each clip its own first frame
+    both = anchor_keys(k, 4, "first_and_self")
+    assert both.shape == (8, 2, 12, 8)                                     # (B·F, heads, 2 tokens, dim)
+    both = both.view(2, 4, 2, 12, 8)
+    assert torch.equal(both[:, :, :, :6], clip[:, :1].expand_as(clip)) and torch.equal(both[:, :, :, 6:], clip)
+    previous = anchor_keys(k, 4, "first_and_previous").view(2, 4, 2, 12, 8)[:, :, :, 6:]
+    assert torch.equal(previous[:, 1:], clip[:, :-1]) and torch.equal(previous[:, 0], clip[:, 0])
+
+
+def test_cross_frame_processor_keeps_frame_zero_and_strength_zero_is_plain_attention():
+    from nodegraph_video.cross_frame import CrossFrameProcessor
+    from nodegraph_video.motion_module import frames_context
+    from nodes.models.patches import default_attention
+
+    q, k, v = _qkv()
+    plain = default_attention(q, k, v)
+    with frames_context(4):
+        for mode in ("first", "first_and_self", "first_and_previous"):
+            out = CrossFrameProcessor(mode)(q, k, v, None, default_attention).view(2, 4, 2, 6, 8)
+            torch.testing.assert_close(out[:, 0], plain.view(2, 4, 2, 6, 8)[:, 0])   # frame 0 reads itself
+            assert not torch.allclose(out[:, 1:], plain.view(2, 4, 2, 6, 8)[:, 1:])
+        torch.testing.assert_close(CrossFrameProcessor("first", 0.0)(q, k, v, None, default_attention), plain)
+        half = CrossFrameProcessor("first", 0.5)(q, k, v, None, default_attention)
+        full = CrossFrameProcessor("first", 1.0)(q, k, v, None, default_attention)
+        torch.testing.assert_close(half, (plain + full) / 2)
+        # Under "first", frames whose queries equal frame 0's give frame 0's output: the look is shared.
+        same_q = q.view(2, 4, 2, 6, 8)[:, :1].expand(2, 4, 2, 6, 8).reshape(q.shape)
+        out = CrossFrameProcessor("first")(same_q, k, v, None, default_attention).view(2, 4, 2, 6, 8)
+        torch.testing.assert_close(out, out[:, :1].expand_as(out))
+
+
+def test_cross_frame_processor_needs_the_clip_length_and_a_known_mode():
+    from nodegraph_video.cross_frame import CrossFrameProcessor
+    from nodegraph_video.motion_module import MotionModuleError, frames_context
+    from nodes.models.patches import default_attention
+
+    q, k, v = _qkv()
+    with pytest.raises(MotionModuleError) as info:
+        CrossFrameProcessor()(q, k, v, None, default_attention)
+    assert info.value.input == "frames" and "SampleVideo" in str(info.value)
+    with frames_context(3), pytest.raises(MotionModuleError, match="multiple of the clip length 3"):
+        CrossFrameProcessor()(q, k, v, None, default_attention)
+    assert CrossFrameProcessor(frames=4)(q, k, v, None, default_attention).shape == q.shape
+    with pytest.raises(MotionModuleError) as info:
+        CrossFrameProcessor("last")
+    assert info.value.input == "mode"
+
+
+# --- FreeInit -------------------------------------------------------------------------------------
+
+
+def test_butterworth_low_pass_gain():
+    from nodegraph_video.frames import butterworth_low_pass
+
+    gain = butterworth_low_pass(8, 16, 16, spatial_stop=0.25, temporal_stop=0.5, order=4)
+    assert gain.shape == (8, 16, 16) and gain[0, 0, 0] == 1.0
+    assert torch.isclose(gain[0, 2, 0], torch.tensor(0.5))        # ν_y = 2·2/16 = 0.25 = the spatial stop
+    assert torch.isclose(gain[2, 0, 0], torch.tensor(0.5))        # ν_t = 2·2/8 = 0.5 = the temporal stop
+    assert torch.equal(gain[:, 1], gain[:, -1]) and torch.equal(gain[1], gain[-1])   # ±ν alike: real output
+    assert gain[0, 8, 8] < 1e-3                                    # Nyquist is stopped
+    only_mean = butterworth_low_pass(4, 4, 4, 0.0, 0.0)
+    assert only_mean.sum() == 1.0 and only_mean[0, 0, 0] == 1.0
+
+
+def test_filter_clips_and_free_init_restart():
+    from nodegraph_video.frames import butterworth_low_pass, filter_clips, free_init_restart
+
+    generator = torch.Generator().manual_seed(0)
+    z0, eps, fresh = (torch.randn(2 * 4, 3, 8, 8, generator=generator) for _ in range(3))
+    torch.testing.assert_close(filter_clips(z0, 4, torch.ones(4, 8, 8)), z0)
+    mean = filter_clips(z0, 4, butterworth_low_pass(4, 8, 8, 0.0, 0.0))              # DC only: each clip's mean
+    clip_mean = z0.view(2, 4, 3, 8, 8).mean(dim=(1, 3, 4), keepdim=True).expand(2, 4, 3, 8, 8).reshape(z0.shape)
+    torch.testing.assert_close(mean, clip_mean)
+    start, noise = free_init_restart(z0, eps, fresh, 4, torch.ones(4, 8, 8))         # all kept: z0 and ε again
+    torch.testing.assert_close(start, z0)
+    torch.testing.assert_close(noise, eps)
+    start, noise = free_init_restart(z0, eps, fresh, 4, torch.zeros(4, 8, 8))        # nothing kept: fresh noise
+    assert start.abs().max() < 1e-6
+    torch.testing.assert_close(noise, fresh)
+    gain = butterworth_low_pass(4, 8, 8, 0.25, 0.25)
+    start, noise = free_init_restart(z0, eps, fresh, 4, gain)
+    sigma = 14.6                                                                       # linear: LPF(z0 + σε) + σ·HPF(η)
+    torch.testing.assert_close(start + sigma * noise, filter_clips(z0 + sigma * eps, 4, gain)
+                               + sigma * filter_clips(fresh, 4, 1 - gain), rtol=1e-4, atol=1e-4)

@@ -328,3 +328,76 @@ def test_sample_video_with_frame_correlated_noise(session):
         return float((latents - latents.mean(0, keepdim=True)).pow(2).mean())
 
     assert spread(shared) < spread(independent)
+
+
+def test_cross_frame_attention_makes_frames_alike_and_leaves_the_base_model_alone(session):
+    """CrossFrameAttention between the motion module and SampleVideo: frames 1.. move toward frame 0's look
+    (smaller spread), frame-0-only clips are unchanged by strength 0, the unpatched graph is unchanged after, and
+    KSampler without a clip length is a node error naming `frames`."""
+    def with_cross(mode: str | None, strength: float = 1.0) -> dict:
+        graph = _small("txt2vid")
+        if mode:
+            graph["nodes"]["cross"] = {"type": "CrossFrameAttention", "inputs": {
+                "model": {"node": "animated", "output": "model"}, "mode": mode, "strength": strength}}
+            graph["nodes"]["sample"]["inputs"]["model"] = {"node": "cross", "output": "model"}
+        return graph
+
+    def latents(graph: dict) -> torch.Tensor:
+        return session.run(graph, outputs=["sample"]).outputs["sample"]["latent"]["samples"]
+
+    def spread(x: torch.Tensor) -> float:
+        return float((x - x.mean(0, keepdim=True)).pow(2).mean())
+
+    plain = latents(with_cross(None))
+    crossed = latents(with_cross("first"))
+    assert spread(crossed) < spread(plain)
+    torch.testing.assert_close(latents(with_cross("first_and_self", 0.0)), plain)
+    assert torch.equal(latents(with_cross(None)), plain)                 # the cached base model is untouched
+
+    graph = with_cross("first_and_self")
+    graph["nodes"]["sample"]["type"] = "KSampler"
+    del graph["nodes"]["sample"]["inputs"]["denoise"]
+    graph["nodes"]["animated"]["inputs"]["frames"] = 4                    # the motion module knows; the patch does not
+    with pytest.raises(NodeExecutionError, match="cross-frame attention does not know the clip length") as info:
+        session.run(graph)
+    assert info.value.exception.input == "frames"
+
+
+def test_sample_video_free_init(session):
+    """free_init_iterations 2 samples the clip twice (another, finite, deterministic result); FreeInit with
+    partial denoising is a node error naming the input."""
+    def clip(iterations: int, denoise: float = 1.0) -> torch.Tensor:
+        graph = _small("txt2vid", changes={("sample", "free_init_iterations"): iterations,
+                                           ("sample", "denoise"): denoise})
+        return session.run(graph, outputs=["sample"]).outputs["sample"]["latent"]["samples"]
+
+    once, twice = clip(1), clip(2)
+    assert twice.shape == once.shape and torch.isfinite(twice).all() and not torch.allclose(once, twice)
+    assert torch.equal(clip(2), twice)                                    # deterministic
+    with pytest.raises(NodeExecutionError, match="needs denoise 1") as info:
+        clip(2, denoise=0.5)
+    assert info.value.exception.input == "free_init_iterations"
+
+
+def test_training_stage_starts_from_a_module(session, motion_dir, tmp_path):
+    """train_tiny_world_motion_more.json: TrainMotionModule with init_motion_module starts from that module's
+    weights (one step at lr ~0 keeps them), and a module of another architecture is a node error naming the
+    input."""
+    from nodegraph_video.motion_module import load_motion_state
+    from safetensors.torch import load_file
+
+    changes = {("start", "motion_module_name"): "random_tiny.safetensors", ("train", "clips"): 4,
+               ("train", "frames"): 4, ("train", "steps"): 1, ("train", "batch_size"): 1,
+               ("train", "lr"): 1e-12, ("train", "warmup_steps"): 0, ("train", "ema_decay"): 0.0,
+               ("train", "run_name"): f"stage_{tmp_path.name}", ("save", "filename"): "stage.safetensors"}
+    graph = _graph("train_tiny_world_motion_more", changes)
+    saved = session.run(graph).outputs["save"]["model_files"][0]["path"]
+    trained, _ = load_motion_state(load_file(saved))
+    start, _ = load_motion_state(load_file(str(motion_dir / "random_tiny.safetensors")))
+    for (name, a), b in zip(trained.state_dict().items(), start.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)  # not the zero-initialised identity
+
+    graph = _graph("train_tiny_world_motion_more", {**changes, ("start", "motion_module_name"): "random_wide.safetensors"})
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert info.value.exception.input == "init_motion_module"
