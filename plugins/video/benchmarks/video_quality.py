@@ -60,16 +60,21 @@ def clip_graph(caption: str, seed: int, steps: int, frames: int, motion: str | N
     nodes["latent"]["inputs"]["frames"] = frames
     nodes["sample"]["inputs"].update(seed=seed, steps=steps, noise_correlation=noise_correlation,
                                      free_init_iterations=free_init)
+    # The shipped graph has CrossFrameAttention ("consistent") after the motion module; the rows choose.
+    if cross_frame:
+        nodes["consistent"]["inputs"].update(mode=cross_frame, strength=cross_strength)
+    else:
+        nodes["sample"]["inputs"]["model"] = nodes["consistent"]["inputs"]["model"]
+        del nodes["consistent"]
     if motion is None:
-        nodes["sample"]["inputs"]["model"] = {"node": "checkpoint", "output": "model"}
+        if cross_frame:
+            nodes["consistent"]["inputs"]["model"] = {"node": "checkpoint", "output": "model"}
+        else:
+            nodes["sample"]["inputs"]["model"] = {"node": "checkpoint", "output": "model"}
         del nodes["motion"], nodes["animated"]
     else:
         nodes["motion"]["inputs"]["motion_module_name"] = motion
         nodes["animated"]["inputs"].update(context_length=context_length, strength=strength)
-    if cross_frame:
-        nodes["cross_frame"] = {"type": "CrossFrameAttention", "inputs": {
-            "model": nodes["sample"]["inputs"]["model"], "mode": cross_frame, "strength": cross_strength}}
-        nodes["sample"]["inputs"]["model"] = {"node": "cross_frame", "output": "model"}
     return graph
 
 

@@ -77,6 +77,13 @@ def _small(name: str, motion: str = "random_tiny.safetensors", frames: int = 4, 
     return graph
 
 
+def _without_cross_frame(graph: dict) -> dict:
+    """txt2vid without its CrossFrameAttention node ("consistent"): the sampler reads the motion module's MODEL."""
+    graph["nodes"]["sample"]["inputs"]["model"] = graph["nodes"]["consistent"]["inputs"]["model"]
+    del graph["nodes"]["consistent"]
+    return graph
+
+
 def _files(result, node: str) -> list[dict]:
     return result.outputs[node]["files"]
 
@@ -171,12 +178,12 @@ def test_unknown_or_corrupt_motion_module_is_a_node_error(session, motion_dir):
 
 def test_core_ksampler_works_with_frames_set_on_the_patch(session):
     """With `frames` set on ApplyMotionModule the core KSampler samples the clip; without it, a clear error."""
-    graph = _small("txt2vid", changes={("animated", "frames"): 4})
+    graph = _small("txt2vid", changes={("animated", "frames"): 4, ("consistent", "frames"): 4})
     graph["nodes"]["sample"]["type"] = "KSampler"
     del graph["nodes"]["sample"]["inputs"]["denoise"]
     assert _files(session.run(graph), "video")[0]["frames"] == 4
     graph["nodes"]["animated"]["inputs"]["frames"] = 0
-    with pytest.raises(NodeExecutionError, match="does not know the clip length"):
+    with pytest.raises(NodeExecutionError, match="the motion module does not know the clip length"):
         session.run(graph)
 
 
@@ -318,7 +325,7 @@ def test_sample_video_with_frame_correlated_noise(session):
     """SampleVideo's noise_correlation starts frames from partly shared noise (api.sample(noise=...)): the clip
     differs from the independent-noise clip, its frames are closer to each other, and 0 keeps the old result."""
     def frames_for(correlation: float) -> torch.Tensor:
-        graph = _small("txt2vid", changes={("sample", "noise_correlation"): correlation})
+        graph = _without_cross_frame(_small("txt2vid", changes={("sample", "noise_correlation"): correlation}))
         return session.run(graph, outputs=["sample"]).outputs["sample"]["latent"]["samples"]
 
     independent, shared, again = frames_for(0.0), frames_for(0.8), frames_for(0.0)
@@ -335,11 +342,11 @@ def test_cross_frame_attention_makes_frames_alike_and_leaves_the_base_model_alon
     (smaller spread), frame-0-only clips are unchanged by strength 0, the unpatched graph is unchanged after, and
     KSampler without a clip length is a node error naming `frames`."""
     def with_cross(mode: str | None, strength: float = 1.0) -> dict:
-        graph = _small("txt2vid")
+        graph = _small("txt2vid")                    # the shipped graph: "consistent" = CrossFrameAttention
         if mode:
-            graph["nodes"]["cross"] = {"type": "CrossFrameAttention", "inputs": {
-                "model": {"node": "animated", "output": "model"}, "mode": mode, "strength": strength}}
-            graph["nodes"]["sample"]["inputs"]["model"] = {"node": "cross", "output": "model"}
+            graph["nodes"]["consistent"]["inputs"].update(mode=mode, strength=strength)
+        else:
+            _without_cross_frame(graph)
         return graph
 
     def latents(graph: dict) -> torch.Tensor:
