@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import torch
 
-from .motion_module import MotionModuleError, current_frames
+from .motion_module import MotionModuleError, clip_frames
 
 __all__ = ["MODES", "CrossFrameProcessor", "anchor_keys"]
 
@@ -66,16 +66,7 @@ class CrossFrameProcessor:
         self.frames = int(frames)
 
     def clip_length(self, batch: int) -> int:
-        frames = current_frames() or self.frames
-        if not frames:
-            raise MotionModuleError(
-                "frames", "cross-frame attention does not know the clip length: sample with the video plugin's "
-                          "nodes (SampleVideo, ImageToVideo, VideoToVideo, InterpolateFrames), which pass the "
-                          "latent's frames, or set `frames` on CrossFrameAttention to use KSampler")
-        if batch % frames:
-            raise MotionModuleError("frames", f"the model was called with a batch of {batch}, not a multiple of "
-                                              f"the clip length {frames}: the latent's 'frames' must divide its batch")
-        return frames
+        return clip_frames(batch, self.frames, "cross-frame attention", "CrossFrameAttention")
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, call: Any,
                  attend: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:

@@ -19,7 +19,8 @@ Map
 - ``insertion_points(layer_keys, transformer_keys, config)``: which UNet layer each module follows
   (LDM key paths: ``input_blocks.4.1`` ...), the layout diffusers' ``UNetMotionModel`` uses.
 - ``frames_context(F)`` / ``current_frames()``: the clip length a sampling call runs with (frames are
-  folded into the batch axis; a call's batch is clips × F, or 2 × that under CFG).
+  folded into the batch axis; a call's batch is clips × F, or 2 × that under CFG); ``clip_frames``
+  checks it for a patch.
 - ``windows(frames, length, overlap)``: the sliding context windows (start, stop) covering a clip.
 
 Layout of the activations: ``h`` (B·F, C, H, W), clip-major (frames of clip 0 first). Every module
@@ -92,6 +93,24 @@ def frames_context(frames: int) -> Iterator[None]:
 def current_frames() -> int | None:
     """The clip length set by ``frames_context`` around the running sampling call (None outside one)."""
     return _FRAMES.get()
+
+
+def clip_frames(batch: int, own: int, what: str, node: str) -> int:
+    """F for a model call of `batch` items: the sampling call's clip length, else `own` (a node's `frames`).
+
+    Raises MotionModuleError("frames") when neither is known or F does not divide the batch; `what` and
+    `node` name the patch and the node whose `frames` input would fix it.
+    """
+    frames = current_frames() or own
+    if not frames:
+        raise MotionModuleError(
+            "frames", f"{what} does not know the clip length: sample with the video plugin's nodes (SampleVideo, "
+                      f"ImageToVideo, VideoToVideo, InterpolateFrames), which pass the latent's frames, or set "
+                      f"`frames` on {node} to use KSampler")
+    if batch % frames:
+        raise MotionModuleError("frames", f"the model was called with a batch of {batch}, not a multiple of "
+                                          f"the clip length {frames}: the latent's 'frames' must divide its batch")
+    return frames
 
 
 def windows(frames: int, length: int, overlap: int) -> list[tuple[int, int]]:
@@ -346,15 +365,7 @@ class MotionInsertion(nn.Module):
 
     def clip_length(self, batch: int) -> int:
         """F for a call of `batch` items (the sampling call's frames, else the patch's), checked."""
-        frames = current_frames() or self.frames
-        if not frames:
-            raise MotionModuleError(
-                "frames", "the motion module does not know the clip length: sample with the video plugin's "
-                          "nodes (SampleVideo, ImageToVideo, VideoToVideo, InterpolateFrames), which pass the "
-                          "latent's frames, or set `frames` on ApplyMotionModule to use KSampler")
-        if batch % frames:
-            raise MotionModuleError("frames", f"the model was called with a batch of {batch}, not a multiple of "
-                                              f"the clip length {frames}: the latent's 'frames' must divide its batch")
+        frames = clip_frames(batch, self.frames, "the motion module", "ApplyMotionModule")
         window = self.context_length or frames
         if self.context_length and self.context_length > frames:
             raise MotionModuleError(
