@@ -17,8 +17,8 @@ Map
   the cross-frame output with the plain one (1 = cross-frame only).
 
 Layout: frames are folded into the batch axis clip-major (frames of clip 0 first), as everywhere in
-the plugin; the clip length comes from ``motion_module.current_frames()`` (set by the video
-samplers) or the processor's own ``frames``. Errors are ``MotionModuleError`` naming the input.
+the plugin; the clip length comes from the video samplers (``motion_module.clip_frames``) or the
+processor's own ``frames``. Errors are ``MotionModuleError`` naming the input.
 """
 
 from __future__ import annotations
@@ -34,14 +34,19 @@ __all__ = ["MODES", "CrossFrameProcessor", "anchor_keys"]
 MODES = ("first", "first_and_self", "first_and_previous")
 
 
+def _check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise MotionModuleError("mode", f"unknown cross-frame mode {mode!r}; expected one of {', '.join(MODES)}")
+    return mode
+
+
 def anchor_keys(x: torch.Tensor, frames: int, mode: str) -> torch.Tensor:
     """Keys (or values) of each frame's cross-frame attention, concatenated along the token axis.
 
     x: (B·F, heads, S, d), clip-major. Returns (B·F, heads, S, d) for ``first`` and (B·F, heads, 2S, d)
     for the two-frame modes. Frame 0 reads itself under every mode (its first / previous frame is itself).
     """
-    if mode not in MODES:
-        raise MotionModuleError("mode", f"unknown cross-frame mode {mode!r}; expected one of {', '.join(MODES)}")
+    _check_mode(mode)
     batch_frames, heads, tokens, dim = x.shape
     clip = x.view(batch_frames // frames, frames, heads, tokens, dim)
     first = clip[:, :1].expand_as(clip)
@@ -59,9 +64,7 @@ class CrossFrameProcessor:
     """
 
     def __init__(self, mode: str = "first_and_self", strength: float = 1.0, frames: int = 0):
-        if mode not in MODES:
-            raise MotionModuleError("mode", f"unknown cross-frame mode {mode!r}; expected one of {', '.join(MODES)}")
-        self.mode = mode
+        self.mode = _check_mode(mode)
         self.strength = float(strength)
         self.frames = int(frames)
 
