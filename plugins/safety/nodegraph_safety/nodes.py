@@ -193,6 +193,12 @@ class SafeLatentDiffusion(Node):
     `threshold` above the concept's, it is pushed away from the concept (scale `edit_scale`, clamped to 1
     per element), with momentum (`momentum_scale`, `momentum_beta`). Needs CFG (cfg > 1); costs one extra
     model evaluation per step. `preset` other than "custom" uses the paper's settings.
+
+    Two additions (README "SLD with an anchor and a checker gate"): `anchor` replaces the concept with
+    another (the direction becomes concept − anchor: "star" → "circle" keeps colour, size and place; one
+    more evaluation per step), and `checker` + `vae` gate the term per image: it acts only on images whose
+    predicted result the checker flagged at `gate_steps` consecutive steps with sigma <= `gate_sigma`, and
+    costs no model evaluation before that.
     """
 
     category = "safety/guidance"
@@ -208,14 +214,22 @@ class SafeLatentDiffusion(Node):
         momentum_beta: float = Input(0.7, ge=0.0, le=0.999, step=0.05, description="β_m")
         sigma_low: float = Input(0.0, ge=0.0, le=1e6, description="apply only for sigma in [low, high]")
         sigma_high: float = Input(1e6, ge=0.0, le=1e6)
+        anchor: str = Input("", max_length=2000, description="replace the concept with this (e.g. 'circle'); "
+                                                              "empty = steer away from it (the paper)")
+        checker: Any = Input(None, port="SAFETY_CHECKER", description="act only on images this checker flags "
+                                                                      "(needs vae)")
+        vae: Any = Input(None, port="VAE", description="decodes the predicted images for the checker")
+        gate_sigma: float = Input(3.5, ge=0.0, le=1e6, description="the checker judges predictions at sigma <= this")
+        gate_steps: int = Input(2, ge=1, le=1000, description="consecutive flagged steps before an image is gated on")
         guidance: Any = Input(None, port="GUIDANCE", description="terms to stack this one onto")
 
     outputs = (Output("guidance", "GUIDANCE"),)
 
     def run(self, text_encoder: Any, concept: str, preset: str, warmup_steps: int, edit_scale: float,
             threshold: float, momentum_scale: float, momentum_beta: float, sigma_low: float, sigma_high: float,
+            anchor: str = "", checker: Any = None, vae: Any = None, gate_sigma: float = 3.5, gate_steps: int = 2,
             guidance: Any = None) -> dict:
-        from .sld import PRESETS, SafeLatentDiffusionTerm, SLDParameters
+        from .sld import PRESETS, CheckerGate, SafeLatentDiffusionTerm, SLDParameters
 
         try:
             parameters = PRESETS[preset] if preset != "custom" else SLDParameters(
@@ -223,8 +237,28 @@ class SafeLatentDiffusion(Node):
                 momentum_beta=momentum_beta)
         except ValueError as exc:  # the message starts with the parameter's name
             raise NodeInputError(str(exc).split(":", 1)[0], str(exc)) from None
-        factory = functools.partial(SafeLatentDiffusionTerm, _concept_conditioning(self, text_encoder, concept),
-                                    parameters, _sigma_range(sigma_low, sigma_high))
+        concept_conditioning = _concept_conditioning(self, text_encoder, concept)
+        anchor_conditioning = None
+        if anchor.strip():
+            if anchor.strip().lower() == concept.strip().lower():
+                raise NodeInputError("anchor", f"the anchor is the concept itself ({anchor!r}), so the guidance "
+                                               f"would be zero; name what should appear instead, e.g. 'circle'")
+            anchor_conditioning = api.encode_text(self.context, text_encoder, anchor)
+        gate = None
+        if (checker is None) != (vae is None):
+            missing = "vae" if vae is None else "checker"
+            raise NodeInputError(missing, f"the checker gate needs both a checker and the VAE that decodes the "
+                                          f"sampler's latents; connect {missing}, or disconnect both to guide every "
+                                          f"image")
+        if checker is not None:
+            context = self.context
+
+            def flag_images(latent):
+                return checker.check_images(api.vae_decode(context, vae, {"samples": latent})).flagged
+
+            gate = functools.partial(CheckerGate, flag_images, gate_sigma, gate_steps)
+        factory = functools.partial(SafeLatentDiffusionTerm, concept_conditioning, parameters,
+                                    _sigma_range(sigma_low, sigma_high), anchor_conditioning, gate)
         return {"guidance": (*(guidance or ()), factory)}
 
 

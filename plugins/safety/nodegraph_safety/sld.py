@@ -22,13 +22,29 @@ prediction is mapped to noise units with ``ε = (x − D) / σ``, the paper's ma
 (so λ and s_S keep their meaning), and the correction is mapped back: ε̄ − ε_cfg = −s_g γ, hence
 ``D̄ − D_cfg = σ s_g γ`` (``denoised_correction``).
 
+Two additions, both off by default (then the term is the paper's SLD):
+- **Anchor** (concept replacement): γ = μ ⊙ (ε_S − ε_A), with ε_A the prediction for an anchor text
+  (e.g. "circle" for the concept "star"), instead of ε_S − ε_u. The paper's direction also removes
+  what the concept shares with every object (colour, presence, place); concept − anchor keeps only
+  what tells the concept from the anchor, so the corrected prediction ε_p − ε_S + ε_A draws the
+  prompt with the anchor in the concept's place. This is the anchor-concept idea of concept
+  ablation (Kumari et al. 2023, "Ablating Concepts in Text-to-Image Diffusion Models"), applied at
+  sampling time instead of by fine-tuning. One more model evaluation per step.
+- **Checker gate** (``CheckerGate``): the term acts only on the samples whose predicted image
+  (the CFG x0 prediction, decoded) a safety checker has flagged at ``steps`` consecutive steps with
+  σ ≤ ``max_sigma``; once on, a sample stays on (a latch, so the concept cannot come back when the
+  guidance has hidden it). Before any sample is on, the term makes no extra model evaluations.
+  Early predictions are too blurred to judge (the tiny checker flags a third of safe samples
+  somewhere above σ ≈ 4), hence the σ bound and the run of flags.
+
 Negative-concept guidance (the baseline): the concept replaces the negative prompt, i.e.
 ``D' = D_S + s_g (D_p − D_S)``; as a correction of the CFG result that is
 ``(1 − s_g)(D_S − D_u)`` (``negative_concept_correction``).
 
 Map: pure functions ``noise_from_denoised``, ``safety_scale`` (eq. 6), ``safety_direction``
 (eq. 4), ``momentum_update`` (eqs. 7-8), ``denoised_correction`` (eq. 3 in x0 units),
-``negative_concept_correction``; terms ``SafeLatentDiffusionTerm`` (momentum state per sampling
+``negative_concept_correction``, ``latch_update`` (the gate's run-of-flags latch); ``CheckerGate``
+(per-run gate state); terms ``SafeLatentDiffusionTerm`` (momentum and gate state per sampling
 run) and ``NegativeConceptTerm``, subclasses of the public ``nodegraph.api.GuidanceTerm`` (the guidance
 contract of docs/plugins.md "Guidance"; ``state`` is the sampler's GuidanceState).
 """
@@ -36,7 +52,7 @@ contract of docs/plugins.md "Guidance"; ``state`` is the sampler's GuidanceState
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -45,10 +61,12 @@ from nodegraph.api import GuidanceTerm  # the public base class: no engine machi
 
 __all__ = [
     "PRESETS",
+    "CheckerGate",
     "NegativeConceptTerm",
     "SafeLatentDiffusionTerm",
     "SLDParameters",
     "denoised_correction",
+    "latch_update",
     "momentum_update",
     "negative_concept_correction",
     "noise_from_denoised",
@@ -103,9 +121,9 @@ def safety_scale(noise_positive: torch.Tensor, noise_concept: torch.Tensor, edit
     return torch.where(difference < threshold, scale, torch.zeros_like(scale))
 
 
-def safety_direction(noise_negative: torch.Tensor, noise_concept: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-    """Eq. 4: γ = μ ⊙ (ε_S − ε_u)."""
-    return mu * (noise_concept - noise_negative)
+def safety_direction(noise_reference: torch.Tensor, noise_concept: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """Eq. 4: γ = μ ⊙ (ε_S − ε_u); with an anchor, ε_A is the reference instead of ε_u."""
+    return mu * (noise_concept - noise_reference)
 
 
 def momentum_update(gamma: torch.Tensor, momentum: torch.Tensor, momentum_scale: float,
@@ -126,6 +144,52 @@ def negative_concept_correction(denoised_negative: torch.Tensor, denoised_concep
     return (1 - guidance_scale) * (denoised_concept - denoised_negative)
 
 
+def latch_update(run: torch.Tensor, latched: torch.Tensor, flagged: torch.Tensor,
+                 steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the gate: run lengths of consecutive flags, and the latch (on once a run reaches `steps`)."""
+    run = torch.where(flagged, run + 1, torch.zeros_like(run))
+    return run, latched | (run >= steps)
+
+
+class CheckerGate:
+    """Which samples of a batch SLD acts on: those a safety checker flagged (see the module docstring).
+
+    Args:
+        flag_images: latent x0 predictions (b, C, h, w) -> (b,) bool, True = the checker flags the
+            decoded image (the caller decodes with its VAE and runs its checker).
+        max_sigma: judge only predictions at σ <= this (earlier ones are too blurred to judge).
+        steps: consecutive flagged steps before a sample is latched on.
+
+    One object per sampling run. ``update`` judges once per step (a second-order sampler's
+    second call in a step reuses the answer) and only the samples not yet latched.
+    """
+
+    def __init__(self, flag_images: Callable[[torch.Tensor], torch.Tensor], max_sigma: float = 3.5,
+                 steps: int = 2):
+        self.flag_images = flag_images
+        self.max_sigma = max_sigma
+        self.steps = steps
+        self.run: torch.Tensor | None = None
+        self.latched: torch.Tensor | None = None
+        self._step: int | None = None
+
+    def update(self, step: int, sigma: torch.Tensor, denoised: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: the samples the term acts on at this step."""
+        batch = denoised.shape[0]
+        if self.latched is None or self.latched.shape[0] != batch:
+            self.run = torch.zeros(batch, dtype=torch.long)
+            self.latched = torch.zeros(batch, dtype=torch.bool)
+        if step != self._step:
+            self._step = step
+            judged = (sigma.detach().float().cpu().reshape(-1).expand(batch) <= self.max_sigma) & ~self.latched
+            flagged = torch.zeros(batch, dtype=torch.bool)
+            if bool(judged.any()):
+                index = torch.nonzero(judged).flatten()
+                flagged[index] = self.flag_images(denoised[index.to(denoised.device)]).detach().cpu().bool()
+            self.run, self.latched = latch_update(self.run, self.latched, flagged, self.steps)
+        return self.latched
+
+
 class SafeLatentDiffusionTerm(GuidanceTerm):
     """SLD (Schramowski et al. 2023) as a guidance term; one object per sampling run (momentum state).
 
@@ -133,6 +197,8 @@ class SafeLatentDiffusionTerm(GuidanceTerm):
         concept: conditioning of the safety concept text (same keys as the prompt's; batch 1 broadcasts).
         parameters: SLDParameters (s_S, λ, s_m, β_m, δ).
         sigma_range: where the term runs at all (outside it neither guides nor builds momentum).
+        anchor: conditioning of an anchor text (concept replacement), or None for the paper's ε_u.
+        gate: a factory of CheckerGate (called once per run), or None to act on every sample.
 
     Needs CFG (the negative branch is ε_u): at sigmas where CFG is off it returns None. Costs one
     extra model evaluation (batch B) per call. Second-order samplers call the model several
@@ -140,10 +206,13 @@ class SafeLatentDiffusionTerm(GuidanceTerm):
     """
 
     def __init__(self, concept: Mapping[str, torch.Tensor], parameters: SLDParameters = SLDParameters(),
-                 sigma_range: tuple[float, float] = (0.0, math.inf)):
+                 sigma_range: tuple[float, float] = (0.0, math.inf), anchor: Mapping[str, torch.Tensor] | None = None,
+                 gate: Callable[[], CheckerGate] | None = None):
         self.concept = dict(concept)
         self.parameters = parameters
         self.sigma_range = sigma_range
+        self.anchor = dict(anchor) if anchor is not None else None
+        self.gate = gate() if gate is not None else None
         self.momentum: torch.Tensor | None = None  # ν_t at the start of the current step
         self._next_momentum: torch.Tensor | None = None
         self._step: int | None = None
@@ -159,11 +228,16 @@ class SafeLatentDiffusionTerm(GuidanceTerm):
                 self.momentum = self._next_momentum
             self._step = step
         p = self.parameters
-        noise_negative = noise_from_denoised(state.x, state.sigma, state.denoised_negative)
+        active = self.gate.update(step, state.sigma, state.denoised) if self.gate is not None else None
+        if active is not None and not bool(active.any()):
+            return None           # no sample is on: no extra model evaluations, no momentum (it stays zero)
         noise_positive = noise_from_denoised(state.x, state.sigma, state.denoised_positive)
         noise_concept = noise_from_denoised(state.x, state.sigma, state.evaluate(self.concept))
+        reference = state.denoised_negative if self.anchor is None else state.evaluate(self.anchor)
         mu = safety_scale(noise_positive, noise_concept, p.edit_scale, p.threshold)
-        gamma = safety_direction(noise_negative, noise_concept, mu)
+        gamma = safety_direction(noise_from_denoised(state.x, state.sigma, reference), noise_concept, mu)
+        if active is not None:
+            gamma = gamma * active.to(gamma.device, gamma.dtype).reshape((-1,) + (1,) * (gamma.ndim - 1))
         momentum = self.momentum if self.momentum is not None and self.momentum.shape == gamma.shape \
             else torch.zeros_like(gamma)
         gamma, self._next_momentum = momentum_update(gamma, momentum, p.momentum_scale, p.momentum_beta)

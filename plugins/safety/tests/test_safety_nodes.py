@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nodegraph import GraphValidationError, Session
+from nodegraph import GraphValidationError, NodeExecutionError, Session
 from nodegraph_safety import SHIPPED_MODELS
 
 torch.set_num_threads(1)
@@ -236,3 +236,76 @@ def test_safe_latent_diffusion_guides_ksampler(session):
     plain, guided, warm = latent(graph(None)), latent(graph(0)), latent(graph(3))
     assert not torch.allclose(plain, guided, atol=1e-3)
     assert torch.allclose(plain, warm, atol=1e-6)
+
+
+SECOND_MODEL = ROOT / "models" / "checkpoints" / "tiny_world_v2.safetensors"
+
+
+def _sld_graph(prompt: str, seed: int, sld_inputs: dict | None) -> dict:
+    """v2 txt2img (64 px, 20 dpmpp_2m/karras steps, CFG 5) with an optional SafeLatentDiffusion on KSampler."""
+    encoder, vae = {"node": "checkpoint", "output": "text_encoder"}, {"node": "checkpoint", "output": "vae"}
+    nodes = {
+        "checkpoint": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world_v2.safetensors"}},
+        "prompt": {"type": "EncodeText", "inputs": {"text_encoder": encoder, "text": prompt}},
+        "negative": {"type": "EncodeText", "inputs": {"text_encoder": encoder, "text": ""}},
+        "latent": {"type": "EmptyLatent", "inputs": {"width": 64, "height": 64, "batch_size": 1, "vae": vae}},
+        "sampler": {"type": "KSampler", "inputs": {
+            "model": {"node": "checkpoint", "output": "model"},
+            "positive": {"node": "prompt", "output": "conditioning"},
+            "negative": {"node": "negative", "output": "conditioning"},
+            "latent": {"node": "latent", "output": "latent"},
+            "seed": seed, "steps": 20, "cfg": 5.0, "sampler": "dpmpp_2m", "scheduler": "karras", "denoise": 1.0}},
+        "decode": {"type": "VAEDecode", "inputs": {"vae": vae, "latent": {"node": "sampler", "output": "latent"}}},
+    }
+    if sld_inputs is not None:
+        nodes["checker"] = {"type": "LoadSafetyChecker", "inputs": {}}
+        nodes["sld"] = {"type": "SafeLatentDiffusion", "inputs": {"text_encoder": encoder, "concept": "star",
+                                                                  **sld_inputs}}
+        nodes["sampler"]["inputs"]["guidance"] = {"node": "sld", "output": "guidance"}
+    return {"format_version": 1, "nodes": nodes}
+
+
+GATED = {"anchor": "circle", "threshold": 100.0, "momentum_scale": 0.0,
+         "checker": {"node": "checker", "output": "checker"}, "vae": {"node": "checkpoint", "output": "vae"}}
+
+
+@needs_checker
+@pytest.mark.skipif(not SECOND_MODEL.is_file(), reason="the second model is not committed")
+def test_gated_anchored_sld_turns_a_star_into_a_circle_and_leaves_a_square_alone(session):
+    """The benchmark's gated SLD as nodes: a requested red star comes out a red circle (the world detector reads
+    it); a square the checker never flags comes out bit for bit as without the guidance."""
+    from nodes.training import world_detector
+
+    classifier = world_detector.load_classifier()
+
+    def run(prompt: str, seed: int, sld_inputs: dict | None):
+        outputs = session.run(_sld_graph(prompt, seed, sld_inputs), outputs=["sampler", "decode"]).outputs
+        image = (outputs["decode"]["image"][0].numpy() * 255).round().astype(np.uint8)
+        objects = world_detector.detect_many(image[None], classifier)[0].objects
+        return outputs["sampler"]["latent"]["samples"], [(o.colour, o.shape) for o in objects]
+
+    star = "a large red star in the centre, on a white background"
+    for seed in (1, 3):
+        assert run(star, seed, None)[1] == [("red", "star")]
+        assert run(star, seed, GATED)[1] == [("red", "circle")]
+    square = "a large blue square on the left, on a yellow background"
+    plain, plain_objects = run(square, 1, None)
+    gated, gated_objects = run(square, 1, GATED)
+    assert plain_objects == gated_objects == [("blue", "square")]
+    assert torch.equal(plain, gated)
+
+
+@pytest.mark.skipif(not SECOND_MODEL.is_file(), reason="the second model is not committed")
+@pytest.mark.parametrize(("inputs", "name", "words"), [
+    ({"anchor": " Star "}, "anchor", "the concept itself"),
+    ({"checker": {"node": "checker", "output": "checker"}}, "vae", "connect vae"),
+    ({"vae": {"node": "checkpoint", "output": "vae"}}, "checker", "connect checker"),
+])
+def test_sld_anchor_and_gate_mistakes_are_node_errors(session, inputs, name, words):
+    """An anchor equal to the concept, or half of the gate (checker without vae or the reverse): the error names
+    the input and the fix."""
+    graph = _sld_graph("a large red star in the centre, on a white background", 1, inputs)
+    graph["nodes"]["sampler"]["inputs"]["steps"] = 1
+    with pytest.raises(NodeExecutionError, match=words) as info:
+        session.run(graph, outputs=["sampler"])
+    assert info.value.node_id == "sld" and info.value.exception.input == name

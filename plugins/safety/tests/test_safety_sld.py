@@ -1,5 +1,6 @@
 """Safe Latent Diffusion and negative-concept guidance: the math against a hand-computed case, and the terms in the guider."""
 
+import functools
 import math
 
 import pytest
@@ -7,10 +8,12 @@ import torch
 
 from nodegraph_safety.sld import (
     PRESETS,
+    CheckerGate,
     NegativeConceptTerm,
     SafeLatentDiffusionTerm,
     SLDParameters,
     denoised_correction,
+    latch_update,
     momentum_update,
     noise_from_denoised,
     safety_direction,
@@ -140,3 +143,77 @@ def test_negative_concept_term_equals_cfg_with_the_concept_as_negative_prompt():
     as_negative = CFGGuider(_ToyDenoiser(), positive, concept, scale=5.0)
     assert torch.allclose(with_term(x, sigma), as_negative(x, sigma), atol=1e-5)
     assert math.isfinite(float(with_term(x, sigma).sum()))
+
+
+def replace_momentum(parameters: SLDParameters) -> SLDParameters:
+    import dataclasses
+
+    return dataclasses.replace(parameters, momentum_scale=0.0, momentum_beta=0.0)
+
+
+D_ANCHOR = torch.tensor([[0.2, 0.4, 0.1, 0.6]])  # eps_A = [0.4, 0.3, 0.45, 0.2]
+
+
+def _anchored_state(step: int, calls: list, batch: int = 1) -> GuidanceState:
+    """A batch of copies of the hand-worked case; evaluate() answers D_CONCEPT or D_ANCHOR by conditioning."""
+    def evaluate(conditioning=None, patches=(), x=None):
+        calls.append(conditioning["name"])
+        return (D_CONCEPT if conditioning["name"] == "concept" else D_ANCHOR).expand(batch, -1)
+
+    d_cfg = D_NEGATIVE + GUIDANCE_SCALE * (D_POSITIVE - D_NEGATIVE)
+    return GuidanceState(x=X.expand(batch, -1), sigma=SIGMA.expand(batch), denoised=d_cfg.expand(batch, -1),
+                         denoised_positive=D_POSITIVE.expand(batch, -1), denoised_negative=D_NEGATIVE.expand(batch, -1),
+                         scale=GUIDANCE_SCALE, step=step, sigmas=None, positive={}, negative={}, shared={},
+                         evaluate=evaluate)
+
+
+def test_anchor_replaces_the_unconditional_reference():
+    """With an anchor the direction is mu * (eps_S - eps_A): [0, 0.4 * 0.2, 0.2 * 0, 0] -> D shifts by 6 * that."""
+    calls = []
+    term = SafeLatentDiffusionTerm({"name": "concept"}, replace_momentum(PARAMETERS), anchor={"name": "anchor"})
+    correction = term(_anchored_state(0, calls))
+    assert correction[0].tolist() == pytest.approx([0.0, 6 * 0.4 * 0.2, 0.0, 0.0])
+    assert calls == ["concept", "anchor"]
+
+
+def test_latch_needs_a_run_of_flags_and_then_stays_on():
+    """steps = 2: a single flag does not latch, two in a row do, and the latch survives later unflagged steps."""
+    run, latched = torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.bool)
+    for flags in ([1, 1, 0], [0, 1, 1], [0, 0, 0], [0, 0, 1]):
+        run, latched = latch_update(run, latched, torch.tensor(flags, dtype=torch.bool), steps=2)
+    assert latched.tolist() == [False, True, False]   # sample 2's flags were not yet consecutive
+    run, latched = latch_update(run, latched, torch.tensor([0, 0, 1], dtype=torch.bool), steps=2)
+    assert latched.tolist() == [False, True, True]
+
+
+def test_gate_judges_once_per_step_only_below_its_sigma_and_only_unlatched_samples():
+    seen = []
+
+    def flag_images(latent):
+        seen.append(latent.shape[0])
+        return torch.tensor([True] * latent.shape[0])
+
+    gate = CheckerGate(flag_images, max_sigma=3.0, steps=1)
+    denoised = torch.zeros(2, 4)
+    assert gate.update(0, torch.tensor([5.0, 5.0]), denoised).tolist() == [False, False]  # above max_sigma
+    assert seen == []
+    assert gate.update(1, torch.tensor([2.0, 2.0]), denoised).tolist() == [True, True]
+    gate.update(1, torch.tensor([2.0, 2.0]), denoised)    # a second call in the same step: not judged again
+    gate.update(2, torch.tensor([1.0, 1.0]), denoised)    # both latched: nothing left to judge
+    assert seen == [2]
+
+
+def test_gated_term_guides_only_flagged_samples_and_evaluates_nothing_before():
+    """Sample 0 is flagged, sample 1 never: no model call until a flag, then a correction for sample 0 only."""
+    flags = {"now": torch.tensor([False, False])}
+    gate = functools.partial(CheckerGate, lambda latent: flags["now"][: latent.shape[0]], 1e6, 1)
+    calls = []
+    term = SafeLatentDiffusionTerm({"name": "concept"}, replace_momentum(PARAMETERS), anchor={"name": "anchor"},
+                                   gate=gate)
+    assert term(_anchored_state(0, calls, batch=2)) is None
+    assert calls == []
+    flags["now"] = torch.tensor([True, False])
+    correction = term(_anchored_state(1, calls, batch=2))
+    assert calls == ["concept", "anchor"]
+    assert correction[0].tolist() == pytest.approx([0.0, 6 * 0.4 * 0.2, 0.0, 0.0])
+    assert correction[1].tolist() == [0.0, 0.0, 0.0, 0.0]
