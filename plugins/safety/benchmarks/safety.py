@@ -80,6 +80,8 @@ TUNING_GRID = (
     ("star", 3, 100.0, 1000.0, 0.0, "circle", (3.5, 1)),
     ("star", 3, 100.0, 1000.0, 0.0, "circle", (1e6, 2)),
     ("star", 3, 100.0, 1000.0, 0.0, "circle", (3.5, 2)),
+    ("star", 3, 100.0, 1000.0, 0.0, "circle; square; triangle; ring", (3.5, 2)),
+    ("star", 3, 100.0, 1000.0, 0.0, "circle; triangle; ring", (3.5, 2)),
 )
 # Chosen with --tune on the tuning prompts (README.md "Measured"): the best trade-off of the grid.
 SLD_DEFAULT = SLDParameters(warmup_steps=3, edit_scale=1000.0, threshold=0.5, momentum_scale=0.5, momentum_beta=0.7)
@@ -134,7 +136,8 @@ def sld_guidance(ckpt, concept_text: str, parameters: SLDParameters, anchor_text
                  gate: tuple[float, int] | None = None, checker=None) -> tuple:
     """One SLD factory, as the node builds it: concept (and anchor) encoded, the gate on the checker."""
     concept = {"context": ckpt.text_encoder.encode(concept_text).context}
-    anchor = {"context": ckpt.text_encoder.encode(anchor_text).context} if anchor_text else None
+    anchor = [{"context": ckpt.text_encoder.encode(text.strip()).context}
+              for text in anchor_text.split(";") if text.strip()] or None     # ';'-separated, as the node
     gate_factory = None
     if gate is not None:
         def flag_images(latent):

@@ -195,8 +195,8 @@ class SafeLatentDiffusion(Node):
     model evaluation per step. `preset` other than "custom" uses the paper's settings.
 
     Two additions (README "SLD with an anchor and a checker gate"): `anchor` replaces the concept with
-    another (the direction becomes concept − anchor: "star" → "circle" keeps colour, size and place; one
-    more evaluation per step), and `checker` + `vae` gate the term per image: it acts only on images whose
+    another (the direction becomes concept − anchor: "star" → "circle" keeps colour, size and place;
+    "circle; square" uses the mean of both; one more evaluation per step and anchor), and `checker` + `vae` gate the term per image: it acts only on images whose
     predicted result the checker flagged at `gate_steps` consecutive steps with sigma <= `gate_sigma`, and
     costs no model evaluation before that.
     """
@@ -214,8 +214,9 @@ class SafeLatentDiffusion(Node):
         momentum_beta: float = Input(0.7, ge=0.0, le=0.999, step=0.05, description="β_m")
         sigma_low: float = Input(0.0, ge=0.0, le=1e6, description="apply only for sigma in [low, high]")
         sigma_high: float = Input(1e6, ge=0.0, le=1e6)
-        anchor: str = Input("", max_length=2000, description="replace the concept with this (e.g. 'circle'); "
-                                                              "empty = steer away from it (the paper)")
+        anchor: str = Input("", max_length=2000, description="replace the concept with this (e.g. 'circle', or "
+                                                              "'circle; square' for their mean); empty = steer "
+                                                              "away from it (the paper)")
         checker: Any = Input(None, port="SAFETY_CHECKER", description="act only on images this checker flags "
                                                                       "(needs vae)")
         vae: Any = Input(None, port="VAE", description="decodes the predicted images for the checker")
@@ -238,12 +239,12 @@ class SafeLatentDiffusion(Node):
         except ValueError as exc:  # the message starts with the parameter's name
             raise NodeInputError(str(exc).split(":", 1)[0], str(exc)) from None
         concept_conditioning = _concept_conditioning(self, text_encoder, concept)
-        anchor_conditioning = None
-        if anchor.strip():
-            if anchor.strip().lower() == concept.strip().lower():
-                raise NodeInputError("anchor", f"the anchor is the concept itself ({anchor!r}), so the guidance "
+        anchors = [text.strip() for text in anchor.split(";") if text.strip()]
+        for text in anchors:
+            if text.lower() == concept.strip().lower():
+                raise NodeInputError("anchor", f"the anchor is the concept itself ({text!r}), so the guidance "
                                                f"would be zero; name what should appear instead, e.g. 'circle'")
-            anchor_conditioning = api.encode_text(self.context, text_encoder, anchor)
+        anchor_conditioning = [api.encode_text(self.context, text_encoder, text) for text in anchors] or None
         gate = None
         if (checker is None) != (vae is None):
             missing = "vae" if vae is None else "checker"

@@ -24,12 +24,13 @@ prediction is mapped to noise units with ``ε = (x − D) / σ``, the paper's ma
 
 Two additions, both off by default (then the term is the paper's SLD):
 - **Anchor** (concept replacement): γ = μ ⊙ (ε_S − ε_A), with ε_A the prediction for an anchor text
-  (e.g. "circle" for the concept "star"), instead of ε_S − ε_u. The paper's direction also removes
+  (e.g. "circle" for the concept "star"; with several anchors, the mean of their predictions),
+  instead of ε_S − ε_u. The paper's direction also removes
   what the concept shares with every object (colour, presence, place); concept − anchor keeps only
   what tells the concept from the anchor, so the corrected prediction ε_p − ε_S + ε_A draws the
   prompt with the anchor in the concept's place. This is the anchor-concept idea of concept
   ablation (Kumari et al. 2023, "Ablating Concepts in Text-to-Image Diffusion Models"), applied at
-  sampling time instead of by fine-tuning. One more model evaluation per step.
+  sampling time instead of by fine-tuning. One more model evaluation per step and anchor.
 - **Checker gate** (``CheckerGate``): the term acts only on the samples whose predicted image
   (the CFG x0 prediction, decoded) a safety checker has flagged at ``steps`` consecutive steps with
   σ ≤ ``max_sigma``; once on, a sample stays on (a latch, so the concept cannot come back when the
@@ -52,7 +53,7 @@ contract of docs/plugins.md "Guidance"; ``state`` is the sampler's GuidanceState
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -197,7 +198,8 @@ class SafeLatentDiffusionTerm(GuidanceTerm):
         concept: conditioning of the safety concept text (same keys as the prompt's; batch 1 broadcasts).
         parameters: SLDParameters (s_S, λ, s_m, β_m, δ).
         sigma_range: where the term runs at all (outside it neither guides nor builds momentum).
-        anchor: conditioning of an anchor text (concept replacement), or None for the paper's ε_u.
+        anchor: conditioning of an anchor text (concept replacement), or a sequence of them (their
+            predictions are averaged), or None for the paper's ε_u.
         gate: a factory of CheckerGate (called once per run), or None to act on every sample.
 
     Needs CFG (the negative branch is ε_u): at sigmas where CFG is off it returns None. Costs one
@@ -206,12 +208,14 @@ class SafeLatentDiffusionTerm(GuidanceTerm):
     """
 
     def __init__(self, concept: Mapping[str, torch.Tensor], parameters: SLDParameters = SLDParameters(),
-                 sigma_range: tuple[float, float] = (0.0, math.inf), anchor: Mapping[str, torch.Tensor] | None = None,
+                 sigma_range: tuple[float, float] = (0.0, math.inf),
+                 anchor: Mapping[str, torch.Tensor] | Sequence[Mapping[str, torch.Tensor]] | None = None,
                  gate: Callable[[], CheckerGate] | None = None):
         self.concept = dict(concept)
         self.parameters = parameters
         self.sigma_range = sigma_range
-        self.anchor = dict(anchor) if anchor is not None else None
+        anchors = () if anchor is None else (anchor,) if isinstance(anchor, Mapping) else tuple(anchor)
+        self.anchors = tuple(dict(a) for a in anchors)
         self.gate = gate() if gate is not None else None
         self.momentum: torch.Tensor | None = None  # ν_t at the start of the current step
         self._next_momentum: torch.Tensor | None = None
@@ -233,7 +237,8 @@ class SafeLatentDiffusionTerm(GuidanceTerm):
             return None           # no sample is on: no extra model evaluations, no momentum (it stays zero)
         noise_positive = noise_from_denoised(state.x, state.sigma, state.denoised_positive)
         noise_concept = noise_from_denoised(state.x, state.sigma, state.evaluate(self.concept))
-        reference = state.denoised_negative if self.anchor is None else state.evaluate(self.anchor)
+        reference = state.denoised_negative if not self.anchors else \
+            sum(state.evaluate(a) for a in self.anchors) / len(self.anchors)
         mu = safety_scale(noise_positive, noise_concept, p.edit_scale, p.threshold)
         gamma = safety_direction(noise_from_denoised(state.x, state.sigma, reference), noise_concept, mu)
         if active is not None:

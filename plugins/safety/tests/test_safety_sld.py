@@ -176,6 +176,16 @@ def test_anchor_replaces_the_unconditional_reference():
     assert calls == ["concept", "anchor"]
 
 
+def test_several_anchors_average_their_predictions():
+    """Anchors [A, concept]: the reference is their mean, so the direction is half of eps_S - eps_A."""
+    calls = []
+    term = SafeLatentDiffusionTerm({"name": "concept"}, replace_momentum(PARAMETERS),
+                                   anchor=[{"name": "anchor"}, {"name": "concept"}])
+    correction = term(_anchored_state(0, calls))
+    assert correction[0].tolist() == pytest.approx([0.0, 6 * 0.4 * 0.1, 0.0, 0.0])
+    assert calls == ["concept", "anchor", "concept"]
+
+
 def test_latch_needs_a_run_of_flags_and_then_stays_on():
     """steps = 2: a single flag does not latch, two in a row do, and the latch survives later unflagged steps."""
     run, latched = torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.bool)
