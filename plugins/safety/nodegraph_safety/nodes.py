@@ -255,7 +255,13 @@ class SafeLatentDiffusion(Node):
             context = self.context
 
             def flag_images(latent):
-                return checker.check_images(api.vae_decode(context, vae, {"samples": latent})).flagged
+                try:
+                    images = api.vae_decode(context, vae, {"samples": latent})
+                except NodeInputError as exc:    # e.g. the VAE of another model: say which input to fix
+                    raise NodeInputError("vae", f"SafeLatentDiffusion's gate cannot decode the sampler's latents "
+                                                f"with this VAE ({exc}); connect the VAE of the model being "
+                                                f"sampled") from None
+                return checker.check_images(images).flagged
 
             gate = functools.partial(CheckerGate, flag_images, gate_sigma, gate_steps)
         factory = functools.partial(SafeLatentDiffusionTerm, concept_conditioning, parameters,
