@@ -194,11 +194,11 @@ class SafeLatentDiffusion(Node):
     per element), with momentum (`momentum_scale`, `momentum_beta`). Needs CFG (cfg > 1); costs one extra
     model evaluation per step. `preset` other than "custom" uses the paper's settings.
 
-    Two additions (README "SLD with an anchor and a checker gate"): `anchor` replaces the concept with
+    Two additions (README, "With an anchor and a checker gate"): `anchor` replaces the concept with
     another (the direction becomes concept − anchor: "star" → "circle" keeps colour, size and place;
-    "circle; square" uses the mean of both; one more evaluation per step and anchor), and `checker` + `vae` gate the term per image: it acts only on images whose
-    predicted result the checker flagged at `gate_steps` consecutive steps with sigma <= `gate_sigma`, and
-    costs no model evaluation before that.
+    "circle; square" uses the mean of both; one more evaluation per step and anchor), and `checker` +
+    `vae` gate the term per image: it acts only on images whose predicted result the checker flagged at
+    `gate_steps` consecutive steps with sigma <= `gate_sigma`, and costs no model evaluation before that.
     """
 
     category = "safety/guidance"

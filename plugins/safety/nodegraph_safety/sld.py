@@ -25,10 +25,10 @@ prediction is mapped to noise units with ``ε = (x − D) / σ``, the paper's ma
 Two additions, both off by default (then the term is the paper's SLD):
 - **Anchor** (concept replacement): γ = μ ⊙ (ε_S − ε_A), with ε_A the prediction for an anchor text
   (e.g. "circle" for the concept "star"; with several anchors, the mean of their predictions),
-  instead of ε_S − ε_u. The paper's direction also removes
-  what the concept shares with every object (colour, presence, place); concept − anchor keeps only
-  what tells the concept from the anchor, so the corrected prediction ε_p − ε_S + ε_A draws the
-  prompt with the anchor in the concept's place. This is the anchor-concept idea of concept
+  instead of ε_S − ε_u. The paper's direction also removes what the concept shares with every
+  object (colour, presence, place); concept − anchor keeps only what tells the concept from the
+  anchor, so the corrected prediction ε_p − ε_S + ε_A draws the prompt with the anchor in the
+  concept's place. This is the anchor-concept idea of concept
   ablation (Kumari et al. 2023, "Ablating Concepts in Text-to-Image Diffusion Models"), applied at
   sampling time instead of by fine-tuning. One more model evaluation per step and anchor.
 - **Checker gate** (``CheckerGate``): the term acts only on the samples whose predicted image
