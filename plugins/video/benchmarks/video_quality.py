@@ -185,7 +185,9 @@ def main() -> None:
     parser.add_argument("--only-baseline", action="store_true")
     parser.add_argument("--timing", action="store_true")
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--sheet", default=str(PLUGIN / "benchmarks" / "video_quality_sheet.png"))
+    parser.add_argument("--sheet", default="",
+                        help="write a contact sheet (the first --sheet-clips prompts, frames side by side) here; "
+                             f"the README's is {PLUGIN / 'benchmarks' / 'video_quality_sheet.png'}")
     parser.add_argument("--sheet-clips", type=int, default=8)
     parser.add_argument("--part", default="0/1", help="k/n: run clips k, k+n, ... (parallel shards)")
     parser.add_argument("--save", help="write the rows (with per-clip results) to this JSON file")
@@ -226,7 +228,7 @@ def main() -> None:
         for line in timing(session, args.motion):
             print(line)
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
-    if sheet:
+    if sheet and args.sheet:
         from PIL import Image
 
         grid = np.concatenate([np.concatenate(list(frames), axis=1) for frames in sheet], axis=0)
