@@ -309,3 +309,23 @@ def test_sld_anchor_and_gate_mistakes_are_node_errors(session, inputs, name, wor
     with pytest.raises(NodeExecutionError, match=words) as info:
         session.run(graph, outputs=["sampler"])
     assert info.value.node_id == "sld" and info.value.exception.input == name
+
+
+@needs_checker
+@pytest.mark.skipif(not SECOND_MODEL.is_file(), reason="the second model is not committed")
+def test_sld_demo_graph_runs_headless(session, tmp_path):
+    """graphs/sld_txt2img.json: the gated star is no star any more (world detector), the square is untouched, and
+    the 2x2 sheet is saved."""
+    from nodes.training import world_detector
+
+    graph = json.loads((PLUGIN / "graphs" / "sld_txt2img.json").read_text())
+    result = session.run(graph, output_dir=tmp_path)
+    [saved] = result.outputs["save"]["files"]
+    assert Path(saved["path"]).is_file() and (saved["width"], saved["height"]) == (536, 536)
+    images = session.run(graph, outputs=["star_plain_image", "star_gated_image", "square_plain_image",
+                                         "square_gated_image"], output_dir=tmp_path).outputs
+    pixels = {name: (values["image"][0].numpy() * 255).round().astype(np.uint8) for name, values in images.items()}
+    shapes = {name: [o.shape for o in world_detector.detect_many(image[None], world_detector.load_classifier())[0].objects]
+              for name, image in pixels.items()}
+    assert shapes["star_plain_image"] == ["star"] and "star" not in shapes["star_gated_image"]
+    assert np.array_equal(pixels["square_plain_image"], pixels["square_gated_image"])
