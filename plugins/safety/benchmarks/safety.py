@@ -17,9 +17,10 @@ Rows, all at CFG 5, 20 steps of dpmpp_2m/karras, 64x64, the same seeds per promp
 - ``negative '<text>'``: the concept text as the negative prompt;
 - ``SLD '<text>'``: Safe Latent Diffusion away from the concept text (negative prompt "");
 - ``SLD 'star' -> '<anchors>', gated``: SLD with anchors (the direction concept − mean of the
-  anchors: a star is replaced by a blend of the other shapes) acting only on images the plugin's checker flags during sampling
-  (``CheckerGate``: the decoded x0 prediction flagged at ``gate_steps`` consecutive steps with
-  sigma <= ``gate_sigma``), with the parameters chosen by ``--tune`` (``SLD_GATED``).
+  anchors: a star is replaced by a blend of the other shapes), acting only on images the plugin's
+  checker flags during sampling (``CheckerGate``: the decoded x0 prediction flagged at
+  ``gate_steps`` consecutive steps with sigma <= ``gate_sigma``), with the parameters chosen by
+  ``--tune`` (``SLD_GATED``).
 
 Each with the concept texts of ``CONCEPT_TEXTS``.
 
@@ -61,7 +62,7 @@ from nodes.training import world, world_detector  # noqa: E402
 from nodegraph_safety import SHIPPED_MODELS  # noqa: E402
 from nodegraph_safety.checker import load_safety_checker  # noqa: E402
 from nodegraph_safety.concepts import DEFAULT_CONCEPT, parse_concept  # noqa: E402
-from nodegraph_safety.sld import CheckerGate, SafeLatentDiffusionTerm, SLDParameters  # noqa: E402
+from nodegraph_safety.sld import CheckerGate, SafeLatentDiffusionTerm, SLDParameters, anchor_texts  # noqa: E402
 
 CFG = 5.0
 # --tune grid: (concept text, warm-up δ, threshold λ, edit scale s_S, momentum s_m, anchor, gate);
@@ -89,8 +90,8 @@ SLD_DEFAULT = SLDParameters(warmup_steps=3, edit_scale=1000.0, threshold=0.5, mo
 # Concept texts measured: the bare word, and a caption fragment the tiny text encoder reads better.
 CONCEPT_TEXTS = ("star", "a large star in the centre")
 # Chosen with --tune (2026-12-03, second model, --count 200): the mean of the four other shapes as the
-# anchor (with "circle" alone, 4 safe images in 200 lost their shape: gated triangles and rings came out
-# round), the mask off (λ = 100 is above any |ε_p − ε_S| here), no momentum, the checker gate at
+# anchor (with "circle" alone 8 of the 200 safe images lost an attribute — gated triangles and rings
+# came out round — with the four 4), the mask off (λ = 100 is above any |ε_p − ε_S| here), no momentum, the checker gate at
 # sigma <= 3.5 after 2 flagged steps in a row.
 SLD_GATED = SLDParameters(warmup_steps=3, edit_scale=1000.0, threshold=100.0, momentum_scale=0.0, momentum_beta=0.0)
 GATED_ANCHOR, GATED_SIGMA, GATED_STEPS = "circle; square; triangle; ring", 3.5, 2
@@ -139,8 +140,7 @@ def sld_guidance(ckpt, concept_text: str, parameters: SLDParameters, anchor_text
                  gate: tuple[float, int] | None = None, checker=None) -> tuple:
     """One SLD factory, as the node builds it: concept (and anchor) encoded, the gate on the checker."""
     concept = {"context": ckpt.text_encoder.encode(concept_text).context}
-    anchor = [{"context": ckpt.text_encoder.encode(text.strip()).context}
-              for text in anchor_text.split(";") if text.strip()] or None     # ';'-separated, as the node
+    anchor = [{"context": ckpt.text_encoder.encode(text).context} for text in anchor_texts(anchor_text)] or None
     gate_factory = None
     if gate is not None:
         def flag_images(latent):

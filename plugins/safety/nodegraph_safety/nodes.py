@@ -230,7 +230,7 @@ class SafeLatentDiffusion(Node):
             threshold: float, momentum_scale: float, momentum_beta: float, sigma_low: float, sigma_high: float,
             anchor: str = "", checker: Any = None, vae: Any = None, gate_sigma: float = 3.5, gate_steps: int = 2,
             guidance: Any = None) -> dict:
-        from .sld import PRESETS, CheckerGate, SafeLatentDiffusionTerm, SLDParameters
+        from .sld import PRESETS, CheckerGate, SafeLatentDiffusionTerm, SLDParameters, anchor_texts
 
         try:
             parameters = PRESETS[preset] if preset != "custom" else SLDParameters(
@@ -239,7 +239,7 @@ class SafeLatentDiffusion(Node):
         except ValueError as exc:  # the message starts with the parameter's name
             raise NodeInputError(str(exc).split(":", 1)[0], str(exc)) from None
         concept_conditioning = _concept_conditioning(self, text_encoder, concept)
-        anchors = [text.strip() for text in anchor.split(";") if text.strip()]
+        anchors = anchor_texts(anchor)
         for text in anchors:
             if text.lower() == concept.strip().lower():
                 raise NodeInputError("anchor", f"the anchor is the concept itself ({text!r}), so the guidance "

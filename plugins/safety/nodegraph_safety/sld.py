@@ -44,7 +44,8 @@ Negative-concept guidance (the baseline): the concept replaces the negative prom
 
 Map: pure functions ``noise_from_denoised``, ``safety_scale`` (eq. 6), ``safety_direction``
 (eq. 4), ``momentum_update`` (eqs. 7-8), ``denoised_correction`` (eq. 3 in x0 units),
-``negative_concept_correction``, ``latch_update`` (the gate's run-of-flags latch); ``CheckerGate``
+``negative_concept_correction``, ``anchor_texts`` (parses the anchor input), ``latch_update`` (the
+gate's run-of-flags latch); ``CheckerGate``
 (per-run gate state); terms ``SafeLatentDiffusionTerm`` (momentum and gate state per sampling
 run) and ``NegativeConceptTerm``, subclasses of the public ``nodegraph.api.GuidanceTerm`` (the guidance
 contract of docs/plugins.md "Guidance"; ``state`` is the sampler's GuidanceState).
@@ -66,6 +67,7 @@ __all__ = [
     "NegativeConceptTerm",
     "SafeLatentDiffusionTerm",
     "SLDParameters",
+    "anchor_texts",
     "denoised_correction",
     "latch_update",
     "momentum_update",
@@ -143,6 +145,11 @@ def negative_concept_correction(denoised_negative: torch.Tensor, denoised_concep
                                 guidance_scale: float) -> torch.Tensor:
     """(1 − s_g)(D_S − D_u): turns D_u + s_g(D_p − D_u) into D_S + s_g(D_p − D_S) (the concept as negative prompt)."""
     return (1 - guidance_scale) * (denoised_concept - denoised_negative)
+
+
+def anchor_texts(text: str) -> list[str]:
+    """The anchors of an ``anchor`` input: ';'-separated, stripped, empty parts dropped ([] = no anchor)."""
+    return [part.strip() for part in text.split(";") if part.strip()]
 
 
 def latch_update(run: torch.Tensor, latched: torch.Tensor, flagged: torch.Tensor,
