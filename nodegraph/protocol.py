@@ -14,18 +14,22 @@ JSON header][payload]`; `encode_frame` / `decode_frame` implement it.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
 import math
+import operator
 import struct
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Annotated, Any, Callable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .cache import POLICIES
 from .errors import GraphValidationError
+from .events import Event, NodeCached, NodeFinished, NodeStarted
 from .files import FileAccessError, FileStore
 from .run_queue import RunQueue, RunRecord, members_within_storage_caps, storable_problem
 from .templates import TemplateError, TemplateLibrary
@@ -215,7 +219,20 @@ class Outgoing:
     to: str | None
     message: dict[str, Any] | None = None
     binary: bytes | None = None
-    run_id: str | None = None      # the run a binary frame belongs to (text messages carry it inside)
+    run_id: str | None = None      # the run a binary frame or `events` belong to (text messages carry it inside)
+    events: EngineEvents | None = None    # node events not yet made messages (see `expand_node_events`)
+
+
+class EngineEvents(list):
+    """Consecutive node_started / node_cached / node_finished events of one run, as the engine's Event objects.
+
+    The worker hands a run's node events to the shell this way (`ServerProtocol.node_events`; the
+    shell appends to the newest group while it waits to be delivered), and they become messages only
+    for their recipient, at delivery (`expand_node_events`): on the way no dict is built per event,
+    and a compact-events client's rows are read straight from the events.
+    """
+
+    __slots__ = ()
 
 
 @dataclass
@@ -251,6 +268,75 @@ def without_settled_starts(messages: list[Any]) -> list[Any]:
 
 COMPACTED_NODE_EVENTS = frozenset({"node_started", "node_finished", "node_cached"})
 MAX_EVENT_ROWS = 2000      # rows in one `node_events` message (~100 KB of JSON for short node ids)
+_EVENT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def event_dict(event: Any) -> dict[str, Any]:
+    """`event.to_dict()`, without dataclasses.asdict's deep copy for events that use the default form."""
+    cls = type(event)
+    if cls.to_dict is not Event.to_dict:
+        return event.to_dict()
+    names = _EVENT_FIELDS.get(cls)
+    if names is None:
+        names = _EVENT_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(event))
+    out = {"type": event.type}
+    for name in names:
+        out[name] = getattr(event, name)
+    return out
+
+
+def _row_form(cls: type) -> tuple[list[str], Callable[[Any], tuple]]:
+    """(the `fields` of a `node_events` message of this event class, a function giving one event's row)."""
+    fields = [f.name for f in dataclasses.fields(cls) if f.name != "run_id"]     # event_dict's order
+    assert len(fields) >= 2, "attrgetter of one name gives a value, not a row"
+    return fields, operator.attrgetter(*fields)
+
+
+ROW_EVENTS: dict[type, tuple[list[str], Callable[[Any], tuple]]] = {
+    cls: _row_form(cls) for cls in (NodeStarted, NodeCached, NodeFinished)}     # what EngineEvents hold
+
+
+def expand_node_events(payloads: list[Any], batch: bool, compact: bool) -> list[Any]:
+    """One recipient's payloads with each EngineEvents group replaced by the messages it stands for.
+
+    For a batch client (`batch`), a group's `node_started` is left out when the node finishes, is
+    cached or fails among these payloads (`without_settled_starts`, which the shell applies to the
+    rest); with `compact`, each run of two or more events of one kind becomes one `node_events`
+    message whose rows are read from the events (as `compacted` would write them), at most
+    MAX_EVENT_ROWS rows each. Otherwise each event becomes its message (`event_dict`).
+    Everything else passes unchanged, in order.
+    """
+    if batch:
+        settled = set()
+        for payload in payloads:
+            if type(payload) is EngineEvents:
+                settled.update([(e.run_id, e.node_id) for e in payload if type(e) is not NodeStarted])
+            elif isinstance(payload, dict) and payload.get("type") in SETTLED_NODE_EVENTS:
+                settled.add((payload.get("run_id"), payload.get("node_id")))
+    out: list[Any] = []
+    for payload in payloads:
+        if type(payload) is not EngineEvents:
+            out.append(payload)
+            continue
+        events = payload
+        if batch and settled:
+            events = [e for e in payload if type(e) is not NodeStarted or (e.run_id, e.node_id) not in settled]
+        if not compact:
+            out.extend(map(event_dict, events))
+            continue
+        for cls, same_kind in groupby(events, type):
+            fields, row = ROW_EVENTS[cls]
+            group = list(same_kind)
+            for start in range(0, len(group), MAX_EVENT_ROWS):
+                chunk = group[start:start + MAX_EVENT_ROWS]
+                if len(chunk) == 1:
+                    out.append(event_dict(chunk[0]))
+                else:
+                    out.append({"type": "node_events", "event": cls.type, "run_id": chunk[0].run_id,
+                                "fields": fields, "rows": list(map(row, chunk))})
+    return out
+
+
 
 
 def compacted(messages: list[Any]) -> list[Any]:
@@ -806,6 +892,20 @@ class ServerProtocol:
                       "run_interrupted": "interrupted"}[event["type"]]
             out += self.queue_changed(run_id, status, self._owner_user(run_id))
         return out
+
+    def node_events(self, run_id: str, events: list[Any]) -> list[Outgoing]:
+        """Route node_started / node_cached / node_finished Event objects (not dicts) of one run to its submitter.
+
+        What `run_event` does for those events, once for a group of them: the shell keeps adding the
+        run's next node events to the returned group until it delivers it (see EngineEvents).
+        """
+        owner = self.run_owner.get(run_id)
+        if owner is None:
+            record = self.queue.get(run_id)
+            owner = record.client_id if record else None
+        if owner not in self.clients:
+            return []
+        return [Outgoing(owner, run_id=run_id, events=EngineEvents(events))]
 
     def output_image(self, run_id: str, node_id: str, file_id: str, data: bytes, image_format: str,
                      index: int) -> list[Outgoing]:

@@ -22,6 +22,10 @@ Pieces:
   the event loop in batches (`_post`: one `call_soon_threadsafe` wakes the loop
   for everything posted since it last drained), so queue operations never wait
   for a running graph and a 1,000-node run does not cost 2,000 loop wake-ups.
+  Node started / cached / finished events travel as the engine's Event objects,
+  appended to one group per run (`protocol.EngineEvents`), and become messages
+  only at delivery, for their recipient (`protocol.expand_node_events`): no dict
+  per event on the way, and a compact-events client's rows are read from them.
   It survives any exception (a database error included): the run is reported
   failed and the next one runs.
 - Delivery (`_deliver`): each message is JSON-encoded once, whatever the number
@@ -47,7 +51,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
-import dataclasses
 import gc
 import hmac
 import io
@@ -74,10 +77,11 @@ from websockets.http11 import Request, Response
 
 from . import __version__
 from .errors import GraphValidationError, NodeExecutionError, RunInterrupted
-from .events import Event, RunFailed
+from .events import RunFailed
 from .files import FileAccessError, FileStore
 from .plugins import PluginOptionError, add_plugin_arguments, plugin_options
-from .protocol import Outgoing, ServerProtocol, compacted, message_schemas, without_settled_starts
+from .protocol import (ROW_EVENTS, EngineEvents, Outgoing, ServerProtocol, compacted, event_dict,
+                       expand_node_events, message_schemas, without_settled_starts)
 from .results import collect_files, jsonable
 from .run_queue import RunQueue, strict_json
 from .templates import TemplateLibrary
@@ -109,23 +113,6 @@ def dump_message(message: dict[str, Any]) -> str:
         return json.dumps(message, default=str, allow_nan=False)
     except ValueError:
         return json.dumps(strict_json(message), default=str, allow_nan=False)
-
-
-_EVENT_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
-def event_dict(event: Any) -> dict[str, Any]:
-    """`event.to_dict()`, without dataclasses.asdict's deep copy for events that use the default form."""
-    cls = type(event)
-    if cls.to_dict is not Event.to_dict:
-        return event.to_dict()
-    names = _EVENT_FIELDS.get(cls)
-    if names is None:
-        names = _EVENT_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(event))
-    out = {"type": event.type}
-    for name in names:
-        out[name] = getattr(event, name)
-    return out
 
 
 def is_loopback(host: str) -> bool:
@@ -459,8 +446,13 @@ class Server:
         that asked for them get consecutive text messages as one `batch` frame, `_batched`)
         in one call for all its messages.
         """
-        frames: dict[str, list[str | bytes | dict]] = {}
+        frames: dict[str, list[str | bytes | dict | EngineEvents]] = {}
+        grouped: set[str] = set()       # recipients of EngineEvents (made messages below, per recipient)
         for out in self._in_order(outgoing):
+            if out.events is not None:
+                frames.setdefault(out.to, []).append(out.events)
+                grouped.add(out.to)
+                continue
             if out.message is not None and out.message.get("type") == "queue_changed":
                 self._throttled_queue_note(out, frames)
                 continue
@@ -473,6 +465,9 @@ class Server:
         clients = self.protocol.clients
         for client_id, payloads in frames.items():
             state = clients.get(client_id)
+            if client_id in grouped:
+                batch = state is not None and state.batch
+                payloads = expand_node_events(payloads, batch, batch and state.compact_events)
             if state is not None and state.batch and len(payloads) > 1:
                 payloads = without_settled_starts(payloads)
                 payloads = self._batched(compacted(payloads) if state.compact_events else payloads)
@@ -648,6 +643,14 @@ class Server:
     TERMINAL_EVENTS = ("run_finished", "run_failed", "run_interrupted")
 
     def _on_event(self, run_id: str, event: Any) -> None:
+        if type(event) in ROW_EVENTS:     # node started / cached / finished: the Event object joins its group
+            with self._posted_lock:
+                last = self._posted[-1] if self._posted else None
+                if last is not None and last.events is not None and last.run_id == run_id:
+                    last.events.append(event)
+                    return
+            self._post(self.protocol.node_events(run_id, [event]))
+            return
         if event.type in self.TERMINAL_EVENTS:   # sent after the queue records the outcome (see _execute)
             self._terminal_event = event
             return

@@ -400,6 +400,30 @@ def test_a_batch_leaves_out_starts_of_nodes_that_settle_in_it():
     assert without_settled_starts(messages[:2]) == messages[:2]
 
 
+def test_engine_event_groups_become_the_messages_of_the_dict_path():
+    """expand_node_events turns EngineEvents (Event objects) into exactly what the dict path sends: one
+    message each for a plain client, settled starts left out for a batch client, `node_events` rows as
+    `compacted` writes them for a compact-events client; other payloads stay in place."""
+    from nodegraph.events import NodeCached, NodeFinished, NodeStarted
+    from nodegraph.protocol import (MAX_EVENT_ROWS, EngineEvents, compacted, event_dict, expand_node_events,
+                                    without_settled_starts)
+
+    group = EngineEvents([NodeStarted("r", "a", "Int"), NodeFinished("r", "a", "Int", 0.5, 7),
+                          NodeStarted("r", "b", "IntMath"), NodeFinished("r", "b", "IntMath", 0.25, None),
+                          NodeStarted("r", "c", "IntMath"), NodeCached("r", "d", "ShowValue")])
+    error = {"type": "node_error", "run_id": "r", "node_id": "c", "message": "boom"}
+    payloads = [b"\x00", group, error, '{"type":"pong"}']
+    as_dicts = [b"\x00", *map(event_dict, group), error, '{"type":"pong"}']
+    assert expand_node_events(payloads, batch=False, compact=False) == as_dicts
+    assert expand_node_events(payloads, batch=True, compact=False) == without_settled_starts(as_dicts)
+    compact = expand_node_events(payloads, batch=True, compact=True)
+    assert json.loads(json.dumps(compact[1:-1])) == compacted(without_settled_starts(as_dicts))[1:-1]
+    assert compact[1]["rows"] == [("a", "Int", 0.5, 7), ("b", "IntMath", 0.25, None)]
+    assert compact[2] == event_dict(group[-1])         # a run of one stays a plain message
+    many = EngineEvents(NodeCached("r", str(i), "T") for i in range(MAX_EVENT_ROWS + 1))
+    assert [m["type"] for m in expand_node_events([many], batch=True, compact=True)] == ["node_events", "node_cached"]
+
+
 def test_batching_keeps_order_binary_frames_and_size_bounds():
     """_batched keeps binary frames in place, message order, and splits a batch over the size cap."""
     small = [{"type": "node_started", "node_id": f"n{i}"} for i in range(3)]
