@@ -20,12 +20,13 @@ import json
 import logging
 import math
 import operator
+import re
 import struct
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Annotated, Any, Callable, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
 
 from .cache import POLICIES
 from .errors import GraphValidationError
@@ -72,6 +73,7 @@ class Submit(_Message):
     outputs: list[str] | None = None
     overrides: dict[str, Any] | None = None
     front: bool = False
+    _graph_text: str | None = PrivateAttr(None)    # the graph's JSON text as received (stored as is)
 
 
 class QueueStatus(_Message):
@@ -397,6 +399,54 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_MESSAGE_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_SPACE = re.compile(r"[ \t\n\r]*")     # JSON whitespace, as the json module reads it
+
+
+def decode_message(text: str) -> tuple[Any, dict[str, tuple[int, int]]]:
+    """A text frame strictly decoded (no NaN/Infinity, no float overflow), and where each member's value lies.
+
+    For a JSON object the members are decoded one by one by the json module's own scanner, so the
+    value is what `json.loads` gives; the spans `{key: (start, end)}` let `submit` store the graph as
+    the text the client sent instead of encoding the decoded graph again. Whatever this member walk
+    does not take (not an object, invalid JSON) is decoded whole by the same decoder: the usual
+    value or error, and no spans.
+    """
+    decoder, space = _MESSAGE_DECODER, _SPACE.match
+    value: dict[str, Any] = {}
+    spans: dict[str, tuple[int, int]] = {}
+    try:
+        i = space(text).end()
+        if text[i:i + 1] != "{":
+            raise ValueError("not an object")
+        i = space(text, i + 1).end()
+        if text[i:i + 1] == "}":
+            i += 1
+        else:
+            while True:
+                if text[i:i + 1] != '"':
+                    raise ValueError("a key expected")
+                key, i = json.decoder.scanstring(text, i + 1)
+                i = space(text, i).end()
+                if text[i:i + 1] != ":":
+                    raise ValueError("':' expected")
+                start = space(text, i + 1).end()
+                value[key], i = decoder.raw_decode(text, start)
+                spans[key] = (start, i)
+                i = space(text, i).end()
+                i, separator = i + 1, text[i:i + 1]
+                if separator == "}":
+                    break
+                if separator != ",":
+                    raise ValueError("',' or '}' expected")
+                i = space(text, i).end()
+        if space(text, i).end() != len(text):
+            raise ValueError("extra data")
+    except ValueError:       # including JSONDecodeError: the whole decoder says what is wrong (or decodes it)
+        return decoder.decode(text), {}
+    return value, spans
+
+
 class ServerProtocol:
     """Message handling for the server (no sockets, no event loop; safe to call from worker threads).
 
@@ -493,7 +543,7 @@ class ServerProtocol:
     def _receive_text(self, client: ClientState, data: str) -> list[Outgoing]:
         client_id = client.client_id
         try:
-            raw = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+            raw, spans = decode_message(data)
         except (ValueError, RecursionError) as exc:
             text = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
             return [_error(client_id, "invalid_json", f"the message is not strict JSON: {text}")]
@@ -520,6 +570,8 @@ class ServerProtocol:
                            problems=problems[:20])]
         if not client.greeted and message.type != "hello":
             return [_error(client_id, "hello_required", "send a hello message first", request_id)]
+        if isinstance(message, Submit) and "graph" in spans:
+            message._graph_text = data[slice(*spans["graph"])]
         handler = getattr(self, f"_on_{message.type}")
         return handler(client, message)
 
@@ -610,7 +662,8 @@ class ServerProtocol:
                            message.request_id, errors=[e.to_dict() for e in errors[:200]])]
         user_name = client.user.name if client.user is not None else None
         record = self.queue.enqueue(message.graph, client.client_id, message.outputs, message.overrides,
-                                    front=message.front, user=user_name, checked=True)
+                                    front=message.front, user=user_name, checked=True,
+                                    graph_text=message._graph_text)
         if self.keep_prepared:
             self.prepared[record.id] = graph
             while len(self.prepared) > self.MAX_PREPARED:     # a long queue: the oldest re-parse when they run

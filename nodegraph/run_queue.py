@@ -169,8 +169,21 @@ def strict_json(value: Any) -> Any:
     return value
 
 
+_COLUMNS_BUT_GRAPH = ("id, seq, client_id, user, status, outputs, overrides, submitted_at, started_at, "
+                      "finished_at, error, result")
+
+
+def strict_dumps(value: Any, default: Callable[[Any], Any] | None = None) -> str:
+    """`json.dumps(strict_json(value), default=default)`, walking the value only when it holds a NaN or Infinity."""
+    try:
+        return json.dumps(value, default=default, allow_nan=False)
+    except ValueError:
+        return json.dumps(strict_json(value), default=default)
+
+
 def _decode(row: sqlite3.Row, graph: bool = True) -> RunRecord:
-    """A row → RunRecord (with `graph=False`, its graph is left as {}); UnreadableRow for a bad row."""
+    """A row → RunRecord (with `graph=False`, its graph is left as {} and the row need not hold it);
+    UnreadableRow for a bad row."""
     def loads(column: str) -> Any:
         text = row[column]
         if text is None:
@@ -241,16 +254,25 @@ class RunQueue:
 
     def enqueue(self, graph: dict, client_id: str | None = None, outputs: list[str] | None = None,
                 overrides: dict | None = None, front: bool = False, user: str | None = None,
-                checked: bool = False) -> RunRecord:
+                checked: bool = False, graph_text: str | None = None) -> RunRecord:
         """Add a run at the back (or front) of the queue; returns its record (ValueError if not storable).
 
         `checked=True`: the caller already applied `storable_problem` to graph, outputs and
         overrides (the protocol does, on every message), so the values are not walked twice.
+        `graph_text`: JSON text that decodes to `graph` (a submit's own text of it, which the
+        protocol keeps), stored as it is instead of encoding `graph` again.
         """
         for name, value in (("graph", graph), ("outputs", outputs), ("overrides", overrides)):
             problem = None if checked else storable_problem(value, name)
             if problem:
                 raise ValueError(problem)
+        if graph_text is not None and not graph_text.isascii():
+            try:
+                graph_text.encode("utf-8")
+            except UnicodeEncodeError:      # a lone surrogate: not text SQLite can hold; JSON escapes it
+                graph_text = None
+        if graph_text is None:
+            graph_text = json.dumps(graph, allow_nan=False)
         run_id = uuid.uuid4().hex
         submitted_at = time.time()
         with self._lock:
@@ -260,8 +282,7 @@ class RunQueue:
             self._db.execute(
                 "INSERT INTO runs (id, seq, client_id, user, status, graph, outputs, overrides, submitted_at) "
                 "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
-                (run_id, seq, client_id, user, json.dumps(graph, allow_nan=False),
-                 json.dumps(outputs) if outputs is not None else None,
+                (run_id, seq, client_id, user, graph_text, json.dumps(outputs) if outputs is not None else None,
                  json.dumps(overrides) if overrides else None, submitted_at))
         # The record as stored (no read-back: the JSON round trip is exact for storable values).
         return RunRecord(run_id, seq, client_id, user, "queued", graph, outputs, overrides or None, submitted_at,
@@ -292,8 +313,8 @@ class RunQueue:
                     return None
                 self._db.execute("UPDATE runs SET status = 'running', started_at = ? WHERE id = ?",
                                  (time.time(), row["id"]))
-                if needs_graph is not None and not needs_graph(row["id"]):
-                    full = self._one("SELECT * FROM runs WHERE id = ?", row["id"])
+                if needs_graph is not None and not needs_graph(row["id"]):     # the graph's text is not even read
+                    full = self._one(f"SELECT {_COLUMNS_BUT_GRAPH} FROM runs WHERE id = ?", row["id"])
                     try:
                         return _decode(full, graph=False)
                     except UnreadableRow as exc:
@@ -310,8 +331,8 @@ class RunQueue:
         with self._lock:
             self._db.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, error = ?, result = ? WHERE id = ?",
-                (status, time.time(), json.dumps(strict_json(error)) if error else None,
-                 json.dumps(strict_json(result), default=str) if result is not None else None, run_id))
+                (status, time.time(), strict_dumps(error) if error else None,
+                 strict_dumps(result, default=str) if result is not None else None, run_id))
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a queued run; False if it is not queued (running runs are interrupted instead)."""

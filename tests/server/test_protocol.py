@@ -70,6 +70,43 @@ def test_submit_queues_and_broadcasts(proto):
     assert proto.woken
 
 
+@pytest.mark.parametrize("text", [
+    '{"type": "submit", "graph": {"format_version": 1, "nodes": {}}}',
+    ' \n{ "a" :[1, 2.5e3, {"b": null}] ,\t"c":"\\u00e9\\"}" , "a": true }\r\n',     # spaces, escapes, a duplicate
+    '{}', '{ }', '[1, 2]', '"text"', '3',
+    '{"a": 1,}', '{"a" 1}', '{"a": 1} x', '{"a": NaN}', '{"a": 1e999}', '{a: 1}', '{"a": [1, }', '',
+])
+def test_decode_message_is_json_loads_with_spans(text):
+    """decode_message gives json.loads's value or error (strict: no NaN, no float overflow) and, for an
+    object, each member's value as a span of the text that decodes to it."""
+    from nodegraph.protocol import _finite_float, _reject_constant, decode_message
+
+    try:
+        expected = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except ValueError as exc:
+        with pytest.raises(ValueError) as raised:
+            decode_message(text)
+        assert str(raised.value) == str(exc)
+        return
+    value, spans = decode_message(text)
+    assert value == expected and type(value) is type(expected)
+    assert {key: json.loads(text[start:end]) for key, (start, end) in spans.items()} == (
+        expected if isinstance(expected, dict) else {})
+
+
+def test_submit_stores_the_graph_text_as_sent(proto):
+    """The stored graph is the client's own text of it (pretty-printed here), not a re-encoding; text that
+    SQLite cannot hold (a lone surrogate) is encoded from the decoded graph instead."""
+    text = json.dumps({"type": "submit", "graph": ARITHMETIC}, indent=2)
+    submitted = send(proto, text)[0].message
+    stored = proto.queue._one("SELECT graph FROM runs WHERE id = ?", submitted["run_id"])["graph"]
+    assert stored == json.dumps(ARITHMETIC, indent=2).replace("\n", "\n  ") and json.loads(stored) == ARITHMETIC
+    assert proto.queue.get(submitted["run_id"]).graph == ARITHMETIC
+    odd = {**ARITHMETIC, "metadata": {"title": "\ud800"}}
+    submitted = send(proto, json.dumps({"type": "submit", "graph": odd}, ensure_ascii=False))[0].message
+    assert submitted["type"] == "submitted" and proto.queue.get(submitted["run_id"]).graph == odd
+
+
 def test_invalid_graph_is_not_queued(proto):
     """A graph that fails validation returns structured errors and queues nothing."""
     bad = {"format_version": 1, "nodes": {"x": {"type": "Nope"}, "s": {"type": "ShowValue", "inputs": {}}}}
