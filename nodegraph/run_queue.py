@@ -25,7 +25,6 @@ record whose error says why, and marked failed in the table.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 import time
@@ -125,14 +124,14 @@ def storable_problem(value: Any, name: str) -> str | None:
     return None
 
 
-_BRACKETS_AND_QUOTES = bytes(c for c in range(128) if chr(c) not in '[]{}"')   # translate() deletes these
-_INNERMOST_PAIR = re.compile(rb"\{\}|\[\]")
+_NOT_BRACKETS_OR_QUOTES = bytes(c for c in range(256) if chr(c) not in '[]{}"')   # translate() deletes these
+_SQUARE_AS_CURLY = bytes.maketrans(b"[]", b"{}")     # nesting depth does not depend on the bracket kind
 
 
 def members_within_storage_caps(text: str) -> bool:
-    """True when no member value of this JSON object text can break `storable_problem`'s caps.
+    """True when no member value of this JSON object text (valid JSON: it was decoded) can break `storable_problem`'s caps.
 
-    A cheap bound on the raw text of a message (bytes translate and split, one regex; no walk over the decoded
+    A cheap bound on the raw text of a message (bytes translate and replace; no walk over the decoded
     value): every value and every character of its strings costs at least one character of
     text, so text no longer than both caps holds no value over them; and the brackets outside
     strings, with innermost pairs removed once per level, give the deepest nesting — a member
@@ -145,12 +144,16 @@ def members_within_storage_caps(text: str) -> bool:
         return False
     if "\\" in text:        # escapes, paired left to right as JSON does: \\ first, then \" (no longer a quote)
         text = text.replace("\\\\", "").replace('\\"', "")
-    quotes_and_brackets = text.encode("utf-8", "surrogatepass").translate(None, _BRACKETS_AND_QUOTES)
-    brackets = b"".join(quotes_and_brackets.split(b'"')[::2])    # every other piece lies outside strings
+    quotes_and_brackets = text.encode("utf-8", "surrogatepass").translate(_SQUARE_AS_CURLY, _NOT_BRACKETS_OR_QUOTES)
+    # A string with no bracket in it is left as "": drop those pairs. If a quote is left, some string holds a
+    # bracket (the first such string keeps its opening quote): then cut out every string, quote to quote.
+    brackets = quotes_and_brackets.replace(b'""', b"")
+    if b'"' in brackets:
+        brackets = b"".join(quotes_and_brackets.split(b'"')[::2])    # every other piece lies outside strings
     for _ in range(MAX_STORED_DEPTH):      # after k passes only nesting deeper than k is left
         if not brackets:
             return True
-        brackets = _INNERMOST_PAIR.sub(b"", brackets)
+        brackets = brackets.replace(b"{}", b"")
     return not brackets
 
 
