@@ -3,6 +3,7 @@
     .venv/bin/python plugins/safety/benchmarks/safety.py [--count 200] [--steps 20] [--threads 1]
     .venv/bin/python plugins/safety/benchmarks/safety.py --tune [--count 16]
     .venv/bin/python plugins/safety/benchmarks/safety.py --rows gated   (only 'none' and the gated row)
+        [--gated-anchor circle] [--checker FILE]   (another anchor; another checker for the gate and the judge)
 
 The stand-in unsafe concept is "star" (nodegraph_safety.concepts.DEFAULT_CONCEPT). Prompts are
 tiny-world captions of one-object scenes: ``--count`` that ask for a star (any colour, size,
@@ -23,6 +24,9 @@ Rows, all at CFG 5, 20 steps of dpmpp_2m/karras, 64x64, the same seeds per promp
   ``--tune`` (``SLD_GATED``).
 
 Each with the concept texts of ``CONCEPT_TEXTS``.
+
+For a gated row it also prints how many images the gate latched on, of the unsafe and of the safe
+prompts (a latch on a safe prompt is a false alarm: the only way gated SLD changes a safe image).
 
 Columns: on unsafe prompts, the unsafe rate as judged by the plugin's trained checker (flagged)
 and by the world detector (any detected object classified "star": an independent judge); on
@@ -137,8 +141,10 @@ def generate(ckpt, prompts: list[str], negative_text: str, guidance: tuple, step
 
 
 def sld_guidance(ckpt, concept_text: str, parameters: SLDParameters, anchor_text: str = "",
-                 gate: tuple[float, int] | None = None, checker=None) -> tuple:
-    """One SLD factory, as the node builds it: concept (and anchor) encoded, the gate on the checker."""
+                 gate: tuple[float, int] | None = None, checker=None, gates: list | None = None) -> tuple:
+    """One SLD factory, as the node builds it: concept (and anchor) encoded, the gate on the checker.
+
+    ``gates`` (a list) collects every CheckerGate made, so the caller can count the latched images."""
     concept = {"context": ckpt.text_encoder.encode(concept_text).context}
     anchor = [{"context": ckpt.text_encoder.encode(text).context} for text in anchor_texts(anchor_text)] or None
     gate_factory = None
@@ -147,7 +153,11 @@ def sld_guidance(ckpt, concept_text: str, parameters: SLDParameters, anchor_text
             images = ((ckpt.vae.decode(latent).float() + 1) / 2).clamp(0, 1).movedim(1, -1)
             return checker.check_images(images).flagged
 
-        gate_factory = functools.partial(CheckerGate, flag_images, *gate)
+        def gate_factory():
+            made = CheckerGate(flag_images, *gate)
+            if gates is not None:
+                gates.append(made)
+            return made
     return (functools.partial(SafeLatentDiffusionTerm, concept, parameters, (0.0, math.inf), anchor, gate_factory),)
 
 
@@ -160,7 +170,9 @@ def judge(images: np.ndarray, checker, classifier) -> tuple[np.ndarray, np.ndarr
     return flags, stars, detections
 
 
-def load_checker():
+def load_checker(path: str = ""):
+    if path:
+        return load_safety_checker(path)
     for path in (SHIPPED_MODELS / "tiny_world_safety.safetensors",
                  ROOT / "models" / "safety_checker" / "tiny_world_safety.safetensors"):
         if path.is_file():
@@ -171,13 +183,20 @@ def load_checker():
 def evaluate_rows(ckpt, checker, classifier, rows, sets, steps, seed, safe_rows):
     unsafe_scenes, unsafe_prompts, safe_scenes, safe_prompts = sets
     results = {}
-    for name, negative_text, guidance in rows:
+    for name, negative_text, guidance, *gate_log in rows:
         t0 = time.perf_counter()
+        gates = gate_log[0] if gate_log else []     # the CheckerGates of a gated row's runs (one per batch)
+        gates.clear()
         images = generate(ckpt, unsafe_prompts, negative_text, guidance, steps, seed)
         flags, stars, _ = judge(images, checker, classifier)
         row = {"checker": flags.mean(), "detector": stars.mean(), "images": images, "flags": flags, "stars": stars}
+        if gates:
+            row["latched"] = torch.cat([g.latched for g in gates]).float().mean().item()
+            gates.clear()
         if name in safe_rows:
             safe_images = generate(ckpt, safe_prompts, negative_text, guidance, steps, seed + 100_000)
+            if gates:
+                row["safe_latched"] = torch.cat([g.latched for g in gates]).float().mean().item()
             safe_flags, safe_stars, detections = judge(safe_images, checker, classifier)
             score = world_detector.score(detections, safe_scenes)
             row.update({"all": score["all"], "shape": score["shape"], "false_flags": safe_flags.mean(),
@@ -200,6 +219,9 @@ def print_row(name: str, row: dict) -> None:
             if "all" in row else f"{'-':>12} {'-':>12} {'-':>12}")
     print(f"{name:<38} | {100 * row['checker']:>13.1f}% {100 * row['detector']:>13.1f}% | {safe} | "
           f"{row['seconds']:>6.0f}", flush=True)
+    if "latched" in row:
+        print(f"    the gate latched on {100 * row['latched']:.1f} % of the unsafe prompts' images and "
+              f"{100 * row.get('safe_latched', float('nan')):.1f} % of the safe prompts' images", flush=True)
 
 
 def main() -> None:
@@ -210,6 +232,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--gated-anchor", default=GATED_ANCHOR, help="the gated row's anchor text ('; ' separates "
+                                                                     "several)")
+    parser.add_argument("--checker", default="", help="a checker file (default: the shipped one) — the judge's "
+                                                     "'checker' column and the gate")
     parser.add_argument("--tune", action="store_true", help="grid over SLD settings on the tuning prompts")
     parser.add_argument("--save-grid", default="", help="write a PNG grid of the first 8 images per row here")
     parser.add_argument("--save-images", default="", help="write every row's images to this .npz (to re-judge)")
@@ -220,7 +246,7 @@ def main() -> None:
     count = args.count or (16 if args.tune else 200)
     ckpt = load_checkpoint(args.checkpoint, dtype=torch.float32)
     classifier = world_detector.load_classifier()
-    checker = load_checker()
+    checker = load_checker(args.checker)
     if args.tune:
         sets = prompt_sets(count, "safety-tuning", (0,))
         grid = [("none", "", ())]
@@ -228,7 +254,8 @@ def main() -> None:
             parameters = SLDParameters(warmup, edit, threshold, momentum, 0.7 if momentum else 0.0)
             label = (f"{concept_text[:8]}{'>' + anchor if anchor else ''} d{warmup} l{threshold:g} s{edit:g} "
                      f"m{momentum:g}" + (f" g{gate[0]:g}/{gate[1]}" if gate else ""))
-            grid.append((label, "", sld_guidance(ckpt, concept_text, parameters, anchor, gate, checker)))
+            gates: list = []
+            grid.append((label, "", sld_guidance(ckpt, concept_text, parameters, anchor, gate, checker, gates), gates))
         print(f"tuning: {count} unsafe + {count} safe prompts (template 0, seed 'safety-tuning')")
         print_header()
         evaluate_rows(ckpt, checker, classifier, grid, sets, args.steps, args.seed, {name for name, *_ in grid})
@@ -243,12 +270,14 @@ def main() -> None:
     if "sld" in wanted:
         rows += [(f"SLD '{text}'", "", sld_guidance(ckpt, text, SLD_DEFAULT)) for text in CONCEPT_TEXTS]
     if "gated" in wanted:
-        rows += [(f"SLD 'star' -> '{GATED_ANCHOR}', gated", "",
-                  sld_guidance(ckpt, DEFAULT_CONCEPT, SLD_GATED, GATED_ANCHOR, (GATED_SIGMA, GATED_STEPS), checker))]
+        gates: list = []
+        rows += [(f"SLD 'star' -> '{args.gated_anchor}', gated", "",
+                  sld_guidance(ckpt, DEFAULT_CONCEPT, SLD_GATED, args.gated_anchor, (GATED_SIGMA, GATED_STEPS), checker,
+                               gates), gates)]
     sld_rows = [name for name, *_ in rows if name.startswith("SLD")]
     print(f"{args.checkpoint}: {count} unsafe ('{DEFAULT_CONCEPT}') + {count} safe prompts, templates 1-4, "
           f"CFG {CFG}, {args.steps} steps dpmpp_2m/karras, 64x64; SLD {SLD_DEFAULT}; concept texts {CONCEPT_TEXTS}; "
-          f"gated: {SLD_GATED}, anchor '{GATED_ANCHOR}', gate sigma <= {GATED_SIGMA} x {GATED_STEPS} steps")
+          f"gated: {SLD_GATED}, anchor '{args.gated_anchor}', gate sigma <= {GATED_SIGMA} x {GATED_STEPS} steps")
     print_header()
     results = evaluate_rows(ckpt, checker, classifier, rows, sets, args.steps, args.seed, {"none", *sld_rows})
     for judge_name in ("checker", "detector"):

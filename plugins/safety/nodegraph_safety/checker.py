@@ -14,11 +14,13 @@ Map
 - ``SafetyChecker(config)``: modules and parameters named exactly as the checkpoint
   (``vision_model.vision_model.…``, ``visual_projection.weight``, ``concept_embeds``,
   ``special_care_embeds``, ``concept_embeds_weights``, ``special_care_embeds_weights``).
-  ``embed(clip_input)`` -> (B, P) image embeddings; ``check(clip_input) -> CheckResult``.
+  ``embed(clip_input)`` -> (B, P) image embeddings; ``check(clip_input) -> CheckResult``;
+  ``check_images(images)`` judges IMAGE tensors whole (a wide image in ``square_windows``).
 - ``concept_scores(...)``: the decision rule as a pure function of cosine similarities
   (scores rounded to 3 decimals before the ``> 0`` test, as the reference does).
-- ``preprocess(images, size)``: IMAGE (B, H, W, 3) in [0, 1] -> the CLIP feature extractor's
-  input (shortest side resized bicubically to ``size``, centre crop, CLIP mean/std).
+- ``checker_view(images, size)``: IMAGE -> the square the checker judges (shortest side resized
+  bicubically to ``size``, centre crop); ``preprocess(images, size)``: that view with CLIP's
+  mean/std, channels first (the CLIP feature extractor's input).
 - ``checker_from_state_dict(state_dict, metadata)`` (any mapping, e.g. ``nodegraph.api.open_weights``),
   ``load_safety_checker(path)`` (.safetensors only),
   ``save_safety_checker(path, checker, ...)``: the real ``safety_checker`` layout (extra
@@ -51,10 +53,12 @@ __all__ = [
     "CheckerError",
     "SafetyChecker",
     "checker_from_state_dict",
+    "checker_view",
     "concept_scores",
     "load_safety_checker",
     "preprocess",
     "save_safety_checker",
+    "square_windows",
 ]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP's pixel statistics (its feature extractor)
@@ -173,15 +177,42 @@ class SafetyChecker(nn.Module):
         return CheckResult(flagged, scores, special, image_embeds)
 
     def check_images(self, images: torch.Tensor) -> CheckResult:
-        """IMAGE (B, H, W, 3) in [0, 1] -> CheckResult (preprocessed at the tower's size)."""
+        """IMAGE (B, H, W, 3) in [0, 1] -> CheckResult, judging the whole of every image.
+
+        A square image is judged as CLIP's feature extractor sees it (``preprocess``). A wide or tall one
+        is cut into the fewest squares that cover it (``square_windows``), each judged the same way, and
+        its result is that of its highest-scoring square: the reference's centre crop alone would
+        never look at the sides of a 2:1 image.
+        """
         parameter = self.visual_projection.weight
-        return self.check(preprocess(images, self.image_size).to(parameter.device, parameter.dtype))
+        height, width = images.shape[1:3] if isinstance(images, torch.Tensor) and images.ndim == 4 else (0, 0)
+        if height == width:
+            return self.check(preprocess(images, self.image_size).to(parameter.device, parameter.dtype))
+        windows = square_windows(height, width)
+        crops = torch.stack([images[:, top:top + side, left:left + side] for top, left, side in windows], dim=1)
+        result = self.check(preprocess(crops.flatten(0, 1), self.image_size).to(parameter.device, parameter.dtype))
+        count = len(windows)
+        scores = result.concept_scores.view(-1, count, result.concept_scores.shape[-1])
+        best = scores.max(dim=-1).values.argmax(dim=1) if scores.shape[-1] else torch.zeros(scores.shape[0],
+                                                                                                dtype=torch.long)
+        pick = torch.arange(scores.shape[0]) * count + best.cpu()
+        return CheckResult(result.flagged.view(-1, count).any(dim=1), result.concept_scores[pick],
+                           result.special_scores[pick], result.image_embeds[pick])
 
 
-def preprocess(images: torch.Tensor, size: int) -> torch.Tensor:
-    """IMAGE (B, H, W, 3) float in [0, 1] -> (B, 3, size, size) normalised as CLIP's feature extractor does.
+def square_windows(height: int, width: int) -> list[tuple[int, int, int]]:
+    """(top, left, side) of the fewest equal squares (side = the short side) that cover an image, evenly spread."""
+    side, long = min(height, width), max(height, width)
+    count = -(-long // side)
+    offsets = [round(i * (long - side) / (count - 1)) for i in range(count)] if count > 1 else [0]
+    return [(offset, 0, side) if height > width else (0, offset, side) for offset in offsets]
 
-    Shortest side resized to ``size`` (bicubic, antialiased), centre crop, then (x - mean) / std.
+
+def checker_view(images: torch.Tensor, size: int) -> torch.Tensor:
+    """IMAGE (B, H, W, 3) in [0, 1] -> IMAGE (B, size, size, 3): what the checker looks at.
+
+    Shortest side resized to ``size`` (bicubic, antialiased), then the centre crop (so the sides of
+    a wide image are not judged), as CLIP's feature extractor does.
     """
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (3, 4):
         found = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
@@ -193,7 +224,15 @@ def preprocess(images: torch.Tensor, size: int) -> torch.Tensor:
     if (new_h, new_w) != (height, width):
         pixels = F.interpolate(pixels, size=(new_h, new_w), mode="bicubic", antialias=True, align_corners=False)
     top, left = (new_h - size) // 2, (new_w - size) // 2
-    pixels = pixels[..., top:top + size, left:left + size].clamp(0, 1)
+    return pixels[..., top:top + size, left:left + size].clamp(0, 1).permute(0, 2, 3, 1)
+
+
+def preprocess(images: torch.Tensor, size: int) -> torch.Tensor:
+    """IMAGE (B, H, W, 3) float in [0, 1] -> (B, 3, size, size) normalised as CLIP's feature extractor does.
+
+    ``checker_view`` (shortest side resized to ``size``, centre crop), then (x - mean) / std.
+    """
+    pixels = checker_view(images, size).permute(0, 3, 1, 2)  # (B, 3, size, size)
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     return (pixels - mean) / std

@@ -2,7 +2,10 @@
 
     LoadSafetyChecker         a checker file → SAFETY_CHECKER (Stable Diffusion's safety_checker file, or ours;
                               the model folder "safety_checker" first, then the plugin's shipped models/)
-    TrainSafetyChecker        renders tiny-world scenes and trains a tiny checker for an "unsafe" concept
+    GenerateCheckerExamples   samples tiny-world prompts with a model → CHECKER_EXAMPLES (its images and
+                              mid-sampling predictions, labelled by the world detector)
+    TrainSafetyChecker        renders tiny-world scenes (and optionally those examples) and trains a tiny checker
+                              for an "unsafe" concept
     SaveSafetyChecker         SAFETY_CHECKER → models/safety_checker/NAME.safetensors
     SafetyFilter              IMAGE + SAFETY_CHECKER → IMAGE with flagged images blurred / replaced / dropped;
                               the decision is recorded in the run's outputs (flagged, scores, decisions)
@@ -26,6 +29,9 @@ from . import SHIPPED_MODELS
 
 SAFETY_CHECKER = PortType("SAFETY_CHECKER", "A safety checker: CLIP vision tower + concept embeddings and "
                                             "thresholds (Stable Diffusion's architecture).", color="#d32f2f")
+CHECKER_EXAMPLES = PortType("CHECKER_EXAMPLES", "Labelled checker views of generated images (finished images and "
+                                                "mid-sampling predictions): generated.CheckerExamples.",
+                            color="#ef9a9a")
 MODEL_FOLDER = "safety_checker"
 DEFAULT_CHECKER = "tiny_world_safety.safetensors"
 
@@ -60,12 +66,106 @@ class LoadSafetyChecker(Node):
             raise NodeInputError("checker_name", str(exc)) from None
 
 
+class GenerateCheckerExamples(Node):
+    """Sample tiny-world prompts with a diffusion model and label what it drew: checker training data from
+    the images a checker judges in use (finished images, and the decoded predictions SLD's gate judges).
+
+    `count` sampling runs over `sizes`; each run gives its finished image and the CFG x0 prediction of every
+    step with sigma <= `max_sigma`, cut to the checker's 64-px view. The label of all of a run's examples is
+    the world detector's reading of the finished image (the concept is there or not). See generated.py.
+    """
+
+    category = "safety/training"
+
+    class Inputs(NodeInputs):
+        model: Any = Input(port="MODEL")
+        text_encoder: Any = Input(port="TEXT_ENCODER")
+        vae: Any = Input(port="VAE")
+        concept: str = Input("star", min_length=1, max_length=200, description="tiny-world words, as TrainSafetyChecker")
+        count: int = Input(600, ge=3, le=20_000, description="sampling runs")
+        sizes: str = Input("64x64, 64x64, 96x96, 80x48", max_length=400,
+                           description="image sizes (WIDTHxHEIGHT), used in turn")
+        seed: int = Input(0, seed=True)
+        steps: int = Input(20, ge=1, le=200)
+        cfg: float = Input(5.0, ge=0.0, le=30.0, step=0.5)
+        sampler: str = Input("dpmpp_2m", choices_from="samplers")
+        scheduler: str = Input("karras", choices_from="schedules")
+        max_sigma: float = Input(3.5, ge=0.0, le=1e6, description="record predictions at sigma <= this (the gate's "
+                                                                   "gate_sigma)")
+        batch_size: int = Input(32, ge=1, le=512)
+
+    outputs = (Output("examples", "CHECKER_EXAMPLES"), Output("concept_rate", "FLOAT"))
+
+    def run(self, model: Any, text_encoder: Any, vae: Any, concept: str, count: int, sizes: str, seed: int,
+            steps: int, cfg: float, sampler: str, scheduler: str, max_sigma: float, batch_size: int) -> dict:
+        import numpy as np
+        import torch
+
+        from ._world import world
+        from .concepts import ConceptError, parse_concept
+        from .generated import (CheckerExamples, PredictionRecorder, example_scenes, label_views, parse_sizes,
+                                views_uint8)
+        from .training import TINY_CONFIG
+
+        try:
+            parsed = parse_concept(concept)
+        except ConceptError as exc:
+            raise NodeInputError("concept", str(exc)) from None
+        try:
+            size_list = parse_sizes(sizes)
+        except ValueError as exc:
+            raise NodeInputError("sizes", str(exc)) from None
+        view = TINY_CONFIG.vision.image_size
+        prompts = [caption for _, caption in example_scenes(parsed, count, seed)]
+        classifier = world.load_classifier()
+        encoded: dict[str, dict] = {}
+
+        def conditioning(texts: list[str]) -> dict:
+            items = []
+            for text in texts:
+                if text not in encoded:
+                    encoded[text] = api.encode_text(self.context, text_encoder, text)
+                items.append(encoded[text])
+            return {key: torch.cat([item[key] for item in items]) if isinstance(items[0][key], torch.Tensor)
+                    else items[0][key] for key in items[0]}
+
+        negative = api.encode_text(self.context, text_encoder, "")
+        parts, done = [], 0
+        for size_index, (width, height) in enumerate(size_list):
+            runs = list(range(size_index, count, len(size_list)))
+            for start in range(0, len(runs), batch_size):
+                chunk = runs[start:start + batch_size]
+                sink: list = []
+                latent = api.empty_latent(self.context, width, height, batch_size=len(chunk), vae=vae)
+                result = api.sample(self.context, model, conditioning([prompts[i] for i in chunk]), negative, latent,
+                                    seed=seed + size_index * count + start, steps=steps, cfg=cfg, sampler=sampler,
+                                    scheduler=scheduler,
+                                    guidance=(functools.partial(PredictionRecorder, sink, max_sigma),))
+                finished = views_uint8(api.vae_decode(self.context, vae, result), view)
+                labels = label_views(parsed, finished, classifier)
+                groups = np.asarray(chunk, dtype=np.int64)
+                parts.append(CheckerExamples(finished, labels, groups, np.zeros(len(chunk), np.float32)))
+                for sigma, denoised in sink:
+                    predicted = views_uint8(api.vae_decode(self.context, vae, {"samples": denoised}), view)
+                    parts.append(CheckerExamples(predicted, labels, groups, np.full(len(chunk), sigma, np.float32)))
+                done += len(chunk)
+                self.context.progress(done, count)
+        examples = CheckerExamples.concatenate(parts)
+        finished_labels = examples.labels[examples.sigmas == 0]
+        return {"examples": examples, "concept_rate": float(finished_labels.mean())}
+
+
 class TrainSafetyChecker(Node):
     """Train a tiny safety checker (SD's architecture at tiny size) to flag a tiny-world concept.
 
     Renders `count` labelled scenes (a third forced to show the concept), trains for `steps`, sets the
     threshold on `eval_count` fresh renders (calibration), and reports the accuracy on another `eval_count`
     fresh renders (held out from both).
+
+    With `generated` (GenerateCheckerExamples), a `generated_fraction` of every batch comes from a model's
+    images; their sampling runs are split 70/15/15 into training, calibration (the threshold is then set on
+    generated examples: the images the checker judges in use) and held out (`accuracy` is measured there;
+    `render_accuracy` stays on renders).
     """
 
     category = "safety/training"
@@ -79,32 +179,52 @@ class TrainSafetyChecker(Node):
         lr: float = Input(0.001, gt=0.0, le=1.0)
         seed: int = Input(0, seed=True)
         eval_count: int = Input(3000, ge=30, le=100_000)
+        generated: Any = Input(None, port="CHECKER_EXAMPLES", description="a model's images (GenerateCheckerExamples)")
+        generated_fraction: float = Input(0.5, ge=0.0, le=1.0, step=0.05,
+                                          description="share of each batch drawn from `generated`")
 
-    outputs = (Output("checker", "SAFETY_CHECKER"), Output("accuracy", "FLOAT"))
+    outputs = (Output("checker", "SAFETY_CHECKER"), Output("accuracy", "FLOAT"), Output("render_accuracy", "FLOAT"))
 
     def run(self, concept: str, count: int, steps: int, batch_size: int, lr: float, seed: int,
-            eval_count: int) -> dict:
+            eval_count: int, generated: Any = None, generated_fraction: float = 0.5) -> dict:
+        import numpy as np
         import torch
 
         from .concepts import ConceptError, parse_concept
+        from .generated import CheckerExamples, split_groups
         from .training import calibrate_thresholds, evaluate, render_examples, train_checker
 
         try:
             parsed = parse_concept(concept)
         except ConceptError as exc:
             raise NodeInputError("concept", str(exc)) from None
+        splits = None
+        if generated is not None:
+            if not isinstance(generated, CheckerExamples) or len(generated) == 0:
+                raise NodeInputError("generated", "expected the examples of GenerateCheckerExamples (none given)")
+            splits = [generated.subset(mask) for mask in split_groups(generated.groups, (0.7, 0.15, 0.15), seed)]
+            if min(len(part) for part in splits) == 0:
+                raise NodeInputError("generated", f"{len(np.unique(generated.groups))} sampling runs are too few to "
+                                                  f"split into training, calibration and held-out parts; generate "
+                                                  f"at least 20")
         images, labels = render_examples(parsed, count, seed=seed)
 
         def report(step: int, total: int, loss: float) -> None:
             if step % 10 == 0 or step == total:
                 self.context.progress(step, total, info={"loss": round(loss, 5)})
 
+        extra = (splits[0].images, splits[0].labels, generated_fraction) if splits else None
         checker, _ = train_checker(parsed, images, labels, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                                   progress=report)
-        calibrate_thresholds(checker, *render_examples(parsed, eval_count, seed=seed + 1_000_003))
+                                   progress=report, extra=extra)
+        if splits:
+            calibrate_thresholds(checker, splits[1].images, splits[1].labels)
+        else:
+            calibrate_thresholds(checker, *render_examples(parsed, eval_count, seed=seed + 1_000_003))
         held_images, held_labels = render_examples(parsed, eval_count, seed=seed + 2_000_003)
-        metrics = evaluate(checker, torch.from_numpy(held_images).float() / 255, held_labels)
-        return {"checker": checker, "accuracy": metrics["accuracy"]}
+        render_accuracy = evaluate(checker, torch.from_numpy(held_images).float() / 255, held_labels)["accuracy"]
+        accuracy = render_accuracy if not splits else \
+            evaluate(checker, torch.from_numpy(splits[2].images).float() / 255, splits[2].labels)["accuracy"]
+        return {"checker": checker, "accuracy": accuracy, "render_accuracy": render_accuracy}
 
 
 class SaveSafetyChecker(Node):
@@ -346,13 +466,13 @@ class ReadWatermark(Node):
         return {"text": texts[0], "texts": texts}
 
 
-NODES = [LoadSafetyChecker, TrainSafetyChecker, SaveSafetyChecker, SafetyFilter, SafeLatentDiffusion,
+NODES = [LoadSafetyChecker, GenerateCheckerExamples, TrainSafetyChecker, SaveSafetyChecker, SafetyFilter, SafeLatentDiffusion,
          NegativeConceptGuidance, WatermarkImages, ReadWatermark]
 
 
 @hookimpl
 def register_types() -> list[PortType]:
-    return [SAFETY_CHECKER]
+    return [SAFETY_CHECKER, CHECKER_EXAMPLES]
 
 
 @hookimpl

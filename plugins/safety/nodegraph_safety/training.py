@@ -104,10 +104,24 @@ def _logits(checker: SafetyChecker, clip_input: torch.Tensor) -> torch.Tensor:
     return TEMPERATURE * (concept_cos - checker.concept_embeds_weights).max(dim=1).values
 
 
+def _one_cycle(optimiser: torch.optim.Optimizer, lr: float, steps: int):
+    """One-cycle schedule, 5 % warm-up (at least two steps); runs of under 4 steps keep ``lr`` constant
+    (torch's OneCycleLR divides by zero when its warm-up or decay phase is shorter than a step)."""
+    if steps < 4:
+        return torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps,
+                                               pct_start=max(0.05, 2 / steps))
+
+
 def train_checker(concept: UnsafeConcept, images: np.ndarray, labels: np.ndarray, steps: int = 1500,
                   batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
-                  progress: Callable[[int, int, float], None] | None = None) -> tuple[SafetyChecker, list[float]]:
-    """Fit a TINY_CONFIG checker (one concept embedding per rule) -> (checker in eval mode, loss per step)."""
+                  progress: Callable[[int, int, float], None] | None = None,
+                  extra: tuple[np.ndarray, np.ndarray, float] | None = None) -> tuple[SafetyChecker, list[float]]:
+    """Fit a TINY_CONFIG checker (one concept embedding per rule) -> (checker in eval mode, loss per step).
+
+    ``extra`` = (images, labels, fraction): a second example set (e.g. a model's generated images,
+    generated.py) from which ``round(fraction * batch_size)`` of every batch is drawn.
+    """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     config = replace(TINY_CONFIG, concepts=len(concept.rules), concept_names=(concept.phrase,) * len(concept.rules))
@@ -123,13 +137,23 @@ def train_checker(concept: UnsafeConcept, images: np.ndarray, labels: np.ndarray
     checker.train().requires_grad_(True)
     pixels = torch.from_numpy(images).float().div(255)  # (N, H, W, 3)
     targets = torch.from_numpy(labels).float()
+    extra_count = 0
+    if extra is not None and len(extra[1]):
+        extra_pixels = torch.from_numpy(extra[0]).float().div(255)
+        extra_targets = torch.from_numpy(extra[1]).float()
+        extra_count = min(batch_size, round(extra[2] * batch_size))
     optimiser = torch.optim.AdamW(checker.parameters(), lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.05)
+    schedule = _one_cycle(optimiser, lr, steps)
     history = []
     for step in range(steps):
-        index = torch.randint(0, len(targets), (batch_size,), generator=generator)
-        clip_input = preprocess(augment(pixels[index], generator), checker.image_size)
-        loss = F.binary_cross_entropy_with_logits(_logits(checker, clip_input), targets[index])
+        index = torch.randint(0, len(targets), (batch_size - extra_count,), generator=generator)
+        batch, batch_targets = pixels[index], targets[index]
+        if extra_count:
+            extra_index = torch.randint(0, len(extra_targets), (extra_count,), generator=generator)
+            batch = torch.cat([batch, extra_pixels[extra_index]])
+            batch_targets = torch.cat([batch_targets, extra_targets[extra_index]])
+        clip_input = preprocess(augment(batch, generator), checker.image_size)
+        loss = F.binary_cross_entropy_with_logits(_logits(checker, clip_input), batch_targets)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

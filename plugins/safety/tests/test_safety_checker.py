@@ -152,3 +152,41 @@ def test_preprocess_resizes_crops_and_normalises():
     assert out[0, 0, 5, 5].item() == pytest.approx((0.5 - 0.48145466) / 0.26862954, abs=1e-4)
     with pytest.raises(CheckerError, match="images"):
         preprocess(torch.zeros(3, 32, 32), 32)
+
+
+@pytest.mark.parametrize(("height", "width", "count"), [(64, 64, 1), (48, 80, 2), (80, 48, 2), (64, 200, 4),
+                                                          (31, 30, 2), (64, 128, 2)])
+def test_square_windows_are_the_fewest_squares_that_cover_the_image(height, width, count):
+    from nodegraph_safety.checker import square_windows
+
+    windows = square_windows(height, width)
+    covered = torch.zeros(height, width, dtype=torch.bool)
+    for top, left, side in windows:
+        assert side == min(height, width) and top + side <= height and left + side <= width
+        covered[top:top + side, left:left + side] = True
+    assert len(windows) == count and bool(covered.all())
+
+
+def test_check_images_judges_the_sides_of_a_wide_image():
+    """A checker whose concept is "red pixels": a red patch at the left edge of a 32x96 image is outside the
+    reference's centre crop, but check_images (square windows) flags it and reports that window's score; a
+    square image gets exactly check(preprocess(...))."""
+    config = CheckerConfig(vision=VisionConfig(image_size=32, patch_size=8, width=16, layers=1, heads=2,
+                                               intermediate=32), projection_dim=2, concepts=1, special_care=0)
+    checker = SafetyChecker(config).eval()
+    with torch.no_grad():  # the tower's pooled output ignored: the projection reads the patch embedding's mean
+        for parameter in checker.parameters():
+            parameter.zero_()
+    checker.embed = lambda clip_input: torch.stack(  # red minus green, per image: a stand-in "unsafe" feature
+        [clip_input[:, 0].mean((1, 2)) - clip_input[:, 1].mean((1, 2)), torch.ones(clip_input.shape[0])], dim=1)
+    checker.concept_embeds = torch.nn.Parameter(torch.tensor([[1.0, 0.0]]))
+    checker.concept_embeds_weights = torch.nn.Parameter(torch.tensor([0.3]))
+    wide = torch.ones(1, 32, 96, 3)
+    wide[:, 4:28, 2:26, 1:] = 0.0                      # a red square at the left edge
+    centre_only = checker.check(preprocess(wide, 32))
+    whole = checker.check_images(wide)
+    assert not bool(centre_only.flagged[0]) and bool(whole.flagged[0])
+    left = checker.check(preprocess(wide[:, :, :32], 32))
+    assert torch.equal(whole.concept_scores, left.concept_scores)
+    square = wide[:, :, :32]
+    assert torch.equal(checker.check_images(square).concept_scores, left.concept_scores)
