@@ -455,6 +455,12 @@ class ServerProtocol:
         queue: the persistent RunQueue.
         files: the FileStore for uploads and outputs (per-user stores are derived from it).
         wake_worker: called after a run is queued (the shell wakes its worker).
+        reserve_worker, hand_over: a submit calls `reserve_worker()` before it stores the run; True
+            means the shell's worker is idle and now waits for this run, which is then stored as
+            running (if no run is queued before it; one database write instead of a queue and a
+            claim) and given to `hand_over(record)` — or `hand_over(None)` when it was queued,
+            so the worker claims it as usual. `hand_over` is called whenever `reserve_worker`
+            said True. The default never reserves.
         interrupt_run: called with a run id to interrupt it (the shell forwards to the session).
         server_version: reported in `welcome`.
         token: the server's single token, if any (a `hello` that carries a token must match it).
@@ -464,6 +470,8 @@ class ServerProtocol:
 
     def __init__(self, session: Any, queue: RunQueue, files: FileStore,
                  wake_worker: Callable[[], None] = lambda: None,
+                 reserve_worker: Callable[[], bool] = lambda: False,
+                 hand_over: Callable[[RunRecord | None], None] = lambda record: None,
                  interrupt_run: Callable[[str], bool] = lambda run_id: False,
                  server_version: str = "", token: str | None = None, users: UserBook | None = None,
                  templates: TemplateLibrary | None = None):
@@ -472,6 +480,8 @@ class ServerProtocol:
         self.queue = queue
         self.files = files
         self.wake_worker = wake_worker
+        self.reserve_worker = reserve_worker
+        self.hand_over = hand_over
         self.interrupt_run = interrupt_run
         self.server_version = server_version
         self.token = token
@@ -661,9 +671,23 @@ class ServerProtocol:
                            f"the graph is invalid ({len(errors)} error(s)); nothing was queued",
                            message.request_id, errors=[e.to_dict() for e in errors[:200]])]
         user_name = client.user.name if client.user is not None else None
-        record = self.queue.enqueue(message.graph, client.client_id, message.outputs, message.overrides,
-                                    front=message.front, user=user_name, checked=True,
-                                    graph_text=message._graph_text)
+        reserved = self.reserve_worker()        # the idle worker waits for this run: stored running, not queued
+        record = None
+        try:
+            record = self.queue.enqueue(message.graph, client.client_id, message.outputs, message.overrides,
+                                        front=message.front, user=user_name, checked=True,
+                                        graph_text=message._graph_text, start=reserved)
+            replies = self._submitted(client, message, record, graph, user_name)
+        finally:
+            if reserved:     # last, as wake_worker: once the worker runs, this thread competes with it for the GIL
+                self.hand_over(record if record is not None and record.status == "running" else None)
+        if record.status == "queued":
+            self.wake_worker()
+        return replies
+
+    def _submitted(self, client: ClientState, message: Submit, record: RunRecord, graph: Any,
+                   user_name: str | None) -> list[Outgoing]:
+        """Bookkeeping of a stored run (before the worker may start it) and the replies to its submit."""
         if self.keep_prepared:
             self.prepared[record.id] = graph
             while len(self.prepared) > self.MAX_PREPARED:     # a long queue: the oldest re-parse when they run
@@ -674,11 +698,9 @@ class ServerProtocol:
         client.runs.add(record.id)
         self.run_owner[record.id] = client.client_id
         self.unannounced.add(record.id)
-        position = self.queue.position(record.id)
-        replies = self._reply(client, message, {"type": "submitted", "run_id": record.id, "position": position}) + \
-            self.queue_changed(record.id, "queued", user_name)
-        self.wake_worker()       # last: once the worker runs, this thread competes with it for the GIL
-        return replies
+        position = self.queue.position(record.id) if record.status == "queued" else 0     # running: none ahead
+        return self._reply(client, message, {"type": "submitted", "run_id": record.id, "position": position}) + \
+            self.queue_changed(record.id, record.status, user_name)
 
     MAX_PREPARED = 256
 

@@ -257,13 +257,16 @@ class RunQueue:
 
     def enqueue(self, graph: dict, client_id: str | None = None, outputs: list[str] | None = None,
                 overrides: dict | None = None, front: bool = False, user: str | None = None,
-                checked: bool = False, graph_text: str | None = None) -> RunRecord:
+                checked: bool = False, graph_text: str | None = None, start: bool = False) -> RunRecord:
         """Add a run at the back (or front) of the queue; returns its record (ValueError if not storable).
 
         `checked=True`: the caller already applied `storable_problem` to graph, outputs and
         overrides (the protocol does, on every message), so the values are not walked twice.
         `graph_text`: JSON text that decodes to `graph` (a submit's own text of it, which the
         protocol keeps), stored as it is instead of encoding `graph` again.
+        `start=True`: the caller's worker is idle and runs this run now, so when no run is queued
+        it is stored as running, started now (one write where queueing and `claim_next` take two);
+        the record's status says whether it was (else it is queued as usual).
         """
         for name, value in (("graph", graph), ("outputs", outputs), ("overrides", overrides)):
             problem = None if checked else storable_problem(value, name)
@@ -282,14 +285,18 @@ class RunQueue:
             bound = self._one("SELECT MIN(seq) AS lo, MAX(seq) AS hi FROM runs")
             lo, hi = (bound["lo"] or 0), (bound["hi"] or 0)
             seq = lo - 1 if front else hi + 1
+            started_at = None
+            if start and self._one("SELECT 1 FROM runs WHERE status = 'queued' LIMIT 1") is None:
+                started_at = submitted_at
             self._db.execute(
-                "INSERT INTO runs (id, seq, client_id, user, status, graph, outputs, overrides, submitted_at) "
-                "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
-                (run_id, seq, client_id, user, graph_text, json.dumps(outputs) if outputs is not None else None,
-                 json.dumps(overrides) if overrides else None, submitted_at))
+                "INSERT INTO runs (id, seq, client_id, user, status, graph, outputs, overrides, submitted_at, "
+                "started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, seq, client_id, user, "queued" if started_at is None else "running", graph_text,
+                 json.dumps(outputs) if outputs is not None else None,
+                 json.dumps(overrides) if overrides else None, submitted_at, started_at))
         # The record as stored (no read-back: the JSON round trip is exact for storable values).
-        return RunRecord(run_id, seq, client_id, user, "queued", graph, outputs, overrides or None, submitted_at,
-                         None, None, None, None)
+        return RunRecord(run_id, seq, client_id, user, "queued" if started_at is None else "running", graph,
+                         outputs, overrides or None, submitted_at, started_at, None, None, None)
 
     def get(self, run_id: str) -> RunRecord | None:
         row = self._one("SELECT * FROM runs WHERE id = ?", run_id)

@@ -208,6 +208,8 @@ class Server:
         # the `submitted` reply; `_in_order` holds the run's events until that reply has gone out,
         # so a client still always gets `submitted` before the run's first event.
         self.protocol = ServerProtocol(session, self.queue, self.files, wake_worker=self._wake,
+                                       reserve_worker=self._reserve_worker if backend is None else lambda: False,
+                                       hand_over=self._hand_over,
                                        interrupt_run=self._interrupt_run, server_version=__version__,
                                        token=self.token, users=users,
                                        templates=TemplateLibrary.for_session(session, PROJECT_ROOT / "graphs"))
@@ -218,6 +220,13 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
         self._wake_event = threading.Event()
+        # A submit that finds the worker idle hands it the run directly (stored running: no claim):
+        # `_worker_idle` — it found the queue empty and waits; `_reserved` — a handler is storing a
+        # run for it (it waits for that run, so none queued after it can pass it); `_handed` — that run.
+        self._handoff_lock = threading.Lock()
+        self._worker_idle = False
+        self._reserved = False
+        self._handed: Any = None
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self._current_run: str | None = None
@@ -621,24 +630,49 @@ class Server:
 
     WORKER_RETRY_SECONDS = 1.0
 
+    def _reserve_worker(self) -> bool:
+        """From a handler thread: if the worker is idle, make it wait for the run being submitted (see protocol)."""
+        with self._handoff_lock:
+            if not self._worker_idle or self._reserved or self._handed is not None or self._stopping.is_set():
+                return False
+            self._reserved = True
+            return True
+
+    def _hand_over(self, record: Any) -> None:
+        """From a handler thread: the reserved run, stored as running (None: it was queued; claim as usual)."""
+        with self._handoff_lock:
+            self._reserved = False
+            self._handed = record
+        self._wake()
+
     def _work(self) -> None:
         """Take queued runs in order, forever: no exception ends this loop (it is logged and reported)."""
         while not self._stopping.is_set():
             self._wake_event.wait(timeout=self.WORKER_RETRY_SECONDS * 5)
             self._wake_event.clear()
+            with self._handoff_lock:
+                if self._reserved:          # a submit is storing the run this worker runs next: wait for it
+                    continue
+                self._worker_idle = False
+                record, self._handed = self._handed, None
             while not self._stopping.is_set():
-                try:
-                    record = self.queue.claim_next(needs_graph=lambda run_id: run_id not in self.protocol.prepared)
-                except Exception:  # noqa: BLE001 — e.g. a disk I/O error: try again shortly
-                    log.exception("could not read the run queue; retrying")
-                    time.sleep(self.WORKER_RETRY_SECONDS)
-                    break
                 if record is None:
-                    break
+                    try:
+                        record = self.queue.claim_next(
+                            needs_graph=lambda run_id: run_id not in self.protocol.prepared)
+                    except Exception:  # noqa: BLE001 — e.g. a disk I/O error: try again shortly
+                        log.exception("could not read the run queue; retrying")
+                        time.sleep(self.WORKER_RETRY_SECONDS)
+                        break
+                    if record is None:
+                        break
                 try:
                     self._execute(record)
                 except Exception:  # noqa: BLE001 — the worker must survive anything
                     log.exception("the worker failed around run %s; going on with the next run", record.id)
+                record = None
+            with self._handoff_lock:
+                self._worker_idle = True
 
     TERMINAL_EVENTS = ("run_finished", "run_failed", "run_interrupted")
 

@@ -107,6 +107,25 @@ def test_submit_stores_the_graph_text_as_sent(proto):
     assert submitted["type"] == "submitted" and proto.queue.get(submitted["run_id"]).graph == odd
 
 
+def test_a_submit_to_an_idle_worker_is_stored_running(proto):
+    """When the shell's worker is idle (reserve_worker says so) a submit stores the run as running and hands it
+    over instead of waking the worker to claim it; behind a queued run it is queued and the worker claims it."""
+    handed = []
+    proto.reserve_worker, proto.hand_over = (lambda: True), handed.append
+    submitted, note = send(proto, {"type": "submit", "graph": ARITHMETIC})
+    run_id = submitted.message["run_id"]
+    assert [r.id for r in handed] == [run_id] and handed[0].status == "running" and not proto.woken
+    assert submitted.message["position"] == 0 and note.message["status"] == "running"
+    stored = proto.queue.get(run_id)
+    assert stored.status == "running" and stored.started_at is not None and proto.queue.claim_next() is None
+    proto.queue.finish(run_id, "succeeded", result={})
+    waiting = proto.queue.enqueue(ARITHMETIC)                     # a queued run goes first
+    submitted, note = send(proto, {"type": "submit", "graph": ARITHMETIC})
+    assert handed[-1] is None and proto.woken and note.message["status"] == "queued"
+    assert submitted.message["position"] == 1
+    assert [proto.queue.claim_next().id for _ in range(2)] == [waiting.id, submitted.message["run_id"]]
+
+
 def test_invalid_graph_is_not_queued(proto):
     """A graph that fails validation returns structured errors and queues nothing."""
     bad = {"format_version": 1, "nodes": {"x": {"type": "Nope"}, "s": {"type": "ShowValue", "inputs": {}}}}

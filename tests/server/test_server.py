@@ -152,6 +152,39 @@ def test_queue_operations_do_not_wait_for_a_running_graph(server):
     first.close(), second.close()
 
 
+def test_runs_from_many_clients_start_in_submission_order(server):
+    """Submits racing from several clients, to an idle or a busy worker (started at submit or queued), each run
+    exactly once, in the order the queue stored them."""
+    clients = [Client(server.url()) for _ in range(3)]
+    run_ids: list[list[str]] = [[] for _ in clients]
+
+    def submit_some(index):
+        for seed in range(4):
+            graph = {"format_version": 1, "nodes": {
+                "v": {"type": "Int", "inputs": {"value": index * 100 + seed}},
+                "w": {"type": "Wait", "inputs": {"value": {"node": "v", "output": "value"}, "seconds": 0.01}},
+                "s": {"type": "ShowValue", "inputs": {"value": {"node": "w", "output": "value"}}}}}
+            clients[index].send({"type": "submit", "graph": graph})
+            run_ids[index].append(clients[index].next_of("submitted")["run_id"])
+
+    threads = [threading.Thread(target=submit_some, args=(i,)) for i in range(len(clients))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for client, ids in zip(clients, run_ids):
+        for run_id in ids:        # next_of skips what it does not look for: a run may have finished already
+            if not any(m.get("type") == "run_finished" and m.get("run_id") == run_id for m in client.received):
+                client.next_of("run_finished", timeout=30, run_id=run_id)
+    records = [server.server.queue.get(run_id) for ids in run_ids for run_id in ids]
+    assert len(records) == 12 and {r.status for r in records} == {"succeeded"}
+    by_seq = sorted(records, key=lambda r: r.seq)
+    assert [r.id for r in sorted(records, key=lambda r: r.started_at)] == [r.id for r in by_seq]
+    assert all(a.finished_at <= b.started_at for a, b in zip(by_seq, by_seq[1:]))     # one at a time
+    for client in clients:
+        client.close()
+
+
 def test_client_disconnect_mid_run_keeps_the_result(server):
     """A client that leaves mid-run does not stop it; the result is in history."""
     client = Client(server.url())
