@@ -4,6 +4,7 @@ One table, `runs`, holds every submitted run from `queued` to its end:
 
     queued → running → succeeded | failed | interrupted
     queued → cancelled
+    (stored) running   (`enqueue(start=True)`: the server's worker is idle and runs it now)
     interrupted | failed | cancelled → queued   (requeue, same id)
 
 After a crash or restart, `recover()` marks runs left `running` as

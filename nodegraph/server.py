@@ -18,8 +18,10 @@ Pieces:
   assets and websocket carry the token without it staying in the URL.
 - The worker: one thread that takes queued runs in order and runs them on the
   Session — the very Graph object `submit` validated (`ServerProtocol.prepared`),
-  so a run is parsed, validated and compiled once. Engine events are handed to
-  the event loop in batches (`_post`: one `call_soon_threadsafe` wakes the loop
+  so a run is parsed, validated and compiled once. A submit that finds the
+  worker idle stores the run as running and hands it over (`_reserve_worker`,
+  `_hand_over`): one SQLite write instead of queueing and claiming. Engine
+  events are handed to the event loop in batches (`_post`: one `call_soon_threadsafe` wakes the loop
   for everything posted since it last drained), so queue operations never wait
   for a running graph and a 1,000-node run does not cost 2,000 loop wake-ups.
   Node started / cached / finished events travel as the engine's Event objects,
