@@ -308,8 +308,8 @@ def expand_node_events(payloads: list[Any], batch: bool, compact: bool) -> list[
     MAX_EVENT_ROWS rows each. Otherwise each event becomes its message (`event_dict`).
     Everything else passes unchanged, in order.
     """
+    settled: set[tuple[str, Any]] = set()
     if batch:
-        settled = set()
         for payload in payloads:
             if type(payload) is EngineEvents:
                 settled.update([(e.run_id, e.node_id) for e in payload if type(e) is not NodeStarted])
@@ -321,7 +321,7 @@ def expand_node_events(payloads: list[Any], batch: bool, compact: bool) -> list[
             out.append(payload)
             continue
         events = payload
-        if batch and settled:
+        if settled:
             events = [e for e in payload if type(e) is not NodeStarted or (e.run_id, e.node_id) not in settled]
         if not compact:
             out.extend(map(event_dict, events))
@@ -337,8 +337,6 @@ def expand_node_events(payloads: list[Any], batch: bool, compact: bool) -> list[
                     out.append({"type": "node_events", "event": cls.type, "run_id": chunk[0].run_id,
                                 "fields": fields, "rows": list(map(row, chunk))})
     return out
-
-
 
 
 def compacted(messages: list[Any]) -> list[Any]:

@@ -130,7 +130,7 @@ _SQUARE_AS_CURLY = bytes.maketrans(b"[]", b"{}")     # nesting depth does not de
 
 
 def members_within_storage_caps(text: str) -> bool:
-    """True when no member value of this JSON object text (valid JSON: it was decoded) can break `storable_problem`'s caps.
+    """True when no member value of this (decoded, so valid) JSON object text can break `storable_problem`'s caps.
 
     A cheap bound on the raw text of a message (bytes translate and replace; no walk over the decoded
     value): every value and every character of its strings costs at least one character of
