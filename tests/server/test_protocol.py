@@ -99,7 +99,7 @@ def test_submit_stores_the_graph_text_as_sent(proto):
     SQLite cannot hold (a lone surrogate) is encoded from the decoded graph instead."""
     text = json.dumps({"type": "submit", "graph": ARITHMETIC}, indent=2)
     submitted = send(proto, text)[0].message
-    stored = proto.queue._one("SELECT graph FROM runs WHERE id = ?", submitted["run_id"])["graph"]
+    stored = proto.queue._one("SELECT graph FROM run_graphs WHERE id = ?", submitted["run_id"])["graph"]
     assert stored == json.dumps(ARITHMETIC, indent=2).replace("\n", "\n  ") and json.loads(stored) == ARITHMETIC
     assert proto.queue.get(submitted["run_id"]).graph == ARITHMETIC
     odd = {**ARITHMETIC, "metadata": {"title": "\ud800"}}

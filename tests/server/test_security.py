@@ -217,7 +217,8 @@ def test_an_unreadable_stored_row_does_not_break_listings(tmp_path):
     poisoned = queue.enqueue(ARITHMETIC)
     deep = "[" * 100_000 + "]" * 100_000
     with queue._lock:
-        queue._db.execute("UPDATE runs SET graph = ? WHERE id = ?", (deep, poisoned.id))
+        queue._db.execute("UPDATE run_graphs SET graph = ? WHERE id = ?", (deep, poisoned.id))
+        queue._db.execute("DELETE FROM run_graphs WHERE id = ?", (good.id,))      # as stored before run_graphs
         queue._db.execute("UPDATE runs SET graph = ? WHERE id = ?", ("{not json", good.id))
     third = queue.enqueue(ARITHMETIC)
     pending = queue.pending()                        # no RecursionError, no JSONDecodeError

@@ -383,6 +383,26 @@ def test_claim_next_can_leave_the_stored_graph_undecoded():
     assert queue.get(first.id).graph == seeded_graph(1)          # the stored graph is untouched
 
 
+def test_graphs_live_apart_from_run_rows_and_old_rows_still_read(tmp_path):
+    """A run's graph text is written once, to run_graphs (status updates rewrite only the small runs row); a row
+    stored before that table existed (its graph in runs.graph) reads as before; deleting a run deletes its graph."""
+    queue = RunQueue(tmp_path / "runs.sqlite")
+    new = queue.enqueue(seeded_graph(1), "c")
+    old = queue.enqueue(seeded_graph(2), "c")
+    with queue._lock:
+        assert queue._db.execute("SELECT graph FROM runs WHERE id = ?", (new.id,)).fetchone()["graph"] == ""
+        queue._db.execute("DELETE FROM run_graphs WHERE id = ?", (old.id,))
+        queue._db.execute("UPDATE runs SET graph = ? WHERE id = ?", (json.dumps(seeded_graph(2)), old.id))
+    assert [r.graph for r in queue.pending()] == [seeded_graph(1), seeded_graph(2)]
+    for _ in range(2):
+        queue.finish(queue.claim_next().id, "succeeded", result={})
+    assert queue.get(new.id).graph == seeded_graph(1) and queue.get(old.id).graph == seeded_graph(2)
+    assert queue.delete(new.id) and queue.prune(keep=0) == 1
+    with queue._lock:
+        assert queue._db.execute("SELECT COUNT(*) AS n FROM run_graphs").fetchone()["n"] == 0
+    queue.close()
+
+
 def test_a_batch_leaves_out_starts_of_nodes_that_settle_in_it():
     """without_settled_starts drops node_started only when the same run's node finishes, is cached or fails in
     the same list; other messages, encoded strings and binary frames stay in order."""
