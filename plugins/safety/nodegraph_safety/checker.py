@@ -100,6 +100,15 @@ class CheckResult:
     special_scores: torch.Tensor  # (B, S), rounded to 3 decimals
     image_embeds: torch.Tensor  # (B, P)
 
+    def flagged_at(self, sensitivity: float = 0.0) -> torch.Tensor:
+        """(B,) bool: flagged with ``sensitivity`` added to every concept score (0: exactly ``flagged``;
+        > 0 flags more, < 0 fewer — the reference's "adjustment" as a user setting)."""
+        if sensitivity == 0.0:
+            return self.flagged
+        if not self.concept_scores.numel():
+            return torch.zeros(self.concept_scores.shape[0], dtype=torch.bool, device=self.concept_scores.device)
+        return (self.concept_scores + sensitivity > 0).any(dim=1)
+
     def records(self, names: Sequence[str] = ()) -> list[dict]:
         """JSON-able per-image records: flagged, the max score and the concepts that fired (by name if given)."""
         out = []

@@ -72,7 +72,10 @@ class GenerateCheckerExamples(Node):
 
     `count` sampling runs over `sizes`; each run gives its finished image and the CFG x0 prediction of every
     step with sigma <= `max_sigma`, cut to the checker's 64-px view. The label of all of a run's examples is
-    the world detector's reading of the finished image (the concept is there or not). See generated.py.
+    the world detector's reading of the finished image (the concept is there or not); with `label_rule`
+    "agree" (the default) a run is kept only when that reading agrees with what the prompt asked, since the
+    detector misreads merged two-object images and the model sometimes draws something else (`kept`: the
+    share of runs kept). See generated.py.
     """
 
     category = "safety/training"
@@ -82,7 +85,7 @@ class GenerateCheckerExamples(Node):
         text_encoder: Any = Input(port="TEXT_ENCODER")
         vae: Any = Input(port="VAE")
         concept: str = Input("star", min_length=1, max_length=200, description="tiny-world words, as TrainSafetyChecker")
-        count: int = Input(600, ge=3, le=20_000, description="sampling runs")
+        count: int = Input(600, ge=3, le=5000, description="sampling runs (each keeps ~15 64-px views in memory)")
         sizes: str = Input("64x64, 64x64, 96x96, 80x48", max_length=400,
                            description="image sizes (WIDTHxHEIGHT), used in turn")
         seed: int = Input(0, seed=True)
@@ -93,11 +96,16 @@ class GenerateCheckerExamples(Node):
         max_sigma: float = Input(3.5, ge=0.0, le=1e6, description="record predictions at sigma <= this (the gate's "
                                                                    "gate_sigma)")
         batch_size: int = Input(32, ge=1, le=512)
+        label_rule: Literal["agree", "detector"] = Input(
+            "agree", description="agree: keep only runs where the prompt and the detector's reading of the image "
+                                 "agree on the concept (label noise of either is dropped); detector: keep all, "
+                                 "labelled by the detector")
 
-    outputs = (Output("examples", "CHECKER_EXAMPLES"), Output("concept_rate", "FLOAT"))
+    outputs = (Output("examples", "CHECKER_EXAMPLES"), Output("concept_rate", "FLOAT"), Output("kept", "FLOAT"))
 
     def run(self, model: Any, text_encoder: Any, vae: Any, concept: str, count: int, sizes: str, seed: int,
-            steps: int, cfg: float, sampler: str, scheduler: str, max_sigma: float, batch_size: int) -> dict:
+            steps: int, cfg: float, sampler: str, scheduler: str, max_sigma: float, batch_size: int,
+            label_rule: str = "agree") -> dict:
         import numpy as np
         import torch
 
@@ -116,7 +124,9 @@ class GenerateCheckerExamples(Node):
         except ValueError as exc:
             raise NodeInputError("sizes", str(exc)) from None
         view = TINY_CONFIG.vision.image_size
-        prompts = [caption for _, caption in example_scenes(parsed, count, seed)]
+        scenes_and_prompts = example_scenes(parsed, count, seed)
+        prompts = [caption for _, caption in scenes_and_prompts]
+        asked = np.array([parsed.matches(scene) for scene, _ in scenes_and_prompts], dtype=bool)
         classifier = world.load_classifier()
         encoded: dict[str, dict] = {}
 
@@ -130,7 +140,7 @@ class GenerateCheckerExamples(Node):
                     else items[0][key] for key in items[0]}
 
         negative = api.encode_text(self.context, text_encoder, "")
-        parts, done = [], 0
+        parts, done, kept = [], 0, 0
         for size_index, (width, height) in enumerate(size_list):
             runs = list(range(size_index, count, len(size_list)))
             for start in range(0, len(runs), batch_size):
@@ -143,16 +153,24 @@ class GenerateCheckerExamples(Node):
                                     guidance=(functools.partial(PredictionRecorder, sink, max_sigma),))
                 finished = views_uint8(api.vae_decode(self.context, vae, result), view)
                 labels = label_views(parsed, finished, classifier)
-                groups = np.asarray(chunk, dtype=np.int64)
-                parts.append(CheckerExamples(finished, labels, groups, np.zeros(len(chunk), np.float32)))
-                for sigma, denoised in sink:
-                    predicted = views_uint8(api.vae_decode(self.context, vae, {"samples": denoised}), view)
-                    parts.append(CheckerExamples(predicted, labels, groups, np.full(len(chunk), sigma, np.float32)))
+                keep = labels == asked[chunk] if label_rule == "agree" else np.ones(len(chunk), dtype=bool)
+                kept += int(keep.sum())
+                groups = np.asarray(chunk, dtype=np.int64)[keep]
+                parts.append(CheckerExamples(finished[keep], labels[keep], groups, np.zeros(len(groups), np.float32)))
+                for sigma, denoised in sink if keep.any() else ():
+                    predicted = views_uint8(api.vae_decode(self.context, vae,
+                                                           {"samples": denoised[torch.from_numpy(keep)]}), view)
+                    parts.append(CheckerExamples(predicted, labels[keep], groups, np.full(len(groups), sigma,
+                                                                                           np.float32)))
                 done += len(chunk)
                 self.context.progress(done, count)
+        if kept == 0:
+            raise NodeInputError("label_rule", f"the detector agreed with no prompt in {count} runs, so no example "
+                                               f"is left; use label_rule 'detector', or check that the model draws "
+                                               f"the tiny world")
         examples = CheckerExamples.concatenate(parts)
         finished_labels = examples.labels[examples.sigmas == 0]
-        return {"examples": examples, "concept_rate": float(finished_labels.mean())}
+        return {"examples": examples, "concept_rate": float(finished_labels.mean()), "kept": kept / count}
 
 
 class TrainSafetyChecker(Node):
@@ -286,7 +304,7 @@ class SafetyFilter(Node):
         api.check_image(images, "images", "SafetyFilter")
         result = checker.check_images(images)
         scores = result.concept_scores + sensitivity
-        flagged = (scores > 0).any(dim=1) if scores.numel() else torch.zeros(images.shape[0], dtype=torch.bool)
+        flagged = result.flagged_at(sensitivity)
         filtered = filter_images(images, flagged.tolist(), action, blur_fraction=blur_fraction)
         best = scores.max(dim=1).values if scores.numel() else torch.zeros(images.shape[0])
         return {"images": filtered.images, "flagged": [bool(f) for f in flagged],
@@ -318,7 +336,8 @@ class SafeLatentDiffusion(Node):
     another (the direction becomes concept − anchor: "star" → "circle" keeps colour, size and place;
     "circle; square" uses the mean of both; one more evaluation per step and anchor), and `checker` +
     `vae` gate the term per image: it acts only on images whose predicted result the checker flagged at
-    `gate_steps` consecutive steps with sigma <= `gate_sigma`, and costs no model evaluation before that.
+    `gate_steps` consecutive steps with sigma <= `gate_sigma` (its scores shifted by `gate_sensitivity`),
+    and costs no model evaluation before that.
     """
 
     category = "safety/guidance"
@@ -342,6 +361,9 @@ class SafeLatentDiffusion(Node):
         vae: Any = Input(None, port="VAE", description="decodes the predicted images for the checker")
         gate_sigma: float = Input(3.5, ge=0.0, le=1e6, description="the checker judges predictions at sigma <= this")
         gate_steps: int = Input(2, ge=1, le=1000, description="consecutive flagged steps before an image is gated on")
+        gate_sensitivity: float = Input(0.0, ge=-1.0, le=1.0, step=0.005,
+                                        description="added to the checker's scores for the gate, as SafetyFilter's "
+                                                    "sensitivity: < 0 fewer false alarms on safe images, more misses")
         guidance: Any = Input(None, port="GUIDANCE", description="terms to stack this one onto")
 
     outputs = (Output("guidance", "GUIDANCE"),)
@@ -349,7 +371,7 @@ class SafeLatentDiffusion(Node):
     def run(self, text_encoder: Any, concept: str, preset: str, warmup_steps: int, edit_scale: float,
             threshold: float, momentum_scale: float, momentum_beta: float, sigma_low: float, sigma_high: float,
             anchor: str = "", checker: Any = None, vae: Any = None, gate_sigma: float = 3.5, gate_steps: int = 2,
-            guidance: Any = None) -> dict:
+            gate_sensitivity: float = 0.0, guidance: Any = None) -> dict:
         from .sld import PRESETS, CheckerGate, SafeLatentDiffusionTerm, SLDParameters, anchor_texts
 
         try:
@@ -381,7 +403,7 @@ class SafeLatentDiffusion(Node):
                     raise NodeInputError("vae", f"SafeLatentDiffusion's gate cannot decode the sampler's latents "
                                                 f"with this VAE ({exc}); connect the VAE of the model being "
                                                 f"sampled") from None
-                return checker.check_images(images).flagged
+                return checker.check_images(images).flagged_at(gate_sensitivity)
 
             gate = functools.partial(CheckerGate, flag_images, gate_sigma, gate_steps)
         factory = functools.partial(SafeLatentDiffusionTerm, concept_conditioning, parameters,

@@ -190,3 +190,17 @@ def test_check_images_judges_the_sides_of_a_wide_image():
     assert torch.equal(whole.concept_scores, left.concept_scores)
     square = wide[:, :, :32]
     assert torch.equal(checker.check_images(square).concept_scores, left.concept_scores)
+
+
+def test_flagged_at_shifts_every_concept_score():
+    """flagged_at(0) is the reference's decision; a sensitivity is added to each concept score before the > 0 test."""
+    from nodegraph_safety.checker import CheckResult
+
+    scores = torch.tensor([[-0.05, 0.02], [-0.2, -0.1], [0.0, -0.3]])
+    result = CheckResult((scores > 0).any(dim=1), scores, torch.zeros(3, 0), torch.zeros(3, 4))
+    assert result.flagged_at(0.0).tolist() == [True, False, False]
+    assert result.flagged_at(-0.03).tolist() == [False, False, False]
+    assert result.flagged_at(0.06).tolist() == [True, False, True]
+    assert result.flagged_at(0.15).tolist() == [True, True, True]
+    empty = CheckResult(torch.zeros(2, dtype=torch.bool), torch.zeros(2, 0), torch.zeros(2, 0), torch.zeros(2, 4))
+    assert empty.flagged_at(0.5).tolist() == [False, False]

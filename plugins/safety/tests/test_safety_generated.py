@@ -94,7 +94,7 @@ def _generate_graph(**inputs) -> dict:
         "generate": {"type": "safety.GenerateCheckerExamples", "inputs": {
             "model": model, "text_encoder": {"node": "model", "output": "text_encoder"},
             "vae": {"node": "model", "output": "vae"}, "count": 6, "steps": 4, "sizes": "64x64, 48x80",
-            "max_sigma": 3.5, **inputs}},
+            "max_sigma": 3.5, "label_rule": "detector", **inputs}},
     }}
 
 
@@ -114,6 +114,22 @@ def test_generate_checker_examples_labels_each_run_by_its_finished_image(session
 
 
 @needs_model
+def test_label_rule_agree_keeps_only_runs_whose_image_matches_the_prompt(session):
+    """With label_rule 'agree' every kept run's label is what its prompt asked (a third of the prompts ask for a
+    star), and `kept` is the share of runs kept."""
+    from nodegraph_safety.concepts import parse_concept
+
+    result = session.run(_generate_graph(count=9, steps=12, sizes="64x64", label_rule="agree"),
+                         outputs=["generate"]).outputs["generate"]
+    examples, asked = result["examples"], [parse_concept("star").matches(scene)
+                                           for scene, _ in example_scenes(parse_concept("star"), 9, 0)]
+    kept = np.unique(examples.groups)
+    assert result["kept"] == pytest.approx(len(kept) / 9) and len(kept) >= 6
+    for group in kept:
+        assert set(examples.labels[examples.groups == group].tolist()) == {asked[group]}
+
+
+@needs_model
 @pytest.mark.parametrize(("inputs", "name", "words"), [
     ({"sizes": "64x60"}, "sizes", "multiple of 8"),
     ({"concept": "dragon"}, "concept", "not a word of the tiny world"),
@@ -126,17 +142,17 @@ def test_generate_checker_examples_bad_inputs_name_the_input(session, inputs, na
 
 @needs_model
 def test_training_graph_runs_small_and_too_few_runs_name_generated(tmp_path):
-    """plugins/safety/graphs/train_safety_checker.json, shrunk: it generates, trains on renders + generated
+    """plugins/safety/graphs/train_safety_checker_generated.json, shrunk: it generates, trains on renders + generated
     examples, reports both accuracies and writes the checker into the model folder; 3 runs cannot be split."""
     session = Session(autoload=True, allow=["safety"],
                       model_paths=ModelPaths(roots=[tmp_path / "models", ROOT / "models"]))
-    graph = json.loads((PLUGIN / "graphs" / "train_safety_checker.json").read_text())
-    small = {"generate.count": 24, "generate.steps": 3, "generate.sizes": "64x64", "train.count": 120,
-             "train.steps": 3, "train.eval_count": 60}
+    graph = json.loads((PLUGIN / "graphs" / "train_safety_checker_generated.json").read_text())
+    small = {"generate.count": 24, "generate.steps": 3, "generate.sizes": "64x64", "generate.label_rule": "detector",
+             "train.count": 120, "train.steps": 3, "train.eval_count": 60}
     result = session.run(graph, overrides=small, output_dir=tmp_path / "out")
     [written] = result.outputs["save"]["model_files"]
     assert Path(written["path"]).parent == tmp_path / "models" / "safety_checker"
-    for name in ("accuracy", "render_accuracy", "star_rate"):
+    for name in ("accuracy", "render_accuracy", "star_rate", "kept"):
         assert 0.0 <= result.outputs[name]["value"] <= 1.0
     with pytest.raises(NodeExecutionError, match="too few") as info:
         session.run(graph, overrides={**small, "generate.count": 3}, outputs=["train"])

@@ -295,6 +295,22 @@ def test_gated_anchored_sld_turns_a_star_into_a_circle_and_leaves_a_square_alone
     assert torch.equal(plain, gated)
 
 
+@needs_checker
+@pytest.mark.skipif(not SECOND_MODEL.is_file(), reason="the second model is not committed")
+def test_gate_sensitivity_shifts_the_checker_scores_the_gate_reads(session):
+    """gate_sensitivity -1 puts every score below 0: the gate never opens and the star comes out exactly as without
+    SLD; +1 opens it on a square too (its image changes)."""
+    star = "a large red star in the centre, on a white background"
+    square = "a large blue square on the left, on a yellow background"
+
+    def latent(prompt: str, sld_inputs: dict | None):
+        graph = _sld_graph(prompt, 1, sld_inputs)
+        return session.run(graph, outputs=["sampler"]).outputs["sampler"]["latent"]["samples"]
+
+    assert torch.equal(latent(star, None), latent(star, {**GATED, "gate_sensitivity": -1.0}))
+    assert not torch.equal(latent(square, None), latent(square, {**GATED, "gate_sensitivity": 1.0}))
+
+
 @pytest.mark.skipif(not SECOND_MODEL.is_file(), reason="the second model is not committed")
 @pytest.mark.parametrize(("inputs", "name", "words"), [
     ({"anchor": " Star "}, "anchor", "the concept itself"),
