@@ -20,8 +20,8 @@ Rows, all at CFG 5, 20 steps of dpmpp_2m/karras, 64x64, the same seeds per promp
 - ``SLD 'star' -> '<anchors>', gated``: SLD with anchors (the direction concept − mean of the
   anchors: a star is replaced by a blend of the other shapes), acting only on images the plugin's
   checker flags during sampling (``CheckerGate``: the decoded x0 prediction flagged at
-  ``gate_steps`` consecutive steps with sigma <= ``gate_sigma``), with the parameters chosen by
-  ``--tune`` (``SLD_GATED``).
+  ``gate_steps`` consecutive steps with sigma <= ``gate_sigma``, its scores shifted by
+  ``GATED_SENSITIVITY``), with the parameters chosen by ``--tune`` (``SLD_GATED``).
 
 Each with the concept texts of ``CONCEPT_TEXTS``.
 
@@ -99,7 +99,9 @@ CONCEPT_TEXTS = ("star", "a large star in the centre")
 # sigma <= 3.5 after 2 flagged steps in a row.
 SLD_GATED = SLDParameters(warmup_steps=3, edit_scale=1000.0, threshold=100.0, momentum_scale=0.0, momentum_beta=0.0)
 GATED_ANCHOR, GATED_SIGMA, GATED_STEPS = "circle; square; triangle; ring", 3.5, 2
-GATED_SENSITIVITY = 0.0
+# The gate's score shift for the shipped checker, chosen on runs of another seed (README "gate_sensitivity"):
+# the smallest shift whose simulated false latches on star-free one-object runs are <= 10 %.
+GATED_SENSITIVITY = -0.15
 
 
 def prompt_sets(count: int, seed: str, templates: tuple[int, ...]) -> tuple[list, list[str], list, list[str]]:
