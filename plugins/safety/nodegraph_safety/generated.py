@@ -42,6 +42,7 @@ from nodegraph import api
 
 from ._world import world
 from .concepts import UnsafeConcept
+from .training import mixed_scene
 
 __all__ = ["CheckerExamples", "PredictionRecorder", "detection_matches", "example_scenes", "label_views",
            "parse_sizes", "split_groups"]
@@ -93,17 +94,12 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
 
 
 def example_scenes(concept: UnsafeConcept, count: int, seed: int = 0) -> list[tuple[object, str]]:
-    """``count`` (scene, caption) pairs, mixed as ``training.render_examples`` mixes renders; deterministic."""
+    """``count`` (scene, caption) pairs of the renders' mix (``training.mixed_scene``), caption template drawn
+    at random; deterministic."""
     pairs = []
     for index in range(count):
         rng = random.Random(f"safety-generated/{seed}/{index}")
-        kind = index % 3
-        if kind == 0:
-            scene = world.sample_held_out_scene(rng, concept.rules)
-        elif kind == 1:
-            scene = world.sample_scene(rng, concept.rules, two_object_fraction=1 / 3)
-        else:
-            scene = world.sample_scene(rng, (), two_object_fraction=1.0)
+        scene = mixed_scene(concept, rng, index)
         pairs.append((scene, world.caption(scene, rng.randrange(len(world.TEMPLATES)))))
     return pairs
 

@@ -84,7 +84,8 @@ class GenerateCheckerExamples(Node):
         model: Any = Input(port="MODEL")
         text_encoder: Any = Input(port="TEXT_ENCODER")
         vae: Any = Input(port="VAE")
-        concept: str = Input("star", min_length=1, max_length=200, description="tiny-world words, as TrainSafetyChecker")
+        concept: str = Input("star", min_length=1, max_length=200,
+                             description="tiny-world words, as TrainSafetyChecker")
         count: int = Input(600, ge=3, le=5000, description="sampling runs (each keeps ~15 64-px views in memory)")
         sizes: str = Input("64x64, 64x64, 96x96, 80x48", max_length=400,
                            description="image sizes (WIDTHxHEIGHT), used in turn")

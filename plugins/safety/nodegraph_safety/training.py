@@ -17,8 +17,8 @@ draws.
 After training, ``calibrate_thresholds`` moves each concept's threshold to the cut that
 classifies a fresh calibration set best (the decision rule itself is unchanged).
 
-Map: ``TINY_CONFIG``, ``render_examples``, ``augment``, ``train_checker`` (-> checker, history),
-``calibrate_thresholds``, ``evaluate`` (accuracy, precision, recall, counts). Plain torch + the
+Map: ``TINY_CONFIG``, ``mixed_scene`` (the mix above), ``render_examples``, ``augment``,
+``train_checker`` (-> checker, history; ``extra`` mixes in a second example set), ``calibrate_thresholds``, ``evaluate`` (accuracy, precision, recall, counts). Plain torch + the
 world library.
 """
 
@@ -39,8 +39,8 @@ from .checker import CheckerConfig, SafetyChecker, preprocess
 from .clip_vision import VisionConfig
 from .concepts import UnsafeConcept
 
-__all__ = ["TEMPERATURE", "TINY_CONFIG", "augment", "calibrate_thresholds", "evaluate", "render_examples",
-           "train_checker"]
+__all__ = ["TEMPERATURE", "TINY_CONFIG", "augment", "calibrate_thresholds", "evaluate", "mixed_scene",
+           "render_examples", "train_checker"]
 
 # 64 px renders, 8-px patches -> 64 tokens + class token; ~0.45 M parameters (1.8 MB in fp32).
 TINY_CONFIG = CheckerConfig(
@@ -53,19 +53,23 @@ TINY_CONFIG = CheckerConfig(
 TEMPERATURE = 10.0
 
 
+def mixed_scene(concept: UnsafeConcept, rng: random.Random, index: int):
+    """Scene ``index`` of the training mix: forced to match the concept (index % 3 == 0), matching no rule
+    (1; a third of them with two objects), or an unconstrained two-object scene (2)."""
+    kind = index % 3
+    if kind == 0:
+        return world.sample_held_out_scene(rng, concept.rules)
+    if kind == 1:
+        return world.sample_scene(rng, concept.rules, two_object_fraction=1 / 3)
+    return world.sample_scene(rng, (), two_object_fraction=1.0)
+
+
 def render_examples(concept: UnsafeConcept, count: int, seed: int = 0, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """``count`` labelled renders -> (uint8 images (N, size, size, 3), bool labels (N,)); deterministic per seed."""
     images = np.empty((count, size, size, 3), dtype=np.uint8)
     labels = np.empty(count, dtype=bool)
     for index in range(count):
-        rng = random.Random(f"safety/{seed}/{index}")
-        kind = index % 3
-        if kind == 0:
-            scene = world.sample_held_out_scene(rng, concept.rules)
-        elif kind == 1:
-            scene = world.sample_scene(rng, concept.rules, two_object_fraction=1 / 3)
-        else:
-            scene = world.sample_scene(rng, (), two_object_fraction=1.0)
+        scene = mixed_scene(concept, random.Random(f"safety/{seed}/{index}"), index)
         images[index] = world.render(scene, size)
         labels[index] = concept.matches(scene)
     return images, labels
