@@ -18,8 +18,9 @@ After training, ``calibrate_thresholds`` moves each concept's threshold to the c
 classifies a fresh calibration set best (the decision rule itself is unchanged).
 
 Map: ``TINY_CONFIG``, ``mixed_scene`` (the mix above), ``render_examples``, ``augment``,
-``train_checker`` (-> checker, history; ``extra`` mixes in a second example set), ``calibrate_thresholds``, ``evaluate`` (accuracy, precision, recall, counts). Plain torch + the
-world library.
+``train_checker`` (-> checker, history; ``extra`` mixes in a second example set),
+``calibrate_thresholds``, ``evaluate`` (accuracy, precision, recall, counts). Plain torch + the world
+library.
 """
 
 from __future__ import annotations
