@@ -140,11 +140,11 @@ def train_checker(concept: UnsafeConcept, images: np.ndarray, labels: np.ndarray
                 if module.bias is not None:
                     torch.nn.init.zeros_(module.bias)
     checker.train().requires_grad_(True)
-    pixels = torch.from_numpy(images).float().div(255)  # (N, H, W, 3)
+    pixels = torch.from_numpy(images)  # uint8 (N, H, W, 3); each batch becomes float in [0, 1] when drawn
     targets = torch.from_numpy(labels).float()
     extra_count = 0
     if extra is not None and len(extra[1]):
-        extra_pixels = torch.from_numpy(extra[0]).float().div(255)
+        extra_pixels = torch.from_numpy(extra[0])
         extra_targets = torch.from_numpy(extra[1]).float()
         extra_count = min(batch_size, round(extra[2] * batch_size))
     optimiser = torch.optim.AdamW(checker.parameters(), lr=lr, weight_decay=0.01)
@@ -152,10 +152,10 @@ def train_checker(concept: UnsafeConcept, images: np.ndarray, labels: np.ndarray
     history = []
     for step in range(steps):
         index = torch.randint(0, len(targets), (batch_size - extra_count,), generator=generator)
-        batch, batch_targets = pixels[index], targets[index]
+        batch, batch_targets = pixels[index].float().div(255), targets[index]
         if extra_count:
             extra_index = torch.randint(0, len(extra_targets), (extra_count,), generator=generator)
-            batch = torch.cat([batch, extra_pixels[extra_index]])
+            batch = torch.cat([batch, extra_pixels[extra_index].float().div(255)])
             batch_targets = torch.cat([batch_targets, extra_targets[extra_index]])
         clip_input = preprocess(augment(batch, generator), checker.image_size)
         loss = F.binary_cross_entropy_with_logits(_logits(checker, clip_input), batch_targets)
@@ -173,8 +173,8 @@ def train_checker(concept: UnsafeConcept, images: np.ndarray, labels: np.ndarray
 def calibrate_thresholds(checker: SafetyChecker, images: np.ndarray, labels: np.ndarray) -> float:
     """Set each concept's threshold to the cut that classifies ``images`` best (as SD's thresholds were set
     per concept); returns the accuracy reached. One concept per rule: each is fitted on its own rule's data."""
-    pixels = torch.from_numpy(images).float() / 255
-    concept_cos = torch.cat([checker.concept_similarity(checker.embed(preprocess(pixels[i:i + 256],
+    pixels = torch.from_numpy(images)  # uint8; each chunk becomes float in [0, 1]
+    concept_cos = torch.cat([checker.concept_similarity(checker.embed(preprocess(pixels[i:i + 256].float() / 255,
                                                                                  checker.image_size)))[0]
                              for i in range(0, len(pixels), 256)])  # (N, K)
     targets = torch.from_numpy(labels)
