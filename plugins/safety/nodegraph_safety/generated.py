@@ -22,8 +22,8 @@ whose prompts asked for no star, and more of their mid-sampling predictions, and
 (``split_groups``).
 
 Map: ``CheckerExamples`` (images, labels, groups, sigmas; ``subset``, ``concatenate``),
-``example_scenes``, ``PredictionRecorder``, ``detection_matches``, ``label_views``, ``split_groups``,
-``parse_sizes``. Plain torch + the world kit; the sampling itself is the node's (``nodes.py``,
+``example_scenes``, ``PredictionRecorder``, ``views_uint8`` (decoded images -> uint8 checker views),
+``detection_matches``, ``label_views``, ``split_groups``, ``parse_sizes``. Plain torch + the world kit; the sampling itself is the node's (``nodes.py``,
 through ``nodegraph.api``).
 """
 
@@ -45,7 +45,7 @@ from .concepts import UnsafeConcept
 from .training import mixed_scene
 
 __all__ = ["CheckerExamples", "PredictionRecorder", "detection_matches", "example_scenes", "label_views",
-           "parse_sizes", "split_groups"]
+           "parse_sizes", "split_groups", "views_uint8"]
 
 MAX_SIDE = 512  # generated sizes are bounded (a 512-px tiny-world image already costs 64 times a 64-px one)
 
