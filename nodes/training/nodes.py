@@ -33,7 +33,9 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator
 
 from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType, hookimpl
 
@@ -104,6 +106,45 @@ def _parse_holdout(text: str) -> list[tuple[str, ...]]:
     return [tuple(rule.split()) for rule in text.replace(",", ";").split(";") if rule.strip()]
 
 
+def _parse_shape_weights(text: str) -> dict[str, float]:
+    """"star: 3; ring: 0.5" → {"star": 3.0, "ring": 0.5}; "" → {} (uniform).
+
+    Raises ValueError saying what is wrong and how to write it (graph validation reports it against
+    the input through ``_check_shape_weights``; ``TinyWorldDataset.run`` as a NodeInputError).
+    """
+    from .world import SHAPES
+
+    weights: dict[str, float] = {}
+    for part in text.replace(",", ";").split(";"):
+        if not part.strip():
+            continue
+        name, colon, value = part.partition(":")
+        name = name.strip().lower()
+        if not colon or name not in SHAPES:
+            raise ValueError(f"entry {part.strip()!r} is not 'shape: weight' with a shape among {', '.join(SHAPES)} "
+                             "(separate entries with ';' or ',', e.g. 'star: 3')")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = float("nan")
+        if not 0 <= weight < float("inf"):
+            raise ValueError(f"the weight of {name!r} must be a finite number >= 0 (e.g. 'star: 3'), "
+                             f"not {value.strip()!r}")
+        if name in weights:
+            raise ValueError(f"{name!r} is given twice; give each shape once")
+        weights[name] = weight
+    if weights and not any(weights.get(name, 1.0) for name in SHAPES):
+        raise ValueError(f"every shape has weight 0 in {text!r}; give at least one shape a positive weight "
+                         "(unnamed shapes weigh 1)")
+    return weights
+
+
+def _check_shape_weights(text: str) -> str:
+    """Pydantic after-validator of TinyWorldDataset's ``shape_weights`` (a literal is checked before any run)."""
+    _parse_shape_weights(text)
+    return text
+
+
 class BucketedDataset:
     """Images of several sizes, one RenderedDataset per (height, width) bucket; item i → (image, caption).
 
@@ -158,11 +199,12 @@ class TinyWorldDataset(Node):
     `caption_style` "free"/"mixed" adds free-form captions (attributes left out, reordered,
     synonyms; docs/tiny_world.md); `sizes` renders balanced size buckets for multi-resolution
     training; `layout` "continuous" places objects off the grid with irregular outlines
-    (ControlNet hints).
+    (ControlNet hints); `shape_weights` ("star: 3") draws some shapes more often than others
+    (held-out pairs are still never shown).
     """
 
     category = "training"
-    version = "1.1.0"
+    version = "1.2.0"
 
     class Inputs(NodeInputs):
         seed: int = Input(0, seed=True)
@@ -175,11 +217,15 @@ class TinyWorldDataset(Node):
         sizes: str = Input("", max_length=200, description="size buckets, e.g. '32, 48x80, 64, 96, 128' (HxW); "
                                                            "empty = size")
         layout: Literal["grid", "continuous"] = Input("grid")
+        shape_weights: Annotated[str, AfterValidator(_check_shape_weights)] = Input(
+            "", max_length=200,
+            description="relative shape frequencies, e.g. 'star: 3' (';' or ','-separated; unnamed shapes 1); "
+                        "empty = uniform")
 
     outputs = (Output("dataset", "DATASET"),)
 
     def run(self, seed: int, count: int, size: int, holdout: str, two_object_fraction: float,
-            caption_style: str, sizes: str, layout: str) -> dict:
+            caption_style: str, sizes: str, layout: str, shape_weights: str = "") -> dict:
         import numpy as np
         import torch
 
@@ -187,9 +233,13 @@ class TinyWorldDataset(Node):
 
         buckets = _parse_sizes(sizes, size)
         try:
+            weights = _parse_shape_weights(shape_weights)
+        except ValueError as exc:
+            raise NodeInputError("shape_weights", str(exc)) from None
+        try:
             world = TinyWorld(seed=seed, size=size, holdout=_parse_holdout(holdout),
                               two_object_fraction=two_object_fraction, length=count, caption_style=caption_style,
-                              sizes=buckets, layout=layout)
+                              sizes=buckets, layout=layout, shape_weights=weights)
         except WorldError as exc:
             raise NodeInputError("holdout" if "holdout" in str(exc) else "count", str(exc)) from None
         members = {shape: [i for i in range(count) if world.image_size(i) == shape] for shape in buckets}

@@ -18,7 +18,8 @@ vocabularies              ``SHAPES``, ``COLOURS`` (name -> RGB), ``SIZES`` (name
 ``SceneSpec``             An object's pixel ``offset`` (jitter) is not part of equality.
 holdout rules             ``normalise_holdout`` (("green", "triangle") -> attribute rules),
                           ``is_held_out``.
-sampling                  ``sample_scene`` (never held out), ``sample_held_out_scene`` (always).
+sampling                  ``sample_scene`` (never held out; optional ``shape_weights``, checked by
+                          ``normalise_shape_weights``), ``sample_held_out_scene`` (always).
 rendering                 ``paint_shape`` (one anti-aliased shape onto a float canvas, any
                           centre and side), ``render`` (scene -> uint8 (H, W, 3)).
                           ``sample_layout`` -> ``Placement`` per object: continuous centres and
@@ -66,6 +67,7 @@ __all__ = [
     "image_shape",
     "is_held_out",
     "normalise_holdout",
+    "normalise_shape_weights",
     "paint_shape",
     "parse_caption",
     "render",
@@ -319,42 +321,69 @@ def _jitter(rng: random.Random, size: str, position: str) -> tuple[int, int]:
     return (offset[0], offset[1])
 
 
-def _random_object(rng: random.Random, position: str, avoid_colour: str, fixed: Mapping[str, str] | None = None) -> ObjectSpec:
+def _random_object(rng: random.Random, position: str, avoid_colour: str, fixed: Mapping[str, str] | None = None,
+                   shape_weights: Sequence[float] | None = None) -> ObjectSpec:
     fixed = fixed or {}
     colours = [name for name in COLOURS if name != avoid_colour]
+    if fixed.get("shape"):
+        shape = fixed["shape"]
+    elif shape_weights is None:   # uniform: the draw every earlier version made (same RNG calls)
+        shape = rng.choice(SHAPES)
+    else:
+        shape = rng.choices(SHAPES, weights=shape_weights)[0]
     return ObjectSpec(
-        shape=fixed.get("shape") or rng.choice(SHAPES),
+        shape=shape,
         colour=fixed.get("colour") or rng.choice(colours),
         size=fixed.get("size") or rng.choice(tuple(SIZES)),
         position=position,
     )
 
 
-def _draw_scene(rng: random.Random, two_object_fraction: float) -> SceneSpec:
+def _draw_scene(rng: random.Random, two_object_fraction: float, shape_weights: Sequence[float] | None = None) -> SceneSpec:
     background = rng.choice(tuple(COLOURS))
     if rng.random() < two_object_fraction:
         layout = list(rng.choice(TWO_OBJECT_LAYOUTS))
         rng.shuffle(layout)
-        first = _random_object(rng, layout[0], background)
-        second = _random_object(rng, layout[1], background)
+        first = _random_object(rng, layout[0], background, shape_weights=shape_weights)
+        second = _random_object(rng, layout[1], background, shape_weights=shape_weights)
         while (second.shape, second.colour) == (first.shape, first.colour):
-            second = _random_object(rng, layout[1], background)
+            second = _random_object(rng, layout[1], background, shape_weights=shape_weights)
         return SceneSpec((first, second), background)
-    item = _random_object(rng, rng.choice(tuple(POSITIONS)), background)
+    item = _random_object(rng, rng.choice(tuple(POSITIONS)), background, shape_weights=shape_weights)
     return SceneSpec((replace(item, offset=_jitter(rng, item.size, item.position)),), background)
 
 
-def sample_scene(rng: random.Random, holdout: Iterable = DEFAULT_HOLDOUT, two_object_fraction: float = 0.0) -> SceneSpec:
+def normalise_shape_weights(shape_weights: Mapping[str, float] | None) -> tuple[float, ...] | None:
+    """{"star": 3} -> relative weights in ``SHAPES`` order (unnamed shapes 1); None or {} -> None (uniform)."""
+    if not shape_weights:
+        return None
+    for name, weight in shape_weights.items():
+        _check_choice("shape_weights", name, SHAPES)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+            raise WorldError("shape_weights", f"expected a finite weight >= 0 for {name!r}; found {weight!r}.", weight)
+    weights = tuple(float(shape_weights.get(name, 1.0)) for name in SHAPES)
+    if not any(weights):
+        raise WorldError("shape_weights", "every shape has weight 0; give at least one shape a positive weight.",
+                         shape_weights)
+    return weights
+
+
+def sample_scene(rng: random.Random, holdout: Iterable = DEFAULT_HOLDOUT, two_object_fraction: float = 0.0,
+                 shape_weights: Mapping[str, float] | None = None) -> SceneSpec:
     """A uniformly random scene that no holdout rule matches (rejection sampling).
 
     ``two_object_fraction`` is the probability of a two-object scene (positions from
-    ``TWO_OBJECT_LAYOUTS``, not jittered).
+    ``TWO_OBJECT_LAYOUTS``, not jittered). ``shape_weights`` ({"star": 3}; unnamed shapes 1)
+    draws each object's shape with those relative weights before the holdout rejection, so a
+    held-out pair is still never returned; None or {} is the uniform draw, identical to earlier
+    versions for the same RNG state.
     """
     if not 0.0 <= two_object_fraction <= 1.0:
         raise WorldError("two_object_fraction", f"expected a probability in [0, 1]; found {two_object_fraction}.")
     rules = normalise_holdout(holdout)
+    weights = normalise_shape_weights(shape_weights)
     for _ in range(1000):
-        scene = _draw_scene(rng, two_object_fraction)
+        scene = _draw_scene(rng, two_object_fraction, weights)
         if not any(_rule_matches(scene, rule) for rule in rules):
             return scene
     raise WorldError("holdout", "the rules exclude almost every scene (1000 draws held out); hold out fewer.", holdout)
@@ -597,6 +626,8 @@ class TinyWorld:
             ``sizes[i % len(sizes)]`` (balanced buckets); default ``(size,)``.
         layout: "grid" (the named positions and sizes) or "continuous" (``sample_layout``:
             continuous centres and sides, irregular outlines; for ControlNet hints).
+        shape_weights: relative sampling weights of shapes (``{"star": 3}``; unnamed shapes 1),
+            applied before the holdout rejection; None or {} = uniform, the items of earlier versions.
 
     ``world[i]`` -> ``(image, caption, scene)`` with image a float32 tensor (3, H, W) in
     [-1, 1]; ``world.example(i)`` gives the uint8 (H, W, 3) image instead. Batch with
@@ -614,6 +645,7 @@ class TinyWorld:
         caption_style: str = "template",
         sizes: Sequence | None = None,
         layout: str = "grid",
+        shape_weights: Mapping[str, float] | None = None,
     ):
         if caption_style not in ("template", "free", "mixed"):
             raise WorldError("caption_style", f"expected 'template', 'free' or 'mixed'; found {caption_style!r}.")
@@ -638,6 +670,8 @@ class TinyWorld:
         self.holdout = normalise_holdout(holdout)
         self.two_object_fraction = float(two_object_fraction)
         self.length = int(length)
+        normalise_shape_weights(shape_weights)  # validate now, not at the first item
+        self.shape_weights = dict(shape_weights or {})
 
     def __len__(self) -> int:
         return self.length
@@ -652,7 +686,7 @@ class TinyWorld:
     def _scene_and_caption(self, index: int) -> tuple[SceneSpec, str, random.Random]:
         """(scene, caption, the item's RNG after both) — template-style items are as in earlier versions."""
         rng = random.Random(f"tinyworld/{self.seed}/{self._index(index)}")
-        scene = sample_scene(rng, self.holdout, self.two_object_fraction)
+        scene = sample_scene(rng, self.holdout, self.two_object_fraction, self.shape_weights)
         template = rng.choice(self.templates)
         if self.caption_style == "free" or (self.caption_style == "mixed" and rng.random() < FREE_CAPTION_FRACTION):
             from .world_captions import free_caption

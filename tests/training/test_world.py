@@ -180,3 +180,57 @@ def test_two_object_scenes_render_both_objects():
         for obj in (first, second):
             x, y = POSITIONS[obj.position]
             assert _object_pixels(item.image[y - 8 : y + 8, x - 8 : x + 8], COLOURS[obj.colour]).sum() > 20
+
+
+def _world_digest(world: TinyWorld, count: int) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for index in range(count):
+        example = world.example(index)
+        digest.update(example.caption.encode())
+        digest.update(example.image.tobytes())
+        digest.update(repr(example.scene.objects[0].offset).encode())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("shape_weights", [None, {}])
+def test_uniform_shape_weights_reproduce_earlier_worlds(shape_weights):
+    """No shape weights give the exact items (captions, pixels, jitter) the world drew before shape_weights existed.
+
+    The digests were computed with nodes/training/world.py as of commit 8c28b7e (before the change).
+    """
+    one = TinyWorld(seed=6, size=32, length=64, shape_weights=shape_weights)
+    two = TinyWorld(seed=6, size=32, length=64, two_object_fraction=0.5, shape_weights=shape_weights)
+    assert _world_digest(one, 64) == "3a76c09b3f90a87c0d34d437f9071c17991ee277f213079cbd33c8ee1f74b4cd"
+    assert _world_digest(two, 64) == "3d632f6b5ad5af3e8ff52cd3ad8b28518aa8e8dcbcff0004ffac4398e6f7814d"
+
+
+def test_shape_weights_change_shape_frequencies_and_keep_holdouts():
+    """{"star": 3, "ring": 0} draws about half stars, a sixth of each other shape and no rings, never a held-out pair."""
+    world = TinyWorld(seed=3, length=3000, shape_weights={"star": 3, "ring": 0})
+    shapes = [world.scene(i).objects[0].shape for i in range(len(world))]
+    assert 0.45 < shapes.count("star") / len(shapes) < 0.55  # weights 3 : 1 : 1 : 1 : 0 (ring)
+    assert "ring" not in shapes
+    assert all(0.13 < shapes.count(shape) / len(shapes) < 0.21 for shape in ("circle", "square", "triangle"))
+    assert not any(is_held_out(world.scene(i)) for i in range(len(world)))
+    held = TinyWorld(seed=3, length=500, holdout=[("star",)], shape_weights={"star": 5})
+    assert all(held.scene(i).objects[0].shape != "star" for i in range(len(held)))
+    two = TinyWorld(seed=3, length=300, two_object_fraction=1.0, shape_weights={"star": 0, "ring": 0})
+    assert {item.shape for i in range(len(two)) for item in two.scene(i).objects} == {"circle", "square", "triangle"}
+
+
+@pytest.mark.parametrize("weights, words", [
+    ({"moon": 2}, "'moon'"),
+    ({"star": -1}, "-1"),
+    ({"star": float("nan")}, "nan"),
+    ({"star": "3"}, "'3'"),
+    (dict.fromkeys(SHAPES, 0), "weight 0"),
+])
+def test_bad_shape_weights_are_world_errors(weights, words):
+    """Unknown shapes, negative, non-finite or non-numeric weights and all-zero weights raise WorldError('shape_weights')."""
+    with pytest.raises(WorldError) as info:
+        TinyWorld(length=4, shape_weights=weights)
+    assert info.value.argument == "shape_weights" and words in str(info.value)
+    with pytest.raises(WorldError):
+        sample_scene(random.Random(0), shape_weights=weights)
