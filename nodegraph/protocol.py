@@ -534,21 +534,66 @@ class ServerProtocol:
     # --- incoming -------------------------------------------------------------
 
     def receive(self, client_id: str, data: str | bytes) -> list[Outgoing]:
-        """Handle one frame from a client; always returns replies, never raises for bad input."""
+        """Handle one frame from a client; always returns replies, never raises for bad input.
+
+        The same as `dispatch(parse(...))`; a shell that wants to choose where each message is
+        handled (see `handled_on_loop`) calls the two steps itself.
+        """
+        parsed = self.parse(client_id, data)
+        return parsed if isinstance(parsed, list) else self.dispatch(client_id, parsed)
+
+    def parse(self, client_id: str, data: str | bytes) -> _Message | list[Outgoing]:
+        """Step 1 of `receive`: a text frame decoded and checked into its message, or the replies
+        that answer it (an error, or what a binary upload frame gets). Costs about what `json.loads`
+        of the frame costs; never raises."""
         client = self.clients.get(client_id)
         if client is None:
             return []
+        handle = self._receive_binary if isinstance(data, bytes) else self._parse_text
+        return self._guarded(client_id, handle, client, data)
+
+    def dispatch(self, client_id: str, message: _Message) -> list[Outgoing]:
+        """Step 2 of `receive`: carry out a parsed message; never raises."""
+        client = self.clients.get(client_id)
+        if client is None:
+            return []
+        if not client.greeted and message.type != "hello":
+            return [_error(client_id, "hello_required", "send a hello message first", message.request_id)]
+        return self._guarded(client_id, getattr(self, f"_on_{message.type}"), client, message)
+
+    # A message whose handling is short and bounded by its own size may be handled where it
+    # arrives (an asyncio shell: on the event loop), without the two thread hand-offs that a
+    # worker pool costs (docs/protocol.md, "What the websocket path costs"): a submit of a graph
+    # in a frame of at most this many characters (parse + validate + one SQLite insert: about
+    # 1 ms at 200 nodes), an interrupt, a cancel or a ping.
+    ON_LOOP_MAX_CHARS = 64 * 1024
+    _ON_LOOP_TYPES = frozenset({"submit", "interrupt", "cancel", "ping"})
+
+    def handled_on_loop(self, client_id: str, data: str | bytes) -> bool:
+        """Whether a frame is small enough to parse where it arrives (`parse` costs ~`json.loads`)."""
+        return isinstance(data, str) and len(data) <= self.ON_LOOP_MAX_CHARS
+
+    def dispatched_on_loop(self, client_id: str, message: _Message) -> bool:
+        """Whether a parsed message may be carried out where it arrived: a quick type (see
+        `ON_LOOP_MAX_CHARS`), from a client without a file quota (checking one walks its folder)."""
+        if message.type not in self._ON_LOOP_TYPES:
+            return False
+        client = self.clients.get(client_id)
+        user = client.user if client is not None else None
+        return user is None or user.is_admin or user.max_bytes is None
+
+    @staticmethod
+    def _guarded(client_id: str, handle: Callable[..., Any], *args: Any) -> Any:
+        """`handle(*args)`, with a handler bug turned into an `internal_error` reply."""
         try:
-            if isinstance(data, bytes):
-                return self._receive_binary(client, data)
-            return self._receive_text(client, data)
+            return handle(*args)
         except Exception as exc:  # noqa: BLE001 — a handler bug must answer, not close the connection
             log.exception("message handler failed for client %s", client_id)
             return [_error(client_id, "internal_error",
                            f"the server could not handle this message ({type(exc).__name__}); "
                            f"it was not carried out — the server log has the details")]
 
-    def _receive_text(self, client: ClientState, data: str) -> list[Outgoing]:
+    def _parse_text(self, client: ClientState, data: str) -> _Message | list[Outgoing]:
         client_id = client.client_id
         try:
             raw, spans = decode_message(data)
@@ -576,12 +621,9 @@ class ServerProtocol:
             text = "; ".join(f"{p['field'] or 'message'}: {p['message']}" for p in problems)
             return [_error(client_id, "invalid_message", f"{raw['type']}: {text}"[:2000], request_id,
                            problems=problems[:20])]
-        if not client.greeted and message.type != "hello":
-            return [_error(client_id, "hello_required", "send a hello message first", request_id)]
         if isinstance(message, Submit) and "graph" in spans:
             message._graph_text = data[slice(*spans["graph"])]
-        handler = getattr(self, f"_on_{message.type}")
-        return handler(client, message)
+        return message
 
     def _reply(self, client: ClientState, message: _Message, body: dict[str, Any]) -> list[Outgoing]:
         if message.request_id is not None:

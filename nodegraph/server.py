@@ -6,11 +6,15 @@
 
 Pieces:
 - `Server.handler`: one coroutine per websocket connection (`async for`), feeding
-  frames to `ServerProtocol.receive` *in a thread pool* (validation of a big graph
-  or a model-folder listing never blocks the event loop); what it returns goes
-  into each recipient's outbox, drained by a sender task per connection, so a
-  slow client never delays the others (one that stops reading is disconnected).
-  Clean-up in `finally`. Replies are strict JSON (no NaN/Infinity).
+  frames to the protocol (`_handle`): a small frame is parsed on the event loop and,
+  when it is a quick message (a submit of a graph under 64 KiB, an interrupt, a
+  cancel, a ping: work bounded by the frame's size), carried out there too; every
+  other message, big graphs and model-folder listings among them, is handled *in a
+  thread pool* and never blocks the loop. Two thread hand-offs per submit cost more
+  than the handling of a small one on this path (docs/protocol.md). What a frame
+  returns goes into each recipient's outbox, drained by a sender task per
+  connection, so a slow client never delays the others (one that stops reading is
+  disconnected). Clean-up in `finally`. Replies are strict JSON (no NaN/Infinity).
 - `Server.process_request`: the HTTP side of the same port — Host, token and
   Origin checks, `/files/<id>` (by id only, see files.py; per user on a server
   with users), and the editor's static files from `web/dist`. `/?token=T` sets
@@ -424,7 +428,7 @@ class Server:
             self._deliver(self.protocol.connect(client_id, user))
             async for frame in websocket:
                 try:
-                    replies = await loop.run_in_executor(self._handlers, self.protocol.receive, client_id, frame)
+                    replies = await self._handle(loop, client_id, frame)
                 except RuntimeError:      # the pool is shut down: the server is closing
                     break
                 self._deliver(replies)
@@ -437,6 +441,19 @@ class Server:
             self._queue_notes.pop(client_id, None)
             self.protocol.disconnect(client_id)
             sender.cancel()
+
+    async def _handle(self, loop: asyncio.AbstractEventLoop, client_id: str, frame: str | bytes) -> list[Outgoing]:
+        """One frame's replies: small frames are parsed here, and quick messages among them carried
+        out here too (`ServerProtocol.handled_on_loop`, `dispatched_on_loop`); everything else in the pool."""
+        protocol = self.protocol
+        if not protocol.handled_on_loop(client_id, frame):
+            return await loop.run_in_executor(self._handlers, protocol.receive, client_id, frame)
+        message = protocol.parse(client_id, frame)
+        if isinstance(message, list):
+            return message
+        if protocol.dispatched_on_loop(client_id, message):
+            return protocol.dispatch(client_id, message)
+        return await loop.run_in_executor(self._handlers, protocol.dispatch, client_id, message)
 
     OUTBOX_LIMIT = 10_000   # frames waiting for one slow client before it is disconnected
 

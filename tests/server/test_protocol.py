@@ -51,6 +51,55 @@ def test_hello_is_required_first(tmp_path):
     assert reply.message["code"] == "unsupported_protocol"
 
 
+def test_parse_then_dispatch_is_receive(proto):
+    """`receive` is `dispatch(parse(frame))`: parse answers bad frames itself, dispatch carries out the message."""
+    for bad, code in (("{nope", "invalid_json"), ('{"type": "nope"}', "unknown_message_type"),
+                      ('{"type": "submit"}', "invalid_message")):
+        (reply,) = proto.parse("c1", bad)
+        assert reply.message["code"] == code
+    message = proto.parse("c1", json.dumps({"type": "submit", "graph": ARITHMETIC, "request_id": 3}))
+    assert message.type == "submit" and message._graph_text is not None
+    (submitted, *_) = proto.dispatch("c1", message)
+    assert submitted.message["type"] == "submitted" and submitted.message["request_id"] == 3
+    assert proto.parse("gone", "{}") == [] and proto.dispatch("gone", message) == []
+    proto.connect("new")                          # not greeted: dispatch refuses all but hello
+    (reply,) = proto.dispatch("new", proto.parse("new", json.dumps({"type": "ping"})))
+    assert reply.message["code"] == "hello_required"
+
+
+def test_a_handler_bug_answers_internal_error(proto, monkeypatch):
+    """A bug in a handler becomes an internal_error reply naming no internals; the client can go on."""
+    monkeypatch.setattr(proto, "_on_ping", lambda client, message: 1 / 0)
+    (reply,) = send(proto, {"type": "ping"})
+    assert reply.message["code"] == "internal_error" and "ZeroDivisionError" in reply.message["message"]
+    (reply,) = send(proto, {"type": "queue_status"})
+    assert reply.message["type"] == "queue"
+
+
+def test_which_messages_a_shell_may_handle_on_its_loop(proto, tmp_path):
+    """Small text frames are parsed where they arrive; only quick messages are carried out there, and
+    not for a user with a file quota (checking it walks their folder)."""
+    from nodegraph.users import User
+
+    small = json.dumps({"type": "submit", "graph": ARITHMETIC})
+    assert proto.handled_on_loop("c1", small)
+    assert not proto.handled_on_loop("c1", small + " " * proto.ON_LOOP_MAX_CHARS)
+    assert not proto.handled_on_loop("c1", small.encode())          # binary frames: uploads
+    for fields, quick in (({"type": "submit", "graph": ARITHMETIC}, True), ({"type": "interrupt", "run_id": "x"}, True),
+                          ({"type": "cancel", "run_id": "x"}, True), ({"type": "ping"}, True),
+                          ({"type": "history"}, False), ({"type": "list_models"}, False),
+                          ({"type": "list_nodes"}, False),
+                          ({"type": "hello", "protocol_version": PROTOCOL_VERSION}, False)):
+        message = proto.parse("c1", json.dumps(fields))
+        assert not isinstance(message, list), message
+        assert proto.dispatched_on_loop("c1", message) is quick, fields["type"]
+    submit = proto.parse("c1", small)
+    proto.clients["c1"].user = User(name="ann", max_bytes=10**9)
+    assert not proto.dispatched_on_loop("c1", submit)
+    proto.clients["c1"].user = User(name="ann", max_bytes=None)
+    assert proto.dispatched_on_loop("c1", submit)
+
+
 def test_list_nodes_uses_the_hash_cache(proto):
     """Schemas are sent once; a client that knows the hash gets only the hash."""
     (reply,) = send(proto, {"type": "list_nodes"})

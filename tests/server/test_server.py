@@ -116,6 +116,40 @@ def test_submit_progress_result_and_cache_hits(server):
     client.close()
 
 
+def test_small_submits_are_handled_on_the_loop_and_the_rest_in_the_pool(server):
+    """A small submit is parsed and queued on the event loop (no thread hand-off); a graph over the
+    on-loop bound and other messages go to the pool; both run and answer in the same order."""
+    protocol = server.server.protocol
+    threads: dict[str, list[str]] = {}
+
+    def spy(name):
+        handler = getattr(protocol, name)
+
+        def record(*args):
+            threads.setdefault(name, []).append(threading.current_thread().name)
+            return handler(*args)
+        setattr(protocol, name, record)
+
+    for name in ("_on_submit", "_on_history", "_on_ping"):
+        spy(name)
+    client = Client(server.url())
+    client.send({"type": "submit", "graph": ARITHMETIC})
+    small = client.next_of("submitted")["run_id"]
+    client.next_of("run_finished", run_id=small)
+    padded = {**ARITHMETIC, "metadata": {"description": "x" * protocol.ON_LOOP_MAX_CHARS}}
+    client.send({"type": "submit", "graph": padded, "overrides": {"width.value": 8}})
+    big = client.next_of("submitted")["run_id"]
+    client.next_of("run_finished", run_id=big)
+    client.send({"type": "ping"})
+    client.next_of("pong")
+    client.send({"type": "history"})
+    assert {r["run_id"] for r in client.next_of("history")["runs"]} == {small, big}
+    loop_thread = server.thread.name
+    assert threads["_on_submit"][0] == loop_thread and threads["_on_ping"] == [loop_thread]
+    assert threads["_on_submit"][1].startswith("nodegraph-msg") and threads["_on_history"][0].startswith("nodegraph-msg")
+    client.close()
+
+
 def test_cancel_queued_and_interrupt_running(server):
     """A queued run can be cancelled; the running one interrupted; the queue goes on."""
     client = Client(server.url())
