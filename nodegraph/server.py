@@ -452,7 +452,9 @@ class Server:
         if isinstance(message, list):
             return message
         if protocol.dispatched_on_loop(client_id, message):
-            return protocol.dispatch(client_id, message)
+            replies = protocol.dispatch(client_id, message)
+            await asyncio.sleep(0)      # other connections get their turn before this one's next frame
+            return replies
         return await loop.run_in_executor(self._handlers, protocol.dispatch, client_id, message)
 
     OUTBOX_LIMIT = 10_000   # frames waiting for one slow client before it is disconnected

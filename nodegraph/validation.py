@@ -14,12 +14,17 @@ of a compatible type (`type_mismatch`, naming both ends and both types). Then,
 for the whole graph: `cycle` (naming the nodes in it) and `no_outputs`.
 
 Cost is linear in nodes + links: cycles are detected by a topological sort, and
-only when one exists does networkx (Tarjan's SCC) name the nodes in it.
+only when one exists does networkx (Tarjan's SCC) name the nodes in it. "Did you
+mean" suggestions (difflib, a cost per candidate) are given for the first
+`SUGGESTED_ERRORS` errors of one validation only, so a graph of a thousand
+misspelt links costs milliseconds, not a second (a server validates what any
+client sends).
 """
 
 from __future__ import annotations
 
 import difflib
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from pydantic import ValidationError
@@ -33,8 +38,17 @@ if TYPE_CHECKING:
 _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 
+SUGGESTED_ERRORS = 50      # errors per validation that get a "did you mean"
+_suggestions_left: ContextVar[int | None] = ContextVar("suggestions_left", default=None)
+
+
 def suggest(name: str, candidates: Iterable[str]) -> str:
-    """' Did you mean X?' for the closest candidates, or ''."""
+    """' Did you mean X?' for the closest candidates, or '' (also once a validation's suggestions are spent)."""
+    left = _suggestions_left.get()
+    if left is not None:
+        if left <= 0:
+            return ""
+        _suggestions_left.set(left - 1)
     close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
     if not close:
         return ""
@@ -59,11 +73,22 @@ def validate(
     A graph with node modes or subgraphs is checked as its effective graph
     (effective_graph.py); errors inside a subgraph name the path to the inner node.
     """
+    if _suggestions_left.get() is not None:        # nested (a subgraph's effective graph): one budget
+        return _validate(graph, registry, outputs, list_model_files)
+    budget = _suggestions_left.set(SUGGESTED_ERRORS)
+    try:
+        return _validate(graph, registry, outputs, list_model_files)
+    finally:
+        _suggestions_left.reset(budget)
+
+
+def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
+              list_model_files: Callable[[str], tuple[list[str], list[str]]] | None) -> list[GraphError]:
     if not graph.is_plain:
         from .effective_graph import effective_graph
 
         effective = effective_graph(graph, registry)
-        return effective.annotate(validate(effective.graph, registry, outputs, list_model_files))
+        return effective.annotate(_validate(effective.graph, registry, outputs, list_model_files))
     errors: list[GraphError] = []
     nodes = graph.nodes
     node_classes = registry.nodes

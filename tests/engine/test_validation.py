@@ -137,3 +137,18 @@ def test_validation_of_10000_nodes_is_linear_enough(session):
     t0 = time.perf_counter()
     assert errors_of(session, nodes) == []
     assert time.perf_counter() - t0 < 10
+
+
+def test_did_you_mean_is_spent_after_a_budget(session):
+    """Suggestions cost a comparison per candidate, so only the first SUGGESTED_ERRORS errors of one
+    validation get them (each validation has its own budget): a graph of many misspelt links stays cheap."""
+    from nodegraph.validation import SUGGESTED_ERRORS
+
+    nodes = {"n0": {"type": "Int", "inputs": {"value": 1}}}
+    for i in range(1, SUGGESTED_ERRORS + 20):
+        nodes[f"n{i}"] = {"type": "IntMath", "inputs": {"a": link("n0", "valeu"), "b": 1, "op": "add"}}
+    for _ in range(2):
+        errors = [e for e in errors_of(session, nodes) if e.code == "unknown_output"]
+        assert len(errors) == SUGGESTED_ERRORS + 19
+        hinted = ["Did you mean 'value'?" in e.message for e in errors]
+        assert hinted == [True] * SUGGESTED_ERRORS + [False] * 19
