@@ -201,11 +201,14 @@ class TrainSafetyChecker(Node):
         generated: Any = Input(None, port="CHECKER_EXAMPLES", description="a model's images (GenerateCheckerExamples)")
         generated_fraction: float = Input(0.5, ge=0.0, le=1.0, step=0.05,
                                           description="share of each batch drawn from `generated`")
+        patch_size: Literal[4, 8] = Input(8, description="the vision tower's patch side in px (64-px view): 8 = "
+                                                         "64 tokens; 4 = 256 tokens, finer for small shapes, "
+                                                         "~4-5x the compute")
 
     outputs = (Output("checker", "SAFETY_CHECKER"), Output("accuracy", "FLOAT"), Output("render_accuracy", "FLOAT"))
 
     def run(self, concept: str, count: int, steps: int, batch_size: int, lr: float, seed: int,
-            eval_count: int, generated: Any = None, generated_fraction: float = 0.5) -> dict:
+            eval_count: int, generated: Any = None, generated_fraction: float = 0.5, patch_size: int = 8) -> dict:
         import numpy as np
         import torch
 
@@ -234,7 +237,7 @@ class TrainSafetyChecker(Node):
 
         extra = (splits[0].images, splits[0].labels, generated_fraction) if splits else None
         checker, _ = train_checker(parsed, images, labels, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                                   progress=report, extra=extra)
+                                   progress=report, extra=extra, patch_size=patch_size)
         if splits:
             calibrate_thresholds(checker, splits[1].images, splits[1].labels)
         else:

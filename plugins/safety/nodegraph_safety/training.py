@@ -121,15 +121,19 @@ def _one_cycle(optimiser: torch.optim.Optimizer, lr: float, steps: int):
 def train_checker(concept: UnsafeConcept, images: np.ndarray, labels: np.ndarray, steps: int = 1500,
                   batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
                   progress: Callable[[int, int, float], None] | None = None,
-                  extra: tuple[np.ndarray, np.ndarray, float] | None = None) -> tuple[SafetyChecker, list[float]]:
+                  extra: tuple[np.ndarray, np.ndarray, float] | None = None,
+                  patch_size: int = 8) -> tuple[SafetyChecker, list[float]]:
     """Fit a TINY_CONFIG checker (one concept embedding per rule) -> (checker in eval mode, loss per step).
 
     ``extra`` = (images, labels, fraction): a second example set (e.g. a model's generated images,
     generated.py) from which ``round(fraction * batch_size)`` of every batch is drawn.
+    ``patch_size``: the vision tower's patch side (8: TINY_CONFIG's 64 tokens; 4: 256 tokens, so a
+    16-px shape spans 4 x 4 patches instead of 2 x 2, at ~4-5x the compute).
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    config = replace(TINY_CONFIG, concepts=len(concept.rules), concept_names=(concept.phrase,) * len(concept.rules))
+    config = replace(TINY_CONFIG, vision=replace(TINY_CONFIG.vision, patch_size=patch_size),
+                     concepts=len(concept.rules), concept_names=(concept.phrase,) * len(concept.rules))
     checker = SafetyChecker(config)
     with torch.no_grad():  # CLIP-like init: small random concept directions, thresholds at 0
         checker.concept_embeds.normal_(0, 0.02)

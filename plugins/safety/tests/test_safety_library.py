@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nodegraph_safety import SHIPPED_MODELS
-from nodegraph_safety.checker import load_safety_checker
+from nodegraph_safety.checker import load_safety_checker, save_safety_checker
 from nodegraph_safety.concepts import ConceptError, parse_concept
 from nodegraph_safety.output_filter import filter_images
 from nodegraph_safety.training import evaluate, render_examples, train_checker
@@ -57,6 +57,22 @@ def test_training_reduces_the_loss():
     images, labels = render_examples(concept, 90, seed=1)
     _, history = train_checker(concept, images, labels, steps=40, batch_size=16, lr=2e-3, seed=0)
     assert np.mean(history[-10:]) < np.mean(history[:5])
+
+
+def test_a_finer_patch_checker_trains_saves_and_loads_back(tmp_path):
+    """patch_size 4 gives a 256-token tower; the saved file loads back with the same patch size and scores."""
+    concept = parse_concept("star")
+    images, labels = render_examples(concept, 32, seed=2)
+    checker, history = train_checker(concept, images, labels, steps=3, batch_size=8, seed=0, patch_size=4)
+    assert checker.config.vision.patch_size == 4 and checker.config.vision.patches == 256
+    path = tmp_path / "fine.safetensors"
+    save_safety_checker(path, checker)
+    loaded = load_safety_checker(path)
+    assert loaded.config.vision.patch_size == 4
+    batch = torch.from_numpy(images[:4]).float() / 255
+    with torch.no_grad():
+        assert torch.allclose(loaded.check_images(batch).image_embeds, checker.check_images(batch).image_embeds,
+                              atol=1e-5)
 
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped checker is not trained yet")
