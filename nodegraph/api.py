@@ -492,7 +492,8 @@ def tiny_world(context: NodeContext | None = None) -> Any:
     """The tiny world kit (docs/tiny_world.md): a read-only namespace of the training pack's world library.
 
     Scenes: SceneSpec, ObjectSpec, SHAPES, COLOURS, SIZES, POSITIONS, REFERENCE_SIZE, DEFAULT_HOLDOUT,
-    TEMPLATES; sample_scene / sample_held_out_scene / is_held_out; render(scene, size) → (H, W, 3) uint8,
+    TEMPLATES; sample_scene / sample_held_out_scene / is_held_out; parse_shape_weights (text
+    "star: 3" → dict) / normalise_shape_weights; render(scene, size) → (H, W, 3) uint8,
     paint_shape (draw one shape anywhere, for animations), caption(scene, template), parse_caption(text),
     TinyWorld (the dataset), WorldError. The detector: detect / detect_many (image(s) → Detection),
     score(detections, scenes) → per-attribute accuracy, load_classifier, features, frechet_distance,

@@ -58,6 +58,8 @@ def tiny_world_kit() -> Kit:
         "DetectorError", "Detection", "DetectedObject", "detect", "detect_many", "score", "load_classifier",
         "features", "frechet_distance")})
     members["normalise_holdout"] = world.normalise_holdout
+    members["normalise_shape_weights"] = world.normalise_shape_weights
+    members["parse_shape_weights"] = world.parse_shape_weights
     members.update({name: getattr(world_captions, name) for name in (
         "PromptObject", "PromptSpec", "parse_prompt", "unknown_words", "free_caption")})
     members["SYNONYMS"] = MappingProxyType(world_captions.SYNONYMS)

@@ -106,42 +106,11 @@ def _parse_holdout(text: str) -> list[tuple[str, ...]]:
     return [tuple(rule.split()) for rule in text.replace(",", ";").split(";") if rule.strip()]
 
 
-def _parse_shape_weights(text: str) -> dict[str, float]:
-    """"star: 3; ring: 0.5" → {"star": 3.0, "ring": 0.5}; "" → {} (uniform).
-
-    Raises ValueError saying what is wrong and how to write it (graph validation reports it against
-    the input through ``_check_shape_weights``; ``TinyWorldDataset.run`` as a NodeInputError).
-    """
-    from .world import SHAPES
-
-    weights: dict[str, float] = {}
-    for part in text.replace(",", ";").split(";"):
-        if not part.strip():
-            continue
-        name, colon, value = part.partition(":")
-        name = name.strip().lower()
-        if not colon or name not in SHAPES:
-            raise ValueError(f"entry {part.strip()!r} is not 'shape: weight' with a shape among {', '.join(SHAPES)} "
-                             "(separate entries with ';' or ',', e.g. 'star: 3')")
-        try:
-            weight = float(value)
-        except ValueError:
-            weight = float("nan")
-        if not 0 <= weight < float("inf"):
-            raise ValueError(f"the weight of {name!r} must be a finite number >= 0 (e.g. 'star: 3'), "
-                             f"not {value.strip()!r}")
-        if name in weights:
-            raise ValueError(f"{name!r} is given twice; give each shape once")
-        weights[name] = weight
-    if weights and not any(weights.get(name, 1.0) for name in SHAPES):
-        raise ValueError(f"every shape has weight 0 in {text!r}; give at least one shape a positive weight "
-                         "(unnamed shapes weigh 1)")
-    return weights
-
-
 def _check_shape_weights(text: str) -> str:
     """Pydantic after-validator of TinyWorldDataset's ``shape_weights`` (a literal is checked before any run)."""
-    _parse_shape_weights(text)
+    from .world import parse_shape_weights
+
+    parse_shape_weights(text)
     return text
 
 
@@ -229,11 +198,11 @@ class TinyWorldDataset(Node):
         import numpy as np
         import torch
 
-        from .world import TinyWorld, WorldError
+        from .world import TinyWorld, WorldError, parse_shape_weights
 
         buckets = _parse_sizes(sizes, size)
         try:
-            weights = _parse_shape_weights(shape_weights)
+            weights = parse_shape_weights(shape_weights)
         except ValueError as exc:
             raise NodeInputError("shape_weights", str(exc)) from None
         try:

@@ -19,7 +19,8 @@ vocabularies              ``SHAPES``, ``COLOURS`` (name -> RGB), ``SIZES`` (name
 holdout rules             ``normalise_holdout`` (("green", "triangle") -> attribute rules),
                           ``is_held_out``.
 sampling                  ``sample_scene`` (never held out; optional ``shape_weights``, checked by
-                          ``normalise_shape_weights``), ``sample_held_out_scene`` (always).
+                          ``normalise_shape_weights``; text "star: 3" read by ``parse_shape_weights``),
+                          ``sample_held_out_scene`` (always).
 rendering                 ``paint_shape`` (one anti-aliased shape onto a float canvas, any
                           centre and side), ``render`` (scene -> uint8 (H, W, 3)).
                           ``sample_layout`` -> ``Placement`` per object: continuous centres and
@@ -68,6 +69,7 @@ __all__ = [
     "is_held_out",
     "normalise_holdout",
     "normalise_shape_weights",
+    "parse_shape_weights",
     "paint_shape",
     "parse_caption",
     "render",
@@ -351,6 +353,36 @@ def _draw_scene(rng: random.Random, two_object_fraction: float, shape_weights: S
         return SceneSpec((first, second), background)
     item = _random_object(rng, rng.choice(tuple(POSITIONS)), background, shape_weights=shape_weights)
     return SceneSpec((replace(item, offset=_jitter(rng, item.size, item.position)),), background)
+
+
+def parse_shape_weights(text: str) -> dict[str, float]:
+    """"star: 3; ring: 0.5" → {"star": 3.0, "ring": 0.5}; "" → {} (uniform): a node input's text form.
+
+    Raises ValueError saying what is wrong and how to write it (nodes report it against their input).
+    """
+    weights: dict[str, float] = {}
+    for part in text.replace(",", ";").split(";"):
+        if not part.strip():
+            continue
+        name, colon, value = part.partition(":")
+        name = name.strip().lower()
+        if not colon or name not in SHAPES:
+            raise ValueError(f"entry {part.strip()!r} is not 'shape: weight' with a shape among {', '.join(SHAPES)} "
+                             "(separate entries with ';' or ',', e.g. 'star: 3')")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = float("nan")
+        if not 0 <= weight < float("inf"):
+            raise ValueError(f"the weight of {name!r} must be a finite number >= 0 (e.g. 'star: 3'), "
+                             f"not {value.strip()!r}")
+        if name in weights:
+            raise ValueError(f"{name!r} is given twice; give each shape once")
+        weights[name] = weight
+    if weights and not any(weights.get(name, 1.0) for name in SHAPES):
+        raise ValueError(f"every shape has weight 0 in {text!r}; give at least one shape a positive weight "
+                         "(unnamed shapes weigh 1)")
+    return weights
 
 
 def normalise_shape_weights(shape_weights: Mapping[str, float] | None) -> tuple[float, ...] | None:

@@ -310,14 +310,20 @@ def render_clip(clip: ClipSpec, world: Any, frames: int = 8, size: int = 64) -> 
     return out
 
 
-def sample_clip(rng: random.Random, world: Any, held_out: bool = False) -> ClipSpec:
-    """A random clip: training clips (held_out False) avoid every held-out pair; held_out True gives only those."""
+def sample_clip(rng: random.Random, world: Any, held_out: bool = False,
+                shape_weights: dict[str, float] | None = None) -> ClipSpec:
+    """A random clip: training clips (held_out False) avoid every held-out pair; held_out True gives only those.
+
+    ``shape_weights`` ({"star": 3}; unnamed shapes 1) draws shapes with those relative weights before the
+    hold-out rejection; None or {} is the uniform draw of earlier versions (the same clips per seed).
+    """
+    weights = world.normalise_shape_weights(shape_weights)
     for _ in range(10_000):
         motion = rng.choices(MOTIONS, weights=[MOTION_WEIGHTS[m] for m in MOTIONS])[0]
         if held_out and motion == "still":
             continue
         colours = list(world.COLOURS)
-        shape = rng.choice(world.SHAPES)
+        shape = rng.choice(world.SHAPES) if weights is None else rng.choices(world.SHAPES, weights=weights)[0]
         background = rng.choice(colours)
         colour = rng.choice([c for c in colours if c != background])
         end_colour = rng.choice([c for c in colours if c not in (background, colour)]) if motion == "colour" else None

@@ -32,7 +32,9 @@ from __future__ import annotations
 import contextlib
 import random
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator
 
 from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType, api, hookimpl
 
@@ -220,6 +222,13 @@ class CrossFrameAttention(Node):
         return {"model": api.patch_model(self.context, model, patch)}
 
 
+def _check_shape_weights(text: str) -> str:
+    """TrainMotionModule's ``shape_weights`` literal, checked at validation (the tiny world reads it)."""
+    if text.strip():
+        api.tiny_world().parse_shape_weights(text)
+    return text
+
+
 class TrainMotionModule(Node):
     """Train a motion module for a frozen image UNet on procedurally animated tiny-world clips.
 
@@ -254,12 +263,16 @@ class TrainMotionModule(Node):
         run_name: str = Input("tiny_world_motion", min_length=1, max_length=80)
         init_motion_module: Any = Input(None, port="MOTION_MODULE",
                                         description="start from this module (a training stage) instead of zeros")
+        shape_weights: Annotated[str, AfterValidator(_check_shape_weights)] = Input(
+            "", max_length=200, description="relative shape frequencies of the clips, e.g. 'star: 3' (unnamed "
+                                            "shapes 1); empty = uniform. Held-out pairs are never shown")
 
     outputs = (Output("motion_module", "MOTION_MODULE"), Output("report", "STRING"))
 
     def run(self, model: Any, vae: Any, text_encoder: Any, clips: int, frames: int, steps: int, batch_size: int,
             lr: float, warmup_steps: int, ema_decay: float, caption_dropout: float, layers_per_block: int,
-            max_frames: int, seed: int, checkpoint_every: int, run_name: str, init_motion_module: Any = None) -> dict:
+            max_frames: int, seed: int, checkpoint_every: int, run_name: str, init_motion_module: Any = None,
+            shape_weights: str = "") -> dict:
         import json
 
         import torch
@@ -273,7 +286,11 @@ class TrainMotionModule(Node):
                          input_name="run_name", subfolders=True)
         if frames > max_frames:
             raise NodeInputError("frames", f"clips of {frames} frames need max_frames >= {frames}")
-        data = self._encode_clips(vae, text_encoder, clips, frames, seed)
+        try:
+            weights = api.tiny_world(self.context).parse_shape_weights(shape_weights)
+        except ValueError as exc:
+            raise NodeInputError("shape_weights", str(exc)) from None
+        data = self._encode_clips(vae, text_encoder, clips, frames, seed, weights)
         channels = self._level_channels(model, data, layers_per_block)
         config = MotionConfig(channels=channels, layers_per_block=layers_per_block, max_frames=max_frames,
                               heads=8, norm_groups=32 if min(channels) % 32 == 0 else 8, mid_block=True)
@@ -289,7 +306,8 @@ class TrainMotionModule(Node):
                                        ema_decay=ema_decay, seed=seed, checkpoint_every=checkpoint_every)
         identity = {"node": "TrainMotionModule/1", "clips": clips, "frames": frames, "config": str(config),
                     "train": str(train_config), "caption_dropout": caption_dropout, "model": getattr(model, "name", ""),
-                    **({"init": start_from} if start_from else {})}
+                    **({"init": start_from} if start_from else {}),
+                    **({"shape_weights": weights} if weights else {})}
         run = kit.TrainingRun(folder, identity)
         patched = motion_patches(self.context, model, modules)
 
@@ -322,8 +340,9 @@ class TrainMotionModule(Node):
         checksum = sum(float(t.double().abs().sum()) for t in state.values() if torch.is_tensor(t))
         return f"{init.name} ({checksum:.6e})"
 
-    def _encode_clips(self, vae: Any, text_encoder: Any, clips: int, frames: int, seed: int) -> Any:
-        """Render, VAE-encode and caption-encode the training clips (a pure function of the seed)."""
+    def _encode_clips(self, vae: Any, text_encoder: Any, clips: int, frames: int, seed: int,
+                      shape_weights: dict[str, float] | None = None) -> Any:
+        """Render, VAE-encode and caption-encode the training clips (a pure function of the seed and weights)."""
         import numpy as np
         import torch
 
@@ -331,7 +350,8 @@ class TrainMotionModule(Node):
         from .motion_training import ClipBatchData
 
         world = api.tiny_world(self.context)
-        specs = [sample_clip(random.Random(f"video/{seed}/{i}"), world) for i in range(clips)]
+        specs = [sample_clip(random.Random(f"video/{seed}/{i}"), world, shape_weights=shape_weights)
+                 for i in range(clips)]
         latents, cache, firsts, lasts = [], {}, [], []
         chunk: list[Any] = []
 

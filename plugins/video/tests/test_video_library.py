@@ -187,6 +187,20 @@ def test_training_clips_never_show_held_out_pairs(world):
         ClipSpec("left_to_right", "circle", "red", "red")
 
 
+def test_shape_weights_draw_stars_more_often_and_keep_the_hold_out(world):
+    """{"star": 3} makes stars about 3/7 of training clips, never a held-out pair; {} is the uniform draw (the
+    same clips as before for a seed); bad text is a ValueError naming the entry."""
+    uniform = [sample_clip(random.Random(f"u{i}"), world) for i in range(50)]
+    assert uniform == [sample_clip(random.Random(f"u{i}"), world, shape_weights={}) for i in range(50)]
+    weighted = [sample_clip(random.Random(f"w{i}"), world, shape_weights={"star": 3}) for i in range(700)]
+    share = sum(clip.shape == "star" for clip in weighted) / len(weighted)
+    assert 0.33 < share < 0.5, share
+    assert not any(clip.is_held_out(world) for clip in weighted)
+    assert world.parse_shape_weights("star: 3, ring: 0.5") == {"star": 3.0, "ring": 0.5}
+    with pytest.raises(ValueError, match="hexagon"):
+        world.parse_shape_weights("hexagon: 2")
+
+
 def test_rendered_clips_read_back_as_their_motion(world):
     """The detector reads each rendered motion back: direction, growth, colour change, constant shape."""
     cases = {

@@ -408,3 +408,15 @@ def test_training_stage_starts_from_a_module(session, motion_dir, tmp_path):
     with pytest.raises(NodeExecutionError) as info:
         session.run(graph)
     assert info.value.exception.input == "init_motion_module"
+
+
+def test_train_motion_module_shape_weights_are_checked_before_a_run(session):
+    """A bad `shape_weights` literal is a validation error on that input (nothing is rendered or trained)."""
+    graph = json.loads((PLUGIN / "graphs" / "train_tiny_world_motion.json").read_text())
+    trainer = next(node_id for node_id, node in graph["nodes"].items() if node["type"].endswith("TrainMotionModule"))
+    for bad in ("hexagon: 2", "star: -1", "star 3"):
+        graph["nodes"][trainer]["inputs"]["shape_weights"] = bad
+        errors = session.validate(graph)
+        assert [e.input for e in errors] == ["shape_weights"], errors
+    graph["nodes"][trainer]["inputs"]["shape_weights"] = "star: 3"
+    assert session.validate(graph) == []
