@@ -444,14 +444,15 @@ class Server:
 
     async def _handle(self, loop: asyncio.AbstractEventLoop, client_id: str, frame: str | bytes) -> list[Outgoing]:
         """One frame's replies: small frames are parsed here, and quick messages among them carried
-        out here too (`ServerProtocol.handled_on_loop`, `dispatched_on_loop`); everything else in the pool."""
+        out here too (`ServerProtocol.handled_on_loop`, `dispatched_on_loop`; not with a cluster backend,
+        whose interrupt talks to a remote worker); everything else in the pool."""
         protocol = self.protocol
         if not protocol.handled_on_loop(client_id, frame):
             return await loop.run_in_executor(self._handlers, protocol.receive, client_id, frame)
         message = protocol.parse(client_id, frame)
         if isinstance(message, list):
             return message
-        if protocol.dispatched_on_loop(client_id, message):
+        if self.backend is None and protocol.dispatched_on_loop(client_id, message):    # a cluster: all in the pool
             replies = protocol.dispatch(client_id, message)
             await asyncio.sleep(0)      # other connections get their turn before this one's next frame
             return replies
