@@ -11,7 +11,9 @@ Pieces:
   cancel, a ping: work bounded by the frame's size), carried out there too; every
   other message, big graphs and model-folder listings among them, is handled *in a
   thread pool* and never blocks the loop. Two thread hand-offs per submit cost more
-  than the handling of a small one on this path (docs/protocol.md). What a frame
+  than the handling of a small one on this path (docs/protocol.md). A connection
+  whose message took over 5 ms on the loop (a graph full of errors) is handled in
+  the pool for the next second, so its flood does not delay the others. What a frame
   returns goes into each recipient's outbox, drained by a sender task per
   connection, so a slow client never delays the others (one that stops reading is
   disconnected). Clean-up in `finally`. Replies are strict JSON (no NaN/Infinity).
@@ -238,6 +240,7 @@ class Server:
         self._current_run: str | None = None
         self._held: dict[str, list[Outgoing]] = {}     # run id → its events, until its reply is out
         self._queue_notes: dict[str, dict] = {}        # client id → queue_changed throttle state
+        self._pooled_until: dict[str, float] = {}      # client id → until when its messages go to the pool
         self._terminal_event: Any = None
         self._closed = False
         self._posted: list[Outgoing] = []              # from the worker, not yet drained by the loop
@@ -439,6 +442,7 @@ class Server:
         finally:
             self.connections.pop(client_id, None)
             self._queue_notes.pop(client_id, None)
+            self._pooled_until.pop(client_id, None)
             self.protocol.disconnect(client_id)
             sender.cancel()
 
@@ -447,16 +451,27 @@ class Server:
         out here too (`ServerProtocol.handled_on_loop`, `dispatched_on_loop`; not with a cluster backend,
         whose interrupt talks to a remote worker); everything else in the pool."""
         protocol = self.protocol
-        if not protocol.handled_on_loop(client_id, frame):
+        pooled = self._pooled_until.get(client_id)
+        if (pooled is not None and time.monotonic() < pooled) or not protocol.handled_on_loop(client_id, frame):
             return await loop.run_in_executor(self._handlers, protocol.receive, client_id, frame)
         message = protocol.parse(client_id, frame)
         if isinstance(message, list):
             return message
         if self.backend is None and protocol.dispatched_on_loop(client_id, message):    # a cluster: all in the pool
+            started = time.perf_counter()
             replies = protocol.dispatch(client_id, message)
+            if time.perf_counter() - started > self.ON_LOOP_SECONDS:     # e.g. a graph full of errors
+                self._pooled_until[client_id] = time.monotonic() + self.POOLED_SECONDS
             await asyncio.sleep(0)      # other connections get their turn before this one's next frame
             return replies
         return await loop.run_in_executor(self._handlers, protocol.dispatch, client_id, message)
+
+    # A connection whose message took longer than ON_LOOP_SECONDS on the event loop has its messages
+    # handled in the pool for the next POOLED_SECONDS: small frames are cheap unless they are, say,
+    # graphs full of misspellings (every error is written out), and one client's flood of those must
+    # not delay the others (at most one such message per connection and POOLED_SECONDS on the loop).
+    ON_LOOP_SECONDS = 0.005
+    POOLED_SECONDS = 1.0
 
     OUTBOX_LIMIT = 10_000   # frames waiting for one slow client before it is disconnected
 

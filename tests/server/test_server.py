@@ -150,6 +150,35 @@ def test_small_submits_are_handled_on_the_loop_and_the_rest_in_the_pool(server):
     client.close()
 
 
+def test_a_connection_whose_message_was_slow_on_the_loop_moves_to_the_pool(server):
+    """A message that takes longer than ON_LOOP_SECONDS on the event loop sends that connection's messages
+    to the pool for POOLED_SECONDS (one client's costly submits must not delay the others); other
+    connections stay on the loop, and so does this one afterwards."""
+    protocol = server.server.protocol
+    handler, threads = protocol._on_submit, []
+
+    def slow_once(client, message):
+        threads.append((client.client_id, threading.current_thread().name))
+        if len(threads) == 1:
+            time.sleep(server.server.ON_LOOP_SECONDS * 4)
+        return handler(client, message)
+
+    protocol._on_submit = slow_once
+    first, second = Client(server.url()), Client(server.url())
+    for client in (first, first, second):
+        client.send({"type": "submit", "graph": ARITHMETIC})
+        client.next_of("run_finished", run_id=client.next_of("submitted")["run_id"])
+    loop_thread = server.thread.name
+    assert [name for _, name in threads][0] == loop_thread
+    assert threads[1][1].startswith("nodegraph-msg")        # the same connection, now in the pool
+    assert threads[2][1] == loop_thread                     # another connection: still on the loop
+    server.server._pooled_until[threads[0][0]] = time.monotonic()      # the pooled second is over
+    first.send({"type": "submit", "graph": ARITHMETIC})
+    first.next_of("run_finished", run_id=first.next_of("submitted")["run_id"])
+    assert threads[3][1] == loop_thread
+    first.close(), second.close()
+
+
 def test_cancel_queued_and_interrupt_running(server):
     """A queued run can be cancelled; the running one interrupted; the queue goes on."""
     client = Client(server.url())
