@@ -10,7 +10,8 @@ Pieces:
   when it is a quick message (a submit of a graph under 64 KiB, an interrupt, a
   cancel, a ping: work bounded by the frame's size), carried out there too; every
   other message, big graphs and model-folder listings among them, is handled *in a
-  thread pool* and never blocks the loop. Two thread hand-offs per submit cost more
+  thread pool* and never blocks the loop (a submit's validation reads the cached
+  model-folder listing, refreshed at most once per `LISTING_TTL`). Two thread hand-offs per submit cost more
   than the handling of a small one on this path (docs/protocol.md). A connection
   whose message took over 5 ms on the loop (a graph full of errors) is handled in
   the pool for the next second, so its flood does not delay the others. What a frame

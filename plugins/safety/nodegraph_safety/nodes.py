@@ -203,7 +203,7 @@ class TrainSafetyChecker(Node):
                                           description="share of each batch drawn from `generated`")
         patch_size: Literal[4, 8] = Input(8, description="the vision tower's patch side in px (64-px view): 8 = "
                                                          "64 tokens; 4 = 256 tokens, finer for small shapes, "
-                                                         "~4-5x the compute")
+                                                         "~2.5x the time per step")
 
     outputs = (Output("checker", "SAFETY_CHECKER"), Output("accuracy", "FLOAT"), Output("render_accuracy", "FLOAT"))
 

@@ -128,7 +128,7 @@ def train_checker(concept: UnsafeConcept, images: np.ndarray, labels: np.ndarray
     ``extra`` = (images, labels, fraction): a second example set (e.g. a model's generated images,
     generated.py) from which ``round(fraction * batch_size)`` of every batch is drawn.
     ``patch_size``: the vision tower's patch side (8: TINY_CONFIG's 64 tokens; 4: 256 tokens, so a
-    16-px shape spans 4 x 4 patches instead of 2 x 2, at ~4-5x the compute).
+    16-px shape spans 4 x 4 patches instead of 2 x 2, at ~2.5x the time per step on a CPU).
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
