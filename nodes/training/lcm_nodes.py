@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType
 
-from .nodes import _encode_dataset, _progress, _run, _run_folder, _save_target, _train, _write_new_file
+from .nodes import (_encode_dataset, _on_compute_device, _progress, _require_fp32, _run, _run_folder,
+                    _save_target, _train, _write_new_file)
 
 LORA = PortType("LORA", "LoRA weights made in a graph (kohya layout), to save with SaveLoRA.", color="#ce93d8")
 
@@ -95,6 +96,8 @@ class DistillLCM(Node):
             raise NodeInputError("ddim_timesteps", f"{ddim_timesteps} does not divide the model's "
                                                    f"{len(model.time_map.sigmas)} timesteps; use e.g. 50 or 25")
         clip = next(iter(text_encoder.encoder.encoders.values()))
+        _require_fp32("model", unet)
+        _require_fp32("text_encoder", clip)
         lcd = LCDConfig(ddim_timesteps=ddim_timesteps, cfg_min=cfg_min, cfg_max=cfg_max, target_decay=target_decay,
                         loss=loss, mode=mode, lora_rank=lora_rank, lora_alpha=float(lora_rank))
         train = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 20, warmup_steps=warmup_steps,
@@ -105,7 +108,7 @@ class DistillLCM(Node):
             model, "name", "?"), "unet": repr(unet.config)})
         model.apply_patches()                      # the teacher is the MODEL as connected (its LoRAs applied)
         alphas_cumprod = 1.0 / (1.0 + model.time_map._sigmas64.double() ** 2)      # sigma² = (1 − ᾱ) / ᾱ
-        with self.context.service("memory").using(unet):
+        with _on_compute_device(self, unet, text_encoder.encoder):   # the teacher and its prompts on the GPU
             student, adapters, report = _train(distill_lcm, unet, clip, data, alphas_cumprod.float(), train, lcd,
                                                _progress(self), run)
         if mode == "unet":

@@ -31,6 +31,7 @@ node: a finished training is not repeated while its inputs stay the same.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -294,6 +295,28 @@ def _train(train: Any, *args: Any, **kwargs: Any) -> Any:
         raise NodeInputError("run_name", str(exc)) from None
 
 
+def _on_compute_device(node: Node, *modules: Any) -> Any:
+    """A block in which `modules` sit on the session's compute device (the GPU when there is one).
+
+    They are handed to the memory manager (``using``), so they count against its budget, are never
+    offloaded while the block runs, and may be offloaded after it like any loaded model. Training loops
+    follow their module's device. A context without a memory manager (a bare node in a unit test)
+    trains where the modules are.
+    """
+    memory = node.context.services.get("memory")
+    return memory.using(*modules) if memory is not None else nullcontext()
+
+
+def _require_fp32(input_name: str, module: Any) -> None:
+    """Training reads and copies this module's weights: they must be fp32 (LoadCheckpoint's "auto" is fp16 on a GPU)."""
+    import torch
+
+    found = {p.dtype for p in module.parameters()} - {torch.float32}
+    if found:
+        raise NodeInputError(input_name, f"training needs fp32 weights, found {', '.join(sorted(map(str, found)))}; set "
+                                         "the loader's weight_dtype to fp32 (its 'auto' loads fp16 on a GPU)")
+
+
 def _progress(node: Node):
     def report(step: int, total: int, info: dict) -> None:
         node.context.progress(step, total, info={k: round(v, 6) if isinstance(v, float) else v
@@ -413,14 +436,16 @@ def _encode_dataset(node: Node, dataset: Any, vae: Any, pad_token_id: int) -> An
     tokenizer = default_tokenizer()
     latents, ids = [], []
     batch: list = []
-    with torch.no_grad():
+    with torch.no_grad(), _on_compute_device(node, vae):
+        weight = next(vae.parameters())
         for i in range(len(dataset)):
             image, caption = dataset[i][:2]
             batch.append(image)
             tokens = tokenize_prompt(tokenizer, caption).ids(pad_token_id, 1)
             ids.append(tokens[0])
             if len(batch) == 128 or i == len(dataset) - 1:
-                latents.append(vae.encode(torch.stack(batch)).float())
+                pixels = torch.stack(batch).to(weight.device, weight.dtype)
+                latents.append(vae.encode(pixels).float().cpu())   # the data stays on the CPU
                 batch = []
             if i % 512 == 0:
                 node.context.check_interrupted()
@@ -539,9 +564,10 @@ class TrainDiffusion(Node):
                                     "data": len(data), "objective": objective, "betas": beta_schedule,
                                     "dropout": caption_dropout, "train_te": train_text_encoder,
                                     **({"zero_terminal_snr": True} if zero_terminal_snr else {}), **origin})
-        report = _train(train_diffusion, unet, clip, data, schedule_alphas_cumprod(schedule).float(), config,
-                        _progress(self), run, objective=objective, caption_dropout=caption_dropout,
-                        train_text_encoder=train_text_encoder)
+        with _on_compute_device(self, unet, clip):
+            report = _train(train_diffusion, unet, clip, data, schedule_alphas_cumprod(schedule).float(), config,
+                            _progress(self), run, objective=objective, caption_dropout=caption_dropout,
+                            train_text_encoder=train_text_encoder)
         model = diffusion_model(unet, run_name, preview=vae.preview, schedule=schedule)   # sampled as trained
         encoder = TextEncoder(PromptEncoder({"clip_l": clip}, pooled_from="clip_l", tokenizer=default_tokenizer()),
                               "sd1")
@@ -592,6 +618,8 @@ class TrainControlNet(Node):
         folder = _run_folder(self, run_name)
         unet = model.net
         clip = next(iter(text_encoder.encoder.encoders.values()))
+        _require_fp32("model", unet)
+        _require_fp32("text_encoder", clip)
         factor = vae.config.downscale
         if 2 ** round(math.log2(factor)) != factor or factor > 2 ** (len(SD_HINT_WIDTHS) - 1):
             raise NodeInputError("vae", f"the VAE's downscale {factor} is not a power of two up to 8")
@@ -610,8 +638,9 @@ class TrainControlNet(Node):
         run = _run(folder, {"controlnet": repr(config), "train": repr(train), "data": len(data.latents),
                                     "hint": hint, "dropout": caption_dropout})
         alphas_cumprod = 1.0 / (1.0 + model.time_map.sigmas.double() ** 2)         # sigma² = (1 − ᾱ) / ᾱ
-        report = _train(train_controlnet, controlnet, unet, clip, data, hints, alphas_cumprod.float(), train,
-                        _progress(self), run, objective=unet.config.prediction, caption_dropout=caption_dropout)
+        with _on_compute_device(self, controlnet, unet, text_encoder.encoder):
+            report = _train(train_controlnet, controlnet, unet, clip, data, hints, alphas_cumprod.float(), train,
+                            _progress(self), run, objective=unet.config.prediction, caption_dropout=caption_dropout)
         controlnet.requires_grad_(False)
         controlnet.nodegraph_name = run_name
         report["hint"] = hint

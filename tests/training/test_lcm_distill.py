@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from nodegraph import Session
+from nodegraph import NodeExecutionError, Session
 from nodegraph.model_paths import ModelPaths
 from nodes.models.clip import CLIP_L, CLIPTextModel
 from nodes.models.lora import apply_loras, lora_from_state_dict, remove_loras
@@ -189,3 +189,19 @@ def test_lcm_graph_trains_saves_and_loads_the_lora(tmp_path):
     out = session.run(sample).outputs
     assert out["show"]["value"]["samples"].shape == (1, 4, 16, 16)
     assert "nothing" not in out["report"]["value"]
+    # Training copies and reads the model's weights: half-precision weights (LoadCheckpoint's "auto" on a GPU)
+    # are a clear input error with the fix, for DistillLCM and TrainControlNet alike.
+    for trainer, inputs in (("DistillLCM", {"steps": 1, "batch_size": 2, "lora_rank": 2}),
+                            ("TrainControlNet", {"steps": 1, "batch_size": 2})):
+        half = {"format_version": 1, "nodes": {
+            "ckpt": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "base.safetensors", "weight_dtype": "fp16"}},
+            "data": {"type": "TinyWorldDataset", "inputs": {"count": 4, "size": 32}},
+            "train": {"type": trainer, "inputs": {
+                "dataset": link("data", "dataset"), "model": link("ckpt", "model"),
+                "text_encoder": link("ckpt", "text_encoder"), "vae": link("ckpt", "vae"), **inputs,
+                "run_name": f"half_{trainer}"}},
+            "show": {"type": "ShowValue", "inputs": {"value": link("train", "report")}}}}
+        with pytest.raises(NodeExecutionError) as error:
+            session.run(half)
+        assert error.value.node_id == "train"
+        assert "'model'" in str(error.value) and "weight_dtype to fp32" in str(error.value), str(error.value)
