@@ -1,4 +1,4 @@
-"""The #16 training graphs (graphs/train/) run at smoke size: 8 images, 2 steps per trainer, files written to tmp."""
+"""The #16 training graphs (graphs/train/, v2 and v3) run at smoke size: 8 images, 2 steps per trainer, files written to tmp."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ def smoke(name: str) -> dict:
     ("train_tiny_world_v2.json", "checkpoints/tiny_world_v2.safetensors"),
     ("train_tiny_lcm.json", "loras/tiny_world_lcm.safetensors"),
     ("train_tiny_controlnet.json", "controlnet/tiny_world_mask_v2.safetensors"),
+    ("train_tiny_world_v3.json", "checkpoints/tiny_world_v3.safetensors"),
+    ("train_tiny_lcm_v3.json", "loras/tiny_world_lcm_v3.safetensors"),
+    ("train_tiny_controlnet_v3.json", "controlnet/tiny_world_mask_v3.safetensors"),
 ])
 def test_training_graph_runs_at_smoke_size(tmp_path, name, written):
     """The graph validates, trains for 2 steps from the shipped model and writes its file under tmp, not models/."""
