@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from nodegraph import Input, Node, NodeInputError, NodeInputs, Output
 
-from .nodes import _progress, _run, _run_folder, _train
+from .nodes import _on_compute_device, _progress, _run, _run_folder, _train
 
 
 def _encode_flow_dataset(node: Node, dataset: Any, vae: Any, encoder: Any) -> Any:
@@ -31,21 +31,22 @@ def _encode_flow_dataset(node: Node, dataset: Any, vae: Any, encoder: Any) -> An
 
     latents, contexts, pooled = [], [], []
     images, captions = [], []
-    with torch.no_grad():
+    with torch.no_grad(), _on_compute_device(node, vae, encoder):   # the data stays on the CPU
+        weight = next(vae.parameters())
         for i in range(len(dataset)):
             image, caption = dataset[i][:2]
             images.append(image)
             captions.append(caption)
             if len(images) == 128 or i == len(dataset) - 1:
-                latents.append(vae.encode(torch.stack(images)).float())
+                latents.append(vae.encode(torch.stack(images).to(weight.device, weight.dtype)).float().cpu())
                 cond = encoder.encode(captions)
-                contexts.append(cond["context"].float())
-                pooled.append(cond["y"].float())
+                contexts.append(cond["context"].float().cpu())
+                pooled.append(cond["y"].float().cpu())
                 images, captions = [], []
                 node.context.check_interrupted()
         empty = encoder.encode("")
-    return FlowData(torch.cat(latents), torch.cat(contexts), torch.cat(pooled), empty["context"][0].float(),
-                    empty["y"][0].float())
+    return FlowData(torch.cat(latents), torch.cat(contexts), torch.cat(pooled), empty["context"][0].float().cpu(),
+                    empty["y"][0].float().cpu())
 
 
 class TrainFlow(Node):
@@ -150,8 +151,9 @@ class TrainFlow(Node):
                             "time": [time_sampling, logit_mean, logit_std], "dropout": caption_dropout,
                             "context_tokens": context_tokens, "text": repr(clip.config),
                             **({"start": getattr(init_model, "name", "init_model")} if init_model is not None else {})})
-        report = _train(train_flow, mmdit, data, train, _progress(self), run, caption_dropout=caption_dropout,
-                        time_sampling=time_sampling, logit_mean=logit_mean, logit_std=logit_std)
+        with _on_compute_device(self, mmdit):
+            report = _train(train_flow, mmdit, data, train, _progress(self), run, caption_dropout=caption_dropout,
+                            time_sampling=time_sampling, logit_mean=logit_mean, logit_std=logit_std)
         mmdit.requires_grad_(False)
         mmdit.sampling_shift = shift
         model = sd3_diffusion_model(mmdit, run_name, preview=vae.preview, shift=shift)

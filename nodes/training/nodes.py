@@ -403,16 +403,20 @@ class TrainVAE(Node):
                                                                        "latent_noise": latent_noise}
         run = _run(folder, {"vae": repr(vae_config), "train": repr(config), "data": len(images),
                                     "crop": crop_size, **origin, **decoder_only})
-        report = _train(train_vae, vae, images, config, _progress(self), run, kl_weight=kl_weight, crop=crop_size,
-                        train_encoder=train_encoder, latent_noise=latent_noise)
-        with torch.no_grad():   # latent scale so that sampling sees unit variance; a preview map for progress
-            sample = images[: min(512, len(images))]
-            latents = vae.encode(sample)                          # scaled by the default factor
-            std = float(latents.std() / vae_config.scale_factor)
-            # a frozen encoder keeps its latent space, scale included (a model trained on it stays valid)
-            fitted = replace(vae_config, scale_factor=vae_config.scale_factor if not train_encoder else 1.0 / std)
-            vae.config = fitted
-            factors, bias = fit_latent_rgb_factors(vae.encode(sample), (sample + 1) / 2)
+        with _on_compute_device(self, vae):
+            report = _train(train_vae, vae, images, config, _progress(self), run, kl_weight=kl_weight,
+                            crop=crop_size, train_encoder=train_encoder, latent_noise=latent_noise)
+            with torch.no_grad():   # latent scale so that sampling sees unit variance; a preview map for progress
+                sample = images[: min(512, len(images))]
+                on_device = sample.to(next(vae.parameters()).device)
+                latents = vae.encode(on_device).cpu()                 # scaled by the default factor
+                std = float(latents.std() / vae_config.scale_factor)
+                # a frozen encoder keeps its latent space, scale included (a model trained on it stays valid)
+                fitted = replace(vae_config, scale_factor=vae_config.scale_factor if not train_encoder else 1.0 / std)
+                vae.config = fitted
+                rescaled = vae.encode(on_device).cpu()
+        with torch.no_grad():
+            factors, bias = fit_latent_rgb_factors(rescaled, (sample + 1) / 2)
             vae.config = replace(fitted, latent_rgb_factors=tuple(map(tuple, factors.tolist())),
                                  latent_rgb_bias=tuple(bias.tolist()))
         report["scale_factor"] = vae.config.scale_factor
