@@ -30,12 +30,25 @@ sys.path.insert(0, str(ROOT))
 
 
 def _stage(text: str) -> tuple[Path, str, float]:
-    path, node, share = text.rsplit(":", 2)
-    return Path(path), node, float(share)
+    """GRAPH:TRAIN_NODE:SHARE -> (graph path, training node id, share > 0); argparse reports a bad one."""
+    parts = text.rsplit(":", 2)
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected GRAPH:TRAIN_NODE:SHARE, found {text!r}")
+    path, node, share = parts
+    try:
+        value = float(share)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the share in {text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"the share in {text!r} must be above 0")
+    return Path(path), node, value
 
 
 def _dataset_node(graph: dict, train_node: str) -> str:
-    source = graph["nodes"][train_node]["inputs"]["dataset"]
+    """The id of the node feeding the training node's `dataset` input (its `count` is calibrated)."""
+    source = graph["nodes"][train_node]["inputs"].get("dataset")
+    if not isinstance(source, dict) or "node" not in source:
+        raise ValueError(f"node {train_node!r} has no linked 'dataset' input: name the graph's training node")
     return source["node"]
 
 
@@ -70,8 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     session = Session(output_dir=ROOT / "output")
     log = (args.out / "stages.jsonl").open("a", encoding="utf-8")
-    for index, (path, train_node, share) in enumerate(args.stages):
-        graph = json.loads((ROOT / path).read_text(encoding="utf-8"))
+    graphs = []
+    for path, train_node, _ in args.stages:   # every stage checked before any training starts
+        try:
+            graph = json.loads((ROOT / path).read_text(encoding="utf-8"))
+            if train_node not in graph.get("nodes", {}):
+                raise ValueError(f"no node {train_node!r}; its nodes: {', '.join(graph.get('nodes', {}))}")
+            _dataset_node(graph, train_node)
+        except (OSError, ValueError) as exc:
+            parser.error(f"{path}: {exc}")
+        graphs.append(graph)
+    for index, ((path, train_node, share), graph) in enumerate(zip(args.stages, graphs)):
         data_node = _dataset_node(graph, train_node)
         name = graph["nodes"][train_node]["inputs"].get("run_name", train_node)
         calibration = _timed_run(session, graph, train_node, {
