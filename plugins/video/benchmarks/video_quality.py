@@ -1,12 +1,13 @@
 """Quality and speed of the tiny text-to-video model, read back by the tiny world's detector frame by frame.
 
     .venv/bin/python plugins/video/benchmarks/video_quality.py [--count 120] [--steps 12] [--frames 8]
-        [--motion tiny_world_motion.safetensors] [--strength S] [--noise-correlation C] [--baseline]
-        [--timing] [--sheet PATH]
+        [--motion tiny_world_motion.safetensors] [--checkpoint tiny_world.safetensors] [--strength S]
+        [--noise-correlation C] [--baseline] [--timing] [--sheet PATH]
 
 Each prompt is a held-out clip (a motion–shape pair or a colour–shape pair training never showed;
 ``animated_world.sample_clip(held_out=True)``), sampled with the plugin's txt2vid graph (the shipped
-checkpoint + motion module, TinyWorldVideoPrompt, SampleVideo, DPM++ 2M / Karras, CFG 5) and decoded;
+checkpoint + motion module, or --checkpoint's; TinyWorldVideoPrompt, SampleVideo, DPM++ 2M / Karras, CFG 5)
+and decoded;
 every frame goes through ``detect``. Per clip:
 
 - motion correct: moves — the detected centre travelled ≥ 12 px the right way (``read_motion``);
@@ -50,10 +51,13 @@ from nodegraph_video.animated_world import MOVES, parse_video_caption, read_moti
 
 def clip_graph(caption: str, seed: int, steps: int, frames: int, motion: str | None,
                context_length: int = 0, strength: float = 1.0, noise_correlation: float = 0.0,
-               cross_frame: str = "", cross_strength: float = 1.0, free_init: int = 1) -> dict:
+               cross_frame: str = "", cross_strength: float = 1.0, free_init: int = 1,
+               checkpoint: str = "") -> dict:
     """The txt2vid graph for one caption, ending at the decoded frames (no files written)."""
     graph = json.loads((PLUGIN / "graphs" / "txt2vid.json").read_text())
     nodes = graph["nodes"]
+    if checkpoint:
+        nodes["checkpoint"]["inputs"]["ckpt_name"] = checkpoint
     for name in ("video", "gif", "sheet", "save_sheet"):
         del nodes[name]
     nodes["prompt"]["inputs"].update(text=caption, frames=frames)
@@ -127,7 +131,7 @@ def run_rows(session: Session, clips, args, motion: str | None, sheet_rows: list
         graph = clip_graph(video_caption(clip), 1000 + index, args.steps, args.frames, motion,
                            strength=args.strength, noise_correlation=args.noise_correlation,
                            cross_frame=args.cross_frame, cross_strength=args.cross_strength,
-                           free_init=args.free_init)
+                           free_init=args.free_init, checkpoint=args.checkpoint)
         frames = session.run(graph, outputs=["decode"]).outputs["decode"]["image"]
         detections = world.detect_many(frames)
         results.append({**judge(clip, detections, world), "index": index, "caption": video_caption(clip)})
@@ -152,12 +156,12 @@ def summarise(results: list[dict], seconds: float, cpu_seconds: float) -> dict:
     return row
 
 
-def timing(session: Session, motion: str, frames: int = 16, steps: int = 20) -> list[str]:
+def timing(session: Session, motion: str, frames: int = 16, steps: int = 20, checkpoint: str = "") -> list[str]:
     """Wall and CPU seconds for one clip of `frames` frames, whole and in 8-frame windows (overlap 4)."""
     lines = []
     for length in (0, 8):
         graph = clip_graph("a small red circle moving from left to right, on a blue background", 5, steps, frames,
-                           motion, context_length=length)
+                           motion, context_length=length, checkpoint=checkpoint)
         session.run(graph, outputs=["decode"])                               # warm (models loaded, cached)
         graph["nodes"]["sample"]["inputs"]["seed"] = 6
         wall, cpu = time.time(), time.process_time()
@@ -174,6 +178,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--motion", default="tiny_world_motion.safetensors")
+    parser.add_argument("--checkpoint", default="", help="the image model (default: the one txt2vid.json loads)")
     parser.add_argument("--strength", type=float, default=1.0, help="ApplyMotionModule strength")
     parser.add_argument("--noise-correlation", type=float, default=0.0,
                         help="SampleVideo noise_correlation (initial noise shared by a clip's frames)")
@@ -213,7 +218,8 @@ def main() -> None:
     print(f"{args.count} held-out prompts, {args.frames} frames, {args.steps} steps dpmpp_2m/karras, CFG 5")
     rows, sheet = {}, []
     if not args.only_baseline:
-        label = f"motion module ({args.motion})" + (f", strength {args.strength}" if args.strength != 1 else "") \
+        label = f"motion module ({args.motion})" + (f" on {args.checkpoint}" if args.checkpoint else "") \
+            + (f", strength {args.strength}" if args.strength != 1 else "") \
             + (f", noise corr. {args.noise_correlation}" if args.noise_correlation else "") \
             + (f", cross-frame {args.cross_frame}" if args.cross_frame else "") \
             + (f" {args.cross_strength}" if args.cross_frame and args.cross_strength != 1 else "") \
@@ -225,7 +231,7 @@ def main() -> None:
         Path(args.save).write_text(json.dumps(rows))
     print_table(rows)
     if args.timing and not args.only_baseline:
-        for line in timing(session, args.motion):
+        for line in timing(session, args.motion, checkpoint=args.checkpoint):
             print(line)
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if sheet and args.sheet:
