@@ -21,8 +21,8 @@ sizes       (#16 §2) template prompts generated at 32x32, 48x80 (HxW), 64, 96x9
             images are resized to 64x64 for the detector (48x80 anisotropically: positions and
             sizes keep their meaning, shapes are squeezed).
 steps       (#16 §3) template prompts at 1, 2, 4, 8 steps with DPM++ 2M, Euler, UniPC (Karras
-            schedule, CFG 5) and LCM (CFG 1; with --lcm-lora the LoRA is applied first), plus
-            5-step DPM++ 2M; seconds per image for each row.
+            schedule, CFG 5; --cfg-sigma-max S applies CFG only at sigmas <= S) and LCM (CFG 1;
+            with --lcm-lora the LoRA is applied first), plus 5-step DPM++ 2M; seconds per image.
 controlnet  (#16 §4; not in the default set) the mask ControlNet on hand-drawn-style silhouettes
             (world.sample_layout: continuous size and place, irregular outlines) with prompts
             that name no position or size, and with prompts naming another position than the
@@ -65,8 +65,9 @@ def scenes(count: int, held_out: bool, seed: int) -> list:
 
 @torch.no_grad()
 def generate(ckpt, prompts: list[str], cfg: float, steps: int, sampler: str, scheduler: str, seed: int,
-             batch: int = 50, height: int = 64, width: int = 64) -> np.ndarray:
-    """uint8 images (N, H, W, 3) for the prompts."""
+             batch: int = 50, height: int = 64, width: int = 64, cfg_sigma_max: float = 1e6) -> np.ndarray:
+    """uint8 images (N, H, W, 3) for the prompts; CFG applies at sigmas up to `cfg_sigma_max` (the
+    CFGGuider node's sigma_high: a guidance interval), the positive branch alone above it."""
     model = diffusion_model(ckpt.unet, "tiny_world", preview=ckpt.vae.preview, schedule=ckpt.schedule)
     denoiser = model.denoiser()
     sigmas = get_sigmas(scheduler, denoiser, steps)
@@ -76,7 +77,8 @@ def generate(ckpt, prompts: list[str], cfg: float, steps: int, sampler: str, sch
     for start in range(0, len(prompts), batch):
         chunk = prompts[start:start + batch]
         positive = ckpt.text_encoder.encode(chunk)
-        guider = CFGGuider(denoiser, {"context": positive.context}, {"context": negative.context}, scale=cfg)
+        guider = CFGGuider(denoiser, {"context": positive.context}, {"context": negative.context}, scale=cfg,
+                           cfg_sigma_range=(0.0, cfg_sigma_max))
         if cfg == 1.0:   # no unconditional pass (as KSampler skips it at CFG 1)
             guider = lambda x, sigma, _d=denoiser, _c=positive.context: _d(x, sigma, context=_c)  # noqa: E731
         shape = (len(chunk), channels, height // factor, width // factor)
@@ -171,13 +173,14 @@ def step_rows(ckpt, classifier, args) -> None:
     scene_list = [world.sample_scene(rng) for _ in range(args.count)]
     prompts = [world.caption(scene, i % len(world.TEMPLATES)) for i, scene in enumerate(scene_list)]
     lora_note = f" (LCM with {args.lcm_lora})" if args.lcm_lora else " (LCM on the base model: not distilled)"
-    print(f"\nsteps: template prompts, {args.count} per row{lora_note}")
+    interval = f"; CFG only at sigma <= {args.cfg_sigma_max:g}" if args.cfg_sigma_max < 1e6 else ""
+    print(f"\nsteps: template prompts, {args.count} per row{lora_note}{interval}")
     _header("sampler / steps / cfg")
     configs = [(sampler, steps, 5.0) for sampler in ("dpmpp_2m", "euler", "unipc") for steps in (1, 2, 4, 8)]
     configs.insert(7, ("dpmpp_2m", 5, 5.0))
     for sampler, steps, cfg in configs:
         t0 = time.perf_counter()
-        images = generate(ckpt, prompts, cfg, steps, sampler, "karras", args.seed)
+        images = generate(ckpt, prompts, cfg, steps, sampler, "karras", args.seed, cfg_sigma_max=args.cfg_sigma_max)
         seconds = time.perf_counter() - t0
         result = world_detector.score(world_detector.detect_many(images, classifier), scene_list)
         _row(f"{sampler} {steps} cfg {cfg:g}", result, seconds, len(prompts))
@@ -284,6 +287,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--lcm-lora", default=None, help="an LCM-LoRA (e.g. from DistillLCM) for the LCM rows")
     parser.add_argument("--lcm-cfg", type=float, default=1.0)
+    parser.add_argument("--cfg-sigma-max", type=float, default=1e6,
+                        help="steps rows: CFG only at sigmas up to this (a guidance interval); default everywhere")
     parser.add_argument("--controlnet", default=str(ROOT / "models" / "controlnet" / "tiny_world_mask.safetensors"),
                         help="the mask ControlNet for the controlnet rows")
     parser.add_argument("--threads", type=int, default=2)
