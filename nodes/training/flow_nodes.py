@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from nodegraph import Input, Node, NodeInputError, NodeInputs, Output
 
-from .nodes import _on_compute_device, _progress, _run, _run_folder, _train
+from .nodes import _encode_pixels, _on_compute_device, _progress, _run, _run_folder, _train
 
 
 def _encode_flow_dataset(node: Node, dataset: Any, vae: Any, encoder: Any) -> Any:
@@ -32,13 +32,12 @@ def _encode_flow_dataset(node: Node, dataset: Any, vae: Any, encoder: Any) -> An
     latents, contexts, pooled = [], [], []
     images, captions = [], []
     with torch.no_grad(), _on_compute_device(node, vae, encoder):   # the data stays on the CPU
-        weight = next(vae.parameters())
         for i in range(len(dataset)):
             image, caption = dataset[i][:2]
             images.append(image)
             captions.append(caption)
             if len(images) == 128 or i == len(dataset) - 1:
-                latents.append(vae.encode(torch.stack(images).to(weight.device, weight.dtype)).float().cpu())
+                latents.append(_encode_pixels(vae, torch.stack(images)))
                 cond = encoder.encode(captions)
                 contexts.append(cond["context"].float().cpu())
                 pooled.append(cond["y"].float().cpu())

@@ -307,6 +307,12 @@ def _on_compute_device(node: Node, *modules: Any) -> Any:
     return memory.using(*modules) if memory is not None else nullcontext()
 
 
+def _encode_pixels(vae: Any, pixels: Any) -> Any:
+    """Latents of (B, 3, H, W) pixels in [-1, 1], computed where the VAE is, as float32 on the CPU."""
+    weight = next(vae.parameters())
+    return vae.encode(pixels.to(weight.device, weight.dtype)).float().cpu()
+
+
 def _require_fp32(input_name: str, module: Any) -> None:
     """Training reads and copies this module's weights: they must be fp32 (LoadCheckpoint's "auto" is fp16 on a GPU)."""
     import torch
@@ -408,15 +414,12 @@ class TrainVAE(Node):
                             crop=crop_size, train_encoder=train_encoder, latent_noise=latent_noise)
             with torch.no_grad():   # latent scale so that sampling sees unit variance; a preview map for progress
                 sample = images[: min(512, len(images))]
-                on_device = sample.to(next(vae.parameters()).device)
-                latents = vae.encode(on_device).cpu()                 # scaled by the default factor
+                latents = _encode_pixels(vae, sample)                 # scaled by the default factor
                 std = float(latents.std() / vae_config.scale_factor)
                 # a frozen encoder keeps its latent space, scale included (a model trained on it stays valid)
                 fitted = replace(vae_config, scale_factor=vae_config.scale_factor if not train_encoder else 1.0 / std)
                 vae.config = fitted
-                rescaled = vae.encode(on_device).cpu()
-        with torch.no_grad():
-            factors, bias = fit_latent_rgb_factors(rescaled, (sample + 1) / 2)
+                factors, bias = fit_latent_rgb_factors(_encode_pixels(vae, sample), (sample + 1) / 2)
             vae.config = replace(fitted, latent_rgb_factors=tuple(map(tuple, factors.tolist())),
                                  latent_rgb_bias=tuple(bias.tolist()))
         report["scale_factor"] = vae.config.scale_factor
@@ -441,15 +444,13 @@ def _encode_dataset(node: Node, dataset: Any, vae: Any, pad_token_id: int) -> An
     latents, ids = [], []
     batch: list = []
     with torch.no_grad(), _on_compute_device(node, vae):
-        weight = next(vae.parameters())
         for i in range(len(dataset)):
             image, caption = dataset[i][:2]
             batch.append(image)
             tokens = tokenize_prompt(tokenizer, caption).ids(pad_token_id, 1)
             ids.append(tokens[0])
             if len(batch) == 128 or i == len(dataset) - 1:
-                pixels = torch.stack(batch).to(weight.device, weight.dtype)
-                latents.append(vae.encode(pixels).float().cpu())   # the data stays on the CPU
+                latents.append(_encode_pixels(vae, torch.stack(batch)))   # the data stays on the CPU
                 batch = []
             if i % 512 == 0:
                 node.context.check_interrupted()
