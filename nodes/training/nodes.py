@@ -170,11 +170,13 @@ class TinyWorldDataset(Node):
     synonyms; docs/tiny_world.md); `sizes` renders balanced size buckets for multi-resolution
     training; `layout` "continuous" places objects off the grid with irregular outlines
     (ControlNet hints); `shape_weights` ("star: 3") draws some shapes more often than others
-    (held-out pairs are still never shown).
+    (held-out pairs are still never shown); `caption_filler` inserts words that say nothing about
+    the scene into a share of the captions, `caption_word_swap` replaces some of their words that name
+    no attribute.
     """
 
     category = "training"
-    version = "1.2.0"
+    version = "1.3.0"
 
     class Inputs(NodeInputs):
         seed: int = Input(0, seed=True)
@@ -191,11 +193,18 @@ class TinyWorldDataset(Node):
             "", max_length=200,
             description="relative shape frequencies, e.g. 'star: 3' (';' or ','-separated; unnamed shapes 1); "
                         "empty = uniform")
+        caption_filler: float = Input(0.0, ge=0.0, le=1.0, description="share of captions given 1-3 words that say "
+                                                                       "nothing about the scene (robustness to "
+                                                                       "unknown words); 0 = none")
+        caption_word_swap: float = Input(0.0, ge=0.0, le=1.0, description="share of captions whose words that name no "
+                                                                          "attribute ('on', 'the', 'half') are partly "
+                                                                          "replaced by filler words; 0 = none")
 
     outputs = (Output("dataset", "DATASET"),)
 
     def run(self, seed: int, count: int, size: int, holdout: str, two_object_fraction: float,
-            caption_style: str, sizes: str, layout: str, shape_weights: str = "") -> dict:
+            caption_style: str, sizes: str, layout: str, shape_weights: str = "", caption_filler: float = 0.0,
+            caption_word_swap: float = 0.0) -> dict:
         import numpy as np
         import torch
 
@@ -209,7 +218,8 @@ class TinyWorldDataset(Node):
         try:
             world = TinyWorld(seed=seed, size=size, holdout=_parse_holdout(holdout),
                               two_object_fraction=two_object_fraction, length=count, caption_style=caption_style,
-                              sizes=buckets, layout=layout, shape_weights=weights)
+                              sizes=buckets, layout=layout, shape_weights=weights, caption_filler=caption_filler,
+                              caption_word_swap=caption_word_swap)
         except WorldError as exc:
             raise NodeInputError("holdout" if "holdout" in str(exc) else "count", str(exc)) from None
         members = {shape: [i for i in range(count) if world.image_size(i) == shape] for shape in buckets}
@@ -464,11 +474,12 @@ class TrainDiffusion(Node):
 
     A dataset with several image sizes (TinyWorldDataset `sizes`) trains at all of them: each batch
     is drawn from one size bucket, buckets in proportion to their images (multi-resolution /
-    multi-aspect training). The EMA decay warms up as min(ema_decay, (1+k)/(10+k)).
+    multi-aspect training). The EMA decay warms up as min(ema_decay, (1+k)/(10+k)). With
+    `train_unet` false a fine-tune trains the text encoder alone, through the frozen UNet.
     """
 
     category = "training"
-    version = "1.1.0"
+    version = "1.2.0"
 
     class Inputs(NodeInputs):
         dataset: Any = Input(port="DATASET")
@@ -501,6 +512,8 @@ class TrainDiffusion(Node):
                                 "init_text_encoder); the architecture, objective and schedule inputs are then ignored")
         init_text_encoder: Any = Input(None, port="TEXT_ENCODER", description="optional: the text encoder to "
                                        "fine-tune with init_model")
+        train_unet: bool = Input(True, description="false: fine-tune the text encoder alone and keep init_model's "
+                                                   "UNet as it is (its LoRAs and ControlNets stay valid)")
 
     outputs = (Output("model", "MODEL"), Output("text_encoder", "TEXT_ENCODER"), Output("report", "STRING"))
 
@@ -509,7 +522,7 @@ class TrainDiffusion(Node):
             objective: str, beta_schedule: str, zero_terminal_snr: bool, steps: int, batch_size: int,
             grad_accumulation: int, lr: float, warmup_steps: int, ema_decay: float, caption_dropout: float,
             grad_clip: float, mixed_precision: str, seed: int, checkpoint_every: int, run_name: str,
-            init_model: Any = None, init_text_encoder: Any = None) -> dict:
+            init_model: Any = None, init_text_encoder: Any = None, train_unet: bool = True) -> dict:
         import copy
 
         import torch
@@ -546,6 +559,10 @@ class TrainDiffusion(Node):
             raise NodeInputError("init_text_encoder" if init_model is not None else "init_model",
                                  "fine-tuning needs both init_model and init_text_encoder (e.g. LoadCheckpoint's "
                                  "model and text_encoder); connect both or neither")
+        if not train_unet and (init_model is None or not train_text_encoder):
+            raise NodeInputError("train_unet", "with train_unet false only the text encoder trains: connect "
+                                               "init_model and init_text_encoder and set train_text_encoder true, "
+                                               "or set train_unet true")
         if init_model is not None:   # fine-tune: copies (the inputs stay as they were), their own architecture
             from nodes.models.nodes import model_schedule
 
@@ -568,11 +585,12 @@ class TrainDiffusion(Node):
         run = _run(folder, {"unet": repr(unet_config), "text": repr(text_config), "train": repr(config),
                                     "data": len(data), "objective": objective, "betas": beta_schedule,
                                     "dropout": caption_dropout, "train_te": train_text_encoder,
-                                    **({"zero_terminal_snr": True} if zero_terminal_snr else {}), **origin})
+                                    **({"zero_terminal_snr": True} if zero_terminal_snr else {}),
+                                    **({"train_unet": False} if not train_unet else {}), **origin})
         with _on_compute_device(self, unet, clip):
             report = _train(train_diffusion, unet, clip, data, schedule_alphas_cumprod(schedule).float(), config,
                             _progress(self), run, objective=objective, caption_dropout=caption_dropout,
-                            train_text_encoder=train_text_encoder)
+                            train_text_encoder=train_text_encoder, train_unet=train_unet)
         model = diffusion_model(unet, run_name, preview=vae.preview, schedule=schedule)   # sampled as trained
         encoder = TextEncoder(PromptEncoder({"clip_l": clip}, pooled_from="clip_l", tokenizer=default_tokenizer()),
                               "sd1")

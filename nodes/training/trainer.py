@@ -465,8 +465,11 @@ def _noised_batch(data: DiffusionData, alphas_cumprod: torch.Tensor, config: Tra
 def train_diffusion(unet: Any, text_encoder: Any, data: DiffusionData, alphas_cumprod: torch.Tensor,
                     config: TrainConfig, progress: Progress, run: TrainingRun | None = None,
                     objective: str = "eps", caption_dropout: float = 0.1, train_text_encoder: bool = True,
-                    timestep_buckets: int = 10) -> dict:
+                    timestep_buckets: int = 10, train_unet: bool = True) -> dict:
     """Train `unet` (and `text_encoder`, a CLIPTextModel, unless frozen) to denoise `data.latents`.
+
+    With `train_unet` False the UNet is frozen and only the text encoder learns (its gradient
+    flows through the UNet's cross-attention).
 
     The text encoder's chosen hidden state is the UNet's context, as at inference. EMA
     weights of both end up in the modules. Returns a report with the final loss and
@@ -474,10 +477,13 @@ def train_diffusion(unet: Any, text_encoder: Any, data: DiffusionData, alphas_cu
     """
     run = run or TrainingRun(None, {})
     torch.manual_seed(config.seed)
-    modules = [unet] + ([text_encoder] if train_text_encoder else [])
+    modules = ([unet] if train_unet else []) + ([text_encoder] if train_text_encoder else [])
+    if not modules:
+        raise ValueError("nothing to train: train_unet and train_text_encoder are both False")
     parameters = [p for m in modules for p in m.parameters()]
-    if not train_text_encoder:
-        text_encoder.requires_grad_(False)
+    for module, trained in ((unet, train_unet), (text_encoder, train_text_encoder)):
+        if not trained:
+            module.requires_grad_(False)
     optimiser = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
     emas = [EMA(m, config.ema_decay) for m in modules] if config.ema_decay > 0 else []
     start = 0
@@ -495,8 +501,8 @@ def train_diffusion(unet: Any, text_encoder: Any, data: DiffusionData, alphas_cu
     bucket_sum = torch.zeros(timestep_buckets, dtype=torch.float64)
     bucket_count = torch.zeros(timestep_buckets, dtype=torch.float64)
     layer = text_encoder.config.output_layer
-    for module in modules:
-        module.train()
+    for module in (unet, text_encoder):
+        module.train(module in modules)    # a frozen module runs as at inference
     info: dict = {}
     for step in range(start, config.steps):
         for micro in range(config.grad_accumulation):

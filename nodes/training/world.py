@@ -660,6 +660,12 @@ class TinyWorld:
             continuous centres and sides, irregular outlines; for ControlNet hints).
         shape_weights: relative sampling weights of shapes (``{"star": 3}``; unnamed shapes 1),
             applied before the holdout rejection; None or {} = uniform, the items of earlier versions.
+        caption_filler: probability that an item's caption gets 1-3 filler words
+            (``world_captions.add_filler_words``: words that say nothing about the scene); the
+            scene and image do not change. 0 gives the captions of earlier versions.
+        caption_word_swap: probability that an item's caption has some of its words that name no
+            attribute replaced by filler words (``world_captions.swap_function_words``; applied
+            before ``caption_filler``); the scene and image do not change; 0 = never.
 
     ``world[i]`` -> ``(image, caption, scene)`` with image a float32 tensor (3, H, W) in
     [-1, 1]; ``world.example(i)`` gives the uint8 (H, W, 3) image instead. Batch with
@@ -678,6 +684,8 @@ class TinyWorld:
         sizes: Sequence | None = None,
         layout: str = "grid",
         shape_weights: Mapping[str, float] | None = None,
+        caption_filler: float = 0.0,
+        caption_word_swap: float = 0.0,
     ):
         if caption_style not in ("template", "free", "mixed"):
             raise WorldError("caption_style", f"expected 'template', 'free' or 'mixed'; found {caption_style!r}.")
@@ -691,6 +699,11 @@ class TinyWorld:
             raise WorldError("size", f"expected an image size of at least 16 px; found {size}.", size)
         if not 0.0 <= two_object_fraction <= 1.0:
             raise WorldError("two_object_fraction", f"expected a probability in [0, 1]; found {two_object_fraction}.")
+        if not 0.0 <= caption_filler <= 1.0:
+            raise WorldError("caption_filler", f"expected a probability in [0, 1]; found {caption_filler}.")
+        if not 0.0 <= caption_word_swap <= 1.0:
+            raise WorldError("caption_word_swap", f"expected a probability in [0, 1]; found {caption_word_swap}.")
+        self.caption_filler, self.caption_word_swap = float(caption_filler), float(caption_word_swap)
         self.templates = tuple(range(len(TEMPLATES))) if templates is None else tuple(templates)
         for template in self.templates:
             if not 0 <= template < len(TEMPLATES):
@@ -723,8 +736,23 @@ class TinyWorld:
         if self.caption_style == "free" or (self.caption_style == "mixed" and rng.random() < FREE_CAPTION_FRACTION):
             from .world_captions import free_caption
 
-            return scene, free_caption(scene, rng, "train")[0], rng
-        return scene, caption(scene, template), rng
+            text = free_caption(scene, rng, "train")[0]
+        else:
+            text = caption(scene, template)
+        # each on its own RNG: the scene, layout and image (and the other's words) do not depend on them
+        if self.caption_word_swap:
+            from .world_captions import swap_function_words
+
+            swap_rng = random.Random(f"tinyworld/{self.seed}/{self._index(index)}/swap")
+            if swap_rng.random() < self.caption_word_swap:
+                text = swap_function_words(text, swap_rng)
+        if self.caption_filler:
+            from .world_captions import add_filler_words
+
+            filler_rng = random.Random(f"tinyworld/{self.seed}/{self._index(index)}/filler")
+            if filler_rng.random() < self.caption_filler:
+                text = add_filler_words(text, filler_rng)
+        return scene, text, rng
 
     def scene(self, index: int) -> SceneSpec:
         """The scene of item ``index`` (cheap: nothing is rendered)."""

@@ -19,6 +19,13 @@ Map:
 rng, grammar)``             HELD-OUT paraphrase grammar ("heldout", evaluation only; training never
                             uses it) -> (text, PromptSpec of what it names).
 ``OMIT``                    probability that a caption leaves out size / position / background.
+``add_filler_words(text,    ``text`` with 1-3 words that say nothing about the scene inserted at random
+rng)``                      places ("please", "drawing", or any other word of the CLIP vocabulary that is
+                            no world word): training captions for robustness to words never seen.
+``filler_pool()``           those words; the held-out grammar's words are never among them (tested).
+``swap_function_words(text, ``text`` with some of its words that carry no attribute ("on", "the", "half",
+rng)``                      "with"...) replaced by filler words: only colour, shape, size, position words,
+                            "background" and "and" are kept (robustness to other phrasings).
 ==========================  ============================================================================
 
 Both grammars use the same content words (every colour, shape, size and position word of the
@@ -31,11 +38,13 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from .world import COLOURS, POSITIONS, SHAPES, SIZES, TWO_OBJECT_LAYOUTS, MAX_JITTER, ObjectSpec, SceneSpec, WorldError
 
-__all__ = ["OMIT", "PromptObject", "PromptSpec", "free_caption", "parse_prompt", "unknown_words"]
+__all__ = ["OMIT", "PromptObject", "PromptSpec", "add_filler_words", "filler_pool", "free_caption", "parse_prompt",
+           "swap_function_words", "unknown_words"]
 
 Grammar = Literal["train", "heldout"]
 
@@ -371,3 +380,99 @@ def free_caption(scene: SceneSpec, rng: random.Random, grammar: Grammar = "train
     if rng.random() < 0.3:
         text += "."
     return _case(text, rng), PromptSpec(named_objects, background)
+
+
+# ----------------------------------------------------------------------------- filler words
+
+# Words people put in prompts that say nothing about the scene. With ``filler_pool``'s vocabulary
+# words they teach the text encoder to pass over words it has not learnt (TinyWorld(caption_filler=p)).
+# Changing this list or ``_NOT_FILLER`` changes the captions graphs/train/train_tiny_world_v4.json trains on.
+PROMPT_FILLER = tuple("""
+please draw render make create generate show me simple nice cute clean flat minimal minimalist style drawing
+illustration art artwork digital vector graphic icon scene composition view shot high quality detailed sharp
+beautiful pretty lovely single lone solid filled shaped object thing shape form figure just only exactly some
+kind sort really quite rather here we see you can this my our your would like want need so now also then has
+have having looks appears sits sitting located positioned drawn painted rendered shown visible standing
+floating lying resting canvas photo photograph cartoon sketch painting poster clipart
+""".split())
+# Words that name or suggest a colour, shape, size or place outside the grammar: never used as filler,
+# so the encoder is not taught to ignore words a person may mean.
+_NOT_FILLER = frozenset("""
+pink brown gold golden silver navy teal magenta crimson scarlet maroon beige tan lime indigo turquoise amber
+aqua azure cream ivory olive peach rose ruby salmon violet lavender lilac mint emerald jade coral charcoal
+dark light pale bright colorful colourful rainbow color colour colored coloured red blue green yellow orange
+purple white black gray grey cyan
+oval rectangle rectangular box sphere heart diamond hexagon pentagon octagon cross dot disk disc round line
+cube ball circle circular square triangle triangular ring star stars donut polygon blob arrow moon
+huge giant massive enormous large big small tiny little mini miniature medium tall short wide narrow thin
+thick long size sized
+corner corners above below under beneath upper lower side sides edge edges left right top bottom centre center
+middle up down north south east west near far inside outside behind front back around
+background backdrop foreground
+no not without none never nothing
+""".split())
+
+
+@lru_cache(maxsize=1)
+def filler_pool() -> tuple[str, ...]:
+    """The vocabulary filler: every whole word of the CLIP vocabulary (3-10 letters) that no caption
+    grammar or the parser uses (the held-out grammar included) and that names no colour, shape, size
+    or place, with the ``PROMPT_FILLER`` words that pass the same test. Sorted, so a seed gives the
+    same captions everywhere."""
+    from nodes.models.tokenizer import default_tokenizer
+
+    grammar = _grammar_words()
+    words = {token[:-4] for token in default_tokenizer().id_to_token
+             if token.endswith("</w>") and token[:-4].isalpha() and token[:-4].isascii() and 3 <= len(token) - 4 <= 10}
+    words.update(PROMPT_FILLER)
+    return tuple(sorted(word for word in words if word not in grammar and word not in _NOT_FILLER))
+
+
+def _grammar_words() -> frozenset[str]:
+    """Every word either grammar (or the parser) uses: attribute words, synonyms, phrases, frames."""
+    text = " ".join([*ATTRIBUTE_OF, *SYNONYMS, *FUNCTION_WORDS, *_BACKGROUND_BEFORE_SKIP, *_BACKGROUND_AFTER_SKIP,
+                     *(p for grammar in POSITION_PHRASES.values() for phrases in grammar.values() for p in phrases),
+                     *(p for phrases in BACKGROUND_PHRASES.values() for p in phrases),
+                     "there is a picture of image showing that coloured size"])
+    return frozenset(re.findall(r"[a-z]+", text.lower()))
+
+
+def add_filler_words(text: str, rng: random.Random, most: int = 3, prompt_share: float = 0.3) -> str:
+    """``text`` with 1..``most`` filler words inserted between words (or first or last).
+
+    Each word is from ``PROMPT_FILLER`` with probability ``prompt_share``, else any word of
+    ``filler_pool()``; the words of ``text`` keep their order.
+    """
+    words = text.split(" ")
+    pool = filler_pool()
+    for _ in range(rng.randint(1, most)):
+        word = rng.choice(PROMPT_FILLER) if rng.random() < prompt_share else rng.choice(pool)
+        words.insert(rng.randint(0, len(words)), word)
+    return " ".join(words)
+
+
+# Words swap_function_words never replaces besides the attribute words: "background" says which colour is
+# the background's, "and" separates two objects.
+_KEPT_WORDS = frozenset({"background", "and"})
+
+
+def swap_function_words(text: str, rng: random.Random, rate: float = 1 / 3) -> str:
+    """``text`` with each word that names no attribute replaced, with probability ``rate``, by a filler
+    word (as ``add_filler_words`` draws them); at least one is replaced when there is any.
+
+    Colour, shape, size and position words (synonyms included), "background" and "and" stay, with
+    their punctuation; so "in the upper half" may become "in ford upper half" or "sleek the upper
+    onion": the attribute words carry the meaning, not the phrase around them.
+    """
+    words = text.split(" ")
+    replaceable = [i for i, word in enumerate(words)
+                   if (bare := re.sub(r"[^a-z]", "", word.lower()))
+                   and _canonical(bare) not in ATTRIBUTE_OF and bare not in _KEPT_WORDS]
+    if not replaceable:
+        return text
+    chosen = [i for i in replaceable if rng.random() < rate] or [rng.choice(replaceable)]
+    pool = filler_pool()
+    for i in chosen:
+        word = rng.choice(PROMPT_FILLER) if rng.random() < 0.3 else rng.choice(pool)
+        words[i] = re.sub(r"[A-Za-z]+", word, words[i], count=1)
+    return " ".join(words)

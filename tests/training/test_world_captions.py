@@ -174,3 +174,104 @@ def test_continuous_layouts_stay_true_to_the_caption():
     data = world.TinyWorld(seed=0, layout="continuous", sizes=[(48, 80), 96], length=4)
     assert data.example(0).image.shape == (48, 80, 3) and data.example(1).image.shape == (96, 96, 3)
     assert data.example(0).layout is not None
+
+
+def _heldout_words() -> set[str]:
+    rng = random.Random(11)
+    words: set[str] = set()
+    for scene in _scenes(3000, 12):
+        words |= set(re.findall(r"[a-z]+", free_caption(scene, rng, "heldout")[0].lower()))
+    return words
+
+
+def test_filler_words_never_come_from_the_heldout_grammar_or_name_the_world():
+    """The filler words (CLIP vocabulary words and PROMPT_FILLER) hold no word of the held-out grammar and no
+    colour, shape, size or position word (synonyms included); the vocabulary words nothing the parser reads."""
+    from nodes.training.world_captions import ATTRIBUTE_OF, FUNCTION_WORDS, PROMPT_FILLER, SYNONYMS, filler_pool
+
+    pool = set(filler_pool())
+    assert len(pool) > 20_000
+    assert not (pool | set(PROMPT_FILLER)) & (_heldout_words() | set(ATTRIBUTE_OF) | set(SYNONYMS))
+    assert not pool & FUNCTION_WORDS
+    assert not (pool | set(PROMPT_FILLER)) & {"pink", "brown", "oval", "huge", "corner", "above", "backdrop", "not"}
+    assert all(word.isalpha() and word.islower() for word in pool)
+
+
+def test_filler_words_are_inserted_without_disturbing_the_caption():
+    """1-3 words are inserted; the caption's own words keep their order; a seed gives the same result."""
+    from nodes.training.world_captions import PROMPT_FILLER, add_filler_words, filler_pool
+
+    pool = set(filler_pool())
+    text = "a big red circle on the left, blue background"
+    counts = set()
+    for seed in range(200):
+        out = add_filler_words(text, random.Random(seed))
+        assert out == add_filler_words(text, random.Random(seed))
+        words, original = out.split(" "), text.split(" ")
+        extra = len(words) - len(original)
+        counts.add(extra)
+        it = iter(words)
+        assert all(word in it for word in original), out          # a subsequence, in order
+        inserted = list(words)
+        for word in original:
+            inserted.remove(word)
+        assert set(inserted) <= pool | set(PROMPT_FILLER), out
+    assert counts == {1, 2, 3}
+
+
+def test_tinyworld_caption_filler_changes_captions_only():
+    """caption_filler=0 gives the captions of before; 0.5 adds filler to about half of them and leaves every scene
+    and image as it was; a probability outside [0, 1] is refused."""
+    plain = world.TinyWorld(seed=3, caption_style="mixed", two_object_fraction=0.4, length=400)
+    again = world.TinyWorld(seed=3, caption_style="mixed", two_object_fraction=0.4, length=400, caption_filler=0.0)
+    noisy = world.TinyWorld(seed=3, caption_style="mixed", two_object_fraction=0.4, length=400, caption_filler=0.5)
+    assert [plain.caption(i) for i in range(400)] == [again.caption(i) for i in range(400)]
+    changed = 0
+    for i in range(400):
+        assert noisy.scene(i) == plain.scene(i)
+        before, after = plain.caption(i), noisy.caption(i)
+        changed += before != after
+        it = iter(after.split(" "))
+        assert all(word in it for word in before.split(" "))
+    assert 150 < changed < 250
+    assert np.array_equal(noisy.example(7).image, plain.example(7).image)
+    with pytest.raises(world.WorldError, match="caption_filler"):
+        world.TinyWorld(caption_filler=1.5)
+
+
+def test_swapping_function_words_keeps_every_attribute_word_in_place():
+    """swap_function_words replaces only words that name no attribute (never "background" or "and"), keeps
+    punctuation and word count, replaces at least one, and draws only filler words."""
+    from nodes.training.world_captions import (ATTRIBUTE_OF, PROMPT_FILLER, SYNONYMS, filler_pool,
+                                               swap_function_words)
+
+    allowed = set(filler_pool()) | set(PROMPT_FILLER)
+    kept = set(ATTRIBUTE_OF) | set(SYNONYMS) | {"background", "and"}
+    rng = random.Random(5)
+    for scene in _scenes(300, 6):
+        text = free_caption(scene, rng, "train")[0]
+        out = swap_function_words(text, random.Random(len(text)))
+        before, after = text.split(" "), out.split(" ")
+        assert len(before) == len(after)
+        changed = 0
+        for old, new in zip(before, after):
+            bare_old, bare_new = re.sub(r"[^a-z]", "", old.lower()), re.sub(r"[^a-z]", "", new.lower())
+            if bare_old in kept:
+                assert new == old, (text, out)
+            elif new != old:
+                changed += 1
+                assert bare_new in allowed and re.sub(r"[A-Za-z]", "", new) == re.sub(r"[A-Za-z]", "", old)
+        assert changed >= 1 or all(re.sub(r"[^a-z]", "", w.lower()) in kept | {""} for w in before), text
+    assert swap_function_words("red circle", random.Random(0)) == "red circle"
+
+
+def test_tinyworld_caption_word_swap_changes_captions_only():
+    plain = world.TinyWorld(seed=4, caption_style="mixed", two_object_fraction=0.4, length=300, caption_filler=0.5)
+    swapped = world.TinyWorld(seed=4, caption_style="mixed", two_object_fraction=0.4, length=300, caption_filler=0.5,
+                              caption_word_swap=0.5)
+    changed = sum(plain.caption(i) != swapped.caption(i) for i in range(300))
+    assert 100 < changed < 200
+    assert all(plain.scene(i) == swapped.scene(i) for i in range(300))
+    assert np.array_equal(plain.example(3).image, swapped.example(3).image)
+    with pytest.raises(world.WorldError, match="caption_word_swap"):
+        world.TinyWorld(caption_word_swap=-0.1)
