@@ -15,8 +15,10 @@ attributes  (#16 §1, CFG 5, --steps) template prompts; free-form prompts from t
             paraphrase grammar (world_captions, never used in training), every attribute named;
             the same grammar with omitted attributes (only named attributes are scored); and
             two-object prompts ("a red circle and a blue square ...": binding = both objects
-            found with their own colour and shape). Targets: each named attribute >= 95 %, all
-            named >= 90 % on free-form and omitted; binding >= 80 %.
+            found with their own colour and shape); and the 40 prompts written by hand in
+            benchmarks/handwritten_prompts.txt (the same every run; --count does not apply).
+            Targets: each named attribute >= 95 %, all named >= 90 % on free-form and omitted;
+            binding >= 80 %.
 sizes       (#16 §2) template prompts generated at 32x32, 48x80 (HxW), 64, 96x96 and 128x128;
             images are resized to 64x64 for the detector (48x80 anisotropically: positions and
             sizes keep their meaning, shapes are squeezed).
@@ -115,6 +117,12 @@ def _to_64(images: np.ndarray) -> np.ndarray:
     return resized.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+def handwritten_prompts() -> list[str]:
+    """benchmarks/handwritten_prompts.txt: prompts written by hand in phrasings of neither grammar."""
+    lines = (ROOT / "benchmarks" / "handwritten_prompts.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
 def attribute_rows(ckpt, classifier, args) -> None:
     """Template, held-out free-form, omitted-attribute and two-object rows (score_prompts)."""
     from nodes.training.world_captions import PromptSpec, free_caption, parse_prompt
@@ -137,6 +145,8 @@ def attribute_rows(ckpt, classifier, args) -> None:
     rows.append(("omitted (held-out grammar)", [t for t, _ in omitted], [p for _, p in omitted]))
     two = [free_caption(scene, rng, "heldout", omit={"size": 0.5, "position": 0.5}) for scene in pairs]
     rows.append(("two objects (held-out gr.)", [t for t, _ in two], [p for _, p in two]))
+    handwritten = handwritten_prompts()
+    rows.append((f"hand-written ({len(handwritten)})", handwritten, [parse_prompt(t) for t in handwritten]))
     print(f"\nattributes: CFG 5, {args.steps} steps, {args.sampler}/{args.scheduler}, {args.count} prompts per row; "
           f"only named attributes are scored")
     _header("prompts")

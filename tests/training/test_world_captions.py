@@ -275,3 +275,19 @@ def test_tinyworld_caption_word_swap_changes_captions_only():
     assert np.array_equal(plain.example(3).image, swapped.example(3).image)
     with pytest.raises(world.WorldError, match="caption_word_swap"):
         world.TinyWorld(caption_word_swap=-0.1)
+
+
+def test_handwritten_benchmark_prompts_follow_their_rules():
+    """benchmarks/handwritten_prompts.txt: each prompt parses, names no held-out pair and uses no PROMPT_FILLER word."""
+    from pathlib import Path
+
+    from nodes.training.world_captions import PROMPT_FILLER
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "handwritten_prompts.txt"
+    prompts = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert len(prompts) == len(set(prompts)) == 40
+    for text in prompts:
+        spec = parse_prompt(text)
+        assert spec is not None, text
+        assert not any(world.DEFAULT_HOLDOUT.count((o.colour, o.shape)) for o in spec.objects), text
+        assert not set(re.findall(r"[a-z]+", text.lower())) & set(PROMPT_FILLER), text
