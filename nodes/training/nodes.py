@@ -7,6 +7,8 @@
     TrainVAE             DATASET → VAE (KL autoencoder; scale factor and preview map fitted after training)
     TrainDiffusion       DATASET, VAE → MODEL, TEXT_ENCODER (a UNet and a CLIP-architecture text encoder
                          trained from scratch; eps or v objective; EMA; caption dropout for CFG)
+    DistillTextEncoder   DATASET, MODEL, TEXT_ENCODER, VAE → TEXT_ENCODER (a copy taught to read captions with
+                         filler words and swapped words as the original reads them; the UNet stays frozen)
     TrainControlNet      DATASET, MODEL, TEXT_ENCODER, VAE → CONTROL_NET (hints: object mask, Canny edges or
                          distance depth, computed from the images; the model stays frozen)
     SaveCheckpoint       MODEL, TEXT_ENCODER, VAE → a single-file SD-layout .safetensors in models/checkpoints,
@@ -599,6 +601,101 @@ class TrainDiffusion(Node):
         return {"model": model, "text_encoder": encoder, "report": json.dumps(report, default=str)}
 
 
+class DistillTextEncoder(Node):
+    """Teach a copy of a model's text encoder to read captions as people garble them: with filler words
+    inserted and words that name no attribute swapped, the frozen UNet must predict what it predicts for
+    the clean caption with the original encoder (self-distillation; docs/training.md, model v4).
+
+    The dataset's captions are the clean ones (e.g. TinyWorldDataset without caption_filler); each step
+    rewrites them afresh (`world_captions.add_filler_words`, `swap_function_words`). The UNet, VAE and
+    the model's LoRAs and ControlNets are untouched and stay valid.
+    """
+
+    category = "training"
+
+    class Inputs(NodeInputs):
+        dataset: Any = Input(port="DATASET")
+        model: Any = Input(port="MODEL")
+        text_encoder: Any = Input(port="TEXT_ENCODER")
+        vae: Any = Input(port="VAE")
+        filler: float = Input(0.5, ge=0.0, le=1.0, description="share of captions given 1-3 filler words")
+        word_swap: float = Input(0.5, ge=0.0, le=1.0, description="share of captions whose words that name no "
+                                                                  "attribute are partly swapped for filler words")
+        keep_share: float = Input(0.2, ge=0.0, le=1.0, description="share of items read unchanged (the student "
+                                                                   "must still read clean captions like the teacher)")
+        steps: int = Input(1500, ge=1, le=10_000_000)
+        batch_size: int = Input(32, ge=1, le=4096)
+        lr: float = Input(2e-4, gt=0.0, le=1.0)
+        warmup_steps: int = Input(50, ge=0, le=1_000_000)
+        ema_decay: float = Input(0.999, ge=0.0, lt=1.0)
+        mixed_precision: Literal["no", "bf16"] = Input("no")
+        seed: int = Input(0, seed=True)
+        checkpoint_every: int = Input(250, ge=0, le=10_000_000)
+        run_name: str = Input("text_encoder_distill", min_length=1, max_length=80)
+
+    outputs = (Output("text_encoder", "TEXT_ENCODER"), Output("report", "STRING"))
+
+    def run(self, dataset: Any, model: Any, text_encoder: Any, vae: Any, filler: float, word_swap: float,
+            keep_share: float, steps: int, batch_size: int, lr: float, warmup_steps: int, ema_decay: float,
+            mixed_precision: str, seed: int, checkpoint_every: int, run_name: str) -> dict:
+        import copy
+
+        from nodes.models.clip import PromptEncoder
+        from nodes.models.nodes import TextEncoder
+        from nodes.models.tokenizer import default_tokenizer, tokenize_prompt
+        from nodes.models.unet import UNetModel
+
+        from .trainer import TrainConfig, distill_text_encoder
+        from .world_captions import add_filler_words, swap_function_words
+
+        folder = _run_folder(self, run_name)
+        encoders = getattr(text_encoder.encoder, "encoders", {})
+        if not isinstance(model.net, UNetModel) or list(encoders) != ["clip_l"]:
+            raise NodeInputError("text_encoder", "DistillTextEncoder takes a UNet model with a single CLIP text "
+                                                 "encoder (SD 1.x layout, as the tiny world's)")
+        if getattr(dataset, "buckets", None):
+            raise NodeInputError("dataset", "DistillTextEncoder trains at one image size; give TinyWorldDataset one "
+                                            "size (empty 'sizes')")
+        if filler == 0 and word_swap == 0:
+            raise NodeInputError("filler", "with filler and word_swap both 0 no caption is rewritten; set either above 0")
+        if text_encoder.loras:
+            raise NodeInputError("text_encoder", "the text encoder has LoRAs applied; distil the encoder without them")
+        teacher = encoders["clip_l"]
+        _require_fp32("model", model.net)
+        _require_fp32("text_encoder", teacher)
+        model.apply_patches()
+        student = copy.deepcopy(teacher).float()
+        pad = teacher.config.pad_token_id
+        tokenizer = default_tokenizer()
+        config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 20, warmup_steps=warmup_steps,
+                             ema_decay=ema_decay, mixed_precision=mixed_precision, seed=seed,
+                             checkpoint_every=checkpoint_every)
+        data = _encode_dataset(self, dataset, vae, pad)
+        captions = [dataset[i][1] for i in range(len(dataset))] if not hasattr(dataset, "captions") else dataset.captions
+
+        def rewrite(caption: str, rng: Any) -> str:
+            if rng.random() < word_swap:
+                caption = swap_function_words(caption, rng)
+            if rng.random() < filler:
+                caption = add_filler_words(caption, rng)
+            return caption
+
+        def tokenize(caption: str) -> Any:
+            return tokenize_prompt(tokenizer, caption).ids(pad, 1)[0]
+
+        run = _run(folder, {"text": repr(teacher.config), "train": repr(config), "data": len(data.latents),
+                            "filler": filler, "word_swap": word_swap, "keep": keep_share,
+                            "init": f"{sum(float(p.detach().double().sum()) for p in teacher.parameters()):.10e}"})
+        alphas_cumprod = 1.0 / (1.0 + model.time_map.sigmas.double() ** 2)         # sigma² = (1 − ᾱ) / ᾱ
+        with _on_compute_device(self, model.net, teacher, student):
+            report = _train(distill_text_encoder, model.net, teacher, student, data, captions, rewrite, tokenize,
+                            alphas_cumprod.float(), config, _progress(self), run, keep_share=keep_share)
+        encoder = TextEncoder(PromptEncoder({"clip_l": student}, pooled_from="clip_l", tokenizer=tokenizer),
+                              text_encoder.family)
+        report.update(filler=filler, word_swap=word_swap)
+        return {"text_encoder": encoder, "report": json.dumps(report, default=str)}
+
+
 class TrainControlNet(Node):
     """Train a ControlNet for a model (UNet and text encoder frozen) on hints computed from a dataset's images.
 
@@ -825,8 +922,8 @@ class SaveCheckpoint(Node):
                 "bytes": path.stat().st_size}
 
 
-NODES = [TinyWorldDataset, ImageFolderDataset, RenderTinyWorld, TrainVAE, TrainDiffusion, TrainControlNet,
-         SaveCheckpoint, SaveControlNet]
+NODES = [TinyWorldDataset, ImageFolderDataset, RenderTinyWorld, TrainVAE, TrainDiffusion, DistillTextEncoder,
+         TrainControlNet, SaveCheckpoint, SaveControlNet]
 
 
 @hookimpl

@@ -11,6 +11,8 @@
                            any training beta schedule (Q1, Q20), caption dropout for CFG,
                            loss-by-timestep report (Q3); multi-resolution size buckets
                            (DiffusionData.parts: one bucket per micro-batch)
+    distill_text_encoder(...)  a student text encoder reads rewritten captions (filler words, word swaps) as
+                           the teacher reads the originals: the frozen UNet's predictions must match
     train_controlnet(...)  a ControlNet on (latent, caption, hint) triples, the UNet and text encoder frozen:
                            the same eps / v objective, with the UNet taking the ControlNet's residuals
     TrainingRun            periodic checkpoints in a folder (and the final state) and exact resume
@@ -31,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -537,6 +540,92 @@ def train_diffusion(unet: Any, text_encoder: Any, data: DiffusionData, alphas_cu
                    for i in range(timestep_buckets)}
     return {**info, "loss_by_timestep": by_timestep, "steps": config.steps, "objective": objective,
             "config": asdict(config)}
+
+
+# --- Text-encoder distillation --------------------------------------------------------------------
+
+def distill_text_encoder(unet: Any, teacher: Any, student: Any, data: DiffusionData, captions: Sequence[str],
+                         rewrite: Callable[[str, random.Random], str], tokenize: Callable[[str], torch.Tensor],
+                         alphas_cumprod: torch.Tensor, config: TrainConfig, progress: Progress,
+                         run: TrainingRun | None = None, keep_share: float = 0.2, empty_share: float = 0.05,
+                         min_snr_gamma: float = 5.0) -> dict:
+    """Teach `student` (a copy of `teacher`, CLIPTextModels) to read rewritten captions as `teacher` reads the
+    originals, through the frozen `unet`.
+
+    Per item: a noised latent x_t of the caption's image, the target UNet(x_t, t, teacher(caption)) and the
+    prediction UNet(x_t, t, student(rewrite(caption))); loss = mean squared difference. A share of items keeps
+    the caption unchanged (`keep_share`: the student must still read the originals like the teacher) and a
+    share uses the empty prompt on both sides (`empty_share`: the unconditional branch of CFG stays). The
+    rewrite RNG is seeded by (seed, step, item), so a resumed run sees the same captions. Matching the
+    teacher's prediction instead of the noise gives each rewritten caption a definite target: the
+    denoising loss barely depends on the wording when the image is mostly noise. Items are weighted by
+    min(SNR, gamma) / SNR (Hang et al. 2023, min-SNR): the nearly clean timesteps, where the caption
+    hardly matters, count less; the noisy ones, where the layout is decided, count fully.
+    """
+    run = run or TrainingRun(None, {})
+    torch.manual_seed(config.seed)
+    unet.requires_grad_(False)
+    teacher.requires_grad_(False)
+    student.requires_grad_(True)
+    parameters = list(student.parameters())
+    optimiser = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
+    ema = EMA(student, config.ema_decay) if config.ema_decay > 0 else None
+    start = 0
+    state = run.resume()
+    if state is not None:
+        student.load_state_dict(state["models"][0])
+        optimiser.load_state_dict(state["optimiser"])
+        if ema is not None:
+            ema.load(state["emas"][0], updates=state["step"])
+        start = state["step"]
+    device = next(unet.parameters()).device
+    alphas_cumprod = alphas_cumprod.to(device=device, dtype=torch.float32)
+    layer = student.config.output_layer
+    unet.eval()
+    teacher.eval()
+    student.train()
+    empty = data.empty_ids
+    info: dict = {}
+    for step in range(start, config.steps):
+        for micro in range(config.grad_accumulation):
+            idx, ids, t, x_t, _ = _noised_batch(data, alphas_cumprod, config, step, micro, 0.0, "eps")
+            rewritten = []
+            for row, i in enumerate(idx.tolist()):
+                rng = random.Random(f"distill-text/{config.seed}/{step}/{micro}/{row}")
+                draw = rng.random()
+                if draw < empty_share:
+                    ids[row] = empty
+                    rewritten.append(empty)
+                elif draw < empty_share + keep_share:
+                    rewritten.append(ids[row])
+                else:
+                    rewritten.append(tokenize(rewrite(captions[i], rng)))
+            with _autocast(config, device):
+                with torch.no_grad():
+                    target = unet(x_t, t.to(device).float(), context=teacher(ids.to(device), layer=layer,
+                                                                             pooled=False)[0])
+                context, _ = student(torch.stack(rewritten).to(device), layer=layer, pooled=False)
+                prediction = unet(x_t, t.to(device).float(), context=context)
+            alpha = alphas_cumprod[t.to(device)]
+            weight = ((1 - alpha) / alpha * min_snr_gamma).clamp(max=1.0)      # min(SNR, gamma) / SNR
+            per_item = (prediction.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
+            loss = (weight * per_item).mean()
+            (loss / config.grad_accumulation).backward()
+        info = {"loss": loss.item(), "lr": lr_at(step, config),
+                "grad_norm": _optimiser_step(parameters, optimiser, config, step)}
+        if ema is not None:
+            ema.update(student)
+        done = step + 1
+        if done == config.steps or (config.checkpoint_every and done % config.checkpoint_every == 0):
+            run.save({"step": done, "models": [student.state_dict()], "optimiser": optimiser.state_dict(),
+                      "emas": [ema.shadow] if ema is not None else []})
+        progress(done, config.steps, info)
+    if ema is not None:
+        ema.copy_to(student)
+    student.eval()
+    student.requires_grad_(False)
+    return {**info, "steps": config.steps, "keep_share": keep_share, "empty_share": empty_share,
+            "min_snr_gamma": min_snr_gamma, "config": asdict(config)}
 
 
 # --- ControlNet -----------------------------------------------------------------------------------
