@@ -1,4 +1,4 @@
-"""The #16 training graphs (graphs/train/, v2 and v3) run at smoke size: 8 images, 2 steps per trainer, files written to tmp."""
+"""The #16 training graphs (graphs/train/, v2, v3 and v4) run at smoke size: 8 images, 2 steps per trainer, files written to tmp."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SMOKE = {"TinyWorldDataset": {"count": 8}, "TrainVAE": {"steps": 2, "batch_size": 2, "checkpoint_every": 0},
          "TrainDiffusion": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 0},
          "DistillLCM": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 0},
-         "TrainControlNet": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 0}}
+         "TrainControlNet": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 0},
+         "DistillTextEncoder": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 0}}
 
 
 def smoke(name: str) -> dict:
@@ -32,6 +33,8 @@ def smoke(name: str) -> dict:
     ("train_tiny_world_v3.json", "checkpoints/tiny_world_v3.safetensors"),
     ("train_tiny_lcm_v3.json", "loras/tiny_world_lcm_v3.safetensors"),
     ("train_tiny_controlnet_v3.json", "controlnet/tiny_world_mask_v3.safetensors"),
+    ("train_tiny_world_v4.json", "checkpoints/tiny_world_v4.safetensors"),
+    ("train_tiny_world_v4_distill.json", "checkpoints/tiny_world_v4_distill.safetensors"),
 ])
 def test_training_graph_runs_at_smoke_size(tmp_path, name, written):
     """The graph validates, trains for 2 steps from the shipped model and writes its file under tmp, not models/."""
