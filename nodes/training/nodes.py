@@ -608,7 +608,8 @@ class DistillTextEncoder(Node):
 
     The dataset's captions are the clean ones (e.g. TinyWorldDataset without caption_filler); each step
     rewrites them afresh (`world_captions.add_filler_words`, `swap_function_words`). The UNet, VAE and
-    the model's LoRAs and ControlNets are untouched and stay valid.
+    the model's LoRAs and ControlNets are untouched and stay valid. The word swap knows only the tiny
+    world's attribute words: for other captions (ImageFolderDataset) use the filler words alone.
     """
 
     category = "training"
@@ -620,7 +621,9 @@ class DistillTextEncoder(Node):
         vae: Any = Input(port="VAE")
         filler: float = Input(0.5, ge=0.0, le=1.0, description="share of captions given 1-3 filler words")
         word_swap: float = Input(0.5, ge=0.0, le=1.0, description="share of captions whose words that name no "
-                                                                  "attribute are partly swapped for filler words")
+                                                                  "tiny-world attribute are partly swapped for filler "
+                                                                  "words (for captions of other images set 0: it would "
+                                                                  "swap their content words too)")
         keep_share: float = Input(0.2, ge=0.0, le=1.0, description="share of items read unchanged (the student "
                                                                    "must still read clean captions like the teacher)")
         steps: int = Input(1500, ge=1, le=10_000_000)
