@@ -568,16 +568,7 @@ def distill_text_encoder(unet: Any, teacher: Any, student: Any, data: DiffusionD
     teacher.requires_grad_(False)
     student.requires_grad_(True)
     parameters = list(student.parameters())
-    optimiser = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
-    ema = EMA(student, config.ema_decay) if config.ema_decay > 0 else None
-    start = 0
-    state = run.resume()
-    if state is not None:
-        student.load_state_dict(state["models"][0])
-        optimiser.load_state_dict(state["optimiser"])
-        if ema is not None:
-            ema.load(state["emas"][0], updates=state["step"])
-        start = state["step"]
+    optimiser, ema, start = _start_or_resume(student, config, run)
     device = next(unet.parameters()).device
     alphas_cumprod = alphas_cumprod.to(device=device, dtype=torch.float32)
     layer = student.config.output_layer
@@ -615,11 +606,8 @@ def distill_text_encoder(unet: Any, teacher: Any, student: Any, data: DiffusionD
                 "grad_norm": _optimiser_step(parameters, optimiser, config, step)}
         if ema is not None:
             ema.update(student)
-        done = step + 1
-        if done == config.steps or (config.checkpoint_every and done % config.checkpoint_every == 0):
-            run.save({"step": done, "models": [student.state_dict()], "optimiser": optimiser.state_dict(),
-                      "emas": [ema.shadow] if ema is not None else []})
-        progress(done, config.steps, info)
+        _checkpoint(run, config, step + 1, student, optimiser, ema)
+        progress(step + 1, config.steps, info)
     if ema is not None:
         ema.copy_to(student)
     student.eval()

@@ -12,6 +12,26 @@ from nodes.training.trainer import TrainConfig, train_diffusion
 from .test_lcm_distill import ALPHAS, tiny_data, tiny_pair
 
 
+def link(node: str, output: str) -> dict:
+    return {"node": node, "output": output}
+
+
+def tiny_model_nodes(data: dict, **train: object) -> dict:
+    """A 32 px dataset, a 1-step VAE and a 1-step tiny TrainDiffusion ("unet"), as graph nodes."""
+    return {
+        "data": {"type": "TinyWorldDataset", "inputs": {"size": 32, **data}},
+        "vae": {"type": "TrainVAE", "inputs": {"dataset": link("data", "dataset"), "width": 32,
+                                               "channel_mult": "1,1", "steps": 1, "batch_size": 2}},
+        "unet": {"type": "TrainDiffusion", "inputs": {
+            "dataset": link("data", "dataset"), "vae": link("vae", "vae"), "model_channels": 32, "channel_mult": "1,1",
+            "res_blocks": 1, "attention_levels": "0,1", "heads": 2, "text_width": 32, "text_layers": 1,
+            "steps": 1, "batch_size": 2, "warmup_steps": 1, **train}}}
+
+
+def session_in(tmp_path) -> Session:
+    return Session(model_paths=ModelPaths(roots=[tmp_path / "models"]), output_dir=tmp_path / "out")
+
+
 def test_a_frozen_unet_stays_bit_identical_while_the_text_encoder_learns():
     unet, clip = tiny_pair()
     unet_before = {k: v.clone() for k, v in unet.state_dict().items()}
@@ -25,19 +45,11 @@ def test_a_frozen_unet_stays_bit_identical_while_the_text_encoder_learns():
 
 def test_train_unet_false_needs_a_model_to_keep(tmp_path):
     """Without init_model (nothing to keep) or with the text encoder frozen too, the node names train_unet."""
-    session = Session(model_paths=ModelPaths(roots=[tmp_path / "models"]), output_dir=tmp_path / "out")
-    link = lambda node, output: {"node": node, "output": output}  # noqa: E731
     graph = {"format_version": 1, "nodes": {
-        "data": {"type": "TinyWorldDataset", "inputs": {"count": 4, "size": 32, "caption_filler": 0.5}},
-        "vae": {"type": "TrainVAE", "inputs": {"dataset": link("data", "dataset"), "width": 32,
-                                               "channel_mult": "1,1", "steps": 1, "batch_size": 2}},
-        "unet": {"type": "TrainDiffusion", "inputs": {
-            "dataset": link("data", "dataset"), "vae": link("vae", "vae"), "model_channels": 32, "channel_mult": "1,1",
-            "res_blocks": 1, "attention_levels": "0,1", "heads": 2, "text_width": 32, "text_layers": 1,
-            "steps": 1, "batch_size": 2, "warmup_steps": 1, "train_unet": False}},
+        **tiny_model_nodes({"count": 4, "caption_filler": 0.5}, train_unet=False),
         "show": {"type": "ShowValue", "inputs": {"value": link("unet", "report")}}}}
     with pytest.raises(NodeExecutionError) as error:
-        session.run(graph)
+        session_in(tmp_path).run(graph)
     assert error.value.node_id == "unet"
     assert "train_unet" in str(error.value) and "init_model" in str(error.value), str(error.value)
 
@@ -90,17 +102,9 @@ def test_distillation_teaches_the_student_to_read_garbled_captions_like_the_teac
 
 def test_distill_text_encoder_node_refuses_what_it_cannot_do(tmp_path):
     """No rewrite at all, or a dataset with several sizes, is an error naming the input."""
-    session = Session(model_paths=ModelPaths(roots=[tmp_path / "models"]), output_dir=tmp_path / "out")
-    link = lambda node, output: {"node": node, "output": output}  # noqa: E731
-    base = {
-        "data": {"type": "TinyWorldDataset", "inputs": {"count": 8, "size": 32}},
-        "multi": {"type": "TinyWorldDataset", "inputs": {"count": 8, "size": 32, "sizes": "32, 32x48"}},
-        "vae": {"type": "TrainVAE", "inputs": {"dataset": link("data", "dataset"), "width": 32,
-                                               "channel_mult": "1,1", "steps": 1, "batch_size": 2}},
-        "unet": {"type": "TrainDiffusion", "inputs": {
-            "dataset": link("data", "dataset"), "vae": link("vae", "vae"), "model_channels": 32, "channel_mult": "1,1",
-            "res_blocks": 1, "attention_levels": "0,1", "heads": 2, "text_width": 32, "text_layers": 1,
-            "steps": 1, "batch_size": 2, "warmup_steps": 1}}}
+    session = session_in(tmp_path)
+    base = {**tiny_model_nodes({"count": 8}),
+            "multi": {"type": "TinyWorldDataset", "inputs": {"count": 8, "size": 32, "sizes": "32, 32x48"}}}
     distill = {"model": link("unet", "model"), "text_encoder": link("unet", "text_encoder"), "vae": link("vae", "vae"),
                "steps": 2, "batch_size": 2}
     cases = [({"dataset": link("data", "dataset"), "filler": 0.0, "word_swap": 0.0}, "filler"),
@@ -115,25 +119,58 @@ def test_distill_text_encoder_node_refuses_what_it_cannot_do(tmp_path):
         assert error.value.node_id == "distill" and f"'{input_name}'" in str(error.value), str(error.value)
 
 
-def test_distill_text_encoder_node_returns_a_new_encoder_and_leaves_the_model(tmp_path):
-    session = Session(model_paths=ModelPaths(roots=[tmp_path / "models"]), output_dir=tmp_path / "out")
-    link = lambda node, output: {"node": node, "output": output}  # noqa: E731
+def test_distill_text_encoder_node_returns_a_new_trained_encoder_of_the_same_family(tmp_path):
     graph = {"format_version": 1, "nodes": {
-        "data": {"type": "TinyWorldDataset", "inputs": {"count": 8, "size": 32, "caption_style": "free"}},
-        "vae": {"type": "TrainVAE", "inputs": {"dataset": link("data", "dataset"), "width": 32,
-                                               "channel_mult": "1,1", "steps": 1, "batch_size": 2}},
-        "unet": {"type": "TrainDiffusion", "inputs": {
-            "dataset": link("data", "dataset"), "vae": link("vae", "vae"), "model_channels": 32, "channel_mult": "1,1",
-            "res_blocks": 1, "attention_levels": "0,1", "heads": 2, "text_width": 32, "text_layers": 1,
-            "steps": 1, "batch_size": 2, "warmup_steps": 1}},
+        **tiny_model_nodes({"count": 8, "caption_style": "free"}),
         "distill": {"type": "DistillTextEncoder", "inputs": {
             "dataset": link("data", "dataset"), "model": link("unet", "model"), "text_encoder": link("unet", "text_encoder"),
             "vae": link("vae", "vae"), "steps": 3, "batch_size": 4, "warmup_steps": 1, "ema_decay": 0.0, "lr": 1e-3}},
         "old": {"type": "ShowValue", "inputs": {"value": link("unet", "text_encoder")}},
-        "new": {"type": "ShowValue", "inputs": {"value": link("distill", "text_encoder")}},
-        "model": {"type": "ShowValue", "inputs": {"value": link("unet", "model")}}}}
-    out = session.run(graph).outputs
+        "new": {"type": "ShowValue", "inputs": {"value": link("distill", "text_encoder")}}}}
+    out = session_in(tmp_path).run(graph).outputs
     old, new = out["old"]["value"].encoder.encoders["clip_l"], out["new"]["value"].encoder.encoders["clip_l"]
     assert old is not new and out["new"]["value"].family == out["old"]["value"].family
     assert any(not torch.equal(a, b) for a, b in zip(old.state_dict().values(), new.state_dict().values()))
     assert not any(p.requires_grad for p in new.parameters())
+
+
+def test_distillation_resumes_exactly(tmp_path):
+    """Interrupted after a checkpoint and resumed, the student ends as in an uninterrupted run (the rewrites are
+    functions of the seed and step)."""
+    import copy
+    import random
+
+    from nodes.training.trainer import TrainingRun, distill_text_encoder
+
+    unet, teacher = tiny_pair()
+    data = tiny_data()
+    captions = [str(i % 3) for i in range(len(data.latents))]
+    ids = {c: data.token_ids[i] for i, c in enumerate(captions)}
+
+    def rewrite(caption: str, rng: random.Random) -> str:
+        return caption + "+" * rng.randint(1, 3)
+
+    def tokenize(text: str) -> torch.Tensor:
+        extra = len(text) - len(text.rstrip("+"))
+        base = ids[text.rstrip("+")]
+        return torch.cat([base[:1], torch.full((extra,), 4321), base[1:77 - extra]])
+
+    config = TrainConfig(steps=6, batch_size=4, lr=1e-3, warmup_steps=1, ema_decay=0.9, checkpoint_every=3)
+    whole = copy.deepcopy(teacher)
+    distill_text_encoder(unet, teacher, whole, data, captions, rewrite, tokenize, ALPHAS, config, lambda *a: None,
+                         TrainingRun(tmp_path / "a", {"x": 1}))
+
+    class Stop(Exception):
+        pass
+
+    def stop(step, total, info):
+        if step == 5:
+            raise Stop
+
+    run = TrainingRun(tmp_path / "b", {"x": 1})
+    with pytest.raises(Stop):
+        distill_text_encoder(unet, teacher, copy.deepcopy(teacher), data, captions, rewrite, tokenize, ALPHAS, config,
+                             stop, run)
+    resumed = copy.deepcopy(teacher)
+    distill_text_encoder(unet, teacher, resumed, data, captions, rewrite, tokenize, ALPHAS, config, lambda *a: None, run)
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
