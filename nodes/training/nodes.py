@@ -674,7 +674,7 @@ class DistillTextEncoder(Node):
                              ema_decay=ema_decay, mixed_precision=mixed_precision, seed=seed,
                              checkpoint_every=checkpoint_every)
         data = _encode_dataset(self, dataset, vae, pad)
-        captions = [dataset[i][1] for i in range(len(dataset))] if not hasattr(dataset, "captions") else dataset.captions
+        captions = dataset.captions        # RenderedDataset and ImageFolderDataset keep their captions
 
         def rewrite(caption: str, rng: Any) -> str:
             if rng.random() < word_swap:
