@@ -298,7 +298,8 @@ class RunQueue:
         run_id = uuid.uuid4().hex
         submitted_at = time.time()
         with self._lock:
-            bound = self._one("SELECT MIN(seq) AS lo, MAX(seq) AS hi FROM runs")
+            # Two subqueries: each is one index lookup; MIN and MAX in one SELECT scan the whole table.
+            bound = self._one("SELECT (SELECT MIN(seq) FROM runs) AS lo, (SELECT MAX(seq) FROM runs) AS hi")
             lo, hi = (bound["lo"] or 0), (bound["hi"] or 0)
             seq = lo - 1 if front else hi + 1
             started_at = None

@@ -170,8 +170,8 @@ class Server:
             address always; when listening beyond loopback, also this machine's host names).
         max_message_bytes: largest frame accepted (uploads included).
         web_dist: the editor's build folder.
-        history_limit: finished runs kept in history (older ones are pruned once the history
-            holds 2 % more, so the pruning sort does not run after every run).
+        history_limit: finished runs kept in history (looked at every 2 % of it in runs, and
+            pruned once it holds 2 % more, so neither the count nor the sort runs after every run).
         backend: where queued runs execute: None for this process's Session (one worker thread),
             or an object with `serve(server)`, `interrupt(run_id)` and `close()` (the Ray pool).
         compression: "deflate" (permessage-deflate, for clients that ask), None, or "auto"
@@ -244,6 +244,10 @@ class Server:
         self._pooled_until: dict[str, float] = {}      # client id → until when its messages go to the pool
         self._terminal_event: Any = None
         self._closed = False
+        # The history is looked at every `prune_every` runs (counting it scans the finished runs) and
+        # pruned once it holds `prune_every` more than history_limit: at most limit + 2 × prune_every.
+        self.prune_every = max(1, history_limit // 50)
+        self._runs_since_prune = 0
         self._posted: list[Outgoing] = []              # from the worker, not yet drained by the loop
         self._posted_lock = threading.Lock()
         self._thumbnails: dict[tuple, bytes] = {}      # (path, mtime, size, side) → JPEG, LRU by insertion
@@ -785,10 +789,13 @@ class Server:
             self._current_run = None
             if self._terminal_event is not None:   # now get_outputs / queue_status see the final status
                 self._post(self.protocol.run_event(run_id, event_dict(self._terminal_event)), urgent=True)
-            try:                                   # maintenance, after the client has its answer
-                self.queue.prune(keep=self.history_limit, slack=max(1, self.history_limit // 50))
-            except Exception:  # noqa: BLE001
-                log.exception("could not prune the history")
+            self._runs_since_prune += 1
+            if self._runs_since_prune >= self.prune_every:    # maintenance, after the client has its answer
+                self._runs_since_prune = 0
+                try:
+                    self.queue.prune(keep=self.history_limit, slack=self.prune_every)
+                except Exception:  # noqa: BLE001
+                    log.exception("could not prune the history")
 
     def _send_files(self, run_id: str, store: FileStore, outputs: dict[str, Any]) -> list[dict[str, Any]]:
         """Output files → file ids in the run owner's store; images go to the owner as binary frames,
