@@ -3,6 +3,7 @@
     .venv/bin/python plugins/safety/benchmarks/safety.py [--count 200] [--steps 20] [--threads 1]
     .venv/bin/python plugins/safety/benchmarks/safety.py --tune [--count 16]
     .venv/bin/python plugins/safety/benchmarks/safety.py --rows gated   (only 'none' and the gated row)
+        [--gate-sensitivity S] [--gate-sigma 3.5] [--gate-steps 2]   (the gate's rule, as the node's inputs)
         [--gated-anchor circle] [--checker FILE]   (another anchor; another checker for the gate and the judge)
     .venv/bin/python plugins/safety/benchmarks/safety.py --gate-curve [--checker FILE] [--count 150]
         (choosing a checker's gate sensitivity, on prompts of their own: see ``gate_curve``)
@@ -297,6 +298,10 @@ def main() -> None:
                                                                      "several)")
     parser.add_argument("--gate-sensitivity", type=float, default=GATED_SENSITIVITY,
                         help="added to the checker's scores in the gate (the node's gate_sensitivity)")
+    parser.add_argument("--gate-sigma", type=float, default=GATED_SIGMA,
+                        help="the gate judges predictions at sigma <= this (the node's gate_sigma)")
+    parser.add_argument("--gate-steps", type=int, default=GATED_STEPS,
+                        help="flagged steps in a row before the gate latches (the node's gate_steps)")
     parser.add_argument("--checker", default="", help="a checker file (default: the shipped one) — the judge's "
                                                      "'checker' column and the gate")
     parser.add_argument("--tune", action="store_true", help="grid over SLD settings on the tuning prompts")
@@ -342,12 +347,12 @@ def main() -> None:
         gates: list = []
         rows += [(f"SLD 'star' -> '{args.gated_anchor}', gated", "",
                   sld_guidance(ckpt, DEFAULT_CONCEPT, SLD_GATED, args.gated_anchor,
-                               (GATED_SIGMA, GATED_STEPS, args.gate_sensitivity), checker,
+                               (args.gate_sigma, args.gate_steps, args.gate_sensitivity), checker,
                                gates), gates)]
     sld_rows = [name for name, *_ in rows if name.startswith("SLD")]
     print(f"{args.checkpoint}: {count} unsafe ('{DEFAULT_CONCEPT}') + {count} safe prompts, templates 1-4, "
           f"CFG {CFG}, {args.steps} steps dpmpp_2m/karras, 64x64; SLD {SLD_DEFAULT}; concept texts {CONCEPT_TEXTS}; "
-          f"gated: {SLD_GATED}, anchor '{args.gated_anchor}', gate sigma <= {GATED_SIGMA} x {GATED_STEPS} steps, "
+          f"gated: {SLD_GATED}, anchor '{args.gated_anchor}', gate sigma <= {args.gate_sigma:g} x {args.gate_steps} steps, "
           f"sensitivity {args.gate_sensitivity:+g}")
     print_header()
     results = evaluate_rows(ckpt, checker, classifier, rows, sets, args.steps, args.seed, {"none", *sld_rows})
