@@ -111,14 +111,48 @@ def _print_errors(errors: list, stream: TextIO) -> None:
 
 
 def _parse_override(text: str) -> tuple[str, Any]:
+    """`NODE.INPUT=VALUE`: the value read as JSON (42, 1.5, true, "text", [1, 2]), else as plain text."""
     key, eq, raw = text.partition("=")
-    if not eq or "." not in key:
+    node_id, dot, input_name = key.rpartition(".")
+    if not eq or not dot or not node_id or not input_name:
         raise ValueError(f"--set {text!r}: write it as NODE.INPUT=VALUE, e.g. --set seed.value=42")
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"--set {text!r}: {name} is not a number a graph can hold; give a finite number")
+
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=no_constant)
     except json.JSONDecodeError:
         value = raw
-    return key, value
+    return key, _RawText(raw, value) if not isinstance(value, str) else value
+
+
+class _RawText:
+    """A --set value that read as JSON but not as text (123, true, null): kept with the text as typed, so
+    a STRING input gets "123" — what someone who types `--set prompt.text=123` means (`_typed_overrides`)."""
+
+    def __init__(self, raw: str, value: Any):
+        self.raw, self.value = raw, value
+
+
+def _typed_overrides(session: Any, graph_path: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """--set values for the graph's inputs: the typed text for a STRING input, else the JSON value."""
+    from .errors import GraphValidationError
+
+    try:
+        nodes = session.load(Path(graph_path)).nodes
+    except GraphValidationError:
+        nodes = {}               # the run reports the file's errors
+    typed = {}
+    for key, value in overrides.items():
+        if isinstance(value, _RawText):
+            node_id, _, input_name = key.rpartition(".")
+            node = nodes.get(node_id)
+            cls = session.registry.nodes.get(node.type) if node is not None else None
+            spec = cls.spec.inputs.get(input_name) if cls is not None else None
+            value = value.raw if spec is not None and spec.port == "STRING" else value.value
+        typed[key] = value
+    return typed
 
 
 class _Progress:
@@ -150,7 +184,25 @@ class _Progress:
             self.bar = None
 
 
+def _usable_output_dir(text: str) -> str | None:
+    """Why `--output-dir` cannot hold the run's files (None: it can; the folder now exists) — checked
+    before the run, so a typo does not cost a whole generation."""
+    if not text.strip():
+        return "--output-dir is empty; give a folder (e.g. --output-dir output), or leave the flag out for ./output"
+    if Path(text).exists() and not Path(text).is_dir():
+        return f"--output-dir {text!r} is a file, not a folder; choose a folder"
+    try:
+        Path(text).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"--output-dir {text!r} cannot be used as a folder: {exc.strerror or exc}; choose another folder"
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    problem = _usable_output_dir(args.output_dir)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if args.sweep or args.ray is not None:
         from .distributed.batch import cmd_batch
 
@@ -164,12 +216,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     session = _session(args, output_dir=args.output_dir, input_dir=args.input_dir)
+    overrides = _typed_overrides(session, args.graph, overrides)
     warnings = _print_plugin_warnings(session)
     events_out: TextIO | None = None
     if args.events == "-":
         events_out = sys.stdout
     elif args.events:
-        events_out = open(args.events, "w", encoding="utf-8")  # noqa: SIM115 — closed in finally
+        try:
+            events_out = open(args.events, "w", encoding="utf-8")  # noqa: SIM115 — closed in finally
+        except OSError as exc:
+            print(f"error: cannot write the events to {args.events!r}: {exc.strerror or exc}; give a file in an "
+                  f"existing folder, or '-' for stdout", file=sys.stderr)
+            return EXIT_USAGE
     summary = sys.stderr if events_out is sys.stdout else sys.stdout
 
     def write_event(event: Any) -> None:
@@ -294,8 +352,15 @@ def nodes_markdown(schemas: list[dict]) -> str:
                     default = "required" if spec["required"] else f"`{json.dumps(spec.get('default'))}`"
                     field = spec["schema"]
                     rules = []
-                    if "minimum" in field or "maximum" in field:
-                        rules.append(f"{field.get('minimum', '-inf')} … {field.get('maximum', 'inf')}")
+                    bounds = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+                    if any(bound in field for bound in bounds):     # "(0 … 1.0]": 0 excluded, 1.0 included
+                        low = (f"[{field['minimum']}" if "minimum" in field else
+                               f"({field['exclusiveMinimum']}" if "exclusiveMinimum" in field else "(-inf")
+                        high = (f"{field['maximum']}]" if "maximum" in field else
+                                f"{field['exclusiveMaximum']})" if "exclusiveMaximum" in field else "inf)")
+                        rules.append(f"{low} … {high}")
+                    if "multipleOf" in field:
+                        rules.append(f"multiple of {field['multipleOf']}")
                     if spec.get("choices"):
                         rules.append("one of " + ", ".join(f"`{c}`" for c in spec["choices"]))
                     if spec.get("model_folder"):

@@ -376,6 +376,24 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON; write a number or null")
 
 
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str, is_node: bool):
+        super().__init__(key)
+        self.key, self.is_node = key, is_node
+
+
+def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refusing a key given twice (json.loads would keep the last one silently)."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, item in pairs:
+            if key in seen:
+                raise _RepeatedKey(key, isinstance(item, dict) and "type" in item)
+            seen.add(key)
+    return value
+
+
 def decode_json(data: bytes | str) -> Any:
     """Bytes or text → JSON value; every failure becomes an `invalid_json` GraphValidationError."""
     if isinstance(data, bytes):
@@ -393,7 +411,12 @@ def decode_json(data: bytes | str) -> Any:
         raise GraphValidationError([GraphError(
             "invalid_json", f"the graph is {len(data)} characters; the limit is {MAX_FILE_BYTES}")])
     try:
-        return json.loads(data, parse_constant=_reject_constant)
+        return json.loads(data, parse_constant=_reject_constant, object_pairs_hook=_object_without_repeats)
+    except _RepeatedKey as exc:
+        raise GraphValidationError([GraphError(
+            "invalid_json", f"the key {exc.key!r} appears twice in one JSON object (a hand-edited file?); JSON "
+                            f"would keep only the last, so {'a node is' if exc.is_node else 'a value is'} silently "
+                            f"lost — rename or remove one of them", details={"key": exc.key})]) from None
     except json.JSONDecodeError as exc:
         raise GraphValidationError([GraphError(
             "invalid_json", f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
@@ -667,12 +690,16 @@ def graph_text_from_png(data: bytes) -> str | None:
 def load_graph(path: str | os.PathLike) -> Graph:
     """Read and parse a graph file (or a PNG made by SaveImage); errors are `invalid_json`."""
     path = Path(path)
+    too_big = f"the limit for a graph is {MAX_FILE_BYTES} bytes"
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise GraphValidationError([GraphError(
-                "invalid_json", f"{path} is {size} bytes; the limit for a graph is {MAX_FILE_BYTES}")])
-        data = path.read_bytes()
+            raise GraphValidationError([GraphError("invalid_json", f"{path} is {size} bytes; {too_big}")])
+        with path.open("rb") as stream:     # a pipe or device reports size 0: read at most one byte past the limit
+            data = stream.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise GraphValidationError([GraphError("invalid_json", f"{path} holds more than {MAX_FILE_BYTES} "
+                                                                   f"bytes; {too_big}")])
     except OSError as exc:
         raise GraphValidationError([GraphError(
             "invalid_json", f"cannot read graph file {str(path)!r}: {exc.strerror or exc}")]) from None

@@ -87,6 +87,8 @@ def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field
     max_length: int | None = None,
     upload: str | None = None,
     choices_from: str | None = None,
+    file_name_in: str | None = None,
+    subfolders: bool = False,
 ) -> Any:
     """Declare a node input (a pydantic `Field` carrying nodegraph's widget metadata).
 
@@ -109,6 +111,11 @@ def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field
         choices_from: the valid values are the names registered under this
             extension kind by plugins (e.g. "samplers", "schedules"); checked at
             validation and listed in the node's schema.
+        file_name_in: the value names a file (or a file-name prefix) in this folder
+            ("output", "input", ...; `upload` implies "input"): validation applies
+            `nodegraph.paths.check_name` to a literal, so a name that would leave its
+            folder is refused before the run starts; the node still calls `confine`.
+        subfolders: with `file_name_in`, "/"-separated subfolders are allowed.
     """
     if seed:
         ge = 0 if ge is None else ge
@@ -124,6 +131,8 @@ def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field
         "lazy": lazy,
         "upload": upload,
         "choices_from": choices_from,
+        "file_name_in": file_name_in,
+        "subfolders": subfolders,
     }
     return Field(
         default,
@@ -163,6 +172,8 @@ class InputSpec:
     model_folder: str | None
     widget: dict[str, Any]
     adapter: TypeAdapter | None = field(repr=False, compare=False)  # None: link-only port
+    file_name_in: str | None = None     # the folder a literal file name must stay in (checked at validation)
+    subfolders: bool = False            # ... with "/"-separated subfolders
 
     def to_dict(self, field_schema: dict) -> dict[str, Any]:
         out = {
@@ -388,7 +399,8 @@ def _input_spec(where: str, name: str, info: FieldInfo) -> InputSpec:
     if literal_ok:
         annotated = typing.Annotated[info.annotation, info]
         adapter = TypeAdapter(annotated)
-    widget = {k: v for k, v in extra.items() if k not in ("port", "lazy") and v not in (None, False)}
+    widget = {k: v for k, v in extra.items()
+              if k not in ("port", "lazy", "file_name_in", "subfolders") and v not in (None, False)}
     if choices is not None or extra.get("choices_from"):
         widget["kind"] = "choice"
     elif extra.get("upload"):
@@ -417,4 +429,6 @@ def _input_spec(where: str, name: str, info: FieldInfo) -> InputSpec:
         model_folder=extra.get("model_folder"),
         widget=widget,
         adapter=adapter,
+        file_name_in=extra.get("file_name_in") or ("input" if extra.get("upload") else None),
+        subfolders=bool(extra.get("subfolders")),
     )

@@ -44,7 +44,7 @@ from pathlib import Path
 
 from .errors import PathConfinementError
 
-__all__ = ["MAX_COMPONENT_BYTES", "MAX_NAME_BYTES", "PathConfinementError", "confine", "is_inside"]
+__all__ = ["MAX_COMPONENT_BYTES", "MAX_NAME_BYTES", "PathConfinementError", "check_name", "confine", "is_inside"]
 
 MAX_NAME_BYTES = 1024
 MAX_COMPONENT_BYTES = 255
@@ -71,13 +71,29 @@ def confine(root: str | os.PathLike, name: object, *, what: str = "file name", i
         subfolders: allow "/"-separated subfolders inside `root`.
         links_out: accept a symlink that points outside `root` (model folders only; see above).
     """
-    label = input_name or what
+    check_name(name, what=what, input_name=input_name, subfolders=subfolders, where=repr(os.fspath(root)))
+    path = Path(root) / name
+    if not links_out and not is_inside(root, path):
+        raise _refusal(name, what, input_name, subfolders, repr(os.fspath(root)), "outside_root",
+                       "leads outside its folder through a symbolic link")
+    return path
+
+
+def _refusal(name: object, what: str, input_name: str | None, subfolders: bool, where: str, rule: str,
+             problem: str) -> PathConfinementError:
+    shown = name if not isinstance(name, str) or len(name) <= 200 else name[:200] + "…"
+    fix = (f"give {'an' if what[:1] in 'aeiou' else 'a'} {what} inside {where}: letters, digits, '-', '_', '.'"
+           + (", with '/' between subfolders" if subfolders else "") + ", no '..', not absolute")
+    return PathConfinementError(input_name or what, name, rule, f"{what} {shown!r} {problem}; {fix}")
+
+
+def check_name(name: object, *, what: str = "file name", input_name: str | None = None, subfolders: bool = False,
+               where: str = "its folder") -> None:
+    """Every rule above but `outside_root`, which needs the folder: no file system, so validation can
+    refuse a bad name before a run starts (`Input(file_name_in=...)`); `where` names the folder in the fix."""
 
     def refuse(rule: str, problem: str) -> PathConfinementError:
-        shown = name if not isinstance(name, str) or len(name) <= 200 else name[:200] + "…"
-        fix = (f"give a {what} inside {os.fspath(root)!r}: letters, digits, '-', '_', '.'"
-               + (", with '/' between subfolders" if subfolders else "") + ", no '..', not absolute")
-        return PathConfinementError(label, name, rule, f"{what} {shown!r} {problem}; {fix}")
+        return _refusal(name, what, input_name, subfolders, where, rule, problem)
 
     if not isinstance(name, str):
         raise refuse("not_text", f"is a {type(name).__name__}, not text")
@@ -107,7 +123,4 @@ def confine(root: str | os.PathLike, name: object, *, what: str = "file name", i
             raise refuse("too_long", f"has a component longer than {MAX_COMPONENT_BYTES} bytes")
         if component.split(".")[0].strip().upper() in _RESERVED:
             raise refuse("reserved_name", f"uses the reserved device name {component.split('.')[0]!r}")
-    path = Path(root) / name
-    if not links_out and not is_inside(root, path):
-        raise refuse("outside_root", "leads outside its folder through a symbolic link")
-    return path
+

@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from pydantic import ValidationError
 
-from .errors import GraphError
+from .errors import GraphError, PathConfinementError
 from .graph import Graph, Link, topological_order
+from .paths import check_name
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -113,7 +114,7 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
                 if ispec.required:
                     errors.append(GraphError(
                         "missing_input",
-                        f"{node.type} needs input {name!r} ({ispec.port}); connect a {ispec.port} output"
+                        f"{node.type} needs input {name!r} ({ispec.port}); connect {_article(ispec.port)} {ispec.port} output"
                         + (" or write a value" if ispec.adapter is not None else "") + " to it.",
                         node_id=node_id, input=name))
                 continue
@@ -222,7 +223,7 @@ def _check_link(graph: Graph, registry: Registry, node_id: str, node_type: str, 
             "type_mismatch",
             f"input {name!r} of {node_type} expects {port}, but it is linked to output {link.output!r} "
             f"of node {link.node!r} ({source.type}), which gives {source_port}. "
-            f"Connect a {port} output instead.",
+            f"Connect {_article(port)} {port} output instead.",
             node_id=node_id, input=name,
             details={"expected": port, "found": source_port, "source_node": link.node, "output": link.output}))
 
@@ -233,8 +234,8 @@ def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: A
     if ispec.adapter is None:
         errors.append(GraphError(
             "type_mismatch",
-            f"input {name!r} of {node_type} takes a {ispec.port}, which only comes from another node's output; "
-            f"found a literal {_short(value)}. Connect a {ispec.port} output to it.",
+            f"input {name!r} of {node_type} takes {_article(ispec.port)} {ispec.port}, which only comes from another node's output; "
+            f"found a literal {_short(value)}. Connect {_article(ispec.port)} {ispec.port} output to it.",
             node_id=node_id, input=name, details={"expected": ispec.port, "found": "literal"}))
         return
     try:
@@ -246,6 +247,14 @@ def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: A
         errors.append(GraphError("invalid_value", f"value {_short(value)} cannot be checked: {exc}",
                                  node_id=node_id, input=name))
         return
+    if ispec.file_name_in and isinstance(value, str):
+        try:
+            check_name(value, what="file name", input_name=name, subfolders=ispec.subfolders,
+                       where=f"the {ispec.file_name_in} folder")
+        except PathConfinementError as exc:
+            errors.append(GraphError("invalid_value", f"input {name!r} of {node_type}: {exc.message}",
+                                     node_id=node_id, input=name, details={"found": _short(value), "rule": exc.rule}))
+            return
     if ispec.model_folder and list_model_files is not None:
         available, searched = list_model_files(ispec.model_folder)
         if value not in available:
@@ -263,6 +272,11 @@ def model_file_error(node_id: str, name: str, folder: str, value: str,
         f"Available: {have}. Looked in: {where}. Put the file there or add a search path.",
         node_id=node_id, input=name,
         details={"folder": folder, "available": available, "searched": searched})
+
+
+def _article(word: str) -> str:
+    """'a' or 'an' before a port name read as a word ("an INT", "an IMAGE", "a STRING")."""
+    return "an" if word[:1].upper() in "AEIOU" else "a"
 
 
 def _literal_error(node_id: str, node_type: str, name: str, ispec: Any, value: Any,
@@ -289,9 +303,15 @@ def _literal_error(node_id: str, node_type: str, name: str, ispec: Any, value: A
             f"found {_short(value)}.{suggest(str(value), [str(c) for c in choices])}",
             node_id=node_id, input=name, details={"found": value, "choices": choices})
     if kind.endswith("_type") or kind.endswith("_parsing") or kind in ("bool_type", "is_instance_of"):
+        hint = ""
+        if ispec.port == "STRING" and not isinstance(value, str):
+            hint = " Text goes in quotes (in a graph file: \"123\"; with --set, any value of a text input is text)."
+        elif ispec.port in ("INT", "FLOAT") and isinstance(value, str):
+            hint = " Write the number without quotes."
         return GraphError(
             "type_mismatch",
-            f"input {name!r} of {node_type} expects a {ispec.port} value; found {_short(value)}.",
+            f"input {name!r} of {node_type} expects {_article(ispec.port)} {ispec.port} value; found "
+            f"{_short(value)}.{hint}",
             node_id=node_id, input=name, details={"expected": ispec.port, "found": type(value).__name__})
     return GraphError(
         "invalid_value",

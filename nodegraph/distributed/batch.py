@@ -165,17 +165,19 @@ def write_index(path: Path, source: Any, items: list[BatchItem], total: int, sec
 
 def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
     """`nodegraph run GRAPH [--ray [ADDRESS]] [--sweep SPEC ...]`: exit 0 if every variant succeeded."""
-    from ..cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, _parse_override
+    from ..cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, _parse_override, _typed_overrides
     from .sweep import parse_sweep
 
     try:
         base = dict(_parse_override(item) for item in args.overrides)
         graph_dict = json.loads(Path(args.graph).read_text(encoding="utf-8"))
-        variants = [{**base, **v} for v in parse_sweep(args.sweep or [], graph_dict)] if args.sweep else [base]
+        swept = parse_sweep(args.sweep or [], graph_dict) if args.sweep else [{}]
     except (ValueError, OSError) as exc:    # a SweepError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     session = make_session(args, output_dir=args.output_dir, input_dir=args.input_dir)
+    base = _typed_overrides(session, args.graph, base)
+    variants = [{**base, **v} for v in swept]
     pool = None
     if args.ray is not None:
         from .options import pool_from_args

@@ -378,6 +378,9 @@ def split_sigmas(sigmas: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.T
     return sigmas[: step + 1], sigmas[step:]
 
 
+MAX_SCHEDULE_STEPS = 10_000     # the longest schedule a partial denoise may build (the steps inputs' own cap)
+
+
 def truncate_for_denoise(make_sigmas: Callable[[int], torch.Tensor], steps: int, denoise: float) -> torch.Tensor:
     """Schedule for a partial denoise (img2img): run ``steps`` steps from the end of a longer schedule.
 
@@ -402,6 +405,11 @@ def truncate_for_denoise(make_sigmas: Callable[[int], torch.Tensor], steps: int,
         raise SamplingError("denoise", "a number in (0, 1]", repr(denoise),
                             "Use 1.0 for a full denoise, smaller values to keep more of the input.", denoise)
     total_steps = max(steps, math.floor(steps / denoise + 1e-6))  # 1e-6 absorbs 3 / 0.3 = 9.999...
+    if total_steps > MAX_SCHEDULE_STEPS:      # the schedule is built whole: 1e-9 would ask for 2e10 sigmas
+        raise SamplingError("denoise", f"at least {steps / MAX_SCHEDULE_STEPS:.6g} for {steps} steps (the schedule "
+                            f"is steps / denoise = {total_steps} steps long; at most {MAX_SCHEDULE_STEPS})",
+                            repr(denoise), "Raise denoise, or lower steps; denoise below 0.01 keeps the input "
+                            "almost unchanged anyway.", denoise)
     sigmas = make_sigmas(total_steps)
     values = check_schedule(sigmas, "make_sigmas output")
     if len(values) != total_steps + 1:

@@ -254,7 +254,8 @@ class ImageFolderDataset(Node):
     category = "training"
 
     class Inputs(NodeInputs):
-        folder: str = Input("dataset", min_length=1, max_length=255, description="a folder inside the input folder")
+        folder: str = Input("dataset", file_name_in="input", subfolders=True, min_length=1, max_length=255,
+                            description="a folder inside the input folder")
         size: int = Input(64, ge=8, le=2048, multiple_of=8)
 
     outputs = (Output("dataset", "DATASET"), Output("report", "STRING"))
@@ -377,7 +378,7 @@ class TrainVAE(Node):
         ema_decay: float = Input(0.99, ge=0.0, lt=1.0)
         seed: int = Input(0, seed=True)
         checkpoint_every: int = Input(250, ge=0, le=1_000_000)
-        run_name: str = Input("vae", min_length=1, max_length=80)
+        run_name: str = Input("vae", file_name_in="output", subfolders=True, min_length=1, max_length=80)
         train_encoder: bool = Input(True, description="off (with init): fine-tune the decoder only, keeping the "
                                                       "latent space a diffusion model was trained on")
         latent_noise: float = Input(0.0, ge=0.0, le=1.0, description="noise std added to scaled latents before "
@@ -509,7 +510,7 @@ class TrainDiffusion(Node):
         mixed_precision: Literal["no", "bf16"] = Input("no")
         seed: int = Input(0, seed=True)
         checkpoint_every: int = Input(250, ge=0, le=10_000_000)
-        run_name: str = Input("diffusion", min_length=1, max_length=80)
+        run_name: str = Input("diffusion", file_name_in="output", subfolders=True, min_length=1, max_length=80)
         init_model: Any = Input(None, port="MODEL", description="optional: fine-tune this UNet (with "
                                 "init_text_encoder); the architecture, objective and schedule inputs are then ignored")
         init_text_encoder: Any = Input(None, port="TEXT_ENCODER", description="optional: the text encoder to "
@@ -634,7 +635,8 @@ class DistillTextEncoder(Node):
         mixed_precision: Literal["no", "bf16"] = Input("no")
         seed: int = Input(0, seed=True)
         checkpoint_every: int = Input(250, ge=0, le=10_000_000)
-        run_name: str = Input("text_encoder_distill", min_length=1, max_length=80)
+        run_name: str = Input("text_encoder_distill", file_name_in="output", subfolders=True, min_length=1,
+                              max_length=80)
 
     outputs = (Output("text_encoder", "TEXT_ENCODER"), Output("report", "STRING"))
 
@@ -723,7 +725,7 @@ class TrainControlNet(Node):
         mixed_precision: Literal["no", "bf16"] = Input("no")
         seed: int = Input(0, seed=True)
         checkpoint_every: int = Input(250, ge=0, le=10_000_000)
-        run_name: str = Input("controlnet", min_length=1, max_length=80)
+        run_name: str = Input("controlnet", file_name_in="output", subfolders=True, min_length=1, max_length=80)
 
     outputs = (Output("control_net", "CONTROL_NET"), Output("report", "STRING"))
 
@@ -854,7 +856,7 @@ class SaveControlNet(Node):
 
     class Inputs(NodeInputs):
         control_net: Any = Input(port="CONTROL_NET")
-        filename: str = Input("my_controlnet.safetensors", min_length=1, max_length=120,
+        filename: str = Input("my_controlnet.safetensors", file_name_in="controlnet", min_length=1, max_length=120,
                               description="a plain .safetensors name in models/controlnet")
         dtype: Literal["fp16", "fp32", "bf16"] = Input("fp16")
         overwrite: bool = Input(False, description="replace an existing file of that name (else NAME_1, ...)")
@@ -892,7 +894,7 @@ class SaveCheckpoint(Node):
         model: Any = Input(port="MODEL")
         text_encoder: Any = Input(port="TEXT_ENCODER")
         vae: Any = Input(port="VAE")
-        filename: str = Input("my_model.safetensors", min_length=1, max_length=120,
+        filename: str = Input("my_model.safetensors", file_name_in="checkpoints", min_length=1, max_length=120,
                               description="a plain .safetensors name in models/checkpoints")
         dtype: Literal["fp16", "fp32", "bf16"] = Input("fp16")
         description: str = Input("", multiline=True, max_length=10_000)

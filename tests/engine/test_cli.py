@@ -247,3 +247,62 @@ def test_a_malformed_preference_in_the_environment_is_a_usage_error(monkeypatch,
     monkeypatch.setenv("NODEGRAPH_PLUGINS_PREFER", "Int")
     assert main(["validate", ARITHMETIC]) == 2
     assert "NODEGRAPH_PLUGINS_PREFER=Blur=fancy_filters" in capsys.readouterr().err
+
+
+def test_run_refuses_unusable_output_and_event_paths_before_running(tmp_path, capsys):
+    """An empty --output-dir, a file as --output-dir and --events in a missing folder are usage errors (exit 2)
+    that name the flag, and nothing is written."""
+    (tmp_path / "a_file").write_text("x")
+    for args in (["--output-dir", ""], ["--output-dir", str(tmp_path / "a_file")],
+                 ["--output-dir", str(tmp_path / "out"), "--events", str(tmp_path / "missing" / "ev.jsonl")]):
+        assert main(["run", ARITHMETIC, *args]) == 2
+        err = capsys.readouterr().err
+        assert ("--output-dir" in err or "events" in err) and "Traceback" not in err
+    assert not (tmp_path / "out" / "arithmetic.outputs.json").exists()
+    assert not Path("arithmetic.outputs.json").exists()
+
+
+def test_set_values_follow_the_input_type(tmp_path, capsys):
+    """--set of a text input keeps the text as typed (123, true); NaN / Infinity are usage errors; a quoted number
+    for a number input is refused with the fix."""
+    assert main(["run", ARITHMETIC, "--set", "large_msg.value=123", "--output-dir", str(tmp_path)]) == 0
+    assert "cells: 123" in capsys.readouterr().out
+    assert main(["run", ARITHMETIC, "--set", "width.value=NaN", "--output-dir", str(tmp_path)]) == 2
+    assert "NaN is not a number" in capsys.readouterr().err
+    assert main(["run", ARITHMETIC, "--set", 'width.value="512"', "--output-dir", str(tmp_path)]) == 1
+    assert "without quotes" in capsys.readouterr().err
+
+
+def test_graph_files_with_a_repeated_node_id_or_an_endless_stream_are_refused(tmp_path, capsys):
+    """A node id given twice is an error (JSON would drop one silently); a stream longer than the file limit
+    (a pipe or device reports size 0) is refused after the limit, not read to the end."""
+    from nodegraph.graph import load_graph
+
+    repeated = tmp_path / "twice.json"
+    repeated.write_text('{"format_version": 1, "nodes": {"a": {"type": "Int", "inputs": {"value": 1}}, '
+                        '"a": {"type": "Int", "inputs": {"value": 2}}}}')
+    assert main(["validate", str(repeated)]) == 1
+    captured = capsys.readouterr()
+    assert "'a' appears twice" in captured.out + captured.err
+    with pytest.raises(Exception) as info:
+        load_graph("/dev/zero")
+    assert "holds more than" in str(info.value)
+
+
+def test_file_names_that_leave_their_folder_are_refused_by_validate(tmp_path, capsys):
+    """validate refuses a SaveImage prefix or LoadImage name that would leave its folder, before any run."""
+    graph = {"format_version": 1, "nodes": {
+        "i": {"type": "LoadImage", "inputs": {"image": "../../etc/passwd"}},
+        "s": {"type": "SaveImage", "inputs": {"images": {"node": "i", "output": "image"},
+                                              "filename_prefix": "../../escape"}}}}
+    path = tmp_path / "escape.json"
+    path.write_text(json.dumps(graph))
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "input 'image' of LoadImage" in text and "input 'filename_prefix' of SaveImage" in text
+    graph["nodes"]["s"]["inputs"]["filename_prefix"] = "sub/dir/deep"
+    graph["nodes"]["i"]["inputs"]["image"] = "photo.png"
+    path.write_text(json.dumps(graph))
+    main(["validate", str(path)])
+    assert "filename_prefix" not in capsys.readouterr().out

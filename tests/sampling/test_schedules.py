@@ -171,3 +171,15 @@ def test_schedules_module_exports_exist():
     """Every name in schedules.__all__ exists (the public API the node layer imports)."""
     for name in schedules.__all__:
         assert hasattr(schedules, name), name
+
+
+def test_truncate_for_denoise_refuses_a_schedule_too_long_to_build():
+    """A tiny denoise would build a steps / denoise schedule (1e-9: 2e10 sigmas): refused, naming denoise."""
+    def make(n):
+        return get_sigmas("karras", SD_MAP, n)
+
+    for denoise in (1e-9, 1e-4):
+        with pytest.raises(SamplingError) as info:
+            truncate_for_denoise(make, 20, denoise)
+        assert info.value.argument == "denoise" and "at least 0.002" in str(info.value)
+    assert len(truncate_for_denoise(make, 20, 0.002)) == 21      # 10,000 steps: the longest allowed

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nodegraph import NodeExecutionError, NodeInputError, Session
+from nodegraph import GraphValidationError, NodeExecutionError, NodeInputError, Session
 from nodegraph.model_paths import ModelPaths
 from nodegraph.paths import MAX_COMPONENT_BYTES, MAX_NAME_BYTES, PathConfinementError, confine, is_inside
 
@@ -122,14 +122,26 @@ def _train_vae_graph(run_name: str) -> dict:
         "show": {"type": "ShowValue", "inputs": {"value": link("vae", "report")}}}}
 
 
+def refusal(session: Session, graph: dict) -> tuple[str, str | None, str | None, str]:
+    """(node id, input, rule, stage) of a file name `session.run` refuses: names the rule refuses as text are
+    refused by validation, before any node runs (`Input(file_name_in=...)`); a symlink out, by the node."""
+    try:
+        session.run(graph)
+    except GraphValidationError as exc:
+        [error] = exc.errors
+        return error.node_id, error.input, (error.details or {}).get("rule"), "validation"
+    except NodeExecutionError as exc:
+        assert isinstance(exc.exception, PathConfinementError)
+        return exc.node_id, exc.exception.input, exc.exception.rule, "run"
+    raise AssertionError("the name was not refused")
+
+
 @pytest.mark.parametrize("run_name", ["/tmp/evil_run", "../../evil", "runs/../../evil", "a\\b", "x\x00"])
 def test_training_run_names_cannot_leave_the_training_folder(tmp_path, run_name):
     """TrainVAE refuses an absolute / '..' / odd run_name before training, naming run_name; nothing is written."""
     session = Session(output_dir=tmp_path / "out")
-    with pytest.raises(NodeExecutionError) as info:
-        session.run(_train_vae_graph(run_name))
-    assert info.value.node_id == "vae" and isinstance(info.value.exception, PathConfinementError)
-    assert info.value.exception.input == "run_name"
+    node_id, name, _rule, stage = refusal(session, _train_vae_graph(run_name))
+    assert (node_id, name, stage) == ("vae", "run_name", "validation")
     assert not (tmp_path / "out" / "training").exists() or not any((tmp_path / "out" / "training").rglob("*"))
     assert not os.path.exists("/tmp/evil_run/training_state.safetensors")
 
@@ -146,13 +158,10 @@ def test_diffusion_and_controlnet_run_names_are_confined_too(tmp_path):
         "vae": link("vae", "vae"), "steps": 1, "batch_size": 2, "warmup_steps": 0, "run_name": "/tmp/evil_control"}}
     graph["nodes"]["show"] = {"type": "ShowValue", "inputs": {"value": link("control", "report")}}
     session = Session(output_dir=tmp_path / "out")
-    with pytest.raises(NodeExecutionError) as info:
-        session.run(graph)
-    assert info.value.node_id == "control" and info.value.exception.input == "run_name"
+    assert refusal(session, graph) == ("control", "run_name", "absolute", "validation")
+    graph["nodes"]["control"]["inputs"]["run_name"] = "control"
     graph["nodes"]["unet"]["inputs"]["run_name"] = "../../evil_unet"
-    with pytest.raises(NodeExecutionError) as info:
-        session.run(graph)
-    assert info.value.node_id == "unet" and info.value.exception.rule == "parent"
+    assert refusal(session, graph) == ("unet", "run_name", "parent", "validation")
     assert not (tmp_path / "evil_unet").exists() and not os.path.exists("/tmp/evil_control")
 
 
@@ -223,9 +232,8 @@ def _write_image(path, value=128):
 def test_dataset_folders_stay_in_the_input_folder(tmp_path, folder):
     """ImageFolderDataset refuses dataset folders outside the input folder, naming `folder`."""
     session = Session(input_dir=tmp_path / "in", output_dir=tmp_path / "out")
-    with pytest.raises(NodeExecutionError) as info:
-        session.run(_dataset_graph(folder))
-    assert isinstance(info.value.exception, PathConfinementError) and info.value.exception.input == "folder"
+    _node_id, name, _rule, stage = refusal(session, _dataset_graph(folder))
+    assert (name, stage) == ("folder", "validation")
 
 
 def test_dataset_skips_files_linked_from_outside(tmp_path):
@@ -254,11 +262,9 @@ def test_load_image_names_stay_in_the_input_folder(tmp_path):
     os.symlink(tmp_path / "outside" / "secret.png", tmp_path / "in" / "linked.png")
     session = Session(input_dir=tmp_path / "in", output_dir=tmp_path / "out")
     assert session.run(_load_image_graph("ok.png")).outputs["show"]["value"].shape == (1, 8, 8)
-    for name, rule in (("../outside/secret.png", "subfolder"), ("/etc/hostname", "absolute"),
-                       ("linked.png", "outside_root")):
-        with pytest.raises(NodeExecutionError) as info:
-            session.run(_load_image_graph(name))
-        assert info.value.exception.input == "image" and info.value.exception.rule == rule
+    for name, rule, stage in (("../outside/secret.png", "subfolder", "validation"),
+                              ("/etc/hostname", "absolute", "validation"), ("linked.png", "outside_root", "run")):
+        assert refusal(session, _load_image_graph(name))[1:] == ("image", rule, stage)
 
 
 @pytest.mark.parametrize("filename", ["../evil.safetensors", "/tmp/evil.safetensors", "sub/evil.safetensors",

@@ -110,7 +110,8 @@ class SaveAudio(Node):
 
     class Inputs(NodeInputs):
         audio: Any = Input(port="AUDIO")
-        filename_prefix: str = Input("audio/nodegraph", min_length=1, max_length=200)
+        filename_prefix: str = Input("audio/nodegraph", file_name_in="output", subfolders=True, min_length=1,
+                                     max_length=200)
         format: Literal["wav", "flac", "ogg", "mp3"] = Input("wav")
 
     outputs = ()
@@ -1096,7 +1097,7 @@ class TrainAudioModel(Node):
         caption_dropout: float = Input(0.1, ge=0.0, le=1.0)
         seed: int = Input(0, seed=True)
         checkpoint_every: int = Input(100, ge=0, le=10_000_000)
-        run_name: str = Input("tiny_t2a", min_length=1, max_length=80)
+        run_name: str = Input("tiny_t2a", file_name_in="output", subfolders=True, min_length=1, max_length=80)
 
     outputs = (Output("audio_model", "AUDIO_MODEL"), Output("report", "STRING"))
 
@@ -1160,7 +1161,7 @@ class SaveAudioModel(Node):
 
     class Inputs(NodeInputs):
         audio_model: Any = Input(port="AUDIO_MODEL")
-        filename: str = Input("my_audio_model.safetensors", min_length=1, max_length=120,
+        filename: str = Input("my_audio_model.safetensors", file_name_in="model", min_length=1, max_length=120,
                               description="a plain .safetensors name in models/audio")
         overwrite: bool = Input(False, description="replace an existing file of that name (else NAME_1, ...)")
 

@@ -94,7 +94,7 @@ class SaveColors(Node):
     class Inputs(NodeInputs):
         a: Any = Input(port="COLOR")
         b: Any = Input(None, port="COLOR")
-        filename_prefix: str = Input("colors", min_length=1, max_length=120)
+        filename_prefix: str = Input("colors", file_name_in="output", subfolders=True, min_length=1, max_length=120)
 
     outputs = ()
 

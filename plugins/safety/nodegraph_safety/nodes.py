@@ -257,7 +257,7 @@ class SaveSafetyChecker(Node):
 
     class Inputs(NodeInputs):
         checker: Any = Input(port="SAFETY_CHECKER")
-        filename: str = Input(DEFAULT_CHECKER, min_length=1, max_length=120)
+        filename: str = Input(DEFAULT_CHECKER, file_name_in="model", min_length=1, max_length=120)
         overwrite: bool = Input(False, description="replace an existing file of that name")
 
     outputs = ()

@@ -215,7 +215,7 @@ class TrainTextToPoints(Node):
         heads: int = Input(4, ge=1, le=32)
         seed: int = Input(0, ge=0, le=2**31 - 1)
         checkpoint_every: int = Input(200, ge=0)
-        run_name: str = Input("text_to_points", min_length=1, max_length=80)
+        run_name: str = Input("text_to_points", file_name_in="output", subfolders=True, min_length=1, max_length=80)
 
     outputs = (Output("net", NET_PORT), Output("model", "MODEL"), Output("report", "STRING"))
 
@@ -263,7 +263,7 @@ class SaveTextToPoints(Node):
 
     class Inputs(NodeInputs):
         net: Any = Input(port=NET_PORT)
-        filename: str = Input(DEFAULT_MODEL, min_length=1, max_length=120)
+        filename: str = Input(DEFAULT_MODEL, file_name_in="model", min_length=1, max_length=120)
         overwrite: bool = Input(False, description="replace an existing file of that name")
         report: str = Input("", description="the training report (stored in the file's metadata)")
 

@@ -260,7 +260,7 @@ class TrainMotionModule(Node):
         max_frames: int = Input(32, ge=2, le=128, description="length of the position table")
         seed: int = Input(0, seed=True)
         checkpoint_every: int = Input(100, ge=0, le=1_000_000)
-        run_name: str = Input("tiny_world_motion", min_length=1, max_length=80)
+        run_name: str = Input("tiny_world_motion", file_name_in="output", subfolders=True, min_length=1, max_length=80)
         init_motion_module: Any = Input(None, port="MOTION_MODULE",
                                         description="start from this module (a training stage) instead of zeros")
         shape_weights: Annotated[str, AfterValidator(_check_shape_weights)] = Input(
@@ -436,7 +436,7 @@ class SaveMotionModule(Node):
 
     class Inputs(NodeInputs):
         motion_module: Any = Input(port="MOTION_MODULE")
-        filename: str = Input("my_motion_module.safetensors", min_length=1, max_length=120)
+        filename: str = Input("my_motion_module.safetensors", file_name_in="model", min_length=1, max_length=120)
         overwrite: bool = Input(False, description="replace an existing file of that name")
 
     outputs = ()
@@ -965,7 +965,7 @@ class SaveVideo(Node):
         fps: float = Input(8.0, gt=0.0, le=240.0)
         format: Literal["mp4", "webm", "gif", "webp"] = Input("mp4")
         quality: int = Input(85, ge=1, le=100, description="higher = larger files; webp 100 = lossless")
-        filename_prefix: str = Input("video/nodegraph", min_length=1, max_length=200)
+        filename_prefix: str = Input("video/nodegraph", file_name_in="output", subfolders=True, min_length=1, max_length=200)
         embed_graph: bool = Input(True)
 
     outputs = ()
