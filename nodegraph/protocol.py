@@ -905,17 +905,23 @@ class ServerProtocol:
             return [_error(client.client_id, "invalid_state",
                            f"run {record.id} is {record.status}; cancel or interrupt it first", message.request_id)]
         store = self.files if record.user is None else self.files.for_user(record.user)
-        deleted = 0
+        deleted = kept = 0
         for item in (record.result or {}).get("files", []):
+            file_id = str(item.get("file_id", ""))
             try:
-                path = store.resolve(item.get("file_id", ""))
+                path = store.resolve(file_id)
             except FileAccessError:
                 continue
-            if path.is_file() and str(item.get("file_id", "")).startswith("output/"):
-                path.unlink()
-                deleted += 1
+            if not (path.is_file() and file_id.startswith("output/")):
+                continue
+            if self.queue.file_shared(file_id, record.id, record.user):   # a cached rerun shows the same file
+                kept += 1
+                continue
+            path.unlink()
+            deleted += 1
         self.queue.delete(record.id)
-        return self._reply(client, message, {"type": "run_deleted", "run_id": record.id, "files_deleted": deleted})
+        return self._reply(client, message, {"type": "run_deleted", "run_id": record.id, "files_deleted": deleted,
+                                             "files_kept": kept})
 
     def _on_list_models(self, client: ClientState, message: ListModels) -> list[Outgoing]:
         from .model_paths import STANDARD_FOLDERS

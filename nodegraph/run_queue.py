@@ -438,6 +438,14 @@ class RunQueue:
                               "AND (? IS NULL OR user = ?)", *wanted, user, user)["n"]
         return self._records(rows), int(total)
 
+    def file_shared(self, file_id: str, run_id: str, user: str | None) -> bool:
+        """Whether another run of `user` (same file store) lists output file `file_id` in its result: a run
+        served from the cache reports the files of the run that made them."""
+        needle = '"file_id": ' + json.dumps(file_id)
+        row = self._one("SELECT 1 FROM runs WHERE id != ? AND user IS ? AND instr(result, ?) > 0 LIMIT 1",
+                        run_id, user, needle)
+        return row is not None
+
     def delete(self, run_id: str) -> bool:
         """Remove a finished run from history."""
         with self._lock:

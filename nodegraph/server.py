@@ -68,6 +68,7 @@ import json
 import logging
 import mimetypes
 import os
+import re
 import secrets
 import socket
 import sys
@@ -103,6 +104,9 @@ DEFAULT_PORT = 8188
 DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
 TOKEN_COOKIE = "nodegraph_token"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+# Where a sign-in link may send the browser: a path of this server. Not "//host" or "/\host" (a backslash), which browsers
+# read as another site; so only plain path characters, and no "/" twice at the start.
+SAFE_REDIRECT = re.compile(r"/(?!/)[A-Za-z0-9._~/-]*")
 
 
 def host_name(header: str | None) -> str | None:
@@ -242,6 +246,8 @@ class Server:
         self._held: dict[str, list[Outgoing]] = {}     # run id → its events, until its reply is out
         self._queue_notes: dict[str, dict] = {}        # client id → queue_changed throttle state
         self._pooled_until: dict[str, float] = {}      # client id → until when its messages go to the pool
+        self._sent_at: dict[str, float] = {}           # client id → loop time its last frame went out
+        self._users_watch: asyncio.Task | None = None  # follows the users file (a server with users)
         self._terminal_event: Any = None
         self._closed = False
         # The history is looked at every `prune_every` runs (counting it scans the finished runs) and
@@ -269,6 +275,26 @@ class Server:
         self._worker = threading.Thread(target=work, name="nodegraph-worker", daemon=True)
         self._worker.start()
         self._wake()
+        if self.users is not None:
+            self._users_watch = asyncio.create_task(self._watch_users())
+
+    USERS_CHECK_SECONDS = 1.0
+
+    async def _watch_users(self) -> None:
+        """Follow the users file: a removed user or a replaced token stops working, and its connections close."""
+        while True:
+            await asyncio.sleep(self.USERS_CHECK_SECONDS)
+            if self.users.refresh():
+                log.info("the users file changed: %d user(s) now", len(self.users))
+                for client_id, (websocket, _outbox) in list(self.connections.items()):
+                    allowed, user = self.authenticate(websocket.request)
+                    state = self.protocol.clients.get(client_id)
+                    if not allowed or (state is not None and state.user is not None and state.user != user):
+                        log.warning("closing client %s: its token is no longer in the users file", client_id)
+                        asyncio.ensure_future(websocket.close(1008, "the token was revoked"))
+            elif self.users.last_refresh_error:
+                log.warning("the users file changed but cannot be read, so the users stay as they were: %s",
+                            self.users.last_refresh_error)
 
     async def close(self) -> None:
         """Stop accepting, stop the worker (interrupting its run), close the queue; safe to call twice."""
@@ -276,6 +302,8 @@ class Server:
             return
         self._closed = True
         self._stopping.set()
+        if self._users_watch is not None:
+            self._users_watch.cancel()
         self.session.interrupt()
         self._wake_event.set()
         if self._server is not None:
@@ -346,7 +374,7 @@ class Server:
         if in_query and path != "/ws" and (self.token is not None or self.users is not None):
             # Trade the token in the URL for a cookie, so that the editor's assets and websocket carry it.
             response = connection.respond(HTTPStatus.SEE_OTHER, "signed in\n")
-            response.headers["Location"] = path if path.startswith("/") and not path.startswith("//") else "/"
+            response.headers["Location"] = path if SAFE_REDIRECT.fullmatch(path) else "/"     # never another site
             response.headers["Set-Cookie"] = (f"{TOKEN_COOKIE}={given}; HttpOnly; SameSite=Strict; Path=/"
                                               + ("; Secure" if request.headers.get("X-Forwarded-Proto") == "https"
                                                  else ""))
@@ -427,9 +455,10 @@ class Server:
     async def handler(self, websocket: ServerConnection) -> None:
         """One connection: feed frames to the protocol (off the loop); a sender task drains its outbox."""
         client_id = uuid.uuid4().hex[:12]
-        outbox: asyncio.Queue = asyncio.Queue(maxsize=self.OUTBOX_LIMIT)
+        outbox: asyncio.Queue = asyncio.Queue()       # bounded in `_put`, by progress as well as size
+        self._sent_at[client_id] = asyncio.get_running_loop().time()
         self.connections[client_id] = (websocket, outbox)
-        sender = asyncio.create_task(self._send_loop(websocket, outbox))
+        sender = asyncio.create_task(self._send_loop(client_id, websocket, outbox))
         loop = asyncio.get_running_loop()
         try:
             _allowed, user = self.authenticate(websocket.request)
@@ -448,6 +477,7 @@ class Server:
             self.connections.pop(client_id, None)
             self._queue_notes.pop(client_id, None)
             self._pooled_until.pop(client_id, None)
+            self._sent_at.pop(client_id, None)
             self.protocol.disconnect(client_id)
             sender.cancel()
 
@@ -478,13 +508,20 @@ class Server:
     ON_LOOP_SECONDS = 0.005
     POOLED_SECONDS = 1.0
 
-    OUTBOX_LIMIT = 10_000   # frames waiting for one slow client before it is disconnected
+    # A client is "not reading" when over OUTBOX_LIMIT frames wait for it and its sender has not finished a
+    # send for STALL_SECONDS — one run's events for a client without batches may be ~2 frames per node, so
+    # a count alone would drop a client that reads as fast as it can — or when OUTBOX_HARD_LIMIT frames wait.
+    OUTBOX_LIMIT = 10_000
+    STALL_SECONDS = 10.0
+    OUTBOX_HARD_LIMIT = 500_000
 
-    @staticmethod
-    async def _send_loop(websocket: ServerConnection, outbox: asyncio.Queue) -> None:
+    async def _send_loop(self, client_id: str, websocket: ServerConnection, outbox: asyncio.Queue) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                await websocket.send(await outbox.get())
+                frame = await outbox.get()
+                await websocket.send(frame)
+                self._sent_at[client_id] = loop.time()      # progress: see OUTBOX_LIMIT
         except (ConnectionClosed, asyncio.CancelledError):
             pass
 
@@ -576,10 +613,12 @@ class Server:
         if entry is None:
             return
         websocket, outbox = entry
-        try:
-            outbox.put_nowait(payload)
-        except asyncio.QueueFull:
-            log.warning("client %s is not reading; disconnecting it", client_id)
+        outbox.put_nowait(payload)
+        waiting = outbox.qsize()
+        if waiting > self.OUTBOX_LIMIT and (
+                waiting > self.OUTBOX_HARD_LIMIT
+                or asyncio.get_running_loop().time() - self._sent_at.get(client_id, 0.0) > self.STALL_SECONDS):
+            log.warning("client %s is not reading (%d frames wait for it); disconnecting it", client_id, waiting)
             self.connections.pop(client_id, None)
             asyncio.ensure_future(websocket.close(1008, "too many unread messages"))
 
@@ -780,11 +819,18 @@ class Server:
             self._terminal_event = RunFailed(run_id, None, f"{type(exc).__name__}: {exc}")
             self._finish(run_id, "failed", error={"message": f"{type(exc).__name__}: {exc}"})
         else:
-            files = self._send_files(run_id, store, result.outputs)
-            outputs = {node_id: jsonable({k: v for k, v in values.items() if k != "files"})
-                       for node_id, values in result.outputs.items()}
-            self._finish(run_id, "succeeded", result={"outputs": outputs, "files": files,
-                                                      "executed": result.executed, "cached": result.cached})
+            try:
+                files = self._send_files(run_id, store, result.outputs)
+                outputs = {node_id: jsonable({k: v for k, v in values.items() if k != "files"})
+                           for node_id, values in result.outputs.items()}
+            except Exception as exc:  # noqa: BLE001 — e.g. an output file removed meanwhile: the run failed
+                log.exception("could not collect the results of run %s", run_id)
+                message = f"the run ended but its results could not be collected: {type(exc).__name__}: {exc}"
+                self._terminal_event = RunFailed(run_id, None, message)
+                self._finish(run_id, "failed", error={"message": message})
+            else:
+                self._finish(run_id, "succeeded", result={"outputs": outputs, "files": files,
+                                                          "executed": result.executed, "cached": result.cached})
         finally:
             self._current_run = None
             if self._terminal_event is not None:   # now get_outputs / queue_status see the final status

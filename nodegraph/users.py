@@ -22,8 +22,13 @@ means unlimited. Without a users file a server has one anonymous user who
 may do everything (the single-user default), guarded by `--token` when it
 listens beyond loopback.
 
-Main objects: `User`, `UserBook` (load/save, `authenticate(token)`), `main`
-(the `nodegraph users` command).
+A running server reads the file again within a second or two of a change
+(`UserBook.refresh`): a removed user's or a replaced token stops working, and
+the connections opened with it are closed. A file that no longer reads leaves
+the users as they were (the server logs why).
+
+Main objects: `User`, `UserBook` (load/save/refresh, `authenticate(token)`),
+`main` (the `nodegraph users` command).
 """
 
 from __future__ import annotations
@@ -75,6 +80,15 @@ def check_user_name(name: str) -> str:
     return name
 
 
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when the file is rewritten (`save` replaces it: a new inode), or None if it is gone."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size, info.st_ino
+
+
 class UserBook:
     """The users of a server, keyed by the hash of their token."""
 
@@ -82,6 +96,27 @@ class UserBook:
         self.path = path
         self._users: dict[str, tuple[User, str]] = dict(users or {})     # name -> (user, token hash)
         self._by_hash = {token_hash: user for user, token_hash in self._users.values()}
+        self._stamp = _file_stamp(path) if path is not None else None    # the file as it was read
+        self.last_refresh_error: str | None = None
+
+    def refresh(self) -> bool:
+        """Read the file again if it changed since it was read (`nodegraph users add|remove` on a running
+        server); True when it did. A file that no longer reads keeps the users as they were: the error is
+        returned to the caller's log through `last_refresh_error`."""
+        self.last_refresh_error = None
+        if self.path is None:
+            return False
+        stamp = _file_stamp(self.path)
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            fresh = UserBook.load(self.path)
+        except UsersFileError as exc:
+            self.last_refresh_error = str(exc)
+            return False
+        self._users, self._by_hash = fresh._users, fresh._by_hash
+        return True
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> UserBook:

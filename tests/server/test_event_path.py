@@ -42,3 +42,59 @@ def test_history_is_pruned_every_two_percent_of_its_limit(tmp_path):
     finally:
         client.close()
         running.stop()
+
+
+def chain(n: int) -> dict:
+    nodes = {"n0": {"type": "Int", "inputs": {"value": 5}}}
+    for i in range(1, n - 1):
+        source = {"node": f"n{i-1}", "output": "value" if i == 1 else "result"}
+        nodes[f"n{i}"] = {"type": "IntMath", "inputs": {"a": source, "b": 1, "op": "add"}}
+    nodes["show"] = {"type": "ShowValue", "inputs": {"value": {"node": f"n{n-2}", "output": "result"}}}
+    return {"format_version": 1, "nodes": nodes}
+
+
+def test_a_client_without_batches_that_reads_gets_a_long_run_whole(tmp_path):
+    """A plain client (one frame per message) is sent every event of a run with far more frames than
+    OUTBOX_LIMIT, because it keeps reading; only a client whose sender makes no progress is dropped."""
+    running = RunningServer(tmp_path)
+    running.server.OUTBOX_LIMIT = 500
+    client = Client(running.url())
+    try:
+        client.send({"type": "submit", "graph": chain(1500)})
+        run_id = client.next_of("submitted")["run_id"]
+        client.next_of("run_finished", timeout=60, run_id=run_id)
+        assert sum(m.get("type") == "node_finished" for m in client.received) == 1500
+    finally:
+        client.close()
+        running.stop()
+
+
+def test_a_client_whose_frames_stop_going_out_is_disconnected(tmp_path):
+    """Over OUTBOX_LIMIT waiting frames and no finished send for STALL_SECONDS: the server closes it (1008)."""
+    import asyncio
+
+    from nodegraph import Session
+    from nodegraph.server import Server
+
+    server = Server(Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in"), data_dir=tmp_path / "d", port=0)
+    closed = []
+
+    class Stuck:
+        async def close(self, code, reason):
+            closed.append((code, reason))
+
+    async def scenario():
+        outbox: asyncio.Queue = asyncio.Queue()
+        server.connections["c"] = (Stuck(), outbox)
+        server._sent_at["c"] = asyncio.get_running_loop().time()
+        for _ in range(server.OUTBOX_LIMIT + 5):          # a burst, but its sender was just seen sending
+            server._put("c", "{}")
+        assert "c" in server.connections
+        server._sent_at["c"] -= server.STALL_SECONDS + 1  # no progress since
+        server._put("c", "{}")
+        await asyncio.sleep(0)
+        assert "c" not in server.connections
+
+    asyncio.run(scenario())
+    assert closed == [(1008, "too many unread messages")]
+    server.queue.close()

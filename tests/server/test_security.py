@@ -314,6 +314,10 @@ def test_the_editor_loads_with_a_token_through_an_httponly_cookie(tmp_path):
         assert http_request(running.port, "/assets/app.js", headers).status != 401
         assert http_request(running.port, "/", {"Cookie": "nodegraph_token=wrong"}).status == 401
         Client(running.url(), additional_headers=headers).close()
+        for path, target in (("/files/a.png", "/files/a.png"), ("/\\evil.example", "/"), ("//evil.example", "/"),
+                             ("/%2F%2Fevil.example", "/")):      # a sign-in link never leads to another site
+            response = http_request(running.port, f"{path}?token=s3cret")
+            assert response.status == 303 and response.getheader("Location") == target, path
     finally:
         running.stop()
 
@@ -555,6 +559,39 @@ def test_unknown_tokens_and_non_admin_settings_are_refused(users):
     bob.send({"type": "submit", "graph": ARITHMETIC, "front": True})
     assert bob.next_of("error")["code"] == "forbidden"
     bob.close()
+
+
+def test_removing_a_user_or_replacing_a_token_takes_effect_on_a_running_server(users, tmp_path):
+    """`nodegraph users remove|add` on a running server: within seconds the old token is refused (401), the
+    connections opened with it are closed, the new token works, and a file that no longer reads changes
+    nothing."""
+    users.server.USERS_CHECK_SECONDS = 0.1
+    bob, alice = as_user(users, "bob"), as_user(users, "alice")
+    path = tmp_path / "users.json"
+    book = UserBook.load(path)
+    assert book.remove("bob")
+    new_alice = book.add(User("alice", max_queued=2))
+    book.save()
+    for client in (bob, alice):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                client.ws.recv(timeout=0.1)
+            except TimeoutError:
+                continue
+            except Exception:  # noqa: BLE001 — closed by the server
+                break
+        assert client.ws.close_code == 1008
+    for name, token in (("bob", users.tokens["bob"]), ("alice", users.tokens["alice"])):
+        with pytest.raises(InvalidStatus) as info:
+            with connect(users.url(f"/ws?token={token}")):
+                pass
+        assert info.value.response.status_code == 401, name
+    Client(users.url(f"/ws?token={new_alice}")).close()
+    path.write_text("{not json")                     # a broken edit: the users stay as they were
+    time.sleep(0.5)
+    Client(users.url(f"/ws?token={new_alice}")).close()
+    Client(users.url(f"/ws?token={users.tokens['root']}")).close()
 
 
 def test_users_file_stores_only_hashes_and_reports_bad_files(tmp_path, capsys):
