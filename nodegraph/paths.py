@@ -71,10 +71,11 @@ def confine(root: str | os.PathLike, name: object, *, what: str = "file name", i
         subfolders: allow "/"-separated subfolders inside `root`.
         links_out: accept a symlink that points outside `root` (model folders only; see above).
     """
-    check_name(name, what=what, input_name=input_name, subfolders=subfolders, where=repr(os.fspath(root)))
+    # The messages say "its folder", not the folder's path: a server sends them to its clients.
+    check_name(name, what=what, input_name=input_name, subfolders=subfolders)
     path = Path(root) / name
     if not links_out and not is_inside(root, path):
-        raise _refusal(name, what, input_name, subfolders, repr(os.fspath(root)), "outside_root",
+        raise _refusal(name, what, input_name, subfolders, "its folder", "outside_root",
                        "leads outside its folder through a symbolic link")
     return path
 

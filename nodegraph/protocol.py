@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Annotated, Any, Callable, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, StrictStr, TypeAdapter, ValidationError
 
 from .cache import POLICIES
 from .errors import GraphValidationError
@@ -40,7 +40,10 @@ PROTOCOL_VERSION = 1
 MAX_FRAME_HEADER = 64 * 1024
 log = logging.getLogger("nodegraph.protocol")
 
-RequestId = Union[str, int, None]
+RequestId = Union[StrictStr, StrictInt, None]     # strict: `true` is not the request id 1
+# Run ids are the server's own (32 hex digits); anything else is refused as a malformed message, so text
+# that is not a run id (a lone surrogate, 10 kB) never reaches the database.
+RunId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 class _Message(BaseModel):
@@ -51,11 +54,11 @@ class _Message(BaseModel):
 class Hello(_Message):
     """First message of a connection: the client's protocol version."""
     type: Literal["hello"]
-    protocol_version: int = Field(ge=1)
+    protocol_version: int = Field(ge=1, strict=True)
     token: str | None = Field(None, description="alternative to the handshake token; must match if given")
-    batch: bool = Field(False, description="receive messages that are ready together as one `batch` frame "
+    batch: bool = Field(False, strict=True, description="receive messages that are ready together as one `batch` frame "
                                            "(same messages, same order; far fewer frames on big graphs)")
-    compact_events: bool = Field(False, description="with `batch`: consecutive node events of one run inside a "
+    compact_events: bool = Field(False, strict=True, description="with `batch`: consecutive node events of one run inside a "
                                                     "batch travel as one `node_events` message (field names once, "
                                                     "one row per event)")
 
@@ -84,25 +87,25 @@ class QueueStatus(_Message):
 class Cancel(_Message):
     """Cancel a queued run."""
     type: Literal["cancel"]
-    run_id: str
+    run_id: RunId
 
 
 class Interrupt(_Message):
     """Interrupt the running run (by id)."""
     type: Literal["interrupt"]
-    run_id: str
+    run_id: RunId
 
 
 class Requeue(_Message):
     """Queue a failed, interrupted or cancelled run again."""
     type: Literal["requeue"]
-    run_id: str
+    run_id: RunId
 
 
 class History(_Message):
     """Finished runs, newest first, paged; optionally only some statuses."""
     type: Literal["history"]
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=10**9)
     limit: int = Field(50, ge=1, le=200)
     status: list[Literal["succeeded", "failed", "interrupted", "cancelled"]] | None = Field(
         None, min_length=1, description="only runs that ended so (default: every finished run)")
@@ -111,7 +114,7 @@ class History(_Message):
 class GetRun(_Message):
     """One run with its graph (to load a past run into the editor)."""
     type: Literal["get_run"]
-    run_id: str
+    run_id: RunId
 
 
 class ListTemplates(_Message):
@@ -134,7 +137,7 @@ class GetTemplate(_Message):
 class GetOutputs(_Message):
     """A run's outputs and output files."""
     type: Literal["get_outputs"]
-    run_id: str
+    run_id: RunId
 
 
 class ListModels(_Message):
@@ -146,7 +149,7 @@ class ListModels(_Message):
 class DeleteRun(_Message):
     """Remove a finished run from history and delete the output files it reported."""
     type: Literal["delete_run"]
-    run_id: str
+    run_id: RunId
 
 
 class ListPlugins(_Message):
@@ -602,7 +605,8 @@ class ServerProtocol:
             return [_error(client_id, "invalid_json", f"the message is not strict JSON: {text}")]
         if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
             return [_error(client_id, "invalid_message", 'a message is a JSON object with a string "type"')]
-        request_id = raw.get("request_id") if isinstance(raw.get("request_id"), (str, int)) else None
+        request_id = raw.get("request_id")
+        request_id = request_id if isinstance(request_id, (str, int)) and not isinstance(request_id, bool) else None
         if raw["type"] not in MESSAGE_TYPES:
             log.warning("client %s sent unknown message type %r", client_id, raw["type"][:64])
             return [_error(client_id, "unknown_message_type",
@@ -642,7 +646,6 @@ class ServerProtocol:
                            f"{message.protocol_version}; reload the editor or upgrade the client",
                            message.request_id, supported=[PROTOCOL_VERSION])]
         if message.token is not None and not self._token_matches(client, message.token):
-            client.greeted = False
             hint = ("this server has no token: leave `token` out" if self.token is None and self.users is None
                     else "send the token this connection was opened with (or none)")
             return [_error(client.client_id, "invalid_token", f"the hello's token is wrong; {hint}",

@@ -393,8 +393,8 @@ class Server:
                 file_path = self.protocol.store_for(user).resolve(path[len("/files/"):])
             except FileAccessError as exc:
                 return connection.respond(HTTPStatus.NOT_FOUND, f"{exc}\n")
-            size = parse_qs(urlsplit(request.path).query).get("size")
-            if size:
+            size = parse_qs(urlsplit(request.path).query, keep_blank_values=True).get("size")
+            if size is not None:          # `?size=` (empty) is a bad size, not a request for the whole file
                 return self._thumbnail_response(connection, file_path, size[0])
             return self._file_response(file_path)
         return self._static(connection, path)
@@ -405,7 +405,7 @@ class Server:
     def _thumbnail_response(self, connection: ServerConnection, file_path: Path, size: str) -> Response:
         """A JPEG of an image file scaled to at most `size` pixels on its longest side (cached)."""
         low, high = self.THUMBNAIL_SIDES
-        if not size.isdigit() or not low <= int(size) <= high:
+        if not (size.isascii() and size.isdigit()) or not low <= int(size) <= high:     # "²" is a digit too
             return connection.respond(HTTPStatus.BAD_REQUEST, f"size must be an integer from {low} to {high}\n")
         if not (mimetypes.guess_type(file_path.name)[0] or "").startswith("image/"):
             return connection.respond(HTTPStatus.NOT_FOUND, "thumbnails exist only for image files\n")

@@ -237,9 +237,18 @@ class Session:
             try:
                 path = confine(input_dir, name, what="input file name")
             except PathConfinementError as exc:
-                raise LookupError(f"{exc.message} (a plain file name in {input_dir})") from None
-            if not path.is_file():
-                raise LookupError(f"no file {name!r} in the input folder {input_dir}")
+                raise LookupError(exc.message) from None
+            if not path.is_file():     # no absolute path in the message: on a server it goes to the client
+                from .validation import suggest
+
+                try:
+                    present = sorted(p.name for p in input_dir.iterdir() if p.is_file())
+                except OSError:
+                    present = []
+                listed = ", ".join(repr(p) for p in present[:20]) + (", …" if len(present) > 20 else "")
+                raise LookupError(f"no file {name!r} in the input folder.{suggest(name, present)} Files there: "
+                                  f"{listed or 'none'}. Upload it (the editor) or copy it into the input folder "
+                                  f"(--input-dir).")
             return path
         return self.model_paths.resolve(folder, name)
 

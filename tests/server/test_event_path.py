@@ -3,6 +3,7 @@ history is pruned (docs/protocol.md, "What the websocket path costs")."""
 
 from __future__ import annotations
 
+import json
 import time
 
 from nodegraph.run_queue import RunQueue
@@ -98,3 +99,26 @@ def test_a_client_whose_frames_stop_going_out_is_disconnected(tmp_path):
     asyncio.run(scenario())
     assert closed == [(1008, "too many unread messages")]
     server.queue.close()
+
+
+def test_malformed_ids_and_types_are_refused_as_messages(tmp_path):
+    """Run ids that are not ids (a lone surrogate, 10 kB), an offset past any history, `true` as a request id
+    or a version: each an `invalid_message` naming the field, never an internal error; a wrong token in a
+    second hello leaves the connection greeted."""
+    running = RunningServer(tmp_path)
+    client = Client(running.url())
+    try:
+        for message in ({"type": "get_run", "run_id": "\ud800"}, {"type": "cancel", "run_id": "x" * 10_000},
+                        {"type": "delete_run", "run_id": "../etc"}, {"type": "history", "offset": 2**63},
+                        {"type": "ping", "request_id": True},
+                        {"type": "hello", "protocol_version": True}):
+            client.ws.send(json.dumps(message))
+            error = client.next_of("error")
+            assert error["code"] == "invalid_message" and "request_id" not in error, message
+        client.send({"type": "hello", "protocol_version": 1, "token": "wrong"})
+        assert client.next_of("error")["code"] == "invalid_token"
+        client.send({"type": "ping", "request_id": 7})
+        assert client.next_of("pong")["request_id"] == 7
+    finally:
+        client.close()
+        running.stop()

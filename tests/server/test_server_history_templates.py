@@ -333,6 +333,8 @@ def test_thumbnails_of_output_images(server, tmp_path):
     assert status == 200 and again == body
     assert http_get(server.port, "/files/output/big.png?size=9999")[0] == 400
     assert http_get(server.port, "/files/output/big.png?size=abc")[0] == 400
+    assert http_get(server.port, "/files/output/big.png?size=")[0] == 400            # not the whole file
+    assert http_get(server.port, "/files/output/big.png?size=%C2%B2")[0] == 400      # "²" is a digit to isdigit
     assert http_get(server.port, "/files/output/notes.txt?size=40")[0] == 404
     assert http_get(server.port, "/files/output/big.png")[1].startswith(b"\x89PNG")
 
