@@ -354,7 +354,13 @@ def migrate(data: dict) -> dict:
         raise GraphValidationError([GraphError(
             "invalid_format",
             f'the graph has no "format_version"; add "format_version": {FORMAT_VERSION} at the top level')])
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0 or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise GraphValidationError([GraphError(
+            "invalid_format",
+            f"format_version must be a whole number (0 to {FORMAT_VERSION}), found {json.dumps(version)}; "
+            f'write it without quotes, e.g. "format_version": {FORMAT_VERSION}',
+            details={"found": version, "supported": list(range(FORMAT_VERSION + 1))})])
+    if version > FORMAT_VERSION:
         raise GraphValidationError([GraphError(
             "unsupported_version",
             f"format_version {version!r} is not readable by this nodegraph, which reads versions "
@@ -374,6 +380,14 @@ def migrate(data: dict) -> dict:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON; write a number or null")
+
+
+def json_value_problem(exc: ValueError) -> str:
+    """A JSON decoder's ValueError in the words of someone who wrote the file (not Python's advice)."""
+    text = str(exc)
+    if "integer string conversion" in text:      # Python's guard against 4,300+ digit integers
+        return "a number has thousands of digits; no input takes a number that long — shorten it"
+    return text
 
 
 class _RepeatedKey(ValueError):
@@ -422,7 +436,8 @@ def decode_json(data: bytes | str) -> Any:
             "invalid_json", f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
             details={"line": exc.lineno, "column": exc.colno})]) from None
     except ValueError as exc:
-        raise GraphValidationError([GraphError("invalid_json", f"not valid JSON: {exc}")]) from None
+        raise GraphValidationError([GraphError("invalid_json", f"not valid JSON: {json_value_problem(exc)}")]) \
+            from None
     except RecursionError:
         raise GraphValidationError([GraphError(
             "invalid_json", "the JSON is nested too deeply to be a graph")]) from None

@@ -32,6 +32,7 @@ from .cache import POLICIES
 from .errors import GraphValidationError
 from .events import Event, NodeCached, NodeFinished, NodeStarted
 from .files import FileAccessError, FileStore
+from .graph import json_value_problem
 from .run_queue import RunQueue, RunRecord, members_within_storage_caps, storable_problem
 from .templates import TemplateError, TemplateLibrary
 from .users import User, UserBook
@@ -601,7 +602,7 @@ class ServerProtocol:
         try:
             raw, spans = decode_message(data)
         except (ValueError, RecursionError) as exc:
-            text = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            text = "nested too deeply" if isinstance(exc, RecursionError) else json_value_problem(exc)
             return [_error(client_id, "invalid_json", f"the message is not strict JSON: {text}")]
         if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
             return [_error(client_id, "invalid_message", 'a message is a JSON object with a string "type"')]

@@ -331,8 +331,9 @@ class Server:
         if given is not None:
             return given, True
         auth = request.headers.get("Authorization", "")
-        if auth.startswith("Bearer "):
-            return auth[len("Bearer "):], False
+        scheme, _, credentials = auth.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():     # the scheme is case-insensitive (RFC 7235)
+            return credentials.strip(), False
         for header in request.headers.get_all("Cookie"):
             for part in header.split(";"):
                 name, _, value = part.strip().partition("=")

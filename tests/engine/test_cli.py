@@ -306,3 +306,19 @@ def test_file_names_that_leave_their_folder_are_refused_by_validate(tmp_path, ca
     path.write_text(json.dumps(graph))
     main(["validate", str(path)])
     assert "filename_prefix" not in capsys.readouterr().out
+
+
+def test_a_format_version_of_the_wrong_type_and_a_huge_number_are_explained(tmp_path, capsys):
+    """format_version "2" / true / 1.5 says to write a whole number (not to upgrade); a 5,000-digit number says to
+    shorten it (not Python's set_int_max_str_digits)."""
+    for version in ('"2"', "true", "1.5"):
+        path = tmp_path / "v.json"
+        path.write_text('{"format_version": %s, "nodes": {}}' % version)
+        assert main(["validate", str(path)]) == 1
+        out = capsys.readouterr().out
+        assert "must be a whole number" in out and "upgrade" not in out
+    path = tmp_path / "big.json"
+    path.write_text('{"format_version": 1, "nodes": {"a": {"type": "Int", "inputs": {"value": %s}}}}' % ("9" * 5000))
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "shorten it" in out and "set_int_max_str_digits" not in out
