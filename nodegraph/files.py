@@ -99,7 +99,9 @@ class FileStore:
                                   f"(e.g. 8192×8192); scale it down before uploading") from None
         except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError,
                 EOFError, MemoryError) as exc:
-            raise FileAccessError(f"the upload {name!r} is not a readable image ({type(exc).__name__}: {exc}); "
+            detail = "not an image format Pillow knows" if isinstance(exc, UnidentifiedImageError) else \
+                f"{type(exc).__name__}: {exc}"       # (Pillow's own message names an in-memory object)
+            raise FileAccessError(f"the upload {name!r} is not a readable image ({detail}); "
                                   f"send PNG, JPEG or WebP bytes") from None
         safe = sanitise_name(name)
         stem, _, ext = safe.rpartition(".") if "." in safe else (safe, "", "")
