@@ -9,6 +9,7 @@ import time
 from nodegraph.run_queue import RunQueue
 
 from .test_server import Client, RunningServer, wait_graph
+from .test_server_history_templates import chain_graph
 
 
 def test_submits_go_behind_and_in_front_of_a_long_history():
@@ -45,15 +46,6 @@ def test_history_is_pruned_every_two_percent_of_its_limit(tmp_path):
         running.stop()
 
 
-def chain(n: int) -> dict:
-    nodes = {"n0": {"type": "Int", "inputs": {"value": 5}}}
-    for i in range(1, n - 1):
-        source = {"node": f"n{i-1}", "output": "value" if i == 1 else "result"}
-        nodes[f"n{i}"] = {"type": "IntMath", "inputs": {"a": source, "b": 1, "op": "add"}}
-    nodes["show"] = {"type": "ShowValue", "inputs": {"value": {"node": f"n{n-2}", "output": "result"}}}
-    return {"format_version": 1, "nodes": nodes}
-
-
 def test_a_client_without_batches_that_reads_gets_a_long_run_whole(tmp_path):
     """A plain client (one frame per message) is sent every event of a run with far more frames than
     OUTBOX_LIMIT, because it keeps reading; only a client whose sender makes no progress is dropped."""
@@ -61,7 +53,7 @@ def test_a_client_without_batches_that_reads_gets_a_long_run_whole(tmp_path):
     running.server.OUTBOX_LIMIT = 500
     client = Client(running.url())
     try:
-        client.send({"type": "submit", "graph": chain(1500)})
+        client.send({"type": "submit", "graph": chain_graph(1500)})
         run_id = client.next_of("submitted")["run_id"]
         client.next_of("run_finished", timeout=60, run_id=run_id)
         assert sum(m.get("type") == "node_finished" for m in client.received) == 1500
