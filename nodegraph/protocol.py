@@ -57,11 +57,13 @@ class Hello(_Message):
     type: Literal["hello"]
     protocol_version: int = Field(ge=1, strict=True)
     token: str | None = Field(None, description="alternative to the handshake token; must match if given")
-    batch: bool = Field(False, strict=True, description="receive messages that are ready together as one `batch` frame "
-                                           "(same messages, same order; far fewer frames on big graphs)")
-    compact_events: bool = Field(False, strict=True, description="with `batch`: consecutive node events of one run inside a "
-                                                    "batch travel as one `node_events` message (field names once, "
-                                                    "one row per event)")
+    batch: bool = Field(False, strict=True,
+                        description="receive messages that are ready together as one `batch` frame "
+                                    "(same messages, same order; far fewer frames on big graphs)")
+    compact_events: bool = Field(False, strict=True,
+                                 description="with `batch`: consecutive node events of one run inside a "
+                                             "batch travel as one `node_events` message (field names once, "
+                                             "one row per event)")
 
 
 class ListNodes(_Message):

@@ -21,8 +21,10 @@ Pieces:
 - `Server.process_request`: the HTTP side of the same port — Host, token and
   Origin checks, `/files/<id>` (by id only, see files.py; per user on a server
   with users), and the editor's static files from `web/dist`. `/?token=T` sets
-  an HttpOnly, SameSite=Strict cookie and redirects to `/`, so the editor's
-  assets and websocket carry the token without it staying in the URL.
+  an HttpOnly, SameSite=Strict cookie and redirects to the same path (a plain path
+  of this server only: `SAFE_REDIRECT`), so the editor's assets and websocket
+  carry the token without it staying in the URL. A server with users follows its
+  users file (`_watch_users`): revoked tokens stop working and their connections close.
 - The worker: one thread that takes queued runs in order and runs them on the
   Session — the very Graph object `submit` validated (`ServerProtocol.prepared`),
   so a run is parsed, validated and compiled once. A submit that finds the
@@ -104,8 +106,8 @@ DEFAULT_PORT = 8188
 DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
 TOKEN_COOKIE = "nodegraph_token"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-# Where a sign-in link may send the browser: a path of this server. Not "//host" or "/\host" (a backslash), which browsers
-# read as another site; so only plain path characters, and no "/" twice at the start.
+# Where a sign-in link may send the browser: a path of this server. Not "//host" or "/\host" (a backslash),
+# which browsers read as another site; so only plain path characters, and no "/" twice at the start.
 SAFE_REDIRECT = re.compile(r"/(?!/)[A-Za-z0-9._~/-]*")
 
 

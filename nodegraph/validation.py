@@ -114,7 +114,8 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
                 if ispec.required:
                     errors.append(GraphError(
                         "missing_input",
-                        f"{node.type} needs input {name!r} ({ispec.port}); connect {_article(ispec.port)} {ispec.port} output"
+                        f"{node.type} needs input {name!r} ({ispec.port}); "
+                        f"connect {_article(ispec.port)} {ispec.port} output"
                         + (" or write a value" if ispec.adapter is not None else "") + " to it.",
                         node_id=node_id, input=name))
                 continue
@@ -234,7 +235,8 @@ def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: A
     if ispec.adapter is None:
         errors.append(GraphError(
             "type_mismatch",
-            f"input {name!r} of {node_type} takes {_article(ispec.port)} {ispec.port}, which only comes from another node's output; "
+            f"input {name!r} of {node_type} takes {_article(ispec.port)} {ispec.port}, which only comes from another "
+            f"node's output; "
             f"found a literal {_short(value)}. Connect {_article(ispec.port)} {ispec.port} output to it.",
             node_id=node_id, input=name, details={"expected": ispec.port, "found": "literal"}))
         return
