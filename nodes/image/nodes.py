@@ -75,7 +75,7 @@ class SaveImage(Node):
     class Inputs(NodeInputs):
         images: Any = Input(port="IMAGE")
         filename_prefix: str = Input("nodegraph", file_name_in="output", subfolders=True, min_length=1, max_length=120,
-                                     description="files are named PREFIX_00001.png, ...; may contain one subfolder")
+                                     description="files are named PREFIX_00001.png, ...; may contain subfolders (a/b/name)")
         format: Literal["png", "jpeg", "webp"] = Input("png", description="only PNG carries the graph")
         quality: int = Input(95, ge=1, le=100, description="JPEG / WebP quality")
 
