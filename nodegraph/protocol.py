@@ -22,7 +22,7 @@ import math
 import operator
 import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import groupby
 from typing import Annotated, Any, Callable, Literal, Union
 
@@ -245,12 +245,11 @@ class EngineEvents(list):
 
 @dataclass
 class ClientState:
-    """What the protocol knows about one connection: who it is and what it submitted."""
+    """What the protocol knows about one connection: who it is and how it wants its messages."""
 
     client_id: str
     user: User | None = None          # None: the single-user server (no users file)
     greeted: bool = False
-    runs: set[str] = field(default_factory=set)
     batch: bool = False               # asked (in hello) for `batch` frames
     compact_events: bool = False      # ... and for `node_events` rows inside them
 
@@ -491,7 +490,7 @@ class ServerProtocol:
         self.token = token
         self.users = users
         self.clients: dict[str, ClientState] = {}
-        self.run_owner: dict[str, str] = {}
+        self.run_owner: dict[str, str] = {}    # run id → the client that submitted it, until its last event
         # Runs queued whose `submitted`/`requeued` reply the shell has not delivered yet: it holds
         # their events until then, so a client never hears of a run before its own reply.
         self.unannounced: set[str] = set()
@@ -741,7 +740,6 @@ class ServerProtocol:
                     self.prepared.pop(next(iter(self.prepared)), None)
                 except (RuntimeError, StopIteration):        # the worker took one meanwhile
                     break
-        client.runs.add(record.id)
         self.run_owner[record.id] = client.client_id
         self.unannounced.add(record.id)
         position = self.queue.position(record.id) if record.status == "queued" else 0     # running: none ahead
@@ -791,7 +789,6 @@ class ServerProtocol:
                 return [_error(client.client_id, "quota_exceeded", quota, message.request_id)]
         if record is None or not self.queue.requeue(message.run_id):
             return [self._not_queued(client, message.run_id, message.request_id, "requeue")]
-        client.runs.add(message.run_id)
         self.run_owner[message.run_id] = client.client_id
         self.unannounced.add(message.run_id)
         self.wake_worker()
@@ -1014,6 +1011,8 @@ class ServerProtocol:
                 out.append(Outgoing(owner, binary=encode_frame(
                     {"type": "preview", "run_id": run_id, "node_id": event.get("node_id"),
                      "format": preview_format, "step": event.get("value")}, preview), run_id=run_id))
+        if event.get("type") in ("run_finished", "run_failed", "run_interrupted"):
+            self.run_owner.pop(run_id, None)     # its last event: later lookups read the stored record
         if event.get("type") in ("run_started", "run_finished", "run_failed", "run_interrupted"):
             status = {"run_started": "running", "run_finished": "succeeded", "run_failed": "failed",
                       "run_interrupted": "interrupted"}[event["type"]]

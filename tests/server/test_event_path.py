@@ -114,3 +114,20 @@ def test_malformed_ids_and_types_are_refused_as_messages(tmp_path):
     finally:
         client.close()
         running.stop()
+
+
+def test_finished_runs_leave_no_routing_state_behind(tmp_path):
+    """A long-running server forgets which client submitted a run once the run's last event is routed."""
+    running = RunningServer(tmp_path)
+    client = Client(running.url())
+    try:
+        for value in range(3):
+            graph = wait_graph(0)
+            graph["nodes"]["v"]["inputs"]["value"] = value
+            client.send({"type": "submit", "graph": graph})
+            client.next_of("run_finished", run_id=client.next_of("submitted")["run_id"])
+        time.sleep(0.1)
+        assert running.server.protocol.run_owner == {}
+    finally:
+        client.close()
+        running.stop()
