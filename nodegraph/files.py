@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 
 from .errors import NodegraphError
+from .paths import DEVICE_NAMES
 
 _SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME = 120
@@ -45,6 +46,8 @@ def sanitise_name(name: str) -> str:
     if not dot:
         stem, ext = base, ""
     stem = stem[: MAX_NAME - len(ext) - 1] or "upload"
+    if stem.split(".")[0].strip().upper() in DEVICE_NAMES:     # CON, nul.png: device names on Windows
+        stem = f"upload_{stem}"
     return f"{stem}.{ext}" if ext else stem
 
 

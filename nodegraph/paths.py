@@ -44,12 +44,13 @@ from pathlib import Path
 
 from .errors import PathConfinementError
 
-__all__ = ["MAX_COMPONENT_BYTES", "MAX_NAME_BYTES", "PathConfinementError", "check_name", "confine", "is_inside"]
+__all__ = ["MAX_COMPONENT_BYTES", "MAX_NAME_BYTES", "PathConfinementError", "DEVICE_NAMES", "check_name", "confine",
+           "is_inside"]
 
 MAX_NAME_BYTES = 1024
 MAX_COMPONENT_BYTES = 255
 _DRIVE = re.compile(r"^[A-Za-z]:")
-_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+DEVICE_NAMES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 
 
 def is_inside(root: str | os.PathLike, path: str | os.PathLike) -> bool:
@@ -122,6 +123,6 @@ def check_name(name: object, *, what: str = "file name", input_name: str | None 
             raise refuse("dot", "contains a '.' component")
         if len(component.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
             raise refuse("too_long", f"has a component longer than {MAX_COMPONENT_BYTES} bytes")
-        if component.split(".")[0].strip().upper() in _RESERVED:
+        if component.split(".")[0].strip().upper() in DEVICE_NAMES:
             raise refuse("reserved_name", f"uses the reserved device name {component.split('.')[0]!r}")
 

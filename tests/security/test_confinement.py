@@ -283,3 +283,14 @@ def test_checkpoint_file_names_are_plain_names_in_the_model_folder(tmp_path, tin
         node.run(diffusion_model(unet, "m"), TextEncoder(encoder, "sd1"), vae, filename, "fp16", "", False)
     assert info.value.input == "filename"
     assert not (tmp_path / "evil.safetensors").exists() and not (tmp_path / "models").exists()
+
+
+def test_upload_names_that_are_device_names_are_renamed_not_refused():
+    """An upload called CON or nul.png is kept under a safe name (the docs promise upload names are sanitised):
+    the result always passes the confinement rule."""
+    from nodegraph.files import sanitise_name
+
+    for name, safe in (("CON", "upload_CON"), ("nul.png", "upload_nul.png"), ("com1.txt.png", "upload_com1.txt.png"),
+                       ("console.png", "console.png"), ("../x.png", "x.png")):
+        assert sanitise_name(name) == safe
+        confine("/tmp", safe)
