@@ -315,7 +315,13 @@ def cmd_nodes(args: argparse.Namespace) -> int:
                 return EXIT_USAGE
         unknown = [t for t in args.types if registry.resolve(t) is None]
         if unknown:
-            print(f"error: unknown node type(s): {', '.join(unknown)}", file=sys.stderr)
+            from .validation import suggest
+
+            by_lower = {name.lower(): name for name in registry.nodes}
+            hints = "".join(f" {name!r}: did you mean {by_lower[name.lower()]!r}?" if name.lower() in by_lower
+                            else suggest(name, registry.nodes) for name in unknown)
+            print(f"error: unknown node type(s): {', '.join(unknown)}.{hints} (`nodegraph nodes` lists them all)",
+                  file=sys.stderr)
             return EXIT_USAGE
         schemas = [s for s in schemas if s["qualified_type"] in wanted]
     if args.json:

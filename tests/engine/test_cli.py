@@ -322,3 +322,10 @@ def test_a_format_version_of_the_wrong_type_and_a_huge_number_are_explained(tmp_
     assert main(["validate", str(path)]) == 1
     out = capsys.readouterr().out
     assert "shorten it" in out and "set_int_max_str_digits" not in out
+
+
+def test_nodes_suggests_the_type_meant(capsys):
+    """`nodes ksampler` (wrong case) and `nodes KSamplr` (a typo) name KSampler."""
+    for name in ("ksampler", "KSamplr"):
+        assert main(["nodes", name, "--no-plugins"]) == 2
+        assert "'KSampler'" in capsys.readouterr().err
