@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[plugins], help="run a graph file")
     run.add_argument("graph", help="path to a graph .json file")
     run.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE", dest="overrides",
-                     help="override a literal input (VALUE is JSON, or else a string); repeatable")
+                     help="override a literal input (VALUE is read as JSON, else as text; a text input takes "
+                          "it as typed, so --set prompt.text=123 is the text '123'); repeatable")
     run.add_argument("--output", action="append", metavar="NODE", dest="outputs",
                      help="run only what this node needs (repeatable; default: every output node)")
     run.add_argument("--output-dir", default="output", help="where output nodes write files (default: ./output)")
