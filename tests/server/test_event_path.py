@@ -27,17 +27,22 @@ def test_submits_go_behind_and_in_front_of_a_long_history():
     assert [r.id for r in queue.pending()] == [front.id, back.id]
 
 
+def run_small_graphs(client: Client, count: int) -> None:
+    """Run `count` different small graphs one after the other (each is handed to the idle worker)."""
+    for value in range(count):
+        graph = wait_graph(0)
+        graph["nodes"]["v"]["inputs"]["value"] = value
+        client.send({"type": "submit", "graph": graph})
+        client.next_of("run_finished", run_id=client.next_of("submitted")["run_id"])
+
+
 def test_history_is_pruned_every_two_percent_of_its_limit(tmp_path):
     """A server keeps at most history_limit + 2 × prune_every finished runs (pruned every prune_every runs)."""
     running = RunningServer(tmp_path, history_limit=3)
     assert running.server.prune_every == 1
     client = Client(running.url())
     try:
-        for value in range(8):
-            graph = wait_graph(0)
-            graph["nodes"]["v"]["inputs"]["value"] = value
-            client.send({"type": "submit", "graph": graph})
-            client.next_of("run_finished", run_id=client.next_of("submitted")["run_id"])
+        run_small_graphs(client, 8)
         time.sleep(0.2)
         _runs, total = running.server.queue.history()
         assert 3 <= total <= 3 + 2 * running.server.prune_every
@@ -121,11 +126,7 @@ def test_finished_runs_leave_no_routing_state_behind(tmp_path):
     running = RunningServer(tmp_path)
     client = Client(running.url())
     try:
-        for value in range(3):
-            graph = wait_graph(0)
-            graph["nodes"]["v"]["inputs"]["value"] = value
-            client.send({"type": "submit", "graph": graph})
-            client.next_of("run_finished", run_id=client.next_of("submitted")["run_id"])
+        run_small_graphs(client, 3)
         time.sleep(0.1)
         assert running.server.protocol.run_owner == {}
     finally:
