@@ -26,6 +26,7 @@ become NodeInputError naming the node input, raised before heavy work starts.
 from __future__ import annotations
 
 import inspect
+import math
 from contextlib import contextmanager
 from typing import Any, Iterator, Literal
 
@@ -720,7 +721,15 @@ def api_empty_latent(context: NodeContext, width: int, height: int, *, batch_siz
         factor, channels = config.downscale, config.z_channels
         if width % factor or height % factor:
             raise NodeInputError("width", f"this VAE needs sizes that are multiples of {factor}")
-    return {"samples": torch.zeros(batch_size, channels, height // factor, width // factor)}
+    shape = (batch_size, channels, height // factor, width // factor)
+    try:
+        return {"samples": torch.zeros(shape)}
+    except (RuntimeError, MemoryError) as exc:      # torch: "can't allocate memory: you tried to allocate N bytes"
+        gib = math.prod(shape) * 4 / 2**30
+        raise NodeInputError("batch_size" if batch_size > 1 else "width",
+                             f"{batch_size} latent(s) of {width}×{height} need {gib:,.1f} GiB, more than this "
+                             f"machine can give ({type(exc).__name__}); lower batch_size, width or height — and "
+                             f"sampling needs many times the latent's own memory") from None
 
 
 def api_sample(context: NodeContext, model: Any, positive: Any, negative: Any, latent: dict, *, seed: int,

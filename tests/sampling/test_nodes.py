@@ -511,3 +511,17 @@ def test_empty_mask_keeps_everything_full_mask_regenerates_everything(value):
             session.run(graph)
         return
     assert torch.allclose(session.run(graph).outputs["show"]["value"]["samples"], plain, atol=1e-6)
+
+
+def test_an_empty_latent_too_big_for_the_machine_names_its_size(monkeypatch):
+    """When torch cannot allocate the latent, EmptyLatent says how many GiB it asked for and which input to
+    lower, instead of torch's allocator message."""
+    from nodegraph import NodeInputError
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1099511627776 bytes")
+
+    monkeypatch.setattr(torch, "zeros", refuse)
+    with pytest.raises(NodeInputError) as info:
+        sampling_nodes.api_empty_latent(None, 16384, 16384, batch_size=4096, channels=4, vae=None)
+    assert info.value.input == "batch_size" and "256.0 GiB" in str(info.value)      # 4096 × 4 × 2048² float32
