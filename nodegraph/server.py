@@ -328,30 +328,42 @@ class Server:
     @staticmethod
     def _given_token(request: Request) -> tuple[str | None, bool]:
         """(the token a request carries — query, Bearer header or cookie — and whether it came in the query)."""
+        tokens, in_query = Server._given_tokens(request)
+        return (tokens[0] if tokens else None), in_query
+
+    @staticmethod
+    def _given_tokens(request: Request) -> tuple[list[str], bool]:
+        """Every token a request offers, in order of precedence (a browser may hold two `nodegraph_token`
+        cookies, say a stale one for another path), and whether they came in the query."""
         query = parse_qs(urlsplit(request.path).query)
         given = (query.get("token") or [None])[0]
         if given is not None:
-            return given, True
+            return [given], True
         auth = request.headers.get("Authorization", "")
         scheme, _, credentials = auth.partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():     # the scheme is case-insensitive (RFC 7235)
-            return credentials.strip(), False
+            return [credentials.strip()], False
+        cookies = []
         for header in request.headers.get_all("Cookie"):
             for part in header.split(";"):
                 name, _, value = part.strip().partition("=")
                 if name == TOKEN_COOKIE and value:
-                    return value, False
-        return None, False
+                    cookies.append(value)
+        return cookies[:8], False
 
     def authenticate(self, request: Request) -> tuple[bool, User | None]:
-        """(may this request go on, and as which user — None on a server without users)."""
-        given, _ = self._given_token(request)
+        """(may this request go on, and as which user — None on a server without users); the first of the
+        request's tokens that is valid counts."""
+        tokens, _ = self._given_tokens(request)
         if self.users is not None:
-            user = self.users.authenticate(given)
-            return user is not None, user
+            for given in tokens:
+                user = self.users.authenticate(given)
+                if user is not None:
+                    return True, user
+            return False, None
         if self.token is None:
             return True, None
-        return given is not None and hmac.compare_digest(given.encode(), self.token.encode()), None
+        return any(hmac.compare_digest(given.encode(), self.token.encode()) for given in tokens), None
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Host/token/Origin checks; the websocket handshake, files and static assets. Never a traceback."""

@@ -315,6 +315,8 @@ def test_the_editor_loads_with_a_token_through_an_httponly_cookie(tmp_path):
         assert http_request(running.port, "/", {"Cookie": "nodegraph_token=wrong"}).status == 401
         Client(running.url(), additional_headers=headers).close()
         assert http_request(running.port, "/", {"Authorization": "bearer s3cret"}).status != 401   # any case
+        assert http_request(running.port, "/", {"Cookie": "nodegraph_token=stale; nodegraph_token=s3cret"}).status \
+            != 401                                          # a stale cookie beside the right one
         for path, target in (("/files/a.png", "/files/a.png"), ("/\\evil.example", "/"), ("//evil.example", "/"),
                              ("/%2F%2Fevil.example", "/")):      # a sign-in link never leads to another site
             response = http_request(running.port, f"{path}?token=s3cret")
