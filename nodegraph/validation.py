@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import difflib
 from contextvars import ContextVar
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from pydantic import ValidationError
@@ -263,9 +264,19 @@ def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: A
             errors.append(model_file_error(node_id, name, ispec.model_folder, value, available, searched))
 
 
+def shown_folder(folder: str) -> str:
+    """A folder as error messages show it: relative to the working folder when inside it ("models/loras"),
+    so a server's clients do not learn where it is installed; absolute otherwise (a folder the owner added)."""
+    try:
+        return Path(folder).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except (ValueError, OSError):
+        return str(folder)
+
+
 def model_file_error(node_id: str, name: str, folder: str, value: str,
                      available: list[str], searched: list[str]) -> GraphError:
     """The `not_in_choices` error for a model file name that is not in its folder."""
+    searched = [shown_folder(folder) for folder in searched]
     where = ", ".join(searched) or "(no folders configured)"
     have = ", ".join(repr(a) for a in available[:20]) or "none"
     return GraphError(

@@ -329,3 +329,16 @@ def test_nodes_suggests_the_type_meant(capsys):
     for name in ("ksampler", "KSamplr"):
         assert main(["nodes", name, "--no-plugins"]) == 2
         assert "'KSampler'" in capsys.readouterr().err
+
+
+def test_a_missing_model_file_names_folders_inside_the_project_relatively(tmp_path, capsys, monkeypatch):
+    """"Looked in:" shows a folder inside the working folder as a relative path (a server's clients do not
+    learn where it is installed) and one outside it in full."""
+    monkeypatch.chdir(ROOT)
+    path = tmp_path / "missing.json"
+    path.write_text(json.dumps({"format_version": 1, "nodes": {
+        "c": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "nope.safetensors"}},
+        "s": {"type": "ShowValue", "inputs": {"value": {"node": "c", "output": "model"}}}}}))
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "Looked in: models/checkpoints" in out and str(ROOT) not in out

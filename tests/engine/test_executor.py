@@ -275,7 +275,9 @@ def test_model_file_fingerprint_invalidates_cache(tmp_path):
     with pytest.raises(GraphValidationError) as info:
         session.run(graph)
     err = info.value.errors[0]
-    assert err.code == "not_in_choices" and "m.safetensors" in err.message and str(folder) in err.message
+    from nodegraph.validation import shown_folder      # relative when inside the working folder
+
+    assert err.code == "not_in_choices" and "m.safetensors" in err.message and shown_folder(str(folder)) in err.message
 
 
 def test_interrupt_between_nodes(session):
