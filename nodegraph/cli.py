@@ -136,20 +136,14 @@ class _RawText:
         self.raw, self.value = raw, value
 
 
-def _typed_overrides(session: Any, graph_path: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """--set values for the graph's inputs: the typed text for a STRING input, else the JSON value."""
-    from .errors import GraphValidationError
-
-    try:
-        nodes = session.load(Path(graph_path)).nodes
-    except GraphValidationError:
-        nodes = {}               # the run reports the file's errors
+def _typed_overrides(registry: Any, nodes: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """--set values for the graph's `nodes`: the typed text for a STRING input, else the JSON value."""
     typed = {}
     for key, value in overrides.items():
         if isinstance(value, _RawText):
             node_id, _, input_name = key.rpartition(".")
             node = nodes.get(node_id)
-            cls = session.registry.nodes.get(node.type) if node is not None else None
+            cls = registry.nodes.get(node.type) if node is not None else None
             spec = cls.spec.inputs.get(input_name) if cls is not None else None
             value = value.raw if spec is not None and spec.port == "STRING" else value.value
         typed[key] = value
@@ -217,8 +211,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     session = _session(args, output_dir=args.output_dir, input_dir=args.input_dir)
-    overrides = _typed_overrides(session, args.graph, overrides)
     warnings = _print_plugin_warnings(session)
+    try:
+        graph = session.load(Path(args.graph))       # read once: the --set values' types, then the run
+    except GraphValidationError as exc:
+        _print_errors(exc.errors, sys.stderr)
+        return EXIT_INVALID
+    overrides = _typed_overrides(session.registry, graph.nodes, overrides)
     events_out: TextIO | None = None
     if args.events == "-":
         events_out = sys.stdout
@@ -242,7 +241,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if events_out is not None:
         sinks.append(write_event)
     try:
-        result = session.run(Path(args.graph), overrides=overrides, outputs=args.outputs,
+        result = session.run(graph, overrides=overrides, outputs=args.outputs,
                              on_event=lambda e: [sink(e) for sink in list(sinks)])
     except GraphValidationError as exc:
         _print_errors(exc.errors, sys.stderr)

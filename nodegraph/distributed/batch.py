@@ -166,6 +166,7 @@ def write_index(path: Path, source: Any, items: list[BatchItem], total: int, sec
 def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
     """`nodegraph run GRAPH [--ray [ADDRESS]] [--sweep SPEC ...]`: exit 0 if every variant succeeded."""
     from ..cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, _parse_override, _typed_overrides
+    from ..errors import GraphValidationError
     from .sweep import parse_sweep
 
     try:
@@ -176,7 +177,11 @@ def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     session = make_session(args, output_dir=args.output_dir, input_dir=args.input_dir)
-    base = _typed_overrides(session, args.graph, base)
+    try:
+        nodes = session.load(Path(args.graph)).nodes
+    except GraphValidationError:
+        nodes = {}               # each variant's run reports the file's errors
+    base = _typed_overrides(session.registry, nodes, base)
     variants = [{**base, **v} for v in swept]
     pool = None
     if args.ray is not None:

@@ -276,6 +276,7 @@ def test_set_values_follow_the_input_type(tmp_path, capsys):
 def test_graph_files_with_a_repeated_node_id_or_an_endless_stream_are_refused(tmp_path, capsys):
     """A node id given twice is an error (JSON would drop one silently); a stream longer than the file limit
     (a pipe or device reports size 0) is refused after the limit, not read to the end."""
+    from nodegraph.errors import GraphValidationError
     from nodegraph.graph import load_graph
 
     repeated = tmp_path / "twice.json"
@@ -284,7 +285,7 @@ def test_graph_files_with_a_repeated_node_id_or_an_endless_stream_are_refused(tm
     assert main(["validate", str(repeated)]) == 1
     captured = capsys.readouterr()
     assert "'a' appears twice" in captured.out + captured.err
-    with pytest.raises(Exception) as info:
+    with pytest.raises(GraphValidationError) as info:
         load_graph("/dev/zero")
     assert "holds more than" in str(info.value)
 
