@@ -20,6 +20,8 @@ from nodes.training.trainer import (STATE_JSON, STATE_TENSORS, DiffusionData, Tr
 
 from .conftest import link
 
+from ..interrupt import StopTraining, stop_at
+
 
 class _Planted:
     """A pickle payload that would create a marker file if it were ever unpickled."""
@@ -129,16 +131,9 @@ def test_diffusion_resume_is_exact(tmp_path):
     whole = models()
     train_diffusion(*whole, data, alphas, config, lambda *a: None, TrainingRun(tmp_path / "a", {"x": 1}))
 
-    class Stop(Exception):
-        pass
-
-    def stop_at_three(step, total, info):
-        if step == 3:
-            raise Stop
-
     run = TrainingRun(tmp_path / "b", {"x": 1})
-    with pytest.raises(Stop):
-        train_diffusion(*models(), data, alphas, config, stop_at_three, run)
+    with pytest.raises(StopTraining):
+        train_diffusion(*models(), data, alphas, config, stop_at(3), run)
     resumed = models()
     train_diffusion(*resumed, data, alphas, config, lambda *a: None, run)
     for module_a, module_b in zip(whole, resumed):

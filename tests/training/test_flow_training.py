@@ -22,6 +22,8 @@ from nodes.training.flow import FlowData, flow_targets, init_mmdit_weights, trai
 from nodes.training.flow_checkpoint import save_flow_checkpoint
 from nodes.training.trainer import TrainConfig, TrainingRun
 
+from ..interrupt import StopTraining, stop_at
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = MMDiTConfig(depth=2, num_heads=2, head_dim=16, in_channels=4, out_channels=4, context_dim=8, pooled_dim=8,
                      pos_embed_max_size=8)
@@ -72,16 +74,9 @@ def test_interrupted_flow_training_resumes_exactly(tmp_path):
     straight = _fresh()
     train_flow(straight, data, config, lambda *a: None, TrainingRun(tmp_path / "a", {"run": 1}))
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_three(step, total, info):
-        if step == 4:
-            raise Stop
-
     interrupted = _fresh()
-    with pytest.raises(Stop):
-        train_flow(interrupted, data, config, stop_after_three, TrainingRun(tmp_path / "b", {"run": 1}))
+    with pytest.raises(StopTraining):
+        train_flow(interrupted, data, config, stop_at(4), TrainingRun(tmp_path / "b", {"run": 1}))
     resumed = _fresh()
     train_flow(resumed, data, config, lambda *a: None, TrainingRun(tmp_path / "b", {"run": 1}))
     for key, value in straight.state_dict().items():

@@ -17,6 +17,8 @@ from nodes.training.lcm import (LCDConfig, add_lora, consistency_scalings, disti
                                 predicted_eps, predicted_x0, pseudo_huber)
 from nodes.training.trainer import DiffusionData, TrainConfig, TrainingRun, train_diffusion
 
+from ..interrupt import StopTraining, stop_at
+
 ALPHAS = alphas_cumprod_from_betas(scaled_linear_betas()).float()
 
 
@@ -108,16 +110,9 @@ def test_distillation_resumes_exactly(tmp_path):
     _, whole, _ = distill_lcm(unet, clip, tiny_data(), ALPHAS, config, lcd, lambda *a: None,
                               TrainingRun(tmp_path / "a", {"x": 1}))
 
-    class Stop(Exception):
-        pass
-
-    def stop(step, total, info):
-        if step == 5:
-            raise Stop
-
     run = TrainingRun(tmp_path / "b", {"x": 1})
-    with pytest.raises(Stop):
-        distill_lcm(unet, clip, tiny_data(), ALPHAS, config, lcd, stop, run)
+    with pytest.raises(StopTraining):
+        distill_lcm(unet, clip, tiny_data(), ALPHAS, config, lcd, stop_at(5), run)
     _, resumed, _ = distill_lcm(unet, clip, tiny_data(), ALPHAS, config, lcd, lambda *a: None, run)
     for name in whole:
         assert torch.equal(whole[name].up.weight, resumed[name].up.weight)

@@ -11,6 +11,8 @@ from nodes.training.trainer import TrainConfig, train_diffusion
 
 from .test_lcm_distill import ALPHAS, tiny_data, tiny_pair
 
+from ..interrupt import StopTraining, stop_at
+
 
 def link(node: str, output: str) -> dict:
     return {"node": node, "output": output}
@@ -160,17 +162,10 @@ def test_distillation_resumes_exactly(tmp_path):
     distill_text_encoder(unet, teacher, whole, data, captions, rewrite, tokenize, ALPHAS, config, lambda *a: None,
                          TrainingRun(tmp_path / "a", {"x": 1}))
 
-    class Stop(Exception):
-        pass
-
-    def stop(step, total, info):
-        if step == 5:
-            raise Stop
-
     run = TrainingRun(tmp_path / "b", {"x": 1})
-    with pytest.raises(Stop):
+    with pytest.raises(StopTraining):
         distill_text_encoder(unet, teacher, copy.deepcopy(teacher), data, captions, rewrite, tokenize, ALPHAS, config,
-                             stop, run)
+                             stop_at(5), run)
     resumed = copy.deepcopy(teacher)
     distill_text_encoder(unet, teacher, resumed, data, captions, rewrite, tokenize, ALPHAS, config, lambda *a: None, run)
     assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))

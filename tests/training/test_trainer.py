@@ -17,6 +17,8 @@ from nodes.sampling.schedules import alphas_cumprod_from_betas, scaled_linear_be
 from nodes.training.trainer import (DiffusionData, TrainConfig, TrainingRun, lr_at, random_crops, train_diffusion,
                                     train_vae)
 
+from ..interrupt import StopTraining, stop_at
+
 COLOURS = [(-1.0, -1.0, 1.0), (1.0, -1.0, -1.0), (-1.0, 1.0, -1.0)]
 WORDS = ["blue", "red", "green"]
 
@@ -90,16 +92,9 @@ def test_resume_is_exact(tmp_path):
     whole = tiny_vae()
     train_vae(whole, images, config, lambda *a: None, TrainingRun(tmp_path / "a", {"x": 1}))
 
-    class Stop(Exception):
-        pass
-
-    def stop_at_six(step, total, info):
-        if step == 6:
-            raise Stop
-
     run = TrainingRun(tmp_path / "b", {"x": 1})
-    with pytest.raises(Stop):
-        train_vae(tiny_vae(), images, config, stop_at_six, run)
+    with pytest.raises(StopTraining):
+        train_vae(tiny_vae(), images, config, stop_at(6), run)
     resumed = tiny_vae()
     steps_seen = []
     train_vae(resumed, images, config, lambda step, total, info: steps_seen.append(step), run)
