@@ -603,12 +603,13 @@ class TrainDiffusion(Node):
 
 
 class DistillTextEncoder(Node):
-    """Teach a copy of a model's text encoder to read captions as people garble them: with filler words
-    inserted and words that name no attribute swapped, the frozen UNet must predict what it predicts for
-    the clean caption with the original encoder (self-distillation; docs/training.md, model v4).
+    """Teach a copy of a model's text encoder to read captions as people garble them: reworded, with filler
+    words inserted and words that name no attribute swapped, the frozen UNet must predict what it predicts
+    for the clean caption with the original encoder (self-distillation; docs/training.md, models v4, v5).
 
     The dataset's captions are the clean ones (e.g. TinyWorldDataset without caption_filler); each step
-    rewrites them afresh (`world_captions.add_filler_words`, `swap_function_words`). The UNet, VAE and
+    rewrites them afresh (`world_captions.paraphrase_caption`, `swap_function_words`, `add_filler_words`,
+    in that order). The UNet, VAE and
     the model's LoRAs and ControlNets are untouched and stay valid. The word swap knows only the tiny
     world's attribute words: for other captions (ImageFolderDataset) use the filler words alone.
     """
@@ -627,6 +628,10 @@ class DistillTextEncoder(Node):
                                                                   "swap their content words too)")
         keep_share: float = Input(0.2, ge=0.0, le=1.0, description="share of items read unchanged (the student "
                                                                    "must still read clean captions like the teacher)")
+        paraphrase: float = Input(0.0, ge=0.0, le=1.0, description="share of captions whose position and background "
+                                                                  "phrases are reworded first ('upper', 'toward the "
+                                                                  "left', 'and a blue background': tiny-world "
+                                                                  "captions only)")
         steps: int = Input(1500, ge=1, le=10_000_000)
         batch_size: int = Input(32, ge=1, le=4096)
         lr: float = Input(2e-4, gt=0.0, le=1.0)
@@ -641,8 +646,8 @@ class DistillTextEncoder(Node):
     outputs = (Output("text_encoder", "TEXT_ENCODER"), Output("report", "STRING"))
 
     def run(self, dataset: Any, model: Any, text_encoder: Any, vae: Any, filler: float, word_swap: float,
-            keep_share: float, steps: int, batch_size: int, lr: float, warmup_steps: int, ema_decay: float,
-            mixed_precision: str, seed: int, checkpoint_every: int, run_name: str) -> dict:
+            keep_share: float, paraphrase: float, steps: int, batch_size: int, lr: float, warmup_steps: int,
+            ema_decay: float, mixed_precision: str, seed: int, checkpoint_every: int, run_name: str) -> dict:
         import copy
 
         from nodes.models.clip import PromptEncoder
@@ -651,7 +656,7 @@ class DistillTextEncoder(Node):
         from nodes.models.unet import UNetModel
 
         from .trainer import TrainConfig, distill_text_encoder
-        from .world_captions import add_filler_words, swap_function_words
+        from .world_captions import add_filler_words, paraphrase_caption, swap_function_words
 
         folder = _run_folder(self, run_name)
         encoders = getattr(text_encoder.encoder, "encoders", {})
@@ -661,8 +666,9 @@ class DistillTextEncoder(Node):
         if getattr(dataset, "buckets", None):
             raise NodeInputError("dataset", "DistillTextEncoder trains at one image size; give TinyWorldDataset one "
                                             "size (empty 'sizes')")
-        if filler == 0 and word_swap == 0:
-            raise NodeInputError("filler", "with filler and word_swap both 0 no caption is rewritten; set either above 0")
+        if filler == 0 and word_swap == 0 and paraphrase == 0:
+            raise NodeInputError("filler", "with filler, word_swap and paraphrase all 0 no caption is rewritten; set "
+                                           "one above 0")
         if text_encoder.loras:
             raise NodeInputError("text_encoder", "the text encoder has LoRAs applied; distil the encoder without them")
         teacher = encoders["clip_l"]
@@ -679,6 +685,8 @@ class DistillTextEncoder(Node):
         captions = dataset.captions        # RenderedDataset and ImageFolderDataset keep their captions
 
         def rewrite(caption: str, rng: Any) -> str:
+            if paraphrase and rng.random() < paraphrase:        # no draw at 0: earlier graphs keep their captions
+                caption = paraphrase_caption(caption, rng)
             if rng.random() < word_swap:
                 caption = swap_function_words(caption, rng)
             if rng.random() < filler:
@@ -690,6 +698,7 @@ class DistillTextEncoder(Node):
 
         run = _run(folder, {"text": repr(teacher.config), "train": repr(config), "data": len(data.latents),
                             "filler": filler, "word_swap": word_swap, "keep": keep_share,
+                            **({"paraphrase": paraphrase} if paraphrase else {}),
                             "init": f"{sum(float(p.detach().double().sum()) for p in teacher.parameters()):.10e}"})
         alphas_cumprod = 1.0 / (1.0 + model.time_map.sigmas.double() ** 2)         # sigma² = (1 − ᾱ) / ᾱ
         with _on_compute_device(self, model.net, teacher, student):
@@ -697,7 +706,7 @@ class DistillTextEncoder(Node):
                             alphas_cumprod.float(), config, _progress(self), run, keep_share=keep_share)
         encoder = TextEncoder(PromptEncoder({"clip_l": student}, pooled_from="clip_l", tokenizer=tokenizer),
                               text_encoder.family)
-        report.update(filler=filler, word_swap=word_swap)
+        report.update(filler=filler, word_swap=word_swap, paraphrase=paraphrase)
         return {"text_encoder": encoder, "report": json.dumps(report, default=str)}
 
 

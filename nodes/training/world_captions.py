@@ -44,7 +44,7 @@ from typing import Literal
 from .world import COLOURS, POSITIONS, SHAPES, SIZES, TWO_OBJECT_LAYOUTS, MAX_JITTER, ObjectSpec, SceneSpec, WorldError
 
 __all__ = ["OMIT", "PromptObject", "PromptSpec", "add_filler_words", "filler_pool", "free_caption", "parse_prompt",
-           "swap_function_words", "unknown_words"]
+           "paraphrase_caption", "swap_function_words", "unknown_words"]
 
 Grammar = Literal["train", "heldout"]
 
@@ -55,6 +55,7 @@ SYNONYMS: dict[str, str] = {
     "grey": "gray", "violet": "purple",
     "big": "large", "tiny": "small", "little": "small",
     "center": "centre", "middle": "centre", "upper": "top", "lower": "bottom",
+    "backdrop": "background",
 }
 ATTRIBUTE_OF: dict[str, str] = {
     **{name: "shape" for name in SHAPES},
@@ -111,7 +112,8 @@ def unknown_words(text: str) -> list[str]:
     """Words of ``text`` that no caption grammar uses (in order, without repeats): e.g. ["medium"]."""
     seen: list[str] = []
     for word in re.findall(r"[a-z]+", text.lower()):
-        if _canonical(word) not in ATTRIBUTE_OF and word not in FUNCTION_WORDS and word not in seen:
+        if (_canonical(word) not in ATTRIBUTE_OF and _canonical(word) not in FUNCTION_WORDS
+                and word not in PARAPHRASE_WORDS and word not in seen):
             seen.append(word)
     return seen
 
@@ -197,7 +199,7 @@ def _find_background(words: list[str]) -> tuple[str | None, set[int]] | None:
     """(background colour or None, token indices it used); None when "background" is there but unreadable."""
     marks = [i for i, word in enumerate(words) if word == "background"]
     if not marks:
-        return None, set()
+        return _bare_background(words)
     if len(marks) > 1:
         return None
     mark = marks[0]
@@ -214,6 +216,19 @@ def _find_background(words: list[str]) -> tuple[str | None, set[int]] | None:
     if before_colour:
         return words[before], {before, mark}
     return None
+
+
+def _bare_background(words: list[str]) -> tuple[str | None, set[int]]:
+    """A background named without the word: "on blue" / "against white" where no shape follows the colour
+    before the end or "and", or "with blue behind it" -> (colour, token indices); else (None, set())."""
+    for i in range(len(words) - 1):
+        if ATTRIBUTE_OF.get(words[i + 1]) != "colour":
+            continue
+        if words[i] == "with" and words[i + 2:i + 3] == ["behind"]:
+            return words[i + 1], {i, i + 1, i + 2}
+        if words[i] in ("on", "against") and (i + 2 == len(words) or words[i + 2] == "and"):
+            return words[i + 1], {i, i + 1}
+    return None, set()
 
 
 def _split_objects(words: list[str]) -> list[list[str]] | None:
@@ -476,3 +491,80 @@ def swap_function_words(text: str, rng: random.Random, rate: float = 1 / 3) -> s
         word = rng.choice(PROMPT_FILLER) if rng.random() < 0.3 else rng.choice(pool)
         words[i] = re.sub(r"[A-Za-z]+", word, words[i], count=1)
     return " ".join(words)
+
+
+# ----------------------------------------------------------------------------- training paraphrases
+
+# Other ways to say a training caption's position and background (model v5: DistillTextEncoder(paraphrase=p)
+# teaches a student encoder to read them as the teacher reads the original caption). They use the position
+# words in frames the training grammar lacks ("upper" alone or before any noun, not only in "upper half"), and
+# join the background with "and", which the grammars never do. No word of them is one the held-out grammar
+# uses and training captions do not ("part", "picture", "edge", "near", "placed", "very"...: tested), so the
+# held-out rows still measure paraphrases of words seen, not the phrases themselves. Changing these tables
+# changes the captions graphs/train/train_tiny_world_v5.json trains on.
+PARAPHRASE_POSITIONS: dict[str, tuple[str, ...]] = {
+    "top": ("upper", "in the upper area", "in the upper region", "on the upper side", "up top", "toward the top",
+            "in the top area", "along the top", "top side"),
+    "bottom": ("lower", "in the lower area", "in the lower region", "on the lower side", "down at the bottom",
+               "toward the bottom", "in the bottom area", "along the bottom", "bottom side"),
+    "left": ("in the left area", "in the left region", "on the left hand side", "toward the left", "left side",
+             "in the left half", "at left"),
+    "right": ("in the right area", "in the right region", "on the right hand side", "toward the right",
+              "right side", "in the right half", "at right"),
+    "centre": ("in the middle area", "in the centre area", "dead centre", "in the middle spot", "at the centre",
+               "at the center", "in the middle region"),
+}
+# "{c}" is the background colour. The "and" forms only follow the objects; the others may also lead.
+PARAPHRASE_BACKGROUNDS: tuple[str, ...] = ("and a {c} background", "and the background is {c}", "and {c} background",
+                                           "with {c} behind it", "on {c}", "against {c}", "with a {c} backdrop",
+                                           "on a {c} backdrop", "in a {c} background", "with the background {c}")
+_LEADING_BACKGROUNDS: tuple[str, ...] = ("{c} backdrop", "a {c} backdrop")
+# Words of the paraphrases that are no grammar's: known to ``unknown_words`` (not to ``filler_pool``, which
+# must not change: it would change the captions of the v4 graphs).
+PARAPHRASE_WORDS = frozenset(re.findall(r"[a-z]+", " ".join(
+    [p for phrases in PARAPHRASE_POSITIONS.values() for p in phrases] + list(PARAPHRASE_BACKGROUNDS)
+    + list(_LEADING_BACKGROUNDS))))
+
+
+@lru_cache(maxsize=1)
+def _paraphrase_patterns() -> tuple[re.Pattern, re.Pattern, dict[str, str]]:
+    phrase_to_position = {phrase: position for position, phrases in POSITION_PHRASES["train"].items()
+                          for phrase in phrases}
+    alternatives = "|".join(re.escape(p) for p in sorted(phrase_to_position, key=len, reverse=True))
+    positions = re.compile(rf"\b(?:{alternatives})\b", re.IGNORECASE)
+    colours = "|".join(sorted({word for words in COLOUR_WORDS.values() for word in words}, key=len, reverse=True))
+    background = re.compile(
+        rf"(?P<sep>[,;]?\s*)(?:(?:on|with|against) an? (?P<c1>{colours}) background|the background is (?P<c2>{colours})"
+        rf"|(?:(?:an?|the) )?(?P<c3>{colours}) background)\b", re.IGNORECASE)
+    return positions, background, phrase_to_position
+
+
+def paraphrase_caption(text: str, rng: random.Random, rate: float = 0.7) -> str:
+    """``text`` (a training-grammar or template caption) with each position phrase, and the background
+    phrase, replaced with probability ``rate`` by a ``PARAPHRASE_POSITIONS`` / ``PARAPHRASE_BACKGROUNDS``
+    wording that means the same; at least one is replaced when there is any. Other words are kept (case
+    may change: CLIP reads lower case). "a red circle on the left, on a blue background" may become
+    "a red circle toward the left and a blue background"."""
+    positions, background, phrase_to_position = _paraphrase_patterns()
+    found = [*positions.finditer(text), *background.finditer(text)]
+    if not found:
+        return text
+    chosen = {id(m) for m in found if rng.random() < rate} or {id(rng.choice(found))}
+    pieces, end = [], 0
+    for match in sorted(found, key=lambda m: m.start()):
+        if id(match) not in chosen or match.start() < end:
+            continue
+        pieces.append(text[end:match.start()])
+        if match.re is positions:
+            pieces.append(rng.choice(PARAPHRASE_POSITIONS[phrase_to_position[match.group(0).lower()]]))
+        else:
+            colour = next(match.group(g) for g in ("c1", "c2", "c3") if match.group(g)).lower()
+            sep = match.group("sep")
+            if not text[:match.start()].strip(" ,;"):                                    # leads the caption
+                pieces.append(sep + rng.choice(_LEADING_BACKGROUNDS).format(c=colour))
+            else:
+                wording = rng.choice(PARAPHRASE_BACKGROUNDS).format(c=colour)
+                pieces.append(" " + wording if wording.startswith("and ") else (sep or " ") + wording)
+        end = match.end()
+    pieces.append(text[end:])
+    return "".join(pieces).strip()

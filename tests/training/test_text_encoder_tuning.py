@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -134,6 +136,19 @@ def test_distill_text_encoder_node_returns_a_new_trained_encoder_of_the_same_fam
     assert old is not new and out["new"]["value"].family == out["old"]["value"].family
     assert any(not torch.equal(a, b) for a, b in zip(old.state_dict().values(), new.state_dict().values()))
     assert not any(p.requires_grad for p in new.parameters())
+
+
+def test_distill_text_encoder_node_paraphrases_alone(tmp_path):
+    """paraphrase is a rewrite of its own (filler and word swap off): the node trains and reports it."""
+    graph = {"format_version": 1, "nodes": {
+        **tiny_model_nodes({"count": 8, "caption_style": "mixed"}),
+        "distill": {"type": "DistillTextEncoder", "inputs": {
+            "dataset": link("data", "dataset"), "model": link("unet", "model"), "text_encoder": link("unet", "text_encoder"),
+            "vae": link("vae", "vae"), "filler": 0.0, "word_swap": 0.0, "paraphrase": 1.0, "keep_share": 0.0,
+            "steps": 2, "batch_size": 4, "warmup_steps": 1, "ema_decay": 0.0, "lr": 1e-3}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("distill", "report")}}}}
+    report = json.loads(session_in(tmp_path).run(graph).outputs["show"]["value"])
+    assert (report["paraphrase"], report["filler"], report["word_swap"], report["steps"]) == (1.0, 0.0, 0.0, 2)
 
 
 def test_distillation_resumes_exactly(tmp_path):

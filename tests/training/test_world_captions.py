@@ -291,3 +291,86 @@ def test_handwritten_benchmark_prompts_follow_their_rules():
         assert spec is not None, text
         assert not any(world.DEFAULT_HOLDOUT.count((o.colour, o.shape)) for o in spec.objects), text
         assert not set(re.findall(r"[a-z]+", text.lower())) & set(PROMPT_FILLER), text
+
+
+def test_filler_pool_is_pinned():
+    """The filler words decide the captions the v4 graphs train on: adding grammar, synonym or paraphrase words
+    must not change them (a changed pool is a new training recipe: version it instead)."""
+    import hashlib
+
+    from nodes.training.world_captions import filler_pool
+
+    pool = filler_pool()
+    assert len(pool) == 30138
+    assert hashlib.sha256("\n".join(pool).encode()).hexdigest() == (
+        "cb73b667560336c607defa19ab51801a33fe27589b650a0d17d081dcf4bcbcc0")
+
+
+def _training_captions(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    texts = []
+    for scene in _scenes(count, seed, two=0.4):
+        texts.append(free_caption(scene, rng)[0] if rng.random() < 0.7 else world.caption(scene, rng.randrange(5)))
+    return texts
+
+
+def test_paraphrases_mean_what_the_caption_meant():
+    """2000 training captions (templates and free-form, 40 % two objects), each paraphrased three times: the
+    parser reads the same PromptSpec, no word is unknown, and most paraphrases differ from the caption."""
+    from nodes.training.world_captions import paraphrase_caption
+
+    rng = random.Random("paraphrase")
+    changed = total = 0
+    for text in _training_captions(2000, 21):
+        for _ in range(3):
+            said = paraphrase_caption(text, rng)
+            assert parse_prompt(said) == parse_prompt(text), (text, said)
+            assert unknown_words(said) == [], (text, said)
+            changed += said != text
+            total += 1
+    assert changed > 0.9 * total, (changed, total)
+
+
+def test_paraphrases_use_positions_in_new_frames_and_join_the_background_with_and():
+    """"upper" alone and "and a … background" are what v4 misread (docs/training.md); both are produced, and a
+    background that leads the caption is never joined with "and"."""
+    from nodes.training.world_captions import paraphrase_caption
+
+    rng = random.Random(3)
+    said = [paraphrase_caption("a large red circle at the top, on a blue background", rng, rate=1.0)
+            for _ in range(300)]
+    assert any(re.fullmatch(r"a large red circle upper and (a blue background|the background is blue)", s)
+               for s in said), said[:20]
+    assert all("half" not in s and "on a blue background" not in s for s in said)
+    leading = [paraphrase_caption("a blue background with a small green star", rng, rate=1.0) for _ in range(50)]
+    assert all(s.startswith(("blue backdrop", "a blue backdrop")) and " and " not in s for s in leading), leading
+    assert paraphrase_caption("a red circle", rng) == "a red circle"          # nothing to reword
+
+
+def test_paraphrases_use_no_word_only_the_heldout_grammar_has():
+    """The held-out rows must still measure paraphrases the model never saw: the training paraphrases add no
+    word that the held-out grammar uses and the training grammar does not."""
+    from nodes.training.world_captions import PARAPHRASE_WORDS
+
+    rng = random.Random(11)
+    train_words, heldout_words = set(), set()
+    for scene in _scenes(3000, 6):
+        train_words |= set(re.findall(r"[a-z]+", free_caption(scene, rng, "train")[0].lower()))
+        heldout_words |= set(re.findall(r"[a-z]+", free_caption(scene, rng, "heldout")[0].lower()))
+    only_heldout = heldout_words - train_words
+    assert {"part", "picture", "edge", "placed", "very", "near"} <= only_heldout
+    assert not PARAPHRASE_WORDS & only_heldout, PARAPHRASE_WORDS & only_heldout
+
+
+@pytest.mark.parametrize("text, background, colours", [
+    ("a red circle on blue", "blue", ["red"]),
+    ("a red circle dead centre with blue behind it", "blue", ["red"]),
+    ("a blue backdrop with a small green star", "blue", ["green"]),
+    ("a red circle on blue and a green square on the left", "blue", ["red", "green"]),
+    ("a red circle on blue square", None, ["red", "blue"]),           # a colour before a shape is the shape's
+    ("a red circle against white.", "white", ["red"]),
+])
+def test_backgrounds_named_without_the_word(text, background, colours):
+    spec = parse_prompt(text)
+    assert spec is not None and spec.background == background, spec
+    assert [o.colour for o in spec.objects] == colours
