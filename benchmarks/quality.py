@@ -117,9 +117,12 @@ def _to_64(images: np.ndarray) -> np.ndarray:
     return resized.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def handwritten_prompts() -> list[str]:
-    """benchmarks/handwritten_prompts.txt: prompts written by hand in phrasings of neither grammar."""
-    lines = (ROOT / "benchmarks" / "handwritten_prompts.txt").read_text().splitlines()
+HANDWRITTEN = ("handwritten_prompts.txt", "handwritten_prompts_2.txt")
+
+
+def handwritten_prompts(name: str = HANDWRITTEN[0]) -> list[str]:
+    """benchmarks/<name>: prompts written by hand in phrasings of neither grammar (one per line, '#' comments)."""
+    lines = (ROOT / "benchmarks" / name).read_text().splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
@@ -145,8 +148,10 @@ def attribute_rows(ckpt, classifier, args) -> None:
     rows.append(("omitted (held-out grammar)", [t for t, _ in omitted], [p for _, p in omitted]))
     two = [free_caption(scene, rng, "heldout", omit={"size": 0.5, "position": 0.5}) for scene in pairs]
     rows.append(("two objects (held-out gr.)", [t for t, _ in two], [p for _, p in two]))
-    handwritten = handwritten_prompts()
-    rows.append((f"hand-written ({len(handwritten)})", handwritten, [parse_prompt(t) for t in handwritten]))
+    for number, name in enumerate(HANDWRITTEN, 1):
+        handwritten = handwritten_prompts(name)
+        label = f"hand-written ({len(handwritten)})" + (f", set {number}" if number > 1 else "")
+        rows.append((label, handwritten, [parse_prompt(t) for t in handwritten]))
     print(f"\nattributes: CFG 5, {args.steps} steps, {args.sampler}/{args.scheduler}, {args.count} prompts per row; "
           f"only named attributes are scored")
     _header("prompts")

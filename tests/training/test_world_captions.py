@@ -277,20 +277,25 @@ def test_tinyworld_caption_word_swap_changes_captions_only():
         world.TinyWorld(caption_word_swap=-0.1)
 
 
-def test_handwritten_benchmark_prompts_follow_their_rules():
-    """benchmarks/handwritten_prompts.txt: each prompt parses, names no held-out pair and uses no PROMPT_FILLER word."""
+@pytest.mark.parametrize("name", ["handwritten_prompts.txt", "handwritten_prompts_2.txt"])
+def test_handwritten_benchmark_prompts_follow_their_rules(name):
+    """benchmarks/handwritten_prompts*.txt: 40 prompts each; each parses, names no held-out pair and uses no
+    PROMPT_FILLER word; the second set uses no multi-word position wording of the v5 paraphrase tables."""
     from pathlib import Path
 
-    from nodes.training.world_captions import PROMPT_FILLER
+    from nodes.training.world_captions import PARAPHRASE_POSITIONS, PROMPT_FILLER
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "handwritten_prompts.txt"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / name
     prompts = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
     assert len(prompts) == len(set(prompts)) == 40
+    tabled = [p for phrases in PARAPHRASE_POSITIONS.values() for p in phrases if " " in p]
     for text in prompts:
         spec = parse_prompt(text)
         assert spec is not None, text
         assert not any(world.DEFAULT_HOLDOUT.count((o.colour, o.shape)) for o in spec.objects), text
         assert not set(re.findall(r"[a-z]+", text.lower())) & set(PROMPT_FILLER), text
+        if name != "handwritten_prompts.txt":
+            assert not [p for p in tabled if re.search(rf"\b{p}\b", text.lower())], text
 
 
 def test_filler_pool_is_pinned():
