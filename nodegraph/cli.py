@@ -268,8 +268,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     outputs = {node_id: jsonable(values) for node_id, values in result.outputs.items()}
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     summary_path = Path(args.output_dir) / f"{Path(args.graph).stem}.outputs.json"
-    summary_path.write_text(json.dumps({"run_id": result.run_id, "outputs": outputs,
-                                        "plugin_warnings": warnings}, indent=2, default=str) + "\n")
+    from .files import replace_file
+
+    replace_file(summary_path, json.dumps({"run_id": result.run_id, "outputs": outputs,        # a link there: replaced
+                                           "plugin_warnings": warnings}, indent=2, default=str) + "\n")
     from .results import ResultFileError, collect_files, describe_file
 
     try:

@@ -15,6 +15,10 @@ On a server with users, each user gets `FileStore.for_user(name)`: the same
 ids (`input/x.png`, `output/...`), rooted in `input/<name>/` and
 `output/<name>/`, so one user can neither name nor reach another's files.
 `folder_bytes` measures what a store holds (for per-user quotas).
+
+`replace_file(path, text)` writes a small text file (a run summary, the users file) by
+renaming a new file onto the name: a symlink planted at the name is replaced, never
+followed, and a reader never sees half a file.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import tempfile
 from pathlib import Path
 
 from .errors import NodegraphError
@@ -32,6 +37,20 @@ MAX_NAME = 120
 MAX_ID_LENGTH = 1024
 MAX_UPLOAD_PIXELS = 64 * 1024 * 1024     # 8192 × 8192; larger uploads are refused, not decoded
 IMAGE_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
+
+
+def replace_file(path: str | os.PathLike, text: str, mode: int = 0o644) -> None:
+    """Write `text` (UTF-8) to `path` through a new file in the same folder renamed onto it."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 class FileAccessError(NodegraphError):

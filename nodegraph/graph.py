@@ -474,7 +474,7 @@ def graph_from_dict(data: Any) -> Graph:
     if not isinstance(data, dict):
         raise GraphValidationError([GraphError(
             "invalid_format",
-            f"a graph file is a JSON object with \"format_version\" and \"nodes\"; found a {_json_type(data)}")])
+            f"a graph file is a JSON object with \"format_version\" and \"nodes\"; found {_a_json_type(data)}")])
     data = migrate(data)
     errors: list[GraphError] = []
     for key in data:
@@ -484,14 +484,13 @@ def graph_from_dict(data: Any) -> Graph:
                 f"unknown top-level key {key!r}; allowed keys are {', '.join(_TOP_KEYS)} "
                 f"(put editor state under \"ui\" and free-form data under \"metadata\")"))
     metadata = data.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        errors.append(GraphError("invalid_format", f'"metadata" must be an object, found a {_json_type(metadata)}'))
+    errors += _metadata_errors(metadata)
     raw_nodes = data.get("nodes")
     nodes: dict[str, GraphNode] = {}
     if not isinstance(raw_nodes, dict):
         errors.append(GraphError(
             "invalid_format",
-            f'"nodes" must be an object keyed by node id, found {_json_type(raw_nodes) if "nodes" in data else "nothing"}'))
+            f'"nodes" must be an object keyed by node id, found {_a_json_type(raw_nodes) if "nodes" in data else "nothing"}'))
         raw_nodes = {}
     for node_id, raw in raw_nodes.items():
         node = _parse_node(node_id, raw, errors)
@@ -507,7 +506,7 @@ def _parse_subgraphs(raw: Any, errors: list[GraphError]) -> dict[str, SubgraphDe
     """The top-level "subgraphs" object → definitions; format errors name the definition."""
     if not isinstance(raw, dict):
         errors.append(GraphError("invalid_format",
-                                 f'"subgraphs" must be an object keyed by subgraph name, found a {_json_type(raw)}'))
+                                 f'"subgraphs" must be an object keyed by subgraph name, found {_a_json_type(raw)}'))
         return {}
     out: dict[str, SubgraphDefinition] = {}
     for name, body in raw.items():
@@ -526,19 +525,18 @@ def _parse_subgraph(name: str, body: Any, errors: list[GraphError]) -> SubgraphD
         errors.append(GraphError("invalid_format", "a subgraph name is 1-64 characters of A-Z a-z 0-9 _ - ."))
         return None
     if not isinstance(body, dict):
-        errors.append(GraphError("invalid_format", f'a definition is an object with "nodes", found a {_json_type(body)}'))
+        errors.append(GraphError("invalid_format", f'a definition is an object with "nodes", found {_a_json_type(body)}'))
         return None
     for key in body:
         if key not in _SUBGRAPH_KEYS:
             errors.append(GraphError("invalid_format",
                                      f"unknown key {key!r}; allowed keys are {', '.join(_SUBGRAPH_KEYS)}"))
     metadata = body.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        errors.append(GraphError("invalid_format", f'"metadata" must be an object, found a {_json_type(metadata)}'))
+    errors += _metadata_errors(metadata)
     raw_nodes = body.get("nodes")
     if not isinstance(raw_nodes, dict):
         errors.append(GraphError("invalid_format", f'"nodes" must be an object keyed by node id, found '
-                                                   f'{_json_type(raw_nodes) if "nodes" in body else "nothing"}'))
+                                                   f'{_a_json_type(raw_nodes) if "nodes" in body else "nothing"}'))
         raw_nodes = {}
     nodes: dict[str, GraphNode] = {}
     for node_id, raw in raw_nodes.items():
@@ -582,7 +580,7 @@ def _parse_node(node_id: Any, raw: Any, errors: list[GraphError]) -> GraphNode |
         return None
     if not isinstance(raw, dict):
         errors.append(GraphError("invalid_format",
-                                 f'a node must be an object with "type" and "inputs", found a {_json_type(raw)}',
+                                 f'a node must be an object with "type" and "inputs", found {_a_json_type(raw)}',
                                  node_id=node_id))
         return None
     ok = True
@@ -595,12 +593,12 @@ def _parse_node(node_id: Any, raw: Any, errors: list[GraphError]) -> GraphNode |
     node_type = raw.get("type")
     if not isinstance(node_type, str) or not node_type:
         errors.append(GraphError("invalid_format",
-                                 f'"type" must be a node type name (a string), found {_json_type(node_type)}',
+                                 f'"type" must be a node type name (a string), found {_a_json_type(node_type)}',
                                  node_id=node_id))
         ok = False
     title = raw.get("title")
     if title is not None and not isinstance(title, str):
-        errors.append(GraphError("invalid_format", f'"title" must be a string, found a {_json_type(title)}',
+        errors.append(GraphError("invalid_format", f'"title" must be a string, found {_a_json_type(title)}',
                                  node_id=node_id))
         ok = False
     mode = raw.get("mode")
@@ -612,7 +610,7 @@ def _parse_node(node_id: Any, raw: Any, errors: list[GraphError]) -> GraphNode |
     inputs: dict[str, Any] = {}
     if not isinstance(raw_inputs, dict):
         errors.append(GraphError("invalid_format",
-                                 f'"inputs" must be an object keyed by input name, found a {_json_type(raw_inputs)}',
+                                 f'"inputs" must be an object keyed by input name, found {_a_json_type(raw_inputs)}',
                                  node_id=node_id))
         return None
     for name, value in raw_inputs.items():
@@ -641,6 +639,26 @@ def _parse_node(node_id: Any, raw: Any, errors: list[GraphError]) -> GraphNode |
     if not ok:
         return None
     return GraphNode(node_type, inputs, title, mode)
+
+
+_TEXT_METADATA = ("title", "description")    # shown by front ends as text: strings only
+
+
+def _metadata_errors(metadata: Any) -> list[GraphError]:
+    """"metadata" is a free-form object, except that its title and description, when present, are strings."""
+    if metadata is None:
+        return []
+    if not isinstance(metadata, dict):
+        return [GraphError("invalid_format", f'"metadata" must be an object, found {_a_json_type(metadata)}')]
+    return [GraphError("invalid_format", f'"metadata.{key}" must be a string (front ends show it as text), found '
+                                         f'{_a_json_type(metadata[key])}; write it as text or leave it out')
+            for key in _TEXT_METADATA if key in metadata and not isinstance(metadata[key], str)]
+
+
+def _a_json_type(value: Any) -> str:
+    """The JSON type of ``value`` with its article, for messages: "an object", "a string", "null"."""
+    name = _json_type(value)
+    return name if name == "null" else ("an " if name[0] in "aeiou" else "a ") + name
 
 
 def _json_type(value: Any) -> str:
@@ -763,7 +781,8 @@ def graph_file_schema() -> dict[str, Any]:
         "required": ["nodes"],
         "additionalProperties": False,
         "properties": {
-            "metadata": {"type": "object"},
+            "metadata": {"type": "object", "properties": {"title": {"type": "string"},
+                                                          "description": {"type": "string"}}},
             "inputs": {"type": "object", "description": "exposed inputs in port order; inner nodes read them "
                                                          f"with links to node {SUBGRAPH_INPUTS_NODE!r}",
                        "additionalProperties": {"type": "object", "additionalProperties": False,
@@ -787,7 +806,8 @@ def graph_file_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {
             "format_version": {"const": FORMAT_VERSION},
-            "metadata": {"type": "object", "description": "free-form: title, author, notes"},
+            "metadata": {"type": "object", "description": "free-form: title, author, notes",
+                         "properties": {"title": {"type": "string"}, "description": {"type": "string"}}},
             "nodes": nodes,
             "subgraphs": {"type": "object", "description": "subgraph definitions keyed by name",
                           "propertyNames": {"pattern": "^[A-Za-z0-9_.-]{1,64}$"},

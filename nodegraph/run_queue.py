@@ -94,7 +94,14 @@ class RunRecord:
         return {"run_id": self.id, "status": self.status, "client_id": self.client_id, "user": self.user,
                 "submitted_at": self.submitted_at, "started_at": self.started_at,
                 "finished_at": self.finished_at, "error": self.error,
-                "title": (self.graph.get("metadata") or {}).get("title") if isinstance(self.graph, dict) else None}
+                "title": _title(self.graph)}
+
+
+def _title(graph: Any) -> str | None:
+    """A stored graph's metadata title, if it is text (rows stored before titles were checked may hold anything)."""
+    metadata = graph.get("metadata") if isinstance(graph, dict) else None
+    title = metadata.get("title") if isinstance(metadata, dict) else None
+    return title if isinstance(title, str) else None
 
 
 class UnreadableRow(Exception):
@@ -133,8 +140,29 @@ def storable_problem(value: Any, name: str) -> str | None:
         elif isinstance(item, float) and (item != item or item in (float("inf"), float("-inf"))):
             return f"{name} contains NaN or Infinity, which strict JSON cannot hold; use a number or null"
         if text > MAX_STORED_TEXT:
-            return f"{name} holds more than {MAX_STORED_TEXT // (1024 * 1024)} MiB of text; keep images out of graphs"
+            where, size = _longest_text(value)
+            return (f"{name} holds more than {MAX_STORED_TEXT // (1024 * 1024)} MiB of text (the longest piece: "
+                    f"{where or name}, {size / 1e6:.1f} M characters); shorten it, and put files such as images in "
+                    f"the input folder (upload them) instead of in the graph")
     return None
+
+
+def _longest_text(value: Any) -> tuple[str, int]:
+    """("nodes.prompt.inputs.text", length) of the longest string or key in `value` (depth already checked)."""
+    best, best_path = -1, ""
+    stack: list[tuple[Any, tuple]] = [(value, ())]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and len(key) > best:
+                    best, best_path = len(key), ".".join(map(str, (*path, "<key>")))
+                stack.append((child, (*path, key)))
+        elif isinstance(item, list):
+            stack.extend((child, (*path, index)) for index, child in enumerate(item))
+        elif isinstance(item, str) and len(item) > best:
+            best, best_path = len(item), ".".join(map(str, path))
+    return best_path, max(best, 0)
 
 
 _NOT_BRACKETS_OR_QUOTES = bytes(c for c in range(256) if chr(c) not in '[]{}"')   # translate() deletes these

@@ -155,10 +155,9 @@ class UserBook:
         path = Path(path or self.path)
         body = {"users": {name: {"token_sha256": token_hash, **{k: v for k, v in asdict(user).items() if k != "name"}}
                           for name, (user, token_hash) in sorted(self._users.items())}}
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        from .files import replace_file
+
+        replace_file(path, json.dumps(body, indent=2) + "\n", mode=0o600)
 
     def add(self, user: User) -> str:
         """Add (or replace) a user with a new random token; returns the token (shown once)."""

@@ -24,6 +24,25 @@ def test_run_prints_outputs_and_writes_them(tmp_path, capsys):
     assert summary["outputs"]["show"]["value"].endswith("a large latent")
 
 
+def test_run_summary_replaces_a_planted_symlink_instead_of_following_it(tmp_path, capsys):
+    """<graph>.outputs.json is written by renaming a new file onto the name: a link planted there (to a file
+    outside the output folder, or dangling) is replaced, and its target is neither changed nor created."""
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    (outside / "victim.json").write_text("original")
+    (out / "arithmetic.outputs.json").symlink_to(outside / "victim.json")
+    assert main(["run", ARITHMETIC, "--output-dir", str(out)]) == 0
+    assert (outside / "victim.json").read_text() == "original"
+    summary = out / "arithmetic.outputs.json"
+    assert not summary.is_symlink() and "outputs" in json.loads(summary.read_text())
+    (out / "arithmetic.outputs.json").unlink()
+    (out / "arithmetic.outputs.json").symlink_to(outside / "created.json")          # dangling
+    assert main(["run", ARITHMETIC, "--output-dir", str(out)]) == 0
+    assert not (outside / "created.json").exists() and sorted(p.name for p in outside.iterdir()) == ["victim.json"]
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_run_with_overrides_and_event_stream(tmp_path, capsys):
     """--set changes literals; --events - writes one JSON object per line on stdout."""
     assert main(["run", ARITHMETIC, "--set", "width.value=64", "--set", "height.value=64",

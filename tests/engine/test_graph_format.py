@@ -118,3 +118,35 @@ def test_file_schema_accepts_shipped_graphs():
         assert set(data) <= set(schema["properties"])
         for node in data["nodes"].values():
             assert set(node) <= set(schema["$defs"]["node"]["properties"])
+
+
+def test_metadata_title_and_description_must_be_text():
+    """Front ends show a graph's title and description as text: any other JSON type is a format error naming the
+    field (a run titled with an object once blanked every editor that listed it); other metadata stays free."""
+    base = {"format_version": FORMAT_VERSION, "nodes": {}}
+    with pytest.raises(GraphValidationError) as error:
+        parse_graph({**base, "metadata": {"title": {"x": 1}, "description": 3, "author": {"any": "thing"}}})
+    messages = [e.message for e in error.value.errors]
+    assert any('"metadata.title" must be a string' in m and "found an object" in m for m in messages), messages
+    assert any('"metadata.description" must be a string' in m and "found a number" in m for m in messages), messages
+    assert len(messages) == 2
+    assert parse_graph({**base, "metadata": {"title": "t", "author": {"any": "thing"}}}).metadata["author"]
+
+
+def test_stored_runs_list_only_text_titles():
+    """A run stored before titles were checked lists with no title, not with whatever the metadata held."""
+    from nodegraph.run_queue import RunQueue
+
+    queue = RunQueue()
+    record = queue.enqueue({"format_version": FORMAT_VERSION, "metadata": {"title": {"x": 1}}, "nodes": {}})
+    assert record.summary()["title"] is None
+    named = queue.enqueue({"format_version": FORMAT_VERSION, "metadata": {"title": "mine"}, "nodes": {}})
+    assert named.summary()["title"] == "mine"
+
+
+def test_too_much_text_names_the_longest_piece():
+    from nodegraph.run_queue import MAX_STORED_TEXT, storable_problem
+
+    graph = {"nodes": {"p": {"type": "Text", "inputs": {"text": "a" * (MAX_STORED_TEXT + 1)}}}}
+    problem = storable_problem(graph, "the graph")
+    assert "nodes.p.inputs.text" in problem and "8.4 M characters" in problem and "images" in problem
