@@ -512,7 +512,8 @@ def training(context: NodeContext | None = None) -> Any:
     (optimiser, ema, step), checkpoint(run, config, done, module, optimiser, ema),
     optimiser_step(parameters, optimiser, config, step) → grad norm, batch_indices(count, batch, step,
     micro, seed), diffusion_targets(x0, noise, alphas_cumprod_t, objective), and
-    write_new_file(path, overwrite, write) (the save rule: never replace a file unless asked; NAME_1, …).
+    write_new_file(path, overwrite, write, searched=()) (the save rule: never replace a file unless asked, never
+    take a name a file in a `searched` folder has; NAME_1, …).
     `names` lists them. With no context the built-in packs are loaded once for it.
     """
     return _kit("training", context)

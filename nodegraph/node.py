@@ -89,6 +89,7 @@ def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field
     choices_from: str | None = None,
     file_name_in: str | None = None,
     subfolders: bool = False,
+    file_suffix: str | None = None,
 ) -> Any:
     """Declare a node input (a pydantic `Field` carrying nodegraph's widget metadata).
 
@@ -116,6 +117,8 @@ def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field
             `nodegraph.paths.check_name` to a literal, so a name that would leave its
             folder is refused before the run starts; the node still calls `confine`.
         subfolders: with `file_name_in`, "/"-separated subfolders are allowed.
+        file_suffix: with `file_name_in`, the name must end in this (".safetensors"), checked
+            at validation too, so a training graph does not learn for an hour and then fail to save.
     """
     if seed:
         ge = 0 if ge is None else ge
@@ -133,6 +136,7 @@ def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field
         "choices_from": choices_from,
         "file_name_in": file_name_in,
         "subfolders": subfolders,
+        "file_suffix": file_suffix,
     }
     return Field(
         default,
@@ -174,6 +178,7 @@ class InputSpec:
     adapter: TypeAdapter | None = field(repr=False, compare=False)  # None: link-only port
     file_name_in: str | None = None     # the folder a literal file name must stay in (checked at validation)
     subfolders: bool = False            # ... with "/"-separated subfolders
+    file_suffix: str | None = None      # ... ending in this
 
     def to_dict(self, field_schema: dict) -> dict[str, Any]:
         out = {
@@ -400,7 +405,7 @@ def _input_spec(where: str, name: str, info: FieldInfo) -> InputSpec:
         annotated = typing.Annotated[info.annotation, info]
         adapter = TypeAdapter(annotated)
     widget = {k: v for k, v in extra.items()
-              if k not in ("port", "lazy", "file_name_in", "subfolders") and v not in (None, False)}
+              if k not in ("port", "lazy", "file_name_in", "subfolders", "file_suffix") and v not in (None, False)}
     if choices is not None or extra.get("choices_from"):
         widget["kind"] = "choice"
     elif extra.get("upload"):
@@ -431,4 +436,5 @@ def _input_spec(where: str, name: str, info: FieldInfo) -> InputSpec:
         adapter=adapter,
         file_name_in=extra.get("file_name_in") or ("input" if extra.get("upload") else None),
         subfolders=bool(extra.get("subfolders")),
+        file_suffix=extra.get("file_suffix"),
     )

@@ -258,6 +258,12 @@ def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: A
             errors.append(GraphError("invalid_value", f"input {name!r} of {node_type}: {exc.message}",
                                      node_id=node_id, input=name, details={"found": _short(value), "rule": exc.rule}))
             return
+        suffix = ispec.file_suffix
+        if suffix and (not value.endswith(suffix) or value.rsplit("/", 1)[-1] == suffix):
+            errors.append(GraphError("invalid_value", f"input {name!r} of {node_type}: expected a file name ending in "
+                                                      f"{suffix}, found {_short(value)}; e.g. 'my_model{suffix}'",
+                                     node_id=node_id, input=name, details={"found": _short(value), "rule": "suffix"}))
+            return
     if ispec.model_folder and list_model_files is not None:
         available, searched = list_model_files(ispec.model_folder)
         if value not in available:

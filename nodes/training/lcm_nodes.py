@@ -20,7 +20,7 @@ from typing import Any, Literal
 from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType
 
 from .nodes import (_encode_dataset, _on_compute_device, _progress, _require_fp32, _run, _run_folder,
-                    _save_target, _train, _write_new_file)
+                    _save_target, _searched, _train, _write_new_file)
 
 LORA = PortType("LORA", "LoRA weights made in a graph (kohya layout), to save with SaveLoRA.", color="#ce93d8")
 
@@ -136,8 +136,8 @@ class SaveLoRA(Node):
 
     class Inputs(NodeInputs):
         lora: Any = Input(port="LORA")
-        filename: str = Input("my_lora.safetensors", min_length=1, max_length=120,
-                              description="a plain .safetensors name in models/loras")
+        filename: str = Input("my_lora.safetensors", file_name_in="loras", file_suffix=".safetensors", min_length=1,
+                              max_length=120, description="a plain .safetensors name in models/loras")
         dtype: Literal["fp16", "fp32", "bf16"] = Input("fp16")
         overwrite: bool = Input(False, description="replace an existing file of that name (else NAME_1, ...)")
 
@@ -155,6 +155,7 @@ class SaveLoRA(Node):
         target = _save_target(self, "loras", filename)
         torch_dtype = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
         tensors = {k: v.to(torch_dtype).contiguous() for k, v in lora.tensors.items()}
-        path = _write_new_file(target, overwrite, lambda tmp: save_file(tensors, str(tmp), metadata=lora.metadata))
+        path = _write_new_file(target, overwrite, lambda tmp: save_file(tensors, str(tmp), metadata=lora.metadata),
+                               _searched(self, "loras"))
         return {"model_files": [{"path": str(path), "kind": "lora", "format": "safetensors"}],
                 "bytes": path.stat().st_size}

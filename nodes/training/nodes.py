@@ -815,15 +815,26 @@ def _save_target(node: Node, folder_name: str, filename: str) -> Path:
     return path
 
 
-def _write_new_file(path: Path, overwrite: bool, write: Any) -> Path:
+def _searched(node: Node, folder_name: str) -> list[Path]:
+    """Every folder the loaders search for `folder_name` models (the first is where saves go)."""
+    return list(node.context.service("model_paths").directories(folder_name))
+
+
+def _write_new_file(path: Path, overwrite: bool, write: Any, searched: Any = ()) -> Path:
     """`write(tmp)` into a temporary file beside `path`, then put it at `path`.
 
     With `overwrite` the file replaces `path` atomically. Without it an existing file is
     never touched: the result goes to the first free name `stem_1.safetensors`,
     `stem_2.safetensors`, ... (claimed with a hard link, which fails if the name exists,
-    so two runs cannot take the same name).
+    so two runs cannot take the same name). A name that a file in one of the `searched`
+    folders already has (the other folders a loader looks in: a plugin's shipped models) is
+    taken too: written beside it, the new file would silently replace the shipped one in
+    every graph that names it.
     """
     import os
+
+    def shadows(name: str) -> bool:
+        return any((Path(folder) / name).exists() for folder in searched if Path(folder) != path.parent)
 
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
@@ -833,6 +844,8 @@ def _write_new_file(path: Path, overwrite: bool, write: Any) -> Path:
             return path
         for number in range(0, 10_000):
             candidate = path if number == 0 else path.with_name(f"{path.stem}_{number}{path.suffix}")
+            if shadows(candidate.name):
+                continue
             try:
                 os.link(tmp, candidate)
                 return candidate
@@ -865,7 +878,8 @@ class SaveControlNet(Node):
 
     class Inputs(NodeInputs):
         control_net: Any = Input(port="CONTROL_NET")
-        filename: str = Input("my_controlnet.safetensors", file_name_in="controlnet", min_length=1, max_length=120,
+        filename: str = Input("my_controlnet.safetensors", file_name_in="controlnet", file_suffix=".safetensors",
+                              min_length=1, max_length=120,
                               description="a plain .safetensors name in models/controlnet")
         dtype: Literal["fp16", "fp32", "bf16"] = Input("fp16")
         overwrite: bool = Input(False, description="replace an existing file of that name (else NAME_1, ...)")
@@ -879,7 +893,8 @@ class SaveControlNet(Node):
 
         target = _save_target(self, "controlnet", filename)
         torch_dtype = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-        path = _write_new_file(target, overwrite, lambda tmp: save_controlnet(tmp, control_net, dtype=torch_dtype))
+        path = _write_new_file(target, overwrite, lambda tmp: save_controlnet(tmp, control_net, dtype=torch_dtype),
+                               _searched(self, "controlnet"))
         return {"model_files": [{"path": str(path), "kind": "controlnet", "format": "safetensors"}],
                 "bytes": path.stat().st_size}
 
@@ -903,7 +918,8 @@ class SaveCheckpoint(Node):
         model: Any = Input(port="MODEL")
         text_encoder: Any = Input(port="TEXT_ENCODER")
         vae: Any = Input(port="VAE")
-        filename: str = Input("my_model.safetensors", file_name_in="checkpoints", min_length=1, max_length=120,
+        filename: str = Input("my_model.safetensors", file_name_in="checkpoints", file_suffix=".safetensors",
+                              min_length=1, max_length=120,
                               description="a plain .safetensors name in models/checkpoints")
         dtype: Literal["fp16", "fp32", "bf16"] = Input("fp16")
         description: str = Input("", multiline=True, max_length=10_000)
@@ -926,12 +942,13 @@ class SaveCheckpoint(Node):
 
             path = _write_new_file(target, overwrite, lambda tmp: save_flow_checkpoint(
                 tmp, mmdit=model.net, vae=vae, text_encoder=text_encoder.encoder,
-                shift=getattr(model.time_map, "shift", None), dtype=torch_dtype, metadata=metadata))
+                shift=getattr(model.time_map, "shift", None), dtype=torch_dtype, metadata=metadata),
+                _searched(self, "checkpoints"))
             return {"model_files": [{"path": str(path), "kind": "checkpoint", "format": "safetensors"}],
                     "bytes": path.stat().st_size}
         path = _write_new_file(target, overwrite, lambda tmp: save_checkpoint(
             tmp, family=text_encoder.family, unet=model.net, vae=vae, text_encoder=text_encoder.encoder,
-            dtype=torch_dtype, metadata=metadata, schedule=model_schedule(model)))
+            dtype=torch_dtype, metadata=metadata, schedule=model_schedule(model)), _searched(self, "checkpoints"))
         return {"model_files": [{"path": str(path), "kind": "checkpoint", "format": "safetensors"}],
                 "bytes": path.stat().st_size}
 

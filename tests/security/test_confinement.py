@@ -294,3 +294,17 @@ def test_upload_names_that_are_device_names_are_renamed_not_refused():
                        ("console.png", "console.png"), ("../x.png", "x.png")):
         assert sanitise_name(name) == safe
         confine("/tmp", safe)
+
+
+@pytest.mark.parametrize("node_type", ["SaveCheckpoint", "SaveControlNet", "SaveLoRA"])
+@pytest.mark.parametrize("filename, ok", [("noext", False), ("x.ckpt", False), (".safetensors", False),
+                                          ("mine.safetensors", True)])
+def test_model_file_names_need_their_suffix_at_validation(tmp_path, node_type, filename, ok):
+    """A save node's file name is checked before the run (a training graph would otherwise train for an hour and
+    then refuse the name): it must end in .safetensors, and stay a plain name in its model folder."""
+    errors = Session(output_dir=tmp_path).validate(
+        {"format_version": 2, "nodes": {"save": {"type": node_type, "inputs": {"filename": filename}}}})
+    named = [e for e in errors if e.input == "filename"]
+    assert bool(named) != ok, named
+    if not ok:
+        assert ".safetensors" in named[0].message and named[0].code == "invalid_value"

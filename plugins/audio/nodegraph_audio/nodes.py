@@ -1161,7 +1161,8 @@ class SaveAudioModel(Node):
 
     class Inputs(NodeInputs):
         audio_model: Any = Input(port="AUDIO_MODEL")
-        filename: str = Input("my_audio_model.safetensors", file_name_in="model", min_length=1, max_length=120,
+        filename: str = Input("my_audio_model.safetensors", file_name_in="model", file_suffix=".safetensors",
+                              min_length=1, max_length=120,
                               description="a plain .safetensors name in models/audio")
         overwrite: bool = Input(False, description="replace an existing file of that name (else NAME_1, ...)")
 
@@ -1181,7 +1182,8 @@ class SaveAudioModel(Node):
         kit = api.training(self.context)
         path = kit.write_new_file(target, overwrite,
                                   lambda tmp: save_audio_model(tmp, audio_model.net, audio_model.spec,
-                                                               audio_model.info))
+                                                               audio_model.info),
+                                  self.context.service("model_paths").directories(MODEL_FOLDER))
         return {"model_files": [{"path": str(path), "kind": "audio_model", "format": "safetensors"}],
                 "bytes": path.stat().st_size}
 

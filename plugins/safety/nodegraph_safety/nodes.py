@@ -257,8 +257,9 @@ class SaveSafetyChecker(Node):
 
     class Inputs(NodeInputs):
         checker: Any = Input(port="SAFETY_CHECKER")
-        filename: str = Input(DEFAULT_CHECKER, file_name_in="model", min_length=1, max_length=120)
-        overwrite: bool = Input(False, description="replace an existing file of that name")
+        filename: str = Input(DEFAULT_CHECKER, file_name_in="model", file_suffix=".safetensors",
+                              min_length=1, max_length=120)
+        overwrite: bool = Input(False, description="replace an existing file of that name (else NAME_1, ...)")
 
     outputs = ()
 
@@ -272,12 +273,11 @@ class SaveSafetyChecker(Node):
         folder = self.context.service("model_paths").directories(MODEL_FOLDER)[0]
         folder.mkdir(parents=True, exist_ok=True)
         path = confine(folder, filename, what="checker file name", input_name="filename")
-        if path.exists() and not overwrite:
-            raise NodeInputError("filename", f"{path.name} already exists in {folder}; choose another name or set "
-                                             f"overwrite=true")
-        save_safety_checker(path, checker)
-        return {"model_files": [{"path": str(path), "kind": "safety_checker", "format": "safetensors"}],
-                "bytes": path.stat().st_size}
+        written = api.training(self.context).write_new_file(
+            path, overwrite, lambda tmp: save_safety_checker(tmp, checker),
+            self.context.service("model_paths").directories(MODEL_FOLDER))
+        return {"model_files": [{"path": str(written), "kind": "safety_checker", "format": "safetensors"}],
+                "bytes": written.stat().st_size}
 
 
 class SafetyFilter(Node):

@@ -263,8 +263,9 @@ class SaveTextToPoints(Node):
 
     class Inputs(NodeInputs):
         net: Any = Input(port=NET_PORT)
-        filename: str = Input(DEFAULT_MODEL, file_name_in="model", min_length=1, max_length=120)
-        overwrite: bool = Input(False, description="replace an existing file of that name")
+        filename: str = Input(DEFAULT_MODEL, file_name_in="model", file_suffix=".safetensors",
+                              min_length=1, max_length=120)
+        overwrite: bool = Input(False, description="replace an existing file of that name (else NAME_1, ...)")
         report: str = Input("", description="the training report (stored in the file's metadata)")
 
     outputs = ()
@@ -286,7 +287,9 @@ class SaveTextToPoints(Node):
         except json.JSONDecodeError:
             parsed = {"text": report}
         written = api.training(self.context).write_new_file(path, overwrite,
-                                                             lambda tmp: save_model(tmp, net, parsed))
+                                                             lambda tmp: save_model(tmp, net, parsed),
+                                                             self.context.service("model_paths").directories(
+                                                                 MODEL_FOLDER))
         return {"model_files": [{"path": str(written), "kind": "text_to_points", "format": "safetensors"}],
                 "bytes": written.stat().st_size}
 
@@ -417,7 +420,7 @@ class SaveMesh(Node):
     class Inputs(NodeInputs):
         mesh: Any = Input(port="MESH")
         format: Literal["glb", "ply", "obj"] = Input("glb")
-        prefix: str = Input("threed/mesh", min_length=1, max_length=200)
+        prefix: str = Input("threed/mesh", file_name_in="output", subfolders=True, min_length=1, max_length=200)
 
     outputs = ()
 
@@ -440,7 +443,7 @@ class SavePointCloud(Node):
     class Inputs(NodeInputs):
         points: Any = Input(port="POINT_CLOUD")
         format: Literal["ply", "glb"] = Input("ply")
-        prefix: str = Input("threed/points", min_length=1, max_length=200)
+        prefix: str = Input("threed/points", file_name_in="output", subfolders=True, min_length=1, max_length=200)
 
     outputs = ()
 
@@ -459,7 +462,8 @@ class LoadMesh(Node):
     category = "3d/files"
 
     class Inputs(NodeInputs):
-        file: str = Input(description="file name in the input folder", min_length=1, max_length=255)
+        file: str = Input(description="file name in the input folder", file_name_in="input", subfolders=True,
+                          min_length=1, max_length=255)
         require_manifold: bool = Input(False, description="refuse meshes with edges shared by more than two faces")
 
     outputs = (Output("mesh", "MESH"),)
@@ -498,7 +502,8 @@ class LoadPointCloud(Node):
     category = "3d/files"
 
     class Inputs(NodeInputs):
-        file: str = Input(description="file name in the input folder", min_length=1, max_length=255)
+        file: str = Input(description="file name in the input folder", file_name_in="input", subfolders=True,
+                          min_length=1, max_length=255)
 
     outputs = (Output("points", "POINT_CLOUD"),)
 
@@ -550,12 +555,24 @@ class RenderTurntable(Node):
                                  "connect exactly one of `points` and `mesh`" + (" (both are connected)"
                                                                                  if points is not None else ""))
         azimuths = turntable_azimuths(frames, start_azimuth)
-        if mesh is not None:
-            images = render_mesh(_mesh_input(mesh), size, azimuths, elevation=elevation, projection=projection)
-        else:
-            images = render_points(_points_input(points, allow_degenerate=False), size, azimuths,
-                                   elevation=elevation, projection=projection)
-        return {"images": images}
+        shapes = _mesh_input(mesh) if mesh is not None else _points_input(points, allow_degenerate=False)
+        values = len(shapes) * frames * size * size * 3
+        if values > MAX_TURNTABLE_VALUES:          # checked before any work: the frames are float32 images
+            raise NodeInputError("frames" if frames > 8 else "size",
+                                 f"{len(shapes)} turntable(s) × {frames} frame(s) of {size}×{size} would need "
+                                 f"{values * 4 / 2**30:,.1f} GiB; the limit is {MAX_TURNTABLE_VALUES * 4 // 2**30} "
+                                 f"GiB — lower frames or size (e.g. {frames} frames at "
+                                 f"{_largest_size(len(shapes) * frames)}×{_largest_size(len(shapes) * frames)})")
+        render = render_mesh if mesh is not None else render_points
+        return {"images": render(shapes, size, azimuths, elevation=elevation, projection=projection)}
+
+
+MAX_TURNTABLE_VALUES = 512 * 2**20      # RenderTurntable's output: 2 GiB of float32 pixel values
+
+
+def _largest_size(images: int) -> int:
+    """The largest multiple of 8 whose images × size² × 3 values fit MAX_TURNTABLE_VALUES (at least 32)."""
+    return max(32, int((MAX_TURNTABLE_VALUES / (3 * images)) ** 0.5) // 8 * 8)
 
 
 class ImageToPoints(Node):

@@ -244,3 +244,39 @@ def test_image_to_points_checks_depth_size(session):
     with pytest.raises(NodeInputError, match="NaN") as info:
         lifter.run(image=torch.rand(1, 8, 8, 3), depth=torch.full((1, 8, 8, 3), float("nan")), mask=None,
                    points=100, depth_scale=0.5, min_depth=0.0, seed=0)
+
+
+def test_turntables_too_big_for_memory_are_refused_before_rendering(session):
+    """frames and size each in range can still ask for many GiB: refused at once, naming the input and a size that fits."""
+    renderer = _node(session, plugin.RenderTurntable)
+    cloud = sample_spec(ShapeSpec("cube", "red"), 64)[None].expand(4, -1, -1)
+    with pytest.raises(NodeInputError, match=r"4 turntable\(s\) × 360 frame\(s\) of 2048×2048 would need 67.5 GiB") as info:
+        renderer.run(points=cloud, mesh=None, frames=360, size=2048, elevation=0.0, projection="orthographic",
+                     start_azimuth=0.0)
+    assert info.value.input == "frames" and "360 frames at 352×352" in str(info.value)
+    images = renderer.run(points=cloud[:1], mesh=None, frames=2, size=32, elevation=0.0, projection="orthographic",
+                          start_azimuth=0.0)["images"]
+    assert images.shape == (2, 32, 32, 3)
+
+
+def test_file_names_are_checked_at_validation(session):
+    """LoadMesh / LoadPointCloud files and SaveMesh / SavePointCloud prefixes that leave their folder, and a model
+    file name without .safetensors, are refused before anything runs (a training graph would learn first)."""
+    cases = [("LoadMesh", "file", "/etc/passwd"), ("LoadPointCloud", "file", "../../etc/passwd"),
+             ("SaveTextToPoints", "filename", "noext")]
+    for node_type, name, value in cases:
+        errors = session.validate({"format_version": 2, "nodes": {"n": {"type": node_type, "inputs": {name: value}}}})
+        assert any(e.input == name and e.code == "invalid_value" for e in errors), (node_type, errors)
+    graph = _graph("txt2points_mesh.json")
+    save = next(node_id for node_id, node in graph["nodes"].items() if node["type"].endswith("SaveMesh"))
+    graph["nodes"][save]["inputs"]["prefix"] = "../../escape"
+    assert [e.input for e in session.validate(graph) if e.node_id == save] == ["prefix"]
+
+
+def test_a_saved_model_never_shadows_a_shipped_one(session, tmp_path):
+    """Saving under the shipped model's name (overwrite off) writes NAME_1: the demo keeps loading the shipped file."""
+    trained = session.run(_graph("train_text_to_points_smoke.json",
+                                 save={"filename": "text_to_points.safetensors", "overwrite": False}))
+    saved = Path(trained.outputs["save"]["model_files"][0]["path"])
+    shipped = (SHIPPED_MODELS / "text_to_points.safetensors").is_file()
+    assert saved.name == ("text_to_points_1.safetensors" if shipped else "text_to_points.safetensors")

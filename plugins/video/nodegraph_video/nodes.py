@@ -436,8 +436,9 @@ class SaveMotionModule(Node):
 
     class Inputs(NodeInputs):
         motion_module: Any = Input(port="MOTION_MODULE")
-        filename: str = Input("my_motion_module.safetensors", file_name_in="model", min_length=1, max_length=120)
-        overwrite: bool = Input(False, description="replace an existing file of that name")
+        filename: str = Input("my_motion_module.safetensors", file_name_in="model", file_suffix=".safetensors",
+                              min_length=1, max_length=120)
+        overwrite: bool = Input(False, description="replace an existing file of that name (else NAME_1, ...)")
 
     outputs = ()
 
@@ -452,7 +453,8 @@ class SaveMotionModule(Node):
         folder.mkdir(parents=True, exist_ok=True)
         path = confine(folder, filename, what="motion module file name", input_name="filename")
         written = api.training(self.context).write_new_file(
-            path, overwrite, lambda tmp: save_motion_module(tmp, motion_module.modules, motion_module.training))
+            path, overwrite, lambda tmp: save_motion_module(tmp, motion_module.modules, motion_module.training),
+            self.context.service("model_paths").directories(MODEL_FOLDER))
         return {"model_files": [{"path": str(written), "kind": "motion_module", "format": "safetensors"}],
                 "bytes": written.stat().st_size}
 
