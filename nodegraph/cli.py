@@ -202,7 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .distributed.batch import cmd_batch
 
         return cmd_batch(args, _session)
-    from .errors import GraphValidationError, NodeExecutionError, RunInterrupted
+    from .errors import GraphValidationError, NodeExecutionError, NodeInputError, RunInterrupted
     from .results import jsonable
 
     try:
@@ -250,7 +250,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: node {exc.node_id!r} ({exc.node_type}) failed: {exc.exception_type}: {exc.exception}",
               file=sys.stderr)
         sources = {p.name: p.source for p in session.plugin_report.loaded}
-        if exc.plugin is not None and sources.get(exc.plugin) != "builtin":
+        if exc.plugin is not None and sources.get(exc.plugin) != "builtin" and not isinstance(exc.exception,
+                                                                                               NodeInputError):
             print(f"(node type {exc.node_type} comes from plugin {exc.plugin!r}: check the node's inputs; if they "
                   f"are valid, report the error to the plugin's authors — `nodegraph plugins` shows its version)",
                   file=sys.stderr)
@@ -394,7 +395,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for p in report["loaded"]:
         print(f"loaded   {p['name']:<20} {p['source']:<12} {p['version'] or '':<10} {len(p['nodes'])} node(s)")
     for w in report["warnings"]:
-        label = {"failed": "FAILED", "clash": "CLASH", "skipped": "skipped", "preference": "prefer"}[w["kind"]]
+        label = {"failed": "FAILED", "clash": "CLASH", "skipped": "skipped", "preference": "prefer",
+                 "unknown_name": "unknown"}.get(w["kind"], w["kind"])
         print(f"{label:<8} {w['plugin']:<20} {w['message']}")
         if w["level"] != "info":
             print(f"{'':<8} {'':<20} fix: {w['fix']}")

@@ -33,6 +33,7 @@ command-line flags `add_plugin_arguments` / `plugin_options`.
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect
 import os
 import re
@@ -98,6 +99,8 @@ class PluginReport:
     loaded: list[PluginInfo] = field(default_factory=list)
     failed: list[PluginFailure] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (name, reason)
+    unknown: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)  # (name, option, known names)
+    denied_builtins: list[str] = field(default_factory=list)   # built-in packs on the deny list
 
     def to_dict(self, registry: Registry | None = None) -> dict[str, Any]:
         """Plain data for `nodegraph plugins --json`; with a registry, also clashes and warnings."""
@@ -220,11 +223,17 @@ def load_plugins(
         name, obj = obj if isinstance(obj, tuple) else (getattr(obj, "__name__", None) or type(obj).__name__, obj)
         candidates.append((name, "explicit", None, obj))
 
+    if allow is not None or deny:         # a misspelt name would otherwise choose nothing, silently
+        known = {name for name, _, _, _ in candidates} | {ep.name for ep in _entry_points(PLUGIN_GROUP)}
+        for option, names in (("--allow-plugin", allow if autoload else None), ("--deny-plugin", deny)):
+            report.unknown += [(name, option, tuple(sorted(known))) for name in sorted(names or ()) if name not in known]
     registry = Registry(prefer=dict(prefer))
     registered: list[tuple[str, str, Any, metadata.EntryPoint | None]] = []
     for name, source, ep, target in candidates:
         if name in deny:
             report.skipped.append((name, "on the deny list"))
+            if source == "builtin":
+                report.denied_builtins.append(name)
             continue
         if pm.has_plugin(name):
             report.skipped.append((name, "a plugin with this name is already loaded"))
@@ -416,15 +425,24 @@ def _check_run_signature(cls: type[Node]) -> None:
 def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, Any]]:
     """Failures, clashes, skipped plugins and unused preferences as plain dicts.
 
-    Every entry has `kind` ("failed", "clash", "skipped" or "preference"),
+    Every entry has `kind` ("failed", "clash", "skipped", "unknown_name" or "preference"),
     `level` ("error", "warning" or "info": "info" is a choice the user made,
     e.g. a denied plugin or a clash settled by a preference), `plugin`,
     `message` and `fix`; each kind adds its own details (see docs/plugins.md).
     """
     out: list[dict[str, Any]] = []
+    denied = ", ".join(repr(name) for name in report.denied_builtins)
     for f in report.failed:
+        fix = f.fix if not denied else (f"you denied the built-in pack(s) {denied}, which other plugins build on "
+                                         f"(port types, samplers): load them again first; else: {f.fix}")
         out.append({"kind": "failed", "level": "error", "plugin": f.name, "source": f.source,
-                    "message": f.message, "fix": f.fix, "error": f.error, "traceback": f.traceback})
+                    "message": f.message, "fix": fix, "error": f.error, "traceback": f.traceback})
+    for name, option, known in report.unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        out.append({"kind": "unknown_name", "level": "warning", "plugin": name, "option": option,
+                    "message": f"{option} {name!r} names no installed plugin, so it chooses nothing",
+                    "fix": (f"did you mean {close[0]!r}? " if close else "")
+                           + f"installed: {', '.join(known) or 'none'} (`nodegraph plugins` lists them)"})
     for clash in registry.clashes:
         out.append({"kind": "clash", "level": "info" if clash.preferred else "warning",
                     "plugin": clash.plugins[-1], "plugins": list(clash.plugins), "type": clash.type,

@@ -239,7 +239,12 @@ class Session:
             except PathConfinementError as exc:
                 raise LookupError(exc.message) from None
             if not path.is_file():     # no absolute path in the message: on a server it goes to the client
-                from .validation import suggest
+                from .validation import shown_folder, suggest
+
+                if not input_dir.is_dir():
+                    state = "is not a folder" if input_dir.exists() else "does not exist"
+                    raise LookupError(f"no file {name!r}: the input folder ({shown_folder(str(input_dir))}) {state}; "
+                                      f"create it and put the file there, or choose another with --input-dir")
 
                 try:
                     present = sorted(p.name for p in input_dir.iterdir() if p.is_file())

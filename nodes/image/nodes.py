@@ -54,7 +54,7 @@ class LoadImage(Node):
         try:
             path = self.context.service("resolve_file")("input", image)
         except LookupError as exc:
-            raise NodeInputError("image", f"{exc}; upload the file or copy it into the input folder") from None
+            raise NodeInputError("image", str(exc)) from None
         try:
             pixels, mask = load_image_file(path)
         except OSError as exc:

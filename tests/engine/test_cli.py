@@ -362,3 +362,18 @@ def test_a_missing_model_file_names_folders_inside_the_project_relatively(tmp_pa
     assert main(["validate", str(path)]) == 1
     out = capsys.readouterr().out
     assert "Looked in: models/checkpoints" in out and str(ROOT) not in out
+
+
+def test_a_missing_input_folder_is_named_not_listed_as_empty(tmp_path, capsys):
+    """LoadImage with --input-dir pointing nowhere (or at a file) says the folder is missing, once, without the
+    'Files there: none' of an empty folder."""
+    graph = tmp_path / "load.json"
+    graph.write_text(json.dumps({"format_version": 2, "nodes": {
+        "load": {"type": "LoadImage", "inputs": {"image": "cat.png"}},
+        "save": {"type": "SaveImage", "inputs": {"images": {"node": "load", "output": "image"}}}}}))
+    (tmp_path / "afile").write_text("x")
+    for folder, state in (("nowhere", "does not exist"), ("afile", "is not a folder")):
+        code = main(["run", str(graph), "--input-dir", str(tmp_path / folder), "--output-dir", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert code != 0 and f"the input folder ({folder}) {state}" in err, err      # tests run in tmp_path
+        assert "Files there" not in err and ".;" not in err

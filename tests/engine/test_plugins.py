@@ -137,6 +137,36 @@ def test_allow_and_deny_lists(fake_entry_points, monkeypatch):
     assert "Shared" not in session.registry.nodes
 
 
+def test_allow_and_deny_names_that_match_no_plugin_are_warned_about(fake_entry_points):
+    """A misspelt --deny-plugin / --allow-plugin name would choose nothing, silently: it is a warning with the
+    closest installed name; names that exist give none."""
+    session = Session(autoload=True, deny=["zetta"], allow=["alpha", "nonexistent"])
+    warnings = {w["plugin"]: w for w in plugin_loading.plugin_warnings(session.plugin_report, session.registry)
+                if w["kind"] == "unknown_name"}
+    assert set(warnings) == {"zetta", "nonexistent"}
+    assert warnings["zetta"]["option"] == "--deny-plugin" and "did you mean 'zeta'?" in warnings["zetta"]["fix"]
+    assert warnings["nonexistent"]["level"] == "warning" and "alpha" in warnings["nonexistent"]["fix"]
+    quiet = Session(autoload=True, deny=["broken"], allow=["zeta", "broken"])
+    assert not quiet.plugin_report.unknown
+
+
+def test_a_failure_after_denying_a_built_in_pack_says_so(fake_entry_points):
+    """Denying a built-in pack another plugin needs: that plugin's failure names the denied pack first."""
+    class Guided(Node):
+        class Inputs(NodeInputs):
+            pass
+
+        outputs = (Output("guidance", "GUIDANCE"),)        # a port type the built-in sampling pack registers
+
+        def run(self):
+            return {"guidance": None}
+
+    session = Session(plugins=[("needs_sampling", NodesPlugin(Guided))], deny=["sampling"])
+    failed = [w for w in plugin_loading.plugin_warnings(session.plugin_report, session.registry)
+              if w["kind"] == "failed" and w["plugin"] == "needs_sampling"]
+    assert failed and failed[0]["fix"].startswith("you denied the built-in pack(s) 'sampling'"), failed
+
+
 def test_plugin_port_types_extend_the_registry():
     """register_types adds types that nodes of any plugin may use; a clash is a plugin failure."""
     class Types:

@@ -78,7 +78,8 @@ def test_missing_input_file_names_the_input(session):
     graph["nodes"]["load"]["inputs"]["image"] = "nope.png"
     with pytest.raises(NodeExecutionError) as info:
         session.run(graph)
-    assert info.value.exception_type == "NodeInputError" and "upload the file" in str(info.value.exception)
+    message = str(info.value.exception)
+    assert info.value.exception_type == "NodeInputError" and "Upload it" in message and ".;" not in message
 
 
 def test_grid_and_resize_shapes():

@@ -94,7 +94,7 @@ class LoadAudio(Node):
         try:
             path = self.context.service("resolve_file")("input", file)
         except LookupError as exc:
-            raise NodeInputError("file", f"{exc}; upload the file or copy it into the input folder") from None
+            raise NodeInputError("file", str(exc)) from None
         return {"audio": _call(read_audio, path, max_seconds, "file")}
 
 

@@ -320,7 +320,7 @@ def _input_file(node: Node, name: str, argument: str = "file") -> Path:
     try:
         return Path(node.context.service("resolve_file")("input", name))
     except LookupError as error:
-        raise NodeInputError(argument, f"{error}; upload the file or copy it into the input folder") from None
+        raise NodeInputError(argument, str(error)) from None
 
 
 class ProceduralShape(Node):

@@ -944,7 +944,7 @@ class LoadVideo(Node):
         try:
             path = self.context.service("resolve_file")("input", video)
         except LookupError as exc:
-            raise NodeInputError("video", f"{exc}; upload the file or copy it into the input folder") from None
+            raise NodeInputError("video", str(exc)) from None
         try:
             clip = read_video(path, fps=fps, start_frame=start_frame, max_frames=max_frames)
         except VideoFileError as exc:
