@@ -855,7 +855,8 @@ class EncodeAudioPrompt(Node):
     "rising sweep", "clicks at 120 bpm", "noise burst" (README lists the grammar). A prompt in other words or
     order that names one sound of that world ("a loud C major chord", "soft beep at A4", "metronome, 120bpm",
     "ascending chirp") is encoded as that sound's caption; anything else is encoded word by word, unknown words
-    as <unk>. `prompt` says what was encoded.
+    as <unk>. `prompt` says what was encoded (and names the unknown words); a prompt with no known word is an
+    error on `text`.
 
     A model trained with beat conditioning also gets {"beat": (1, 4, frames)}: for a click track with a tempo,
     the beat phase of every frame with the first click at `beat_offset` seconds (beat.py); zeros for any other
@@ -881,7 +882,7 @@ class EncodeAudioPrompt(Node):
 
         from . import synth
         from .beat import batch_beat_features, beat_features
-        from .text import tokenize
+        from .text import VOCABULARY, tokenize, words
 
         model = _audio_model(audio_model)
         beat_model = model.net.config.beat_conditioning
@@ -891,6 +892,12 @@ class EncodeAudioPrompt(Node):
         if off_grid is not None:
             spec = off_grid[0]
         prompt = synth.caption(spec) if spec is not None else " ".join(text.split())
+        unknown = list(dict.fromkeys(w for w in words(prompt) if w not in VOCABULARY))
+        if unknown and len(unknown) == len(set(words(prompt))):      # nothing in it the model can hear
+            shown = ", ".join(repr(w) for w in unknown[:8])
+            raise NodeInputError("text", f"{text[:80]!r} has no word the tiny audio model knows ({shown}); it makes "
+                                         f"tones, chords, sweeps, clicks and noise: e.g. 'a loud C major chord', "
+                                         f"'rising sweep', 'clicks at 120 bpm' (the plugin's README lists the words)")
         tokens = torch.tensor([tokenize(prompt, max_tokens=model.net.config.max_tokens)])
         conditioning = {"tokens": tokens}
         if beat_model:                                                                    # (1, 4, T)
@@ -898,6 +905,8 @@ class EncodeAudioPrompt(Node):
                                     else batch_beat_features([exact or spec], [beat_offset], model.spec))
         if off_grid is not None:
             prompt += f" (beat at {off_grid[1]} bpm)"
+        if unknown:
+            prompt += f" (unknown words read as <unk>: {', '.join(unknown)})"
         return {"conditioning": conditioning, "prompt": prompt}
 
 
@@ -1019,8 +1028,9 @@ class AudioGapMask(Node):
         seconds = spec.hop / spec.sample_rate
         first, last = int(start / seconds), int(round(end / seconds))
         if end <= start or first >= frames:
-            raise NodeInputError("end", f"the gap must lie inside the clip (0 … {frames * seconds:.3f} s) with end > "
-                                        f"start; found {start} … {end} s")
+            raise NodeInputError("start" if first >= frames else "end",
+                                 f"the gap must lie inside the clip (0 … {frames * seconds:.3f} s) with end > start; "
+                                 f"found {start} … {end} s")
         t = torch.arange(frames, dtype=torch.float32)
         ramp_in = ((t - first + feather + 1) / (feather + 1)).clamp(0, 1)
         ramp_out = ((last + feather - t) / (feather + 1)).clamp(0, 1)

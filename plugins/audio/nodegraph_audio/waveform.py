@@ -231,8 +231,9 @@ def silence_span(audio: Mapping[str, Any], start: float, end: float, argument: s
     wave, rate = check_audio(audio, argument)
     first, last = int(round(start * rate)), min(wave.shape[-1], int(round(end * rate)))
     if not 0 <= first < last:
-        raise AudioError("end", f"the span must lie inside the clip (0 … {wave.shape[-1] / rate:.3f} s) with end > "
-                                f"start; found {start} … {end} s")
+        raise AudioError("start" if first >= wave.shape[-1] else "end",
+                         f"the span must lie inside the clip (0 … {wave.shape[-1] / rate:.3f} s) with end > start; "
+                         f"found {start} … {end} s")
     out = wave.clone()
     out[..., first:last] = 0.0
     return make_audio(out, rate, argument)

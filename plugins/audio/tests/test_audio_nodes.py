@@ -277,7 +277,8 @@ def test_audio_model_names_are_checked_against_the_model_folder_and_shipped_mode
 @needs_model
 def test_encode_prompt_reads_other_phrasings_as_the_worlds_captions(session):
     """EncodeAudioPrompt encodes "a loud C major chord" as the caption the model learned ("loud c4 major chord"),
-    keeps exact captions as written (any template), and encodes anything else word by word; `prompt` says which."""
+    keeps exact captions as written (any template), and encodes anything else word by word; `prompt` says which,
+    and names the words read as <unk>; a prompt with no word it knows is refused."""
     from nodegraph_audio.text import tokenize
 
     def encode(text: str) -> dict:
@@ -287,11 +288,15 @@ def test_encode_prompt_reads_other_phrasings_as_the_worlds_captions(session):
                                                           "text": text}}}}, outputs=["p"]).outputs["p"]
 
     for text, prompt in (("a loud C major chord", "loud c4 major chord"), ("quiet note b5", "quiet note b5"),
-                         ("metronome at 120bpm", "clicks at 120 bpm"), ("a violin solo", "a violin solo")):
+                         ("metronome at 120bpm", "clicks at 120 bpm"), ("a violin chord", "a violin chord")):
         out = encode(text)
-        assert out["prompt"] == prompt and out["conditioning"]["tokens"].tolist() == [tokenize(prompt)]
+        assert out["prompt"].startswith(prompt) and out["conditioning"]["tokens"].tolist() == [tokenize(prompt)]
         beat = out["conditioning"]["beat"]                       # the shipped model has beat conditioning
         assert beat.shape == (1, 4, 96) and bool((beat[0, 0] == 1).all()) == prompt.startswith("clicks")
+    assert encode("a violin chord")["prompt"] == "a violin chord (unknown words read as <unk>: a, violin)"
+    with pytest.raises(NodeExecutionError) as info:              # no word it knows: refused, as video and 3D do
+        encode("a dog barking")
+    assert info.value.exception.input == "text" and "no word the tiny audio model knows" in str(info.value)
 
 
 def test_encode_prompt_gives_beat_features_to_a_beat_model_and_sampling_uses_them(tmp_path):
@@ -323,7 +328,7 @@ def test_encode_prompt_gives_beat_features_to_a_beat_model_and_sampling_uses_the
     assert torch.equal(encode("metronome at 120bpm"), beat_features(120, 0.05, DEFAULT_SPEC)[None])
     assert torch.equal(encode("loud clicks at 60 bpm", 0.2), beat_features(60, 0.2, DEFAULT_SPEC)[None])
     assert torch.equal(encode("ticking at 150 bpm"), beat_features(150, 0.05, DEFAULT_SPEC)[None])   # off the grid
-    for text in ("a loud C major chord", "noise burst", "", "a violin solo"):
+    for text in ("a loud C major chord", "noise burst", "", "a violin chord"):
         assert torch.equal(encode(text), torch.zeros(1, 4, 96)), text
     graph = _graph("txt2audio")
     graph["nodes"]["model"]["inputs"]["model_name"] = "beat.safetensors"

@@ -117,3 +117,14 @@ def test_trim_pad_mix_gain_fade_and_concatenate():
     assert crossfaded["waveform"].shape[-1] == 32000 - 1600
     normalized = wf.normalize(audio, peak_db=-6.0)
     assert abs(float(normalized["waveform"].abs().max()) - 10 ** (-6 / 20)) < 1e-4
+
+
+def test_a_span_past_the_end_blames_start_and_a_backwards_one_end():
+    """silence_span names the input the user got wrong: a start past the clip is `start`, end <= start is `end`."""
+    audio = wf.make_audio(torch.zeros(1, 1, 16000), 16000)
+    with pytest.raises(AudioError, match=r"inside the clip \(0 … 1.000 s\)") as error:
+        wf.silence_span(audio, 5.0, 6.0)
+    assert error.value.argument == "start"
+    with pytest.raises(AudioError) as error:
+        wf.silence_span(audio, 0.5, 0.2)
+    assert error.value.argument == "end"

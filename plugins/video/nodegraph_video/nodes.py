@@ -78,8 +78,8 @@ class EmptyVideoLatent(Node):
     category = "video"
 
     class Inputs(NodeInputs):
-        width: int = Input(64, ge=8, le=4096, step=8)
-        height: int = Input(64, ge=8, le=4096, step=8)
+        width: int = Input(64, ge=8, le=4096, multiple_of=8)
+        height: int = Input(64, ge=8, le=4096, multiple_of=8)
         frames: int = Input(8, ge=1, le=MAX_FRAMES)
         fps: float = Input(8.0, gt=0.0, le=240.0)
         batch_size: int = Input(1, ge=1, le=64, description="clips")
@@ -87,7 +87,14 @@ class EmptyVideoLatent(Node):
 
     outputs = (Output("latent", "LATENT"),)
 
+    MAX_FRAMES_IN_ALL = 4096        # frames × batch_size: api.empty_latent's batch limit
+
     def run(self, width: int, height: int, frames: int, fps: float, batch_size: int, vae: Any = None) -> dict:
+        if frames * batch_size > self.MAX_FRAMES_IN_ALL:
+            raise NodeInputError("batch_size" if batch_size > 1 else "frames",
+                                 f"frames × batch_size = {frames} × {batch_size} = {frames * batch_size} latent "
+                                 f"frames, more than {self.MAX_FRAMES_IN_ALL} in one latent; lower frames or "
+                                 f"batch_size")
         latent = api.empty_latent(self.context, width, height, batch_size=batch_size * frames, vae=vae)
         return {"latent": {**latent, "frames": frames, "fps": fps}}
 
@@ -650,8 +657,12 @@ def _per_clip(conditioning: Any, frames: int, total: int, argument: str) -> Any:
         elif batch == frames and total % frames == 0:
             out[key] = value.repeat(total // frames, *([1] * (value.ndim - 1)))
         else:
-            raise NodeInputError(argument, f"{key!r} has {batch} rows; give 1 (every frame), {frames} (one per frame)"
-                                           f" or {total} (one per frame of every clip)")
+            counts = f"1 (every frame) or {frames} (one per frame)" + (
+                f" or {total} (one per frame of every clip)" if total != frames else "")
+            raise NodeInputError(argument, f"the conditioning is for {batch} frames but the latent has {frames}: its "
+                                           f"{key!r} has {batch} rows, and {counts} fit. Set the frame count of the "
+                                           f"node that made {argument!r} (e.g. TinyWorldVideoPrompt's or "
+                                           f"PromptTravel's frames) to {frames}, or the latent's frames to {batch}")
     return out
 
 
@@ -976,7 +987,7 @@ class SaveVideo(Node):
             embed_graph: bool) -> dict:
         import json
 
-        from .video_io import FORMATS, write_video
+        from .video_io import FORMATS, write_video, written_fps
 
         api.check_image(images, "images", "SaveVideo")
         if images.shape[0] > 100_000:
@@ -986,11 +997,13 @@ class SaveVideo(Node):
             graph = json.dumps(self.context.graph.to_dict(), separators=(",", ":"))
         spec = FORMATS[format]
         frames, height, width = images.shape[:3]
+        plays = written_fps(fps, format)        # gif frame times are whole centiseconds: 8 fps is stored as 120 ms
         files = api.save_files(self.context, [lambda path: write_video(path, images, fps, format, quality=quality,
                                                                        graph_json=graph)],
                                kind="video", prefix=filename_prefix, suffix=spec["suffix"], mime=spec["mime"],
-                               fields={"width": width, "height": height, "frames": frames, "fps": fps,
-                                       "duration": frames / fps})
+                               fields={"width": width, "height": height, "frames": frames, "fps": round(plays, 4),
+                                       "duration": round(frames / plays, 4),
+                                       **({"info": {"fps_requested": fps}} if abs(plays - fps) > 1e-6 else {})})
         return {"files": files}
 
 

@@ -201,12 +201,22 @@ def _write_av(path: Path, pixels: np.ndarray, fps: float, format: str, quality: 
             container.mux(packet)
 
 
+def frame_milliseconds(fps: float, format: str) -> int:
+    """How long each frame lasts in a gif (whole centiseconds, at least 10 ms) or webp (whole milliseconds)."""
+    return max(10, round(1000 / fps / 10) * 10) if format == "gif" else max(1, round(1000 / fps))
+
+
+def written_fps(fps: float, format: str) -> float:
+    """The frame rate a file of `format` really plays at when asked for `fps` (gif / webp round frame times)."""
+    return 1000 / frame_milliseconds(fps, format) if format in ("gif", "webp") else fps
+
+
 def _write_pillow(path: Path, pixels: np.ndarray, fps: float, format: str, quality: int,
                   graph_json: str | None) -> None:
     from PIL import Image
 
     images = [Image.fromarray(p) for p in pixels]
-    duration = max(10, round(1000 / fps / 10) * 10) if format == "gif" else max(1, round(1000 / fps))
+    duration = frame_milliseconds(fps, format)
     options: dict = {"save_all": True, "append_images": images[1:], "duration": duration, "loop": 0}
     if format == "gif":
         options["optimize"] = False

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nodegraph import Session
+from nodegraph import NodeContext, NodeInputError, Session
 from nodegraph.errors import GraphValidationError, NodeExecutionError
 from nodegraph.model_paths import ModelPaths
 from nodegraph_video import SHIPPED_MODELS
@@ -201,6 +201,9 @@ def test_load_and_save_video_round_trip(session):
     result = session.run({"format_version": 1, "nodes": nodes})
     webm = Path(result.outputs["webm"]["files"][0]["path"])
     assert {Path(result.outputs[f]["files"][0]["path"]).suffix for f in FORMATS} == {".mp4", ".webm", ".gif", ".webp"}
+    gif, mp4 = result.outputs["gif"]["files"][0], result.outputs["mp4"]["files"][0]
+    assert (gif["fps"], gif["info"]["fps_requested"]) == (round(1000 / 170, 4), 6.0)   # whole centiseconds: 170 ms
+    assert mp4["fps"] == 6.0 and "info" not in mp4
     folder = Path(session.input_dir)
     (folder / "clip.webm").write_bytes(webm.read_bytes())
     loaded = session.run({"format_version": 1, "nodes": {
@@ -420,3 +423,29 @@ def test_train_motion_module_shape_weights_are_checked_before_a_run(session):
         assert [e.input for e in errors] == ["shape_weights"], errors
     graph["nodes"][trainer]["inputs"]["shape_weights"] = "star: 3"
     assert session.validate(graph) == []
+
+
+def test_changing_only_the_latent_frames_says_which_node_to_change(session):
+    """txt2vid with latent.frames alone changed: the error names the prompt node's frames, lists 1 / F once."""
+    graph = _small("txt2vid")
+    graph["nodes"]["latent"]["inputs"]["frames"] = 6
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    message = str(info.value.exception)
+    assert info.value.exception.input == "positive"
+    assert "the conditioning is for 4 frames but the latent has 6" in message and "frames) to 6" in message
+    assert message.count("6 (one per frame") == 1 and "every clip" not in message
+
+
+def test_latent_sizes_and_frame_totals_are_checked_before_the_run(session):
+    """A width off the multiple of 8 is a validation error; frames × clips over the latent's limit names both."""
+    graph = _small("txt2vid")
+    graph["nodes"]["latent"]["inputs"]["width"] = 63
+    assert [e.input for e in session.validate(graph) if e.node_id == "latent"] == ["width"]
+    from nodegraph_video import nodes as plugin
+
+    node = plugin.EmptyVideoLatent()
+    node.context = NodeContext("n", "EmptyVideoLatent", lambda *e: None, lambda n: None, session.services)
+    with pytest.raises(NodeInputError, match=r"frames × batch_size = 256 × 64 = 16384") as error:
+        node.run(width=64, height=64, frames=256, fps=8.0, batch_size=64)
+    assert error.value.input == "batch_size"
