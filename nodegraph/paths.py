@@ -17,6 +17,7 @@ The rule (each item is the `rule` code of the error it raises):
     backslash          a backslash (a separator on Windows, never part of a name here)
     absolute           starts with "/" (absolute paths and "//server" names)
     drive              starts with a drive letter ("C:", "c:foo")
+    reserved_character any of < > : " | ? * (refused by Windows file systems)
     subfolder          contains "/" where only a plain name is allowed (`subfolders=False`)
     empty_component    "a//b", or a leading / trailing "/"
     dot                a "." component
@@ -51,6 +52,7 @@ MAX_NAME_BYTES = 1024
 MAX_COMPONENT_BYTES = 255
 _DRIVE = re.compile(r"^[A-Za-z]:")
 DEVICE_NAMES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+RESERVED_CHARACTERS = '<>:"|?*'     # Windows refuses them in names
 
 
 def is_inside(root: str | os.PathLike, path: str | os.PathLike) -> bool:
@@ -111,6 +113,10 @@ def check_name(name: object, *, what: str = "file name", input_name: str | None 
         raise refuse("absolute", "is an absolute path")
     if _DRIVE.match(name):
         raise refuse("drive", "starts with a drive letter")
+    reserved = sorted(set(name) & set(RESERVED_CHARACTERS))
+    if reserved:
+        raise refuse("reserved_character", f"contains {' '.join(repr(ch) for ch in reserved)}, which Windows file "
+                                           f"systems refuse (and shells read specially)")
     components = name.split("/")
     if len(components) > 1 and not subfolders:
         raise refuse("subfolder", "contains '/': only a plain name is allowed here")
