@@ -2,7 +2,7 @@
 
     nodegraph run GRAPH.json [--set node.input=value ...] [--output-dir DIR] [--events FILE|-]
     nodegraph run GRAPH.json [--ray [ADDRESS]] [--workers N] [--sweep seed=0..99 ...]   (docs/distributed.md)
-    nodegraph validate GRAPH.json [--json]
+    nodegraph validate GRAPH.json [--set node.input=value ...] [--json]
     nodegraph nodes [TYPE ...] [--json]
     nodegraph plugins [--json]
     nodegraph plugin new NAME [--dir DIR]
@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", parents=[plugins], help="check a graph file without running it")
     validate.add_argument("graph", help="path to a graph .json file")
     validate.add_argument("--json", action="store_true", help="print errors as structured JSON")
+    validate.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE", dest="overrides",
+                          help="check the graph with this literal input overridden, as `run --set` would run it")
 
     nodes = sub.add_parser("nodes", parents=[plugins], help="list node types and their schemas")
     nodes.add_argument("types", nargs="*", help="only these node types")
@@ -126,6 +128,17 @@ def _parse_override(text: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         value = raw
     return key, _RawText(raw, value) if not isinstance(value, str) else value
+
+
+def _parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Every --set, each key once (a repeated key is an error: which value was meant?)."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, value = _parse_override(item)
+        if key in overrides:
+            raise ValueError(f"--set {key} is given twice; keep one")
+        overrides[key] = value
+    return overrides
 
 
 class _RawText:
@@ -206,7 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .results import jsonable
 
     try:
-        overrides = dict(_parse_override(item) for item in args.overrides)
+        overrides = _parse_overrides(args.overrides)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -294,7 +307,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     session = _session(args)
     warnings = _print_plugin_warnings(session)
-    errors = session.validate(Path(args.graph))
+    from .errors import GraphValidationError
+
+    try:
+        overrides = _parse_overrides(args.overrides)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        graph = session.load(Path(args.graph))
+        if overrides:
+            graph = graph.with_overrides(_typed_overrides(session.registry, graph.nodes, overrides))
+        errors = session.validate(graph)
+    except GraphValidationError as exc:
+        errors = exc.errors
     if args.json:
         print(json.dumps({"valid": not errors, "errors": [e.to_dict() for e in errors],
                           "plugin_warnings": warnings}, indent=2, default=str))

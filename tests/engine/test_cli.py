@@ -377,3 +377,18 @@ def test_a_missing_input_folder_is_named_not_listed_as_empty(tmp_path, capsys):
         err = capsys.readouterr().err
         assert code != 0 and f"the input folder ({folder}) {state}" in err, err      # tests run in tmp_path
         assert "Files there" not in err and ".;" not in err
+
+
+def test_validate_takes_set_and_a_key_given_twice_is_a_usage_error(capsys):
+    """`validate --set` checks the graph as `run --set` would run it; repeating a --set key is refused, not
+    silently decided by order."""
+    assert main(["validate", ARITHMETIC, "--set", "width.value=64"]) == 0
+    capsys.readouterr()
+    assert main(["validate", ARITHMETIC, "--set", "width.value=\"wide\"", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert [e["input"] for e in report["errors"]] == ["value"] and report["errors"][0]["node_id"] == "width"
+    assert main(["validate", ARITHMETIC, "--set", "nowhere.value=1"]) == 1
+    assert "nowhere" in capsys.readouterr().out
+    for command in ("validate", "run"):
+        assert main([command, ARITHMETIC, "--set", "width.value=64", "--set", "width.value=32"]) == 2
+        assert "--set width.value is given twice" in capsys.readouterr().err
