@@ -2,7 +2,7 @@
 
 Adds a port type, COLOR (an (r, g, b) tuple of floats in [0, 1]), and these nodes:
 
-    HexColor      text like "#ff8800" → COLOR
+    HexColor      text like "#ff8800" or "#f80" → COLOR
     MixColors     two COLORs → COLOR
     ColorSwatch   COLOR → IMAGE filled with it (the IMAGE layout: (B, H, W, 3) in [0, 1])
     SaveColors    COLORs → a JSON text file in the output folder (api.save_files; an output node)
@@ -27,23 +27,27 @@ COLOR = PortType("COLOR", "An (r, g, b) colour, floats in [0, 1].", color="#e91e
 
 
 class HexColor(Node):
-    """Parse a hex colour such as "#ff8800" into a COLOR."""
+    """Parse a hex colour such as "#ff8800" (or the short "#f80") into a COLOR."""
 
     category = "example"
-    version = "1.0.0"
+    version = "1.1.0"
 
     class Inputs(NodeInputs):
-        hex: str = Input("#ffffff", description="#rrggbb", min_length=7, max_length=7)
+        hex: str = Input("#ffffff", description="#rrggbb or #rgb", min_length=1, max_length=32)
 
     outputs = (Output("color", "COLOR"),)
 
     def run(self, hex: str) -> dict:
-        if not hex.startswith("#"):
-            raise NodeInputError("hex", f"expected '#rrggbb', found {hex!r}")
+        digits = hex.strip().removeprefix("#")
+        if len(digits) == 3:                              # CSS shorthand: "#f80" is "#ff8800"
+            digits = "".join(d * 2 for d in digits)
         try:
-            r, g, b = (int(hex[i:i + 2], 16) / 255 for i in (1, 3, 5))
+            if len(digits) != 6:
+                raise ValueError
+            r, g, b = (int(digits[i:i + 2], 16) / 255 for i in (0, 2, 4))
         except ValueError:
-            raise NodeInputError("hex", f"{hex!r} is not hexadecimal; use digits 0-9 and a-f") from None
+            raise NodeInputError("hex", f"expected a colour as '#rrggbb' or '#rgb' with digits 0-9 and a-f (e.g. "
+                                        f"'#ff8800'), found {hex!r}") from None
         return {"color": (r, g, b)}
 
 

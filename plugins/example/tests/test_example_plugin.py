@@ -98,3 +98,31 @@ def test_swatch_and_saved_colours_follow_the_contracts(tmp_path):
     (file,) = collect_files(result.outputs, tmp_path / "out")
     assert (file["kind"], file["mime"], file["name"]) == ("text", "application/json", "palettes/p_00001.json")
     assert json.loads(open(file["path"]).read()) == {"colors": ["#ff0000", "#800080"]}
+
+
+def test_short_and_bad_hex_colours(tmp_path):
+    """"#f00" is "#ff0000"; anything else that is no colour names `hex` and shows the form to write."""
+    from nodegraph import NodeExecutionError
+
+    session = Session(plugins=[nodegraph_example], autoload=False, output_dir=tmp_path)
+    assert session.run(_graph("#f00")).outputs["show"]["value"] == (0.5, 0.0, 0.5)
+    for bad in ("red", "#ff00", "#gg0000"):
+        with pytest.raises(NodeExecutionError) as info:
+            session.run(_graph(bad))
+        assert info.value.exception.input == "hex" and "'#rrggbb' or '#rgb'" in str(info.value.exception)
+
+
+def test_the_shipped_graph_runs_and_writes_a_purple_swatch(tmp_path):
+    """graphs/mix_colors.json: red and blue mixed half and half, as a PNG swatch and a JSON file of both colours."""
+    import json
+    from pathlib import Path
+
+    from PIL import Image
+
+    from nodegraph.results import collect_files
+
+    graph = Path(nodegraph_example.__file__).resolve().parents[1] / "graphs" / "mix_colors.json"
+    session = Session(plugins=[("example", nodegraph_example)], autoload=False, output_dir=tmp_path)
+    files = {f["kind"]: f for f in collect_files(session.run(json.loads(graph.read_text())).outputs, tmp_path)}
+    assert Image.open(files["image"]["path"]).getpixel((5, 5)) == (128, 16, 144)
+    assert json.loads(Path(files["text"]["path"]).read_text()) == {"colors": ["#ff2020", "#0000ff"]}
