@@ -12,7 +12,8 @@ that step progress is visible), run again (the upstream comes from the cache),
 try a type-incompatible link and see it refused with a reason, remove a required
 link and see the server's validation error on that input, undo, edit widgets (a
 number, the seed shown in full and its randomise/increment/fixed control, the
-searchable sampler list, a prompt that grows) and save again: the file plus
+searchable sampler list, a prompt that grows; a seed of 2^64 − 1 kept exactly, 2^64
+refused with a visible note) and save again: the file plus
 exactly the edits, with the shown layout written once a node was added.
 
 The graph is `graphs/txt2img.json` when it exists, else `graphs/arithmetic.json`;
@@ -347,9 +348,17 @@ def test_editor_load_edit_run_refuse_save(server_url, tmp_path):
             if seed_nodes:
                 sid = seed_nodes[0]
                 seed_box = f"[data-testid='widget-{sid}-seed']"
+                page.fill(seed_box, "18446744073709551615")   # 2^64 - 1: kept digit for digit (beyond 2^53)
+                assert page.evaluate("window.nodegraph.graph()")["nodes"][sid]["inputs"]["seed"] == 2 ** 64 - 1
                 page.fill(seed_box, "1234567890123")
                 assert page.evaluate(f"(() => {{ const e = document.querySelector(\"{seed_box}\"); return e.scrollWidth <= e.clientWidth; }})()"), \
                     "the seed box must show the whole value"
+                page.press(seed_box, "Tab")
+                page.fill(seed_box, "18446744073709551616")   # 2^64: refused, never a prefix of it; leaving the box says why
+                page.press(seed_box, "Tab")                   # (and puts back the value from before this edit)
+                note = page.inner_text(f"[data-testid='widget-note-{sid}-seed']")
+                assert "must be ≤ 18446744073709551615" in note and "kept 1234567890123" in note, note
+                assert page.input_value(seed_box) == "1234567890123"
                 expected["nodes"][sid]["inputs"]["seed"] = 1234567890123
                 mode = f"[data-testid='seed-mode-{sid}-seed']"
                 assert page.get_attribute(mode, "data-mode") == "fixed"   # a loaded file reproduces its seed

@@ -4,10 +4,14 @@
 graph that runs in seconds (two tiny-world renders batched into SaveImage, and
 integer arithmetic):
 
-- bad input: a file that is not JSON shows the parse error with its line; a
-  ComfyUI workflow is named, not opened blank; an unknown node type is a red
-  placeholder that keeps its data (saving round-trips it) and, muted, lets the
-  rest run (shown as skipped);
+- the first open (nothing kept yet) shows the shipped txt2img template;
+- bad input: a file that is not JSON shows the parse error with its line; so
+  does JSON nested 100 000 levels deep; a ComfyUI UI workflow is refused in the
+  server's words and an API prompt is imported (unknown nodes as red
+  placeholders), the canvas kept meanwhile; node ids such as `constructor` and
+  `__proto__` load and draw; an unknown node type is a red placeholder that
+  keeps its data (saving round-trips it) and, muted, lets the rest run (shown
+  as skipped);
 - a run: history row (time, seed-less, thumbnail), image viewer (large view,
   zoom, per-frame view of the batch, compare slider);
 - the palette ranks "int" → Int first; new nodes never overlap;
@@ -19,8 +23,9 @@ integer arithmetic):
   Ctrl+M), align, auto-layout (Alt+L, no overlaps), resizing a node;
 - subgraphs: collapse a selection (Ctrl+Shift+E), open it, go back, run it;
 - widgets: slider, searchable combo;
+- Ctrl+Enter runs from inside a number field;
 - templates menu, history filter and "Open", shortcut help, light theme, and
-  after a reload: the theme, the history and the gallery are still there.
+  after a reload: the graph, the theme, the history and the gallery are still there.
 
 Every wait is on an event or a state with a generous ceiling, never a fixed sleep.
 """
@@ -116,6 +121,17 @@ def test_editor_features(tmp_path):
     broken.write_text('{\n  "format_version": 2,\n  "nodes": {,\n}\n')
     comfy = tmp_path / "comfy_workflow.json"
     comfy.write_text(json.dumps({"last_node_id": 2, "nodes": [{"id": 1, "type": "KSampler"}], "links": [], "version": 0.4}))
+    comfy_api = tmp_path / "comfy_api.json"
+    comfy_api.write_text(json.dumps({
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v1-5.safetensors"}},
+        "5": {"class_type": "Int", "inputs": {"value": 3}}}))
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"format_version": 2, "nodes": {"a": {"type": "Int", "inputs": {"value": %s%s}}}}' % ("[" * 100_000, "]" * 100_000))
+    tricky = tmp_path / "tricky_ids.json"
+    tricky.write_text(json.dumps({"format_version": 2, "nodes": {
+        "constructor": {"type": "Int", "inputs": {"value": 1}},
+        "__proto__": {"type": "IntMath", "inputs": {"a": {"node": "constructor", "output": "value"}, "b": 2, "op": "add"}},
+        "toString": {"type": "ShowValue", "inputs": {"value": {"node": "__proto__", "output": "result"}}}}}))
     features = tmp_path / "features.json"
     features.write_text(json.dumps(FEATURES_GRAPH, indent=1))
 
@@ -129,14 +145,28 @@ def test_editor_features(tmp_path):
             page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
             page.wait_for_selector("[data-testid^=palette-item-]")
 
+            # --- first open: nothing kept in this browser yet, so the shipped txt2img template -----------
+            page.wait_for_function("() => Object.keys(window.nodegraph.graph().nodes).includes('sampler')")
+            first = _node_ids(page)
+
             # --- bad input -------------------------------------------------------------------------
             page.set_input_files("[data-testid=load-input]", str(broken))
             banner = page.locator("[data-testid=error-banner]")
             banner.wait_for()
             assert "broken.json" in banner.inner_text() and "line 3" in banner.inner_text(), banner.inner_text()
+            page.set_input_files("[data-testid=load-input]", str(deep))
+            page.wait_for_function("() => document.querySelector('[data-testid=error-banner]')?.textContent.includes('nested too deeply')")
             page.set_input_files("[data-testid=load-input]", str(comfy))
-            page.wait_for_function("() => document.querySelector('[data-testid=error-banner]')?.textContent.includes('ComfyUI workflow')")
-            assert _node_ids(page) == set(), "a file that is not a graph must not replace the canvas"
+            page.wait_for_function(   # refused by the server's import_graph, in its words
+                "() => document.querySelector('[data-testid=error-banner]')?.textContent.includes(\"In ComfyUI use 'Export (API)'\")")
+            assert _node_ids(page) == first, "a file that is not a graph must not replace the canvas"
+            page.set_input_files("[data-testid=load-input]", str(comfy_api))
+            page.wait_for_selector("[data-testid=node-4].ng-unknown")   # CheckpointLoaderSimple: a placeholder with its data
+            assert _graph(page)["nodes"]["4"]["inputs"] == {"ckpt_name": "v1-5.safetensors"}
+            assert "Imported comfy_api.json" in page.inner_text("[data-testid=info-banner]")
+            page.set_input_files("[data-testid=load-input]", str(tricky))
+            page.wait_for_selector("[data-testid=node-toString]")
+            assert page.locator(".react-flow__node-schema").count() == 3 and page.locator(".react-flow__edge").count() == 2
 
             page.set_input_files("[data-testid=load-input]", str(features))
             page.wait_for_selector("[data-testid=node-ghost].ng-unknown [data-testid=node-unknown-ghost]")
@@ -297,7 +327,7 @@ def test_editor_features(tmp_path):
             page.wait_for_selector("[data-testid=node-show]")
             page.fill("[data-testid=widget-k-value]", "2")   # a new input for the subgraph: 6 * 6 + 2 (so it runs, not cached)
             previous_run = page.evaluate("window.nodegraph.session().activeRun")
-            page.click("[data-testid=run-button]")
+            page.keyboard.press("Control+Enter")              # runs from inside the field, as in ComfyUI
             page.wait_for_function(f"() => window.nodegraph.session().activeRun !== {json.dumps(previous_run)}", timeout=120_000)
             page.wait_for_function(
                 "() => document.querySelector('[data-testid=node-output-show]')?.textContent.trim() === '38'"
@@ -329,10 +359,12 @@ def test_editor_features(tmp_path):
             page.wait_for_selector("html[data-theme=light]")
             page.screenshot(path=str(tmp_path / "editor-light.png"))
 
-            # --- after a reload: theme, history and gallery are still there ---------------------------------
+            # --- after a reload: the graph, theme, history and gallery are still there ------------------------
+            before_reload = _graph(page)
             page.reload()
             page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
             page.wait_for_selector("html[data-theme=light]")
+            assert _graph(page) == before_reload, "the graph open before the reload must be shown after it"
             page.wait_for_function("() => document.querySelectorAll('[data-testid^=history-row-]').length >= 2", timeout=30_000)
             page.wait_for_function("() => document.querySelectorAll('[data-testid=gallery-item][data-kind=image]').length >= 2", timeout=30_000)
         finally:

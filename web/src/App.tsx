@@ -3,12 +3,16 @@
  * (Plugins when open, queue, history, gallery) below; banner, plugin notice,
  * subgraph bar and toasts over the canvas; search popup, context menu, help
  * panel and image viewer over everything.
+ *
+ * Each part sits in its own error boundary (editor/ErrorBoundary.tsx): a part that
+ * cannot be drawn shows an error box with Retry / Dismiss / Reload, the rest keeps working.
  */
 import { ReactFlowProvider } from "@xyflow/react";
 import { useEffect } from "react";
 import { AppContext } from "./state/context";
 import type { EditorApp } from "./state/app";
 import { useStore } from "./state/store";
+import { PartBoundary } from "./editor/ErrorBoundary";
 import { GraphCanvas } from "./editor/GraphCanvas";
 import { ImageViewer } from "./editor/ImageViewer";
 import { ContextMenu, HelpPanel, SearchPopup, SubgraphBar } from "./editor/Overlays";
@@ -28,29 +32,53 @@ export function App({ app }: { app: EditorApp }) {
     <AppContext.Provider value={app}>
       <ReactFlowProvider>
         <Themed app={app} />
-        <div className="ng-app">
-          <Toolbar />
-          <div className="ng-main">
-            <Palette />
-            <main className="ng-center">
-              <Banner />
-              <PluginNotice />
-              <SubgraphBar />
-              <GraphCanvas />
-              <Toasts />
-            </main>
-            <aside className="ng-side">
-              <PluginsPanel />
-              <QueuePanel />
-              <HistoryPanel />
-              <Gallery />
-            </aside>
+        <PartBoundary area="editor">
+          <div className="ng-app">
+            <PartBoundary area="toolbar">
+              <Toolbar />
+            </PartBoundary>
+            <div className="ng-main">
+              <PartBoundary area="palette">
+                <Palette />
+              </PartBoundary>
+              <main className="ng-center">
+                <PartBoundary area="banner">
+                  <Banner />
+                  <PluginNotice />
+                  <SubgraphBar />
+                </PartBoundary>
+                <PartBoundary area="canvas" actions={[{ label: "Undo the last change", run: () => app.editor.undo() }]}>
+                  <GraphCanvas />
+                </PartBoundary>
+                <PartBoundary area="messages">
+                  <Toasts />
+                </PartBoundary>
+              </main>
+              <aside className="ng-side">
+                <PartBoundary area="plugins panel">
+                  <PluginsPanel />
+                </PartBoundary>
+                <PartBoundary area="queue">
+                  <QueuePanel />
+                </PartBoundary>
+                <PartBoundary area="history">
+                  <HistoryPanel />
+                </PartBoundary>
+                <PartBoundary area="gallery">
+                  <Gallery />
+                </PartBoundary>
+              </aside>
+            </div>
+            <PartBoundary area="search, menu and help">
+              <SearchPopup />
+              <ContextMenu />
+              <HelpPanel />
+            </PartBoundary>
+            <PartBoundary area="image viewer">
+              <ImageViewer />
+            </PartBoundary>
           </div>
-          <SearchPopup />
-          <ContextMenu />
-          <HelpPanel />
-          <ImageViewer />
-        </div>
+        </PartBoundary>
       </ReactFlowProvider>
     </AppContext.Provider>
   );

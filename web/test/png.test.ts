@@ -104,4 +104,22 @@ describe("PNG text chunks", () => {
     await expect(graphFromPng(png.subarray(0, 60))).rejects.toThrow(/truncated/);
     await expect(graphFromPng(buildPng(tEXt("nodegraph", "{not json")))).rejects.toThrow(/not JSON/);
   });
+
+  it("gives ComfyUI's prompt chunk (else its workflow chunk) when there is no nodegraph chunk, so it can be imported", async () => {
+    const prompt = { "3": { class_type: "KSampler", inputs: { seed: 5 } } };
+    const workflow = { nodes: [], links: [] };
+    const both = buildPng(tEXt("prompt", JSON.stringify(prompt)), tEXt("workflow", JSON.stringify(workflow)));
+    expect(await graphFromPng(both)).toEqual(prompt);
+    expect(await graphFromPng(buildPng(tEXt("workflow", JSON.stringify(workflow))))).toEqual(workflow);
+    expect(await graphFromPng(buildPng(tEXt("prompt", "{}"), iTXt("nodegraph", text, false)))).toEqual(graph); // ours first
+    await expect(graphFromPng(buildPng(tEXt("parameters", "x")))).rejects.toThrow(/nor ComfyUI's "prompt" or "workflow"/);
+  });
+
+  it("keeps a seed beyond 2^53 exact and refuses a graph nested too deeply", async () => {
+    const big = '{"format_version": 2, "nodes": {"k": {"type": "KSampler", "inputs": {"seed": 18446744073709551615}}}}';
+    const read = (await graphFromPng(buildPng(tEXt("nodegraph", big)))) as { nodes: { k: { inputs: { seed: unknown } } } };
+    expect(read.nodes.k.inputs.seed).toBe(2n ** 64n - 1n);
+    const deep = `{"format_version": 2, "nodes": {"a": {"type": "Int", "inputs": {"value": ${"[".repeat(100_000)}${"]".repeat(100_000)}}}}}`;
+    await expect(graphFromPng(buildPng(zTXt("nodegraph", deep)))).rejects.toThrow(/"nodegraph" chunk: the JSON is nested too deeply/);
+  });
 });

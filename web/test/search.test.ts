@@ -51,3 +51,34 @@ describe("node search ranking", () => {
     expect(groups.map((g) => g.category)).toEqual([...groups.map((g) => g.category)].sort((a, b) => a.localeCompare(b)));
   });
 });
+
+describe("ComfyUI class names", () => {
+  it("find our equivalent first when typed as ComfyUI writes them", () => {
+    const equivalents: Record<string, string> = {
+      CheckpointLoaderSimple: "LoadCheckpoint",
+      LoraLoader: "LoadLoRA",
+      LoraLoaderModelOnly: "LoadLoRA",
+      ControlNetLoader: "LoadControlNet",
+      ControlNetApply: "ApplyControlNet",
+      ControlNetApplyAdvanced: "ApplyControlNet",
+      VAELoader: "LoadVAE",
+      CLIPLoader: "LoadTextEncoder",
+      UNETLoader: "LoadUNet",
+      UpscaleModelLoader: "LoadUpscaleModel",
+      ImageUpscaleWithModel: "UpscaleImageWithModel",
+      LatentUpscale: "LatentUpscale",
+      VAEEncode: "VAEEncode",
+      VAEEncodeForInpaint: "VAEEncodeForInpaint",
+      SetLatentNoiseMask: "SetLatentNoiseMask",
+      KSamplerAdvanced: "KSampler",
+      KSampler: "KSampler",
+      CLIPTextEncode: "EncodeText",
+      EmptyLatentImage: "EmptyLatent",
+      SaveImage: "SaveImage",
+      PreviewImage: "PreviewImage",
+      LoadImage: "LoadImage",
+    };
+    for (const [comfy, ours] of Object.entries(equivalents)) expect([comfy, top(comfy, 1)[0]]).toEqual([comfy, ours]);
+  });
+});
+

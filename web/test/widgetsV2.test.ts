@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { foreignFormat, jsonErrorText, lineColumn } from "../src/graph/foreign";
+import { foreignFormat, foreignKind, jsonErrorText, lineColumn } from "../src/graph/foreign";
 import { formatDuration, historyRow, runSeed } from "../src/run/history";
 import { filterChoices, sliderRange, widgetFor } from "../src/schema/widgets";
 import { realSchemas } from "./helpers";
@@ -30,8 +30,12 @@ describe("widget values", () => {
 
 describe("files that are not graphs", () => {
   it("names ComfyUI workflows and API prompts instead of opening a blank canvas", () => {
-    expect(foreignFormat({ nodes: [], links: [], version: 0.4 })).toContain("ComfyUI workflow");
-    expect(foreignFormat({ "3": { class_type: "KSampler", inputs: {} } })).toContain("ComfyUI prompt (API format)");
+    expect(foreignFormat({ nodes: [], links: [], version: 0.4 })).toContain("ComfyUI UI-format workflow");
+    expect(foreignFormat({ nodes: [], links: [], version: 0.4 })).toContain("In ComfyUI use 'Export (API)' and open that file instead");
+    expect(foreignFormat({ "3": { class_type: "KSampler", inputs: {} } })).toContain("ComfyUI API-format prompt");
+    expect(foreignKind({ "3": { class_type: "KSampler", inputs: {} } })).toBe("comfyui-api");
+    expect(foreignKind({ nodes: [], links: [] })).toBe("comfyui-workflow");
+    expect(foreignKind({ format_version: 2, nodes: {} })).toBeNull();
     expect(foreignFormat({ format_version: 2, nodes: {} })).toBeNull();
   });
 

@@ -16,7 +16,8 @@
  * it. Double-click on the canvas opens the search at the cursor; right-click opens
  * the context menu of what is under the cursor (editor/ContextMenu.tsx). Every keyboard
  * shortcut (editor/shortcuts.ts) is handled here, not by React Flow, so every change is
- * undoable.
+ * undoable; inside a text field only the graph-wide ones act (`shortcutInField`: run, save),
+ * the others are the field's own. Maps keyed by node id are prototype-free (graph/idMaps.ts).
  */
 import {
   Background,
@@ -49,6 +50,7 @@ import {
 } from "../graph/document";
 import { groupMembers, groupsOf, moveGroup, moveReroute, pruneReroutes, removeGroup, removeReroutes, reroutesOf, wirePoints, addGroup } from "../graph/groups";
 import { autoLayout, effectivePositions, estimateSize, freeSpot, NODE_WIDTH, pushApart, type Rect, type Size } from "../graph/layout";
+import { idMap } from "../graph/idMaps";
 import { collapseToSubgraph } from "../graph/subgraph";
 import { portColor, type NodeSchema, type PortType } from "../schema/types";
 import type { EditorApp } from "../state/app";
@@ -56,6 +58,7 @@ import { useApp } from "../state/context";
 import { useStore } from "../state/store";
 import { GroupNode, RerouteNode, type GroupFlowNode, type RerouteFlowNode } from "./GroupNode";
 import { SchemaNode, type SchemaFlowNode } from "./SchemaNode";
+import { shortcutInField } from "./shortcuts";
 import { WireEdge, type WireFlowEdge } from "./WireEdge";
 
 export const NODE_DRAG_TYPE = "application/x-nodegraph-node-type";
@@ -137,7 +140,7 @@ export const selectionActions = {
   collapse(app: EditorApp, ids = Object.keys(app.editor.state.selectedNodes)) {
     if (!ids.length) return;
     const rects = app.canvas.rects();
-    const positions = Object.fromEntries(Object.entries(rects).map(([id, r]) => [id, [r.x, r.y] as Position]));
+    const positions = idMap(Object.entries(rects).map(([id, r]): [string, Position] => [id, [r.x, r.y]]));
     let made: string | null = null;
     app.editor.edit((doc) => {
       const result = collapseToSubgraph(doc, ids, positions);
@@ -185,7 +188,7 @@ export function GraphCanvas() {
   const loadCount = useStore(app.editor.store, (s) => s.loadCount);
   const serverSchemas = useStore(app.session, (s) => s.schemas);
   const skippedNodes = useStore(app.session, (s) => s.nodeStates);
-  const [measured, setMeasured] = useState<Measured>({});
+  const [measured, setMeasured] = useState<Measured>(() => idMap());
   const wrapper = useRef<HTMLDivElement>(null);
   const cache = useRef(new Map<string, SchemaFlowNode>());
   const groupDrag = useRef<{ id: string; members: Record<string, Position> } | null>(null);
@@ -198,7 +201,7 @@ export function GraphCanvas() {
     [doc, schemaNodes, measured],
   );
   const rects = useMemo(() => {
-    const out: Record<string, Rect> = {};
+    const out = idMap<Rect>();
     for (const [id, [x, y]] of Object.entries(positions)) out[id] = { x, y, ...sizeFor(doc, schemaNodes, measured, id) };
     return out;
   }, [positions, doc, schemaNodes, measured]);
@@ -231,7 +234,7 @@ export function GraphCanvas() {
   }, [fitPending, nodesInitialized, flow]);
 
   const nodes = useMemo<AnyFlowNode[]>(() => {
-    const linkedOutputs: Record<string, Set<string>> = {};
+    const linkedOutputs = idMap<Set<string>>();
     for (const edge of docEdges(doc)) (linkedOutputs[edge.source] ??= new Set()).add(edge.output);
     const next = new Map<string, SchemaFlowNode>();
     const list: AnyFlowNode[] = [];
@@ -322,7 +325,7 @@ export function GraphCanvas() {
   }, [doc, schemaNodes, serverSchemas.types, selectedEdges, skippedNodes]);
 
   // A positioned node that grew (a run added an image) pushes the nodes it now covers down.
-  const lastHeights = useRef<Record<string, number>>({});
+  const lastHeights = useRef<Record<string, number>>(idMap());
   useEffect(() => {
     const grown: string[] = [];
     for (const [id, size] of Object.entries(measured)) {
@@ -331,22 +334,22 @@ export function GraphCanvas() {
       lastHeights.current[id] = size.height;
     }
     if (!grown.length) return;
-    const positioned = Object.fromEntries(Object.entries(rectsRef.current).filter(([id]) => doc.nodes[id]?.position));
+    const positioned = idMap(Object.entries(rectsRef.current).filter(([id]) => doc.nodes[id]?.position));
     const moved = pushApart(positioned, grown);
     if (Object.keys(moved).length) app.editor.replaceSilently((d) => moveNodes(d, moved));
   }, [measured]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const onNodesChange = useCallback(
     (changes: NodeChange<AnyFlowNode>[]) => {
-      const dragged: Record<string, Position> = {};
-      const stepped: Record<string, Position> = {}; // moves outside a drag (arrow keys)
+      const dragged = idMap<Position>();
+      const stepped = idMap<Position>(); // moves outside a drag (arrow keys)
       let sizes: Measured | null = null;
       let dragEnded = false;
       const materialize = (d: EditorDocument) => app.materialize(d);
       for (const change of changes) {
         if (change.type === "dimensions" && change.dimensions) {
           if (change.id.startsWith(GROUP_PREFIX) || change.id.startsWith(REROUTE_PREFIX)) continue;
-          sizes ??= {};
+          sizes ??= idMap();
           sizes[change.id] = change.dimensions;
         } else if (change.type === "position") {
           if (change.dragging === false && app.editor.state.dragBase) dragEnded = true;
@@ -358,7 +361,7 @@ export function GraphCanvas() {
               const group = groupsOf(app.editor.doc).find((g) => g.id === id);
               const rects = rectsRef.current;
               const members = group ? groupMembers(group, rects) : [];
-              groupDrag.current = { id, members: Object.fromEntries(members.map((m) => [m, [rects[m].x, rects[m].y] as Position])) };
+              groupDrag.current = { id, members: idMap(members.map((m): [string, Position] => [m, [rects[m].x, rects[m].y]])) };
             }
             const members = groupDrag.current.members;
             app.editor.dragEdit((doc) => moveGroup(materialize(doc), id, p, members));
@@ -371,7 +374,7 @@ export function GraphCanvas() {
       }
       if (sizes) {
         const update = sizes;
-        setMeasured((m) => ({ ...m, ...update }));
+        setMeasured((m) => idMap([...Object.entries(m), ...Object.entries(update)]));
       }
       if (Object.keys(dragged).length) app.editor.dragEdit((d) => moveNodes(materialize(d), dragged));
       if (dragEnded) {
@@ -462,18 +465,27 @@ export function GraphCanvas() {
         } else if (app.editor.state.path.length && !isEditable(event.target)) app.editor.closeSubgraph();
         return;
       }
-      if (isEditable(event.target) || app.ui.get().viewer || app.ui.get().search) return;
       const mod = event.ctrlKey || event.metaKey;
       const key = event.key.toLowerCase();
+      if (isEditable(event.target)) {
+        // In a text field (a prompt, a number) the field's own keys apply, except run and save.
+        const action = shortcutInField(event);
+        if (action === "run" || action === "run-front") void app.run({ front: action === "run-front" });
+        else if (action === "save") app.save();
+        else return;
+        event.preventDefault();
+        return;
+      }
+      if (app.ui.get().viewer || app.ui.get().search) return;
       if (mod && key === "z" && !event.shiftKey) app.editor.undo();
       else if (mod && (key === "y" || (key === "z" && event.shiftKey))) app.editor.redo();
       else if (mod && key === "c") {
         if (!app.copySelection()) return;
       } else if (mod && key === "v") app.paste(event.shiftKey);
       else if (mod && key === "a") {
-        app.editor.select(Object.fromEntries(Object.keys(app.editor.doc.nodes).map((id) => [id, true as const])));
+        app.editor.select(idMap(Object.keys(app.editor.doc.nodes).map((id) => [id, true as const])));
       } else if (mod && key === "s") app.save();
-      else if (mod && key === "enter") void app.run();
+      else if (mod && key === "enter") void app.run({ front: event.shiftKey });
       else if (mod && key === "b") selectionActions.toggleMode(app, "bypass");
       else if (mod && key === "m") selectionActions.toggleMode(app, "mute");
       else if (mod && key === "g") selectionActions.group(app);

@@ -7,16 +7,36 @@
  * upload with a preview.
  *
  * Test ids: widget-<node>-<input> (the value field; for a combo, its button),
- * slider-<node>-<input>, seed-mode-<node>-<input> (data-mode), combo-filter-<node>-<input>,
+ * widget-note-<node>-<input> (why a typed number was not applied), slider-<node>-<input>,
+ * seed-mode-<node>-<input> (data-mode), combo-filter-<node>-<input>,
  * combo-option-<node>-<input>-<index>.
  *
  * Every change is one document edit (coalesced per input for undo). Inputs
  * carry the classes `nodrag nowheel` so that React Flow leaves them alone.
+ *
+ * A number box never keeps a value the user did not type in full: while the text is a
+ * valid entry it is applied, while it is not (a half-typed "1e", a seed past 2^64−1) the
+ * input holds the value from before editing began, the box is red and a note under it
+ * says why; leaving the box (blur, Enter) with such text puts that value back in the box
+ * and the note says what was kept. Integers are exact (a BigInt beyond 2^53).
  */
 import { useEffect, useLayoutEffect, useRef, useState, type ChangeEvent } from "react";
 import { nextSeedMode, seedMode, setInput, setSeedMode, type InputValue } from "../graph/document";
 import type { InputSpec } from "../schema/types";
-import { COMBO_THRESHOLD, filterChoices, parseNumber, randomSeed, sliderRange, uploadedFileId, type Widget } from "../schema/widgets";
+import {
+  COMBO_THRESHOLD,
+  exactIntegerBound,
+  filterChoices,
+  integerValue,
+  numberEntry,
+  parseNumber,
+  randomSeed,
+  refusedEntryNote,
+  sliderRange,
+  uploadedFileId,
+  widgetText,
+  type Widget,
+} from "../schema/widgets";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
 
@@ -40,7 +60,13 @@ export function InputWidget({ nodeId, name, spec, widget, value }: Props) {
   switch (widget.kind) {
     case "number": {
       const range = sliderRange(widget);
-      if (!range) return <NumberField testId={testId} value={shown} widget={widget} onCommit={commit} />;
+      if (!range) {
+        return (
+          <span className="ng-number-row">
+            <NumberField testId={testId} value={shown} raw={value} widget={widget} onCommit={commit} />
+          </span>
+        );
+      }
       return (
         <span className="ng-slider-row">
           <input
@@ -56,12 +82,12 @@ export function InputWidget({ nodeId, name, spec, widget, value }: Props) {
               if (next !== shown) commit(next);
             }}
           />
-          <NumberField testId={testId} value={shown} widget={widget} onCommit={commit} />
+          <NumberField testId={testId} value={shown} raw={value} widget={widget} onCommit={commit} />
         </span>
       );
     }
     case "seed":
-      return <SeedField nodeId={nodeId} name={name} testId={testId} value={shown} widget={widget} onCommit={commit} />;
+      return <SeedField nodeId={nodeId} name={name} testId={testId} value={shown} raw={value} widget={widget} onCommit={commit} />;
     case "toggle":
       return (
         <input
@@ -86,9 +112,9 @@ export function InputWidget({ nodeId, name, spec, widget, value }: Props) {
   }
 }
 
-/** Local text that follows the document value except while the user is typing an invalid number. */
+/** Local text that follows the document value except while the field has the focus. */
 function useDraft(value: unknown): [string, (text: string) => void, boolean, (focused: boolean) => void] {
-  const text = value === undefined || value === null ? "" : String(value);
+  const text = widgetText(value);
   const [draft, setDraft] = useState(text);
   const [focused, setFocused] = useState(false);
   useEffect(() => {
@@ -97,46 +123,106 @@ function useDraft(value: unknown): [string, (text: string) => void, boolean, (fo
   return [draft, setDraft, focused, setFocused];
 }
 
-function NumberField({ testId, value, widget, onCommit }: {
+/** Where a number box stands while it has the focus: the input's value and text when editing began. */
+interface EditStart {
+  value: InputValue | undefined;
+  text: string;
+}
+
+function NumberField({ testId, value, raw, widget, onCommit }: {
   testId: string;
+  /** The value shown (the default when the input is left out). */
   value: unknown;
+  /** The document's value (undefined: left out), put back when an entry is not applied. */
+  raw: InputValue | undefined;
   widget: Extract<Widget, { kind: "number" }>;
-  onCommit: (v: number) => void;
+  onCommit: (v: InputValue | undefined) => void;
 }) {
-  const [draft, setDraft, , setFocused] = useDraft(value);
+  const text = widgetText(value);
+  const [draft, setDraft] = useState(text);
+  const [start, setStart] = useState<EditStart | null>(null);
+  const [note, setNote] = useState<string | null>(null);
+  useEffect(() => {
+    if (!start) setDraft(text);
+  }, [text, start]);
   const parsed = parseNumber(draft, widget);
+  const typed = start !== null && draft !== start.text;
+  const invalid = !parsed.ok; // a value of the wrong type from the file is marked too
+  const shownNote = note ?? (typed && !parsed.ok ? `${parsed.reason} — not applied` : null);
+
+  /** Blur or Enter: a text that is not a valid entry gives way to the value from before, and the note says why. */
+  const finish = (): EditStart | null => {
+    if (!start || !typed) return start;
+    const entry = numberEntry(draft, widget, start.value);
+    if (entry.reason === null) {
+      setNote(null);
+      return { value: entry.value, text: draft };
+    }
+    onCommit(start.value);
+    setDraft(start.text);
+    setNote(refusedEntryNote(draft, entry.reason, start.text));
+    return start;
+  };
+
   return (
-    <input
-      className={`nodrag ng-number${parsed.ok ? "" : " ng-invalid"}`}
-      data-testid={testId}
-      type="text"
-      inputMode="decimal"
-      value={draft}
-      title={parsed.ok ? rangeText(widget) : parsed.reason}
-      onFocus={() => setFocused(true)}
-      onBlur={() => {
-        setFocused(false);
-        setDraft(value === undefined || value === null ? "" : String(value));
-      }}
-      onChange={(e) => {
-        setDraft(e.target.value);
-        const result = parseNumber(e.target.value, widget);
-        if (result.ok && result.value !== value) onCommit(result.value);
-      }}
-      onKeyDown={(e) => {
-        if (e.key !== "ArrowUp" && e.key !== "ArrowDown") return;
-        e.preventDefault();
-        const step = widget.step ?? (widget.integer ? 1 : 0.1);
-        const current = typeof value === "number" ? value : 0;
-        let next = current + (e.key === "ArrowUp" ? step : -step);
-        next = Number(next.toPrecision(12));
-        if (widget.min !== undefined) next = Math.max(widget.min, next);
-        if (widget.max !== undefined) next = Math.min(widget.max, next);
-        setDraft(String(next));
-        onCommit(next);
-      }}
-    />
+    <>
+      <input
+        className={`nodrag ng-number${invalid ? " ng-invalid" : ""}`}
+        data-testid={testId}
+        type="text"
+        inputMode="decimal"
+        aria-invalid={invalid}
+        value={draft}
+        title={parsed.ok ? rangeText(widget) : parsed.reason}
+        onFocus={() => {
+          setNote(null);
+          setStart({ value: raw, text: draft });
+        }}
+        onBlur={() => {
+          finish();
+          setStart(null);
+        }}
+        onChange={(e) => {
+          setDraft(e.target.value);
+          setNote(null);
+          onCommit(numberEntry(e.target.value, widget, (start ?? { value: raw }).value).value);
+        }}
+        onKeyDown={(e) => {
+          if (e.key === "Enter" && !e.ctrlKey && !e.metaKey) {
+            setStart(finish());
+            return;
+          }
+          if (e.key !== "ArrowUp" && e.key !== "ArrowDown") return;
+          e.preventDefault();
+          const next = steppedNumber(value, widget, e.key === "ArrowUp" ? 1 : -1);
+          setDraft(String(next));
+          setNote(null);
+          onCommit(next);
+        }}
+      />
+      {shownNote && (
+        <span className="ng-field-note" data-testid={testId.replace(/^widget-/, "widget-note-")} role="alert">
+          {shownNote}
+        </span>
+      )}
+    </>
   );
+}
+
+/** ↑/↓ in a number box: one step up or down, kept within the bounds (exact for integers). */
+function steppedNumber(value: unknown, widget: Extract<Widget, { kind: "number" }>, direction: 1 | -1): number | bigint {
+  const step = widget.step ?? (widget.integer ? 1 : 0.1);
+  if (widget.integer && Number.isInteger(step) && (typeof value === "bigint" || typeof value === "number")) {
+    let next = (typeof value === "bigint" ? value : BigInt(Math.trunc(value))) + BigInt(direction * step);
+    if (widget.min !== undefined && next < exactIntegerBound(widget.min, "min")) next = exactIntegerBound(widget.min, "min");
+    if (widget.max !== undefined && next > exactIntegerBound(widget.max, "max")) next = exactIntegerBound(widget.max, "max");
+    return integerValue(next);
+  }
+  const current = typeof value === "number" ? value : 0;
+  let next = Number((current + direction * step).toPrecision(12));
+  if (widget.min !== undefined) next = Math.max(widget.min, next);
+  if (widget.max !== undefined) next = Math.min(widget.max, next);
+  return next;
 }
 
 function rangeText(widget: { min?: number; max?: number; step?: number }): string {
@@ -147,13 +233,14 @@ function rangeText(widget: { min?: number; max?: number; step?: number }): strin
   return parts.join(", ") + (parts.length ? " — " : "") + "↑/↓ to step";
 }
 
-function SeedField({ nodeId, name, testId, value, widget, onCommit }: {
+function SeedField({ nodeId, name, testId, value, raw, widget, onCommit }: {
   nodeId: string;
   name: string;
   testId: string;
   value: unknown;
+  raw: InputValue | undefined;
   widget: Extract<Widget, { kind: "seed" }>;
-  onCommit: (v: number) => void;
+  onCommit: (v: InputValue | undefined) => void;
 }) {
   const app = useApp();
   const mode = useStore(app.editor.store, (s) => (s.doc.nodes[nodeId] ? seedMode(s.doc.nodes[nodeId], name) : "fixed"));
@@ -166,7 +253,7 @@ function SeedField({ nodeId, name, testId, value, widget, onCommit }: {
   } as const;
   return (
     <span className="ng-seed">
-      <NumberField testId={testId} value={value} widget={numberWidget} onCommit={onCommit} />
+      <NumberField testId={testId} value={value} raw={raw} widget={numberWidget} onCommit={onCommit} />
       <button
         type="button"
         className={`nodrag ng-seed-mode ng-seed-${mode}`}
@@ -201,7 +288,7 @@ function ChoiceField({ testId, value, choices, onCommit }: {
         if (Number.isInteger(i) && i >= 0) onCommit(choices[i] as InputValue);
       }}
     >
-      {index < 0 && <option value="missing">{value === undefined ? "—" : `${String(value)} (not a choice)`}</option>}
+      {index < 0 && <option value="missing">{value === undefined ? "—" : `${widgetText(value)} (not a choice)`}</option>}
       {choices.map((choice, i) => (
         <option key={i} value={String(i)}>
           {String(choice)}
@@ -236,14 +323,14 @@ function ComboField({ testId, value, choices, onCommit, onOpen, missingNote }: {
         type="button"
         className={`ng-combo-button${missing ? " ng-invalid" : ""}`}
         data-testid={testId}
-        data-value={String(value ?? "")}
-        title={missing ? missingNote ?? `${String(value)} is not a choice` : String(value ?? "")}
+        data-value={widgetText(value)}
+        title={missing ? missingNote ?? `${widgetText(value)} is not a choice` : widgetText(value)}
         onClick={() => {
           setOpen((o) => !o);
           onOpen?.();
         }}
       >
-        <span>{value === undefined || value === "" ? "— choose —" : String(value)}</span> ▾
+        <span>{value === undefined || value === "" ? "— choose —" : widgetText(value)}</span> ▾
       </button>
       {open && (
         <div className="ng-combo-list">

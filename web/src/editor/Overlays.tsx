@@ -17,6 +17,7 @@
 import { useEffect, useMemo, useRef, useState } from "react";
 import { connect, disconnect, docEdges, moveNodes, nodeSize, setNodeSize, type Position } from "../graph/document";
 import { addGroup, addReroute, GROUP_COLORS, groupMembers, groupsOf, removeGroup, removeReroutes, updateGroup } from "../graph/groups";
+import { idMap } from "../graph/idMaps";
 import { alignNodes, distributeNodes, type AlignEdge, type Rect } from "../graph/layout";
 import { subgraphName } from "../graph/subgraph";
 import { searchNodes } from "../schema/search";
@@ -118,7 +119,7 @@ interface MenuItem {
 
 function selectedRects(app: EditorApp, ids: string[]): Record<string, Rect> {
   const rects = app.canvas.rects();
-  return Object.fromEntries(ids.filter((id) => rects[id]).map((id) => [id, rects[id]]));
+  return idMap(ids.filter((id) => rects[id]).map((id): [string, Rect] => [id, rects[id]]));
 }
 
 /** The items of the context menu for `target` (the node menu acts on the whole selection). */
@@ -134,7 +135,7 @@ export function menuItems(app: EditorApp, target: MenuTarget, at: Position, scre
           else app.editor.edit((doc) => addGroup(doc, [{ x: at[0] + 30, y: at[1] + 64, width: 340, height: 200 }]).doc);
         } },
         { key: "auto-layout", label: "Auto-layout (Alt+L)", run: () => selectionActions.autoLayout(app) },
-        { key: "select-all", label: "Select all (Ctrl+A)", run: () => app.editor.select(Object.fromEntries(Object.keys(app.editor.doc.nodes).map((id) => [id, true as const]))) },
+        { key: "select-all", label: "Select all (Ctrl+A)", run: () => app.editor.select(idMap(Object.keys(app.editor.doc.nodes).map((id) => [id, true as const]))) },
         { key: "fit-view", label: "Fit the graph in view", run: () => app.canvas.fit() },
       ];
     case "node": {
@@ -157,7 +158,7 @@ export function menuItems(app: EditorApp, target: MenuTarget, at: Position, scre
         { key: "group", label: "Group (Ctrl+G)", run: () => selectionActions.group(app, ids) },
         { key: "collapse", label: "Collapse into subgraph (Ctrl+Shift+E)", run: () => selectionActions.collapse(app, ids) },
       ];
-      if (inner !== null && app.editor.doc.subgraphs?.[inner]) items.push({ key: "open-subgraph", label: "Open subgraph", run: () => app.editor.openSubgraph(inner) });
+      if (inner !== null && app.editor.doc.subgraphs?.[inner]) items.push({ key: "open-subgraph", label: "Open subgraph", run: () => app.openSubgraph(inner) });
       if (node && nodeSize(node)) items.push({ key: "reset-size", label: "Reset size", run: () => app.editor.edit((doc) => setNodeSize(doc, target.id, null)) });
       if (many) {
         items.push(
@@ -169,7 +170,7 @@ export function menuItems(app: EditorApp, target: MenuTarget, at: Position, scre
         );
       }
       items.push({ key: "delete", label: "Delete (Del)", run: () => {
-        app.editor.select(Object.fromEntries(ids.map((id) => [id, true as const])));
+        app.editor.select(idMap(ids.map((id) => [id, true as const])));
         selectionActions.delete(app);
       } });
       return items;
@@ -186,7 +187,7 @@ export function menuItems(app: EditorApp, target: MenuTarget, at: Position, scre
       return [
         { key: "rename-group", label: "Rename group", run: () => app.ui.set((s) => ({ ...s, renaming: `group:${target.id}` })) },
         { key: "group-color", label: "Next colour", run: () => app.editor.edit((doc) => updateGroup(doc, target.id, { color: next })) },
-        { key: "select-group", label: "Select its nodes", run: () => app.editor.select(Object.fromEntries(groupMembers(group, app.canvas.rects()).map((id) => [id, true as const]))) },
+        { key: "select-group", label: "Select its nodes", run: () => app.editor.select(idMap(groupMembers(group, app.canvas.rects()).map((id) => [id, true as const]))) },
         { key: "remove-group", label: "Remove group (keep nodes)", run: () => app.editor.edit((doc) => removeGroup(doc, target.id)) },
       ];
     }

@@ -23,10 +23,12 @@ import { useRef, type ReactNode } from "react";
 import type { RunSummary } from "../protocol/messages";
 import { fileView, type OutputItem } from "../run/media";
 import { historyRow, HISTORY_STATUSES } from "../run/history";
+import { textOf } from "../protocol/records";
 import { openViewer, setTheme } from "../state/ui";
 import { problemsOf, warningsSignature, type PluginWarning } from "../run/plugins";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
+import { PartBoundary } from "./ErrorBoundary";
 import { OutputFileView } from "./OutputFiles";
 
 export function Toolbar() {
@@ -147,9 +149,9 @@ function TemplatesButton() {
                 void app.openTemplate(t.id);
               }}
             >
-              <span className="ng-template-title">{t.title || t.id}</span>
-              {t.source && <span className="ng-muted ng-template-source"> · {t.source}</span>}
-              {t.description && <span className="ng-muted ng-template-description">{t.description}</span>}
+              <span className="ng-template-title">{textOf(t.title) || t.id}</span>
+              {t.source && <span className="ng-muted ng-template-source"> · {textOf(t.source)}</span>}
+              {t.description && <span className="ng-muted ng-template-description">{textOf(t.description)}</span>}
             </button>
           ))}
         </div>
@@ -285,8 +287,8 @@ export function PluginNotice() {
 function RunLine({ run, children }: { run: RunSummary; children?: ReactNode }) {
   return (
     <li className={`ng-run-line ng-run-${run.status}`} data-testid={`queue-item-${run.run_id}`}>
-      <span className="ng-run-id" title={run.run_id}>{run.title || "untitled graph"}</span>
-      <span className="ng-run-status">{run.status}</span>
+      <span className="ng-run-id" title={textOf(run.run_id)}>{textOf(run.title) || "untitled graph"}</span>
+      <span className="ng-run-status">{textOf(run.status)}</span>
       {children}
     </li>
   );
@@ -391,7 +393,9 @@ export function HistoryPanel() {
       {shown.length === 0 && <div className="ng-muted">{finished.length ? `No ${filter} runs.` : "Finished runs appear here."}</div>}
       <ul>
         {shown.map((run) => (
-          <HistoryRow key={run.run_id} run={run} files={runFiles[run.run_id]} />
+          <PartBoundary key={run.run_id} area="history row">
+            <HistoryRow run={run} files={runFiles[run.run_id]} />
+          </PartBoundary>
         ))}
       </ul>
     </section>

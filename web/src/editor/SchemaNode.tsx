@@ -23,6 +23,7 @@
 import { Handle, NodeResizer, Position, type Node, type NodeProps } from "@xyflow/react";
 import { memo } from "react";
 import { disconnect, isLink, nodeSize, setInput, setNodeSize, setTitle, type DocNode } from "../graph/document";
+import { jsonPreview } from "../graph/exactJson";
 import { subgraphName } from "../graph/subgraph";
 import { NODE_WIDTH } from "../graph/layout";
 import { openViewer } from "../state/ui";
@@ -147,7 +148,7 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
         )}
         {node.mode && <span className={`ng-mode-badge ng-mode-badge-${node.mode}`}>{node.mode === "bypass" ? "bypassed" : "muted"}</span>}
         {inner !== null && schema && (
-          <button type="button" className="nodrag ng-icon ng-open-subgraph" data-testid={`open-subgraph-${id}`} title="edit this subgraph's nodes" onClick={() => app.editor.openSubgraph(inner)}>
+          <button type="button" className="nodrag ng-icon ng-open-subgraph" data-testid={`open-subgraph-${id}`} title="edit this subgraph's nodes" onClick={() => app.openSubgraph(inner)}>
             Open ⤢
           </button>
         )}
@@ -275,7 +276,7 @@ function InputRow({ nodeId, name, spec, value, types, errors }: {
           </span>
         ) : !spec ? (
           <span className="ng-unknown-input">
-            unknown input = {JSON.stringify(value)}
+            unknown input = {jsonPreview(value)}
             <button
               type="button"
               className="nodrag ng-icon"
@@ -289,7 +290,7 @@ function InputRow({ nodeId, name, spec, value, types, errors }: {
           <InputWidget nodeId={nodeId} name={name} spec={spec} widget={widget} value={value} />
         ) : value !== undefined ? (
           <span className="ng-linked-source" title="a literal value for a link-only input (kept as written)">
-            = {JSON.stringify(value)}
+            = {jsonPreview(value)}
           </span>
         ) : (
           <span className="ng-port-type">{port}</span>

@@ -1,6 +1,11 @@
 /**
  * The keyboard shortcuts: one table, read by the key handler's documentation and
  * shown in the help panel (press ? or the toolbar's "?" button).
+ *
+ * Inside a text field (a prompt, a number, a title being renamed) the field keeps its
+ * own keys — Ctrl+Z undoes typing, Ctrl+A selects text — except the graph-wide ones
+ * that `shortcutInField` names: run (Ctrl+Enter), run first (Ctrl+Shift+Enter) and save
+ * (Ctrl+S, instead of the browser's "save page"), as in ComfyUI's prompt box.
  */
 export interface Shortcut {
   keys: string;
@@ -11,7 +16,8 @@ export const SHORTCUTS: Shortcut[] = [
   { keys: "Double-click canvas", action: "search nodes at the cursor" },
   { keys: "Drag a wire to empty canvas", action: "search nodes that fit that wire" },
   { keys: "Right-click", action: "menu for the canvas, a node, a wire, a group or a reroute" },
-  { keys: "Ctrl+Enter", action: "run the graph" },
+  { keys: "Ctrl+Enter", action: "run the graph (also from inside a text field)" },
+  { keys: "Ctrl+Shift+Enter", action: "run the graph before the queued runs (admins, on a server with users)" },
   { keys: "Ctrl+Z / Ctrl+Shift+Z, Ctrl+Y", action: "undo / redo" },
   { keys: "Ctrl+C / Ctrl+V", action: "copy / paste (Ctrl+Shift+V keeps links from outside)" },
   { keys: "Ctrl+A", action: "select every node" },
@@ -21,7 +27,24 @@ export const SHORTCUTS: Shortcut[] = [
   { keys: "Ctrl+G", action: "group the selected nodes" },
   { keys: "Ctrl+Shift+E", action: "collapse the selection into a subgraph" },
   { keys: "Alt+L", action: "auto-layout the graph" },
-  { keys: "Ctrl+S", action: "save the graph file" },
+  { keys: "Ctrl+S", action: "save the graph file (also from inside a text field)" },
   { keys: "Escape", action: "close menus, search, viewer; leave a subgraph" },
   { keys: "?", action: "this help" },
 ];
+
+/** The keys that matter here: what a KeyboardEvent carries. */
+export interface KeyPress {
+  key: string;
+  ctrlKey: boolean;
+  metaKey: boolean;
+  shiftKey: boolean;
+  altKey: boolean;
+}
+
+/** The graph-wide action of a key pressed inside a text field, or null: the field's own key. */
+export function shortcutInField(event: KeyPress): "run" | "run-front" | "save" | null {
+  if (!(event.ctrlKey || event.metaKey) || event.altKey) return null;
+  if (event.key === "Enter") return event.shiftKey ? "run-front" : "run";
+  if (event.key.toLowerCase() === "s" && !event.shiftKey) return "save";
+  return null;
+}

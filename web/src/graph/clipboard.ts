@@ -5,11 +5,27 @@
  * positions. Pasting gives every node a fresh id, rewires links between
  * copied nodes to the new ids, and drops links to nodes outside the clip —
  * unless `keepExternalLinks` (Ctrl+Shift+V) and the source still exists.
+ *
+ * Between tabs: the app also keeps the last clip in localStorage as the text of
+ * `clipToText` — `{"clip": CLIP_VERSION, "nodes": {...}, "sizes": {...}}` (exact
+ * integers, graph/exactJson.ts) — and `clipFromText` reads it back, or null when the
+ * text is not a clip of this version (another version, hand-edited, truncated).
  */
-import { isLink, newNodeId, type DocNode, type EditorDocument, type Position } from "./document";
+import { parseJson, stringifyJson } from "./exactJson";
+import { copyIdMap, idMap } from "./idMaps";
+import { isLink, newNodeId, type DocNode, type EditorDocument, type NodeMode, type Position } from "./document";
+
+/** The version tag of a clip kept in localStorage; a clip with another tag is ignored. */
+export const CLIP_VERSION = "nodegraph-clip-1";
 
 export interface Clip {
   nodes: Record<string, DocNode>;
+}
+
+/** A node's box size as copied (so a paste in another tab lands clear of the nodes there). */
+export interface ClipSize {
+  width: number;
+  height: number;
 }
 
 /**
@@ -18,10 +34,11 @@ export interface Clip {
  * the arrangement the user saw instead of piling up on one spot.
  */
 export function copyNodes(doc: EditorDocument, ids: Iterable<string>, shownAt: (id: string) => Position | undefined = () => undefined): Clip | null {
-  const nodes: Record<string, DocNode> = {};
+  const nodes = idMap<DocNode>();
   for (const id of ids) {
     if (!doc.nodes[id]) continue;
-    const node = JSON.parse(JSON.stringify(doc.nodes[id])) as DocNode;
+    const node = structuredClone(doc.nodes[id]);
+    node.inputs = copyIdMap(node.inputs);
     const shown = node.position ?? shownAt(id);
     if (shown) node.position = [shown[0], shown[1]];
     nodes[id] = node;
@@ -40,15 +57,15 @@ export function pasteClip(
   options: { keepExternalLinks?: boolean; fallback?: Position } = {},
 ): { doc: EditorDocument; ids: string[] } {
   const taken = new Set<string>();
-  const rename: Record<string, string> = {};
+  const rename = idMap<string>();
   for (const [oldId, node] of Object.entries(clip.nodes)) {
     const id = newNodeId(doc, node.type, taken);
     taken.add(id);
     rename[oldId] = id;
   }
-  const nodes = { ...doc.nodes };
+  const nodes = copyIdMap(doc.nodes);
   for (const [oldId, node] of Object.entries(clip.nodes)) {
-    const inputs: Record<string, unknown> = {};
+    const inputs = idMap<unknown>();
     for (const [name, value] of Object.entries(node.inputs)) {
       if (!isLink(value)) inputs[name] = value;
       else if (value.node in rename) inputs[name] = { node: rename[value.node], output: value.output };
@@ -64,4 +81,59 @@ export function pasteClip(
     };
   }
   return { doc: { ...doc, nodes }, ids: Object.values(rename) };
+}
+
+/** The text kept in localStorage for a clip and its node sizes. */
+export function clipToText(clip: Clip, sizes: Record<string, ClipSize>): string {
+  return stringifyJson({ clip: CLIP_VERSION, nodes: clip.nodes, sizes });
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+function finitePair(value: unknown): value is [number, number] {
+  return Array.isArray(value) && value.length === 2 && value.every((v) => typeof v === "number" && Number.isFinite(v));
+}
+
+/** One copied node read back from storage, or null when it is not one. */
+function docNodeFrom(raw: unknown): DocNode | null {
+  if (!isObject(raw) || typeof raw.type !== "string" || !isObject(raw.inputs) || !isObject(raw.ui)) return null;
+  if (raw.title !== undefined && typeof raw.title !== "string") return null;
+  if (raw.mode !== undefined && raw.mode !== "bypass" && raw.mode !== "mute") return null;
+  const node: DocNode = {
+    type: raw.type,
+    inputs: copyIdMap(raw.inputs),
+    hasInputsKey: raw.hasInputsKey !== false,
+    ui: raw.ui,
+    hasUiEntry: raw.hasUiEntry !== false,
+  };
+  if (typeof raw.title === "string") node.title = raw.title;
+  if (raw.mode !== undefined) node.mode = raw.mode as NodeMode;
+  if (finitePair(raw.position)) node.position = [raw.position[0], raw.position[1]];
+  return node;
+}
+
+/** A clip (and its sizes) from stored text; null for anything that is not a well-formed clip of CLIP_VERSION. */
+export function clipFromText(text: string | null | undefined): { clip: Clip; sizes: Record<string, ClipSize> } | null {
+  if (!text) return null;
+  let raw: unknown;
+  try {
+    raw = parseJson(text);
+  } catch {
+    return null;
+  }
+  if (!isObject(raw) || raw.clip !== CLIP_VERSION || !isObject(raw.nodes)) return null;
+  const nodes = idMap<DocNode>();
+  for (const [id, value] of Object.entries(raw.nodes)) {
+    const node = docNodeFrom(value);
+    if (!node || id === "") return null;
+    nodes[id] = node;
+  }
+  if (!Object.keys(nodes).length) return null;
+  const sizes = idMap<ClipSize>();
+  for (const [id, size] of Object.entries(isObject(raw.sizes) ? raw.sizes : {})) {
+    if (isObject(size) && finitePair([size.width, size.height])) sizes[id] = { width: size.width as number, height: size.height as number };
+  }
+  return { clip: { nodes }, sizes };
 }

@@ -19,8 +19,17 @@
  * input's randomise/fixed/increment control), `ui.groups` and `ui.reroutes`
  * (graph/groups.ts), a node's `mode` (bypass / mute) and `subgraphs`
  * (graph/subgraph.ts) — all per the version-2 conventions of docs/graph-format.md.
+ *
+ * Every map keyed by a node id or an input name is prototype-free (graph/idMaps.ts), so a
+ * node called `constructor` or `__proto__` is an ordinary node. Values may hold BigInts
+ * (integers beyond 2^53, read exactly by graph/exactJson.ts): documents are copied with
+ * structuredClone, never through JSON text. A load is refused (GraphFormatError) for what
+ * the engine refuses too and the editor could not show: an empty node id, a title that is
+ * not text.
  */
 import type { NodeSchema } from "../schema/types";
+import { incrementedSeed } from "../schema/widgets";
+import { copyIdMap, idMap, ownValue, withId } from "./idMaps";
 
 export const FORMAT_VERSION = 2;
 
@@ -85,7 +94,7 @@ export interface EditorDocument {
 export class GraphFormatError extends Error {}
 
 export function emptyDocument(): EditorDocument {
-  return { formatVersion: FORMAT_VERSION, nodes: {}, uiOrphans: {}, hasUiNodes: false };
+  return { formatVersion: FORMAT_VERSION, nodes: idMap(), uiOrphans: idMap(), hasUiNodes: false };
 }
 
 /** True for a link value: an object with exactly the two string keys `node` and `output`. */
@@ -101,7 +110,21 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 function clone<T>(value: T): T {
-  return value === undefined ? value : (JSON.parse(JSON.stringify(value)) as T);
+  return value === undefined ? value : structuredClone(value);
+}
+
+/** A prototype-free copy of a map keyed by ids or input names, its values cloned. */
+function cloneIdMap<T>(map: Record<string, T>): Record<string, T> {
+  return idMap(Object.entries(map).map(([key, value]): [string, T] => [key, clone(value)]));
+}
+
+/** "a string", "an object", ... for messages (the engine's words). */
+export function jsonTypeName(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "an object";
+  if (typeof value === "bigint") return "a number";
+  return typeof value === "string" ? "a string" : `a ${typeof value}`;
 }
 
 /** v0 (pre-release) → v1, the same steps as nodegraph/graph.py `_migrate_v0_to_v1`. */
@@ -109,12 +132,12 @@ function migrateV0(data: Record<string, unknown>): Record<string, unknown> {
   const list = data.nodes;
   if (!Array.isArray(list)) throw new GraphFormatError('version 0 files have "nodes" as a list of objects with an "id"');
   const ids = new Set(list.filter(isObject).map((n) => String(n.id)));
-  const nodes: Record<string, unknown> = {};
-  const uiNodes: Record<string, unknown> = {};
+  const nodes = idMap<unknown>();
+  const uiNodes = idMap<unknown>();
   for (const n of list) {
     if (!isObject(n) || !("id" in n)) throw new GraphFormatError('every version 0 node must be an object with an "id"');
     const id = String(n.id);
-    const inputs: Record<string, unknown> = {};
+    const inputs = idMap<unknown>();
     for (const [name, value] of Object.entries(isObject(n.inputs) ? n.inputs : {})) {
       inputs[name] =
         Array.isArray(value) && value.length === 2 && typeof value[1] === "string" && ids.has(String(value[0]))
@@ -150,41 +173,46 @@ export function fromGraphFile(raw: unknown): EditorDocument {
   if (data.subgraphs !== undefined && !isObject(data.subgraphs)) throw new GraphFormatError('"subgraphs" must be an object of definitions keyed by name');
   // Version 1 → 2 changes nothing but the number (docs/graph-format.md "Versions and migration").
   const ui = clone(data.ui) as Record<string, unknown> | undefined;
-  const uiNodes = ui && isObject(ui.nodes) ? ui.nodes : undefined;
+  const uiNodes = ui && isObject(ownValue(ui, "nodes")) ? (ui.nodes as Record<string, unknown>) : undefined;
   const uiRest = ui ? { ...ui } : undefined;
   if (uiRest && uiNodes) delete uiRest.nodes;
 
-  const nodes: Record<string, DocNode> = {};
+  const nodes = idMap<DocNode>();
   for (const [id, rawNode] of Object.entries(data.nodes)) {
+    if (id === "") throw new GraphFormatError('a node id must be a non-empty string: the file has a node named "" (rename it)');
     if (!isObject(rawNode) || typeof rawNode.type !== "string") {
       throw new GraphFormatError(`node ${JSON.stringify(id)} must be an object with a string "type"`);
     }
     if (rawNode.inputs !== undefined && !isObject(rawNode.inputs)) {
       throw new GraphFormatError(`node ${JSON.stringify(id)}: "inputs" must be an object keyed by input name`);
     }
-    const entry = uiNodes && isObject(uiNodes[id]) ? (clone(uiNodes[id]) as Record<string, unknown>) : undefined;
+    if (rawNode.title !== undefined && typeof rawNode.title !== "string") {
+      throw new GraphFormatError(`node ${JSON.stringify(id)}: "title" must be a string, found ${jsonTypeName(rawNode.title)} (write it as text or leave it out)`);
+    }
+    const uiEntry = ownValue(uiNodes, id);
+    const entry = isObject(uiEntry) ? clone(uiEntry) : undefined;
     const { position, ...rest } = entry ?? {};
     const node: DocNode = {
       type: rawNode.type,
-      inputs: clone((rawNode.inputs as Record<string, unknown>) ?? {}),
+      inputs: cloneIdMap((rawNode.inputs as Record<string, unknown>) ?? {}),
       hasInputsKey: rawNode.inputs !== undefined,
       ui: rest,
       hasUiEntry: entry !== undefined,
     };
     if (isPosition(position)) node.position = [position[0], position[1]];
     else if (position !== undefined) node.ui.position = position; // malformed: carried through untouched
-    if (rawNode.title !== undefined) node.title = rawNode.title as string;
+    if (typeof rawNode.title === "string") node.title = rawNode.title;
     if (rawNode.mode === "bypass" || rawNode.mode === "mute") node.mode = rawNode.mode;
     else if (rawNode.mode !== undefined) throw new GraphFormatError(`node ${JSON.stringify(id)}: "mode" must be "bypass" or "mute"`);
     nodes[id] = node;
   }
-  const uiOrphans: Record<string, unknown> = {};
+  const uiOrphans = idMap<unknown>();
   for (const [id, entry] of Object.entries(uiNodes ?? {})) {
     if (!(id in nodes) || !isObject(entry)) uiOrphans[id] = entry;
   }
   const doc: EditorDocument = { formatVersion: FORMAT_VERSION, nodes, uiOrphans, hasUiNodes: uiNodes !== undefined };
   if (data.metadata !== undefined) doc.metadata = clone(data.metadata as Record<string, unknown>);
-  if (data.subgraphs !== undefined) doc.subgraphs = clone(data.subgraphs as Record<string, unknown>);
+  if (data.subgraphs !== undefined) doc.subgraphs = cloneIdMap(data.subgraphs as Record<string, unknown>);
   if (uiRest !== undefined) doc.uiRest = uiRest;
   return doc;
 }
@@ -195,13 +223,13 @@ function isPosition(value: unknown): value is Position {
 
 /** The graph file of a document (what Save writes and Run submits). */
 export function toGraphFile(doc: EditorDocument): GraphFile {
-  const nodes: Record<string, GraphFileNode> = {};
-  const uiNodes: Record<string, unknown> = { ...clone(doc.uiOrphans) };
+  const nodes = idMap<GraphFileNode>();
+  const uiNodes = cloneIdMap(doc.uiOrphans);
   for (const [id, node] of Object.entries(doc.nodes)) {
     const out: GraphFileNode = { type: node.type };
     if (node.title !== undefined) out.title = node.title;
     if (node.mode !== undefined) out.mode = node.mode;
-    if (node.hasInputsKey || Object.keys(node.inputs).length) out.inputs = clone(node.inputs);
+    if (node.hasInputsKey || Object.keys(node.inputs).length) out.inputs = cloneIdMap(node.inputs);
     nodes[id] = out;
     const entry: Record<string, unknown> = clone(node.ui);
     if (node.position) entry.position = [node.position[0], node.position[1]];
@@ -210,7 +238,7 @@ export function toGraphFile(doc: EditorDocument): GraphFile {
   const file: Record<string, unknown> = { format_version: FORMAT_VERSION };
   if (doc.metadata !== undefined) file.metadata = clone(doc.metadata);
   file.nodes = nodes;
-  if (doc.subgraphs !== undefined) file.subgraphs = clone(doc.subgraphs);
+  if (doc.subgraphs !== undefined) file.subgraphs = cloneIdMap(doc.subgraphs);
   const ui: Record<string, unknown> = { ...clone(doc.uiRest ?? {}) };
   if (doc.hasUiNodes || Object.keys(uiNodes).length) ui.nodes = uiNodes;
   if (doc.uiRest !== undefined || Object.keys(ui).length) file.ui = ui;
@@ -266,12 +294,12 @@ function withNodes(doc: EditorDocument, nodes: Record<string, DocNode>): EditorD
 }
 
 function replaceNode(doc: EditorDocument, id: string, node: DocNode): EditorDocument {
-  return withNodes(doc, { ...doc.nodes, [id]: node });
+  return withNodes(doc, withId(doc.nodes, id, node));
 }
 
 /** Inputs a new node starts with: the defaults of its widget inputs (link-only inputs stay empty). */
 export function defaultInputs(schema: NodeSchema): Record<string, InputValue> {
-  const inputs: Record<string, InputValue> = {};
+  const inputs = idMap<InputValue>();
   for (const [name, spec] of Object.entries(schema.inputs)) {
     if (spec.widget?.kind === "link" || spec.required || spec.default === undefined || spec.default === null) continue;
     inputs[name] = clone(spec.default);
@@ -284,7 +312,7 @@ export function addNode(doc: EditorDocument, schema: NodeSchema, position: Posit
   const nodeId = id ?? newNodeId(doc, schema.type);
   const seeds = Object.entries(schema.inputs).filter(([, spec]) => spec.widget?.kind === "seed").map(([name]) => name);
   const ui: Record<string, unknown> = {};
-  if (seeds.length) ui.seed_modes = Object.fromEntries(seeds.map((name) => [name, "randomize"]));
+  if (seeds.length) ui.seed_modes = idMap(seeds.map((name) => [name, "randomize"]));
   const node: DocNode = {
     type: schema.type,
     inputs: defaultInputs(schema),
@@ -300,7 +328,7 @@ export function addNode(doc: EditorDocument, schema: NodeSchema, position: Posit
 export function removeNodes(doc: EditorDocument, ids: Iterable<string>): EditorDocument {
   const gone = new Set(ids);
   if (![...gone].some((id) => id in doc.nodes)) return doc;
-  const nodes: Record<string, DocNode> = {};
+  const nodes = idMap<DocNode>();
   for (const [id, node] of Object.entries(doc.nodes)) {
     if (gone.has(id)) continue;
     const dropped = Object.entries(node.inputs).filter(([, v]) => isLink(v) && gone.has(v.node));
@@ -308,7 +336,7 @@ export function removeNodes(doc: EditorDocument, ids: Iterable<string>): EditorD
       nodes[id] = node;
       continue;
     }
-    const inputs = { ...node.inputs };
+    const inputs = copyIdMap(node.inputs);
     for (const [name] of dropped) delete inputs[name];
     nodes[id] = { ...node, inputs };
   }
@@ -319,11 +347,12 @@ export function removeNodes(doc: EditorDocument, ids: Iterable<string>): EditorD
 export function setInput(doc: EditorDocument, id: string, input: string, value: InputValue | undefined): EditorDocument {
   const node = doc.nodes[id];
   if (!node) return doc;
-  const inputs = { ...node.inputs };
+  const inputs = copyIdMap(node.inputs);
   if (value === undefined) {
     if (!(input in inputs)) return doc;
     delete inputs[input];
   } else {
+    if (input in inputs && Object.is(inputs[input], value)) return doc;
     inputs[input] = value;
   }
   return replaceNode(doc, id, { ...node, inputs });
@@ -342,7 +371,7 @@ export function disconnect(doc: EditorDocument, target: string, input: string): 
 
 /** Move nodes (positions are rounded to whole pixels so saved files stay tidy). */
 export function moveNodes(doc: EditorDocument, positions: Record<string, Position>): EditorDocument {
-  const nodes = { ...doc.nodes };
+  const nodes = copyIdMap(doc.nodes);
   let changed = false;
   for (const [id, [x, y]] of Object.entries(positions)) {
     const node = nodes[id];
@@ -367,8 +396,7 @@ export function setTitle(doc: EditorDocument, id: string, title: string): Editor
 
 /** The randomise/fixed control of a seed input (files without one: fixed, so a loaded graph reproduces). */
 export function seedMode(node: DocNode, input: string): SeedMode {
-  const modes = node.ui.seed_modes;
-  const mode = isObject(modes) ? modes[input] : undefined;
+  const mode = ownValue(node.ui.seed_modes, input);
   return mode === "randomize" || mode === "increment" ? mode : "fixed";
 }
 
@@ -380,7 +408,7 @@ export function nextSeedMode(mode: SeedMode): SeedMode {
 export function setSeedMode(doc: EditorDocument, id: string, input: string, mode: SeedMode): EditorDocument {
   const node = doc.nodes[id];
   if (!node) return doc;
-  const modes = isObject(node.ui.seed_modes) ? { ...node.ui.seed_modes } : {};
+  const modes = copyIdMap(isObject(node.ui.seed_modes) ? node.ui.seed_modes : {});
   modes[input] = mode;
   return replaceNode(doc, id, { ...node, ui: { ...node.ui, seed_modes: modes } });
 }
@@ -401,11 +429,7 @@ export function randomizeSeeds(
       if (isLink(node.inputs[name])) continue;
       const mode = seedMode(node, name);
       if (mode === "randomize") next = setInput(next, id, name, draw(min, max));
-      else if (mode === "increment") {
-        const current = node.inputs[name];
-        const base = typeof current === "number" && Number.isFinite(current) ? current : min - 1;
-        next = setInput(next, id, name, base + 1 > max || base + 1 < min ? min : base + 1);
-      }
+      else if (mode === "increment") next = setInput(next, id, name, incrementedSeed(node.inputs[name], min, max));
     }
   }
   return next;
@@ -413,7 +437,7 @@ export function randomizeSeeds(
 
 /** Give positions to nodes that have none: columns by link depth, rows in file order. */
 export function layoutPositions(doc: EditorDocument): Record<string, Position> {
-  const depth: Record<string, number> = {};
+  const depth = idMap<number>();
   const visiting = new Set<string>();
   const depthOf = (id: string): number => {
     if (depth[id] !== undefined) return depth[id];
@@ -425,7 +449,7 @@ export function layoutPositions(doc: EditorDocument): Record<string, Position> {
     return depth[id];
   };
   const rows: Record<number, number> = {};
-  const out: Record<string, Position> = {};
+  const out = idMap<Position>();
   for (const [id, node] of Object.entries(doc.nodes)) {
     if (node.position) {
       out[id] = node.position;
@@ -441,7 +465,7 @@ export function layoutPositions(doc: EditorDocument): Record<string, Position> {
 
 /** Set or clear (null) a node's mode: bypass or mute. */
 export function setMode(doc: EditorDocument, ids: Iterable<string>, mode: NodeMode | null): EditorDocument {
-  const nodes = { ...doc.nodes };
+  const nodes = copyIdMap(doc.nodes);
   let changed = false;
   for (const id of ids) {
     const node = nodes[id];

@@ -1,31 +1,51 @@
 /**
- * Files that are not nodegraph graphs, named instead of opened as a blank canvas
- * (docs/graph-format.md "Unknown node types and graphs from other tools"), and
- * JSON syntax errors with their line and column.
+ * Files that are not nodegraph graphs (docs/graph-format.md "Unknown node types and graphs
+ * from other tools"), and JSON syntax errors with their line and column.
  *
- *   foreignFormat(raw)        a sentence naming a ComfyUI API prompt or UI workflow, else null
+ *   foreignKind(raw)          "comfyui-api" (a ComfyUI API-format prompt), "comfyui-workflow"
+ *                             (a ComfyUI UI-format workflow) or null — the server's rule
+ *                             (nodegraph/graph.py `foreign_format`)
+ *   foreignFormat(raw)        what such a file is and what to do, for when the server cannot
+ *                             convert it (not connected); the words are the server's
  *   jsonErrorText(text, err)  the parser's message with "line L, column C" added
+ *
+ * A connected editor sends both kinds to the server (`import_graph`, state/app.ts): an API
+ * prompt comes back as a graph whose unknown nodes are red placeholders that keep their data,
+ * and a UI workflow is refused with the server's explanation.
  */
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === "object" && !Array.isArray(value);
 }
 
-/** What a file from another tool is, and what to do (null for anything else). */
-export function foreignFormat(raw: unknown): string | null {
+export type ForeignKind = "comfyui-api" | "comfyui-workflow";
+
+/** Which other tool's file this is (null for anything else, nodegraph graphs included). */
+export function foreignKind(raw: unknown): ForeignKind | null {
   if (!isObject(raw) || "format_version" in raw) return null;
-  if (Array.isArray(raw.nodes) && Array.isArray(raw.links)) {
-    return (
-      "this is a ComfyUI workflow (UI format), not a nodegraph graph: its widget values are positional and " +
-      "cannot be named without ComfyUI's node definitions — export it from ComfyUI with \"Save (API format)\" and " +
-      "convert that with nodegraph.graph.import_foreign (Python)"
-    );
-  }
+  if (Array.isArray(raw.nodes) && Array.isArray(raw.links)) return "comfyui-workflow";
   const entries = Object.values(raw);
-  if (entries.length && entries.every((v) => isObject(v) && typeof v.class_type === "string")) {
-    return "this is a ComfyUI prompt (API format), not a nodegraph graph: convert it with nodegraph.graph.import_foreign (Python) first";
-  }
+  if (entries.length && entries.every((v) => isObject(v) && "class_type" in v)) return "comfyui-api";
   return null;
+}
+
+/** What a file from another tool is and what to do when the server cannot convert it (null for anything else). */
+export function foreignFormat(raw: unknown): string | null {
+  switch (foreignKind(raw)) {
+    case "comfyui-workflow":
+      return (
+        "this is a ComfyUI UI-format workflow, not a nodegraph graph; its widget values are positional and cannot " +
+        "be named without ComfyUI's node definitions. In ComfyUI use 'Export (API)' and open that file instead"
+      );
+    case "comfyui-api":
+      return (
+        "this is a ComfyUI API-format prompt, not a nodegraph graph; the editor converts it with the server's " +
+        "import_graph, and the server is not connected — open the file again once it is (or convert it with " +
+        "nodegraph.graph.import_foreign)"
+      );
+    default:
+      return null;
+  }
 }
 
 /** The 1-based line and column of character `offset` in `text`. */

@@ -13,6 +13,7 @@
  * removeReroutes, and `pruneReroutes` (reroutes whose wire is gone are dropped on save).
  */
 import { isLink, moveNodes, setUiKey, type EditorDocument, type Position } from "./document";
+import { idMap } from "./idMaps";
 import type { Rect } from "./layout";
 
 export interface Group {
@@ -141,10 +142,10 @@ export function moveGroup(doc: EditorDocument, id: string, to: Position, members
   const moved = mapList(doc, "groups", isGroup, (g) =>
     g.id === id ? { ...g, bounds: [g.bounds[0] + dx, g.bounds[1] + dy, g.bounds[2], g.bounds[3]] as Group["bounds"] } : g,
   );
-  const positions: Record<string, Position> = {};
+  const positions = idMap<Position>();
   for (const [node, [x, y]] of Object.entries(members)) positions[node] = [x + dx, y + dy];
   const withRoutes = mapList(moved, "reroutes", isReroute, (r) =>
-    r.to.node in members ? { ...r, position: [r.position[0] + dx, r.position[1] + dy] as Position } : r,
+    Object.hasOwn(members, r.to.node) ? { ...r, position: [r.position[0] + dx, r.position[1] + dy] as Position } : r,
   );
   return moveNodes(withRoutes, positions);
 }

@@ -17,9 +17,13 @@
  * the right); auto-layout of a graph without positions is shown but not written into
  * the file until the user moves a node or asks for "Auto-layout" (so an unedited graph
  * saves back unchanged); nodes never overlap when placed, pasted or grown.
+ *
+ * Node ids are the user's (`constructor`, `__proto__`, ...): results are prototype-free maps
+ * (graph/idMaps.ts), and dagre, whose graph keeps nodes in plain objects, sees `n0`, `n1`, ...
  */
 import dagre from "@dagrejs/dagre";
 import { docEdges, type EditorDocument, type Position } from "./document";
+import { idMap } from "./idMaps";
 import type { NodeSchema } from "../schema/types";
 
 export interface Size {
@@ -60,20 +64,24 @@ export function autoLayout(
   const g = new dagre.graphlib.Graph();
   g.setGraph({ rankdir: "LR", nodesep: 36, ranksep: 80, marginx: 0, marginy: 0 });
   g.setDefaultEdgeLabel(() => ({}));
+  const dagreName = new Map<string, string>(); // node id → the name dagre sees
   for (const id of Object.keys(doc.nodes)) {
     if (!ids.has(id)) continue;
     const size = sizeOf(id);
-    g.setNode(id, { width: size.width, height: size.height });
+    dagreName.set(id, `n${dagreName.size}`);
+    g.setNode(dagreName.get(id)!, { width: size.width, height: size.height });
   }
   for (const edge of docEdges(doc)) {
-    if (ids.has(edge.source) && ids.has(edge.target) && edge.source !== edge.target) g.setEdge(edge.source, edge.target);
+    const source = dagreName.get(edge.source);
+    const target = dagreName.get(edge.target);
+    if (source && target && source !== target) g.setEdge(source, target);
   }
   dagre.layout(g);
-  const out: Record<string, Position> = {};
+  const out = idMap<Position>();
   let minX = Infinity;
   let minY = Infinity;
-  for (const id of g.nodes()) {
-    const n = g.node(id) as { x: number; y: number; width: number; height: number };
+  for (const [id, name] of dagreName) {
+    const n = g.node(name) as { x: number; y: number; width: number; height: number };
     out[id] = [n.x - n.width / 2, n.y - n.height / 2];
     minX = Math.min(minX, out[id][0]);
     minY = Math.min(minY, out[id][1]);
@@ -88,7 +96,7 @@ export function autoLayout(
  * placed to the right of (or, with none positioned, at the origin of) the positioned ones.
  */
 export function effectivePositions(doc: EditorDocument, sizeOf: (id: string) => Size): Record<string, Position> {
-  const out: Record<string, Position> = {};
+  const out = idMap<Position>();
   const missing: string[] = [];
   let right = -Infinity;
   let top = Infinity;
@@ -101,7 +109,7 @@ export function effectivePositions(doc: EditorDocument, sizeOf: (id: string) => 
   }
   if (!missing.length) return out;
   const origin: Position = Number.isFinite(right) ? [right + 80, top] : [0, 0];
-  return { ...out, ...autoLayout(doc, sizeOf, { ids: missing, origin }) };
+  return idMap([...Object.entries(out), ...Object.entries(autoLayout(doc, sizeOf, { ids: missing, origin }))]);
 }
 
 /**
@@ -128,7 +136,7 @@ export function freeSpot(wanted: Position, size: Size, others: Rect[], gap = GAP
 /** Place several boxes (in order) near their wanted spots, each clear of the others and of `fixed`. */
 export function placeAll(wanted: Record<string, Position>, sizeOf: (id: string) => Size, fixed: Rect[]): Record<string, Position> {
   const placed: Rect[] = [...fixed];
-  const out: Record<string, Position> = {};
+  const out = idMap<Position>();
   for (const [id, spot] of Object.entries(wanted)) {
     const size = sizeOf(id);
     out[id] = freeSpot(spot, size, placed);
@@ -143,8 +151,8 @@ export function placeAll(wanted: Record<string, Position>, sizeOf: (id: string) 
  * Returns only the positions that changed.
  */
 export function pushApart(rects: Record<string, Rect>, grown: Iterable<string>, gap = GAP): Record<string, Position> {
-  const boxes: Record<string, Rect> = Object.fromEntries(Object.entries(rects).map(([id, r]) => [id, { ...r }]));
-  const moved: Record<string, Position> = {};
+  const boxes = idMap(Object.entries(rects).map(([id, r]): [string, Rect] => [id, { ...r }]));
+  const moved = idMap<Position>();
   const queue = [...grown].filter((id) => id in boxes);
   let guard = 0;
   while (queue.length && guard++ < 10_000) {
@@ -170,7 +178,7 @@ export function alignNodes(rects: Record<string, Rect>, edge: AlignEdge): Record
   const maxX = Math.max(...list.map((r) => r.x + r.width));
   const minY = Math.min(...list.map((r) => r.y));
   const maxY = Math.max(...list.map((r) => r.y + r.height));
-  const out: Record<string, Position> = {};
+  const out = idMap<Position>();
   for (const [id, r] of Object.entries(rects)) {
     switch (edge) {
       case "left": out[id] = [minX, r.y]; break;
@@ -195,7 +203,7 @@ export function distributeNodes(rects: Record<string, Rect>, axis: "x" | "y"): R
   const total = entries.reduce((sum, [, r]) => sum + r[extent], 0);
   const span = last[axis] + last[extent] - first[axis];
   const gap = (span - total) / (entries.length - 1);
-  const out: Record<string, Position> = {};
+  const out = idMap<Position>();
   let at = first[axis];
   for (const [id, r] of entries) {
     out[id] = axis === "x" ? [Math.round(at), r.y] : [r.x, Math.round(at)];

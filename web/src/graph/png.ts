@@ -9,10 +9,18 @@
  *   iTXt  keyword \0 compressed-flag method language \0 translated-keyword \0 UTF-8 text
  *         (zlib-compressed when the flag is 1)
  * Decompression uses the platform's DecompressionStream("deflate") (zlib format).
+ *
+ * ComfyUI writes its own chunks: `prompt` (the API-format prompt that ran) and `workflow`
+ * (the UI-format workflow). A PNG without a `nodegraph` chunk gives the first of those
+ * instead, so the editor can import it (state/app.ts: the server's `import_graph`).
+ * The JSON is read with exact integers and a depth limit (graph/exactJson.ts).
  */
+import { JsonDepthError, parseJson } from "./exactJson";
 
 export const PNG_SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
 export const GRAPH_KEYWORD = "nodegraph";
+/** ComfyUI's chunks, in the order they are tried when a PNG has no `nodegraph` chunk. */
+export const COMFYUI_KEYWORDS = ["prompt", "workflow"];
 
 export class PngError extends Error {}
 
@@ -74,13 +82,22 @@ export async function readPngTextChunks(bytes: Uint8Array): Promise<TextChunk[]>
   return chunks;
 }
 
-/** The graph JSON embedded in a PNG (keyword `nodegraph`); PngError when there is none. */
+/**
+ * The graph JSON embedded in a PNG: its `nodegraph` chunk, else ComfyUI's `prompt` or
+ * `workflow` chunk (parsed JSON; the caller imports those); PngError when there is none.
+ */
 export async function graphFromPng(bytes: Uint8Array): Promise<unknown> {
-  const chunk = (await readPngTextChunks(bytes)).find((c) => c.keyword === GRAPH_KEYWORD);
-  if (!chunk) throw new PngError(`this PNG has no "${GRAPH_KEYWORD}" text chunk: it was not saved by nodegraph's SaveImage`);
+  const chunks = await readPngTextChunks(bytes);
+  const chunk = [GRAPH_KEYWORD, ...COMFYUI_KEYWORDS].map((k) => chunks.find((c) => c.keyword === k)).find(Boolean);
+  if (!chunk) {
+    throw new PngError(
+      `this PNG has no "${GRAPH_KEYWORD}" text chunk (nor ComfyUI's "prompt" or "workflow"): it was not saved by nodegraph's SaveImage or by ComfyUI`,
+    );
+  }
   try {
-    return JSON.parse(chunk.text);
+    return parseJson(chunk.text);
   } catch (error) {
-    throw new PngError(`the PNG's "${GRAPH_KEYWORD}" chunk is not JSON: ${(error as Error).message}`);
+    const what = error instanceof JsonDepthError ? ":" : " is not JSON:";
+    throw new PngError(`the PNG's "${chunk.keyword}" chunk${what} ${(error as Error).message}`);
   }
 }

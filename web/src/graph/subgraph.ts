@@ -13,6 +13,8 @@
  *   openSubgraph / closeSubgraph   edit a definition as a document of its own and write it back
  *
  * `$inputs` (SUBGRAPH_INPUTS) is the reserved inner node id that exposed inputs are read from.
+ * Definitions, inner nodes and exposed ports are keyed by names from the file: prototype-free
+ * maps (graph/idMaps.ts) throughout.
  */
 import {
   fromGraphFile,
@@ -24,6 +26,7 @@ import {
   type Link,
   type Position,
 } from "./document";
+import { copyIdMap, idMap, ownValue } from "./idMaps";
 import type { InputSpec, NodeSchema, OutputSpec } from "../schema/types";
 
 export const SUBGRAPH_PREFIX = "subgraph:";
@@ -46,7 +49,7 @@ export function subgraphName(type: string): string | null {
 }
 
 function definitions(doc: { subgraphs?: Record<string, unknown> }): Record<string, SubgraphDefinition> {
-  const out: Record<string, SubgraphDefinition> = {};
+  const out = idMap<SubgraphDefinition>();
   for (const [name, def] of Object.entries(doc.subgraphs ?? {})) if (isObject(def) && isObject(def.nodes)) out[name] = def as unknown as SubgraphDefinition;
   return out;
 }
@@ -57,7 +60,7 @@ function definitions(doc: { subgraphs?: Record<string, unknown> }): Record<strin
  */
 export function subgraphSchemas(doc: { subgraphs?: Record<string, unknown> }, schemas: Record<string, NodeSchema>): Record<string, NodeSchema> {
   const defs = definitions(doc);
-  const out: Record<string, NodeSchema> = {};
+  const out = idMap<NodeSchema>();
   const visiting = new Set<string>();
   const build = (name: string): NodeSchema | undefined => {
     const type = SUBGRAPH_PREFIX + name;
@@ -67,9 +70,9 @@ export function subgraphSchemas(doc: { subgraphs?: Record<string, unknown> }, sc
     visiting.add(name);
     const lookup = (innerType: string): NodeSchema | undefined => {
       const inner = subgraphName(innerType);
-      return inner !== null ? build(inner) : schemas[innerType];
+      return inner !== null ? build(inner) : (ownValue(schemas, innerType) as NodeSchema | undefined);
     };
-    const inputPorts: Record<string, Set<string>> = {};
+    const inputPorts = idMap<Set<string>>();
     for (const raw of Object.values(def.nodes)) {
       if (!isObject(raw) || typeof raw.type !== "string" || !isObject(raw.inputs)) continue;
       const schema = lookup(raw.type);
@@ -80,8 +83,8 @@ export function subgraphSchemas(doc: { subgraphs?: Record<string, unknown> }, sc
         }
       }
     }
-    const inputs: Record<string, InputSpec> = {};
-    for (const [name2, spec] of Object.entries(def.inputs ?? {})) {
+    const inputs = idMap<InputSpec>();
+    for (const [name2, spec] of Object.entries(isObject(def.inputs) ? def.inputs : {})) {
       const ports = [...(inputPorts[name2] ?? [])].filter((p) => p !== "*");
       const port = new Set(ports).size === 1 ? ports[0] : "*";
       const hasDefault = isObject(spec) && "default" in spec;
@@ -96,11 +99,11 @@ export function subgraphSchemas(doc: { subgraphs?: Record<string, unknown> }, sc
       };
     }
     const outputs: OutputSpec[] = [];
-    for (const [name2, target] of Object.entries(def.outputs ?? {})) {
-      const raw = isObject(target) ? def.nodes[target.node] : undefined;
+    for (const [name2, target] of Object.entries(isObject(def.outputs) ? def.outputs : {})) {
+      const raw = isObject(target) ? ownValue(def.nodes, String(target.node)) : undefined;
       const schema = isObject(raw) && typeof raw.type === "string" ? lookup(raw.type) : undefined;
-      const port = schema?.outputs.find((o) => o.name === target.output)?.port ?? "*";
-      outputs.push({ name: name2, port, description: target.title ?? "" });
+      const port = schema?.outputs.find((o) => o.name === target?.output)?.port ?? "*";
+      outputs.push({ name: name2, port, description: typeof target?.title === "string" ? target.title : "" });
     }
     visiting.delete(name);
     const title = def.metadata?.title;
@@ -139,22 +142,22 @@ export function collapseToSubgraph(
 ): { doc: EditorDocument; id: string; name: string } | null {
   const inside = new Set(ids.filter((id) => id in doc.nodes));
   if (!inside.size) return null;
-  const defs = doc.subgraphs ?? {};
+  const defs = doc.subgraphs ?? idMap();
   const defName = name ?? uniqueName("subgraph_1", new Set(Object.keys(defs)));
   if (defName in defs) throw new Error(`a subgraph named ${defName} already exists`);
 
-  const exposedIn: Record<string, { default?: unknown }> = {};
-  const outerInputs: Record<string, unknown> = {};
+  const exposedIn = idMap<{ default?: unknown }>();
+  const outerInputs = idMap<unknown>();
   const bySource = new Map<string, string>(); // "node\0output" → exposed input name
   const inNames = new Set<string>();
-  const innerNodes: Record<string, unknown> = {};
-  const innerUi: Record<string, unknown> = {};
+  const innerNodes = idMap<unknown>();
+  const innerUi = idMap<unknown>();
   const minX = Math.min(...[...inside].map((id) => positions[id]?.[0] ?? 0));
   const minY = Math.min(...[...inside].map((id) => positions[id]?.[1] ?? 0));
 
   for (const id of inside) {
     const node = doc.nodes[id];
-    const inputs: Record<string, unknown> = {};
+    const inputs = idMap<unknown>();
     for (const [input, value] of Object.entries(node.inputs)) {
       if (isLink(value) && !inside.has(value.node)) {
         const key = `${value.node}\u0000${value.output}`;
@@ -167,7 +170,7 @@ export function collapseToSubgraph(
         }
         inputs[input] = { node: SUBGRAPH_INPUTS, output: exposed };
       } else {
-        inputs[input] = JSON.parse(JSON.stringify(value));
+        inputs[input] = structuredClone(value);
       }
     }
     const file: Record<string, unknown> = { type: node.type, inputs };
@@ -175,13 +178,13 @@ export function collapseToSubgraph(
     if (node.mode !== undefined) file.mode = node.mode;
     innerNodes[id] = file;
     const p = positions[id] ?? [0, 0];
-    innerUi[id] = { ...JSON.parse(JSON.stringify(node.ui)), position: [Math.round(p[0] - minX), Math.round(p[1] - minY)] };
+    innerUi[id] = { ...structuredClone(node.ui), position: [Math.round(p[0] - minX), Math.round(p[1] - minY)] };
   }
 
-  const exposedOut: Record<string, { node: string; output: string }> = {};
+  const exposedOut = idMap<{ node: string; output: string }>();
   const byInnerOutput = new Map<string, string>();
   const outNames = new Set<string>();
-  const rewired: Record<string, Record<string, Link>> = {}; // outside node → input → new link
+  const rewired = idMap<Record<string, Link>>(); // outside node → input → new link
   const nodeId = newNodeId(doc, defName);
   for (const [id, node] of Object.entries(doc.nodes)) {
     if (inside.has(id)) continue;
@@ -194,7 +197,7 @@ export function collapseToSubgraph(
         byInnerOutput.set(key, exposed);
         exposedOut[exposed] = { node: value.node, output: value.output };
       }
-      (rewired[id] ??= {})[input] = { node: nodeId, output: exposed };
+      (rewired[id] ??= idMap())[input] = { node: nodeId, output: exposed };
     }
   }
 
@@ -205,10 +208,10 @@ export function collapseToSubgraph(
     nodes: innerNodes,
     ui: { nodes: innerUi },
   };
-  const nodes: Record<string, DocNode> = {};
+  const nodes = idMap<DocNode>();
   for (const [id, node] of Object.entries(doc.nodes)) {
     if (inside.has(id)) continue;
-    nodes[id] = rewired[id] ? { ...node, inputs: { ...node.inputs, ...rewired[id] } } : node;
+    nodes[id] = rewired[id] ? { ...node, inputs: idMap([...Object.entries(node.inputs), ...Object.entries(rewired[id])]) } : node;
   }
   nodes[nodeId] = {
     type: SUBGRAPH_PREFIX + defName,
@@ -218,7 +221,9 @@ export function collapseToSubgraph(
     ui: {},
     hasUiEntry: true,
   };
-  return { doc: { ...doc, nodes, subgraphs: { ...defs, [defName]: definition } }, id: nodeId, name: defName };
+  const subgraphs = copyIdMap(defs);
+  subgraphs[defName] = definition;
+  return { doc: { ...doc, nodes, subgraphs }, id: nodeId, name: defName };
 }
 
 /** A definition as a document of its own (its nodes and ui; the outer file's subgraphs for nested ones). */
@@ -234,7 +239,7 @@ export function openSubgraph(doc: EditorDocument, name: string): EditorDocument 
 
 /** Write an edited inner document back into the outer document's definition `name`. */
 export function closeSubgraph(outer: EditorDocument, name: string, inner: EditorDocument): EditorDocument {
-  const defs = { ...(inner.subgraphs ?? outer.subgraphs ?? {}) };
+  const defs = copyIdMap(inner.subgraphs ?? outer.subgraphs ?? {});
   const previous = isObject(defs[name]) ? (defs[name] as Record<string, unknown>) : {};
   const file = toGraphFile(inner);
   const def: Record<string, unknown> = { ...previous, nodes: file.nodes };
@@ -242,7 +247,7 @@ export function closeSubgraph(outer: EditorDocument, name: string, inner: Editor
   else delete def.ui;
   // Exposed outputs whose inner node was deleted are dropped (the engine would refuse them).
   if (isObject(def.outputs)) {
-    def.outputs = Object.fromEntries(Object.entries(def.outputs).filter(([, t]) => isObject(t) && String(t.node) in file.nodes));
+    def.outputs = idMap(Object.entries(def.outputs).filter(([, t]) => isObject(t) && String(t.node) in file.nodes));
   }
   defs[name] = def;
   return { ...outer, subgraphs: defs };

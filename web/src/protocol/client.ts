@@ -16,9 +16,14 @@
  *   node events (`compact_events: true`): a `node_events` message inside a batch
  *   (`{event, run_id, fields, rows}`) is expanded into one `{type: event, run_id, ...}`
  *   message per row (`expandNodeEvents`), so the rest of the editor never sees it.
+ * - Integers beyond 2^53 are exact where they matter (graph/exactJson.ts): messages are
+ *   written with `stringifyJson` (a graph's BigInt seeds as plain JSON numbers), and the
+ *   messages that carry a graph or seeds (EXACT_MESSAGES: `run`, `template`,
+ *   `imported_graph`, `history`) are read with `parseJson`, their big integers as BigInts.
  *
  * The socket is made by a factory, so tests drive the client with a fake one.
  */
+import { parseJson, stringifyJson } from "../graph/exactJson";
 import { decodeFrame, encodeFrame, PROTOCOL_VERSION, type FrameHeader } from "./frames";
 
 export type ConnectionStatus = "connecting" | "connected" | "disconnected";
@@ -98,7 +103,7 @@ export class NodegraphClient {
 
   /** Send a message without waiting for a reply (queued until the connection is greeted). */
   send(message: JsonMessage): void {
-    this.enqueue({ frame: JSON.stringify(message) });
+    this.enqueue({ frame: stringifyJson(message) });
   }
 
   /** Send a message and wait for its reply (matched by request_id). */
@@ -106,7 +111,7 @@ export class NodegraphClient {
     const requestId = `r${this.nextId++}`;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(requestId, { resolve: resolve as (m: JsonMessage) => void, reject });
-      this.enqueue({ frame: JSON.stringify({ ...message, request_id: requestId }), requestId });
+      this.enqueue({ frame: stringifyJson({ ...message, request_id: requestId }), requestId });
     });
   }
 
@@ -190,7 +195,7 @@ export class NodegraphClient {
     }
     let message: JsonMessage;
     try {
-      message = JSON.parse(data) as JsonMessage;
+      message = parseServerText(data);
     } catch {
       console.warn("nodegraph: ignoring a text frame that is not JSON");
       return;
@@ -267,4 +272,28 @@ export function socketUrl(location: { href: string }): string {
   url.search = token ? `?token=${encodeURIComponent(token)}` : "";
   url.hash = "";
   return url.toString();
+}
+
+/** Messages read with exact integers: they carry a graph (its seeds) or the seeds of runs. */
+export const EXACT_MESSAGES = new Set(["run", "template", "imported_graph", "history"]);
+
+const LONG_DIGITS = /\d{16}/;
+
+function isExactMessage(value: unknown): boolean {
+  return value !== null && typeof value === "object" && EXACT_MESSAGES.has(String((value as JsonMessage).type));
+}
+
+/**
+ * A text frame as a message: JSON.parse, except that an EXACT_MESSAGES message (alone, or
+ * inside a batch) with an integer beyond 2^53 is read again with exact integers.
+ */
+export function parseServerText(text: string): JsonMessage {
+  const message = JSON.parse(text) as JsonMessage;
+  if (!LONG_DIGITS.test(text)) return message;
+  const batch = message.type === "batch" && Array.isArray(message.messages) ? (message.messages as unknown[]) : null;
+  if (batch ? !batch.some(isExactMessage) : !isExactMessage(message)) return message;
+  const exact = parseJson(text, { maxDepth: Infinity }) as JsonMessage;
+  if (!batch) return exact;
+  const exactBatch = exact.messages as unknown[];
+  return { ...message, messages: batch.map((inner, i) => (isExactMessage(inner) ? exactBatch[i] : inner)) };
 }

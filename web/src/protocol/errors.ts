@@ -8,6 +8,8 @@
  *
  *   errorTitle(code)              the title for a code
  *   errorText(code, message, verb?)  one line for a toast ("Could not submit — Quota exceeded: ...")
+ *   withoutRunIds(message)        the server's text with run ids (32 hex digits) as words: toasts
+ *                                 name what happened, never an id the user has never seen
  */
 
 const TITLES: Record<string, string> = {
@@ -38,9 +40,17 @@ export function errorTitle(code: string): string {
   return words ? words[0].toUpperCase() + words.slice(1) : "Error";
 }
 
+/** A server message with every run id replaced by words ("no run 'ab12…'" → "the run no longer exists"). */
+export function withoutRunIds(message: string): string {
+  return message
+    .replace(/\bno run '?\b[0-9a-f]{32}\b'?/g, "the run no longer exists")
+    .replace(/\brun '?\b[0-9a-f]{32}\b'?/g, "this run")
+    .replace(/'?\b[0-9a-f]{32}\b'?/g, "this run");
+}
+
 /** One readable line for an error frame; `verb` ("submit") says what the user tried. */
 export function errorText(code: string, message: string, verb?: string): string {
-  const detail = message && message !== "undefined" ? `: ${message}` : "";
+  const detail = message && message !== "undefined" ? `: ${withoutRunIds(message)}` : "";
   const tail = code === "internal_error" ? " (the server log has the details)" : "";
   return `${verb ? `Could not ${verb} — ` : ""}${errorTitle(code)}${detail}${tail}`;
 }

@@ -18,9 +18,12 @@ export interface RunSummary {
   finished_at?: number | string | null;
   error?: unknown;
   title?: string | null;
-  /** Added by newer servers (docs/protocol.md "history"): seeds used, thumbnail file, duration. */
-  seed?: number | null;
-  seeds?: Record<string, number> | number[] | null;
+  /**
+   * Added by newer servers (docs/protocol.md "history"): seeds used, thumbnail file, duration.
+   * A seed beyond 2^53 is kept as its exact decimal digits (protocol/records.ts).
+   */
+  seed?: number | string | null;
+  seeds?: Record<string, number | string | null> | (number | string | null)[] | null;
   thumbnail?: string | null;
   duration?: number | null;
   [extra: string]: unknown;

@@ -5,11 +5,16 @@
  * output files (fetched with `get_outputs`).
  *
  *   historyRow(run, files, now?)   the row's texts and thumbnail
- *   runSeed(run)                   the seed the run used: `seed`, else the first of `seeds`
+ *   runSeed(run)                   the seed the run used: `seed`, else the first of `seeds` (a number, or
+ *                                  the exact digits of a seed beyond 2^53)
  *   formatTime / formatDuration    "14:03:07" today, "2 Dec 14:03" before; "850 ms", "12.3 s", "2 min 5 s"
  *   HISTORY_STATUSES               the filter's choices
+ *
+ * Every text is a string whatever the server stored (`textOf`, protocol/records.ts): a run
+ * whose title is an object shows that object's JSON, and never takes the panel down.
  */
 import type { RunSummary } from "../protocol/messages";
+import { textOf } from "../protocol/records";
 import { fileView, type OutputItem } from "./media";
 
 export const HISTORY_STATUSES = ["all", "succeeded", "failed", "interrupted", "cancelled"] as const;
@@ -44,15 +49,16 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
 }
 
+function isSeed(value: unknown): value is number | string {
+  return (typeof value === "number" && Number.isFinite(value)) || (typeof value === "string" && /^-?\d+$/.test(value));
+}
+
 /** The seed a run used (`seed`, else the first value of `seeds`), or null when the server did not say. */
-export function runSeed(run: RunSummary): number | null {
-  if (typeof run.seed === "number") return run.seed;
+export function runSeed(run: RunSummary): number | string | null {
+  if (isSeed(run.seed)) return run.seed;
   const seeds = run.seeds;
-  if (Array.isArray(seeds)) return typeof seeds[0] === "number" ? seeds[0] : null;
-  if (seeds && typeof seeds === "object") {
-    const first = Object.values(seeds).find((v) => typeof v === "number");
-    return typeof first === "number" ? first : null;
-  }
+  if (Array.isArray(seeds)) return isSeed(seeds[0]) ? seeds[0] : null;
+  if (seeds && typeof seeds === "object") return Object.values(seeds).find(isSeed) ?? null;
   return null;
 }
 
@@ -60,7 +66,7 @@ export interface HistoryRowView {
   title: string;
   time: string;
   duration: string | null;
-  seed: number | null;
+  seed: number | string | null;
   thumbnail: OutputItem | null;
   /** For runs without an image: the kind of their first file ("audio", "text", ...) or the status. */
   kindLabel: string;
@@ -85,12 +91,12 @@ export function historyRow(run: RunSummary, files: OutputItem[] | undefined, now
   const thumbnail = fromServer ?? thumbServer ?? (files ?? []).find((f) => fileView(f).element === "img") ?? null;
   const error = run.error && typeof run.error === "object" ? (run.error as { message?: unknown }).message : run.error;
   return {
-    title: run.title || "untitled graph",
+    title: textOf(run.title) || "untitled graph",
     time: when !== null ? formatTime(when, now) : "",
     duration: seconds !== null ? formatDuration(seconds) : null,
     seed: runSeed(run),
     thumbnail,
     kindLabel: files?.length ? files[0].kind : run.status === "succeeded" ? "✓" : "—",
-    tooltip: [run.run_id, typeof error === "string" ? error : ""].filter(Boolean).join("\n"),
+    tooltip: [textOf(run.run_id), textOf(error)].filter(Boolean).join("\n"),
   };
 }

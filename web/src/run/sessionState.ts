@@ -26,11 +26,20 @@
  *   plugins          the `plugins` reply to `list_plugins` (null until it comes).
  *   pluginNotice     the warnings signature the user dismissed the plugin notice for (run/plugins.ts).
  *   pluginsOpen      whether the Plugins panel is open.
+ *   graphLoads       how many whole graphs were loaded (opened, restored, imported); each load
+ *                    clears the per-node results (nodeStates, previews, nodeFiles, nodeOutputs),
+ *                    whose node ids may happen to match the new graph's.
+ *   runGraphs        per run this editor submitted: the `graphLoads` it was submitted under. A
+ *                    run of an earlier graph never shows its progress or results on the nodes.
  *
  * Side effects (requests, object URLs) happen in the app; this module only
- * turns messages into state, so it is tested by feeding messages.
+ * turns messages into state, so it is tested by feeding messages. Records are
+ * checked as they arrive (protocol/records.ts: titles and messages are text), and
+ * every map keyed by a node id is prototype-free (graph/idMaps.ts).
  */
+import { copyIdMap, idMap, withId } from "../graph/idMaps";
 import type { ConnectionStatus } from "../protocol/client";
+import { cleanRunSummary, cleanRuns, cleanTemplates, textOf } from "../protocol/records";
 import type { GraphError, RunSummary, ServerMessage } from "../protocol/messages";
 import { EMPTY_SCHEMAS, schemaSetFrom, type SchemaSet } from "../schema/types";
 import { outputItemFrom, type OutputItem } from "./media";
@@ -89,6 +98,8 @@ export interface SessionState {
   plugins: PluginsReport | null;
   pluginNotice: string | null;
   pluginsOpen: boolean;
+  graphLoads: number;
+  runGraphs: Record<string, number>;
 }
 
 export const initialSessionState: SessionState = {
@@ -102,12 +113,12 @@ export const initialSessionState: SessionState = {
   history: [],
   myRuns: [],
   activeRun: null,
-  nodeStates: {},
-  previews: {},
-  nodeFiles: {},
-  nodeOutputs: {},
+  nodeStates: idMap(),
+  previews: idMap(),
+  nodeFiles: idMap(),
+  nodeOutputs: idMap(),
   gallery: [],
-  runFiles: {},
+  runFiles: idMap(),
   templates: null,
   validationErrors: [],
   banner: null,
@@ -115,6 +126,8 @@ export const initialSessionState: SessionState = {
   plugins: null,
   pluginNotice: null,
   pluginsOpen: false,
+  graphLoads: 0,
+  runGraphs: idMap(),
 };
 
 export type SessionAction =
@@ -128,7 +141,8 @@ export type SessionAction =
   | { type: "validation_errors"; errors: GraphError[] }
   | { type: "banner"; banner: Banner | null }
   | { type: "dismiss_plugin_notice"; signature: string }
-  | { type: "plugins_open"; open: boolean };
+  | { type: "plugins_open"; open: boolean }
+  | { type: "graph_loaded" };
 
 export interface ReduceContext {
   /** The URL of a file id (`/files/<id>`, with the token when there is one). */
@@ -146,7 +160,7 @@ function addFile(state: SessionState, file: OutputItem): SessionState {
   const known = state.nodeFiles[file.nodeId]?.find((i) => i.fileId === file.fileId);
   const merged = known ? { ...known, ...file } : file; // a later record may know more (mime, size)
   const nodeFiles = file.runId === state.activeRun
-    ? { ...state.nodeFiles, [file.nodeId]: [...forNode, merged].sort((a, b) => a.index - b.index) }
+    ? withId(state.nodeFiles, file.nodeId, [...forNode, merged].sort((a, b) => a.index - b.index))
     : state.nodeFiles;
   const at = state.gallery.findIndex((i) => i.fileId === file.fileId);
   const gallery = at >= 0
@@ -157,7 +171,7 @@ function addFile(state: SessionState, file: OutputItem): SessionState {
 
 function addRunFile(state: SessionState, file: OutputItem): SessionState {
   const list = (state.runFiles[file.runId] ?? []).filter((i) => i.fileId !== file.fileId);
-  return { ...state, runFiles: { ...state.runFiles, [file.runId]: [...list, file].sort((a, b) => a.index - b.index) } };
+  return { ...state, runFiles: withId(state.runFiles, file.runId, [...list, file].sort((a, b) => a.index - b.index)) };
 }
 
 /** Files of an earlier run (from the history): its thumbnails, and the end of the gallery; never shown on nodes. */
@@ -174,11 +188,29 @@ function addHistoryFiles(state: SessionState, message: Extract<ServerMessage, { 
 }
 
 function setNode(state: SessionState, nodeId: string, next: NodeRunState): SessionState {
-  return { ...state, nodeStates: { ...state.nodeStates, [nodeId]: next } };
+  return { ...state, nodeStates: withId(state.nodeStates, nodeId, next) };
 }
 
 function isActive(state: SessionState, runId: string): boolean {
   return state.activeRun === runId;
+}
+
+/** Whether a run belongs to the graph on the canvas (runs this editor did not submit count as yes). */
+function ofShownGraph(state: SessionState, runId: string): boolean {
+  const loads = state.runGraphs[runId];
+  return loads === undefined || loads === state.graphLoads;
+}
+
+/** A validation error with text where text is shown. */
+function cleanGraphError(error: GraphError): GraphError {
+  const clean: GraphError = { ...error, code: textOf(error.code), message: textOf(error.message) };
+  if (error.node_id !== undefined && error.node_id !== null) clean.node_id = textOf(error.node_id);
+  if (error.input !== undefined && error.input !== null) clean.input = textOf(error.input);
+  return clean;
+}
+
+function cleanGraphErrors(errors: unknown): GraphError[] {
+  return Array.isArray(errors) ? errors.filter((e) => e !== null && typeof e === "object").map((e) => cleanGraphError(e as GraphError)) : [];
 }
 
 /** The next state after `action`. */
@@ -190,7 +222,7 @@ export function reduceSession(state: SessionState, action: SessionAction, contex
       return { ...state, schemas: action.schemas };
     case "preview":
       if (!isActive(state, action.runId)) return state;
-      return { ...state, previews: { ...state.previews, [action.nodeId]: action.url } };
+      return { ...state, previews: withId(state.previews, action.nodeId, action.url) };
     case "file":
       return addFile(state, action.file);
     case "history_outputs":
@@ -201,13 +233,24 @@ export function reduceSession(state: SessionState, action: SessionAction, contex
         validationErrors: state.validationErrors.filter((e) => !(e.node_id === action.nodeId && e.input === action.input)),
       };
     case "validation_errors":
-      return { ...state, validationErrors: action.errors };
+      return { ...state, validationErrors: cleanGraphErrors(action.errors) };
     case "banner":
       return { ...state, banner: action.banner };
     case "dismiss_plugin_notice":
       return { ...state, pluginNotice: action.signature };
     case "plugins_open":
       return { ...state, pluginsOpen: action.open };
+    case "graph_loaded":
+      return {
+        ...state,
+        graphLoads: state.graphLoads + 1,
+        activeRun: null,
+        nodeStates: idMap(),
+        previews: idMap(),
+        nodeFiles: idMap(),
+        nodeOutputs: idMap(),
+        validationErrors: [],
+      };
     case "server":
       return reduceMessage(state, action.message, context);
   }
@@ -245,19 +288,20 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
     case "models":
       return { ...state, models: { ...state.models, ...message.folders } };
     case "queue":
-      return { ...state, queue: { running: message.running, pending: message.pending } };
+      return { ...state, queue: { running: cleanRunSummary(message.running), pending: cleanRuns(message.pending) } };
     case "history":
-      return { ...state, history: message.runs };
+      return { ...state, history: cleanRuns(message.runs) };
     case "submitted":
       return {
         ...state,
         myRuns: [...state.myRuns, message.run_id].slice(-500),
+        runGraphs: withId(state.runGraphs, message.run_id, state.graphLoads),
         validationErrors: [],
         banner: null,
       };
     case "error":
       if (message.code === "invalid_graph") {
-        const errors = message.details?.errors ?? [];
+        const errors = cleanGraphErrors(message.details?.errors);
         return {
           ...state,
           validationErrors: errors,
@@ -269,18 +313,19 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
       }
       return state; // shown as a toast by the app (state/app.ts)
     case "templates":
-      return { ...state, templates: Array.isArray(message.templates) ? message.templates.filter((t) => t && typeof t.id === "string") : [] };
+      return { ...state, templates: cleanTemplates(message.templates) };
     case "run_started": {
-      const nodeStates: Record<string, NodeRunState> = {};
-      for (const id of message.nodes ?? []) nodeStates[id] = { status: "queued" };
-      for (const id of message.skipped ?? []) nodeStates[id] = { status: "skipped" };
+      if (!ofShownGraph(state, message.run_id)) return state;
+      const nodeStates = idMap<NodeRunState>();
+      for (const id of message.nodes ?? []) nodeStates[String(id)] = { status: "queued" };
+      for (const id of message.skipped ?? []) nodeStates[String(id)] = { status: "skipped" };
       return {
         ...state,
         activeRun: message.run_id,
         nodeStates,
-        previews: {},
-        nodeFiles: {},
-        nodeOutputs: {},
+        previews: idMap(),
+        nodeFiles: idMap(),
+        nodeOutputs: idMap(),
         banner: null,
       };
     }
@@ -300,8 +345,8 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
       if (!isActive(state, message.run_id)) return state;
       return setNode(state, message.node_id, {
         status: "error",
-        message: message.message,
-        exceptionType: message.exception_type,
+        message: textOf(message.message),
+        exceptionType: message.exception_type === undefined ? undefined : textOf(message.exception_type),
       });
     case "run_finished":
       if (!isActive(state, message.run_id)) return state;
@@ -311,7 +356,7 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
       return {
         ...state,
         nodeStates: dropWaiting(state.nodeStates, null),
-        banner: { kind: "error", text: `Run failed${message.node_id ? ` at node ${message.node_id}` : ""}: ${message.message}` },
+        banner: { kind: "error", text: `Run failed${message.node_id ? ` at node ${textOf(message.node_id)}` : ""}: ${textOf(message.message)}` },
       };
     case "run_interrupted":
       if (!isActive(state, message.run_id)) return state;
@@ -323,8 +368,11 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
     case "outputs": {
       if (message.status !== "succeeded" && message.status !== "failed") return state;
       let next: SessionState = state;
-      if (isActive(state, message.run_id) || state.activeRun === null) {
-        next = { ...next, activeRun: message.run_id, nodeOutputs: { ...message.outputs } };
+      // The results of a run this editor submitted for the graph on the canvas; never those of the
+      // history's runs (asked for their thumbnails), whose node ids may happen to match.
+      const submittedHere = state.runGraphs[message.run_id] === state.graphLoads;
+      if (isActive(state, message.run_id) || (state.activeRun === null && submittedHere)) {
+        next = { ...next, activeRun: message.run_id, nodeOutputs: copyIdMap(message.outputs) };
       }
       for (const [index, file] of (message.files ?? []).entries()) {
         next = addFile(next, outputItemFrom(message.run_id, file, context.fileUrl(file.file_id), index));
@@ -338,7 +386,7 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
 
 /** After a run ends: nodes that never started lose their "queued" badge; running ones become `runningTo`. */
 function dropWaiting(states: Record<string, NodeRunState>, runningTo: NodeRunStatus | null): Record<string, NodeRunState> {
-  const out: Record<string, NodeRunState> = {};
+  const out = idMap<NodeRunState>();
   for (const [id, s] of Object.entries(states)) {
     if (s.status === "queued") continue;
     if (s.status === "skipped") {

@@ -19,8 +19,9 @@
  *
  * Synonyms (SYNONYMS) map the vocabulary of other node editors onto this
  * project's names: "clip" finds the text-encoder nodes (ComfyUI calls them
- * CLIP...), "ksampler" finds K Sampler, and so on. A synonym match scores 0.9
- * of a direct one.
+ * CLIP...), "ksampler" finds K Sampler, and ComfyUI's class names find our
+ * equivalent ("CheckpointLoaderSimple" → Load Checkpoint, "LoraLoader" → Load
+ * LoRA, "VAELoader" → Load VAE, ...). A synonym match scores 0.9 of a direct one.
  *
  * Port filtering (`PortFilter`): when a wire is dragged from an output of type
  * T and dropped on empty canvas, only nodes with an input that accepts T are
@@ -30,17 +31,64 @@
 import { portsCompatible } from "./compatibility";
 import { uniqueSchemas, type NodeSchema, type PortType } from "./types";
 
-/** Words other editors use → words this project uses (all lower case). */
+/**
+ * Words other editors use → words this project uses (all lower case). ComfyUI class names
+ * (typed as one word: "CheckpointLoaderSimple") map to the type name of our equivalent,
+ * which a synonym matches exactly; where we have none (e.g. ConditioningCombine) there is
+ * no entry, so the search does not pretend.
+ */
 export const SYNONYMS: Record<string, string[]> = {
   clip: ["text encoder", "text_encoder", "encode text"],
-  cliptextencode: ["encode text"],
-  cliploader: ["load text encoder"],
-  ksampler: ["k sampler"],
-  checkpointloader: ["load checkpoint"],
-  unet: ["u net", "model"],
   prompt: ["encode text"],
+  unet: ["u net", "model"],
   upscale: ["scale"],
   preview: ["preview image", "show"],
+  lora: ["loadlora"],
+  controlnet: ["loadcontrolnet", "applycontrolnet"],
+  // ComfyUI class names → our node types
+  checkpointloader: ["loadcheckpoint"],
+  checkpointloadersimple: ["loadcheckpoint"],
+  checkpointsave: ["savecheckpoint"],
+  loraloader: ["loadlora"],
+  loraloadermodelonly: ["loadlora"],
+  vaeloader: ["loadvae"],
+  unetloader: ["loadunet"],
+  cliploader: ["loadtextencoder", "load text encoder"],
+  dualcliploader: ["loadfluxtextencoders"],
+  triplecliploader: ["loadsd3textencoders"],
+  controlnetloader: ["loadcontrolnet"],
+  controlnetapply: ["applycontrolnet"],
+  controlnetapplyadvanced: ["applycontrolnet"],
+  controlnetapplysd3: ["applycontrolnet"],
+  upscalemodelloader: ["loadupscalemodel"],
+  imageupscalewithmodel: ["upscaleimagewithmodel"],
+  latentupscale: ["latentupscale"],
+  latentupscaleby: ["latentupscale"],
+  imagescaletototalpixels: ["imagescale"],
+  imagepadforoutpaint: ["imagepad"],
+  imagecompositemasked: ["compositeimages"],
+  canny: ["cannyedges"],
+  cliptextencode: ["encodetext", "encode text"],
+  cliptextencodesdxl: ["encodetextsdxl"],
+  cliptextencodeflux: ["encodetextflux"],
+  cliptextencodesd3: ["encodetextsd3"],
+  emptylatentimage: ["emptylatent"],
+  emptysd3latentimage: ["emptylatent"],
+  ksampler: ["k sampler", "ksampler"],
+  ksampleradvanced: ["ksampler"],
+  samplercustom: ["sample"],
+  samplercustomadvanced: ["sample"],
+  ksamplerselect: ["selectsampler"],
+  basicscheduler: ["schedule"],
+  vaeencode: ["vaeencode"],
+  vaeencodeforinpaint: ["vaeencodeforinpaint"],
+  vaedecode: ["vaedecode"],
+  setlatentnoisemask: ["setlatentnoisemask"],
+  saveimage: ["saveimage"],
+  previewimage: ["previewimage"],
+  loadimage: ["loadimage"],
+  loadimagemask: ["loadimage"],
+  saveanimatedwebp: ["savevideo"],
 };
 
 const FIELD_WEIGHTS = { name: 1, port: 0.6, category: 0.5, description: 0.35 } as const;

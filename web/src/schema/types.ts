@@ -10,7 +10,12 @@
  * `<plugin>.<Type>` form and `aliases` every other name that resolves to it.
  * `SchemaSet.nodes` is keyed by ALL of these, so a graph written with any of
  * them opens as a known node; `uniqueSchemas` lists each schema once.
+ *
+ * Graph files name node types and inputs freely (`constructor`, `__proto__`), so the maps
+ * `SchemaSet.nodes`, `SchemaSet.types` and each schema's `inputs` are prototype-free
+ * (graph/idMaps.ts): an unknown name reads as undefined, never as an inherited member.
  */
+import { idMap } from "../graph/idMaps";
 
 /** How an input is edited (`InputSpec.widget.kind` on the server). */
 export type WidgetKind = "number" | "text" | "choice" | "seed" | "toggle" | "model_file" | "upload" | "link";
@@ -91,7 +96,7 @@ export interface SchemaSet {
   types: Record<string, PortType>;
 }
 
-export const EMPTY_SCHEMAS: SchemaSet = { schemaHash: "", nodes: {}, types: {} };
+export const EMPTY_SCHEMAS: SchemaSet = { schemaHash: "", nodes: idMap(), types: idMap() };
 
 /** Every name a schema answers to: canonical first, then the qualified name and the aliases. */
 export function namesOf(node: NodeSchema): string[] {
@@ -104,12 +109,13 @@ export function namesOf(node: NodeSchema): string[] {
  * Canonical names are indexed first, so an alias can never hide another node's canonical name.
  */
 export function schemaSetFrom(schemaHash: string, nodes: NodeSchema[], types: Record<string, PortType>): SchemaSet {
-  const byName: Record<string, NodeSchema> = {};
-  for (const node of nodes) byName[node.type] = node;
-  for (const node of nodes) {
+  const schemas = nodes.map((node) => ({ ...node, inputs: idMap(Object.entries(node.inputs ?? {})) }));
+  const byName = idMap<NodeSchema>();
+  for (const node of schemas) byName[node.type] = node;
+  for (const node of schemas) {
     for (const name of namesOf(node)) if (!(name in byName)) byName[name] = node;
   }
-  return { schemaHash, nodes: byName, types };
+  return { schemaHash, nodes: byName, types: idMap(Object.entries(types ?? {})) };
 }
 
 /** Each schema once (under its canonical name), whatever the number of names it has. */

@@ -15,9 +15,16 @@
  * Such an input's value is the uploaded file's name in the server's input
  * folder (the `name` of the `uploaded` reply); its preview is
  * `/files/input/<name>`.
+ *
+ * Integers are exact: what the user types into an integer box is read digit for digit
+ * (`parseNumber` gives a BigInt beyond 2^53, graph/exactJson.ts writes it back as a plain
+ * JSON number), so a seed up to 2^64−1 is never rounded. A value of the wrong JSON type
+ * is shown as `invalid value: <its JSON>` (`widgetText`), never "[object Object]".
  */
+import { jsonPreview } from "../graph/exactJson";
 import type { InputSpec } from "./types";
 
+/** The seed bound used when a schema gives none (the largest integer a number holds exactly). */
 export const SEED_SAFE_MAX = Number.MAX_SAFE_INTEGER;
 
 export type Widget =
@@ -63,7 +70,7 @@ export function widgetFor(name: string, spec: InputSpec): Widget {
       return {
         kind: "seed",
         min: Math.max(0, typeof schema.minimum === "number" ? schema.minimum : 0),
-        max: Math.min(SEED_SAFE_MAX, typeof schema.maximum === "number" ? schema.maximum : SEED_SAFE_MAX),
+        max: typeof schema.maximum === "number" ? schema.maximum : SEED_SAFE_MAX,
       };
     case "number": {
       const integer = spec.port === "INT" || schema.type === "integer";
@@ -94,22 +101,102 @@ function upperBound(schema: InputSpec["schema"]): number | undefined {
   return typeof schema.exclusiveMaximum === "number" ? schema.exclusiveMaximum : undefined;
 }
 
+/** An integer as a number when a number holds it exactly, else as a BigInt. */
+export function integerValue(value: bigint): number | bigint {
+  return value >= -BigInt(Number.MAX_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+}
+
+const NUMBER_TEXT = /^([-+]?)(\d*)(?:\.(\d*))?(?:[eE]([-+]?\d+))?$/;
+
+/** The exact integer a number literal stands for ("12", "1.5e3", "-7E+2"); null when it is not whole. */
+export function exactInteger(text: string): bigint | null {
+  const match = NUMBER_TEXT.exec(text.trim());
+  if (!match || (match[2] === "" && !match[3])) return null;
+  const fraction = match[3] ?? "";
+  const digits = (match[2] + fraction).replace(/^0+/, "");
+  if (digits === "") return 0n;
+  const exponent = Number(match[4] ?? 0) - fraction.length;
+  const sign = match[1] === "-" ? -1n : 1n;
+  if (exponent >= 0) return exponent > 400 ? null : sign * BigInt(digits) * 10n ** BigInt(exponent);
+  const kept = digits.length + exponent;
+  if (!/^0*$/.test(digits.slice(Math.max(0, kept)))) return null;
+  return kept <= 0 ? 0n : sign * BigInt(digits.slice(0, kept));
+}
+
+/**
+ * An integer bound of a schema as an exact BigInt. JSON numbers beyond 2^53 arrive rounded:
+ * the two usual limits 2^63−1 (int64) and 2^64−1 (uint64, the engine's seeds) arrive as exactly
+ * 2^63 and 2^64, which no schema uses as an inclusive bound, so they are read back as written.
+ * A fractional bound is rounded inwards.
+ */
+export function exactIntegerBound(bound: number, side: "min" | "max"): bigint {
+  if (side === "max" && bound === 2 ** 64) return 2n ** 64n - 1n;
+  if (side === "max" && bound === 2 ** 63) return 2n ** 63n - 1n;
+  return BigInt(side === "min" ? Math.ceil(bound) : Math.floor(bound));
+}
+
 /**
  * Parse what the user typed into a number widget: the number, or the reason it is refused.
- * Integers must be whole; values outside [min, max] are refused (the engine would refuse them too).
+ * Integers must be whole and are read exactly (a BigInt beyond 2^53); values outside
+ * [min, max] are refused (the engine would refuse them too).
  */
 export function parseNumber(text: string, widget: { integer: boolean; min?: number; max?: number }):
-  { ok: true; value: number } | { ok: false; reason: string } {
+  { ok: true; value: number | bigint } | { ok: false; reason: string } {
   const trimmed = text.trim();
   if (trimmed === "" || !/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(trimmed)) {
     return { ok: false, reason: "not a number" };
   }
   const value = Number(trimmed);
-  if (!Number.isFinite(value)) return { ok: false, reason: "not a finite number" };
-  if (widget.integer && !Number.isInteger(value)) return { ok: false, reason: "must be a whole number" };
+  if (!Number.isFinite(value)) return { ok: false, reason: "too large to be a number" };
+  if (widget.integer) {
+    const exact = exactInteger(trimmed);
+    if (exact === null) return { ok: false, reason: "must be a whole number" };
+    if (widget.min !== undefined && exact < exactIntegerBound(widget.min, "min")) return { ok: false, reason: `must be ≥ ${exactIntegerBound(widget.min, "min")}` };
+    if (widget.max !== undefined && exact > exactIntegerBound(widget.max, "max")) return { ok: false, reason: `must be ≤ ${exactIntegerBound(widget.max, "max")}` };
+    return { ok: true, value: integerValue(exact) };
+  }
   if (widget.min !== undefined && value < widget.min) return { ok: false, reason: `must be ≥ ${widget.min}` };
   if (widget.max !== undefined && value > widget.max) return { ok: false, reason: `must be ≤ ${widget.max}` };
   return { ok: true, value };
+}
+
+/**
+ * What a number box applies while the user types `text`: the parsed value, or — when the text
+ * is not a valid entry — `before`, the input's value when editing began. So a half-typed "1e3"
+ * on its way to "1e308", or a seed typed past the maximum, never leaves a prefix of itself in
+ * the graph; `reason` says why the text is not applied (null when it is).
+ */
+export function numberEntry(text: string, widget: { integer: boolean; min?: number; max?: number }, before: unknown):
+  { value: unknown; reason: string | null } {
+  const parsed = parseNumber(text, widget);
+  return parsed.ok ? { value: parsed.value, reason: null } : { value: before, reason: parsed.reason };
+}
+
+/** The note under a number box left with text that is not a valid entry: what was typed, why not, what was kept. */
+export function refusedEntryNote(text: string, reason: string, keptText: string): string {
+  const typed = text.length > 24 ? `${text.slice(0, 24)}…` : text;
+  return `"${typed}" ${reason}; kept ${keptText || "the default"}`;
+}
+
+/** The seed after `current` in increment mode: one more, wrapping from max to min (exact beyond 2^53). */
+export function incrementedSeed(current: unknown, min: number, max: number): number | bigint {
+  const lo = exactIntegerBound(min, "min");
+  const hi = exactIntegerBound(max, "max");
+  const base = typeof current === "bigint" ? current : typeof current === "number" && Number.isInteger(current) ? BigInt(current) : lo - 1n;
+  const next = base + 1n;
+  return integerValue(next > hi || next < lo ? lo : next);
+}
+
+/**
+ * The text a widget shows for a value: a string as it is, a number (or BigInt) or boolean
+ * written out, nothing for no value; any other JSON value (an object for an INT, a list for
+ * a seed) as `invalid value: <its JSON>` — the engine refuses it, the data is kept.
+ */
+export function widgetText(value: unknown): string {
+  if (value === undefined || value === null) return "";
+  if (typeof value === "string") return value;
+  if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return String(value);
+  return `invalid value: ${jsonPreview(value)}`;
 }
 
 /** A fresh random seed in [min, max] (bounded to what a JS number holds exactly). */

@@ -17,13 +17,21 @@
  *                      connection-level codes (invalid_token, ...) also stay in the banner
  *   Plugins panel      `list_plugins` each time it opens; `welcome.plugin_warnings` feed the badge
  *   upload             a binary upload frame; the input's value becomes the stored name
+ *   ComfyUI files      `import_graph {data}` → `imported_graph {graph, errors}`: opened with the
+ *                      unknown nodes as red placeholders (errors shown on them); refused
+ *                      with the server's words (a UI workflow) or, offline, graph/foreign.ts's
+ *   cancel, interrupt  a run that already left the queue (or finished) makes them a silent no-op
+ *
+ * Kept in localStorage (state/autosave.ts): the working graph (restored when the editor
+ * opens; the first open with nothing kept opens the txt2img template), the clipboard
+ * (so Ctrl+C in one tab pastes in another), the schemas by hash.
  *
  * The token: a `?token=` in the page URL (dev server, or an old link) goes to
  * `/ws`, `hello` and `/files` URLs as before. Opened through the server,
  * `/?token=T` is answered with a cookie and a redirect to `/`, so the page has
  * no token and none is sent: the browser's cookie carries it on every request.
  */
-import { copyNodes, pasteClip, type Clip } from "../graph/clipboard";
+import { clipFromText, clipToText, copyNodes, pasteClip, type Clip } from "../graph/clipboard";
 import {
   fromGraphFile,
   GraphFormatError,
@@ -33,17 +41,30 @@ import {
   type EditorDocument,
   type Position,
 } from "../graph/document";
+import { JsonDepthError, parseJson, stringifyJson } from "../graph/exactJson";
+import { idMap } from "../graph/idMaps";
 import { placeAll, type Rect, type Size } from "../graph/layout";
 import { subgraphSchemas } from "../graph/subgraph";
-import { foreignFormat, jsonErrorText } from "../graph/foreign";
+import { foreignFormat, foreignKind, jsonErrorText } from "../graph/foreign";
 import { graphFromPng, isPng } from "../graph/png";
 import { NodegraphClient, ProtocolError, socketUrl, type JsonMessage, type SocketLike } from "../protocol/client";
 import { errorText } from "../protocol/errors";
 import { imageMime, type FrameHeader } from "../protocol/frames";
-import type { ServerMessage } from "../protocol/messages";
+import type { GraphError, ServerMessage } from "../protocol/messages";
 import { randomSeed, widgetFor } from "../schema/widgets";
-import type { NodeSchema, SchemaSet } from "../schema/types";
+import { schemaSetFrom, uniqueSchemas, type NodeSchema, type SchemaSet } from "../schema/types";
 import { initialSessionState, reduceSession, type SessionAction, type SessionState } from "../run/sessionState";
+import {
+  AUTOSAVE_DELAY_MS,
+  AUTOSAVE_KEY,
+  autosaveText,
+  CLIPBOARD_KEY,
+  pageStorage,
+  readAutosave,
+  STORAGE_LIMIT,
+  storeText,
+  type StorageLike,
+} from "./autosave";
 import { EditorStore } from "./editorStore";
 import { createStore, type Store } from "./store";
 import { createUiStore } from "./ui";
@@ -61,7 +82,8 @@ function readSchemaCache(): SchemaSet | null {
   try {
     const raw = globalThis.localStorage?.getItem(SCHEMA_CACHE_KEY);
     const parsed = raw ? (JSON.parse(raw) as SchemaSet) : null;
-    return parsed && typeof parsed.schemaHash === "string" && parsed.nodes && parsed.types ? parsed : null;
+    if (!parsed || typeof parsed.schemaHash !== "string" || !parsed.nodes || !parsed.types) return null;
+    return schemaSetFrom(parsed.schemaHash, uniqueSchemas(parsed.nodes), parsed.types); // prototype-free maps again
   } catch {
     return null;
   }
@@ -86,6 +108,22 @@ export function seedInputsOf(schema: NodeSchema | undefined): { name: string; mi
   return out;
 }
 
+/** The template the first open shows when nothing was kept: the shipped txt2img graph, if the server lists it. */
+export function firstOpenTemplate(templates: { id: string }[]): string | null {
+  const exact = templates.find((t) => t.id === "project/txt2img.json");
+  return (exact ?? templates.find((t) => t.id.endsWith("/txt2img.json")))?.id ?? null;
+}
+
+/** Run statuses after which cancel and interrupt have nothing left to do (a second click is a no-op). */
+const SETTLED = new Set(["cancelled", "succeeded", "failed", "interrupted"]);
+
+/** Whether a refused cancel / interrupt only means the run already left the queue or finished. */
+export function alreadySettled(error: unknown): boolean {
+  if (!(error instanceof ProtocolError) || error.code !== "invalid_state") return false;
+  const status = error.details?.status;
+  return typeof status === "string" ? SETTLED.has(status) : /finishing/.test(error.message);
+}
+
 /** A toast line for a failed request: the server's error code as words, or the exception's message. */
 export function failureText(error: unknown, verb: string): string {
   if (error instanceof ProtocolError) return errorText(error.code, error.message, verb);
@@ -100,6 +138,15 @@ export class EditorApp {
   readonly client: NodegraphClient;
   private readonly token: string | null;
   private clip: Clip | null = null;
+  private readonly storage: StorageLike | null;
+  private autosaveTimer: ReturnType<typeof setTimeout> | null = null;
+  private autosavedDoc: { doc: EditorDocument; depth: number } | null = null;
+  private autosaveWarned = false;
+  /**
+   * The first open with nothing kept: "waiting" for the templates list, "asked" for the txt2img
+   * template; any load the user starts meanwhile (even a refused one) makes it "none".
+   */
+  private firstOpen: "none" | "waiting" | "asked" = "none";
   private nextToast = 1;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   private fetchedOutputs = new Set<string>();
@@ -122,7 +169,8 @@ export class EditorApp {
   };
   private historyFetched = new Set<string>();
 
-  constructor(makeSocket?: () => SocketLike, location: { href: string } = globalThis.location) {
+  constructor(makeSocket?: () => SocketLike, location: { href: string } = globalThis.location, storage: StorageLike | null = pageStorage()) {
+    this.storage = storage;
     this.token = new URL(location.href).searchParams.get("token");
     const url = socketUrl(location);
     const cached = readSchemaCache();
@@ -134,7 +182,16 @@ export class EditorApp {
     }, this.token);
   }
 
+  /** Restore the working graph kept in localStorage, keep it from now on, and connect. */
   start(): void {
+    this.restoreAutosave();
+    this.editor.store.subscribe(() => this.scheduleAutosave());
+    if (typeof globalThis.addEventListener === "function") {
+      globalThis.addEventListener("pagehide", () => this.flushAutosave());
+      globalThis.addEventListener("visibilitychange", () => {
+        if (globalThis.document?.visibilityState === "hidden") this.flushAutosave();
+      });
+    }
     this.client.connect();
   }
 
@@ -201,6 +258,9 @@ export class EditorApp {
         break;
       case "history":
         this.fetchHistoryOutputs();
+        break;
+      case "templates":
+        this.openFirstTemplate();
         break;
       case "outputs":
         // Asked before the server recorded the result: ask again (a few times).
@@ -273,7 +333,7 @@ export class EditorApp {
   /** Server schemas plus the schemas of the subgraphs defined in `doc` (graph/subgraph.ts). */
   schemasFor(doc: EditorDocument = this.editor.doc): Record<string, NodeSchema> {
     const nodes = this.session.get().schemas.nodes;
-    return doc.subgraphs ? { ...nodes, ...subgraphSchemas(doc, nodes) } : nodes;
+    return doc.subgraphs ? idMap([...Object.entries(nodes), ...Object.entries(subgraphSchemas(doc, nodes))]) : nodes;
   }
 
   /** The graph file of the whole graph (open subgraphs written back): what Run submits and Save writes. */
@@ -281,14 +341,18 @@ export class EditorApp {
     return toGraphFile(this.editor.rootDoc());
   }
 
-  /** Randomise (or increment) seeds, then submit the whole graph; validation errors land on the nodes. */
-  async run(): Promise<void> {
+  /**
+   * Randomise (or increment) seeds, then submit the whole graph; validation errors land on the nodes.
+   * `front`: before the queued runs (Ctrl+Shift+Enter; the server allows it to admins on a server with users).
+   */
+  async run(options: { front?: boolean } = {}): Promise<void> {
     const schemas = this.session.get().schemas;
     this.editor.replaceSilently((doc) => randomizeSeeds(doc, (type) => seedInputsOf(schemas.nodes[type]), randomSeed));
     const graph = this.graphFile();
     const title = typeof graph.metadata?.title === "string" && graph.metadata.title.trim() ? graph.metadata.title.trim() : "the graph";
     try {
-      const reply = await this.client.request<JsonMessage & { run_id: string; position: number }>({ type: "submit", graph });
+      const message: JsonMessage = options.front ? { type: "submit", graph, front: true } : { type: "submit", graph };
+      const reply = await this.client.request<JsonMessage & { run_id: string; position: number }>(message);
       this.toast(`Queued ${title}${reply.position > 0 ? ` (${reply.position} ahead of it)` : ""}`);
     } catch (error) {
       if (error instanceof ProtocolError && error.code === "invalid_graph") {
@@ -300,12 +364,14 @@ export class EditorApp {
     }
   }
 
+  /** Cancel a queued run; one that already left the queue (a double click) is a silent no-op. */
   async cancel(runId: string): Promise<void> {
-    await this.simpleRequest({ type: "cancel", run_id: runId }, "cancel");
+    await this.simpleRequest({ type: "cancel", run_id: runId }, "cancel", alreadySettled);
   }
 
+  /** Interrupt the running run; one that already finished is a silent no-op. */
   async interrupt(runId: string): Promise<void> {
-    await this.simpleRequest({ type: "interrupt", run_id: runId }, "interrupt");
+    await this.simpleRequest({ type: "interrupt", run_id: runId }, "interrupt", alreadySettled);
   }
 
   async requeue(runId: string): Promise<void> {
@@ -313,13 +379,14 @@ export class EditorApp {
     if (ok) this.session.set((s) => ({ ...s, myRuns: [...s.myRuns, runId] }));
   }
 
-  private async simpleRequest(message: JsonMessage, verb: string): Promise<boolean> {
+  private async simpleRequest(message: JsonMessage, verb: string, harmless: (error: unknown) => boolean = () => false): Promise<boolean> {
     try {
       await this.client.request(message);
       this.scheduleQueueRefresh();
       return true;
     } catch (error) {
-      this.toast(failureText(error, verb), "error");
+      if (harmless(error)) this.scheduleQueueRefresh();
+      else this.toast(failureText(error, verb), "error");
       return false;
     }
   }
@@ -332,6 +399,37 @@ export class EditorApp {
       if (this.loadGraph(reply.graph, title)) this.toast(`Opened the template ${title}`);
     } catch (error) {
       this.toast(failureText(error, `open the template ${id}`), "error");
+    }
+  }
+
+  /** Whether the user has not touched the editor yet: nothing loaded, nothing added. */
+  private untouched(): boolean {
+    const state = this.editor.state;
+    return state.loadCount === 0 && state.history.past.length === 0 && Object.keys(state.doc.nodes).length === 0;
+  }
+
+  /** The first open with nothing kept: the shipped txt2img template (if listed), quietly, unless the user was quicker. */
+  private openFirstTemplate(): void {
+    if (this.firstOpen !== "waiting" || !this.untouched()) return;
+    const id = firstOpenTemplate(this.session.get().templates ?? []);
+    this.firstOpen = id ? "asked" : "none";
+    if (!id) return;
+    void this.client
+      .request<JsonMessage & { graph: unknown }>({ type: "get_template", template_id: id })
+      .then((reply) => {
+        if (this.firstOpen !== "asked" || !this.untouched()) return;
+        this.firstOpen = "none";
+        this.loadGraph(reply.graph, id, { undoable: false });
+      })
+      .catch(() => undefined); // the canvas simply stays empty
+  }
+
+  /** Edit subgraph definition `name` on the canvas; a definition the editor cannot read is refused with the reason. */
+  openSubgraph(name: string): void {
+    try {
+      this.editor.openSubgraph(name);
+    } catch (error) {
+      this.showLoadError(`subgraph ${name}`, (error as Error).message);
     }
   }
 
@@ -372,11 +470,12 @@ export class EditorApp {
   // --- files ------------------------------------------------------------------
 
   /**
-   * Load a graph from a .json file or from a PNG saved by SaveImage. A file that is not
-   * JSON, not a graph, or a graph from another tool leaves the canvas as it was and says
-   * why in the error banner (with line and column for JSON syntax errors).
+   * Load a graph from a .json file or from a PNG saved by SaveImage (or by ComfyUI). A file that
+   * is not JSON, nested too deeply, or not a graph leaves the canvas as it was and says why in
+   * the error banner (with line and column for JSON syntax errors); a ComfyUI file is imported.
    */
   async loadFile(file: File): Promise<boolean> {
+    this.firstOpen = "none";
     let raw: unknown;
     try {
       const bytes = new Uint8Array(await file.arrayBuffer());
@@ -384,8 +483,9 @@ export class EditorApp {
       else {
         const text = new TextDecoder().decode(bytes);
         try {
-          raw = JSON.parse(text);
+          raw = parseJson(text);
         } catch (error) {
+          if (error instanceof JsonDepthError) throw error;
           throw new GraphFormatError(jsonErrorText(text, error as Error));
         }
       }
@@ -393,8 +493,37 @@ export class EditorApp {
       this.showLoadError(file.name, (error as Error).message);
       return false;
     }
+    if (foreignKind(raw)) return this.importForeign(raw, file.name);
     if (!this.loadGraph(raw, file.name)) return false;
     this.toast(`Loaded ${file.name}`);
+    return true;
+  }
+
+  /**
+   * Open a ComfyUI file through the server (`import_graph` → `imported_graph {graph, errors}`):
+   * node types nodegraph lacks become red placeholders that keep their data, and the validation
+   * errors are shown on the nodes. Without a connection the banner says what to do.
+   */
+  async importForeign(raw: unknown, name: string): Promise<boolean> {
+    if (this.session.get().connection !== "connected") {
+      this.showLoadError(name, foreignFormat(raw) ?? "this file is not a nodegraph graph");
+      return false;
+    }
+    let reply: JsonMessage & { graph?: unknown; errors?: unknown };
+    try {
+      reply = await this.client.request<JsonMessage & { graph?: unknown; errors?: unknown }>({ type: "import_graph", data: raw });
+    } catch (error) {
+      const message = error instanceof ProtocolError && error.code !== "disconnected" ? error.message : foreignFormat(raw) ?? String(error);
+      this.showLoadError(name, message);
+      return false;
+    }
+    if (!this.loadGraph(reply.graph, name)) return false;
+    const errors = (Array.isArray(reply.errors) ? reply.errors : []) as GraphError[];
+    const unknown = errors.filter((e) => e?.code === "unknown_node_type").length;
+    if (errors.length) this.dispatch({ type: "validation_errors", errors });
+    const placeholders = unknown ? `: ${unknown} node${unknown === 1 ? " is a type" : "s are types"} nodegraph does not have (red placeholders that keep their data)` : "";
+    this.dispatch({ type: "banner", banner: { kind: "info", text: `Imported ${name} from ComfyUI${placeholders}` } });
+    this.toast(`Imported ${name} from ComfyUI`);
     return true;
   }
 
@@ -404,27 +533,90 @@ export class EditorApp {
     this.toast(text, "error");
   }
 
-  /** Open a graph (parsed JSON); a file that is not a nodegraph graph is refused with the reason. */
-  loadGraph(raw: unknown, name = "the graph"): boolean {
+  /**
+   * Open a graph (parsed JSON); a file that is not a nodegraph graph is refused with the reason
+   * and the canvas keeps what it showed. The results shown on nodes belong to the previous graph:
+   * they are cleared. `undoable: false` for graphs the user did not ask for (a restore, the first open).
+   */
+  loadGraph(raw: unknown, name = "the graph", options: { undoable?: boolean } = {}): boolean {
+    this.firstOpen = "none";
     let doc: EditorDocument;
     try {
       const foreign = foreignFormat(raw);
       if (foreign) throw new GraphFormatError(foreign);
       doc = fromGraphFile(raw);
     } catch (error) {
-      if (!(error instanceof GraphFormatError)) throw error;
-      this.showLoadError(name, error.message);
+      if (!(error instanceof GraphFormatError)) console.error("nodegraph: could not read a graph:", error);
+      const message = error instanceof GraphFormatError ? error.message : `the editor could not read it (${(error as Error)?.message ?? String(error)})`;
+      this.showLoadError(name, message);
       return false;
     }
-    this.editor.load(doc);
-    this.dispatch({ type: "validation_errors", errors: [] });
+    for (const url of Object.values(this.session.get().previews)) URL.revokeObjectURL(url);
+    this.editor.load(doc, options.undoable ?? true);
+    this.dispatch({ type: "graph_loaded" });
     this.dispatch({ type: "banner", banner: null });
     return true;
   }
 
+  // --- kept in localStorage -------------------------------------------------------
+
+  /** Open the graph kept from the last session; with nothing kept, the first-open template follows the templates list. */
+  private restoreAutosave(): void {
+    const kept = readAutosave(this.readStorage(AUTOSAVE_KEY));
+    if (kept === null) {
+      this.firstOpen = "waiting";
+    } else if ("tooLarge" in kept) {
+      const mb = (kept.tooLarge / 1e6).toFixed(1);
+      this.dispatch({ type: "banner", banner: { kind: "info", text: `The graph open before was too large (${mb} M characters) to keep across reloads: open its saved file` } });
+    } else {
+      this.loadGraph(kept.graph, "the graph kept from the last session", { undoable: false });
+    }
+    this.autosavedDoc = { doc: this.editor.doc, depth: this.editor.state.path.length };
+  }
+
+  private readStorage(key: string): string | null {
+    try {
+      return this.storage?.getItem(key) ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** After a change of the document: write it in AUTOSAVE_DELAY_MS (changes meanwhile restart the wait). */
+  private scheduleAutosave(): void {
+    if (!this.storage) return;
+    const state = this.editor.state;
+    const saved = this.autosavedDoc;
+    if (saved && saved.doc === state.doc && saved.depth === state.path.length) return;
+    if (this.autosaveTimer) clearTimeout(this.autosaveTimer);
+    this.autosaveTimer = setTimeout(() => this.flushAutosave(), AUTOSAVE_DELAY_MS);
+  }
+
+  /** Write the whole graph now (too large: a note instead; a full storage: one console line). */
+  flushAutosave(): void {
+    if (this.autosaveTimer) clearTimeout(this.autosaveTimer);
+    this.autosaveTimer = null;
+    if (!this.storage) return;
+    const state = this.editor.state;
+    const saved = this.autosavedDoc;
+    if (saved && saved.doc === state.doc && saved.depth === state.path.length) return;
+    this.autosavedDoc = { doc: state.doc, depth: state.path.length };
+    let text: string;
+    try {
+      text = autosaveText(this.graphFile());
+    } catch (error) {
+      text = JSON.stringify({ autosave: 1, too_large: 0 });
+      console.warn("nodegraph: the graph could not be kept for the next session:", error);
+    }
+    if (storeText(this.storage, AUTOSAVE_KEY, text)) return;
+    storeText(this.storage, AUTOSAVE_KEY, JSON.stringify({ autosave: 1, too_large: text.length }));
+    if (!this.autosaveWarned) console.warn("nodegraph: the browser's storage is full: the graph is not kept across reloads");
+    this.autosaveWarned = true;
+  }
+
   /** The graph file text that Save writes (the whole graph, open subgraphs included). */
   graphText(doc: EditorDocument = this.editor.rootDoc()): string {
-    return JSON.stringify(toGraphFile(doc), null, 2) + "\n";
+    return stringifyJson(toGraphFile(doc), 2) + "\n";
   }
 
   save(): void {
@@ -450,7 +642,7 @@ export class EditorApp {
   materialize(doc: EditorDocument): EditorDocument {
     if (Object.values(doc.nodes).every((n) => n.position)) return doc;
     const rects = this.canvas.rects();
-    const shown: Record<string, Position> = {};
+    const shown = idMap<Position>();
     for (const id of Object.keys(doc.nodes)) if (rects[id] && !doc.nodes[id].position) shown[id] = [rects[id].x, rects[id].y];
     return moveNodes(doc, shown);
   }
@@ -464,18 +656,45 @@ export class EditorApp {
     });
     if (!clip) return false;
     this.clip = clip;
-    this.clipSizes = Object.fromEntries(Object.keys(clip.nodes).map((id) => [id, rects[id] ?? { width: 300, height: 150 }]));
+    this.clipSizes = idMap(Object.keys(clip.nodes).map((id): [string, Size] => [id, rects[id] ?? { width: 300, height: 150 }]));
+    this.keepClip(clip);
     return true;
   }
 
-  private clipSizes: Record<string, Size> = {};
+  private clipSizes: Record<string, Size> = idMap();
+
+  /** Share the clip with the other tabs (localStorage); too large for it: this tab only. */
+  private keepClip(clip: Clip): void {
+    if (!this.storage) return;
+    let text: string;
+    try {
+      text = clipToText(clip, this.clipSizes);
+    } catch {
+      return;
+    }
+    if (text.length > STORAGE_LIMIT || !storeText(this.storage, CLIPBOARD_KEY, text)) {
+      try {
+        this.storage.removeItem(CLIPBOARD_KEY); // an older clip must not be pasted instead
+      } catch {
+        // storage disabled: nothing to remove
+      }
+    }
+  }
+
+  /** The clip to paste: the newest copy of any tab (localStorage), else this tab's. */
+  private currentClip(): Clip | null {
+    const shared = clipFromText(this.readStorage(CLIPBOARD_KEY));
+    if (!shared) return this.clip;
+    this.clipSizes = shared.sizes;
+    return shared.clip;
+  }
 
   /**
    * Paste the copied nodes at the pointer (or shifted from the originals), keeping their
    * arrangement, then moved clear of every node already on the canvas (no pile, no overlap).
    */
   paste(keepExternalLinks = false): void {
-    const clip = this.clip;
+    const clip = this.currentClip();
     if (!clip) return;
     const originals = Object.values(clip.nodes).map((n) => n.position ?? [0, 0]);
     const minX = Math.min(...originals.map((p) => p[0]));
@@ -496,8 +715,8 @@ export class EditorApp {
       const bh = Math.max(...boxes.map((b) => b.y + b.height)) - by;
       const spot = placeAll({ clip: [bx, by] }, () => ({ width: bw, height: bh }), rects).clip;
       const [dx, dy] = [spot[0] - bx, spot[1] - by];
-      return moveNodes(pasted.doc, Object.fromEntries(boxes.map((b, i) => [ids[i], [b.x + dx, b.y + dy] as Position])));
+      return moveNodes(pasted.doc, idMap(boxes.map((b, i): [string, Position] => [ids[i], [b.x + dx, b.y + dy]])));
     });
-    this.editor.select(Object.fromEntries(ids.map((id) => [id, true as const])));
+    this.editor.select(idMap(ids.map((id) => [id, true as const])));
   }
 }

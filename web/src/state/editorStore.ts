@@ -13,9 +13,12 @@
  * Every change goes through `edit` (recorded for undo, optionally coalesced by
  * a key), `dragMove`/`dragEnd` (one undo step per drag), `load`, `undo`, `redo`,
  * `openSubgraph` / `closeSubgraph`. `rootDoc()` is the whole graph file (open subgraphs written back).
+ * The selections are keyed by node ids: prototype-free maps (graph/idMaps.ts).
  */
 import type { EditorDocument, Position } from "../graph/document";
 import { emptyDocument, moveNodes } from "../graph/document";
+import { stringifyJson } from "../graph/exactJson";
+import { copyIdMap, idMap } from "../graph/idMaps";
 import { emptyHistory, record, redo, undo, type History } from "../graph/history";
 import { closeSubgraph, openSubgraph } from "../graph/subgraph";
 import { createStore, type Store } from "./store";
@@ -38,8 +41,8 @@ export class EditorStore {
       doc,
       history: emptyHistory(),
       dragBase: null,
-      selectedNodes: {},
-      selectedEdges: {},
+      selectedNodes: idMap(),
+      selectedEdges: idMap(),
       loadCount: 0,
       path: [],
     });
@@ -96,15 +99,18 @@ export class EditorStore {
     });
   }
 
-  /** Load a whole graph (undoable: the previous graph is one undo step away). */
-  load(doc: EditorDocument): void {
+  /**
+   * Load a whole graph: undoable (the previous graph is one undo step away), or with
+   * `undoable: false` for graphs the user did not ask for (the one kept from the last session).
+   */
+  load(doc: EditorDocument, undoable = true): void {
     this.store.set((s) => ({
       ...s,
       doc,
-      history: record(s.history, s.doc, null, Date.now()),
+      history: undoable ? record(s.history, s.doc, null, Date.now()) : s.history,
       dragBase: null,
-      selectedNodes: {},
-      selectedEdges: {},
+      selectedNodes: idMap(),
+      selectedEdges: idMap(),
       loadCount: s.loadCount + 1,
       path: [],
     }));
@@ -125,8 +131,8 @@ export class EditorStore {
       history: emptyHistory(),
       path: [...s.path, { name, outer: s.doc, history: s.history }],
       dragBase: null,
-      selectedNodes: {},
-      selectedEdges: {},
+      selectedNodes: idMap(),
+      selectedEdges: idMap(),
       loadCount: s.loadCount + 1,
     }));
   }
@@ -137,15 +143,15 @@ export class EditorStore {
       const top = s.path[s.path.length - 1];
       if (!top) return s;
       const doc = closeSubgraph(top.outer, top.name, s.doc);
-      const changed = JSON.stringify(doc.subgraphs) !== JSON.stringify(top.outer.subgraphs);
+      const changed = stringifyJson(doc.subgraphs) !== stringifyJson(top.outer.subgraphs);
       return {
         ...s,
         doc,
         history: changed ? record(top.history, top.outer, null, Date.now()) : top.history,
         path: s.path.slice(0, -1),
         dragBase: null,
-        selectedNodes: {},
-        selectedEdges: {},
+        selectedNodes: idMap(),
+        selectedEdges: idMap(),
         loadCount: s.loadCount + 1,
       };
     });
@@ -166,13 +172,13 @@ export class EditorStore {
   }
 
   select(nodes: Record<string, true>, edges: Record<string, true> = {}): void {
-    this.store.set((s) => ({ ...s, selectedNodes: nodes, selectedEdges: edges }));
+    this.store.set((s) => ({ ...s, selectedNodes: copyIdMap(nodes), selectedEdges: copyIdMap(edges) }));
   }
 
   setNodeSelected(id: string, selected: boolean): void {
     this.store.set((s) => {
       if (Boolean(s.selectedNodes[id]) === selected) return s;
-      const selectedNodes = { ...s.selectedNodes };
+      const selectedNodes = copyIdMap(s.selectedNodes);
       if (selected) selectedNodes[id] = true;
       else delete selectedNodes[id];
       return { ...s, selectedNodes };
@@ -182,7 +188,7 @@ export class EditorStore {
   setEdgeSelected(id: string, selected: boolean): void {
     this.store.set((s) => {
       if (Boolean(s.selectedEdges[id]) === selected) return s;
-      const selectedEdges = { ...s.selectedEdges };
+      const selectedEdges = copyIdMap(s.selectedEdges);
       if (selected) selectedEdges[id] = true;
       else delete selectedEdges[id];
       return { ...s, selectedEdges };
