@@ -26,6 +26,7 @@ import { historyRow, HISTORY_STATUSES } from "../run/history";
 import { textOf } from "../protocol/records";
 import { openViewer, setTheme } from "../state/ui";
 import { problemsOf, warningsSignature, type PluginWarning } from "../run/plugins";
+import { groupTemplates } from "../run/templates";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
 import { PartBoundary } from "./ErrorBoundary";
@@ -138,22 +139,28 @@ function TemplatesButton() {
         <div className="ng-templates-menu" data-testid="templates-menu">
           {templates === null && <div className="ng-muted">asking the server…</div>}
           {templates !== null && templates.length === 0 && <div className="ng-muted">This server lists no templates.</div>}
-          {templates?.map((t) => (
-            <button
-              type="button"
-              key={t.id}
-              className="ng-template"
-              data-testid={`template-${t.id}`}
-              onClick={() => {
-                app.ui.set((s) => ({ ...s, templates: false }));
-                void app.openTemplate(t.id);
-              }}
-            >
-              <span className="ng-template-title">{textOf(t.title) || t.id}</span>
-              {t.source && <span className="ng-muted ng-template-source"> · {textOf(t.source)}</span>}
-              {t.description && <span className="ng-muted ng-template-description">{textOf(t.description)}</span>}
-            </button>
-          ))}
+          {templates !== null &&
+            groupTemplates(templates).map((group) => (
+              <div key={group.label} className="ng-template-group">
+                <div className="ng-template-group-label ng-muted">{group.label}</div>
+                {group.templates.map((t) => (
+                  <button
+                    type="button"
+                    key={t.id}
+                    className="ng-template"
+                    data-testid={`template-${t.id}`}
+                    onClick={() => {
+                      app.ui.set((s) => ({ ...s, templates: false }));
+                      void app.openTemplate(t.id);
+                    }}
+                  >
+                    <span className="ng-template-title">{textOf(t.title) || t.id}</span>
+                    {t.source && <span className="ng-muted ng-template-source"> · {textOf(t.source)}</span>}
+                    {t.description && <span className="ng-muted ng-template-description">{textOf(t.description)}</span>}
+                  </button>
+                ))}
+              </div>
+            ))}
         </div>
       )}
     </span>

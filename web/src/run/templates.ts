@@ -1,0 +1,26 @@
+/**
+ * The templates menu's order: the demos people open to try things first, then the training graphs (which
+ * run for minutes to hours), each group in the server's order.
+ *
+ *   isTrainingTemplate(t)   its file sits in a `train/` folder or is named `train_*.json`
+ *   groupTemplates(list)    [{label, templates}] with empty groups left out
+ */
+import type { Template } from "./sessionState";
+
+export function isTrainingTemplate(template: Pick<Template, "id">): boolean {
+  const path = String(template.id).split("/").slice(1);     // the id is <source>/<path inside graphs/>
+  return path.some((part, i) => (i < path.length - 1 ? part === "train" : part.startsWith("train_")));
+}
+
+export interface TemplateGroup {
+  label: string;
+  templates: Template[];
+}
+
+export function groupTemplates(templates: Template[]): TemplateGroup[] {
+  const groups = [
+    { label: "Examples", templates: templates.filter((t) => !isTrainingTemplate(t)) },
+    { label: "Training graphs (minutes to hours)", templates: templates.filter(isTrainingTemplate) },
+  ];
+  return groups.filter((g) => g.templates.length > 0);
+}

@@ -1,0 +1,25 @@
+import { describe, expect, it } from "vitest";
+
+import { groupTemplates, isTrainingTemplate } from "../src/run/templates";
+import type { Template } from "../src/run/sessionState";
+
+const t = (id: string): Template => ({ id, source: id.split("/")[0], title: id }) as Template;
+
+describe("templates menu", () => {
+  it("recognises training graphs by folder or file name, not by a word elsewhere", () => {
+    expect(isTrainingTemplate(t("project/train/train_tiny_world.json"))).toBe(true);
+    expect(isTrainingTemplate(t("video/train_tiny_world_motion.json"))).toBe(true);
+    expect(isTrainingTemplate(t("project/txt2img.json"))).toBe(false);
+    expect(isTrainingTemplate(t("train/txt2img.json"))).toBe(false);          // a plugin named "train"
+    expect(isTrainingTemplate(t("project/trainer_demo/x.json"))).toBe(false);
+  });
+
+  it("puts the demos first and keeps the server's order inside each group", () => {
+    const groups = groupTemplates([t("project/train/a.json"), t("project/txt2img.json"),
+                                   t("video/train_b.json"), t("video/txt2vid.json")]);
+    expect(groups.map((g) => g.label)).toEqual(["Examples", "Training graphs (minutes to hours)"]);
+    expect(groups[0].templates.map((x) => x.id)).toEqual(["project/txt2img.json", "video/txt2vid.json"]);
+    expect(groups[1].templates.map((x) => x.id)).toEqual(["project/train/a.json", "video/train_b.json"]);
+    expect(groupTemplates([t("project/txt2img.json")]).length).toBe(1);
+  });
+});
