@@ -632,6 +632,9 @@ class DistillTextEncoder(Node):
                                                                   "phrases are reworded first ('upper', 'toward the "
                                                                   "left', 'and a blue background': tiny-world "
                                                                   "captions only)")
+        paraphrase_version: int = Input(1, ge=1, le=2, description="1: model v5's wordings; 2: backgrounds only "
+                                                                   "with the word 'background' / 'backdrop', and "
+                                                                   "colours also after their shapes")
         steps: int = Input(1500, ge=1, le=10_000_000)
         batch_size: int = Input(32, ge=1, le=4096)
         lr: float = Input(2e-4, gt=0.0, le=1.0)
@@ -646,7 +649,8 @@ class DistillTextEncoder(Node):
     outputs = (Output("text_encoder", "TEXT_ENCODER"), Output("report", "STRING"))
 
     def run(self, dataset: Any, model: Any, text_encoder: Any, vae: Any, filler: float, word_swap: float,
-            keep_share: float, paraphrase: float, steps: int, batch_size: int, lr: float, warmup_steps: int,
+            keep_share: float, paraphrase: float, paraphrase_version: int, steps: int, batch_size: int, lr: float,
+            warmup_steps: int,
             ema_decay: float, mixed_precision: str, seed: int, checkpoint_every: int, run_name: str) -> dict:
         import copy
 
@@ -686,7 +690,7 @@ class DistillTextEncoder(Node):
 
         def rewrite(caption: str, rng: Any) -> str:
             if paraphrase and rng.random() < paraphrase:        # no draw at 0: earlier graphs keep their captions
-                caption = paraphrase_caption(caption, rng)
+                caption = paraphrase_caption(caption, rng, version=paraphrase_version)
             if rng.random() < word_swap:
                 caption = swap_function_words(caption, rng)
             if rng.random() < filler:
@@ -699,6 +703,7 @@ class DistillTextEncoder(Node):
         run = _run(folder, {"text": repr(teacher.config), "train": repr(config), "data": len(data.latents),
                             "filler": filler, "word_swap": word_swap, "keep": keep_share,
                             **({"paraphrase": paraphrase} if paraphrase else {}),
+                            **({"paraphrase_version": paraphrase_version} if paraphrase_version != 1 else {}),
                             "init": f"{sum(float(p.detach().double().sum()) for p in teacher.parameters()):.10e}"})
         alphas_cumprod = 1.0 / (1.0 + model.time_map.sigmas.double() ** 2)         # sigma² = (1 − ᾱ) / ᾱ
         with _on_compute_device(self, model.net, teacher, student):
@@ -706,7 +711,7 @@ class DistillTextEncoder(Node):
                             alphas_cumprod.float(), config, _progress(self), run, keep_share=keep_share)
         encoder = TextEncoder(PromptEncoder({"clip_l": student}, pooled_from="clip_l", tokenizer=tokenizer),
                               text_encoder.family)
-        report.update(filler=filler, word_swap=word_swap, paraphrase=paraphrase)
+        report.update(filler=filler, word_swap=word_swap, paraphrase=paraphrase, paraphrase_version=paraphrase_version)
         return {"text_encoder": encoder, "report": json.dumps(report, default=str)}
 
 

@@ -519,6 +519,14 @@ PARAPHRASE_BACKGROUNDS: tuple[str, ...] = ("and a {c} background", "and the back
                                            "with {c} behind it", "on {c}", "against {c}", "with a {c} backdrop",
                                            "on a {c} backdrop", "in a {c} background", "with the background {c}")
 _LEADING_BACKGROUNDS: tuple[str, ...] = ("{c} backdrop", "a {c} backdrop")
+# Version 2 (graphs/train/train_tiny_world_v5b.json): v5 read object colours as the background when no background
+# was named (docs/training.md, "Fifth version"); version 2 keeps only the background wordings that say
+# "background" / "backdrop", and also moves an object's colour after its shape ("a big circle, red, on the left",
+# "a big circle in red"), an order the grammar has only as "in red".
+PARAPHRASE_BACKGROUNDS_WORDED: tuple[str, ...] = tuple(w for w in PARAPHRASE_BACKGROUNDS
+                                                       if "background" in w or "backdrop" in w)
+PARAPHRASE_COLOURS_AFTER: tuple[str, ...] = ("{s}, {c},", "{s} in {c}")
+PARAPHRASE_VERSIONS = (1, 2)
 # Words of the paraphrases that are no grammar's: known to ``unknown_words`` (not to ``filler_pool``, which
 # must not change: it would change the captions of the v4 graphs).
 PARAPHRASE_WORDS = frozenset(re.findall(r"[a-z]+", " ".join(
@@ -539,14 +547,28 @@ def _paraphrase_patterns() -> tuple[re.Pattern, re.Pattern, dict[str, str]]:
     return positions, background, phrase_to_position
 
 
-def paraphrase_caption(text: str, rng: random.Random, rate: float = 0.7) -> str:
+@lru_cache(maxsize=1)
+def _colour_shape_pattern() -> re.Pattern:
+    colours = "|".join(sorted({word for words in COLOUR_WORDS.values() for word in words}, key=len, reverse=True))
+    return re.compile(rf"\b(?P<c>{colours}) (?P<s>{'|'.join(SHAPES)})\b", re.IGNORECASE)
+
+
+def paraphrase_caption(text: str, rng: random.Random, rate: float = 0.7, version: int = 1) -> str:
     """``text`` (a training-grammar or template caption) with each position phrase, and the background
     phrase, replaced with probability ``rate`` by a ``PARAPHRASE_POSITIONS`` / ``PARAPHRASE_BACKGROUNDS``
     wording that means the same; at least one is replaced when there is any. Other words are kept (case
     may change: CLIP reads lower case). "a red circle on the left, on a blue background" may become
-    "a red circle toward the left and a blue background"."""
+    "a red circle toward the left and a blue background". ``version`` 2 uses only the background
+    wordings that name the background (``PARAPHRASE_BACKGROUNDS_WORDED``) and also moves colours after
+    their shapes ("a circle, red, toward the left and a blue background")."""
+    if version not in PARAPHRASE_VERSIONS:
+        raise WorldError("version", f"expected one of {PARAPHRASE_VERSIONS}; found {version!r}.", version)
     positions, background, phrase_to_position = _paraphrase_patterns()
+    colour_shape = _colour_shape_pattern()
     found = [*positions.finditer(text), *background.finditer(text)]
+    if version == 2:
+        taken = [(m.start(), m.end()) for m in found if m.re is background]
+        found += [m for m in colour_shape.finditer(text) if not any(a <= m.start() < b for a, b in taken)]
     if not found:
         return text
     chosen = {id(m) for m in found if rng.random() < rate} or {id(rng.choice(found))}
@@ -557,14 +579,20 @@ def paraphrase_caption(text: str, rng: random.Random, rate: float = 0.7) -> str:
         pieces.append(text[end:match.start()])
         if match.re is positions:
             pieces.append(rng.choice(PARAPHRASE_POSITIONS[phrase_to_position[match.group(0).lower()]]))
+        elif match.re is colour_shape:
+            pieces.append(rng.choice(PARAPHRASE_COLOURS_AFTER).format(s=match.group("s"), c=match.group("c")))
         else:
             colour = next(match.group(g) for g in ("c1", "c2", "c3") if match.group(g)).lower()
             sep = match.group("sep")
             if not text[:match.start()].strip(" ,;"):                                    # leads the caption
                 pieces.append(sep + rng.choice(_LEADING_BACKGROUNDS).format(c=colour))
             else:
-                wording = rng.choice(PARAPHRASE_BACKGROUNDS).format(c=colour)
+                wording = rng.choice(PARAPHRASE_BACKGROUNDS if version == 1 else PARAPHRASE_BACKGROUNDS_WORDED
+                                     ).format(c=colour)
                 pieces.append(" " + wording if wording.startswith("and ") else (sep or " ") + wording)
         end = match.end()
     pieces.append(text[end:])
-    return "".join(pieces).strip()
+    out = "".join(pieces).strip()
+    if version == 2:          # "a circle, red, , on ..." / "a circle, red,." / "a circle, red, and" read as written
+        out = re.sub(r",\s*([,;.])", r"\1", out).rstrip(",").strip()
+    return out

@@ -319,7 +319,8 @@ def _training_captions(count: int, seed: int) -> list[str]:
     return texts
 
 
-def test_paraphrases_mean_what_the_caption_meant():
+@pytest.mark.parametrize("version", [1, 2])
+def test_paraphrases_mean_what_the_caption_meant(version):
     """2000 training captions (templates and free-form, 40 % two objects), each paraphrased three times: the
     parser reads the same PromptSpec, no word is unknown, and most paraphrases differ from the caption."""
     from nodes.training.world_captions import paraphrase_caption
@@ -328,7 +329,7 @@ def test_paraphrases_mean_what_the_caption_meant():
     changed = total = 0
     for text in _training_captions(2000, 21):
         for _ in range(3):
-            said = paraphrase_caption(text, rng)
+            said = paraphrase_caption(text, rng, version=version)
             assert parse_prompt(said) == parse_prompt(text), (text, said)
             assert unknown_words(said) == [], (text, said)
             changed += said != text
@@ -350,6 +351,20 @@ def test_paraphrases_use_positions_in_new_frames_and_join_the_background_with_an
     leading = [paraphrase_caption("a blue background with a small green star", rng, rate=1.0) for _ in range(50)]
     assert all(s.startswith(("blue backdrop", "a blue backdrop")) and " and " not in s for s in leading), leading
     assert paraphrase_caption("a red circle", rng) == "a red circle"          # nothing to reword
+
+
+def test_second_paraphrase_version_names_every_background_and_moves_colours_after_shapes():
+    """Version 2 (model v5b): backgrounds only with "background" / "backdrop"; colours also after their shapes."""
+    from nodes.training.world_captions import paraphrase_caption
+
+    rng = random.Random(5)
+    said = [paraphrase_caption("a large red circle at the top, on a blue background", rng, rate=1.0, version=2)
+            for _ in range(300)]
+    assert all("background" in s or "backdrop" in s for s in said), [s for s in said if "backdrop" not in s][:5]
+    assert any(s.startswith("a large circle, red, ") for s in said) and any("circle in red" in s for s in said)
+    assert not any(re.search(r"\b(on|against) blue\b|behind it|,\s*[,.]", s) for s in said)
+    with pytest.raises(world.WorldError):
+        paraphrase_caption("a red circle", rng, version=3)
 
 
 def test_paraphrases_use_no_word_only_the_heldout_grammar_has():
