@@ -148,13 +148,13 @@ def test_training_graph_smoke_run_saves_a_model_that_samples(tmp_path):
                  "flow.checkpoint_every": 2, "flow.run_name": "smoke"}
     events = []
     result = session.run(graph, overrides=overrides, on_event=events.append)
-    saved = tmp_path / "models" / "checkpoints" / "tiny_world_flow.safetensors"
+    saved = tmp_path / "models" / "checkpoints" / "tiny_world_flow_1.safetensors"   # the shipped file has the name
     assert result.outputs["save"]["model_files"][0]["path"] == str(saved)
     losses = [e.info["loss"] for e in events if e.type == "node_progress" and e.node_id == "flow"]
     assert len(losses) == 3 and all(0 < loss < 10 for loss in losses)
     assert json.loads(result.outputs["report"]["value"])["steps"] == 3
     sample = {"format_version": 1, "nodes": {
-        "ckpt": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world_flow.safetensors"}},
+        "ckpt": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": saved.name}},
         "pos": {"type": "EncodeTextSD3", "inputs": {"text_encoder": _link("ckpt", "text_encoder"),
                                                     "text": "a small red circle on the left, on a blue background"}},
         "neg": {"type": "EncodeText", "inputs": {"text_encoder": _link("ckpt", "text_encoder"), "text": ""}},
