@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { socketUrl } from "../src/protocol/client";
 import { errorText, errorTitle } from "../src/protocol/errors";
 import { EditorApp } from "../src/state/app";
-import { FakeSocket, welcome } from "./helpers";
+import { FakeSocket, connectedApp, stopApp, welcome } from "./helpers";
 
 const NEW_CODES = ["quota_exceeded", "value_too_large", "unknown_model_folder", "invalid_token", "forbidden", "internal_error"];
 
@@ -24,17 +24,9 @@ describe("error frames in the app", () => {
   let app: EditorApp;
 
   beforeEach(() => {
-    vi.useFakeTimers();
-    socket = new FakeSocket();
-    app = new EditorApp(() => socket, { href: "http://127.0.0.1:8188/" });
-    app.start();
-    socket.open();
-    socket.reply(welcome());
+    ({ app, socket } = connectedApp());
   });
-  afterEach(() => {
-    app.client.close();
-    vi.useRealTimers();
-  });
+  afterEach(() => stopApp(app));
 
   it("toasts each error frame that answers no request, once, with its message", () => {
     for (const code of NEW_CODES.filter((c) => c !== "invalid_token")) {

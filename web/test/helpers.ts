@@ -1,7 +1,10 @@
 /** Shared test helpers: the real node schemas captured from `nodegraph nodes --json`. */
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { vi } from "vitest";
 import { schemaSetFrom, type NodeSchema, type PortType, type SchemaSet } from "../src/schema/types";
+import { EditorApp } from "../src/state/app";
+import type { StorageLike } from "../src/state/autosave";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 
@@ -45,4 +48,23 @@ export class FakeSocket {
 /** A welcome message as the server sends it (extra fields override). */
 export function welcome(extra: Record<string, unknown> = {}) {
   return { type: "welcome", protocol_version: 1, server_version: "0", client_id: "me", schema_hash: "h", user: null, plugin_warnings: [], ...extra };
+}
+
+/**
+ * An EditorApp on a FakeSocket, started, connected and welcomed, with fake timers on (pair with
+ * `stopApp` in afterEach). `storage` null: no localStorage (autosave and schema cache off).
+ */
+export function connectedApp(storage: StorageLike | null = null): { app: EditorApp; socket: FakeSocket } {
+  vi.useFakeTimers();
+  const socket = new FakeSocket();
+  const app = new EditorApp(() => socket, { href: "http://127.0.0.1:8188/" }, storage);
+  app.start();
+  socket.open();
+  socket.reply(welcome());
+  return { app, socket };
+}
+
+export function stopApp(app: EditorApp): void {
+  app.client.close();
+  vi.useRealTimers();
 }

@@ -6,7 +6,7 @@ import { describeItem, fileView, loadTextPreview, outputItemFrom, textPreview, t
 import { initialSessionState, reduceSession } from "../src/run/sessionState";
 import { EditorApp } from "../src/state/app";
 import { AppContext } from "../src/state/context";
-import { FakeSocket, welcome } from "./helpers";
+import { FakeSocket, connectedApp, stopApp } from "./helpers";
 
 const context = { fileUrl: (id: string) => `files/${id}` };
 
@@ -133,17 +133,9 @@ describe("the app with output files", () => {
   let socket: FakeSocket;
   let app: EditorApp;
   beforeEach(() => {
-    vi.useFakeTimers();
-    socket = new FakeSocket();
-    app = new EditorApp(() => socket, { href: "http://127.0.0.1:8188/" });
-    app.start();
-    socket.open();
-    socket.reply(welcome());
+    ({ app, socket } = connectedApp());
   });
-  afterEach(() => {
-    app.client.close();
-    vi.useRealTimers();
-  });
+  afterEach(() => stopApp(app));
 
   it("shows an output_file of the running run on its node and in the gallery, by kind", () => {
     socket.reply({ type: "run_started", run_id: "r1", nodes: ["save"], total: 1 });

@@ -1,6 +1,6 @@
 import type { ReactNode } from "react";
 import { renderToStaticMarkup } from "react-dom/server";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ErrorBox, PartBoundary } from "../src/editor/ErrorBoundary";
 import { HistoryPanel, QueuePanel, Toolbar } from "../src/editor/Panels";
 import { cleanRuns, cleanTemplates, textOf } from "../src/protocol/records";
@@ -8,7 +8,7 @@ import { historyRow } from "../src/run/history";
 import { initialSessionState, reduceSession } from "../src/run/sessionState";
 import { EditorApp } from "../src/state/app";
 import { AppContext } from "../src/state/context";
-import { FakeSocket, welcome } from "./helpers";
+import { FakeSocket, connectedApp, stopApp } from "./helpers";
 
 const context = { fileUrl: (id: string) => `files/${id}` };
 const poisoned = { run_id: "a".repeat(32), status: "succeeded", title: { x: 1 }, seed: 18446744073709551615n, finished_at: 1700000000 };
@@ -33,17 +33,9 @@ describe("titles that are not text", () => {
     let socket: FakeSocket;
     let app: EditorApp;
     beforeEach(() => {
-      vi.useFakeTimers();
-      socket = new FakeSocket();
-      app = new EditorApp(() => socket, { href: "http://127.0.0.1:8188/" }, null);
-      app.start();
-      socket.open();
-      socket.reply(welcome());
+      ({ app, socket } = connectedApp());
     });
-    afterEach(() => {
-      app.client.close();
-      vi.useRealTimers();
-    });
+    afterEach(() => stopApp(app));
 
     it("render as text: the history, the queue and the templates menu survive a run titled with an object", () => {
       socket.reply({ type: "history", runs: [{ ...poisoned, seed: 3 }], total: 1, offset: 0 });

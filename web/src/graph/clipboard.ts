@@ -11,7 +11,7 @@
  * integers, graph/exactJson.ts) — and `clipFromText` reads it back, or null when the
  * text is not a clip of this version (another version, hand-edited, truncated).
  */
-import { parseJson, stringifyJson } from "./exactJson";
+import { parseJsonOrNull, stringifyJson } from "./exactJson";
 import { copyIdMap, idMap } from "./idMaps";
 import { isLink, newNodeId, type DocNode, type EditorDocument, type NodeMode, type Position } from "./document";
 
@@ -116,13 +116,7 @@ function docNodeFrom(raw: unknown): DocNode | null {
 
 /** A clip (and its sizes) from stored text; null for anything that is not a well-formed clip of CLIP_VERSION. */
 export function clipFromText(text: string | null | undefined): { clip: Clip; sizes: Record<string, ClipSize> } | null {
-  if (!text) return null;
-  let raw: unknown;
-  try {
-    raw = parseJson(text);
-  } catch {
-    return null;
-  }
+  const raw = parseJsonOrNull(text);
   if (!isObject(raw) || raw.clip !== CLIP_VERSION || !isObject(raw.nodes)) return null;
   const nodes = idMap<DocNode>();
   for (const [id, value] of Object.entries(raw.nodes)) {

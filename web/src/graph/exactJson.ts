@@ -6,6 +6,7 @@
  * silently rounds 18446744073709551615 to 18446744073709552000 — and 9007199254740993 to
  * …992, a valid seed that gives a different image. This module keeps every digit:
  *
+ *   parseJsonOrNull(text)   parseJson, or null for empty, malformed or too deep text (stored values)
  *   parseJson(text)         JSON.parse, except that an integer literal beyond the safe range
  *                           becomes a BigInt holding every digit, and text nested deeper than
  *                           MAX_JSON_DEPTH levels is refused (JsonDepthError) before parsing
@@ -173,4 +174,14 @@ export function jsonPreview(value: unknown, limit = 200): string {
   }
   text ??= String(value);
   return text.length > limit ? `${text.slice(0, limit)}…` : text;
+}
+
+/** `parseJson(text)`, or null when there is no text or it is not JSON this editor reads (stored values). */
+export function parseJsonOrNull(text: string | null | undefined): unknown {
+  if (!text) return null;
+  try {
+    return parseJson(text);
+  } catch {
+    return null;
+  }
 }

@@ -16,7 +16,7 @@
  *   readAutosave(text)            what was stored: a graph, a too-large note, or null
  *   storeText(storage, key, text) setItem that reports quota errors as false instead of throwing
  */
-import { parseJson, stringifyJson } from "../graph/exactJson";
+import { parseJsonOrNull, stringifyJson } from "../graph/exactJson";
 
 export const AUTOSAVE_KEY = "nodegraph.autosave.v1";
 export const CLIPBOARD_KEY = "nodegraph.clipboard.v1";
@@ -37,13 +37,7 @@ export function autosaveText(graph: unknown, limit = STORAGE_LIMIT): string {
 
 /** What `autosaveText` stored (null: nothing, or text this version did not write). */
 export function readAutosave(text: string | null | undefined): Autosaved | null {
-  if (!text) return null;
-  let raw: unknown;
-  try {
-    raw = parseJson(text);
-  } catch {
-    return null;
-  }
+  const raw = parseJsonOrNull(text);
   if (raw === null || typeof raw !== "object" || (raw as { autosave?: unknown }).autosave !== 1) return null;
   const stored = raw as { graph?: unknown; too_large?: unknown };
   if (typeof stored.too_large === "number") return { tooLarge: stored.too_large };
