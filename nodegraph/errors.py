@@ -29,6 +29,7 @@ from typing import Any
 
 ERROR_CODES = (
     "invalid_json",        # the bytes are not JSON (or not UTF-8, or too large/deep)
+    "unreadable_file",     # the graph file cannot be read (missing, a folder, no permission)
     "invalid_format",      # JSON, but not the shape of a graph file
     "unsupported_version",  # a format version this nodegraph cannot read
     "unknown_node_type",   # no registered node has this type (suggests close names)

@@ -735,7 +735,8 @@ def load_graph(path: str | os.PathLike) -> Graph:
                                                                    f"bytes; {too_big}")])
     except OSError as exc:
         raise GraphValidationError([GraphError(
-            "invalid_json", f"cannot read graph file {str(path)!r}: {exc.strerror or exc}")]) from None
+            "unreadable_file", f"cannot read graph file {str(path)!r}: {exc.strerror or exc}; check the path (a "
+                               f"graph is a .json file, or a PNG saved by SaveImage)")]) from None
     if data.startswith(PNG_SIGNATURE):
         text = graph_text_from_png(data)
         if text is None:

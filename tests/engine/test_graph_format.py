@@ -96,10 +96,13 @@ def test_huge_file_is_refused(monkeypatch):
 
 
 def test_missing_file_is_a_structured_error(tmp_path):
-    """A path that does not exist is an invalid_json error naming the file."""
-    with pytest.raises(GraphValidationError) as info:
-        load_graph(tmp_path / "nope.json")
-    assert "nope.json" in info.value.errors[0].message
+    """A path that does not exist, or a folder, is an unreadable_file error naming the file (not invalid_json:
+    nothing was read)."""
+    for path in (tmp_path / "nope.json", tmp_path):
+        with pytest.raises(GraphValidationError) as info:
+            load_graph(path)
+        error = info.value.errors[0]
+        assert error.code == "unreadable_file" and str(path) in error.message and "check the path" in error.message
 
 
 def test_all_format_errors_are_collected():
