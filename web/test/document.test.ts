@@ -10,6 +10,7 @@ import {
   isLink,
   layoutPositions,
   moveNodes,
+  nodeSize,
   randomizeSeeds,
   removeNodes,
   seedMode,
@@ -69,6 +70,19 @@ describe("graph file round trip", () => {
 
   it("keeps unknown metadata, ui keys, orphan and empty ui entries, odd positions, unknown node types", () => {
     expect(canonical(toGraphFile(fromGraphFile(rich)))).toEqual(canonical(current(rich)));
+  });
+
+  it("lays out a node whose position or size is too far to draw, and keeps the file's values", () => {
+    const far = {
+      format_version: 2,
+      nodes: { a: { type: "Int" }, b: { type: "Int" } },
+      ui: { nodes: { a: { position: [1e300, 0], size: [1e300, 40] }, b: { position: [10, 20] } } },
+    };
+    const doc = fromGraphFile(far);
+    expect(doc.nodes.a.position).toBeUndefined();
+    expect(nodeSize(doc.nodes.a)).toBeNull();
+    expect(doc.nodes.b.position).toEqual([10, 20]);
+    expect(toGraphFile(doc)).toEqual(current(far));
   });
 
   it("keeps a file without ui and metadata free of them", () => {

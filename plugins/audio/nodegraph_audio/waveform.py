@@ -109,6 +109,10 @@ def read_audio(path: str | Path, max_seconds: float = 600.0, argument: str = "fi
     if data.shape[0] == 0:
         raise AudioError(argument, f"{path.name} holds no samples (an empty recording)")
     wave = torch.from_numpy(np.ascontiguousarray(data.T))[None]                  # (1, C, S)
+    if not bool(torch.isfinite(wave).all()):
+        bad = int((~torch.isfinite(wave)).sum())
+        raise AudioError(argument, f"{path.name} holds {bad} NaN / infinite sample(s) (a float file written by a "
+                                   f"broken program); re-export it, or replace those samples with 0 in an editor")
     return make_audio(wave, rate, argument)
 
 

@@ -128,3 +128,16 @@ def test_a_span_past_the_end_blames_start_and_a_backwards_one_end():
     with pytest.raises(AudioError) as error:
         wf.silence_span(audio, 0.5, 0.2)
     assert error.value.argument == "end"
+
+
+def test_a_file_with_nan_samples_is_named_as_the_file(tmp_path):
+    """A float WAV holding NaN is the file's fault: the message names the file and how to repair it, not a node."""
+    import soundfile
+
+    samples = np.zeros((1600, 1), dtype=np.float32)
+    samples[10:20] = np.nan
+    path = tmp_path / "nan.wav"
+    soundfile.write(str(path), samples, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"nan.wav holds 10 NaN / infinite sample\(s\)") as error:
+        wf.read_audio(path)
+    assert error.value.argument == "file" and "node" not in str(error.value)

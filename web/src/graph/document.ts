@@ -217,8 +217,13 @@ export function fromGraphFile(raw: unknown): EditorDocument {
   return doc;
 }
 
+/** Coordinates beyond this are not drawn (SVG cannot place 1e300): such a position or size is kept in the file as it
+ * was and the node is laid out as if it had none. */
+export const MAX_COORDINATE = 1e7;
+
 function isPosition(value: unknown): value is Position {
-  return Array.isArray(value) && value.length === 2 && value.every((v) => typeof v === "number" && Number.isFinite(v));
+  return Array.isArray(value) && value.length === 2
+    && value.every((v) => typeof v === "number" && Number.isFinite(v) && Math.abs(v) <= MAX_COORDINATE);
 }
 
 /** The graph file of a document (what Save writes and Run submits). */
