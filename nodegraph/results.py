@@ -197,8 +197,14 @@ def describe_file(entry: dict[str, Any]) -> str:
     for key, unit in (("frames", " frames"), ("fps", " fps"), ("duration", " s"), ("sample_rate", " Hz"),
                       ("points", " points"), ("vertices", " vertices"), ("faces", " faces")):
         if entry.get(key) is not None:
-            details.append(f"{entry[key]:g}{unit}" if isinstance(entry[key], float) else f"{entry[key]}{unit}")
+            details.append(f"{_plain(entry[key])}{unit}" if isinstance(entry[key], float) else f"{entry[key]}{unit}")
     return f"{entry['kind']} {entry['path']} ({', '.join(details)})"
+
+
+def _plain(value: float) -> str:
+    """A float for people: at most 4 decimals, no exponent ("8", "8.3333", "0.0001"; never "6.3e-05")."""
+    text = f"{value:.4f}".rstrip("0").rstrip(".")
+    return "< 0.0001" if text in ("0", "-0") and value > 0 else text
 
 
 def collect_files(outputs: dict[str, dict[str, Any]],

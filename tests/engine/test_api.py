@@ -159,6 +159,10 @@ def test_describe_file_is_one_line_with_kind_and_sizes():
     line = describe_file({"path": "out/v_00001.mp4", "kind": "video", "mime": "video/mp4", "width": 64,
                           "height": 48, "frames": 16, "fps": 8.0})
     assert line == "video out/v_00001.mp4 (video/mp4, 64×48, 16 frames, 8 fps)"
+    short = describe_file({"path": "a.wav", "kind": "audio", "mime": "audio/wav", "duration": 1 / 16000,
+                           "sample_rate": 16000})
+    assert short == "audio a.wav (audio/wav, 0.0001 s, 16000 Hz)"          # not 6.25e-05
+    assert "8.3333 fps" in describe_file({"path": "g.gif", "kind": "video", "mime": "image/gif", "fps": 1000 / 120})
 
 
 def test_require_checks_the_api_version():
