@@ -26,6 +26,9 @@ rng)``                      places ("please", "drawing", or any other word of th
 ``swap_function_words(text, ``text`` with some of its words that carry no attribute ("on", "the", "half",
 rng)``                      "with"...) replaced by filler words: only colour, shape, size, position words,
                             "background" and "and" are kept (robustness to other phrasings).
+``paraphrase_caption(text,  a training caption with its position / background phrases (version 2: also
+rng, rate, version)``       colours) reworded from ``PARAPHRASE_*`` tables that use no held-out-only
+                            word: what DistillTextEncoder(paraphrase=p) teaches (models v5, v5b).
 ==========================  ============================================================================
 
 Both grammars use the same content words (every colour, shape, size and position word of the
