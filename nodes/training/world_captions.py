@@ -569,9 +569,8 @@ def paraphrase_caption(text: str, rng: random.Random, rate: float = 0.7, version
     positions, background, phrase_to_position = _paraphrase_patterns()
     colour_shape = _colour_shape_pattern()
     found = [*positions.finditer(text), *background.finditer(text)]
-    if version == 2:
-        taken = [(m.start(), m.end()) for m in found if m.re is background]
-        found += [m for m in colour_shape.finditer(text) if not any(a <= m.start() < b for a, b in taken)]
+    if version == 2:        # a colour before a shape is never inside a background phrase (those end in "background")
+        found += list(colour_shape.finditer(text))
     if not found:
         return text
     chosen = {id(m) for m in found if rng.random() < rate} or {id(rng.choice(found))}
