@@ -778,7 +778,8 @@ class ServerProtocol:
         if running is None or running.status != "running" or not self._sees(client, running):
             return [self._not_queued(client, message.run_id, message.request_id, "interrupt")]
         if not self.interrupt_run(message.run_id):
-            return [_error(client.client_id, "invalid_state", "the run is finishing", message.request_id)]
+            return [_error(client.client_id, "invalid_state", "the run is finishing", message.request_id,
+                           status="finishing")]
         return self._reply(client, message, {"type": "interrupting", "run_id": message.run_id})
 
     def _on_requeue(self, client: ClientState, message: Requeue) -> list[Outgoing]:

@@ -165,7 +165,7 @@ describe("runs and files", () => {
     answer("cancel", { type: "error", code: "invalid_state", message: `cannot cancel run '${id}': it is cancelled`, details: { status: "cancelled" } });
     await done;
     const stopped = app.interrupt(id);
-    answer("interrupt", { type: "error", code: "invalid_state", message: "the run is finishing" });
+    answer("interrupt", { type: "error", code: "invalid_state", message: "the run is finishing", details: { status: "finishing" } });
     await stopped;
     expect(app.toasts.get()).toEqual([]);
     const started = app.cancel(id);

@@ -115,13 +115,14 @@ export function firstOpenTemplate(templates: { id: string }[]): string | null {
 }
 
 /** Run statuses after which cancel and interrupt have nothing left to do (a second click is a no-op). */
-const SETTLED = new Set(["cancelled", "succeeded", "failed", "interrupted"]);
+const SETTLED = new Set(["cancelled", "succeeded", "failed", "interrupted", "finishing"]);
 
-/** Whether a refused cancel / interrupt only means the run already left the queue or finished. */
+/** Whether a refused cancel / interrupt only means the run already left the queue or finished (the
+ * server's `invalid_state` error carries the run's `status`). */
 export function alreadySettled(error: unknown): boolean {
   if (!(error instanceof ProtocolError) || error.code !== "invalid_state") return false;
   const status = error.details?.status;
-  return typeof status === "string" ? SETTLED.has(status) : /finishing/.test(error.message);
+  return typeof status === "string" && SETTLED.has(status);
 }
 
 /** A toast line for a failed request: the server's error code as words, or the exception's message. */
