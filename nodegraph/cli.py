@@ -120,14 +120,29 @@ def _parse_override(text: str) -> tuple[str, Any]:
     if not eq or not dot or not node_id or not input_name:
         raise ValueError(f"--set {text!r}: write it as NODE.INPUT=VALUE, e.g. --set seed.value=42")
 
+    shown = text if len(text) <= 80 else text[:77] + "..."
+
     def no_constant(name: str) -> Any:
-        raise ValueError(f"--set {text!r}: {name} is not a number a graph can hold; give a finite number")
+        raise _Refused(f"--set {shown!r}: {name} is not a number a graph can hold; give a finite number")
 
     try:
         value = json.loads(raw, parse_constant=no_constant)
     except json.JSONDecodeError:
         value = raw
+    except _Refused:
+        raise
+    except RecursionError:
+        raise ValueError(f"--set {key}: the value is nested too deeply; a graph literal is a few levels at most") \
+            from None
+    except ValueError as exc:               # e.g. a number of thousands of digits: said as the graph loader says it
+        from .graph import json_value_problem
+
+        raise ValueError(f"--set {key}: {json_value_problem(exc)}") from None
     return key, _RawText(raw, value) if not isinstance(value, str) else value
+
+
+class _Refused(ValueError):
+    """A --set value json could read but a graph cannot hold (NaN, Infinity)."""
 
 
 def _parse_overrides(items: list[str]) -> dict[str, Any]:

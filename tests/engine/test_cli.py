@@ -392,3 +392,13 @@ def test_validate_takes_set_and_a_key_given_twice_is_a_usage_error(capsys):
     for command in ("validate", "run"):
         assert main([command, ARITHMETIC, "--set", "width.value=64", "--set", "width.value=32"]) == 2
         assert "--set width.value is given twice" in capsys.readouterr().err
+
+
+def test_set_values_too_deep_or_too_long_are_usage_errors(capsys):
+    """A --set value nested thousands deep, or a number of thousands of digits, is a usage error in words, never a
+    traceback (json's RecursionError, Python's int-digits guard)."""
+    for value, words in (("[" * 5000 + "]" * 5000, "nested too deeply"), ("9" * 5000, "thousands of digits")):
+        for command in ("validate", "run"):
+            assert main([command, ARITHMETIC, "--set", f"width.value={value}"]) == 2
+            err = capsys.readouterr().err
+            assert "--set width.value: " in err and words in err and "sys.set_int_max_str_digits" not in err
