@@ -72,10 +72,11 @@ from typing import Any, Callable
 
 from . import events as ev
 from .cache import MISSING, OutputCache
-from .errors import NodeExecutionError, NodeOutputError, RunInterrupted
+from .errors import NodeExecutionError, NodeInputError, NodeOutputError, RunInterrupted
 from .graph import Graph, Link, topological_order
 from .node import Node, NodeContext
 from .registry import Registry
+from .validation import linked_value_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +354,19 @@ def _gather_inputs(state: RunState, plan: NodePlan, evaluated_only: bool) -> dic
     return kwargs
 
 
+def _check_linked_values(plan: NodePlan, kwargs: dict[str, Any]) -> None:
+    """Linked numbers and texts keep the input's declared limits, as literals do at validation."""
+    inputs = plan.cls.spec.inputs
+    for link in plan.links:
+        value = kwargs.get(link.input)
+        if value is None:
+            continue
+        problem = linked_value_error(plan.cls.spec.type, link.input, inputs[link.input], value, link.source,
+                                     link.output)
+        if problem is not None:
+            raise NodeInputError(link.input, problem)
+
+
 def _missing_sources(state: RunState, plan: NodePlan) -> list[str]:
     values = state.values
     requested = state.requested_lazy.get(plan.node_id, ())
@@ -413,6 +427,7 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
     _PeakMemory.start()
     started = time.perf_counter()
     try:
+        _check_linked_values(plan, kwargs)
         outputs = _normalise_outputs(plan, node.run(**kwargs))
         _check_text_outputs(plan, outputs)
         _check_output_files(plan, outputs, services)

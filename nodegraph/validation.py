@@ -339,8 +339,32 @@ def _literal_error(node_id: str, node_type: str, name: str, ispec: Any, value: A
 
 
 def _short(value: Any, limit: int = 60) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"   # repr stops at 4300
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_CHECKED_LINK_VALUES = (int, float, str)
+
+
+def linked_value_error(node_type: str, name: str, ispec: Any, value: Any, source: str, output: str) -> str | None:
+    """Why a value arriving through a link breaks the input's declared limits (range, multiple, choices, length),
+    or None. Literals are checked at validation; a linked number is known only when its source has run, so the
+    executor asks here before `run` (an IntMath power chain must not hand a 250 000-bit integer onward).
+    Only the limits are checked: a value of another type is left to the node, as before."""
+    if ispec.adapter is None or type(value) not in _CHECKED_LINK_VALUES:
+        return None
+    try:
+        ispec.adapter.validate_python(value)
+    except ValidationError as exc:
+        error = _literal_error("", node_type, name, ispec, value, exc.errors()[0])
+        if error.code == "type_mismatch":
+            return None
+        return f"the value from node {source!r} output {output!r} does not fit: {error.message}"
+    except (RecursionError, TypeError, ValueError):
+        return None
+    return None
 
 
 def _check_cycles(graph: Graph) -> list[GraphError]:

@@ -2,7 +2,7 @@
 
     Int, Float, String, Boolean   constants → value
     Math                          a (op) b → FLOAT; op in add, subtract, multiply, divide, power, modulo, min, max
-    IntMath                       the same on integers → INT (division floors)
+    IntMath                       the same on integers → INT (division floors; results stay in 64 bits)
     Compare                       a (op) b → BOOLEAN
     FormatText                    "{a} and {b}" with up to four values → STRING
     Switch                        condition ? on_true : on_false — only the chosen branch runs (lazy inputs)
@@ -25,6 +25,7 @@ from typing import Any, Literal
 from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, hookimpl
 
 BIG = 1e300
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1     # INT values: a signed or an unsigned 64-bit integer (seeds use all 64)
 
 
 class Int(Node):
@@ -33,7 +34,7 @@ class Int(Node):
     category = "primitives"
 
     class Inputs(NodeInputs):
-        value: int = Input(0, ge=-(2**63), le=2**64 - 1, step=1)
+        value: int = Input(0, ge=INT_MIN, le=INT_MAX, step=1)
 
     outputs = (Output("value", "INT"),)
 
@@ -123,8 +124,8 @@ class IntMath(Node):
     category = "primitives/math"
 
     class Inputs(NodeInputs):
-        a: int = Input(0, ge=-(2**63), le=2**63 - 1)
-        b: int = Input(0, ge=-(2**63), le=2**63 - 1)
+        a: int = Input(0, ge=INT_MIN, le=INT_MAX)
+        b: int = Input(0, ge=INT_MIN, le=INT_MAX)
         op: MathOp = Input("add")
 
     outputs = (Output("result", "INT"),)
@@ -134,7 +135,14 @@ class IntMath(Node):
             raise NodeInputError("b", f"cannot {op} by zero; give b a non-zero value")
         if op == "power" and (b < 0 or b > 4096):
             raise NodeInputError("b", f"integer power needs 0 <= b <= 4096, found {b}; use Math for floats")
-        return {"result": int(_INT_OPS[op](a, b))}
+        if op == "power" and abs(a) > 1 and (abs(a).bit_length() - 1) * b > 64:    # decided before computing it
+            raise NodeInputError("b", f"{a} to the power {b} has over 64 bits, past INT's range "
+                                      f"({INT_MIN} … {INT_MAX}); use a smaller power, or Math for floats")
+        result = int(_INT_OPS[op](a, b))
+        if not INT_MIN <= result <= INT_MAX:
+            raise NodeInputError("a", f"{a} {op} {b} = {result} is past INT's range ({INT_MIN} … {INT_MAX}); "
+                                      f"use smaller values, or Math for floats")
+        return {"result": result}
 
 
 _COMPARE_OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
