@@ -102,6 +102,7 @@ class NodePlan:
     links: tuple[LinkPlan, ...]
     lazy_inputs: frozenset[str]
     fingerprinted: bool
+    reads_input: bool = False   # reads the input folder (an upload or input-folder name): keyed by that folder
 
 
 @dataclass(frozen=True)
@@ -158,11 +159,12 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
                     model_files.append((node_id, name, ispec.model_folder, value))
         fingerprinted = (cls.fingerprint.__func__ is not Node.fingerprint.__func__
                          or any(s.model_folder for s in spec.inputs.values()))
+        reads_input = any(s.file_name_in == "input" or "upload" in s.widget for s in spec.inputs.values())
         nodes[node_id] = NodePlan(
             node_id=node_id, cls=cls, literals=literals,
             literal_digest=_literal_digest(registry.qualified_name(cls), spec.version, literals),
             links=tuple(links), lazy_inputs=frozenset(n for n, s in spec.inputs.items() if s.lazy),
-            fingerprinted=fingerprinted)
+            fingerprinted=fingerprinted, reads_input=reads_input)
     order, left_over = topological_order(graph.nodes)
     assert not left_over, "compile_graph needs a validated (acyclic) graph"
     order = tuple(order)
@@ -240,7 +242,7 @@ def needed_nodes(plan: GraphPlan, targets: tuple[str, ...]) -> list[str]:
 
 
 def compute_keys(state: RunState, order: list[str], resolve_file: Callable[[str, str], Any],
-                 output_scope: bytes = b"") -> None:
+                 output_scope: bytes = b"", input_scope: bytes = b"") -> None:
     """Fill `state.keys` in topological order; each key reuses its sources' keys."""
     keys = state.keys
     nodes = state.plan.nodes
@@ -254,6 +256,8 @@ def compute_keys(state: RunState, order: list[str], resolve_file: Callable[[str,
             h.update(fresh + node_id.encode())
         if output_scope and plan.cls.spec.output_node:
             h.update(b"\0scope\0" + output_scope)
+        if input_scope and plan.reads_input:
+            h.update(b"\0input\0" + input_scope)
         for link in plan.links:
             h.update(link.key_part)
             h.update(keys[link.source].encode())
@@ -502,6 +506,7 @@ def run_plan(
     run_id: str | None = None,
     graph: Graph | None = None,
     output_scope: bytes = b"",
+    input_scope: bytes = b"",
 ) -> RunResult:
     """Run `targets` of a compiled graph; raises NodeExecutionError or RunInterrupted.
 
@@ -518,6 +523,9 @@ def run_plan(
         output_scope: mixed into output nodes' keys (the run's output folder when runs
             write to different folders), so a cached output node never reports another
             folder's files.
+        input_scope: mixed into the keys of nodes that read the input folder (the run's input
+            folder when runs read different ones: a server's users), so one user's "dog.png"
+            never answers for another's.
     """
     run_id = run_id or uuid.uuid4().hex
     interrupt = interrupt or threading.Event()
@@ -532,7 +540,7 @@ def run_plan(
     outcome: BaseException | None = None
     emit(ev.RunStarted(run_id, tuple(order), len(order), plan.skipped))
     try:
-        compute_keys(state, order, resolve_file, output_scope)
+        compute_keys(state, order, resolve_file, output_scope, input_scope)
         execute(state, cache, emit, check_interrupted, services or {})
         return RunResult(run_id, {t: state.values[t] for t in state.targets},
                          state.executed, state.cached, time.perf_counter() - started, list(plan.skipped))

@@ -16,6 +16,10 @@ ids (`input/x.png`, `output/...`), rooted in `input/<name>/` and
 `output/<name>/`, so one user can neither name nor reach another's files.
 `folder_bytes` measures what a store holds (for per-user quotas).
 
+`content_fingerprint(path)` is what the loaders of input files key the cache by: the
+file's bytes (hashed) when it is at most `HASHED_FILE_BYTES`, else size, modification
+time and inode — so a file replaced by another of the same size and time is read again.
+
 `replace_file(path, text)` writes a small text file (a run summary, the users file) by
 renaming a new file onto the name: a symlink planted at the name is replaced, never
 followed, and a reader never sees half a file.
@@ -37,6 +41,23 @@ MAX_NAME = 120
 MAX_ID_LENGTH = 1024
 MAX_UPLOAD_PIXELS = 64 * 1024 * 1024     # 8192 × 8192; larger uploads are refused, not decoded
 IMAGE_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
+
+
+HASHED_FILE_BYTES = 256 * 1024 * 1024
+
+
+def content_fingerprint(path: str | os.PathLike) -> str:
+    """A text that changes when the file's content does (see the module map); "missing" when unreadable."""
+    import hashlib
+
+    try:
+        with open(path, "rb") as handle:
+            stat = os.fstat(handle.fileno())
+            if stat.st_size > HASHED_FILE_BYTES:
+                return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
+            return hashlib.file_digest(handle, "blake2b").hexdigest()[:32]
+    except OSError:
+        return "missing"
 
 
 def replace_file(path: str | os.PathLike, text: str, mode: int = 0o644) -> None:

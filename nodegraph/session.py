@@ -171,7 +171,9 @@ class Session:
                 called before the run starts (e.g. while it is validated) stops it at once.
             input_dir, output_dir: folders for this run only (a server gives each user
                 their own); output nodes' cache keys include the output folder, so a
-                cached result never points into another run's folder.
+                cached result never points into another run's folder, and the keys of nodes
+                that read the input folder include it, so one user's file never answers
+                for another's.
 
         Raises:
             GraphValidationError: the graph is invalid (every error listed).
@@ -185,7 +187,7 @@ class Session:
         plan = self._checked_plan(graph, requested)
         targets = requested if requested is not None else plan.output_nodes
         sinks = list(self._subscribers) + ([on_event] if on_event else [])
-        services, resolve_file, scope = self.services, self.resolve_file, b""
+        services, resolve_file, scope, input_scope = self.services, self.resolve_file, b"", b""
         if input_dir is not None or output_dir is not None:
             run_input = Path(input_dir) if input_dir is not None else self.input_dir
             run_output = Path(output_dir) if output_dir is not None else self.output_dir
@@ -193,13 +195,14 @@ class Session:
             services = {**self.services, "input_dir": run_input, "output_dir": run_output,
                         "resolve_file": resolve_file}
             scope = str(run_output.resolve()).encode()
+            input_scope = str(run_input.resolve()).encode()
         with self._run_lock:
             self._interrupt.clear()
             if run_id is not None and run_id in self._interrupt_requests:
                 self._interrupt.set()          # interrupted while it was being validated
             try:
                 return run_plan(plan, targets, self.cache, ev.fan_out(sinks), self._interrupt,
-                                services, resolve_file, run_id, graph, output_scope=scope)
+                                services, resolve_file, run_id, graph, output_scope=scope, input_scope=input_scope)
             finally:
                 if run_id is not None:
                     self._interrupt_requests.discard(run_id)
@@ -227,10 +230,21 @@ class Session:
                          output_dir=output_dir, pool=pool, on_item=on_item, on_event=on_event)
 
     def resolve_file(self, folder: str, name: str) -> Path:
-        """A file by folder and name: `"input"` is the input folder, anything else a model folder."""
+        """A file by folder and name: `"input"` is the input folder, anything else a model folder
+        (`"input/"`: a folder inside the input folder, for nodes that read a whole folder)."""
         return self._resolve_file_in(self.input_dir, folder, name)
 
     def _resolve_file_in(self, input_dir: Path, folder: str, name: str) -> Path:
+        if folder == "input/":
+            from .paths import PathConfinementError, confine
+
+            try:
+                path = confine(input_dir, name, what="input folder name", subfolders=True)
+            except PathConfinementError as exc:
+                raise LookupError(exc.message) from None
+            if not path.is_dir():
+                raise LookupError(f"no folder {name!r} in the input folder")
+            return path
         if folder == "input":
             from .paths import PathConfinementError, confine
 

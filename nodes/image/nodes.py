@@ -39,11 +39,12 @@ class LoadImage(Node):
 
     @classmethod
     def fingerprint(cls, literals: dict[str, Any], resolve_file: Callable[[str, str], Any]) -> str | None:
+        from nodegraph.files import content_fingerprint
+
         try:
-            stat = resolve_file("input", literals["image"]).stat()
-        except (OSError, LookupError):
+            return content_fingerprint(resolve_file("input", literals["image"]))
+        except LookupError:
             return "missing"
-        return f"{stat.st_size}:{stat.st_mtime_ns}"
 
     def run(self, image: str) -> dict:
         from nodegraph.paths import confine

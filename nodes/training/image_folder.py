@@ -14,7 +14,8 @@ found then, not halfway through training.
 
 Main objects: ``ImageFolderDataset`` (``dataset[i] -> (image (3, S, S) float in [-1, 1],
 caption)``; ``dataset.report``), ``ImageFolderReport``, ``load_square_image`` (resize the
-shorter side to S, centre-crop), ``IMAGE_EXTENSIONS``, ``DatasetError(ValueError)``.
+shorter side to S, centre-crop), ``IMAGE_EXTENSIONS``, ``DatasetError(ValueError)``,
+``folder_fingerprint`` (what the node's cache key reads: every file's path, size and time).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGE_EXTENSIONS", "DatasetError", "ImageFolderDataset", "ImageFolderReport", "load_square_image"]
+__all__ = ["IMAGE_EXTENSIONS", "DatasetError", "ImageFolderDataset", "ImageFolderReport", "folder_fingerprint",
+           "load_square_image"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -66,6 +68,25 @@ class ImageFolderReport:
             f"{len(self.missing_caption)} missing caption, {len(self.empty_caption)} empty caption"
             + (f", {len(self.outside_root)} outside the folder" if self.outside_root else "") + ")"
         )
+
+
+def folder_fingerprint(root: str | Path) -> str:
+    """A digest of every file under `root` (relative path, size, modification time, inode), walked as the
+    scan walks it: adding, removing, renaming or rewriting an image or a caption changes it."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    root = Path(root)
+    for folder, _, files in sorted(os.walk(root)):
+        for name in sorted(files):
+            path = Path(folder) / name
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            digest.update(f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\0"
+                          f"{stat.st_ino}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 def load_square_image(path: Path, size: int) -> np.ndarray:

@@ -260,6 +260,16 @@ class ImageFolderDataset(Node):
 
     outputs = (Output("dataset", "DATASET"), Output("report", "STRING"))
 
+    @classmethod
+    def fingerprint(cls, literals: dict[str, Any], resolve_file: Any) -> str | None:
+        """The folder's files (names, sizes, times): adding, removing or changing one reads it again."""
+        from .image_folder import folder_fingerprint
+
+        try:
+            return folder_fingerprint(resolve_file("input/", literals["folder"]))
+        except LookupError:
+            return "missing"
+
     def run(self, folder: str, size: int) -> dict:
         from nodegraph.paths import confine
 

@@ -1,0 +1,87 @@
+"""Nodes that read the input folder are keyed by that folder and by what the files hold.
+
+A stranger's pass on a server with users found that bob's run of a graph naming `dataset` came from
+the cache with alice's DATASET (bob had no such folder), that alice's dataset stayed at 3 images
+after she added a fourth, and that two `dog.png` of the same size and time answered for each other.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from nodegraph import NodeExecutionError, Session
+
+from .conftest import link
+
+
+def _image(path, value: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(path, compress_level=0)   # same size for any value
+
+
+def _load_graph() -> dict:
+    return {"format_version": 2, "nodes": {
+        "load": {"type": "LoadImage", "inputs": {"image": "dog.png"}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("load", "image")}}}}
+
+
+def _dataset_graph() -> dict:
+    return {"format_version": 2, "nodes": {
+        "data": {"type": "ImageFolderDataset", "inputs": {"folder": "dataset", "size": 8}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("data", "report")}}}}
+
+
+def _pixel(result) -> int:
+    return round(float(result.outputs["show"]["value"][0, 0, 0, 0]) * 255)
+
+
+def test_two_users_files_of_the_same_name_size_and_time_never_answer_for_each_other(tmp_path):
+    session = Session(output_dir=tmp_path / "out")
+    alice, bob = tmp_path / "input" / "alice", tmp_path / "input" / "bob"
+    _image(alice / "dog.png", 200)
+    _image(bob / "dog.png", 30)
+    stamp = alice.joinpath("dog.png").stat().st_mtime_ns
+    os.utime(bob / "dog.png", ns=(stamp, stamp))           # as cp -p, rsync -t or an unzip would leave it
+    assert alice.joinpath("dog.png").stat().st_size == bob.joinpath("dog.png").stat().st_size
+    first = session.run(_load_graph(), input_dir=alice, output_dir=tmp_path / "out" / "alice")
+    second = session.run(_load_graph(), input_dir=bob, output_dir=tmp_path / "out" / "bob")
+    assert (_pixel(first), _pixel(second)) == (200, 30)
+    assert "load" not in second.cached
+
+
+def test_a_file_replaced_by_one_of_the_same_size_and_time_is_read_again(tmp_path):
+    session = Session(input_dir=tmp_path / "in", output_dir=tmp_path / "out")
+    path = tmp_path / "in" / "dog.png"
+    _image(path, 200)
+    stamp = path.stat().st_mtime_ns
+    assert _pixel(session.run(_load_graph())) == 200
+    _image(path, 30)
+    os.utime(path, ns=(stamp, stamp))
+    assert _pixel(session.run(_load_graph())) == 30
+    assert session.run(_load_graph()).executed == []           # unchanged: from the cache
+
+
+def test_a_dataset_folder_is_keyed_by_its_user_and_its_files(tmp_path):
+    session = Session(output_dir=tmp_path / "out")
+    alice, bob = tmp_path / "input" / "alice", tmp_path / "input" / "bob"
+    bob.mkdir(parents=True)
+    for index in range(3):
+        _image(alice / "dataset" / f"{index}.png", 50 * index)
+        (alice / "dataset" / f"{index}.txt").write_text("a grey square")
+    run = session.run(_dataset_graph(), input_dir=alice, output_dir=tmp_path / "out" / "alice")
+    assert run.outputs["show"]["value"].startswith("3 images used")
+    try:
+        leaked = session.run(_dataset_graph(), input_dir=bob, output_dir=tmp_path / "out" / "bob")
+    except NodeExecutionError as failure:                     # bob has no such folder: his own error
+        assert failure.node_id == "data"
+    else:
+        raise AssertionError(f"bob's run read alice's dataset: {leaked.outputs}")
+
+    _image(alice / "dataset" / "3.png", 250)
+    (alice / "dataset" / "3.txt").write_text("a white square")
+    again = session.run(_dataset_graph(), input_dir=alice, output_dir=tmp_path / "out" / "alice")
+    assert again.outputs["show"]["value"].startswith("4 images used") and "data" not in again.cached
+    assert session.run(_dataset_graph(), input_dir=alice, output_dir=tmp_path / "out" / "alice").executed == []
