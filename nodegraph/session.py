@@ -27,7 +27,7 @@ from .graph import Graph, load_graph, parse_graph
 from .memory import ModelMemoryManager
 from .model_paths import ModelPaths
 from .plugins import load_plugins, plugin_warnings
-from .validation import model_file_error, output_errors, validate
+from .validation import model_file_error, model_write_errors, output_errors, validate
 
 GraphSource = Graph | dict | str | bytes | os.PathLike
 
@@ -113,8 +113,12 @@ class Session:
             return load_graph(source)
         return parse_graph(source)
 
-    def validate(self, source: GraphSource, outputs: Iterable[str] | None = None) -> list[GraphError]:
-        """Every problem in the graph (empty list = valid); never raises for bad graphs."""
+    def validate(self, source: GraphSource, outputs: Iterable[str] | None = None, *,
+                 model_writes: bool = True) -> list[GraphError]:
+        """Every problem in the graph (empty list = valid); never raises for bad graphs.
+
+        `model_writes=False` (a server's plain users) adds a `model_write_forbidden` error for each
+        node that writes into a model folder (see `run`)."""
         try:
             graph = self.load(source)
         except GraphValidationError as exc:
@@ -122,6 +126,8 @@ class Session:
         errors = validate(graph, self.registry, outputs, self.model_paths.list)
         if not errors:   # a superset of the checks `run` memoises: running this Graph object skips them
             graph.compiled[("validated", id(self.registry))] = (self.registry, True)
+            if not model_writes:
+                errors = model_write_errors(compile_graph(graph, self.registry))
         return errors
 
     def _checked_plan(self, graph: Graph, outputs: tuple[str, ...] | None):
@@ -158,6 +164,7 @@ class Session:
         run_id: str | None = None,
         input_dir: str | os.PathLike | None = None,
         output_dir: str | os.PathLike | None = None,
+        model_writes: bool = True,
     ) -> RunResult:
         """Validate and run a graph; returns outputs and which nodes executed or came from cache.
 
@@ -174,6 +181,10 @@ class Session:
                 cached result never points into another run's folder, and the keys of nodes
                 that read the input folder include it, so one user's file never answers
                 for another's.
+            model_writes: False refuses the graph (`model_write_forbidden`, before anything
+                runs) when a node in it writes into a model folder — a save node, whose
+                file-name input declares a model folder (`Input(file_name_in="loras")`). A
+                server runs its plain users' graphs so: a model folder is shared by everyone.
 
         Raises:
             GraphValidationError: the graph is invalid (every error listed).
@@ -185,6 +196,8 @@ class Session:
             graph = graph.with_overrides(overrides)
         requested = tuple(outputs) if outputs is not None else None
         plan = self._checked_plan(graph, requested)
+        if not model_writes and (refused := model_write_errors(plan)):
+            raise GraphValidationError(refused)
         targets = requested if requested is not None else plan.output_nodes
         sinks = list(self._subscribers) + ([on_event] if on_event else [])
         services, resolve_file, scope, input_scope = self.services, self.resolve_file, b"", b""

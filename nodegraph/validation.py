@@ -270,6 +270,29 @@ def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: A
             errors.append(model_file_error(node_id, name, ispec.model_folder, value, available, searched))
 
 
+FILE_FOLDERS = ("input", "output")     # `file_name_in` values that are not model folders
+
+
+def model_write_errors(plan: Any) -> list[GraphError]:
+    """`model_write_forbidden` for every node of a compiled plan that writes a model file: a node with a
+    file-name input declared in a model folder (`Input(file_name_in="checkpoints")`, as every save node
+    of a model does). A server refuses these for its plain users (docs/security.md)."""
+    errors = []
+    for node_id, node_plan in plan.nodes.items():
+        spec = node_plan.cls.spec
+        for name, ispec in spec.inputs.items():
+            if ispec.file_name_in and ispec.file_name_in not in FILE_FOLDERS:
+                errors.append(GraphError(
+                    "model_write_forbidden",
+                    f"node {node_id!r} ({spec.type}) writes a model file into the model folder "
+                    f"{ispec.file_name_in!r}; on this server only admins may add or replace models, which every "
+                    f"user loads. Save the result as an output instead, ask an admin to run the graph, or run it "
+                    f"on your own nodegraph.",
+                    node_id=node_id, input=name, details={"folder": ispec.file_name_in}))
+                break
+    return errors
+
+
 def shown_folder(folder: str) -> str:
     """A folder as error messages show it: relative to the working folder when inside it ("models/loras"),
     so a server's clients do not learn where it is installed; absolute otherwise (a folder the owner added)."""
