@@ -752,7 +752,13 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
         raise ApiArgumentError(name, "fields", f"expected one dict, or a list of {len(items)} dicts (one per item)")
     output_dir = Path(context.service("output_dir"))
     target = _confined_prefix(name, output_dir, prefix)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:      # a file where a folder of the prefix should be; no server path in the message
+        raise ApiArgumentError(name, "prefix", f"cannot make the folder of {prefix!r} in the output folder "
+                                               f"({exc.strerror or type(exc).__name__}: a file there has the name of "
+                                               f"one of its folders?); choose another prefix") from None
     results = []
     for item, extra in zip(items, per_item):
         path = _reserve(target.parent, target.name, suffix.lower())

@@ -121,22 +121,25 @@ class ImageFolderDataset:
         root: folder to scan.
         size: output side in px (shorter side resized to it, then centre-cropped).
         extensions: image file suffixes to consider (case-insensitive).
+        shown_as: how error messages name the folder (default: its path).
 
     ``dataset[i]`` -> ``(image, caption)`` with image a float32 tensor (3, size, size) in
     [-1, 1]; ``dataset.example(i)`` gives uint8 (size, size, 3). ``dataset.report`` says what
     was used and skipped. Raises ``DatasetError`` if ``root`` is not a folder or nothing is usable.
     """
 
-    def __init__(self, root: str | Path, size: int = 64, extensions: tuple[str, ...] = IMAGE_EXTENSIONS):
+    def __init__(self, root: str | Path, size: int = 64, extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
+                 shown_as: str | None = None):
         self.root = Path(root)
+        shown = shown_as or str(self.root)       # the node passes the name the user gave: no server path
         if not self.root.is_dir():
-            raise DatasetError(f"root: expected a folder of images with .txt captions; {self.root} is not a folder.")
+            raise DatasetError(f"root: expected a folder of images with .txt captions; {shown} is not a folder.")
         if size < 8:
             raise DatasetError(f"size: expected an image side of at least 8 px; found {size}.")
         self.size = int(size)
         self.report = self._scan(tuple(suffix.lower() for suffix in extensions))
         if not self.report.used:
-            raise DatasetError(f"root: no usable image in {self.root}: {self.report.summary()}.")
+            raise DatasetError(f"root: no usable image in {shown}: {self.report.summary()}.")
         self.paths = list(self.report.used)
         self.captions = [_read_caption(path.with_suffix(".txt")) for path in self.paths]
 

@@ -278,7 +278,7 @@ class ImageFolderDataset(Node):
         root = confine(self.context.service("input_dir"), folder, what="dataset folder", input_name="folder",
                        subfolders=True)
         try:
-            dataset = Folder(root, size=size)
+            dataset = Folder(root, size=size, shown_as=f"the input folder's {folder!r}")
         except DatasetError as exc:
             raise NodeInputError("folder", str(exc)) from None
         return {"dataset": dataset, "report": dataset.report.summary()}

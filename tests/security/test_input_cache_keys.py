@@ -85,3 +85,29 @@ def test_a_dataset_folder_is_keyed_by_its_user_and_its_files(tmp_path):
     again = session.run(_dataset_graph(), input_dir=alice, output_dir=tmp_path / "out" / "alice")
     assert again.outputs["show"]["value"].startswith("4 images used") and "data" not in again.cached
     assert session.run(_dataset_graph(), input_dir=alice, output_dir=tmp_path / "out" / "alice").executed == []
+
+
+def test_errors_a_client_sees_name_no_server_path(tmp_path):
+    """A missing dataset folder and a prefix through an existing file are named as the user wrote them."""
+    session = Session(input_dir=tmp_path / "in", output_dir=tmp_path / "out")
+    (tmp_path / "in").mkdir()
+    try:
+        session.run(_dataset_graph())
+    except NodeExecutionError as failure:
+        assert "'dataset'" in str(failure.exception) and str(tmp_path) not in str(failure.exception)
+    else:
+        raise AssertionError("a missing dataset folder ran")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "afile.png").write_text("")
+    _image(tmp_path / "in" / "dog.png", 7)
+    graph = {"format_version": 2, "nodes": {
+        "load": {"type": "LoadImage", "inputs": {"image": "dog.png"}},
+        "save": {"type": "SaveImage", "inputs": {"images": link("load", "image"), "filename_prefix": "afile.png/x"}}}}
+    try:
+        session.run(graph)
+    except NodeExecutionError as failure:
+        message = str(failure.exception)
+        assert failure.exception.input == "prefix" and "choose another prefix" in message
+        assert str(tmp_path) not in message
+    else:
+        raise AssertionError("a prefix through a file was saved")
