@@ -13,10 +13,24 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 from nodegraph import Input, Node, NodeContext, NodeInputError, NodeInputs, Output, PortType, api, hookimpl
+
+
+MAX_IMAGE_VALUES = 16384 * 16384 * 3     # the largest IMAGE a node makes: one 16384² RGB image (3.2 GB float32)
+
+
+def _check_result_size(name: str, batch: int, height: int, width: int) -> None:
+    """Refuse, before allocating it, an IMAGE result over MAX_IMAGE_VALUES (a chain of pads or batches grows
+    without bound otherwise, until the process is killed for memory); names the input to change."""
+    if batch * height * width * 3 > MAX_IMAGE_VALUES:
+        raise NodeInputError(name, f"the result would be {batch} image(s) of {width}×{height}, "
+                                   f"{batch * height * width * 3 / 1e9:.1f} G values, over the limit of one "
+                                   f"16384×16384 RGB image ({MAX_IMAGE_VALUES / 1e9:.2f} G); make it smaller or "
+                                   f"split the batch")
 
 
 def _check_image(name: str, image: Any) -> None:
@@ -122,6 +136,11 @@ class ImageGrid(Node):
         from .pixels import image_grid
 
         _check_image("images", images)
+        count, height, width, _ = images.shape
+        columns_used = max(1, min(columns or math.ceil(math.sqrt(count)), count))
+        rows = math.ceil(count / columns_used)
+        _check_result_size("images", 1, rows * height + (rows + 1) * padding,
+                           columns_used * width + (columns_used + 1) * padding)
         return {"image": image_grid(images, columns, padding)}
 
 
@@ -143,6 +162,7 @@ class ImageScale(Node):
         from .pixels import resize_image
 
         _check_image("images", images)
+        _check_result_size("width", images.shape[0], height, width)
         return {"image": resize_image(images, width, height, method, crop)}
 
 
@@ -194,6 +214,7 @@ class ImageScaleBy(Node):
         new_h = max(multiple_of, round(h * factor / multiple_of) * multiple_of)
         if new_w * new_h > 16384 * 16384:
             raise NodeInputError("amount", f"{new_w}×{new_h} is larger than 16384×16384")
+        _check_result_size("amount", images.shape[0], new_h, new_w)
         return {"image": resize_image(images, new_w, new_h, method)}
 
 
@@ -236,7 +257,9 @@ class ImagePad(Node):
     def run(self, images: Any, left: int, top: int, right: int, bottom: int, feather: int) -> dict:
         from .masks import pad_image
 
-        image, mask = pad_image(_image("images", images), left, top, right, bottom, feather)
+        batch, height, width, _ = _image("images", images).shape
+        _check_result_size("images", batch, height + top + bottom, width + left + right)
+        image, mask = pad_image(images, left, top, right, bottom, feather)
         return {"image": image, "mask": mask}
 
 
@@ -280,6 +303,7 @@ class ImageBlend(Node):
         from .pixels import resize_image
 
         a, b = _image("a", a), _image("b", b)
+        _check_result_size("b", a.shape[0] + b.shape[0], a.shape[1], a.shape[2])
         if b.shape[1:3] != a.shape[1:3]:
             b = resize_image(b, a.shape[2], a.shape[1], "bicubic")
         if b.shape[0] not in (1, a.shape[0]):
@@ -324,6 +348,7 @@ class ImageBatch(Node):
         from .pixels import resize_image
 
         a, b = _image("a", a), _image("b", b)
+        _check_result_size("b", a.shape[0] + b.shape[0], a.shape[1], a.shape[2])
         if b.shape[1:3] != a.shape[1:3]:
             b = resize_image(b, a.shape[2], a.shape[1], "bicubic")
         return {"images": torch.cat([a, b])}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nodegraph import NodeExecutionError, Session
+from nodegraph import NodeExecutionError, NodeInputError, Session
 from nodes.image.adjust import adjust, blend
 from nodes.image.masks import (combine_masks, composite, feather_mask, grow_mask, mask_bounds, mask_from_colour,
                                pad_image, paste, crop)
@@ -107,3 +107,29 @@ def test_nodes_in_a_graph(tmp_path):
     with pytest.raises(NodeExecutionError) as info:
         session.run(graph)
     assert info.value.exception.input == "mask" and "empty" in str(info.value.exception)
+
+
+@pytest.mark.parametrize(("node", "inputs", "blamed"), [
+    ("ImagePad", {"left": 8192, "top": 0, "right": 8192, "bottom": 0, "feather": 0}, "images"),
+    ("ImageBatch", {"b": "same"}, "b"),
+    ("ImageScale", {"width": 16384, "height": 16384, "method": "nearest", "crop": "disabled"}, "width"),
+    ("ImageScaleBy", {"mode": "factor", "amount": 1.2, "method": "nearest", "multiple_of": 1}, "amount"),
+    ("ImageGrid", {"columns": 0, "padding": 256}, "images"),
+])
+def test_image_results_over_the_size_limit_are_refused_before_they_are_made(node, inputs, blamed):
+    """A stranger's note: chained pads or batches grow without bound until the process is killed for memory.
+    The inputs are expanded views (no memory); the refusal comes before any allocation."""
+    from nodes.image import nodes as image_nodes
+
+    big = torch.zeros(1, 1, 1, 3).expand(2, 12000, 12000, 3)
+    cls = getattr(image_nodes, node)
+    arguments = dict(inputs)
+    if node == "ImageBatch":
+        arguments = {"a": big, "b": big}
+    elif node == "ImageGrid":
+        arguments["images"] = torch.zeros(1, 1, 1, 3).expand(4096, 8, 8, 3)
+    else:
+        arguments["images"] = big
+    with pytest.raises(NodeInputError) as info:
+        cls().run(**arguments)
+    assert info.value.input == blamed and "over the limit" in str(info.value)
