@@ -143,6 +143,34 @@ class NodeExecutionError(NodegraphError):
         super().__init__(f"node {node_id!r} ({node_type}{origin}) failed: {self.exception_type}: {exception}")
 
 
+class NodeOutOfMemory(NodegraphError, MemoryError):
+    """A node ran out of memory (torch's allocators, Python's MemoryError); the message says what to lower.
+
+    Raised by the executor in place of the allocator's own error, which names a byte count and a
+    C++ source line but not the node's inputs; the original is kept as `__cause__`."""
+
+
+def out_of_memory(exc: BaseException, inputs: dict) -> NodeOutOfMemory | None:
+    """A NodeOutOfMemory for an allocation failure (None for any other error), naming the size inputs given."""
+    text = str(exc)
+    failed = (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+              or (isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)))
+    if not failed or isinstance(exc, NodeOutOfMemory):
+        return None
+    import re
+
+    asked = re.search(r"allocate (\d+) bytes", text) or re.search(r"allocate ([\d.]+ [KMGT]i?B)", text)
+    amount = ""
+    if asked:
+        value = asked.group(1)
+        amount = f" (it asked for {int(value) / 2**30:.1f} GiB at once)" if value.isdigit() else f" ({value} at once)"
+    sizes = [f"{name}={inputs[name]}" for name in ("width", "height", "batch_size", "frames", "length", "tile_size")
+             if isinstance(inputs.get(name), int) and not isinstance(inputs.get(name), bool)]
+    lower = f"lower {', '.join(sizes)}" if sizes else "give it smaller inputs (image size, batch, frames)"
+    return NodeOutOfMemory(f"out of memory{amount}; {lower}, use tiled VAE decoding (tile_size) for large "
+                           f"images, or free cached models (free_memory / a smaller cache budget)")
+
+
 class RunInterrupted(NodegraphError):
     """The run was interrupted; `node_id` is the node that was running, if any."""
 

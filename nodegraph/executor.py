@@ -72,7 +72,7 @@ from typing import Any, Callable
 
 from . import events as ev
 from .cache import MISSING, OutputCache
-from .errors import NodeExecutionError, NodeInputError, NodeOutputError, RunInterrupted
+from .errors import NodeExecutionError, NodeInputError, NodeOutputError, RunInterrupted, out_of_memory
 from .graph import Graph, Link, topological_order
 from .node import Node, NodeContext
 from .registry import Registry
@@ -439,6 +439,8 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
         raise
     except Exception as exc:  # noqa: BLE001 — every node failure becomes a structured error
         trace = tb.format_exc()
+        if (memory := out_of_memory(exc, kwargs)) is not None:   # the allocator's words name no input
+            memory.__cause__, exc = exc, memory
         emit(ev.NodeErrored(run_id, node_id, spec.type, type(exc).__name__, str(exc), trace))
         registry = services.get("registry")
         raise NodeExecutionError(node_id, spec.type, exc, trace,
