@@ -46,12 +46,16 @@ def test_inpaint_keeps_unmasked_pixels_and_changes_masked_ones(session):
 
 
 def test_outpaint_keeps_the_original_canvas(session):
-    """The 40 px that existed before padding come back close to the input; the new strip is generated."""
-    out = session.run(load("outpaint.json", padded=("pad", "image"), result=("decode", "image"))).outputs
-    padded, result = out["show_padded"]["value"], out["show_result"]["value"]
+    """The decoded image is close to the input over the 40 px that existed before padding, and the pasted
+    result (CompositeImages through the pad's mask) is exactly the input there outside the 8 px feather."""
+    out = session.run(load("outpaint.json", padded=("pad", "image"), decoded=("decode", "image"),
+                           result=("composite", "image"))).outputs
+    padded, decoded, result = (out[f"show_{name}"]["value"] for name in ("padded", "decoded", "result"))
     assert result.shape == padded.shape == (1, 64, 64, 3)
-    kept = (result[0, :, :28] - padded[0, :, :28]).abs().mean()     # 40 px minus the 8 px feather and 4 px growth
+    kept = (decoded[0, :, :28] - padded[0, :, :28]).abs().mean()    # 40 px minus the 8 px feather and 4 px growth
     assert kept < 0.03
+    assert torch.equal(result[0, :, :32], padded[0, :, :32])
+    assert (result[0, :, 40:] - padded[0, :, 40:]).abs().mean() > 0   # the new strip is generated, not copied
 
 
 def test_txt2img_is_reproducible_across_sessions():
