@@ -10,6 +10,11 @@ documents every message; `message_schemas()` gives their JSON Schemas.
 Text frames are JSON objects with a `type` (and an optional `request_id` that
 the reply echoes). Binary frames are `[uint32 big-endian header length][UTF-8
 JSON header][payload]`; `encode_frame` / `decode_frame` implement it.
+
+Listings (`history`, `queue_status`) never read a stored graph: a run's title and
+seeds are stored with it at submit (`_listing_extras`), and only `get_run` reads
+the graph. The per-user run limit is checked again where the run is stored
+(`RunQueue.enqueue(limit_active=)`), so parallel submits cannot pass it together.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from .errors import GraphValidationError
 from .events import Event, NodeCached, NodeFinished, NodeStarted
 from .files import FileAccessError, FileStore
 from .graph import json_value_problem
-from .run_queue import RunQueue, RunRecord, members_within_storage_caps, storable_problem
+from .run_queue import ActiveLimitReached, RunQueue, RunRecord, members_within_storage_caps, storable_problem
 from .templates import TemplateError, TemplateLibrary
 from .users import User, UserBook
 
@@ -527,8 +532,9 @@ class ServerProtocol:
     def _sees(client: ClientState, record: RunRecord) -> bool:
         return client.user is None or client.user.is_admin or record.user == client.user.name
 
-    def _visible_record(self, client: ClientState, run_id: str) -> RunRecord | None:
-        record = self.queue.get(run_id)
+    def _visible_record(self, client: ClientState, run_id: str, graph: bool = False) -> RunRecord | None:
+        """The run if this client may see it (its graph only with `graph=True`: it may be megabytes)."""
+        record = self.queue.get(run_id, graph=graph)
         return record if record is not None and self._sees(client, record) else None
 
     def _audience(self, user_name: str | None) -> list[str]:
@@ -688,14 +694,24 @@ class ServerProtocol:
         if user is None or user.is_admin:
             return None
         if user.max_queued is not None and self.queue.active_count(user.name) >= user.max_queued:
-            return (f"user {user.name!r} already has {user.max_queued} run(s) queued or running (the limit); "
-                    f"wait for one to finish or cancel one")
+            return self._active_limit_problem(user)
         if user.max_bytes is not None:
             used = self.store_for(user).folder_bytes()
             if used >= user.max_bytes:
                 return (f"user {user.name!r} stores {used / 1e6:.1f} MB of files, the limit is "
                         f"{user.max_bytes / 1e6:.1f} MB; delete old runs (delete_run) to free space")
         return None
+
+    @staticmethod
+    def _active_limit_problem(user: User) -> str:
+        return (f"user {user.name!r} already has {user.max_queued} run(s) queued or running (the limit); "
+                f"wait for one to finish or cancel one")
+
+    @staticmethod
+    def _active_limit(client: ClientState) -> int | None:
+        """The user's `max_queued`, checked again where the run is stored (`RunQueue.enqueue(limit_active=)`)."""
+        user = client.user
+        return None if user is None or user.is_admin else user.max_queued
 
     def _on_submit(self, client: ClientState, message: Submit) -> list[Outgoing]:
         quota = self._quota_problem(client)
@@ -721,8 +737,13 @@ class ServerProtocol:
         try:
             record = self.queue.enqueue(message.graph, client.client_id, message.outputs, message.overrides,
                                         front=message.front, user=user_name, checked=True,
-                                        graph_text=message._graph_text, start=reserved)
+                                        graph_text=message._graph_text, start=reserved,
+                                        listing=self._listing_extras(message.graph, message.overrides),
+                                        limit_active=self._active_limit(client))
             replies = self._submitted(client, message, record, graph, user_name)
+        except ActiveLimitReached:     # parallel submits: the count at the top passed, the one at storing did not
+            return [_error(client.client_id, "quota_exceeded", self._active_limit_problem(client.user),
+                           message.request_id)]
         finally:
             if reserved:     # last, as wake_worker: once the worker runs, this thread competes with it for the GIL
                 self.hand_over(record if record is not None and record.status == "running" else None)
@@ -749,12 +770,12 @@ class ServerProtocol:
     MAX_PREPARED = 256
 
     def _on_queue_status(self, client: ClientState, message: QueueStatus) -> list[Outgoing]:
-        running = [r for r in self.queue.running_runs() if self._sees(client, r)]
+        running = [r for r in self.queue.running_runs(describe=self._describe) if self._sees(client, r)]
         mine = None if client.user is None or client.user.is_admin else client.user.name
         return self._reply(client, message, {
             "type": "queue", "running": running[-1].summary() if running else None,
             "running_all": [r.summary() for r in running],
-            "pending": [r.summary() for r in self.queue.pending(user=mine)],
+            "pending": [r.summary() for r in self.queue.pending(user=mine, describe=self._describe)],
             "pending_total": self.queue.pending_count()})
 
     def _on_cancel(self, client: ClientState, message: Cancel) -> list[Outgoing]:
@@ -774,7 +795,7 @@ class ServerProtocol:
                       f"cannot {verb} run {run_id!r}: it is {record.status}{hint}", request_id, status=record.status)
 
     def _on_interrupt(self, client: ClientState, message: Interrupt) -> list[Outgoing]:
-        running = self.queue.get(message.run_id)      # by id: with Ray workers several runs are running
+        running = self.queue.get(message.run_id, graph=False)    # by id: with Ray workers several runs are running
         if running is None or running.status != "running" or not self._sees(client, running):
             return [self._not_queued(client, message.run_id, message.request_id, "interrupt")]
         if not self.interrupt_run(message.run_id):
@@ -788,7 +809,12 @@ class ServerProtocol:
             quota = self._quota_problem(client)
             if quota:
                 return [_error(client.client_id, "quota_exceeded", quota, message.request_id)]
-        if record is None or not self.queue.requeue(message.run_id):
+        try:
+            requeued = record is not None and self.queue.requeue(message.run_id, self._active_limit(client))
+        except ActiveLimitReached:
+            return [_error(client.client_id, "quota_exceeded", self._active_limit_problem(client.user),
+                           message.request_id)]
+        if not requeued:
             return [self._not_queued(client, message.run_id, message.request_id, "requeue")]
         self.run_owner[message.run_id] = client.client_id
         self.unannounced.add(message.run_id)
@@ -799,7 +825,8 @@ class ServerProtocol:
 
     def _on_history(self, client: ClientState, message: History) -> list[Outgoing]:
         mine = None if client.user is None or client.user.is_admin else client.user.name
-        runs, total = self.queue.history(message.offset, message.limit, user=mine, statuses=message.status)
+        runs, total = self.queue.history(message.offset, message.limit, user=mine, statuses=message.status,
+                                         describe=self._describe)
         return self._reply(client, message, {"type": "history", "runs": [self.history_entry(client, r) for r in runs],
                                              "total": total, "offset": message.offset})
 
@@ -808,7 +835,9 @@ class ServerProtocol:
         entry = record.summary()
         entry["duration"] = (record.finished_at - record.started_at
                              if record.finished_at is not None and record.started_at is not None else None)
-        seeds = self._seeds(record)
+        seeds = (record.listing or {}).get("seeds")
+        if not isinstance(seeds, dict):     # a record read with its graph from a row stored before listings
+            seeds = self._seeds(record.graph, record.overrides)
         entry["seeds"] = seeds
         entry["seed"] = next(iter(seeds.values()), None)
         files = self._files_as_seen_by(client, record, (record.result or {}).get("files", []))
@@ -818,13 +847,21 @@ class ServerProtocol:
 
     MAX_SEEDS_LISTED = 8
 
-    def _seeds(self, record: RunRecord) -> dict[str, Any]:
-        """`{"node.input": value}` of the run's seed inputs (declared `seed=True`), overrides applied."""
-        nodes = record.graph.get("nodes") if isinstance(record.graph, dict) else None
+    def _listing_extras(self, graph: Any, overrides: dict | None) -> dict[str, Any]:
+        """What listings show of a run besides its title, stored with it at submit (the graph is not read again)."""
+        return {"seeds": self._seeds(graph, overrides)}
+
+    def _describe(self, record: RunRecord) -> dict[str, Any]:
+        """`_listing_extras` of a run stored before listings were (`RunQueue.history(describe=)`)."""
+        return self._listing_extras(record.graph, record.overrides)
+
+    def _seeds(self, graph: Any, overrides: dict | None) -> dict[str, Any]:
+        """`{"node.input": value}` of a graph's seed inputs (declared `seed=True`), overrides applied."""
+        nodes = graph.get("nodes") if isinstance(graph, dict) else None
         if not isinstance(nodes, dict):
             return {}
         classes = self.session.registry.nodes
-        overrides = record.overrides or {}
+        overrides = overrides or {}
         seeds: dict[str, Any] = {}
         for node_id, node in nodes.items():
             cls = classes.get(node.get("type")) if isinstance(node, dict) else None
@@ -843,7 +880,7 @@ class ServerProtocol:
         return seeds
 
     def _on_get_run(self, client: ClientState, message: GetRun) -> list[Outgoing]:
-        record = self._visible_record(client, message.run_id)
+        record = self._visible_record(client, message.run_id, graph=True)
         if record is None:
             return [_error(client.client_id, "not_found", f"no run {message.run_id[:64]!r}", message.request_id)]
         return self._reply(client, message, {"type": "run", **self.history_entry(client, record),
@@ -995,7 +1032,7 @@ class ServerProtocol:
     def _owner_user(self, run_id: str) -> str | None:
         if self.users is None:
             return None
-        record = self.queue.get(run_id)
+        record = self.queue.get(run_id, graph=False)
         return record.user if record else None
 
     def run_event(self, run_id: str, event: dict[str, Any], preview: bytes | None = None,
@@ -1003,7 +1040,7 @@ class ServerProtocol:
         """Route one engine event (as a dict) to the client that submitted the run."""
         owner = self.run_owner.get(run_id)
         if owner is None:
-            record = self.queue.get(run_id)
+            record = self.queue.get(run_id, graph=False)
             owner = record.client_id if record else None
         out: list[Outgoing] = []
         if owner in self.clients:
@@ -1028,7 +1065,7 @@ class ServerProtocol:
         """
         owner = self.run_owner.get(run_id)
         if owner is None:
-            record = self.queue.get(run_id)
+            record = self.queue.get(run_id, graph=False)
             owner = record.client_id if record else None
         if owner not in self.clients:
             return []

@@ -16,12 +16,23 @@ event loop and its worker thread share one RunQueue.
 Columns: id, seq (queue order), client_id, user (the owner's name on a server
 with users, else null), status, graph (JSON text), outputs (JSON list or null),
 overrides (JSON), submitted_at, started_at, finished_at, error (JSON or null),
-result (JSON: output values and file references, or null). A run's graph text
+result (JSON: output values and file references, or null), listing (JSON: what a
+queue or history listing shows of the graph — its title, and what the caller adds at
+submit, e.g. seeds — or null for a row stored before this column). A run's graph text
 lives in a table of its own, `run_graphs` (id, graph), written once: SQLite
 rewrites a whole row on every update, and a status change (claim, finish) would
 otherwise copy the graph again (~1 ms per 100 KB). Rows written before that
 table existed keep their graph in `runs.graph` (new rows store '' there); reads
 take `run_graphs`' text when there is one (`_SELECT_RUNS`).
+
+Listings (`pending`, `running_runs`, `history`) never read a graph: a graph may be
+megabytes of `ui`, and decoding every listed one cost ~90 MB per run listed. A row
+stored before `listing` existed is described once, on its first listing (its graph
+alone is decoded, then `listing` is written), and never again.
+
+`enqueue(limit_active=N)` / `requeue(limit_active=N)` count the user's queued and
+running runs and store the run under one lock, so parallel submits cannot pass a
+per-user limit together (`ActiveLimitReached`).
 
 A row that cannot be decoded (a corrupt or hostile value written before limits
 existed, a disk error) never breaks a listing: it is returned as a `failed`
@@ -35,7 +46,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,7 +67,8 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at REAL,
     finished_at REAL,
     error TEXT,
-    result TEXT
+    result TEXT,
+    listing TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_status_seq ON runs (status, seq);
 CREATE INDEX IF NOT EXISTS runs_finished ON runs (finished_at);
@@ -88,13 +100,15 @@ class RunRecord:
     finished_at: float | None
     error: dict | None
     result: dict | None
+    listing: dict | None = None     # {"title": ..., and what the submitter added}; None: a row from before
 
     def summary(self) -> dict[str, Any]:
         """The run without its graph (what queue and history listings send)."""
+        title = self.listing.get("title") if self.listing is not None else _title(self.graph)
         return {"run_id": self.id, "status": self.status, "client_id": self.client_id, "user": self.user,
                 "submitted_at": self.submitted_at, "started_at": self.started_at,
                 "finished_at": self.finished_at, "error": self.error,
-                "title": _title(self.graph)}
+                "title": title if isinstance(title, str) else None}
 
 
 def _title(graph: Any) -> str | None:
@@ -106,6 +120,14 @@ def _title(graph: Any) -> str | None:
 
 class UnreadableRow(Exception):
     """A stored row whose JSON columns cannot be decoded."""
+
+
+class ActiveLimitReached(Exception):
+    """`enqueue` / `requeue` with `limit_active`: the user already has that many runs queued or running."""
+
+    def __init__(self, user: str | None, limit: int):
+        super().__init__(f"user {user!r} already has {limit} run(s) queued or running (the limit)")
+        self.user, self.limit = user, limit
 
 
 MAX_STORED_DEPTH = 48          # a graph is ~4 levels, literals ≤ 32 (graph.MAX_VALUE_DEPTH), ui a few more
@@ -214,9 +236,11 @@ def strict_json(value: Any) -> Any:
 
 
 _COLUMNS_BUT_GRAPH = ("id, seq, client_id, user, status, outputs, overrides, submitted_at, started_at, "
-                      "finished_at, error, result")
-_SELECT_RUNS = (f"SELECT {_COLUMNS_BUT_GRAPH}, COALESCE((SELECT g.graph FROM run_graphs AS g WHERE g.id = runs.id), "
-                "runs.graph) AS graph FROM runs")       # every column, the graph from run_graphs when it is there
+                      "finished_at, error, result, listing")
+_GRAPH_TEXT = "COALESCE((SELECT g.graph FROM run_graphs AS g WHERE g.id = runs.id), runs.graph)"
+Describe = Callable[["RunRecord"], dict]     # a run (graph included) → what listings show besides its title
+_SELECT_RUNS = f"SELECT {_COLUMNS_BUT_GRAPH}, {_GRAPH_TEXT} AS graph FROM runs"    # the graph from run_graphs if there
+_SELECT_LISTED = f"SELECT {_COLUMNS_BUT_GRAPH} FROM runs"      # what listings read: never the graph
 
 
 def strict_dumps(value: Any, default: Callable[[Any], Any] | None = None) -> str:
@@ -239,10 +263,17 @@ def _decode(row: sqlite3.Row, graph: bool = True) -> RunRecord:
         except (ValueError, RecursionError, MemoryError) as exc:
             raise UnreadableRow(f"stored {column} of run {row['id']} cannot be read "
                                 f"({type(exc).__name__}); the run is marked failed") from None
+    listing = loads("listing")
     return RunRecord(row["id"], row["seq"], row["client_id"], row["user"], row["status"],
                      loads("graph") if graph else {},
                      loads("outputs"), loads("overrides"), row["submitted_at"], row["started_at"],
-                     row["finished_at"], loads("error"), loads("result"))
+                     row["finished_at"], loads("error"), loads("result"),
+                     listing if isinstance(listing, dict) else None)
+
+
+def listing_of(graph: Any, extra: dict | None = None) -> dict:
+    """What listings show of a run's graph: its title, and `extra` (what the submitter adds, e.g. seeds)."""
+    return {"title": _title(graph), **(extra or {})}
 
 
 def _unreadable(row: sqlite3.Row, message: str) -> RunRecord:
@@ -268,6 +299,8 @@ class RunQueue:
             columns = {r["name"] for r in self._db.execute("PRAGMA table_info(runs)")}
             if "user" not in columns:      # a database from before users existed
                 self._db.execute("ALTER TABLE runs ADD COLUMN user TEXT")
+            if "listing" not in columns:   # from before listings: each old row is described on its first listing
+                self._db.execute("ALTER TABLE runs ADD COLUMN listing TEXT")
 
     def close(self) -> None:
         """Close the database; safe to call twice."""
@@ -280,16 +313,38 @@ class RunQueue:
         with self._lock:
             return self._db.execute(sql, args).fetchone()
 
-    def _records(self, rows: list[sqlite3.Row]) -> list[RunRecord]:
-        """Decode rows; an unreadable one is returned as failed and marked failed in the table."""
+    def _records(self, rows: list[sqlite3.Row], graph: bool = True) -> list[RunRecord]:
+        """Decode rows (`graph=False`: rows without the graph column); an unreadable one is returned as
+        failed and marked failed in the table."""
         records = []
         for row in rows:
             try:
-                records.append(_decode(row))
+                records.append(_decode(row, graph))
             except UnreadableRow as exc:
                 records.append(_unreadable(row, str(exc)))
                 self._mark_unreadable(row["id"], str(exc))
         return records
+
+    def _listed(self, rows: list[sqlite3.Row], describe: Describe | None) -> list[RunRecord]:
+        """Decode listed rows (`_SELECT_LISTED`: no graph, `record.graph` is {}); a row from before the
+        `listing` column is described once (`_describe_old`)."""
+        records = []
+        for record in self._records(rows, graph=False):
+            if record.listing is None:
+                record = self._describe_old(record, describe)
+            if record is not None:
+                records.append(record)
+        return records
+
+    def _describe_old(self, record: RunRecord, describe: Describe | None) -> RunRecord | None:
+        """A row stored before listings: decode its graph alone, store its listing; the record without its graph."""
+        full = self.get(record.id)
+        if full is None or full.status != record.status:     # deleted meanwhile, or its graph is unreadable
+            return full
+        listing = listing_of(full.graph, describe(full) if describe is not None else None)
+        with self._lock:
+            self._db.execute("UPDATE runs SET listing = ? WHERE id = ?", (strict_dumps(listing), record.id))
+        return replace(full, graph={}, listing=listing)
 
     def _mark_unreadable(self, run_id: str, message: str) -> None:
         with self._lock:
@@ -301,7 +356,8 @@ class RunQueue:
 
     def enqueue(self, graph: dict, client_id: str | None = None, outputs: list[str] | None = None,
                 overrides: dict | None = None, front: bool = False, user: str | None = None,
-                checked: bool = False, graph_text: str | None = None, start: bool = False) -> RunRecord:
+                checked: bool = False, graph_text: str | None = None, start: bool = False,
+                listing: dict | None = None, limit_active: int | None = None) -> RunRecord:
         """Add a run at the back (or front) of the queue; returns its record (ValueError if not storable).
 
         `checked=True`: the caller already applied `storable_problem` to graph, outputs and
@@ -311,6 +367,10 @@ class RunQueue:
         `start=True`: the caller's worker is idle and runs this run now, so when no run is queued
         it is stored as running, started now (one write where queueing and `claim_next` take two);
         the record's status says whether it was (else it is queued as usual).
+        `listing`: what queue and history listings show besides the title (e.g. seeds), stored with
+        the title so that no listing reads the graph.
+        `limit_active`: ActiveLimitReached, nothing stored, when `user` already has that many runs
+        queued or running (counted and stored under one lock: parallel submits cannot both pass).
         """
         for name, value in (("graph", graph), ("outputs", outputs), ("overrides", overrides)):
             problem = None if checked else storable_problem(value, name)
@@ -323,9 +383,12 @@ class RunQueue:
                 graph_text = None
         if graph_text is None:
             graph_text = json.dumps(graph, allow_nan=False)
+        listing_text = strict_dumps(listing_of(graph, listing))
         run_id = uuid.uuid4().hex
         submitted_at = time.time()
         with self._lock:
+            if limit_active is not None and self.active_count(user) >= limit_active:
+                raise ActiveLimitReached(user, limit_active)
             # Two subqueries: each is one index lookup; MIN and MAX in one SELECT scan the whole table.
             bound = self._one("SELECT (SELECT MIN(seq) FROM runs) AS lo, (SELECT MAX(seq) FROM runs) AS hi")
             lo, hi = (bound["lo"] or 0), (bound["hi"] or 0)
@@ -337,10 +400,10 @@ class RunQueue:
             try:
                 self._db.execute(
                     "INSERT INTO runs (id, seq, client_id, user, status, graph, outputs, overrides, submitted_at, "
-                    "started_at) VALUES (?, ?, ?, ?, ?, '', ?, ?, ?, ?)",
+                    "started_at, listing) VALUES (?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?)",
                     (run_id, seq, client_id, user, "queued" if started_at is None else "running",
                      json.dumps(outputs) if outputs is not None else None,
-                     json.dumps(overrides) if overrides else None, submitted_at, started_at))
+                     json.dumps(overrides) if overrides else None, submitted_at, started_at, listing_text))
                 self._db.execute("INSERT INTO run_graphs (id, graph) VALUES (?, ?)", (run_id, graph_text))
                 self._db.execute("COMMIT")
             except BaseException:
@@ -348,11 +411,13 @@ class RunQueue:
                 raise
         # The record as stored (no read-back: the JSON round trip is exact for storable values).
         return RunRecord(run_id, seq, client_id, user, "queued" if started_at is None else "running", graph,
-                         outputs, overrides or None, submitted_at, started_at, None, None, None)
+                         outputs, overrides or None, submitted_at, started_at, None, None, None,
+                         json.loads(listing_text))
 
-    def get(self, run_id: str) -> RunRecord | None:
-        row = self._one(f"{_SELECT_RUNS} WHERE id = ?", run_id)
-        return self._records([row])[0] if row else None
+    def get(self, run_id: str, graph: bool = True) -> RunRecord | None:
+        """One run by id (`graph=False`: without reading its graph, `record.graph` is {}), or None."""
+        row = self._one(f"{_SELECT_RUNS if graph else _SELECT_LISTED} WHERE id = ?", run_id)
+        return self._records([row], graph)[0] if row else None
 
     def position(self, run_id: str) -> int | None:
         """0-based place among queued runs, or None if the run is not queued."""
@@ -404,9 +469,14 @@ class RunQueue:
                 (time.time(), run_id))
             return cursor.rowcount == 1
 
-    def requeue(self, run_id: str) -> bool:
-        """Put a failed, interrupted or cancelled run back at the end of the queue (same id)."""
+    def requeue(self, run_id: str, limit_active: int | None = None) -> bool:
+        """Put a failed, interrupted or cancelled run back at the end of the queue (same id); with
+        `limit_active`, ActiveLimitReached when its user already has that many queued or running."""
         with self._lock:
+            if limit_active is not None:
+                row = self._one("SELECT user FROM runs WHERE id = ?", run_id)
+                if row is not None and self.active_count(row["user"]) >= limit_active:
+                    raise ActiveLimitReached(row["user"], limit_active)
             hi = self._one("SELECT MAX(seq) AS hi FROM runs")["hi"] or 0
             cursor = self._db.execute(
                 "UPDATE runs SET status = 'queued', seq = ?, started_at = NULL, finished_at = NULL, "
@@ -425,46 +495,51 @@ class RunQueue:
                 "WHERE status = 'running'", (time.time(),))
             return ids
 
-    def pending(self, user: str | None = None) -> list[RunRecord]:
-        """Queued runs in order (only `user`'s when given)."""
+    def pending(self, user: str | None = None, describe: Describe | None = None) -> list[RunRecord]:
+        """Queued runs in order (only `user`'s when given), without their graphs (`describe`: see `history`)."""
         with self._lock:
             rows = self._db.execute(
-                f"{_SELECT_RUNS} WHERE status = 'queued' AND (? IS NULL OR user = ?) ORDER BY seq",
+                f"{_SELECT_LISTED} WHERE status = 'queued' AND (? IS NULL OR user = ?) ORDER BY seq",
                 (user, user)).fetchall()
-        return [r for r in self._records(rows) if r.status == "queued"]    # unreadable rows are now failed
+        return [r for r in self._listed(rows, describe) if r.status == "queued"]    # unreadable rows are now failed
 
     def pending_count(self) -> int:
         """How many runs are queued."""
         return int(self._one("SELECT COUNT(*) AS n FROM runs WHERE status = 'queued'")["n"])
 
-    def active_count(self, user: str) -> int:
+    def active_count(self, user: str | None) -> int:
         """How many of `user`'s runs are queued or running (what the per-user limit counts)."""
-        return int(self._one("SELECT COUNT(*) AS n FROM runs WHERE status IN ('queued', 'running') AND user = ?",
+        return int(self._one("SELECT COUNT(*) AS n FROM runs WHERE status IN ('queued', 'running') AND user IS ?",
                              user)["n"])
 
     def running(self) -> RunRecord | None:
         row = self._one(f"{_SELECT_RUNS} WHERE status = 'running' ORDER BY started_at DESC LIMIT 1")
         return self._records([row])[0] if row else None
 
-    def running_runs(self) -> list[RunRecord]:
-        """Every running run, oldest first (several at once on a Ray cluster)."""
+    def running_runs(self, describe: Describe | None = None) -> list[RunRecord]:
+        """Every running run, oldest first (several at once on a Ray cluster), without their graphs."""
         with self._lock:
-            rows = self._db.execute(f"{_SELECT_RUNS} WHERE status = 'running' ORDER BY started_at").fetchall()
-        return [r for r in self._records(rows) if r.status == "running"]
+            rows = self._db.execute(f"{_SELECT_LISTED} WHERE status = 'running' ORDER BY started_at").fetchall()
+        return [r for r in self._listed(rows, describe) if r.status == "running"]
 
     def history(self, offset: int = 0, limit: int = 50, user: str | None = None,
-                statuses: list[str] | None = None) -> tuple[list[RunRecord], int]:
-        """Finished runs, newest first (only `user`'s, only `statuses`, when given), and how many match."""
+                statuses: list[str] | None = None, describe: Describe | None = None) -> tuple[list[RunRecord], int]:
+        """Finished runs, newest first (only `user`'s, only `statuses`, when given), and how many match.
+
+        The records carry no graph (`graph` is {}): what a listing shows of it is `listing`.
+        `describe(record)` gives what the submitter would have added to the listing, for a row
+        stored before listings were (that row's graph is decoded once, then its listing stored).
+        """
         wanted = tuple(s for s in (statuses or FINISHED) if s in FINISHED) or FINISHED
         marks = ", ".join("?" * len(wanted))
         with self._lock:
             rows = self._db.execute(
-                f"{_SELECT_RUNS} WHERE status IN ({marks}) "
+                f"{_SELECT_LISTED} WHERE status IN ({marks}) "
                 "AND (? IS NULL OR user = ?) ORDER BY finished_at DESC, seq DESC LIMIT ? OFFSET ?",
                 (*wanted, user, user, limit, offset)).fetchall()
             total = self._one(f"SELECT COUNT(*) AS n FROM runs WHERE status IN ({marks}) "
                               "AND (? IS NULL OR user = ?)", *wanted, user, user)["n"]
-        return self._records(rows), int(total)
+        return self._listed(rows, describe), int(total)
 
     def file_shared(self, file_id: str, run_id: str, user: str | None) -> bool:
         """Whether another run of `user` (same file store) lists output file `file_id` in its result: a run

@@ -20,7 +20,9 @@ Pieces:
   disconnected). Clean-up in `finally`. Replies are strict JSON (no NaN/Infinity).
 - `Server.process_request`: the HTTP side of the same port — Host, token and
   Origin checks, `/files/<id>` (by id only, see files.py; per user on a server
-  with users), and the editor's static files from `web/dist`. `/?token=T` sets
+  with users; each path segment percent-decoded once, `file_id_from_url_path`;
+  read in a thread; refused to other sites' pages on a server without tokens,
+  `cross_site_read`), and the editor's static files from `web/dist`. `/?token=T` sets
   an HttpOnly, SameSite=Strict cookie and redirects to the same path (a plain path
   of this server only: `SAFE_REDIRECT`), so the editor's assets and websocket
   carry the token without it staying in the URL. A server with users follows its
@@ -47,8 +49,12 @@ Pieces:
   (`protocol.compacted`; docs/protocol.md).
 - Process set-up: `nodegraph serve` freezes the startup heap out of the cyclic
   GC (`freeze_startup_heap`) and, on loopback, negotiates no compression.
-- `/files/<id>?size=N` serves a JPEG thumbnail (longest side N, cached) of an
-  image file, for history lists and galleries.
+- `/files/<id>?size=N` serves a JPEG thumbnail of an image file, for history
+  lists and galleries: N is snapped up to one of `THUMBNAIL_STEPS`
+  (`thumbnail_side`), so a few cached sizes answer every request; thumbnails are
+  made in a pool of `THUMBNAIL_WORKERS` threads (`make_thumbnail`), never on the
+  event loop, the same thumbnail once however many ask for it, and past
+  `THUMBNAIL_WAITING_LIMIT` waiting requests the answer is 503.
 - `Server.close()` is safe to call twice.
 
 Security defaults (docs/security.md): loopback only; any other address requires
@@ -80,7 +86,7 @@ import uuid
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
@@ -120,6 +126,70 @@ def host_name(header: str | None) -> str | None:
         end = header.find("]")
         return header[1:end] if end > 0 else None
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def file_id_from_url_path(encoded: str) -> str | None:
+    """The file id in a `/files/` URL path (what follows the prefix), or None when it cannot be one.
+
+    Each `/`-separated segment is percent-decoded exactly once, as the editor encodes it
+    (`encodeURIComponent` per segment): `my%20cat.png` → `my cat.png`, `100%25.png` → `100%.png`.
+    None for a `%` not followed by two hex digits, bytes that are not UTF-8, or an encoded `/`
+    (`%2F`) inside a segment, which must not act as a separator. The decoded id then goes through
+    the file store's confinement checks (`..`, absolute, NUL, backslash, symlinks) like any other.
+    """
+    if _BAD_ESCAPE.search(encoded):
+        return None
+    segments = []
+    for segment in encoded.split("/"):
+        try:
+            decoded = unquote(segment, errors="strict")
+        except UnicodeDecodeError:
+            return None
+        if "/" in decoded:
+            return None
+        segments.append(decoded)
+    return "/".join(segments)
+
+
+def cross_site_read(headers: Headers) -> bool:
+    """Whether a browser says another site's page makes this request (`Sec-Fetch-Site: cross-site`), other than
+    a top-level navigation (a link the user follows: the other page learns nothing of what it loads)."""
+    if headers.get("Sec-Fetch-Site", "").strip().lower() != "cross-site":
+        return False
+    navigation = (headers.get("Sec-Fetch-Mode", "").strip().lower() == "navigate"
+                  and headers.get("Sec-Fetch-Dest", "document").strip().lower() == "document")
+    return not navigation
+
+
+THUMBNAIL_STEPS = (64, 128, 256, 512, 1024)     # the sides thumbnails are made at; the editor asks for 128
+THUMBNAIL_REQUEST_RANGE = (16, 1024)            # what `?size=` accepts
+
+
+def thumbnail_side(size: str) -> int | None:
+    """`?size=N` → the thumbnail side served: the smallest of THUMBNAIL_STEPS ≥ N; None for a bad size."""
+    low, high = THUMBNAIL_REQUEST_RANGE
+    if not (size.isascii() and size.isdigit()) or not low <= int(size) <= high:     # "²" is a digit too
+        return None
+    return next(step for step in THUMBNAIL_STEPS if step >= int(size))
+
+
+def make_thumbnail(file_path: Path, side: int) -> bytes | None:
+    """A JPEG of an image file scaled to at most `side` pixels on its longest side; None if it is not a readable
+    image. Decodes the whole image: the server calls it in its thumbnail threads, never on the event loop."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file_path) as image:
+            image.draft("RGB", (side, side))       # JPEG: decode at a reduced scale
+            image.thumbnail((side, side))
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, format="JPEG", quality=85)
+            return buffer.getvalue()
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
+        return None
 
 
 def dump_message(message: dict[str, Any]) -> str:
@@ -259,6 +329,9 @@ class Server:
         self._posted: list[Outgoing] = []              # from the worker, not yet drained by the loop
         self._posted_lock = threading.Lock()
         self._thumbnails: dict[tuple, bytes] = {}      # (path, mtime, size, side) → JPEG, LRU by insertion
+        self._thumbnail_jobs: dict[tuple, asyncio.Future] = {}     # thumbnails being made, by the same key
+        self._thumbnail_pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.THUMBNAIL_WORKERS,
+                                                                     thread_name_prefix="nodegraph-thumbnail")
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -316,6 +389,7 @@ class Server:
         if self.backend is not None:
             await asyncio.to_thread(self.backend.close)
         self._handlers.shutdown(wait=False, cancel_futures=True)
+        self._thumbnail_pool.shutdown(wait=False, cancel_futures=True)
         self.queue.close()
 
     @property
@@ -365,15 +439,15 @@ class Server:
             return True, None
         return any(hmac.compare_digest(given.encode(), self.token.encode()) for given in tokens), None
 
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Host/token/Origin checks; the websocket handshake, files and static assets. Never a traceback."""
         try:
-            return self._process_request(connection, request)
+            return await self._process_request(connection, request)
         except Exception:  # noqa: BLE001 — an HTTP request must never see a traceback
             log.exception("HTTP request %r failed", request.path[:200])
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         hosts = request.headers.get_all("Host")
         host = host_name(hosts[0]) if len(hosts) == 1 else None
@@ -402,42 +476,58 @@ class Server:
                 return connection.respond(HTTPStatus.FORBIDDEN, f"origin {origin} is not allowed\n")
             return None
         if path.startswith("/files/"):
-            if "%" in path:  # ids never need encoding; refusing it closes off %2e%2e-style traversal
-                return connection.respond(HTTPStatus.NOT_FOUND, "file ids are not percent-encoded\n")
-            try:
-                file_path = self.protocol.store_for(user).resolve(path[len("/files/"):])
-            except FileAccessError as exc:
-                return connection.respond(HTTPStatus.NOT_FOUND, f"{exc}\n")
-            size = parse_qs(urlsplit(request.path).query, keep_blank_values=True).get("size")
-            if size is not None:          # `?size=` (empty) is a bad size, not a request for the whole file
-                return self._thumbnail_response(connection, file_path, size[0])
-            return self._file_response(file_path)
+            return await self._files(connection, request, user, path[len("/files/"):])
         return self._static(connection, path)
 
-    THUMBNAIL_SIDES = (16, 1024)     # allowed range of ?size=
-    THUMBNAIL_CACHE = 256            # thumbnails kept in memory
+    async def _files(self, connection: ServerConnection, request: Request, user: User | None,
+                     encoded_id: str) -> Response:
+        """`/files/<id>`: the file, or with `?size=N` its thumbnail; read in a thread, never on the event loop."""
+        if self.token is None and self.users is None and cross_site_read(request.headers):
+            # Nothing else guards a server without tokens: an <img> on any site could probe (and load) its files.
+            return connection.respond(HTTPStatus.FORBIDDEN, "files are not served to pages of other sites\n")
+        file_id = file_id_from_url_path(encoded_id)
+        if file_id is None:
+            return connection.respond(HTTPStatus.NOT_FOUND, "a file id is percent-encoded once per path segment "
+                                      "(a %2F inside a segment is refused)\n")
+        try:
+            file_path = self.protocol.store_for(user).resolve(file_id)
+        except FileAccessError as exc:
+            return connection.respond(HTTPStatus.NOT_FOUND, f"{exc}\n")
+        size = parse_qs(urlsplit(request.path).query, keep_blank_values=True).get("size")
+        if size is not None:          # `?size=` (empty) is a bad size, not a request for the whole file
+            return await self._thumbnail_response(connection, file_path, size[0])
+        return await asyncio.to_thread(self._file_response, file_path)
 
-    def _thumbnail_response(self, connection: ServerConnection, file_path: Path, size: str) -> Response:
-        """A JPEG of an image file scaled to at most `size` pixels on its longest side (cached)."""
-        low, high = self.THUMBNAIL_SIDES
-        if not (size.isascii() and size.isdigit()) or not low <= int(size) <= high:     # "²" is a digit too
+    THUMBNAIL_CACHE = 256            # thumbnails kept in memory
+    THUMBNAIL_WORKERS = 2            # threads making thumbnails (each holds one decoded image)
+    THUMBNAIL_WAITING_LIMIT = 32     # thumbnails being made or waiting for a thread; past it: 503
+
+    async def _thumbnail_response(self, connection: ServerConnection, file_path: Path, size: str) -> Response:
+        """A JPEG of an image file, longest side `thumbnail_side(size)` at most (cached; made in the pool)."""
+        side = thumbnail_side(size)
+        if side is None:
+            low, high = THUMBNAIL_REQUEST_RANGE
             return connection.respond(HTTPStatus.BAD_REQUEST, f"size must be an integer from {low} to {high}\n")
         if not (mimetypes.guess_type(file_path.name)[0] or "").startswith("image/"):
             return connection.respond(HTTPStatus.NOT_FOUND, "thumbnails exist only for image files\n")
         stat = file_path.stat()
-        key = (str(file_path), stat.st_mtime_ns, stat.st_size, int(size))
+        key = (str(file_path), stat.st_mtime_ns, stat.st_size, side)
         body = self._thumbnails.pop(key, None)
         if body is None:
-            from PIL import Image, UnidentifiedImageError
-
-            try:
-                with Image.open(file_path) as image:
-                    image.thumbnail((int(size), int(size)))
-                    buffer = io.BytesIO()
-                    image.convert("RGB").save(buffer, format="JPEG", quality=85)
-                    body = buffer.getvalue()
-            except (UnidentifiedImageError, OSError, ValueError):
+            job = self._thumbnail_jobs.get(key)
+            if job is None:
+                if len(self._thumbnail_jobs) >= self.THUMBNAIL_WAITING_LIMIT:
+                    response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE,
+                                                  "too many thumbnails are being made; try again shortly\n")
+                    response.headers["Retry-After"] = "1"
+                    return response
+                job = asyncio.get_running_loop().run_in_executor(self._thumbnail_pool, make_thumbnail, file_path, side)
+                self._thumbnail_jobs[key] = job
+                job.add_done_callback(lambda _done: self._thumbnail_jobs.pop(key, None))
+            body = await asyncio.shield(job)      # one client giving up does not cancel the others' thumbnail
+            if body is None:
                 return connection.respond(HTTPStatus.NOT_FOUND, "the file is not a readable image\n")
+            self._thumbnails.pop(key, None)       # another request for it may have stored it meanwhile
             while len(self._thumbnails) >= self.THUMBNAIL_CACHE:
                 self._thumbnails.pop(next(iter(self._thumbnails)))
         self._thumbnails[key] = body

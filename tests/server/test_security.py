@@ -220,6 +220,7 @@ def test_an_unreadable_stored_row_does_not_break_listings(tmp_path):
         queue._db.execute("UPDATE run_graphs SET graph = ? WHERE id = ?", (deep, poisoned.id))
         queue._db.execute("DELETE FROM run_graphs WHERE id = ?", (good.id,))      # as stored before run_graphs
         queue._db.execute("UPDATE runs SET graph = ? WHERE id = ?", ("{not json", good.id))
+        queue._db.execute("UPDATE runs SET listing = NULL")      # as stored before listings: listed from the graph
     third = queue.enqueue(ARITHMETIC)
     pending = queue.pending()                        # no RecursionError, no JSONDecodeError
     assert [r.id for r in pending] == [third.id]

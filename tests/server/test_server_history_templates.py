@@ -318,7 +318,8 @@ def test_compacted_groups_only_consecutive_events_of_one_kind_and_run():
 
 
 def test_thumbnails_of_output_images(server, tmp_path):
-    """/files/<id>?size=N gives a JPEG no larger than N; bad sizes and non-images are refused."""
+    """/files/<id>?size=N gives a JPEG no larger than the next thumbnail step ≥ N; bad sizes and non-images are
+    refused."""
     from PIL import Image
 
     out = tmp_path / "out"
@@ -328,7 +329,7 @@ def test_thumbnails_of_output_images(server, tmp_path):
     status, body = http_get(server.port, "/files/output/big.png?size=40")
     assert status == 200
     with Image.open(io.BytesIO(body)) as thumb:
-        assert thumb.format == "JPEG" and thumb.size == (40, 20)
+        assert thumb.format == "JPEG" and thumb.size == (64, 32)      # 40 is served at the next step, 64
     status, again = http_get(server.port, "/files/output/big.png?size=40")
     assert status == 200 and again == body
     assert http_get(server.port, "/files/output/big.png?size=9999")[0] == 400
@@ -395,7 +396,7 @@ def test_graphs_live_apart_from_run_rows_and_old_rows_still_read(tmp_path):
         assert queue._db.execute("SELECT graph FROM runs WHERE id = ?", (new.id,)).fetchone()["graph"] == ""
         queue._db.execute("DELETE FROM run_graphs WHERE id = ?", (old.id,))
         queue._db.execute("UPDATE runs SET graph = ? WHERE id = ?", (json.dumps(seeded_graph(2)), old.id))
-    assert [r.graph for r in queue.pending()] == [seeded_graph(1), seeded_graph(2)]
+    assert [queue.get(r.id).graph for r in queue.pending()] == [seeded_graph(1), seeded_graph(2)]
     for _ in range(2):
         queue.finish(queue.claim_next().id, "succeeded", result={})
     assert queue.get(new.id).graph == seeded_graph(1) and queue.get(old.id).graph == seeded_graph(2)

@@ -1,0 +1,310 @@
+"""What a hostile client's test pass found: thumbnails off the event loop, file ids that need percent-encoding,
+listings that never decode stored graphs, and a per-user queue limit that holds under parallel submits."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import io
+import json
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from nodegraph import Session
+from nodegraph import run_queue as run_queue_module
+from nodegraph.files import FileStore
+from nodegraph.protocol import PROTOCOL_VERSION, ServerProtocol
+from nodegraph.run_queue import RunQueue
+from nodegraph.server import THUMBNAIL_STEPS, Server, file_id_from_url_path, thumbnail_side
+from nodegraph.users import User, UserBook
+
+from .test_server import Client, RunningServer, http_get, wait_graph
+from .test_server_history_templates import SeededValue, seeded_graph
+
+
+def http_request(port: int, path: str, headers: dict | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    conn.request("GET", path, headers=headers or {})
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def save_png(path, size=(200, 100)) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (200, 30, 30)).save(path)
+
+
+@pytest.fixture
+def server(tmp_path):
+    running = RunningServer(tmp_path)
+    yield running
+    running.stop()
+
+
+# --- thumbnails (finding 4) ----------------------------------------------------------------------
+
+def slow_image_open(monkeypatch, seconds: float, seen: list) -> None:
+    """Make PIL's Image.open slow and record, per call, whether it ran on a thread with an event loop."""
+    from PIL import Image
+
+    real_open = Image.open
+
+    def slow_open(*args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+            seen.append("event loop")
+        except RuntimeError:
+            seen.append("thread")
+        time.sleep(seconds)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", slow_open)
+
+
+def test_thumbnails_are_made_off_the_event_loop(server, tmp_path, monkeypatch):
+    """A slow thumbnail is decoded in a thread: a websocket ping is answered while it is being made."""
+    save_png(tmp_path / "out" / "big.png")
+    seen: list = []
+    slow_image_open(monkeypatch, 1.5, seen)
+    client = Client(server.url())
+    fetch = threading.Thread(target=http_get, args=(server.port, "/files/output/big.png?size=128"))
+    fetch.start()
+    time.sleep(0.3)
+    started = time.perf_counter()
+    client.send({"type": "ping"})
+    assert client.next_of("pong")
+    assert time.perf_counter() - started < 0.8
+    fetch.join()
+    client.close()
+    assert seen == ["thread"]
+
+
+def test_thumbnail_sizes_snap_to_a_few_cached_steps(server, tmp_path):
+    """Every ?size= from 16 to 64 is one cached 64-pixel thumbnail; the editor's 128 is served at 128."""
+    from PIL import Image
+
+    save_png(tmp_path / "out" / "big.png", (400, 200))
+    bodies = {http_get(server.port, f"/files/output/big.png?size={n}")[1] for n in (16, 17, 40, 64)}
+    assert len(bodies) == 1 and len(server.server._thumbnails) == 1
+    with Image.open(io.BytesIO(bodies.pop())) as thumb:
+        assert thumb.size == (64, 32)
+    status, body = http_get(server.port, "/files/output/big.png?size=128")
+    with Image.open(io.BytesIO(body)) as thumb:
+        assert status == 200 and thumb.size == (128, 64)
+    assert [thumbnail_side(str(n)) for n in (16, 65, 128, 129, 1024)] == [64, 128, 128, 256, 1024]
+    assert thumbnail_side("1025") is None and thumbnail_side("15") is None and THUMBNAIL_STEPS[-1] == 1024
+
+
+def test_thumbnail_work_is_bounded(server, tmp_path, monkeypatch):
+    """At most THUMBNAIL_WORKERS thumbnails are made at once; past the waiting limit a request gets 503."""
+    for i in range(6):
+        save_png(tmp_path / "out" / f"img{i}.png")
+    seen: list = []
+    slow_image_open(monkeypatch, 1.0, seen)
+    running = {"now": 0, "most": 0}
+    lock = threading.Lock()
+    real = Server.THUMBNAIL_WORKERS
+    import nodegraph.server as server_module
+
+    real_make = server_module.make_thumbnail
+
+    def counted(*args):
+        with lock:
+            running["now"] += 1
+            running["most"] = max(running["most"], running["now"])
+        try:
+            return real_make(*args)
+        finally:
+            with lock:
+                running["now"] -= 1
+
+    monkeypatch.setattr(server_module, "make_thumbnail", counted)
+    server.server.THUMBNAIL_WAITING_LIMIT = 4
+    with ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(lambda i: http_get(server.port, f"/files/output/img{i}.png?size=64")[0], range(6)))
+    assert running["most"] <= real == 2
+    assert statuses.count(200) >= 4 and set(statuses) <= {200, 503} and 503 in statuses
+
+
+def test_other_sites_pages_cannot_load_files_from_a_server_without_tokens(server, tmp_path):
+    """`Sec-Fetch-Site: cross-site` (an <img> on another site) gets 403; the editor's own requests, a followed
+    link and a client that sends no such header (curl) get the file."""
+    save_png(tmp_path / "out" / "a.png")
+    path = "/files/output/a.png?size=64"
+    assert http_request(server.port, path, {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors",
+                                            "Sec-Fetch-Dest": "image"})[0] == 403
+    assert http_request(server.port, "/files/output/a.png", {"Sec-Fetch-Site": "cross-site"})[0] == 403
+    for headers in ({"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"},
+                    {"Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"},
+                    {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"},
+                    {}):
+        assert http_request(server.port, path, headers)[0] == 200, headers
+
+
+# --- file ids that need percent-encoding (finding 6) ----------------------------------------------
+
+def test_file_ids_are_percent_decoded_once_per_segment(server, tmp_path):
+    """Names with spaces and non-ASCII letters are fetched as the editor encodes them (encodeURIComponent per
+    segment); an encoded '/' in a segment, a bad escape and encoded traversal are refused."""
+    out = tmp_path / "out"
+    (out / "café").mkdir(parents=True)
+    (out / "my cat_00001.txt").write_text("cat")
+    (out / "café" / "été_00001.txt").write_text("summer")
+    (out / "a+b=c&d.txt").write_text("plus")
+    (tmp_path / "secret.txt").write_text("do not serve")
+    assert http_get(server.port, "/files/output/my%20cat_00001.txt") == (200, b"cat")
+    assert http_get(server.port, "/files/output/caf%C3%A9/%C3%A9t%C3%A9_00001.txt") == (200, b"summer")
+    assert http_get(server.port, "/files/output/a%2Bb%3Dc%26d.txt") == (200, b"plus")
+    for path in ["/files/output/caf%C3%A9%2F%C3%A9t%C3%A9_00001.txt", "/files/output/%2e%2e/secret.txt",
+                 "/files/output/..%2fsecret.txt", "/files/output/%252e%252e/secret.txt", "/files/output/100%.txt",
+                 "/files/output/%FF.txt", "/files/output/%00.txt", "/files/output/%5C..%5Csecret.txt"]:
+        status, body = http_get(server.port, path)
+        assert status == 404 and b"do not serve" not in body, path
+
+
+def test_a_literal_percent_in_a_name_is_asked_for_as_percent_25():
+    """%25 decodes to a literal '%' (once: %2525 is the name '%25'); the id then goes to the store's checks."""
+    assert file_id_from_url_path("output/100%25_00001.png") == "output/100%_00001.png"
+    assert file_id_from_url_path("output/%2525.png") == "output/%25.png"
+    assert file_id_from_url_path("output/a%2Fb.png") is None
+    assert file_id_from_url_path("output/100%.png") is None and file_id_from_url_path("output/%zz.png") is None
+    assert file_id_from_url_path("output/%C3.png") is None           # not UTF-8
+    assert file_id_from_url_path("output/run/x.png") == "output/run/x.png"
+
+
+# --- listings never decode stored graphs (finding 5) -------------------------------------------------
+
+@pytest.fixture
+def proto(tmp_path):
+    import sys
+
+    session = Session(plugins=[sys.modules[SeededValue.__module__]], output_dir=tmp_path / "out",
+                      input_dir=tmp_path / "in")
+    protocol = ServerProtocol(session, RunQueue(tmp_path / "runs.sqlite"), FileStore(tmp_path / "in", tmp_path / "out"))
+    protocol.connect("c1")
+    protocol.receive("c1", json.dumps({"type": "hello", "protocol_version": PROTOCOL_VERSION}))
+    return protocol
+
+
+def send(proto, message: dict) -> list:
+    return [out.message for out in proto.receive("c1", json.dumps(message)) if out.message is not None]
+
+
+def big_seeded_graph(seed: int) -> dict:
+    return {**seeded_graph(seed), "ui": {"blob": [{"k": 0} for _ in range(5_000)]}}
+
+
+def refuse_decoding_graphs(monkeypatch) -> None:
+    """json.loads in run_queue fails for any text as long as a stored graph with its ui."""
+    real_loads = json.loads
+
+    def loads(text, *args, **kwargs):
+        assert len(text) < 20_000, "a listing decoded a stored graph"
+        return real_loads(text, *args, **kwargs)
+
+    monkeypatch.setattr(run_queue_module.json, "loads", loads)
+
+
+def test_history_and_queue_listings_never_decode_stored_graphs(proto, monkeypatch):
+    """Title and seeds are stored at submit; history and queue_status show them without reading any graph."""
+    for seed in (1, 2):
+        overrides = {"s.seed": 7} if seed == 2 else None
+        record = proto.queue.enqueue(big_seeded_graph(seed), "c1", overrides=overrides,
+                                     listing=proto._listing_extras(big_seeded_graph(seed), overrides))
+        if seed == 1:
+            proto.queue.finish(proto.queue.claim_next().id, "succeeded", result={})
+    assert record.listing == {"title": "Seeded", "seeds": {"s.seed": 7}}
+    refuse_decoding_graphs(monkeypatch)
+    history = next(m for m in send(proto, {"type": "history"}) if m["type"] == "history")
+    assert [(r["title"], r["seeds"]) for r in history["runs"]] == [("Seeded", {"s.seed": 1})]
+    queue = next(m for m in send(proto, {"type": "queue_status"}) if m["type"] == "queue")
+    assert [(r["title"], r["run_id"]) for r in queue["pending"]] == [("Seeded", record.id)]
+
+
+def test_submit_stores_the_listing(proto, monkeypatch):
+    """A submitted run's title and seeds come back in history without its graph being decoded."""
+    replies = send(proto, {"type": "submit", "graph": big_seeded_graph(5)})
+    run_id = next(m for m in replies if m["type"] == "submitted")["run_id"]
+    proto.queue.finish(proto.queue.claim_next().id, "succeeded", result={})
+    refuse_decoding_graphs(monkeypatch)
+    history = next(m for m in send(proto, {"type": "history"}) if m["type"] == "history")
+    assert [(r["run_id"], r["title"], r["seed"]) for r in history["runs"]] == [(run_id, "Seeded", 5)]
+
+
+def test_a_database_from_before_listings_is_migrated_and_each_old_row_described_once(tmp_path, proto, monkeypatch):
+    """Opening an old database adds the listing column; an old row's graph is decoded on its first listing only."""
+    path = tmp_path / "old.sqlite"
+    old_schema = run_queue_module._SCHEMA.replace(",\n    listing TEXT\n", "\n")
+    assert "listing" not in old_schema
+    with sqlite3.connect(path) as db:
+        db.executescript(old_schema)
+        db.execute("INSERT INTO runs (id, seq, status, graph, submitted_at, started_at, finished_at) "
+                   "VALUES ('old', 1, 'succeeded', ?, 1.0, 1.0, 2.0)", (json.dumps(big_seeded_graph(3)),))
+    db.close()
+    proto.queue = RunQueue(path)
+    history = next(m for m in send(proto, {"type": "history"}) if m["type"] == "history")
+    assert [(r["run_id"], r["title"], r["seeds"]) for r in history["runs"]] == [("old", "Seeded", {"s.seed": 3})]
+    refuse_decoding_graphs(monkeypatch)          # described and stored: never decoded for a listing again
+    history = next(m for m in send(proto, {"type": "history"}) if m["type"] == "history")
+    assert [(r["run_id"], r["title"], r["seeds"]) for r in history["runs"]] == [("old", "Seeded", {"s.seed": 3})]
+    proto.queue.close()
+
+
+# --- the per-user queue limit under parallel submits (finding 9) ---------------------------------------
+
+def test_parallel_submits_cannot_pass_the_per_user_queue_limit(tmp_path, monkeypatch):
+    """Sixteen submits at once from one user with max_queued=3: exactly three are stored."""
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+    book = UserBook(path=tmp_path / "users.json")
+    token = book.add(User("alice", max_queued=3))
+    proto = ServerProtocol(session, RunQueue(tmp_path / "runs.sqlite"), FileStore(tmp_path / "in", tmp_path / "out"),
+                           users=book)
+    alice = book.authenticate(token)
+    real_validate = session.validate
+
+    def slow_validate(*args, **kwargs):        # widens the window between the count and the insert
+        time.sleep(0.05)
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(session, "validate", slow_validate)
+    clients = [f"c{i}" for i in range(16)]
+    for client_id in clients:
+        proto.connect(client_id, alice)
+        proto.receive(client_id, json.dumps({"type": "hello", "protocol_version": PROTOCOL_VERSION}))
+    barrier = threading.Barrier(len(clients))
+
+    def submit(client_id):
+        barrier.wait()
+        replies = proto.receive(client_id, json.dumps({"type": "submit", "graph": wait_graph(30)}))
+        return next(out.message for out in replies if out.message and out.message["type"] in ("submitted", "error"))
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        answers = list(pool.map(submit, clients))
+    accepted = [a for a in answers if a["type"] == "submitted"]
+    assert len(accepted) == 3 and proto.queue.active_count("alice") == 3
+    assert all(a["code"] == "quota_exceeded" for a in answers if a["type"] == "error")
+    proto.queue.close()
+
+
+def test_the_queue_counts_and_stores_under_one_lock(tmp_path):
+    """RunQueue.enqueue(limit_active=) from many threads stores exactly the limit."""
+    queue = RunQueue(tmp_path / "runs.sqlite")
+    barrier = threading.Barrier(12)
+
+    def enqueue(_):
+        barrier.wait()
+        try:
+            return queue.enqueue({"format_version": 1, "nodes": {}}, user="bob", limit_active=4)
+        except run_queue_module.ActiveLimitReached:
+            return None
+
+    with ThreadPoolExecutor(12) as pool:
+        stored = [r for r in pool.map(enqueue, range(12)) if r is not None]
+    assert len(stored) == 4 and queue.active_count("bob") == 4
+    queue.close()
