@@ -2,8 +2,10 @@
 
 A file id is `input/<name>` or `output/<relative path>`. `resolve` accepts an id
 only if it names a regular file whose real path (symlinks resolved) lies inside
-the matching folder, so `../`, absolute paths, encoded separators, NUL bytes
-and symlinks pointing outside are all refused with `FileAccessError`.
+the matching folder, so `../`, absolute paths, NUL bytes, backslashes and
+symlinks pointing outside are all refused with `FileAccessError`. Ids are
+plain text (the server percent-decodes a URL once before asking), so `%` is an
+ordinary character in a name.
 Upload names are sanitised to a plain file name (letters, digits, `._-`) and
 never overwrite: a numeric suffix is added instead. Uploads must decode as an
 image of at most `MAX_UPLOAD_PIXELS` (a 60-byte PNG can declare 20000×20000:
@@ -178,7 +180,7 @@ class FileStore:
 
     def resolve(self, file_id: str) -> Path:
         """The path behind a file id, or FileAccessError (never a path outside the folders)."""
-        if not isinstance(file_id, str) or "\x00" in file_id or "\\" in file_id or "%" in file_id:
+        if not isinstance(file_id, str) or "\x00" in file_id or "\\" in file_id:    # decoded ids: '%' is a letter
             raise FileAccessError(f"invalid file id {file_id[:100]!r}")
         if len(file_id) > MAX_ID_LENGTH:
             raise FileAccessError(f"file id too long ({len(file_id)} characters; ids are at most {MAX_ID_LENGTH})")

@@ -521,6 +521,14 @@ class ServerProtocol:
         """The file store a user reads and writes (the whole store for the single user and admins)."""
         return self.files if user is None or user.is_admin else self.files.for_user(user.name)
 
+    def may_write_models(self, user_name: str | None) -> bool:
+        """Whether runs of `user_name` may save into the model folders: without users, and for admins (a model
+        folder is shared by every user: a plain user's save could replace what everyone loads). A user no
+        longer in the users file may not."""
+        if self.users is None or user_name is None:
+            return True
+        return any(user.name == user_name and user.is_admin for user in self.users.users())
+
     def run_folders(self, user_name: str | None) -> tuple[Any, Any] | None:
         """(input dir, output dir) for runs of `user_name`, or None for the session's own folders."""
         if self.users is None or user_name is None:
@@ -724,7 +732,8 @@ class ServerProtocol:
             graph = self.session.load(message.graph)
             if message.overrides:
                 graph = graph.with_overrides(message.overrides)
-            errors = self.session.validate(graph, message.outputs)
+            errors = self.session.validate(graph, message.outputs, model_writes=self.may_write_models(
+                client.user.name if client.user is not None else None))
         except GraphValidationError as exc:
             errors = exc.errors
         if errors:

@@ -157,10 +157,12 @@ def test_file_ids_are_percent_decoded_once_per_segment(server, tmp_path):
     (out / "my cat_00001.txt").write_text("cat")
     (out / "café" / "été_00001.txt").write_text("summer")
     (out / "a+b=c&d.txt").write_text("plus")
+    (out / "100%_00001.txt").write_text("full")
     (tmp_path / "secret.txt").write_text("do not serve")
     assert http_get(server.port, "/files/output/my%20cat_00001.txt") == (200, b"cat")
     assert http_get(server.port, "/files/output/caf%C3%A9/%C3%A9t%C3%A9_00001.txt") == (200, b"summer")
     assert http_get(server.port, "/files/output/a%2Bb%3Dc%26d.txt") == (200, b"plus")
+    assert http_get(server.port, "/files/output/100%25_00001.txt") == (200, b"full")
     for path in ["/files/output/caf%C3%A9%2F%C3%A9t%C3%A9_00001.txt", "/files/output/%2e%2e/secret.txt",
                  "/files/output/..%2fsecret.txt", "/files/output/%252e%252e/secret.txt", "/files/output/100%.txt",
                  "/files/output/%FF.txt", "/files/output/%00.txt", "/files/output/%5C..%5Csecret.txt"]:
@@ -308,3 +310,34 @@ def test_the_queue_counts_and_stores_under_one_lock(tmp_path):
         stored = [r for r in pool.map(enqueue, range(12)) if r is not None]
     assert len(stored) == 4 and queue.active_count("bob") == 4
     queue.close()
+
+
+# --- model saves on a server with users ----------------------------------------------------------------
+
+def test_a_plain_user_cannot_save_into_the_shared_model_folders(tmp_path):
+    """bob ran SaveCheckpoint with overwrite and replaced the studio checkpoint everyone loads. A plain user's
+    graph that saves a model is now refused at submit (model_write_forbidden); an admin's is queued."""
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+    book = UserBook(path=tmp_path / "users.json")
+    bob = book.authenticate(book.add(User("bob")))
+    root = book.authenticate(book.add(User("root", role="admin")))
+    proto = ServerProtocol(session, RunQueue(tmp_path / "runs.sqlite"), FileStore(tmp_path / "in", tmp_path / "out"),
+                           users=book)
+    checkpoint = {"node": "load", "output": ""}
+    saving = {"format_version": 2, "nodes": {
+        "load": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world_v4.safetensors"}},
+        "save": {"type": "SaveCheckpoint", "inputs": {
+            "model": {**checkpoint, "output": "model"}, "text_encoder": {**checkpoint, "output": "text_encoder"},
+            "vae": {**checkpoint, "output": "vae"}, "filename": "studio.safetensors", "overwrite": True}}}}
+    assert session.validate(saving) == []
+    answers = {}
+    for client_id, user in (("b", bob), ("r", root)):
+        proto.connect(client_id, user)
+        proto.receive(client_id, json.dumps({"type": "hello", "protocol_version": PROTOCOL_VERSION}))
+        replies = proto.receive(client_id, json.dumps({"type": "submit", "graph": saving}))
+        answers[client_id] = next(out.message for out in replies
+                                  if out.message and out.message["type"] in ("submitted", "error"))
+    assert answers["b"]["type"] == "error" and answers["b"]["code"] == "invalid_graph"
+    assert [(e["code"], e["node_id"]) for e in answers["b"]["details"]["errors"]] == [("model_write_forbidden", "save")]
+    assert answers["r"]["type"] == "submitted"
+    assert proto.may_write_models(None) is True and proto.may_write_models("gone") is False
