@@ -86,7 +86,7 @@ import uuid
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
@@ -114,7 +114,7 @@ TOKEN_COOKIE = "nodegraph_token"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # Where a sign-in link may send the browser: a path of this server. Not "//host" or "/\host" (a backslash),
 # which browsers read as another site; so only plain path characters, and no "/" twice at the start.
-SAFE_REDIRECT = re.compile(r"/(?!/)[A-Za-z0-9._~/-]*")
+SAFE_REDIRECT = re.compile(r"/(?!/)(?:[A-Za-z0-9._~/-]|%(?!2[Ff]|5[Cc])[0-9A-Fa-f]{2})*")   # our path; no %2F / %5C
 
 
 def host_name(header: str | None) -> str | None:
@@ -463,7 +463,10 @@ class Server:
         if in_query and path != "/ws" and (self.token is not None or self.users is not None):
             # Trade the token in the URL for a cookie, so that the editor's assets and websocket carry it.
             response = connection.respond(HTTPStatus.SEE_OTHER, "signed in\n")
-            response.headers["Location"] = path if SAFE_REDIRECT.fullmatch(path) else "/"     # never another site
+            kept = urlencode([(k, v) for k, v in parse_qsl(urlsplit(request.path).query, keep_blank_values=True)
+                              if k != "token"])                # e.g. a thumbnail's ?size=
+            response.headers["Location"] = ((path + (f"?{kept}" if kept else ""))
+                                             if SAFE_REDIRECT.fullmatch(path) else "/")     # never another site
             response.headers["Set-Cookie"] = (f"{TOKEN_COOKIE}={given}; HttpOnly; SameSite=Strict; Path=/"
                                               + ("; Secure" if request.headers.get("X-Forwarded-Proto") == "https"
                                                  else ""))

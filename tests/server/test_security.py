@@ -319,8 +319,10 @@ def test_the_editor_loads_with_a_token_through_an_httponly_cookie(tmp_path):
         assert http_request(running.port, "/", {"Cookie": "nodegraph_token=stale; nodegraph_token=s3cret"}).status \
             != 401                                          # a stale cookie beside the right one
         for path, target in (("/files/a.png", "/files/a.png"), ("/\\evil.example", "/"), ("//evil.example", "/"),
-                             ("/%2F%2Fevil.example", "/")):      # a sign-in link never leads to another site
-            response = http_request(running.port, f"{path}?token=s3cret")
+                             ("/%2F%2Fevil.example", "/"), ("/%5C%5Cevil.example", "/"),
+                             ("/files/output/my%20cat.png?size=128&", "/files/output/my%20cat.png?size=128")):
+            # a sign-in link never leads to another site; a file link keeps its encoding and its ?size=
+            response = http_request(running.port, f"{path}{'&' if '?' in path else '?'}token=s3cret".replace("&&", "&"))
             assert response.status == 303 and response.getheader("Location") == target, path
     finally:
         running.stop()
