@@ -14,9 +14,11 @@ Every command that loads plugins takes --allow-plugin, --deny-plugin,
 --prefer-plugin TYPE=PLUGIN and --no-plugins (`plugins.add_plugin_arguments`);
 `run` and `validate` print plugin failures and clashes to stderr.
 
-Exit codes: 0 success; 1 invalid graph; 2 bad command line; 3 a node failed;
-4 a plugin failed to load (`nodegraph plugins`); 130 interrupted. A thin layer over `nodegraph.Session`; it imports nothing
-heavy itself, so `--help` and `validate` start fast (no torch).
+Exit codes: 0 success; 1 invalid graph; 2 bad command line (a flag, a --set value, an unusable
+--model-paths / NODEGRAPH_MODEL_PATHS file: one `error:` line; with `validate --json` a JSON object
+with `usage_error`); 3 a node failed; 4 a plugin failed to load (`nodegraph plugins`); 130 interrupted.
+A thin layer over `nodegraph.Session`; it imports nothing heavy itself, so `--help` and `validate`
+start fast (no torch).
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ def _plugin_options() -> argparse.ArgumentParser:
 
     parent = add_plugin_arguments(argparse.ArgumentParser(add_help=False))
     parent.add_argument("--model-paths", metavar="FILE",
-                        help="JSON file of extra model folders, e.g. an A1111/ComfyUI install (env NODEGRAPH_MODEL_PATHS)")
+                        help='JSON file of extra model folders, e.g. an A1111/ComfyUI install: '
+                             '{"checkpoints": ["/path", ...], "loras": [...]}, relative paths from the file\'s '
+                             "folder (env NODEGRAPH_MODEL_PATHS; search order: docs/models.md)")
     return parent
 
 
@@ -104,7 +108,8 @@ def _session(args: argparse.Namespace, **kwargs: Any):
 
     from .plugins import plugin_options
 
-    return Session(**plugin_options(args), model_paths=ModelPaths.default(args.model_paths), **kwargs)
+    model_paths = ModelPaths.default(args.model_paths, source="--model-paths")   # ModelPathsError: a usage error
+    return Session(**plugin_options(args), model_paths=model_paths, **kwargs)
 
 
 def _print_errors(errors: list, stream: TextIO) -> None:
@@ -319,21 +324,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _usage_error(message: str, as_json: bool = False) -> int:
+    """Report a bad command line (exit 2): `error: ...` on stderr, or with --json a JSON object on stdout
+    (`valid` false, the message as `usage_error`, no graph errors: the graph was not checked)."""
+    if as_json:
+        print(json.dumps({"valid": False, "usage_error": message, "errors": [], "plugin_warnings": []}, indent=2))
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _override_graph(graph: Any, overrides: dict[str, Any]) -> tuple[Any, list]:
+    """The graph with the overrides that name its nodes applied, and the errors of those that do not —
+    so `validate` reports a misspelt node id and the other overrides' problems at once."""
+    from .errors import GraphValidationError
+
+    try:
+        return graph.with_overrides(overrides), []
+    except GraphValidationError as exc:
+        usable = {key: value for key, value in overrides.items() if key.rpartition(".")[0] in graph.nodes}
+        return graph.with_overrides(usable), exc.errors
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    session = _session(args)
-    warnings = _print_plugin_warnings(session)
     from .errors import GraphValidationError
 
     try:
         overrides = _parse_overrides(args.overrides)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        session = _session(args)
+    except ValueError as exc:          # a bad --set, --model-paths or plugin option
+        return _usage_error(str(exc), as_json=args.json)
+    warnings = _print_plugin_warnings(session)
     try:
         graph = session.load(Path(args.graph))
+        override_errors: list = []
         if overrides:
-            graph = graph.with_overrides(_typed_overrides(session.registry, graph.nodes, overrides))
-        errors = session.validate(graph)
+            typed = _typed_overrides(session.registry, graph.nodes, overrides)
+            graph, override_errors = _override_graph(graph, typed)
+        errors = override_errors + session.validate(graph)
     except GraphValidationError as exc:
         errors = exc.errors
     if args.json:
@@ -437,7 +465,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(f"loaded   {p['name']:<20} {p['source']:<12} {p['version'] or '':<10} {len(p['nodes'])} node(s)")
     for w in report["warnings"]:
         label = {"failed": "FAILED", "clash": "CLASH", "skipped": "skipped", "preference": "prefer",
-                 "unknown_name": "unknown"}.get(w["kind"], w["kind"])
+                 "unknown_name": "unknown", "no_nodes": "NO NODES" if w["level"] != "info" else "no nodes"
+                 }.get(w["kind"], w["kind"])
         print(f"{label:<8} {w['plugin']:<20} {w['message']}")
         if w["level"] != "info":
             print(f"{'':<8} {'':<20} fix: {w['fix']}")
@@ -460,14 +489,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_plugin(args: argparse.Namespace) -> int:
-    from .plugin_template import PluginTemplateError, write_plugin
+    from .plugin_template import PluginTemplateError, package_name, write_plugin
 
     try:
         folder = write_plugin(args.name, args.dir)
     except PluginTemplateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"wrote plugin package {args.name!r} in {folder}\n"
+    print(f"wrote plugin {args.name!r} (Python package {package_name(args.name)}) in {folder}\n"
           f"next: pip install -e {folder} && pytest {folder / 'tests'} && nodegraph plugins")
     return EXIT_OK
 
@@ -500,13 +529,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    from .model_paths import ModelPathsError
     from .plugins import PluginOptionError
 
     try:
         return COMMANDS[args.command](args)
-    except PluginOptionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (PluginOptionError, ModelPathsError) as exc:
+        return _usage_error(str(exc))
 
 
 if __name__ == "__main__":

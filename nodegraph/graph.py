@@ -32,7 +32,10 @@ JSON → JSON); a loaded graph saves back to the same JSON (`Graph.to_dict`).
 Main objects: `Graph`, `GraphNode`, `Link`, `SubgraphDefinition`; `parse_graph` (bytes, text, dict
 or Graph → Graph, raising `GraphValidationError` with `invalid_json` /
 `invalid_format` / `unsupported_version` errors, all collected); `load_graph`
-(a path); `graph_file_schema()` (JSON Schema of the file format).
+(a path; a video, audio or JPEG file is named as such, with how to get its graph out:
+`media_kind`); `graph_file_schema()` (JSON Schema of the file format: versions
+`SCHEMA_VERSIONS`, the object-shaped ones; a pre-release v0 file is still migrated
+on load but is not described by the schema).
 Semantic checks (types, ranges, links) live in validation.py.
 """
 
@@ -47,6 +50,7 @@ from typing import Any, Callable
 from .errors import GraphError, GraphValidationError
 
 FORMAT_VERSION = 2
+SCHEMA_VERSIONS = (1, 2)            # what graph_file_schema accepts: v1 is v2 without the optional mode/subgraphs
 MAX_FILE_BYTES = 64 * 1024 * 1024   # a graph is a few KB; 64 MiB is generous and bounded
 MAX_VALUE_DEPTH = 32                # literal inputs are scalars or small lists
 NODE_MODES = ("bypass", "mute")     # absent = the node runs normally
@@ -720,6 +724,30 @@ def graph_text_from_png(data: bytes) -> str | None:
     return None
 
 
+_VIDEO_COMMENT = ("SaveVideo stores the graph in its \"comment\" metadata (when embed_graph is on): extract it "
+                  "with `python -c \"import sys, av; print(av.open(sys.argv[1]).metadata['comment'])\" {name} > "
+                  "graph.json` (PyAV, which the video plugin installs) and give graph.json")
+_GIF_COMMENT = ("SaveVideo stores the graph in the GIF comment (when embed_graph is on): extract it with "
+                "`python -c \"import sys; from PIL import Image; print(Image.open(sys.argv[1]).info['comment']"
+                ".decode())\" {name} > graph.json` and give graph.json")
+_NO_GRAPH = "it holds no graph: give the graph .json file that made it"
+
+
+def media_kind(data: bytes) -> tuple[str, str] | None:
+    """(what the file is, how to get a graph out of it) for a video, audio or non-PNG image file, else None."""
+    riff = data[8:12] if data.startswith(b"RIFF") else b""
+    checks = [
+        (data[4:8] == b"ftyp", "an MP4 / MOV video", _VIDEO_COMMENT),
+        (data.startswith(b"\x1a\x45\xdf\xa3"), "a WebM / Matroska video", _VIDEO_COMMENT),
+        (data.startswith((b"GIF87a", b"GIF89a")), "a GIF", _GIF_COMMENT),
+        (riff == b"WAVE", "a WAV audio file", _NO_GRAPH),
+        (riff == b"WEBP", "a WebP image", _NO_GRAPH),
+        (data.startswith((b"fLaC", b"OggS", b"ID3")), "an audio file (FLAC, Ogg or MP3)", _NO_GRAPH),
+        (data.startswith(b"\xff\xd8\xff"), "a JPEG image", _NO_GRAPH + " (only PNGs saved by SaveImage carry one)"),
+    ]
+    return next(((what, how) for found, what, how in checks if found), None)
+
+
 def load_graph(path: str | os.PathLike) -> Graph:
     """Read and parse a graph file (or a PNG made by SaveImage); errors are `invalid_json`."""
     path = Path(path)
@@ -744,11 +772,22 @@ def load_graph(path: str | os.PathLike) -> Graph:
                 "invalid_json", f"{path.name} is a PNG without an embedded graph; only images saved by "
                                 f"SaveImage carry one")])
         return parse_graph(text)
+    media = media_kind(data[:16])
+    if media is not None:
+        what, how = media
+        raise GraphValidationError([GraphError(
+            "invalid_json", f"{path.name} is {what}, not a graph file; {how.format(name=path.name)}",
+            details={"file_kind": what})])
     return parse_graph(data)
 
 
 def graph_file_schema() -> dict[str, Any]:
-    """JSON Schema (draft 2020-12) of the graph file format, version FORMAT_VERSION."""
+    """JSON Schema (draft 2020-12) of the graph file format: versions 1 and 2 (`SCHEMA_VERSIONS`).
+
+    Version 1 files have the shape of version 2 (v2 only added the optional node `mode` and `subgraphs`) and
+    are migrated on load, so one schema covers both. Version 0 (pre-release: "version": 0 and a list of
+    nodes) is still read by `migrate` but has another shape and is not described here.
+    """
     link = {
         "type": "object",
         "description": "A link to an output of another node.",
@@ -806,7 +845,9 @@ def graph_file_schema() -> dict[str, Any]:
         "required": ["format_version", "nodes"],
         "additionalProperties": False,
         "properties": {
-            "format_version": {"const": FORMAT_VERSION},
+            "format_version": {"enum": list(SCHEMA_VERSIONS),
+                               "description": f"{FORMAT_VERSION} for new files; older versions are migrated on "
+                                              f"load (docs/graph-format.md)"},
             "metadata": {"type": "object", "description": "free-form: title, author, notes",
                          "properties": {"title": {"type": "string"}, "description": {"type": "string"}}},
             "nodes": nodes,

@@ -11,6 +11,11 @@ use an existing ComfyUI or A1111 installation's folders:
     {"checkpoints": ["~/ComfyUI/models/checkpoints", "~/sd-webui/models/Stable-diffusion"],
      "loras": ["~/sd-webui/models/Lora"], "vae": ["~/sd-webui/models/VAE"]}
 
+A config file that cannot be used (missing, unreadable, not JSON, or not that shape)
+raises `ModelPathsError`, a ValueError whose message names the file, the problem and
+the expected format; relative directories in it are resolved against the file's folder.
+docs/models.md ("Where model files are found") is the user-facing description.
+
 A model file is addressed by its name relative to the folder (forward slashes,
 e.g. `sd15/dreamshaper.safetensors`); a diffusers pipeline folder (one with a
 `model_index.json`) is listed and addressed like a file, by its folder name; `resolve` only returns files that
@@ -24,6 +29,9 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from .errors import NodegraphError
 
 DEFAULT_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".sft", ".gguf", ".json")
 STANDARD_FOLDERS = ("checkpoints", "vae", "text_encoders", "unet", "loras", "controlnet",
@@ -32,6 +40,65 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MAX_DEPTH = 8            # folder levels below a model folder that are searched
 MAX_ENTRIES = 20_000     # directory entries looked at per listing, at most
 LISTING_TTL = 2.0        # seconds a listing is reused (a file copied in shows up within this)
+CONFIG_FORMAT = ('a JSON object mapping model folder names to lists of directories, e.g. '
+                 '{"checkpoints": ["/data/sd/models", "~/ComfyUI/models/checkpoints"], "loras": ["loras"]} '
+                 "(relative directories are resolved against the file's folder)")
+
+
+class ModelPathsError(NodegraphError, ValueError):
+    """A model path config file that cannot be used; the message names the file, the problem and the format."""
+
+    def __init__(self, path: str | os.PathLike, problem: str, source: str = "model path config"):
+        self.path = os.fspath(path)
+        self.problem = problem
+        super().__init__(f"{source} {self.path!r}: {problem}; it should be {CONFIG_FORMAT}")
+
+
+def read_config_text(path: Path) -> str:
+    """The config file's text; the OSError / UnicodeDecodeError turned into a one-phrase problem (ValueError)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError("no such file") from None
+    except IsADirectoryError:
+        raise ValueError("it is a folder, not a file") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"it is not UTF-8 text (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r})") \
+            from None
+
+
+def config_shape_problem(data: Any) -> str | None:
+    """Why parsed config JSON is not `{folder: [directory, ...], ...}`, or None."""
+    if not isinstance(data, dict):
+        return f"it holds a JSON {type(data).__name__}, not an object"
+    for folder, dirs in data.items():
+        if not folder.strip():
+            return "a folder name is empty"
+        if isinstance(dirs, str):
+            return f"folder {folder!r} maps to the text {dirs!r}, not a list; write [{json.dumps(dirs)}]"
+        if not isinstance(dirs, list):
+            return f"folder {folder!r} maps to a JSON {type(dirs).__name__}, not a list of directories"
+        for directory in dirs:
+            if not isinstance(directory, str) or not directory.strip():
+                return f"folder {folder!r} lists {json.dumps(directory)}, not a directory path (a non-empty text)"
+    return None
+
+
+def read_config(path: str | os.PathLike) -> dict[str, list[str]]:
+    """The `{folder: [directory, ...]}` of a config file; ValueError with a one-phrase problem otherwise."""
+    text = read_config_text(Path(path))
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"it is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError("it is not valid JSON (nested too deeply)") from None
+    problem = config_shape_problem(data)
+    if problem:
+        raise ValueError(problem)
+    return data
 
 
 def _mtime(directory: Path) -> float | None:
@@ -101,20 +168,33 @@ class ModelPaths:
                                                                      compare=False)
 
     @classmethod
-    def from_config(cls, path: str | os.PathLike, roots: list[Path] | None = None) -> ModelPaths:
-        """Read extra search paths: a JSON object `{"checkpoints": ["/data/sd/models/Stable-diffusion"], ...}`."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-            raise ValueError(f"{path}: model path config must map folder names to lists of directories")
+    def from_config(cls, path: str | os.PathLike, roots: list[Path] | None = None,
+                    source: str = "model path config") -> ModelPaths:
+        """Read extra search paths: a JSON object `{"checkpoints": ["/data/sd/models/Stable-diffusion"], ...}`.
+
+        Relative directories are resolved against the file's folder, `~` is expanded. Raises
+        ModelPathsError (its message starts with `source`, e.g. "--model-paths") for a file that is
+        missing, unreadable, not JSON or not of that shape.
+        """
+        try:
+            data = read_config(path)
+        except ValueError as exc:
+            raise ModelPathsError(path, str(exc), source) from None
         base = Path(path).resolve().parent
         extra = {folder: [base / os.path.expanduser(p) for p in dirs] for folder, dirs in data.items()}
         return cls(roots=roots if roots is not None else default_roots(), extra=extra)
 
     @classmethod
-    def default(cls, config: str | os.PathLike | None = None) -> ModelPaths:
-        """Default roots, plus the extra paths of `config` (or of NODEGRAPH_MODEL_PATHS) when given."""
-        config = config or os.environ.get("NODEGRAPH_MODEL_PATHS")
-        return cls.from_config(config) if config else cls()
+    def default(cls, config: str | os.PathLike | None = None, source: str = "model path config") -> ModelPaths:
+        """Default roots, plus the extra paths of `config` (or of NODEGRAPH_MODEL_PATHS) when given.
+
+        Raises ModelPathsError for a config file that cannot be used; `source` names where `config`
+        came from in that message (the environment variable is named when it was the source).
+        """
+        if config:
+            return cls.from_config(config, source=source)
+        from_env = os.environ.get("NODEGRAPH_MODEL_PATHS")
+        return cls.from_config(from_env, source="NODEGRAPH_MODEL_PATHS") if from_env else cls()
 
     def directories(self, folder: str) -> list[Path]:
         """Every directory searched for `folder`, in priority order."""

@@ -1,18 +1,25 @@
 """`nodegraph plugin new NAME`: write a ready-to-install plugin package.
 
-`write_plugin(name, directory)` creates `<directory>/<name>/`::
+`write_plugin(name, directory)` creates `<directory>/<name>/`, laid out like the
+shipped plugins (plugins/video: folder `video`, package `nodegraph_video`)::
 
-    pyproject.toml          entry point `<name> = "<name>"` in group "nodegraph"
-    README.md               install, test, run, rename
-    <name>/__init__.py      the plugin module (re-exports the hook)
-    <name>/nodes.py         one node (`ScaleNumber`) and `register_nodes`
-    tests/test_<name>.py    loads the plugin through `Session(plugins=[<name>])`, runs graphs
-    graphs/scale.json       a saved graph using the qualified type `<name>.ScaleNumber`
+    pyproject.toml                    entry point `<name> = "nodegraph_<name>"` in group "nodegraph"
+    README.md                         install, test, run, rename
+    nodegraph_<name>/__init__.py      the plugin module (re-exports the hook)
+    nodegraph_<name>/nodes.py         one node (`ScaleNumber`) and `register_nodes`
+    tests/test_<name>.py              loads the plugin through `Session(plugins=[("<name>", module)])`
+    graphs/scale.json                 a saved graph using the qualified type `<name>.ScaleNumber`
+
+The package is not called `<name>` because the project folder is: `python -m
+nodegraph.cli` (what scripts/nodegraph runs) puts the working folder first on the
+import path, and a folder `<name>/` without `__init__.py` there would be imported
+as an empty namespace package in place of the installed plugin.
 
 The package passes its own test as generated (tests/engine/test_plugin_template.py
 runs it, and installs it with pip to prove the entry point). Bad names — not a
-Python identifier, a keyword, a standard-library or nodegraph module name, or an
-existing folder — raise `PluginTemplateError` naming the name and the fix.
+Python identifier, a keyword, a standard-library or nodegraph module name, a
+built-in pack's or an installed plugin's name, a common package's name (`torch`),
+or an existing folder — raise `PluginTemplateError` naming the name and the fix.
 """
 
 from __future__ import annotations
@@ -25,8 +32,17 @@ from pathlib import Path
 
 from .errors import NodegraphError
 
-# Names a plugin package may not take: they would shadow nodegraph itself or common top-level packages.
-RESERVED_NAMES = frozenset({"nodegraph", "nodes", "plugins", "tests", "test", "graphs", "models", "server"})
+# Names a plugin may not take: they would shadow nodegraph's own folders and modules.
+RESERVED_NAMES = frozenset({"nodegraph", "nodes", "plugins", "tests", "test", "graphs", "models", "server",
+                            "web", "scripts", "input", "output", "docs", "benchmarks"})
+# Top-level packages nodegraph, its plugins and their users import: a plugin (and its project folder) named like
+# one invites import mix-ups (an editable install of it, or a script beside the folder). Lower case: compared so.
+COMMON_PACKAGES = frozenset({
+    "torch", "torchvision", "torchaudio", "numpy", "scipy", "pandas", "pil", "pillow", "cv2", "skimage",
+    "matplotlib", "networkx", "pydantic", "pluggy", "safetensors", "websockets", "tqdm", "regex", "clip",
+    "sentencepiece", "diffusers", "transformers", "accelerate", "peft", "huggingface_hub", "tokenizers",
+    "xformers", "av", "ray", "pytest", "hypothesis", "setuptools", "pip", "wheel", "yaml", "requests",
+    "comfy", "jax", "tensorflow", "keras", "onnx", "onnxruntime"})
 
 
 class PluginTemplateError(NodegraphError, ValueError):
@@ -45,6 +61,40 @@ def check_plugin_name(name: str) -> None:
         raise PluginTemplateError(
             f"plugin name {name!r} would shadow {'a standard-library module' if name in sys.stdlib_module_names else 'a name nodegraph uses'}"
             f" (or is private); choose a distinctive name, e.g. {name.strip('_') + '_nodes'!r}")
+    taken = name_taken_by(name)
+    if taken:
+        raise PluginTemplateError(f"plugin name {name!r} is {taken}; choose a distinctive name, e.g. "
+                                  f"{'my_' + name.lower()!r}")
+
+
+def name_taken_by(name: str) -> str | None:
+    """What already uses `name` (a built-in pack, an installed plugin, a common or importable package), or None."""
+    from importlib.util import find_spec
+
+    from .plugins import builtin_plugin_names, installed_plugin_names
+
+    if name in builtin_plugin_names():
+        return (f"the name of nodegraph's built-in node pack {name!r}: plugins are loaded by name, so yours would "
+                f"be skipped (and its node types would read as {name}.<Type>, the pack's)")
+    installed = installed_plugin_names()
+    if name in installed:
+        return f"the name of an installed plugin (from {installed[name] or 'an unknown distribution'})"
+    for module in (name, package_name(name)):
+        if module.lower() in COMMON_PACKAGES:
+            return (f"the name of a widely used package ({module!r}): a plugin and a project folder called so "
+                    f"invite import mix-ups")
+        try:
+            spec = find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.origin is not None:     # a namespace folder has no origin: not a package
+            return f"already importable as a module ({module!r}, from {spec.origin})"
+    return None
+
+
+def package_name(name: str) -> str:
+    """The importable package of plugin `name`: `nodegraph_<name>` (the folder `<name>/` holds the project)."""
+    return f"nodegraph_{name}"
 
 
 def _suggest(name: object) -> str:
@@ -77,7 +127,7 @@ def render(name: str) -> dict[str, str]:
     from . import __version__
 
     dist = "nodegraph-" + name.replace("_", "-")
-    values = {"{{name}}": name, "{{dist}}": dist, "{{version}}": __version__}
+    values = {"{{name}}": name, "{{package}}": package_name(name), "{{dist}}": dist, "{{version}}": __version__}
 
     def fill(text: str) -> str:
         for key, value in values.items():
@@ -95,8 +145,8 @@ def render(name: str) -> dict[str, str]:
     return {
         "pyproject.toml": fill(_PYPROJECT),
         "README.md": fill(_README),
-        f"{name}/__init__.py": fill(_INIT),
-        f"{name}/nodes.py": fill(_NODES),
+        f"{package_name(name)}/__init__.py": fill(_INIT),
+        f"{package_name(name)}/nodes.py": fill(_NODES),
         f"tests/test_{name}.py": fill(_TEST),
         "graphs/scale.json": json.dumps(graph, indent=2) + "\n",
     }
@@ -119,12 +169,14 @@ dependencies = ["nodegraph>={{version}}"]
 test = ["pytest"]
 
 # How nodegraph finds the plugin: group "nodegraph"; the entry point's name is the plugin's
-# name (node types are "{{name}}.<Type>"), its value the module holding the hooks.
+# name (node types are "{{name}}.<Type>"), its value the module holding the hooks. The package is
+# not called "{{name}}": that is this folder's name, which would shadow it when nodegraph runs
+# from the folder above (`python -m` puts the working folder on the import path).
 [project.entry-points.nodegraph]
-{{name}} = "{{name}}"
+{{name}} = "{{package}}"
 
 [tool.setuptools]
-packages = ["{{name}}"]
+packages = ["{{package}}"]
 
 [tool.pytest.ini_options]
 testpaths = ["tests"]
@@ -180,15 +232,15 @@ _TEST = '''
 
 from pathlib import Path
 
-import {{name}}
+import {{package}}
 from nodegraph import Session
 
 GRAPH = Path(__file__).resolve().parents[1] / "graphs" / "scale.json"
 
 
 def make_session() -> Session:
-    """Built-in nodes plus this plugin only (installed plugins are not autoloaded)."""
-    return Session(plugins=[{{name}}], autoload=False)
+    """Built-in nodes plus this plugin only, under its entry-point name (installed plugins are not autoloaded)."""
+    return Session(plugins=[("{{name}}", {{package}})], autoload=False)
 
 
 def test_plugin_loads_and_registers_its_node():
@@ -218,13 +270,14 @@ _README = '''
 # {{dist}}
 
 A nodegraph plugin. It adds the node `{{name}}.ScaleNumber`
-(category `{{name}}`): `value * factor + offset`.
+(category `{{name}}`): `value * factor + offset`. The plugin is called `{{name}}`
+(its entry point's name, used in node types); its Python package is `{{package}}`.
 
 ## Install and test
 
 ```sh
 pip install -e .            # registers the entry point: group "nodegraph", name "{{name}}"
-nodegraph plugins           # lists {{name}} as loaded (exit status 4 if any plugin failed)
+nodegraph plugins           # lists {{name}} as loaded, 1 node(s) (exit status 4 if any plugin failed)
 pip install -e .[test] && pytest
 nodegraph run graphs/scale.json
 ```
@@ -237,7 +290,7 @@ name; saved graphs should use the qualified name (graphs/scale.json does).
 
 ## Grow it
 
-* Add node classes to `{{name}}/nodes.py` and list them in `register_nodes`;
+* Add node classes to `{{package}}/nodes.py` and list them in `register_nodes`;
   keep real work in plain modules that do not import nodegraph.
 * Bump a node's `version` when its results change.
 * Port types, samplers, schedules and model folders have hooks too: see

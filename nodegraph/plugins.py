@@ -24,10 +24,18 @@ when one plugin provides it (registry.py). Two plugins providing one bare name
 is a clash: the bare name becomes ambiguous unless a preference
 (NODEGRAPH_PLUGINS_PREFER=Type=plugin, `--prefer-plugin Type=plugin`) picks one.
 
+A plugin that loads but registers no node is reported too (`no_nodes`): as a
+warning when it implements no hook at all — typically its module was imported
+from a folder without `__init__.py` in the working folder (a namespace
+package shadowing the installed plugin), or its entry point names the wrong
+module — and as info when it only adds port types, samplers or the like.
+
 Main objects: `load_plugins` (→ plugin manager, Registry, PluginReport),
-`plugin_warnings` (failures, clashes, skipped plugins and unused preferences
-as plain dicts: what the CLI prints and the server sends), and the shared
-command-line flags `add_plugin_arguments` / `plugin_options`.
+`plugin_warnings` (failures, clashes, skipped plugins, plugins without nodes
+and unused preferences as plain dicts: what the CLI prints and the server
+sends), `builtin_plugin_names` / `installed_plugin_names` (entry-point names,
+e.g. for `nodegraph plugin new` to refuse), and the shared command-line flags
+`add_plugin_arguments` / `plugin_options`.
 """
 
 from __future__ import annotations
@@ -75,6 +83,8 @@ class PluginInfo:
     distribution: str | None
     version: str | None
     nodes: tuple[str, ...] = ()  # qualified names, `<plugin>.<Type>`
+    hooks: tuple[str, ...] = ()  # the hooks it implements (register_nodes, ...)
+    namespace_folder: str | None = None   # set when its module is a folder without __init__.py
 
 
 @dataclass(frozen=True)
@@ -178,6 +188,23 @@ def plugin_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _entry_points(group: str) -> list[metadata.EntryPoint]:
     return sorted(metadata.entry_points(group=group), key=lambda ep: ep.name)
+
+
+def builtin_plugin_names() -> list[str]:
+    """The built-in node packs' plugin names (`primitives`, `image`, `sampling`, ...)."""
+    return [ep.name for ep in _entry_points(BUILTIN_GROUP)]
+
+
+def installed_plugin_names() -> dict[str, str | None]:
+    """Installed plugins' names (group `nodegraph`) → the distribution that provides each."""
+    return {ep.name: getattr(getattr(ep, "dist", None), "name", None) for ep in _entry_points(PLUGIN_GROUP)}
+
+
+def _namespace_folder(obj: Any) -> str | None:
+    """The folder of a module that is a namespace package (a folder without __init__.py), else None."""
+    if not inspect.ismodule(obj) or getattr(obj, "__file__", None) is not None or not hasattr(obj, "__path__"):
+        return None
+    return next(iter(obj.__path__), None)
 
 
 def load_plugins(
@@ -295,7 +322,8 @@ def load_plugins(
         report.loaded.append(PluginInfo(
             name=name, source=source, module=getattr(obj, "__name__", type(obj).__name__),
             distribution=getattr(dist, "name", None), version=getattr(dist, "version", None),
-            nodes=qualified))
+            nodes=qualified, hooks=tuple(sorted(caller.name for caller in pm.get_hookcallers(obj) or ())),
+            namespace_folder=_namespace_folder(obj)))
     loaded = {p.name for p in report.loaded}
     registry.unavailable = {name: reason for name, reason in report.skipped if name not in loaded}
     registry.unavailable.update({f.name: f"failed to load: {f.error}" for f in report.failed})
@@ -425,7 +453,7 @@ def _check_run_signature(cls: type[Node]) -> None:
 def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, Any]]:
     """Failures, clashes, skipped plugins and unused preferences as plain dicts.
 
-    Every entry has `kind` ("failed", "clash", "skipped", "unknown_name" or "preference"),
+    Every entry has `kind` ("failed", "clash", "skipped", "unknown_name", "no_nodes" or "preference"),
     `level` ("error", "warning" or "info": "info" is a choice the user made,
     e.g. a denied plugin or a clash settled by a preference), `plugin`,
     `message` and `fix`; each kind adds its own details (see docs/plugins.md).
@@ -458,6 +486,7 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
                f"two plugins are both called {name!r}: uninstall one, or deny the one you do not want")
         out.append({"kind": "skipped", "level": "info" if chosen else "warning", "plugin": name,
                     "reason": reason, "message": f"plugin {name!r} was not loaded: {reason}", "fix": fix})
+    out += [_no_nodes_warning(p) for p in report.loaded if not p.nodes and p.source != "builtin"]
     for bare, plugin in registry.prefer.items():
         providers = registry.providers(bare)
         if plugin not in providers:
@@ -467,3 +496,25 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
                                    f"node type {bare!r} (provided by {have})",
                         "fix": f"prefer one of the providers ({have}), or drop the preference"})
     return out
+
+
+def _no_nodes_warning(plugin: PluginInfo) -> dict[str, Any]:
+    """The `no_nodes` entry for a loaded plugin that registered no node: why, as far as it can be told."""
+    entry = {"kind": "no_nodes", "level": "warning", "plugin": plugin.name, "module": plugin.module,
+             "hooks": list(plugin.hooks)}
+    if plugin.namespace_folder:
+        return entry | {
+            "folder": plugin.namespace_folder,
+            "message": f"plugin {plugin.name!r} registered no nodes: its module {plugin.module!r} was imported from "
+                       f"{plugin.namespace_folder}, a folder without __init__.py, not from the installed package",
+            "fix": "run nodegraph from another folder (`python -m` puts the working folder first on the import "
+                   f"path, so a folder named {plugin.module!r} there shadows the install), or rename that folder"}
+    if plugin.hooks:
+        return entry | {"level": "info",
+                        "message": f"plugin {plugin.name!r} registers no nodes, only {', '.join(plugin.hooks)}",
+                        "fix": "nothing to do if that is all it is meant to add"}
+    return entry | {
+        "message": f"plugin {plugin.name!r} registered no nodes and implements no hook: its entry point loads "
+                   f"{plugin.module!r}, which has no @hookimpl functions",
+        "fix": "point the entry point at the module that defines the hooks (or re-export them from the package's "
+               "__init__.py), and decorate register_nodes with @nodegraph.hookimpl"}

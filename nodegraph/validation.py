@@ -18,7 +18,10 @@ only when one exists does networkx (Tarjan's SCC) name the nodes in it. "Did you
 mean" suggestions (difflib, a cost per candidate) are given for the first
 `SUGGESTED_ERRORS` errors of one validation only, so a graph of a thousand
 misspelt links costs milliseconds, not a second (a server validates what any
-client sends).
+client sends). A value outside a choice list gets `suggest_choice`: a different
+case matches ("Euler" → 'euler'), and the A1111 / ComfyUI / diffusers display
+names of samplers and schedulers in `CHOICE_ALIASES` ("Euler a", "DPM++ 2M
+Karras", "DDIM") name the choice they mean.
 """
 
 from __future__ import annotations
@@ -44,17 +47,63 @@ SUGGESTED_ERRORS = 50      # errors per validation that get a "did you mean"
 _suggestions_left: ContextVar[int | None] = ContextVar("suggestions_left", default=None)
 
 
-def suggest(name: str, candidates: Iterable[str]) -> str:
-    """' Did you mean X?' for the closest candidates, or '' (also once a validation's suggestions are spent)."""
+def _closest(name: str, candidates: Iterable[str]) -> list[str]:
+    """Up to three close candidates (difflib), or none once a validation's suggestions are spent."""
     left = _suggestions_left.get()
     if left is not None:
         if left <= 0:
-            return ""
+            return []
         _suggestions_left.set(left - 1)
-    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
-    if not close:
-        return ""
-    return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+
+
+def _did_you_mean(close: list[str]) -> str:
+    return " Did you mean " + " or ".join(repr(c) for c in close) + "?" if close else ""
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str:
+    """' Did you mean X?' for the closest candidates, or '' (also once a validation's suggestions are spent)."""
+    return _did_you_mean(_closest(name, candidates))
+
+
+#: Display names other tools use (A1111's sampler menu, its "Schedule type", ComfyUI's KSampler, diffusers
+#: scheduler classes), normalised by `_alias_key` → (choice meant, scheduler that goes with it or None).
+#: Only entries whose choice is in the list being checked are suggested.
+CHOICE_ALIASES: dict[str, tuple[str, str | None]] = {
+    "euler a": ("euler_ancestral", None), "euler ancestral": ("euler_ancestral", None),
+    "eulerancestraldiscretescheduler": ("euler_ancestral", None), "eulerdiscretescheduler": ("euler", None),
+    "heundiscretescheduler": ("heun", None), "lms karras": ("lms", "karras"),
+    "lmsdiscretescheduler": ("lms", None), "ddimscheduler": ("ddim", None), "ddpmscheduler": ("ddpm", None),
+    "dpm++ 2m": ("dpmpp_2m", None), "dpm++ 2m karras": ("dpmpp_2m", "karras"),
+    "dpm++ 2m sde": ("dpmpp_2m_sde", None), "dpm++ 2m sde karras": ("dpmpp_2m_sde", "karras"),
+    "dpm++ 2m sde exponential": ("dpmpp_2m_sde", "exponential"),
+    "dpm++ sde": ("dpmpp_sde", None), "dpm++ sde karras": ("dpmpp_sde", "karras"),
+    "dpmsolvermultistepscheduler": ("dpmpp_2m", None), "dpmsolversdescheduler": ("dpmpp_sde", None),
+    "unipcmultistepscheduler": ("unipc", None), "lcmscheduler": ("lcm", None),
+    "uniform": ("normal", None),
+}
+
+
+def _alias_key(text: str) -> str:
+    """Case, spaces, hyphens and underscores made uniform: "DPM++ 2M  Karras" → "dpm++ 2m karras"."""
+    return " ".join(text.lower().replace("_", " ").replace("-", " ").split())
+
+
+def suggest_choice(value: str, choices: Iterable[str]) -> str:
+    """' Did you mean X?' for a value outside a choice list: a known display name ("Euler a"), the same
+    name in another case ("DDIM"), else the closest choices; '' when nothing is close."""
+    choices = [str(c) for c in choices]
+    key = _alias_key(value)
+    same = [c for c in choices if _alias_key(c) == key]
+    if same:
+        return _did_you_mean(same[:1])
+    alias = CHOICE_ALIASES.get(key)
+    if alias is not None and alias[0] in choices:
+        choice, scheduler = alias
+        also, what = (f" with scheduler {scheduler!r}", "that pair") if scheduler else ("", "it")
+        return f" Did you mean {choice!r}{also}? ({value!r} is another tool's name for {what}.)"
+    by_key = {_alias_key(c): c for c in choices}
+    return _did_you_mean([by_key[key] for key in _closest(_alias_key(value), by_key)])
 
 
 def validate(
@@ -131,7 +180,7 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
                     errors.append(GraphError(
                         "not_in_choices",
                         f"input {name!r} of {node.type} must be one of {', '.join(repr(c) for c in choices)}; "
-                        f"found {_short(value)}.{suggest(value, choices)}",
+                        f"found {_short(value)}.{suggest_choice(value, choices)}",
                         node_id=node_id, input=name, details={"found": value, "choices": choices}))
     errors.extend(_check_cycles(graph))
     has_output_node = any(cls is not None and cls.spec.output_node
@@ -311,7 +360,8 @@ def model_file_error(node_id: str, name: str, folder: str, value: str,
     return GraphError(
         "not_in_choices",
         f"no file {value!r} in model folder {folder!r}.{suggest(value, available)} "
-        f"Available: {have}. Looked in: {where}. Put the file there or add a search path.",
+        f"Available: {have}. Looked in: {where}. Put the file there, or add its folder with --model-paths FILE "
+        f"or NODEGRAPH_MODEL_PATHS (docs/models.md).",
         node_id=node_id, input=name,
         details={"folder": folder, "available": available, "searched": searched})
 
@@ -342,14 +392,14 @@ def _literal_error(node_id: str, node_type: str, name: str, ispec: Any, value: A
         return GraphError(
             "not_in_choices",
             f"input {name!r} of {node_type} must be one of {', '.join(repr(c) for c in choices)}; "
-            f"found {_short(value)}.{suggest(str(value), [str(c) for c in choices])}",
+            f"found {_short(value)}.{suggest_choice(str(value), choices)}",
             node_id=node_id, input=name, details={"found": value, "choices": choices})
     if kind.endswith("_type") or kind.endswith("_parsing") or kind in ("bool_type", "is_instance_of"):
         hint = ""
         if ispec.port == "STRING" and not isinstance(value, str):
             hint = " Text goes in quotes (in a graph file: \"123\"; with --set, any value of a text input is text)."
         elif ispec.port in ("INT", "FLOAT") and isinstance(value, str):
-            hint = " Write the number without quotes."
+            hint = _number_text_hint(value, ispec.port)
         return GraphError(
             "type_mismatch",
             f"input {name!r} of {node_type} expects {_article(ispec.port)} {ispec.port} value; found "
@@ -359,6 +409,17 @@ def _literal_error(node_id: str, node_type: str, name: str, ispec: Any, value: A
         "invalid_value",
         f"input {name!r} of {node_type}: {err.get('msg', 'invalid value')}; found {_short(value)}.",
         node_id=node_id, input=name, details={"found": _short(value)})
+
+
+def _number_text_hint(text: str, port: str) -> str:
+    """The fix for text where a number goes: NaN / infinity are no graph value; a number in quotes is text."""
+    try:
+        number = float(text)
+    except ValueError:
+        return " Give a whole number (e.g. 7)." if port == "INT" else " Give a number (e.g. 7.5)."
+    if number != number or number in (float("inf"), float("-inf")):
+        return " Give a finite number (NaN and infinity are not values a graph can hold)."
+    return " Write the number without quotes."
 
 
 def _short(value: Any, limit: int = 60) -> str:

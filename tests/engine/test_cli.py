@@ -402,3 +402,106 @@ def test_set_values_too_deep_or_too_long_are_usage_errors(capsys):
             assert main([command, ARITHMETIC, "--set", f"width.value={value}"]) == 2
             err = capsys.readouterr().err
             assert "--set width.value: " in err and words in err and "sys.set_int_max_str_digits" not in err
+
+
+# --- model path config files, validate --json usage errors, hints (newcomer report s15) -----------------------
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (None, "no such file"),
+    ('{"checkpoints": [', "not valid JSON"),
+    ('{"checkpoints": "mym/ck"}', "not a list"),
+    ('["/data/models"]', "not an object"),
+    ('{"checkpoints": [3]}', "not a directory path"),
+    (b"\xff\xfe{}", "not UTF-8"),
+])
+def test_a_bad_model_paths_file_is_a_one_line_usage_error(tmp_path, capsys, monkeypatch, content, problem):
+    """A missing, unreadable or malformed --model-paths / NODEGRAPH_MODEL_PATHS file stops every command with exit
+    2 and one line naming the option, the file, the problem and the expected format — never a traceback; from
+    Python, ModelPaths.from_config and Session() raise ModelPathsError, a ValueError."""
+    from nodegraph import Session
+    from nodegraph.model_paths import ModelPaths, ModelPathsError
+
+    config = tmp_path / "paths.json"
+    if isinstance(content, bytes):
+        config.write_bytes(content)
+    elif content is not None:
+        config.write_text(content)
+    for command in (["run", ARITHMETIC, "--output-dir", str(tmp_path / "out")], ["validate", ARITHMETIC],
+                    ["nodes"], ["plugins"]):
+        assert main([*command, "--model-paths", str(config)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --model-paths {str(config)!r}: ") and problem in err, err
+        assert '{"checkpoints": [' in err and err.count("\n") == 1 and "Traceback" not in err
+    monkeypatch.setenv("NODEGRAPH_MODEL_PATHS", str(config))
+    assert main(["validate", ARITHMETIC]) == 2
+    assert capsys.readouterr().err.startswith(f"error: NODEGRAPH_MODEL_PATHS {str(config)!r}: ")
+    with pytest.raises(ModelPathsError, match=problem) as info:
+        Session(autoload=False)
+    assert isinstance(info.value, ValueError) and info.value.path == str(config)
+    with pytest.raises(ModelPathsError, match="resolved against the file's folder"):
+        ModelPaths.from_config(config)
+
+
+def test_a_model_paths_folder_is_named_as_a_folder(tmp_path, capsys):
+    """--model-paths naming a folder says so (not a raw IsADirectoryError)."""
+    assert main(["validate", ARITHMETIC, "--model-paths", str(tmp_path)]) == 2
+    assert "it is a folder, not a file" in capsys.readouterr().err
+
+
+def test_validate_json_reports_usage_errors_as_json(tmp_path, capsys):
+    """With --json, a bad --set value or --model-paths file still exits 2, but as one JSON object on stdout."""
+    for args in (["--set", "width.value=NaN"], ["--set", "nonsense"], ["--model-paths", str(tmp_path / "no.json")]):
+        assert main(["validate", ARITHMETIC, *args, "--json"]) == 2
+        captured = capsys.readouterr()
+        report = json.loads(captured.out)
+        assert report["valid"] is False and report["errors"] == [] and report["usage_error"]
+        assert captured.err == ""
+
+
+def test_validate_reports_an_unknown_override_node_and_the_other_problems_at_once(capsys):
+    """A --set naming a missing node does not hide another --set's out-of-range value: both are reported."""
+    assert main(["validate", str(ROOT / "graphs" / "txt2img.json"), "--set", "nosuch.x=1",
+                 "--set", "sampler.steps=0", "--json", "--no-plugins"]) == 1
+    codes = {(e["code"], e.get("node_id")) for e in json.loads(capsys.readouterr().out)["errors"]}
+    assert codes == {("unknown_node", "nosuch"), ("out_of_range", "sampler")}
+
+
+def test_nan_and_infinity_as_text_get_the_finite_number_hint(tmp_path, capsys):
+    """`--set x=nan` / `inf` (read as text, not JSON) is told to give a finite number, not to drop quotes."""
+    for value in ("nan", "inf", "-inf", "infinity"):
+        assert main(["validate", ARITHMETIC, "--set", f"width.value={value}"]) == 1
+        out = capsys.readouterr().out
+        assert "finite number" in out and "without quotes" not in out
+
+
+@pytest.mark.parametrize(("key", "value", "meant"), [
+    ("sampler", "Euler a", "'euler_ancestral'"),
+    ("sampler", "DPM++ 2M Karras", "'dpmpp_2m' with scheduler 'karras'"),
+    ("sampler", "DDIM", "'ddim'"),
+    ("sampler", "Euler", "'euler'"),
+    ("sampler", "UniPC", "'unipc'"),
+    ("scheduler", "Karras", "'karras'"),
+    ("scheduler", "SGM Uniform", "'sgm_uniform'"),
+])
+def test_sampler_and_scheduler_suggestions_know_other_tools_names(capsys, key, value, meant):
+    """A1111 / ComfyUI display names and other capitalisations of samplers and schedulers suggest the choice meant."""
+    assert main(["validate", str(ROOT / "graphs" / "txt2img.json"), "--set", f"sampler.{key}={value}",
+                 "--no-plugins"]) == 1
+    assert f"Did you mean {meant}?" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("header", "kind", "how"), [
+    (b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00", "MP4", "av.open"),
+    (b"\x1a\x45\xdf\xa3\x01\x00\x00\x00\x00\x00\x00\x1f", "WebM", "av.open"),
+    (b"GIF89a\x40\x00\x40\x00", "GIF", "info['comment']"),
+    (b"RIFF\x24\x08\x00\x00WAVEfmt ", "WAV audio", "holds no graph"),
+])
+def test_a_video_or_audio_file_is_named_with_how_to_get_its_graph(tmp_path, capsys, header, kind, how):
+    """validate / run on a video or audio file say what the file is and how to get a graph out (not "not UTF-8")."""
+    media = tmp_path / "clip.bin"
+    media.write_bytes(header + b"\x9f" * 64)
+    for command in (["validate", str(media), "--json"], ["run", str(media), "--output-dir", str(tmp_path / "o")]):
+        assert main(command) == 1
+        captured = capsys.readouterr()
+        text = captured.out + captured.err
+        assert kind in text and how in text and "UTF-8" not in text

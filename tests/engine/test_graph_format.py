@@ -112,15 +112,27 @@ def test_all_format_errors_are_collected():
     assert len(info.value.errors) == 3
 
 
-def test_file_schema_accepts_shipped_graphs():
-    """The published JSON Schema validates every graph in graphs/ (checked with a tiny validator)."""
-    schema = graph_file_schema()
-    assert schema["properties"]["format_version"] == {"const": FORMAT_VERSION}
-    for path in (ROOT / "graphs").glob("*.json"):
+def test_file_schema_accepts_shipped_graphs(capsys):
+    """Every shipped graph (graphs/, plugins/*/graphs/, versions 1 and 2) validates against the schema that
+    `nodegraph schema` prints; a version the loader cannot read, and the list-shaped version 0, do not."""
+    import jsonschema
+
+    from nodegraph.cli import main
+
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    validator = jsonschema.Draft202012Validator(schema)
+    shipped = sorted((ROOT / "graphs").glob("*.json")) + sorted(ROOT.glob("plugins/*/graphs/*.json"))
+    assert len(shipped) > 30
+    versions = set()
+    for path in shipped:
         data = json.loads(path.read_text())
-        assert set(data) <= set(schema["properties"])
-        for node in data["nodes"].values():
-            assert set(node) <= set(schema["$defs"]["node"]["properties"])
+        versions.add(data["format_version"])
+        problems = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(data)]
+        assert not problems, f"{path.relative_to(ROOT)}: {problems}"
+    assert versions == {1, 2}
+    assert not validator.is_valid({"format_version": FORMAT_VERSION + 1, "nodes": {}})
+    assert not validator.is_valid(json.loads((FIXTURES / "v0_graph.json").read_text()))
 
 
 def test_metadata_title_and_description_must_be_text():

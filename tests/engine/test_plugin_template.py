@@ -29,14 +29,16 @@ def package(tmp_path) -> Path:
 
 
 def test_generated_package_has_its_files_and_entry_point(package):
-    """pyproject declares the `nodegraph` entry point naming the package; every promised file exists."""
-    for relative in ("README.md", "tpl_demo/__init__.py", "tpl_demo/nodes.py", "tests/test_tpl_demo.py",
-                     "graphs/scale.json"):
+    """pyproject declares the `nodegraph` entry point `tpl_demo` naming the package `nodegraph_tpl_demo` (not the
+    project folder's name, which would shadow it from the folder above); every promised file exists."""
+    for relative in ("README.md", "nodegraph_tpl_demo/__init__.py", "nodegraph_tpl_demo/nodes.py",
+                     "tests/test_tpl_demo.py", "graphs/scale.json"):
         assert (package / relative).is_file(), relative
+    assert not (package / "tpl_demo").exists()
     project = tomllib.loads((package / "pyproject.toml").read_text())
-    assert project["project"]["entry-points"]["nodegraph"] == {"tpl_demo": "tpl_demo"}
+    assert project["project"]["entry-points"]["nodegraph"] == {"tpl_demo": "nodegraph_tpl_demo"}
     assert project["project"]["name"] == "nodegraph-tpl-demo"
-    assert project["tool"]["setuptools"]["packages"] == ["tpl_demo"]
+    assert project["tool"]["setuptools"]["packages"] == ["nodegraph_tpl_demo"]
     graph = json.loads((package / "graphs" / "scale.json").read_text())
     assert graph["nodes"]["scale"]["type"] == "tpl_demo.ScaleNumber"
 
@@ -64,6 +66,7 @@ def test_pip_installed_package_loads_through_its_entry_point(package, tmp_path):
     assert loaded["tpl_demo"]["source"] == "entry_point"
     assert loaded["tpl_demo"]["distribution"] == "nodegraph-tpl-demo"
     assert loaded["tpl_demo"]["nodes"] == ["tpl_demo.ScaleNumber"]
+    assert loaded["tpl_demo"]["module"] == "nodegraph_tpl_demo"
     ran = subprocess.run([sys.executable, "-m", "nodegraph.cli", "run", str(package / "graphs" / "scale.json"),
                           "--allow-plugin", "tpl_demo", "--output-dir", str(tmp_path / "out"), "--no-progress"],
                          env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
@@ -78,6 +81,13 @@ def test_pip_installed_package_loads_through_its_entry_point(package, tmp_path):
     ("json", "standard-library"),
     ("nodegraph", "shadow"),
     ("_hidden", "private"),
+    ("image", "built-in node pack"),
+    ("primitives", "built-in node pack"),
+    ("sampling", "built-in node pack"),
+    ("torch", "widely used package"),
+    ("numpy", "widely used package"),
+    ("PIL", "widely used package"),
+    ("example", "installed plugin"),
 ])
 def test_bad_names_are_refused(tmp_path, name, expected):
     """Names that cannot be an importable, distinctive package raise an error that suggests a fix."""
@@ -89,10 +99,48 @@ def test_bad_names_are_refused(tmp_path, name, expected):
 
 def test_existing_folder_is_refused_and_the_cli_exits_2(package, tmp_path, capsys):
     """Writing over an existing folder fails with exit status 2, naming the folder, and leaves it untouched."""
-    before = (package / "tpl_demo" / "nodes.py").read_text()
+    before = (package / "nodegraph_tpl_demo" / "nodes.py").read_text()
     assert main(["plugin", "new", "tpl_demo", "--dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "already exists" in err and str(package) in err
-    assert (package / "tpl_demo" / "nodes.py").read_text() == before
+    assert (package / "nodegraph_tpl_demo" / "nodes.py").read_text() == before
     assert main(["plugin", "new", "not-ok", "--dir", str(tmp_path)]) == 2
     assert "'not_ok'" in capsys.readouterr().err
+
+
+def test_a_plugin_imported_from_a_namespace_folder_is_flagged(tmp_path, monkeypatch, capsys):
+    """A plugin whose module is a folder without __init__.py (the old scaffold's project folder, shadowing an
+    editable install) loads with no nodes: `nodegraph plugins` says so, naming the plugin, the folder and the fix."""
+    import importlib
+
+    from nodegraph import Session
+
+    (tmp_path / "ghost_filters").mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("ghost_filters")
+    session = Session(plugins=[("ghost_filters", module)], autoload=False)
+    (warning,) = [w for w in session.plugin_warnings() if w["kind"] == "no_nodes"]
+    assert warning["level"] == "warning" and warning["plugin"] == "ghost_filters"
+    assert str(tmp_path / "ghost_filters") in warning["message"] and "__init__.py" in warning["message"]
+    assert "another folder" in warning["fix"]
+
+    import nodegraph.cli as cli
+
+    monkeypatch.setattr(cli, "_session", lambda args, **kw: session)
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "NO NODES" in out and "ghost_filters" in out and "0 node(s)" in out
+
+
+def test_a_plugin_with_only_other_hooks_is_noted_not_warned():
+    """A plugin that adds no node but implements other hooks (e.g. samplers) gets an info note, not a warning."""
+    from nodegraph import Session, hookimpl
+
+    class SamplerOnly:
+        @hookimpl
+        def register_samplers(self):
+            return {}
+
+    (note,) = [w for w in Session(plugins=[("sampler_only", SamplerOnly())], autoload=False).plugin_warnings()
+               if w["kind"] == "no_nodes"]
+    assert note["level"] == "info" and "register_samplers" in note["message"]
