@@ -97,6 +97,7 @@ from . import __version__
 from .errors import GraphValidationError, NodeExecutionError, RunInterrupted
 from .events import RunFailed
 from .files import FileAccessError, FileStore
+from .model_paths import ModelPathsError
 from .plugins import PluginOptionError, add_plugin_arguments, plugin_options
 from .protocol import (ROW_EVENTS, EngineEvents, Outgoing, ServerProtocol, compacted, event_dict,
                        expand_node_events, message_schemas, without_settled_starts)
@@ -1066,7 +1067,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve_forever(args))
     except KeyboardInterrupt:
         pass
-    except (UsersFileError, PluginOptionError) as exc:
+    except (UsersFileError, PluginOptionError, ModelPathsError) as exc:
         print(f"nodegraph serve: {exc}", file=sys.stderr)
         return 2
     return 0

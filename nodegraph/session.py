@@ -98,7 +98,7 @@ class Session:
     def plugin_warnings(self) -> list[dict[str, Any]]:
         """Plugin failures, node-name clashes, skipped plugins and unused preferences, as plain dicts.
 
-        Each entry: `{"kind": "failed"|"clash"|"skipped"|"preference", "level":
+        Each entry: `{"kind": "failed"|"clash"|"skipped"|"unknown_name"|"no_nodes"|"preference", "level":
         "error"|"warning"|"info", "plugin": name, "message": ..., "fix": ..., ...}`
         (see `nodegraph.plugins.plugin_warnings`); "info" entries are the user's
         own choices (a denied plugin, a clash settled by a preference).

@@ -346,7 +346,7 @@ def _inpainting_inputs(model: Any, x0: Any, noise_mask: Any) -> dict | None:
 
 
 class DenoisingTrajectory(Node):
-    """Sample, and also return the model's clean-image guess x̂₀ every few steps (seed notes Q2).
+    """Sample, and also return the model's clean-image guess x̂₀ every few steps.
 
     `predictions` holds x̂₀ of steps 0, every, 2·every, … (counting from 0) and always
     of the last step (step-major: all batch items of one step, then the next step), ready
@@ -384,7 +384,7 @@ class DenoisingTrajectory(Node):
 
 
 class ForwardDiffuseImage(Node):
-    """The forward process on an image, for seeing a noise schedule (seed notes Q1).
+    """The forward process on an image, for seeing a noise schedule.
 
     Each image is noised to every listed training timestep t under the chosen beta
     schedule — x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε in the [-1, 1] pixel range, with the same ε
