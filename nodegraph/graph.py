@@ -167,7 +167,8 @@ class Graph:
         """A copy with literal inputs replaced: `{"node_id.input": value}`.
 
         Raises GraphValidationError (`unknown_node`, `invalid_format`) for keys
-        that do not name an existing node and an input.
+        that do not name an existing node and an input, and `override_replaces_link`
+        for a literal given for a linked input (it would silently cut the link).
         """
         errors: list[GraphError] = []
         nodes = dict(self.nodes)
@@ -183,8 +184,18 @@ class Graph:
                                          f"node ids are: {_preview(sorted(nodes))}", node_id=node_id))
                 continue
             old = nodes[node_id]
-            nodes[node_id] = GraphNode(old.type, {**old.inputs, input_name: _parse_input_value(value)},
-                                       old.title, old.mode)
+            parsed = _parse_input_value(value)
+            current = old.inputs.get(input_name)
+            if isinstance(current, Link) and not isinstance(parsed, Link):
+                errors.append(GraphError(
+                    "override_replaces_link",
+                    f"override {key!r} would replace a link: input {input_name!r} of node {node_id!r} comes from "
+                    f"node {current.node!r} (output {current.output!r}); set the value where it comes from "
+                    f"(e.g. --set {current.node}.value=...), or unlink the input in the graph",
+                    node_id=node_id, input=input_name,
+                    details={"source_node": current.node, "output": current.output}))
+                continue
+            nodes[node_id] = GraphNode(old.type, {**old.inputs, input_name: parsed}, old.title, old.mode)
         if errors:
             raise GraphValidationError(errors)
         return Graph(nodes, self.metadata, self.ui, self.has_ui, subgraphs=self.subgraphs)

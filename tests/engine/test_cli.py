@@ -466,6 +466,17 @@ def test_validate_reports_an_unknown_override_node_and_the_other_problems_at_onc
     assert codes == {("unknown_node", "nosuch"), ("out_of_range", "sampler")}
 
 
+def test_set_on_a_linked_input_names_the_source_instead_of_cutting_the_link(capsys):
+    """`--set pixels.a=5` on arithmetic.json silently dropped the link from `width` (the output then read
+    '512x768 has 60 latent cells'): it is refused, naming the node to set instead."""
+    assert main(["validate", ARITHMETIC, "--set", "pixels.a=5", "--json", "--no-plugins"]) == 1
+    errors = json.loads(capsys.readouterr().out)["errors"]
+    assert [(e["code"], e["node_id"], e["input"], e["details"]["source_node"]) for e in errors] == [
+        ("override_replaces_link", "pixels", "a", "width")]
+    assert "--set width.value=" in errors[0]["message"]
+    assert main(["run", ARITHMETIC, "--set", "pixels.a=5", "--no-plugins"]) != 0
+
+
 def test_nan_and_infinity_as_text_get_the_finite_number_hint(tmp_path, capsys):
     """`--set x=nan` / `inf` (read as text, not JSON) is told to give a finite number, not to drop quotes."""
     for value in ("nan", "inf", "-inf", "infinity"):
