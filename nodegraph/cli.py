@@ -305,7 +305,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .files import replace_file
 
     replace_file(summary_path, json.dumps({"run_id": result.run_id, "outputs": outputs,        # a link there: replaced
-                                           "plugin_warnings": warnings}, indent=2, default=str) + "\n")
+                                           "plugin_warnings": warnings, "warnings": result.warnings},
+                                          indent=2, default=str) + "\n")
     from .results import ResultFileError, collect_files, describe_file
 
     try:
@@ -319,6 +320,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{node_id}: {values.get('text', jsonable(values.get('value', rest)))}", file=summary)
     for item in files:   # every output file with its kind
         print(f"{item['node_id']}: {describe_file(item)}", file=summary)
+    for warning in result.warnings:     # what nodes told the user (NodeContext.warn)
+        print(f"warning: node {warning['node_id']!r} ({warning['node_type']}): {warning['message']}", file=sys.stderr)
     print(f"ran {len(result.executed)} node(s), {len(result.cached)} from cache, in {result.seconds:.3f} s; "
           f"outputs in {summary_path}", file=summary)
     return EXIT_OK

@@ -10,6 +10,7 @@ Every event has `type` and `run_id`; `to_dict()` gives the JSON form
     node_progress    node_id, value, total, preview (an image or None; not in to_dict), info (dict or None)
     node_finished    node_id, node_type, seconds, peak_memory_bytes (None if unknown)
     node_error       node_id, node_type, exception_type, message, traceback
+    node_warning     node_id, node_type, message (the node ran, but something deserves the user's eye)
     run_finished     seconds, executed, cached
     run_failed       node_id, message
     run_interrupted  node_id (the node that was running, or None)
@@ -92,6 +93,14 @@ class NodeErrored(Event):
     exception_type: str = ""
     message: str = ""
     traceback: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeWarning(Event):
+    type: ClassVar[str] = "node_warning"
+    node_id: str = ""
+    node_type: str = ""
+    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,6 +182,7 @@ class RunResult:
         output nodes, their recorded results).
     executed: node ids that ran, in order. cached: node ids served from the cache.
     skipped: muted nodes and the nodes that depend on them (never run).
+    warnings: what nodes told the user (`NodeContext.warn`): {"node_id", "node_type", "message"}, in order.
     """
 
     run_id: str
@@ -190,6 +191,7 @@ class RunResult:
     cached: list[str]
     seconds: float
     skipped: list[str] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -209,6 +211,7 @@ class RunState:
     executed, cached   node ids in the order they ran / came from the cache.
     running            the node running now (for interruption reports), or None.
     graph              the Graph being run (nodes may read it, e.g. to embed it in a file).
+    warnings           {"node_id", "node_type", "message"} for each NodeContext.warn, in order.
     """
 
     run_id: str
@@ -224,6 +227,7 @@ class RunState:
     cached: list[str] = field(default_factory=list)
     running: str | None = None
     graph: Graph | None = None
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
 
 def needed_nodes(plan: GraphPlan, targets: tuple[str, ...]) -> list[str]:
@@ -424,7 +428,11 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
     def progress(nid: str, value: int, total: int, preview: Any, info: dict | None) -> None:
         emit(ev.NodeProgress(run_id, nid, value, total, preview, info))
 
-    node.context = NodeContext(node_id, spec.type, progress, check_interrupted, services, run_id, state.graph)
+    def warn(nid: str, message: str) -> None:
+        state.warnings.append({"node_id": nid, "node_type": spec.type, "message": message})
+        emit(ev.NodeWarning(run_id, nid, spec.type, message))
+
+    node.context = NodeContext(node_id, spec.type, progress, check_interrupted, services, run_id, state.graph, warn)
     kwargs = _gather_inputs(state, plan, evaluated_only=False)
     emit(ev.NodeStarted(run_id, node_id, spec.type))
     state.running = node_id
@@ -545,7 +553,8 @@ def run_plan(
         compute_keys(state, order, resolve_file, output_scope, input_scope)
         execute(state, cache, emit, check_interrupted, services or {})
         return RunResult(run_id, {t: state.values[t] for t in state.targets},
-                         state.executed, state.cached, time.perf_counter() - started, list(plan.skipped))
+                         state.executed, state.cached, time.perf_counter() - started, list(plan.skipped),
+                         state.warnings)
     except BaseException as exc:
         outcome = exc
         raise

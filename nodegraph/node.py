@@ -45,6 +45,7 @@ The executor reads only the derived `spec` (a `NodeSpec`), built once per class.
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 import types as pytypes
 import typing
@@ -241,16 +242,23 @@ class NodeContext:
     """What a running node may use: progress, interruption, folders, services.
 
     The executor makes one per node execution. Nodes call `progress(i, n)`
-    inside long loops; it also checks for interruption. `run_id` and `graph`
-    (the Graph being run, e.g. to embed in a saved image) describe the run.
+    inside long loops; it also checks for interruption. `warn(text)` tells the
+    user something about a result that is not an error (words a model never
+    learnt, a size it was not trained at). `run_id` and `graph` (the Graph
+    being run, e.g. to embed in a saved image) describe the run.
     """
 
-    __slots__ = ("node_id", "node_type", "run_id", "graph", "_emit_progress", "_check_interrupted", "services")
+    __slots__ = ("node_id", "node_type", "run_id", "graph", "_emit_progress", "_check_interrupted", "services",
+                 "_emit_warning", "_warned")
+
+    MAX_WARNINGS = 20            # per node execution; more are dropped
+    MAX_WARNING_CHARS = 1000
 
     def __init__(self, node_id: str, node_type: str,
                  emit_progress: Callable[[str, int, int, Any, dict | None], None],
                  check_interrupted: Callable[[str], None],
-                 services: dict[str, Any], run_id: str = "", graph: Any = None):
+                 services: dict[str, Any], run_id: str = "", graph: Any = None,
+                 emit_warning: Callable[[str, str], None] | None = None):
         self.node_id = node_id
         self.node_type = node_type
         self.run_id = run_id
@@ -258,6 +266,8 @@ class NodeContext:
         self._emit_progress = emit_progress
         self._check_interrupted = check_interrupted
         self.services = services
+        self._emit_warning = emit_warning
+        self._warned = 0
 
     def progress(self, value: int, total: int, preview: Any = None, info: dict | None = None) -> None:
         """Report step `value` of `total`, optionally with a preview image and small JSON-able `info`
@@ -268,6 +278,21 @@ class NodeContext:
     def check_interrupted(self) -> None:
         """Raise RunInterrupted if the session was asked to stop."""
         self._check_interrupted(self.node_id)
+
+    def warn(self, message: str) -> None:
+        """Tell the user something about this node's result that is not an error: it becomes a `node_warning`
+        event (the CLI prints it, the editor shows it) and an entry of `RunResult.warnings`. Plain text, at
+        most MAX_WARNING_CHARS; after MAX_WARNINGS in one execution the rest are dropped. A cached result
+        does not repeat its warnings."""
+        self._warned += 1
+        if self._warned > self.MAX_WARNINGS:
+            return
+        text = str(message)
+        text = text if len(text) <= self.MAX_WARNING_CHARS else text[: self.MAX_WARNING_CHARS - 1] + "…"
+        if self._emit_warning is None:
+            logging.getLogger("nodegraph").warning("node %s (%s): %s", self.node_id, self.node_type, text)
+        else:
+            self._emit_warning(self.node_id, text)
 
     def service(self, name: str) -> Any:
         """A session service by name (`"output_dir"`, `"input_dir"`, `"model_paths"`, ...)."""

@@ -35,6 +35,18 @@ describe("session state", () => {
     expect(s.banner?.kind).toBe("error");
   });
 
+  it("shows a node's warning in the banner, and only for the run on the canvas", () => {
+    const s = feed(
+      server({ type: "run_started", run_id: "r1", nodes: ["prompt"], total: 1 }),
+      server({ type: "node_warning", run_id: "r1", node_id: "prompt", node_type: "EncodeText", message: "unknown words: yelow" }),
+      server({ type: "node_finished", run_id: "r1", node_id: "prompt", node_type: "EncodeText", seconds: 0.1 }),
+      server({ type: "run_finished", run_id: "r1", seconds: 0.2 }),
+    );
+    expect(s.banner).toEqual({ kind: "info", text: "Warning from node prompt: unknown words: yelow" });
+    const other = reduceSession(s, server({ type: "node_warning", run_id: "r0", node_id: "x", node_type: "X", message: "old" }), context);
+    expect(other.banner).toEqual(s.banner);
+  });
+
   it("marks the running node interrupted", () => {
     const s = feed(
       server({ type: "run_started", run_id: "r1", nodes: ["a"], total: 1 }),

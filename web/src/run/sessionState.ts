@@ -348,6 +348,10 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
         message: textOf(message.message),
         exceptionType: message.exception_type === undefined ? undefined : textOf(message.exception_type),
       });
+    case "node_warning":
+      // The node ran, but its result deserves a look (e.g. prompt words the model never learnt).
+      if (!isActive(state, message.run_id)) return state;
+      return { ...state, banner: { kind: "info", text: `Warning from node ${textOf(message.node_id)}: ${textOf(message.message)}` } };
     case "run_finished":
       if (!isActive(state, message.run_id)) return state;
       return { ...state, nodeStates: dropWaiting(state.nodeStates, null) };
