@@ -33,6 +33,7 @@ is unchanged (the A1111 interpretation). The pooled output is never weighted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
@@ -68,6 +69,14 @@ class TextEncoderConfig:
     layer_norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
+        if self.heads < 1:
+            raise ValueError(f"heads must be at least 1, got {self.heads}")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"pad_token_id {self.pad_token_id} is outside the vocabulary (0 to {self.vocab_size - 1})")
+        if not self.layer_norm_eps > 0 or not math.isfinite(self.layer_norm_eps):
+            raise ValueError(f"layer_norm_eps must be a small positive number, got {self.layer_norm_eps}")
+        if self.activation not in ("quick_gelu", "gelu"):
+            raise ValueError(f"activation must be 'quick_gelu' or 'gelu', got {self.activation!r}")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
         if not -self.layers <= self.output_layer <= -1:

@@ -11,6 +11,10 @@ Map
   component's sizes from its LDM-layout (or HF-layout) keys.
 - ``describe_file_kind(keys)``: a short name for what a file seems to be (a VAE, a LoRA...),
   for error messages when it is not what the caller expected.
+- ``read_json_text(text, what, path)``: the one JSON reader for text that comes from a file (a
+  safetensors header, its metadata, a folder's config.json): any parse failure, however deep or
+  odd, is a ``ModelLoadError`` naming the file. ``parse_config_override`` and ``apply_fields``
+  check the override's types (objects where objects belong, finite numbers where numbers do).
 
 How each property is decided
 - family (``sd1``, ``sd2``, ``sdxl-base``, ``sdxl-refiner``), i.e. how text conditions the UNet:
@@ -40,6 +44,7 @@ How each property is decided
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -292,33 +297,95 @@ def describe_file_kind(keys: Iterable[str]) -> str:
     return f"an unknown architecture (top-level keys: {summary or 'none'})"
 
 
+def read_json_text(text: str | bytes, what: str, path: str | os.PathLike | None = None) -> Any:
+    """`text` parsed as JSON; invalid, too deep (RecursionError) or odd (a 5000-digit number) -> ModelLoadError."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as error:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = str(error) if len(str(error)) <= 200 else str(error)[:200] + "..."
+        raise ModelLoadError(f"{what}: not valid JSON ({type(error).__name__}: {reason}); "
+                             f"fix or remove it, or copy the file again", path) from None
+
+
+# Sections of the override that must be JSON objects (None: absent), and those that must be strings.
+_OVERRIDE_OBJECTS = ("unet", "vae", "text_encoders", "controlnet", "schedule", "flux", "mmdit", "sd3_text")
+_OVERRIDE_STRINGS = ("family", "prediction")
+
+
 def parse_config_override(metadata: Mapping[str, str] | None, path: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The ``nodegraph.config`` JSON object from safetensors metadata ({} when absent)."""
+    """The ``nodegraph.config`` JSON object from safetensors metadata ({} when absent), its sections type-checked."""
     text = (metadata or {}).get(METADATA_KEY)
     if not text:
         return {}
-    try:
-        override = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ModelLoadError(f'metadata "{METADATA_KEY}" is not valid JSON ({error}); fix or remove it', path) from None
+    override = read_json_text(text, f'metadata "{METADATA_KEY}"', path)
     if not isinstance(override, dict):
         raise ModelLoadError(f'metadata "{METADATA_KEY}" must be a JSON object, got {type(override).__name__}', path)
+    for section, value in override.items():
+        wrong = ((section in _OVERRIDE_OBJECTS and value is not None and not isinstance(value, dict))
+                 or (section in _OVERRIDE_STRINGS and value is not None and not isinstance(value, str)))
+        if wrong:
+            kind = "a JSON object" if section in _OVERRIDE_OBJECTS else "a string"
+            raise ModelLoadError(f'metadata "{METADATA_KEY}" {section!r} must be {kind}, got '
+                                 f"{type(value).__name__}; fix or remove it", path)
+    for name, encoder in (override.get("text_encoders") or {}).items():
+        if not isinstance(encoder, dict):
+            raise ModelLoadError(f'metadata "{METADATA_KEY}" text_encoders.{name} must be a JSON object, got '
+                                 f"{type(encoder).__name__}; fix or remove it", path)
+    if not isinstance((override.get("controlnet") or {}).get("unet") or {}, dict):
+        raise ModelLoadError(f'metadata "{METADATA_KEY}" controlnet.unet must be a JSON object', path)
     return override
 
 
 def apply_fields(config, override: Mapping[str, Any] | None, what: str, path=None):
-    """`config` with the fields named in `override` replaced (lists become tuples)."""
+    """`config` with the fields named in `override` replaced (lists become tuples), each of the field's type."""
     if not override:
         return config
     known = {f.name for f in fields(config)}
     unknown = sorted(set(override) - known)
     if unknown:
         raise ModelLoadError(f"{what} override names unknown fields {unknown}; known: {sorted(known)}", path)
+    for name, value in override.items():
+        problem = _field_problem(getattr(config, name), value)
+        if problem:
+            raise ModelLoadError(f"{what} override field {name!r} = {_shown(value)} {problem}; fix or remove it", path)
     values = {k: _tuples(v) for k, v in override.items()}
     try:
         return replace(config, **values)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, ArithmeticError) as error:
         raise ModelLoadError(f"{what} override is inconsistent: {error}", path) from None
+
+
+def _field_problem(current: Any, value: Any) -> str | None:
+    """Why `value` cannot replace a field now holding `current` (the same JSON type, finite numbers); None if it can."""
+    if isinstance(current, bool):
+        return None if isinstance(value, bool) else "must be true or false"
+    if isinstance(current, int):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "must be a whole number"
+    if isinstance(current, float):
+        return None if _finite_number(value) else "must be a finite number"
+    if isinstance(current, str):
+        return None if isinstance(value, str) else "must be a string"
+    if isinstance(current, tuple) or current is None:
+        if value is None and current is None:
+            return None
+        return None if _flat_list(value) else "must be a list of finite numbers or strings (at most 3 levels deep)"
+    return None   # other field types (nested configs) are not set through overrides
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _flat_list(value: Any, depth: int = 3) -> bool:
+    """A list of finite numbers or strings, nested at most `depth` levels."""
+    if not isinstance(value, (list, tuple)) or depth == 0:
+        return False
+    return all(_finite_number(v) or isinstance(v, str) or _flat_list(v, depth - 1) for v in value)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "..."
 
 
 def _tuples(value):
@@ -464,6 +531,7 @@ def detect_checkpoint(
         config = apply_fields(config, encoder_override, f"text encoder {name}", path)
         encoders.append(TextEncoderSpec(name, prefix, layout, config))
 
+    _check_family_fits(family, unet, [spec.name for spec in encoders], path)
     return CheckpointInfo(
         family=family,
         prediction=pred,
@@ -475,6 +543,20 @@ def detect_checkpoint(
         inpainting=unet.in_channels == 9,
         notes=tuple(notes),
     )
+
+
+def _check_family_fits(family: Family, unet: UNetConfig, encoder_names: Sequence[str], path) -> None:
+    """Refuse a metadata family the tensors contradict: SDXL needs its label embedding and pooled encoder."""
+    if not family.startswith("sdxl"):
+        return
+    if not unet.adm_in_channels:
+        raise ModelLoadError(f"the family is {family}, but the UNet has no label embedding (label_emb.*), which "
+                             f"SDXL uses for its size conditioning; fix or remove \"family\" in the "
+                             f'"{METADATA_KEY}" metadata', path)
+    if encoder_names and POOLED_FROM[family] not in encoder_names:
+        raise ModelLoadError(f"the family is {family}, but the file's text encoders {sorted(encoder_names)} lack "
+                             f"{POOLED_FROM[family]}, whose pooled output SDXL needs; fix or remove \"family\" in "
+                             f'the "{METADATA_KEY}" metadata', path)
 
 
 def _hf_text_shapes(shapes: Shapes, prefix: str, layout: str, path) -> dict[str, tuple[int, ...]]:
@@ -499,7 +581,7 @@ def check_heads(unet: UNetConfig, path) -> None:
         if unet.transformer_depth[level] or (unet.transformer_depth_output or unet.transformer_depth)[level]:
             try:
                 unet.heads_for(unet.model_channels * mult)
-            except ValueError as error:
+            except (ValueError, ArithmeticError) as error:
                 raise ModelLoadError(
                     f"{error}: the attention head count of this non-standard UNet cannot be inferred; add "
                     f'{{"unet": {{"num_heads": N, "num_head_channels": -1}}}} to the "{METADATA_KEY}" metadata',

@@ -18,6 +18,13 @@ Map
   what was found and the fix.
 - ``pickle_allowed_by_environment()``: the machine owner's opt-in to pickle files
   (``NODEGRAPH_ALLOW_PICKLE=1``), read by the loader nodes (a graph can never opt in).
+- ``build_on_meta(make, tensors=, elements=)``: a module built on the meta device, stopped once it
+  outgrows the file's tensors (a config from metadata or key names can declare any size); every
+  ``build_module`` goes through it, the upscaler loader too.
+
+Untrusted files: headers, metadata and folder configs are parsed by ``detect.read_json_text`` and
+type-checked; a shard index names only plain files in its own folder (``nodegraph.paths.confine``);
+a recorded training schedule is checked for a usable ᾱ table when read.
 
 Memory: each module is built on the ``meta`` device, then its tensors are read, cast and
 assigned one module at a time, so at most one copy of a component is ever in RAM.
@@ -80,6 +87,7 @@ from .detect import (
     detect_unet_config,
     detect_vae_config,
     parse_config_override,
+    read_json_text,
 )
 from .precision import default_compute_dtype, is_float8, narrow_weight_names, split_precision, store_weights, to_float8
 from .unet import UNetConfig, UNetModel
@@ -213,21 +221,17 @@ def _read_safetensors_header(
                 path,
             )
         raw = handle.read(header_length)
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelLoadError(f"corrupt safetensors header ({error}); {fix}", path) from None
+    header = read_json_text(raw, "corrupt safetensors header", path)
     if not isinstance(header, dict):
         raise ModelLoadError(f"corrupt safetensors header (not a JSON object); {fix}", path)
     metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ModelLoadError(f"corrupt safetensors header: __metadata__ must map names to strings; {fix}", path)
     shapes: dict[str, tuple[int, ...]] = {}
     dtypes: dict[str, torch.dtype | None] = {}
     data_end = 0
     for name, entry in header.items():
-        try:
-            dtype, shape, (begin, end) = entry["dtype"], tuple(entry["shape"]), entry["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise ModelLoadError(f"corrupt safetensors header entry for {name!r}; {fix}", path) from None
+        dtype, shape, begin, end = _header_entry(name, entry, path)
         item_size, torch_dtype = _SAFETENSORS_DTYPES.get(dtype, (0, None))
         expected = math.prod(shape) * item_size
         if item_size and end - begin != expected:
@@ -246,6 +250,25 @@ def _read_safetensors_header(
             path,
         )
     return shapes, dtypes, dict(metadata)
+
+
+def _header_entry(name: str, entry: object, path: Path) -> tuple[str, tuple[int, ...], int, int]:
+    """(dtype, shape, begin, end) of one header entry, every part of the right JSON type, or a ModelLoadError."""
+
+    def whole(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    dtype = entry.get("dtype") if isinstance(entry, dict) else None
+    shape = entry.get("shape") if isinstance(entry, dict) else None
+    offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+    if (not isinstance(dtype, str) or not isinstance(shape, list) or not all(whole(d) for d in shape)
+            or not isinstance(offsets, list) or len(offsets) != 2 or not all(whole(o) for o in offsets)
+            or offsets[0] > offsets[1]):
+        shown = name if len(name) <= 100 else name[:100] + "..."
+        raise ModelLoadError(f"corrupt safetensors header entry for {shown!r} (expected a dtype name, a list of sizes "
+                             f"and two byte offsets); the file is damaged or incomplete: download or copy it again",
+                             path)
+    return dtype, tuple(shape), offsets[0], offsets[1]
 
 
 def _open_safetensors(path: Path) -> StateDictFile:
@@ -293,13 +316,12 @@ def _release_pages(mapped: torch.Tensor) -> None:
 
 def _open_sharded(index_path: Path) -> StateDictFile:
     """A ``*.safetensors.index.json`` (diffusers / transformers shards) as one mapping."""
-    try:
-        weight_map: dict[str, str] = json.loads(index_path.read_text())["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ModelLoadError(
-            f"expected a shard index with a 'weight_map', could not read it ({error})", index_path
-        ) from None
-    shards = {name: _open_safetensors(index_path.parent / name) for name in sorted(set(weight_map.values()))}
+    index = read_json_text(index_path.read_bytes(), "this shard index", index_path)
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ModelLoadError("expected a shard index with a 'weight_map' object (tensor name -> shard file name)",
+                             index_path)
+    shards = {name: _open_safetensors(_shard_path(index_path, name)) for name in sorted(set(weight_map.values()))}
     shapes = {key: shards[name].shapes[key] for key, name in weight_map.items()}
     dtypes = {key: shards[name].dtypes[key] for key, name in weight_map.items()}
     metadata = next(iter(shards.values())).metadata if shards else {}
@@ -311,6 +333,21 @@ def _open_sharded(index_path: Path) -> StateDictFile:
         lambda key: shards[weight_map[key]][key],
         lambda key: shards[weight_map[key]].release(key),
     )
+
+
+def _shard_path(index_path: Path, name: str) -> Path:
+    """A shard named by an index: a plain file name in the index's own folder (no '..', '/', or symlink out)."""
+    from nodegraph.paths import PathConfinementError, confine
+
+    try:
+        path = confine(index_path.parent, name, what="shard file name")
+    except PathConfinementError as error:
+        raise ModelLoadError(f"{error.message}; a shard index may only name files in its own folder",
+                             index_path) from None
+    if not path.is_file():
+        raise ModelLoadError(f"the index names shard {name!r}, which is not a file in its folder; copy the "
+                             f"missing shard there", index_path)
+    return path
 
 
 def _open_pickle(path: Path, allow_pickle: bool) -> StateDictFile:
@@ -363,8 +400,9 @@ def build_module(
     device: torch.device | str = "cpu",
 ) -> nn.Module:
     """Build ``module_class(config)`` on the meta device and fill it from ``tensors`` through ``key_map``."""
-    with torch.device("meta"), _SkipInitialisation():
-        module = module_class(config)
+    file_elements = sum(math.prod(converted_shape(source, tensors.shapes[source.key])) for source in key_map.values())
+    module = build_on_meta(lambda: module_class(config), tensors=len(key_map), elements=file_elements,
+                           what=what, path=tensors.path)
     expected = module.state_dict()
     missing = [k for k in expected if k not in key_map]
     unexpected = [k for k in key_map if k not in expected]
@@ -383,6 +421,7 @@ def build_module(
                 f"{list(meta.shape)} for {name}; the file mixes models, or its config needs the metadata override",
                 tensors.path,
             )
+    _check_floating(expected, key_map, tensors, what)
     storage, dtype = split_precision(dtype, device)  # FP8 storage: precision.py
     if dtype is None:
         dtype = _dominant_dtype(tensors, key_map, list(expected))
@@ -403,6 +442,57 @@ def build_module(
     if storage is not None:
         store_weights(module, storage, dtype)
     return module.eval().requires_grad_(False)
+
+
+def build_on_meta(make: Callable[[], nn.Module], *, tensors: int, elements: int, what: str, path=None) -> nn.Module:
+    """``make()`` on the meta device (no initialisation), stopped once it creates far more than the file holds.
+
+    A config read from metadata, key names or one tensor's shape can declare any size; the module's tensors
+    must then all come from the file. So building stops with a ModelLoadError as soon as it has created more
+    than twice the file's `tensors` (plus a few buffers) or `elements`, long before its Python objects or a
+    later materialisation could take gigabytes. The exact shapes are compared by the caller.
+    """
+    budget = _CreationBudget(file_tensors=tensors, file_elements=elements, what=what, path=path)
+    with torch.device("meta"), _SkipInitialisation(), budget:
+        return make()
+
+
+class _CreationBudget(torch.overrides.TorchFunctionMode):
+    """Count the tensors and elements factory functions create; past twice the file's (plus slack), refuse it."""
+
+    FACTORIES = frozenset({"empty", "zeros", "ones", "full", "rand", "randn", "arange", "linspace", "eye", "tensor",
+                           "empty_strided", "empty_like", "zeros_like", "ones_like", "full_like", "randn_like"})
+
+    def __init__(self, *, file_tensors: int, file_elements: int, what: str, path):
+        super().__init__()
+        self.file = (file_tensors, file_elements)
+        self.limits = (2 * file_tensors + 64, 2 * file_elements + 2**24)   # slack: buffers, temporaries
+        self.created, self.what, self.path = [0, 0], what, path
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        if getattr(func, "__name__", None) in self.FACTORIES and isinstance(result, torch.Tensor):
+            self.created[0] += 1
+            self.created[1] += result.numel()
+            if self.created[0] > self.limits[0] or self.created[1] > self.limits[1]:
+                raise ModelLoadError(
+                    f"the {self.what} its metadata or key names declare is far larger than the file: it holds "
+                    f"only {self.file[0]} tensors ({self.file[1]} parameters) for it, already exceeded; the file "
+                    f"is damaged or crafted: fix or remove its metadata, or copy it again",
+                    self.path,
+                )
+        return result
+
+
+def _check_floating(expected: Mapping[str, torch.Tensor], key_map: KeyMap, tensors: StateDictFile, what: str) -> None:
+    """Refuse integer or boolean tensors where the module holds floating-point weights (a quantised file)."""
+    for name, meta in expected.items():
+        dtype = tensors.dtypes.get(key_map[name].key)
+        if meta.is_floating_point() and (dtype is None or not (dtype.is_floating_point or dtype.is_complex)):
+            stored = dtype or "an unsupported type"
+            raise ModelLoadError(f"{what} tensor {key_map[name].key} is stored as {stored}, not floating point: "
+                                 f"quantised (int8, GGUF...) files are not read; use a float16 / bfloat16 / float32 "
+                                 f"file", tensors.path)
 
 
 def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -510,6 +600,7 @@ def load_checkpoint(
     if is_sd3_checkpoint(tensors.shapes):
         return load_sd3_checkpoint(path, components=components, dtype=dtype, device=device, allow_pickle=allow_pickle)
     info = detect_checkpoint(tensors.shapes, tensors.metadata, prediction=prediction, path=path)
+    schedule = read_schedule(parse_config_override(tensors.metadata, path), path)   # checked before any build
     unet = vae = text_encoder = None
     if "unet" in components:
         key_map = from_prefix(tensors.shapes, info.unet_prefix)
@@ -519,7 +610,6 @@ def load_checkpoint(
         vae = build_module(AutoencoderKL, info.vae, key_map, tensors, what="VAE", dtype=dtype, device=device)
     if "text_encoder" in components and info.text_encoders:
         text_encoder = _build_prompt_encoder(info.text_encoders, info.pooled_from, tensors, dtype, device)
-    schedule = read_schedule(parse_config_override(tensors.metadata, path), path)
     return Checkpoint(info=info, unet=unet, vae=vae, text_encoder=text_encoder, schedule=schedule)
 
 
@@ -705,10 +795,27 @@ def _convert(converter, keys, prefix: str, path) -> KeyMap:
 
 
 def _read_json(path: Path) -> dict:
+    """A folder's JSON config (config.json, scheduler_config.json): a JSON object, or a ModelLoadError naming it."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        raw = path.read_bytes()
+    except OSError as error:
         raise ModelLoadError(f"could not read this JSON config ({error})", path) from None
+    config = read_json_text(raw, "this JSON config", path)
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"this JSON config must be a JSON object, found {type(config).__name__}", path)
+    return config
+
+
+def _config_number(config: Mapping, key: str, path: Path, kind: type = float):
+    """``config[key]`` as a finite `kind` (float, or int for counts), None when absent; else a ModelLoadError."""
+    value = config.get(key)
+    if value is None:
+        return None
+    allowed = (int, float) if kind is float else int
+    if isinstance(value, bool) or not isinstance(value, allowed) or not math.isfinite(value):
+        raise ModelLoadError(f"{key} must be a finite {'number' if kind is float else 'whole number'}, found "
+                             f"{value!r}; fix it", path)
+    return kind(value)
 
 
 def _weights_in(folder: Path) -> StateDictFile:
@@ -746,6 +853,10 @@ def _diffusers_unet_config(key_map: KeyMap, tensors: StateDictFile, config_json:
     shapes = {target: converted_shape(source, tensors.shapes[source.key]) for target, source in key_map.items()}
     config = _detected("UNet", tensors.path, detect_unet_config, shapes)
     heads = config_json.get("num_attention_heads") or config_json.get("attention_head_dim") or 8
+    if isinstance(heads, bool) or not (isinstance(heads, int) and heads >= 1 or isinstance(heads, list) and all(
+            isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in heads)):
+        raise ModelLoadError(f"attention_head_dim / num_attention_heads must be a positive whole number or a list "
+                             f"of them, found {heads!r}; fix the folder's unet config.json", tensors.path)
     if isinstance(heads, int):
         config = replace(config, num_heads=heads, num_head_channels=-1)
     else:
@@ -775,11 +886,14 @@ def _diffusers_vae(folder: Path, family) -> tuple[StateDictFile, KeyMap, VAEConf
     key_map = _convert(vae_from_diffusers, tensors.shapes, "", tensors.path)
     shapes = {target: converted_shape(source, tensors.shapes[source.key]) for target, source in key_map.items()}
     config = _family_vae(_detected("VAE", tensors.path, detect_vae_config, shapes), family)
-    config_json = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
-    if config_json.get("scaling_factor") is not None:
-        config = replace(config, scale_factor=float(config_json["scaling_factor"]))
-    if config_json.get("shift_factor") is not None:
-        config = replace(config, shift_factor=float(config_json["shift_factor"]))
+    config_path = folder / "config.json"
+    config_json = _read_json(config_path) if config_path.is_file() else {}
+    numbers = {field: _config_number(config_json, key, config_path)
+               for field, key in (("scale_factor", "scaling_factor"), ("shift_factor", "shift_factor"))}
+    try:
+        config = replace(config, **{field: value for field, value in numbers.items() if value is not None})
+    except ValueError as error:
+        raise ModelLoadError(f"{error}; fix scaling_factor / shift_factor", config_path) from None
     return tensors, key_map, config
 
 
@@ -795,12 +909,14 @@ def _diffusers_text_encoder(folder: Path, family: Family, name: str) -> tuple[St
     config_json = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
     shapes = {target: tensors.shapes[source.key] for target, source in key_map.items()}
     role = ENCODER_ROLES[(family, name)]
-    heads = config_json.get("num_attention_heads")
+    heads = _config_number(config_json, "num_attention_heads", folder / "config.json", int)
     config = _detected(f"text encoder {name}", tensors.path, detect_text_encoder_config, shapes, role, heads=heads)
     if config_json.get("hidden_act") in ("gelu", "quick_gelu"):
         config = replace(config, activation=config_json["hidden_act"])
-    if config_json.get("layer_norm_eps"):
-        config = replace(config, layer_norm_eps=float(config_json["layer_norm_eps"]))
+    layer_norm_eps = _config_number(config_json, "layer_norm_eps", folder / "config.json")
+    if layer_norm_eps:
+        config = _detected(f"text encoder {name}", folder / "config.json", replace, config,
+                           layer_norm_eps=layer_norm_eps)
     if family == "sd2":  # diffusers ships SD 2.x's encoder without its unused last block and uses the last one
         config = replace(config, output_layer=-1)
     return tensors, key_map, config
@@ -1001,19 +1117,41 @@ def read_schedule(override: Mapping, path=None) -> dict | None:
         raise ModelLoadError(f'metadata "{METADATA_KEY}" schedule must be a JSON object; {fix}', path)
     if "alphas_cumprod" in schedule:
         table = schedule["alphas_cumprod"]
-        if (set(schedule) != {"alphas_cumprod"} or not isinstance(table, list) or len(table) < 2
-                or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in table)
+        if (set(schedule) != {"alphas_cumprod"} or not isinstance(table, list) or not 2 <= len(table) <= 100_000
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in table)
                 or any(b >= a for a, b in zip(table, table[1:]))):
             raise ModelLoadError(f'metadata "{METADATA_KEY}" schedule alphas_cumprod must be a decreasing list of '
-                                 f'at least 2 numbers in [0, 1] (and nothing else); {fix}', path)
-        return {"alphas_cumprod": [float(v) for v in table]}
-    unknown = sorted(set(schedule) - {"betas", "timesteps", "zero_terminal_snr"})
-    betas, timesteps = schedule.get("betas", "scaled_linear"), schedule.get("timesteps", 1000)
-    zero = schedule.get("zero_terminal_snr", False)
-    if (unknown or betas not in SCHEDULE_BETAS or not isinstance(timesteps, int) or not 2 <= timesteps <= 100_000
-            or not isinstance(zero, bool)):
-        raise ModelLoadError(f'metadata "{METADATA_KEY}" schedule {dict(schedule)} is not understood; {fix}', path)
-    return {"betas": betas, "timesteps": timesteps, "zero_terminal_snr": zero}
+                                 f'2 to 100000 numbers in [0, 1] (and nothing else); {fix}', path)
+        checked = {"alphas_cumprod": [float(v) for v in table]}
+    else:
+        unknown = sorted(set(schedule) - {"betas", "timesteps", "zero_terminal_snr"})
+        betas, timesteps = schedule.get("betas", "scaled_linear"), schedule.get("timesteps", 1000)
+        zero = schedule.get("zero_terminal_snr", False)
+        if (unknown or betas not in SCHEDULE_BETAS or not isinstance(timesteps, int) or isinstance(timesteps, bool)
+                or not 2 <= timesteps <= 100_000 or not isinstance(zero, bool)):
+            raise ModelLoadError(f'metadata "{METADATA_KEY}" schedule {_shown_schedule(schedule)} is not understood; '
+                                 f'{fix}', path)
+        checked = {"betas": betas, "timesteps": timesteps, "zero_terminal_snr": zero}
+    _check_usable_schedule(checked, path)
+    return checked
+
+
+def _check_usable_schedule(schedule: dict, path) -> None:
+    """Refuse a schedule whose ᾱ table (as sampling uses it, clamped) is not strictly decreasing inside (0, 1)."""
+    alphas_cumprod = schedule_alphas_cumprod(schedule)
+    steps = alphas_cumprod[1:] < alphas_cumprod[:-1]
+    if not bool(torch.isfinite(alphas_cumprod).all()) or not bool(steps.all()) or not float(alphas_cumprod[0]) < 1:
+        raise ModelLoadError(
+            f'metadata "{METADATA_KEY}" schedule {_shown_schedule(schedule)} gives noise levels sampling cannot use: '
+            f"ᾱ_t must fall strictly from below 1 and stay above {TERMINAL_ALPHA_CUMPROD} until its last step (too "
+            f"many timesteps for this schedule, or a table with equal or zero values); fix or remove the schedule",
+            path,
+        )
+
+
+def _shown_schedule(schedule: Mapping) -> str:
+    text = json.dumps(schedule, default=str) if isinstance(schedule, Mapping) else repr(schedule)
+    return text if len(text) <= 120 else text[:120] + "..."
 
 
 def describe_schedule(alphas_cumprod: torch.Tensor) -> dict:

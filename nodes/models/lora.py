@@ -25,7 +25,8 @@ Formats read (``lora_down`` = ``lora_A`` = ``down`` is (rank, in[, kh, kw]), ``l
 - diffusers / peft: ``unet.<diffusers name>.lora_A.weight`` / ``.lora_B.weight``,
   ``text_encoder.`` / ``text_encoder_2.`` + HF CLIP names; alpha from ``.alpha`` keys or from
   the ``lora_adapter_metadata`` JSON that diffusers writes (``lora_alpha``, ``alpha_pattern``,
-  ``use_rslora``); without either, alpha = rank (scale 1). Also the older diffusers spellings
+  ``use_rslora``; checked when read, its pattern keys matched as plain dotted suffixes, never as
+  regexes); without either, alpha = rank (scale 1). Also the older diffusers spellings
   ``...to_q_lora.down.weight``, ``...to_q.lora.down.weight``, ``...lora_linear_layer.down.weight``
   (with or without ``.processor``), peft's ``base_model.model.`` prefix, and ComfyUI's
   ``diffusion_model.<LDM name>``.
@@ -64,7 +65,7 @@ import torch
 from torch import nn
 
 from .clip import CLIPTextModel, PromptEncoder
-from .detect import ModelLoadError, describe_file_kind
+from .detect import ModelLoadError, describe_file_kind, read_json_text
 from .flux import FluxModel
 from .mmdit import MMDiT
 from .sd3 import SD3TextEncoder
@@ -215,7 +216,7 @@ def lora_from_state_dict(
         else:
             parts.setdefault((target, module), {})[part] = key
 
-    config_alpha = _metadata_alphas(metadata)
+    config_alpha = _metadata_alphas(metadata, path)
     patches: dict[Target, dict[str, LoraPatch]] = {}
     for (target, module), found in parts.items():
         if module in unsupported.get(target, {}):
@@ -226,13 +227,14 @@ def lora_from_state_dict(
             continue
         down, up = tensors[found["down"]], tensors[found["up"]]
         rank = down.shape[0]
-        if down.ndim not in (2, 4) or up.ndim not in (2, 4) or up.flatten(1).shape[1] != rank:
+        if down.ndim not in (2, 4) or up.ndim not in (2, 4) or up.flatten(1).shape[1] != rank or rank == 0:
             unsupported.setdefault(target, {})[module] = (
-                f"malformed: lora_down {list(down.shape)} and lora_up {list(up.shape)} do not share a rank"
+                f"malformed: lora_down {list(down.shape)} and lora_up {list(up.shape)} do not share a rank of 1 "
+                f"or more"
             )
             continue
         if "alpha" in found:
-            scale = float(tensors[found["alpha"]]) / rank
+            scale = _alpha_tensor_scale(tensors[found["alpha"]], found["alpha"], rank, path)
         else:
             scale = config_alpha(target, module, rank)
         patches.setdefault(target, {})[module] = LoraPatch(down=down, up=up, scale=scale)
@@ -248,7 +250,8 @@ def lora_from_state_dict(
             )
         reasons = {**{f"{t}/{m}": r for t, entries in unsupported.items() for m, r in entries.items()}, **ignored}
         raise ModelLoadError(
-            f"this LoRA has no entry that can patch an SD UNet or CLIP text encoder: {_examples(reasons)}; "
+            f"this LoRA has no entry that can patch an SD UNet or CLIP text encoder: "
+            f"{_examples(f'{name}: {reason}' for name, reason in reasons.items())}; "
             "it is for another architecture or uses a network type (LoHa, LoKr, DoRA...) that is not supported",
             path,
         )
@@ -277,28 +280,80 @@ def _normalise(name: str, target: Target) -> str:
     return re.sub(r"self_attn\.to_(q|k|v|out)$", lambda m: f"self_attn.{m[1]}_proj", name)
 
 
-def _metadata_alphas(metadata: Mapping[str, str] | None):
-    """``scale(target, module, rank)`` from diffusers' ``lora_adapter_metadata`` (peft LoraConfig per target)."""
-    try:
-        config = json.loads((metadata or {}).get(_METADATA_KEY) or "{}")
-    except json.JSONDecodeError:
-        config = {}
+MAX_ALPHA = 1e5  # real files use alpha <= a few times the rank (ranks reach the thousands); beyond is no LoRA
+
+
+def _adapter_config(metadata: Mapping[str, str] | None, path: Path | None) -> dict:
+    """The checked ``lora_adapter_metadata`` JSON ({} when absent): a present but unreadable one is an error."""
+    text = (metadata or {}).get(_METADATA_KEY)
+    if not text:
+        return {}
+    what = f'metadata "{_METADATA_KEY}"'
+    config = read_json_text(text, what, path)
     if not isinstance(config, dict):
-        config = {}
+        raise ModelLoadError(f"{what} must be a JSON object, found {type(config).__name__}; fix or remove it", path)
+    for target in TARGETS:
+        if f"{target}.lora_alpha" in config:
+            _check_alpha(config[f"{target}.lora_alpha"], f"{what} {target}.lora_alpha", path)
+        if f"{target}.r" in config:
+            _check_rank(config[f"{target}.r"], f"{what} {target}.r", path)
+        if not isinstance(config.get(f"{target}.use_rslora", False), bool):
+            raise ModelLoadError(f"{what} {target}.use_rslora must be true or false", path)
+        for field, check in ((f"{target}.alpha_pattern", _check_alpha), (f"{target}.rank_pattern", _check_rank)):
+            patterns = config.get(field) or {}
+            if not isinstance(patterns, dict):
+                raise ModelLoadError(f"{what} {field} must map module names to numbers, found "
+                                     f"{type(patterns).__name__}", path)
+            for name, value in patterns.items():
+                check(value, f"{what} {field}[{name[:80]!r}]", path)
+    return config
+
+
+def _check_alpha(value: object, what: str, path: Path | None) -> float:
+    """A LoRA alpha: a finite number in [0, MAX_ALPHA], else a ModelLoadError naming `what`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_ALPHA:
+        raise ModelLoadError(f"{what} is {value!r}; a LoRA alpha is a number from 0 to {MAX_ALPHA:g} (usually the "
+                             f"rank or half of it): the file is damaged or was not written as a LoRA", path)
+    return float(value)
+
+
+def _check_rank(value: object, what: str, path: Path | None) -> int:
+    """A LoRA rank: a whole number of at least 1, else a ModelLoadError naming `what`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ModelLoadError(f"{what} is {value!r}; a LoRA rank is a whole number of at least 1", path)
+    return value
+
+
+def matches_module(pattern: str, module: str) -> bool:
+    """peft's pattern rule, without regexes: `pattern` is `module` or a suffix of it after a '.'."""
+    return module == pattern or module.endswith("." + pattern)
+
+
+def _metadata_alphas(metadata: Mapping[str, str] | None, path: Path | None = None):
+    """``scale(target, module, rank)`` from diffusers' ``lora_adapter_metadata`` (peft LoraConfig per target).
+
+    ``alpha_pattern`` keys are module names or dotted suffixes of them (peft's ``get_pattern_key``); they come
+    from the file, so they are compared as plain strings, never compiled as regular expressions.
+    """
+    config = _adapter_config(metadata, path)
 
     def scale(target: Target, module: str, rank: int) -> float:
         alpha = config.get(f"{target}.lora_alpha")
         if alpha is None:
             return 1.0  # what diffusers and peft assume when nothing says otherwise
         patterns = config.get(f"{target}.alpha_pattern") or {}
-        for pattern, value in patterns.items():  # peft's get_pattern_key rule
-            if re.match(rf"(.*\.)?({pattern})$", module):
-                alpha = value
-                break
+        alpha = next((value for pattern, value in patterns.items() if matches_module(pattern, module)), alpha)
         root = math.sqrt(rank) if config.get(f"{target}.use_rslora") else rank
         return float(alpha) / root
 
     return scale
+
+
+def _alpha_tensor_scale(tensor: torch.Tensor, key: str, rank: int, path: Path | None) -> float:
+    """alpha / rank from a ``.alpha`` key: one finite number in [0, MAX_ALPHA], else a ModelLoadError naming the key."""
+    if tensor.numel() != 1:
+        raise ModelLoadError(f"{key} holds {tensor.numel()} numbers; a LoRA alpha is one number", path)
+    return _check_alpha(float(tensor), key, path) / rank
 
 
 # --- matching file names to our modules ---------------------------------------------------------

@@ -29,6 +29,7 @@ by @StAlKeR7779; both as published in InvokeAI's ``invokeai/app/util/step_callba
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -65,6 +66,13 @@ class VAEConfig:
     latent_rgb_factors: tuple[tuple[float, ...], ...] = SD1_LATENT_RGB_FACTORS  # preview map, z_channels x 3
     latent_rgb_bias: tuple[float, ...] = (0.0, 0.0, 0.0)  # preview bias (none for SD / SDXL)
     use_quant_conv: bool = True  # the 1x1 quant_conv / post_quant_conv; SD3's VAE has neither
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.scale_factor, (int, float)) and math.isfinite(self.scale_factor)
+                and self.scale_factor > 0):
+            raise ValueError(f"scale_factor must be a finite positive number, got {self.scale_factor!r}")
+        if not (isinstance(self.shift_factor, (int, float)) and math.isfinite(self.shift_factor)):
+            raise ValueError(f"shift_factor must be a finite number, got {self.shift_factor!r}")
 
     @property
     def downscale(self) -> int:

@@ -152,6 +152,9 @@ def detect_architecture(state_dict: dict) -> RRDBNetConfig | SRVGGNetCompactConf
         if "conv_first.weight" in keys and "conv_last.weight" in keys:
             num_feat, in_ch = _shape(state_dict, "conv_first.weight")[:2]
             num_out_ch = _shape(state_dict, "conv_last.weight")[0]
+            if num_out_ch < 1 or num_feat < 1:
+                raise UnknownUpscalerError(f"RRDBNet conv_first / conv_last with {num_feat} / {num_out_ch} "
+                                           f"output channels (a damaged file)")
             blocks = {int(m.group(1)) for k in keys if (m := re.match(r"body\.(\d+)\.rdb1\.conv1\.weight$", k))}
             if not blocks:
                 raise UnknownUpscalerError("has conv_first / conv_last but no body.N.rdb1 blocks (not an RRDBNet)")
@@ -170,6 +173,9 @@ def detect_architecture(state_dict: dict) -> RRDBNetConfig | SRVGGNetCompactConf
                                            "is not supported")
             num_feat, in_ch = _shape(state_dict, "body.0.weight")[:2]
             last_out = _shape(state_dict, f"body.{conv_ids[-1]}.weight")[0]
+            if in_ch < 1 or num_feat < 1:
+                raise UnknownUpscalerError(f"SRVGGNetCompact first conv with {in_ch} inputs / {num_feat} outputs "
+                                           f"(a damaged file)")
             num_conv = len(conv_ids) - 2
             if conv_ids != list(range(0, 2 * (num_conv + 1) + 1, 2)):
                 raise UnknownUpscalerError(f"SRVGGNetCompact body convs at unexpected indices {conv_ids[:6]}...")
@@ -187,11 +193,35 @@ def detect_architecture(state_dict: dict) -> RRDBNetConfig | SRVGGNetCompactConf
 
 
 def build_upscaler(state_dict: dict) -> RRDBNet | SRVGGNetCompact:
-    """Detect the architecture, build it and load the weights strictly (eval mode, float32)."""
+    """Detect the architecture, build it and load the weights strictly (eval mode, float32).
+
+    The sizes come from key names and single tensor shapes, so the network is built on the meta device
+    first (stopped as soon as it outgrows the file's tensors) and its shapes compared with the file's:
+    memory is allocated only for a network the file fills exactly.
+    """
+    from nodes.models.loading import ModelLoadError, build_on_meta
+
     config = detect_architecture(state_dict)
-    net = RRDBNet(config) if isinstance(config, RRDBNetConfig) else SRVGGNetCompact(config)
+    architecture = RRDBNet if isinstance(config, RRDBNetConfig) else SRVGGNetCompact
     try:
-        net.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True)
-    except RuntimeError as exc:
-        raise UnknownUpscalerError(f"{type(net).__name__} {config}: the weights do not fit: {exc}") from None
+        net = build_on_meta(lambda: architecture(config), tensors=len(state_dict), what=architecture.__name__,
+                            elements=sum(v.numel() for v in state_dict.values()))
+    except ModelLoadError as exc:
+        raise UnknownUpscalerError(str(exc)) from None
+    mismatch = _mismatch(net.state_dict(), state_dict)
+    if mismatch:
+        raise UnknownUpscalerError(f"{architecture.__name__} {config}: the weights do not fit: {mismatch}")
+    net.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True, assign=True)
     return net.eval().requires_grad_(False)
+
+
+def _mismatch(expected: dict, state_dict: dict) -> str:
+    """The first few missing, unexpected or wrongly shaped keys ('' when the file fits exactly)."""
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [f"{k} {list(state_dict[k].shape)} (needs {list(v.shape)})" for k, v in expected.items()
+              if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
+    parts = [(label, items) for label, items in (("missing", missing), ("unexpected", unexpected),
+                                                 ("wrong shape", shapes)) if items]
+    return "; ".join(f"{label} {len(items)}: {', '.join(items[:3])}{', ...' if len(items) > 3 else ''}"
+                     for label, items in parts)

@@ -275,18 +275,18 @@ def checker_from_state_dict(state_dict: Mapping[str, torch.Tensor], metadata: Ma
         raise CheckerError(f"{source}: not a Stable Diffusion safety checker (missing {', '.join(missing)}; found "
                            f"{sample}, ...); pass the safety_checker/model.safetensors of an SD pipeline or a file "
                            f"written by SaveSafetyChecker")
-    metadata = metadata or {}
-    if METADATA_KEY in metadata:
-        config = CheckerConfig.from_json(metadata[METADATA_KEY])
-    else:
-        config = CheckerConfig(
-            vision=config_from_state_dict(shapes, "vision_model.vision_model.", heads=heads),
-            projection_dim=shapes["visual_projection.weight"][0],
-            concepts=shapes["concept_embeds"][0],
-            special_care=shapes["special_care_embeds"][0],
-        )
-    checker = SafetyChecker(config)
-    expected = checker.state_dict()
+    config = _checker_config(shapes, metadata or {}, source, heads)
+    layers = _layer_indices(shapes, "vision_model.vision_model.encoder.layers.")
+    if layers != set(range(config.vision.layers)):
+        raise CheckerError(f"{source}: the config declares {config.vision.layers} vision layers but the file holds "
+                           f"tensors for {len(layers)} (indices up to {max(layers, default=-1)}); the file is damaged "
+                           f"or its metadata is wrong")
+    try:
+        with torch.device("meta"):   # shapes first: a config from metadata or one tensor must not allocate gigabytes
+            expected = SafetyChecker(config).state_dict()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckerError(f"{source}: its config {config} cannot be built ({str(exc)[:200]}); the file is damaged "
+                           f"or its metadata is wrong") from None
     unexpected = sorted(set(shapes) - set(expected) - set(IGNORED_KEYS))
     absent = sorted(set(expected) - set(shapes))
     if unexpected or absent:
@@ -296,8 +296,33 @@ def checker_from_state_dict(state_dict: Mapping[str, torch.Tensor], metadata: Ma
         if shapes[key] != tuple(tensor.shape):
             raise CheckerError(f"{source}: {key} has shape {shapes[key]}, expected {tuple(tensor.shape)} for this "
                                f"config; the file is damaged or its metadata is wrong")
+    checker = SafetyChecker(config)   # the file holds every tensor it needs, at the right shape
     checker.load_state_dict({key: state_dict[names[key]].float() for key in expected})
     return checker.eval().requires_grad_(False)
+
+
+def _checker_config(shapes: Mapping[str, tuple[int, ...]], metadata: Mapping[str, str], source: str,
+                    heads: int | None) -> CheckerConfig:
+    """The config our metadata records, else the one read from shapes; any malformed value -> CheckerError."""
+    try:
+        if METADATA_KEY in metadata:
+            return CheckerConfig.from_json(metadata[METADATA_KEY])
+        return CheckerConfig(
+            vision=config_from_state_dict(shapes, "vision_model.vision_model.", heads=heads),
+            projection_dim=shapes["visual_projection.weight"][0],
+            concepts=shapes["concept_embeds"][0],
+            special_care=shapes["special_care_embeds"][0],
+        )
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError, RecursionError) as exc:
+        where = f'its "{METADATA_KEY}" metadata' if METADATA_KEY in metadata else "its tensor shapes"
+        raise CheckerError(f"{source}: no usable safety-checker config in {where} ({type(exc).__name__}: "
+                           f"{str(exc)[:200]}); fix or remove the metadata, or use another file") from None
+
+
+def _layer_indices(shapes: Mapping[str, tuple[int, ...]], prefix: str) -> set[int]:
+    """The layer numbers N of keys ``<prefix>N.…`` (non-numeric ones are ignored; the shape check names them)."""
+    parts = (key[len(prefix):].split(".", 1)[0] for key in shapes if key.startswith(prefix))
+    return {int(part) for part in parts if part.isascii() and part.isdigit() and len(part) < 10}
 
 
 def load_safety_checker(path: str | Path) -> SafetyChecker:

@@ -457,13 +457,17 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> MotionConfig:
     if not levels:
         raise MotionModuleError("motion_module", "no 'down_blocks.N.motion_modules' keys: this is not an "
                                                  "AnimateDiff motion module (original or MotionAdapter layout)")
-    channels = tuple(state[f"down_blocks.{i}.motion_modules.0.temporal_transformer.proj_in.weight"].shape[0]
-                     for i in levels)
+    try:
+        channels = tuple(state[f"down_blocks.{i}.motion_modules.0.temporal_transformer.proj_in.weight"].shape[0]
+                         for i in levels)
+    except KeyError as exc:
+        raise MotionModuleError("motion_module", f"no {exc} tensor: the file is damaged or not a whole motion "
+                                                 f"module") from None
     per_level = len({int(m[1]) for k in state if (m := re.match(r"down_blocks\.0\.motion_modules\.(\d+)\.", k))})
     depth = len({int(m[1]) for k in state if (m := re.match(
         r"down_blocks\.0\.motion_modules\.0\.temporal_transformer\.transformer_blocks\.(\d+)\.", k))})
     pe_key = "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.pos_encoder.pe"
-    max_frames = state[pe_key].shape[1] if pe_key in state else 32
+    max_frames = state[pe_key].shape[1] if pe_key in state and state[pe_key].ndim == 3 else 32
     groups = 32
     metadata_heads = 8
     return MotionConfig(channels=channels, layers_per_block=per_level, transformer_layers=depth,
@@ -471,35 +475,65 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> MotionConfig:
                         mid_block=any(k.startswith("mid_block.") for k in state))
 
 
+def check_config(config: MotionConfig) -> None:
+    """Refuse sizes the modules cannot run with: heads and groups must divide every width (MotionModuleError)."""
+    for name in ("heads", "norm_groups", "layers_per_block", "transformer_layers", "max_frames"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise MotionModuleError("motion_module", f"{name} must be a whole number of at least 1, got {value!r}")
+    for width in config.channels:
+        if width < 1 or width % config.heads or width % config.norm_groups:
+            raise MotionModuleError("motion_module", f"a level {width} channels wide cannot be split into "
+                                                     f"{config.heads} heads and {config.norm_groups} norm groups; "
+                                                     f"fix heads / norm_groups in the file's metadata")
+
+
+def _metadata_counts(metadata: Mapping[str, str]) -> dict[str, int]:
+    """``heads`` / ``norm_groups`` from the file's metadata, as whole numbers (MotionModuleError otherwise)."""
+    counts = {}
+    for key in ("heads", "norm_groups"):
+        if key in metadata:
+            text = str(metadata[key]).strip()
+            if not (text.isascii() and text.isdigit() and len(text) < 7):
+                raise MotionModuleError("motion_module", f"metadata {key} {text[:40]!r} is not a whole number")
+            counts[key] = int(text)
+    return counts
+
+
 def load_motion_state(state: Mapping[str, torch.Tensor],
                       metadata: Mapping[str, str] | None = None) -> tuple[MotionModuleSet, str]:
     """Build a MotionModuleSet from a state dict in either layout -> (module set, "animatediff" | "diffusers").
 
     `metadata` may carry ``heads`` / ``norm_groups`` (files this plugin writes record the whole config);
-    files without it get AnimateDiff's 8 heads and 32 groups. Missing or unexpected keys raise
-    MotionModuleError naming the first few.
+    files without it get AnimateDiff's 8 heads and 32 groups. Missing, unexpected or wrongly shaped keys
+    raise MotionModuleError naming the first few; they are found on the meta device, before any memory is
+    allocated for a size that one tensor's shape (or the metadata) declares.
     """
     diffusers = any(".attn1." in k or ".pos_embed." in k for k in state) and not any(
         ".temporal_transformer." in k for k in state)
     original = from_diffusers_keys(state) if diffusers else dict(state)
     config = infer_config(original)
     if metadata:
-        extra = {k: int(metadata[k]) for k in ("heads", "norm_groups") if k in metadata}
+        extra = _metadata_counts(metadata)
         if extra:
             config = MotionConfig(**{**asdict(config), **extra})
-    modules = MotionModuleSet(config)
-    expected = modules.state_dict()
-    if not any(k.endswith("pos_encoder.pe") for k in original):   # diffusers files may omit the sinusoidal tables
-        original.update({k: v for k, v in expected.items() if k.endswith("pos_encoder.pe")})
-    missing = sorted(set(expected) - set(original))
-    unexpected = sorted(set(original) - set(expected))
+    check_config(config)
+    with torch.device("meta"):
+        expected = MotionModuleSet(config).state_dict()   # shapes only
+    tables_given = any(k.endswith("pos_encoder.pe") for k in original)   # diffusers files may omit them
+    needed = {k: v for k, v in expected.items() if tables_given or not k.endswith("pos_encoder.pe")}
+    missing = sorted(set(needed) - set(original))
+    unexpected = sorted(set(original) - set(needed))
     if missing or unexpected:
         raise MotionModuleError("motion_module", f"the file does not match an AnimateDiff motion module "
                                                  f"({config.describe()}): missing {missing[:3]}, unexpected "
                                                  f"{unexpected[:3]}")
     for key, value in original.items():
-        if tuple(value.shape) != tuple(expected[key].shape):
+        if tuple(value.shape) != tuple(needed[key].shape):
             raise MotionModuleError("motion_module", f"{key}: shape {tuple(value.shape)}, expected "
-                                                     f"{tuple(expected[key].shape)} for {config.describe()}")
+                                                     f"{tuple(needed[key].shape)} for {config.describe()}")
+    modules = MotionModuleSet(config)   # the file holds every tensor it needs, at the right shape
+    if not tables_given:
+        original.update({k: v for k, v in modules.state_dict().items() if k.endswith("pos_encoder.pe")})
     modules.load_state_dict({k: v.float() for k, v in original.items()})
     return modules, ("diffusers" if diffusers else "animatediff")

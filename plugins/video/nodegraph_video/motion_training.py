@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .motion_module import MotionConfig, MotionModuleSet, frames_context
+from .motion_module import MotionConfig, MotionModuleError, MotionModuleSet, frames_context
 
 FORMAT = "nodegraph_video.motion_module/1"
 
@@ -146,6 +146,11 @@ def config_from_metadata(metadata: dict | None) -> MotionConfig | None:
     """The MotionConfig a file written by save_motion_module records (None for other files)."""
     if not metadata or metadata.get("format") != FORMAT or "config" not in metadata:
         return None
-    raw = json.loads(metadata["config"])
-    raw["channels"] = tuple(raw["channels"])
-    return MotionConfig(**raw)
+    try:
+        raw = json.loads(metadata["config"])
+        raw["channels"] = tuple(raw["channels"])
+        return MotionConfig(**raw)
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
+        reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+        raise MotionModuleError("motion_module", f"its metadata config is not a motion-module config ({reason}); "
+                                                 f"fix or remove it") from None

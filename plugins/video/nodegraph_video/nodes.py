@@ -128,11 +128,11 @@ class LoadMotionModule(Node):
             metadata = dict(getattr(weights, "metadata", None) or {})
             state = {key: weights[key] for key in weights.keys()}
             modules, layout = load_motion_state(state, metadata)
+            recorded = config_from_metadata(metadata)
         except MotionModuleError as exc:
             raise NodeInputError("motion_module_name", f"{motion_module_name}: {exc}") from None
         except (OSError, ValueError) as exc:
             raise NodeInputError("motion_module_name", f"{motion_module_name}: cannot read it ({exc})") from None
-        recorded = config_from_metadata(metadata)
         if recorded is not None and recorded != modules.config:
             raise NodeInputError("motion_module_name", f"{motion_module_name}: its metadata describes "
                                                        f"{recorded.describe()} but its tensors {modules.config.describe()}")
