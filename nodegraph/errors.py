@@ -155,7 +155,7 @@ def out_of_memory(exc: BaseException, inputs: dict) -> NodeOutOfMemory | None:
     text = str(exc)
     failed = (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
               or (isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)))
-    if not failed or isinstance(exc, NodeOutOfMemory):
+    if not failed or isinstance(exc, NodegraphError):      # ours already say what to do (ModelMemoryError)
         return None
     import re
 

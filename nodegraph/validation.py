@@ -343,12 +343,18 @@ def model_write_errors(plan: Any) -> list[GraphError]:
 
 
 def shown_folder(folder: str) -> str:
-    """A folder as error messages show it: relative to the working folder when inside it ("models/loras"),
-    so a server's clients do not learn where it is installed; absolute otherwise (a folder the owner added)."""
-    try:
-        return Path(folder).resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except (ValueError, OSError):
-        return str(folder)
+    """A folder as error messages show it, so a server's clients do not learn where it is installed: relative
+    to the working folder when inside it ("models/loras"), "<nodegraph>/models/loras" inside the project (the
+    shipped models' fallback folder), absolute otherwise (a folder the owner added)."""
+    from .model_paths import PROJECT_ROOT
+
+    path = Path(folder)
+    for base, prefix in ((Path.cwd(), ""), (PROJECT_ROOT, "<nodegraph>/")):
+        try:
+            return prefix + path.resolve().relative_to(base.resolve()).as_posix()
+        except (ValueError, OSError):
+            continue
+    return str(folder)
 
 
 def model_file_error(node_id: str, name: str, folder: str, value: str,
