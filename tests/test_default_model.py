@@ -80,3 +80,25 @@ def test_controlnet_graph_puts_the_object_where_the_hint_is(session):
     # without the ControlNet the object misses the hint; with it the object moves onto it
     assert iou(out["show_plain"]["value"]) < 0.1
     assert iou(out["show_controlled"]["value"]) > iou(out["show_plain"]["value"]) + 0.2
+
+
+@pytest.mark.parametrize(("prompt", "flagged"), [
+    ("a smal purpel trinagle on the rigth, on a yelow backround", ["smal", "purpel", "trinagle", "yelow"]),
+    ("a dog running in a park", ["dog", "park"]),
+    ("A Yellow Triangle, top left, green background", []),
+    ("(red:1.3) circle in the centre of the picture", []),
+])
+def test_prompt_words_the_tiny_world_never_uses_are_named_in_a_warning(session, prompt, flagged):
+    """A newcomer's misspelt prompt gave a plain grey canvas and said nothing; EncodeText on a tiny-world
+    checkpoint now warns, naming the words (other phrasings of known words pass quietly)."""
+    graph = {"format_version": 2, "nodes": {
+        "checkpoint": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world_v4.safetensors"}},
+        "prompt": {"type": "EncodeText", "inputs": {"text_encoder": {"node": "checkpoint", "output": "text_encoder"},
+                                                    "text": prompt}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "prompt", "output": "conditioning"}}}}}
+    warnings = session.run(graph).warnings
+    if not flagged:
+        assert warnings == []
+        return
+    assert [w["node_id"] for w in warnings] == ["prompt"]
+    assert all(f"'{word}'" in warnings[0]["message"] for word in flagged)

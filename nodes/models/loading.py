@@ -16,6 +16,8 @@ Map
   metadata records the exact configs (``nodegraph.config``), so non-standard sizes round-trip.
 - ``ModelLoadError`` (from ``detect.py``): every failure, naming the file, what was expected,
   what was found and the fix.
+- ``vocabulary_of(metadata)``: "tiny_world" for the shipped tiny-world checkpoints (their description), set as
+  the text encoder's ``vocabulary`` so EncodeText can warn about words that world never uses.
 - ``pickle_allowed_by_environment()``: the machine owner's opt-in to pickle files
   (``NODEGRAPH_ALLOW_PICKLE=1``), read by the loader nodes (a graph can never opt in).
 - ``build_on_meta(make, tensors=, elements=)``: a module built on the meta device, stopped once it
@@ -610,7 +612,18 @@ def load_checkpoint(
         vae = build_module(AutoencoderKL, info.vae, key_map, tensors, what="VAE", dtype=dtype, device=device)
     if "text_encoder" in components and info.text_encoders:
         text_encoder = _build_prompt_encoder(info.text_encoders, info.pooled_from, tensors, dtype, device)
+        text_encoder.vocabulary = vocabulary_of(tensors.metadata)
     return Checkpoint(info=info, unet=unet, vae=vae, text_encoder=text_encoder, schedule=schedule)
+
+
+TINY_WORLD_DESCRIPTION = "nodegraph tiny-world"    # how the training graphs describe the shipped models
+
+
+def vocabulary_of(metadata: dict[str, str]) -> str | None:
+    """"tiny_world" for a checkpoint trained on the tiny world's captions (its `nodegraph.description` says so),
+    else None: EncodeText then warns about prompt words that world never uses."""
+    description = metadata.get("nodegraph.description", "") if isinstance(metadata, dict) else ""
+    return "tiny_world" if isinstance(description, str) and description.startswith(TINY_WORLD_DESCRIPTION) else None
 
 
 def _check_components(components: Sequence[str]) -> None:

@@ -417,7 +417,22 @@ class EncodeText(Node):
     outputs = (Output("conditioning", "CONDITIONING"),)
 
     def run(self, text_encoder: Any, text: str, clip_skip: int) -> dict:
+        if getattr(getattr(text_encoder, "encoder", None), "vocabulary", None) == "tiny_world":
+            _warn_unknown_world_words(self.context, text)
         return {"conditioning": api.encode_text(self.context, text_encoder, text, clip_skip=clip_skip)}
+
+
+def _warn_unknown_world_words(context: Any, text: str) -> None:
+    """Warn (NodeContext.warn) about words of a prompt that no tiny-world caption uses: a misspelt colour or a
+    thing the world does not have gives a blank or wrong picture, with nothing else to say why."""
+    from nodes.training.world_captions import unknown_words
+
+    words = unknown_words(text)
+    if words:
+        shown = ", ".join(repr(word) for word in words[:12]) + (", …" if len(words) > 12 else "")
+        context.warn(f"the tiny-world model never learnt the word(s) {shown}: it may draw the wrong thing or "
+                     f"nothing. Check the spelling; it knows shapes, colours, sizes, positions and backgrounds "
+                     f"(docs/tiny_world.md).")
 
 
 class EncodeTextSDXL(Node):
