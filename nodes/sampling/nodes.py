@@ -94,7 +94,8 @@ class Schedule(Node):
 
     class Inputs(NodeInputs):
         model: Any = Input(port="MODEL")
-        scheduler: str = Input("karras", choices_from="schedules")
+        scheduler: str = Input("karras", choices_from="schedules",
+                               description="the noise schedule; discrete = every training timestep (steps 1000 for SD)")
         steps: int = Input(20, ge=1, le=10000)
         denoise: float = Input(1.0, gt=0.0, le=1.0, step=0.01,
                                description="1 = from pure noise; less keeps more of the input latent")
@@ -568,7 +569,8 @@ class KSampler(Node):
         steps: int = Input(20, ge=1, le=10000)
         cfg: float = Input(7.0, ge=0.0, le=100.0, step=0.1)
         sampler: str = Input("euler", choices_from="samplers")
-        scheduler: str = Input("karras", choices_from="schedules")
+        scheduler: str = Input("karras", choices_from="schedules",
+                               description="the noise schedule; discrete = every training timestep (steps 1000 for SD)")
         denoise: float = Input(1.0, gt=0.0, le=1.0, step=0.01)
         guidance: Any = Input(None, port="GUIDANCE", description="optional guidance terms added after CFG")
 

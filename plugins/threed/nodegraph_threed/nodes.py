@@ -588,7 +588,7 @@ class ImageToPoints(Node):
         image: Any = Input(port="IMAGE")
         depth: Any = Input(port="IMAGE", description="grey depth image, white = near (its channels are averaged)")
         mask: Any = Input(None, port="MASK")
-        points: int = Input(8192, ge=16, le=1_000_000)
+        points: int = Input(8192, ge=16, le=1_000_000, description="at most this many (fewer when fewer pixels are kept)")
         depth_scale: float = Input(0.5, ge=0.0, le=10.0, step=0.05)
         min_depth: float = Input(0.0, ge=0.0, le=1.0, step=0.01)
         seed: int = Input(0, seed=True)
