@@ -350,10 +350,12 @@ def _metadata_alphas(metadata: Mapping[str, str] | None, path: Path | None = Non
 
 
 def _alpha_tensor_scale(tensor: torch.Tensor, key: str, rank: int, path: Path | None) -> float:
-    """alpha / rank from a ``.alpha`` key: one finite number in [0, MAX_ALPHA], else a ModelLoadError naming the key."""
+    """alpha / rank from a ``.alpha`` key: one finite number in [0, MAX_ALPHA], else a ModelLoadError naming the key.
+    An alpha of 0 means "the rank" (scale 1), as in kohya's sd-scripts, which wrote these files."""
     if tensor.numel() != 1:
         raise ModelLoadError(f"{key} holds {tensor.numel()} numbers; a LoRA alpha is one number", path)
-    return _check_alpha(float(tensor), key, path) / rank
+    alpha = _check_alpha(float(tensor), key, path)
+    return 1.0 if alpha == 0 else alpha / rank
 
 
 # --- matching file names to our modules ---------------------------------------------------------

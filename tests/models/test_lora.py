@@ -424,3 +424,11 @@ def test_fp16_model_on_cuda_is_patched_on_its_device_with_cpu_backups(sd1, tmp_p
         assert max_relative_error(module.weight.cpu(), unet.get_submodule(name).weight) <= 2e-3
     remove_loras(cuda_unet)
     _assert_same(cuda_unet, original)
+
+
+def test_a_kohya_alpha_of_zero_means_the_rank():
+    """sd-scripts reads `.alpha` 0 as alpha = rank (scale 1); a LoRA saved so must not silently do nothing."""
+    from nodes.models.lora import _alpha_tensor_scale
+
+    assert _alpha_tensor_scale(torch.tensor(0.0), "x.alpha", 8, None) == 1.0
+    assert _alpha_tensor_scale(torch.tensor(4.0), "x.alpha", 8, None) == 0.5
