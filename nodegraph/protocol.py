@@ -704,10 +704,11 @@ class ServerProtocol:
         if user.max_queued is not None and self.queue.active_count(user.name) >= user.max_queued:
             return self._active_limit_problem(user)
         if user.max_bytes is not None:
-            used = self.store_for(user).folder_bytes()
-            if used >= user.max_bytes:
-                return (f"user {user.name!r} stores {used / 1e6:.1f} MB of files, the limit is "
-                        f"{user.max_bytes / 1e6:.1f} MB; delete old runs (delete_run) to free space")
+            files, graphs = self.store_for(user).folder_bytes(), self.queue.stored_graph_bytes(user.name)
+            if files + graphs >= user.max_bytes:
+                return (f"user {user.name!r} stores {files / 1e6:.1f} MB of files and {graphs / 1e6:.1f} MB of run "
+                        f"graphs, the limit is {user.max_bytes / 1e6:.1f} MB; delete old runs (delete_run) to free "
+                        f"space")
         return None
 
     @staticmethod

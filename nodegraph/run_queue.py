@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at REAL,
     error TEXT,
     result TEXT,
-    listing TEXT
+    listing TEXT,
+    graph_bytes INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_status_seq ON runs (status, seq);
 CREATE INDEX IF NOT EXISTS runs_finished ON runs (finished_at);
@@ -301,6 +302,8 @@ class RunQueue:
                 self._db.execute("ALTER TABLE runs ADD COLUMN user TEXT")
             if "listing" not in columns:   # from before listings: each old row is described on its first listing
                 self._db.execute("ALTER TABLE runs ADD COLUMN listing TEXT")
+            if "graph_bytes" not in columns:   # from before stored graphs counted in quotas: theirs count as 0
+                self._db.execute("ALTER TABLE runs ADD COLUMN graph_bytes INTEGER")
 
     def close(self) -> None:
         """Close the database; safe to call twice."""
@@ -400,10 +403,11 @@ class RunQueue:
             try:
                 self._db.execute(
                     "INSERT INTO runs (id, seq, client_id, user, status, graph, outputs, overrides, submitted_at, "
-                    "started_at, listing) VALUES (?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?)",
+                    "started_at, listing, graph_bytes) VALUES (?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)",
                     (run_id, seq, client_id, user, "queued" if started_at is None else "running",
                      json.dumps(outputs) if outputs is not None else None,
-                     json.dumps(overrides) if overrides else None, submitted_at, started_at, listing_text))
+                     json.dumps(overrides) if overrides else None, submitted_at, started_at, listing_text,
+                     len(graph_text)))
                 self._db.execute("INSERT INTO run_graphs (id, graph) VALUES (?, ?)", (run_id, graph_text))
                 self._db.execute("COMMIT")
             except BaseException:
@@ -506,6 +510,10 @@ class RunQueue:
     def pending_count(self) -> int:
         """How many runs are queued."""
         return int(self._one("SELECT COUNT(*) AS n FROM runs WHERE status = 'queued'")["n"])
+
+    def stored_graph_bytes(self, user: str | None) -> int:
+        """The size (characters) of the graphs stored for `user`'s runs (counted in the per-user `max_bytes`)."""
+        return int(self._one("SELECT COALESCE(SUM(graph_bytes), 0) AS n FROM runs WHERE user IS ?", user)["n"])
 
     def active_count(self, user: str | None) -> int:
         """How many of `user`'s runs are queued or running (what the per-user limit counts)."""

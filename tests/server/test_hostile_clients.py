@@ -242,8 +242,8 @@ def test_submit_stores_the_listing(proto, monkeypatch):
 def test_a_database_from_before_listings_is_migrated_and_each_old_row_described_once(tmp_path, proto, monkeypatch):
     """Opening an old database adds the listing column; an old row's graph is decoded on its first listing only."""
     path = tmp_path / "old.sqlite"
-    old_schema = run_queue_module._SCHEMA.replace(",\n    listing TEXT\n", "\n")
-    assert "listing" not in old_schema
+    old_schema = run_queue_module._SCHEMA.replace(",\n    listing TEXT,\n    graph_bytes INTEGER\n", "\n")
+    assert "listing" not in old_schema and "graph_bytes" not in old_schema
     with sqlite3.connect(path) as db:
         db.executescript(old_schema)
         db.execute("INSERT INTO runs (id, seq, status, graph, submitted_at, started_at, finished_at) "
@@ -341,3 +341,24 @@ def test_a_plain_user_cannot_save_into_the_shared_model_folders(tmp_path):
     assert [(e["code"], e["node_id"]) for e in answers["b"]["details"]["errors"]] == [("model_write_forbidden", "save")]
     assert answers["r"]["type"] == "submitted"
     assert proto.may_write_models(None) is True and proto.may_write_models("gone") is False
+
+
+def test_stored_run_graphs_count_in_a_users_byte_limit(tmp_path):
+    """A stored graph may be megabytes (its ui and metadata): a user's graphs count in max_bytes with their files,
+    so one user cannot fill the server's disk through the history."""
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+    book = UserBook(path=tmp_path / "users.json")
+    alice = book.authenticate(book.add(User("alice", max_bytes=60_000, max_queued=None)))
+    queue = RunQueue(tmp_path / "runs.sqlite")
+    proto = ServerProtocol(session, queue, FileStore(tmp_path / "in", tmp_path / "out"), users=book)
+    proto.connect("a", alice)
+    proto.receive("a", json.dumps({"type": "hello", "protocol_version": PROTOCOL_VERSION}))
+    graph = {**wait_graph(0), "metadata": {"title": "big", "description": "x" * 25_000}}
+    answers = []
+    for _ in range(4):
+        replies = proto.receive("a", json.dumps({"type": "submit", "graph": graph}))
+        answers.append(next(out.message for out in replies
+                            if out.message and out.message["type"] in ("submitted", "error")))
+    assert [a["type"] for a in answers[:3]] == ["submitted"] * 3
+    assert answers[3]["code"] == "quota_exceeded" and "MB of run graphs" in answers[3]["message"]
+    assert queue.stored_graph_bytes("alice") > 60_000 and queue.stored_graph_bytes("bob") == 0
