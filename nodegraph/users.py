@@ -17,10 +17,10 @@ Roles: `user` sees, cancels, interrupts, re-queues and downloads only its own
 runs and files, and its graphs read and write only its own folders
 (`input/<name>/`, `output/<name>/`) and never the shared model folders (a
 graph that saves a model is refused: `model_write_forbidden`); `admin` sees and
-manages every run and every file, and may save models. Limits: `max_queued` (queued + running runs at once) and
-`max_bytes` (bytes stored in the user's input and output folders and in their
-runs' stored graphs); `null`
-means unlimited. Without a users file a server has one anonymous user who
+manages every run and every file, and may save models. Limits: `max_queued`
+(queued + running runs at once) and `max_bytes` (bytes stored in the user's
+input and output folders and in their runs' stored graphs); `null` means
+unlimited. Without a users file a server has one anonymous user who
 may do everything (the single-user default), guarded by `--token` when it
 listens beyond loopback.
 
