@@ -6,27 +6,13 @@ import json
 
 import pytest
 import torch
+from nodegraph.testing import RealAllocations
 
 from nodegraph_safety.checker import METADATA_KEY, CheckerConfig, CheckerError, SafetyChecker, checker_from_state_dict
 from nodegraph_safety.clip_vision import VisionConfig
 
 SMALL = CheckerConfig(vision=VisionConfig(image_size=16, patch_size=8, width=16, layers=1, heads=2, intermediate=32),
                       projection_dim=8, concepts=2, special_care=1)
-
-
-class _RealAllocations(torch.overrides.TorchFunctionMode):
-    """Counts the elements factory functions create off the meta device."""
-
-    def __init__(self):
-        super().__init__()
-        self.elements = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        result = func(*args, **(kwargs or {}))
-        if getattr(func, "__name__", "") in ("empty", "zeros", "ones") and isinstance(result, torch.Tensor) \
-                and not result.is_meta:
-            self.elements += result.numel()
-        return result
 
 
 def _metadata(**vision) -> dict:
@@ -38,7 +24,7 @@ def _metadata(**vision) -> dict:
 def test_metadata_width_is_checked_before_allocation():
     """Metadata declaring a 2048-wide tower over 16-wide tensors is refused without allocating the wide tower."""
     state = SafetyChecker(SMALL).state_dict()
-    with _RealAllocations() as counter, pytest.raises(CheckerError, match="expected"):
+    with RealAllocations() as counter, pytest.raises(CheckerError, match="expected"):
         checker_from_state_dict(state, _metadata(width=2048, heads=32, intermediate=8192), source="wide.safetensors")
     assert counter.elements < sum(v.numel() for v in state.values())
 

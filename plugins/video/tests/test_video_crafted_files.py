@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from nodegraph.testing import RealAllocations
 
 from nodegraph_video.motion_module import MotionConfig, MotionModuleError, MotionModuleSet, load_motion_state
 from nodegraph_video.motion_training import FORMAT, config_from_metadata
@@ -13,26 +14,11 @@ from nodegraph_video.motion_training import FORMAT, config_from_metadata
 SMALL = MotionConfig(channels=(32, 64), layers_per_block=1, norm_groups=8, max_frames=8)
 
 
-class _RealAllocations(torch.overrides.TorchFunctionMode):
-    """Counts the elements factory functions create off the meta device."""
-
-    def __init__(self):
-        super().__init__()
-        self.elements = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        result = func(*args, **(kwargs or {}))
-        if getattr(func, "__name__", "") in ("empty", "zeros", "ones") and isinstance(result, torch.Tensor) \
-                and not result.is_meta:
-            self.elements += result.numel()
-        return result
-
-
 def test_one_wide_tensor_does_not_allocate_a_wide_network():
     """A proj_in swapped for a (512, 1) tensor is refused on the meta device: no 512-wide module is allocated."""
     state = MotionModuleSet(SMALL).state_dict()
     state["down_blocks.0.motion_modules.0.temporal_transformer.proj_in.weight"] = torch.zeros(512, 1)
-    with _RealAllocations() as counter, pytest.raises(MotionModuleError, match=r"expected \(512,"):
+    with RealAllocations() as counter, pytest.raises(MotionModuleError, match=r"expected \(512,"):
         load_motion_state(state)
     assert counter.elements < sum(v.numel() for v in state.values())
 
