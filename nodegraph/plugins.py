@@ -187,7 +187,15 @@ def plugin_options(args: argparse.Namespace) -> dict[str, Any]:
 # --- loading ----------------------------------------------------------------------
 
 def _entry_points(group: str) -> list[metadata.EntryPoint]:
-    return sorted(metadata.entry_points(group=group), key=lambda ep: ep.name)
+    """A group's entry points by name, then distribution (so which of two same-named plugins loads never
+    depends on the working folder or the order of sys.path)."""
+    return sorted(metadata.entry_points(group=group), key=lambda ep: (ep.name, _distribution_of(ep), ep.value))
+
+
+def _distribution_of(ep: Any) -> str:
+    """'name version' of the distribution that provides an entry point ('' for none)."""
+    dist = getattr(ep, "dist", None) if ep is not None else None
+    return f"{getattr(dist, 'name', '')} {getattr(dist, 'version', '')}".strip() if dist is not None else ""
 
 
 def builtin_plugin_names() -> list[str]:
@@ -256,6 +264,7 @@ def load_plugins(
             report.unknown += [(name, option, tuple(sorted(known))) for name in sorted(names or ()) if name not in known]
     registry = Registry(prefer=dict(prefer))
     registered: list[tuple[str, str, Any, metadata.EntryPoint | None]] = []
+    provided_by: dict[str, str] = {}        # plugin name → the distribution it was loaded from ('' if none)
     for name, source, ep, target in candidates:
         if name in deny:
             report.skipped.append((name, "on the deny list"))
@@ -263,12 +272,17 @@ def load_plugins(
                 report.denied_builtins.append(name)
             continue
         if pm.has_plugin(name):
-            report.skipped.append((name, "a plugin with this name is already loaded"))
+            this, first = _distribution_of(ep), provided_by.get(name, "")
+            both = f" (loaded: {first or 'given in code'}; skipped: {this or 'given in code'})" if this or first \
+                else ""
+            report.skipped.append((name, f"a plugin with this name is already loaded{both}"))
             continue
         try:
             obj = ep.load() if ep is not None else target
             pm.register(obj, name=name)
-        except Exception as exc:  # noqa: BLE001 — a broken plugin must never stop start-up
+            provided_by[name] = _distribution_of(ep)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 — a broken plugin (even one calling sys.exit at
+            # import, e.g. argparse at module level) must never stop start-up
             report.failed.append(PluginFailure(name, source, f"{type(exc).__name__}: {exc}",
                                                traceback.format_exc(), _failure_fix(name, exc, "import")))
             continue
@@ -362,7 +376,7 @@ def _collect(pm: pluggy.PluginManager, hook_name: str, report: PluginReport, kin
             if not isinstance(value, (list, tuple) if kind is list else dict):
                 raise PluginError(f"{hook_name} must return a {kind.__name__}, got {type(value).__name__}")
             results[impl.plugin_name] = list(value) if kind is list else dict(value)
-        except Exception as exc:  # noqa: BLE001
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 — sys.exit in a hook is a failure, not an exit
             report.failed.append(PluginFailure(
                 impl.plugin_name, sources.get(impl.plugin_name, "explicit"),
                 f"{hook_name}: {type(exc).__name__}: {exc}", traceback.format_exc(),
@@ -482,8 +496,11 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
                     "name": conflict.name, "message": str(conflict), "fix": conflict.fix})
     for name, reason in report.skipped:
         chosen = reason in _SKIP_REASONS_BY_CHOICE
+        skipped_dist = reason.rpartition("skipped: ")[2].rstrip(")").split(" ")[0] if "skipped: " in reason else ""
         fix = ("nothing to do: you chose this (allow/deny lists); change the list to load it" if chosen else
-               f"two plugins are both called {name!r}: uninstall one, or deny the one you do not want")
+               f"two plugins are both called {name!r}; allow/deny cannot tell them apart: uninstall the one you do "
+               f"not want" + (f" (e.g. `pip uninstall {skipped_dist}`)" if skipped_dist and skipped_dist != "given"
+                              else ""))
         out.append({"kind": "skipped", "level": "info" if chosen else "warning", "plugin": name,
                     "reason": reason, "message": f"plugin {name!r} was not loaded: {reason}", "fix": fix})
     out += [_no_nodes_warning(p) for p in report.loaded if not p.nodes and p.source != "builtin"]

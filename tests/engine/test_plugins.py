@@ -118,6 +118,48 @@ def test_installed_plugins_load_in_name_order_and_import_errors_are_isolated(fak
     assert "missing_dep" in session.plugin_report.failed[0].error
 
 
+def test_a_plugin_calling_sys_exit_fails_alone(monkeypatch):
+    """A plugin that runs argparse (or sys.exit) at import or in a hook took every command down with it."""
+    class ExitsInHook:
+        @hookimpl
+        def register_nodes(self):
+            raise SystemExit(0)
+
+    real = plugin_loading._entry_points
+    installed = [FakeEntryPoint("exits", error=SystemExit("usage: exits [-h]")),
+                 FakeEntryPoint("good", NodesPlugin(make_node("Fine", 3)))]
+    monkeypatch.setattr(plugin_loading, "_entry_points",
+                        lambda group: installed if group == plugin_loading.PLUGIN_GROUP else real(group))
+    session = Session(autoload=True, plugins=[("hooked", ExitsInHook())])
+    failed = {f.name: f.error for f in session.plugin_report.failed}
+    assert set(failed) == {"exits", "hooked"} and "SystemExit" in failed["exits"]
+    assert "good.Fine" in session.registry.nodes
+
+
+def test_two_distributions_with_one_plugin_name_load_the_same_one_anywhere(monkeypatch):
+    """The winner no longer depends on the working folder (sys.path order); the warning names both
+    distributions and a fix that can be carried out (allow/deny cannot tell them apart)."""
+    class Dist:
+        def __init__(self, name, version):
+            self.name, self.version = name, version
+
+    real = plugin_loading.metadata.entry_points
+    first = FakeEntryPoint("fx", NodesPlugin(make_node("Real", 1)))
+    second = FakeEntryPoint("fx", NodesPlugin(make_node("Impostor", 2)))
+    first.dist, second.dist = Dist("nodegraph-fx", "0.1.0"), Dist("nodegraph-dup", "0.2.0")
+    first.value = second.value = "x"
+    for order in ([first, second], [second, first]):
+        monkeypatch.setattr(plugin_loading.metadata, "entry_points",
+                            lambda group, order=order: order if group == plugin_loading.PLUGIN_GROUP else real(
+                                group=group))
+        session = Session(autoload=True)
+        assert "fx.Impostor" in session.registry.nodes and "fx.Real" not in session.registry.nodes
+        warning = next(w for w in session.plugin_warnings() if w["kind"] == "skipped")
+        message = warning["message"]
+        assert "loaded: nodegraph-dup 0.2.0" in message and "skipped: nodegraph-fx 0.1.0" in message
+        assert "pip uninstall nodegraph-fx" in warning["fix"]
+
+
 def test_autoload_is_off_in_tests_unless_asked(fake_entry_points):
     """NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD (set by conftest) keeps installed plugins out."""
     session = Session()
