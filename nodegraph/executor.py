@@ -445,7 +445,8 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
         _check_output_files(plan, outputs, services)
     except RunInterrupted:
         raise
-    except Exception as exc:  # noqa: BLE001 — every node failure becomes a structured error
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 — every node failure becomes a structured error (a
+        # plugin's sys.exit too: it ended the CLI with no word of which node)
         trace = tb.format_exc()
         if (memory := out_of_memory(exc, kwargs)) is not None:   # the allocator's words name no input
             memory.__cause__, exc = exc, memory

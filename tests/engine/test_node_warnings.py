@@ -1,4 +1,4 @@
-"""NodeContext.warn: a node tells the user something that is not an error; events, RunResult and the CLI carry it."""
+"""NodeContext.warn (events, RunResult, the CLI), and a node's sys.exit reported as its failure."""
 
 from __future__ import annotations
 
@@ -63,3 +63,23 @@ def test_the_cli_prints_warnings_and_writes_them_to_the_summary(plugin, tmp_path
     assert "warning: node 'g' (Grumble): grumble 1 !" in err
     summary = json.loads((tmp_path / "out" / "g.outputs.json").read_text())
     assert [w["message"][:9] for w in summary["warnings"]] == ["grumble 0", "grumble 1"]
+
+
+class Exits(Node):
+    output_node = True
+    outputs = ()
+
+    def run(self) -> dict:
+        raise SystemExit(3)
+
+
+def test_sys_exit_inside_run_is_that_nodes_failure():
+    """A plugin node calling sys.exit ended the CLI with exit 3 and no word of which node; it is a node failure."""
+    from nodegraph import NodeExecutionError
+
+    module = types.ModuleType("exit_test_plugin")
+    module.register_nodes = hookimpl(lambda: [Exits])
+    sys.modules[module.__name__] = module
+    with pytest.raises(NodeExecutionError) as info:
+        Session(plugins=[module]).run({"format_version": 2, "nodes": {"x": {"type": "Exits", "inputs": {}}}})
+    assert info.value.node_id == "x" and info.value.exception_type == "SystemExit"
