@@ -468,10 +468,50 @@ class CFGGuider:
                               step=step, sigmas=self._run.sigmas if self._run is not None else None,
                               positive=self.positive, negative=self.negative, shared=dict(shared_cond),
                               evaluate=evaluate)
-        corrections = [c for c in (term(state) for term in terms) if c is not None]
+        corrections = [c for c in (_call_term(term, state) for term in terms) if c is not None]
         if corrections:
             guided = guided + sum(corrections)
         return guided
+
+
+def _term_name(term: Any) -> str:
+    """A guidance term as messages name it: its class and the module (a plugin's) that defines it."""
+    cls = type(term)
+    return f"{cls.__qualname__} (from {cls.__module__})"
+
+
+def _call_term(term: Any, state: GuidanceState) -> torch.Tensor | None:
+    """`term(state)`, its failure or a correction that does not fit the prediction named after the term (a
+    plugin's term is otherwise blamed on the sampler, with a stack that no longer holds the term)."""
+    try:
+        correction = term(state)
+    except SamplingError:
+        raise
+    except Exception as exc:  # noqa: BLE001 — named after the term, the original kept as __cause__
+        raise SamplingError("guidance", f"guidance term {_term_name(term)} to return a correction",
+                            f"{type(exc).__name__}: {exc}", "fix the term, or leave it out of the GUIDANCE "
+                            "input") from exc
+    if correction is None:
+        return None
+    target = state.denoised
+    if not isinstance(correction, torch.Tensor) or not correction.is_floating_point():
+        raise SamplingError("guidance", f"guidance term {_term_name(term)} to return None or a float tensor "
+                            f"shaped like the prediction {tuple(target.shape)}", type(correction).__name__,
+                            "return a tensor (or None to leave the step alone)", correction)
+    try:
+        fits = torch.broadcast_shapes(correction.shape, target.shape) == target.shape
+    except RuntimeError:
+        fits = False
+    if not fits or correction.device != target.device:
+        raise SamplingError("guidance", f"guidance term {_term_name(term)} to return a correction of shape "
+                            f"{tuple(target.shape)} on {target.device}",
+                            f"shape {tuple(correction.shape)} on {correction.device}",
+                            "compute it from state.denoised / state.x (same shape and device)", correction)
+    if not bool(torch.isfinite(correction).all()):
+        raise SamplingError("guidance", f"guidance term {_term_name(term)} to return finite numbers",
+                            "NaN or infinite values", "check the term's arithmetic (a division by a zero "
+                            "norm?) or clamp its result", correction)
+    return correction
 
 
 def _expand(value: Any, x: torch.Tensor) -> Any:

@@ -313,7 +313,8 @@ def run_sampling(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, n
         extra = _inpainting_inputs(model, x0, noise_mask)
         # no autograd graph through the network (a plugin's net may still have trainable weights); guidance
         # terms that need gradients (classifier guidance) turn them on for their own computation
-        with _as_input_errors({"sigmas": "sigmas", "x": "latent", "options": "sampler"}, "sampler"), torch.no_grad():
+        with _as_input_errors({"sigmas": "sigmas", "x": "latent", "options": "sampler", "guidance": "guidance"},
+                              "sampler"), torch.no_grad():
             out = sampler["function"](denoiser, x, sigmas.to(device), extra,
                                       _progress_callback(context, model, len(sigmas) - 1, on_step), None, noise_sampler,
                                       **sampler["options"])

@@ -110,7 +110,28 @@ class PluginBadCall(Node):
             return {"latent": api.sample(self.context, model, positive, positive, latent, guidance=lambda *a: 0)}
         if mistake == "guidance_term_not_factory":
             return {"latent": api.sample(self.context, model, positive, positive, latent, guidance=[ShiftTerm(1.0)])}
+        if mistake in BadTerm.MISTAKES:
+            return {"latent": api.sample(self.context, model, positive, positive, latent, steps=2,
+                                         guidance=[functools.partial(BadTerm, mistake)])}
         raise AssertionError(mistake)
+
+
+class BadTerm(api.GuidanceTerm):
+    """A plugin's guidance term that goes wrong in one of several ways."""
+
+    MISTAKES = ("term_raises", "term_wrong_shape", "term_not_a_tensor", "term_nan")
+
+    def __init__(self, mistake: str):
+        self.mistake = mistake
+
+    def __call__(self, state):
+        if self.mistake == "term_raises":
+            raise RuntimeError("exploded")
+        if self.mistake == "term_wrong_shape":
+            return torch.zeros(1, 3, 5, 5)
+        if self.mistake == "term_not_a_tensor":
+            return "x"
+        return state.denoised * float("nan")
 
 
 class TestPlugin:
@@ -244,6 +265,11 @@ def test_guidance_terms_are_added_after_cfg(session):
     ("wrong_channels", "latent", "4-channel"),
     ("guidance_not_a_list", "guidance", "a sequence of guidance-term factories"),
     ("guidance_term_not_factory", "guidance", "a zero-argument factory"),
+    ("term_raises", "guidance", "BadTerm (from tests.sampling.test_api) to return a correction, found RuntimeError: "
+                                "exploded"),
+    ("term_wrong_shape", "guidance", "found shape (1, 3, 5, 5)"),
+    ("term_not_a_tensor", "guidance", "found str"),
+    ("term_nan", "guidance", "NaN or infinite values"),
 ])
 def test_bad_arguments_are_refused_naming_the_argument(session, mistake, argument, words):
     """Each mistake fails with an error whose input is the API argument and whose message says the fix."""
