@@ -294,7 +294,7 @@ def run_sampling(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, n
     memory = context.service("memory")
     with memory.using(model.net):
         model.apply_patches()
-        device, dtype = model.device, samples.dtype
+        device = model.device
         x0 = samples.to(device)
         initial_noise = noise.generate(x0)
         x = x0 + initial_noise * float(sigmas[0])
@@ -320,7 +320,11 @@ def run_sampling(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, n
                                       **sampler["options"])
         if noise_mask is not None:
             out = denoiser.finish(out)
-    return out.to("cpu", dtype)
+    if not bool(torch.isfinite(out).all()):     # a silent grey or black picture otherwise
+        context.warn(f"the sampled latent holds NaN or infinite values ({int((~torch.isfinite(out)).sum())} of "
+                     f"{out.numel()}): the image will be blank. Usual causes: a model patch returning NaN, fp16 "
+                     f"overflow (try weight_dtype fp32 or bf16), or NaN in the input latent or conditioning.")
+    return out.to("cpu", torch.float32)    # the API's promise: CPU float32 whatever the model ran in
 
 
 def _inpainting_inputs(model: Any, x0: Any, noise_mask: Any) -> dict | None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
+import types
 from typing import Any
 
 import pytest
@@ -319,3 +321,35 @@ def test_results_are_float32_on_the_cpu_whatever_the_weight_dtype(session):
     out = session.run(graph).outputs
     tensors = [out["latent"]["value"]["samples"], out["image"]["value"], out["cond"]["value"]["context"]]
     assert [(t.dtype, t.device.type) for t in tensors] == [(torch.float32, "cpu")] * 3
+
+
+class NaNLatent(Node):
+    """Samples from a latent that holds NaN (as a broken plugin upstream would hand over)."""
+
+    category = "test"
+
+    class Inputs(NodeInputs):
+        model: Any = Input(port="MODEL")
+        text_encoder: Any = Input(port="TEXT_ENCODER")
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, model, text_encoder) -> dict:
+        positive = api.encode_text(self.context, text_encoder, "a star")
+        latent = {"samples": torch.full((1, 4, 16, 16), float("nan"), dtype=torch.float16)}
+        return {"latent": api.sample(self.context, model, positive, positive, latent, steps=2, denoise=0.5)}
+
+
+def test_a_non_finite_result_is_a_warning_and_results_are_cpu_float32():
+    """NaN anywhere upstream gave a blank image and exit 0 with nothing said; api.sample now warns. Its result is
+    CPU float32 as documented, even for a half-precision latent."""
+    plugin = types.ModuleType("nan_latent_plugin")
+    plugin.register_nodes = hookimpl(lambda: [NaNLatent])
+    sys.modules[plugin.__name__] = plugin
+    graph = base_graph()
+    graph["nodes"]["nan"] = {"type": "NaNLatent", "inputs": {"model": link("ckpt", "model"),
+                                                             "text_encoder": link("ckpt", "text_encoder")}}
+    show(graph, "show_nan", "nan", "latent")
+    result = Session(plugins=[plugin]).run(graph, outputs=["show_nan"])
+    assert result.outputs["show_nan"]["value"]["samples"].dtype == torch.float32
+    assert [w["node_id"] for w in result.warnings] == ["nan"] and "NaN or infinite" in result.warnings[0]["message"]
