@@ -318,10 +318,46 @@ def _normalise_outputs(plan: NodePlan, raw: Any) -> dict[str, Any]:
 MAX_TEXT_OUTPUT_BYTES = 1 << 20   # the cap on every STRING output (docs/security.md)
 
 
+_PRIMITIVE_OUTPUTS: dict[str, tuple[tuple[type, ...], str]] = {
+    "INT": ((int,), "an int"), "FLOAT": ((int, float), "a number"), "STRING": ((str,), "a str"),
+    "BOOLEAN": ((bool,), "a bool")}
+
+
+def _output_layout_problem(port: str, value: Any) -> str | None:
+    """Why `value` breaks the documented layout of a built-in port type (None when it fits, or is None for a
+    tensor port: a node may leave an optional image out). Only what is cheap to see: type, rank, channels."""
+    if port in _PRIMITIVE_OUTPUTS:
+        types_, wanted = _PRIMITIVE_OUTPUTS[port]
+        if not isinstance(value, types_) or (isinstance(value, bool) and port != "BOOLEAN"):
+            return f"expected {wanted}, found {type(value).__name__}"
+        return None
+    torch = sys.modules.get("torch")
+    if value is None or torch is None or port not in ("IMAGE", "MASK", "LATENT"):
+        return None
+    tensor = value.get("samples") if port == "LATENT" and isinstance(value, dict) else value
+    if not isinstance(tensor, torch.Tensor):
+        return f"expected {'a dict with a samples tensor' if port == 'LATENT' else 'a tensor'}, found " \
+               f"{type(value).__name__}"
+    shape = tuple(tensor.shape)
+    if port == "IMAGE" and (tensor.ndim != 4 or shape[-1] != 3):
+        return f"expected an IMAGE (B, H, W, 3) channels-last, found shape {shape}"
+    if port == "MASK" and tensor.ndim != 3:
+        return f"expected a MASK (B, H, W), found shape {shape}"
+    if port == "LATENT" and tensor.ndim < 3:
+        return f"expected samples (B, C, ...), found shape {shape}"
+    if tensor.is_meta:
+        return "found a tensor on the meta device (no data); values between nodes hold real data on the CPU"
+    return None
+
+
 def _check_text_outputs(plan: NodePlan, outputs: dict[str, Any]) -> None:
-    """Refuse a STRING output over MAX_TEXT_OUTPUT_BYTES (UTF-8), naming the output."""
+    """Refuse an output that breaks its port's layout (a FLOAT that is text, a channels-first IMAGE: it failed
+    in an innocent node downstream), and a STRING over MAX_TEXT_OUTPUT_BYTES (UTF-8), naming the output."""
     for output in plan.cls.spec.outputs:
         value = outputs.get(output.name)
+        problem = _output_layout_problem(output.port, value)
+        if problem is not None:
+            raise NodeOutputError(output.name, f"{problem} (the {output.port} port's layout: docs/plugins.md)")
         if output.port == "STRING" and isinstance(value, str) and len(value) > MAX_TEXT_OUTPUT_BYTES // 4:
             size = len(value.encode("utf-8", "surrogatepass"))
             if size > MAX_TEXT_OUTPUT_BYTES:

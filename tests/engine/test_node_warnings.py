@@ -1,4 +1,4 @@
-"""NodeContext.warn (events, RunResult, the CLI), and a node's sys.exit reported as its failure."""
+"""NodeContext.warn (events, RunResult, the CLI); a node's sys.exit and outputs off their port's layout are its failures."""
 
 from __future__ import annotations
 
@@ -83,3 +83,45 @@ def test_sys_exit_inside_run_is_that_nodes_failure():
     with pytest.raises(NodeExecutionError) as info:
         Session(plugins=[module]).run({"format_version": 2, "nodes": {"x": {"type": "Exits", "inputs": {}}}})
     assert info.value.node_id == "x" and info.value.exception_type == "SystemExit"
+
+
+class WrongLayouts(Node):
+    class Inputs(NodeInputs):
+        mistake: str = Input("float")
+
+    outputs = (Output("number", "FLOAT"), Output("image", "IMAGE"))
+
+    def run(self, mistake: str) -> dict:
+        import torch
+
+        if mistake == "float":
+            return {"number": "not a float", "image": torch.zeros(1, 8, 8, 3)}
+        if mistake == "bool":
+            return {"number": True, "image": torch.zeros(1, 8, 8, 3)}
+        if mistake == "channels_first":
+            return {"number": 1.0, "image": torch.zeros(1, 3, 8, 8)}
+        return {"number": 2, "image": torch.zeros(1, 8, 8, 3)}      # an int is a number
+
+
+@pytest.mark.parametrize(("mistake", "output", "words"), [
+    ("float", "number", "expected a number, found str"), ("bool", "number", "found bool"),
+    ("channels_first", "image", "channels-last, found shape (1, 3, 8, 8)")])
+def test_an_output_that_breaks_its_ports_layout_fails_the_node_that_made_it(mistake, output, words):
+    """A FLOAT output holding text failed in an innocent node downstream (which was told to report it to its own
+    plugin's authors); now the node that made it fails, naming the output."""
+    from nodegraph import NodeExecutionError
+    from nodegraph.errors import NodeOutputError
+
+    module = types.ModuleType("layout_test_plugin")
+    module.register_nodes = hookimpl(lambda: [WrongLayouts])
+    sys.modules[module.__name__] = module
+    session = Session(plugins=[module])
+    graph = {"format_version": 2, "nodes": {"w": {"type": "WrongLayouts", "inputs": {"mistake": mistake}},
+                                            "show": {"type": "ShowValue", "inputs": {"value": {"node": "w",
+                                                                                                "output": "number"}}}}}
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert info.value.node_id == "w" and isinstance(info.value.exception, NodeOutputError)
+    assert info.value.exception.output == output and words in str(info.value.exception)
+    graph["nodes"]["w"]["inputs"]["mistake"] = "fine"
+    assert session.run(graph).outputs["show"]["value"] == 2
