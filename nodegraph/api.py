@@ -191,13 +191,19 @@ def check_latent(latent: Any, argument: str = "latent", function: str = "check_l
     return samples
 
 
+IMAGE_VALUE_CEILING = 2.0     # past this an IMAGE is surely 0-255 values (small overshoots are clamped on save)
+
+
 def check_image(image: Any, argument: str = "image", function: str = "check_image") -> Any:
-    """An IMAGE tensor (B, H, W, 3) float in [0, 1], or ApiArgumentError."""
+    """An IMAGE tensor (B, H, W, 3) float in [0, 1], or ApiArgumentError (values above 2: 0-255 pixels)."""
     if not _is_tensor(image) or image.ndim != 4 or image.shape[-1] != 3 or not image.is_floating_point():
         raise ApiArgumentError(function, argument, f"expected an IMAGE float tensor (B, H, W, 3) in [0, 1], "
                                                    f"found {_describe(image)}")
     if image.shape[0] < 1:
         raise ApiArgumentError(function, argument, "the image batch is empty (B = 0)")
+    if image.numel() and not image.is_meta and float(image.detach().amax()) > IMAGE_VALUE_CEILING:
+        raise ApiArgumentError(function, argument, f"values go up to {float(image.detach().amax()):.4g}; an IMAGE "
+                                                   f"holds [0, 1] (divide 0-255 pixel values by 255)")
     return image
 
 

@@ -261,7 +261,8 @@ class CFGGuider:
             if not callable(factory) or isinstance(factory, GuidanceTerm):
                 raise SamplingError(f"guidance[{k}]", "a zero-argument factory returning a GuidanceTerm",
                                     type(factory).__name__,
-                                    "Pass e.g. functools.partial(MyTerm, scale=2.0); shared terms go in `terms`.",
+                                    "Pass a class or e.g. functools.partial(MyTerm, scale=2.0): each run makes "
+                                    "fresh terms (a term keeps per-run state).",
                                     factory)
         self.model = model
         self.positive = self._checked_conditioning(positive, "positive")
@@ -305,7 +306,7 @@ class CFGGuider:
             term = factory()
             if not isinstance(term, GuidanceTerm):
                 raise SamplingError(f"guidance[{k}]", "a factory returning a GuidanceTerm", type(term).__name__,
-                                    "Subclass nodes.sampling.guidance.GuidanceTerm.", factory)
+                                    "Subclass nodegraph.api.GuidanceTerm.", factory)
             made.append(term)
         return tuple(made)
 

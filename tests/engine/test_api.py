@@ -303,6 +303,14 @@ def test_layout_checks_name_a_plugins_own_node_and_input():
     assert api.check_latent({"samples": torch.zeros(4, 4, 8, 8), "frames": 2}).shape == (4, 4, 8, 8)
 
 
+def test_an_image_of_0_255_values_is_refused_with_the_fix():
+    """The most common image mistake in a plugin: 0-255 floats where an IMAGE holds [0, 1]."""
+    torch = pytest.importorskip("torch")
+    with pytest.raises(api.ApiArgumentError, match=r"up to 255; an IMAGE holds \[0, 1\] \(divide 0-255"):
+        api.check_image(torch.full((1, 8, 8, 3), 255.0))
+    assert api.check_image(torch.full((1, 8, 8, 3), 1.02)).shape == (1, 8, 8, 3)     # an overshoot is fine
+
+
 class CallsSampleWithNoise(Node):
     """api.sample with a `noise` argument that is not a noise object."""
 
