@@ -389,14 +389,28 @@ def _failure_fix(name: str, exc: BaseException, stage: str) -> str:
     """How to get past a plugin failure: the specific repair, then how to silence it."""
     skip = f"until then skip it with --deny-plugin {name} (or {ENV_DENY}={name})"
     if isinstance(exc, ModuleNotFoundError) and exc.name:
-        return (f"install what the plugin imports (module {exc.name!r}, e.g. `pip install {exc.name.split('.')[0]}`) "
-                f"or reinstall the plugin with its dependencies; {skip}")
+        top = exc.name.split(".")[0]
+        if top != exc.name and _importable(top):      # the package is there: a module of it is not
+            return (f"module {exc.name!r} does not exist in the installed package {top!r}: the plugin's entry point "
+                    f"or one of its imports names a wrong module; reinstall or fix the plugin; {skip}")
+        return (f"install the package that provides module {top!r} (the plugin's README or pyproject lists its "
+                f"dependencies; for a PyPI package of the same name: `pip install {top}`), or reinstall the plugin "
+                f"with its dependencies; {skip}")
     if stage == "import":
         return f"fix or update the plugin (its module raised while being imported); {skip}"
     if isinstance(exc, PluginError):
         return (f"the plugin declares something invalid (see the error): fix its declaration as "
                 f"docs/plugins.md describes, or update the plugin; {skip}")
     return f"the plugin's {stage} hook raised: fix or update the plugin, or report it to its authors; {skip}"
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 # --- checks on what a plugin registers ---------------------------------------------------

@@ -160,6 +160,16 @@ def test_two_distributions_with_one_plugin_name_load_the_same_one_anywhere(monke
         assert "pip uninstall nodegraph-fx" in warning["fix"]
 
 
+def test_a_missing_module_of_an_installed_package_is_not_told_to_pip_install_a_guess():
+    """An entry point naming a submodule that does not exist was told `pip install <package>` (installed already,
+    and a guessed PyPI name is a typo-squatting risk)."""
+    from nodegraph.plugins import _failure_fix
+
+    fix = _failure_fix("hostile", ModuleNotFoundError("no", name="nodegraph.does_not_exist"), "import")
+    assert "does not exist in the installed package 'nodegraph'" in fix and "pip install" not in fix
+    assert "`pip install gone_dep`" in _failure_fix("x", ModuleNotFoundError("no", name="gone_dep"), "import")
+
+
 def test_autoload_is_off_in_tests_unless_asked(fake_entry_points):
     """NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD (set by conftest) keeps installed plugins out."""
     session = Session()
