@@ -313,9 +313,9 @@ def _replace_patches(model: Any, patches: tuple) -> Any:
 class ActivePatches:
     """Patches resolved for one forward: layer wrappers by key, attention processors in order."""
 
-    wrappers: dict[str, list[Callable]] = field(default_factory=dict)
+    wrappers: dict[str, list[tuple[ModelPatch, Callable]]] = field(default_factory=dict)
     attention: list[AttentionPatch] = field(default_factory=list)
-    _chains: dict[tuple[str, str], list[Callable]] = field(default_factory=dict)
+    _chains: dict[tuple[str, str], list[AttentionPatch]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, *groups: Sequence[ModelPatch]) -> ActivePatches | None:
@@ -333,7 +333,7 @@ class ActivePatches:
                 active.attention.append(patch)
             elif isinstance(patch, (LayerPatch, ModuleInsertion)):
                 for key in patch.targets_in():
-                    active.wrappers.setdefault(key, []).append(patch.wrapper)
+                    active.wrappers.setdefault(key, []).append((patch, patch.wrapper))
             else:
                 raise PatchError(f"patch {patch.name!r}: unknown patch kind {type(patch).__name__}")
         return active
@@ -345,8 +345,8 @@ class ActivePatches:
         if not wrappers:
             return forward(h)
         call = LayerCall(key=key, emb=emb, context=context)
-        for wrapper in wrappers:
-            forward = _bind(wrapper, forward, call)
+        for patch, wrapper in wrappers:
+            forward = _bind(patch, wrapper, forward, call)
         return forward(h)
 
     def attend(self, key: str, kind: Literal["self", "cross"], q: torch.Tensor, k: torch.Tensor,
@@ -354,19 +354,56 @@ class ActivePatches:
         """Attention at `key` through the processors that apply there (default attention if none)."""
         chain = self._chains.get((key, kind))
         if chain is None:
-            chain = self._chains[(key, kind)] = [p.processor for p in self.attention if p.applies_to(key, kind)]
+            chain = self._chains[(key, kind)] = [p for p in self.attention if p.applies_to(key, kind)]
         if not chain:
             return default_attention(q, k, v)
         call = AttentionCall(key=key, kind=kind, heads=heads, spatial=spatial)
         attend = default_attention
-        for processor in chain:
-            attend = _bind_attention(processor, attend, call)
+        for patch in chain:
+            attend = _bind_attention(patch, attend, call)
         return attend(q, k, v)
 
 
-def _bind(wrapper: Callable, forward: Callable, call: LayerCall) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda h: wrapper(forward, h, call)
+def _patch_failure(patch: ModelPatch, key: str, problem: str) -> PatchError:
+    """A patch's failure named after the patch and the module (a plugin's) that made its function."""
+    function = getattr(patch, "processor", None) or getattr(patch, "module", None) or getattr(patch, "wrapper", None)
+    origin = getattr(function, "__module__", None) or type(function).__module__
+    return PatchError(f"model patch {patch.name!r} ({type(patch).__name__}, function from {origin}) at {key!r}: "
+                      f"{problem}; fix the patch, or remove it (without_patches / leave its node out)")
 
 
-def _bind_attention(processor: Callable, attend: Callable, call: AttentionCall) -> Callable:
-    return lambda q, k, v: processor(q, k, v, call, attend)
+def _bind(patch: ModelPatch, wrapper: Callable, forward: Callable, call: LayerCall) -> Callable:
+    """`wrapper(forward, h, call)`, its failures and a non-tensor result named after the patch. A ValueError
+    passes through: it is a refusal with its own words (an inner patch's PatchError, a plugin's own error)."""
+    def bound(h: torch.Tensor) -> torch.Tensor:
+        try:
+            out = wrapper(forward, h, call)
+        except ValueError:      # a deliberate refusal with its own words (PatchError, a plugin's own error)
+            raise
+        except Exception as exc:  # noqa: BLE001 — the original is kept as __cause__
+            raise _patch_failure(patch, call.key, f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(out, torch.Tensor):
+            raise _patch_failure(patch, call.key, f"returned {type(out).__name__}, not a tensor")
+        return out
+    return bound
+
+
+def _bind_attention(patch: AttentionPatch, attend: Callable, call: AttentionCall) -> Callable:
+    """The patch's processor over `attend`; its failures and a result not shaped (B, heads, T, head_dim) named
+    after the patch (a shorter result broadcast silently into a plausible picture)."""
+    processor = patch.processor
+
+    def bound(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        try:
+            out = processor(q, k, v, call, attend)
+        except ValueError:      # a deliberate refusal with its own words
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise _patch_failure(patch, call.key, f"{type(exc).__name__}: {exc}") from exc
+        expected = (*q.shape[:-1], v.shape[-1])
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+            found = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise _patch_failure(patch, call.key, f"the processor returned {found}, expected (B, heads, T, "
+                                                  f"head_dim) = {expected}")
+        return out
+    return bound

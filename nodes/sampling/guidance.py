@@ -486,7 +486,7 @@ def _call_term(term: Any, state: GuidanceState) -> torch.Tensor | None:
     plugin's term is otherwise blamed on the sampler, with a stack that no longer holds the term)."""
     try:
         correction = term(state)
-    except SamplingError:
+    except ValueError:      # a deliberate refusal with its own words (SamplingError, a plugin's own error)
         raise
     except Exception as exc:  # noqa: BLE001 — named after the term, the original kept as __cause__
         raise SamplingError("guidance", f"guidance term {_term_name(term)} to return a correction",

@@ -42,6 +42,14 @@ class PatchedSample(Node):
         elif mode == "maps":
             recorder = api.make_patch(context, "attention_maps", name="maps", kind="self")
             model = api.patch_model(context, model, recorder)
+        elif mode == "raises":
+            def explode(forward, h, call):
+                raise RuntimeError("exploded")
+            model = api.patch_model(context, model, api.make_patch(context, "layer", name="boom",
+                                                                   target="input_blocks.1", wrapper=explode))
+        elif mode == "short_attention":
+            model = api.patch_model(context, model, api.make_patch(
+                context, "attention", name="short", processor=lambda q, k, v, call, attend: attend(q, k, v)[:, :, :1]))
         elif mode == "bad_key":
             model = api.patch_model(context, model, api.make_patch(
                 context, "layer", name="nowhere", target="output_blocks.99", wrapper=lambda f, h, c: f(h)))
@@ -100,6 +108,21 @@ def test_an_attention_map_recorder_sees_every_self_attention_map(session):
     count, total = info.split(";")[0].split(" maps of ")
     assert int(count) == int(total) > 0
     assert all(shape[2] == shape[3] for shape in eval(info.split("; ")[1]))     # self-attention: T = S
+
+
+@pytest.mark.parametrize(("mode", "words"), [
+    ("raises", "model patch 'boom' (LayerPatch, function from tests.models.test_api_patches) at 'input_blocks.1': "
+               "RuntimeError: exploded"),
+    ("short_attention", "model patch 'short' (AttentionPatch"),
+])
+def test_a_failing_or_misshapen_patch_is_named_in_the_error(session, mode, words):
+    """A plugin's patch that raised, or whose attention result was cut short (it broadcast silently into a
+    plausible picture), failed as the sampler's own error; the message now names the patch and its module."""
+    with pytest.raises(NodeExecutionError) as info:
+        run_modes(session, mode)
+    assert words in str(info.value.exception)
+    if mode == "short_attention":
+        assert "expected (B, heads, T, head_dim)" in str(info.value.exception)
 
 
 def test_a_wrong_patch_target_names_the_argument_and_valid_keys(session):
