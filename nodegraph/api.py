@@ -756,6 +756,10 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
         per_item = list(fields)
     else:
         raise ApiArgumentError(name, "fields", f"expected one dict, or a list of {len(items)} dicts (one per item)")
+    reserved = sorted({key for extra in per_item for key in extra} & {"path", "output_dir", "kind", "mime"})
+    if reserved:
+        raise ApiArgumentError(name, "fields", f"{', '.join(map(repr, reserved))} is set by save_files itself (from "
+                                               f"the written file, `kind` and `mime`); leave it out of fields")
     output_dir = Path(context.service("output_dir"))
     target = _confined_prefix(name, output_dir, prefix)
     try:

@@ -302,8 +302,9 @@ def _normalise_outputs(plan: NodePlan, raw: Any) -> dict[str, Any]:
         if not spec.output_node:
             extra = [k for k in raw if k not in spec.output_index]
             if extra:
+                hint = "; a node that writes files sets `output_node = True`" if "files" in extra else ""
                 raise TypeError(f"{spec.type}.run() returned unknown output(s) {extra}; "
-                                f"declared outputs are {[o.name for o in outputs]}")
+                                f"declared outputs are {[o.name for o in outputs]}{hint}")
         return raw
     if raw is None and not outputs:
         return {}

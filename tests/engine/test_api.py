@@ -43,6 +43,8 @@ def test_save_files_fields_per_item_and_default_mime(tmp_path):
                            fields=[{"sample_rate": 16000, "duration": 1.5}, {"sample_rate": 8000, "duration": 2.0}])
     assert [(f["mime"], f["sample_rate"], f["duration"]) for f in files] == [
         ("audio/wav", 16000, 1.5), ("audio/wav", 8000, 2.0)]
+    with pytest.raises(api.ApiArgumentError, match=r"argument 'fields': 'path' is set by save_files itself"):
+        api.save_files(context, [b"x"], kind="text", prefix="log", suffix=".txt", fields={"path": "elsewhere"})
 
 
 @pytest.mark.parametrize("prefix", ["../escape", "/etc/passwd", "a/../../b", "a\\b", "", "a//b"])
