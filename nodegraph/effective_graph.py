@@ -19,6 +19,11 @@ this module implements them in two passes, linear in the expanded size:
    node (bypass chains and nested subgraphs resolve transitively), then removes
    muted nodes and everything that depends on them (the *skipped* nodes).
 
+Before anything is expanded, `expansion_error` counts what the expansion would
+make (per definition, memoised, no recursion): over `MAX_EXPANDED_NODES` nodes or
+`MAX_SUBGRAPH_DEPTH` levels is `subgraph_too_large` (a 5 KB file of definitions
+that each use the next twice declares 2^40 nodes).
+
 Errors found here (`bypass_no_match`, `subgraph_cycle`,
 `subgraph_port_conflict`, exposed-port mistakes) and the errors validation
 finds in the effective graph are both passed through `EffectiveGraph.annotate`,
@@ -81,6 +86,8 @@ class EffectiveGraph:
     def annotate(self, errors: list[GraphError]) -> list[GraphError]:
         """This expansion's errors, then `errors` (from validating `graph`), each naming its subgraph path."""
         out = []
+        if any(e.code == "subgraph_too_large" for e in self.errors):     # nothing was expanded: that is all
+            return list(self.errors)
         for error in [*self.errors, *errors]:
             if error.code == "missing_input" and (error.node_id, error.input) in self.suppressed:
                 continue
@@ -122,11 +129,67 @@ def effective_graph(graph: Graph, registry: Registry) -> EffectiveGraph:
     memo = graph.compiled.get(memo_key)
     if memo is not None and memo[0] is registry:
         return memo[1]
+    too_big = expansion_error(graph)
+    if too_big is not None:      # refused before anything is expanded: a 5 KB file can declare 2^40 nodes
+        result = EffectiveGraph(Graph({}), errors=[too_big])
+        graph.compiled[memo_key] = (registry, result)
+        return result
     expander = _Expander(graph.subgraphs or {}, registry)
     expander.flatten(graph.nodes, "", (), (), False, (), None)
     result = expander.resolve(graph)
     graph.compiled[memo_key] = (registry, result)
     return result
+
+
+MAX_SUBGRAPH_DEPTH = 64            # definitions inside definitions
+MAX_EXPANDED_NODES = 200_000       # nodes once every subgraph is expanded (a 100 000-node graph validates in ~3 s)
+
+
+def expansion_error(graph: Graph) -> GraphError | None:
+    """`subgraph_too_large` when expanding `graph` would pass MAX_EXPANDED_NODES nodes or MAX_SUBGRAPH_DEPTH
+    levels, else None. Counted per definition with a memo and an explicit stack (linear in the file, no
+    recursion), before anything is expanded; definitions in a cycle count as one node (the expander reports
+    the cycle)."""
+    definitions = graph.subgraphs or {}
+    sizes: dict[str, tuple[int, int]] = {}        # definition → (expanded nodes, nesting depth)
+
+    def used(nodes: dict[str, GraphNode]) -> list[str]:
+        return [n.type[len(SUBGRAPH_TYPE_PREFIX):] for n in nodes.values()
+                if n.type.startswith(SUBGRAPH_TYPE_PREFIX) and n.type[len(SUBGRAPH_TYPE_PREFIX):] in definitions]
+
+    def measure(nodes: dict[str, GraphNode]) -> tuple[int, int]:
+        count, depth = 0, 0
+        for node in nodes.values():
+            name = node.type[len(SUBGRAPH_TYPE_PREFIX):] if node.type.startswith(SUBGRAPH_TYPE_PREFIX) else None
+            inner = sizes.get(name, (1, 0)) if name in definitions else (1, 0)
+            count, depth = count + inner[0], max(depth, inner[1] + (1 if name in definitions else 0))
+            if count > MAX_EXPANDED_NODES:
+                break
+        return count, depth
+
+    on_stack: set[str] = set()
+    for root in used(graph.nodes):
+        stack = [(root, iter(used(definitions[root].nodes)))]
+        on_stack.add(root)
+        while stack:
+            name, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                on_stack.discard(name)
+                sizes[name] = measure(definitions[name].nodes)
+            elif child not in sizes and child not in on_stack:
+                on_stack.add(child)
+                stack.append((child, iter(used(definitions[child].nodes))))
+    count, depth = measure(graph.nodes)
+    if depth > MAX_SUBGRAPH_DEPTH or count > MAX_EXPANDED_NODES:
+        what = (f"subgraphs nested {depth} levels deep (at most {MAX_SUBGRAPH_DEPTH})" if depth > MAX_SUBGRAPH_DEPTH
+                else f"over {MAX_EXPANDED_NODES:,} nodes once its subgraphs are expanded (each use of a definition "
+                     f"copies it)")
+        return GraphError("subgraph_too_large", f"the graph has {what}; use fewer or flatter subgraphs",
+                          details={"depth": depth, "nodes": count, "max_depth": MAX_SUBGRAPH_DEPTH,
+                                   "max_nodes": MAX_EXPANDED_NODES})
+    return None
 
 
 def subgraph_interface(graph: Graph, name: str, registry: Registry) -> SubgraphInterface:
@@ -151,6 +214,7 @@ class _Expander:
         self.suppressed: set[tuple[str, str]] = set()
         self.reported: set[str] = set()
         self.interfaces: dict[str, SubgraphInterface] = {}
+        self.resolved: dict[tuple[str, str], Link | _NoPassThrough] = {}    # virtual output → what it stands for
 
     # --- ports ------------------------------------------------------------------
 
@@ -340,9 +404,21 @@ class _Expander:
     # --- pass 2 -----------------------------------------------------------------
 
     def _resolve_link(self, link: Link) -> Link | _NoPassThrough:
-        seen = set()
+        """The real link behind `link` through virtual nodes; every virtual output passed on the way remembers the
+        answer, so resolving all the links of a bypass chain is linear, not quadratic in its length."""
+        seen: list[tuple[str, str]] = []
+        answer = self._walk(link, seen)
+        for key in seen:
+            self.resolved[key] = answer
+        return answer
+
+    def _walk(self, link: Link, seen: list[tuple[str, str]]) -> Link | _NoPassThrough:
+        visited = set()
         while link.node in self.virtual_nodes:
             key = (link.node, link.output)
+            known = self.resolved.get(key)
+            if known is not None:
+                return known
             target = self.virtual.get(key)
             if target is None:
                 return _NoPassThrough(GraphError(
@@ -350,11 +426,12 @@ class _Expander:
                     f"links to output {link.output!r} of {link.node!r}, which has no such output; its outputs are: "
                     f"{', '.join(o for n, o in self.virtual if n == link.node) or '(none)'}.",
                     details={"source_node": link.node, "output": link.output}))
-            if key in seen or not isinstance(target, Link):
+            if key in visited or not isinstance(target, Link):
                 return target if isinstance(target, _NoPassThrough) else _NoPassThrough(GraphError(
                     "cycle", f"bypassed nodes pass {link.node!r} through itself; remove one of these links",
-                    node_id=link.node, details={"nodes": sorted(n for n, _ in seen)}))
-            seen.add(key)
+                    node_id=link.node, details={"nodes": sorted(n for n, _ in visited)}))
+            visited.add(key)
+            seen.append(key)
             link = target
         return link
 

@@ -446,3 +446,54 @@ def test_a_bypass_mismatch_used_only_by_skipped_nodes_is_no_error(session):
         "show": {"type": "ShowValue", "inputs": {"value": link("s", "value")}}}}
     assert session.validate(graph) == []
     assert session.run(graph).outputs["show"]["value"] == "hi"
+
+
+def _doubling_definitions(levels: int) -> dict:
+    """L0 uses L1 twice, L1 uses L2 twice, ...: a few KB that expand to 2^levels nodes."""
+    subgraphs = {f"L{i}": {"nodes": {"a": {"type": f"subgraph:L{i + 1}", "inputs": {}},
+                                     "b": {"type": f"subgraph:L{i + 1}", "inputs": {}}}} for i in range(levels)}
+    subgraphs[f"L{levels}"] = {"nodes": {"m": {"type": "IntMath", "inputs": {"a": 1, "b": 2}}}}
+    return {"format_version": 2, "subgraphs": subgraphs,
+            "nodes": {"top": {"type": "subgraph:L0", "inputs": {}}, "one": {"type": "Int", "inputs": {"value": 1}},
+                      "show": {"type": "ShowValue", "inputs": {"value": link("one", "value")}}}}
+
+
+def _nested_definitions(depth: int) -> dict:
+    subgraphs = {f"L{i}": {"nodes": {"n": {"type": f"subgraph:L{i + 1}", "inputs": {}}}} for i in range(depth)}
+    subgraphs[f"L{depth}"] = {"nodes": {"m": {"type": "IntMath", "inputs": {"a": 1, "b": 2}}}}
+    return {"format_version": 2, "subgraphs": subgraphs,
+            "nodes": {"top": {"type": "subgraph:L0", "inputs": {}}, "one": {"type": "Int", "inputs": {"value": 1}},
+                      "show": {"type": "ShowValue", "inputs": {"value": link("one", "value")}}}}
+
+
+@pytest.mark.parametrize(("graph", "words"), [
+    (_doubling_definitions(40), "over 200,000 nodes once its subgraphs are expanded"),
+    (_nested_definitions(1000), "levels deep (at most 64)"),
+])
+def test_expansion_bombs_and_deep_nesting_are_refused_before_expanding(session, graph, words):
+    """A stranger's 10 KB file of doubling definitions took the server's event loop and its memory (2^40 nodes);
+    1000 nested definitions crashed validation with a RecursionError. Both are one structured error now."""
+    errors = session.validate(graph)
+    assert [e.code for e in errors] == ["subgraph_too_large"] and words in errors[0].message
+    with pytest.raises(GraphValidationError):
+        session.run(graph)
+
+
+def test_expansion_within_the_limits_still_runs(session):
+    assert session.validate(_doubling_definitions(10)) == []      # 1024 copies of the inner node
+    assert session.validate(_nested_definitions(60)) == []
+
+
+def test_a_long_bypass_chain_read_at_every_link_resolves_each_link_once(session):
+    """Each of N bypassed IntMath nodes is also read by a consumer: resolving walked the chain again per link
+    (16.8 s for 10 000). The memo gives every consumer the chain's head."""
+    n = 3000
+    nodes = {"src": {"type": "Int", "inputs": {"value": 7}}}
+    previous = "src"
+    for i in range(n):
+        nodes[f"b{i}"] = {"type": "IntMath", "mode": "bypass", "inputs": {"a": link(previous, "value" if i == 0
+                                                                                    else "result"), "b": 1}}
+        previous = f"b{i}"
+    nodes["show"] = {"type": "ShowValue", "inputs": {"value": link(previous, "result")}}
+    result = session.run({"format_version": 2, "nodes": nodes})
+    assert result.outputs["show"]["value"] == 7
