@@ -395,6 +395,17 @@ def _error(to: str, code: str, message: str, request_id: RequestId = None, **det
     return Outgoing(to, body)
 
 
+def _lenient_request_id(data: str) -> RequestId:
+    """The request_id of a frame strict JSON refused (a 1e400, a NaN), read with Python's lenient parser, so the
+    client waiting on that id gets its error; None when even that cannot read it."""
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    request_id = raw.get("request_id") if isinstance(raw, dict) else None
+    return request_id if isinstance(request_id, (str, int)) and not isinstance(request_id, bool) else None
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON (strict JSON has no NaN or Infinity); send a number or null")
 
@@ -608,9 +619,10 @@ class ServerProtocol:
             return handle(*args)
         except Exception as exc:  # noqa: BLE001 — a handler bug must answer, not close the connection
             log.exception("message handler failed for client %s", client_id)
+            request_id = getattr(args[-1], "request_id", None) if args else None    # the client waits on it
             return [_error(client_id, "internal_error",
                            f"the server could not handle this message ({type(exc).__name__}); "
-                           f"it was not carried out — the server log has the details")]
+                           f"it was not carried out — the server log has the details", request_id)]
 
     def _parse_text(self, client: ClientState, data: str) -> _Message | list[Outgoing]:
         client_id = client.client_id
@@ -618,7 +630,8 @@ class ServerProtocol:
             raw, spans = decode_message(data)
         except (ValueError, RecursionError) as exc:
             text = "nested too deeply" if isinstance(exc, RecursionError) else json_value_problem(exc)
-            return [_error(client_id, "invalid_json", f"the message is not strict JSON: {text}")]
+            return [_error(client_id, "invalid_json", f"the message is not strict JSON: {text}",
+                           _lenient_request_id(data))]
         if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
             return [_error(client_id, "invalid_message", 'a message is a JSON object with a string "type"')]
         request_id = raw.get("request_id")

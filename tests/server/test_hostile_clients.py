@@ -362,3 +362,17 @@ def test_stored_run_graphs_count_in_a_users_byte_limit(tmp_path):
     assert [a["type"] for a in answers[:3]] == ["submitted"] * 3
     assert answers[3]["code"] == "quota_exceeded" and "MB of run graphs" in answers[3]["message"]
     assert queue.stored_graph_bytes("alice") > 60_000 and queue.stored_graph_bytes("bob") == 0
+
+
+def test_errors_for_unreadable_frames_and_handler_failures_carry_the_request_id(proto, monkeypatch):
+    """A client matching replies by request_id waited forever for the internal_error of a graph that broke a
+    handler, and for the invalid_json of a frame holding 1e400."""
+    replies = proto.receive("c1", '{"type": "ping", "request_id": 41, "x": 1e400}')
+    assert [(m.message["code"], m.message.get("request_id")) for m in replies] == [("invalid_json", 41)]
+
+    def broken(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(proto.session, "validate", broken)
+    replies = proto.receive("c1", json.dumps({"type": "submit", "request_id": "r7", "graph": wait_graph(0)}))
+    assert [(m.message["code"], m.message.get("request_id")) for m in replies] == [("internal_error", "r7")]
