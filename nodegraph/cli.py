@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -130,8 +131,12 @@ def _parse_override(text: str) -> tuple[str, Any]:
     def no_constant(name: str) -> Any:
         raise _Refused(f"--set {shown!r}: {name} is not a number a graph can hold; give a finite number")
 
+    def finite(text: str) -> float:          # 1e400 reads as inf: refused as NaN / Infinity are
+        number = float(text)
+        return number if math.isfinite(number) else no_constant(text)
+
     try:
-        value = json.loads(raw, parse_constant=no_constant)
+        value = json.loads(raw, parse_constant=no_constant, parse_float=finite)
     except json.JSONDecodeError:
         value = raw
     except _Refused:

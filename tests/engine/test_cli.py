@@ -477,6 +477,12 @@ def test_set_on_a_linked_input_names_the_source_instead_of_cutting_the_link(caps
     assert main(["run", ARITHMETIC, "--set", "pixels.a=5", "--no-plugins"]) != 0
 
 
+def test_a_number_too_large_for_a_float_is_a_usage_error(capsys):
+    """`--set x=1e400` read as inf and came back as a graph error (exit 1); like Infinity it is a usage error."""
+    assert main(["validate", ARITHMETIC, "--set", "width.value=1e400", "--json", "--no-plugins"]) == 2
+    assert "give a finite number" in json.loads(capsys.readouterr().out)["usage_error"]
+
+
 def test_nan_and_infinity_as_text_get_the_finite_number_hint(tmp_path, capsys):
     """`--set x=nan` / `inf` (read as text, not JSON) is told to give a finite number, not to drop quotes."""
     for value in ("nan", "inf", "-inf", "infinity"):
