@@ -367,8 +367,8 @@ class _Expander:
                     port = interface.input_port(input_name)
                     self.errors.append(GraphError(
                         "missing_input",
-                        f"subgraph {name!r} needs input {input_name!r} ({port}); connect a {port} output or write a "
-                        f"value to it (or give the exposed input a \"default\" in the definition).",
+                        f"subgraph {name!r} needs input {input_name!r} ({port}); connect {_article(port)} {port} "
+                        f"output or write a value to it (or give the exposed input a \"default\" in the definition).",
                         node_id=node_id, input=input_name, details={"subgraph": name}))
         for output_name, spec in definition.outputs.items():
             if spec["node"] not in definition.nodes:
@@ -397,7 +397,8 @@ class _Expander:
         return _NoPassThrough(GraphError(
             "bypass_no_match",
             f"{node_type} is bypassed, but its output {output!r} ({port}) is used and none of its linked inputs "
-            f"is a {port} to pass through (linked inputs: {have}); un-bypass it, mute it, or connect a {port} input",
+            f"is {_article(port)} {port} to pass through (linked inputs: {have}); un-bypass it, mute it, or connect "
+            f"{_article(port)} {port} input",
             node_id=node_id, details={"output": output, "port": port,
                                       "inputs": [{"input": n, "port": p} for n, p in linked]}))
 
@@ -477,6 +478,11 @@ class _Expander:
         plain = Graph(kept, graph.metadata, graph.ui, graph.has_ui)
         return EffectiveGraph(plain, self.errors, skipped, self.origin, self.suppressed, self.reported,
                               tuple(self.definitions))
+
+
+def _article(word: str) -> str:
+    """'a' or 'an' before a port name read as a word ("an INT", "a STRING")."""
+    return "an" if str(word)[:1].upper() in "AEIOU" else "a"
 
 
 class _Missing:
