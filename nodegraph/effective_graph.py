@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import GraphError
 from .graph import SUBGRAPH_INPUTS_NODE, SUBGRAPH_TYPE_PREFIX, Graph, GraphNode, Link, SubgraphDefinition
+from .validation import _article
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -478,11 +479,6 @@ class _Expander:
         plain = Graph(kept, graph.metadata, graph.ui, graph.has_ui)
         return EffectiveGraph(plain, self.errors, skipped, self.origin, self.suppressed, self.reported,
                               tuple(self.definitions))
-
-
-def _article(word: str) -> str:
-    """'a' or 'an' before a port name read as a word ("an INT", "a STRING")."""
-    return "an" if str(word)[:1].upper() in "AEIOU" else "a"
 
 
 class _Missing:

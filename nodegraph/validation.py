@@ -374,7 +374,7 @@ def model_file_error(node_id: str, name: str, folder: str, value: str,
 
 def _article(word: str) -> str:
     """'a' or 'an' before a port name read as a word ("an INT", "an IMAGE", "a STRING")."""
-    return "an" if word[:1].upper() in "AEIOU" else "a"
+    return "an" if str(word)[:1].upper() in "AEIOU" else "a"
 
 
 def _literal_error(node_id: str, node_type: str, name: str, ispec: Any, value: Any,
