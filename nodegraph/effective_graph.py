@@ -288,7 +288,7 @@ class _Expander:
                     f"<outer id>/<inner id>); rename one of them", node_id=node_id))
                 continue
             self.origin[node_id] = ((*path, local_id), names)
-            inputs = self._translate_inputs(node_id, node, prefix, names, exposed)
+            inputs = self._translate_inputs(node_id, node, prefix, names, exposed, nodes)
             mode = "mute" if muted else node.mode
             if node.type.startswith(SUBGRAPH_TYPE_PREFIX):
                 self._flatten_subgraph_node(node_id, node, inputs, mode, path + (local_id,), names, stack)
@@ -298,7 +298,7 @@ class _Expander:
                 self.flat[node_id] = GraphNode(node.type, inputs, node.title, "mute" if mode == "mute" else None)
 
     def _translate_inputs(self, node_id: str, node: GraphNode, prefix: str, names: tuple[str, ...],
-                          exposed: dict[str, Any] | None) -> dict[str, Any]:
+                          exposed: dict[str, Any] | None, level: dict[str, GraphNode]) -> dict[str, Any]:
         inputs: dict[str, Any] = {}
         for input_name, value in node.inputs.items():
             if not isinstance(value, Link):
@@ -316,6 +316,13 @@ class _Expander:
                     self.suppressed.add((node_id, input_name))   # reported on the outer node
                 else:
                     inputs[input_name] = exposed[value.output]
+            elif value.node not in level and "/" in value.node:   # into a subgraph's inner node, by expanded id
+                self.errors.append(GraphError(
+                    "dangling_link",
+                    f"input {input_name!r} links to node {value.node!r}, an inner node of a subgraph by its expanded "
+                    f"id; link to the subgraph node's exposed output instead (a definition's inner ids are its "
+                    f"own)", node_id=node_id, input=input_name, details={"source_node": value.node}))
+                self.suppressed.add((node_id, input_name))
             else:
                 inputs[input_name] = Link(prefix + value.node, value.output)
         return inputs

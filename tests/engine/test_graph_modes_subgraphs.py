@@ -497,3 +497,15 @@ def test_a_long_bypass_chain_read_at_every_link_resolves_each_link_once(session)
     nodes["show"] = {"type": "ShowValue", "inputs": {"value": link(previous, "result")}}
     result = session.run({"format_version": 2, "nodes": nodes})
     assert result.outputs["show"]["value"] == 7
+
+
+def test_a_link_or_override_into_a_subgraphs_inner_node_is_refused(session):
+    """`{"node": "sq/mul"}` from outside validated and ran: outer graphs coupled to a definition's inner ids."""
+    graph = square_plus_graph()
+    graph["nodes"]["show"]["inputs"]["value"] = link("sq/mul", "result")
+    errors = session.validate(graph)
+    assert [(e.code, e.node_id, e.input) for e in errors] == [("dangling_link", "show", "value")]
+    assert "exposed output" in errors[0].message
+    with pytest.raises(GraphValidationError):
+        session.run(square_plus_graph(), overrides={"show.value": {"node": "sq/mul", "output": "result"}})
+    assert session.run(square_plus_graph()).outputs["show"]["value"] == 37
