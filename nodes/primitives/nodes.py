@@ -275,9 +275,15 @@ class Switch(Node):
     outputs = (Output("value", "*"),)
 
     def lazy_inputs_needed(self, available: dict[str, Any]) -> list[str]:
-        return ["on_true" if available["condition"] else "on_false"]
+        condition = available["condition"]
+        if not isinstance(condition, bool):      # from a "*" output: run says what is wrong, no branch runs
+            return []
+        return ["on_true" if condition else "on_false"]
 
     def run(self, condition: bool, on_true: Any, on_false: Any) -> dict:
+        if not isinstance(condition, bool):     # the text "false" is truthy: never guess
+            raise NodeInputError("condition", f"expected true or false, found {type(condition).__name__} "
+                                              f"{str(condition)[:40]!r}; link a BOOLEAN (e.g. from Compare)")
         return {"value": on_true if condition else on_false}
 
 

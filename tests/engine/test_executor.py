@@ -96,6 +96,23 @@ def test_switch_runs_only_the_chosen_branch(session):
     assert info.value.node_id == "no"
 
 
+def test_switch_refuses_a_condition_that_is_not_a_boolean(session):
+    """The text "false" through a `*` output picked on_true (any truthy value did); neither branch runs now."""
+    graph = {"format_version": 2, "nodes": {
+        "text": {"type": "String", "inputs": {"value": "false"}},
+        "any": {"type": "Switch", "inputs": {"condition": True, "on_true": link("text", "value")}},
+        "yes": {"type": "Counter", "inputs": {"x": 10}},
+        "no": {"type": "Boom", "inputs": {"x": 1}},
+        "sw": {"type": "Switch", "inputs": {"condition": link("any", "value"),
+                                            "on_true": link("yes", "y"), "on_false": link("no", "y")}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("sw", "value")}},
+    }}
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert info.value.node_id == "sw" and info.value.exception.input == "condition"
+    assert "found str 'false'" in str(info.value.exception)
+
+
 @pytest.mark.parametrize("policy, released", [("none", True), ("all", False)])
 def test_intermediates_are_released_after_last_consumer(session, policy, released):
     """A value is freed once its last consumer has run, unless the cache keeps it."""
