@@ -331,7 +331,9 @@ class _Expander:
                                path: tuple[str, ...], names: tuple[str, ...], stack: tuple[str, ...]) -> None:
         name = node.type[len(SUBGRAPH_TYPE_PREFIX):]
         definition = self.definitions.get(name)
-        if definition is None:   # validation reports unknown_node_type (with the definitions there are)
+        if definition is None or mode == "mute":
+            # unknown: validation reports unknown_node_type (with the definitions there are); muted: one muted
+            # node, left out of validation like any muted node (docs/graph-format.md), not expanded at all
             self.flat[node_id] = GraphNode(node.type, inputs, node.title, "mute" if mode == "mute" else None)
             return
         if name in stack:

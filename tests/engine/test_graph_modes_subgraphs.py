@@ -267,14 +267,27 @@ def test_a_missing_definition_is_an_unknown_type_listing_definitions(session):
 
 
 def test_bypassed_and_muted_subgraph_nodes(session):
-    """A bypassed subgraph node passes its INT input through; a muted one skips its inner nodes."""
+    """A bypassed subgraph node passes its INT input through; a muted one is one muted node (not expanded)."""
     graph = square_plus_graph(5, 1)
     graph["nodes"]["sq"]["mode"] = "bypass"
     assert session.run(graph).outputs["show"]["value"] == 5
     graph["nodes"]["sq"]["mode"] = "mute"
     graph["nodes"]["other"] = {"type": "ShowValue", "inputs": {"value": link("a", "value")}}
     result = session.run(graph)
-    assert result.skipped == ["sq/mul", "sq/add", "show"]
+    assert result.skipped == ["sq", "show"]
+
+
+def test_a_muted_subgraph_node_is_left_out_of_validation_as_any_muted_node(session):
+    """Muting a broken subgraph node is how a user runs the rest of the graph: its missing or unknown exposed
+    inputs, and a definition that uses itself, failed the whole run."""
+    graph = square_plus_graph(5, 1)
+    graph["nodes"]["sq"]["inputs"] = {"nope": 1}                        # unknown, and 'x' missing
+    graph["subgraphs"]["square_plus"]["nodes"]["self"] = {"type": "subgraph:square_plus", "inputs": {}}
+    graph["nodes"]["other"] = {"type": "ShowValue", "inputs": {"value": link("a", "value")}}
+    assert {e.code for e in session.validate(graph)} >= {"unknown_input", "subgraph_cycle"}
+    graph["nodes"]["sq"]["mode"] = "mute"
+    assert session.validate(graph) == []
+    assert session.run(graph).outputs["other"]["value"] == 5
 
 
 def test_subgraph_file_round_trips_unchanged():
