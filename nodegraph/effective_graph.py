@@ -102,6 +102,11 @@ class EffectiveGraph:
                                    f"no subgraph {name!r} is defined in this file (definitions: {have}); add its "
                                    f"definition under \"subgraphs\" or replace the node",
                                    error.node_id, error.input, {**error.details, "subgraph": name})
+            if error.code == "no_outputs" and self.skipped and not error.details:   # they are there, but muted
+                shown = ", ".join(repr(n) for n in self.skipped[:8]) + (", …" if len(self.skipped) > 8 else "")
+                error = GraphError("no_outputs", f"every output node is muted or depends on a muted node (skipped: "
+                                                 f"{shown}), so nothing would run; unmute one",
+                                   details={"skipped": list(self.skipped)})
             out.append(self._with_path(error))
         return out
 

@@ -522,3 +522,12 @@ def test_a_link_or_override_into_a_subgraphs_inner_node_is_refused(session):
     with pytest.raises(GraphValidationError):
         session.run(square_plus_graph(), overrides={"show.value": {"node": "sq/mul", "output": "result"}})
     assert session.run(square_plus_graph()).outputs["show"]["value"] == 37
+
+
+def test_no_outputs_says_when_the_output_nodes_are_muted(session):
+    """The graph has an output node; it is muted: the message said "add one"."""
+    graph = {"format_version": 2, "nodes": {"a": {"type": "Int", "inputs": {"value": 1}},
+                                            "s": {"type": "ShowValue", "mode": "mute",
+                                                  "inputs": {"value": link("a", "value")}}}}
+    errors = session.validate(graph)
+    assert [e.code for e in errors] == ["no_outputs"] and "muted" in errors[0].message and "'s'" in errors[0].message
