@@ -147,6 +147,25 @@ def effective_graph(graph: Graph, registry: Registry) -> EffectiveGraph:
     return result
 
 
+def requested_targets(graph: Graph, registry: Registry, requested: Any) -> list[str] | None:
+    """Requested outputs as the effective graph knows them: a subgraph node stands for its inner output nodes
+    (expanded ids `outer/inner`); any other id is kept (a missing one is then `unknown_node`)."""
+    if requested is None or graph.is_plain:
+        return None if requested is None else list(requested)
+    effective = effective_graph(graph, registry).graph.nodes
+    targets: list[str] = []
+    for node_id in requested:
+        node = graph.nodes.get(node_id)
+        if node is None or not node.type.startswith(SUBGRAPH_TYPE_PREFIX):
+            targets.append(node_id)
+            continue
+        inner = [n for n, inner_node in effective.items() if n.startswith(node_id + "/")
+                 and getattr(registry.nodes.get(inner_node.type), "spec", None) is not None
+                 and registry.nodes[inner_node.type].spec.output_node]
+        targets.extend(inner or [node_id])
+    return targets
+
+
 MAX_SUBGRAPH_DEPTH = 64            # definitions inside definitions
 MAX_EXPANDED_NODES = 200_000       # nodes once every subgraph is expanded (a 100 000-node graph validates in ~3 s)
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 from . import events as ev
 from .cache import DEFAULT_BUDGET_BYTES, CachePolicy, OutputCache
 from .errors import GraphError, GraphValidationError
+from .effective_graph import requested_targets
 from .executor import RunResult, compile_graph, run_plan
 from .graph import Graph, load_graph, parse_graph
 from .memory import ModelMemoryManager
@@ -195,6 +196,8 @@ class Session:
         if overrides:
             graph = graph.with_overrides(overrides)
         requested = tuple(outputs) if outputs is not None else None
+        if requested is not None and not graph.is_plain:     # a subgraph node stands for its inner output nodes
+            requested = tuple(requested_targets(graph, self.registry, requested))
         plan = self._checked_plan(graph, requested)
         if not model_writes and (refused := model_write_errors(plan)):
             raise GraphValidationError(refused)

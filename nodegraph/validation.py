@@ -136,9 +136,10 @@ def validate(
 def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
               list_model_files: Callable[[str], tuple[list[str], list[str]]] | None) -> list[GraphError]:
     if not graph.is_plain:
-        from .effective_graph import effective_graph
+        from .effective_graph import effective_graph, requested_targets
 
         effective = effective_graph(graph, registry)
+        outputs = requested_targets(graph, registry, outputs)
         return effective.annotate(_validate(effective.graph, registry, outputs, list_model_files))
     errors: list[GraphError] = []
     nodes = graph.nodes

@@ -531,3 +531,15 @@ def test_no_outputs_says_when_the_output_nodes_are_muted(session):
                                                   "inputs": {"value": link("a", "value")}}}}
     errors = session.validate(graph)
     assert [e.code for e in errors] == ["no_outputs"] and "muted" in errors[0].message and "'s'" in errors[0].message
+
+
+def test_a_subgraph_node_can_be_requested_as_an_output(session):
+    """Requesting the subgraph node runs its inner output nodes (it was `unknown_node`: 'not a node')."""
+    graph = square_plus_graph(3, 1)
+    graph["subgraphs"]["square_plus"]["nodes"]["inner_show"] = {"type": "ShowValue",
+                                                                "inputs": {"value": link("add", "result")}}
+    assert session.validate(graph, outputs=["sq"]) == []
+    result = session.run(graph, outputs=["sq"])
+    assert list(result.outputs) == ["sq/inner_show"] and result.outputs["sq/inner_show"]["value"] == 10
+    plain = square_plus_graph()          # no inner output node: the subgraph node is no output to run
+    assert [e.code for e in session.validate(plain, outputs=["sq"])] == ["unknown_node"]
