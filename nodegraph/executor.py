@@ -35,9 +35,17 @@ Releasing intermediates
     counts of all its sources; at zero the value leaves `values` (the run's
     working set). The cache may still hold it, under its own policy.
 
-Text outputs
-    A STRING output longer than MAX_TEXT_OUTPUT_BYTES (1 MiB of UTF-8) fails its
-    node with NodeOutputError, whatever node made it (`_check_text_outputs`).
+Values in and out
+    A number, text or choice arriving through a link is checked against the
+    input's declared limits just before the node runs, as literals are at
+    validation (`_check_linked_values`). What a node returns is checked against
+    its port's layout (an INT is an int, an IMAGE (B, H, W, 3) ...), and a
+    STRING output longer than MAX_TEXT_OUTPUT_BYTES (1 MiB of UTF-8) fails its
+    node with NodeOutputError, whatever node made it (`_check_outputs`).
+
+Warnings
+    `NodeContext.warn` appends to `RunState.warnings` and emits `node_warning`;
+    the run's RunResult carries them (a cached result repeats none).
 
 Output files
     An output node's `files` that break the file-result contract (an unknown
@@ -351,7 +359,7 @@ def _output_layout_problem(port: str, value: Any) -> str | None:
     return None
 
 
-def _check_text_outputs(plan: NodePlan, outputs: dict[str, Any]) -> None:
+def _check_outputs(plan: NodePlan, outputs: dict[str, Any]) -> None:
     """Refuse an output that breaks its port's layout (a FLOAT that is text, a channels-first IMAGE: it failed
     in an innocent node downstream), and a STRING over MAX_TEXT_OUTPUT_BYTES (UTF-8), naming the output."""
     for output in plan.cls.spec.outputs:
@@ -478,7 +486,7 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
     try:
         _check_linked_values(plan, kwargs)
         outputs = _normalise_outputs(plan, node.run(**kwargs))
-        _check_text_outputs(plan, outputs)
+        _check_outputs(plan, outputs)
         _check_output_files(plan, outputs, services)
     except RunInterrupted:
         raise
