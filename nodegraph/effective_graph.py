@@ -102,6 +102,10 @@ class EffectiveGraph:
                                    f"no subgraph {name!r} is defined in this file (definitions: {have}); add its "
                                    f"definition under \"subgraphs\" or replace the node",
                                    error.node_id, error.input, {**error.details, "subgraph": name})
+            if error.code == "unknown_node" and error.node_id in self.skipped:      # there, but it will not run
+                error = GraphError("unknown_node", f"requested output {error.node_id!r} is muted or depends on a "
+                                                   f"muted node, so it would not run; unmute it or request another",
+                                   error.node_id, details={"skipped": True})
             if error.code == "no_outputs" and self.skipped and not error.details:   # they are there, but muted
                 shown = ", ".join(repr(n) for n in self.skipped[:8]) + (", …" if len(self.skipped) > 8 else "")
                 error = GraphError("no_outputs", f"every output node is muted or depends on a muted node (skipped: "

@@ -307,6 +307,7 @@ class CFGGuider:
             if not isinstance(term, GuidanceTerm):
                 raise SamplingError(f"guidance[{k}]", "a factory returning a GuidanceTerm", type(term).__name__,
                                     "Subclass nodegraph.api.GuidanceTerm.", factory)
+            _check_sigma_range(term, k)
             made.append(term)
         return tuple(made)
 
@@ -473,6 +474,20 @@ class CFGGuider:
         if corrections:
             guided = guided + sum(corrections)
         return guided
+
+
+def _check_sigma_range(term: Any, index: int) -> None:
+    """A term's `sigma_range` is two numbers, low <= high (an inverted one never ran, and said nothing)."""
+    bounds = getattr(term, "sigma_range", None)
+    try:
+        low, high = (float(b) for b in bounds)
+        valid = low <= high and not math.isnan(low) and not math.isnan(high)
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise SamplingError(f"guidance[{index}]", f"guidance term {_term_name(term)} with a sigma_range (low, high), "
+                            f"low <= high", repr(bounds)[:80], "Give e.g. (0.0, 14.6), or leave the default (every "
+                            "sigma).", term)
 
 
 def _term_name(term: Any) -> str:

@@ -543,3 +543,13 @@ def test_a_subgraph_node_can_be_requested_as_an_output(session):
     assert list(result.outputs) == ["sq/inner_show"] and result.outputs["sq/inner_show"]["value"] == 10
     plain = square_plus_graph()          # no inner output node: the subgraph node is no output to run
     assert [e.code for e in session.validate(plain, outputs=["sq"])] == ["unknown_node"]
+
+
+def test_a_muted_requested_output_is_named_as_muted(session):
+    """It was "not a node in the graph"."""
+    graph = {"format_version": 2, "nodes": {"a": {"type": "Int", "inputs": {"value": 1}},
+                                            "s": {"type": "ShowValue", "mode": "mute",
+                                                  "inputs": {"value": link("a", "value")}},
+                                            "t": {"type": "ShowValue", "inputs": {"value": link("a", "value")}}}}
+    errors = session.validate(graph, outputs=["s"])
+    assert [(e.code, e.node_id) for e in errors] == [("unknown_node", "s")] and "is muted" in errors[0].message

@@ -121,10 +121,12 @@ class PluginBadCall(Node):
 class BadTerm(api.GuidanceTerm):
     """A plugin's guidance term that goes wrong in one of several ways."""
 
-    MISTAKES = ("term_raises", "term_wrong_shape", "term_not_a_tensor", "term_nan")
+    MISTAKES = ("term_raises", "term_wrong_shape", "term_not_a_tensor", "term_nan", "term_inverted_range")
 
     def __init__(self, mistake: str):
         self.mistake = mistake
+        if mistake == "term_inverted_range":
+            self.sigma_range = (5.0, 1.0)
 
     def __call__(self, state):
         if self.mistake == "term_raises":
@@ -272,6 +274,7 @@ def test_guidance_terms_are_added_after_cfg(session):
     ("term_wrong_shape", "guidance", "found shape (1, 3, 5, 5)"),
     ("term_not_a_tensor", "guidance", "found str"),
     ("term_nan", "guidance", "NaN or infinite values"),
+    ("term_inverted_range", "guidance", "low <= high, found (5.0, 1.0)"),
 ])
 def test_bad_arguments_are_refused_naming_the_argument(session, mistake, argument, words):
     """Each mistake fails with an error whose input is the API argument and whose message says the fix."""
