@@ -102,3 +102,18 @@ def test_prompt_words_the_tiny_world_never_uses_are_named_in_a_warning(session, 
         return
     assert [w["node_id"] for w in warnings] == ["prompt"]
     assert all(f"'{word}'" in warnings[0]["message"] for word in flagged)
+
+
+@pytest.mark.parametrize(("width", "height", "warned"), [(256, 256, True), (16, 64, True), (48, 80, False),
+                                                         (128, 128, False)])
+def test_sizes_outside_the_tiny_worlds_training_range_are_warned_about(session, width, height, warned):
+    """A newcomer's 256×256 drew two circles for one and said nothing; KSampler now warns outside 32-128 px
+    (only for checkpoints that say they are tiny-world ones). The warning comes before any step is taken."""
+    graph = load("txt2img.json")
+    graph["nodes"]["latent"]["inputs"].update(width=width, height=height)
+    graph["nodes"]["sampler"]["inputs"]["steps"] = 1
+    warnings = session.run(graph).warnings
+    assert bool(warnings) == warned
+    if warned:
+        assert warnings[0]["node_id"] == "sampler" and f"at {width}x{height}" in warnings[0]["message"]
+        assert "32-128 px" in warnings[0]["message"]

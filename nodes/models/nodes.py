@@ -129,6 +129,9 @@ def set_loras(module: Any, loras: list) -> Any:
     return apply_loras(module, loras)
 
 
+TINY_WORLD_SIDES = (32, 128)      # the pixel sides the shipped tiny-world models were trained at
+
+
 def diffusion_model(unet: Any, name: str, preview: Any = None, schedule: dict | None = None) -> Any:
     """Wrap our UNet as a sampling DiffusionModel on its training schedule (a ``loading.describe_schedule``
     record, e.g. from the checkpoint's metadata; None = SD's scaled-linear 1000-step schedule)."""
@@ -218,6 +221,9 @@ class LoadCheckpoint(Node):
             model = sd3_diffusion_model(ckpt.unet, ckpt_name, preview=ckpt.vae.preview)
         else:   # sampled on the schedule it was trained on (recorded by SaveCheckpoint; SD's by default)
             model = diffusion_model(ckpt.unet, ckpt_name, preview=ckpt.vae.preview, schedule=ckpt.schedule)
+            if getattr(ckpt.text_encoder, "vocabulary", None) == "tiny_world":     # trained at 32-128 px
+                model.pixels_per_cell = factor = ckpt.vae.config.downscale
+                model.trained_sides = (TINY_WORLD_SIDES[0] // factor, TINY_WORLD_SIDES[1] // factor)
         return {"model": model, "text_encoder": TextEncoder(ckpt.text_encoder, ckpt.family), "vae": ckpt.vae}
 
 

@@ -42,6 +42,10 @@ class DiffusionModel:
         name: shown in errors and memory reports.
         patches: weight patches for this variant (e.g. ``(lora, strength)`` pairs).
         patcher: ``patcher(net, patches)`` sets exactly those patches on the network.
+        trained_sides: (smallest, largest) latent side it was trained at, in latent cells, when known;
+            sampling a latent outside it warns (the picture repeats or breaks up): the shipped tiny-world
+            models, 8–32 cells (32–128 px with their VAE).
+        pixels_per_cell: the VAE's downscale factor, for messages in pixels (8 for SD).
     """
 
     net: Callable[..., torch.Tensor]
@@ -52,6 +56,8 @@ class DiffusionModel:
     name: str = "model"
     patches: tuple = ()
     patcher: Callable[[Any, list], Any] | None = None
+    trained_sides: tuple[int, int] | None = None
+    pixels_per_cell: int = 8
     _denoiser: ModelDenoiser | None = field(default=None, repr=False)
 
     def apply_patches(self) -> Any:

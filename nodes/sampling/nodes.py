@@ -277,6 +277,21 @@ class Sample(Node):
         return {"latent": api.sample_custom(self.context, guider, sampler, sigmas, noise, latent)}
 
 
+def _warn_outside_trained_sizes(context: NodeContext, model: Any, samples: Any) -> None:
+    """A node_warning when the latent's sides are outside what the model was trained at (when it says)."""
+    sides = getattr(model, "trained_sides", None)
+    if sides is None or samples.ndim != 4:
+        return
+    low, high = sides
+    height, width = samples.shape[-2:]
+    scale = getattr(model, "pixels_per_cell", 8)
+    if not (low <= height <= high and low <= width <= high):
+        context.warn(f"{model.name} was trained at {low * scale}-{high * scale} px a side; at {width * scale}x"
+                     f"{height * scale} "
+                     f"it draws repeated, broken or empty pictures. Sample inside that range, then upscale "
+                     f"(graphs/hires_fix.json, graphs/upscale.json).")
+
+
 def run_sampling(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, noise: Any, samples: Any,
                  noise_mask: Any = None, on_step: Any = None) -> Any:
     """Shared by Sample, KSampler and DenoisingTrajectory: place the model, noise the latent, run the sampler.
@@ -291,6 +306,7 @@ def run_sampling(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, n
     from .noise import make_noise_sampler, seeded_noise
 
     model = guider.model
+    _warn_outside_trained_sizes(context, model, samples)
     memory = context.service("memory")
     with memory.using(model.net):
         model.apply_patches()
