@@ -63,7 +63,7 @@ from .errors import NodegraphError, NodeInputError
 from .node import NodeContext
 from .results import FILE_KINDS, ResultFileError, default_mime, file_result
 
-API_VERSION = "1.1"
+API_VERSION = "1.2"
 
 __all__ = [
     "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "GuidanceTerm", "check_image", "check_latent",
