@@ -74,6 +74,8 @@ class EffectiveGraph:
     origin      expanded node id → (path of ids from the outer node in, names of the subgraphs entered).
     suppressed  (node id, input) pairs whose `missing_input` was already reported in a clearer form.
     reported    node ids whose `unknown_node_type` was already reported (e.g. as `subgraph_cycle`).
+    definitions the subgraph names the file defines (for `unknown_node_type` of a `subgraph:` type).
+    bypassed_outputs  output nodes that are bypassed (they pass an input through and do not run).
     """
 
     graph: Graph
@@ -83,6 +85,7 @@ class EffectiveGraph:
     suppressed: set[tuple[str, str]] = field(default_factory=set)
     reported: set[str] = field(default_factory=set)
     definitions: tuple[str, ...] = ()
+    bypassed_outputs: tuple[str, ...] = ()
 
     def annotate(self, errors: list[GraphError]) -> list[GraphError]:
         """This expansion's errors, then `errors` (from validating `graph`), each naming its subgraph path."""
@@ -106,13 +109,25 @@ class EffectiveGraph:
                 error = GraphError("unknown_node", f"requested output {error.node_id!r} is muted or depends on a "
                                                    f"muted node, so it would not run; unmute it or request another",
                                    error.node_id, details={"skipped": True})
-            if error.code == "no_outputs" and self.skipped and not error.details:   # they are there, but muted
-                shown = ", ".join(repr(n) for n in self.skipped[:8]) + (", …" if len(self.skipped) > 8 else "")
-                error = GraphError("no_outputs", f"every output node is muted or depends on a muted node (skipped: "
-                                                 f"{shown}), so nothing would run; unmute one",
-                                   details={"skipped": list(self.skipped)})
+            if error.code == "no_outputs" and (self.skipped or self.bypassed_outputs) and not error.details:
+                error = self._no_outputs_left()     # they are there, but muted or bypassed
             out.append(self._with_path(error))
         return out
+
+    def _no_outputs_left(self) -> GraphError:
+        """`no_outputs` for a graph whose output nodes are all muted, skipped or bypassed: name them."""
+        def shown(ids: tuple[str, ...]) -> str:
+            return ", ".join(repr(n) for n in ids[:8]) + (", …" if len(ids) > 8 else "")
+        why = []
+        if self.skipped:
+            why.append(f"muted or depend on a muted node (skipped: {shown(self.skipped)})")
+        if self.bypassed_outputs:
+            why.append(f"are bypassed (a bypassed node passes an input through and does not run: "
+                       f"{shown(self.bypassed_outputs)})")
+        fixes = (("unmute one (Ctrl+M in the editor)", self.skipped), ("un-bypass one (Ctrl+B)", self.bypassed_outputs))
+        fix = " or ".join(f for f, there in fixes if there)
+        return GraphError("no_outputs", f"no output node would run: they {' or '.join(why)}; {fix}",
+                          details={"skipped": list(self.skipped), "bypassed": list(self.bypassed_outputs)})
 
     def _with_path(self, error: GraphError) -> GraphError:
         origin = self.origin.get(error.node_id) if error.node_id is not None else None
@@ -238,6 +253,7 @@ class _Expander:
         self.flat: dict[str, GraphNode] = {}
         self.virtual: dict[tuple[str, str], Link | _NoPassThrough] = {}
         self.virtual_nodes: set[str] = set()
+        self.bypassed_outputs: list[str] = []
         self.errors: list[GraphError] = []
         self.origin: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self.suppressed: set[tuple[str, str]] = set()
@@ -422,6 +438,8 @@ class _Expander:
     def _bypass(self, node_id: str, node: GraphNode, inputs: dict[str, Any], spec: Any) -> None:
         """A bypassed node becomes virtual: output o → the first linked input declared with o's port type."""
         self.virtual_nodes.add(node_id)
+        if self.registry.nodes[node.type].output_node:
+            self.bypassed_outputs.append(node_id)
         linked = [(n, s.port) for n, s in spec.inputs.items() if isinstance(inputs.get(n), Link)]
         for output in spec.outputs:
             source = next((inputs[n] for n, port in linked if port == output.port), None)
@@ -515,7 +533,7 @@ class _Expander:
         kept = {n: node for n, node in nodes.items() if n not in gone}
         plain = Graph(kept, graph.metadata, graph.ui, graph.has_ui)
         return EffectiveGraph(plain, self.errors, skipped, self.origin, self.suppressed, self.reported,
-                              tuple(self.definitions))
+                              tuple(self.definitions), tuple(self.bypassed_outputs))
 
 
 class _Missing:

@@ -618,7 +618,7 @@ def _parse_node(node_id: Any, raw: Any, errors: list[GraphError]) -> GraphNode |
         ok = False
     mode = raw.get("mode")
     if mode is not None and mode not in NODE_MODES:
-        errors.append(GraphError("invalid_format", f'"mode" must be "bypass" or "mute" (or left out to run the node); '
+        errors.append(GraphError("invalid_format", f'"mode" must be "bypass" or "mute" (null or left out: run the node); '
                                                    f"found {json.dumps(mode)[:60]}", node_id=node_id))
         ok = False
     raw_inputs = raw.get("inputs", {})
@@ -816,8 +816,8 @@ def graph_file_schema() -> dict[str, Any]:
                      "description": "registered node type: a bare name (Int), a qualified plugin.Type, "
                                     "or subgraph:<name> for a subgraph defined in this file"},
             "title": {"type": "string"},
-            "mode": {"enum": list(NODE_MODES), "description": "bypass: pass inputs through; mute: do not run "
-                                                              "(dependents are skipped)"},
+            "mode": {"enum": [*NODE_MODES, None], "description": "bypass: pass inputs through; mute: do not run "
+                                                                  "(dependents are skipped); null or absent: run"},
             "inputs": {
                 "type": "object",
                 "description": "inputs by name: a literal value or a link",

@@ -37,7 +37,8 @@ from .cache import POLICIES
 from .errors import GraphValidationError
 from .events import Event, NodeCached, NodeFinished, NodeStarted
 from .files import FileAccessError, FileStore
-from .graph import json_value_problem
+from .effective_graph import effective_graph
+from .graph import Graph, Link, json_value_problem
 from .run_queue import ActiveLimitReached, RunQueue, RunRecord, members_within_storage_caps, storable_problem
 from .templates import TemplateError, TemplateLibrary
 from .users import User, UserBook
@@ -761,7 +762,7 @@ class ServerProtocol:
             record = self.queue.enqueue(message.graph, client.client_id, message.outputs, message.overrides,
                                         front=message.front, user=user_name, checked=True,
                                         graph_text=message._graph_text, start=reserved,
-                                        listing=self._listing_extras(message.graph, message.overrides),
+                                        listing=self._listing_extras(graph),
                                         limit_active=self._active_limit(client))
             replies = self._submitted(client, message, record, graph, user_name)
         except ActiveLimitReached:     # parallel submits: the count at the top passed, the one at storing did not
@@ -860,7 +861,7 @@ class ServerProtocol:
                              if record.finished_at is not None and record.started_at is not None else None)
         seeds = (record.listing or {}).get("seeds")
         if not isinstance(seeds, dict):     # a record read with its graph from a row stored before listings
-            seeds = self._seeds(record.graph, record.overrides)
+            seeds = self._stored_seeds(record)
         entry["seeds"] = seeds
         entry["seed"] = next(iter(seeds.values()), None)
         files = self._files_as_seen_by(client, record, (record.result or {}).get("files", []))
@@ -870,34 +871,47 @@ class ServerProtocol:
 
     MAX_SEEDS_LISTED = 8
 
-    def _listing_extras(self, graph: Any, overrides: dict | None) -> dict[str, Any]:
-        """What listings show of a run besides its title, stored with it at submit (the graph is not read again)."""
-        return {"seeds": self._seeds(graph, overrides)}
+    def _listing_extras(self, graph: Graph) -> dict[str, Any]:
+        """What listings show of a run besides its title, stored with it at submit (the graph is not read again).
+
+        `graph` is the validated Graph, overrides applied."""
+        return {"seeds": self._seeds(graph)}
 
     def _describe(self, record: RunRecord) -> dict[str, Any]:
         """`_listing_extras` of a run stored before listings were (`RunQueue.history(describe=)`)."""
-        return self._listing_extras(record.graph, record.overrides)
+        return {"seeds": self._stored_seeds(record)}
 
-    def _seeds(self, graph: Any, overrides: dict | None) -> dict[str, Any]:
-        """`{"node.input": value}` of a graph's seed inputs (declared `seed=True`), overrides applied."""
-        nodes = graph.get("nodes") if isinstance(graph, dict) else None
-        if not isinstance(nodes, dict):
+    def _stored_seeds(self, record: RunRecord) -> dict[str, Any]:
+        """The seeds of a stored run's graph dict (rows stored before listings); {} when it no longer loads."""
+        try:
+            graph = self.session.load(record.graph)
+            return self._seeds(graph.with_overrides(record.overrides) if record.overrides else graph)
+        except Exception:  # noqa: BLE001 - a listing never fails over an old row's graph
             return {}
-        classes = self.session.registry.nodes
-        overrides = overrides or {}
+
+    def _seeds(self, graph: Graph) -> dict[str, Any]:
+        """`{"node.input": value}` of the seed inputs (declared `seed=True`) of the nodes a run executes.
+
+        Read from the effective graph (docs/graph-format.md): muted nodes and what depends on them are not
+        there, a bypassed node has no seed of its own, and a subgraph's inner seeds appear under their
+        expanded ids (`outer/inner.seed`). A seed linked from a primitive (an `Int` node's `value`) is
+        listed with that primitive's value."""
+        registry = self.session.registry
+        nodes = effective_graph(graph, registry).graph.nodes
         seeds: dict[str, Any] = {}
         for node_id, node in nodes.items():
-            cls = classes.get(node.get("type")) if isinstance(node, dict) else None
+            cls = registry.nodes.get(node.type)
             if cls is None:
                 continue
-            inputs = node.get("inputs") if isinstance(node.get("inputs"), dict) else {}
             for name, spec in cls.spec.inputs.items():
                 if not spec.widget.get("seed"):
                     continue
-                key = f"{node_id}.{name}"
-                value = overrides.get(key, inputs.get(name, spec.default))
+                value = node.inputs.get(name, spec.default)
+                if isinstance(value, Link):
+                    source = nodes.get(value.node)
+                    value = source.inputs.get(value.output) if source is not None else None
                 if isinstance(value, int) and not isinstance(value, bool):
-                    seeds[key] = value
+                    seeds[f"{node_id}.{name}"] = value
                 if len(seeds) >= self.MAX_SEEDS_LISTED:
                     return seeds
         return seeds

@@ -394,6 +394,8 @@ def test_file_schema_accepts_version_2_features():
     graph = square_plus_graph()
     graph["nodes"]["a"]["mode"] = "bypass"
     jsonschema.validate(graph, schema)
+    graph["nodes"]["a"]["mode"] = None          # the loader reads null as "run"; so does the schema
+    jsonschema.validate(graph, schema)
     graph["nodes"]["a"]["mode"] = "off"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(graph, schema)
@@ -553,3 +555,13 @@ def test_a_muted_requested_output_is_named_as_muted(session):
                                             "t": {"type": "ShowValue", "inputs": {"value": link("a", "value")}}}}
     errors = session.validate(graph, outputs=["s"])
     assert [(e.code, e.node_id) for e in errors] == [("unknown_node", "s")] and "is muted" in errors[0].message
+
+
+def test_no_outputs_says_when_the_output_nodes_are_bypassed(session):
+    """A bypassed output node does not run; `no_outputs` names it and the fix instead of 'no output node'."""
+    graph = {"format_version": 2, "nodes": {
+        "a": {"type": "Int", "inputs": {"value": 3}, "mode": None},
+        "s": {"type": "ShowValue", "inputs": {"value": {"node": "a", "output": "value"}}, "mode": "bypass"}}}
+    (error,) = session.validate(graph)
+    assert error.code == "no_outputs" and "bypassed" in error.message and "'s'" in error.message
+    assert "un-bypass" in error.message and error.details == {"skipped": [], "bypassed": ["s"]}

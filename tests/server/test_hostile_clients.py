@@ -202,6 +202,12 @@ def big_seeded_graph(seed: int) -> dict:
     return {**seeded_graph(seed), "ui": {"blob": [{"k": 0} for _ in range(5_000)]}}
 
 
+def validated(proto, graph: dict, overrides: dict | None):
+    """The Graph a submit stores the listing of: loaded, overrides applied."""
+    loaded = proto.session.load(graph)
+    return loaded.with_overrides(overrides) if overrides else loaded
+
+
 def refuse_decoding_graphs(monkeypatch) -> None:
     """json.loads in run_queue fails for any text as long as a stored graph with its ui."""
     real_loads = json.loads
@@ -218,7 +224,7 @@ def test_history_and_queue_listings_never_decode_stored_graphs(proto, monkeypatc
     for seed in (1, 2):
         overrides = {"s.seed": 7} if seed == 2 else None
         record = proto.queue.enqueue(big_seeded_graph(seed), "c1", overrides=overrides,
-                                     listing=proto._listing_extras(big_seeded_graph(seed), overrides))
+                                     listing=proto._listing_extras(validated(proto, big_seeded_graph(seed), overrides)))
         if seed == 1:
             proto.queue.finish(proto.queue.claim_next().id, "succeeded", result={})
     assert record.listing == {"title": "Seeded", "seeds": {"s.seed": 7}}

@@ -84,6 +84,26 @@ def test_history_entries_carry_duration_seed_thumbnail_and_files(proto):
     assert isinstance(entry["duration"], float) and entry["duration"] >= 0
 
 
+def test_history_seeds_are_those_the_run_executes(proto):
+    """Seeds come from the effective graph: a muted node's seed is not listed, a subgraph's inner seed is
+    (under its expanded id), and a seed linked from an Int primitive is listed with the Int's value."""
+    graph = {"format_version": 2, "metadata": {"title": "Seeded"}, "nodes": {
+        "muted": {"type": "SeededValue", "inputs": {"seed": 11}, "mode": "mute"},
+        "seed_box": {"type": "Int", "inputs": {"value": 42}},
+        "linked": {"type": "SeededValue", "inputs": {"seed": {"node": "seed_box", "output": "value"}}},
+        "inner": {"type": "subgraph:seeded"},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "linked", "output": "value"}}},
+        "show2": {"type": "ShowValue", "inputs": {"value": {"node": "inner", "output": "value"}}}},
+        "subgraphs": {"seeded": {"inputs": {}, "outputs": {"value": {"node": "s", "output": "value"}},
+                                 "nodes": {"s": {"type": "SeededValue", "inputs": {"seed": 9}}}}}}
+    replies = [out.message for out in send(proto, {"type": "submit", "graph": graph}) if out.message is not None]
+    assert any(m["type"] == "submitted" for m in replies), replies
+    finish_next(proto)
+    (reply,) = send(proto, {"type": "history"})
+    (entry,) = reply.message["runs"]
+    assert entry["seeds"] == {"linked.seed": 42, "inner/s.seed": 9}
+
+
 def test_history_filters_by_status(proto):
     """`status` keeps only runs that ended so, and `total` counts only those."""
     for seed in range(3):
