@@ -256,6 +256,9 @@ def _migrate_v0_to_v1(data: dict) -> dict:
         if not isinstance(n, dict) or "id" not in n:
             raise ValueError("every version 0 node must be an object with an \"id\"")
         nid = str(n["id"])
+        if nid in nodes:
+            raise ValueError(f"node id {nid!r} appears twice (ids compare as text, so 1 and \"1\" are one id); "
+                             f"give each node its own id")
         inputs = {}
         for name, value in (n.get("inputs") or {}).items():
             if (isinstance(value, list) and len(value) == 2 and isinstance(value[1], str)
@@ -269,6 +272,8 @@ def _migrate_v0_to_v1(data: dict) -> dict:
         if "pos" in n:
             ui_nodes[nid] = {"position": n["pos"]}
     out: dict[str, Any] = {"format_version": 1, "nodes": nodes}
+    if isinstance(data.get("metadata"), dict):
+        out["metadata"] = data["metadata"]
     if ui_nodes:
         out["ui"] = {"nodes": ui_nodes}
     return out

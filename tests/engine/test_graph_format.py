@@ -44,6 +44,18 @@ def test_v0_fixture_migrates_and_runs():
     assert Session().run(graph).outputs["4"]["value"] == 42
 
 
+def test_v0_migration_keeps_metadata_and_refuses_duplicate_ids():
+    """Migrating v0 lost the file's metadata and let a second node with an id silently replace the first."""
+    nodes = [{"id": 1, "type": "Int", "inputs": {"value": 6}},
+             {"id": 2, "type": "ShowValue", "inputs": {"value": [1, "value"]}}]
+    graph = parse_graph({"format_version": 0, "metadata": {"title": "Old"}, "nodes": nodes})
+    assert graph.metadata["title"] == "Old"
+    with pytest.raises(GraphValidationError) as info:
+        parse_graph({"format_version": 0, "nodes": [*nodes, {"id": "1", "type": "Int", "inputs": {"value": 3}}]})
+    (error,) = info.value.errors
+    assert error.code == "invalid_format" and "'1' appears twice" in error.message
+
+
 def test_unknown_version_is_refused_with_the_supported_range():
     """A future format version gives unsupported_version naming what is readable."""
     with pytest.raises(GraphValidationError) as info:
