@@ -134,11 +134,12 @@ def _walk_models(directory: Path, top: Path, exts: tuple[str, ...], names: list[
             return
         try:
             is_dir = entry.is_dir()       # follows a symlink; loops end at `visited`
+            is_file = not is_dir and entry.is_file()    # not a dangling link, FIFO or socket: `resolve` refuses those
         except OSError:
             continue
         if is_dir:
             _walk_models(Path(entry.path), top, exts, names, seen, visited, budget, depth + 1)
-        elif entry.name.lower().endswith(exts):
+        elif is_file and entry.name.lower().endswith(exts):
             rel = Path(entry.path).relative_to(top).as_posix()
             if rel not in seen:
                 seen.add(rel)

@@ -114,6 +114,21 @@ def test_model_names_resolve_only_inside_model_folders(tmp_path):
             paths.resolve("checkpoints", name)
 
 
+def test_model_listings_show_only_what_resolves(tmp_path):
+    """A dangling link or a FIFO with a model suffix was listed, then 'not found' when chosen."""
+    folder = tmp_path / "models" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "real.safetensors").write_bytes(b"x")
+    os.symlink(tmp_path / "gone.safetensors", folder / "dangling.safetensors")
+    os.mkfifo(folder / "pipe.safetensors")
+    paths = ModelPaths(roots=[tmp_path / "models"])
+    listed, _ = paths.list("checkpoints")
+    assert listed == ["real.safetensors"]
+    for name in ("dangling.safetensors", "pipe.safetensors"):
+        with pytest.raises(LookupError):
+            paths.resolve("checkpoints", name)
+
+
 # --- nodes -----------------------------------------------------------------------------------------
 
 
