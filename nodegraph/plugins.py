@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import inspect
 import os
 import re
@@ -416,18 +417,29 @@ def _importable(module: str) -> bool:
 # --- checks on what a plugin registers ---------------------------------------------------
 
 def check_node_classes(registry: Registry, node_classes: list[Any]) -> None:
-    """Raise PluginError for the first node class a plugin may not register (the fix in the message)."""
+    """Raise one PluginError naming every node class a plugin may not register, each with its fix.
+
+    All classes are checked, so an author sees every problem of a plugin at once, not one per try."""
     seen: dict[str, Any] = {}
+    problems: list[str] = []
     for cls in node_classes:
         if not (isinstance(cls, type) and issubclass(cls, Node) and cls is not Node):
-            raise PluginError(f"register_nodes returned {cls!r}, not a nodegraph.Node subclass; "
-                              f"return the node classes themselves, e.g. `return [MyNode]`")
+            problems.append(f"register_nodes returned {cls!r}, not a nodegraph.Node subclass; "
+                            f"return the node classes themselves, e.g. `return [MyNode]`")
+            continue
         if seen.get(cls.type, cls) is not cls:
-            raise PluginError(f"register_nodes returned two classes with type {cls.type!r} "
-                              f"({seen[cls.type].__qualname__} and {cls.__qualname__}); give each a distinct `type`")
+            problems.append(f"register_nodes returned two classes with type {cls.type!r} "
+                            f"({seen[cls.type].__qualname__} and {cls.__qualname__}); give each a distinct `type`")
         seen[cls.type] = cls
-        _check_ports(registry, cls)
-        _check_run_signature(cls)
+        for check in (functools.partial(_check_ports, registry), _check_run_signature):
+            try:
+                check(cls)
+            except PluginError as exc:
+                problems.append(str(exc))
+    if len(problems) == 1:
+        raise PluginError(problems[0])
+    if problems:
+        raise PluginError(f"{len(problems)} problems: " + " ".join(f"({i}) {p}" for i, p in enumerate(problems, 1)))
 
 
 def _check_ports(registry: Registry, cls: type[Node]) -> None:

@@ -423,6 +423,19 @@ def _two_of_one_type():
     return make_node("Same", 1), make_node("Same", 2)
 
 
+def test_every_bad_node_of_a_plugin_is_named_at_once():
+    """An author saw one bad node per try; the failure now lists each with its fix."""
+    class BadPlugin:
+        @hookimpl
+        def register_nodes(self):
+            return [_unknown_port(), make_node("Fine", 1), _run_misses_an_input(), _no_run()]
+
+    (failure,) = Session(plugins=[("bad_pack", BadPlugin())]).plugin_report.failed
+    assert "3 problems: (1) " in failure.error
+    for expected in ("unknown port type 'NOT_A_PORT'", "no parameter for input(s) b", "does not implement run()"):
+        assert expected in failure.error
+
+
 @pytest.mark.parametrize(("make", "expected"), [
     (_unknown_port, "unknown port type 'NOT_A_PORT'; register it with register_types"),
     (_bad_inputs, "Inputs must subclass nodegraph.NodeInputs"),
