@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import re
 import types as pytypes
 import typing
@@ -238,6 +239,72 @@ def _strip_extra(schema: dict) -> dict:
     return {k: v for k, v in schema.items() if k != "x-nodegraph"}
 
 
+def _step_count(name: str, value: Any) -> int:
+    """A progress `value`/`total` as an int: whole numbers of any numeric type; else TypeError/ValueError."""
+    if isinstance(value, bool) or not hasattr(value, "__index__") and not isinstance(value, float):
+        raise TypeError(f"progress {name} must be a whole number, got {type(value).__name__}; "
+                        f"call context.progress(step, total) with ints")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"progress {name} must be a whole number, got {value!r}; round it (or report "
+                         f"steps, not fractions)")
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"progress {name} must be 0 or more, got {number}")
+    return number
+
+
+def _checked_preview(preview: Any) -> Any:
+    """A progress preview as the contract says (PIL image, or (H, W, C) / (B, H, W, C) with C in 1, 3, 4)."""
+    if preview is None or type(preview).__module__.startswith("PIL."):
+        return preview
+    shape = tuple(getattr(preview, "shape", ()) or ())
+    if len(shape) == 4 and shape[0] >= 1:      # a batch: the first image is shown
+        shape = shape[1:]
+    if len(shape) != 3 or shape[-1] not in (1, 3, 4) or min(shape[:2]) < 1:
+        found = f"shape {tuple(getattr(preview, 'shape', ()))}" if hasattr(preview, "shape") \
+            else type(preview).__name__
+        raise TypeError(f"a progress preview must be a PIL image or an (H, W, C) image / (B, H, W, C) batch with "
+                        f"C of 1, 3 or 4, values in [0, 1], got {found}")
+    return preview
+
+
+def _checked_info(info: Any, limit: int) -> dict | None:
+    """A progress `info` that every client can decode: a dict of plain JSON, at most `limit` characters.
+
+    numpy/torch scalars become Python numbers and NaN/±inf become null (a diverging loss is reported, not
+    an error here: JSON has no NaN, and a browser's parser refuses it); anything else is a TypeError."""
+    if info is None:
+        return None
+    if not isinstance(info, dict):
+        raise TypeError(f"progress info must be a dict (e.g. {{'loss': 0.1}}), got {type(info).__name__}")
+    import json
+
+    plain = _plain_json(info, depth=0)
+    text = json.dumps(plain)
+    if len(text) > limit:
+        raise ValueError(f"progress info is {len(text)} characters as JSON (at most {limit}); send a few "
+                         f"numbers, not data")
+    return plain
+
+
+def _plain_json(value: Any, depth: int) -> Any:
+    if depth > 8:
+        raise ValueError("progress info is nested more than 8 levels deep; send a few numbers, not data")
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {str(k): _plain_json(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_json(v, depth + 1) for v in value]
+    shape = getattr(value, "shape", None)       # a numpy or torch scalar, or a one-element array/tensor
+    if shape is not None and callable(getattr(value, "item", None)) and math.prod(shape) == 1:
+        return _plain_json(value.item(), depth + 1)
+    raise TypeError(f"progress info must be plain JSON (str, numbers, bool, None, lists and dicts), got "
+                    f"{type(value).__name__}; convert it first (e.g. float(x), x.tolist())")
+
+
 class NodeContext:
     """What a running node may use: progress, interruption, folders, services.
 
@@ -269,11 +336,20 @@ class NodeContext:
         self._emit_warning = emit_warning
         self._warned = 0
 
+    MAX_INFO_CHARS = 4096        # `info` of one progress report, as JSON
+
     def progress(self, value: int, total: int, preview: Any = None, info: dict | None = None) -> None:
         """Report step `value` of `total`, optionally with a preview image and small JSON-able `info`
-        (e.g. a training loss); may raise RunInterrupted."""
+        (e.g. a training loss); may raise RunInterrupted.
+
+        `value` and `total` are whole numbers (numpy and torch scalars are taken); `preview` is a PIL
+        image or an (H, W, C) array or tensor / (B, H, W, C) batch (the first is shown) in [0, 1] with C of
+        1, 3 or 4; `info` a dict of JSON values (numpy/torch scalars are converted, NaN/inf sent as null)
+        in at most MAX_INFO_CHARS. Anything else raises TypeError/ValueError naming the fix, so a plugin's
+        mistake fails its node instead of every client's event stream."""
         self._check_interrupted(self.node_id)
-        self._emit_progress(self.node_id, value, total, preview, info)
+        self._emit_progress(self.node_id, _step_count("value", value), _step_count("total", total),
+                            _checked_preview(preview), _checked_info(info, self.MAX_INFO_CHARS))
 
     def check_interrupted(self) -> None:
         """Raise RunInterrupted if the session was asked to stop."""

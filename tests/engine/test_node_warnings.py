@@ -125,3 +125,48 @@ def test_an_output_that_breaks_its_ports_layout_fails_the_node_that_made_it(mist
     assert info.value.exception.output == output and words in str(info.value.exception)
     graph["nodes"]["w"]["inputs"]["mistake"] = "fine"
     assert session.run(graph).outputs["show"]["value"] == 2
+
+
+class Reporter(Node):
+    """Reports progress with what its `how` input names (a plugin author's mistakes among them)."""
+
+    output_node = True
+
+    class Inputs(NodeInputs):
+        how: str = Input("numpy")
+
+    outputs = (Output("value", "INT"),)
+
+    def run(self, how: str) -> dict:
+        import numpy as np
+        import torch
+
+        calls = {
+            "numpy": lambda: self.context.progress(np.int64(1), np.int32(2), preview=torch.zeros(2, 4, 4, 3),
+                                                   info={"loss": np.float32(0.5), "diverged": float("nan")}),
+            "fraction": lambda: self.context.progress(0.5, 1),
+            "bad_preview": lambda: self.context.progress(1, 2, preview=torch.zeros(4, 4)),
+            "bad_info": lambda: self.context.progress(1, 2, info={"weights": np.zeros(10)}),
+        }
+        calls[how]()
+        return {"value": 1}
+
+
+def test_progress_reports_are_held_to_the_contract():
+    """numpy/torch scalars are taken and NaN becomes null (every client can decode the event); a preview that
+    is not an image, a fraction of a step or info that is not JSON fail the node naming the fix."""
+    from nodegraph import NodeExecutionError
+
+    module = types.ModuleType("progress_test_plugin")
+    module.register_nodes = hookimpl(lambda: [Reporter])
+    session = Session(plugins=[module])
+    events = []
+    session.run({"format_version": 2, "nodes": {"r": {"type": "Reporter", "inputs": {"how": "numpy"}}}},
+                on_event=events.append)
+    (progress,) = [e for e in events if e.type == "node_progress"]
+    assert (progress.value, progress.total, progress.info) == (1, 2, {"loss": 0.5, "diverged": None})
+    assert type(progress.value) is int and json.dumps(progress.to_dict())
+    for how, expected in (("fraction", "whole number"), ("bad_preview", "C of 1, 3 or 4"),
+                          ("bad_info", "float(x), x.tolist()")):
+        with pytest.raises(NodeExecutionError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+            session.run({"format_version": 2, "nodes": {"r": {"type": "Reporter", "inputs": {"how": how}}}})
