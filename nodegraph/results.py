@@ -121,6 +121,12 @@ class OutputFile(BaseModel):
         if known is not None and self.kind not in known[0]:
             raise ValueError(f"a {extension} file cannot be reported as kind {self.kind!r}; "
                              f"it is {' or '.join(known[0])} (or save it with a suffix that suits {self.kind!r})")
+        media = ("image", "video", "audio", "model", "text")
+        said, usual = self.mime.split("/")[0], (known[1].split("/")[0] if known is not None else None)
+        if usual is not None and said != usual and said in media and usual in media:
+            raise ValueError(f"mime {self.mime!r} does not fit a {extension} file ({known[1]}): front ends would "
+                             f"show it as the wrong media; leave mime out (it follows the extension) or save with "
+                             f"a suffix that suits {self.mime!r}")
         if self.name is not None and (self.name.startswith("/") or ".." in self.name.split("/")):
             raise ValueError(f"name {self.name!r} must be relative to the output folder, without '..'")
         return self

@@ -81,6 +81,11 @@ def test_save_files_checks_kind_suffix_and_mime(tmp_path):
     assert not any(p.is_file() for p in tmp_path.rglob("*"))       # the refused .mp4 was removed again
     (result,) = api.save_files(context, [b"x"], kind="mesh", prefix="a", suffix=".usdz", mime="model/vnd.usdz+zip")
     assert result["mime"] == "model/vnd.usdz+zip" and result["format"] == "usdz"
+    with pytest.raises(api.ApiArgumentError, match="does not fit a .png file"):   # the editor would play a PNG
+        api.save_files(context, [b"x"], kind="image", prefix="b", suffix=".png", mime="video/mp4")
+    (result,) = api.save_files(context, [b"x"], kind="mesh", prefix="c", suffix=".ply",
+                               mime="application/octet-stream")          # generic, not a contradiction
+    assert result["mime"] == "application/octet-stream"
 
 
 def test_save_files_refuses_bad_items_and_fields(tmp_path):
