@@ -211,6 +211,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# What a user's file may do when a browser opens it from this origin: nothing. Shown by <img>/<video>/<audio> in the
+# editor (this header does not apply to them there) or opened in a tab, an HTML, SVG or XML file a plugin wrote is
+# inert: a sandboxed unique origin, no scripts, no requests; images and media still display.
+FILE_CSP = "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'"
+
+
 def encode_image(image: Any, image_format: str = "JPEG", quality: int = 85) -> bytes | None:
     """PIL image, or (H, W, 3) / (1, H, W, 3) float tensor in [0, 1] → encoded bytes; None if not an image."""
     from PIL import Image
@@ -500,7 +506,9 @@ class Server:
         size = parse_qs(urlsplit(request.path).query, keep_blank_values=True).get("size")
         if size is not None:          # `?size=` (empty) is a bad size, not a request for the whole file
             return await self._thumbnail_response(connection, file_path, size[0])
-        return await asyncio.to_thread(self._file_response, file_path)
+        response = await asyncio.to_thread(self._file_response, file_path)
+        response.headers["Content-Security-Policy"] = FILE_CSP
+        return response
 
     THUMBNAIL_CACHE = 256            # thumbnails kept in memory
     THUMBNAIL_WORKERS = 2            # threads making thumbnails (each holds one decoded image)

@@ -321,6 +321,23 @@ def test_path_traversal_is_refused(server, tmp_path):
         assert status == 404 and b"do not serve" not in body, path
 
 
+def test_files_are_served_inert(server, tmp_path):
+    """An HTML or SVG file in the output folder (a plugin may write one) opened from this origin runs no script:
+    every /files response carries a sandboxing Content-Security-Policy (checked in Chromium: the script did
+    not run, a PNG still displayed in its tab)."""
+    out = tmp_path / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "page.html").write_text("<script>document.title = 'ran'</script>")
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/files/output/page.html")
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 200 and response.getheader("Content-Type").startswith("text/html")
+    policy = response.getheader("Content-Security-Policy") or ""
+    assert policy.startswith("sandbox") and "default-src 'none'" in policy and "script-src" not in policy
+    assert response.getheader("X-Content-Type-Options") == "nosniff"
+
+
 def test_oversized_message_closes_only_that_connection(tmp_path):
     """A frame over the limit closes that connection (1009); other clients carry on."""
     running = RunningServer(tmp_path, max_message_bytes=10_000)
