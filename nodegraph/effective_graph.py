@@ -76,6 +76,8 @@ class EffectiveGraph:
     reported    node ids whose `unknown_node_type` was already reported (e.g. as `subgraph_cycle`).
     definitions the subgraph names the file defines (for `unknown_node_type` of a `subgraph:` type).
     bypassed_outputs  output nodes that are bypassed (they pass an input through and do not run).
+    literal_source    (expanded node id, input) → (node id, input) where the file wrote the literal it got
+                through exposed inputs: an error about that value is reported where the user wrote it.
     """
 
     graph: Graph
@@ -86,6 +88,7 @@ class EffectiveGraph:
     reported: set[str] = field(default_factory=set)
     definitions: tuple[str, ...] = ()
     bypassed_outputs: tuple[str, ...] = ()
+    literal_source: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
 
     def annotate(self, errors: list[GraphError]) -> list[GraphError]:
         """This expansion's errors, then `errors` (from validating `graph`), each naming its subgraph path."""
@@ -111,8 +114,20 @@ class EffectiveGraph:
                                    error.node_id, details={"skipped": True})
             if error.code == "no_outputs" and (self.skipped or self.bypassed_outputs) and not error.details:
                 error = self._no_outputs_left()     # they are there, but muted or bypassed
-            out.append(self._with_path(error))
+            written = self.literal_source.get((error.node_id, error.input)) if error.input else None
+            out.append(self._with_path(error) if written is None else self._where_written(error, written))
         return out
+
+    def _where_written(self, error: GraphError, written: tuple[str, str]) -> GraphError:
+        """An error about a literal an inner input got through exposed inputs, on the node and input it was
+        written on (what the editor highlights and the user edits), naming the inner input it reached."""
+        node_id, input_name = written
+        path, names = self.origin.get(error.node_id, ((error.node_id,), ()))
+        return GraphError(error.code, f"input {input_name!r} of subgraph node {node_id!r} reaches {' → '.join(path)} "
+                                      f"(subgraph {' > '.join(names)}) as its input {error.input!r}: {error.message}",
+                          node_id, input_name,
+                          {**error.details, "path": list(path), "inner_node": error.node_id,
+                           "inner_input": error.input})
 
     def _no_outputs_left(self) -> GraphError:
         """`no_outputs` for a graph whose output nodes are all muted, skipped or bypassed: name them."""
@@ -254,6 +269,10 @@ class _Expander:
         self.virtual: dict[tuple[str, str], Link | _NoPassThrough] = {}
         self.virtual_nodes: set[str] = set()
         self.bypassed_outputs: list[str] = []
+        # (subgraph node id, exposed input) → (node id, input) in the file where its literal value was written
+        self.exposed_source: dict[tuple[str, str], tuple[str, str]] = {}
+        # (expanded node id, input) → the same, for inner inputs that got a literal through an exposed input
+        self.literal_source: dict[tuple[str, str], tuple[str, str]] = {}
         self.errors: list[GraphError] = []
         self.origin: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self.suppressed: set[tuple[str, str]] = set()
@@ -360,6 +379,9 @@ class _Expander:
                     self.suppressed.add((node_id, input_name))   # reported on the outer node
                 else:
                     inputs[input_name] = exposed[value.output]
+                    written = self.exposed_source.get((prefix[:-1], value.output))
+                    if written is not None and not isinstance(inputs[input_name], Link):
+                        self.literal_source[(node_id, input_name)] = written
             elif value.node not in level and "/" in value.node:   # into a subgraph's inner node, by expanded id
                 self.errors.append(GraphError(
                     "dangling_link",
@@ -413,6 +435,9 @@ class _Expander:
         for input_name, spec in definition.inputs.items():
             if input_name in inputs:
                 exposed[input_name] = inputs[input_name]
+                if not isinstance(inputs[input_name], Link):
+                    self.exposed_source[(node_id, input_name)] = self.literal_source.get(
+                        (node_id, input_name), (node_id, input_name))
             elif "default" in spec:
                 exposed[input_name] = spec["default"]
             else:
@@ -533,7 +558,7 @@ class _Expander:
         kept = {n: node for n, node in nodes.items() if n not in gone}
         plain = Graph(kept, graph.metadata, graph.ui, graph.has_ui)
         return EffectiveGraph(plain, self.errors, skipped, self.origin, self.suppressed, self.reported,
-                              tuple(self.definitions), tuple(self.bypassed_outputs))
+                              tuple(self.definitions), tuple(self.bypassed_outputs), self.literal_source)
 
 
 class _Missing:

@@ -565,3 +565,29 @@ def test_no_outputs_says_when_the_output_nodes_are_bypassed(session):
     (error,) = session.validate(graph)
     assert error.code == "no_outputs" and "bypassed" in error.message and "'s'" in error.message
     assert "un-bypass" in error.message and error.details == {"skipped": [], "bypassed": ["s"]}
+
+
+def test_a_bad_value_for_an_exposed_input_is_reported_where_it_was_written(session):
+    """`k: "abc"` on the subgraph node was reported on inner node sq/add input b, which the user never sees;
+    it is on node sq, input k (what the editor highlights), naming the inner input it reached — through two
+    levels too. A bad default in a definition stays on the inner node."""
+    graph = square_plus_graph(k="abc")
+    (error,) = session.validate(graph)
+    assert (error.code, error.node_id, error.input) == ("type_mismatch", "sq", "k")
+    assert "reaches sq → add" in error.message and "as its input 'b'" in error.message
+    assert error.details["inner_node"] == "sq/add" and error.details["path"] == ["sq", "add"]
+
+    nested = square_plus_graph()
+    nested["subgraphs"]["outer"] = {"inputs": {"k2": {}}, "outputs": {"result": {"node": "in", "output": "result"}},
+                                    "nodes": {"seed": {"type": "Int", "inputs": {"value": 2}},
+                                              "in": {"type": "subgraph:square_plus",
+                                                     "inputs": {"x": link("seed", "value"), "k": link("$inputs", "k2")}}}}
+    nested["nodes"]["o"] = {"type": "subgraph:outer", "inputs": {"k2": 10 ** 30}}
+    nested["nodes"]["show2"] = {"type": "ShowValue", "inputs": {"value": link("o", "result")}}
+    (error,) = session.validate(nested)
+    assert (error.node_id, error.input) == ("o", "k2") and "reaches o → in → add" in error.message
+
+    bad_default = square_plus_graph(k=None)
+    bad_default["subgraphs"]["square_plus"]["inputs"]["k"] = {"default": "abc"}
+    (error,) = session.validate(bad_default)
+    assert (error.node_id, error.input) == ("sq/add", "b")
