@@ -122,6 +122,14 @@ class OutputCache:
                 self._evict_to(self.budget_bytes)
             return True
 
+    def trim(self, budget_bytes: int) -> int:
+        """Evict least-recently-used entries until at most `budget_bytes` are held (the budget itself is kept:
+        e.g. when the machine runs short of memory); returns the bytes freed."""
+        with self._lock:
+            before = self.total_bytes
+            self._evict_to(max(0, budget_bytes))
+            return before - self.total_bytes
+
     def _evict_to(self, budget: int) -> None:
         while self.total_bytes > budget and self._entries:
             _, (_, size) = self._entries.popitem(last=False)

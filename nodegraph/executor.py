@@ -446,6 +446,49 @@ def _new_lazy_requests(state: RunState, plan: NodePlan) -> list[str]:
     return new
 
 
+MEMORY_CHECK_INTERVAL = 0.002      # seconds: /proc/meminfo is read at most this often (≈ 20 µs a read)
+_last_memory_check = [0.0]
+
+
+def _check_memory_headroom(state: RunState, cache: OutputCache) -> None:
+    """Before a node runs: when the machine's available RAM is under the reserve (`memory.memory_reserve`),
+    drop the cached outputs (they can be computed again) and collect garbage; if it is still under, fail
+    this node with NodeOutOfMemory. Allocations that each fit but together do not (20 uploads of a few
+    hundred KB that each decode to 1 GB) would otherwise end in the kernel's OOM killer taking the whole
+    process — a server, with every user's runs."""
+    now = time.monotonic()
+    if now - _last_memory_check[0] < MEMORY_CHECK_INTERVAL:
+        return
+    _last_memory_check[0] = now
+    from .memory import memory_reserve, system_memory
+
+    memory = system_memory()
+    if memory is None:
+        return
+    available, total = memory
+    reserve = memory_reserve(total)
+    if available >= reserve:
+        return
+    cache.trim(0)
+    import gc
+
+    gc.collect()
+    available, total = system_memory() or memory
+    if available >= reserve:
+        return
+    from .cache import estimate_bytes
+    from .errors import NodeOutOfMemory
+
+    held = sum(estimate_bytes(outputs) for outputs in state.values.values())
+    gib = 1024**3
+    raise NodeOutOfMemory(
+        f"the machine has {available / gib:.1f} GiB of memory left (of {total / gib:.1f} GiB; {reserve / gib:.1f} "
+        f"GiB is kept free), so this node was not started; the run holds {held / gib:.1f} GiB of values of "
+        f"{len(state.values)} node(s), and cached outputs were dropped. Give the graph smaller inputs (image "
+        f"sizes, batch, frames), split it into several runs, or free memory elsewhere (the reserve is "
+        f"NODEGRAPH_MEMORY_RESERVE_MB; 0 turns this check off)")
+
+
 class _PeakMemory:
     """Peak memory of one node: CUDA allocator peak when CUDA is in use, else process peak RSS."""
 
@@ -484,6 +527,7 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
     _PeakMemory.start()
     started = time.perf_counter()
     try:
+        _check_memory_headroom(state, cache)
         _check_linked_values(plan, kwargs)
         outputs = _normalise_outputs(plan, node.run(**kwargs))
         _check_outputs(plan, outputs)

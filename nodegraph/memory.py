@@ -62,6 +62,44 @@ def default_compute_device() -> str:
     return "cpu"
 
 
+# --- system memory (RAM) headroom -------------------------------------------------------------------
+
+RESERVE_FRACTION = 0.05              # of the machine's RAM kept free for the node about to run, the OS, the server
+RESERVE_MIN_BYTES = 512 * 1024**2    # ... but at least this much
+RESERVE_ENV = "NODEGRAPH_MEMORY_RESERVE_MB"   # set the reserve in MiB; 0 turns the check off
+
+
+def system_memory() -> tuple[int, int] | None:
+    """(available, total) bytes of RAM as the kernel estimates them (Linux /proc/meminfo); None elsewhere."""
+    try:
+        with open("/proc/meminfo", "rb") as file:
+            text = file.read(4096)
+    except OSError:
+        return None
+    fields = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(b":")
+        if name in (b"MemTotal", b"MemAvailable"):
+            fields[name] = int(rest.split()[0]) * 1024
+    if len(fields) < 2:
+        return None
+    return fields[b"MemAvailable"], fields[b"MemTotal"]
+
+
+def memory_reserve(total: int) -> int:
+    """Bytes of RAM a run keeps free: RESERVE_ENV if set (MiB; 0 = off), else RESERVE_FRACTION of `total`,
+    at least RESERVE_MIN_BYTES."""
+    import os
+
+    configured = os.environ.get(RESERVE_ENV, "").strip()
+    if configured:
+        try:
+            return max(0, int(float(configured) * 1024**2))
+        except ValueError:
+            pass          # a malformed value: the default (the CLI names it; a run never fails over it)
+    return max(RESERVE_MIN_BYTES, int(total * RESERVE_FRACTION))
+
+
 def _free_device_bytes(device: str) -> int | None:
     torch = sys.modules.get("torch")
     if torch is not None and device.startswith("cuda") and torch.cuda.is_available():

@@ -103,3 +103,67 @@ def test_cpu_only_is_bookkeeping():
     a = FakeModel(10**12)
     mm.load(a)
     assert mm.budget_bytes is None and a.moves == []
+
+
+# --- system memory headroom (executor) ----------------------------------------------------------------
+
+
+def _chain() -> dict:
+    return {"format_version": 2, "nodes": {
+        "a": {"type": "Int", "inputs": {"value": 1}},
+        "m": {"type": "IntMath", "inputs": {"a": {"node": "a", "output": "value"}, "b": 2, "op": "add"}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "m", "output": "result"}}}}}
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """A fake /proc/meminfo: set `machine["available"]` (bytes) of 8 GiB; every node checks it."""
+    import nodegraph.executor as executor
+    import nodegraph.memory as memory
+
+    state = {"available": 4 * 1024**3, "total": 8 * 1024**3, "reads": 0}
+
+    def system_memory():
+        state["reads"] += 1
+        return state["available"], state["total"]
+
+    monkeypatch.setattr(memory, "system_memory", system_memory)
+    monkeypatch.setattr(executor, "MEMORY_CHECK_INTERVAL", 0.0)
+    monkeypatch.delenv(memory.RESERVE_ENV, raising=False)
+    return state
+
+
+def test_a_machine_short_of_memory_fails_the_node_not_the_process(machine, monkeypatch):
+    """Under the reserve (5 % of RAM, at least 512 MiB) the cache is dropped first; if that does not help, the
+    node about to run fails with NodeOutOfMemory naming what is left and the fix — no OOM killer."""
+    from nodegraph import NodeExecutionError, Session
+    from nodegraph.errors import NodeOutOfMemory
+
+    session = Session()
+    assert session.run(_chain()).outputs["show"]["value"] == 3 and machine["reads"] >= 3
+    session.cache.put("kept", {"x": 1})
+    machine["available"] = 100 * 1024**2
+    with pytest.raises(NodeExecutionError) as info:
+        session.run({**_chain(), "nodes": {**_chain()["nodes"], "a": {"type": "Int", "inputs": {"value": 5}}}})
+    assert isinstance(info.value.exception, NodeOutOfMemory)
+    message = str(info.value.exception)
+    assert "0.1 GiB of memory left (of 8.0 GiB; 0.5 GiB is kept free)" in message and "smaller inputs" in message
+    assert "kept" not in session.cache                       # cached outputs went first
+    monkeypatch.setenv("NODEGRAPH_MEMORY_RESERVE_MB", "0")   # the owner turned the check off
+    assert session.run(_chain()).outputs["show"]["value"] == 3
+
+
+def test_freeing_the_cache_can_be_enough(machine):
+    """If dropping cached outputs brings the machine back over the reserve, the node runs."""
+    from nodegraph import Session
+
+    session = Session()
+    real_trim = session.cache.trim
+
+    def trim(budget):
+        machine["available"] = 4 * 1024**3      # what the dropped entries held came back
+        return real_trim(budget)
+
+    session.cache.trim = trim
+    machine["available"] = 100 * 1024**2
+    assert session.run(_chain()).outputs["show"]["value"] == 3
