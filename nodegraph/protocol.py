@@ -498,6 +498,9 @@ class ServerProtocol:
         self.session = session
         self.templates = templates
         self.queue = queue
+        # A failed node's traceback names the install's files and lines: clients get it only where the server
+        # says so (a loopback server without users: the person at the keyboard); it is always in the server log.
+        self.send_tracebacks = False
         self.files = files
         self.wake_worker = wake_worker
         self.reserve_worker = reserve_worker
@@ -1072,6 +1075,13 @@ class ServerProtocol:
         record = self.queue.get(run_id, graph=False)
         return record.user if record else None
 
+    def stored_error(self, error: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A run's error as it is stored (and so as history, get_run and get_outputs show it): without the
+        traceback unless this server sends tracebacks (`send_tracebacks`)."""
+        if error is None or self.send_tracebacks or "traceback" not in error:
+            return error
+        return {k: v for k, v in error.items() if k != "traceback"}
+
     def run_event(self, run_id: str, event: dict[str, Any], preview: bytes | None = None,
                   preview_format: str = "jpeg") -> list[Outgoing]:
         """Route one engine event (as a dict) to the client that submitted the run."""
@@ -1079,6 +1089,8 @@ class ServerProtocol:
         if owner is None:
             record = self.queue.get(run_id, graph=False)
             owner = record.client_id if record else None
+        if "traceback" in event and not self.send_tracebacks:
+            event = {k: v for k, v in event.items() if k != "traceback"}
         out: list[Outgoing] = []
         if owner in self.clients:
             out.append(Outgoing(owner, event))

@@ -306,6 +306,7 @@ class Server:
                                        token=self.token, users=users,
                                        templates=TemplateLibrary.for_session(session, PROJECT_ROOT / "graphs"))
         self.protocol.keep_prepared = backend is None     # a Ray worker parses the stored graph itself
+        self.protocol.send_tracebacks = is_loopback(host) and users is None
         self.connections: dict[str, tuple[ServerConnection, asyncio.Queue]] = {}
         # Message handling runs here, off the event loop (see the module docstring).
         self._handlers = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="nodegraph-msg")
@@ -896,6 +897,7 @@ class Server:
 
     def _finish(self, run_id: str, status: str, error: dict | None = None, result: dict | None = None) -> None:
         """Record a run's end; if the database refuses (disk full, I/O error), the run is reported failed."""
+        error = self.protocol.stored_error(error)
         for attempt in range(2):
             try:
                 self.queue.finish(run_id, status, error=error, result=result)
@@ -927,6 +929,7 @@ class Server:
             self._terminal_event = RunFailed(run_id, None, str(exc))
             self._finish(run_id, "failed", error={"message": str(exc), "errors": exc.to_list()})
         except NodeExecutionError as exc:
+            log.warning("run %s failed at node %r (%s):\n%s", run_id, exc.node_id, exc.node_type, exc.traceback)
             self._finish(run_id, "failed", error={
                 "node_id": exc.node_id, "node_type": exc.node_type, "exception_type": exc.exception_type,
                 "message": str(exc.exception), "traceback": exc.traceback})

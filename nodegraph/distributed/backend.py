@@ -256,6 +256,10 @@ class RayBackend:
     @staticmethod
     def _finish(server: Any, run_id: str, status: str, error: dict | None, result: dict | None) -> dict | None:
         """Record the outcome; if the database refuses, the terminal event reports that instead."""
+        if error is not None and error.get("traceback"):
+            log.warning("run %s failed at node %r on worker %s:\n%s", run_id, error.get("node_id"),
+                        error.get("worker"), error["traceback"])
+        error = server.protocol.stored_error(error)
         for attempt in range(2):
             try:
                 server.queue.finish(run_id, status, error=error, result=result)

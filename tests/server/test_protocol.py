@@ -319,3 +319,27 @@ def test_history_pruning_keeps_the_newest():
     runs, total = queue.history()
     assert total == 2 and {r.id for r in runs} == set(ids[-2:])
     assert queue.get(waiting.id).status == "queued"
+
+
+def test_tracebacks_reach_clients_only_from_a_loopback_server_without_users(proto, tmp_path):
+    """A node's traceback names the install's files: a shared server keeps it in its log, out of node_error
+    events and of stored errors (history, get_run, get_outputs); the person at a local server still gets it."""
+    from nodegraph.server import Server
+    from nodegraph.users import UserBook
+
+    event = {"type": "node_error", "run_id": "r", "node_id": "n", "node_type": "T", "exception_type": "E",
+             "message": "boom", "traceback": 'Traceback (most recent call last):\n  File "/srv/nodegraph/x.py"'}
+    proto.run_owner["r"] = "c1"
+    (sent,) = [out.message for out in proto.run_event("r", event) if out.message is not None]
+    assert sent["message"] == "boom" and "traceback" not in sent
+    assert proto.stored_error({"node_id": "n", "message": "boom", "traceback": "..."}) == {"node_id": "n",
+                                                                                         "message": "boom"}
+    proto.send_tracebacks = True
+    (sent,) = [out.message for out in proto.run_event("r", event) if out.message is not None]
+    assert sent["traceback"].startswith("Traceback")
+
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+    assert Server(session, data_dir=tmp_path / "a").protocol.send_tracebacks
+    shared = Server(session, data_dir=tmp_path / "b", users=UserBook(path=tmp_path / "users.json"))
+    assert not shared.protocol.send_tracebacks
+    assert not Server(session, data_dir=tmp_path / "c", host="0.0.0.0").protocol.send_tracebacks
