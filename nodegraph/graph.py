@@ -333,6 +333,18 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
             "invalid_format", "not a graph file of a tool nodegraph can import (ComfyUI API-format prompt)")])
     if kind[1] != "api":
         raise GraphValidationError([_foreign_error(*kind)])
+    problems = []
+    for raw_id, entry in data.items():
+        if not isinstance(entry.get("class_type"), str) or not entry["class_type"]:
+            problems.append(GraphError("invalid_format", f'entry {str(raw_id)[:64]!r}: "class_type" must be a node '
+                                                         f'type name (text), found {_a_json_type(entry["class_type"])}',
+                                       node_id=str(raw_id)[:64]))
+        if not isinstance(entry.get("inputs", {}), (dict, type(None))):
+            problems.append(GraphError("invalid_format", f'entry {str(raw_id)[:64]!r}: "inputs" must be an object of '
+                                                         f'input name → value, found {_a_json_type(entry["inputs"])}',
+                                       node_id=str(raw_id)[:64]))
+    if problems:
+        raise GraphValidationError(problems[:50])
     ids = {str(k) for k in data}
     nodes: dict[str, Any] = {}
     for raw_id, entry in data.items():

@@ -497,6 +497,11 @@ def test_import_graph_converts_a_comfyui_prompt_keeping_unknown_nodes(proto):
     (reply,) = send(proto, {"type": "import_graph", "data": workflow})
     assert reply.message["code"] == "invalid_graph"
     assert reply.message["details"]["errors"][0]["details"] == {"tool": "comfyui", "format": "workflow"}
+    for bad in ({"1": {"class_type": "LoadImage", "inputs": ["x"]}}, {"1": {"class_type": ["Int"], "inputs": {}}}):
+        (reply,) = send(proto, {"type": "import_graph", "data": bad})          # was internal_error (AttributeError)
+        assert reply.message["code"] == "invalid_graph", reply.message
+        (error,) = reply.message["details"]["errors"]
+        assert error["code"] == "invalid_format" and error["node_id"] == "1"
 
 
 def test_prune_with_slack_waits_until_the_history_is_over_the_limit_plus_slack():
