@@ -251,6 +251,8 @@ class ModelPaths:
                 raise LookupError(exc.message) from None
             if (candidate.is_file() and name.lower().endswith(exts)) or (candidate / "model_index.json").is_file():
                 return candidate
+        from .validation import shown_folder     # clients of a server do not learn where it is installed
+
         available, searched = self.list(folder)
         raise LookupError(f"no file {name!r} in model folder {folder!r}; available: {available or 'none'}; "
-                          f"looked in: {', '.join(searched)}")
+                          f"looked in: {', '.join(shown_folder(f) for f in searched)}")

@@ -94,14 +94,14 @@ def load_upscale_model(name: str, resolve_file: Callable[[str, str], Path],
     except ModelLoadError as exc:
         raise NodeInputError("model_name", str(exc)) from None
     except (SafetensorError, OSError, EOFError) as exc:
-        raise NodeInputError("model_name", f"{path}: could not read the file ({type(exc).__name__}: {exc}); it is "
+        raise NodeInputError("model_name", f"{name}: could not read the file ({type(exc).__name__}: {exc}); it is "
                                            f"damaged or not a model file: copy it again or choose another") from None
     try:
         return UpscaleModel(build_upscaler(state), name)
     except UnknownUpscalerError as exc:
-        raise NodeInputError("model_name", f"{path}: {exc}") from None
+        raise NodeInputError("model_name", f"{name}: {exc}") from None
     except (ValueError, RuntimeError, KeyError) as exc:    # detected, but the tensors do not fit the network
-        raise NodeInputError("model_name", f"{path}: not usable upscaler weights ({exc}); use an ESRGAN-family "
+        raise NodeInputError("model_name", f"{name}: not usable upscaler weights ({exc}); use an ESRGAN-family "
                                            f"(RRDBNet / SRVGGNetCompact) file") from None
 
 

@@ -125,8 +125,10 @@ def test_model_listings_show_only_what_resolves(tmp_path):
     listed, _ = paths.list("checkpoints")
     assert listed == ["real.safetensors"]
     for name in ("dangling.safetensors", "pipe.safetensors"):
-        with pytest.raises(LookupError):
+        with pytest.raises(LookupError) as info:
             paths.resolve("checkpoints", name)
+        # the folders as validation shows them: a server's client does not learn where it is installed
+        assert "looked in: models/checkpoints" in str(info.value) and str(tmp_path) not in str(info.value)
 
 
 # --- nodes -----------------------------------------------------------------------------------------
