@@ -156,9 +156,10 @@ def file_id_from_url_path(encoded: str) -> str | None:
 
 
 def cross_site_read(headers: Headers) -> bool:
-    """Whether a browser says another site's page makes this request (`Sec-Fetch-Site: cross-site`), other than
-    a top-level navigation (a link the user follows: the other page learns nothing of what it loads)."""
-    if headers.get("Sec-Fetch-Site", "").strip().lower() != "cross-site":
+    """Whether a browser says another origin's page makes this request (`Sec-Fetch-Site: cross-site`, or
+    `same-site`: another port of this host, e.g. any local dev server at localhost:3000), other than a top-level
+    navigation (a link the user follows: the other page learns nothing of what it loads)."""
+    if headers.get("Sec-Fetch-Site", "").strip().lower() not in ("cross-site", "same-site"):
         return False
     navigation = (headers.get("Sec-Fetch-Mode", "").strip().lower() == "navigate"
                   and headers.get("Sec-Fetch-Dest", "document").strip().lower() == "document")
@@ -495,7 +496,7 @@ class Server:
         """`/files/<id>`: the file, or with `?size=N` its thumbnail; read in a thread, never on the event loop."""
         if self.token is None and self.users is None and cross_site_read(request.headers):
             # Nothing else guards a server without tokens: an <img> on any site could probe (and load) its files.
-            return connection.respond(HTTPStatus.FORBIDDEN, "files are not served to pages of other sites\n")
+            return connection.respond(HTTPStatus.FORBIDDEN, "files are not served to pages of other origins\n")
         file_id = file_id_from_url_path(encoded_id)
         if file_id is None:
             return connection.respond(HTTPStatus.NOT_FOUND, "a file id is percent-encoded once per path segment "

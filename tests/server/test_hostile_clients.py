@@ -140,6 +140,9 @@ def test_other_sites_pages_cannot_load_files_from_a_server_without_tokens(server
     assert http_request(server.port, path, {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors",
                                             "Sec-Fetch-Dest": "image"})[0] == 403
     assert http_request(server.port, "/files/output/a.png", {"Sec-Fetch-Site": "cross-site"})[0] == 403
+    # another port of this host (a local dev server's page at localhost:3000) is "same-site", not same-origin
+    assert http_request(server.port, path, {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "no-cors",
+                                            "Sec-Fetch-Dest": "image"})[0] == 403
     for headers in ({"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"},
                     {"Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"},
                     {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"},
