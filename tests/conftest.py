@@ -1,12 +1,16 @@
 """Suite-wide settings: no installed plugins unless a test asks, few threads, no stray files."""
 
 import os
+import tempfile
 
 # Tests never autoload installed plugins unless they ask to (Session(autoload=True)).
 os.environ["NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 os.environ.pop("NODEGRAPH_PLUGINS_ALLOW", None)
 os.environ.pop("NODEGRAPH_PLUGINS_DENY", None)
 os.environ.pop("NODEGRAPH_PLUGINS_PREFER", None)
+os.environ.pop("NODEGRAPH_MEMORY_RESERVE_MB", None)
+# File hashes (nodegraph/provenance.py) are remembered here, not in the home folder.
+os.environ["NODEGRAPH_CACHE_DIR"] = tempfile.mkdtemp(prefix="nodegraph-test-cache-")
 
 import pytest  # noqa: E402
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from nodegraph import Input, Node, NodeContext, NodeInputError, NodeInputs, Output, PortType, api, hookimpl
+from nodegraph.provenance import run_record
 
 
 MAX_IMAGE_VALUES = 16384 * 16384 * 3     # the largest IMAGE a node makes: one 16384² RGB image (3.2 GB float32)
@@ -618,19 +619,44 @@ def api_save_image(context: NodeContext, images: Any, prefix: str, *, format: st
     """nodegraph.api.save_image: each image of the batch as PNG (with the graph when asked) / JPEG / WebP."""
     from .pixels import image_to_pils, save_png
 
-    text = {}
-    if embed_graph and format == "png" and context.graph is not None:
-        text["nodegraph"] = json.dumps(context.graph.to_dict(), separators=(",", ":"))
-
-    def writer(pil: Any) -> Callable[[Path], None]:
-        if format == "png":
-            return lambda path: save_png(pil, path, text, compress_level=4 if embed_graph else 1)
-        return lambda path: pil.save(path, format=format.upper(), quality=quality)
-
+    graph = json.dumps(context.graph.to_dict(), separators=(",", ":")) \
+        if embed_graph and context.graph is not None else None
+    record = run_record(context) if embed_graph else None
     pils = image_to_pils(images)
-    return api.save_files(context, [writer(pil) for pil in pils], kind="image", prefix=prefix,
+
+    def writer(pil: Any, index: int) -> Callable[[Path], None]:
+        run = json.dumps({**record, "batch_index": index, "batch_size": len(pils)}, separators=(",", ":")) \
+            if record is not None else None
+        if format == "png":
+            text = {key: value for key, value in (("nodegraph", graph), ("nodegraph_run", run)) if value is not None}
+            return lambda path: save_png(pil, path, text, compress_level=4 if embed_graph else 1)
+        exif = exif_record(graph, run)
+        return lambda path: pil.save(path, format=format.upper(), quality=quality, **({"exif": exif} if exif else {}))
+
+    return api.save_files(context, [writer(pil, k) for k, pil in enumerate(pils)], kind="image", prefix=prefix,
                           suffix="." + ("jpg" if format == "jpeg" else format),
                           fields=[{"width": pil.width, "height": pil.height} for pil in pils])
+
+
+EXIF_IMAGE_DESCRIPTION = 0x010E
+MAX_EXIF_TEXT = 60_000        # a JPEG's EXIF segment holds at most 64 KB
+
+
+def exif_record(graph: str | None, run: str | None) -> bytes | None:
+    """EXIF for a JPEG/WebP: ImageDescription = {"nodegraph": graph, "nodegraph_run": record} as ASCII JSON (the
+    graph left out when the two do not fit in an EXIF segment); None when there is nothing to record."""
+    from PIL import Image
+
+    if run is None and graph is None:
+        return None
+    parts = {"nodegraph": json.loads(graph) if graph else None, "nodegraph_run": json.loads(run) if run else None}
+    text = json.dumps(parts, separators=(",", ":"))
+    if len(text) > MAX_EXIF_TEXT:
+        text = json.dumps({"nodegraph_run": parts["nodegraph_run"], "graph_omitted": "too large for EXIF; save as PNG"},
+                          separators=(",", ":"))
+    exif = Image.Exif()
+    exif[EXIF_IMAGE_DESCRIPTION] = text
+    return exif.tobytes()
 
 
 @hookimpl

@@ -94,3 +94,49 @@ def test_grid_and_resize_shapes():
     assert cropped.shape == (1, 10, 10, 3) and cropped.mean() == 1.0
     for method in ("nearest", "bilinear", "bicubic", "area", "lanczos"):
         assert resize_image(images, 3, 2, method).shape == (5, 2, 3, 3)
+
+
+def test_saved_images_record_versions_batch_index_and_model_hashes(session, tmp_path, monkeypatch):
+    """PNG: `nodegraph_run` next to the graph; JPEG/WebP: both in EXIF ImageDescription (they kept nothing). Model
+    files the graph names are recorded by SHA-256 (computed once per file version, remembered on disk)."""
+    import hashlib
+    import json
+    import types
+
+    from nodegraph import __version__, provenance
+
+    graph = pipeline()
+    graph["nodes"]["batch"] = {"type": "ImageBatch",
+                               "inputs": {"a": link("scale", "image"), "b": link("scale", "image")}}
+    graph["nodes"]["save"]["inputs"]["images"] = link("batch", "images")
+    files = session.run(graph).outputs["save"]["files"]
+    records = [json.loads(Image.open(f["path"]).info["nodegraph_run"]) for f in files]
+    assert [(r["batch_index"], r["batch_size"]) for r in records] == [(0, 2), (1, 2)]
+    assert records[0]["nodegraph"] == __version__ and records[0]["torch"] == torch.__version__
+    assert records[0]["models"] == {}
+
+    graph["nodes"]["save"]["inputs"]["format"] = "jpeg"
+    (first, _) = session.run(graph).outputs["save"]["files"]
+    described = json.loads(Image.open(first["path"]).getexif()[0x010E])
+    assert described["nodegraph"]["nodes"]["save"]["inputs"]["format"] == "jpeg"
+    assert described["nodegraph_run"]["batch_index"] == 0
+
+    folder = tmp_path / "models" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "m.safetensors").write_bytes(b"weights")
+    loader = Session(model_paths=None)
+    with_model = load_graph_dict({"format_version": 2, "nodes": {
+        "ckpt": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "m.safetensors"}}}})
+    context = types.SimpleNamespace(graph=with_model, services={
+        "registry": loader.registry, "resolve_file": lambda f, n: loader.model_paths.resolve(f, n)})
+    expected = hashlib.sha256(b"weights").hexdigest()
+    assert provenance.run_record(context)["models"] == {
+        "ckpt.ckpt_name": {"folder": "checkpoints", "name": "m.safetensors", "sha256": expected}}
+    monkeypatch.setattr(hashlib, "sha256", None)      # remembered: not hashed again
+    assert provenance.file_sha256(folder / "m.safetensors") == expected
+
+
+def load_graph_dict(data):
+    from nodegraph.graph import parse_graph
+
+    return parse_graph(data)

@@ -1,0 +1,129 @@
+"""What a saved result records besides its graph, so that a stranger can run it again and check it.
+
+`run_record(context)` is the dict that SaveImage writes next to the graph (PNG text chunk
+`nodegraph_run`; JPEG/WebP EXIF UserComment, see nodes/image): the versions that produced the
+result and the SHA-256 of every model file the run read:
+
+    {"nodegraph": "0.1.0", "torch": "2.13.0", "python": "3.11.7", "device": "cpu",
+     "models": {"load.ckpt_name": {"folder": "checkpoints", "name": "tiny_world_v4.safetensors",
+                                   "sha256": "9f2c…"}}}
+
+The graph itself (overrides applied) is what makes the result again; the record is what tells
+a different result apart: another model file under the same name, another torch. Model files
+are found through the effective graph (subgraphs expanded, muted nodes left out), by the
+inputs declared `model_folder=...`.
+
+`file_sha256(path)` hashes a file once per (real path, size, modification time): remembered in
+memory and in `<cache dir>/sha256.json` (`$NODEGRAPH_CACHE_DIR`, else `$XDG_CACHE_HOME/nodegraph`,
+else `~/.cache/nodegraph`), as A1111 does for its model hashes — a 6 GB checkpoint takes seconds
+once, not on every save. A cache that cannot be read or written is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+_lock = threading.Lock()
+_memory: dict[str, str] = {}
+MAX_CACHED_HASHES = 10_000
+
+
+def cache_dir() -> Path:
+    """Where nodegraph keeps what it can compute again (file hashes)."""
+    configured = os.environ.get("NODEGRAPH_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "nodegraph"
+
+
+def _key(path: Path) -> str:
+    real = os.path.realpath(path)
+    stat = os.stat(real)
+    return f"{real}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _read_cache(file: Path) -> dict[str, str]:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) \
+        else {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 (hex) of a file, remembered per real path, size and modification time."""
+    key = _key(Path(path))
+    with _lock:
+        known = _memory.get(key)
+    if known is not None:
+        return known
+    file = cache_dir() / "sha256.json"
+    stored = _read_cache(file)
+    digest = stored.get(key)
+    if digest is None:
+        hasher = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(block)
+        digest = hasher.hexdigest()
+        stored[key] = digest
+        if len(stored) > MAX_CACHED_HASHES:
+            stored = dict(list(stored.items())[-MAX_CACHED_HASHES:])
+        try:
+            from .files import replace_file
+
+            file.parent.mkdir(parents=True, exist_ok=True)
+            replace_file(file, json.dumps(stored))
+        except OSError:
+            pass          # a read-only home: hashed again next time, nothing else changes
+    with _lock:
+        _memory[key] = digest
+    return digest
+
+
+def model_files(context: Any) -> dict[str, dict[str, str]]:
+    """`{"node.input": {"folder", "name", "sha256"}}` for the model files the running graph names."""
+    graph = getattr(context, "graph", None)
+    services = getattr(context, "services", {}) or {}
+    registry, resolve = services.get("registry"), services.get("resolve_file")
+    if graph is None or registry is None or resolve is None:
+        return {}
+    from .effective_graph import effective_graph
+
+    out: dict[str, dict[str, str]] = {}
+    for node_id, node in effective_graph(graph, registry).graph.nodes.items():
+        cls = registry.nodes.get(node.type)
+        if cls is None:
+            continue
+        for name, spec in cls.spec.inputs.items():
+            value = node.inputs.get(name, spec.default)
+            if spec.model_folder is None or not isinstance(value, str):
+                continue
+            try:
+                digest = file_sha256(resolve(spec.model_folder, value))
+            except (LookupError, OSError):
+                continue      # a built-in name or a file gone since: nothing to record
+            out[f"{node_id}.{name}"] = {"folder": spec.model_folder, "name": value, "sha256": digest}
+    return out
+
+
+def run_record(context: Any) -> dict[str, Any]:
+    """Versions, device and model file hashes of the running graph (see the module docstring)."""
+    from . import __version__
+
+    torch = sys.modules.get("torch")
+    memory = (getattr(context, "services", {}) or {}).get("memory")
+    device = str(getattr(memory, "compute_device", "cpu"))
+    if device.startswith("cuda") and torch is not None and torch.cuda.is_available():
+        device = f"{device} ({torch.cuda.get_device_name(0)})"
+    return {"nodegraph": __version__, "torch": getattr(torch, "__version__", None),
+            "python": platform.python_version(), "device": device, "models": model_files(context)}
