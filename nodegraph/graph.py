@@ -320,7 +320,10 @@ def _foreign_error(tool: str, kind: str) -> GraphError:
 def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | None = None) -> dict:
     """A ComfyUI API-format prompt → a version-2 graph dict (unknown types keep their data).
 
-    Each entry becomes a node with `type` = its `class_type`, `title` = `_meta.title`, literal
+    An entry whose `class_type` has an equivalent here (`comfyui.EQUIVALENTS`: CheckpointLoaderSimple,
+    CLIPTextEncode, KSampler, ...) becomes that node, its inputs renamed (`metadata.comfyui_types` keeps
+    the original class of each). Any other entry becomes a node with `type` = its `class_type`,
+    `title` = `_meta.title`, literal
     inputs as they are, and `[source_id, index]` pairs naming an entry of the prompt become links
     `{"node": source_id, "output": name}` where name is `output_names(type)[index]` when that
     callable knows the source's type (e.g. `lambda t: [o.name for o in registry.nodes[t].spec.outputs]`),
@@ -345,27 +348,41 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
                                        node_id=str(raw_id)[:64]))
     if problems:
         raise GraphValidationError(problems[:50])
+    from .comfyui import EQUIVALENTS, translate_inputs
+
+    def names_of(class_type: str) -> list[str] | None:
+        equivalent = EQUIVALENTS.get(class_type)
+        if equivalent is not None:
+            return list(equivalent.outputs)
+        return output_names(class_type) if output_names is not None else None
+
     ids = {str(k) for k in data}
+    by_id = {str(k): v for k, v in data.items()}
     nodes: dict[str, Any] = {}
+    translated: dict[str, str] = {}
     for raw_id, entry in data.items():
-        node_type = entry.get("class_type")
+        node_type = entry["class_type"]
         inputs: dict[str, Any] = {}
         for name, value in (entry.get("inputs") or {}).items():
             if (isinstance(value, list) and len(value) == 2 and str(value[0]) in ids
                     and isinstance(value[1], int) and not isinstance(value[1], bool)):
                 source = str(value[0])
-                names = output_names(data[source if source in data else value[0]].get("class_type")) \
-                    if output_names is not None else None
+                names = names_of(by_id[source]["class_type"])
                 output = names[value[1]] if names and 0 <= value[1] < len(names) else str(value[1])
                 inputs[str(name)] = {"node": source, "output": output}
             else:
                 inputs[str(name)] = value
+        equivalent = EQUIVALENTS.get(node_type)
+        if equivalent is not None:
+            translated[str(raw_id)] = node_type
+            node_type, inputs = equivalent.type, translate_inputs(equivalent, inputs)
         node: dict[str, Any] = {"type": node_type, "inputs": inputs}
         meta = entry.get("_meta")
         if isinstance(meta, dict) and isinstance(meta.get("title"), str):
             node["title"] = meta["title"]
         nodes[str(raw_id)] = node
-    return {"format_version": FORMAT_VERSION, "metadata": {"imported_from": "comfyui-api"}, "nodes": nodes}
+    metadata = {"imported_from": "comfyui-api", "comfyui_types": translated}
+    return {"format_version": FORMAT_VERSION, "metadata": metadata, "nodes": nodes}
 
 
 def file_version(data: dict) -> Any:

@@ -485,7 +485,7 @@ def test_batching_keeps_order_binary_frames_and_size_bounds():
 def test_import_graph_converts_a_comfyui_prompt_keeping_unknown_nodes(proto):
     """import_graph turns an API prompt into a graph: known types get output names, unknown ones keep their data."""
     prompt = {"1": {"class_type": "Int", "inputs": {"value": 4}},
-              "2": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "x.pth", "n": ["1", 0]}},
+              "2": {"class_type": "MyCustomLoader", "inputs": {"model_name": "x.pth", "n": ["1", 0]}},
               "3": {"class_type": "ShowValue", "inputs": {"value": ["1", 0]}, "_meta": {"title": "Show"}}}
     (reply,) = send(proto, {"type": "import_graph", "data": prompt})
     assert reply.message["type"] == "imported_graph"
@@ -502,6 +502,31 @@ def test_import_graph_converts_a_comfyui_prompt_keeping_unknown_nodes(proto):
         assert reply.message["code"] == "invalid_graph", reply.message
         (error,) = reply.message["details"]["errors"]
         assert error["code"] == "invalid_format" and error["node_id"] == "1"
+
+
+def test_import_graph_translates_comfyuis_default_workflow_into_a_graph_that_validates(proto):
+    """ComfyUI's default txt2img export (Export (API)): CheckpointLoaderSimple, CLIPTextEncode, EmptyLatentImage,
+    KSampler, VAEDecode and SaveImage become our nodes with our input and output names (6 of 9 nodes were
+    red placeholders before), so it validates — and runs: checked by hand, a red circle on blue."""
+    prompt = {
+        "3": {"class_type": "KSampler", "inputs": {
+            "seed": 156680208700286, "steps": 8, "cfg": 6.0, "sampler_name": "uni_pc_bh2", "scheduler": "normal",
+            "denoise": 1.0, "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny_world_v4.safetensors"}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}}}
+    (reply,) = send(proto, {"type": "import_graph", "data": prompt})
+    graph = reply.message["graph"]
+    assert reply.message["errors"] == [], reply.message["errors"]
+    assert graph["nodes"]["3"]["inputs"]["latent"] == {"node": "5", "output": "latent"}
+    assert graph["nodes"]["3"]["inputs"]["sampler"] == "unipc"          # ComfyUI's uni_pc_bh2 is ours
+    assert graph["nodes"]["8"]["inputs"] == {"latent": {"node": "3", "output": "latent"},
+                                             "vae": {"node": "4", "output": "vae"}}
+    assert graph["nodes"]["6"]["inputs"]["text_encoder"] == {"node": "4", "output": "text_encoder"}
+    assert graph["metadata"]["comfyui_types"]["4"] == "CheckpointLoaderSimple"
 
 
 def test_prune_with_slack_waits_until_the_history_is_over_the_limit_plus_slack():
