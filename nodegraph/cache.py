@@ -82,8 +82,10 @@ class OutputCache:
         """Switch policy (and budget); entries over the new budget are evicted at once."""
         if policy not in POLICIES:
             raise ValueError(f"cache policy {policy!r} is not one of {', '.join(POLICIES)}")
-        if budget_bytes is not None and (not isinstance(budget_bytes, int) or budget_bytes < 0):
-            raise ValueError(f"cache budget must be a non-negative number of bytes, got {budget_bytes!r}")
+        if budget_bytes is not None and (not isinstance(budget_bytes, int) or isinstance(budget_bytes, bool)
+                                         or budget_bytes < 0):     # True is an int: it would mean 1 byte
+            raise ValueError(f"cache budget must be a non-negative int number of bytes, got {budget_bytes!r}; "
+                             f"give e.g. 4 * 1024**3 for 4 GiB, 0 to keep nothing, or None to keep the budget")
         with self._lock:
             self.policy = policy
             if budget_bytes is not None:

@@ -2,6 +2,7 @@
 
     nodegraph run GRAPH.json [--set node.input=value ...] [--output-dir DIR] [--events FILE|-]
     nodegraph run GRAPH.json [--ray [ADDRESS]] [--workers N] [--sweep seed=0..99 ...]   (docs/distributed.md)
+    nodegraph run GRAPH.json [--cache lru|all|none] [--cache-budget 4GiB]          (docs/executor.md)
     nodegraph validate GRAPH.json [--set node.input=value ...] [--json]
     nodegraph nodes [TYPE ...] [--json]
     nodegraph plugins [--json]
@@ -69,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sweep", action="append", metavar="KEY=VALUES|FILE",
                      help="run many variants: seed=0..99, sampler.cfg=3,5,7 or a .csv/.jsonl of overrides "
                           "(repeatable: a product); files + index.json in --output-dir (docs/distributed.md)")
-    from .distributed.options import add_ray_arguments
+    from .distributed.options import add_cache_arguments, add_ray_arguments
 
+    add_cache_arguments(run)
     add_ray_arguments(run)
 
     validate = sub.add_parser("validate", parents=[plugins], help="check a graph file without running it")
@@ -107,10 +109,11 @@ def _session(args: argparse.Namespace, **kwargs: Any):
     from .model_paths import ModelPaths
     from .session import Session
 
+    from .distributed.options import cache_options
     from .plugins import plugin_options
 
     model_paths = ModelPaths.default(args.model_paths, source="--model-paths")   # ModelPathsError: a usage error
-    return Session(**plugin_options(args), model_paths=model_paths, **kwargs)
+    return Session(**plugin_options(args), model_paths=model_paths, **cache_options(args), **kwargs)
 
 
 def _print_errors(errors: list, stream: TextIO) -> None:
@@ -232,6 +235,12 @@ def _usable_output_dir(text: str) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .distributed.options import cache_options
+
+    try:
+        cache_options(args)
+    except ValueError as exc:
+        return _usage_error(str(exc))
     problem = _usable_output_dir(args.output_dir)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -307,11 +316,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     outputs = {node_id: jsonable(values) for node_id, values in result.outputs.items()}
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     summary_path = Path(args.output_dir) / f"{Path(args.graph).stem}.outputs.json"
-    from .files import replace_file
+    from .files import append_record, replace_file
 
-    replace_file(summary_path, json.dumps({"run_id": result.run_id, "outputs": outputs,        # a link there: replaced
-                                           "plugin_warnings": warnings, "warnings": result.warnings},
-                                          indent=2, default=str) + "\n")
+    record = {"run_id": result.run_id, "outputs": outputs, "plugin_warnings": warnings, "warnings": result.warnings}
+    replace_file(summary_path, json.dumps(record, indent=2, default=str) + "\n")     # a link there: replaced
+    try:                             # every run's record, one line each (the .json above is the latest run)
+        append_record(summary_path.with_suffix(".jsonl"), json.dumps(record, default=str))
+    except OSError as exc:
+        print(f"warning: the run's record was not appended to {str(summary_path.with_suffix('.jsonl'))!r}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
     from .results import ResultFileError, collect_files, describe_file
 
     try:

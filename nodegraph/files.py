@@ -22,6 +22,8 @@ ids (`input/x.png`, `output/...`), rooted in `input/<name>/` and
 file's bytes (hashed) when it is at most `HASHED_FILE_BYTES`, else size, modification
 time and inode — so a file replaced by another of the same size and time is read again.
 
+`append_record(path, line)` adds one line to a record log (`<graph>.outputs.jsonl`, `index.jsonl`): one
+O_APPEND write, a symlink at the name refused, never followed.
 `replace_file(path, text)` writes a small text file (a run summary, the users file) by
 renaming a new file onto the name: a symlink planted at the name is replaced, never
 followed, and a reader never sees half a file.
@@ -78,6 +80,20 @@ def replace_file(path: str | os.PathLike, text: str, mode: int = 0o644) -> None:
 
 class FileAccessError(NodegraphError):
     """A file id or upload was refused; the message says why."""
+
+
+def append_record(path: str | Path, line: str) -> None:
+    """Append `line` and a newline to `path` (created if missing): one write on an O_APPEND file, so
+    records of runs that finish together do not interleave; a symlink at `path` is refused (OSError),
+    never followed."""
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(handle, view):]
+    finally:
+        os.close(handle)
 
 
 def sanitise_name(name: str) -> str:

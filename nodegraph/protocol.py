@@ -175,7 +175,7 @@ class SetCachePolicy(_Message):
     """Switch the output cache policy."""
     type: Literal["set_cache_policy"]
     policy: Literal["lru", "all", "none"]
-    budget_bytes: int | None = Field(None, ge=0)
+    budget_bytes: StrictInt | None = Field(None, ge=0)      # strict: true would be 1 byte
 
 
 class Ping(_Message):

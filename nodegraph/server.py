@@ -1013,8 +1013,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compression", choices=["auto", "deflate", "none"], default="auto",
                         help="websocket permessage-deflate: auto (default) = only when listening beyond loopback")
     add_plugin_arguments(parser)
-    from .distributed.options import add_ray_arguments
+    from .distributed.options import add_cache_arguments, add_ray_arguments
 
+    add_cache_arguments(parser)
     add_ray_arguments(parser)
     parser.add_argument("--print-schemas", action="store_true", help="print the JSON Schemas of client messages")
     return parser
@@ -1039,8 +1040,11 @@ def freeze_startup_heap() -> None:
 async def serve_forever(args: argparse.Namespace) -> None:
     from .session import Session
 
+    from .distributed.options import cache_options
+
     users = UserBook.load(args.users) if args.users else None
-    session = Session(**plugin_options(args), output_dir=args.output_dir, input_dir=args.input_dir)
+    session = Session(**plugin_options(args), **cache_options(args), output_dir=args.output_dir,
+                      input_dir=args.input_dir)
     for warning in session.plugin_warnings():
         level = {"error": logging.ERROR, "warning": logging.WARNING}.get(warning.get("level"), logging.INFO)
         log.log(level, "plugin %s: %s (%s)", warning.get("plugin"), warning.get("message"), warning.get("fix"))
@@ -1074,6 +1078,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_schemas:
         print(json.dumps(message_schemas(), indent=2))
         return 0
+    from .distributed.options import cache_options
+
+    try:
+        cache_options(args)
+    except ValueError as exc:          # --cache-budget with --cache all|none
+        print(f"nodegraph serve: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         asyncio.run(serve_forever(args))

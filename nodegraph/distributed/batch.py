@@ -12,7 +12,18 @@ Every variant's files land in the one output folder (never replacing a file), an
                 "worker": "w1", "seconds": ..., "files": [{"node_id": "save", "name": "txt2img_00001.png",
                 "kind": "image", ...}], "outputs": {...}, "error": null}, ...]}
 
+A file's `name` is its path inside the output folder, '/'-separated (`sub/a_00001.png` for
+`filename_prefix` "sub/a"). A local variant whose output node was served from the session's cache
+(the same graph and overrides as an earlier variant) wrote no file of its own: its entries name the
+earlier file and carry `"from_cache": true`. `index.json` holds the latest batch only; every batch
+also appends the same object as one line to `index.jsonl` there, so earlier batches into the folder
+keep their record.
+
+Files from Ray workers are written in variant order (as each variant's turn comes, whatever order
+the workers finish in), so a file's number follows the variant order as in a local batch.
+
 Main objects: `BatchItem` (one variant's outcome), `run_batch` (what `Session.map` calls),
+`sweep_target_check` (refuses a swept input the node does not declare, or one fed by a link),
 `cmd_batch` (the CLI's `--sweep` / `--ray` path, one progress bar over the variants).
 A failing variant never stops the others; its error is in its item.
 """
@@ -20,6 +31,7 @@ A failing variant never stops the others; its error is in its item.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -29,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-INDEX_FILE = "index.json"
+INDEX_FILE = "index.json"      # the latest batch; every batch is also a line of index.jsonl
 
 
 @dataclass
@@ -69,22 +81,24 @@ def _run_local(session: Any, graph: Any, index: int, overrides: dict, outputs: l
         item.status = "succeeded"
         item.outputs = {n: jsonable({k: v for k, v in values.items() if k != "files"})
                         for n, values in result.outputs.items()}
-        item.files = [{**{k: v for k, v in f.items() if k != "path"}, "name": Path(f["path"]).name}
+        item.files = [{**{k: v for k, v in f.items() if k != "path"},      # name: the path inside output_dir
+                       **({"from_cache": True} if f["node_id"] in result.cached else {})}
                       for f in collect_files(result.outputs, output_dir)]
     item.seconds = time.perf_counter() - started
     return item
 
 
 def _run_remote(pool: Any, registry: Any, graph: Any, index: int, overrides: dict, outputs: list[str] | None,
-                output_dir: Path, input_dir: Path, on_event: Callable | None) -> BatchItem:
+                input_dir: Path, on_event: Callable | None) -> tuple[BatchItem, dict | None]:
+    """One variant on the pool; its files are not written yet (`_write_remote_files`, in variant order)."""
     from ..errors import GraphValidationError
-    from .backend import outputs_with_files
     from .pool import input_files_for, needs_for
     from .scheduling import NoCapableWorker
 
     run_id = uuid.uuid4().hex
     started = time.perf_counter()
     item = BatchItem(index, overrides, "failed", run_id)
+    outcome = None
     try:
         variant = graph.with_overrides(overrides) if overrides else graph
         request = {"run_id": run_id, "graph": variant.to_dict(), "outputs": outputs,
@@ -98,11 +112,28 @@ def _run_remote(pool: Any, registry: Any, graph: Any, index: int, overrides: dic
     else:
         item.status, item.worker, item.error = outcome["status"], outcome.get("worker"), outcome.get("error")
         if item.status == "succeeded":
-            written = outputs_with_files(outcome, output_dir)
             item.outputs = outcome.get("outputs") or {}
-            item.files = [{"node_id": node_id, **{k: v for k, v in f.items() if k != "path"}}
-                          for node_id, values in written.items() for f in values.get("files", [])]
     item.seconds = time.perf_counter() - started
+    return item, outcome if item.status == "succeeded" else None
+
+
+def _write_remote_files(item: BatchItem, outcome: dict | None, output_dir: Path) -> BatchItem:
+    """Write a remote variant's files into `output_dir` (never replacing one); a file that cannot be
+    written fails the variant with the reason."""
+    from .backend import outputs_with_files
+
+    if outcome is None:
+        return item
+    try:
+        written = outputs_with_files(outcome, output_dir)
+    except (OSError, ValueError) as exc:          # ValueError: a name that leaves the folder
+        item.status, item.outputs = "failed", {}
+        item.error = {"message": f"cannot write the run's files into {str(output_dir)!r}: {exc}"}
+        return item
+    root = os.path.realpath(output_dir)
+    item.files = [{"node_id": node_id, **{k: v for k, v in f.items() if k != "path"},
+                   "name": Path(os.path.relpath(os.path.realpath(f["path"]), root)).as_posix()}
+                  for node_id, values in written.items() for f in values.get("files", [])]
     return item
 
 
@@ -119,9 +150,11 @@ def run_batch(session: Any, source: Any, variants: list[dict[str, Any]], *, outp
         outputs: node ids to produce (default: every output node).
         output_dir: the one folder for every variant's files (default: the session's output folder).
         pool: a started WorkerPool to spread the variants over, or None to run here in order.
-        on_item: called with each BatchItem as it finishes (from worker threads when `pool` is given).
+        on_item: called with each BatchItem once it is done, in variant order (with a pool, a variant that
+            finished early waits for the ones before it: its files are written then).
         on_event: receives every run's events (Event objects locally, dicts from a pool).
-        index_file: the index's file name in `output_dir` (None: no index).
+        index_file: the index's file name in `output_dir` (None: no index); each batch is also appended
+            as a line to the same name with the suffix `.jsonl`.
     """
     graph = session.load(source)
     folder = Path(output_dir) if output_dir is not None else Path(session.output_dir)
@@ -144,10 +177,10 @@ def run_batch(session: Any, source: Any, variants: list[dict[str, Any]], *, outp
             slots = max(1, pool.total_slots)
             with ThreadPoolExecutor(max_workers=slots, thread_name_prefix="nodegraph-batch") as executor:
                 futures = [executor.submit(_run_remote, pool, session.registry, graph, index, overrides, outputs,
-                                           folder, Path(session.input_dir), on_event)
+                                           Path(session.input_dir), on_event)
                            for index, overrides in enumerate(variants)]
-                for future in futures:
-                    done(future.result())
+                for future in futures:            # in variant order: file numbers follow the variants
+                    done(_write_remote_files(*future.result(), folder))
     finally:
         if index_file:
             write_index(folder / index_file, source, [i for i in items if i is not None], len(variants),
@@ -156,32 +189,79 @@ def run_batch(session: Any, source: Any, variants: list[dict[str, Any]], *, outp
 
 
 def write_index(path: Path, source: Any, items: list[BatchItem], total: int, seconds: float) -> None:
-    """The batch's index.json (see the module docstring)."""
+    """The batch's index.json (see the module docstring): replaced by the next batch, and appended as one
+    line to index.jsonl, which keeps every batch's record."""
+    from ..files import append_record, replace_file
+
     counts = {status: sum(1 for i in items if i.status == status) for status in ("succeeded", "failed", "interrupted")}
     body = {"graph": str(source) if isinstance(source, (str, Path)) and len(str(source)) < 4096 else None,
             "variants": total, **counts, "seconds": round(seconds, 3), "items": [asdict(i) for i in items]}
-    path.write_text(json.dumps(body, indent=2, default=str) + "\n", encoding="utf-8")
+    replace_file(path, json.dumps(body, indent=2, default=str) + "\n")
+    try:
+        append_record(path.with_suffix(".jsonl"), json.dumps(body, default=str))
+    except OSError as exc:
+        print(f"warning: the batch's record was not appended to {str(path.with_suffix('.jsonl'))!r}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+
+
+def sweep_target_check(registry: Any, graph: Any) -> Callable[[str], tuple[str, str] | None]:
+    """A `parse_sweep` check: refuses NODE.INPUT when the node's type declares no such input, or when the
+    input is fed by a link (an override would cut it) — reported once, before any variant runs."""
+    from ..graph import Link
+    from ..validation import suggest
+
+    def check(key: str) -> tuple[str, str] | None:
+        node_id, _, name = key.rpartition(".")
+        node = graph.nodes.get(node_id)
+        if node is None:
+            ids = ", ".join(sorted(graph.nodes)[:20])
+            return f"the graph has no node {node_id!r}", f"use one of its node ids: {ids}"
+        cls = registry.nodes.get(node.type)
+        if cls is None:                        # an unknown type, or a subgraph: the run reports it
+            return None
+        inputs = cls.spec.inputs
+        if name not in inputs:
+            return (f"node {node_id!r} ({node.type}) has no input {name!r}.{suggest(name, inputs)}".rstrip("."),
+                    f"use one of its inputs: {', '.join(inputs) or '(none)'}")
+        current = node.inputs.get(name)
+        if isinstance(current, Link):
+            return (f"input {name!r} of node {node_id!r} comes from node {current.node!r} through a link",
+                    f"sweep the value where it comes from (e.g. {current.node}.value=...), or unlink the input")
+        return None
+
+    return check
 
 
 def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
     """`nodegraph run GRAPH [--ray [ADDRESS]] [--sweep SPEC ...]`: exit 0 if every variant succeeded."""
-    from ..cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, _parse_override, _typed_overrides
+    from ..cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, _parse_overrides, _typed_overrides
     from ..errors import GraphValidationError
     from .sweep import parse_sweep
 
-    try:
-        base = dict(_parse_override(item) for item in args.overrides)
+    try:                                    # the specs' form first: no session (no torch) for a typo
+        base = _parse_overrides(args.overrides)
         graph_dict = json.loads(Path(args.graph).read_text(encoding="utf-8"))
-        swept = parse_sweep(args.sweep or [], graph_dict) if args.sweep else [{}]
+        if args.sweep:
+            parse_sweep(args.sweep, graph_dict)
     except (ValueError, OSError) as exc:    # a SweepError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     session = make_session(args, output_dir=args.output_dir, input_dir=args.input_dir)
     try:
-        nodes = session.load(Path(args.graph)).nodes
+        graph = session.load(Path(args.graph))
     except GraphValidationError:
-        nodes = {}               # each variant's run reports the file's errors
-    base = _typed_overrides(session.registry, nodes, base)
+        graph = None             # each variant's run reports the file's errors
+    check = sweep_target_check(session.registry, graph) if graph is not None else None
+    try:                                    # then every key against the node's inputs: once, not once a variant
+        swept = parse_sweep(args.sweep, graph_dict, check) if args.sweep else [{}]
+        for key in base:
+            refused = check(key) if check is not None else None
+            if refused is not None:
+                raise ValueError(f"--set {key}: {refused[0]}. Fix: {refused[1]}")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    base = _typed_overrides(session.registry, graph.nodes if graph is not None else {}, base)
     variants = [{**base, **v} for v in swept]
     pool = None
     if args.ray is not None:

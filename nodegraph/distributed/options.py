@@ -1,4 +1,4 @@
-"""Command-line flags of the Ray path and what they build (imports no Ray until a pool starts).
+"""Command-line flags of the Ray path (`run`, `serve`) and of the output cache (imports no Ray until a pool starts).
 
     --ray [ADDRESS]        run on Ray: a local cluster on 127.0.0.1 when no ADDRESS, else HOST:PORT of a head
     --workers N|auto       worker actors (default 2; auto: as many as the cluster's resources hold)
@@ -7,32 +7,48 @@
     --worker-memory BYTES  memory each worker reserves (e.g. 8G; default: none reserved)
     --retry once|never     a run whose worker dies: retried once on another worker, or reported interrupted
 
-Main functions: `add_ray_arguments(parser)`, `worker_session_options(args)`, `pool_from_args(args)`,
-`backend_from_args(args, session)` (the server), and `parse_bytes("8G")`.
+    --cache lru|all|none   the output cache's policy (default lru; docs/executor.md "Cache policy")
+    --cache-budget SIZE    the lru policy's budget, e.g. 4GiB, 512M or 0 (default 2GiB; with --ray, each worker's too)
+
+Main functions: `add_ray_arguments(parser)`, `add_cache_arguments(parser)`, `cache_options(args)` (the
+Session's cache keyword arguments), `worker_session_options(args)`, `pool_from_args(args)`,
+`backend_from_args(args, session)` (the server), `parse_bytes("8G")` and `parse_cache_budget("4GiB")`.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from typing import Any
 
 from ..plugins import ENV_DISABLE_AUTOLOAD, plugin_options
 
 
-def parse_bytes(text: str) -> int:
+def parse_bytes(text: str, allow_zero: bool = False) -> int:
     """"8G" / "512M" / "1024" → bytes (ArgumentTypeError naming the value otherwise)."""
     units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
     cleaned = text.strip().upper().removesuffix("B").removesuffix("I")
     factor = units.get(cleaned[-1:], 1)
     number = cleaned[:-1] if cleaned[-1:] in units else cleaned
     try:
-        value = int(float(number) * factor)
+        value = float(number) * factor
+        if not math.isfinite(value):
+            raise ValueError(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; write e.g. 8G, 512M or 1000000") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: a size must be positive")
-    return value
+    if value < 0 or (value < 1 and not allow_zero):
+        raise argparse.ArgumentTypeError(f"{text!r}: a size must be {'0 or more' if allow_zero else 'positive'}")
+    return int(value)
+
+
+def parse_cache_budget(text: str) -> int:
+    """`--cache-budget`: "4GiB", "512M", "1000000" or "0" (keep nothing) → bytes."""
+    try:
+        return parse_bytes(text, allow_zero=True)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size of 0 or more bytes; write e.g. 4GiB, 512M or 0 "
+                                         f"(0: keep nothing)") from None
 
 
 def _workers(text: str) -> int | str:
@@ -63,9 +79,43 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     return parser
 
 
+def add_cache_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add --cache and --cache-budget (see the module docstring) to a parser."""
+    from ..cache import POLICIES
+
+    group = parser.add_argument_group("output cache (docs/executor.md, \"Cache policy\")")
+    group.add_argument("--cache", choices=POLICIES, default=None, dest="cache_policy",
+                       help="lru (default): keep outputs up to --cache-budget, least recently used out first; "
+                            "all: keep everything; none: keep nothing between runs")
+    group.add_argument("--cache-budget", type=parse_cache_budget, default=None, metavar="SIZE",
+                       help="what the lru cache may hold, e.g. 4GiB, 512M or 0 (default 2GiB); raise it above "
+                            "your largest model so that model stays loaded between runs")
+    return parser
+
+
+def cache_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The Session's cache keyword arguments from --cache / --cache-budget ({} when neither was given).
+
+    Raises ValueError (a usage error) for --cache-budget with a policy that has no budget."""
+    policy, budget = getattr(args, "cache_policy", None), getattr(args, "cache_budget", None)
+    if budget is not None and policy not in (None, "lru"):
+        raise ValueError(f"--cache-budget applies to --cache lru only, not --cache {policy}; "
+                         f"leave out one of the two")
+    options: dict[str, Any] = {}
+    if policy is not None:
+        options["cache_policy"] = policy
+    if budget is not None:
+        options["cache_budget_bytes"] = budget
+    return options
+
+
 def worker_session_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The workers' Session options: the same plugin choices and model paths as this process."""
+    """The workers' Session options: the same plugin choices, model paths and cache settings as this process."""
     options = plugin_options(args)
+    cache = cache_options(args)
+    if cache.get("cache_budget_bytes") == 0:        # the worker's Session would take 0 as "no budget given":
+        cache = {"cache_policy": "none"}            # an lru budget of 0 keeps nothing, as "none" does
+    options.update(cache)
     if options.get("autoload") is None:
         options["autoload"] = not os.environ.get(ENV_DISABLE_AUTOLOAD)
     config = getattr(args, "model_paths", None) or os.environ.get("NODEGRAPH_MODEL_PATHS")

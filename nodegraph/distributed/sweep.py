@@ -10,27 +10,35 @@ Grammar of one `KEY=VALUES` spec:
     KEY      NODE.INPUT, or a bare INPUT name that exactly one node of the graph has (e.g. `seed`)
     VALUES   A..B          integers A, A+1, …, B (inclusive; B < A counts down)
              A..B:STEP     A, A+STEP, … up to B inclusive (STEP may be a float, e.g. 0..1:0.25)
-             V1,V2,...     a list; each item is JSON (numbers, true, "text") or else a plain string
+             V1,V2,...     a list; each item is JSON (numbers, true, "text", [1, 2]) or else a plain string.
+                           A JSON item may hold commas: `prompt.text="a red, round cat",dog` is two items,
+                           and `[1,2]` is one item (a list value).
 
+Numbers must be finite (NaN, Infinity and 1e400 are refused, as `--set` refuses them). A CSV
+cell is one item (JSON, else text); every row has one cell per header column.
 Several specs multiply (cartesian product, the first spec varying slowest);
 files give their rows as they are and multiply with the other specs.
 
-Main objects: `parse_sweep(specs, graph) -> list[dict]` and `SweepError` (names
-the spec, what is wrong and the fix). The result drives `Session.map` and the
-batch runner (batch.py).
+Main objects: `parse_sweep(specs, graph, check) -> list[dict]` and `SweepError` (names
+the spec, what is wrong and the fix). `check` lets the caller refuse a key up front (the
+CLI checks each input against the node's declaration: batch.py `sweep_target_check`).
+The result drives `Session.map` and the batch runner (batch.py).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import NodegraphError
 
 MAX_VARIANTS = 100_000     # a sweep beyond this is almost certainly a typo (e.g. 0..1e9)
+KeyCheck = Callable[[str], "tuple[str, str] | None"]     # NODE.INPUT → (problem, fix), or None when it is fine
 
 
 class SweepError(NodegraphError, ValueError):
@@ -41,15 +49,47 @@ class SweepError(NodegraphError, ValueError):
         super().__init__(f"--sweep {spec!r}: {problem}. Fix: {fix}")
 
 
+class _NotFinite(ValueError):
+    """A JSON value a graph cannot hold (NaN, Infinity, a float beyond the float range)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _NotFinite(text)
+    return number
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def _json(text: str, spec: str) -> Any:
+    """`text` read as JSON (json.JSONDecodeError if it is not), refusing what a graph cannot hold."""
+    try:
+        return _DECODER.decode(text)
+    except _NotFinite as exc:
+        raise SweepError(spec, f"{exc} is not a number a graph can hold", "give finite numbers") from None
+    except RecursionError:
+        raise SweepError(spec, "a value is nested too deeply", "a graph literal is a few levels at most") from None
+
+
 def _number(text: str, spec: str) -> int | float:
     try:
         return int(text)
     except ValueError:
         try:
-            return float(text)
+            number = float(text)
         except ValueError:
             raise SweepError(spec, f"{text!r} is not a number",
                              "write a range as A..B or A..B:STEP with numbers, e.g. seed=0..99") from None
+    if not math.isfinite(number):
+        raise SweepError(spec, f"{text.strip()!r} is not a finite number",
+                         "write a range as A..B or A..B:STEP with finite numbers, e.g. 0..1:0.25")
+    return number
 
 
 def _range_values(text: str, spec: str) -> list[Any]:
@@ -57,92 +97,159 @@ def _range_values(text: str, spec: str) -> list[Any]:
     start_text, _, stop_text = bounds.partition("..")
     start, stop = _number(start_text, spec), _number(stop_text, spec)
     step = _number(step_text, spec) if step_text else (1 if stop >= start else -1)
-    if step == 0 or (stop - start) * step < 0:
+    if step == 0 or (stop != start and (stop > start) != (step > 0)):   # compared: a product can overflow
         raise SweepError(spec, f"step {step} never reaches {stop} from {start}",
                          "use a step with the sign of B - A, e.g. 0..1:0.25 or 10..0:-2")
-    count = int((stop - start) / step + 1e-9) + 1
-    if count > MAX_VARIANTS:
-        raise SweepError(spec, f"the range has {count} values (more than {MAX_VARIANTS})",
-                         "narrow the range or raise the step")
+    too_many = SweepError(spec, f"the range has more than {MAX_VARIANTS} values",
+                          "narrow the range or raise the step")
     if all(isinstance(v, int) for v in (start, stop, step)):
+        count = (stop - start) // step + 1          # exact for integers of any size
+        if count > MAX_VARIANTS:
+            raise too_many
         return [start + i * step for i in range(count)]
-    return [round(start + i * step, 12) for i in range(count)]
-
-
-def _list_values(text: str) -> list[Any]:
-    values = []
-    for item in text.split(","):
-        try:
-            values.append(json.loads(item))
-        except json.JSONDecodeError:
-            values.append(item)
+    try:
+        steps = (stop - start) / step               # inf for a tiny step (0..10:1e-320)
+        if math.isinf(stop - start):                # or for a span beyond the float range (1e308..-1e308)
+            steps = stop / step - start / step
+    except OverflowError:                           # an integer bound beyond the float range
+        raise too_many from None
+    if not math.isfinite(steps) or steps + 1 > MAX_VARIANTS:
+        raise too_many
+    count = int(steps + 1e-9) + 1
+    values = [round(start + i * step, 12) for i in range(count)]
+    if not all(math.isfinite(v) for v in values):   # a span wider than the float range (1e308..-1e308)
+        raise SweepError(spec, "its values leave the float range", "sweep numbers within ±1e308")
     return values
 
 
-def resolve_key(key: str, graph: dict | None, spec: str) -> str:
-    """NODE.INPUT as given, or the one node input named `key` in the graph."""
+def _item(text: str, spec: str) -> Any:
+    """One list item or CSV cell: JSON, else the text as typed."""
+    try:
+        return _json(text, spec)
+    except json.JSONDecodeError:
+        if text.strip()[:1] in ('"', "[", "{"):
+            raise SweepError(spec, f"the item {text!r} starts like JSON but is not JSON",
+                             'close its quotes or brackets (e.g. "a, b" or [1, 2]), or leave them out for '
+                             "plain text") from None
+        return text
+
+
+def _list_values(text: str, spec: str) -> list[Any]:
+    """Comma-separated items; an item that is a JSON string, array or object may contain commas."""
+    values, position = [], 0
+    while True:
+        start = position + len(text[position:]) - len(text[position:].lstrip())
+        if text[start:start + 1] in ('"', "[", "{"):
+            try:
+                end = _DECODER.raw_decode(text, start)[1]
+            except json.JSONDecodeError:
+                end = None
+            except (_NotFinite, RecursionError):
+                _json(text[start:], spec)                   # raises the SweepError that says why
+                raise AssertionError("unreachable") from None
+            after = text[end:].lstrip() if end is not None else None
+            if after is not None and after[:1] in ("", ","):
+                values.append(_item(text[start:end], spec))       # again through _item: its checks
+                if not after:
+                    return values
+                position = text.index(",", end) + 1
+                continue
+        comma = text.find(",", position)
+        values.append(_item(text[position:] if comma < 0 else text[position:comma], spec))
+        if comma < 0:
+            return values
+        position = comma + 1
+
+
+def resolve_key(key: str, graph: dict | None, spec: str, check: KeyCheck | None = None) -> str:
+    """NODE.INPUT as given, or the one node input named `key` in the graph; `check` may refuse it."""
     if "." in key:
-        node_id = key.split(".", 1)[0]
+        node_id, _, input_name = key.rpartition(".")       # as Graph.with_overrides splits it
+        if not node_id or not input_name:
+            raise SweepError(spec, f"{key!r} is not NODE.INPUT", "write e.g. sampler.seed=0..9")
         nodes = (graph or {}).get("nodes")
         if isinstance(nodes, dict) and node_id not in nodes:
             raise SweepError(spec, f"the graph has no node {node_id!r}",
                              f"use one of its node ids: {', '.join(sorted(nodes)[:20])}")
-        return key
-    if graph is None:
+        resolved = key
+    elif graph is None:
         raise SweepError(spec, f"{key!r} names no node", f"write it as NODE.{key}")
-    nodes = graph.get("nodes") or {}
-    owners = sorted(nid for nid, node in nodes.items()
-                    if isinstance(node, dict) and key in (node.get("inputs") or {}))
-    if len(owners) == 1:
-        return f"{owners[0]}.{key}"
-    if not owners:
-        raise SweepError(spec, f"no node of the graph has an input named {key!r}",
-                         "write it as NODE.INPUT (`nodegraph validate` lists the node ids)")
-    raise SweepError(spec, f"several nodes have an input named {key!r}: {', '.join(owners)}",
-                     f"say which, e.g. {owners[0]}.{key}=...")
+    else:
+        nodes = graph.get("nodes") or {}
+        owners = sorted(nid for nid, node in nodes.items()
+                        if isinstance(node, dict) and key in (node.get("inputs") or {}))
+        if not owners:
+            raise SweepError(spec, f"no node of the graph has an input named {key!r}",
+                             "write it as NODE.INPUT (`nodegraph validate` lists the node ids)")
+        if len(owners) > 1:
+            raise SweepError(spec, f"several nodes have an input named {key!r}: {', '.join(owners)}",
+                             f"say which, e.g. {owners[0]}.{key}=...")
+        resolved = f"{owners[0]}.{key}"
+    refused = check(resolved) if check is not None else None
+    if refused is not None:
+        raise SweepError(spec, *refused)
+    return resolved
 
 
-def _file_rows(path: Path, spec: str, graph: dict | None) -> list[dict[str, Any]]:
+def _csv_rows(text: str, spec: str, graph: dict | None, check: KeyCheck | None) -> list[dict[str, Any]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if not header or not any(cell.strip() for cell in header):
+        raise SweepError(spec, "the CSV file has no header row", "start it with NODE.INPUT column names")
+    keys = [resolve_key(cell.strip(), graph, spec, check) for cell in header]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise SweepError(spec, f"the header names {', '.join(repeated)} more than once", "keep one column each")
+    rows = []
+    for cells in reader:
+        if not cells:                                     # a blank line
+            continue
+        if len(cells) != len(keys):
+            raise SweepError(spec, f"line {reader.line_num} has {len(cells)} cell(s) but the header names "
+                                   f"{len(keys)} column(s)",
+                             "give every row one cell per column (quote a cell that holds a comma: \"a, b\")")
+        rows.append({key: _item(cell, spec) if cell != "" else "" for key, cell in zip(keys, cells)})
+    return rows
+
+
+def _file_rows(path: Path, spec: str, graph: dict | None, check: KeyCheck | None) -> list[dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SweepError(spec, f"cannot read the file ({exc.strerror or exc})", "check the path") from None
+    except (OSError, ValueError) as exc:          # ValueError: not UTF-8, a NUL in the path
+        raise SweepError(spec, f"cannot read the file ({getattr(exc, 'strerror', None) or exc})",
+                         "check the path; the file must be UTF-8 text") from None
     rows: list[dict[str, Any]] = []
     if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        if not reader.fieldnames:
-            raise SweepError(spec, "the CSV file has no header row", "start it with NODE.INPUT column names")
-        for row in reader:
-            rows.append({resolve_key(k, graph, spec): _list_values(v)[0] if v != "" else ""
-                         for k, v in row.items() if k is not None})
+        rows = _csv_rows(text, spec, graph, check)
     else:
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = _json(line, spec)
             except json.JSONDecodeError as exc:
                 raise SweepError(spec, f"line {number} is not JSON ({exc.msg})",
                                  'write one object per line, e.g. {"sampler.seed": 3}') from None
             if not isinstance(row, dict):
                 raise SweepError(spec, f"line {number} is not a JSON object",
                                  'write one object per line, e.g. {"sampler.seed": 3}')
-            rows.append({resolve_key(k, graph, spec): v for k, v in row.items()})
+            rows.append({resolve_key(k, graph, spec, check): v for k, v in row.items()})
     if not rows:
         raise SweepError(spec, "the file has no rows", "add at least one row of overrides")
     return rows
 
 
-def parse_sweep(specs: list[str], graph: dict | None = None) -> list[dict[str, Any]]:
+def parse_sweep(specs: list[str], graph: dict | None = None, check: KeyCheck | None = None) -> list[dict[str, Any]]:
     """Every variant (a dict of `NODE.INPUT` overrides) that `specs` describe, in order.
 
     Args:
         specs: `KEY=VALUES` strings or paths of .csv / .jsonl files (see the module docstring).
         graph: the graph as a dict, to resolve bare input names like `seed`.
+        check: called with each resolved `NODE.INPUT`; returns (problem, fix) to refuse it, else None.
 
     Raises:
-        SweepError: a spec is malformed, names an input no node has (or several have),
-            or describes more than MAX_VARIANTS variants.
+        SweepError: a spec is malformed, names an input no node has (or several have), is refused
+            by `check`, or describes more than MAX_VARIANTS variants.
     """
     axes: list[list[dict[str, Any]]] = []
     for spec in specs:
@@ -151,14 +258,14 @@ def parse_sweep(specs: list[str], graph: dict | None = None) -> list[dict[str, A
             if path.suffix.lower() not in (".csv", ".jsonl"):
                 raise SweepError(spec, "it is neither KEY=VALUES nor a .csv / .jsonl file",
                                  "write e.g. seed=0..99, sampler.cfg=3,5,7 or variants.csv")
-            axes.append(_file_rows(path, spec, graph))
+            axes.append(_file_rows(path, spec, graph, check))
             continue
         key, _, values_text = spec.partition("=")
-        key = resolve_key(key.strip(), graph, spec)
+        key = resolve_key(key.strip(), graph, spec, check)
         if not values_text:
             raise SweepError(spec, "no values after '='", "give a range A..B or a list V1,V2")
-        is_range = ".." in values_text and "," not in values_text
-        values = _range_values(values_text, spec) if is_range else _list_values(values_text)
+        is_range = ".." in values_text and "," not in values_text and values_text.lstrip()[:1] not in '"[{'
+        values = _range_values(values_text, spec) if is_range else _list_values(values_text, spec)
         axes.append([{key: value} for value in values])
     total = 1
     for axis in axes:

@@ -54,7 +54,7 @@ def session_from_options(options: dict[str, Any]):
                    allow=options.get("allow"), deny=options.get("deny"), prefer=options.get("prefer"),
                    cache_policy=options.get("cache_policy", "lru"),
                    **({"cache_budget_bytes": options["cache_budget_bytes"]}
-                      if options.get("cache_budget_bytes") else {}),
+                      if options.get("cache_budget_bytes") is not None else {}),
                    model_paths=model_paths)
 
 

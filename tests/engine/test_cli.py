@@ -522,3 +522,24 @@ def test_a_video_or_audio_file_is_named_with_how_to_get_its_graph(tmp_path, caps
         captured = capsys.readouterr()
         text = captured.out + captured.err
         assert kind in text and how in text and "UTF-8" not in text
+
+
+def test_run_keeps_every_runs_record(tmp_path, capsys):
+    """<graph>.outputs.json is the latest run; <graph>.outputs.jsonl gains one line per run into the folder."""
+    out = tmp_path / "out"
+    assert main(["run", ARITHMETIC, "--output-dir", str(out), "--set", "width.value=64"]) == 0
+    assert main(["run", ARITHMETIC, "--output-dir", str(out), "--set", "width.value=32"]) == 0
+    latest = json.loads((out / "arithmetic.outputs.json").read_text())
+    history = [json.loads(line) for line in (out / "arithmetic.outputs.jsonl").read_text().splitlines()]
+    assert len(history) == 2 and history[1] == latest and history[0]["run_id"] != latest["run_id"]
+    assert history[0]["outputs"]["show"]["value"].startswith("64x")
+
+
+def test_run_record_log_refuses_a_planted_symlink(tmp_path, capsys):
+    """A link planted at <graph>.outputs.jsonl is not followed: the run succeeds, warns, and the target is unchanged."""
+    out, victim = tmp_path / "out", tmp_path / "victim.txt"
+    out.mkdir()
+    victim.write_text("original")
+    (out / "arithmetic.outputs.jsonl").symlink_to(victim)
+    assert main(["run", ARITHMETIC, "--output-dir", str(out)]) == 0
+    assert victim.read_text() == "original" and "record was not appended" in capsys.readouterr().err

@@ -343,3 +343,11 @@ def test_tracebacks_reach_clients_only_from_a_loopback_server_without_users(prot
     shared = Server(session, data_dir=tmp_path / "b", users=UserBook(path=tmp_path / "users.json"))
     assert not shared.protocol.send_tracebacks
     assert not Server(session, data_dir=tmp_path / "c", host="0.0.0.0").protocol.send_tracebacks
+
+
+def test_a_cache_budget_of_true_is_refused(proto):
+    """pydantic's lax ints turned `true` into a budget of 1 byte; the message field is strict."""
+    replies = [out.message for out in send(proto, {"type": "set_cache_policy", "policy": "lru", "budget_bytes": True})
+               if out.message is not None]
+    assert replies[0]["type"] == "error" and replies[0]["code"] == "invalid_message", replies
+    assert proto.session.cache.budget_bytes != 1

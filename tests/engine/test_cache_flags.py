@@ -1,0 +1,62 @@
+"""Setting the output cache from the command line (--cache, --cache-budget) and refusing budgets that are not sizes."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from nodegraph.cache import OutputCache
+from nodegraph.cli import _session, build_parser, main
+from nodegraph.distributed.options import cache_options, parse_cache_budget, worker_session_options
+
+ARITHMETIC = str(Path(__file__).resolve().parents[2] / "graphs" / "arithmetic.json")
+
+
+@pytest.mark.parametrize("budget", [True, False, -1, 1.5, "1G"])
+def test_cache_refuses_budgets_that_are_not_byte_counts(budget):
+    """A bool (an int to Python), a negative, a float or a text budget is refused with the fix."""
+    with pytest.raises(ValueError, match="cache budget must be a non-negative int number of bytes"):
+        OutputCache().set_policy("lru", budget)
+    with pytest.raises(ValueError, match="non-negative int"):
+        OutputCache("lru", budget)
+
+
+def test_cache_budget_sizes():
+    """--cache-budget reads 4GiB, 512M, plain bytes and 0; junk, negatives and inf are refused by value."""
+    assert parse_cache_budget("4GiB") == 4 * 1024**3 and parse_cache_budget("512M") == 512 * 1024**2
+    assert parse_cache_budget("0") == 0 and parse_cache_budget("1000") == 1000
+    for text in ("True", "-1", "inf", "nan", "1e400G", "lots", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="is not a size of 0 or more bytes"):
+            parse_cache_budget(text)
+
+
+def test_run_flags_reach_the_session():
+    """`run --cache-budget 4GiB` gives the session's cache that budget; --cache none its policy; workers get both."""
+    args = build_parser().parse_args(["run", ARITHMETIC, "--cache-budget", "4GiB", "--no-plugins"])
+    assert _session(args).cache.info()["budget_bytes"] == 4 * 1024**3
+    assert worker_session_options(args)["cache_budget_bytes"] == 4 * 1024**3
+    args = build_parser().parse_args(["run", ARITHMETIC, "--cache", "none", "--no-plugins"])
+    assert _session(args).cache.policy == "none" and cache_options(args) == {"cache_policy": "none"}
+    args = build_parser().parse_args(["run", ARITHMETIC, "--cache-budget", "0", "--no-plugins"])
+    assert worker_session_options(args)["cache_policy"] == "none"    # a worker would read budget 0 as "unset"
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--cache-budget", "True"], "argument --cache-budget: 'True' is not a size"),
+    (["--cache-budget=-5G"], "argument --cache-budget: '-5G' is not a size"),
+    (["--cache", "most"], "argument --cache: invalid choice: 'most'"),
+])
+def test_run_refuses_bad_cache_flags(flags, words, capsys):
+    """Bad --cache / --cache-budget values are usage errors (exit 2) naming the flag."""
+    with pytest.raises(SystemExit) as info:
+        main(["run", ARITHMETIC, *flags])
+    assert info.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_run_refuses_a_budget_for_a_policy_without_one(tmp_path, capsys):
+    """--cache-budget with --cache all is a usage error, not silently ignored."""
+    assert main(["run", ARITHMETIC, "--cache", "all", "--cache-budget", "1G", "--output-dir", str(tmp_path)]) == 2
+    assert "--cache-budget applies to --cache lru only" in capsys.readouterr().err
+    assert main(["run", ARITHMETIC, "--cache", "all", "--output-dir", str(tmp_path)]) == 0
