@@ -116,6 +116,31 @@ def _session(args: argparse.Namespace, **kwargs: Any):
     return Session(**plugin_options(args), model_paths=model_paths, **cache_options(args), **kwargs)
 
 
+def _load(session: Any, path: str) -> Any:
+    """The Graph in a file; a ComfyUI API prompt (its .json export, or a PNG ComfyUI saved) is imported
+    (`graph.import_foreign`: classes with an equivalent become our nodes) with a note on stderr."""
+    from .errors import GraphValidationError
+    from .graph import foreign_prompt, import_foreign
+
+    try:
+        return session.load(Path(path))
+    except GraphValidationError as exc:
+        prompt = foreign_prompt(path) if [e.code for e in exc.errors] == ["foreign_format"] else None
+        if prompt is None:
+            raise
+    registry = session.registry
+
+    def output_names(node_type: Any) -> list[str] | None:
+        cls = registry.nodes.get(node_type) if isinstance(node_type, str) else None
+        return [o.name for o in cls.spec.outputs] if cls is not None else None
+
+    data = import_foreign(prompt, output_names)
+    translated = len(data["metadata"]["comfyui_types"])
+    print(f"note: {path} is a ComfyUI API prompt; imported it ({translated} of {len(prompt)} node(s) have an "
+          f"equivalent here; the others keep their ComfyUI types)", file=sys.stderr)
+    return session.load(data)
+
+
 def _print_errors(errors: list, stream: TextIO) -> None:
     print(f"graph is invalid ({len(errors)} error{'s' if len(errors) != 1 else ''}):", file=stream)
     for error in errors:
@@ -260,7 +285,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     session = _session(args, output_dir=args.output_dir, input_dir=args.input_dir)
     warnings = _print_plugin_warnings(session)
     try:
-        graph = session.load(Path(args.graph))       # read once: the --set values' types, then the run
+        graph = _load(session, args.graph)       # read once: the --set values' types, then the run
     except GraphValidationError as exc:
         _print_errors(exc.errors, sys.stderr)
         return EXIT_INVALID
@@ -377,7 +402,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return _usage_error(str(exc), as_json=args.json)
     warnings = _print_plugin_warnings(session)
     try:
-        graph = session.load(Path(args.graph))
+        graph = _load(session, args.graph)
         override_errors: list = []
         if overrides:
             typed = _typed_overrides(session.registry, graph.nodes, overrides)

@@ -739,11 +739,13 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_GRAPH_KEYWORD = "nodegraph"
 
 
-def graph_text_from_png(data: bytes) -> str | None:
-    """The graph JSON that SaveImage embeds in a PNG (tEXt/iTXt chunk "nodegraph"), or None."""
+def graph_text_from_png(data: bytes, keyword: str = PNG_GRAPH_KEYWORD) -> str | None:
+    """The graph JSON that SaveImage embeds in a PNG (tEXt/iTXt chunk "nodegraph"), or None; another `keyword`
+    reads another tool's chunk (ComfyUI's API prompt is "prompt")."""
     import struct
     import zlib
 
+    keyword_wanted = keyword
     pos = len(PNG_SIGNATURE)
     while pos + 8 <= len(data):
         (length,) = struct.unpack(">I", data[pos:pos + 4])
@@ -755,7 +757,7 @@ def graph_text_from_png(data: bytes) -> str | None:
         if kind not in (b"tEXt", b"iTXt"):
             continue
         keyword, _, rest = body.partition(b"\0")
-        if keyword.decode("latin-1") != PNG_GRAPH_KEYWORD:
+        if keyword.decode("latin-1") != keyword_wanted:
             continue
         if kind == b"tEXt":
             return rest.decode("latin-1")
@@ -812,6 +814,12 @@ def load_graph(path: str | os.PathLike) -> Graph:
                                f"graph is a .json file, or a PNG saved by SaveImage)")]) from None
     if data.startswith(PNG_SIGNATURE):
         text = graph_text_from_png(data)
+        if text is None and graph_text_from_png(data, "prompt") is not None:
+            raise GraphValidationError([GraphError(
+                "foreign_format", f"{path.name} is a PNG saved by ComfyUI: it carries a ComfyUI API prompt, not a "
+                                  f"nodegraph graph; `nodegraph run`/`validate` and the editor import it "
+                                  f"(nodegraph.graph.foreign_prompt reads it)", details={"tool": "comfyui",
+                                                                                        "format": "api"})])
         if text is None:
             raise GraphValidationError([GraphError(
                 "invalid_json", f"{path.name} is a PNG without an embedded graph; only images saved by "
@@ -824,6 +832,20 @@ def load_graph(path: str | os.PathLike) -> Graph:
             "invalid_json", f"{path.name} is {what}, not a graph file; {how.format(name=path.name)}",
             details={"file_kind": what})])
     return parse_graph(data)
+
+
+def foreign_prompt(path: str | os.PathLike) -> dict | None:
+    """The ComfyUI API prompt a file holds — a .json export, or the "prompt" chunk of a PNG ComfyUI saved —
+    or None (anything else, or a file that cannot be read: `load_graph` says why)."""
+    try:
+        data = Path(path).read_bytes()[: MAX_FILE_BYTES + 1]
+        if len(data) > MAX_FILE_BYTES:
+            return None
+        text = graph_text_from_png(data, "prompt") if data.startswith(PNG_SIGNATURE) else data.decode("utf-8")
+        prompt = json.loads(text) if text is not None else None
+    except (OSError, ValueError):
+        return None
+    return prompt if foreign_format(prompt) == ("comfyui", "api") else None
 
 
 def graph_file_schema() -> dict[str, Any]:

@@ -543,3 +543,23 @@ def test_run_record_log_refuses_a_planted_symlink(tmp_path, capsys):
     (out / "arithmetic.outputs.jsonl").symlink_to(victim)
     assert main(["run", ARITHMETIC, "--output-dir", str(out)]) == 0
     assert victim.read_text() == "original" and "record was not appended" in capsys.readouterr().err
+
+
+def test_run_and_validate_import_a_comfyui_api_prompt(tmp_path, capsys):
+    """`nodegraph validate/run prompt.json` (ComfyUI's Export (API)) and a PNG ComfyUI saved (its "prompt" chunk)
+    are imported with a note, not refused; a UI workflow is still refused with how to export the API format."""
+    from PIL import Image, PngImagePlugin
+
+    prompt = {"1": {"class_type": "Int", "inputs": {"value": 4}},
+              "2": {"class_type": "ShowValue", "inputs": {"value": ["1", 0]}}}
+    (tmp_path / "prompt.json").write_text(json.dumps(prompt))
+    assert main(["validate", str(tmp_path / "prompt.json")]) == 0
+    assert "is a ComfyUI API prompt; imported it" in capsys.readouterr().err
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", json.dumps(prompt))
+    Image.new("RGB", (4, 4)).save(tmp_path / "ComfyUI_00001_.png", pnginfo=info)
+    assert main(["run", str(tmp_path / "ComfyUI_00001_.png"), "--output-dir", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "ComfyUI_00001_.outputs.json").read_text())["outputs"]["2"]["value"] == 4
+    (tmp_path / "workflow.json").write_text(json.dumps({"nodes": [], "links": [], "version": 0.4}))
+    assert main(["validate", str(tmp_path / "workflow.json")]) == 1
+    assert "Export (API)" in capsys.readouterr().out
