@@ -204,6 +204,22 @@ def message_schemas() -> dict[str, Any]:
     return {m.model_fields["type"].annotation.__args__[0]: m.model_json_schema() for m in models}
 
 
+_REQUEST_ID = re.compile(rb'"request_id"\s*:\s*("(?:[^"\\]|\\.){0,128}"|-?\d{1,18})')
+
+
+def _request_id_in(head: bytes) -> str | int | None:
+    """The request_id of a binary frame whose header cannot be decoded (too long, cut short), when it is
+    there to find: a client waiting on it gets its error instead of waiting forever."""
+    found = _REQUEST_ID.search(head)
+    if found is None:
+        return None
+    try:
+        value = json.loads(found.group(1))
+    except ValueError:
+        return None
+    return value if isinstance(value, (str, int)) else None
+
+
 def encode_frame(header: dict[str, Any], payload: bytes) -> bytes:
     """A binary frame: 4-byte big-endian header length, JSON header, payload."""
     head = json.dumps(header, separators=(",", ":")).encode()
@@ -1037,8 +1053,11 @@ class ServerProtocol:
     def _receive_binary(self, client: ClientState, data: bytes) -> list[Outgoing]:
         try:
             raw_header, payload = decode_frame(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return [_error(client.client_id, "invalid_frame", f"binary frame: {exc}")]
+        except (ValueError, UnicodeDecodeError) as exc:     # answered with its request_id when one can be read
+            return [_error(client.client_id, "invalid_frame",
+                           f"binary frame: {exc}; a frame is a 4-byte big-endian header length (at most "
+                           f"{MAX_FRAME_HEADER} bytes), the JSON header {{type: 'upload', name, kind, request_id}}, "
+                           f"then the file's bytes", _request_id_in(data[4:4 + MAX_FRAME_HEADER * 4]))]
         request_id = raw_header.get("request_id") if isinstance(raw_header.get("request_id"), (str, int)) else None
         if not client.greeted:
             return [_error(client.client_id, "hello_required", "send a hello message first", request_id)]

@@ -351,3 +351,15 @@ def test_a_cache_budget_of_true_is_refused(proto):
                if out.message is not None]
     assert replies[0]["type"] == "error" and replies[0]["code"] == "invalid_message", replies
     assert proto.session.cache.budget_bytes != 1
+
+
+def test_a_binary_frame_whose_header_cannot_be_read_is_answered_with_its_request_id(proto):
+    """A header over the limit (a 100,000-character file name) got an error without request_id, so a client
+    waiting on it hung; the id is found in the raw header when it is there."""
+    import struct
+
+    head = json.dumps({"type": "upload", "name": "x" * 100_000, "kind": "image", "request_id": "r7"}).encode()
+    (reply,) = [out.message for out in proto.receive("c1", struct.pack(">I", len(head)) + head + b"png")
+                if out.message is not None]
+    assert reply["code"] == "invalid_frame" and reply["request_id"] == "r7"
+    assert "at most 65536 bytes" in reply["message"]
