@@ -117,3 +117,17 @@ def test_sizes_outside_the_tiny_worlds_training_range_are_warned_about(session, 
     if warned:
         assert warnings[0]["node_id"] == "sampler" and f"at {width}x{height}" in warnings[0]["message"]
         assert "32-128 px" in warnings[0]["message"]
+
+
+def test_an_empty_latent_laid_out_for_another_vae_is_warned_about(session):
+    """EmptyLatent without its vae input assumes SD's 8 pixels a cell; the tiny world's VAE has 4, so ComfyUI's
+    default workflow (imported) asked for 64×64 and silently got 32×32. KSampler now says so and how to fix it."""
+    graph = load("txt2img.json", image=("decode", "image"))
+    graph["nodes"]["sampler"]["inputs"]["steps"] = 1
+    del graph["nodes"]["latent"]["inputs"]["vae"]
+    result = session.run(graph)
+    (warning,) = result.warnings
+    assert warning["node_id"] == "sampler" and "will be 32x32 px, not 64x64" in warning["message"]
+    assert "vae input" in warning["message"] and result.outputs["show_image"]["value"].shape[1:3] == (32, 32)
+    graph["nodes"]["latent"]["inputs"]["vae"] = {"node": "checkpoint", "output": "vae"}
+    assert session.run(graph).warnings == []

@@ -292,6 +292,21 @@ def _warn_outside_trained_sizes(context: NodeContext, model: Any, samples: Any) 
                      f"(graphs/hires_fix.json, graphs/upscale.json).")
 
 
+def _warn_latent_for_another_vae(context: NodeContext, model: Any, latent: dict) -> None:
+    """A node_warning when an empty latent was laid out for another VAE than the model's: EmptyLatent without its
+    `vae` input assumes SD's 8 pixels per latent cell, and the tiny-world VAE has 4 — a 64×64 request then
+    comes out 32×32 with no word said."""
+    made_for, has = latent.get("pixels_per_cell"), getattr(model, "pixels_per_cell", None)
+    samples = latent.get("samples")
+    if not isinstance(made_for, int) or not isinstance(has, int) or made_for == has or getattr(samples, "ndim", 0) != 4:
+        return
+    height, width = samples.shape[-2:]
+    context.warn(f"this latent was laid out for {made_for} pixels per latent cell (EmptyLatent without its vae "
+                 f"input assumes SD's 8), but {model.name}'s VAE has {has}: the image will be {width * has}x"
+                 f"{height * has} px, not {width * made_for}x{height * made_for}. Link EmptyLatent's vae input to "
+                 f"the checkpoint's vae output.")
+
+
 def run_sampling(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, noise: Any, samples: Any,
                  noise_mask: Any = None, on_step: Any = None) -> Any:
     """Shared by Sample, KSampler and DenoisingTrajectory: place the model, noise the latent, run the sampler.
@@ -397,6 +412,7 @@ class DenoisingTrajectory(Node):
                 scale = 1.0 / (1.0 + float(info["sigma_hat"]) ** 2) ** 0.5       # VE → VP: what q(x_t | x0) shows
                 noisy.append((info["x"].detach() * scale).to("cpu", samples.dtype))
 
+        _warn_latent_for_another_vae(self.context, model, latent)
         out = run_sampling(self.context, guider, sampler, sigmas, noise, samples, latent.get("noise_mask"),
                            on_step=keep)
         base = {k: v for k, v in latent.items() if k != "noise_mask"}
@@ -746,7 +762,7 @@ def api_empty_latent(context: NodeContext, width: int, height: int, *, batch_siz
             raise NodeInputError("width", f"this VAE needs sizes that are multiples of {factor}")
     shape = (batch_size, channels, height // factor, width // factor)
     try:
-        return {"samples": torch.zeros(shape)}
+        return {"samples": torch.zeros(shape), "pixels_per_cell": factor}
     except (RuntimeError, MemoryError) as exc:      # torch: "can't allocate memory: you tried to allocate N bytes"
         gib = math.prod(shape) * 4 / 2**30
         raise NodeInputError("batch_size" if batch_size > 1 else "width",
@@ -773,6 +789,7 @@ def api_sample(context: NodeContext, model: Any, positive: Any, negative: Any, l
         guider.check_latent(samples)
         guider.check_model(model.net)
     chosen = {"name": sampler, "function": sampler_function(context.service("registry"), sampler), "options": {}}
+    _warn_latent_for_another_vae(context, model, latent)
     out = run_sampling(context, Guidance(guider, model), chosen, sigmas, noise or Noise(seed), samples,
                        latent.get("noise_mask"))
     return {**latent, "samples": out}
@@ -801,6 +818,7 @@ def api_sample_custom(context: NodeContext, guider: Any, sampler: Any, sigmas: A
         check_schedule(sigmas, must_end_in_zero=False)
     with _as_input_errors({}, "guider"):
         guider.denoiser.check_latent(samples)
+    _warn_latent_for_another_vae(context, model, latent)
     out = run_sampling(context, guider, sampler, sigmas, noise, samples, latent.get("noise_mask"))
     return {**latent, "samples": out}
 
