@@ -366,11 +366,14 @@ def test_comfyui_files_are_recognised_and_api_prompts_import():
             parse_graph(json.dumps(data))
         assert codes(info.value.errors) == ["foreign_format"]
         assert info.value.errors[0].details == {"tool": "comfyui", "format": kind}
-    imported = parse_graph(import_foreign(prompt, lambda t: ["MODEL", "CLIP", "VAE"] if t == "CheckpointLoaderSimple"
-                                          else None))
+    prompt["5"] = {"class_type": "MyLoader", "inputs": {}}
+    prompt["3"]["inputs"]["vae"] = ["5", 2]
+    imported = parse_graph(import_foreign(prompt, lambda t: ["A", "B", "C"] if t == "MyLoader" else None))
     node = imported.nodes["3"]
     assert node.type == "KSampler" and node.title == "Sampler" and node.inputs["cfg"] == 7.5
-    assert node.inputs["model"].node == "4" and node.inputs["model"].output == "MODEL"
+    assert node.inputs["model"].node == "4" and node.inputs["model"].output == "model"   # our LoadCheckpoint's
+    assert imported.nodes["4"].type == "LoadCheckpoint" and node.inputs["vae"].output == "C"   # output_names'
+    assert imported.nodes["5"].type == "MyLoader"
     with pytest.raises(GraphValidationError) as info:
         import_foreign(workflow)
     assert codes(info.value.errors) == ["foreign_format"]
