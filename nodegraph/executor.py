@@ -111,6 +111,7 @@ class NodePlan:
     lazy_inputs: frozenset[str]
     fingerprinted: bool
     reads_input: bool = False   # reads the input folder (an upload or input-folder name): keyed by that folder
+    writes_output: bool = False  # names a place in the output folder (a training run folder): keyed by that folder
 
 
 @dataclass(frozen=True)
@@ -168,11 +169,12 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
         fingerprinted = (cls.fingerprint.__func__ is not Node.fingerprint.__func__
                          or any(s.model_folder for s in spec.inputs.values()))
         reads_input = any(s.file_name_in == "input" or "upload" in s.widget for s in spec.inputs.values())
+        writes_output = any(s.file_name_in == "output" for s in spec.inputs.values())
         nodes[node_id] = NodePlan(
             node_id=node_id, cls=cls, literals=literals,
             literal_digest=_literal_digest(registry.qualified_name(cls), spec.version, literals),
             links=tuple(links), lazy_inputs=frozenset(n for n, s in spec.inputs.items() if s.lazy),
-            fingerprinted=fingerprinted, reads_input=reads_input)
+            fingerprinted=fingerprinted, reads_input=reads_input, writes_output=writes_output)
     order, left_over = topological_order(graph.nodes)
     assert not left_over, "compile_graph needs a validated (acyclic) graph"
     order = tuple(order)
@@ -266,7 +268,7 @@ def compute_keys(state: RunState, order: list[str], resolve_file: Callable[[str,
         h = hashlib.blake2b(plan.literal_digest, digest_size=16)
         if not plan.cls.deterministic:
             h.update(fresh + node_id.encode())
-        if output_scope and plan.cls.spec.output_node:
+        if output_scope and (plan.cls.spec.output_node or plan.writes_output):
             h.update(b"\0scope\0" + output_scope)
         if input_scope and plan.reads_input:
             h.update(b"\0input\0" + input_scope)
@@ -620,9 +622,10 @@ def run_plan(
         resolve_file: (model folder, file name) → Path, for fingerprints.
         run_id: defaults to a new uuid4 hex.
         graph: the Graph the plan came from (offered to nodes as `context.graph`).
-        output_scope: mixed into output nodes' keys (the run's output folder when runs
-            write to different folders), so a cached output node never reports another
-            folder's files.
+        output_scope: mixed into the keys of output nodes and of nodes with an input naming a
+            place in the output folder (a training run folder) -- the run's output folder when
+            runs write to different folders -- so a cached node never reports another folder's
+            files nor skips writing to this one.
         input_scope: mixed into the keys of nodes that read the input folder (the run's input
             folder when runs read different ones: a server's users), so one user's "dog.png"
             never answers for another's.

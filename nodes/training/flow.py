@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from .trainer import (EMA, Progress, TrainConfig, TrainingRun, _autocast, _batch_indices, _optimiser_step,
-                      _start_or_resume, lr_at)
+                      _loss_buckets, _start_or_resume, lr_at)
 
 TimeSampling = Literal["logit_normal", "uniform"]
 NET_TIME_SCALE = 1000.0   # SD3 nets take t * 1000 (FlowTimeMap's multiplier)
@@ -151,10 +151,9 @@ def train_flow(mmdit: nn.Module, data: FlowData, config: TrainConfig, progress: 
     torch.manual_seed(config.seed)
     optimiser, ema, start = _start_or_resume(mmdit, config, run)
     device = next(mmdit.parameters()).device
-    bucket_sum = torch.zeros(time_buckets, dtype=torch.float64)
-    bucket_count = torch.zeros(time_buckets, dtype=torch.float64)
+    bucket_sum, bucket_count = _loss_buckets(run, time_buckets)
     mmdit.train()
-    info: dict = {}
+    info: dict = dict(run.last_info)
     for step in range(start, config.steps):
         for micro in range(config.grad_accumulation):
             t, x_t, v, context, y = flow_batch(data, config, step, micro, caption_dropout, time_sampling,
@@ -175,7 +174,8 @@ def train_flow(mmdit: nn.Module, data: FlowData, config: TrainConfig, progress: 
         done = step + 1
         if done == config.steps or (config.checkpoint_every and done % config.checkpoint_every == 0):
             run.save({"step": done, "model": mmdit.state_dict(), "optimiser": optimiser.state_dict(),
-                      "ema": ema.shadow if ema else None})
+                      "ema": ema.shadow if ema else None, "info": info,
+                      "loss_buckets": torch.stack([bucket_sum, bucket_count])})
         progress(done, config.steps, info)
     if ema is not None:
         ema.copy_to(mmdit)

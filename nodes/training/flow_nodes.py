@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from nodegraph import Input, Node, NodeInputError, NodeInputs, Output
 
-from .nodes import _encode_pixels, _on_compute_device, _progress, _run, _run_folder, _train
+from .nodes import _content_digest, _data_text, _encode_pixels, _on_compute_device, _progress, _run, _run_folder, _train
 
 
 def _encode_flow_dataset(node: Node, dataset: Any, vae: Any, encoder: Any) -> Any:
@@ -86,7 +86,7 @@ class TrainFlow(Node):
         mixed_precision: Literal["no", "bf16"] = Input("bf16")
         seed: int = Input(0, seed=True)
         checkpoint_every: int = Input(250, ge=0, le=10_000_000)
-        run_name: str = Input("flow", min_length=1, max_length=80)
+        run_name: str = Input("flow", file_name_in="output", subfolders=True, min_length=1, max_length=80)
         init_model: Any = Input(None, port="MODEL", description="continue from this flow model's weights (an MMDiT "
                                                                  "of the same size, e.g. a shipped one); empty: start "
                                                                  "from scratch")
@@ -146,10 +146,12 @@ class TrainFlow(Node):
                             grad_accumulation=grad_accumulation, grad_clip=grad_clip, ema_decay=ema_decay,
                             mixed_precision=mixed_precision, seed=seed, checkpoint_every=checkpoint_every)
         data = _encode_flow_dataset(self, dataset, vae, encoder)
-        run = _run(folder, {"mmdit": repr(config), "train": repr(train), "data": len(data.latents),
-                            "time": [time_sampling, logit_mean, logit_std], "dropout": caption_dropout,
-                            "context_tokens": context_tokens, "text": repr(clip.config),
-                            **({"start": getattr(init_model, "name", "init_model")} if init_model is not None else {})})
+        run = _run(self, run_name, folder, {
+            "mmdit": repr(config), "train": repr(train),
+            "data": _data_text(len(data.latents), data),
+            "time": [time_sampling, logit_mean, logit_std], "dropout": caption_dropout,
+            "context_tokens": context_tokens, "text": repr(clip.config),
+            **({"start": _content_digest(init_model.net)} if init_model is not None else {})})
         with _on_compute_device(self, mmdit):
             report = _train(train_flow, mmdit, data, train, _progress(self), run, caption_dropout=caption_dropout,
                             time_sampling=time_sampling, logit_mean=logit_mean, logit_std=logit_std)

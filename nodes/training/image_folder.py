@@ -33,7 +33,15 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".
 
 
 class DatasetError(ValueError):
-    """An argument that makes the dataset unusable (missing root, bad size, nothing usable)."""
+    """An argument that makes the dataset unusable (missing root, bad size, nothing usable).
+
+    ``argument`` names it ("root", "size", "index"); ``reason`` is the message without that name
+    (what a node shows under its own input name); str() is "argument: reason".
+    """
+
+    def __init__(self, argument: str, reason: str):
+        super().__init__(f"{argument}: {reason}")
+        self.argument, self.reason = argument, reason
 
 
 @dataclass
@@ -133,13 +141,17 @@ class ImageFolderDataset:
         self.root = Path(root)
         shown = shown_as or str(self.root)       # the node passes the name the user gave: no server path
         if not self.root.is_dir():
-            raise DatasetError(f"root: expected a folder of images with .txt captions; {shown} is not a folder.")
+            raise DatasetError("root", f"expected a folder of images with .txt captions; {shown} is not a folder. "
+                                       f"Fix: create it (or upload your images into it) and put a same-name .txt "
+                                       f"caption beside each image, or name an existing folder")
         if size < 8:
-            raise DatasetError(f"size: expected an image side of at least 8 px; found {size}.")
+            raise DatasetError("size", f"expected an image side of at least 8 px; found {size}. Fix: set 8 or more")
         self.size = int(size)
         self.report = self._scan(tuple(suffix.lower() for suffix in extensions))
         if not self.report.used:
-            raise DatasetError(f"root: no usable image in {shown}: {self.report.summary()}.")
+            raise DatasetError("root", f"no usable image in {shown}: {self.report.summary()}. Fix: add images "
+                                       f"({', '.join(IMAGE_EXTENSIONS)}) each with a non-empty caption in a same-name "
+                                       f".txt file beside it (cats/tabby.png + cats/tabby.txt)")
         self.paths = list(self.report.used)
         self.captions = [_read_caption(path.with_suffix(".txt")) for path in self.paths]
 
@@ -181,7 +193,9 @@ class ImageFolderDataset:
         try:
             image = load_square_image(path, self.size)
         except Exception as error:
-            raise DatasetError(f"image {path}: decoded during the scan but not now ({error}); was it changed?") from error
+            raise DatasetError("index", f"image {index} ({path}) decoded during the scan but not now ({error}); was "
+                                        f"it changed? Fix: run the dataset node again so it scans the folder anew") \
+                from error
         return image, self.captions[index]
 
     def __getitem__(self, index: int):

@@ -224,7 +224,7 @@ def distill_lcm(unet: nn.Module, text_encoder: Any, data: DiffusionData, alphas_
     with torch.no_grad():
         empty_context, _ = text_encoder(data.empty_ids[None].to(device), layer=layer, pooled=False)   # (1, 77, D)
     student.train()
-    info: dict = {}
+    info: dict = dict(run.last_info)
     for step in range(start, config.steps):
         for micro in range(config.grad_accumulation):
             part = data.bucket(config.seed, step, micro)
@@ -270,7 +270,7 @@ def distill_lcm(unet: nn.Module, text_encoder: Any, data: DiffusionData, alphas_
             target_weights = dict(target.named_parameters())
             run.save({"step": done, "student": {k: v.detach() for k, v in trained.items()},
                       "target": {k: target_weights[k].detach() for k in trained},
-                      "optimiser": optimiser.state_dict()})
+                      "optimiser": optimiser.state_dict(), "info": info})
         progress(done, config.steps, info)
     # LoRA: the online adapters (as the LCM-LoRA script saves them); full UNet: the EMA target (as LCM does)
     result = student if lcd.mode == "lora" else target

@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType
 
-from .nodes import (_encode_dataset, _on_compute_device, _progress, _require_fp32, _run, _run_folder,
-                    _save_target, _searched, _train, _write_new_file)
+from .nodes import (_content_digest, _data_text, _encode_dataset, _on_compute_device, _progress, _require_fp32,
+                    _run, _run_folder, _save_target, _searched, _train, _write_new_file)
 
 LORA = PortType("LORA", "LoRA weights made in a graph (kohya layout), to save with SaveLoRA.", color="#ce93d8")
 
@@ -68,7 +68,7 @@ class DistillLCM(Node):
         mixed_precision: Literal["no", "bf16"] = Input("no")
         seed: int = Input(0, seed=True)
         checkpoint_every: int = Input(250, ge=0, le=10_000_000)
-        run_name: str = Input("lcm", min_length=1, max_length=80)
+        run_name: str = Input("lcm", file_name_in="output", subfolders=True, min_length=1, max_length=80)
 
     outputs = (Output("model", "MODEL"), Output("lora", "LORA"), Output("report", "STRING"))
 
@@ -104,9 +104,10 @@ class DistillLCM(Node):
                             ema_decay=0.0, mixed_precision=mixed_precision, seed=seed,
                             checkpoint_every=checkpoint_every)
         data = _encode_dataset(self, dataset, vae, clip.config.pad_token_id)
-        run = _run(folder, {"lcd": repr(lcd), "train": repr(train), "data": len(data), "teacher": getattr(
-            model, "name", "?"), "unet": repr(unet.config)})
         model.apply_patches()                      # the teacher is the MODEL as connected (its LoRAs applied)
+        run = _run(self, run_name, folder, {"lcd": repr(lcd), "train": repr(train),
+                                            "data": _data_text(len(data), data), "teacher": getattr(model, "name", "?"),
+                                            "unet": repr(unet.config), "weights": _content_digest(unet, clip)})
         alphas_cumprod = 1.0 / (1.0 + model.time_map._sigmas64.double() ** 2)      # sigma² = (1 − ᾱ) / ᾱ
         with _on_compute_device(self, unet, text_encoder.encoder):   # the teacher and its prompts on the GPU
             student, adapters, report = _train(distill_lcm, unet, clip, data, alphas_cumprod.float(), train, lcd,

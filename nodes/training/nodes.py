@@ -18,7 +18,11 @@
 Training state is checkpointed every `checkpoint_every` steps under
 `<output>/training/<run_name>/` (safetensors + JSON, never a pickle); running the
 same node again with the same settings resumes from there (an interrupted run
-loses at most one interval).
+loses at most one interval). The run's identity holds its settings, a digest of
+exactly what it trains on (images or latents and captions) and of any starting
+weights; a larger `steps` alone continues the saved run, any other change starts
+again with a warning and keeps the old state as training_state_N.* (trainer.py
+`TrainingRun`, docs/training.md "Re-running a training graph").
 
 Every input that names a file or folder goes through `nodegraph.paths.confine`:
 `run_name` (a name, or subfolders like `runs/a`, inside `<output>/training/`),
@@ -280,7 +284,7 @@ class ImageFolderDataset(Node):
         try:
             dataset = Folder(root, size=size, shown_as=f"the input folder's {folder!r}")
         except DatasetError as exc:
-            raise NodeInputError("folder", str(exc)) from None
+            raise NodeInputError("size" if exc.argument == "size" else "folder", exc.reason) from None
         return {"dataset": dataset, "report": dataset.report.summary()}
 
 
@@ -302,10 +306,63 @@ def _run_folder(node: Node, run_name: str) -> Path:
                    input_name="run_name", subfolders=True)
 
 
-def _run(folder: Path, identity: dict) -> Any:
+def _run(node: Node, run_name: str, folder: Path, identity: dict) -> Any:
+    """The TrainingRun of `folder`: resumed only by a run with the same `identity`, or one that only trains
+    longer; a state set aside or continued is reported as a node warning naming `run_name`."""
     from .trainer import TrainingRun
 
-    return TrainingRun(folder, identity)
+    return TrainingRun(folder, identity, warn=node.context.warn, shown_as=f"training run {run_name!r}")
+
+
+def _content_digest(*values: Any) -> str:
+    """A short exact digest (blake2b) of tensors (dtype, shape, bytes), modules' weights, dataclasses of
+    tensors, lists, dicts, text and numbers: what a run's identity records of its data and starting weights,
+    so a changed image or caption, or other weights, is never resumed as the old run."""
+    import dataclasses
+    import hashlib
+
+    import torch
+
+    digest = hashlib.blake2b(digest_size=10)
+
+    def feed(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"T{tensor.dtype}{tuple(value.shape)}\0".encode())
+            digest.update(tensor.view(torch.uint8).numpy())
+        elif isinstance(value, torch.nn.Module):
+            feed(value.state_dict())
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for field in dataclasses.fields(value):
+                feed(getattr(value, field.name))
+        elif isinstance(value, dict):
+            for key in sorted(value, key=str):
+                digest.update(f"K{key}\0".encode())
+                feed(value[key])
+        elif isinstance(value, (list, tuple)):
+            digest.update(f"L{len(value)}\0".encode())
+            for item in value:
+                feed(item)
+        else:
+            digest.update(f"V{value!r}\0".encode("utf-8", "surrogateescape"))
+
+    for value in values:
+        feed(value)
+    return digest.hexdigest()
+
+
+def _data_text(count: int, *contents: Any) -> str:
+    """A run identity's "data": the item count (readable in messages) and a digest of exactly what trains."""
+    return f"{count} items, content {_content_digest(*contents)}"
+
+
+def _config_text(config: Any, leave_out: tuple[str, ...] = ()) -> str:
+    """repr() of a dataclass config without the fields in `leave_out` (those that do not change training)."""
+    import dataclasses
+
+    shown = ", ".join(f"{field.name}={getattr(config, field.name)!r}" for field in dataclasses.fields(config)
+                      if field.name not in leave_out)
+    return f"{type(config).__name__}({shown})"
 
 
 def _train(train: Any, *args: Any, **kwargs: Any) -> Any:
@@ -419,7 +476,7 @@ class TrainVAE(Node):
             vae = AutoencoderKL(vae_config)
             vae.load_state_dict(init.state_dict())              # a copy: the input VAE stays as it was
             vae.float()
-            origin = {"init": f"{sum(float(p.detach().double().sum()) for p in init.parameters()):.10e}"}
+            origin = {"init": _content_digest(init)}
         else:
             vae_config = VAEConfig(ch=width, ch_mult=_int_list("channel_mult", channel_mult),
                                    num_res_blocks=res_blocks, z_channels=latent_channels)
@@ -430,8 +487,11 @@ class TrainVAE(Node):
         images = _images(dataset)
         decoder_only = {} if train_encoder and not latent_noise else {"train_encoder": train_encoder,
                                                                        "latent_noise": latent_noise}
-        run = _run(folder, {"vae": repr(vae_config), "train": repr(config), "data": len(images),
-                                    "crop": crop_size, **origin, **decoder_only})
+        # the preview map (latent_rgb_*) is a least-squares fit whose last bits vary from run to run: not identity
+        run = _run(self, run_name, folder, {
+            "vae": _config_text(vae_config, leave_out=("latent_rgb_factors", "latent_rgb_bias")),
+            "train": repr(config), "data": _data_text(len(images), images), "crop": crop_size, **origin,
+            **decoder_only})
         with _on_compute_device(self, vae):
             report = _train(train_vae, vae, images, config, _progress(self), run, kl_weight=kl_weight,
                             crop=crop_size, train_encoder=train_encoder, latent_noise=latent_noise)
@@ -589,17 +649,18 @@ class TrainDiffusion(Node):
             unet.requires_grad_(True)
             clip.requires_grad_(True)
             unet_config, text_config, objective = unet.config, clip.config, unet.config.prediction
-            origin = {"init": f"{sum(float(p.detach().double().sum()) for p in base.parameters()):.10e}",
+            origin = {"init": _content_digest(base, encoders["clip_l"]),
                       "schedule": json.dumps(schedule, sort_keys=True)[:200]}
         config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 40, warmup_steps=warmup_steps,
                              grad_accumulation=grad_accumulation, grad_clip=grad_clip, ema_decay=ema_decay,
                              mixed_precision=mixed_precision, seed=seed, checkpoint_every=checkpoint_every)
         data = _encode_dataset(self, dataset, vae, text_config.pad_token_id)
-        run = _run(folder, {"unet": repr(unet_config), "text": repr(text_config), "train": repr(config),
-                                    "data": len(data), "objective": objective, "betas": beta_schedule,
-                                    "dropout": caption_dropout, "train_te": train_text_encoder,
-                                    **({"zero_terminal_snr": True} if zero_terminal_snr else {}),
-                                    **({"train_unet": False} if not train_unet else {}), **origin})
+        run = _run(self, run_name, folder, {
+            "unet": repr(unet_config), "text": repr(text_config), "train": repr(config),
+            "data": _data_text(len(data), data), "objective": objective, "betas": beta_schedule,
+            "dropout": caption_dropout, "train_te": train_text_encoder,
+            **({"zero_terminal_snr": True} if zero_terminal_snr else {}),
+            **({"train_unet": False} if not train_unet else {}), **origin})
         with _on_compute_device(self, unet, clip):
             report = _train(train_diffusion, unet, clip, data, schedule_alphas_cumprod(schedule).float(), config,
                             _progress(self), run, objective=objective, caption_dropout=caption_dropout,
@@ -710,11 +771,14 @@ class DistillTextEncoder(Node):
         def tokenize(caption: str) -> Any:
             return tokenize_prompt(tokenizer, caption).ids(pad, 1)[0]
 
-        run = _run(folder, {"text": repr(teacher.config), "train": repr(config), "data": len(data.latents),
-                            "filler": filler, "word_swap": word_swap, "keep": keep_share,
-                            **({"paraphrase": paraphrase} if paraphrase else {}),
-                            **({"paraphrase_version": paraphrase_version} if paraphrase_version != 1 else {}),
-                            "init": f"{sum(float(p.detach().double().sum()) for p in teacher.parameters()):.10e}"})
+        run = _run(self, run_name, folder, {
+            "text": repr(teacher.config), "train": repr(config),
+            "data": _data_text(len(data.latents), data, list(captions)),
+            "unet": _content_digest(model.net),
+            "filler": filler, "word_swap": word_swap, "keep": keep_share,
+            **({"paraphrase": paraphrase} if paraphrase else {}),
+            **({"paraphrase_version": paraphrase_version} if paraphrase_version != 1 else {}),
+            "init": _content_digest(teacher)})
         alphas_cumprod = 1.0 / (1.0 + model.time_map.sigmas.double() ** 2)         # sigma² = (1 − ᾱ) / ᾱ
         with _on_compute_device(self, model.net, teacher, student):
             report = _train(distill_text_encoder, model.net, teacher, student, data, captions, rewrite, tokenize,
@@ -784,8 +848,10 @@ class TrainControlNet(Node):
                                             "(empty 'sizes'); layout 'continuous' varies object sizes and positions")
         data = _encode_dataset(self, dataset, vae, clip.config.pad_token_id)
         hints = _hints(self, dataset, hint)
-        run = _run(folder, {"controlnet": repr(config), "train": repr(train), "data": len(data.latents),
-                                    "hint": hint, "dropout": caption_dropout})
+        run = _run(self, run_name, folder, {"controlnet": repr(config), "train": repr(train),
+                                            "data": _data_text(len(data.latents), data, hints),
+                                            "model": _content_digest(unet, clip), "hint": hint,
+                                            "dropout": caption_dropout})
         alphas_cumprod = 1.0 / (1.0 + model.time_map.sigmas.double() ** 2)         # sigma² = (1 − ᾱ) / ᾱ
         with _on_compute_device(self, controlnet, unet, text_encoder.encoder):
             report = _train(train_controlnet, controlnet, unet, clip, data, hints, alphas_cumprod.float(), train,

@@ -21,7 +21,10 @@
                            finished one is not repeated. The state is training_state.safetensors
                            (tensors; RNG states as uint8) + training_state.json (step, scalars, the
                            tree's shape): nothing is unpickled; an old training_state.pt is refused
-                           (TrainingStateError)
+                           (TrainingStateError). A state whose settings differ only in `steps` (not
+                           past the saved step) or `checkpoint_every` is continued; any other
+                           difference starts again from step 0 with a warning naming the changes, and
+                           the old state is kept as training_state_N.* (never overwritten)
 
 Both loops call `progress(step, total, info)` every step (info: loss, lr, ...) — the
 node layer turns that into progress events and interruption checks — and are
@@ -31,9 +34,11 @@ deterministic for a seed (single thread, same batches, same noise).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
+import re
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -211,11 +216,34 @@ class TrainingRun:
     `token`, so a tensor file from one save is never paired with the JSON of another. A
     `training_state.pt` left by an earlier version is refused with TrainingStateError,
     never unpickled.
+
+    `identity` is what the state must match to be resumed (the nodes put the model
+    config, the TrainConfig, a digest of the training data and of any starting weights in
+    it). A saved state whose identity differs only in the TrainConfig's `steps` (raised, or
+    lowered but not below the saved step) or `checkpoint_every` is continued from its step
+    ("train longer", like `--resume_from_checkpoint`; the cosine schedule then stretches to
+    the new length). Any other difference starts from step 0: `warn` is told which
+    settings changed, and the first save moves the old files aside as
+    `training_state_N.safetensors` / `.json` (the next free N) instead of replacing them.
+
+    Args:
+        folder: the run folder (None: no checkpoints, nothing resumed).
+        identity: JSON-able settings (values that are not JSON are written with str()).
+        warn: receives a one-paragraph message when a saved state is continued with a new
+            length or set aside (a node passes ``self.context.warn``); default: the
+            "nodegraph" logger.
+        shown_as: how messages name the run (default: the folder's path).
     """
 
-    def __init__(self, folder: str | os.PathLike | None, identity: dict):
+    def __init__(self, folder: str | os.PathLike | None, identity: dict, warn: Callable[[str], None] | None = None,
+                 shown_as: str | None = None):
         self.folder = Path(folder) if folder else None
         self.identity = json.dumps(identity, sort_keys=True, default=str)
+        self.warn = warn or logging.getLogger("nodegraph").warning
+        self.shown = shown_as or str(self.folder)
+        self.last_info: dict = {}          # the loop's last progress numbers, as saved (a finished run's report)
+        self.last_loss_buckets: torch.Tensor | None = None   # (2, buckets) loss sums and counts, as saved
+        self._set_aside = False            # an incompatible state was found: the first save moves it aside
 
     @property
     def state_path(self) -> Path | None:
@@ -250,14 +278,59 @@ class TrainingRun:
         if not isinstance(saved, dict) or saved.get("token") != token or "state" not in saved:
             raise TrainingStateError(f"{self.folder}: {STATE_JSON} and {STATE_TENSORS} come from different saves "
                                      f"(or are damaged); {fix}")
-        if saved.get("identity") != self.identity:
+        if saved.get("identity") != self.identity and not self._continues(saved):
             return None
         try:
             state = _decode_state(saved["state"], tensors)
         except (KeyError, TypeError, ValueError) as error:
             raise TrainingStateError(f"{self.folder}: the saved training state is damaged ({error}); {fix}") from None
         _restore_rng_states(state.pop("rng", None))
+        info, buckets = state.pop("info", None), state.pop("loss_buckets", None)
+        self.last_info = dict(info) if isinstance(info, dict) else {}
+        self.last_loss_buckets = buckets if isinstance(buckets, torch.Tensor) else None
         return state
+
+    def _continues(self, saved: dict) -> bool:
+        """Whether a state saved with other settings is continued (only its length changed); warns either way."""
+        old, _ = _identity_settings(saved.get("identity"))
+        new, lengths = _identity_settings(self.identity)
+        changed = {key: (old.get(key, "(none)"), new.get(key, "(none)"))
+                   for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)}
+        step = saved.get("step") if isinstance(saved.get("step"), int) else None
+        new_steps = [int(new[key]) for key in lengths if key.endswith(".steps") and new[key].isdigit()]
+        described = "; ".join(f"{key} {_shorten(a)} → {_shorten(b)}" for key, (a, b) in list(changed.items())[:6])
+        described += f"; and {len(changed) - 6} more" if len(changed) > 6 else ""
+        if not changed:
+            return True                    # the same settings, written differently
+        if step is not None and set(changed) <= lengths and all(step <= n for n in new_steps):
+            longer = any(key.endswith(".steps") for key in changed)
+            self.warn(f"{self.shown}: continuing the saved training state from step {step} ({described})"
+                      + ("; the learning-rate schedule now runs to the new length" if longer else ""))
+            return True
+        past = (f" (the saved state is at step {step}, past the new length)"
+                if step is not None and any(step > n for n in new_steps) else "")
+        self.warn(f"{self.shown}: the saved training state (step {step}) was made with other settings: "
+                  f"{described or 'unreadable settings'}{past}. Training starts again from step 0; the old state is "
+                  f"kept as training_state_N.* beside the new one (at the first checkpoint). To continue it instead, "
+                  f"restore those settings (only `steps` may grow) and rename its two files back to "
+                  f"training_state.*, or choose another run_name for the new run")
+        self._set_aside = True
+        return False
+
+    def _keep_old_state(self) -> None:
+        """Move the incompatible saved state aside as training_state_N.{safetensors,json} (the next free N)."""
+        self._set_aside = False
+        stem_tensors, stem_json = Path(STATE_TENSORS), Path(STATE_JSON)
+        for number in range(1, 10_000):
+            kept = [self.folder / f"{stem.stem}_{number}{stem.suffix}" for stem in (stem_tensors, stem_json)]
+            if not any(path.exists() for path in kept):
+                break
+        else:
+            raise TrainingStateError(f"{self.shown}: 10000 kept training states exist; delete some of the "
+                                     f"training_state_N.* files or choose another run_name")
+        for current, target in zip((self.folder / STATE_TENSORS, self.folder / STATE_JSON), kept):
+            if current.exists():
+                os.replace(current, target)
 
     def save(self, state: dict) -> None:
         """Write `state` (tensors, numbers, text, lists, tuples, dicts) and the global RNG states."""
@@ -266,6 +339,8 @@ class TrainingRun:
         from safetensors.torch import save_file
 
         self.folder.mkdir(parents=True, exist_ok=True)
+        if self._set_aside:
+            self._keep_old_state()
         tensors: dict[str, torch.Tensor] = {}
         tree = _encode_state({**state, "rng": _rng_states()}, tensors)
         token = os.urandom(16).hex()
@@ -276,6 +351,66 @@ class TrainingRun:
                             encoding="utf-8")
         os.replace(tensors_tmp, self.folder / STATE_TENSORS)
         os.replace(json_tmp, self.folder / STATE_JSON)
+
+
+_CALL = re.compile(r"([A-Za-z_]\w*)\((.*)\)", re.DOTALL)
+_FIELD = re.compile(r"([A-Za-z_]\w*)=(.*)", re.DOTALL)
+
+
+def _split_fields(text: str) -> list[str]:
+    """Split a dataclass repr's argument list at its top-level ", " (brackets and quotes kept whole)."""
+    parts, depth, quote, start, index = [], 0, "", 0, 0
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:index].strip())
+            start = index + 1
+        index += 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def _identity_settings(identity: Any) -> tuple[dict[str, str], set[str]]:
+    """A saved identity (JSON text) as flat settings {"train.steps": "3", "data": "...", ...}, and the keys
+    that only set the run's length (the TrainConfig's steps and checkpoint_every).
+
+    Values that are dataclass reprs (``TrainConfig(steps=3, ...)``, ``VAEConfig(...)``) are split into
+    one setting per field, so a message can name the field that changed.
+    """
+    try:
+        tree = json.loads(identity) if isinstance(identity, str) else None
+    except ValueError:
+        tree = None
+    if not isinstance(tree, dict):
+        return {"identity": str(identity)}, set()
+    flat: dict[str, str] = {}
+    lengths: set[str] = set()
+    for key, value in tree.items():
+        call = _CALL.fullmatch(value) if isinstance(value, str) else None
+        fields = [_FIELD.fullmatch(part) for part in _split_fields(call.group(2))] if call else []
+        if fields and all(fields):
+            for field in fields:
+                flat[f"{key}.{field.group(1)}"] = field.group(2)
+            if call.group(1) == "TrainConfig":
+                lengths |= {f"{key}.steps", f"{key}.checkpoint_every"}
+        else:
+            flat[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return flat, lengths
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _batch_indices(count: int, batch: int, step: int, micro: int, seed: int) -> torch.Tensor:
@@ -310,12 +445,22 @@ def _start_or_resume(module: torch.nn.Module, config: TrainConfig,
     return optimiser, ema, state["step"]
 
 
+def _loss_buckets(run: TrainingRun, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum, count) float64 accumulators of the loss per time bucket: zeros, or those the resumed state
+    saved (``run.last_loss_buckets``, 2 × count), so a resumed run reports the whole run's figures."""
+    saved = run.last_loss_buckets
+    if saved is not None and tuple(saved.shape) == (2, count):
+        return saved[0].double().clone(), saved[1].double().clone()
+    return torch.zeros(count, dtype=torch.float64), torch.zeros(count, dtype=torch.float64)
+
+
 def _checkpoint(run: TrainingRun, config: TrainConfig, done: int, module: torch.nn.Module,
-                optimiser: torch.optim.Optimizer, ema: EMA | None) -> None:
-    """Save one module's training state every `checkpoint_every` steps and at the end."""
+                optimiser: torch.optim.Optimizer, ema: EMA | None, info: dict | None = None) -> None:
+    """Save one module's training state every `checkpoint_every` steps and at the end (with the step's
+    progress numbers `info`, which a resumed finished run reports: ``run.last_info``)."""
     if done == config.steps or (config.checkpoint_every and done % config.checkpoint_every == 0):
         run.save({"step": done, "model": module.state_dict(), "optimiser": optimiser.state_dict(),
-                  "ema": ema.shadow if ema else None})
+                  "ema": ema.shadow if ema else None, **({"info": info} if info else {})})
 
 
 # --- VAE ------------------------------------------------------------------------------------------
@@ -382,7 +527,7 @@ def train_vae(vae: Any, images: torch.Tensor, config: TrainConfig, progress: Pro
     optimiser, ema, start = _start_or_resume(vae, config, run)
     device = next(vae.parameters()).device
     vae.train()
-    info: dict = {}
+    info: dict = dict(run.last_info)
     for step in range(start, config.steps):
         for micro in range(config.grad_accumulation):
             idx = _batch_indices(len(images), config.batch_size, step, micro, config.seed)
@@ -396,7 +541,7 @@ def train_vae(vae: Any, images: torch.Tensor, config: TrainConfig, progress: Pro
             ema.update(vae)
         info.update(loss=loss.item(), lr=lr_at(step, config))
         done = step + 1
-        _checkpoint(run, config, done, vae, optimiser, ema)
+        _checkpoint(run, config, done, vae, optimiser, ema, info)
         progress(done, config.steps, info)
     if ema is not None:
         ema.copy_to(vae)
@@ -501,12 +646,11 @@ def train_diffusion(unet: Any, text_encoder: Any, data: DiffusionData, alphas_cu
     device = next(unet.parameters()).device
     alphas_cumprod = alphas_cumprod.to(device=device, dtype=torch.float32)
     steps_total = len(alphas_cumprod)
-    bucket_sum = torch.zeros(timestep_buckets, dtype=torch.float64)
-    bucket_count = torch.zeros(timestep_buckets, dtype=torch.float64)
+    bucket_sum, bucket_count = _loss_buckets(run, timestep_buckets)
     layer = text_encoder.config.output_layer
     for module in (unet, text_encoder):
         module.train(module in modules)    # a frozen module runs as at inference
-    info: dict = {}
+    info: dict = dict(run.last_info)
     for step in range(start, config.steps):
         for micro in range(config.grad_accumulation):
             idx, ids, t, x_t, target = _noised_batch(data, alphas_cumprod, config, step, micro, caption_dropout,
@@ -529,7 +673,8 @@ def train_diffusion(unet: Any, text_encoder: Any, data: DiffusionData, alphas_cu
         done = step + 1
         if done == config.steps or (config.checkpoint_every and done % config.checkpoint_every == 0):
             run.save({"step": done, "models": [m.state_dict() for m in modules], "optimiser": optimiser.state_dict(),
-                      "emas": [e.shadow for e in emas]})
+                      "emas": [e.shadow for e in emas], "info": info,
+                      "loss_buckets": torch.stack([bucket_sum, bucket_count])})
         progress(done, config.steps, info)
     for ema, module in zip(emas, modules):
         ema.copy_to(module)
@@ -576,7 +721,7 @@ def distill_text_encoder(unet: Any, teacher: Any, student: Any, data: DiffusionD
     teacher.eval()
     student.train()
     empty = data.empty_ids
-    info: dict = {}
+    info: dict = dict(run.last_info)
     for step in range(start, config.steps):
         for micro in range(config.grad_accumulation):
             idx, ids, t, x_t, _ = _noised_batch(data, alphas_cumprod, config, step, micro, 0.0, "eps")
@@ -606,7 +751,7 @@ def distill_text_encoder(unet: Any, teacher: Any, student: Any, data: DiffusionD
                 "grad_norm": _optimiser_step(parameters, optimiser, config, step)}
         if ema is not None:
             ema.update(student)
-        _checkpoint(run, config, step + 1, student, optimiser, ema)
+        _checkpoint(run, config, step + 1, student, optimiser, ema, info)
         progress(step + 1, config.steps, info)
     if ema is not None:
         ema.copy_to(student)
@@ -648,7 +793,7 @@ def train_controlnet(controlnet: Any, unet: Any, text_encoder: Any, data: Diffus
     controlnet.train()
     unet.eval()
     text_encoder.eval()
-    info: dict = {}
+    info: dict = dict(run.last_info)
     for step in range(start, config.steps):
         for micro in range(config.grad_accumulation):
             idx, ids, t, x_t, target = _noised_batch(data, alphas_cumprod, config, step, micro, caption_dropout,
@@ -666,7 +811,7 @@ def train_controlnet(controlnet: Any, unet: Any, text_encoder: Any, data: Diffus
         if ema is not None:
             ema.update(controlnet)
         done = step + 1
-        _checkpoint(run, config, done, controlnet, optimiser, ema)
+        _checkpoint(run, config, done, controlnet, optimiser, ema, info)
         progress(done, config.steps, info)
     if ema is not None:
         ema.copy_to(controlnet)

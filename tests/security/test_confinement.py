@@ -328,3 +328,26 @@ def test_model_file_names_need_their_suffix_at_validation(tmp_path, node_type, f
     assert bool(named) != ok, named
     if not ok:
         assert ".safetensors" in named[0].message and named[0].code == "invalid_value"
+
+
+def test_lcm_and_flow_run_names_are_refused_at_validation(tmp_path):
+    """DistillLCM's and TrainFlow's run_name are file names in the output folder like the other training
+    nodes': a '..' or absolute name is refused before any node runs, naming run_name."""
+    graph = _train_vae_graph("vae")
+    graph["nodes"]["unet"] = {"type": "TrainDiffusion", "inputs": {
+        "dataset": link("data", "dataset"), "vae": link("vae", "vae"), "model_channels": 32, "channel_mult": "1",
+        "res_blocks": 1, "attention_levels": "1", "heads": 2, "text_width": 32, "text_layers": 1, "steps": 1,
+        "batch_size": 2, "warmup_steps": 0, "run_name": "unet"}}
+    graph["nodes"]["lcm"] = {"type": "DistillLCM", "inputs": {
+        "dataset": link("data", "dataset"), "model": link("unet", "model"), "text_encoder": link("unet", "text_encoder"),
+        "vae": link("vae", "vae"), "steps": 1, "batch_size": 2, "warmup_steps": 0, "run_name": "../x"}}
+    graph["nodes"]["show"] = {"type": "ShowValue", "inputs": {"value": link("lcm", "report")}}
+    session = Session(output_dir=tmp_path / "out")
+    assert refusal(session, graph) == ("lcm", "run_name", "parent", "validation")
+    del graph["nodes"]["lcm"]
+    graph["nodes"]["flow"] = {"type": "TrainFlow", "inputs": {
+        "dataset": link("data", "dataset"), "text_encoder": link("unet", "text_encoder"), "vae": link("vae", "vae"),
+        "steps": 1, "batch_size": 2, "warmup_steps": 0, "run_name": "/tmp/evil_flow"}}
+    graph["nodes"]["show"] = {"type": "ShowValue", "inputs": {"value": link("flow", "report")}}
+    assert refusal(session, graph) == ("flow", "run_name", "absolute", "validation")
+    assert not (tmp_path / "out" / "training").exists() and not os.path.exists("/tmp/evil_flow")

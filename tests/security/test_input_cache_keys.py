@@ -111,3 +111,20 @@ def test_errors_a_client_sees_name_no_server_path(tmp_path):
         assert str(tmp_path) not in message
     else:
         raise AssertionError("a prefix through a file was saved")
+
+
+def test_a_training_node_is_keyed_by_its_users_output_folder(tmp_path):
+    """bob's graph identical to alice's trains into his own output folder instead of coming from the cache
+    with alice's result (a training run folder is a place in the output folder: `file_name_in="output"`)."""
+    graph = {"format_version": 2, "nodes": {
+        "data": {"type": "TinyWorldDataset", "inputs": {"count": 4, "size": 16}},
+        "vae": {"type": "TrainVAE", "inputs": {"dataset": link("data", "dataset"), "width": 32, "channel_mult": "1",
+                                               "steps": 1, "batch_size": 2, "warmup_steps": 0, "run_name": "v"}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("vae", "report")}}}}
+    session = Session(output_dir=tmp_path / "out")
+    session.run(graph, input_dir=tmp_path / "in", output_dir=tmp_path / "out" / "alice")
+    bobs = session.run(graph, input_dir=tmp_path / "in", output_dir=tmp_path / "out" / "bob")
+    assert "vae" in bobs.executed and "data" in bobs.cached
+    assert (tmp_path / "out" / "bob" / "training" / "v" / "training_state.json").is_file()
+    again = session.run(graph, input_dir=tmp_path / "in", output_dir=tmp_path / "out" / "bob")
+    assert again.executed == []                                 # the same user's re-run still comes from the cache
