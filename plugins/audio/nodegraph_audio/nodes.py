@@ -120,6 +120,13 @@ class SaveAudio(Node):
         from .waveform import write_audio
 
         wave, rate = _audio(audio)
+        clipped = int((wave.abs() > 1.0).sum())
+        if clipped:
+            share = clipped / wave.numel()
+            self.context.warn(f"{clipped} of {wave.numel()} samples ({share:.2%}) are beyond full scale (peak "
+                              f"{float(wave.abs().max()):.3g}) and were clipped to ±1 in the file, which distorts "
+                              f"the sound; put NormalizeAudio (peak_db -1) or AudioGain before SaveAudio to lower "
+                              f"the level")
         writers = [lambda path, clip=clip: write_audio(path, clip, rate, format) for clip in wave]
         fields = {"sample_rate": rate, "channels": int(wave.shape[1]), "duration": round(wave.shape[-1] / rate, 6)}
         files = api.save_files(self.context, writers, kind="audio", prefix=filename_prefix, suffix=f".{format}",
@@ -201,20 +208,25 @@ class AudioGain(Node):
 
 
 class NormalizeAudio(Node):
-    """Scale each clip so its peak sits at `peak_db` dBFS (silence stays silent)."""
+    """Scale each clip so its peak sits at `peak_db` dBFS (silence stays silent).
+
+    `only_louder`: lower only the clips whose peak is above `peak_db` and leave quieter ones as they are
+    (a limiter before SaveAudio that keeps a quiet clip quiet).
+    """
 
     category = "audio"
 
     class Inputs(NodeInputs):
         audio: Any = Input(port="AUDIO")
         peak_db: float = Input(-1.0, ge=-60.0, le=0.0)
+        only_louder: bool = Input(False, description="only lower clips that peak above peak_db; never raise one")
 
     outputs = (Output("audio", "AUDIO"),)
 
-    def run(self, audio: Any, peak_db: float) -> dict:
+    def run(self, audio: Any, peak_db: float, only_louder: bool = False) -> dict:
         from .waveform import normalize
 
-        return {"audio": _call(normalize, audio, peak_db)}
+        return {"audio": _call(normalize, audio, peak_db, only_louder)}
 
 
 class FadeAudio(Node):
@@ -893,11 +905,18 @@ class EncodeAudioPrompt(Node):
             spec = off_grid[0]
         prompt = synth.caption(spec) if spec is not None else " ".join(text.split())
         unknown = list(dict.fromkeys(w for w in words(prompt) if w not in VOCABULARY))
+        problem = synth.prompt_problem(text) if exact is None and spec is None and text.strip() else None
         if unknown and len(unknown) == len(set(words(prompt))):      # nothing in it the model can hear
             shown = ", ".join(repr(w) for w in unknown[:8])
-            raise NodeInputError("text", f"{text[:80]!r} has no word the tiny audio model knows ({shown}); it makes "
-                                         f"tones, chords, sweeps, clicks and noise: e.g. 'a loud C major chord', "
-                                         f"'rising sweep', 'clicks at 120 bpm' (the plugin's README lists the words)")
+            raise NodeInputError("text", f"{text[:80]!r} has no word the tiny audio model knows ({shown}), and "
+                                         f"{problem}. It makes tones, chords, sweeps, clicks and noise: e.g. 'a loud "
+                                         f"C major chord', 'rising sweep', 'clicks at 120 bpm', 'middle C' (the "
+                                         f"plugin's README lists the words)")
+        if problem:
+            self.context.warn(f"{text[:80]!r} is not read as one sound the model learned: {problem}. It is encoded "
+                              f"word by word" + (f" (unknown words as <unk>: {', '.join(unknown[:8])})" if unknown
+                                                 else "") + ", so expect silence or a sound other than the one "
+                              f"asked; the plugin's README lists what the model knows")
         tokens = torch.tensor([tokenize(prompt, max_tokens=model.net.config.max_tokens)])
         conditioning = {"tokens": tokens}
         if beat_model:                                                                    # (1, 4, T)

@@ -12,6 +12,7 @@ Every sound is 1.536 s of mono audio at 16 kHz (``CLIP_SAMPLES`` = 24576), band-
     caption(spec)       the caption (template chosen by ``spec.template``)
     parse_caption(text) the spec a caption asks for (None if it is not a caption of this world)
     read_prompt(text)   the same for prompts in other words and orders ("a loud C major chord", "120bpm metronome")
+    prompt_problem(text) why read_prompt reads no sound ("it names two sounds", "C9 is outside ..."), for messages
     read_click_tempo(text)   a click track at a tempo off the world's grid ("clicks at 90 bpm", 60 … 240 bpm):
                         the spec of the nearest grid tempo and the tempo asked (for beat conditioning)
     all_prompts()       every (caption, spec) pair of the world (the grammar is finite)
@@ -214,17 +215,45 @@ def read_click_tempo(text: str) -> tuple[SoundSpec, int] | None:
 
 def read_prompt(text: str) -> SoundSpec | None:
     """The spec a prompt asks for, in any phrasing: "a loud C major chord", "soft beep at A4", "metronome, 120
-    bpm", "ascending chirp", "quiet hiss"; None when it names no sound of this world or names two.
+    bpm", "ascending chirp", "quiet hiss", "middle C" (a note alone is a tone); None when it names no sound of
+    this world or names two ("a rising sweep and a loud tone": `prompt_problem` says why).
 
     Exact captions are `parse_caption`'s; this reads kind, loudness (default medium), note (tones: with an octave,
     C4 … B5; chords: a root C4 … B4, octave 4 when left out), quality, direction and tempo (60 … 180 in steps of
     20) from the words in any order.
     """
+    read = _read_prompt(text)
+    return read if isinstance(read, SoundSpec) else None
+
+
+def prompt_problem(text: str) -> str | None:
+    """Why `read_prompt` reads no sound in `text` (for a warning or an error), or None when it reads one."""
+    read = _read_prompt(text)
+    return None if isinstance(read, SoundSpec) else read
+
+
+_JOINERS = frozenset({"and", "then", "plus", "followed"})
+
+
+def _read_prompt(text: str) -> SoundSpec | str:
+    """`read_prompt`'s work: the spec, or the reason there is none."""
     words = _prompt_words(text)
 
-    def named(table: dict[str, list[str]]) -> set[str]:
-        return {key for key, spellings in table.items() if any(w in spellings for w in words)}
+    def named(table: dict[str, list[str]], part: list[str] = words) -> set[str]:
+        return {key for key, spellings in table.items() if any(w in spellings for w in part)}
 
+    segments, current = [], []
+    for word in words:                               # "a rising sweep and a loud tone": two sounds
+        if word in _JOINERS:
+            segments.append(current)
+            current = []
+        else:
+            current.append(word)
+    segments.append(current)
+    per_segment = [kinds for kinds in (named(_KIND_WORDS, part) for part in segments) if kinds]
+    if len(per_segment) > 1 and len(set().union(*per_segment)) > 1:
+        found = " and ".join(sorted(set().union(*per_segment)))
+        return f"it names two sounds ({found}); the model makes one sound per clip: keep one"
     kinds = named(_KIND_WORDS)
     if "chord" in kinds:
         kinds = {"chord"}                            # "chord notes", "a chord of three tones"
@@ -235,27 +264,55 @@ def read_prompt(text: str) -> SoundSpec | None:
     elif "clicks" in kinds and "bpm" in words:
         kinds = {"clicks"}                           # "beats" in a click track
     loudness, directions, qualities = named(_LOUDNESS_WORDS), named(_DIRECTION_WORDS), named(_QUALITY_WORDS)
-    tempos = {int(w) for w in words if w.isdigit() and int(w) in TEMPOS}
+    numbers = [int(w) for w in words if w.isdigit()]
+    tempos = {n for n in numbers if n in TEMPOS}
+    note_words = [w for w in words if re.fullmatch(r"[a-g]#?\d+", w)]
     notes = {n for n in (parse_note(w) for w in words) if n is not None}
-    if len(kinds) != 1 or len(loudness) > 1:
-        return None
+    if not kinds and len(notes) == 1 and not (directions or tempos or "bpm" in words):
+        kinds = {"chord"} if qualities else {"tone"}  # "middle C", "c sharp 4", "c4 major"
+    if not kinds:
+        return "it names no sound of the tiny world: tone (with a note, e.g. 'a tone at a4'), chord, sweep, clicks " \
+               "or noise"
+    if len(kinds) > 1:
+        return f"it names {len(kinds)} sounds ({', '.join(sorted(kinds))}); keep one"
+    if len(loudness) > 1:
+        return f"it names {len(loudness)} loudness words ({', '.join(sorted(loudness))}); keep one"
     kind, level = kinds.pop(), (loudness.pop() if loudness else "medium")
-    try:
-        if kind == "tone" and len(notes) == 1:
+    if kind == "tone":
+        if len(notes) == 1 and min(TONE_NOTES) <= next(iter(notes)) <= max(TONE_NOTES):
             return SoundSpec("tone", level, note=notes.pop())
-        if kind == "chord" and len(qualities) == 1:
-            roots = notes or _bare_chord_roots(words)
-            if len(roots) == 1:
-                return SoundSpec("chord", level, note=roots.pop(), quality=qualities.pop())
-        if kind == "sweep" and len(directions) == 1:
+        if not note_words:
+            return "a tone needs a note with its octave, C4 … B5 (e.g. 'a tone at a4', 'middle C')"
+        if len(notes) > 1:
+            return f"it names {len(notes)} notes ({', '.join(note_words)}); a tone has one"
+        return (f"{note_words[0].upper()} is outside the notes the model was trained on: tones go from C4 to B5 "
+                f"(MIDI 60 … 83)")
+    if kind == "chord":
+        if len(qualities) != 1:
+            return "a chord needs major or minor (e.g. 'a c4 major chord')" if not qualities else \
+                "it names both major and minor; keep one"
+        roots = notes or _bare_chord_roots(words)
+        if len(roots) != 1:
+            return "a chord needs one root note, C4 … B4 (e.g. 'a C major chord')"
+        root = roots.pop()
+        if root not in CHORD_ROOTS:
+            return f"the root {note_name(root).upper()} is outside the chord roots the model was trained on (C4 … B4)"
+        return SoundSpec("chord", level, note=root, quality=qualities.pop())
+    if kind == "sweep":
+        if len(directions) == 1:
             return SoundSpec("sweep", level, direction=directions.pop())
-        if kind == "clicks" and len(tempos) == 1:
+        return "a sweep needs one direction: rising or falling"
+    if kind == "clicks":
+        if len(tempos) == 1:
             return SoundSpec("clicks", level, tempo=tempos.pop())
-        if kind == "noise":
-            return SoundSpec("noise", level)
-    except SynthError:
-        return None
-    return None
+        if len(tempos) > 1:
+            return f"it names {len(tempos)} tempos ({', '.join(map(str, sorted(tempos)))}); keep one"
+        if numbers:
+            return (f"{numbers[0]} bpm is not a tempo the model was trained on ({TEMPOS[0]} … {TEMPOS[-1]} bpm in "
+                    f"steps of 20; a model with beat conditioning follows any whole tempo from "
+                    f"{BEAT_TEMPO_RANGE[0]} to {BEAT_TEMPO_RANGE[1]})")
+        return "clicks need a tempo (e.g. 'clicks at 120 bpm')"
+    return SoundSpec("noise", level)
 
 
 def sample_spec(rng: random.Random) -> SoundSpec:

@@ -10,13 +10,14 @@ AUDIO layout (the port type's contract, README "The AUDIO value")
                                          into NodeInputError naming their input)
     check_audio(value, argument)         the (waveform, sample_rate) of a valid AUDIO, or AudioError
     make_audio(waveform, sample_rate)    an AUDIO dict (checked)
-    read_audio(path, max_seconds)        soundfile: WAV, FLAC, OGG Vorbis/Opus, MP3 (libsndfile ≥ 1.1)
+    read_audio(path, max_seconds)        soundfile: WAV, FLAC, OGG Vorbis/Opus, MP3 (libsndfile ≥ 1.1); a WAV
+                                         shorter than its header declares is refused (wav_declared_frames)
     write_audio(path, audio, format)     one file per batch item: "wav" (16-bit / float), "flac", "ogg", "mp3"
     resample(audio, rate)                polyphase FIR resampling (scipy.signal.resample_poly: Kaiser-
                                          windowed sinc, rational up / down factors)
     trim_pad(audio, start, duration)     cut from `start` seconds, then pad with silence / cut to `duration`
     mix(a, b, gain_a_db, gain_b_db)      a + b (same rate; mono is spread to stereo; the shorter is padded)
-    apply_gain(audio, db)                × 10^(db / 20);  normalize(audio, peak_db)
+    apply_gain(audio, db)                × 10^(db / 20);  normalize(audio, peak_db, only_louder)
     fade(audio, fade_in, fade_out, shape)   linear or equal-power (quarter-sine) fades
     concatenate(a, b, crossfade)         a then b along time (same rate), optional equal-power crossfade
     silence_span(audio, start, end)      zero a time span (a dropout: material for gap filling)
@@ -90,6 +91,9 @@ def read_audio(path: str | Path, max_seconds: float = 600.0, argument: str = "fi
     import soundfile
 
     path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise AudioError(argument, f"{path.name} is an empty file (0 bytes) and holds no samples; give a WAV, "
+                                   f"FLAC, OGG or MP3 file with sound in it")
     try:
         info = soundfile.info(str(path))
     except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
@@ -102,6 +106,13 @@ def read_audio(path: str | Path, max_seconds: float = 600.0, argument: str = "fi
         raise AudioError(argument, f"{path.name} is {seconds:.1f} s long, over the limit of {max_seconds:g} s; trim "
                                    f"it first or raise max_seconds")
     check_rate(info.samplerate, argument)
+    declared = wav_declared_frames(path) if path.suffix.lower() in (".wav", ".wave") else None
+    if declared is not None and declared[1] < declared[0]:
+        whole, held = (frames / info.samplerate for frames in declared)
+        raise AudioError(argument, f"{path.name} is truncated: its header declares {declared[0]} samples per "
+                                   f"channel ({whole:.3f} s) but the file holds {declared[1]} ({held:.3f} s); the "
+                                   f"copy or download was cut short: copy the whole file again (to use the part "
+                                   f"that is there, re-save it in an audio editor, which rewrites the header)")
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)   # (samples, channels)
     except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
@@ -114,6 +125,30 @@ def read_audio(path: str | Path, max_seconds: float = 600.0, argument: str = "fi
         raise AudioError(argument, f"{path.name} holds {bad} NaN / infinite sample(s) (a float file written by a "
                                    f"broken program); re-export it, or replace those samples with 0 in an editor")
     return make_audio(wave, rate, argument)
+
+
+def wav_declared_frames(path: str | Path) -> tuple[int, int] | None:
+    """(sample frames a RIFF/WAVE header declares in its data chunk, whole frames the file holds); None when
+    the file is not RIFF/WAVE, has no fmt chunk first, or the size is a streaming placeholder (0, 0xFFFFFFFF)."""
+    import struct
+
+    block = 0
+    with open(path, "rb") as handle:
+        if handle.read(12)[8:12] != b"WAVE":
+            return None
+        size = handle.seek(0, 2)
+        position = 12
+        while position + 8 <= size:
+            handle.seek(position)
+            tag, length = struct.unpack("<4sI", handle.read(8))
+            if tag == b"fmt " and length >= 14:
+                block = struct.unpack("<H", handle.read(14)[12:14])[0]        # nBlockAlign: bytes per frame
+            if tag == b"data":
+                if length in (0, 0xFFFFFFFF) or not block:
+                    return None
+                return length // block, (size - position - 8) // block
+            position += 8 + length + (length & 1)
+    return None
 
 
 def write_audio(path: str | Path, waveform: torch.Tensor, sample_rate: int,
@@ -186,11 +221,14 @@ def apply_gain(audio: Mapping[str, Any], db: float, argument: str = "audio") -> 
     return make_audio(wave * 10 ** (db / 20), rate, argument)
 
 
-def normalize(audio: Mapping[str, Any], peak_db: float = -1.0, argument: str = "audio") -> dict:
-    """Scale each clip so its peak is `peak_db` dBFS (silent clips stay silent)."""
+def normalize(audio: Mapping[str, Any], peak_db: float = -1.0, only_louder: bool = False,
+              argument: str = "audio") -> dict:
+    """Scale each clip so its peak is `peak_db` dBFS (silent clips stay silent); `only_louder`: never raise one."""
     wave, rate = check_audio(audio, argument)
     peak = wave.abs().amax(dim=(1, 2), keepdim=True)
     scale = torch.where(peak > 0, 10 ** (peak_db / 20) / peak.clamp_min(1e-12), torch.ones_like(peak))
+    if only_louder:
+        scale = scale.clamp(max=1.0)
     return make_audio(wave * scale, rate, argument)
 
 

@@ -54,6 +54,28 @@ def test_txt2audio_graph_writes_an_audio_file_with_the_asked_chord(session, tmp_
     assert rate == 16000 and wave.shape == (24576,)
     assert detect.chord(wave) == (4, "minor")                  # the graph asks for "loud e4 minor chord"
     assert _files(result, "save_picture")[0]["kind"] == "image"
+    assert np.abs(wave).max() < 0.9 and result.warnings == []  # levelled below full scale: nothing clipped
+
+
+def test_save_audio_warns_when_samples_clip_and_names_the_fix(session, tmp_path):
+    """SaveAudio warns how many samples were clipped (and names NormalizeAudio); NormalizeAudio with only_louder
+    before it removes the warning and leaves a quiet clip as it was."""
+    def run(level: dict | None) -> tuple:
+        nodes = {"synth": {"type": "SynthesizeSound", "inputs": {"caption": "loud c4 major chord", "seed": 1}},
+                 "gain": {"type": "AudioGain", "inputs": {"audio": {"node": "synth", "output": "audio"},
+                                                          "gain_db": 20.0}},
+                 "save": {"type": "SaveAudio", "inputs": {"audio": {"node": "level" if level else "gain",
+                                                                    "output": "audio"}, "filename_prefix": "a/c"}}}
+        if level:
+            nodes["level"] = {"type": "NormalizeAudio", "inputs": {"audio": {"node": "gain", "output": "audio"},
+                                                                   **level}}
+        result = session.run({"format_version": 1, "nodes": nodes}, output_dir=tmp_path)
+        return [w["message"] for w in result.warnings], result
+    (message,), _ = run(None)
+    assert "were clipped to ±1" in message and "NormalizeAudio" in message and "%" in message
+    warnings, result = run({"peak_db": -1.0, "only_louder": True})
+    wave, _ = soundfile.read(tmp_path / _files(result, "save")[0]["path"], dtype="float32")
+    assert warnings == [] and 0.85 < np.abs(wave).max() < 0.9
 
 
 @needs_model
@@ -298,6 +320,30 @@ def test_encode_prompt_reads_other_phrasings_as_the_worlds_captions(session):
     with pytest.raises(NodeExecutionError) as info:              # no word it knows: refused, as video and 3D do
         encode("a dog barking")
     assert info.value.exception.input == "text" and "no word the tiny audio model knows" in str(info.value)
+    assert "it names no sound of the tiny world" in str(info.value)
+    assert encode("Middle C")["prompt"] == "tone at c4"         # the README's "middle C", alone
+
+
+@needs_model
+def test_encode_prompt_warns_what_it_cannot_read(session):
+    """A prompt read word by word warns why (a note or tempo the model was not trained on, two sounds, a chord
+    without major / minor); a prompt read as one sound and the empty prompt do not warn."""
+    fresh = Session(autoload=True, allow=["audio"])                 # a cached result does not repeat its warnings
+
+    def warnings(text: str) -> list[str]:
+        result = fresh.run({"format_version": 1, "nodes": {
+            "m": {"type": "LoadAudioModel", "inputs": {}},
+            "p": {"type": "EncodeAudioPrompt", "inputs": {"audio_model": {"node": "m", "output": "audio_model"},
+                                                          "text": text}}}}, outputs=["p"])
+        return [w["message"] for w in result.warnings]
+
+    for text, reason in (("a tone at c9", "C9 is outside the notes the model was trained on"),
+                         ("clicks at 300 bpm", "300 bpm is not a tempo the model was trained on"),
+                         ("a rising sweep and a loud tone at c4", "two sounds (sweep and tone)"),
+                         ("a violin chord", "a chord needs major or minor")):
+        (message,) = warnings(text)
+        assert reason in message and "encoded word by word" in message, message
+    assert warnings("a loud C major chord") == [] and warnings("") == [] and warnings("clicks at 90 bpm") == []
 
 
 def test_encode_prompt_gives_beat_features_to_a_beat_model_and_sampling_uses_them(tmp_path):

@@ -141,3 +141,27 @@ def test_a_file_with_nan_samples_is_named_as_the_file(tmp_path):
     with pytest.raises(AudioError, match=r"nan.wav holds 10 NaN / infinite sample\(s\)") as error:
         wf.read_audio(path)
     assert error.value.argument == "file" and "node" not in str(error.value)
+
+
+def test_a_truncated_wav_is_refused_naming_both_lengths(tmp_path):
+    """A WAV cut short (its header declares more samples than the file holds) is refused with the declared and
+    found lengths and the fix; a zero-byte file says it is empty; the whole file reads."""
+    whole = tmp_path / "whole.wav"
+    wf.write_audio(whole, torch.zeros(1, 16000), 16000, "wav")
+    assert wf.read_audio(whole)["waveform"].shape == (1, 1, 16000)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[:1000])
+    with pytest.raises(AudioError, match=r"cut.wav is truncated: its header declares 16000 samples per channel "
+                                         r"\(1.000 s\) but the file holds 478 \(0.030 s\).*copy the whole file"):
+        wf.read_audio(cut)
+    empty = tmp_path / "zero.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(AudioError, match="empty file"):
+        wf.read_audio(empty)
+
+
+def test_normalize_only_louder_lowers_loud_clips_and_keeps_quiet_ones():
+    """only_louder lowers a clip that peaks above peak_db to it and leaves a quieter clip untouched."""
+    wave = torch.stack([torch.full((1, 100), 3.0), torch.full((1, 100), 0.1)])
+    out = wf.normalize({"waveform": wave, "sample_rate": 16000}, peak_db=-1.0, only_louder=True)["waveform"]
+    assert abs(float(out[0].abs().max()) - 10 ** (-1 / 20)) < 1e-6 and torch.equal(out[1], wave[1])

@@ -43,6 +43,8 @@ def test_tokenizer_knows_every_caption_word():
     ("soft beep at A4", "quiet tone at a4"),
     ("C sharp 4 tone", "tone at c#4"),
     ("middle C note", "tone at c4"),
+    ("Middle C", "tone at c4"),
+    ("c sharp 4", "tone at c#4"),
     ("a tone at Db5", "tone at c#5"),
     ("metronome, 120 bpm", "clicks at 120 bpm"),
     ("LOUD 160BPM ticking", "loud clicks at 160 bpm"),
@@ -65,6 +67,20 @@ def test_every_caption_reads_as_its_spec_and_other_sounds_are_refused():
     for prompt in ("a tone", "tone at c6", "clicks at 90 bpm", "a c4 tone and a chord", "a violin", "quiet loud hiss",
                    "rising and falling sweep"):
         assert synth.read_prompt(prompt) is None, prompt
+
+
+@pytest.mark.parametrize("prompt, reason", [
+    ("a tone at c9", "C9 is outside the notes the model was trained on"),
+    ("clicks at 45 bpm", "45 bpm is not a tempo the model was trained on"),
+    ("a rising sweep and a loud tone at c4", "two sounds (sweep and tone)"),
+    ("a violin chord", "a chord needs major or minor"),
+    ("a tone", "a tone needs a note with its octave"),
+    ("a dog barking", "names no sound of the tiny world"),
+])
+def test_prompt_problem_says_why_a_prompt_is_not_one_sound(prompt, reason):
+    """prompt_problem names what is missing or out of range (for EncodeAudioPrompt's warning and refusal)."""
+    assert synth.read_prompt(prompt) is None and reason in synth.prompt_problem(prompt)
+    assert synth.prompt_problem("a loud C major chord") is None
 
 
 @pytest.mark.parametrize("caption", ["loud tone at c4", "quiet note b5", "tone at f#4"])

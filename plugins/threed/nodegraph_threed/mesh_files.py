@@ -7,6 +7,7 @@
     read_points(path)                      a point-cloud file → (N, 6) xyz rgb (a mesh file gives its vertices)
     MESH_SUFFIXES, POINT_SUFFIXES, MAX_FILE_BYTES
 
+A PLY holding fewer vertices or faces than its header declares (a file cut short) is refused.
 Every write goes to a temporary file beside the target and is renamed over it, so a failed write
 leaves nothing half-written. Reads refuse files over MAX_FILE_BYTES, and meshes or clouds beyond the
 limits of points.py, with MeshFileError naming the file and the fix.
@@ -117,7 +118,8 @@ def _load(path: Path, argument: str):
         loaded = trimesh.load(str(path), file_type=suffix.lstrip("."), process=False)
     except Exception as error:            # trimesh raises many kinds for damaged files
         raise MeshFileError(f"{argument}: {path.name} is not a readable {suffix} file ({type(error).__name__}: "
-                            f"{error})") from None
+                            f"{error}); check that it is a whole {suffix} file, or re-export it (PLY, OBJ or "
+                            f"GLB)") from None
     if isinstance(loaded, trimesh.Scene):
         geometries = list(loaded.dump()) if loaded.geometry else []
         if not geometries:
@@ -125,6 +127,34 @@ def _load(path: Path, argument: str):
         meshes = [g for g in geometries if isinstance(g, trimesh.Trimesh)]
         loaded = trimesh.util.concatenate(meshes) if meshes else geometries[0]
     return loaded
+
+
+def ply_declared_counts(path: Path) -> dict[str, int]:
+    """The element counts a PLY header declares ({"vertex": 100, "face": 96}); {} when there is no readable
+    header (trimesh then says what is wrong)."""
+    counts: dict[str, int] = {}
+    with open(path, "rb") as handle:
+        head = handle.read(65536)
+    if not head.startswith(b"ply") or b"end_header" not in head:
+        return {}
+    for line in head[:head.index(b"end_header")].decode("ascii", "replace").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "element" and parts[2].isdigit():
+            counts[parts[1]] = int(parts[2])
+    return counts
+
+
+def _check_complete(path: Path, argument: str, found: dict[str, int]) -> None:
+    """Refuse a PLY that holds fewer vertices / faces than its header declares (a file cut short)."""
+    if path.suffix.lower() != ".ply":
+        return
+    declared = ply_declared_counts(path)
+    for element, count in found.items():
+        if declared.get(element, 0) > count:
+            noun = {"vertex": "vertices", "face": "faces"}.get(element, f"{element} elements")
+            raise MeshFileError(f"{argument}: {path.name} is truncated: its header declares {declared[element]} "
+                                f"{noun} but the file holds {count}; the copy or download was cut "
+                                f"short: copy the whole file again, or re-export it from the program that made it")
 
 
 def _colours(geometry, count: int) -> torch.Tensor | None:
@@ -147,6 +177,7 @@ def read_mesh(path: str | Path, argument: str = "file") -> dict:
     if len(geometry.vertices) > MAX_VERTICES or len(geometry.faces) > MAX_FACES:
         raise MeshFileError(f"{argument}: {path.name} has {len(geometry.vertices)} vertices and "
                             f"{len(geometry.faces)} faces; the limits are {MAX_VERTICES} and {MAX_FACES}")
+    _check_complete(path, argument, {"vertex": len(geometry.vertices), "face": len(geometry.faces)})
     vertices = torch.from_numpy(np.asarray(geometry.vertices, dtype=np.float32).copy())
     if not bool(torch.isfinite(vertices).all()):
         raise MeshFileError(f"{argument}: {path.name} has NaN or infinite vertex coordinates")
@@ -160,6 +191,7 @@ def read_points(path: str | Path, argument: str = "file") -> torch.Tensor:
     path = Path(path)
     geometry = _load(path, argument)
     vertices = np.asarray(getattr(geometry, "vertices", np.zeros((0, 3))), dtype=np.float32)
+    _check_complete(path, argument, {"vertex": len(vertices)})
     if len(vertices) == 0:
         raise MeshFileError(f"{argument}: {path.name} holds no points")
     if len(vertices) > MAX_POINTS:

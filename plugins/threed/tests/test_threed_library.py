@@ -426,3 +426,27 @@ def test_everyday_words_read_as_the_vocabulary():
     assert torch.equal(encode_words("a tiny red donut"), encode_words("a small red torus"))
     with pytest.raises(PromptError, match="'dodecahedron'"):
         encode_words("a purple dodecahedron")
+
+
+def test_truncated_ply_files_are_refused(tmp_path):
+    """A PLY holding fewer vertices (ASCII or binary) or faces than its header declares is refused, naming the
+    file, both counts and the fix; the whole file still reads."""
+    ascii_cut = tmp_path / "cut.ply"
+    ascii_cut.write_text("ply\nformat ascii 1.0\nelement vertex 100\nproperty float x\nproperty float y\n"
+                         "property float z\nend_header\n0 0 0\n1 1 1\n")
+    with pytest.raises(MeshFileError, match=r"cut.ply is truncated: its header declares 100 vertices but the file "
+                                            r"holds 2; .*copy the whole file again"):
+        read_points(ascii_cut)
+    whole = tmp_path / "whole.ply"
+    write_points(whole, torch.rand(64, 6))
+    assert read_points(whole).shape == (64, 6)
+    binary_cut = tmp_path / "binary_cut.ply"
+    binary_cut.write_bytes(whole.read_bytes()[:-15 * 40])
+    with pytest.raises(MeshFileError, match="not a readable .ply file .*check that it is a whole .ply file"):
+        read_points(binary_cut)
+    cut_mesh = tmp_path / "cut_mesh.ply"
+    cut_mesh.write_text("ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\nproperty float y\n"
+                        "property float z\nelement face 4\nproperty list uchar int vertex_indices\nend_header\n"
+                        "0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 1 2\n3 0 1 3\n")
+    with pytest.raises(MeshFileError, match="truncated: its header declares 4 faces but the file holds 2"):
+        read_mesh(cut_mesh)

@@ -26,6 +26,7 @@ imports no engine code.
 
 from __future__ import annotations
 
+import difflib
 import random
 import re
 from dataclasses import dataclass, replace
@@ -166,9 +167,9 @@ def _tokens(text: str, world: Any) -> list[str]:
     return [_canonical(w, world) for w in re.findall(r"[a-z]+", text.lower()) if w not in ("a", "an", "the")]
 
 
-def _motion_phrase(words: list[str], colours: set[str]) -> tuple[dict[str, Any], list[str]] | None:
+def _motion_phrase(words: list[str], colours: set[str]) -> tuple[dict[str, Any], list[str]] | str:
     """(what the motion phrase says, the words left for the still description); {} = no motion phrase.
-    None when the motion is unreadable: two motions, a motion verb without a direction, "left to left"."""
+    The reason (text) when the motion is unreadable: two motions, a motion verb without a direction, "left to left"."""
     found: list[tuple[dict[str, Any], set[int]]] = []
     for i, word in enumerate(words):
         if word != "to" or i == 0 or i + 1 >= len(words):
@@ -181,8 +182,9 @@ def _motion_phrase(words: list[str], colours: set[str]) -> tuple[dict[str, Any],
             found.append(({"motion": "grow" if a == "small" else "shrink"}, used))
         elif a in colours and z in colours and i >= 2 and (words[i - 2] == "from" or words[i - 2] in _CHANGE):
             found.append(({"motion": "colour", "from": a, "to": z}, used))
-        elif a in _POSITION_WORDS and z in _POSITION_WORDS:
-            return None                                        # "from left to left", "from centre to top"
+        elif a in _POSITION_WORDS and z in _POSITION_WORDS:    # "from left to left", "from centre to top"
+            return (f"'{a} to {z}' is not a move the model knows: a move goes between opposite sides (left to "
+                    f"right, right to left, top to bottom, bottom to top)")
     taken = set().union(*(used for _, used in found)) if found else set()
     for i, word in enumerate(words):
         if i in taken:
@@ -201,8 +203,9 @@ def _motion_phrase(words: list[str], colours: set[str]) -> tuple[dict[str, Any],
                 continue                                       # "moving from left to right": read above
             if j < len(words) and words[j] in _DIRECTION:
                 found.append(({"motion": _DIRECTION[words[j]]}, set(range(i, j + 1))))
-            else:
-                return None                                    # "moving" with no direction
+            else:                                              # "moving" with no direction
+                return (f"'{word}' has no direction; say where it goes: '{word} up', '{word} to the left', "
+                        f"'{word} from left to right'")
         elif word in _CHANGE:
             j = i + 1
             while j < len(words) and words[j] in ("to", "into", "colour"):
@@ -211,11 +214,19 @@ def _motion_phrase(words: list[str], colours: set[str]) -> tuple[dict[str, Any],
                 found.append(({"motion": "colour", "to": words[j]}, set(range(i, j + 1))))
     motions = {tuple(sorted(spec.items())) for spec, _ in found}
     if len(motions) > 1:
-        return None
+        named = sorted({_motion_name(spec) for spec, _ in found})
+        return (f"it names {len(motions)} motions ({', '.join(named)}); a clip animates one thing: keep one "
+                f"motion" if len(named) > 1 else f"it names {len(motions)} different colour changes; keep one")
     if not found:
         return {}, words
     used = set().union(*(u for _, u in found))
     return found[0][0], [w for i, w in enumerate(words) if i not in used]
+
+
+def _motion_name(spec: dict[str, Any]) -> str:
+    """A motion for a message: "left to right", "grow", "colour change"."""
+    kind = spec["motion"]
+    return " to ".join(MOVES[kind]) if kind in MOVES else {"colour": "colour change"}.get(kind, kind)
 
 
 def parse_video_caption(text: str, world: Any) -> ClipSpec | None:
@@ -226,39 +237,80 @@ def parse_video_caption(text: str, world: Any) -> ClipSpec | None:
     to green", "the yellow triangle falls", any case, synonyms, articles or none. Left out: size →
     small (grow / shrink set their own), position → centre, background → the first of
     ``DEFAULT_BACKGROUNDS`` the object does not use. A move may name its starting side, not another.
+    ``caption_problem`` says why a caption was refused.
     """
+    read = _read_caption(text, world)
+    return read if isinstance(read, ClipSpec) else None
+
+
+def _read_caption(text: str, world: Any) -> ClipSpec | str:
+    """``parse_video_caption``'s work: the clip, or the reason it is not one (text for an error message)."""
     colours = set(world.COLOURS)
-    if _unknown_words(text, world):
-        return None
+    unknown = _unknown_words(text, world)
+    if unknown:
+        vocabulary = sorted({*world.SHAPES, *world.COLOURS, *world.SIZES, *world.POSITIONS, *world.SYNONYMS,
+                             *MOTION_WORDS, *_MOTION_SYNONYMS})
+        guesses = [f"{w!r} → {close[0]!r}" for w in unknown[:10]
+                   if (close := difflib.get_close_matches(w.lower(), vocabulary, n=1, cutoff=0.75))]
+        return (f"it has words the tiny world does not know ({', '.join(map(repr, unknown[:10]))})"
+                + (f"; did you mean {', '.join(guesses)}?" if guesses else ""))
     read = _motion_phrase(_tokens(text, world), colours)
-    if read is None:
-        return None
+    if isinstance(read, str):
+        return read
     motion, rest = read
     still = world.parse_prompt(" ".join(rest))
     if still is None or len(still.objects) != 1:
-        return None
+        return _still_problem(rest, world)
     item, background = still.objects[0], still.background
     kind = motion.get("motion", "still")
     try:
         if kind == "colour":
             start = motion.get("from") or item.colour
-            if start is None or (item.colour not in (None, start)):
-                return None
+            if start is None:
+                return (f"a change to {motion['to']} needs the colour it starts from: 'a red {item.shape} turning "
+                        f"{motion['to']}' or 'a {item.shape} changing from red to {motion['to']}'")
+            if item.colour not in (None, start):
+                return (f"the {item.shape} is {item.colour} but the change starts from {start}; name the starting "
+                        f"colour once")
+            if motion["to"] == start:
+                return f"it changes from {start} to {start}; name an end colour other than the start"
             used = {start, motion["to"]}
             background = background or next(c for c in DEFAULT_BACKGROUNDS if c not in used)
             return ClipSpec("colour", item.shape, start, background, size=item.size or "small",
                             position=item.position or "centre", end_colour=motion["to"])
         if item.colour is None:
-            return None
+            return f"it names no colour for the {item.shape}; add one, e.g. 'a red {item.shape}'"
         background = background or next(c for c in DEFAULT_BACKGROUNDS if c != item.colour)
         if kind in MOVES:
-            if item.position not in (None, MOVES[kind][0]):
-                return None                                    # "at the top moving to the right"
+            if item.position not in (None, MOVES[kind][0]):        # "at the top moving to the right"
+                return (f"a move {_motion_name(motion)} starts {WHERE[MOVES[kind][0]]}, but the caption puts the "
+                        f"{item.shape} {WHERE[item.position]}; leave the position out or name the start that fits")
             return ClipSpec(kind, item.shape, item.colour, background, size=item.size or "small")
         return ClipSpec(kind, item.shape, item.colour, background, size=item.size or "small",
                         position=item.position or "centre")
-    except ClipError:
-        return None
+    except ClipError as exc:
+        return f"{exc}; choose another background or colour"
+
+
+def _still_problem(words: list[str], world: Any) -> str:
+    """Why the words left after the motion phrase are not one shape with its attributes."""
+    shapes = sorted({w for w in words if w in world.SHAPES})
+    if not shapes:
+        return f"it names no shape; add one of {', '.join(world.SHAPES)}"
+    if len(shapes) > 1 or words.count("and"):
+        return (f"it names more than one object ({', '.join(shapes)}); a video caption describes one shape: "
+                f"keep one")
+    background = next((words[i - 1] for i, w in enumerate(words) if w == "background" and i), None)
+    named = {w for i, w in enumerate(words)                          # the object's colours, not the background's
+             if w in world.COLOURS and i + 1 < len(words) and words[i + 1] != "background"}
+    if background in named:
+        return (f"the {shapes[0]} is {background}, the background's colour, so it would not show; choose another "
+                f"background or colour")
+    for values, what in ((named, "colours"), ({w for w in words if w in world.SIZES}, "sizes"),
+                         ({w for w in words if w in world.POSITIONS}, "positions")):
+        if len(values) > 1:
+            return f"it gives the {shapes[0]} two {what} ({', '.join(sorted(values))}); keep one"
+    return f"the words left after the motion phrase ({' '.join(words)!r}) do not describe one shape"
 
 
 def _unknown_words(text: str, world: Any) -> list[str]:
@@ -268,16 +320,14 @@ def _unknown_words(text: str, world: Any) -> list[str]:
 
 
 def caption_problem(text: str, world: Any) -> str:
-    """Why ``parse_video_caption`` refused ``text``, for an error message (words it does not know, or the shape
-    of a caption it reads)."""
-    unknown = _unknown_words(text, world)
+    """Why ``parse_video_caption`` refused ``text``, for an error message: the reason, then the fix."""
+    read = _read_caption(text, world)
+    reason = read if isinstance(read, str) else "it reads as a caption"
     shown = repr(text if len(text) <= 80 else text[:77] + "...")
     hint = ("write one shape with its colour and, if it moves, how: e.g. 'a red circle moving up', 'a small blue "
             "square sliding from left to right on a white background', 'a star growing', 'a circle turning from "
             "red to green'")
-    if unknown:
-        return f"{shown} has words the tiny world does not know ({', '.join(map(repr, unknown[:10]))}); {hint}"
-    return f"{shown} is not a tiny-world video caption of one shape; {hint}"
+    return f"{shown} is not a tiny-world video caption: {reason}. {hint[0].upper()}{hint[1:]}"
 
 
 def frame_times(frames: int) -> np.ndarray:

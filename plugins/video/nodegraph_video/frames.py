@@ -144,7 +144,7 @@ def travel_weights(keyframes: Sequence[int], frames: int) -> list[tuple[int, int
             out.append((before if keyframes[before] <= frame else after,) * 2 + (0.0,))
             continue
         span = keyframes[after] - keyframes[before]
-        out.append((before, after, (frame - keyframes[before]) / span))
+        out.append((before, after, (frame - keyframes[before]) / span if span else 0.0))   # equal keyframes: hold
     return out
 
 

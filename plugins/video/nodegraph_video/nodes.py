@@ -73,7 +73,10 @@ def _frames_of(latent: Any, argument: str = "latent", node: str = "video node") 
 
 
 class EmptyVideoLatent(Node):
-    """A LATENT of zeros for a clip of `frames` frames: {"samples": (batch·F, C, h, w), "frames": F, "fps": fps}."""
+    """A LATENT of zeros for a clip of `frames` frames: {"samples": (batch·F, C, h, w), "frames": F, "fps": fps}.
+
+    The `frames` output (F) is for SaveVideo's `clip_frames`, so a batch of clips is saved one file per clip.
+    """
 
     category = "video"
 
@@ -85,7 +88,7 @@ class EmptyVideoLatent(Node):
         batch_size: int = Input(1, ge=1, le=64, description="clips")
         vae: Any = Input(None, port="VAE", description="its latent layout (default: SD's, 4 channels at /8)")
 
-    outputs = (Output("latent", "LATENT"),)
+    outputs = (Output("latent", "LATENT"), Output("frames", "INT"))
 
     MAX_FRAMES_IN_ALL = 4096        # frames × batch_size: api.empty_latent's batch limit
 
@@ -96,7 +99,7 @@ class EmptyVideoLatent(Node):
                                  f"frames, more than {self.MAX_FRAMES_IN_ALL} in one latent; lower frames or "
                                  f"batch_size")
         latent = api.empty_latent(self.context, width, height, batch_size=batch_size * frames, vae=vae)
-        return {"latent": {**latent, "frames": frames, "fps": fps}}
+        return {"latent": {**latent, "frames": frames, "fps": fps}, "frames": frames}
 
 
 # --- motion modules ------------------------------------------------------------------------------
@@ -638,7 +641,7 @@ class TinyWorldVideoPrompt(Node):
             raise NodeInputError("text", caption_problem(text, world) + " (plugins/video/README.md has the grammar)")
         first, last = (world.caption(scene) for scene in clip.keyframes(world))
         encoded = [api.encode_text(self.context, text_encoder, first), api.encode_text(self.context, text_encoder, last)]
-        weights = travel_weights([0, frames - 1] if frames > 1 else [0, 0], frames)
+        weights = travel_weights([0, frames - 1] if frames > 1 else [0], frames)   # one frame: the first keyframe
         return {"conditioning": blend_conditioning(encoded, weights, "text"), "keyframes": f"{first} → {last}"}
 
 
@@ -960,13 +963,29 @@ class LoadVideo(Node):
             clip = read_video(path, fps=fps, start_frame=start_frame, max_frames=max_frames)
         except VideoFileError as exc:
             raise NodeInputError(exc.input, str(exc)) from None
-        return {"images": clip.frames, "fps": float(clip.fps), "frames": int(clip.frames.shape[0])}
+        loaded = int(clip.frames.shape[0])
+        if clip.frames_left:
+            has = f"has {clip.file_frames} frames" if clip.file_frames else "goes on"
+            rate = f" at {fps:g} fps" if fps > 0 else ""
+            fix = (f"raise max_frames (up to {MAX_FRAMES})" if max_frames < MAX_FRAMES else
+                   f"max_frames is at its limit of {MAX_FRAMES}; load the rest with another LoadVideo whose "
+                   f"start_frame is past this part")
+            slower = ", or lower fps to cover more time with as many frames" if fps > 0 else ""
+            self.context.warn(f"{video} {has}; loaded {loaded} frames{rate} from frame {start_frame} (max_frames "
+                              f"{max_frames}) and left the rest out; to get more, {fix}{slower}")
+        if clip.uneven_durations:
+            self.context.warn(f"{video}'s frames last different times, and fps 0 plays each loaded frame for "
+                              f"1/{clip.fps:.4g} s; set fps to resample by time so the timing is kept")
+        return {"images": clip.frames, "fps": float(clip.fps), "frames": loaded}
 
 
 class SaveVideo(Node):
     """Save IMAGE frames as a video in the output folder: mp4 (H.264), webm (VP9), animated gif or webp.
 
-    The graph is stored in the file's metadata where the container has a text field (mp4 / webm comment,
+    `clip_frames` F > 0 reads the frames as clips of F frames, clip-major (the plugin's batch layout,
+    B·F frames), and writes one file per clip, as SaveImage / SaveAudio write one file per batch item;
+    link it to EmptyVideoLatent's `frames`. 0 writes every frame into one file (an IMAGE knows nothing
+    of clips). The graph is stored in the file's metadata where the container has a text field (mp4 / webm comment,
     GIF comment). Files are numbered PREFIX_00001.mp4, ..., written to a temporary file first.
     """
 
@@ -980,11 +999,13 @@ class SaveVideo(Node):
         quality: int = Input(85, ge=1, le=100, description="higher = larger files; webp 100 = lossless")
         filename_prefix: str = Input("video/nodegraph", file_name_in="output", subfolders=True, min_length=1, max_length=200)
         embed_graph: bool = Input(True)
+        clip_frames: int = Input(0, ge=0, le=MAX_FRAMES,
+                                 description="frames per clip: one file per clip of a batch (0 = all frames, one file)")
 
     outputs = ()
 
     def run(self, images: Any, fps: float, format: str, quality: int, filename_prefix: str,
-            embed_graph: bool) -> dict:
+            embed_graph: bool, clip_frames: int = 0) -> dict:
         import json
 
         from .video_io import FORMATS, write_video, written_fps
@@ -996,10 +1017,17 @@ class SaveVideo(Node):
         if embed_graph and self.context.graph is not None:
             graph = json.dumps(self.context.graph.to_dict(), separators=(",", ":"))
         spec = FORMATS[format]
-        frames, height, width = images.shape[:3]
+        total, height, width = images.shape[:3]
+        frames = clip_frames or total
+        if total % frames:
+            raise NodeInputError("clip_frames", f"{total} frames do not split into clips of {clip_frames} frames; "
+                                                f"link clip_frames to the latent's frames (EmptyVideoLatent's "
+                                                f"`frames` output), or set it to 0 to save all frames as one clip")
+        clips = [images[start:start + frames] for start in range(0, total, frames)]   # clip-major (B·F, ...)
         plays = written_fps(fps, format)        # gif frame times are whole centiseconds: 8 fps is stored as 120 ms
-        files = api.save_files(self.context, [lambda path: write_video(path, images, fps, format, quality=quality,
-                                                                       graph_json=graph)],
+        files = api.save_files(self.context, [lambda path, clip=clip: write_video(path, clip, fps, format,
+                                                                                  quality=quality, graph_json=graph)
+                                              for clip in clips],
                                kind="video", prefix=filename_prefix, suffix=spec["suffix"], mime=spec["mime"],
                                fields={"width": width, "height": height, "frames": frames, "fps": round(plays, 4),
                                        "duration": round(frames / plays, 4),

@@ -16,6 +16,7 @@ Errors are VideoFileError(ValueError) with ``input`` naming the node input at fa
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -51,6 +52,9 @@ class VideoClip:
     fps: float
     source_frames: int | None        # frames decoded (decoding stops once the requested frames are read)
     graph_json: str | None = None
+    frames_left: bool = False        # the file goes on past the last frame loaded (max_frames stopped it)
+    file_frames: int | None = None   # the file's frame count when it goes on (None: the container does not say)
+    uneven_durations: bool = False   # the source's frames last different times (fps 0 plays them evenly)
 
 
 def _pick(times_source: list[float], fps: float, count_limit: int, start: int) -> list[int]:
@@ -109,7 +113,33 @@ def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 
                                            f"once ({max_pixels // (width * height)} frames at this size); lower "
                                            f"max_frames")
     frames = torch.from_numpy(np.stack([images[i] for i in indices])).float() / 255.0
-    return VideoClip(frames=frames, source_fps=source_fps, fps=out_fps, source_frames=len(images), graph_json=graph)
+    if fps > 0:     # resampled: another output frame would still fall inside the decoded source
+        frames_left = len(indices) == max_frames and times[start_frame] + max_frames / fps < total - durations[-1] / 2
+    else:           # decoding reads one frame past start + max_frames when the file has it
+        frames_left = start_frame + max_frames < len(images)
+    uneven = fps <= 0 and len(indices) > 1 and max(durations[i] for i in indices) > 1.5 * min(
+        durations[i] for i in indices)
+    return VideoClip(frames=frames, source_fps=source_fps, fps=out_fps, source_frames=len(images), graph_json=graph,
+                     frames_left=frames_left, file_frames=count_frames(path) if frames_left else None,
+                     uneven_durations=uneven)
+
+
+def count_frames(path: str | os.PathLike) -> int | None:
+    """The number of frames a video file holds, as its container states it (None when it does not)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".gif", ".webp"):
+            from PIL import Image
+
+            with Image.open(path) as image:
+                return int(getattr(image, "n_frames", 1))
+        import av
+
+        with av.open(str(path)) as container:
+            count = int(container.streams.video[0].frames or 0)
+            return count or None
+    except Exception:  # noqa: BLE001 — only for a message; the frames were read already
+        return None
 
 
 def _read_av(path: Path, limit: int | None = None, start: int = 0,
@@ -211,11 +241,53 @@ def written_fps(fps: float, format: str) -> float:
     return 1000 / frame_milliseconds(fps, format) if format in ("gif", "webp") else fps
 
 
-def _write_pillow(path: Path, pixels: np.ndarray, fps: float, format: str, quality: int,
-                  graph_json: str | None) -> None:
+def gif_frames(pixels: np.ndarray) -> list:
+    """Palette images for a GIF that keeps every frame: Pillow merges a frame identical to the one before
+    into it (summing their times), so a still stretch would be written as one long frame and read back as
+    fewer frames. Each frame gets an adaptive palette of 255 colours plus entry 255 = the colour of its
+    top-left pixel; in a run of identical frames that pixel alternates between its own index and 255 —
+    the same colour, different bytes — so each frame is written (as a 1×1 update)."""
     from PIL import Image
 
-    images = [Image.fromarray(p) for p in pixels]
+    out, previous = [], None
+    for array in pixels:
+        image = Image.fromarray(array).convert("P", palette=Image.Palette.ADAPTIVE, colors=255)
+        palette = (image.getpalette() or [])[:765]
+        palette += [0] * (765 - len(palette))
+        own = image.getpixel((0, 0))
+        image.putpalette(palette + palette[3 * own:3 * own + 3])
+        key = (image.tobytes(), bytes(image.getpalette()))
+        if previous is not None and key == previous[0]:
+            image = out[-1].copy()
+            image.putpixel((0, 0), own if out[-1].getpixel((0, 0)) == 255 else 255)
+        previous = (key,)
+        out.append(image)
+    return out
+
+
+def webp_frames(pixels: np.ndarray, quality: int) -> list:
+    """RGB images for an animated WebP that keeps every frame: libwebp merges a frame into the one before
+    when no pixel differs by more than its lossy tolerance (31·(1 − √q) + √q levels at quality q / 100,
+    1 lossless). In a run of identical frames every other frame's top-left pixel is nudged by one level
+    more than that, so each frame is written; one pixel, and the encoder's own loss is far larger."""
+    from PIL import Image
+
+    root = math.sqrt(quality / 100)
+    step = min(255, math.ceil(31 * (1 - root) + root) + 1) if quality < 100 else 1
+    out, nudge = [], False
+    for index, array in enumerate(pixels):
+        nudge = index > 0 and np.array_equal(array, pixels[index - 1]) and not nudge
+        if nudge:
+            array = array.copy()
+            value = int(array[0, 0, 0])
+            array[0, 0, 0] = value + step if value + step <= 255 else value - step
+        out.append(Image.fromarray(array))
+    return out
+
+
+def _write_pillow(path: Path, pixels: np.ndarray, fps: float, format: str, quality: int,
+                  graph_json: str | None) -> None:
+    images = gif_frames(pixels) if format == "gif" else webp_frames(pixels, quality)
     duration = frame_milliseconds(fps, format)
     options: dict = {"save_all": True, "append_images": images[1:], "duration": duration, "loop": 0}
     if format == "gif":

@@ -162,16 +162,20 @@ def test_video_captions_as_people_write_them(world, text, caption):
 
 @pytest.mark.parametrize("text, why", [
     ("a red circle bouncing", "'bouncing'"),
-    ("a red circle moving", "not a tiny-world video caption"),
-    ("a red circle growing and shrinking", "not a tiny-world video caption"),
-    ("a square at the top moving to the right", "not a tiny-world video caption"),
-    ("a red circle moving right on a red background", "not a tiny-world video caption"),
-    ("a red circle turning red", "not a tiny-world video caption"),
+    ("a red circle moving", "'moving' has no direction"),
+    ("a red circle growing and shrinking", "names 2 motions (grow, shrink)"),
+    ("a red square at the top moving to the right", "starts on the left, but the caption puts the square at the top"),
+    ("a square moving right", "names no colour for the square"),
+    ("a red circle moving right on a red background", "red, the background's colour"),
+    ("a red circle and a blue square moving right", "more than one object (circle, square)"),
+    ("a red circle turning red", "changes from red to red"),
     ("a medium red circle moving up", "'medium'"),
+    ("a purpel circle moving up", "did you mean 'purpel' → 'purple'"),
 ])
 def test_video_captions_that_are_refused_say_why(world, text, why):
-    """Unknown words are named; ambiguous or impossible clips (two motions, no direction, a move that starts
-    elsewhere, an object the background's colour, a change to the same colour) are refused."""
+    """Unknown words are named (with a close known word); ambiguous or impossible clips (two motions, no
+    direction, a move that starts elsewhere, an object the background's colour, a change to the same colour,
+    two objects) are refused with that reason, as the README promises."""
     assert parse_video_caption(text, world) is None
     assert why in caption_problem(text, world)
 
@@ -338,3 +342,9 @@ def test_filter_clips_and_free_init_restart():
     sigma = 14.6                                                                       # linear: LPF(z0 + σε) + σ·HPF(η)
     torch.testing.assert_close(start + sigma * noise, filter_clips(z0 + sigma * eps, 4, gain)
                                + sigma * filter_clips(fresh, 4, 1 - gain), rtol=1e-4, atol=1e-4)
+
+
+def test_travel_weights_with_equal_keyframes_hold():
+    """Two keyframes on the same frame (a one-frame clip) hold the first one instead of dividing by zero."""
+    assert [w for *_, w in travel_weights([0, 0], 1)] == [0.0]
+    assert travel_weights([0], 1) == [(0, 0, 0.0)]

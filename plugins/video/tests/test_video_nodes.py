@@ -449,3 +449,72 @@ def test_latent_sizes_and_frame_totals_are_checked_before_the_run(session):
     with pytest.raises(NodeInputError, match=r"frames × batch_size = 256 × 64 = 16384") as error:
         node.run(width=64, height=64, frames=256, fps=8.0, batch_size=64)
     assert error.value.input == "batch_size"
+
+
+def test_one_frame_prompt_is_a_one_row_conditioning(session):
+    """TinyWorldVideoPrompt with frames 1 gives one row (the first keyframe), not a ZeroDivisionError."""
+    result = session.run({"format_version": 1, "nodes": {
+        "ckpt": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world.safetensors"}},
+        "prompt": {"type": "TinyWorldVideoPrompt",
+                   "inputs": {"text_encoder": {"node": "ckpt", "output": "text_encoder"},
+                              "text": "a red circle moving up", "frames": 1}},
+    }}, outputs=["prompt"])
+    assert all(v.shape[0] == 1 for v in result.outputs["prompt"]["conditioning"].values())
+
+
+def test_a_batch_of_clips_is_saved_one_file_per_clip(session):
+    """txt2vid with batch_size 2 writes two 4-frame files per format (clip_frames is linked to the latent's
+    frames), as the audio plugin writes one file per batch item; a clip length that does not divide the
+    frames is an error naming clip_frames."""
+    graph = _small("txt2vid", changes={("latent", "batch_size"): 2})
+    result = session.run(graph)
+    for node in ("video", "gif"):
+        files = _files(result, node)
+        assert len(files) == 2 and all(f["frames"] == 4 for f in files)
+        assert len({f["path"] for f in files}) == 2
+    render = {"type": "RenderTinyWorldClip", "inputs": {"frames": 4, "size": 32}}
+    save = {"type": "SaveVideo", "inputs": {"images": {"node": "render", "output": "images"}, "format": "gif",
+                                            "clip_frames": 3, "filename_prefix": "split/bad"}}
+    with pytest.raises(NodeExecutionError, match="do not split into clips of 3") as info:
+        session.run({"format_version": 1, "nodes": {"render": render, "save": save}})
+    assert info.value.exception.input == "clip_frames"
+
+
+@pytest.mark.parametrize("fmt", ["gif", "webp"])
+def test_animated_images_keep_repeated_frames(session, fmt):
+    """A still clip saved as GIF / WebP holds every frame (Pillow and libwebp would merge identical ones into
+    one long frame) and loads back whole."""
+    from PIL import Image
+
+    render = {"type": "RenderTinyWorldClip", "inputs": {"caption": "a small red circle, on a blue background",
+                                                        "frames": 5, "size": 32}}
+    save = {"type": "SaveVideo", "inputs": {"images": {"node": "render", "output": "images"}, "format": fmt,
+                                            "fps": 8.0, "filename_prefix": "still/clip"}}
+    result = session.run({"format_version": 1, "nodes": {"render": render, "save": save}}, outputs=["render", "save"])
+    frames = result.outputs["render"]["images"]
+    assert torch.equal(frames[0], frames[-1])                         # the clip really is still
+    (file,) = _files(result, "save")
+    with Image.open(file["path"]) as image:
+        assert image.n_frames == file["frames"] == 5
+    (Path(session.input_dir) / f"still.{fmt}").write_bytes(Path(file["path"]).read_bytes())
+    loaded = session.run({"format_version": 1, "nodes": {"load": {"type": "LoadVideo", "inputs": {
+        "video": f"still.{fmt}", "fps": 0.0, "start_frame": 0, "max_frames": 64}}}}, outputs=["load"])
+    assert loaded.outputs["load"]["frames"] == 5 and loaded.warnings == []
+    assert (loaded.outputs["load"]["images"] - frames).abs().mean() < 0.02
+
+
+def test_load_video_warns_about_frames_left_out(session):
+    """A 12-frame GIF loaded with max_frames 5 warns how many frames the file has, how many were read and
+    which input raises the limit; loading all of it does not warn."""
+    from PIL import Image
+
+    images = [Image.new("RGB", (16, 16), (20 * k, 0, 0)) for k in range(12)]
+    images[0].save(Path(session.input_dir) / "long.gif", save_all=True, append_images=images[1:], duration=100)
+    def warnings(max_frames: int) -> list[str]:
+        result = session.run({"format_version": 1, "nodes": {"load": {"type": "LoadVideo", "inputs": {
+            "video": "long.gif", "fps": 0.0, "start_frame": 0, "max_frames": max_frames}}}}, outputs=["load"])
+        return [w["message"] for w in result.warnings]
+
+    (message,) = warnings(5)
+    assert "long.gif has 12 frames" in message and "loaded 5 frames" in message and "raise max_frames" in message
+    assert warnings(12) == [] and warnings(64) == []
