@@ -123,7 +123,7 @@ def test_editor_features(tmp_path):
     comfy.write_text(json.dumps({"last_node_id": 2, "nodes": [{"id": 1, "type": "KSampler"}], "links": [], "version": 0.4}))
     comfy_api = tmp_path / "comfy_api.json"
     comfy_api.write_text(json.dumps({
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v1-5.safetensors"}},
+        "4": {"class_type": "FaceDetailer", "inputs": {"ckpt_name": "v1-5.safetensors"}},   # no equivalent here
         "5": {"class_type": "Int", "inputs": {"value": 3}}}))
     deep = tmp_path / "deep.json"
     deep.write_text('{"format_version": 2, "nodes": {"a": {"type": "Int", "inputs": {"value": %s%s}}}}' % ("[" * 100_000, "]" * 100_000))
@@ -161,7 +161,7 @@ def test_editor_features(tmp_path):
                 "() => document.querySelector('[data-testid=error-banner]')?.textContent.includes(\"In ComfyUI use 'Export (API)'\")")
             assert _node_ids(page) == first, "a file that is not a graph must not replace the canvas"
             page.set_input_files("[data-testid=load-input]", str(comfy_api))
-            page.wait_for_selector("[data-testid=node-4].ng-unknown")   # CheckpointLoaderSimple: a placeholder with its data
+            page.wait_for_selector("[data-testid=node-4].ng-unknown")   # FaceDetailer: a placeholder with its data
             assert _graph(page)["nodes"]["4"]["inputs"] == {"ckpt_name": "v1-5.safetensors"}
             assert "Imported comfy_api.json" in page.inner_text("[data-testid=info-banner]")
             page.set_input_files("[data-testid=load-input]", str(tricky))

@@ -17,7 +17,7 @@ import { GraphCanvas } from "./editor/GraphCanvas";
 import { ImageViewer } from "./editor/ImageViewer";
 import { ContextMenu, HelpPanel, SearchPopup, SubgraphBar } from "./editor/Overlays";
 import { Palette } from "./editor/Palette";
-import { Banner, Gallery, HistoryPanel, PluginNotice, PluginsPanel, QueuePanel, Toasts, Toolbar } from "./editor/Panels";
+import { Banner, Gallery, HistoryPanel, PluginNotice, PluginsPanel, QueuePanel, RunWarnings, Toasts, Toolbar } from "./editor/Panels";
 
 function Themed({ app }: { app: EditorApp }) {
   const theme = useStore(app.ui, (s) => s.theme);
@@ -43,7 +43,10 @@ export function App({ app }: { app: EditorApp }) {
               </PartBoundary>
               <main className="ng-center">
                 <PartBoundary area="banner">
-                  <Banner />
+                  <div className="ng-banners">
+                    <Banner />
+                    <RunWarnings />
+                  </div>
                   <PluginNotice />
                   <SubgraphBar />
                 </PartBoundary>

@@ -35,16 +35,62 @@ describe("session state", () => {
     expect(s.banner?.kind).toBe("error");
   });
 
-  it("shows a node's warning in the banner, and only for the run on the canvas", () => {
+  it("keeps every warning of the run on its node (none replaces another), and only for the run on the canvas", () => {
     const s = feed(
-      server({ type: "run_started", run_id: "r1", nodes: ["prompt"], total: 1 }),
+      server({ type: "run_started", run_id: "r1", nodes: ["prompt", "sampler"], total: 2 }),
+      server({ type: "node_started", run_id: "r1", node_id: "prompt", node_type: "EncodeText" }),
       server({ type: "node_warning", run_id: "r1", node_id: "prompt", node_type: "EncodeText", message: "unknown words: yelow" }),
       server({ type: "node_finished", run_id: "r1", node_id: "prompt", node_type: "EncodeText", seconds: 0.1 }),
+      server({ type: "node_started", run_id: "r1", node_id: "sampler", node_type: "KSampler" }),
+      server({ type: "node_warning", run_id: "r1", node_id: "sampler", node_type: "KSampler", message: "24 px is outside 32-128" }),
+      server({ type: "node_warning", run_id: "r1", node_id: "sampler", node_type: "KSampler", message: "24 px is outside 32-128" }),
+      server({ type: "node_finished", run_id: "r1", node_id: "sampler", node_type: "KSampler", seconds: 0.1 }),
       server({ type: "run_finished", run_id: "r1", seconds: 0.2 }),
     );
-    expect(s.banner).toEqual({ kind: "info", text: "Warning from node prompt: unknown words: yelow" });
+    expect(s.warnings).toEqual({
+      prompt: [{ message: "unknown words: yelow", earlier: false }],
+      sampler: [{ message: "24 px is outside 32-128", earlier: false }],
+    });
+    expect(s.banner).toBeNull(); // the warnings banner lists them (editor/Panels.tsx RunWarnings)
     const other = reduceSession(s, server({ type: "node_warning", run_id: "r0", node_id: "x", node_type: "X", message: "old" }), context);
-    expect(other.banner).toEqual(s.banner);
+    expect(other.warnings).toEqual(s.warnings);
+    const next = reduceSession(s, server({ type: "run_started", run_id: "r2", nodes: ["prompt"], total: 1 }), context);
+    expect(next.warnings).toEqual({});
+  });
+
+  it("shows a cached result's warnings again, marked as from an earlier run; a result computed again starts clean", () => {
+    // Result keys as app.ts derives them from the submitted graph (run/warnings.ts): r1 and r2 ran
+    // the same graph, r3 changed the sampler's inputs, r4 went back to r1's sampler inputs.
+    const keys: Record<string, Record<string, string>> = {
+      r1: { prompt: "P", sampler: "S1" },
+      r2: { prompt: "P", sampler: "S1" },
+      r3: { prompt: "P", sampler: "S2" },
+      r4: { prompt: "P", sampler: "S1" },
+    };
+    const keyed = { ...context, warningKey: (run: string, node: string) => `r:${keys[run][node]}` };
+    const step = (state: SessionState, ...messages: ServerMessage[]) => messages.reduce((st, m) => reduceSession(st, server(m), keyed), state);
+    const ran = (run: string, node: string, warning?: string): ServerMessage[] => [
+      { type: "node_started", run_id: run, node_id: node, node_type: "T" },
+      ...(warning ? [{ type: "node_warning", run_id: run, node_id: node, node_type: "T", message: warning } as ServerMessage] : []),
+      { type: "node_finished", run_id: run, node_id: node, node_type: "T", seconds: 0.1 },
+    ];
+    const cached = (run: string, node: string): ServerMessage => ({ type: "node_cached", run_id: run, node_id: node, node_type: "T" });
+    const started = (run: string): ServerMessage => ({ type: "run_started", run_id: run, nodes: ["prompt", "sampler"], total: 2 });
+
+    let s = step(initialSessionState, started("r1"), ...ran("r1", "prompt", "unknown words: purpel"), ...ran("r1", "sampler", "24 px"));
+    s = step(s, started("r2"), cached("r2", "prompt"), cached("r2", "sampler"));
+    expect(s.warnings).toEqual({
+      prompt: [{ message: "unknown words: purpel", earlier: true }],
+      sampler: [{ message: "24 px", earlier: true }],
+    });
+    expect(s.nodeStates.sampler).toEqual({ status: "cached" });
+    s = step(s, started("r3"), cached("r3", "prompt"), ...ran("r3", "sampler")); // a new size: no warning
+    expect(s.warnings).toEqual({ prompt: [{ message: "unknown words: purpel", earlier: true }] });
+    s = step(s, started("r4"), cached("r4", "prompt"), cached("r4", "sampler")); // r1's result again, from the cache
+    expect(s.warnings.sampler).toEqual([{ message: "24 px", earlier: true }]);
+    s = step(s, started("r4"), ...ran("r4", "prompt")); // the prompt ran again and is fine now
+    s = step(s, started("r4"), cached("r4", "prompt"));
+    expect(s.warnings).toEqual({});
   });
 
   it("marks the running node interrupted", () => {

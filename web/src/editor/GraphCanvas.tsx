@@ -48,8 +48,8 @@ import {
   type EditorDocument,
   type Position,
 } from "../graph/document";
-import { groupMembers, groupsOf, moveGroup, moveReroute, pruneReroutes, removeGroup, removeReroutes, reroutesOf, wirePoints, addGroup } from "../graph/groups";
-import { autoLayout, effectivePositions, estimateSize, freeSpot, NODE_WIDTH, pushApart, type Rect, type Size } from "../graph/layout";
+import { groupMembers, groupSelection, groupsOf, layoutWithGroups, moveGroup, moveReroute, pruneReroutes, removeGroup, removeReroutes, reroutesOf, wirePoints } from "../graph/groups";
+import { effectivePositions, estimateSize, freeSpot, pushApart, type Rect, type Size } from "../graph/layout";
 import { idMap } from "../graph/idMaps";
 import { collapseToSubgraph } from "../graph/subgraph";
 import { portColor, type NodeSchema, type PortType } from "../schema/types";
@@ -134,15 +134,15 @@ export const selectionActions = {
   },
   group(app: EditorApp, ids = Object.keys(app.editor.state.selectedNodes)) {
     const rects = app.canvas.rects();
-    const boxes = ids.map((id) => rects[id]).filter(Boolean);
-    app.editor.edit((doc) => addGroup(doc, boxes).doc);
+    if (!ids.some((id) => rects[id])) return;
+    app.layoutEdit((doc) => groupSelection(doc, ids, rects).doc);
   },
   collapse(app: EditorApp, ids = Object.keys(app.editor.state.selectedNodes)) {
     if (!ids.length) return;
     const rects = app.canvas.rects();
     const positions = idMap(Object.entries(rects).map(([id, r]): [string, Position] => [id, [r.x, r.y]]));
     let made: string | null = null;
-    app.editor.edit((doc) => {
+    app.layoutEdit((doc) => {
       const result = collapseToSubgraph(doc, ids, positions);
       if (!result) return doc;
       made = result.id;
@@ -155,10 +155,7 @@ export const selectionActions = {
   },
   autoLayout(app: EditorApp) {
     const rects = app.canvas.rects();
-    app.editor.edit((doc) => {
-      const positions = autoLayout(doc, (id) => rects[id] ?? { width: NODE_WIDTH, height: 150 });
-      return moveNodes(doc, positions);
-    });
+    app.editor.edit((doc) => layoutWithGroups(doc, rects));
     app.canvas.fit();
   },
   delete(app: EditorApp) {
@@ -481,8 +478,17 @@ export function GraphCanvas() {
       else if (mod && (key === "y" || (key === "z" && event.shiftKey))) app.editor.redo();
       else if (mod && key === "c") {
         if (!app.copySelection()) return;
-      } else if (mod && key === "v") app.paste(event.shiftKey);
-      else if (mod && key === "a") {
+      } else if (mod && key === "v") {
+        // The browser's `paste` event (below) follows with the system clipboard's content; where
+        // none comes, the nodes copied in an editor are pasted anyway.
+        const keep = event.shiftKey;
+        pendingPaste = keep;
+        setTimeout(() => {
+          if (pendingPaste === keep) app.paste(keep);
+          pendingPaste = null;
+        }, 150);
+        return; // no preventDefault: it would cancel the paste event
+      } else if (mod && key === "a") {
         app.editor.select(idMap(Object.keys(app.editor.doc.nodes).map((id) => [id, true as const])));
       } else if (mod && key === "s") app.save();
       else if (mod && key === "enter") void app.run({ front: event.shiftKey });
@@ -496,8 +502,21 @@ export function GraphCanvas() {
       else return;
       event.preventDefault();
     };
+    let pendingPaste: boolean | null = null; // Ctrl+V pressed, its paste event not yet seen: Shift held
+    const onPaste = (event: ClipboardEvent) => {
+      if (isEditable(event.target) || app.ui.get().viewer || app.ui.get().search) return;
+      const keep = pendingPaste ?? false;
+      pendingPaste = null;
+      event.preventDefault();
+      const data = event.clipboardData;
+      void app.pasteFromClipboard(data?.getData("text/plain") ?? "", data ? [...data.files] : [], keep);
+    };
     window.addEventListener("keydown", onKey);
-    return () => window.removeEventListener("keydown", onKey);
+    window.addEventListener("paste", onPaste);
+    return () => {
+      window.removeEventListener("keydown", onKey);
+      window.removeEventListener("paste", onPaste);
+    };
   }, [app]);
 
   const openMenu = (event: MouseEvent | ReactMouseEvent, target: import("../state/ui").MenuTarget) => {

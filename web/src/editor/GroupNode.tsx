@@ -29,7 +29,7 @@ function GroupView({ data, selected }: NodeProps<GroupFlowNode>) {
         minWidth={120}
         minHeight={80}
         color={group.color}
-        onResize={(_, p) => app.editor.dragEdit((doc) => updateGroup(doc, group.id, { bounds: [Math.round(p.x), Math.round(p.y), Math.round(p.width), Math.round(p.height)] }))}
+        onResize={(_, p) => app.layoutEdit((doc) => updateGroup(doc, group.id, { bounds: [Math.round(p.x), Math.round(p.y), Math.round(p.width), Math.round(p.height)] }), { drag: true })}
         onResizeEnd={() => app.editor.dragEnd()}
       />
       <div className="ng-group-title" style={{ background: group.color }} data-testid={`group-title-${group.id}`} onDoubleClick={() => setRenaming(true)}>

@@ -132,7 +132,7 @@ export function menuItems(app: EditorApp, target: MenuTarget, at: Position, scre
         { key: "paste", label: "Paste (Ctrl+V)", run: () => app.paste() },
         { key: "add-group", label: selection.length ? "Group selected nodes (Ctrl+G)" : "Add group here", run: () => {
           if (selection.length) selectionActions.group(app, selection);
-          else app.editor.edit((doc) => addGroup(doc, [{ x: at[0] + 30, y: at[1] + 64, width: 340, height: 200 }]).doc);
+          else app.layoutEdit((doc) => addGroup(doc, [{ x: at[0] + 30, y: at[1] + 64, width: 340, height: 200 }]).doc);
         } },
         { key: "auto-layout", label: "Auto-layout (Alt+L)", run: () => selectionActions.autoLayout(app) },
         { key: "select-all", label: "Select all (Ctrl+A)", run: () => app.editor.select(idMap(Object.keys(app.editor.doc.nodes).map((id) => [id, true as const]))) },
@@ -143,7 +143,7 @@ export function menuItems(app: EditorApp, target: MenuTarget, at: Position, scre
       const node = app.editor.doc.nodes[target.id];
       const inner = node ? subgraphName(node.type) : null;
       const many = ids.length > 1;
-      const align = (edge: AlignEdge) => () => app.editor.edit((doc) => moveNodes(doc, alignNodes(selectedRects(app, ids), edge)));
+      const align = (edge: AlignEdge) => () => app.layoutEdit((doc) => moveNodes(doc, alignNodes(selectedRects(app, ids), edge)));
       const items: MenuItem[] = [
         { key: "rename", label: "Rename", run: () => app.ui.set((s) => ({ ...s, renaming: `node:${target.id}` })) },
         { key: "bypass", label: `${node?.mode === "bypass" ? "Un-bypass" : "Bypass"} (Ctrl+B)`, run: () => selectionActions.toggleMode(app, "bypass", ids) },
@@ -159,14 +159,14 @@ export function menuItems(app: EditorApp, target: MenuTarget, at: Position, scre
         { key: "collapse", label: "Collapse into subgraph (Ctrl+Shift+E)", run: () => selectionActions.collapse(app, ids) },
       ];
       if (inner !== null && app.editor.doc.subgraphs?.[inner]) items.push({ key: "open-subgraph", label: "Open subgraph", run: () => app.openSubgraph(inner) });
-      if (node && nodeSize(node)) items.push({ key: "reset-size", label: "Reset size", run: () => app.editor.edit((doc) => setNodeSize(doc, target.id, null)) });
+      if (node && nodeSize(node)) items.push({ key: "reset-size", label: "Reset size", run: () => app.layoutEdit((doc) => setNodeSize(doc, target.id, null)) });
       if (many) {
         items.push(
           { key: "align-left", label: "Align left edges", run: align("left") },
           { key: "align-top", label: "Align top edges", run: align("top") },
           { key: "align-center-x", label: "Align centres (vertical line)", run: align("center-x") },
-          { key: "distribute-x", label: "Distribute horizontally", disabled: ids.length < 3, run: () => app.editor.edit((doc) => moveNodes(doc, distributeNodes(selectedRects(app, ids), "x"))) },
-          { key: "distribute-y", label: "Distribute vertically", disabled: ids.length < 3, run: () => app.editor.edit((doc) => moveNodes(doc, distributeNodes(selectedRects(app, ids), "y"))) },
+          { key: "distribute-x", label: "Distribute horizontally", disabled: ids.length < 3, run: () => app.layoutEdit((doc) => moveNodes(doc, distributeNodes(selectedRects(app, ids), "x"))) },
+          { key: "distribute-y", label: "Distribute vertically", disabled: ids.length < 3, run: () => app.layoutEdit((doc) => moveNodes(doc, distributeNodes(selectedRects(app, ids), "y"))) },
         );
       }
       items.push({ key: "delete", label: "Delete (Del)", run: () => {
@@ -177,7 +177,7 @@ export function menuItems(app: EditorApp, target: MenuTarget, at: Position, scre
     }
     case "wire":
       return [
-        { key: "add-reroute", label: "Add reroute here", run: () => app.editor.edit((doc) => addReroute(doc, { node: target.target, input: target.input }, at).doc) },
+        { key: "add-reroute", label: "Add reroute here", run: () => app.layoutEdit((doc) => addReroute(doc, { node: target.target, input: target.input }, at).doc) },
         { key: "delete-wire", label: "Delete wire", run: () => app.editor.edit((doc) => pruneAfterDisconnect(doc, target.target, target.input)) },
       ];
     case "group": {

@@ -4,7 +4,8 @@
  * panel (running run with interrupt, queued runs with cancel, recent runs with
  * requeue), the Plugins panel (problems with their fixes, loaded plugins), the
  * gallery of output files (every kind, editor/OutputFiles.tsx), the banner,
- * the plugin notice and the toasts.
+ * the warnings banner (every node warning of the shown run, run/warnings.ts), the plugin
+ * notice and the toasts.
  *
  * The history panel lists the server's runs (time, duration, seed, status, thumbnail),
  * filters them by status and opens a past run's graph; the templates menu lists
@@ -17,9 +18,10 @@
  * queue-panel, queue-running, queue-item-<run>, cancel-<run>, interrupt-<run>,
  * requeue-<run>, plugins-panel, plugin-warning (data-level, data-plugin),
  * plugin-loaded-<name>, plugin-notice, plugin-notice-dismiss, plugin-notice-show,
- * gallery, gallery-item (data-kind), error-banner, toast.
+ * gallery, gallery-item (data-kind), error-banner, toast, warnings-banner (data-count),
+ * warnings-toggle, warnings-dismiss, warning-item (data-node, data-earlier).
  */
-import { useRef, type ReactNode } from "react";
+import { useRef, useState, type ReactNode } from "react";
 import type { RunSummary } from "../protocol/messages";
 import { fileView, type OutputItem } from "../run/media";
 import { historyRow, HISTORY_STATUSES } from "../run/history";
@@ -27,6 +29,8 @@ import { textOf } from "../protocol/records";
 import { openViewer, setTheme } from "../state/ui";
 import { problemsOf, warningsSignature, type PluginWarning } from "../run/plugins";
 import { groupTemplates } from "../run/templates";
+import { warningList, type NodeWarning } from "../run/warnings";
+import { idMap } from "../graph/idMaps";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
 import { PartBoundary } from "./ErrorBoundary";
@@ -452,6 +456,78 @@ export function Banner() {
     <div className={`ng-banner ng-banner-${banner.kind}`} data-testid={banner.kind === "error" ? "error-banner" : "info-banner"}>
       <span>{banner.text}</span>
       <button type="button" className="ng-icon" onClick={() => app.dispatch({ type: "banner", banner: null })}>
+        ×
+      </button>
+    </div>
+  );
+}
+
+/** How many warnings the warnings banner lists before "Show all". */
+const WARNINGS_SHOWN = 3;
+
+/**
+ * Every warning of the shown run (several never replace each other): the node's title and
+ * the message, those of results served from the cache marked as from an earlier run. A click
+ * on one selects its node; × hides them until the next run's warnings.
+ */
+export function RunWarnings() {
+  const app = useApp();
+  const warnings = useStore(app.session, (s) => s.warnings);
+  const doc = useStore(app.editor.store, (s) => s.doc);
+  const [expanded, setExpanded] = useState(false);
+  const [hidden, setHidden] = useState<Record<string, NodeWarning[]> | null>(null);
+  const list = warningList(warnings);
+  if (!list.length || hidden === warnings) return null;
+  const root = app.editor.rootDoc();
+  const schemas = app.schemasFor(root);
+  const titleOf = (nodeId: string): string => {
+    const slash = nodeId.indexOf("/");
+    const outer = slash > 0 && !(nodeId in root.nodes) ? nodeId.slice(0, slash) : nodeId;
+    const node = root.nodes[outer];
+    const title = node ? node.title ?? schemas[node.type]?.display_name ?? outer : outer;
+    return outer === nodeId ? title : `${title} › ${nodeId.slice(slash + 1)}`;
+  };
+  const earlier = list.filter((w) => w.warning.earlier).length;
+  const shown = expanded ? list : list.slice(0, WARNINGS_SHOWN);
+  return (
+    <div className="ng-banner ng-banner-warning" data-testid="warnings-banner" data-count={list.length}>
+      <div className="ng-warnings">
+        <div className="ng-warnings-head">
+          <span>
+            <strong>⚠ {list.length === 1 ? "1 warning" : `${list.length} warnings`} in this run</strong>
+            {earlier > 0 && (
+              <span className="ng-muted">
+                {" "}— {earlier === list.length ? (list.length === 1 ? "it is" : "all are") : `${earlier} are`} from an earlier run: the result came from the cache
+              </span>
+            )}
+          </span>
+          {list.length > WARNINGS_SHOWN && (
+            <button type="button" data-testid="warnings-toggle" onClick={() => setExpanded(!expanded)}>
+              {expanded ? "Show fewer" : `Show all ${list.length}`}
+            </button>
+          )}
+        </div>
+        <div className="ng-warnings-list">
+          {shown.map(({ nodeId, warning }, i) => (
+            <div
+              key={i}
+              className={`ng-warning-item${warning.earlier ? " ng-earlier" : ""}`}
+              data-testid="warning-item"
+              data-node={nodeId}
+              data-earlier={warning.earlier ? "true" : "false"}
+              title="click to select the node"
+              onClick={() => {
+                const id = nodeId in doc.nodes ? nodeId : nodeId.split("/")[0];
+                if (id in doc.nodes) app.editor.select(idMap([[id, true as const]]));
+              }}
+            >
+              <b>{titleOf(nodeId)}</b>: {warning.message}
+              {warning.earlier && earlier < list.length && <span className="ng-muted"> (from an earlier run)</span>}
+            </div>
+          ))}
+        </div>
+      </div>
+      <button type="button" className="ng-icon" data-testid="warnings-dismiss" title="hide these warnings" onClick={() => setHidden(warnings)}>
         ×
       </button>
     </div>

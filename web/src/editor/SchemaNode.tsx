@@ -14,8 +14,11 @@
  * is a red placeholder that keeps every input as written. A subgraph node has
  * an "Open" button. Clicking the live preview or an output image opens the
  * image viewer (all of the node's images, for per-frame viewing of a batch).
+ * A node with warnings in the shown run (run/warnings.ts; a subgraph node: its inner
+ * nodes' too) has an amber frame and lists them, those of a cached result marked as
+ * from an earlier run.
  *
- * Test ids: node-<id> (data-mode), node-status-<id>, node-error-<id>, node-unknown-<id>, open-subgraph-<id>,
+ * Test ids: node-<id> (data-mode), node-status-<id>, node-error-<id>, node-warning-<id>, node-unknown-<id>, open-subgraph-<id>,
  * handle-<id>-in-<input>, handle-<id>-out-<output>, input-<id>-<input>,
  * input-error-<id>-<input>, unlink-<id>-<input>, node-preview-<id>,
  * node-files-<id>, node-output-<id>.
@@ -95,6 +98,10 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
   const allErrors = useStore(app.session, (s) => s.validationErrors) ?? NO_ERRORS;
   const errors = allErrors.filter((e) => e.node_id === id || (isSubgraph && e.node_id?.startsWith(`${id}/`)));
   const nodeErrors = errors.filter((e) => !e.input || !(schema?.inputs[e.input] || e.input in node.inputs));
+  const allWarnings = useStore(app.session, (s) => s.warnings);
+  const warnings = Object.entries(allWarnings)
+    .filter(([nodeId]) => nodeId === id || (isSubgraph && nodeId.startsWith(`${id}/`)))
+    .flatMap(([, list]) => list);
   const editingTitle = useStore(app.ui, (s) => s.renaming === `node:${id}`);
   const setEditingTitle = (on: boolean) => app.ui.set((s) => ({ ...s, renaming: on ? `node:${id}` : null }));
   const userSize = nodeSize(node);
@@ -109,7 +116,7 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
 
   return (
     <div
-      className={`ng-node${selected ? " ng-selected" : ""}${status ? ` ng-status-${status}` : ""}${errors.length ? " ng-has-error" : ""}${
+      className={`ng-node${selected ? " ng-selected" : ""}${status ? ` ng-status-${status}` : ""}${errors.length ? " ng-has-error" : ""}${warnings.length ? " ng-has-warning" : ""}${
         node.mode ? ` ng-mode-${node.mode}` : ""}${schema ? "" : " ng-unknown"}${inner !== null ? " ng-subgraph" : ""}`}
       data-testid={`node-${id}`}
       data-mode={node.mode ?? ""}
@@ -122,7 +129,7 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
         minHeight={60}
         lineClassName="ng-resize-line"
         handleClassName="ng-resize-handle"
-        onResize={(_, p) => app.editor.dragEdit((doc) => setNodeSize(doc, id, [p.width, p.height]))}
+        onResize={(_, p) => app.layoutEdit((doc) => setNodeSize(doc, id, [p.width, p.height]), { drag: true })}
         onResizeEnd={() => app.editor.dragEnd()}
       />
       <div className="ng-node-header">
@@ -177,6 +184,16 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
         <div className="ng-node-error" data-testid={`node-error-${id}`}>
           {run.exceptionType ? `${run.exceptionType}: ` : ""}
           {run.message}
+        </div>
+      )}
+      {warnings.length > 0 && (
+        <div className="ng-node-warning" data-testid={`node-warning-${id}`}>
+          {warnings.map((w, i) => (
+            <div key={i}>
+              ⚠ {w.message}
+              {w.earlier && <span className="ng-muted"> (from an earlier run: this result came from the cache)</span>}
+            </div>
+          ))}
         </div>
       )}
       {nodeErrors.length > 0 && (

@@ -8,13 +8,16 @@
  *                that ends at that input, drawn in list order.
  *
  * Main functions: groupsOf / reroutesOf (read, tolerant of malformed entries, which are
- * carried through untouched), addGroup (around a selection), moveGroup (the frame and its
- * members), updateGroup, removeGroup, groupMembers, addReroute, moveReroute,
- * removeReroutes, and `pruneReroutes` (reroutes whose wire is gone are dropped on save).
+ * carried through untouched), addGroup (around a selection), groupSelection (addGroup, then
+ * the other nodes the frame would cover moved clear of it, so its title is never hidden),
+ * moveGroup (the frame and its members), updateGroup, removeGroup, groupMembers,
+ * layoutWithGroups (auto-layout that keeps each group's nodes together and moves the frame
+ * with them), addReroute, moveReroute, removeReroutes, and `pruneReroutes` (reroutes whose
+ * wire is gone are dropped on save).
  */
-import { isLink, moveNodes, setUiKey, type EditorDocument, type Position } from "./document";
+import { docEdges, isLink, moveNodes, setUiKey, type EditorDocument, type Position } from "./document";
 import { idMap } from "./idMaps";
-import type { Rect } from "./layout";
+import { freeSpot, layeredLayout, type Rect, type Size } from "./layout";
 
 export interface Group {
   id: string;
@@ -105,19 +108,118 @@ function mapList<T extends { id: string }>(doc: EditorDocument, key: string, val
 export function addGroup(doc: EditorDocument, rects: Rect[], title = "Group", color?: string): { doc: EditorDocument; id: string } {
   const groups = groupsOf(doc);
   const id = freshId("group", groups.map((g) => g.id));
-  let bounds: Group["bounds"];
-  if (rects.length) {
-    const minX = Math.min(...rects.map((r) => r.x));
-    const minY = Math.min(...rects.map((r) => r.y));
-    const maxX = Math.max(...rects.map((r) => r.x + r.width));
-    const maxY = Math.max(...rects.map((r) => r.y + r.height));
-    bounds = [minX - GROUP_PADDING, minY - GROUP_PADDING - GROUP_HEADER, maxX - minX + 2 * GROUP_PADDING, maxY - minY + 2 * GROUP_PADDING + GROUP_HEADER];
-  } else {
-    bounds = [0, 0, 400, 300];
-  }
-  bounds = bounds.map(Math.round) as Group["bounds"];
+  const bounds: Group["bounds"] = rects.length ? frameAround(rects) : [0, 0, 400, 300];
   const group: Group = { id, title, color: color ?? GROUP_COLORS[groups.length % GROUP_COLORS.length], bounds };
   return { doc: setUiKey(doc, "groups", [...rawList(doc, "groups"), group]), id };
+}
+
+/**
+ * Group the nodes `ids` (addGroup around their boxes), then move every other node the new
+ * frame covers (its title bar included) to the nearest spot clear of it and of the other
+ * nodes: a frame drawn behind a node above the selection would hide its title.
+ */
+export function groupSelection(doc: EditorDocument, ids: string[], rects: Record<string, Rect>, title = "Group"): { doc: EditorDocument; id: string } {
+  const members = new Set(ids.filter((id) => rects[id]));
+  const added = addGroup(doc, [...members].map((id) => rects[id]), title);
+  const [gx, gy, gw, gh] = groupsOf(added.doc).find((g) => g.id === added.id)!.bounds;
+  const frame: Rect = { x: gx, y: gy, width: gw, height: gh };
+  const placed: Rect[] = [frame, ...Object.entries(rects).filter(([id]) => members.has(id)).map(([, r]) => r)];
+  const others = Object.entries(rects).filter(([id]) => !members.has(id) && id in doc.nodes);
+  const covered = new Set(others.filter(([, r]) => overlapsRect(r, frame)).map(([id]) => id));
+  for (const [id, r] of others) if (!covered.has(id)) placed.push(r);
+  const moved = idMap<Position>();
+  for (const id of covered) {
+    const r = rects[id];
+    moved[id] = freeSpot([r.x, r.y], { width: r.width, height: r.height }, placed);
+    placed.push({ ...r, x: moved[id][0], y: moved[id][1] });
+  }
+  return { doc: Object.keys(moved).length ? moveNodes(added.doc, moved) : added.doc, id: added.id };
+}
+
+function overlapsRect(a: Rect, b: Rect): boolean {
+  return a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
+}
+
+/** The frame around boxes: padding on every side and room for the title above. */
+function frameAround(rects: Rect[]): Group["bounds"] {
+  const minX = Math.min(...rects.map((r) => r.x));
+  const minY = Math.min(...rects.map((r) => r.y));
+  const maxX = Math.max(...rects.map((r) => r.x + r.width));
+  const maxY = Math.max(...rects.map((r) => r.y + r.height));
+  return [minX - GROUP_PADDING, minY - GROUP_PADDING - GROUP_HEADER, maxX - minX + 2 * GROUP_PADDING, maxY - minY + 2 * GROUP_PADDING + GROUP_HEADER].map(Math.round) as Group["bounds"];
+}
+
+/**
+ * Auto-layout (dagre, left to right) that keeps groups: each group is laid out as one box
+ * (its frame and its nodes, arranged as they are), so its nodes stay together and the frame
+ * moves with them. A node in several groups belongs to the largest. A group whose nodes all
+ * moved by the same amount moves by it; one whose nodes were split (it shares them with a
+ * larger group) is redrawn around them; a group with no nodes stays. Reroutes move with the
+ * node their wire ends at. `rects`: the nodes as they are shown.
+ */
+export function layoutWithGroups(doc: EditorDocument, rects: Record<string, Rect>): EditorDocument {
+  const groups = groupsOf(doc);
+  const membersOf = new Map(groups.map((g) => [g.id, groupMembers(g, rects).filter((id) => id in doc.nodes)]));
+  const owner = new Map<string, string>(); // node id → the group it is laid out with
+  const bySize = [...groups].sort((a, b) => b.bounds[2] * b.bounds[3] - a.bounds[2] * a.bounds[3]);
+  for (const g of bySize) for (const id of membersOf.get(g.id)!) if (!owner.has(id)) owner.set(id, g.id);
+  const clusterKey = (groupId: string) => `\u0000group:${groupId}`;
+  const sizeOf = (id: string): Size => rects[id] ?? { width: 300, height: 150 };
+
+  const clusterBox = new Map<string, Rect>(); // group id → union of its frame and its owned nodes
+  for (const g of groups) {
+    const owned = [...owner].filter(([, gid]) => gid === g.id).map(([id]) => rects[id]);
+    if (!owned.length) continue;
+    const [x, y, w, h] = g.bounds;
+    const all = [{ x, y, width: w, height: h }, ...owned];
+    const minX = Math.min(...all.map((r) => r.x));
+    const minY = Math.min(...all.map((r) => r.y));
+    clusterBox.set(g.id, {
+      x: minX,
+      y: minY,
+      width: Math.max(...all.map((r) => r.x + r.width)) - minX,
+      height: Math.max(...all.map((r) => r.y + r.height)) - minY,
+    });
+  }
+  const boxes = new Map<string, Size>();
+  const boxOf = (id: string) => (owner.has(id) && clusterBox.has(owner.get(id)!) ? clusterKey(owner.get(id)!) : id);
+  for (const id of Object.keys(doc.nodes)) {
+    const key = boxOf(id);
+    if (!boxes.has(key)) boxes.set(key, key === id ? sizeOf(id) : clusterBox.get(owner.get(id)!)!);
+  }
+  const links = docEdges(doc).map((e): [string, string] => [boxOf(e.source), boxOf(e.target)]);
+  const placed = layeredLayout(boxes, links);
+
+  const positions = idMap<Position>();
+  for (const id of Object.keys(doc.nodes)) {
+    const key = boxOf(id);
+    if (key === id) positions[id] = placed[id];
+    else {
+      const box = clusterBox.get(owner.get(id)!)!;
+      const r = rects[id];
+      positions[id] = [placed[key][0] + (r.x - box.x), placed[key][1] + (r.y - box.y)];
+    }
+  }
+  const delta = (id: string): Position => {
+    const r = rects[id];
+    return r ? [positions[id][0] - r.x, positions[id][1] - r.y] : [0, 0];
+  };
+  let next = moveNodes(doc, positions);
+  next = mapList(next, "groups", isGroup, (g) => {
+    const members = membersOf.get(g.id) ?? [];
+    if (!members.length) return g;
+    const moves = members.map(delta);
+    const same = moves.every(([dx, dy]) => dx === moves[0][0] && dy === moves[0][1]);
+    const bounds: Group["bounds"] = same
+      ? [g.bounds[0] + moves[0][0], g.bounds[1] + moves[0][1], g.bounds[2], g.bounds[3]]
+      : frameAround(members.map((id) => ({ ...rects[id], x: positions[id][0], y: positions[id][1] })));
+    return { ...g, bounds };
+  });
+  return mapList(next, "reroutes", isReroute, (r) => {
+    if (!(r.to.node in positions) || !rects[r.to.node]) return r;
+    const [dx, dy] = delta(r.to.node);
+    return dx || dy ? { ...r, position: [r.position[0] + dx, r.position[1] + dy] as Position } : r;
+  });
 }
 
 /** The ids of the nodes whose box lies inside the group's bounds (by their centre). */

@@ -7,6 +7,7 @@
  *   Size, Rect          a node's size and its box on the canvas (top-left + size)
  *   estimateSize        a node's size before the browser measured it (from its schema)
  *   autoLayout          positions for every node, left to right by link depth (dagre)
+ *   layeredLayout       the same for any boxes and links (groups.ts lays out groups as one box)
  *   effectivePositions  the positions the canvas shows: the file's, and for nodes the
  *                       file gives none, the auto-layout's (moved clear of positioned nodes)
  *   freeSpot            the nearest spot to a wanted position where a box overlaps nothing
@@ -61,19 +62,27 @@ export function autoLayout(
   options: { ids?: string[]; origin?: Position } = {},
 ): Record<string, Position> {
   const ids = new Set(options.ids ?? Object.keys(doc.nodes));
+  const boxes = new Map<string, Size>();
+  for (const id of Object.keys(doc.nodes)) if (ids.has(id)) boxes.set(id, sizeOf(id));
+  return layeredLayout(boxes, docEdges(doc).map((e): [string, string] => [e.source, e.target]), options.origin);
+}
+
+/**
+ * The layered layout (dagre) of boxes by name and the links between them (links to unknown
+ * names, and self links, are ignored): top-left corners, the whole moved to `origin`.
+ */
+export function layeredLayout(boxes: Map<string, Size>, links: [string, string][], origin: Position = [0, 0]): Record<string, Position> {
   const g = new dagre.graphlib.Graph();
   g.setGraph({ rankdir: "LR", nodesep: 36, ranksep: 80, marginx: 0, marginy: 0 });
   g.setDefaultEdgeLabel(() => ({}));
-  const dagreName = new Map<string, string>(); // node id → the name dagre sees
-  for (const id of Object.keys(doc.nodes)) {
-    if (!ids.has(id)) continue;
-    const size = sizeOf(id);
+  const dagreName = new Map<string, string>(); // box name → the name dagre sees
+  for (const [id, size] of boxes) {
     dagreName.set(id, `n${dagreName.size}`);
     g.setNode(dagreName.get(id)!, { width: size.width, height: size.height });
   }
-  for (const edge of docEdges(doc)) {
-    const source = dagreName.get(edge.source);
-    const target = dagreName.get(edge.target);
+  for (const [from, to] of links) {
+    const source = dagreName.get(from);
+    const target = dagreName.get(to);
     if (source && target && source !== target) g.setEdge(source, target);
   }
   dagre.layout(g);
@@ -86,7 +95,7 @@ export function autoLayout(
     minX = Math.min(minX, out[id][0]);
     minY = Math.min(minY, out[id][1]);
   }
-  const [ox, oy] = options.origin ?? [0, 0];
+  const [ox, oy] = origin;
   for (const id of Object.keys(out)) out[id] = [Math.round(out[id][0] - minX + ox), Math.round(out[id][1] - minY + oy)];
   return out;
 }

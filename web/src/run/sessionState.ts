@@ -20,6 +20,12 @@
  *   runFiles         per run: its output files (history thumbnails).
  *   templates        the server's workflow templates (`templates`), null until they come.
  *   validationErrors the `invalid_graph` errors of the last submit (shown on nodes and inputs).
+ *   warnings         per node: every `node_warning` of the shown run, and for nodes served from
+ *                    the cache the warnings their result had when it was computed (marked
+ *                    `earlier`; run/warnings.ts). Shown on the nodes and in the warnings banner.
+ *   warningMemory    result key (run/warnings.ts `warningKey`) → the warnings of the last run that
+ *                    computed that result; a node that runs again starts with none. Kept across
+ *                    runs and loads (keys of unknown runs, which go by node id, are dropped on load).
  *   banner           a message for the whole editor (run failed, interrupted, connection-level
  *                    protocol errors; other error frames are toasts, see state/app.ts).
  *   pluginWarnings   plugin problems (`welcome.plugin_warnings`, then `plugins.warnings`).
@@ -44,6 +50,7 @@ import type { GraphError, RunSummary, ServerMessage } from "../protocol/messages
 import { EMPTY_SCHEMAS, schemaSetFrom, type SchemaSet } from "../schema/types";
 import { outputItemFrom, type OutputItem } from "./media";
 import { cleanWarnings, type PluginsReport, type PluginWarning } from "./plugins";
+import type { NodeWarning } from "./warnings";
 
 export type { OutputItem } from "./media";
 
@@ -93,6 +100,8 @@ export interface SessionState {
   runFiles: Record<string, OutputItem[]>;
   templates: Template[] | null;
   validationErrors: GraphError[];
+  warnings: Record<string, NodeWarning[]>;
+  warningMemory: Record<string, string[]>;
   banner: Banner | null;
   pluginWarnings: PluginWarning[];
   plugins: PluginsReport | null;
@@ -121,6 +130,8 @@ export const initialSessionState: SessionState = {
   runFiles: idMap(),
   templates: null,
   validationErrors: [],
+  warnings: idMap(),
+  warningMemory: idMap(),
   banner: null,
   pluginWarnings: [],
   plugins: null,
@@ -147,6 +158,21 @@ export type SessionAction =
 export interface ReduceContext {
   /** The URL of a file id (`/files/<id>`, with the token when there is one). */
   fileUrl: (fileId: string) => string;
+  /** The warning-memory key of a node of a run (run/warnings.ts); default: by node id. */
+  warningKey?: (runId: string, nodeId: string) => string;
+}
+
+const MAX_WARNING_MEMORY = 2000;
+
+function keyOf(context: ReduceContext, runId: string, nodeId: string): string {
+  return context.warningKey ? context.warningKey(runId, nodeId) : `node:${nodeId}`;
+}
+
+/** `warningMemory` with `key` set to `messages` (newest last; the oldest keys dropped past the limit). */
+function remember(memory: Record<string, string[]>, key: string, messages: string[] | null): Record<string, string[]> {
+  const entries = Object.entries(memory).filter(([k]) => k !== key);
+  if (messages) entries.push([key, messages]);
+  return idMap(entries.slice(-MAX_WARNING_MEMORY));
 }
 
 const MAX_GALLERY = 200;
@@ -250,6 +276,8 @@ export function reduceSession(state: SessionState, action: SessionAction, contex
         nodeFiles: idMap(),
         nodeOutputs: idMap(),
         validationErrors: [],
+        warnings: idMap(),
+        warningMemory: idMap(Object.entries(state.warningMemory).filter(([key]) => !key.startsWith("node:"))),
       };
     case "server":
       return reduceMessage(state, action.message, context);
@@ -326,18 +354,28 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
         previews: idMap(),
         nodeFiles: idMap(),
         nodeOutputs: idMap(),
+        warnings: idMap(),
         banner: null,
       };
     }
-    case "node_started":
+    case "node_started": {
       if (!isActive(state, message.run_id)) return state;
-      return setNode(state, message.node_id, { status: "running" });
+      // The node computes its result again: the warnings it had before do not apply to this one.
+      const key = keyOf(context, message.run_id, message.node_id);
+      const next = key in state.warningMemory ? { ...state, warningMemory: remember(state.warningMemory, key, null) } : state;
+      return setNode(next, message.node_id, { status: "running" });
+    }
     case "node_progress":
       if (!isActive(state, message.run_id)) return state;
       return setNode(state, message.node_id, { status: "running", value: message.value, total: message.total });
-    case "node_cached":
+    case "node_cached": {
       if (!isActive(state, message.run_id)) return state;
-      return setNode(state, message.node_id, { status: "cached" });
+      const earlier = state.warningMemory[keyOf(context, message.run_id, message.node_id)];
+      const next = earlier?.length
+        ? { ...state, warnings: withId(state.warnings, message.node_id, earlier.map((text): NodeWarning => ({ message: text, earlier: true }))) }
+        : state;
+      return setNode(next, message.node_id, { status: "cached" });
+    }
     case "node_finished":
       if (!isActive(state, message.run_id)) return state;
       return setNode(state, message.node_id, { status: "done", seconds: message.seconds });
@@ -348,10 +386,22 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
         message: textOf(message.message),
         exceptionType: message.exception_type === undefined ? undefined : textOf(message.exception_type),
       });
-    case "node_warning":
+    case "node_warning": {
       // The node ran, but its result deserves a look (e.g. prompt words the model never learnt).
+      // Every warning of the run is kept (on its node and in the warnings banner), and remembered
+      // for the runs that will serve this result from the cache.
       if (!isActive(state, message.run_id)) return state;
-      return { ...state, banner: { kind: "info", text: `Warning from node ${textOf(message.node_id)}: ${textOf(message.message)}` } };
+      const nodeId = textOf(message.node_id);
+      const text = textOf(message.message);
+      const shown = (state.warnings[nodeId] ?? []).filter((w) => !w.earlier);
+      if (shown.some((w) => w.message === text)) return state;
+      const key = keyOf(context, message.run_id, nodeId);
+      return {
+        ...state,
+        warnings: withId(state.warnings, nodeId, [...shown, { message: text, earlier: false }]),
+        warningMemory: remember(state.warningMemory, key, [...(state.warningMemory[key] ?? []).filter((m) => m !== text), text]),
+      };
+    }
     case "run_finished":
       if (!isActive(state, message.run_id)) return state;
       return { ...state, nodeStates: dropWaiting(state.nodeStates, null) };

@@ -54,6 +54,7 @@ import type { GraphError, ServerMessage } from "../protocol/messages";
 import { randomSeed, widgetFor } from "../schema/widgets";
 import { schemaSetFrom, uniqueSchemas, type NodeSchema, type SchemaSet } from "../schema/types";
 import { initialSessionState, reduceSession, type SessionAction, type SessionState } from "../run/sessionState";
+import { resultKeys, warningKey } from "../run/warnings";
 import {
   AUTOSAVE_DELAY_MS,
   AUTOSAVE_KEY,
@@ -197,8 +198,17 @@ export class EditorApp {
   }
 
   dispatch(action: SessionAction): void {
-    this.session.set((state) => reduceSession(state, action, { fileUrl: (id) => this.fileUrl(id) }));
+    this.session.set((state) => reduceSession(state, action, this.reduceContext));
   }
+
+  private readonly reduceContext = {
+    fileUrl: (id: string) => this.fileUrl(id),
+    warningKey: (runId: string, nodeId: string) => warningKey(this.runResultKeys.get(runId), nodeId),
+  };
+  /** Result keys (run/warnings.ts) of the submits waiting for their `submitted` reply, in order. */
+  private submitKeys: Record<string, string>[] = [];
+  /** Result keys of the runs this editor submitted (the newest 200). */
+  private runResultKeys = new Map<string, Record<string, string>>();
 
   /** The URL of a server file by id (relative to the page, with the token when the page has one). */
   fileUrl(fileId: string): string {
@@ -220,6 +230,11 @@ export class EditorApp {
 
   private onMessage(message: JsonMessage): void {
     const typed = message as unknown as ServerMessage;
+    if (typed.type === "submitted" && this.submitKeys.length) {
+      // Before its run's events, which may come in the same batch frame as this reply.
+      this.runResultKeys.set(typed.run_id, this.submitKeys.shift()!);
+      if (this.runResultKeys.size > 200) this.runResultKeys.delete(this.runResultKeys.keys().next().value!);
+    }
     const previews = this.session.get().previews;
     this.dispatch({ type: "server", message: typed });
     if (this.session.get().previews !== previews) {
@@ -351,11 +366,14 @@ export class EditorApp {
     this.editor.replaceSilently((doc) => randomizeSeeds(doc, (type) => seedInputsOf(schemas.nodes[type]), randomSeed));
     const graph = this.graphFile();
     const title = typeof graph.metadata?.title === "string" && graph.metadata.title.trim() ? graph.metadata.title.trim() : "the graph";
+    const keys = resultKeys(graph);
+    this.submitKeys.push(keys);
     try {
       const message: JsonMessage = options.front ? { type: "submit", graph, front: true } : { type: "submit", graph };
       const reply = await this.client.request<JsonMessage & { run_id: string; position: number }>(message);
       this.toast(`Queued ${title}${reply.position > 0 ? ` (${reply.position} ahead of it)` : ""}`);
     } catch (error) {
+      this.submitKeys = this.submitKeys.filter((k) => k !== keys); // refused: no `submitted` will come
       if (error instanceof ProtocolError && error.code === "invalid_graph") {
         const count = (error.details?.errors as unknown[] | undefined)?.length ?? 0;
         this.toast(`The graph is invalid (${count} error${count === 1 ? "" : "s"}): see the marked nodes`, "error");
@@ -648,6 +666,17 @@ export class EditorApp {
     return moveNodes(doc, shown);
   }
 
+  /**
+   * An edit that places, moves, aligns or resizes nodes, or draws a group or a reroute around them:
+   * it starts from the layout the user sees (`materialize`), so in a graph without positions the
+   * nodes it does not touch stay where they are shown (else dagre would lay them out again around
+   * the placed ones). `key` coalesces like `editor.edit`'s; `drag` makes it part of a drag step.
+   */
+  layoutEdit(change: (doc: EditorDocument) => EditorDocument, options: { key?: string; drag?: boolean } = {}): void {
+    if (options.drag) this.editor.dragEdit((doc) => change(this.materialize(doc)));
+    else this.editor.edit((doc) => change(this.materialize(doc)), options.key ?? null);
+  }
+
   /** Copy the selected nodes with the positions they are shown at (auto-layout included). */
   copySelection(): boolean {
     const rects = this.canvas.rects();
@@ -659,10 +688,25 @@ export class EditorApp {
     this.clip = clip;
     this.clipSizes = idMap(Object.keys(clip.nodes).map((id): [string, Size] => [id, rects[id] ?? { width: 300, height: 150 }]));
     this.keepClip(clip);
+    this.clipToSystem(clip);
     return true;
   }
 
   private clipSizes: Record<string, Size> = idMap();
+
+  /**
+   * Put the clip's text on the system clipboard too (best effort: the browser may refuse), so
+   * that the newest copy wins when Ctrl+V finds a graph's JSON copied elsewhere before.
+   */
+  private clipToSystem(clip: Clip): void {
+    const clipboard = (globalThis.navigator as Navigator | undefined)?.clipboard;
+    if (!clipboard?.writeText) return;
+    try {
+      clipboard.writeText(clipToText(clip, this.clipSizes)).catch(() => undefined);
+    } catch {
+      // no clipboard access: the localStorage clip still pastes
+    }
+  }
 
   /** Share the clip with the other tabs (localStorage); too large for it: this tab only. */
   private keepClip(clip: Clip): void {
@@ -691,11 +735,47 @@ export class EditorApp {
   }
 
   /**
+   * Ctrl+V (a `paste` event outside text fields) with what the system clipboard holds:
+   *   - nodes copied in an editor (the clip text Ctrl+C also puts there): pasted;
+   *   - a PNG or .json file, or JSON text (a nodegraph graph, a ComfyUI API prompt or UI
+   *     workflow): opened as if the file was dropped on the canvas (one undo step; a ComfyUI
+   *     prompt is imported, a UI workflow refused with the reason, broken JSON shows its error);
+   *   - anything else: the nodes copied in an editor (localStorage), or, with none, a toast
+   *     saying what Ctrl+V pastes.
+   */
+  async pasteFromClipboard(text: string, files: File[] = [], keepExternalLinks = false): Promise<void> {
+    const trimmed = text.trim();
+    const shared = clipFromText(trimmed);
+    if (shared) {
+      this.clip = shared.clip;
+      this.clipSizes = shared.sizes;
+      this.paste(keepExternalLinks, shared.clip);
+      return;
+    }
+    const file = files.find((f) => /^image\/png$|json/.test(f.type) || /\.(png|json)$/i.test(f.name));
+    if (file) {
+      await this.loadFile(file);
+      return;
+    }
+    if (trimmed.startsWith("{")) {
+      await this.loadFile(new File([trimmed], "the pasted text", { type: "application/json" }));
+      return;
+    }
+    if (this.currentClip()) {
+      this.paste(keepExternalLinks);
+      return;
+    }
+    if (trimmed || files.length) {
+      this.toast("Nothing to paste: the clipboard holds no nodes and no graph. Ctrl+V pastes nodes copied with Ctrl+C, or opens a graph's JSON text (nodegraph or ComfyUI) or a PNG; Load opens files too", "error");
+    }
+  }
+
+  /**
    * Paste the copied nodes at the pointer (or shifted from the originals), keeping their
    * arrangement, then moved clear of every node already on the canvas (no pile, no overlap).
    */
-  paste(keepExternalLinks = false): void {
-    const clip = this.currentClip();
+  paste(keepExternalLinks = false, from: Clip | null = null): void {
+    const clip = from ?? this.currentClip();
     if (!clip) return;
     const originals = Object.values(clip.nodes).map((n) => n.position ?? [0, 0]);
     const minX = Math.min(...originals.map((p) => p[0]));

@@ -1,0 +1,154 @@
+"""Fixes from an outside check of the editor, in real Chromium (tests/web/test_editor_e2e.py's server and browser).
+
+- The first placing edit on a graph without positions (graphs/txt2img.json, as shipped) moves
+  only what it acts on: "Align top edges" on two nodes leaves the other five where they were shown.
+- Ctrl+G: the new group's frame (its title bar) covers no other node; Alt+L moves the group with
+  its nodes.
+- Ctrl+V with a graph's JSON text on the system clipboard opens it (a ComfyUI UI workflow is
+  refused with the server's reason); nodes copied with Ctrl+C still paste.
+- Several warnings of one run are all listed and marked on their nodes; a cached re-run shows
+  them again, marked as from an earlier run (server messages fed to the page's reducer).
+
+Screenshots go to the test's temporary folder (fixes-*.png).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .test_editor_e2e import CHROMIUM_FLAGS, ROOT, _chromium, _serve, pytestmark  # noqa: F401
+
+RECTS = "() => Object.fromEntries(Object.entries(window.nodegraph.app.canvas.rects()).map(([id, r]) => [id, [r.x, r.y, r.width, r.height]]))"
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def _click_node(page, node_id: str, modifiers=None) -> None:
+    page.click(f"[data-testid='node-{node_id}'] .ng-node-header", modifiers=modifiers or [], position={"x": 40, "y": 8})
+
+
+def _fit(page) -> None:
+    page.click(".react-flow__controls-fitview")
+
+
+def test_editor_fixes(tmp_path):
+    """First edits on a positionless graph, groups with the layout, pasting graph text, every warning of a run."""
+    try:
+        from playwright import sync_api
+    except ImportError:
+        pytest.fail("the Python playwright package is missing: pip install playwright (no `playwright install`)")
+    txt2img = ROOT / "graphs" / "txt2img.json"
+    original = json.loads(txt2img.read_text())
+    assert "ui" not in original, "graphs/txt2img.json is expected to have no positions"
+    errors: list[str] = []
+    with _serve(tmp_path) as url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
+        try:
+            context = browser.new_context(viewport={"width": 1600, "height": 900})
+            context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url.rstrip("/"))
+            page = context.new_page()
+            page.set_default_timeout(20_000)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url)
+            page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
+            page.wait_for_selector("[data-testid^=palette-item-]")
+
+            # --- align as the first edit on a graph without positions -----------------------------------
+            page.set_input_files("[data-testid=load-input]", str(txt2img))
+            for node_id in original["nodes"]:
+                page.wait_for_selector(f"[data-testid='node-{node_id}']")
+            _fit(page)
+            before = page.evaluate(RECTS)
+            _click_node(page, "decode")
+            _click_node(page, "save", ["Control"])
+            header = page.locator("[data-testid=node-decode] .ng-node-header").bounding_box()
+            page.mouse.click(header["x"] + 30, header["y"] + 8, button="right")
+            page.click("[data-testid=menu-align-top]")
+            page.wait_for_function("() => { const r = window.nodegraph.app.canvas.rects(); return r.decode.y === r.save.y; }")
+            after = page.evaluate(RECTS)
+            for node_id in set(original["nodes"]) - {"decode", "save"}:
+                assert after[node_id][:2] == before[node_id][:2], (node_id, before[node_id], after[node_id])
+            page.screenshot(path=str(tmp_path / "fixes-align-first-edit.png"))
+            page.keyboard.press("Control+z")
+            page.wait_for_function("() => !window.nodegraph.graph().ui")
+
+            # --- Ctrl+G: the frame covers no other node; Alt+L takes the group along -------------------
+            _click_node(page, "prompt")
+            _click_node(page, "negative", ["Control"])
+            page.keyboard.press("Control+g")
+            page.wait_for_selector("[data-testid=group-group1]")
+            rects = page.evaluate(RECTS)
+            frame = page.evaluate("window.nodegraph.graph().ui.groups[0].bounds")
+            for node_id in set(original["nodes"]) - {"prompt", "negative"}:
+                assert not _overlap(rects[node_id], frame), (node_id, rects[node_id], frame)
+            title = page.locator("[data-testid=group-title-group1]").bounding_box()
+            assert page.evaluate(f"document.elementFromPoint({title['x'] + 20}, {title['y'] + 10}).closest('[data-testid=group-title-group1]') !== null")
+            page.screenshot(path=str(tmp_path / "fixes-group.png"))
+            page.click(".ng-brand")
+            page.keyboard.press("Alt+l")
+            page.wait_for_timeout(300)
+            rects = page.evaluate(RECTS)
+            frame = page.evaluate("window.nodegraph.graph().ui.groups[0].bounds")
+            for node_id in original["nodes"]:
+                inside = _overlap(rects[node_id], frame)
+                assert inside == (node_id in ("prompt", "negative")), (node_id, rects[node_id], frame)
+            page.screenshot(path=str(tmp_path / "fixes-autolayout-group.png"))
+
+            # --- Ctrl+V: a graph's JSON text opens; a ComfyUI UI workflow is refused with the reason ---
+            arithmetic = json.loads((ROOT / "graphs" / "arithmetic.json").read_text())
+            page.click(".ng-brand")
+            page.evaluate("(text) => navigator.clipboard.writeText(text)", json.dumps(arithmetic))
+            page.keyboard.press("Control+v")
+            page.wait_for_function(f"() => Object.keys(window.nodegraph.graph().nodes).sort().join() === {json.dumps(','.join(sorted(arithmetic['nodes'])))}")
+            page.screenshot(path=str(tmp_path / "fixes-paste-graph-text.png"))
+            page.evaluate("(text) => navigator.clipboard.writeText(text)", json.dumps({"last_node_id": 1, "nodes": [{"id": 1, "type": "KSampler"}], "links": []}))
+            page.keyboard.press("Control+v")
+            page.wait_for_selector("[data-testid=error-banner]")
+            assert "Cannot open the pasted text" in page.inner_text("[data-testid=error-banner]")
+            assert set(page.evaluate("Object.keys(window.nodegraph.graph().nodes)")) == set(arithmetic["nodes"])
+            page.screenshot(path=str(tmp_path / "fixes-paste-comfy-ui.png"))
+            # Nodes copied in the editor paste again (the newest copy wins over the text pasted before).
+            count = len(arithmetic["nodes"])
+            page.click(".ng-brand")
+            page.keyboard.press("Control+a")
+            page.keyboard.press("Control+c")
+            page.keyboard.press("Control+v")
+            page.wait_for_function(f"() => Object.keys(window.nodegraph.graph().nodes).length === {2 * count}")
+
+            # --- every warning of a run on its node and in the banner; a cached re-run shows them again --
+            page.evaluate("(g) => window.nodegraph.load(g)", original)
+            page.wait_for_selector("[data-testid='node-prompt']")
+            feed = """(messages) => { for (const message of messages) window.nodegraph.app.dispatch({ type: 'server', message }); }"""
+
+            def run(run_id: str, events: list[dict]) -> list[dict]:
+                started = {"type": "run_started", "run_id": run_id, "nodes": list(original["nodes"]), "total": 7}
+                finished = {"type": "run_finished", "run_id": run_id, "seconds": 1}
+                return [started, *({"run_id": run_id, "node_type": "T", **e} for e in events), finished]
+
+            page.evaluate(feed, run("fake-1", [
+                {"type": "node_started", "node_id": "prompt"},
+                {"type": "node_warning", "node_id": "prompt", "message": "the model never learnt the word(s) 'purpel', 'giraffe'"},
+                {"type": "node_finished", "node_id": "prompt", "seconds": 0.1},
+                {"type": "node_started", "node_id": "sampler"},
+                {"type": "node_warning", "node_id": "sampler", "message": "24x24 px is outside the 32-128 px the model was trained on"},
+                {"type": "node_finished", "node_id": "sampler", "seconds": 0.1},
+            ]))
+            page.wait_for_selector("[data-testid=warnings-banner][data-count='2']")
+            assert page.locator("[data-testid=warning-item]").count() == 2
+            assert "purpel" in page.inner_text("[data-testid=node-warning-prompt]")
+            assert "24x24" in page.inner_text("[data-testid=node-warning-sampler]")
+            _fit(page)
+            page.screenshot(path=str(tmp_path / "fixes-warnings.png"))
+            page.evaluate(feed, run("fake-2", [{"type": "node_cached", "node_id": node_id} for node_id in original["nodes"]]))
+            page.wait_for_selector("[data-testid=warning-item][data-earlier=true]")
+            assert "earlier run" in page.inner_text("[data-testid=warnings-banner]")
+            assert "earlier run" in page.inner_text("[data-testid=node-warning-sampler]")
+            page.screenshot(path=str(tmp_path / "fixes-warnings-cached.png"))
+            assert errors == []
+        finally:
+            browser.close()

@@ -1,0 +1,74 @@
+/** Ctrl+V with the system clipboard's content (app.pasteFromClipboard): graphs as text open, nodes paste, the rest says why not. */
+import { describe, expect, it } from "vitest";
+import { clipToText, copyNodes } from "../src/graph/clipboard";
+import { fromGraphFile } from "../src/graph/document";
+import { EditorApp } from "../src/state/app";
+import { FakeSocket, welcome } from "./helpers";
+
+function openEditor() {
+  const socket = new FakeSocket();
+  const app = new EditorApp(() => socket, { href: "http://127.0.0.1:8188/" }, null);
+  app.start();
+  socket.open();
+  socket.reply(welcome());
+  app.canvas.rects = () => ({});
+  app.loadGraph({ format_version: 2, nodes: { a: { type: "Int", inputs: { value: 1 } } } });
+  const answer = (type: string, reply: Record<string, unknown>) => {
+    const request = socket.messages().filter((m) => m.type === type).at(-1)!;
+    socket.reply({ ...reply, request_id: request.request_id });
+  };
+  return { app, socket, answer };
+}
+
+const settle = async () => {
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+};
+
+describe("pasting from the system clipboard", () => {
+  it("opens a nodegraph graph pasted as JSON text (undoable), like a dropped file", async () => {
+    const { app } = openEditor();
+    await app.pasteFromClipboard(JSON.stringify({ format_version: 2, nodes: { x: { type: "Int", inputs: { value: 7 } }, y: { type: "Int" } } }));
+    expect(Object.keys(app.editor.doc.nodes)).toEqual(["x", "y"]);
+    app.editor.undo();
+    expect(Object.keys(app.editor.doc.nodes)).toEqual(["a"]);
+    app.client.close();
+  });
+
+  it("imports a ComfyUI API prompt pasted as text, and says why a UI workflow or broken JSON cannot open", async () => {
+    const { app, socket, answer } = openEditor();
+    const prompt = { "4": { class_type: "CheckpointLoaderSimple", inputs: { ckpt_name: "a.safetensors" } } };
+    const importing = app.pasteFromClipboard(JSON.stringify(prompt));
+    await settle();
+    expect(socket.messages().at(-1)).toMatchObject({ type: "import_graph", data: prompt });
+    answer("import_graph", { type: "imported_graph", graph: { format_version: 2, nodes: { "4": { type: "CheckpointLoaderSimple", inputs: {} } } }, errors: [] });
+    await importing;
+    expect(Object.keys(app.editor.doc.nodes)).toEqual(["4"]);
+
+    const workflow = app.pasteFromClipboard(JSON.stringify({ nodes: [], links: [] }));
+    await settle();
+    answer("import_graph", { type: "error", code: "invalid_graph", message: "this is a ComfyUI UI-format workflow; In ComfyUI use 'Export (API)'" });
+    await workflow;
+    expect(app.session.get().banner?.text).toBe("Cannot open the pasted text: this is a ComfyUI UI-format workflow; In ComfyUI use 'Export (API)'");
+
+    await app.pasteFromClipboard('{"nodes": {"a": ');
+    expect(app.session.get().banner?.text).toMatch(/^Cannot open the pasted text: not valid JSON/);
+    expect(Object.keys(app.editor.doc.nodes)).toEqual(["4"]); // the canvas kept its graph
+    app.client.close();
+  });
+
+  it("pastes nodes copied in an editor (their clip text), and says what Ctrl+V pastes when the clipboard holds other text", async () => {
+    const { app } = openEditor();
+    const source = fromGraphFile({ format_version: 2, nodes: { k: { type: "Int", inputs: { value: 5 } } } });
+    const clip = copyNodes(source, ["k"], () => [0, 0])!;
+    await app.pasteFromClipboard(clipToText(clip, {}));
+    expect(Object.keys(app.editor.doc.nodes).sort()).toEqual(["a", "int"]); // a fresh id from its type
+    expect(app.editor.doc.nodes.int.inputs.value).toBe(5);
+
+    const fresh = openEditor();
+    await fresh.app.pasteFromClipboard("just some words");
+    expect(fresh.app.toasts.get().at(-1)?.text).toMatch(/^Nothing to paste: the clipboard holds no nodes and no graph/);
+    expect(Object.keys(fresh.app.editor.doc.nodes)).toEqual(["a"]);
+    app.client.close();
+    fresh.app.client.close();
+  });
+});
