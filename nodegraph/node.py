@@ -429,8 +429,16 @@ class Node:
         return "|".join(parts) or None
 
 
+# Names the field writes as one word, which splitting at case changes would cut ("Load Lo RA").
+_WHOLE_WORDS = {"Lo RA": "LoRA", "U Net": "UNet", "K Sampler": "KSampler", "Control Net": "ControlNet"}
+
+
 def _split_words(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", name)
+    """A type name as words for display: "VAEDecode" → "VAE Decode", "LoadLoRA" → "Load LoRA"."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", name)
+    for split, whole in _WHOLE_WORDS.items():
+        words = re.sub(rf"\b{split}\b", whole, words)
+    return words
 
 
 def _port_from_annotation(annotation: Any) -> tuple[str | None, tuple | None]:

@@ -115,3 +115,12 @@ def test_types_are_checked_when_registered():
     assert [f.name for f in session.plugin_report.failed] == ["odd"]
     assert "NOT_A_TYPE" in session.plugin_report.failed[0].error
     assert "Odd" not in session.registry.nodes
+
+
+def test_display_names_keep_the_fields_whole_words():
+    """Splitting at case changes gave "Load Lo RA", "Load U Net" and "K Sampler"."""
+    from nodegraph.node import _split_words
+
+    assert [_split_words(n) for n in ("LoadLoRA", "LoadUNet", "KSampler", "ApplyControlNet", "VAEDecode",
+                                      "ImageToMask", "EncodeTextSDXL")] == [
+        "Load LoRA", "Load UNet", "KSampler", "Apply ControlNet", "VAE Decode", "Image To Mask", "Encode Text SDXL"]
