@@ -216,6 +216,27 @@ def test_load_and_save_video_round_trip(session):
     assert loaded.outputs["half"]["frames"] == 3 and loaded.outputs["half"]["fps"] == 3.0
 
 
+def test_odd_sizes_are_reported_as_the_file_holds_them(session):
+    """mp4/webm pad an odd side by one edge row/column (4:2:0 chroma); the file result said 41×57, the file is 42×58.
+    GIF keeps the size as it is."""
+    import av
+
+    nodes = {"source": {"type": "ImageScale", "inputs": {"images": {"node": "clip", "output": "images"},
+                                                         "width": 41, "height": 57}},
+             "clip": {"type": "RenderTinyWorldClip", "inputs": {"caption": "a large red circle moving from left to "
+                                                                           "right, on a blue background",
+                                                                "frames": 2, "size": 64}}}
+    for fmt in ("mp4", "gif"):
+        nodes[fmt] = {"type": "SaveVideo", "inputs": {"images": {"node": "source", "output": "image"}, "fps": 4.0,
+                                                      "format": fmt, "filename_prefix": f"odd/{fmt}"}}
+    outputs = session.run({"format_version": 1, "nodes": nodes}).outputs
+    mp4, gif = outputs["mp4"]["files"][0], outputs["gif"]["files"][0]
+    with av.open(mp4["path"]) as container:
+        stream = container.streams.video[0]
+        assert (mp4["width"], mp4["height"]) == (stream.codec_context.width, stream.codec_context.height) == (42, 58)
+    assert (gif["width"], gif["height"]) == (41, 57)
+
+
 def test_bad_video_files_are_node_errors(session):
     """Corrupt and unsupported files name `video`; a start past the end names `start_frame`; no file, `video`."""
     folder = Path(session.input_dir)
