@@ -343,7 +343,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary_path = Path(args.output_dir) / f"{Path(args.graph).stem}.outputs.json"
     from .files import append_record, replace_file
 
-    record = {"run_id": result.run_id, "outputs": outputs, "plugin_warnings": warnings, "warnings": result.warnings}
+    from types import SimpleNamespace
+
+    from .provenance import run_record
+
+    ran = graph.with_overrides(overrides) if overrides else graph      # what ran: `jq .graph` re-runs it
+    record = {"run_id": result.run_id, "outputs": outputs, "plugin_warnings": warnings, "warnings": result.warnings,
+              "graph": ran.to_dict(), "provenance": run_record(SimpleNamespace(graph=ran, services=session.services))}
     replace_file(summary_path, json.dumps(record, indent=2, default=str) + "\n")     # a link there: replaced
     try:                             # every run's record, one line each (the .json above is the latest run)
         append_record(summary_path.with_suffix(".jsonl"), json.dumps(record, default=str))

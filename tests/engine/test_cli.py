@@ -52,6 +52,9 @@ def test_run_with_overrides_and_event_stream(tmp_path, capsys):
     assert events[0]["type"] == "run_started" and events[-1]["type"] == "run_finished"
     assert {"node_started", "node_finished"} <= {e["type"] for e in events}
     assert "a small latent" in captured.err
+    summary = json.loads((tmp_path / "arithmetic.outputs.json").read_text())      # enough to run it again
+    assert summary["graph"]["nodes"]["width"]["inputs"]["value"] == 64 and summary["graph"]["format_version"] == 2
+    assert summary["provenance"]["nodegraph"] and summary["provenance"]["models"] == {}
 
 
 def test_run_events_to_file(tmp_path):
