@@ -448,7 +448,7 @@ def _new_lazy_requests(state: RunState, plan: NodePlan) -> list[str]:
     return new
 
 
-MEMORY_CHECK_INTERVAL = 0.002      # seconds: /proc/meminfo is read at most this often (≈ 20 µs a read)
+MEMORY_CHECK_INTERVAL = 0.01       # seconds: /proc/meminfo is read at most this often (≈ 20 µs a read)
 _last_memory_check = [0.0]
 
 

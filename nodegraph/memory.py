@@ -70,7 +70,12 @@ RESERVE_ENV = "NODEGRAPH_MEMORY_RESERVE_MB"   # set the reserve in MiB; 0 turns 
 
 
 def system_memory() -> tuple[int, int] | None:
-    """(available, total) bytes of RAM as the kernel estimates them (Linux /proc/meminfo); None elsewhere."""
+    """(available, total) bytes of RAM as the kernel estimates them (Linux /proc/meminfo); None elsewhere.
+
+    In a container with a memory limit (cgroup v2 `memory.max`, v1 `memory.limit_in_bytes`) the limit is the
+    total and what the group may still use is the available, when smaller: /proc/meminfo there shows the
+    host's memory, and the group is killed at its own limit. Reclaimable file cache (`inactive_file`) counts
+    as available, as the kernel's MemAvailable does."""
     try:
         with open("/proc/meminfo", "rb") as file:
             text = file.read(4096)
@@ -83,7 +88,47 @@ def system_memory() -> tuple[int, int] | None:
             fields[name] = int(rest.split()[0]) * 1024
     if len(fields) < 2:
         return None
-    return fields[b"MemAvailable"], fields[b"MemTotal"]
+    available, total = fields[b"MemAvailable"], fields[b"MemTotal"]
+    if _cgroup_limited[0]:
+        group = _cgroup_memory()
+        if group is not None and group[1] < total:
+            available, total = min(available, group[0]), group[1]
+        else:               # no limit below the machine's RAM: not looked for again (≈ 100 µs a look)
+            _cgroup_limited[0] = False
+    return available, total
+
+
+_cgroup_limited = [True]     # until a look finds no memory limit below the machine's RAM
+
+
+_CGROUP_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat",
+                  b"inactive_file"),
+                 ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+                  "/sys/fs/cgroup/memory/memory.stat", b"total_inactive_file"))
+
+
+def _cgroup_memory() -> tuple[int, int] | None:
+    """(available, limit) of this process's memory cgroup (v2, else v1) when it has a limit; else None."""
+    for limit_file, usage_file, stat_file, inactive_key in _CGROUP_FILES:
+        try:
+            with open(limit_file, "rb") as file:
+                limit_text = file.read(64).strip()
+            if limit_text == b"max":
+                return None
+            limit = int(limit_text)
+            with open(usage_file, "rb") as file:
+                usage = int(file.read(64).strip())
+            inactive = 0
+            with open(stat_file, "rb") as file:
+                for line in file.read(16384).splitlines():
+                    key, _, value = line.partition(b" ")
+                    if key == inactive_key:
+                        inactive = int(value)
+                        break
+        except (OSError, ValueError):
+            continue
+        return max(0, limit - max(0, usage - inactive)), limit
+    return None
 
 
 def memory_reserve(total: int) -> int:

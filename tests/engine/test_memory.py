@@ -167,3 +167,20 @@ def test_freeing_the_cache_can_be_enough(machine):
     session.cache.trim = trim
     machine["available"] = 100 * 1024**2
     assert session.run(_chain()).outputs["show"]["value"] == 3
+
+
+def test_a_containers_memory_limit_is_the_machine_it_sees(tmp_path, monkeypatch):
+    """In a container /proc/meminfo shows the host; the cgroup's limit and use (file cache counted free) are what
+    the OOM killer goes by, so they bound the available memory when smaller."""
+    import nodegraph.memory as memory
+
+    limit, usage, stat = tmp_path / "memory.max", tmp_path / "memory.current", tmp_path / "memory.stat"
+    limit.write_text(f"{2 * 1024**3}\n")
+    usage.write_text(f"{int(1.5 * 1024**3)}\n")
+    stat.write_text(f"anon 1\ninactive_file {256 * 1024**2}\n")
+    monkeypatch.setattr(memory, "_CGROUP_FILES", ((str(limit), str(usage), str(stat), b"inactive_file"),))
+    monkeypatch.setattr(memory, "_cgroup_limited", [True])
+    available, total = memory.system_memory()
+    assert total == 2 * 1024**3 and available == 768 * 1024**2      # 2 GiB − (1.5 GiB − 256 MiB of file cache)
+    limit.write_text("max\n")                                        # no limit: looked for once, then not again
+    assert memory.system_memory()[1] > 2 * 1024**3 and memory._cgroup_limited == [False]
