@@ -142,6 +142,16 @@ def _train_vae_graph(run_name: str) -> dict:
         "show": {"type": "ShowValue", "inputs": {"value": link("vae", "report")}}}}
 
 
+def _train_unet_graph() -> dict:
+    """`_train_vae_graph` plus a one-step TrainDiffusion on it (run name "unet"), for nodes that need a model."""
+    graph = _train_vae_graph("vae")
+    graph["nodes"]["unet"] = {"type": "TrainDiffusion", "inputs": {
+        "dataset": link("data", "dataset"), "vae": link("vae", "vae"), "model_channels": 32, "channel_mult": "1",
+        "res_blocks": 1, "attention_levels": "1", "heads": 2, "text_width": 32, "text_layers": 1, "steps": 1,
+        "batch_size": 2, "warmup_steps": 0, "run_name": "unet"}}
+    return graph
+
+
 def refusal(session: Session, graph: dict) -> tuple[str, str | None, str | None, str]:
     """(node id, input, rule, stage) of a file name `session.run` refuses: names the rule refuses as text are
     refused by validation, before any node runs (`Input(file_name_in=...)`); a symlink out, by the node."""
@@ -168,11 +178,7 @@ def test_training_run_names_cannot_leave_the_training_folder(tmp_path, run_name)
 
 def test_diffusion_and_controlnet_run_names_are_confined_too(tmp_path):
     """TrainDiffusion and TrainControlNet refuse a run_name leaving output/training, naming run_name."""
-    graph = _train_vae_graph("vae")
-    graph["nodes"]["unet"] = {"type": "TrainDiffusion", "inputs": {
-        "dataset": link("data", "dataset"), "vae": link("vae", "vae"), "model_channels": 32, "channel_mult": "1",
-        "res_blocks": 1, "attention_levels": "1", "heads": 2, "text_width": 32, "text_layers": 1, "steps": 1,
-        "batch_size": 2, "warmup_steps": 0, "run_name": "unet"}}
+    graph = _train_unet_graph()
     graph["nodes"]["control"] = {"type": "TrainControlNet", "inputs": {
         "dataset": link("data", "dataset"), "model": link("unet", "model"), "text_encoder": link("unet", "text_encoder"),
         "vae": link("vae", "vae"), "steps": 1, "batch_size": 2, "warmup_steps": 0, "run_name": "/tmp/evil_control"}}
@@ -333,11 +339,7 @@ def test_model_file_names_need_their_suffix_at_validation(tmp_path, node_type, f
 def test_lcm_and_flow_run_names_are_refused_at_validation(tmp_path):
     """DistillLCM's and TrainFlow's run_name are file names in the output folder like the other training
     nodes': a '..' or absolute name is refused before any node runs, naming run_name."""
-    graph = _train_vae_graph("vae")
-    graph["nodes"]["unet"] = {"type": "TrainDiffusion", "inputs": {
-        "dataset": link("data", "dataset"), "vae": link("vae", "vae"), "model_channels": 32, "channel_mult": "1",
-        "res_blocks": 1, "attention_levels": "1", "heads": 2, "text_width": 32, "text_layers": 1, "steps": 1,
-        "batch_size": 2, "warmup_steps": 0, "run_name": "unet"}}
+    graph = _train_unet_graph()
     graph["nodes"]["lcm"] = {"type": "DistillLCM", "inputs": {
         "dataset": link("data", "dataset"), "model": link("unet", "model"), "text_encoder": link("unet", "text_encoder"),
         "vae": link("vae", "vae"), "steps": 1, "batch_size": 2, "warmup_steps": 0, "run_name": "../x"}}
