@@ -222,8 +222,11 @@ class LoadCheckpoint(Node):
         else:   # sampled on the schedule it was trained on (recorded by SaveCheckpoint; SD's by default)
             model = diffusion_model(ckpt.unet, ckpt_name, preview=ckpt.vae.preview, schedule=ckpt.schedule)
             if getattr(ckpt.text_encoder, "vocabulary", None) == "tiny_world":     # trained at 32-128 px
-                model.pixels_per_cell = factor = ckpt.vae.config.downscale
+                factor = ckpt.vae.config.downscale
                 model.trained_sides = (TINY_WORLD_SIDES[0] // factor, TINY_WORLD_SIDES[1] // factor)
+        downscale = getattr(getattr(ckpt.vae, "config", None), "downscale", None)
+        if isinstance(downscale, int):          # the checkpoint's own VAE: what its latents are laid out for
+            model.pixels_per_cell = model.vae_downscale = downscale
         return {"model": model, "text_encoder": TextEncoder(ckpt.text_encoder, ckpt.family), "vae": ckpt.vae}
 
 

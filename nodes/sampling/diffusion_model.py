@@ -46,6 +46,8 @@ class DiffusionModel:
             sampling a latent outside it warns (the picture repeats or breaks up): the shipped tiny-world
             models, 8–32 cells (32–128 px with their VAE).
         pixels_per_cell: the VAE's downscale factor, for messages in pixels (8 for SD).
+        vae_downscale: the downscale factor of the VAE the model came with, when a loader knows it (a full
+            checkpoint); sampling a latent laid out for another factor warns (`_warn_latent_for_another_vae`).
     """
 
     net: Callable[..., torch.Tensor]
@@ -58,6 +60,7 @@ class DiffusionModel:
     patcher: Callable[[Any, list], Any] | None = None
     trained_sides: tuple[int, int] | None = None
     pixels_per_cell: int = 8
+    vae_downscale: int | None = None
     _denoiser: ModelDenoiser | None = field(default=None, repr=False)
 
     def apply_patches(self) -> Any:

@@ -296,7 +296,7 @@ def _warn_latent_for_another_vae(context: NodeContext, model: Any, latent: dict)
     """A node_warning when an empty latent was laid out for another VAE than the model's: EmptyLatent without its
     `vae` input assumes SD's 8 pixels per latent cell, and the tiny-world VAE has 4 — a 64×64 request then
     comes out 32×32 with no word said."""
-    made_for, has = latent.get("pixels_per_cell"), getattr(model, "pixels_per_cell", None)
+    made_for, has = latent.get("pixels_per_cell"), getattr(model, "vae_downscale", None)
     samples = latent.get("samples")
     if not isinstance(made_for, int) or not isinstance(has, int) or made_for == has or getattr(samples, "ndim", 0) != 4:
         return
