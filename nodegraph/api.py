@@ -801,10 +801,19 @@ def save_image(context: NodeContext, images: Any, prefix: str = "nodegraph", *,
         format: "png" (lossless; carries the graph), "jpeg" or "webp".
         quality: 1 … 100 for JPEG / WebP.
         embed_graph: PNG only: store the running graph in the file, so dropping it on the editor reloads it.
+
+    An image holding NaN or infinite values is refused (ApiArgumentError naming `images`), never written.
     """
     name = "save_image"
     _check_context(name, context)
     check_image(images, "images", name)
+    finite = images.isfinite()
+    if not bool(finite.all()):
+        bad = images.numel() - int(finite.sum())
+        raise ApiArgumentError(name, "images", f"{bad} of {images.numel()} values are NaN or infinite, which no file "
+                                               f"can hold: the node that made this image went wrong (a sampler "
+                                               f"that diverged, cfg far too high, fp16 weights that overflowed, a "
+                                               f"filter with a zero width); fix that node's inputs")
     if format not in ("png", "jpeg", "webp"):
         raise ApiArgumentError(name, "format", f"expected 'png', 'jpeg' or 'webp', found {format!r}")
     _check_int(name, "quality", quality, 1, 100)

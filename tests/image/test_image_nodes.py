@@ -140,3 +140,17 @@ def load_graph_dict(data):
     from nodegraph.graph import parse_graph
 
     return parse_graph(data)
+
+
+def test_an_image_with_nan_values_is_refused_not_saved(session, tmp_path):
+    """A diverged upstream node's NaN image was written as a garbage PNG with only a numpy warning."""
+    from nodegraph import api
+    from nodegraph.api import ApiArgumentError
+    from nodegraph.node import NodeContext
+
+    images = torch.rand(1, 8, 8, 3)
+    images[0, 2, 3, 1] = float("nan")
+    context = NodeContext("save", "SaveImage", lambda *a: None, lambda n: None, session.services)
+    with pytest.raises(ApiArgumentError, match="1 of 192 values are NaN or infinite"):
+        api.save_image(context, images, "nan")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.png"))
