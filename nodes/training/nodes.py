@@ -431,7 +431,8 @@ class TrainVAE(Node):
     class Inputs(NodeInputs):
         dataset: Any = Input(port="DATASET")
         init: Any = Input(None, port="VAE", description="optional: fine-tune this VAE instead of starting fresh")
-        width: int = Input(32, ge=8, le=512, description="channels of the full-resolution level")
+        width: int = Input(32, ge=32, le=512, multiple_of=32,
+                           description="channels of the full-resolution level (a multiple of 32: its group norms)")
         channel_mult: str = Input("1,2,2", description="per level; n levels downscale by 2^(n-1)")
         res_blocks: int = Input(1, ge=1, le=4)
         latent_channels: int = Input(4, ge=1, le=16)
@@ -557,7 +558,8 @@ class TrainDiffusion(Node):
     class Inputs(NodeInputs):
         dataset: Any = Input(port="DATASET")
         vae: Any = Input(port="VAE")
-        model_channels: int = Input(64, ge=8, le=1024)
+        model_channels: int = Input(64, ge=32, le=1024, multiple_of=32,
+                                    description="channels of the first level (a multiple of 32: its group norms)")
         channel_mult: str = Input("1,2,2")
         res_blocks: int = Input(2, ge=1, le=4)
         attention_levels: str = Input("0,1,1", description="transformer depth per level (0 = no attention)")

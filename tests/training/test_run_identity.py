@@ -214,3 +214,19 @@ def test_dataset_folder_errors_name_the_input_and_the_fix(tmp_path):
     assert info.value.exception.input == "folder" and "root:" not in message
     assert "no usable image" in message and "Fix:" in message and ".txt" in message
     assert str(tmp_path) not in message
+
+
+def test_channel_counts_the_group_norms_cannot_split_are_refused_at_validation():
+    """TrainVAE width=8 and TrainDiffusion model_channels=8 were allowed and failed inside torch's GroupNorm(32)."""
+    from nodegraph import Session
+
+    dataset = {"type": "TinyWorldDataset", "inputs": {"count": 4, "size": 16}}
+    graph = {"format_version": 2, "nodes": {
+        "ds": dataset,
+        "vae": {"type": "TrainVAE", "inputs": {"dataset": {"node": "ds", "output": "dataset"}, "width": 8}},
+        "unet": {"type": "TrainDiffusion", "inputs": {"dataset": {"node": "ds", "output": "dataset"},
+                                                      "vae": {"node": "vae", "output": "vae"}, "model_channels": 48}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "unet", "output": "report"}}}}}
+    errors = Session().validate(graph)
+    assert {(e.node_id, e.input) for e in errors} == {("vae", "width"), ("unet", "model_channels")}
+    assert all("multiple of 32" in e.message for e in errors)
