@@ -186,6 +186,14 @@ def _mask(name: str, mask: Any) -> Any:
     return mask
 
 
+def _batch_fits(name: str, value: Any, destination: Any) -> None:
+    """A source, patch or mask batch must be 1 (used for every destination image) or the destination's."""
+    if value.shape[0] not in (1, destination.shape[0]):
+        raise NodeInputError(name, f"{name} has a batch of {value.shape[0]} but the destination "
+                                   f"{destination.shape[0]}; give one {name} for all, or one per destination image "
+                                   f"(ImagePick picks one)")
+
+
 def _same_size(name: str, mask: Any, image: Any) -> None:
     if tuple(mask.shape[-2:]) != tuple(image.shape[1:3]):
         raise NodeInputError(name, f"the mask is {tuple(mask.shape[-2:])} but the image is "
@@ -555,8 +563,10 @@ class CompositeImages(Node):
         from .masks import composite
 
         destination, source = _image("destination", destination), _image("source", source)
+        _batch_fits("source", source, destination)
         if mask is not None:
             _same_size("mask", _mask("mask", mask), source)
+            _batch_fits("mask", mask, destination)
         return {"image": composite(destination, source, mask, x, y)}
 
 
@@ -603,8 +613,10 @@ class PasteToRegion(Node):
         from .masks import paste
 
         destination, patch = _image("destination", destination), _image("patch", patch)
+        _batch_fits("patch", patch, destination)
         if mask is not None:
             _same_size("mask", _mask("mask", mask), destination)
+            _batch_fits("mask", mask, destination)
         bounds = (region["x"], region["y"], region["width"], region["height"])
         return {"image": paste(destination, patch, bounds, mask)}
 

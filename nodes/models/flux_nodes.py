@@ -14,6 +14,8 @@ network time is t itself (Flux takes t in [0, 1]). Latents have 16 channels (the
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -207,8 +209,16 @@ class ModelSamplingFlux(Node):
         if getattr(model, "prediction", None) != "flow":
             raise NodeInputError("model", f"expected a flow model (e.g. from LoadFlux), found prediction "
                                           f"{getattr(model, 'prediction', None)!r}")
-        shift = resolution_shift((width // 16) * (height // 16), base_shift=base_shift, max_shift=max_shift)
-        return {"model": replace(model, time_map=FlowTimeMap(shift=shift, multiplier=1.0), _denoiser=None)}
+        shift = math.inf
+        try:
+            shift = resolution_shift((width // 16) * (height // 16), base_shift=base_shift, max_shift=max_shift)
+            time_map = FlowTimeMap(shift=shift, multiplier=1.0)
+        except (ZeroDivisionError, OverflowError, ValueError):     # e^mu so large every level is the noisiest
+            name = "base_shift" if base_shift >= max_shift else "max_shift"
+            raise NodeInputError(name, f"the shift these give at {width}x{height} (e^mu = {shift:.3g}) puts every "
+                                       f"noise level at the top, so nothing could be sampled; keep base_shift and "
+                                       f"max_shift near Flux's 0.5 and 1.15 (mu above ~20 is never useful)") from None
+        return {"model": replace(model, time_map=time_map, _denoiser=None)}
 
 
 FLUX_NODES = [LoadFlux, LoadFluxTextEncoders, EncodeTextFlux, FluxGuidance, ModelSamplingFlux]

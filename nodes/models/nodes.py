@@ -148,8 +148,7 @@ def diffusion_model(unet: Any, name: str, preview: Any = None, schedule: dict | 
 
 def model_schedule(model: Any) -> dict | None:
     """The training-schedule record of a MODEL sampled on a discrete ᾱ table (None for continuous-time models)."""
-    sigmas = getattr(model.time_map, "sigmas", None)
-    if sigmas is None:
+    if getattr(model.time_map, "_sigmas64", None) is None:     # a continuous-time or flow map: no table
         return None
     from .loading import describe_schedule
 

@@ -59,6 +59,14 @@ from .patches import ActivePatches, ModelPatch
 Prediction = Literal["eps", "v"]
 
 
+class UNetInputError(ValueError):
+    """What the UNet was called with does not fit it (conditioning from another model's text encoder, an inpainting
+    model without its concat); `argument` names the forward argument ("context", "y", "concat")."""
+
+    def __init__(self, argument: str, message: str):
+        self.argument = argument
+        super().__init__(message)
+
 @dataclass(frozen=True)
 class UNetConfig:
     """Hyper-parameters of the LDM UNet; the defaults are Stable Diffusion 1.x."""
@@ -522,21 +530,25 @@ class UNetModel(nn.Module):
         if missing > 0:
             if concat is None or concat.shape[1] != missing:
                 found = "none" if concat is None else f"{concat.shape[1]}"
-                raise ValueError(
-                    f"this UNet takes {self.config.in_channels} input channels ({x.shape[1]} latent + {missing} more, "
-                    f"an inpainting model); it needs `concat` with {missing} channels (mask + masked-image latent: "
+                raise UNetInputError(
+                    "concat", f"this UNet takes {self.config.in_channels} input channels ({x.shape[1]} latent + "
+                    f"{missing} more, an inpainting model); it needs `concat` with {missing} channels (mask + "
+                    f"masked-image latent: "
                     f"encode with VAEEncodeForInpaint), found {found}")
             x = torch.cat([x, _broadcast_batch(concat, batch, "concat").to(x)], dim=1)
         elif concat is not None:
-            raise ValueError(f"concat was given but this UNet takes {self.config.in_channels}-channel latents as they are")
+            raise UNetInputError("concat", f"concat was given but this UNet takes {self.config.in_channels}-channel "
+                                           f"latents as they are")
         timesteps = torch.as_tensor(timesteps, device=x.device)
         if timesteps.ndim == 0:
             timesteps = timesteps.expand(batch)  # (B,)
         if context is None:
-            raise ValueError("UNetModel.forward needs `context` (text hidden states (B, T, context_dim))")
+            raise UNetInputError("context", "UNetModel.forward needs `context` (text hidden states "
+                                            "(B, T, context_dim))")
         if context.shape[-1] != self.config.context_dim:
-            raise ValueError(
-                f"context has width {context.shape[-1]} but this UNet expects context_dim={self.config.context_dim}; "
+            raise UNetInputError(
+                "context", f"context has width {context.shape[-1]} but this UNet expects "
+                f"context_dim={self.config.context_dim}; "
                 "was the prompt encoded with the text encoder of this checkpoint?"
             )
         context = _broadcast_batch(context, batch, "context").to(dtype)  # (B, T, context_dim)
@@ -544,10 +556,13 @@ class UNetModel(nn.Module):
         emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(dtype))  # (B, 4*mc)
         if self.config.adm_in_channels:
             if y is None:
-                raise ValueError("this UNet has a label embedding (SDXL): pass y=sdxl_vector(pooled, ...)")
+                raise UNetInputError("y", "this UNet has a label embedding (SDXL): its prompts need pooled text "
+                                          "(encode them with EncodeTextSDXL; in code pass y=sdxl_vector(pooled, ...))")
             emb = emb + self.label_emb(_broadcast_batch(y, batch, "y").to(dtype))  # (B, 4*mc)
         elif y is not None:
-            raise ValueError("y was given but this UNet has no label embedding (adm_in_channels=0)")
+            raise UNetInputError("y", "the prompts carry pooled text (y), but this UNet has no label embedding "
+                                      "(adm_in_channels=0): encode them with the text encoder of this model's "
+                                      "checkpoint (EncodeText for SD 1.x/2.x)")
 
         if callable(control):      # a ControlStack (controlnet.py): residuals computed from this call's inputs
             control = control(x, timesteps, context, y)

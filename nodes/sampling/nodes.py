@@ -48,6 +48,20 @@ def _as_input_errors(mapping: dict[str, str], default: str) -> Iterator[None]:
         raise NodeInputError(mapping.get(argument, default), str(exc)) from None
 
 
+@contextmanager
+def _network_input_errors() -> Iterator[None]:
+    """The UNet's and the MMDiT's refusals of what they were called with, as NodeInputError naming the node input
+    it came from: conditioning (context, pooled y) → `positive`, the latent or an inpainting concat → `latent`."""
+    from nodes.models.mmdit import MMDiTInputError
+    from nodes.models.unet import UNetInputError
+
+    try:
+        yield
+    except (UNetInputError, MMDiTInputError) as exc:
+        argument = getattr(exc, "argument", None) or str(exc).split(":", 1)[0]
+        raise NodeInputError("latent" if argument in ("x", "concat") else "positive", str(exc)) from None
+
+
 def _check_latent(latent: Any, name: str = "latent") -> Any:
     import torch
 
@@ -345,7 +359,7 @@ def run_sampling(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, n
         # no autograd graph through the network (a plugin's net may still have trainable weights); guidance
         # terms that need gradients (classifier guidance) turn them on for their own computation
         with _as_input_errors({"sigmas": "sigmas", "x": "latent", "options": "sampler", "guidance": "guidance"},
-                              "sampler"), torch.no_grad():
+                              "sampler"), _network_input_errors(), torch.no_grad():
             out = sampler["function"](denoiser, x, sigmas.to(device), extra,
                                       _progress_callback(context, model, len(sigmas) - 1, on_step), None, noise_sampler,
                                       **sampler["options"])
@@ -663,6 +677,10 @@ class LatentUpscale(Node):
 
         samples = _check_latent(latent)
         h, w = samples.shape[-2:]
+        if width and height and min(width, height) < downscale:
+            raise NodeInputError("width" if width < downscale else "height",
+                                 f"{width}x{height} px is less than one latent cell of {downscale} px a side; give "
+                                 f"a size of at least {downscale} px (or 0 and 0 to scale by `factor`)")
         size = (height // downscale, width // downscale) if width and height else (
             max(1, round(h * factor)), max(1, round(w * factor)))
         kwargs = {"align_corners": False} if method != "nearest" else {}

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType
 
 from .nodes import (_content_digest, _data_text, _encode_dataset, _on_compute_device, _progress, _require_fp32,
-                    _run, _run_folder, _save_target, _searched, _train, _write_new_file)
+                    _run, _run_folder, _save_target, _sd_unet_and_clip, _searched, _train, _write_new_file)
 
 LORA = PortType("LORA", "LoRA weights made in a graph (kohya layout), to save with SaveLoRA.", color="#ce93d8")
 
@@ -95,7 +95,7 @@ class DistillLCM(Node):
         if len(model.time_map.sigmas) % ddim_timesteps:
             raise NodeInputError("ddim_timesteps", f"{ddim_timesteps} does not divide the model's "
                                                    f"{len(model.time_map.sigmas)} timesteps; use e.g. 50 or 25")
-        clip = next(iter(text_encoder.encoder.encoders.values()))
+        unet, clip = _sd_unet_and_clip("DistillLCM", model, text_encoder)
         _require_fp32("model", unet)
         _require_fp32("text_encoder", clip)
         lcd = LCDConfig(ddim_timesteps=ddim_timesteps, cfg_min=cfg_min, cfg_max=cfg_max, target_decay=target_decay,

@@ -393,6 +393,25 @@ def _encode_pixels(vae: Any, pixels: Any) -> Any:
     return vae.encode(pixels.to(weight.device, weight.dtype)).float().cpu()
 
 
+def _sd_unet_and_clip(node_type: str, model: Any, text_encoder: Any) -> tuple[Any, Any]:
+    """The UNet of an SD-family MODEL and the first CLIP encoder of its TEXT_ENCODER; a flow, audio or point model
+    (or the flow checkpoint's encoders) is a NodeInputError naming the input, not an AttributeError later."""
+    from nodes.models.unet import UNetModel
+
+    net = getattr(model, "net", None)
+    if not isinstance(net, UNetModel):
+        raise NodeInputError("model", f"{node_type} works on a UNet model (SD 1.x / 2.x layout: LoadCheckpoint of "
+                                      f"tiny_world_v4.safetensors, or TrainDiffusion); this MODEL holds a "
+                                      f"{type(net).__name__}: connect a UNet checkpoint's model")
+    encoders = getattr(getattr(text_encoder, "encoder", None), "encoders", None)
+    if not callable(getattr(encoders, "values", None)) or not len(encoders):    # a (Module)dict of CLIP encoders
+        family = getattr(text_encoder, "family", "another")
+        raise NodeInputError("text_encoder", f"{node_type} needs the CLIP text encoder of an SD-family checkpoint; "
+                                             f"this TEXT_ENCODER is a {family} one: connect the text_encoder of the "
+                                             f"checkpoint that gave the model")
+    return net, next(iter(encoders.values()))
+
+
 def _require_fp32(input_name: str, module: Any) -> None:
     """Training reads and copies this module's weights: they must be fp32 (LoadCheckpoint's "auto" is fp16 on a GPU)."""
     import torch
@@ -736,6 +755,7 @@ class DistillTextEncoder(Node):
         from .world_captions import add_filler_words, paraphrase_caption, swap_function_words
 
         folder = _run_folder(self, run_name)
+        _sd_unet_and_clip("DistillTextEncoder", model, text_encoder)
         encoders = getattr(text_encoder.encoder, "encoders", {})
         if not isinstance(model.net, UNetModel) or list(encoders) != ["clip_l"]:
             raise NodeInputError("text_encoder", "DistillTextEncoder takes a UNet model with a single CLIP text "
@@ -831,8 +851,7 @@ class TrainControlNet(Node):
         from .trainer import TrainConfig, init_controlnet_from_unet, train_controlnet
 
         folder = _run_folder(self, run_name)
-        unet = model.net
-        clip = next(iter(text_encoder.encoder.encoders.values()))
+        unet, clip = _sd_unet_and_clip("TrainControlNet", model, text_encoder)
         _require_fp32("model", unet)
         _require_fp32("text_encoder", clip)
         factor = vae.config.downscale
@@ -1021,7 +1040,14 @@ class SaveCheckpoint(Node):
         metadata = {"nodegraph.description": description} if description else {}
         torch_dtype = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
         if text_encoder.family == "sd3":   # a flow MMDiT (TrainFlow): SD3's single-file layout, flow_checkpoint.py
+            from nodes.models.mmdit import MMDiT
+
             from .flow_checkpoint import save_flow_checkpoint
+
+            if not isinstance(model.net, MMDiT):
+                raise NodeInputError("model", f"the text encoder is a flow (SD3-layout) one, so the model must be its "
+                                              f"MMDiT; this MODEL holds a {type(model.net).__name__}: connect the "
+                                              f"model and text_encoder of one checkpoint")
 
             path = _write_new_file(target, overwrite, lambda tmp: save_flow_checkpoint(
                 tmp, mmdit=model.net, vae=vae, text_encoder=text_encoder.encoder,
@@ -1029,6 +1055,7 @@ class SaveCheckpoint(Node):
                 _searched(self, "checkpoints"))
             return {"model_files": [{"path": str(path), "kind": "checkpoint", "format": "safetensors"}],
                     "bytes": path.stat().st_size}
+        _sd_unet_and_clip("SaveCheckpoint", model, text_encoder)
         path = _write_new_file(target, overwrite, lambda tmp: save_checkpoint(
             tmp, family=text_encoder.family, unet=model.net, vae=vae, text_encoder=text_encoder.encoder,
             dtype=torch_dtype, metadata=metadata, schedule=model_schedule(model)), _searched(self, "checkpoints"))

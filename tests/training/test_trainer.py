@@ -187,12 +187,12 @@ def test_train_vae_fine_tunes_an_init_vae_without_changing_it(tmp_path):
         "base": {"type": "TrainVAE", "inputs": {"dataset": link("data", "dataset"), "width": 32, "channel_mult": "1,1",
                                                 "steps": 4, "batch_size": 4, "crop_size": 8, "run_name": "base"}},
         "tuned": {"type": "TrainVAE", "inputs": {"dataset": link("data", "dataset"), "init": link("base", "vae"),
-                                                 "width": 8, "steps": 3, "batch_size": 4, "run_name": "tuned"}},
+                                                 "width": 64, "steps": 3, "batch_size": 4, "run_name": "tuned"}},
         "show_base": {"type": "ShowValue", "inputs": {"value": link("base", "vae")}},
         "show_tuned": {"type": "ShowValue", "inputs": {"value": link("tuned", "vae")}}}}
     outputs = session.run(graph).outputs
     base, tuned = outputs["show_base"]["value"], outputs["show_tuned"]["value"]
-    assert tuned.config.ch == base.config.ch == 32                  # the init's architecture, not width=8
+    assert tuned.config.ch == base.config.ch == 32                  # the init's architecture, not width=64
     assert tuned is not base
     base_weights = {k: v.clone() for k, v in base.state_dict().items()}
     assert any(not torch.equal(base_weights[k], v) for k, v in tuned.state_dict().items())
