@@ -597,7 +597,8 @@ class AudioSpectrogramImage(Node):
         n_fft: int = Input(1024, ge=64, le=16384)
         hop: int = Input(128, ge=1, le=16384)
         max_hz: float = Input(4000.0, gt=0.0, le=192000.0, description="highest frequency shown")
-        low_db: float = Input(-70.0, ge=-300.0, le=0.0, description="dB below the loudest bin shown as black")
+        low_db: float = Input(-70.0, ge=-300.0, le=-1.0, description="dB below the loudest bin shown as black "
+                                                                     "(the loudest bin is 0 dB, white)")
 
     outputs = (Output("image", "IMAGE"),)
 

@@ -18,8 +18,14 @@ _ANCHORS = torch.tensor([[0.0, 0.0, 0.02], [0.33, 0.06, 0.43], [0.73, 0.21, 0.33
 
 
 def to_image(values_db: torch.Tensor, low_db: float = -80.0, high_db: float = 0.0) -> torch.Tensor:
-    """(B, F, T) dB → IMAGE (B, F, T, 3) grey in [0, 1], flipped so low frequencies are at the bottom."""
-    grey = ((values_db.float() - low_db) / (high_db - low_db)).clamp(0, 1).flip(1)
+    """(B, F, T) dB → IMAGE (B, F, T, 3) grey in [0, 1], flipped so low frequencies are at the bottom.
+
+    ValueError unless high_db > low_db (an empty range has no grey scale: 0 / 0 would be NaN).
+    """
+    if not high_db > low_db:
+        raise ValueError(f"high_db: must be above low_db ({low_db}), found {high_db}")
+    # float64: a range of a few 1e-300 dB stays positive (in float32 it would round to 0)
+    grey = ((values_db.double() - low_db) / (high_db - low_db)).clamp(0, 1).float().flip(1)
     return grey[..., None].expand(*grey.shape, 3).contiguous()
 
 

@@ -419,3 +419,17 @@ def test_synthesize_sound_reads_other_phrasings(session):
         "s": {"type": "SynthesizeSound", "inputs": {"caption": "soft beep at A4", "seed": 2}}}}, outputs=["s"])
     wave = result.outputs["s"]["audio"]["waveform"][0, 0].numpy()
     assert abs(detect.semitone_error(detect.pitch(wave), 69)) < 0.1 and detect.loudness(wave) == "quiet"
+
+
+@pytest.mark.parametrize("low_db", [0.0, -0.0, -0.5])
+def test_spectrogram_picture_refuses_an_empty_db_range(session, low_db):
+    """AudioSpectrogramImage's low_db must be at least 1 dB below the loudest bin (0 dB): 0 left no grey scale."""
+    from nodegraph.errors import GraphValidationError
+
+    graph = {"format_version": 1, "nodes": {
+        "a": {"type": "SynthesizeSound", "inputs": {}},
+        "picture": {"type": "AudioSpectrogramImage", "inputs": {"audio": {"node": "a", "output": "audio"},
+                                                                "low_db": low_db}}}}
+    with pytest.raises(GraphValidationError) as info:
+        session.run(graph, outputs=["picture"])
+    assert info.value.errors[0].input == "low_db"

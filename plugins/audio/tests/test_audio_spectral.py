@@ -79,3 +79,13 @@ def test_spectrogram_image_round_trip_puts_low_frequencies_at_the_bottom():
     assert torch.allclose(from_image(image, -80, 0), values, atol=1e-4)
     latent = torch.rand(1, 1, 16, 8) * 2 - 1
     assert torch.allclose(image_to_latent(latent_to_image(latent)), latent, atol=1e-6)
+
+
+def test_spectrogram_image_needs_a_db_range():
+    """to_image refuses an empty or inverted dB range (no NaN grey), and a range of 1e-300 dB stays finite."""
+    values = torch.linspace(-80, 0, 8)[None, :, None].expand(1, 8, 3).clone()
+    for low, high in ((0.0, 0.0), (0.0, -0.0), (10.0, 0.0)):
+        with pytest.raises(ValueError, match="high_db: must be above low_db"):
+            to_image(values, low, high)
+    image = to_image(values, -1e-300, 0.0)
+    assert bool(torch.isfinite(image).all()) and set(image.unique().tolist()) <= {0.0, 1.0}

@@ -108,6 +108,7 @@ class SaveColors(Node):
         return {"files": api.save_files(self.context, [text], kind="text", prefix=filename_prefix, suffix=".json")}
 
 
+# the config fields that give the width of the text tokens / of the pooled vector a network reads
 class TextToImage(Node):
     """Prompt → image in one node, through the public plugin API (nodegraph.api) only."""
 
@@ -136,8 +137,15 @@ class TextToImage(Node):
         positive = api.encode_text(context, text_encoder, prompt)
         negative = api.encode_text(context, text_encoder, negative_prompt)
         latent = api.empty_latent(context, width, height, vae=vae)
-        latent = api.sample(context, model, positive, negative, latent, seed=seed, steps=steps, cfg=cfg,
-                            sampler=sampler, scheduler=scheduler)
+        try:
+            latent = api.sample(context, model, positive, negative, latent, seed=seed, steps=steps, cfg=cfg,
+                                sampler=sampler, scheduler=scheduler)
+        except NodeInputError as exc:     # api.sample names its argument; here the prompts come from text_encoder
+            if exc.input not in ("positive", "negative"):
+                raise
+            raise NodeInputError("text_encoder", f"{str(exc).split(': ', 1)[-1]} (the prompts are encoded with this "
+                                                 f"node's text_encoder: connect the one of the model's own "
+                                                 f"checkpoint)") from None
         return {"image": api.vae_decode(context, vae, latent), "latent": latent}
 
 

@@ -126,3 +126,28 @@ def test_the_shipped_graph_runs_and_writes_a_purple_swatch(tmp_path):
     files = {f["kind"]: f for f in collect_files(session.run(json.loads(graph.read_text())).outputs, tmp_path)}
     assert Image.open(files["image"]["path"]).getpixel((5, 5)) == (128, 16, 144)
     assert json.loads(Path(files["text"]["path"]).read_text()) == {"colors": ["#ff2020", "#0000ff"]}
+
+
+@pytest.mark.parametrize("model_from, encoder_from", [("v4", "flow"), ("flow", "v4")])
+def test_text_to_image_refuses_another_checkpoints_text_encoder(tmp_path, model_from, encoder_from):
+    """The SD1 UNet with the flow checkpoint's text encoder (or the reverse) fails up front on `text_encoder`,
+    naming the fix, not inside the network."""
+    from nodegraph import NodeExecutionError, NodeInputError
+
+    def link(node, output):
+        return {"node": node, "output": output}
+
+    session = Session(plugins=[nodegraph_example], autoload=False, output_dir=tmp_path / "out")
+    graph = {"format_version": 1, "nodes": {
+        "v4": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world_v4.safetensors"}},
+        "flow": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world_flow.safetensors"}},
+        "t2i": {"type": "TextToImage", "inputs": {"model": link(model_from, "model"),
+                                                  "text_encoder": link(encoder_from, "text_encoder"),
+                                                  "vae": link(model_from, "vae"), "steps": 1, "width": 32,
+                                                  "height": 32}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("t2i", "image")}}}}
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    error = info.value.exception
+    assert isinstance(error, NodeInputError) and error.input == "text_encoder"
+    assert "model's own checkpoint" in str(error)

@@ -148,10 +148,17 @@ class GenerateCheckerExamples(Node):
                 chunk = runs[start:start + batch_size]
                 sink: list = []
                 latent = api.empty_latent(self.context, width, height, batch_size=len(chunk), vae=vae)
-                result = api.sample(self.context, model, conditioning([prompts[i] for i in chunk]), negative, latent,
-                                    seed=seed + size_index * count + start, steps=steps, cfg=cfg, sampler=sampler,
-                                    scheduler=scheduler,
-                                    guidance=(functools.partial(PredictionRecorder, sink, max_sigma),))
+                try:
+                    result = api.sample(self.context, model, conditioning([prompts[i] for i in chunk]), negative,
+                                        latent, seed=seed + size_index * count + start, steps=steps, cfg=cfg,
+                                        sampler=sampler, scheduler=scheduler,
+                                        guidance=(functools.partial(PredictionRecorder, sink, max_sigma),))
+                except NodeInputError as exc:     # api.sample names its argument; the prompts come from text_encoder
+                    if exc.input not in ("positive", "negative"):
+                        raise
+                    raise NodeInputError("text_encoder", f"{str(exc).split(': ', 1)[-1]} (the prompts are encoded "
+                                                         f"with this node's text_encoder: connect the one of the "
+                                                         f"model's own checkpoint)") from None
                 finished = views_uint8(api.vae_decode(self.context, vae, result), view)
                 labels = label_views(parsed, finished, classifier)
                 keep = labels == asked[chunk] if label_rule == "agree" else np.ones(len(chunk), dtype=bool)

@@ -38,15 +38,29 @@ class FilterResult:
 
 
 def blur_images(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of IMAGE (B, H, W, 3) with std ``sigma`` px (reflect padding, radius 3 sigma)."""
-    radius = max(1, min(math.ceil(3 * sigma), min(images.shape[1:3]) - 1))
+    """Separable Gaussian blur of IMAGE (B, H, W, 3) with std ``sigma`` px (reflect padding, radius 3 sigma).
+
+    Each side is blurred with a radius below its length (reflect padding needs that); a side of one pixel
+    has nothing to blur along and is left as it is, so 1-pixel-wide or -tall images work.
+    """
+    height, width = images.shape[1:3]
+    channels = images.permute(0, 3, 1, 2).reshape(-1, 1, height, width)  # (B*3, 1, H, W)
+    if width > 1:
+        radius = min(math.ceil(3 * sigma), width - 1)
+        channels = F.conv2d(F.pad(channels, (radius, radius, 0, 0), mode="reflect"),
+                            _gaussian_kernel(sigma, radius, images.dtype).view(1, 1, 1, -1))
+    if height > 1:
+        radius = min(math.ceil(3 * sigma), height - 1)
+        channels = F.conv2d(F.pad(channels, (0, 0, radius, radius), mode="reflect"),
+                            _gaussian_kernel(sigma, radius, images.dtype).view(1, 1, -1, 1))
+    return channels.reshape(images.shape[0], 3, height, width).permute(0, 2, 3, 1)
+
+
+def _gaussian_kernel(sigma: float, radius: int, dtype: torch.dtype) -> torch.Tensor:
+    """The normalised 1-D Gaussian kernel (2 radius + 1,) with std ``sigma`` px."""
     x = torch.arange(-radius, radius + 1, dtype=torch.float32)
     kernel = torch.exp(-x**2 / (2 * sigma**2))
-    kernel = (kernel / kernel.sum()).to(images.dtype)
-    channels = images.permute(0, 3, 1, 2).reshape(-1, 1, *images.shape[1:3])  # (B*3, 1, H, W)
-    channels = F.conv2d(F.pad(channels, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
-    channels = F.conv2d(F.pad(channels, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
-    return channels.reshape(images.shape[0], 3, *images.shape[1:3]).permute(0, 2, 3, 1)
+    return (kernel / kernel.sum()).to(dtype)
 
 
 def filter_images(images: torch.Tensor, flagged: Sequence[bool], action: Action = "blur",

@@ -140,6 +140,17 @@ def test_generate_checker_examples_bad_inputs_name_the_input(session, inputs, na
     assert info.value.exception.input == name
 
 
+def test_generate_checker_examples_refuses_another_checkpoints_text_encoder(session):
+    """The SD1 UNet with the flow checkpoint's text encoder fails up front on `text_encoder`, naming the fix."""
+    graph = _generate_graph()
+    graph["nodes"]["model"]["inputs"]["ckpt_name"] = "tiny_world_v4.safetensors"
+    graph["nodes"]["flow"] = {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world_flow.safetensors"}}
+    graph["nodes"]["generate"]["inputs"]["text_encoder"] = {"node": "flow", "output": "text_encoder"}
+    with pytest.raises(NodeExecutionError, match="connect the one of the model's own checkpoint") as info:
+        session.run(graph, outputs=["generate"])
+    assert info.value.exception.input == "text_encoder"
+
+
 @needs_model
 def test_training_graph_runs_small_and_too_few_runs_name_generated(tmp_path):
     """plugins/safety/graphs/train_safety_checker_generated.json, shrunk: it generates, trains on renders + generated

@@ -109,6 +109,18 @@ def test_filter_blurs_replaces_and_drops_only_flagged_images():
     assert [d["action"] for d in dropped.decisions] == ["dropped", "kept", "dropped"]
 
 
+def test_filter_blurs_images_one_pixel_wide_or_tall():
+    """A 1x1, 1x64 or 64x1 image is blurred along its long side only (reflect padding needs a side over 1 px)."""
+    for height, width in ((1, 1), (1, 64), (64, 1)):
+        images = torch.zeros(1, height, width, 3)
+        images[:, height // 2:, width // 2:] = 1.0    # a step edge along the long side
+        blurred = filter_images(images, [True], "blur").images
+        assert blurred.shape == images.shape and bool(torch.isfinite(blurred).all())
+        if height * width > 1:
+            line = blurred[0, :, :, 0].flatten()
+            assert 0.0 < float(line[31]) < 0.5 < float(line[32]) < 1.0
+
+
 def test_dropping_everything_leaves_one_valid_replacement_image():
     """When every image is flagged, 'drop' returns one flat image so downstream nodes get a valid IMAGE."""
     images = torch.rand(2, 32, 32, 3)

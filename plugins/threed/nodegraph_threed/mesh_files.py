@@ -7,7 +7,9 @@
     read_points(path)                      a point-cloud file → (N, 6) xyz rgb (a mesh file gives its vertices)
     MESH_SUFFIXES, POINT_SUFFIXES, MAX_FILE_BYTES
 
-A PLY holding fewer vertices or faces than its header declares (a file cut short) is refused.
+A PLY without its header (``ply``, ``format``, ``end_header``) or a GLB without the glTF magic is refused
+before parsing, saying what is missing. A PLY holding fewer vertices or faces than its header declares (a file
+cut short) is refused.
 Every write goes to a temporary file beside the target and is renamed over it, so a failed write
 leaves nothing half-written. Reads refuse files over MAX_FILE_BYTES, and meshes or clouds beyond the
 limits of points.py, with MeshFileError naming the file and the fix.
@@ -114,12 +116,13 @@ def _load(path: Path, argument: str):
     suffix = path.suffix.lower()
     if suffix not in MESH_SUFFIXES:
         raise MeshFileError(f"{argument}: {path.name}: expected a {', '.join(MESH_SUFFIXES)} file")
+    _check_signature(path, argument, suffix)
     try:
         loaded = trimesh.load(str(path), file_type=suffix.lstrip("."), process=False)
-    except Exception as error:            # trimesh raises many kinds for damaged files
-        raise MeshFileError(f"{argument}: {path.name} is not a readable {suffix} file ({type(error).__name__}: "
-                            f"{error}); check that it is a whole {suffix} file, or re-export it (PLY, OBJ or "
-                            f"GLB)") from None
+    except Exception:            # trimesh raises many kinds (IndexError, KeyError...) for damaged files
+        raise MeshFileError(f"{argument}: {path.name} is not a readable {suffix} file (its data does not match "
+                            f"what a {suffix} file holds: damaged, cut short, or another kind of file renamed); "
+                            f"check that it is a whole {suffix} file, or re-export it (PLY, OBJ or GLB)") from None
     if isinstance(loaded, trimesh.Scene):
         geometries = list(loaded.dump()) if loaded.geometry else []
         if not geometries:
@@ -127,6 +130,36 @@ def _load(path: Path, argument: str):
         meshes = [g for g in geometries if isinstance(g, trimesh.Trimesh)]
         loaded = trimesh.util.concatenate(meshes) if meshes else geometries[0]
     return loaded
+
+
+_PLY_FORMATS = ("ascii", "binary_little_endian", "binary_big_endian")
+
+
+def _check_signature(path: Path, argument: str, suffix: str) -> None:
+    """Refuse a PLY without its header (``ply``, a ``format`` line, ``end_header``) or a GLB without the glTF
+    magic, saying what is missing: a renamed or damaged file gets a clear error before trimesh parses it."""
+    if suffix not in (".ply", ".glb"):
+        return
+    with open(path, "rb") as handle:
+        head = handle.read(65536)
+    fix = f"check that it is a whole {suffix} file, or re-export it (PLY, OBJ or GLB)"
+    if suffix == ".glb":
+        if not head.startswith(b"glTF"):
+            raise MeshFileError(f"{argument}: {path.name} is not a binary glTF file: it does not start with the "
+                                f"'glTF' magic bytes (another kind of file renamed, or damaged); {fix}")
+        return
+    if head.split(b"\n", 1)[0].strip() != b"ply":
+        raise MeshFileError(f"{argument}: {path.name} is not a PLY file: its first line is not 'ply' (another kind "
+                            f"of file renamed, or damaged); {fix}")
+    if b"end_header" not in head:
+        raise MeshFileError(f"{argument}: {path.name} has no complete PLY header (no 'end_header' line in its "
+                            f"first {len(head)} bytes); {fix}")
+    header = head[:head.index(b"end_header")].decode("ascii", "replace").splitlines()
+    formats = [line.split()[1] for line in header if line.startswith("format ") and len(line.split()) >= 2]
+    if not formats or formats[0] not in _PLY_FORMATS:
+        found = repr(formats[0]) if formats else "no format line"
+        raise MeshFileError(f"{argument}: {path.name}'s PLY header has no valid format (expected one of "
+                            f"{', '.join(_PLY_FORMATS)}, found {found}); {fix}")
 
 
 def ply_declared_counts(path: Path) -> dict[str, int]:

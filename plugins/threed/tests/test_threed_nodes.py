@@ -196,6 +196,25 @@ def test_unreadable_files_name_the_file_input(session, tmp_path):
     assert error.input == "file" and "not manifold" in str(error)
 
 
+@pytest.mark.parametrize("content, says", [
+    (b"not a ply", "its first line is not 'ply'"),
+    (b"ply\nformat ascii 1.0\nelement vertex 2\n", "no 'end_header' line"),
+    (b"ply\nformat jpeg 1.0\nend_header\n", "no valid format"),
+    (b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nend_header\n1 2 3 4\nnope\n", "damaged, cut short"),
+])
+def test_garbage_ply_files_say_what_is_wrong(session, tmp_path, content, says):
+    """A garbage PLY fails LoadPointCloud / LoadMesh on `file`, saying what is wrong and the fix, with no internal
+    exception name (the fuzz check saw "(IndexError: list index out of range)")."""
+    (tmp_path / "in" / "garbage.ply").write_bytes(content)
+    for node, output in (("threed.LoadPointCloud", "points"), ("threed.LoadMesh", "mesh")):
+        graph = {"format_version": 1, "nodes": {
+            "load": {"type": node, "inputs": {"file": "garbage.ply"}},
+            "show": {"type": "ShowValue", "inputs": {"value": {"node": "load", "output": output}}}}}
+        error = _input_error(session, graph)
+        assert error.input == "file" and says in str(error) and "re-export it" in str(error)
+        assert "Error" not in str(error)
+
+
 def test_point_cloud_errors_name_the_input(session):
     """NaN coordinates, empty and degenerate clouds fail PointsToMesh / RenderTurntable on `points`."""
     mesher, renderer = _node(session, plugin.PointsToMesh), _node(session, plugin.RenderTurntable)

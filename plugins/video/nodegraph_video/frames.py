@@ -172,13 +172,17 @@ def blend_conditioning(conditionings: Sequence[dict], weights: Sequence[tuple[in
 
 
 def temporal_smooth(tensor: torch.Tensor, frames: int, sigma: float) -> torch.Tensor:
-    """Gaussian smoothing along time (std `sigma` frames, edges replicated) of every clip; sigma 0 = unchanged."""
+    """Gaussian smoothing along time (std `sigma` frames, edges replicated) of every clip; sigma 0 = unchanged.
+
+    A sigma far below one frame (down to the smallest positive float) gives the identity kernel, never NaN.
+    """
     if sigma <= 0:
         return tensor.clone()
     radius = max(1, math.ceil(3 * sigma))
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    # float64: in float32 a sigma under ~1e-45 rounds to 0, and 0 / 0 at the centre tap makes the kernel NaN
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
     kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
+    kernel = (kernel / kernel.sum()).float()
     clips = _by_clip(tensor.float(), frames)
     index = (torch.arange(frames).view(-1, 1) + offsets.long().view(1, -1)).clamp(0, frames - 1)  # (F, K)
     gathered = clips[:, index]                                           # (B, F, K, ...)

@@ -114,6 +114,13 @@ def test_temporal_smoothing_and_crossfade():
     assert fade.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
 
 
+def test_temporal_smoothing_with_a_vanishing_sigma_is_the_identity():
+    """A sigma below float32's smallest value (1e-46, 1e-300, 5e-324) leaves the frames as they are, never NaN."""
+    frames = torch.rand(5, 4, 4, 3)
+    for sigma in (1e-46, 1e-300, 5e-324):
+        assert torch.equal(temporal_smooth(frames, 5, sigma), frames)
+
+
 def test_video_captions_round_trip(world):
     """parse_video_caption inverts video_caption for random clips of every motion; other text gives None."""
     rng = random.Random(3)
