@@ -7,6 +7,8 @@ node packs in `nodes/` or any plugin):
     executor.py     compile a graph, cache keys, demand-driven execution (design doc inside)
     cache.py        OutputCache — LRU by bytes / all / none
     graph.py        the graph file format, migrations, parsing, file-format schema
+    comfyui.py      ComfyUI classes with an equivalent here (what importing an API prompt translates)
+    effective_graph.py  node modes and subgraphs applied: what a run executes
     validation.py   every semantic error at once, with stable codes
     node.py         Node, Input, Output — how nodes declare themselves
     types.py        port types and the compatibility rule
@@ -15,6 +17,8 @@ node packs in `nodes/` or any plugin):
     hookspecs.py    the plugin surface (one module)
     api.py          the plugin API (`from nodegraph import api`): sample, VAE, text, patches, output files
     results.py      the output-file contract (OutputFile, its JSON Schema) and JSON rendering of outputs
+    provenance.py   what a saved result records: versions, device, SHA-256 of the model files
+    memory.py       model placement on the compute device; the machine's RAM headroom
     events.py       the event stream
     model_paths.py  model folders (checkpoints, vae, loras, ...)
     errors.py       GraphError and the exceptions

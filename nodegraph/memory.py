@@ -20,6 +20,10 @@ Rules
   and the budget.
 - On a CPU-only machine compute and offload devices are the same and the
   budget is unlimited: `load` is a cheap bookkeeping call.
+
+The machine's RAM (what the executor checks before each node, docs/executor.md):
+`system_memory()` → (available, total) from /proc/meminfo, bounded by a container's
+cgroup limit; `memory_reserve(total)` → the bytes a run keeps free.
 """
 
 from __future__ import annotations
