@@ -86,6 +86,7 @@ class EmptyLatent(Node):
     """
 
     category = "latent"
+    version = "1.1.0"
 
     class Inputs(NodeInputs):
         width: int = Input(512, ge=8, le=16384, multiple_of=8)

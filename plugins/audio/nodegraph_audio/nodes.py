@@ -215,6 +215,7 @@ class NormalizeAudio(Node):
     """
 
     category = "audio"
+    version = "1.1.0"
 
     class Inputs(NodeInputs):
         audio: Any = Input(port="AUDIO")
@@ -879,7 +880,7 @@ class EncodeAudioPrompt(Node):
     """
 
     category = "audio/text_to_audio"
-    version = "1.2.0"
+    version = "1.2.1"
 
     class Inputs(NodeInputs):
         audio_model: Any = Input(port="AUDIO_MODEL")

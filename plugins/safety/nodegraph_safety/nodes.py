@@ -295,6 +295,7 @@ class SafetyFilter(Node):
     """
 
     category = "safety"
+    version = "1.0.1"
     output_node = True
 
     class Inputs(NodeInputs):

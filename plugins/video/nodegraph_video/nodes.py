@@ -79,6 +79,7 @@ class EmptyVideoLatent(Node):
     """
 
     category = "video"
+    version = "1.1.0"
 
     class Inputs(NodeInputs):
         width: int = Input(64, ge=8, le=4096, multiple_of=8)
@@ -622,6 +623,7 @@ class TinyWorldVideoPrompt(Node):
     """
 
     category = "video/conditioning"
+    version = "1.0.1"
 
     class Inputs(NodeInputs):
         text_encoder: Any = Input(port="TEXT_ENCODER")
@@ -881,6 +883,7 @@ class SmoothFrames(Node):
     """The temporal smoothing baseline: a Gaussian blur along time (std `sigma` frames) of IMAGE frames."""
 
     category = "video/frames"
+    version = "1.0.1"
 
     class Inputs(NodeInputs):
         images: Any = Input(port="IMAGE")
@@ -990,6 +993,7 @@ class SaveVideo(Node):
     """
 
     category = "video"
+    version = "1.1.0"
     output_node = True
 
     class Inputs(NodeInputs):
