@@ -63,7 +63,7 @@ from .errors import NodegraphError, NodeInputError
 from .node import NodeContext
 from .results import FILE_KINDS, ResultFileError, default_mime, file_result
 
-API_VERSION = "1.2"
+API_VERSION = "1.3"
 
 __all__ = [
     "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "GuidanceTerm", "check_image", "check_latent",
@@ -513,8 +513,10 @@ def training(context: NodeContext | None = None) -> Any:
     """The training kit: the loop pieces the built-in training nodes use, for a plugin's own training node.
 
     TrainConfig (steps, batch, lr, warm-up, EMA decay, clipping, autocast, seed, checkpoint_every),
-    lr_at(step, config), EMA, TrainingRun(folder, identity) (atomic safetensors + JSON checkpoints,
-    exact resume, never a pickle), TrainingStateError, start_or_resume(module, config, run) →
+    lr_at(step, config), EMA, TrainingRun(folder, identity, warn=None, shown_as=None) (atomic safetensors + JSON
+    checkpoints, exact resume, never a pickle; a longer `steps` continues, other changes start again and keep
+    the old state, `warn` hears which), TrainingStateError, content_digest(*values) (1.3: an exact digest of
+    tensors, modules and containers, for the data and starting weights in a run's identity), start_or_resume(module, config, run) →
     (optimiser, ema, step), checkpoint(run, config, done, module, optimiser, ema),
     optimiser_step(parameters, optimiser, config, step) → grad norm, batch_indices(count, batch, step,
     micro, seed), diffusion_targets(x0, noise, alphas_cumprod_t, objective), and

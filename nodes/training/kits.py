@@ -69,7 +69,7 @@ def tiny_world_kit() -> Kit:
 def training_kit() -> Kit:
     """The training loop pieces of trainer.py and the save rule of the training nodes."""
     from . import trainer
-    from .nodes import _write_new_file
+    from .nodes import _content_digest, _write_new_file
 
     members = {name: getattr(trainer, name) for name in (
         "TrainConfig", "lr_at", "EMA", "TrainingRun", "TrainingStateError", "diffusion_targets")}
@@ -79,5 +79,6 @@ def training_kit() -> Kit:
         "optimiser_step": trainer._optimiser_step,
         "batch_indices": trainer._batch_indices,
         "write_new_file": _write_new_file,
+        "content_digest": _content_digest,      # 1.3: an exact digest of data/weights for a run's identity
     })
     return Kit("training", members)

@@ -1156,7 +1156,8 @@ class TrainAudioModel(Node):
                                  warmup_steps=min(warmup_steps, max(0, steps - 1)), ema_decay=ema_decay, seed=seed,
                                  checkpoint_every=checkpoint_every)
         run = kit.TrainingRun(folder, {"net": repr(config_net), "train": repr(config), "dropout": caption_dropout,
-                                       "spec": repr(DEFAULT_SPEC), "objective": "flow, x0 head, weight min(1/t^2, 16)"})
+                                       "spec": repr(DEFAULT_SPEC), "objective": "flow, x0 head, weight min(1/t^2, 16)"},
+                              warn=self.context.warn, shown_as=f"training run {run_name!r}")
         torch.manual_seed(seed)
         net = AudioDenoiser(config_net)
         started = time.process_time()

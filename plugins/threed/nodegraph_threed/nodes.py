@@ -239,7 +239,8 @@ class TrainTextToPoints(Node):
                                  ema_decay=ema_decay, seed=seed, checkpoint_every=checkpoint_every)
         torch.manual_seed(seed)
         net = PointDiffusionTransformer(PointDiffusionConfig(width=width, layers=layers, heads=heads))
-        run = kit.TrainingRun(folder, run_identity(net.config, config, points, caption_dropout))
+        run = kit.TrainingRun(folder, run_identity(net.config, config, points, caption_dropout),
+                              warn=self.context.warn, shown_as=f"training run {run_name!r}")
 
         def progress(done: int, total: int, info: dict) -> None:
             self.context.progress(done, total, info={k: round(v, 6) if isinstance(v, float) else v

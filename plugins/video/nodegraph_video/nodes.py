@@ -317,9 +317,12 @@ class TrainMotionModule(Node):
                                        ema_decay=ema_decay, seed=seed, checkpoint_every=checkpoint_every)
         identity = {"node": "TrainMotionModule/1", "clips": clips, "frames": frames, "config": str(config),
                     "train": str(train_config), "caption_dropout": caption_dropout, "model": getattr(model, "name", ""),
+                    # exactly what trains (the clips as this VAE and text encoder encoded them) and the weights it
+                    # steers: another VAE, encoder or UNet under the same names never resumes this run
+                    "data": kit.content_digest(data), "weights": kit.content_digest(model.net),
                     **({"init": start_from} if start_from else {}),
                     **({"shape_weights": weights} if weights else {})}
-        run = kit.TrainingRun(folder, identity)
+        run = kit.TrainingRun(folder, identity, warn=self.context.warn, shown_as=f"training run {run_name!r}")
         patched = motion_patches(self.context, model, modules)
 
         def progress(done: int, total: int, info: dict) -> None:
