@@ -52,6 +52,35 @@ describe("node search ranking", () => {
   });
 });
 
+describe("strong and weak hits (what Enter may add)", () => {
+  const first = (query: string) => searchNodes(schemas.nodes, query)[0];
+
+  it("marks letters-in-order-only hits weak, so Enter adds nothing for a query with no good match", () => {
+    const hits = searchNodes(schemas.nodes, "sharpen");
+    expect(hits.length).toBeGreaterThan(0);                 // offered, for a deliberate pick
+    expect(hits.every((h) => !h.strong)).toBe(true);
+    expect(first("ksmp")).toMatchObject({ strong: false }); // KSampler by letters in order: weak
+    expect(first("ample").strong).toBe(false);              // mid-word only
+  });
+
+  it("keeps strong matches strong: names, word starts, joined words, synonyms and ComfyUI class names", () => {
+    for (const [query, type] of [["int", "Int"], ["ksampler", "KSampler"], ["vae dec", "VAEDecode"], ["emptylat", "EmptyLatent"],
+                                 ["encodetext", "EncodeText"], ["clip", "EncodeText"], ["CheckpointLoaderSimple", "LoadCheckpoint"],
+                                 ["KSamplerAdvanced", "KSampler"], ["LoraLoader", "LoadLoRA"], ["invert", "DDIMInvert"]]) {
+      expect([query, first(query).schema.type, first(query).strong]).toEqual([query, type, true]);
+    }
+  });
+
+  it("lists every strong hit before any weak one, whatever their scores", () => {
+    // "invert image": Mask Operation matches both words; Image Flip Rotate only "image" well and "invert" by letters.
+    const hits = searchNodes(schemas.nodes, "invert image");
+    const firstWeak = hits.findIndex((h) => !h.strong);
+    expect(firstWeak).toBeGreaterThan(0);
+    expect(hits.slice(firstWeak).every((h) => !h.strong)).toBe(true);
+    expect(hits[0].schema.type).toBe("MaskOperation");
+  });
+});
+
 describe("ComfyUI class names", () => {
   it("find our equivalent first when typed as ComfyUI writes them", () => {
     const equivalents: Record<string, string> = {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { groupTemplates, isTrainingTemplate } from "../src/run/templates";
+import { filterTemplates, groupTemplates, isTrainingTemplate } from "../src/run/templates";
 import type { Template } from "../src/run/sessionState";
 
 const t = (id: string): Template => ({ id, source: id.split("/")[0], title: id }) as Template;
@@ -21,5 +21,23 @@ describe("templates menu", () => {
     expect(groups[0].templates.map((x) => x.id)).toEqual(["project/txt2img.json", "video/txt2vid.json"]);
     expect(groups[1].templates.map((x) => x.id)).toEqual(["project/train/a.json", "video/train_b.json"]);
     expect(groupTemplates([t("project/txt2img.json")]).length).toBe(1);
+  });
+
+  it("filters by every word of the query in the title, description, source or path, any case", () => {
+    const list = [
+      { id: "project/txt2img.json", source: "project", title: "Text to image (tiny world)", description: "The default graph." },
+      { id: "video/txt2vid.json", source: "video", title: "Text to video", description: "Frames from a prompt." },
+      { id: "audio/txt2audio.json", source: "audio", title: "Text to audio", description: "A spectrogram, then a WAV." },
+      { id: "project/train/train_tiny_world.json", source: "project", title: "Train tiny world", description: "Hours on a CPU." },
+    ] as Template[];
+    const ids = (query: string) => filterTemplates(list, query).map((x) => x.id);
+    expect(ids("")).toEqual(list.map((x) => x.id));
+    expect(ids("  ")).toEqual(list.map((x) => x.id));
+    expect(ids("Text to VIDEO")).toEqual(["video/txt2vid.json"]);      // title, any case
+    expect(ids("spectrogram")).toEqual(["audio/txt2audio.json"]);      // description
+    expect(ids("audio")).toEqual(["audio/txt2audio.json"]);            // source
+    expect(ids("tiny world")).toEqual(["project/txt2img.json", "project/train/train_tiny_world.json"]);
+    expect(ids("train_tiny")).toEqual(["project/train/train_tiny_world.json"]); // path
+    expect(ids("text nothing")).toEqual([]);
   });
 });

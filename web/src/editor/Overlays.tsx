@@ -5,13 +5,15 @@
  * SearchPopup (double-click on the canvas, or a wire dropped on empty canvas):
  *   fuzzy search (schema/search.ts) at the cursor; ↑/↓ and Enter, or a click, add the
  *   node there (clear of other nodes); opened from a wire it lists only nodes that fit
- *   that wire's type and connects the new node to it.
+ *   that wire's type and connects the new node to it. When even the best hit is weak
+ *   (letters in order, mid-word), nothing is highlighted and the popup says "no good
+ *   match": Enter adds nothing until ↓ (or the mouse) picks one of the weak hits.
  * ContextMenu (right-click): items for the canvas, a node (or the selection), a wire,
  *   a group or a reroute — see `menuItems`.
  * HelpPanel: editor/shortcuts.ts as a table.
  * SubgraphBar: the path of open subgraphs with a button back to the outer graph.
  *
- * Test ids: search-popup, search-input, search-item-<type>, context-menu,
+ * Test ids: search-popup, search-input, search-item-<type> (data-strong), search-no-good-match, context-menu,
  * menu-<action>, help-panel, subgraph-bar, subgraph-back.
  */
 import { useEffect, useMemo, useRef, useState } from "react";
@@ -35,18 +37,20 @@ export function SearchPopup() {
   const types = useStore(app.session, (s) => s.schemas.types);
   const doc = useStore(app.editor.store, (s) => s.doc);
   const [query, setQuery] = useState("");
-  const [active, setActive] = useState(0);
+  // The hit picked with ↑/↓ or the mouse; null: none yet, so the best hit, when it is a strong match.
+  const [picked, setPicked] = useState<number | null>(null);
   const list = useRef<HTMLDivElement>(null);
   const all = useMemo(() => app.schemasFor(doc), [app, doc, nodes]); // eslint-disable-line react-hooks/exhaustive-deps
   const hits = useMemo(
     () => (search ? searchNodes(all, query, { filter: search.wire?.filter ?? null, types, limit: 40 }) : []),
     [all, query, search, types],
   );
+  // The highlighted hit, which Enter adds; -1: none (the best hit is weak and none was picked).
+  const active = picked ?? (hits[0]?.strong ? 0 : -1);
   useEffect(() => {
     setQuery("");
-    setActive(0);
+    setPicked(null);
   }, [search]);
-  useEffect(() => setActive(0), [query]);
   useEffect(() => {
     list.current?.querySelector(".ng-active")?.scrollIntoView({ block: "nearest" });
   }, [active]);
@@ -74,10 +78,13 @@ export function SearchPopup() {
         data-testid="search-input"
         placeholder={search.wire ? `Nodes that fit ${search.wire.filter.port}…` : "Search nodes…"}
         value={query}
-        onChange={(e) => setQuery(e.target.value)}
+        onChange={(e) => {
+          setQuery(e.target.value);
+          setPicked(null);
+        }}
         onKeyDown={(e) => {
-          if (e.key === "ArrowDown") setActive((a) => Math.min(hits.length - 1, a + 1));
-          else if (e.key === "ArrowUp") setActive((a) => Math.max(0, a - 1));
+          if (e.key === "ArrowDown") setPicked(Math.min(hits.length - 1, active + 1));
+          else if (e.key === "ArrowUp") setPicked(Math.max(0, active - 1));
           else if (e.key === "Enter") choose(active);
           else if (e.key === "Escape") app.ui.set((s) => ({ ...s, search: null }));
           else return;
@@ -88,13 +95,19 @@ export function SearchPopup() {
       {search.wire && <div className="ng-muted ng-search-filter">only nodes that {search.wire.filter.from === "output" ? "take" : "give"} {search.wire.filter.port}</div>}
       <div className="ng-search-list" ref={list}>
         {hits.length === 0 && <div className="ng-muted">No node matches.</div>}
+        {hits.length > 0 && !hits[0].strong && (
+          <div className="ng-muted ng-search-weak" data-testid="search-no-good-match">
+            No good match for “{query.trim()}”. Letters in order only: ↓ to pick one anyway.
+          </div>
+        )}
         {hits.map((hit, i) => (
           <button
             type="button"
             key={hit.schema.type}
-            className={`ng-search-item${i === active ? " ng-active" : ""}`}
+            className={`ng-search-item${i === active ? " ng-active" : ""}${hit.strong ? "" : " ng-weak"}`}
             data-testid={`search-item-${hit.schema.type}`}
-            onMouseEnter={() => setActive(i)}
+            data-strong={hit.strong}
+            onMouseEnter={() => setPicked(i)}
             onClick={() => choose(i)}
             title={hit.schema.description}
           >

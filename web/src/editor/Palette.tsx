@@ -3,7 +3,9 @@
  * node types grouped by category; while searching, one list ranked by
  * schema/search.ts (so "int" puts Int first). Click a node to add it near the
  * centre of the view (clear of other nodes), or drag it onto the canvas. Enter
- * in the search box adds the best match.
+ * in the search box adds the best match when it is a strong one (schema/search.ts);
+ * weak hits (letters in order) are listed under "no good match — letters in order"
+ * and only a click adds one.
  * Nodes whose bare name clashes between plugins (canonical name `plugin.Type`)
  * show their plugin; the search also matches qualified names and aliases.
  * Test ids: palette, palette-search, palette-item-<type>.
@@ -15,14 +17,21 @@ import { useApp } from "../state/context";
 import { useStore } from "../state/store";
 import { addNodeAt, NODE_DRAG_TYPE } from "./GraphCanvas";
 
+/** The heading of the strong search hits; Enter adds the first of them. */
+const BEST_MATCHES = "best matches";
+
 export function Palette() {
   const app = useApp();
   const nodes = useStore(app.session, (s) => s.schemas.nodes);
   const [query, setQuery] = useState("");
-  const groups = useMemo(
-    () => (query.trim() ? [{ category: "best matches", nodes: searchNodes(nodes, query, { limit: 60 }).map((h) => h.schema) }].filter((g) => g.nodes.length) : paletteGroups(nodes, "")),
-    [nodes, query],
-  );
+  const groups = useMemo(() => {
+    if (!query.trim()) return paletteGroups(nodes, "");
+    const hits = searchNodes(nodes, query, { limit: 60 });
+    return [
+      { category: BEST_MATCHES, nodes: hits.filter((h) => h.strong).map((h) => h.schema) },
+      { category: "no good match — letters in order", nodes: hits.filter((h) => !h.strong).map((h) => h.schema) },
+    ].filter((g) => g.nodes.length);
+  }, [nodes, query]);
 
   const addAtCentre = (type: string) => {
     const element = app.canvas.element;
@@ -41,7 +50,7 @@ export function Palette() {
         value={query}
         onChange={(e) => setQuery(e.target.value)}
         onKeyDown={(e) => {
-          if (e.key === "Enter" && groups[0]?.nodes[0]) addAtCentre(groups[0].nodes[0].type);
+          if (e.key === "Enter" && groups[0]?.category === BEST_MATCHES && groups[0].nodes[0]) addAtCentre(groups[0].nodes[0].type);
         }}
       />
       <div className="ng-palette-list">

@@ -9,9 +9,10 @@
  *
  * The history panel lists the server's runs (time, duration, seed, status, thumbnail),
  * filters them by status and opens a past run's graph; the templates menu lists
- * `graphs/` and the plugins' graphs with their titles and descriptions.
+ * `graphs/` and the plugins' graphs with their titles and descriptions, under a filter box
+ * (↑/↓, Enter opens).
  *
- * Test ids: toolbar, run-button, templates-button, templates-menu, template-<id>, help-button, theme-button
+ * Test ids: toolbar, run-button, templates-button, templates-menu, templates-filter, templates-none, template-<id>, help-button, theme-button
  * (data-theme), history-panel, history-filter, history-row-<run> (data-status), history-open-<run>,
  * history-thumb-<run>, history-seed-<run>, save-button, load-input, undo-button,
  * redo-button, user-name, plugins-button, plugins-badge (data-level), connection-status,
@@ -21,14 +22,15 @@
  * gallery, gallery-item (data-kind), error-banner, toast, warnings-banner (data-count),
  * warnings-toggle, warnings-dismiss, warning-item (data-node, data-earlier).
  */
-import { useRef, useState, type ReactNode } from "react";
+import { useEffect, useMemo, useRef, useState, type ReactNode } from "react";
 import type { RunSummary } from "../protocol/messages";
 import { fileView, type OutputItem } from "../run/media";
 import { historyRow, HISTORY_STATUSES } from "../run/history";
 import { textOf } from "../protocol/records";
 import { openViewer, setTheme } from "../state/ui";
 import { problemsOf, warningsSignature, type PluginWarning } from "../run/plugins";
-import { groupTemplates } from "../run/templates";
+import type { Template } from "../run/sessionState";
+import { filterTemplates, groupTemplates } from "../run/templates";
 import { warningList, type NodeWarning } from "../run/warnings";
 import { idMap } from "../graph/idMaps";
 import { useApp } from "../state/context";
@@ -124,7 +126,6 @@ function ThemeButton() {
 function TemplatesButton() {
   const app = useApp();
   const open = useStore(app.ui, (s) => s.templates);
-  const templates = useStore(app.session, (s) => s.templates);
   return (
     <span className="ng-templates-anchor">
       <button
@@ -139,35 +140,79 @@ function TemplatesButton() {
       >
         Templates ▾
       </button>
-      {open && (
-        <div className="ng-templates-menu" data-testid="templates-menu">
-          {templates === null && <div className="ng-muted">asking the server…</div>}
-          {templates !== null && templates.length === 0 && <div className="ng-muted">This server lists no templates.</div>}
-          {templates !== null &&
-            groupTemplates(templates).map((group) => (
-              <div key={group.label} className="ng-template-group">
-                <div className="ng-template-group-label ng-muted">{group.label}</div>
-                {group.templates.map((t) => (
-                  <button
-                    type="button"
-                    key={t.id}
-                    className="ng-template"
-                    data-testid={`template-${t.id}`}
-                    onClick={() => {
-                      app.ui.set((s) => ({ ...s, templates: false }));
-                      void app.openTemplate(t.id);
-                    }}
-                  >
-                    <span className="ng-template-title">{textOf(t.title) || t.id}</span>
-                    {t.source && <span className="ng-muted ng-template-source"> · {textOf(t.source)}</span>}
-                    {t.description && <span className="ng-muted ng-template-description">{textOf(t.description)}</span>}
-                  </button>
-                ))}
-              </div>
-            ))}
-        </div>
-      )}
+      {open && <TemplatesMenu />}
     </span>
+  );
+}
+
+/**
+ * The open templates menu: a filter box on top (focused; every word must occur in the title,
+ * description, source or path), then the matching templates by group. ↑/↓ pick one, Enter opens
+ * it (the first match when none was picked), Escape closes the menu.
+ */
+function TemplatesMenu() {
+  const app = useApp();
+  const templates = useStore(app.session, (s) => s.templates);
+  const [query, setQuery] = useState("");
+  const [active, setActive] = useState(0);
+  const list = useRef<HTMLDivElement>(null);
+  const groups = useMemo(() => groupTemplates(filterTemplates(templates ?? [], query)), [templates, query]);
+  const shown = groups.flatMap((g) => g.templates);
+  useEffect(() => {
+    list.current?.querySelector(".ng-active")?.scrollIntoView({ block: "nearest" });
+  }, [active]);
+  const open = (template: Template) => {
+    app.ui.set((s) => ({ ...s, templates: false }));
+    void app.openTemplate(template.id);
+  };
+  return (
+    <div className="ng-templates-menu" data-testid="templates-menu">
+      <input
+        autoFocus
+        type="search"
+        className="ng-templates-filter"
+        data-testid="templates-filter"
+        placeholder="Filter templates (title, description, source)…"
+        value={query}
+        onChange={(e) => {
+          setQuery(e.target.value);
+          setActive(0);
+        }}
+        onKeyDown={(e) => {
+          if (e.key === "ArrowDown") setActive((a) => Math.min(shown.length - 1, a + 1));
+          else if (e.key === "ArrowUp") setActive((a) => Math.max(0, a - 1));
+          else if (e.key === "Enter" && shown[active]) open(shown[active]);
+          else return;
+          e.preventDefault();
+        }}
+      />
+      <div className="ng-templates-list" ref={list}>
+        {templates === null && <div className="ng-muted">asking the server…</div>}
+        {templates !== null && templates.length === 0 && <div className="ng-muted">This server lists no templates.</div>}
+        {templates !== null && templates.length > 0 && shown.length === 0 && (
+          <div className="ng-muted" data-testid="templates-none">No template matches “{query.trim()}”.</div>
+        )}
+        {groups.map((group) => (
+          <div key={group.label} className="ng-template-group">
+            <div className="ng-template-group-label ng-muted">{group.label}</div>
+            {group.templates.map((t) => (
+              <button
+                type="button"
+                key={t.id}
+                className={`ng-template${shown[active] === t ? " ng-active" : ""}`}
+                data-testid={`template-${t.id}`}
+                onMouseEnter={() => setActive(shown.indexOf(t))}
+                onClick={() => open(t)}
+              >
+                <span className="ng-template-title">{textOf(t.title) || t.id}</span>
+                {t.source && <span className="ng-muted ng-template-source"> · {textOf(t.source)}</span>}
+                {t.description && <span className="ng-muted ng-template-description">{textOf(t.description)}</span>}
+              </button>
+            ))}
+          </div>
+        ))}
+      </div>
+    </div>
   );
 }
 

@@ -4,7 +4,10 @@
  *
  *   isTrainingTemplate(t)   its file sits in a `train/` folder or is named `train_*.json`
  *   groupTemplates(list)    [{label, templates}] with empty groups left out
+ *   filterTemplates(list, query)  the menu's filter box: every word of the query in the title,
+ *                           description, source or file path (case-insensitive)
  */
+import { textOf } from "../protocol/records";
 import type { Template } from "./sessionState";
 
 export function isTrainingTemplate(template: Pick<Template, "id">): boolean {
@@ -23,4 +26,14 @@ export function groupTemplates(templates: Template[]): TemplateGroup[] {
     { label: "Training graphs (minutes to hours)", templates: templates.filter(isTrainingTemplate) },
   ];
   return groups.filter((g) => g.templates.length > 0);
+}
+
+/** The templates every word of `query` occurs in (title, description, source or id; any case), in the given order. */
+export function filterTemplates(templates: Template[], query: string): Template[] {
+  const words = query.toLowerCase().split(/\s+/).filter(Boolean);
+  if (!words.length) return templates;
+  return templates.filter((t) => {
+    const text = [t.title, t.description, t.source, t.id].map((v) => textOf(v)).join("\n").toLowerCase();
+    return words.every((w) => text.includes(w));
+  });
 }

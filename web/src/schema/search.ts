@@ -17,6 +17,13 @@
  * Int first, then Int Math, then Random Int; nodes whose description merely
  * contains "int" come last.
  *
+ * A hit is *strong* when every word of the query is a word of some field (exact,
+ * prefix, whole word, word start: kind >= STRONG_MATCH) or a synonym's; a hit
+ * found only by a mid-word substring or by letters in order ("invert" →
+ * "Image Flip Rotate") is *weak*. Strong hits come first, and Enter (palette,
+ * popup) adds the best hit only when it is strong, so a query with no good
+ * match adds nothing instead of an unrelated node.
+ *
  * Synonyms (SYNONYMS) map the vocabulary of other node editors onto this
  * project's names: "clip" finds the text-encoder nodes (ComfyUI calls them
  * CLIP...), "ksampler" finds K Sampler, and ComfyUI's class names find our
@@ -93,6 +100,9 @@ export const SYNONYMS: Record<string, string[]> = {
 
 const FIELD_WEIGHTS = { name: 1, port: 0.6, category: 0.5, description: 0.35 } as const;
 
+/** The least match kind (matchScore) that counts as matching a word: a word start. */
+export const STRONG_MATCH = 60;
+
 /** Where a wire being dragged came from: its port type and which side it is. */
 export interface PortFilter {
   port: string;
@@ -103,6 +113,8 @@ export interface PortFilter {
 export interface SearchHit {
   schema: NodeSchema;
   score: number;
+  /** Every query word is a word (or a word's start) of some field, or a synonym's; false: letters in order or mid-word only. */
+  strong: boolean;
   /** With a port filter: the input (from an output) or output (from an input) to connect. */
   port?: string;
 }
@@ -157,35 +169,50 @@ function fieldsOf(schema: NodeSchema): [string, number][] {
   ];
 }
 
-function wordScore(word: string, fields: [string, number][]): number {
+/** A query word's best weighted score over the fields, and whether some field has it as a word (or a synonym does). */
+function wordMatch(word: string, fields: [string, number][]): { score: number; strong: boolean } {
   let best = 0;
-  for (const [field, weight] of fields) best = Math.max(best, weight * matchScore(word, field));
+  let strong = false;
+  for (const [field, weight] of fields) {
+    const kind = matchScore(word, field);
+    best = Math.max(best, weight * kind);
+    strong ||= kind >= STRONG_MATCH;
+  }
   for (const synonym of SYNONYMS[word] ?? []) {
     for (const [field, weight] of fields) {
       const text = field.toLowerCase();
       const hit = text === synonym ? 100 : text.includes(synonym) ? 70 : 0;
       best = Math.max(best, 0.9 * weight * hit);
+      strong ||= hit > 0;
     }
   }
-  return best;
+  return { score: best, strong };
+}
+
+/** The node's score for `query` (0: it does not match every word), and whether the match is strong. */
+export function matchNode(schema: NodeSchema, query: string): { score: number; strong: boolean } {
+  const words = query.toLowerCase().split(/\s+/).filter(Boolean);
+  if (!words.length) return { score: 1, strong: true };
+  const fields = fieldsOf(schema);
+  let total = 0;
+  let strong = true;
+  for (const word of words) {
+    const match = wordMatch(word, fields);
+    if (match.score <= 0) {
+      // "encode text" typed as one word, or several words written together: try the whole query once
+      if (words.length === 1) return { score: 0, strong: false };
+      const joined = wordMatch(words.join(""), fields);
+      return { score: Math.max(0, joined.score * 0.8), strong: joined.strong };
+    }
+    total += match.score;
+    strong &&= match.strong;
+  }
+  return { score: total, strong };
 }
 
 /** The node's score for `query` (0: it does not match every word). */
 export function scoreNode(schema: NodeSchema, query: string): number {
-  const words = query.toLowerCase().split(/\s+/).filter(Boolean);
-  if (!words.length) return 1;
-  const fields = fieldsOf(schema);
-  const joined = words.join("");
-  let total = 0;
-  for (const word of words) {
-    const s = wordScore(word, fields);
-    if (s <= 0) {
-      // "encode text" typed as one word, or several words written together: try the whole query once
-      return words.length > 1 ? Math.max(0, wordScore(joined, fields) * 0.8) : 0;
-    }
-    total += s;
-  }
-  return total;
+  return matchNode(schema, query).score;
 }
 
 /** The port of `schema` a wire from `filter` would connect to (null when none fits). */
@@ -202,7 +229,7 @@ export function matchingPort(schema: NodeSchema, filter: PortFilter, types: Reco
   return null;
 }
 
-/** Node schemas matching `query` (and the port filter), best first. */
+/** Node schemas matching `query` (and the port filter), best first: strong hits, then weak ones. */
 export function searchNodes(
   nodes: Record<string, NodeSchema>,
   query: string,
@@ -216,16 +243,17 @@ export function searchNodes(
       if (found === null) continue;
       port = found;
     }
-    let score = scoreNode(schema, query);
+    const match = matchNode(schema, query);
+    let score = match.score;
     if (score <= 0) continue;
     if (port !== undefined && options.filter) {
       // Nodes whose port has exactly the wire's type come before generic (*) and converting ones.
       const exact = options.filter.from === "output" ? schema.inputs[port]?.port === options.filter.port : schema.outputs.find((o) => o.name === port)?.port === options.filter.port;
       if (exact) score += query.trim() ? 5 : 1;
     }
-    hits.push(port === undefined ? { schema, score } : { schema, score, port });
+    hits.push(port === undefined ? { schema, score, strong: match.strong } : { schema, score, strong: match.strong, port });
   }
   const name = (s: NodeSchema) => s.display_name || s.type;
-  hits.sort((a, b) => b.score - a.score || name(a.schema).length - name(b.schema).length || name(a.schema).localeCompare(name(b.schema)));
+  hits.sort((a, b) => Number(b.strong) - Number(a.strong) || b.score - a.score || name(a.schema).length - name(b.schema).length || name(a.schema).localeCompare(name(b.schema)));
   return options.limit ? hits.slice(0, options.limit) : hits;
 }

@@ -97,3 +97,21 @@ export function stepViewer(viewer: ViewerState, delta: number): ViewerState {
   const n = viewer.items.length;
   return { ...viewer, index: (((viewer.index + delta) % n) + n) % n };
 }
+
+/** The viewer's scale limits, in screen pixels per image pixel. */
+export const VIEWER_MIN_SCALE = 0.05;
+export const VIEWER_MAX_SCALE = 64;
+
+/**
+ * The scale (screen pixels per image pixel) at which an image of `natural` [w, h] fits `stage` [w, h]
+ * whole, small images enlarged to fill it; 1 while either size is unknown (0).
+ */
+export function fitScale(natural: [number, number], stage: [number, number]): number {
+  if (natural[0] <= 0 || natural[1] <= 0 || stage[0] <= 0 || stage[1] <= 0) return 1;
+  return clampScale(Math.min(stage[0] / natural[0], stage[1] / natural[1]));
+}
+
+/** `scale` kept inside the viewer's limits. */
+export function clampScale(scale: number): number {
+  return Math.max(VIEWER_MIN_SCALE, Math.min(VIEWER_MAX_SCALE, scale));
+}
