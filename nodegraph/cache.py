@@ -71,6 +71,7 @@ class OutputCache:
 
     def __init__(self, policy: CachePolicy = "lru", budget_bytes: int = DEFAULT_BUDGET_BYTES):
         self._entries: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._warnings: dict[str, tuple] = {}      # key → the node warnings its result carries (see `put`)
         self._lock = threading.RLock()
         self.total_bytes = 0
         self.stats = CacheStats()
@@ -92,6 +93,7 @@ class OutputCache:
                 self.budget_bytes = budget_bytes
             if policy == "none":
                 self._entries.clear()
+                self._warnings.clear()
                 self.total_bytes = 0
             elif policy == "lru":
                 self._evict_to(self.budget_bytes)
@@ -107,8 +109,9 @@ class OutputCache:
             self.stats.hits += 1
             return entry[0]
 
-    def put(self, key: str, value: Any) -> bool:
-        """Store `value` under `key` if the policy allows; True if it was kept."""
+    def put(self, key: str, value: Any, warnings: tuple = ()) -> bool:
+        """Store `value` under `key` if the policy allows; True if it was kept. `warnings` (the node warnings
+        the result carries: its own node's and its inputs') are kept with it and given back by `warnings_of`."""
         if self.policy == "none":
             return False
         size = estimate_bytes(value)
@@ -118,6 +121,9 @@ class OutputCache:
             old = self._entries.pop(key, None)
             if old is not None:
                 self.total_bytes -= old[1]
+            self._warnings.pop(key, None)
+            if warnings:
+                self._warnings[key] = tuple(warnings)
             self._entries[key] = (value, size)
             self.total_bytes += size
             if self.policy == "lru":
@@ -132,9 +138,14 @@ class OutputCache:
             self._evict_to(max(0, budget_bytes))
             return before - self.total_bytes
 
+    def warnings_of(self, key: str) -> tuple:
+        """The node warnings stored with the entry for `key` (empty when none, or no entry)."""
+        return self._warnings.get(key, ())
+
     def _evict_to(self, budget: int) -> None:
         while self.total_bytes > budget and self._entries:
-            _, (_, size) = self._entries.popitem(last=False)
+            key, (_, size) = self._entries.popitem(last=False)
+            self._warnings.pop(key, None)
             self.total_bytes -= size
             self.stats.evictions += 1
 
@@ -142,6 +153,7 @@ class OutputCache:
         """Drop every entry."""
         with self._lock:
             self._entries.clear()
+            self._warnings.clear()
             self.total_bytes = 0
 
     def __contains__(self, key: str) -> bool:

@@ -370,7 +370,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for item in files:   # every output file with its kind
         print(f"{item['node_id']}: {describe_file(item)}", file=summary)
     for warning in result.warnings:     # what nodes told the user (NodeContext.warn)
-        print(f"warning: node {warning['node_id']!r} ({warning['node_type']}): {warning['message']}", file=sys.stderr)
+        again = " (its result came from the cache)" if warning.get("cached") else ""
+        print(f"warning: node {warning['node_id']!r} ({warning['node_type']}){again}: {warning['message']}",
+              file=sys.stderr)
     print(f"ran {len(result.executed)} node(s), {len(result.cached)} from cache, in {result.seconds:.3f} s; "
           f"outputs in {summary_path}", file=summary)
     return EXIT_OK

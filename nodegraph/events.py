@@ -101,6 +101,7 @@ class NodeWarning(Event):
     node_id: str = ""
     node_type: str = ""
     message: str = ""
+    cached: bool = False       # given again with a result served from the cache (the node did not run now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -221,7 +221,10 @@ class RunState:
     executed, cached   node ids in the order they ran / came from the cache.
     running            the node running now (for interruption reports), or None.
     graph              the Graph being run (nodes may read it, e.g. to embed it in a file).
-    warnings           {"node_id", "node_type", "message"} for each NodeContext.warn, in order.
+    warnings           {"node_id", "node_type", "message"} for each NodeContext.warn, in order; a warning given
+                       again with a result served from the cache has "cached": True.
+    carried            node id → the warnings its result carries (its own, and those its inputs carried), stored
+                       with the result in the cache and given again, once per run, when it is served from there.
     """
 
     run_id: str
@@ -237,7 +240,8 @@ class RunState:
     cached: list[str] = field(default_factory=list)
     running: str | None = None
     graph: Graph | None = None
-    warnings: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    carried: dict[str, tuple[dict[str, str], ...]] = field(default_factory=dict)
 
 
 def needed_nodes(plan: GraphPlan, targets: tuple[str, ...]) -> list[str]:
@@ -508,6 +512,36 @@ class _PeakMemory:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _carried_warnings(state: RunState, plan: NodePlan, own: list[dict[str, Any]]) -> tuple[dict[str, str], ...]:
+    """The warnings a node's result carries: those its inputs' results carried, then its own (each once)."""
+    carried: dict[tuple[str, str], dict[str, str]] = {}
+    for link in plan.links:
+        for warning in state.carried.get(link.source, ()):
+            carried.setdefault((warning["node_id"], warning["message"]), warning)
+    for warning in own:
+        if warning["node_id"] == plan.node_id and not warning.get("cached"):
+            carried.setdefault((warning["node_id"], warning["message"]),
+                               {k: warning[k] for k in ("node_id", "node_type", "message")})
+    result = tuple(carried.values())
+    if result:
+        state.carried[plan.node_id] = result
+    return result
+
+
+def _repeat_warnings(state: RunState, node_id: str, warnings: tuple, emit: ev.EventSink) -> None:
+    """A result served from the cache gives again the warnings it carries (marked cached), each once per run:
+    the picture is the same, and so is what was wrong with it."""
+    if not warnings:
+        return
+    state.carried[node_id] = warnings
+    given = {(w["node_id"], w["message"]) for w in state.warnings}
+    for warning in warnings:
+        if (warning["node_id"], warning["message"]) in given:
+            continue
+        state.warnings.append({**warning, "cached": True})
+        emit(ev.NodeWarning(state.run_id, warning["node_id"], warning["node_type"], warning["message"], cached=True))
+
+
 def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.EventSink,
               check_interrupted: Callable[[str | None], None], services: dict[str, Any]) -> None:
     node_id = plan.node_id
@@ -523,6 +557,7 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
         emit(ev.NodeWarning(run_id, nid, spec.type, message))
 
     node.context = NodeContext(node_id, spec.type, progress, check_interrupted, services, run_id, state.graph, warn)
+    warned_before = len(state.warnings)
     kwargs = _gather_inputs(state, plan, evaluated_only=False)
     emit(ev.NodeStarted(run_id, node_id, spec.type))
     state.running = node_id
@@ -548,8 +583,9 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
     seconds = time.perf_counter() - started
     state.running = None
     state.values[node_id] = outputs
+    carried = _carried_warnings(state, plan, state.warnings[warned_before:])
     if spec.deterministic:
-        cache.put(state.keys[node_id], outputs)
+        cache.put(state.keys[node_id], outputs, carried)
     state.executed.append(node_id)
     del state.instances[node_id]
     emit(ev.NodeFinished(run_id, node_id, spec.type, seconds, _PeakMemory.end()))
@@ -579,6 +615,7 @@ def execute(state: RunState, cache: OutputCache, emit: ev.EventSink,
                     values[node_id] = hit
                     state.cached.append(node_id)
                     emit(ev.NodeCached(state.run_id, node_id, plan.cls.spec.type))
+                    _repeat_warnings(state, node_id, cache.warnings_of(state.keys[node_id]), emit)
                     _release_sources(state, node_id)
                     stack.pop()
                     continue

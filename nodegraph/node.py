@@ -358,8 +358,8 @@ class NodeContext:
     def warn(self, message: str) -> None:
         """Tell the user something about this node's result that is not an error: it becomes a `node_warning`
         event (the CLI prints it, the editor shows it) and an entry of `RunResult.warnings`. Plain text, at
-        most MAX_WARNING_CHARS; after MAX_WARNINGS in one execution the rest are dropped. A cached result
-        does not repeat its warnings."""
+        most MAX_WARNING_CHARS; after MAX_WARNINGS in one execution the rest are dropped. A result served
+        from the cache gives its warnings again (and those of the nodes it came from), marked cached."""
         self._warned += 1
         if self._warned > self.MAX_WARNINGS:
             return

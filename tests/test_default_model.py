@@ -131,3 +131,17 @@ def test_an_empty_latent_laid_out_for_another_vae_is_warned_about(session):
     assert "vae input" in warning["message"] and result.outputs["show_image"]["value"].shape[1:3] == (32, 32)
     graph["nodes"]["latent"]["inputs"]["vae"] = {"node": "checkpoint", "output": "vae"}
     assert session.run(graph).warnings == []
+
+
+def test_an_unchanged_rerun_repeats_the_prompts_warning_from_the_cache(session):
+    """The second run of an unchanged graph serves only SaveImage from the cache (nothing before it is looked
+    at), so the prompt's unknown-word warning was gone; the cached result carries it."""
+    graph = load("txt2img.json")
+    graph["nodes"]["prompt"]["inputs"]["text"] = "a purpel circle, on a blue background"
+    graph["nodes"]["sampler"]["inputs"]["steps"] = 1
+    first = session.run(graph)
+    assert [w["node_id"] for w in first.warnings] == ["prompt"]
+    second = session.run(graph)
+    assert second.executed == [] and second.cached == ["save"]
+    assert [(w["node_id"], w.get("cached")) for w in second.warnings] == [("prompt", True)]
+    assert second.warnings[0]["message"] == first.warnings[0]["message"]

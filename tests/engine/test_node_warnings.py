@@ -47,7 +47,27 @@ def test_warnings_become_events_and_run_result_entries_capped_per_node(plugin):
     assert result.warnings[0]["node_id"] == "g" and result.warnings[0]["node_type"] == "Grumble"
     assert len(result.warnings[0]["message"]) == 1000 and result.warnings[1]["message"] == "grumble 1 !"
     assert warnings[0].to_dict()["type"] == "node_warning"
-    assert session.run(_graph(30)).warnings == []            # from the cache: not repeated
+    again = session.run(_graph(30), on_event=events.append)   # from the cache: the same result, the same warnings
+    assert [w["message"] for w in again.warnings] == [w["message"] for w in result.warnings]
+    assert all(w["cached"] for w in again.warnings) and events[-1].type == "run_finished"
+    assert [e for e in events if e.type == "node_warning"][-1].to_dict()["cached"] is True
+
+
+def test_a_cached_result_repeats_the_warnings_of_the_nodes_it_came_from(plugin):
+    """Re-running an unchanged graph served only the output node from the cache, so the warnings of the nodes
+    before it (a prompt's unknown words) were gone; the cached result now carries them, each given once."""
+    graph = {"format_version": 2, "nodes": {
+        "g": {"type": "Grumble", "inputs": {"times": 2}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "g", "output": "value"}}},
+        "show2": {"type": "ShowValue", "inputs": {"value": {"node": "g", "output": "value"}}, "title": "again"}}}
+    session = Session(plugins=[plugin])
+    first = session.run(graph)
+    assert [w["node_id"] for w in first.warnings] == ["g", "g"]
+    second = session.run(graph)
+    assert second.executed == [] and set(second.cached) == {"g", "show", "show2"}
+    assert [(w["node_id"], w["cached"]) for w in second.warnings] == [("g", True), ("g", True)]
+    third = session.run({**graph, "nodes": {**graph["nodes"], "g": {"type": "Grumble", "inputs": {"times": 0}}}})
+    assert third.warnings == []                               # a new result: no warnings of the old one
 
 
 def test_the_cli_prints_warnings_and_writes_them_to_the_summary(plugin, tmp_path, monkeypatch, capsys):

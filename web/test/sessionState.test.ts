@@ -156,3 +156,16 @@ describe("session state", () => {
     expect(Object.keys(s.schemas.nodes)).toEqual(["Int"]);
   });
 });
+
+describe("warnings the engine gives again from the cache", () => {
+  it("marks a node_warning with cached: true as from an earlier run", () => {
+    const s = feed(
+      server({ type: "submitted", run_id: "r1", position: 0 }),
+      server({ type: "run_started", run_id: "r1", nodes: ["prompt", "save"], total: 2 }),
+      server({ type: "node_cached", run_id: "r1", node_id: "save", node_type: "SaveImage" }),
+      server({ type: "node_warning", run_id: "r1", node_id: "prompt", node_type: "EncodeText",
+               message: "unknown word 'purpel'", cached: true }),
+    );
+    expect(s.warnings["prompt"]).toEqual([{ message: "unknown word 'purpel'", earlier: true }]);
+  });
+});

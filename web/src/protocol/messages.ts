@@ -81,7 +81,7 @@ export type ServerMessage =
   | { type: "node_progress"; run_id: string; node_id: string; value: number; total: number; has_preview?: boolean }
   | { type: "node_finished"; run_id: string; node_id: string; node_type: string; seconds: number; peak_memory_bytes?: number | null }
   | { type: "node_error"; run_id: string; node_id: string; node_type: string; exception_type: string; message: string; traceback?: string }
-  | { type: "node_warning"; run_id: string; node_id: string; node_type: string; message: string }
+  | { type: "node_warning"; run_id: string; node_id: string; node_type: string; message: string; cached?: boolean }
   | { type: "run_finished"; run_id: string; seconds: number; executed?: string[]; cached?: string[] }
   | { type: "run_failed"; run_id: string; node_id?: string | null; message: string }
   | { type: "run_interrupted"; run_id: string; node_id?: string | null };

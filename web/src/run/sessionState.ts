@@ -393,12 +393,14 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
       if (!isActive(state, message.run_id)) return state;
       const nodeId = textOf(message.node_id);
       const text = textOf(message.message);
-      const shown = (state.warnings[nodeId] ?? []).filter((w) => !w.earlier);
+      // `cached`: the engine gives a result's warnings again when it serves that result from the cache
+      const earlier = message.cached === true;
+      const shown = (state.warnings[nodeId] ?? []).filter((w) => !w.earlier || earlier);
       if (shown.some((w) => w.message === text)) return state;
       const key = keyOf(context, message.run_id, nodeId);
       return {
         ...state,
-        warnings: withId(state.warnings, nodeId, [...shown, { message: text, earlier: false }]),
+        warnings: withId(state.warnings, nodeId, [...shown, { message: text, earlier }]),
         warningMemory: remember(state.warningMemory, key, [...(state.warningMemory[key] ?? []).filter((m) => m !== text), text]),
       };
     }

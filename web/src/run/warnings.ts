@@ -6,9 +6,9 @@
  * warnings of one run never replace each other: the nodes are marked and the warnings banner
  * lists them all.
  *
- * The engine does not repeat a cached result's warnings (a node served from the cache sends
- * `node_cached` and nothing else), yet the result is the same one, with the same problem. So
- * the editor remembers the last warnings of each node *result* (`SessionState.warningMemory`)
+ * A result served from the cache carries the warnings of the nodes it came from, and the engine
+ * gives them again (`node_warning` with `cached: true`, shown as from an earlier run). For a
+ * server that does not (older ones), the editor also remembers the last warnings of each node *result* (`SessionState.warningMemory`)
  * and shows them again, marked as from an earlier run, when that result comes from the cache.
  * A result is named like the engine's cache key, from what the editor submitted: the node's
  * type, mode and literal inputs, and the names of the results it links to (`resultKeys`). A
