@@ -307,7 +307,9 @@ class Server:
                                        token=self.token, users=users,
                                        templates=TemplateLibrary.for_session(session, PROJECT_ROOT / "graphs"))
         self.protocol.keep_prepared = backend is None     # a Ray worker parses the stored graph itself
-        self.protocol.send_tracebacks = is_loopback(host) and users is None
+        # the person at the keyboard: loopback, no users, no token, no other host names (a proxy in front)
+        self.protocol.send_tracebacks = (is_loopback(host) and users is None and token is None
+                                         and not allowed_hosts)
         self.connections: dict[str, tuple[ServerConnection, asyncio.Queue]] = {}
         # Message handling runs here, off the event loop (see the module docstring).
         self._handlers = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="nodegraph-msg")

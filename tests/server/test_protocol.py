@@ -343,6 +343,8 @@ def test_tracebacks_reach_clients_only_from_a_loopback_server_without_users(prot
     shared = Server(session, data_dir=tmp_path / "b", users=UserBook(path=tmp_path / "users.json"))
     assert not shared.protocol.send_tracebacks
     assert not Server(session, data_dir=tmp_path / "c", host="0.0.0.0").protocol.send_tracebacks
+    assert not Server(session, data_dir=tmp_path / "d", token="t").protocol.send_tracebacks
+    assert not Server(session, data_dir=tmp_path / "e", allowed_hosts=["studio.lan"]).protocol.send_tracebacks
 
 
 def test_a_cache_budget_of_true_is_refused(proto):
