@@ -516,8 +516,8 @@ def training(context: NodeContext | None = None) -> Any:
     lr_at(step, config), EMA, TrainingRun(folder, identity, warn=None, shown_as=None) (atomic safetensors + JSON
     checkpoints, exact resume, never a pickle; a longer `steps` continues, other changes start again and keep
     the old state, `warn` hears which), TrainingStateError, content_digest(*values) (1.3: an exact digest of
-    tensors, modules and containers, for the data and starting weights in a run's identity), start_or_resume(module, config, run) →
-    (optimiser, ema, step), checkpoint(run, config, done, module, optimiser, ema),
+    tensors, modules and containers, for the data and starting weights in a run's identity),
+    start_or_resume(module, config, run) → (optimiser, ema, step), checkpoint(run, config, done, module, optimiser, ema),
     optimiser_step(parameters, optimiser, config, step) → grad norm, batch_indices(count, batch, step,
     micro, seed), diffusion_targets(x0, noise, alphas_cumprod_t, objective), and
     write_new_file(path, overwrite, write, searched=()) (the save rule: never replace a file unless asked, never

@@ -7,8 +7,9 @@ ComfyUI's output order); any other entry keeps its ComfyUI type and data, and va
 it as unknown (a red placeholder in the editor, round-tripped as it was).
 
 Only equivalents are listed: the same operation, the same meaning of every kept input (ImageScale:
-ours antialiases when it shrinks, ComfyUI's does not). Not listed, on purpose: KSamplerAdvanced (start/end steps and leftover noise are SplitSigmas + Sample here),
-ControlNetApply (one conditioning; ours applies to positive and negative together),
+ours antialiases when it shrinks, ComfyUI's does not). Not listed, on purpose: KSamplerAdvanced
+(start/end steps and leftover noise are SplitSigmas + Sample here), ControlNetApply (one
+conditioning; ours applies to positive and negative together),
 CLIPSetLastLayer (ours is EncodeText's `clip_skip`), LatentUpscale (its width 0 keeps the aspect
 ratio; ours then scales by `factor`). Values are not approximated either: "nearest-exact" stays
 as it is and validation suggests what is here. docs/editor.md ("ComfyUI files") lists the table.

@@ -652,8 +652,8 @@ def _parse_node(node_id: Any, raw: Any, errors: list[GraphError]) -> GraphNode |
         ok = False
     mode = raw.get("mode")
     if mode is not None and mode not in NODE_MODES:
-        errors.append(GraphError("invalid_format", f'"mode" must be "bypass" or "mute" (null or left out: run the node); '
-                                                   f"found {json.dumps(mode)[:60]}", node_id=node_id))
+        errors.append(GraphError("invalid_format", f'"mode" must be "bypass" or "mute" (null or left out: run '
+                                                   f'the node); found {json.dumps(mode)[:60]}', node_id=node_id))
         ok = False
     raw_inputs = raw.get("inputs", {})
     inputs: dict[str, Any] = {}
