@@ -232,6 +232,29 @@ def sweep_target_check(registry: Any, graph: Any) -> Callable[[str], tuple[str, 
     return check
 
 
+def sweep_value_problem(registry: Any, graph: Any, variants: list[dict[str, Any]]) -> str | None:
+    """The first swept value its input refuses (`1e20` for an INT input, a size off its multiple), as a usage
+    error naming the key and the value — checked once per distinct value, before any variant runs."""
+    from ..validation import _check_literal
+
+    seen: set[tuple[str, str]] = set()
+    for variant in variants:
+        for key, value in variant.items():
+            node_id, _, name = key.rpartition(".")
+            node = graph.nodes.get(node_id)
+            cls = registry.nodes.get(node.type) if node is not None else None
+            ispec = cls.spec.inputs.get(name) if cls is not None else None
+            marker = (key, json.dumps(value, sort_keys=True, default=repr))
+            if ispec is None or marker in seen:
+                continue
+            seen.add(marker)
+            errors: list = []
+            _check_literal(node_id, node.type, name, ispec, value, None, errors)
+            if errors:
+                return f"--sweep {key}={value!r}: {errors[0].message}"
+    return None
+
+
 def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
     """`nodegraph run GRAPH [--ray [ADDRESS]] [--sweep SPEC ...]`: exit 0 if every variant succeeded."""
     from ..cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, _parse_overrides, _typed_overrides
@@ -254,6 +277,9 @@ def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
     check = sweep_target_check(session.registry, graph) if graph is not None else None
     try:                                    # then every key against the node's inputs: once, not once a variant
         swept = parse_sweep(args.sweep, graph_dict, check) if args.sweep else [{}]
+        refused_value = sweep_value_problem(session.registry, graph, swept) if graph is not None else None
+        if refused_value is not None:
+            raise ValueError(refused_value)
         for key in base:
             refused = check(key) if check is not None else None
             if refused is not None:

@@ -86,6 +86,15 @@ def test_cli_bad_sweeps_exit_2_once(spec, words, tmp_path, capsys):
     assert not (tmp_path / "index.json").exists()
 
 
+def test_cli_a_value_the_input_refuses_exits_2_before_anything_runs(tmp_path, capsys):
+    """1e20 for an INT input failed each variant on its own; it is refused once, up front, naming key and value."""
+    assert main(["run", ARITHMETIC_PATH, "--sweep", "width.value=1e20,64", "--output-dir", str(tmp_path),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "--sweep width.value=1e+20" in err and "expects an INT value" in err
+    assert not (tmp_path / "index.json").exists()
+
+
 def test_cli_short_csv_row_exits_2(tmp_path, capsys):
     """The report's CSV (a row of one cell under two columns) is a usage error, not a traceback."""
     bad = tmp_path / "bad.csv"
