@@ -90,12 +90,15 @@ class EncodeShapePrompt(Node):
     outputs = (Output("conditioning", "CONDITIONING"),)
 
     def run(self, text: str) -> dict:
-        from .text import PromptError, encode_words
+        from .text import PromptError, encode_words, prompt_warnings
 
         try:
-            return {"conditioning": {"words": encode_words(text)}}
+            words = encode_words(text)
         except PromptError as error:
             raise NodeInputError("text", str(error)) from None
+        for warning in prompt_warnings(text):
+            self.context.warn(warning)
+        return {"conditioning": {"words": words}}
 
 
 class EmptyPointLatent(Node):

@@ -14,6 +14,7 @@ was trained with 10 % of captions dropped to it).
     SYNONYMS                     everyday words read as vocabulary words ("big" → large, "ball" → sphere)
     encode_words(text)           prompt → (1, MAX_WORDS, V) float one-hot; PromptError names the bad word
     encode_batch(texts)          many prompts → (B, MAX_WORDS, V)
+    prompt_warnings(text)        what the model will likely get wrong about a readable prompt (no shape, order)
 """
 
 from __future__ import annotations
@@ -47,6 +48,23 @@ def tokenize(text: str) -> list[int]:
     if len(words) > MAX_WORDS:
         raise PromptError(f"the prompt has {len(words)} words; the model reads at most {MAX_WORDS}")
     return [_INDEX[w] for w in words]
+
+
+def prompt_warnings(text: str) -> list[str]:
+    """What about a readable prompt the model will likely get wrong: no shape word (it draws an average blob),
+    or the shape word not last (captions were "a [size] [stretch] [colour] SHAPE"; another order changes the
+    shape the model draws). Empty for "" (unconditional) and for prompts in the trained order."""
+    words = [SYNONYMS.get(w, w) for w in text.lower().replace(",", " ").replace(".", " ").split()]
+    if not words:
+        return []
+    shapes = [k for k, w in enumerate(words) if w in SHAPES]
+    if not shapes:
+        return [f"the prompt names no shape ({', '.join(SHAPES)}): the model draws an average blob; add one, "
+                f"e.g. 'a red cube'"]
+    if shapes[-1] != len(words) - 1:
+        return [f"the shape word {words[shapes[-1]]!r} is not last: the model learnt 'a [size] [stretch] [colour] "
+                f"shape' and other orders change what it draws; write e.g. 'a tall red cylinder'"]
+    return []
 
 
 def encode_words(text: str) -> torch.Tensor:
