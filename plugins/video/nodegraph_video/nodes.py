@@ -979,6 +979,10 @@ class LoadVideo(Node):
             slower = ", or lower fps to cover more time with as many frames" if fps > 0 else ""
             self.context.warn(f"{video} {has}; loaded {loaded} frames{rate} from frame {start_frame} (max_frames "
                               f"{max_frames}) and left the rest out; to get more, {fix}{slower}")
+        if clip.transparent:
+            self.context.warn(f"{video} has transparent pixels; frames load as RGB, so transparent areas show "
+                              f"whatever colour the file stores under them; flatten it onto a background first "
+                              f"if that matters")
         if clip.uneven_durations:
             self.context.warn(f"{video}'s frames last different times, and fps 0 plays each loaded frame for "
                               f"1/{clip.fps:.4g} s; set fps to resample by time so the timing is kept")

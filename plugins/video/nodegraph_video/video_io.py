@@ -55,6 +55,7 @@ class VideoClip:
     frames_left: bool = False        # the file goes on past the last frame loaded (max_frames stopped it)
     file_frames: int | None = None   # the file's frame count when it goes on (None: the container does not say)
     uneven_durations: bool = False   # the source's frames last different times (fps 0 plays them evenly)
+    transparent: bool = False        # the source has transparent pixels (dropped: frames are RGB)
 
 
 def _pick(times_source: list[float], fps: float, count_limit: int, start: int) -> list[int]:
@@ -88,9 +89,11 @@ def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 
         # time the last output frame is shown (resampled) — long files are never decoded whole
         limit = start_frame + max_frames if fps <= 0 else None
         if suffix in (".gif", ".webp"):
-            images, durations, graph = _read_pillow(path, limit, start_frame, max_frames / fps if fps > 0 else None)
+            images, durations, graph, transparent = _read_pillow(path, limit, start_frame,
+                                                                 max_frames / fps if fps > 0 else None)
         else:
             images, durations, graph = _read_av(path, limit, start_frame, max_frames / fps if fps > 0 else None)
+            transparent = False
     except VideoFileError:
         raise
     except Exception as exc:  # noqa: BLE001 — any decoder failure means the file is corrupt or not a video
@@ -121,7 +124,7 @@ def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 
         durations[i] for i in indices)
     return VideoClip(frames=frames, source_fps=source_fps, fps=out_fps, source_frames=len(images), graph_json=graph,
                      frames_left=frames_left, file_frames=count_frames(path) if frames_left else None,
-                     uneven_durations=uneven)
+                     uneven_durations=uneven, transparent=transparent)
 
 
 def count_frames(path: str | os.PathLike) -> int | None:
@@ -168,14 +171,18 @@ def _read_av(path: Path, limit: int | None = None, start: int = 0,
 
 
 def _read_pillow(path: Path, limit: int | None = None, start: int = 0,
-                 span: float | None = None) -> tuple[list[np.ndarray], list[float], str | None]:
-    """As _read_av, for animated GIF / WebP."""
+                 span: float | None = None) -> tuple[list[np.ndarray], list[float], str | None, bool]:
+    """As _read_av, for animated GIF / WebP; also whether any frame has transparent pixels (dropped here)."""
     from PIL import Image, ImageSequence
 
+    transparent = False
     with Image.open(path) as image:
         graph = image.info.get("comment")
         images, durations = [], []
         for frame in ImageSequence.Iterator(image):
+            if not transparent and (frame.mode in ("RGBA", "LA", "PA") or "transparency" in frame.info):
+                alpha = frame.convert("RGBA").getchannel("A")
+                transparent = alpha.getextrema()[0] < 255
             images.append(np.asarray(frame.convert("RGB")))
             durations.append(max(0.01, float(frame.info.get("duration", 100) or 100) / 1000.0))
             if limit is not None and len(images) >= limit + 1:
@@ -184,7 +191,7 @@ def _read_pillow(path: Path, limit: int | None = None, start: int = 0,
                 break
     if isinstance(graph, bytes):
         graph = graph.decode("utf-8", "replace")
-    return images, durations, graph
+    return images, durations, graph, transparent
 
 
 def _as_uint8(frames: torch.Tensor) -> np.ndarray:

@@ -539,3 +539,17 @@ def test_load_video_warns_about_frames_left_out(session):
     (message,) = warnings(5)
     assert "long.gif has 12 frames" in message and "loaded 5 frames" in message and "raise max_frames" in message
     assert warnings(12) == [] and warnings(64) == []
+
+
+def test_load_video_warns_when_transparency_is_dropped(session):
+    """A transparent animated WebP/GIF loaded as solid colour without a word; frames stay RGB, with a warning."""
+    from PIL import Image
+
+    frames = [Image.new("RGBA", (16, 16), (255, 0, 0, 0)) for _ in range(3)]
+    frames[0].save(Path(session.input_dir) / "alpha.webp", save_all=True, append_images=frames[1:], duration=100,
+                   lossless=True)
+    Image.new("RGB", (16, 16), (0, 0, 255)).save(Path(session.input_dir) / "solid.gif")
+    for name, warned in (("alpha.webp", True), ("solid.gif", False)):
+        result = session.run({"format_version": 1, "nodes": {"load": {"type": "LoadVideo", "inputs": {
+            "video": name, "fps": 0.0, "start_frame": 0, "max_frames": 8}}}}, outputs=["load"])
+        assert any("transparent pixels" in w["message"] for w in result.warnings) == warned, name
