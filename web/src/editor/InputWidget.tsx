@@ -39,6 +39,7 @@ import {
 } from "../schema/widgets";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
+import { listKey } from "./listKeys";
 
 interface Props {
   nodeId: string;
@@ -344,11 +345,8 @@ function ComboField({ testId, value, choices, onCommit, onOpen, missingNote }: {
               setActive(0);
             }}
             onKeyDown={(e) => {
-              if (e.key === "ArrowDown") setActive((a) => Math.min(shown.length - 1, a + 1));
-              else if (e.key === "ArrowUp") setActive((a) => Math.max(0, a - 1));
-              else if (e.key === "Enter" && shown[active] !== undefined) pick(shown[active]);
-              else if (e.key === "Escape") setOpen(false);
-              else return;
+              if (e.key === "Escape") setOpen(false);
+              else if (!listKey(e.key, shown.length, active, setActive, (i) => pick(shown[i]))) return;
               e.preventDefault();
               e.stopPropagation();
             }}

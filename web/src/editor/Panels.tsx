@@ -28,6 +28,7 @@ import { fileView, type OutputItem } from "../run/media";
 import { historyRow, HISTORY_STATUSES } from "../run/history";
 import { textOf } from "../protocol/records";
 import { openViewer, setTheme } from "../state/ui";
+import { listKey } from "./listKeys";
 import { problemsOf, warningsSignature, type PluginWarning } from "../run/plugins";
 import type { Template } from "../run/sessionState";
 import { filterTemplates, groupTemplates } from "../run/templates";
@@ -179,11 +180,7 @@ function TemplatesMenu() {
           setActive(0);
         }}
         onKeyDown={(e) => {
-          if (e.key === "ArrowDown") setActive((a) => Math.min(shown.length - 1, a + 1));
-          else if (e.key === "ArrowUp") setActive((a) => Math.max(0, a - 1));
-          else if (e.key === "Enter" && shown[active]) open(shown[active]);
-          else return;
-          e.preventDefault();
+          if (listKey(e.key, shown.length, active, setActive, (i) => open(shown[i]))) e.preventDefault();
         }}
       />
       <div className="ng-templates-list" ref={list}>
