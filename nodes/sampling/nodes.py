@@ -52,12 +52,14 @@ def _as_input_errors(mapping: dict[str, str], default: str) -> Iterator[None]:
 def _network_input_errors() -> Iterator[None]:
     """The UNet's and the MMDiT's refusals of what they were called with, as NodeInputError naming the node input
     it came from: conditioning (context, pooled y) → `positive`, the latent or an inpainting concat → `latent`."""
-    from nodes.models.mmdit import MMDiTInputError
-    from nodes.models.unet import UNetInputError
-
     try:
         yield
-    except (UNetInputError, MMDiTInputError) as exc:
+    except ValueError as exc:       # the model modules are imported only when something failed
+        from nodes.models.mmdit import MMDiTInputError
+        from nodes.models.unet import UNetInputError
+
+        if not isinstance(exc, (UNetInputError, MMDiTInputError)):
+            raise
         argument = getattr(exc, "argument", None) or str(exc).split(":", 1)[0]
         raise NodeInputError("latent" if argument in ("x", "concat") else "positive", str(exc)) from None
 
