@@ -79,3 +79,56 @@ describe("auto-layout and placement", () => {
     expect(spread).toEqual({ a: [0, 10], c: [150, 200], b: [300, 40] });
   });
 });
+
+describe("long graphs fold into bands", () => {
+  /** Int → IntMath × (n − 2) → ShowValue, `lanes` such chains side by side, no positions. */
+  function chains(n: number, lanes = 1) {
+    const nodes: Record<string, unknown> = {};
+    for (let lane = 0; lane < lanes; lane++) {
+      nodes[`l${lane}n0`] = { type: "Int", inputs: { value: lane } };
+      for (let i = 1; i < n; i++) {
+        nodes[`l${lane}n${i}`] = { type: "IntMath", inputs: { a: { node: `l${lane}n${i - 1}`, output: i === 1 ? "value" : "result" }, b: 1 } };
+      }
+    }
+    return fromGraphFile({ format_version: 2, nodes } as never);
+  }
+  const bounds = (positions: Record<string, Position>) => {
+    const rects = rectsOf(positions);
+    const width = Math.max(...rects.map((r) => r.x + r.width)) - Math.min(...rects.map((r) => r.x));
+    const height = Math.max(...rects.map((r) => r.y + r.height)) - Math.min(...rects.map((r) => r.y));
+    return { width, height };
+  };
+
+  it("lays a 300-node chain out as bands of a screen-like shape, read left to right then down, without overlaps", () => {
+    const doc = chains(300);
+    const positions = autoLayout(doc, size);
+    const { width, height } = bounds(positions);
+    expect(width / height).toBeLessThan(4);
+    expect(width / height).toBeGreaterThan(0.5);
+    expect(anyOverlap(rectsOf(positions))).toBe(false);
+    let bands = 1;
+    for (let i = 1; i < 300; i++) {
+      const [x0, y0] = positions[`l0n${i - 1}`];
+      const [x1, y1] = positions[`l0n${i}`];
+      if (y1 === y0) expect(x1).toBeGreaterThan(x0); // the same band: to the right
+      else {
+        expect(y1).toBeGreaterThan(y0); // the next band: below, starting at the left again
+        expect(x1).toBeLessThan(x0);
+        bands++;
+      }
+    }
+    expect(bands).toBeGreaterThan(3);
+  });
+
+  it("folds side-by-side chains as whole columns (nothing overlaps) and leaves ordinary graphs as dagre placed them", () => {
+    const positions = autoLayout(chains(120, 3), size);
+    expect(anyOverlap(rectsOf(positions))).toBe(false);
+    const { width, height } = bounds(positions);
+    expect(width / height).toBeLessThan(4);
+    const short = bounds(autoLayout(chains(6), size));
+    expect(short.height).toBe(160); // six in a row (2,200 wide): one band, as dagre placed it
+    const doc = txt2img();
+    const { width: w, height: h } = bounds(autoLayout(doc, size));
+    expect(w).toBeGreaterThan(h); // still one left-to-right layout
+  });
+});

@@ -111,3 +111,26 @@ describe("ComfyUI class names", () => {
   });
 });
 
+
+describe("input and output names are searched", () => {
+  it("finds the nodes that take a seed for 'seed', K Sampler among the first, as a strong hit", () => {
+    const hits = searchNodes(schemas.nodes, "seed");
+    const types = hits.map((h) => h.schema.type);
+    expect(types.slice(0, 3)).toContain("KSampler");
+    expect(hits.find((h) => h.schema.type === "KSampler")?.strong).toBe(true);
+    // every strong hit names a seed somewhere: its name, an input, or its description
+    for (const hit of hits.filter((h) => h.strong)) {
+      const text = JSON.stringify([hit.schema.display_name, Object.keys(hit.schema.inputs), hit.schema.description]).toLowerCase();
+      expect(text).toContain("seed");
+    }
+  });
+
+  it("ranks a node named by the query before nodes that only have an input of that name", () => {
+    for (const input of ["denoise", "steps", "width"]) {
+      const first = searchNodes(schemas.nodes, input).slice(0, 8).map((h) => h.schema.type);
+      expect(first).toContain(input === "width" ? "EmptyLatent" : "KSampler");
+    }
+    const named = searchNodes(schemas.nodes, "image").map((h) => h.schema.type);
+    expect(named.indexOf("LoadImage")).toBeLessThan(named.indexOf("ApplyControlNet"));
+  });
+});

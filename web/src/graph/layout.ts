@@ -8,6 +8,7 @@
  *   estimateSize        a node's size before the browser measured it (from its schema)
  *   autoLayout          positions for every node, left to right by link depth (dagre)
  *   layeredLayout       the same for any boxes and links (groups.ts lays out groups as one box)
+ *   foldColumns         a layout much wider than tall (a long chain) folded into bands, one below the other
  *   effectivePositions  the positions the canvas shows: the file's, and for nodes the
  *                       file gives none, the auto-layout's (moved clear of positioned nodes)
  *   freeSpot            the nearest spot to a wanted position where a box overlaps nothing
@@ -17,7 +18,12 @@
  * Decisions: layout runs left to right (inputs on the left of a node, outputs on
  * the right); auto-layout of a graph without positions is shown but not written into
  * the file until the user moves a node or asks for "Auto-layout" (so an unedited graph
- * saves back unchanged); nodes never overlap when placed, pasted or grown.
+ * saves back unchanged); nodes never overlap when placed, pasted or grown. A layered
+ * layout over FOLD_ASPECT times wider than tall and over FOLD_MIN_WIDTH wide (a 300-node
+ * chain is one row ~100,000 units long, of which a zoomed-out screen shows ~30 nodes) is
+ * folded like lines of text: runs of columns become bands stacked top to bottom, each read
+ * left to right (ComfyUI users lay long chains out so by hand); a graph of ordinary shape
+ * is left as dagre placed it.
  *
  * Node ids are the user's (`constructor`, `__proto__`, ...): results are prototype-free maps
  * (graph/idMaps.ts), and dagre, whose graph keeps nodes in plain objects, sees `n0`, `n1`, ...
@@ -86,17 +92,83 @@ export function layeredLayout(boxes: Map<string, Size>, links: [string, string][
     if (source && target && source !== target) g.setEdge(source, target);
   }
   dagre.layout(g);
-  const out = idMap<Position>();
-  let minX = Infinity;
-  let minY = Infinity;
+  const centres = new Map<string, Rect>(); // dagre gives centres; a rank (column) shares its centre x
   for (const [id, name] of dagreName) {
     const n = g.node(name) as { x: number; y: number; width: number; height: number };
-    out[id] = [n.x - n.width / 2, n.y - n.height / 2];
-    minX = Math.min(minX, out[id][0]);
-    minY = Math.min(minY, out[id][1]);
+    centres.set(id, { x: n.x, y: n.y, width: n.width, height: n.height });
+  }
+  const out = foldColumns(centres);
+  let minX = Infinity;
+  let minY = Infinity;
+  for (const [x, y] of Object.values(out)) {
+    minX = Math.min(minX, x);
+    minY = Math.min(minY, y);
   }
   const [ox, oy] = origin;
   for (const id of Object.keys(out)) out[id] = [Math.round(out[id][0] - minX + ox), Math.round(out[id][1] - minY + oy)];
+  return out;
+}
+
+/** A layout more than this many times wider than tall, and wider than FOLD_MIN_WIDTH, is folded into bands. */
+export const FOLD_ASPECT = 4;
+/** Canvas units: about ten columns of default nodes, which a screen still shows readably when fitted. */
+export const FOLD_MIN_WIDTH = 4000;
+/** The shape folded bands aim for, width / height (a landscape screen's, roughly). */
+export const FOLDED_ASPECT = 1.6;
+/** Vertical space between two bands of a folded layout. */
+export const BAND_GAP = 120;
+
+/**
+ * Top-left corners for boxes given by their centres (x, y) as a left-to-right layered layout
+ * places them: unchanged unless the whole is over FOLD_ASPECT times wider than tall and
+ * over FOLD_MIN_WIDTH wide; then its columns (boxes sharing a centre x) are cut into
+ * consecutive runs of about equal width, and each run is moved under the one before,
+ * left-aligned, BAND_GAP below it. The number of bands is the one that brings the whole
+ * closest to FOLDED_ASPECT.
+ */
+export function foldColumns(centres: Map<string, Rect>): Record<string, Position> {
+  const out = idMap<Position>();
+  const columns = new Map<number, string[]>();
+  let left = Infinity;
+  let right = -Infinity;
+  let top = Infinity;
+  let bottom = -Infinity;
+  for (const [id, r] of centres) {
+    out[id] = [r.x - r.width / 2, r.y - r.height / 2];
+    const key = Math.round(r.x);
+    const column = columns.get(key);
+    if (column) column.push(id);
+    else columns.set(key, [id]);
+    left = Math.min(left, out[id][0]);
+    right = Math.max(right, out[id][0] + r.width);
+    top = Math.min(top, out[id][1]);
+    bottom = Math.max(bottom, out[id][1] + r.height);
+  }
+  const width = right - left;
+  const height = Math.max(bottom - top, 1);
+  if (width <= FOLD_MIN_WIDTH || width <= FOLD_ASPECT * height) return out;
+  const bands = Math.min(columns.size, Math.max(2, Math.round(Math.sqrt(width / (FOLDED_ASPECT * (height + BAND_GAP))))));
+  const ordered = [...columns.keys()].sort((a, b) => a - b);
+  const extent = (key: number) => {
+    const ids = columns.get(key)!;
+    return [Math.min(...ids.map((id) => out[id][0])), Math.max(...ids.map((id) => out[id][0] + centres.get(id)!.width))];
+  };
+  let bandTop = top;
+  let start = 0;
+  for (let band = 0; band < bands && start < ordered.length; band++) {
+    // this band's columns: up to where the next band's share of the width begins
+    const bandLeft = extent(ordered[start])[0];
+    const share = (right - bandLeft) / (bands - band);
+    let end = start + 1;
+    while (end < ordered.length && extent(ordered[end])[1] - bandLeft <= share) end++;
+    if (band === bands - 1) end = ordered.length;
+    const ids = ordered.slice(start, end).flatMap((key) => columns.get(key)!);
+    const ownTop = Math.min(...ids.map((id) => out[id][1]));
+    const ownBottom = Math.max(...ids.map((id) => out[id][1] + centres.get(id)!.height));
+    for (const id of ids) out[id] = [out[id][0] - bandLeft + left, out[id][1] - ownTop + bandTop];
+    bandTop += ownBottom - ownTop + BAND_GAP;
+    start = end;
+  }
   return out;
 }
 

@@ -9,6 +9,7 @@
  *   display name, type name, qualified name, aliases   1.0
  *   port types of the node's inputs and outputs         0.6
  *   category                                            0.5
+ *   names of its inputs and outputs ("seed", "denoise")  0.45
  *   description                                         0.35
  *
  * and by how it matches (exact 100, prefix 80, a whole word of the field 70,
@@ -98,7 +99,7 @@ export const SYNONYMS: Record<string, string[]> = {
   saveanimatedwebp: ["savevideo"],
 };
 
-const FIELD_WEIGHTS = { name: 1, port: 0.6, category: 0.5, description: 0.35 } as const;
+const FIELD_WEIGHTS = { name: 1, port: 0.6, category: 0.5, socket: 0.45, description: 0.35 } as const;
 
 /** The least match kind (matchScore) that counts as matching a word: a word start. */
 export const STRONG_MATCH = 60;
@@ -161,10 +162,13 @@ function fieldsOf(schema: NodeSchema): [string, number][] {
   const names = [schema.display_name, schema.type, schema.qualified_type ?? "", ...(schema.aliases ?? [])];
   const ports = new Set([...Object.values(schema.inputs).map((i) => i.port), ...schema.outputs.map((o) => o.port)]);
   ports.delete("*");
+  // Input and output names ("seed" finds K Sampler, Random Noise ...): users search for what they want to set.
+  const sockets = new Set([...Object.keys(schema.inputs), ...schema.outputs.map((o) => o.name)]);
   return [
     ...names.filter(Boolean).map((n): [string, number] => [n, FIELD_WEIGHTS.name]),
     ...[...ports].map((p): [string, number] => [p, FIELD_WEIGHTS.port]),
     [schema.category ?? "", FIELD_WEIGHTS.category],
+    ...[...sockets].map((n): [string, number] => [n, FIELD_WEIGHTS.socket]),
     [schema.description ?? "", FIELD_WEIGHTS.description],
   ];
 }
