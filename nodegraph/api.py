@@ -19,6 +19,7 @@ Version and stability promise
 Map
     sample          KSampler: schedule + CFG + seeded noise + sampler, progress and previews per step
     sample_custom   Sample: guider, sampler, sigmas and noise chosen separately
+    cfg_guider      CFGGuider: the GUIDER sample_custom takes — CFG (+ rescale, sigma range, GUIDANCE terms) (1.4)
     sigmas          Schedule: a model's noise levels for a scheduler, steps and denoise
     empty_latent    EmptyLatent: zeros in the latent layout of a VAE (or of an SD VAE)
     diffusion_model a plugin's own denoising network → MODEL, sampled by all of the above (1.1)
@@ -63,12 +64,12 @@ from .errors import NodegraphError, NodeInputError
 from .node import NodeContext
 from .results import FILE_KINDS, ResultFileError, default_mime, file_result
 
-API_VERSION = "1.3"
+API_VERSION = "1.4"
 
 __all__ = [
-    "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "GuidanceTerm", "check_image", "check_latent",
-    "check_mask", "diffusion_model", "empty_latent", "encode_text", "make_patch", "model_denoiser", "model_keys",
-    "open_weights",
+    "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "GuidanceTerm", "cfg_guider", "check_image",
+    "check_latent", "check_mask", "diffusion_model", "empty_latent", "encode_text", "make_patch", "model_denoiser",
+    "model_keys", "open_weights",
     "patch_model", "require", "sample", "sample_custom", "save_files", "save_image", "sigmas", "tiny_world",
     "training", "unpatch_model", "vae_decode", "vae_encode",
 ]
@@ -78,7 +79,8 @@ FileKind = Literal["image", "video", "audio", "mesh", "pointcloud", "text"]
 FileItem = bytes | str | Callable[[Path], Any]
 
 #: which built-in pack provides each implementation (named when it is missing)
-_PROVIDERS = {"sample": "sampling", "sample_custom": "sampling", "sigmas": "sampling", "empty_latent": "sampling",
+_PROVIDERS = {"sample": "sampling", "sample_custom": "sampling", "cfg_guider": "sampling", "sigmas": "sampling",
+              "empty_latent": "sampling",
               "make_patch": "models", "patch_model": "models", "unpatch_model": "models", "model_keys": "models",
               "open_weights": "models", "vae_encode": "models", "diffusion_model": "sampling",
               "model_denoiser": "sampling",
@@ -347,6 +349,45 @@ def sample_custom(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, 
     if isinstance(noise, bool) or (isinstance(noise, int) and not 0 <= noise <= SEED_MAX):
         raise ApiArgumentError(name, "noise", f"a seed must be in 0 … {SEED_MAX}, found {noise!r}")
     return _implementation(context, name)(context, guider, sampler, sigmas, noise, latent)
+
+
+def cfg_guider(context: NodeContext, model: Any, positive: Any, negative: Any = None, *, cfg: float = 7.0,
+               rescale: float = 0.0, sigma_low: float = 0.0, sigma_high: float = 1e6,
+               guidance: Sequence[Callable[..., Any]] | None = None) -> Any:
+    """A GUIDER for `sample_custom`, the way the CFGGuider node makes it (1.4).
+
+    Args:
+        context: the running node's context.
+        model: a MODEL value.
+        positive: CONDITIONING of the prompt.
+        negative: CONDITIONING of the negative prompt; None only when cfg == 1.
+        cfg: guidance scale (>= 0): uncond + cfg × (cond − uncond), both branches in one batched call.
+        rescale: CFG rescale in [0, 1] (Lin et al. 2023; 0.7 suits v-prediction models).
+        sigma_low, sigma_high: CFG applies for sigma in [low, high]; outside, the positive branch alone.
+        guidance: a GUIDANCE value (factories of GuidanceTerm objects), added after CFG; None for none.
+
+    Returns:
+        A GUIDER value: `sample_custom(context, guider, sampler, sigmas, noise, latent)` samples with it.
+    """
+    name = "cfg_guider"
+    _check_context(name, context)
+    _check_conditioning(name, "positive", positive)
+    _check_conditioning(name, "negative", negative, optional=True)
+    cfg = _check_number(name, "cfg", cfg, 0.0, 100.0)
+    rescale = _check_number(name, "rescale", rescale, 0.0, 1.0)
+    sigma_low = _check_number(name, "sigma_low", sigma_low, 0.0, 1e6)
+    sigma_high = _check_number(name, "sigma_high", sigma_high, 0.0, 1e6)
+    if sigma_low > sigma_high:
+        raise ApiArgumentError(name, "sigma_low", f"sigma_low ({sigma_low}) is above sigma_high ({sigma_high}); "
+                                                  f"CFG applies for sigma in [sigma_low, sigma_high]")
+    if negative is None and cfg != 1.0:
+        raise ApiArgumentError(name, "negative", f"negative conditioning is needed for cfg {cfg}; encode an empty "
+                                                 f"prompt as the negative, or use cfg=1")
+    if guidance is not None and (isinstance(guidance, (str, bytes)) or not isinstance(guidance, Sequence)):
+        raise ApiArgumentError(name, "guidance", f"expected a GUIDANCE value (a sequence of guidance-term "
+                                                 f"factories) or None, found {_describe(guidance)}")
+    return _implementation(context, name)(context, model, positive, negative, cfg=cfg, rescale=rescale,
+                                          sigma_low=sigma_low, sigma_high=sigma_high, guidance=guidance)
 
 
 def sigmas(context: NodeContext, model: Any, *, scheduler: str = "karras", steps: int = 20,

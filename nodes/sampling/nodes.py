@@ -186,17 +186,8 @@ class CFGGuider(Node):
 
     def run(self, model: Any, positive: Any, negative: Any, cfg: float, rescale: float,
             sigma_low: float, sigma_high: float, guidance: Any) -> dict:
-        from .diffusion_model import Guidance
-        from .guidance import CFGGuider as Guider
-
-        _check_conditioning_fits(model, positive=positive, negative=negative)
-        with _as_input_errors({"positive": "positive", "negative": "negative", "scale": "cfg",
-                               "rescale": "rescale", "cfg_sigma_range": "sigma_low"}, "positive"):
-            guider = Guider(model.denoiser(), positive, negative, scale=cfg, rescale=rescale,
-                            cfg_sigma_range=(sigma_low, sigma_high), guidance=tuple(guidance or ()))
-        with _as_input_errors({}, "guidance"):
-            guider.check_model(model.net)
-        return {"guider": Guidance(guider, model)}
+        return {"guider": api.cfg_guider(self.context, model, positive, negative, cfg=cfg, rescale=rescale,
+                                         sigma_low=sigma_low, sigma_high=sigma_high, guidance=guidance)}
 
 
 class RandomNoise(Node):
@@ -844,6 +835,23 @@ def api_sample_custom(context: NodeContext, guider: Any, sampler: Any, sigmas: A
     return {**latent, "samples": out}
 
 
+def api_cfg_guider(context: NodeContext, model: Any, positive: Any, negative: Any, *, cfg: float, rescale: float,
+                   sigma_low: float, sigma_high: float, guidance: Any) -> Any:
+    """nodegraph.api.cfg_guider (CFGGuider): CFG over the model's denoiser, GUIDANCE terms after it → GUIDER."""
+    from .diffusion_model import Guidance
+    from .guidance import CFGGuider as Guider
+
+    _check_model(model)
+    _check_conditioning_fits(model, positive=positive, negative=negative)
+    with _as_input_errors({"positive": "positive", "negative": "negative", "scale": "cfg",
+                           "rescale": "rescale", "cfg_sigma_range": "sigma_low"}, "positive"):
+        guider = Guider(model.denoiser(), positive, negative, scale=cfg, rescale=rescale,
+                        cfg_sigma_range=(sigma_low, sigma_high), guidance=tuple(guidance or ()))
+    with _as_input_errors({}, "guidance"):
+        guider.check_model(model.net)
+    return Guidance(guider, model)
+
+
 def api_diffusion_model(context: NodeContext, net: Any, *, prediction: str, schedule: Any, shift: float,
                         time_scale: float, latent_channels: int, preview: Any, name: str) -> Any:
     """nodegraph.api.diffusion_model: a plugin's network as a MODEL the whole sampling stack accepts."""
@@ -892,8 +900,8 @@ def api_model_denoiser(context: NodeContext, model: Any) -> Iterator[Any]:
 
 @hookimpl
 def register_api() -> dict[str, Any]:
-    return {"sample": api_sample, "sample_custom": api_sample_custom, "sigmas": api_sigmas,
-            "empty_latent": api_empty_latent, "diffusion_model": api_diffusion_model,
+    return {"sample": api_sample, "sample_custom": api_sample_custom, "cfg_guider": api_cfg_guider,
+            "sigmas": api_sigmas, "empty_latent": api_empty_latent, "diffusion_model": api_diffusion_model,
             "model_denoiser": api_model_denoiser}
 
 

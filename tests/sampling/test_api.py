@@ -84,6 +84,27 @@ class PluginSampleCustom(Node):
         return {"latent": api.sample_custom(self.context, guider, "euler_ancestral", sigmas, seed, latent)}
 
 
+class PluginOwnGuider(Node):
+    """What a plugin writes for its own two-part loop: a GUIDER from api.cfg_guider, then api.sample_custom."""
+
+    category = "test"
+
+    class Inputs(NodeInputs):
+        model: Any = Input(port="MODEL")
+        positive: Any = Input(port="CONDITIONING")
+        negative: Any = Input(port="CONDITIONING")
+        sigmas: Any = Input(port="SIGMAS")
+        latent: Any = Input(port="LATENT")
+        seed: int = Input(0, seed=True)
+        cfg: float = Input(4.0)
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, model, positive, negative, sigmas, latent, seed, cfg) -> dict:
+        guider = api.cfg_guider(self.context, model, positive, negative, cfg=cfg)
+        return {"latent": api.sample_custom(self.context, guider, "euler_ancestral", sigmas, seed, latent)}
+
+
 class PluginBadCall(Node):
     """Calls the API wrongly in one of several ways (to check the errors)."""
 
@@ -108,6 +129,12 @@ class PluginBadCall(Node):
         if mistake == "wrong_channels":
             return {"latent": api.sample(self.context, model, positive, positive,
                                          {"samples": torch.zeros(1, 3, 16, 16)})}
+        if mistake == "guider_no_negative":
+            return {"latent": api.cfg_guider(self.context, model, positive, None, cfg=5.0)}
+        if mistake == "guider_sigma_range":
+            return {"latent": api.cfg_guider(self.context, model, positive, positive, sigma_low=5.0, sigma_high=1.0)}
+        if mistake == "guider_not_a_model":
+            return {"latent": api.cfg_guider(self.context, text_encoder, positive, positive)}
         if mistake == "guidance_not_a_list":
             return {"latent": api.sample(self.context, model, positive, positive, latent, guidance=lambda *a: 0)}
         if mistake == "guidance_term_not_factory":
@@ -143,7 +170,7 @@ class TestPlugin:
 
     @hookimpl
     def register_nodes(self) -> list:
-        return [PluginTextToImage, PluginSampleCustom, PluginBadCall]
+        return [PluginTextToImage, PluginSampleCustom, PluginOwnGuider, PluginBadCall]
 
 
 def link(node: str, output: str) -> dict:
@@ -222,6 +249,31 @@ def test_sample_custom_with_a_name_and_a_seed_equals_the_sample_node(session):
     assert torch.equal(out["a"]["value"]["samples"], out["b"]["value"]["samples"])
 
 
+def test_a_plugin_guider_from_cfg_guider_equals_the_cfgguider_node(session):
+    """api.cfg_guider + api.sample_custom in one plugin node equals CFGGuider → Sample; another cfg differs."""
+    graph = base_graph()
+    graph["nodes"].update({
+        "guider": {"type": "CFGGuider", "inputs": {"model": link("ckpt", "model"),
+                                                   "positive": link("pos", "conditioning"),
+                                                   "negative": link("neg", "conditioning"), "cfg": 4.0}},
+        "sigmas": {"type": "Schedule", "inputs": {"model": link("ckpt", "model"), "scheduler": "normal", "steps": 3}},
+        "custom": {"type": "PluginSampleCustom", "inputs": {"guider": link("guider", "guider"),
+                                                            "sigmas": link("sigmas", "sigmas"),
+                                                            "latent": link("empty", "latent"), "seed": 5}},
+    })
+    for label, cfg in (("own", 4.0), ("other", 1.5)):
+        graph["nodes"][label] = {"type": "PluginOwnGuider", "inputs": {
+            "model": link("ckpt", "model"), "positive": link("pos", "conditioning"),
+            "negative": link("neg", "conditioning"), "sigmas": link("sigmas", "sigmas"),
+            "latent": link("empty", "latent"), "seed": 5, "cfg": cfg}}
+        show(graph, label + "_out", label, "latent")
+    show(graph, "node_out", "custom", "latent")
+    out = session.run(graph).outputs
+    builtin = out["node_out"]["value"]["samples"]
+    assert torch.equal(builtin, out["own_out"]["value"]["samples"])
+    assert not torch.equal(builtin, out["other_out"]["value"]["samples"])
+
+
 def test_progress_with_previews_and_interruption_through_the_api(session):
     """api.sample reports each step with a preview, and an interrupt at the first step stops the plugin node."""
     graph = base_graph()
@@ -267,6 +319,9 @@ def test_guidance_terms_are_added_after_cfg(session):
     ("unknown_sampler", "sampler", "installed: euler"),
     ("audio_layout", "latent", "fold frames into the batch axis"),
     ("wrong_channels", "latent", "4-channel"),
+    ("guider_no_negative", "negative", "encode an empty prompt"),
+    ("guider_sigma_range", "sigma_low", "is above sigma_high"),
+    ("guider_not_a_model", "model", "expected a MODEL"),
     ("guidance_not_a_list", "guidance", "a sequence of guidance-term factories"),
     ("guidance_term_not_factory", "guidance", "a zero-argument factory"),
     ("term_raises", "guidance", "BadTerm (from tests.sampling.test_api) to return a correction, found RuntimeError: "
