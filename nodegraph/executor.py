@@ -123,6 +123,7 @@ class GraphPlan:
     output_nodes: tuple[str, ...]
     model_file_inputs: tuple[tuple[str, str, str, str], ...]   # (node id, input, folder, file name)
     skipped: tuple[str, ...] = ()    # muted nodes and their dependents (never run)
+    literal_checks: tuple[str, ...] = ()   # nodes whose class has its own `check_literals` (checked every run)
 
 
 def _literal_digest(node_type: str, version: str, literals: dict[str, Any]) -> bytes:
@@ -150,6 +151,7 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
         graph, skipped = effective.graph, effective.skipped
     nodes: dict[str, NodePlan] = {}
     model_files = []
+    literal_checks = []
     for node_id, gnode in graph.nodes.items():
         cls = registry.nodes[gnode.type]
         spec = cls.spec
@@ -166,6 +168,8 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
                 literals[name] = value
                 if ispec.model_folder and isinstance(value, str):
                     model_files.append((node_id, name, ispec.model_folder, value))
+        if cls.check_literals.__func__ is not Node.check_literals.__func__:     # validation.has_literal_checks
+            literal_checks.append(node_id)
         fingerprinted = (cls.fingerprint.__func__ is not Node.fingerprint.__func__
                          or any(s.model_folder for s in spec.inputs.values()))
         reads_input = any(s.file_name_in == "input" or "upload" in s.widget for s in spec.inputs.values())
@@ -179,7 +183,7 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
     assert not left_over, "compile_graph needs a validated (acyclic) graph"
     order = tuple(order)
     output_nodes = tuple(n for n in order if nodes[n].cls.spec.output_node)
-    plan = GraphPlan(nodes, order, output_nodes, tuple(model_files), skipped)
+    plan = GraphPlan(nodes, order, output_nodes, tuple(model_files), skipped, tuple(literal_checks))
     source_graph.compiled[id(registry)] = (registry, plan)
     return plan
 

@@ -412,6 +412,21 @@ class Node:
         return [name for name, spec in self.spec.inputs.items() if spec.lazy and name not in available]
 
     @classmethod
+    def check_literals(cls, literals: dict[str, Any],
+                       list_model_files: Callable[[str], tuple[list[str], list[str]]]) -> dict[str, str]:
+        """Checks of literal inputs beyond their declared type, made before the run starts (API 1.4).
+
+        `literals`: the node's literal inputs, defaults included (linked inputs are absent);
+        `list_model_files(folder)`: (file names available in a model folder, directories searched).
+        Return {input name: what is wrong and how to fix it}; {} when all is well. Validation
+        (`nodegraph validate`, a server's submit) and every run call it, so a bad name fails before
+        an hour of sampling instead of after. Default: no checks. Override for what `model_folder`
+        cannot say — an input that names a model file *or* a built-in (an upscaler, a vocoder).
+        Keep it quick (no file reads beyond listings); an exception is logged and ignored.
+        """
+        return {}
+
+    @classmethod
     def fingerprint(cls, literals: dict[str, Any], resolve_file: Callable[[str, str], Any]) -> str | None:
         """A string that changes when an external resource the node reads changes.
 

@@ -28,7 +28,7 @@ from .graph import Graph, load_graph, parse_graph
 from .memory import ModelMemoryManager
 from .model_paths import ModelPaths
 from .plugins import load_plugins, plugin_warnings
-from .validation import model_file_error, model_write_errors, output_errors, validate
+from .validation import literal_check_errors, model_file_error, model_write_errors, output_errors, validate
 
 GraphSource = Graph | dict | str | bytes | os.PathLike
 
@@ -138,11 +138,15 @@ class Session:
         if memo is None or memo[0] is not self.registry:
             errors = [e for e in validate(graph, self.registry, outputs=(), list_model_files=None)
                       if e.code != "no_outputs"]
-            if errors:
-                raise GraphValidationError(errors)
+            if errors:     # with the model-file checks too, so `run` lists what `validate` lists
+                raise GraphValidationError([e for e in validate(graph, self.registry, (), self.model_paths.list)
+                                            if e.code != "no_outputs"])
             graph.compiled[memo_key] = (self.registry, True)
         plan = compile_graph(graph, self.registry)
         errors = output_errors(plan.nodes, bool(plan.output_nodes), outputs)
+        for node_id in plan.literal_checks:     # nodes' own checks of their literals, every run (files change)
+            node_plan = plan.nodes[node_id]
+            errors.extend(literal_check_errors(node_id, node_plan.cls, node_plan.literals, self.model_paths.list))
         if plan.model_file_inputs:
             listings: dict[str, tuple[list[str], list[str]]] = {}
             for node_id, name, folder, file in plan.model_file_inputs:

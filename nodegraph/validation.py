@@ -8,7 +8,9 @@ when it is a bare name that several plugins provide, not ambiguous
 given input is declared (`unknown_input`); every required input is given
 (`missing_input`); literals match their port type and constraints
 (`type_mismatch`, `out_of_range`, `not_in_choices`, `invalid_value`), model
-file names exist in their folder (`not_in_choices`, listing what is there);
+file names exist in their folder (`not_in_choices`, listing what is there), and
+the node class's own `check_literals` passes (`invalid_value`; with model-folder
+listings only, on literals that passed the checks above: `literal_check_errors`);
 links point at existing nodes (`dangling_link`) and outputs (`unknown_output`)
 of a compatible type (`type_mismatch`, naming both ends and both types). Then,
 for the whole graph: `cycle` (naming the nodes in it) and `no_outputs`.
@@ -27,6 +29,7 @@ Karras", "DDIM") name the choice they mean.
 from __future__ import annotations
 
 import difflib
+import logging
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -39,6 +42,8 @@ from .paths import check_name
 
 if TYPE_CHECKING:
     from .registry import Registry
+
+log = logging.getLogger(__name__)
 
 _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
@@ -145,6 +150,7 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
     nodes = graph.nodes
     node_classes = registry.nodes
     for node_id, node in nodes.items():
+        before = len(errors)
         cls = node_classes.get(node.type)
         if cls is None and node.type in registry.ambiguous:
             errors.append(ambiguous_type_error(node_id, node.type, registry.ambiguous[node.type]))
@@ -183,11 +189,37 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
                         f"input {name!r} of {node.type} must be one of {', '.join(repr(c) for c in choices)}; "
                         f"found {_short(value)}.{suggest_choice(value, choices)}",
                         node_id=node_id, input=name, details={"found": value, "choices": choices}))
+        if list_model_files is not None and len(errors) == before and has_literal_checks(cls):    # on sound values
+            literals = {name: node.inputs.get(name, ispec.default) for name, ispec in spec.inputs.items()
+                        if not isinstance(node.inputs.get(name), Link) and (name in node.inputs or not ispec.required)}
+            errors.extend(literal_check_errors(node_id, cls, literals, list_model_files))
     errors.extend(_check_cycles(graph))
     has_output_node = any(cls is not None and cls.spec.output_node
                           for cls in (node_classes.get(n.type) for n in nodes.values()))
     errors.extend(output_errors(nodes, has_output_node, outputs))
     return errors
+
+
+def has_literal_checks(cls: Any) -> bool:
+    """Whether a node class overrides `Node.check_literals`."""
+    from .node import Node
+
+    return cls.check_literals.__func__ is not Node.check_literals.__func__
+
+
+def literal_check_errors(node_id: str, cls: Any, literals: dict[str, Any],
+                         list_model_files: Callable[[str], tuple[list[str], list[str]]]) -> list[GraphError]:
+    """`invalid_value` errors from a node class's own `check_literals` (none when it has no override)."""
+    if not has_literal_checks(cls):
+        return []
+    try:
+        problems = cls.check_literals(dict(literals), list_model_files)
+    except Exception:  # noqa: BLE001 — a node's check must not break validation
+        log.exception("check_literals of %s failed; its inputs are checked when it runs", cls.spec.type)
+        return []
+    return [GraphError("invalid_value", f"input {name!r} of {cls.spec.type}: {message}", node_id=node_id,
+                       input=name, details={"found": _short(literals.get(name)), "rule": "check_literals"})
+            for name, message in (problems or {}).items() if name in cls.spec.inputs]
 
 
 def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> GraphError:

@@ -120,6 +120,20 @@ class LoadUpscaleModel(Node):
     outputs = (Output("upscale_model", "UPSCALE_MODEL"),)
 
     @classmethod
+    def check_literals(cls, literals: dict[str, Any], list_model_files: Callable[[str], Any]) -> dict[str, str]:
+        """A name that is neither built in nor a file of upscale_models fails at validation, not after sampling."""
+        name = literals.get("model_name")
+        if not isinstance(name, str) or name in _builtin_files():
+            return {}
+        available, searched = list_model_files("upscale_models")
+        if name in available:
+            return {}
+        from nodegraph.validation import model_file_error
+
+        error = model_file_error("", "model_name", "upscale_models", name, [*_builtin_files(), *available], searched)
+        return {"model_name": f"{error.message} (The built-in names need no file in the folder.)"}
+
+    @classmethod
     def fingerprint(cls, literals: dict[str, Any], resolve_file: Callable[[str, str], Any]) -> str | None:
         name = literals.get("model_name")
         if name in _builtin_files():

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from nodegraph import NodeExecutionError, Session
+from nodegraph.errors import GraphValidationError
 from nodegraph.model_paths import ModelPaths
 from nodes.upscale import nodes as upscale_nodes
 from nodes.upscale.architectures import (RRDBNet, RRDBNetConfig, SRVGGNetCompact, SRVGGNetCompactConfig,
@@ -176,8 +177,12 @@ def test_nodes_explain_bad_models(session, tmp_path):
                       output_dir=tmp_path / "out")
     with pytest.raises(NodeExecutionError, match="unknown upscaler architecture"):
         session.run(graph("other.safetensors"), outputs=["image"])
-    with pytest.raises(NodeExecutionError, match="upscale_models"):
+    errors = session.validate(graph("nothing.pth"), outputs=["image"])    # before the run: no file, not built in
+    assert [(e.node_id, e.input) for e in errors] == [("load", "model_name")], errors
+    assert "upscale_models" in errors[0].message and "'realesrgan-x4plus'" in errors[0].message
+    with pytest.raises(GraphValidationError, match="upscale_models"):
         session.run(graph("nothing.pth"), outputs=["image"])
+    assert session.validate(graph("realesrgan-x4plus"), outputs=["image"]) == []     # built-ins need no file
 
 
 @needs_weights

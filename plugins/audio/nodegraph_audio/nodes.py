@@ -662,6 +662,20 @@ class LoadVocoder(Node):
     outputs = (Output("vocoder", "VOCODER"),)
 
     @classmethod
+    def check_literals(cls, literals: dict[str, Any], list_model_files: Any) -> dict[str, str]:
+        """A vocoder name that is neither "griffin_lim" nor a file of models/vocoder fails at validation."""
+        name = literals.get("vocoder_name")
+        if not isinstance(name, str) or name == "griffin_lim":
+            return {}
+        available, searched = list_model_files(VOCODER_FOLDER)
+        if name in available:
+            return {}
+        from nodegraph.validation import model_file_error
+
+        error = model_file_error("", "vocoder_name", VOCODER_FOLDER, name, ["griffin_lim", *available], searched)
+        return {"vocoder_name": f"{error.message} ('griffin_lim' needs no file.)"}
+
+    @classmethod
     def fingerprint(cls, literals: dict[str, Any], resolve_file: Any) -> str | None:
         name = str(literals.get("vocoder_name", ""))
         if name == "griffin_lim":

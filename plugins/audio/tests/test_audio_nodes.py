@@ -273,12 +273,16 @@ def test_spectrogram_edited_as_an_image_comes_back_as_audio(session, tmp_path):
 
 @pytest.mark.parametrize("name", ["../x.safetensors", "/etc/passwd", "missing.safetensors"])
 def test_vocoder_names_outside_or_missing_name_the_vocoder_input(name, tmp_path):
-    """A vocoder name that leaves the model folder or names no file is an error against `vocoder_name`."""
+    """A vocoder name that leaves the model folder or names no file is an error against `vocoder_name`, found by
+    validation (before the run)."""
+    from nodegraph.errors import GraphValidationError
+
     session = Session(autoload=True, allow=["audio"], input_dir=tmp_path, output_dir=tmp_path)
-    with pytest.raises(NodeExecutionError) as info:
-        session.run({"format_version": 1, "nodes": {"v": {"type": "LoadVocoder", "inputs": {"vocoder_name": name}}}},
-                    outputs=["v"])
-    assert info.value.exception.input == "vocoder_name"
+    graph = {"format_version": 1, "nodes": {"v": {"type": "LoadVocoder", "inputs": {"vocoder_name": name}}}}
+    with pytest.raises(GraphValidationError) as info:
+        session.run(graph, outputs=["v"])
+    assert [(e.node_id, e.input) for e in info.value.errors] == [("v", "vocoder_name")]
+    assert "'griffin_lim'" in info.value.errors[0].message
 
 
 @pytest.mark.parametrize("name", ["missing.safetensors", "../checkpoints/tiny_world.safetensors", "/etc/passwd"])
