@@ -7,9 +7,13 @@ symlinks pointing outside are all refused with `FileAccessError`. Ids are
 plain text (the server percent-decodes a URL once before asking), so `%` is an
 ordinary character in a name.
 Upload names are sanitised to a plain file name (letters, digits, `._-`) and
-never overwrite: a numeric suffix is added instead. Uploads must decode as an
-image of at most `MAX_UPLOAD_PIXELS` (a 60-byte PNG can declare 20000×20000:
-its header is read, not its pixels, before that check). Any OS error while
+never overwrite: a numeric suffix is added instead. An upload has a kind (`UPLOAD_KINDS`):
+`image` and `mask` uploads must decode as an image of at most `MAX_UPLOAD_PIXELS` (a
+60-byte PNG can declare 20000×20000: its header is read, not its pixels, before that
+check); `audio`, `video`, `mesh` and `pointcloud` uploads must start like a file of one
+of the formats the loaders read (`media_format`: the format's signature, or for OBJ
+text with vertex lines) and are stored with that format's extension; the loader
+node decodes them, and says what is wrong, when a graph runs. Any OS error while
 resolving (a name too long for the file system, a permission error) is a
 `FileAccessError`, never a traceback.
 
@@ -48,6 +52,46 @@ IMAGE_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", 
 
 
 HASHED_FILE_BYTES = 256 * 1024 * 1024
+
+UPLOAD_KINDS = ("image", "mask", "audio", "video", "mesh", "pointcloud")
+# Per media kind, the formats its loaders read: extension → the format's name (what `media_format` reports).
+MEDIA_FORMATS: dict[str, dict[str, str]] = {
+    "audio": {".wav": "WAV", ".flac": "FLAC", ".ogg": "Ogg", ".opus": "Ogg", ".mp3": "MP3"},
+    "video": {".mp4": "MP4", ".m4v": "MP4", ".mov": "MP4", ".webm": "Matroska", ".mkv": "Matroska", ".gif": "GIF",
+              ".webp": "WebP"},
+    "mesh": {".glb": "glTF", ".ply": "PLY", ".obj": "OBJ"},
+    "pointcloud": {".ply": "PLY", ".glb": "glTF", ".obj": "OBJ"},
+}
+
+
+def media_format(data: bytes) -> str | None:
+    """The format a file's first bytes show (one of MEDIA_FORMATS' names), or None. Signatures only:
+    the loader node decodes the file when a graph runs."""
+    head = data[:64]
+    if head[:4] == b"RIFF" and head[8:12] in (b"WAVE", b"WEBP"):
+        return "WAV" if head[8:12] == b"WAVE" else "WebP"
+    if head[:4] == b"fLaC":
+        return "FLAC"
+    if head[:4] == b"OggS":
+        return "Ogg"
+    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06):
+        return "MP3"      # an ID3 tag, or an MPEG audio frame sync with a layer set
+    if head[4:8] == b"ftyp":
+        return "MP4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "Matroska"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"glTF":
+        return "glTF"
+    if head[:4] == b"ply\n" or head[:5] == b"ply\r\n":
+        return "PLY"
+    try:
+        text = data[:65536].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    lines = (line.strip() for line in text.splitlines())
+    return "OBJ" if any(line.startswith("v ") for line in lines) else None
 
 
 def content_fingerprint(path: str | os.PathLike) -> str:
@@ -137,11 +181,15 @@ class FileStore:
         return total
 
     def save_upload(self, name: str, data: bytes, kind: str = "image") -> str:
-        """Check that `data` is an image, store it under a sanitised unique name; returns its file id."""
-        if kind not in ("image", "mask"):
-            raise FileAccessError(f"upload kind must be 'image' or 'mask', got {kind!r}")
+        """Check that `data` is a file of `kind` (module docstring), store it under a sanitised unique name;
+        returns its file id."""
+        if kind not in UPLOAD_KINDS:
+            raise FileAccessError(f"upload kind must be one of {', '.join(UPLOAD_KINDS)}; got {kind!r}")
         if not data:
-            raise FileAccessError("the upload is empty; send the image bytes in the binary frame")
+            raise FileAccessError(f"the upload is empty; send the {'image' if kind == 'mask' else kind} file's bytes "
+                                  f"in the binary frame")
+        if kind in MEDIA_FORMATS:
+            return self._store_upload(name, data, self._media_extension(name, data, kind))
         from PIL import Image, UnidentifiedImageError
 
         try:
@@ -164,10 +212,33 @@ class FileStore:
                 f"{type(exc).__name__}: {exc}"       # (Pillow's own message names an in-memory object)
             raise FileAccessError(f"the upload {name!r} is not a readable image ({detail}); "
                                   f"send PNG, JPEG or WebP bytes") from None
-        safe = sanitise_name(name)
-        stem, _, ext = safe.rpartition(".") if "." in safe else (safe, "", "")
+        ext = sanitise_name(name).rpartition(".")[2] if "." in sanitise_name(name) else ""
         if ("." + ext.lower()) not in IMAGE_FORMATS.values():
             ext = IMAGE_FORMATS.get(fmt or "", ".png").lstrip(".")
+        return self._store_upload(name, data, ext)
+
+    @staticmethod
+    def _media_extension(name: str, data: bytes, kind: str) -> str:
+        """The extension an upload of a media `kind` is stored with: its own, when that is a format of the kind
+        and the bytes show that format; else the first extension of the format the bytes show."""
+        formats = MEDIA_FORMATS[kind]
+        found = media_format(data)
+        accepted = sorted(set(formats.values()))
+        if found not in accepted:
+            what = f"a {found} file" if found else "no format the loaders read"
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise FileAccessError(f"the upload {name!r} is not {article} {kind} file of a format the loaders read "
+                                  f"({what}); send {', '.join(formats)}")
+        safe = sanitise_name(name)
+        ext = "." + safe.rpartition(".")[2].lower() if "." in safe else ""
+        if formats.get(ext) == found:
+            return ext.lstrip(".")
+        return next(e for e, f in formats.items() if f == found).lstrip(".")
+
+    def _store_upload(self, name: str, data: bytes, ext: str) -> str:
+        """Write an upload into the input folder under its sanitised name with `ext`, never over another file."""
+        safe = sanitise_name(name)
+        stem = safe.rpartition(".")[0] if "." in safe else safe
         folder = self.folders["input"]
         folder.mkdir(parents=True, exist_ok=True)
         candidate = self._confined(folder, f"{stem}.{ext}")

@@ -58,6 +58,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from .errors import PluginError
+from .files import UPLOAD_KINDS
 
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
 _PRIMITIVE_PORTS = {bool: "BOOLEAN", int: "INT", float: "FLOAT", str: "STRING"}
@@ -110,7 +111,10 @@ def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field
         lazy: evaluated only if `Node.lazy_inputs_needed` asks for it.
         min_length, max_length: string length bounds.
         upload: the value names a file in the input folder that the editor can
-            upload ("image" or "mask"); the editor shows an upload button and a preview.
+            upload: "image" or "mask" (checked to decode as an image), or "audio",
+            "video", "mesh", "pointcloud" (checked to be a format the loaders read:
+            files.MEDIA_FORMATS); the editor shows an upload button and a preview
+            (an image, an audio or video player, the file name for 3D files).
         choices_from: the valid values are the names registered under this
             extension kind by plugins (e.g. "samplers", "schedules"); checked at
             validation and listed in the node's schema.
@@ -521,6 +525,10 @@ def _input_spec(where: str, name: str, info: FieldInfo) -> InputSpec:
             f"{where}: input {name!r} has annotation {info.annotation!r}, which is not a "
             f"primitive; declare its port type: Input(port='LATENT')"
         )
+    upload = extra.get("upload")
+    if upload is not None and upload not in UPLOAD_KINDS:
+        raise PluginError(f"{where}: input {name!r} declares upload={upload!r}; the upload kinds are "
+                          f"{', '.join(UPLOAD_KINDS)}")
     required = info.is_required()
     default = None if required else info.get_default(call_default_factory=True)
     literal_ok = port in _PRIMITIVE_PORTS.values() or inferred_port is not None

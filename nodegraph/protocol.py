@@ -184,10 +184,10 @@ class Ping(_Message):
 
 
 class UploadHeader(_Message):
-    """Header of a binary upload frame; the payload is the image file's bytes."""
+    """Header of a binary upload frame; the payload is the file's bytes (an image, or a media file of `kind`)."""
     type: Literal["upload"]
     name: str = Field(min_length=1, max_length=255)
-    kind: Literal["image", "mask"] = "image"
+    kind: Literal["image", "mask", "audio", "video", "mesh", "pointcloud"] = "image"     # files.UPLOAD_KINDS
 
 
 _MODELS = (Hello, ListNodes, Submit, QueueStatus, Cancel, Interrupt, Requeue, History, GetOutputs,

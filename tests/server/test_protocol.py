@@ -269,12 +269,57 @@ def test_upload_binary_frame(proto, tmp_path):
     assert (tmp_path / "in" / "cat_picture.png").read_bytes() == _png_bytes()
 
 
+def _wav_bytes() -> bytes:
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x00\x01" * 800)
+    return buffer.getvalue()
+
+
+OBJ_TEXT = b"# a triangle\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"
+PLY_TEXT = b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\nend_header\n0 0 0\n"
+
+
+@pytest.mark.parametrize("kind, name, data, stored", [
+    ("audio", "voice.WAV", _wav_bytes(), "voice.wav"),
+    ("audio", "voice.mp3", _wav_bytes(), "voice.wav"),           # the bytes say WAV: stored as what it is
+    ("audio", "no extension", b"fLaC" + bytes(60), "no_extension.flac"),
+    ("video", "clip.mov", b"\x00\x00\x00\x18ftypqt  " + bytes(40), "clip.mov"),
+    ("video", "clip.webm", b"\x1a\x45\xdf\xa3" + bytes(40), "clip.webm"),
+    ("mesh", "tri.obj", OBJ_TEXT, "tri.obj"),
+    ("mesh", "tri.txt", OBJ_TEXT, "tri.obj"),
+    ("pointcloud", "points.ply", PLY_TEXT, "points.ply"),
+])
+def test_media_uploads_are_stored_as_the_format_their_bytes_show(proto, tmp_path, kind, name, data, stored):
+    """audio / video / mesh / pointcloud uploads: a format the loaders read, stored under that format's extension."""
+    (reply,) = proto.receive("c1", encode_frame({"type": "upload", "name": name, "kind": kind}, data))
+    assert reply.message == {"type": "uploaded", "file_id": f"input/{stored}", "name": stored, "kind": kind}
+    assert (tmp_path / "in" / stored).read_bytes() == data
+
+
+@pytest.mark.parametrize("kind, data, words", [
+    ("audio", _png_bytes(), "is not an audio file"),                 # an image is no audio file
+    ("video", _wav_bytes(), "(a WAV file)"),
+    ("mesh", b"<html><script>alert(1)</script></html>", "no format the loaders read"),
+    ("pointcloud", b"\x00" * 64, "send .ply, .glb, .obj"),
+])
+def test_media_uploads_of_another_format_are_refused_naming_the_formats(proto, kind, data, words):
+    (reply,) = proto.receive("c1", encode_frame({"type": "upload", "name": "x.bin", "kind": kind}, data))
+    assert reply.message["code"] == "invalid_upload" and words in reply.message["message"], reply.message
+
+
 @pytest.mark.parametrize("frame, code", [
     (b"\x00\x00", "invalid_frame"),
     (b"\xff\xff\xff\xff{}", "invalid_frame"),
     (encode_frame({"type": "upload", "name": "x.png"}, b"not an image"), "invalid_upload"),
     (encode_frame({"type": "upload", "name": "x.png"}, b""), "invalid_upload"),
     (encode_frame({"type": "mystery"}, b"123"), "invalid_message"),
+    (encode_frame({"type": "upload", "name": "x.pdf", "kind": "pdf"}, b"%PDF-1.4"), "invalid_message"),
 ])
 def test_bad_binary_frames(proto, frame, code):
     """Corrupt frames and uploads are refused with a clear error code."""

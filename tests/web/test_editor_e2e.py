@@ -466,10 +466,40 @@ class SaveMedia(Node):
         ]}
 
 
+class TakeAudio(Node):
+    """An input-folder audio file the editor uploads (upload="audio")."""
+
+    category = "e2e"
+    version = "1.0.0"
+    output_node = True
+
+    class Inputs(NodeInputs):
+        file: str = Input(min_length=1, max_length=255, upload="audio")
+
+    outputs = ()
+
+    def run(self, file):
+        return {}
+
+
 @hookimpl
 def register_nodes():
-    return [SaveMedia]
+    return [SaveMedia, TakeAudio]
 '''
+
+
+def _wav_for_upload(seconds: float = 0.25, rate: int = 8000) -> bytes:
+    """A quarter-second silent mono WAV."""
+    import io
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"\x00\x00" * int(seconds * rate))
+    return buffer.getvalue()
 
 
 def _write_distribution(site: Path, name: str, source: str) -> None:
@@ -586,6 +616,21 @@ def test_editor_with_token_cookie_plugins_and_media_files(tmp_path):
             for kind in ("audio", "video", "mesh"):
                 page.wait_for_selector(f"[data-testid=gallery-item][data-kind={kind}]")
             page.screenshot(path=str(tmp_path / "editor-media.png"))
+
+            # An audio input (upload="audio"): the picker takes audio, the server stores the WAV (named by what its
+            # bytes are), the input holds the stored name and the node plays it.
+            page.evaluate("window.nodegraph.load(%s)" % json.dumps(
+                {"format_version": 1, "nodes": {"take": {"type": f"{MEDIA_PLUGIN}.TakeAudio", "inputs": {}}}}))
+            picker = page.locator("[data-testid=upload-take-file]")
+            assert picker.get_attribute("accept").startswith("audio/*")
+            wav = tmp_path / "my tone.mp3"          # misnamed: the bytes are WAV
+            wav.write_bytes(_wav_for_upload())
+            picker.set_input_files(str(wav))
+            page.wait_for_function("() => window.nodegraph.graph().nodes.take.inputs.file === 'my_tone.wav'")
+            page.wait_for_function(
+                "() => Math.abs(document.querySelector('[data-testid=upload-preview-take-file]')?.duration - 0.25) < 0.01",
+                timeout=30_000)
+            assert (tmp_path / "input" / "my_tone.wav").read_bytes() == wav.read_bytes()
         finally:
             browser.close()
     assert not errors, f"errors in the page: {errors}"

@@ -1,7 +1,16 @@
 import { describe, expect, it } from "vitest";
 import { paletteGroups } from "../src/schema/palette";
 import { uniqueSchemas, type InputSpec } from "../src/schema/types";
-import { isImageUploadInput, parseNumber, randomSeed, uploadedFileId, widgetFor } from "../src/schema/widgets";
+import {
+  isImageUploadInput,
+  parseNumber,
+  randomSeed,
+  UPLOAD_ACCEPT,
+  uploadedFileId,
+  uploadKindOf,
+  uploadPreview,
+  widgetFor,
+} from "../src/schema/widgets";
 import { realSchemas } from "./helpers";
 
 const { nodes } = realSchemas();
@@ -33,14 +42,31 @@ describe("widgets from schemas", () => {
     expect(isImageUploadInput("picture", spec({ widget: { kind: "model_file" } }))).toBe("image");
     expect(isImageUploadInput("ckpt", spec({ widget: { kind: "model_file" }, model_folder: "checkpoints" }))).toBeNull();
     expect(isImageUploadInput("x", spec({ widget: { kind: "text", upload: "image" } }))).toBe("image");
-    expect(widgetFor("image", spec({}))).toEqual({ kind: "image_upload", uploadKind: "image" });
+    expect(widgetFor("image", spec({}))).toEqual({ kind: "file_upload", uploadKind: "image" });
     expect(uploadedFileId("cat.png")).toBe("input/cat.png");
     expect(uploadedFileId("")).toBeNull();
     // among the real nodes, exactly LoadImage.image takes an upload
     const uploads = uniqueSchemas(nodes).flatMap((node) =>
       Object.entries(node.inputs).filter(([name, input]) => isImageUploadInput(name, input)).map(([name]) => `${node.type}.${name}`));
     expect(uploads).toEqual(["LoadImage.image"]);
-    expect(widgetFor("image", nodes.LoadImage.inputs.image)).toEqual({ kind: "image_upload", uploadKind: "image" });
+    expect(widgetFor("image", nodes.LoadImage.inputs.image)).toEqual({ kind: "file_upload", uploadKind: "image" });
+  });
+
+  it("gives media inputs an upload of their kind, a picker for their formats and a player", () => {
+    const media = (upload: string) => spec({ widget: { kind: "upload", upload } });
+    for (const kind of ["audio", "video", "mesh", "pointcloud"] as const) {
+      expect(uploadKindOf("file", media(kind))).toBe(kind);
+      expect(widgetFor("file", media(kind))).toEqual({ kind: "file_upload", uploadKind: kind });
+      expect(isImageUploadInput("file", media(kind))).toBeNull();   // not an image: no <img> preview
+    }
+    expect(uploadKindOf("file", media("pdf"))).toBe("image");      // an unknown hint: the widget kind decides
+    expect(UPLOAD_ACCEPT.audio).toContain(".flac");
+    expect(UPLOAD_ACCEPT.mesh).toBe(".glb,.ply,.obj");
+    expect(uploadPreview("audio", "a.wav")).toBe("audio");
+    expect(uploadPreview("video", "clip.mp4")).toBe("video");
+    expect(uploadPreview("video", "blink.GIF")).toBe("image");
+    expect(uploadPreview("mesh", "tri.obj")).toBeNull();
+    expect(uploadPreview("mask", "m.png")).toBe("image");
   });
 
   it("parses numbers strictly within bounds", () => {

@@ -437,3 +437,24 @@ def test_spectrogram_picture_refuses_an_empty_db_range(session, low_db):
     with pytest.raises(GraphValidationError) as info:
         session.run(graph, outputs=["picture"])
     assert info.value.errors[0].input == "low_db"
+
+
+def test_an_uploaded_wav_loads(tmp_path):
+    """What the editor's Upload button stores (a media upload of kind audio) is what LoadAudio reads."""
+    import io
+    import wave
+
+    from nodegraph.files import FileStore
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x00\x10" * 4000)
+    file_id = FileStore(tmp_path / "in", tmp_path / "out").save_upload("my voice.wav", buffer.getvalue(), "audio")
+    assert file_id == "input/my_voice.wav"
+    session = Session(autoload=True, allow=["audio"], input_dir=tmp_path / "in", output_dir=tmp_path / "out")
+    audio = session.run({"format_version": 1, "nodes": {"load": {"type": "LoadAudio", "inputs": {
+        "file": "my_voice.wav"}}}}, outputs=["load"]).outputs["load"]["audio"]
+    assert audio["sample_rate"] == 8000 and audio["waveform"].shape == (1, 1, 4000)

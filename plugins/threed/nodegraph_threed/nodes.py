@@ -467,7 +467,7 @@ class LoadMesh(Node):
 
     class Inputs(NodeInputs):
         file: str = Input(description="file name in the input folder", file_name_in="input", subfolders=True,
-                          min_length=1, max_length=255)
+                          min_length=1, max_length=255, upload="mesh")
         require_manifold: bool = Input(False, description="refuse meshes with edges shared by more than two faces")
 
     outputs = (Output("mesh", "MESH"),)
@@ -507,7 +507,7 @@ class LoadPointCloud(Node):
 
     class Inputs(NodeInputs):
         file: str = Input(description="file name in the input folder", file_name_in="input", subfolders=True,
-                          min_length=1, max_length=255)
+                          min_length=1, max_length=255, upload="pointcloud")
 
     outputs = (Output("points", "POINT_CLOUD"),)
 

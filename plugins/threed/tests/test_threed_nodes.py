@@ -312,3 +312,18 @@ def test_a_saved_model_never_shadows_a_shipped_one(session, tmp_path):
     saved = Path(trained.outputs["save"]["model_files"][0]["path"])
     shipped = (SHIPPED_MODELS / "text_to_points.safetensors").is_file()
     assert saved.name == ("text_to_points_1.safetensors" if shipped else "text_to_points.safetensors")
+
+
+def test_an_uploaded_obj_loads_and_the_file_inputs_offer_uploads(session, tmp_path):
+    """LoadMesh / LoadPointCloud declare uploads (kinds mesh / pointcloud): what the server stores loads."""
+    from nodegraph.files import FileStore
+
+    for node in ("LoadMesh", "LoadPointCloud"):
+        widget = session.registry.nodes[f"threed.{node}"].spec.inputs["file"].widget
+        assert widget["kind"] == "upload" and widget["upload"] == ("mesh" if node == "LoadMesh" else "pointcloud")
+    obj = b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"
+    file_id = FileStore(tmp_path / "in", tmp_path / "out").save_upload("a triangle.txt", obj, "mesh")
+    assert file_id == "input/a_triangle.obj"
+    out = session.run({"format_version": 1, "nodes": {"mesh": {"type": "threed.LoadMesh", "inputs": {
+        "file": "a_triangle.obj"}}}}, outputs=["mesh"]).outputs["mesh"]["mesh"]
+    assert out["vertices"].shape == (3, 3) and out["faces"].shape == (1, 3)

@@ -33,8 +33,11 @@ import {
   randomSeed,
   refusedEntryNote,
   sliderRange,
+  UPLOAD_ACCEPT,
   uploadedFileId,
+  uploadPreview,
   widgetText,
+  type UploadKind,
   type Widget,
 } from "../schema/widgets";
 import { useApp } from "../state/context";
@@ -106,7 +109,7 @@ export function InputWidget({ nodeId, name, spec, widget, value }: Props) {
       return <ModelField testId={testId} value={shown} folder={widget.folder} onCommit={commit} />;
     case "text":
       return <TextField testId={testId} value={shown} multiline={widget.multiline} onCommit={commit} />;
-    case "image_upload":
+    case "file_upload":
       return <UploadField testId={testId} nodeId={nodeId} name={name} value={shown} kind={widget.uploadKind} onCommit={commit} />;
     default:
       return null;
@@ -452,13 +455,15 @@ function UploadField({ testId, nodeId, name, value, kind, onCommit }: {
   nodeId: string;
   name: string;
   value: unknown;
-  kind: "image" | "mask";
+  kind: UploadKind;
   onCommit: (v: string) => void;
 }) {
   const app = useApp();
   const fileInput = useRef<HTMLInputElement>(null);
   const [busy, setBusy] = useState(false);
   const fileId = uploadedFileId(value);
+  const preview = uploadPreview(kind, value);
+  const previewProps = { className: "ng-upload-preview nodrag", "data-testid": `upload-preview-${nodeId}-${name}` };
   return (
     <div className="ng-upload">
       <div className="ng-upload-row">
@@ -470,7 +475,7 @@ function UploadField({ testId, nodeId, name, value, kind, onCommit }: {
           ref={fileInput}
           hidden
           type="file"
-          accept="image/*"
+          accept={UPLOAD_ACCEPT[kind]}
           data-testid={`upload-${nodeId}-${name}`}
           onChange={async (e) => {
             const file = e.target.files?.[0];
@@ -483,9 +488,9 @@ function UploadField({ testId, nodeId, name, value, kind, onCommit }: {
           }}
         />
       </div>
-      {fileId && (
-        <img className="ng-upload-preview nodrag" data-testid={`upload-preview-${nodeId}-${name}`} src={app.fileUrl(fileId)} alt={String(value)} />
-      )}
+      {fileId && preview === "image" && <img {...previewProps} src={app.fileUrl(fileId)} alt={String(value)} />}
+      {fileId && preview === "audio" && <audio {...previewProps} controls preload="metadata" src={app.fileUrl(fileId)} />}
+      {fileId && preview === "video" && <video {...previewProps} controls muted preload="metadata" src={app.fileUrl(fileId)} />}
     </div>
   );
 }

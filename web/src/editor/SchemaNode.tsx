@@ -271,7 +271,7 @@ function InputRow({ nodeId, name, spec, value, types, errors }: {
         style={{ background: portColor(types, port) }}
         data-testid={`handle-${nodeId}-in-${name}`}
       />
-      <div className={`ng-input-line${widget?.kind === "image_upload" || (widget?.kind === "text" && widget.multiline) ? " ng-input-tall" : ""}`}>
+      <div className={`ng-input-line${widget?.kind === "file_upload" || (widget?.kind === "text" && widget.multiline) ? " ng-input-tall" : ""}`}>
         <span className="ng-port-name" title={spec?.description || `${name}: ${port}`}>
           {name}
           {spec?.required ? "*" : ""}

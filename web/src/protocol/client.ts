@@ -25,6 +25,7 @@
  */
 import { parseJson, stringifyJson } from "../graph/exactJson";
 import { decodeFrame, encodeFrame, PROTOCOL_VERSION, type FrameHeader } from "./frames";
+import type { UploadKind } from "../schema/widgets";
 
 export type ConnectionStatus = "connecting" | "connected" | "disconnected";
 
@@ -116,7 +117,7 @@ export class NodegraphClient {
   }
 
   /** Upload an image as a binary frame; resolves with the `uploaded` reply. */
-  upload(name: string, data: Uint8Array, kind: "image" | "mask" = "image"): Promise<JsonMessage & { file_id: string; name: string }> {
+  upload(name: string, data: Uint8Array, kind: UploadKind = "image"): Promise<JsonMessage & { file_id: string; name: string }> {
     const requestId = `r${this.nextId++}`;
     return new Promise((resolve, reject) => {
       this.pending.set(requestId, { resolve: resolve as (m: JsonMessage) => void, reject });

@@ -3,18 +3,18 @@
  *
  * `widgetFor(name, spec)` maps the server's `widget.kind` to one of the
  * editor's widgets, with the numeric bounds and step taken from the JSON
- * Schema. The image-upload rule lives here and only here
- * (`isImageUploadInput`, documented in docs/editor.md); an input is treated
- * as an uploaded image when
- *   1. its widget says so: `widget.upload` is "image" or "mask" (what
- *      `Input(upload="image")` declares, e.g. LoadImage.image), or
- *      `widget.kind` is "upload" (also "image"/"image_upload"); or
+ * Schema. The upload rule lives here and only here (`uploadKindOf`,
+ * documented in docs/editor.md); an input takes an uploaded file when
+ *   1. its widget says so: `widget.upload` is one of UPLOAD_KINDS (what
+ *      `Input(upload="image")` declares, e.g. LoadImage.image; "audio" for
+ *      LoadAudio.file, "video", "mesh", "pointcloud"), or `widget.kind` is
+ *      "upload" (also "image"/"image_upload": an image); or
  *   2. it is a one-line STRING text input named `image` (or `mask`); or
  *   3. it is a file input (`widget.kind == "model_file"`) without a
- *      `model_folder`, i.e. a file that is not a model.
+ *      `model_folder`, i.e. a file that is not a model (an image).
  * Such an input's value is the uploaded file's name in the server's input
  * folder (the `name` of the `uploaded` reply); its preview is
- * `/files/input/<name>`.
+ * `/files/input/<name>` in an <img>, <audio> or <video> (3D files: the name only).
  *
  * Integers are exact: what the user types into an integer box is read digit for digit
  * (`parseNumber` gives a BigInt beyond 2^53, graph/exactJson.ts writes it back as a plain
@@ -35,18 +35,46 @@ export type Widget =
   | { kind: "choice"; choices: unknown[] }
   | { kind: "model_file"; folder: string }
   | { kind: "toggle" }
-  | { kind: "image_upload"; uploadKind: "image" | "mask" };
+  | { kind: "file_upload"; uploadKind: UploadKind };
 
-/** The upload kind of an input that takes an uploaded image, or null (see the module docstring). */
-export function isImageUploadInput(name: string, spec: InputSpec): "image" | "mask" | null {
+/** What the server's upload frame takes (nodegraph/files.py UPLOAD_KINDS). */
+export const UPLOAD_KINDS = ["image", "mask", "audio", "video", "mesh", "pointcloud"] as const;
+export type UploadKind = (typeof UPLOAD_KINDS)[number];
+
+/** The file picker's `accept` per upload kind: the formats the server stores (files.MEDIA_FORMATS). */
+export const UPLOAD_ACCEPT: Record<UploadKind, string> = {
+  image: "image/*",
+  mask: "image/*",
+  audio: "audio/*,.wav,.flac,.ogg,.opus,.mp3",
+  video: "video/*,.mp4,.m4v,.mov,.webm,.mkv,.gif,.webp",
+  mesh: ".glb,.ply,.obj",
+  pointcloud: ".ply,.glb,.obj",
+};
+
+/** The upload kind of an input that takes an uploaded file, or null (see the module docstring). */
+export function uploadKindOf(name: string, spec: InputSpec): UploadKind | null {
   const widget = spec.widget ?? { kind: "link" };
   const hint = widget.upload;
-  if (hint === "image" || hint === "mask") return hint;
+  if (typeof hint === "string" && (UPLOAD_KINDS as readonly string[]).includes(hint)) return hint as UploadKind;
   if (widget.kind === "upload" || widget.kind === "image" || widget.kind === "image_upload") return name === "mask" ? "mask" : "image";
   if (spec.port === "STRING" && widget.kind === "text" && !widget.multiline && (name === "image" || name === "mask")) {
     return name;
   }
   if (widget.kind === "model_file" && !spec.model_folder && !widget.model_folder) return name === "mask" ? "mask" : "image";
+  return null;
+}
+
+/** The upload kind of an input that takes an uploaded *image* ("image" or "mask"), or null. */
+export function isImageUploadInput(name: string, spec: InputSpec): "image" | "mask" | null {
+  const kind = uploadKindOf(name, spec);
+  return kind === "image" || kind === "mask" ? kind : null;
+}
+
+/** How an uploaded input's file is previewed: by its kind, a GIF / WebP "video" as an image. */
+export function uploadPreview(kind: UploadKind, value: unknown): "image" | "audio" | "video" | null {
+  if (kind === "image" || kind === "mask") return "image";
+  if (kind === "audio") return "audio";
+  if (kind === "video") return typeof value === "string" && /\.(gif|webp)$/i.test(value) ? "image" : "video";
   return null;
 }
 
@@ -57,8 +85,8 @@ export function uploadedFileId(value: unknown): string | null {
 
 /** The editor widget for input `name` with schema `spec`. */
 export function widgetFor(name: string, spec: InputSpec): Widget {
-  const upload = isImageUploadInput(name, spec);
-  if (upload) return { kind: "image_upload", uploadKind: upload };
+  const upload = uploadKindOf(name, spec);
+  if (upload) return { kind: "file_upload", uploadKind: upload };
   const schema = spec.schema ?? {};
   const widget = spec.widget ?? { kind: "link" };
   switch (widget.kind) {

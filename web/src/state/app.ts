@@ -51,7 +51,7 @@ import { NodegraphClient, ProtocolError, socketUrl, type JsonMessage, type Socke
 import { errorText } from "../protocol/errors";
 import { imageMime, type FrameHeader } from "../protocol/frames";
 import type { GraphError, ServerMessage } from "../protocol/messages";
-import { randomSeed, widgetFor } from "../schema/widgets";
+import { randomSeed, widgetFor, type UploadKind } from "../schema/widgets";
 import { schemaSetFrom, uniqueSchemas, type NodeSchema, type SchemaSet } from "../schema/types";
 import { initialSessionState, reduceSession, type SessionAction, type SessionState } from "../run/sessionState";
 import { resultKeys, warningKey } from "../run/warnings";
@@ -474,8 +474,8 @@ export class EditorApp {
     this.client.send(folder ? { type: "list_models", folder } : { type: "list_models" });
   }
 
-  /** Upload an image file; resolves with the name to put in the input (null when refused). */
-  async upload(file: File, kind: "image" | "mask"): Promise<string | null> {
+  /** Upload a file of an upload kind; resolves with the name to put in the input (null when refused). */
+  async upload(file: File, kind: UploadKind): Promise<string | null> {
     try {
       const reply = await this.client.upload(file.name, new Uint8Array(await file.arrayBuffer()), kind);
       this.toast(`Uploaded ${reply.name}`);
