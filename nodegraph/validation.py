@@ -38,12 +38,14 @@ from pydantic import ValidationError
 
 from .errors import GraphError, PathConfinementError
 from .graph import Graph, Link, topological_order
+from .node import Node
 from .paths import check_name
 
 if TYPE_CHECKING:
     from .registry import Registry
 
 log = logging.getLogger(__name__)
+_DEFAULT_CHECK_LITERALS = Node.check_literals.__func__
 
 _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
@@ -202,9 +204,7 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
 
 def has_literal_checks(cls: Any) -> bool:
     """Whether a node class overrides `Node.check_literals`."""
-    from .node import Node
-
-    return cls.check_literals.__func__ is not Node.check_literals.__func__
+    return cls.check_literals.__func__ is not _DEFAULT_CHECK_LITERALS
 
 
 def literal_check_errors(node_id: str, cls: Any, literals: dict[str, Any],
