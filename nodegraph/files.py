@@ -74,8 +74,9 @@ def media_format(data: bytes) -> str | None:
         return "FLAC"
     if head[:4] == b"OggS":
         return "Ogg"
-    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06):
-        return "MP3"      # an ID3 tag, or an MPEG audio frame sync with a layer set
+    if head[:3] == b"ID3" or (len(head) > 2 and head[0] == 0xFF and head[1] & 0xE6 == 0xE2
+                              and head[2] >> 4 != 0xF and (head[2] >> 2) & 3 != 3):
+        return "MP3"      # an ID3 tag, or an MPEG frame header: sync, layer III, a valid bitrate and sample rate
     if head[4:8] == b"ftyp":
         return "MP4"
     if head[:4] == b"\x1a\x45\xdf\xa3":
@@ -86,10 +87,13 @@ def media_format(data: bytes) -> str | None:
         return "glTF"
     if head[:4] == b"ply\n" or head[:5] == b"ply\r\n":
         return "PLY"
+    head_text = data[:65536]
     try:
-        text = data[:65536].decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+        text = head_text.decode("utf-8")
+    except UnicodeDecodeError as exc:     # a character cut at the 64 KiB mark is no reason to refuse
+        if len(head_text) < 65536 or exc.start < len(head_text) - 3:
+            return None
+        text = head_text[:exc.start].decode("utf-8")
     lines = (line.strip() for line in text.splitlines())
     return "OBJ" if any(line.startswith("v ") for line in lines) else None
 

@@ -217,9 +217,16 @@ def literal_check_errors(node_id: str, cls: Any, literals: dict[str, Any],
     except Exception:  # noqa: BLE001 — a node's check must not break validation
         log.exception("check_literals of %s failed; its inputs are checked when it runs", cls.spec.type)
         return []
-    return [GraphError("invalid_value", f"input {name!r} of {cls.spec.type}: {message}", node_id=node_id,
-                       input=name, details={"found": _short(literals.get(name)), "rule": "check_literals"})
-            for name, message in (problems or {}).items() if name in cls.spec.inputs]
+    if not problems:
+        return []
+    if not isinstance(problems, dict):
+        log.warning("check_literals of %s returned %s, not a dict {input: message}; ignored",
+                    cls.spec.type, type(problems).__name__)
+        return []
+    return [GraphError("invalid_value", f"input {name!r} of {cls.spec.type}: {str(message)[:2000]}",
+                       node_id=node_id, input=name,
+                       details={"found": _short(literals.get(name)), "rule": "check_literals"})
+            for name, message in problems.items() if name in cls.spec.inputs]
 
 
 def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> GraphError:

@@ -30,6 +30,8 @@ class PickWeights(Node):
         CHECKED.append(dict(literals))
         if literals["name"] == "explode":
             raise RuntimeError("a bug in the node's check")
+        if literals["name"] == "a list":
+            return ["not", "a", "dict"]
         available, _searched = list_model_files("checkpoints")
         if literals["name"] == "builtin" or literals["name"] in available:
             return {}
@@ -90,6 +92,7 @@ def test_a_file_added_later_passes_and_a_removed_one_fails_on_the_next_run(sessi
 
 def test_a_failing_check_is_ignored_and_unsound_values_are_not_checked(session):
     assert session.validate(graph("explode")) == []                   # logged, not an error
+    assert session.validate(graph("a list")) == []                    # a malformed answer: logged, ignored
     CHECKED.clear()
     errors = session.validate(graph("nope", scale=9))                  # out of range: the type check speaks
     assert [(e.code, e.input) for e in errors] == [("out_of_range", "scale")]
