@@ -146,6 +146,7 @@ class SelectSampler(Node):
     """Choose a sampling algorithm (and, for ancestral / SDE samplers, its eta)."""
 
     category = "sampling"
+    version = "1.0.1"     # 1.0.1: higher-order samplers take too-uneven steps at first order
 
     class Inputs(NodeInputs):
         sampler: str = Input("euler", choices_from="samplers")
@@ -603,7 +604,7 @@ class KSampler(Node):
     """Text-to-image / image-to-image in one node: schedule, CFG, seeded noise and a sampler (+ optional GUIDANCE)."""
 
     category = "sampling"
-    version = "1.1.0"
+    version = "1.1.1"     # 1.1.1: heun / lms / unipc / dpmpp_2m(_sde) take too-uneven steps at first order
 
     class Inputs(NodeInputs):
         model: Any = Input(port="MODEL")

@@ -46,6 +46,10 @@ unipc              UniPC, UniP-p + UniC (Zhao et al. 2023, B(h) = bh1 | bh2)    
 lcm                multistep consistency sampling (Luo et al. 2023, Alg. 1)        --
 =================  ============================================================  ==========================
 
+Steps too uneven for a higher order (a flow model's first step 9999 -> 18 in the VE view) are taken
+at first order: :func:`too_uneven_for_higher_order` (heun, lms, UniC) and :func:`history_usable`
+(dpmpp_2m, dpmpp_2m_sde, unipc); ordinary eps / v schedules never reach the bounds.
+
 Stochastic: euler_ancestral, ddpm, dpmpp_2m_sde, dpmpp_sde, lcm, ddim with
 eta > 0, euler/heun with s_churn > 0. In exact arithmetic ddpm, ddim(eta=1)
 and euler_ancestral(eta=1) are the same update; the tests check that.
@@ -174,6 +178,36 @@ def _churn(x: torch.Tensor, sigma: float, step_count: int, noise_sampler: NoiseS
     return x + noise_sampler(sigma, sigma_hat) * (s_noise * math.sqrt(sigma_hat**2 - sigma**2)), sigma_hat
 
 
+# --- steps too uneven for a higher order ----------------------------------------------------------
+# A higher-order update weighs the change of the denoised estimate between its evaluation points by a
+# factor that grows with how uneven the steps are: Heun's trapezoid by (sigma/sigma_next - 1)/2 (in the
+# VE view), DPM-Solver++(2M) by 1/(2r) with r = h_prev/h. Flow models seen in the VE view start at
+# sigma 9999 (t = 1) and their usual schedules end at t ~ 1e-3, so the first and last steps span factors
+# of hundreds: second-order updates there multiplied the estimate's change by ~300 and drew colour
+# smears. Such steps are taken at first order (the exact DDIM / Euler update). Ordinary schedules on
+# eps / v models never reach the bounds (karras at 4 steps: ratios up to 15; at 20 steps below 3; every
+# parity test with diffusers and k-diffusion still holds), so they are untouched.
+
+#: heun and lms take a step at first order when sigma / sigma_next exceeds this.
+MAX_HIGHER_ORDER_RATIO = 50.0
+#: dpmpp_2m, dpmpp_2m_sde and unipc use a previous step's estimate only while that step (in
+#: lambda = -log sigma) is at least this fraction of the current one.
+MIN_HISTORY_STEP_RATIO = 0.25
+
+
+def too_uneven_for_higher_order(sigma: float, sigma_next: float) -> bool:
+    """Whether a step to sigma_next > 0 falls by more than MAX_HIGHER_ORDER_RATIO in sigma (first order then)."""
+    return sigma_next > 0 and sigma / sigma_next > MAX_HIGHER_ORDER_RATIO
+
+
+def history_usable(sigmas: Sequence[float], i: int, back: int = 1) -> bool:
+    """Whether the steps ``back`` steps before step i are long enough (vs step i, in lambda) to extrapolate from."""
+    if i - back < 0 or sigmas[i + 1] <= 0:
+        return False
+    h = math.log(sigmas[i] / sigmas[i + 1])
+    return math.log(sigmas[i - back] / sigmas[i]) >= MIN_HISTORY_STEP_RATIO * back * h
+
+
 def _lagrange_basis_integral(nodes: Sequence[float], j: int, lower: float, upper: float) -> float:
     """Exact integral over [lower, upper] of the j-th Lagrange basis polynomial on ``nodes``."""
     coefficients = [1.0]  # ascending powers of (tau - lower), for conditioning
@@ -242,7 +276,8 @@ def euler_ancestral_step(model, x, sigmas, i, state, extra_args, noise_sampler, 
 
 def heun_step(model, x, sigmas, i, state, extra_args, noise_sampler, *, s_churn: float = 0.0,
               s_tmin: float = 0.0, s_tmax: float = math.inf, s_noise: float = 1.0) -> StepResult:
-    """Heun's 2nd-order step (Karras et al. 2022, Alg. 2); plain Euler on the last step to sigma 0.
+    """Heun's 2nd-order step (Karras et al. 2022, Alg. 2); plain Euler on the last step to sigma 0 and on
+    steps too uneven for it (:func:`too_uneven_for_higher_order`).
 
     Options: as :func:`euler_step`.
     """
@@ -253,6 +288,8 @@ def heun_step(model, x, sigmas, i, state, extra_args, noise_sampler, *, s_churn:
         return StepResult(denoised, state, denoised, sigma_hat, x)
     step = sigma_next - sigma_hat
     x_euler = torch.lerp(denoised, x, sigma_next / sigma_hat)
+    if too_uneven_for_higher_order(sigma_hat, sigma_next):
+        return StepResult(x_euler, state, denoised, sigma_hat, x)
     denoised_next = _denoise(model, x_euler, sigma_next, extra_args)
     # x + step/2 * (d + d_next) with d = (x - D)/sigma_hat, d_next = (x_euler - D_next)/sigma_next
     x_next = x.add(x - denoised, alpha=step / (2 * sigma_hat)).add_(x_euler - denoised_next,
@@ -311,8 +348,8 @@ def dpmpp_2m_step(model, x, sigmas, i, state, extra_args, noise_sampler) -> Step
     """DPM-Solver++(2M) (Lu et al. 2022b, Alg. 2): multistep 2nd order in lambda = -log sigma.
 
     x_next = (sigma_next/sigma) x - expm1(-h) D_eff with D_eff = (1 + 1/2r) D_i - 1/2r D_{i-1},
-    r = h_{i-1}/h_i; first order at step 0 and on the final step to sigma 0.
-    State: ``previous_denoised``.
+    r = h_{i-1}/h_i; first order at step 0, on the final step to sigma 0 and when r is below
+    MIN_HISTORY_STEP_RATIO (:func:`history_usable`). State: ``previous_denoised``.
     """
     sigma, sigma_next = sigmas[i], sigmas[i + 1]
     previous = _history(state, "previous_denoised", i, "dpmpp_2m")
@@ -321,7 +358,7 @@ def dpmpp_2m_step(model, x, sigmas, i, state, extra_args, noise_sampler) -> Step
         x_next = denoised
     else:
         effective = denoised
-        if previous is not None:
+        if previous is not None and history_usable(sigmas, i):
             ratio = math.log(sigmas[i - 1] / sigma) / math.log(sigma / sigma_next)
             effective = torch.lerp(denoised, previous, -0.5 / ratio)
         x_next = torch.lerp(effective, x, sigma_next / sigma)  # -expm1(-h) = 1 - sigma_next/sigma
@@ -335,6 +372,7 @@ def dpmpp_2m_sde_step(model, x, sigmas, i, state, extra_args, noise_sampler, *, 
     With H = (1 + eta) h: x_next = (sigma_next/sigma) e^{-eta h} x + (1 - e^{-H}) D_eff
     + sigma_next sqrt(1 - e^{-2 eta h}) z. Options: ``eta`` (0 = ODE), ``s_noise``,
     ``solver_type`` ("midpoint" as diffusers' default, or "heun"). State: ``previous_denoised``.
+    First order where :func:`history_usable` says the previous step is too short to extrapolate from.
     """
     if solver_type not in ("midpoint", "heun"):
         raise SamplingError("solver_type", "'midpoint' or 'heun'", repr(solver_type),
@@ -350,7 +388,7 @@ def dpmpp_2m_sde_step(model, x, sigmas, i, state, extra_args, noise_sampler, *, 
     total = (1 + eta) * h
     x_weight = math.exp(-total)  # (sigma_next / sigma) e^{-eta h}
     effective = denoised
-    if previous is not None:
+    if previous is not None and history_usable(sigmas, i):
         ratio = math.log(sigmas[i - 1] / sigma) / h
         if solver_type == "midpoint":
             correction = 0.5 / ratio
@@ -402,8 +440,9 @@ def dpmpp_sde_step(model, x, sigmas, i, state, extra_args, noise_sampler, *, eta
 def lms_step(model, x, sigmas, i, state, extra_args, noise_sampler, *, order: int = 4) -> StepResult:
     """Linear multistep (Adams-Bashforth in sigma) on the PF-ODE (k-diffusion ``sample_lms``).
 
-    The order ramps up 1, 2, ... to ``order`` as derivatives accumulate.
-    State: ``derivatives`` (up to ``order`` most recent dx/dsigma, oldest first).
+    The order ramps up 1, 2, ... to ``order`` as derivatives accumulate; a step too uneven for a
+    higher order (:func:`too_uneven_for_higher_order`) is taken at first order (its derivatives are
+    still remembered). State: ``derivatives`` (up to ``order`` most recent dx/dsigma, oldest first).
     """
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
         raise SamplingError("order", "an integer order >= 1", repr(order), "Use order=4.", order)
@@ -411,14 +450,22 @@ def lms_step(model, x, sigmas, i, state, extra_args, noise_sampler, *, order: in
     history = _history(state, "derivatives", i, "lms") or []
     denoised = _denoise(model, x, sigma, extra_args)
     derivatives = (list(history) + [(x - denoised) / sigma])[-order:]
+    if too_uneven_for_higher_order(sigma, sigmas[i + 1]):
+        x_next = torch.lerp(denoised, x, sigmas[i + 1] / sigma)     # Euler: exact for a constant estimate
+        return StepResult(x_next, {"derivatives": derivatives}, denoised, sigma, x)
     weights = lms_coefficients(sigmas, i, len(derivatives))
     x_next = _linear_combination([(1.0, x)] + list(zip(weights, reversed(derivatives))))
     return StepResult(x_next, {"derivatives": derivatives}, denoised, sigma, x)
 
 
-def _unipc_order(i: int, step_count: int, order: int) -> int:
-    """Order used at step i: warm-up (i + 1) and lower order on the final steps (diffusers' rule)."""
-    return min(order, step_count - i, i + 1)
+def _unipc_order(i: int, step_count: int, order: int, sigmas: Sequence[float] | None = None) -> int:
+    """Order used at step i: warm-up (i + 1), lower order on the final steps (diffusers' rule), and no
+    older estimate from a step too short to extrapolate from (:func:`history_usable`)."""
+    order = min(order, step_count - i, i + 1)
+    if sigmas is not None:
+        while order > 1 and not history_usable(sigmas, i, order - 1):
+            order -= 1
+    return order
 
 
 def _unipc_weights(lambdas: Sequence[float], lambda_target: float, order: int,
@@ -513,15 +560,16 @@ def unipc_step(model, x, sigmas, i, state, extra_args, noise_sampler, *, order: 
     history = _history(state, "denoised_history", i, "unipc") or []
     denoised = _denoise(model, x, sigma, extra_args)
     x_corrected = x
-    if i > 0 and use_corrector:
-        previous_order = _unipc_order(i - 1, len(sigmas) - 1, order)
+    if i > 0 and use_corrector and not too_uneven_for_higher_order(sigmas[i - 1], sigma):   # UniC: a trapezoid
+        previous_order = _unipc_order(i - 1, len(sigmas) - 1, order, sigmas)
         x_corrected = _unipc_correct(state["x_before_predictor"], denoised, history, sigmas, i, previous_order,
                                      variant)
     history = (list(history) + [denoised])[-order:]
     if sigma_next == 0:
         x_next = denoised  # UniP-1 to sigma 0 is exactly the data prediction
     else:
-        x_next = _unipc_predict(x_corrected, history, sigmas, i, _unipc_order(i, len(sigmas) - 1, order), variant)
+        x_next = _unipc_predict(x_corrected, history, sigmas, i, _unipc_order(i, len(sigmas) - 1, order, sigmas),
+                                variant)
     return StepResult(x_next, {"denoised_history": history, "x_before_predictor": x_corrected}, denoised, sigma, x)
 
 
