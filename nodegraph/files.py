@@ -98,6 +98,20 @@ def media_format(data: bytes) -> str | None:
     return "OBJ" if any(line.startswith("v ") for line in lines) else None
 
 
+def eight_bit(image):
+    """A PIL image whose `convert("RGB")` keeps its tones: 16-bit and 32-bit grey ("I;16", "I") scaled from
+    0-65535, float grey ("F") from 0-1, to 8-bit "L"; any other mode unchanged. (Pillow's own conversion
+    clips those values at 255, so a 16-bit grey PNG loaded as pure white.)"""
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        import numpy as np
+        from PIL import Image
+
+        values = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if image.mode == "F" else 255.0 / 65535.0
+        return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), mode="L")
+    return image
+
+
 def content_fingerprint(path: str | os.PathLike) -> str:
     """A text that changes when the file's content does (see the module map); "missing" when unreadable."""
     import hashlib

@@ -96,7 +96,7 @@ from websockets.http11 import Request, Response
 from . import __version__
 from .errors import GraphValidationError, NodeExecutionError, RunInterrupted
 from .events import RunFailed
-from .files import FileAccessError, FileStore
+from .files import FileAccessError, FileStore, eight_bit
 from .model_paths import ModelPathsError
 from .plugins import PluginOptionError, add_plugin_arguments, plugin_options
 from .protocol import (ROW_EVENTS, EngineEvents, Outgoing, ServerProtocol, compacted, event_dict,
@@ -188,7 +188,7 @@ def make_thumbnail(file_path: Path, side: int) -> bytes | None:
             image.draft("RGB", (side, side))       # JPEG: decode at a reduced scale
             image.thumbnail((side, side))
             buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, format="JPEG", quality=85)
+            eight_bit(image).convert("RGB").save(buffer, format="JPEG", quality=85)
             return buffer.getvalue()
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
         return None

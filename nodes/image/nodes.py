@@ -45,6 +45,7 @@ class LoadImage(Node):
     """Load an image from the input folder; its alpha channel becomes the mask (transparent = 1)."""
 
     category = "image"
+    version = "1.0.1"     # 1.0.1: 16-bit and float grey images keep their tones (they loaded as white)
 
     class Inputs(NodeInputs):
         image: str = Input(description="file name in the input folder (upload it from the editor)",

@@ -18,12 +18,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, PngImagePlugin
 
+from nodegraph.files import eight_bit
+
 RESIZE_METHODS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
 
 
 def pil_to_image(pil: Image.Image) -> torch.Tensor:
-    """PIL image → IMAGE tensor (1, H, W, 3)."""
-    rgb = np.asarray(pil.convert("RGB"), dtype=np.float32) / 255.0
+    """PIL image → IMAGE tensor (1, H, W, 3); 16-bit and float grey keep their tones (files.eight_bit)."""
+    rgb = np.asarray(eight_bit(pil).convert("RGB"), dtype=np.float32) / 255.0
     return torch.from_numpy(rgb.copy())[None]
 
 

@@ -102,6 +102,8 @@ def load_square_image(path: Path, size: int) -> np.ndarray:
     composited on white, shorter side resized to ``size`` (bicubic, antialiased), centre-cropped."""
     from PIL import Image, ImageOps
 
+    from nodegraph.files import eight_bit
+
     with Image.open(path) as opened:
         image = ImageOps.exif_transpose(opened)
         image.load()
@@ -109,7 +111,7 @@ def load_square_image(path: Path, size: int) -> np.ndarray:
         image = image.convert("RGBA")
         flat = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(flat, image)
-    image = image.convert("RGB")
+    image = eight_bit(image).convert("RGB")
     width, height = image.size
     scale = size / min(width, height)
     resized = (max(size, round(width * scale)), max(size, round(height * scale)))

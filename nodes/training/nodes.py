@@ -256,6 +256,7 @@ class ImageFolderDataset(Node):
     """
 
     category = "training"
+    version = "1.0.1"     # 1.0.1: 16-bit and float grey images keep their tones (they loaded as white)
 
     class Inputs(NodeInputs):
         folder: str = Input("dataset", file_name_in="input", subfolders=True, min_length=1, max_length=255,

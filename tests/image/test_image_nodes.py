@@ -43,6 +43,29 @@ def test_alpha_becomes_mask(session, tmp_path):
     assert torch.allclose(image[0, 5, 0], torch.tensor([1.0, 0.0, 0.0]))
 
 
+@pytest.mark.parametrize("kind", ["uint16", "float32"])
+def test_high_bit_depth_grey_keeps_its_tones(tmp_path, kind):
+    """A 16-bit grey PNG (Pillow "I;16") and a float grey TIFF ("F") load as their tones, not as pure white
+    (Pillow's own conversion to RGB clips them at 255); the same goes for datasets and thumbnails."""
+    from nodegraph.files import eight_bit
+    from nodes.training.image_folder import load_square_image
+
+    ramp = np.linspace(0, 1, 32 * 32).reshape(32, 32)
+    if kind == "uint16":
+        path = tmp_path / "ramp.png"
+        Image.fromarray((ramp * 65535).astype(np.uint16)).save(path)
+    else:
+        path = tmp_path / "ramp.tif"
+        Image.fromarray(ramp.astype(np.float32), mode="F").save(path)
+    image, _ = load_image_file(path)
+    assert np.allclose(image[0, :, :, 0].numpy(), ramp, atol=1 / 255 + 1e-6)
+    assert np.allclose(image[0, :, :, 1].numpy(), image[0, :, :, 0].numpy())
+    square = load_square_image(path, 32)
+    assert abs(float(square[..., 0].mean()) - 127.5) < 2
+    with Image.open(path) as opened:
+        assert eight_bit(opened).mode == "L"
+
+
 def test_save_embeds_the_graph_and_it_loads_back(session, tmp_path):
     """SaveImage writes numbered PNGs carrying the graph, which load_graph and `nodegraph run` accept."""
     result = session.run(pipeline())
