@@ -135,7 +135,7 @@ class EffectiveGraph:
             return ", ".join(repr(n) for n in ids[:8]) + (", …" if len(ids) > 8 else "")
         why = []
         if self.skipped:
-            why.append(f"muted or depend on a muted node (skipped: {shown(self.skipped)})")
+            why.append(f"are muted or depend on a muted node (skipped: {shown(self.skipped)})")
         if self.bypassed_outputs:
             why.append(f"are bypassed (a bypassed node passes an input through and does not run: "
                        f"{shown(self.bypassed_outputs)})")
@@ -196,8 +196,25 @@ def requested_targets(graph: Graph, registry: Registry, requested: Any) -> list[
         inner = [n for n, inner_node in effective.items() if n.startswith(node_id + "/")
                  and getattr(registry.nodes.get(inner_node.type), "spec", None) is not None
                  and registry.nodes[inner_node.type].spec.output_node]
-        targets.extend(inner or [node_id])
+        targets.extend(inner or _exposed_output_sources(graph.subgraphs or {}, node, node_id, effective) or [node_id])
     return targets
+
+
+def _exposed_output_sources(definitions: dict[str, Any], node: GraphNode, node_id: str,
+                            effective: dict[str, GraphNode], depth: int = 0) -> list[str]:
+    """The expanded inner nodes a subgraph node's exposed outputs come from (through nested subgraphs): what
+    requesting a subgraph without output nodes of its own computes."""
+    definition = definitions.get(node.type[len(SUBGRAPH_TYPE_PREFIX):])
+    if definition is None or depth > MAX_SUBGRAPH_DEPTH:
+        return []
+    sources: list[str] = []
+    for spec in definition.outputs.values():
+        inner_id, inner = f"{node_id}/{spec['node']}", definition.nodes.get(spec["node"])
+        if inner_id in effective:
+            sources.append(inner_id)
+        elif inner is not None and inner.type.startswith(SUBGRAPH_TYPE_PREFIX):
+            sources.extend(_exposed_output_sources(definitions, inner, inner_id, effective, depth + 1))
+    return list(dict.fromkeys(sources))
 
 
 MAX_SUBGRAPH_DEPTH = 64            # definitions inside definitions

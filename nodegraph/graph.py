@@ -190,8 +190,8 @@ class Graph:
                 errors.append(GraphError(
                     "override_replaces_link",
                     f"override {key!r} would replace a link: input {input_name!r} of node {node_id!r} comes from "
-                    f"node {current.node!r} (output {current.output!r}); set the value where it comes from "
-                    f"(e.g. --set {current.node}.value=...), or unlink the input in the graph",
+                    f"node {current.node!r} (output {current.output!r}); "
+                    f"{_where_to_set(current.node, nodes.get(current.node))}, or unlink the input in the graph",
                     node_id=node_id, input=input_name,
                     details={"source_node": current.node, "output": current.output}))
                 continue
@@ -228,6 +228,20 @@ def topological_order(nodes: dict[str, GraphNode]) -> tuple[list[str], list[str]
         return order, []
     placed = set(order)
     return order, [n for n in nodes if n not in placed]
+
+
+def _where_to_set(node_id: str, node: GraphNode | None) -> str:
+    """The advice of `override_replaces_link`: set the value on the node it comes from, naming that node's
+    literal inputs in the graph (a Float's `value`, an EncodeText's `text`), since only they can be --set."""
+    literals = [name for name, value in (node.inputs if node else {}).items() if not isinstance(value, Link)]
+    if len(literals) == 1:
+        return f"set the value where it comes from: --set {node_id}.{literals[0]}=..."
+    if literals:
+        return (f"set the value where it comes from, one of node {node_id!r}'s inputs "
+                f"({', '.join(literals)}): e.g. --set {node_id}.{literals[0]}=...")
+    kind = f" ({node.type})" if node else ""
+    return (f"set the value on node {node_id!r}{kind}, where it comes from (`nodegraph nodes "
+            f"{node.type if node else 'TYPE'}` lists its inputs)")
 
 
 def _preview(items: list[str], limit: int = 12) -> str:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 from . import events as ev
 from .cache import DEFAULT_BUDGET_BYTES, CachePolicy, OutputCache
 from .errors import GraphError, GraphValidationError
-from .effective_graph import requested_targets
+from .effective_graph import effective_graph, requested_targets
 from .executor import RunResult, compile_graph, run_plan
 from .graph import Graph, load_graph, parse_graph
 from .memory import ModelMemoryManager
@@ -155,8 +155,9 @@ class Session:
                 available, searched = listings[folder]
                 if file not in available:
                     errors.append(model_file_error(node_id, name, folder, file, available, searched))
-        if errors:
-            raise GraphValidationError(errors)
+        if errors:     # said of the file the user wrote (muted outputs named, inner ids with their path)
+            annotated = errors if graph.is_plain else effective_graph(graph, self.registry).annotate(errors)
+            raise GraphValidationError(annotated)
         return plan
 
     def run(

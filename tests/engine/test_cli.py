@@ -480,6 +480,15 @@ def test_set_on_a_linked_input_names_the_source_instead_of_cutting_the_link(caps
     assert main(["run", ARITHMETIC, "--set", "pixels.a=5", "--no-plugins"]) != 0
 
 
+def test_the_advice_names_an_input_the_source_node_has(capsys):
+    """A prompt set on the sampler is sent to the prompt node's `text`, not to a `value` it does not have."""
+    assert main(["validate", str(ROOT / "graphs" / "txt2img.json"), "--set", "sampler.positive=a dog",
+                 "--json", "--no-plugins"]) == 1
+    (error,) = json.loads(capsys.readouterr().out)["errors"]
+    assert error["code"] == "override_replaces_link" and "--set prompt.text=" in error["message"]
+    assert ".value" not in error["message"]
+
+
 def test_a_number_too_large_for_a_float_is_a_usage_error(capsys):
     """`--set x=1e400` read as inf and came back as a graph error (exit 1); like Infinity it is a usage error."""
     assert main(["validate", ARITHMETIC, "--set", "width.value=1e400", "--json", "--no-plugins"]) == 2

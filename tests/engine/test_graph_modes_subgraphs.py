@@ -546,8 +546,23 @@ def test_a_subgraph_node_can_be_requested_as_an_output(session):
     assert session.validate(graph, outputs=["sq"]) == []
     result = session.run(graph, outputs=["sq"])
     assert list(result.outputs) == ["sq/inner_show"] and result.outputs["sq/inner_show"]["value"] == 10
-    plain = square_plus_graph()          # no inner output node: the subgraph node is no output to run
-    assert [e.code for e in session.validate(plain, outputs=["sq"])] == ["unknown_node"]
+    plain = square_plus_graph(3, 1)      # no inner output node: what its exposed outputs come from runs
+    assert session.validate(plain, outputs=["sq"]) == []
+    result = session.run(plain, outputs=["sq"])
+    assert list(result.outputs) == ["sq/add"] and result.outputs["sq/add"]["result"] == 10
+
+
+def test_run_says_what_validate_says_of_muted_output_nodes(session):
+    """`run` told the user to add an output node the graph has (muted); it now gives validate's message."""
+    from nodegraph.errors import GraphValidationError
+
+    graph = {"format_version": 2, "nodes": {"a": {"type": "Int", "inputs": {"value": 1}},
+                                            "s": {"type": "ShowValue", "mode": "mute",
+                                                  "inputs": {"value": link("a", "value")}}}}
+    with pytest.raises(GraphValidationError) as info:
+        session.run(graph)
+    assert [e.message for e in info.value.errors] == [e.message for e in session.validate(graph)]
+    assert "are muted" in info.value.errors[0].message
 
 
 def test_a_muted_requested_output_is_named_as_muted(session):
