@@ -10,7 +10,13 @@ Every variant's files land in the one output folder (never replacing a file), an
     {"graph": ..., "variants": 100, "succeeded": 100, "failed": 0, "interrupted": 0, "seconds": ...,
      "items": [{"index": 0, "overrides": {"sampler.seed": 0}, "status": "succeeded", "run_id": ...,
                 "worker": "w1", "seconds": ..., "files": [{"node_id": "save", "name": "txt2img_00001.png",
-                "kind": "image", ...}], "outputs": {...}, "error": null}, ...]}
+                "kind": "image", ...}], "outputs": {...}, "error": null, "warnings": [...]}, ...],
+     "base_graph": {...}, "provenance": {...}}
+
+`base_graph` is the graph every variant starts from (an item's `overrides` applied to it is what that
+variant ran: the graph as a run's record holds it), `provenance` this process's versions and device and
+the SHA-256 of the base graph's model files (nodegraph/provenance.py), `warnings` what the variant's nodes
+told the user (a sweep prints each once, naming the variants: `warning_lines`).
 
 A file's `name` is its path inside the output folder, '/'-separated (`sub/a_00001.png` for
 `filename_prefix` "sub/a"). A local variant whose output node was served from the session's cache
@@ -57,6 +63,7 @@ class BatchItem:
     files: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     error: dict[str, Any] | None = None
+    warnings: list[dict[str, Any]] = field(default_factory=list)     # what nodes told the user (RunResult.warnings)
 
 
 def _run_local(session: Any, graph: Any, index: int, overrides: dict, outputs: list[str] | None,
@@ -78,7 +85,7 @@ def _run_local(session: Any, graph: Any, index: int, overrides: dict, outputs: l
     except RunInterrupted as exc:
         item.status, item.error = "interrupted", {"message": str(exc), "node_id": exc.node_id}
     else:
-        item.status = "succeeded"
+        item.status, item.warnings = "succeeded", list(result.warnings)
         item.outputs = {n: jsonable({k: v for k, v in values.items() if k != "files"})
                         for n, values in result.outputs.items()}
         item.files = [{**{k: v for k, v in f.items() if k != "path"},      # name: the path inside output_dir
@@ -112,7 +119,7 @@ def _run_remote(pool: Any, registry: Any, graph: Any, index: int, overrides: dic
     else:
         item.status, item.worker, item.error = outcome["status"], outcome.get("worker"), outcome.get("error")
         if item.status == "succeeded":
-            item.outputs = outcome.get("outputs") or {}
+            item.outputs, item.warnings = outcome.get("outputs") or {}, list(outcome.get("warnings") or [])
     item.seconds = time.perf_counter() - started
     return item, outcome if item.status == "succeeded" else None
 
@@ -184,24 +191,56 @@ def run_batch(session: Any, source: Any, variants: list[dict[str, Any]], *, outp
     finally:
         if index_file:
             write_index(folder / index_file, source, [i for i in items if i is not None], len(variants),
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, graph=graph, provenance=_provenance(session, graph))
     return [item for item in items if item is not None]
 
 
-def write_index(path: Path, source: Any, items: list[BatchItem], total: int, seconds: float) -> None:
+def _provenance(session: Any, graph: Any) -> dict[str, Any] | None:
+    """This process's versions and device and the SHA-256 of the base graph's model files (provenance.py);
+    None when they cannot be read (the index is written anyway)."""
+    from types import SimpleNamespace
+
+    from ..provenance import run_record
+
+    try:
+        return run_record(SimpleNamespace(graph=graph, services=session.services))
+    except Exception:  # noqa: BLE001 — a record that cannot be made must not lose the batch's index
+        return None
+
+
+def write_index(path: Path, source: Any, items: list[BatchItem], total: int, seconds: float, *,
+                graph: Any = None, provenance: dict[str, Any] | None = None) -> None:
     """The batch's index.json (see the module docstring): replaced by the next batch, and appended as one
     line to index.jsonl, which keeps every batch's record."""
     from ..files import append_record, replace_file
 
     counts = {status: sum(1 for i in items if i.status == status) for status in ("succeeded", "failed", "interrupted")}
     body = {"graph": str(source) if isinstance(source, (str, Path)) and len(str(source)) < 4096 else None,
-            "variants": total, **counts, "seconds": round(seconds, 3), "items": [asdict(i) for i in items]}
+            "variants": total, **counts, "seconds": round(seconds, 3),
+            **({"base_graph": graph.to_dict()} if graph is not None else {}),
+            **({"provenance": provenance} if provenance is not None else {}), "items": [asdict(i) for i in items]}
     replace_file(path, json.dumps(body, indent=2, default=str) + "\n")
     try:
         append_record(path.with_suffix(".jsonl"), json.dumps(body, default=str))
     except OSError as exc:
         print(f"warning: the batch's record was not appended to {str(path.with_suffix('.jsonl'))!r}: "
               f"{exc.strerror or exc}", file=sys.stderr)
+
+
+def warning_lines(items: list[BatchItem]) -> list[str]:
+    """What nodes told the user, once per node and message, with the variants it was said in (a run prints
+    each warning; a sweep of 100 variants must not print the same one 100 times, nor drop it)."""
+    said: dict[tuple[str, str, str], list[int]] = {}
+    for item in items:
+        for warning in item.warnings:
+            key = (warning.get("node_id", ""), warning.get("node_type", ""), warning.get("message", ""))
+            said.setdefault(key, []).append(item.index)
+    lines = []
+    for (node_id, node_type, message), indexes in said.items():
+        where = ("in every variant" if len(indexes) == len(items) else
+                 f"in variant(s) {', '.join(map(str, indexes[:10]))}{', …' if len(indexes) > 10 else ''}")
+        lines.append(f"warning: node {node_id!r} ({node_type}) {where}: {message}")
+    return lines
 
 
 def sweep_target_check(registry: Any, graph: Any) -> Callable[[str], tuple[str, str] | None]:
@@ -329,6 +368,8 @@ def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
     for item in sorted(failures, key=lambda i: i.index)[:10]:
         print(f"variant {item.index} {item.overrides}: {item.status}: {(item.error or {}).get('message')}",
               file=sys.stderr)
+    for line in warning_lines(items):
+        print(line, file=sys.stderr)
     ok = sum(1 for i in items if i.status == "succeeded")
     where = "on Ray workers" if pool is not None else "here"
     print(f"{ok}/{len(items)} variant(s) succeeded {where}; files and {INDEX_FILE} in {args.output_dir}")

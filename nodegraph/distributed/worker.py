@@ -18,6 +18,7 @@ The scratch folder is removed when the run ends. Outcome dict:
 
     {"status": "succeeded"|"failed"|"interrupted", "worker": name, "host": host,
      "error": {...} | None, "outputs": {node: jsonable values}, "executed": [...], "cached": [...],
+     "warnings": [{"node_id", "node_type", "message"[, "cached"]}, ...] (what nodes told the user),
      "files": [{**file result without path, "node_id", "index", "name", "data": bytes}],
      "warm": ["folder/name", ...], "seconds": float}
 """
@@ -205,8 +206,8 @@ class SessionWorker:
         outputs = {node_id: jsonable({k: v for k, v in values.items() if k != "files"})
                    for node_id, values in result.outputs.items()}
         return {**base, "status": "succeeded", "error": None, "outputs": outputs, "files": files,
-                "executed": result.executed, "cached": result.cached, "warm": self.warm_models(),
-                "seconds": time.perf_counter() - started}
+                "executed": result.executed, "cached": result.cached, "warnings": result.warnings,
+                "warm": self.warm_models(), "seconds": time.perf_counter() - started}
 
     def _remember_models(self, graph: Any) -> None:
         """Note the cache key of each model-loading node of the run (what `warm_models` checks)."""

@@ -181,3 +181,23 @@ def test_cli_refuses_a_set_for_a_missing_node_in_a_batch_once(tmp_path, capsys):
                  "--output-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and "--set ghost.value: the graph has no node 'ghost'" in err
+
+
+def test_a_sweep_keeps_the_nodes_warnings_the_base_graph_and_the_provenance(tmp_path, capsys):
+    """A single run prints "never learnt the word(s) 'dog'"; a sweep dropped it and index.json held neither
+    warnings nor provenance. Now each item keeps its warnings, the sweep prints each once naming the variants,
+    and index.json holds the base graph (overrides applied: what each variant ran) and the provenance."""
+    graph = json.loads(json.dumps(TXT2IMG))
+    graph["nodes"]["prompt"]["inputs"]["text"] = "a red dog on the left, on a blue background"
+    graph["nodes"]["latent"]["inputs"].update(width=32, height=32)
+    path = tmp_path / "dog.json"
+    path.write_text(json.dumps(graph))
+    assert main(["run", str(path), "--sweep", "sampler.steps=1,2", "--output-dir", str(tmp_path / "sw"),
+                 "--no-progress", "--no-plugins"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("never learnt the word(s) 'dog'") == 1 and "in every variant" in err
+    index = json.loads((tmp_path / "sw" / "index.json").read_text())
+    assert all(any("'dog'" in w["message"] for w in item["warnings"]) for item in index["items"])
+    assert index["base_graph"]["nodes"]["prompt"]["inputs"]["text"].endswith("blue background")
+    assert index["provenance"]["models"]["checkpoint.ckpt_name"]["sha256"]
+    assert index["provenance"]["nodegraph"]
