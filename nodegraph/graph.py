@@ -341,7 +341,8 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     inputs as they are, and `[source_id, index]` pairs naming an entry of the prompt become links
     `{"node": source_id, "output": name}` where name is `output_names(type)[index]` when that
     callable knows the source's type (e.g. `lambda t: [o.name for o in registry.nodes[t].spec.outputs]`),
-    else `str(index)`. Raises GraphValidationError (`foreign_format` for a UI workflow,
+    else `str(index)`. An imported EmptyLatentImage gets the VAE the prompt decodes with, when there is
+    one (`metadata.linked_vae`). Raises GraphValidationError (`foreign_format` for a UI workflow,
     `invalid_format` when `data` is neither).
     """
     kind = foreign_format(data)
@@ -396,7 +397,28 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
             node["title"] = meta["title"]
         nodes[str(raw_id)] = node
     metadata = {"imported_from": "comfyui-api", "comfyui_types": translated}
+    linked = _link_empty_latents_to_their_vae(nodes, translated)
+    if linked:
+        metadata["linked_vae"] = linked
     return {"format_version": FORMAT_VERSION, "metadata": metadata, "nodes": nodes}
+
+
+def _link_empty_latents_to_their_vae(nodes: dict[str, Any], translated: dict[str, str]) -> list[str]:
+    """ComfyUI's EmptyLatentImage knows no VAE (every SD latent is 1/8 of the image); ours reads the latent
+    layout from the VAE it is given, else assumes SD's. When the prompt decodes with one VAE only, the imported
+    EmptyLatents get that VAE, so a 64×64 request is 64×64 pixels on a model whose VAE downsamples by
+    another factor (the shipped tiny model's: 4) instead of 32×32. Returns the ids it linked."""
+    sources = {json.dumps(node["inputs"]["vae"], sort_keys=True) for node in nodes.values()
+               if node["type"] == "VAEDecode" and isinstance(node["inputs"].get("vae"), dict)}
+    if len(sources) != 1:
+        return []
+    vae = json.loads(next(iter(sources)))
+    linked = []
+    for node_id, node in nodes.items():
+        if translated.get(node_id) == "EmptyLatentImage" and "vae" not in node["inputs"]:
+            node["inputs"]["vae"] = dict(vae)
+            linked.append(node_id)
+    return linked
 
 
 def file_version(data: dict) -> Any:

@@ -575,3 +575,29 @@ def test_run_and_validate_import_a_comfyui_api_prompt(tmp_path, capsys):
     (tmp_path / "workflow.json").write_text(json.dumps({"nodes": [], "links": [], "version": 0.4}))
     assert main(["validate", str(tmp_path / "workflow.json")]) == 1
     assert "Export (API)" in capsys.readouterr().out
+
+
+def test_a_comfyui_default_workflow_draws_the_size_it_asks_for(tmp_path, capsys):
+    """ComfyUI's EmptyLatentImage has no VAE; imported, it gets the one the prompt decodes with, so 64×64 is
+    64×64 on the shipped model (its VAE downsamples by 4: it drew 32×32 with a warning)."""
+    prompt = {
+        "3": {"class_type": "KSampler", "inputs": {"seed": 42, "steps": 4, "cfg": 5, "sampler_name": "euler",
+                                                   "scheduler": "karras", "denoise": 1, "model": ["4", 0],
+                                                   "positive": ["6", 0], "negative": ["7", 0],
+                                                   "latent_image": ["5", 0]}},
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny_world.safetensors"}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 48, "batch_size": 1}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}}}
+    (tmp_path / "prompt.json").write_text(json.dumps(prompt))
+    assert main(["run", str(tmp_path / "prompt.json"), "--output-dir", str(tmp_path / "out"), "--no-plugins"]) == 0
+    assert "pixels per latent cell" not in capsys.readouterr().err       # the size warning it used to give
+    record = json.loads((tmp_path / "out" / "prompt.outputs.json").read_text())
+    assert record["graph"]["nodes"]["5"]["inputs"]["vae"] == {"node": "4", "output": "vae"}
+    assert record["graph"]["metadata"]["linked_vae"] == ["5"]
+    (saved,) = (tmp_path / "out").glob("ComfyUI_*.png")
+    from PIL import Image
+
+    assert Image.open(saved).size == (64, 48)
