@@ -260,12 +260,14 @@ def _usable_output_dir(text: str) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .distributed.options import cache_options
+    from .distributed.options import cache_options, ray_flags_problem
 
     try:
         cache_options(args)
     except ValueError as exc:
         return _usage_error(str(exc))
+    if ray_flags_problem(args):
+        return _usage_error(ray_flags_problem(args))
     problem = _usable_output_dir(args.output_dir)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

@@ -1080,12 +1080,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_schemas:
         print(json.dumps(message_schemas(), indent=2))
         return 0
-    from .distributed.options import cache_options
+    from .distributed.options import cache_options, ray_flags_problem
 
     try:
         cache_options(args)
     except ValueError as exc:          # --cache-budget with --cache all|none
         print(f"nodegraph serve: {exc}", file=sys.stderr)
+        return 2
+    if ray_flags_problem(args):        # --workers 3 without --ray: accepted and ignored before
+        print(f"nodegraph serve: {ray_flags_problem(args)}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:

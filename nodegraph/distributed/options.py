@@ -68,15 +68,36 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     group = parser.add_argument_group("Ray cluster (docs/distributed.md; needs the `ray` extra)")
     group.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                        help="run on Ray worker actors: a local cluster when no ADDRESS, else HOST:PORT of the head")
-    group.add_argument("--workers", type=_workers, default=2, metavar="N|auto",
+    group.add_argument("--workers", type=_workers, default=None, metavar="N|auto",
                        help="worker actors, each with its own Session (default 2; auto: what the cluster holds)")
-    group.add_argument("--worker-cpus", type=float, default=1.0, metavar="C", help="CPUs per worker (default 1)")
-    group.add_argument("--worker-gpus", type=float, default=0.0, metavar="G", help="GPUs per worker (default 0)")
+    group.add_argument("--worker-cpus", type=float, default=None, metavar="C", help="CPUs per worker (default 1)")
+    group.add_argument("--worker-gpus", type=float, default=None, metavar="G", help="GPUs per worker (default 0)")
     group.add_argument("--worker-memory", type=parse_bytes, default=None, metavar="BYTES",
                        help="memory each worker reserves, e.g. 8G (default: none reserved)")
-    group.add_argument("--retry", choices=("once", "never"), default="once",
+    group.add_argument("--retry", choices=("once", "never"), default=None,
                        help="a run whose worker dies: retried once on another worker (default) or interrupted")
     return parser
+
+
+# The Ray flags' defaults (None in the parser, so that a flag given without --ray is noticed: ray_flags_problem)
+RAY_DEFAULTS = {"workers": 2, "worker_cpus": 1.0, "worker_gpus": 0.0, "worker_memory": None, "retry": "once"}
+
+
+def ray_flags_problem(args: argparse.Namespace) -> str | None:
+    """A usage error for worker flags given without --ray (they were accepted and ignored), else None."""
+    if getattr(args, "ray", None) is not None:
+        return None
+    given = [f"--{name.replace('_', '-')}" for name in RAY_DEFAULTS if getattr(args, name, None) is not None]
+    if not given:
+        return None
+    return (f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to Ray workers only; add --ray "
+            f"(a local Ray cluster) or --ray HOST:PORT, or leave {'it' if len(given) == 1 else 'them'} out")
+
+
+def ray_setting(args: argparse.Namespace, name: str) -> Any:
+    """A Ray flag's value, its default when not given."""
+    value = getattr(args, name, None)
+    return RAY_DEFAULTS[name] if value is None else value
 
 
 def add_cache_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -129,9 +150,10 @@ def pool_from_args(args: argparse.Namespace):
     from .pool import WorkerPool, WorkerResources
 
     address = None if args.ray in (None, "local") else args.ray
-    return WorkerPool(address=address, workers=args.workers,
-                      resources=WorkerResources(args.worker_cpus, args.worker_gpus, args.worker_memory),
-                      session_options=worker_session_options(args), retry=args.retry)
+    return WorkerPool(address=address, workers=ray_setting(args, "workers"),
+                      resources=WorkerResources(ray_setting(args, "worker_cpus"), ray_setting(args, "worker_gpus"),
+                                                ray_setting(args, "worker_memory")),
+                      session_options=worker_session_options(args), retry=ray_setting(args, "retry"))
 
 
 def backend_from_args(args: argparse.Namespace, session: Any):

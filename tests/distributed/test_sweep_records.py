@@ -201,3 +201,13 @@ def test_a_sweep_keeps_the_nodes_warnings_the_base_graph_and_the_provenance(tmp_
     assert index["base_graph"]["nodes"]["prompt"]["inputs"]["text"].endswith("blue background")
     assert index["provenance"]["models"]["checkpoint.ckpt_name"]["sha256"]
     assert index["provenance"]["nodegraph"]
+
+
+def test_worker_flags_without_ray_are_a_usage_error(capsys):
+    """`--workers 3` without --ray was accepted and ignored; it is a usage error saying to add --ray."""
+    assert main(["run", ARITHMETIC_PATH, "--workers", "3", "--no-plugins"]) == 2
+    assert "--workers applies to Ray workers only; add --ray" in capsys.readouterr().err
+    from nodegraph.server import main as serve_main
+
+    assert serve_main(["--worker-gpus", "1", "--retry", "never", "--port", "0"]) == 2
+    assert "--worker-gpus, --retry apply to Ray workers only" in capsys.readouterr().err
