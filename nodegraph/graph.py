@@ -439,11 +439,14 @@ def migrate(data: dict) -> dict:
         raise GraphValidationError([GraphError(
             "invalid_format",
             f'the graph has no "format_version"; add "format_version": {FORMAT_VERSION} at the top level')])
+    if isinstance(version, float) and version.is_integer():     # 2.0 is 2, as JSON Schema's "integer" reads it
+        version = int(version)
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        fix = ("write it without quotes" if isinstance(version, str) else "write a whole number")
         raise GraphValidationError([GraphError(
             "invalid_format",
             f"format_version must be a whole number (0 to {FORMAT_VERSION}), found {json.dumps(version)}; "
-            f'write it without quotes, e.g. "format_version": {FORMAT_VERSION}',
+            f'{fix}, e.g. "format_version": {FORMAT_VERSION}',
             details={"found": version, "supported": list(range(FORMAT_VERSION + 1))})])
     if version > FORMAT_VERSION:
         raise GraphValidationError([GraphError(

@@ -64,6 +64,18 @@ def test_unknown_version_is_refused_with_the_supported_range():
     assert f"0 to {FORMAT_VERSION}" in info.value.errors[0].message
 
 
+def test_a_whole_float_version_is_read_as_the_number_the_schema_says_it_is():
+    """"format_version": 2.0 passed the JSON Schema (integer 2) and was refused by the loader with "write it
+    without quotes"; it loads. 2.5 is refused, told to write a whole number (quotes only for text)."""
+    assert parse_graph({"format_version": 2.0, "nodes": {}}).nodes == {}
+    with pytest.raises(GraphValidationError) as info:
+        parse_graph({"format_version": 2.5, "nodes": {}})
+    assert "write a whole number" in info.value.errors[0].message and "quotes" not in info.value.errors[0].message
+    with pytest.raises(GraphValidationError) as info:
+        parse_graph({"format_version": "2", "nodes": {}})
+    assert "without quotes" in info.value.errors[0].message
+
+
 @pytest.mark.parametrize("data, code", [
     (b"{not json", "invalid_json"),
     (b"\xff\xfe{}", "invalid_json"),
