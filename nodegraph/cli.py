@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="print errors as structured JSON")
     validate.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE", dest="overrides",
                           help="check the graph with this literal input overridden, as `run --set` would run it")
+    validate.add_argument("--output", action="append", metavar="NODE", dest="outputs",
+                          help="check that this node can be produced, as `run --output` would (repeatable)")
+    validate.add_argument("--input-dir", default="input",
+                          help="where input files are looked for, as `run --input-dir` (default: ./input)")
+    validate.add_argument("--output-dir", default="output",
+                          help="accepted so a `run` command line validates as it is (nothing is written)")
 
     nodes = sub.add_parser("nodes", parents=[plugins], help="list node types and their schemas")
     nodes.add_argument("types", nargs="*", help="only these node types")
@@ -417,7 +423,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if overrides:
             typed = _typed_overrides(session.registry, graph.nodes, overrides)
             graph, override_errors = _override_graph(graph, typed)
-        errors = override_errors + session.validate(graph)
+        errors = override_errors + session.validate(graph, args.outputs, input_dir=args.input_dir)
     except GraphValidationError as exc:
         errors = exc.errors
     if args.json:

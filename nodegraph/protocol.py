@@ -766,8 +766,10 @@ class ServerProtocol:
             graph = self.session.load(message.graph)
             if message.overrides:
                 graph = graph.with_overrides(message.overrides)
-            errors = self.session.validate(graph, message.outputs, model_writes=self.may_write_models(
-                client.user.name if client.user is not None else None))
+            user_name = client.user.name if client.user is not None else None
+            folders = self.run_folders(user_name)
+            errors = self.session.validate(graph, message.outputs, model_writes=self.may_write_models(user_name),
+                                           input_dir=folders[0] if folders else None)
         except GraphValidationError as exc:
             errors = exc.errors
         if errors:

@@ -115,31 +115,34 @@ class Session:
         return parse_graph(source)
 
     def validate(self, source: GraphSource, outputs: Iterable[str] | None = None, *,
-                 model_writes: bool = True) -> list[GraphError]:
+                 model_writes: bool = True, input_dir: str | os.PathLike | None = None) -> list[GraphError]:
         """Every problem in the graph (empty list = valid); never raises for bad graphs.
 
         `model_writes=False` (a server's plain users) adds a `model_write_forbidden` error for each
-        node that writes into a model folder (see `run`)."""
+        node that writes into a model folder (see `run`). Files named in the input folder (uploads,
+        datasets) must be in `input_dir` (default: the session's input folder)."""
         try:
             graph = self.load(source)
         except GraphValidationError as exc:
             return exc.errors
-        errors = validate(graph, self.registry, outputs, self.model_paths.list)
+        errors = validate(graph, self.registry, outputs, self.model_paths.list,
+                          input_dir if input_dir is not None else self.input_dir)
         if not errors:   # a superset of the checks `run` memoises: running this Graph object skips them
             graph.compiled[("validated", id(self.registry))] = (self.registry, True)
             if not model_writes:
                 errors = model_write_errors(compile_graph(graph, self.registry))
         return errors
 
-    def _checked_plan(self, graph: Graph, outputs: tuple[str, ...] | None):
+    def _checked_plan(self, graph: Graph, outputs: tuple[str, ...] | None, input_dir: Path | None = None):
         """Validate (memoised per graph; model files re-checked every run) and compile."""
         memo_key = ("validated", id(self.registry))
         memo = graph.compiled.get(memo_key)
         if memo is None or memo[0] is not self.registry:
-            errors = [e for e in validate(graph, self.registry, outputs=(), list_model_files=None)
-                      if e.code != "no_outputs"]
+            errors = [e for e in validate(graph, self.registry, outputs=(), list_model_files=None,
+                                          input_dir=input_dir or self.input_dir) if e.code != "no_outputs"]
             if errors:     # with the model-file checks too, so `run` lists what `validate` lists
-                raise GraphValidationError([e for e in validate(graph, self.registry, (), self.model_paths.list)
+                raise GraphValidationError([e for e in validate(graph, self.registry, (), self.model_paths.list,
+                                                                input_dir or self.input_dir)
                                             if e.code != "no_outputs"])
             graph.compiled[memo_key] = (self.registry, True)
         plan = compile_graph(graph, self.registry)
@@ -203,7 +206,7 @@ class Session:
         requested = tuple(outputs) if outputs is not None else None
         if requested is not None and not graph.is_plain:     # a subgraph node stands for its inner output nodes
             requested = tuple(requested_targets(graph, self.registry, requested))
-        plan = self._checked_plan(graph, requested)
+        plan = self._checked_plan(graph, requested, Path(input_dir) if input_dir is not None else None)
         if not model_writes and (refused := model_write_errors(plan)):
             raise GraphValidationError(refused)
         targets = requested if requested is not None else plan.output_nodes
@@ -274,21 +277,9 @@ class Session:
             except PathConfinementError as exc:
                 raise LookupError(exc.message) from None
             if not path.is_file():     # no absolute path in the message: on a server it goes to the client
-                from .validation import shown_folder, suggest
+                from .validation import missing_input_message
 
-                if not input_dir.is_dir():
-                    state = "is not a folder" if input_dir.exists() else "does not exist"
-                    raise LookupError(f"no file {name!r}: the input folder ({shown_folder(str(input_dir))}) {state}; "
-                                      f"create it and put the file there, or choose another with --input-dir")
-
-                try:
-                    present = sorted(p.name for p in input_dir.iterdir() if p.is_file())
-                except OSError:
-                    present = []
-                listed = ", ".join(repr(p) for p in present[:20]) + (", …" if len(present) > 20 else "")
-                raise LookupError(f"no file {name!r} in the input folder.{suggest(name, present)} Files there: "
-                                  f"{listed or 'none'}. Upload it (the editor) or copy it into the input folder "
-                                  f"(--input-dir).")
+                raise LookupError(missing_input_message(input_dir, name))
             return path
         return self.model_paths.resolve(folder, name)
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -118,6 +119,7 @@ def validate(
     registry: Registry,
     outputs: Iterable[str] | None = None,
     list_model_files: Callable[[str], tuple[list[str], list[str]]] | None = None,
+    input_dir: str | Path | None = None,
 ) -> list[GraphError]:
     """All problems in `graph`; `outputs` restricts which nodes must be runnable sinks.
 
@@ -127,27 +129,30 @@ def validate(
         outputs: node ids to run; default every output node.
         list_model_files: folder name → (file names available, directories searched);
             when None, model file names are not checked.
+        input_dir: the run's input folder: names of files in it (uploads, LoadImage's image, a
+            dataset folder: inputs declared `file_name_in="input"`) must exist there; None: not checked.
 
     A graph with node modes or subgraphs is checked as its effective graph
     (effective_graph.py); errors inside a subgraph name the path to the inner node.
     """
     if _suggestions_left.get() is not None:        # nested (a subgraph's effective graph): one budget
-        return _validate(graph, registry, outputs, list_model_files)
+        return _validate(graph, registry, outputs, list_model_files, input_dir)
     budget = _suggestions_left.set(SUGGESTED_ERRORS)
     try:
-        return _validate(graph, registry, outputs, list_model_files)
+        return _validate(graph, registry, outputs, list_model_files, input_dir)
     finally:
         _suggestions_left.reset(budget)
 
 
 def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
-              list_model_files: Callable[[str], tuple[list[str], list[str]]] | None) -> list[GraphError]:
+              list_model_files: Callable[[str], tuple[list[str], list[str]]] | None,
+              input_dir: str | Path | None = None) -> list[GraphError]:
     if not graph.is_plain:
         from .effective_graph import effective_graph, requested_targets
 
         effective = effective_graph(graph, registry)
         outputs = requested_targets(graph, registry, outputs)
-        return effective.annotate(_validate(effective.graph, registry, outputs, list_model_files))
+        return effective.annotate(_validate(effective.graph, registry, outputs, list_model_files, input_dir))
     errors: list[GraphError] = []
     nodes = graph.nodes
     node_classes = registry.nodes
@@ -182,7 +187,7 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
             if isinstance(value, Link):
                 _check_link(graph, registry, node_id, node.type, name, ispec.port, value, errors)
             else:
-                _check_literal(node_id, node.type, name, ispec, value, list_model_files, errors)
+                _check_literal(node_id, node.type, name, ispec, value, list_model_files, errors, input_dir)
                 if ispec.choices_from is not None and isinstance(value, str) \
                         and value not in registry.extensions.get(ispec.choices_from, {}):
                     choices = registry.extension_names(ispec.choices_from)
@@ -321,7 +326,7 @@ def _check_link(graph: Graph, registry: Registry, node_id: str, node_type: str, 
 
 def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: Any,
                    list_model_files: Callable[[str], tuple[list[str], list[str]]] | None,
-                   errors: list[GraphError]) -> None:
+                   errors: list[GraphError], input_dir: str | Path | None = None) -> None:
     if ispec.adapter is None:
         errors.append(GraphError(
             "type_mismatch",
@@ -353,6 +358,11 @@ def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: A
                                                       f"{suffix}, found {_short(value)}; e.g. 'my_model{suffix}'",
                                      node_id=node_id, input=name, details={"found": _short(value), "rule": "suffix"}))
             return
+        if ispec.file_name_in == "input" and input_dir is not None:
+            missing = input_file_error(node_id, node_type, name, value, Path(input_dir), ispec.subfolders)
+            if missing is not None:
+                errors.append(missing)
+                return
     if ispec.model_folder and list_model_files is not None:
         available, searched = list_model_files(ispec.model_folder)
         if value not in available:
@@ -360,6 +370,47 @@ def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: A
 
 
 FILE_FOLDERS = ("input", "output")     # `file_name_in` values that are not model folders
+MAX_INPUT_LISTED = 2000      # entries of the input folder read for "did you mean" and the listing
+
+
+def missing_input_message(input_dir: Path, name: str, what: str = "file") -> str:
+    """Why `name` is not a file in the input folder, with close names and what is there (no absolute path: a
+    server sends it to its clients). What validation and the input-file resolver (`Session.resolve_file`) say."""
+    if not input_dir.is_dir():
+        state = "is not a folder" if input_dir.exists() else "does not exist"
+        return (f"no {what} {name!r}: the input folder ({shown_folder(str(input_dir))}) {state}; "
+                f"create it and put the {what} there, or choose another with --input-dir")
+    present: list[str] = []
+    try:
+        with os.scandir(input_dir) as entries:
+            for entry in entries:
+                if entry.is_file():
+                    present.append(entry.name)
+                if len(present) >= MAX_INPUT_LISTED:
+                    break
+    except OSError:
+        pass
+    present.sort()
+    listed = ", ".join(repr(p) for p in present[:20]) + (", …" if len(present) > 20 else "")
+    return (f"no {what} {name!r} in the input folder.{suggest(name, present)} Files there: {listed or 'none'}. "
+            f"Upload it (the editor) or copy it into the input folder (--input-dir).")
+
+
+def input_file_error(node_id: str, node_type: str, name: str, value: str, input_dir: Path,
+                     subfolders: bool) -> GraphError | None:
+    """`not_in_choices` when `value` names nothing in the input folder (a file, or a dataset's folder); None
+    when it is there (or the name is refused: the node says why when it runs)."""
+    from .paths import confine
+
+    try:
+        if confine(input_dir, value, input_name=name, subfolders=subfolders).exists():
+            return None
+    except (PathConfinementError, OSError):
+        return None
+    what = "file or folder" if subfolders else "file"      # a dataset names a folder; the declaration cannot say
+    return GraphError("not_in_choices",
+                      f"input {name!r} of {node_type}: {missing_input_message(input_dir, value, what)}",
+                      node_id=node_id, input=name, details={"found": _short(value), "folder": "input"})
 
 
 def model_write_errors(plan: Any) -> list[GraphError]:

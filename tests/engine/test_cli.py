@@ -601,3 +601,25 @@ def test_a_comfyui_default_workflow_draws_the_size_it_asks_for(tmp_path, capsys)
     from PIL import Image
 
     assert Image.open(saved).size == (64, 48)
+
+
+def test_validate_checks_input_files_where_run_would_read_them(tmp_path, capsys):
+    """`validate` called a graph valid whose input image (or dataset folder) is missing, and took no --input-dir,
+    so a `run` command line could not be validated as it is. Now it looks where `run` would."""
+    graph = tmp_path / "load.json"
+    graph.write_text(json.dumps({"format_version": 2, "nodes": {
+        "load": {"type": "LoadImage", "inputs": {"image": "cat.png"}},
+        "data": {"type": "ImageFolderDataset", "inputs": {"folder": "my_photos"}},
+        "save": {"type": "SaveImage", "inputs": {"images": {"node": "load", "output": "image"}}}}}))
+    (tmp_path / "in").mkdir()
+    args = ["validate", str(graph), "--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "o"),
+            "--json", "--no-plugins"]
+    assert main(args) == 1
+    errors = json.loads(capsys.readouterr().out)["errors"]
+    assert {(e["code"], e["node_id"], e["input"]) for e in errors} == {
+        ("not_in_choices", "load", "image"), ("not_in_choices", "data", "folder")}
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "in" / "cat.png")
+    (tmp_path / "in" / "my_photos").mkdir()
+    assert main(args) == 0

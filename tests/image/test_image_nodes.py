@@ -95,14 +95,26 @@ def test_cli_runs_a_saved_png(session, tmp_path, monkeypatch):
     assert (tmp_path / "o2" / "cli_00001.png").exists()
 
 
-def test_missing_input_file_names_the_input(session):
-    """LoadImage of a missing file fails with a NodeInputError naming the input and the fix."""
+def test_missing_input_file_names_the_input(session, tmp_path):
+    """LoadImage of a missing file is refused before anything runs — by validate and by run — naming the input,
+    the close name that is there and the fix; a file removed after validation still fails at the node."""
+    from nodegraph import GraphValidationError
+
     graph = pipeline()
     graph["nodes"]["load"]["inputs"]["image"] = "nope.png"
-    with pytest.raises(NodeExecutionError) as info:
+    (error,) = session.validate(graph)
+    assert (error.code, error.node_id, error.input) == ("not_in_choices", "load", "image")
+    assert "Did you mean 'red.png'?" in error.message and "Upload it" in error.message and ".;" not in error.message
+    with pytest.raises(GraphValidationError) as info:
         session.run(graph)
-    message = str(info.value.exception)
-    assert info.value.exception_type == "NodeInputError" and "Upload it" in message and ".;" not in message
+    assert [(e.node_id, e.input) for e in info.value.errors] == [("load", "image")]
+    graph["nodes"]["load"]["inputs"]["image"] = "red.png"
+    checked = session.load(graph)
+    assert session.validate(checked) == []
+    (tmp_path / "in" / "red.png").unlink()                       # gone between validation and the run
+    with pytest.raises(NodeExecutionError) as failed:
+        session.run(checked)
+    assert failed.value.exception_type == "NodeInputError" and "Upload it" in str(failed.value.exception)
 
 
 def test_grid_and_resize_shapes():

@@ -12,7 +12,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from nodegraph import NodeExecutionError, Session
+from nodegraph import GraphValidationError, NodeExecutionError, Session
 
 from .conftest import link
 
@@ -75,8 +75,8 @@ def test_a_dataset_folder_is_keyed_by_its_user_and_its_files(tmp_path):
     assert run.outputs["show"]["value"].startswith("3 images used")
     try:
         leaked = session.run(_dataset_graph(), input_dir=bob, output_dir=tmp_path / "out" / "bob")
-    except NodeExecutionError as failure:                     # bob has no such folder: his own error
-        assert failure.node_id == "data"
+    except GraphValidationError as failure:                   # bob has no such folder: his own error, up front
+        assert [(e.node_id, e.input) for e in failure.errors] == [("data", "folder")]
     else:
         raise AssertionError(f"bob's run read alice's dataset: {leaked.outputs}")
 
@@ -93,8 +93,8 @@ def test_errors_a_client_sees_name_no_server_path(tmp_path):
     (tmp_path / "in").mkdir()
     try:
         session.run(_dataset_graph())
-    except NodeExecutionError as failure:
-        assert "'dataset'" in str(failure.exception) and str(tmp_path) not in str(failure.exception)
+    except GraphValidationError as failure:                   # found before the run, as the node would
+        assert "'dataset'" in str(failure) and str(tmp_path) not in str(failure)
     else:
         raise AssertionError("a missing dataset folder ran")
     (tmp_path / "out").mkdir()

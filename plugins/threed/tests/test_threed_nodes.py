@@ -192,12 +192,17 @@ def test_missing_model_names_the_available_ones(session):
 
 
 def test_unreadable_files_name_the_file_input(session, tmp_path):
-    """A damaged GLB, a missing file and a non-manifold mesh (when refused) fail on `file`."""
+    """A damaged GLB, a missing file (found by validation, before the run) and a non-manifold mesh (when
+    refused) fail on `file`."""
     (tmp_path / "in" / "broken.glb").write_bytes(b"\x00" * 64)
     for name in ("broken.glb", "absent.ply"):
         graph = {"format_version": 1, "nodes": {
             "load": {"type": "threed.LoadPointCloud", "inputs": {"file": name}},
             "show": {"type": "ShowValue", "inputs": {"value": {"node": "load", "output": "points"}}}}}
+        if name == "absent.ply":
+            (error,) = session.validate(graph)
+            assert (error.node_id, error.input) == ("load", "file") and "'absent.ply'" in error.message
+            continue
         assert _input_error(session, graph).input == "file"
     # three triangles sharing one edge: that edge is non-manifold
     (tmp_path / "in" / "fan.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 -1 0\nv 0 0 1\n"
