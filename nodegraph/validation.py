@@ -29,6 +29,7 @@ Karras", "DDIM") name the choice they mean.
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import os
 from contextvars import ContextVar
@@ -520,9 +521,15 @@ def _number_text_hint(text: str, port: str) -> str:
 
 
 def _short(value: Any, limit: int = 60) -> str:
+    """A value as the user wrote it, shortened: JSON for true / false / null, lists and objects (not
+    Python's True / None / ['a', 1]), quoted text, numbers as they are."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
         return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"   # repr stops at 4300
-    text = repr(value)
+    try:
+        text = (json.dumps(value, ensure_ascii=False, default=str) if isinstance(value, (bool, list, dict))
+                or value is None else repr(value))
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

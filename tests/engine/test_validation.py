@@ -152,3 +152,12 @@ def test_did_you_mean_is_spent_after_a_budget(session):
         assert len(errors) == SUGGESTED_ERRORS + 19
         hinted = ["Did you mean 'value'?" in e.message for e in errors]
         assert hinted == [True] * SUGGESTED_ERRORS + [False] * 19
+
+
+def test_values_are_shown_as_the_user_wrote_them(session):
+    """`true` in the file was reported as `found True`, a list as Python's ['a', 1]: messages quote JSON."""
+    errors = errors_of(session, {"a": {"type": "Int", "inputs": {"value": True}},
+                                 "b": {"type": "Int", "inputs": {"value": ["x", 1, None]}},
+                                 "s": {"type": "ShowValue", "inputs": {"value": {"node": "a", "output": "value"}}}})
+    text = " ".join(e.message for e in errors)
+    assert "found true" in text and '["x", 1, null]' in text and "True" not in text and "None" not in text
