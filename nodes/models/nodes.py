@@ -577,7 +577,8 @@ class VAEEncodeForInpaint(Node):
             raise NodeInputError("mask", "the mask is empty: nothing to inpaint")
         factor = vae.config.downscale
         if pixels.shape[-1] % factor or pixels.shape[-2] % factor:
-            raise NodeInputError("image", f"image size {tuple(pixels.shape[-2:])} must be a multiple of {factor}")
+            raise NodeInputError("image", f"image size {pixels.shape[-1]}×{pixels.shape[-2]} (width×height) must be "
+                                          f"a multiple of {factor}")
         grown = grow_mask(mask.float(), grow_mask_by).clamp(0, 1)
         # Grey only where sampling regenerates everything (mask 1). Under a soft edge (0 < mask < 1) the
         # sampler keeps (1 - mask) of the encoded latent, so greying there left a grey seam / halo (#16).
@@ -714,8 +715,8 @@ def api_vae_encode(context: NodeContext, vae: Any, image: Any, *, tile_size: int
     pixels = _images_to_vae(image)
     factor = vae.config.downscale
     if pixels.shape[-1] % factor or pixels.shape[-2] % factor:
-        raise NodeInputError("image", f"image size {tuple(pixels.shape[-2:])} must be a multiple of {factor}; "
-                                      f"resize it with ImageScale first")
+        raise NodeInputError("image", f"image size {pixels.shape[-1]}×{pixels.shape[-2]} (width×height) must be a "
+                                      f"multiple of {factor}; resize it with ImageScale first")
     with context.service("memory").using(vae):
         device = next(vae.parameters()).device
         try:

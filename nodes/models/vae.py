@@ -284,7 +284,8 @@ class AutoencoderKL(nn.Module):
         f = self.config.downscale
         if images.shape[-1] % f or images.shape[-2] % f:
             raise ValueError(
-                f"image size {tuple(images.shape[-2:])} must be a multiple of {f} to encode; crop or pad it"
+                f"image size {images.shape[-1]}×{images.shape[-2]} (width×height) must be a multiple of {f} to "
+                f"encode; crop or pad it"
             )
         if tile_size is None:
             moments = self.encode_moments(images)
