@@ -5,6 +5,7 @@
     .venv/bin/python plugins/safety/benchmarks/safety.py --rows gated   (only 'none' and the gated row)
         [--gate-sensitivity S] [--gate-sigma 3.5] [--gate-steps 2]   (the gate's rule, as the node's inputs)
         [--gated-anchor circle] [--checker FILE]   (another anchor; another checker for the gate and the judge)
+        [--gated-share 0.45,0.65] [--share-rule nearest|mean]   (the node's prompt_share; README "Prompt share")
     .venv/bin/python plugins/safety/benchmarks/safety.py --gate-curve [--checker FILE] [--count 150]
         (choosing a checker's gate sensitivity, on prompts of their own: see ``gate_curve``)
 
@@ -149,10 +150,13 @@ def generate(ckpt, prompts: list[str], negative_text: str, guidance: tuple, step
 
 def sld_guidance(ckpt, concept_text: str, parameters: SLDParameters, anchor_text: str = "",
                  gate: tuple[float, int] | tuple[float, int, float] | None = None, checker=None,
-                 gates: list | None = None) -> tuple:
+                 gates: list | None = None, share: tuple[float, float] | None = None,
+                 share_rule: str = "nearest") -> tuple:
     """One SLD factory, as the node builds it: concept (and anchor) encoded, the gate on the checker.
 
-    ``gates`` (a list) collects every CheckerGate made, so the caller can count the latched images."""
+    ``gates`` (a list) collects every CheckerGate made, so the caller can count the latched images;
+    ``share`` (low, high) weights the edit by the prompt's share of the concept (``sld.share_weight``), seen
+    from the nearest anchor or from their mean (``share_rule``)."""
     concept = {"context": ckpt.text_encoder.encode(concept_text).context}
     anchor = [{"context": ckpt.text_encoder.encode(text).context} for text in anchor_texts(anchor_text)] or None
     gate_factory = None
@@ -166,7 +170,8 @@ def sld_guidance(ckpt, concept_text: str, parameters: SLDParameters, anchor_text
             if gates is not None:
                 gates.append(made)
             return made
-    return (functools.partial(SafeLatentDiffusionTerm, concept, parameters, (0.0, math.inf), anchor, gate_factory),)
+    return (functools.partial(SafeLatentDiffusionTerm, concept, parameters, (0.0, math.inf), anchor, gate_factory,
+                              share, share_rule),)
 
 
 GATE_CHOICE_SEED, GATE_CHOICE_NOISE = "safety-gate-choice", 7
@@ -302,6 +307,11 @@ def main() -> None:
                         help="the gate judges predictions at sigma <= this (the node's gate_sigma)")
     parser.add_argument("--gate-steps", type=int, default=GATED_STEPS,
                         help="flagged steps in a row before the gate latches (the node's gate_steps)")
+    parser.add_argument("--gated-share", default="",
+                        help="'LOW,HIGH': weight the gated row's edit by the prompt's share of the concept "
+                             "(the node's share_low / share_high); empty = the full edit")
+    parser.add_argument("--share-rule", default="nearest", choices=("nearest", "mean"),
+                        help="the share seen from the nearest anchor (the node's) or from the anchors' mean")
     parser.add_argument("--checker", default="", help="a checker file (default: the shipped one) — the judge's "
                                                      "'checker' column and the gate")
     parser.add_argument("--tune", action="store_true", help="grid over SLD settings on the tuning prompts")
@@ -343,17 +353,20 @@ def main() -> None:
         rows += [(f"negative '{text}'", text, ()) for text in CONCEPT_TEXTS]
     if "sld" in wanted:
         rows += [(f"SLD '{text}'", "", sld_guidance(ckpt, text, SLD_DEFAULT)) for text in CONCEPT_TEXTS]
+    share = tuple(float(v) for v in args.gated_share.split(",")) if args.gated_share else None
+    if share is not None and len(share) != 2:
+        parser.error("--gated-share: expected LOW,HIGH")
     if "gated" in wanted:
         gates: list = []
         rows += [(f"SLD 'star' -> '{args.gated_anchor}', gated", "",
                   sld_guidance(ckpt, DEFAULT_CONCEPT, SLD_GATED, args.gated_anchor,
                                (args.gate_sigma, args.gate_steps, args.gate_sensitivity), checker,
-                               gates), gates)]
+                               gates, share, args.share_rule), gates)]
     sld_rows = [name for name, *_ in rows if name.startswith("SLD")]
     print(f"{args.checkpoint}: {count} unsafe ('{DEFAULT_CONCEPT}') + {count} safe prompts, templates 1-4, "
           f"CFG {CFG}, {args.steps} steps dpmpp_2m/karras, 64x64; SLD {SLD_DEFAULT}; concept texts {CONCEPT_TEXTS}; "
           f"gated: {SLD_GATED}, anchor '{args.gated_anchor}', gate sigma <= {args.gate_sigma:g} x {args.gate_steps} steps, "
-          f"sensitivity {args.gate_sensitivity:+g}")
+          f"sensitivity {args.gate_sensitivity:+g}, share {share} ({args.share_rule})")
     print_header()
     results = evaluate_rows(ckpt, checker, classifier, rows, sets, args.steps, args.seed, {"none", *sld_rows})
     for judge_name in ("checker", "detector"):

@@ -349,10 +349,14 @@ class SafeLatentDiffusion(Node):
     "circle; square" uses the mean of both; one more evaluation per step and anchor), and `checker` +
     `vae` gate the term per image: it acts only on images whose predicted result the checker flagged at
     `gate_steps` consecutive steps with sigma <= `gate_sigma` (its scores shifted by `gate_sensitivity`),
-    and costs no model evaluation before that.
+    and costs no model evaluation before that. `prompt_share` (with an anchor) weights each image's edit by
+    how much of the concept its prompt's own prediction holds (the projection of ε_p − ε_A onto ε_S − ε_A,
+    the smallest over the anchors; none at `share_low`, all from `share_high`), so that a false alarm of
+    the gate moves a star-free image less.
     """
 
     category = "safety/guidance"
+    version = "1.1.0"     # 1.1: prompt_share, share_low, share_high (off by default)
 
     class Inputs(NodeInputs):
         text_encoder: Any = Input(port="TEXT_ENCODER")
@@ -376,6 +380,12 @@ class SafeLatentDiffusion(Node):
         gate_sensitivity: float = Input(0.0, ge=-1.0, le=1.0, step=0.005,
                                         description="added to the checker's scores for the gate, as SafetyFilter's "
                                                     "sensitivity: < 0 fewer false alarms on safe images, more misses")
+        prompt_share: bool = Input(False, description="weight each image's edit by the prompt's share of the "
+                                                       "concept (projection onto concept − anchor)")
+        share_low: float = Input(0.45, ge=-10.0, le=10.0, step=0.05, description="share at and below which the "
+                                                                                  "image is not edited")
+        share_high: float = Input(0.65, ge=-10.0, le=10.0, step=0.05, description="share from which the image gets "
+                                                                                 "the full edit")
         guidance: Any = Input(None, port="GUIDANCE", description="terms to stack this one onto")
 
     outputs = (Output("guidance", "GUIDANCE"),)
@@ -383,7 +393,8 @@ class SafeLatentDiffusion(Node):
     def run(self, text_encoder: Any, concept: str, preset: str, warmup_steps: int, edit_scale: float,
             threshold: float, momentum_scale: float, momentum_beta: float, sigma_low: float, sigma_high: float,
             anchor: str = "", checker: Any = None, vae: Any = None, gate_sigma: float = 3.5, gate_steps: int = 2,
-            gate_sensitivity: float = 0.0, guidance: Any = None) -> dict:
+            gate_sensitivity: float = 0.0, prompt_share: bool = False, share_low: float = 0.45,
+            share_high: float = 0.65, guidance: Any = None) -> dict:
         from .sld import PRESETS, CheckerGate, SafeLatentDiffusionTerm, SLDParameters, anchor_texts
 
         try:
@@ -418,8 +429,12 @@ class SafeLatentDiffusion(Node):
                 return checker.check_images(images).flagged_at(gate_sensitivity)
 
             gate = functools.partial(CheckerGate, flag_images, gate_sigma, gate_steps)
+        if prompt_share and share_high < share_low:
+            raise NodeInputError("share_high", f"share_high ({share_high}) is below share_low ({share_low}); "
+                                               f"swap them (equal values make a step)")
         factory = functools.partial(SafeLatentDiffusionTerm, concept_conditioning, parameters,
-                                    _sigma_range(sigma_low, sigma_high), anchor_conditioning, gate)
+                                    _sigma_range(sigma_low, sigma_high), anchor_conditioning, gate,
+                                    (share_low, share_high) if prompt_share else None)
         return {"guidance": (*(guidance or ()), factory)}
 
 

@@ -22,7 +22,7 @@ prediction is mapped to noise units with ``ε = (x − D) / σ``, the paper's ma
 (so λ and s_S keep their meaning), and the correction is mapped back: ε̄ − ε_cfg = −s_g γ, hence
 ``D̄ − D_cfg = σ s_g γ`` (``denoised_correction``).
 
-Two additions, both off by default (then the term is the paper's SLD):
+Three additions, all off by default (then the term is the paper's SLD):
 - **Anchor** (concept replacement): γ = μ ⊙ (ε_S − ε_A), with ε_A the prediction for an anchor text
   (e.g. "circle" for the concept "star"; with several anchors, the mean of their predictions),
   instead of ε_S − ε_u. The paper's direction also removes what the concept shares with every
@@ -37,6 +37,14 @@ Two additions, both off by default (then the term is the paper's SLD):
   guidance has hidden it). Before any sample is on, the term makes no extra model evaluations.
   Early predictions are too blurred to judge (the tiny checker flags a third of safe samples
   somewhere above σ ≈ 4), hence the σ bound and the run of flags.
+- **Prompt share** (``share`` = (low, high)): each sample's γ is weighted by how much of the concept the
+  prompt's own prediction holds, c = <ε_p − ε_r, ε_S − ε_r> / |ε_S − ε_r|² (its projection onto the line
+  from the reference ε_r — ε_A with an anchor, else ε_u — at c = 0 to the concept at c = 1), ramped from
+  no edit at c <= low to the full edit at c >= high (``concept_coefficient``, ``share_weight``); with
+  several anchors, by default the smallest c over the anchors (``nearest_anchor_coefficient``). A
+  prompt that asks for the concept sits near c = 1; one that asks for an anchor-like object near 0, so a
+  false alarm of the gate on it moves it little or not at all. Costs nothing beyond the evaluations γ
+  already needs. The thresholds are in units of that line, so they depend on the reference.
 
 Negative-concept guidance (the baseline): the concept replaces the negative prompt, i.e.
 ``D' = D_S + s_g (D_p − D_S)``; as a correction of the CFG result that is
@@ -45,7 +53,8 @@ Negative-concept guidance (the baseline): the concept replaces the negative prom
 Map: pure functions ``noise_from_denoised``, ``safety_scale`` (eq. 6), ``safety_direction``
 (eq. 4), ``momentum_update`` (eqs. 7-8), ``denoised_correction`` (eq. 3 in x0 units),
 ``negative_concept_correction``, ``anchor_texts`` (parses the anchor input), ``latch_update`` (the
-gate's run-of-flags latch); ``CheckerGate``
+gate's run-of-flags latch), ``concept_coefficient``, ``nearest_anchor_coefficient`` and ``share_weight``
+(the prompt share); ``CheckerGate``
 (per-run gate state); terms ``SafeLatentDiffusionTerm`` (momentum and gate state per sampling
 run) and ``NegativeConceptTerm``, subclasses of the public ``nodegraph.api.GuidanceTerm`` (the guidance
 contract of docs/plugins.md "Guidance"; ``state`` is the sampler's GuidanceState).
@@ -68,13 +77,16 @@ __all__ = [
     "SafeLatentDiffusionTerm",
     "SLDParameters",
     "anchor_texts",
+    "concept_coefficient",
     "denoised_correction",
     "latch_update",
     "momentum_update",
+    "nearest_anchor_coefficient",
     "negative_concept_correction",
     "noise_from_denoised",
     "safety_direction",
     "safety_scale",
+    "share_weight",
 ]
 
 
@@ -147,6 +159,31 @@ def negative_concept_correction(denoised_negative: torch.Tensor, denoised_concep
     return (1 - guidance_scale) * (denoised_concept - denoised_negative)
 
 
+def concept_coefficient(noise_positive: torch.Tensor, noise_reference: torch.Tensor,
+                        noise_concept: torch.Tensor) -> torch.Tensor:
+    """(B,) c = <ε_p − ε_r, ε_S − ε_r> / |ε_S − ε_r|² per sample: the prompt's prediction projected onto the line
+    from the reference (ε_u, or the anchor's ε_A; c = 0) to the concept (c = 1). 0 where ε_S = ε_r everywhere."""
+    direction = (noise_concept - noise_reference).flatten(1)
+    along = ((noise_positive - noise_reference).flatten(1) * direction).sum(1)
+    norm = (direction * direction).sum(1)
+    return torch.where(norm > 0, along / torch.where(norm > 0, norm, torch.ones_like(norm)), torch.zeros_like(norm))
+
+
+def nearest_anchor_coefficient(noise_positive: torch.Tensor, noise_anchors: Sequence[torch.Tensor],
+                               noise_concept: torch.Tensor) -> torch.Tensor:
+    """(B,) min over anchors k of ``concept_coefficient(ε_p, ε_Ak, ε_S)``: the prompt holds the concept only as far as
+    it does seen from every anchor (a prompt that asks for one of the anchors sits near 0 from that one)."""
+    return torch.stack([concept_coefficient(noise_positive, a, noise_concept) for a in noise_anchors]).amin(0)
+
+
+def share_weight(coefficient: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """w = clamp((c − low) / (high − low), 0, 1): no edit where the prompt's prediction holds at most `low` of the
+    concept (c from ``concept_coefficient``), the full edit from `high` on; low == high is a step at `low`."""
+    if high <= low:
+        return (coefficient >= low).to(coefficient.dtype)
+    return ((coefficient - low) / (high - low)).clamp(0.0, 1.0)
+
+
 def anchor_texts(text: str) -> list[str]:
     """The anchors of an ``anchor`` input: ';'-separated, stripped, empty parts dropped ([] = no anchor)."""
     return [part.strip() for part in text.split(";") if part.strip()]
@@ -208,6 +245,10 @@ class SafeLatentDiffusionTerm(GuidanceTerm):
         anchor: conditioning of an anchor text (concept replacement), or a sequence of them (their
             predictions are averaged), or None for the paper's ε_u.
         gate: a factory of CheckerGate (called once per run), or None to act on every sample.
+        share: (low, high) of ``share_weight``: weight each sample's edit by the prompt's share of the
+            concept (``concept_coefficient``), or None for the full edit.
+        share_rule: with several anchors, "nearest" (the smallest share over the anchors) or "mean" (the
+            share seen from the anchors' mean prediction).
 
     Needs CFG (the negative branch is ε_u): at sigmas where CFG is off it returns None. Costs one
     extra model evaluation (batch B) per call. Second-order samplers call the model several
@@ -217,8 +258,11 @@ class SafeLatentDiffusionTerm(GuidanceTerm):
     def __init__(self, concept: Mapping[str, torch.Tensor], parameters: SLDParameters = SLDParameters(),
                  sigma_range: tuple[float, float] = (0.0, math.inf),
                  anchor: Mapping[str, torch.Tensor] | Sequence[Mapping[str, torch.Tensor]] | None = None,
-                 gate: Callable[[], CheckerGate] | None = None):
+                 gate: Callable[[], CheckerGate] | None = None, share: tuple[float, float] | None = None,
+                 share_rule: str = "nearest"):
         self.concept = dict(concept)
+        self.share = share
+        self.share_rule = share_rule
         self.parameters = parameters
         self.sigma_range = sigma_range
         anchors = () if anchor is None else (anchor,) if isinstance(anchor, Mapping) else tuple(anchor)
@@ -244,10 +288,19 @@ class SafeLatentDiffusionTerm(GuidanceTerm):
             return None           # no sample is on: no extra model evaluations, no momentum (it stays zero)
         noise_positive = noise_from_denoised(state.x, state.sigma, state.denoised_positive)
         noise_concept = noise_from_denoised(state.x, state.sigma, state.evaluate(self.concept))
-        reference = state.denoised_negative if not self.anchors else \
-            sum(state.evaluate(a) for a in self.anchors) / len(self.anchors)
+        anchor_predictions = [state.evaluate(a) for a in self.anchors]
+        reference = state.denoised_negative if not self.anchors else sum(anchor_predictions) / len(anchor_predictions)
         mu = safety_scale(noise_positive, noise_concept, p.edit_scale, p.threshold)
-        gamma = safety_direction(noise_from_denoised(state.x, state.sigma, reference), noise_concept, mu)
+        noise_reference = noise_from_denoised(state.x, state.sigma, reference)
+        gamma = safety_direction(noise_reference, noise_concept, mu)
+        if self.share is not None:
+            if len(anchor_predictions) > 1 and self.share_rule == "nearest":
+                anchor_noises = [noise_from_denoised(state.x, state.sigma, a) for a in anchor_predictions]
+                coefficient = nearest_anchor_coefficient(noise_positive, anchor_noises, noise_concept)
+            else:
+                coefficient = concept_coefficient(noise_positive, noise_reference, noise_concept)
+            weight = share_weight(coefficient, *self.share)
+            gamma = gamma * weight.to(gamma.dtype).reshape((-1,) + (1,) * (gamma.ndim - 1))
         if active is not None:
             gamma = gamma * active.to(gamma.device, gamma.dtype).reshape((-1,) + (1,) * (gamma.ndim - 1))
         momentum = self.momentum if self.momentum is not None and self.momentum.shape == gamma.shape \

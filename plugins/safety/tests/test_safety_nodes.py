@@ -311,11 +311,41 @@ def test_gate_sensitivity_shifts_the_checker_scores_the_gate_reads(session):
     assert not torch.equal(latent(square, None), latent(square, {**GATED, "gate_sensitivity": 1.0}))
 
 
+@needs_checker
+@pytest.mark.skipif(not SECOND_MODEL.is_file(), reason="the second model is not committed")
+def test_prompt_share_leaves_a_falsely_gated_square_alone_and_still_removes_a_star(session):
+    """gate_sensitivity +1 gates every image on: the anchor push then moves a square prompt's latent; with
+    prompt_share (its defaults) the square's prediction holds too little of the concept from its nearest anchor
+    ("square"), so it comes out bit for bit as without the guidance, while a requested red star is removed."""
+    from nodes.training import world_detector
+
+    classifier = world_detector.load_classifier()
+    four = {**GATED, "anchor": "circle; square; triangle; ring", "gate_sensitivity": 1.0}
+    shared = {**four, "prompt_share": True}
+
+    def run(prompt: str, sld_inputs: dict | None):
+        outputs = session.run(_sld_graph(prompt, 1, sld_inputs), outputs=["sampler", "decode"]).outputs
+        image = (outputs["decode"]["image"][0].numpy() * 255).round().astype(np.uint8)
+        objects = world_detector.detect_many(image[None], classifier)[0].objects
+        return outputs["sampler"]["latent"]["samples"], [(o.colour, o.shape) for o in objects]
+
+    square = "a large blue square on the left, on a yellow background"
+    plain, _ = run(square, None)
+    pushed, _ = run(square, four)
+    kept, kept_objects = run(square, shared)
+    assert kept_objects == [("blue", "square")]
+    assert not torch.equal(pushed, plain)
+    assert torch.equal(kept, plain)
+    star = run("a large red star in the centre, on a white background", shared)[1]
+    assert star and all(shape != "star" for _, shape in star)
+
+
 @pytest.mark.skipif(not SECOND_MODEL.is_file(), reason="the second model is not committed")
 @pytest.mark.parametrize(("inputs", "name", "words"), [
     ({"anchor": " Star "}, "anchor", "the concept itself"),
     ({"checker": {"node": "checker", "output": "checker"}}, "vae", "connect vae"),
     ({"vae": {"node": "checkpoint", "output": "vae"}}, "checker", "connect checker"),
+    ({"anchor": "circle", "prompt_share": True, "share_low": 0.5, "share_high": 0.25}, "share_high", "swap them"),
 ])
 def test_sld_anchor_and_gate_mistakes_are_node_errors(session, inputs, name, words):
     """An anchor equal to the concept, or half of the gate (checker without vae or the reverse): the error names

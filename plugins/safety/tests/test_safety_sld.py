@@ -12,12 +12,15 @@ from nodegraph_safety.sld import (
     NegativeConceptTerm,
     SafeLatentDiffusionTerm,
     SLDParameters,
+    concept_coefficient,
     denoised_correction,
     latch_update,
     momentum_update,
+    nearest_anchor_coefficient,
     noise_from_denoised,
     safety_direction,
     safety_scale,
+    share_weight,
 )
 from nodes.sampling.guidance import CFGGuider, GuidanceState
 
@@ -227,3 +230,46 @@ def test_gated_term_guides_only_flagged_samples_and_evaluates_nothing_before():
     assert calls == ["concept", "anchor"]
     assert correction[0].tolist() == pytest.approx([0.0, 6 * 0.4 * 0.2, 0.0, 0.0])
     assert correction[1].tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_concept_coefficient_is_the_projection_onto_reference_to_concept():
+    """c = <eps_p - eps_r, eps_S - eps_r> / |eps_S - eps_r|^2: 0 at the reference, 1 at the concept, blind to the
+    orthogonal part, per sample; the hand-worked anchored case gives 0.02 / 0.08 = 0.25; eps_S = eps_r gives 0."""
+    reference = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    concept = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
+    positive = torch.tensor([[1.0, 5.0], [3.0, 0.0]])
+    assert concept_coefficient(positive, reference, concept).tolist() == pytest.approx([0.5, 0.0])
+    assert concept_coefficient(concept, reference, concept)[0].item() == pytest.approx(1.0)
+    assert concept_coefficient(reference, reference, concept)[0].item() == pytest.approx(0.0)
+    eps_p, eps_s, eps_a = (noise_from_denoised(X, SIGMA, d) for d in (D_POSITIVE, D_CONCEPT, D_ANCHOR))
+    assert concept_coefficient(eps_p, eps_a, eps_s).item() == pytest.approx(0.25)
+    batched = concept_coefficient(torch.randn(3, 4, 2, 2), torch.zeros(3, 4, 2, 2), torch.ones(3, 4, 2, 2))
+    assert batched.shape == (3,)
+
+
+def test_nearest_anchor_coefficient_is_the_smallest_share_over_the_anchors():
+    """Concept [2, 0], anchors [0, 0] and [1, 0]: a prompt at [1, 0] is 0.5 of the way from the first anchor but
+    on the second, so 0; at [1.5, 0] it is 0.75 and 0.5 of the way, so 0.5 (per sample)."""
+    concept = torch.tensor([[2.0, 0.0], [2.0, 0.0]])
+    anchors = [torch.zeros(2, 2), torch.tensor([[1.0, 0.0], [1.0, 0.0]])]
+    positive = torch.tensor([[1.0, 0.0], [1.5, 3.0]])
+    assert nearest_anchor_coefficient(positive, anchors, concept).tolist() == pytest.approx([0.0, 0.5])
+    assert nearest_anchor_coefficient(positive, anchors[:1], concept).tolist() == pytest.approx([0.5, 0.75])
+
+
+def test_share_weight_ramps_from_low_to_high_and_steps_when_they_meet():
+    c = torch.tensor([-1.0, 0.25, 0.375, 0.5, 2.0])
+    assert share_weight(c, 0.25, 0.5).tolist() == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.0])
+    assert share_weight(c, 0.0, 1.0).tolist() == pytest.approx([0.0, 0.25, 0.375, 0.5, 1.0])
+    assert share_weight(c, 0.4, 0.4).tolist() == [0.0, 0.0, 0.0, 1.0, 1.0]
+
+
+def test_share_scales_the_edit_by_the_prompts_share_of_the_concept():
+    """The hand-worked anchored case has c = 0.25: share (0, 1) keeps a quarter of the edit, (0.1, 0.4) half,
+    (0.25, 0.5) none (a prompt that holds little of the concept is left alone), None all of it."""
+    full = 6 * 0.4 * 0.2
+    for share, kept in ((None, 1.0), ((0.0, 1.0), 0.25), ((0.1, 0.4), 0.5), ((0.25, 0.5), 0.0)):
+        term = SafeLatentDiffusionTerm({"name": "concept"}, replace_momentum(PARAMETERS), anchor={"name": "anchor"},
+                                       share=share)
+        correction = term(_anchored_state(0, []))
+        assert correction[0].tolist() == pytest.approx([0.0, kept * full, 0.0, 0.0])
