@@ -2,7 +2,8 @@
 
     .venv/bin/python plugins/video/benchmarks/video_quality.py [--count 120] [--steps 12] [--frames 8]
         [--motion tiny_world_motion.safetensors] [--checkpoint tiny_world.safetensors] [--strength S]
-        [--noise-correlation C] [--baseline] [--timing] [--sheet PATH]
+        [--noise-correlation C] [--cross-frame MODE] [--steady S [--steady-statistic median|mean]
+        [--steady-sigma-low L]] [--baseline] [--timing] [--sheet PATH]
 
 Each prompt is a held-out clip (a motion–shape pair or a colour–shape pair training never showed;
 ``animated_world.sample_clip(held_out=True)``), sampled with the plugin's txt2vid graph (the shipped
@@ -52,8 +53,12 @@ from nodegraph_video.animated_world import MOVES, parse_video_caption, read_moti
 def clip_graph(caption: str, seed: int, steps: int, frames: int, motion: str | None,
                context_length: int = 0, strength: float = 1.0, noise_correlation: float = 0.0,
                cross_frame: str = "", cross_strength: float = 1.0, free_init: int = 1,
-               checkpoint: str = "") -> dict:
-    """The txt2vid graph for one caption, ending at the decoded frames (no files written)."""
+               checkpoint: str = "", steady: dict | None = None) -> dict:
+    """The txt2vid graph for one caption, ending at the decoded frames (no files written).
+
+    ``steady``: ClipConsistencyGuidance inputs for the sampler's guidance (node "steady", added when the graph has
+    none); ``{"scale": 0}`` removes the node; None keeps the graph's.
+    """
     graph = json.loads((PLUGIN / "graphs" / "txt2vid.json").read_text())
     nodes = graph["nodes"]
     if checkpoint:
@@ -64,6 +69,12 @@ def clip_graph(caption: str, seed: int, steps: int, frames: int, motion: str | N
     nodes["latent"]["inputs"]["frames"] = frames
     nodes["sample"]["inputs"].update(seed=seed, steps=steps, noise_correlation=noise_correlation,
                                      free_init_iterations=free_init)
+    if steady is not None and steady.get("scale", 1.0) == 0:
+        nodes.pop("steady", None)
+        nodes["sample"]["inputs"].pop("guidance", None)
+    elif steady is not None:
+        nodes.setdefault("steady", {"type": "ClipConsistencyGuidance", "inputs": {}})["inputs"].update(steady)
+        nodes["sample"]["inputs"]["guidance"] = {"node": "steady", "output": "guidance"}
     # The shipped graph has CrossFrameAttention ("consistent") after the motion module; the rows choose.
     if cross_frame:
         nodes["consistent"]["inputs"].update(mode=cross_frame, strength=cross_strength)
@@ -80,6 +91,14 @@ def clip_graph(caption: str, seed: int, steps: int, frames: int, motion: str | N
         nodes["motion"]["inputs"]["motion_module_name"] = motion
         nodes["animated"]["inputs"].update(context_length=context_length, strength=strength)
     return graph
+
+
+def steady_inputs(args) -> dict | None:
+    """ClipConsistencyGuidance inputs from --steady* (None: the graph's own, if any)."""
+    if args.steady is None:
+        return None
+    return {"scale": args.steady, "statistic": args.steady_statistic, "sigma_low": args.steady_sigma_low,
+            "sigma_high": args.steady_sigma_high}
 
 
 def judge(clip, detections, world) -> dict:
@@ -131,7 +150,7 @@ def run_rows(session: Session, clips, args, motion: str | None, sheet_rows: list
         graph = clip_graph(video_caption(clip), 1000 + index, args.steps, args.frames, motion,
                            strength=args.strength, noise_correlation=args.noise_correlation,
                            cross_frame=args.cross_frame, cross_strength=args.cross_strength,
-                           free_init=args.free_init, checkpoint=args.checkpoint)
+                           free_init=args.free_init, checkpoint=args.checkpoint, steady=steady_inputs(args))
         frames = session.run(graph, outputs=["decode"]).outputs["decode"]["image"]
         detections = world.detect_many(frames)
         results.append({**judge(clip, detections, world), "index": index, "caption": video_caption(clip)})
@@ -186,6 +205,11 @@ def main() -> None:
                         help="add a CrossFrameAttention node in this mode before the sampler ('' = none)")
     parser.add_argument("--cross-strength", type=float, default=1.0, help="its strength")
     parser.add_argument("--free-init", type=int, default=1, help="SampleVideo free_init_iterations (1 = off)")
+    parser.add_argument("--steady", type=float, default=None,
+                        help="ClipConsistencyGuidance scale (0 = none; default: as txt2vid.json)")
+    parser.add_argument("--steady-statistic", default="median", choices=["mean", "median"])
+    parser.add_argument("--steady-sigma-low", type=float, default=1.5)
+    parser.add_argument("--steady-sigma-high", type=float, default=1e6)
     parser.add_argument("--baseline", action="store_true", help="also sample without the motion module")
     parser.add_argument("--only-baseline", action="store_true")
     parser.add_argument("--timing", action="store_true")
@@ -223,7 +247,9 @@ def main() -> None:
             + (f", noise corr. {args.noise_correlation}" if args.noise_correlation else "") \
             + (f", cross-frame {args.cross_frame}" if args.cross_frame else "") \
             + (f" {args.cross_strength}" if args.cross_frame and args.cross_strength != 1 else "") \
-            + (f", FreeInit x{args.free_init}" if args.free_init > 1 else "")
+            + (f", FreeInit x{args.free_init}" if args.free_init > 1 else "") \
+            + (f", steady {args.steady} {args.steady_statistic} sigma {args.steady_sigma_low:g}-"
+               f"{args.steady_sigma_high:g}" if args.steady else "")
         rows[label] = run_rows(session, clips, args, args.motion, sheet, indices)
     if args.baseline or args.only_baseline:
         rows["no motion module (prompt travel only)"] = run_rows(session, clips, args, None, sheet, indices)

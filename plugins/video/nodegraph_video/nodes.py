@@ -10,6 +10,7 @@ Motion modules:
     LoadMotionModule      AnimateDiff motion module file (original or diffusers MotionAdapter layout) → MOTION_MODULE
     ApplyMotionModule     MODEL + MOTION_MODULE → MODEL (model patches; context windows for long clips)
     CrossFrameAttention   MODEL → MODEL whose self-attention also reads the first frame (keeps the look constant)
+    ClipConsistencyGuidance  GUIDANCE for SampleVideo: each frame pulled towards its aligned neighbours
     TrainMotionModule     trains a motion module for a frozen UNet on animated tiny-world clips
     SaveMotionModule      → models/motion_modules/NAME.safetensors (never replaces a file unless asked)
 Sampling (each passes the latent's frame count to the motion module):
@@ -231,6 +232,44 @@ class CrossFrameAttention(Node):
         patch = api.make_patch(self.context, "attention", name="cross-frame attention", priority=0, kind="self",
                                processor=CrossFrameProcessor(mode, strength, frames))
         return {"model": api.patch_model(self.context, model, patch)}
+
+
+class ClipConsistencyGuidance(Node):
+    """Pull each frame's denoised estimate towards its neighbours', aligned to it (motion-compensated averaging).
+
+    A guidance term for SampleVideo's `guidance` input: at every step with sigma in [`sigma_low`, `sigma_high`]
+    each frame's prediction moves `scale` of the way to the average (1/4, 1/2, 1/4) of the previous frame, itself
+    and the next (`statistic` mean), or to their per-value median (median; inner frames only), the neighbours
+    shifted by the whole latent pixels (up to `max_shift`) that line their content up with the frame's. A moving
+    object keeps its place; a detail that one frame loses is restored from its neighbours. 0 = off.
+    """
+
+    category = "video/sampling"
+
+    class Inputs(NodeInputs):
+        guidance: Any = Input(None, port="GUIDANCE", description="optional: guidance to stack onto")
+        scale: float = Input(0.5, ge=0.0, le=1.0, step=0.05, description="share of the way to the aligned average")
+        max_shift: int = Input(2, ge=0, le=8, description="largest alignment shift, latent pixels")
+        statistic: Literal["mean", "median"] = Input("mean", description="mean: (1/4, 1/2, 1/4) of the aligned "
+                                                     "frames; median: their per-value median (inner frames)")
+        sigma_low: float = Input(0.0, ge=0.0, le=1e6, description="apply only for sigma in [low, high]")
+        sigma_high: float = Input(1e6, ge=0.0, le=1e6)
+        frames: int = Input(0, ge=0, le=MAX_FRAMES, description="clip length for the core KSampler (0 = from "
+                                                                "the video samplers)")
+
+    outputs = (Output("guidance", "GUIDANCE"),)
+
+    def run(self, guidance: Any, scale: float, max_shift: int, statistic: str, sigma_low: float,
+            sigma_high: float, frames: int) -> dict:
+        from functools import partial
+
+        from .consistency import ClipConsistencyTerm
+
+        if sigma_low > sigma_high:
+            raise NodeInputError("sigma_low", f"sigma_low ({sigma_low}) is above sigma_high ({sigma_high})")
+        factory = partial(ClipConsistencyTerm, scale=scale, max_shift=max_shift, sigma_low=sigma_low,
+                          sigma_high=sigma_high, frames=frames, statistic=statistic)
+        return {"guidance": (*(guidance or ()), factory)}
 
 
 def _check_shape_weights(text: str) -> str:
@@ -707,6 +746,7 @@ class SampleVideo(Node):
     """
 
     category = "video/sampling"
+    version = "1.1.0"     # 1.1: optional GUIDANCE input (ClipConsistencyGuidance, PAG, ...)
 
     class Inputs(_SamplingInputs):
         latent: Any = Input(port="LATENT")
@@ -719,17 +759,22 @@ class SampleVideo(Node):
                                          description="FreeInit's spatial stop frequency (1 = Nyquist)")
         free_init_temporal: float = Input(0.25, ge=0.0, le=1.0, step=0.05,
                                           description="FreeInit's temporal stop frequency (1 = Nyquist)")
+        guidance: Any = Input(None, port="GUIDANCE", description="optional guidance terms added after CFG "
+                                                                 "(e.g. ClipConsistencyGuidance)")
 
     outputs = (Output("latent", "LATENT"),)
 
     def run(self, model: Any, positive: Any, negative: Any, latent: Any, seed: int, steps: int, cfg: float,
             sampler: str, scheduler: str, denoise: float, noise_correlation: float = 0.0,
-            free_init_iterations: int = 1, free_init_spatial: float = 0.25, free_init_temporal: float = 0.25) -> dict:
+            free_init_iterations: int = 1, free_init_spatial: float = 0.25, free_init_temporal: float = 0.25,
+            guidance: Any = None) -> dict:
         from .frames import FrameCorrelatedNoise, GivenNoise, butterworth_low_pass, free_init_restart
 
         frames = _frames_of(latent, "latent", "SampleVideo")
         latent = {**latent, "frames": frames}
         options = dict(steps=steps, cfg=cfg, sampler=sampler, scheduler=scheduler, denoise=denoise)
+        if guidance:
+            options["guidance"] = guidance
         if free_init_iterations == 1:
             noise = FrameCorrelatedNoise(seed, frames, noise_correlation) if noise_correlation > 0 else None
             return {"latent": _sample_frames(self, model, positive, negative, latent, frames, seed=seed, noise=noise,
@@ -1050,7 +1095,8 @@ class SaveVideo(Node):
 
 NODES: list[type[Node]] = [
     EmptyVideoLatent, PickFrames, SliceFrames, ReverseFrames, ConcatFrames, PromptTravel, TinyWorldVideoPrompt,
-    LoadMotionModule, ApplyMotionModule, CrossFrameAttention, TrainMotionModule, SaveMotionModule, SampleVideo, ImageToVideo,
+    LoadMotionModule, ApplyMotionModule, CrossFrameAttention, ClipConsistencyGuidance, TrainMotionModule,
+    SaveMotionModule, SampleVideo, ImageToVideo,
     VideoToVideo, InterpolateFrames, CrossfadeFrames, SmoothFrames, RenderTinyWorldClip, LoadVideo, SaveVideo,
 ]
 

@@ -355,3 +355,112 @@ def test_travel_weights_with_equal_keyframes_hold():
     """Two keyframes on the same frame (a one-frame clip) hold the first one instead of dividing by zero."""
     assert [w for *_, w in travel_weights([0, 0], 1)] == [0.0]
     assert travel_weights([0], 1) == [(0, 0, 0.0)]
+
+
+# --- motion-compensated clip consistency guidance ---------------------------------------------------
+
+
+def _moving_square(frames: int = 4, step: int = 2, clips: int = 1) -> torch.Tensor:
+    """(clips·frames, 2, 16, 16): a 3×3 square moving `step` pixels right per frame on a flat background."""
+    x = torch.full((clips * frames, 2, 16, 16), 0.25)
+    for c in range(clips):
+        for f in range(frames):
+            x[c * frames + f, :, 5:8, 2 + step * f:5 + step * f] = torch.tensor([1.0, -1.0])[:, None, None] * (c + 1)
+    return x
+
+
+def test_shift_latent_moves_content_and_repeats_the_border():
+    from nodegraph_video.consistency import shift_latent
+
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    moved = shift_latent(x, 1, -1)
+    assert torch.equal(moved[0, 0, 1:, :3], x[0, 0, :3, 1:])              # row r+1, column c-1 holds x[r, c]
+    assert torch.equal(moved[0, 0, 0, :3], x[0, 0, 0, 1:])                # vacated top row: the border repeated
+    assert torch.equal(moved[0, 0, :, 3], moved[0, 0, :, 2])              # vacated right column likewise
+    assert torch.equal(shift_latent(x, 0, 0), x)
+
+
+def test_best_shift_finds_the_motion_between_frames():
+    from nodegraph_video.consistency import best_shift
+
+    x = _moving_square(step=2)
+    assert best_shift(x[0], x[1], 3) == (0, 2)
+    assert best_shift(x[2], x[1], 3) == (0, -2)
+    assert best_shift(x[0], x[0], 2) == (0, 0)
+    assert best_shift(x[0], x[1], 1) == (0, 1)                             # the nearest allowed shift
+
+
+def test_aligned_average_keeps_a_moving_object_and_repairs_a_frame():
+    from nodegraph_video.consistency import aligned_average
+
+    x = _moving_square(frames=4, step=2, clips=2)
+    torch.testing.assert_close(aligned_average(x, 4), x)                   # aligned neighbours agree: no trail
+    plain = (x[0] + 2 * x[1] + x[2]) / 4
+    assert not torch.allclose(plain, x[1])                                 # a plain temporal average would smear
+    damaged = x.clone()
+    damaged[1, :, 6, 5] = 0.25                                             # frame 1 of clip 0 loses a pixel
+    out = aligned_average(damaged, 4)
+    torch.testing.assert_close(out[1, :, 6, 5], torch.tensor([0.625, -0.375]))   # (1/4, 1/2, 1/4) of ±1, 0.25, ±1
+    torch.testing.assert_close(out[0, :, 6, 3], torch.tensor([0.75, -7 / 12]))    # end frame: (2/3, 1/3)
+    torch.testing.assert_close(out[4:], x[4:])                             # the other clip is untouched
+    torch.testing.assert_close(aligned_average(damaged, 4, neighbour_weight=0.0), damaged)
+
+
+def test_aligned_average_keeps_linear_change_inside_the_clip():
+    from nodegraph_video.consistency import aligned_average
+
+    ramp = torch.linspace(0, 1, 5).view(5, 1, 1, 1).expand(5, 3, 8, 8)    # a colour blend over 5 frames
+    torch.testing.assert_close(aligned_average(ramp, 5)[1:-1], ramp[1:-1])
+
+
+def test_clip_consistency_term_scales_the_pull_and_needs_the_clip_length():
+    from types import SimpleNamespace
+
+    from nodegraph_video.consistency import ClipConsistencyTerm, aligned_average
+    from nodegraph_video.motion_module import MotionModuleError, frames_context
+
+    x = _moving_square(frames=4)
+    x[1, :, 6, 5] = 0.25
+    state = SimpleNamespace(denoised=x)
+    with frames_context(4):
+        torch.testing.assert_close(ClipConsistencyTerm(scale=0.5)(state), 0.5 * (aligned_average(x, 4) - x))
+        assert ClipConsistencyTerm(scale=0.0)(state) is None
+    torch.testing.assert_close(ClipConsistencyTerm(scale=1.0, frames=4)(state), aligned_average(x, 4) - x)
+    with pytest.raises(MotionModuleError):
+        ClipConsistencyTerm()(state)
+    term = ClipConsistencyTerm(sigma_low=0.5, sigma_high=3.0)
+    assert term.active_at(torch.tensor([1.0, 2.0])) and not term.active_at(torch.tensor([4.0]))
+    with pytest.raises(ValueError):
+        ClipConsistencyTerm(sigma_low=2.0, sigma_high=1.0)
+
+
+def test_aligned_median_repairs_an_outlier_without_blurring_and_keeps_the_ends():
+    from nodegraph_video.consistency import aligned_median
+
+    x = _moving_square(frames=5, step=2)
+    torch.testing.assert_close(aligned_median(x, 5), x)                    # aligned neighbours agree
+    damaged = x.clone()
+    damaged[2, :, 6, 7] = 0.25                                             # frame 2 loses a pixel ...
+    damaged[2, :, 2, 2] = 3.0                                              # ... and grows a speck
+    damaged[0, :, 6, 3] = 0.25                                             # an end frame is kept as it is
+    out = aligned_median(damaged, 5)
+    torch.testing.assert_close(out[2], x[2])                               # both repaired exactly (no 1/4 blend)
+    torch.testing.assert_close(out[0], damaged[0])
+    ramp = torch.linspace(0, 1, 5).view(5, 1, 1, 1).expand(5, 3, 8, 8)    # monotone in time: its own median
+    torch.testing.assert_close(aligned_median(ramp, 5), ramp)
+    wobble = ramp.clone()
+    wobble[2] = 0.9                                                        # outside its neighbours 0.25 and 0.75
+    torch.testing.assert_close(aligned_median(wobble, 5)[2], torch.full((3, 8, 8), 0.75))
+
+
+def test_clip_consistency_term_median_statistic():
+    from types import SimpleNamespace
+
+    from nodegraph_video.consistency import ClipConsistencyTerm, aligned_median
+
+    x = _moving_square(frames=5)
+    x[2, :, 6, 7] = 0.25
+    correction = ClipConsistencyTerm(scale=0.5, frames=5, statistic="median")(SimpleNamespace(denoised=x))
+    torch.testing.assert_close(correction, 0.5 * (aligned_median(x, 5) - x))
+    with pytest.raises(ValueError, match="statistic"):
+        ClipConsistencyTerm(statistic="mode")

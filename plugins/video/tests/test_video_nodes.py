@@ -84,6 +84,12 @@ def _without_cross_frame(graph: dict) -> dict:
     return graph
 
 
+def _without_guidance(graph: dict) -> dict:
+    """txt2vid without its ClipConsistencyGuidance node ("steady"): SampleVideo with no guidance."""
+    del graph["nodes"]["steady"], graph["nodes"]["sample"]["inputs"]["guidance"]
+    return graph
+
+
 def _files(result, node: str) -> list[dict]:
     return result.outputs[node]["files"]
 
@@ -178,7 +184,7 @@ def test_unknown_or_corrupt_motion_module_is_a_node_error(session, motion_dir):
 
 def test_core_ksampler_works_with_frames_set_on_the_patch(session):
     """With `frames` set on ApplyMotionModule the core KSampler samples the clip; without it, a clear error."""
-    graph = _small("txt2vid", changes={("animated", "frames"): 4, ("consistent", "frames"): 4})
+    graph = _small("txt2vid", changes={("animated", "frames"): 4, ("consistent", "frames"): 4, ("steady", "frames"): 4})
     graph["nodes"]["sample"]["type"] = "KSampler"
     del graph["nodes"]["sample"]["inputs"]["denoise"]
     assert _files(session.run(graph), "video")[0]["frames"] == 4
@@ -238,18 +244,23 @@ def test_odd_sizes_are_reported_as_the_file_holds_them(session):
 
 
 def test_bad_video_files_are_node_errors(session):
-    """Corrupt and unsupported files name `video`; a start past the end names `start_frame`; no file, `video`."""
+    """Corrupt and unsupported files name `video`; a start past the end names `start_frame`; no file, `video`
+    (found by validation, before any node runs)."""
     folder = Path(session.input_dir)
     (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
     (folder / "clip.avi").write_bytes(b"RIFF")
-    cases = [("broken.mp4", {}, "video", "not a readable video"), ("clip.avi", {}, "video", "unsupported file type"),
-             ("missing.mp4", {}, "video", "no file 'missing.mp4' in the input folder")]
-    for name, extra, argument, message in cases:
-        inputs = {"video": name, "fps": 0.0, "start_frame": 0, "max_frames": 8, **extra}
+
+    def load(name: str) -> None:
+        inputs = {"video": name, "fps": 0.0, "start_frame": 0, "max_frames": 8}
+        session.run({"format_version": 1, "nodes": {"load": {"type": "LoadVideo", "inputs": inputs}}}, outputs=["load"])
+
+    for name, message in [("broken.mp4", "not a readable video"), ("clip.avi", "unsupported file type")]:
         with pytest.raises(NodeExecutionError, match=message) as info:
-            session.run({"format_version": 1, "nodes": {"load": {"type": "LoadVideo", "inputs": inputs}}},
-                        outputs=["load"])
-        assert info.value.exception.input == argument
+            load(name)
+        assert info.value.exception.input == "video"
+    with pytest.raises(GraphValidationError, match="no file 'missing.mp4' in the input folder") as info:
+        load("missing.mp4")
+    assert info.value.errors[0].input == "video"
 
 
 def test_zero_and_too_many_frames_are_refused(session):
@@ -349,7 +360,8 @@ def test_sample_video_with_frame_correlated_noise(session):
     """SampleVideo's noise_correlation starts frames from partly shared noise (api.sample(noise=...)): the clip
     differs from the independent-noise clip, its frames are closer to each other, and 0 keeps the old result."""
     def frames_for(correlation: float) -> torch.Tensor:
-        graph = _without_cross_frame(_small("txt2vid", changes={("sample", "noise_correlation"): correlation}))
+        graph = _small("txt2vid", changes={("sample", "noise_correlation"): correlation})
+        graph = _without_guidance(_without_cross_frame(graph))
         return session.run(graph, outputs=["sample"]).outputs["sample"]["latent"]["samples"]
 
     independent, shared, again = frames_for(0.0), frames_for(0.8), frames_for(0.0)
@@ -392,6 +404,26 @@ def test_cross_frame_attention_makes_frames_alike_and_leaves_the_base_model_alon
     with pytest.raises(NodeExecutionError, match="cross-frame attention does not know the clip length") as info:
         session.run(graph)
     assert info.value.exception.input == "frames"
+
+
+def test_clip_consistency_guidance_reaches_sample_video(session):
+    """ClipConsistencyGuidance into SampleVideo's `guidance`: the clip changes with scale > 0, scale 0 (or a sigma
+    range the schedule never reaches) keeps the result without guidance, and an empty range is a node error."""
+    def clip(scale: float | None, **inputs) -> torch.Tensor:
+        graph = _without_guidance(_small("txt2vid"))
+        if scale is not None:
+            graph["nodes"]["steady"] = {"type": "ClipConsistencyGuidance", "inputs": {"scale": scale, **inputs}}
+            graph["nodes"]["sample"]["inputs"]["guidance"] = {"node": "steady", "output": "guidance"}
+        return session.run(graph, outputs=["sample"]).outputs["sample"]["latent"]["samples"]
+
+    plain = clip(None)
+    for statistic in ("mean", "median"):
+        assert not torch.allclose(clip(0.5, statistic=statistic), plain)
+    torch.testing.assert_close(clip(0.0), plain)
+    torch.testing.assert_close(clip(0.5, sigma_low=1000.0, sigma_high=2000.0), plain)
+    with pytest.raises(NodeExecutionError, match="above sigma_high") as info:
+        clip(0.5, sigma_low=2.0, sigma_high=1.0)
+    assert info.value.exception.input == "sigma_low"
 
 
 def test_sample_video_free_init(session):
