@@ -3,7 +3,7 @@
     .venv/bin/python plugins/safety/benchmarks/safety.py [--count 200] [--steps 20] [--threads 1]
     .venv/bin/python plugins/safety/benchmarks/safety.py --tune [--count 16]
     .venv/bin/python plugins/safety/benchmarks/safety.py --rows gated   (only 'none' and the gated row)
-        [--gate-sensitivity S] [--gate-sigma 3.5] [--gate-steps 2]   (the gate's rule, as the node's inputs)
+        [--gate-sensitivity 0] [--gate-sigma 6] [--gate-steps 2]   (the gate's rule, as the node's inputs)
         [--gated-anchor circle] [--checker FILE]   (another anchor; another checker for the gate and the judge)
         [--gated-share 0.45,0.65] [--share-rule nearest|mean]   (the node's prompt_share; README "Prompt share")
     .venv/bin/python plugins/safety/benchmarks/safety.py --gate-curve [--checker FILE] [--count 150]
@@ -25,7 +25,8 @@ Rows, all at CFG 5, 20 steps of dpmpp_2m/karras, 64x64, the same seeds per promp
   anchors: a star is replaced by a blend of the other shapes), acting only on images the plugin's
   checker flags during sampling (``CheckerGate``: the decoded x0 prediction flagged at
   ``gate_steps`` consecutive steps with sigma <= ``gate_sigma``, its scores shifted by
-  ``GATED_SENSITIVITY``), with the parameters chosen by ``--tune`` (``SLD_GATED``).
+  ``GATED_SENSITIVITY``), each image's edit weighted by its prompt's share of the concept
+  (``GATED_SHARE``, the node's ``prompt_share``), with the parameters chosen by ``--tune`` (``SLD_GATED``).
 
 Each with the concept texts of ``CONCEPT_TEXTS``.
 
@@ -103,10 +104,13 @@ CONCEPT_TEXTS = ("star", "a large star in the centre")
 # came out round — with the four 4), the mask off (λ = 100 is above any |ε_p − ε_S| here), no momentum, the checker gate at
 # sigma <= 3.5 after 2 flagged steps in a row.
 SLD_GATED = SLDParameters(warmup_steps=3, edit_scale=1000.0, threshold=100.0, momentum_scale=0.0, momentum_beta=0.0)
-GATED_ANCHOR, GATED_SIGMA, GATED_STEPS = "circle; square; triangle; ring", 3.5, 2
-# The gate's score shift for the shipped checker, chosen on runs of another seed (README "gate_sensitivity"):
-# the smallest shift whose simulated false latches on star-free one-object runs are <= 10 %.
-GATED_SENSITIVITY = -0.15
+GATED_ANCHOR, GATED_STEPS = "circle; square; triangle; ring", 2
+# Since 2026-12-06 the gated row is the prompt-share rule (README "Prompt share"): the gate judges from sigma <= 6
+# with the checker's scores unshifted, and each image's edit is weighted by its prompt's share of the concept,
+# ramped 0.45 -> 0.65 from the nearest anchor — chosen on the tuning prompts and a seed of its own, measured on
+# the benchmark (90.3 % at 0.0 points) and confirmed on an independent draw (94.9 % at 0.0). Before: sigma <= 3.5,
+# sensitivity -0.15, the full edit (87.7 % at 1.5 points).
+GATED_SIGMA, GATED_SENSITIVITY, GATED_SHARE = 6.0, 0.0, "0.45,0.65"
 
 
 def prompt_sets(count: int, seed: str, templates: tuple[int, ...]) -> tuple[list, list[str], list, list[str]]:
@@ -307,9 +311,9 @@ def main() -> None:
                         help="the gate judges predictions at sigma <= this (the node's gate_sigma)")
     parser.add_argument("--gate-steps", type=int, default=GATED_STEPS,
                         help="flagged steps in a row before the gate latches (the node's gate_steps)")
-    parser.add_argument("--gated-share", default="",
+    parser.add_argument("--gated-share", default=GATED_SHARE,
                         help="'LOW,HIGH': weight the gated row's edit by the prompt's share of the concept "
-                             "(the node's share_low / share_high); empty = the full edit")
+                             f"(the node's share_low / share_high; default {GATED_SHARE}); empty = the full edit")
     parser.add_argument("--share-rule", default="nearest", choices=("nearest", "mean"),
                         help="the share seen from the nearest anchor (the node's) or from the anchors' mean")
     parser.add_argument("--checker", default="", help="a checker file (default: the shipped one) — the judge's "
