@@ -86,8 +86,9 @@ def confine(root: str | os.PathLike, name: object, *, what: str = "file name", i
 def _refusal(name: object, what: str, input_name: str | None, subfolders: bool, where: str, rule: str,
              problem: str) -> PathConfinementError:
     shown = name if not isinstance(name, str) or len(name) <= 200 else name[:200] + "…"
-    fix = (f"give {'an' if what[:1] in 'aeiou' else 'a'} {what} inside {where}: letters, digits, '-', '_', '.'"
-           + (", with '/' between subfolders" if subfolders else "") + ", no '..', not absolute")
+    fix = (f"give {'an' if what[:1] in 'aeiou' else 'a'} {what} inside {where}, e.g. of letters, digits, '-', '_', "
+           f"'.'" + (", with '/' between subfolders" if subfolders else "")
+           + " (no '..', not absolute, none of < > : \" | ? * or backslashes)")
     return PathConfinementError(input_name or what, name, rule, f"{what} {shown!r} {problem}; {fix}")
 
 
