@@ -84,7 +84,7 @@ from .errors import NodeExecutionError, NodeInputError, NodeOutputError, RunInte
 from .graph import Graph, Link, topological_order
 from .node import Node, NodeContext
 from .registry import Registry
-from .validation import linked_value_error
+from .validation import has_literal_checks, linked_value_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +168,7 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
                 literals[name] = value
                 if ispec.model_folder and isinstance(value, str):
                     model_files.append((node_id, name, ispec.model_folder, value))
-        if cls.check_literals.__func__ is not Node.check_literals.__func__:     # validation.has_literal_checks
+        if has_literal_checks(cls):
             literal_checks.append(node_id)
         fingerprinted = (cls.fingerprint.__func__ is not Node.fingerprint.__func__
                          or any(s.model_folder for s in spec.inputs.values()))

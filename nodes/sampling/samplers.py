@@ -458,13 +458,12 @@ def lms_step(model, x, sigmas, i, state, extra_args, noise_sampler, *, order: in
     return StepResult(x_next, {"derivatives": derivatives}, denoised, sigma, x)
 
 
-def _unipc_order(i: int, step_count: int, order: int, sigmas: Sequence[float] | None = None) -> int:
+def _unipc_order(i: int, order: int, sigmas: Sequence[float]) -> int:
     """Order used at step i: warm-up (i + 1), lower order on the final steps (diffusers' rule), and no
     older estimate from a step too short to extrapolate from (:func:`history_usable`)."""
-    order = min(order, step_count - i, i + 1)
-    if sigmas is not None:
-        while order > 1 and not history_usable(sigmas, i, order - 1):
-            order -= 1
+    order = min(order, len(sigmas) - 1 - i, i + 1)
+    while order > 1 and not history_usable(sigmas, i, order - 1):
+        order -= 1
     return order
 
 
@@ -561,15 +560,14 @@ def unipc_step(model, x, sigmas, i, state, extra_args, noise_sampler, *, order: 
     denoised = _denoise(model, x, sigma, extra_args)
     x_corrected = x
     if i > 0 and use_corrector and not too_uneven_for_higher_order(sigmas[i - 1], sigma):   # UniC: a trapezoid
-        previous_order = _unipc_order(i - 1, len(sigmas) - 1, order, sigmas)
+        previous_order = _unipc_order(i - 1, order, sigmas)
         x_corrected = _unipc_correct(state["x_before_predictor"], denoised, history, sigmas, i, previous_order,
                                      variant)
     history = (list(history) + [denoised])[-order:]
     if sigma_next == 0:
         x_next = denoised  # UniP-1 to sigma 0 is exactly the data prediction
     else:
-        x_next = _unipc_predict(x_corrected, history, sigmas, i, _unipc_order(i, len(sigmas) - 1, order, sigmas),
-                                variant)
+        x_next = _unipc_predict(x_corrected, history, sigmas, i, _unipc_order(i, order, sigmas), variant)
     return StepResult(x_next, {"denoised_history": history, "x_before_predictor": x_corrected}, denoised, sigma, x)
 
 
