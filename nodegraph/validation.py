@@ -399,14 +399,18 @@ def missing_input_message(input_dir: Path, name: str, what: str = "file") -> str
 
 def input_file_error(node_id: str, node_type: str, name: str, value: str, input_dir: Path,
                      subfolders: bool) -> GraphError | None:
-    """`not_in_choices` when `value` names nothing in the input folder (a file, or a dataset's folder); None
-    when it is there (or the name is refused: the node says why when it runs)."""
+    """`not_in_choices` when `value` names nothing in the input folder (a file, or a dataset's folder);
+    `invalid_value` when it leads out of the folder through a symbolic link (what the run would refuse); None
+    when it is there."""
     from .paths import confine
 
     try:
         if confine(input_dir, value, input_name=name, subfolders=subfolders).exists():
             return None
-    except (PathConfinementError, OSError):
+    except PathConfinementError as exc:
+        return GraphError("invalid_value", f"input {name!r} of {node_type}: {exc.message}", node_id=node_id,
+                          input=name, details={"found": _short(value), "rule": exc.rule})
+    except OSError:
         return None
     what = "file or folder" if subfolders else "file"      # a dataset names a folder; the declaration cannot say
     return GraphError("not_in_choices",

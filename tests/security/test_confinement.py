@@ -282,15 +282,20 @@ def _load_image_graph(name: str) -> dict:
 
 
 def test_load_image_names_stay_in_the_input_folder(tmp_path):
-    """LoadImage refuses names that leave the input folder, including a symlink to a file elsewhere."""
+    """LoadImage refuses names that leave the input folder, including a symlink to a file elsewhere: validation
+    refuses them all (a run is never started), and the run's own file resolution refuses the symlink too (it
+    could appear after validation)."""
     _write_image(tmp_path / "outside" / "secret.png")
     _write_image(tmp_path / "in" / "ok.png")
     os.symlink(tmp_path / "outside" / "secret.png", tmp_path / "in" / "linked.png")
     session = Session(input_dir=tmp_path / "in", output_dir=tmp_path / "out")
     assert session.run(_load_image_graph("ok.png")).outputs["show"]["value"].shape == (1, 8, 8)
     for name, rule, stage in (("../outside/secret.png", "subfolder", "validation"),
-                              ("/etc/hostname", "absolute", "validation"), ("linked.png", "outside_root", "run")):
+                              ("/etc/hostname", "absolute", "validation"),
+                              ("linked.png", "outside_root", "validation")):
         assert refusal(session, _load_image_graph(name))[1:] == ("image", rule, stage)
+    with pytest.raises(LookupError, match="outside its folder through a symbolic link"):
+        session.resolve_file("input", "linked.png")
 
 
 @pytest.mark.parametrize("filename", ["../evil.safetensors", "/tmp/evil.safetensors", "sub/evil.safetensors",
