@@ -93,6 +93,39 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         raise ClusterUnreachableError(address, f"{type(exc).__name__}: {exc.strerror or exc}") from None
 
 
+class native_stderr_held:
+    """Holds what is written to file descriptor 2 (Ray's C++ core logs there, a line a second while it
+    retries an address that answers but is no Ray head) until `replay()`; dropped when the block raises,
+    where ClusterUnreachableError says what went wrong in one line."""
+
+    def __enter__(self) -> "native_stderr_held":
+        import sys
+        import tempfile
+
+        sys.stderr.flush()
+        self._file = tempfile.TemporaryFile()
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        import sys
+
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+
+    def replay(self) -> None:
+        """Write what was held to stderr (after a successful connection: Ray's notices stay visible)."""
+        import sys
+
+        self._file.seek(0)
+        text = self._file.read().decode("utf-8", "replace")
+        self._file.close()
+        if text:
+            sys.stderr.write(text)
+
+
 def needs_for(registry: Any, graph: Any) -> RunNeeds:
     """Node types (qualified, with the plugin that provides each here) and model files a Graph needs."""
     from ..effective_graph import effective_graph
@@ -197,7 +230,9 @@ class WorkerPool:
                     ray.init(num_cpus=self.local_cpus or os.cpu_count(), **kwargs)
                     self._started_cluster = True
                 else:
-                    ray.init(address=self.address, **kwargs)
+                    with native_stderr_held() as held:
+                        ray.init(address=self.address, **kwargs)
+                    held.replay()
             except Exception as exc:  # noqa: BLE001 — Ray's own errors vary by version
                 raise ClusterUnreachableError(self.address or "local", f"{type(exc).__name__}: {exc}") from None
         from .worker import SessionWorker

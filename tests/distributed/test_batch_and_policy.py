@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -14,7 +15,8 @@ import pytest
 from nodegraph import Session
 from nodegraph.distributed.backend import RayBackend, write_output_file
 from nodegraph.distributed.options import parse_bytes
-from nodegraph.distributed.pool import ClusterUnreachableError, WorkerPool, check_reachable, needs_for
+from nodegraph.distributed.pool import (ClusterUnreachableError, WorkerPool, check_reachable, native_stderr_held,
+                                       needs_for)
 from nodegraph.distributed.scheduling import NoCapableWorker, RunNeeds, WorkerInfo, choose_worker, missing_on
 from nodegraph.distributed.sweep import SweepError, parse_sweep
 from nodegraph.server import Server
@@ -110,6 +112,22 @@ def test_unreachable_address_is_a_clear_error():
     assert "'127.0.0.1:1'" in str(info.value) and "ray start --head" in str(info.value)
     with pytest.raises(ClusterUnreachableError, match="not HOST:PORT"):
         WorkerPool(address="nowhere").start()
+
+
+def test_native_stderr_is_held_while_connecting(capfd):
+    """What Ray's C++ core writes to fd 2 while it retries an address is dropped when the connection fails
+    (the one-line ClusterUnreachableError says why) and replayed when it succeeds."""
+    with pytest.raises(ConnectionError):
+        with native_stderr_held():
+            os.write(2, b"gcs_client.cc:210: Failed to get cluster ID\n" * 20)
+            raise ConnectionError("Failed to connect")
+    with native_stderr_held() as held:
+        os.write(2, b"connected to the cluster\n")
+    assert capfd.readouterr().err == ""
+    held.replay()
+    assert capfd.readouterr().err == "connected to the cluster\n"
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
 
 
 def test_output_files_never_replace_and_go_on_numbering(tmp_path):
