@@ -575,8 +575,11 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
         _check_output_files(plan, outputs, services)
     except RunInterrupted:
         raise
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 — every node failure becomes a structured error (a
-        # plugin's sys.exit too: it ended the CLI with no word of which node)
+    except BaseException as exc:  # noqa: BLE001 — every node failure becomes a structured error: a plugin's
+        # sys.exit (it ended the CLI with no word of which node) and its own KeyboardInterrupt or BaseException
+        # subclass too (in a server's worker thread they ended the thread and the queue stopped for everyone)
+        if _is_users_interrupt(exc):
+            raise
         trace = tb.format_exc()
         if (memory := out_of_memory(exc, kwargs)) is not None:   # the allocator's words name no input
             memory.__cause__, exc = exc, memory
@@ -594,6 +597,12 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
     del state.instances[node_id]
     emit(ev.NodeFinished(run_id, node_id, spec.type, seconds, _PeakMemory.end()))
     _release_sources(state, node_id)
+
+
+def _is_users_interrupt(exc: BaseException) -> bool:
+    """Ctrl+C: a KeyboardInterrupt on the main thread (where Python delivers SIGINT). One raised on another
+    thread can only come from a node's own code, so it fails that node like any other exception."""
+    return isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread()
 
 
 def execute(state: RunState, cache: OutputCache, emit: ev.EventSink,

@@ -870,7 +870,7 @@ class Server:
                         break
                 try:
                     self._execute(record)
-                except Exception:  # noqa: BLE001 — the worker must survive anything
+                except BaseException:  # noqa: BLE001 — the worker must survive anything
                     log.exception("the worker failed around run %s; going on with the next run", record.id)
                 record = None
             with self._handoff_lock:
@@ -938,7 +938,7 @@ class Server:
                 "message": str(exc.exception), "traceback": exc.traceback})
         except RunInterrupted as exc:
             self._finish(run_id, "interrupted", error={"message": str(exc), "node_id": exc.node_id})
-        except Exception as exc:  # noqa: BLE001 — the worker must survive anything
+        except BaseException as exc:  # noqa: BLE001 — the worker must survive anything
             log.exception("run %s crashed the worker loop", run_id)
             self._terminal_event = RunFailed(run_id, None, f"{type(exc).__name__}: {exc}")
             self._finish(run_id, "failed", error={"message": f"{type(exc).__name__}: {exc}"})

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from nodegraph import Session
+from nodegraph import Input, Node, NodeInputs, Session, hookimpl
 from nodegraph import run_queue as run_queue_module
 from nodegraph.files import FileStore
 from nodegraph.protocol import PROTOCOL_VERSION, ServerProtocol
@@ -385,3 +385,53 @@ def test_errors_for_unreadable_frames_and_handler_failures_carry_the_request_id(
     monkeypatch.setattr(proto.session, "validate", broken)
     replies = proto.receive("c1", json.dumps({"type": "submit", "request_id": "r7", "graph": wait_graph(0)}))
     assert [(m.message["code"], m.message.get("request_id")) for m in replies] == [("internal_error", "r7")]
+
+
+# --- a node raising KeyboardInterrupt or its own BaseException fails only its run (stranger pass) --------
+
+class _PluginBaseException(BaseException):
+    """What a careless plugin might raise: not an Exception."""
+
+
+class RaisesBase(Node):
+    class Inputs(NodeInputs):
+        kind: str = Input("keyboard")
+
+    output_node = True
+    outputs = ()
+
+    def run(self, kind: str) -> dict:
+        raise KeyboardInterrupt() if kind == "keyboard" else _PluginBaseException("custom BaseException")
+
+
+@hookimpl
+def register_raising_nodes():
+    return [RaisesBase]
+
+
+def test_a_node_raising_keyboard_interrupt_or_a_base_exception_fails_only_its_run(tmp_path):
+    """Such a node ended the server's worker thread: its run stayed "running" and every later run of every
+    client stayed queued until a restart. Each is now that node's failure, and the next run runs."""
+    import types
+
+    module = types.ModuleType("raising_base_plugin")
+    module.register_nodes = register_raising_nodes
+    session = Session(plugins=[module], output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+    running = RunningServer(tmp_path, session=session)
+    try:
+        client = Client(running.url())
+        for kind in ("keyboard", "custom"):
+            client.send({"type": "submit", "graph": {"format_version": 2, "nodes": {
+                "x": {"type": "RaisesBase", "inputs": {"kind": kind}}}}})
+            run_id = client.next_of("submitted")["run_id"]
+            failed = client.next_of("run_failed", run_id=run_id)
+            assert failed["node_id"] == "x", failed
+        client.send({"type": "submit", "graph": wait_graph(0)})
+        run_id = client.next_of("submitted")["run_id"]
+        client.next_of("run_finished", run_id=run_id, timeout=30)
+        client.send({"type": "history"})
+        statuses = [r["status"] for r in client.next_of("history")["runs"]]
+        assert sorted(statuses) == ["failed", "failed", "succeeded"]
+        client.close()
+    finally:
+        running.stop()
