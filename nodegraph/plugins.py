@@ -22,7 +22,9 @@ as a whole — start-up goes on.
 Node types are registered as `<plugin>.<Type>`; the bare `<Type>` is an alias
 when one plugin provides it (registry.py). Two plugins providing one bare name
 is a clash: the bare name becomes ambiguous unless a preference
-(NODEGRAPH_PLUGINS_PREFER=Type=plugin, `--prefer-plugin Type=plugin`) picks one.
+(NODEGRAPH_PLUGINS_PREFER=Type=plugin, `--prefer-plugin Type=plugin`) picks one
+or one of them is a built-in pack, which keeps it (a warning names the plugin's
+qualified name).
 
 A plugin that loads but registers no node is reported too (`no_nodes`): as a
 warning when it implements no hook at all — typically its module was imported
@@ -263,7 +265,8 @@ def load_plugins(
         known = {name for name, _, _, _ in candidates} | {ep.name for ep in _entry_points(PLUGIN_GROUP)}
         for option, names in (("--allow-plugin", allow if autoload else None), ("--deny-plugin", deny)):
             report.unknown += [(name, option, tuple(sorted(known))) for name in sorted(names or ()) if name not in known]
-    registry = Registry(prefer=dict(prefer))
+    registry = Registry(prefer=dict(prefer),
+                        builtin_plugins={name for name, source, _, _ in candidates if source == "builtin"})
     registered: list[tuple[str, str, Any, metadata.EntryPoint | None]] = []
     provided_by: dict[str, str] = {}        # plugin name → the distribution it was loaded from ('' if none)
     for name, source, ep, target in candidates:

@@ -11,7 +11,10 @@ Node type names (see docs/plugins.md, "Node type names and clashes"):
   resolve.
 - The *bare* name `<Type>` is an alias when exactly one node class has it, or
   when a preference (`prefer`, `--prefer-plugin TYPE=PLUGIN`) picks one of the
-  providers. Otherwise the bare name is *ambiguous* (`ambiguous`): graphs that
+  providers, or else when one provider is a built-in pack (`builtin_plugins`):
+  built-in names stay what every shipped and saved graph means, and a plugin's
+  node of the same name is reached by its qualified name (the clash is a
+  warning). Otherwise the bare name is *ambiguous* (`ambiguous`): graphs that
   use it fail validation with `ambiguous_node_type`, naming every provider.
   Never does one plugin silently take another's name.
 - `nodes` maps every name that resolves (qualified names and aliases) to its
@@ -64,6 +67,7 @@ class NodeClash:
     type: str                    # the bare name, e.g. "Blur"
     plugins: tuple[str, ...]     # the providers, in load order
     preferred: str | None = None  # the provider a preference picked for the bare name, if any
+    builtin: str | None = None    # the built-in pack that keeps the bare name (no preference given), if any
 
     @property
     def qualified(self) -> list[str]:
@@ -75,11 +79,21 @@ class NodeClash:
         if self.preferred is not None:
             return (f"node type {self.type!r} is provided by plugins {names}; the bare name {self.type!r} "
                     f"means {self.preferred + '.' + self.type!r} (preferred)")
+        if self.builtin is not None:
+            others = " and ".join(repr(f"{p}.{self.type}") for p in self.plugins if p != self.builtin)
+            return (f"node type {self.type!r} is provided by plugins {names}; the bare name {self.type!r} "
+                    f"stays the built-in {self.builtin + '.' + self.type!r}, and the plugin's node is "
+                    f"{others}")
         return (f"node type {self.type!r} is provided by plugins {names}; the bare name {self.type!r} is "
                 f"ambiguous and graphs that use it do not validate")
 
     @property
     def fix(self) -> str:
+        if self.builtin is not None and self.preferred is None:
+            plugin = next(p for p in self.plugins if p != self.builtin)
+            return (f"write {plugin + '.' + self.type!r} in a graph to use the plugin's node, or give it the bare "
+                    f"name (--prefer-plugin {self.type}={plugin}); its authors should rename it, since a built-in "
+                    f"has the name")
         alternatives = " or ".join(repr(q) for q in self.qualified)
         return (f"write {alternatives} in the graph, deny one plugin (--deny-plugin {self.plugins[-1]}), "
                 f"or prefer one (--prefer-plugin {self.type}={self.plugins[0]}, "
@@ -99,6 +113,7 @@ class Registry:
         node_plugin: every name in `nodes` → the plugin that registered it.
         ambiguous: bare name → qualified names of its providers, when none is preferred.
         prefer: bare name → plugin whose node the bare name means when several provide it.
+        builtin_plugins: the built-in packs' plugin names: with no preference, a built-in keeps its bare name.
         unavailable: plugin name → why it is not loaded (failed, denied, not allowed), so that
             validation can say why a type is missing.
         conflicts: extension names registered twice (the first keeps the name).
@@ -109,6 +124,7 @@ class Registry:
     node_types: dict[str, type[Node]] = field(default_factory=dict)
     ambiguous: dict[str, list[str]] = field(default_factory=dict)
     prefer: dict[str, str] = field(default_factory=dict)
+    builtin_plugins: set[str] = field(default_factory=set)
     unavailable: dict[str, str] = field(default_factory=dict)
     types: TypeRegistry = field(default_factory=TypeRegistry)
     extensions: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -148,7 +164,8 @@ class Registry:
         if len(providers) == 1:
             chosen = providers[0]
         else:
-            chosen = next((p for p in providers if p[0] == self.prefer.get(bare)), None)
+            chosen = next((p for p in providers if p[0] == self.prefer.get(bare)), None) \
+                or self._builtin_provider(providers)
         if chosen is None:
             self.nodes.pop(bare, None)
             self.node_plugin.pop(bare, None)
@@ -156,6 +173,11 @@ class Registry:
         else:
             self.nodes[bare], self.node_plugin[bare] = chosen[1], chosen[0]
             self.ambiguous.pop(bare, None)
+
+    def _builtin_provider(self, providers: list[tuple[str, type[Node]]]) -> tuple[str, type[Node]] | None:
+        """The one built-in pack among a clash's providers (None when there is none, or several)."""
+        builtin = [p for p in providers if p[0] in self.builtin_plugins]
+        return builtin[0] if len(builtin) == 1 else None
 
     def _distinct_providers(self, bare: str) -> list[tuple[str, type[Node]]]:
         """Providers of a bare name, one per distinct class (a class re-exported by two plugins is one)."""
@@ -173,7 +195,9 @@ class Registry:
             if len(providers) > 1:
                 plugins = tuple(plugin for plugin, _ in providers)
                 preferred = self.prefer.get(bare)
-                out.append(NodeClash(bare, plugins, preferred if preferred in plugins else None))
+                builtin = self._builtin_provider(providers)
+                out.append(NodeClash(bare, plugins, preferred if preferred in plugins else None,
+                                     builtin[0] if builtin is not None else None))
         return out
 
     def providers(self, bare: str) -> list[str]:
@@ -193,11 +217,14 @@ class Registry:
         return self.node_plugin.get(qualified) if qualified is not None else None
 
     def canonical_name(self, qualified: str) -> str:
-        """The name to save in graphs: the bare name when it is unique, else the qualified name."""
+        """The name to save in graphs: the bare name when it is unique (or a built-in's that keeps it in a
+        clash), else the qualified name."""
         cls = self.node_types[qualified]
-        if len(self._distinct_providers(cls.type)) == 1 and cls.type not in self.node_types \
-                and self._qualified_of.get(cls) == qualified:
-            return cls.type
+        if cls.type not in self.node_types and self._qualified_of.get(cls) == qualified:
+            providers = self._distinct_providers(cls.type)
+            builtin = self._builtin_provider(providers)
+            if len(providers) == 1 or (builtin is not None and builtin[1] is cls):
+                return cls.type
         return qualified
 
     def resolve(self, name: str) -> str | None:

@@ -76,11 +76,14 @@ def test_clashing_node_types_are_namespaced_and_the_bare_name_is_ambiguous():
 
 
 def test_a_plugin_cannot_silently_take_a_builtin_name():
-    """A plugin declaring a built-in's type makes the bare name ambiguous; the qualified names keep working."""
+    """A plugin declaring a built-in's type does not get the bare name (the built-in keeps it, with a clash
+    warning); both qualified names keep working."""
     session = Session(plugins=[("shadow", NodesPlugin(make_node("Int", 5)))])
     assert session.registry.node_plugin["primitives.Int"] == "primitives"
     assert session.registry.node_plugin["shadow.Int"] == "shadow"
-    assert session.registry.ambiguous["Int"] == ["primitives.Int", "shadow.Int"]
+    assert session.registry.node_plugin["Int"] == "primitives" and "Int" not in session.registry.ambiguous
+    (clash,) = session.registry.clashes
+    assert (clash.plugins, clash.builtin) == (("primitives", "shadow"), "primitives")
 
 
 class FakeEntryPoint:
@@ -313,14 +316,28 @@ def test_malformed_and_unused_preferences_are_reported():
     assert "prefer one of the providers" in warning["fix"]
 
 
-def test_builtin_names_clash_loudly_and_a_preference_restores_saved_graphs():
-    """A plugin's Int breaks bare `Int` in graphs/arithmetic.json until the built-in is preferred."""
+def test_a_plugin_using_a_builtin_name_neither_takes_it_nor_breaks_saved_graphs():
+    """A plugin's Int: bare `Int` stays the built-in's (graphs/arithmetic.json validates and runs the same; it
+    broke every graph using Int), the plugin's node is `shadow.Int`, the clash is a warning naming both, and a
+    preference gives the plugin the bare name."""
     shadow = ("shadow", NodesPlugin(make_node("Int", 5)))
-    errors = Session(plugins=[shadow]).validate(ROOT / "graphs" / "arithmetic.json")
-    assert errors and {e.code for e in errors} == {"ambiguous_node_type"}
-    assert all("'primitives' and 'shadow'" in e.message for e in errors)
-    session = Session(plugins=[shadow], prefer={"Int": "primitives"})
+    session = Session(plugins=[shadow])
     assert session.validate(ROOT / "graphs" / "arithmetic.json") == []
+    assert session.registry.resolve("Int") == "primitives.Int"
+    (clash,) = [w for w in session.plugin_warnings() if w["kind"] == "clash"]
+    assert clash["level"] == "warning" and clash["plugin"] == "shadow"
+    assert "stays the built-in 'primitives.Int'" in clash["message"] and "'shadow.Int'" in clash["message"]
+    assert "--prefer-plugin Int=shadow" in clash["fix"]
+    schemas = {s["qualified_type"]: s["type"] for s in session.node_schemas()}
+    assert schemas["primitives.Int"] == "Int" and schemas["shadow.Int"] == "shadow.Int"
+    graph = {"format_version": 1, "nodes": {
+        "a": {"type": "Int", "inputs": {"value": 3}}, "b": {"type": "shadow.Int", "inputs": {}},
+        "sa": {"type": "ShowValue", "inputs": {"value": {"node": "a", "output": "value"}}},
+        "sb": {"type": "ShowValue", "inputs": {"value": {"node": "b", "output": "value"}}}}}
+    outputs = session.run(graph).outputs
+    assert (outputs["sa"]["value"], outputs["sb"]["value"]) == (3, 5)
+    preferred = Session(plugins=[shadow], prefer={"Int": "shadow"})
+    assert preferred.registry.resolve("Int") == "shadow.Int"
 
 
 def test_unique_bare_names_are_aliases_and_share_the_cache_with_qualified_names():
