@@ -88,7 +88,7 @@ class EmptyLatent(Node):
     """
 
     category = "latent"
-    version = "1.1.0"
+    version = "1.1.1"
 
     class Inputs(NodeInputs):
         width: int = Input(512, ge=8, le=16384, multiple_of=8)
@@ -98,6 +98,18 @@ class EmptyLatent(Node):
         vae: Any = Input(None, port="VAE", description="optional: take the latent layout from this VAE")
 
     outputs = (Output("latent", "LATENT"),)
+
+    @classmethod
+    def check_literals(cls, literals: dict[str, Any], list_model_files: Any) -> dict[str, str]:
+        """The latent's size against MAX_LATENT_ELEMENTS (each bound alone let 16384² × 4096 through), when no VAE
+        is linked (a linked one's factor is known at run time, where `api_empty_latent` checks again)."""
+        if "vae" not in literals:
+            return {}
+        width, height, batch, channels = (literals.get(k) for k in ("width", "height", "batch_size", "channels"))
+        if not all(isinstance(v, int) for v in (width, height, batch, channels)):
+            return {}
+        problem = latent_size_problem(batch, channels, height // 8, width // 8, width, height)
+        return {("batch_size" if batch > 1 else "width"): problem} if problem else {}
 
     def run(self, width: int, height: int, batch_size: int, channels: int, vae: Any) -> dict:
         return {"latent": api.empty_latent(self.context, width, height, batch_size=batch_size, channels=channels,
@@ -760,6 +772,19 @@ def api_sigmas(context: NodeContext, model: Any, *, scheduler: str, steps: int, 
         return truncate_for_denoise(lambda n: make(denoiser, n), steps, denoise)
 
 
+MAX_LATENT_ELEMENTS = 2**26     # 256 MiB of float32 per latent: 4096 SD latents of 512², or 1 of 16384²
+
+
+def latent_size_problem(batch: int, channels: int, rows: int, columns: int, width: int, height: int) -> str | None:
+    """Why a (batch, channels, rows, columns) latent for width×height images is too large, or None."""
+    elements = batch * channels * rows * columns
+    if elements <= MAX_LATENT_ELEMENTS:
+        return None
+    return (f"{batch} latent(s) of {width}×{height} ({channels} channels) are {elements * 4 / 2**30:,.1f} GiB, over "
+            f"the {MAX_LATENT_ELEMENTS * 4 // 2**20} MiB a latent may take (sampling and decoding need many times "
+            f"more); lower batch_size (run several batches, or a sweep over seeds), width or height")
+
+
 def api_empty_latent(context: NodeContext, width: int, height: int, *, batch_size: int, channels: int,
                      vae: Any) -> dict:
     """nodegraph.api.empty_latent (EmptyLatent): zeros (B, C, H/f, W/f); f and C from the VAE, else 8 and `channels`."""
@@ -774,6 +799,8 @@ def api_empty_latent(context: NodeContext, width: int, height: int, *, batch_siz
         if width % factor or height % factor:
             raise NodeInputError("width", f"this VAE needs sizes that are multiples of {factor}")
     shape = (batch_size, channels, height // factor, width // factor)
+    if (problem := latent_size_problem(*shape, width, height)) is not None:
+        raise NodeInputError("batch_size" if batch_size > 1 else "width", problem)
     try:
         return {"samples": torch.zeros(shape), "pixels_per_cell": factor}
     except (RuntimeError, MemoryError) as exc:      # torch: "can't allocate memory: you tried to allocate N bytes"

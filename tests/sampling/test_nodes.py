@@ -523,5 +523,23 @@ def test_an_empty_latent_too_big_for_the_machine_names_its_size(monkeypatch):
 
     monkeypatch.setattr(torch, "zeros", refuse)
     with pytest.raises(NodeInputError) as info:
-        sampling_nodes.api_empty_latent(None, 16384, 16384, batch_size=4096, channels=4, vae=None)
-    assert info.value.input == "batch_size" and "256.0 GiB" in str(info.value)      # 4096 × 4 × 2048² float32
+        sampling_nodes.api_empty_latent(None, 4096, 4096, batch_size=1, channels=4, vae=None)
+    assert info.value.input == "width" and "0.0 GiB" in str(info.value)      # 4 × 512² float32: 4 MiB
+
+
+def test_an_empty_latent_over_the_size_limit_is_refused_before_allocating(tmp_path):
+    """Each bound alone let 16384² × batch 4096 through to torch (a server kept a 512 MiB latent in its cache):
+    over MAX_LATENT_ELEMENTS, validation refuses it (no VAE linked: factor 8) and so does the run (any VAE)."""
+    from nodegraph import NodeInputError
+
+    session = Session(output_dir=tmp_path)
+    graph = {"format_version": 1, "nodes": {
+        "empty": {"type": "EmptyLatent", "inputs": {"width": 16384, "height": 16384, "batch_size": 64}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "empty", "output": "latent"}}}}}
+    (error,) = session.validate(graph)
+    assert (error.node_id, error.input) == ("empty", "batch_size") and "4.0 GiB" in error.message
+    assert "lower batch_size" in error.message
+    graph["nodes"]["empty"]["inputs"]["batch_size"] = 4
+    assert session.validate(graph) == []                  # 4 × 4 × 2048² float32 = 256 MiB: the limit itself
+    with pytest.raises(NodeInputError, match="over the 256 MiB"):
+        sampling_nodes.api_empty_latent(None, 16384, 16384, batch_size=5, channels=4, vae=None)
