@@ -326,6 +326,9 @@ def _normalise_outputs(plan: NodePlan, raw: Any) -> dict[str, Any]:
         return raw
     if raw is None and not outputs:
         return {}
+    if raw is None:     # a forgotten `return`: the node that consumed the None was blamed
+        raise TypeError(f"{spec.type}.run() returned None (a missing `return`?); return a dict keyed by output "
+                        f"name {[o.name for o in outputs]}")
     if len(outputs) == 1 and not isinstance(raw, tuple):
         return {outputs[0].name: raw}
     if isinstance(raw, tuple) and len(raw) == len(outputs):

@@ -190,3 +190,27 @@ def test_progress_reports_are_held_to_the_contract():
                           ("bad_info", "float(x), x.tolist()")):
         with pytest.raises(NodeExecutionError, match=expected.replace("(", r"\(").replace(")", r"\)")):
             session.run({"format_version": 2, "nodes": {"r": {"type": "Reporter", "inputs": {"how": how}}}})
+
+
+class ForgetsReturn(Node):
+    outputs = (Output("number", "FLOAT"),)
+
+    def run(self) -> dict:
+        self.context  # computes, then forgets `return`
+
+
+def test_a_node_returning_none_for_its_output_is_that_nodes_failure():
+    """`return` forgotten: None went downstream and the node that read it was blamed; now the node itself fails,
+    naming the missing return and its outputs."""
+    from nodegraph import NodeExecutionError
+
+    module = types.ModuleType("forgets_return_plugin")
+    module.register_nodes = hookimpl(lambda: [ForgetsReturn])
+    sys.modules[module.__name__] = module
+    graph = {"format_version": 2, "nodes": {"x": {"type": "ForgetsReturn", "inputs": {}},
+                                            "show": {"type": "ShowValue", "inputs": {"value": {"node": "x",
+                                                                                               "output": "number"}}}}}
+    with pytest.raises(NodeExecutionError) as info:
+        Session(plugins=[module]).run(graph)
+    assert info.value.node_id == "x" and "returned None (a missing `return`?)" in str(info.value.exception)
+    assert "['number']" in str(info.value.exception)
