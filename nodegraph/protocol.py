@@ -70,6 +70,9 @@ class Hello(_Message):
                                  description="with `batch`: consecutive node events of one run inside a "
                                              "batch travel as one `node_events` message (field names once, "
                                              "one row per event)")
+    resume: str | None = Field(None, max_length=64,
+                               description="the client_id of this client's earlier connection (after a drop or "
+                                           "a server restart): the events of its runs come to this one")
 
 
 class ListNodes(_Message):
@@ -263,6 +266,10 @@ class EngineEvents(list):
     """
 
     __slots__ = ()
+
+
+MAX_RESUMED = 10_000        # remembered resumes (oldest forgotten first)
+MAX_RESUME_HOPS = 16        # reconnects followed from a run's submitter to its current connection
 
 
 @dataclass
@@ -517,6 +524,7 @@ class ServerProtocol:
         # A failed node's traceback names the install's files and lines: clients get it only where the server
         # says so (a loopback server without users: the person at the keyboard); it is always in the server log.
         self.send_tracebacks = False
+        self.max_message_bytes: int | None = None     # the shell's frame limit, told in `welcome` (None: unknown)
         self.files = files
         self.wake_worker = wake_worker
         self.reserve_worker = reserve_worker
@@ -527,6 +535,9 @@ class ServerProtocol:
         self.users = users
         self.clients: dict[str, ClientState] = {}
         self.run_owner: dict[str, str] = {}    # run id → the client that submitted it, until its last event
+        # An earlier connection's client id → the connection that resumed it (`hello.resume`): its runs'
+        # events go there (followed through several reconnects; a user's runs only to that user).
+        self.resumed: dict[tuple[str | None, str], str] = {}     # keyed by (user name or None, earlier id)
         # Runs queued whose `submitted`/`requeued` reply the shell has not delivered yet: it holds
         # their events until then, so a client never hears of a run before its own reply.
         self.unannounced: set[str] = set()
@@ -702,10 +713,17 @@ class ServerProtocol:
         client.greeted = True
         client.batch = message.batch
         client.compact_events = message.batch and message.compact_events
+        resumed = message.resume if message.resume not in (None, client.client_id) \
+            and message.resume not in self.clients else None
+        if resumed is not None:
+            self.resumed[(client.user.name if client.user else None, resumed)] = client.client_id
+            while len(self.resumed) > MAX_RESUMED:
+                self.resumed.pop(next(iter(self.resumed)))
         warnings = self._plugin_warnings()
         return self._reply(client, message, {
             "type": "welcome", "protocol_version": PROTOCOL_VERSION, "server_version": self.server_version,
-            "client_id": client.client_id, "schema_hash": self.session.registry.schema_hash(),
+            "client_id": client.client_id, "resumed": resumed, "max_message_bytes": self.max_message_bytes,
+            "schema_hash": self.session.registry.schema_hash(),
             "user": None if client.user is None else {"name": client.user.name, "role": client.user.role},
             "plugin_warnings": [w for w in warnings if w.get("level") != "info"]})
 
@@ -1103,13 +1121,28 @@ class ServerProtocol:
             return error
         return {k: v for k, v in error.items() if k != "traceback"}
 
-    def run_event(self, run_id: str, event: dict[str, Any], preview: bytes | None = None,
-                  preview_format: str = "jpeg") -> list[Outgoing]:
-        """Route one engine event (as a dict) to the client that submitted the run."""
+    def _recipient(self, run_id: str, stored: bool = True) -> str | None:
+        """The connected client a run's events go to: its submitter, or the connection that resumed it (`stored`:
+        look the submitter up in the queue when the run has no live owner, e.g. after a restart)."""
         owner = self.run_owner.get(run_id)
-        if owner is None:
+        if owner is None and stored:
             record = self.queue.get(run_id, graph=False)
             owner = record.client_id if record else None
+        if owner is None or not self.resumed or owner in self.clients:
+            return owner if owner in self.clients else None
+        user = self._owner_user(run_id)      # a resume by another user's connection is never followed
+        for _ in range(MAX_RESUME_HOPS):
+            owner = self.resumed.get((user, owner))
+            if owner is None:
+                return None
+            if owner in self.clients:
+                return owner
+        return None
+
+    def run_event(self, run_id: str, event: dict[str, Any], preview: bytes | None = None,
+                  preview_format: str = "jpeg") -> list[Outgoing]:
+        """Route one engine event (as a dict) to the client that submitted the run (or resumed its connection)."""
+        owner = self._recipient(run_id)
         if "traceback" in event and not self.send_tracebacks:
             event = {k: v for k, v in event.items() if k != "traceback"}
         out: list[Outgoing] = []
@@ -1133,19 +1166,16 @@ class ServerProtocol:
         What `run_event` does for those events, once for a group of them: the shell keeps adding the
         run's next node events to the returned group until it delivers it (see EngineEvents).
         """
-        owner = self.run_owner.get(run_id)
+        owner = self._recipient(run_id)
         if owner is None:
-            record = self.queue.get(run_id, graph=False)
-            owner = record.client_id if record else None
-        if owner not in self.clients:
             return []
         return [Outgoing(owner, run_id=run_id, events=EngineEvents(events))]
 
     def output_image(self, run_id: str, node_id: str, file_id: str, data: bytes, image_format: str,
                      index: int) -> list[Outgoing]:
         """An output image of a finished node, as a binary frame to the run's owner."""
-        owner = self.run_owner.get(run_id)
-        if owner not in self.clients:
+        owner = self._recipient(run_id, stored=False)
+        if owner is None:
             return []
         return [Outgoing(owner, binary=encode_frame(
             {"type": "image", "run_id": run_id, "node_id": node_id, "file_id": file_id,
@@ -1153,7 +1183,7 @@ class ServerProtocol:
 
     def output_file(self, run_id: str, item: dict[str, Any]) -> list[Outgoing]:
         """An output file that is not sent inline (video, audio, mesh, ...): its id, kind and mime, to the owner."""
-        owner = self.run_owner.get(run_id)
-        if owner not in self.clients:
+        owner = self._recipient(run_id, stored=False)
+        if owner is None:
             return []
         return [Outgoing(owner, {"type": "output_file", "run_id": run_id, **item})]

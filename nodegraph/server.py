@@ -307,6 +307,7 @@ class Server:
                                        token=self.token, users=users,
                                        templates=TemplateLibrary.for_session(session, PROJECT_ROOT / "graphs"))
         self.protocol.keep_prepared = backend is None     # a Ray worker parses the stored graph itself
+        self.protocol.max_message_bytes = max_message_bytes    # told in `welcome`: the editor checks uploads first
         # the person at the keyboard: loopback, no users, no token, no other host names (a proxy in front)
         self.protocol.send_tracebacks = (is_loopback(host) and users is None and token is None
                                          and not allowed_hosts)

@@ -250,6 +250,55 @@ def test_disconnected_client_runs_continue(proto):
     assert out == []
 
 
+def test_a_reconnecting_client_resumes_its_earlier_connections_runs(proto):
+    """After a drop the editor connects again with `hello.resume` = its earlier client_id: the events of the runs
+    it submitted (still queued or running) come to the new connection, through several reconnects; without
+    `resume` (or naming a connection that is still open) nothing changes."""
+    run_id = send(proto, {"type": "submit", "graph": ARITHMETIC})[0].message["run_id"]
+    proto.disconnect("c1")
+    proto.connect("c3")
+    [welcome] = [o.message for o in send(proto, {"type": "hello", "protocol_version": PROTOCOL_VERSION,
+                                                 "resume": "c1"}, client="c3")]
+    assert welcome["client_id"] == "c3" and welcome["resumed"] == "c1"
+    out = proto.run_event(run_id, {"type": "node_started", "run_id": run_id, "node_id": "a", "node_type": "Int"})
+    assert [o.to for o in out] == ["c3"]
+    proto.disconnect("c3")
+    proto.connect("c4")
+    send(proto, {"type": "hello", "protocol_version": PROTOCOL_VERSION, "resume": "c3"}, client="c4")
+    assert [o.to for o in proto.node_events(run_id, [])] == ["c4"]
+    assert [o.to for o in proto.output_file(run_id, {"file_id": "output/x.wav"})] == ["c4"]
+    [welcome] = [o.message for o in send(proto, {"type": "hello", "protocol_version": PROTOCOL_VERSION,
+                                                 "resume": "c2"}, client="c4")]
+    assert welcome["resumed"] is None               # c2 is connected: not taken over
+    out = proto.run_event(run_id, {"type": "run_finished", "run_id": run_id})
+    assert [o.to for o in out] == ["c4", None]
+
+
+def test_a_resume_never_routes_one_users_runs_to_another(tmp_path):
+    """With users, a connection that names another user's earlier client_id gets none of that user's events."""
+    from nodegraph.users import User, UserBook
+
+    book = UserBook(path=tmp_path / "users.json")
+    alice, bob = (book.authenticate(book.add(User(name))) for name in ("alice", "bob"))
+    protocol = ServerProtocol(Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in"),
+                              RunQueue(tmp_path / "runs.sqlite"), FileStore(tmp_path / "in", tmp_path / "out"),
+                              users=book)
+    hello = {"type": "hello", "protocol_version": PROTOCOL_VERSION}
+    protocol.connect("a1", alice)
+    protocol.receive("a1", json.dumps(hello))
+    run_id = protocol.receive("a1", json.dumps({"type": "submit", "graph": ARITHMETIC}))[0].message["run_id"]
+    protocol.disconnect("a1")
+    protocol.connect("b1", bob)
+    protocol.receive("b1", json.dumps({**hello, "resume": "a1"}))
+    event = {"type": "node_started", "run_id": run_id, "node_id": "a", "node_type": "Int"}
+    assert [o.to for o in protocol.run_event(run_id, event)] == []
+    protocol.connect("a2", alice)
+    protocol.receive("a2", json.dumps({**hello, "resume": "a1"}))
+    protocol.connect("b2", bob)
+    protocol.receive("b2", json.dumps({**hello, "resume": "a1"}))       # after alice: takes nothing from her
+    assert [o.to for o in protocol.run_event(run_id, event)] == ["a2"]
+
+
 def _png_bytes() -> bytes:
     from PIL import Image
 

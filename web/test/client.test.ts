@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { NodegraphClient, ProtocolError, socketUrl, type SocketLike } from "../src/protocol/client";
+import { NodegraphClient, ProtocolError, socketUrl, uploadName, type SocketLike } from "../src/protocol/client";
 import { decodeFrame, encodeFrame } from "../src/protocol/frames";
 
 class FakeSocket implements SocketLike {
@@ -167,6 +167,41 @@ describe("NodegraphClient", () => {
     sockets[1].drop();
     vi.advanceTimersByTime(500);
     expect(sockets).toHaveLength(3); // backoff was reset by the welcome
+  });
+
+  it("resumes the last connection after a drop, so its runs keep reporting here", () => {
+    client.connect();
+    sockets[0].open();
+    expect(sockets[0].texts()[0].resume).toBeUndefined(); // a first connection resumes nothing
+    sockets[0].serverSends(welcome);
+    sockets[0].drop();
+    vi.advanceTimersByTime(500);
+    sockets[1].open();
+    expect(sockets[1].texts()[0]).toMatchObject({ type: "hello", resume: "c1" });
+    sockets[1].serverSends({ ...welcome, client_id: "c2", resumed: "c1" });
+    sockets[1].drop();
+    vi.advanceTimersByTime(500);
+    sockets[2].open();
+    expect(sockets[2].texts()[0]).toMatchObject({ type: "hello", resume: "c2" });
+  });
+
+  it("refuses an upload over the server's frame limit before sending it, saying the limit", async () => {
+    client.connect();
+    sockets[0].open();
+    sockets[0].serverSends({ ...welcome, max_message_bytes: 1024 });
+    const refused = client.upload("photo.png", new Uint8Array(2000));
+    await expect(refused).rejects.toMatchObject({ code: "too_large" });
+    await expect(refused).rejects.toThrow(/up to 0\.0 MiB|--max-message-bytes/);
+    expect(sockets[0].sent.filter((f) => typeof f !== "string")).toHaveLength(0);
+    void client.upload("small.png", new Uint8Array(100)).catch(() => undefined);
+    expect(sockets[0].sent.filter((f) => typeof f !== "string")).toHaveLength(1);
+  });
+
+  it("shortens an upload name over the server's 255 characters, keeping its extension", () => {
+    const long = `${"a".repeat(300)}.png`;
+    expect(Array.from(uploadName(long))).toHaveLength(255);
+    expect(uploadName(long).endsWith(".png")).toBe(true);
+    expect(uploadName("ünïcødé 😀.png")).toBe("ünïcødé 😀.png");
   });
 
   it("derives the websocket URL from the page, keeping the token", () => {

@@ -102,6 +102,23 @@ describe("session state", () => {
     expect(s.nodeStates.a).toEqual({ status: "interrupted" });
   });
 
+  it("settles the shown run's badges from queue_changed or the history when its last event was missed", () => {
+    const running = [
+      server({ type: "run_started", run_id: "r1", nodes: ["a", "b"], total: 2 }),
+      server({ type: "node_started", run_id: "r1", node_id: "a", node_type: "Wait" }),
+    ];
+    // the connection dropped before run_finished; the broadcast after the reconnect says how it ended
+    let s = feed(...running, server({ type: "queue_changed", run_id: "r1", status: "succeeded", pending: 0 }));
+    expect(s.nodeStates).toEqual({});
+    s = feed(...running, server({ type: "queue_changed", run_id: "other", status: "failed", pending: 0 }));
+    expect(s.nodeStates.a).toEqual({ status: "running" }); // another run's end changes nothing
+    // the server restarted meanwhile: its history says the run was interrupted
+    s = feed(...running, server({ type: "history", total: 1, offset: 0, runs: [{ run_id: "r1", status: "interrupted" }] }));
+    expect(s.nodeStates).toEqual({ a: { status: "interrupted" } });
+    s = feed(...running, server({ type: "history", total: 1, offset: 0, runs: [{ run_id: "r1", status: "running" }] }));
+    expect(s.nodeStates.a).toEqual({ status: "running" });
+  });
+
   it("stores validation errors from invalid_graph and clears them per input", () => {
     let s = feed(
       server({

@@ -9,7 +9,12 @@
  *   connection drops first.
  * - Every text message (replies included) also goes to `onMessage`; binary
  *   frames (previews, output images) are decoded and go to `onBinary`.
- * - Reconnection backs off from 0.5 s to 5 s; `close()` stops it.
+ * - Reconnection backs off from 0.5 s to 5 s; `close()` stops it. The next `hello` names the
+ *   last connection's `client_id` (`resume`), so the runs submitted before the drop go on
+ *   reporting their progress, previews and results to this editor.
+ * - An upload larger than the server's frame limit (`welcome.max_message_bytes`) is refused
+ *   here with a `too_large` ProtocolError that says the limit (the server would close the
+ *   connection).
  * - `hello` asks for batch frames (`batch: true`, docs/protocol.md "Batch frames"): a
  *   `{type: "batch", messages: [...]}` frame is unpacked and its messages handled one by
  *   one, in order, exactly as if they had come as separate frames. It also asks for compact
@@ -77,6 +82,9 @@ export class NodegraphClient {
   private nextId = 1;
   private backoff = MIN_BACKOFF_MS;
   private timer: ReturnType<typeof setTimeout> | null = null;
+  /** This connection's id (from `welcome`); the next connection resumes it. */
+  private clientId: string | null = null;
+  private maxMessageBytes: number | null = null;
   status: ConnectionStatus = "disconnected";
 
   constructor(
@@ -119,9 +127,16 @@ export class NodegraphClient {
   /** Upload an image as a binary frame; resolves with the `uploaded` reply. */
   upload(name: string, data: Uint8Array, kind: UploadKind = "image"): Promise<JsonMessage & { file_id: string; name: string }> {
     const requestId = `r${this.nextId++}`;
+    const frame = encodeFrame({ type: "upload", name: uploadName(name), kind, request_id: requestId }, data);
+    if (this.maxMessageBytes && frame.byteLength > this.maxMessageBytes) {
+      const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+      return Promise.reject(new ProtocolError("too_large",
+        `${name} is ${mib(data.byteLength)}; this server takes uploads up to ${mib(this.maxMessageBytes)} ` +
+        "(its --max-message-bytes): make the file smaller, or copy it into the server's input folder"));
+    }
     return new Promise((resolve, reject) => {
       this.pending.set(requestId, { resolve: resolve as (m: JsonMessage) => void, reject });
-      this.enqueue({ frame: encodeFrame({ type: "upload", name, kind, request_id: requestId }, data), requestId });
+      this.enqueue({ frame, requestId });
     });
   }
 
@@ -151,6 +166,7 @@ export class NodegraphClient {
     socket.onopen = () => {
       const hello: Record<string, unknown> = { type: "hello", protocol_version: PROTOCOL_VERSION, batch: true, compact_events: true };
       if (this.token) hello.token = this.token;
+      if (this.clientId) hello.resume = this.clientId;
       socket.send(JSON.stringify(hello));
     };
     socket.onmessage = (event) => this.receive(event.data);
@@ -223,6 +239,8 @@ export class NodegraphClient {
   private handle(message: JsonMessage): void {
     if (message.type === "welcome") {
       this.greeted = true;
+      if (typeof message.client_id === "string") this.clientId = message.client_id;
+      this.maxMessageBytes = typeof message.max_message_bytes === "number" ? message.max_message_bytes : null;
       this.backoff = MIN_BACKOFF_MS;
       this.setStatus("connected");
       const queued = this.outbox;
@@ -297,4 +315,15 @@ export function parseServerText(text: string): JsonMessage {
   if (!batch) return exact;
   const exactBatch = exact.messages as unknown[];
   return { ...message, messages: batch.map((inner, i) => (isExactMessage(inner) ? exactBatch[i] : inner)) };
+}
+
+const MAX_UPLOAD_NAME = 255; // the server's limit on an upload's name (characters)
+
+/** A browser file name the server accepts: long names keep their extension and lose the middle. */
+export function uploadName(name: string): string {
+  const chars = Array.from(name);
+  if (chars.length <= MAX_UPLOAD_NAME) return name;
+  const dot = name.lastIndexOf(".");
+  const extension = dot > 0 && name.length - dot <= 16 ? name.slice(dot) : "";
+  return Array.from(name.slice(0, name.length - extension.length)).slice(0, MAX_UPLOAD_NAME - Array.from(extension).length).join("") + extension;
 }

@@ -47,6 +47,10 @@ export type ServerMessage =
       protocol_version: number;
       server_version: string;
       client_id: string;
+      /** The earlier connection whose runs' events now come here (`hello.resume`), or null. */
+      resumed?: string | null;
+      /** The largest frame the server takes; larger uploads are refused here first. */
+      max_message_bytes?: number | null;
       schema_hash: string;
       user?: { name: string; role: string } | null;
       plugin_warnings?: PluginWarning[];

@@ -317,8 +317,13 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
       return { ...state, models: { ...state.models, ...message.folders } };
     case "queue":
       return { ...state, queue: { running: cleanRunSummary(message.running), pending: cleanRuns(message.pending) } };
-    case "history":
-      return { ...state, history: cleanRuns(message.runs) };
+    case "history": {
+      const history = cleanRuns(message.runs);
+      const active = history.find((run) => run.run_id === state.activeRun);
+      return settleActiveRun({ ...state, history }, active?.run_id ?? null, active?.status);
+    }
+    case "queue_changed":
+      return settleActiveRun(state, message.run_id, message.status);
     case "submitted":
       return {
         ...state,
@@ -438,6 +443,19 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
     default:
       return state;
   }
+}
+
+/**
+ * The shown run ended without this editor hearing its last event (the connection dropped, or the
+ * server restarted, meanwhile): the status that `queue_changed` or the history report settles its
+ * badges as `run_finished` / `run_failed` / `run_interrupted` would have.
+ */
+function settleActiveRun(state: SessionState, runId: string | null, status: string | undefined): SessionState {
+  if (runId === null || !isActive(state, runId) || status === undefined) return state;
+  if (status !== "succeeded" && status !== "failed" && status !== "interrupted" && status !== "cancelled") return state;
+  const waiting = Object.values(state.nodeStates).some((s) => s.status === "queued" || s.status === "running");
+  if (!waiting) return state;
+  return { ...state, nodeStates: dropWaiting(state.nodeStates, status === "interrupted" ? "interrupted" : null) };
 }
 
 /** After a run ends: nodes that never started lose their "queued" badge; running ones become `runningTo`. */
