@@ -39,16 +39,19 @@ import io
 import os
 import re
 import tempfile
+import unicodedata
 from pathlib import Path
 
 from .errors import NodegraphError
 from .paths import DEVICE_NAMES
 
-_SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-MAX_NAME = 120
+_SAFE_CHARS = re.compile(r"[^\w.-]+")      # letters and digits of any script, '_', '.', '-'
+MAX_NAME = 120                              # characters of a stored upload's name ...
+MAX_NAME_BYTES = 200                        # ... and its UTF-8 bytes (file systems allow 255)
 MAX_ID_LENGTH = 1024
 MAX_UPLOAD_PIXELS = 64 * 1024 * 1024     # 8192 × 8192; larger uploads are refused, not decoded
 IMAGE_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
+IMAGE_EXTENSIONS = {**{ext: fmt for fmt, ext in IMAGE_FORMATS.items()}, ".jpeg": "JPEG", ".tiff": "TIFF"}
 
 
 HASHED_FILE_BYTES = 256 * 1024 * 1024
@@ -161,11 +164,15 @@ def append_record(path: str | Path, line: str) -> None:
 def sanitise_name(name: str) -> str:
     """A safe plain file name from a client-supplied one (directories and odd characters removed)."""
     base = re.split(r"[\\/]", name or "")[-1]
-    base = _SAFE_CHARS.sub("_", base).lstrip("._")
+    base = _SAFE_CHARS.sub("_", unicodedata.normalize("NFC", base)).lstrip("._")
     stem, dot, ext = base.rpartition(".")
     if not dot:
         stem, ext = base, ""
-    stem = stem[: MAX_NAME - len(ext) - 1] or "upload"
+    ext = ext[:16]
+    stem = stem[: MAX_NAME - len(ext) - 1]
+    while len(stem.encode("utf-8")) + len(ext.encode("utf-8")) + 1 > MAX_NAME_BYTES:
+        stem = stem[:-1]
+    stem = stem or "upload"
     if stem.split(".")[0].strip().upper() in DEVICE_NAMES:     # CON, nul.png: device names on Windows
         stem = f"upload_{stem}"
     return f"{stem}.{ext}" if ext else stem
@@ -217,8 +224,10 @@ class FileStore:
                     raise FileAccessError(
                         f"the upload {name!r} declares {width}×{height} pixels; the limit is "
                         f"{MAX_UPLOAD_PIXELS} pixels (e.g. 8192×8192): scale it down before uploading")
-                image.verify()
+                image.verify()          # the chunks' checksums ...
                 fmt = image.format
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()            # ... and the pixels: a truncated file passed verify()
         except FileAccessError:
             raise
         except Image.DecompressionBombError:
@@ -231,7 +240,7 @@ class FileStore:
             raise FileAccessError(f"the upload {name!r} is not a readable image ({detail}); "
                                   f"send PNG, JPEG or WebP bytes") from None
         ext = sanitise_name(name).rpartition(".")[2] if "." in sanitise_name(name) else ""
-        if ("." + ext.lower()) not in IMAGE_FORMATS.values():
+        if IMAGE_EXTENSIONS.get("." + ext.lower()) != fmt:   # TIFF bytes named .png are stored as .tif
             ext = IMAGE_FORMATS.get(fmt or "", ".png").lstrip(".")
         return self._store_upload(name, data, ext)
 
@@ -259,11 +268,12 @@ class FileStore:
         stem = safe.rpartition(".")[0] if "." in safe else safe
         folder = self.folders["input"]
         folder.mkdir(parents=True, exist_ok=True)
-        candidate = self._confined(folder, f"{stem}.{ext}")
+        candidate = folder / f"{stem}.{ext}"
         counter = 1
-        while candidate.exists() or candidate.is_symlink():
-            candidate = self._confined(folder, f"{stem}_{counter}.{ext}")
+        while os.path.lexists(candidate):     # any entry, a symlink too (even one leading out): the next name
+            candidate = folder / f"{stem}_{counter}.{ext}"
             counter += 1
+        candidate = self._confined(folder, candidate.name)
         candidate.write_bytes(data)
         return f"input/{candidate.name}"
 

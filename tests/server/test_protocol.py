@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -316,6 +317,35 @@ def test_upload_binary_frame(proto, tmp_path):
     (reply,) = proto.receive("c1", frame)
     assert reply.message["file_id"] == "input/cat_picture_1.png"
     assert (tmp_path / "in" / "cat_picture.png").read_bytes() == _png_bytes()
+
+
+def _image_bytes(fmt: str) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 20, 20)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_image_uploads_keep_names_in_any_script_and_take_the_extension_their_bytes_show(proto, tmp_path):
+    """'ünïcødé 😀.png' lost every non-ASCII letter; TIFF bytes named .png kept .png (served as image/png, a broken
+    preview); a truncated PNG passed (verify() reads chunks, not pixels); an existing symlink's name (even one
+    leading out) refused the upload instead of taking the next name."""
+    def upload(name: str, data: bytes):
+        (reply,) = proto.receive("c1", encode_frame({"type": "upload", "name": name, "request_id": 1}, data))
+        return reply.message
+
+    assert upload("ünïcødé 😀.png", _png_bytes())["name"] == "ünïcødé_.png"
+    assert upload("日本語.png", _png_bytes())["name"] == "日本語.png"
+    assert upload("scan.png", _image_bytes("TIFF"))["name"] == "scan.tif"
+    assert upload("photo.jpeg", _image_bytes("JPEG"))["name"] == "photo.jpeg"
+    assert upload("photo.png", _image_bytes("WEBP"))["name"] == "photo.webp"
+    truncated = upload("cut.png", _png_bytes()[:-20])
+    assert truncated["type"] == "error" and "not a readable image" in truncated["message"]
+    (tmp_path / "outside.png").write_bytes(b"secret")
+    os.symlink(tmp_path / "outside.png", tmp_path / "in" / "link.png")
+    stored = upload("link.png", _png_bytes())
+    assert stored["name"] == "link_1.png" and (tmp_path / "outside.png").read_bytes() == b"secret"
 
 
 def _wav_bytes() -> bytes:
