@@ -488,9 +488,15 @@ function UploadField({ testId, nodeId, name, value, kind, onCommit }: {
           }}
         />
       </div>
-      {fileId && preview === "image" && <img {...previewProps} src={app.fileUrl(fileId)} alt={String(value)} />}
+      {/* the server's JPEG thumbnail: any format it reads (TIFF too), and not an 8192² file for a small preview */}
+      {fileId && preview === "image" && <img {...previewProps} src={thumbnailUrl(app.fileUrl(fileId))} alt={String(value)} />}
       {fileId && preview === "audio" && <audio {...previewProps} controls preload="metadata" src={app.fileUrl(fileId)} />}
       {fileId && preview === "video" && <video {...previewProps} controls muted preload="metadata" src={app.fileUrl(fileId)} />}
     </div>
   );
+}
+
+/** `/files/<id>?size=256`: a JPEG thumbnail of an image file (docs/protocol.md). */
+function thumbnailUrl(url: string): string {
+  return `${url}${url.includes("?") ? "&" : "?"}size=256`;
 }
