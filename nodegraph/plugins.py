@@ -400,6 +400,10 @@ def _failure_fix(name: str, exc: BaseException, stage: str) -> str:
         return (f"install the package that provides module {top!r} (the plugin's README or pyproject lists its "
                 f"dependencies; for a PyPI package of the same name: `pip install {top}`), or reinstall the plugin "
                 f"with its dependencies; {skip}")
+    if isinstance(exc, pluggy.PluginValidationError):      # pm.register: a hook that does not match its hookspec
+        return (f"a hook of the plugin does not match nodegraph's hookspecs (see the error): the hooks take no "
+                f"arguments (`@hookimpl def register_nodes(): return [MyNode]`) and are named as docs/plugins.md "
+                f"lists them (nodegraph.hookspecs); fix the plugin or update it for this nodegraph; {skip}")
     if stage == "import":
         return f"fix or update the plugin (its module raised while being imported); {skip}"
     if isinstance(exc, PluginError):

@@ -90,6 +90,7 @@ class TypeRegistry:
 
     def __init__(self, types: tuple[PortType, ...] = BUILTIN_TYPES):
         self._types: dict[str, PortType] = {}
+        self._sources: dict[str, str] = {}       # type name → who registered it first
         for t in types:
             self.register(t)
 
@@ -101,11 +102,15 @@ class TypeRegistry:
             raise PluginError(f"{source}: port type name {port_type.name!r} must be letters, digits and '_'")
         existing = self._types.get(port_type.name)
         if existing is not None and existing != port_type:
+            owner = self._sources.get(port_type.name, "nodegraph")
+            who = "nodegraph itself" if owner == "nodegraph" else f"plugin {owner!r}"
             raise PluginError(
-                f"{source}: port type {port_type.name!r} is already registered with a different "
-                f"definition; pick another name (types are global to all plugins)"
+                f"{source}: port type {port_type.name!r} is already registered by {who} with a different "
+                f"definition; pick another name, or use {who}'s type as it is defined (types are global to all "
+                f"plugins; plugins load in entry-point name order, so the first one keeps the name)"
             )
         self._types[port_type.name] = port_type
+        self._sources.setdefault(port_type.name, source)
 
     def __contains__(self, name: str) -> bool:
         return name in self._types

@@ -234,9 +234,31 @@ def test_plugin_port_types_extend_the_registry():
         def register_types(self):
             return [PortType("LATENT", "Something else")]
 
-    session = Session(plugins=[("types", Types()), ("clash", Clash())])
+    class Again:
+        @hookimpl
+        def register_types(self):
+            return [PortType("SPECTROGRAM", "Another definition")]
+
+    session = Session(plugins=[("types", Types()), ("clash", Clash()), ("again", Again())])
     assert "SPECTROGRAM" in session.registry.types
-    assert [f.name for f in session.plugin_report.failed] == ["clash"]
+    assert [f.name for f in session.plugin_report.failed] == ["clash", "again"]
+    clash, again = session.plugin_report.failed
+    assert "already registered by nodegraph itself" in clash.error          # the owner is named, not only the loser
+    assert "already registered by plugin 'types'" in again.error
+
+
+def test_a_hook_with_a_wrong_signature_fails_its_plugin_with_the_right_fix():
+    """`def register_nodes(session)` failed as "its module raised while being imported" (it did not): the fix says
+    the hooks take no arguments."""
+    class WrongSignature:
+        @hookimpl
+        def register_nodes(self, session):
+            return []
+
+    session = Session(plugins=[("wrong_sig", WrongSignature())])
+    (failure,) = session.plugin_report.failed
+    assert failure.name == "wrong_sig" and "session" in failure.error
+    assert "the hooks take no arguments" in failure.fix and "raised while being imported" not in failure.fix
 
 
 def test_every_hook_is_documented():
