@@ -285,6 +285,17 @@ class PromptTokens:
         return body + [pad] * (CONTEXT_LENGTH - len(body))
 
 
+def caption_ids(tokenizer: CLIPTokenizer, caption: str, pad_token_id: int = EOS) -> tuple[torch.Tensor, bool]:
+    """``(77,)`` ids of a training caption and whether it was cut.
+
+    A caption says what its image shows: it is read as plain text (no ``(word:1.2)`` weights, no ``BREAK``,
+    which only prompts have) and cut after 75 tokens, as Stable Diffusion's training does (one chunk).
+    """
+    tokens = tokenizer.encode(caption)
+    row = PromptTokens._layout(tokens[:CHUNK_LENGTH], BOS, EOS, pad_token_id)
+    return torch.tensor(row, dtype=torch.long), len(tokens) > CHUNK_LENGTH
+
+
 # ``embedding:name`` in a prompt: a textual-inversion embedding (embeddings.py); the name has no spaces,
 # colons or brackets, so ``(embedding:name:1.2)`` weights it like any word.
 EMBEDDING_PATTERN = re.compile(r"embedding:([^\s,()\[\]:]+)")

@@ -540,26 +540,37 @@ def _encode_dataset(node: Node, dataset: Any, vae: Any, pad_token_id: int) -> An
         parts = tuple(_encode_dataset(node, part, vae, pad_token_id) for _, part in dataset.buckets)
         return DiffusionData(parts[0].latents, parts[0].token_ids, parts[0].empty_ids, parts)
 
-    from nodes.models.tokenizer import default_tokenizer, tokenize_prompt
+    from nodes.models.tokenizer import caption_ids, default_tokenizer
 
     from .trainer import DiffusionData
 
     tokenizer = default_tokenizer()
     latents, ids = [], []
     batch: list = []
+    cut: list[str] = []
     with torch.no_grad(), _on_compute_device(node, vae):
         for i in range(len(dataset)):
             image, caption = dataset[i][:2]
             batch.append(image)
-            tokens = tokenize_prompt(tokenizer, caption).ids(pad_token_id, 1)
-            ids.append(tokens[0])
+            tokens, was_cut = caption_ids(tokenizer, caption, pad_token_id)
+            ids.append(tokens)
+            if was_cut:
+                cut.append(caption)
             if len(batch) == 128 or i == len(dataset) - 1:
                 latents.append(_encode_pixels(vae, torch.stack(batch)))   # the data stays on the CPU
                 batch = []
             if i % 512 == 0:
                 node.context.check_interrupted()
-    empty = tokenize_prompt(tokenizer, "").ids(pad_token_id, 1)[0]
-    return DiffusionData(torch.cat(latents), torch.stack(ids), empty)
+    if cut:
+        warn_cut_captions(node, cut)
+    return DiffusionData(torch.cat(latents), torch.stack(ids), caption_ids(tokenizer, "", pad_token_id)[0])
+
+
+def warn_cut_captions(node: Node, cut: list[str]) -> None:
+    """One warning for the captions cut at 75 tokens (a 132-word caption ended the training with no word why)."""
+    example = cut[0] if len(cut[0]) <= 80 else cut[0][:77] + "..."
+    node.context.warn(f"{len(cut)} caption(s) are longer than the 75 tokens the text encoder reads and were cut "
+                      f"there for training (e.g. {example!r}); put what matters first, or shorten them")
 
 
 class TrainDiffusion(Node):
@@ -749,7 +760,7 @@ class DistillTextEncoder(Node):
 
         from nodes.models.clip import PromptEncoder
         from nodes.models.nodes import TextEncoder
-        from nodes.models.tokenizer import default_tokenizer, tokenize_prompt
+        from nodes.models.tokenizer import caption_ids, default_tokenizer
         from nodes.models.unet import UNetModel
 
         from .trainer import TrainConfig, distill_text_encoder
@@ -792,7 +803,7 @@ class DistillTextEncoder(Node):
             return caption
 
         def tokenize(caption: str) -> Any:
-            return tokenize_prompt(tokenizer, caption).ids(pad, 1)[0]
+            return caption_ids(tokenizer, caption, pad)[0]
 
         run = _run(self, run_name, folder, {
             "text": repr(teacher.config), "train": repr(config),

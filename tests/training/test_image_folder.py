@@ -80,3 +80,39 @@ def test_unusable_folder_raises_dataset_error(tmp_path):
     _image(tmp_path / "lonely.png")
     with pytest.raises(DatasetError, match="1 missing caption"):
         ImageFolderDataset(tmp_path)
+
+
+def test_long_and_prompt_like_captions_train_cut_at_75_tokens_with_a_warning(tmp_path):
+    """A 132-word caption (or one with the word BREAK) ended TrainDiffusion with "num_chunks=1 is fewer than the
+    prompt's 2 chunks". Captions are plain text (no weights, no BREAK) cut at 75 tokens, with one warning."""
+    import torch
+
+    from nodegraph import Session
+    from nodes.models.tokenizer import caption_ids, default_tokenizer
+
+    tokenizer = default_tokenizer()
+    ids, cut = caption_ids(tokenizer, "a PRISON BREAK style poster, (tabby:1.5)")
+    assert not cut and ids.shape == (77,)
+    assert tokenizer.decode([t for t in ids.tolist()[1:] if t != 49407]).replace(" ", "") == \
+        "aprisonbreakstyleposter,(tabby:1.5)"
+    long_ids, cut = caption_ids(tokenizer, " ".join(["red"] * 132))
+    assert cut and long_ids.shape == (77,) and long_ids[76].item() == 49407     # BOS, 75 words, EOS
+
+    data = tmp_path / "in" / "mine"
+    for i, caption in enumerate([" ".join(["a red square"] * 44), "a PRISON BREAK style poster"]):
+        _image(data / f"{i}.png", size=(16, 16))
+        (data / f"{i}.txt").write_text(caption)
+    link = lambda node, output: {"node": node, "output": output}  # noqa: E731
+    graph = {"format_version": 1, "nodes": {
+        "data": {"type": "ImageFolderDataset", "inputs": {"folder": "mine", "size": 16}},
+        "vae": {"type": "TrainVAE", "inputs": {"dataset": link("data", "dataset"), "width": 32, "channel_mult": "1",
+                                               "steps": 1, "batch_size": 2, "run_name": "vae"}},
+        "unet": {"type": "TrainDiffusion", "inputs": {
+            "dataset": link("data", "dataset"), "vae": link("vae", "vae"), "model_channels": 32, "channel_mult": "1",
+            "res_blocks": 1, "attention_levels": "1", "heads": 2, "text_width": 32, "text_layers": 1, "steps": 1,
+            "batch_size": 2, "warmup_steps": 0, "run_name": "unet"}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("unet", "report")}}}}
+    torch.manual_seed(0)
+    result = Session(input_dir=tmp_path / "in", output_dir=tmp_path / "out").run(graph)
+    warnings = [w["message"] for w in result.warnings if w["node_id"] == "unet"]
+    assert any("1 caption(s) are longer than the 75 tokens" in m for m in warnings), warnings
