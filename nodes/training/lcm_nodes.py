@@ -48,6 +48,7 @@ class DistillLCM(Node):
     """
 
     category = "training"
+    version = "1.0.1"  # .1: captions are plain text cut at 75 tokens (a longer one, or BREAK, failed)
 
     class Inputs(NodeInputs):
         dataset: Any = Input(port="DATASET")

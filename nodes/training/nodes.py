@@ -584,7 +584,7 @@ class TrainDiffusion(Node):
     """
 
     category = "training"
-    version = "1.2.0"
+    version = "1.2.1"  # .1: captions are plain text cut at 75 tokens (a longer one, or BREAK, failed)
 
     class Inputs(NodeInputs):
         dataset: Any = Input(port="DATASET")
@@ -719,6 +719,7 @@ class DistillTextEncoder(Node):
     """
 
     category = "training"
+    version = "1.0.1"  # .1: captions are plain text cut at 75 tokens (a longer one, or BREAK, failed)
 
     class Inputs(NodeInputs):
         dataset: Any = Input(port="DATASET")
@@ -831,6 +832,7 @@ class TrainControlNet(Node):
     """
 
     category = "training"
+    version = "1.0.1"  # .1: captions are plain text cut at 75 tokens (a longer one, or BREAK, failed)
 
     class Inputs(NodeInputs):
         dataset: Any = Input(port="DATASET")
