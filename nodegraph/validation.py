@@ -382,18 +382,21 @@ def missing_input_message(input_dir: Path, name: str, what: str = "file") -> str
         return (f"no {what} {name!r}: the input folder ({shown_folder(str(input_dir))}) {state}; "
                 f"create it and put the {what} there, or choose another with --input-dir")
     present: list[str] = []
+    folders = "folder" in what          # a dataset names a folder: folders are what it could have meant
     try:
         with os.scandir(input_dir) as entries:
             for entry in entries:
-                if entry.is_file():
-                    present.append(entry.name)
+                if entry.is_file() or (folders and entry.is_dir() and not entry.name.startswith(".")):
+                    present.append(entry.name + ("/" if folders and entry.is_dir() else ""))
                 if len(present) >= MAX_INPUT_LISTED:
                     break
     except OSError:
         pass
     present.sort()
     listed = ", ".join(repr(p) for p in present[:20]) + (", …" if len(present) > 20 else "")
-    return (f"no {what} {name!r} in the input folder.{suggest(name, present)} Files there: {listed or 'none'}. "
+    candidates = [p.rstrip("/") for p in present]
+    return (f"no {what} {name!r} in the input folder.{suggest(name, candidates)} "
+            f"{'Entries' if folders else 'Files'} there: {listed or 'none'}. "
             f"Upload it (the editor) or copy it into the input folder (--input-dir).")
 
 

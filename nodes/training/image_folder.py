@@ -21,6 +21,7 @@ shorter side to S, centre-crop), ``IMAGE_EXTENSIONS``, ``DatasetError(ValueError
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class ImageFolderReport:
         missing_caption: images without a same-stem ``.txt`` file.
         empty_caption: images whose ``.txt`` file is empty or whitespace.
         outside_root: images (or their captions) that are symlinks leading outside the root.
+        unreadable_caption: images whose caption is not UTF-8 text (path -> what is wrong).
     """
 
     root: Path
@@ -63,19 +65,37 @@ class ImageFolderReport:
     missing_caption: list[Path] = field(default_factory=list)
     empty_caption: list[Path] = field(default_factory=list)
     outside_root: list[Path] = field(default_factory=list)
+    unreadable_caption: dict[Path, str] = field(default_factory=dict)
 
     @property
     def skipped(self) -> int:
         """Number of images left out, for any reason."""
-        return len(self.corrupt) + len(self.missing_caption) + len(self.empty_caption) + len(self.outside_root)
+        return (len(self.corrupt) + len(self.missing_caption) + len(self.empty_caption) + len(self.outside_root)
+                + len(self.unreadable_caption))
 
     def summary(self) -> str:
         """One line for logs: ``12 images used, 3 skipped (1 corrupt, 1 missing caption, 1 empty caption)``."""
         return (
             f"{len(self.used)} images used, {self.skipped} skipped ({len(self.corrupt)} corrupt, "
             f"{len(self.missing_caption)} missing caption, {len(self.empty_caption)} empty caption"
+            + (f", {len(self.unreadable_caption)} caption not UTF-8" if self.unreadable_caption else "")
             + (f", {len(self.outside_root)} outside the folder" if self.outside_root else "") + ")"
         )
+
+    def skipped_files(self, limit: int = 10) -> list[str]:
+        """The skipped images by name (relative to the folder) with why, the first `limit` of them."""
+        def name(path: Path) -> str:
+            try:
+                return path.relative_to(self.root).as_posix()
+            except ValueError:
+                return path.name
+
+        rows = ([f"{name(p)} (cannot be decoded: {why})" for p, why in self.corrupt.items()]
+                + [f"{name(p)} (no caption: add {name(p.with_suffix('.txt'))})" for p in self.missing_caption]
+                + [f"{name(p)} (its caption is empty)" for p in self.empty_caption]
+                + [f"{name(p)} (caption {why})" for p, why in self.unreadable_caption.items()]
+                + [f"{name(p)} (a symbolic link leading out of the folder)" for p in self.outside_root])
+        return rows[:limit] + ([f"... and {len(rows) - limit} more"] if len(rows) > limit else [])
 
 
 def folder_fingerprint(root: str | Path) -> str:
@@ -121,7 +141,23 @@ def load_square_image(path: Path, size: int) -> np.ndarray:
 
 
 def _read_caption(path: Path) -> str:
-    return path.read_text(encoding="utf-8", errors="replace").strip()
+    """The caption text: UTF-8 (a byte-order mark dropped); UnicodeDecodeError for other encodings."""
+    return path.read_text(encoding="utf-8-sig").strip()
+
+
+def _caption_path(path: Path) -> Path:
+    """The same-stem caption of an image: ``NAME.txt``, else ``NAME.TXT`` (any case) beside it."""
+    exact = path.with_suffix(".txt")
+    if exact.is_file():
+        return exact
+    try:
+        for entry in os.scandir(path.parent):
+            candidate = Path(entry.path)
+            if candidate.stem == path.stem and candidate.suffix.lower() == ".txt" and entry.is_file():
+                return candidate
+    except OSError:
+        pass
+    return exact
 
 
 class ImageFolderDataset:
@@ -155,7 +191,7 @@ class ImageFolderDataset:
                                        f"({', '.join(IMAGE_EXTENSIONS)}) each with a non-empty caption in a same-name "
                                        f".txt file beside it (cats/tabby.png + cats/tabby.txt)")
         self.paths = list(self.report.used)
-        self.captions = [_read_caption(path.with_suffix(".txt")) for path in self.paths]
+        self.captions = [_read_caption(_caption_path(path)) for path in self.paths]
 
     def _scan(self, extensions: tuple[str, ...]) -> ImageFolderReport:
         from PIL import Image
@@ -167,19 +203,27 @@ class ImageFolderDataset:
         candidates = sorted((path for path in found if path.is_file()),
                             key=lambda path: path.relative_to(self.root).as_posix())
         for path in candidates:
-            caption_path = path.with_suffix(".txt")
+            caption_path = _caption_path(path)
             if not all(os.path.realpath(p).startswith(real_root + os.sep) for p in (path, caption_path)):
                 report.outside_root.append(path)
                 continue
             if not caption_path.is_file():
                 report.missing_caption.append(path)
                 continue
-            if not _read_caption(caption_path):
+            try:
+                caption = _read_caption(caption_path)
+            except (UnicodeDecodeError, OSError) as error:
+                report.unreadable_caption[path] = ("is not UTF-8 text: save it as UTF-8" if
+                                                   isinstance(error, UnicodeDecodeError) else f"cannot be read: {error}")
+                continue
+            if not caption:
                 report.empty_caption.append(path)
                 continue
             try:
-                with Image.open(path) as image:
-                    image.load()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # big, but under the limit
+                    with Image.open(path) as image:
+                        image.load()
             except Exception as error:  # noqa: BLE001 -- PIL raises OSError, SyntaxError, ValueError, ... for broken files
                 report.corrupt[path] = f"{type(error).__name__}: {error}"
                 continue

@@ -256,7 +256,7 @@ class ImageFolderDataset(Node):
     """
 
     category = "training"
-    version = "1.0.1"     # 1.0.1: 16-bit and float grey images keep their tones (they loaded as white)
+    version = "1.0.2"     # .1: 16-bit and float grey images keep their tones; .2: captions NAME.TXT, UTF-8 only
 
     class Inputs(NodeInputs):
         folder: str = Input("dataset", file_name_in="input", subfolders=True, min_length=1, max_length=255,
@@ -286,17 +286,33 @@ class ImageFolderDataset(Node):
             dataset = Folder(root, size=size, shown_as=f"the input folder's {folder!r}")
         except DatasetError as exc:
             raise NodeInputError("size" if exc.argument == "size" else "folder", exc.reason) from None
-        return {"dataset": dataset, "report": dataset.report.summary()}
+        skipped = dataset.report.skipped_files()
+        return {"dataset": dataset, "report": dataset.report.summary()
+                + (f"; skipped: {'; '.join(skipped)}" if skipped else "")}
 
 
-def _int_list(name: str, text: str) -> tuple[int, ...]:
+def _int_list(name: str, text: str, least: int = 0) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
     except ValueError:
         raise NodeInputError(name, f"expected comma-separated integers such as '1,2,2', found {text!r}") from None
-    if not values or any(v < 0 for v in values):
-        raise NodeInputError(name, f"expected one or more non-negative integers, found {text!r}")
+    if not values or any(v < least for v in values):
+        what = "positive" if least == 1 else "non-negative"
+        raise NodeInputError(name, f"expected one or more {what} integers, found {text!r}")
     return values
+
+
+def _channel_mult_problem(literals: dict[str, Any]) -> dict[str, str]:
+    """`check_literals` of the nodes with a `channel_mult`: each level's multiplier is a positive integer (0 was
+    let through and failed inside torch with a zero-channel convolution)."""
+    text = literals.get("channel_mult")
+    if not isinstance(text, str):
+        return {}
+    try:
+        _int_list("channel_mult", text, least=1)
+    except NodeInputError as exc:
+        return {"channel_mult": str(exc).removeprefix("input 'channel_mult': ")}
+    return {}
 
 
 def _run_folder(node: Node, run_name: str) -> Path:
@@ -474,6 +490,10 @@ class TrainVAE(Node):
 
     outputs = (Output("vae", "VAE"), Output("report", "STRING"))
 
+    @classmethod
+    def check_literals(cls, literals: dict[str, Any], list_model_files: Any) -> dict[str, str]:
+        return _channel_mult_problem(literals)
+
     def run(self, dataset: Any, init: Any, width: int, channel_mult: str, res_blocks: int, latent_channels: int,
             steps: int, batch_size: int, crop_size: int, lr: float, warmup_steps: int, kl_weight: float,
             ema_decay: float, seed: int, checkpoint_every: int, run_name: str, train_encoder: bool = True,
@@ -499,7 +519,7 @@ class TrainVAE(Node):
             vae.float()
             origin = {"init": _content_digest(init)}
         else:
-            vae_config = VAEConfig(ch=width, ch_mult=_int_list("channel_mult", channel_mult),
+            vae_config = VAEConfig(ch=width, ch_mult=_int_list("channel_mult", channel_mult, least=1),
                                    num_res_blocks=res_blocks, z_channels=latent_channels)
             vae = AutoencoderKL(vae_config)
             origin = {}
@@ -623,6 +643,10 @@ class TrainDiffusion(Node):
 
     outputs = (Output("model", "MODEL"), Output("text_encoder", "TEXT_ENCODER"), Output("report", "STRING"))
 
+    @classmethod
+    def check_literals(cls, literals: dict[str, Any], list_model_files: Any) -> dict[str, str]:
+        return _channel_mult_problem(literals)
+
     def run(self, dataset: Any, vae: Any, model_channels: int, channel_mult: str, res_blocks: int,
             attention_levels: str, heads: int, text_width: int, text_layers: int, train_text_encoder: bool,
             objective: str, beta_schedule: str, zero_terminal_snr: bool, steps: int, batch_size: int,
@@ -642,7 +666,7 @@ class TrainDiffusion(Node):
         from .trainer import TrainConfig, train_diffusion
 
         folder = _run_folder(self, run_name)
-        mult = _int_list("channel_mult", channel_mult)
+        mult = _int_list("channel_mult", channel_mult, least=1)
         depth = _int_list("attention_levels", attention_levels)
         if len(depth) != len(mult):
             raise NodeInputError("attention_levels", f"give one depth per level: {len(mult)} values")

@@ -367,6 +367,19 @@ def test_a_missing_model_file_names_folders_inside_the_project_relatively(tmp_pa
     assert "Looked in: models/checkpoints" in out and str(ROOT) not in out
 
 
+def test_a_misspelt_dataset_folder_gets_did_you_mean_and_the_folders_there(tmp_path, capsys):
+    """ImageFolderDataset folder 'gooood' said "Files there: none": folders are what a dataset names."""
+    graph = tmp_path / "data.json"
+    graph.write_text(json.dumps({"format_version": 2, "nodes": {
+        "data": {"type": "ImageFolderDataset", "inputs": {"folder": "gooood"}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "data", "output": "report"}}}}}))
+    (tmp_path / "in" / "good").mkdir(parents=True)
+    (tmp_path / "in" / "notes.txt").write_text("x")
+    assert main(["validate", str(graph), "--input-dir", str(tmp_path / "in")]) == 1
+    out = capsys.readouterr().out
+    assert "Did you mean 'good'?" in out and "Entries there: 'good/', 'notes.txt'" in out, out
+
+
 def test_a_missing_input_folder_is_named_not_listed_as_empty(tmp_path, capsys):
     """LoadImage with --input-dir pointing nowhere (or at a file) says the folder is missing, once, without the
     'Files there: none' of an empty folder."""

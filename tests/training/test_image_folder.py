@@ -51,6 +51,24 @@ def test_skips_corrupt_and_uncaptioned_with_counts(folder):
     assert report.summary() == "3 images used, 4 skipped (2 corrupt, 1 missing caption, 1 empty caption)"
 
 
+def test_captions_any_case_with_a_bom_or_not_utf8_and_skipped_files_named(tmp_path):
+    """IMG.PNG + IMG.TXT was "missing caption"; a UTF-8 BOM stayed in the caption; a Latin-1 caption became
+    'carr\ufffd' silently; the report counted skipped files without naming one."""
+    _image(tmp_path / "IMG_0001.PNG")
+    (tmp_path / "IMG_0001.TXT").write_text("an upper-case caption file")
+    _image(tmp_path / "bom.png")
+    (tmp_path / "bom.txt").write_bytes("\ufeffa caption after a BOM".encode("utf-8"))
+    _image(tmp_path / "latin.png")
+    (tmp_path / "latin.txt").write_bytes("carr\xe9 rouge".encode("latin-1"))
+    _image(tmp_path / "alone.png")
+    dataset = ImageFolderDataset(tmp_path, size=16)
+    assert dataset.captions == ["an upper-case caption file", "a caption after a BOM"]
+    assert dataset.report.summary() == ("2 images used, 2 skipped (0 corrupt, 1 missing caption, 0 empty caption, "
+                                        "1 caption not UTF-8)")
+    assert dataset.report.skipped_files() == ["alone.png (no caption: add alone.txt)",
+                                              "latin.png (caption is not UTF-8 text: save it as UTF-8)"]
+
+
 def test_items_are_square_tensors_with_captions_in_path_order(folder):
     """Items come in relative-path order as (3, S, S) tensors in [-1, 1] with their stripped captions."""
     dataset = ImageFolderDataset(folder, size=16)

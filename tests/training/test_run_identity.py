@@ -230,3 +230,19 @@ def test_channel_counts_the_group_norms_cannot_split_are_refused_at_validation()
     errors = Session().validate(graph)
     assert {(e.node_id, e.input) for e in errors} == {("vae", "width"), ("unet", "model_channels")}
     assert all("multiple of 32" in e.message for e in errors)
+
+
+def test_a_zero_channel_multiplier_is_refused_at_validation():
+    """channel_mult '0,2' passed validation and failed inside torch (a convolution of 0 channels)."""
+    from nodegraph import Session
+
+    dataset = {"type": "TinyWorldDataset", "inputs": {"count": 4, "size": 16}}
+    graph = {"format_version": 2, "nodes": {
+        "ds": dataset,
+        "vae": {"type": "TrainVAE", "inputs": {"dataset": {"node": "ds", "output": "dataset"}, "channel_mult": "0,2"}},
+        "unet": {"type": "TrainDiffusion", "inputs": {"dataset": {"node": "ds", "output": "dataset"},
+                                                      "vae": {"node": "vae", "output": "vae"}, "channel_mult": "1,0"}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "unet", "output": "report"}}}}}
+    errors = Session().validate(graph)
+    assert {(e.node_id, e.input) for e in errors} == {("vae", "channel_mult"), ("unet", "channel_mult")}
+    assert all("positive integers" in e.message for e in errors)
