@@ -354,9 +354,10 @@ def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: A
                                      node_id=node_id, input=name, details={"found": _short(value), "rule": exc.rule}))
             return
         suffix = ispec.file_suffix
-        if suffix and (not value.endswith(suffix) or value.rsplit("/", 1)[-1] == suffix):
+        if suffix and (not value.endswith(suffix) or value.rsplit("/", 1)[-1].startswith(".")):
             errors.append(GraphError("invalid_value", f"input {name!r} of {node_type}: expected a file name ending in "
-                                                      f"{suffix}, found {_short(value)}; e.g. 'my_model{suffix}'",
+                                                      f"{suffix} (and not starting with '.'), found {_short(value)}; "
+                                                      f"e.g. 'my_model{suffix}'",
                                      node_id=node_id, input=name, details={"found": _short(value), "rule": "suffix"}))
             return
         if ispec.file_name_in == "input" and input_dir is not None:

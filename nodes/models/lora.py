@@ -616,10 +616,11 @@ def _nothing_fits(lora: LoraWeights, model: nn.Module, entries: int, unmatched: 
         (p.down.shape[1] for n, p in lora.patches.get("unet", {}).items() if re.search(r"attn2[._]to_k$", n)), None
     )
     if isinstance(model, UNetModel) and lora_width and lora_width != model.config.context_dim:
-        family = {768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL"}.get(lora_width, "another model")
+        family = {768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL"}.get(lora_width)
         message += (
-            f"; its cross-attention reads {lora_width}-wide text ({family}) but this UNet's reads "
-            f"{model.config.context_dim}: use it with a {family} checkpoint"
+            f"; its cross-attention reads {lora_width}-wide text" + (f" ({family})" if family else "")
+            + f" but this UNet's reads {model.config.context_dim}: use it with "
+            + (f"an {family} checkpoint" if family and family.startswith("SD") else "the checkpoint it was made for")
         )
     return message + "; if the file is for another model family, load a matching checkpoint"
 

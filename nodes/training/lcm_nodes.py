@@ -19,8 +19,9 @@ from typing import Any, Literal
 
 from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType
 
-from .nodes import (_content_digest, _data_text, _encode_dataset, _on_compute_device, _progress, _require_fp32,
-                    _run, _run_folder, _save_target, _sd_unet_and_clip, _searched, _train, _write_new_file)
+from .nodes import (_content_digest, _data_text, _encode_dataset, _note_renamed, _on_compute_device, _progress,
+                    _require_fp32, _run, _run_folder, _save_target, _sd_unet_and_clip, _searched, _train,
+                    _write_new_file)
 
 LORA = PortType("LORA", "LoRA weights made in a graph (kohya layout), to save with SaveLoRA.", color="#ce93d8")
 
@@ -159,5 +160,6 @@ class SaveLoRA(Node):
         tensors = {k: v.to(torch_dtype).contiguous() for k, v in lora.tensors.items()}
         path = _write_new_file(target, overwrite, lambda tmp: save_file(tensors, str(tmp), metadata=lora.metadata),
                                _searched(self, "loras"))
+        _note_renamed(self, target, path)
         return {"model_files": [{"path": str(path), "kind": "lora", "format": "safetensors"}],
                 "bytes": path.stat().st_size}

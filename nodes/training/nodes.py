@@ -951,8 +951,47 @@ def _save_target(node: Node, folder_name: str, filename: str) -> Path:
     if not filename.endswith(".safetensors") or filename.startswith("."):
         raise NodeInputError("filename", f"expected a plain file name ending in .safetensors (not starting with "
                                          f"'.'), found {filename!r}")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:          # e.g. a file where the folder should be
+        raise NodeInputError("filename", f"cannot create the model folder {folder.name!r} to save into "
+                                         f"({type(exc).__name__}: {exc.strerror or exc}); move away what is in its "
+                                         f"place, or add a writable models folder (--model-paths)") from None
     return path
+
+
+def _note_renamed(node: Node, target: Path, path: Path) -> None:
+    """Warn when a save took the next free name: graphs that load the name asked for still get the old file."""
+    if path != target:
+        node.context.warn(f"{target.name} exists, so this was saved as {path.name} (set overwrite to replace it); "
+                          f"graphs that load {target.name} still load the old file")
+
+
+def _stable_safetensors(path: Path) -> None:
+    """Make a saved .safetensors file the same bytes for the same content, readable by other users.
+
+    The safetensors writer orders the metadata keys differently in each process (a hash map), so identical
+    models had different SHA-256s (run records name files by them): the header is rewritten with sorted
+    metadata keys when that keeps its length (it always does: same keys and values, same JSON writer
+    conventions); the data after it is untouched. And the temporary file's 0600 mode becomes the umask's.
+    """
+    import json
+    import os
+
+    with open(path, "r+b") as file:
+        size = int.from_bytes(file.read(8), "little")
+        header = file.read(size)
+        parsed = json.loads(header)
+        metadata = parsed.get("__metadata__")
+        if isinstance(metadata, dict) and len(metadata) > 1:
+            parsed["__metadata__"] = dict(sorted(metadata.items()))
+            text = json.dumps(parsed, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            if len(text) <= size and json.loads(text) == json.loads(header):
+                file.seek(8)
+                file.write(text + b" " * (size - len(text)))      # the format pads its header with spaces
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _searched(node: Node, folder_name: str) -> list[Path]:
@@ -979,6 +1018,7 @@ def _write_new_file(path: Path, overwrite: bool, write: Any, searched: Any = ())
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
         write(tmp)
+        _stable_safetensors(tmp)
         if overwrite:
             os.replace(tmp, path)
             return path
@@ -1035,6 +1075,7 @@ class SaveControlNet(Node):
         torch_dtype = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
         path = _write_new_file(target, overwrite, lambda tmp: save_controlnet(tmp, control_net, dtype=torch_dtype),
                                _searched(self, "controlnet"))
+        _note_renamed(self, target, path)
         return {"model_files": [{"path": str(path), "kind": "controlnet", "format": "safetensors"}],
                 "bytes": path.stat().st_size}
 
@@ -1091,12 +1132,14 @@ class SaveCheckpoint(Node):
                 tmp, mmdit=model.net, vae=vae, text_encoder=text_encoder.encoder,
                 shift=getattr(model.time_map, "shift", None), dtype=torch_dtype, metadata=metadata),
                 _searched(self, "checkpoints"))
+            _note_renamed(self, target, path)
             return {"model_files": [{"path": str(path), "kind": "checkpoint", "format": "safetensors"}],
                     "bytes": path.stat().st_size}
         _sd_unet_and_clip("SaveCheckpoint", model, text_encoder)
         path = _write_new_file(target, overwrite, lambda tmp: save_checkpoint(
             tmp, family=text_encoder.family, unet=model.net, vae=vae, text_encoder=text_encoder.encoder,
             dtype=torch_dtype, metadata=metadata, schedule=model_schedule(model)), _searched(self, "checkpoints"))
+        _note_renamed(self, target, path)
         return {"model_files": [{"path": str(path), "kind": "checkpoint", "format": "safetensors"}],
                 "bytes": path.stat().st_size}
 

@@ -329,7 +329,7 @@ def test_upload_names_that_are_device_names_are_renamed_not_refused():
 
 @pytest.mark.parametrize("node_type", ["SaveCheckpoint", "SaveControlNet", "SaveLoRA"])
 @pytest.mark.parametrize("filename, ok", [("noext", False), ("x.ckpt", False), (".safetensors", False),
-                                          ("mine.safetensors", True)])
+                                          (".hidden.safetensors", False), ("mine.safetensors", True)])
 def test_model_file_names_need_their_suffix_at_validation(tmp_path, node_type, filename, ok):
     """A save node's file name is checked before the run (a training graph would otherwise train for an hour and
     then refuse the name): it must end in .safetensors, and stay a plain name in its model folder."""

@@ -53,6 +53,46 @@ def test_existing_checkpoint_is_kept_and_the_new_one_numbered(tmp_path, tiny_par
                                                         "model_2.safetensors"]     # no temporary files left
 
 
+def test_saves_warn_when_renamed_and_are_the_same_bytes_for_the_same_model(tmp_path, tiny_parts):
+    """A save that took the next free name said nothing (graphs loading the name kept loading the old file); two
+    saves of one model differed in bytes (the writer's metadata order changes per process); files were 0600."""
+    import hashlib
+    import json
+    import os
+
+    from nodes.training.nodes import _stable_safetensors
+
+    unet, vae, encoder = tiny_parts
+    warned: list[str] = []
+    node = SaveCheckpoint()
+    node.context = NodeContext("save", "SaveCheckpoint", lambda *a: None, lambda nid: None,
+                               {"model_paths": ModelPaths(roots=[tmp_path / "models"])},
+                               emit_warning=lambda node_id, message: warned.append(message))
+    run = lambda: node.run(diffusion_model(unet, "m"), TextEncoder(encoder, "sd1"), vae,  # noqa: E731
+                           "model.safetensors", "fp16", "", False)["model_files"][0]["path"]
+    first, second = run(), run()
+    assert warned == ["model.safetensors exists, so this was saved as model_1.safetensors (set overwrite to replace "
+                      "it); graphs that load model.safetensors still load the old file"]
+    digest = lambda path: hashlib.sha256(open(path, "rb").read()).hexdigest()  # noqa: E731
+    assert digest(first) == digest(second)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(first).st_mode & 0o777 == 0o666 & ~umask
+    # the header's metadata keys come out sorted whatever order the writer used
+    from safetensors.torch import save_file
+
+    path = tmp_path / "shuffled.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"zeta": "1", "alpha": "2", "mid": "3"})
+    _stable_safetensors(path)
+    size = int.from_bytes(path.read_bytes()[:8], "little")
+    header = json.loads(path.read_bytes()[8:8 + size])
+    assert list(header["__metadata__"]) == ["alpha", "mid", "zeta"]
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as file:
+        assert file.metadata() == {"zeta": "1", "alpha": "2", "mid": "3"} and file.get_tensor("w").shape == (2,)
+
+
 def test_overwrite_true_replaces_the_file(tmp_path, tiny_parts):
     """With overwrite=true the named file is replaced (atomically) and no numbered copy appears."""
     folder = tmp_path / "models" / "checkpoints"
