@@ -1066,6 +1066,9 @@ async def serve_forever(args: argparse.Namespace) -> None:
     if server.token:
         url += f"?token={server.token}"
     print(f"nodegraph {__version__} serving on {url}", flush=True)
+    if not (server.web_dist / "index.html").is_file():
+        print("note: the editor is not built, so the page answers 503 (the websocket API works); build it with "
+              "`scripts/setup` (or `cd web && npm ci && npm run build`)", flush=True)
     if users is not None:
         print(f"{len(users)} user(s) from {args.users}; open {url}?token=YOUR_TOKEN", flush=True)
     if server.generated_token:

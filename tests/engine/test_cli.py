@@ -636,3 +636,13 @@ def test_validate_checks_input_files_where_run_would_read_them(tmp_path, capsys)
     Image.new("RGB", (8, 8)).save(tmp_path / "in" / "cat.png")
     (tmp_path / "in" / "my_photos").mkdir()
     assert main(args) == 0
+
+
+def test_python_dash_m_nodegraph_is_the_command_line(tmp_path):
+    """`python -m nodegraph` said "No module named nodegraph.__main__"."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "nodegraph", "validate", str(ROOT / "graphs" / "arithmetic.json")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0 and "arithmetic.json: valid" in done.stdout, done.stderr
