@@ -35,6 +35,12 @@ class Equivalent:
 # ComfyUI's uni_pc is UniPC with B(h) = h (bh1), its uni_pc_bh2 ours (diffusers' default, bh2)
 _SAMPLER_NAMES = {"uni_pc_bh2": "unipc"}
 
+# The official Real-ESRGAN release files ComfyUI users have in models/upscale_models → the built-in of the same
+# weights (nodes/upscale/ncnn.py); a graph naming them runs here without the file.
+_UPSCALER_FILES = {f"{stem}.{ext}": ours for stem, ours in (
+    ("RealESRGAN_x4plus", "realesrgan-x4plus"), ("RealESRGAN_x4plus_anime_6B", "realesrgan-x4plus-anime"),
+    ("realesr-animevideov3", "realesr-animevideov3-x4")) for ext in ("pth", "safetensors")}
+
 EQUIVALENTS: dict[str, Equivalent] = {
     "CheckpointLoaderSimple": Equivalent("LoadCheckpoint", ("model", "text_encoder", "vae")),
     "CLIPTextEncode": Equivalent("EncodeText", ("conditioning",), {"clip": "text_encoder"}),
@@ -52,7 +58,7 @@ EQUIVALENTS: dict[str, Equivalent] = {
     "ControlNetLoader": Equivalent("LoadControlNet", ("control_net",)),
     "ControlNetApplyAdvanced": Equivalent("ApplyControlNet", ("positive", "negative"),
                                           {"start_percent": "start", "end_percent": "end"}),
-    "UpscaleModelLoader": Equivalent("LoadUpscaleModel", ("upscale_model",)),
+    "UpscaleModelLoader": Equivalent("LoadUpscaleModel", ("upscale_model",), values={"model_name": _UPSCALER_FILES}),
     "ImageUpscaleWithModel": Equivalent("UpscaleImageWithModel", ("image",)),
     "ImageScale": Equivalent("ImageScale", ("image",), {"image": "images", "upscale_method": "method"}),
     "LoadImage": Equivalent("LoadImage", ("image", "mask"), no_ops={"upload": "image"}),

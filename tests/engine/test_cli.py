@@ -616,6 +616,17 @@ def test_a_comfyui_default_workflow_draws_the_size_it_asks_for(tmp_path, capsys)
     assert Image.open(saved).size == (64, 48)
 
 
+def test_comfyui_real_esrgan_file_names_become_the_builtin_upscalers():
+    """A ComfyUI graph naming RealESRGAN_x4plus.pth said "no file"; the built-in has the same weights."""
+    from nodegraph.graph import import_foreign
+
+    for file, ours in (("RealESRGAN_x4plus.pth", "realesrgan-x4plus"),
+                       ("RealESRGAN_x4plus_anime_6B.safetensors", "realesrgan-x4plus-anime"),
+                       ("my_own_4x.pth", "my_own_4x.pth")):
+        graph = import_foreign({"1": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": file}}})
+        assert graph["nodes"]["1"] == {"type": "LoadUpscaleModel", "inputs": {"model_name": ours}}
+
+
 def test_validate_checks_input_files_where_run_would_read_them(tmp_path, capsys):
     """`validate` called a graph valid whose input image (or dataset folder) is missing, and took no --input-dir,
     so a `run` command line could not be validated as it is. Now it looks where `run` would."""
