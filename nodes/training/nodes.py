@@ -383,13 +383,18 @@ def _config_text(config: Any, leave_out: tuple[str, ...] = ()) -> str:
 
 
 def _train(train: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call a training loop; a saved state it cannot use becomes an error naming `run_name`."""
-    from .trainer import TrainingStateError
+    """Call a training loop; a saved state it cannot use becomes an error naming `run_name`. The run folder is
+    let go when the loop ends, however it ends (an error's traceback would otherwise keep it locked)."""
+    from .trainer import TrainingRun, TrainingStateError
 
     try:
         return train(*args, **kwargs)
     except TrainingStateError as exc:
         raise NodeInputError("run_name", str(exc)) from None
+    finally:
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, TrainingRun):
+                value.release()
 
 
 def _on_compute_device(node: Node, *modules: Any) -> Any:

@@ -153,3 +153,20 @@ def test_vae_state_survives_a_fresh_process_view(tmp_path):
     assert state["step"] == 2 and state["ema"] is None
     assert all(torch.equal(state["model"][k], v) for k, v in vae.state_dict().items())
     assert os.path.getsize(tmp_path / "v" / STATE_TENSORS) > 0
+
+
+def test_two_runs_cannot_train_into_one_folder_at_once(tmp_path):
+    """Two runs sharing a run_name at the same time (two processes, a sweep) overwrote each other's state files
+    and one died in os.replace; the second is now refused naming the fix, and may go once the first is done."""
+    from nodes.training.trainer import TrainingRun, TrainingStateError
+
+    first = TrainingRun(tmp_path / "run", {"a": 1}, shown_as="training run 'race'")
+    assert first.resume() is None
+    second = TrainingRun(tmp_path / "run", {"a": 1}, shown_as="training run 'race'")
+    with pytest.raises(TrainingStateError, match="'race' is being trained by another run right now"):
+        second.resume()
+    with pytest.raises(TrainingStateError, match="another run_name"):
+        second.save({"step": 1})
+    first.save({"step": 1})
+    del first                                      # a finished run lets go of its folder
+    assert second.resume()["step"] == 1
