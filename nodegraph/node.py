@@ -48,8 +48,11 @@ import inspect
 import logging
 import math
 import re
+import threading
 import types as pytypes
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Literal
 
@@ -395,6 +398,7 @@ class Node:
     Inputs: ClassVar[type[NodeInputs]] = NodeInputs
     outputs: ClassVar[tuple[Output, ...]] = ()
     spec: ClassVar[NodeSpec]
+    spec_error: ClassVar[PluginError | None] = None     # set instead of `spec` only inside deferred_spec_errors()
 
     context: NodeContext
 
@@ -402,7 +406,13 @@ class Node:
         super().__init_subclass__(**kwargs)
         if "type" not in cls.__dict__:
             cls.type = cls.__name__
-        cls.spec = build_spec(cls)
+        try:
+            cls.spec = build_spec(cls)
+            cls.spec_error = None
+        except PluginError as exc:
+            if not getattr(_SPEC_ERRORS, "deferred", False):
+                raise
+            cls.spec, cls.spec_error = None, exc      # the plugin loader names it with the plugin's other problems
 
     def run(self, **inputs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement run()")
@@ -477,6 +487,23 @@ def _port_from_annotation(annotation: Any) -> tuple[str | None, tuple | None]:
     if origin is typing.Annotated:
         return _port_from_annotation(typing.get_args(annotation)[0])
     return _PRIMITIVE_PORTS.get(annotation), None
+
+
+_SPEC_ERRORS = threading.local()
+
+
+@contextmanager
+def deferred_spec_errors() -> Iterator[None]:
+    """While a plugin's module is imported: a node class with an invalid declaration (a non-semver version,
+    an input without a port type, ...) is still created, with `spec` None and the error in `spec_error`, so
+    that the plugin loader reports every bad class of the plugin in one failure instead of the first one only.
+    Outside the block such a class raises PluginError where it is defined, as before."""
+    previous = getattr(_SPEC_ERRORS, "deferred", False)
+    _SPEC_ERRORS.deferred = True
+    try:
+        yield
+    finally:
+        _SPEC_ERRORS.deferred = previous
 
 
 def build_spec(cls: type[Node]) -> NodeSpec:

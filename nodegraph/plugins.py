@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import functools
 import inspect
 import os
 import re
@@ -57,7 +56,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError
-from .node import Node
+from .node import Node, deferred_spec_errors
 from .registry import Registry
 
 BUILTIN_GROUP = "nodegraph.builtins"
@@ -282,7 +281,8 @@ def load_plugins(
             report.skipped.append((name, f"a plugin with this name is already loaded{both}"))
             continue
         try:
-            obj = ep.load() if ep is not None else target
+            with deferred_spec_errors():       # every bad node class of the plugin is named, not the first only
+                obj = ep.load() if ep is not None else target
             pm.register(obj, name=name)
             provided_by[name] = _distribution_of(ep)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 — a broken plugin (even one calling sys.exit at
@@ -295,7 +295,8 @@ def load_plugins(
     # Hooks are called per plugin so that a failure is attributed and isolated.
     sources = {name: source for name, source, _, _ in registered}
     types_by_plugin = _collect(pm, "register_types", report, list, sources)
-    nodes_by_plugin = _collect(pm, "register_nodes", report, list, sources)
+    with deferred_spec_errors():           # a hook that imports its node module: the same
+        nodes_by_plugin = _collect(pm, "register_nodes", report, list, sources)
     extensions_by_plugin = {hook: _collect(pm, hook, report, dict, sources) for hook in EXTENSION_HOOKS}
     per_plugin = {hook: _collect(pm, hook, report, dict, sources) for hook in PER_PLUGIN_HOOKS}
 
@@ -438,26 +439,27 @@ def check_node_classes(registry: Registry, node_classes: list[Any]) -> None:
             problems.append(f"register_nodes returned two classes with type {cls.type!r} "
                             f"({seen[cls.type].__qualname__} and {cls.__qualname__}); give each a distinct `type`")
         seen[cls.type] = cls
-        for check in (functools.partial(_check_ports, registry), _check_run_signature):
-            try:
-                check(cls)
-            except PluginError as exc:
-                problems.append(str(exc))
+        if cls.spec_error is not None or cls.spec is None:     # its declaration failed (deferred_spec_errors)
+            problems.append(str(cls.spec_error or f"node class {cls.__qualname__} has no spec"))
+            continue
+        problems += _port_problems(registry, cls)
+        try:
+            _check_run_signature(cls)
+        except PluginError as exc:
+            problems.append(str(exc))
     if len(problems) == 1:
         raise PluginError(problems[0])
     if problems:
         raise PluginError(f"{len(problems)} problems: " + " ".join(f"({i}) {p}" for i, p in enumerate(problems, 1)))
 
 
-def _check_ports(registry: Registry, cls: type[Node]) -> None:
-    for name, spec in cls.spec.inputs.items():
-        if spec.port not in registry.types:
-            raise PluginError(f"node {cls.type}: input {name!r} uses unknown port type {spec.port!r}; "
-                              f"register it with register_types (known: {', '.join(registry.types.names())})")
-    for out in cls.spec.outputs:
-        if out.port not in registry.types:
-            raise PluginError(f"node {cls.type}: output {out.name!r} uses unknown port type {out.port!r}; "
-                              f"register it with register_types")
+def _port_problems(registry: Registry, cls: type[Node]) -> list[str]:
+    """Every input and output of a node class whose port type is not registered."""
+    problems = [f"node {cls.type}: input {name!r} uses unknown port type {spec.port!r}; register it with "
+                f"register_types (known: {', '.join(registry.types.names())})"
+                for name, spec in cls.spec.inputs.items() if spec.port not in registry.types]
+    return problems + [f"node {cls.type}: output {out.name!r} uses unknown port type {out.port!r}; register it "
+                       f"with register_types" for out in cls.spec.outputs if out.port not in registry.types]
 
 
 def _check_run_signature(cls: type[Node]) -> None:

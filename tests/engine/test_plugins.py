@@ -6,12 +6,13 @@ import inspect
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nodegraph import Input, Node, NodeInputs, Output, PortType, Session, hookimpl, hookspecs
 from nodegraph import plugins as plugin_loading
-from nodegraph.errors import ERROR_CODES, GraphValidationError, NodeExecutionError
+from nodegraph.errors import ERROR_CODES, GraphValidationError, NodeExecutionError, PluginError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -473,6 +474,39 @@ def test_every_bad_node_of_a_plugin_is_named_at_once():
     assert "3 problems: (1) " in failure.error
     for expected in ("unknown port type 'NOT_A_PORT'", "no parameter for input(s) b", "does not implement run()"):
         assert expected in failure.error
+
+
+def test_bad_declarations_of_an_installed_plugin_are_named_together(monkeypatch):
+    """A non-semver version, an input without a port and twice-declared outputs raised where each class was
+    defined, so an author met them one import at a time; imported by the loader, they are named together (with
+    every unknown port of a node, not the first)."""
+    class LoadsBadModule:
+        name, error, dist = "decl_pack", None, None
+
+        def load(self):            # the classes are defined while the loader imports the plugin, like a module
+            bad = [_bad_version(), _untyped_input(), _duplicate_outputs()]
+
+            class TwoUnknown(Node):
+                class Inputs(NodeInputs):
+                    a: Any = Input(port="WIDGET")
+
+                outputs = (Output("y", "GADGET"),)
+
+                def run(self, a):
+                    return {"y": a}
+
+            return NodesPlugin(*bad, TwoUnknown, make_node("Fine", 1))
+
+    real = plugin_loading._entry_points
+    monkeypatch.setattr(plugin_loading, "_entry_points",
+                        lambda group: [LoadsBadModule()] if group == plugin_loading.PLUGIN_GROUP else real(group))
+    (failure,) = Session(autoload=True).plugin_report.failed
+    assert failure.name == "decl_pack" and "5 problems: (1) " in failure.error, failure.error
+    for expected in ("must be semver", "declare its port type", "output name 'x' is declared twice",
+                     "unknown port type 'WIDGET'", "unknown port type 'GADGET'"):
+        assert expected in failure.error
+    with pytest.raises(PluginError, match="must be semver"):     # defined outside the loader: raised at once
+        _bad_version()
 
 
 @pytest.mark.parametrize(("make", "expected"), [
