@@ -616,6 +616,16 @@ def test_a_comfyui_default_workflow_draws_the_size_it_asks_for(tmp_path, capsys)
     assert Image.open(saved).size == (64, 48)
 
 
+def test_a_comfyui_link_to_a_missing_entry_is_a_dangling_link(tmp_path, capsys):
+    """["99", 0] naming no entry of the prompt was kept as a list literal, so nothing reported it."""
+    prompt = {"1": {"class_type": "VAEDecode", "inputs": {"samples": ["99", 0], "vae": ["2", 2]}},
+              "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny_world_v4.safetensors"}},
+              "3": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}}
+    (tmp_path / "prompt.json").write_text(json.dumps(prompt))
+    assert main(["validate", str(tmp_path / "prompt.json"), "--no-plugins"]) == 1
+    assert "[dangling_link] (node '1', input 'latent') input 'latent' links to node '99'" in capsys.readouterr().out
+
+
 def test_comfyui_real_esrgan_file_names_become_the_builtin_upscalers():
     """A ComfyUI graph naming RealESRGAN_x4plus.pth said "no file"; the built-in has the same weights."""
     from nodegraph.graph import import_foreign
