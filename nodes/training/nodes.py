@@ -385,12 +385,20 @@ def _config_text(config: Any, leave_out: tuple[str, ...] = ()) -> str:
 def _train(train: Any, *args: Any, **kwargs: Any) -> Any:
     """Call a training loop; a saved state it cannot use becomes an error naming `run_name`. The run folder is
     let go when the loop ends, however it ends (an error's traceback would otherwise keep it locked)."""
+    from nodegraph.errors import RunInterrupted
+
     from .trainer import TrainingRun, TrainingStateError
 
     try:
         return train(*args, **kwargs)
     except TrainingStateError as exc:
         raise NodeInputError("run_name", str(exc)) from None
+    except (RunInterrupted, KeyboardInterrupt):
+        for run in (v for v in (*args, *kwargs.values()) if isinstance(v, TrainingRun)):
+            if run.kept_step is not None:
+                run.warn(f"{run.shown}: interrupted; its training state at step {run.kept_step} is kept: run the "
+                         f"same graph again to resume from there")
+        raise
     finally:
         for value in (*args, *kwargs.values()):
             if isinstance(value, TrainingRun):

@@ -249,6 +249,7 @@ class TrainingRun:
         self.last_loss_buckets: torch.Tensor | None = None   # (2, buckets) loss sums and counts, as saved
         self._set_aside = False            # an incompatible state was found: the first save moves it aside
         self._lock_fd: int | None = None   # the run folder, locked while this run trains in it
+        self.kept_step: int | None = None  # the step of the state in the folder (resumed or last saved), if any
 
     def _hold_folder(self) -> None:
         """Lock the run folder for this run (an exclusive flock on the folder itself, released when this object
@@ -320,6 +321,15 @@ class TrainingRun:
         except (KeyError, TypeError, ValueError) as error:
             raise TrainingStateError(f"{self.folder}: the saved training state is damaged ({error}); {fix}") from None
         _restore_rng_states(state.pop("rng", None))
+        step = saved.get("step")
+        if isinstance(step, int) and step > 0:
+            self.kept_step = step
+            settings, lengths = _identity_settings(self.identity)
+            totals = [int(settings[key]) for key in lengths if key.endswith(".steps") and settings[key].isdigit()]
+            unfinished = not totals or step < max(totals)        # a finished run's re-run says nothing
+            if saved.get("identity") == self.identity and unfinished:   # (a changed length said so already)
+                self.warn(f"{self.shown}: resuming the saved training state from step {step} (the same settings); "
+                          f"choose another run_name to train from the start")
         info, buckets = state.pop("info", None), state.pop("loss_buckets", None)
         self.last_info = dict(info) if isinstance(info, dict) else {}
         self.last_loss_buckets = buckets if isinstance(buckets, torch.Tensor) else None
@@ -389,6 +399,8 @@ class TrainingRun:
                             encoding="utf-8")
         os.replace(tensors_tmp, self.folder / STATE_TENSORS)
         os.replace(json_tmp, self.folder / STATE_JSON)
+        if isinstance(state.get("step"), int):
+            self.kept_step = state["step"]
 
 
 _CALL = re.compile(r"([A-Za-z_]\w*)\((.*)\)", re.DOTALL)

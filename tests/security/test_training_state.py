@@ -170,3 +170,37 @@ def test_two_runs_cannot_train_into_one_folder_at_once(tmp_path):
     first.save({"step": 1})
     del first                                      # a finished run lets go of its folder
     assert second.resume()["step"] == 1
+
+
+def test_an_interrupted_training_says_its_state_is_kept_and_the_rerun_says_it_resumes(tmp_path):
+    """Ctrl+C printed only "interrupted" (was anything kept?) and the re-run gave no sign it resumed."""
+    from nodegraph.errors import RunInterrupted
+
+    graph = {"format_version": 1, "nodes": {
+        "data": {"type": "TinyWorldDataset", "inputs": {"count": 4, "size": 16}},
+        "vae": {"type": "TrainVAE", "inputs": {"dataset": {"node": "data", "output": "dataset"}, "width": 32,
+                                               "channel_mult": "1", "steps": 6, "batch_size": 2,
+                                               "checkpoint_every": 2, "run_name": "stop"}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "vae", "output": "report"}}}}}
+    session = Session(output_dir=tmp_path / "out")
+    warnings: list[str] = []
+    stopped: list[bool] = []
+
+    def on_event(event):
+        if event.type == "node_warning":
+            warnings.append(event.message)
+        if event.type == "node_progress" and event.node_id == "vae" and event.value == 3 and not stopped:
+            stopped.append(True)
+            session.interrupt()
+
+    with pytest.raises(RunInterrupted):
+        session.run(graph, on_event=on_event)
+    import re
+
+    [said] = warnings
+    kept = re.fullmatch(r"training run 'stop': interrupted; its training state at step (\d+) is kept: run the same "
+                        r"graph again to resume from there", said)
+    assert kept and int(kept[1]) in (2, 4), said           # the last checkpoint before the stop
+    warnings.clear()
+    session.run(graph, on_event=on_event)
+    assert warnings[0].startswith(f"training run 'stop': resuming the saved training state from step {kept[1]}")
