@@ -383,8 +383,8 @@ def _config_text(config: Any, leave_out: tuple[str, ...] = ()) -> str:
 
 
 def _train(train: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call a training loop; a saved state it cannot use becomes an error naming `run_name`. The run folder is
-    let go when the loop ends, however it ends (an error's traceback would otherwise keep it locked)."""
+    """Call a training loop; a saved state it cannot use becomes an error naming `run_name`, and an interrupt
+    says which state was kept."""
     from nodegraph.errors import RunInterrupted
 
     from .trainer import TrainingRun, TrainingStateError
@@ -399,10 +399,6 @@ def _train(train: Any, *args: Any, **kwargs: Any) -> Any:
                 run.warn(f"{run.shown}: interrupted; its training state at step {run.kept_step} is kept: run the "
                          f"same graph again to resume from there")
         raise
-    finally:
-        for value in (*args, *kwargs.values()):
-            if isinstance(value, TrainingRun):
-                value.release()
 
 
 def _on_compute_device(node: Node, *modules: Any) -> Any:

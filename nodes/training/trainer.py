@@ -39,7 +39,8 @@ import math
 import os
 import random
 import re
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -234,9 +235,8 @@ class TrainingRun:
             "nodegraph" logger.
         shown_as: how messages name the run (default: the folder's path).
 
-    From its first `resume` or `save` a run holds its folder (an exclusive lock) until `release()` or until
-    it is dropped: a second run on the same folder meanwhile gets TrainingStateError (two runs sharing a
-    run_name at once overwrote each other's state). The nodes release it when their loop ends.
+    A save writes the pair under an exclusive lock of the folder and `resume` reads it under a shared one,
+    so two runs that share a folder at the same time never mix their files (the last save wins).
     """
 
     def __init__(self, folder: str | os.PathLike | None, identity: dict, warn: Callable[[str], None] | None = None,
@@ -248,37 +248,25 @@ class TrainingRun:
         self.last_info: dict = {}          # the loop's last progress numbers, as saved (a finished run's report)
         self.last_loss_buckets: torch.Tensor | None = None   # (2, buckets) loss sums and counts, as saved
         self._set_aside = False            # an incompatible state was found: the first save moves it aside
-        self._lock_fd: int | None = None   # the run folder, locked while this run trains in it
         self.kept_step: int | None = None  # the step of the state in the folder (resumed or last saved), if any
 
-    def _hold_folder(self) -> None:
-        """Lock the run folder for this run (an exclusive flock on the folder itself, released when this object
-        goes): two runs training into one folder at once overwrote each other's state files."""
-        if self._lock_fd is not None or self.folder is None:
-            return
+    @contextmanager
+    def _folder_lock(self, exclusive: bool) -> Iterator[None]:
+        """An flock on the run folder itself while the state pair is written (exclusive) or read (shared): two
+        runs sharing a run_name at once (two processes, a sweep) wrote the same temporary files, and one died
+        in os.replace or left one save's tensors beside the other's JSON. Each save is now whole; the last
+        one wins. Without fcntl (Windows) there is no lock, as before."""
         try:
             import fcntl
-        except ImportError:              # not on this platform: no lock, as before
+        except ImportError:
+            yield
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.folder, os.O_RDONLY)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise TrainingStateError(f"{self.shown} is being trained by another run right now (this process or "
-                                     f"another); give this run another run_name, or wait for that one to end") \
-                from None
-        self._lock_fd = fd
-
-    def release(self) -> None:
-        """Unlock the run folder (also done when the object is dropped)."""
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    def __del__(self) -> None:
-        self.release()
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)          # closing releases the lock
 
     @property
     def state_path(self) -> Path | None:
@@ -289,7 +277,12 @@ class TrainingRun:
         """The saved state if it belongs to this run (same settings), else None; restores the global RNG too."""
         if self.folder is None:
             return None
-        self._hold_folder()
+        if not self.folder.is_dir():
+            return None
+        with self._folder_lock(exclusive=False):     # never half of another run's save
+            return self._resume()
+
+    def _resume(self) -> dict | None:
         tensors_path, json_path = self.folder / STATE_TENSORS, self.folder / STATE_JSON
         if not json_path.is_file() or not tensors_path.is_file():
             if (self.folder / LEGACY_STATE).is_file():
@@ -384,21 +377,21 @@ class TrainingRun:
         from safetensors.torch import save_file
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._hold_folder()
-        if self._set_aside:
-            self._keep_old_state()
         tensors: dict[str, torch.Tensor] = {}
         tree = _encode_state({**state, "rng": _rng_states()}, tensors)
         token = os.urandom(16).hex()
         tensors_tmp, json_tmp = self.folder / (STATE_TENSORS + ".tmp"), self.folder / (STATE_JSON + ".tmp")
-        for stale in (tensors_tmp, json_tmp):       # left by a run killed mid-save (SIGTERM): ours to replace
-            stale.unlink(missing_ok=True)
-        save_file(tensors, str(tensors_tmp), metadata={"token": token, "format": "nodegraph.training_state/1"})
-        json_tmp.write_text(json.dumps({"format": "nodegraph.training_state/1", "token": token,
-                                        "identity": self.identity, "step": state.get("step"), "state": tree}),
-                            encoding="utf-8")
-        os.replace(tensors_tmp, self.folder / STATE_TENSORS)
-        os.replace(json_tmp, self.folder / STATE_JSON)
+        with self._folder_lock(exclusive=True):     # one save at a time: its two files stay a pair
+            if self._set_aside:
+                self._keep_old_state()
+            for stale in (tensors_tmp, json_tmp):   # left by a run killed mid-save (SIGTERM): ours to replace
+                stale.unlink(missing_ok=True)
+            save_file(tensors, str(tensors_tmp), metadata={"token": token, "format": "nodegraph.training_state/1"})
+            json_tmp.write_text(json.dumps({"format": "nodegraph.training_state/1", "token": token,
+                                            "identity": self.identity, "step": state.get("step"), "state": tree}),
+                                encoding="utf-8")
+            os.replace(tensors_tmp, self.folder / STATE_TENSORS)
+            os.replace(json_tmp, self.folder / STATE_JSON)
         if isinstance(state.get("step"), int):
             self.kept_step = state["step"]
 

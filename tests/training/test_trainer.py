@@ -101,7 +101,6 @@ def test_resume_is_exact(tmp_path):
     assert steps_seen[0] == 5   # restarted from the step-4 checkpoint: lost less than one interval
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
-    run.release()                     # a run holds its folder until released (or dropped): one trainer at a time
     assert TrainingRun(tmp_path / "b", {"x": 2}).resume() is None   # other settings never resume this state
 
 
