@@ -535,6 +535,10 @@ class TrainVAE(Node):
         config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 20, warmup_steps=warmup_steps,
                              ema_decay=ema_decay, seed=seed, checkpoint_every=checkpoint_every)
         images = _images(dataset)
+        if crop_size and crop_size >= max(images.shape[-2:]):
+            self.context.warn(f"crop_size {crop_size} is not smaller than the images "
+                              f"({images.shape[-1]}×{images.shape[-2]}): whole images are trained on; set a smaller "
+                              f"crop_size for cheaper steps, or 0")
         decoder_only = {} if train_encoder and not latent_noise else {"train_encoder": train_encoder,
                                                                        "latent_noise": latent_noise}
         # the preview map (latent_rgb_*) is a least-squares fit whose last bits vary from run to run: not identity

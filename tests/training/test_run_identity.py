@@ -246,3 +246,17 @@ def test_a_zero_channel_multiplier_is_refused_at_validation():
     errors = Session().validate(graph)
     assert {(e.node_id, e.input) for e in errors} == {("vae", "channel_mult"), ("unet", "channel_mult")}
     assert all("positive integers" in e.message for e in errors)
+
+
+def test_a_crop_size_not_smaller_than_the_images_warns(tmp_path):
+    """crop_size 128 on 64 px images was silently ignored (whole images trained)."""
+    from nodegraph import Session
+
+    graph = {"format_version": 2, "nodes": {
+        "ds": {"type": "TinyWorldDataset", "inputs": {"count": 4, "size": 16}},
+        "vae": {"type": "TrainVAE", "inputs": {"dataset": {"node": "ds", "output": "dataset"}, "width": 32,
+                                               "channel_mult": "1", "steps": 1, "batch_size": 2, "crop_size": 32,
+                                               "run_name": "crop"}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "vae", "output": "report"}}}}}
+    result = Session(output_dir=tmp_path).run(graph)
+    assert any("crop_size 32 is not smaller than the images (16×16)" in w["message"] for w in result.warnings)
