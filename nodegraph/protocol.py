@@ -929,7 +929,8 @@ class ServerProtocol:
             return {}
 
     def _seeds(self, graph: Graph) -> dict[str, Any]:
-        """`{"node.input": value}` of the seed inputs (declared `seed=True`) of the nodes a run executes.
+        """`{"node.input": value}` of the seed inputs (declared `seed=True`) of the nodes a run executes, those
+        of sampling nodes first.
 
         Read from the effective graph (docs/graph-format.md): muted nodes and what depends on them are not
         there, a bypassed node has no seed of its own, and a subgraph's inner seeds appear under their
@@ -938,7 +939,11 @@ class ServerProtocol:
         registry = self.session.registry
         nodes = effective_graph(graph, registry).graph.nodes
         seeds: dict[str, Any] = {}
-        for node_id, node in nodes.items():
+        # samplers' seeds first: `seed` in history is the first, and the one that reproduces a run is the
+        # sampler's (img2img's source render has a seed of its own, listed after)
+        ordered = sorted(nodes.items(), key=lambda item: getattr(registry.nodes.get(item[1].type), "category",
+                                                                  None) != "sampling")
+        for node_id, node in ordered:
             cls = registry.nodes.get(node.type)
             if cls is None:
                 continue

@@ -539,3 +539,15 @@ def test_prune_with_slack_waits_until_the_history_is_over_the_limit_plus_slack()
     queue.enqueue(seeded_graph(9), "c")
     queue.finish(queue.claim_next().id, "succeeded", result={})
     assert queue.prune(keep=3, slack=2) == 3 and queue.history()[1] == 3
+
+
+def test_the_history_seed_is_the_samplers_not_the_first_in_the_file(proto):
+    """img2img's history row said "seed 0": the source render's seed, first in the file, not the KSampler's."""
+    graph = json.loads((ROOT / "graphs" / "img2img.json").read_text())
+    replies = [out.message for out in send(proto, {"type": "submit", "graph": graph}) if out.message is not None]
+    assert any(m["type"] == "submitted" for m in replies), replies
+    finish_next(proto)
+    (reply,) = send(proto, {"type": "history"})
+    (entry,) = reply.message["runs"]
+    sampler_seed = graph["nodes"]["sampler"]["inputs"]["seed"]
+    assert entry["seed"] == sampler_seed and list(entry["seeds"])[0] == "sampler.seed", entry["seeds"]

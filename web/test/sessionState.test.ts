@@ -141,6 +141,16 @@ describe("session state", () => {
     expect(s.validationErrors).toEqual([]);
   });
 
+  it("orders earlier runs' files in the gallery newest run first, whatever order their replies come in", () => {
+    const history = server({ type: "history", total: 3, offset: 0, runs: [
+      { run_id: "new", status: "succeeded" }, { run_id: "mid", status: "succeeded" }, { run_id: "old", status: "succeeded" }] });
+    const files = (runId: string, ...names: string[]): SessionAction => ({ type: "history_outputs", message: {
+      type: "outputs", run_id: runId, status: "succeeded", outputs: {}, error: null,
+      files: names.map((name) => ({ file_id: `output/${name}`, node_id: "save", kind: "image", mime: "image/png" })) } });
+    const s = feed(history, files("old", "o.png"), files("new", "n1.png", "n2.png"), files("mid", "m.png"));
+    expect(s.gallery.map((i) => i.fileId)).toEqual(["output/n1.png", "output/n2.png", "output/m.png", "output/o.png"]);
+  });
+
   it("collects outputs and images once each, on the node and in the gallery", () => {
     let s = feed(server({ type: "run_started", run_id: "r1", nodes: ["save"], total: 1 }));
     s = reduceSession(s, { type: "file", file: { runId: "r1", nodeId: "save", fileId: "output/a.png", url: "files/output/a.png", index: 0, kind: "image" } }, context);

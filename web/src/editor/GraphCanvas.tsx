@@ -224,7 +224,7 @@ export function GraphCanvas() {
   useEffect(() => {
     if (!fitPending || !nodesInitialized) return;
     const frame = requestAnimationFrame(() => {
-      void flow.fitView({ padding: 0.08, duration: 0 });
+      void fitReadable(flow, wrapper.current);
       setFitPending(false);
     });
     return () => cancelAnimationFrame(frame);
@@ -605,4 +605,27 @@ export function GraphCanvas() {
       </ReactFlow>
     </div>
   );
+}
+
+/** The zoom below which node text (13 px at 100 %) is too small to read or edit (under ~10 px). */
+export const READABLE_ZOOM = 0.75;
+
+/**
+ * Show a newly loaded graph: the whole of it when that is readable, else at READABLE_ZOOM from its
+ * top-left corner (where the loaders are; ComfyUI opens a workflow at a readable zoom too), so a
+ * large graph opens ready to edit, not as a 3 px overview (the fit-view button still shows it all).
+ */
+async function fitReadable(flow: ReturnType<typeof useReactFlow>, element: HTMLElement | null): Promise<void> {
+  await flow.fitView({ padding: 0.08, duration: 0 });
+  if (!element || flow.getZoom() >= READABLE_ZOOM) return;
+  const bounds = flow.getNodesBounds(flow.getNodes().filter((node) => !node.hidden));
+  const margin = 24;
+  const height = element.clientHeight;
+  const fitsHeight = bounds.height * READABLE_ZOOM + 2 * margin <= height;
+  await flow.setViewport({
+    zoom: READABLE_ZOOM,
+    x: margin - bounds.x * READABLE_ZOOM,
+    // a wide graph that fits in height stays centred vertically; a tall one starts at its top
+    y: fitsHeight ? (height - bounds.height * READABLE_ZOOM) / 2 - bounds.y * READABLE_ZOOM : margin - bounds.y * READABLE_ZOOM,
+  });
 }

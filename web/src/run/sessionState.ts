@@ -210,7 +210,20 @@ function addHistoryFiles(state: SessionState, message: Extract<ServerMessage, { 
       next = { ...next, gallery: [...next.gallery, file] };
     }
   }
-  return next;
+  return { ...next, gallery: newestRunsFirst(next.gallery, next.history) };
+}
+
+/**
+ * The gallery in the history's order (newest run first; a run's files in their order). The replies
+ * for earlier runs' files come in any order (the server answers them in parallel), which put the
+ * oldest run first after a reload. Files of runs the history does not list (yet) stay in front.
+ */
+function newestRunsFirst(gallery: OutputItem[], history: RunSummary[]): OutputItem[] {
+  const rank = new Map(history.map((run, index) => [run.run_id, index]));
+  return gallery
+    .map((item, position) => ({ item, position, rank: rank.get(item.runId) ?? -1 }))
+    .sort((a, b) => a.rank - b.rank || a.position - b.position)
+    .map(({ item }) => item);
 }
 
 function setNode(state: SessionState, nodeId: string, next: NodeRunState): SessionState {
