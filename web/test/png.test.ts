@@ -1,6 +1,6 @@
 import { deflateSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
-import { graphFromPng, isPng, PngError, readPngTextChunks } from "../src/graph/png";
+import { PngError, graphFromPng, imageKind, isPng, readPngTextChunks } from "../src/graph/png";
 
 /** CRC-32 (ISO 3309), as PNG chunks carry it. */
 function crc32(bytes: Uint8Array): number {
@@ -70,6 +70,21 @@ const iTXt = (keyword: string, value: string, compressed: boolean) =>
       compressed ? new Uint8Array(deflateSync(Buffer.from(utf8(value)))) : utf8(value),
     ),
   );
+
+describe("image kinds", () => {
+  it("names the image formats a user might open by mistake, and nothing else", () => {
+    const bytes = (...values: number[]) => new Uint8Array([...values, ...new Array(16).fill(0)]);
+    const ascii = (text: string) => Array.from(text).map((c) => c.charCodeAt(0));
+    expect(imageKind(bytes(0xff, 0xd8, 0xff, 0xe0))).toBe("JPEG");
+    expect(imageKind(bytes(...ascii("GIF89a")))).toBe("GIF");
+    expect(imageKind(bytes(...ascii("RIFF"), 1, 2, 3, 4, ...ascii("WEBP")))).toBe("WebP");
+    expect(imageKind(bytes(0x49, 0x49, 0x2a, 0x00))).toBe("TIFF");
+    expect(imageKind(bytes(0x4d, 0x4d, 0x00, 0x2a))).toBe("TIFF");
+    expect(imageKind(bytes(...ascii("BM")))).toBe("BMP");
+    expect(imageKind(new Uint8Array(ascii('{"format_version": 2}')))).toBeNull();
+    expect(imageKind(new Uint8Array(ascii("this is not json")))).toBeNull();
+  });
+});
 
 describe("PNG text chunks", () => {
   it("reads the graph from an uncompressed iTXt chunk (UTF-8)", async () => {

@@ -29,6 +29,18 @@ export interface TextChunk {
   text: string;
 }
 
+/** The kind of a non-PNG image file by its first bytes (JPEG, GIF, WebP, TIFF, BMP), else null. */
+export function imageKind(bytes: Uint8Array): string | null {
+  const starts = (...values: number[]) => values.every((v, i) => bytes[i] === v);
+  const text = (from: number, word: string) => Array.from(word).every((c, i) => bytes[from + i] === c.charCodeAt(0));
+  if (starts(0xff, 0xd8, 0xff)) return "JPEG";
+  if (text(0, "GIF8")) return "GIF";
+  if (text(0, "RIFF") && text(8, "WEBP")) return "WebP";
+  if (starts(0x49, 0x49, 0x2a, 0x00) || starts(0x4d, 0x4d, 0x00, 0x2a)) return "TIFF";
+  if (text(0, "BM") && bytes.length > 14) return "BMP";
+  return null;
+}
+
 export function isPng(bytes: Uint8Array): boolean {
   return bytes.length >= 8 && PNG_SIGNATURE.every((b, i) => bytes[i] === b);
 }

@@ -46,7 +46,7 @@ import { idMap } from "../graph/idMaps";
 import { placeAll, type Rect, type Size } from "../graph/layout";
 import { subgraphSchemas } from "../graph/subgraph";
 import { foreignFormat, foreignKind, jsonErrorText } from "../graph/foreign";
-import { graphFromPng, isPng } from "../graph/png";
+import { graphFromPng, imageKind, isPng } from "../graph/png";
 import { NodegraphClient, ProtocolError, socketUrl, type JsonMessage, type SocketLike } from "../protocol/client";
 import { errorText } from "../protocol/errors";
 import { imageMime, type FrameHeader } from "../protocol/frames";
@@ -498,6 +498,11 @@ export class EditorApp {
     let raw: unknown;
     try {
       const bytes = new Uint8Array(await file.arrayBuffer());
+      const image = isPng(bytes) ? null : imageKind(bytes);
+      if (image) {
+        throw new GraphFormatError(`this is a ${image} image, not a graph: open a .json graph, or a PNG that SaveImage ` +
+          "(or ComfyUI) wrote, which carries the graph that made it");
+      }
       if (isPng(bytes)) raw = await graphFromPng(bytes);
       else {
         const text = new TextDecoder().decode(bytes);
