@@ -46,6 +46,48 @@ const settle = async () => {
   for (let i = 0; i < 5; i++) await Promise.resolve();
 };
 
+describe("a reload of the tab during a run", () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it("resumes the connection and shows the run it submitted on the restored graph", () => {
+    const storage = new FakeStorage();
+    const tab = new FakeStorage();
+    const open = () => {
+      const socket = new FakeSocket();
+      const app = new EditorApp(() => socket, { href: "http://127.0.0.1:8188/" }, storage, tab);
+      app.start();
+      socket.open();
+      return { app, socket };
+    };
+    const before = open();
+    expect(before.socket.messages()[0].resume).toBeUndefined();
+    before.socket.reply(welcome({ client_id: "c1" }));
+    before.app.loadGraph(GRAPH);
+    vi.advanceTimersByTime(1000); // autosaved
+    before.socket.reply({ type: "submitted", run_id: "r1", position: 0 });
+    before.socket.reply({ type: "run_started", run_id: "r1", nodes: ["a", "b"], total: 2 });
+    before.app.client.close(); // F5
+
+    const after = open();
+    expect(after.socket.messages()[0]).toMatchObject({ type: "hello", resume: "c1" });
+    after.socket.reply(welcome({ client_id: "c2", resumed: "c1" }));
+    expect(after.app.session.get().activeRun).toBe("r1");
+    after.socket.reply({ type: "node_progress", run_id: "r1", node_id: "b", value: 3, total: 10 });
+    expect(after.app.session.get().nodeStates.b).toEqual({ status: "running", value: 3, total: 10 });
+    after.socket.reply({ type: "queue_changed", run_id: "r1", status: "succeeded", pending: 0 });
+    expect(after.socket.messages().at(-1)).toMatchObject({ type: "get_outputs", run_id: "r1" });
+    after.socket.reply({ type: "outputs", run_id: "r1", status: "succeeded", outputs: { b: { value: 2 } }, files: [], error: null });
+    expect(after.app.session.get().nodeOutputs.b).toEqual({ value: 2 });
+    after.app.client.close();
+
+    const later = open(); // the run ended: a further reload adopts nothing
+    later.socket.reply(welcome({ client_id: "c3" }));
+    expect(later.app.session.get().activeRun).toBeNull();
+    later.app.client.close();
+  });
+});
+
 describe("the editor's state kept in localStorage", () => {
   beforeEach(() => vi.useFakeTimers());
   afterEach(() => vi.useRealTimers());

@@ -91,7 +91,10 @@ export class NodegraphClient {
     private readonly makeSocket: () => SocketLike,
     private readonly handlers: ClientHandlers = {},
     private readonly token: string | null = null,
-  ) {}
+    resumeFrom: string | null = null, // the client_id of this tab's connection before a page reload
+  ) {
+    this.clientId = resumeFrom;
+  }
 
   /** Open the connection (and keep reopening it until `close`). */
   connect(): void {

@@ -153,7 +153,8 @@ export type SessionAction =
   | { type: "banner"; banner: Banner | null }
   | { type: "dismiss_plugin_notice"; signature: string }
   | { type: "plugins_open"; open: boolean }
-  | { type: "graph_loaded" };
+  | { type: "graph_loaded" }
+  | { type: "adopt_run"; runId: string };
 
 export interface ReduceContext {
   /** The URL of a file id (`/files/<id>`, with the token when there is one). */
@@ -291,6 +292,16 @@ export function reduceSession(state: SessionState, action: SessionAction, contex
         validationErrors: [],
         warnings: idMap(),
         warningMemory: idMap(Object.entries(state.warningMemory).filter(([key]) => !key.startsWith("node:"))),
+      };
+    case "adopt_run":
+      // The run this tab submitted before a page reload: its events come to the new connection
+      // (hello.resume); show them on the graph that was restored.
+      return {
+        ...state,
+        myRuns: [...state.myRuns.filter((id) => id !== action.runId), action.runId],
+        runGraphs: withId(state.runGraphs, action.runId, state.graphLoads),
+        activeRun: action.runId,
+        nodeStates: idMap(),
       };
     case "server":
       return reduceMessage(state, action.message, context);

@@ -61,6 +61,7 @@ import {
   autosaveText,
   CLIPBOARD_KEY,
   pageStorage,
+  tabStorage,
   readAutosave,
   STORAGE_LIMIT,
   storeText,
@@ -132,6 +133,10 @@ export function failureText(error: unknown, verb: string): string {
   return `Could not ${verb}: ${(error as Error)?.message ?? String(error)}`;
 }
 
+/** This tab's last connection and the run it submitted last (sessionStorage: a reload resumes both). */
+const TAB_CLIENT_KEY = "nodegraph.tab.client.v1";
+const TAB_RUN_KEY = "nodegraph.tab.run.v1";
+
 export class EditorApp {
   readonly editor = new EditorStore();
   readonly session: Store<SessionState> = createStore(initialSessionState);
@@ -171,7 +176,8 @@ export class EditorApp {
   };
   private historyFetched = new Set<string>();
 
-  constructor(makeSocket?: () => SocketLike, location: { href: string } = globalThis.location, storage: StorageLike | null = pageStorage()) {
+  constructor(makeSocket?: () => SocketLike, location: { href: string } = globalThis.location, storage: StorageLike | null = pageStorage(),
+    private readonly tab: StorageLike | null = tabStorage()) {
     this.storage = storage;
     this.token = new URL(location.href).searchParams.get("token");
     const url = socketUrl(location);
@@ -181,12 +187,14 @@ export class EditorApp {
       onMessage: (message) => this.onMessage(message),
       onBinary: (header, payload) => this.onBinary(header, payload),
       onStatus: (status) => this.dispatch({ type: "connection", status }),
-    }, this.token);
+    }, this.token, this.readTab(TAB_CLIENT_KEY));
   }
 
   /** Restore the working graph kept in localStorage, keep it from now on, and connect. */
   start(): void {
     this.restoreAutosave();
+    const running = this.readTab(TAB_RUN_KEY); // submitted before a reload of this tab, maybe still going
+    if (running) this.dispatch({ type: "adopt_run", runId: running });
     this.editor.store.subscribe(() => this.scheduleAutosave());
     if (typeof globalThis.addEventListener === "function") {
       globalThis.addEventListener("pagehide", () => this.flushAutosave());
@@ -242,6 +250,7 @@ export class EditorApp {
     }
     switch (typed.type) {
       case "welcome": {
+        this.writeTab(TAB_CLIENT_KEY, typed.client_id); // a reload of this tab resumes this connection
         const known = this.session.get().schemas.schemaHash;
         this.client.send(known ? { type: "list_nodes", known_hash: known } : { type: "list_nodes" });
         this.client.send({ type: "queue_status" });
@@ -260,7 +269,14 @@ export class EditorApp {
           this.toast(errorText(typed.code, typed.message), "error");
         }
         break;
+      case "submitted":
+      case "run_started":
+        if (this.session.get().activeRun === typed.run_id || typed.type === "submitted") this.writeTab(TAB_RUN_KEY, typed.run_id);
+        break;
       case "queue_changed":
+        if (typed.status !== "queued" && typed.status !== "running" && this.readTab(TAB_RUN_KEY) === typed.run_id) {
+          this.writeTab(TAB_RUN_KEY, null);
+        }
         this.scheduleQueueRefresh();
         // The broadcast can overtake the server's own bookkeeping of a finished run: look again shortly.
         if (typed.status !== "queued" && typed.status !== "running") setTimeout(() => this.scheduleQueueRefresh(), 1000);
@@ -272,9 +288,17 @@ export class EditorApp {
       case "run_failed":
         this.fetchOutputs(typed.run_id);
         break;
-      case "history":
+      case "history": {
+        // the run this tab was showing ended while the page reloaded (or the connection was down)
+        const active = this.session.get().activeRun;
+        const ended = this.session.get().history.find((run) => run.run_id === active);
+        if (active && ended && (ended.status === "succeeded" || ended.status === "failed")) this.fetchOutputs(active);
+        if (ended && ended.status !== "queued" && ended.status !== "running" && this.readTab(TAB_RUN_KEY) === active) {
+          this.writeTab(TAB_RUN_KEY, null);
+        }
         this.fetchHistoryOutputs();
         break;
+      }
       case "templates":
         this.openFirstTemplate();
         break;
@@ -596,6 +620,23 @@ export class EditorApp {
       this.loadGraph(kept.graph, "the graph kept from the last session", { undoable: false });
     }
     this.autosavedDoc = { doc: this.editor.doc, depth: this.editor.state.path.length };
+  }
+
+  private readTab(key: string): string | null {
+    try {
+      return this.tab?.getItem(key) ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  private writeTab(key: string, value: string | null): void {
+    try {
+      if (value === null) this.tab?.removeItem(key);
+      else this.tab?.setItem(key, value);
+    } catch {
+      // no tab storage: a reload simply does not resume
+    }
   }
 
   private readStorage(key: string): string | null {

@@ -62,3 +62,12 @@ export function pageStorage(): StorageLike | null {
     return null; // a sandboxed frame throws on access
   }
 }
+
+/** This tab's storage (sessionStorage: it survives a reload, not a new tab), or null where there is none. */
+export function tabStorage(): StorageLike | null {
+  try {
+    return globalThis.sessionStorage ?? null;
+  } catch {
+    return null;
+  }
+}
