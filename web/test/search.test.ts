@@ -13,6 +13,17 @@ describe("node search ranking", () => {
     expect(all.indexOf("ApplyControlNet")).toBeGreaterThan(all.indexOf("RandomInt"));
   });
 
+  it("takes a typo that leaves out a letter as a strong hit, and puts common nodes first on a tie or no query", () => {
+    const typo = searchNodes(schemas.nodes, "ksamplr");
+    expect(typo[0].schema.type).toBe("KSampler");
+    expect(typo[0].strong).toBe(true);                 // Enter adds it, as ComfyUI's fuzzy search does
+    expect(searchNodes(schemas.nodes, "qwertz").filter((h) => h.strong)).toEqual([]);
+    expect(top("seed", 1)).toEqual(["KSampler"]);    // tied on the input name "seed" with rarer nodes
+    const fromImage = searchNodes(schemas.nodes, "", { filter: { port: "IMAGE", from: "output" }, types: schemas.types })
+      .slice(0, 4).map((h) => h.schema.type);
+    expect(fromImage).toEqual(expect.arrayContaining(["PreviewImage", "SaveImage"]));
+  });
+
   it("finds the text-encoder nodes for 'clip' (ComfyUI's name for them) before anything else", () => {
     const hits = top("clip", 8);
     expect(hits[0]).toBe("EncodeText");

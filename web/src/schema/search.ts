@@ -31,6 +31,10 @@
  * equivalent ("CheckpointLoaderSimple" → Load Checkpoint, "LoraLoader" → Load
  * LoRA, "VAELoader" → Load VAE, ...). A synonym match scores 0.9 of a direct one.
  *
+ * A word of 5 letters or more that leaves out a letter or two of a name ("ksamplr") is a strong
+ * hit too (a typo, not an unrelated node). Among equal scores the common nodes (COMMON_NODES) come
+ * first, and with no query yet (a wire dropped on the canvas) they lead the list.
+ *
  * Port filtering (`PortFilter`): when a wire is dragged from an output of type
  * T and dropped on empty canvas, only nodes with an input that accepts T are
  * offered (and that input is the one to connect); from an input of type T,
@@ -141,8 +145,29 @@ export function matchScore(word: string, field: string): number {
   if (words.some((w) => w.startsWith(word))) return 60;
   if (text.includes(word)) return 40;
   if (words.join("") === word) return 90; // "ksampler" vs "K Sampler"
+  if (isNearMiss(word, words.join(""))) return STRONG_MATCH; // "ksamplr", "upscle": a letter or two left out
   return subsequenceScore(word, text);
 }
+
+/** A typo that leaves out a letter or two: every letter of `word` (5 or more) in order in `text`, within a
+ *  stretch at most two letters longer than the word, from its first letter. */
+function isNearMiss(word: string, text: string): boolean {
+  if (word.length < 5 || !text.startsWith(word[0]) || text.length > word.length + 2) return false;
+  let at = -1;
+  for (const ch of word) {
+    at = text.indexOf(ch, at + 1);
+    if (at < 0) return false;
+  }
+  return true;
+}
+
+/**
+ * The nodes people reach for most, as in ComfyUI's search: among hits that score the same
+ * ("seed" is an input of K Sampler and of Vocode), and first when a dropped wire's search has
+ * no query yet (an IMAGE wire: Preview Image, Save Image before Image Pad).
+ */
+export const COMMON_NODES = ["KSampler", "PreviewImage", "SaveImage", "VAEDecode", "VAEEncode", "EncodeText",
+  "LoadCheckpoint", "EmptyLatent", "LoadImage", "LoadLoRA", "ImageScale", "UpscaleImageWithModel"];
 
 /** The letters of `word` in order in `text`: 5–20, more for tighter matches; 0 when they are not there. */
 function subsequenceScore(word: string, text: string): number {
@@ -250,6 +275,7 @@ export function searchNodes(
     const match = matchNode(schema, query);
     let score = match.score;
     if (score <= 0) continue;
+    if (COMMON_NODES.includes(schema.type)) score += query.trim() ? 0.5 : 3;
     if (port !== undefined && options.filter) {
       // Nodes whose port has exactly the wire's type come before generic (*) and converting ones.
       const exact = options.filter.from === "output" ? schema.inputs[port]?.port === options.filter.port : schema.outputs.find((o) => o.name === port)?.port === options.filter.port;
