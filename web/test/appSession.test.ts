@@ -88,6 +88,24 @@ describe("a reload of the tab during a run", () => {
   });
 });
 
+describe("opening a past run", () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it("loads its graph with its results on the nodes", async () => {
+    const { app, socket, answer } = openEditor(null);
+    socket.reply({ type: "history", total: 1, offset: 0, runs: [{ run_id: "old", status: "succeeded" }] });
+    const opening = app.openRunGraph("old");
+    answer("get_run", { type: "run", run_id: "old", graph: GRAPH });
+    await opening;
+    expect(app.session.get().activeRun).toBe("old");
+    expect(socket.messages().at(-1)).toMatchObject({ type: "get_outputs", run_id: "old" });
+    socket.reply({ type: "outputs", run_id: "old", status: "succeeded", outputs: { b: { value: 2 } }, files: [], error: null });
+    expect(app.session.get().nodeOutputs.b).toEqual({ value: 2 });
+    app.client.close();
+  });
+});
+
 describe("the editor's state kept in localStorage", () => {
   beforeEach(() => vi.useFakeTimers());
   afterEach(() => vi.useRealTimers());

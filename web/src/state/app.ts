@@ -476,13 +476,21 @@ export class EditorApp {
     }
   }
 
-  /** Open the graph a past run ran (`get_run` → `run {graph}`), seeds as they were. */
+  /** Open the graph a past run ran (`get_run` → `run {graph}`), seeds as they were, with its results on the nodes. */
   async openRunGraph(runId: string): Promise<void> {
     try {
       const reply = await this.client.request<JsonMessage & { graph?: unknown; run?: { graph?: unknown } }>({ type: "get_run", run_id: runId });
       const graph = reply.graph ?? reply.run?.graph;
       if (graph === undefined) throw new Error("the server's reply has no graph");
-      if (this.loadGraph(graph, "the run's graph")) this.toast("Opened the graph of that run");
+      if (this.loadGraph(graph, "the run's graph")) {
+        this.toast("Opened the graph of that run");
+        // ... with that run's results on its nodes, as ComfyUI shows a queue item's outputs
+        const status = this.session.get().history.find((run) => run.run_id === runId)?.status;
+        if (status === "succeeded" || status === "failed") {
+          this.dispatch({ type: "adopt_run", runId });
+          this.client.send({ type: "get_outputs", run_id: runId });
+        }
+      }
     } catch (error) {
       this.toast(failureText(error, "open that run's graph"), "error");
     }
