@@ -379,10 +379,10 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
         node_type = entry["class_type"]
         inputs: dict[str, Any] = {}
         for name, value in (entry.get("inputs") or {}).items():
-            if (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
-                    and not isinstance(value[0], bool) and isinstance(value[1], int) and not isinstance(value[1], bool)):
-                # ComfyUI reads every [id, index] pair as a link: one to an entry the prompt lacks stays a link
-                # (validation names it `dangling_link`), not a list literal nothing would report
+            # ComfyUI reads every [id, index] pair as a link: one to an entry the prompt lacks stays a link
+            # (validation names it `dangling_link`), not a list literal nothing would report
+            if (isinstance(value, list) and len(value) == 2 and type(value[0]) in (str, int)
+                    and type(value[1]) is int):
                 source = str(value[0])
                 names = names_of(by_id[source]["class_type"]) if source in ids else None
                 output = names[value[1]] if names and 0 <= value[1] < len(names) else str(value[1])

@@ -439,8 +439,8 @@ def check_node_classes(registry: Registry, node_classes: list[Any]) -> None:
             problems.append(f"register_nodes returned two classes with type {cls.type!r} "
                             f"({seen[cls.type].__qualname__} and {cls.__qualname__}); give each a distinct `type`")
         seen[cls.type] = cls
-        if cls.spec_error is not None or cls.spec is None:     # its declaration failed (deferred_spec_errors)
-            problems.append(str(cls.spec_error or f"node class {cls.__qualname__} has no spec"))
+        if cls.spec_error is not None:     # its declaration failed (deferred_spec_errors)
+            problems.append(str(cls.spec_error))
             continue
         problems += _port_problems(registry, cls)
         try:

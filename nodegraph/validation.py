@@ -375,7 +375,7 @@ FILE_FOLDERS = ("input", "output")     # `file_name_in` values that are not mode
 MAX_INPUT_LISTED = 2000      # entries of the input folder read for "did you mean" and the listing
 
 
-def missing_input_message(input_dir: Path, name: str, what: str = "file") -> str:
+def missing_input_message(input_dir: Path, name: str, what: str = "file", folders: bool = False) -> str:
     """Why `name` is not a file in the input folder, with close names and what is there (no absolute path: a
     server sends it to its clients). What validation and the input-file resolver (`Session.resolve_file`) say."""
     if not input_dir.is_dir():
@@ -383,7 +383,6 @@ def missing_input_message(input_dir: Path, name: str, what: str = "file") -> str
         return (f"no {what} {name!r}: the input folder ({shown_folder(str(input_dir))}) {state}; "
                 f"create it and put the {what} there, or choose another with --input-dir")
     present: list[str] = []
-    folders = "folder" in what          # a dataset names a folder: folders are what it could have meant
     try:
         with os.scandir(input_dir) as entries:
             for entry in entries:
@@ -418,7 +417,7 @@ def input_file_error(node_id: str, node_type: str, name: str, value: str, input_
         return None
     what = "file or folder" if subfolders else "file"      # a dataset names a folder; the declaration cannot say
     return GraphError("not_in_choices",
-                      f"input {name!r} of {node_type}: {missing_input_message(input_dir, value, what)}",
+                      f"input {name!r} of {node_type}: {missing_input_message(input_dir, value, what, subfolders)}",
                       node_id=node_id, input=name, details={"found": _short(value), "folder": "input"})
 
 

@@ -212,9 +212,11 @@ class ImageFolderDataset:
                 continue
             try:
                 caption = _read_caption(caption_path)
-            except (UnicodeDecodeError, OSError) as error:
-                report.unreadable_caption[path] = ("is not UTF-8 text: save it as UTF-8" if
-                                                   isinstance(error, UnicodeDecodeError) else f"cannot be read: {error}")
+            except UnicodeDecodeError:
+                report.unreadable_caption[path] = "is not UTF-8 text: save it as UTF-8"
+                continue
+            except OSError as error:
+                report.unreadable_caption[path] = f"cannot be read: {error}"
                 continue
             if not caption:
                 report.empty_caption.append(path)

@@ -988,7 +988,6 @@ def _stable_safetensors(path: Path) -> None:
     metadata keys when that keeps its length (it always does: same keys and values, same JSON writer
     conventions); the data after it is untouched. And the temporary file's 0600 mode becomes the umask's.
     """
-    import json
     import os
 
     with open(path, "r+b") as file:
@@ -1002,9 +1001,20 @@ def _stable_safetensors(path: Path) -> None:
             if len(text) <= size and json.loads(text) == json.loads(header):
                 file.seek(8)
                 file.write(text + b" " * (size - len(text)))      # the format pads its header with spaces
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    """The process's umask, read without setting it (os.umask sets it process-wide, racing a server's other
+    threads): /proc/self/status on Linux, else the usual 0o022."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 def _searched(node: Node, folder_name: str) -> list[Path]:

@@ -317,8 +317,7 @@ class TrainingRun:
         step = saved.get("step")
         if isinstance(step, int) and step > 0:
             self.kept_step = step
-            settings, lengths = _identity_settings(self.identity)
-            totals = [int(settings[key]) for key in lengths if key.endswith(".steps") and settings[key].isdigit()]
+            totals = _step_counts(self.identity)
             unfinished = not totals or step < max(totals)        # a finished run's re-run says nothing
             if saved.get("identity") == self.identity and unfinished:   # (a changed length said so already)
                 self.warn(f"{self.shown}: resuming the saved training state from step {step} (the same settings); "
@@ -335,7 +334,7 @@ class TrainingRun:
         changed = {key: (old.get(key, "(none)"), new.get(key, "(none)"))
                    for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)}
         step = saved.get("step") if isinstance(saved.get("step"), int) else None
-        new_steps = [int(new[key]) for key in lengths if key.endswith(".steps") and new[key].isdigit()]
+        new_steps = _step_counts(self.identity)
         described = "; ".join(f"{key} {_shorten(a)} → {_shorten(b)}" for key, (a, b) in list(changed.items())[:6])
         described += f"; and {len(changed) - 6} more" if len(changed) > 6 else ""
         if not changed:
@@ -394,6 +393,12 @@ class TrainingRun:
             os.replace(json_tmp, self.folder / STATE_JSON)
         if isinstance(state.get("step"), int):
             self.kept_step = state["step"]
+
+
+def _step_counts(identity: str) -> list[int]:
+    """The `steps` settings (TrainConfig's, ...) an identity records."""
+    settings, lengths = _identity_settings(identity)
+    return [int(settings[key]) for key in lengths if key.endswith(".steps") and settings[key].isdigit()]
 
 
 _CALL = re.compile(r"([A-Za-z_]\w*)\((.*)\)", re.DOTALL)
