@@ -2,6 +2,9 @@
 
 - The first placing edit on a graph without positions (graphs/txt2img.json, as shipped) moves
   only what it acts on: "Align top edges" on two nodes leaves the other five where they were shown.
+- Ctrl+Z in a prompt undoes a burst of typing (the graph's undo step), not one character; redo and
+  typing on after an undo work in the same field.
+- In an 800×600 window the toolbar stays one line (the graph's title shortened, whole on hover).
 - Ctrl+G: the new group's frame (its title bar) covers no other node; Alt+L moves the group with
   its nodes.
 - Ctrl+V with a graph's JSON text on the system clipboard opens it (a ComfyUI UI workflow is
@@ -76,6 +79,41 @@ def test_editor_fixes(tmp_path):
             page.screenshot(path=str(tmp_path / "fixes-align-first-edit.png"))
             page.keyboard.press("Control+z")
             page.wait_for_function("() => !window.nodegraph.graph().ui")
+
+            # --- Ctrl+Z inside a prompt undoes a burst of typing, not one character; Ctrl+Shift+Z redoes it
+            prompt_field = "[data-testid=widget-prompt-text]"
+            typed_before = page.input_value(prompt_field)
+            page.click(prompt_field)
+            page.keyboard.press("Control+End")
+            page.keyboard.type(" with a", delay=30)
+            page.wait_for_timeout(1300)       # a pause longer than the merge window (graph/history.ts COALESCE_MS)
+            page.keyboard.type(" thick border", delay=30)
+            page.keyboard.press("Control+z")
+            assert page.input_value(prompt_field) == typed_before + " with a"
+            page.keyboard.press("Control+z")
+            assert page.input_value(prompt_field) == typed_before
+            assert page.evaluate("window.nodegraph.graph().nodes.prompt.inputs.text") == typed_before
+            page.keyboard.press("Control+Shift+z")
+            assert page.input_value(prompt_field) == typed_before + " with a"
+            page.keyboard.type("n old frame", delay=30)     # typing goes on after an undo, in the field it left
+            assert page.evaluate("window.nodegraph.graph().nodes.prompt.inputs.text") == typed_before + " with an old frame"
+            page.keyboard.press("Control+z")
+            page.keyboard.press("Control+z")
+            assert page.evaluate("window.nodegraph.graph().nodes.prompt.inputs.text") == typed_before
+            page.click(".ng-brand")
+
+            # --- an 800×600 window: the toolbar stays one line, every button whole and inside the window -------
+            page.set_viewport_size({"width": 800, "height": 600})
+            page.wait_for_timeout(200)
+            bar = page.locator("[data-testid=toolbar]").bounding_box()
+            assert bar["height"] <= 44, f"the toolbar wrapped: {bar}"
+            cut = page.evaluate("""() => [...document.querySelectorAll('[data-testid=toolbar] > button, [data-testid=toolbar] > span > button')]
+                .filter((b) => { const r = b.getBoundingClientRect(); return r.right > innerWidth || b.scrollWidth > b.clientWidth + 1; })
+                .map((b) => b.textContent)""")
+            assert cut == [], f"toolbar buttons cut or outside the window: {cut}"
+            assert page.get_attribute(".ng-graph-title", "title") == original["metadata"]["title"]
+            page.screenshot(path=str(tmp_path / "fixes-800x600.png"))
+            page.set_viewport_size({"width": 1600, "height": 900})
 
             # --- Ctrl+G: the frame covers no other node; Alt+L takes the group along -------------------
             _click_node(page, "prompt")

@@ -466,9 +466,11 @@ export function GraphCanvas() {
       const key = event.key.toLowerCase();
       if (isEditable(event.target)) {
         // In a text field (a prompt, a number) the field's own keys apply, except run and save.
-        const action = shortcutInField(event);
+        const action = shortcutInField(event, (event.target as HTMLElement).dataset?.graphUndo === "true");
         if (action === "run" || action === "run-front") void app.run({ front: action === "run-front" });
         else if (action === "save") app.save();
+        else if (action === "undo") app.editor.undo();
+        else if (action === "redo") app.editor.redo();
         else return;
         event.preventDefault();
         return;

@@ -117,12 +117,22 @@ export function InputWidget({ nodeId, name, spec, widget, value }: Props) {
 }
 
 /** Local text that follows the document value except while the field has the focus. */
+/** A field's text while it is edited: the document's value, except while the field has the focus, when it
+ * keeps what was typed — unless the document changed to something else meanwhile (an undo, a redo). */
 function useDraft(value: unknown): [string, (text: string) => void, boolean, (focused: boolean) => void] {
   const text = widgetText(value);
-  const [draft, setDraft] = useState(text);
+  const [draft, setDraftState] = useState(text);
   const [focused, setFocused] = useState(false);
+  const typed = useRef(text);
+  const setDraft = (next: string) => {
+    typed.current = next;
+    setDraftState(next);
+  };
   useEffect(() => {
-    if (!focused) setDraft(text);
+    if (!focused || text !== typed.current) {
+      typed.current = text;
+      setDraftState(text);
+    }
   }, [text, focused]);
   return [draft, setDraft, focused, setFocused];
 }
@@ -439,6 +449,7 @@ function TextField({ testId, value, multiline, onCommit }: {
   const props = {
     className: `nodrag nowheel ${multiline ? "ng-textarea" : "ng-text"}`,
     "data-testid": testId,
+    "data-graph-undo": "true",     // Ctrl+Z here is the graph's undo (shortcuts.ts `shortcutInField`)
     value: draft,
     onFocus: () => setFocused(true),
     onBlur: () => setFocused(false),

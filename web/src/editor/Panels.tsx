@@ -51,7 +51,9 @@ export function Toolbar() {
   return (
     <header className="ng-toolbar" data-testid="toolbar">
       <span className="ng-brand">nodegraph</span>
-      <span className="ng-graph-title">{typeof title === "string" ? title : "untitled graph"}</span>
+      <span className="ng-graph-title" title={typeof title === "string" ? title : undefined}>
+        {typeof title === "string" ? title : "untitled graph"}
+      </span>
       <button type="button" data-testid="undo-button" disabled={!canUndo} onClick={() => app.editor.undo()} title="Undo (Ctrl+Z)">
         ↶
       </button>

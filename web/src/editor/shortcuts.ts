@@ -5,7 +5,8 @@
  * Inside a text field (a prompt, a number, a title being renamed) the field keeps its
  * own keys — Ctrl+Z undoes typing, Ctrl+A selects text — except the graph-wide ones
  * that `shortcutInField` names: run (Ctrl+Enter), run first (Ctrl+Shift+Enter) and save
- * (Ctrl+S, instead of the browser's "save page"), as in ComfyUI's prompt box.
+ * (Ctrl+S, instead of the browser's "save page"), as in ComfyUI's prompt box; in a prompt or
+ * text input, undo and redo are the graph's (a burst of typing is one step).
  */
 export interface Shortcut {
   keys: string;
@@ -18,7 +19,7 @@ export const SHORTCUTS: Shortcut[] = [
   { keys: "Right-click", action: "menu for the canvas, a node, a wire, a group or a reroute" },
   { keys: "Ctrl+Enter", action: "run the graph (also from inside a text field)" },
   { keys: "Ctrl+Shift+Enter", action: "run the graph before the queued runs (admins, on a server with users)" },
-  { keys: "Ctrl+Z / Ctrl+Shift+Z, Ctrl+Y", action: "undo / redo" },
+  { keys: "Ctrl+Z / Ctrl+Shift+Z, Ctrl+Y", action: "undo / redo (inside a prompt too: a burst of typing is one step)" },
   { keys: "Ctrl+C / Ctrl+V", action: "copy / paste (Ctrl+Shift+V keeps links from outside)" },
   { keys: "Ctrl+A", action: "select every node" },
   { keys: "Delete, Backspace", action: "delete the selection (nodes, wires, reroutes, groups)" },
@@ -41,10 +42,17 @@ export interface KeyPress {
   altKey: boolean;
 }
 
-/** The graph-wide action of a key pressed inside a text field, or null: the field's own key. */
-export function shortcutInField(event: KeyPress): "run" | "run-front" | "save" | null {
+/** The graph-wide action of a key pressed inside a text field, or null: the field's own key.
+ *
+ * `graphUndo`: the field writes each keystroke into the graph (a prompt, a text input): its undo
+ * and redo are the graph's, whose steps merge a burst of typing into one field (graph/history.ts)
+ * — the browser's own undo of such a field steps back one character at a time. */
+export function shortcutInField(event: KeyPress, graphUndo = false): "run" | "run-front" | "save" | "undo" | "redo" | null {
   if (!(event.ctrlKey || event.metaKey) || event.altKey) return null;
+  const key = event.key.toLowerCase();
   if (event.key === "Enter") return event.shiftKey ? "run-front" : "run";
-  if (event.key.toLowerCase() === "s" && !event.shiftKey) return "save";
+  if (key === "s" && !event.shiftKey) return "save";
+  if (graphUndo && key === "z") return event.shiftKey ? "redo" : "undo";
+  if (graphUndo && key === "y" && !event.shiftKey) return "redo";
   return null;
 }
