@@ -21,7 +21,8 @@ integer arithmetic):
 - context menus for canvas, node, wire (add a reroute), group;
 - groups (Ctrl+G; dragging the title moves the nodes), bypass / mute (Ctrl+B /
   Ctrl+M), align, auto-layout (Alt+L, no overlaps), resizing a node;
-- subgraphs: collapse a selection (Ctrl+Shift+E), open it, go back, run it;
+- subgraphs: collapse a selection (Ctrl+Shift+E), open it, go back, run it, open it again: its inner
+  nodes show the run's states;
 - widgets: slider, searchable combo;
 - Ctrl+Enter runs from inside a number field;
 - templates menu, history filter and "Open", shortcut help, light theme, and
@@ -335,6 +336,13 @@ def test_editor_features(tmp_path):
             # (show may come from the cache: the new ShowValue node reads the same output and ran first.)
             # The subgraph node shows its inner nodes' states (namespaced events subgraph_1/mul, subgraph_1/add).
             page.wait_for_selector("[data-testid=node-status-subgraph_1][data-status=done]")
+            # Opened from that node, the inner nodes carry their own states (events for subgraph_1/mul, ...),
+            # not those of the top-level nodes of the same ids before the collapse.
+            page.click("[data-testid=open-subgraph-subgraph_1]")
+            page.wait_for_selector("[data-testid=node-status-mul][data-status=cached]")     # k feeds add only
+            page.wait_for_selector("[data-testid=node-status-add][data-status=done]")
+            page.click("[data-testid=subgraph-back]")
+            page.wait_for_selector("[data-testid=node-show]")
 
             # --- templates, history filter and Open, help, theme ------------------------------------------
             page.click("[data-testid=templates-button]")

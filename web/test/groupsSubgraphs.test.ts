@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { fromGraphFile, isLink, setMode, toggleMode, toGraphFile, randomizeSeeds, nextSeedMode, setSeedMode } from "../src/graph/document";
 import { addGroup, addReroute, groupMembers, groupsOf, moveGroup, pruneReroutes, removeGroup, reroutesOf } from "../src/graph/groups";
 import { closeSubgraph, collapseToSubgraph, openSubgraph, subgraphSchemas, SUBGRAPH_INPUTS } from "../src/graph/subgraph";
-import { EditorStore } from "../src/state/editorStore";
+import { EditorStore, runKeyPrefix } from "../src/state/editorStore";
 import { realSchemas } from "./helpers";
 
 const schemas = realSchemas();
@@ -112,6 +112,19 @@ describe("subgraphs", () => {
     expect(((store.doc.subgraphs![name] as { nodes: Record<string, { title?: string }> }).nodes.add.title)).toBe("plus k");
     store.undo(); // the whole visit is one undo step in the outer graph
     expect(((store.doc.subgraphs![name] as { nodes: Record<string, { title?: string }> }).nodes.add.title)).toBeUndefined();
+  });
+
+  it("names the shown nodes as a run's events do only when the subgraph was opened from its node", () => {
+    const { doc, name, id } = collapseToSubgraph(chain(), ["mul", "add"], positions)!;
+    const store = new EditorStore(doc);
+    expect(runKeyPrefix(store.state)).toBe("");
+    store.openSubgraph(name, id);
+    expect(runKeyPrefix(store.state)).toBe(`${id}/`);       // the engine's expanded ids: subgraph_1/mul
+    store.closeSubgraph();
+    store.openSubgraph(name);                                // by name: no node's run is shown inside
+    expect(runKeyPrefix(store.state)).toBeNull();
+    expect(runKeyPrefix({ path: [{ instance: "a" }, { instance: "b" }] as never })).toBe("a/b/");
+    expect(runKeyPrefix({ path: [{ instance: "a" }, { instance: null }] as never })).toBeNull();
   });
 });
 

@@ -171,7 +171,7 @@ export function menuItems(app: EditorApp, target: MenuTarget, at: Position, scre
         { key: "group", label: "Group (Ctrl+G)", run: () => selectionActions.group(app, ids) },
         { key: "collapse", label: "Collapse into subgraph (Ctrl+Shift+E)", run: () => selectionActions.collapse(app, ids) },
       ];
-      if (inner !== null && app.editor.doc.subgraphs?.[inner]) items.push({ key: "open-subgraph", label: "Open subgraph", run: () => app.openSubgraph(inner) });
+      if (inner !== null && app.editor.doc.subgraphs?.[inner]) items.push({ key: "open-subgraph", label: "Open subgraph", run: () => app.openSubgraph(inner, target.id) });
       if (node && nodeSize(node)) items.push({ key: "reset-size", label: "Reset size", run: () => app.layoutEdit((doc) => setNodeSize(doc, target.id, null)) });
       if (many) {
         items.push(

@@ -36,6 +36,7 @@ import { widgetFor } from "../schema/widgets";
 import { unknownTypeHint } from "../run/plugins";
 import { subgraphRunState, type NodeRunState } from "../run/sessionState";
 import { useApp } from "../state/context";
+import { runKeyPrefix } from "../state/editorStore";
 import { useStore } from "../state/store";
 import { InputWidget } from "./InputWidget";
 import { NodeFiles } from "./OutputFiles";
@@ -88,19 +89,23 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
   const { node, schema } = data;
   const types = useStore(app.session, (s) => s.schemas.types);
   const isSubgraph = subgraphName(node.type) !== null;
-  const ownRun = useStore(app.session, (s) => s.nodeStates[id]);
+  // This node's id in a run's events: inside an opened subgraph, prefixed with the nodes it was opened from
+  // (null: a definition opened by name, whose nodes show no run)
+  const prefix = useStore(app.editor.store, runKeyPrefix);
+  const key = prefix === null ? "\u0000none" : `${prefix}${id}`;
+  const ownRun = useStore(app.session, (s) => s.nodeStates[key]);
   const allStates = useStore(app.session, (s) => (isSubgraph ? s.nodeStates : null)); // a subgraph shows its inner nodes' states
-  const run = ownRun ?? (allStates ? subgraphRunState(allStates, id) : undefined);
-  const preview = useStore(app.session, (s) => s.previews[id]);
-  const files = useStore(app.session, (s) => s.nodeFiles[id]);
+  const run = ownRun ?? (allStates ? subgraphRunState(allStates, key) : undefined);
+  const preview = useStore(app.session, (s) => s.previews[key]);
+  const files = useStore(app.session, (s) => s.nodeFiles[key]);
   const pluginWarnings = useStore(app.session, (s) => s.pluginWarnings);
-  const output = useStore(app.session, (s) => s.nodeOutputs[id]);
+  const output = useStore(app.session, (s) => s.nodeOutputs[key]);
   const allErrors = useStore(app.session, (s) => s.validationErrors) ?? NO_ERRORS;
-  const errors = allErrors.filter((e) => e.node_id === id || (isSubgraph && e.node_id?.startsWith(`${id}/`)));
+  const errors = allErrors.filter((e) => e.node_id === key || (isSubgraph && e.node_id?.startsWith(`${key}/`)));
   const nodeErrors = errors.filter((e) => !e.input || !(schema?.inputs[e.input] || e.input in node.inputs));
   const allWarnings = useStore(app.session, (s) => s.warnings);
   const warnings = Object.entries(allWarnings)
-    .filter(([nodeId]) => nodeId === id || (isSubgraph && nodeId.startsWith(`${id}/`)))
+    .filter(([nodeId]) => nodeId === key || (isSubgraph && nodeId.startsWith(`${key}/`)))
     .flatMap(([, list]) => list);
   const editingTitle = useStore(app.ui, (s) => s.renaming === `node:${id}`);
   const setEditingTitle = (on: boolean) => app.ui.set((s) => ({ ...s, renaming: on ? `node:${id}` : null }));
@@ -155,7 +160,7 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
         )}
         {node.mode && <span className={`ng-mode-badge ng-mode-badge-${node.mode}`}>{node.mode === "bypass" ? "bypassed" : "muted"}</span>}
         {inner !== null && schema && (
-          <button type="button" className="nodrag ng-icon ng-open-subgraph" data-testid={`open-subgraph-${id}`} title="edit this subgraph's nodes" onClick={() => app.openSubgraph(inner)}>
+          <button type="button" className="nodrag ng-icon ng-open-subgraph" data-testid={`open-subgraph-${id}`} title="edit this subgraph's nodes" onClick={() => app.openSubgraph(inner, id)}>
             Open ⤢
           </button>
         )}

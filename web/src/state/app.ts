@@ -467,10 +467,11 @@ export class EditorApp {
       .catch(() => undefined); // the canvas simply stays empty
   }
 
-  /** Edit subgraph definition `name` on the canvas; a definition the editor cannot read is refused with the reason. */
-  openSubgraph(name: string): void {
+  /** Edit subgraph definition `name` on the canvas (opened from node `instance`: its inner nodes show that node's
+   * run states); a definition the editor cannot read is refused with the reason. */
+  openSubgraph(name: string, instance: string | null = null): void {
     try {
-      this.editor.openSubgraph(name);
+      this.editor.openSubgraph(name, instance);
     } catch (error) {
       this.showLoadError(`subgraph ${name}`, (error as Error).message);
     }

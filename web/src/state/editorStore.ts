@@ -8,7 +8,9 @@
  *   selectedNodes  ids of selected nodes; selectedEdges: ids of selected edges.
  *   loadCount      bumped when a whole graph is loaded or a subgraph opened/closed (the canvas fits the view then).
  *   path           the subgraphs being edited, outermost first: each with the outer document
- *                  and its undo history, restored by `closeSubgraph` (graph/subgraph.ts).
+ *                  and its undo history, restored by `closeSubgraph` (graph/subgraph.ts), and the
+ *                  node it was opened from (`instance`, null when opened by name): a run's events
+ *                  name an inner node `instance/inner` (`runKeyPrefix`).
  *
  * Every change goes through `edit` (recorded for undo, optionally coalesced by
  * a key), `dragMove`/`dragEnd` (one undo step per drag), `load`, `undo`, `redo`,
@@ -30,7 +32,17 @@ export interface EditorState {
   selectedNodes: Record<string, true>;
   selectedEdges: Record<string, true>;
   loadCount: number;
-  path: { name: string; outer: EditorDocument; history: History<EditorDocument> }[];
+  path: { name: string; outer: EditorDocument; history: History<EditorDocument>; instance: string | null }[];
+}
+
+/**
+ * What the shown nodes' ids are prefixed with in a run's events (node states, previews, files,
+ * warnings, errors): "" at the top level, `a/b/` inside subgraph node `b` opened from node `a`,
+ * null inside a definition opened without its node (several nodes may use it: none is shown).
+ */
+export function runKeyPrefix(state: Pick<EditorState, "path">): string | null {
+  if (state.path.some((entry) => entry.instance === null)) return null;
+  return state.path.map((entry) => `${entry.instance}/`).join("");
 }
 
 export class EditorStore {
@@ -123,13 +135,14 @@ export class EditorStore {
     return doc;
   }
 
-  /** Edit subgraph definition `name` (of the document shown now) on the canvas. */
-  openSubgraph(name: string): void {
+  /** Edit subgraph definition `name` (of the document shown now) on the canvas, opened from node `instance`
+   * (its run states are then shown on the inner nodes) or by name (null). */
+  openSubgraph(name: string, instance: string | null = null): void {
     this.store.set((s) => ({
       ...s,
       doc: openSubgraph(s.doc, name),
       history: emptyHistory(),
-      path: [...s.path, { name, outer: s.doc, history: s.history }],
+      path: [...s.path, { name, outer: s.doc, history: s.history, instance }],
       dragBase: null,
       selectedNodes: idMap(),
       selectedEdges: idMap(),
