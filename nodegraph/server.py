@@ -68,6 +68,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import gc
 import hmac
 import io
@@ -78,6 +79,7 @@ import mimetypes
 import os
 import re
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -94,6 +96,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from . import __version__
+from .distributed.pool import ClusterUnreachableError, RayNotInstalledError
 from .errors import GraphValidationError, NodeExecutionError, RunInterrupted
 from .events import RunFailed
 from .files import FileAccessError, FileStore, eight_bit
@@ -1056,6 +1059,11 @@ async def serve_forever(args: argparse.Namespace) -> None:
         from .distributed.options import backend_from_args
 
         backend = backend_from_args(args, session)
+        backend.prepare()        # a local cluster starts on this (the main) thread, before Ray's workers
+    stopping = asyncio.Event()
+    with contextlib.suppress(NotImplementedError, RuntimeError):     # (no signal handlers on Windows' loop)
+        # after `prepare`: Ray's own SIGTERM handler exits at once; this one closes the server first
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
     server = Server(session, data_dir=args.data_dir, host=args.host, port=args.port, token=args.token,
                     allowed_origins=args.allow_origin, max_message_bytes=args.max_message_bytes,
                     history_limit=args.history_limit, users=users, allowed_hosts=args.allow_host,
@@ -1074,7 +1082,8 @@ async def serve_forever(args: argparse.Namespace) -> None:
     if server.generated_token:
         print(f"token (generated; clients must send it): {server.token}", flush=True)
     try:
-        await asyncio.Event().wait()
+        await stopping.wait()
+        log.info("SIGTERM: stopping (the running run is interrupted and recorded as such)")
     finally:
         await server.close()
 
@@ -1099,7 +1108,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve_forever(args))
     except KeyboardInterrupt:
         pass
-    except (UsersFileError, PluginOptionError, ModelPathsError) as exc:
+    except (UsersFileError, PluginOptionError, ModelPathsError, RayNotInstalledError, ClusterUnreachableError) as exc:
         print(f"nodegraph serve: {exc}", file=sys.stderr)
         return 2
     return 0

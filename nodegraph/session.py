@@ -233,7 +233,8 @@ class Session:
 
     def map(self, source: GraphSource, variants: Iterable[dict[str, Any]], *, outputs: Iterable[str] | None = None,
             output_dir: str | os.PathLike | None = None, pool: Any = None,
-            on_item: Callable[[Any], None] | None = None, on_event: Callable[[Any], None] | None = None) -> list:
+            on_item: Callable[[Any], None] | None = None, on_event: Callable[[Any], None] | None = None,
+            stop: threading.Event | None = None) -> list:
         """Run a graph once per variant (a dict of overrides), here in order or across a Ray pool.
 
         Args:
@@ -244,14 +245,18 @@ class Session:
             output_dir: one folder for every variant's files and `index.json` (default: the session's).
             pool: a started `nodegraph.distributed.pool.WorkerPool`, or None to run in this process.
             on_item: called with each finished `BatchItem`; on_event: every run's events.
+            stop: set it (from any thread) to stop the batch: variants not started are not run, running
+                ones are interrupted. Ctrl+C does the same (then raises KeyboardInterrupt), and so does
+                `interrupt()` while a variant runs in this process.
 
-        Returns the `BatchItem`s (status, files, outputs, error, worker) in variant order; a failing
-        variant never stops the others. See nodegraph/distributed/batch.py and docs/distributed.md.
+        Returns the `BatchItem`s (status, files, outputs, error, worker) in variant order, of the variants
+        that ran; a failing variant never stops the others. See nodegraph/distributed/batch.py and
+        docs/distributed.md.
         """
         from .distributed.batch import run_batch
 
         return run_batch(self, source, list(variants), outputs=list(outputs) if outputs is not None else None,
-                         output_dir=output_dir, pool=pool, on_item=on_item, on_event=on_event)
+                         output_dir=output_dir, pool=pool, on_item=on_item, on_event=on_event, stop=stop)
 
     def resolve_file(self, folder: str, name: str) -> Path:
         """A file by folder and name: `"input"` is the input folder, anything else a model folder

@@ -95,6 +95,14 @@ class RayBackend:
 
     # --- the server's seam ---------------------------------------------------------
 
+    def prepare(self) -> None:
+        """Before the server starts, on the main thread: start the local cluster (no address) here, since
+        a cluster started from the dispatcher's thread gets no SIGTERM handler and leaves Ray's agent
+        processes behind when it stops. Workers still start in `serve`; a remote cluster is connected there
+        (the server starts even while it is down). Raises RayNotInstalledError / ClusterUnreachableError."""
+        if self.pool.address is None:
+            self.pool.start_cluster()
+
     def serve(self, server: Any) -> None:
         """The dispatcher loop (the server's worker thread): connect, claim runs while slots are free."""
         self._server = server

@@ -96,13 +96,14 @@ def _run_local(session: Any, graph: Any, index: int, overrides: dict, outputs: l
 
 
 def _run_remote(pool: Any, registry: Any, graph: Any, index: int, overrides: dict, outputs: list[str] | None,
-                input_dir: Path, on_event: Callable | None) -> tuple[BatchItem, dict | None]:
-    """One variant on the pool; its files are not written yet (`_write_remote_files`, in variant order)."""
+                input_dir: Path, on_event: Callable | None, run_id: str,
+                stop: threading.Event) -> tuple[BatchItem, dict | None]:
+    """One variant on the pool; its files are not written yet (`_write_remote_files`, in variant order).
+    Once `stop` is set, a variant still waiting for a worker ends interrupted without running."""
     from ..errors import GraphValidationError
     from .pool import input_files_for, needs_for
     from .scheduling import NoCapableWorker
 
-    run_id = uuid.uuid4().hex
     started = time.perf_counter()
     item = BatchItem(index, overrides, "failed", run_id)
     outcome = None
@@ -111,7 +112,7 @@ def _run_remote(pool: Any, registry: Any, graph: Any, index: int, overrides: dic
         request = {"run_id": run_id, "graph": variant.to_dict(), "outputs": outputs,
                    "inputs": input_files_for(variant, input_dir)}
         outcome = pool.execute(request, needs_for(registry, variant),
-                               (lambda event, preview: on_event(event)) if on_event else (lambda e, p: None))
+                               (lambda event, preview: on_event(event)) if on_event else (lambda e, p: None), stop)
     except GraphValidationError as exc:
         item.error = {"message": str(exc), "errors": exc.to_list()}
     except NoCapableWorker as exc:
@@ -144,11 +145,20 @@ def _write_remote_files(item: BatchItem, outcome: dict | None, output_dir: Path)
     return item
 
 
+POOL_REFRESH_SECONDS = 5.0      # how often a batch on a pool re-checks its workers (a restarted one rejoins)
+
+
 def run_batch(session: Any, source: Any, variants: list[dict[str, Any]], *, outputs: list[str] | None = None,
               output_dir: str | Path | None = None, pool: Any = None,
               on_item: Callable[[BatchItem], None] | None = None,
-              on_event: Callable[[Any], None] | None = None, index_file: str | None = INDEX_FILE) -> list[BatchItem]:
+              on_event: Callable[[Any], None] | None = None, index_file: str | None = INDEX_FILE,
+              stop: threading.Event | None = None) -> list[BatchItem]:
     """Run `source` once per variant; items in variant order; `index.json` written in `output_dir`.
+
+    Stopping a batch: `stop.set()` (from any thread), Ctrl+C (KeyboardInterrupt, re-raised once the
+    batch has stopped), or `session.interrupt()` while a variant runs here: variants not started
+    are not run, running ones are interrupted (on a pool, on their workers), and the items returned
+    (and the index) are the variants that ended. A variant that fails never stops the others.
 
     Args:
         session: the Session whose registry checks the graph (and that runs it when `pool` is None).
@@ -162,6 +172,7 @@ def run_batch(session: Any, source: Any, variants: list[dict[str, Any]], *, outp
         on_event: receives every run's events (Event objects locally, dicts from a pool).
         index_file: the index's file name in `output_dir` (None: no index); each batch is also appended
             as a line to the same name with the suffix `.jsonl`.
+        stop: an Event that stops the batch when set (see above).
     """
     graph = session.load(source)
     folder = Path(output_dir) if output_dir is not None else Path(session.output_dir)
@@ -169,6 +180,7 @@ def run_batch(session: Any, source: Any, variants: list[dict[str, Any]], *, outp
     started = time.perf_counter()
     items: list[BatchItem | None] = [None] * len(variants)
     lock = threading.Lock()
+    stop = stop if stop is not None else threading.Event()
 
     def done(item: BatchItem) -> None:
         with lock:
@@ -179,20 +191,77 @@ def run_batch(session: Any, source: Any, variants: list[dict[str, Any]], *, outp
     try:
         if pool is None:
             for index, overrides in enumerate(variants):
-                done(_run_local(session, graph, index, overrides, outputs, folder, on_event))
+                if stop.is_set():
+                    break
+                item = _run_local(session, graph, index, overrides, outputs, folder, on_event)
+                done(item)
+                if item.status == "interrupted":      # session.interrupt(): the script stops the batch
+                    break
         else:
-            slots = max(1, pool.total_slots)
-            with ThreadPoolExecutor(max_workers=slots, thread_name_prefix="nodegraph-batch") as executor:
-                futures = [executor.submit(_run_remote, pool, session.registry, graph, index, overrides, outputs,
-                                           Path(session.input_dir), on_event)
-                           for index, overrides in enumerate(variants)]
-                for future in futures:            # in variant order: file numbers follow the variants
-                    done(_write_remote_files(*future.result(), folder))
+            _run_on_pool(pool, session, graph, variants, outputs, folder, on_event, stop, done)
     finally:
         if index_file:
             write_index(folder / index_file, source, [i for i in items if i is not None], len(variants),
                         time.perf_counter() - started, graph=graph, provenance=_provenance(session, graph))
     return [item for item in items if item is not None]
+
+
+def _run_on_pool(pool: Any, session: Any, graph: Any, variants: list[dict[str, Any]], outputs: list[str] | None,
+                 folder: Path, on_event: Callable | None, stop: threading.Event,
+                 done: Callable[[BatchItem], None]) -> None:
+    """`run_batch` across a pool: every variant submitted at once (the pool hands out worker slots),
+    results taken in variant order; `stop` (or an exception here, e.g. Ctrl+C) cancels what has not
+    started and interrupts what runs, before this returns or raises."""
+    run_ids = [uuid.uuid4().hex for _ in variants]
+    halt, finished = threading.Event(), threading.Event()     # ours: the caller's `stop` is only read
+    refresher = threading.Thread(target=_refresh_while, args=(pool, halt), name="nodegraph-batch-refresh",
+                                 daemon=True)
+    refresher.start()
+    with ThreadPoolExecutor(max_workers=max(1, pool.total_slots), thread_name_prefix="nodegraph-batch") as executor:
+        futures = [executor.submit(_run_remote, pool, session.registry, graph, index, overrides, outputs,
+                                   Path(session.input_dir), on_event, run_ids[index], halt)
+                   for index, overrides in enumerate(variants)]
+        watcher = threading.Thread(target=_stop_when_asked, args=(pool, stop, halt, finished, futures, run_ids),
+                                   name="nodegraph-batch-stop", daemon=True)
+        watcher.start()
+        try:
+            for future in futures:            # in variant order: file numbers follow the variants
+                if future.cancelled():
+                    continue
+                done(_write_remote_files(*future.result(), folder))
+            finished.set()
+        finally:
+            halt.set()                        # a stop on the way out: nothing new starts, running runs end
+            watcher.join()
+
+
+STOP_POLL_SECONDS = 0.1
+
+
+def _stop_when_asked(pool: Any, stop: threading.Event, halt: threading.Event, finished: threading.Event,
+                     futures: list, run_ids: list[str]) -> None:
+    """Until the batch ends: once `stop` or `halt` is set before it finished, cancel the variants that have
+    not started and interrupt the running ones (`halt` also keeps waiting ones from taking a worker)."""
+    while not halt.wait(STOP_POLL_SECONDS):
+        if stop.is_set():
+            halt.set()
+    if finished.is_set():
+        return
+    for future, run_id in zip(futures, run_ids):
+        if not future.cancel() and not future.done():
+            pool.interrupt(run_id)
+
+
+def _refresh_while(pool: Any, halt: threading.Event) -> None:
+    """Re-check the pool's workers every POOL_REFRESH_SECONDS until `halt`: a worker whose process died
+    and was restarted by Ray serves the batch again (as the server's dispatcher does)."""
+    import logging
+
+    while not halt.wait(POOL_REFRESH_SECONDS):
+        try:
+            pool.refresh()
+        except Exception:  # noqa: BLE001 — e.g. the cluster went away: the variants report it
+            logging.getLogger(__name__).debug("could not refresh the Ray workers", exc_info=True)
 
 
 def _provenance(session: Any, graph: Any) -> dict[str, Any] | None:
@@ -331,12 +400,12 @@ def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
     pool = None
     if args.ray is not None:
         from .options import pool_from_args
-        from .pool import ClusterUnreachableError
+        from .pool import ClusterUnreachableError, RayNotInstalledError
 
         pool = pool_from_args(args)
         try:
             pool.start()
-        except (ClusterUnreachableError, TimeoutError) as exc:
+        except (ClusterUnreachableError, RayNotInstalledError, TimeoutError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             pool.close()
             return EXIT_USAGE

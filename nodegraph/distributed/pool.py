@@ -10,6 +10,7 @@ Main objects:
     WorkerResources        CPUs / GPUs / memory each worker actor reserves (Ray resources)
     WorkerPool             the actors, their scheduler view (scheduling.WorkerInfo), execute / interrupt
     ClusterUnreachableError  the address does not answer; names it and the fix
+    RayNotInstalledError   Ray is missing from this environment; names the install command
     needs_for              what a graph needs from a worker (node types with their plugins, model files)
     input_files_for        the run's input files (uploads) that travel with the request
     local_ray_environment  the environment variables that keep a local cluster on 127.0.0.1
@@ -63,6 +64,26 @@ class ClusterUnreachableError(NodegraphError):
             f"cannot reach the Ray cluster at {address!r}: {reason}. Fix: start the head node there "
             f"(`ray start --head --port 6379`), check the address and firewall, or leave out the address "
             f"to start a local cluster (`--ray` alone)")
+
+
+class RayNotInstalledError(NodegraphError):
+    """The distributed backend was asked for in an environment without Ray (an extra)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(
+            f"the Ray backend needs Ray, which this Python environment lacks ({reason}). Fix: install the extra, "
+            f"`pip install 'nodegraph[ray]'` (in a checkout: `.venv/bin/pip install -e '.[ray]'`), or leave out "
+            f"--ray to run here")
+
+
+def import_ray() -> Any:
+    """The `ray` module, or RayNotInstalledError naming the install command."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise RayNotInstalledError(f"{type(exc).__name__}: {exc}") from None
+    return ray
 
 
 @dataclass(frozen=True)
@@ -214,14 +235,30 @@ class WorkerPool:
     # --- lifecycle ---------------------------------------------------------------
 
     def start(self, wait: bool = True) -> None:
-        """Connect (or start a local cluster) and start the workers; with `wait`, until all answer."""
+        """Connect (or start a local cluster) and start the workers; with `wait`, until all answer.
+
+        A local cluster is best started from the main thread (`start_cluster`): started from another
+        thread, Ray sets no SIGTERM handler and its agent processes outlive `close()`.
+        """
+        ray = self.start_cluster()
+        from .worker import SessionWorker
+
+        self._actor_class = ray.remote(SessionWorker)
+        self.connected = True
+        for _ in range(self._target_count()):
+            self._spawn()
+        if wait:
+            self.wait_ready()
+
+    def start_cluster(self) -> Any:
+        """Connect to the cluster, or start the local one (`address` None) — the part of `start` that the
+        main thread should do for a local cluster; no workers yet. Returns the `ray` module."""
         if self.address is None:      # before Ray is imported: it reads these at import time
             local_ray_environment()
         else:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             check_reachable(self.address, self.connect_timeout)
-        import ray
-
+        ray = import_ray()
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                       "configure_logging": False}
@@ -235,14 +272,7 @@ class WorkerPool:
                     held.replay()
             except Exception as exc:  # noqa: BLE001 — Ray's own errors vary by version
                 raise ClusterUnreachableError(self.address or "local", f"{type(exc).__name__}: {exc}") from None
-        from .worker import SessionWorker
-
-        self._actor_class = ray.remote(SessionWorker)
-        self.connected = True
-        for _ in range(self._target_count()):
-            self._spawn()
-        if wait:
-            self.wait_ready()
+        return ray
 
     def _target_count(self) -> int:
         if self.workers_wanted != "auto":
@@ -382,7 +412,7 @@ class WorkerPool:
             handles = list(self._handles.values())
             self._handles.clear()
             self._info.clear()
-        if not self.connected:
+        if not self.connected and not self._started_cluster:
             return
         import ray
 

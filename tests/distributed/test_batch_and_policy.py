@@ -219,3 +219,116 @@ def test_help_validate_and_serve_flags_import_neither_ray_nor_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "LOADED False False" in done.stdout and "--sweep" in done.stdout and "--ray" in done.stdout
+
+
+WAIT_GRAPH = {"format_version": 2, "nodes": {
+    "n": {"type": "Int", "inputs": {"value": 1}},
+    "wait": {"type": "Wait", "inputs": {"value": {"node": "n", "output": "value"}, "seconds": 0.3}},
+    "show": {"type": "ShowValue", "inputs": {"value": {"node": "wait", "output": "value"}}}}}
+
+
+class _FakePool:
+    """What run_batch uses of a WorkerPool, without Ray: each run waits until interrupted or released."""
+
+    total_slots = 2
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.started: list[str] = []
+        self.interrupted: list[str] = []
+        self.refreshes = 0
+        self.release = threading.Event()
+        self.two_running = threading.Event()
+        self._events: dict[str, threading.Event] = {}
+
+    def execute(self, request, needs, on_event, stop=None):
+        run_id = request["run_id"]
+        with self.lock:
+            self.started.append(run_id)
+            event = self._events.setdefault(run_id, threading.Event())
+            if len(self.started) == 2:
+                self.two_running.set()
+        while not (event.wait(0.01) or self.release.is_set()):
+            pass
+        if event.is_set():
+            return {"status": "interrupted", "worker": "w0", "error": {"message": "interrupted"}}
+        return {"status": "succeeded", "worker": "w0", "outputs": {}, "files": {}}
+
+    def interrupt(self, run_id):
+        with self.lock:
+            self.interrupted.append(run_id)
+            self._events.setdefault(run_id, threading.Event()).set()
+        return True
+
+    def refresh(self):
+        self.refreshes += 1
+
+
+def test_a_pool_batch_stops_when_asked_and_on_ctrl_c(tmp_path, monkeypatch):
+    """`stop` (or Ctrl+C) ends a pool batch at once: variants not started never run, the running ones are
+    interrupted on their workers; a restarted worker rejoins while a batch runs (the pool is refreshed)."""
+    from nodegraph.distributed import batch
+
+    monkeypatch.setattr(batch, "POOL_REFRESH_SECONDS", 0.05)
+    session = Session(output_dir=tmp_path / "out")
+    pool, stop = _FakePool(), threading.Event()
+    threading.Thread(target=lambda: (pool.two_running.wait(10), stop.set()), daemon=True).start()
+    items = session.map(WAIT_GRAPH, [{"n.value": i} for i in range(10)], output_dir=tmp_path / "a", pool=pool,
+                        stop=stop)
+    assert len(pool.started) == 2 and sorted(pool.interrupted) == sorted(pool.started)   # 8 never started
+    assert [i.status for i in items] == ["interrupted", "interrupted"]
+    index = json.loads((tmp_path / "a" / "index.json").read_text())
+    assert index["variants"] == 10 and index["interrupted"] == 2
+
+    pool = _FakePool()
+
+    def ctrl_c(item):
+        raise KeyboardInterrupt
+
+    pool.release.set()              # the first variants finish; on_item raises as a Ctrl+C would
+    with pytest.raises(KeyboardInterrupt):
+        session.map(WAIT_GRAPH, [{"n.value": i} for i in range(50)], output_dir=tmp_path / "b", pool=pool,
+                    on_item=ctrl_c)
+    assert len(pool.started) < 50
+
+    pool, slow = _FakePool(), threading.Event()
+    threading.Thread(target=lambda: (slow.wait(0.3), pool.release.set()), daemon=True).start()
+    session.map(WAIT_GRAPH, [{"n.value": 1}], output_dir=tmp_path / "c", pool=pool)
+    assert pool.refreshes >= 2
+
+
+def test_interrupt_stops_a_batch_here(tmp_path):
+    """session.interrupt() during a local session.map stops the running variant and the rest of the batch."""
+    session = Session(output_dir=tmp_path / "out")
+    seen: list[str] = []
+
+    def on_event(event):
+        if event.type == "node_started" and event.node_id == "wait":
+            seen.append(event.run_id)
+            if len(seen) == 2:
+                session.interrupt()
+
+    items = session.map(WAIT_GRAPH, [{"n.value": i} for i in range(5)], output_dir=tmp_path / "s",
+                        on_event=on_event)
+    assert [i.status for i in items] == ["succeeded", "interrupted"]
+    assert json.loads((tmp_path / "s" / "index.json").read_text())["variants"] == 5
+
+
+def test_without_ray_the_backend_names_the_install(monkeypatch, tmp_path):
+    """--ray in an environment without Ray: one line naming the extra to install, exit 2 — not a traceback."""
+    from nodegraph.distributed.pool import RayNotInstalledError
+
+    monkeypatch.setitem(sys.modules, "ray", None)      # `import ray` raises ImportError
+    with pytest.raises(RayNotInstalledError, match=r"pip install 'nodegraph\[ray\]'"):
+        WorkerPool().start()
+    stub = tmp_path / "stub" / "ray"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'ray'\")\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "stub"), "NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    for command in (["-m", "nodegraph", "run", str(ROOT / "graphs" / "arithmetic.json"), "--ray", "--sweep",
+                     "width.value=1,2", "--output-dir", str(tmp_path / "o")],
+                    ["-m", "nodegraph.server", "--ray", "--port", "0", "--data-dir", str(tmp_path / "d")]):
+        done = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=120, env=env,
+                              cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr and "nodegraph[ray]" in done.stderr, done.stderr

@@ -34,3 +34,43 @@ def test_cli_unreachable_cluster_exits_2_naming_the_address(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "cannot reach the Ray cluster at '127.0.0.1:1'" in done.stderr and "ray start --head" in done.stderr
+
+
+def _ray_processes() -> set[int]:
+    """Pids of Ray's processes on this machine (raylet, GCS, agents, workers)."""
+    done = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True)
+    return {int(line.split(None, 1)[0]) for line in done.stdout.splitlines()[1:]
+            if any(word in line for word in ("ray::", "raylet", "gcs_server", "dashboard/agent", "runtime_env/agent"))}
+
+
+def test_serve_with_ray_stops_on_sigterm_and_leaves_no_ray_process(tmp_path):
+    """`nodegraph serve --ray` (a local cluster): SIGTERM closes the server (exit 0, no crash dump) and the
+    cluster it started goes with it — Ray's agent processes included (they outlived a cluster started
+    from the dispatcher thread)."""
+    import os
+    import signal
+    import time
+
+    before = _ray_processes()
+    log = tmp_path / "server.log"
+    with open(log, "w") as err:
+        server = subprocess.Popen([sys.executable, "-m", "nodegraph.server", "--ray", "--workers", "1", "--port", "0",
+                                   "--data-dir", str(tmp_path / "data")], stdout=subprocess.DEVNULL, stderr=err,
+                                  cwd=tmp_path, env={**os.environ, "NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD": "1"})
+        try:
+            deadline = time.monotonic() + 300
+            while "cluster up" not in log.read_text() and time.monotonic() < deadline and server.poll() is None:
+                time.sleep(0.5)
+            assert "cluster up" in log.read_text(), log.read_text()[-3000:]
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(60) == 0, log.read_text()[-3000:]
+        finally:
+            if server.poll() is None:
+                server.kill()
+    text = log.read_text()
+    assert "SIGTERM: stopping" in text and "SIGTERM received" not in text, text[-3000:]
+    deadline = time.monotonic() + 20
+    while _ray_processes() - before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = _ray_processes() - before
+    assert not left, f"Ray processes left behind: {left}"

@@ -153,7 +153,7 @@ class _OutOfOrderPool:
         self.finished: list[int] = []
         self.lock = threading.Lock()
 
-    def execute(self, request, needs, on_event):
+    def execute(self, request, needs, on_event, stop=None):
         seed = request["graph"]["nodes"]["width"]["inputs"]["value"]
         time.sleep(0.3 if seed == 0 else 0.0)
         with self.lock:
