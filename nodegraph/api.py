@@ -62,7 +62,7 @@ from typing import Any, ClassVar, Literal
 
 from .errors import NodegraphError, NodeInputError
 from .node import NodeContext
-from .results import FILE_KINDS, ResultFileError, default_mime, file_result
+from .results import FILE_KINDS, MIME_TYPES, ResultFileError, default_mime, file_result
 
 API_VERSION = "1.4"
 
@@ -784,6 +784,10 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
     if mime is None and default_mime(suffix) is None:
         raise ApiArgumentError(name, "mime", f"nodegraph does not know the MIME type of {suffix} files; "
                                              f"pass mime='type/subtype'")
+    known = MIME_TYPES.get(suffix.lower())
+    if known is not None and kind not in known[0]:
+        raise ApiArgumentError(name, "suffix", f"a {suffix} file cannot be reported as kind {kind!r}; its kind is "
+                                               f"{' or '.join(map(repr, known[0]))} (or pick the suffix for {kind!r})")
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
         raise ApiArgumentError(name, "items", f"expected a list of bytes, str or write(path) callables, found "
                                               f"{type(items).__name__}")
@@ -813,7 +817,7 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
                                                f"({exc.strerror or type(exc).__name__}: a file there has the name of "
                                                f"one of its folders?); choose another prefix") from None
     results = []
-    for item, extra in zip(items, per_item):
+    for index, (item, extra) in enumerate(zip(items, per_item)):
         path = _reserve(target.parent, target.name, suffix.lower())
         try:
             if isinstance(item, (bytes, bytearray)):
@@ -822,6 +826,14 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
                 path.write_text(item, encoding="utf-8")
             else:
                 item(path)
+            size = path.stat().st_size if path.is_file() else None
+            if size is None or (size == 0 and kind != "text"):     # an empty text file is a text; nothing else is
+                problem = ("is empty" if not callable(item) else
+                           "the write(path) callable left no file at the path it was given" if size is None else
+                           "the write(path) callable left the file at the path it was given empty (did it write "
+                           "nothing, or somewhere else?)")
+                raise ApiArgumentError(name, f"items[{index}]", f"{problem}: a {kind} result needs the file's bytes "
+                                                                f"(nothing was saved)")
             results.append(file_result(path, output_dir, kind, mime, **dict(extra)))
         except ResultFileError as exc:
             path.unlink(missing_ok=True)

@@ -47,6 +47,22 @@ def test_save_files_fields_per_item_and_default_mime(tmp_path):
         api.save_files(context, [b"x"], kind="text", prefix="log", suffix=".txt", fields={"path": "elsewhere"})
 
 
+def test_save_files_refuses_empty_or_missing_files_and_a_suffix_of_another_kind(tmp_path):
+    """A write(path) callable that writes nothing (or an empty file), empty bytes for a media kind, and a suffix
+    that does not fit `kind` are refused naming the item or `suffix`; nothing is left behind. An empty text is a text."""
+    context = make_context(tmp_path)
+    cases = [([lambda path: None], "video", ".mp4", "items[0]", "did it write nothing"),
+             ([lambda path: path.unlink()], "audio", ".flac", "items[0]", "left no file"),
+             ([b"RIFF", b""], "audio", ".wav", "items[1]", "is empty"),
+             ([b"RIFF"], "video", ".wav", "suffix", "cannot be reported as kind 'video'")]
+    for items, kind, suffix, argument, words in cases:
+        with pytest.raises(api.ApiArgumentError) as info:
+            api.save_files(context, items, kind=kind, prefix="bad/x", suffix=suffix)
+        assert info.value.input == argument and words in str(info.value), str(info.value)
+    assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == ["x_00001.wav"]   # the good first item
+    assert api.save_files(context, [""], kind="text", prefix="empty", suffix=".txt")[0]["name"] == "empty_00001.txt"
+
+
 @pytest.mark.parametrize("prefix", ["../escape", "/etc/passwd", "a/../../b", "a\\b", "", "a//b"])
 def test_save_files_refuses_prefixes_that_leave_the_output_folder(tmp_path, prefix):
     """Parent components, absolute paths, backslashes and empty names are refused before anything is written."""

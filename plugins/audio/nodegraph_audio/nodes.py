@@ -101,12 +101,14 @@ class LoadAudio(Node):
 class SaveAudio(Node):
     """Save each clip of an AUDIO batch as a file in the output folder (kind "audio": the editor plays it).
 
-    WAV (16-bit PCM), FLAC (16-bit), OGG (Vorbis) or MP3; samples beyond ±1 are clipped on write.
+    WAV (16-bit PCM), FLAC (16-bit), OGG (Vorbis, up to 192 kHz) or MP3 (MPEG rates 8–48 kHz, mono or
+    stereo); audio a format cannot hold is refused naming the fix. Samples beyond ±1 are clipped on write.
     Files are numbered PREFIX_00001.wav, ... and never replace an existing file.
     """
 
     category = "audio"
     output_node = True
+    version = "1.0.1"       # 1.0.1: audio a format cannot hold is refused (OGG over 192 kHz crashed the process)
 
     class Inputs(NodeInputs):
         audio: Any = Input(port="AUDIO")
@@ -117,9 +119,12 @@ class SaveAudio(Node):
     outputs = ()
 
     def run(self, audio: Any, filename_prefix: str, format: str) -> dict:
-        from .waveform import write_audio
+        from .waveform import format_problem, write_audio
 
         wave, rate = _audio(audio)
+        problem = format_problem(format, rate, int(wave.shape[1]))
+        if problem is not None:          # before any file is made (an encoder may crash on what it cannot take)
+            raise NodeInputError("format", problem)
         clipped = int((wave.abs() > 1.0).sum())
         if clipped:
             share = clipped / wave.numel()

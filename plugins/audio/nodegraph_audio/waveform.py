@@ -9,6 +9,7 @@ AUDIO layout (the port type's contract, README "The AUDIO value")
     AudioError(argument, message)        bad input; `argument` names the offending value (nodes turn it
                                          into NodeInputError naming their input)
     check_audio(value, argument)         the (waveform, sample_rate) of a valid AUDIO, or AudioError
+    format_problem(format, rate, chans)  why a file format cannot hold such audio (mp3 rates, ogg ≤ 192 kHz)
     make_audio(waveform, sample_rate)    an AUDIO dict (checked)
     read_audio(path, max_seconds)        soundfile: WAV, FLAC, OGG Vorbis/Opus, MP3 (libsndfile ≥ 1.1); a WAV
                                          shorter than its header declares is refused (wav_declared_frames)
@@ -151,11 +152,42 @@ def wav_declared_frames(path: str | Path) -> tuple[int, int] | None:
     return None
 
 
+# What each file format takes (libsndfile's encoders): MP3 is MPEG-1/2/2.5 (nine rates, mono or stereo);
+# Vorbis in libsndfile/libvorbis crashes the process (a segfault, not an error) from ~256 kHz, so OGG stops
+# at 192 kHz, the highest standard rate. WAV and FLAC take every rate and channel count AUDIO allows.
+MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+FORMAT_LIMITS: dict[str, dict[str, Any]] = {
+    "mp3": {"rates": MP3_RATES, "max_channels": 2},
+    "ogg": {"max_rate": 192000},
+}
+
+
+def format_problem(format: str, sample_rate: int, channels: int) -> str | None:
+    """Why `format` cannot hold audio of this rate and channel count (with the fix), or None."""
+    limits = FORMAT_LIMITS.get(format, {})
+    name = {"mp3": "MP3", "ogg": "OGG (Vorbis)"}.get(format, format)
+    rates = limits.get("rates")
+    if rates is not None and sample_rate not in rates:
+        return (f"{name} takes the sample rates {', '.join(map(str, rates))} Hz; this audio is {sample_rate} Hz. "
+                f"Fix: put ResampleAudio (e.g. 44100) before SaveAudio, or save as wav or flac")
+    if sample_rate > limits.get("max_rate", MAX_RATE):
+        return (f"{name} takes sample rates up to {limits['max_rate']} Hz; this audio is {sample_rate} Hz. "
+                f"Fix: put ResampleAudio (at most {limits['max_rate']}) before SaveAudio, or save as wav or flac")
+    if channels > limits.get("max_channels", MAX_CHANNELS):
+        return (f"{name} holds at most {limits['max_channels']} channels; this audio has {channels}. "
+                f"Fix: save as wav, flac or ogg (up to {MAX_CHANNELS} channels), or mix it down first")
+    return None
+
+
 def write_audio(path: str | Path, waveform: torch.Tensor, sample_rate: int,
                 format: Literal["wav", "flac", "ogg", "mp3"] = "wav") -> None:
-    """Write one clip (channels, samples) to `path` in `format` (clipped to ±1)."""
+    """Write one clip (channels, samples) to `path` in `format` (clipped to ±1); AudioError (argument
+    "format") when the format cannot hold it — checked first: some encoders crash instead of failing."""
     import soundfile
 
+    problem = format_problem(format, sample_rate, int(waveform.shape[0]))
+    if problem is not None:
+        raise AudioError("format", problem)
     kind, subtype = FORMATS[format]
     data = waveform.detach().float().clamp(-1, 1).cpu().numpy().T                # (samples, channels)
     soundfile.write(str(path), data, sample_rate, format=kind, subtype=subtype)

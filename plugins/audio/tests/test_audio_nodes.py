@@ -78,6 +78,26 @@ def test_save_audio_warns_when_samples_clip_and_names_the_fix(session, tmp_path)
     assert warnings == [] and 0.85 < np.abs(wave).max() < 0.9
 
 
+@pytest.mark.parametrize("rate, channels, fmt, words", [
+    (384000, 1, "ogg", "up to 192000 Hz"),          # libvorbis crashed the whole process (a segfault) here
+    (1000, 1, "mp3", "44100"),
+    (16000, 6, "mp3", "at most 2 channels"),
+])
+def test_save_audio_refuses_what_the_format_cannot_hold_before_writing(session, tmp_path, rate, channels, fmt, words):
+    """SaveAudio names the format's limit and the fix (ResampleAudio, another format) — no crash, no empty file."""
+    soundfile.write(tmp_path / "clip.wav", np.zeros((1600, channels), dtype="float32"), 16000)
+    nodes = {"load": {"type": "LoadAudio", "inputs": {"file": "clip.wav"}},
+             "rate": {"type": "ResampleAudio", "inputs": {"audio": {"node": "load", "output": "audio"},
+                                                          "sample_rate": rate}},
+             "save": {"type": "SaveAudio", "inputs": {"audio": {"node": "rate", "output": "audio"},
+                                                      "filename_prefix": "edge/a", "format": fmt}}}
+    with pytest.raises(NodeExecutionError) as info:
+        session.run({"format_version": 1, "nodes": nodes}, output_dir=tmp_path, input_dir=tmp_path)
+    message = str(info.value.exception)
+    assert "'format'" in message and words in message and "Fix:" in message, message
+    assert not (tmp_path / "edge").exists() or not any((tmp_path / "edge").iterdir())
+
+
 @needs_model
 def test_inpaint_graph_keeps_the_sound_outside_the_gap_and_fills_it(session, tmp_path):
     """audio_inpaint.json: the latent outside the masked span is the source's; the silenced dropout is filled with
