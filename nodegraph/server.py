@@ -104,7 +104,7 @@ from .model_paths import ModelPathsError
 from .plugins import PluginOptionError, add_plugin_arguments, plugin_options
 from .protocol import (ROW_EVENTS, EngineEvents, Outgoing, ServerProtocol, compacted, event_dict,
                        expand_node_events, message_schemas, without_settled_starts)
-from .results import collect_files, jsonable
+from .results import collect_files, default_mime, jsonable
 from .run_queue import RunQueue, strict_json
 from .templates import TemplateLibrary
 from .users import User, UserBook, UsersFileError
@@ -195,6 +195,32 @@ def make_thumbnail(file_path: Path, side: int) -> bytes | None:
             return buffer.getvalue()
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
         return None
+
+
+RANGE_CHUNK = 8 * 1024 * 1024      # bytes sent for an open-ended range (`bytes=N-`): media players ask on
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """The inclusive (first, last) byte a `Range` header asks of a `size`-byte file; "unsatisfiable" (416)
+    when it starts past the end; None for the whole file (no header, another unit, several ranges or a
+    malformed one: RFC 9110 lets a server ignore those). An open-ended range (`bytes=N-`) gets at most
+    RANGE_CHUNK bytes: a 206 says which bytes came, and players ask for the rest as they need it."""
+    if not header:
+        return None
+    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.group(1), match.group(2)
+    if first == "":                      # the last N bytes
+        length = int(last)
+        return (max(0, size - length), size - 1) if length and size else "unsatisfiable"
+    start = int(first)
+    if start >= size:
+        return "unsatisfiable"
+    if last == "":
+        return start, min(size - 1, start + RANGE_CHUNK - 1)
+    end = int(last)
+    return (start, min(end, size - 1)) if end >= start else None
 
 
 def dump_message(message: dict[str, Any]) -> str:
@@ -514,7 +540,7 @@ class Server:
         size = parse_qs(urlsplit(request.path).query, keep_blank_values=True).get("size")
         if size is not None:          # `?size=` (empty) is a bad size, not a request for the whole file
             return await self._thumbnail_response(connection, file_path, size[0])
-        response = await asyncio.to_thread(self._file_response, file_path)
+        response = await asyncio.to_thread(self._file_response, file_path, "no-cache", request.headers.get("Range"))
         response.headers["Content-Security-Policy"] = FILE_CSP
         return response
 
@@ -555,12 +581,30 @@ class Server:
                            ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff")])
         return Response(200, "OK", headers, body)
 
-    def _file_response(self, file_path: Path, cache: str = "no-cache") -> Response:
-        body = file_path.read_bytes()
-        kind = mimetypes.guess_type(file_path.name)[0] or "application/octet-stream"
-        headers = Headers([("Content-Type", kind), ("Content-Length", str(len(body))),
-                           ("Cache-Control", cache), ("X-Content-Type-Options", "nosniff")])
-        return Response(200, "OK", headers, body)
+    def _file_response(self, file_path: Path, cache: str = "no-cache", range_header: str | None = None) -> Response:
+        """The file (or the bytes a `Range` header asks for: 206, so `<video>` / `<audio>` can seek), typed as
+        the file results' `mime` says (results.MIME_TYPES), else as the system's MIME table guesses."""
+        kind = (default_mime(file_path.suffix) or mimetypes.guess_type(file_path.name)[0]
+                or "application/octet-stream")
+        headers = Headers([("Content-Type", kind), ("Accept-Ranges", "bytes"), ("Cache-Control", cache),
+                           ("X-Content-Type-Options", "nosniff")])
+        with open(file_path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            wanted = byte_range(range_header, size)
+            if wanted == "unsatisfiable":
+                headers["Content-Range"] = f"bytes */{size}"
+                headers["Content-Length"] = "0"
+                return Response(416, "Range Not Satisfiable", headers, b"")
+            if wanted is None:
+                body = file.read()
+                headers["Content-Length"] = str(len(body))
+                return Response(200, "OK", headers, body)
+            first, last = wanted
+            file.seek(first)
+            body = file.read(last - first + 1)
+        headers["Content-Range"] = f"bytes {first}-{first + len(body) - 1}/{size}"
+        headers["Content-Length"] = str(len(body))
+        return Response(206, "Partial Content", headers, body)
 
     def _static(self, connection: ServerConnection, path: str) -> Response:
         root = self.web_dist.resolve()

@@ -339,6 +339,47 @@ def test_files_are_served_inert(server, tmp_path):
     assert response.getheader("X-Content-Type-Options") == "nosniff"
 
 
+def test_files_answer_range_requests_so_media_can_seek(server, tmp_path):
+    """`Range: bytes=...` gets 206 with exactly those bytes and a Content-Range (a <video> seeks with it; Safari
+    plays no mp4 without it); past the end is 416; a malformed or multi-range header gets the whole file;
+    the Content-Type is the one file results carry (audio/wav, not the system table's audio/x-wav)."""
+    out = tmp_path / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    data = bytes(range(256)) * 40                                   # 10 240 bytes
+    (out / "clip.wav").write_bytes(data)
+
+    def get(range_header: str | None) -> tuple[int, dict, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("GET", "/files/output/clip.wav", headers={"Range": range_header} if range_header else {})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+
+    status, headers, body = get(None)
+    assert (status, body, headers["Accept-Ranges"], headers["Content-Type"]) == (200, data, "bytes", "audio/wav")
+    status, headers, body = get("bytes=100-199")
+    assert (status, body, headers["Content-Range"]) == (206, data[100:200], "bytes 100-199/10240")
+    status, headers, body = get("bytes=10000-")
+    assert (status, body, headers["Content-Range"]) == (206, data[10000:], "bytes 10000-10239/10240")
+    status, headers, body = get("bytes=-16")
+    assert (status, body, headers["Content-Range"]) == (206, data[-16:], "bytes 10224-10239/10240")
+    status, headers, body = get("bytes=20000-")
+    assert (status, body, headers["Content-Range"]) == (416, b"", "bytes */10240")
+    for ignored in ("bytes=0-1,5-6", "lines=1-2", "bytes=9-3", "bytes=abc"):
+        assert get(ignored)[0::2] == (200, data), ignored
+
+
+def test_byte_range_caps_open_ended_ranges():
+    """An open-ended range is answered in RANGE_CHUNK pieces (a 206 says which bytes came)."""
+    from nodegraph.server import RANGE_CHUNK, byte_range
+
+    size = 3 * RANGE_CHUNK
+    assert byte_range("bytes=0-", size) == (0, RANGE_CHUNK - 1)
+    assert byte_range("bytes=0-", 10) == (0, 9)
+    assert byte_range(f"bytes=0-{size * 2}", size) == (0, size - 1)     # a closed range past the end: up to it
+    assert byte_range("bytes=0-", 0) == "unsatisfiable" and byte_range("bytes=-0", 10) == "unsatisfiable"
+    assert byte_range(None, 10) is None and byte_range("", 10) is None
+
+
 def test_oversized_message_closes_only_that_connection(tmp_path):
     """A frame over the limit closes that connection (1009); other clients carry on."""
     running = RunningServer(tmp_path, max_message_bytes=10_000)
