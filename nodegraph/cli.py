@@ -320,13 +320,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     sinks: list[Any] = [_Progress(enabled=not args.no_progress and events_out is not sys.stdout)]
     if events_out is not None:
         sinks.append(write_event)
+    def record_run(status: str, outputs: dict, error: dict | None = None, run_id: str | None = None,
+                   run_warnings: list | None = None) -> None:
+        """`<graph>.outputs.json` (the latest run, failed ones included: never an earlier run's outputs left
+        standing) and one line of `<graph>.outputs.jsonl`."""
+        from types import SimpleNamespace
+
+        from .files import append_record, replace_file
+        from .provenance import run_record
+
+        try:
+            ran = graph.with_overrides(overrides) if overrides else graph      # what ran: `jq .graph` re-runs it
+        except GraphValidationError:      # an override the run refused: the file as it is, with the error
+            ran = graph
+        summary_path = Path(args.output_dir) / f"{Path(args.graph).stem}.outputs.json"
+        record = {"run_id": run_id, "status": status, "outputs": outputs, "error": error,
+                  "plugin_warnings": warnings, "warnings": run_warnings or [], "graph": ran.to_dict(),
+                  "provenance": run_record(SimpleNamespace(graph=ran, services=session.services))}
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        replace_file(summary_path, json.dumps(record, indent=2, default=str) + "\n")     # a link there: replaced
+        try:                         # every run's record, one line each (the .json above is the latest run)
+            append_record(summary_path.with_suffix(".jsonl"), json.dumps(record, default=str))
+        except OSError as exc:
+            print(f"warning: the run's record was not appended to {str(summary_path.with_suffix('.jsonl'))!r}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+
     try:
         result = session.run(graph, overrides=overrides, outputs=args.outputs,
                              on_event=lambda e: [sink(e) for sink in list(sinks)])
     except GraphValidationError as exc:
         _print_errors(exc.errors, sys.stderr)
+        record_run("failed", {}, {"message": str(exc), "errors": exc.to_list()})
         return EXIT_INVALID
     except NodeExecutionError as exc:
+        record_run("failed", {}, {"node_id": exc.node_id, "node_type": exc.node_type,
+                                  "exception_type": exc.exception_type, "message": str(exc.exception)})
         print(f"error: node {exc.node_id!r} ({exc.node_type}) failed: {exc.exception_type}: {exc.exception}",
               file=sys.stderr)
         sources = {p.name: p.source for p in session.plugin_report.loaded}
@@ -340,30 +368,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             print("(run again with --traceback for the full traceback)", file=sys.stderr)
         return EXIT_FAILED
-    except (RunInterrupted, KeyboardInterrupt):
+    except (RunInterrupted, KeyboardInterrupt) as exc:
         print("interrupted", file=sys.stderr)
+        record_run("interrupted", {}, {"message": str(exc) or "interrupted (Ctrl+C)",
+                                       "node_id": getattr(exc, "node_id", None)})
         return EXIT_INTERRUPTED
     finally:
         if events_out is not None and events_out is not sys.stdout:
             events_out.close()
     outputs = {node_id: jsonable(values) for node_id, values in result.outputs.items()}
-    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    summary_path = Path(args.output_dir) / f"{Path(args.graph).stem}.outputs.json"
-    from .files import append_record, replace_file
-
-    from types import SimpleNamespace
-
-    from .provenance import run_record
-
-    ran = graph.with_overrides(overrides) if overrides else graph      # what ran: `jq .graph` re-runs it
-    record = {"run_id": result.run_id, "outputs": outputs, "plugin_warnings": warnings, "warnings": result.warnings,
-              "graph": ran.to_dict(), "provenance": run_record(SimpleNamespace(graph=ran, services=session.services))}
-    replace_file(summary_path, json.dumps(record, indent=2, default=str) + "\n")     # a link there: replaced
-    try:                             # every run's record, one line each (the .json above is the latest run)
-        append_record(summary_path.with_suffix(".jsonl"), json.dumps(record, default=str))
-    except OSError as exc:
-        print(f"warning: the run's record was not appended to {str(summary_path.with_suffix('.jsonl'))!r}: "
-              f"{exc.strerror or exc}", file=sys.stderr)
+    record_run("succeeded", outputs, run_id=result.run_id, run_warnings=result.warnings)
     from .results import ResultFileError, collect_files, describe_file
 
     try:
@@ -382,7 +396,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"warning: node {warning['node_id']!r} ({warning['node_type']}){again}: {warning['message']}",
               file=sys.stderr)
     print(f"ran {len(result.executed)} node(s), {len(result.cached)} from cache, in {result.seconds:.3f} s; "
-          f"outputs in {summary_path}", file=summary)
+          f"outputs in {Path(args.output_dir) / (Path(args.graph).stem + '.outputs.json')}", file=summary)
     return EXIT_OK
 
 

@@ -667,3 +667,21 @@ def test_python_dash_m_nodegraph_is_the_command_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "nodegraph", "validate", str(ROOT / "graphs" / "arithmetic.json")],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 0 and "arithmetic.json: valid" in done.stdout, done.stderr
+
+
+def test_a_failed_run_is_the_latest_record_not_the_run_before_it(tmp_path, capsys):
+    """<graph>.outputs.json is the latest run's record, failed or interrupted ones included: a script reading it
+    after a failure found the previous run's outputs, unchanged and without an error."""
+    out = tmp_path / "out"
+    assert main(["run", ARITHMETIC, "--output-dir", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "arithmetic.outputs.json").read_text())
+    assert summary["status"] == "succeeded" and summary["outputs"]["show"] and summary["error"] is None
+    broken = "message.template={a.__class__}"          # refused by FormatText when it runs
+    assert main(["run", ARITHMETIC, "--set", broken, "--output-dir", str(out), "--no-progress"]) == 3   # failed
+    capsys.readouterr()
+    summary = json.loads((out / "arithmetic.outputs.json").read_text())
+    assert summary["status"] == "failed" and summary["outputs"] == {}
+    assert summary["error"]["node_id"] == "message" and "not allowed" in summary["error"]["message"]
+    assert summary["graph"]["nodes"]["message"]["inputs"]["template"] == "{a.__class__}"   # the graph as it ran
+    lines = [json.loads(line) for line in (out / "arithmetic.outputs.jsonl").read_text().splitlines()]
+    assert [line["status"] for line in lines] == ["succeeded", "failed"]

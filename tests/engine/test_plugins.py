@@ -711,3 +711,20 @@ def test_bad_register_model_dirs_fail_the_plugin_with_the_fix(value, message):
     failed = {f.name: f for f in session.plugin_report.failed}
     assert message in failed["bad_dirs"].error
     assert "model_dirs" not in session.registry.extensions
+
+
+def test_plugins_own_graphs_name_their_nodes_qualified():
+    """docs/plugins.md: a plugin's saved graphs write its node types qualified (`video.SaveVideo`), so they keep
+    working when another installed plugin has a node of the same name (the video plugin's bare names became
+    `ambiguous_node_type` as soon as a second `SaveVideo` was installed)."""
+    session = Session(autoload=True)
+    registry = session.registry
+    plugin_owned = {name.split(".", 1)[1]: name.split(".", 1)[0] for name in registry.nodes
+                    if "." in name and name.split(".", 1)[0] not in registry.builtin_plugins}
+    bare = []
+    for path in sorted(ROOT.glob("plugins/*/graphs/*.json")):
+        for node_id, node in json.loads(path.read_text())["nodes"].items():
+            if "." not in node["type"] and node["type"] in plugin_owned:
+                bare.append(f"{path.relative_to(ROOT)}: {node_id} {node['type']} (write "
+                            f"{plugin_owned[node['type']]}.{node['type']})")
+    assert not bare, "\n".join(bare)

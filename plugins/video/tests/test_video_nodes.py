@@ -67,12 +67,13 @@ def _small(name: str, motion: str = "random_tiny.safetensors", frames: int = 4, 
     graph = _graph(name, {("motion", "motion_module_name"): motion, **(changes or {})})
     for node in graph["nodes"].values():
         inputs = node["inputs"]
+        kind = node["type"].removeprefix("video.")          # the plugin's graphs name its nodes qualified
         if "steps" in inputs:
             inputs["steps"] = 2
-        if node["type"] in ("TinyWorldVideoPrompt", "PromptTravel", "EmptyVideoLatent", "ImageToVideo",
+        if kind in ("TinyWorldVideoPrompt", "PromptTravel", "EmptyVideoLatent", "ImageToVideo",
                             "InterpolateFrames", "RenderTinyWorldClip", "CrossfadeFrames"):
             inputs["frames"] = frames
-        if node["type"] == "PromptTravel":
+        if kind == "PromptTravel":
             inputs["prompts"] = inputs["prompts"].replace("7:", f"{frames - 1}:")
     return graph
 
