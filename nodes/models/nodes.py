@@ -4,6 +4,7 @@
     LoadUNet           a UNet alone → MODEL;  LoadVAE → VAE;  LoadTextEncoder → TEXT_ENCODER
     LoadLoRA           MODEL, TEXT_ENCODER + a LoRA file (kohya / diffusers / peft) → patched variants;
                        strengths separate; chain several to stack them
+    LoadLoRAModelOnly  the same for the MODEL alone (ComfyUI's LoraLoaderModelOnly)
     EncodeText         prompt (with (word:1.2) weighting) → CONDITIONING
     EncodeTextSDXL     the same plus SDXL's size / crop conditioning
     VAEEncode          IMAGE → LATENT (optionally tiled);  VAEDecode  LATENT → IMAGE (optionally tiled)
@@ -346,28 +347,65 @@ class LoadLoRA(Node):
 
     def run(self, model: Any, text_encoder: Any, lora_name: str, strength_model: float,
             strength_text: float) -> dict:
-        import logging
-
-        from .lora import load_lora
-
-        path = resolve_model(self, "loras", "lora_name", lora_name)
-        with _load_errors("lora_name"):      # the file first: a bad file is named whatever the model is
-            lora = load_lora(path, allow_pickle=allow_pickle_files(self))
-        if getattr(model, "patcher", None) is None:
-            raise NodeInputError("model", f"{getattr(model, 'name', '?')} takes no weight patches (its MODEL has no "
-                                          f"patcher), so a LoRA cannot be applied to it")
-        new_model = replace(model, patches=(*model.patches, (lora, strength_model)), _denoiser=None)
+        lora = _read_lora(self, lora_name)
+        new_model, reports = _patched_model(self, model, lora, strength_model)
         new_encoder = replace(text_encoder, loras=(*text_encoder.loras, (lora, strength_text)))
-        reports = []
-        with _load_errors("lora_name"):   # check the fit now (a LoRA that fits nothing fails here, not mid-sampling)
-            with self.context.service("memory").using(model.net):
-                reports += new_model.apply_patches() or []
+        with _load_errors("lora_name"):
             if "text_encoder" in lora.targets or "text_encoder_2" in lora.targets:
                 reports += set_loras(text_encoder.encoder, list(new_encoder.loras))
-        summary = "; ".join(r.summary() for r in reports if r.lora == lora.name) or f"{lora_name}: nothing to apply"
-        if any(not r.complete for r in reports):
-            logging.getLogger("nodegraph.lora").warning("%s", summary)
-        return {"model": new_model, "text_encoder": new_encoder, "report": summary}
+        return {"model": new_model, "text_encoder": new_encoder, "report": _lora_summary(lora, lora_name, reports)}
+
+
+class LoadLoRAModelOnly(Node):
+    """Apply a LoRA to a model only (its UNet / transformer), leaving text encoders as they are — ComfyUI's
+    LoraLoaderModelOnly: for LoRAs without text-encoder weights (an LCM-LoRA) or to keep the prompt's
+    reading unchanged. Chain with LoadLoRA to stack."""
+
+    category = "loaders"
+
+    class Inputs(NodeInputs):
+        model: Any = Input(port="MODEL")
+        lora_name: str = Input(model_folder="loras")
+        strength_model: float = Input(1.0, ge=-10.0, le=10.0, step=0.05)
+
+    outputs = (Output("model", "MODEL"), Output("report", "STRING"))
+
+    def run(self, model: Any, lora_name: str, strength_model: float) -> dict:
+        lora = _read_lora(self, lora_name)
+        new_model, reports = _patched_model(self, model, lora, strength_model)
+        return {"model": new_model, "report": _lora_summary(lora, lora_name, reports)}
+
+
+def _read_lora(node: Node, lora_name: str) -> Any:
+    """The LoRA file named by input `lora_name` (its problems named on that input)."""
+    from .lora import load_lora
+
+    path = resolve_model(node, "loras", "lora_name", lora_name)
+    with _load_errors("lora_name"):      # the file first: a bad file is named whatever the model is
+        return load_lora(path, allow_pickle=allow_pickle_files(node))
+
+
+def _patched_model(node: Node, model: Any, lora: Any, strength: float) -> tuple[Any, list]:
+    """`model` with the LoRA as one more patch, and the fit reports (a LoRA that fits nothing fails here,
+    not mid-sampling)."""
+    if getattr(model, "patcher", None) is None:
+        raise NodeInputError("model", f"{getattr(model, 'name', '?')} takes no weight patches (its MODEL has no "
+                                      f"patcher), so a LoRA cannot be applied to it")
+    new_model = replace(model, patches=(*model.patches, (lora, strength)), _denoiser=None)
+    with _load_errors("lora_name"):
+        with node.context.service("memory").using(model.net):
+            reports = list(new_model.apply_patches() or [])
+    return new_model, reports
+
+
+def _lora_summary(lora: Any, lora_name: str, reports: list) -> str:
+    """One line per part the LoRA patched (what fitted, what did not); partial fits are logged too."""
+    import logging
+
+    summary = "; ".join(r.summary() for r in reports if r.lora == lora.name) or f"{lora_name}: nothing to apply"
+    if any(not r.complete for r in reports):
+        logging.getLogger("nodegraph.lora").warning("%s", summary)
+    return summary
 
 
 def _encode(context: NodeContext, text_encoder: Any, text: str, clip_skip: int) -> Any:
@@ -869,9 +907,9 @@ def register_nodes() -> list[type[Node]]:
     from .flux_nodes import FLUX_NODES
     from .sd3_nodes import SD3_NODES
 
-    return [LoadCheckpoint, LoadUNet, LoadVAE, LoadTextEncoder, LoadLoRA, EncodeText, EncodeTextSDXL, EncodeTextSD3,
-            VAEEncode, VAEEncodeForInpaint, VAEDecode, FreeMemory, LoadControlNet, ApplyControlNet, *FLUX_NODES,
-            *SD3_NODES]
+    return [LoadCheckpoint, LoadUNet, LoadVAE, LoadTextEncoder, LoadLoRA, LoadLoRAModelOnly, EncodeText,
+            EncodeTextSDXL, EncodeTextSD3, VAEEncode, VAEEncodeForInpaint, VAEDecode, FreeMemory, LoadControlNet,
+            ApplyControlNet, *FLUX_NODES, *SD3_NODES]
 
 
 @hookimpl

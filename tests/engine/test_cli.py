@@ -685,3 +685,34 @@ def test_a_failed_run_is_the_latest_record_not_the_run_before_it(tmp_path, capsy
     assert summary["graph"]["nodes"]["message"]["inputs"]["template"] == "{a.__class__}"   # the graph as it ran
     lines = [json.loads(line) for line in (out / "arithmetic.outputs.jsonl").read_text().splitlines()]
     assert [line["status"] for line in lines] == ["succeeded", "failed"]
+
+
+def test_comfyui_model_only_lora_and_image_scale_methods_import_and_run(tmp_path, capsys):
+    """LoraLoaderModelOnly imported as LoadLoRA, which needs a text encoder the ComfyUI node does not have: the
+    graph could not validate. It is LoadLoRAModelOnly now (the shipped LCM-LoRA, 4 LCM steps); ImageScale's
+    ComfyUI method `nearest-exact` (its default) was refused as not one of ours."""
+    prompt = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny_world_v4.safetensors"}},
+        "6": {"class_type": "LoraLoaderModelOnly", "inputs": {"lora_name": "tiny_world_lcm_v3.safetensors",
+                                                              "strength_model": 1.0, "model": ["4", 0]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "1": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle on a blue background", "clip": ["4", 1]}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 4, "cfg": 1, "sampler_name": "lcm",
+                                                   "scheduler": "sgm_uniform", "denoise": 1, "model": ["6", 0],
+                                                   "positive": ["1", 0], "negative": ["2", 0],
+                                                   "latent_image": ["5", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "7": {"class_type": "ImageScale", "inputs": {"image": ["8", 0], "upscale_method": "nearest-exact",
+                                                     "width": 96, "height": 96, "crop": "disabled"}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "lcm", "images": ["7", 0]}}}
+    (tmp_path / "prompt.json").write_text(json.dumps(prompt))
+    assert main(["run", str(tmp_path / "prompt.json"), "--output-dir", str(tmp_path / "out"), "--no-plugins",
+                 "--no-progress"]) == 0, capsys.readouterr()
+    record = json.loads((tmp_path / "out" / "prompt.outputs.json").read_text())
+    assert record["graph"]["nodes"]["6"]["type"] == "LoadLoRAModelOnly"
+    assert record["graph"]["nodes"]["7"]["inputs"]["method"] == "nearest"
+    from PIL import Image
+
+    (saved,) = (tmp_path / "out").glob("lcm_*.png")
+    assert Image.open(saved).size == (96, 96)

@@ -62,7 +62,7 @@ export const SYNONYMS: Record<string, string[]> = {
   checkpointloadersimple: ["loadcheckpoint"],
   checkpointsave: ["savecheckpoint"],
   loraloader: ["loadlora"],
-  loraloadermodelonly: ["loadlora"],
+  loraloadermodelonly: ["loadloramodelonly", "loadlora"],
   vaeloader: ["loadvae"],
   unetloader: ["loadunet"],
   cliploader: ["loadtextencoder", "load text encoder"],
