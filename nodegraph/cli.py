@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -583,6 +584,8 @@ def _print_plugin_warnings(session: Any) -> list[dict]:
     for w in warnings:
         if w["level"] != "info":
             print(f"warning: {w['message']}. Fix: {w['fix']}", file=sys.stderr)
+    for line in session.model_path_warnings():      # not plugin warnings, but printed where they are
+        print(f"warning: {line}", file=sys.stderr)
     return [{k: v for k, v in w.items() if k != "traceback"} for w in warnings]
 
 
@@ -612,6 +615,12 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (PluginOptionError, ModelPathsError) as exc:
         return _usage_error(str(exc))
+    except BrokenPipeError:      # `nodegraph nodes --json | head`: the reader has what it wanted
+        try:                      # stdout's buffered rest would fail again at exit: send it nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return EXIT_OK
 
 
 if __name__ == "__main__":

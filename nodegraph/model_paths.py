@@ -165,6 +165,8 @@ class ModelPaths:
     roots: list[Path] = field(default_factory=default_roots)
     extra: dict[str, list[Path]] = field(default_factory=dict)
     extensions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    configured: tuple[str, ...] = ()     # the folder names a config file gave (checked against known folders)
+    config_source: str = ""              # where that config came from ("--model-paths", NODEGRAPH_MODEL_PATHS)
     _listings: dict[str, tuple[tuple, list[str], list[str]]] = field(default_factory=dict, repr=False,
                                                                      compare=False)
 
@@ -183,7 +185,23 @@ class ModelPaths:
             raise ModelPathsError(path, str(exc), source) from None
         base = Path(path).resolve().parent
         extra = {folder: [base / os.path.expanduser(p) for p in dirs] for folder, dirs in data.items()}
-        return cls(roots=roots if roots is not None else default_roots(), extra=extra)
+        return cls(roots=roots if roots is not None else default_roots(), extra=extra, configured=tuple(data),
+                   config_source=f"{source} {os.fspath(path)!r}")
+
+    def unknown_folder_warnings(self, known: set[str]) -> list[str]:
+        """One line per folder name of the config file that is not a model folder (a typo such as
+        "checkpointz" was silently searched by no node), with the closest known name."""
+        import difflib
+
+        lines = []
+        for folder in self.configured:
+            if folder in known:
+                continue
+            close = difflib.get_close_matches(folder, sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            lines.append(f"{self.config_source}: {folder!r} is not a model folder, so no node reads the directories "
+                         f"listed under it; {hint}the folders are: {', '.join(sorted(known))}")
+        return lines
 
     @classmethod
     def default(cls, config: str | os.PathLike | None = None, source: str = "model path config") -> ModelPaths:

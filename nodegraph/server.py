@@ -1098,6 +1098,8 @@ async def serve_forever(args: argparse.Namespace) -> None:
     for warning in session.plugin_warnings():
         level = {"error": logging.ERROR, "warning": logging.WARNING}.get(warning.get("level"), logging.INFO)
         log.log(level, "plugin %s: %s (%s)", warning.get("plugin"), warning.get("message"), warning.get("fix"))
+    for line in session.model_path_warnings():
+        log.warning("%s", line)
     backend = None
     if args.ray is not None:
         from .distributed.options import backend_from_args

@@ -96,6 +96,14 @@ class Session:
 
     # --- plugins --------------------------------------------------------------
 
+    def model_path_warnings(self) -> list[str]:
+        """Folder names in the model path config (--model-paths, NODEGRAPH_MODEL_PATHS) that are no model
+        folder (the standard ones and those plugins register), each with the closest name."""
+        from .model_paths import STANDARD_FOLDERS
+
+        known = set(STANDARD_FOLDERS) | set(self.registry.extensions.get("model_folders") or {})
+        return self.model_paths.unknown_folder_warnings(known)
+
     def plugin_warnings(self) -> list[dict[str, Any]]:
         """Plugin failures, node-name clashes, skipped plugins and unused preferences, as plain dicts.
 

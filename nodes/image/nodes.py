@@ -45,7 +45,8 @@ class LoadImage(Node):
     """Load an image from the input folder; its alpha channel becomes the mask (transparent = 1)."""
 
     category = "image"
-    version = "1.0.1"     # 1.0.1: 16-bit and float grey images keep their tones (they loaded as white)
+    version = "1.0.2"     # 1.0.1: 16-bit and float grey images keep their tones (they loaded as white); 1.0.2: a
+    #                       file declaring over 8192×8192 pixels is refused from its header (not a raw PIL error)
 
     class Inputs(NodeInputs):
         image: str = Input(description="file name in the input folder (upload it from the editor)",
@@ -65,7 +66,7 @@ class LoadImage(Node):
     def run(self, image: str) -> dict:
         from nodegraph.paths import confine
 
-        from .pixels import load_image_file
+        from .pixels import ImageTooLargeError, load_image_file
 
         confine(self.context.service("input_dir"), image, what="image name", input_name="image")
         try:
@@ -74,6 +75,8 @@ class LoadImage(Node):
             raise NodeInputError("image", str(exc)) from None
         try:
             pixels, mask = load_image_file(path)
+        except ImageTooLargeError as exc:
+            raise NodeInputError("image", f"{image!r} is too large to load: {exc}") from None
         except OSError as exc:
             raise NodeInputError("image", f"{image!r} is not a readable image: {exc}") from None
         return {"image": pixels, "mask": mask}

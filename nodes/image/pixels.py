@@ -35,12 +35,31 @@ def image_to_pils(image: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(item) for item in array]
 
 
+MAX_FILE_PIXELS = 64 * 1024 * 1024     # 8192 × 8192, as for uploads (nodegraph/files.py MAX_UPLOAD_PIXELS)
+
+
+class ImageTooLargeError(ValueError):
+    """An image file declares more pixels than MAX_FILE_PIXELS (refused before decoding)."""
+
+
 def load_image_file(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Read an image file → (IMAGE (1, H, W, 3), MASK (1, H, W)); EXIF rotation applied.
 
-    The mask is 1 - alpha where the file has alpha, else all zeros (nothing to change).
+    The mask is 1 - alpha where the file has alpha, else all zeros (nothing to change). A file declaring
+    more than MAX_FILE_PIXELS is ImageTooLargeError, read from its header: a few bytes can claim a
+    30000 × 30000 image (3.6 GB decoded).
     """
-    with Image.open(path) as pil:
+    try:
+        opened = Image.open(path)
+    except Image.DecompressionBombError as exc:        # PIL's own limit, far above ours
+        raise ImageTooLargeError(f"it declares too many pixels ({exc}); the limit is {MAX_FILE_PIXELS} "
+                                 f"(e.g. 8192×8192): scale it down first") from None
+    width, height = opened.size
+    if width * height > MAX_FILE_PIXELS:
+        opened.close()
+        raise ImageTooLargeError(f"it is {width}×{height} ({width * height} pixels), over the limit of "
+                                 f"{MAX_FILE_PIXELS} (e.g. 8192×8192): scale it down first")
+    with opened as pil:
         pil = ImageOps.exif_transpose(pil)
         pil.load()
         image = pil_to_image(pil)

@@ -470,7 +470,10 @@ def detect_checkpoint(
         kind = describe_file_kind(keys)
         fix = ("put it in models/unet and load it with LoadFlux (flux.load_flux); its text encoders and VAE "
                "are separate files" if kind.startswith("a Flux") else
-               "load VAEs, UNets and text encoders on their own with load_vae / load_unet / load_text_encoder")
+               "put it in models/loras and apply it to a loaded checkpoint with the LoadLoRA node"
+               if "LoRA" in kind else
+               "load VAEs, UNets and text encoders on their own with the LoadVAE / LoadUNet / LoadTextEncoder "
+               "nodes (models/vae, models/unet, models/text_encoders)")
         raise ModelLoadError(f"expected a full checkpoint (UNet keys {UNET_PREFIX}*), found {kind}; {fix}", path)
     notes: list[str] = []
     try:

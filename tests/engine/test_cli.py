@@ -150,6 +150,18 @@ def test_model_paths_config_adds_folders(tmp_path, capsys, monkeypatch):
     assert "dream.safetensors" in ModelPaths.default().list("checkpoints")[0]
 
 
+def test_a_misspelt_model_folder_in_the_paths_file_is_named(tmp_path, capsys):
+    """{"checkpointz": [...]} was accepted and searched by no node, silently: run and validate now warn, naming
+    the config, the folder and the closest known folder (standard or a plugin's); known folders say nothing."""
+    config = tmp_path / "paths.json"
+    config.write_text(json.dumps({"checkpointz": ["."], "loras": ["."]}))
+    assert main(["run", ARITHMETIC, "--model-paths", str(config), "--output-dir", str(tmp_path / "o"),
+                 "--no-plugins", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "'checkpointz' is not a model folder" in err and "did you mean 'checkpoints'?" in err
+    assert "--model-paths" in err and "'loras'" not in err.split("the folders are")[0]
+
+
 # --- plugin warnings, clashes and the exit status of `plugins` ---------------------------------
 
 class _EntryPoint:
@@ -716,3 +728,15 @@ def test_comfyui_model_only_lora_and_image_scale_methods_import_and_run(tmp_path
 
     (saved,) = (tmp_path / "out").glob("lcm_*.png")
     assert Image.open(saved).size == (96, 96)
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path):
+    """`nodegraph nodes --json | head -c 100` (and `schema`) ended with a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    for command in ("nodes --json --no-plugins", "schema"):
+        done = subprocess.run(f"{sys.executable} -m nodegraph {command} | head -c 100 > /dev/null",
+                              shell=True, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                              executable="/bin/bash")
+        assert "Traceback" not in done.stderr and "Broken pipe" not in done.stderr, done.stderr

@@ -189,3 +189,29 @@ def test_an_image_with_nan_values_is_refused_not_saved(session, tmp_path):
     with pytest.raises(ApiArgumentError, match="1 of 192 values are NaN or infinite"):
         api.save_image(context, images, "nan")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.png"))
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header declares width × height RGB pixels (and holds none): 57 bytes that decode to gigabytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("width, height", [(30000, 30000), (9000, 9000)])   # over PIL's bomb limit; over ours only
+def test_load_image_refuses_a_file_declaring_too_many_pixels(session, tmp_path, width, height):
+    """A file in the input folder whose header claims more than 8192×8192 pixels is a NodeInputError naming the
+    input and the limit (a raw DecompressionBombError before, or gigabytes decoded), as uploads already are."""
+    (tmp_path / "in" / "bomb.png").write_bytes(_png_header_only(width, height))
+    graph = pipeline()
+    graph["nodes"]["load"]["inputs"]["image"] = "bomb.png"
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert info.value.exception_type == "NodeInputError"
+    message = str(info.value.exception)
+    assert "'image'" in message and "too large" in message and "8192×8192" in message, message
