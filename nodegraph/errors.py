@@ -107,6 +107,7 @@ class NodeInputError(NodegraphError, ValueError):
 
     def __init__(self, input: str, message: str):
         self.input = input
+        self.message = message       # without the "input 'x': " prefix
         super().__init__(f"input {input!r}: {message}")
 
 

@@ -66,6 +66,19 @@ class String(Node):
 
     outputs = (Output("value", "STRING"),)
 
+    @classmethod
+    def check_literals(cls, literals: dict[str, Any], list_model_files: Any) -> dict[str, str]:
+        """A text over the STRING outputs' cap fails at validation (the run refused it only after)."""
+        from nodegraph.executor import MAX_TEXT_OUTPUT_BYTES
+
+        value = literals.get("value")
+        if isinstance(value, str) and len(value) > MAX_TEXT_OUTPUT_BYTES // 4:
+            size = len(value.encode("utf-8", "surrogatepass"))
+            if size > MAX_TEXT_OUTPUT_BYTES:
+                return {"value": f"the text is {size} bytes, over the {MAX_TEXT_OUTPUT_BYTES}-byte cap on STRING "
+                                 f"values; shorten it (or read it from a file)"}
+        return {}
+
     def run(self, value: str) -> dict:
         return {"value": value}
 
@@ -191,24 +204,14 @@ def _check_format_spec(field: str, spec: str) -> None:
                                          f"{MAX_FORMAT_PRECISION}")
 
 
-def format_template(template: str, values: dict[str, Any], limit: int) -> str:
-    """Fill `template`'s plain {a}…{d} fields; NodeInputError for anything else or a result over `limit` chars.
-
-    The template is parsed with string.Formatter().parse and each field checked before any
-    value is touched: only the names a, b, c, d (no attribute access, no indexing, no
-    positional {} / {0}), no conversion (!r / !s / !a), and a format spec from the bounded
-    subset above. Each value is formatted with format(value, spec), so nothing but the
-    value's own __format__ runs.
-    """
+def checked_template(template: str) -> list[tuple[str, str | None, str | None, str | None]]:
+    """`template` parsed (string.Formatter().parse), each field checked as `format_template` requires;
+    NodeInputError on "template" otherwise. Touches no value: validation runs it on a literal template."""
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise NodeInputError("template", f"{exc}; write literal braces as {{{{ and }}}}") from None
-    pieces: list[str] = []
-    size = 0
-    for literal, field, spec, conversion in parsed:
-        pieces.append(literal)
-        size += len(literal)
+    for _literal, field, spec, conversion in parsed:
         if field is None:
             continue
         if field not in _FORMAT_FIELDS:
@@ -219,6 +222,25 @@ def format_template(template: str, values: dict[str, Any], limit: int) -> str:
             raise NodeInputError("template", f"field {{{field}!{conversion}}}: conversions (!r, !s, !a) are not "
                                              f"allowed; write {{{field}}}")
         _check_format_spec(field, spec or "")
+    return parsed
+
+
+def format_template(template: str, values: dict[str, Any], limit: int) -> str:
+    """Fill `template`'s plain {a}…{d} fields; NodeInputError for anything else or a result over `limit` chars.
+
+    The template is parsed with string.Formatter().parse and each field checked before any
+    value is touched: only the names a, b, c, d (no attribute access, no indexing, no
+    positional {} / {0}), no conversion (!r / !s / !a), and a format spec from the bounded
+    subset above. Each value is formatted with format(value, spec), so nothing but the
+    value's own __format__ runs.
+    """
+    pieces: list[str] = []
+    size = 0
+    for literal, field, spec, conversion in checked_template(template):
+        pieces.append(literal)
+        size += len(literal)
+        if field is None:
+            continue
         try:
             piece = format(values[field], spec or "")
         except (TypeError, ValueError) as exc:
@@ -254,6 +276,18 @@ class FormatText(Node):
         d: Any = Input(None, port="*")
 
     outputs = (Output("text", "STRING"),)
+
+    @classmethod
+    def check_literals(cls, literals: dict[str, Any], list_model_files: Any) -> dict[str, str]:
+        """A template with a field it would refuse fails at validation, not when the graph runs."""
+        template = literals.get("template")
+        if not isinstance(template, str):
+            return {}
+        try:
+            checked_template(template)
+        except NodeInputError as exc:
+            return {"template": exc.message}
+        return {}
 
     def run(self, template: str, a: Any, b: Any, c: Any, d: Any) -> dict:
         from nodegraph.executor import MAX_TEXT_OUTPUT_BYTES

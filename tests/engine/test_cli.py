@@ -688,13 +688,13 @@ def test_a_failed_run_is_the_latest_record_not_the_run_before_it(tmp_path, capsy
     assert main(["run", ARITHMETIC, "--output-dir", str(out), "--no-progress"]) == 0
     summary = json.loads((out / "arithmetic.outputs.json").read_text())
     assert summary["status"] == "succeeded" and summary["outputs"]["show"] and summary["error"] is None
-    broken = "message.template={a.__class__}"          # refused by FormatText when it runs
+    broken = "message.template={d:d}"        # d is text: refused by FormatText when it runs (not at validation)
     assert main(["run", ARITHMETIC, "--set", broken, "--output-dir", str(out), "--no-progress"]) == 3   # failed
     capsys.readouterr()
     summary = json.loads((out / "arithmetic.outputs.json").read_text())
     assert summary["status"] == "failed" and summary["outputs"] == {}
-    assert summary["error"]["node_id"] == "message" and "not allowed" in summary["error"]["message"]
-    assert summary["graph"]["nodes"]["message"]["inputs"]["template"] == "{a.__class__}"   # the graph as it ran
+    assert summary["error"]["node_id"] == "message" and "cannot be formatted" in summary["error"]["message"]
+    assert summary["graph"]["nodes"]["message"]["inputs"]["template"] == "{d:d}"   # the graph as it ran
     lines = [json.loads(line) for line in (out / "arithmetic.outputs.jsonl").read_text().splitlines()]
     assert [line["status"] for line in lines] == ["succeeded", "failed"]
 
@@ -740,3 +740,18 @@ def test_output_piped_into_head_ends_quietly(tmp_path):
                               shell=True, capture_output=True, text=True, timeout=120, cwd=tmp_path,
                               executable="/bin/bash")
         assert "Traceback" not in done.stderr and "Broken pipe" not in done.stderr, done.stderr
+
+
+def test_validate_refuses_literals_the_run_would_refuse(tmp_path, capsys):
+    """`validate` called valid a FormatText template with a field it refuses and a String over the STRING cap; the
+    run failed only then (after whatever ran before it). Both are validation errors on the input now."""
+    graph = {"format_version": 2, "nodes": {
+        "f": {"type": "FormatText", "inputs": {"template": "{name} {a.__class__}"}},
+        "t": {"type": "String", "inputs": {"value": "é" * 600_000}},                  # 1.2 MB of UTF-8
+        "s": {"type": "ShowValue", "inputs": {"value": {"node": "f", "output": "text"}}},
+        "u": {"type": "ShowValue", "inputs": {"value": {"node": "t", "output": "value"}}}}}
+    (tmp_path / "g.json").write_text(json.dumps(graph))
+    assert main(["validate", str(tmp_path / "g.json"), "--no-plugins"]) == 1
+    out = capsys.readouterr().out
+    assert "(node 'f', input 'template')" in out and "field {name} is not allowed" in out
+    assert "(node 't', input 'value')" in out and "over the 1048576-byte cap" in out
