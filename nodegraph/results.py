@@ -203,6 +203,8 @@ def describe_file(entry: dict[str, Any]) -> str:
     for key, unit in (("frames", " frames"), ("fps", " fps"), ("duration", " s"), ("sample_rate", " Hz"),
                       ("points", " points"), ("vertices", " vertices"), ("faces", " faces")):
         if entry.get(key) is not None:
+            if entry[key] == 1 and unit.endswith("s") and key in ("frames", "points", "vertices", "faces"):
+                unit = unit[:-1]        # "1 frame", not "1 frames"
             details.append(f"{_plain(entry[key])}{unit}" if isinstance(entry[key], float) else f"{entry[key]}{unit}")
     return f"{entry['kind']} {entry['path']} ({', '.join(details)})"
 

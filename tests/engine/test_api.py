@@ -186,6 +186,8 @@ def test_describe_file_is_one_line_with_kind_and_sizes():
                            "sample_rate": 16000})
     assert short == "audio a.wav (audio/wav, 0.0001 s, 16000 Hz)"          # not 6.25e-05
     assert "8.3333 fps" in describe_file({"path": "g.gif", "kind": "video", "mime": "image/gif", "fps": 1000 / 120})
+    assert "(video/mp4, 1 frame, 8 fps)" in describe_file({"path": "v.mp4", "kind": "video", "mime": "video/mp4",
+                                                            "frames": 1, "fps": 8.0})
 
 
 def test_require_checks_the_api_version():

@@ -1081,7 +1081,11 @@ class SaveVideo(Node):
                                                 f"`frames` output), or set it to 0 to save all frames as one clip")
         clips = [images[start:start + frames] for start in range(0, total, frames)]   # clip-major (B·F, ...)
         plays = written_fps(fps, format)        # gif frame times are whole centiseconds: 8 fps is stored as 120 ms
-        if spec["codec"] is not None:           # mp4/webm (4:2:0) pad an odd side by one edge row/column: report it
+        if spec["codec"] is not None and (height % 2 or width % 2):   # 4:2:0 needs even sides: one edge row/column
+            repeated = " and ".join(name for name, odd in (("column", width % 2), ("row", height % 2)) if odd)
+            self.context.warn(f"{format} stores even sizes only: the {width}×{height} frames were padded to "
+                              f"{width + width % 2}×{height + height % 2} by repeating the last {repeated}; use an "
+                              f"even size (or format gif / webp) to keep it exact")
             height, width = height + height % 2, width + width % 2
         files = api.save_files(self.context, [lambda path, clip=clip: write_video(path, clip, fps, format,
                                                                                   quality=quality, graph_json=graph)

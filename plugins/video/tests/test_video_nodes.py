@@ -225,7 +225,7 @@ def test_load_and_save_video_round_trip(session):
 
 def test_odd_sizes_are_reported_as_the_file_holds_them(session):
     """mp4/webm pad an odd side by one edge row/column (4:2:0 chroma); the file result said 41×57, the file is 42×58.
-    GIF keeps the size as it is."""
+    The node warns that it padded (the user asked for 41×57). GIF keeps the size as it is."""
     import av
 
     nodes = {"source": {"type": "ImageScale", "inputs": {"images": {"node": "clip", "output": "images"},
@@ -236,8 +236,12 @@ def test_odd_sizes_are_reported_as_the_file_holds_them(session):
     for fmt in ("mp4", "gif"):
         nodes[fmt] = {"type": "SaveVideo", "inputs": {"images": {"node": "source", "output": "image"}, "fps": 4.0,
                                                       "format": fmt, "filename_prefix": f"odd/{fmt}"}}
-    outputs = session.run({"format_version": 1, "nodes": nodes}).outputs
+    result = session.run({"format_version": 1, "nodes": nodes})
+    outputs = result.outputs
     mp4, gif = outputs["mp4"]["files"][0], outputs["gif"]["files"][0]
+    (warning,) = [w for w in result.warnings if w["node_id"] in ("mp4", "gif")]     # told, not only in the fields
+    assert warning["node_id"] == "mp4" and "41×57 frames were padded to 42×58" in warning["message"]
+    assert "column and row" in warning["message"]
     with av.open(mp4["path"]) as container:
         stream = container.streams.video[0]
         assert (mp4["width"], mp4["height"]) == (stream.codec_context.width, stream.codec_context.height) == (42, 58)
