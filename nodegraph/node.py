@@ -509,23 +509,31 @@ def deferred_spec_errors() -> Iterator[None]:
 def build_spec(cls: type[Node]) -> NodeSpec:
     """Derive and check the `NodeSpec` of a node class; raises PluginError naming the fix."""
     where = f"node class {cls.__module__}.{cls.__qualname__}"
+    problems: list[str] = []       # every problem of the declaration, so an author fixes them in one go
     if not isinstance(cls.type, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]*", cls.type):
-        raise PluginError(f"{where}: type {cls.type!r} must be an identifier-like string")
+        problems.append(f"type {cls.type!r} must be an identifier-like string")
     if not isinstance(cls.version, str) or not _SEMVER.match(cls.version):
-        raise PluginError(f"{where}: version {cls.version!r} must be semver, e.g. '1.0.0'")
-    if not (isinstance(cls.Inputs, type) and issubclass(cls.Inputs, NodeInputs)):
-        raise PluginError(f"{where}: Inputs must subclass nodegraph.NodeInputs")
+        problems.append(f"version {cls.version!r} must be semver, e.g. '1.0.0'")
     inputs: dict[str, InputSpec] = {}
-    for name, info in cls.Inputs.model_fields.items():
-        inputs[name] = _input_spec(where, name, info)
+    if not (isinstance(cls.Inputs, type) and issubclass(cls.Inputs, NodeInputs)):
+        problems.append("Inputs must subclass nodegraph.NodeInputs")
+    else:
+        for name, info in cls.Inputs.model_fields.items():
+            try:
+                inputs[name] = _input_spec(where, name, info)
+            except PluginError as exc:
+                problems.append(str(exc).removeprefix(f"{where}: "))
     outputs = tuple(cls.outputs)
     seen = set()
     for out in outputs:
         if not isinstance(out, Output):
-            raise PluginError(f"{where}: outputs must be Output(...) objects, got {out!r}")
-        if out.name in seen:
-            raise PluginError(f"{where}: output name {out.name!r} is declared twice")
-        seen.add(out.name)
+            problems.append(f"outputs must be Output(...) objects, got {out!r}")
+        elif out.name in seen:
+            problems.append(f"output name {out.name!r} is declared twice")
+        else:
+            seen.add(out.name)
+    if problems:
+        raise PluginError(f"{where}: " + "; ".join(problems))
     description = cls.__dict__.get("description") or inspect.cleandoc(cls.__doc__ or "")
     return NodeSpec(
         type=cls.type,

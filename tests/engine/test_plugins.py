@@ -728,3 +728,23 @@ def test_plugins_own_graphs_name_their_nodes_qualified():
                 bare.append(f"{path.relative_to(ROOT)}: {node_id} {node['type']} (write "
                             f"{plugin_owned[node['type']]}.{node['type']})")
     assert not bare, "\n".join(bare)
+
+
+def test_one_node_class_with_several_declaration_faults_names_them_all():
+    """A class with a non-semver version, an untyped input and a twice-declared output named only the first;
+    the author fixed one and met the next on every reload. All three are in one error now."""
+    with pytest.raises(PluginError) as info:
+        class ManyFaults(Node):
+            version = "1.0"
+
+            class Inputs(NodeInputs):
+                a: Any = Input()
+
+            outputs = (Output("x", "INT"), Output("x", "INT"))
+
+            def run(self, a):
+                return {"x": 1}
+    message = str(info.value)
+    assert message.count("ManyFaults") == 1, message
+    for expected in ("must be semver", "input 'a'", "output name 'x' is declared twice"):
+        assert expected in message, message
