@@ -354,8 +354,10 @@ def _output_layout_problem(port: str, value: Any) -> str | None:
             return f"expected {wanted}, found {type(value).__name__}"
         return None
     torch = sys.modules.get("torch")
-    if value is None or torch is None or port not in ("IMAGE", "MASK", "LATENT"):
+    if value is None or torch is None or port not in ("IMAGE", "MASK", "LATENT", "AUDIO", "POINT_CLOUD", "MESH"):
         return None
+    if port in ("AUDIO", "MESH"):
+        return _media_layout_problem(port, value, torch)
     tensor = value.get("samples") if port == "LATENT" and isinstance(value, dict) else value
     if not isinstance(tensor, torch.Tensor):
         return f"expected {'a dict with a samples tensor' if port == 'LATENT' else 'a tensor'}, found " \
@@ -367,8 +369,33 @@ def _output_layout_problem(port: str, value: Any) -> str | None:
         return f"expected a MASK (B, H, W), found shape {shape}"
     if port == "LATENT" and tensor.ndim < 3:
         return f"expected samples (B, C, ...), found shape {shape}"
+    if port == "POINT_CLOUD" and (tensor.ndim != 3 or shape[-1] < 3):
+        return f"expected points (B, N, C) with xyz first (C >= 3), found shape {shape}"
     if tensor.is_meta:
         return "found a tensor on the meta device (no data); values between nodes hold real data on the CPU"
+    return None
+
+
+def _media_layout_problem(port: str, value: Any, torch: Any) -> str | None:
+    """The AUDIO and MESH dict layouts (nodegraph/types.py): the keys and tensor ranks a consumer relies on."""
+    if port == "AUDIO":
+        if not isinstance(value, dict) or not isinstance(value.get("waveform"), torch.Tensor):
+            return f"expected {{'waveform': tensor (B, channels, samples), 'sample_rate': int}}, found " \
+                   f"{type(value).__name__ if not isinstance(value, dict) else 'a dict with keys ' + repr(list(value))}"
+        rate = value.get("sample_rate")
+        if value["waveform"].ndim != 3:
+            return f"expected a waveform (B, channels, samples), found shape {tuple(value['waveform'].shape)}"
+        if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
+            return f"expected an int sample_rate > 0, found {rate!r}"
+        return None
+    meshes = value if isinstance(value, list) else [value]
+    for mesh in meshes:
+        if not isinstance(mesh, dict) or not all(isinstance(mesh.get(k), torch.Tensor) for k in ("vertices", "faces")):
+            return f"expected {{'vertices': (V, 3), 'faces': (F, 3)}} (or a list of them), found " \
+                   f"{type(mesh).__name__ if not isinstance(mesh, dict) else 'a dict with keys ' + repr(list(mesh))}"
+        vertices, faces = mesh["vertices"], mesh["faces"]
+        if vertices.ndim != 2 or vertices.shape[-1] != 3 or faces.ndim != 2 or faces.shape[-1] != 3:
+            return f"expected vertices (V, 3) and faces (F, 3), found {tuple(vertices.shape)} and {tuple(faces.shape)}"
     return None
 
 

@@ -109,23 +109,29 @@ class WrongLayouts(Node):
     class Inputs(NodeInputs):
         mistake: str = Input("float")
 
-    outputs = (Output("number", "FLOAT"), Output("image", "IMAGE"))
+    outputs = (Output("number", "FLOAT"), Output("image", "IMAGE"), Output("audio", "AUDIO"), Output("mesh", "MESH"),
+               Output("points", "POINT_CLOUD"))
 
     def run(self, mistake: str) -> dict:
         import torch
 
-        if mistake == "float":
-            return {"number": "not a float", "image": torch.zeros(1, 8, 8, 3)}
-        if mistake == "bool":
-            return {"number": True, "image": torch.zeros(1, 8, 8, 3)}
-        if mistake == "channels_first":
-            return {"number": 1.0, "image": torch.zeros(1, 3, 8, 8)}
-        return {"number": 2, "image": torch.zeros(1, 8, 8, 3)}      # an int is a number
+        fine = {"number": 2, "image": torch.zeros(1, 8, 8, 3), "audio": None, "mesh": None, "points": None}
+        wrong = {       # the core media types are checked too (a plugin's AUDIO output was text)
+            "float": {"number": "not a float"}, "bool": {"number": True},
+            "channels_first": {"image": torch.zeros(1, 3, 8, 8)},
+            "audio_text": {"audio": "not audio"},
+            "audio_2d": {"audio": {"waveform": torch.zeros(2, 100), "sample_rate": 16000}},
+            "mesh": {"mesh": [{"vertices": torch.zeros(4, 3), "faces": torch.zeros(2, 4)}]},
+            "points": {"points": torch.zeros(1, 10, 2)},
+        }
+        return {**fine, **wrong.get(mistake, {})}        # "fine": an int is a number
 
 
 @pytest.mark.parametrize(("mistake", "output", "words"), [
     ("float", "number", "expected a number, found str"), ("bool", "number", "found bool"),
-    ("channels_first", "image", "channels-last, found shape (1, 3, 8, 8)")])
+    ("channels_first", "image", "channels-last, found shape (1, 3, 8, 8)"),
+    ("audio_text", "audio", "expected {'waveform'"), ("audio_2d", "audio", "(B, channels, samples), found shape (2, 100)"),
+    ("mesh", "mesh", "faces (F, 3), found (4, 3) and (2, 4)"), ("points", "points", "xyz first (C >= 3)")])
 def test_an_output_that_breaks_its_ports_layout_fails_the_node_that_made_it(mistake, output, words):
     """A FLOAT output holding text failed in an innocent node downstream (which was told to report it to its own
     plugin's authors); now the node that made it fails, naming the output."""
