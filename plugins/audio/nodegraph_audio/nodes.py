@@ -899,7 +899,7 @@ class EncodeAudioPrompt(Node):
     """
 
     category = "audio/text_to_audio"
-    version = "1.2.1"
+    version = "1.2.2"      # 1.2.2: a word with letters beyond a-z is one (unknown) word, named whole
 
     class Inputs(NodeInputs):
         audio_model: Any = Input(port="AUDIO_MODEL")

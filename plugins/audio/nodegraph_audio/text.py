@@ -21,8 +21,8 @@ SPECIALS = ("<pad>", "<bos>", "<unk>")
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased words of `text` (letters, digits and '#')."""
-    return re.findall(r"[a-z0-9#]+", text.lower())
+    """Lower-cased words of `text` (letters of any script, digits and '#': "très" is one word, not "tr" + "s")."""
+    return re.findall(r"(?:[^\W_]|#)+", text.lower())
 
 
 def _build_vocabulary() -> tuple[str, ...]:

@@ -345,6 +345,9 @@ def test_encode_prompt_reads_other_phrasings_as_the_worlds_captions(session):
         encode("a dog barking")
     assert info.value.exception.input == "text" and "no word the tiny audio model knows" in str(info.value)
     assert "it names no sound of the tiny world" in str(info.value)
+    with pytest.raises(NodeExecutionError) as info:              # a word beyond a-z is named whole ('tr', 's' before)
+        encode("très fort accord")
+    assert "'très', 'fort', 'accord'" in str(info.value)
     assert encode("Middle C")["prompt"] == "tone at c4"         # the README's "middle C", alone
 
 
