@@ -855,7 +855,14 @@ def load_graph(path: str | os.PathLike) -> Graph:
                                f"graph is a .json file, or a PNG saved by SaveImage)")]) from None
     if data.startswith(PNG_SIGNATURE):
         text = graph_text_from_png(data)
-        if text is None and graph_text_from_png(data, "prompt") is not None:
+        prompt_text = graph_text_from_png(data, "prompt") if text is None else None
+        if prompt_text is not None and foreign_format(_json_or_none(prompt_text)) != ("comfyui", "api"):
+            raise GraphValidationError([GraphError(
+                "invalid_json", f"{path.name} has a ComfyUI \"prompt\" text chunk, but it is not a ComfyUI API "
+                                f"prompt (not valid JSON, or not its shape), so there is no graph to import; "
+                                f"export the workflow from ComfyUI again (Export (API)) or save a new image",
+                details={"tool": "comfyui"})])
+        if prompt_text is not None:
             raise GraphValidationError([GraphError(
                 "foreign_format", f"{path.name} is a PNG saved by ComfyUI: it carries a ComfyUI API prompt, not a "
                                   f"nodegraph graph; `nodegraph run`/`validate` and the editor import it "
@@ -865,7 +872,13 @@ def load_graph(path: str | os.PathLike) -> Graph:
             raise GraphValidationError([GraphError(
                 "invalid_json", f"{path.name} is a PNG without an embedded graph; only images saved by "
                                 f"SaveImage carry one")])
-        return parse_graph(text)
+        try:
+            return parse_graph(text)
+        except GraphValidationError as exc:      # say where the broken JSON came from
+            raise GraphValidationError([
+                GraphError(e.code, f"the graph embedded in {path.name} (its \"nodegraph\" text chunk): {e.message}",
+                           e.node_id, e.input, e.details) if e.code == "invalid_json" else e
+                for e in exc.errors]) from None
     media = media_kind(data[:16])
     if media is not None:
         what, how = media
@@ -873,6 +886,13 @@ def load_graph(path: str | os.PathLike) -> Graph:
             "invalid_json", f"{path.name} is {what}, not a graph file; {how.format(name=path.name)}",
             details={"file_kind": what})])
     return parse_graph(data)
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
 
 
 def foreign_prompt(path: str | os.PathLike) -> dict | None:

@@ -755,3 +755,18 @@ def test_validate_refuses_literals_the_run_would_refuse(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "(node 'f', input 'template')" in out and "field {name} is not allowed" in out
     assert "(node 't', input 'value')" in out and "over the 1048576-byte cap" in out
+
+
+def test_pngs_with_broken_embedded_graphs_say_so(tmp_path, capsys):
+    """A ComfyUI "prompt" chunk that is not JSON was called "imported"; broken JSON in our own "nodegraph" chunk
+    did not say it came from the PNG."""
+    from PIL import Image, PngImagePlugin
+
+    for chunk, expected in (("prompt", 'has a ComfyUI "prompt" text chunk, but it is not a ComfyUI API prompt'),
+                            ("nodegraph", 'the graph embedded in bad.png (its "nodegraph" text chunk)')):
+        info = PngImagePlugin.PngInfo()
+        info.add_text(chunk, "{not json")
+        Image.new("RGB", (4, 4)).save(tmp_path / "bad.png", pnginfo=info)
+        assert main(["validate", str(tmp_path / "bad.png"), "--no-plugins"]) == 1
+        out = capsys.readouterr().out
+        assert expected in out and "imported" not in out, out
