@@ -437,6 +437,11 @@ def migrate(data: dict) -> dict:
     version = file_version(data)
     if version is None and foreign_format(data) is not None:
         raise GraphValidationError([_foreign_error(*foreign_format(data))])
+    if version is None and isinstance(data.get("prompt"), dict) and foreign_format(data["prompt"]) is not None:
+        raise GraphValidationError([GraphError(      # the body of a POST to ComfyUI's /prompt
+            "foreign_format", 'this is the body of a request to ComfyUI\'s /prompt ({"prompt": {...}, ...}): give '
+                              'its "prompt" object alone (ComfyUI\'s Export (API) file), which nodegraph imports',
+            details={"tool": "comfyui", "format": "api_request"})])
     if version is None:
         raise GraphValidationError([GraphError(
             "invalid_format",

@@ -329,11 +329,15 @@ def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: A
                    list_model_files: Callable[[str], tuple[list[str], list[str]]] | None,
                    errors: list[GraphError], input_dir: str | Path | None = None) -> None:
     if ispec.adapter is None:
+        comfy_link = (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
+                      and not isinstance(value[0], bool) and isinstance(value[1], int) and not isinstance(value[1], bool))
+        hint = (f" [{json.dumps(value[0])}, {value[1]}] is how ComfyUI writes a link; here a link is "
+                f'{{"node": "{value[0]}", "output": "<output name>"}}' if comfy_link else "")
         errors.append(GraphError(
             "type_mismatch",
             f"input {name!r} of {node_type} takes {_article(ispec.port)} {ispec.port}, which only comes from another "
             f"node's output; "
-            f"found a literal {_short(value)}. Connect {_article(ispec.port)} {ispec.port} output to it.",
+            f"found a literal {_short(value)}. Connect {_article(ispec.port)} {ispec.port} output to it.{hint}",
             node_id=node_id, input=name, details={"expected": ispec.port, "found": "literal"}))
         return
     try:

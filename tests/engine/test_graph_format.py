@@ -189,3 +189,17 @@ def test_too_much_text_names_the_longest_piece():
     graph = {"nodes": {"p": {"type": "Text", "inputs": {"text": "a" * (MAX_STORED_TEXT + 1)}}}}
     problem = storable_problem(graph, "the graph")
     assert "nodes.p.inputs.text" in problem and "8.4 M characters" in problem and "images" in problem
+
+
+def test_comfyui_shapes_inside_our_format_get_a_hint():
+    """A ComfyUI link ["a", 0] inside one of our graphs, and a ComfyUI /prompt request body, said only "a literal"
+    and "no format_version"; both now say what they are and what to write instead."""
+    from nodegraph import Session
+
+    graph = {"format_version": 2, "nodes": {"a": {"type": "Int", "inputs": {"value": 3}},
+                                            "s": {"type": "ShowValue", "inputs": {"value": ["a", 0]}}}}
+    (error,) = Session(autoload=False).validate(graph)
+    assert 'is how ComfyUI writes a link; here a link is {"node": "a", "output": "<output name>"}' in error.message
+    with pytest.raises(GraphValidationError) as info:
+        parse_graph({"prompt": {"1": {"class_type": "Int", "inputs": {"value": 4}}}, "client_id": "x"})
+    assert info.value.errors[0].code == "foreign_format" and "/prompt" in info.value.errors[0].message
