@@ -329,8 +329,8 @@ def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: A
                    list_model_files: Callable[[str], tuple[list[str], list[str]]] | None,
                    errors: list[GraphError], input_dir: str | Path | None = None) -> None:
     if ispec.adapter is None:
-        comfy_link = (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
-                      and not isinstance(value[0], bool) and isinstance(value[1], int) and not isinstance(value[1], bool))
+        comfy_link = (isinstance(value, list) and len(value) == 2 and type(value[0]) in (str, int)
+                      and type(value[1]) is int)
         hint = (f" [{json.dumps(value[0])}, {value[1]}] is how ComfyUI writes a link; here a link is "
                 f'{{"node": "{value[0]}", "output": "<output name>"}}' if comfy_link else "")
         errors.append(GraphError(
@@ -365,7 +365,8 @@ def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: A
                                      node_id=node_id, input=name, details={"found": _short(value), "rule": "suffix"}))
             return
         if ispec.file_name_in == "input" and input_dir is not None:
-            missing = input_file_error(node_id, node_type, name, value, Path(input_dir), ispec.subfolders)
+            missing = input_file_error(node_id, node_type, name, value, Path(input_dir), ispec.subfolders,
+                                       ispec.widget.get("upload"))
             if missing is not None:
                 errors.append(missing)
                 return
@@ -379,9 +380,21 @@ FILE_FOLDERS = ("input", "output")     # `file_name_in` values that are not mode
 MAX_INPUT_LISTED = 2000      # entries of the input folder read for "did you mean" and the listing
 
 
-def missing_input_message(input_dir: Path, name: str, what: str = "file", folders: bool = False) -> str:
+def _of_kind(file_name: str, kind: str | None) -> bool:
+    """Whether a file may be of upload kind `kind` (its extension names another kind: no; unknown: yes)."""
+    if kind is None or file_name.endswith("/"):
+        return True
+    from .results import MIME_TYPES
+
+    known = MIME_TYPES.get(os.path.splitext(file_name)[1].lower())
+    return known is None or ("image" if kind == "mask" else kind) in known[0]
+
+
+def missing_input_message(input_dir: Path, name: str, what: str = "file", folders: bool = False,
+                          kind: str | None = None) -> str:
     """Why `name` is not a file in the input folder, with close names and what is there (no absolute path: a
-    server sends it to its clients). What validation and the input-file resolver (`Session.resolve_file`) say."""
+    server sends it to its clients). What validation and the input-file resolver (`Session.resolve_file`) say.
+    With an upload `kind` ("image", "audio", ...), files whose extension is of another kind are not offered."""
     if not input_dir.is_dir():
         state = "is not a folder" if input_dir.exists() else "does not exist"
         return (f"no {what} {name!r}: the input folder ({shown_folder(str(input_dir))}) {state}; "
@@ -396,8 +409,11 @@ def missing_input_message(input_dir: Path, name: str, what: str = "file", folder
                     break
     except OSError:
         pass
-    present.sort()
+    others = [p for p in present if not _of_kind(p, kind)]
+    present = sorted(p for p in present if _of_kind(p, kind))
     listed = ", ".join(repr(p) for p in present[:20]) + (", …" if len(present) > 20 else "")
+    if others:
+        listed = (listed + "; " if listed else "") + f"{len(others)} file(s) of other kinds than {kind}"
     candidates = [p.rstrip("/") for p in present]
     return (f"no {what} {name!r} in the input folder.{suggest(name, candidates)} "
             f"{'Entries' if folders else 'Files'} there: {listed or 'none'}. "
@@ -405,7 +421,7 @@ def missing_input_message(input_dir: Path, name: str, what: str = "file", folder
 
 
 def input_file_error(node_id: str, node_type: str, name: str, value: str, input_dir: Path,
-                     subfolders: bool) -> GraphError | None:
+                     subfolders: bool, kind: str | None = None) -> GraphError | None:
     """`not_in_choices` when `value` names nothing in the input folder (a file, or a dataset's folder);
     `invalid_value` when it leads out of the folder through a symbolic link (what the run would refuse); None
     when it is there."""
@@ -420,8 +436,8 @@ def input_file_error(node_id: str, node_type: str, name: str, value: str, input_
     except OSError:
         return None
     what = "file or folder" if subfolders else "file"      # a dataset names a folder; the declaration cannot say
-    return GraphError("not_in_choices",
-                      f"input {name!r} of {node_type}: {missing_input_message(input_dir, value, what, subfolders)}",
+    message = missing_input_message(input_dir, value, what, subfolders, kind)
+    return GraphError("not_in_choices", f"input {name!r} of {node_type}: {message}",
                       node_id=node_id, input=name, details={"found": _short(value), "folder": "input"})
 
 

@@ -203,3 +203,18 @@ def test_comfyui_shapes_inside_our_format_get_a_hint():
     with pytest.raises(GraphValidationError) as info:
         parse_graph({"prompt": {"1": {"class_type": "Int", "inputs": {"value": 4}}}, "client_id": "x"})
     assert info.value.errors[0].code == "foreign_format" and "/prompt" in info.value.errors[0].message
+
+
+def test_a_missing_upload_is_offered_files_of_its_kind_only(tmp_path):
+    """LoadImage's missing file listed (and suggested) the WAVs and meshes of the input folder too."""
+    from nodegraph import Session
+
+    for name in ("cat.png", "cat.wav", "cat.glb", "notes.dat"):
+        (tmp_path / name).write_bytes(b"x")
+    graph = {"format_version": 2, "nodes": {
+        "l": {"type": "LoadImage", "inputs": {"image": "cat.jpg"}},
+        "s": {"type": "SaveImage", "inputs": {"images": {"node": "l", "output": "image"}}}}}
+    (error,) = Session(autoload=False, input_dir=tmp_path).validate(graph)
+    assert "'cat.png'" in error.message and "'notes.dat'" in error.message          # an unknown extension may be one
+    assert "cat.wav" not in error.message and "cat.glb" not in error.message
+    assert "2 file(s) of other kinds than image" in error.message
