@@ -42,7 +42,7 @@ def test_vae_file_given_as_a_checkpoint_says_so(sd1, tmp_path):
     """A VAE-only file passed to load_checkpoint is named as a VAE, with the loader to use instead."""
     path = tmp_path / "vae.safetensors"
     save_file(_state(sd1.single_file, "first_stage_model."), str(path))
-    with pytest.raises(ModelLoadError, match=r"vae\.safetensors: expected a full checkpoint .* found a VAE.*load_vae"):
+    with pytest.raises(ModelLoadError, match=r"vae\.safetensors: expected a full checkpoint .* found a VAE.*LoadVAE"):
         load_checkpoint(path)
     assert load_vae(path).config.ch == 32  # and it loads as a VAE
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from nodegraph import Input, Node, NodeExecutionError, NodeInputError, NodeInputs, Output, Session, hookimpl
-from nodegraph.errors import NodeOutputError
+from nodegraph.errors import GraphValidationError, NodeOutputError
 from nodegraph.executor import MAX_TEXT_OUTPUT_BYTES
 
 from .conftest import link
@@ -29,8 +29,14 @@ def _format(template: str, a=1, b=2.5, c="x", d=None) -> str:
 
 
 def _refusal(template: str, **values) -> NodeInputError:
-    with pytest.raises(NodeExecutionError) as info:
+    """The refusal: at validation for a field of the literal template (every field is checked before anything
+    runs), or while running for a value that cannot take its spec."""
+    with pytest.raises((NodeExecutionError, GraphValidationError)) as info:
         _format(template, **values)
+    if isinstance(info.value, GraphValidationError):
+        (error,) = info.value.errors
+        assert error.node_id == "f"
+        return NodeInputError(error.input, error.message)
     assert isinstance(info.value.exception, NodeInputError)
     return info.value.exception
 
