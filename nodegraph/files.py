@@ -35,6 +35,7 @@ followed, and a reader never sees half a file.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -143,6 +144,10 @@ def replace_file(path: str | os.PathLike, text: str, mode: int = 0o644) -> None:
         raise
 
 
+class UploadStorageError(OSError):
+    """An upload that could not be written (disk full, read-only folder): the server's problem, not the file's."""
+
+
 class FileAccessError(NodegraphError):
     """A file id or upload was refused; the message says why."""
 
@@ -190,10 +195,13 @@ class FileStore:
             raise FileAccessError(f"invalid user folder name {name!r}")
         return FileStore(self.folders["input"] / name, self.folders["output"] / name)
 
-    def folder_bytes(self, limit_entries: int = 100_000) -> int:
-        """Bytes of the files in both folders (symlinks not followed; stops counting after `limit_entries`)."""
+    def folder_bytes(self, which: str | None = None, limit_entries: int = 100_000) -> int:
+        """Bytes of the files in both folders, or in `which` ("input", "output") alone (symlinks not followed;
+        stops counting after `limit_entries`)."""
         total, seen = 0, 0
-        for folder in self.folders.values():
+        for name, folder in self.folders.items():
+            if which is not None and name != which:
+                continue
             for dirpath, _dirnames, files in os.walk(folder):
                 for file in files:
                     seen += 1
@@ -274,7 +282,15 @@ class FileStore:
             candidate = folder / f"{stem}_{counter}.{ext}"
             counter += 1
         candidate = self._confined(folder, candidate.name)
-        candidate.write_bytes(data)
+        try:
+            candidate.write_bytes(data)
+        except OSError as exc:      # a full disk or a read-only folder: no half-written file stays behind
+            candidate.unlink(missing_ok=True)
+            why = {errno.ENOSPC: "the disk is full", errno.EROFS: "the input folder is read-only",
+                   errno.EACCES: "the server may not write the input folder",
+                   errno.EDQUOT: "the disk quota is used up"}.get(exc.errno, exc.strerror or type(exc).__name__)
+            raise UploadStorageError(f"the server could not store the upload {name!r}: {why}; nothing was saved "
+                                     f"(the server's admin can free space or fix the folder)") from None
         return f"input/{candidate.name}"
 
     @staticmethod

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, Stric
 from .cache import POLICIES
 from .errors import GraphValidationError
 from .events import Event, NodeCached, NodeFinished, NodeStarted
-from .files import FileAccessError, FileStore
+from .files import FileAccessError, FileStore, UploadStorageError
 from .effective_graph import effective_graph
 from .graph import Graph, Link, json_value_problem
 from .run_queue import ActiveLimitReached, RunQueue, RunRecord, members_within_storage_caps, storable_problem
@@ -108,6 +108,13 @@ class Interrupt(_Message):
     run_id: RunId
 
 
+class Watch(_Message):
+    """Also receive a run's progress (run_started, node events, node_progress without previews, its end), e.g.
+    a second tab of the same user; its submitter gets them anyway. Output images and files stay the submitter's."""
+    type: Literal["watch"]
+    run_id: RunId
+
+
 class Requeue(_Message):
     """Queue a failed, interrupted or cancelled run again."""
     type: Literal["requeue"]
@@ -164,6 +171,12 @@ class DeleteRun(_Message):
     run_id: RunId
 
 
+class DeleteFile(_Message):
+    """Delete one of your files by id (an upload in `input/`, or an output): frees quota."""
+    type: Literal["delete_file"]
+    file_id: str = Field(min_length=1, max_length=1024)
+
+
 class ListPlugins(_Message):
     """Loaded, failed and skipped plugins, node-name clashes, and their warnings."""
     type: Literal["list_plugins"]
@@ -195,7 +208,7 @@ class UploadHeader(_Message):
 
 _MODELS = (Hello, ListNodes, Submit, QueueStatus, Cancel, Interrupt, Requeue, History, GetOutputs,
            ListModels, FreeMemory, SetCachePolicy, Ping, DeleteRun, ListPlugins, GetRun, ListTemplates,
-           GetTemplate, ImportGraph)
+           GetTemplate, ImportGraph, Watch, DeleteFile)
 ClientMessage = Annotated[Union[_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]
 _CLIENT_MESSAGE = TypeAdapter(ClientMessage)
 MESSAGE_TYPES = tuple(m.model_fields["type"].annotation.__args__[0] for m in _MODELS)
@@ -535,6 +548,7 @@ class ServerProtocol:
         self.users = users
         self.clients: dict[str, ClientState] = {}
         self.run_owner: dict[str, str] = {}    # run id → the client that submitted it, until its last event
+        self.watchers: dict[str, set[str]] = {}   # run id → other clients that asked for its progress (`watch`)
         # An earlier connection's client id → the connection that resumed it (`hello.resume`): its runs'
         # events go there (followed through several reconnects; a user's runs only to that user).
         self.resumed: dict[tuple[str | None, str], str] = {}     # keyed by (user name or None, earlier id)
@@ -556,6 +570,10 @@ class ServerProtocol:
     def disconnect(self, client_id: str) -> None:
         """A client went away; its runs go on and stay in history."""
         self.clients.pop(client_id, None)
+        for run_id, watching in list(self.watchers.items()):
+            watching.discard(client_id)
+            if not watching:
+                self.watchers.pop(run_id, None)
 
     # --- who may see what -----------------------------------------------------
 
@@ -747,19 +765,23 @@ class ServerProtocol:
             body["types"] = registry.types.to_dict()
         return self._reply(client, message, body)
 
-    def _quota_problem(self, client: ClientState) -> str | None:
-        """Why this client's user may not queue another run or store another file, or None."""
+    def _quota_problem(self, client: ClientState, adding: int = 0, runs: bool = True) -> str | None:
+        """Why this client's user may not queue another run (`runs`) or store `adding` more bytes, or None."""
         user = client.user
         if user is None or user.is_admin:
             return None
-        if user.max_queued is not None and self.queue.active_count(user.name) >= user.max_queued:
+        if runs and user.max_queued is not None and self.queue.active_count(user.name) >= user.max_queued:
             return self._active_limit_problem(user)
         if user.max_bytes is not None:
-            files, graphs = self.store_for(user).folder_bytes(), self.queue.stored_graph_bytes(user.name)
-            if files + graphs >= user.max_bytes:
-                return (f"user {user.name!r} stores {files / 1e6:.1f} MB of files and {graphs / 1e6:.1f} MB of run "
-                        f"graphs, the limit is {user.max_bytes / 1e6:.1f} MB; delete old runs (delete_run) to free "
-                        f"space")
+            store = self.store_for(user)
+            uploads, outputs = store.folder_bytes("input"), store.folder_bytes("output")
+            graphs = self.queue.stored_graph_bytes(user.name)
+            if uploads + outputs + graphs + adding >= user.max_bytes:
+                more = f" (this upload: {adding / 1e6:.1f} MB)" if adding else ""
+                return (f"user {user.name!r} stores {uploads / 1e6:.1f} MB of uploads, {outputs / 1e6:.1f} MB of "
+                        f"output files and {graphs / 1e6:.1f} MB of run graphs{more}; the limit is "
+                        f"{user.max_bytes / 1e6:.1f} MB. Free space: delete old runs with their files (the "
+                        f"editor's history, or delete_run), or uploads and files you no longer need (delete_file)")
         return None
 
     @staticmethod
@@ -865,6 +887,23 @@ class ServerProtocol:
             return [_error(client.client_id, "invalid_state", "the run is finishing", message.request_id,
                            status="finishing")]
         return self._reply(client, message, {"type": "interrupting", "run_id": message.run_id})
+
+    MAX_WATCHERS = 64       # clients watching one run
+
+    def _on_watch(self, client: ClientState, message: Watch) -> list[Outgoing]:
+        record = self._visible_record(client, message.run_id)
+        if record is None:      # another user's run is "not found": ids reveal nothing
+            return [_error(client.client_id, "not_found", f"no run {message.run_id[:64]!r}", message.request_id)]
+        watching = record.status in ("queued", "running")
+        if watching and client.client_id != self._recipient(record.id):
+            watchers = self.watchers.setdefault(record.id, set())
+            if len(watchers) >= self.MAX_WATCHERS and client.client_id not in watchers:
+                return [_error(client.client_id, "quota_exceeded", f"{self.MAX_WATCHERS} clients already watch "
+                                                                     f"this run", message.request_id)]
+            watchers.add(client.client_id)
+        # an ended run: nothing more will come (get_outputs has its results)
+        return self._reply(client, message, {"type": "watching", "run_id": record.id, "status": record.status,
+                                             "watching": watching})
 
     def _on_requeue(self, client: ClientState, message: Requeue) -> list[Outgoing]:
         record = self._visible_record(client, message.run_id)
@@ -1019,6 +1058,16 @@ class ServerProtocol:
                                              "outputs": result.get("outputs", {}), "files": files,
                                              "error": record.error})
 
+    def _on_delete_file(self, client: ClientState, message: DeleteFile) -> list[Outgoing]:
+        """One of the client's own files (uploads, outputs; an admin or the single user: any file)."""
+        try:
+            path = self.store_for(client.user).resolve(message.file_id)
+            path.unlink()
+        except (FileAccessError, OSError) as exc:
+            text = str(exc) if isinstance(exc, FileAccessError) else f"cannot delete it ({exc.strerror or exc})"
+            return [_error(client.client_id, "not_found", text, message.request_id)]
+        return self._reply(client, message, {"type": "file_deleted", "file_id": message.file_id})
+
     def _on_delete_run(self, client: ClientState, message: DeleteRun) -> list[Outgoing]:
         record = self._visible_record(client, message.run_id)
         if record is None:
@@ -1092,13 +1141,20 @@ class ServerProtocol:
             return [_error(client.client_id, "invalid_message",
                            "binary frames carry uploads: header {type: 'upload', name, kind}; "
                            + "; ".join(e["msg"] for e in exc.errors())[:1000], request_id)]
-        quota = self._quota_problem(client) if client.user is not None else None
+        # the upload's own size counts (one upload could overshoot the limit by a whole frame and lock the
+        # user out); the run count does not: a file is not a run
+        quota = self._quota_problem(client, adding=len(payload), runs=False) if client.user is not None else None
         if quota:
             return [_error(client.client_id, "quota_exceeded", quota, request_id)]
         try:
             file_id = self.store_for(client.user).save_upload(header.name, payload, header.kind)
         except FileAccessError as exc:
             return [_error(client.client_id, "invalid_upload", str(exc), request_id)]
+        except OSError as exc:          # UploadStorageError, or another write failure: the reply the client awaits
+            log.warning("could not store an upload: %s", exc)
+            text = str(exc) if isinstance(exc, UploadStorageError) else \
+                f"the server could not store the upload ({type(exc).__name__}); nothing was saved"
+            return [_error(client.client_id, "storage_error", text, request_id)]
         body = {"type": "uploaded", "file_id": file_id, "name": file_id.split("/", 1)[1], "kind": header.kind}
         if request_id is not None:
             body["request_id"] = request_id
@@ -1157,8 +1213,10 @@ class ServerProtocol:
                 out.append(Outgoing(owner, binary=encode_frame(
                     {"type": "preview", "run_id": run_id, "node_id": event.get("node_id"),
                      "format": preview_format, "step": event.get("value")}, preview), run_id=run_id))
+        out += [Outgoing(client_id, event) for client_id in self._watchers(run_id, owner)]
         if event.get("type") in ("run_finished", "run_failed", "run_interrupted"):
             self.run_owner.pop(run_id, None)     # its last event: later lookups read the stored record
+            self.watchers.pop(run_id, None)
         if event.get("type") in ("run_started", "run_finished", "run_failed", "run_interrupted"):
             status = {"run_started": "running", "run_finished": "succeeded", "run_failed": "failed",
                       "run_interrupted": "interrupted"}[event["type"]]
@@ -1172,9 +1230,16 @@ class ServerProtocol:
         run's next node events to the returned group until it delivers it (see EngineEvents).
         """
         owner = self._recipient(run_id)
-        if owner is None:
+        recipients = ([owner] if owner is not None else []) + self._watchers(run_id, owner)
+        group = EngineEvents(events)      # one list for all: the shell appends the run's next events to it
+        return [Outgoing(client_id, run_id=run_id, events=group) for client_id in recipients]
+
+    def _watchers(self, run_id: str, owner: str | None) -> list[str]:
+        """The connected clients watching a run (`watch`), its submitter left out."""
+        watching = self.watchers.get(run_id)
+        if not watching:
             return []
-        return [Outgoing(owner, run_id=run_id, events=EngineEvents(events))]
+        return [client_id for client_id in watching if client_id != owner and client_id in self.clients]
 
     def output_image(self, run_id: str, node_id: str, file_id: str, data: bytes, image_format: str,
                      index: int) -> list[Outgoing]:

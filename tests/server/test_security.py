@@ -691,3 +691,71 @@ def test_queue_broadcasts_are_throttled_per_client_with_the_last_change_kept(tmp
 
     asyncio.run(scenario())
     server.queue.close()
+
+
+def test_uploads_count_against_the_byte_limit_and_can_be_deleted(tmp_path):
+    """One upload could overshoot max_bytes by a whole frame, after which every submit and upload was refused and
+    the advice (delete_run) freed nothing: no message deleted an upload. Now the upload's own size is counted
+    before it is stored, the refusal names uploads, and `delete_file` deletes one (only your own)."""
+    import io
+    import os
+
+    from PIL import Image
+
+    book = UserBook(path=tmp_path / "users.json")
+    alice_token, bob_token = book.add(User("alice", max_bytes=150_000)), book.add(User("bob"))
+    running = RunningServer(tmp_path, users=book)
+    try:
+        alice = Client(running.url(f"/ws?token={alice_token}"))
+        bob = Client(running.url(f"/ws?token={bob_token}"))
+        noise = Image.frombytes("RGB", (160, 160), os.urandom(160 * 160 * 3))
+        buffer = io.BytesIO()
+        noise.save(buffer, format="PNG")
+        big = buffer.getvalue()                                        # ~77 KB: two of them pass the limit
+        alice.ws.send(upload_frame("a.png", big))
+        first = alice.next_of("uploaded")["file_id"]
+        alice.ws.send(upload_frame("b.png", big))
+        refused = alice.next_of("error")
+        assert refused["code"] == "quota_exceeded" and refused["request_id"] == 1
+        assert "of uploads" in refused["message"] and "delete_file" in refused["message"]
+        bob.send({"type": "delete_file", "file_id": first})             # not his: his own folder has no such file
+        assert bob.next_of("error")["code"] == "not_found"
+        alice.send({"type": "delete_file", "file_id": first, "request_id": 2})
+        assert alice.next_of("file_deleted") == {"type": "file_deleted", "file_id": first, "request_id": 2}
+        alice.ws.send(upload_frame("b.png", big))
+        assert alice.next_of("uploaded")
+        for client in (alice, bob):
+            client.close()
+    finally:
+        running.stop()
+
+
+def test_an_upload_the_disk_refuses_gets_its_reply(tmp_path, monkeypatch):
+    """A full disk or read-only input folder answered an upload with internal_error and no request_id (a client
+    waiting on its reply hung) and left a 0-byte file; now `storage_error` with the request id, and no file."""
+    import errno as errnos
+    import io
+    from pathlib import Path as _Path
+
+    from PIL import Image
+
+    running = RunningServer(tmp_path)
+    try:
+        client = Client(running.url())
+        real_write = _Path.write_bytes
+
+        def full_disk(self, data):
+            real_write(self, data[:10])
+            raise OSError(errnos.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(_Path, "write_bytes", full_disk)
+        buffer = io.BytesIO()
+        Image.new("RGB", (4, 4), "red").save(buffer, format="PNG")
+        client.ws.send(upload_frame("x.png", buffer.getvalue()))
+        error = client.next_of("error")
+        assert error["code"] == "storage_error" and error["request_id"] == 1 and "disk is full" in error["message"]
+        assert not list((tmp_path / "in").glob("x*"))
+        client.close()
+    finally:
+        monkeypatch.undo()
+        running.stop()

@@ -442,3 +442,40 @@ def test_restart_keeps_queued_runs(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+
+
+def test_a_second_client_watches_a_run_it_did_not_submit(tmp_path):
+    """`watch`: a second tab of the same person gets a running run's progress node by node (no previews, images or
+    files: those stay the submitter's), then its end; another user's run is "not found"; a run that has ended says
+    so. Without it only the submitter heard anything but queue_changed."""
+    from nodegraph.users import User, UserBook
+
+    book = UserBook(path=tmp_path / "users.json")
+    alice_token, bob_token = book.add(User("alice")), book.add(User("bob"))
+    running = RunningServer(tmp_path, users=book)
+    try:
+        tab1 = Client(running.url(f"/ws?token={alice_token}"))
+        tab2 = Client(running.url(f"/ws?token={alice_token}"))
+        bob = Client(running.url(f"/ws?token={bob_token}"))
+        tab1.send({"type": "submit", "graph": wait_graph(1.5)})
+        run_id = tab1.next_of("submitted")["run_id"]
+        tab2.next_of("queue_changed", run_id=run_id, status="running")
+        tab2.send({"type": "watch", "run_id": run_id, "request_id": 1})
+        reply = tab2.next_of("watching")
+        assert reply == {"type": "watching", "run_id": run_id, "status": "running", "watching": True, "request_id": 1}
+        progress = tab2.next_of("node_progress", run_id=run_id, node_id="w")
+        assert progress["total"] > 0
+        finished = tab2.next_of("run_finished", run_id=run_id)
+        assert "s" in finished["executed"]
+        assert not [m for m in tab2.received if m.get("type") in ("binary", "output_file")]
+        tab1.next_of("run_finished", run_id=run_id)                   # the submitter as before
+        bob.send({"type": "watch", "run_id": run_id})
+        assert bob.next_of("error")["code"] == "not_found"
+        tab2.send({"type": "watch", "run_id": run_id})
+        assert tab2.next_of("watching") == {"type": "watching", "run_id": run_id, "status": "succeeded",
+                                            "watching": False}
+        assert running.server.protocol.watchers == {}                 # forgotten at the run's end
+        for client in (tab1, tab2, bob):
+            client.close()
+    finally:
+        running.stop()
