@@ -594,7 +594,17 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes, "plugi
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:      # `nodegraph nodes --json | head`: the reader has what it wanted
+        try:                      # stdout's buffered rest would fail again at exit: send it nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return EXIT_OK
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["serve"]:
         from .server import main as serve_main
 
@@ -615,12 +625,6 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (PluginOptionError, ModelPathsError) as exc:
         return _usage_error(str(exc))
-    except BrokenPipeError:      # `nodegraph nodes --json | head`: the reader has what it wanted
-        try:                      # stdout's buffered rest would fail again at exit: send it nowhere
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except OSError:
-            pass
-        return EXIT_OK
 
 
 if __name__ == "__main__":

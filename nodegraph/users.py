@@ -162,14 +162,25 @@ class UserBook:
         replace_file(path, json.dumps(body, indent=2) + "\n", mode=0o600)
 
     def add(self, user: User) -> str:
-        """Add (or replace) a user with a new random token; returns the token (shown once)."""
+        """Add (or replace) a user with a new random token; returns the token (shown once). Limits that the file
+        could not be read back with (negative, not whole numbers) are refused: the file is never written so."""
         check_user_name(user.name)
         if user.role not in ROLES:
             raise UsersFileError(f"role {user.role!r}: roles are {', '.join(ROLES)}")
+        for key in ("max_queued", "max_bytes"):
+            value = getattr(user, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise UsersFileError(f"user {user.name!r}: {key} must be a whole number ≥ 0, or none for no limit; "
+                                     f"found {value!r}")
         token = secrets.token_urlsafe(32)
         self._users[user.name] = (user, hash_token(token))
         self._by_hash = {token_hash: u for u, token_hash in self._users.values()}
         return token
+
+    def get(self, name: str) -> User | None:
+        """The user of that name, or None."""
+        entry = self._users.get(name)
+        return entry[0] if entry is not None else None
 
     def remove(self, name: str) -> bool:
         found = self._users.pop(name, None) is not None
@@ -189,15 +200,49 @@ class UserBook:
         return len(self._users)
 
 
+@dataclass(frozen=True)
+class _Limit:
+    """A limit given on the command line: a number, or None for "no limit" (written `none`)."""
+
+    value: int | None
+
+
+def _limit_count(text: str) -> _Limit:
+    if text.strip().lower() in ("none", "null", "unlimited"):
+        return _Limit(None)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (or none for no limit)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a limit is 0 or more (or none for no limit)")
+    return _Limit(value)
+
+
+def _limit_bytes(text: str) -> _Limit:
+    if text.strip().lower() in ("none", "null", "unlimited"):
+        return _Limit(None)
+    from .distributed.options import parse_bytes
+
+    return _Limit(parse_bytes(text, allow_zero=True))
+
+
 def main(argv: list[str] | None = None) -> int:
     """`nodegraph users add|list|remove`."""
     parser = argparse.ArgumentParser(prog="nodegraph users", description="Manage the users of a shared server.")
     sub = parser.add_subparsers(dest="action", required=True)
-    add = sub.add_parser("add", help="add a user (or give an existing one a new token); prints the token once")
+    add = sub.add_parser("add", help="add a user, or give an existing one a new token (its role and limits are "
+                                     "kept unless given here); prints the token once")
     add.add_argument("name")
-    add.add_argument("--admin", action="store_true", help="may see and manage every user's runs and files")
-    add.add_argument("--max-queued", type=int, default=DEFAULT_MAX_QUEUED, help="queued + running runs at once")
-    add.add_argument("--max-bytes", type=float, default=DEFAULT_MAX_BYTES, help="bytes stored in the user's folders")
+    role = add.add_mutually_exclusive_group()
+    role.add_argument("--admin", dest="role", action="store_const", const="admin",
+                      help="may see and manage every user's runs and files")
+    role.add_argument("--role", choices=ROLES, help="the role (user or admin); --admin is --role admin")
+    add.add_argument("--max-queued", type=_limit_count, default=None,
+                     help=f"queued + running runs at once, or none for no limit (new users: {DEFAULT_MAX_QUEUED})")
+    add.add_argument("--max-bytes", type=_limit_bytes, default=None,
+                     help=f"bytes stored in the user's folders, e.g. 2GiB or 500M, or none for no limit (new users: "
+                          f"{DEFAULT_MAX_BYTES // 1024**3} GiB)")
     remove = sub.add_parser("remove", help="remove a user")
     remove.add_argument("name")
     sub.add_parser("list", help="list users, roles and limits")
@@ -208,9 +253,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         book = UserBook.load(path) if (path.exists() or args.action != "add") else UserBook(path=path)
         if args.action == "add":
-            token = book.add(User(args.name, "admin" if args.admin else "user", args.max_queued, int(args.max_bytes)))
+            before = book.get(args.name)
+            base = before or User(args.name)
+            user = User(args.name, args.role or base.role,
+                        base.max_queued if args.max_queued is None else args.max_queued.value,
+                        base.max_bytes if args.max_bytes is None else args.max_bytes.value)
+            token = book.add(user)
             book.save(path)
-            print(f"user {args.name} ({'admin' if args.admin else 'user'}) saved in {path}; token (shown once):")
+            what = "a new token (the old one no longer works)" if before else "added"
+            print(f"user {user.name} ({user.role}, max_queued={user.max_queued}, max_bytes={user.max_bytes}): "
+                  f"{what}; saved in {path}; token (shown once):")
             print(token)
         elif args.action == "remove":
             if not book.remove(args.name):

@@ -615,6 +615,33 @@ def test_users_file_stores_only_hashes_and_reports_bad_files(tmp_path, capsys):
         UserBook.load(tmp_path / "missing.json")
 
 
+def test_users_add_keeps_role_and_limits_when_rotating_and_refuses_bad_limits(tmp_path, capsys):
+    """`users add` of an existing user (to rotate a token) turned the only admin into a plain user and reset
+    limits; --max-queued -1 wrote a file every later command refused (users list/remove/serve included), and
+    --max-bytes took neither sizes (2GiB) nor a way to say "no limit"."""
+    path = tmp_path / "users.json"
+    assert users_main(["add", "root", "--admin", "--max-bytes", "2GiB", "--max-queued", "none",
+                       "--file", str(path)]) == 0
+    old_token = capsys.readouterr().out.strip().splitlines()[-1]
+    assert users_main(["add", "root", "--file", str(path)]) == 0                 # a new token, nothing else changes
+    out = capsys.readouterr().out
+    new_token = out.strip().splitlines()[-1]
+    assert "a new token (the old one no longer works)" in out
+    book = UserBook.load(path)
+    root = book.authenticate(new_token)
+    assert root.is_admin and root.max_bytes == 2 * 1024**3 and root.max_queued is None
+    assert book.authenticate(old_token) is None
+    for bad in (["--max-queued", "-1"], ["--max-bytes", "nan"], ["--max-bytes", "-5"], ["--max-queued", "1.5"]):
+        with pytest.raises(SystemExit) as info:                                   # argparse: exit 2, one line
+            users_main(["add", "carol", *bad, "--file", str(path)])
+        assert info.value.code == 2
+        capsys.readouterr()
+    assert users_main(["list", "--file", str(path)]) == 0                        # the file is still readable
+    assert "carol" not in capsys.readouterr().out
+    with pytest.raises(UsersFileError, match="must be a whole number ≥ 0"):
+        UserBook(path=path).add(User("eve", max_queued=-1))
+
+
 # --- property: hostile frames never stall or disconnect ---------------------------------------
 
 def test_random_hostile_frames_never_stall_the_server_or_close_the_connection(tmp_path):
