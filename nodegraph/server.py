@@ -69,6 +69,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import gc
 import hmac
 import io
@@ -81,6 +82,7 @@ import re
 import secrets
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -223,6 +225,34 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     return (start, min(end, size - 1)) if end >= start else None
 
 
+class DataFolderInUse(RuntimeError):
+    """Another server holds the data folder (its queue and history): two would run each other's runs."""
+
+
+def lock_data_folder(folder: Path) -> Any:
+    """An exclusive lock on `folder/server.lock` for as long as the returned file stays open; DataFolderInUse when
+    another process holds it. A second server on the same folder marked the first one's running run interrupted
+    and ran its queued runs, whose submitters never heard of them."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / "server.lock", "a+")     # noqa: SIM115 — held open: the lock lives with it
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip()[:40]
+        handle.close()
+        raise DataFolderInUse(f"another nodegraph server{f' (pid {holder})' if holder.isdigit() else ''} uses the "
+                              f"data folder {str(folder)!r} (its queue and history); stop it first, or give this one "
+                              f"its own --data-dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
 def dump_message(message: dict[str, Any]) -> str:
     """A message as strict JSON: NaN/Infinity become strings rather than invalid JSON."""
     try:
@@ -324,7 +354,9 @@ class Server:
         self.max_message_bytes = max_message_bytes
         self.web_dist = web_dist
         self.history_limit = history_limit
-        self.queue = RunQueue(Path(data_dir) / "runs.sqlite")
+        self.queue_path = Path(data_dir) / "runs.sqlite"
+        self.queue = RunQueue(self.queue_path)
+        self._data_lock: Any = None       # the data folder's lock file, held from start() to close()
         self.files = FileStore(session.input_dir, session.output_dir)
         # The worker is woken from the handler thread as soon as a run is queued, in parallel with
         # the `submitted` reply; `_in_order` holds the run's events until that reply has gone out,
@@ -377,8 +409,9 @@ class Server:
     # --- lifecycle ------------------------------------------------------------
 
     async def start(self) -> None:
-        """Recover the queue, start listening and start the worker."""
+        """Take the data folder (one server per folder), recover the queue, start listening and start the worker."""
         self._loop = asyncio.get_running_loop()
+        self._data_lock = lock_data_folder(Path(self.queue_path).parent)
         recovered = self.queue.recover()
         self.queue.prune(keep=self.history_limit)
         if recovered:
@@ -432,6 +465,9 @@ class Server:
         self._handlers.shutdown(wait=False, cancel_futures=True)
         self._thumbnail_pool.shutdown(wait=False, cancel_futures=True)
         self.queue.close()
+        if self._data_lock is not None:
+            self._data_lock.close()          # the lock goes with the file
+            self._data_lock = None
 
     @property
     def own_origins(self) -> set[str]:
@@ -1154,8 +1190,20 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve_forever(args))
     except KeyboardInterrupt:
         pass
-    except (UsersFileError, PluginOptionError, ModelPathsError, RayNotInstalledError, ClusterUnreachableError) as exc:
+    except (UsersFileError, PluginOptionError, ModelPathsError, RayNotInstalledError, ClusterUnreachableError,
+            DataFolderInUse) as exc:
         print(f"nodegraph serve: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:     # the address (port in use, no such interface) or the data folder (not writable)
+        if exc.errno == errno.EADDRINUSE:
+            why = f"port {args.port} on {args.host} is in use (another server?); stop it or give --port"
+        else:
+            why = f"{exc.strerror or exc}{f': {exc.filename!r}' if exc.filename else ''}"
+        print(f"nodegraph serve: cannot start: {why}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:       # a data folder where the queue database cannot be made or opened
+        print(f"nodegraph serve: cannot open the run queue {str(Path(args.data_dir) / 'runs.sqlite')!r}: {exc}; "
+              f"give a writable --data-dir", file=sys.stderr)
         return 2
     return 0
 

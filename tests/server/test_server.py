@@ -479,3 +479,21 @@ def test_a_second_client_watches_a_run_it_did_not_submit(tmp_path):
             client.close()
     finally:
         running.stop()
+
+
+def test_one_server_per_data_folder(tmp_path):
+    """A second server on the same data folder marked the first one's running run interrupted and ran its queued
+    runs (their submitters never heard of them); it now refuses to start, naming the folder and the fix. Once the
+    first one closes, the folder is free."""
+    from nodegraph.server import DataFolderInUse
+
+    first = RunningServer(tmp_path)
+    second = Server(Session(), data_dir=tmp_path / "data", port=0)
+    try:
+        with pytest.raises(DataFolderInUse, match="uses the data folder .* give this one its own --data-dir"):
+            asyncio.run(second.start())
+    finally:
+        second.queue.close()
+        first.stop()
+    again = RunningServer(tmp_path)
+    again.stop()
