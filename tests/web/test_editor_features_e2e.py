@@ -26,7 +26,7 @@ integer arithmetic):
 - widgets: slider, searchable combo;
 - Ctrl+Enter runs from inside a number field;
 - templates menu, history filter and "Open", shortcut help, light theme, and
-  after a reload: the graph, the theme, the history and the gallery are still there.
+  after a reload: the graph, the results of the run shown on it, the theme, the history and the gallery are still there.
 
 Every wait is on an event or a state with a generous ceiling, never a fixed sleep.
 """
@@ -358,6 +358,8 @@ def test_editor_features(tmp_path):
             opener.click()
             page.wait_for_selector("[data-testid=node-ghost]")
             assert "subgraphs" not in _graph(page)
+            show_37 = "() => document.querySelector('[data-testid=node-output-show]')?.textContent.trim() === '37'"
+            page.wait_for_function(show_37)      # that run's result on its node
 
             page.keyboard.press("?")
             page.wait_for_selector("[data-testid=help-panel] >> text=Ctrl+B")
@@ -373,6 +375,7 @@ def test_editor_features(tmp_path):
             page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
             page.wait_for_selector("html[data-theme=light]")
             assert _graph(page) == before_reload, "the graph open before the reload must be shown after it"
+            page.wait_for_function(show_37, timeout=30_000)   # ... and the shown run's results (it ended before)
             page.wait_for_function("() => document.querySelectorAll('[data-testid^=history-row-]').length >= 2", timeout=30_000)
             page.wait_for_function("() => document.querySelectorAll('[data-testid=gallery-item][data-kind=image]').length >= 2", timeout=30_000)
         finally:

@@ -81,9 +81,9 @@ describe("a reload of the tab during a run", () => {
     expect(after.app.session.get().nodeOutputs.b).toEqual({ value: 2 });
     after.app.client.close();
 
-    const later = open(); // the run ended: a further reload adopts nothing
+    const later = open(); // the run ended: a further reload shows its results again
     later.socket.reply(welcome({ client_id: "c3" }));
-    expect(later.app.session.get().activeRun).toBeNull();
+    expect(later.app.session.get().activeRun).toBe("r1");
     later.app.client.close();
   });
 });

@@ -154,7 +154,7 @@ export type SessionAction =
   | { type: "dismiss_plugin_notice"; signature: string }
   | { type: "plugins_open"; open: boolean }
   | { type: "graph_loaded" }
-  | { type: "adopt_run"; runId: string };
+  | { type: "adopt_run"; runId: string; nodeStates?: Record<string, NodeRunState> };
 
 export interface ReduceContext {
   /** The URL of a file id (`/files/<id>`, with the token when there is one). */
@@ -294,14 +294,14 @@ export function reduceSession(state: SessionState, action: SessionAction, contex
         warningMemory: idMap(Object.entries(state.warningMemory).filter(([key]) => !key.startsWith("node:"))),
       };
     case "adopt_run":
-      // The run this tab submitted before a page reload: its events come to the new connection
-      // (hello.resume); show them on the graph that was restored.
+      // The run this tab showed before a page reload (run/tabRun.ts), with the badges it had then: a
+      // running one's events come to the new connection (hello.resume), an ended one's outputs follow.
       return {
         ...state,
         myRuns: [...state.myRuns.filter((id) => id !== action.runId), action.runId],
         runGraphs: withId(state.runGraphs, action.runId, state.graphLoads),
         activeRun: action.runId,
-        nodeStates: idMap(),
+        nodeStates: copyIdMap(action.nodeStates ?? {}),
       };
     case "server":
       return reduceMessage(state, action.message, context);

@@ -22,9 +22,11 @@
  *                      with the server's words (a UI workflow) or, offline, graph/foreign.ts's
  *   cancel, interrupt  a run that already left the queue (or finished) makes them a silent no-op
  *
- * Kept in localStorage (state/autosave.ts): the working graph (restored when the editor
+ * Kept in localStorage (state/autosave.ts): the working graph edited last (what a new tab
  * opens; the first open with nothing kept opens the txt2img template), the clipboard
- * (so Ctrl+C in one tab pastes in another), the schemas by hash.
+ * (so Ctrl+C in one tab pastes in another), the schemas by hash. Kept in the tab's
+ * sessionStorage (a reload of the tab restores them): its own working graph, its connection
+ * (hello.resume) and the run shown on its nodes with their badges (run/tabRun.ts).
  *
  * The token: a `?token=` in the page URL (dev server, or an old link) goes to
  * `/ws`, `hello` and `/files` URLs as before. Opened through the server,
@@ -54,17 +56,20 @@ import type { GraphError, ServerMessage } from "../protocol/messages";
 import { randomSeed, widgetFor, type UploadKind } from "../schema/widgets";
 import { schemaSetFrom, uniqueSchemas, type NodeSchema, type SchemaSet } from "../schema/types";
 import { initialSessionState, reduceSession, type SessionAction, type SessionState } from "../run/sessionState";
+import { readTabRun, tabRunText } from "../run/tabRun";
 import { resultKeys, warningKey } from "../run/warnings";
 import {
   AUTOSAVE_DELAY_MS,
   AUTOSAVE_KEY,
   autosaveText,
   CLIPBOARD_KEY,
+  keptText,
   pageStorage,
   tabStorage,
   readAutosave,
   STORAGE_LIMIT,
   storeText,
+  TAB_AUTOSAVE_KEY,
   type StorageLike,
 } from "./autosave";
 import { EditorStore } from "./editorStore";
@@ -133,9 +138,9 @@ export function failureText(error: unknown, verb: string): string {
   return `Could not ${verb}: ${(error as Error)?.message ?? String(error)}`;
 }
 
-/** This tab's last connection and the run it submitted last (sessionStorage: a reload resumes both). */
+/** This tab's last connection and the run shown on its nodes (sessionStorage: a reload resumes both). */
 const TAB_CLIENT_KEY = "nodegraph.tab.client.v1";
-const TAB_RUN_KEY = "nodegraph.tab.run.v1";
+const TAB_RUN_KEY = "nodegraph.tab.run.v2"; // v2: run/tabRun.ts's text (v1: a run id, forgotten when it ended)
 
 export class EditorApp {
   readonly editor = new EditorStore();
@@ -192,14 +197,17 @@ export class EditorApp {
 
   /** Restore the working graph kept in localStorage, keep it from now on, and connect. */
   start(): void {
-    this.restoreAutosave();
-    const running = this.readTab(TAB_RUN_KEY); // submitted before a reload of this tab, maybe still going
-    if (running) this.dispatch({ type: "adopt_run", runId: running });
+    const shown = readTabRun(this.readTab(TAB_RUN_KEY)); // read first: opening a graph forgets it
+    if (this.restoreAutosave() && shown) {
+      // the run shown before a reload of this tab (maybe still going) on the graph it ran
+      this.dispatch({ type: "adopt_run", runId: shown.runId, nodeStates: shown.nodeStates });
+      this.keepShownRun();
+    }
     this.editor.store.subscribe(() => this.scheduleAutosave());
     if (typeof globalThis.addEventListener === "function") {
-      globalThis.addEventListener("pagehide", () => this.flushAutosave());
+      globalThis.addEventListener("pagehide", () => this.keepForReload());
       globalThis.addEventListener("visibilitychange", () => {
-        if (globalThis.document?.visibilityState === "hidden") this.flushAutosave();
+        if (globalThis.document?.visibilityState === "hidden") this.keepForReload();
       });
     }
     this.client.connect();
@@ -270,13 +278,13 @@ export class EditorApp {
         }
         break;
       case "submitted":
+        this.writeTab(TAB_RUN_KEY, tabRunText(typed.run_id, idMap())); // a reload before run_started shows it too
+        break;
       case "run_started":
-        if (this.session.get().activeRun === typed.run_id || typed.type === "submitted") this.writeTab(TAB_RUN_KEY, typed.run_id);
+      case "run_interrupted":
+        if (this.session.get().activeRun === typed.run_id) this.keepShownRun();
         break;
       case "queue_changed":
-        if (typed.status !== "queued" && typed.status !== "running" && this.readTab(TAB_RUN_KEY) === typed.run_id) {
-          this.writeTab(TAB_RUN_KEY, null);
-        }
         this.scheduleQueueRefresh();
         // The broadcast can overtake the server's own bookkeeping of a finished run: look again shortly.
         if (typed.status !== "queued" && typed.status !== "running") setTimeout(() => this.scheduleQueueRefresh(), 1000);
@@ -287,15 +295,13 @@ export class EditorApp {
       case "run_finished":
       case "run_failed":
         this.fetchOutputs(typed.run_id);
+        if (this.session.get().activeRun === typed.run_id) this.keepShownRun();
         break;
       case "history": {
         // the run this tab was showing ended while the page reloaded (or the connection was down)
         const active = this.session.get().activeRun;
         const ended = this.session.get().history.find((run) => run.run_id === active);
         if (active && ended && (ended.status === "succeeded" || ended.status === "failed")) this.fetchOutputs(active);
-        if (ended && ended.status !== "queued" && ended.status !== "running" && this.readTab(TAB_RUN_KEY) === active) {
-          this.writeTab(TAB_RUN_KEY, null);
-        }
         this.fetchHistoryOutputs();
         break;
       }
@@ -489,6 +495,7 @@ export class EditorApp {
         const status = this.session.get().history.find((run) => run.run_id === runId)?.status;
         if (status === "succeeded" || status === "failed") {
           this.dispatch({ type: "adopt_run", runId });
+          this.keepShownRun();
           this.client.send({ type: "get_outputs", run_id: runId });
         }
       }
@@ -609,6 +616,7 @@ export class EditorApp {
       return false;
     }
     for (const url of Object.values(this.session.get().previews)) URL.revokeObjectURL(url);
+    this.writeTab(TAB_RUN_KEY, null); // the shown run's node ids do not belong to this graph
     this.editor.load(doc, options.undoable ?? true);
     this.dispatch({ type: "graph_loaded" });
     this.dispatch({ type: "banner", banner: null });
@@ -617,9 +625,14 @@ export class EditorApp {
 
   // --- kept in localStorage -------------------------------------------------------
 
-  /** Open the graph kept from the last session; with nothing kept, the first-open template follows the templates list. */
-  private restoreAutosave(): void {
-    const kept = readAutosave(this.readStorage(AUTOSAVE_KEY));
+  /**
+   * Open the graph kept from the last session (true when one was opened); with nothing kept, the
+   * first-open template follows the templates list.
+   */
+  private restoreAutosave(): boolean {
+    const text = keptText(this.readTab(TAB_AUTOSAVE_KEY), this.readStorage(AUTOSAVE_KEY));
+    if (text !== null && this.tab) storeText(this.tab, TAB_AUTOSAVE_KEY, text); // this tab's from now on
+    const kept = readAutosave(text);
     if (kept === null) {
       this.firstOpen = "waiting";
     } else if ("tooLarge" in kept) {
@@ -629,6 +642,19 @@ export class EditorApp {
       this.loadGraph(kept.graph, "the graph kept from the last session", { undoable: false });
     }
     this.autosavedDoc = { doc: this.editor.doc, depth: this.editor.state.path.length };
+    return this.editor.state.loadCount > 0;
+  }
+
+  /** The page is hidden or closed (maybe a reload): keep the graph, and the run shown on it with its badges. */
+  keepForReload(): void {
+    this.flushAutosave();
+    this.keepShownRun();
+  }
+
+  /** Keep the run shown on the nodes, with its badges, for a reload of this tab (run/tabRun.ts). */
+  private keepShownRun(): void {
+    const { activeRun, nodeStates } = this.session.get();
+    if (activeRun) this.writeTab(TAB_RUN_KEY, tabRunText(activeRun, nodeStates));
   }
 
   private readTab(key: string): string | null {
@@ -658,7 +684,7 @@ export class EditorApp {
 
   /** After a change of the document: write it in AUTOSAVE_DELAY_MS (changes meanwhile restart the wait). */
   private scheduleAutosave(): void {
-    if (!this.storage) return;
+    if (!this.storage && !this.tab) return;
     const state = this.editor.state;
     const saved = this.autosavedDoc;
     if (saved && saved.doc === state.doc && saved.depth === state.path.length) return;
@@ -670,7 +696,7 @@ export class EditorApp {
   flushAutosave(): void {
     if (this.autosaveTimer) clearTimeout(this.autosaveTimer);
     this.autosaveTimer = null;
-    if (!this.storage) return;
+    if (!this.storage && !this.tab) return;
     const state = this.editor.state;
     const saved = this.autosavedDoc;
     if (saved && saved.doc === state.doc && saved.depth === state.path.length) return;
@@ -682,10 +708,19 @@ export class EditorApp {
       text = JSON.stringify({ autosave: 1, too_large: 0 });
       console.warn("nodegraph: the graph could not be kept for the next session:", error);
     }
-    if (storeText(this.storage, AUTOSAVE_KEY, text)) return;
-    storeText(this.storage, AUTOSAVE_KEY, JSON.stringify({ autosave: 1, too_large: text.length }));
+    const stored = [this.storage, this.tab].map((storage) => !storage || this.keepAutosave(storage, text));
+    if (stored.every(Boolean)) return;
     if (!this.autosaveWarned) console.warn("nodegraph: the browser's storage is full: the graph is not kept across reloads");
     this.autosaveWarned = true;
+  }
+
+  /** Write the autosave text to one storage (localStorage: for a new tab; sessionStorage: for this tab's reload);
+   * false when it was full (a too-large note is written instead). */
+  private keepAutosave(storage: StorageLike, text: string): boolean {
+    const key = storage === this.tab ? TAB_AUTOSAVE_KEY : AUTOSAVE_KEY;
+    if (storeText(storage, key, text)) return true;
+    storeText(storage, key, JSON.stringify({ autosave: 1, too_large: text.length }));
+    return false;
   }
 
   /** The graph file text that Save writes (the whole graph, open subgraphs included). */

@@ -5,12 +5,17 @@
  *
  * The app (state/app.ts) writes the whole graph file half a second after the last change
  * (and at once when the page is hidden or closed), and reads it back when the editor opens.
+ * It is written twice: to this tab's sessionStorage (TAB_AUTOSAVE_KEY), which a reload of
+ * the tab restores, so two tabs never swap graphs; and to localStorage (AUTOSAVE_KEY), which
+ * a new tab (nothing kept in its sessionStorage yet) opens: the graph edited last.
  * A graph whose text is longer than STORAGE_LIMIT characters (~4 MB: images pasted into
  * prompts, huge literals) is not kept; a small note says so instead, so that a reload
  * neither restores an older version nor opens a template over it. A full or disabled
  * storage is not an error: the graph simply is not kept (one console line, no toasts).
  *
  *   AUTOSAVE_KEY, CLIPBOARD_KEY   the localStorage keys (versioned)
+ *   TAB_AUTOSAVE_KEY              the sessionStorage key of this tab's working graph
+ *   keptText(tab, shared)         the text to restore: this tab's, else the newest of any tab
  *   autosaveText(graph)           the stored text: `{"autosave": 1, "graph": {...}}`, or
  *                                 `{"autosave": 1, "too_large": <characters>}` past the limit
  *   readAutosave(text)            what was stored: a graph, a too-large note, or null
@@ -20,6 +25,7 @@ import { parseJsonOrNull, stringifyJson } from "../graph/exactJson";
 
 export const AUTOSAVE_KEY = "nodegraph.autosave.v1";
 export const CLIPBOARD_KEY = "nodegraph.clipboard.v1";
+export const TAB_AUTOSAVE_KEY = "nodegraph.tab.autosave.v1";
 /** Longer texts are not kept (localStorage holds about 5 M characters per site, shared with the schema cache). */
 export const STORAGE_LIMIT = 4_000_000;
 export const AUTOSAVE_DELAY_MS = 500;
@@ -42,6 +48,11 @@ export function readAutosave(text: string | null | undefined): Autosaved | null 
   const stored = raw as { graph?: unknown; too_large?: unknown };
   if (typeof stored.too_large === "number") return { tooLarge: stored.too_large };
   return stored.graph !== undefined ? { graph: stored.graph } : null;
+}
+
+/** The autosave text to restore: this tab's own (a reload), else the one any tab wrote last (a new tab). */
+export function keptText(tabText: string | null, sharedText: string | null): string | null {
+  return readAutosave(tabText) !== null ? tabText : sharedText;
 }
 
 /** Store `text` under `key`; false when the storage refused it (full, disabled). */
