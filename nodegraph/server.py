@@ -344,8 +344,11 @@ class Server:
         else:
             self.generated_token = False
         self.token = token
-        self.extra_origins = set(allowed_origins or [])
-        self.allowed_hosts = {h.lower().strip("[]") for h in (allowed_hosts or [])} | set(LOOPBACK_NAMES)
+        self.extra_origins = {origin.rstrip("/").lower() for origin in allowed_origins or []}
+        # the names given with --allow-host are this server's own (a reverse proxy's): pages served from them on
+        # the default ports (https://gen.example.com) are its own origins too
+        self.proxy_hosts = {h.lower().strip("[]") for h in (allowed_hosts or [])}
+        self.allowed_hosts = set(self.proxy_hosts) | set(LOOPBACK_NAMES)
         if host not in ("0.0.0.0", "::", ""):
             self.allowed_hosts.add(host.lower().strip("[]"))
         if not is_loopback(host):
@@ -472,7 +475,9 @@ class Server:
     @property
     def own_origins(self) -> set[str]:
         hosts = {f"[{h}]" if ":" in h else h for h in self.allowed_hosts}
-        return {f"http://{h}:{self.port}" for h in hosts} | {f"https://{h}:{self.port}" for h in hosts}
+        proxied = {f"[{h}]" if ":" in h else h for h in self.proxy_hosts}
+        return ({f"http://{h}:{self.port}" for h in hosts} | {f"https://{h}:{self.port}" for h in hosts}
+                | {f"{scheme}://{h}" for h in proxied for scheme in ("http", "https")})
 
     # --- HTTP side ------------------------------------------------------------
 
@@ -551,9 +556,11 @@ class Server:
             return response
         if path == "/ws":
             origin = request.headers.get("Origin")
-            if origin is not None and origin not in self.own_origins | self.extra_origins:
+            if origin is not None and origin.lower() not in self.own_origins | self.extra_origins:
                 log.warning("refused websocket from origin %r", origin)
-                return connection.respond(HTTPStatus.FORBIDDEN, f"origin {origin} is not allowed\n")
+                return connection.respond(HTTPStatus.FORBIDDEN, f"origin {origin} is not allowed: a page served from "
+                                          f"another address needs --allow-origin {origin} (behind a reverse proxy, "
+                                          f"--allow-host NAME allows the proxy's own http(s)://NAME)\n")
             return None
         if path.startswith("/files/"):
             return await self._files(connection, request, user, path[len("/files/"):])
@@ -1077,6 +1084,25 @@ class Server:
         return files
 
 
+def _origin_argument(text: str) -> str:
+    """`--allow-origin`: scheme://host[:port] as browsers send it (a trailing / is dropped; a path is refused)."""
+    origin = text.strip().rstrip("/")
+    if not re.fullmatch(r"https?://[^/?#\s]+", origin):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an origin; write it as the browser sends it: "
+                                         f"https://NAME or http://NAME:PORT (no path)")
+    return origin
+
+
+def _host_argument(text: str) -> str:
+    """`--allow-host`: a host name or address as in a Host header (no scheme, no path)."""
+    name = text.strip()
+    if "://" in name or "/" in name or not name:
+        bare = urlsplit(name).hostname if "://" in name else None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a host name; give the name alone"
+                                         + (f" (--allow-host {bare})" if bare else ""))
+    return name
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nodegraph serve", description="Serve the editor and the websocket API.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
@@ -1089,9 +1115,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--users", metavar="FILE",
                         help="named users, each with a token, seeing only their own runs and files "
                              "(create with `nodegraph users add NAME --file FILE`; see docs/security.md)")
-    parser.add_argument("--allow-origin", action="append", default=[], metavar="URL",
-                        help="another browser origin allowed to connect (repeatable)")
-    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+    parser.add_argument("--allow-origin", action="append", default=[], metavar="URL", type=_origin_argument,
+                        help="another browser origin allowed to connect, e.g. https://tools.example.com (repeatable)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME", type=_host_argument,
                         help="another host name clients may use to reach this server (repeatable; "
                              "loopback names and the bound address are always allowed)")
     parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE)

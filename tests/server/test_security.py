@@ -345,12 +345,36 @@ def test_requests_for_other_host_names_are_refused(server):
 
 
 def test_allow_host_adds_a_name(tmp_path):
-    """--allow-host NAME makes that Host header acceptable."""
+    """--allow-host NAME makes that Host header acceptable, and pages served from http(s)://NAME (a reverse proxy
+    on the default ports) may open the websocket: with --allow-host alone the editor behind a proxy got 403
+    "origin https://gen.example.com is not allowed", which named no fix. Other origins still get 403, with one."""
+    from websockets.sync.client import connect as ws_connect
+
     running = RunningServer(tmp_path, allowed_hosts=["studio.lan"])
     try:
         assert http_request(running.port, "/files/input/x", {"Host": "studio.lan:1"}).status == 404   # not 421
+        for origin in ("https://studio.lan", "http://studio.lan", f"http://studio.lan:{running.port}"):
+            with ws_connect(running.url(), origin=origin):
+                pass
+        with pytest.raises(InvalidStatus) as info:
+            with ws_connect(running.url(), origin="https://evil.example"):
+                pass
+        assert info.value.response.status_code == 403 and b"--allow-origin" in info.value.response.body
     finally:
         running.stop()
+
+
+def test_allow_origin_and_allow_host_values_are_checked():
+    """A trailing slash on --allow-origin is dropped (browsers send none); a path, or a URL given to --allow-host,
+    is refused naming the form (they were accepted and never matched)."""
+    from nodegraph.server import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["--allow-origin", "https://gen.example.com/"]).allow_origin == ["https://gen.example.com"]
+    for bad in (["--allow-origin", "gen.example.com"], ["--allow-origin", "https://gen.example.com/app"],
+                ["--allow-host", "https://gen.example.com"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
 
 
 def test_a_hello_with_a_wrong_token_is_refused(tmp_path):
