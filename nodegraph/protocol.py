@@ -26,6 +26,7 @@ import logging
 import math
 import operator
 import re
+import sqlite3
 import struct
 from dataclasses import dataclass
 from itertools import groupby
@@ -829,6 +830,11 @@ class ServerProtocol:
         except ActiveLimitReached:     # parallel submits: the count at the top passed, the one at storing did not
             return [_error(client.client_id, "quota_exceeded", self._active_limit_problem(client.user),
                            message.request_id)]
+        except sqlite3.Error as exc:   # the queue database refuses writes: a full disk, a read-only data folder
+            log.warning("could not store a run: %s", exc)
+            text = (f"the server could not store the run ({exc}; its disk may be full); nothing was queued — the "
+                    f"server's admin can free space under its data folder")
+            return [_error(client.client_id, "storage_error", text, message.request_id)]
         finally:
             if reserved:     # last, as wake_worker: once the worker runs, this thread competes with it for the GIL
                 self.hand_over(record if record is not None and record.status == "running" else None)

@@ -360,6 +360,7 @@ class Server:
         self.queue_path = Path(data_dir) / "runs.sqlite"
         self.queue = RunQueue(self.queue_path)
         self._data_lock: Any = None       # the data folder's lock file, held from start() to close()
+        self._unrecorded: dict[str, dict] = {}     # run id → the error to record: its end the database refused
         self.files = FileStore(session.input_dir, session.output_dir)
         # The worker is woken from the handler thread as soon as a run is queued, in parallel with
         # the `submitted` reply; `_in_order` holds the run's events until that reply has gone out,
@@ -943,6 +944,8 @@ class Server:
         while not self._stopping.is_set():
             self._wake_event.wait(timeout=self.WORKER_RETRY_SECONDS * 5)
             self._wake_event.clear()
+            if self._unrecorded:
+                self._record_unrecorded()
             with self._handoff_lock:
                 if self._reserved:          # a submit is storing the run this worker runs next: wait for it
                     continue
@@ -1003,6 +1006,19 @@ class Server:
         message = (f"the run ended ({status}) but the server could not record it: "
                    f"{type(failure).__name__}: {failure}; check the disk under the data folder")
         self._terminal_event = RunFailed(run_id, None, message)
+        # recorded as failed as soon as the database takes writes again (`_record_unrecorded`): left "running", the
+        # run held one of its user's slots and could be neither interrupted, cancelled nor deleted until a restart
+        self._unrecorded[run_id] = {"message": message}
+
+    def _record_unrecorded(self) -> None:
+        """From the worker: record the runs whose end the database refused (`_finish`) as failed, when it can."""
+        for run_id, error in list(self._unrecorded.items()):
+            try:
+                self.queue.finish(run_id, "failed", error=error)
+            except Exception:  # noqa: BLE001 — still refused: try again after the next run or wake-up
+                return
+            self._unrecorded.pop(run_id, None)
+            self._post(self.protocol.queue_changed(run_id, "failed", self.protocol._owner_user(run_id)))
 
     def _execute(self, record: Any) -> None:
         run_id = record.id

@@ -497,3 +497,49 @@ def test_one_server_per_data_folder(tmp_path):
         first.stop()
     again = RunningServer(tmp_path)
     again.stop()
+
+
+def test_a_run_whose_end_the_database_refused_is_recorded_once_it_can(tmp_path, monkeypatch):
+    """On a full disk the submitter heard "the run ended but the server could not record it", yet the run stayed
+    `running` for good: holding a slot of its user, refusing interrupt, cancel and delete until a restart. Now it
+    is recorded failed as soon as the database takes writes again; a submit the database refuses is
+    `storage_error` (it was internal_error naming nothing)."""
+    import sqlite3
+
+    from nodegraph.run_queue import RunQueue
+
+    running = RunningServer(tmp_path)
+    try:
+        client = Client(running.url())
+        real_finish = RunQueue.finish
+        full = {"on": True}
+
+        def finish(self, *args, **kwargs):
+            if full["on"]:
+                raise sqlite3.OperationalError("database or disk is full")
+            return real_finish(self, *args, **kwargs)
+
+        monkeypatch.setattr(RunQueue, "finish", finish)
+        client.send({"type": "submit", "graph": wait_graph(0.0)})
+        run_id = client.next_of("submitted")["run_id"]
+        failed = client.next_of("run_failed", run_id=run_id)
+        assert "could not record it" in failed["message"]
+        assert running.server.queue.get(run_id).status == "running"
+        full["on"] = False
+        running.server._wake()                                     # as a later submit or the 5 s tick does
+        client.next_of("queue_changed", run_id=run_id, status="failed")
+        record = running.server.queue.get(run_id)
+        assert record.status == "failed" and "could not record it" in record.error["message"]
+
+        def refuse(self, *args, **kwargs):
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(RunQueue, "enqueue", refuse)
+        client.send({"type": "submit", "graph": wait_graph(0.0), "request_id": 5})
+        error = client.next_of("error")
+        assert error["code"] == "storage_error" and error["request_id"] == 5
+        assert "nothing was queued" in error["message"]
+        client.close()
+    finally:
+        monkeypatch.undo()
+        running.stop()
