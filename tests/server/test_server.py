@@ -527,7 +527,9 @@ def test_a_run_whose_end_the_database_refused_is_recorded_once_it_can(tmp_path, 
         assert running.server.queue.get(run_id).status == "running"
         full["on"] = False
         running.server._wake()                                     # as a later submit or the 5 s tick does
-        client.next_of("queue_changed", run_id=run_id, status="failed")
+        deadline = time.monotonic() + 20
+        while running.server.queue.get(run_id).status == "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
         record = running.server.queue.get(run_id)
         assert record.status == "failed" and "could not record it" in record.error["message"]
 
