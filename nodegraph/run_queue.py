@@ -564,20 +564,23 @@ class RunQueue:
             return cursor.rowcount == 1
 
     def prune(self, keep: int = 1000, older_than: float | None = None, slack: int = 0) -> int:
-        """Delete finished runs beyond the newest `keep` (and/or finished before `older_than`).
+        """Delete each user's finished runs beyond their newest `keep` (and/or finished before `older_than`).
 
-        With `slack`, nothing happens until more than `keep + slack` runs are finished: the
-        deletion (a sort of the whole history) then runs once per `slack` runs, not after each.
+        Per user (runs without a user are one history): one user's sweep of a thousand runs used to push
+        everyone else's history out. With `slack`, nothing happens until some user has more than
+        `keep + slack` finished runs: the deletion (a sort of the history) then runs once per `slack`
+        runs, not after each.
         """
+        finished = "status IN ('succeeded', 'failed', 'interrupted', 'cancelled')"
         with self._lock:
             if older_than is None:
-                finished = self._one("SELECT COUNT(*) AS n FROM runs WHERE status IN "
-                                     "('succeeded', 'failed', 'interrupted', 'cancelled')")["n"]
-                if finished <= keep + max(0, slack):
+                most = self._one(f"SELECT COALESCE(MAX(n), 0) AS n FROM (SELECT COUNT(*) AS n FROM runs WHERE "
+                                 f"{finished} GROUP BY user)")["n"]
+                if most <= keep + max(0, slack):
                     return 0
             cursor = self._db.execute(
-                "DELETE FROM runs WHERE status IN ('succeeded', 'failed', 'interrupted', 'cancelled') AND ("
-                "id NOT IN (SELECT id FROM runs WHERE status IN ('succeeded', 'failed', 'interrupted', 'cancelled') "
-                "ORDER BY finished_at DESC LIMIT ?) OR finished_at < ?)",
+                f"DELETE FROM runs WHERE {finished} AND (id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER "
+                f"(PARTITION BY user ORDER BY finished_at DESC, seq DESC) AS age FROM runs WHERE {finished}) "
+                f"WHERE age > ?) OR finished_at < ?)",
                 (keep, older_than if older_than is not None else float("-inf")))
             return cursor.rowcount

@@ -1137,7 +1137,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="another host name clients may use to reach this server (repeatable; "
                              "loopback names and the bound address are always allowed)")
     parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE)
-    parser.add_argument("--history-limit", type=int, default=1000, help="finished runs kept in history")
+    parser.add_argument("--history-limit", type=int, default=1000, help="finished runs kept in history, per user")
     parser.add_argument("--compression", choices=["auto", "deflate", "none"], default="auto",
                         help="websocket permessage-deflate: auto (default) = only when listening beyond loopback")
     add_plugin_arguments(parser)

@@ -445,6 +445,24 @@ def test_history_pruning_keeps_the_newest():
     assert queue.get(waiting.id).status == "queued"
 
 
+def test_history_is_pruned_per_user():
+    """A history limit holds per user: bob's eight runs pushed alice's one out of a limit of five (a sweep by one
+    member wiped the team's history)."""
+    queue = RunQueue()
+
+    def finished(user: str) -> str:
+        record = queue.enqueue({"format_version": 1, "nodes": {}}, user=user)
+        queue.claim_next()
+        queue.finish(record.id, "succeeded")
+        return record.id
+
+    alice = finished("alice")
+    bobs = [finished("bob") for _ in range(8)]
+    assert queue.prune(keep=5) == 3
+    assert [r.id for r in queue.history(user="alice")[0]] == [alice]
+    assert {r.id for r in queue.history(user="bob")[0]} == set(bobs[-5:])
+
+
 def test_tracebacks_reach_clients_only_from_a_loopback_server_without_users(proto, tmp_path):
     """A node's traceback names the install's files: a shared server keeps it in its log, out of node_error
     events and of stored errors (history, get_run, get_outputs); the person at a local server still gets it."""
