@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { filterTemplates, groupTemplates, isTrainingTemplate } from "../src/run/templates";
+import { filterTemplates, groupTemplates, isTrainingTemplate, templateMatch, TemplateMatch } from "../src/run/templates";
 import type { Template } from "../src/run/sessionState";
 
 const t = (id: string): Template => ({ id, source: id.split("/")[0], title: id }) as Template;
@@ -39,5 +39,25 @@ describe("templates menu", () => {
     expect(ids("tiny world")).toEqual(["project/txt2img.json", "project/train/train_tiny_world.json"]);
     expect(ids("train_tiny")).toEqual(["project/train/train_tiny_world.json"]); // path
     expect(ids("text nothing")).toEqual([]);
+  });
+
+  it("ranks an exact title first, then titles that start with the query or have its words, then the rest", () => {
+    const list = [
+      { id: "project/img2img.json", source: "project", title: "Image to image (tiny world)",
+        description: "Text to image first, then the image to image pass (tiny world)." },
+      { id: "project/txt2img_hires.json", source: "project", title: "Text to image (tiny world), hires fix" },
+      { id: "project/txt2img.json", source: "project", title: "Text to image (tiny world)" },
+      { id: "project/other.json", source: "project", title: "Textures" },
+    ] as Template[];
+    const ids = (query: string) => filterTemplates(list, query).map((x) => x.id);
+    expect(ids("text to image (TINY world)")).toEqual(
+      ["project/txt2img.json", "project/txt2img_hires.json", "project/img2img.json"]);
+    expect(ids("image tiny")).toEqual(["project/img2img.json", "project/txt2img_hires.json", "project/txt2img.json"]);
+    expect(templateMatch(list[2], "Text to image (tiny world)")).toBe(TemplateMatch.exactTitle);
+    expect(templateMatch(list[1], "text to")).toBe(TemplateMatch.titlePrefix);
+    expect(templateMatch(list[2], "tex ima")).toBe(TemplateMatch.titleWordPrefixes);
+    expect(templateMatch(list[0], "first pass")).toBe(TemplateMatch.anywhere);
+    expect(templateMatch(list[3], "txtrs")).toBe(TemplateMatch.fuzzyTitle);
+    expect(templateMatch(list[3], "zebra")).toBeNull();
   });
 });

@@ -4,8 +4,11 @@
  *
  *   isTrainingTemplate(t)   its file sits in a `train/` folder or is named `train_*.json`
  *   groupTemplates(list)    [{label, templates}] with empty groups left out
- *   filterTemplates(list, query)  the menu's filter box: every word of the query in the title,
- *                           description, source or file path (case-insensitive)
+ *   filterTemplates(list, query)  the menu's filter box: the templates that match, best first
+ *   templateMatch(t, query)  how well one matches (TemplateMatch, lower is better; null: not at all):
+ *                           the title is the query, starts with it, has every word as the start of a
+ *                           word, has every word; every word in the description, source or file path;
+ *                           the query's letters in order in the title (fuzzy). Any case.
  */
 import { textOf } from "../protocol/records";
 import type { Template } from "./sessionState";
@@ -28,12 +31,53 @@ export function groupTemplates(templates: Template[]): TemplateGroup[] {
   return groups.filter((g) => g.templates.length > 0);
 }
 
-/** The templates every word of `query` occurs in (title, description, source or id; any case), in the given order. */
+/** How a template matches a query, best first. */
+export const TemplateMatch = {
+  exactTitle: 0,
+  titlePrefix: 1,
+  titleWordPrefixes: 2,
+  titleWords: 3,
+  anywhere: 4,
+  fuzzyTitle: 5,
+} as const;
+
+const normalized = (text: unknown) => textOf(text).toLowerCase().replace(/\s+/g, " ").trim();
+
+/** Whether the letters of `needle` occur in `text` in order. */
+function inOrder(needle: string, text: string): boolean {
+  let at = 0;
+  for (const letter of needle) {
+    at = text.indexOf(letter, at) + 1;
+    if (at === 0) return false;
+  }
+  return true;
+}
+
+/** How well `template` matches `query` (a TemplateMatch value, lower is better), or null when it does not. */
+export function templateMatch(template: Template, query: string): number | null {
+  const wanted = normalized(query);
+  const title = normalized(template.title);
+  const words = wanted.split(" ").filter(Boolean);
+  if (!words.length) return TemplateMatch.anywhere;
+  if (title === wanted) return TemplateMatch.exactTitle;
+  if (title.startsWith(wanted)) return TemplateMatch.titlePrefix;
+  const titleWords = title.split(/[^\p{L}\p{N}]+/u).filter(Boolean);
+  const wordsOf = (w: string) => w.split(/[^\p{L}\p{N}]+/u).filter(Boolean);
+  if (words.every((w) => wordsOf(w).every((part) => titleWords.some((t) => t.startsWith(part))))) {
+    return TemplateMatch.titleWordPrefixes;
+  }
+  if (words.every((w) => title.includes(w))) return TemplateMatch.titleWords;
+  const text = [template.title, template.description, template.source, template.id].map(normalized).join("\n");
+  if (words.every((w) => text.includes(w))) return TemplateMatch.anywhere;
+  return inOrder(wanted.replace(/ /g, ""), title) ? TemplateMatch.fuzzyTitle : null;
+}
+
+/** The templates that match `query`, best match first (the given order among equals); all of them for no query. */
 export function filterTemplates(templates: Template[], query: string): Template[] {
-  const words = query.toLowerCase().split(/\s+/).filter(Boolean);
-  if (!words.length) return templates;
-  return templates.filter((t) => {
-    const text = [t.title, t.description, t.source, t.id].map((v) => textOf(v)).join("\n").toLowerCase();
-    return words.every((w) => text.includes(w));
-  });
+  if (!query.trim()) return templates;
+  return templates
+    .map((template, position) => ({ template, position, match: templateMatch(template, query) }))
+    .filter((entry): entry is { template: Template; position: number; match: number } => entry.match !== null)
+    .sort((a, b) => a.match - b.match || a.position - b.position)
+    .map((entry) => entry.template);
 }
