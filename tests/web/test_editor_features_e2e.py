@@ -349,6 +349,12 @@ def test_editor_features(tmp_path):
             template = page.locator("[data-testid='template-project/arithmetic.json']")
             template.wait_for()
             assert "Arithmetic" in template.inner_text()
+            # one line per title, cut with an ellipsis (whole on hover); the source beside it, no stray "·"
+            title_style = template.locator("[data-testid=template-title]").evaluate(
+                "(e) => [getComputedStyle(e).textOverflow, getComputedStyle(e).whiteSpace]")
+            assert title_style == ["ellipsis", "nowrap"], title_style
+            assert "Arithmetic" in template.get_attribute("title")
+            assert "·" not in template.inner_text()
             template.click()
             page.wait_for_selector("[data-testid=node-pixels]")
             page.select_option("[data-testid=history-filter]", "failed")
