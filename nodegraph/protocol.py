@@ -560,6 +560,9 @@ class ServerProtocol:
         # that object, so a run is parsed, validated and compiled once, not twice.
         self.prepared: dict[str, Any] = {}
         self.keep_prepared = True      # the shell turns this off when another process runs the graphs
+        # connections that went away → their user's name (None: no users), so a resume of another user's
+        # connection is answered `resumed: null` (it never routed their runs, but said it had been taken)
+        self.departed: dict[str, str | None] = {}
 
     # --- connections ----------------------------------------------------------
 
@@ -570,7 +573,11 @@ class ServerProtocol:
 
     def disconnect(self, client_id: str) -> None:
         """A client went away; its runs go on and stay in history."""
-        self.clients.pop(client_id, None)
+        gone = self.clients.pop(client_id, None)
+        if gone is not None:
+            self.departed[client_id] = gone.user.name if gone.user is not None else None
+            while len(self.departed) > MAX_RESUMED:
+                self.departed.pop(next(iter(self.departed)))
         for run_id, watching in list(self.watchers.items()):
             watching.discard(client_id)
             if not watching:
@@ -732,8 +739,10 @@ class ServerProtocol:
         client.greeted = True
         client.batch = message.batch
         client.compact_events = message.batch and message.compact_events
+        user_name = client.user.name if client.user else None
         resumed = message.resume if message.resume not in (None, client.client_id) \
-            and message.resume not in self.clients else None
+            and message.resume not in self.clients \
+            and self.departed.get(message.resume, user_name) == user_name else None     # never another user's
         if resumed is not None:
             self.resumed[(client.user.name if client.user else None, resumed)] = client.client_id
             while len(self.resumed) > MAX_RESUMED:

@@ -23,7 +23,7 @@ Pieces:
   with users; each path segment percent-decoded once, `file_id_from_url_path`;
   read in a thread; refused to other sites' pages on a server without tokens,
   `cross_site_read`), and the editor's static files from `web/dist`. `/?token=T` sets
-  an HttpOnly, SameSite=Strict cookie and redirects to the same path (a plain path
+  an HttpOnly, SameSite=Lax cookie and redirects to the same path (a plain path
   of this server only: `SAFE_REDIRECT`), so the editor's assets and websocket
   carry the token without it staying in the URL. A server with users follows its
   users file (`_watch_users`): revoked tokens stop working and their connections close.
@@ -200,6 +200,9 @@ def make_thumbnail(file_path: Path, side: int) -> bytes | None:
 
 
 RANGE_CHUNK = 8 * 1024 * 1024      # bytes sent for an open-ended range (`bytes=N-`): media players ask on
+
+
+COOKIE_SECONDS = 30 * 24 * 3600   # how long a browser keeps the token cookie (a rotated token ends it at once)
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
@@ -550,7 +553,10 @@ class Server:
                               if k != "token"])                # e.g. a thumbnail's ?size=
             response.headers["Location"] = ((path + (f"?{kept}" if kept else ""))
                                              if SAFE_REDIRECT.fullmatch(path) else "/")     # never another site
-            response.headers["Set-Cookie"] = (f"{TOKEN_COOKIE}={given}; HttpOnly; SameSite=Strict; Path=/"
+            # Lax, not Strict: a link to the editor opened from chat or mail (a top-level navigation) carries it;
+            # other sites' images, scripts, fetches and websockets still never do. 30 days, not the browser session.
+            response.headers["Set-Cookie"] = (f"{TOKEN_COOKIE}={given}; HttpOnly; SameSite=Lax; "
+                                              f"Max-Age={COOKIE_SECONDS}; Path=/"
                                               + ("; Secure" if request.headers.get("X-Forwarded-Proto") == "https"
                                                  else ""))
             response.headers["Cache-Control"] = "no-store"
@@ -1212,6 +1218,22 @@ async def serve_forever(args: argparse.Namespace) -> None:
         await server.close()
 
 
+MIN_MESSAGE_BYTES = 64 * 1024      # below it an ordinary graph or upload no longer fits in a frame
+
+
+def serve_flags_problem(args: argparse.Namespace) -> str | None:
+    """Flags that were accepted and then ignored or unusable, as one line with the fix; None when they are fine."""
+    if args.users and (args.token or os.environ.get("NODEGRAPH_TOKEN")):
+        return ("--token (or NODEGRAPH_TOKEN) and --users do not go together: with a users file every user has their "
+                "own token (nodegraph users add); drop one")
+    if args.history_limit < 1:
+        return f"--history-limit must be 1 or more (finished runs kept per user), not {args.history_limit}"
+    if args.max_message_bytes < MIN_MESSAGE_BYTES:
+        return (f"--max-message-bytes {args.max_message_bytes} is below {MIN_MESSAGE_BYTES}: a graph or an upload "
+                f"would not fit in one message")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.print_schemas:
@@ -1226,6 +1248,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if ray_flags_problem(args):        # --workers 3 without --ray: accepted and ignored before
         print(f"nodegraph serve: {ray_flags_problem(args)}", file=sys.stderr)
+        return 2
+    problem = serve_flags_problem(args)
+    if problem:
+        print(f"nodegraph serve: {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:

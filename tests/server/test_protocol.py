@@ -290,7 +290,8 @@ def test_a_resume_never_routes_one_users_runs_to_another(tmp_path):
     run_id = protocol.receive("a1", json.dumps({"type": "submit", "graph": ARITHMETIC}))[0].message["run_id"]
     protocol.disconnect("a1")
     protocol.connect("b1", bob)
-    protocol.receive("b1", json.dumps({**hello, "resume": "a1"}))
+    welcome = protocol.receive("b1", json.dumps({**hello, "resume": "a1"}))[0].message
+    assert welcome["resumed"] is None          # it took nothing, and says so (it echoed alice's id before)
     event = {"type": "node_started", "run_id": run_id, "node_id": "a", "node_type": "Int"}
     assert [o.to for o in protocol.run_event(run_id, event)] == []
     protocol.connect("a2", alice)

@@ -303,14 +303,16 @@ def test_interrupt_reaches_a_run_the_queue_shows_running(server):
 # --- 7. token cookie, 8. Host, 13. hello token -------------------------------------------------------------
 
 def test_the_editor_loads_with_a_token_through_an_httponly_cookie(tmp_path):
-    """/?token=T sets an HttpOnly SameSite=Strict cookie and redirects; assets and the websocket accept it."""
+    """/?token=T sets an HttpOnly SameSite=Lax cookie (kept 30 days) and redirects; assets and the websocket accept
+    it. (Strict kept a link opened from chat or mail from carrying it, and it ended with the browser session.)"""
     running = RunningServer(tmp_path, token="s3cret")
     try:
         assert http_request(running.port, "/").status == 401
         response = http_request(running.port, "/?token=s3cret")
         assert response.status == 303 and response.getheader("Location") == "/"
         cookie = response.getheader("Set-Cookie")
-        assert cookie.startswith("nodegraph_token=s3cret") and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert cookie.startswith("nodegraph_token=s3cret") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+        assert "Max-Age=2592000" in cookie
         headers = {"Cookie": "nodegraph_token=s3cret"}
         assert http_request(running.port, "/assets/app.js", headers).status != 401
         assert http_request(running.port, "/", {"Cookie": "nodegraph_token=wrong"}).status == 401
@@ -810,3 +812,16 @@ def test_an_upload_the_disk_refuses_gets_its_reply(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         running.stop()
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--users", "u.json", "--token", "abc"], "do not go together"),     # the token was silently ignored
+    (["--history-limit", "0"], "must be 1 or more"),
+    (["--max-message-bytes", "10"], "would not fit"),
+])
+def test_serve_refuses_flags_it_would_ignore_or_could_not_use(flags, words, capsys):
+    """One line and exit 2, before anything starts."""
+    from nodegraph.server import main as serve_main
+
+    assert serve_main(flags) == 2
+    assert words in capsys.readouterr().err
