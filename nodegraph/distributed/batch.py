@@ -52,7 +52,10 @@ INDEX_FILE = "index.json"      # the latest batch; every batch is also a line of
 
 @dataclass
 class BatchItem:
-    """One variant's outcome: status "succeeded" | "failed" | "interrupted", its files and outputs."""
+    """One variant's outcome: status "succeeded" | "failed" | "interrupted", its files and outputs.
+
+    `files`: one dict per output file, as a run's file results are (`path` absolute, as `RunResult` has it),
+    plus `name`: its path inside the output folder. index.json keeps the `name` only (no machine's paths)."""
 
     index: int
     overrides: dict[str, Any]
@@ -88,9 +91,8 @@ def _run_local(session: Any, graph: Any, index: int, overrides: dict, outputs: l
         item.status, item.warnings = "succeeded", list(result.warnings)
         item.outputs = {n: jsonable({k: v for k, v in values.items() if k != "files"})
                         for n, values in result.outputs.items()}
-        item.files = [{**{k: v for k, v in f.items() if k != "path"},      # name: the path inside output_dir
-                       **({"from_cache": True} if f["node_id"] in result.cached else {})}
-                      for f in collect_files(result.outputs, output_dir)]
+        item.files = [{**f, **({"from_cache": True} if f["node_id"] in result.cached else {})}   # name: inside
+                      for f in collect_files(result.outputs, output_dir)]                      # output_dir; path
     item.seconds = time.perf_counter() - started
     return item
 
@@ -139,7 +141,7 @@ def _write_remote_files(item: BatchItem, outcome: dict | None, output_dir: Path)
         item.error = {"message": f"cannot write the run's files into {str(output_dir)!r}: {exc}"}
         return item
     root = os.path.realpath(output_dir)
-    item.files = [{"node_id": node_id, **{k: v for k, v in f.items() if k != "path"},
+    item.files = [{"node_id": node_id, **f, "path": os.path.realpath(f["path"]),
                    "name": Path(os.path.relpath(os.path.realpath(f["path"]), root)).as_posix()}
                   for node_id, values in written.items() for f in values.get("files", [])]
     return item
@@ -277,6 +279,11 @@ def _provenance(session: Any, graph: Any) -> dict[str, Any] | None:
         return None
 
 
+def _portable(item: dict[str, Any]) -> dict[str, Any]:
+    """An item as the index keeps it: files by `name` (inside the folder), without this machine's absolute path."""
+    return {**item, "files": [{k: v for k, v in f.items() if k != "path"} for f in item["files"]]}
+
+
 def write_index(path: Path, source: Any, items: list[BatchItem], total: int, seconds: float, *,
                 graph: Any = None, provenance: dict[str, Any] | None = None) -> None:
     """The batch's index.json (see the module docstring): replaced by the next batch, and appended as one
@@ -287,7 +294,8 @@ def write_index(path: Path, source: Any, items: list[BatchItem], total: int, sec
     body = {"graph": str(source) if isinstance(source, (str, Path)) and len(str(source)) < 4096 else None,
             "variants": total, **counts, "seconds": round(seconds, 3),
             **({"base_graph": graph.to_dict()} if graph is not None else {}),
-            **({"provenance": provenance} if provenance is not None else {}), "items": [asdict(i) for i in items]}
+            **({"provenance": provenance} if provenance is not None else {}),
+            "items": [_portable(asdict(i)) for i in items]}
     replace_file(path, json.dumps(body, indent=2, default=str) + "\n")
     try:
         append_record(path.with_suffix(".jsonl"), json.dumps(body, default=str))

@@ -332,3 +332,17 @@ def test_without_ray_the_backend_names_the_install(monkeypatch, tmp_path):
                               cwd=tmp_path)
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr and "nodegraph[ray]" in done.stderr, done.stderr
+
+
+def test_batch_items_carry_the_file_paths_a_run_result_has(tmp_path):
+    """A script that read `result.outputs[...]["files"][i]["path"]` after `run` found no path in `map`'s items
+    (only `name`); items have both now, and index.json still only names (no machine's absolute paths)."""
+    from pathlib import Path as _Path
+
+    graph = json.loads((ROOT / "graphs" / "txt2img.json").read_text())
+    session = Session(output_dir=tmp_path / "out")
+    (item,) = session.map(graph, [{"sampler.steps": 1}], output_dir=tmp_path / "sweep")
+    (file,) = item.files
+    assert _Path(file["path"]).is_file() and _Path(file["path"]) == (tmp_path / "sweep" / file["name"]).resolve()
+    index = json.loads((tmp_path / "sweep" / "index.json").read_text())
+    assert "path" not in index["items"][0]["files"][0] and index["items"][0]["files"][0]["name"] == file["name"]
