@@ -253,7 +253,7 @@ describe("runs and files", () => {
     await settle();
     answer("import_graph", { type: "error", code: "invalid_graph", message: "the file cannot be imported: this is a ComfyUI UI-format workflow, not a nodegraph graph; ..." });
     expect(await workflow).toBe(false);
-    expect(app.session.get().banner?.text).toBe("Cannot open w.json: the file cannot be imported: this is a ComfyUI UI-format workflow, not a nodegraph graph; ...");
+    expect(app.session.get().banner?.text).toBe("Cannot open w.json: this is a ComfyUI UI-format workflow, not a nodegraph graph; ...");
     expect(Object.keys(app.editor.doc.nodes)).toEqual(["4"]); // the canvas kept its graph
   });
 

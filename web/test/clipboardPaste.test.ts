@@ -71,4 +71,22 @@ describe("pasting from the system clipboard", () => {
     app.client.close();
     fresh.app.client.close();
   });
+
+  it("says once, in words for pasted text, why a paste cannot open, and clears that when a later one opens", async () => {
+    const { app, answer } = openEditor();
+    const workflow = app.pasteFromClipboard(JSON.stringify({ nodes: [], links: [] }));
+    await settle();
+    answer("import_graph", { type: "error", code: "invalid_graph",
+      message: "the file cannot be imported: this is a ComfyUI UI-format workflow, not a nodegraph graph" });
+    await workflow;
+    expect(app.session.get().banner).toEqual({ kind: "error",
+      text: "Cannot open the pasted text: this is a ComfyUI UI-format workflow, not a nodegraph graph" });
+    expect(app.toasts.get()).toEqual([]); // the banner says it; no toast besides
+    app.client.close();
+    await app.pasteFromClipboard('{"5": {"class_type": "KSampler", "inputs": {}}}'); // offline: refused too
+    expect(app.session.get().banner?.text).toMatch(/^Cannot open the pasted text: .* paste it again once it is/);
+    await app.pasteFromClipboard(JSON.stringify({ format_version: 2, nodes: { z: { type: "Int" } } }));
+    expect(app.session.get().banner).toBeNull();
+    expect(app.toasts.get().filter((t) => t.kind === "error")).toEqual([]);
+  });
 });

@@ -8,6 +8,7 @@
  *   foreignFormat(raw)        what such a file is and what to do, for when the server cannot
  *                             convert it (not connected); the words are the server's
  *   jsonErrorText(text, err)  the parser's message with "line L, column C" added
+ *   refusalText(name, message, pasted)  "Cannot open <name>: <why>", worded for a file or pasted text
  *
  * A connected editor sends both kinds to the server (`import_graph`, state/app.ts): an API
  * prompt comes back as a graph whose unknown nodes are red placeholders that keep their data,
@@ -65,4 +66,15 @@ export function jsonErrorText(text: string, error: Error): string {
     return `not valid JSON: ${message} (line ${line}, column ${column})`;
   }
   return `not valid JSON: ${message}`;
+}
+
+/**
+ * The one message for a graph that could not be opened: `name` (a file, or the pasted text) and why.
+ * The server's "the file cannot be imported: " is left out ("Cannot open" says it), and for pasted
+ * text "open the file again" reads "paste it again".
+ */
+export function refusalText(name: string, message: string, pasted: boolean): string {
+  let why = message.replace(/^the file cannot be imported:\s*/i, "");
+  if (pasted) why = why.replace(/\bopen the file again\b/g, "paste it again").replace(/\bthe file\b/g, "the text");
+  return `Cannot open ${name}: ${why}`;
 }

@@ -47,7 +47,7 @@ import { JsonDepthError, parseJson, stringifyJson } from "../graph/exactJson";
 import { idMap } from "../graph/idMaps";
 import { placeAll, type Rect, type Size } from "../graph/layout";
 import { subgraphSchemas } from "../graph/subgraph";
-import { foreignFormat, foreignKind, jsonErrorText } from "../graph/foreign";
+import { foreignFormat, foreignKind, jsonErrorText, refusalText } from "../graph/foreign";
 import { graphFromPng, imageKind, isPng } from "../graph/png";
 import { NodegraphClient, ProtocolError, socketUrl, type JsonMessage, type SocketLike } from "../protocol/client";
 import { errorText } from "../protocol/errors";
@@ -82,6 +82,8 @@ export interface Toast {
   text: string;
 }
 
+/** The name a graph pasted as text goes by in messages. */
+const PASTED_TEXT = "the pasted text";
 const SCHEMA_CACHE_KEY = "nodegraph.schemas.v2"; // v2: nodes indexed by every name (qualified, aliases)
 const TOAST_MS = 6000;
 
@@ -591,10 +593,10 @@ export class EditorApp {
     return true;
   }
 
+  /** Why a graph could not be opened: once, in the banner (no toast besides), until the next load succeeds. */
   private showLoadError(name: string, message: string): void {
-    const text = `Cannot open ${name}: ${message}`;
+    const text = refusalText(name, message, name === PASTED_TEXT);
     this.dispatch({ type: "banner", banner: { kind: "error", text } });
-    this.toast(text, "error");
   }
 
   /**
@@ -848,7 +850,7 @@ export class EditorApp {
       return;
     }
     if (trimmed.startsWith("{")) {
-      await this.loadFile(new File([trimmed], "the pasted text", { type: "application/json" }));
+      await this.loadFile(new File([trimmed], PASTED_TEXT, { type: "application/json" }));
       return;
     }
     if (this.currentClip()) {
