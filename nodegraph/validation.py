@@ -253,7 +253,7 @@ def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> Grap
     return GraphError(
         "unknown_node_type",
         f"no node type {node_type!r} is registered.{suggest(node_type, registry.nodes)}{why} "
-        f"(`nodegraph nodes` lists the available types.)",
+        f"(The editor's node search, or `nodegraph nodes`, lists the available types.)",
         node_id=node_id, details=details)
 
 
@@ -485,8 +485,9 @@ def model_file_error(node_id: str, name: str, folder: str, value: str,
     return GraphError(
         "not_in_choices",
         f"no file {value!r} in model folder {folder!r}.{suggest(value, available)} "
-        f"Available: {have}. Looked in: {where}. Put the file there, or add its folder with --model-paths FILE "
-        f"or NODEGRAPH_MODEL_PATHS (docs/models.md).",
+        f"Available: {have}. Looked in: {where}. Pick one of those, put the file there, or add its folder to the "
+        f"model paths (--model-paths FILE or NODEGRAPH_MODEL_PATHS where the server or command starts: "
+        f"docs/models.md).",
         node_id=node_id, input=name,
         details={"folder": folder, "available": available, "searched": searched})
 
