@@ -246,6 +246,7 @@ describe("runs and files", () => {
     answer("import_graph", { type: "imported_graph", graph, errors });
     expect(await loading).toBe(true);
     expect(app.editor.doc.nodes["4"].inputs.ckpt_name).toBe("a.safetensors");
+    expect(app.editor.doc.metadata?.title).toBe("comfy_api"); // titled after its file (it had no title)
     expect(app.session.get().validationErrors).toHaveLength(1);
     expect(app.session.get().banner).toEqual({ kind: "info", text: "Imported comfy_api.json from ComfyUI: 1 node is a type nodegraph does not have (red placeholders that keep their data)" });
 

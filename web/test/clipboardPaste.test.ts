@@ -1,4 +1,5 @@
 /** Ctrl+V with the system clipboard's content (app.pasteFromClipboard): graphs as text open, nodes paste, the rest says why not. */
+import { importedTitle } from "../src/graph/foreign";
 import { describe, expect, it } from "vitest";
 import { clipToText, copyNodes } from "../src/graph/clipboard";
 import { fromGraphFile } from "../src/graph/document";
@@ -43,6 +44,7 @@ describe("pasting from the system clipboard", () => {
     answer("import_graph", { type: "imported_graph", graph: { format_version: 2, nodes: { "4": { type: "CheckpointLoaderSimple", inputs: {} } } }, errors: [] });
     await importing;
     expect(Object.keys(app.editor.doc.nodes)).toEqual(["4"]);
+    expect(app.editor.doc.metadata?.title).toBe("pasted ComfyUI prompt");
 
     const workflow = app.pasteFromClipboard(JSON.stringify({ nodes: [], links: [] }));
     await settle();
@@ -88,5 +90,17 @@ describe("pasting from the system clipboard", () => {
     await app.pasteFromClipboard(JSON.stringify({ format_version: 2, nodes: { z: { type: "Int" } } }));
     expect(app.session.get().banner).toBeNull();
     expect(app.toasts.get().filter((t) => t.kind === "error")).toEqual([]);
+  });
+});
+
+describe("the title of an imported graph", () => {
+  it("keeps the graph's own title, else takes the file's name", () => {
+    const titled = { format_version: 2, metadata: { title: "Mine", imported_from: "comfyui-api" }, nodes: {} };
+    expect(importedTitle(titled, "x.json", false)).toBe(titled);
+    const untitled = { format_version: 2, metadata: { imported_from: "comfyui-api" }, nodes: {} };
+    expect(importedTitle(untitled, "Portrait v2.JSON", false))
+      .toEqual({ format_version: 2, metadata: { imported_from: "comfyui-api", title: "Portrait v2" }, nodes: {} });
+    expect(importedTitle({ nodes: {} }, "the pasted text", true))
+      .toEqual({ nodes: {}, metadata: { title: "pasted ComfyUI prompt" } });
   });
 });

@@ -8,6 +8,7 @@
  *   foreignFormat(raw)        what such a file is and what to do, for when the server cannot
  *                             convert it (not connected); the words are the server's
  *   jsonErrorText(text, err)  the parser's message with "line L, column C" added
+ *   importedTitle(graph, name, pasted)  the graph with a title from the file name when it has none
  *   refusalText(name, message, pasted)  "Cannot open <name>: <why>", worded for a file or pasted text
  *
  * A connected editor sends both kinds to the server (`import_graph`, state/app.ts): an API
@@ -77,4 +78,16 @@ export function refusalText(name: string, message: string, pasted: boolean): str
   let why = message.replace(/^the file cannot be imported:\s*/i, "");
   if (pasted) why = why.replace(/\bopen the file again\b/g, "paste it again").replace(/\bthe file\b/g, "the text");
   return `Cannot open ${name}: ${why}`;
+}
+
+/**
+ * An imported graph (`imported_graph.graph`) titled after its file (`comfy_portrait.json` →
+ * "comfy_portrait"; pasted text → "pasted ComfyUI prompt") when it has no title of its own.
+ */
+export function importedTitle(graph: unknown, name: string, pasted: boolean): unknown {
+  if (!isObject(graph)) return graph;
+  const metadata = isObject(graph.metadata) ? graph.metadata : {};
+  if (typeof metadata.title === "string" && metadata.title.trim()) return graph;
+  const title = pasted ? "pasted ComfyUI prompt" : name.replace(/\.(json|png)$/i, "").trim() || name;
+  return { ...graph, metadata: { ...metadata, title } };
 }

@@ -47,7 +47,7 @@ import { JsonDepthError, parseJson, stringifyJson } from "../graph/exactJson";
 import { idMap } from "../graph/idMaps";
 import { placeAll, type Rect, type Size } from "../graph/layout";
 import { subgraphSchemas } from "../graph/subgraph";
-import { foreignFormat, foreignKind, jsonErrorText, refusalText } from "../graph/foreign";
+import { foreignFormat, foreignKind, importedTitle, jsonErrorText, refusalText } from "../graph/foreign";
 import { graphFromPng, imageKind, isPng } from "../graph/png";
 import { NodegraphClient, ProtocolError, socketUrl, type JsonMessage, type SocketLike } from "../protocol/client";
 import { errorText } from "../protocol/errors";
@@ -583,7 +583,7 @@ export class EditorApp {
       this.showLoadError(name, message);
       return false;
     }
-    if (!this.loadGraph(reply.graph, name)) return false;
+    if (!this.loadGraph(importedTitle(reply.graph, name, name === PASTED_TEXT), name)) return false;
     const errors = (Array.isArray(reply.errors) ? reply.errors : []) as GraphError[];
     const unknown = errors.filter((e) => e?.code === "unknown_node_type").length;
     if (errors.length) this.dispatch({ type: "validation_errors", errors });
