@@ -78,6 +78,8 @@ class EffectiveGraph:
     bypassed_outputs  output nodes that are bypassed (they pass an input through and do not run).
     literal_source    (expanded node id, input) → (node id, input) where the file wrote the literal it got
                 through exposed inputs: an error about that value is reported where the user wrote it.
+    crossing    (expanded node id, input) pairs whose link crosses a subgraph's edge (an exposed input or
+                output): a cycle through one is reported on the outer nodes, not inside a definition.
     """
 
     graph: Graph
@@ -89,6 +91,7 @@ class EffectiveGraph:
     definitions: tuple[str, ...] = ()
     bypassed_outputs: tuple[str, ...] = ()
     literal_source: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    crossing: set[tuple[str, str]] = field(default_factory=set)
 
     def annotate(self, errors: list[GraphError]) -> list[GraphError]:
         """This expansion's errors, then `errors` (from validating `graph`), each naming its subgraph path."""
@@ -114,9 +117,38 @@ class EffectiveGraph:
                                    error.node_id, details={"skipped": True})
             if error.code == "no_outputs" and (self.skipped or self.bypassed_outputs) and not error.details:
                 error = self._no_outputs_left()     # they are there, but muted or bypassed
+            if error.code == "cycle" and self._crosses_a_subgraph_edge(error):
+                out.append(self._outer_cycle(error))
+                continue
             written = self.literal_source.get((error.node_id, error.input)) if error.input else None
             out.append(self._with_path(error) if written is None else self._where_written(error, written))
         return out
+
+    def _crosses_a_subgraph_edge(self, error: GraphError) -> bool:
+        """Whether a `cycle` (details.nodes: each node feeds the next) goes through an exposed input or output."""
+        cycle = error.details.get("nodes") or []
+        for source, target in zip(cycle, cycle[1:] + cycle[:1]):
+            node = self.graph.nodes.get(target)
+            if node is None:
+                continue
+            if any(isinstance(v, Link) and v.node == source and (target, name) in self.crossing
+                   for name, v in node.inputs.items()):
+                return True
+        return False
+
+    def _outer_cycle(self, error: GraphError) -> GraphError:
+        """A cycle through a subgraph's edge, said on the nodes of the file's top level: an outer link closes it
+        (a subgraph node's output fed back into its own input), not anything in the definition."""
+        cycle = error.details.get("nodes") or []
+        outer = [self.origin.get(n, ((n,), ()))[0][0] for n in cycle]
+        loop = [n for i, n in enumerate(outer) if n != outer[i - 1]] or outer[:1]      # consecutive repeats once
+        through = sorted({n for n, inner in zip(outer, cycle) if n != inner})
+        path = " → ".join([*loop, loop[0]])
+        return GraphError("cycle", f"links form a cycle through subgraph node(s) {', '.join(map(repr, through))}: "
+                                   f"{path} (expanded: {' → '.join([*cycle, cycle[0]])}). The definition itself has "
+                                   f"no cycle: a link between these nodes closes it — e.g. a subgraph node's output "
+                                   f"fed back into its own input; remove that link.",
+                          loop[0], details={**error.details, "outer_nodes": loop})
 
     def _where_written(self, error: GraphError, written: tuple[str, str]) -> GraphError:
         """An error about a literal an inner input got through exposed inputs, on the node and input it was
@@ -290,6 +322,9 @@ class _Expander:
         self.exposed_source: dict[tuple[str, str], tuple[str, str]] = {}
         # (expanded node id, input) → the same, for inner inputs that got a literal through an exposed input
         self.literal_source: dict[tuple[str, str], tuple[str, str]] = {}
+        # (expanded node id, input) whose link crosses a subgraph's edge: fed through an exposed input, or
+        # reading a subgraph node's (or a bypassed node's) output — a cycle through them is the outer graph's
+        self.crossing: set[tuple[str, str]] = set()
         self.errors: list[GraphError] = []
         self.origin: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self.suppressed: set[tuple[str, str]] = set()
@@ -396,6 +431,8 @@ class _Expander:
                     self.suppressed.add((node_id, input_name))   # reported on the outer node
                 else:
                     inputs[input_name] = exposed[value.output]
+                    if isinstance(inputs[input_name], Link):
+                        self.crossing.add((node_id, input_name))
                     written = self.exposed_source.get((prefix[:-1], value.output))
                     if written is not None and not isinstance(inputs[input_name], Link):
                         self.literal_source[(node_id, input_name)] = written
@@ -549,6 +586,8 @@ class _Expander:
                         unresolved.append((node_id, input_name, resolved))
                         continue
                     dependents.setdefault(resolved.node, []).append(node_id)
+                    if value.node in self.virtual_nodes:      # through a subgraph node's (or a bypass's) output
+                        self.crossing.add((node_id, input_name))
                     value = resolved
                 inputs[input_name] = value
             nodes[node_id] = GraphNode(node.type, inputs, node.title, node.mode)
@@ -575,7 +614,8 @@ class _Expander:
         kept = {n: node for n, node in nodes.items() if n not in gone}
         plain = Graph(kept, graph.metadata, graph.ui, graph.has_ui)
         return EffectiveGraph(plain, self.errors, skipped, self.origin, self.suppressed, self.reported,
-                              tuple(self.definitions), tuple(self.bypassed_outputs), self.literal_source)
+                              tuple(self.definitions), tuple(self.bypassed_outputs), self.literal_source,
+                              self.crossing)
 
 
 class _Missing:

@@ -609,3 +609,31 @@ def test_a_bad_value_for_an_exposed_input_is_reported_where_it_was_written(sessi
     bad_default["subgraphs"]["square_plus"]["inputs"]["k"] = {"default": "abc"}
     (error,) = session.validate(bad_default)
     assert (error.node_id, error.input) == ("sq/add", "b")
+
+
+def test_a_cycle_closed_by_an_outer_link_is_named_on_the_outer_nodes():
+    """A subgraph node whose output feeds its own input was reported as a cycle inside the definition ("in
+    subgraph square_plus: sq/mul → sq/add → sq/mul"), which has none: the outer link closes it, and the error now
+    says so on the outer node. A cycle that is in the definition is still reported there."""
+    from nodegraph import Session
+
+    definition = {"inputs": {"x": {"default": 2}, "k": {"default": 1}},
+                  "nodes": {"mul": {"type": "IntMath", "inputs": {"a": {"node": "$inputs", "output": "x"},
+                                                                  "b": {"node": "$inputs", "output": "x"},
+                                                                  "op": "multiply"}},
+                            "add": {"type": "IntMath", "inputs": {"a": {"node": "mul", "output": "result"},
+                                                                  "b": {"node": "$inputs", "output": "k"},
+                                                                  "op": "add"}}},
+                  "outputs": {"result": {"node": "add", "output": "result"}}}
+    graph = {"format_version": 2, "subgraphs": {"square_plus": definition},
+             "nodes": {"sq": {"type": "subgraph:square_plus", "inputs": {"x": {"node": "sq", "output": "result"}}},
+                       "s": {"type": "ShowValue", "inputs": {"value": {"node": "sq", "output": "result"}}}}}
+    session = Session(autoload=False)
+    (error,) = session.validate(graph)
+    assert error.code == "cycle" and error.node_id == "sq"
+    assert "through subgraph node(s) 'sq': sq → sq" in error.message
+    assert "in subgraph" not in error.message
+    definition["nodes"]["mul"]["inputs"]["a"] = {"node": "add", "output": "result"}      # a cycle of its own
+    graph["nodes"]["sq"]["inputs"]["x"] = 3
+    (error,) = session.validate(graph)
+    assert error.code == "cycle" and error.message.startswith("in subgraph square_plus")
