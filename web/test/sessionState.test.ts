@@ -196,3 +196,15 @@ describe("warnings the engine gives again from the cache", () => {
     expect(s.warnings["prompt"]).toEqual([{ message: "unknown word 'purpel'", earlier: true }]);
   });
 });
+
+describe("a run being interrupted", () => {
+  it("is marked from the server's `interrupting` reply until it leaves the queue's running line", () => {
+    const running = { run_id: "r1", status: "running" as const };
+    let s = feed(server({ type: "queue", running, pending: [] }), server({ type: "interrupting", run_id: "r1" }));
+    expect(s.interrupting).toEqual(["r1"]);
+    s = reduceSession(s, server({ type: "queue", running, pending: [] }), context);
+    expect(s.interrupting).toEqual(["r1"]); // still running: still interrupting
+    s = reduceSession(s, server({ type: "queue", running: null, pending: [] }), context);
+    expect(s.interrupting).toEqual([]);
+  });
+});

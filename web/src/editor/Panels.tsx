@@ -355,14 +355,21 @@ function RunLine({ run, children }: { run: RunSummary; children?: ReactNode }) {
 export function QueuePanel() {
   const app = useApp();
   const queue = useStore(app.session, (s) => s.queue);
+  const interrupting = useStore(app.session, (s) => s.interrupting);
+  const stopping = queue.running !== null && interrupting.includes(queue.running.run_id);
   return (
     <section className="ng-panel" data-testid="queue-panel">
       <h2>Queue</h2>
       <ul>
         {queue.running && (
           <RunLine run={queue.running}>
-            <button type="button" data-testid={`interrupt-${queue.running.run_id}`} onClick={() => void app.interrupt(queue.running!.run_id)}>
-              Interrupt
+            <button
+              type="button"
+              data-testid={`interrupt-${queue.running.run_id}`}
+              disabled={stopping}
+              onClick={() => void app.interrupt(queue.running!.run_id)}
+            >
+              {stopping ? "interrupting…" : "Interrupt"}
             </button>
           </RunLine>
         )}

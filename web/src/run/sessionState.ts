@@ -10,6 +10,8 @@
  *   queue, history   the running / queued runs (`queue`) and recent runs (`history`).
  *   myRuns           runs this editor submitted (their events come to us).
  *   activeRun        the run whose per-node states are shown on the nodes.
+ *   interrupting     runs the server said it is interrupting (`interrupting`), until they leave the
+ *                    queue's running line (the Queue panel says "interrupting…" meanwhile).
  *   nodeStates       per node: queued / running (value, total) / cached / done (seconds) /
  *                    error (message) / interrupted — from the run events.
  *   previews         per node: the latest step preview (an object URL).
@@ -92,6 +94,7 @@ export interface SessionState {
   history: RunSummary[];
   myRuns: string[];
   activeRun: string | null;
+  interrupting: string[];
   nodeStates: Record<string, NodeRunState>;
   previews: Record<string, string>;
   nodeFiles: Record<string, OutputItem[]>;
@@ -122,6 +125,7 @@ export const initialSessionState: SessionState = {
   history: [],
   myRuns: [],
   activeRun: null,
+  interrupting: [],
   nodeStates: idMap(),
   previews: idMap(),
   nodeFiles: idMap(),
@@ -339,8 +343,14 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
       return { ...state, schemas: schemaSetFrom(message.schema_hash, message.nodes, message.types) };
     case "models":
       return { ...state, models: { ...state.models, ...message.folders } };
-    case "queue":
-      return { ...state, queue: { running: cleanRunSummary(message.running), pending: cleanRuns(message.pending) } };
+    case "queue": {
+      const running = cleanRunSummary(message.running);
+      const interrupting = state.interrupting.filter((id) => id === running?.run_id);
+      return { ...state, interrupting, queue: { running, pending: cleanRuns(message.pending) } };
+    }
+    case "interrupting":
+      if (state.interrupting.includes(message.run_id)) return state;
+      return { ...state, interrupting: [...state.interrupting, message.run_id] };
     case "history": {
       const history = cleanRuns(message.runs);
       const active = history.find((run) => run.run_id === state.activeRun);
