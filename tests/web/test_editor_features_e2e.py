@@ -350,7 +350,7 @@ def test_editor_features(tmp_path):
             template.wait_for()
             assert "Arithmetic" in template.inner_text()
             # one line per title, cut with an ellipsis (whole on hover); the source beside it, no stray "·"
-            title_style = template.locator("[data-testid=template-title]").evaluate(
+            title_style = template.locator(".ng-template-title").evaluate(
                 "(e) => [getComputedStyle(e).textOverflow, getComputedStyle(e).whiteSpace]")
             assert title_style == ["ellipsis", "nowrap"], title_style
             assert "Arithmetic" in template.get_attribute("title")

@@ -59,5 +59,6 @@ describe("templates menu", () => {
     expect(templateMatch(list[0], "first pass")).toBe(TemplateMatch.anywhere);
     expect(templateMatch(list[3], "txtrs")).toBe(TemplateMatch.fuzzyTitle);
     expect(templateMatch(list[3], "zebra")).toBeNull();
+    expect(templateMatch(list[2], "tim")).toBeNull(); // letters spread over several title words: no match
   });
 });

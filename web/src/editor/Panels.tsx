@@ -205,7 +205,7 @@ function TemplatesMenu() {
                 title={textOf(t.title) || t.id}
               >
                 <span className="ng-template-head">
-                  <span className="ng-template-title" data-testid="template-title">{textOf(t.title) || t.id}</span>
+                  <span className="ng-template-title">{textOf(t.title) || t.id}</span>
                   {t.source && <span className="ng-muted ng-template-source">{textOf(t.source)}</span>}
                 </span>
                 {t.description && <span className="ng-muted ng-template-description">{textOf(t.description)}</span>}

@@ -8,7 +8,7 @@
  *   templateMatch(t, query)  how well one matches (TemplateMatch, lower is better; null: not at all):
  *                           the title is the query, starts with it, has every word as the start of a
  *                           word, has every word; every word in the description, source or file path;
- *                           the query's letters in order in the title (fuzzy). Any case.
+ *                           each word's letters in order in a word of the title (fuzzy). Any case.
  */
 import { textOf } from "../protocol/records";
 import type { Template } from "./sessionState";
@@ -69,7 +69,8 @@ export function templateMatch(template: Template, query: string): number | null 
   if (words.every((w) => title.includes(w))) return TemplateMatch.titleWords;
   const text = [template.title, template.description, template.source, template.id].map(normalized).join("\n");
   if (words.every((w) => text.includes(w))) return TemplateMatch.anywhere;
-  return inOrder(wanted.replace(/ /g, ""), title) ? TemplateMatch.fuzzyTitle : null;
+  const fuzzy = words.every((w) => wordsOf(w).every((part) => titleWords.some((t) => inOrder(part, t))));
+  return fuzzy ? TemplateMatch.fuzzyTitle : null;
 }
 
 /** The templates that match `query`, best match first (the given order among equals); all of them for no query. */
