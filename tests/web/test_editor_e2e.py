@@ -309,11 +309,29 @@ def test_editor_load_edit_run_refuse_save(server_url, tmp_path):
             expected["nodes"][out_id]["inputs"][out_input] = {"node": "wait", "output": "value"}
             assert page.evaluate("window.nodegraph.graph()")["nodes"] == expected["nodes"]
 
+            # A second tab watches the run (it did not submit it): its Queue panel shows the progress,
+            # its canvas nothing.
+            watcher = browser.new_page(viewport={"width": 1600, "height": 900})
+            watcher.set_default_timeout(20_000)
+            watcher.on("pageerror", lambda exc: errors.append(str(exc)))
+            watcher.goto(server_url)
+            watcher.wait_for_selector("[data-testid=connection-status][data-status=connected]")
+            watcher.evaluate("""() => {
+                window.seen = {progress: [], running: 0};
+                new MutationObserver(() => {
+                    const line = document.querySelector('[data-testid^=queue-progress-]')?.textContent;
+                    if (line) window.seen.progress.push(line);
+                    window.seen.running += document.querySelectorAll('[data-status=running]').length;
+                }).observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
+            }""")
+
             # Run again: the upstream is cached, the Wait node shows step progress, then the output is done.
             page.click("[data-testid=run-button]")
             page.wait_for_selector("[data-testid=node-status-wait][data-status=running]", timeout=180_000)
             page.wait_for_function(
                 "() => /running \\d+\\/\\d+/.test(document.querySelector('[data-testid=node-status-wait]')?.textContent ?? '')")
+            watcher.wait_for_function("() => window.seen.progress.some((line) => /wait \\d+\\/\\d+/.test(line))",
+                                     timeout=60_000)
             page.wait_for_selector(f"[data-testid='node-status-{out_id}'][data-status=done]", timeout=120_000)
             assert re.match(r"done \d", page.inner_text("[data-testid=node-status-wait]"))
             if original["nodes"][out_id]["type"] == "ShowValue":
@@ -321,6 +339,9 @@ def test_editor_load_edit_run_refuse_save(server_url, tmp_path):
                 shown = page.inner_text(f"[data-testid='node-output-{out_id}']")
                 assert shown.strip()
             page.wait_for_selector("[data-testid=queue-panel] >> text=Nothing queued.")
+            watcher.wait_for_selector("[data-testid=queue-panel] >> text=Nothing queued.")
+            assert watcher.evaluate("window.seen.running") == 0, "a watched run never shows on the canvas"
+            watcher.close()
 
             # A type-incompatible link is refused with the reason, and the graph is unchanged.
             src, output, dst, input_name, reason = _pick_bad_link(original, schemas)

@@ -33,6 +33,7 @@ import { problemsOf, warningsSignature, type PluginWarning } from "../run/plugin
 import type { Template } from "../run/sessionState";
 import { filterTemplates, groupTemplates } from "../run/templates";
 import { warningList, type NodeWarning } from "../run/warnings";
+import { watchedProgressText } from "../run/watchedRuns";
 import { idMap } from "../graph/idMaps";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
@@ -342,12 +343,14 @@ export function PluginNotice() {
   );
 }
 
-function RunLine({ run, children }: { run: RunSummary; children?: ReactNode }) {
+/** One queue row: title, status, its button; `progress` (a watched run's, run/watchedRuns.ts) below them. */
+function RunLine({ run, progress, children }: { run: RunSummary; progress?: string; children?: ReactNode }) {
   return (
     <li className={`ng-run-line ng-run-${run.status}`} data-testid={`queue-item-${run.run_id}`}>
       <span className="ng-run-id" title={textOf(run.run_id)}>{textOf(run.title) || "untitled graph"}</span>
       <span className="ng-run-status">{textOf(run.status)}</span>
       {children}
+      {progress && <span className="ng-run-progress" data-testid={`queue-progress-${run.run_id}`}>{progress}</span>}
     </li>
   );
 }
@@ -357,12 +360,13 @@ export function QueuePanel() {
   const queue = useStore(app.session, (s) => s.queue);
   const interrupting = useStore(app.session, (s) => s.interrupting);
   const stopping = queue.running !== null && interrupting.includes(queue.running.run_id);
+  const watched = useStore(app.session, (s) => (queue.running ? s.watched[queue.running.run_id] : undefined));
   return (
     <section className="ng-panel" data-testid="queue-panel">
       <h2>Queue</h2>
       <ul>
         {queue.running && (
-          <RunLine run={queue.running}>
+          <RunLine run={queue.running} progress={watched && watchedProgressText(watched)}>
             <button
               type="button"
               data-testid={`interrupt-${queue.running.run_id}`}

@@ -67,7 +67,8 @@ export type ServerMessage =
   | ({ type: "output_file"; run_id: string } & OutputFile)
   | { type: "nodes"; schema_hash: string; nodes?: NodeSchema[]; types?: Record<string, PortType> }
   | { type: "submitted"; run_id: string; position: number }
-  | { type: "queue"; running: RunSummary | null; pending: RunSummary[] }
+  | { type: "queue"; running: RunSummary | null; pending: RunSummary[]; running_all?: RunSummary[] }
+  | { type: "watching"; run_id: string; status: RunStatus; watching: boolean }
   | { type: "queue_changed"; run_id: string; status: RunStatus; pending: number }
   | { type: "cancelled"; run_id: string }
   | { type: "interrupting"; run_id: string }

@@ -39,6 +39,9 @@
  *                    whose node ids may happen to match the new graph's.
  *   runGraphs        per run this editor submitted: the `graphLoads` it was submitted under. A
  *                    run of an earlier graph never shows its progress or results on the nodes.
+ *   watched          per run this editor watches but did not submit (`watch`, run/watchedRuns.ts):
+ *                    its progress for the Queue panel, from its events, until it ends. Its events
+ *                    never touch the canvas (nodeStates, previews, activeRun, ...).
  *
  * Side effects (requests, object URLs) happen in the app; this module only
  * turns messages into state, so it is tested by feeding messages. Records are
@@ -52,6 +55,7 @@ import type { GraphError, RunSummary, ServerMessage } from "../protocol/messages
 import { EMPTY_SCHEMAS, schemaSetFrom, type SchemaSet } from "../schema/types";
 import { outputItemFrom, type OutputItem } from "./media";
 import { cleanWarnings, type PluginsReport, type PluginWarning } from "./plugins";
+import { isRunEvent, startWatching, watchedRunAfter, type WatchedRun } from "./watchedRuns";
 import type { NodeWarning } from "./warnings";
 
 export type { OutputItem } from "./media";
@@ -112,6 +116,7 @@ export interface SessionState {
   pluginsOpen: boolean;
   graphLoads: number;
   runGraphs: Record<string, number>;
+  watched: Record<string, WatchedRun>;
 }
 
 export const initialSessionState: SessionState = {
@@ -143,6 +148,7 @@ export const initialSessionState: SessionState = {
   pluginsOpen: false,
   graphLoads: 0,
   runGraphs: idMap(),
+  watched: idMap(),
 };
 
 export type SessionAction =
@@ -158,7 +164,9 @@ export type SessionAction =
   | { type: "dismiss_plugin_notice"; signature: string }
   | { type: "plugins_open"; open: boolean }
   | { type: "graph_loaded" }
-  | { type: "adopt_run"; runId: string; nodeStates?: Record<string, NodeRunState> };
+  | { type: "adopt_run"; runId: string; nodeStates?: Record<string, NodeRunState> }
+  | { type: "watch_run"; runId: string }
+  | { type: "unwatch_run"; runId: string };
 
 export interface ReduceContext {
   /** The URL of a file id (`/files/<id>`, with the token when there is one). */
@@ -231,6 +239,18 @@ function newestRunsFirst(gallery: OutputItem[], history: RunSummary[]): OutputIt
     .map(({ item }) => item);
 }
 
+/** One event of a watched run: its progress line only (run/watchedRuns.ts); gone when the run ends. */
+function reduceWatchedEvent(state: SessionState, message: Extract<ServerMessage, { run_id: string }>): SessionState {
+  const next = watchedRunAfter(state.watched[message.run_id], message);
+  if (next === null) return unwatched(state, message.run_id);
+  return { ...state, watched: withId(state.watched, message.run_id, next) };
+}
+
+function unwatched(state: SessionState, runId: string): SessionState {
+  if (!(runId in state.watched)) return state;
+  return { ...state, watched: idMap(Object.entries(state.watched).filter(([id]) => id !== runId)) };
+}
+
 function setNode(state: SessionState, nodeId: string, next: NodeRunState): SessionState {
   return { ...state, nodeStates: withId(state.nodeStates, nodeId, next) };
 }
@@ -297,11 +317,16 @@ export function reduceSession(state: SessionState, action: SessionAction, contex
         warnings: idMap(),
         warningMemory: idMap(Object.entries(state.warningMemory).filter(([key]) => !key.startsWith("node:"))),
       };
+    case "watch_run":
+      if (action.runId in state.watched || state.myRuns.includes(action.runId)) return state;
+      return { ...state, watched: withId(state.watched, action.runId, startWatching()) };
+    case "unwatch_run":
+      return unwatched(state, action.runId);
     case "adopt_run":
       // The run this tab showed before a page reload (run/tabRun.ts), with the badges it had then: a
       // running one's events come to the new connection (hello.resume), an ended one's outputs follow.
       return {
-        ...state,
+        ...unwatched(state, action.runId),
         myRuns: [...state.myRuns.filter((id) => id !== action.runId), action.runId],
         runGraphs: withId(state.runGraphs, action.runId, state.graphLoads),
         activeRun: action.runId,
@@ -313,6 +338,7 @@ export function reduceSession(state: SessionState, action: SessionAction, contex
 }
 
 function reduceMessage(state: SessionState, message: ServerMessage, context: ReduceContext): SessionState {
+  if (isRunEvent(message) && message.run_id in state.watched) return reduceWatchedEvent(state, message);
   switch (message.type) {
     case "welcome":
       return {
@@ -356,11 +382,19 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
       const active = history.find((run) => run.run_id === state.activeRun);
       return settleActiveRun({ ...state, history }, active?.run_id ?? null, active?.status);
     }
-    case "queue_changed":
-      return settleActiveRun(state, message.run_id, message.status);
+    case "queue_changed": {
+      const ended = message.status !== "queued" && message.status !== "running";
+      return settleActiveRun(ended ? unwatched(state, message.run_id) : state, message.run_id, message.status);
+    }
+    case "watching":
+      return message.watching === false ? unwatched(state, message.run_id) : state; // it had already ended
+    case "requeued":
+      // this editor's run again (the reply comes before the run's queue_changed: never watched)
+      if (state.myRuns.includes(message.run_id)) return state;
+      return { ...unwatched(state, message.run_id), myRuns: [...state.myRuns, message.run_id].slice(-500) };
     case "submitted":
       return {
-        ...state,
+        ...unwatched(state, message.run_id),
         myRuns: [...state.myRuns, message.run_id].slice(-500),
         runGraphs: withId(state.runGraphs, message.run_id, state.graphLoads),
         validationErrors: [],

@@ -10,6 +10,9 @@
  *   Run                seeds in "randomize" mode get new values, then `submit`
  *   on `queue_changed` queue_status + history (coalesced); get_outputs for our finished runs
  *   on `run_finished` / `run_failed`   get_outputs (recorded outputs and files)
+ *   `watch`            a running run this tab did not submit (named by `queue_changed` or the `queue`
+ *                      reply), once per connection: its events feed the Queue panel's progress line
+ *                      (run/watchedRuns.ts), never the canvas
  *   binary `preview`   an object URL shown on the running node
  *   binary `image`     the image is shown from /files/<file_id> on its node and in the gallery
  *   `output_file`      a video / audio / text / mesh / point-cloud file, shown by kind (run/media.ts)
@@ -165,6 +168,10 @@ export class EditorApp {
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   private fetchedOutputs = new Set<string>();
   private outputRetries = new Map<string, number>();
+  /** Runs this connection sent `watch` for (cleared by each welcome: a new connection watches anew). */
+  private watchRequested = new Set<string>();
+  /** The client ids this tab had (welcome's client_id and resumed): runs submitted under them are ours. */
+  private ownClientIds = new Set<string>();
   /** The canvas element and a function mapping screen → graph coordinates (set by the canvas). */
   canvas: {
     element: HTMLElement | null;
@@ -261,6 +268,9 @@ export class EditorApp {
     switch (typed.type) {
       case "welcome": {
         this.writeTab(TAB_CLIENT_KEY, typed.client_id); // a reload of this tab resumes this connection
+        this.ownClientIds.add(typed.client_id);
+        if (typeof message.resumed === "string") this.ownClientIds.add(message.resumed);
+        this.watchRequested.clear();
         const known = this.session.get().schemas.schemaHash;
         this.client.send(known ? { type: "list_nodes", known_hash: known } : { type: "list_nodes" });
         this.client.send({ type: "queue_status" });
@@ -286,7 +296,13 @@ export class EditorApp {
       case "run_interrupted":
         if (this.session.get().activeRun === typed.run_id) this.keepShownRun();
         break;
+      case "queue":
+        for (const run of [typed.running, ...(Array.isArray(typed.running_all) ? typed.running_all : [])]) {
+          if (run && typeof run.run_id === "string") this.watchRun(run.run_id, run.client_id);
+        }
+        break;
       case "queue_changed":
+        if (typed.status === "running") this.watchRun(typed.run_id);
         this.scheduleQueueRefresh();
         // The broadcast can overtake the server's own bookkeeping of a finished run: look again shortly.
         if (typed.status !== "queued" && typed.status !== "running") setTimeout(() => this.scheduleQueueRefresh(), 1000);
@@ -315,6 +331,18 @@ export class EditorApp {
         if (typed.status === "running" || typed.status === "queued") this.retryOutputs(typed.run_id);
         break;
     }
+  }
+
+  /** Follow the progress of a running run another tab (or client) submitted: `watch` it, once. */
+  private watchRun(runId: string, submitter?: string): void {
+    if (this.watchRequested.has(runId) || this.session.get().myRuns.includes(runId)) return;
+    if (submitter !== undefined && this.ownClientIds.has(submitter)) return;
+    this.watchRequested.add(runId);
+    this.dispatch({ type: "watch_run", runId });
+    // The reply (`watching`) reaches the session too; a refused watch (another user's run) just ends it.
+    void this.client
+      .request({ type: "watch", run_id: runId })
+      .catch(() => this.dispatch({ type: "unwatch_run", runId }));
   }
 
   private fetchOutputs(runId: string): void {
@@ -425,9 +453,9 @@ export class EditorApp {
     await this.simpleRequest({ type: "interrupt", run_id: runId }, "interrupt", alreadySettled);
   }
 
+  /** Requeue an ended run; its `requeued` reply makes it this editor's run (run/sessionState.ts). */
   async requeue(runId: string): Promise<void> {
-    const ok = await this.simpleRequest({ type: "requeue", run_id: runId }, "requeue");
-    if (ok) this.session.set((s) => ({ ...s, myRuns: [...s.myRuns, runId] }));
+    await this.simpleRequest({ type: "requeue", run_id: runId }, "requeue");
   }
 
   private async simpleRequest(message: JsonMessage, verb: string, harmless: (error: unknown) => boolean = () => false): Promise<boolean> {
