@@ -78,6 +78,16 @@ describe("each tab's working graph", () => {
   });
 });
 
+/** A tab that opened graph a → b and ran it: r1 submitted, started, node a finished. */
+function tabWithRunningRun(shared: MemoryStorage, tab: MemoryStorage): ReturnType<typeof openTab> {
+  const opened = openTab(shared, tab);
+  opened.app.loadGraph(graph("a", "b"));
+  opened.socket.reply({ type: "submitted", run_id: "r1", position: 0 });
+  opened.socket.reply({ type: "run_started", run_id: "r1", nodes: ["a", "b"], total: 2 });
+  opened.socket.reply({ type: "node_finished", run_id: "r1", node_id: "a", seconds: 0.5 });
+  return opened;
+}
+
 describe("the run shown on a tab's nodes, after a reload", () => {
   beforeEach(() => vi.useFakeTimers());
   afterEach(() => vi.useRealTimers());
@@ -85,11 +95,7 @@ describe("the run shown on a tab's nodes, after a reload", () => {
   it("shows the results of a run that ended before the reload", () => {
     const shared = new MemoryStorage();
     const tab = new MemoryStorage();
-    const before = openTab(shared, tab);
-    before.app.loadGraph(graph("a", "b"));
-    before.socket.reply({ type: "submitted", run_id: "r1", position: 0 });
-    before.socket.reply({ type: "run_started", run_id: "r1", nodes: ["a", "b"], total: 2 });
-    before.socket.reply({ type: "node_finished", run_id: "r1", node_id: "a", seconds: 0.5 });
+    const before = tabWithRunningRun(shared, tab);
     before.socket.reply({ type: "node_cached", run_id: "r1", node_id: "b" });
     before.socket.reply({ type: "run_finished", run_id: "r1" });
     before.socket.reply({ type: "queue_changed", run_id: "r1", status: "succeeded", pending: 0 });
@@ -112,11 +118,7 @@ describe("the run shown on a tab's nodes, after a reload", () => {
   it("settles the badges of a run that ended during the reload; another graph opened forgets the run", () => {
     const shared = new MemoryStorage();
     const tab = new MemoryStorage();
-    const before = openTab(shared, tab);
-    before.app.loadGraph(graph("a", "b"));
-    before.socket.reply({ type: "submitted", run_id: "r1", position: 0 });
-    before.socket.reply({ type: "run_started", run_id: "r1", nodes: ["a", "b"], total: 2 });
-    before.socket.reply({ type: "node_finished", run_id: "r1", node_id: "a", seconds: 0.5 });
+    const before = tabWithRunningRun(shared, tab);
     before.socket.reply({ type: "node_started", run_id: "r1", node_id: "b" });
     before.app.keepForReload();
     before.app.client.close();
