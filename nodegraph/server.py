@@ -55,7 +55,12 @@ Pieces:
   made in a pool of `THUMBNAIL_WORKERS` threads (`make_thumbnail`), never on the
   event loop, the same thumbnail once however many ask for it, and past
   `THUMBNAIL_WAITING_LIMIT` waiting requests the answer is 503.
-- `Server.close()` is safe to call twice.
+- `/files/<id>` with a `Range` header gets those bytes (`byte_range`: 206, 416 past the end), so media seeks;
+  the Content-Type is the file results' mime (`results.default_mime`).
+- One server per data folder: `start` takes `<data dir>/server.lock` (`lock_data_folder`, DataFolderInUse).
+  A run whose end the database refused (a full disk) is recorded once it can (`_record_unrecorded`).
+- `Server.close()` is safe to call twice; `nodegraph serve` closes on SIGTERM as on Ctrl+C, and with `--ray`
+  alone starts its local cluster on the main thread first (`RayBackend.prepare`: Ray's cleanup needs it).
 
 Security defaults (docs/security.md): loopback only; any other address requires
 a token (printed at start when not given) or a users file; the Host header must
