@@ -3,7 +3,8 @@
 The websocket shell (server.py) feeds `ServerProtocol` what clients send and
 what the worker reports, and delivers the `Outgoing` messages it returns. All
 of the protocol — validation of messages, replies, routing of run events to
-the client that submitted the run, queue broadcasts, binary frame layout — is
+the client that submitted the run (and to the connections that `watch` it),
+queue broadcasts, binary frame layout — is
 here and is tested by feeding messages, without sockets. docs/protocol.md
 documents every message; `message_schemas()` gives their JSON Schemas.
 
