@@ -636,6 +636,17 @@ def test_editor_with_token_cookie_plugins_and_media_files(tmp_path):
             assert view.get_attribute("data-vertices") == "3" and view.locator("canvas").count() == 1
             for kind in ("audio", "video", "mesh"):
                 page.wait_for_selector(f"[data-testid=gallery-item][data-kind={kind}]")
+            # The mesh's gallery tile is a normal-size icon tile; a click opens it large in the 3D viewer.
+            tile = page.locator("[data-testid=gallery-item][data-kind=mesh] [data-testid=output-file-open3d]")
+            box = tile.bounding_box()
+            assert box["width"] >= 50 and abs(box["height"] - box["width"]) < 2, box
+            tile.click()
+            large_view = "[data-testid=model3d-viewer] [data-testid=model3d]"
+            page.wait_for_selector(f"{large_view}[data-state=ready]", timeout=30_000)
+            large = page.locator(large_view)
+            assert large.get_attribute("data-vertices") == "3" and large.bounding_box()["height"] > 400
+            page.keyboard.press("Escape")
+            page.wait_for_selector("[data-testid=model3d-viewer]", state="detached")
             page.screenshot(path=str(tmp_path / "editor-media.png"))
 
             # An audio input (upload="audio"): the picker takes audio, the server stores the WAV (named by what its

@@ -15,6 +15,7 @@ import { useStore } from "./state/store";
 import { PartBoundary } from "./editor/ErrorBoundary";
 import { GraphCanvas } from "./editor/GraphCanvas";
 import { ImageViewer } from "./editor/ImageViewer";
+import { Model3DViewer } from "./editor/Model3DViewer";
 import { ContextMenu, HelpPanel, SearchPopup, SubgraphBar } from "./editor/Overlays";
 import { Palette } from "./editor/Palette";
 import { Banner, Gallery, HistoryPanel, PluginNotice, PluginsPanel, QueuePanel, RunWarnings, Toasts, Toolbar } from "./editor/Panels";
@@ -79,6 +80,7 @@ export function App({ app }: { app: EditorApp }) {
             </PartBoundary>
             <PartBoundary area="image viewer">
               <ImageViewer />
+              <Model3DViewer />
             </PartBoundary>
           </div>
         </PartBoundary>

@@ -6,6 +6,7 @@ import { describeItem, fileView, loadTextPreview, outputItemFrom, textPreview, t
 import { initialSessionState, reduceSession } from "../src/run/sessionState";
 import { EditorApp } from "../src/state/app";
 import { AppContext } from "../src/state/context";
+import { createUiStore, openModel3D } from "../src/state/ui";
 import { FakeSocket, connectedApp, stopApp } from "./helpers";
 
 const context = { fileUrl: (id: string) => `files/${id}` };
@@ -68,6 +69,17 @@ describe("the rendering choice per kind", () => {
     expect(html).toContain('data-testid="node-files-save"');
     expect((html.match(/data-view="(\w+)"/g) ?? []).join(" ")).toBe('data-view="img" data-view="audio"');
     expect(renderToStaticMarkup(<NodeFiles nodeId="x" files={[]} />)).toBe("");
+  });
+
+  it("shows a 3D file in the gallery as an icon tile that opens the 3D viewer (no three.js view in the tile)", () => {
+    const cloud = { ...item("pointcloud"), fileId: "output/cloud_00001.ply" };
+    const tile = renderToStaticMarkup(<OutputFileView item={cloud} compact />);
+    expect(tile).toContain('data-testid="output-file-open3d"');
+    expect(tile).toContain("point cloud · 3D");
+    expect(tile).not.toContain('data-testid="model3d"');
+    const ui = createUiStore();
+    openModel3D(ui, cloud);
+    expect(ui.get().model3d).toBe(cloud);
   });
 });
 

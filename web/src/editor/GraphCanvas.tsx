@@ -457,8 +457,10 @@ export function GraphCanvas() {
     const onKey = (event: KeyboardEvent) => {
       if (event.key === "Escape") {
         const ui = app.ui.get();
-        if (ui.menu || ui.search || ui.viewer || ui.help || ui.templates) {
-          app.ui.set((s) => ({ ...s, menu: null, search: null, viewer: null, help: false, templates: false }));
+        if (ui.menu || ui.search || ui.viewer || ui.model3d || ui.help || ui.templates) {
+          app.ui.set((s) => ({
+            ...s, menu: null, search: null, viewer: null, model3d: null, help: false, templates: false,
+          }));
         } else if (app.editor.state.path.length && !isEditable(event.target)) app.editor.closeSubgraph();
         return;
       }

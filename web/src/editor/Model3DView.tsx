@@ -17,7 +17,8 @@ interface Props {
   url: string;
   format: Model3DFormat;
   points: boolean;
-  height?: number;
+  /** Pixels, or a CSS length ("100%": the 3D viewer's stage). */
+  height?: number | string;
 }
 
 export function Model3DView({ url, format, points, height = 220 }: Props) {

@@ -5,10 +5,11 @@
  * preview read from /files, meshes and point clouds in an interactive three.js
  * view (editor/Model3DView.tsx) with a download link. Clicking an image opens the
  * image viewer (editor/ImageViewer.tsx) on it, with its siblings (the node's other
- * images, or the gallery) to step through and compare.
+ * images, or the gallery) to step through and compare. A gallery tile of a mesh or point cloud is
+ * an icon tile; a click opens the large 3D viewer (editor/Model3DViewer.tsx).
  *
  * Test ids: output-file (data-kind, data-view = the element chosen),
- * output-file-download, output-text.
+ * output-file-download, output-text, output-file-open3d (a gallery tile of a 3D file).
  */
 import { useContext, useEffect, useState } from "react";
 import { describeItem, fileName, fileView, loadTextPreview, textPreview, type OutputItem } from "../run/media";
@@ -47,7 +48,26 @@ function DownloadLink({ item }: { item: OutputItem }) {
   );
 }
 
-/** One output file; `compact` for gallery tiles (no text preview fetch, smaller media); `onOpen` for a click on an image. */
+/** A gallery tile of a mesh or point cloud: an icon and its kind; a click opens the 3D viewer. */
+function Model3DTile({ points, caption, onOpen }: { points: boolean; caption: string; onOpen?: () => void }) {
+  return (
+    <button
+      type="button"
+      className="ng-model3d-tile"
+      data-testid="output-file-open3d"
+      title={`${caption} — click for the 3D view`}
+      onClick={onOpen}
+    >
+      <span className="ng-model3d-icon" aria-hidden="true">{points ? "⁘" : "◭"}</span>
+      <span className="ng-kind">{points ? "point cloud" : "mesh"} · 3D</span>
+    </button>
+  );
+}
+
+/**
+ * One output file; `compact` for gallery tiles (no text preview fetch, smaller media, 3D files as an icon
+ * tile); `onOpen` for a click on an image, or on a gallery tile of a 3D file.
+ */
 export function OutputFileView({ item, compact = false, onOpen }: { item: OutputItem; compact?: boolean; onOpen?: () => void }) {
   const view = fileView(item);
   const caption = describeItem(item);
@@ -73,8 +93,14 @@ export function OutputFileView({ item, compact = false, onOpen }: { item: Output
     case "model3d":
       body = (
         <>
-          {compact ? <span className="ng-kind ng-model3d-tile">{view.points ? "point cloud" : "mesh"} · 3D</span> : <Model3DView url={item.url} format={view.format} points={view.points} />}
-          <DownloadLink item={item} />
+          {compact ? (
+            <Model3DTile points={view.points} caption={caption} onOpen={onOpen} />
+          ) : (
+            <>
+              <Model3DView url={item.url} format={view.format} points={view.points} />
+              <DownloadLink item={item} />
+            </>
+          )}
         </>
       );
       break;

@@ -27,7 +27,7 @@ import type { RunSummary } from "../protocol/messages";
 import { fileView, type OutputItem } from "../run/media";
 import { historyRow, HISTORY_STATUSES } from "../run/history";
 import { textOf } from "../protocol/records";
-import { openViewer, setTheme } from "../state/ui";
+import { openModel3D, openViewer, setTheme } from "../state/ui";
 import { listKey } from "./listKeys";
 import { problemsOf, warningsSignature, type PluginWarning } from "../run/plugins";
 import type { Template } from "../run/sessionState";
@@ -485,6 +485,7 @@ export function Gallery() {
               item={item}
               compact
               onOpen={() => {
+                if (fileView(item).element === "model3d") return openModel3D(app.ui, item);
                 const images = gallery.filter((g) => fileView(g).element === "img");
                 openViewer(app.ui, images, images.indexOf(item));
               }}

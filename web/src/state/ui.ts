@@ -8,6 +8,8 @@
  *               the wire it was opened from (port filter + the handle to connect), or null.
  *   menu        the open context menu: screen position and what was right-clicked, or null.
  *   viewer      the image viewer: the images, the one shown, and the one compared with, or null.
+ *   model3d     the mesh / point-cloud file shown large in the 3D viewer (editor/Model3DViewer.tsx),
+ *               or null.
  *   renaming    what is being renamed inline: "group:<id>" or "node:<id>", or null.
  *   help        whether the keyboard-shortcut panel is open.
  *   templates   whether the templates menu is open.
@@ -45,6 +47,7 @@ export interface UiState {
   search: SearchPopupState | null;
   menu: { screen: Position; at: Position; target: MenuTarget } | null;
   viewer: ViewerState | null;
+  model3d: OutputItem | null;
   renaming: string | null;
   help: boolean;
   templates: boolean;
@@ -67,6 +70,7 @@ export function createUiStore(): Store<UiState> {
     search: null,
     menu: null,
     viewer: null,
+    model3d: null,
     renaming: null,
     help: false,
     templates: false,
@@ -90,6 +94,11 @@ export function setTheme(ui: Store<UiState>, theme: Theme): void {
 export function openViewer(ui: Store<UiState>, items: OutputItem[], index: number): void {
   if (!items.length) return;
   ui.set((s) => ({ ...s, viewer: { items, index: Math.max(0, Math.min(index, items.length - 1)), compare: null } }));
+}
+
+/** Open the 3D viewer on a mesh or point-cloud file (a gallery tile's click). */
+export function openModel3D(ui: Store<UiState>, item: OutputItem): void {
+  ui.set((s) => ({ ...s, model3d: item }));
 }
 
 /** Step the viewer's frame by `delta`, wrapping around. */
