@@ -4,7 +4,8 @@
   only what it acts on: "Align top edges" on two nodes leaves the other five where they were shown.
 - Ctrl+Z in a prompt undoes a burst of typing (the graph's undo step), not one character; redo and
   typing on after an undo work in the same field.
-- In an 800×600 window the toolbar stays one line (the graph's title shortened, whole on hover).
+- In an 800×600 window the toolbar stays one line (the graph's title shortened, whole on hover); at
+  1024×700 the minimap is hidden (it covered nodes), at 1600×900 shown.
 - Ctrl+G: the new group's frame (its title bar) covers no other node; Alt+L moves the group with
   its nodes.
 - Ctrl+V with a graph's JSON text on the system clipboard opens it (a ComfyUI UI workflow is
@@ -113,7 +114,11 @@ def test_editor_fixes(tmp_path):
             assert cut == [], f"toolbar buttons cut or outside the window: {cut}"
             assert page.get_attribute(".ng-graph-title", "title") == original["metadata"]["title"]
             page.screenshot(path=str(tmp_path / "fixes-800x600.png"))
+            # a 1024×700 window hides the minimap too (it covered nodes there); a large one shows it
+            page.set_viewport_size({"width": 1024, "height": 700})
+            page.wait_for_selector(".react-flow__minimap", state="hidden")
             page.set_viewport_size({"width": 1600, "height": 900})
+            page.wait_for_selector(".react-flow__minimap", state="visible")
 
             # --- Ctrl+G: the frame covers no other node; Alt+L takes the group along -------------------
             _click_node(page, "prompt")
