@@ -140,4 +140,13 @@ describe("a subgraph node's run state", () => {
     expect(subgraphRunState({ "sq/mul": { status: "done" }, "sq/add": { status: "error", message: "boom" } }, "sq")?.status).toBe("error");
     expect(subgraphRunState({ "sq/a/b": { status: "queued" }, "sqx/a": { status: "error" } }, "sq")).toEqual({ status: "queued" });
   });
+
+  it("names the inner node that runs (its step preview is shown on the subgraph node)", async () => {
+    const { runningInnerId } = await import("../src/run/sessionState");
+    const states = { "sq/mul": { status: "done" as const }, "sq/k/sample": { status: "running" as const, value: 3, total: 20 },
+      "sqx/a": { status: "running" as const } };
+    expect(runningInnerId(states, "sq")).toBe("sq/k/sample");
+    expect(runningInnerId(states, "sq/k")).toBe("sq/k/sample");
+    expect(runningInnerId({ "sq/mul": { status: "done" } }, "sq")).toBeUndefined();
+  });
 });

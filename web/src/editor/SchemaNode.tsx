@@ -34,7 +34,7 @@ import type { GraphError } from "../protocol/messages";
 import { portColor, type InputSpec, type NodeSchema, type PortType } from "../schema/types";
 import { widgetFor } from "../schema/widgets";
 import { unknownTypeHint } from "../run/plugins";
-import { subgraphRunState, type NodeRunState } from "../run/sessionState";
+import { runningInnerId, subgraphRunState, type NodeRunState } from "../run/sessionState";
 import { useApp } from "../state/context";
 import { runKeyPrefix } from "../state/editorStore";
 import { useStore } from "../state/store";
@@ -96,7 +96,9 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
   const ownRun = useStore(app.session, (s) => s.nodeStates[key]);
   const allStates = useStore(app.session, (s) => (isSubgraph ? s.nodeStates : null)); // a subgraph shows its inner nodes' states
   const run = ownRun ?? (allStates ? subgraphRunState(allStates, key) : undefined);
-  const preview = useStore(app.session, (s) => s.previews[key]);
+  // a subgraph node shows the step preview of its inner node that runs (a KSampler inside it)
+  const innerKey = !ownRun && allStates ? runningInnerId(allStates, key) : undefined;
+  const preview = useStore(app.session, (s) => s.previews[key] ?? (innerKey ? s.previews[innerKey] : undefined));
   const files = useStore(app.session, (s) => s.nodeFiles[key]);
   const pluginWarnings = useStore(app.session, (s) => s.pluginWarnings);
   const output = useStore(app.session, (s) => s.nodeOutputs[key]);

@@ -550,6 +550,13 @@ function dropWaiting(states: Record<string, NodeRunState>, runningTo: NodeRunSta
  * runs, done (times summed) when all finished or came from the cache, skipped when all were skipped;
  * undefined when no inner node has a state.
  */
+/** The expanded id of the inner node of subgraph node `outerId` that is running now (its step preview is the
+ * subgraph node's), or undefined. */
+export function runningInnerId(states: Record<string, NodeRunState>, outerId: string): string | undefined {
+  const prefix = `${outerId}/`;
+  return Object.keys(states).find((id) => id.startsWith(prefix) && states[id].status === "running");
+}
+
 export function subgraphRunState(states: Record<string, NodeRunState>, outerId: string): NodeRunState | undefined {
   const prefix = `${outerId}/`;
   const inner = Object.entries(states).filter(([id]) => id.startsWith(prefix)).map(([, s]) => s);
