@@ -142,9 +142,11 @@ def _load(session: Any, path: str) -> Any:
         return [o.name for o in cls.spec.outputs] if cls is not None else None
 
     data = import_foreign(prompt, output_names)
-    translated = len(data["metadata"]["comfyui_types"])
-    print(f"note: {path} is a ComfyUI API prompt; imported it ({translated} of {len(prompt)} node(s) have an "
-          f"equivalent here; the others keep their ComfyUI types)", file=sys.stderr)
+    translated, total = len(data["metadata"]["comfyui_types"]), len(data["nodes"])
+    what = "UI workflow" if data["metadata"]["imported_from"] == "comfyui-workflow" else "API prompt"
+    rest = "" if translated == total else "; the others keep their ComfyUI types"
+    print(f"note: {path} is a ComfyUI {what}; imported it ({translated} of {total} node(s) have an equivalent "
+          f"here{rest})", file=sys.stderr)
     return session.load(data)
 
 

@@ -1,6 +1,7 @@
 """ComfyUI node classes that have an equivalent here, and how their inputs and outputs translate.
 
-`import_foreign` (graph.py) turns a ComfyUI API-format prompt into a graph: an entry whose
+`import_foreign` (graph.py) turns a ComfyUI API-format prompt — or a UI-format workflow, first made one by
+`workflow_to_prompt` (widget values named by position, `WIDGET_NAMES`) — into a graph: an entry whose
 `class_type` is in `EQUIVALENTS` becomes our node (inputs renamed, a few values translated,
 inputs set to their no-op value dropped, links to its outputs named by our output names in
 ComfyUI's output order); any other entry keeps its ComfyUI type and data, and validation names
@@ -11,8 +12,10 @@ ours antialiases when it shrinks, ComfyUI's does not). Not listed, on purpose: K
 (start/end steps and leftover noise are SplitSigmas + Sample here), ControlNetApply (one
 conditioning; ours applies to positive and negative together),
 CLIPSetLastLayer (ours is EncodeText's `clip_skip`), LatentUpscale (its width 0 keeps the aspect
-ratio; ours then scales by `factor`). Values are not approximated either: "nearest-exact" stays
-as it is and validation suggests what is here. docs/editor.md ("ComfyUI files") lists the table.
+ratio; ours then scales by `factor`). Values are translated where ours is the same choice: sampler names,
+and ImageScale's `nearest-exact` → our `nearest` (torch's `nearest`: on a non-integer scale it picks
+source pixels up to half a pixel off from `nearest-exact`'s); anything else stays as it is and validation
+suggests what is here. docs/editor.md ("ComfyUI files") lists the table.
 """
 
 from __future__ import annotations
@@ -80,3 +83,96 @@ def translate_inputs(equivalent: Equivalent, inputs: dict[str, Any]) -> dict[str
             value = table.get(value, value)
         out[ours] = value
     return out
+
+
+# --- UI-format workflows -----------------------------------------------------------------------------
+
+# A UI workflow (what ComfyUI's Save writes, and the "workflow" chunk of its PNGs) lists each node's widget
+# values by position; these are the positions of the classes above (and the seed's "control after
+# generate" widget, which is the UI's, not an input). Other classes keep their values unnamed (`widgets_values`).
+WIDGET_NAMES: dict[str, tuple[str, ...]] = {
+    "CheckpointLoaderSimple": ("ckpt_name",),
+    "CLIPTextEncode": ("text",),
+    "EmptyLatentImage": ("width", "height", "batch_size"),
+    "KSampler": ("seed", None, "steps", "cfg", "sampler_name", "scheduler", "denoise"),
+    "VAEDecode": (), "VAEEncode": (), "SetLatentNoiseMask": (), "ImageUpscaleWithModel": (), "PreviewImage": (),
+    "VAEEncodeForInpaint": ("grow_mask_by",),
+    "VAELoader": ("vae_name",),
+    "LoraLoader": ("lora_name", "strength_model", "strength_clip"),
+    "LoraLoaderModelOnly": ("lora_name", "strength_model"),
+    "ControlNetLoader": ("control_net_name",),
+    "ControlNetApplyAdvanced": ("strength", "start_percent", "end_percent"),
+    "UpscaleModelLoader": ("model_name",),
+    "ImageScale": ("upscale_method", "width", "height", "crop"),
+    "LoadImage": ("image", "upload"),
+    "SaveImage": ("filename_prefix",),
+}
+_UI_ONLY = ("Note", "MarkdownNote", "PrimitiveNode", "Reroute")    # no node of the prompt: resolved or dropped
+_MODES = {2: "mute", 4: "bypass"}                                    # ComfyUI's "never" and "bypass"
+
+
+class WorkflowError(ValueError):
+    """A UI workflow that cannot be read (its nodes or links are not what ComfyUI writes)."""
+
+
+def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
+    """A ComfyUI UI-format workflow → an API-format prompt (then imported like one: `graph.import_foreign`).
+
+    Links become `[source id, output slot]` pairs (through Reroute nodes; a PrimitiveNode's value becomes the
+    literal it feeds); widget values are named by `WIDGET_NAMES` (others are kept, unnamed, as
+    `widgets_values`, and such a node stays a placeholder of its ComfyUI type); a muted or bypassed node keeps
+    its mode (`_meta.mode`); notes are dropped. Raises WorkflowError naming what is not as ComfyUI writes it.
+    """
+    raw_nodes = workflow.get("nodes")
+    if not isinstance(raw_nodes, list) or not all(isinstance(n, dict) and "id" in n and isinstance(n.get("type"), str)
+                                                  for n in raw_nodes):
+        raise WorkflowError('"nodes" must be a list of objects with an "id" and a "type" (as ComfyUI saves them)')
+    nodes = {str(n["id"]): n for n in raw_nodes}
+    links: dict[Any, tuple[str, int]] = {}
+    for link in workflow.get("links") or []:
+        if isinstance(link, list) and len(link) >= 5:
+            links[link[0]] = (str(link[1]), link[2])
+        elif isinstance(link, dict) and "id" in link:
+            links[link["id"]] = (str(link.get("origin_id")), link.get("origin_slot", 0))
+
+    def source(link_id: Any, depth: int = 0) -> Any:
+        """What a link carries: [origin id, slot], a primitive's literal, or None (dangling)."""
+        if link_id not in links or depth > 64:
+            return None
+        origin, slot = links[link_id]
+        node = nodes.get(origin)
+        if node is not None and node["type"] == "Reroute":
+            inputs = node.get("inputs") or [{}]
+            return source(inputs[0].get("link"), depth + 1)
+        if node is not None and node["type"] == "PrimitiveNode":
+            values = node.get("widgets_values") or [None]
+            return {"literal": values[0]}
+        return [origin, slot if isinstance(slot, int) else 0]
+
+    prompt: dict[str, Any] = {}
+    for node_id, node in nodes.items():
+        if node["type"] in _UI_ONLY:
+            continue
+        inputs: dict[str, Any] = {}
+        values = node.get("widgets_values")
+        names = WIDGET_NAMES.get(node["type"])
+        if names is not None and isinstance(values, list):
+            inputs.update({name: value for name, value in zip(names, values) if name is not None})
+        elif values not in (None, [], {}):
+            inputs["widgets_values"] = values
+        for slot in node.get("inputs") or []:
+            if not isinstance(slot, dict) or not isinstance(slot.get("name"), str) or slot.get("link") is None:
+                continue
+            carried = source(slot["link"])
+            name = slot["name"] if "widget" not in slot else slot["widget"].get("name", slot["name"])
+            if isinstance(carried, dict):
+                inputs[name] = carried["literal"]
+            elif carried is not None:
+                inputs[name] = carried
+        meta: dict[str, Any] = {}
+        if isinstance(node.get("title"), str):
+            meta["title"] = node["title"]
+        if node.get("mode") in _MODES:
+            meta["mode"] = _MODES[node["mode"]]
+        prompt[node_id] = {"class_type": node["type"], "inputs": inputs, **({"_meta": meta} if meta else {})}
+    return prompt

@@ -325,9 +325,10 @@ def _foreign_error(tool: str, kind: str) -> GraphError:
                    "nodegraph.graph.import_foreign (or the server's import_graph message): its nodes keep their "
                    "ComfyUI types and data, and validation names the ones nodegraph lacks")
     else:
-        message = ("this is a ComfyUI UI-format workflow, not a nodegraph graph; its widget values are "
-                   "positional and cannot be named without ComfyUI's node definitions. In ComfyUI use "
-                   "'Export (API)' and open that file instead")
+        message = ("this is a ComfyUI UI-format workflow, not a nodegraph graph; convert it with "
+                   "nodegraph.graph.import_foreign (or the server's import_graph message; `nodegraph run` and the "
+                   "editor do): the widget values of the classes with an equivalent here are named, other nodes "
+                   "keep their ComfyUI types and values")
     return GraphError("foreign_format", message, details={"tool": tool, "format": kind})
 
 
@@ -348,9 +349,21 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     kind = foreign_format(data)
     if kind is None:
         raise GraphValidationError([GraphError(
-            "invalid_format", "not a graph file of a tool nodegraph can import (ComfyUI API-format prompt)")])
-    if kind[1] != "api":
-        raise GraphValidationError([_foreign_error(*kind)])
+            "invalid_format", "not a graph file of a tool nodegraph can import (a ComfyUI API-format prompt or "
+                              "UI workflow)")])
+    source_format = "comfyui-api"
+    if kind[1] == "workflow":
+        from .comfyui import WorkflowError, workflow_to_prompt
+
+        try:
+            data = workflow_to_prompt(data)
+        except WorkflowError as exc:
+            raise GraphValidationError([GraphError("invalid_format", f"this ComfyUI workflow cannot be read: {exc}",
+                                                   details={"tool": "comfyui", "format": "workflow"})]) from None
+        if not data:
+            raise GraphValidationError([GraphError("invalid_format", "this ComfyUI workflow has no nodes to import",
+                                                   details={"tool": "comfyui", "format": "workflow"})])
+        source_format = "comfyui-workflow"
     problems = []
     for raw_id, entry in data.items():
         if not isinstance(entry.get("class_type"), str) or not entry["class_type"]:
@@ -397,8 +410,10 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
         meta = entry.get("_meta")
         if isinstance(meta, dict) and isinstance(meta.get("title"), str):
             node["title"] = meta["title"]
+        if isinstance(meta, dict) and meta.get("mode") in ("mute", "bypass"):     # from a UI workflow
+            node["mode"] = meta["mode"]
         nodes[str(raw_id)] = node
-    metadata = {"imported_from": "comfyui-api", "comfyui_types": translated}
+    metadata = {"imported_from": source_format, "comfyui_types": translated}
     linked = _link_empty_latents_to_their_vae(nodes, translated)
     if linked:
         metadata["linked_vae"] = linked
@@ -860,19 +875,22 @@ def load_graph(path: str | os.PathLike) -> Graph:
                                f"graph is a .json file, or a PNG saved by SaveImage)")]) from None
     if data.startswith(PNG_SIGNATURE):
         text = graph_text_from_png(data)
-        prompt_text = graph_text_from_png(data, "prompt") if text is None else None
-        if prompt_text is not None and foreign_format(_json_or_none(prompt_text)) != ("comfyui", "api"):
+        prompt_text = None if text is not None else (graph_text_from_png(data, "prompt")
+                                                     or graph_text_from_png(data, "workflow"))
+        if prompt_text is not None and foreign_format(_json_or_none(prompt_text)) is None:
             raise GraphValidationError([GraphError(
-                "invalid_json", f"{path.name} has a ComfyUI \"prompt\" text chunk, but it is not a ComfyUI API "
-                                f"prompt (not valid JSON, or not its shape), so there is no graph to import; "
-                                f"export the workflow from ComfyUI again (Export (API)) or save a new image",
+                "invalid_json", f"{path.name} has a ComfyUI \"prompt\" / \"workflow\" text chunk, but it is not a "
+                                f"ComfyUI prompt or workflow (not valid JSON, or not its shape), so there is no graph "
+                                f"to import; save the image (or the workflow) from ComfyUI again",
                 details={"tool": "comfyui"})])
         if prompt_text is not None:
+            kind = foreign_format(_json_or_none(prompt_text))[1]
+            what = "an API prompt" if kind == "api" else "a UI workflow"
             raise GraphValidationError([GraphError(
-                "foreign_format", f"{path.name} is a PNG saved by ComfyUI: it carries a ComfyUI API prompt, not a "
-                                  f"nodegraph graph; `nodegraph run`/`validate` and the editor import it "
+                "foreign_format", f"{path.name} is a PNG saved by ComfyUI: it carries {what}, not a nodegraph graph; "
+                                  f"`nodegraph run`/`validate` and the editor import it "
                                   f"(nodegraph.graph.foreign_prompt reads it)", details={"tool": "comfyui",
-                                                                                        "format": "api"})])
+                                                                                        "format": kind})])
         if text is None:
             raise GraphValidationError([GraphError(
                 "invalid_json", f"{path.name} is a PNG without an embedded graph; only images saved by "
@@ -901,17 +919,19 @@ def _json_or_none(text: str) -> Any:
 
 
 def foreign_prompt(path: str | os.PathLike) -> dict | None:
-    """The ComfyUI API prompt a file holds — a .json export, or the "prompt" chunk of a PNG ComfyUI saved —
-    or None (anything else, or a file that cannot be read: `load_graph` says why)."""
+    """The ComfyUI prompt or UI workflow a file holds — a .json export or save, or the "prompt" chunk of a PNG
+    ComfyUI saved — or None (anything else, or a file that cannot be read: `load_graph` says why); both go to
+    `import_foreign`."""
     try:
         data = Path(path).read_bytes()[: MAX_FILE_BYTES + 1]
         if len(data) > MAX_FILE_BYTES:
             return None
-        text = graph_text_from_png(data, "prompt") if data.startswith(PNG_SIGNATURE) else data.decode("utf-8")
+        text = ((graph_text_from_png(data, "prompt") or graph_text_from_png(data, "workflow"))
+                if data.startswith(PNG_SIGNATURE) else data.decode("utf-8"))
         prompt = json.loads(text) if text is not None else None
     except (OSError, ValueError):
         return None
-    return prompt if foreign_format(prompt) == ("comfyui", "api") else None
+    return prompt if foreign_format(prompt) in (("comfyui", "api"), ("comfyui", "workflow")) else None
 
 
 def graph_file_schema() -> dict[str, Any]:

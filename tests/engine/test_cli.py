@@ -584,7 +584,7 @@ def test_run_record_log_refuses_a_planted_symlink(tmp_path, capsys):
 
 def test_run_and_validate_import_a_comfyui_api_prompt(tmp_path, capsys):
     """`nodegraph validate/run prompt.json` (ComfyUI's Export (API)) and a PNG ComfyUI saved (its "prompt" chunk)
-    are imported with a note, not refused; a UI workflow is still refused with how to export the API format."""
+    are imported with a note, not refused; a UI workflow without nodes says so."""
     from PIL import Image, PngImagePlugin
 
     prompt = {"1": {"class_type": "Int", "inputs": {"value": 4}},
@@ -599,7 +599,7 @@ def test_run_and_validate_import_a_comfyui_api_prompt(tmp_path, capsys):
     assert json.loads((tmp_path / "out" / "ComfyUI_00001_.outputs.json").read_text())["outputs"]["2"]["value"] == 4
     (tmp_path / "workflow.json").write_text(json.dumps({"nodes": [], "links": [], "version": 0.4}))
     assert main(["validate", str(tmp_path / "workflow.json")]) == 1
-    assert "Export (API)" in capsys.readouterr().out
+    assert "has no nodes to import" in capsys.readouterr().out
 
 
 def test_a_comfyui_default_workflow_draws_the_size_it_asks_for(tmp_path, capsys):
@@ -708,7 +708,8 @@ def test_comfyui_model_only_lora_and_image_scale_methods_import_and_run(tmp_path
         "6": {"class_type": "LoraLoaderModelOnly", "inputs": {"lora_name": "tiny_world_lcm_v3.safetensors",
                                                               "strength_model": 1.0, "model": ["4", 0]}},
         "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-        "1": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle on a blue background", "clip": ["4", 1]}},
+        "1": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle on a blue background",
+                                                         "clip": ["4", 1]}},
         "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
         "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 4, "cfg": 1, "sampler_name": "lcm",
                                                    "scheduler": "sgm_uniform", "denoise": 1, "model": ["6", 0],
@@ -762,7 +763,7 @@ def test_pngs_with_broken_embedded_graphs_say_so(tmp_path, capsys):
     did not say it came from the PNG."""
     from PIL import Image, PngImagePlugin
 
-    for chunk, expected in (("prompt", 'has a ComfyUI "prompt" text chunk, but it is not a ComfyUI API prompt'),
+    for chunk, expected in (("prompt", 'text chunk, but it is not a ComfyUI prompt or workflow'),
                             ("nodegraph", 'the graph embedded in bad.png (its "nodegraph" text chunk)')):
         info = PngImagePlugin.PngInfo()
         info.add_text(chunk, "{not json")
@@ -770,3 +771,65 @@ def test_pngs_with_broken_embedded_graphs_say_so(tmp_path, capsys):
         assert main(["validate", str(tmp_path / "bad.png"), "--no-plugins"]) == 1
         out = capsys.readouterr().out
         assert expected in out and "imported" not in out, out
+
+
+def test_a_comfyui_ui_workflow_imports_and_runs(tmp_path, capsys):
+    """ComfyUI's Save writes a UI workflow (widget values by position, links as a list): it was refused ("use
+    Export (API)"), which is what most ComfyUI users have. The default txt2img workflow now imports — widgets
+    named for the classes with an equivalent, the seed's "control after generate" skipped, links through a
+    Reroute, a note dropped, a muted node kept muted — and draws what graphs/txt2img.json draws."""
+    from PIL import Image
+
+    def node(node_id, kind, inputs=(), widgets=None, mode=0):
+        return {"id": node_id, "type": kind, "mode": mode, "inputs": [{"name": n, "type": "*", "link": link}
+                                                                       for n, link in inputs],
+                **({"widgets_values": widgets} if widgets is not None else {})}
+
+    workflow = {"last_node_id": 12, "version": 0.4, "nodes": [
+        node(4, "CheckpointLoaderSimple", widgets=["tiny_world_v4.safetensors"]),
+        node(5, "EmptyLatentImage", widgets=[64, 64, 1]),
+        node(6, "CLIPTextEncode", [("clip", 3)], ["a small red circle on the left, on a blue background"]),
+        node(7, "CLIPTextEncode", [("clip", 5)], [""]),
+        node(10, "Reroute", [("", 1)]),
+        node(3, "KSampler", [("model", 10), ("positive", 4), ("negative", 6), ("latent_image", 2)],
+             [42, "randomize", 20, 5, "dpmpp_2m", "karras", 1]),
+        node(8, "VAEDecode", [("samples", 7), ("vae", 8)]),
+        node(9, "SaveImage", [("images", 9)], ["ComfyUI"]),
+        node(11, "PreviewImage", [("images", 11)], mode=2),
+        node(12, "Note", widgets=["made in ComfyUI"])],
+        "links": [[1, 4, 0, 10, 0, "MODEL"], [10, 10, 0, 3, 0, "MODEL"], [2, 5, 0, 3, 3, "LATENT"],
+                  [3, 4, 1, 6, 0, "CLIP"], [4, 6, 0, 3, 1, "CONDITIONING"], [5, 4, 1, 7, 0, "CLIP"],
+                  [6, 7, 0, 3, 2, "CONDITIONING"], [7, 3, 0, 8, 0, "LATENT"], [8, 4, 2, 8, 1, "VAE"],
+                  [9, 8, 0, 9, 0, "IMAGE"], [11, 8, 0, 11, 0, "IMAGE"]]}
+    workflow["nodes"][5]["inputs"][0]["link"] = 10                  # the model comes through the Reroute
+    (tmp_path / "workflow.json").write_text(json.dumps(workflow))
+    assert main(["run", str(tmp_path / "workflow.json"), "--output-dir", str(tmp_path / "out"), "--no-plugins",
+                 "--no-progress"]) == 0
+    assert "is a ComfyUI UI workflow; imported it (8 of 8 node(s)" in capsys.readouterr().err
+    record = json.loads((tmp_path / "out" / "workflow.outputs.json").read_text())
+    nodes = record["graph"]["nodes"]
+    assert nodes["3"]["inputs"]["model"] == {"node": "4", "output": "model"} and nodes["3"]["inputs"]["seed"] == 42
+    assert nodes["3"]["inputs"]["steps"] == 20 and nodes["11"]["mode"] == "mute" and "12" not in nodes
+    (saved,) = (tmp_path / "out").glob("ComfyUI_*.png")
+    ours = tmp_path / "ours"
+    assert main(["run", str(ROOT / "graphs" / "txt2img.json"), "--output-dir", str(ours), "--no-plugins",
+                 "--no-progress"]) == 0
+    (shipped,) = ours.glob("txt2img_*.png")
+    assert Image.open(saved).tobytes() == Image.open(shipped).tobytes()        # the same picture, pixel for pixel
+
+
+def test_a_png_with_only_a_comfyui_workflow_chunk_imports(tmp_path, capsys):
+    """A PNG whose ComfyUI metadata is only the UI workflow (no API prompt) imports it too."""
+    from PIL import Image, PngImagePlugin
+
+    workflow = {"nodes": [{"id": 1, "type": "Int", "widgets_values": [4]},
+                          {"id": 2, "type": "ShowValue", "inputs": [{"name": "value", "type": "INT", "link": 1}]}],
+                "links": [[1, 1, 0, 2, 0, "INT"]], "version": 0.4}
+    info = PngImagePlugin.PngInfo()
+    info.add_text("workflow", json.dumps(workflow))
+    Image.new("RGB", (4, 4)).save(tmp_path / "saved.png", pnginfo=info)
+    assert main(["validate", str(tmp_path / "saved.png"), "--no-plugins"]) == 1
+    captured = capsys.readouterr()
+    assert "is a ComfyUI UI workflow; imported it (0 of 2 node(s)" in captured.err
+    # "Int" is no ComfyUI class: its widget values stay unnamed, and validation names them on the node
+    assert "(node '1', input 'widgets_values')" in captured.out and "(node '2'" not in captured.out

@@ -354,7 +354,7 @@ def test_unknown_node_types_round_trip_and_are_named_on_validate(session):
 
 
 def test_comfyui_files_are_recognised_and_api_prompts_import():
-    """A ComfyUI workflow or API prompt is foreign_format naming the tool; API prompts convert with their data."""
+    """A ComfyUI workflow or API prompt is foreign_format naming the tool; both convert with their data."""
     prompt = {"3": {"class_type": "KSampler", "inputs": {"seed": 5, "model": ["4", 0], "cfg": 7.5},
                     "_meta": {"title": "Sampler"}},
               "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "x.safetensors"}}}
@@ -374,9 +374,9 @@ def test_comfyui_files_are_recognised_and_api_prompts_import():
     assert node.inputs["model"].node == "4" and node.inputs["model"].output == "model"   # our LoadCheckpoint's
     assert imported.nodes["4"].type == "LoadCheckpoint" and node.inputs["vae"].output == "C"   # output_names'
     assert imported.nodes["5"].type == "MyLoader"
-    with pytest.raises(GraphValidationError) as info:
-        import_foreign(workflow)
-    assert codes(info.value.errors) == ["foreign_format"]
+    converted = import_foreign(workflow)           # a UI workflow: its widget values named by position
+    assert converted["nodes"]["1"] == {"type": "KSampler", "inputs": {"seed": 5}}
+    assert converted["metadata"]["imported_from"] == "comfyui-workflow"
 
 
 def test_parse_errors_give_line_and_column():

@@ -493,8 +493,11 @@ def test_import_graph_converts_a_comfyui_prompt_keeping_unknown_nodes(proto):
     assert nodes["3"] == {"type": "ShowValue", "title": "Show", "inputs": {"value": {"node": "1", "output": "value"}}}
     assert nodes["2"]["inputs"] == {"model_name": "x.pth", "n": {"node": "1", "output": "value"}}
     assert [(e["code"], e["node_id"]) for e in reply.message["errors"]] == [("unknown_node_type", "2")]
-    workflow = {"nodes": [{"id": 1, "type": "KSampler", "widgets_values": [1]}], "links": []}
-    (reply,) = send(proto, {"type": "import_graph", "data": workflow})
+    workflow = {"nodes": [{"id": 1, "type": "KSampler", "widgets_values": [1, "fixed", 4]}], "links": []}
+    (reply,) = send(proto, {"type": "import_graph", "data": workflow})         # a UI workflow: named by position
+    assert reply.message["type"] == "imported_graph"
+    assert reply.message["graph"]["nodes"]["1"]["inputs"] == {"seed": 1, "steps": 4}
+    (reply,) = send(proto, {"type": "import_graph", "data": {"nodes": [{"id": 1}], "links": []}})   # no type
     assert reply.message["code"] == "invalid_graph"
     assert reply.message["details"]["errors"][0]["details"] == {"tool": "comfyui", "format": "workflow"}
     for bad in ({"1": {"class_type": "LoadImage", "inputs": ["x"]}}, {"1": {"class_type": ["Int"], "inputs": {}}}):

@@ -31,7 +31,7 @@ describe("widget values", () => {
 describe("files that are not graphs", () => {
   it("names ComfyUI workflows and API prompts instead of opening a blank canvas", () => {
     expect(foreignFormat({ nodes: [], links: [], version: 0.4 })).toContain("ComfyUI UI-format workflow");
-    expect(foreignFormat({ nodes: [], links: [], version: 0.4 })).toContain("In ComfyUI use 'Export (API)' and open that file instead");
+    expect(foreignFormat({ nodes: [], links: [], version: 0.4 })).toContain("the server is not connected");
     expect(foreignFormat({ "3": { class_type: "KSampler", inputs: {} } })).toContain("ComfyUI API-format prompt");
     expect(foreignKind({ "3": { class_type: "KSampler", inputs: {} } })).toBe("comfyui-api");
     expect(foreignKind({ nodes: [], links: [] })).toBe("comfyui-workflow");

@@ -11,9 +11,9 @@
  *   importedTitle(graph, name, pasted)  the graph with a title from the file name when it has none
  *   refusalText(name, message, pasted)  "Cannot open <name>: <why>", worded for a file or pasted text
  *
- * A connected editor sends both kinds to the server (`import_graph`, state/app.ts): an API
- * prompt comes back as a graph whose unknown nodes are red placeholders that keep their data,
- * and a UI workflow is refused with the server's explanation.
+ * A connected editor sends both kinds to the server (`import_graph`, state/app.ts): either comes
+ * back as a graph whose unknown nodes are red placeholders that keep their data (a UI workflow's
+ * widget values are named for the classes the server knows: nodegraph/comfyui.py WIDGET_NAMES).
  */
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -36,8 +36,8 @@ export function foreignFormat(raw: unknown): string | null {
   switch (foreignKind(raw)) {
     case "comfyui-workflow":
       return (
-        "this is a ComfyUI UI-format workflow, not a nodegraph graph; its widget values are positional and cannot " +
-        "be named without ComfyUI's node definitions. In ComfyUI use 'Export (API)' and open that file instead"
+        "this is a ComfyUI UI-format workflow, not a nodegraph graph; the editor converts it with the server's " +
+        "import_graph, and the server is not connected — open the file again once it is"
       );
     case "comfyui-api":
       return (
