@@ -121,7 +121,10 @@ def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
     Links become `[source id, output slot]` pairs (through Reroute nodes; a PrimitiveNode's value becomes the
     literal it feeds); widget values are named by `WIDGET_NAMES` (others are kept, unnamed, as
     `widgets_values`, and such a node stays a placeholder of its ComfyUI type); a muted or bypassed node keeps
-    its mode (`_meta.mode`); notes are dropped. Raises WorkflowError naming what is not as ComfyUI writes it.
+    its mode (`_meta.mode`); notes are dropped. Each node's canvas position goes to `_meta.position` (the
+    imported graph's `ui`: the editor shows ComfyUI's layout). A seed's "control after generate" is not carried:
+    the imported seed is fixed, so the first run draws what ComfyUI drew with that seed (ComfyUI changes it
+    after a run; ours would before). Raises WorkflowError naming what is not as ComfyUI writes it.
     """
     raw_nodes = workflow.get("nodes")
     if not isinstance(raw_nodes, list) or not all(isinstance(n, dict) and "id" in n and isinstance(n.get("type"), str)
@@ -156,6 +159,7 @@ def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
         inputs: dict[str, Any] = {}
         values = node.get("widgets_values")
         names = WIDGET_NAMES.get(node["type"])
+        meta: dict[str, Any] = {}
         if names is not None and isinstance(values, list):
             inputs.update({name: value for name, value in zip(names, values) if name is not None})
         elif values not in (None, [], {}):
@@ -169,7 +173,12 @@ def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
                 inputs[name] = carried["literal"]
             elif carried is not None:
                 inputs[name] = carried
-        meta: dict[str, Any] = {}
+        position = node.get("pos")
+        if isinstance(position, dict):          # some ComfyUI versions write {"0": x, "1": y}
+            position = [position.get("0"), position.get("1")]
+        if (isinstance(position, list) and len(position) >= 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in position[:2])):
+            meta["position"] = [round(position[0]), round(position[1])]
         if isinstance(node.get("title"), str):
             meta["title"] = node["title"]
         if node.get("mode") in _MODES:

@@ -387,6 +387,7 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     ids = {str(k) for k in data}
     by_id = {str(k): v for k, v in data.items()}
     nodes: dict[str, Any] = {}
+    ui_nodes: dict[str, Any] = {}
     translated: dict[str, str] = {}
     for raw_id, entry in data.items():
         node_type = entry["class_type"]
@@ -412,12 +413,17 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
             node["title"] = meta["title"]
         if isinstance(meta, dict) and meta.get("mode") in ("mute", "bypass"):     # from a UI workflow
             node["mode"] = meta["mode"]
+        if isinstance(meta, dict):                 # a UI workflow's layout, for the editor
+            shown = {key: meta[key] for key in ("position",) if key in meta}
+            if shown:
+                ui_nodes[str(raw_id)] = shown
         nodes[str(raw_id)] = node
     metadata = {"imported_from": source_format, "comfyui_types": translated}
     linked = _link_empty_latents_to_their_vae(nodes, translated)
     if linked:
         metadata["linked_vae"] = linked
-    return {"format_version": FORMAT_VERSION, "metadata": metadata, "nodes": nodes}
+    return {"format_version": FORMAT_VERSION, "metadata": metadata, "nodes": nodes,
+            **({"ui": {"nodes": ui_nodes}} if ui_nodes else {})}
 
 
 def _link_empty_latents_to_their_vae(nodes: dict[str, Any], translated: dict[str, str]) -> list[str]:

@@ -376,7 +376,11 @@ def test_comfyui_files_are_recognised_and_api_prompts_import():
     assert imported.nodes["5"].type == "MyLoader"
     converted = import_foreign(workflow)           # a UI workflow: its widget values named by position
     assert converted["nodes"]["1"] == {"type": "KSampler", "inputs": {"seed": 5}}
-    assert converted["metadata"]["imported_from"] == "comfyui-workflow"
+    assert converted["metadata"]["imported_from"] == "comfyui-workflow" and "ui" not in converted
+    workflow["nodes"][0].update(pos=[120.4, -30], widgets_values=[5, "randomize", 8])    # its canvas position
+    converted = import_foreign(workflow)
+    assert converted["ui"] == {"nodes": {"1": {"position": [120, -30]}}}          # the seed stays fixed: no mode
+    assert converted["nodes"]["1"]["inputs"] == {"seed": 5, "steps": 8}
 
 
 def test_parse_errors_give_line_and_column():
