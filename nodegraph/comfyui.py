@@ -127,30 +127,37 @@ def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
     after a run; ours would before). Raises WorkflowError naming what is not as ComfyUI writes it.
     """
     raw_nodes = workflow.get("nodes")
-    if not isinstance(raw_nodes, list) or not all(isinstance(n, dict) and "id" in n and isinstance(n.get("type"), str)
-                                                  for n in raw_nodes):
-        raise WorkflowError('"nodes" must be a list of objects with an "id" and a "type" (as ComfyUI saves them)')
+    if not isinstance(raw_nodes, list) or not all(
+            isinstance(n, dict) and type(n.get("id")) in (int, str) and isinstance(n.get("type"), str)
+            for n in raw_nodes):
+        raise WorkflowError('"nodes" must be a list of objects with an "id" (a number) and a "type" (as ComfyUI '
+                            'saves them)')
     nodes = {str(n["id"]): n for n in raw_nodes}
     links: dict[Any, tuple[str, int]] = {}
-    for link in workflow.get("links") or []:
+    for link in workflow.get("links") or []:     # [id, origin, slot, target, slot, type], or the same as an object
         if isinstance(link, list) and len(link) >= 5:
-            links[link[0]] = (str(link[1]), link[2])
-        elif isinstance(link, dict) and "id" in link:
-            links[link["id"]] = (str(link.get("origin_id")), link.get("origin_slot", 0))
+            link_id, origin, slot = link[0], link[1], link[2]
+        elif isinstance(link, dict):
+            link_id, origin, slot = link.get("id"), link.get("origin_id"), link.get("origin_slot", 0)
+        else:
+            continue
+        if type(link_id) in (int, str) and type(origin) in (int, str):     # anything else links nothing
+            links[link_id] = (str(origin), slot if type(slot) is int else 0)
 
     def source(link_id: Any, depth: int = 0) -> Any:
         """What a link carries: [origin id, slot], a primitive's literal, or None (dangling)."""
-        if link_id not in links or depth > 64:
+        if type(link_id) not in (int, str) or link_id not in links or depth > 64:
             return None
         origin, slot = links[link_id]
         node = nodes.get(origin)
         if node is not None and node["type"] == "Reroute":
-            inputs = node.get("inputs") or [{}]
-            return source(inputs[0].get("link"), depth + 1)
+            inputs = node.get("inputs")
+            first = inputs[0] if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else {}
+            return source(first.get("link"), depth + 1)
         if node is not None and node["type"] == "PrimitiveNode":
-            values = node.get("widgets_values") or [None]
-            return {"literal": values[0]}
-        return [origin, slot if isinstance(slot, int) else 0]
+            values = node.get("widgets_values")
+            return {"literal": values[0] if isinstance(values, list) and values else None}
+        return [origin, slot]
 
     prompt: dict[str, Any] = {}
     for node_id, node in nodes.items():
@@ -164,11 +171,12 @@ def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
             inputs.update({name: value for name, value in zip(names, values) if name is not None})
         elif values not in (None, [], {}):
             inputs["widgets_values"] = values
-        for slot in node.get("inputs") or []:
+        for slot in node.get("inputs") if isinstance(node.get("inputs"), list) else []:
             if not isinstance(slot, dict) or not isinstance(slot.get("name"), str) or slot.get("link") is None:
                 continue
             carried = source(slot["link"])
-            name = slot["name"] if "widget" not in slot else slot["widget"].get("name", slot["name"])
+            widget = slot.get("widget")         # an input made of a widget: named after it
+            name = widget["name"] if isinstance(widget, dict) and isinstance(widget.get("name"), str) else slot["name"]
             if isinstance(carried, dict):
                 inputs[name] = carried["literal"]
             elif carried is not None:

@@ -641,3 +641,24 @@ def test_a_cycle_closed_by_an_outer_link_is_named_on_the_outer_nodes():
     graph["nodes"]["sq"]["inputs"]["x"] = 3
     (error,) = session.validate(graph)
     assert error.code == "cycle" and error.message.startswith("in subgraph square_plus")
+
+
+@pytest.mark.parametrize("workflow", [
+    {"nodes": [{"id": 1, "type": "Reroute", "inputs": ["x"]}, {"id": 2, "type": "SaveImage",
+                                                              "inputs": [{"name": "images", "link": 5}]}],
+     "links": [[5, 1, 0, 2, 0, "IMAGE"]]},
+    {"nodes": [{"id": 2, "type": "KSampler", "inputs": [{"name": "seed", "widget": "seed", "link": 5}]},
+               {"id": 1, "type": "PrimitiveNode", "widgets_values": 3}], "links": [[5, 1, 0, 2, 0, "INT"]]},
+    {"nodes": [{"id": 2, "type": "SaveImage", "inputs": [{"name": "images", "link": [1]}]}],
+     "links": [[[1], 1, 0, 2, 0, "IMAGE"], {"id": {"a": 1}}, "junk"]},
+    {"nodes": [{"id": 2, "type": "SaveImage", "inputs": {"images": 1}}], "links": [{"id": 1, "origin_id": [2]}]},
+])
+def test_a_malformed_ui_workflow_imports_what_it_can_and_never_crashes(workflow):
+    """Hand-written or damaged workflows (a Reroute whose input is text, a widget that is not an object, links whose
+    ids are lists) crashed the importer (TypeError / AttributeError: a traceback from `nodegraph run`, an
+    internal_error from the server); what cannot be read is simply not linked, and validation says what is
+    missing. A node id that is no number or text is refused by name."""
+    graph = import_foreign(workflow)
+    assert graph["metadata"]["imported_from"] == "comfyui-workflow" and "2" in graph["nodes"]
+    with pytest.raises(GraphValidationError, match='"id" \\(a number\\)'):
+        import_foreign({"nodes": [{"id": [1], "type": "VAEDecode"}], "links": []})
