@@ -331,3 +331,11 @@ class FileStore:
         except OSError as exc:    # e.g. ENAMETOOLONG, EACCES
             raise FileAccessError(f"no file {file_id[:100]!r} ({exc.strerror or type(exc).__name__})") from None
         return real
+
+    def delete(self, file_id: str) -> None:
+        """Delete the file an id names (FileAccessError as `resolve` checks it; OSError when it cannot be removed).
+        The entry itself goes: an id naming a link inside the folder removes the link, never the file it points
+        to (which another id, or a run, may still name)."""
+        self.resolve(file_id)
+        kind, _, rel = file_id.partition("/")
+        (Path(os.path.realpath(self.folders[kind])) / rel).unlink()

@@ -1077,8 +1077,7 @@ class ServerProtocol:
     def _on_delete_file(self, client: ClientState, message: DeleteFile) -> list[Outgoing]:
         """One of the client's own files (uploads, outputs; an admin or the single user: any file)."""
         try:
-            path = self.store_for(client.user).resolve(message.file_id)
-            path.unlink()
+            self.store_for(client.user).delete(message.file_id)
         except (FileAccessError, OSError) as exc:
             text = str(exc) if isinstance(exc, FileAccessError) else f"cannot delete it ({exc.strerror or exc})"
             return [_error(client.client_id, "not_found", text, message.request_id)]

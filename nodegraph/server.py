@@ -217,7 +217,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     RANGE_CHUNK bytes: a 206 says which bytes came, and players ask for the rest as they need it."""
     if not header:
         return None
-    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
+    match = re.fullmatch(r"\s*bytes\s*=\s*(\d{0,18})\s*-\s*(\d{0,18})\s*", header)     # longer: malformed
     if match is None or match.group(1) == match.group(2) == "":
         return None
     first, last = match.group(1), match.group(2)

@@ -825,3 +825,29 @@ def test_serve_refuses_flags_it_would_ignore_or_could_not_use(flags, words, caps
 
     assert serve_main(flags) == 2
     assert words in capsys.readouterr().err
+
+
+def test_delete_file_refuses_ids_that_leave_the_folders_and_removes_a_link_not_its_target(tmp_path):
+    """`delete_file` with ../, absolute and link-out ids is not_found and deletes nothing; an id naming a link
+    inside the folder removes that link — it removed the file the link points to, which another id still named."""
+    running = RunningServer(tmp_path)
+    try:
+        inputs = tmp_path / "in"
+        inputs.mkdir(parents=True, exist_ok=True)
+        secret = tmp_path / "secret.txt"
+        secret.write_text("keep")
+        (inputs / "mine.txt").write_text("mine")
+        (inputs / "out_link.txt").symlink_to(secret)
+        (inputs / "in_link.txt").symlink_to(inputs / "mine.txt")
+        client = Client(running.url())
+        for file_id in ("../secret.txt", "input/../../secret.txt", "/etc/passwd", "input//etc/passwd",
+                        "input/out_link.txt", "output/", "input"):
+            client.send({"type": "delete_file", "file_id": file_id})
+            assert client.next_of("error")["code"] == "not_found", file_id
+        client.send({"type": "delete_file", "file_id": "input/in_link.txt"})
+        assert client.next_of("file_deleted")
+        assert not (inputs / "in_link.txt").is_symlink() and (inputs / "mine.txt").read_text() == "mine"
+        assert secret.read_text() == "keep" and (inputs / "out_link.txt").is_symlink()
+        client.close()
+    finally:
+        running.stop()

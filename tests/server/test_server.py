@@ -378,6 +378,8 @@ def test_byte_range_caps_open_ended_ranges():
     assert byte_range(f"bytes=0-{size * 2}", size) == (0, size - 1)     # a closed range past the end: up to it
     assert byte_range("bytes=0-", 0) == "unsatisfiable" and byte_range("bytes=-0", 10) == "unsatisfiable"
     assert byte_range(None, 10) is None and byte_range("", 10) is None
+    assert byte_range("bytes=" + "9" * 5000 + "-", 10) is None                # too many digits: the whole file
+    assert byte_range("bytes=-" + "9" * 5000, 10) is None                     # (int() refused them: a 500)
 
 
 def test_oversized_message_closes_only_that_connection(tmp_path):
