@@ -18,6 +18,8 @@ Pieces:
   returns goes into each recipient's outbox, drained by a sender task per
   connection, so a slow client never delays the others (one that stops reading is
   disconnected). Clean-up in `finally`. Replies are strict JSON (no NaN/Infinity).
+- `_MethodCheckingConnection`: a method other than GET/HEAD gets 405 (`method_refusal`) before websockets
+  parses the request (it would serve it as GET, or drop a request with a body without a reply).
 - `Server.process_request`: the HTTP side of the same port — Host, token and
   Origin checks, `/files/<id>` (by id only, see files.py; per user on a server
   with users; each path segment percent-decoded once, `file_id_from_url_path`;
@@ -126,6 +128,53 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # Where a sign-in link may send the browser: a path of this server. Not "//host" or "/\host" (a backslash),
 # which browsers read as another site; so only plain path characters, and no "/" twice at the start.
 SAFE_REDIRECT = re.compile(r"/(?!/)(?:[A-Za-z0-9._~/-]|%(?!2[Ff]|5[Cc])[0-9A-Fa-f]{2})*")   # our path; no %2F / %5C
+
+
+HTTP_METHODS_SERVED = (b"GET", b"HEAD")
+REQUEST_LINE_LIMIT = 8192      # websockets' own limit on a request line
+
+
+def method_refusal(head: bytes) -> bytes | None:
+    """The whole HTTP response for a request whose method this server does not serve (405, saying where
+    graphs go instead), or None for GET/HEAD. `head`: the request's first bytes, its request line complete
+    (or REQUEST_LINE_LIMIT bytes of it).
+
+    websockets' handshake parser takes any method as GET and drops a request with a body without a word
+    (a script's POST to ComfyUI's `/prompt` saw "empty reply from server"); this answers first."""
+    line = head.partition(b"\r\n")[0][:REQUEST_LINE_LIMIT]
+    method, _, rest = line.partition(b" ")
+    if method in HTTP_METHODS_SERVED:
+        return None
+    path = rest.partition(b" ")[0].decode("ascii", "replace")[:200]
+    text = ("this server's HTTP side answers only GET (the editor, /files/<id>); graphs are submitted over the "
+            "websocket at /ws (docs/protocol.md: a `submit` message) or run with `nodegraph run GRAPH.json`\n")
+    if urlsplit(path).path.rstrip("/") == "/prompt":
+        text += ("this is not ComfyUI's HTTP API: a ComfyUI API prompt (its Export (API) file) is imported by "
+                 "`nodegraph run prompt.json` or the websocket's `import_graph` message\n")
+    body = text.encode()
+    return (b"HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+
+
+class _MethodCheckingConnection(ServerConnection):
+    """A ServerConnection that answers a request for a method other than GET/HEAD with `method_refusal` before
+    websockets parses it (its parser would serve it as GET, or close on a body without a reply)."""
+
+    _head: bytes | None = b""       # the request's first bytes until the method is known; then None
+
+    def data_received(self, data: bytes) -> None:
+        if self._head is not None:
+            self._head += data
+            if b"\r\n" not in self._head and len(self._head) < REQUEST_LINE_LIMIT:
+                return                   # the request line is not complete yet
+            data, self._head = self._head, None
+            refusal = method_refusal(data)
+            if refusal is not None:
+                log.info("refused an HTTP %r request", data.partition(b" ")[0][:20])
+                self.transport.write(refusal)
+                self.transport.close()
+                return
+        super().data_received(data)
 
 
 def host_name(header: str | None) -> str | None:
@@ -430,7 +479,7 @@ class Server:
             log.warning("marked %d run(s) interrupted by the last shutdown: %s", len(recovered), recovered)
         self._server = await serve(self.handler, self.host, self.port, process_request=self.process_request,
                                    max_size=self.max_message_bytes, origins=None, server_header=None,
-                                   compression=self.compression)
+                                   compression=self.compression, create_connection=_MethodCheckingConnection)
         self.port = self._server.sockets[0].getsockname()[1]
         work = self._work if self.backend is None else (lambda: self.backend.serve(self))
         self._worker = threading.Thread(target=work, name="nodegraph-worker", daemon=True)

@@ -435,3 +435,43 @@ def test_a_node_raising_keyboard_interrupt_or_a_base_exception_fails_only_its_ru
         client.close()
     finally:
         running.stop()
+
+
+# --- HTTP methods other than GET ------------------------------------------------------------------
+
+@pytest.mark.parametrize("method, path, body", [
+    ("POST", "/prompt", b'{"prompt": {"1": {"class_type": "KSampler", "inputs": {}}}}'),   # a script for ComfyUI
+    ("POST", "/", b"a=1"),
+    ("DELETE", "/files/output/x.png", None),
+    ("PUT", "/index.html", b"<html>"),
+    ("OPTIONS", "/ws", None),
+])
+def test_methods_other_than_get_are_refused_with_a_reason(server, method, path, body):
+    """websockets' handshake parser served DELETE/PUT/OPTIONS as GET and closed on a POST body without any reply
+    ("empty reply from server"); now each gets 405 naming where graphs go, and the server goes on serving."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+    conn.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
+    response = conn.getresponse()
+    text = response.read().decode()
+    assert response.status == 405, (response.status, text)
+    assert response.getheader("Allow") == "GET, HEAD"
+    assert "/ws" in text and "nodegraph run" in text
+    assert ("ComfyUI" in text) == (path == "/prompt")
+    status, page = http_request(server.port, "/")
+    assert status == 200 and b"<html" in page.lower()
+    client = Client(server.url())
+    client.send({"type": "ping"})
+    assert client.next_of("pong")["type"] == "pong"
+    client.close()
+
+
+def test_a_request_line_split_over_packets_is_still_served(server):
+    """The method is read from the first bytes, which may arrive in pieces: a GET sent a few bytes at a time works."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        for piece in (b"GE", b"T /", b" HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"\r\n"):
+            sock.sendall(piece)
+            time.sleep(0.05)
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 ") and not reply.startswith(b"HTTP/1.1 405"), reply[:100]
