@@ -177,6 +177,15 @@ class _MethodCheckingConnection(ServerConnection):
         super().data_received(data)
 
 
+def peer_of(connection: ServerConnection) -> str:
+    """Where a connection comes from, for the log: its address, and what a proxy says it forwards for (as told)."""
+    address = connection.remote_address
+    text = f"{address[0]}:{address[1]}" if isinstance(address, tuple) and len(address) >= 2 else str(address)
+    request = connection.request
+    forwarded = request.headers.get("X-Forwarded-For") if request is not None else None
+    return f"{text} (forwarded for {forwarded[:100]!r})" if forwarded else text
+
+
 def host_name(header: str | None) -> str | None:
     """The host part of a Host header ("example.com:8188" → "example.com", "[::1]:80" → "::1")."""
     if not header:
@@ -449,6 +458,7 @@ class Server:
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self._current_run: str | None = None
+        self._run_started: tuple[float, str | None] = (time.perf_counter(), None)   # of the running run
         self._held: dict[str, list[Outgoing]] = {}     # run id → its events, until its reply is out
         self._queue_notes: dict[str, dict] = {}        # client id → queue_changed throttle state
         self._pooled_until: dict[str, float] = {}      # client id → until when its messages go to the pool
@@ -598,6 +608,7 @@ class Server:
                                       "start it with --allow-host NAME to add one\n")
         allowed, user = self.authenticate(request)
         if not allowed:
+            log.warning("refused a request for %r without a valid token from %s", path[:100], peer_of(connection))
             return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid token is required (?token=...)\n")
         given, in_query = self._given_token(request)
         if in_query and path != "/ws" and (self.token is not None or self.users is not None):
@@ -735,6 +746,7 @@ class Server:
         loop = asyncio.get_running_loop()
         try:
             _allowed, user = self.authenticate(websocket.request)
+            log.info("client %s connected: user %s, from %s", client_id, user.name if user else "-", peer_of(websocket))
             self._deliver(self.protocol.connect(client_id, user))
             async for frame in websocket:
                 try:
@@ -1055,6 +1067,8 @@ class Server:
     def _finish(self, run_id: str, status: str, error: dict | None = None, result: dict | None = None) -> None:
         """Record a run's end; if the database refuses (disk full, I/O error), the run is reported failed."""
         error = self.protocol.stored_error(error)
+        started, user = self._run_started
+        log.info("run %s (user %s) %s after %.2f s", run_id, user or "-", status, time.perf_counter() - started)
         for attempt in range(2):
             try:
                 self.queue.finish(run_id, status, error=error, result=result)
@@ -1083,6 +1097,7 @@ class Server:
     def _execute(self, record: Any) -> None:
         run_id = record.id
         self._current_run = run_id
+        self._run_started = (time.perf_counter(), record.user)     # for the log line of its end (`_finish`)
         self._terminal_event = None
         folders = self.protocol.run_folders(record.user)
         store = self.files if record.user is None else self.files.for_user(record.user)

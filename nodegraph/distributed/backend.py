@@ -253,6 +253,8 @@ class RayBackend:
         elif status == "interrupted" and (terminal is None or terminal.get("type") != "run_interrupted"):
             terminal = RunInterruptedEvent(run_id, (error or {}).get("node_id")).to_dict()
             terminal["message"] = (error or {}).get("message")
+        log.info("run %s (user %s) %s on worker %s", run_id, record.user or "-", status,
+                 outcome.get("worker") or (error or {}).get("worker") or "-")
         terminal = self._finish(server, run_id, status, error, result) or terminal
         try:
             server.queue.prune(keep=server.history_limit)

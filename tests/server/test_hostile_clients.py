@@ -475,3 +475,29 @@ def test_a_request_line_split_over_packets_is_still_served(server):
             time.sleep(0.05)
         reply = sock.recv(4096)
     assert reply.startswith(b"HTTP/1.1 ") and not reply.startswith(b"HTTP/1.1 405"), reply[:100]
+
+
+# --- the log names who did what ---------------------------------------------------------------
+
+def test_the_log_names_each_connection_and_run_with_its_user_and_address(tmp_path, caplog):
+    """An admin reading the log sees who connected from where, each run's user, outcome and time, and who was
+    refused a token (the log named none of these)."""
+    import logging
+
+    from .test_server import ARITHMETIC
+
+    caplog.set_level(logging.INFO, logger="nodegraph.server")
+    running = RunningServer(tmp_path, token="s3cret")
+    try:
+        status, _ = http_request(running.port, "/?token=wrong", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert status == 401
+        client = Client(running.url("/ws?token=s3cret"))
+        client.send({"type": "submit", "graph": ARITHMETIC})
+        run_id = client.next_of("run_finished")["run_id"]
+        client.close()
+    finally:
+        running.stop()
+    text = caplog.text
+    assert "without a valid token from 127.0.0.1:" in text and "forwarded for '203.0.113.9'" in text
+    assert "connected: user -, from 127.0.0.1:" in text
+    assert f"run {run_id} (user -) succeeded after " in text
