@@ -138,6 +138,14 @@ class OutputCache:
             self._evict_to(max(0, budget_bytes))
             return before - self.total_bytes
 
+    def discard(self, key: str) -> None:
+        """Drop the entry for `key`, if any (a value found changed after it was stored)."""
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.total_bytes -= old[1]
+            self._warnings.pop(key, None)
+
     def warnings_of(self, key: str) -> tuple:
         """The node warnings stored with the entry for `key` (empty when none, or no entry)."""
         return self._warnings.get(key, ())

@@ -447,6 +447,51 @@ def _gather_inputs(state: RunState, plan: NodePlan, evaluated_only: bool) -> dic
     return kwargs
 
 
+MAX_WATCHED_TENSORS = 256     # per node run: the tensors of its linked inputs whose in-place changes are caught
+
+
+def _linked_tensors(plan: NodePlan, kwargs: dict[str, Any]) -> list[tuple[str, str, Any, int]]:
+    """`(input, source node, tensor, version)` for the tensors a node receives through links (inside dicts,
+    lists and tuples up to three levels: a LATENT's samples, CONDITIONING pairs), to catch a node that
+    changes one in place (`_changed_in_place`): that tensor is also its source's cached output."""
+    torch = sys.modules.get("torch")
+    if torch is None or not plan.links:
+        return []
+    found: list[tuple[str, str, Any, int]] = []
+    for link in plan.links:
+        pending = [(kwargs.get(link.input), 0)]
+        while pending and len(found) < MAX_WATCHED_TENSORS:
+            value, depth = pending.pop()
+            if isinstance(value, torch.Tensor):
+                try:
+                    found.append((link.input, link.source, value, value._version))
+                except RuntimeError:        # an inference-mode tensor keeps no version counter
+                    pass
+            elif depth < 3 and isinstance(value, dict):
+                pending.extend((v, depth + 1) for v in value.values())
+            elif depth < 3 and isinstance(value, (list, tuple)):
+                pending.extend((v, depth + 1) for v in value[:MAX_WATCHED_TENSORS])
+    return found
+
+
+def _changed_in_place(state: RunState, plan: NodePlan, cache: OutputCache,
+                      watched: list[tuple[str, str, Any, int]]) -> None:
+    """Refuse a node that changed an input tensor in place (`x.mul_(...)`, `x[...] = ...`): it changed its
+    source's output, which the cache and other nodes share, so later runs would have read the changed values.
+    The source's cache entry is dropped (its next run recomputes it)."""
+    changed = [(name, source) for name, source, tensor, version in watched if tensor._version != version]
+    if not changed:
+        return
+    for _name, source in changed:
+        if source in state.keys:
+            cache.discard(state.keys[source])
+    name, source = changed[0]
+    raise NodeInputError(name, f"the node changed its input {name!r} in place (an in-place tensor operation such "
+                               f"as mul_, add_, clamp_, copy_ or item assignment); that tensor is node {source!r}'s "
+                               f"output, shared with the cache and other nodes, so it must stay as it came: work on "
+                               f"a copy ({name} = {name}.clone()) or use out-of-place operations (docs/plugins.md)")
+
+
 def _check_linked_values(plan: NodePlan, kwargs: dict[str, Any]) -> None:
     """Linked numbers and texts keep the input's declared limits, as literals do at validation."""
     inputs = plan.cls.spec.inputs
@@ -600,7 +645,9 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
     try:
         _check_memory_headroom(state, cache)
         _check_linked_values(plan, kwargs)
+        watched = _linked_tensors(plan, kwargs)
         outputs = _normalise_outputs(plan, node.run(**kwargs))
+        _changed_in_place(state, plan, cache, watched)
         _check_outputs(plan, outputs)
         _check_output_files(plan, outputs, services)
     except RunInterrupted:

@@ -58,6 +58,7 @@ from . import hookspecs
 from .errors import PluginError
 from .node import Node, deferred_spec_errors
 from .registry import Registry
+from .types import PortTypeClash
 
 BUILTIN_GROUP = "nodegraph.builtins"
 PLUGIN_GROUP = "nodegraph"
@@ -65,6 +66,9 @@ ENV_DISABLE_AUTOLOAD = "NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD"
 ENV_ALLOW = "NODEGRAPH_PLUGINS_ALLOW"
 ENV_DENY = "NODEGRAPH_PLUGINS_DENY"
 ENV_PREFER = "NODEGRAPH_PLUGINS_PREFER"
+#: every hook name nodegraph calls (nodegraph.hookspecs)
+HOOK_NAMES = tuple(sorted(name for name in dir(hookspecs) if name.startswith("register_")
+                          and callable(getattr(hookspecs, name))))
 EXTENSION_HOOKS = ("register_samplers", "register_schedules", "register_model_folders", "register_api")
 #: hooks whose dict is kept whole per plugin (registry.extensions[kind][plugin name] = the dict)
 PER_PLUGIN_HOOKS = ("register_model_dirs",)
@@ -87,6 +91,7 @@ class PluginInfo:
     nodes: tuple[str, ...] = ()  # qualified names, `<plugin>.<Type>`
     hooks: tuple[str, ...] = ()  # the hooks it implements (register_nodes, ...)
     namespace_folder: str | None = None   # set when its module is a folder without __init__.py
+    unknown_hooks: tuple[str, ...] = ()   # @hookimpl functions named as no hook (a misspelling): never called
 
 
 @dataclass(frozen=True)
@@ -331,6 +336,12 @@ def load_plugins(
         except Exception as exc:  # noqa: BLE001
             fail(name, exc, "register_model_dirs")
             continue
+        problems = [problem for hook, table in extensions_by_plugin.items()
+                    for problem in _extension_problems(hook, table.get(name) or {}, source == "builtin")]
+        if problems:
+            fail(name, PluginError(problems[0] if len(problems) == 1 else f"{len(problems)} problems: "
+                                   + " ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))), "register_nodes")
+            continue
         qualified = tuple(registry.add_node(cls, name) for cls in node_classes)
         if model_dirs:
             registry.add_extension("model_dirs", name, model_dirs, name)
@@ -338,14 +349,20 @@ def load_plugins(
             for ext_name, value in (table.get(name) or {}).items():
                 registry.add_extension(hook.removeprefix("register_"), ext_name, value, name)
         dist = getattr(ep, "dist", None) if ep is not None else None
+        callers = pm.get_hookcallers(obj) or ()
         report.loaded.append(PluginInfo(
             name=name, source=source, module=getattr(obj, "__name__", type(obj).__name__),
             distribution=getattr(dist, "name", None), version=getattr(dist, "version", None),
-            nodes=qualified, hooks=tuple(sorted(caller.name for caller in pm.get_hookcallers(obj) or ())),
-            namespace_folder=_namespace_folder(obj)))
+            nodes=qualified, hooks=tuple(sorted(c.name for c in callers if c.name in HOOK_NAMES)),
+            namespace_folder=_namespace_folder(obj),
+            unknown_hooks=tuple(sorted(c.name for c in callers if c.name not in HOOK_NAMES))))
     loaded = {p.name for p in report.loaded}
     registry.unavailable = {name: reason for name, reason in report.skipped if name not in loaded}
     registry.unavailable.update({f.name: f"failed to load: {f.error}" for f in report.failed})
+    for failure in report.failed:       # its saved graphs' bare names must not quietly mean another plugin's node
+        for cls in nodes_by_plugin.get(failure.name, []):
+            if isinstance(getattr(cls, "type", None), str) and cls.type:
+                registry.add_failed_provider(cls.type, failure.name)
     return pm, registry, report
 
 
@@ -364,6 +381,35 @@ def _check_model_dirs(value: dict) -> dict[str, list[str]]:
                                   f"use e.g. str(Path(__file__).parent / 'models')")
         checked[folder] = [os.fspath(d) for d in dirs]
     return checked
+
+
+def _extension_problems(hook: str, table: dict, builtin: bool = False) -> list[str]:
+    """What is wrong with one plugin's return of an extension hook (EXTENSION_HOOKS): samplers, schedules and API
+    functions are callables under names (an API name is one `nodegraph.api` has; a built-in pack may register a
+    library sampler by its name, resolved on use), model folders map a folder name to its file extensions.
+    Checked at load: a sampler 42 failed later in KSampler, blamed on the built-in."""
+    from .api import _PROVIDERS
+
+    problems = []
+    for name, value in table.items():
+        where = f"{hook}: {name!r}"
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}", name):
+            problems.append(f"{hook}: {name!r} is not a name (letters, digits, _ . + -, at most 64)")
+            continue
+        if hook == "register_model_folders":
+            if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not all(
+                    isinstance(ext, str) and re.fullmatch(r"\.[A-Za-z0-9_.-]{1,15}", ext) for ext in value):
+                problems.append(f"{where} must map to a list of file extensions such as ['.safetensors'], "
+                                f"found {value!r:.80}")
+            continue
+        if not callable(value) and not (builtin and isinstance(value, str)):
+            problems.append(f"{where} must be a function, found {type(value).__name__} {value!r:.60}")
+        if hook == "register_api" and name not in _PROVIDERS:
+            close = difflib.get_close_matches(name, _PROVIDERS, n=1)
+            problems.append(f"{where} is no nodegraph.api function" + (f" (did you mean {close[0]!r}?)" if close
+                                                                        else "") + "; register_api implements the "
+                            "API's own functions for the built-in packs (docs/plugins.md, The plugin API)")
+    return problems
 
 
 def _collect(pm: pluggy.PluginManager, hook_name: str, report: PluginReport, kind: type,
@@ -407,6 +453,11 @@ def _failure_fix(name: str, exc: BaseException, stage: str) -> str:
                 f"lists them (nodegraph.hookspecs); fix the plugin or update it for this nodegraph; {skip}")
     if stage == "import":
         return f"fix or update the plugin (its module raised while being imported); {skip}"
+    if isinstance(exc, PortTypeClash) and exc.owner != "nodegraph":
+        return (f"plugins {exc.owner!r} and {name!r} both define port type {exc.name!r}, differently, and only one "
+                f"definition can exist: skip one of them (--deny-plugin {exc.owner} keeps {name!r}; --deny-plugin "
+                f"{name} keeps {exc.owner!r}), or ask their authors to name their types apart (e.g. "
+                f"{name.upper()}_{exc.name}); graphs that use {name!r}'s nodes do not validate until then")
     if isinstance(exc, PluginError):
         return (f"the plugin declares something invalid (see the error): fix its declaration as "
                 f"docs/plugins.md describes, or update the plugin; {skip}")
@@ -442,7 +493,7 @@ def check_node_classes(registry: Registry, node_classes: list[Any]) -> None:
         if cls.spec_error is not None:     # its declaration failed (deferred_spec_errors)
             problems.append(str(cls.spec_error))
             continue
-        problems += _port_problems(registry, cls)
+        problems += _port_problems(registry, cls) + _default_problems(cls)
         try:
             _check_run_signature(cls)
         except PluginError as exc:
@@ -451,6 +502,51 @@ def check_node_classes(registry: Registry, node_classes: list[Any]) -> None:
         raise PluginError(problems[0])
     if problems:
         raise PluginError(f"{len(problems)} problems: " + " ".join(f"({i}) {p}" for i, p in enumerate(problems, 1)))
+
+
+#: what `Input(choices_from=...)` may name: the extension kinds whose names are the choices
+CHOICE_KINDS = tuple(hook.removeprefix("register_") for hook in ("register_samplers", "register_schedules"))
+
+
+def _default_problems(cls: type[Node]) -> list[str]:
+    """Inputs whose declared default the input itself refuses (a graph that wrote the same value would not
+    validate, yet `run` received it), that are not finite, or whose `choices_from` names no choice list."""
+    import math
+
+    from pydantic import ValidationError
+
+    from .paths import PathConfinementError, check_name
+
+    problems = []
+    for name, spec in cls.spec.inputs.items():
+        where = f"node {cls.type}: input {name!r}"
+        if spec.choices_from is not None and spec.choices_from not in CHOICE_KINDS:
+            close = difflib.get_close_matches(str(spec.choices_from), CHOICE_KINDS, n=1)
+            problems.append(f"{where} has choices_from={spec.choices_from!r}, which names no choice list"
+                            f"{f' (did you mean {close[0]!r}?)' if close else ''}; use one of {', '.join(CHOICE_KINDS)}")
+        if spec.required or spec.adapter is None or spec.default is None:
+            continue
+        default = spec.default
+        try:
+            spec.adapter.validate_python(default, strict=True)
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"]
+            problems.append(f"{where} has the default {default!r:.80}, which the input itself refuses ({reason}); "
+                            f"declare a default the input accepts, or none (`Input()`: a required input)")
+            continue
+        except (TypeError, ValueError, RecursionError) as exc:
+            problems.append(f"{where}: its default {default!r:.80} cannot be checked ({exc})")
+            continue
+        if isinstance(default, float) and not math.isfinite(default):
+            problems.append(f"{where} has the default {default!r}; defaults are finite numbers (a graph cannot "
+                            f"write NaN or infinity in JSON)")
+        if spec.file_name_in and isinstance(default, str) and default:
+            try:
+                check_name(default, what="file name", input_name=name, subfolders=spec.subfolders,
+                           where=f"the {spec.file_name_in} folder")
+            except PathConfinementError as exc:
+                problems.append(f"{where} has the default {default!r:.80}: {exc.message}")
+    return problems
 
 
 def _port_problems(registry: Registry, cls: type[Node]) -> list[str]:
@@ -538,6 +634,14 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
                               else ""))
         out.append({"kind": "skipped", "level": "info" if chosen else "warning", "plugin": name,
                     "reason": reason, "message": f"plugin {name!r} was not loaded: {reason}", "fix": fix})
+    for plugin in report.loaded:
+        for hook in plugin.unknown_hooks:
+            close = difflib.get_close_matches(hook, HOOK_NAMES, n=1, cutoff=0.6)
+            out.append({"kind": "unknown_hook", "level": "warning", "plugin": plugin.name, "hook": hook,
+                        "message": f"plugin {plugin.name!r} has a @hookimpl {hook!r}, which is no nodegraph hook, so "
+                                   f"it is never called" + (f" (did you mean {close[0]!r}?)" if close else ""),
+                        "fix": f"rename it{f' to {close[0]}' if close else ''}: the hooks are listed in "
+                               f"docs/plugins.md (nodegraph.hookspecs: {', '.join(HOOK_NAMES)})"})
     out += [_no_nodes_warning(p) for p in report.loaded if not p.nodes and p.source != "builtin"]
     for bare, plugin in registry.prefer.items():
         providers = registry.providers(bare)
@@ -561,6 +665,11 @@ def _no_nodes_warning(plugin: PluginInfo) -> dict[str, Any]:
                        f"{plugin.namespace_folder}, a folder without __init__.py, not from the installed package",
             "fix": "run nodegraph from another folder (`python -m` puts the working folder first on the import "
                    f"path, so a folder named {plugin.module!r} there shadows the install), or rename that folder"}
+    if plugin.unknown_hooks and not plugin.hooks:
+        return entry | {
+            "message": f"plugin {plugin.name!r} registered no nodes: its hook(s) {', '.join(plugin.unknown_hooks)} "
+                       f"are named as no nodegraph hook (see the unknown_hook warning)",
+            "fix": "name them as docs/plugins.md lists the hooks, e.g. `@hookimpl def register_nodes(): ...`"}
     if plugin.hooks:
         return entry | {"level": "info",
                         "message": f"plugin {plugin.name!r} registers no nodes, only {', '.join(plugin.hooks)}",

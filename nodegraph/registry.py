@@ -116,6 +116,10 @@ class Registry:
         builtin_plugins: the built-in packs' plugin names: with no preference, a built-in keeps its bare name.
         unavailable: plugin name → why it is not loaded (failed, denied, not allowed), so that
             validation can say why a type is missing.
+        failed_providers: bare name → plugins that failed to load but declared a node of that type
+            (`add_failed_provider`): the bare name means a loaded provider only when it would have with
+            them loaded (preferred, or the one built-in), so a failed plugin's saved graphs never run
+            another plugin's node of the same name.
         conflicts: extension names registered twice (the first keeps the name).
     """
 
@@ -126,6 +130,7 @@ class Registry:
     prefer: dict[str, str] = field(default_factory=dict)
     builtin_plugins: set[str] = field(default_factory=set)
     unavailable: dict[str, str] = field(default_factory=dict)
+    failed_providers: dict[str, list[str]] = field(default_factory=dict)
     types: TypeRegistry = field(default_factory=TypeRegistry)
     extensions: dict[str, dict[str, Any]] = field(default_factory=dict)
     extension_plugin: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -156,20 +161,33 @@ class Registry:
         self._schemas = None
         return qualified
 
+    def add_failed_provider(self, bare: str, plugin: str) -> None:
+        """Record that `plugin`, which failed to load, declares a node of type `bare` (see `failed_providers`)."""
+        failed = self.failed_providers.setdefault(bare, [])
+        if plugin not in failed:
+            failed.append(plugin)
+            self._update_alias(bare)
+            self._schemas = None
+
     def _update_alias(self, bare: str) -> None:
         if bare in self.node_types:      # a qualified name is never shadowed by an alias
             return
         providers = self._distinct_providers(bare)
+        failed = self.failed_providers.get(bare, [])
         chosen: tuple[str, type[Node]] | None = None
-        if len(providers) == 1:
+        if not providers:
+            return
+        if len(providers) == 1 and not failed:
             chosen = providers[0]
         else:
-            chosen = next((p for p in providers if p[0] == self.prefer.get(bare)), None) \
-                or self._builtin_provider(providers)
+            chosen = next((p for p in providers if p[0] == self.prefer.get(bare)), None)
+            builtin = self._builtin_provider(providers)
+            if chosen is None and builtin is not None and not any(p in self.builtin_plugins for p in failed):
+                chosen = builtin
         if chosen is None:
             self.nodes.pop(bare, None)
             self.node_plugin.pop(bare, None)
-            self.ambiguous[bare] = [f"{plugin}.{bare}" for plugin, _ in providers]
+            self.ambiguous[bare] = [f"{plugin}.{bare}" for plugin, _ in providers] + [f"{p}.{bare}" for p in failed]
         else:
             self.nodes[bare], self.node_plugin[bare] = chosen[1], chosen[0]
             self.ambiguous.pop(bare, None)

@@ -85,6 +85,14 @@ BUILTIN_TYPES: tuple[PortType, ...] = (
 )
 
 
+class PortTypeClash(PluginError):
+    """A plugin defines a port type that an earlier plugin (`owner`) defined differently."""
+
+    def __init__(self, message: str, name: str, owner: str):
+        super().__init__(message)
+        self.name, self.owner = name, owner
+
+
 class TypeRegistry:
     """All known port types, and the rule that says which may connect."""
 
@@ -104,11 +112,11 @@ class TypeRegistry:
         if existing is not None and existing != port_type:
             owner = self._sources.get(port_type.name, "nodegraph")
             who = "nodegraph itself" if owner == "nodegraph" else f"plugin {owner!r}"
-            raise PluginError(
+            raise PortTypeClash(
                 f"{source}: port type {port_type.name!r} is already registered by {who} with a different "
                 f"definition; pick another name, or use {who}'s type as it is defined (types are global to all "
-                f"plugins; plugins load in entry-point name order, so the first one keeps the name)"
-            )
+                f"plugins; plugins load in entry-point name order, so the first one keeps the name)",
+                port_type.name, owner)
         self._types[port_type.name] = port_type
         self._sources.setdefault(port_type.name, source)
 

@@ -161,7 +161,9 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
         before = len(errors)
         cls = node_classes.get(node.type)
         if cls is None and node.type in registry.ambiguous:
-            errors.append(ambiguous_type_error(node_id, node.type, registry.ambiguous[node.type]))
+            errors.append(ambiguous_type_error(node_id, node.type, registry.ambiguous[node.type],
+                                               registry.failed_providers.get(node.type, ()),
+                                               registry.unavailable))
             continue
         if cls is None:
             errors.append(unknown_type_error(node_id, node.type, registry))
@@ -183,8 +185,13 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
                         f"connect {_article(ispec.port)} {ispec.port} output"
                         + (" or write a value" if ispec.adapter is not None else "") + " to it.",
                         node_id=node_id, input=name))
-                continue
-            value = node.inputs[name]
+                    continue
+                if ispec.default is None or not (ispec.model_folder or ispec.choices_from
+                                                 or ispec.file_name_in == "input"):
+                    continue
+                value = ispec.default      # what the run gets: a file or choice it names must be there too
+            else:
+                value = node.inputs[name]
             if isinstance(value, Link):
                 _check_link(graph, registry, node_id, node.type, name, ispec.port, value, errors)
             else:
@@ -257,10 +264,25 @@ def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> Grap
         node_id=node_id, details=details)
 
 
-def ambiguous_type_error(node_id: str, bare: str, qualified: list[str]) -> GraphError:
-    """The `ambiguous_node_type` error: several plugins provide `bare`; name them and the three fixes."""
+def ambiguous_type_error(node_id: str, bare: str, qualified: list[str], failed: Iterable[str] = (),
+                         unavailable: dict[str, str] | None = None) -> GraphError:
+    """The `ambiguous_node_type` error: several plugins provide `bare`; name them and the three fixes. `failed`:
+    those of them that failed to load (`Registry.failed_providers`), with why (`unavailable`)."""
     plugins = [q[: -len(bare) - 1] for q in qualified]
+    failed = [p for p in failed if p in plugins]
+    loaded = [p for p in plugins if p not in failed]
     names = " and ".join(repr(p) for p in plugins)
+    if failed:
+        why = "; ".join(f"{p!r} {(unavailable or {}).get(p, 'failed to load')}" for p in failed)
+        return GraphError(
+            "ambiguous_node_type",
+            f"node type {bare!r} is provided by plugins {names}, but {' and '.join(repr(p) for p in failed)} "
+            f"did not load ({why}), so the bare name does not quietly mean the other plugin's node. Fix or "
+            f"update the plugin that failed (then the graph runs its node as written: `nodegraph plugins` says "
+            f"why), or write the qualified name of a loaded one ({' or '.join(repr(f'{p}.{bare}') for p in loaded)}"
+            f"), or choose it for the bare name (--prefer-plugin {bare}={loaded[0] if loaded else plugins[0]}).",
+            node_id=node_id, details={"type": bare, "plugins": plugins, "candidates": list(qualified),
+                                      "failed": failed})
     return GraphError(
         "ambiguous_node_type",
         f"node type {bare!r} is provided by plugins {names}, so the bare name is ambiguous. "

@@ -6,7 +6,7 @@ import inspect
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -748,3 +748,151 @@ def test_one_node_class_with_several_declaration_faults_names_them_all():
     assert message.count("ManyFaults") == 1, message
     for expected in ("must be semver", "input 'a'", "output name 'x' is declared twice"):
         assert expected in message, message
+
+
+class TypesAndNodesPlugin(NodesPlugin):
+    def __init__(self, port_type, *nodes):
+        super().__init__(*nodes)
+        self.port_type = port_type
+
+    @hookimpl
+    def register_types(self):
+        return [self.port_type]
+
+
+def test_a_plugin_knocked_out_by_another_does_not_lend_it_its_graphs():
+    """Plugin 'pixclash' defines PALETTE differently and a node 'Pixelate' too; loading first, it knocks 'pixelart'
+    out. A graph saved with pixelart's bare 'Pixelate' ran pixclash's node as if nothing were wrong (a plugin
+    author's finding); now it does not validate and says why, and the fix names both plugins."""
+    mine, theirs = make_node("Pixelate", 1), make_node("Pixelate", 2)
+    session = Session(plugins=[("pixclash", TypesAndNodesPlugin(PortType("PALETTE", "theirs"), theirs)),
+                               ("pixelart", TypesAndNodesPlugin(PortType("PALETTE", "mine"), mine))])
+    (failure,) = session.plugin_report.failed
+    assert failure.name == "pixelart" and "PALETTE" in failure.error
+    assert "--deny-plugin pixclash keeps 'pixelart'" in failure.fix and "pixclash" in failure.fix
+    assert "Pixelate" not in session.registry.nodes and session.registry.nodes["pixclash.Pixelate"] is theirs
+    errors = session.validate({"format_version": 2, "nodes": {
+        "p": {"type": "Pixelate", "inputs": {}}, "s": {"type": "ShowValue", "inputs": {"value": {"node": "p",
+                                                                                                "output": "value"}}}}})
+    (error,) = [e for e in errors if e.node_id == "p"]
+    assert error.code == "ambiguous_node_type" and error.details["failed"] == ["pixelart"]
+    assert "did not load" in error.message and "PALETTE" in error.message and "'pixclash.Pixelate'" in error.message
+    # the qualified name of the loaded one still works
+    result = session.run({"format_version": 2, "nodes": {
+        "p": {"type": "pixclash.Pixelate", "inputs": {}},
+        "s": {"type": "ShowValue", "inputs": {"value": {"node": "p", "output": "value"}}}}})
+    assert result.outputs["s"]["value"] == 2
+
+
+def test_a_failed_builtin_pack_does_not_hand_its_names_to_a_plugin():
+    """Had both loaded, the built-in would keep the bare name; with it failed, the plugin does not get it."""
+    from nodegraph.registry import Registry
+
+    registry = Registry()
+    registry.builtin_plugins.add("primitives")
+    registry.add_node(make_node("Int", 5), "shadow")
+    assert registry.resolve("Int") == "shadow.Int"
+    registry.add_failed_provider("Int", "primitives")
+    assert registry.resolve("Int") is None and registry.ambiguous["Int"] == ["shadow.Int", "primitives.Int"]
+    registry.prefer["Int"] = "shadow"          # the user's own choice still settles it
+    registry._update_alias("Int")
+    assert registry.resolve("Int") == "shadow.Int"
+
+
+def test_defaults_the_input_itself_refuses_fail_the_plugin_naming_each():
+    """`Input("abc")` on an int, `Input(500, le=10)`, a Literal default outside it, NaN, `Input(3, multiple_of=2)`,
+    `Input(1)` on a bool, a misspelt `choices_from`: each loaded and reached `run` (a plugin author's finding)."""
+    class BadDefaults(Node):
+        class Inputs(NodeInputs):
+            a: int = Input("abc")
+            b: int = Input(500, le=10)
+            c: Literal["x", "y"] = Input("z")
+            d: float = Input(float("nan"))
+            e: int = Input(3, multiple_of=2)
+            f: bool = Input(1)
+            g: str = Input("euler", choices_from="sampler")
+            h: str = Input("../up.png", file_name_in="output")
+
+        outputs = (Output("value", "INT"),)
+
+        def run(self, a, b, c, d, e, f, g, h):
+            return {"value": 1}
+
+    session = Session(plugins=[("defaults", NodesPlugin(BadDefaults, make_node("Fine", 1)))])
+    (failure,) = session.plugin_report.failed
+    for name in "abcdefgh":
+        assert f"input {name!r}" in failure.error, (name, failure.error)
+    assert "did you mean 'samplers'" in failure.error and "8 problems" in failure.error
+    assert "Fine" not in session.registry.nodes      # a plugin registers all its nodes or none
+
+
+def test_a_default_naming_a_model_file_or_choice_is_checked_at_validation(tmp_path):
+    """A graph that leaves a model-file input at its default is validated as if it had written it: a missing
+    file is found before the run, as the docs promise for model_folder inputs."""
+    class Loads(Node):
+        class Inputs(NodeInputs):
+            model: str = Input("nope.safetensors", model_folder="checkpoints")
+            sampler: str = Input("euler", choices_from="samplers")
+
+        outputs = (Output("value", "INT"),)
+
+        def run(self, model, sampler):
+            return {"value": 1}
+
+    from nodegraph.model_paths import ModelPaths
+
+    (tmp_path / "models" / "checkpoints").mkdir(parents=True)
+    session = Session(plugins=[("loads", NodesPlugin(Loads))], model_paths=ModelPaths(roots=[tmp_path / "models"]))
+    graph = {"format_version": 2, "nodes": {"l": {"type": "Loads", "inputs": {}}, "s": {
+        "type": "ShowValue", "inputs": {"value": {"node": "l", "output": "value"}}}}}
+    errors = session.validate(graph)
+    assert [(e.node_id, e.input) for e in errors] == [("l", "model")], [e.message for e in errors]
+    assert "nope.safetensors" in errors[0].message
+    graph["nodes"]["l"]["inputs"]["sampler"] = "eulr"       # a written value is checked as before
+    assert {e.input for e in session.validate(graph)} == {"model", "sampler"}
+
+
+def test_a_misspelt_hook_is_a_warning_that_names_the_right_one():
+    """`register_node` (no s) was reported as info ("registers no nodes, only register_node: nothing to do"), and a
+    misspelt hook beside correct ones not at all."""
+    class Typo:
+        @hookimpl
+        def register_node(self):
+            return [make_node("Lost", 1)]
+
+    class HalfTypo:
+        @hookimpl
+        def register_nodes(self):
+            return [make_node("Kept", 1)]
+
+        @hookimpl
+        def register_model_folder(self):
+            return {"palettes": [".safetensors"]}
+
+    session = Session(plugins=[("typo", Typo()), ("halftypo", HalfTypo())])
+    warnings = session.plugin_warnings()
+    unknown = {(w["plugin"], w["hook"]): w for w in warnings if w["kind"] == "unknown_hook"}
+    assert set(unknown) == {("typo", "register_node"), ("halftypo", "register_model_folder")}
+    assert "did you mean 'register_nodes'" in unknown[("typo", "register_node")]["message"]
+    assert unknown[("halftypo", "register_model_folder")]["level"] == "warning"
+    (no_nodes,) = [w for w in warnings if w["kind"] == "no_nodes"]
+    assert no_nodes["plugin"] == "typo" and no_nodes["level"] == "warning" and "register_node" in no_nodes["message"]
+    assert "Kept" in session.registry.nodes
+
+
+@pytest.mark.parametrize("hook, value, words", [
+    ("register_samplers", {"pix_sampler": 42}, "'pix_sampler' must be a function"),
+    ("register_schedules", {"pix": "karras"}, "'pix' must be a function"),
+    ("register_model_folders", {"pix": "safetensors"}, "list of file extensions"),
+    ("register_model_folders", {"pix": ["safetensors"]}, "list of file extensions"),
+    ("register_api", {"sampel": lambda *a: None}, "did you mean 'sample'"),
+    ("register_samplers", {"../x": lambda *a: None}, "is not a name"),
+])
+def test_what_extension_hooks_return_is_checked_at_load(hook, value, words):
+    """A sampler registered as 42 loaded, validated, and failed in KSampler with `KeyError: 42`, blamed on the
+    built-in sampling pack; now the plugin that returned it fails to load, saying what is wrong."""
+    plugin = type("Ext", (), {hook: hookimpl(lambda self: value)})()
+    session = Session(plugins=[("ext", plugin)])
+    (failure,) = session.plugin_report.failed
+    assert failure.name == "ext" and words in failure.error, failure.error
+    assert session.registry.extension_names("samplers")      # the built-ins' are still there
