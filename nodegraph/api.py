@@ -58,20 +58,21 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from .errors import NodegraphError, NodeInputError
 from .node import NodeContext
 from .results import FILE_KINDS, MIME_TYPES, ResultFileError, default_mime, file_result
+from .types import pixel_values_problem
 
-API_VERSION = "1.4"
+API_VERSION = "1.5"
 
 __all__ = [
-    "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "GuidanceTerm", "cfg_guider", "check_image",
-    "check_latent", "check_mask", "diffusion_model", "empty_latent", "encode_text", "make_patch", "model_denoiser",
-    "model_keys", "open_weights",
-    "patch_model", "require", "sample", "sample_custom", "save_files", "save_image", "sigmas", "tiny_world",
-    "training", "unpatch_model", "vae_decode", "vae_encode",
+    "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "GuidanceTerm", "StepResult", "cfg_guider",
+    "check_image", "check_latent", "check_mask", "confine", "diffusion_model", "empty_latent", "encode_text",
+    "input_file", "make_patch", "model_denoiser", "model_keys", "open_weights",
+    "patch_model", "require", "sample", "sample_custom", "sampler_from_step", "save_files", "save_image", "sigmas",
+    "tiny_world", "training", "unpatch_model", "vae_decode", "vae_encode",
 ]
 
 SEED_MAX = 2**64 - 1
@@ -85,7 +86,7 @@ _PROVIDERS = {"sample": "sampling", "sample_custom": "sampling", "cfg_guider": "
               "open_weights": "models", "vae_encode": "models", "diffusion_model": "sampling",
               "model_denoiser": "sampling",
               "tiny_world": "training", "training": "training", "model_patcher": "models",
-              "vae_decode": "models", "encode_text": "models", "save_image": "image"}
+              "vae_decode": "models", "encode_text": "models", "save_image": "image", "sampler_from_step": "sampling"}
 
 
 class ApiError(NodegraphError):
@@ -156,6 +157,49 @@ class GuidanceTerm:
 
 # --- checks ----------------------------------------------------------------------------------------
 
+class StepResult(NamedTuple):
+    """What one sampler step returns (docs/sampling.md, "Samplers as steps"): the built-in steps and a plugin's
+    own step for `sampler_from_step` alike."""
+
+    x: Any              # the latent at sigmas[i + 1]
+    state: Any          # a dict: the step's history for step i + 1 (only its own keys)
+    denoised: Any       # the denoiser's output, reported to the progress callback
+    sigma_hat: float    # the sigma the model was first evaluated at
+    x_evaluated: Any    # the latent the model was first evaluated at
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+def confine(root: str | os.PathLike, name: Any, *, what: str = "file name", input_name: str | None = None,
+            subfolders: bool = False) -> Path:
+    """`root / name` when `name` stays inside `root`, else a NodeInputError naming `input_name` (or `what`): no
+    `..`, absolute path, drive, NUL or control character, device name (`CON`), or link leading out of `root`.
+    For a text input that names a file or folder a node writes (or reads) itself; validation already refuses
+    such names in inputs declared `file_name_in=` (docs/security.md, "One confinement rule")."""
+    from .paths import confine as confine_name
+
+    return confine_name(root, name, what=what, input_name=input_name, subfolders=subfolders)
+
+
+def input_file(context: NodeContext, name: str, *, argument: str = "file") -> Path:
+    """The path of file `name` in the run's input folder (on a server with users, that user's own), for a node
+    that reads an uploaded file; a NodeInputError naming `argument` when the name would leave the folder or no
+    such file is there (the message lists close names)."""
+    context = _check_context("input_file", context)
+    try:
+        return Path(context.service("resolve_file")("input", name))
+    except LookupError as exc:
+        raise NodeInputError(argument, str(exc).strip("'\"")) from None
+
+
+def sampler_from_step(step: Callable[..., StepResult], context: NodeContext | None = None) -> Callable[..., Any]:
+    """A full sampler for `register_samplers` that iterates `step`, a one-step function
+    `step(model, x, sigmas, i, state, extra_args, noise_sampler, **options) -> StepResult` (docs/sampling.md);
+    the SamplerStep node can take single steps of it too. `context`: the running node's, or None (the
+    built-in sampling pack's implementation)."""
+    return _kit("sampler_from_step", context, call=False)(step)
+
+
 def _describe(value: Any) -> str:
     shape = getattr(value, "shape", None)
     if shape is not None:
@@ -193,27 +237,30 @@ def check_latent(latent: Any, argument: str = "latent", function: str = "check_l
     return samples
 
 
-IMAGE_VALUE_CEILING = 2.0     # past this an IMAGE is surely 0-255 values (small overshoots are clamped on save)
 
 
 def check_image(image: Any, argument: str = "image", function: str = "check_image") -> Any:
-    """An IMAGE tensor (B, H, W, 3) float in [0, 1], or ApiArgumentError (values above 2: 0-255 pixels)."""
+    """An IMAGE tensor (B, H, W, 3) float32 in [0, 1], or ApiArgumentError (an integer or float64 dtype, NaN,
+    values of another scale such as 0-255: `nodegraph.types.pixel_values_problem`, the check on node outputs)."""
     if not _is_tensor(image) or image.ndim != 4 or image.shape[-1] != 3 or not image.is_floating_point():
         raise ApiArgumentError(function, argument, f"expected an IMAGE float tensor (B, H, W, 3) in [0, 1], "
                                                    f"found {_describe(image)}")
     if image.shape[0] < 1:
         raise ApiArgumentError(function, argument, "the image batch is empty (B = 0)")
-    if image.numel() and not image.is_meta and float(image.detach().amax()) > IMAGE_VALUE_CEILING:
-        raise ApiArgumentError(function, argument, f"values go up to {float(image.detach().amax()):.4g}; an IMAGE "
-                                                   f"holds [0, 1] (divide 0-255 pixel values by 255)")
+    problem = pixel_values_problem(image.detach(), "an IMAGE")
+    if problem is not None:
+        raise ApiArgumentError(function, argument, problem)
     return image
 
 
 def check_mask(mask: Any, argument: str = "mask", function: str = "check_mask") -> Any:
-    """A MASK tensor (B, H, W) float in [0, 1], or ApiArgumentError."""
+    """A MASK tensor (B, H, W) float32 in [0, 1], or ApiArgumentError."""
     if not _is_tensor(mask) or mask.ndim != 3 or not mask.is_floating_point():
         raise ApiArgumentError(function, argument, f"expected a MASK float tensor (B, H, W) in [0, 1], "
                                                    f"found {_describe(mask)}")
+    problem = pixel_values_problem(mask.detach(), "a MASK")
+    if problem is not None:
+        raise ApiArgumentError(function, argument, problem)
     return mask
 
 
@@ -517,7 +564,7 @@ def model_denoiser(context: NodeContext, model: Any) -> Any:
 _DEFAULT_REGISTRY: Any = None
 
 
-def _kit(function: str, context: NodeContext | None) -> Any:
+def _kit(function: str, context: NodeContext | None, call: bool = True) -> Any:
     """The kit the training pack registers, from the running session or (context None) the built-ins."""
     global _DEFAULT_REGISTRY
     if context is None:
@@ -530,9 +577,10 @@ def _kit(function: str, context: NodeContext | None) -> Any:
         registry = _check_context(function, context).service("registry")
     implementation = registry.extensions.get("api", {}).get(function)
     if implementation is None:
-        raise ApiError(f"nodegraph.api.{function}() has no implementation in this session: the built-in 'training' "
-                       f"pack provides it through the register_api hook, and it is not loaded; load it")
-    return implementation(context)
+        raise ApiError(f"nodegraph.api.{function}() has no implementation in this session: the built-in "
+                       f"{_PROVIDERS.get(function, 'training')!r} pack provides it through the register_api hook, "
+                       f"and it is not loaded; load it")
+    return implementation(context) if call else implementation
 
 
 def tiny_world(context: NodeContext | None = None) -> Any:

@@ -84,6 +84,7 @@ from .errors import NodeExecutionError, NodeInputError, NodeOutputError, RunInte
 from .graph import Graph, Link, topological_order
 from .node import Node, NodeContext
 from .registry import Registry
+from .types import pixel_values_problem
 from .validation import has_literal_checks, linked_value_error
 
 
@@ -373,7 +374,13 @@ def _output_layout_problem(port: str, value: Any) -> str | None:
         return f"expected points (B, N, C) with xyz first (C >= 3), found shape {shape}"
     if tensor.is_meta:
         return "found a tensor on the meta device (no data); values between nodes hold real data on the CPU"
+    if port in ("IMAGE", "MASK"):
+        return pixel_values_problem(tensor, f"{_article(port)} {port}")
     return None
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "AEIOU" else "a"
 
 
 def _media_layout_problem(port: str, value: Any, torch: Any) -> str | None:

@@ -598,7 +598,8 @@ def _check_run_signature(cls: type[Node]) -> None:
 def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, Any]]:
     """Failures, clashes, skipped plugins and unused preferences as plain dicts.
 
-    Every entry has `kind` ("failed", "clash", "skipped", "unknown_name", "no_nodes" or "preference"),
+    Every entry has `kind` ("failed", "clash", "skipped", "unknown_name", "unknown_hook", "no_nodes" or
+    "preference"),
     `level` ("error", "warning" or "info": "info" is a choice the user made,
     e.g. a denied plugin or a clash settled by a preference), `plugin`,
     `message` and `fix`; each kind adds its own details (see docs/plugins.md).

@@ -13,12 +13,14 @@ Switch, a value display): an ANY output may feed any input, and the node that
 receives it checks the value at run time. Plugins add types through the
 `register_types` hook (see hookspecs.py) and may declare their own `accepts`.
 
-Main objects: `PortType`, `TypeRegistry`, `BUILTIN_TYPES`.
+Main objects: `PortType`, `TypeRegistry`, `BUILTIN_TYPES`; `pixel_values_problem` (what an IMAGE or MASK
+tensor's dtype and values must be: the executor checks node outputs with it, `api.check_image` plugin inputs).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import PluginError
 
@@ -83,6 +85,33 @@ BUILTIN_TYPES: tuple[PortType, ...] = (
     PortType("MESH", "Triangle meshes: {'vertices': float (V, 3), 'faces': int (F, 3), optional 'colors' (V, 3)}"
              " or a list of them.", color="#bcaaa4"),
 )
+
+
+IMAGE_VALUE_CEILING = 2.0     # past this an IMAGE is surely 0-255 values (small overshoots are clamped on save)
+IMAGE_VALUE_FLOOR = -1.0      # below this, [-1, 1] model space at best (a VAE decode's raw output is about that)
+PIXEL_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def pixel_values_problem(tensor: Any, what: str = "an IMAGE") -> str | None:
+    """Why an IMAGE or MASK tensor's dtype or values break the layout (float32 in [0, 1]), or None: an integer or
+    float64 dtype, a tensor that still tracks gradients, NaN, or values of another scale (0-255). Reads every
+    value once (max and min); a meta tensor is not read."""
+    dtype = str(tensor.dtype).removeprefix("torch.")
+    if dtype not in PIXEL_DTYPES:
+        fix = "tensor.float() / 255 for 0-255 pixels" if not tensor.is_floating_point() else "tensor.float()"
+        return f"{what} is float32 in [0, 1]; found dtype {dtype} ({fix})"
+    if tensor.requires_grad:
+        return (f"{what} still tracks gradients (requires_grad): it would keep its autograd graph alive in the "
+                f"cache; return tensor.detach()")
+    if tensor.is_meta or not tensor.numel():
+        return None
+    high, low = float(tensor.amax()), float(tensor.amin())
+    if high != high or low != low:
+        return f"{what} holds NaN values (a failed computation upstream?); it must hold numbers in [0, 1]"
+    if high > IMAGE_VALUE_CEILING or low < IMAGE_VALUE_FLOOR:
+        hint = "divide 0-255 pixel values by 255" if high > IMAGE_VALUE_CEILING else "map [-1, 1] to (x + 1) / 2"
+        return f"{what} holds values from {low:.4g} to {high:.4g}; it holds [0, 1] ({hint})"
+    return None
 
 
 class PortTypeClash(PluginError):

@@ -926,11 +926,18 @@ def api_model_denoiser(context: NodeContext, model: Any) -> Iterator[Any]:
                 parameter.requires_grad_(flag)
 
 
+def api_sampler_from_step(step: Any) -> Any:
+    """nodegraph.api.sampler_from_step (imports the library, and torch, only when called)."""
+    from .samplers import sampler_from_step
+
+    return sampler_from_step(step)
+
+
 @hookimpl
 def register_api() -> dict[str, Any]:
     return {"sample": api_sample, "sample_custom": api_sample_custom, "cfg_guider": api_cfg_guider,
             "sigmas": api_sigmas, "empty_latent": api_empty_latent, "diffusion_model": api_diffusion_model,
-            "model_denoiser": api_model_denoiser}
+            "model_denoiser": api_model_denoiser, "sampler_from_step": api_sampler_from_step}
 
 
 @hookimpl

@@ -63,9 +63,11 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import torch
+
+from nodegraph.api import StepResult  # what one step returns: the contract plugins' steps follow too
 
 from .errors import SamplingError
 from .noise import IntervalNoiseSampler, NoiseSampler, check_seed, random_seed
@@ -117,16 +119,6 @@ __all__ = [
 SamplerState = dict[str, Any]
 #: Called after every step with {"i", "sigma", "sigma_hat", "x", "denoised"}.
 Callback = Callable[[dict[str, Any]], None]
-
-
-class StepResult(NamedTuple):
-    """What one step returns."""
-
-    x: torch.Tensor  # latent at sigmas[i + 1]
-    state: SamplerState  # history for step i + 1 (only the sampler's own keys)
-    denoised: torch.Tensor  # denoiser output reported to the callback
-    sigma_hat: float  # sigma the model was first evaluated at
-    x_evaluated: torch.Tensor  # latent the model was first evaluated at
 
 
 StepFunction = Callable[..., StepResult]

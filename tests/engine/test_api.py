@@ -332,7 +332,7 @@ def test_layout_checks_name_a_plugins_own_node_and_input():
 def test_an_image_of_0_255_values_is_refused_with_the_fix():
     """The most common image mistake in a plugin: 0-255 floats where an IMAGE holds [0, 1]."""
     torch = pytest.importorskip("torch")
-    with pytest.raises(api.ApiArgumentError, match=r"up to 255; an IMAGE holds \[0, 1\] \(divide 0-255"):
+    with pytest.raises(api.ApiArgumentError, match=r"values from 255 to 255; it holds \[0, 1\] \(divide 0-255"):
         api.check_image(torch.full((1, 8, 8, 3), 255.0))
     assert api.check_image(torch.full((1, 8, 8, 3), 1.02)).shape == (1, 8, 8, 3)     # an overshoot is fine
 
@@ -367,3 +367,75 @@ def test_sample_refuses_a_noise_argument_without_seed_and_generate():
         session.run({"format_version": 1, "nodes": {"n": {"type": "CallsSampleWithNoise", "inputs": {}}}})
     error = info.value.exception
     assert isinstance(error, api.ApiArgumentError) and error.input == "noise" and "generate(samples)" in str(error)
+
+
+def test_check_image_refuses_float64_and_nan_as_save_image_does():
+    """api.check_image let float64 and NaN images through (a plugin's animation saver wrote a GIF from NaN)."""
+    torch = pytest.importorskip("torch")
+    with pytest.raises(api.ApiArgumentError, match="dtype float64"):
+        api.check_image(torch.zeros(1, 4, 4, 3, dtype=torch.float64))
+    with pytest.raises(api.ApiArgumentError, match="NaN"):
+        api.check_image(torch.full((1, 4, 4, 3), float("nan")))
+    with pytest.raises(api.ApiArgumentError, match="NaN"):
+        api.check_mask(torch.full((1, 4, 4), float("nan")))
+    assert api.check_image(torch.rand(1, 4, 4, 3)) is not None
+
+
+# --- API 1.5: what the shipped plugins imported from private modules ----------------------------------
+
+class ReadsUpload(Node):
+    """Reads the size of an uploaded file through api.input_file."""
+
+    output_node = True
+
+    class Inputs(NodeInputs):
+        file: str = Input("x.txt")
+
+    outputs = (Output("size", "INT"),)
+
+    def run(self, file):
+        return {"size": api.input_file(self.context, file).stat().st_size}
+
+
+@hookimpl
+def register_nodes():
+    return [ReadsUpload]
+
+
+def test_input_file_and_confine_are_public(tmp_path):
+    import sys
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("hello")
+    session = Session(plugins=[("reads", sys.modules[__name__])], input_dir=tmp_path / "in",
+                      output_dir=tmp_path / "out")
+    graph = {"format_version": 2, "nodes": {"r": {"type": "ReadsUpload", "inputs": {"file": "notes.txt"}}}}
+    assert session.run(graph).outputs["r"]["size"] == 5
+    graph["nodes"]["r"]["inputs"]["file"] = "note.txt"
+    with pytest.raises(NodeExecutionError) as failure:
+        session.run(graph)
+    assert failure.value.exception.input == "file" and "notes.txt" in str(failure.value.exception)   # close names
+    assert api.confine(tmp_path, "a/b.png", subfolders=True) == tmp_path / "a" / "b.png"
+    from nodegraph import NodeInputError
+
+    with pytest.raises(NodeInputError, match="prefix"):
+        api.confine(tmp_path, "../up.png", input_name="prefix")
+
+
+def test_sampler_from_step_builds_a_sampler_from_a_plugins_step():
+    """A plugin's Euler step, written against api.StepResult, samples like the built-in euler."""
+    torch = pytest.importorskip("torch")
+
+    def my_euler(model, x, sigmas, i, state, extra_args, noise_sampler):
+        denoised = model(x, sigmas[i], **extra_args)
+        x_next = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+        return api.StepResult(x_next, state, denoised, float(sigmas[i]), x)
+
+    sampler = api.sampler_from_step(my_euler)
+    model = lambda x, sigma, **kw: x * 0.5          # noqa: E731 — a toy denoiser
+    sigmas = torch.tensor([2.0, 1.0, 0.5, 0.0])
+    x = torch.ones(1, 2, 2, 2)
+    expected = x.clone()
+    for i in range(3):
+        expected = expected + (expected - expected * 0.5) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+    assert torch.allclose(sampler(model, x, sigmas), expected)

@@ -123,6 +123,12 @@ class WrongLayouts(Node):
             "audio_2d": {"audio": {"waveform": torch.zeros(2, 100), "sample_rate": 16000}},
             "mesh": {"mesh": [{"vertices": torch.zeros(4, 3), "faces": torch.zeros(2, 4)}]},
             "points": {"points": torch.zeros(1, 10, 2)},
+            # dtype and values (a plugin author's finding: these reached ImageScale, which clamped 0-255 to white)
+            "uint8": {"image": torch.zeros(1, 8, 8, 3, dtype=torch.uint8)},
+            "float64": {"image": torch.zeros(1, 8, 8, 3, dtype=torch.float64)},
+            "pixels_255": {"image": torch.full((1, 8, 8, 3), 200.0)},
+            "nan": {"image": torch.full((1, 8, 8, 3), float("nan"))},
+            "grad": {"image": torch.zeros(1, 8, 8, 3, requires_grad=True) * 1},
         }
         return {**fine, **wrong.get(mistake, {})}        # "fine": an int is a number
 
@@ -131,7 +137,10 @@ class WrongLayouts(Node):
     ("float", "number", "expected a number, found str"), ("bool", "number", "found bool"),
     ("channels_first", "image", "channels-last, found shape (1, 3, 8, 8)"),
     ("audio_text", "audio", "expected {'waveform'"), ("audio_2d", "audio", "(B, channels, samples), found shape (2, 100)"),
-    ("mesh", "mesh", "faces (F, 3), found (4, 3) and (2, 4)"), ("points", "points", "xyz first (C >= 3)")])
+    ("mesh", "mesh", "faces (F, 3), found (4, 3) and (2, 4)"), ("points", "points", "xyz first (C >= 3)"),
+    ("uint8", "image", "dtype uint8 (tensor.float() / 255"), ("float64", "image", "dtype float64"),
+    ("pixels_255", "image", "divide 0-255 pixel values by 255"), ("nan", "image", "NaN"),
+    ("grad", "image", "detach()")])
 def test_an_output_that_breaks_its_ports_layout_fails_the_node_that_made_it(mistake, output, words):
     """A FLOAT output holding text failed in an innocent node downstream (which was told to report it to its own
     plugin's authors); now the node that made it fails, naming the output."""

@@ -86,11 +86,9 @@ class LoadAudio(Node):
         return f"{stat.st_size}:{stat.st_mtime_ns}"
 
     def run(self, file: str, max_seconds: float) -> dict:
-        from nodegraph.paths import confine
-
         from .waveform import read_audio
 
-        confine(self.context.service("input_dir"), file, what="audio file name", input_name="file")
+        api.confine(self.context.service("input_dir"), file, what="audio file name", input_name="file")
         try:
             path = self.context.service("resolve_file")("input", file)
         except LookupError as exc:
@@ -1159,8 +1157,6 @@ class TrainAudioModel(Node):
 
         import torch
 
-        from nodegraph.paths import confine
-
         from .denoiser import AudioDenoiser, AudioDenoiserConfig
         from .features import DEFAULT_SPEC
         from .training import train_audio_model
@@ -1168,8 +1164,8 @@ class TrainAudioModel(Node):
         levels = _widths(widths)
         config_net = AudioDenoiserConfig(widths=levels, attention_levels=_levels(attention_levels, len(levels)),
                                          positions=positions, beat_conditioning=beat_conditioning)
-        folder = confine(Path(self.context.service("output_dir")) / "training", run_name, what="run name",
-                         input_name="run_name", subfolders=True)
+        folder = api.confine(Path(self.context.service("output_dir")) / "training", run_name, what="run name",
+                             input_name="run_name", subfolders=True)
         kit = api.training(self.context)
         config = kit.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 40,
                                  warmup_steps=min(warmup_steps, max(0, steps - 1)), ema_decay=ema_decay, seed=seed,
@@ -1220,15 +1216,13 @@ class SaveAudioModel(Node):
     outputs = ()
 
     def run(self, audio_model: Any, filename: str, overwrite: bool) -> dict:
-        from nodegraph.paths import confine
-
         from .model_file import save_audio_model
 
         if not filename.endswith(".safetensors") or filename.startswith("."):
             raise NodeInputError("filename", f"expected a plain file name ending in .safetensors (not starting with "
                                              f"'.'), found {filename!r}")
         folder = self.context.service("model_paths").directories(MODEL_FOLDER)[0]
-        target = confine(folder, filename, what="file name", input_name="filename")
+        target = api.confine(folder, filename, what="file name", input_name="filename")
         folder.mkdir(parents=True, exist_ok=True)
         kit = api.training(self.context)
         path = kit.write_new_file(target, overwrite,

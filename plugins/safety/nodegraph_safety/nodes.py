@@ -271,15 +271,13 @@ class SaveSafetyChecker(Node):
     outputs = ()
 
     def run(self, checker: Any, filename: str, overwrite: bool) -> dict:
-        from nodegraph.paths import confine
-
         from .checker import save_safety_checker
 
         if not filename.endswith(".safetensors"):
             raise NodeInputError("filename", f"expected a name ending in .safetensors, found {filename!r}")
         folder = self.context.service("model_paths").directories(MODEL_FOLDER)[0]
         folder.mkdir(parents=True, exist_ok=True)
-        path = confine(folder, filename, what="checker file name", input_name="filename")
+        path = api.confine(folder, filename, what="checker file name", input_name="filename")
         written = api.training(self.context).write_new_file(
             path, overwrite, lambda tmp: save_safety_checker(tmp, checker),
             self.context.service("model_paths").directories(MODEL_FOLDER))

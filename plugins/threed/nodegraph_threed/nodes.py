@@ -228,15 +228,14 @@ class TrainTextToPoints(Node):
         import json
 
         import torch
-        from nodegraph.paths import confine
 
         from .denoiser import PointDiffusionConfig, PointDiffusionTransformer
         from .training import run_identity, train_text_to_points
 
         if width % heads:
             raise NodeInputError("heads", f"width {width} must be a multiple of heads {heads}")
-        folder = confine(Path(self.context.service("output_dir")) / "training", run_name, what="run name",
-                         input_name="run_name", subfolders=True)
+        folder = api.confine(Path(self.context.service("output_dir")) / "training", run_name, what="run name",
+                             input_name="run_name", subfolders=True)
         kit = api.training(self.context)
         config = kit.TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
                                  ema_decay=ema_decay, seed=seed, checkpoint_every=checkpoint_every)
@@ -277,15 +276,13 @@ class SaveTextToPoints(Node):
     def run(self, net: Any, filename: str, overwrite: bool, report: str) -> dict:
         import json
 
-        from nodegraph.paths import confine
-
         from .training import save_model
 
         if not filename.endswith(".safetensors"):
             raise NodeInputError("filename", f"expected a name ending in .safetensors, found {filename!r}")
         folder = self.context.service("model_paths").directories(MODEL_FOLDER)[0]
         folder.mkdir(parents=True, exist_ok=True)
-        path = confine(folder, filename, what="model file name", input_name="filename")
+        path = api.confine(folder, filename, what="model file name", input_name="filename")
         try:
             parsed = json.loads(report) if report else {}
         except json.JSONDecodeError:
@@ -318,9 +315,8 @@ def _mesh_input(mesh: Any, argument: str = "mesh") -> list[dict]:
 
 def _input_file(node: Node, name: str, argument: str = "file") -> Path:
     """A file in the input folder (confined there), or NodeInputError naming `argument`."""
-    from nodegraph.paths import confine
 
-    confine(node.context.service("input_dir"), name, what="file name", input_name=argument, subfolders=True)
+    api.confine(node.context.service("input_dir"), name, what="file name", input_name=argument, subfolders=True)
     try:
         return Path(node.context.service("resolve_file")("input", name))
     except LookupError as error:

@@ -327,13 +327,11 @@ class TrainMotionModule(Node):
 
         import torch
 
-        from nodegraph.paths import confine
-
         from .motion_module import LoadedMotionModule, MotionConfig, MotionModuleSet
         from .motion_training import train_motion_module
 
-        folder = confine(Path(self.context.service("output_dir")) / "training", run_name, what="run name",
-                         input_name="run_name", subfolders=True)
+        folder = api.confine(Path(self.context.service("output_dir")) / "training", run_name, what="run name",
+                             input_name="run_name", subfolders=True)
         if frames > max_frames:
             raise NodeInputError("frames", f"clips of {frames} frames need max_frames >= {frames}")
         try:
@@ -496,15 +494,13 @@ class SaveMotionModule(Node):
     outputs = ()
 
     def run(self, motion_module: Any, filename: str, overwrite: bool) -> dict:
-        from nodegraph.paths import confine
-
         from .motion_training import save_motion_module
 
         if not filename.endswith(".safetensors"):
             raise NodeInputError("filename", f"expected a name ending in .safetensors, found {filename!r}")
         folder = self.context.service("model_paths").directories(MODEL_FOLDER)[0]
         folder.mkdir(parents=True, exist_ok=True)
-        path = confine(folder, filename, what="motion module file name", input_name="filename")
+        path = api.confine(folder, filename, what="motion module file name", input_name="filename")
         written = api.training(self.context).write_new_file(
             path, overwrite, lambda tmp: save_motion_module(tmp, motion_module.modules, motion_module.training),
             self.context.service("model_paths").directories(MODEL_FOLDER))
@@ -1001,11 +997,9 @@ class LoadVideo(Node):
         return f"{stat.st_size}:{stat.st_mtime_ns}"
 
     def run(self, video: str, fps: float, start_frame: int, max_frames: int) -> dict:
-        from nodegraph.paths import confine
-
         from .video_io import VideoFileError, read_video
 
-        confine(self.context.service("input_dir"), video, what="video name", input_name="video")
+        api.confine(self.context.service("input_dir"), video, what="video name", input_name="video")
         try:
             path = self.context.service("resolve_file")("input", video)
         except LookupError as exc:
