@@ -479,17 +479,18 @@ def check_node_classes(registry: Registry, node_classes: list[Any]) -> None:
     """Raise one PluginError naming every node class a plugin may not register, each with its fix.
 
     All classes are checked, so an author sees every problem of a plugin at once, not one per try."""
-    seen: dict[str, Any] = {}
-    problems: list[str] = []
+    by_type: dict[str, list[Any]] = {}
+    problems: list[Any] = []      # texts, and lists of classes sharing a type (worded below)
     for cls in node_classes:
         if not (isinstance(cls, type) and issubclass(cls, Node) and cls is not Node):
             problems.append(f"register_nodes returned {cls!r}, not a nodegraph.Node subclass; "
                             f"return the node classes themselves, e.g. `return [MyNode]`")
             continue
-        if seen.get(cls.type, cls) is not cls:
-            problems.append(f"register_nodes returned two classes with type {cls.type!r} "
-                            f"({seen[cls.type].__qualname__} and {cls.__qualname__}); give each a distinct `type`")
-        seen[cls.type] = cls
+        same = by_type.setdefault(cls.type, [])
+        if cls not in same:
+            same.append(cls)
+        if len(same) == 2:      # one problem per type, however many classes share it (listed once all are seen)
+            problems.append(same)
         if cls.spec_error is not None:     # its declaration failed (deferred_spec_errors)
             problems.append(str(cls.spec_error))
             continue
@@ -498,6 +499,9 @@ def check_node_classes(registry: Registry, node_classes: list[Any]) -> None:
             _check_run_signature(cls)
         except PluginError as exc:
             problems.append(str(exc))
+    problems = [p if isinstance(p, str) else
+                f"register_nodes returned {len(p)} classes with type {p[0].type!r} "
+                f"({', '.join(c.__qualname__ for c in p)}); give each a distinct `type`" for p in problems]
     if len(problems) == 1:
         raise PluginError(problems[0])
     if problems:

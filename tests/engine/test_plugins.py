@@ -896,3 +896,12 @@ def test_what_extension_hooks_return_is_checked_at_load(hook, value, words):
     (failure,) = session.plugin_report.failed
     assert failure.name == "ext" and words in failure.error, failure.error
     assert session.registry.extension_names("samplers")      # the built-ins' are still there
+
+
+def test_many_classes_with_one_type_are_one_problem():
+    """Classes made in a loop that all end up with one type gave 18 chained pairwise errors; now one names them all."""
+    classes = [make_node("Same", i) for i in range(4)]
+    session = Session(plugins=[("loop", NodesPlugin(*classes))])
+    (failure,) = session.plugin_report.failed
+    assert "4 classes with type 'Same' (make_node.<locals>.Made, " in failure.error
+    assert "problems" not in failure.error        # one problem, not one per pair
