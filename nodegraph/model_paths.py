@@ -216,8 +216,16 @@ class ModelPaths:
         return cls.from_config(from_env, source="NODEGRAPH_MODEL_PATHS") if from_env else cls()
 
     def directories(self, folder: str) -> list[Path]:
-        """Every directory searched for `folder`, in priority order."""
-        return [root / folder for root in self.roots] + list(self.extra.get(folder, []))
+        """Every directory searched for `folder`, in priority order, each once (a --model-paths entry that
+        names a root's folder again is not searched, or listed in messages, twice)."""
+        out: list[Path] = []
+        seen: set[str] = set()
+        for directory in [root / folder for root in self.roots] + list(self.extra.get(folder, [])):
+            real = os.path.realpath(directory)
+            if real not in seen:
+                seen.add(real)
+                out.append(directory)
+        return out
 
     def list(self, folder: str) -> tuple[list[str], list[str]]:
         """(file names available in `folder`, directories searched).

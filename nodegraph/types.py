@@ -106,8 +106,11 @@ def pixel_values_problem(tensor: Any, what: str = "an IMAGE") -> str | None:
     if tensor.is_meta or not tensor.numel():
         return None
     high, low = float(tensor.amax()), float(tensor.amin())
-    if high != high or low != low:
-        return f"{what} holds NaN values (a failed computation upstream?); it must hold numbers in [0, 1]"
+    if not (abs(high) < float("inf") and abs(low) < float("inf")):      # NaN or infinite
+        bad = tensor.numel() - int(tensor.isfinite().sum())
+        return (f"{what}: {bad} of {tensor.numel()} values are NaN or infinite; something upstream went wrong (a "
+                f"sampler that diverged, cfg far too high, fp16 weights that overflowed, a model file whose weights "
+                f"hold NaN); it must hold numbers in [0, 1]")
     if high > IMAGE_VALUE_CEILING or low < IMAGE_VALUE_FLOOR:
         hint = "divide 0-255 pixel values by 255" if high > IMAGE_VALUE_CEILING else "map [-1, 1] to (x + 1) / 2"
         return f"{what} holds values from {low:.4g} to {high:.4g}; it holds [0, 1] ({hint})"

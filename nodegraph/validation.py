@@ -501,9 +501,17 @@ def shown_folder(folder: str) -> str:
 def model_file_error(node_id: str, name: str, folder: str, value: str,
                      available: list[str], searched: list[str]) -> GraphError:
     """The `not_in_choices` error for a model file name that is not in its folder."""
+    dangling = next((d for d in searched if isinstance(value, str) and _dangling_link(d, value)), None)
     searched = [shown_folder(folder) for folder in searched]
     where = ", ".join(searched) or "(no folders configured)"
     have = ", ".join(repr(a) for a in available[:20]) or "none"
+    if dangling is not None:
+        return GraphError(
+            "not_in_choices",
+            f"{value!r} in model folder {folder!r} is a link that points nowhere (its target is missing or the link "
+            f"loops: a disk that is not mounted, a moved file?); mount or restore its target, or remake the link. "
+            f"Available: {have}.", node_id=node_id, input=name,
+            details={"folder": folder, "available": available, "searched": searched, "dangling_link": True})
     return GraphError(
         "not_in_choices",
         f"no file {value!r} in model folder {folder!r}.{suggest(value, available)} "
@@ -512,6 +520,18 @@ def model_file_error(node_id: str, name: str, folder: str, value: str,
         f"docs/models.md).",
         node_id=node_id, input=name,
         details={"folder": folder, "available": available, "searched": searched})
+
+
+def _dangling_link(directory: str | Path, name: str) -> bool:
+    """Whether `directory/name` is a symlink whose target does not exist (or that loops); False for a name that
+    could leave the folder (`..`, absolute): nothing is said of paths outside it."""
+    if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/") or "\0" in name:
+        return False
+    try:
+        path = Path(directory) / name
+        return path.is_symlink() and not path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _article(word: str) -> str:

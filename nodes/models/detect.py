@@ -444,7 +444,8 @@ def decide_family(unet: UNetConfig | None, encoder_names: Sequence[str], path=No
     found = f"context width {unet.context_dim}, label embedding {unet.adm_in_channels or 'none'}" if unet else "no UNet"
     raise ModelLoadError(
         f"cannot tell the model family ({found}, text encoders: {sorted(names) or 'none'}); "
-        f'add {{"family": "sd1" | "sd2" | "sdxl-base" | "sdxl-refiner"}} to the "{METADATA_KEY}" metadata',
+        f"choose it on the loader (LoadUNet's family input) or "
+        f'add {{"family": "sd1" | "sd2" | "sdxl-base" | "sdxl-refiner"}} to the file\'s "{METADATA_KEY}" metadata',
         path,
     )
 
@@ -576,6 +577,15 @@ def converted_shape(source: KeySource, shape: Sequence[int]) -> tuple[int, ...]:
     if source.transform is None:
         return tuple(shape)
     return tuple(source.transform(torch.empty(tuple(shape), device="meta")).shape)
+
+
+def unpickling_refusal(error: BaseException) -> str:
+    """What torch.load(weights_only=True) refused in a pickle, without torch's advice to load it with
+    weights_only=False (which would run the code nodegraph refuses to run): the line naming the object."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line or "WeightsUnpickler" in line]
+    text = (named or [line for line in lines if "weights_only" not in line] or ["it holds Python objects"])[0]
+    return text[:300]
 
 
 def check_heads(unet: UNetConfig, path) -> None:

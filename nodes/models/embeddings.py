@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from .detect import ModelLoadError
+from .detect import ModelLoadError, unpickling_refusal
 from .tokenizer import EMBEDDING_PATTERN
 KNOWN_SUFFIXES = (".safetensors", ".pt", ".bin", ".pth")
 
@@ -99,7 +99,7 @@ def _read_pickle(path: Path) -> dict:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ModelLoadError(f"torch.load(weights_only=True) refused this embedding: it holds Python objects "
-                             f"besides tensors ({error}); convert it to safetensors", path) from None
+                             f"besides tensors ({unpickling_refusal(error)}); convert it to safetensors", path) from None
     except (EOFError, RuntimeError, OSError) as error:
         raise ModelLoadError(f"could not read this embedding ({error}); it is damaged or truncated", path) from None
     if not isinstance(loaded, dict):
@@ -110,10 +110,20 @@ def _read_pickle(path: Path) -> dict:
 def _vectors(raw: dict, path: Path) -> dict[str, torch.Tensor]:
     """Role -> (n, width) float32 vectors from one of the known layouts."""
     def matrix(tensor) -> torch.Tensor:
-        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point() or tensor.ndim not in (1, 2):
+        if not isinstance(tensor, torch.Tensor) or tensor.ndim not in (1, 2):
             raise ModelLoadError(f"expected embedding vectors (n, width), found {type(tensor).__name__} "
                                  f"{tuple(getattr(tensor, 'shape', ()))}", path)
-        return (tensor[None] if tensor.ndim == 1 else tensor).float()
+        if not tensor.is_floating_point():
+            raise ModelLoadError(f"the embedding's vectors {tuple(tensor.shape)} are {str(tensor.dtype)[6:]}, not "
+                                 f"floating point (a quantised file?); an embedding holds float vectors", path)
+        vectors = tensor[None] if tensor.ndim == 1 else tensor
+        if vectors.shape[0] == 0 or vectors.shape[-1] == 0:
+            raise ModelLoadError(f"the embedding holds no vectors (shape {tuple(tensor.shape)}); the file is empty "
+                                 f"or damaged: train or download it again", path)
+        if not bool(torch.isfinite(vectors).all()):
+            raise ModelLoadError("the embedding's vectors hold NaN or infinite values (a training run that "
+                                 "diverged, or a damaged file); it would turn every image to noise", path)
+        return vectors.float()
 
     if isinstance(raw.get("string_to_param"), dict) and raw["string_to_param"]:   # A1111 .pt
         return {"*": matrix(next(iter(raw["string_to_param"].values())))}

@@ -90,6 +90,7 @@ from .detect import (
     detect_vae_config,
     parse_config_override,
     read_json_text,
+    unpickling_refusal,
 )
 from .precision import default_compute_dtype, is_float8, narrow_weight_names, split_precision, store_weights, to_float8
 from .unet import UNetConfig, UNetModel
@@ -368,8 +369,9 @@ def _open_pickle(path: Path, allow_pickle: bool) -> StateDictFile:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ModelLoadError(
-            f"torch.load(weights_only=True) refused this file: it holds Python objects besides tensors ({error}); "
-            "convert it to safetensors with the tool that made it",
+            f"torch.load(weights_only=True) refused this file: it holds Python objects besides tensors "
+            f"({unpickling_refusal(error)}); do not load it otherwise unless you trust where it came from: such a "
+            f"file can run code when opened; convert it to safetensors with the tool that made it",
             path,
         ) from None
     except (EOFError, RuntimeError, OSError) as error:
@@ -680,9 +682,12 @@ def load_unet(
         return load_sd3_checkpoint(path, components=("unet",), dtype=dtype, device=device,
                                    allow_pickle=allow_pickle).unet
     if f"{UNET_PREFIX}input_blocks.0.0.weight" in keys:
-        info = detect_checkpoint(keys, tensors.metadata, prediction=prediction, path=path)
         key_map = from_prefix(keys, UNET_PREFIX)
-        return build_module(UNetModel, info.unet, key_map, tensors, what="UNet", dtype=dtype, device=device)
+        if family is None:      # a full checkpoint's layout: its text encoders help tell the family
+            info = detect_checkpoint(keys, tensors.metadata, prediction=prediction, path=path)
+            return build_module(UNetModel, info.unet, key_map, tensors, what="UNet", dtype=dtype, device=device)
+        config = _bare_unet_config(key_map, tensors, family, prediction)     # the family the user chose
+        return build_module(UNetModel, config, key_map, tensors, what="UNet", dtype=dtype, device=device)
     if "input_blocks.0.0.weight" in keys:
         key_map = from_prefix(keys, "")
     elif "conv_in.weight" in keys and any(k.startswith("down_blocks.") for k in keys):
@@ -865,7 +870,9 @@ def _load_diffusers_unet(folder: Path, prediction, dtype, device) -> UNetModel:
 def _diffusers_unet_config(key_map: KeyMap, tensors: StateDictFile, config_json: dict, prediction) -> UNetConfig:
     shapes = {target: converted_shape(source, tensors.shapes[source.key]) for target, source in key_map.items()}
     config = _detected("UNet", tensors.path, detect_unet_config, shapes)
-    heads = config_json.get("num_attention_heads") or config_json.get("attention_head_dim") or 8
+    heads = config_json.get("num_attention_heads")
+    if heads is None:       # diffusers names the head count attention_head_dim in SD 1.x/2.x configs
+        heads = config_json.get("attention_head_dim", 8)
     if isinstance(heads, bool) or not (isinstance(heads, int) and heads >= 1 or isinstance(heads, list) and all(
             isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in heads)):
         raise ModelLoadError(f"attention_head_dim / num_attention_heads must be a positive whole number or a list "
@@ -884,6 +891,13 @@ def _diffusers_unet_config(key_map: KeyMap, tensors: StateDictFile, config_json:
             raise ModelLoadError(
                 f"attention heads {heads} fit neither a fixed head count nor a fixed head width", tensors.path
             )
+    for level, mult in enumerate(config.channel_mult):     # heads that do not divide a width: the config's fault
+        if config.transformer_depth[level]:
+            try:
+                config.heads_for(config.model_channels * mult)
+            except (ValueError, ArithmeticError) as error:
+                raise ModelLoadError(f"{error}: the attention heads in the folder's unet config.json ({heads!r}) do "
+                                     f"not divide the UNet's widths; fix that config.json", tensors.path) from None
     pred, _ = _detected("prediction type", tensors.path, decide_prediction, prediction, {}, {}, [])
     return replace(config, prediction=pred)
 

@@ -153,3 +153,15 @@ def test_sdxl_embedding_gives_each_encoder_its_own_vectors():
     words = sdxl.encode("a blue cube at noon")
     assert ours.context.shape[-1] == 64 + 96
     assert torch.equal(ours.context, words.context) and torch.equal(ours.pooled, words.pooled)
+
+
+@pytest.mark.parametrize("vectors, words", [
+    (torch.randn(0, 64), "holds no vectors"),                   # raised IndexError deep in the text encoder
+    (torch.randint(-5, 5, (2, 64), dtype=torch.int8), "int8, not floating point"),   # said "found Tensor (2, 64)"
+    (torch.full((2, 64), float("nan")), "NaN or infinite"),     # turned every image to noise, blamed on SaveImage
+])
+def test_a_damaged_embedding_is_refused_naming_the_file(tmp_path, vectors, words):
+    save_file({"emb_params": vectors}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(ModelLoadError, match=words) as failure:
+        load_embedding(tmp_path / "bad.safetensors")
+    assert "bad.safetensors" in str(failure.value)

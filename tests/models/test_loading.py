@@ -209,3 +209,49 @@ def test_save_checkpoint_round_trips_non_standard_configs(tmp_path):
     assert max_relative_error(loaded.unet(x, t, cond.context), unet(x, t, cond.context)) <= 1e-6
     metadata = json.loads(open_state_dict(path).metadata[METADATA_KEY])
     assert metadata["family"] == "sd2" and metadata["prediction"] == "v"
+
+
+def test_a_refused_pickle_does_not_pass_on_torchs_advice_to_run_it(tmp_path):
+    """torch's refusal says "re-running torch.load with weights_only set to False will likely succeed": not advice
+    to pass on in a message about a file that can run code. The object it refused is named."""
+    import os as os_module
+
+    class Evil:
+        def __reduce__(self):
+            return (os_module.system, ("true",))
+
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": Evil()}, path)
+    with pytest.raises(ModelLoadError) as failure:
+        load_checkpoint(path, allow_pickle=True)
+    message = str(failure.value)
+    assert "system" in message and "weights_only` set to `False`" not in message and "will likely succeed" not in message
+
+
+def test_load_unet_takes_the_chosen_family_for_a_prefixed_unet_only_file(sd1, tmp_path):
+    """A UNet-only file that keeps the checkpoint's `model.diffusion_model.` prefix ignored LoadUNet's family."""
+    from safetensors.torch import save_file
+
+    from nodes.models.detect import UNET_PREFIX
+
+    state = {k: v.contiguous() for k, v in _state(sd1.single_file, UNET_PREFIX, strip=False).items()}
+    save_file(state, str(tmp_path / "prefixed_unet.safetensors"))
+    unet = load_unet(tmp_path / "prefixed_unet.safetensors", family="sd1")
+    x, t, context = _unet_inputs()
+    assert max_relative_error(unet(x, t, context), load_unet(sd1.single_file)(x, t, context)) <= 1e-6
+
+
+@pytest.mark.parametrize("heads, words", [(7, "do not divide the UNet's widths"), (0, "positive whole number")])
+def test_a_diffusers_unet_config_with_impossible_heads_is_a_load_error(sd1, tmp_path, heads, words):
+    """`attention_head_dim: 7` raised a bare ValueError from deep in the UNet; 0 was silently taken as 8."""
+    import json
+    import shutil
+
+    folder = tmp_path / "pipe"
+    shutil.copytree(sd1.folder, folder)
+    config = json.loads((folder / "unet" / "config.json").read_text())
+    config.pop("num_attention_heads", None)
+    config["attention_head_dim"] = heads
+    (folder / "unet" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=words):
+        load_unet(folder)

@@ -263,3 +263,25 @@ def test_vae_encode_for_inpaint(session, tmp_path):
     mask = out["show"]["value"]["noise_mask"]
     assert mask.shape == (1, 32, 32) and mask[0, :, 12:].min() == 1 and mask[0, :, :11].max() == 0
     assert out["save"]["files"]
+
+
+def test_a_link_that_points_nowhere_is_named_as_such_and_folders_are_listed_once(tmp_path):
+    """A model linked from an unmounted disk was "no file 'x'. Did you mean …"; and a folder that --model-paths names
+    again was searched and listed twice ("Looked in: models/embeddings, …, models/embeddings")."""
+    from nodegraph import Session
+    from nodegraph.model_paths import ModelPaths
+
+    folder = tmp_path / "models" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "gone.safetensors").symlink_to(tmp_path / "unmounted" / "model.safetensors")
+    paths = ModelPaths(roots=[tmp_path / "models"], extra={"checkpoints": [folder, tmp_path / "other"]})
+    assert paths.directories("checkpoints") == [folder, tmp_path / "other"]
+    session = Session(model_paths=paths)
+    graph = {"format_version": 2, "nodes": {"c": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "gone.safetensors"}},
+                                            "m": {"type": "ShowValue", "inputs": {"value": {"node": "c",
+                                                                                            "output": "model"}}}}}
+    (error,) = [e for e in session.validate(graph) if e.node_id == "c"]
+    assert "link that points nowhere" in error.message and error.details["dangling_link"]
+    graph["nodes"]["c"]["inputs"]["ckpt_name"] = "absent.safetensors"
+    (error,) = [e for e in session.validate(graph) if e.node_id == "c"]
+    assert "points nowhere" not in error.message and error.details["searched"] == ["models/checkpoints", "other"]
