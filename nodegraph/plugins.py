@@ -527,7 +527,8 @@ def _default_problems(cls: type[Node]) -> list[str]:
         if spec.choices_from is not None and spec.choices_from not in CHOICE_KINDS:
             close = difflib.get_close_matches(str(spec.choices_from), CHOICE_KINDS, n=1)
             problems.append(f"{where} has choices_from={spec.choices_from!r}, which names no choice list"
-                            f"{f' (did you mean {close[0]!r}?)' if close else ''}; use one of {', '.join(CHOICE_KINDS)}")
+                            f"{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                            f"use one of {', '.join(CHOICE_KINDS)}")
         if spec.required or spec.adapter is None or spec.default is None:
             continue
         default = spec.default

@@ -49,6 +49,37 @@ PROTOCOL_VERSION = 1
 MAX_FRAME_HEADER = 64 * 1024
 log = logging.getLogger("nodegraph.protocol")
 
+
+class LimitedLog:
+    """Log lines that clients can cause (an unknown message type, a refused origin or token), at most `burst`
+    per kind and `window` seconds: one client sent 3,506 frames in 20 s and the log grew by as many lines. The
+    next line logged of a kind says how many were left out.
+
+    `log(logger, level, kind, message, *args)`: thread-safe enough for a log (a lost count is harmless)."""
+
+    def __init__(self, burst: int = 10, window: float = 60.0, clock: Callable[[], float] | None = None):
+        import time
+
+        self.burst, self.window, self._clock = burst, window, clock or time.monotonic
+        self._state: dict[str, list[float | int]] = {}    # kind → [window start, logged in it, left out]
+
+    def log(self, logger: logging.Logger, level: int, kind: str, message: str, *args: Any) -> None:
+        now = self._clock()
+        state = self._state.setdefault(kind, [now, 0, 0])
+        if now - state[0] >= self.window:
+            state[0], state[1] = now, 0
+        if state[1] >= self.burst:
+            state[2] += 1
+            return
+        state[1] += 1
+        if state[2]:
+            message += f" ({int(state[2])} more like this were not logged)"
+            state[2] = 0
+        logger.log(level, message, *args)
+
+
+CLIENT_LOG = LimitedLog()       # the lines the clients of this process can cause
+
 RequestId = Union[StrictStr, StrictInt, None]     # strict: `true` is not the request id 1
 # Run ids are the server's own (32 hex digits); anything else is refused as a malformed message, so text
 # that is not a run id (a lone surrogate, 10 kB) never reaches the database.
@@ -695,7 +726,8 @@ class ServerProtocol:
         request_id = raw.get("request_id")
         request_id = request_id if isinstance(request_id, (str, int)) and not isinstance(request_id, bool) else None
         if raw["type"] not in MESSAGE_TYPES:
-            log.warning("client %s sent unknown message type %r", client_id, raw["type"][:64])
+            CLIENT_LOG.log(log, logging.WARNING, "unknown_type", "client %s sent unknown message type %r", client_id,
+                           raw["type"][:64])
             return [_error(client_id, "unknown_message_type",
                            f"unknown message type {raw['type'][:64]!r}; known types: {', '.join(MESSAGE_TYPES)}",
                            request_id)]

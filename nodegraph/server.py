@@ -63,6 +63,11 @@ Pieces:
   A run whose end the database refused (a full disk) is recorded once it can (`_record_unrecorded`).
 - `Server.close()` is safe to call twice; `nodegraph serve` closes on SIGTERM as on Ctrl+C, and with `--ray`
   alone starts its local cluster on the main thread first (`RayBackend.prepare`: Ray's cleanup needs it).
+  Closing stops listening, interrupts the running run and lets its `run_interrupted` reach the clients
+  (`_flush_outboxes`) before the connections close; queued runs stay queued for the next start.
+- Lines a client can cause in the log (unknown message types, refused hosts, origins, tokens, methods) go
+  through `protocol.CLIENT_LOG`: at most a few per kind and minute. A run that fails on its graph's
+  mistake (a NodeInputError) is logged in one line; other node failures with their traceback.
 
 Security defaults (docs/security.md): loopback only; any other address requires
 a token (printed at start when not given) or a users file; the Host header must
@@ -106,12 +111,12 @@ from websockets.http11 import Request, Response
 
 from . import __version__
 from .distributed.pool import ClusterUnreachableError, RayNotInstalledError
-from .errors import GraphValidationError, NodeExecutionError, RunInterrupted
+from .errors import GraphValidationError, NodeExecutionError, NodeInputError, RunInterrupted
 from .events import RunFailed
 from .files import FileAccessError, FileStore, eight_bit
 from .model_paths import ModelPathsError
 from .plugins import PluginOptionError, add_plugin_arguments, plugin_options
-from .protocol import (ROW_EVENTS, EngineEvents, Outgoing, ServerProtocol, compacted, event_dict,
+from .protocol import (CLIENT_LOG, ROW_EVENTS, EngineEvents, Outgoing, ServerProtocol, compacted, event_dict,
                        expand_node_events, message_schemas, without_settled_starts)
 from .results import collect_files, default_mime, jsonable
 from .run_queue import RunQueue, strict_json
@@ -170,7 +175,7 @@ class _MethodCheckingConnection(ServerConnection):
             data, self._head = self._head, None
             refusal = method_refusal(data)
             if refusal is not None:
-                log.info("refused an HTTP %r request", data.partition(b" ")[0][:20])
+                CLIENT_LOG.log(log, logging.INFO, "method", "refused an HTTP %r request", data.partition(b" ")[0][:20])
                 self.transport.write(refusal)
                 self.transport.close()
                 return
@@ -527,10 +532,13 @@ class Server:
         self.session.interrupt()
         self._wake_event.set()
         if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+            self._server.server.close()          # no new connections; the open ones hear how their runs ended
         if self._worker is not None:
             await asyncio.to_thread(self._worker.join, 10)
+        await self._flush_outboxes(self.CLOSE_FLUSH_SECONDS)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
         if self.backend is not None:
             await asyncio.to_thread(self.backend.close)
         self._handlers.shutdown(wait=False, cancel_futures=True)
@@ -539,6 +547,17 @@ class Server:
         if self._data_lock is not None:
             self._data_lock.close()          # the lock goes with the file
             self._data_lock = None
+
+    CLOSE_FLUSH_SECONDS = 2.0
+
+    async def _flush_outboxes(self, seconds: float) -> None:
+        """Deliver what the worker posted last (a run's `run_interrupted`) and give the senders up to `seconds`
+        to send what waits, so a client learns how its run ended before the connection closes (it got only
+        the close, and saw the run's end after a restart)."""
+        self._drain_posted()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and any(not outbox.empty() for _, outbox in self.connections.values()):
+            await asyncio.sleep(0.02)
 
     @property
     def own_origins(self) -> set[str]:
@@ -602,13 +621,14 @@ class Server:
         hosts = request.headers.get_all("Host")
         host = host_name(hosts[0]) if len(hosts) == 1 else None
         if host is None or host not in self.allowed_hosts:
-            log.warning("refused a request for host %r", ",".join(hosts)[:100])
+            CLIENT_LOG.log(log, logging.WARNING, "host", "refused a request for host %r", ",".join(hosts)[:100])
             return connection.respond(HTTPStatus.MISDIRECTED_REQUEST,
                                       "this server does not answer for that host name; "
                                       "start it with --allow-host NAME to add one\n")
         allowed, user = self.authenticate(request)
         if not allowed:
-            log.warning("refused a request for %r without a valid token from %s", path[:100], peer_of(connection))
+            CLIENT_LOG.log(log, logging.WARNING, "token", "refused a request for %r without a valid token from %s",
+                           path[:100], peer_of(connection))
             return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid token is required (?token=...)\n")
         given, in_query = self._given_token(request)
         if in_query and path != "/ws" and (self.token is not None or self.users is not None):
@@ -629,7 +649,7 @@ class Server:
         if path == "/ws":
             origin = request.headers.get("Origin")
             if origin is not None and origin.lower() not in self.own_origins | self.extra_origins:
-                log.warning("refused websocket from origin %r", origin)
+                CLIENT_LOG.log(log, logging.WARNING, "origin", "refused websocket from origin %r", origin)
                 return connection.respond(HTTPStatus.FORBIDDEN, f"origin {origin} is not allowed: a page served from "
                                           f"another address needs --allow-origin {origin} (behind a reverse proxy, "
                                           f"--allow-host NAME allows the proxy's own http(s)://NAME)\n")
@@ -1114,7 +1134,10 @@ class Server:
             self._terminal_event = RunFailed(run_id, None, str(exc))
             self._finish(run_id, "failed", error={"message": str(exc), "errors": exc.to_list()})
         except NodeExecutionError as exc:
-            log.warning("run %s failed at node %r (%s):\n%s", run_id, exc.node_id, exc.node_type, exc.traceback)
+            if isinstance(exc.exception, NodeInputError):     # the graph's mistake, said to its user: no traceback
+                log.info("run %s failed at node %r (%s): %s", run_id, exc.node_id, exc.node_type, exc.exception)
+            else:
+                log.warning("run %s failed at node %r (%s):\n%s", run_id, exc.node_id, exc.node_type, exc.traceback)
             self._finish(run_id, "failed", error={
                 "node_id": exc.node_id, "node_type": exc.node_type, "exception_type": exc.exception_type,
                 "message": str(exc.exception), "traceback": exc.traceback})

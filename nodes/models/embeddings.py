@@ -99,7 +99,8 @@ def _read_pickle(path: Path) -> dict:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ModelLoadError(f"torch.load(weights_only=True) refused this embedding: it holds Python objects "
-                             f"besides tensors ({unpickling_refusal(error)}); convert it to safetensors", path) from None
+                             f"besides tensors ({unpickling_refusal(error)}); convert it to safetensors",
+                             path) from None
     except (EOFError, RuntimeError, OSError) as error:
         raise ModelLoadError(f"could not read this embedding ({error}); it is damaged or truncated", path) from None
     if not isinstance(loaded, dict):

@@ -277,11 +277,45 @@ def test_a_link_that_points_nowhere_is_named_as_such_and_folders_are_listed_once
     paths = ModelPaths(roots=[tmp_path / "models"], extra={"checkpoints": [folder, tmp_path / "other"]})
     assert paths.directories("checkpoints") == [folder, tmp_path / "other"]
     session = Session(model_paths=paths)
-    graph = {"format_version": 2, "nodes": {"c": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "gone.safetensors"}},
-                                            "m": {"type": "ShowValue", "inputs": {"value": {"node": "c",
-                                                                                            "output": "model"}}}}}
+    graph = {"format_version": 2, "nodes": {
+        "c": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "gone.safetensors"}},
+        "m": {"type": "ShowValue", "inputs": {"value": {"node": "c", "output": "model"}}}}}
     (error,) = [e for e in session.validate(graph) if e.node_id == "c"]
     assert "link that points nowhere" in error.message and error.details["dangling_link"]
     graph["nodes"]["c"]["inputs"]["ckpt_name"] = "absent.safetensors"
     (error,) = [e for e in session.validate(graph) if e.node_id == "c"]
     assert "points nowhere" not in error.message and error.details["searched"] == ["models/checkpoints", "other"]
+
+
+def test_a_large_batch_goes_through_the_vae_in_slices_that_can_be_interrupted(session, monkeypatch):
+    """A batch of 4,096 small images was decoded in one call: 16 GB of activations, and no interrupt until it
+    ended. Slices of at most VAE_CHUNK_PIXELS give the same images, and an interrupt stops between slices."""
+    from nodegraph import RunInterrupted, api
+    from nodegraph.node import NodeContext
+    from nodes.models import nodes as model_nodes
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(TINY_VAE).eval()
+    latent = {"samples": torch.randn(5, TINY_VAE.z_channels, 4, 4)}
+    context = NodeContext("d", "VAEDecode", lambda *a: None, lambda node_id: None, session.services)
+    whole = api.vae_decode(context, vae, latent)
+    image_pixels = 16 * vae.config.downscale ** 2
+    monkeypatch.setattr(model_nodes, "VAE_CHUNK_PIXELS", 2 * image_pixels)    # slices of 2, 2 and 1
+    assert torch.allclose(api.vae_decode(context, vae, latent), whole, atol=1e-6)
+    encoded = api.vae_encode(context, vae, whole)["samples"]
+    assert encoded.shape == latent["samples"].shape
+    monkeypatch.setattr(model_nodes, "VAE_CHUNK_PIXELS", 1 << 40)
+    assert torch.allclose(api.vae_encode(context, vae, whole)["samples"], encoded, atol=1e-5)
+
+    monkeypatch.setattr(model_nodes, "VAE_CHUNK_PIXELS", 2 * image_pixels)
+    checks = []
+
+    def interrupt_on_second(node_id):
+        checks.append(node_id)
+        if len(checks) == 2:
+            raise RunInterrupted(node_id)
+
+    stopping = NodeContext("d", "VAEDecode", lambda *a: None, interrupt_on_second, session.services)
+    with pytest.raises(RunInterrupted):
+        api.vae_decode(stopping, vae, latent)
+    assert len(checks) == 2

@@ -501,3 +501,44 @@ def test_the_log_names_each_connection_and_run_with_its_user_and_address(tmp_pat
     assert "without a valid token from 127.0.0.1:" in text and "forwarded for '203.0.113.9'" in text
     assert "connected: user -, from 127.0.0.1:" in text
     assert f"run {run_id} (user -) succeeded after " in text
+
+
+def test_lines_a_client_can_cause_are_logged_a_few_at_a_time():
+    """One client's 3,506 unknown message types in 20 s were 3,506 log lines; now at most `burst` per kind and
+    window, and the next line says how many were left out."""
+    import logging
+
+    from nodegraph.protocol import LimitedLog
+
+    now = [0.0]
+    records = []
+    logger = logging.getLogger("test.limited")
+    logger.addHandler(type("H", (logging.Handler,), {"emit": lambda self, r: records.append(r.getMessage())})())
+    logger.setLevel(logging.INFO)
+    limited = LimitedLog(burst=3, window=60, clock=lambda: now[0])
+    for i in range(100):
+        limited.log(logger, logging.WARNING, "unknown_type", "client %s sent %r", "c1", i)
+    limited.log(logger, logging.WARNING, "origin", "refused origin %r", "x")      # another kind has its own budget
+    assert records == ["client c1 sent 0", "client c1 sent 1", "client c1 sent 2", "refused origin 'x'"]
+    now[0] = 61.0
+    limited.log(logger, logging.WARNING, "unknown_type", "client %s sent %r", "c1", 100)
+    assert records[-1] == "client c1 sent 100 (97 more like this were not logged)"
+
+
+def test_a_client_hears_how_its_run_ended_when_the_server_stops(tmp_path):
+    """On SIGTERM (Server.close) the running run was interrupted and recorded, but its submitter only saw the
+    connection close; now `run_interrupted` reaches it first."""
+    from .test_server import wait_graph
+
+    running = RunningServer(tmp_path)
+    client = Client(running.url())
+    client.send({"type": "submit", "graph": wait_graph(30)})
+    run_id = client.next_of("submitted")["run_id"]
+    client.next_of("node_started", run_id=run_id, node_id="w")
+    stopper = threading.Thread(target=running.stop)
+    stopper.start()
+    try:
+        assert client.next_of("run_interrupted", timeout=20, run_id=run_id)
+    finally:
+        stopper.join(30)
+        client._connection.__exit__(None, None, None)
