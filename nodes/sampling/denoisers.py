@@ -48,10 +48,12 @@ built from it directly.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -323,6 +325,34 @@ class FlowTimeMap:
         return f"FlowTimeMap(shift={self.shift}, multiplier={self.multiplier})"
 
 
+_BATCH_GROUP: contextvars.ContextVar[int] = contextvars.ContextVar("nodegraph_batch_group", default=1)
+
+
+@contextlib.contextmanager
+def batch_groups(size: int | None) -> Iterator[None]:
+    """Within this block, a network's batch is made of groups of `size` consecutive items that belong together
+    (a LATENT's `frames`: one clip, whose frames a motion module attends across), so batch slices
+    (`ModelDenoiser.MAX_ELEMENTS_AT_ONCE`) hold whole groups."""
+    token = _BATCH_GROUP.set(max(1, int(size or 1)))
+    try:
+        yield
+    finally:
+        _BATCH_GROUP.reset(token)
+
+
+def _sliceable(value: Any, batch: int) -> bool:
+    """Whether a conditioning value can follow a batch slice: None, a number, or a tensor whose first axis is the
+    batch (or 1: broadcast). Anything else (a ControlNet stack, a patch object) keeps the batch whole."""
+    if value is None or isinstance(value, (int, float, bool, str)):
+        return True
+    return isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] in (1, batch)
+
+
+def _batch_slice(value: Any, part: slice, batch: int) -> Any:
+    return value[part] if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == batch \
+        and batch > 1 else value
+
+
 class ModelDenoiser:
     """Adapt ``net(x_in, t, **cond)`` to the contract ``denoiser(x, sigma, **cond) -> denoised``.
 
@@ -383,17 +413,35 @@ class ModelDenoiser:
         t = self._net_time(sigma)
         if self.round_timesteps:
             t = t.round()
-        return x * c_skip + self.net(x * c_in, t, **cond).to(x.dtype) * c_out
+        return x * c_skip + self._net(x * c_in, t, cond).to(x.dtype) * c_out
 
     def _call_at_one_sigma(self, x: torch.Tensor, sigma: float, sigma_dtype: torch.dtype, cond) -> torch.Tensor:
         """Fast path for one noise level over the batch: scalings and t as Python floats (fewer tiny ops)."""
         c_skip, c_out, c_in = self._scalings(sigma, self.sigma_data)
         t = self._time_of(sigma)
-        out = self.net(x * c_in, torch.full((x.shape[0],), t, dtype=sigma_dtype, device=x.device), **cond)
+        out = self._net(x * c_in, torch.full((x.shape[0],), t, dtype=sigma_dtype, device=x.device), cond)
         out = out.to(x.dtype)
         if c_skip == 0:
             return out * c_out
         return torch.add(x if c_skip == 1 else x * c_skip, out, alpha=c_out)
+
+    #: latent elements the network is given at once: a larger batch is evaluated in slices, so the activations
+    #: (hundreds of times the latent's size) stay bounded whatever the batch size (4,096 images of 128 px took
+    #: 16 GB in one call). Batches up to this size, and conditioning it cannot slice, go through whole.
+    MAX_ELEMENTS_AT_ONCE = 1 << 18
+
+    def _net(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
+        """`net(x, t, **cond)`, in batch slices of at most MAX_ELEMENTS_AT_ONCE latent elements."""
+        batch, group = x.shape[0], _BATCH_GROUP.get()
+        step = max(1, self.MAX_ELEMENTS_AT_ONCE // max(1, x[0].numel()) // group) * group    # whole groups
+        if batch <= step or batch % group or not all(_sliceable(value, batch) for value in cond.values()):
+            return self.net(x, t, **cond)
+        parts = []
+        for start in range(0, batch, step):
+            part = slice(start, start + step)
+            parts.append(self.net(x[part], _batch_slice(t, part, batch),
+                                  **{name: _batch_slice(value, part, batch) for name, value in cond.items()}))
+        return torch.cat(parts)
 
     def _net_time(self, sigma: torch.Tensor) -> torch.Tensor:
         """The network's time input at sigma (a FlowTimeMap's differs from its schedule axis)."""

@@ -815,6 +815,7 @@ def api_sample(context: NodeContext, model: Any, positive: Any, negative: Any, l
                steps: int, cfg: float, sampler: str, scheduler: str, denoise: float, guidance: Any,
                noise: Any = None) -> dict:
     """nodegraph.api.sample (KSampler): schedule, CFG (+ guidance terms), seeded (or given) noise, sampler."""
+    from .denoisers import batch_groups
     from .diffusion_model import Guidance, Noise
     from .guidance import CFGGuider as Guider
 
@@ -830,14 +831,16 @@ def api_sample(context: NodeContext, model: Any, positive: Any, negative: Any, l
         guider.check_model(model.net)
     chosen = {"name": sampler, "function": sampler_function(context.service("registry"), sampler), "options": {}}
     _warn_latent_for_another_vae(context, model, latent)
-    out = run_sampling(context, Guidance(guider, model), chosen, sigmas, noise or Noise(seed), samples,
-                       latent.get("noise_mask"))
+    with batch_groups(latent.get("frames")):       # a clip's frames stay in one network call
+        out = run_sampling(context, Guidance(guider, model), chosen, sigmas, noise or Noise(seed), samples,
+                           latent.get("noise_mask"))
     return {**latent, "samples": out}
 
 
 def api_sample_custom(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, noise: Any,
                       latent: dict) -> dict:
     """nodegraph.api.sample_custom (Sample): a GUIDER, SAMPLER, SIGMAS and NOISE chosen separately."""
+    from .denoisers import batch_groups
     from .diffusion_model import Noise
     from .schedules import check_schedule
 
@@ -859,7 +862,8 @@ def api_sample_custom(context: NodeContext, guider: Any, sampler: Any, sigmas: A
     with _as_input_errors({}, "guider"):
         guider.denoiser.check_latent(samples)
     _warn_latent_for_another_vae(context, model, latent)
-    out = run_sampling(context, guider, sampler, sigmas, noise, samples, latent.get("noise_mask"))
+    with batch_groups(latent.get("frames")):
+        out = run_sampling(context, guider, sampler, sigmas, noise, samples, latent.get("noise_mask"))
     return {**latent, "samples": out}
 
 

@@ -121,3 +121,61 @@ def test_unknown_prediction_type_is_rejected():
     """An unknown prediction type raises SamplingError listing the valid ones."""
     with pytest.raises(SamplingError, match="prediction: expected one of \\['edm', 'eps', 'flow', 'v', 'x0'\\]"):
         ModelDenoiser(lambda x, t: x, SD_MAP, "epsilon")
+
+
+def test_a_large_batch_reaches_the_network_in_slices_with_the_same_result(monkeypatch):
+    """The network sees at most MAX_ELEMENTS_AT_ONCE latent elements per call (a batch of 4,096 took 16 GB in one
+    call), with its conditioning sliced alike; results equal one whole call. Conditioning it cannot slice (a
+    ControlNet stack) keeps the batch whole."""
+    calls = []
+
+    def net(x_in, t, context=None, y=None, control=None):
+        calls.append(x_in.shape[0])
+        assert context.shape[0] in (1, x_in.shape[0]) and t.shape[0] == x_in.shape[0]
+        return x_in * 0.5 + context.mean(dim=(1, 2)).reshape(-1, 1, 1, 1) + (0 if y is None else y[:, :1, None, None])
+
+    denoiser = ModelDenoiser(net, SD_MAP, "eps")
+    x = torch.randn(10, 4, 2, 2)
+    cond = {"context": torch.randn(10, 3, 5), "y": torch.randn(1, 2)}
+    sigma = torch.full((10,), 3.0)
+    whole = denoiser(x, sigma, **cond)
+    assert calls == [10]
+    monkeypatch.setattr(ModelDenoiser, "MAX_ELEMENTS_AT_ONCE", 4 * 16)          # 4 items of 16 elements a call
+    calls.clear()
+    assert torch.allclose(denoiser(x, sigma, **cond), whole, atol=1e-6) and calls == [4, 4, 2]
+    calls.clear()
+    uneven = torch.linspace(1.0, 5.0, 10)                                   # the tensor path (per-item sigmas)
+    sliced = denoiser(x, uneven, **cond)
+    monkeypatch.setattr(ModelDenoiser, "MAX_ELEMENTS_AT_ONCE", 1 << 18)
+    assert torch.allclose(sliced, denoiser(x, uneven, **cond), atol=1e-6)
+    monkeypatch.setattr(ModelDenoiser, "MAX_ELEMENTS_AT_ONCE", 4 * 16)
+    calls.clear()
+    denoiser(x, sigma, control=object(), **cond)
+    assert calls == [10]
+
+
+def test_slices_keep_a_clips_frames_together(monkeypatch):
+    """Under `batch_groups(F)` (a LATENT's `frames`, set around sampling) slices hold whole clips: a motion module
+    attends across a clip's frames, and a slice through a clip would fail it."""
+    from nodes.sampling.denoisers import batch_groups
+
+    calls = []
+
+    def net(x_in, t, context=None):
+        calls.append(x_in.shape[0])
+        return x_in
+
+    denoiser = ModelDenoiser(net, SD_MAP, "eps")
+    monkeypatch.setattr(ModelDenoiser, "MAX_ELEMENTS_AT_ONCE", 5 * 16)       # 5 items of 16 elements a call
+    x, sigma = torch.randn(12, 4, 2, 2), torch.full((12,), 2.0)
+    with batch_groups(3):
+        denoiser(x, sigma, context=torch.zeros(1, 2, 2))
+    assert calls == [3, 3, 3, 3]
+    calls.clear()
+    with batch_groups(8):                    # one clip is more than the limit: one clip a call, never less
+        denoiser(torch.randn(16, 4, 2, 2), torch.full((16,), 2.0), context=torch.zeros(1, 2, 2))
+    assert calls == [8, 8]
+    calls.clear()
+    with batch_groups(5):                    # a batch that is no whole number of clips: left whole
+        denoiser(x, sigma, context=torch.zeros(1, 2, 2))
+    assert calls == [12]
