@@ -39,6 +39,7 @@ import errno
 import io
 import os
 import re
+import stat
 import tempfile
 import unicodedata
 from pathlib import Path
@@ -183,6 +184,17 @@ def sanitise_name(name: str) -> str:
     return f"{stem}.{ext}" if ext else stem
 
 
+def _same_bytes(path: Path, data: bytes) -> bool:
+    """Whether `path` is a regular file (not a link) that holds exactly `data`: read only when the size matches."""
+    try:
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_size != len(data):
+            return False
+        return path.read_bytes() == data
+    except OSError:
+        return False
+
+
 class FileStore:
     """The input folder (uploads) and output folder (results) of a server."""
 
@@ -279,6 +291,8 @@ class FileStore:
         candidate = folder / f"{stem}.{ext}"
         counter = 1
         while os.path.lexists(candidate):     # any entry, a symlink too (even one leading out): the next name
+            if _same_bytes(candidate, data):  # the same file uploaded again (a re-run from the editor): reuse it
+                return f"input/{candidate.name}"
             candidate = folder / f"{stem}_{counter}.{ext}"
             counter += 1
         candidate = self._confined(folder, candidate.name)

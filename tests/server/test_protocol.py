@@ -310,13 +310,20 @@ def _png_bytes() -> bytes:
 
 
 def test_upload_binary_frame(proto, tmp_path):
-    """An upload frame stores a sanitised, unique file in the input folder."""
+    """An upload frame stores a sanitised, unique file in the input folder; the same bytes uploaded again are the
+    same file (a stranger's 300 uploads of one image were 300 copies), other bytes under that name a new one."""
     frame = encode_frame({"type": "upload", "name": "../../etc/cat picture.png", "request_id": 3}, _png_bytes())
     (reply,) = proto.receive("c1", frame)
     assert reply.message == {"type": "uploaded", "file_id": "input/cat_picture.png", "name": "cat_picture.png",
                              "kind": "image", "request_id": 3}
     (reply,) = proto.receive("c1", frame)
+    assert reply.message["file_id"] == "input/cat_picture.png"
+    other = encode_frame({"type": "upload", "name": "cat picture.png", "request_id": 4}, _image_bytes("PNG"))
+    (reply,) = proto.receive("c1", other)
     assert reply.message["file_id"] == "input/cat_picture_1.png"
+    (reply,) = proto.receive("c1", other)
+    assert reply.message["file_id"] == "input/cat_picture_1.png"
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["cat_picture.png", "cat_picture_1.png"]
     assert (tmp_path / "in" / "cat_picture.png").read_bytes() == _png_bytes()
 
 
