@@ -268,6 +268,21 @@ def _usable_output_dir(text: str) -> str | None:
     return None
 
 
+def _stop_on_sigterm_as_on_ctrl_c() -> None:
+    """`timeout`, `kill` and `docker stop` send SIGTERM, which ended a run at once: no record of it, the previous
+    run's outputs.json left as the latest, a training run's last steps unsaved. Now it stops the run as Ctrl+C
+    does (a KeyboardInterrupt on the main thread: the run is recorded interrupted, a trainer keeps its state)."""
+    import signal
+
+    def terminated(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    try:
+        signal.signal(signal.SIGTERM, terminated)
+    except ValueError:       # not on the main thread (an embedding app calling main()): leave its handler
+        pass
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .distributed.options import cache_options, ray_flags_problem
 
@@ -281,6 +296,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    _stop_on_sigterm_as_on_ctrl_c()
     if args.sweep or args.ray is not None:
         from .distributed.batch import cmd_batch
 

@@ -101,6 +101,10 @@ class ControlNet(nn.Module):
         """Raise ValueError, naming both, unless this ControlNet's residuals fit `unet`."""
         mine = self.config.unet
         fields = ("in_channels", "model_channels", "channel_mult", "num_res_blocks", "context_dim", "adm_in_channels")
+        if not all(hasattr(unet, f) for f in fields):     # an MMDiT / Flux transformer: no UNet skips to add to
+            raise ValueError(f"{name} adds its residuals to a UNet's skips (SD 1.x / 2.x / SDXL), and {model} is "
+                             f"no UNet ({type(unet).__name__.removesuffix('Config')}: no such skips); use a UNet "
+                             f"checkpoint with it (or a ControlNet made for that model)")
         different = [f for f in fields if getattr(mine, f) != getattr(unet, f)]
         if different:
             def describe(config: UNetConfig) -> str:

@@ -135,9 +135,19 @@ def load_square_image(path: Path, size: int) -> np.ndarray:
     width, height = image.size
     scale = size / min(width, height)
     resized = (max(size, round(width * scale)), max(size, round(height * scale)))
+    if resized[0] * resized[1] > MAX_ENLARGED_SQUARES * size * size:
+        # a strip (5000×20 at size 2048 would be enlarged to 1 Gpixel, 4 GB, before the crop): resample only
+        # the centre square of the source (the same picture, within rounding)
+        side = min(width, height)
+        left, top = (width - side) / 2, (height - side) / 2
+        square = image.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side), reducing_gap=3.0)
+        return np.array(square, dtype=np.uint8)
     image = image.resize(resized, Image.BICUBIC, reducing_gap=3.0)
     left, top = (resized[0] - size) // 2, (resized[1] - size) // 2
     return np.array(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+MAX_ENLARGED_SQUARES = 16   # images up to 16:1 are resized whole, then cropped (as always; results unchanged)
 
 
 def _read_caption(path: Path) -> str:

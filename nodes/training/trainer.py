@@ -249,6 +249,8 @@ class TrainingRun:
         self.last_loss_buckets: torch.Tensor | None = None   # (2, buckets) loss sums and counts, as saved
         self._set_aside = False            # an incompatible state was found: the first save moves it aside
         self.kept_step: int | None = None  # the step of the state in the folder (resumed or last saved), if any
+        self._seen_token: str | None = None     # the token of the state this run read or last wrote
+        self._told_shared = False
 
     @contextmanager
     def _folder_lock(self, exclusive: bool) -> Iterator[None]:
@@ -307,6 +309,7 @@ class TrainingRun:
         if not isinstance(saved, dict) or saved.get("token") != token or "state" not in saved:
             raise TrainingStateError(f"{self.folder}: {STATE_JSON} and {STATE_TENSORS} come from different saves "
                                      f"(or are damaged); {fix}")
+        self._seen_token = token
         if saved.get("identity") != self.identity and not self._continues(saved):
             return None
         try:
@@ -381,6 +384,7 @@ class TrainingRun:
         token = os.urandom(16).hex()
         tensors_tmp, json_tmp = self.folder / (STATE_TENSORS + ".tmp"), self.folder / (STATE_JSON + ".tmp")
         with self._folder_lock(exclusive=True):     # one save at a time: its two files stay a pair
+            self._tell_if_shared()
             if self._set_aside:
                 self._keep_old_state()
             for stale in (tensors_tmp, json_tmp):   # left by a run killed mid-save (SIGTERM): ours to replace
@@ -391,8 +395,26 @@ class TrainingRun:
                                 encoding="utf-8")
             os.replace(tensors_tmp, self.folder / STATE_TENSORS)
             os.replace(json_tmp, self.folder / STATE_JSON)
+            self._seen_token = token
         if isinstance(state.get("step"), int):
             self.kept_step = state["step"]
+
+    def _tell_if_shared(self) -> None:
+        """Warn once when the folder's state is no longer the one this run read or wrote: another run with the
+        same run_name saved into it meanwhile (two at once: each save is whole, the last one wins, and the
+        other's state is gone)."""
+        if self._told_shared:
+            return
+        try:
+            current = json.loads((self.folder / STATE_JSON).read_text(encoding="utf-8")).get("token")
+        except (OSError, ValueError, AttributeError):
+            return
+        if current is not None and current != self._seen_token:
+            self._told_shared = True
+            self.warn(f"{self.shown}: another run saved its training state into this run folder while this one "
+                      f"was training (the same run_name used twice at once); each save is whole, the last one "
+                      f"wins and the other's state is replaced: give runs that train at the same time their own "
+                      f"run_name")
 
 
 def _step_counts(identity: str) -> list[int]:

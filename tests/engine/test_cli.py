@@ -833,3 +833,35 @@ def test_a_png_with_only_a_comfyui_workflow_chunk_imports(tmp_path, capsys):
     assert "is a ComfyUI UI workflow; imported it (0 of 2 node(s)" in captured.err
     # "Int" is no ComfyUI class: its widget values stay unnamed, and validation names them on the node
     assert "(node '1', input 'widgets_values')" in captured.out and "(node '2'" not in captured.out
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does_and_records_it(tmp_path):
+    """`timeout`/`kill`/`docker stop` send SIGTERM: the run ended at once with no record, and the previous run's
+    outputs.json stayed the latest. Now it is recorded interrupted and the exit code says so."""
+    import os
+    import signal
+    import time
+
+    from nodegraph.cli import EXIT_INTERRUPTED
+
+    graph = tmp_path / "wait.json"
+    graph.write_text(json.dumps({"format_version": 1, "nodes": {
+        "v": {"type": "Int", "inputs": {"value": 7}},
+        "w": {"type": "Wait", "inputs": {"value": {"node": "v", "output": "value"}, "seconds": 60}},
+        "s": {"type": "ShowValue", "inputs": {"value": {"node": "w", "output": "value"}}}}}))
+    env = {**os.environ, "NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "nodegraph", "run", str(graph), "--output-dir", str(tmp_path / "out"),
+                             "--events", "-"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        for line in proc.stdout:      # wait for the Wait node to start (event lines, JSON)
+            if '"node_started"' in line and '"w"' in line:
+                break
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert code == EXIT_INTERRUPTED, proc.stderr.read()
+    record = json.loads((tmp_path / "out" / "wait.outputs.json").read_text())
+    assert record["status"] == "interrupted" and "SIGTERM" in json.dumps(record)

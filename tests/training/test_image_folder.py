@@ -134,3 +134,22 @@ def test_long_and_prompt_like_captions_train_cut_at_75_tokens_with_a_warning(tmp
     result = Session(input_dir=tmp_path / "in", output_dir=tmp_path / "out").run(graph)
     warnings = [w["message"] for w in result.warnings if w["node_id"] == "unet"]
     assert any("1 caption(s) are longer than the 75 tokens" in m for m in warnings), warnings
+
+
+def test_a_strip_image_is_not_enlarged_whole_before_its_crop(tmp_path):
+    """5000×20 at size 2048 was enlarged to 512,000×2048 (4.2 GB) and then cropped: a tiny upload could take a
+    server's memory. A strip beyond 16:1 now resamples only its centre square: the same colours, a small peak."""
+    import tracemalloc
+
+    from PIL import Image
+
+    strip = Image.new("RGB", (5000, 20), (200, 10, 10))
+    strip.paste((10, 200, 10), (2490, 0, 2510, 20))          # a green square in the middle
+    strip.save(tmp_path / "strip.png")
+    tracemalloc.start()
+    square = load_square_image(tmp_path / "strip.png", 512)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert square.shape == (512, 512, 3)
+    assert tuple(square[256, 256]) == (10, 200, 10) and tuple(square[256, 60]) == (10, 200, 10)   # the centre square
+    assert peak < 64 * 2**20, peak       # numpy's share; Pillow's own buffers are bounded likewise

@@ -231,3 +231,29 @@ def test_controlnet_training_graph_saves_a_loadable_controlnet(tmp_path):
     assert net.config.hint_widths == (16, 32) and net.config.unet.context_dim == 32
     # trained zero convs are no longer zero: the ControlNet now changes the UNet's prediction
     assert any(float(p.abs().sum()) > 0 for p in net.zero_convs.parameters())
+
+
+def test_two_runs_sharing_a_run_name_at_once_are_told(tmp_path):
+    """Two runs with one run_name at the same time: the last save won and the other's state was gone without a
+    word (a stranger's finding); now each is warned once, at its first save after the other's."""
+    from nodes.training.trainer import TrainingRun
+
+    said_a, said_b = [], []
+    first = TrainingRun(tmp_path / "run", {"lr": 1}, warn=said_a.append, shown_as="run 'race'")
+    second = TrainingRun(tmp_path / "run", {"lr": 2}, warn=said_b.append, shown_as="run 'race'")
+    assert first.resume() is None and second.resume() is None
+    first.save({"step": 1, "w": torch.zeros(2)})
+    first.save({"step": 2, "w": torch.zeros(2)})
+    assert said_a == [] and said_b == []          # a run's own saves say nothing
+    second.save({"step": 1, "w": torch.ones(2)})
+    assert len(said_b) == 1 and "same run_name used twice at once" in said_b[0]
+    first.save({"step": 3, "w": torch.zeros(2)})
+    second.save({"step": 2, "w": torch.ones(2)})
+    assert len(said_a) == 1 and len(said_b) == 1    # once each
+    alone = TrainingRun(tmp_path / "alone", {"lr": 1}, warn=said_a.append)
+    alone.resume()
+    alone.save({"step": 1})
+    again = TrainingRun(tmp_path / "alone", {"lr": 1}, warn=said_a.append)
+    again.resume()
+    again.save({"step": 2})
+    assert len(said_a) == 2 and "resuming" in said_a[-1]        # a resumed run is no second run
