@@ -66,6 +66,7 @@ class ImageFolderReport:
     empty_caption: list[Path] = field(default_factory=list)
     outside_root: list[Path] = field(default_factory=list)
     unreadable_caption: dict[Path, str] = field(default_factory=dict)
+    linked_folders: list[Path] = field(default_factory=list)    # folder links: not entered (they may lead out)
 
     @property
     def skipped(self) -> int:
@@ -76,10 +77,12 @@ class ImageFolderReport:
     def summary(self) -> str:
         """One line for logs: ``12 images used, 3 skipped (1 corrupt, 1 missing caption, 1 empty caption)``."""
         return (
-            f"{len(self.used)} images used, {self.skipped} skipped ({len(self.corrupt)} corrupt, "
+            f"{len(self.used)} image{'s' if len(self.used) != 1 else ''} used, {self.skipped} skipped "
+            f"({len(self.corrupt)} corrupt, "
             f"{len(self.missing_caption)} missing caption, {len(self.empty_caption)} empty caption"
             + (f", {len(self.unreadable_caption)} caption not UTF-8" if self.unreadable_caption else "")
             + (f", {len(self.outside_root)} outside the folder" if self.outside_root else "") + ")"
+            + (f"; {len(self.linked_folders)} linked folder(s) not entered" if self.linked_folders else "")
         )
 
     def skipped_files(self, limit: int = 10) -> list[str]:
@@ -208,8 +211,10 @@ class ImageFolderDataset:
 
         report = ImageFolderReport(self.root)
         real_root = os.path.realpath(self.root)
-        found = [Path(folder) / name for folder, _, files in os.walk(self.root)   # never follows folder links
-                 for name in files if Path(name).suffix.lower() in extensions]
+        found = []
+        for folder, folders, files in os.walk(self.root):     # never follows folder links: they are counted
+            report.linked_folders += [Path(folder) / name for name in folders if (Path(folder) / name).is_symlink()]
+            found += [Path(folder) / name for name in files if Path(name).suffix.lower() in extensions]
         candidates = sorted((path for path in found if path.is_file()),
                             key=lambda path: path.relative_to(self.root).as_posix())
         for path in candidates:

@@ -74,6 +74,14 @@ class DistillLCM(Node):
 
     outputs = (Output("model", "MODEL"), Output("lora", "LORA"), Output("report", "STRING"))
 
+    @classmethod
+    def check_literals(cls, literals: dict[str, Any], list_model_files: Any) -> dict[str, str]:
+        """Before the run, what would only fail after the teacher is loaded: the guidance range upside down."""
+        low, high = literals.get("cfg_min"), literals.get("cfg_max")
+        if isinstance(low, (int, float)) and isinstance(high, (int, float)) and high < low:
+            return {"cfg_max": f"cfg_max {high} is below cfg_min {low}; raise it"}
+        return {}
+
     def run(self, dataset: Any, model: Any, text_encoder: Any, vae: Any, mode: str, lora_rank: int, steps: int,
             batch_size: int, lr: float, warmup_steps: int, ddim_timesteps: int, cfg_min: float, cfg_max: float,
             target_decay: float, loss: str, mixed_precision: str, seed: int, checkpoint_every: int,
@@ -159,7 +167,7 @@ class SaveLoRA(Node):
         torch_dtype = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
         tensors = {k: v.to(torch_dtype).contiguous() for k, v in lora.tensors.items()}
         path = _write_new_file(target, overwrite, lambda tmp: save_file(tensors, str(tmp), metadata=lora.metadata),
-                               _searched(self, "loras"))
+                               _searched(self, "loras"), self.context.warn)
         _note_renamed(self, target, path)
         return {"model_files": [{"path": str(path), "kind": "lora", "format": "safetensors"}],
                 "bytes": path.stat().st_size}

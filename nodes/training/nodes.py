@@ -40,7 +40,7 @@ import json
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Literal
 
 from pydantic import AfterValidator
 
@@ -256,7 +256,8 @@ class ImageFolderDataset(Node):
     """
 
     category = "training"
-    version = "1.0.2"     # .1: 16-bit and float grey images keep their tones; .2: captions NAME.TXT, UTF-8 only
+    version = "1.0.3"     # .1: 16-bit and float grey images keep their tones; .2: captions NAME.TXT, UTF-8 only;
+    #                       .3: a strip image (over 16:1) resampled from its centre square
 
     class Inputs(NodeInputs):
         folder: str = Input("dataset", file_name_in="input", subfolders=True, min_length=1, max_length=255,
@@ -287,6 +288,9 @@ class ImageFolderDataset(Node):
         except DatasetError as exc:
             raise NodeInputError("size" if exc.argument == "size" else "folder", exc.reason) from None
         skipped = dataset.report.skipped_files()
+        if dataset.report.skipped or dataset.report.linked_folders:   # said, not only in the report output
+            self.context.warn(f"{dataset.report.summary()}" + (f"; skipped: {'; '.join(skipped[:5])}"
+                                                                + (" …" if len(skipped) > 5 else "") if skipped else ""))
         return {"dataset": dataset, "report": dataset.report.summary()
                 + (f"; skipped: {'; '.join(skipped)}" if skipped else "")}
 
@@ -658,7 +662,11 @@ class TrainDiffusion(Node):
 
     @classmethod
     def check_literals(cls, literals: dict[str, Any], list_model_files: Any) -> dict[str, str]:
-        return _channel_mult_problem(literals)
+        problems = _channel_mult_problem(literals)
+        if literals.get("train_unet") is False and literals.get("train_text_encoder") is False:
+            problems["train_unet"] = ("with train_unet and train_text_encoder both false nothing would train; set "
+                                      "one of them true")
+        return problems
 
     def run(self, dataset: Any, vae: Any, model_channels: int, channel_mult: str, res_blocks: int,
             attention_levels: str, heads: int, text_width: int, text_layers: int, train_text_encoder: bool,
@@ -1022,10 +1030,13 @@ def _searched(node: Node, folder_name: str) -> list[Path]:
     return list(node.context.service("model_paths").directories(folder_name))
 
 
-def _write_new_file(path: Path, overwrite: bool, write: Any, searched: Any = ()) -> Path:
+def _write_new_file(path: Path, overwrite: bool, write: Any, searched: Any = (),
+                    warn: Callable[[str], None] | None = None) -> Path:
     """`write(tmp)` into a temporary file beside `path`, then put it at `path`.
 
-    With `overwrite` the file replaces `path` atomically. Without it an existing file is
+    With `overwrite` the file replaces `path` atomically; when a file of that name is in another of the
+    `searched` folders (a shipped model), `warn` (a node's `context.warn`) is told that graphs naming it now
+    load the new one. Without `overwrite` an existing file is
     never touched: the result goes to the first free name `stem_1.safetensors`,
     `stem_2.safetensors`, ... (claimed with a hard link, which fails if the name exists,
     so two runs cannot take the same name). A name that a file in one of the `searched`
@@ -1044,6 +1055,12 @@ def _write_new_file(path: Path, overwrite: bool, write: Any, searched: Any = ())
         _stable_safetensors(tmp)
         if overwrite:
             os.replace(tmp, path)
+            if warn is not None and shadows(path.name):
+                others = [str(folder) for folder in searched if Path(folder) != path.parent
+                          and (Path(folder) / path.name).exists()]
+                warn(f"saved as {path.name} in {path.parent}, which the loaders search before {others[0]}: graphs "
+                     f"that load {path.name} now get this file, not the one there (overwrite replaces what a name "
+                     f"means; delete this file to bring the other back)")
             return path
         for number in range(0, 10_000):
             candidate = path if number == 0 else path.with_name(f"{path.stem}_{number}{path.suffix}")
@@ -1097,7 +1114,7 @@ class SaveControlNet(Node):
         target = _save_target(self, "controlnet", filename)
         torch_dtype = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
         path = _write_new_file(target, overwrite, lambda tmp: save_controlnet(tmp, control_net, dtype=torch_dtype),
-                               _searched(self, "controlnet"))
+                               _searched(self, "controlnet"), self.context.warn)
         _note_renamed(self, target, path)
         return {"model_files": [{"path": str(path), "kind": "controlnet", "format": "safetensors"}],
                 "bytes": path.stat().st_size}
@@ -1154,14 +1171,15 @@ class SaveCheckpoint(Node):
             path = _write_new_file(target, overwrite, lambda tmp: save_flow_checkpoint(
                 tmp, mmdit=model.net, vae=vae, text_encoder=text_encoder.encoder,
                 shift=getattr(model.time_map, "shift", None), dtype=torch_dtype, metadata=metadata),
-                _searched(self, "checkpoints"))
+                _searched(self, "checkpoints"), self.context.warn)
             _note_renamed(self, target, path)
             return {"model_files": [{"path": str(path), "kind": "checkpoint", "format": "safetensors"}],
                     "bytes": path.stat().st_size}
         _sd_unet_and_clip("SaveCheckpoint", model, text_encoder)
         path = _write_new_file(target, overwrite, lambda tmp: save_checkpoint(
             tmp, family=text_encoder.family, unet=model.net, vae=vae, text_encoder=text_encoder.encoder,
-            dtype=torch_dtype, metadata=metadata, schedule=model_schedule(model)), _searched(self, "checkpoints"))
+            dtype=torch_dtype, metadata=metadata, schedule=model_schedule(model)), _searched(self, "checkpoints"),
+            self.context.warn)
         _note_renamed(self, target, path)
         return {"model_files": [{"path": str(path), "kind": "checkpoint", "format": "safetensors"}],
                 "bytes": path.stat().st_size}

@@ -271,8 +271,12 @@ def test_dataset_skips_files_linked_from_outside(tmp_path):
     os.symlink(tmp_path / "outside" / "secret.txt", tmp_path / "in" / "data" / "secret.txt")
     os.symlink(tmp_path / "outside" / "sub", tmp_path / "in" / "data" / "sub")
     session = Session(input_dir=tmp_path / "in", output_dir=tmp_path / "out")
-    report = session.run(_dataset_graph("data")).outputs["show"]["value"]
-    assert report.startswith("1 images used, 1 skipped") and "1 outside the folder" in report
+    result = session.run(_dataset_graph("data"))
+    report = result.outputs["show"]["value"]
+    assert report.startswith("1 image used, 1 skipped") and "1 outside the folder" in report
+    assert "1 linked folder(s) not entered" in report         # a folder link was left out without a count
+    (warning,) = result.warnings                              # and it is said, not only in the report output
+    assert "1 skipped" in warning["message"] and "linked folder" in warning["message"]
 
 
 def _load_image_graph(name: str) -> dict:

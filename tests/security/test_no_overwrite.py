@@ -128,3 +128,28 @@ def test_training_graphs_do_not_overwrite_the_shipped_models(graph_file):
     graph = json.loads((Path(__file__).resolve().parents[2] / graph_file).read_text())
     saves = [n for n in graph["nodes"].values() if n["type"] in ("SaveCheckpoint", "SaveControlNet")]
     assert saves and all(not n["inputs"].get("overwrite", False) for n in saves)
+
+
+def test_overwrite_of_a_name_a_later_folder_ships_says_it_now_shadows_it(tmp_path):
+    """overwrite=true with a shipped model's name wrote it into the first folder, where it silently replaced the
+    shipped one in every graph (a stranger's 2-step model became the README's default); it is now said."""
+    from nodes.training.nodes import _write_new_file
+
+    first, shipped = tmp_path / "models" / "checkpoints", tmp_path / "shipped"
+    first.mkdir(parents=True)
+    shipped.mkdir()
+    (shipped / "tiny.safetensors").write_bytes(b"shipped")
+    said = []
+
+    def write(tmp):
+        from safetensors.torch import save_file
+
+        save_file({"x": torch.zeros(1)}, str(tmp))
+
+    path = _write_new_file(first / "tiny.safetensors", True, write, [first, shipped], said.append)
+    assert path == first / "tiny.safetensors" and (shipped / "tiny.safetensors").read_bytes() == b"shipped"
+    (message,) = said
+    assert "now get this file" in message and str(shipped) in message
+    said.clear()
+    _write_new_file(first / "other.safetensors", True, write, [first, shipped], said.append)
+    assert said == []                       # nothing of that name elsewhere: nothing to say

@@ -200,3 +200,15 @@ def test_lcm_graph_trains_saves_and_loads_the_lora(tmp_path):
             session.run(half)
         assert error.value.node_id == "train"
         assert "'model'" in str(error.value) and "weight_dtype to fp32" in str(error.value), str(error.value)
+
+
+def test_settings_that_would_fail_after_loading_fail_validation():
+    """cfg_min above cfg_max (DistillLCM), and TrainDiffusion with nothing to train, passed validate and failed
+    only once the run had started (a training stranger's finding)."""
+    from nodes.training.lcm_nodes import DistillLCM
+    from nodes.training.nodes import TrainDiffusion
+
+    assert "cfg_max" in DistillLCM.check_literals({"cfg_min": 8.0, "cfg_max": 7.0}, None)
+    assert DistillLCM.check_literals({"cfg_min": 3.0, "cfg_max": 7.0}, None) == {}
+    assert "train_unet" in TrainDiffusion.check_literals({"train_unet": False, "train_text_encoder": False}, None)
+    assert TrainDiffusion.check_literals({"train_unet": False, "train_text_encoder": True}, None) == {}

@@ -1228,7 +1228,7 @@ class SaveAudioModel(Node):
         path = kit.write_new_file(target, overwrite,
                                   lambda tmp: save_audio_model(tmp, audio_model.net, audio_model.spec,
                                                                audio_model.info),
-                                  self.context.service("model_paths").directories(MODEL_FOLDER))
+                                  self.context.service("model_paths").directories(MODEL_FOLDER), self.context.warn)
         return {"model_files": [{"path": str(path), "kind": "audio_model", "format": "safetensors"}],
                 "bytes": path.stat().st_size}
 

@@ -280,7 +280,7 @@ class SaveSafetyChecker(Node):
         path = api.confine(folder, filename, what="checker file name", input_name="filename")
         written = api.training(self.context).write_new_file(
             path, overwrite, lambda tmp: save_safety_checker(tmp, checker),
-            self.context.service("model_paths").directories(MODEL_FOLDER))
+            self.context.service("model_paths").directories(MODEL_FOLDER), self.context.warn)
         return {"model_files": [{"path": str(written), "kind": "safety_checker", "format": "safetensors"}],
                 "bytes": written.stat().st_size}
 

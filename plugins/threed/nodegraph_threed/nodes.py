@@ -290,7 +290,7 @@ class SaveTextToPoints(Node):
         written = api.training(self.context).write_new_file(path, overwrite,
                                                              lambda tmp: save_model(tmp, net, parsed),
                                                              self.context.service("model_paths").directories(
-                                                                 MODEL_FOLDER))
+                                                                 MODEL_FOLDER), self.context.warn)
         return {"model_files": [{"path": str(written), "kind": "text_to_points", "format": "safetensors"}],
                 "bytes": written.stat().st_size}
 

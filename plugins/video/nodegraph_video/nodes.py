@@ -503,7 +503,7 @@ class SaveMotionModule(Node):
         path = api.confine(folder, filename, what="motion module file name", input_name="filename")
         written = api.training(self.context).write_new_file(
             path, overwrite, lambda tmp: save_motion_module(tmp, motion_module.modules, motion_module.training),
-            self.context.service("model_paths").directories(MODEL_FOLDER))
+            self.context.service("model_paths").directories(MODEL_FOLDER), self.context.warn)
         return {"model_files": [{"path": str(written), "kind": "motion_module", "format": "safetensors"}],
                 "bytes": written.stat().st_size}
 
