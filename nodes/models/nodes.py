@@ -795,7 +795,7 @@ def api_vae_decode(context: NodeContext, vae: Any, latent: dict, *, tile_size: i
     return torch.cat(images)
 
 
-VAE_CHUNK_PIXELS = 1 << 22     # images of at most this many pixels in all go through the VAE at once
+VAE_CHUNK_PIXELS = 1 << 20     # images of at most this many pixels in all go through the VAE at once (one 1024²)
 
 
 def _vae_batches(context: NodeContext, batch: Any, pixels_per_item: int) -> Iterator[Any]:
