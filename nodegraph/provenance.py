@@ -4,12 +4,13 @@
 `nodegraph_run`; JPEG/WebP EXIF UserComment, see nodes/image): the versions that produced the
 result and the SHA-256 of every model file the run read:
 
-    {"nodegraph": "0.1.0", "torch": "2.13.0", "python": "3.11.7", "device": "cpu",
+    {"nodegraph": "0.1.0", "torch": "2.13.0", "python": "3.11.7", "device": "cpu", "threads": 2,
      "models": {"load.ckpt_name": {"folder": "checkpoints", "name": "tiny_world_v4.safetensors",
                                    "sha256": "9f2c…"}}}
 
 The graph itself (overrides applied) is what makes the result again; the record is what tells
-a different result apart: another model file under the same name, another torch. Model files
+a different result apart: another model file under the same name, another torch, on the CPU another
+number of threads (torch splits sums across them, and the last bits of a result follow). Model files
 are found through the effective graph (subgraphs expanded, muted nodes left out), by the
 inputs declared `model_folder=...`.
 
@@ -125,5 +126,8 @@ def run_record(context: Any) -> dict[str, Any]:
     device = str(getattr(memory, "compute_device", "cpu"))
     if device.startswith("cuda") and torch is not None and torch.cuda.is_available():
         device = f"{device} ({torch.cuda.get_device_name(0)})"
-    return {"nodegraph": __version__, "torch": getattr(torch, "__version__", None),
-            "python": platform.python_version(), "device": device, "models": model_files(context)}
+    record = {"nodegraph": __version__, "torch": getattr(torch, "__version__", None),
+              "python": platform.python_version(), "device": device}
+    if device.startswith("cpu") and torch is not None:    # CPU sums split across threads round differently
+        record["threads"] = torch.get_num_threads()
+    return {**record, "models": model_files(context)}
