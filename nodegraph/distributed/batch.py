@@ -99,9 +99,10 @@ def _run_local(session: Any, graph: Any, index: int, overrides: dict, outputs: l
 
 def _run_remote(pool: Any, registry: Any, graph: Any, index: int, overrides: dict, outputs: list[str] | None,
                 input_dir: Path, on_event: Callable | None, run_id: str,
-                stop: threading.Event) -> tuple[BatchItem, dict | None]:
+                stop: threading.Event, validate: Callable[..., list] | None = None) -> tuple[BatchItem, dict | None]:
     """One variant on the pool; its files are not written yet (`_write_remote_files`, in variant order).
-    Once `stop` is set, a variant still waiting for a worker ends interrupted without running."""
+    Once `stop` is set, a variant still waiting for a worker ends interrupted without running. With
+    `validate` (`_checked_here`) an invalid variant fails here instead of on a worker."""
     from ..errors import GraphValidationError
     from .pool import input_files_for, needs_for
     from .scheduling import NoCapableWorker
@@ -111,6 +112,9 @@ def _run_remote(pool: Any, registry: Any, graph: Any, index: int, overrides: dic
     outcome = None
     try:
         variant = graph.with_overrides(overrides) if overrides else graph
+        problems = validate(variant, outputs) if validate is not None else []
+        if problems:       # refused here, as a local run would be: never shipped to a worker to fail there
+            raise GraphValidationError(problems)
         request = {"run_id": run_id, "graph": variant.to_dict(), "outputs": outputs,
                    "inputs": input_files_for(variant, input_dir)}
         outcome = pool.execute(request, needs_for(registry, variant),
@@ -221,7 +225,8 @@ def _run_on_pool(pool: Any, session: Any, graph: Any, variants: list[dict[str, A
     refresher.start()
     with ThreadPoolExecutor(max_workers=max(1, pool.total_slots), thread_name_prefix="nodegraph-batch") as executor:
         futures = [executor.submit(_run_remote, pool, session.registry, graph, index, overrides, outputs,
-                                   Path(session.input_dir), on_event, run_ids[index], halt)
+                                   Path(session.input_dir), on_event, run_ids[index], halt,
+                                   lambda variant, wanted: _checked_here(session, variant, wanted))
                    for index, overrides in enumerate(variants)]
         watcher = threading.Thread(target=_stop_when_asked, args=(pool, stop, halt, finished, futures, run_ids),
                                    name="nodegraph-batch-stop", daemon=True)
@@ -238,6 +243,14 @@ def _run_on_pool(pool: Any, session: Any, graph: Any, variants: list[dict[str, A
 
 
 STOP_POLL_SECONDS = 0.1
+
+
+def _checked_here(session: Any, variant: Any, outputs: list[str] | None) -> list:
+    """A variant's errors that do not depend on the worker: the graph, its values and its input files (shipped
+    from here). Model files are the workers' to have (a driver may hold none), so they are not checked here."""
+    from ..validation import validate
+
+    return validate(variant, session.registry, outputs, None, session.input_dir)
 
 
 def _stop_when_asked(pool: Any, stop: threading.Event, halt: threading.Event, finished: threading.Event,

@@ -346,3 +346,16 @@ def test_batch_items_carry_the_file_paths_a_run_result_has(tmp_path):
     assert _Path(file["path"]).is_file() and _Path(file["path"]) == (tmp_path / "sweep" / file["name"]).resolve()
     index = json.loads((tmp_path / "sweep" / "index.json").read_text())
     assert "path" not in index["items"][0]["files"][0] and index["items"][0]["files"][0]["name"] == file["name"]
+
+
+def test_an_invalid_variant_fails_here_and_is_never_sent_to_a_worker(tmp_path):
+    """A variant with a value its input refuses was shipped to a worker to fail there; it now fails in the
+    driver with the errors a local run gives, and only the valid variants reach the pool."""
+    session = Session(output_dir=tmp_path / "out")
+    pool = _FakePool()
+    pool.release.set()
+    items = session.map(WAIT_GRAPH, [{"wait.seconds": 0.0}, {"wait.seconds": -5.0}, {"n.value": "text"}],
+                        output_dir=tmp_path / "a", pool=pool)
+    assert [i.status for i in items] == ["succeeded", "failed", "failed"]
+    assert len(pool.started) == 1
+    assert items[1].error["errors"][0]["input"] == "seconds" and items[2].error["errors"][0]["input"] == "value"
