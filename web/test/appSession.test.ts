@@ -104,6 +104,22 @@ describe("opening a past run", () => {
     expect(app.session.get().nodeOutputs.b).toEqual({ value: 2 });
     app.client.close();
   });
+
+  it("asks the canvas to show it whole while its results render; another graph loaded ends that", async () => {
+    const { app, socket, answer } = openEditor(null);
+    socket.reply({ type: "history", total: 2, offset: 0, runs: [{ run_id: "old", status: "succeeded" }, { run_id: "gone", status: "cancelled" }] });
+    const opening = app.openRunGraph("old");
+    answer("get_run", { type: "run", run_id: "old", graph: GRAPH });
+    await opening;
+    expect(app.canvas.followRun).toBe("old");
+    app.loadGraph(GRAPH, "another graph");
+    expect(app.canvas.followRun).toBeNull();
+    const cancelled = app.openRunGraph("gone"); // no results to wait for: the usual fit of a loaded graph
+    answer("get_run", { type: "run", run_id: "gone", graph: GRAPH });
+    await cancelled;
+    expect(app.canvas.followRun).toBeNull();
+    app.client.close();
+  });
 });
 
 describe("the editor's state kept in localStorage", () => {

@@ -32,6 +32,7 @@ import {
   type FinalConnectionState,
   type Node,
   type NodeChange,
+  type Viewport,
 } from "@xyflow/react";
 import { useCallback, useEffect, useMemo, useRef, useState, type DragEvent, type MouseEvent as ReactMouseEvent } from "react";
 import { checkLink, type LinkCheck } from "../schema/compatibility";
@@ -54,6 +55,7 @@ import { idMap } from "../graph/idMaps";
 import { collapseToSubgraph } from "../graph/subgraph";
 import { portColor, type NodeSchema, type PortType } from "../schema/types";
 import type { EditorApp } from "../state/app";
+import type { EditorState } from "../state/editorStore";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
 import { GroupNode, RerouteNode, type GroupFlowNode, type RerouteFlowNode } from "./GroupNode";
@@ -212,7 +214,7 @@ export function GraphCanvas() {
       return [p.x, p.y];
     };
     app.canvas.rects = () => rectsRef.current;
-    app.canvas.fit = () => requestAnimationFrame(() => void flow.fitView({ padding: 0.08, duration: 0 }));
+    app.canvas.fit = () => requestAnimationFrame(() => void flow.fitView(FIT_ALL));
   }, [app, flow]);
 
   // Fit the view once the nodes of a newly loaded graph have been measured.
@@ -221,14 +223,25 @@ export function GraphCanvas() {
   useEffect(() => {
     if (loadCount > 0) setFitPending(true);
   }, [loadCount]);
+  // A past run opened from History (app.canvas.followRun) is shown whole, and refitted each time its
+  // results change the boxes (images make nodes taller, the layout moves: the first fit left nodes far
+  // outside the view) until the user moves the view or edits, or another run or graph is shown.
+  const follow = useRef<{ runId: string; state: EditorState; viewport: Viewport } | null>(null);
+  const fitFollowed = useCallback(async (runId: string) => {
+    await flow.fitView(FIT_ALL);
+    follow.current = { runId, state: app.editor.state, viewport: flow.getViewport() };
+  }, [app, flow]);
   useEffect(() => {
     if (!fitPending || !nodesInitialized) return;
     const frame = requestAnimationFrame(() => {
-      void fitReadable(flow, wrapper.current);
+      const runId = app.canvas.followRun;
+      app.canvas.followRun = null;
+      follow.current = null;
+      void (runId ? fitFollowed(runId) : fitReadable(flow, wrapper.current));
       setFitPending(false);
     });
     return () => cancelAnimationFrame(frame);
-  }, [fitPending, nodesInitialized, flow]);
+  }, [fitPending, nodesInitialized, flow, app, fitFollowed]);
 
   const nodes = useMemo<AnyFlowNode[]>(() => {
     const linkedOutputs = idMap<Set<string>>();
@@ -320,6 +333,21 @@ export function GraphCanvas() {
         };
       });
   }, [doc, schemaNodes, serverSchemas.types, selectedEdges, skippedNodes]);
+
+  useEffect(() => {
+    const followed = follow.current;
+    if (!followed || fitPending) return;
+    const { history, loadCount, dragBase } = app.editor.state;
+    const { x, y, zoom } = flow.getViewport();
+    const moved = Math.abs(x - followed.viewport.x) > 0.5 || Math.abs(y - followed.viewport.y) > 0.5 || Math.abs(zoom - followed.viewport.zoom) > 1e-4;
+    if (moved || history !== followed.state.history || loadCount !== followed.state.loadCount || dragBase ||
+      app.session.get().activeRun !== followed.runId) {
+      follow.current = null;
+      return;
+    }
+    const frame = requestAnimationFrame(() => void fitFollowed(followed.runId));
+    return () => cancelAnimationFrame(frame);
+  }, [rects]); // eslint-disable-line react-hooks/exhaustive-deps
 
   // A positioned node that grew (a run added an image) pushes the nodes it now covers down.
   const lastHeights = useRef<Record<string, number>>(idMap());
@@ -611,6 +639,9 @@ export function GraphCanvas() {
   );
 }
 
+/** How the whole graph is fitted into the view (the fit-view button's margin). */
+const FIT_ALL = { padding: 0.08, duration: 0 };
+
 /** The zoom below which node text (13 px at 100 %) is too small to read or edit (under ~10 px). */
 export const READABLE_ZOOM = 0.75;
 
@@ -620,7 +651,7 @@ export const READABLE_ZOOM = 0.75;
  * large graph opens ready to edit, not as a 3 px overview (the fit-view button still shows it all).
  */
 async function fitReadable(flow: ReturnType<typeof useReactFlow>, element: HTMLElement | null): Promise<void> {
-  await flow.fitView({ padding: 0.08, duration: 0 });
+  await flow.fitView(FIT_ALL);
   if (!element || flow.getZoom() >= READABLE_ZOOM) return;
   const bounds = flow.getNodesBounds(flow.getNodes().filter((node) => !node.hidden));
   const margin = 24;

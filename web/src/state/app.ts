@@ -181,12 +181,18 @@ export class EditorApp {
     rects: () => Record<string, Rect>;
     /** Fit the whole graph into the view. */
     fit: () => void;
+    /**
+     * A past run opened from History (set by `openRunGraph`, taken by the canvas when it fits the
+     * loaded graph): the whole graph is shown, and kept in view while the run's results render.
+     */
+    followRun: string | null;
   } = {
     element: null,
     toFlow: (x, y) => [x, y],
     pointer: null,
     rects: () => ({}),
     fit: () => undefined,
+    followRun: null,
   };
   private historyFetched = new Set<string>();
 
@@ -526,6 +532,7 @@ export class EditorApp {
         if (status === "succeeded" || status === "failed") {
           this.dispatch({ type: "adopt_run", runId });
           this.keepShownRun();
+          this.canvas.followRun = runId; // its results make nodes taller and move the layout
           this.client.send({ type: "get_outputs", run_id: runId });
         }
       }
@@ -647,6 +654,7 @@ export class EditorApp {
     }
     for (const url of Object.values(this.session.get().previews)) URL.revokeObjectURL(url);
     this.writeTab(TAB_RUN_KEY, null); // the shown run's node ids do not belong to this graph
+    this.canvas.followRun = null;
     this.editor.load(doc, options.undoable ?? true);
     this.dispatch({ type: "graph_loaded" });
     this.dispatch({ type: "banner", banner: null });
