@@ -454,39 +454,70 @@ def _gather_inputs(state: RunState, plan: NodePlan, evaluated_only: bool) -> dic
     return kwargs
 
 
-MAX_WATCHED_TENSORS = 256     # per node run: the tensors of its linked inputs whose in-place changes are caught
+MAX_WATCHED_TENSORS = 1024   # per node run: the tensors of its linked inputs whose in-place changes are caught
+MAX_SAMPLED_TENSORS = 64     # ... of which this many are also compared by a few of their values
+WATCH_DEPTH = 5              # levels of dicts, lists and tuples looked into
+_SAMPLE_POINTS = 16
 
 
-def _linked_tensors(plan: NodePlan, kwargs: dict[str, Any]) -> list[tuple[str, str, Any, int]]:
-    """`(input, source node, tensor, version)` for the tensors a node receives through links (inside dicts,
-    lists and tuples up to three levels: a LATENT's samples, CONDITIONING pairs), to catch a node that
-    changes one in place (`_changed_in_place`): that tensor is also its source's cached output."""
+def _value_sample(tensor: Any, torch: Any) -> Any:
+    """A few of a contiguous tensor's values, spread over it, as raw bytes (NaN compares equal to itself); None
+    when it cannot be read cheaply (not strided, not contiguous, on the meta device)."""
+    try:
+        if tensor.layout is not torch.strided or tensor.is_meta or not tensor.is_contiguous() or not tensor.numel():
+            return None
+        flat = tensor.detach().view(-1)
+        step = max(1, flat.numel() // _SAMPLE_POINTS)
+        return flat[::step][:_SAMPLE_POINTS].clone().view(torch.uint8)
+    except (RuntimeError, TypeError):
+        return None
+
+
+def _linked_tensors(plan: NodePlan, kwargs: dict[str, Any]) -> list[tuple[str, str, Any, int | None, Any]]:
+    """`(input, source node, tensor, version, value sample)` for the tensors a node receives through links
+    (inside dicts, lists and tuples up to WATCH_DEPTH levels: a LATENT's samples, CONDITIONING pairs), to catch a
+    node that changes one in place (`_changed_in_place`): that tensor is also its source's cached output. The
+    version counter sees every torch in-place operation; the sample also sees writes torch does not count
+    (through `.data`, through a numpy view, into an inference-mode tensor) when they change the values it holds."""
     torch = sys.modules.get("torch")
     if torch is None or not plan.links:
         return []
-    found: list[tuple[str, str, Any, int]] = []
+    found: list[tuple[str, str, Any, int | None, Any]] = []
     for link in plan.links:
         pending = [(kwargs.get(link.input), 0)]
         while pending and len(found) < MAX_WATCHED_TENSORS:
             value, depth = pending.pop()
             if isinstance(value, torch.Tensor):
                 try:
-                    found.append((link.input, link.source, value, value._version))
+                    version = value._version
                 except RuntimeError:        # an inference-mode tensor keeps no version counter
-                    pass
-            elif depth < 3 and isinstance(value, dict):
+                    version = None
+                sample = _value_sample(value, torch) if len(found) < MAX_SAMPLED_TENSORS else None
+                found.append((link.input, link.source, value, version, sample))
+            elif depth < WATCH_DEPTH and isinstance(value, dict):
                 pending.extend((v, depth + 1) for v in value.values())
-            elif depth < 3 and isinstance(value, (list, tuple)):
+            elif depth < WATCH_DEPTH and isinstance(value, (list, tuple)):
                 pending.extend((v, depth + 1) for v in value[:MAX_WATCHED_TENSORS])
     return found
 
 
 def _changed_in_place(state: RunState, plan: NodePlan, cache: OutputCache,
-                      watched: list[tuple[str, str, Any, int]]) -> None:
-    """Refuse a node that changed an input tensor in place (`x.mul_(...)`, `x[...] = ...`): it changed its
-    source's output, which the cache and other nodes share, so later runs would have read the changed values.
-    The source's cache entry is dropped (its next run recomputes it)."""
-    changed = [(name, source) for name, source, tensor, version in watched if tensor._version != version]
+                      watched: list[tuple[str, str, Any, int | None, Any]]) -> None:
+    """Refuse a node that changed an input tensor in place (`x.mul_(...)`, `x[...] = ...`, `x.data = ...`, a
+    numpy view written to): it changed its source's output, which the cache and other nodes share, so later runs
+    would have read the changed values. The source's cache entry is dropped (its next run recomputes it)."""
+    torch = sys.modules.get("torch")
+    changed = []
+    for name, source, tensor, version, sample in watched:
+        try:
+            moved = version is not None and tensor._version != version
+        except RuntimeError:
+            moved = False
+        if not moved and sample is not None:
+            now = _value_sample(tensor, torch)
+            moved = now is not None and not torch.equal(now, sample)
+        if moved:
+            changed.append((name, source))
     if not changed:
         return
     for _name, source in changed:
@@ -494,9 +525,10 @@ def _changed_in_place(state: RunState, plan: NodePlan, cache: OutputCache,
             cache.discard(state.keys[source])
     name, source = changed[0]
     raise NodeInputError(name, f"the node changed its input {name!r} in place (an in-place tensor operation such "
-                               f"as mul_, add_, clamp_, copy_ or item assignment); that tensor is node {source!r}'s "
-                               f"output, shared with the cache and other nodes, so it must stay as it came: work on "
-                               f"a copy ({name} = {name}.clone()) or use out-of-place operations (docs/plugins.md)")
+                               f"as mul_, add_, clamp_, copy_, item assignment, or a write through .data or a numpy "
+                               f"view); that tensor is node {source!r}'s output, shared with the cache and other "
+                               f"nodes, so it must stay as it came: work on a copy ({name} = {name}.clone(), "
+                               f"{name}.numpy().copy()) or use out-of-place operations (docs/plugins.md)")
 
 
 def _check_linked_values(plan: NodePlan, kwargs: dict[str, Any]) -> None:

@@ -282,30 +282,51 @@ class FileStore:
             return ext.lstrip(".")
         return next(e for e, f in formats.items() if f == found).lstrip(".")
 
+    MAX_SAME_BYTES_CHECKS = 32     # numbered names whose bytes an upload is compared with (then: a new name)
+
     def _store_upload(self, name: str, data: bytes, ext: str) -> str:
-        """Write an upload into the input folder under its sanitised name with `ext`, never over another file."""
+        """Write an upload into the input folder under its sanitised name with `ext`, never over another file;
+        the very bytes of a file already there under that name (or a numbered one) are that file.
+
+        The bytes go to a temporary file first, which then takes the first free name with a hard link (that
+        fails when the name exists): two uploads at once never get the same name, and no reader ever sees a
+        half-written file under it."""
         safe = sanitise_name(name)
         stem = safe.rpartition(".")[0] if "." in safe else safe
         folder = self.folders["input"]
         folder.mkdir(parents=True, exist_ok=True)
-        candidate = folder / f"{stem}.{ext}"
-        counter = 1
-        while os.path.lexists(candidate):     # any entry, a symlink too (even one leading out): the next name
-            if _same_bytes(candidate, data):  # the same file uploaded again (a re-run from the editor): reuse it
-                return f"input/{candidate.name}"
-            candidate = folder / f"{stem}_{counter}.{ext}"
-            counter += 1
-        candidate = self._confined(folder, candidate.name)
+        tmp = folder / f".upload-{os.getpid()}-{os.urandom(6).hex()}.tmp"
         try:
-            candidate.write_bytes(data)
-        except OSError as exc:      # a full disk or a read-only folder: no half-written file stays behind
-            candidate.unlink(missing_ok=True)
-            why = {errno.ENOSPC: "the disk is full", errno.EROFS: "the input folder is read-only",
-                   errno.EACCES: "the server may not write the input folder",
-                   errno.EDQUOT: "the disk quota is used up"}.get(exc.errno, exc.strerror or type(exc).__name__)
-            raise UploadStorageError(f"the server could not store the upload {name!r}: {why}; nothing was saved "
-                                     f"(the server's admin can free space or fix the folder)") from None
-        return f"input/{candidate.name}"
+            try:
+                tmp.write_bytes(data)
+            except OSError as exc:      # a full disk or a read-only folder: no half-written file stays behind
+                why = {errno.ENOSPC: "the disk is full", errno.EROFS: "the input folder is read-only",
+                       errno.EACCES: "the server may not write the input folder",
+                       errno.EDQUOT: "the disk quota is used up"}.get(exc.errno, exc.strerror or type(exc).__name__)
+                raise UploadStorageError(f"the server could not store the upload {name!r}: {why}; nothing was "
+                                         f"saved (the server's admin can free space or fix the folder)") from None
+            for counter in range(0, 1_000_000):
+                candidate = folder / (f"{stem}.{ext}" if counter == 0 else f"{stem}_{counter}.{ext}")
+                if os.path.lexists(candidate):   # any entry, a symlink too (even one leading out): the next name
+                    if counter < self.MAX_SAME_BYTES_CHECKS and _same_bytes(candidate, data):
+                        return f"input/{candidate.name}"      # the same file uploaded again (a re-run): reuse it
+                    continue
+                candidate = self._confined(folder, candidate.name)
+                try:
+                    os.link(tmp, candidate)
+                except FileExistsError:          # another upload took the name just now: the next one
+                    continue
+                except OSError:                  # no hard links on this file system: claim the name, then fill it
+                    try:
+                        with open(candidate, "xb"):
+                            pass
+                    except FileExistsError:
+                        continue
+                    os.replace(tmp, candidate)
+                return f"input/{candidate.name}"
+            raise UploadStorageError(f"the upload {name!r}: a million files of that name exist; rename it")
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @staticmethod
     def _confined(folder: Path, name: str) -> Path:

@@ -151,9 +151,13 @@ def method_refusal(head: bytes) -> bytes | None:
     if method in HTTP_METHODS_SERVED:
         return None
     path = rest.partition(b" ")[0].decode("ascii", "replace")[:200]
+    try:
+        is_prompt = urlsplit(path).path.rstrip("/") == "/prompt"
+    except ValueError:          # "http://[/prompt": not a URL urllib can split
+        is_prompt = False
     text = ("this server's HTTP side answers only GET (the editor, /files/<id>); graphs are submitted over the "
             "websocket at /ws (docs/protocol.md: a `submit` message) or run with `nodegraph run GRAPH.json`\n")
-    if urlsplit(path).path.rstrip("/") == "/prompt":
+    if is_prompt:
         text += ("this is not ComfyUI's HTTP API: a ComfyUI API prompt (its Export (API) file) is imported by "
                  "`nodegraph run prompt.json` or the websocket's `import_graph` message\n")
     body = text.encode()
@@ -173,7 +177,10 @@ class _MethodCheckingConnection(ServerConnection):
             if b"\r\n" not in self._head and len(self._head) < REQUEST_LINE_LIMIT:
                 return                   # the request line is not complete yet
             data, self._head = self._head, None
-            refusal = method_refusal(data)
+            try:
+                refusal = method_refusal(data)
+            except Exception:  # noqa: BLE001 — never a traceback per request: let websockets answer it
+                refusal = None
             if refusal is not None:
                 CLIENT_LOG.log(log, logging.INFO, "method", "refused an HTTP %r request", data.partition(b" ")[0][:20])
                 self.transport.write(refusal)

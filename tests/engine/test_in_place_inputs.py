@@ -101,9 +101,58 @@ class Brightest(Node):
         return {"value": float(image.max())}
 
 
+class Sneaky(Node):
+    """Changes its image in ways torch's version counter does not see (`how` says which)."""
+
+    category = "test"
+
+    class Inputs(NodeInputs):
+        image: object = Input(port="IMAGE")
+        how: str = Input("data")
+
+    outputs = (Output("image", "IMAGE"),)
+
+    def run(self, image, how):
+        if how == "data":
+            image.data.mul_(0)
+        elif how == "data_assign":
+            image.data = torch.zeros_like(image)
+        elif how == "numpy":
+            image.numpy()[...] = 0
+        return {"image": image if how != "data_assign" else image.clone()}
+
+
+class Nested(Node):
+    """A CONDITIONING-like value four levels deep: [[{"k": {"t": tensor}}]]."""
+
+    category = "test"
+
+    class Inputs(NodeInputs):
+        size: int = Input(4)
+
+    outputs = (Output("value", "*"),)
+
+    def run(self, size):
+        return {"value": [[{"k": {"t": torch.ones(size)}}]]}
+
+
+class ChangesNested(Node):
+    category = "test"
+    output_node = True
+
+    class Inputs(NodeInputs):
+        value: object = Input(port="*")
+
+    outputs = (Output("total", "FLOAT"),)
+
+    def run(self, value):
+        value[0][0]["k"]["t"].zero_()
+        return {"total": 0.0}
+
+
 @hookimpl
 def register_nodes():
-    return [White, OnesLatent, HalveInPlace, HalveLatentInPlace, Halve, Brightest]
+    return [White, OnesLatent, HalveInPlace, HalveLatentInPlace, Halve, Brightest, Sneaky, Nested, ChangesNested]
 
 
 @pytest.fixture
@@ -142,3 +191,23 @@ def test_a_tensor_inside_a_dict_input_is_watched_too(session):
 def test_out_of_place_work_is_fine(session):
     assert session.run(graph("Halve")).outputs["b"]["value"] == 0.5
     assert session.run(graph(None)).outputs["b"]["value"] == 1.0
+
+
+@pytest.mark.parametrize("how", ["data", "data_assign", "numpy"])
+def test_writes_the_version_counter_misses_are_caught_by_their_values(session, how):
+    """`.data.mul_`, `.data = ...` and a write through `.numpy()` (cv2-style plugin code) do not move torch's
+    version counter; the values sampled before and after the node show them (a hostile pass's finding)."""
+    session.run(graph(None))
+    sneaky = graph("HalveInPlace")
+    sneaky["nodes"]["m"] = {"type": "Sneaky", "inputs": {"image": {"node": "w", "output": "image"}, "how": how}}
+    with pytest.raises(NodeExecutionError, match="changed its input 'image' in place"):
+        session.run(sneaky)
+    assert session.run(graph(None)).outputs["b"]["value"] == 1.0
+
+
+def test_a_tensor_four_levels_deep_is_watched(session):
+    nested = {"format_version": 2, "nodes": {"n": {"type": "Nested", "inputs": {}},
+                                             "c": {"type": "ChangesNested", "inputs": {"value": {
+                                                 "node": "n", "output": "value"}}}}}
+    with pytest.raises(NodeExecutionError, match="changed its input 'value' in place"):
+        session.run(nested)

@@ -465,6 +465,20 @@ def test_methods_other_than_get_are_refused_with_a_reason(server, method, path, 
     client.close()
 
 
+def test_a_target_urllib_cannot_split_is_refused_too(server, caplog):
+    """`POST http://[/prompt` made the check raise (urllib: "Invalid IPv6 URL"): no reply, and a 16-line traceback
+    in the log for each such request (a hostile pass's finding)."""
+    import logging
+    import socket
+
+    caplog.set_level(logging.INFO)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.sendall(b"POST http://[/prompt HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 405"), reply[:100]
+    assert "Traceback" not in caplog.text and "Fatal error" not in caplog.text
+
+
 def test_a_request_line_split_over_packets_is_still_served(server):
     """The method is read from the first bytes, which may arrive in pieces: a GET sent a few bytes at a time works."""
     import socket

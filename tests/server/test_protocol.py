@@ -515,3 +515,29 @@ def test_a_binary_frame_whose_header_cannot_be_read_is_answered_with_its_request
                 if out.message is not None]
     assert reply["code"] == "invalid_frame" and reply["request_id"] == "r7"
     assert "at most 65536 bytes" in reply["message"]
+
+
+def test_parallel_uploads_of_one_name_never_share_a_file(tmp_path):
+    """Uploads run in the server's handler threads; two uploads of one name with different bytes could both be
+    given the same free name, and one's bytes were lost (a hostile pass: 25–35 wrong ids in 20 rounds of 6)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nodegraph.files import FileStore
+
+    store = FileStore(tmp_path / "in", tmp_path / "out")
+    payloads = [_png_of(i) for i in range(12)]
+    for _round in range(3):
+        with ThreadPoolExecutor(6) as pool:
+            ids = list(pool.map(lambda data: store.save_upload("clip.png", data), payloads))
+        for file_id, data in zip(ids, payloads):
+            assert (tmp_path / "in" / file_id.removeprefix("input/")).read_bytes() == data   # each id: its bytes
+        assert len(set(ids)) == len(payloads)
+        assert not [p for p in (tmp_path / "in").iterdir() if p.name.startswith(".upload-")]   # no temporary left
+
+
+def _png_of(value: int) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (value * 20, 10, 10)).save(buffer, format="PNG")
+    return buffer.getvalue()
