@@ -178,6 +178,8 @@ def confine(root: str | os.PathLike, name: Any, *, what: str = "file name", inpu
     such names in inputs declared `file_name_in=` (docs/security.md, "One confinement rule")."""
     from .paths import confine as confine_name
 
+    if isinstance(name, os.PathLike):      # a Path a plugin built: its text is the name
+        name = os.fspath(name)
     return confine_name(root, name, what=what, input_name=input_name, subfolders=subfolders)
 
 

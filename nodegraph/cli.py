@@ -268,22 +268,49 @@ def _usable_output_dir(text: str) -> str | None:
     return None
 
 
-def _stop_on_sigterm_as_on_ctrl_c() -> None:
+def _record_interrupted_start(args: argparse.Namespace, message: str) -> None:
+    """`<graph>.outputs.json` for a run stopped before it started (no graph read yet): its status and why."""
+    from .files import replace_file
+
+    try:
+        path = Path(args.output_dir) / f"{Path(args.graph).stem}.outputs.json"
+        if path.parent.is_dir():
+            replace_file(path, json.dumps({"run_id": None, "status": "interrupted", "outputs": {},
+                                           "error": {"message": f"{message}, before the run started"}},
+                                          indent=2) + "\n")
+    except OSError:
+        pass
+
+
+def _stop_on_sigterm_as_on_ctrl_c() -> Any:
     """`timeout`, `kill` and `docker stop` send SIGTERM, which ended a run at once: no record of it, the previous
     run's outputs.json left as the latest, a training run's last steps unsaved. Now it stops the run as Ctrl+C
-    does (a KeyboardInterrupt on the main thread: the run is recorded interrupted, a trainer keeps its state)."""
+    does (a KeyboardInterrupt on the main thread: the run is recorded interrupted, a trainer keeps its state).
+    Returns the handler it replaced (None when it could not set one), for `cmd_run` to put back."""
     import signal
 
     def terminated(signum: int, frame: object) -> None:
         raise KeyboardInterrupt("terminated (SIGTERM)")
 
     try:
-        signal.signal(signal.SIGTERM, terminated)
+        return signal.signal(signal.SIGTERM, terminated)
     except ValueError:       # not on the main thread (an embedding app calling main()): leave its handler
-        pass
+        return None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """`nodegraph run`: SIGTERM stops it as Ctrl+C does while it runs (the caller's handler is put back)."""
+    import signal
+
+    previous = _stop_on_sigterm_as_on_ctrl_c()
+    try:
+        return _cmd_run(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
     from .distributed.options import cache_options, ray_flags_problem
 
     try:
@@ -296,7 +323,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    _stop_on_sigterm_as_on_ctrl_c()
     if args.sweep or args.ray is not None:
         from .distributed.batch import cmd_batch
 
@@ -309,13 +335,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    session = _session(args, output_dir=args.output_dir, input_dir=args.input_dir)
-    warnings = _print_plugin_warnings(session)
     try:
+        session = _session(args, output_dir=args.output_dir, input_dir=args.input_dir)
+        warnings = _print_plugin_warnings(session)
         graph = _load(session, args.graph)       # read once: the --set values' types, then the run
     except GraphValidationError as exc:
         _print_errors(exc.errors, sys.stderr)
         return EXIT_INVALID
+    except KeyboardInterrupt as exc:      # before the run: the latest record says so, not an earlier run's
+        _record_interrupted_start(args, str(exc) or "interrupted (Ctrl+C)")
+        raise
     overrides = _typed_overrides(session.registry, graph.nodes, overrides)
     events_out: TextIO | None = None
     if args.events == "-":
@@ -620,6 +649,9 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return EXIT_OK
+    except KeyboardInterrupt as exc:   # Ctrl+C or SIGTERM before a run started (loading plugins, the graph)
+        print(f"interrupted{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _main(argv: list[str]) -> int:

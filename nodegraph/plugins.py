@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import inspect
+import json
 import os
 import re
 import traceback
@@ -514,9 +515,8 @@ CHOICE_KINDS = tuple(hook.removeprefix("register_") for hook in ("register_sampl
 
 def _default_problems(cls: type[Node]) -> list[str]:
     """Inputs whose declared default the input itself refuses (a graph that wrote the same value would not
-    validate, yet `run` received it), that are not finite, or whose `choices_from` names no choice list."""
-    import math
-
+    validate, yet `run` received it), that a graph could not write (not JSON, NaN, an integer beyond 64 bits), or
+    whose `choices_from` names no choice list."""
     from pydantic import ValidationError
 
     from .paths import PathConfinementError, check_name
@@ -529,9 +529,21 @@ def _default_problems(cls: type[Node]) -> list[str]:
             problems.append(f"{where} has choices_from={spec.choices_from!r}, which names no choice list"
                             f"{f' (did you mean {close[0]!r}?)' if close else ''}; "
                             f"use one of {', '.join(CHOICE_KINDS)}")
-        if spec.required or spec.adapter is None or spec.default is None:
+        if spec.required or spec.default is None:
             continue
         default = spec.default
+        try:     # a default is what a graph could write (and what the editor is sent): JSON, an int within 64 bits
+            json.dumps(default, allow_nan=False)
+            fits = not isinstance(default, int) or isinstance(default, bool) or -2**63 <= default < 2**63
+        except (TypeError, ValueError, RecursionError):
+            fits = False
+        if not fits:
+            problems.append(f"{where} has the default {default!r:.80}, which a graph could not write (JSON text, "
+                            f"finite numbers, true/false, lists, objects; integers within 64 bits); declare one "
+                            f"it could")
+            continue
+        if spec.adapter is None:
+            continue
         try:
             spec.adapter.validate_python(default, strict=True)
         except ValidationError as exc:
@@ -542,9 +554,6 @@ def _default_problems(cls: type[Node]) -> list[str]:
         except (TypeError, ValueError, RecursionError) as exc:
             problems.append(f"{where}: its default {default!r:.80} cannot be checked ({exc})")
             continue
-        if isinstance(default, float) and not math.isfinite(default):
-            problems.append(f"{where} has the default {default!r}; defaults are finite numbers (a graph cannot "
-                            f"write NaN or infinity in JSON)")
         if spec.file_name_in and isinstance(default, str) and default:
             try:
                 check_name(default, what="file name", input_name=name, subfolders=spec.subfolders,

@@ -189,6 +189,12 @@ class _MethodCheckingConnection(ServerConnection):
         super().data_received(data)
 
 
+def peer_host(connection: ServerConnection) -> str:
+    """The connection's own address, without port (what X-Forwarded-For says is not taken: a client chooses it)."""
+    address = connection.remote_address
+    return str(address[0]) if isinstance(address, tuple) and address else str(address)
+
+
 def peer_of(connection: ServerConnection) -> str:
     """Where a connection comes from, for the log: its address, and what a proxy says it forwards for (as told)."""
     address = connection.remote_address
@@ -543,6 +549,10 @@ class Server:
         if self._worker is not None:
             await asyncio.to_thread(self._worker.join, 10)
         await self._flush_outboxes(self.CLOSE_FLUSH_SECONDS)
+        for websocket, outbox in list(self.connections.values()):
+            websocket.close_timeout = self.CLOSE_HANDSHAKE_SECONDS
+            if not outbox.empty():          # it stopped reading: no closing handshake can reach it; drop it now
+                websocket.transport.abort()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -556,6 +566,7 @@ class Server:
             self._data_lock = None
 
     CLOSE_FLUSH_SECONDS = 2.0
+    CLOSE_HANDSHAKE_SECONDS = 1.0     # at shutdown, per connection (websockets' default is 10 s)
 
     async def _flush_outboxes(self, seconds: float) -> None:
         """Deliver what the worker posted last (a run's `run_interrupted`) and give the senders up to `seconds`
@@ -634,8 +645,8 @@ class Server:
                                       "start it with --allow-host NAME to add one\n")
         allowed, user = self.authenticate(request)
         if not allowed:
-            CLIENT_LOG.log(log, logging.WARNING, "token", "refused a request for %r without a valid token from %s",
-                           path[:100], peer_of(connection))
+            CLIENT_LOG.log(log, logging.WARNING, f"token {peer_host(connection)}",     # each address its own budget
+                           "refused a request for %r without a valid token from %s", path[:100], peer_of(connection))
             return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid token is required (?token=...)\n")
         given, in_query = self._given_token(request)
         if in_query and path != "/ws" and (self.token is not None or self.users is not None):
@@ -776,6 +787,8 @@ class Server:
             log.info("client %s connected: user %s, from %s", client_id, user.name if user else "-", peer_of(websocket))
             self._deliver(self.protocol.connect(client_id, user))
             async for frame in websocket:
+                if self._closed:        # shutting down: frames still buffered are dropped, not handled
+                    continue
                 try:
                     replies = await self._handle(loop, client_id, frame)
                 except RuntimeError:      # the pool is shut down: the server is closing
@@ -1353,6 +1366,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nodegraph serve: {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # websockets logs every connection's open, close and HTTP answer at INFO: a line per request that anyone
+    # can cause by connecting; ours (who connected, what was refused) say what an admin needs
+    logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
         asyncio.run(serve_forever(args))
     except KeyboardInterrupt:

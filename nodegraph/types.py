@@ -98,8 +98,12 @@ def pixel_values_problem(tensor: Any, what: str = "an IMAGE") -> str | None:
     value once (max and min); a meta tensor is not read."""
     dtype = str(tensor.dtype).removeprefix("torch.")
     if dtype not in PIXEL_DTYPES:
-        fix = "tensor.float() / 255 for 0-255 pixels" if not tensor.is_floating_point() else "tensor.float()"
+        fix = ("tensor.float()" if tensor.is_floating_point() else "its real part, tensor.real.float()"
+               if tensor.is_complex() else "tensor.float() / 255 for 0-255 pixels")
         return f"{what} is float32 in [0, 1]; found dtype {dtype} ({fix})"
+    layout = str(tensor.layout).removeprefix("torch.")
+    if layout != "strided":
+        return f"{what} is a dense tensor; found a {layout} one (tensor.to_dense())"
     if tensor.requires_grad:
         return (f"{what} still tracks gradients (requires_grad): it would keep its autograd graph alive in the "
                 f"cache; return tensor.detach()")

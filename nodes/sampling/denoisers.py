@@ -326,18 +326,24 @@ class FlowTimeMap:
 
 
 _BATCH_GROUP: contextvars.ContextVar[int] = contextvars.ContextVar("nodegraph_batch_group", default=1)
+_BETWEEN_SLICES: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "nodegraph_between_slices", default=None)
 
 
 @contextlib.contextmanager
-def batch_groups(size: int | None) -> Iterator[None]:
+def batch_groups(size: int | None, between_slices: Callable[[], None] | None = None) -> Iterator[None]:
     """Within this block, a network's batch is made of groups of `size` consecutive items that belong together
     (a LATENT's `frames`: one clip, whose frames a motion module attends across), so batch slices
-    (`ModelDenoiser.MAX_ELEMENTS_AT_ONCE`) hold whole groups."""
+    (`ModelDenoiser.MAX_ELEMENTS_AT_ONCE`) hold whole groups; `between_slices` (a node's
+    `context.check_interrupted`) is called before each slice after the first, so one step of a large batch
+    can be interrupted."""
     token = _BATCH_GROUP.set(max(1, int(size or 1)))
+    check = _BETWEEN_SLICES.set(between_slices)
     try:
         yield
     finally:
         _BATCH_GROUP.reset(token)
+        _BETWEEN_SLICES.reset(check)
 
 
 def _sliceable(value: Any, batch: int) -> bool:
@@ -436,8 +442,10 @@ class ModelDenoiser:
         step = max(1, self.MAX_ELEMENTS_AT_ONCE // max(1, x[0].numel()) // group) * group    # whole groups
         if batch <= step or batch % group or not all(_sliceable(value, batch) for value in cond.values()):
             return self.net(x, t, **cond)
-        parts = []
+        parts, between = [], _BETWEEN_SLICES.get()
         for start in range(0, batch, step):
+            if start and between is not None:
+                between()
             part = slice(start, start + step)
             parts.append(self.net(x[part], _batch_slice(t, part, batch),
                                   **{name: _batch_slice(value, part, batch) for name, value in cond.items()}))

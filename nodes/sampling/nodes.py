@@ -831,7 +831,7 @@ def api_sample(context: NodeContext, model: Any, positive: Any, negative: Any, l
         guider.check_model(model.net)
     chosen = {"name": sampler, "function": sampler_function(context.service("registry"), sampler), "options": {}}
     _warn_latent_for_another_vae(context, model, latent)
-    with batch_groups(latent.get("frames")):       # a clip's frames stay in one network call
+    with batch_groups(latent.get("frames"), context.check_interrupted):    # whole clips a call
         out = run_sampling(context, Guidance(guider, model), chosen, sigmas, noise or Noise(seed), samples,
                            latent.get("noise_mask"))
     return {**latent, "samples": out}
@@ -862,7 +862,7 @@ def api_sample_custom(context: NodeContext, guider: Any, sampler: Any, sigmas: A
     with _as_input_errors({}, "guider"):
         guider.denoiser.check_latent(samples)
     _warn_latent_for_another_vae(context, model, latent)
-    with batch_groups(latent.get("frames")):
+    with batch_groups(latent.get("frames"), context.check_interrupted):
         out = run_sampling(context, guider, sampler, sigmas, noise, samples, latent.get("noise_mask"))
     return {**latent, "samples": out}
 

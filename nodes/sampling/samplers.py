@@ -637,13 +637,35 @@ def run_sampler(step: StepFunction, model, x: torch.Tensor, sigmas: torch.Tensor
     noise_sampler = _DeferredNoiseSampler(x) if noise_sampler is None else noise_sampler
     state: SamplerState = {}
     for i in _progress(len(sigma_values) - 1, disable):
-        x_next, state, denoised, sigma_hat, x_evaluated = step(model, x, sigma_values, i, state, extra_args,
-                                                               noise_sampler, **options)
+        x_next, state, denoised, sigma_hat, x_evaluated = _checked_step(
+            step, step(model, x, sigma_values, i, state, extra_args, noise_sampler, **options), x)
         if callback is not None:
             callback({"i": i, "sigma": sigma_values[i], "sigma_hat": sigma_hat, "x": x_evaluated,
                       "denoised": denoised})
         x = x_next
     return x
+
+
+def _checked_step(step: StepFunction, result: Any, x: torch.Tensor) -> StepResult:
+    """What a step returned, if it is a StepResult the loop can go on with; else SamplingError naming the step
+    (a plugin's step that returned None or a dict failed with an unpacking error blamed on the sampler node)."""
+    name = getattr(step, "__qualname__", getattr(step, "__name__", "the step"))
+    fix = (f"make {name} return StepResult(x, state, denoised, sigma_hat, x_evaluated) (nodegraph.api.StepResult; "
+           f"docs/sampling.md)")
+    if not isinstance(result, tuple) or len(result) != 5:
+        found = f"{type(result).__name__}" + (f" of {len(result)} values" if isinstance(result, tuple) else "")
+        raise SamplingError(f"{name}()", "a StepResult of 5 values", found, fix, result)
+    x_next, state, denoised = result[0], result[1], result[2]
+    for label, value in (("x", x_next), ("denoised", denoised)):
+        if not isinstance(value, torch.Tensor) or value.shape != x.shape or not value.is_floating_point():
+            found = (f"{type(value).__name__}" if not isinstance(value, torch.Tensor)
+                     else f"{str(value.dtype).removeprefix('torch.')} tensor of shape {tuple(value.shape)}")
+            raise SamplingError(f"{name}() result {label}", f"a float tensor shaped like the latent {tuple(x.shape)}",
+                                found, fix, value)
+    if not isinstance(state, dict):
+        raise SamplingError(f"{name}() result state", "a dict (the step's history; {} for none)",
+                            type(state).__name__, fix, state)
+    return result
 
 
 def sampler_from_step(step: StepFunction) -> SamplerFunction:

@@ -439,3 +439,29 @@ def test_sampler_from_step_builds_a_sampler_from_a_plugins_step():
     for i in range(3):
         expected = expected + (expected - expected * 0.5) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
     assert torch.allclose(sampler(model, x, sigmas), expected)
+
+
+@pytest.mark.parametrize("returns, words", [
+    ("none", "expected a StepResult of 5 values, found NoneType"),
+    ("four", "found tuple of 4 values"),
+    ("wrong_shape", "result x: expected a float tensor shaped like the latent"),
+    ("int", "found int64 tensor"),
+    ("state", "result state: expected a dict"),
+])
+def test_a_plugin_step_that_returns_the_wrong_thing_is_named(returns, words):
+    """A step returning None, 4 values, a wrong-shaped or integer x, or no state dict failed with an unpacking or
+    torch error blamed on KSampler (a hostile pass); the step is named with what it must return."""
+    torch = pytest.importorskip("torch")
+    from nodes.sampling.errors import SamplingError
+
+    def bad_step(model, x, sigmas, i, state, extra_args, noise_sampler):
+        d = model(x, sigmas[i], **extra_args)
+        return {"none": None, "four": (x, state, d, 1.0),
+                "wrong_shape": api.StepResult(x[:, :1], state, d, 1.0, x),
+                "int": api.StepResult(x.long(), state, d, 1.0, x),
+                "state": api.StepResult(x, None, d, 1.0, x)}[returns]
+
+    sampler = api.sampler_from_step(bad_step)
+    with pytest.raises(SamplingError, match="bad_step") as failure:
+        sampler(lambda x, sigma, **kw: x * 0.5, torch.ones(1, 2, 2, 2), torch.tensor([2.0, 1.0, 0.0]))
+    assert words in str(failure.value)

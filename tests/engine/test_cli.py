@@ -865,3 +865,24 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_and_records_it(tmp_path):
     assert code == EXIT_INTERRUPTED, proc.stderr.read()
     record = json.loads((tmp_path / "out" / "wait.outputs.json").read_text())
     assert record["status"] == "interrupted" and "SIGTERM" in json.dumps(record)
+
+
+def test_an_interrupt_while_starting_is_one_line_and_the_latest_record(tmp_path, monkeypatch, capsys):
+    """SIGTERM (or Ctrl+C) while plugins or the graph were still loading printed a KeyboardInterrupt traceback and
+    left the previous run's outputs.json as the latest record."""
+    from nodegraph import cli
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "arithmetic.outputs.json").write_text('{"stale": true}')
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    monkeypatch.setattr(cli, "_session", interrupted)
+    code = main(["run", str(ROOT / "graphs" / "arithmetic.json"), "--output-dir", str(out)])
+    assert code == cli.EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "interrupted (terminated (SIGTERM))" in err
+    record = json.loads((out / "arithmetic.outputs.json").read_text())
+    assert record["status"] == "interrupted" and "before the run started" in record["error"]["message"]

@@ -229,3 +229,14 @@ def test_a_node_returning_none_for_its_output_is_that_nodes_failure():
         Session(plugins=[module]).run(graph)
     assert info.value.node_id == "x" and "returned None (a missing `return`?)" in str(info.value.exception)
     assert "['number']" in str(info.value.exception)
+
+
+def test_a_sparse_or_complex_image_output_is_named_not_a_torch_error():
+    """A sparse IMAGE failed the check itself with NotImplementedError ('aten::amax' on SparseCPU); a complex one
+    was told to divide by 255."""
+    import torch
+
+    from nodegraph.types import pixel_values_problem
+
+    assert "sparse_coo one (tensor.to_dense())" in pixel_values_problem(torch.zeros(1, 2, 2, 3).to_sparse())
+    assert "tensor.real.float()" in pixel_values_problem(torch.zeros(1, 2, 2, 3, dtype=torch.complex64))

@@ -905,3 +905,22 @@ def test_many_classes_with_one_type_are_one_problem():
     (failure,) = session.plugin_report.failed
     assert "4 classes with type 'Same' (make_node.<locals>.Made, " in failure.error
     assert "problems" not in failure.error        # one problem, not one per pair
+
+
+def test_defaults_a_graph_could_not_write_fail_the_plugin():
+    """bytes, sets, objects and a 400-digit integer loaded as defaults and were sent to the editor as
+    "b'\\\\xff'", "<object at 0x…>" (a schema hash that changed on every start) and a number JavaScript cannot hold."""
+    class Unwritable(Node):
+        class Inputs(NodeInputs):
+            a: Any = Input(b"\xff", port="*")
+            b: int = Input(10**400)
+            c: Any = Input({1, 2}, port="*")
+
+        outputs = (Output("value", "INT"),)
+
+        def run(self, a, b, c):
+            return {"value": 1}
+
+    session = Session(plugins=[("unwritable", NodesPlugin(Unwritable))])
+    (failure,) = session.plugin_report.failed
+    assert "3 problems" in failure.error and "could not write" in failure.error

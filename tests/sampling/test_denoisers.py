@@ -179,3 +179,31 @@ def test_slices_keep_a_clips_frames_together(monkeypatch):
     with batch_groups(5):                    # a batch that is no whole number of clips: left whole
         denoiser(x, sigma, context=torch.zeros(1, 2, 2))
     assert calls == [12]
+
+
+def test_an_interrupt_is_heard_between_the_slices_of_one_step(monkeypatch):
+    """One step of a large batch is many network calls; an interrupt waited for all of them (minutes at the
+    benchmark's size). `batch_groups(..., between_slices)` is called before each slice after the first."""
+    from nodes.sampling.denoisers import batch_groups
+
+    calls = []
+
+    def net(x_in, t, context=None):
+        calls.append(x_in.shape[0])
+        return x_in
+
+    class Stop(Exception):
+        pass
+
+    checks = []
+
+    def check():
+        checks.append(len(calls))
+        if len(checks) == 2:
+            raise Stop
+
+    denoiser = ModelDenoiser(net, SD_MAP, "eps")
+    monkeypatch.setattr(ModelDenoiser, "MAX_ELEMENTS_AT_ONCE", 2 * 16)
+    with batch_groups(None, check), pytest.raises(Stop):
+        denoiser(torch.randn(10, 4, 2, 2), torch.full((10,), 2.0), context=torch.zeros(1, 2, 2))
+    assert calls == [2, 2] and checks == [1, 2]

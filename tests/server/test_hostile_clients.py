@@ -556,3 +556,24 @@ def test_a_client_hears_how_its_run_ended_when_the_server_stops(tmp_path):
     finally:
         stopper.join(30)
         client._connection.__exit__(None, None, None)
+
+
+def test_a_client_that_stopped_reading_does_not_hold_up_shutdown(tmp_path):
+    """A client that stopped reading (with thousands of replies waiting) held a SIGTERM shutdown 12-50 s: its
+    buffered requests were still handled one by one and its closing handshake waited 10 s. Now buffered frames are
+    dropped, and a connection whose outbox still waits after the flush is cut."""
+    from websockets.sync.client import connect
+
+    from .test_server import wait_graph
+
+    running = RunningServer(tmp_path, close_timeout=60)
+    with connect(running.url()) as ws:
+        ws.send(json.dumps({"type": "hello", "protocol_version": 1}))
+        ws.recv()
+        ws.send(json.dumps({"type": "submit", "graph": wait_graph(30)}))
+        for _ in range(5000):
+            ws.send(json.dumps({"type": "list_nodes"}))      # replies it never reads
+        time.sleep(1)
+        started = time.monotonic()
+        running.stop()
+        assert time.monotonic() - started < 8      # 2 s of flushing at most, then the connection is cut
