@@ -63,8 +63,12 @@ class LimitedLog:
         self.burst, self.window, self._clock = burst, window, clock or time.monotonic
         self._state: dict[str, list[float | int]] = {}    # kind → [window start, logged in it, left out]
 
+    MAX_KINDS = 4096     # kinds remembered (a kind per client address): the oldest are forgotten beyond it
+
     def log(self, logger: logging.Logger, level: int, kind: str, message: str, *args: Any) -> None:
         now = self._clock()
+        if kind not in self._state and len(self._state) >= self.MAX_KINDS:
+            self._state.pop(next(iter(self._state)), None)
         state = self._state.setdefault(kind, [now, 0, 0])
         if now - state[0] >= self.window:
             state[0], state[1] = now, 0
