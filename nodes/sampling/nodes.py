@@ -340,6 +340,7 @@ def run_sampling(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, n
 
     from .inpainting import MaskedDenoiser, latent_mask
     from .noise import make_noise_sampler, seeded_noise
+    from .samplers import uneven_step_guards
 
     model = guider.model
     _warn_outside_trained_sizes(context, model, samples)
@@ -366,7 +367,8 @@ def run_sampling(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, n
         # no autograd graph through the network (a plugin's net may still have trainable weights); guidance
         # terms that need gradients (classifier guidance) turn them on for their own computation
         with _as_input_errors({"sigmas": "sigmas", "x": "latent", "options": "sampler", "guidance": "guidance"},
-                              "sampler"), _network_input_errors(), torch.no_grad():
+                              "sampler"), _network_input_errors(), torch.no_grad(), \
+                uneven_step_guards(getattr(model, "prediction", None) == "flow"):      # flow models only
             out = sampler["function"](denoiser, x, sigmas.to(device), extra,
                                       _progress_callback(context, model, len(sigmas) - 1, on_step), None, noise_sampler,
                                       **sampler["options"])
@@ -506,7 +508,7 @@ class SamplerStep(Node):
     outputs = (Output("latent", "LATENT"), Output("denoised", "LATENT"), Output("state", "SAMPLER_STATE"))
 
     def run(self, guider: Any, sampler: Any, sigmas: Any, noise: Any, latent: Any, step: int, state: Any) -> dict:
-        from .samplers import SAMPLER_STEPS, sampler_step
+        from .samplers import SAMPLER_STEPS, sampler_step, uneven_step_guards
 
         samples, sigmas, model = _prepare(self, guider, sigmas, noise, latent)
         if step >= len(sigmas) - 1:
@@ -525,7 +527,7 @@ class SamplerStep(Node):
             if step == 0 and state is None:
                 x = x + noise.generate(x) * float(sigmas[0])
             with _as_input_errors({"state": "state", "i": "step", "sigmas": "sigmas", "options": "sampler"},
-                                  "sampler"):
+                                  "sampler"), uneven_step_guards(getattr(model, "prediction", None) == "flow"):
                 x_next, new_state = sampler_step(
                     sampler["name"], _for_run(guider.denoiser, sigmas), x, sigmas.to(device), step, state,
                     seed=noise.seed if noise.seed is not None else 0, step_function=step_function,

@@ -60,9 +60,11 @@ Registry: :data:`SAMPLERS` (name -> full sampler) and :data:`SAMPLER_STEPS`
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -176,9 +178,10 @@ def _churn(x: torch.Tensor, sigma: float, step_count: int, noise_sampler: NoiseS
 # VE view), DPM-Solver++(2M) by 1/(2r) with r = h_prev/h. Flow models seen in the VE view start at
 # sigma 9999 (t = 1) and their usual schedules end at t ~ 1e-3, so the first and last steps span factors
 # of hundreds: second-order updates there multiplied the estimate's change by ~300 and drew colour
-# smears. Such steps are taken at first order (the exact DDIM / Euler update). Ordinary schedules on
-# eps / v models never reach the bounds (karras at 4 steps: ratios up to 15; at 20 steps below 3; every
-# parity test with diffusers and k-diffusion still holds), so they are untouched.
+# smears. Such steps are taken at first order (the exact DDIM / Euler update) -- for flow models only
+# (`uneven_step_guards`, on when the sampling node's MODEL predicts "flow"): eps / v schedules reach the same
+# ratios too (karras at 2 steps: 501; `normal` near its end; zero-terminal-SNR's first step: 226), and there
+# the samplers must stay the ones diffusers, k-diffusion and ComfyUI run, image for image.
 
 #: heun and lms take a step at first order when sigma / sigma_next exceeds this.
 MAX_HIGHER_ORDER_RATIO = 50.0
@@ -186,16 +189,32 @@ MAX_HIGHER_ORDER_RATIO = 50.0
 #: lambda = -log sigma) is at least this fraction of the current one.
 MIN_HISTORY_STEP_RATIO = 0.25
 
+_UNEVEN_GUARDS: contextvars.ContextVar[bool] = contextvars.ContextVar("nodegraph_uneven_guards", default=False)
+
+
+@contextlib.contextmanager
+def uneven_step_guards(on: bool) -> Iterator[None]:
+    """Within this block (a flow model's sampling), the two rules above apply; outside it they do not."""
+    token = _UNEVEN_GUARDS.set(bool(on))
+    try:
+        yield
+    finally:
+        _UNEVEN_GUARDS.reset(token)
+
 
 def too_uneven_for_higher_order(sigma: float, sigma_next: float) -> bool:
-    """Whether a step to sigma_next > 0 falls by more than MAX_HIGHER_ORDER_RATIO in sigma (first order then)."""
-    return sigma_next > 0 and sigma / sigma_next > MAX_HIGHER_ORDER_RATIO
+    """Whether a step to sigma_next > 0 falls by more than MAX_HIGHER_ORDER_RATIO in sigma (first order then);
+    always False outside `uneven_step_guards(True)`."""
+    return _UNEVEN_GUARDS.get() and sigma_next > 0 and sigma / sigma_next > MAX_HIGHER_ORDER_RATIO
 
 
 def history_usable(sigmas: Sequence[float], i: int, back: int = 1) -> bool:
-    """Whether the steps ``back`` steps before step i are long enough (vs step i, in lambda) to extrapolate from."""
+    """Whether the step ``back`` steps before step i can be extrapolated from: it exists and the step ends above
+    0 (as in k-diffusion), and, under `uneven_step_guards(True)`, it is long enough (vs step i, in lambda)."""
     if i - back < 0 or sigmas[i + 1] <= 0:
         return False
+    if not _UNEVEN_GUARDS.get():
+        return True
     h = math.log(sigmas[i] / sigmas[i + 1])
     return math.log(sigmas[i - back] / sigmas[i]) >= MIN_HISTORY_STEP_RATIO * back * h
 

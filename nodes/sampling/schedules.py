@@ -410,7 +410,15 @@ def truncate_for_denoise(make_sigmas: Callable[[int], torch.Tensor], steps: int,
                             f"is steps / denoise = {total_steps} steps long; at most {MAX_SCHEDULE_STEPS})",
                             repr(denoise), "Raise denoise, or lower steps; denoise below 0.01 keeps the input "
                             "almost unchanged anyway.", denoise)
-    sigmas = make_sigmas(total_steps)
+    try:
+        sigmas = make_sigmas(total_steps)
+    except SamplingError as exc:
+        if total_steps == steps or exc.argument != "steps":
+            raise
+        # the schedule was asked for steps / denoise steps, not for the steps the user wrote: say so
+        raise SamplingError("steps", f"{exc.expected}; with denoise {denoise:g} the schedule is built for steps / "
+                            f"denoise = {total_steps} steps and its last {steps} run", str(steps),
+                            f"{exc.fix.rstrip('.')}; or change denoise.", steps) from None
     values = check_schedule(sigmas, "make_sigmas output")
     if len(values) != total_steps + 1:
         raise SamplingError("make_sigmas output", f"{total_steps + 1} sigmas for {total_steps} steps",

@@ -183,3 +183,18 @@ def test_truncate_for_denoise_refuses_a_schedule_too_long_to_build():
             truncate_for_denoise(make, 20, denoise)
         assert info.value.argument == "denoise" and "at least 0.002" in str(info.value)
     assert len(truncate_for_denoise(make, 20, 0.002)) == 21      # 10,000 steps: the longest allowed
+
+
+def test_a_schedule_limit_reached_through_denoise_says_so():
+    """steps 600 at denoise 0.5 on 'simple' said "at most 1000 steps, found 1200" (a number the user never wrote);
+    now the message gives the steps they set and how denoise made the schedule longer."""
+    from nodes.sampling.denoisers import DiscreteTimeMap, ModelDenoiser
+    from nodes.sampling.errors import SamplingError
+    from nodes.sampling.schedules import (alphas_cumprod_from_betas, get_sigmas, scaled_linear_betas,
+                                          truncate_for_denoise)
+
+    model = ModelDenoiser(lambda x, t: x, DiscreteTimeMap(alphas_cumprod_from_betas(scaled_linear_betas())))
+    with pytest.raises(SamplingError, match="with denoise 0.5 the schedule is built for steps / denoise = 1200 "
+                                            "steps and its last 600 run, found 600") as failure:
+        truncate_for_denoise(lambda n: get_sigmas("simple", model, n), 600, 0.5)
+    assert failure.value.argument == "steps" and "or change denoise" in str(failure.value)

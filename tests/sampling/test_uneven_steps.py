@@ -3,7 +3,9 @@
 Flow models seen in the VE view start at sigma 9999 (t = 1) and their `normal` schedule ends at t ~ 1e-3,
 so the first step falls by a factor of ~500 and the last by ~50-170: Heun's trapezoid, LMS, UniC and the
 DPM-Solver++(2M) extrapolation multiplied the change of the denoised estimate across such steps by
-hundreds and drew colour smears on the shipped flow model (an outside check: heun gave 0 % right).
+hundreds and drew colour smears on the shipped flow model (an outside check: heun gave 0 % right). The rules
+apply to flow models only (`uneven_step_guards`, on when the sampling MODEL predicts "flow"): eps / v schedules
+reach such ratios too (karras at 2 steps, `normal` near its end) and must stay diffusers' / k-diffusion's samplers.
 """
 
 from __future__ import annotations
@@ -13,10 +15,17 @@ import torch
 
 from nodegraph import Session
 from nodes.sampling.samplers import (MAX_HIGHER_ORDER_RATIO, SAMPLER_STEPS, history_usable,
-                                     too_uneven_for_higher_order)
+                                     too_uneven_for_higher_order, uneven_step_guards)
 from nodes.training import world_detector
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture
+def guarded():
+    """The rules on, as for a flow model's sampling."""
+    with uneven_step_guards(True):
+        yield
 
 
 def jumping_denoiser(high: float, low: float, boundary: float = 1000.0):
@@ -26,7 +35,7 @@ def jumping_denoiser(high: float, low: float, boundary: float = 1000.0):
     return denoiser
 
 
-def test_the_bounds():
+def test_the_bounds(guarded):
     assert too_uneven_for_higher_order(9999.0, 18.0) and not too_uneven_for_higher_order(14.6, 3.16)
     assert not too_uneven_for_higher_order(0.05, 0.0)               # the last step to 0 has its own rule
     assert not too_uneven_for_higher_order(MAX_HIGHER_ORDER_RATIO, 1.0)
@@ -36,7 +45,7 @@ def test_the_bounds():
 
 
 @pytest.mark.parametrize("name", ["heun", "lms"])
-def test_a_huge_step_is_the_exact_first_order_step(name):
+def test_a_huge_step_is_the_exact_first_order_step(name, guarded):
     """Across 9999 -> 18 the result is lerp(D, x, 18/9999) (what Euler / DDIM give), not a trapezoid over
     the jump of the estimate (which put x ~277 (D_high - D_low) away)."""
     x = torch.randn(2, 8, generator=torch.Generator().manual_seed(0)) * 9999.0
@@ -53,7 +62,7 @@ def test_an_ordinary_step_keeps_the_second_order_correction():
     assert not torch.allclose(result.x, euler, atol=1e-3)
 
 
-def test_dpmpp_2m_does_not_extrapolate_into_a_much_longer_step():
+def test_dpmpp_2m_does_not_extrapolate_into_a_much_longer_step(guarded):
     """Step 0.168 -> 0.001 after 0.4 -> 0.168 (r = 0.17): first order, not 3.9 D - 2.9 D_prev."""
     x = torch.randn(1, 8, generator=torch.Generator().manual_seed(1))
     sigmas = [0.4, 0.168, 0.001, 0.0]
@@ -61,6 +70,52 @@ def test_dpmpp_2m_does_not_extrapolate_into_a_much_longer_step():
     result = SAMPLER_STEPS["dpmpp_2m"](jumping_denoiser(0.0, 0.2), x, sigmas, 1, {"previous_denoised": previous},
                                        {}, None)
     assert torch.allclose(result.x, torch.lerp(torch.full_like(x, 0.2), x, 0.001 / 0.168), atol=1e-6)
+
+
+def test_outside_a_flow_model_the_samplers_are_the_references_own():
+    """A sampling researcher's finding: on SD schedules the rules changed dpmpp_2m / unipc (`normal`, ComfyUI's
+    default: 1e-2 relative) and heun (karras at 2 steps: 1.35) against k-diffusion and diffusers. Without the
+    guards a huge step keeps its second-order update and the history is used as k-diffusion uses it."""
+    assert not too_uneven_for_higher_order(9999.0, 18.0)
+    assert history_usable([2.0, 1.0, 0.001, 0.0], 1) and not history_usable([2.0, 1.0, 0.0], 1)
+    x = torch.randn(1, 8, generator=torch.Generator().manual_seed(1))
+    sigmas = [0.4, 0.168, 0.001, 0.0]
+    previous = torch.full_like(x, 0.9)
+    result = SAMPLER_STEPS["dpmpp_2m"](jumping_denoiser(0.0, 0.2), x, sigmas, 1, {"previous_denoised": previous},
+                                       {}, None)
+    assert not torch.allclose(result.x, torch.lerp(torch.full_like(x, 0.2), x, 0.001 / 0.168), atol=1e-3)
+
+
+def test_dpmpp_2m_on_the_normal_schedule_matches_k_diffusions_formula():
+    """k-diffusion's sample_dpmpp_2m written out, on the SD table's `normal` schedule (where the history rule
+    used to fire): the same to float precision."""
+    import math
+
+    from nodes.sampling.denoisers import DiscreteTimeMap, ModelDenoiser
+    from nodes.sampling.samplers import SAMPLERS
+    from nodes.sampling.schedules import alphas_cumprod_from_betas, get_sigmas, scaled_linear_betas
+
+    def net(x_in, t, **cond):
+        return torch.sin(x_in * 0.7 + t[:, None] * 1e-3)
+
+    model = ModelDenoiser(net, DiscreteTimeMap(alphas_cumprod_from_betas(scaled_linear_betas())), "eps")
+    sigmas = get_sigmas("normal", model, 20)
+    x0 = torch.randn(1, 16, generator=torch.Generator().manual_seed(0)) * float(sigmas[0])
+    ours = SAMPLERS["dpmpp_2m"](model, x0.clone(), sigmas)
+    x, old = x0.clone(), None
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * torch.ones(1))
+        t, t_next = -math.log(float(sigmas[i])), (-math.log(float(sigmas[i + 1])) if sigmas[i + 1] > 0 else None)
+        if old is None or sigmas[i + 1] == 0:
+            x = denoised if sigmas[i + 1] == 0 else (float(sigmas[i + 1]) / float(sigmas[i])) * x \
+                - math.expm1(-(t_next - t)) * denoised
+        else:
+            h, h_last = t_next - t, t - (-math.log(float(sigmas[i - 1])))
+            r = h_last / h
+            d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old
+            x = (float(sigmas[i + 1]) / float(sigmas[i])) * x - math.expm1(-h) * d
+        old = denoised
+    assert torch.allclose(ours, x, rtol=1e-5, atol=1e-5), float((ours - x).abs().max())
 
 
 FLOW_GRAPH = "graphs/txt2img_flow.json"
