@@ -345,7 +345,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as exc:      # before the run: the latest record says so, not an earlier run's
         _record_interrupted_start(args, str(exc) or "interrupted (Ctrl+C)")
         raise
-    overrides = _typed_overrides(session.registry, graph.nodes, overrides)
+    overrides = _typed_overrides(session.registry, graph.nodes, session.renamed_overrides(graph, overrides))
     events_out: TextIO | None = None
     if args.events == "-":
         events_out = sys.stdout
@@ -378,7 +378,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from .provenance import run_record
 
         try:
-            ran = graph.with_overrides(overrides) if overrides else graph      # what ran: `jq .graph` re-runs it
+            ran = session.with_overrides(graph, overrides) if overrides else graph     # `jq .graph` re-runs it
         except GraphValidationError:      # an override the run refused: the file as it is, with the error
             ran = graph
         summary_path = Path(args.output_dir) / f"{Path(args.graph).stem}.outputs.json"
@@ -483,7 +483,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         graph = _load(session, args.graph)
         override_errors: list = []
         if overrides:
-            typed = _typed_overrides(session.registry, graph.nodes, overrides)
+            typed = _typed_overrides(session.registry, graph.nodes, session.renamed_overrides(graph, overrides))
             graph, override_errors = _override_graph(graph, typed)
         errors = override_errors + session.validate(graph, args.outputs, input_dir=args.input_dir)
     except GraphValidationError as exc:

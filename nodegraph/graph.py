@@ -201,6 +201,24 @@ class Graph:
         return Graph(nodes, self.metadata, self.ui, self.has_ui, subgraphs=self.subgraphs)
 
 
+def with_renamed_inputs(graph: Graph, renames: dict[str, dict[str, str]]) -> Graph:
+    """`graph` with each node's inputs renamed by `renames[node type]` (old name → new name; an old name is
+    kept when the node also writes the new one, so validation names the clash); the same object when
+    nothing applies. Subgraph definitions are left as they are."""
+    nodes = None
+    for node_id, node in graph.nodes.items():
+        mapping = renames.get(node.type)
+        if not mapping or not any(name in mapping for name in node.inputs):
+            continue
+        nodes = nodes if nodes is not None else dict(graph.nodes)
+        inputs = {(mapping[name] if name in mapping and mapping[name] not in node.inputs else name): value
+                  for name, value in node.inputs.items()}
+        nodes[node_id] = GraphNode(node.type, inputs, node.title, node.mode)
+    if nodes is None:
+        return graph
+    return Graph(nodes, graph.metadata, graph.ui, graph.has_ui, subgraphs=graph.subgraphs)
+
+
 def topological_order(nodes: dict[str, GraphNode]) -> tuple[list[str], list[str]]:
     """Kahn's algorithm over links between existing nodes: (order, nodes left over).
 

@@ -395,6 +395,9 @@ class Node:
     description: ClassVar[str] = ""     # default: the class docstring
     output_node: ClassVar[bool] = False
     deterministic: ClassVar[bool] = True
+    #: old input name → its name now, for inputs a new version renamed: saved graphs that still write the
+    #: old name load with the new one (docs/plugins.md, "Versioning")
+    renamed_inputs: ClassVar[dict[str, str]] = {}
     Inputs: ClassVar[type[NodeInputs]] = NodeInputs
     outputs: ClassVar[tuple[Output, ...]] = ()
     spec: ClassVar[NodeSpec]

@@ -495,7 +495,7 @@ def check_node_classes(registry: Registry, node_classes: list[Any]) -> None:
         if cls.spec_error is not None:     # its declaration failed (deferred_spec_errors)
             problems.append(str(cls.spec_error))
             continue
-        problems += _port_problems(registry, cls) + _default_problems(cls)
+        problems += _port_problems(registry, cls) + _default_problems(cls) + _rename_problems(cls)
         try:
             _check_run_signature(cls)
         except PluginError as exc:
@@ -561,6 +561,16 @@ def _default_problems(cls: type[Node]) -> list[str]:
             except PathConfinementError as exc:
                 problems.append(f"{where} has the default {default!r:.80}: {exc.message}")
     return problems
+
+
+def _rename_problems(cls: type[Node]) -> list[str]:
+    """`renamed_inputs` must map old names that are no input now to names that are."""
+    renames = getattr(cls, "renamed_inputs", None) or {}
+    if not isinstance(renames, dict):
+        return [f"node {cls.type}: renamed_inputs must be a dict old name → new name, found {type(renames).__name__}"]
+    return [f"node {cls.type}: renamed_inputs maps {old!r} → {new!r}, but "
+            + (f"{old!r} is still an input" if old in cls.spec.inputs else f"{new!r} is no input of it")
+            for old, new in renames.items() if old in cls.spec.inputs or new not in cls.spec.inputs]
 
 
 def _port_problems(registry: Registry, cls: type[Node]) -> list[str]:

@@ -852,7 +852,7 @@ class ServerProtocol:
         try:
             graph = self.session.load(message.graph)
             if message.overrides:
-                graph = graph.with_overrides(message.overrides)
+                graph = self.session.with_overrides(graph, message.overrides)
             user_name = client.user.name if client.user is not None else None
             folders = self.run_folders(user_name)
             errors = self.session.validate(graph, message.outputs, model_writes=self.may_write_models(user_name),

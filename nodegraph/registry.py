@@ -138,6 +138,7 @@ class Registry:
     _providers: dict[str, list[tuple[str, type[Node]]]] = field(default_factory=dict, repr=False)
     _qualified_of: dict[type[Node], str] = field(default_factory=dict, repr=False)
     _schemas: list[dict] | None = field(default=None, repr=False)
+    _renames: dict[str, dict[str, str]] | None = field(default=None, repr=False)
 
     # --- node types -------------------------------------------------------
 
@@ -158,7 +159,7 @@ class Registry:
         self.node_plugin[qualified] = plugin
         self._providers.setdefault(cls.type, []).append((plugin, cls))
         self._update_alias(cls.type)
-        self._schemas = None
+        self._schemas = self._renames = None
         return qualified
 
     def add_failed_provider(self, bare: str, plugin: str) -> None:
@@ -167,7 +168,7 @@ class Registry:
         if plugin not in failed:
             failed.append(plugin)
             self._update_alias(bare)
-            self._schemas = None
+            self._schemas = self._renames = None
 
     def _update_alias(self, bare: str) -> None:
         if bare in self.node_types:      # a qualified name is never shadowed by an alias
@@ -253,6 +254,14 @@ class Registry:
         if name in self.node_types:
             return name
         return f"{self.node_plugin[name]}.{cls.type}"
+
+    def input_renames(self) -> dict[str, dict[str, str]]:
+        """Node type name (every name that resolves) → its class's `renamed_inputs`, for the classes that have
+        some; remembered until a node is added."""
+        if self._renames is None:
+            self._renames = {name: dict(cls.renamed_inputs) for name, cls in self.nodes.items()
+                             if getattr(cls, "renamed_inputs", None)}
+        return self._renames
 
     def aliases(self, qualified: str) -> list[str]:
         """Other names that resolve to this registration: its bare name, when that is an alias of it."""

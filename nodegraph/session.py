@@ -24,7 +24,7 @@ from .cache import DEFAULT_BUDGET_BYTES, CachePolicy, OutputCache
 from .errors import GraphError, GraphValidationError
 from .effective_graph import effective_graph, requested_targets
 from .executor import RunResult, compile_graph, run_plan
-from .graph import Graph, load_graph, parse_graph
+from .graph import Graph, load_graph, parse_graph, with_renamed_inputs
 from .memory import ModelMemoryManager
 from .model_paths import ModelPaths
 from .plugins import load_plugins, plugin_warnings
@@ -117,10 +117,37 @@ class Session:
     # --- graphs ---------------------------------------------------------------
 
     def load(self, source: GraphSource) -> Graph:
-        """Parse a graph from a path, JSON text/bytes, dict or Graph (no semantic checks)."""
+        """Parse a graph from a path, JSON text/bytes, dict or Graph (no semantic checks); inputs a node class
+        renamed (`Node.renamed_inputs`) take their new names."""
         if isinstance(source, os.PathLike) or (isinstance(source, str) and not source.lstrip().startswith("{")):
-            return load_graph(source)
-        return parse_graph(source)
+            graph = load_graph(source)
+        else:
+            graph = parse_graph(source)
+        return self.renamed(graph)
+
+    def renamed(self, graph: Graph) -> Graph:
+        """`graph` with the inputs node classes renamed (`Node.renamed_inputs`) under their new names (the same
+        object when none applies); `load` does it."""
+        renames = self.registry.input_renames()
+        return with_renamed_inputs(graph, renames) if renames else graph
+
+    def with_overrides(self, graph: Graph, overrides: dict[str, Any]) -> Graph:
+        """`graph.with_overrides(overrides)`, an override that names a renamed input by its old name setting it
+        under its new name (`renamed_overrides`)."""
+        return graph.with_overrides(self.renamed_overrides(graph, overrides))
+
+    def renamed_overrides(self, graph: Graph, overrides: dict[str, Any]) -> dict[str, Any]:
+        """`{"node.input": value}` overrides with each renamed input (`Node.renamed_inputs`) under its new name."""
+        renames = self.registry.input_renames()
+        if not renames:
+            return overrides
+
+        def new_key(key: Any) -> Any:
+            node_id, dot, name = str(key).rpartition(".")
+            node = graph.nodes.get(node_id) if dot else None
+            mapping = renames.get(node.type, {}) if node is not None else {}
+            return f"{node_id}.{mapping[name]}" if name in mapping else key
+        return {new_key(key): value for key, value in overrides.items()}
 
     def validate(self, source: GraphSource, outputs: Iterable[str] | None = None, *,
                  model_writes: bool = True, input_dir: str | os.PathLike | None = None) -> list[GraphError]:
@@ -210,7 +237,7 @@ class Session:
         """
         graph = self.load(source)
         if overrides:
-            graph = graph.with_overrides(overrides)
+            graph = self.with_overrides(graph, overrides)
         requested = tuple(outputs) if outputs is not None else None
         if requested is not None and not graph.is_plain:     # a subgraph node stands for its inner output nodes
             requested = tuple(requested_targets(graph, self.registry, requested))

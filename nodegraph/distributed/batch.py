@@ -181,6 +181,7 @@ def run_batch(session: Any, source: Any, variants: list[dict[str, Any]], *, outp
         stop: an Event that stops the batch when set (see above).
     """
     graph = session.load(source)
+    variants = [session.renamed_overrides(graph, overrides) for overrides in variants]    # old input names too
     folder = Path(output_dir) if output_dir is not None else Path(session.output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
