@@ -112,10 +112,13 @@ class TrainFlow(Node):
         prompt_encoder = getattr(text_encoder, "encoder", None)
         clips = list(prompt_encoder.encoders.values()) if isinstance(prompt_encoder, PromptEncoder) else []
         if getattr(text_encoder, "family", None) in ("sd3", "t5") or len(clips) != 1:
-            raise NodeInputError("text_encoder", f"expected a TEXT_ENCODER holding one CLIP (e.g. LoadCheckpoint of "
-                                                 f"tiny_world.safetensors), found a "
-                                                 f"{getattr(text_encoder, 'family', type(text_encoder).__name__)} "
-                                                 f"one with {len(clips)} CLIP encoders")
+            family = getattr(text_encoder, "family", type(text_encoder).__name__)
+            why = (" (an SD3-layout checkpoint's text encoder, the flow model's own among them, is SD3's prompt "
+                   "encoder, which this trainer does not take)" if family in ("sd3", "t5") else "")
+            raise NodeInputError("text_encoder", f"expected a TEXT_ENCODER holding one CLIP, found a {family} one"
+                                                 f"{why}; connect a second LoadCheckpoint of tiny_world.safetensors "
+                                                 f"(or another SD 1.x-layout file) to text_encoder, as "
+                                                 f"graphs/train/train_tiny_flow.json does")
         factor = vae.config.downscale
         size = int(dataset[0][0].shape[-1])
         if size % (factor * patch_size):

@@ -215,3 +215,21 @@ def test_continue_training_graph_starts_from_the_given_flow_model(tmp_path):
     with pytest.raises(NodeExecutionError) as error:
         session.run(graph, overrides={**overrides, "flow.depth": 2, "flow.run_name": "other"}, outputs=["report"])
     assert error.value.exception.input == "init_model"
+
+
+def test_the_flow_checkpoints_own_text_encoder_is_refused_with_the_way_to_connect_one(tmp_path):
+    """Wiring one LoadCheckpoint of the flow model into TrainFlow (as for TrainDiffusion) said "found a sd3 one with
+    0 CLIP encoders" of a file that holds a CLIP; the message now says why and what to connect."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from nodegraph import NodeInputError
+    from nodes.training.flow_nodes import TrainFlow
+
+    node = TrainFlow()
+    node.context = SimpleNamespace(service=lambda name: {"output_dir": tmp_path}.get(name))
+    with pytest.raises(NodeInputError) as failure:
+        node.run(**{**{name: spec.default for name, spec in TrainFlow.spec.inputs.items()},
+                    "dataset": None, "vae": None, "text_encoder": SimpleNamespace(family="sd3", encoder=None)})
+    assert "second LoadCheckpoint of tiny_world.safetensors" in str(failure.value)
