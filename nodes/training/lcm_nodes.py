@@ -45,7 +45,9 @@ class DistillLCM(Node):
     each step compares the student at timestep t with the EMA target one DDIM step (of
     1000/ddim_timesteps timesteps) closer to the data. "lora" trains LoRA adapters on every
     Linear / Conv2d of the UNet (an LCM-LoRA, a small file that LoadLoRA applies to the base model);
-    "unet" trains a full copy. Sample with the "lcm" sampler at CFG 1, 2-8 steps.
+    "unet" trains a full copy. Sample with the "lcm" sampler at CFG 1, 2-8 steps. The LoRA learns
+    few-step sampling of what the teacher already draws, not the subject of the dataset's images (to
+    teach a model your own images, fine-tune it with TrainDiffusion's init_model).
     """
 
     category = "training"
