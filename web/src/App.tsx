@@ -18,7 +18,7 @@ import { ImageViewer } from "./editor/ImageViewer";
 import { Model3DViewer } from "./editor/Model3DViewer";
 import { ContextMenu, HelpPanel, SearchPopup, SubgraphBar } from "./editor/Overlays";
 import { Palette } from "./editor/Palette";
-import { Banner, Gallery, HistoryPanel, PluginNotice, PluginsPanel, QueuePanel, RunWarnings, Toasts, Toolbar } from "./editor/Panels";
+import { Announcer, Banner, Gallery, HistoryPanel, PluginNotice, PluginsPanel, QueuePanel, RunWarnings, Toasts, Toolbar } from "./editor/Panels";
 
 function Themed({ app }: { app: EditorApp }) {
   const theme = useStore(app.ui, (s) => s.theme);
@@ -35,6 +35,17 @@ export function App({ app }: { app: EditorApp }) {
         <Themed app={app} />
         <PartBoundary area="editor">
           <div className="ng-app">
+            {/* the first thing Tab reaches: past the toolbar and palette, onto the canvas (then Tab reaches its nodes) */}
+            <a
+              className="ng-skip-link"
+              href="#ng-canvas"
+              onClick={(e) => {
+                e.preventDefault();
+                document.getElementById("ng-canvas")?.focus();
+              }}
+            >
+              Skip to canvas
+            </a>
             <PartBoundary area="toolbar">
               <Toolbar />
             </PartBoundary>
@@ -56,6 +67,7 @@ export function App({ app }: { app: EditorApp }) {
                 </PartBoundary>
                 <PartBoundary area="messages">
                   <Toasts />
+                  <Announcer />
                 </PartBoundary>
               </main>
               <aside className="ng-side">

@@ -129,6 +129,44 @@ function isEditable(target: EventTarget | null): boolean {
   return element.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(element.tagName);
 }
 
+/** What a control that has keys of its own is (a key there is never the canvas's). */
+const OWN_KEYS = "button, a, input, select, textarea, summary, [contenteditable], [role=menu], [role=menuitem], [role=listbox], [role=option], [role=dialog]";
+
+/**
+ * Whether a key pressed with the focus on `target` is the canvas's: the page itself (nothing
+ * focused), the canvas, a node or a wire — not a button, a link, a menu or a dialog (Backspace
+ * on a toolbar button must not delete the selected nodes).
+ */
+export function onCanvas(target: EventTarget | null): boolean {
+  const element = target as (Element & { ownerDocument?: Document | null }) | null;
+  if (!element || typeof element.closest !== "function") return true; // the window
+  const doc = element.ownerDocument;
+  if (doc && (element === doc.body || element === doc.documentElement)) return true;
+  if (!element.closest(".ng-canvas")) return false;
+  return !element.closest(OWN_KEYS);
+}
+
+/** A node's accessible name: its title and id, "KSampler (sampler)". */
+export function nodeLabel(id: string, node: { title?: string; type: string }, schema: NodeSchema | undefined): string {
+  const title = node.title ?? schema?.display_name ?? node.type;
+  return title === id ? title : `${title} (${id})`;
+}
+
+/** A wire's accessible name: its ports, "checkpoint.model → sampler.model". */
+export function wireLabel(edge: { source: string; output: string; target: string; input: string }): string {
+  return `${edge.source}.${edge.output} → ${edge.target}.${edge.input}`;
+}
+
+/** After the focused node is gone (deleted): the focus goes to the canvas, not to the page. */
+export function focusCanvas(app: EditorApp) {
+  const element = app.canvas.element;
+  if (!element) return;
+  const focused = element.ownerDocument.activeElement;
+  if (!focused || focused === element.ownerDocument.body || !focused.isConnected || element.contains(focused) || focused.closest(".ng-context-menu")) {
+    element.focus({ preventScroll: true });
+  }
+}
+
 /** Actions on the selection shared by the keyboard and the context menus. */
 export const selectionActions = {
   toggleMode(app: EditorApp, mode: "bypass" | "mute", ids = Object.keys(app.editor.state.selectedNodes)) {
@@ -175,6 +213,7 @@ export const selectionActions = {
       return pruneReroutes(next);
     });
     app.editor.select({}, {});
+    focusCanvas(app);
   },
 };
 
@@ -192,6 +231,7 @@ export function GraphCanvas() {
   const cache = useRef(new Map<string, SchemaFlowNode>());
   const groupDrag = useRef<{ id: string; members: Record<string, Position> } | null>(null);
   const connectFrom = useRef<{ node: string; handle: string; type: "source" | "target" } | null>(null);
+  const keyboardMenuRef = useRef<(element: HTMLElement) => void>(() => undefined);
 
   const schemaNodes = useMemo(() => app.schemasFor(doc), [app, doc, serverSchemas]); // eslint-disable-line react-hooks/exhaustive-deps
 
@@ -290,6 +330,7 @@ export function GraphCanvas() {
         type: "schema",
         position: { x, y },
         data: { node, schema, linkedOutputs: outputs },
+        ariaLabel: nodeLabel(id, node, schema),
         selected,
         measured: size,
         ...(user ? { width: user[0], style: { width: user[0] } } : {}),
@@ -328,11 +369,14 @@ export function GraphCanvas() {
           target: e.target,
           targetHandle: `in:${e.input}`,
           selected,
+          ariaLabel: wireLabel(e),
           data: { points: wirePoints(reroutes, e.target, e.input).map((r) => r.position), target: e.target, input: e.input },
           style: { stroke: color, strokeWidth: selected ? 4 : 2.5, opacity: muted ? 0.35 : 1 },
         };
       });
   }, [doc, schemaNodes, serverSchemas.types, selectedEdges, skippedNodes]);
+  const edgesRef = useRef(edges);
+  edgesRef.current = edges;
 
   useEffect(() => {
     const followed = follow.current;
@@ -489,11 +533,20 @@ export function GraphCanvas() {
           app.ui.set((s) => ({
             ...s, menu: null, search: null, viewer: null, model3d: null, help: false, templates: false,
           }));
-        } else if (app.editor.state.path.length && !isEditable(event.target)) app.editor.closeSubgraph();
+        } else if (app.session.get().pluginsOpen) app.showPlugins(false);
+        else if (app.editor.state.path.length && !isEditable(event.target)) app.editor.closeSubgraph();
         return;
       }
       const mod = event.ctrlKey || event.metaKey;
       const key = event.key.toLowerCase();
+      if ((event.key === "F10" && event.shiftKey && !mod) || event.key === "ContextMenu") {
+        // The keyboard's right-click: the menu of the focused node or wire, under it.
+        const element = (event.target as HTMLElement | null)?.closest?.(".react-flow__node, .react-flow__edge");
+        if (!element || !onCanvas(event.target)) return;
+        event.preventDefault();
+        keyboardMenuRef.current(element as HTMLElement);
+        return;
+      }
       if (isEditable(event.target)) {
         // In a text field (a prompt, a number) the field's own keys apply, except run and save.
         const action = shortcutInField(event, (event.target as HTMLElement).dataset?.graphUndo === "true");
@@ -530,7 +583,7 @@ export function GraphCanvas() {
       else if (mod && event.shiftKey && key === "e") selectionActions.collapse(app);
       else if (event.altKey && key === "l") selectionActions.autoLayout(app);
       else if (!mod && event.key === "?") app.ui.set((s) => ({ ...s, help: !s.help }));
-      else if (!mod && (event.key === "Delete" || event.key === "Backspace")) selectionActions.delete(app);
+      else if (!mod && (event.key === "Delete" || event.key === "Backspace") && onCanvas(event.target)) selectionActions.delete(app);
       else return;
       event.preventDefault();
     };
@@ -550,6 +603,25 @@ export function GraphCanvas() {
       window.removeEventListener("paste", onPaste);
     };
   }, [app]);
+
+  /** Shift+F10 on a focused node or wire: its context menu, at its top-left corner. */
+  const keyboardMenu = (element: HTMLElement) => {
+    const rect = element.getBoundingClientRect();
+    const screen: Position = [rect.left + 12, rect.top + Math.min(24, rect.height / 2)];
+    const id = element.dataset.id ?? "";
+    let target: import("../state/ui").MenuTarget | null = null;
+    if (element.classList.contains("react-flow__edge")) {
+      const edge = edgesRef.current.find((e) => e.id === id);
+      if (edge?.data) target = { kind: "wire", target: edge.data.target, input: edge.data.input };
+    } else if (id.startsWith(GROUP_PREFIX)) target = { kind: "group", id: id.slice(GROUP_PREFIX.length) };
+    else if (id.startsWith(REROUTE_PREFIX)) target = { kind: "reroute", id: id.slice(REROUTE_PREFIX.length) };
+    else if (id in app.editor.doc.nodes) {
+      if (!app.editor.state.selectedNodes[id]) app.editor.select({ [id]: true });
+      target = { kind: "node", id };
+    }
+    if (target) app.ui.set((s) => ({ ...s, search: null, menu: { screen, at: app.canvas.toFlow(screen[0], screen[1]), target: target! } }));
+  };
+  keyboardMenuRef.current = keyboardMenu;
 
   const openMenu = (event: MouseEvent | ReactMouseEvent, target: import("../state/ui").MenuTarget) => {
     event.preventDefault();
@@ -575,8 +647,12 @@ export function GraphCanvas() {
   return (
     <div
       className="ng-canvas"
+      id="ng-canvas"
       ref={wrapper}
       data-testid="canvas"
+      role="region"
+      aria-label="Graph canvas"
+      tabIndex={-1}
       onDragOver={onDragOver}
       onDrop={onDrop}
       onDoubleClick={(e) => {

@@ -11,6 +11,9 @@
  *   image is drawn in the same box as the shown one (scaled to fit it, aspect kept), so images
  *   of different sizes line up.
  * - Escape or a click on the backdrop closes it.
+ * - It is a modal dialog (role dialog, aria-modal, named by its caption): the focus moves into it
+ *   when it opens, Tab and Shift+Tab stay inside it, and the focus goes back to what opened it
+ *   when it closes (editor/focusReturn.ts).
  *
  * Test ids: image-viewer, viewer-image, viewer-frame (text "i / n"), viewer-next, viewer-prev,
  * viewer-zoom-in, viewer-zoom-out, viewer-zoom (data-zoom: screen pixels per image pixel; data-fit),
@@ -22,6 +25,7 @@ import { describeItem, fileName } from "../run/media";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
 import { clampScale, fitScale, stepViewer } from "../state/ui";
+import { trapTab, useReturnFocus } from "./focusReturn";
 
 export function ImageViewer() {
   const app = useApp();
@@ -34,6 +38,7 @@ export function ImageViewer() {
   const [natural, setNatural] = useState<{ url: string; size: [number, number] } | null>(null);
   const drag = useRef<{ x: number; y: number; pan: [number, number] } | null>(null);
   const stage = useRef<HTMLDivElement>(null);
+  const dialog = useRef<HTMLDivElement>(null);
 
   const item = viewer ? viewer.items[viewer.index] : null;
   const size: [number, number] | null = item && natural?.url === item.url ? natural.size : null;
@@ -58,6 +63,11 @@ export function ImageViewer() {
 
   // The stage's inner size, for "Fit" (the window can be resized while the viewer is open).
   const open = viewer !== null;
+  useReturnFocus(open);
+  // Opened: the focus moves into the dialog (onto the dialog itself; Tab then reaches its buttons).
+  useEffect(() => {
+    if (open) dialog.current?.focus({ preventScroll: true });
+  }, [open]);
   useLayoutEffect(() => {
     const element = stage.current;
     if (!open || !element) return;
@@ -82,17 +92,26 @@ export function ImageViewer() {
 
   return (
     <div className="ng-viewer-backdrop" onClick={(e) => e.target === e.currentTarget && close()}>
-      <div className="ng-viewer" data-testid="image-viewer">
+      <div
+        className="ng-viewer"
+        data-testid="image-viewer"
+        role="dialog"
+        aria-modal="true"
+        aria-label={`Image viewer: ${describeItem(item)}`}
+        tabIndex={-1}
+        ref={dialog}
+        onKeyDown={(e) => trapTab(e, dialog.current)}
+      >
         <div className="ng-viewer-bar">
           <span className="ng-viewer-caption">{describeItem(item)}</span>
           {viewer.items.length > 1 && (
             <>
-              <button type="button" data-testid="viewer-prev" onClick={() => step(-1)} title="previous (←)">‹</button>
+              <button type="button" data-testid="viewer-prev" onClick={() => step(-1)} title="previous (←)" aria-label="Previous image">‹</button>
               <span data-testid="viewer-frame">{viewer.index + 1} / {viewer.items.length}</span>
-              <button type="button" data-testid="viewer-next" onClick={() => step(1)} title="next (→)">›</button>
+              <button type="button" data-testid="viewer-next" onClick={() => step(1)} title="next (→)" aria-label="Next image">›</button>
             </>
           )}
-          <button type="button" data-testid="viewer-zoom-out" onClick={() => zoomBy(1 / 1.25)} title="zoom out (−)">−</button>
+          <button type="button" data-testid="viewer-zoom-out" onClick={() => zoomBy(1 / 1.25)} title="zoom out (−)" aria-label="Zoom out">−</button>
           <span
             className="ng-viewer-zoom"
             data-testid="viewer-zoom"
@@ -102,7 +121,7 @@ export function ImageViewer() {
           >
             {Math.round(scale * 100)}%
           </span>
-          <button type="button" data-testid="viewer-zoom-in" onClick={() => zoomBy(1.25)} title="zoom in (+)">+</button>
+          <button type="button" data-testid="viewer-zoom-in" onClick={() => zoomBy(1.25)} title="zoom in (+)" aria-label="Zoom in">+</button>
           <button
             type="button"
             data-testid="viewer-zoom-actual"
@@ -121,8 +140,8 @@ export function ImageViewer() {
           >
             Fit
           </button>
-          <a className="ng-download" href={item.url} download={fileName(item.fileId)}>⤓</a>
-          <button type="button" className="ng-icon" data-testid="viewer-close" onClick={close} title="close (Escape)">×</button>
+          <a className="ng-download" href={item.url} download={fileName(item.fileId)} aria-label={`Download ${fileName(item.fileId)}`} title="download">⤓</a>
+          <button type="button" className="ng-icon" data-testid="viewer-close" onClick={close} title="close (Escape)" aria-label="Close the image viewer">×</button>
         </div>
         <div
           className="ng-viewer-stage"
@@ -173,6 +192,7 @@ export function ImageViewer() {
             min={0}
             max={100}
             value={split}
+            aria-label="Compare: position of the dividing line"
             onChange={(e) => setSplit(Number(e.target.value))}
             title="slide to compare: left of the line is this image, right the compared one"
           />
@@ -189,6 +209,8 @@ export function ImageViewer() {
                     className={viewer.compare === i ? "ng-pressed" : ""}
                     onClick={() => app.ui.set((s) => (s.viewer ? { ...s, viewer: { ...s.viewer, compare: s.viewer.compare === i ? null : i } } : s))}
                     title="compare with this one (slider)"
+                    aria-label={`Compare with image ${i + 1}`}
+                    aria-pressed={viewer.compare === i}
                   >
                     ⇆
                   </button>

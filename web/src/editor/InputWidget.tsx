@@ -11,6 +11,10 @@
  * seed-mode-<node>-<input> (data-mode), combo-filter-<node>-<input>,
  * combo-option-<node>-<input>-<index>.
  *
+ * Accessible names: every control is named by its input's name (`aria-label`: "steps", "steps
+ * slider", "sampler_name filter"); a number box's range hint ("min 1, max 10000 — ↑/↓ to step")
+ * is its description (`aria-describedby`), not its name.
+ *
  * Every change is one document edit (coalesced per input for undo). Inputs
  * carry the classes `nodrag nowheel` so that React Flow leaves them alone.
  *
@@ -20,7 +24,7 @@
  * says why; leaving the box (blur, Enter) with such text puts that value back in the box
  * and the note says what was kept. Integers are exact (a BigInt beyond 2^53).
  */
-import { useEffect, useLayoutEffect, useRef, useState, type ChangeEvent } from "react";
+import { useEffect, useId, useLayoutEffect, useRef, useState, type ChangeEvent } from "react";
 import { nextSeedMode, seedMode, setInput, setSeedMode, type InputValue } from "../graph/document";
 import type { InputSpec } from "../schema/types";
 import {
@@ -67,7 +71,7 @@ export function InputWidget({ nodeId, name, spec, widget, value }: Props) {
       if (!range) {
         return (
           <span className="ng-number-row">
-            <NumberField testId={testId} value={shown} raw={value} widget={widget} onCommit={commit} />
+            <NumberField testId={testId} label={name} value={shown} raw={value} widget={widget} onCommit={commit} />
           </span>
         );
       }
@@ -77,6 +81,7 @@ export function InputWidget({ nodeId, name, spec, widget, value }: Props) {
             className="nodrag nowheel ng-slider"
             type="range"
             data-testid={`slider-${nodeId}-${name}`}
+            aria-label={`${name} slider`}
             min={range.min}
             max={range.max}
             step={range.step}
@@ -86,7 +91,7 @@ export function InputWidget({ nodeId, name, spec, widget, value }: Props) {
               if (next !== shown) commit(next);
             }}
           />
-          <NumberField testId={testId} value={shown} raw={value} widget={widget} onCommit={commit} />
+          <NumberField testId={testId} label={name} value={shown} raw={value} widget={widget} onCommit={commit} />
         </span>
       );
     }
@@ -98,17 +103,18 @@ export function InputWidget({ nodeId, name, spec, widget, value }: Props) {
           className="nodrag ng-toggle"
           type="checkbox"
           data-testid={testId}
+          aria-label={name}
           checked={Boolean(shown)}
           onChange={(e) => commit(e.target.checked)}
         />
       );
     case "choice":
-      if (widget.choices.length > COMBO_THRESHOLD) return <ComboField testId={testId} value={shown} choices={widget.choices} onCommit={commit} />;
-      return <ChoiceField testId={testId} value={shown} choices={widget.choices} onCommit={commit} />;
+      if (widget.choices.length > COMBO_THRESHOLD) return <ComboField testId={testId} label={name} value={shown} choices={widget.choices} onCommit={commit} />;
+      return <ChoiceField testId={testId} label={name} value={shown} choices={widget.choices} onCommit={commit} />;
     case "model_file":
-      return <ModelField testId={testId} value={shown} folder={widget.folder} onCommit={commit} />;
+      return <ModelField testId={testId} label={name} value={shown} folder={widget.folder} onCommit={commit} />;
     case "text":
-      return <TextField testId={testId} value={shown} multiline={widget.multiline} onCommit={commit} />;
+      return <TextField testId={testId} label={name} value={shown} multiline={widget.multiline} onCommit={commit} />;
     case "file_upload":
       return <UploadField testId={testId} nodeId={nodeId} name={name} value={shown} kind={widget.uploadKind} onCommit={commit} />;
     default:
@@ -143,8 +149,10 @@ interface EditStart {
   text: string;
 }
 
-function NumberField({ testId, value, raw, widget, onCommit }: {
+function NumberField({ testId, label, value, raw, widget, onCommit }: {
   testId: string;
+  /** The accessible name: the input's name. */
+  label: string;
   /** The value shown (the default when the input is left out). */
   value: unknown;
   /** The document's value (undefined: left out), put back when an entry is not applied. */
@@ -163,6 +171,7 @@ function NumberField({ testId, value, raw, widget, onCommit }: {
   const typed = start !== null && draft !== start.text;
   const invalid = !parsed.ok; // a value of the wrong type from the file is marked too
   const shownNote = note ?? (typed && !parsed.ok ? `${parsed.reason} — not applied` : null);
+  const hintId = useId();
 
   /** Blur or Enter: a text that is not a valid entry gives way to the value from before, and the note says why. */
   const finish = (): EditStart | null => {
@@ -186,6 +195,8 @@ function NumberField({ testId, value, raw, widget, onCommit }: {
         type="text"
         inputMode="decimal"
         aria-invalid={invalid}
+        aria-label={label}
+        aria-describedby={hintId}
         value={draft}
         title={parsed.ok ? rangeText(widget) : parsed.reason}
         onFocus={() => {
@@ -214,6 +225,9 @@ function NumberField({ testId, value, raw, widget, onCommit }: {
           onCommit(next);
         }}
       />
+      <span id={hintId} hidden>
+        {shownNote ?? (parsed.ok ? rangeText(widget) : parsed.reason)}
+      </span>
       {shownNote && (
         <span className="ng-field-note" data-testid={testId.replace(/^widget-/, "widget-note-")} role="alert">
           {shownNote}
@@ -239,7 +253,7 @@ function steppedNumber(value: unknown, widget: Extract<Widget, { kind: "number" 
   return next;
 }
 
-function rangeText(widget: { min?: number; max?: number; step?: number }): string {
+export function rangeText(widget: { min?: number; max?: number; step?: number }): string {
   const parts = [];
   if (widget.min !== undefined && widget.min > -1e15) parts.push(`min ${widget.min}`);
   if (widget.max !== undefined && widget.max < 1e15) parts.push(`max ${widget.max}`);
@@ -267,26 +281,28 @@ function SeedField({ nodeId, name, testId, value, raw, widget, onCommit }: {
   } as const;
   return (
     <span className="ng-seed">
-      <NumberField testId={testId} value={value} raw={raw} widget={numberWidget} onCommit={onCommit} />
+      <NumberField testId={testId} label={name} value={value} raw={raw} widget={numberWidget} onCommit={onCommit} />
       <button
         type="button"
         className={`nodrag ng-seed-mode ng-seed-${mode}`}
         data-testid={`seed-mode-${nodeId}-${name}`}
         data-mode={mode}
         title={titles[mode]}
+        aria-label={`${name} mode: ${labels[mode]}`}
         onClick={() => app.editor.edit((doc) => setSeedMode(doc, nodeId, name, nextSeedMode(mode)))}
       >
         {labels[mode]}
       </button>
-      <button type="button" className="nodrag ng-icon" title="New random seed now" onClick={() => onCommit(randomSeed(widget.min, widget.max))}>
+      <button type="button" className="nodrag ng-icon" title="New random seed now" aria-label={`new random ${name}`} onClick={() => onCommit(randomSeed(widget.min, widget.max))}>
         ↻
       </button>
     </span>
   );
 }
 
-function ChoiceField({ testId, value, choices, onCommit }: {
+function ChoiceField({ testId, label, value, choices, onCommit }: {
   testId: string;
+  label: string;
   value: unknown;
   choices: unknown[];
   onCommit: (v: InputValue) => void;
@@ -296,6 +312,7 @@ function ChoiceField({ testId, value, choices, onCommit }: {
     <select
       className="nodrag nowheel ng-select"
       data-testid={testId}
+      aria-label={label}
       value={index >= 0 ? String(index) : "missing"}
       onChange={(e: ChangeEvent<HTMLSelectElement>) => {
         const i = Number(e.target.value);
@@ -313,8 +330,9 @@ function ChoiceField({ testId, value, choices, onCommit }: {
 }
 
 /** A searchable dropdown for long lists: a button with the value; open it to filter and pick. */
-function ComboField({ testId, value, choices, onCommit, onOpen, missingNote }: {
+function ComboField({ testId, label, value, choices, onCommit, onOpen, missingNote }: {
   testId: string;
+  label: string;
   value: unknown;
   choices: unknown[];
   onCommit: (v: InputValue) => void;
@@ -325,18 +343,29 @@ function ComboField({ testId, value, choices, onCommit, onOpen, missingNote }: {
   const [query, setQuery] = useState("");
   const [active, setActive] = useState(0);
   const shown = filterChoices(choices, query);
+  const listId = useId();
+  const button = useRef<HTMLButtonElement>(null);
   const missing = value !== undefined && value !== "" && !choices.includes(value);
-  const pick = (choice: unknown) => {
-    onCommit(choice as InputValue);
+  /** Close the list; `refocus`: give the focus back to the combo's button (Escape, a pick with the keyboard). */
+  const close = (refocus: boolean) => {
     setOpen(false);
+    if (refocus) button.current?.focus();
+  };
+  const pick = (choice: unknown, refocus = true) => {
+    onCommit(choice as InputValue);
+    close(refocus);
     setQuery("");
   };
   return (
     <span className="ng-combo nodrag nowheel">
       <button
         type="button"
+        ref={button}
         className={`ng-combo-button${missing ? " ng-invalid" : ""}`}
         data-testid={testId}
+        aria-label={`${label}: ${value === undefined || value === "" ? "none chosen" : widgetText(value)}`}
+        aria-haspopup="listbox"
+        aria-expanded={open}
         data-value={widgetText(value)}
         title={missing ? missingNote ?? `${widgetText(value)} is not a choice` : widgetText(value)}
         onClick={() => {
@@ -352,13 +381,18 @@ function ComboField({ testId, value, choices, onCommit, onOpen, missingNote }: {
             autoFocus
             data-testid={`combo-filter-${testId.slice("widget-".length)}`}
             placeholder={`filter ${choices.length}…`}
+            aria-label={`${label} filter`}
+            role="combobox"
+            aria-expanded="true"
+            aria-controls={listId}
+            aria-activedescendant={shown.length ? `${listId}-${active}` : undefined}
             value={query}
             onChange={(e) => {
               setQuery(e.target.value);
               setActive(0);
             }}
             onKeyDown={(e) => {
-              if (e.key === "Escape") setOpen(false);
+              if (e.key === "Escape") close(true);
               else if (!listKey(e.key, shown.length, active, setActive, (i) => pick(shown[i]))) return;
               e.preventDefault();
               e.stopPropagation();
@@ -367,16 +401,20 @@ function ComboField({ testId, value, choices, onCommit, onOpen, missingNote }: {
               if (!e.relatedTarget || !(e.currentTarget.parentElement?.contains(e.relatedTarget as Node))) setTimeout(() => setOpen(false), 150);
             }}
           />
-          <div className="ng-combo-options">
+          <div className="ng-combo-options" id={listId} role="listbox" aria-label={`${label} choices`}>
             {shown.length === 0 && <div className="ng-muted">no match</div>}
             {shown.map((choice, i) => (
               <button
                 type="button"
                 key={String(choice)}
+                id={`${listId}-${i}`}
+                role="option"
+                aria-selected={i === active}
+                tabIndex={-1}
                 className={`${i === active ? "ng-active" : ""}${choice === value ? " ng-current" : ""}`}
                 data-testid={`combo-option-${testId.slice("widget-".length)}-${choices.indexOf(choice)}`}
                 onMouseDown={(e) => e.preventDefault()}
-                onClick={() => pick(choice)}
+                onClick={() => pick(choice, false)}
               >
                 {String(choice)}
               </button>
@@ -388,8 +426,9 @@ function ComboField({ testId, value, choices, onCommit, onOpen, missingNote }: {
   );
 }
 
-function ModelField({ testId, value, folder, onCommit }: {
+function ModelField({ testId, label, value, folder, onCommit }: {
   testId: string;
+  label: string;
   value: unknown;
   folder: string;
   onCommit: (v: string) => void;
@@ -403,6 +442,7 @@ function ModelField({ testId, value, folder, onCommit }: {
     return (
       <ComboField
         testId={testId}
+        label={label}
         value={current}
         choices={list}
         onCommit={(v) => onCommit(String(v))}
@@ -415,6 +455,7 @@ function ModelField({ testId, value, folder, onCommit }: {
     <select
       className={`nodrag nowheel ng-select${missing ? " ng-invalid" : ""}`}
       data-testid={testId}
+      aria-label={label}
       value={current}
       title={missing ? `${current} is not in the ${folder} folder` : `files in the ${folder} model folder`}
       onFocus={() => app.refreshModels(folder)}
@@ -431,8 +472,9 @@ function ModelField({ testId, value, folder, onCommit }: {
   );
 }
 
-function TextField({ testId, value, multiline, onCommit }: {
+function TextField({ testId, label, value, multiline, onCommit }: {
   testId: string;
+  label: string;
   value: unknown;
   multiline: boolean;
   onCommit: (v: string) => void;
@@ -449,6 +491,7 @@ function TextField({ testId, value, multiline, onCommit }: {
   const props = {
     className: `nodrag nowheel ${multiline ? "ng-textarea" : "ng-text"}`,
     "data-testid": testId,
+    "aria-label": label,
     "data-graph-undo": "true",     // Ctrl+Z here is the graph's undo (shortcuts.ts `shortcutInField`)
     value: draft,
     onFocus: () => setFocused(true),
@@ -478,8 +521,8 @@ function UploadField({ testId, nodeId, name, value, kind, onCommit }: {
   return (
     <div className="ng-upload">
       <div className="ng-upload-row">
-        <TextField testId={testId} value={value} multiline={false} onCommit={onCommit} />
-        <button type="button" className="nodrag" disabled={busy} onClick={() => fileInput.current?.click()}>
+        <TextField testId={testId} label={name} value={value} multiline={false} onCommit={onCommit} />
+        <button type="button" className="nodrag" disabled={busy} aria-label={`upload a file for ${name}`} onClick={() => fileInput.current?.click()}>
           {busy ? "…" : "Upload"}
         </button>
         <input

@@ -8,15 +8,18 @@
  *   that wire's type and connects the new node to it. When even the best hit is weak
  *   (letters in order, mid-word), nothing is highlighted and the popup says "no good
  *   match": Enter adds nothing until ↓ (or the mouse) picks one of the weak hits.
- * ContextMenu (right-click): items for the canvas, a node (or the selection), a wire,
- *   a group or a reroute — see `menuItems`.
+ * ContextMenu (right-click, or Shift+F10 / the Menu key on a focused node or wire): items for the
+ *   canvas, a node (or the selection), a wire, a group or a reroute — see `menuItems`; a node's
+ *   "Connect an output…" lists the links it can make (editor/connectChoices.ts). It is a menu
+ *   (role menu / menuitem): the focus moves onto its first item, ↑/↓ Home/End move between items
+ *   (never the node behind it), Escape closes it and the focus goes back to what opened it.
  * HelpPanel: editor/shortcuts.ts as a table.
  * SubgraphBar: the path of open subgraphs with a button back to the outer graph.
  *
  * Test ids: search-popup, search-input, search-item-<type> (data-strong), search-no-good-match, context-menu,
  * menu-<action>, help-panel, subgraph-bar, subgraph-back.
  */
-import { useEffect, useMemo, useRef, useState } from "react";
+import { useEffect, useId, useMemo, useRef, useState } from "react";
 import { connect, disconnect, docEdges, moveNodes, nodeSize, setNodeSize, type Position } from "../graph/document";
 import { addGroup, addReroute, GROUP_COLORS, groupMembers, groupsOf, removeGroup, removeReroutes, updateGroup } from "../graph/groups";
 import { idMap } from "../graph/idMaps";
@@ -28,6 +31,9 @@ import { useApp } from "../state/context";
 import { useStore } from "../state/store";
 import type { MenuTarget } from "../state/ui";
 import { addNodeAt, selectionActions } from "./GraphCanvas";
+import { choiceLabel, connectChoices } from "./connectChoices";
+import { pruneReroutes } from "../graph/groups";
+import { useReturnFocus } from "./focusReturn";
 import { SHORTCUTS } from "./shortcuts";
 
 export function SearchPopup() {
@@ -40,6 +46,8 @@ export function SearchPopup() {
   // The hit picked with ↑/↓ or the mouse; null: none yet, so the best hit, when it is a strong match.
   const [picked, setPicked] = useState<number | null>(null);
   const list = useRef<HTMLDivElement>(null);
+  const listId = useId();
+  useReturnFocus(search !== null);
   const all = useMemo(() => app.schemasFor(doc), [app, doc, nodes]); // eslint-disable-line react-hooks/exhaustive-deps
   const hits = useMemo(
     () => (search ? searchNodes(all, query, { filter: search.wire?.filter ?? null, types, limit: 40 }) : []),
@@ -76,6 +84,11 @@ export function SearchPopup() {
       <input
         autoFocus
         data-testid="search-input"
+        role="combobox"
+        aria-label={search.wire ? `Search nodes that fit ${search.wire.filter.port}` : "Search nodes"}
+        aria-expanded="true"
+        aria-controls={listId}
+        aria-activedescendant={active >= 0 && hits[active] ? `${listId}-${active}` : undefined}
         placeholder={search.wire ? `Nodes that fit ${search.wire.filter.port}…` : "Search nodes…"}
         value={query}
         onChange={(e) => {
@@ -93,7 +106,7 @@ export function SearchPopup() {
         }}
       />
       {search.wire && <div className="ng-muted ng-search-filter">only nodes that {search.wire.filter.from === "output" ? "take" : "give"} {search.wire.filter.port}</div>}
-      <div className="ng-search-list" ref={list}>
+      <div className="ng-search-list" ref={list} id={listId} role="listbox" aria-label="Nodes">
         {hits.length === 0 && <div className="ng-muted">No node matches.</div>}
         {hits.length > 0 && !hits[0].strong && (
           <div className="ng-muted ng-search-weak" data-testid="search-no-good-match">
@@ -104,6 +117,10 @@ export function SearchPopup() {
           <button
             type="button"
             key={hit.schema.type}
+            id={`${listId}-${i}`}
+            role="option"
+            aria-selected={i === active}
+            tabIndex={-1}
             className={`ng-search-item${i === active ? " ng-active" : ""}${hit.strong ? "" : " ng-weak"}`}
             data-testid={`search-item-${hit.schema.type}`}
             data-strong={hit.strong}
@@ -159,6 +176,7 @@ export function menuItems(app: EditorApp, target: MenuTarget, at: Position, scre
       const align = (edge: AlignEdge) => () => app.layoutEdit((doc) => moveNodes(doc, alignNodes(selectedRects(app, ids), edge)));
       const items: MenuItem[] = [
         { key: "rename", label: "Rename", run: () => app.ui.set((s) => ({ ...s, renaming: `node:${target.id}` })) },
+        { key: "connect", label: "Connect an output…", run: () => app.ui.set((s) => ({ ...s, menu: { screen, at, target: { kind: "connect", id: target.id } } })) },
         { key: "bypass", label: `${node?.mode === "bypass" ? "Un-bypass" : "Bypass"} (Ctrl+B)`, run: () => selectionActions.toggleMode(app, "bypass", ids) },
         { key: "mute", label: `${node?.mode === "mute" ? "Unmute" : "Mute"} (Ctrl+M)`, run: () => selectionActions.toggleMode(app, "mute", ids) },
         { key: "copy", label: "Copy (Ctrl+C)", run: () => app.copySelection() },
@@ -206,6 +224,19 @@ export function menuItems(app: EditorApp, target: MenuTarget, at: Position, scre
     }
     case "reroute":
       return [{ key: "remove-reroute", label: "Remove reroute", run: () => app.editor.edit((doc) => removeReroutes(doc, [target.id])) }];
+    case "connect": {
+      const choices = connectChoices(app.editor.doc, app.schemasFor(), app.session.get().schemas.types, target.id);
+      if (!choices.length) return [{ key: "connect-none", label: "No link fits this node", disabled: true, run: () => undefined }];
+      return choices.map((c, i) => ({
+        key: `connect-${i}`,
+        label: choiceLabel(c),
+        run: () => {
+          app.editor.edit((doc) => pruneReroutes(connect(doc, c.source, c.output, c.target, c.input)));
+          app.dispatch({ type: "clear_input_error", nodeId: c.target, input: c.input });
+          app.toast(`Connected ${c.source}.${c.output} → ${c.target}.${c.input}`);
+        },
+      }));
+    }
   }
 }
 
@@ -220,9 +251,32 @@ function pruneAfterDisconnect(doc: import("../graph/document").EditorDocument, t
   return removeReroutes(next, ids);
 }
 
+/** ↑/↓, Home/End in an open menu: the focus moves between its enabled items (wrapping). */
+function menuKey(event: React.KeyboardEvent<HTMLElement>) {
+  const items = [...event.currentTarget.querySelectorAll<HTMLElement>("[role=menuitem]:not(:disabled)")];
+  if (!items.length) return;
+  const at = items.indexOf(document.activeElement as HTMLElement);
+  let next: number;
+  if (event.key === "ArrowDown") next = (at + 1) % items.length;
+  else if (event.key === "ArrowUp") next = (at - 1 + items.length) % items.length;
+  else if (event.key === "Home") next = 0;
+  else if (event.key === "End") next = items.length - 1;
+  else if (event.key === "ArrowLeft" || event.key === "ArrowRight") next = Math.max(0, at);
+  else return;
+  event.preventDefault();
+  event.stopPropagation(); // never the node behind the menu
+  items[next].focus();
+}
+
 export function ContextMenu() {
   const app = useApp();
   const menu = useStore(app.ui, (s) => s.menu);
+  const box = useRef<HTMLDivElement>(null);
+  useReturnFocus(menu !== null);
+  // Opened (or turned into another menu, "Connect an output…"): the focus goes onto its first item.
+  useEffect(() => {
+    if (menu) box.current?.querySelector<HTMLElement>("[role=menuitem]:not(:disabled)")?.focus({ preventScroll: true });
+  }, [menu]);
   useEffect(() => {
     if (!menu) return;
     const close = (e: MouseEvent) => {
@@ -238,7 +292,11 @@ export function ContextMenu() {
       className="ng-context-menu"
       data-testid="context-menu"
       data-target={menu.target.kind}
-      style={{ left: Math.min(menu.screen[0], window.innerWidth - 260), top: Math.min(menu.screen[1], window.innerHeight - 36 * items.length - 10) }}
+      ref={box}
+      role="menu"
+      aria-label={menuLabel(menu.target)}
+      onKeyDown={menuKey}
+      style={{ left: Math.min(menu.screen[0], window.innerWidth - 260), top: Math.max(8, Math.min(menu.screen[1], window.innerHeight - 36 * items.length - 10)) }}
       onContextMenu={(e) => e.preventDefault()}
     >
       {items.map((item) => (
@@ -246,6 +304,8 @@ export function ContextMenu() {
           type="button"
           key={item.key}
           data-testid={`menu-${item.key}`}
+          role="menuitem"
+          tabIndex={-1}
           disabled={item.disabled}
           onClick={() => {
             app.ui.set((s) => ({ ...s, menu: null }));
@@ -259,15 +319,28 @@ export function ContextMenu() {
   );
 }
 
+/** What a menu is for, as its accessible name. */
+function menuLabel(target: MenuTarget): string {
+  switch (target.kind) {
+    case "canvas": return "Canvas menu";
+    case "node": return `Menu of node ${target.id}`;
+    case "wire": return `Menu of the wire into ${target.target}.${target.input}`;
+    case "group": return "Group menu";
+    case "reroute": return "Reroute menu";
+    case "connect": return `Links node ${target.id} can make`;
+  }
+}
+
 export function HelpPanel() {
   const app = useApp();
   const open = useStore(app.ui, (s) => s.help);
+  useReturnFocus(open);
   if (!open) return null;
   return (
-    <div className="ng-help" data-testid="help-panel">
+    <div className="ng-help" data-testid="help-panel" role="region" aria-labelledby="ng-help-title">
       <h2>
-        Keyboard and mouse
-        <button type="button" className="ng-icon" onClick={() => app.ui.set((s) => ({ ...s, help: false }))} title="close (Escape)">
+        <span id="ng-help-title">Keyboard and mouse</span>
+        <button type="button" className="ng-icon" onClick={() => app.ui.set((s) => ({ ...s, help: false }))} title="close (Escape)" aria-label="Close the keyboard help">
           ×
         </button>
       </h2>

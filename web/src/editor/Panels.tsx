@@ -22,7 +22,7 @@
  * gallery, gallery-item (data-kind), error-banner, toast, warnings-banner (data-count),
  * warnings-toggle, warnings-dismiss, warning-item (data-node, data-earlier).
  */
-import { useEffect, useMemo, useRef, useState, type ReactNode } from "react";
+import { useEffect, useId, useMemo, useRef, useState, type ReactNode } from "react";
 import type { RunSummary } from "../protocol/messages";
 import { fileView, type OutputItem } from "../run/media";
 import { historyRow, HISTORY_STATUSES } from "../run/history";
@@ -38,6 +38,7 @@ import { idMap } from "../graph/idMaps";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
 import { PartBoundary } from "./ErrorBoundary";
+import { useReturnFocus } from "./focusReturn";
 import { OutputFileView } from "./OutputFiles";
 
 export function Toolbar() {
@@ -48,6 +49,7 @@ export function Toolbar() {
   const title = useStore(app.editor.store, (s) => s.doc.metadata?.title);
   const pending = useStore(app.session, (s) => s.queue.pending.length + (s.queue.running ? 1 : 0));
   const user = useStore(app.session, (s) => s.user);
+  const help = useStore(app.ui, (s) => s.help);
   const fileInput = useRef<HTMLInputElement>(null);
   return (
     <header className="ng-toolbar" data-testid="toolbar">
@@ -55,10 +57,10 @@ export function Toolbar() {
       <span className="ng-graph-title" title={typeof title === "string" ? title : undefined}>
         {typeof title === "string" ? title : "untitled graph"}
       </span>
-      <button type="button" data-testid="undo-button" disabled={!canUndo} onClick={() => app.editor.undo()} title="Undo (Ctrl+Z)">
+      <button type="button" data-testid="undo-button" disabled={!canUndo} onClick={() => app.editor.undo()} title="Undo (Ctrl+Z)" aria-label="Undo">
         ↶
       </button>
-      <button type="button" data-testid="redo-button" disabled={!canRedo} onClick={() => app.editor.redo()} title="Redo (Ctrl+Shift+Z)">
+      <button type="button" data-testid="redo-button" disabled={!canRedo} onClick={() => app.editor.redo()} title="Redo (Ctrl+Shift+Z)" aria-label="Redo">
         ↷
       </button>
       <button type="button" onClick={() => fileInput.current?.click()} title="Load a graph (.json, or a PNG saved by SaveImage)">
@@ -82,7 +84,7 @@ export function Toolbar() {
       <TemplatesButton />
       <span className="ng-spacer" />
       <ThemeButton />
-      <button type="button" data-testid="help-button" onClick={() => app.ui.set((s) => ({ ...s, help: !s.help }))} title="Keyboard shortcuts (?)">
+      <button type="button" data-testid="help-button" onClick={() => app.ui.set((s) => ({ ...s, help: !s.help }))} title="Keyboard shortcuts (?)" aria-label="Keyboard shortcuts" aria-expanded={help}>
         ?
       </button>
       {user && (
@@ -130,12 +132,15 @@ function ThemeButton() {
 function TemplatesButton() {
   const app = useApp();
   const open = useStore(app.ui, (s) => s.templates);
+  useReturnFocus(open);
   return (
     <span className="ng-templates-anchor">
       <button
         type="button"
         data-testid="templates-button"
         className={open ? "ng-pressed" : ""}
+        aria-haspopup="listbox"
+        aria-expanded={open}
         onClick={() => {
           if (!open) app.client.send({ type: "list_templates" });
           app.ui.set((s) => ({ ...s, templates: !s.templates }));
@@ -160,6 +165,7 @@ function TemplatesMenu() {
   const [query, setQuery] = useState("");
   const [active, setActive] = useState(0);
   const list = useRef<HTMLDivElement>(null);
+  const listId = useId();
   const groups = useMemo(() => groupTemplates(filterTemplates(templates ?? [], query)), [templates, query]);
   const shown = groups.flatMap((g) => g.templates);
   useEffect(() => {
@@ -176,6 +182,11 @@ function TemplatesMenu() {
         type="search"
         className="ng-templates-filter"
         data-testid="templates-filter"
+        role="combobox"
+        aria-label="Filter templates"
+        aria-expanded="true"
+        aria-controls={listId}
+        aria-activedescendant={shown[active] ? `${listId}-${active}` : undefined}
         placeholder="Filter templates (title, description, source)…"
         value={query}
         onChange={(e) => {
@@ -186,19 +197,23 @@ function TemplatesMenu() {
           if (listKey(e.key, shown.length, active, setActive, (i) => open(shown[i]))) e.preventDefault();
         }}
       />
-      <div className="ng-templates-list" ref={list}>
+      <div className="ng-templates-list" ref={list} id={listId} role="listbox" aria-label="Templates">
         {templates === null && <div className="ng-muted">asking the server…</div>}
         {templates !== null && templates.length === 0 && <div className="ng-muted">This server lists no templates.</div>}
         {templates !== null && templates.length > 0 && shown.length === 0 && (
           <div className="ng-muted" data-testid="templates-none">No template matches “{query.trim()}”.</div>
         )}
         {groups.map((group) => (
-          <div key={group.label} className="ng-template-group">
-            <div className="ng-template-group-label ng-muted">{group.label}</div>
+          <div key={group.label} className="ng-template-group" role="group" aria-label={group.label}>
+            <div className="ng-template-group-label ng-muted" aria-hidden="true">{group.label}</div>
             {group.templates.map((t) => (
               <button
                 type="button"
                 key={t.id}
+                id={`${listId}-${shown.indexOf(t)}`}
+                role="option"
+                aria-selected={shown[active] === t}
+                tabIndex={-1}
                 className={`ng-template${shown[active] === t ? " ng-active" : ""}`}
                 data-testid={`template-${t.id}`}
                 onMouseEnter={() => setActive(shown.indexOf(t))}
@@ -268,6 +283,7 @@ export function PluginsPanel() {
   const open = useStore(app.session, (s) => s.pluginsOpen);
   const warnings = useStore(app.session, (s) => s.pluginWarnings);
   const report = useStore(app.session, (s) => s.plugins);
+  useReturnFocus(open);
   if (!open) return null;
   const problems = problemsOf(warnings);
   const notes = warnings.filter((w) => w.level !== "error" && w.level !== "warning");
@@ -275,7 +291,7 @@ export function PluginsPanel() {
     <section className="ng-panel ng-plugins" data-testid="plugins-panel">
       <h2>
         Plugins
-        <button type="button" className="ng-icon" title="close" onClick={() => app.showPlugins(false)}>
+        <button type="button" className="ng-icon" title="close" aria-label="Close the Plugins panel" onClick={() => app.showPlugins(false)}>
           ×
         </button>
       </h2>
@@ -335,6 +351,7 @@ export function PluginNotice() {
         className="ng-icon"
         data-testid="plugin-notice-dismiss"
         title="hide until the plugin problems change"
+        aria-label="Hide the plugin notice"
         onClick={() => app.dispatch({ type: "dismiss_plugin_notice", signature })}
       >
         ×
@@ -347,7 +364,7 @@ export function PluginNotice() {
 function RunLine({ run, progress, children }: { run: RunSummary; progress?: string; children?: ReactNode }) {
   return (
     <li className={`ng-run-line ng-run-${run.status}`} data-testid={`queue-item-${run.run_id}`}>
-      <span className="ng-run-id" title={textOf(run.run_id)}>{textOf(run.title) || "untitled graph"}</span>
+      <span className="ng-run-id" title={textOf(run.title) || "untitled graph"}>{textOf(run.title) || "untitled graph"}</span>
       <span className="ng-run-status">{textOf(run.status)}</span>
       {children}
       {progress && <span className="ng-run-progress" data-testid={`queue-progress-${run.run_id}`}>{progress}</span>}
@@ -371,6 +388,7 @@ export function QueuePanel() {
               type="button"
               data-testid={`interrupt-${queue.running.run_id}`}
               disabled={stopping}
+              aria-label={`Interrupt run ${textOf(queue.running.title) || "untitled graph"}`}
               onClick={() => void app.interrupt(queue.running!.run_id)}
             >
               {stopping ? "interrupting…" : "Interrupt"}
@@ -379,7 +397,7 @@ export function QueuePanel() {
         )}
         {queue.pending.map((run) => (
           <RunLine key={run.run_id} run={run}>
-            <button type="button" data-testid={`cancel-${run.run_id}`} onClick={() => void app.cancel(run.run_id)}>
+            <button type="button" data-testid={`cancel-${run.run_id}`} aria-label={`Cancel run ${textOf(run.title) || "untitled graph"}`} onClick={() => void app.cancel(run.run_id)}>
               Cancel
             </button>
           </RunLine>
@@ -397,18 +415,21 @@ function HistoryRow({ run, files }: { run: RunSummary; files: OutputItem[] | und
   const row = historyRow(run, files, undefined, (id) => { const url = app.fileUrl(id); return `${url}${url.includes("?") ? "&" : "?"}size=128`; });
   const images = (files ?? []).filter((f) => fileView(f).element === "img");
   if (!images.length && row.thumbnail) images.push(row.thumbnail);
+
+  const named = `${row.time ? `${row.time} ` : ""}${row.title}`; // "12:03 Text to image": what the row's buttons act on
   return (
     <li className={`ng-history-row ng-run-${run.status}`} data-testid={`history-row-${run.run_id}`} data-status={run.status} title={row.tooltip}>
       {row.thumbnail ? (
-        <img
-          className="ng-history-thumb"
-          data-testid={`history-thumb-${run.run_id}`}
-          src={row.thumbnail.url}
-          alt=""
+        <button
+          type="button"
+          className="ng-history-thumb-button"
+          aria-label={`View the images of run ${named}`}
           onClick={() => openViewer(app.ui, images, Math.max(0, images.indexOf(row.thumbnail!)))}
-        />
+        >
+          <img className="ng-history-thumb" data-testid={`history-thumb-${run.run_id}`} src={row.thumbnail.url} alt="" />
+        </button>
       ) : (
-        <span className="ng-history-thumb ng-history-nothumb">{row.kindLabel}</span>
+        <span className="ng-history-thumb ng-history-nothumb" aria-hidden="true">{row.kindLabel}</span>
       )}
       <span className="ng-history-text">
         <span className="ng-history-title">{row.title}</span>
@@ -421,11 +442,11 @@ function HistoryRow({ run, files }: { run: RunSummary; files: OutputItem[] | und
       <span className="ng-history-side">
         <span className="ng-run-status">{run.status}</span>
         <span>
-          <button type="button" data-testid={`history-open-${run.run_id}`} onClick={() => void app.openRunGraph(run.run_id)} title="open this run's graph">
+          <button type="button" data-testid={`history-open-${run.run_id}`} onClick={() => void app.openRunGraph(run.run_id)} title="open this run's graph" aria-label={`Open run ${named}`}>
             Open
           </button>
           {(run.status === "failed" || run.status === "interrupted" || run.status === "cancelled") && (
-            <button type="button" data-testid={`requeue-${run.run_id}`} onClick={() => void app.requeue(run.run_id)}>
+            <button type="button" data-testid={`requeue-${run.run_id}`} aria-label={`Requeue run ${named}`} onClick={() => void app.requeue(run.run_id)}>
               Requeue
             </button>
           )}
@@ -504,7 +525,7 @@ export function Banner() {
   const clientId = useStore(app.session, (s) => s.clientId);
   if (connection !== "connected" && clientId !== null) {
     return (
-      <div className="ng-banner ng-banner-error" data-testid="error-banner">
+      <div className="ng-banner ng-banner-error" data-testid="error-banner" role="alert">
         The connection to the server dropped; reconnecting… (if the server restarted with a new token, open
         /?token=NEW_TOKEN once)
       </div>
@@ -512,9 +533,13 @@ export function Banner() {
   }
   if (!banner) return null;
   return (
-    <div className={`ng-banner ng-banner-${banner.kind}`} data-testid={banner.kind === "error" ? "error-banner" : "info-banner"}>
+    <div
+      className={`ng-banner ng-banner-${banner.kind}`}
+      data-testid={banner.kind === "error" ? "error-banner" : "info-banner"}
+      role={banner.kind === "error" ? "alert" : "status"}
+    >
       <span>{banner.text}</span>
-      <button type="button" className="ng-icon" onClick={() => app.dispatch({ type: "banner", banner: null })}>
+      <button type="button" className="ng-icon" aria-label="Close the message" title="close" onClick={() => app.dispatch({ type: "banner", banner: null })}>
         ×
       </button>
     </div>
@@ -586,7 +611,7 @@ export function RunWarnings() {
           ))}
         </div>
       </div>
-      <button type="button" className="ng-icon" data-testid="warnings-dismiss" title="hide these warnings" onClick={() => setHidden(warnings)}>
+      <button type="button" className="ng-icon" data-testid="warnings-dismiss" title="hide these warnings" aria-label="Hide these warnings" onClick={() => setHidden(warnings)}>
         ×
       </button>
     </div>
@@ -597,12 +622,34 @@ export function Toasts() {
   const app = useApp();
   const toasts = useStore(app.toasts, (t) => t);
   return (
-    <div className="ng-toasts">
+    // a polite live region: screen readers read each new toast; an error one is an alert (read at once)
+    <div className="ng-toasts" aria-live="polite" aria-relevant="additions text">
       {toasts.map((toast) => (
-        <div key={toast.id} className={`ng-toast ng-toast-${toast.kind}`} data-testid="toast" data-kind={toast.kind} onClick={() => app.dismissToast(toast.id)}>
+        <div
+          key={toast.id}
+          className={`ng-toast ng-toast-${toast.kind}`}
+          data-testid="toast"
+          data-kind={toast.kind}
+          role={toast.kind === "error" ? "alert" : undefined}
+          onClick={() => app.dismissToast(toast.id)}
+        >
           {toast.text}
         </div>
       ))}
+    </div>
+  );
+}
+
+/**
+ * The run's milestones for screen readers (run/announce.ts): a polite live region, out of sight;
+ * each announcement is a new element, so the same words for the next run are read again.
+ */
+export function Announcer() {
+  const app = useApp();
+  const said = useStore(app.announcement, (a) => a);
+  return (
+    <div className="ng-visually-hidden" role="status" aria-live="polite" data-testid="announcer">
+      {said && <span key={said.id}>{said.text}</span>}
     </div>
   );
 }

@@ -293,6 +293,7 @@ function InputRow({ nodeId, name, spec, value, types, errors }: {
               className="nodrag ng-icon"
               data-testid={`unlink-${nodeId}-${name}`}
               title="remove the link"
+              aria-label={`Unlink ${name} (from ${value.node}.${value.output})`}
               onClick={() => app.editor.edit((doc) => disconnect(doc, nodeId, name))}
             >
               ×
@@ -305,6 +306,7 @@ function InputRow({ nodeId, name, spec, value, types, errors }: {
               type="button"
               className="nodrag ng-icon"
               title="remove this input"
+              aria-label={`Remove the unknown input ${name}`}
               onClick={() => app.editor.edit((doc) => setInput(doc, nodeId, name, undefined))}
             >
               ×

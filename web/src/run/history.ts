@@ -97,6 +97,7 @@ export function historyRow(run: RunSummary, files: OutputItem[] | undefined, now
     seed: runSeed(run),
     thumbnail,
     kindLabel: files?.length ? files[0].kind : run.status === "succeeded" ? "✓" : "—",
-    tooltip: [textOf(run.run_id), textOf(error)].filter(Boolean).join("\n"),
+    // never the run id: a row is named by its title and time (and why it failed)
+    tooltip: [textOf(run.title) || "untitled graph", when !== null ? formatTime(when, now) : "", textOf(error)].filter(Boolean).join("\n"),
   };
 }

@@ -6,7 +6,7 @@
  *   groupTemplates(list)    [{label, templates}] with empty groups left out
  *   filterTemplates(list, query)  the menu's filter box: the templates that match, best first
  *   templateMatch(t, query)  how well one matches (TemplateMatch, lower is better; null: not at all):
- *                           the title is the query, starts with it, has every word as the start of a
+ *                           the file's name is the query ("txt2img" for graphs/txt2img.json), the title is the query, starts with it, has every word as the start of a
  *                           word, has every word; every word in the description, source or file path;
  *                           each word's letters in order in a word of the title (fuzzy). Any case.
  */
@@ -33,13 +33,19 @@ export function groupTemplates(templates: Template[]): TemplateGroup[] {
 
 /** How a template matches a query, best first. */
 export const TemplateMatch = {
-  exactTitle: 0,
-  titlePrefix: 1,
-  titleWordPrefixes: 2,
-  titleWords: 3,
-  anywhere: 4,
-  fuzzyTitle: 5,
+  fileName: 0,
+  exactTitle: 1,
+  titlePrefix: 2,
+  titleWordPrefixes: 3,
+  titleWords: 4,
+  anywhere: 5,
+  fuzzyTitle: 6,
 } as const;
+
+/** A template's file name without its folders and `.json` ("txt2img" for "graphs/txt2img.json"), lower case. */
+function fileNameOf(template: Template): string {
+  return normalized(String(template.id).split("/").pop() ?? "").replace(/\.json$/, "");
+}
 
 const normalized = (text: unknown) => textOf(text).toLowerCase().replace(/\s+/g, " ").trim();
 
@@ -59,6 +65,7 @@ export function templateMatch(template: Template, query: string): number | null 
   const title = normalized(template.title);
   const words = wanted.split(" ").filter(Boolean);
   if (!words.length) return TemplateMatch.anywhere;
+  if (fileNameOf(template) === wanted) return TemplateMatch.fileName;
   if (title === wanted) return TemplateMatch.exactTitle;
   if (title.startsWith(wanted)) return TemplateMatch.titlePrefix;
   const titleWords = title.split(/[^\p{L}\p{N}]+/u).filter(Boolean);

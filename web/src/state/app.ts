@@ -78,6 +78,7 @@ import {
 import { EditorStore } from "./editorStore";
 import { createStore, type Store } from "./store";
 import { createUiStore } from "./ui";
+import { runAnnouncement } from "../run/announce";
 
 export interface Toast {
   id: number;
@@ -151,6 +152,9 @@ export class EditorApp {
   readonly editor = new EditorStore();
   readonly session: Store<SessionState> = createStore(initialSessionState);
   readonly toasts: Store<Toast[]> = createStore<Toast[]>([]);
+  /** The last run milestone for screen readers (run/announce.ts; a new id for each, read once). */
+  readonly announcement: Store<{ id: number; text: string } | null> = createStore<{ id: number; text: string } | null>(null);
+  private announced = new Set<string>();
   readonly ui = createUiStore();
   readonly client: NodegraphClient;
   private readonly token: string | null;
@@ -267,7 +271,14 @@ export class EditorApp {
       if (this.runResultKeys.size > 200) this.runResultKeys.delete(this.runResultKeys.keys().next().value!);
     }
     const previews = this.session.get().previews;
+    const shownBefore = this.session.get().activeRun;
     this.dispatch({ type: "server", message: typed });
+    const said = runAnnouncement(message as { type: string }, this.session.get().activeRun ?? shownBefore);
+    if (said !== null && !this.announced.has(`${typed.type} ${message.run_id}`)) {
+      this.announced.add(`${typed.type} ${message.run_id}`);
+      if (this.announced.size > 400) this.announced.delete(this.announced.values().next().value!);
+      this.announcement.set({ id: this.nextToast++, text: said });
+    }
     if (this.session.get().previews !== previews) {
       for (const url of Object.values(previews)) URL.revokeObjectURL(url); // a new run cleared them
     }

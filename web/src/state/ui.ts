@@ -26,7 +26,9 @@ export type MenuTarget =
   | { kind: "node"; id: string }
   | { kind: "wire"; target: string; input: string }
   | { kind: "group"; id: string }
-  | { kind: "reroute"; id: string };
+  | { kind: "reroute"; id: string }
+  /** The links a node can make (editor/connectChoices.ts): the keyboard's way to wire. */
+  | { kind: "connect"; id: string };
 
 export interface SearchPopupState {
   screen: Position;
