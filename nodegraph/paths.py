@@ -22,7 +22,9 @@ The rule (each item is the `rule` code of the error it raises):
     empty_component    "a//b", or a leading / trailing "/"
     dot                a "." component
     parent             a ".." component
-    reserved_name      a Windows device name as a component (CON, PRN, AUX, NUL, COM1-9, LPT1-9)
+    reserved_name      a Windows device name as a component (CON, PRN, AUX, NUL, COM1-9, LPT1-9, and
+                       COM¹²³ / LPT¹²³, which Windows reads as COM1-3 / LPT1-3)
+    trailing_dot       a component ending in "." or " " (Windows drops them: "a." would be "a")
     outside_root       the real path (every symlink resolved) is not strictly inside the real
                        path of `root`; checked last, against the file system as it is now
 
@@ -51,7 +53,8 @@ __all__ = ["MAX_COMPONENT_BYTES", "MAX_NAME_BYTES", "PathConfinementError", "DEV
 MAX_NAME_BYTES = 1024
 MAX_COMPONENT_BYTES = 255
 _DRIVE = re.compile(r"^[A-Za-z]:")
-DEVICE_NAMES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+DEVICE_NAMES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10)),
+                *(f"{port}{digit}" for port in ("COM", "LPT") for digit in "¹²³")}
 RESERVED_CHARACTERS = '<>:"|?*'     # Windows refuses them in names
 
 
@@ -132,4 +135,7 @@ def check_name(name: object, *, what: str = "file name", input_name: str | None 
             raise refuse("too_long", f"has a component longer than {MAX_COMPONENT_BYTES} bytes")
         if component.split(".")[0].strip().upper() in DEVICE_NAMES:
             raise refuse("reserved_name", f"uses the reserved device name {component.split('.')[0]!r}")
+        if component[-1] in ". ":
+            raise refuse("trailing_dot", f"has a component ending in {component[-1]!r} ({component!r}), which Windows "
+                                         f"drops (it would name {component.rstrip('. ')!r})")
 

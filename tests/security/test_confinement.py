@@ -36,6 +36,9 @@ BAD_NAMES = [
     ("ab:c.png", "reserved_character"),
     ("CON", "reserved_name"),
     ("runs/nul.txt", "reserved_name"),
+    ("COM¹.txt", "reserved_name"),          # Windows reads COM¹ as COM1 (a hostile pass's finding)
+    ("report.", "trailing_dot"),            # Windows drops a trailing dot or space: "report." is "report"
+    ("runs/x /y", "trailing_dot"),
     ("x" * (MAX_COMPONENT_BYTES + 1), "too_long"),
     ("/".join(["abcdefgh"] * 200), "too_long"),
     (42, "not_text"),
