@@ -596,7 +596,10 @@ def _check_memory_headroom(state: RunState, cache: OutputCache) -> None:
     cache.trim(0)
     import gc
 
+    from .memory import return_freed_memory
+
     gc.collect()
+    return_freed_memory()
     available, total = system_memory() or memory
     if available >= reserve:
         return

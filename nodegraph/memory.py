@@ -161,6 +161,29 @@ def _empty_device_cache() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
+    return_freed_memory()
+
+
+_LIBC: Any = None
+
+
+def return_freed_memory() -> bool:
+    """Give the heap's freed pages back to the system (glibc's malloc_trim): freed tensors and cache entries stay
+    in the process's heap otherwise, so RSS did not fall after `free_memory` (txt2img ×60 on the tiny model:
+    387 MB → 363 MB after freeing, 303 MB with this). False where there is no glibc (macOS, musl, Windows)."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _LIBC = False
+    if not _LIBC:
+        return False
+    _LIBC.malloc_trim(0)
+    return True
 
 
 def _is_oom(exc: BaseException) -> bool:

@@ -341,8 +341,17 @@ class Session:
         return lambda: self._subscribers.remove(sink) if sink in self._subscribers else None
 
     def set_cache_policy(self, policy: CachePolicy, budget_bytes: int | None = None) -> None:
-        """Switch the cache policy ("lru", "all", "none") and optionally its byte budget."""
+        """Switch the cache policy ("lru", "all", "none") and optionally its byte budget; what it evicts goes
+        back to the system."""
+        before = self.cache.total_bytes
         self.cache.set_policy(policy, budget_bytes)
+        if self.cache.total_bytes < before:
+            import gc
+
+            from .memory import return_freed_memory
+
+            gc.collect()
+            return_freed_memory()
 
     def clear_cache(self) -> None:
         """Drop every cached node output."""
