@@ -9,7 +9,7 @@
 - Announcements: toasts in a live region, a run's milestones once each in a polite status region.
 - The image viewer is a modal dialog: focus inside, Tab stays inside, Escape closes, focus returns.
 - Contrast of the light theme's Run button and status, the dark placeholder; at 640 CSS px (200 %
-  zoom of 1280 px) Run stays on screen.
+  zoom of 1280 px) Run stays on screen and the palette and side panels fold away.
 """
 
 from __future__ import annotations
@@ -203,7 +203,12 @@ def test_editor_accessibility(tmp_path):
             page.set_viewport_size({"width": 640, "height": 360})
             box = page.locator("[data-testid=run-button]").bounding_box()
             assert box and box["x"] >= 0 and box["x"] + box["width"] <= 640 and box["y"] + box["height"] <= 360, box
+            page.get_by_role("button", name="Hide the palette and the side panels").click()   # the panels fold away
+            page.wait_for_selector("[data-testid=palette]", state="hidden")
+            page.wait_for_selector("[data-testid=history-panel]", state="hidden")
             page.screenshot(path=str(tmp_path / "a11y-zoom200.png"))
+            page.get_by_role("button", name="Show the palette and the side panels").click()
+            page.wait_for_selector("[data-testid=palette]")
             assert not errors, errors
         finally:
             browser.close()

@@ -29,12 +29,13 @@ function Themed({ app }: { app: EditorApp }) {
 }
 
 export function App({ app }: { app: EditorApp }) {
+  const panelsHidden = useStore(app.ui, (s) => s.panelsHidden);
   return (
     <AppContext.Provider value={app}>
       <ReactFlowProvider>
         <Themed app={app} />
         <PartBoundary area="editor">
-          <div className="ng-app">
+          <div className={`ng-app${panelsHidden ? " ng-panels-hidden" : ""}`}>
             {/* the first thing Tab reaches: past the toolbar and palette, onto the canvas (then Tab reaches its nodes) */}
             <a
               className="ng-skip-link"

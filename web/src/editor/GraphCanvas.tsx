@@ -21,6 +21,7 @@
  */
 import {
   Background,
+  ControlButton,
   Controls,
   MiniMap,
   ReactFlow,
@@ -226,6 +227,7 @@ export function GraphCanvas() {
   const loadCount = useStore(app.editor.store, (s) => s.loadCount);
   const serverSchemas = useStore(app.session, (s) => s.schemas);
   const skippedNodes = useStore(app.session, (s) => s.nodeStates);
+  const panelsHidden = useStore(app.ui, (s) => s.panelsHidden);
   const [measured, setMeasured] = useState<Measured>(() => idMap());
   const wrapper = useRef<HTMLDivElement>(null);
   const cache = useRef(new Map<string, SchemaFlowNode>());
@@ -708,7 +710,18 @@ export function GraphCanvas() {
         fitView
       >
         <Background gap={24} color="var(--grid)" />
-        <Controls />
+        <Controls>
+          {/* fold the palette and the side panels away: room for the canvas in a small window or at 200 % zoom */}
+          <ControlButton
+            data-testid="panels-button"
+            data-hidden={panelsHidden}
+            onClick={() => app.ui.set((s) => ({ ...s, panelsHidden: !s.panelsHidden }))}
+            title={panelsHidden ? "Show the palette and the side panels" : "Hide the palette and the side panels"}
+            aria-label={panelsHidden ? "Show the palette and the side panels" : "Hide the palette and the side panels"}
+          >
+            {panelsHidden ? "⇔" : "⇥"}
+          </ControlButton>
+        </Controls>
         <MiniMap pannable zoomable nodeColor={(n) => (n.selected ? "#e0a030" : n.type === "group" ? "transparent" : "#5a6270")} maskColor="var(--minimap-mask)" />
       </ReactFlow>
     </div>

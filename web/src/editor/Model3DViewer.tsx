@@ -2,30 +2,47 @@
  * The 3D viewer: a mesh or point-cloud output file shown large over the editor (a gallery tile's
  * click, state/ui.ts `model3d`), in the same interactive three.js view as on the Save nodes
  * (editor/Model3DView.tsx, which loads three.js on first use). Drag to orbit, wheel to zoom,
- * right-drag to pan; Escape, × or a click on the backdrop closes it.
+ * right-drag to pan; Escape, × or a click on the backdrop closes it. Like the image viewer it is
+ * a modal dialog: the focus moves into it, Tab stays inside, and goes back to the opener on close.
  *
  * Test ids: model3d-viewer, model3d-viewer-close (the view inside is `model3d`).
  */
 import { describeItem, fileName, fileView } from "../run/media";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
+import { useEffect, useRef } from "react";
+import { trapTab, useReturnFocus } from "./focusReturn";
 import { Model3DView } from "./Model3DView";
 
 export function Model3DViewer() {
   const app = useApp();
   const item = useStore(app.ui, (s) => s.model3d);
+  const dialog = useRef<HTMLDivElement>(null);
+  useReturnFocus(item !== null);
+  useEffect(() => {
+    if (item) dialog.current?.focus({ preventScroll: true });
+  }, [item]);
   if (!item) return null;
   const view = fileView(item);
   if (view.element !== "model3d") return null;
   const close = () => app.ui.set((s) => ({ ...s, model3d: null }));
   return (
     <div className="ng-viewer-backdrop" onClick={(e) => e.target === e.currentTarget && close()}>
-      <div className="ng-viewer" data-testid="model3d-viewer">
+      <div
+        className="ng-viewer"
+        data-testid="model3d-viewer"
+        role="dialog"
+        aria-modal="true"
+        aria-label={`3D viewer: ${describeItem(item)}`}
+        tabIndex={-1}
+        ref={dialog}
+        onKeyDown={(e) => trapTab(e, dialog.current)}
+      >
         <div className="ng-viewer-bar">
           <span className="ng-viewer-caption">{describeItem(item)}</span>
           <span className="ng-kind">{view.points ? "point cloud" : "mesh"} · 3D</span>
-          <a className="ng-download" href={item.url} download={fileName(item.fileId)} title={`download ${item.fileId}`}>⤓</a>
-          <button type="button" className="ng-icon" data-testid="model3d-viewer-close" onClick={close} title="close (Escape)">
+          <a className="ng-download" href={item.url} download={fileName(item.fileId)} title={`download ${item.fileId}`} aria-label={`Download ${fileName(item.fileId)}`}>⤓</a>
+          <button type="button" className="ng-icon" data-testid="model3d-viewer-close" onClick={close} title="close (Escape)" aria-label="Close the 3D viewer">
             ×
           </button>
         </div>

@@ -55,6 +55,8 @@ export interface UiState {
   templates: boolean;
   theme: Theme;
   historyFilter: string;
+  /** The palette and the side panels folded away (toolbar "Panels"): the canvas takes the width (200 % zoom). */
+  panelsHidden: boolean;
 }
 
 const THEME_KEY = "nodegraph.theme";
@@ -78,6 +80,7 @@ export function createUiStore(): Store<UiState> {
     templates: false,
     theme: storedTheme(),
     historyFilter: "all",
+    panelsHidden: false,
   });
 }
 
