@@ -80,6 +80,22 @@ def test_editor_accessibility(tmp_path):
             page.keyboard.press("Enter")
             assert page.evaluate(ACTIVE) == "canvas"
 
+            # --- 9: the canvas's menu from the keyboard: Add node… opens the search, Enter adds it ------
+            page.keyboard.press("Shift+F10")
+            page.wait_for_selector("[data-testid=context-menu][data-target=canvas]")
+            assert page.evaluate(ACTIVE) == "menu-add-node"
+            page.keyboard.press("Enter")
+            page.wait_for_selector("[data-testid=search-input]")
+            assert page.evaluate(ACTIVE) == "search-input"
+            assert page.get_attribute("[data-testid=search-input]", "role") == "combobox"
+            page.keyboard.type("IntMath")
+            page.wait_for_selector("[data-testid=search-item-IntMath][aria-selected=true]")
+            page.keyboard.press("Enter")
+            page.wait_for_function("() => Object.keys(window.nodegraph.graph().nodes).length === 4")
+            assert page.evaluate(ACTIVE) == "canvas"
+            page.keyboard.press("Control+z")
+            page.wait_for_function("() => Object.keys(window.nodegraph.graph().nodes).length === 3")
+
             # --- 1: accessible names --------------------------------------------------------------------
             assert page.get_by_role("textbox", name="caption", exact=True).count() == 1
             size = page.get_by_role("textbox", name="size", exact=True)

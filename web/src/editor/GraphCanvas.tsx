@@ -542,8 +542,9 @@ export function GraphCanvas() {
       const mod = event.ctrlKey || event.metaKey;
       const key = event.key.toLowerCase();
       if ((event.key === "F10" && event.shiftKey && !mod) || event.key === "ContextMenu") {
-        // The keyboard's right-click: the menu of the focused node or wire, under it.
-        const element = (event.target as HTMLElement | null)?.closest?.(".react-flow__node, .react-flow__edge");
+        // The keyboard's right-click: the menu of the focused node or wire, under it (the canvas's
+        // own menu, with "Add node…", when the canvas itself has the focus: Skip to canvas).
+        const element = (event.target as HTMLElement | null)?.closest?.(".react-flow__node, .react-flow__edge, .ng-canvas");
         if (!element || !onCanvas(event.target)) return;
         event.preventDefault();
         keyboardMenuRef.current(element as HTMLElement);
@@ -612,6 +613,11 @@ export function GraphCanvas() {
     const screen: Position = [rect.left + 12, rect.top + Math.min(24, rect.height / 2)];
     const id = element.dataset.id ?? "";
     let target: import("../state/ui").MenuTarget | null = null;
+    if (element.classList.contains("ng-canvas")) {
+      const centre: Position = [rect.left + rect.width / 3, rect.top + rect.height / 3];
+      app.ui.set((s) => ({ ...s, search: null, menu: { screen: centre, at: app.canvas.toFlow(centre[0], centre[1]), target: { kind: "canvas" } } }));
+      return;
+    }
     if (element.classList.contains("react-flow__edge")) {
       const edge = edgesRef.current.find((e) => e.id === id);
       if (edge?.data) target = { kind: "wire", target: edge.data.target, input: edge.data.input };

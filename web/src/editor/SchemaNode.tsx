@@ -143,6 +143,7 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
         {editingTitle ? (
           <input
             className="nodrag ng-title-edit"
+            aria-label={`Title of node ${id}`}
             autoFocus
             defaultValue={node.title ?? ""}
             placeholder={schema?.display_name ?? node.type}

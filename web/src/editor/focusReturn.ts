@@ -1,7 +1,8 @@
 /**
  * Focus that comes back: a popup, menu, panel or dialog remembers what had the focus when it
  * opened (its opener: a button, a node) and gives the focus back to it when it closes — when
- * the focus was lost with it (on the page's body), never taking it from where the user moved it.
+ * the focus was lost with it (on the page's body), never taking it from where the user moved it;
+ * an opener that is gone by then (a menu item, a deleted node) gives way to the canvas.
  *
  *   useReturnFocus(open)   in the component that shows the popup while `open`
  */
@@ -25,7 +26,10 @@ export function useReturnFocus(open: boolean): void {
     return () => {
       const element = opener.current;
       opener.current = null;
-      if (element && element.isConnected && focused() === null) element.focus({ preventScroll: true });
+      if (focused() !== null) return;
+      // an opener that is gone (the menu item that opened the search, a deleted node): the canvas
+      const target = element && element.isConnected ? element : element ? document.getElementById("ng-canvas") : null;
+      target?.focus({ preventScroll: true });
     };
   }, [open]);
 }

@@ -33,7 +33,7 @@ export const SHORTCUTS: Shortcut[] = [
   { keys: "Tab / Shift+Tab", action: "move through the page: Skip to canvas, the toolbar, the canvas's nodes and wires, the panels" },
   { keys: "Enter / Space (node or wire focused)", action: "select it" },
   { keys: "Arrow keys (selected node focused)", action: "move the selected nodes" },
-  { keys: "Shift+F10, Menu key", action: "menu of the focused node or wire (↑/↓ to pick, Enter, Escape)" },
+  { keys: "Shift+F10, Menu key", action: "menu of the focused node or wire, or of the canvas (Add node…); ↑/↓ to pick, Enter, Escape" },
   { keys: "Shift+F10 → Connect an output…", action: "make a wire without the mouse: pick one of the links the node can make (its outputs to inputs that take them, and back)" },
   { keys: "?", action: "this help" },
 ];
