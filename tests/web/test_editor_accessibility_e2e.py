@@ -48,6 +48,10 @@ CONTRAST = """([sel, pseudo]) => {
 }"""
 
 
+# The opacity an element's text is drawn with (its own and every ancestor's).
+OPACITY = """(sel) => { let o = 1; for (let e = document.querySelector(sel); e; e = e.parentElement) o *= parseFloat(getComputedStyle(e).opacity); return o; }"""
+
+
 def _graph(page) -> dict:
     return page.evaluate("window.nodegraph.graph()")
 
@@ -209,11 +213,27 @@ def test_editor_accessibility(tmp_path):
             assert page.evaluate(ACTIVE) == "canvas"
 
             # --- 7: contrast ---------------------------------------------------------------------------
+            save = page.locator(".react-flow__node[data-id=save]")
+            save.focus()
+            page.keyboard.press("Enter")
+            page.keyboard.press("Control+m")                         # muted: dimmed by colour, not opacity
+            page.wait_for_selector("[data-testid=node-save][data-mode=mute]")
+            render = page.locator(".react-flow__node[data-id=render]")
+            render.focus()
+            page.keyboard.press("Enter")
+            page.keyboard.press("Control+b")
+            page.wait_for_selector("[data-testid=node-render][data-mode=bypass]")
+            for sel in ["[data-testid=node-save] .ng-node-title", "[data-testid=node-save] .ng-port-name",
+                        "[data-testid=node-render] .ng-node-title", ".ng-mode-badge-bypass", ".ng-mode-badge-mute"]:
+                assert page.evaluate(OPACITY, sel) == 1, sel
+                assert page.evaluate(CONTRAST, [sel, ""]) >= 4.5, sel
             assert page.evaluate(CONTRAST, ["[data-testid=palette-search]", "::placeholder"]) >= 4.5
             page.click("[data-testid=theme-button]")
             page.wait_for_function("() => document.documentElement.dataset.theme === 'light'")
             assert page.evaluate(CONTRAST, ["[data-testid=run-button]", ""]) >= 4.5
             assert page.evaluate(CONTRAST, ["[data-testid=connection-status]", ""]) >= 4.5
+            for sel in ["[data-testid=node-save] .ng-node-title", "[data-testid=node-render] .ng-node-title", ".ng-mode-badge-bypass", ".ng-mode-badge-mute"]:
+                assert page.evaluate(CONTRAST, [sel, ""]) >= 4.5, sel
 
             # --- 10: at 200 % zoom (640 CSS px) Run stays on screen ---------------------------------------
             page.set_viewport_size({"width": 640, "height": 360})
