@@ -151,6 +151,11 @@ def test_editor_accessibility(tmp_path):
                                  " return [document.activeElement.matches(':focus-visible'), s.outlineStyle, parseFloat(s.outlineWidth)]; }")
             assert ring[0] and ring[1] != "none" and ring[2] >= 2, ring
             page.keyboard.press("Control+z")                         # a normal, undoable edit
+            wire = page.get_by_role("group", name="render.image → save.images")
+            wire.focus()
+            wire_ring = page.evaluate("() => { const e = document.activeElement; const p = e.querySelector('.react-flow__edge-path');"
+                                      " return [e.matches(':focus-visible'), getComputedStyle(p).filter]; }")
+            assert wire_ring[0] and "drop-shadow" in wire_ring[1], wire_ring
             page.wait_for_function("() => window.nodegraph.graph().nodes.render.inputs.size === 64")
 
             # --- 6: Escape closes the templates list and the Plugins panel, focus back on their buttons --
