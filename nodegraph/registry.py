@@ -300,6 +300,8 @@ class Registry:
                 schema = {**cls.spec.to_json_schema(cls), "type": self.canonical_name(qualified),
                           "qualified_type": qualified, "plugin": self.node_plugin[qualified]}
                 schema["aliases"] = [n for n in (qualified, *self.aliases(qualified)) if n != schema["type"]]
+                if getattr(cls, "renamed_inputs", None):     # old input name → new, for clients loading old graphs
+                    schema["renamed_inputs"] = dict(cls.renamed_inputs)
                 for input_name, spec in cls.spec.inputs.items():
                     if spec.choices_from is not None:   # choices that plugins extend
                         schema["inputs"][input_name]["choices"] = self.extension_names(spec.choices_from)

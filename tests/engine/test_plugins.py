@@ -950,6 +950,8 @@ def test_a_renamed_input_keeps_saved_graphs_running():
     assert session.run(saved, overrides={"p.pixel_size": 16}).outputs["s"]["value"] == 16    # old name, --set too
     saved["nodes"]["p"]["inputs"]["pixel_size"] = 100                                        # checked as the new
     assert [e.code for e in session.validate(saved)] == ["out_of_range"]
+    (schema,) = [n for n in session.node_schemas() if n["type"] == "Pixelate"]
+    assert schema["renamed_inputs"] == {"pixel_size": "block_size"}       # for clients that load old graphs
 
     class Broken(Node):
         renamed_inputs = {"size": "nowhere", "kept": "kept"}
