@@ -304,6 +304,8 @@ class RunQueue:
                 self._db.execute("ALTER TABLE runs ADD COLUMN listing TEXT")
             if "graph_bytes" not in columns:   # from before stored graphs counted in quotas: theirs count as 0
                 self._db.execute("ALTER TABLE runs ADD COLUMN graph_bytes INTEGER")
+            if "front" not in columns:     # from before users took turns: no run was put at the front
+                self._db.execute("ALTER TABLE runs ADD COLUMN front INTEGER")
 
     def close(self) -> None:
         """Close the database; safe to call twice."""
@@ -403,11 +405,11 @@ class RunQueue:
             try:
                 self._db.execute(
                     "INSERT INTO runs (id, seq, client_id, user, status, graph, outputs, overrides, submitted_at, "
-                    "started_at, listing, graph_bytes) VALUES (?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)",
+                    "started_at, listing, graph_bytes, front) VALUES (?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?)",
                     (run_id, seq, client_id, user, "queued" if started_at is None else "running",
                      json.dumps(outputs) if outputs is not None else None,
                      json.dumps(overrides) if overrides else None, submitted_at, started_at, listing_text,
-                     len(graph_text)))
+                     len(graph_text), 1 if front else None))
                 self._db.execute("INSERT INTO run_graphs (id, graph) VALUES (?, ?)", (run_id, graph_text))
                 self._db.execute("COMMIT")
             except BaseException:
@@ -424,12 +426,42 @@ class RunQueue:
         return self._records([row], graph)[0] if row else None
 
     def position(self, run_id: str) -> int | None:
-        """0-based place among queued runs, or None if the run is not queued."""
-        row = self._one("SELECT seq FROM runs WHERE id = ? AND status = 'queued'", run_id)
-        if row is None:
-            return None
-        ahead = self._one("SELECT COUNT(*) AS n FROM runs WHERE status = 'queued' AND seq < ?", row["seq"])
-        return int(ahead["n"])
+        """0-based place among queued runs in the order they will run (`queued_in_turn`), or None if the run is
+        not queued."""
+        with self._lock:
+            row = self._one("SELECT seq FROM runs WHERE id = ? AND status = 'queued'", run_id)
+            if row is None:
+                return None
+            if self._one("SELECT COUNT(DISTINCT COALESCE(user, '')) AS n FROM runs WHERE status = 'queued'")["n"] <= 1:
+                ahead = self._one("SELECT COUNT(*) AS n FROM runs WHERE status = 'queued' AND seq < ?", row["seq"])
+                return int(ahead["n"])
+            order = self.queued_in_turn()
+            return order.index(run_id) if run_id in order else None
+
+    def queued_in_turn(self) -> list[str]:
+        """The queued runs' ids in the order they will run: runs put at the front first, then users take turns
+        — one run each in every round, their own runs in the order they queued them, the user whose last run
+        started longest ago (or never) first — so one user's 25 queued runs do not make everyone else wait
+        behind them. With one user (or none: a server without a users file) this is the order they queued."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, seq, user, front FROM runs WHERE status = 'queued' ORDER BY seq").fetchall()
+            users = {row["user"] for row in rows}
+            if len(users) <= 1:
+                return [row["id"] for row in rows]
+            started = {row["user"]: row["last"] for row in self._db.execute(
+                "SELECT user, MAX(started_at) AS last FROM runs WHERE started_at IS NOT NULL GROUP BY user")}
+        front = [row["id"] for row in rows if row["front"]]
+        by_user: dict[Any, list[str]] = {}
+        first_seq: dict[Any, int] = {}
+        for row in rows:
+            if not row["front"]:
+                by_user.setdefault(row["user"], []).append(row["id"])
+                first_seq.setdefault(row["user"], row["seq"])
+        turn = sorted(by_user, key=lambda user: (started.get(user) or 0.0, first_seq[user]))
+        dealt = [runs[depth] for depth in range(max(map(len, by_user.values()), default=0))
+                 for runs in (by_user[user] for user in turn) if depth < len(runs)]
+        return front + dealt
 
     def claim_next(self, needs_graph: Callable[[str], bool] | None = None) -> RunRecord | None:
         """Mark the first readable queued run as running and return it (None if the queue is empty).
@@ -442,6 +474,9 @@ class RunQueue:
                 row = self._one("SELECT id FROM runs WHERE status = 'queued' ORDER BY seq LIMIT 1")
                 if row is None:
                     return None
+                if self._one("SELECT COUNT(DISTINCT COALESCE(user, '')) AS n FROM runs "
+                             "WHERE status = 'queued'")["n"] > 1:       # users take turns (`queued_in_turn`)
+                    row = {"id": self.queued_in_turn()[0]}
                 self._db.execute("UPDATE runs SET status = 'running', started_at = ? WHERE id = ?",
                                  (time.time(), row["id"]))
                 if needs_graph is not None and not needs_graph(row["id"]):     # the graph's text is not even read
@@ -500,12 +535,15 @@ class RunQueue:
             return ids
 
     def pending(self, user: str | None = None, describe: Describe | None = None) -> list[RunRecord]:
-        """Queued runs in order (only `user`'s when given), without their graphs (`describe`: see `history`)."""
+        """Queued runs in the order they will run (`queued_in_turn`; only `user`'s when given), without their
+        graphs (`describe`: see `history`)."""
         with self._lock:
             rows = self._db.execute(
                 f"{_SELECT_LISTED} WHERE status = 'queued' AND (? IS NULL OR user = ?) ORDER BY seq",
                 (user, user)).fetchall()
-        return [r for r in self._listed(rows, describe) if r.status == "queued"]    # unreadable rows are now failed
+            turn = {run_id: place for place, run_id in enumerate(self.queued_in_turn())} if user is None else None
+        records = [r for r in self._listed(rows, describe) if r.status == "queued"]    # unreadable rows: failed
+        return sorted(records, key=lambda r: turn.get(r.id, len(turn))) if turn else records
 
     def pending_count(self) -> int:
         """How many runs are queued."""

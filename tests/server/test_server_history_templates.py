@@ -554,3 +554,31 @@ def test_the_history_seed_is_the_samplers_not_the_first_in_the_file(proto):
     (entry,) = reply.message["runs"]
     sampler_seed = graph["nodes"]["sampler"]["inputs"]["seed"]
     assert entry["seed"] == sampler_seed and list(entry["seeds"])[0] == "sampler.seed", entry["seeds"]
+
+
+def test_users_take_turns_in_the_queue():
+    """One user's 25 queued runs made the whole team wait (a long-running stranger's finding): users now take
+    turns — one run each per round, each user's runs in their order, the one whose last run started longest ago
+    first — while a single user (or a server without users) keeps the plain order. Positions and the pending
+    listing follow the same order; a run put at the front is still first."""
+    import time as time_module
+
+    from .test_server import ARITHMETIC
+
+    queue = RunQueue(":memory:")
+    alice = [queue.enqueue(ARITHMETIC, user="alice") for _ in range(3)]
+    assert queue.queued_in_turn() == [r.id for r in alice]                 # one user: as queued
+    queue.finish(queue.claim_next().id, "succeeded", result={})          # alice's first ran (started just now)
+    time_module.sleep(0.01)
+    bob = [queue.enqueue(ARITHMETIC, user="bob") for _ in range(2)]
+    carol = queue.enqueue(ARITHMETIC, user="carol")
+    order = queue.queued_in_turn()
+    # bob and carol never ran: their runs come first (bob queued first), then alice, round by round
+    assert order == [bob[0].id, carol.id, alice[1].id, bob[1].id, alice[2].id]
+    assert [queue.position(run_id) for run_id in order] == [0, 1, 2, 3, 4]
+    assert [r.id for r in queue.pending()] == order
+    assert [r.id for r in queue.pending(user="alice")] == [alice[1].id, alice[2].id]
+    urgent = queue.enqueue(ARITHMETIC, user="admin", front=True)
+    assert queue.queued_in_turn()[0] == urgent.id and queue.claim_next().id == urgent.id
+    assert queue.claim_next().id == bob[0].id
+    queue.close()
