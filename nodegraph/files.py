@@ -184,6 +184,26 @@ def sanitise_name(name: str) -> str:
     return f"{stem}.{ext}" if ext else stem
 
 
+def claim_name(tmp: Path, target: Path) -> bool:
+    """Put the finished file `tmp` at `target` unless that name exists (then False, `tmp` left as it is): a hard
+    link, which fails when the name is taken, so two writers never share a name and no reader sees a half-written
+    file under it; without hard links (some network or FAT file systems) the name is claimed with an exclusive
+    create, then replaced. The caller removes `tmp`."""
+    try:
+        os.link(tmp, target)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:
+        try:
+            with open(target, "xb"):
+                pass
+        except FileExistsError:
+            return False
+        os.replace(tmp, target)
+        return True
+
+
 def _same_bytes(path: Path, data: bytes) -> bool:
     """Whether `path` is a regular file (not a link) that holds exactly `data`: read only when the size matches."""
     try:
@@ -312,18 +332,8 @@ class FileStore:
                         return f"input/{candidate.name}"      # the same file uploaded again (a re-run): reuse it
                     continue
                 candidate = self._confined(folder, candidate.name)
-                try:
-                    os.link(tmp, candidate)
-                except FileExistsError:          # another upload took the name just now: the next one
-                    continue
-                except OSError:                  # no hard links on this file system: claim the name, then fill it
-                    try:
-                        with open(candidate, "xb"):
-                            pass
-                    except FileExistsError:
-                        continue
-                    os.replace(tmp, candidate)
-                return f"input/{candidate.name}"
+                if claim_name(tmp, candidate):   # else another upload took the name just now: the next one
+                    return f"input/{candidate.name}"
             raise UploadStorageError(f"the upload {name!r}: a million files of that name exist; rename it")
         finally:
             tmp.unlink(missing_ok=True)

@@ -1046,6 +1046,8 @@ def _write_new_file(path: Path, overwrite: bool, write: Any, searched: Any = (),
     """
     import os
 
+    from nodegraph.files import claim_name
+
     def shadows(name: str) -> bool:
         return any((Path(folder) / name).exists() for folder in searched if Path(folder) != path.parent)
 
@@ -1066,18 +1068,7 @@ def _write_new_file(path: Path, overwrite: bool, write: Any, searched: Any = (),
             candidate = path if number == 0 else path.with_name(f"{path.stem}_{number}{path.suffix}")
             if shadows(candidate.name):
                 continue
-            try:
-                os.link(tmp, candidate)
-                return candidate
-            except FileExistsError:
-                continue
-            except OSError:                       # no hard links here (some network / FAT file systems)
-                try:
-                    with open(candidate, "xb"):
-                        pass
-                except FileExistsError:
-                    continue
-                os.replace(tmp, candidate)
+            if claim_name(tmp, candidate):
                 return candidate
         raise NodeInputError("filename", f"{path.name}: 10000 numbered files exist already; choose another name")
     finally:
