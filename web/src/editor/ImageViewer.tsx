@@ -25,7 +25,7 @@ import { describeItem, fileName } from "../run/media";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
 import { clampScale, fitScale, stepViewer } from "../state/ui";
-import { trapTab, useReturnFocus } from "./focusReturn";
+import { ViewerDialog } from "./ViewerDialog";
 
 export function ImageViewer() {
   const app = useApp();
@@ -38,7 +38,6 @@ export function ImageViewer() {
   const [natural, setNatural] = useState<{ url: string; size: [number, number] } | null>(null);
   const drag = useRef<{ x: number; y: number; pan: [number, number] } | null>(null);
   const stage = useRef<HTMLDivElement>(null);
-  const dialog = useRef<HTMLDivElement>(null);
 
   const item = viewer ? viewer.items[viewer.index] : null;
   const size: [number, number] | null = item && natural?.url === item.url ? natural.size : null;
@@ -63,11 +62,6 @@ export function ImageViewer() {
 
   // The stage's inner size, for "Fit" (the window can be resized while the viewer is open).
   const open = viewer !== null;
-  useReturnFocus(open);
-  // Opened: the focus moves into the dialog (onto the dialog itself; Tab then reaches its buttons).
-  useEffect(() => {
-    if (open) dialog.current?.focus({ preventScroll: true });
-  }, [open]);
   useLayoutEffect(() => {
     const element = stage.current;
     if (!open || !element) return;
@@ -91,135 +85,124 @@ export function ImageViewer() {
   const box = size ? { width: Math.round(size[0] * scale), height: Math.round(size[1] * scale) } : null;
 
   return (
-    <div className="ng-viewer-backdrop" onClick={(e) => e.target === e.currentTarget && close()}>
-      <div
-        className="ng-viewer"
-        data-testid="image-viewer"
-        role="dialog"
-        aria-modal="true"
-        aria-label={`Image viewer: ${describeItem(item)}`}
-        tabIndex={-1}
-        ref={dialog}
-        onKeyDown={(e) => trapTab(e, dialog.current)}
-      >
-        <div className="ng-viewer-bar">
-          <span className="ng-viewer-caption">{describeItem(item)}</span>
-          {viewer.items.length > 1 && (
-            <>
-              <button type="button" data-testid="viewer-prev" onClick={() => step(-1)} title="previous (←)" aria-label="Previous image">‹</button>
-              <span data-testid="viewer-frame">{viewer.index + 1} / {viewer.items.length}</span>
-              <button type="button" data-testid="viewer-next" onClick={() => step(1)} title="next (→)" aria-label="Next image">›</button>
-            </>
-          )}
-          <button type="button" data-testid="viewer-zoom-out" onClick={() => zoomBy(1 / 1.25)} title="zoom out (−)" aria-label="Zoom out">−</button>
-          <span
-            className="ng-viewer-zoom"
-            data-testid="viewer-zoom"
-            data-zoom={scale}
-            data-fit={manualScale === null}
-            title={size ? `${size[0]}×${size[1]} px image; the percentage is screen pixels per image pixel` : undefined}
-          >
-            {Math.round(scale * 100)}%
-          </span>
-          <button type="button" data-testid="viewer-zoom-in" onClick={() => zoomBy(1.25)} title="zoom in (+)" aria-label="Zoom in">+</button>
-          <button
-            type="button"
-            data-testid="viewer-zoom-actual"
-            className={manualScale === 1 ? "ng-pressed" : ""}
-            onClick={() => { setManualScale(1); setPan([0, 0]); }}
-            title="actual size: one image pixel per screen pixel"
-          >
-            100%
-          </button>
-          <button
-            type="button"
-            data-testid="viewer-zoom-fit"
-            className={manualScale === null ? "ng-pressed" : ""}
-            onClick={() => { setManualScale(null); setPan([0, 0]); }}
-            title="fit the whole image in the view"
-          >
-            Fit
-          </button>
-          <a className="ng-download" href={item.url} download={fileName(item.fileId)} aria-label={`Download ${fileName(item.fileId)}`} title="download">⤓</a>
-          <button type="button" className="ng-icon" data-testid="viewer-close" onClick={close} title="close (Escape)" aria-label="Close the image viewer">×</button>
-        </div>
-        <div
-          className="ng-viewer-stage"
-          ref={stage}
-          onWheel={(e) => zoomBy(e.deltaY < 0 ? 1.15 : 1 / 1.15)}
-          onMouseDown={(e) => {
-            drag.current = { x: e.clientX, y: e.clientY, pan };
-          }}
-          onMouseMove={(e) => {
-            if (drag.current && e.buttons === 1 && !(e.target as HTMLElement).classList.contains("ng-compare-slider")) {
-              setPan([drag.current.pan[0] + e.clientX - drag.current.x, drag.current.pan[1] + e.clientY - drag.current.y]);
-            }
-          }}
-          onMouseUp={() => {
-            drag.current = null;
-          }}
-        >
-          <div className="ng-viewer-layers" style={{ transform }}>
-            <img
-              data-testid="viewer-image"
-              src={item.url}
-              alt={fileName(item.fileId)}
-              draggable={false}
-              // while comparing, only the part left of the slider (the compared image has the rest)
-              style={box ? (other ? { ...box, clipPath: `inset(0 ${100 - split}% 0 0)` } : box) : { visibility: "hidden" }}
-              onLoad={(e) => {
-                const img = e.currentTarget;
-                setNatural({ url: item.url, size: [img.naturalWidth, img.naturalHeight] });
-              }}
-            />
-            {other && box && (
-              <img
-                className="ng-viewer-compare"
-                data-testid="viewer-compare-image"
-                src={other.url}
-                alt={fileName(other.fileId)}
-                draggable={false}
-                style={{ ...box, clipPath: `inset(0 0 0 ${split}%)` }}
-              />
-            )}
-          </div>
-        </div>
-        {other && (
-          <input
-            className="ng-compare-slider"
-            data-testid="viewer-compare-slider"
-            type="range"
-            min={0}
-            max={100}
-            value={split}
-            aria-label="Compare: position of the dividing line"
-            onChange={(e) => setSplit(Number(e.target.value))}
-            title="slide to compare: left of the line is this image, right the compared one"
-          />
-        )}
+    <ViewerDialog label={`Image viewer: ${describeItem(item)}`} testId="image-viewer" onClose={close}>
+      <div className="ng-viewer-bar">
+        <span className="ng-viewer-caption">{describeItem(item)}</span>
         {viewer.items.length > 1 && (
-          <div className="ng-viewer-strip">
-            {viewer.items.map((other2, i) => (
-              <span key={other2.fileId + i} className={`ng-viewer-thumb${i === viewer.index ? " ng-current" : ""}`}>
-                <img src={other2.url} alt="" onClick={() => app.ui.set((s) => (s.viewer ? { ...s, viewer: { ...s.viewer, index: i } } : s))} />
-                {i !== viewer.index && (
-                  <button
-                    type="button"
-                    data-testid={`viewer-compare-${i}`}
-                    className={viewer.compare === i ? "ng-pressed" : ""}
-                    onClick={() => app.ui.set((s) => (s.viewer ? { ...s, viewer: { ...s.viewer, compare: s.viewer.compare === i ? null : i } } : s))}
-                    title="compare with this one (slider)"
-                    aria-label={`Compare with image ${i + 1}`}
-                    aria-pressed={viewer.compare === i}
-                  >
-                    ⇆
-                  </button>
-                )}
-              </span>
-            ))}
-          </div>
+          <>
+            <button type="button" data-testid="viewer-prev" onClick={() => step(-1)} title="previous (←)" aria-label="Previous image">‹</button>
+            <span data-testid="viewer-frame">{viewer.index + 1} / {viewer.items.length}</span>
+            <button type="button" data-testid="viewer-next" onClick={() => step(1)} title="next (→)" aria-label="Next image">›</button>
+          </>
         )}
+        <button type="button" data-testid="viewer-zoom-out" onClick={() => zoomBy(1 / 1.25)} title="zoom out (−)" aria-label="Zoom out">−</button>
+        <span
+          className="ng-viewer-zoom"
+          data-testid="viewer-zoom"
+          data-zoom={scale}
+          data-fit={manualScale === null}
+          title={size ? `${size[0]}×${size[1]} px image; the percentage is screen pixels per image pixel` : undefined}
+        >
+          {Math.round(scale * 100)}%
+        </span>
+        <button type="button" data-testid="viewer-zoom-in" onClick={() => zoomBy(1.25)} title="zoom in (+)" aria-label="Zoom in">+</button>
+        <button
+          type="button"
+          data-testid="viewer-zoom-actual"
+          className={manualScale === 1 ? "ng-pressed" : ""}
+          onClick={() => { setManualScale(1); setPan([0, 0]); }}
+          title="actual size: one image pixel per screen pixel"
+        >
+          100%
+        </button>
+        <button
+          type="button"
+          data-testid="viewer-zoom-fit"
+          className={manualScale === null ? "ng-pressed" : ""}
+          onClick={() => { setManualScale(null); setPan([0, 0]); }}
+          title="fit the whole image in the view"
+        >
+          Fit
+        </button>
+        <a className="ng-download" href={item.url} download={fileName(item.fileId)} aria-label={`Download ${fileName(item.fileId)}`} title="download">⤓</a>
+        <button type="button" className="ng-icon" data-testid="viewer-close" onClick={close} title="close (Escape)" aria-label="Close the image viewer">×</button>
       </div>
-    </div>
+      <div
+        className="ng-viewer-stage"
+        ref={stage}
+        onWheel={(e) => zoomBy(e.deltaY < 0 ? 1.15 : 1 / 1.15)}
+        onMouseDown={(e) => {
+          drag.current = { x: e.clientX, y: e.clientY, pan };
+        }}
+        onMouseMove={(e) => {
+          if (drag.current && e.buttons === 1 && !(e.target as HTMLElement).classList.contains("ng-compare-slider")) {
+            setPan([drag.current.pan[0] + e.clientX - drag.current.x, drag.current.pan[1] + e.clientY - drag.current.y]);
+          }
+        }}
+        onMouseUp={() => {
+          drag.current = null;
+        }}
+      >
+        <div className="ng-viewer-layers" style={{ transform }}>
+          <img
+            data-testid="viewer-image"
+            src={item.url}
+            alt={fileName(item.fileId)}
+            draggable={false}
+            // while comparing, only the part left of the slider (the compared image has the rest)
+            style={box ? (other ? { ...box, clipPath: `inset(0 ${100 - split}% 0 0)` } : box) : { visibility: "hidden" }}
+            onLoad={(e) => {
+              const img = e.currentTarget;
+              setNatural({ url: item.url, size: [img.naturalWidth, img.naturalHeight] });
+            }}
+          />
+          {other && box && (
+            <img
+              className="ng-viewer-compare"
+              data-testid="viewer-compare-image"
+              src={other.url}
+              alt={fileName(other.fileId)}
+              draggable={false}
+              style={{ ...box, clipPath: `inset(0 0 0 ${split}%)` }}
+            />
+          )}
+        </div>
+      </div>
+      {other && (
+        <input
+          className="ng-compare-slider"
+          data-testid="viewer-compare-slider"
+          type="range"
+          min={0}
+          max={100}
+          value={split}
+          aria-label="Compare: position of the dividing line"
+          onChange={(e) => setSplit(Number(e.target.value))}
+          title="slide to compare: left of the line is this image, right the compared one"
+        />
+      )}
+      {viewer.items.length > 1 && (
+        <div className="ng-viewer-strip">
+          {viewer.items.map((other2, i) => (
+            <span key={other2.fileId + i} className={`ng-viewer-thumb${i === viewer.index ? " ng-current" : ""}`}>
+              <img src={other2.url} alt="" onClick={() => app.ui.set((s) => (s.viewer ? { ...s, viewer: { ...s.viewer, index: i } } : s))} />
+              {i !== viewer.index && (
+                <button
+                  type="button"
+                  data-testid={`viewer-compare-${i}`}
+                  className={viewer.compare === i ? "ng-pressed" : ""}
+                  onClick={() => app.ui.set((s) => (s.viewer ? { ...s, viewer: { ...s.viewer, compare: s.viewer.compare === i ? null : i } } : s))}
+                  title="compare with this one (slider)"
+                  aria-label={`Compare with image ${i + 1}`}
+                  aria-pressed={viewer.compare === i}
+                >
+                  ⇆
+                </button>
+              )}
+            </span>
+          ))}
+        </div>
+      )}
+    </ViewerDialog>
   );
 }

@@ -10,46 +10,29 @@
 import { describeItem, fileName, fileView } from "../run/media";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
-import { useEffect, useRef } from "react";
-import { trapTab, useReturnFocus } from "./focusReturn";
 import { Model3DView } from "./Model3DView";
+import { ViewerDialog } from "./ViewerDialog";
 
 export function Model3DViewer() {
   const app = useApp();
   const item = useStore(app.ui, (s) => s.model3d);
-  const dialog = useRef<HTMLDivElement>(null);
-  useReturnFocus(item !== null);
-  useEffect(() => {
-    if (item) dialog.current?.focus({ preventScroll: true });
-  }, [item]);
   if (!item) return null;
   const view = fileView(item);
   if (view.element !== "model3d") return null;
   const close = () => app.ui.set((s) => ({ ...s, model3d: null }));
   return (
-    <div className="ng-viewer-backdrop" onClick={(e) => e.target === e.currentTarget && close()}>
-      <div
-        className="ng-viewer"
-        data-testid="model3d-viewer"
-        role="dialog"
-        aria-modal="true"
-        aria-label={`3D viewer: ${describeItem(item)}`}
-        tabIndex={-1}
-        ref={dialog}
-        onKeyDown={(e) => trapTab(e, dialog.current)}
-      >
-        <div className="ng-viewer-bar">
-          <span className="ng-viewer-caption">{describeItem(item)}</span>
-          <span className="ng-kind">{view.points ? "point cloud" : "mesh"} · 3D</span>
-          <a className="ng-download" href={item.url} download={fileName(item.fileId)} title={`download ${item.fileId}`} aria-label={`Download ${fileName(item.fileId)}`}>⤓</a>
-          <button type="button" className="ng-icon" data-testid="model3d-viewer-close" onClick={close} title="close (Escape)" aria-label="Close the 3D viewer">
-            ×
-          </button>
-        </div>
-        <div className="ng-model3d-stage">
-          <Model3DView key={item.url} url={item.url} format={view.format} points={view.points} height="100%" />
-        </div>
+    <ViewerDialog label={`3D viewer: ${describeItem(item)}`} testId="model3d-viewer" onClose={close}>
+      <div className="ng-viewer-bar">
+        <span className="ng-viewer-caption">{describeItem(item)}</span>
+        <span className="ng-kind">{view.points ? "point cloud" : "mesh"} · 3D</span>
+        <a className="ng-download" href={item.url} download={fileName(item.fileId)} title={`download ${item.fileId}`} aria-label={`Download ${fileName(item.fileId)}`}>⤓</a>
+        <button type="button" className="ng-icon" data-testid="model3d-viewer-close" onClick={close} title="close (Escape)" aria-label="Close the 3D viewer">
+          ×
+        </button>
       </div>
-    </div>
+      <div className="ng-model3d-stage">
+        <Model3DView key={item.url} url={item.url} format={view.format} points={view.points} height="100%" />
+      </div>
+    </ViewerDialog>
   );
 }
