@@ -178,11 +178,12 @@ class TinyWorldDataset(Node):
     (ControlNet hints); `shape_weights` ("star: 3") draws some shapes more often than others
     (held-out pairs are still never shown); `caption_filler` inserts words that say nothing about
     the scene into a share of the captions, `caption_word_swap` replaces some of their words that name
-    no attribute.
+    no attribute, `caption_paraphrase` rewords position and background phrases and puts colours after
+    shapes (`world_captions.paraphrase_caption`, version 2).
     """
 
     category = "training"
-    version = "1.3.0"
+    version = "1.4.0"
 
     class Inputs(NodeInputs):
         seed: int = Input(0, seed=True)
@@ -205,12 +206,16 @@ class TinyWorldDataset(Node):
         caption_word_swap: float = Input(0.0, ge=0.0, le=1.0, description="share of captions whose words that name no "
                                                                           "attribute ('on', 'the', 'half') are partly "
                                                                           "replaced by filler words; 0 = none")
+        caption_paraphrase: float = Input(0.0, ge=0.0, le=1.0, description="share of captions whose position and "
+                                                                           "background phrases are reworded ('upper', "
+                                                                           "'toward the left', 'and a blue background') "
+                                                                           "and colours put after shapes; 0 = none")
 
     outputs = (Output("dataset", "DATASET"),)
 
     def run(self, seed: int, count: int, size: int, holdout: str, two_object_fraction: float,
             caption_style: str, sizes: str, layout: str, shape_weights: str = "", caption_filler: float = 0.0,
-            caption_word_swap: float = 0.0) -> dict:
+            caption_word_swap: float = 0.0, caption_paraphrase: float = 0.0) -> dict:
         import numpy as np
         import torch
 
@@ -225,7 +230,7 @@ class TinyWorldDataset(Node):
             world = TinyWorld(seed=seed, size=size, holdout=_parse_holdout(holdout),
                               two_object_fraction=two_object_fraction, length=count, caption_style=caption_style,
                               sizes=buckets, layout=layout, shape_weights=weights, caption_filler=caption_filler,
-                              caption_word_swap=caption_word_swap)
+                              caption_word_swap=caption_word_swap, caption_paraphrase=caption_paraphrase)
         except WorldError as exc:
             raise NodeInputError("holdout" if "holdout" in str(exc) else "count", str(exc)) from None
         members = {shape: [i for i in range(count) if world.image_size(i) == shape] for shape in buckets}

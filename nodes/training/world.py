@@ -666,6 +666,10 @@ class TinyWorld:
         caption_word_swap: probability that an item's caption has some of its words that name no
             attribute replaced by filler words (``world_captions.swap_function_words``; applied
             before ``caption_filler``); the scene and image do not change; 0 = never.
+        caption_paraphrase: probability that an item's caption has its position / background phrases
+            (and colours before shapes) reworded by ``world_captions.paraphrase_caption`` version 2
+            (applied first, before the word swap and the filler); the scene and image do not change;
+            0 = never (the captions of earlier versions).
 
     ``world[i]`` -> ``(image, caption, scene)`` with image a float32 tensor (3, H, W) in
     [-1, 1]; ``world.example(i)`` gives the uint8 (H, W, 3) image instead. Batch with
@@ -686,6 +690,7 @@ class TinyWorld:
         shape_weights: Mapping[str, float] | None = None,
         caption_filler: float = 0.0,
         caption_word_swap: float = 0.0,
+        caption_paraphrase: float = 0.0,
     ):
         if caption_style not in ("template", "free", "mixed"):
             raise WorldError("caption_style", f"expected 'template', 'free' or 'mixed'; found {caption_style!r}.")
@@ -703,7 +708,10 @@ class TinyWorld:
             raise WorldError("caption_filler", f"expected a probability in [0, 1]; found {caption_filler}.")
         if not 0.0 <= caption_word_swap <= 1.0:
             raise WorldError("caption_word_swap", f"expected a probability in [0, 1]; found {caption_word_swap}.")
+        if not 0.0 <= caption_paraphrase <= 1.0:
+            raise WorldError("caption_paraphrase", f"expected a probability in [0, 1]; found {caption_paraphrase}.")
         self.caption_filler, self.caption_word_swap = float(caption_filler), float(caption_word_swap)
+        self.caption_paraphrase = float(caption_paraphrase)
         self.templates = tuple(range(len(TEMPLATES))) if templates is None else tuple(templates)
         for template in self.templates:
             if not 0 <= template < len(TEMPLATES):
@@ -740,6 +748,12 @@ class TinyWorld:
         else:
             text = caption(scene, template)
         # each on its own RNG: the scene, layout and image (and the other's words) do not depend on them
+        if self.caption_paraphrase:
+            from .world_captions import paraphrase_caption
+
+            paraphrase_rng = random.Random(f"tinyworld/{self.seed}/{self._index(index)}/paraphrase")
+            if paraphrase_rng.random() < self.caption_paraphrase:
+                text = paraphrase_caption(text, paraphrase_rng, version=2)
         if self.caption_word_swap:
             from .world_captions import swap_function_words
 

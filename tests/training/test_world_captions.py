@@ -277,6 +277,23 @@ def test_tinyworld_caption_word_swap_changes_captions_only():
         world.TinyWorld(caption_word_swap=-0.1)
 
 
+def test_tinyworld_caption_paraphrase_rewords_captions_only_and_they_still_parse():
+    from nodes.training.world_captions import parse_prompt
+
+    plain = world.TinyWorld(seed=4, caption_style="mixed", two_object_fraction=0.4, length=300)
+    reworded = world.TinyWorld(seed=4, caption_style="mixed", two_object_fraction=0.4, length=300,
+                               caption_paraphrase=0.5)
+    changed = [i for i in range(300) if plain.caption(i) != reworded.caption(i)]
+    assert 100 < len(changed) < 200
+    assert all(plain.scene(i) == reworded.scene(i) for i in range(300))
+    assert np.array_equal(plain.example(3).image, reworded.example(3).image)
+    for i in changed:           # the reworded caption still names what the plain one names
+        before, after = parse_prompt(plain.caption(i)), parse_prompt(reworded.caption(i))
+        assert after is not None and after == before, (plain.caption(i), reworded.caption(i))
+    with pytest.raises(world.WorldError, match="caption_paraphrase"):
+        world.TinyWorld(caption_paraphrase=1.5)
+
+
 @pytest.mark.parametrize("name", ["handwritten_prompts.txt", "handwritten_prompts_2.txt"])
 def test_handwritten_benchmark_prompts_follow_their_rules(name):
     """benchmarks/handwritten_prompts*.txt: 40 prompts each; each parses, names no held-out pair and uses no
