@@ -211,18 +211,35 @@ class _RawText:
         self.raw, self.value = raw, value
 
 
-def _typed_overrides(registry: Any, nodes: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """--set values for the graph's `nodes`: the typed text for a STRING input, else the JSON value."""
+def _typed_overrides(registry: Any, graph: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """--set values for `graph` (None: not read): the typed text for a STRING input — a node's, or a subgraph
+    node's exposed input that feeds one — else the JSON value."""
     typed = {}
     for key, value in overrides.items():
         if isinstance(value, _RawText):
             node_id, _, input_name = key.rpartition(".")
-            node = nodes.get(node_id)
-            cls = registry.nodes.get(node.type) if node is not None else None
-            spec = cls.spec.inputs.get(input_name) if cls is not None else None
-            value = value.raw if spec is not None and spec.port == "STRING" else value.value
+            port = _input_port(registry, graph, node_id, input_name)
+            value = value.raw if port == "STRING" else value.value
         typed[key] = value
     return typed
+
+
+def _input_port(registry: Any, graph: Any, node_id: str, input_name: str) -> str | None:
+    """The port type of input `input_name` of node `node_id` (None when there is no such input)."""
+    from .effective_graph import subgraph_interface
+    from .graph import SUBGRAPH_TYPE_PREFIX
+
+    node = graph.nodes.get(node_id) if graph is not None else None
+    if node is None or not isinstance(node.type, str):
+        return None
+    if node.type.startswith(SUBGRAPH_TYPE_PREFIX):
+        try:
+            return subgraph_interface(graph, node.type[len(SUBGRAPH_TYPE_PREFIX):], registry).input_port(input_name)
+        except KeyError:         # not defined: validation says so
+            return None
+    cls = registry.nodes.get(node.type)
+    spec = cls.spec.inputs.get(input_name) if cls is not None else None
+    return spec.port if spec is not None else None
 
 
 class _Progress:
@@ -268,18 +285,33 @@ def _usable_output_dir(text: str) -> str | None:
     return None
 
 
-def _record_interrupted_start(args: argparse.Namespace, message: str) -> None:
-    """`<graph>.outputs.json` for a run stopped before it started (no graph read yet): its status and why."""
-    from .files import replace_file
+def _record_not_started(args: argparse.Namespace, status: str, error: dict) -> None:
+    """`<graph>.outputs.json` for a run that ended before it started (stopped, or a file that does not load as
+    a graph): its status and why — never an earlier run's record left standing as the latest — and the same
+    line in `<graph>.outputs.jsonl`. A `run_failed` / `run_interrupted` line goes to `--events` too, so a
+    reader of the event stream learns why it is empty."""
+    from .files import append_record, replace_file
 
+    record = {"run_id": None, "status": status, "outputs": {}, "error": error}
     try:
         path = Path(args.output_dir) / f"{Path(args.graph).stem}.outputs.json"
         if path.parent.is_dir():
-            replace_file(path, json.dumps({"run_id": None, "status": "interrupted", "outputs": {},
-                                           "error": {"message": f"{message}, before the run started"}},
-                                          indent=2) + "\n")
+            replace_file(path, json.dumps(record, indent=2, default=str) + "\n")
+            append_record(path.with_suffix(".jsonl"), json.dumps(record, default=str))
     except OSError:
         pass
+    if getattr(args, "events", None):
+        event = {"type": "run_failed" if status == "failed" else "run_interrupted", "run_id": None,
+                 "node_id": None, "message": error.get("message", ""), **({"errors": error["errors"]}
+                                                                        if "errors" in error else {})}
+        try:
+            if args.events == "-":
+                print(json.dumps(event, default=str), flush=True)
+            else:
+                with open(args.events, "w", encoding="utf-8") as out:
+                    out.write(json.dumps(event, default=str) + "\n")
+        except OSError:
+            pass
 
 
 def _stop_on_sigterm_as_on_ctrl_c() -> Any:
@@ -339,13 +371,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         session = _session(args, output_dir=args.output_dir, input_dir=args.input_dir)
         warnings = _print_plugin_warnings(session)
         graph = _load(session, args.graph)       # read once: the --set values' types, then the run
+        overrides = _typed_overrides(session.registry, graph, session.renamed_overrides(graph, overrides))
+        override_errors = _override_graph(graph, overrides)[1] if overrides else []
+        if override_errors:         # every problem at once, as `validate` reports them
+            errors = override_errors + session.validate(_override_graph(graph, overrides)[0], args.outputs,
+                                                        input_dir=args.input_dir)
+            raise GraphValidationError(errors)
     except GraphValidationError as exc:
         _print_errors(exc.errors, sys.stderr)
+        _record_not_started(args, "failed", {"message": str(exc), "errors": exc.to_list()})
         return EXIT_INVALID
     except KeyboardInterrupt as exc:      # before the run: the latest record says so, not an earlier run's
-        _record_interrupted_start(args, str(exc) or "interrupted (Ctrl+C)")
+        _record_not_started(args, "interrupted", {"message": f"{str(exc) or 'interrupted (Ctrl+C)'}, before the run "
+                                                             f"started"})
         raise
-    overrides = _typed_overrides(session.registry, graph.nodes, session.renamed_overrides(graph, overrides))
     events_out: TextIO | None = None
     if args.events == "-":
         events_out = sys.stdout
@@ -483,7 +522,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         graph = _load(session, args.graph)
         override_errors: list = []
         if overrides:
-            typed = _typed_overrides(session.registry, graph.nodes, session.renamed_overrides(graph, overrides))
+            typed = _typed_overrides(session.registry, graph, session.renamed_overrides(graph, overrides))
             graph, override_errors = _override_graph(graph, typed)
         errors = override_errors + session.validate(graph, args.outputs, input_dir=args.input_dir)
     except GraphValidationError as exc:

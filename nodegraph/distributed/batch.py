@@ -7,11 +7,14 @@
 Every variant's files land in the one output folder (never replacing a file), and
 `index.json` there lists every variant in order:
 
-    {"graph": ..., "variants": 100, "succeeded": 100, "failed": 0, "interrupted": 0, "seconds": ...,
+    {"graph": ..., "variants": 100, "succeeded": 100, "failed": 0, "interrupted": 0, "not_run": 0, "seconds": ...,
      "items": [{"index": 0, "overrides": {"sampler.seed": 0}, "status": "succeeded", "run_id": ...,
                 "worker": "w1", "seconds": ..., "files": [{"node_id": "save", "name": "txt2img_00001.png",
                 "kind": "image", ...}], "outputs": {...}, "error": null, "warnings": [...]}, ...],
      "base_graph": {...}, "provenance": {...}}
+
+A batch stopped by Ctrl+C lists the variant that was running as "interrupted" and counts the variants it
+never started in `not_run` (0 when the batch ran to its end).
 
 `base_graph` is the graph every variant starts from (an item's `overrides` applied to it is what that
 variant ran: the graph as a run's record holds it), `provenance` this process's versions and device and
@@ -200,7 +203,12 @@ def run_batch(session: Any, source: Any, variants: list[dict[str, Any]], *, outp
             for index, overrides in enumerate(variants):
                 if stop.is_set():
                     break
-                item = _run_local(session, graph, index, overrides, outputs, folder, on_event)
+                try:
+                    item = _run_local(session, graph, index, overrides, outputs, folder, on_event)
+                except KeyboardInterrupt as exc:      # Ctrl+C in this variant: the index counts it
+                    done(BatchItem(index, overrides, "interrupted", None,
+                                   error={"message": str(exc) or "interrupted (Ctrl+C)"}))
+                    raise
                 done(item)
                 if item.status == "interrupted":      # session.interrupt(): the script stops the batch
                     break
@@ -306,7 +314,7 @@ def write_index(path: Path, source: Any, items: list[BatchItem], total: int, sec
 
     counts = {status: sum(1 for i in items if i.status == status) for status in ("succeeded", "failed", "interrupted")}
     body = {"graph": str(source) if isinstance(source, (str, Path)) and len(str(source)) < 4096 else None,
-            "variants": total, **counts, "seconds": round(seconds, 3),
+            "variants": total, **counts, "not_run": total - len(items), "seconds": round(seconds, 3),
             **({"base_graph": graph.to_dict()} if graph is not None else {}),
             **({"provenance": provenance} if provenance is not None else {}),
             "items": [_portable(asdict(i)) for i in items]}
@@ -385,6 +393,21 @@ def sweep_value_problem(registry: Any, graph: Any, variants: list[dict[str, Any]
     return None
 
 
+def _text_items(registry: Any, graph: Any, variant: dict[str, Any]) -> dict[str, Any]:
+    """A swept number or true/false/null for a text (STRING) input becomes its text, as `--set` does:
+    `--sweep t.template=1,2` gives the texts "1" and "2"."""
+    from ..cli import _input_port
+
+    def text(key: str, value: Any) -> Any:
+        if value is None or isinstance(value, (bool, int, float)):
+            node_id, _, name = key.rpartition(".")
+            if _input_port(registry, graph, node_id, name) == "STRING":
+                return json.dumps(value)
+        return value
+
+    return {key: text(key, value) for key, value in variant.items()}
+
+
 def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
     """`nodegraph run GRAPH [--ray [ADDRESS]] [--sweep SPEC ...]`: exit 0 if every variant succeeded."""
     from ..cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, _parse_overrides, _typed_overrides
@@ -407,6 +430,8 @@ def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
     check = sweep_target_check(session.registry, graph) if graph is not None else None
     try:                                    # then every key against the node's inputs: once, not once a variant
         swept = parse_sweep(args.sweep, graph_dict, check) if args.sweep else [{}]
+        if graph is not None:
+            swept = [_text_items(session.registry, graph, variant) for variant in swept]
         refused_value = sweep_value_problem(session.registry, graph, swept) if graph is not None else None
         if refused_value is not None:
             raise ValueError(refused_value)
@@ -417,7 +442,7 @@ def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    base = _typed_overrides(session.registry, graph.nodes if graph is not None else {}, base)
+    base = _typed_overrides(session.registry, graph, base)
     variants = [{**base, **v} for v in swept]
     pool = None
     if args.ray is not None:

@@ -886,3 +886,59 @@ def test_an_interrupt_while_starting_is_one_line_and_the_latest_record(tmp_path,
     assert "Traceback" not in err and "interrupted (terminated (SIGTERM))" in err
     record = json.loads((out / "arithmetic.outputs.json").read_text())
     assert record["status"] == "interrupted" and "before the run started" in record["error"]["message"]
+
+
+def test_a_file_that_does_not_load_is_recorded_failed_not_left_as_the_last_success(tmp_path, capsys):
+    """A run whose file fails to load (truncated JSON) replaces an earlier run's "succeeded" record, appends its
+    line, and tells an --events reader why the stream is otherwise empty."""
+    graph, out = tmp_path / "g.json", tmp_path / "out"
+    graph.write_text(Path(ARITHMETIC).read_text())
+    assert main(["run", str(graph), "--output-dir", str(out)]) == 0
+    assert json.loads((out / "g.outputs.json").read_text())["status"] == "succeeded"
+    graph.write_text('{"format_version": 2, "nodes": {')
+    capsys.readouterr()
+    assert main(["run", str(graph), "--output-dir", str(out), "--events", "-"]) == 1
+    record = json.loads((out / "g.outputs.json").read_text())
+    assert record["status"] == "failed" and record["outputs"] == {}
+    assert record["error"]["errors"][0]["code"] == "invalid_json"
+    assert [json.loads(line)["status"] for line in (out / "g.outputs.jsonl").read_text().splitlines()] == \
+        ["succeeded", "failed"]
+    event = json.loads(capsys.readouterr().out.strip())
+    assert event["type"] == "run_failed" and event["errors"][0]["code"] == "invalid_json"
+
+
+def test_run_reports_every_override_problem_at_once_as_validate_does(tmp_path, capsys):
+    args = ["--set", "nope.value=3", "--set", "width.valeu=2"]
+    assert main(["run", ARITHMETIC, "--output-dir", str(tmp_path), *args]) == 1
+    from_run = capsys.readouterr().err
+    assert main(["validate", ARITHMETIC, *args]) == 1
+    from_validate = capsys.readouterr().out
+    for text in (from_run, from_validate):
+        assert "[unknown_node]" in text and "[unknown_input]" in text and "Did you mean 'value'" in text
+    assert json.loads((tmp_path / "arithmetic.outputs.json").read_text())["status"] == "failed"
+
+
+def test_set_on_a_subgraph_nodes_exposed_text_input_is_text(tmp_path, capsys):
+    """--set g.template=123 where the subgraph's exposed input feeds a STRING input: the text "123", as on a node."""
+    graph = {"format_version": 2,
+             "subgraphs": {"fmt": {"inputs": {"template": {}},
+                                   "outputs": {"text": {"node": "f", "output": "text"}},
+                                   "nodes": {"f": {"type": "FormatText", "inputs": {
+                                       "template": {"node": "$inputs", "output": "template"}}}}}},
+             "nodes": {"g": {"type": "subgraph:fmt", "inputs": {}},
+                       "show": {"type": "ShowValue", "inputs": {"value": {"node": "g", "output": "text"}}}}}
+    path = tmp_path / "sub.json"
+    path.write_text(json.dumps(graph))
+    assert main(["validate", str(path), "--set", "g.template=123"]) == 0
+    capsys.readouterr()
+    assert main(["run", str(path), "--output-dir", str(tmp_path / "out"), "--set", "g.template=123"]) == 0
+    assert "show: 123" in capsys.readouterr().out
+
+
+def test_a_swept_number_for_a_text_input_is_its_text(tmp_path, capsys):
+    assert main(["run", ARITHMETIC, "--output-dir", str(tmp_path), "--sweep", "message.template=1,true",
+                 "--no-progress"]) == 0
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert [item["overrides"]["message.template"] for item in index["items"]] == ["1", "true"]
+    assert [item["outputs"]["show"]["value"] for item in index["items"]] == ["1", "true"]
+    assert index["not_run"] == 0
