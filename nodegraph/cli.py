@@ -56,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     plugins = _plugin_options()
 
-    run = sub.add_parser("run", parents=[plugins], help="run a graph file")
+    run = sub.add_parser("run", parents=[plugins], help="run a graph file",
+                         epilog="exit codes: 0 succeeded, 1 invalid graph (or not a graph file), 2 bad command line, "
+                                "3 a node failed, 130 interrupted (Ctrl+C or SIGTERM); a sweep: 0 only if every "
+                                "variant succeeded")
     run.add_argument("graph", help="path to a graph .json file")
     run.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE", dest="overrides",
                      help="override a literal input (VALUE is read as JSON, else as text; a text input takes "

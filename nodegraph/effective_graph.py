@@ -510,9 +510,32 @@ class _Expander:
                     f"exposed output {output_name!r} of subgraph {name!r} names inner node {spec['node']!r}, "
                     f"which is not in the definition; point it at an inner node's output",
                     node_id=node_id, details={"subgraph": name, "output": output_name, "source_node": spec["node"]}))
+            elif (missing := self._missing_inner_output(definition.nodes[spec["node"]], spec["output"],
+                                                        (*stack, name))) is not None:
+                self.virtual[(node_id, output_name)] = _NoPassThrough(GraphError(
+                    "unknown_output",
+                    f"exposed output {output_name!r} of subgraph {name!r} names output {spec['output']!r} of inner "
+                    f"node {spec['node']!r}, which has none of that name; its outputs are: {missing}",
+                    node_id=node_id, details={"subgraph": name, "output": output_name, "source_node": spec["node"],
+                                              "source_output": spec["output"]}))
             else:
                 self.virtual[(node_id, output_name)] = Link(f"{node_id}/{spec['node']}", spec["output"])
         self.flatten(definition.nodes, node_id + "/", path, (*names, name), mode == "mute", (*stack, name), exposed)
+
+    def _missing_inner_output(self, inner: GraphNode, output: str, stack: tuple[str, ...]) -> str | None:
+        """None when `inner` has output `output` (or its type is unknown: reported on its own), else the
+        names of the outputs it has, for the error."""
+        if inner.type.startswith(SUBGRAPH_TYPE_PREFIX):
+            name = inner.type[len(SUBGRAPH_TYPE_PREFIX):]
+            if name not in self.definitions or name in stack:
+                return None
+            names = [n for n, _ in self.interface(name, stack, None).outputs]
+        else:
+            cls = self.registry.nodes.get(inner.type)
+            if cls is None:
+                return None
+            names = [o.name for o in cls.spec.outputs]
+        return None if output in names else (", ".join(names) or "(none)")
 
     def _bypass(self, node_id: str, node: GraphNode, inputs: dict[str, Any], spec: Any) -> None:
         """A bypassed node becomes virtual: output o → the first linked input declared with o's port type."""

@@ -516,6 +516,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON; write a number or null")
 
 
+def _finite_float(text: str) -> float:
+    """A JSON number as a float; 1e999 (which Python reads as inf) is refused by what it is."""
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise ValueError(f"the number {shown} is past the float range (about ±1.8e308); write a smaller number")
+    return value
+
+
 def json_value_problem(exc: ValueError) -> str:
     """A JSON decoder's ValueError in the words of someone who wrote the file (not Python's advice)."""
     text = str(exc)
@@ -558,8 +567,12 @@ def decode_json(data: bytes | str) -> Any:
     elif len(data) > MAX_FILE_BYTES:
         raise GraphValidationError([GraphError(
             "invalid_json", f"the graph is {len(data)} characters; the limit is {MAX_FILE_BYTES}")])
+    if not data.strip():
+        raise GraphValidationError([GraphError(
+            "invalid_json", 'the file is empty; a graph is a JSON object such as {"format_version": 2, "nodes": {}}')])
     try:
-        return json.loads(data, parse_constant=_reject_constant, object_pairs_hook=_object_without_repeats)
+        return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float,
+                          object_pairs_hook=_object_without_repeats)
     except _RepeatedKey as exc:
         raise GraphValidationError([GraphError(
             "invalid_json", f"the key {exc.key!r} appears twice in one JSON object (a hand-edited file?); JSON "
@@ -567,7 +580,7 @@ def decode_json(data: bytes | str) -> Any:
                             f"lost — rename or remove one of them", details={"key": exc.key})]) from None
     except json.JSONDecodeError as exc:
         raise GraphValidationError([GraphError(
-            "invalid_json", f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+            "invalid_json", f"not valid JSON: {exc.msg.removesuffix(' at')} at line {exc.lineno}, column {exc.colno}",
             details={"line": exc.lineno, "column": exc.colno})]) from None
     except ValueError as exc:
         raise GraphValidationError([GraphError("invalid_json", f"not valid JSON: {json_value_problem(exc)}")]) \
@@ -595,7 +608,8 @@ def _check_json_value(value: Any) -> str | None:
     if value is None or isinstance(value, (bool, int, str)):
         return None
     if isinstance(value, float):
-        return None if value == value and value not in (float("inf"), float("-inf")) else "NaN/Infinity"
+        return None if value == value and value not in (float("inf"), float("-inf")) else \
+            "NaN or Infinity, which no input takes (a number past ±1.8e308 reads as Infinity); write a finite number"
     if isinstance(value, (list, dict)):
         if _depth_exceeds(value, MAX_VALUE_DEPTH):
             return f"nested deeper than {MAX_VALUE_DEPTH} levels"

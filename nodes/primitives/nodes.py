@@ -123,12 +123,19 @@ class Math(Node):
         if op in ("divide", "modulo") and b == 0:
             raise NodeInputError("b", f"cannot {op} by zero; give b a non-zero value")
         try:
-            result = float(_FLOAT_OPS[op](a, b))
+            result = _FLOAT_OPS[op](a, b)
         except OverflowError:
             raise NodeInputError("b", f"{a} {op} {b} overflows a float; use smaller values") from None
-        if isinstance(result, complex) or result != result:
-            raise NodeInputError("a", f"{a} {op} {b} is not a real number")
-        return {"result": result}
+        except ZeroDivisionError:                       # 0.0 to a negative power
+            raise NodeInputError("b", f"0 cannot be raised to the negative power {b}; give a non-zero a or "
+                                      f"b >= 0") from None
+        if isinstance(result, complex):                 # a negative number to a fractional power
+            raise NodeInputError("b", f"{a} {op} {b} is not a real number (a negative number to a fractional "
+                                      f"power); use a >= 0 or a whole b")
+        if not math.isfinite(result):                   # 1e300 * 1e300: inf, which no JSON record can hold
+            raise NodeInputError("b", f"{a} {op} {b} overflows a float (the result is past ±1.8e308); use "
+                                      f"smaller values")
+        return {"result": float(result)}
 
 
 class IntMath(Node):

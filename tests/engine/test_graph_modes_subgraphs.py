@@ -662,3 +662,15 @@ def test_a_malformed_ui_workflow_imports_what_it_can_and_never_crashes(workflow)
     assert graph["metadata"]["imported_from"] == "comfyui-workflow" and "2" in graph["nodes"]
     with pytest.raises(GraphValidationError, match='"id" \\(a number\\)'):
         import_foreign({"nodes": [{"id": [1], "type": "VAEDecode"}], "links": []})
+
+
+def test_a_misspelt_exposed_output_is_named_in_the_definition_not_on_its_consumer(session):
+    """An exposed output naming an inner node's output that does not exist: the error names the subgraph's
+    exposed output and the inner node's real outputs (it was an unknown_output on the outer consumer, under an
+    expanded id the user never wrote)."""
+    data = square_plus_graph()
+    data["subgraphs"]["square_plus"]["outputs"] = {"result": {"node": "add", "output": "reslt"}}
+    errors = session.validate(parse_graph(data))
+    assert codes(errors) == ["unknown_output"]
+    assert errors[0].node_id == "sq" and "exposed output 'result' of subgraph 'square_plus'" in errors[0].message
+    assert "'reslt'" in errors[0].message and "its outputs are: result" in errors[0].message
