@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -91,7 +92,11 @@ class Session:
         }
         self._subscribers: list[ev.EventSink] = []
         self._interrupt = threading.Event()
-        self._interrupt_requests: set[str] = set()     # run ids asked to stop before they started
+        # run ids asked to stop before they started (oldest first; at most MAX_INTERRUPT_REQUESTS kept), the id of
+        # the run executing now, and a lock so that interrupt() and a run starting see the same pair
+        self._interrupt_requests: dict[str, None] = {}
+        self._running_id: str | None = None
+        self._interrupt_lock = threading.Lock()
         self._run_lock = threading.Lock()
 
     # --- plugins --------------------------------------------------------------
@@ -255,16 +260,20 @@ class Session:
                         "resolve_file": resolve_file}
             scope = str(run_output.resolve()).encode()
             input_scope = str(run_input.resolve()).encode()
+        run_id = run_id if run_id is not None else uuid.uuid4().hex
         with self._run_lock:
-            self._interrupt.clear()
-            if run_id is not None and run_id in self._interrupt_requests:
-                self._interrupt.set()          # interrupted while it was being validated
+            with self._interrupt_lock:
+                self._interrupt.clear()
+                self._running_id = run_id
+                if run_id in self._interrupt_requests:        # asked to stop while it waited or was validated
+                    del self._interrupt_requests[run_id]
+                    self._interrupt.set()
             try:
                 return run_plan(plan, targets, self.cache, ev.fan_out(sinks), self._interrupt,
                                 services, resolve_file, run_id, graph, output_scope=scope, input_scope=input_scope)
             finally:
-                if run_id is not None:
-                    self._interrupt_requests.discard(run_id)
+                with self._interrupt_lock:
+                    self._running_id = None
 
     def map(self, source: GraphSource, variants: Iterable[dict[str, Any]], *, outputs: Iterable[str] | None = None,
             output_dir: str | os.PathLike | None = None, pool: Any = None,
@@ -323,15 +332,22 @@ class Session:
             return path
         return self.model_paths.resolve(folder, name)
 
-    def interrupt(self, run_id: str | None = None) -> None:
-        """Ask the running graph to stop at the next check; safe from any thread.
+    MAX_INTERRUPT_REQUESTS = 1024       # requests for runs that have not started; the oldest are dropped
 
-        With `run_id`, the request also holds for that run if it has not started
-        executing yet (it is still being validated): it stops as soon as it starts.
+    def interrupt(self, run_id: str | None = None) -> None:
+        """Ask a run to stop at its next check; safe from any thread.
+
+        Without `run_id`: the run executing now. With `run_id` (the one given to `run`): only that run — now
+        if it is the one executing, else as soon as it starts (it is waiting for the run before it, or
+        still being validated); another run executing meanwhile goes on.
         """
-        if run_id is not None:
-            self._interrupt_requests.add(run_id)
-        self._interrupt.set()
+        with self._interrupt_lock:
+            if run_id is None or run_id == self._running_id:
+                self._interrupt.set()
+                return
+            self._interrupt_requests[run_id] = None
+            while len(self._interrupt_requests) > self.MAX_INTERRUPT_REQUESTS:
+                del self._interrupt_requests[next(iter(self._interrupt_requests))]
 
     # --- events and cache ---------------------------------------------------
 

@@ -211,6 +211,38 @@ def test_interrupt_inside_a_long_node(session):
     assert session.run(graph).outputs["show"]["value"] == 1
 
 
+def test_interrupt_with_a_run_id_stops_only_that_run(session):
+    """interrupt("B") while run A executes and B waits for it: B stops as it starts, A goes on to the end; a
+    request for an id that never runs does not stop a later run with another id."""
+    def graph(seconds: float, value: int) -> dict:
+        return {"format_version": 1, "nodes": {
+            "v": {"type": "Int", "inputs": {"value": value}},
+            "wait": {"type": "Wait", "inputs": {"value": link("v", "value"), "seconds": seconds}},
+            "show": {"type": "ShowValue", "inputs": {"value": link("wait", "value")}}}}
+
+    started, outcome = threading.Event(), {}
+
+    def run(name: str, seconds: float, value: int) -> None:
+        try:
+            sink = (lambda e: started.set() if e.type == "node_progress" else None) if name == "A" else None
+            outcome[name] = session.run(graph(seconds, value), run_id=name, on_event=sink).outputs["show"]["value"]
+        except RunInterrupted:
+            outcome[name] = "interrupted"
+
+    a = threading.Thread(target=run, args=("A", 1.5, 1))
+    a.start()
+    assert started.wait(10)
+    b = threading.Thread(target=run, args=("B", 0.0, 2))
+    b.start()
+    time.sleep(0.2)                  # B is waiting for A
+    session.interrupt("B")
+    a.join(20)
+    b.join(20)
+    assert outcome == {"A": 1, "B": "interrupted"}
+    session.interrupt("never-runs")
+    assert session.run(graph(0.0, 3), run_id="C").outputs["show"]["value"] == 3
+
+
 def test_events_of_a_run(session):
     """A run emits started, per-node started/finished or cached, and finished, in order."""
     session.run(chain(2))
