@@ -450,7 +450,8 @@ def input_file_error(node_id: str, node_type: str, name: str, value: str, input_
     from .paths import confine
 
     try:
-        if confine(input_dir, value, input_name=name, subfolders=subfolders).exists():
+        target = confine(input_dir, value, input_name=name, subfolders=subfolders)
+        if target.is_file() or (subfolders and target.is_dir()):     # a folder is no image file
             return None
     except PathConfinementError as exc:
         return GraphError("invalid_value", f"input {name!r} of {node_type}: {exc.message}", node_id=node_id,

@@ -76,10 +76,34 @@ class LoadImage(Node):
         try:
             pixels, mask = load_image_file(path)
         except ImageTooLargeError as exc:
-            raise NodeInputError("image", f"{image!r} is too large to load: {exc}") from None
+            raise NodeInputError("image", f"{image!r} is too large to load: {_without_path(exc, path)}") from None
         except OSError as exc:
-            raise NodeInputError("image", f"{image!r} is not a readable image: {exc}") from None
+            from PIL import UnidentifiedImageError
+
+            detail = "not an image format Pillow knows (PNG, JPEG, WebP, TIFF, BMP, GIF...)" if isinstance(
+                exc, UnidentifiedImageError) else _without_path(exc, path)
+            raise NodeInputError("image", f"{image!r} is not a readable image: {detail}") from None
+        frames = _frame_count(path)
+        if frames > 1:
+            self.context.warn(f"{image!r} has {frames} frames (an animation); only the first is loaded")
         return {"image": pixels, "mask": mask}
+
+
+def _frame_count(path: Any) -> int:
+    """How many frames an image file holds (GIF, APNG, WebP, TIFF pages); 1 when it cannot tell."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as picture:
+            return int(getattr(picture, "n_frames", 1))
+    except Exception:  # noqa: BLE001 — the image itself loaded; the count is only for a warning
+        return 1
+
+
+def _without_path(exc: BaseException, path: Any) -> str:
+    """An exception's text with the file's absolute path taken out (Pillow puts it there; a server sends node
+    errors to its clients, who must not learn where its input folder is)."""
+    return str(exc).replace(str(path), "the file").replace(repr(str(path)), "the file")
 
 
 class SaveImage(Node):
@@ -200,8 +224,9 @@ def _batch_fits(name: str, value: Any, destination: Any) -> None:
 
 def _same_size(name: str, mask: Any, image: Any) -> None:
     if tuple(mask.shape[-2:]) != tuple(image.shape[1:3]):
-        raise NodeInputError(name, f"the mask is {tuple(mask.shape[-2:])} but the image is "
-                                   f"{tuple(image.shape[1:3])} (height, width); resize one of them first")
+        raise NodeInputError(name, f"the mask is {mask.shape[-1]}×{mask.shape[-2]} but the image "
+                                   f"{image.shape[2]}×{image.shape[1]} (width×height); resize the mask with "
+                                   f"ScaleMask (or the image with ImageScale) first")
 
 
 class ImageScaleBy(Node):
@@ -420,6 +445,30 @@ class MaskToImage(Node):
 
     def run(self, mask: Any) -> dict:
         return {"image": _mask("mask", mask)[..., None].expand(-1, -1, -1, 3).clone()}
+
+
+class ScaleMask(Node):
+    """Resize masks to a width and height, e.g. to the size of the image they go with (an inpainting or
+    compositing node refuses a mask of another size)."""
+
+    category = "mask"
+
+    class Inputs(NodeInputs):
+        mask: Any = Input(port="MASK")
+        width: int = Input(512, ge=1, le=16384, step=8)
+        height: int = Input(512, ge=1, le=16384, step=8)
+        method: Literal["nearest", "bilinear", "area"] = Input(
+            "bilinear", description="nearest keeps a hard mask hard; bilinear and area give soft edges")
+
+    outputs = (Output("mask", "MASK"),)
+
+    def run(self, mask: Any, width: int, height: int, method: str) -> dict:
+        from .pixels import resize_image
+
+        mask = _mask("mask", mask)
+        _check_result_size("width", mask.shape[0], height, width)
+        scaled = resize_image(mask[..., None].float(), width, height, method, "disabled")     # one channel
+        return {"mask": scaled[..., 0].contiguous()}
 
 
 class MaskOperation(Node):

@@ -609,8 +609,11 @@ class VAEEncodeForInpaint(Node):
 
         pixels = _images_to_vae(image)
         if getattr(mask, "ndim", 0) != 3 or tuple(mask.shape[-2:]) != tuple(image.shape[1:3]):
-            raise NodeInputError("mask", f"expected a MASK the size of the image {tuple(image.shape[1:3])}, found "
-                                         f"{tuple(getattr(mask, 'shape', ()))}; resize the mask (or the image)")
+            found = (f"{mask.shape[-1]}×{mask.shape[-2]}" if getattr(mask, "ndim", 0) == 3
+                     else f"shape {tuple(getattr(mask, 'shape', ()))}")
+            raise NodeInputError("mask", f"expected a MASK the size of the image, {image.shape[2]}×{image.shape[1]} "
+                                         f"(width×height), found {found}; resize the mask with ScaleMask (or the "
+                                         f"image with ImageScale) first")
         if float(mask.max()) <= 0:
             raise NodeInputError("mask", "the mask is empty: nothing to inpaint")
         factor = vae.config.downscale

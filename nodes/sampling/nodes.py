@@ -663,6 +663,11 @@ class SetLatentNoiseMask(Node):
                                          f"{samples.shape[0]}")
         if float(mask.max()) <= 0:
             raise NodeInputError("mask", "the mask is empty: nothing would change (paint the area to regenerate)")
+        (mask_h, mask_w), (latent_h, latent_w) = mask.shape[-2:], samples.shape[-2:]
+        if abs(mask_w / mask_h - latent_w / latent_h) > 0.02 * latent_w / latent_h:
+            self.context.warn(f"the mask is {mask_w}×{mask_h} but the latent's image has the aspect of "
+                              f"{latent_w}×{latent_h} latent cells: the mask is stretched to it, so the area kept "
+                              f"is not where it was painted; give a mask of the image's size (ScaleMask)")
         return {"latent": {**latent, "noise_mask": mask.float()}}
 
 

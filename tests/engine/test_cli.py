@@ -666,8 +666,13 @@ def test_validate_checks_input_files_where_run_would_read_them(tmp_path, capsys)
         ("not_in_choices", "load", "image"), ("not_in_choices", "data", "folder")}
     from PIL import Image
 
-    Image.new("RGB", (8, 8)).save(tmp_path / "in" / "cat.png")
+    (tmp_path / "in" / "cat.png").mkdir()          # a folder of that name is no image: still refused
     (tmp_path / "in" / "my_photos").mkdir()
+    assert main(args) == 1
+    errors = json.loads(capsys.readouterr().out)["errors"]
+    assert {(e["code"], e["node_id"], e["input"]) for e in errors} == {("not_in_choices", "load", "image")}
+    (tmp_path / "in" / "cat.png").rmdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "in" / "cat.png")
     assert main(args) == 0
 
 

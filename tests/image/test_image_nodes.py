@@ -217,3 +217,40 @@ def test_load_image_refuses_a_file_declaring_too_many_pixels(session, tmp_path, 
     assert info.value.exception_type == "NodeInputError"
     message = str(info.value.exception)
     assert "'image'" in message and "too large" in message and "8192×8192" in message, message
+
+
+@pytest.mark.parametrize("content", [b"hello, this is text\n", None])
+def test_an_unreadable_image_error_names_the_file_not_where_the_input_folder_is(session, tmp_path, content):
+    """Pillow's message held the absolute path ('cannot identify image file '/srv/.../in/text.png''), which a
+    server sends to its clients: the node's error names the file by its name only."""
+    if content is None:                                  # a truncated PNG
+        content = (tmp_path / "in" / "red.png").read_bytes()[:60]
+    (tmp_path / "in" / "bad.png").write_bytes(content)
+    graph = pipeline()
+    graph["nodes"]["load"]["inputs"]["image"] = "bad.png"
+    with pytest.raises(NodeExecutionError) as failed:
+        session.run(graph)
+    message = str(failed.value.exception)
+    assert "'bad.png' is not a readable image" in message and str(tmp_path) not in message
+
+
+def test_an_animation_loads_its_first_frame_with_a_warning(session, tmp_path):
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
+    frames[0].save(tmp_path / "in" / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    graph = pipeline()
+    graph["nodes"]["load"]["inputs"]["image"] = "anim.gif"
+    result = session.run(graph, outputs=["load"])
+    assert result.outputs["load"]["image"].shape[0] == 1
+    assert [w["message"] for w in result.warnings] == ["'anim.gif' has 3 frames (an animation); only the first is loaded"]
+
+
+def test_scale_mask_resizes_a_mask_to_the_image(session):
+    import torch
+
+    mask = torch.zeros(1, 30, 50)
+    mask[:, 10:20, 20:30] = 1.0
+    from nodes.image.nodes import ScaleMask
+
+    scaled = ScaleMask().run(mask=mask, width=100, height=60, method="nearest")["mask"]
+    assert scaled.shape == (1, 60, 100) and set(scaled.unique().tolist()) == {0.0, 1.0}
+    assert scaled[0, 20:40, 40:60].min() == 1.0 and scaled[0, :18].max() == 0.0

@@ -479,11 +479,12 @@ class ConstantMask(Node):
 
     class Inputs(NodeInputs):
         value: float = Input(0.0)
+        width: int = Input(32)
 
     outputs = (Output("mask", "MASK"),)
 
-    def run(self, value):
-        return {"mask": torch.full((1, 32, 32), float(value))}
+    def run(self, value, width):
+        return {"mask": torch.full((1, 32, width), float(value))}
 
 
 @pytest.mark.parametrize("value", [0.0, 1.0])
@@ -543,3 +544,28 @@ def test_an_empty_latent_over_the_size_limit_is_refused_before_allocating(tmp_pa
     assert session.validate(graph) == []                  # 4 × 4 × 2048² float32 = 256 MiB: the limit itself
     with pytest.raises(NodeInputError, match="over the 256 MiB"):
         sampling_nodes.api_empty_latent(None, 16384, 16384, batch_size=5, channels=4, vae=None)
+
+
+@pytest.mark.parametrize("width, warned", [(32, False), (64, True)])
+def test_a_mask_of_another_aspect_than_the_latent_is_warned(width, warned):
+    """SetLatentNoiseMask stretches a mask to the latent; one of another aspect (painted for another image) was
+    used without a word, so the area kept was not where it was painted."""
+    import sys
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_nodes():
+            return [ConstantMask]
+
+    session = Session(plugins=[("toy", sys.modules[__name__]), ("mask", Plugin)])
+    graph = modular_graph("euler", steps=2)
+    nodes = graph["nodes"]
+    nodes["maskimg"] = {"type": "ConstantMask", "inputs": {"value": 1.0, "width": width}}
+    nodes["masked"] = {"type": "SetLatentNoiseMask", "inputs": {"latent": link("empty", "latent"),
+                                                                "mask": link("maskimg", "mask")}}
+    nodes["sample"]["inputs"]["latent"] = link("masked", "latent")
+    warnings = [w["message"] for w in session.run(graph).warnings if w["node_id"] == "masked"]
+    assert bool(warnings) == warned
+    if warned:
+        assert "the mask is 64×32" in warnings[0] and "ScaleMask" in warnings[0]
