@@ -482,13 +482,17 @@ def migrate(data: dict) -> dict:
                               'its "prompt" object alone (ComfyUI\'s Export (API) file), which nodegraph imports',
             details={"tool": "comfyui", "format": "api_request"})])
     if version is None:
+        near = next((key for key in ("version", "formatVersion", "format-version", "format") if key in data), None)
+        hint = f' (it has "{near}": is that meant?)' if near is not None else ""
         raise GraphValidationError([GraphError(
             "invalid_format",
-            f'the graph has no "format_version"; add "format_version": {FORMAT_VERSION} at the top level')])
+            f'the graph has no "format_version"{hint}; add "format_version": {FORMAT_VERSION} at the top level')])
     if isinstance(version, float) and version.is_integer():     # 2.0 is 2, as JSON Schema's "integer" reads it
         version = int(version)
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        fix = ("write it without quotes" if isinstance(version, str) else "write a whole number")
+        fix = ("write it without quotes" if isinstance(version, str) else
+               "versions start at 0" if isinstance(version, int) and not isinstance(version, bool) else
+               "write a whole number")
         raise GraphValidationError([GraphError(
             "invalid_format",
             f"format_version must be a whole number (0 to {FORMAT_VERSION}), found {json.dumps(version)}; "

@@ -31,6 +31,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import math
 import os
 from contextvars import ContextVar
 from pathlib import Path
@@ -362,6 +363,11 @@ def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: A
             f"found a literal {_short(value)}. Connect {_article(ispec.port)} {ispec.port} output to it.{hint}",
             node_id=node_id, input=name, details={"expected": ispec.port, "found": "literal"}))
         return
+    if isinstance(value, float) and not math.isfinite(value):      # pydantic would say "must be <= 100; found nan"
+        errors.append(GraphError("invalid_value", f"input {name!r} of {node_type} got {value}, which is not a "
+                                                  f"number any input takes; give a finite number",
+                                 node_id=node_id, input=name, details={"found": str(value)}))
+        return
     try:
         ispec.adapter.validate_python(value, strict=True)
     except ValidationError as exc:
@@ -424,7 +430,10 @@ def missing_input_message(input_dir: Path, name: str, what: str = "file", folder
     present: list[str] = []
     try:
         with os.scandir(input_dir) as entries:
+            inside = input_dir.resolve()
             for entry in entries:
+                if entry.is_symlink() and not _leads_inside(entry.path, inside):      # refused if named: not offered
+                    continue
                 if entry.is_file() or (folders and entry.is_dir() and not entry.name.startswith(".")):
                     present.append(entry.name + ("/" if folders and entry.is_dir() else ""))
                 if len(present) >= MAX_INPUT_LISTED:
@@ -440,6 +449,13 @@ def missing_input_message(input_dir: Path, name: str, what: str = "file", folder
     return (f"no {what} {name!r} in the input folder.{suggest(name, candidates)} "
             f"{'Entries' if folders else 'Files'} there: {listed or 'none'}. "
             f"Upload it (the editor) or copy it into the input folder (--input-dir).")
+
+
+def _leads_inside(path: str, folder: Path) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to(folder)
+    except (OSError, RuntimeError):
+        return False
 
 
 def input_file_error(node_id: str, node_type: str, name: str, value: str, input_dir: Path,

@@ -161,3 +161,25 @@ def test_values_are_shown_as_the_user_wrote_them(session):
                                  "s": {"type": "ShowValue", "inputs": {"value": {"node": "a", "output": "value"}}}})
     text = " ".join(e.message for e in errors)
     assert "found true" in text and '["x", 1, null]' in text and "True" not in text and "None" not in text
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_override_is_named_as_such(value):
+    """overrides={"m.a": nan} from Python said "must be <= 1e+300; found nan"."""
+    graph = {"format_version": 2, "nodes": {"m": {"type": "Math", "inputs": {"a": 1.0, "b": 1.0}},
+                                            "v": {"type": "ShowValue", "inputs": {"value": {"node": "m",
+                                                                                            "output": "result"}}}}}
+    from nodegraph import GraphValidationError
+
+    with pytest.raises(GraphValidationError) as info:
+        Session().run(graph, overrides={"m.a": value})
+    (error,) = info.value.errors
+    assert (error.code, error.input) == ("invalid_value", "a") and "give a finite number" in error.message
+
+
+def test_a_graph_with_version_instead_of_format_version_is_told_which_key():
+    from nodegraph import GraphValidationError
+
+    with pytest.raises(GraphValidationError) as info:
+        Session().load({"version": 5, "nodes": {}})
+    assert 'it has "version": is that meant?' in info.value.errors[0].message

@@ -254,3 +254,13 @@ def test_scale_mask_resizes_a_mask_to_the_image(session):
     scaled = ScaleMask().run(mask=mask, width=100, height=60, method="nearest")["mask"]
     assert scaled.shape == (1, 60, 100) and set(scaled.unique().tolist()) == {0.0, 1.0}
     assert scaled[0, 20:40, 40:60].min() == 1.0 and scaled[0, :18].max() == 0.0
+
+
+def test_the_files_offered_for_a_missing_image_leave_out_links_leading_outside(session, tmp_path):
+    (tmp_path / "secret.png").write_bytes((tmp_path / "in" / "red.png").read_bytes())
+    (tmp_path / "in" / "linkfile.png").symlink_to(tmp_path / "secret.png")
+    (tmp_path / "in" / "inner.png").symlink_to(tmp_path / "in" / "red.png")
+    graph = pipeline()
+    graph["nodes"]["load"]["inputs"]["image"] = "nope.png"
+    (error,) = session.validate(graph)
+    assert "'red.png'" in error.message and "'inner.png'" in error.message and "linkfile" not in error.message
