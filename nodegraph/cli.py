@@ -478,7 +478,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for node_id, values in result.outputs.items():
         rest = {k: v for k, v in values.items() if k != "files"}
         if rest or "files" not in values:
-            print(f"{node_id}: {values.get('text', jsonable(values.get('value', rest)))}", file=summary)
+            shown = values.get("text", jsonable(values.get("value", rest)))
+            if not isinstance(shown, str):        # a node's outputs as JSON, not as Python writes a dict
+                shown = json.dumps(shown, default=str)
+            print(f"{node_id}: {shown}", file=summary)
     for item in files:   # every output file with its kind
         print(f"{item['node_id']}: {describe_file(item)}", file=summary)
     for warning in result.warnings:     # what nodes told the user (NodeContext.warn)
