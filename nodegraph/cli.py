@@ -375,11 +375,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         warnings = _print_plugin_warnings(session)
         graph = _load(session, args.graph)       # read once: the --set values' types, then the run
         overrides = _typed_overrides(session.registry, graph, session.renamed_overrides(graph, overrides))
-        override_errors = _override_graph(graph, overrides)[1] if overrides else []
+        usable, override_errors = _override_graph(graph, overrides) if overrides else (graph, [])
         if override_errors:         # every problem at once, as `validate` reports them
-            errors = override_errors + session.validate(_override_graph(graph, overrides)[0], args.outputs,
-                                                        input_dir=args.input_dir)
-            raise GraphValidationError(errors)
+            raise GraphValidationError(override_errors + session.validate(usable, args.outputs,
+                                                                          input_dir=args.input_dir))
     except GraphValidationError as exc:
         _print_errors(exc.errors, sys.stderr)
         _record_not_started(args, "failed", {"message": str(exc), "errors": exc.to_list()})
