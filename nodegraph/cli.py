@@ -30,6 +30,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TextIO
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -168,19 +169,10 @@ def _parse_override(text: str) -> tuple[str, Any]:
 
     shown = text if len(text) <= 80 else text[:77] + "..."
 
-    def no_constant(name: str) -> Any:
-        raise _Refused(f"--set {shown!r}: {name} is not a number a graph can hold; give a finite number")
-
-    def finite(text: str) -> float:          # 1e400 reads as inf: refused as NaN / Infinity are
-        number = float(text)
-        return number if math.isfinite(number) else no_constant(text)
-
-    try:
-        value = json.loads(raw, parse_constant=no_constant, parse_float=finite)
+    try:      # NaN, Infinity and 1e400 (inf) read as floats: a text input takes them as typed, any other input
+        value = json.loads(raw)               # refuses them by name (validation's invalid_value, with the rest)
     except json.JSONDecodeError:
         value = raw
-    except _Refused:
-        raise
     except RecursionError:
         raise ValueError(f"--set {key}: the value is nested too deeply; a graph literal is a few levels at most") \
             from None
@@ -189,10 +181,6 @@ def _parse_override(text: str) -> tuple[str, Any]:
 
         raise ValueError(f"--set {key}: {json_value_problem(exc)}") from None
     return key, _RawText(raw, value) if not isinstance(value, str) else value
-
-
-class _Refused(ValueError):
-    """A --set value json could read but a graph cannot hold (NaN, Infinity)."""
 
 
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -293,16 +281,10 @@ def _record_not_started(args: argparse.Namespace, status: str, error: dict) -> N
     a graph): its status and why — never an earlier run's record left standing as the latest — and the same
     line in `<graph>.outputs.jsonl`. A `run_failed` / `run_interrupted` line goes to `--events` too, so a
     reader of the event stream learns why it is empty."""
-    from .files import append_record, replace_file
-
     record = {"run_id": None, "status": status, "outputs": {}, "error": error}
-    try:
-        path = Path(args.output_dir) / f"{Path(args.graph).stem}.outputs.json"
-        if path.parent.is_dir():
-            replace_file(path, json.dumps(record, indent=2, default=str) + "\n")
-            append_record(path.with_suffix(".jsonl"), json.dumps(record, default=str))
-    except OSError:
-        pass
+    path = Path(args.output_dir) / f"{Path(args.graph).stem}.outputs.json"
+    if path.parent.is_dir():
+        _write_record(path, record)
     if getattr(args, "events", None):
         event = {"type": "run_failed" if status == "failed" else "run_interrupted", "run_id": None,
                  "node_id": None, "message": error.get("message", ""), **({"errors": error["errors"]}
@@ -313,8 +295,29 @@ def _record_not_started(args: argparse.Namespace, status: str, error: dict) -> N
             else:
                 with open(args.events, "w", encoding="utf-8") as out:
                     out.write(json.dumps(event, default=str) + "\n")
-        except OSError:
-            pass
+        except OSError as exc:
+            print(f"warning: the events were not written to {args.events!r}: {exc.strerror or exc}", file=sys.stderr)
+
+
+def _write_record(path: Path, record: dict) -> None:
+    """`<graph>.outputs.json` (replaced: a link there is replaced, not followed) and a line appended to
+    `<graph>.outputs.jsonl`; a file that cannot be written is a warning, never a traceback that loses the
+    run's exit code (a graph name too long for the file system, a read-only folder)."""
+    from .files import append_record, replace_file
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_file(path, json.dumps(record, indent=2, default=str) + "\n")
+    except OSError as exc:
+        print(f"warning: the run's record was not written to {str(path)!r}: {exc.strerror or exc}"
+              f"{'; give the graph file a shorter name' if getattr(exc, 'errno', None) == 36 else ''}",
+              file=sys.stderr)
+        return
+    try:                         # every run's record, one line each (the .json above is the latest run)
+        append_record(path.with_suffix(".jsonl"), json.dumps(record, default=str))
+    except OSError as exc:
+        print(f"warning: the run's record was not appended to {str(path.with_suffix('.jsonl'))!r}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
 
 
 def _stop_on_sigterm_as_on_ctrl_c() -> Any:
@@ -413,9 +416,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
                    run_warnings: list | None = None) -> None:
         """`<graph>.outputs.json` (the latest run, failed ones included: never an earlier run's outputs left
         standing) and one line of `<graph>.outputs.jsonl`."""
-        from types import SimpleNamespace
-
-        from .files import append_record, replace_file
         from .provenance import run_record
 
         try:
@@ -426,20 +426,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         record = {"run_id": run_id, "status": status, "outputs": outputs, "error": error,
                   "plugin_warnings": warnings, "warnings": run_warnings or [], "graph": ran.to_dict(),
                   "provenance": run_record(SimpleNamespace(graph=ran, services=session.services))}
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-        replace_file(summary_path, json.dumps(record, indent=2, default=str) + "\n")     # a link there: replaced
-        try:                         # every run's record, one line each (the .json above is the latest run)
-            append_record(summary_path.with_suffix(".jsonl"), json.dumps(record, default=str))
-        except OSError as exc:
-            print(f"warning: the run's record was not appended to {str(summary_path.with_suffix('.jsonl'))!r}: "
-                  f"{exc.strerror or exc}", file=sys.stderr)
+        _write_record(summary_path, record)
 
     try:
         result = session.run(graph, overrides=overrides, outputs=args.outputs,
                              on_event=lambda e: [sink(e) for sink in list(sinks)])
-    except GraphValidationError as exc:
+    except GraphValidationError as exc:     # refused before it started: no run events, so say it here
         _print_errors(exc.errors, sys.stderr)
         record_run("failed", {}, {"message": str(exc), "errors": exc.to_list()})
+        if events_out is not None:
+            write_event(SimpleNamespace(to_dict=lambda: {"type": "run_failed", "run_id": None, "node_id": None,
+                                                         "message": str(exc), "errors": exc.to_list()}))
         return EXIT_INVALID
     except NodeExecutionError as exc:
         record_run("failed", {}, {"node_id": exc.node_id, "node_type": exc.node_type,
@@ -487,8 +484,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         again = " (its result came from the cache)" if warning.get("cached") else ""
         print(f"warning: node {warning['node_id']!r} ({warning['node_type']}){again}: {warning['message']}",
               file=sys.stderr)
-    print(f"ran {len(result.executed)} node(s), {len(result.cached)} from cache, in {result.seconds:.3f} s; "
-          f"outputs in {Path(args.output_dir) / (Path(args.graph).stem + '.outputs.json')}", file=summary)
+    record_path = Path(args.output_dir) / (Path(args.graph).stem + ".outputs.json")
+    print(f"ran {len(result.executed)} node(s), {len(result.cached)} from cache, in {result.seconds:.3f} s"
+          f"{f'; outputs in {record_path}' if record_path.is_file() else ''}", file=summary)
     return EXIT_OK
 
 

@@ -675,7 +675,7 @@ class PasteToRegion(Node):
 
 
 IMAGE_OPERATIONS = [ImageScaleBy, ImageCrop, ImagePad, ImageFlipRotate, ImageBlend, ImageAdjust, ImageBatch,
-                    ImagePick, ImageToMask, MaskToImage, MaskOperation, CombineMasks, MaskFromColor,
+                    ImagePick, ImageToMask, MaskToImage, ScaleMask, MaskOperation, CombineMasks, MaskFromColor,
                     CompositeImages, CropToMask, PasteToRegion, CannyEdges, ForegroundMask, DistanceDepth]
 
 

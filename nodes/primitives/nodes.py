@@ -122,6 +122,7 @@ class Math(Node):
     def run(self, a: float, b: float, op: str) -> dict:
         if op in ("divide", "modulo") and b == 0:
             raise NodeInputError("b", f"cannot {op} by zero; give b a non-zero value")
+        a, b = float(a), float(b)       # whole numbers arrive as ints: 3 ** 10**12 would be computed exactly
         try:
             result = _FLOAT_OPS[op](a, b)
         except OverflowError:

@@ -297,12 +297,17 @@ def test_run_refuses_unusable_output_and_event_paths_before_running(tmp_path, ca
 
 
 def test_set_values_follow_the_input_type(tmp_path, capsys):
-    """--set of a text input keeps the text as typed (123, true); NaN / Infinity are usage errors; a quoted number
+    """--set of a text input keeps the text as typed (123, true, NaN); NaN / Infinity for a number input are
+    refused by name with the other problems (they were usage errors, also for a text input); a quoted number
     for a number input is refused with the fix."""
     assert main(["run", ARITHMETIC, "--set", "large_msg.value=123", "--output-dir", str(tmp_path)]) == 0
     assert "cells: 123" in capsys.readouterr().out
-    assert main(["run", ARITHMETIC, "--set", "width.value=NaN", "--output-dir", str(tmp_path)]) == 2
-    assert "NaN is not a number" in capsys.readouterr().err
+    assert main(["run", ARITHMETIC, "--set", "large_msg.value=NaN", "--output-dir", str(tmp_path)]) == 0
+    assert "cells: NaN" in capsys.readouterr().out
+    assert main(["run", ARITHMETIC, "--set", "width.value=NaN", "--set", "height.value=Infinity",
+                 "--output-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "input 'value' of Int got nan" in err and "got inf" in err and "give a finite number" in err
     assert main(["run", ARITHMETIC, "--set", 'width.value="512"', "--output-dir", str(tmp_path)]) == 1
     assert "without quotes" in capsys.readouterr().err
 
@@ -478,7 +483,7 @@ def test_a_model_paths_folder_is_named_as_a_folder(tmp_path, capsys):
 
 def test_validate_json_reports_usage_errors_as_json(tmp_path, capsys):
     """With --json, a bad --set value or --model-paths file still exits 2, but as one JSON object on stdout."""
-    for args in (["--set", "width.value=NaN"], ["--set", "nonsense"], ["--model-paths", str(tmp_path / "no.json")]):
+    for args in (["--set", "nonsense"], ["--model-paths", str(tmp_path / "no.json")]):
         assert main(["validate", ARITHMETIC, *args, "--json"]) == 2
         captured = capsys.readouterr()
         report = json.loads(captured.out)
@@ -514,10 +519,11 @@ def test_the_advice_names_an_input_the_source_node_has(capsys):
     assert ".value" not in error["message"]
 
 
-def test_a_number_too_large_for_a_float_is_a_usage_error(capsys):
-    """`--set x=1e400` read as inf and came back as a graph error (exit 1); like Infinity it is a usage error."""
-    assert main(["validate", ARITHMETIC, "--set", "width.value=1e400", "--json", "--no-plugins"]) == 2
-    assert "give a finite number" in json.loads(capsys.readouterr().out)["usage_error"]
+def test_a_number_too_large_for_a_float_is_named_as_such(capsys):
+    """`--set x=1e400` reads as inf: refused for a number input like Infinity, naming the fix."""
+    assert main(["validate", ARITHMETIC, "--set", "width.value=1e400", "--json", "--no-plugins"]) == 1
+    (error,) = json.loads(capsys.readouterr().out)["errors"]
+    assert error["code"] == "invalid_value" and "give a finite number" in error["message"]
 
 
 def test_nan_and_infinity_as_text_get_the_finite_number_hint(tmp_path, capsys):
@@ -947,3 +953,22 @@ def test_a_swept_number_for_a_text_input_is_its_text(tmp_path, capsys):
     assert [item["overrides"]["message.template"] for item in index["items"]] == ["1", "true"]
     assert [item["outputs"]["show"]["value"] for item in index["items"]] == ["1", "true"]
     assert index["not_run"] == 0
+
+
+def test_a_graph_refused_by_validation_tells_the_event_stream(tmp_path, capsys):
+    graph = tmp_path / "unknown.json"
+    graph.write_text('{"format_version": 2, "nodes": {"a": {"type": "NoSuch", "inputs": {}}}}')
+    assert main(["run", str(graph), "--output-dir", str(tmp_path / "out"), "--events", "-"]) == 1
+    (line,) = capsys.readouterr().out.splitlines()
+    event = json.loads(line)
+    assert event["type"] == "run_failed" and event["errors"][0]["code"] == "unknown_node_type"
+
+
+def test_a_record_that_cannot_be_written_is_a_warning_not_a_traceback(tmp_path, capsys):
+    """A graph named so long that '<name>.outputs.json' passes the file system's limit: the run succeeded and
+    exits 0 with a warning (it crashed with a traceback and exit 1 after the run)."""
+    graph = tmp_path / ("g" * 240 + ".json")
+    graph.write_text(Path(ARITHMETIC).read_text())
+    assert main(["run", str(graph), "--output-dir", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the run's record was not written" in err and "shorter name" in err

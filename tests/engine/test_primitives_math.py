@@ -22,6 +22,8 @@ def _math(a: float, b: float, op: str) -> float:
     (-8.0, 0.5, "power", "not a real number"),           # complex: was a TypeError from float()
     (0.0, -1.0, "power", "negative power"),               # was a bare ZeroDivisionError
     (1.0, 0.0, "divide", "cannot divide by zero"),
+    (3, 10 ** 12, "power", "overflows a float"),         # ints: was computed exactly (minutes of CPU, then a crash)
+    (10, 400, "power", "overflows a float"),
 ])
 def test_impossible_results_are_input_errors(a, b, op, words):
     with pytest.raises(NodeExecutionError) as info:
@@ -33,3 +35,10 @@ def test_ordinary_results():
     assert _math(-8.0, 2.0, "power") == 64.0
     assert _math(2.0, -1.0, "power") == 0.5
     assert _math(1e300, 10.0, "multiply") == 1e301
+
+
+def test_scale_mask_is_a_registered_node():
+    """Error messages name ScaleMask: it must be a node a graph can use."""
+    from nodegraph import Session
+
+    assert "ScaleMask" in Session().registry.nodes
