@@ -95,6 +95,7 @@ class Session:
         # run ids asked to stop before they started (oldest first; at most MAX_INTERRUPT_REQUESTS kept), the id of
         # the run executing now, and a lock so that interrupt() and a run starting see the same pair
         self._interrupt_requests: dict[str, None] = {}
+        self._finished_ids: dict[str, None] = {}       # the last MAX_INTERRUPT_REQUESTS runs that ended
         self._running_id: str | None = None
         self._interrupt_lock = threading.Lock()
         self._run_lock = threading.Lock()
@@ -274,6 +275,9 @@ class Session:
             finally:
                 with self._interrupt_lock:
                     self._running_id = None
+                    self._finished_ids[run_id] = None
+                    while len(self._finished_ids) > self.MAX_INTERRUPT_REQUESTS:
+                        del self._finished_ids[next(iter(self._finished_ids))]
 
     def map(self, source: GraphSource, variants: Iterable[dict[str, Any]], *, outputs: Iterable[str] | None = None,
             output_dir: str | os.PathLike | None = None, pool: Any = None,
@@ -339,11 +343,16 @@ class Session:
 
         Without `run_id`: the run executing now. With `run_id` (the one given to `run`): only that run — now
         if it is the one executing, else as soon as it starts (it is waiting for the run before it, or
-        still being validated); another run executing meanwhile goes on.
+        still being validated); another run executing meanwhile goes on. A run that has already ended is
+        not stopped again should its id be used once more.
         """
+        if run_id is not None and not isinstance(run_id, str):
+            raise TypeError(f"run_id must be the str given to run(), found {type(run_id).__name__}")
         with self._interrupt_lock:
             if run_id is None or run_id == self._running_id:
                 self._interrupt.set()
+                return
+            if run_id in self._finished_ids:         # it has ended: nothing to stop (a reused id is a new run)
                 return
             self._interrupt_requests[run_id] = None
             while len(self._interrupt_requests) > self.MAX_INTERRUPT_REQUESTS:

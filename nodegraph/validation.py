@@ -469,6 +469,11 @@ def input_file_error(node_id: str, node_type: str, name: str, value: str, input_
         target = confine(input_dir, value, input_name=name, subfolders=subfolders)
         if target.is_file() or (subfolders and target.is_dir()):     # a folder is no image file
             return None
+        if target.exists():
+            kind = "a folder" if target.is_dir() else "not a regular file"
+            return GraphError("not_in_choices", f"input {name!r} of {node_type}: {value!r} in the input folder is "
+                                                f"{kind}; name a file", node_id=node_id, input=name,
+                              details={"found": _short(value), "folder": "input"})
     except PathConfinementError as exc:
         return GraphError("invalid_value", f"input {name!r} of {node_type}: {exc.message}", node_id=node_id,
                           input=name, details={"found": _short(value), "rule": exc.rule})

@@ -394,16 +394,20 @@ def sweep_value_problem(registry: Any, graph: Any, variants: list[dict[str, Any]
 
 
 def _text_items(registry: Any, graph: Any, variant: dict[str, Any]) -> dict[str, Any]:
-    """A swept number or true/false/null for a text (STRING) input becomes its text, as `--set` does:
-    `--sweep t.template=1,2` gives the texts "1" and "2"."""
+    """A swept number or true/false/null for a text (STRING) input becomes its text as typed, as `--set`
+    does: `--sweep t.template=1.50,1e5` gives the texts "1.50" and "1e5" (a range's numbers as JSON writes
+    them); any other input gets the value. `graph` None (it does not load): values, for the run to report."""
     from ..cli import _input_port
+    from .sweep import SweepText
 
     def text(key: str, value: Any) -> Any:
-        if value is None or isinstance(value, (bool, int, float)):
+        typed = isinstance(value, SweepText)
+        plain = value.value if typed else value
+        if graph is not None and (plain is None or isinstance(plain, (bool, int, float))):
             node_id, _, name = key.rpartition(".")
             if _input_port(registry, graph, node_id, name) == "STRING":
-                return json.dumps(value)
-        return value
+                return value.text if typed else json.dumps(plain)
+        return plain
 
     return {key: text(key, value) for key, value in variant.items()}
 
@@ -429,9 +433,8 @@ def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
         graph = None             # each variant's run reports the file's errors
     check = sweep_target_check(session.registry, graph) if graph is not None else None
     try:                                    # then every key against the node's inputs: once, not once a variant
-        swept = parse_sweep(args.sweep, graph_dict, check) if args.sweep else [{}]
-        if graph is not None:
-            swept = [_text_items(session.registry, graph, variant) for variant in swept]
+        swept = parse_sweep(args.sweep, graph_dict, check, keep_text=True) if args.sweep else [{}]
+        swept = [_text_items(session.registry, graph, variant) for variant in swept]
         refused_value = sweep_value_problem(session.registry, graph, swept) if graph is not None else None
         if refused_value is not None:
             raise ValueError(refused_value)

@@ -122,10 +122,28 @@ def _range_values(text: str, spec: str) -> list[Any]:
     return values
 
 
-def _item(text: str, spec: str) -> Any:
-    """One list item or CSV cell: JSON, else the text as typed."""
+class SweepText:
+    """A list item or CSV cell that read as JSON but not as text (`1.50`, `1e5`, `true`), kept with the text
+    as typed (`parse_sweep(..., keep_text=True)`): a text input takes `text`, any other input `value`, as
+    `--set` does (the command line's `batch._text_items` decides, knowing the input's type)."""
+
+    __slots__ = ("text", "value")
+
+    def __init__(self, text: str, value: Any):
+        self.text, self.value = text, value
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _item(text: str, spec: str, keep_text: bool = False) -> Any:
+    """One list item or CSV cell: JSON, else the text as typed (with `keep_text`, a number, true, false or
+    null is a SweepText holding both)."""
     try:
-        return _json(text, spec)
+        value = _json(text, spec)
+        if keep_text and (value is None or isinstance(value, (bool, int, float))):
+            return SweepText(text.strip(), value)
+        return value
     except json.JSONDecodeError:
         if text.strip()[:1] in ('"', "[", "{"):
             raise SweepError(spec, f"the item {text!r} starts like JSON but is not JSON",
@@ -134,7 +152,7 @@ def _item(text: str, spec: str) -> Any:
         return text
 
 
-def _list_values(text: str, spec: str) -> list[Any]:
+def _list_values(text: str, spec: str, keep_text: bool = False) -> list[Any]:
     """Comma-separated items; an item that is a JSON string, array or object may contain commas."""
     values, position = [], 0
     while True:
@@ -149,13 +167,13 @@ def _list_values(text: str, spec: str) -> list[Any]:
                 raise AssertionError("unreachable") from None
             after = text[end:].lstrip() if end is not None else None
             if after is not None and after[:1] in ("", ","):
-                values.append(_item(text[start:end], spec))       # again through _item: its checks
+                values.append(_item(text[start:end], spec, keep_text))    # again through _item: its checks
                 if not after:
                     return values
                 position = text.index(",", end) + 1
                 continue
         comma = text.find(",", position)
-        values.append(_item(text[position:] if comma < 0 else text[position:comma], spec))
+        values.append(_item(text[position:] if comma < 0 else text[position:comma], spec, keep_text))
         if comma < 0:
             return values
         position = comma + 1
@@ -191,7 +209,8 @@ def resolve_key(key: str, graph: dict | None, spec: str, check: KeyCheck | None 
     return resolved
 
 
-def _csv_rows(text: str, spec: str, graph: dict | None, check: KeyCheck | None) -> list[dict[str, Any]]:
+def _csv_rows(text: str, spec: str, graph: dict | None, check: KeyCheck | None,
+              keep_text: bool = False) -> list[dict[str, Any]]:
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if not header or not any(cell.strip() for cell in header):
@@ -208,11 +227,12 @@ def _csv_rows(text: str, spec: str, graph: dict | None, check: KeyCheck | None) 
             raise SweepError(spec, f"line {reader.line_num} has {len(cells)} cell(s) but the header names "
                                    f"{len(keys)} column(s)",
                              "give every row one cell per column (quote a cell that holds a comma: \"a, b\")")
-        rows.append({key: _item(cell, spec) if cell != "" else "" for key, cell in zip(keys, cells)})
+        rows.append({key: _item(cell, spec, keep_text) if cell != "" else "" for key, cell in zip(keys, cells)})
     return rows
 
 
-def _file_rows(path: Path, spec: str, graph: dict | None, check: KeyCheck | None) -> list[dict[str, Any]]:
+def _file_rows(path: Path, spec: str, graph: dict | None, check: KeyCheck | None,
+               keep_text: bool = False) -> list[dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, ValueError) as exc:          # ValueError: not UTF-8, a NUL in the path
@@ -220,7 +240,7 @@ def _file_rows(path: Path, spec: str, graph: dict | None, check: KeyCheck | None
                          "check the path; the file must be UTF-8 text") from None
     rows: list[dict[str, Any]] = []
     if path.suffix.lower() == ".csv":
-        rows = _csv_rows(text, spec, graph, check)
+        rows = _csv_rows(text, spec, graph, check, keep_text)
     else:
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
@@ -239,13 +259,16 @@ def _file_rows(path: Path, spec: str, graph: dict | None, check: KeyCheck | None
     return rows
 
 
-def parse_sweep(specs: list[str], graph: dict | None = None, check: KeyCheck | None = None) -> list[dict[str, Any]]:
+def parse_sweep(specs: list[str], graph: dict | None = None, check: KeyCheck | None = None,
+                keep_text: bool = False) -> list[dict[str, Any]]:
     """Every variant (a dict of `NODE.INPUT` overrides) that `specs` describe, in order.
 
     Args:
         specs: `KEY=VALUES` strings or paths of .csv / .jsonl files (see the module docstring).
         graph: the graph as a dict, to resolve bare input names like `seed`.
         check: called with each resolved `NODE.INPUT`; returns (problem, fix) to refuse it, else None.
+        keep_text: list items and CSV cells that read as numbers, true, false or null come as `SweepText`
+            (the text as typed and the JSON value), for a caller that gives text inputs the text.
 
     Raises:
         SweepError: a spec is malformed, names an input no node has (or several have), is refused
@@ -258,14 +281,14 @@ def parse_sweep(specs: list[str], graph: dict | None = None, check: KeyCheck | N
             if path.suffix.lower() not in (".csv", ".jsonl"):
                 raise SweepError(spec, "it is neither KEY=VALUES nor a .csv / .jsonl file",
                                  "write e.g. seed=0..99, sampler.cfg=3,5,7 or variants.csv")
-            axes.append(_file_rows(path, spec, graph, check))
+            axes.append(_file_rows(path, spec, graph, check, keep_text))
             continue
         key, _, values_text = spec.partition("=")
         key = resolve_key(key.strip(), graph, spec, check)
         if not values_text:
             raise SweepError(spec, "no values after '='", "give a range A..B or a list V1,V2")
         is_range = ".." in values_text and "," not in values_text and values_text.lstrip()[:1] not in '"[{'
-        values = _range_values(values_text, spec) if is_range else _list_values(values_text, spec)
+        values = _range_values(values_text, spec) if is_range else _list_values(values_text, spec, keep_text)
         axes.append([{key: value} for value in values])
     total = 1
     for axis in axes:

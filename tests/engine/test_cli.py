@@ -677,6 +677,7 @@ def test_validate_checks_input_files_where_run_would_read_them(tmp_path, capsys)
     assert main(args) == 1
     errors = json.loads(capsys.readouterr().out)["errors"]
     assert {(e["code"], e["node_id"], e["input"]) for e in errors} == {("not_in_choices", "load", "image")}
+    assert "'cat.png' in the input folder is a folder; name a file" in errors[0]["message"]
     (tmp_path / "in" / "cat.png").rmdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "in" / "cat.png")
     assert main(args) == 0
@@ -947,12 +948,20 @@ def test_set_on_a_subgraph_nodes_exposed_text_input_is_text(tmp_path, capsys):
 
 
 def test_a_swept_number_for_a_text_input_is_its_text(tmp_path, capsys):
-    assert main(["run", ARITHMETIC, "--output-dir", str(tmp_path), "--sweep", "message.template=1,true",
-                 "--no-progress"]) == 0
+    assert main(["run", ARITHMETIC, "--output-dir", str(tmp_path), "--sweep", "message.template=1.50,true,1e5",
+                 "--sweep", "width.value=64,128", "--no-progress"]) == 0
     index = json.loads((tmp_path / "index.json").read_text())
-    assert [item["overrides"]["message.template"] for item in index["items"]] == ["1", "true"]
-    assert [item["outputs"]["show"]["value"] for item in index["items"]] == ["1", "true"]
+    assert [item["overrides"]["message.template"] for item in index["items"]][::2] == ["1.50", "true", "1e5"]
+    assert [item["outputs"]["show"]["value"] for item in index["items"]][::2] == ["1.50", "true", "1e5"]
+    assert [item["overrides"]["width.value"] for item in index["items"]][:2] == [64, 128]     # numbers stay numbers
     assert index["not_run"] == 0
+    table = tmp_path / "rows.csv"
+    table.write_text("message.template,width.value\n1.50,64\n-0,128\n")
+    assert main(["run", ARITHMETIC, "--output-dir", str(tmp_path / "csv"), "--sweep", str(table),
+                 "--no-progress"]) == 0
+    items = json.loads((tmp_path / "csv" / "index.json").read_text())["items"]
+    assert [(i["overrides"]["message.template"], i["overrides"]["width.value"]) for i in items] == \
+        [("1.50", 64), ("-0", 128)]
 
 
 def test_a_graph_refused_by_validation_tells_the_event_stream(tmp_path, capsys):

@@ -241,6 +241,8 @@ def test_interrupt_with_a_run_id_stops_only_that_run(session):
     assert outcome == {"A": 1, "B": "interrupted"}
     session.interrupt("never-runs")
     assert session.run(graph(0.0, 3), run_id="C").outputs["show"]["value"] == 3
+    session.interrupt("A")                      # A has ended: a later run reusing its id is not stopped
+    assert session.run(graph(0.0, 4), run_id="A").outputs["show"]["value"] == 4
 
 
 def test_events_of_a_run(session):
