@@ -487,10 +487,8 @@ class ConstantMask(Node):
         return {"mask": torch.full((1, 32, width), float(value))}
 
 
-@pytest.mark.parametrize("value", [0.0, 1.0])
-def test_empty_mask_keeps_everything_full_mask_regenerates_everything(value):
-    """An all-zero noise mask is refused with a clear error (nothing would change); an all-one mask samples
-    exactly as if unmasked."""
+def masked_session_and_graph(sampler: str, steps: int) -> tuple[Session, dict]:
+    """A session with the toy model and ConstantMask, and the toy model's sampling graph."""
     import sys
 
     class Plugin:
@@ -499,14 +497,25 @@ def test_empty_mask_keeps_everything_full_mask_regenerates_everything(value):
         def register_nodes():
             return [ConstantMask]
 
-    session = Session(plugins=[("toy", sys.modules[__name__]), ("mask", Plugin)])
-    graph = modular_graph("dpmpp_2m", steps=5)
+    return Session(plugins=[("toy", sys.modules[__name__]), ("mask", Plugin)]), modular_graph(sampler, steps=steps)
+
+
+def add_noise_mask(graph: dict, **mask_inputs) -> None:
+    """Sample `graph` through SetLatentNoiseMask with a ConstantMask of `mask_inputs`."""
     nodes = graph["nodes"]
-    plain = session.run(graph).outputs["show"]["value"]["samples"]
-    nodes["maskimg"] = {"type": "ConstantMask", "inputs": {"value": value}}
+    nodes["maskimg"] = {"type": "ConstantMask", "inputs": mask_inputs}
     nodes["masked"] = {"type": "SetLatentNoiseMask", "inputs": {"latent": link("empty", "latent"),
                                                                 "mask": link("maskimg", "mask")}}
     nodes["sample"]["inputs"]["latent"] = link("masked", "latent")
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0])
+def test_empty_mask_keeps_everything_full_mask_regenerates_everything(value):
+    """An all-zero noise mask is refused with a clear error (nothing would change); an all-one mask samples
+    exactly as if unmasked."""
+    session, graph = masked_session_and_graph("dpmpp_2m", steps=5)
+    plain = session.run(graph).outputs["show"]["value"]["samples"]
+    add_noise_mask(graph, value=value)
     if value == 0.0:
         with pytest.raises(NodeExecutionError, match="the mask is empty"):
             session.run(graph)
@@ -550,21 +559,8 @@ def test_an_empty_latent_over_the_size_limit_is_refused_before_allocating(tmp_pa
 def test_a_mask_of_another_aspect_than_the_latent_is_warned(width, warned):
     """SetLatentNoiseMask stretches a mask to the latent; one of another aspect (painted for another image) was
     used without a word, so the area kept was not where it was painted."""
-    import sys
-
-    class Plugin:
-        @staticmethod
-        @hookimpl
-        def register_nodes():
-            return [ConstantMask]
-
-    session = Session(plugins=[("toy", sys.modules[__name__]), ("mask", Plugin)])
-    graph = modular_graph("euler", steps=2)
-    nodes = graph["nodes"]
-    nodes["maskimg"] = {"type": "ConstantMask", "inputs": {"value": 1.0, "width": width}}
-    nodes["masked"] = {"type": "SetLatentNoiseMask", "inputs": {"latent": link("empty", "latent"),
-                                                                "mask": link("maskimg", "mask")}}
-    nodes["sample"]["inputs"]["latent"] = link("masked", "latent")
+    session, graph = masked_session_and_graph("euler", steps=2)
+    add_noise_mask(graph, value=1.0, width=width)
     warnings = [w["message"] for w in session.run(graph).warnings if w["node_id"] == "masked"]
     assert bool(warnings) == warned
     if warned:
