@@ -861,6 +861,11 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
     target = _confined_prefix(name, output_dir, prefix)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:      # the output folder itself: not the prefix's fault (no server path in the message)
+        raise ApiArgumentError(name, "prefix", f"the output folder cannot be used ({exc.strerror or type(exc).__name__}"
+                                               f": is it a file?); give the session (or --output-dir) a folder") \
+            from None
+    try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:      # a file where a folder of the prefix should be; no server path in the message
         raise ApiArgumentError(name, "prefix", f"cannot make the folder of {prefix!r} in the output folder "

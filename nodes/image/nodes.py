@@ -85,7 +85,7 @@ class LoadImage(Node):
             raise NodeInputError("image", f"{image!r} is not a readable image: {detail}") from None
         frames = _frame_count(path)
         if frames > 1:
-            self.context.warn(f"{image!r} has {frames} frames (an animation); only the first is loaded")
+            self.context.warn(f"{image!r} has {frames} frames (an animation, or pages); only the first is loaded")
         return {"image": pixels, "mask": mask}
 
 

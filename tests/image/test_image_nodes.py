@@ -241,7 +241,7 @@ def test_an_animation_loads_its_first_frame_with_a_warning(session, tmp_path):
     graph["nodes"]["load"]["inputs"]["image"] = "anim.gif"
     result = session.run(graph, outputs=["load"])
     assert result.outputs["load"]["image"].shape[0] == 1
-    assert [w["message"] for w in result.warnings] == ["'anim.gif' has 3 frames (an animation); only the first is loaded"]
+    assert [w["message"] for w in result.warnings] == ["'anim.gif' has 3 frames (an animation, or pages); only the first is loaded"]
 
 
 def test_scale_mask_resizes_a_mask_to_the_image(session):
@@ -264,3 +264,14 @@ def test_the_files_offered_for_a_missing_image_leave_out_links_leading_outside(s
     graph["nodes"]["load"]["inputs"]["image"] = "nope.png"
     (error,) = session.validate(graph)
     assert "'red.png'" in error.message and "'inner.png'" in error.message and "linkfile" not in error.message
+
+
+def test_an_output_folder_that_is_a_file_is_named_not_the_prefix(tmp_path):
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "in" / "red.png")
+    (tmp_path / "out").write_text("a file where the output folder should be")
+    session = Session(input_dir=tmp_path / "in", output_dir=tmp_path / "out")
+    with pytest.raises(NodeExecutionError) as failed:
+        session.run(pipeline())
+    message = str(failed.value.exception)
+    assert "the output folder cannot be used" in message and "choose another prefix" not in message
