@@ -441,7 +441,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except NodeExecutionError as exc:
         record_run("failed", {}, {"node_id": exc.node_id, "node_type": exc.node_type,
                                   "exception_type": exc.exception_type, "message": str(exc.exception)})
-        print(f"error: node {exc.node_id!r} ({exc.node_type}) failed: {exc.exception_type}: {exc.exception}",
+        inside = (f" (inside subgraph node {exc.node_id.split('/')[0]!r}: its inner node "
+                  f"{exc.node_id.split('/', 1)[1]!r})" if "/" in (exc.node_id or "") else "")
+        print(f"error: node {exc.node_id!r} ({exc.node_type}){inside} failed: {exc.exception_type}: {exc.exception}",
               file=sys.stderr)
         sources = {p.name: p.source for p in session.plugin_report.loaded}
         if exc.plugin is not None and sources.get(exc.plugin) != "builtin" and not isinstance(exc.exception,

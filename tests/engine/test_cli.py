@@ -981,3 +981,15 @@ def test_a_record_that_cannot_be_written_is_a_warning_not_a_traceback(tmp_path, 
     assert main(["run", str(graph), "--output-dir", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err
     assert "warning: the run's record was not written" in err and "shorter name" in err
+
+
+def test_a_node_failing_inside_a_subgraph_is_named_with_its_subgraph_node(tmp_path, capsys):
+    graph = {"format_version": 2,
+             "subgraphs": {"p": {"outputs": {"y": {"node": "n", "output": "result"}},
+                                 "nodes": {"n": {"type": "Math", "inputs": {"a": 1, "b": 0, "op": "divide"}}}}},
+             "nodes": {"sq": {"type": "subgraph:p", "inputs": {}},
+                       "s": {"type": "ShowValue", "inputs": {"value": {"node": "sq", "output": "y"}}}}}
+    path = tmp_path / "subfail.json"
+    path.write_text(json.dumps(graph))
+    assert main(["run", str(path), "--output-dir", str(tmp_path / "out")]) == 3
+    assert "(inside subgraph node 'sq': its inner node 'n')" in capsys.readouterr().err
