@@ -16,6 +16,14 @@ run opened is made taller by hand: the view fits the graph again; after the user
 growing again leaves the view where the user put it. Screenshots go to the test's temporary folder
 (history-open-*.png).
 
+`test_reload_shows_tall_results_whole`: a reload (F5) of a tab that shows such a run. The graph came back fitted
+at a readable zoom before the run's results were restored; they then made the nodes taller and moved the layout,
+and at 1024×700 and 800×600 none of the 7 nodes was in the view (zoom 0.75, nodes at y 724–1054 of a 562–662 px
+high canvas, SaveImage at x 1164). Now the reloaded tab follows its run as History → Open does: after a reload of
+the run just made, and of the run opened from History, at 1024×700 and at 800×600, every node is at least partly
+inside the canvas once the images have loaded and the view has settled. A reload with no run shown still opens at a
+readable zoom (≥ 0.75).
+
 Every wait is on an event or a state with a generous ceiling, never a fixed sleep.
 """
 
@@ -157,6 +165,81 @@ def test_history_open_shows_tall_results(tmp_path):
             page.wait_for_function(f"() => document.querySelector(\"[data-testid='node-{first}']\").offsetHeight >= 9000")
             page.wait_for_function(SETTLED, polling=100, timeout=30_000)
             assert page.evaluate(BOXES)["transform"] == zoomed, "the view moved after the user had zoomed"
+        finally:
+            browser.close()
+    assert not errors, f"errors in the page: {errors}"
+
+
+def _scale(transform: str) -> float:
+    return float(transform.split("scale(")[1].rstrip(")"))
+
+
+def test_reload_shows_tall_results_whole(tmp_path):
+    """F5 while a run with tall results is shown: after the reload every node is in the view, as after History → Open."""
+    try:
+        from playwright import sync_api
+    except ImportError:
+        pytest.fail("the Python playwright package is missing: pip install playwright (no `playwright install`)")
+    six_path, six = _batch_txt2img(tmp_path)
+    other = ROOT / "graphs" / "arithmetic.json"
+    errors: list[str] = []
+    with _serve(tmp_path) as url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1024, "height": 700})
+            page.set_default_timeout(30_000)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+            def reload_and_settle(what: str) -> dict:
+                page.reload()
+                page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
+                for node_id in six["nodes"]:
+                    page.wait_for_selector(f"[data-testid='node-{node_id}']")
+                page.wait_for_function(RENDERED, arg=[6, 0], timeout=60_000)   # the run's results are back
+                page.wait_for_function(SETTLED, polling=100, timeout=30_000)
+                boxes = page.evaluate(BOXES)
+                width, height = page.viewport_size["width"], page.viewport_size["height"]
+                page.screenshot(path=str(tmp_path / f"reload-{what}-{width}x{height}.png"))
+                assert _outside(boxes) == {}, (
+                    f"{width}×{height}, reload of the {what} run: nodes outside the {boxes['canvas']} canvas "
+                    f"(view {boxes['transform']}): {_outside(boxes)}")
+                return boxes
+
+            page.goto(url)
+            page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
+            page.wait_for_selector("[data-testid^=palette-item-]")
+            page.set_input_files("[data-testid=load-input]", str(six_path))
+            for node_id in six["nodes"]:
+                page.wait_for_selector(f"[data-testid='node-{node_id}']")
+            page.click("[data-testid=run-button]")
+            page.wait_for_function("() => window.nodegraph.session().activeRun")
+            run_id = page.evaluate("window.nodegraph.session().activeRun")
+            page.wait_for_selector(f"[data-testid=history-row-{run_id}][data-status=succeeded]", timeout=300_000)
+            page.wait_for_function(RENDERED, arg=[6, 0], timeout=60_000)
+
+            for width, height in ((1024, 700), (800, 600)):
+                page.set_viewport_size({"width": width, "height": height})
+                reload_and_settle("shown")            # the run shown on the nodes, kept by the tab
+                page.set_input_files("[data-testid=load-input]", str(other))
+                page.wait_for_selector("[data-testid=node-pixels]")
+                page.wait_for_function("() => !document.querySelector('.ng-node-files')")
+                page.click(f"[data-testid=history-open-{run_id}]")
+                page.wait_for_function(RENDERED, arg=[6, 0], timeout=60_000)
+                page.wait_for_function(SETTLED, polling=100, timeout=30_000)
+                opened = page.evaluate(BOXES)
+                reloaded = reload_and_settle("opened")   # the view History → Open gave, again
+                assert abs(_scale(reloaded["transform"]) - _scale(opened["transform"])) < 0.01, (opened["transform"], reloaded["transform"])
+
+            # Another graph opened forgets the run: its reload opens at a readable zoom, as any graph does.
+            page.set_input_files("[data-testid=load-input]", str(other))
+            page.wait_for_function("() => !document.querySelector('.ng-node-files')")
+            page.wait_for_function("() => window.nodegraph.session().activeRun === null")
+            page.reload()
+            page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
+            page.wait_for_selector("[data-testid=node-pixels]")
+            page.wait_for_function(SETTLED, polling=100, timeout=30_000)
+            plain = page.evaluate(BOXES)
+            assert not page.query_selector(".ng-node-files") and _scale(plain["transform"]) >= 0.75, plain
         finally:
             browser.close()
     assert not errors, f"errors in the page: {errors}"

@@ -137,6 +137,28 @@ describe("the run shown on a tab's nodes, after a reload", () => {
     again.app.client.close();
   });
 
+  it("shows the run whole after the reload, as History → Open does; a reload without a run shown fits as usual", () => {
+    const shared = new MemoryStorage();
+    const tab = new MemoryStorage();
+    const before = tabWithRunningRun(shared, tab);
+    before.socket.reply({ type: "run_finished", run_id: "r1" });
+    before.app.keepForReload();
+    before.app.client.close();
+    const after = openTab(shared, tab);
+    // the canvas fits the whole graph and refits it while the run's results come back (GraphCanvas fitFollowed)
+    expect(after.app.canvas.followRun).toBe("r1");
+    expect(after.app.editor.state.loadCount).toBe(1);
+    after.app.loadGraph(graph("c"));
+    expect(after.app.canvas.followRun).toBeNull();
+    vi.advanceTimersByTime(1000);
+    after.app.keepForReload();
+    after.app.client.close();
+    const again = openTab(shared, tab);
+    expect(again.nodes()).toEqual(["c"]);
+    expect(again.app.canvas.followRun).toBeNull(); // a readable zoom (GraphCanvas fitReadable)
+    again.app.client.close();
+  });
+
   it("reads back only well-formed badges", () => {
     const text = tabRunText("r", idMap([["a", { status: "done", seconds: 1 }]]));
     expect(readTabRun(text)).toEqual({ runId: "r", nodeStates: { a: { status: "done", seconds: 1 } } });

@@ -265,7 +265,7 @@ export function GraphCanvas() {
   useEffect(() => {
     if (loadCount > 0) setFitPending(true);
   }, [loadCount]);
-  // A past run opened from History (app.canvas.followRun) is shown whole, and refitted each time its
+  // A past run opened from History, or shown again after a reload (app.canvas.followRun), is shown whole, and refitted each time its
   // results change the boxes (images make nodes taller, the layout moves: the first fit left nodes far
   // outside the view) until the user moves the view or edits, or another run or graph is shown.
   const follow = useRef<{ runId: string; state: EditorState; viewport: Viewport } | null>(null);

@@ -186,8 +186,9 @@ export class EditorApp {
     /** Fit the whole graph into the view. */
     fit: () => void;
     /**
-     * A past run opened from History (set by `openRunGraph`, taken by the canvas when it fits the
-     * loaded graph): the whole graph is shown, and kept in view while the run's results render.
+     * A past run opened from History (set by `openRunGraph`), or the run a reloaded tab shows again
+     * (set by `start`), taken by the canvas when it fits the loaded graph: the whole graph is shown,
+     * and kept in view while the run's results render.
      */
     followRun: string | null;
   } = {
@@ -221,6 +222,9 @@ export class EditorApp {
       // the run shown before a reload of this tab (maybe still going) on the graph it ran
       this.dispatch({ type: "adopt_run", runId: shown.runId, nodeStates: shown.nodeStates });
       this.keepShownRun();
+      // shown whole, as History → Open shows a run: its results come back after the first fit, make nodes
+      // taller and move the layout (a fit of the graph without them left every node of a batch of 6 off-screen)
+      this.canvas.followRun = shown.runId;
     }
     this.editor.store.subscribe(() => this.scheduleAutosave());
     if (typeof globalThis.addEventListener === "function") {
