@@ -33,7 +33,6 @@ import {
   type FinalConnectionState,
   type Node,
   type NodeChange,
-  type Viewport,
 } from "@xyflow/react";
 import { useCallback, useEffect, useMemo, useRef, useState, type DragEvent, type MouseEvent as ReactMouseEvent } from "react";
 import { checkLink, type LinkCheck } from "../schema/compatibility";
@@ -58,6 +57,7 @@ import { portColor, type NodeSchema, type PortType } from "../schema/types";
 import type { EditorApp } from "../state/app";
 import type { EditorState } from "../state/editorStore";
 import { useApp } from "../state/context";
+import { followStep, wholeInView, type FollowedRun } from "./viewFit";
 import { useStore } from "../state/store";
 import { GroupNode, RerouteNode, type GroupFlowNode, type RerouteFlowNode } from "./GroupNode";
 import { SchemaNode, type SchemaFlowNode } from "./SchemaNode";
@@ -257,6 +257,16 @@ export function GraphCanvas() {
     };
     app.canvas.rects = () => rectsRef.current;
     app.canvas.fit = () => requestAnimationFrame(() => void flow.fitView(FIT_ALL));
+    app.canvas.followHere = () => {
+      const element = wrapper.current;
+      const viewport = flow.getViewport();
+      if (!element || !wholeInView(rectsRef.current, viewport, element.clientWidth, element.clientHeight)) return null;
+      const state = app.editor.state;
+      const here = { before: app.session.get().activeRun, started: false };
+      return (runId) => {
+        follow.current = { runId, state, viewport, here };
+      };
+    };
   }, [app, flow]);
 
   // Fit the view once the nodes of a newly loaded graph have been measured.
@@ -267,11 +277,12 @@ export function GraphCanvas() {
   }, [loadCount]);
   // A past run opened from History, or shown again after a reload (app.canvas.followRun), is shown whole, and refitted each time its
   // results change the boxes (images make nodes taller, the layout moves: the first fit left nodes far
-  // outside the view) until the user moves the view or edits, or another run or graph is shown.
-  const follow = useRef<{ runId: string; state: EditorState; viewport: Viewport } | null>(null);
-  const fitFollowed = useCallback(async (runId: string) => {
+  // outside the view) until the user moves the view or edits, or another run or graph is shown. A run
+  // started here is followed too when the whole graph was in view (app.canvas.followHere; editor/viewFit.ts).
+  const follow = useRef<FollowedRun<EditorState> | null>(null);
+  const fitFollowed = useCallback(async (runId: string, here?: FollowedRun["here"]) => {
     await flow.fitView(FIT_ALL);
-    follow.current = { runId, state: app.editor.state, viewport: flow.getViewport() };
+    follow.current = { runId, state: app.editor.state, viewport: flow.getViewport(), ...(here ? { here } : {}) };
   }, [app, flow]);
   useEffect(() => {
     if (!fitPending || !nodesInitialized) return;
@@ -383,15 +394,13 @@ export function GraphCanvas() {
   useEffect(() => {
     const followed = follow.current;
     if (!followed || fitPending) return;
-    const { history, loadCount, dragBase } = app.editor.state;
-    const { x, y, zoom } = flow.getViewport();
-    const moved = Math.abs(x - followed.viewport.x) > 0.5 || Math.abs(y - followed.viewport.y) > 0.5 || Math.abs(zoom - followed.viewport.zoom) > 1e-4;
-    if (moved || history !== followed.state.history || loadCount !== followed.state.loadCount || dragBase ||
-      app.session.get().activeRun !== followed.runId) {
-      follow.current = null;
-      return;
-    }
-    const frame = requestAnimationFrame(() => void fitFollowed(followed.runId));
+    const step = followStep(followed, {
+      state: app.editor.state, viewport: flow.getViewport(), activeRun: app.session.get().activeRun, rects,
+      width: wrapper.current?.clientWidth ?? 0, height: wrapper.current?.clientHeight ?? 0,
+    });
+    if (step === "stop") follow.current = null;
+    if (step !== "fit") return;
+    const frame = requestAnimationFrame(() => void fitFollowed(followed.runId, followed.here));
     return () => cancelAnimationFrame(frame);
   }, [rects]); // eslint-disable-line react-hooks/exhaustive-deps
 

@@ -191,6 +191,13 @@ export class EditorApp {
      * and kept in view while the run's results render.
      */
     followRun: string | null;
+    /**
+     * Asked when Run is pressed (set by the canvas): when the whole graph is in view (every node at least
+     * mostly inside the canvas), what starts following the run once submitted — kept whole in view as its
+     * results grow the nodes, until the user moves the view or edits, or another run or graph is shown;
+     * null when the user was zoomed into part of the graph (their view is left alone).
+     */
+    followHere: () => ((runId: string) => void) | null;
   } = {
     element: null,
     toFlow: (x, y) => [x, y],
@@ -198,6 +205,7 @@ export class EditorApp {
     rects: () => ({}),
     fit: () => undefined,
     followRun: null,
+    followHere: () => null,
   };
   private historyFetched = new Set<string>();
 
@@ -443,6 +451,7 @@ export class EditorApp {
    * `front`: before the queued runs (Ctrl+Shift+Enter; the server allows it to admins on a server with users).
    */
   async run(options: { front?: boolean } = {}): Promise<void> {
+    const follow = this.canvas.followHere(); // decided by the view as it is when Run is pressed
     const schemas = this.session.get().schemas;
     this.editor.replaceSilently((doc) => randomizeSeeds(doc, (type) => seedInputsOf(schemas.nodes[type]), randomSeed));
     const graph = this.graphFile();
@@ -452,6 +461,7 @@ export class EditorApp {
     try {
       const message: JsonMessage = options.front ? { type: "submit", graph, front: true } : { type: "submit", graph };
       const reply = await this.client.request<JsonMessage & { run_id: string; position: number }>(message);
+      follow?.(reply.run_id);
       this.toast(`Queued ${title}${reply.position > 0 ? ` (${reply.position} ahead of it)` : ""}`);
     } catch (error) {
       this.submitKeys = this.submitKeys.filter((k) => k !== keys); // refused: no `submitted` will come
