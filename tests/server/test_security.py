@@ -24,7 +24,9 @@ from websockets.sync.client import connect
 from nodegraph import Session
 from nodegraph.errors import RunInterrupted
 from nodegraph.files import FileStore
+from nodegraph.hookspecs import hookimpl
 from nodegraph.model_paths import ModelPaths
+from nodegraph.node import Node, NodeInputs, Output
 from nodegraph.protocol import ServerProtocol
 from nodegraph.run_queue import RunQueue
 from nodegraph.users import User, UserBook, UsersFileError, hash_token
@@ -404,15 +406,36 @@ def test_a_hello_token_on_a_server_without_one_is_refused(tmp_path):
 
 # --- 9. strict JSON ----------------------------------------------------------------------------
 
-def test_nan_in_and_out(server):
-    """NaN/Infinity sent by a client is invalid_json; a non-finite output arrives as a string, in strict JSON."""
+class Overflow(Node):
+    """A FLOAT output of Infinity, as a plugin's node may give (no built-in node makes one now: Math refuses overflow)."""
+
+    class Inputs(NodeInputs):
+        pass
+
+    outputs = (Output("value", "FLOAT"),)
+
+    def run(self) -> dict:
+        return {"value": float("inf")}
+
+
+class OverflowPlugin:
+    @staticmethod
+    @hookimpl
+    def register_nodes():
+        return [Overflow]
+
+
+def test_nan_in_and_out(tmp_path):
+    """NaN/Infinity sent by a client is invalid_json; a non-finite output (a plugin's) arrives as a string, in
+    strict JSON."""
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in", plugins=[("overflow", OverflowPlugin)])
+    server = RunningServer(tmp_path, session=session)
     client = Client(server.url())
     client.ws.send('{"type": "submit", "graph": {"format_version": 1, "nodes": {}}, "x": NaN}')
     assert client.next_of("error")["code"] == "invalid_json"
     graph = {"format_version": 1, "nodes": {
-        "a": {"type": "Float", "inputs": {"value": 1e300}},
-        "m": {"type": "Math", "inputs": {"a": {"node": "a", "output": "value"}, "b": 1e300, "op": "multiply"}},
-        "s": {"type": "ShowValue", "inputs": {"value": {"node": "m", "output": "result"}}}}}
+        "m": {"type": "Overflow", "inputs": {}},
+        "s": {"type": "ShowValue", "inputs": {"value": {"node": "m", "output": "value"}}}}}
     client.send({"type": "submit", "graph": graph})
     run_id = client.next_of("submitted")["run_id"]
     client.next_of("run_finished", run_id=run_id)
@@ -426,6 +449,7 @@ def test_nan_in_and_out(server):
     message = strict_loads(raw)
     assert "Infinity" in json.dumps(message["outputs"])
     client.close()
+    server.stop()
 
 
 # --- 10. uploads and file ids ------------------------------------------------------------------------
