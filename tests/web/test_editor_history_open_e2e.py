@@ -29,6 +29,7 @@ Every wait is on an event or a state with a generous ceiling, never a fixed slee
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -82,6 +83,19 @@ def _outside(boxes: dict) -> dict:
             if x + w <= 0 or y + h <= 0 or x >= width or y >= height}
 
 
+@contextlib.contextmanager
+def _laptop_page(playwright, errors: list):
+    """A Chromium page in a 1024×700 window (a laptop's), its page errors collected in `errors`; closed on exit."""
+    browser = playwright.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
+    try:
+        page = browser.new_page(viewport={"width": 1024, "height": 700})
+        page.set_default_timeout(30_000)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        yield page
+    finally:
+        browser.close()
+
+
 def _batch_txt2img(tmp_path):
     graph = json.loads((ROOT / "graphs" / "txt2img.json").read_text())
     graph["metadata"]["title"] = "Six at once"
@@ -108,65 +122,58 @@ def test_history_open_shows_tall_results(tmp_path):
         env["NODEGRAPH_PLUGINS_ALLOW"] = "threed"
     other = ROOT / "graphs" / "arithmetic.json"
     errors: list[str] = []
-    with _serve(tmp_path, env=env) as url, sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1024, "height": 700})
-            page.set_default_timeout(30_000)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(url)
-            page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
-            page.wait_for_selector("[data-testid^=palette-item-]")
+    with _serve(tmp_path, env=env) as url, sync_api.sync_playwright() as playwright, _laptop_page(playwright, errors) as page:
+        page.goto(url)
+        page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
+        page.wait_for_selector("[data-testid^=palette-item-]")
 
-            runs = []
-            for path, graph, images, views in cases:
-                page.set_input_files("[data-testid=load-input]", str(path))
+        runs = []
+        for path, graph, images, views in cases:
+            page.set_input_files("[data-testid=load-input]", str(path))
+            for node_id in graph["nodes"]:
+                page.wait_for_selector(f"[data-testid='node-{node_id}']")
+            page.click("[data-testid=run-button]")
+            page.wait_for_function("() => window.nodegraph.session().activeRun")
+            run_id = page.evaluate("window.nodegraph.session().activeRun")
+            page.wait_for_selector(f"[data-testid=history-row-{run_id}][data-status=succeeded]", timeout=300_000)
+            page.wait_for_function(RENDERED, arg=[images, views], timeout=60_000)
+            runs.append((run_id, graph, images, views))
+
+        for width, height in ((1024, 700), (800, 600)):
+            page.set_viewport_size({"width": width, "height": height})
+            for run_id, graph, images, views in runs:
+                page.set_input_files("[data-testid=load-input]", str(other))
+                page.wait_for_selector("[data-testid=node-pixels]")
+                page.wait_for_function("() => !document.querySelector('.ng-node-files')")
+                page.click(f"[data-testid=history-open-{run_id}]")
                 for node_id in graph["nodes"]:
                     page.wait_for_selector(f"[data-testid='node-{node_id}']")
-                page.click("[data-testid=run-button]")
-                page.wait_for_function("() => window.nodegraph.session().activeRun")
-                run_id = page.evaluate("window.nodegraph.session().activeRun")
-                page.wait_for_selector(f"[data-testid=history-row-{run_id}][data-status=succeeded]", timeout=300_000)
                 page.wait_for_function(RENDERED, arg=[images, views], timeout=60_000)
-                runs.append((run_id, graph, images, views))
+                page.wait_for_function(SETTLED, polling=100, timeout=30_000)
+                boxes = page.evaluate(BOXES)
+                page.screenshot(path=str(tmp_path / f"history-open-{width}x{height}-{run_id[:8]}.png"))
+                assert _outside(boxes) == {}, (
+                    f"{width}×{height}, {graph['metadata']['title']}: nodes outside the {boxes['canvas']} canvas "
+                    f"(view {boxes['transform']}): {_outside(boxes)}")
 
-            for width, height in ((1024, 700), (800, 600)):
-                page.set_viewport_size({"width": width, "height": height})
-                for run_id, graph, images, views in runs:
-                    page.set_input_files("[data-testid=load-input]", str(other))
-                    page.wait_for_selector("[data-testid=node-pixels]")
-                    page.wait_for_function("() => !document.querySelector('.ng-node-files')")
-                    page.click(f"[data-testid=history-open-{run_id}]")
-                    for node_id in graph["nodes"]:
-                        page.wait_for_selector(f"[data-testid='node-{node_id}']")
-                    page.wait_for_function(RENDERED, arg=[images, views], timeout=60_000)
-                    page.wait_for_function(SETTLED, polling=100, timeout=30_000)
-                    boxes = page.evaluate(BOXES)
-                    page.screenshot(path=str(tmp_path / f"history-open-{width}x{height}-{run_id[:8]}.png"))
-                    assert _outside(boxes) == {}, (
-                        f"{width}×{height}, {graph['metadata']['title']}: nodes outside the {boxes['canvas']} canvas "
-                        f"(view {boxes['transform']}): {_outside(boxes)}")
-
-            # The last run opened stays followed while nobody touches the view: a node that grows (here made taller
-            # by hand) moves the layout and the view fits it again. Once the user has zoomed, the view is theirs.
-            first = next(iter(runs[-1][1]["nodes"]))
-            page.evaluate(GROW, [first, 6000])
-            page.wait_for_function(f"() => document.querySelector(\"[data-testid='node-{first}']\").offsetHeight >= 6000")
-            page.wait_for_function(SETTLED, polling=100, timeout=30_000)
-            grown = page.evaluate(BOXES)
-            assert grown["transform"] != boxes["transform"] and _outside(grown) == {}, (boxes, grown)
-            canvas = page.locator(".react-flow__pane").bounding_box()
-            page.mouse.move(canvas["x"] + canvas["width"] / 2, canvas["y"] + canvas["height"] / 2)
-            page.mouse.wheel(0, -400)
-            page.wait_for_function("(t) => document.querySelector('.react-flow__viewport').style.transform !== t", arg=grown["transform"])
-            page.wait_for_function(SETTLED, polling=100, timeout=30_000)
-            zoomed = page.evaluate(BOXES)["transform"]
-            page.evaluate(GROW, [first, 9000])
-            page.wait_for_function(f"() => document.querySelector(\"[data-testid='node-{first}']\").offsetHeight >= 9000")
-            page.wait_for_function(SETTLED, polling=100, timeout=30_000)
-            assert page.evaluate(BOXES)["transform"] == zoomed, "the view moved after the user had zoomed"
-        finally:
-            browser.close()
+        # The last run opened stays followed while nobody touches the view: a node that grows (here made taller
+        # by hand) moves the layout and the view fits it again. Once the user has zoomed, the view is theirs.
+        first = next(iter(runs[-1][1]["nodes"]))
+        page.evaluate(GROW, [first, 6000])
+        page.wait_for_function(f"() => document.querySelector(\"[data-testid='node-{first}']\").offsetHeight >= 6000")
+        page.wait_for_function(SETTLED, polling=100, timeout=30_000)
+        grown = page.evaluate(BOXES)
+        assert grown["transform"] != boxes["transform"] and _outside(grown) == {}, (boxes, grown)
+        canvas = page.locator(".react-flow__pane").bounding_box()
+        page.mouse.move(canvas["x"] + canvas["width"] / 2, canvas["y"] + canvas["height"] / 2)
+        page.mouse.wheel(0, -400)
+        page.wait_for_function("(t) => document.querySelector('.react-flow__viewport').style.transform !== t", arg=grown["transform"])
+        page.wait_for_function(SETTLED, polling=100, timeout=30_000)
+        zoomed = page.evaluate(BOXES)["transform"]
+        page.evaluate(GROW, [first, 9000])
+        page.wait_for_function(f"() => document.querySelector(\"[data-testid='node-{first}']\").offsetHeight >= 9000")
+        page.wait_for_function(SETTLED, polling=100, timeout=30_000)
+        assert page.evaluate(BOXES)["transform"] == zoomed, "the view moved after the user had zoomed"
     assert not errors, f"errors in the page: {errors}"
 
 
@@ -183,63 +190,56 @@ def test_reload_shows_tall_results_whole(tmp_path):
     six_path, six = _batch_txt2img(tmp_path)
     other = ROOT / "graphs" / "arithmetic.json"
     errors: list[str] = []
-    with _serve(tmp_path) as url, sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1024, "height": 700})
-            page.set_default_timeout(30_000)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with _serve(tmp_path) as url, sync_api.sync_playwright() as playwright, _laptop_page(playwright, errors) as page:
 
-            def reload_and_settle(what: str) -> dict:
-                page.reload()
-                page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
-                for node_id in six["nodes"]:
-                    page.wait_for_selector(f"[data-testid='node-{node_id}']")
-                page.wait_for_function(RENDERED, arg=[6, 0], timeout=60_000)   # the run's results are back
-                page.wait_for_function(SETTLED, polling=100, timeout=30_000)
-                boxes = page.evaluate(BOXES)
-                width, height = page.viewport_size["width"], page.viewport_size["height"]
-                page.screenshot(path=str(tmp_path / f"reload-{what}-{width}x{height}.png"))
-                assert _outside(boxes) == {}, (
-                    f"{width}×{height}, reload of the {what} run: nodes outside the {boxes['canvas']} canvas "
-                    f"(view {boxes['transform']}): {_outside(boxes)}")
-                return boxes
-
-            page.goto(url)
-            page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
-            page.wait_for_selector("[data-testid^=palette-item-]")
-            page.set_input_files("[data-testid=load-input]", str(six_path))
-            for node_id in six["nodes"]:
-                page.wait_for_selector(f"[data-testid='node-{node_id}']")
-            page.click("[data-testid=run-button]")
-            page.wait_for_function("() => window.nodegraph.session().activeRun")
-            run_id = page.evaluate("window.nodegraph.session().activeRun")
-            page.wait_for_selector(f"[data-testid=history-row-{run_id}][data-status=succeeded]", timeout=300_000)
-            page.wait_for_function(RENDERED, arg=[6, 0], timeout=60_000)
-
-            for width, height in ((1024, 700), (800, 600)):
-                page.set_viewport_size({"width": width, "height": height})
-                reload_and_settle("shown")            # the run shown on the nodes, kept by the tab
-                page.set_input_files("[data-testid=load-input]", str(other))
-                page.wait_for_selector("[data-testid=node-pixels]")
-                page.wait_for_function("() => !document.querySelector('.ng-node-files')")
-                page.click(f"[data-testid=history-open-{run_id}]")
-                page.wait_for_function(RENDERED, arg=[6, 0], timeout=60_000)
-                page.wait_for_function(SETTLED, polling=100, timeout=30_000)
-                opened = page.evaluate(BOXES)
-                reloaded = reload_and_settle("opened")   # the view History → Open gave, again
-                assert abs(_scale(reloaded["transform"]) - _scale(opened["transform"])) < 0.01, (opened["transform"], reloaded["transform"])
-
-            # Another graph opened forgets the run: its reload opens at a readable zoom, as any graph does.
-            page.set_input_files("[data-testid=load-input]", str(other))
-            page.wait_for_function("() => !document.querySelector('.ng-node-files')")
-            page.wait_for_function("() => window.nodegraph.session().activeRun === null")
+        def reload_and_settle(what: str) -> dict:
             page.reload()
             page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
-            page.wait_for_selector("[data-testid=node-pixels]")
+            for node_id in six["nodes"]:
+                page.wait_for_selector(f"[data-testid='node-{node_id}']")
+            page.wait_for_function(RENDERED, arg=[6, 0], timeout=60_000)   # the run's results are back
             page.wait_for_function(SETTLED, polling=100, timeout=30_000)
-            plain = page.evaluate(BOXES)
-            assert not page.query_selector(".ng-node-files") and _scale(plain["transform"]) >= 0.75, plain
-        finally:
-            browser.close()
+            boxes = page.evaluate(BOXES)
+            width, height = page.viewport_size["width"], page.viewport_size["height"]
+            page.screenshot(path=str(tmp_path / f"reload-{what}-{width}x{height}.png"))
+            assert _outside(boxes) == {}, (
+                f"{width}×{height}, reload of the {what} run: nodes outside the {boxes['canvas']} canvas "
+                f"(view {boxes['transform']}): {_outside(boxes)}")
+            return boxes
+
+        page.goto(url)
+        page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
+        page.wait_for_selector("[data-testid^=palette-item-]")
+        page.set_input_files("[data-testid=load-input]", str(six_path))
+        for node_id in six["nodes"]:
+            page.wait_for_selector(f"[data-testid='node-{node_id}']")
+        page.click("[data-testid=run-button]")
+        page.wait_for_function("() => window.nodegraph.session().activeRun")
+        run_id = page.evaluate("window.nodegraph.session().activeRun")
+        page.wait_for_selector(f"[data-testid=history-row-{run_id}][data-status=succeeded]", timeout=300_000)
+        page.wait_for_function(RENDERED, arg=[6, 0], timeout=60_000)
+
+        for width, height in ((1024, 700), (800, 600)):
+            page.set_viewport_size({"width": width, "height": height})
+            reload_and_settle("shown")            # the run shown on the nodes, kept by the tab
+            page.set_input_files("[data-testid=load-input]", str(other))
+            page.wait_for_selector("[data-testid=node-pixels]")
+            page.wait_for_function("() => !document.querySelector('.ng-node-files')")
+            page.click(f"[data-testid=history-open-{run_id}]")
+            page.wait_for_function(RENDERED, arg=[6, 0], timeout=60_000)
+            page.wait_for_function(SETTLED, polling=100, timeout=30_000)
+            opened = page.evaluate(BOXES)
+            reloaded = reload_and_settle("opened")   # the view History → Open gave, again
+            assert abs(_scale(reloaded["transform"]) - _scale(opened["transform"])) < 0.01, (opened["transform"], reloaded["transform"])
+
+        # Another graph opened forgets the run: its reload opens at a readable zoom, as any graph does.
+        page.set_input_files("[data-testid=load-input]", str(other))
+        page.wait_for_function("() => !document.querySelector('.ng-node-files')")
+        page.wait_for_function("() => window.nodegraph.session().activeRun === null")
+        page.reload()
+        page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
+        page.wait_for_selector("[data-testid=node-pixels]")
+        page.wait_for_function(SETTLED, polling=100, timeout=30_000)
+        plain = page.evaluate(BOXES)
+        assert not page.query_selector(".ng-node-files") and _scale(plain["transform"]) >= 0.75, plain
     assert not errors, f"errors in the page: {errors}"

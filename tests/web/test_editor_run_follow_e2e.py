@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import pytest
 
-from .test_editor_e2e import CHROMIUM_FLAGS, _chromium, _serve, pytestmark  # noqa: F401
-from .test_editor_history_open_e2e import BOXES, RENDERED, SETTLED, _batch_txt2img, _outside
+from .test_editor_e2e import _serve, pytestmark  # noqa: F401
+from .test_editor_history_open_e2e import BOXES, RENDERED, SETTLED, _batch_txt2img, _laptop_page, _outside
 
 TRANSFORM = "() => document.querySelector('.react-flow__viewport').style.transform"
 CHANGED = "(t) => document.querySelector('.react-flow__viewport').style.transform !== t"
@@ -44,59 +44,52 @@ def test_run_started_here_follows_whole_graph(tmp_path):
         pytest.fail("the Python playwright package is missing: pip install playwright (no `playwright install`)")
     six_path, six = _batch_txt2img(tmp_path)
     errors: list[str] = []
-    with _serve(tmp_path) as url, sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1024, "height": 700})
-            page.set_default_timeout(30_000)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(url)
-            page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
-            page.wait_for_selector("[data-testid^=palette-item-]")
+    with _serve(tmp_path) as url, sync_api.sync_playwright() as playwright, _laptop_page(playwright, errors) as page:
+        page.goto(url)
+        page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
+        page.wait_for_selector("[data-testid^=palette-item-]")
 
-            def open_six() -> None:
-                page.set_input_files("[data-testid=load-input]", str(six_path))
-                for node_id in six["nodes"]:
-                    page.wait_for_selector(f"[data-testid='node-{node_id}']")
-                page.wait_for_function("() => !document.querySelector('.ng-node-files') && !window.nodegraph.session().activeRun")
-                page.wait_for_function(SETTLED, polling=100, timeout=30_000)
-
-            def run_and_settle(what: str) -> dict:
-                page.click("[data-testid=run-button]")
-                page.wait_for_function("() => window.nodegraph.session().activeRun")
-                run_id = page.evaluate("window.nodegraph.session().activeRun")
-                page.wait_for_selector(f"[data-testid=history-row-{run_id}][data-status=succeeded]", timeout=300_000)
-                page.wait_for_function(RENDERED, arg=[6, 0], timeout=60_000)
-                page.wait_for_function(SETTLED, polling=100, timeout=30_000)
-                page.screenshot(path=str(tmp_path / f"run-follow-{what}.png"))
-                return page.evaluate(BOXES)
-
-            # The whole graph in view (fit-view), then Run: the view follows the growing graph.
-            open_six()
-            opened = page.evaluate(TRANSFORM)
-            page.click(".react-flow__controls-fitview")
-            page.wait_for_function(CHANGED, arg=opened)
+        def open_six() -> None:
+            page.set_input_files("[data-testid=load-input]", str(six_path))
+            for node_id in six["nodes"]:
+                page.wait_for_selector(f"[data-testid='node-{node_id}']")
+            page.wait_for_function("() => !document.querySelector('.ng-node-files') && !window.nodegraph.session().activeRun")
             page.wait_for_function(SETTLED, polling=100, timeout=30_000)
-            fitted = page.evaluate(BOXES)
-            assert _not_whole(fitted) == {}, fitted
-            after = run_and_settle("whole")
-            assert _outside(after) == {}, f"nodes outside the {after['canvas']} canvas (view {after['transform']}): {_outside(after)}"
-            assert _not_whole(after) == {}, (
-                f"nodes not wholly inside the {after['canvas']} canvas (view {after['transform']}, "
-                f"before the run {fitted['transform']}): {_not_whole(after)}")
 
-            # Zoomed into one node, then Run: the view stays where the user put it.
-            open_six()
-            node = page.locator("[data-testid='node-latent']").bounding_box()
-            page.mouse.move(node["x"] + node["width"] / 2, node["y"] + node["height"] / 2)
-            before = page.evaluate(TRANSFORM)
-            page.mouse.wheel(0, -600)
-            page.wait_for_function(CHANGED, arg=before)
+        def run_and_settle(what: str) -> dict:
+            page.click("[data-testid=run-button]")
+            page.wait_for_function("() => window.nodegraph.session().activeRun")
+            run_id = page.evaluate("window.nodegraph.session().activeRun")
+            page.wait_for_selector(f"[data-testid=history-row-{run_id}][data-status=succeeded]", timeout=300_000)
+            page.wait_for_function(RENDERED, arg=[6, 0], timeout=60_000)
             page.wait_for_function(SETTLED, polling=100, timeout=30_000)
-            zoomed = page.evaluate(BOXES)
-            assert len(_outside(zoomed)) >= 3, zoomed      # only part of the graph is in view
-            after = run_and_settle("zoomed")
-            assert after["transform"] == zoomed["transform"], (zoomed, after)
-        finally:
-            browser.close()
+            page.screenshot(path=str(tmp_path / f"run-follow-{what}.png"))
+            return page.evaluate(BOXES)
+
+        # The whole graph in view (fit-view), then Run: the view follows the growing graph.
+        open_six()
+        opened = page.evaluate(TRANSFORM)
+        page.click(".react-flow__controls-fitview")
+        page.wait_for_function(CHANGED, arg=opened)
+        page.wait_for_function(SETTLED, polling=100, timeout=30_000)
+        fitted = page.evaluate(BOXES)
+        assert _not_whole(fitted) == {}, fitted
+        after = run_and_settle("whole")
+        assert _outside(after) == {}, f"nodes outside the {after['canvas']} canvas (view {after['transform']}): {_outside(after)}"
+        assert _not_whole(after) == {}, (
+            f"nodes not wholly inside the {after['canvas']} canvas (view {after['transform']}, "
+            f"before the run {fitted['transform']}): {_not_whole(after)}")
+
+        # Zoomed into one node, then Run: the view stays where the user put it.
+        open_six()
+        node = page.locator("[data-testid='node-latent']").bounding_box()
+        page.mouse.move(node["x"] + node["width"] / 2, node["y"] + node["height"] / 2)
+        before = page.evaluate(TRANSFORM)
+        page.mouse.wheel(0, -600)
+        page.wait_for_function(CHANGED, arg=before)
+        page.wait_for_function(SETTLED, polling=100, timeout=30_000)
+        zoomed = page.evaluate(BOXES)
+        assert len(_outside(zoomed)) >= 3, zoomed      # only part of the graph is in view
+        after = run_and_settle("zoomed")
+        assert after["transform"] == zoomed["transform"], (zoomed, after)
     assert not errors, f"errors in the page: {errors}"
