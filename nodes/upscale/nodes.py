@@ -175,6 +175,16 @@ class UpscaleImageWithModel(Node):
 
     outputs = (Output("image", "IMAGE"),)
 
+    @classmethod
+    def check_literals(cls, literals: dict[str, Any], list_model_files: Any) -> dict[str, str]:
+        """Tile settings that can never run, or run for hours, fail at validation (they failed mid-run)."""
+        tile_size, overlap = literals.get("tile_size"), literals.get("overlap")
+        if isinstance(tile_size, int) and isinstance(overlap, int):
+            problem = _tile_problem(tile_size, overlap)
+            if problem is not None:
+                return {problem[0]: problem[1]}
+        return {}
+
     def run(self, upscale_model: Any, image: Any, tile_size: int, overlap: int) -> dict:
         import torch
         import torch.nn.functional as F
@@ -188,8 +198,9 @@ class UpscaleImageWithModel(Node):
         if shape is None or len(shape) != 4 or shape[-1] != 3:
             raise NodeInputError("image", f"expected an IMAGE tensor (B, H, W, 3), found shape "
                                           f"{tuple(shape) if shape is not None else None}")
-        if tile_size and overlap >= tile_size:
-            raise NodeInputError("overlap", f"overlap ({overlap}) must be smaller than tile_size ({tile_size})")
+        problem = _tile_problem(tile_size, overlap)
+        if problem is not None:
+            raise NodeInputError(*problem)
         net = upscale_model.net
         with self.context.service("memory").using(net):
             param = next(net.parameters())
@@ -200,6 +211,23 @@ class UpscaleImageWithModel(Node):
             h, w = round(shape[1] * upscale_model.scale), round(shape[2] * upscale_model.scale)
             out = F.interpolate(out, size=(h, w), mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
         return {"image": out.float().cpu().movedim(1, -1).contiguous().to(torch.float32)}
+
+
+MIN_TILE = 32        # input pixels: smaller tiles give the network too little context and take thousands of passes
+
+
+def _tile_problem(tile_size: int, overlap: int) -> tuple[str, str] | None:
+    """(input, message) when a tile size and overlap cannot run sensibly, else None (0 = automatic tiles)."""
+    if tile_size == 0:
+        return None
+    if tile_size < MIN_TILE:
+        return ("tile_size", f"tiles of {tile_size} px give the network too little around each pixel (wrong colours) "
+                             f"and take thousands of passes; use 0 (automatic) or at least {MIN_TILE}")
+    if 2 * overlap > tile_size:
+        return ("overlap", f"an overlap of {overlap} px is over half the {tile_size}-px tile, so each tile moves "
+                           f"only {max(tile_size - overlap, 0)} px; give overlap at most {tile_size // 2}, or a larger "
+                           f"tile_size")
+    return None
 
 
 @hookimpl

@@ -140,7 +140,7 @@ def graph(model_name: str, tile_size: int = 0, overlap: int = 4) -> dict:
 
 
 class GradientImage(upscale_nodes.Node):
-    """A 12×10 colour gradient IMAGE (test helper)."""
+    """A 72×60 colour gradient IMAGE (test helper; larger than the smallest tile, 32 px)."""
 
     category = "test"
 
@@ -150,7 +150,7 @@ class GradientImage(upscale_nodes.Node):
     outputs = (upscale_nodes.Output("image", "IMAGE"),)
 
     def run(self) -> dict:
-        return {"image": torch.linspace(0, 1, 12 * 10 * 3).reshape(1, 12, 10, 3)}
+        return {"image": torch.linspace(0, 1, 72 * 60 * 3).reshape(1, 72, 60, 3)}
 
 
 class _TestPlugin:
@@ -166,8 +166,8 @@ def test_nodes_load_file_and_upscale(session, tmp_path):
                       output_dir=tmp_path / "out")
     session.services["allow_pickle"] = True
     whole = session.run(graph("tiny.pth"), outputs=["image"]).outputs["image"]["image"]
-    tiled = session.run(graph("tiny.pth", tile_size=8), outputs=["image"]).outputs["image"]["image"]
-    assert whole.shape == (1, 48, 40, 3) and 0 <= whole.min() and whole.max() <= 1
+    tiled = session.run(graph("tiny.pth", tile_size=32), outputs=["image"]).outputs["image"]["image"]
+    assert whole.shape == (1, 288, 240, 3) and 0 <= whole.min() and whole.max() <= 1
     assert (tiled - whole).abs().max() < 0.05
 
 
@@ -195,4 +195,17 @@ def test_builtin_x2_node_halves_the_x4_output(session, tmp_path):
     session = Session(plugins=[upscale_nodes, _TestPlugin], model_paths=session.model_paths,
                       output_dir=tmp_path / "out")
     out = session.run(graph("realesr-animevideov3-x2"), outputs=["image"]).outputs["image"]["image"]
-    assert out.shape == (1, 24, 20, 3)
+    assert out.shape == (1, 144, 120, 3)
+
+
+@pytest.mark.parametrize("tile_size, overlap, blamed", [(8, 16, "tile_size"), (16, 16, "tile_size"),
+                                                        (40, 24, "overlap"), (64, 40, "overlap")])
+def test_tile_settings_that_cannot_run_sensibly_fail_validation(session, tmp_path, tile_size, overlap, blamed):
+    """tile 8 with the default overlap 16 passed validate and failed mid-run; tile 17 / overlap 16 ran one pixel a
+    step (758 271 tiles for a 1-megapixel image): both are validation errors naming the input and the fix."""
+    session = Session(plugins=[upscale_nodes, _TestPlugin], model_paths=session.model_paths,
+                      output_dir=tmp_path / "out")
+    (error,) = session.validate(graph("tiny.pth", tile_size=tile_size, overlap=overlap), outputs=["image"])
+    assert (error.code, error.input) == ("invalid_value", blamed)
+    assert ("use 0 (automatic)" if blamed == "tile_size" else "give overlap at most") in error.message
+    assert session.validate(graph("tiny.pth", tile_size=64, overlap=32), outputs=["image"]) == []
