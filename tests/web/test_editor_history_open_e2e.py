@@ -96,6 +96,23 @@ def _laptop_page(playwright, errors: list):
         browser.close()
 
 
+def _open_graph(page, path, graph: dict) -> None:
+    """Load a graph file into the editor and wait until each of its nodes is drawn."""
+    page.set_input_files("[data-testid=load-input]", str(path))
+    for node_id in graph["nodes"]:
+        page.wait_for_selector(f"[data-testid='node-{node_id}']")
+
+
+def _run_to_rendered(page, images: int, views: int) -> str:
+    """Press Run; the run's id once it succeeded and its `images` images and `views` 3D views have rendered."""
+    page.click("[data-testid=run-button]")
+    page.wait_for_function("() => window.nodegraph.session().activeRun")
+    run_id = page.evaluate("window.nodegraph.session().activeRun")
+    page.wait_for_selector(f"[data-testid=history-row-{run_id}][data-status=succeeded]", timeout=300_000)
+    page.wait_for_function(RENDERED, arg=[images, views], timeout=60_000)
+    return run_id
+
+
 def _batch_txt2img(tmp_path):
     graph = json.loads((ROOT / "graphs" / "txt2img.json").read_text())
     graph["metadata"]["title"] = "Six at once"
@@ -129,14 +146,8 @@ def test_history_open_shows_tall_results(tmp_path):
 
         runs = []
         for path, graph, images, views in cases:
-            page.set_input_files("[data-testid=load-input]", str(path))
-            for node_id in graph["nodes"]:
-                page.wait_for_selector(f"[data-testid='node-{node_id}']")
-            page.click("[data-testid=run-button]")
-            page.wait_for_function("() => window.nodegraph.session().activeRun")
-            run_id = page.evaluate("window.nodegraph.session().activeRun")
-            page.wait_for_selector(f"[data-testid=history-row-{run_id}][data-status=succeeded]", timeout=300_000)
-            page.wait_for_function(RENDERED, arg=[images, views], timeout=60_000)
+            _open_graph(page, path, graph)
+            run_id = _run_to_rendered(page, images, views)
             runs.append((run_id, graph, images, views))
 
         for width, height in ((1024, 700), (800, 600)):
@@ -210,14 +221,8 @@ def test_reload_shows_tall_results_whole(tmp_path):
         page.goto(url)
         page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
         page.wait_for_selector("[data-testid^=palette-item-]")
-        page.set_input_files("[data-testid=load-input]", str(six_path))
-        for node_id in six["nodes"]:
-            page.wait_for_selector(f"[data-testid='node-{node_id}']")
-        page.click("[data-testid=run-button]")
-        page.wait_for_function("() => window.nodegraph.session().activeRun")
-        run_id = page.evaluate("window.nodegraph.session().activeRun")
-        page.wait_for_selector(f"[data-testid=history-row-{run_id}][data-status=succeeded]", timeout=300_000)
-        page.wait_for_function(RENDERED, arg=[6, 0], timeout=60_000)
+        _open_graph(page, six_path, six)
+        run_id = _run_to_rendered(page, 6, 0)
 
         for width, height in ((1024, 700), (800, 600)):
             page.set_viewport_size({"width": width, "height": height})

@@ -23,7 +23,8 @@ from __future__ import annotations
 import pytest
 
 from .test_editor_e2e import _serve, pytestmark  # noqa: F401
-from .test_editor_history_open_e2e import BOXES, RENDERED, SETTLED, _batch_txt2img, _laptop_page, _outside
+from .test_editor_history_open_e2e import (BOXES, SETTLED, _batch_txt2img, _laptop_page, _open_graph, _outside,
+                                          _run_to_rendered)
 
 TRANSFORM = "() => document.querySelector('.react-flow__viewport').style.transform"
 CHANGED = "(t) => document.querySelector('.react-flow__viewport').style.transform !== t"
@@ -50,18 +51,12 @@ def test_run_started_here_follows_whole_graph(tmp_path):
         page.wait_for_selector("[data-testid^=palette-item-]")
 
         def open_six() -> None:
-            page.set_input_files("[data-testid=load-input]", str(six_path))
-            for node_id in six["nodes"]:
-                page.wait_for_selector(f"[data-testid='node-{node_id}']")
+            _open_graph(page, six_path, six)
             page.wait_for_function("() => !document.querySelector('.ng-node-files') && !window.nodegraph.session().activeRun")
             page.wait_for_function(SETTLED, polling=100, timeout=30_000)
 
         def run_and_settle(what: str) -> dict:
-            page.click("[data-testid=run-button]")
-            page.wait_for_function("() => window.nodegraph.session().activeRun")
-            run_id = page.evaluate("window.nodegraph.session().activeRun")
-            page.wait_for_selector(f"[data-testid=history-row-{run_id}][data-status=succeeded]", timeout=300_000)
-            page.wait_for_function(RENDERED, arg=[6, 0], timeout=60_000)
+            _run_to_rendered(page, 6, 0)
             page.wait_for_function(SETTLED, polling=100, timeout=30_000)
             page.screenshot(path=str(tmp_path / f"run-follow-{what}.png"))
             return page.evaluate(BOXES)
