@@ -42,7 +42,7 @@ from pydantic import ValidationError
 from .errors import GraphError, PathConfinementError
 from .graph import Graph, Link, topological_order
 from .node import Node
-from .paths import check_name
+from .paths import check_name, is_inside
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -430,9 +430,8 @@ def missing_input_message(input_dir: Path, name: str, what: str = "file", folder
     present: list[str] = []
     try:
         with os.scandir(input_dir) as entries:
-            inside = input_dir.resolve()
             for entry in entries:
-                if entry.is_symlink() and not _leads_inside(entry.path, inside):      # refused if named: not offered
+                if entry.is_symlink() and not is_inside(input_dir, entry.path):   # refused if named: not offered
                     continue
                 if entry.is_file() or (folders and entry.is_dir() and not entry.name.startswith(".")):
                     present.append(entry.name + ("/" if folders and entry.is_dir() else ""))
@@ -449,13 +448,6 @@ def missing_input_message(input_dir: Path, name: str, what: str = "file", folder
     return (f"no {what} {name!r} in the input folder.{suggest(name, candidates)} "
             f"{'Entries' if folders else 'Files'} there: {listed or 'none'}. "
             f"Upload it (the editor) or copy it into the input folder (--input-dir).")
-
-
-def _leads_inside(path: str, folder: Path) -> bool:
-    try:
-        return Path(path).resolve().is_relative_to(folder)
-    except (OSError, RuntimeError):
-        return False
 
 
 def input_file_error(node_id: str, node_type: str, name: str, value: str, input_dir: Path,
