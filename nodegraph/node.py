@@ -44,6 +44,7 @@ The executor reads only the derived `spec` (a `NodeSpec`), built once per class.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import math
@@ -221,6 +222,11 @@ class NodeSpec:
     inputs: dict[str, InputSpec]
     outputs: tuple[Output, ...]
     output_index: dict[str, int]
+
+    @functools.cached_property
+    def seed_inputs(self) -> tuple[str, ...]:
+        """The inputs declared `seed=True` (a run's history lists their values), in declaration order."""
+        return tuple(name for name, spec in self.inputs.items() if spec.widget.get("seed"))
 
     def to_json_schema(self, node_class: type[Node]) -> dict[str, Any]:
         """The node's public schema: what the editor and docs are generated from."""

@@ -40,7 +40,7 @@ from .errors import GraphValidationError
 from .events import Event, NodeCached, NodeFinished, NodeStarted
 from .files import FileAccessError, FileStore, UploadStorageError
 from .effective_graph import effective_graph
-from .graph import Graph, Link, json_value_problem
+from .graph import Graph, GraphNode, Link, json_value_problem
 from .run_queue import ActiveLimitReached, RunQueue, RunRecord, members_within_storage_caps, storable_problem
 from .templates import TemplateError, TemplateLibrary
 from .users import User, UserBook
@@ -1029,19 +1029,19 @@ class ServerProtocol:
         listed with that primitive's value."""
         registry = self.session.registry
         nodes = effective_graph(graph, registry).graph.nodes
-        seeds: dict[str, Any] = {}
-        # samplers' seeds first: `seed` in history is the first, and the one that reproduces a run is the
-        # sampler's (img2img's source render has a seed of its own, listed after)
-        ordered = sorted(nodes.items(), key=lambda item: getattr(registry.nodes.get(item[1].type), "category",
-                                                                  None) != "sampling")
-        for node_id, node in ordered:
+        found: list[tuple[bool, str, GraphNode, tuple[str, ...]]] = []     # (not sampling, id, node, seed inputs)
+        for node_id, node in nodes.items():
             cls = registry.nodes.get(node.type)
-            if cls is None:
-                continue
-            for name, spec in cls.spec.inputs.items():
-                if not spec.widget.get("seed"):
-                    continue
-                value = node.inputs.get(name, spec.default)
+            if cls is not None and cls.spec.seed_inputs:
+                found.append((cls.spec.category != "sampling", node_id, node, cls.spec.seed_inputs))
+        # samplers' seeds first: `seed` in history is the first, and the one that reproduces a run is the
+        # sampler's (img2img's source render has a seed of its own, listed after); a stable sort keeps file order
+        found.sort(key=lambda item: item[0])
+        seeds: dict[str, Any] = {}
+        for _, node_id, node, names in found:
+            spec_inputs = registry.nodes[node.type].spec.inputs
+            for name in names:
+                value = node.inputs.get(name, spec_inputs[name].default)
                 if isinstance(value, Link):
                     source = nodes.get(value.node)
                     value = source.inputs.get(value.output) if source is not None else None

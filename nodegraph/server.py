@@ -1184,6 +1184,7 @@ class Server:
             self._current_run = None
             if self._terminal_event is not None:   # now get_outputs / queue_status see the final status
                 self._post(self.protocol.run_event(run_id, event_dict(self._terminal_event)), urgent=True)
+                time.sleep(0)     # the GIL to the event loop now: the result leaves before this thread looks for work
             self._runs_since_prune += 1
             if self._runs_since_prune >= self.prune_every:    # maintenance, after the client has its answer
                 self._runs_since_prune = 0
