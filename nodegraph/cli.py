@@ -409,7 +409,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except BrokenPipeError:  # the reader went away (e.g. `| head`): stop writing events
             sinks.remove(write_event)
 
-    sinks: list[Any] = [_Progress(enabled=not args.no_progress and events_out is not sys.stdout)]
+    running: dict[str, Any] = {"node_id": None}     # the node that was running, for an interrupted run's record
+
+    def track_running(event: Any) -> None:
+        if event.type == "node_started" or (event.type == "run_interrupted" and event.node_id):
+            running["node_id"] = event.node_id
+        elif event.type == "node_finished" and event.node_id == running["node_id"]:
+            running["node_id"] = None
+
+    sinks: list[Any] = [_Progress(enabled=not args.no_progress and events_out is not sys.stdout), track_running]
     if events_out is not None:
         sinks.append(write_event)
     def record_run(status: str, outputs: dict, error: dict | None = None, run_id: str | None = None,
@@ -459,7 +467,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except (RunInterrupted, KeyboardInterrupt) as exc:
         print("interrupted", file=sys.stderr)
         record_run("interrupted", {}, {"message": str(exc) or "interrupted (Ctrl+C)",
-                                       "node_id": getattr(exc, "node_id", None)})
+                                       "node_id": getattr(exc, "node_id", None) or running["node_id"]})
         return EXIT_INTERRUPTED
     finally:
         if events_out is not None and events_out is not sys.stdout:

@@ -849,7 +849,8 @@ def test_a_png_with_only_a_comfyui_workflow_chunk_imports(tmp_path, capsys):
 
 def test_sigterm_stops_a_run_as_ctrl_c_does_and_records_it(tmp_path):
     """`timeout`/`kill`/`docker stop` send SIGTERM: the run ended at once with no record, and the previous run's
-    outputs.json stayed the latest. Now it is recorded interrupted and the exit code says so."""
+    outputs.json stayed the latest. Now it is recorded interrupted, with the node that was running, and the exit code
+    says so."""
     import os
     import signal
     import time
@@ -877,6 +878,7 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_and_records_it(tmp_path):
     assert code == EXIT_INTERRUPTED, proc.stderr.read()
     record = json.loads((tmp_path / "out" / "wait.outputs.json").read_text())
     assert record["status"] == "interrupted" and "SIGTERM" in json.dumps(record)
+    assert record["error"]["node_id"] == "w"      # the node that was running (it was null: the signal names none)
 
 
 def test_an_interrupt_while_starting_is_one_line_and_the_latest_record(tmp_path, monkeypatch, capsys):
