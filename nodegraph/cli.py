@@ -151,6 +151,9 @@ def _load(session: Any, path: str) -> Any:
     rest = "" if translated == total else "; the others keep their ComfyUI types"
     print(f"note: {path} is a ComfyUI {what}; imported it ({translated} of {total} node(s) have an equivalent "
           f"here{rest})", file=sys.stderr)
+    for change in data["metadata"].get("translated_values", []):
+        print(f"note: node {change['node']!r}: {change['input']} {change['from']!r} is {change['to']!r} here",
+              file=sys.stderr)
     return session.load(data)
 
 

@@ -71,16 +71,22 @@ EQUIVALENTS: dict[str, Equivalent] = {
 }
 
 
-def translate_inputs(equivalent: Equivalent, inputs: dict[str, Any]) -> dict[str, Any]:
-    """A ComfyUI entry's inputs as our node's: renamed, known values translated, no-op inputs dropped."""
+def translate_inputs(equivalent: Equivalent, inputs: dict[str, Any],
+                     changed: list[tuple[str, str, str]] | None = None) -> dict[str, Any]:
+    """A ComfyUI entry's inputs as our node's: renamed, known values translated, no-op inputs dropped.
+
+    Each translated value is appended to `changed` as (our input, ComfyUI's value, ours), so an import
+    can say what it changed (a file name that now means a built-in model, say)."""
     out: dict[str, Any] = {}
     for name, value in inputs.items():
         if name in equivalent.no_ops and value == equivalent.no_ops[name]:
             continue
         ours = equivalent.inputs.get(name, name)
         table = equivalent.values.get(ours)
-        if table is not None and isinstance(value, str):
-            value = table.get(value, value)
+        if table is not None and isinstance(value, str) and value in table:
+            if changed is not None:
+                changed.append((ours, value, table[value]))
+            value = table[value]
         out[ours] = value
     return out
 

@@ -355,7 +355,8 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
 
     An entry whose `class_type` has an equivalent here (`comfyui.EQUIVALENTS`: CheckpointLoaderSimple,
     CLIPTextEncode, KSampler, ...) becomes that node, its inputs renamed (`metadata.comfyui_types` keeps
-    the original class of each). Any other entry becomes a node with `type` = its `class_type`,
+    the original class of each; `metadata.translated_values` each value translated to ours, e.g. a
+    Real-ESRGAN file name to the built-in model of the same weights). Any other entry becomes a node with `type` = its `class_type`,
     `title` = `_meta.title`, literal
     inputs as they are, and `[source_id, index]` pairs naming an entry of the prompt become links
     `{"node": source_id, "output": name}` where name is `output_names(type)[index]` when that
@@ -407,6 +408,7 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     nodes: dict[str, Any] = {}
     ui_nodes: dict[str, Any] = {}
     translated: dict[str, str] = {}
+    translated_values: list[dict[str, str]] = []
     for raw_id, entry in data.items():
         node_type = entry["class_type"]
         inputs: dict[str, Any] = {}
@@ -424,7 +426,10 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
         equivalent = EQUIVALENTS.get(node_type)
         if equivalent is not None:
             translated[str(raw_id)] = node_type
-            node_type, inputs = equivalent.type, translate_inputs(equivalent, inputs)
+            changed: list[tuple[str, str, str]] = []
+            node_type, inputs = equivalent.type, translate_inputs(equivalent, inputs, changed)
+            translated_values += [{"node": str(raw_id), "input": name, "from": before, "to": after}
+                                  for name, before, after in changed]
         node: dict[str, Any] = {"type": node_type, "inputs": inputs}
         meta = entry.get("_meta")
         if isinstance(meta, dict) and isinstance(meta.get("title"), str):
@@ -440,6 +445,8 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     linked = _link_empty_latents_to_their_vae(nodes, translated)
     if linked:
         metadata["linked_vae"] = linked
+    if translated_values:
+        metadata["translated_values"] = translated_values
     return {"format_version": FORMAT_VERSION, "metadata": metadata, "nodes": nodes,
             **({"ui": {"nodes": ui_nodes}} if ui_nodes else {})}
 

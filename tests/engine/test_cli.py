@@ -653,6 +653,21 @@ def test_comfyui_real_esrgan_file_names_become_the_builtin_upscalers():
                        ("my_own_4x.pth", "my_own_4x.pth")):
         graph = import_foreign({"1": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": file}}})
         assert graph["nodes"]["1"] == {"type": "LoadUpscaleModel", "inputs": {"model_name": ours}}
+        said = [{"node": "1", "input": "model_name", "from": file, "to": ours}] if ours != file else None
+        assert graph["metadata"].get("translated_values") == said
+
+
+def test_comfyui_import_note_names_each_translated_value(tmp_path, capsys):
+    """The import mapped RealESRGAN_x4plus.pth to the built-in model silently: a user with their own (different)
+    file of that name did not learn that it is not the one used. The note now names every translated value."""
+    prompt = {"1": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "RealESRGAN_x4plus.pth"}},
+              "2": {"class_type": "LoadImage", "inputs": {"image": "cat.png"}},
+              "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["1", 0], "image": ["2", 0]}},
+              "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "x"}}}
+    (tmp_path / "prompt.json").write_text(json.dumps(prompt))
+    main(["validate", str(tmp_path / "prompt.json"), "--no-plugins"])
+    err = capsys.readouterr().err
+    assert "node '1': model_name 'RealESRGAN_x4plus.pth' is 'realesrgan-x4plus' here" in err
 
 
 def test_validate_checks_input_files_where_run_would_read_them(tmp_path, capsys):
