@@ -196,7 +196,7 @@ class ControlEntry:
         if hint is None:
             hint = self.hint
             if tuple(hint.shape[-2:]) != size:
-                log.warning("%s: hint image %s×%s resized to %s×%s to match the latent", self.name,
+                log.debug("%s: hint image %s×%s resized to %s×%s to match the latent", self.name,
                             hint.shape[-1], hint.shape[-2], size[1], size[0])
                 hint = F.interpolate(hint.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
             hint = hint.to(x.device, x.dtype)
@@ -219,6 +219,18 @@ class ControlStack:
     def plus(self, entry: ControlEntry) -> ControlStack:
         """A new stack with `entry` added (chained ApplyControlNet nodes add up)."""
         return ControlStack(self.entries + (entry,))
+
+    def resized_hints(self, latent_height: int, latent_width: int) -> list[tuple[str, tuple[int, int], tuple[int, int]]]:
+        """(name, hint width×height, the width×height it is resized to) of each hint that does not match a
+        latent of this size (`ControlEntry.hint_for` resizes it, stretching it if the aspect differs)."""
+        out = []
+        for entry in self.entries:
+            scale = entry.net.config.hint_downscale
+            size = (latent_width * scale, latent_height * scale)
+            hint = (int(entry.hint.shape[-1]), int(entry.hint.shape[-2]))
+            if hint != size:
+                out.append((entry.name, hint, size))
+        return out
 
     def check_compatible(self, unet: UNetConfig, model: str = "the model") -> None:
         for entry in self.entries:

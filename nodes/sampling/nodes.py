@@ -313,6 +313,27 @@ def _warn_outside_trained_sizes(context: NodeContext, model: Any, samples: Any) 
                      f"(graphs/hires_fix.json, graphs/upscale.json).")
 
 
+def _warn_resized_hints(context: NodeContext, samples: Any, *conditionings: Any) -> None:
+    """A node_warning per ControlNet hint that is not the image's size: it is resized to it while sampling,
+    and stretched when its aspect differs (a hint drawn for a square image on a wide one moves the shapes)."""
+    if getattr(samples, "ndim", 0) < 4:
+        return
+    height, width = samples.shape[-2:]
+    said = set()
+    for cond in conditionings:
+        stack = cond.get("control") if isinstance(cond, dict) else None
+        for name, (hint_w, hint_h), (to_w, to_h) in getattr(stack, "resized_hints", lambda h, w: [])(height, width):
+            if (name, hint_w, hint_h) in said:
+                continue
+            said.add((name, hint_w, hint_h))
+            stretched = abs(hint_w * to_h - hint_h * to_w) > max(to_w, to_h)     # aspect differs by over a pixel
+            context.warn(f"ControlNet {name!r}: its hint image is {hint_w}x{hint_h} and the image being made is "
+                         f"{to_w}x{to_h}, so the hint is resized" + (" and stretched (another aspect)" if stretched
+                                                                     else "") +
+                         f". Give a hint of the image's size (ImageScale before ApplyControlNet) or make the image "
+                         f"the hint's size.")
+
+
 def _warn_latent_for_another_vae(context: NodeContext, model: Any, latent: dict) -> None:
     """A node_warning when an empty latent was laid out for another VAE than the model's: EmptyLatent without its
     `vae` input assumes SD's 8 pixels per latent cell, and the tiny-world VAE has 4 — a 64×64 request then
@@ -838,6 +859,7 @@ def api_sample(context: NodeContext, model: Any, positive: Any, negative: Any, l
         guider.check_model(model.net)
     chosen = {"name": sampler, "function": sampler_function(context.service("registry"), sampler), "options": {}}
     _warn_latent_for_another_vae(context, model, latent)
+    _warn_resized_hints(context, samples, positive, negative)
     with batch_groups(latent.get("frames"), context.check_interrupted):    # whole clips a call
         out = run_sampling(context, Guidance(guider, model), chosen, sigmas, noise or Noise(seed), samples,
                            latent.get("noise_mask"))
@@ -869,6 +891,8 @@ def api_sample_custom(context: NodeContext, guider: Any, sampler: Any, sigmas: A
     with _as_input_errors({}, "guider"):
         guider.denoiser.check_latent(samples)
     _warn_latent_for_another_vae(context, model, latent)
+    cfg = getattr(guider, "denoiser", None)
+    _warn_resized_hints(context, samples, getattr(cfg, "positive", None), getattr(cfg, "negative", None))
     with batch_groups(latent.get("frames"), context.check_interrupted):
         out = run_sampling(context, guider, sampler, sigmas, noise, samples, latent.get("noise_mask"))
     return {**latent, "samples": out}

@@ -110,6 +110,19 @@ def test_controlnet_of_another_family_is_a_clear_error(session):
     assert "positive" in message and "context width 768" in message and "context width 64" in message
 
 
+def test_a_hint_of_another_size_is_named_in_a_node_warning(session):
+    """A hint of another size than the image was resized (and stretched, for another aspect) with a line in the
+    server log only; the editor and `run` showed nothing. Now the sampling node warns, naming both sizes."""
+    same = session.run(graph([{}]))
+    assert [w for w in same.warnings if "hint" in w["message"]] == []
+    wide = graph([{}])
+    wide["nodes"]["empty"]["inputs"]["width"] = 48
+    warnings = [w for w in session.run(wide).warnings if "hint" in w["message"]]
+    assert [w["node_id"] for w in warnings] == ["k"]
+    assert "32x32" in warnings[0]["message"] and "48x32" in warnings[0]["message"]
+    assert "stretched" in warnings[0]["message"] and "ImageScale" in warnings[0]["message"]
+
+
 def test_end_before_start_is_refused(session):
     with pytest.raises(NodeExecutionError, match="end"):
         session.run(graph([{"start": 0.8, "end": 0.2}]))
