@@ -1197,8 +1197,10 @@ class ServerProtocol:
         quota = self._quota_problem(client, adding=len(payload), runs=False) if client.user is not None else None
         if quota:
             return [_error(client.client_id, "quota_exceeded", quota, request_id)]
-        try:
-            file_id = self.store_for(client.user).save_upload(header.name, payload, header.kind)
+        user = client.user
+        try:     # into the uploader's own input folder, where their runs read (an admin's too: `run_folders`)
+            own = self.files if user is None else self.files.for_user(user.name)
+            file_id = own.save_upload(header.name, payload, header.kind)
         except FileAccessError as exc:
             return [_error(client.client_id, "invalid_upload", str(exc), request_id)]
         except OSError as exc:          # UploadStorageError, or another write failure: the reply the client awaits
@@ -1206,7 +1208,10 @@ class ServerProtocol:
             text = str(exc) if isinstance(exc, UploadStorageError) else \
                 f"the server could not store the upload ({type(exc).__name__}); nothing was saved"
             return [_error(client.client_id, "storage_error", text, request_id)]
-        body = {"type": "uploaded", "file_id": file_id, "name": file_id.split("/", 1)[1], "kind": header.kind}
+        name = file_id.split("/", 1)[1]
+        if user is not None and user.is_admin:       # an admin's ids are the whole store's (`_files_as_seen_by`)
+            file_id = f"input/{user.name}/{name}"
+        body = {"type": "uploaded", "file_id": file_id, "name": name, "kind": header.kind}
         if request_id is not None:
             body["request_id"] = request_id
         return [Outgoing(client.client_id, body)]

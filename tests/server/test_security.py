@@ -567,6 +567,31 @@ def test_users_graphs_read_only_their_own_uploads(users):
     alice.close(), bob.close()
 
 
+def test_an_admins_upload_is_where_their_runs_read(users):
+    """An admin's upload went to the whole store's input folder, while the admin's runs read their own
+    (`input/<name>/`): LoadImage of the file just uploaded failed with "no file". Now it lands in the admin's
+    folder, its id is the whole store's view of it (as an admin sees every file) and it can be fetched by it."""
+    from PIL import Image
+
+    root = as_user(users, "root")
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "blue").save(buffer, format="PNG")
+    root.ws.send(upload_frame("cat.png", buffer.getvalue()))
+    uploaded = root.next_of("uploaded")
+    assert uploaded["name"] == "cat.png" and uploaded["file_id"] == "input/root/cat.png"
+    assert (users.session.input_dir / "root" / "cat.png").is_file()
+    graph = {"format_version": 1, "nodes": {
+        "load": {"type": "LoadImage", "inputs": {"image": uploaded["name"]}},
+        "save": {"type": "SaveImage", "inputs": {"images": {"node": "load", "output": "image"}}}}}
+    root.send({"type": "submit", "graph": graph})
+    run_id = root.next_of("submitted")["run_id"]
+    assert root.next_of("run_finished", run_id=run_id)
+    fetched = http_request(users.port, f"/files/{uploaded['file_id']}",
+                           {"Cookie": f"nodegraph_token={users.tokens['root']}"})
+    assert fetched.status == 200
+    root.close()
+
+
 def test_per_user_queue_limit(users):
     """Past max_queued, submit gets quota_exceeded naming the limit."""
     alice = as_user(users, "alice")
