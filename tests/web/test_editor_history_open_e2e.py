@@ -168,10 +168,13 @@ def test_history_open_shows_tall_results(tmp_path):
                     f"(view {boxes['transform']}): {_outside(boxes)}")
 
         # The last run opened stays followed while nobody touches the view: a node that grows (here made taller
-        # by hand) moves the layout and the view fits it again. Once the user has zoomed, the view is theirs.
+        # by hand) pushes the nodes under it down and the view fits the graph again. Once the user has zoomed, the
+        # view is theirs. 4000 px: the whole graph still fits at the canvas's minimum zoom (0.1) in the 800×600
+        # window (6000 px only did while the auto-layout ran again and centred the other nodes on the tall one;
+        # now nodes stay where they were shown, docs/editor.md "Nodes never move on their own").
         first = next(iter(runs[-1][1]["nodes"]))
-        page.evaluate(GROW, [first, 6000])
-        page.wait_for_function(f"() => document.querySelector(\"[data-testid='node-{first}']\").offsetHeight >= 6000")
+        page.evaluate(GROW, [first, 4000])
+        page.wait_for_function(f"() => document.querySelector(\"[data-testid='node-{first}']\").offsetHeight >= 4000")
         page.wait_for_function(SETTLED, polling=100, timeout=30_000)
         grown = page.evaluate(BOXES)
         assert grown["transform"] != boxes["transform"] and _outside(grown) == {}, (boxes, grown)

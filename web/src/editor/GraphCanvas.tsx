@@ -3,14 +3,17 @@
  *
  * What it draws, from `EditorState.doc`:
  *   schema nodes   one per graph node (editor/SchemaNode.tsx), at the file's position or,
- *                  for nodes without one, the auto-layout's (graph/layout.ts, dagre)
+ *                  for nodes without one, the auto-layout's (graph/layout.ts, dagre), frozen
+ *                  once shown and measured (`EditorState.shownPositions`: never re-laid-out
+ *                  when sizes change, never written into the file)
  *   group nodes    the frames of `ui.groups` (editor/GroupNode.tsx), behind the nodes
  *   reroute nodes  the bend points of `ui.reroutes` (editor/GroupNode.tsx `RerouteNode`)
  *   wires          one per link (editor/WireEdge.tsx), through its reroute points
  *
  * React Flow's changes come back as document edits: drags (one undo step per drag;
  * dragging a group moves the nodes inside it), selection, measured sizes (kept locally;
- * a node that grows pushes the nodes it would cover downwards). Connections are checked
+ * a node that grows pushes the nodes it would cover downwards, whether the file or the
+ * frozen auto-layout placed them: graph/layout.ts `pushGrown`). Connections are checked
  * with schema/compatibility.ts while dragging; a refused drop shows the reason in a
  * toast; a wire dropped on empty canvas opens the node search filtered to nodes that fit
  * it. Double-click on the canvas opens the search at the cursor; right-click opens
@@ -50,7 +53,7 @@ import {
   type Position,
 } from "../graph/document";
 import { groupMembers, groupSelection, groupsOf, layoutWithGroups, moveGroup, moveReroute, pruneReroutes, removeGroup, removeReroutes, reroutesOf, wirePoints } from "../graph/groups";
-import { effectivePositions, estimateSize, freeSpot, pushApart, type Rect, type Size } from "../graph/layout";
+import { effectivePositions, estimateSize, freeSpot, pushGrown, unfrozenNodes, type Rect, type Size } from "../graph/layout";
 import { idMap } from "../graph/idMaps";
 import { collapseToSubgraph } from "../graph/subgraph";
 import { portColor, type NodeSchema, type PortType } from "../schema/types";
@@ -225,6 +228,7 @@ export function GraphCanvas() {
   const selectedNodes = useStore(app.editor.store, (s) => s.selectedNodes);
   const selectedEdges = useStore(app.editor.store, (s) => s.selectedEdges);
   const loadCount = useStore(app.editor.store, (s) => s.loadCount);
+  const shownPositions = useStore(app.editor.store, (s) => s.shownPositions);
   const serverSchemas = useStore(app.session, (s) => s.schemas);
   const skippedNodes = useStore(app.session, (s) => s.nodeStates);
   const panelsHidden = useStore(app.ui, (s) => s.panelsHidden);
@@ -238,8 +242,8 @@ export function GraphCanvas() {
   const schemaNodes = useMemo(() => app.schemasFor(doc), [app, doc, serverSchemas]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const positions = useMemo(
-    () => effectivePositions(doc, (id) => sizeFor(doc, schemaNodes, measured, id)),
-    [doc, schemaNodes, measured],
+    () => effectivePositions(doc, (id) => sizeFor(doc, schemaNodes, measured, id), shownPositions),
+    [doc, schemaNodes, measured, shownPositions],
   );
   const rects = useMemo(() => {
     const out = idMap<Rect>();
@@ -404,19 +408,37 @@ export function GraphCanvas() {
     return () => cancelAnimationFrame(frame);
   }, [rects]); // eslint-disable-line react-hooks/exhaustive-deps
 
-  // A positioned node that grew (a run added an image) pushes the nodes it now covers down.
+  // The auto-layout, once shown, stays put: when every node it places has been measured and the boxes have
+  // not changed for a frame (a first draw's size reports arrive after that frame's callbacks), those nodes
+  // keep their places (EditorState.shownPositions, not the file). Before, every size change re-ran the
+  // layout: a run's images moved every node of txt2img out of a 1024×700 view.
+  useEffect(() => {
+    const unfrozen = unfrozenNodes(doc, shownPositions);
+    if (!unfrozen.length || !unfrozen.every((id) => measured[id])) return;
+    let frame = requestAnimationFrame(() => {
+      frame = requestAnimationFrame(() => {
+        const shown = rectsRef.current;
+        app.editor.keepShown(idMap(unfrozen.filter((id) => shown[id]).map((id): [string, Position] => [id, [shown[id].x, shown[id].y]])));
+      });
+    });
+    return () => cancelAnimationFrame(frame);
+  }, [rects]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  // A placed node that grew (a run added an image) pushes the nodes it now covers down: nodes placed by
+  // the file move in the document, frozen ones in the shown positions.
   const lastHeights = useRef<Record<string, number>>(idMap());
   useEffect(() => {
     const grown: string[] = [];
     for (const [id, size] of Object.entries(measured)) {
       const before = lastHeights.current[id];
-      if (before !== undefined && size.height > before + 4 && doc.nodes[id]?.position) grown.push(id);
+      if (before !== undefined && size.height > before + 4) grown.push(id);
       lastHeights.current[id] = size.height;
     }
     if (!grown.length) return;
-    const positioned = idMap(Object.entries(rectsRef.current).filter(([id]) => doc.nodes[id]?.position));
-    const moved = pushApart(positioned, grown);
-    if (Object.keys(moved).length) app.editor.replaceSilently((d) => moveNodes(d, moved));
+    const state = app.editor.state;
+    const moved = pushGrown(state.doc, state.shownPositions, rectsRef.current, grown);
+    if (Object.keys(moved.file).length) app.editor.replaceSilently((d) => moveNodes(d, moved.file));
+    app.editor.keepShown(moved.frozen);
   }, [measured]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const onNodesChange = useCallback(

@@ -1,6 +1,6 @@
 /**
  * Following a run on the canvas (docs/editor.md, "Opening a graph"): while a followed run's results
- * render, its nodes grow and the auto-layout moves them, and the view is fitted to the whole graph
+ * render, its nodes grow and push the nodes below them, and the view is fitted to the whole graph
  * again, until the user moves the view or edits, or another run or graph is shown.
  *
  * A run opened from History or shown again after a reload is always followed, and refitted at every

@@ -9,21 +9,29 @@
  *   autoLayout          positions for every node, left to right by link depth (dagre)
  *   layeredLayout       the same for any boxes and links (groups.ts lays out groups as one box)
  *   foldColumns         a layout much wider than tall (a long chain) folded into bands, one below the other
- *   effectivePositions  the positions the canvas shows: the file's, and for nodes the
- *                       file gives none, the auto-layout's (moved clear of positioned nodes)
+ *   effectivePositions  the positions the canvas shows: the file's; for nodes the file gives
+ *                       none, those the canvas froze once they were shown; for the rest, the
+ *                       auto-layout's (moved clear of the placed nodes)
+ *   unfrozenNodes       the nodes still placed by the auto-layout (no position in the file, none frozen)
  *   freeSpot            the nearest spot to a wanted position where a box overlaps nothing
  *   pushApart           after nodes grew: move the nodes they now cover down (cascading)
+ *   pushGrown           pushApart on the canvas: the moves split into the file's and the frozen ones
  *   alignNodes / distributeNodes   the selection's edges lined up / gaps made equal
  *
  * Decisions: layout runs left to right (inputs on the left of a node, outputs on
  * the right); auto-layout of a graph without positions is shown but not written into
  * the file until the user moves a node or asks for "Auto-layout" (so an unedited graph
- * saves back unchanged); nodes never overlap when placed, pasted or grown. A layered
- * layout over FOLD_ASPECT times wider than tall and over FOLD_MIN_WIDTH wide (a 300-node
- * chain is one row ~100,000 units long, of which a zoomed-out screen shows ~30 nodes) is
- * folded like lines of text: runs of columns become bands stacked top to bottom, each read
- * left to right (ComfyUI users lay long chains out so by hand); a graph of ordinary shape
- * is left as dagre placed it.
+ * saves back unchanged); nodes never overlap when placed, pasted or grown. A node never
+ * moves on its own: once the nodes the file gives no position have been laid out and
+ * measured, the canvas freezes where they are (`EditorState.shownPositions`, never written
+ * into the file) and later size changes never run the auto-layout again; a node that grows
+ * (a run's images) pushes only the nodes it now covers, downwards, as for positioned nodes
+ * (before, every result re-ran dagre on the new sizes and a batch of 6 moved all 7 txt2img
+ * nodes out of a 1024×700 view). A layered layout over FOLD_ASPECT times wider than tall
+ * and over FOLD_MIN_WIDTH wide (a 300-node chain is one row ~100,000 units long, of which a
+ * zoomed-out screen shows ~30 nodes) is folded like lines of text: runs of columns become
+ * bands stacked top to bottom, each read left to right (ComfyUI users lay long chains out
+ * so by hand); a graph of ordinary shape is left as dagre placed it.
  *
  * Node ids are the user's (`constructor`, `__proto__`, ...): results are prototype-free maps
  * (graph/idMaps.ts), and dagre, whose graph keeps nodes in plain objects, sees `n0`, `n1`, ...
@@ -173,24 +181,35 @@ export function foldColumns(centres: Map<string, Rect>): Record<string, Position
 }
 
 /**
- * The canvas positions: the file's, and for the other nodes an auto-layout of them,
- * placed to the right of (or, with none positioned, at the origin of) the positioned ones.
+ * The canvas positions: the file's; for nodes the file gives none, the canvas's frozen ones
+ * (`frozen`, a prototype-free map: where they were shown, the decision above); and for the other nodes an
+ * auto-layout of them, placed to the right of (or, with none placed, at the origin of) the placed ones.
  */
-export function effectivePositions(doc: EditorDocument, sizeOf: (id: string) => Size): Record<string, Position> {
+export function effectivePositions(
+  doc: EditorDocument,
+  sizeOf: (id: string) => Size,
+  frozen: Record<string, Position> = idMap(),
+): Record<string, Position> {
   const out = idMap<Position>();
   const missing: string[] = [];
   let right = -Infinity;
   let top = Infinity;
   for (const [id, node] of Object.entries(doc.nodes)) {
-    if (node.position) {
-      out[id] = node.position;
-      right = Math.max(right, node.position[0] + sizeOf(id).width);
-      top = Math.min(top, node.position[1]);
+    const placed = node.position ?? frozen[id];
+    if (placed) {
+      out[id] = placed;
+      right = Math.max(right, placed[0] + sizeOf(id).width);
+      top = Math.min(top, placed[1]);
     } else missing.push(id);
   }
   if (!missing.length) return out;
   const origin: Position = Number.isFinite(right) ? [right + 80, top] : [0, 0];
   return idMap([...Object.entries(out), ...Object.entries(autoLayout(doc, sizeOf, { ids: missing, origin }))]);
+}
+
+/** The nodes the canvas still places by the auto-layout: no position in the file and none frozen. */
+export function unfrozenNodes(doc: EditorDocument, frozen: Record<string, Position>): string[] {
+  return Object.keys(doc.nodes).filter((id) => !doc.nodes[id].position && !frozen[id]);
 }
 
 /**
@@ -247,6 +266,26 @@ export function pushApart(rects: Record<string, Rect>, grown: Iterable<string>, 
     }
   }
   return moved;
+}
+
+/**
+ * After the nodes in `grown` changed size on the canvas (`rects`, as shown): pushApart among the placed
+ * nodes (a position in the file or a frozen one; nodes still auto-laid-out are left to the layout), its
+ * moves split into `file` (nodes with a position in the file: written into the document) and `frozen`
+ * (nodes the file gives none: they stay out of the file, as the frozen layout does).
+ */
+export function pushGrown(
+  doc: EditorDocument,
+  frozen: Record<string, Position>,
+  rects: Record<string, Rect>,
+  grown: Iterable<string>,
+): { file: Record<string, Position>; frozen: Record<string, Position> } {
+  const placed = idMap(Object.entries(rects).filter(([id]) => doc.nodes[id]?.position || frozen[id]));
+  const out = { file: idMap<Position>(), frozen: idMap<Position>() };
+  for (const [id, position] of Object.entries(pushApart(placed, grown))) {
+    (doc.nodes[id].position ? out.file : out.frozen)[id] = position;
+  }
+  return out;
 }
 
 export type AlignEdge = "left" | "right" | "top" | "bottom" | "center-x" | "center-y";

@@ -231,7 +231,7 @@ export class EditorApp {
       this.dispatch({ type: "adopt_run", runId: shown.runId, nodeStates: shown.nodeStates });
       this.keepShownRun();
       // shown whole, as History → Open shows a run: its results come back after the first fit, make nodes
-      // taller and move the layout (a fit of the graph without them left every node of a batch of 6 off-screen)
+      // taller and push other nodes down (a fit of the graph without them left every node of a batch of 6 off-screen)
       this.canvas.followRun = shown.runId;
     }
     this.editor.store.subscribe(() => this.scheduleAutosave());
@@ -557,7 +557,7 @@ export class EditorApp {
         if (status === "succeeded" || status === "failed") {
           this.dispatch({ type: "adopt_run", runId });
           this.keepShownRun();
-          this.canvas.followRun = runId; // its results make nodes taller and move the layout
+          this.canvas.followRun = runId; // its results make nodes taller and push others down
           this.client.send({ type: "get_outputs", run_id: runId });
         }
       }

@@ -7,14 +7,21 @@
  *   dragBase       the document before a drag started (null when no drag is in progress).
  *   selectedNodes  ids of selected nodes; selectedEdges: ids of selected edges.
  *   loadCount      bumped when a whole graph is loaded or a subgraph opened/closed (the canvas fits the view then).
- *   path           the subgraphs being edited, outermost first: each with the outer document
- *                  and its undo history, restored by `closeSubgraph` (graph/subgraph.ts), and the
- *                  node it was opened from (`instance`, null when opened by name): a run's events
- *                  name an inner node `instance/inner` (`runKeyPrefix`).
+ *   shownPositions where the canvas keeps the nodes the document gives no position: frozen once the
+ *                  auto-layout of them was shown and measured, moved only by a grown node's push
+ *                  (graph/layout.ts `effectivePositions`, `pushGrown`). Never written into the file
+ *                  (an unedited graph saves back unchanged) and no undo step; empty for each graph
+ *                  loaded and each subgraph opened, and undo / redo across a load gives each graph
+ *                  back its own. A node with a position in the document is shown there instead.
+ *   path           the subgraphs being edited, outermost first: each with the outer document,
+ *                  its undo history and its shown positions, restored by `closeSubgraph`
+ *                  (graph/subgraph.ts), and the node it was opened from (`instance`, null when
+ *                  opened by name): a run's events name an inner node `instance/inner` (`runKeyPrefix`).
  *
  * Every change goes through `edit` (recorded for undo, optionally coalesced by
  * a key), `dragMove`/`dragEnd` (one undo step per drag), `load`, `undo`, `redo`,
- * `openSubgraph` / `closeSubgraph`. `rootDoc()` is the whole graph file (open subgraphs written back).
+ * `openSubgraph` / `closeSubgraph`; the canvas sets `shownPositions` with `keepShown`.
+ * `rootDoc()` is the whole graph file (open subgraphs written back).
  * The selections are keyed by node ids: prototype-free maps (graph/idMaps.ts).
  */
 import type { EditorDocument, Position } from "../graph/document";
@@ -32,7 +39,14 @@ export interface EditorState {
   selectedNodes: Record<string, true>;
   selectedEdges: Record<string, true>;
   loadCount: number;
-  path: { name: string; outer: EditorDocument; history: History<EditorDocument>; instance: string | null }[];
+  shownPositions: Record<string, Position>;
+  path: {
+    name: string;
+    outer: EditorDocument;
+    history: History<EditorDocument>;
+    shownPositions: Record<string, Position>;
+    instance: string | null;
+  }[];
 }
 
 /**
@@ -47,6 +61,10 @@ export function runKeyPrefix(state: Pick<EditorState, "path">): string | null {
 
 export class EditorStore {
   readonly store: Store<EditorState>;
+  /** For a document an undoable `load` replaced: the document loaded in its place (undo / redo between the two cross the load). */
+  private readonly loadedOver = new WeakMap<EditorDocument, EditorDocument>();
+  /** The shown positions of a document left across a load, given back when undo / redo returns to it. */
+  private readonly shownOf = new WeakMap<EditorDocument, Record<string, Position>>();
 
   constructor(doc: EditorDocument = emptyDocument()) {
     this.store = createStore<EditorState>({
@@ -56,6 +74,7 @@ export class EditorStore {
       selectedNodes: idMap(),
       selectedEdges: idMap(),
       loadCount: 0,
+      shownPositions: idMap(),
       path: [],
     });
   }
@@ -116,16 +135,32 @@ export class EditorStore {
    * `undoable: false` for graphs the user did not ask for (the one kept from the last session).
    */
   load(doc: EditorDocument, undoable = true): void {
-    this.store.set((s) => ({
-      ...s,
-      doc,
-      history: undoable ? record(s.history, s.doc, null, Date.now()) : s.history,
-      dragBase: null,
-      selectedNodes: idMap(),
-      selectedEdges: idMap(),
-      loadCount: s.loadCount + 1,
-      path: [],
-    }));
+    this.store.set((s) => {
+      if (undoable) {
+        this.loadedOver.set(s.doc, doc);
+        this.shownOf.set(s.doc, s.shownPositions);
+      }
+      return {
+        ...s,
+        doc,
+        history: undoable ? record(s.history, s.doc, null, Date.now()) : s.history,
+        dragBase: null,
+        selectedNodes: idMap(),
+        selectedEdges: idMap(),
+        loadCount: s.loadCount + 1,
+        shownPositions: idMap(),
+        path: [],
+      };
+    });
+  }
+
+  /**
+   * Fix where the canvas shows nodes the document gives no position (merged into `shownPositions`):
+   * no undo step, nothing written into the document.
+   */
+  keepShown(positions: Record<string, Position>): void {
+    if (!Object.keys(positions).length) return;
+    this.store.set((s) => ({ ...s, shownPositions: idMap([...Object.entries(s.shownPositions), ...Object.entries(positions)]) }));
   }
 
   /** The whole graph: the document with every open subgraph written back into its definition. */
@@ -142,11 +177,12 @@ export class EditorStore {
       ...s,
       doc: openSubgraph(s.doc, name),
       history: emptyHistory(),
-      path: [...s.path, { name, outer: s.doc, history: s.history, instance }],
+      path: [...s.path, { name, outer: s.doc, history: s.history, shownPositions: s.shownPositions, instance }],
       dragBase: null,
       selectedNodes: idMap(),
       selectedEdges: idMap(),
       loadCount: s.loadCount + 1,
+      shownPositions: idMap(),
     }));
   }
 
@@ -166,6 +202,7 @@ export class EditorStore {
         selectedNodes: idMap(),
         selectedEdges: idMap(),
         loadCount: s.loadCount + 1,
+        shownPositions: top.shownPositions,
       };
     });
   }
@@ -173,15 +210,28 @@ export class EditorStore {
   undo(): void {
     this.store.set((s) => {
       const step = undo(s.history, s.doc);
-      return step ? { ...s, doc: step.value, history: step.history, dragBase: null } : s;
+      if (!step) return s;
+      return { ...s, doc: step.value, history: step.history, dragBase: null, shownPositions: this.shownAfterStep(s, step.value) };
     });
   }
 
   redo(): void {
     this.store.set((s) => {
       const step = redo(s.history, s.doc);
-      return step ? { ...s, doc: step.value, history: step.history, dragBase: null } : s;
+      if (!step) return s;
+      return { ...s, doc: step.value, history: step.history, dragBase: null, shownPositions: this.shownAfterStep(s, step.value) };
     });
+  }
+
+  /**
+   * The shown positions after undo / redo from `s.doc` to `next`: kept (the nodes stay where they are
+   * shown), except across a load (one of the two replaced the other), where each graph has its own.
+   */
+  private shownAfterStep(s: EditorState, next: EditorDocument): Record<string, Position> {
+    const acrossLoad = this.loadedOver.get(next) === s.doc || this.loadedOver.get(s.doc) === next;
+    if (!acrossLoad) return s.shownPositions;
+    this.shownOf.set(s.doc, s.shownPositions);
+    return this.shownOf.get(next) ?? idMap();
   }
 
   select(nodes: Record<string, true>, edges: Record<string, true> = {}): void {
