@@ -66,6 +66,7 @@ emitted in a `finally` block.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -75,6 +76,7 @@ import threading
 import time
 import traceback as tb
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -113,6 +115,7 @@ class NodePlan:
     fingerprinted: bool
     reads_input: bool = False   # reads the input folder (an upload or input-folder name): keyed by that folder
     writes_output: bool = False  # names a place in the output folder (a training run folder): keyed by that folder
+    container_literals: tuple[str, ...] = ()   # literals that are lists or dicts: each run gets its own copy
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,8 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
             node_id=node_id, cls=cls, literals=literals,
             literal_digest=_literal_digest(registry.qualified_name(cls), spec.version, literals),
             links=tuple(links), lazy_inputs=frozenset(n for n, s in spec.inputs.items() if s.lazy),
-            fingerprinted=fingerprinted, reads_input=reads_input, writes_output=writes_output)
+            fingerprinted=fingerprinted, reads_input=reads_input, writes_output=writes_output,
+            container_literals=tuple(name for name, value in literals.items() if type(value) in (list, dict)))
     order, left_over = topological_order(graph.nodes)
     assert not left_over, "compile_graph needs a validated (acyclic) graph"
     order = tuple(order)
@@ -334,6 +338,10 @@ def _normalise_outputs(plan: NodePlan, raw: Any) -> dict[str, Any]:
         return {outputs[0].name: raw}
     if isinstance(raw, tuple) and len(raw) == len(outputs):
         return {o.name: v for o, v in zip(outputs, raw)}
+    if isinstance(raw, tuple):
+        raise TypeError(f"{spec.type}.run() returned {len(raw)} value(s) for its {len(outputs)} output(s) "
+                        f"{[o.name for o in outputs]}; return one value per output in that order, or a dict keyed "
+                        f"by output name")
     raise TypeError(f"{spec.type}.run() returned {type(raw).__name__}; return a dict keyed by "
                     f"output name {[o.name for o in outputs]}")
 
@@ -439,8 +447,13 @@ def _check_output_files(plan: NodePlan, outputs: dict[str, Any], services: dict[
 
 
 def _gather_inputs(state: RunState, plan: NodePlan, evaluated_only: bool) -> dict[str, Any]:
-    """Keyword arguments for `run` (or, with evaluated_only, for `lazy_inputs_needed`)."""
+    """Keyword arguments for `run` (or, with evaluated_only, for `lazy_inputs_needed`).
+
+    A literal list or dict (a graph's value or the declared default, `Input([])`) is copied for each run: a node
+    that appended to it changed the compiled graph, or the default every later run and session got."""
     kwargs = dict(plan.literals)
+    for name in plan.container_literals:
+        kwargs[name] = copy.deepcopy(kwargs[name])
     values = state.values
     requested = state.requested_lazy.get(plan.node_id, ())
     for link in plan.links:
@@ -455,75 +468,128 @@ def _gather_inputs(state: RunState, plan: NodePlan, evaluated_only: bool) -> dic
 
 
 MAX_WATCHED_TENSORS = 1024   # per node run: the tensors of its linked inputs whose in-place changes are caught
-MAX_SAMPLED_TENSORS = 64     # ... of which this many are also compared by a few of their values
+MAX_SAMPLED_TENSORS = 64     # ... of which this many are also compared by their values
+MAX_CHECKSUM_BYTES = 64 << 20   # ... CPU tensors up to this many bytes in all by a checksum of every byte
 WATCH_DEPTH = 5              # levels of dicts, lists and tuples looked into
+MAX_WATCHED_ITEMS = 1024     # items of one dict or list whose identity is compared (and looked into)
 _SAMPLE_POINTS = 16
 
 
-def _value_sample(tensor: Any, torch: Any) -> Any:
-    """A few of a contiguous tensor's values, spread over it, as raw bytes (NaN compares equal to itself); None
-    when it cannot be read cheaply (not strided, not contiguous, on the meta device)."""
+@dataclass
+class _Watched:
+    """What a node received through links, to compare after it ran (`_linked_inputs`, `_changed_in_place`).
+
+    tensors: `(input, source node, tensor, version, fingerprint)`; containers: `(input, source node, dict or
+    list, its items)` — the items as references, compared by identity (holding them keeps their ids unique)."""
+
+    tensors: list[tuple[str, str, Any, int | None, Any]] = field(default_factory=list)
+    containers: list[tuple[str, str, Any, list]] = field(default_factory=list)
+
+
+def _fingerprint(tensor: Any, torch: Any, checksum: bool) -> Any:
+    """`(a few values spread over the tensor as raw bytes, CRC-32 of all its bytes or None)`; None when it cannot
+    be read cheaply (not strided, not contiguous, on the meta device). The checksum (`checksum`, CPU tensors:
+    the ones a numpy view can write) sees a write anywhere; the few values see large writes on any device."""
     try:
         if tensor.layout is not torch.strided or tensor.is_meta or not tensor.is_contiguous() or not tensor.numel():
             return None
         flat = tensor.detach().view(-1)
         step = max(1, flat.numel() // _SAMPLE_POINTS)
-        return flat[::step][:_SAMPLE_POINTS].clone().view(torch.uint8)
-    except (RuntimeError, TypeError):
+        points = flat[::step][:_SAMPLE_POINTS].clone().view(torch.uint8)
+        crc = zlib.crc32(flat.view(torch.uint8).numpy()) if checksum and flat.device.type == "cpu" else None
+        return points, crc
+    except (RuntimeError, TypeError, ValueError):
         return None
 
 
-def _linked_tensors(plan: NodePlan, kwargs: dict[str, Any]) -> list[tuple[str, str, Any, int | None, Any]]:
-    """`(input, source node, tensor, version, value sample)` for the tensors a node receives through links
-    (inside dicts, lists and tuples up to WATCH_DEPTH levels: a LATENT's samples, CONDITIONING pairs), to catch a
-    node that changes one in place (`_changed_in_place`): that tensor is also its source's cached output. The
-    version counter sees every torch in-place operation; the sample also sees writes torch does not count
-    (through `.data`, through a numpy view, into an inference-mode tensor) when they change the values it holds."""
+def _same_fingerprint(before: Any, now: Any, torch: Any) -> bool:
+    return now is None or (before[1] == now[1] and torch.equal(before[0], now[0]))
+
+
+def _linked_inputs(plan: NodePlan, kwargs: dict[str, Any]) -> _Watched:
+    """The tensors a node receives through links and the dicts and lists they come in (up to WATCH_DEPTH levels:
+    a LATENT's samples, CONDITIONING pairs), to catch a node that changes one in place (`_changed_in_place`):
+    it is also its source's cached output. A tensor's version counter sees every torch in-place operation; its
+    fingerprint also sees writes torch does not count (through `.data`, through a numpy view, into an
+    inference-mode tensor); a container's items, compared by identity, see a key set, added or removed."""
     torch = sys.modules.get("torch")
-    if torch is None or not plan.links:
-        return []
-    found: list[tuple[str, str, Any, int | None, Any]] = []
+    watched = _Watched()
+    if not plan.links:
+        return watched
+    checksum_budget = MAX_CHECKSUM_BYTES
     for link in plan.links:
         pending = [(kwargs.get(link.input), 0)]
-        while pending and len(found) < MAX_WATCHED_TENSORS:
+        while pending and len(watched.tensors) < MAX_WATCHED_TENSORS:
             value, depth = pending.pop()
-            if isinstance(value, torch.Tensor):
+            if torch is not None and isinstance(value, torch.Tensor):
                 try:
                     version = value._version
                 except RuntimeError:        # an inference-mode tensor keeps no version counter
                     version = None
-                sample = _value_sample(value, torch) if len(found) < MAX_SAMPLED_TENSORS else None
-                found.append((link.input, link.source, value, version, sample))
-            elif depth < WATCH_DEPTH and isinstance(value, dict):
-                pending.extend((v, depth + 1) for v in value.values())
-            elif depth < WATCH_DEPTH and isinstance(value, (list, tuple)):
-                pending.extend((v, depth + 1) for v in value[:MAX_WATCHED_TENSORS])
-    return found
+                fingerprint = None
+                if len(watched.tensors) < MAX_SAMPLED_TENSORS:
+                    size = value.numel() * value.element_size()
+                    fingerprint = _fingerprint(value, torch, checksum=size <= checksum_budget)
+                    if fingerprint is not None and fingerprint[1] is not None:
+                        checksum_budget -= size
+                watched.tensors.append((link.input, link.source, value, version, fingerprint))
+            elif depth < WATCH_DEPTH and type(value) in (dict, list):
+                items = list(value.items() if type(value) is dict else value)[:MAX_WATCHED_ITEMS]
+                watched.containers.append((link.input, link.source, value, items))
+                pending.extend((v[1] if type(value) is dict else v, depth + 1) for v in items)
+            elif depth < WATCH_DEPTH and isinstance(value, tuple):
+                pending.extend((v, depth + 1) for v in value[:MAX_WATCHED_ITEMS])
+    return watched
 
 
-def _changed_in_place(state: RunState, plan: NodePlan, cache: OutputCache,
-                      watched: list[tuple[str, str, Any, int | None, Any]]) -> None:
-    """Refuse a node that changed an input tensor in place (`x.mul_(...)`, `x[...] = ...`, `x.data = ...`, a
-    numpy view written to): it changed its source's output, which the cache and other nodes share, so later runs
-    would have read the changed values. The source's cache entry is dropped (its next run recomputes it)."""
+def _container_change(container: Any, items: list) -> str | None:
+    """How a dict or list differs from its `items` before the node ran (None: it does not)."""
+    if type(container) is dict:
+        for key, value in items:
+            if key not in container:
+                return f"removed the key {key!r} from the dict it received"
+            if container[key] is not value:
+                return f"set the key {key!r} of the dict it received"
+        before = dict(items)
+        added = next((key for key in list(container)[:MAX_WATCHED_ITEMS] if key not in before), MISSING)
+        return None if added is MISSING else f"added the key {added!r} to the dict it received"
+    now = container[:MAX_WATCHED_ITEMS]
+    if len(now) != len(items) or any(a is not b for a, b in zip(items, now)):
+        return "changed the items of the list it received"
+    return None
+
+
+def _changed_in_place(state: RunState, plan: NodePlan, cache: OutputCache, watched: _Watched) -> None:
+    """Refuse a node that changed an input in place — a tensor (`x.mul_(...)`, `x[...] = ...`, `x.data = ...`, a
+    numpy view written to) or a dict or list it came in (`latent["samples"] = ...`): it changed its source's
+    output, which the cache and other nodes share, so later runs would have read the changed values. The
+    source's cache entry is dropped (its next run recomputes it)."""
     torch = sys.modules.get("torch")
-    changed = []
-    for name, source, tensor, version, sample in watched:
+    changed: list[tuple[str, str, str]] = []
+    for name, source, container, items in watched.containers:
+        how = _container_change(container, items)
+        if how is not None:
+            changed.append((name, source, how))
+    for name, source, tensor, version, fingerprint in watched.tensors:
         try:
             moved = version is not None and tensor._version != version
         except RuntimeError:
             moved = False
-        if not moved and sample is not None:
-            now = _value_sample(tensor, torch)
-            moved = now is not None and not torch.equal(now, sample)
+        if not moved and fingerprint is not None:
+            moved = not _same_fingerprint(fingerprint, _fingerprint(tensor, torch, fingerprint[1] is not None), torch)
         if moved:
-            changed.append((name, source))
+            changed.append((name, source, ""))
     if not changed:
         return
-    for _name, source in changed:
+    for _name, source, _how in changed:
         if source in state.keys:
             cache.discard(state.keys[source])
-    name, source = changed[0]
+    name, source, how = changed[0]
+    if how:
+        raise NodeInputError(name, f"the node changed its input {name!r} in place (it {how}); that value is node "
+                                   f"{source!r}'s output, shared with the cache and other nodes, so it must stay as "
+                                   f"it came: make a new one ({name} = {{**{name}, 'key': value}}, "
+                                   f"{name} = dict({name}), list({name})) and change that (docs/plugins.md)")
     raise NodeInputError(name, f"the node changed its input {name!r} in place (an in-place tensor operation such "
                                f"as mul_, add_, clamp_, copy_, item assignment, or a write through .data or a numpy "
                                f"view); that tensor is node {source!r}'s output, shared with the cache and other "
@@ -687,7 +753,7 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
     try:
         _check_memory_headroom(state, cache)
         _check_linked_values(plan, kwargs)
-        watched = _linked_tensors(plan, kwargs)
+        watched = _linked_inputs(plan, kwargs)
         outputs = _normalise_outputs(plan, node.run(**kwargs))
         _changed_in_place(state, plan, cache, watched)
         _check_outputs(plan, outputs)

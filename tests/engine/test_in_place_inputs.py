@@ -1,6 +1,6 @@
-"""A node that changes an input tensor in place changed its source's cached output: the next graph that reused
-it from the cache saw the change (a plugin author's finding). Such a node now fails, naming the input, and the
-source's cache entry is dropped."""
+"""A node that changes an input in place (a tensor, or a dict or list it came in) changed its source's cached
+output: the next graph that reused it from the cache saw the change (a plugin author's finding). Such a node now
+fails, naming the input, and the source's cache entry is dropped. A list or dict default is each run's own copy."""
 
 from __future__ import annotations
 
@@ -119,6 +119,8 @@ class Sneaky(Node):
             image.data = torch.zeros_like(image)
         elif how == "numpy":
             image.numpy()[...] = 0
+        elif how == "numpy_box":          # a 2×2 box: between the sampled values of a whole-image sample
+            image.numpy()[:, 1:3, 1:3, :] = 0.5
         return {"image": image if how != "data_assign" else image.clone()}
 
 
@@ -150,9 +152,77 @@ class ChangesNested(Node):
         return {"total": 0.0}
 
 
+class ChangesTheDict(Node):
+    """Changes the LATENT dict it received (what ComfyUI nodes often do): `how` says how."""
+
+    category = "test"
+
+    class Inputs(NodeInputs):
+        latent: object = Input(port="LATENT")
+        how: str = Input("add")
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, latent, how):
+        if how == "add":
+            latent["noise_mask"] = torch.ones(1, 1, 2, 2)
+        elif how == "replace":
+            latent["samples"] = latent["samples"] + 1
+        elif how == "remove":
+            del latent["samples"]
+        elif how == "copy":               # the right way: a new dict
+            latent = {**latent, "samples": latent["samples"] + 1, "noise_mask": torch.ones(1, 1, 2, 2)}
+        return {"latent": latent}
+
+
+class ChangesTheList(Node):
+    category = "test"
+    output_node = True
+
+    class Inputs(NodeInputs):
+        value: object = Input(port="*")
+
+    outputs = (Output("total", "FLOAT"),)
+
+    def run(self, value):
+        value[0].append("more")
+        return {"total": 0.0}
+
+
+class LatentKeys(Node):
+    category = "test"
+    output_node = True
+
+    class Inputs(NodeInputs):
+        latent: object = Input(port="LATENT")
+
+    outputs = (Output("keys", "STRING"), Output("mean", "FLOAT"))
+
+    def run(self, latent):
+        return {"keys": ",".join(sorted(latent)), "mean": float(latent["samples"].mean())}
+
+
+class AppendsToItsList(Node):
+    """Appends to its list input's default (a mutable default: the Python classic)."""
+
+    category = "test"
+    output_node = True
+
+    class Inputs(NodeInputs):
+        tags: object = Input([], port="*")
+        nonce: int = Input(0)
+
+    outputs = (Output("count", "INT"),)
+
+    def run(self, tags, nonce):
+        tags.append("x")
+        return {"count": len(tags)}
+
+
 @hookimpl
 def register_nodes():
-    return [White, OnesLatent, HalveInPlace, HalveLatentInPlace, Halve, Brightest, Sneaky, Nested, ChangesNested]
+    return [AppendsToItsList, White, OnesLatent, HalveInPlace, HalveLatentInPlace, Halve, Brightest, Sneaky, Nested, ChangesNested,
+            ChangesTheDict, ChangesTheList, LatentKeys]
 
 
 @pytest.fixture
@@ -193,7 +263,7 @@ def test_out_of_place_work_is_fine(session):
     assert session.run(graph(None)).outputs["b"]["value"] == 1.0
 
 
-@pytest.mark.parametrize("how", ["data", "data_assign", "numpy"])
+@pytest.mark.parametrize("how", ["data", "data_assign", "numpy", "numpy_box"])
 def test_writes_the_version_counter_misses_are_caught_by_their_values(session, how):
     """`.data.mul_`, `.data = ...` and a write through `.numpy()` (cv2-style plugin code) do not move torch's
     version counter; the values sampled before and after the node show them (a hostile pass's finding)."""
@@ -211,3 +281,52 @@ def test_a_tensor_four_levels_deep_is_watched(session):
                                                  "node": "n", "output": "value"}}}}}
     with pytest.raises(NodeExecutionError, match="changed its input 'value' in place"):
         session.run(nested)
+
+
+def _dict_graph(how: str | None) -> dict:
+    nodes = {"e": {"type": "OnesLatent", "inputs": {}}}
+    if how is not None:
+        nodes["c"] = {"type": "ChangesTheDict", "inputs": {"latent": {"node": "e", "output": "latent"}, "how": how}}
+    nodes["k"] = {"type": "LatentKeys", "inputs": {"latent": {"node": "e", "output": "latent"}}}
+    return {"format_version": 2, "nodes": nodes}
+
+
+@pytest.mark.parametrize("how, said", [("add", "added the key 'noise_mask'"), ("replace", "set the key 'samples'"),
+                                       ("remove", "removed the key 'samples'")])
+def test_a_node_changing_the_dict_it_received_fails_and_the_cache_stays_right(session, how, said):
+    """`latent["noise_mask"] = ...; return latent` (the usual ComfyUI habit) changed OnesLatent's cached LATENT:
+    the next run read a key it never made, or samples of 2 instead of 1 (a plugin author's finding)."""
+    assert session.run(_dict_graph(None)).outputs["k"] == {"keys": "samples", "mean": 1.0}
+    with pytest.raises(NodeExecutionError) as failure:
+        session.run(_dict_graph(how), outputs=["c"])
+    message = str(failure.value)
+    assert "changed its input 'latent' in place" in message and said in message and "{**latent" in message
+    assert session.run(_dict_graph(None)).outputs["k"] == {"keys": "samples", "mean": 1.0}
+
+
+def test_a_node_making_a_new_dict_is_fine(session):
+    assert float(session.run(_dict_graph("copy"), outputs=["c"]).outputs["c"]["latent"]["samples"].mean()) == 2.0
+    assert session.run(_dict_graph(None)).outputs["k"] == {"keys": "samples", "mean": 1.0}
+
+
+def test_a_list_inside_an_input_is_watched(session):
+    nested = {"format_version": 2, "nodes": {"n": {"type": "Nested", "inputs": {}},
+                                             "c": {"type": "ChangesTheList", "inputs": {"value": {
+                                                 "node": "n", "output": "value"}}}}}
+    with pytest.raises(NodeExecutionError, match="changed the items of the list it received"):
+        session.run(nested)
+
+
+def test_a_list_default_is_the_nodes_own_copy_each_run(session):
+    """A node appending to its `Input([])` default got 1, 2, 3 in successive runs (and a new Session in the
+    process 4): the default itself grew, and with it the cache key (a plugin author's finding)."""
+    def count(nonce: int) -> int:
+        return session.run({"format_version": 2, "nodes": {"a": {"type": "AppendsToItsList", "inputs": {
+            "nonce": nonce}}}}).outputs["a"]["count"]
+
+    assert [count(n) for n in range(3)] == [1, 1, 1]
+    assert AppendsToItsList.spec.inputs["tags"].default == []
+    graph = session.load({"format_version": 2, "nodes": {"a": {"type": "AppendsToItsList", "inputs": {"nonce": 7}}}})
+    assert session.run(graph).outputs["a"]["count"] == 1
+    session.cache.clear()
+    assert session.run(graph).outputs["a"]["count"] == 1      # the same Graph object, compiled once
