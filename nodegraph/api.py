@@ -28,6 +28,7 @@ Map
     encode_text     prompt → CONDITIONING
     make_patch, patch_model, unpatch_model, model_keys   model patches as values (docs "Model patches")
     open_weights    a weights file (from a model folder, or shipped by the plugin) under the loader policy
+    model_file      any other file in a model folder (a LUT, wildcards, a config), confined to it (1.6)
     save_files      write files (bytes, text or a writer callable) into the output folder → file results
     save_image      IMAGE → PNG / JPEG / WebP files → file results
     tiny_world      the procedural captioned world and its detector, for training data and scoring (1.1)
@@ -65,12 +66,12 @@ from .node import NodeContext
 from .results import FILE_KINDS, MIME_TYPES, ResultFileError, default_mime, file_result
 from .types import pixel_values_problem
 
-API_VERSION = "1.5"
+API_VERSION = "1.6"
 
 __all__ = [
     "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "GuidanceTerm", "StepResult", "cfg_guider",
     "check_image", "check_latent", "check_mask", "confine", "diffusion_model", "empty_latent", "encode_text",
-    "input_file", "make_patch", "model_denoiser", "model_keys", "open_weights",
+    "input_file", "make_patch", "model_denoiser", "model_file", "model_keys", "open_weights",
     "patch_model", "require", "sample", "sample_custom", "sampler_from_step", "save_files", "save_image", "sigmas",
     "tiny_world", "training", "unpatch_model", "vae_decode", "vae_encode",
 ]
@@ -190,6 +191,21 @@ def input_file(context: NodeContext, name: str, *, argument: str = "file") -> Pa
     context = _check_context("input_file", context)
     try:
         return Path(context.service("resolve_file")("input", name))
+    except LookupError as exc:
+        raise NodeInputError(argument, str(exc).strip("'\"")) from None
+
+
+def model_file(context: NodeContext, folder: str, name: str, *, argument: str = "name") -> Path:
+    """The path of file `name` in model folder `folder` (`models/<folder>`, the configured extra paths, plugins'
+    shipped directories: what the folder's combo lists), for a node that reads a file of its own format (a LUT,
+    wildcards, a JSON config) rather than weights (`open_weights`); a NodeInputError naming `argument` when
+    the name would leave the folder (`..`, an absolute path, a link leading out) or no such file is there."""
+    context = _check_context("model_file", context)
+    if not isinstance(folder, str) or not folder or folder.startswith("input"):
+        raise ApiArgumentError("model_file", "folder", f"expected a model folder name (e.g. 'loras'), found "
+                                                       f"{folder!r:.80}; for an uploaded file use api.input_file")
+    try:
+        return Path(context.service("resolve_file")(folder, name))
     except LookupError as exc:
         raise NodeInputError(argument, str(exc).strip("'\"")) from None
 

@@ -589,6 +589,12 @@ def _check_run_signature(cls: type[Node]) -> None:
     expected = f"def run(self{''.join(', ' + n for n in declared)})"
     raw = inspect.getattr_static(cls, "run")
     if raw is Node.__dict__["run"]:
+        comfy = [name for name in ("INPUT_TYPES", "RETURN_TYPES", "FUNCTION") if hasattr(cls, name)]
+        if comfy:        # a ComfyUI class ported as it was: say how the two layouts map
+            raise PluginError(f"{where} is laid out as a ComfyUI node ({', '.join(comfy)}): here inputs are "
+                              f"fields of an `Inputs` class, outputs `outputs = (Output(...), ...)` and the work "
+                              f"`def run(self, <each input>)`, which this class lacks (FUNCTION is not used) — "
+                              f"docs/plugins.md, 'Porting a ComfyUI node'")
         raise PluginError(f"{where} does not implement run(); add `{expected}`")
     if not callable(getattr(cls, "run", None)):
         raise PluginError(f"{where}: run is not a method; define `{expected}`")

@@ -422,6 +422,52 @@ def test_input_file_and_confine_are_public(tmp_path):
         api.confine(tmp_path, "../up.png", input_name="prefix")
 
 
+class ReadsLut(Node):
+    """Reads a file of its own format from a model folder through api.model_file (API 1.6)."""
+
+    output_node = True
+
+    class Inputs(NodeInputs):
+        lut_name: str = Input("warm.cube")
+
+    outputs = (Output("text", "STRING"),)
+
+    def run(self, lut_name):
+        return {"text": api.model_file(self.context, "luts", lut_name, argument="lut_name").read_text()}
+
+
+class _LutPlugin:
+    @hookimpl
+    def register_nodes(self) -> list:
+        return [ReadsLut]
+
+    @hookimpl
+    def register_model_folders(self) -> dict:
+        return {"luts": [".cube"]}
+
+
+def test_model_file_reads_a_plugins_own_format_confined_to_its_folder(tmp_path):
+    """Plugins reading a LUT or wildcards file used the undocumented `context.service("resolve_file")`, and a name
+    linked in from a String node that left the folder failed with a LookupError naming no input and asking the
+    user to report the error to the plugin's authors (a plugin author's finding). `api.model_file` names it."""
+    from nodegraph.model_paths import ModelPaths
+
+    (tmp_path / "luts").mkdir()
+    (tmp_path / "luts" / "warm.cube").write_text("LUT_3D_SIZE 2")
+    (tmp_path / "secret.cube").write_text("no")
+    session = Session(plugins=[("luts", _LutPlugin())], model_paths=ModelPaths(roots=[tmp_path]),
+                      output_dir=tmp_path / "out")
+    graph = {"format_version": 2, "nodes": {"r": {"type": "ReadsLut", "inputs": {}}}}
+    assert session.run(graph).outputs["r"]["text"] == "LUT_3D_SIZE 2"
+    graph["nodes"]["s"] = {"type": "String", "inputs": {"value": "../secret.cube"}}
+    graph["nodes"]["r"]["inputs"]["lut_name"] = {"node": "s", "output": "value"}
+    with pytest.raises(NodeExecutionError) as failure:
+        session.run(graph)
+    assert failure.value.exception.input == "lut_name" and "secret" not in str(failure.value.exception).split(":")[0]
+    with pytest.raises(api.ApiArgumentError, match="api.input_file"):
+        api.model_file(NodeContext("n", "T", lambda *e: None, lambda n: None, session.services), "input", "x")
+
+
 def test_sampler_from_step_builds_a_sampler_from_a_plugins_step():
     """A plugin's Euler step, written against api.StepResult, samples like the built-in euler."""
     torch = pytest.importorskip("torch")

@@ -83,11 +83,22 @@ def test_every_builtin_node_exports_a_schema():
     ({"outputs": (Output("a", "INT"), Output("a", "INT"))}, "declared twice"),
     ({"outputs": ("INT",)}, "Output"),
     ({"type": "has space"}, "identifier"),
+    ({"type": "my.node"}, "without '.', which separates a plugin's name"),
 ])
 def test_bad_declarations_are_refused(body, match):
     """Invalid versions, duplicate outputs, bad output objects and type names raise PluginError."""
     with pytest.raises(PluginError, match=match):
         type("Bad", (Node,), {"__module__": __name__, **body})
+
+
+@pytest.mark.parametrize("name, other", [("model_config", "config"), ("json", "json_value")])
+def test_an_input_named_like_a_pydantic_member_is_refused_by_name(name, other):
+    """An input named `model_config` failed when the class was defined with pydantic's "'FieldInfo' object is not
+    iterable" (a plugin author's finding); `json` shadowed the member. Both now name the input and a fix."""
+    with pytest.raises(TypeError, match=f"input name\\(s\\) '{name}' are reserved .* e.g. '{other}'"):
+        type("Inputs", (NodeInputs,), {"__annotations__": {name: int}, name: Input(1), "__module__": __name__})
+    assert type("Inputs", (NodeInputs,), {"__annotations__": {"model_name": str}, "model_name": Input("x"),
+                                          "__module__": __name__}).model_fields["model_name"].default == "x"
 
 
 def test_non_primitive_input_needs_a_port():

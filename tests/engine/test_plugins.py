@@ -459,6 +459,22 @@ def _no_run():
     return NoRun
 
 
+def _comfyui_layout():
+    class ComfyStyle(Node):
+        outputs = (Output("x", "INT"),)
+
+        @classmethod
+        def INPUT_TYPES(cls):  # noqa: N802 — ComfyUI's name
+            return {"required": {"a": ("INT", {"default": 1})}}
+
+        RETURN_TYPES = ("INT",)
+        FUNCTION = "go"
+
+        def go(self, a):
+            return (a,)
+    return ComfyStyle
+
+
 def _two_of_one_type():
     return make_node("Same", 1), make_node("Same", 2)
 
@@ -518,6 +534,7 @@ def test_bad_declarations_of_an_installed_plugin_are_named_together(monkeypatch)
     (_run_misses_an_input, "no parameter for input(s) b"),
     (_run_wants_more, "required parameter(s) scale that are not declared inputs"),
     (_no_run, "does not implement run()"),
+    (_comfyui_layout, "is laid out as a ComfyUI node (INPUT_TYPES, RETURN_TYPES, FUNCTION): here inputs are fields"),
     (_two_of_one_type, "give each a distinct `type`"),
 ], ids=lambda v: getattr(v, "__name__", "")[1:] if callable(v) else "")
 def test_a_bad_node_declaration_fails_only_its_plugin(make, expected):
