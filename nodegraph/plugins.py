@@ -43,11 +43,15 @@ e.g. for `nodegraph plugin new` to refuse), and the shared command-line flags
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
+import io
 import inspect
 import json
 import os
 import re
+import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -93,6 +97,7 @@ class PluginInfo:
     hooks: tuple[str, ...] = ()  # the hooks it implements (register_nodes, ...)
     namespace_folder: str | None = None   # set when its module is a folder without __init__.py
     unknown_hooks: tuple[str, ...] = ()   # @hookimpl functions named as no hook (a misspelling): never called
+    import_seconds: float = 0.0  # how long importing its module took (`slow_import` warning past SLOW_IMPORT_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -274,6 +279,7 @@ def load_plugins(
                         builtin_plugins={name for name, source, _, _ in candidates if source == "builtin"})
     registered: list[tuple[str, str, Any, metadata.EntryPoint | None]] = []
     provided_by: dict[str, str] = {}        # plugin name → the distribution it was loaded from ('' if none)
+    import_seconds: dict[str, float] = {}
     for name, source, ep, target in candidates:
         if name in deny:
             report.skipped.append((name, "on the deny list"))
@@ -287,14 +293,26 @@ def load_plugins(
             report.skipped.append((name, f"a plugin with this name is already loaded{both}"))
             continue
         try:
-            with deferred_spec_errors():       # every bad node class of the plugin is named, not the first only
-                obj = ep.load() if ep is not None else target
+            started = time.perf_counter()
+            printed = io.StringIO()      # what it prints to stderr while imported: passed on, or, when it exits, its
+            try:                         # error's (argparse's usage line read as nodegraph refusing the arguments)
+                with deferred_spec_errors(), contextlib.redirect_stderr(printed):
+                    obj = ep.load() if ep is not None else target
+            finally:
+                if not isinstance(sys.exc_info()[1], SystemExit):
+                    sys.stderr.write(printed.getvalue())
+            import_seconds[name] = time.perf_counter() - started
             pm.register(obj, name=name)
             provided_by[name] = _distribution_of(ep)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 — a broken plugin (even one calling sys.exit at
             # import, e.g. argparse at module level) must never stop start-up
-            report.failed.append(PluginFailure(name, source, f"{type(exc).__name__}: {exc}",
-                                               traceback.format_exc(), _failure_fix(name, exc, "import")))
+            error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, SystemExit):
+                said = " ".join(printed.getvalue().split())[-300:]
+                error += (" (the plugin exited while it was imported, e.g. argparse run at module level"
+                          + (f"; it printed: {said!r}" if said else "") + ")")
+            report.failed.append(PluginFailure(name, source, error, traceback.format_exc(),
+                                               _failure_fix(name, exc, "import")))
             continue
         registered.append((name, source, obj, ep))
 
@@ -356,7 +374,8 @@ def load_plugins(
             distribution=getattr(dist, "name", None), version=getattr(dist, "version", None),
             nodes=qualified, hooks=tuple(sorted(c.name for c in callers if c.name in HOOK_NAMES)),
             namespace_folder=_namespace_folder(obj),
-            unknown_hooks=tuple(sorted(c.name for c in callers if c.name not in HOOK_NAMES))))
+            unknown_hooks=tuple(sorted(c.name for c in callers if c.name not in HOOK_NAMES)),
+            import_seconds=round(import_seconds.get(name, 0.0), 3)))
     loaded = {p.name for p in report.loaded}
     registry.unavailable = {name: reason for name, reason in report.skipped if name not in loaded}
     registry.unavailable.update({f.name: f"failed to load: {f.error}" for f in report.failed})
@@ -625,11 +644,14 @@ def _check_run_signature(cls: type[Node]) -> None:
 
 # --- warnings ---------------------------------------------------------------------
 
+SLOW_IMPORT_SECONDS = 3.0     # a plugin whose module takes longer to import gets a `slow_import` warning
+
+
 def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, Any]]:
     """Failures, clashes, skipped plugins and unused preferences as plain dicts.
 
-    Every entry has `kind` ("failed", "clash", "skipped", "unknown_name", "unknown_hook", "no_nodes" or
-    "preference"),
+    Every entry has `kind` ("failed", "clash", "skipped", "unknown_name", "unknown_hook", "no_nodes",
+    "slow_import" or "preference"),
     `level` ("error", "warning" or "info": "info" is a choice the user made,
     e.g. a denied plugin or a clash settled by a preference), `plugin`,
     `message` and `fix`; each kind adds its own details (see docs/plugins.md).
@@ -674,6 +696,15 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
                         "fix": f"rename it{f' to {close[0]}' if close else ''}: the hooks are listed in "
                                f"docs/plugins.md (nodegraph.hookspecs: {', '.join(HOOK_NAMES)})"})
     out += [_no_nodes_warning(p) for p in report.loaded if not p.nodes and p.source != "builtin"]
+    for plugin in report.loaded:
+        if plugin.source != "builtin" and plugin.import_seconds >= SLOW_IMPORT_SECONDS:
+            out.append({"kind": "slow_import", "level": "warning", "plugin": plugin.name,
+                        "seconds": plugin.import_seconds,
+                        "message": f"plugin {plugin.name!r} took {plugin.import_seconds:.1f} s to import: every "
+                                   f"start of nodegraph (a run, validate, the server) waits for it",
+                        "fix": f"its authors can import heavy libraries inside the nodes' run() instead of at "
+                               f"module level; where its nodes are not needed, --deny-plugin {plugin.name} "
+                               f"(or NODEGRAPH_PLUGINS_DENY) skips it"})
     for bare, plugin in registry.prefer.items():
         providers = registry.providers(bare)
         if plugin not in providers:

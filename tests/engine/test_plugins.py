@@ -140,6 +140,34 @@ def test_a_plugin_calling_sys_exit_fails_alone(monkeypatch):
     assert "good.Fine" in session.registry.nodes
 
 
+def test_a_plugin_exiting_at_import_has_what_it_printed_in_its_failure(monkeypatch, capsys):
+    """A plugin running argparse at module level printed `usage: cli.py [-h]` / `error: unrecognized arguments`
+    on every command — read as nodegraph refusing the user's arguments — and its failure said only `SystemExit:
+    2`. What it printed is now in its failure, not on stderr; what a plugin that loads prints is passed on."""
+    import sys
+
+    class ArgparseAtImport(FakeEntryPoint):
+        def load(self):
+            print("usage: cli.py [-h]\ncli.py: error: unrecognized arguments: --bogus", file=sys.stderr)
+            raise SystemExit(2)
+
+    class Chatty(FakeEntryPoint):
+        def load(self):
+            print("chatty: loaded", file=sys.stderr)
+            return self.obj
+
+    installed = [ArgparseAtImport("argy"), Chatty("chatty", NodesPlugin(make_node("Talks", 1)))]
+    real = plugin_loading._entry_points
+    monkeypatch.setattr(plugin_loading, "_entry_points",
+                        lambda group: installed if group == plugin_loading.PLUGIN_GROUP else real(group))
+    session = Session(autoload=True)
+    (failure,) = session.plugin_report.failed
+    assert failure.name == "argy" and failure.error.startswith("SystemExit: 2 (the plugin exited while it was imported")
+    assert "unrecognized arguments: --bogus" in failure.error
+    err = capsys.readouterr().err
+    assert "usage: cli.py" not in err and "chatty: loaded" in err
+
+
 def test_two_distributions_with_one_plugin_name_load_the_same_one_anywhere(monkeypatch):
     """The winner no longer depends on the working folder (sys.path order); the warning names both
     distributions and a fix that can be carried out (allow/deny cannot tell them apart)."""
@@ -983,3 +1011,34 @@ def test_a_renamed_input_keeps_saved_graphs_running():
 
     (failure,) = Session(plugins=[("broken", NodesPlugin(Broken))]).plugin_report.failed
     assert "'nowhere' is no input of it" in failure.error and "'kept' is still an input" in failure.error
+
+
+def test_a_plugin_slow_to_import_is_named_with_its_time(monkeypatch):
+    """A plugin that took 6 s to import made every command 6 s slower, and nothing named it (a plugin author's
+    finding): `plugins --json` has each plugin's import time and a `slow_import` warning names the slow one."""
+    from types import SimpleNamespace
+
+    now = [100.0]
+    clock = SimpleNamespace(perf_counter=lambda: now[0])
+
+    class TakesTime(FakeEntryPoint):
+        def __init__(self, name, obj, seconds):
+            super().__init__(name, obj)
+            self.seconds = seconds
+
+        def load(self):
+            now[0] += self.seconds
+            return self.obj
+
+    installed = [TakesTime("quick_pack", NodesPlugin(make_node("QuickNode", 2)), 0.1),
+                 TakesTime("slow_pack", NodesPlugin(make_node("SlowNode", 1)), 4.5)]
+    real = plugin_loading._entry_points
+    monkeypatch.setattr(plugin_loading, "_entry_points",
+                        lambda group: installed if group == plugin_loading.PLUGIN_GROUP else real(group))
+    monkeypatch.setattr(plugin_loading, "time", clock)
+    session = Session(autoload=True)
+    seconds = {p.name: p.import_seconds for p in session.plugin_report.loaded if p.source != "builtin"}
+    assert seconds == {"slow_pack": 4.5, "quick_pack": 0.1}
+    (slow,) = [w for w in session.plugin_warnings() if w["kind"] == "slow_import"]
+    assert slow["plugin"] == "slow_pack" and slow["seconds"] == 4.5 and "4.5 s to import" in slow["message"]
+    assert "--deny-plugin slow_pack" in slow["fix"]
