@@ -587,8 +587,17 @@ def _rename_problems(cls: type[Node]) -> list[str]:
     renames = getattr(cls, "renamed_inputs", None) or {}
     if not isinstance(renames, dict):
         return [f"node {cls.type}: renamed_inputs must be a dict old name → new name, found {type(renames).__name__}"]
-    return [f"node {cls.type}: renamed_inputs maps {old!r} → {new!r}, but "
-            + (f"{old!r} is still an input" if old in cls.spec.inputs else f"{new!r} is no input of it")
+    def why(old: str, new: str) -> str:
+        if old in cls.spec.inputs:
+            return f"{old!r} is still an input"
+        final = renames.get(new)
+        if isinstance(final, str) and final in cls.spec.inputs:       # a chain over versions: a → b, b → c
+            return (f"{new!r} is no input of it (it was renamed in turn to {final!r}): map every old name straight "
+                    f"to today's, {{{old!r}: {final!r}, {new!r}: {final!r}}}")
+        close = difflib.get_close_matches(str(new), list(cls.spec.inputs), n=1)
+        return f"{new!r} is no input of it" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+    return [f"node {cls.type}: renamed_inputs maps {old!r} → {new!r}, but {why(old, new)}"
             for old, new in renames.items() if old in cls.spec.inputs or new not in cls.spec.inputs]
 
 

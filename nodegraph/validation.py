@@ -624,7 +624,16 @@ def linked_value_error(node_type: str, name: str, ispec: Any, value: Any, source
     """Why a value arriving through a link breaks the input's declared limits (range, multiple, choices, length),
     or None. Literals are checked at validation; a linked number is known only when its source has run, so the
     executor asks here before `run` (an IntMath power chain must not hand a 250 000-bit integer onward).
-    Only the limits are checked: a value of another type is left to the node, as before."""
+    Only the limits are checked: a value of another type is left to the node, as before. A text linked into
+    an input that names a file (`file_name_in=`, `model_folder=`) must stay inside its folder, as a literal must
+    (the node, or the API it calls, would refuse it too, but naming no input)."""
+    folder = ispec.file_name_in or ispec.model_folder
+    if folder and type(value) is str:
+        try:
+            check_name(value, what="file name", input_name=name, subfolders=bool(ispec.subfolders or ispec.model_folder),
+                       where=f"the {folder} folder")
+        except PathConfinementError as exc:
+            return f"the value from node {source!r} output {output!r} does not fit: {exc.message}"
     if ispec.adapter is None or type(value) not in _CHECKED_LINK_VALUES:
         return None
     try:

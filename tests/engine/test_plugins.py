@@ -1012,6 +1012,21 @@ def test_a_renamed_input_keeps_saved_graphs_running():
     (failure,) = Session(plugins=[("broken", NodesPlugin(Broken))]).plugin_report.failed
     assert "'nowhere' is no input of it" in failure.error and "'kept' is still an input" in failure.error
 
+    class Chained(Node):            # renamed twice over two versions, written as a chain
+        renamed_inputs = {"pixel_size": "block_size", "block_size": "cell"}
+
+        class Inputs(NodeInputs):
+            cell: int = Input(1)
+
+        outputs = ()
+
+        def run(self, cell):
+            return {}
+
+    (failure,) = Session(plugins=[("chained", NodesPlugin(Chained))]).plugin_report.failed
+    assert ("'block_size' is no input of it (it was renamed in turn to 'cell'): map every old name straight to "
+            "today's, {'pixel_size': 'cell', 'block_size': 'cell'}") in failure.error
+
 
 def test_a_plugin_slow_to_import_is_named_with_its_time(monkeypatch):
     """A plugin that took 6 s to import made every command 6 s slower, and nothing named it (a plugin author's

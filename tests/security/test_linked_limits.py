@@ -93,3 +93,23 @@ def test_a_huge_integer_is_described_not_printed():
 
     assert _short(10**5000) == "an integer of about 5001 digits"
     assert _short(12345) == "12345"
+
+
+@pytest.mark.parametrize("node_type, name, extra", [
+    ("LoadCheckpoint", "ckpt_name", {}),                                        # a model folder
+    ("SaveImage", "filename_prefix", None),                                     # a place in the output folder
+])
+def test_a_linked_file_name_that_leaves_its_folder_is_refused_naming_the_input(node_type, name, extra):
+    """A literal `../` name is refused at validation; one linked in from a String node reached the node, whose
+    error (a LookupError from the folder lookup) named no input and asked the user to report it to the node's
+    authors (a plugin author's finding). Linked file names get the literal's rule, naming the input."""
+    nodes = {"s": {"type": "String", "inputs": {"value": "../../etc/passwd"}}}
+    if extra is None:
+        nodes["img"] = {"type": "RenderTinyWorld", "inputs": {"caption": "a red circle", "size": 32}}
+        nodes["n"] = {"type": node_type, "inputs": {"images": link("img", "image"), name: link("s", "value")}}
+    else:
+        nodes["n"] = {"type": node_type, "inputs": {name: link("s", "value")}}
+        nodes["show"] = {"type": "ShowValue", "inputs": {"value": link("n", "model")}}
+    failure = _failure({"format_version": 2, "nodes": nodes})
+    assert failure.node_id == "n" and failure.exception.input == name
+    assert "from node 's' output 'value' does not fit" in str(failure.exception) and "'..'" in str(failure.exception)
