@@ -698,8 +698,12 @@ class ServerProtocol:
 
     def dispatched_on_loop(self, client_id: str, message: _Message) -> bool:
         """Whether a parsed message may be carried out where it arrived: a quick type (see
-        `ON_LOOP_MAX_CHARS`), from a client without a file quota (checking one walks its folder)."""
+        `ON_LOOP_MAX_CHARS`), from a client without a file quota (checking one walks its folder). A submit
+        whose graph declares subgraphs goes to the pool: a 5 KB file of nested subgraphs expands to 100,000
+        nodes, whose validation held the loop (every client's messages) for seconds."""
         if message.type not in self._ON_LOOP_TYPES:
+            return False
+        if isinstance(message, Submit) and isinstance(message.graph, dict) and message.graph.get("subgraphs"):
             return False
         client = self.clients.get(client_id)
         user = client.user if client is not None else None

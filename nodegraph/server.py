@@ -97,6 +97,7 @@ import socket
 import sqlite3
 import sys
 import threading
+import traceback
 import time
 import uuid
 from http import HTTPStatus
@@ -105,7 +106,7 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
+from websockets.datastructures import Headers, MultipleValuesError
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -200,8 +201,8 @@ def peer_of(connection: ServerConnection) -> str:
     address = connection.remote_address
     text = f"{address[0]}:{address[1]}" if isinstance(address, tuple) and len(address) >= 2 else str(address)
     request = connection.request
-    forwarded = request.headers.get("X-Forwarded-For") if request is not None else None
-    return f"{text} (forwarded for {forwarded[:100]!r})" if forwarded else text
+    forwarded = ", ".join(request.headers.get_all("X-Forwarded-For"))[:100] if request is not None else None
+    return f"{text} (forwarded for {forwarded!r})" if forwarded else text
 
 
 def host_name(header: str | None) -> str | None:
@@ -259,7 +260,7 @@ THUMBNAIL_REQUEST_RANGE = (16, 1024)            # what `?size=` accepts
 def thumbnail_side(size: str) -> int | None:
     """`?size=N` → the thumbnail side served: the smallest of THUMBNAIL_STEPS ≥ N; None for a bad size."""
     low, high = THUMBNAIL_REQUEST_RANGE
-    if not (size.isascii() and size.isdigit()) or not low <= int(size) <= high:     # "²" is a digit too
+    if not (size.isascii() and size.isdigit()) or len(size) > 6 or not low <= int(size) <= high:     # "²" is a digit
         return None
     return next(step for step in THUMBNAIL_STEPS if step >= int(size))
 
@@ -630,8 +631,15 @@ class Server:
         """Host/token/Origin checks; the websocket handshake, files and static assets. Never a traceback."""
         try:
             return await self._process_request(connection, request)
+        except MultipleValuesError as exc:     # a header given twice (Authorization, Origin, Range, ...)
+            CLIENT_LOG.log(log, logging.WARNING, "duplicate_header", "refused a request with the header %s twice",
+                           str(exc)[:60])
+            return connection.respond(HTTPStatus.BAD_REQUEST, f"the header {str(exc)[:60]} was given more than once; "
+                                                              f"send it once\n")
         except Exception:  # noqa: BLE001 — an HTTP request must never see a traceback
-            log.exception("HTTP request %r failed", request.path[:200])
+            # a client can cause this line: at most a few a minute, and never the query (it may hold a token)
+            CLIENT_LOG.log(log, logging.ERROR, "http_failed", "HTTP request %r failed:\n%s",
+                           urlsplit(request.path).path[:200], traceback.format_exc(limit=8)[-4000:])
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -765,8 +773,14 @@ class Server:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE,
                                       "the editor is not built: run scripts/setup (it builds web/dist)\n")
         rel = path.lstrip("/") or "index.html"
-        candidate = (root / rel).resolve()
-        if root not in candidate.parents or not candidate.is_file():
+        if len(rel) > 512 or "\0" in rel or rel.count("/") > 16:      # no asset of the editor looks like this
+            return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+        try:
+            candidate = (root / rel).resolve()
+            found = root in candidate.parents and candidate.is_file()
+        except (OSError, ValueError):       # a name the file system refuses
+            found = False
+        if not found:
             if "." in rel.rsplit("/", 1)[-1]:
                 return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
             candidate = root / "index.html"

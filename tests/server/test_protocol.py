@@ -99,6 +99,10 @@ def test_which_messages_a_shell_may_handle_on_its_loop(proto, tmp_path):
     assert not proto.dispatched_on_loop("c1", submit)
     proto.clients["c1"].user = User(name="ann", max_bytes=None)
     assert proto.dispatched_on_loop("c1", submit)
+    # a small file of nested subgraphs can expand to 100,000 nodes (a hostile pass held every client for 2 s)
+    nested = proto.parse("c1", json.dumps({"type": "submit", "graph": {**ARITHMETIC, "subgraphs": {"s": {
+        "nodes": {}}}}}))
+    assert not isinstance(nested, list) and not proto.dispatched_on_loop("c1", nested)
 
 
 def test_list_nodes_uses_the_hash_cache(proto):
