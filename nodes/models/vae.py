@@ -128,7 +128,10 @@ class AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
         h = self.norm(x)
-        q, k, v = (conv(h).flatten(2).transpose(1, 2)[:, None] for conv in (self.q, self.k, self.v))  # (B, 1, H*W, C)
+        # contiguous: with channels strided by H*W, torch's CPU kernel falls back to the plain math, which holds the
+        # whole (H*W)² weight matrix — 16 GiB for a 1024² image on the tiny VAE; contiguous, it stays in tiles
+        q, k, v = (conv(h).flatten(2).transpose(1, 2)[:, None].contiguous()
+                   for conv in (self.q, self.k, self.v))  # (B, 1, H*W, C)
         h = F.scaled_dot_product_attention(q, k, v)  # (B, 1, H*W, C)
         h = h[:, 0].transpose(1, 2).reshape(batch, channels, height, width)  # (B, C, H, W)
         return x + self.proj_out(h)

@@ -718,6 +718,10 @@ class LatentUpscale(Node):
                                  f"a size of at least {downscale} px (or 0 and 0 to scale by `factor`)")
         size = (height // downscale, width // downscale) if width and height else (
             max(1, round(h * factor)), max(1, round(w * factor)))
+        batch, channels = samples.shape[0], samples.shape[1] if samples.ndim > 1 else 1
+        too_big = latent_size_problem(batch, channels, size[0], size[1], size[1] * downscale, size[0] * downscale)
+        if too_big:       # checked before F.interpolate allocates it (an 8×8 latent was upscaled to 16384² × 4096)
+            raise NodeInputError("width" if width and height else "factor", too_big)
         kwargs = {"align_corners": False} if method != "nearest" else {}
         out = {**latent, "samples": F.interpolate(samples, size=size, mode=method, **kwargs)}
         if "noise_mask" in latent:

@@ -201,6 +201,10 @@ class UpscaleImageWithModel(Node):
         problem = _tile_problem(tile_size, overlap)
         if problem is not None:
             raise NodeInputError(*problem)
+        from ..image.nodes import _check_result_size
+
+        net_scale = max(float(upscale_model.net.scale), upscale_model.scale)   # the network's output, then resized
+        _check_result_size("image", shape[0], round(shape[1] * net_scale), round(shape[2] * net_scale))
         net = upscale_model.net
         with self.context.service("memory").using(net):
             param = next(net.parameters())

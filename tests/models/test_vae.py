@@ -114,3 +114,23 @@ def test_encode_refuses_sizes_that_are_not_multiples_of_eight():
     vae = AutoencoderKL(VAEConfig(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1))
     with pytest.raises(ValueError, match="multiple of 8"):
         vae.encode(torch.zeros(1, 3, 30, 32))
+
+
+def test_vae_attention_hands_contiguous_tensors_to_the_attention_kernel(monkeypatch):
+    """With q, k, v strided by H*W (a transpose of the conv output), torch's CPU attention fell back to the plain
+    math and held the whole (H*W)² weight matrix: VAEDecode of a 1024² image on the tiny VAE asked for 16 GiB, and
+    512² peaked at 2.7 GB (a hostile pass). Contiguous, the tiled kernel runs (1.3 GB peak at 1024², measured)."""
+    from nodes.models import vae as vae_module
+
+    seen = []
+    real = F.scaled_dot_product_attention
+
+    def watch(q, k, v, *args, **kwargs):
+        seen.append(all(t.is_contiguous() for t in (q, k, v)))
+        return real(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(vae_module.F, "scaled_dot_product_attention", watch)
+    block = vae_module.AttnBlock(32)
+    with torch.no_grad():
+        block(torch.randn(1, 32, 8, 8))
+    assert seen == [True]

@@ -408,6 +408,22 @@ def test_latent_upscale_sizes(session):
     assert out["b"]["value"]["samples"].shape[-2:] == (6, 8)
 
 
+def test_latent_upscale_past_the_latent_limit_is_refused_before_it_allocates(session):
+    """An 8×8 latent upscaled to 16384² with downscale 1 ran to a 4 GiB latent (16× MAX_LATENT_ELEMENTS), and with
+    batch 4096 asked for 16 TiB (a hostile pass): the size is checked first, naming the input to change."""
+    from nodegraph import NodeExecutionError
+
+    graph = modular_graph()
+    graph["nodes"]["up"] = {"type": "LatentUpscale", "inputs": {"latent": link("empty", "latent"), "width": 16384,
+                                                               "height": 16384, "downscale": 1}}
+    graph["nodes"]["a"] = {"type": "ShowValue", "inputs": {"value": link("up", "latent")}}
+    with pytest.raises(NodeExecutionError) as failure:
+        session.run(graph, outputs=["a"])
+    assert failure.value.exception.input == "width" and "GiB" in str(failure.value.exception)
+    graph["nodes"]["up"]["inputs"] = {"latent": link("empty", "latent"), "factor": 8.0}
+    assert session.run(graph, outputs=["a"]).outputs["a"]["value"]["samples"].shape[-1] == 32
+
+
 def test_denoising_trajectory_matches_sample_and_keeps_every_kth_prediction(session):
     """DenoisingTrajectory's final latent equals Sample's; it keeps x̂₀ at steps 0, k, 2k, … and the last."""
     graph = modular_graph("euler", steps=7)

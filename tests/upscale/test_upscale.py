@@ -209,3 +209,18 @@ def test_tile_settings_that_cannot_run_sensibly_fail_validation(session, tmp_pat
     assert (error.code, error.input) == ("invalid_value", blamed)
     assert ("use 0 (automatic)" if blamed == "tile_size" else "give overlap at most") in error.message
     assert session.validate(graph("tiny.pth", tile_size=64, overlap=32), outputs=["image"]) == []
+
+
+def test_an_upscale_past_the_image_limit_is_refused_before_it_runs(session, tmp_path, monkeypatch):
+    """The other image nodes refuse a result over MAX_IMAGE_VALUES before allocating it; UpscaleImageWithModel did
+    not (4× of a batch of 8192² images is 32 GB). Here the limit is lowered to below the test image's 4× size."""
+    from nodegraph import NodeExecutionError
+    import nodes.image.nodes as image_nodes
+
+    session = Session(plugins=[upscale_nodes, _TestPlugin], model_paths=session.model_paths,
+                      output_dir=tmp_path / "out")
+    session.services["allow_pickle"] = True
+    monkeypatch.setattr(image_nodes, "MAX_IMAGE_VALUES", 288 * 240 * 3 - 1)
+    with pytest.raises(NodeExecutionError) as failure:
+        session.run(graph("tiny.pth"), outputs=["image"])
+    assert failure.value.exception.input == "image" and "240×288" in str(failure.value.exception)
