@@ -6,12 +6,13 @@
  * moved all 7 nodes out of a 1024×700 view.
  *
  * `canvasOf` does what editor/GraphCanvas.tsx does with the pure parts: shows effectivePositions with the
- * frozen positions, freezes the unfrozen nodes once measured, and pushes with pushGrown when a node grows.
+ * frozen positions, freezes the unfrozen nodes once measured, reports a node that grows (EditorStore `grew`,
+ * which pushes with pushGrown) and gives the store its node sizes (`shownSize`: undo / redo push again).
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { collapseToSubgraph } from "../src/graph/subgraph";
-import { fromGraphFile, moveNodes, type Position } from "../src/graph/document";
+import { fromGraphFile, moveNodes, setInput, type Position } from "../src/graph/document";
 import { parseJson } from "../src/graph/exactJson";
 import { idMap } from "../src/graph/idMaps";
 import { effectivePositions, estimateSize, overlaps, pushGrown, unfrozenNodes, type Rect, type Size } from "../src/graph/layout";
@@ -42,11 +43,9 @@ function canvasOf(app: EditorApp) {
   /** Node `id` became `height` tall (a run's images arrived): it pushes what it now covers. */
   const grow = (id: string, height: number) => {
     measured[id] = { width: sizeOf(id).width, height };
-    const { doc, shownPositions } = app.editor.state;
-    const moved = pushGrown(doc, shownPositions, rects(), [id]);
-    if (Object.keys(moved.file).length) app.editor.replaceSilently((d) => moveNodes(d, moved.file));
-    app.editor.keepShown(moved.frozen);
+    app.editor.grew(rects(), [id]);
   };
+  app.editor.shownSize = (_doc, id) => sizeOf(id);
   return { measured, sizeOf, rects, freeze, grow };
 }
 
@@ -206,5 +205,130 @@ describe("the shown positions in the editor state", () => {
     store.keepShown({ mul: [5, 5] });
     store.closeSubgraph();
     expect({ ...store.state.shownPositions }).toEqual({ a: [10, 20] });
+  });
+});
+
+/** txt2img with positions in the file, the decode node under the sampler (tests/web/test_editor_layout_stays_e2e.py's). */
+const PLACED = { checkpoint: [0, 60], latent: [380, 0], negative: [380, 200], prompt: [380, 370], sampler: [760, 0], decode: [760, 420], save: [1140, 0] };
+
+function openPlacedTxt2img() {
+  const graph = TXT2IMG() as { ui?: unknown };
+  graph.ui = { nodes: idMap(Object.entries(PLACED).map(([id, position]) => [id, { position }])) };
+  const app = new EditorApp(() => new FakeSocket(), { href: "http://127.0.0.1:8188/" }, null);
+  app.dispatch({ type: "schemas", schemas: realSchemas() });
+  app.loadGraph(graph);
+  return { app, ...canvasOf(app) };
+}
+
+const setWidth = (app: EditorApp, width: number) => app.editor.edit((doc) => setInput(doc, "latent", "width", width), "latent.width");
+
+describe("undo and redo after a grown node pushed others (pushes are no undo step)", () => {
+  it("undoing an edit made before a Run leaves the decode node pushed under the grown sampler", () => {
+    const { app, rects, grow } = openPlacedTxt2img();
+    const steps = app.editor.state.history.past.length;
+    setWidth(app, 256);                         // an edit, then Run:
+    grow("sampler", 600);                       // its step preview and image: the decode node is pushed down
+    const pushedTo = rects().decode.y;
+    expect(pushedTo).toBeGreaterThanOrEqual(600);
+    app.editor.undo();                          // the edit; before, the decode node went back to y 420, under the image
+    expect(app.editor.doc.nodes.latent.inputs.width).not.toBe(256);
+    expect(rects().decode.y).toBe(pushedTo);
+    expect(overlaps(rects().decode, rects().sampler)).toBe(false);
+    app.editor.redo();
+    expect(app.editor.doc.nodes.latent.inputs.width).toBe(256);
+    expect(rects().decode.y).toBe(pushedTo);
+    expect(overlaps(rects().decode, rects().sampler)).toBe(false);
+    expect(app.editor.state.history.past.length).toBe(steps + 1);   // one undo step: the edit (the pushes are none)
+  });
+
+  it("undoing the first placing edit (positions written) leaves the frozen nodes pushed too", () => {
+    const { app, rects, freeze, grow } = openTxt2img();
+    freeze();
+    app.layoutEdit((doc) => moveNodes(doc, { checkpoint: [-400, 0] }));   // every position into the file
+    const [top, next] = middleColumn(rects());
+    grow(top, 600);                                                       // pushes `next` in the file
+    const pushedTo = rects()[next].y;
+    app.editor.undo();                  // no positions in the file again: the frozen ones, from before the push
+    expect(Object.values(app.editor.doc.nodes).some((n) => n.position)).toBe(false);
+    expect(rects()[next].y).toBe(pushedTo);
+    expect(anyOverlap(Object.values(rects()))).toBe(false);
+  });
+
+  it("a node that never grew does not push on undo: nodes the user put over one another stay so", () => {
+    const { app, rects, grow } = openPlacedTxt2img();
+    grow("save", 900);
+    app.editor.edit((doc) => moveNodes(doc, { negative: [380, 100] }));   // over the latent node, by hand
+    setWidth(app, 256);
+    app.editor.undo();
+    expect(rects().negative.y).toBe(100);
+    expect(overlaps(rects().negative, rects().latent)).toBe(true);
+  });
+
+  it("undo across a load after a push gives each graph its own shown positions", () => {
+    const { app, rects, freeze, grow } = openTxt2img();     // no positions: a frozen layout
+    freeze();
+    const shown = corners(rects());
+    const graph = TXT2IMG() as { ui?: unknown };
+    graph.ui = { nodes: idMap(Object.entries(PLACED).map(([id, position]) => [id, { position }])) };
+    app.loadGraph(graph);                                   // same node ids, positions in the file
+    grow("sampler", 600);                                   // the push replaces the loaded document
+    app.editor.undo();                                      // back across the load
+    expect(Object.values(app.editor.doc.nodes).some((n) => n.position)).toBe(false);
+    expect(corners(rects())).toEqual(shown);
+    app.editor.redo();
+    expect(rects().decode.y).toBeGreaterThanOrEqual(600);
+  });
+});
+
+describe("a load while a subgraph is open", () => {
+  const WITH_SUBGRAPH = {
+    format_version: 2,
+    nodes: {
+      k: { type: "Int", inputs: { value: 6 } },
+      g: { type: "subgraph:inner", inputs: { x: { node: "k", output: "value" } } },
+      show: { type: "ShowValue", inputs: { value: { node: "g", output: "result" } } },
+    },
+    subgraphs: {
+      inner: {
+        inputs: { x: {} },
+        outputs: { result: { node: "mul", output: "result" } },
+        nodes: { mul: { type: "IntMath", inputs: { a: { node: "$inputs", output: "x" }, b: 7, op: "multiply" } } },
+      },
+    },
+    ui: { nodes: { k: { position: [0, 0] }, g: { position: [400, 0] }, show: { position: [800, 0] } } },
+  };
+  const ARITHMETIC = () => parseJson(readFileSync(`${REPO_ROOT}graphs/arithmetic.json`, "utf8"));
+
+  it("is undone to the whole graph at the top level, the subgraph's edits kept (one step of their own)", () => {
+    const app = new EditorApp(() => new FakeSocket(), { href: "http://127.0.0.1:8188/" }, null);
+    app.dispatch({ type: "schemas", schemas: realSchemas() });
+    app.loadGraph(WITH_SUBGRAPH);
+    const whole = app.graphText();
+    app.openSubgraph("inner", "g");
+    app.editor.edit((doc) => setInput(doc, "mul", "b", 8));
+    app.loadGraph(ARITHMETIC());
+    expect(app.editor.state.path).toEqual([]);
+    app.editor.undo();               // before: the inner document (node "mul" alone) as if it were the graph
+    expect(app.editor.state.path).toEqual([]);
+    expect(Object.keys(app.editor.doc.nodes)).toEqual(["k", "g", "show"]);
+    const subgraph = (app.graphFile().subgraphs as Record<string, { nodes: Record<string, { inputs: Record<string, unknown> }> }>).inner;
+    expect(subgraph.nodes.mul.inputs.b).toBe(8);
+    app.editor.undo();               // the edit inside the subgraph
+    expect(app.graphText()).toBe(whole);
+    app.editor.redo();
+    app.editor.redo();
+    expect(Object.keys(app.editor.doc.nodes)).toContain("pixels");
+    expect(app.editor.state.history.future).toEqual([]);
+  });
+
+  it("keeps the top level's shown positions for the undo, not the subgraph's", () => {
+    const store = new EditorStore(fromGraphFile(WITH_SUBGRAPH));
+    store.load(fromGraphFile(WITH_SUBGRAPH), false);
+    store.keepShown({ k: [1, 2] });
+    store.openSubgraph("inner", "g");
+    store.keepShown({ mul: [5, 5] });
+    store.load(fromGraphFile(ARITHMETIC()));
+    store.undo();
+    expect({ ...store.state.shownPositions }).toEqual({ k: [1, 2] });
   });
 });

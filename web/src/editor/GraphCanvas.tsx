@@ -13,7 +13,8 @@
  * React Flow's changes come back as document edits: drags (one undo step per drag;
  * dragging a group moves the nodes inside it), selection, measured sizes (kept locally;
  * a node that grows pushes the nodes it would cover downwards, whether the file or the
- * frozen auto-layout placed them: graph/layout.ts `pushGrown`). Connections are checked
+ * frozen auto-layout placed them: graph/layout.ts `pushGrown`, EditorStore `grew`, which
+ * pushes again after undo / redo with the sizes given as `shownSize`). Connections are checked
  * with schema/compatibility.ts while dragging; a refused drop shows the reason in a
  * toast; a wire dropped on empty canvas opens the node search filtered to nodes that fit
  * it. Double-click on the canvas opens the search at the cursor; right-click opens
@@ -53,7 +54,7 @@ import {
   type Position,
 } from "../graph/document";
 import { groupMembers, groupSelection, groupsOf, layoutWithGroups, moveGroup, moveReroute, pruneReroutes, removeGroup, removeReroutes, reroutesOf, wirePoints } from "../graph/groups";
-import { effectivePositions, estimateSize, freeSpot, pushGrown, unfrozenNodes, type Rect, type Size } from "../graph/layout";
+import { effectivePositions, estimateSize, freeSpot, unfrozenNodes, type Rect, type Size } from "../graph/layout";
 import { idMap } from "../graph/idMaps";
 import { collapseToSubgraph } from "../graph/subgraph";
 import { portColor, type NodeSchema, type PortType } from "../schema/types";
@@ -252,6 +253,8 @@ export function GraphCanvas() {
   }, [positions, doc, schemaNodes, measured]);
   const rectsRef = useRef(rects);
   rectsRef.current = rects;
+  const measuredRef = useRef(measured);
+  measuredRef.current = measured;
 
   useEffect(() => {
     app.canvas.element = wrapper.current;
@@ -260,6 +263,7 @@ export function GraphCanvas() {
       return [p.x, p.y];
     };
     app.canvas.rects = () => rectsRef.current;
+    app.editor.shownSize = (d, id) => sizeFor(d, app.schemasFor(d), measuredRef.current, id);
     app.canvas.fit = () => requestAnimationFrame(() => void flow.fitView(FIT_ALL));
     app.canvas.followHere = () => {
       const element = wrapper.current;
@@ -425,7 +429,8 @@ export function GraphCanvas() {
   }, [rects]); // eslint-disable-line react-hooks/exhaustive-deps
 
   // A placed node that grew (a run added an image) pushes the nodes it now covers down: nodes placed by
-  // the file move in the document, frozen ones in the shown positions.
+  // the file move in the document, frozen ones in the shown positions; undo / redo push again with these
+  // sizes (EditorState.grown), as they may bring back positions from before the push.
   const lastHeights = useRef<Record<string, number>>(idMap());
   useEffect(() => {
     const grown: string[] = [];
@@ -434,11 +439,7 @@ export function GraphCanvas() {
       if (before !== undefined && size.height > before + 4) grown.push(id);
       lastHeights.current[id] = size.height;
     }
-    if (!grown.length) return;
-    const state = app.editor.state;
-    const moved = pushGrown(state.doc, state.shownPositions, rectsRef.current, grown);
-    if (Object.keys(moved.file).length) app.editor.replaceSilently((d) => moveNodes(d, moved.file));
-    app.editor.keepShown(moved.frozen);
+    app.editor.grew(rectsRef.current, grown);
   }, [measured]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const onNodesChange = useCallback(
