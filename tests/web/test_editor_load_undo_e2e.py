@@ -1,4 +1,11 @@
-"""Undoing across runs and loads, in real Chromium (tests/web/test_editor_e2e.py's server).
+"""Opening graphs and undoing across runs and loads, in real Chromium (tests/web/test_editor_e2e.py's server).
+
+`test_renamed_inputs_on_load`: a plugin whose node's 2.0 renamed an input (`renamed_inputs = {"pixel_size":
+"block_size"}`, a real distribution on a temporary sys.path entry, loaded with NODEGRAPH_PLUGINS_ALLOW). A graph
+saved before the rename opened in the editor showed `block_size` at its default (the saved value sat under
+`pixel_size`) and Save wrote `pixel_size` back. Now, opened as a file, as the plugin's template and as the graph
+kept across a reload (the tab's autosave written with the old names), the widget shows the saved value, the
+link ends at the new input, a toast says what was renamed, and Save writes the new names; the graph runs.
 
 `test_undo_after_a_push_and_a_load_inside_a_subgraph`, at 1024×700:
 - txt2img with positions in the file, the decode node under the sampler: an edit, then Run (4 steps), so the
@@ -15,12 +22,119 @@ Every wait is on an event or a state with a generous ceiling, never a fixed slee
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
-from .test_editor_e2e import ROOT, _serve, pytestmark  # noqa: F401
+from .test_editor_e2e import ROOT, _save, _serve, _write_distribution, pytestmark  # noqa: F401
 from .test_editor_history_open_e2e import BOXES, SETTLED, _laptop_page, _open_graph, _run_to_rendered
 from .test_editor_layout_stays_e2e import _overlapping
+
+RENAMED_PLUGIN = "renamed_e2e"
+RENAMED_PLUGIN_SOURCE = '''
+"""A node whose version 2.0 renamed its input pixel_size to block_size."""
+from nodegraph import Input, Node, NodeInputs, Output, hookimpl
+
+
+class Pixelate(Node):
+    """Passes its block size on (enough to show which value the engine got)."""
+
+    category = "e2e"
+    version = "2.0.0"
+    renamed_inputs = {"pixel_size": "block_size"}
+
+    class Inputs(NodeInputs):
+        block_size: int = Input(4, ge=1, le=64)
+
+    outputs = (Output("value", "INT"),)
+
+    def run(self, block_size):
+        return {"value": block_size}
+
+
+@hookimpl
+def register_nodes():
+    return [Pixelate]
+'''
+
+# Saved by version 1.x: a literal and a link under the old name.
+OLD_GRAPH = {
+    "format_version": 2,
+    "metadata": {"title": "Old pixels"},
+    "nodes": {
+        "size": {"type": "Int", "inputs": {"value": 9}},
+        "p": {"type": "Pixelate", "inputs": {"pixel_size": 12}},
+        "q": {"type": "Pixelate", "inputs": {"pixel_size": {"node": "size", "output": "value"}}},
+        "sum": {"type": "IntMath", "inputs": {"a": {"node": "p", "output": "value"}, "b": {"node": "q", "output": "value"},
+                                              "op": "add"}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "sum", "output": "result"}}},
+    },
+    "ui": {"nodes": {"size": {"position": [0, 300]}, "p": {"position": [0, 0]}, "q": {"position": [400, 300]},
+                     "sum": {"position": [800, 0]}, "show": {"position": [1200, 0]}}},
+}
+
+
+def _expect_renamed(page) -> None:
+    """The old graph as the editor now shows it: the saved value in the new input's widget, the link at the new input."""
+    page.wait_for_selector("[data-testid='node-q']")
+    assert page.input_value("[data-testid='widget-p-block_size']") == "12"
+    assert "size.value" in page.inner_text("[data-testid='input-q-block_size']")
+    assert page.locator(".ng-unknown-input").count() == 0
+    nodes = page.evaluate("window.nodegraph.graph().nodes")
+    assert nodes["p"]["inputs"] == {"block_size": 12}
+    assert nodes["q"]["inputs"] == {"block_size": {"node": "size", "output": "value"}}
+
+
+def test_renamed_inputs_on_load(tmp_path):
+    """A graph written with a renamed input's old name opens (file, template, reload) and saves under the new name."""
+    try:
+        from playwright import sync_api
+    except ImportError:
+        pytest.fail("the Python playwright package is missing: pip install playwright (no `playwright install`)")
+    site = tmp_path / "site"
+    _write_distribution(site, RENAMED_PLUGIN, RENAMED_PLUGIN_SOURCE)
+    (site / "graphs").mkdir()
+    (site / "graphs" / "old_pixels.json").write_text(json.dumps(OLD_GRAPH))   # the plugin's template
+    env = {k: v for k, v in os.environ.items() if k not in ("NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD", "NODEGRAPH_PLUGINS_DENY")}
+    env["NODEGRAPH_PLUGINS_ALLOW"] = RENAMED_PLUGIN
+    env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    old_path = tmp_path / "old_pixels.json"
+    old_path.write_text(json.dumps(OLD_GRAPH))
+    errors: list[str] = []
+    with _serve(tmp_path, env=env) as url, sync_api.sync_playwright() as playwright, _laptop_page(playwright, errors) as page:
+        page.goto(url)
+        page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
+        page.wait_for_selector("[data-testid=palette-item-Pixelate]")
+
+        # A file.
+        _open_graph(page, old_path, OLD_GRAPH)
+        _expect_renamed(page)
+        toast = page.locator("[data-testid=toast]", has_text="renamed by a newer version")
+        toast.wait_for()
+        assert "p.pixel_size → block_size" in toast.inner_text() and "q.pixel_size → block_size" in toast.inner_text()
+        saved = _save(page)
+        assert saved["nodes"]["p"]["inputs"] == {"block_size": 12}
+        assert saved["nodes"]["q"]["inputs"] == {"block_size": {"node": "size", "output": "value"}}
+        page.click("[data-testid=run-button]")
+        page.wait_for_selector("[data-testid=node-status-show][data-status=done]", timeout=60_000)
+        assert page.inner_text("[data-testid=node-output-show]").strip() == "21"   # 12 + 9
+
+        # The plugin's template.
+        page.set_input_files("[data-testid=load-input]", str(ROOT / "graphs" / "arithmetic.json"))
+        page.wait_for_selector("[data-testid='node-pixels']")
+        page.click("[data-testid=templates-button]")
+        page.click(f"[data-testid='template-{RENAMED_PLUGIN}/old_pixels.json']")
+        _expect_renamed(page)
+
+        # The graph kept across a reload, written with the old names (as an editor before this one kept it).
+        page.evaluate("window.nodegraph.app.flushAutosave()")   # kept now: no later write replaces the text below
+        page.evaluate("(graph) => sessionStorage.setItem('nodegraph.tab.autosave.v1', JSON.stringify({autosave: 1, graph}))",
+                      OLD_GRAPH)
+        page.reload()
+        page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
+        _expect_renamed(page)
+    assert not errors, f"errors in the page: {errors}"
+
 
 SUBGRAPH_GRAPH = {
     "format_version": 2,

@@ -77,6 +77,8 @@ export interface NodeSchema {
   qualified_type?: string;
   /** Other names that resolve to this node (the qualified name when `type` is the bare one, ...). */
   aliases?: string[];
+  /** Inputs a newer version renamed, old name → new name (graph/renamedInputs.ts applies them to graphs opened). */
+  renamed_inputs?: Record<string, string>;
 }
 
 /** A port type: colour, and which other types it accepts as a destination (INT → FLOAT). */

@@ -31,6 +31,10 @@
  * sessionStorage (a reload of the tab restores them): its own working graph, its connection
  * (hello.resume) and the run shown on its nodes with their badges (run/tabRun.ts).
  *
+ * Renamed inputs (graph/renamedInputs.ts): every graph opened goes through `loadGraph`, which
+ * renames the inputs the schemas say a newer node version renamed (and says so in a toast); schemas
+ * that arrive later (newer than the cached ones) rename them in the graph shown, without an undo step.
+ *
  * The token: a `?token=` in the page URL (dev server, or an old link) goes to
  * `/ws`, `hello` and `/files` URLs as before. Opened through the server,
  * `/?token=T` is answered with a cookie and a redirect to `/`, so the page has
@@ -49,6 +53,7 @@ import {
 import { JsonDepthError, parseJson, stringifyJson } from "../graph/exactJson";
 import { idMap } from "../graph/idMaps";
 import { placeAll, type Rect, type Size } from "../graph/layout";
+import { renamesText, withRenamedInputs, type InputRename } from "../graph/renamedInputs";
 import { subgraphSchemas } from "../graph/subgraph";
 import { foreignFormat, foreignKind, importedTitle, jsonErrorText, refusalText } from "../graph/foreign";
 import { graphFromPng, imageKind, isPng } from "../graph/png";
@@ -310,7 +315,10 @@ export class EditorApp {
         break;
       }
       case "nodes":
-        if (typed.nodes) writeSchemaCache(this.session.get().schemas);
+        if (typed.nodes) {
+          writeSchemaCache(this.session.get().schemas);
+          this.renameForNewSchemas();
+        }
         break;
       case "error":
         // Replies to our requests are toasted by their caller (with what was tried); the rest here.
@@ -667,10 +675,12 @@ export class EditorApp {
   loadGraph(raw: unknown, name = "the graph", options: { undoable?: boolean } = {}): boolean {
     this.firstOpen = "none";
     let doc: EditorDocument;
+    let renames: InputRename[] = [];
     try {
       const foreign = foreignFormat(raw);
       if (foreign) throw new GraphFormatError(foreign);
       doc = fromGraphFile(raw);
+      ({ doc, renames } = withRenamedInputs(doc, this.session.get().schemas.nodes));
     } catch (error) {
       if (!(error instanceof GraphFormatError)) console.error("nodegraph: could not read a graph:", error);
       const message = error instanceof GraphFormatError ? error.message : `the editor could not read it (${(error as Error)?.message ?? String(error)})`;
@@ -683,7 +693,23 @@ export class EditorApp {
     this.editor.load(doc, options.undoable ?? true);
     this.dispatch({ type: "graph_loaded" });
     this.dispatch({ type: "banner", banner: null });
+    const notice = renamesText(renames);
+    if (notice) this.toast(notice);
     return true;
+  }
+
+  /**
+   * Schemas that came after the graph was opened (the cached ones were older: a plugin updated since):
+   * the inputs they rename are renamed in the graph shown, without an undo step, and a toast says so.
+   */
+  private renameForNewSchemas(): void {
+    const schemas = this.session.get().schemas.nodes;
+    const root = this.editor.rootDoc();
+    const { doc, renames } = withRenamedInputs(root, schemas);
+    if (doc === root) return;
+    this.editor.replaceEverywhere((d) => withRenamedInputs(d, schemas).doc);
+    const notice = renamesText(renames);
+    if (notice) this.toast(notice);
   }
 
   // --- kept in localStorage -------------------------------------------------------
@@ -925,7 +951,8 @@ export class EditorApp {
 
   /**
    * Paste the copied nodes at the pointer (or shifted from the originals), keeping their
-   * arrangement, then moved clear of every node already on the canvas (no pile, no overlap).
+   * arrangement, then moved clear of every node already on the canvas (no pile, no overlap). Nodes
+   * copied from a graph that writes renamed inputs by their old names take the new ones (graph/renamedInputs.ts).
    */
   paste(keepExternalLinks = false, from: Clip | null = null): void {
     const clip = from ?? this.currentClip();
@@ -949,7 +976,8 @@ export class EditorApp {
       const bh = Math.max(...boxes.map((b) => b.y + b.height)) - by;
       const spot = placeAll({ clip: [bx, by] }, () => ({ width: bw, height: bh }), rects).clip;
       const [dx, dy] = [spot[0] - bx, spot[1] - by];
-      return moveNodes(pasted.doc, idMap(boxes.map((b, i): [string, Position] => [ids[i], [b.x + dx, b.y + dy]])));
+      const placed = moveNodes(pasted.doc, idMap(boxes.map((b, i): [string, Position] => [ids[i], [b.x + dx, b.y + dy]])));
+      return withRenamedInputs(placed, this.session.get().schemas.nodes).doc; // nodes copied from a graph of an older version
     });
     this.editor.select(idMap(ids.map((id) => [id, true as const])));
   }

@@ -27,8 +27,9 @@
  *
  * Every change goes through `edit` (recorded for undo, optionally coalesced by
  * a key), `dragMove`/`dragEnd` (one undo step per drag), `load`, `undo`, `redo`,
- * `openSubgraph` / `closeSubgraph`; the canvas sets `shownPositions` with `keepShown` and
- * reports grown nodes with `grew`. A load while a subgraph is open first goes back to the top
+ * `openSubgraph` / `closeSubgraph`, `replaceEverywhere` (no undo step: inputs renamed by schemas
+ * that came after the graph); the canvas sets `shownPositions` with `keepShown` and reports grown
+ * nodes with `grew`. A load while a subgraph is open first goes back to the top
  * level (each open subgraph's edits one undo step, as Back makes them), so undoing the load shows
  * the whole graph it replaced.
  * `rootDoc()` is the whole graph file (open subgraphs written back).
@@ -209,6 +210,22 @@ export class EditorStore {
         grown: idMap(),
         path: [],
       };
+    });
+  }
+
+  /**
+   * Apply `change` to the document, and to the enclosing documents of the open subgraphs, without an undo
+   * step (inputs renamed by node schemas that arrived after the graph was opened).
+   */
+  replaceEverywhere(change: (doc: EditorDocument) => EditorDocument): void {
+    this.update((s) => {
+      const doc = change(s.doc);
+      const path = s.path.map((level) => {
+        const outer = change(level.outer);
+        return outer === level.outer ? level : { ...level, outer };
+      });
+      if (doc === s.doc && path.every((level, i) => level === s.path[i])) return s;
+      return { ...s, doc, path };
     });
   }
 
