@@ -195,7 +195,8 @@ def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
             meta["position"] = [round(position[0]), round(position[1])]
         if isinstance(node.get("title"), str):
             meta["title"] = node["title"]
-        if node.get("mode") in _MODES:
-            meta["mode"] = _MODES[node["mode"]]
+        mode = node.get("mode")
+        if type(mode) is int and mode in _MODES:       # anything else (a list, text) is no mode ComfyUI writes
+            meta["mode"] = _MODES[mode]
         prompt[node_id] = {"class_type": node["type"], "inputs": inputs, **({"_meta": meta} if meta else {})}
     return prompt

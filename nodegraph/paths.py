@@ -14,6 +14,8 @@ The rule (each item is the `rule` code of the error it raises):
     too_long           more than MAX_NAME_BYTES (1024) UTF-8 bytes in all, or a component over
                        MAX_COMPONENT_BYTES (255; the usual file-system limit)
     control_character  NUL or any other control character (Unicode category Cc)
+    bidi_control       a bidirectional override, embedding, isolate or mark (U+202E, ...): "x\u202egnp.exe"
+                       would be listed as "xexe.png"
     backslash          a backslash (a separator on Windows, never part of a name here)
     absolute           starts with "/" (absolute paths and "//server" names)
     drive              starts with a drive letter ("C:", "c:foo")
@@ -95,6 +97,9 @@ def _refusal(name: object, what: str, input_name: str | None, subfolders: bool, 
     return PathConfinementError(input_name or what, name, rule, f"{what} {shown!r} {problem}; {fix}")
 
 
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def check_name(name: object, *, what: str = "file name", input_name: str | None = None, subfolders: bool = False,
                where: str = "its folder") -> None:
     """Every rule above but `outside_root`, which needs the folder: no file system, so validation can
@@ -111,6 +116,9 @@ def check_name(name: object, *, what: str = "file name", input_name: str | None 
         raise refuse("too_long", f"is longer than {MAX_NAME_BYTES} bytes")
     if any(unicodedata.category(ch) == "Cc" for ch in name):
         raise refuse("control_character", "contains a control character (NUL, newline, tab, ...)")
+    if any(ch in _BIDI_CONTROLS for ch in name):     # "x\u202egnp.exe" shows as "xexe.png" in listings
+        raise refuse("bidi_control", "contains a right-to-left / left-to-right override or mark, which makes the "
+                                     "name display other than it is")
     if "\\" in name:
         raise refuse("backslash", "contains a backslash")
     if name.startswith("/"):

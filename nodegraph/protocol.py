@@ -826,11 +826,11 @@ class ServerProtocol:
         if user.max_bytes is not None:
             store = self.store_for(user)
             uploads, outputs = store.folder_bytes("input"), store.folder_bytes("output")
-            graphs = self.queue.stored_graph_bytes(user.name)
-            if uploads + outputs + graphs + adding >= user.max_bytes:
+            runs_stored = self.queue.stored_bytes(user.name)
+            if uploads + outputs + runs_stored + adding >= user.max_bytes:
                 more = f" (this upload: {adding / 1e6:.1f} MB)" if adding else ""
                 return (f"user {user.name!r} stores {uploads / 1e6:.1f} MB of uploads, {outputs / 1e6:.1f} MB of "
-                        f"output files and {graphs / 1e6:.1f} MB of run graphs{more}; the limit is "
+                        f"output files and {runs_stored / 1e6:.1f} MB of runs (graphs and results){more}; the limit is "
                         f"{user.max_bytes / 1e6:.1f} MB. Free space: delete old runs with their files (the "
                         f"editor's history, or delete_run), or uploads and files you no longer need (delete_file)")
         return None
@@ -1130,6 +1130,12 @@ class ServerProtocol:
         if record.status in ("queued", "running"):
             return [_error(client.client_id, "invalid_state",
                            f"run {record.id} is {record.status}; cancel or interrupt it first", message.request_id)]
+        if not self.queue.delete(record.id):      # re-queued (or deleted) meanwhile: its files are not the past's
+            now = self._visible_record(client, message.run_id)
+            state = now.status if now is not None else "deleted"
+            return [_error(client.client_id, "invalid_state", f"run {record.id} is {state} now (it changed while "
+                                                              f"this was asked); nothing was deleted",
+                           message.request_id, status=state)]
         store = self.files if record.user is None else self.files.for_user(record.user)
         deleted = kept = 0
         for item in (record.result or {}).get("files", []):
@@ -1143,9 +1149,8 @@ class ServerProtocol:
             if self.queue.file_shared(file_id, record.id, record.user):   # a cached rerun shows the same file
                 kept += 1
                 continue
-            path.unlink()
+            path.unlink(missing_ok=True)
             deleted += 1
-        self.queue.delete(record.id)
         return self._reply(client, message, {"type": "run_deleted", "run_id": record.id, "files_deleted": deleted,
                                              "files_kept": kept})
 

@@ -112,11 +112,17 @@ class RunRecord:
                 "title": title if isinstance(title, str) else None}
 
 
+MAX_LISTED_TITLE = 200      # characters of a graph's title a listing shows (a 7 MB title made each history row 7 MB)
+
+
 def _title(graph: Any) -> str | None:
-    """A stored graph's metadata title, if it is text (rows stored before titles were checked may hold anything)."""
+    """A stored graph's metadata title, if it is text (rows stored before titles were checked may hold anything),
+    cut to MAX_LISTED_TITLE characters."""
     metadata = graph.get("metadata") if isinstance(graph, dict) else None
     title = metadata.get("title") if isinstance(metadata, dict) else None
-    return title if isinstance(title, str) else None
+    if not isinstance(title, str):
+        return None
+    return title if len(title) <= MAX_LISTED_TITLE else title[:MAX_LISTED_TITLE - 1] + "…"
 
 
 class UnreadableRow(Exception):
@@ -306,6 +312,8 @@ class RunQueue:
                 self._db.execute("ALTER TABLE runs ADD COLUMN graph_bytes INTEGER")
             if "front" not in columns:     # from before users took turns: no run was put at the front
                 self._db.execute("ALTER TABLE runs ADD COLUMN front INTEGER")
+            if "result_bytes" not in columns:   # from before stored results counted in quotas: theirs count as 0
+                self._db.execute("ALTER TABLE runs ADD COLUMN result_bytes INTEGER")
 
     def close(self) -> None:
         """Close the database; safe to call twice."""
@@ -389,6 +397,9 @@ class RunQueue:
         if graph_text is None:
             graph_text = json.dumps(graph, allow_nan=False)
         listing_text = strict_dumps(listing_of(graph, listing))
+        outputs_text = json.dumps(outputs) if outputs is not None else None
+        overrides_text = json.dumps(overrides) if overrides else None
+        stored = len(graph_text) + len(listing_text) + len(outputs_text or "") + len(overrides_text or "")
         run_id = uuid.uuid4().hex
         submitted_at = time.time()
         with self._lock:
@@ -407,9 +418,8 @@ class RunQueue:
                     "INSERT INTO runs (id, seq, client_id, user, status, graph, outputs, overrides, submitted_at, "
                     "started_at, listing, graph_bytes, front) VALUES (?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?)",
                     (run_id, seq, client_id, user, "queued" if started_at is None else "running",
-                     json.dumps(outputs) if outputs is not None else None,
-                     json.dumps(overrides) if overrides else None, submitted_at, started_at, listing_text,
-                     len(graph_text), 1 if front else None))
+                     outputs_text, overrides_text, submitted_at, started_at, listing_text,
+                     stored, 1 if front else None))
                 self._db.execute("INSERT INTO run_graphs (id, graph) VALUES (?, ?)", (run_id, graph_text))
                 self._db.execute("COMMIT")
             except BaseException:
@@ -494,11 +504,13 @@ class RunQueue:
         """Record how a running run ended."""
         if status not in FINISHED:
             raise ValueError(f"finish status must be one of {FINISHED}, got {status!r}")
+        error_text = strict_dumps(error) if error else None
+        result_text = strict_dumps(result, default=str) if result is not None else None
         with self._lock:
             self._db.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, error = ?, result = ? WHERE id = ?",
-                (status, time.time(), strict_dumps(error) if error else None,
-                 strict_dumps(result, default=str) if result is not None else None, run_id))
+                "UPDATE runs SET status = ?, finished_at = ?, error = ?, result = ?, result_bytes = ? WHERE id = ?",
+                (status, time.time(), error_text, result_text, len(error_text or "") + len(result_text or ""),
+                 run_id))
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a queued run; False if it is not queued (running runs are interrupted instead)."""
@@ -519,7 +531,8 @@ class RunQueue:
             hi = self._one("SELECT MAX(seq) AS hi FROM runs")["hi"] or 0
             cursor = self._db.execute(
                 "UPDATE runs SET status = 'queued', seq = ?, started_at = NULL, finished_at = NULL, "
-                "error = NULL, result = NULL WHERE id = ? AND status IN ('failed', 'interrupted', 'cancelled')",
+                "error = NULL, result = NULL, result_bytes = NULL "
+                "WHERE id = ? AND status IN ('failed', 'interrupted', 'cancelled')",
                 (hi + 1, run_id))
             return cursor.rowcount == 1
 
@@ -549,9 +562,12 @@ class RunQueue:
         """How many runs are queued."""
         return int(self._one("SELECT COUNT(*) AS n FROM runs WHERE status = 'queued'")["n"])
 
-    def stored_graph_bytes(self, user: str | None) -> int:
-        """The size (characters) of the graphs stored for `user`'s runs (counted in the per-user `max_bytes`)."""
-        return int(self._one("SELECT COALESCE(SUM(graph_bytes), 0) AS n FROM runs WHERE user IS ?", user)["n"])
+    def stored_bytes(self, user: str | None) -> int:
+        """The size (characters) of what is stored for `user`'s runs — graphs, overrides, outputs asked for,
+        listings, results and errors — counted in the per-user `max_bytes` (results were not: 40 ShowValue nodes
+        of 1 MiB texts stored 42 MB a run against a 2 MiB limit)."""
+        return int(self._one("SELECT COALESCE(SUM(COALESCE(graph_bytes, 0) + COALESCE(result_bytes, 0)), 0) AS n "
+                             "FROM runs WHERE user IS ?", user)["n"])
 
     def active_count(self, user: str | None) -> int:
         """How many of `user`'s runs are queued or running (what the per-user limit counts)."""

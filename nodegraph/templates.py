@@ -108,7 +108,11 @@ class TemplateLibrary:
             raise TemplateError("not_found", f"no template {template_id[:200]!r}: a template id is a .json file "
                                              f"path inside its folder, without '..' or absolute parts")
         path = root / rel
-        if not path.is_file() or not self._inside(root, path):
+        try:
+            found = "\0" not in rel and path.is_file() and self._inside(root, path)
+        except (OSError, ValueError):       # a name the file system refuses (a part over 255 bytes)
+            found = False
+        if not found:
             raise TemplateError("not_found", f"no template {template_id[:200]!r} (list_templates lists them)")
         return self._load(path)
 

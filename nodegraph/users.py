@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROLES = ("user", "admin")
-_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")     # whole name (fullmatch: `$` let "eve\n" through)
 DEFAULT_MAX_QUEUED = 20
 DEFAULT_MAX_BYTES = 2 * 1024**3
 
@@ -76,7 +76,7 @@ class User:
 
 def check_user_name(name: str) -> str:
     """A user name is also a folder name: lower-case letters, digits, `_` and `-`, at most 32."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise UsersFileError(f"user name {name!r} is not allowed: use 1-32 lower-case letters, digits, '_' or '-', "
                              f"starting with a letter (it becomes the user's folder name)")
     return name

@@ -845,6 +845,17 @@ def test_a_comfyui_ui_workflow_imports_and_runs(tmp_path, capsys):
     assert Image.open(saved).tobytes() == Image.open(shipped).tobytes()        # the same picture, pixel for pixel
 
 
+@pytest.mark.parametrize("mode", [[], {}, "2", 2.0, True, None, 99])
+def test_a_ui_workflow_node_with_an_odd_mode_imports_as_a_plain_node(mode):
+    """`"mode": []` made the import raise TypeError (unhashable): a traceback from `nodegraph run` and an
+    internal_error from the server (a hostile pass). Only ComfyUI's own integer modes mean anything."""
+    from nodegraph.comfyui import workflow_to_prompt
+
+    workflow = {"nodes": [{"id": 1, "type": "EmptyLatentImage", "mode": mode, "widgets_values": [64, 64, 1]}],
+                "links": []}
+    assert "_meta" not in workflow_to_prompt(workflow)["1"] or "mode" not in workflow_to_prompt(workflow)["1"]["_meta"]
+
+
 def test_a_png_with_only_a_comfyui_workflow_chunk_imports(tmp_path, capsys):
     """A PNG whose ComfyUI metadata is only the UI workflow (no API prompt) imports it too."""
     from PIL import Image, PngImagePlugin

@@ -29,6 +29,8 @@ BAD_NAMES = [
     ("name\x00.png", "control_character"),
     ("line\nbreak", "control_character"),
     ("tab\there", "control_character"),
+    ("x\u202egnp.exe", "bidi_control"),     # listed as "xexe.png" (a hostile pass's finding)
+    ("runs/\u2067a", "bidi_control"),
     ("runs//x", "empty_component"),
     ("runs/", "empty_component"),
     ("lv/<>|?*", "reserved_character"),

@@ -369,8 +369,34 @@ def test_stored_run_graphs_count_in_a_users_byte_limit(tmp_path):
         answers.append(next(out.message for out in replies
                             if out.message and out.message["type"] in ("submitted", "error")))
     assert [a["type"] for a in answers[:3]] == ["submitted"] * 3
-    assert answers[3]["code"] == "quota_exceeded" and "MB of run graphs" in answers[3]["message"]
-    assert queue.stored_graph_bytes("alice") > 60_000 and queue.stored_graph_bytes("bob") == 0
+    assert answers[3]["code"] == "quota_exceeded" and "MB of runs (graphs and results)" in answers[3]["message"]
+    assert queue.stored_bytes("alice") > 60_000 and queue.stored_bytes("bob") == 0
+
+
+def test_stored_results_and_overrides_count_in_a_users_byte_limit(tmp_path):
+    """A 7.8 KB graph of 40 ShowValue nodes showing 1 MiB texts stored 42 MB of results a run, and overrides were
+    stored uncounted too: a user with a 2 MiB limit stored 125 MB (a hostile pass). Both count now."""
+    queue = RunQueue(tmp_path / "runs.sqlite")
+    small = wait_graph(0)
+    run = queue.enqueue(small, "c", None, {"w.seconds": "x" * 50_000}, user="carol", start=True)
+    after_submit = queue.stored_bytes("carol")
+    assert after_submit > 50_000
+    queue.finish(run.id, "succeeded", result={"outputs": {"show": {"value": "y" * 300_000}}})
+    assert queue.stored_bytes("carol") > after_submit + 300_000
+    assert queue.requeue(run.id) is False         # a succeeded run is not re-queued; a failed one's result goes
+    failed = queue.enqueue(small, "c", user="carol", start=True)
+    queue.finish(failed.id, "failed", error={"message": "z" * 100_000})
+    before = queue.stored_bytes("carol")
+    assert queue.requeue(failed.id) and queue.stored_bytes("carol") < before - 90_000
+
+
+def test_a_huge_title_is_listed_cut():
+    """Ten runs titled with 7 MB each made a history reply of 70 MB (a hostile pass): listings show 200 characters."""
+    from nodegraph.run_queue import MAX_LISTED_TITLE, listing_of
+
+    title = listing_of({"metadata": {"title": "t" * 7_000_000}})["title"]
+    assert len(title) == MAX_LISTED_TITLE and title.endswith("…")
+    assert listing_of({"metadata": {"title": "Text to image"}})["title"] == "Text to image"
 
 
 def test_errors_for_unreadable_frames_and_handler_failures_carry_the_request_id(proto, monkeypatch):
@@ -621,3 +647,25 @@ def test_a_client_that_stopped_reading_does_not_hold_up_shutdown(tmp_path):
         started = time.monotonic()
         running.stop()
         assert time.monotonic() - started < 8      # 2 s of flushing at most, then the connection is cut
+
+
+def test_delete_run_racing_a_requeue_deletes_nothing(proto, tmp_path, monkeypatch):
+    """`delete_run` read the run as failed, a `requeue` put it back meanwhile, and the delete answered `run_deleted`
+    and removed the old run's output files while the run stayed in the queue (1 time in 30 for a hostile pass).
+    The row is deleted first now; when it changed meanwhile, nothing is deleted and the reply says why."""
+    queue = proto.queue
+    (tmp_path / "out").mkdir(exist_ok=True)
+    (tmp_path / "out" / "made.png").write_bytes(b"png")
+    run = queue.enqueue(wait_graph(0), "c1", start=True)
+    queue.finish(run.id, "failed", error={"message": "x"},
+                 result={"files": [{"file_id": "output/made.png", "kind": "image"}]})
+    real_delete = queue.delete
+
+    def requeued_first(run_id):
+        queue.requeue(run_id)          # another connection's requeue lands between the read and the delete
+        return real_delete(run_id)
+
+    monkeypatch.setattr(queue, "delete", requeued_first)
+    (reply,) = send(proto, {"type": "delete_run", "run_id": run.id})
+    assert reply["type"] == "error" and reply["code"] == "invalid_state" and reply["details"]["status"] == "queued"
+    assert (tmp_path / "out" / "made.png").exists() and queue.get(run.id).status == "queued"

@@ -686,6 +686,9 @@ def test_users_file_stores_only_hashes_and_reports_bad_files(tmp_path, capsys):
     path.write_text('{"users": {"Bad Name": {"token_sha256": "00"}}}')
     with pytest.raises(UsersFileError, match="Bad Name"):
         UserBook.load(path)
+    path.write_text('{"users": {"eve\\n": {"token_sha256": "00"}}}')     # `$` matched before a final newline
+    with pytest.raises(UsersFileError, match="eve"):
+        UserBook.load(path)
     with pytest.raises(UsersFileError, match="nodegraph users add"):
         UserBook.load(tmp_path / "missing.json")
 

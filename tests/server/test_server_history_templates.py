@@ -166,7 +166,8 @@ def test_get_template_is_confined_to_template_folders(tmp_path, proto):
     (root / "link.json").symlink_to(secret)
     proto.templates = TemplateLibrary({"project": root})
     for bad in ("project/../secret.json", "project//etc/passwd.json", "project/notes.txt", "other/ok.json",
-                "project/link.json", "project", "project/./ok.json"):
+                "project/link.json", "project", "project/./ok.json",
+                "project/" + "a" * 300 + "/x.json", "project/a\u0000b.json"):    # OSError, ValueError: not_found
         (reply,) = send(proto, {"type": "get_template", "template_id": bad})
         assert reply.message["code"] == "not_found", bad
     (reply,) = send(proto, {"type": "list_templates"})
