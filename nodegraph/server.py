@@ -854,13 +854,22 @@ class Server:
     STALL_SECONDS = 10.0
     OUTBOX_HARD_LIMIT = 500_000
 
+    SEND_TURN = 32      # frames a sender sends before the other tasks get a turn
+
     async def _send_loop(self, client_id: str, websocket: ServerConnection, outbox: asyncio.Queue) -> None:
         loop = asyncio.get_running_loop()
+        sent = 0
         try:
             while True:
                 frame = await outbox.get()
                 await websocket.send(frame)
                 self._sent_at[client_id] = loop.time()      # progress: see OUTBOX_LIMIT
+                sent += 1
+                if sent % self.SEND_TURN == 0:
+                    # neither get() of a non-empty queue nor a send below the write buffer's limit suspends: a
+                    # client without batches had 120,000 frames of one big run sent in one go, every other
+                    # client's messages waiting 7 s
+                    await asyncio.sleep(0)
         except (ConnectionClosed, asyncio.CancelledError):
             pass
 

@@ -669,3 +669,36 @@ def test_delete_run_racing_a_requeue_deletes_nothing(proto, tmp_path, monkeypatc
     (reply,) = send(proto, {"type": "delete_run", "run_id": run.id})
     assert reply["type"] == "error" and reply["code"] == "invalid_state" and reply["details"]["status"] == "queued"
     assert (tmp_path / "out" / "made.png").exists() and queue.get(run.id).status == "queued"
+
+
+def test_a_sender_with_many_frames_gives_other_tasks_turns(tmp_path):
+    """A client without batches gets a frame per node event: a 60,000-node run queued 120,000 frames, which its
+    sender sent in one go (neither a non-empty queue's get() nor a send under the buffer limit suspends), and every
+    other client's messages waited 7 s (a hostile pass). The sender now yields every SEND_TURN frames."""
+    server = Server(Session(output_dir=tmp_path / "out"), data_dir=tmp_path / "data", port=0)
+
+    class InstantSocket:
+        def __init__(self):
+            self.sent = 0
+
+        async def send(self, frame):
+            self.sent += 1
+
+    async def scenario():
+        socket, outbox, turns = InstantSocket(), asyncio.Queue(), []
+        for i in range(10 * Server.SEND_TURN):
+            outbox.put_nowait(f"frame {i}")
+
+        async def other_client():
+            while socket.sent < 10 * Server.SEND_TURN:
+                turns.append(socket.sent)
+                await asyncio.sleep(0)
+
+        server._sent_at["c"] = 0.0
+        sender = asyncio.create_task(server._send_loop("c", socket, outbox))
+        await asyncio.wait_for(other_client(), 10)
+        sender.cancel()
+        return turns
+
+    turns = asyncio.run(scenario())
+    assert len({t for t in turns if 0 < t < 10 * Server.SEND_TURN}) >= 8     # turns while the frames went out
