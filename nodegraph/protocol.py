@@ -826,6 +826,11 @@ class ServerProtocol:
         if user.max_bytes is not None:
             store = self.store_for(user)
             uploads, outputs = store.folder_bytes("input"), store.folder_bytes("output")
+            if uploads is None or outputs is None:
+                return (f"user {user.name!r} has more than {store.MAX_COUNTED_FILES:,} files in their "
+                        f"{'upload' if uploads is None else 'output'} folder, more than the server counts for the "
+                        f"{user.max_bytes / 1e6:.1f} MB limit; delete old runs with their files (the editor's "
+                        f"history, or delete_run) or files you no longer need (delete_file)")
             runs_stored = self.queue.stored_bytes(user.name)
             if uploads + outputs + runs_stored + adding >= user.max_bytes:
                 more = f" (this upload: {adding / 1e6:.1f} MB)" if adding else ""

@@ -702,3 +702,28 @@ def test_a_sender_with_many_frames_gives_other_tasks_turns(tmp_path):
 
     turns = asyncio.run(scenario())
     assert len({t for t in turns if 0 < t < 10 * Server.SEND_TURN}) >= 8     # turns while the frames went out
+
+
+def test_a_folder_with_more_files_than_the_quota_walk_counts_is_over_the_limit(tmp_path, monkeypatch):
+    """The quota walk stopped counting after 100,000 files and took what it had counted for the whole: a user made
+    102,400 small files, then 130 MB of runs past a 300 MB limit (a hostile pass). Past the count, a user with a
+    byte limit is refused, told why."""
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+    book = UserBook(path=tmp_path / "users.json")
+    dave = book.authenticate(book.add(User("dave", max_bytes=10**9, max_queued=None)))
+    store = FileStore(tmp_path / "in", tmp_path / "out")
+    proto = ServerProtocol(session, RunQueue(tmp_path / "runs.sqlite"), store, users=book)
+    proto.connect("d", dave)
+    proto.receive("d", json.dumps({"type": "hello", "protocol_version": PROTOCOL_VERSION}))
+    folder = tmp_path / "out" / "dave"
+    folder.mkdir(parents=True)
+    for i in range(6):
+        (folder / f"{i}.txt").write_text("x")
+    monkeypatch.setattr(FileStore, "MAX_COUNTED_FILES", 5)
+    (reply,) = [out.message for out in proto.receive("d", json.dumps({"type": "submit", "graph": wait_graph(0)}))
+                if out.message and out.message["type"] in ("submitted", "error")]
+    assert reply["code"] == "quota_exceeded" and "more than 5 files in their output folder" in reply["message"]
+    monkeypatch.setattr(FileStore, "MAX_COUNTED_FILES", 100)
+    (reply,) = [out.message for out in proto.receive("d", json.dumps({"type": "submit", "graph": wait_graph(0)}))
+                if out.message and out.message["type"] in ("submitted", "error")]
+    assert reply["type"] == "submitted"
