@@ -61,7 +61,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
 
-from .errors import NodegraphError, NodeInputError
+from .errors import NodegraphError, NodeInputError, StorageLimitError
 from .node import NodeContext
 from .results import FILE_KINDS, MIME_TYPES, ResultFileError, default_mime, file_result
 from .types import pixel_values_problem
@@ -888,6 +888,7 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
                                                f"({exc.strerror or type(exc).__name__}: a file there has the name of "
                                                f"one of its folders?); choose another prefix") from None
     results = []
+    budget = context.services.get("output_budget")     # a server user's storage limit (files.OutputBudget), if any
     for index, (item, extra) in enumerate(zip(items, per_item)):
         path = _reserve(target.parent, target.name, suffix.lower())
         try:
@@ -905,6 +906,9 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
                            "nothing, or somewhere else?)")
                 raise ApiArgumentError(name, f"items[{index}]", f"{problem}: a {kind} result needs the file's bytes "
                                                                 f"(nothing was saved)")
+            over = budget.spend(size) if budget is not None else None
+            if over is not None:
+                raise StorageLimitError(over)
             results.append(file_result(path, output_dir, kind, mime, **dict(extra)))
         except ResultFileError as exc:
             path.unlink(missing_ok=True)

@@ -111,6 +111,10 @@ class NodeInputError(NodegraphError, ValueError):
         super().__init__(f"input {input!r}: {message}")
 
 
+class StorageLimitError(NodegraphError):
+    """A run's files would pass its user's storage limit (`files.OutputBudget`): the user's situation, not a bug."""
+
+
 class PathConfinementError(NodeInputError):
     """A file or folder name that would leave its folder (or is unsafe to use); see nodegraph/paths.py."""
 

@@ -41,6 +41,7 @@ import os
 import re
 import stat
 import tempfile
+import threading
 import unicodedata
 from pathlib import Path
 
@@ -115,6 +116,29 @@ def eight_bit(image):
         scale = 255.0 if image.mode == "F" else 255.0 / 65535.0
         return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), mode="L")
     return image
+
+
+def _amount(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} KB"
+
+
+class OutputBudget:
+    """Bytes one run may still write into its output folder: on a server with users, a user's `max_bytes` less
+    what they store when the run starts (their limit was checked only before a run, and one run of a user with
+    2 MiB wrote 190 MB). `api.save_files` spends it per file written and refuses the file that passes it."""
+
+    def __init__(self, limit: int, owner: str):
+        self.left, self.owner, self._lock = int(limit), owner, threading.Lock()
+
+    def spend(self, size: int) -> str | None:
+        """Take `size` bytes; a message saying why not (nothing taken) when they are more than what is left."""
+        with self._lock:
+            if size > self.left:
+                return (f"this file ({_amount(size)}) would pass user {self.owner}'s storage limit "
+                        f"({_amount(max(self.left, 0))} left for this run's files); it was not kept. Free space "
+                        f"(delete old runs with their files) or write smaller / fewer files")
+            self.left -= size
+            return None
 
 
 def content_fingerprint(path: str | os.PathLike) -> str:

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, Stric
 from .cache import POLICIES
 from .errors import GraphValidationError
 from .events import Event, NodeCached, NodeFinished, NodeStarted
-from .files import FileAccessError, FileStore, UploadStorageError
+from .files import FileAccessError, FileStore, OutputBudget, UploadStorageError
 from .effective_graph import effective_graph
 from .graph import Graph, GraphNode, Link, json_value_problem
 from .run_queue import ActiveLimitReached, RunQueue, RunRecord, members_within_storage_caps, storable_problem
@@ -632,6 +632,19 @@ class ServerProtocol:
         if self.users is None or user_name is None:
             return True
         return any(user.name == user_name and user.is_admin for user in self.users.users())
+
+    def output_budget(self, user_name: str | None) -> OutputBudget | None:
+        """What a run of `user_name` may write into their output folder (their `max_bytes` less what they store
+        now), or None: no limit (no users, an admin, a user without `max_bytes`, one no longer in the file)."""
+        if self.users is None or user_name is None:
+            return None
+        user = next((u for u in self.users.users() if u.name == user_name), None)
+        if user is None or user.is_admin or user.max_bytes is None:
+            return None
+        store = self.files.for_user(user_name)
+        used = [store.folder_bytes("input"), store.folder_bytes("output"), self.queue.stored_bytes(user_name)]
+        left = 0 if None in used else user.max_bytes - sum(used)
+        return OutputBudget(max(left, 0), user_name)
 
     def run_folders(self, user_name: str | None) -> tuple[Any, Any] | None:
         """(input dir, output dir) for runs of `user_name`, or None for the session's own folders."""

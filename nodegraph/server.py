@@ -112,7 +112,7 @@ from websockets.http11 import Request, Response
 
 from . import __version__
 from .distributed.pool import ClusterUnreachableError, RayNotInstalledError
-from .errors import GraphValidationError, NodeExecutionError, NodeInputError, RunInterrupted
+from .errors import GraphValidationError, NodeExecutionError, NodeInputError, RunInterrupted, StorageLimitError
 from .events import RunFailed
 from .files import FileAccessError, FileStore, eight_bit
 from .model_paths import ModelPathsError
@@ -1172,12 +1172,13 @@ class Server:
             result = self.session.run(source, overrides=overrides, outputs=record.outputs,
                                       on_event=lambda e: self._on_event(run_id, e), run_id=run_id,
                                       model_writes=self.protocol.may_write_models(record.user),
+                                      output_budget=self.protocol.output_budget(record.user),
                                       **({"input_dir": folders[0], "output_dir": folders[1]} if folders else {}))
         except GraphValidationError as exc:
             self._terminal_event = RunFailed(run_id, None, str(exc))
             self._finish(run_id, "failed", error={"message": str(exc), "errors": exc.to_list()})
         except NodeExecutionError as exc:
-            if isinstance(exc.exception, NodeInputError):     # the graph's mistake, said to its user: no traceback
+            if isinstance(exc.exception, (NodeInputError, StorageLimitError)):     # said to its user: no traceback
                 log.info("run %s failed at node %r (%s): %s", run_id, exc.node_id, exc.node_type, exc.exception)
             else:
                 log.warning("run %s failed at node %r (%s):\n%s", run_id, exc.node_id, exc.node_type, exc.traceback)

@@ -215,6 +215,7 @@ class Session:
         input_dir: str | os.PathLike | None = None,
         output_dir: str | os.PathLike | None = None,
         model_writes: bool = True,
+        output_budget: Any = None,
     ) -> RunResult:
         """Validate and run a graph; returns outputs and which nodes executed or came from cache.
 
@@ -231,6 +232,8 @@ class Session:
                 cached result never points into another run's folder, and the keys of nodes
                 that read the input folder include it, so one user's file never answers
                 for another's.
+            output_budget: a `files.OutputBudget`: what the run's files may take in all (`api.save_files` refuses
+                the file that passes it); a server gives a user with a storage limit one.
             model_writes: False refuses the graph (`model_write_forbidden`, before anything
                 runs) when a node in it writes into a model folder — a save node, whose
                 file-name input declares a model folder (`Input(file_name_in="loras")`). A
@@ -261,6 +264,8 @@ class Session:
                         "resolve_file": resolve_file}
             scope = str(run_output.resolve()).encode()
             input_scope = str(run_input.resolve()).encode()
+        if output_budget is not None:
+            services = {**services, "output_budget": output_budget}
         run_id = run_id if run_id is not None else uuid.uuid4().hex
         with self._run_lock:
             with self._interrupt_lock:

@@ -727,3 +727,33 @@ def test_a_folder_with_more_files_than_the_quota_walk_counts_is_over_the_limit(t
     (reply,) = [out.message for out in proto.receive("d", json.dumps({"type": "submit", "graph": wait_graph(0)}))
                 if out.message and out.message["type"] in ("submitted", "error")]
     assert reply["type"] == "submitted"
+
+
+def test_a_run_cannot_write_past_its_users_storage_limit(tmp_path):
+    """max_bytes was checked only before a run: a user with 2 MiB wrote 190 MB in one (a hostile pass). A run of a
+    user with a limit gets what is left of it, and the file that would pass it is not kept: the node fails."""
+    from nodegraph import NodeExecutionError
+    from nodegraph.files import OutputBudget
+
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+    graph = {"format_version": 2, "nodes": {
+        "img": {"type": "RenderTinyWorld", "inputs": {"caption": "a red circle", "size": 64}},
+        "batch": {"type": "ImageBatch", "inputs": {"a": {"node": "img", "output": "image"},
+                                                   "b": {"node": "img", "output": "image"}}},
+        "save": {"type": "SaveImage", "inputs": {"images": {"node": "batch", "output": "images"},
+                                                 "filename_prefix": "big"}}}}
+    session.run(graph)
+    before = sorted((tmp_path / "out").iterdir())
+    size = max(path.stat().st_size for path in before)
+    session.cache.clear()
+    with pytest.raises(NodeExecutionError, match="would pass user carol's storage limit"):
+        session.run(graph, output_budget=OutputBudget(int(size * 1.5), "carol"))
+    assert len(sorted((tmp_path / "out").iterdir())) == len(before) + 1     # the first file only
+
+    book = UserBook(path=tmp_path / "users.json")
+    book.add(User("carol", max_bytes=10_000, max_queued=None))
+    book.add(User("root", role="admin"))
+    proto = ServerProtocol(session, RunQueue(tmp_path / "runs.sqlite"), FileStore(tmp_path / "in", tmp_path / "out"),
+                           users=book)
+    assert proto.output_budget("carol").left == 10_000 and proto.output_budget("root") is None
+    assert proto.output_budget(None) is None

@@ -605,7 +605,8 @@ def test_per_user_queue_limit(users):
 
 
 def test_per_user_storage_limit(tmp_path):
-    """Past max_bytes, uploads and submits get quota_exceeded; delete_run frees space."""
+    """Past max_bytes, uploads and submits get quota_exceeded; deleting files frees space. A run cannot write past
+    the limit either: its image would pass 200 bytes, so it is not kept and the run fails saying so."""
     book = UserBook(path=tmp_path / "users.json")
     token = book.add(User("carol", max_bytes=200))
     running = RunningServer(tmp_path, users=book)
@@ -613,12 +614,17 @@ def test_per_user_storage_limit(tmp_path):
         carol = Client(running.url(f"/ws?token={token}"))
         carol.send({"type": "submit", "graph": SAVE_IMAGE})
         run_id = carol.next_of("submitted")["run_id"]
-        carol.next_of("run_finished", run_id=run_id)
+        failed = carol.next_of("node_error", run_id=run_id)
+        assert "would pass user carol's storage limit" in failed["message"], failed
+        assert not list((running.session.output_dir / "carol").rglob("*.png"))
+        (running.session.output_dir / "carol" / "old.bin").write_bytes(b"x" * 300)     # earlier files
         carol.send({"type": "submit", "graph": ARITHMETIC})
         error = carol.next_of("error")
         assert error["code"] == "quota_exceeded" and "delete_run" in error["message"]
-        carol.send({"type": "delete_run", "run_id": run_id})
-        assert carol.next_of("run_deleted")["files_deleted"] == 1
+        carol.send({"type": "delete_file", "file_id": "output/old.bin"})
+        carol.next_of("file_deleted")
+        carol.send({"type": "delete_run", "run_id": run_id})      # its stored graph and error count too
+        carol.next_of("run_deleted")
         carol.send({"type": "submit", "graph": ARITHMETIC})
         assert carol.next_of("submitted")
         carol.close()
