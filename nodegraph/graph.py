@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -201,22 +201,34 @@ class Graph:
         return Graph(nodes, self.metadata, self.ui, self.has_ui, subgraphs=self.subgraphs)
 
 
-def with_renamed_inputs(graph: Graph, renames: dict[str, dict[str, str]]) -> Graph:
-    """`graph` with each node's inputs renamed by `renames[node type]` (old name → new name; an old name is
-    kept when the node also writes the new one, so validation names the clash); the same object when
-    nothing applies. Subgraph definitions are left as they are."""
-    nodes = None
-    for node_id, node in graph.nodes.items():
+def _renamed_nodes(nodes: dict[str, GraphNode], renames: dict[str, dict[str, str]]) -> dict[str, GraphNode] | None:
+    """`nodes` with each node's inputs renamed by `renames[node type]`, or None when nothing applies."""
+    out = None
+    for node_id, node in nodes.items():
         mapping = renames.get(node.type)
         if not mapping or not any(name in mapping for name in node.inputs):
             continue
-        nodes = nodes if nodes is not None else dict(graph.nodes)
+        out = out if out is not None else dict(nodes)
         inputs = {(mapping[name] if name in mapping and mapping[name] not in node.inputs else name): value
                   for name, value in node.inputs.items()}
-        nodes[node_id] = GraphNode(node.type, inputs, node.title, node.mode)
-    if nodes is None:
+        out[node_id] = GraphNode(node.type, inputs, node.title, node.mode)
+    return out
+
+
+def with_renamed_inputs(graph: Graph, renames: dict[str, dict[str, str]]) -> Graph:
+    """`graph` with each node's inputs renamed by `renames[node type]` (old name → new name; an old name is
+    kept when the node also writes the new one, so validation names the clash), inside subgraph definitions
+    too (an old graph's subgraph failed with `unknown_input`); the same object when nothing applies."""
+    nodes = _renamed_nodes(graph.nodes, renames)
+    subgraphs = graph.subgraphs
+    if subgraphs:
+        changed = {name: _renamed_nodes(definition.nodes, renames) for name, definition in subgraphs.items()}
+        if any(inner is not None for inner in changed.values()):
+            subgraphs = {name: (definition if changed[name] is None else replace(definition, nodes=changed[name]))
+                         for name, definition in subgraphs.items()}
+    if nodes is None and subgraphs is graph.subgraphs:
         return graph
-    return Graph(nodes, graph.metadata, graph.ui, graph.has_ui, subgraphs=graph.subgraphs)
+    return Graph(graph.nodes if nodes is None else nodes, graph.metadata, graph.ui, graph.has_ui, subgraphs=subgraphs)
 
 
 def topological_order(nodes: dict[str, GraphNode]) -> tuple[list[str], list[str]]:

@@ -997,6 +997,13 @@ def test_a_renamed_input_keeps_saved_graphs_running():
     assert [e.code for e in session.validate(saved)] == ["out_of_range"]
     (schema,) = [n for n in session.node_schemas() if n["type"] == "Pixelate"]
     assert schema["renamed_inputs"] == {"pixel_size": "block_size"}       # for clients that load old graphs
+    nested = {"format_version": 2, "subgraphs": {"pix": {                 # inside a subgraph: unknown_input before
+        "outputs": {"v": {"node": "p", "output": "value"}},
+        "nodes": {"p": {"type": "Pixelate", "inputs": {"pixel_size": 6}}}}},
+        "nodes": {"g": {"type": "subgraph:pix", "inputs": {}},
+                  "s": {"type": "ShowValue", "inputs": {"value": {"node": "g", "output": "v"}}}}}
+    assert session.validate(nested) == []
+    assert session.run(nested).outputs["s"]["value"] == 6
 
     class Broken(Node):
         renamed_inputs = {"size": "nowhere", "kept": "kept"}
