@@ -9,9 +9,8 @@
  * order: an input under an old name takes the new name, with its value — a literal or a link —,
  * unless the node also sets the new name: then both are left as they are (the new one is used, and
  * the old one shows as an unknown input that the server's validation names, so the clash is seen
- * rather than silently resolved). Besides the engine, which leaves subgraph definitions as written
- * (their inner nodes then fail validation with `unknown_input`), the editor renames the inner nodes
- * of every definition too, and carries what it keeps per input along with a renamed one: the seed
+ * rather than silently resolved). Like the engine, the editor renames the inner nodes of every
+ * subgraph definition too, and carries what it keeps per input along with a renamed one: the seed
  * control (`ui.nodes.<id>.seed_modes`) and the reroutes of the link (`ui.reroutes`, `to.input`).
  *
  * Main functions:
