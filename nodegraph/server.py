@@ -212,8 +212,14 @@ def host_name(header: str | None) -> str | None:
     header = header.strip().lower()
     if header.startswith("["):
         end = header.find("]")
-        return header[1:end] if end > 0 else None
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+        rest = header[end + 1:] if end > 0 else ""
+        if end <= 0 or not (rest == "" or (rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit())):
+            return None         # "[::1]evil.com", "[::1]:x": not a host and port
+        return header[1:end]
+    if header.count(":") == 1:
+        host, port = header.split(":")
+        return host if port.isascii() and port.isdigit() else None       # "localhost:evil.com" is no port
+    return header
 
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")

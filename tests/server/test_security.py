@@ -338,7 +338,8 @@ def test_requests_for_other_host_names_are_refused(server):
     out.mkdir(parents=True, exist_ok=True)
     (out / "a.txt").write_text("private")
     assert http_request(server.port, "/files/output/a.txt").status == 200
-    for host in ("evil.example", "evil.example:8188", "127.0.0.1.evil.example", ""):
+    for host in ("evil.example", "evil.example:8188", "127.0.0.1.evil.example", "", "localhost:evil.com",
+                 "[::1]evil.com", "[::1]:x"):       # a port that is not digits (a hostile pass)
         response = http_request(server.port, "/files/output/a.txt", {"Host": host})
         assert response.status == 421 and b"private" not in response.body, host
     assert http_request(server.port, "/files/output/a.txt", {"Host": f"localhost:{server.port}"}).status == 200

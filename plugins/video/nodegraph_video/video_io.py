@@ -32,7 +32,7 @@ FORMATS: dict[str, dict] = {
     "gif": {"suffix": ".gif", "codec": None, "mime": "image/gif", "graph": "GIF comment"},
     "webp": {"suffix": ".webp", "codec": None, "mime": "image/webp", "graph": None},
 }
-MAX_PIXELS = 512 * 1024 * 1024     # frames × height × width loaded at most (2 GB of float32 RGB would be 3x this)
+MAX_PIXELS = 16384 * 16384         # frames × height × width loaded at most: as an IMAGE may hold (3.2 GB float32 RGB)
 
 
 class VideoFileError(ValueError):
