@@ -488,6 +488,7 @@ class Server:
         self._queue_notes: dict[str, dict] = {}        # client id → queue_changed throttle state
         self._pooled_until: dict[str, float] = {}      # client id → until when its messages go to the pool
         self._sent_at: dict[str, float] = {}           # client id → loop time its last frame went out
+        self._file_bytes_out = 0                       # bytes of /files responses not yet sent (`_files`)
         self._users_watch: asyncio.Task | None = None  # follows the users file (a server with users)
         self._terminal_event: Any = None
         self._closed = False
@@ -707,9 +708,36 @@ class Server:
         size = parse_qs(urlsplit(request.path).query, keep_blank_values=True).get("size")
         if size is not None:          # `?size=` (empty) is a bad size, not a request for the whole file
             return await self._thumbnail_response(connection, file_path, size[0])
-        response = await asyncio.to_thread(self._file_response, file_path, "no-cache", request.headers.get("Range"))
+        range_header = request.headers.get("Range")
+        try:
+            stored = file_path.stat().st_size
+        except OSError:
+            return connection.respond(HTTPStatus.NOT_FOUND, "no such file\n")
+        wanted = byte_range(range_header, stored)
+        planned = wanted[1] - wanted[0] + 1 if isinstance(wanted, tuple) else 0 if wanted else stored
+        if self._file_bytes_out and self._file_bytes_out + planned > self.FILE_BYTES_OUT_LIMIT:
+            # a response is held in memory until sent: clients that asked and never read held 1.9 GB
+            busy = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many downloads at once; try again\n")
+            busy.headers["Retry-After"] = "1"
+            return busy
+        self._file_bytes_out += planned
+        try:
+            response = await asyncio.to_thread(self._file_response, file_path, "no-cache", range_header)
+        except BaseException:
+            self._file_bytes_out -= planned
+            raise
+        asyncio.ensure_future(self._release_file_bytes(connection, planned))
         response.headers["Content-Security-Policy"] = FILE_CSP
         return response
+
+    FILE_BYTES_OUT_LIMIT = 256 * 2**20      # /files bytes in memory waiting for their clients (one file may be more)
+
+    async def _release_file_bytes(self, connection: ServerConnection, planned: int) -> None:
+        """Count a /files response's bytes out once its connection is over (sent, or timed out after open_timeout)."""
+        try:
+            await connection.wait_closed()
+        finally:
+            self._file_bytes_out -= planned
 
     THUMBNAIL_CACHE = 256            # thumbnails kept in memory
     THUMBNAIL_WORKERS = 2            # threads making thumbnails (each holds one decoded image)

@@ -4,6 +4,7 @@ listings that never decode stored graphs, and a per-user queue limit that holds 
 from __future__ import annotations
 
 import asyncio
+import os
 import http.client
 import io
 import json
@@ -757,3 +758,35 @@ def test_a_run_cannot_write_past_its_users_storage_limit(tmp_path):
                            users=book)
     assert proto.output_budget("carol").left == 10_000 and proto.output_budget("root") is None
     assert proto.output_budget(None) is None
+
+
+def test_downloads_nobody_reads_cannot_hold_unbounded_memory(tmp_path, monkeypatch):
+    """/files reads a file into memory and keeps it until the client has it: 140 connections that asked for a 15 MB
+    file and never read held 1.9 GB (a hostile pass). Past FILE_BYTES_OUT_LIMIT bytes waiting, /files answers 503
+    with Retry-After; the bytes count out when the connection ends."""
+    import socket
+
+    monkeypatch.setattr(Server, "FILE_BYTES_OUT_LIMIT", 1 << 20)
+    running = RunningServer(tmp_path)
+    try:
+        (tmp_path / "out").mkdir(exist_ok=True)
+        (tmp_path / "out" / "big.bin").write_bytes(os.urandom(32 << 20))      # more than socket buffers hold
+        request = b"GET /files/output/big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        stuck = socket.create_connection(("127.0.0.1", running.port), timeout=20)
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.sendall(request)
+        assert stuck.recv(64).startswith(b"HTTP/1.1 200")         # its answer started; the rest waits for it
+        deadline = time.monotonic() + 20
+        while running.server._file_bytes_out == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        reply = _raw(running.port, request)
+        assert reply.startswith(b"HTTP/1.1 503") and b"Retry-After: 1" in reply, reply[:200]
+        stuck.close()
+        deadline = time.monotonic() + 20
+        while running.server._file_bytes_out and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert running.server._file_bytes_out == 0
+        status, body = http_request(running.port, "/files/output/big.bin")
+        assert status == 200 and len(body) == 32 << 20
+    finally:
+        running.stop()
