@@ -81,6 +81,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import errno
 import gc
 import hmac
@@ -171,6 +172,7 @@ class _MethodCheckingConnection(ServerConnection):
     websockets parses it (its parser would serve it as GET, or close on a body without a reply)."""
 
     _head: bytes | None = b""       # the request's first bytes until the method is known; then None
+    is_head = False                 # a HEAD request: answered with the headers a GET would get, no body
 
     def data_received(self, data: bytes) -> None:
         if self._head is not None:
@@ -187,6 +189,7 @@ class _MethodCheckingConnection(ServerConnection):
                 self.transport.write(refusal)
                 self.transport.close()
                 return
+            self.is_head = data.startswith(b"HEAD ")
         super().data_received(data)
 
 
@@ -637,7 +640,10 @@ class Server:
     async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Host/token/Origin checks; the websocket handshake, files and static assets. Never a traceback."""
         try:
-            return await self._process_request(connection, request)
+            response = await self._process_request(connection, request)
+            if response is not None and getattr(connection, "is_head", False):      # HEAD: the headers only
+                response = dataclasses.replace(response, body=b"")
+            return response
         except MultipleValuesError as exc:     # a header given twice (Authorization, Origin, Range, ...)
             CLIENT_LOG.log(log, logging.WARNING, "duplicate_header", "refused a request with the header %s twice",
                            str(exc)[:60])

@@ -790,3 +790,18 @@ def test_downloads_nobody_reads_cannot_hold_unbounded_memory(tmp_path, monkeypat
         assert status == 200 and len(body) == 32 << 20
     finally:
         running.stop()
+
+
+def test_a_head_request_gets_the_headers_without_the_body(server, tmp_path):
+    """HEAD got the whole file after its headers (a hostile pass); it gets what a GET's headers say, no body."""
+    import socket
+
+    save_png(tmp_path / "out" / "h.png")
+    size = (tmp_path / "out" / "h.png").stat().st_size
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.sendall(b"HEAD /files/output/h.png HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and f"Content-Length: {size}".encode() in head and body == b""
