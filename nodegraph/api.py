@@ -245,9 +245,10 @@ def check_latent(latent: Any, argument: str = "latent", function: str = "check_l
     if samples.shape[0] < 1:
         raise ApiArgumentError(function, argument, "the latent batch is empty (B = 0)")
     mask = latent.get("noise_mask")
-    if mask is not None and (not _is_tensor(mask) or mask.ndim not in (2, 3, 4)):
-        raise ApiArgumentError(function, argument, f"'noise_mask' must be a MASK tensor (B, H, W), found "
-                                                   f"{_describe(mask)}")
+    if mask is not None and (not _is_tensor(mask) or mask.ndim not in (2, 3, 4) or (mask.ndim == 4
+                                                                                 and mask.shape[1] != 1)):
+        raise ApiArgumentError(function, argument, f"'noise_mask' must be a mask (B, H, W) or (B, 1, H, W), at the "
+                                                   f"image's or the latent's size, found {_describe(mask)}")
     frames = latent.get("frames")
     if frames is not None and (not isinstance(frames, int) or frames < 1 or samples.shape[0] % frames):
         raise ApiArgumentError(function, argument, f"'frames' ({frames!r}) must be a positive int dividing the batch "

@@ -44,6 +44,7 @@ The executor reads only the derived `spec` (a `NodeSpec`), built once per class.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import logging
@@ -119,6 +120,7 @@ def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field
     file_name_in: str | None = None,
     subfolders: bool = False,
     file_suffix: str | None = None,
+    **unknown: Any,
 ) -> Any:
     """Declare a node input (a pydantic `Field` carrying nodegraph's widget metadata).
 
@@ -152,6 +154,8 @@ def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field
         file_suffix: with `file_name_in`, the name must end in this (".safetensors"), checked
             at validation too, so a training graph does not learn for an hour and then fail to save.
     """
+    if unknown:
+        raise TypeError(_unknown_input_keywords(unknown))
     if seed:
         ge = 0 if ge is None else ge
         le = SEED_MAX if le is None else le
@@ -182,6 +186,28 @@ def Input(  # noqa: N802 — reads like a field declaration, as pydantic's Field
         max_length=max_length,
         json_schema_extra={"x-nodegraph": extra},
     )
+
+
+# ComfyUI's INPUT_TYPES options → what a nodegraph Input says instead ("Porting a ComfyUI node" in docs/plugins.md)
+_COMFYUI_KEYWORDS = {
+    "min": "ge= (the smallest value allowed)", "max": "le= (the largest value allowed)",
+    "tooltip": "description=", "default": "the first argument, Input(default, ...)",
+    "display": "nothing: a number with ge= and le= gets a slider in the editor",
+    "round": "multiple_of= (or nothing: the value is kept as given)",
+    "forceInput": "port= with a non-primitive annotation, or link the input (there is no widget switch)",
+    "image_upload": 'upload="image"', "dynamicPrompts": "nothing (no prompt syntax is expanded)",
+}
+
+
+def _unknown_input_keywords(unknown: dict[str, Any]) -> str:
+    """The TypeError text for keywords Input() does not take, with ComfyUI's names mapped to ours."""
+    names = ", ".join(sorted(unknown))
+    mapped = [f"{name} → {_COMFYUI_KEYWORDS[name]}" for name in sorted(unknown) if name in _COMFYUI_KEYWORDS]
+    close = [f"{name} → {match[0]}=" for name in sorted(unknown) if name not in _COMFYUI_KEYWORDS
+             and (match := difflib.get_close_matches(name, list(inspect.signature(Input).parameters), n=1))]
+    hints = "; ".join(mapped + close)
+    return (f"Input() got unexpected keyword argument(s) {names}" + (f" ({hints})" if hints else "")
+            + "; its keywords are listed in docs/plugins.md, section 1")
 
 
 @dataclass(frozen=True)

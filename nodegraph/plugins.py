@@ -503,6 +503,12 @@ def check_node_classes(registry: Registry, node_classes: list[Any]) -> None:
     problems: list[Any] = []      # texts, and lists of classes sharing a type (worded below)
     for cls in node_classes:
         if not (isinstance(cls, type) and issubclass(cls, Node) and cls is not Node):
+            if isinstance(cls, type) and any(hasattr(cls, name) for name in ("INPUT_TYPES", "RETURN_TYPES")):
+                problems.append(f"register_nodes returned {cls.__qualname__}, a ComfyUI node class (INPUT_TYPES / "
+                                f"RETURN_TYPES): nodegraph nodes subclass nodegraph.Node, declare their inputs as "
+                                f"an `Inputs` class and `outputs`, and do their work in `run` — docs/plugins.md, "
+                                f"'Porting a ComfyUI node'")
+                continue
             problems.append(f"register_nodes returned {cls!r}, not a nodegraph.Node subclass; "
                             f"return the node classes themselves, e.g. `return [MyNode]`")
             continue

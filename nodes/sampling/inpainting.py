@@ -43,8 +43,15 @@ class MaskedDenoiser:
 
 
 def latent_mask(mask: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-    """A pixel mask (B, H, W) resized to the latent grid (B, 1, h, w) by area averaging."""
-    m = mask.float()[:, None]
+    """A LATENT's `noise_mask` — (B, H, W) or (B, 1, H, W) (or one (H, W)), at pixel or latent size (the layouts docs/plugins.md
+    allows; ComfyUI's SetLatentNoiseMask writes (B, 1, H, W)) — resized to the latent grid (B, 1, h, w) by area
+    averaging. ValueError naming `noise_mask` for another layout (a (B, 1, H, W) mask reached torch's interpolate
+    as 5-D and failed there)."""
+    if not isinstance(mask, torch.Tensor) or not (mask.ndim in (2, 3) or (mask.ndim == 4 and mask.shape[1] == 1)):
+        found = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(f"the LATENT's noise_mask must be a mask (B, H, W) or (B, 1, H, W), at the image's or the "
+                         f"latent's size; found {found}")
+    m = mask.float() if mask.ndim == 4 else mask.float()[:, None] if mask.ndim == 3 else mask.float()[None, None]
     if m.shape[-2:] != latent.shape[-2:]:
         m = torch.nn.functional.interpolate(m, size=latent.shape[-2:], mode="area")
     return m.clamp(0, 1).to(latent.dtype)

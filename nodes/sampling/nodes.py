@@ -377,7 +377,10 @@ def run_sampling(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, n
         if start_run is not None:   # fresh guidance terms (per-run state) and exact step indices for this run
             denoiser = start_run(sigmas)
         if noise_mask is not None:
-            mask = latent_mask(noise_mask, x0).to(device)
+            try:
+                mask = latent_mask(noise_mask, x0).to(device)
+            except ValueError as exc:       # a plugin node's own noise_mask: said against the latent input
+                raise NodeInputError("latent", str(exc)) from None
             if mask.shape[0] not in (1, x0.shape[0]):
                 raise NodeInputError("latent", f"the noise mask has batch {mask.shape[0]}, the latent {x0.shape[0]}")
             # a seeded noise for the known region even when the latent arrives already noised
@@ -420,7 +423,10 @@ def _inpainting_inputs(model: Any, x0: Any, noise_mask: Any) -> dict | None:
         mask = torch.ones_like(x0[:, :1])
         masked = torch.zeros_like(x0)
     else:
-        mask = latent_mask(noise_mask, x0).to(x0)
+        try:
+            mask = latent_mask(noise_mask, x0).to(x0)
+        except ValueError as exc:
+            raise NodeInputError("latent", str(exc)) from None
         mask = mask.expand(x0.shape[0], *mask.shape[1:]) if mask.shape[0] == 1 else mask
         masked = x0
     return {"concat": torch.cat([mask, masked], dim=1)}

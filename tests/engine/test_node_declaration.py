@@ -101,6 +101,17 @@ def test_an_input_named_like_a_pydantic_member_is_refused_by_name(name, other):
                                           "__module__": __name__}).model_fields["model_name"].default == "x"
 
 
+def test_comfyui_input_options_are_mapped_in_the_error():
+    """`Input(1, min=0, max=5)` (ComfyUI's INPUT_TYPES options) got Python's bare "unexpected keyword argument
+    'min'" (a ComfyUI porter's finding): the error maps each to ours, and suggests a close name for a typo."""
+    with pytest.raises(TypeError, match=r"max → le=.*min → ge="):
+        Input(1, min=0, max=5)
+    with pytest.raises(TypeError, match="tooltip → description="):
+        Input("", tooltip="shown on hover")
+    with pytest.raises(TypeError, match="multilne → multiline="):
+        Input("", multilne=True)
+
+
 def test_non_primitive_input_needs_a_port():
     """An input annotated with a non-primitive type must name its port type."""
     with pytest.raises(PluginError, match="port"):

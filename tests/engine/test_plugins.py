@@ -503,6 +503,16 @@ def _comfyui_layout():
     return ComfyStyle
 
 
+def _comfyui_class_as_is():
+    class ComfyOnly:                 # not a Node at all: returned from register_nodes as written for ComfyUI
+        @classmethod
+        def INPUT_TYPES(cls):  # noqa: N802 — ComfyUI's name
+            return {"required": {}}
+
+        RETURN_TYPES = ("INT",)
+    return ComfyOnly
+
+
 def _two_of_one_type():
     return make_node("Same", 1), make_node("Same", 2)
 
@@ -563,6 +573,7 @@ def test_bad_declarations_of_an_installed_plugin_are_named_together(monkeypatch)
     (_run_wants_more, "required parameter(s) scale that are not declared inputs"),
     (_no_run, "does not implement run()"),
     (_comfyui_layout, "is laid out as a ComfyUI node (INPUT_TYPES, RETURN_TYPES, FUNCTION): here inputs are fields"),
+    (_comfyui_class_as_is, "ComfyOnly, a ComfyUI node class (INPUT_TYPES / RETURN_TYPES): nodegraph nodes subclass"),
     (_two_of_one_type, "give each a distinct `type`"),
 ], ids=lambda v: getattr(v, "__name__", "")[1:] if callable(v) else "")
 def test_a_bad_node_declaration_fails_only_its_plugin(make, expected):

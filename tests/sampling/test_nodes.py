@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -108,9 +109,29 @@ class CountingGuidance(Node):
         return {"guidance": (CountingTerm,)}
 
 
+class NoiseMaskAs(Node):
+    """Sets the LATENT's noise_mask from a MASK in a given layout, as a plugin node would (tests only)."""
+
+    class Inputs(NodeInputs):
+        latent: Any = Input(port="LATENT")
+        mask: Any = Input(port="MASK")
+        layout: str = Input("pixels_b1hw")
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, latent, mask, layout):
+        if layout == "pixels_b1hw":          # ComfyUI's SetLatentNoiseMask: mask.reshape((-1, 1, H, W))
+            mask = mask.reshape((-1, 1, *mask.shape[-2:]))
+        elif layout == "latent_b1hw":        # (B, 1, h, w) at the latent's size
+            mask = torch.nn.functional.interpolate(mask[:, None], size=latent["samples"].shape[-2:], mode="area")
+        elif layout == "broken":
+            mask = mask[:, None, None]
+        return {"latent": {**latent, "noise_mask": mask}}
+
+
 @hookimpl
 def register_nodes():
-    return [ToyModel, ToyCondition, HalfMask, CountingGuidance]
+    return [ToyModel, ToyCondition, HalfMask, CountingGuidance, NoiseMaskAs]
 
 
 def link(node, output):
@@ -393,6 +414,30 @@ def test_noise_mask_keeps_the_unmasked_latent(session):
     before, after = out["orig"]["value"]["samples"], out["show"]["value"]["samples"]
     assert torch.equal(after[..., :2], before[..., :2])            # left half (mask 0) untouched
     assert (after[..., 2:] - before[..., 2:]).abs().mean() > 0.1   # right half regenerated
+
+
+@pytest.mark.parametrize("layout", ["pixels_b1hw", "latent_b1hw"])
+def test_a_noise_mask_in_either_documented_layout_samples_as_set_latent_noise_mask(session, layout):
+    """docs/plugins.md allows a noise_mask of (B, H, W) or (B, 1, h, w); a (B, 1, H, W) one (ComfyUI's layout)
+    crashed KSampler inside torch's interpolate and a (B, 1, h, w) one was refused as (1, 1, 1, h, w) (a ComfyUI
+    porter's finding). Both now sample as SetLatentNoiseMask does; another layout is named as the latent's."""
+    from nodegraph import NodeExecutionError
+
+    graph = modular_graph("euler", steps=4)
+    nodes = graph["nodes"]
+    nodes["maskimg"] = {"type": "HalfMask", "inputs": {}}
+    nodes["masked"] = {"type": "SetLatentNoiseMask", "inputs": {"latent": link("empty", "latent"),
+                                                                "mask": link("maskimg", "mask")}}
+    nodes["sample"]["inputs"]["latent"] = link("masked", "latent")
+    expected = session.run(graph).outputs["show"]["value"]["samples"]
+    nodes["masked"] = {"type": "NoiseMaskAs", "inputs": {"latent": link("empty", "latent"),
+                                                         "mask": link("maskimg", "mask"), "layout": layout}}
+    assert torch.allclose(session.run(graph).outputs["show"]["value"]["samples"], expected, atol=1e-6)
+    nodes["masked"]["inputs"]["layout"] = "broken"
+    with pytest.raises(NodeExecutionError) as failure:
+        session.run(graph)
+    assert failure.value.exception.input == "latent"
+    assert "'noise_mask' must be a mask (B, H, W) or (B, 1, H, W)" in str(failure.value.exception)
 
 
 def test_latent_upscale_sizes(session):
