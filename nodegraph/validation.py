@@ -526,6 +526,18 @@ def model_file_error(node_id: str, name: str, folder: str, value: str,
             f"loops: a disk that is not mounted, a moved file?); mount or restore its target, or remake the link. "
             f"Available: {have}.", node_id=node_id, input=name,
             details={"folder": folder, "available": available, "searched": searched, "dangling_link": True})
+    suffix_listed = any(name.lower().endswith(Path(value).suffix.lower()) for name in available) \
+        if Path(value).suffix else False
+    unlisted = None if suffix_listed else next((d for d in searched if _plain_file_in(d, value)), None)
+    if unlisted is not None:        # there, but of an ending the folder does not list
+        suffix = Path(value).suffix or "(no ending)"
+        return GraphError(
+            "not_in_choices",
+            f"{value!r} is in {unlisted}, but model folder {folder!r} lists no files ending in {suffix}. A plugin "
+            f"that reads such files registers the folder's endings (`register_model_folders`: {{{folder!r}: "
+            f"[{suffix!r}]}}); a model file of another format: convert it. Available: {have}.",
+            node_id=node_id, input=name,
+            details={"folder": folder, "available": available, "searched": searched, "unlisted_suffix": suffix})
     return GraphError(
         "not_in_choices",
         f"no file {value!r} in model folder {folder!r}.{suggest(value, available)} "
@@ -534,6 +546,16 @@ def model_file_error(node_id: str, name: str, folder: str, value: str,
         f"docs/models.md).",
         node_id=node_id, input=name,
         details={"folder": folder, "available": available, "searched": searched})
+
+
+def _plain_file_in(directory: str | Path, name: str) -> bool:
+    """Whether `directory/name` is a file, for a name that stays inside the folder (no `..`, not absolute)."""
+    if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/") or "\0" in name:
+        return False
+    try:
+        return (Path(directory) / name).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _dangling_link(directory: str | Path, name: str) -> bool:

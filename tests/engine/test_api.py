@@ -511,3 +511,35 @@ def test_a_plugin_step_that_returns_the_wrong_thing_is_named(returns, words):
     with pytest.raises(SamplingError, match="bad_step") as failure:
         sampler(lambda x, sigma, **kw: x * 0.5, torch.ones(1, 2, 2, 2), torch.tensor([2.0, 1.0, 0.0]))
     assert words in str(failure.value)
+
+
+def test_a_file_of_an_ending_its_model_folder_does_not_list_is_named_so(tmp_path):
+    """A plugin that shipped `wildcards/colors.txt` through register_model_dirs but registered no endings for the
+    folder got "no file 'colors.txt' ... Available: none. Looked in: <the folder holding it>" (a ComfyUI porter's
+    finding); the error says the folder lists no .txt files and how a plugin registers the ending."""
+    from nodegraph.model_paths import ModelPaths
+
+    (tmp_path / "luts").mkdir()
+    (tmp_path / "luts" / "warm.txt").write_text("x")
+    class PicksLut(Node):
+        output_node = True
+
+        class Inputs(NodeInputs):
+            lut_name: str = Input(model_folder="luts")
+
+        outputs = (Output("text", "STRING"),)
+
+        def run(self, lut_name):
+            return {"text": lut_name}
+
+    class Plugin(_LutPlugin):
+        @hookimpl
+        def register_nodes(self) -> list:
+            return [PicksLut]
+
+    session = Session(plugins=[("luts", Plugin())], model_paths=ModelPaths(roots=[tmp_path]),
+                      output_dir=tmp_path / "out")
+    graph = {"format_version": 2, "nodes": {"r": {"type": "PicksLut", "inputs": {"lut_name": "warm.txt"}}}}
+    (error,) = session.validate(graph)
+    assert error.input == "lut_name" and "lists no files ending in .txt" in error.message
+    assert "register_model_folders" in error.message and "{'luts': ['.txt']}" in error.message
