@@ -115,7 +115,7 @@ class NodePlan:
     fingerprinted: bool
     reads_input: bool = False   # reads the input folder (an upload or input-folder name): keyed by that folder
     writes_output: bool = False  # names a place in the output folder (a training run folder): keyed by that folder
-    container_literals: tuple[str, ...] = ()   # literals that are lists or dicts: each run gets its own copy
+    container_literals: tuple[str, ...] = ()   # literals that are not plain scalars: each run gets its own copy
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,8 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
             literal_digest=_literal_digest(registry.qualified_name(cls), spec.version, literals),
             links=tuple(links), lazy_inputs=frozenset(n for n, s in spec.inputs.items() if s.lazy),
             fingerprinted=fingerprinted, reads_input=reads_input, writes_output=writes_output,
-            container_literals=tuple(name for name, value in literals.items() if type(value) in (list, dict)))
+            container_literals=tuple(name for name, value in literals.items()
+                                     if not isinstance(value, (str, int, float, bool, bytes, type(None)))))
     order, left_over = topological_order(graph.nodes)
     assert not left_over, "compile_graph needs a validated (acyclic) graph"
     order = tuple(order)
@@ -449,8 +450,9 @@ def _check_output_files(plan: NodePlan, outputs: dict[str, Any], services: dict[
 def _gather_inputs(state: RunState, plan: NodePlan, evaluated_only: bool) -> dict[str, Any]:
     """Keyword arguments for `run` (or, with evaluated_only, for `lazy_inputs_needed`).
 
-    A literal list or dict (a graph's value or the declared default, `Input([])`) is copied for each run: a node
-    that appended to it changed the compiled graph, or the default every later run and session got."""
+    A literal that is not a plain scalar (a list, dict or tuple holding one: a graph's value or the declared
+    default, `Input([])`) is copied for each run: a node that appended to it changed the compiled graph, or the
+    default every later run and session got."""
     kwargs = dict(plan.literals)
     for name in plan.container_literals:
         kwargs[name] = copy.deepcopy(kwargs[name])
@@ -533,18 +535,19 @@ def _linked_inputs(plan: NodePlan, kwargs: dict[str, Any]) -> _Watched:
                     if fingerprint is not None and fingerprint[1] is not None:
                         checksum_budget -= size
                 watched.tensors.append((link.input, link.source, value, version, fingerprint))
-            elif depth < WATCH_DEPTH and type(value) in (dict, list):
-                items = list(value.items() if type(value) is dict else value)[:MAX_WATCHED_ITEMS]
+            elif depth < WATCH_DEPTH and isinstance(value, (dict, list)):     # OrderedDict, defaultdict too
+                is_dict = isinstance(value, dict)
+                items = list(value.items() if is_dict else value)[:MAX_WATCHED_ITEMS]
                 watched.containers.append((link.input, link.source, value, items))
-                pending.extend((v[1] if type(value) is dict else v, depth + 1) for v in items)
+                pending.extend((v[1] if is_dict else v, depth + 1) for v in reversed(items))    # first ones first
             elif depth < WATCH_DEPTH and isinstance(value, tuple):
-                pending.extend((v, depth + 1) for v in value[:MAX_WATCHED_ITEMS])
+                pending.extend((v, depth + 1) for v in reversed(value[:MAX_WATCHED_ITEMS]))
     return watched
 
 
 def _container_change(container: Any, items: list) -> str | None:
     """How a dict or list differs from its `items` before the node ran (None: it does not)."""
-    if type(container) is dict:
+    if isinstance(container, dict):
         for key, value in items:
             if key not in container:
                 return f"removed the key {key!r} from the dict it received"
@@ -559,17 +562,20 @@ def _container_change(container: Any, items: list) -> str | None:
     return None
 
 
-def _changed_in_place(state: RunState, plan: NodePlan, cache: OutputCache, watched: _Watched) -> None:
+def _changed_in_place(state: RunState, plan: NodePlan, cache: OutputCache, watched: _Watched,
+                      raise_error: bool = True) -> None:
     """Refuse a node that changed an input in place — a tensor (`x.mul_(...)`, `x[...] = ...`, `x.data = ...`, a
     numpy view written to) or a dict or list it came in (`latent["samples"] = ...`): it changed its source's
-    output, which the cache and other nodes share, so later runs would have read the changed values. The
-    source's cache entry is dropped (its next run recomputes it)."""
+    output, which the cache and other nodes share, so later runs would have read the changed values. The cache
+    entries of every node of the run whose outputs hold a changed value are dropped (the source's, and that of
+    the node that made it when the source passed it through), so their next run recomputes them.
+    `raise_error=False` (the node failed anyway): only the entries are dropped, the node's own error is kept."""
     torch = sys.modules.get("torch")
-    changed: list[tuple[str, str, str]] = []
+    changed: list[tuple[str, str, str, Any]] = []      # (input, source node, how, the changed value)
     for name, source, container, items in watched.containers:
         how = _container_change(container, items)
         if how is not None:
-            changed.append((name, source, how))
+            changed.append((name, source, how, container))
     for name, source, tensor, version, fingerprint in watched.tensors:
         try:
             moved = version is not None and tensor._version != version
@@ -578,13 +584,15 @@ def _changed_in_place(state: RunState, plan: NodePlan, cache: OutputCache, watch
         if not moved and fingerprint is not None:
             moved = not _same_fingerprint(fingerprint, _fingerprint(tensor, torch, fingerprint[1] is not None), torch)
         if moved:
-            changed.append((name, source, ""))
+            changed.append((name, source, "", tensor))
     if not changed:
         return
-    for _name, source, _how in changed:
-        if source in state.keys:
-            cache.discard(state.keys[source])
-    name, source, how = changed[0]
+    for node_id in _holders(state, {id(value) for *_, value in changed}) | {source for _, source, _, _ in changed}:
+        if node_id in state.keys:
+            cache.discard(state.keys[node_id])
+    if not raise_error:
+        return
+    name, source, how, _ = changed[0]
     if how:
         raise NodeInputError(name, f"the node changed its input {name!r} in place (it {how}); that value is node "
                                    f"{source!r}'s output, shared with the cache and other nodes, so it must stay as "
@@ -595,6 +603,23 @@ def _changed_in_place(state: RunState, plan: NodePlan, cache: OutputCache, watch
                                f"view); that tensor is node {source!r}'s output, shared with the cache and other "
                                f"nodes, so it must stay as it came: work on a copy ({name} = {name}.clone(), "
                                f"{name}.numpy().copy()) or use out-of-place operations (docs/plugins.md)")
+
+
+def _holders(state: RunState, ids: set[int]) -> set[str]:
+    """The nodes of this run whose outputs hold (WATCH_DEPTH levels down) a value whose id is in `ids`."""
+    found = set()
+    for node_id, outputs in state.values.items():
+        pending = [(outputs, 0)]
+        while pending:
+            value, depth = pending.pop()
+            if id(value) in ids:
+                found.add(node_id)
+                break
+            if depth < WATCH_DEPTH and isinstance(value, dict):
+                pending.extend((v, depth + 1) for v in list(value.values())[:MAX_WATCHED_ITEMS])
+            elif depth < WATCH_DEPTH and isinstance(value, (list, tuple)):
+                pending.extend((v, depth + 1) for v in value[:MAX_WATCHED_ITEMS])
+    return found
 
 
 def _check_linked_values(plan: NodePlan, kwargs: dict[str, Any]) -> None:
@@ -754,7 +779,11 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
         _check_memory_headroom(state, cache)
         _check_linked_values(plan, kwargs)
         watched = _linked_inputs(plan, kwargs)
-        outputs = _normalise_outputs(plan, node.run(**kwargs))
+        try:
+            outputs = _normalise_outputs(plan, node.run(**kwargs))
+        except BaseException:       # a node that changed an input and then failed left it changed in the cache
+            _changed_in_place(state, plan, cache, watched, raise_error=False)
+            raise
         _changed_in_place(state, plan, cache, watched)
         _check_outputs(plan, outputs)
         _check_output_files(plan, outputs, services)

@@ -70,26 +70,35 @@ _PRIMITIVE_PORTS = {bool: "BOOLEAN", int: "INT", float: "FLOAT", str: "STRING"}
 SEED_MAX = 2**64 - 1
 
 
-_RESERVED_INPUT_NAMES = frozenset(name for name in dir(BaseModel) if not name.startswith("_"))
+_BASEMODEL_MEMBERS = frozenset(name for name in dir(BaseModel) if not name.startswith("_"))
 
 
 class _InputsMeta(type(BaseModel)):     # pydantic's model metaclass
-    """Refuses an input named like a member of pydantic's BaseModel (`model_config`, `model_dump`, `json`, ...)
-    with a message naming it: pydantic itself failed with "'FieldInfo' object is not iterable" or shadowed the
-    member."""
+    """Names the input when an input named like a member of pydantic's BaseModel breaks the class: `model_config`
+    failed with "'FieldInfo' object is not iterable", `model_dump` with a protected-namespace error. Names that
+    pydantic takes with a warning only (`json`, `copy`, `schema`, ...) keep working, as they always have."""
 
     def __new__(mcs, name: str, bases: tuple, namespace: dict[str, Any], **kwargs: Any) -> Any:
-        if any(isinstance(base, _InputsMeta) for base in bases):
-            declared = set(namespace.get("__annotations__", {})) | {
-                key for key, value in namespace.items() if isinstance(value, FieldInfo)}
-            taken = sorted(declared & _RESERVED_INPUT_NAMES)
+        if not any(isinstance(base, _InputsMeta) for base in bases):
+            return super().__new__(mcs, name, bases, namespace, **kwargs)
+        declared = set(namespace.get("__annotations__", {})) | {
+            key for key, value in namespace.items() if isinstance(value, FieldInfo)}
+        taken = sorted(declared & _BASEMODEL_MEMBERS)
+        where = namespace.get("__qualname__", name)
+        if "model_config" in declared:
+            raise TypeError(_reserved_input(where, ["model_config"]))
+        try:
+            return super().__new__(mcs, name, bases, namespace, **kwargs)
+        except (TypeError, ValueError, NameError) as exc:
             if taken:
-                where = f"{namespace.get('__qualname__', name)}"
-                other = taken[0].removeprefix("model_") if taken[0].startswith("model_") else f"{taken[0]}_value"
-                raise TypeError(f"{where}: input name(s) {', '.join(map(repr, taken))} are reserved (members of "
-                                f"pydantic's BaseModel, which every Inputs class is); rename the input, e.g. "
-                                f"{other!r}")
-        return super().__new__(mcs, name, bases, namespace, **kwargs)
+                raise TypeError(_reserved_input(where, taken)) from exc
+            raise
+
+
+def _reserved_input(where: str, taken: list[str]) -> str:
+    other = taken[0].removeprefix("model_") if taken[0].startswith("model_") else f"{taken[0]}_value"
+    return (f"{where}: input name(s) {', '.join(map(repr, taken))} are reserved (members of pydantic's BaseModel, "
+            f"which every Inputs class is); rename the input, e.g. {other!r}")
 
 
 class NodeInputs(BaseModel, metaclass=_InputsMeta):
@@ -567,11 +576,8 @@ def build_spec(cls: type[Node]) -> NodeSpec:
     """Derive and check the `NodeSpec` of a node class; raises PluginError naming the fix."""
     where = f"node class {cls.__module__}.{cls.__qualname__}"
     problems: list[str] = []       # every problem of the declaration, so an author fixes them in one go
-    if not isinstance(cls.type, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_:-]*", cls.type):
-        dotted = isinstance(cls.type, str) and "." in cls.type
-        problems.append(f"type {cls.type!r} must be an identifier-like string" + (
-            f" without '.', which separates a plugin's name from its node types' in qualified names "
-            f"(`<plugin>.<Type>`): e.g. {cls.type.replace('.', '_')!r}" if dotted else ""))
+    if not isinstance(cls.type, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]*", cls.type):
+        problems.append(f"type {cls.type!r} must be an identifier-like string")
     if not isinstance(cls.version, str) or not _SEMVER.match(cls.version):
         problems.append(f"version {cls.version!r} must be semver, e.g. '1.0.0'")
     inputs: dict[str, InputSpec] = {}

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
-import io
 import inspect
 import json
 import os
@@ -294,13 +293,12 @@ def load_plugins(
             continue
         try:
             started = time.perf_counter()
-            printed = io.StringIO()      # what it prints to stderr while imported: passed on, or, when it exits, its
-            try:                         # error's (argparse's usage line read as nodegraph refusing the arguments)
+            printed = _StderrTee(sys.stderr)    # what it prints while imported, for its failure if it exits
+            try:
                 with deferred_spec_errors(), contextlib.redirect_stderr(printed):
                     obj = ep.load() if ep is not None else target
             finally:
-                if not isinstance(sys.exc_info()[1], SystemExit):
-                    sys.stderr.write(printed.getvalue())
+                printed.recording = False
             import_seconds[name] = time.perf_counter() - started
             pm.register(obj, name=name)
             provided_by[name] = _distribution_of(ep)
@@ -308,7 +306,7 @@ def load_plugins(
             # import, e.g. argparse at module level) must never stop start-up
             error = f"{type(exc).__name__}: {exc}"
             if isinstance(exc, SystemExit):
-                said = " ".join(printed.getvalue().split())[-300:]
+                said = " ".join(printed.recorded().split())[-300:]
                 error += (" (the plugin exited while it was imported, e.g. argparse run at module level"
                           + (f"; it printed: {said!r}" if said else "") + ")")
             report.failed.append(PluginFailure(name, source, error, traceback.format_exc(),
@@ -658,6 +656,30 @@ def _check_run_signature(cls: type[Node]) -> None:
 
 
 # --- warnings ---------------------------------------------------------------------
+
+class _StderrTee:
+    """sys.stderr while a plugin is imported: everything goes to the real stream at once (a plugin's progress,
+    `faulthandler`, its logging handlers — which keep this object — work as before), and the first 64 KB written
+    while `recording` are kept, so a plugin that exits while imported (argparse at module level) has what it said
+    in its failure. Attributes other than `write` are the real stream's (fileno, encoding, ...)."""
+
+    LIMIT = 64 * 1024
+
+    def __init__(self, stream: Any):
+        self._stream, self._kept, self._size, self.recording = stream, [], 0, True
+
+    def write(self, text: str) -> int:
+        if self.recording and self._size < self.LIMIT and isinstance(text, str):
+            self._kept.append(text[: self.LIMIT - self._size])
+            self._size += len(self._kept[-1])
+        return self._stream.write(text)
+
+    def recorded(self) -> str:
+        return "".join(self._kept)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
 
 SLOW_IMPORT_SECONDS = 3.0     # a plugin whose module takes longer to import gets a `slow_import` warning
 

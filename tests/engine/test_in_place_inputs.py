@@ -189,6 +189,65 @@ class ChangesTheList(Node):
         return {"total": 0.0}
 
 
+class OrderedLatent(Node):
+    """A LATENT in an OrderedDict (a dict subclass)."""
+
+    category = "test"
+
+    class Inputs(NodeInputs):
+        size: int = Input(2)
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, size):
+        from collections import OrderedDict
+
+        return {"latent": OrderedDict(samples=torch.ones(1, 4, size, size))}
+
+
+class PassThrough(Node):
+    """Hands its LATENT on unchanged (as a Switch or Reroute does)."""
+
+    category = "test"
+
+    class Inputs(NodeInputs):
+        latent: object = Input(port="LATENT")
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self, latent):
+        return {"latent": latent}
+
+
+class ChangesThenFails(Node):
+    category = "test"
+    output_node = True
+
+    class Inputs(NodeInputs):
+        latent: object = Input(port="LATENT")
+
+    outputs = (Output("total", "FLOAT"),)
+
+    def run(self, latent):
+        latent["samples"] = latent["samples"] * 0
+        raise ValueError("and then something else went wrong")
+
+
+class TupleDefault(Node):
+    category = "test"
+    output_node = True
+
+    class Inputs(NodeInputs):
+        tags: object = Input(([],), port="*")
+        nonce: int = Input(0)
+
+    outputs = (Output("count", "INT"),)
+
+    def run(self, tags, nonce):
+        tags[0].append("x")
+        return {"count": len(tags[0])}
+
+
 class LatentKeys(Node):
     category = "test"
     output_node = True
@@ -222,7 +281,7 @@ class AppendsToItsList(Node):
 @hookimpl
 def register_nodes():
     return [AppendsToItsList, White, OnesLatent, HalveInPlace, HalveLatentInPlace, Halve, Brightest, Sneaky, Nested, ChangesNested,
-            ChangesTheDict, ChangesTheList, LatentKeys]
+            ChangesTheDict, ChangesTheList, LatentKeys, OrderedLatent, PassThrough, ChangesThenFails, TupleDefault]
 
 
 @pytest.fixture
@@ -330,3 +389,48 @@ def test_a_list_default_is_the_nodes_own_copy_each_run(session):
     assert session.run(graph).outputs["a"]["count"] == 1
     session.cache.clear()
     assert session.run(graph).outputs["a"]["count"] == 1      # the same Graph object, compiled once
+
+
+def _chain(source: str, *middle: str, last: str = "LatentKeys", how: str | None = None) -> dict:
+    nodes = {"e": {"type": source, "inputs": {}}}
+    previous = "e"
+    for index, kind in enumerate(middle):
+        nodes[f"m{index}"] = {"type": kind, "inputs": {"latent": {"node": previous, "output": "latent"},
+                                                       **({"how": how} if how and kind == "ChangesTheDict" else {})}}
+        previous = f"m{index}"
+    nodes["k"] = {"type": last, "inputs": {"latent": {"node": previous, "output": "latent"}}}
+    return {"format_version": 2, "nodes": nodes}
+
+
+def test_dict_subclasses_are_watched_as_dicts(session):
+    """`type(value) in (dict, list)` let an OrderedDict (and its tensors) through unwatched (a re-test)."""
+    session.run(_chain("OrderedLatent"))
+    with pytest.raises(NodeExecutionError, match="set the key 'samples'"):
+        session.run(_chain("OrderedLatent", "ChangesTheDict", how="replace"), outputs=["m0"])
+    assert session.run(_chain("OrderedLatent")).outputs["k"]["mean"] == 1.0
+
+
+def test_a_change_through_a_pass_through_node_drops_the_makers_cache_entry_too(session):
+    """Make → PassThrough → a node changing the dict: only PassThrough's entry was dropped, and OnesLatent's, the
+    very same dict, stayed changed in the cache (a re-test)."""
+    assert session.run(_chain("OnesLatent")).outputs["k"]["mean"] == 1.0
+    with pytest.raises(NodeExecutionError, match="set the key 'samples'"):
+        session.run(_chain("OnesLatent", "PassThrough", "ChangesTheDict", how="replace"), outputs=["m1"])
+    assert session.run(_chain("OnesLatent")).outputs["k"]["mean"] == 1.0
+
+
+def test_a_node_that_changes_an_input_and_then_fails_leaves_the_cache_right(session):
+    """The check ran only after a successful run: a node that changed its input and then raised left the change in
+    the cache (a re-test). Its own error is reported; the changed entries are dropped."""
+    assert session.run(_chain("OnesLatent")).outputs["k"]["mean"] == 1.0
+    with pytest.raises(NodeExecutionError, match="something else went wrong"):
+        session.run(_chain("OnesLatent", last="ChangesThenFails"))
+    assert session.run(_chain("OnesLatent")).outputs["k"]["mean"] == 1.0
+
+
+def test_a_tuple_default_holding_a_list_is_copied_too(session):
+    def count(nonce: int) -> int:
+        return session.run({"format_version": 2, "nodes": {"t": {"type": "TupleDefault", "inputs": {
+            "nonce": nonce}}}}).outputs["t"]["count"]
+
+    assert [count(n) for n in range(3)] == [1, 1, 1]

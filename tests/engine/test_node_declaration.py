@@ -83,7 +83,6 @@ def test_every_builtin_node_exports_a_schema():
     ({"outputs": (Output("a", "INT"), Output("a", "INT"))}, "declared twice"),
     ({"outputs": ("INT",)}, "Output"),
     ({"type": "has space"}, "identifier"),
-    ({"type": "my.node"}, "without '.', which separates a plugin's name"),
 ])
 def test_bad_declarations_are_refused(body, match):
     """Invalid versions, duplicate outputs, bad output objects and type names raise PluginError."""
@@ -91,14 +90,22 @@ def test_bad_declarations_are_refused(body, match):
         type("Bad", (Node,), {"__module__": __name__, **body})
 
 
-@pytest.mark.parametrize("name, other", [("model_config", "config"), ("json", "json_value")])
-def test_an_input_named_like_a_pydantic_member_is_refused_by_name(name, other):
+@pytest.mark.parametrize("name, other", [("model_config", "config"), ("model_dump", "dump")])
+def test_an_input_named_like_a_pydantic_member_that_breaks_is_refused_by_name(name, other):
     """An input named `model_config` failed when the class was defined with pydantic's "'FieldInfo' object is not
-    iterable" (a plugin author's finding); `json` shadowed the member. Both now name the input and a fix."""
+    iterable" (a plugin author's finding), `model_dump` with a protected-namespace error: both name the input and a
+    fix. Names pydantic takes with a warning (`json`, `copy`, `model_name`) keep working (a re-test: refusing them
+    broke plugins that loaded before)."""
+    import warnings
+
     with pytest.raises(TypeError, match=f"input name\\(s\\) '{name}' are reserved .* e.g. '{other}'"):
         type("Inputs", (NodeInputs,), {"__annotations__": {name: int}, name: Input(1), "__module__": __name__})
-    assert type("Inputs", (NodeInputs,), {"__annotations__": {"model_name": str}, "model_name": Input("x"),
-                                          "__module__": __name__}).model_fields["model_name"].default == "x"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for kept in ("json", "copy", "model_name"):
+            made = type("Inputs", (NodeInputs,), {"__annotations__": {kept: str}, kept: Input("x"),
+                                                  "__module__": __name__})
+            assert made.model_fields[kept].default == "x"
 
 
 def test_comfyui_input_options_are_mapped_in_the_error():

@@ -164,8 +164,41 @@ def test_a_plugin_exiting_at_import_has_what_it_printed_in_its_failure(monkeypat
     (failure,) = session.plugin_report.failed
     assert failure.name == "argy" and failure.error.startswith("SystemExit: 2 (the plugin exited while it was imported")
     assert "unrecognized arguments: --bogus" in failure.error
-    err = capsys.readouterr().err
-    assert "usage: cli.py" not in err and "chatty: loaded" in err
+    assert "chatty: loaded" in capsys.readouterr().err
+
+
+def test_a_plugin_sees_the_real_stderr_while_it_is_imported(monkeypatch, capfd):
+    """Capturing stderr into a StringIO while plugins were imported broke ordinary plugins (a re-test): faulthandler
+    (no fileno), `sys.stderr.encoding`, and logging handlers made at import — torch's among them — wrote into the
+    discarded buffer for the rest of the process. What a plugin prints passes straight through and its handlers
+    keep working after the import."""
+    import faulthandler
+    import logging
+    import sys
+
+    made: dict = {}
+
+    class Ordinary(FakeEntryPoint):
+        def load(self):
+            faulthandler.enable(file=sys.stderr)
+            faulthandler.disable()
+            made["encoding"] = sys.stderr.encoding.lower()
+            made["handler"] = logging.StreamHandler()          # bound to sys.stderr as it is now
+            return self.obj
+
+    installed = [Ordinary("ordinary", NodesPlugin(make_node("Plain", 1)))]
+    real = plugin_loading._entry_points
+    monkeypatch.setattr(plugin_loading, "_entry_points",
+                        lambda group: installed if group == plugin_loading.PLUGIN_GROUP else real(group))
+    session = Session(autoload=True)
+    assert not session.plugin_report.failed and made["encoding"]
+    logger = logging.getLogger("plugin_after_import")
+    logger.addHandler(made["handler"])
+    try:
+        logger.warning("said after the import")
+    finally:
+        logger.removeHandler(made["handler"])
+    assert "said after the import" in capfd.readouterr().err
 
 
 def test_two_distributions_with_one_plugin_name_load_the_same_one_anywhere(monkeypatch):
