@@ -646,6 +646,21 @@ class ServerProtocol:
         left = 0 if None in used else user.max_bytes - sum(used)
         return OutputBudget(max(left, 0), user_name)
 
+    @staticmethod
+    def result_within(result: dict[str, Any], budget: OutputBudget | None) -> dict[str, Any]:
+        """A finished run's result as stored: whole when it fits what is left of its user's storage limit (taken
+        from `budget`), else with each output's values replaced by a note (its files are kept): 40 ShowValue
+        nodes of 1 MiB texts stored 42 MB a run, and every queued run added its own."""
+        if budget is None:
+            return result
+        size = len(json.dumps(result, default=str))
+        if budget.spend(size) is None:
+            return result
+        note = (f"not stored: this run's outputs ({size / 1e6:.1f} MB as text) would pass user {budget.owner}'s "
+                f"storage limit; show smaller values, or free space (delete old runs)")
+        outputs = {node_id: {"not_stored": note} for node_id in (result.get("outputs") or {})}
+        return {**result, "outputs": outputs}
+
     def run_folders(self, user_name: str | None) -> tuple[Any, Any] | None:
         """(input dir, output dir) for runs of `user_name`, or None for the session's own folders."""
         if self.users is None or user_name is None:

@@ -1208,11 +1208,12 @@ class Server:
         if prepared is None and not record.graph:    # claimed without its graph, then evicted: read it
             record = self.queue.get(run_id) or record
         source, overrides = (prepared, None) if prepared is not None else (record.graph, record.overrides)
+        budget = self.protocol.output_budget(record.user)
         try:
             result = self.session.run(source, overrides=overrides, outputs=record.outputs,
                                       on_event=lambda e: self._on_event(run_id, e), run_id=run_id,
                                       model_writes=self.protocol.may_write_models(record.user),
-                                      output_budget=self.protocol.output_budget(record.user),
+                                      output_budget=budget,
                                       **({"input_dir": folders[0], "output_dir": folders[1]} if folders else {}))
         except GraphValidationError as exc:
             self._terminal_event = RunFailed(run_id, None, str(exc))
@@ -1242,8 +1243,9 @@ class Server:
                 self._terminal_event = RunFailed(run_id, None, message)
                 self._finish(run_id, "failed", error={"message": message})
             else:
-                self._finish(run_id, "succeeded", result={"outputs": outputs, "files": files,
-                                                          "executed": result.executed, "cached": result.cached})
+                self._finish(run_id, "succeeded", result=self.protocol.result_within(
+                    {"outputs": outputs, "files": files, "executed": result.executed, "cached": result.cached},
+                    budget))
         finally:
             self._current_run = None
             if self._terminal_event is not None:   # now get_outputs / queue_status see the final status

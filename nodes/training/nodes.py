@@ -337,7 +337,8 @@ def _run(node: Node, run_name: str, folder: Path, identity: dict) -> Any:
     longer; a state set aside or continued is reported as a node warning naming `run_name`."""
     from .trainer import TrainingRun
 
-    return TrainingRun(folder, identity, warn=node.context.warn, shown_as=f"training run {run_name!r}")
+    return TrainingRun(folder, identity, warn=node.context.warn, shown_as=f"training run {run_name!r}",
+                       budget=node.context.services.get("output_budget"))
 
 
 def _content_digest(*values: Any) -> str:

@@ -240,8 +240,9 @@ class TrainingRun:
     """
 
     def __init__(self, folder: str | os.PathLike | None, identity: dict, warn: Callable[[str], None] | None = None,
-                 shown_as: str | None = None):
+                 shown_as: str | None = None, budget: Any = None):
         self.folder = Path(folder) if folder else None
+        self.budget = budget               # a server user's files.OutputBudget (context.services["output_budget"])
         self.identity = json.dumps(identity, sort_keys=True, default=str)
         self.warn = warn or logging.getLogger("nodegraph").warning
         self.shown = shown_as or str(self.folder)
@@ -381,6 +382,17 @@ class TrainingRun:
         self.folder.mkdir(parents=True, exist_ok=True)
         tensors: dict[str, torch.Tensor] = {}
         tree = _encode_state({**state, "rng": _rng_states()}, tensors)
+        if self.budget is not None:        # a user's storage limit holds for training states too (it did not: 242 MB)
+            size = sum(t.numel() * t.element_size() for t in tensors.values())
+            try:
+                size -= (self.folder / STATE_TENSORS).stat().st_size       # it replaces the state before it
+            except OSError:
+                pass
+            over = self.budget.spend(size) if size > 0 else None
+            if over is not None:
+                from nodegraph.errors import StorageLimitError
+
+                raise StorageLimitError(f"{self.shown}: the training state {over}")
         token = os.urandom(16).hex()
         tensors_tmp, json_tmp = self.folder / (STATE_TENSORS + ".tmp"), self.folder / (STATE_JSON + ".tmp")
         with self._folder_lock(exclusive=True):     # one save at a time: its two files stay a pair

@@ -805,3 +805,35 @@ def test_a_head_request_gets_the_headers_without_the_body(server, tmp_path):
             reply += chunk
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and f"Content-Length: {size}".encode() in head and body == b""
+
+
+def test_a_result_past_the_users_limit_is_stored_without_its_values(tmp_path):
+    """Stored results were counted only at the next submit: six queued runs, each storing 40 MB of ShowValue texts,
+    were all accepted and stored 241 MB against a 2 MiB limit (a re-test). A result takes what is left of its
+    user's limit; past it, its output values are replaced by a note and its files kept."""
+    from nodegraph.files import OutputBudget
+
+    result = {"outputs": {"show": {"value": "x" * 50_000}}, "files": [{"file_id": "output/a.png"}],
+              "executed": ["show"], "cached": []}
+    budget = OutputBudget(60_000, "alice")
+    assert ServerProtocol.result_within(result, budget) is result and budget.left < 10_000
+    stored = ServerProtocol.result_within(result, budget)
+    assert stored["files"] == result["files"] and "not stored" in stored["outputs"]["show"]["not_stored"]
+    assert "alice's storage limit" in stored["outputs"]["show"]["not_stored"]
+    assert ServerProtocol.result_within(result, None) is result
+
+
+def test_a_training_state_past_the_users_limit_is_not_written(tmp_path):
+    """Training nodes wrote their state outside api.save_files: a user with a 300 KB limit stored a 242 MB
+    training_state.safetensors (a re-test). TrainingRun(budget=) refuses the save that would pass it."""
+    import torch
+
+    from nodegraph.errors import StorageLimitError
+    from nodegraph.files import OutputBudget
+    from nodes.training.trainer import TrainingRun
+
+    run = TrainingRun(tmp_path / "run", {"t": 1}, budget=OutputBudget(10_000, "carol"))
+    run.save({"step": 1, "w": torch.zeros(100)})                       # 400 bytes: fits
+    with pytest.raises(StorageLimitError, match="carol's storage limit"):
+        run.save({"step": 2, "w": torch.zeros(100_000)})               # 400 KB: does not
+    assert (tmp_path / "run" / "training_state.safetensors").stat().st_size < 10_000

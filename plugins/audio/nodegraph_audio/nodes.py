@@ -1172,7 +1172,8 @@ class TrainAudioModel(Node):
                                  checkpoint_every=checkpoint_every)
         run = kit.TrainingRun(folder, {"net": repr(config_net), "train": repr(config), "dropout": caption_dropout,
                                        "spec": repr(DEFAULT_SPEC), "objective": "flow, x0 head, weight min(1/t^2, 16)"},
-                              warn=self.context.warn, shown_as=f"training run {run_name!r}")
+                              warn=self.context.warn, shown_as=f"training run {run_name!r}",
+                              budget=self.context.services.get("output_budget"))
         torch.manual_seed(seed)
         net = AudioDenoiser(config_net)
         started = time.process_time()

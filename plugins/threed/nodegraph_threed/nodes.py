@@ -242,7 +242,8 @@ class TrainTextToPoints(Node):
         torch.manual_seed(seed)
         net = PointDiffusionTransformer(PointDiffusionConfig(width=width, layers=layers, heads=heads))
         run = kit.TrainingRun(folder, run_identity(net.config, config, points, caption_dropout),
-                              warn=self.context.warn, shown_as=f"training run {run_name!r}")
+                              warn=self.context.warn, shown_as=f"training run {run_name!r}",
+                              budget=self.context.services.get("output_budget"))
 
         def progress(done: int, total: int, info: dict) -> None:
             self.context.progress(done, total, info={k: round(v, 6) if isinstance(v, float) else v

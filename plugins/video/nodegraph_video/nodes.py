@@ -359,7 +359,8 @@ class TrainMotionModule(Node):
                     "data": kit.content_digest(data), "weights": kit.content_digest(model.net),
                     **({"init": start_from} if start_from else {}),
                     **({"shape_weights": weights} if weights else {})}
-        run = kit.TrainingRun(folder, identity, warn=self.context.warn, shown_as=f"training run {run_name!r}")
+        run = kit.TrainingRun(folder, identity, warn=self.context.warn, shown_as=f"training run {run_name!r}",
+                              budget=self.context.services.get("output_budget"))
         patched = motion_patches(self.context, model, modules)
 
         def progress(done: int, total: int, info: dict) -> None:
