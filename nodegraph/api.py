@@ -201,7 +201,8 @@ def model_file(context: NodeContext, folder: str, name: str, *, argument: str = 
     wildcards, a JSON config) rather than weights (`open_weights`); a NodeInputError naming `argument` when
     the name would leave the folder (`..`, an absolute path, a link leading out) or no such file is there."""
     context = _check_context("model_file", context)
-    if not isinstance(folder, str) or not folder or folder.startswith("input"):
+    if (not isinstance(folder, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", folder)
+            or folder.startswith("input") or folder in (".", "..")):     # a folder name, never a path
         raise ApiArgumentError("model_file", "folder", f"expected a model folder name (e.g. 'loras'), found "
                                                        f"{folder!r:.80}; for an uploaded file use api.input_file")
     try:

@@ -216,12 +216,12 @@ def host_name(header: str | None) -> str | None:
     if header.startswith("["):
         end = header.find("]")
         rest = header[end + 1:] if end > 0 else ""
-        if end <= 0 or not (rest == "" or (rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit())):
+        if end <= 0 or not (rest in ("", ":") or (rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit())):
             return None         # "[::1]evil.com", "[::1]:x": not a host and port
         return header[1:end]
     if header.count(":") == 1:
         host, port = header.split(":")
-        return host if port.isascii() and port.isdigit() else None       # "localhost:evil.com" is no port
+        return host if port == "" or (port.isascii() and port.isdigit()) else None   # "localhost:evil.com": no
     return header
 
 

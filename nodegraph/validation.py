@@ -656,6 +656,10 @@ def linked_value_error(node_type: str, name: str, ispec: Any, value: Any, source
                        where=f"the {folder} folder")
         except PathConfinementError as exc:
             return f"the value from node {source!r} output {output!r} does not fit: {exc.message}"
+        suffix = ispec.file_suffix if ispec.file_name_in else None
+        if suffix and (not value.endswith(suffix) or value.rsplit("/", 1)[-1].startswith(".")):
+            return (f"the value from node {source!r} output {output!r} does not fit: a file name ending in {suffix} "
+                    f"(and not starting with '.') is expected, found {_short(value)}; e.g. 'my_model{suffix}'")
     if ispec.adapter is None or type(value) not in _CHECKED_LINK_VALUES:
         return None
     try:

@@ -29,7 +29,7 @@ def _check_result_size(name: str, batch: int, height: int, width: int) -> None:
     without bound otherwise, until the process is killed for memory); names the input to change."""
     if batch * height * width * 3 > MAX_IMAGE_VALUES:
         raise NodeInputError(name, f"the result would be {batch} image(s) of {width}×{height}, "
-                                   f"{batch * height * width * 3 / 1e9:.1f} G values, over the limit of one "
+                                   f"{batch * height * width * 3 / 1e9:.3f} G values, over the limit of one "
                                    f"16384×16384 RGB image ({MAX_IMAGE_VALUES / 1e9:.2f} G); make it smaller or "
                                    f"split the batch")
 

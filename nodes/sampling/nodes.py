@@ -702,6 +702,7 @@ class LatentUpscale(Node):
     """Resize latents (for hires fix: upscale, then sample again with partial denoise)."""
 
     category = "latent"
+    version = "1.1.0"      # 1.1: downscale 0 (the default) reads the latent's own pixels per cell
 
     class Inputs(NodeInputs):
         latent: Any = Input(port="LATENT")
@@ -709,7 +710,9 @@ class LatentUpscale(Node):
         width: int = Input(0, ge=0, le=16384, multiple_of=8, description="target in pixels (0 = use factor)")
         height: int = Input(0, ge=0, le=16384, multiple_of=8)
         method: Literal["nearest", "bilinear", "bicubic"] = Input("bilinear")
-        downscale: int = Input(8, ge=1, le=64, description="pixels per latent cell of the VAE (8 for SD)")
+        downscale: int = Input(0, ge=0, le=64, description="pixels per latent cell of the VAE, for width/height: "
+                                                          "0 = the latent's own (EmptyLatent records its VAE's), "
+                                                          "else 8 as SD's")
 
     outputs = (Output("latent", "LATENT"),)
 
@@ -718,6 +721,9 @@ class LatentUpscale(Node):
 
         samples = _check_latent(latent)
         h, w = samples.shape[-2:]
+        if not downscale:       # the latent's own layout (a 1024 request on the tiny VAE, 4 px a cell, made 512)
+            recorded = latent.get("pixels_per_cell")
+            downscale = recorded if isinstance(recorded, int) and recorded > 0 else 8
         if width and height and min(width, height) < downscale:
             raise NodeInputError("width" if width < downscale else "height",
                                  f"{width}x{height} px is less than one latent cell of {downscale} px a side; give "

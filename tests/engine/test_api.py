@@ -464,8 +464,12 @@ def test_model_file_reads_a_plugins_own_format_confined_to_its_folder(tmp_path):
     with pytest.raises(NodeExecutionError) as failure:
         session.run(graph)
     assert failure.value.exception.input == "lut_name" and "secret" not in str(failure.value.exception).split(":")[0]
+    context = NodeContext("n", "T", lambda *e: None, lambda n: None, session.services)
     with pytest.raises(api.ApiArgumentError, match="api.input_file"):
-        api.model_file(NodeContext("n", "T", lambda *e: None, lambda n: None, session.services), "input", "x")
+        api.model_file(context, "input", "x")
+    for folder in ("../secret_dir", "/etc", "luts/../..", ".."):       # a folder name, never a path (a re-test)
+        with pytest.raises(api.ApiArgumentError, match="model folder name"):
+            api.model_file(context, folder, "conf.json")
 
 
 def test_sampler_from_step_builds_a_sampler_from_a_plugins_step():

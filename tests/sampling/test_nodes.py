@@ -129,9 +129,21 @@ class NoiseMaskAs(Node):
         return {"latent": {**latent, "noise_mask": mask}}
 
 
+class QuarterLatent(Node):
+    """An 8×8 latent laid out for a VAE of 4 pixels per cell, as EmptyLatent records it (tests only)."""
+
+    class Inputs(NodeInputs):
+        pass
+
+    outputs = (Output("latent", "LATENT"),)
+
+    def run(self):
+        return {"latent": {"samples": torch.zeros(1, 4, 8, 8), "pixels_per_cell": 4}}
+
+
 @hookimpl
 def register_nodes():
-    return [ToyModel, ToyCondition, HalfMask, CountingGuidance, NoiseMaskAs]
+    return [ToyModel, ToyCondition, HalfMask, CountingGuidance, NoiseMaskAs, QuarterLatent]
 
 
 def link(node, output):
@@ -451,6 +463,12 @@ def test_latent_upscale_sizes(session):
     out = session.run(graph, outputs=["a", "b"]).outputs
     assert out["a"]["value"]["samples"].shape[-2:] == (6, 6)
     assert out["b"]["value"]["samples"].shape[-2:] == (6, 8)
+    # a latent of 4 pixels a cell (the tiny VAE's): 64×48 px is 16×12 cells, not 8×6 (a 1024² request made 512²)
+    graph["nodes"]["quarter"] = {"type": "QuarterLatent", "inputs": {}}
+    graph["nodes"]["to"]["inputs"]["latent"] = link("quarter", "latent")
+    assert session.run(graph, outputs=["b"]).outputs["b"]["value"]["samples"].shape[-2:] == (12, 16)
+    graph["nodes"]["to"]["inputs"]["downscale"] = 8              # said outright, as before
+    assert session.run(graph, outputs=["b"]).outputs["b"]["value"]["samples"].shape[-2:] == (6, 8)
 
 
 def test_latent_upscale_past_the_latent_limit_is_refused_before_it_allocates(session):

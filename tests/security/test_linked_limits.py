@@ -113,3 +113,16 @@ def test_a_linked_file_name_that_leaves_its_folder_is_refused_naming_the_input(n
     failure = _failure({"format_version": 2, "nodes": nodes})
     assert failure.node_id == "n" and failure.exception.input == name
     assert "from node 's' output 'value' does not fit" in str(failure.exception) and "'..'" in str(failure.exception)
+
+
+def test_a_linked_model_file_name_gets_the_suffix_rule_too():
+    """SaveLoRA's name must end in .safetensors: a literal `plain` was refused at validation, a linked one passed
+    the linked check (a re-test) — the node failed later, or trained first."""
+    from nodegraph.validation import linked_value_error
+
+    session = Session()
+    cls = next(c for c in (session.registry.nodes.get(t) for t in ("SaveLoRA", "SaveCheckpoint")) if c is not None)
+    (name, spec) = next((n, s) for n, s in cls.spec.inputs.items() if s.file_suffix)
+    problem = linked_value_error(cls.spec.type, name, spec, "plain", "s", "value")
+    assert problem is not None and f"ending in {spec.file_suffix}" in problem
+    assert linked_value_error(cls.spec.type, name, spec, f"ok{spec.file_suffix}", "s", "value") is None

@@ -343,6 +343,7 @@ def test_requests_for_other_host_names_are_refused(server):
         response = http_request(server.port, "/files/output/a.txt", {"Host": host})
         assert response.status == 421 and b"private" not in response.body, host
     assert http_request(server.port, "/files/output/a.txt", {"Host": f"localhost:{server.port}"}).status == 200
+    assert http_request(server.port, "/files/output/a.txt", {"Host": "localhost:"}).status == 200   # empty port: RFC
     with pytest.raises(InvalidStatus) as info:
         with connect(server.url(), additional_headers={"Host": "evil.example"}):
             pass
