@@ -184,7 +184,8 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
             links=tuple(links), lazy_inputs=frozenset(n for n, s in spec.inputs.items() if s.lazy),
             fingerprinted=fingerprinted, reads_input=reads_input, writes_output=writes_output,
             container_literals=tuple(name for name, value in literals.items()
-                                     if not isinstance(value, (str, int, float, bool, bytes, type(None)))))
+                                     if type(value) not in _UNWATCHED_TYPES
+                                     and not isinstance(value, (str, int, float, bytes))))
     order, left_over = topological_order(graph.nodes)
     assert not left_over, "compile_graph needs a validated (acyclic) graph"
     order = tuple(order)
@@ -489,6 +490,10 @@ class _Watched:
     containers: list[tuple[str, str, Any, list]] = field(default_factory=list)
 
 
+_NOTHING_WATCHED = _Watched([], [])     # shared, never changed: a node whose linked inputs hold nothing to watch
+_UNWATCHED_TYPES = frozenset({int, float, str, bool, bytes, type(None)})
+
+
 def _fingerprint(tensor: Any, torch: Any, checksum: bool) -> Any:
     """`(a few values spread over the tensor as raw bytes, CRC-32 of all its bytes or None)`; None when it cannot
     be read cheaply (not strided, not contiguous, on the meta device). The checksum (`checksum`, CPU tensors:
@@ -515,10 +520,12 @@ def _linked_inputs(plan: NodePlan, kwargs: dict[str, Any]) -> _Watched:
     it is also its source's cached output. A tensor's version counter sees every torch in-place operation; its
     fingerprint also sees writes torch does not count (through `.data`, through a numpy view, into an
     inference-mode tensor); a container's items, compared by identity, see a key set, added or removed."""
+    if not plan.links:
+        return _NOTHING_WATCHED
+    if all(type(kwargs.get(link.input)) in _UNWATCHED_TYPES for link in plan.links):   # numbers, text: the usual
+        return _NOTHING_WATCHED
     torch = sys.modules.get("torch")
     watched = _Watched()
-    if not plan.links:
-        return watched
     checksum_budget = MAX_CHECKSUM_BYTES
     for link in plan.links:
         pending = [(kwargs.get(link.input), 0)]
@@ -571,6 +578,8 @@ def _changed_in_place(state: RunState, plan: NodePlan, cache: OutputCache, watch
     entries of every node of the run whose outputs hold a changed value are dropped (the source's, and that of
     the node that made it when the source passed it through), so their next run recomputes them.
     `raise_error=False` (the node failed anyway): only the entries are dropped, the node's own error is kept."""
+    if watched is _NOTHING_WATCHED:
+        return
     torch = sys.modules.get("torch")
     changed: list[tuple[str, str, str, Any]] = []      # (input, source node, how, the changed value)
     for name, source, container, items in watched.containers:
