@@ -43,6 +43,13 @@ Values in and out
     STRING output longer than MAX_TEXT_OUTPUT_BYTES (1 MiB of UTF-8) fails its
     node with NodeOutputError, whatever node made it (`_check_outputs`).
 
+Inputs stay as they came
+    A linked value is its source's (cached) output, shared. Around `run`, `_linked_inputs` records the tensors
+    (version counter; a CRC-32 of CPU tensors up to MAX_CHECKSUM_BYTES a node run, else sampled values) and the
+    dicts and lists (their items, by identity) a node received, and `_changed_in_place` refuses a node that
+    changed one, dropping the cache entries that hold it (also when the node then raised). Literal lists and
+    dicts (defaults included) are each run's own copy (`NodePlan.container_literals`).
+
 Warnings
     `NodeContext.warn` appends to `RunState.warnings` and emits `node_warning`;
     the run's RunResult carries them (a cached result repeats none).
