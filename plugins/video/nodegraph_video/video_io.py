@@ -110,7 +110,7 @@ def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 
     out_fps = fps if fps > 0 else source_fps
     indices = _pick(times, out_fps, max_frames, start_frame) if fps > 0 else \
         list(range(start_frame, min(len(images), start_frame + max_frames)))
-    height, width = images[0].shape[:2]
+    height, width = images[0].shape[:2]      # the first frame is always kept, for its size
     if len(indices) * height * width > max_pixels:
         raise VideoFileError("max_frames", f"{len(indices)} frames of {width}×{height} is more than this node loads at "
                                            f"once ({max_pixels // (width * height)} frames at this size); lower "
@@ -146,8 +146,9 @@ def count_frames(path: str | os.PathLike) -> int | None:
 
 
 def _read_av(path: Path, limit: int | None = None, start: int = 0,
-             span: float | None = None) -> tuple[list[np.ndarray], list[float], str | None]:
-    """Frames, their durations and the comment metadata; stops after `limit` frames or `span` s past frame `start`."""
+             span: float | None = None) -> tuple[list[np.ndarray | None], list[float], str | None]:
+    """Frames (None for those before `start` but the first), their durations and the comment metadata; stops after
+    `limit` frames or `span` s past frame `start`."""
     import av
 
     with av.open(str(path)) as container:
@@ -161,7 +162,8 @@ def _read_av(path: Path, limit: int | None = None, start: int = 0,
             stamp = float(frame.time) if frame.time is not None else len(stamps) / rate
             if span is not None and len(stamps) > start and stamp > stamps[start] + span + 1.0 / rate:
                 break
-            images.append(frame.to_ndarray(format="rgb24"))
+            # frames before `start` are counted, not kept (a 1080p clip from frame 2000 held 12 GB of them)
+            images.append(frame.to_ndarray(format="rgb24") if len(images) >= start or not images else None)
             stamps.append(stamp)
             if limit is not None and len(images) >= limit + 1:   # one more, for the last frame's duration
                 break
@@ -183,7 +185,7 @@ def _read_pillow(path: Path, limit: int | None = None, start: int = 0,
             if not transparent and (frame.mode in ("RGBA", "LA", "PA") or "transparency" in frame.info):
                 alpha = frame.convert("RGBA").getchannel("A")
                 transparent = alpha.getextrema()[0] < 255
-            images.append(np.asarray(frame.convert("RGB")))
+            images.append(np.asarray(frame.convert("RGB")) if len(images) >= start or not images else None)
             durations.append(max(0.01, float(frame.info.get("duration", 100) or 100) / 1000.0))
             if limit is not None and len(images) >= limit + 1:
                 break

@@ -590,3 +590,24 @@ def test_load_video_warns_when_transparency_is_dropped(session):
         result = session.run({"format_version": 1, "nodes": {"load": {"type": "LoadVideo", "inputs": {
             "video": name, "fps": 0.0, "start_frame": 0, "max_frames": 8}}}}, outputs=["load"])
         assert any("transparent pixels" in w["message"] for w in result.warnings) == warned, name
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "gif"])
+def test_frames_before_start_frame_are_not_kept(tmp_path, fmt):
+    """Decoding kept every frame before `start_frame` in memory: a 1080p clip read from frame 2000 held ~12 GB
+    before the size cap was checked (a hostile re-test). Those frames are counted, not kept; what is read from
+    `start_frame` on is unchanged."""
+    import torch
+
+    from nodegraph_video.video_io import _read_av, _read_pillow, read_video, write_video
+
+    frames = torch.linspace(0, 1, 12)[:, None, None, None].expand(12, 16, 16, 3).contiguous()
+    path = tmp_path / f"clip.{fmt}"
+    write_video(path, frames, 12.0, fmt)
+    read = _read_av if fmt == "mp4" else _read_pillow
+    images = read(path, 10, 8)[0]
+    assert images[0] is not None and all(image is None for image in images[1:8])
+    assert all(image is not None for image in images[8:])
+    clip = read_video(path, start_frame=8, max_frames=2)
+    whole = read_video(path, start_frame=0, max_frames=12)
+    assert torch.allclose(clip.frames, whole.frames[8:10])
