@@ -10,7 +10,8 @@ Pieces:
   when it is a quick message (a submit of a graph under 64 KiB, an interrupt, a
   cancel, a ping: work bounded by the frame's size), carried out there too; every
   other message, big graphs and model-folder listings among them, is handled *in a
-  thread pool* and never blocks the loop (a submit's validation reads the cached
+  thread pool* (frames over 64 KiB — big graphs, uploads — in a pool of their own, so
+  they never hold up small requests) and never blocks the loop (a submit's validation reads the cached
   model-folder listing, refreshed at most once per `LISTING_TTL`). Two thread hand-offs per submit cost more
   than the handling of a small one on this path (docs/protocol.md). A connection
   whose message took over 5 ms on the loop (a graph full of errors) is handled in
@@ -473,6 +474,9 @@ class Server:
         self.connections: dict[str, tuple[ServerConnection, asyncio.Queue]] = {}
         # Message handling runs here, off the event loop (see the module docstring).
         self._handlers = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="nodegraph-msg")
+        # Frames over ON_LOOP_MAX_CHARS (big graphs, uploads) have a pool of their own: twelve clients submitting
+        # 2 MB graphs made everyone's small requests (queue_status, history) wait behind them for seconds.
+        self._big_handlers = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="nodegraph-big")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
         self._wake_event = threading.Event()
@@ -570,6 +574,7 @@ class Server:
         if self.backend is not None:
             await asyncio.to_thread(self.backend.close)
         self._handlers.shutdown(wait=False, cancel_futures=True)
+        self._big_handlers.shutdown(wait=False, cancel_futures=True)
         self._thumbnail_pool.shutdown(wait=False, cancel_futures=True)
         self.queue.close()
         if self._data_lock is not None:
@@ -867,7 +872,8 @@ class Server:
         protocol = self.protocol
         pooled = self._pooled_until.get(client_id)
         if (pooled is not None and time.monotonic() < pooled) or not protocol.handled_on_loop(client_id, frame):
-            return await loop.run_in_executor(self._handlers, protocol.receive, client_id, frame)
+            pool = self._big_handlers if len(frame) > protocol.ON_LOOP_MAX_CHARS else self._handlers
+            return await loop.run_in_executor(pool, protocol.receive, client_id, frame)
         message = protocol.parse(client_id, frame)
         if isinstance(message, list):
             return message

@@ -837,3 +837,37 @@ def test_a_training_state_past_the_users_limit_is_not_written(tmp_path):
     with pytest.raises(StorageLimitError, match="carol's storage limit"):
         run.save({"step": 2, "w": torch.zeros(100_000)})               # 400 KB: does not
     assert (tmp_path / "run" / "training_state.safetensors").stat().st_size < 10_000
+
+
+def test_big_frames_have_a_pool_of_their_own(tmp_path, monkeypatch):
+    """Twelve clients submitting 2.2 MB graphs made another client's queue_status wait 2.8 s behind them in the
+    4-thread handler pool (a hostile pass): frames over ON_LOOP_MAX_CHARS go to a pool of their own."""
+    server = Server(Session(output_dir=tmp_path / "out"), data_dir=tmp_path / "data", port=0)
+    used = []
+
+    class Recording:
+        def __init__(self, name):
+            self.name = name
+
+        def submit(self, fn, *args):        # what run_in_executor calls
+            used.append(self.name)
+            future = concurrent.futures.Future()
+            future.set_result([])
+            return future
+
+    import concurrent.futures
+
+    monkeypatch.setattr(server, "_handlers", Recording("small"))
+    monkeypatch.setattr(server, "_big_handlers", Recording("big"))
+
+    server.protocol.connect("c")
+    server.protocol.receive("c", json.dumps({"type": "hello", "protocol_version": PROTOCOL_VERSION}))
+
+    async def handle(frame):
+        return await server._handle(asyncio.get_running_loop(), "c", frame)
+
+    big = json.dumps({"type": "history", "pad": "x" * (server.protocol.ON_LOOP_MAX_CHARS + 1)})
+    asyncio.run(handle(big))
+    asyncio.run(handle(json.dumps({"type": "history"})))
+    asyncio.run(handle(b"\x00" * (server.protocol.ON_LOOP_MAX_CHARS + 1)))       # an upload's binary frame
+    assert used == ["big", "small", "big"]
