@@ -147,7 +147,8 @@ def test_small_submits_are_handled_on_the_loop_and_the_rest_in_the_pool(server):
     assert {r["run_id"] for r in client.next_of("history")["runs"]} == {small, big}
     loop_thread = server.thread.name
     assert threads["_on_submit"][0] == loop_thread and threads["_on_ping"] == [loop_thread]
-    assert threads["_on_submit"][1].startswith("nodegraph-msg") and threads["_on_history"][0].startswith("nodegraph-msg")
+    assert threads["_on_submit"][1].startswith("nodegraph-big")      # over 64 KiB: the big frames' own pool
+    assert threads["_on_history"][0].startswith("nodegraph-msg")
     client.close()
 
 
