@@ -29,7 +29,7 @@ DEFAULT_BUDGET_BYTES = 2 * 1024**3
 MISSING = object()
 
 
-def estimate_bytes(value: Any, _seen: set[int] | None = None) -> int:
+def estimate_bytes(value: Any, _seen: set | None = None) -> int:
     """Approximate memory held by `value` (tensors/arrays by storage, shared storage once)."""
     seen = set() if _seen is None else _seen
     sizer = getattr(type(value), "__nodegraph_sizeof__", None)
@@ -50,10 +50,13 @@ def estimate_bytes(value: Any, _seen: set[int] | None = None) -> int:
         return int(value.nbytes)
     if module.startswith("PIL") and hasattr(value, "getbands"):
         return int(value.width * value.height * len(value.getbands()))
-    if isinstance(value, dict):
-        return sys.getsizeof(value) + sum(estimate_bytes(v, seen) for v in value.values())
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return sys.getsizeof(value) + sum(estimate_bytes(v, seen) for v in value)
+    if isinstance(value, (dict, list, tuple, set, frozenset)):
+        key = ("container", id(value))     # apart from the storage pointers kept in `seen`
+        if key in seen:              # a container met again (shared, or holding itself: a plugin's `x.append(x)`)
+            return 0
+        seen.add(key)
+        items = value.values() if isinstance(value, dict) else value
+        return sys.getsizeof(value) + sum(estimate_bytes(v, seen) for v in items)
     return sys.getsizeof(value)
 
 

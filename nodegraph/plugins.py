@@ -294,8 +294,8 @@ def load_plugins(
         try:
             started = time.perf_counter()
             printed = _StderrTee(sys.stderr)    # what it prints while imported, for its failure if it exits
-            try:
-                with deferred_spec_errors(), contextlib.redirect_stderr(printed):
+            try:     # its prints go to stderr: stdout carries `plugins --json` and `run --events -`
+                with deferred_spec_errors(), contextlib.redirect_stderr(printed), contextlib.redirect_stdout(printed):
                     obj = ep.load() if ep is not None else target
             finally:
                 printed.recording = False
@@ -658,7 +658,7 @@ def _check_run_signature(cls: type[Node]) -> None:
 # --- warnings ---------------------------------------------------------------------
 
 class _StderrTee:
-    """sys.stderr while a plugin is imported: everything goes to the real stream at once (a plugin's progress,
+    """sys.stderr (and sys.stdout) while a plugin is imported: everything goes to the real stderr at once (a plugin's progress,
     `faulthandler`, its logging handlers — which keep this object — work as before), and the first 64 KB written
     while `recording` are kept, so a plugin that exits while imported (argparse at module level) has what it said
     in its failure. Attributes other than `write` are the real stream's (fileno, encoding, ...)."""

@@ -60,3 +60,17 @@ def test_run_refuses_a_budget_for_a_policy_without_one(tmp_path, capsys):
     assert main(["run", ARITHMETIC, "--cache", "all", "--cache-budget", "1G", "--output-dir", str(tmp_path)]) == 2
     assert "--cache-budget applies to --cache lru only" in capsys.readouterr().err
     assert main(["run", ARITHMETIC, "--cache", "all", "--output-dir", str(tmp_path)]) == 0
+
+
+def test_a_value_holding_itself_is_sized_once():
+    """A plugin output that held itself (`x.append(x)`) made the cache's size estimate recurse until Python gave up,
+    and the RecursionError escaped Session.run (a re-test). Containers met again count once."""
+    from nodegraph.cache import estimate_bytes
+
+    looped: list = [1, 2]
+    looped.append(looped)
+    nested: dict = {"a": [0] * 10}
+    nested["self"] = nested
+    assert 0 < estimate_bytes(looped) < 10_000 and 0 < estimate_bytes(nested) < 10_000
+    shared = [0] * 100
+    assert estimate_bytes([shared, shared]) < 2 * estimate_bytes(shared)

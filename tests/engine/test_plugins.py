@@ -154,6 +154,7 @@ def test_a_plugin_exiting_at_import_has_what_it_printed_in_its_failure(monkeypat
     class Chatty(FakeEntryPoint):
         def load(self):
             print("chatty: loaded", file=sys.stderr)
+            print("chatty: said on stdout")          # would corrupt `plugins --json` / `run --events -`
             return self.obj
 
     installed = [ArgparseAtImport("argy"), Chatty("chatty", NodesPlugin(make_node("Talks", 1)))]
@@ -164,7 +165,8 @@ def test_a_plugin_exiting_at_import_has_what_it_printed_in_its_failure(monkeypat
     (failure,) = session.plugin_report.failed
     assert failure.name == "argy" and failure.error.startswith("SystemExit: 2 (the plugin exited while it was imported")
     assert "unrecognized arguments: --bogus" in failure.error
-    assert "chatty: loaded" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "chatty: loaded" in err and "chatty: said on stdout" in err and "chatty" not in out
 
 
 def test_a_plugin_sees_the_real_stderr_while_it_is_imported(monkeypatch, capfd):
