@@ -208,7 +208,11 @@ def model_file(context: NodeContext, folder: str, name: str, *, argument: str = 
     try:
         return Path(context.service("resolve_file")(folder, name))
     except LookupError as exc:
-        raise NodeInputError(argument, str(exc).strip("'\"")) from None
+        from .validation import unlisted_ending_problem
+
+        directories = context.service("model_paths").directories(folder)
+        raise NodeInputError(argument, unlisted_ending_problem(folder, name, directories)
+                             or str(exc).strip("'\"")) from None
 
 
 def sampler_from_step(step: Callable[..., StepResult], context: NodeContext | None = None) -> Callable[..., Any]:

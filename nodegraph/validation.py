@@ -528,16 +528,12 @@ def model_file_error(node_id: str, name: str, folder: str, value: str,
             details={"folder": folder, "available": available, "searched": searched, "dangling_link": True})
     suffix_listed = any(name.lower().endswith(Path(value).suffix.lower()) for name in available) \
         if Path(value).suffix else False
-    unlisted = None if suffix_listed else next((d for d in searched if _plain_file_in(d, value)), None)
+    unlisted = None if suffix_listed else unlisted_ending_problem(folder, value, searched)
     if unlisted is not None:        # there, but of an ending the folder does not list
-        suffix = Path(value).suffix or "(no ending)"
         return GraphError(
-            "not_in_choices",
-            f"{value!r} is in {unlisted}, but model folder {folder!r} lists no files ending in {suffix}. A plugin "
-            f"that reads such files registers the folder's endings (`register_model_folders`: {{{folder!r}: "
-            f"[{suffix!r}]}}); a model file of another format: convert it. Available: {have}.",
-            node_id=node_id, input=name,
-            details={"folder": folder, "available": available, "searched": searched, "unlisted_suffix": suffix})
+            "not_in_choices", f"{unlisted} Available: {have}.", node_id=node_id, input=name,
+            details={"folder": folder, "available": available, "searched": searched,
+                     "unlisted_suffix": Path(value).suffix or "(no ending)"})
     return GraphError(
         "not_in_choices",
         f"no file {value!r} in model folder {folder!r}.{suggest(value, available)} "
@@ -546,6 +542,18 @@ def model_file_error(node_id: str, name: str, folder: str, value: str,
         f"docs/models.md).",
         node_id=node_id, input=name,
         details={"folder": folder, "available": available, "searched": searched})
+
+
+def unlisted_ending_problem(folder: str, value: str, directories: Iterable[Any]) -> str | None:
+    """When file `value` is in one of model folder `folder`'s directories but the folder lists no files of its
+    ending: what to say (the plugin registers the ending); else None."""
+    there = next((d for d in directories if _plain_file_in(d, value)), None)
+    if there is None:
+        return None
+    suffix = Path(value).suffix or "(no ending)"
+    return (f"{value!r} is in {there}, but model folder {folder!r} lists no files ending in {suffix}. A plugin "
+            f"that reads such files registers the folder's endings (`register_model_folders`: {{{folder!r}: "
+            f"[{suffix!r}]}}); a model file of another format: convert it.")
 
 
 def _plain_file_in(directory: str | Path, name: str) -> bool:

@@ -547,3 +547,8 @@ def test_a_file_of_an_ending_its_model_folder_does_not_list_is_named_so(tmp_path
     (error,) = session.validate(graph)
     assert error.input == "lut_name" and "lists no files ending in .txt" in error.message
     assert "register_model_folders" in error.message and "{'luts': ['.txt']}" in error.message
+    read = {"format_version": 2, "nodes": {"r": {"type": "ReadsLut", "inputs": {"lut_name": "warm.txt"}}}}
+    session = Session(plugins=[("luts", _LutPlugin())], model_paths=ModelPaths(roots=[tmp_path]),
+                      output_dir=tmp_path / "out")
+    with pytest.raises(NodeExecutionError, match="lists no files ending in .txt"):       # api.model_file says so too
+        session.run(read)
