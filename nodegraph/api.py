@@ -199,7 +199,8 @@ def model_file(context: NodeContext, folder: str, name: str, *, argument: str = 
     """The path of file `name` in model folder `folder` (`models/<folder>`, the configured extra paths, plugins'
     shipped directories: what the folder's combo lists), for a node that reads a file of its own format (a LUT,
     wildcards, a JSON config) rather than weights (`open_weights`); a NodeInputError naming `argument` when
-    the name would leave the folder (`..`, an absolute path, a link leading out) or no such file is there."""
+    the name would leave the folder (`..`, an absolute path) or no such file is there. A symlink inside a model
+    folder is followed, as for weights (people link model folders to other disks: docs/models.md)."""
     context = _check_context("model_file", context)
     if (not isinstance(folder, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", folder)
             or folder.startswith("input") or folder in (".", "..")):     # a folder name, never a path

@@ -638,13 +638,17 @@ class ServerProtocol:
         now), or None: no limit (no users, an admin, a user without `max_bytes`, one no longer in the file)."""
         if self.users is None or user_name is None:
             return None
-        user = next((u for u in self.users.users() if u.name == user_name), None)
+        user = self.users.get(user_name)
         if user is None or user.is_admin or user.max_bytes is None:
             return None
-        store = self.files.for_user(user_name)
-        used = [store.folder_bytes("input"), store.folder_bytes("output"), self.queue.stored_bytes(user_name)]
-        left = 0 if None in used else user.max_bytes - sum(used)
+        uploads, outputs, runs_stored = self._storage_used(user_name)
+        left = 0 if uploads is None or outputs is None else user.max_bytes - uploads - outputs - runs_stored
         return OutputBudget(max(left, 0), user_name)
+
+    def _storage_used(self, user_name: str) -> tuple[int | None, int | None, int]:
+        """(bytes of uploads, of output files — None past FileStore.MAX_COUNTED_FILES files —, of stored runs)."""
+        store = self.files.for_user(user_name)
+        return store.folder_bytes("input"), store.folder_bytes("output"), self.queue.stored_bytes(user_name)
 
     @staticmethod
     def result_within(result: dict[str, Any], budget: OutputBudget | None) -> dict[str, Any]:
@@ -852,14 +856,12 @@ class ServerProtocol:
         if runs and user.max_queued is not None and self.queue.active_count(user.name) >= user.max_queued:
             return self._active_limit_problem(user)
         if user.max_bytes is not None:
-            store = self.store_for(user)
-            uploads, outputs = store.folder_bytes("input"), store.folder_bytes("output")
+            uploads, outputs, runs_stored = self._storage_used(user.name)
             if uploads is None or outputs is None:
-                return (f"user {user.name!r} has more than {store.MAX_COUNTED_FILES:,} files in their "
+                return (f"user {user.name!r} has more than {FileStore.MAX_COUNTED_FILES:,} files in their "
                         f"{'upload' if uploads is None else 'output'} folder, more than the server counts for the "
                         f"{user.max_bytes / 1e6:.1f} MB limit; delete old runs with their files (the editor's "
                         f"history, or delete_run) or files you no longer need (delete_file)")
-            runs_stored = self.queue.stored_bytes(user.name)
             if uploads + outputs + runs_stored + adding >= user.max_bytes:
                 more = f" (this upload: {adding / 1e6:.1f} MB)" if adding else ""
                 return (f"user {user.name!r} stores {uploads / 1e6:.1f} MB of uploads, {outputs / 1e6:.1f} MB of "

@@ -556,9 +556,14 @@ def unlisted_ending_problem(folder: str, value: str, directories: Iterable[Any])
             f"[{suffix!r}]}}); a model file of another format: convert it.")
 
 
+def _stays_inside(name: str) -> bool:
+    """A name that cannot leave its folder by its text (no `..`, not absolute, no NUL): links are not looked at."""
+    return not (os.path.isabs(name) or ".." in name.replace("\\", "/").split("/") or "\0" in name)
+
+
 def _plain_file_in(directory: str | Path, name: str) -> bool:
     """Whether `directory/name` is a file, for a name that stays inside the folder (no `..`, not absolute)."""
-    if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/") or "\0" in name:
+    if not _stays_inside(name):
         return False
     try:
         return (Path(directory) / name).is_file()
@@ -569,7 +574,7 @@ def _plain_file_in(directory: str | Path, name: str) -> bool:
 def _dangling_link(directory: str | Path, name: str) -> bool:
     """Whether `directory/name` is a symlink whose target does not exist (or that loops); False for a name that
     could leave the folder (`..`, absolute): nothing is said of paths outside it."""
-    if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/") or "\0" in name:
+    if not _stays_inside(name):
         return False
     try:
         path = Path(directory) / name
