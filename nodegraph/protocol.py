@@ -645,6 +645,25 @@ class ServerProtocol:
         left = 0 if uploads is None or outputs is None else user.max_bytes - uploads - outputs - runs_stored
         return OutputBudget(max(left, 0), user_name)
 
+    def run_time_limit(self, user_name: str | None) -> int | None:
+        """Seconds a run of `user_name` may execute before the server stops it (their `max_run_seconds`), or
+        None: no limit (no users, an admin, a user without one, one no longer in the file)."""
+        if self.users is None or user_name is None:
+            return None
+        user = self.users.get(user_name)
+        if user is None or user.is_admin:
+            return None
+        return user.max_run_seconds
+
+    @staticmethod
+    def over_time_error(user_name: str, seconds: int, node_id: str | None) -> dict[str, Any]:
+        """The stored error of a run stopped at its user's `max_run_seconds`."""
+        where = f" while node {node_id!r} was running" if node_id else ""
+        return {"code": "run_time_limit", "node_id": node_id,
+                "message": f"the run was stopped after {seconds} s{where}: {user_name}'s runs may execute for at "
+                           f"most {seconds} s (max_run_seconds in the users file). Make it shorter (fewer steps, "
+                           f"a smaller image or batch) or ask the server's admin to raise the limit"}
+
     def _storage_used(self, user_name: str) -> tuple[int | None, int | None, int]:
         """(bytes of uploads, of output files — None past FileStore.MAX_COUNTED_FILES files —, of stored runs)."""
         store = self.files.for_user(user_name)

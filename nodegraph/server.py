@@ -43,7 +43,8 @@ Pieces:
   only at delivery, for their recipient (`protocol.expand_node_events`): no dict
   per event on the way, and a compact-events client's rows are read from them.
   It survives any exception (a database error included): the run is reported
-  failed and the next one runs.
+  failed and the next one runs. A run of a user with `max_run_seconds` is interrupted by a timer past it and
+  recorded failed (`run_time_limit`), so one user cannot hold the worker for hours.
 - Delivery (`_deliver`): each message is JSON-encoded once, whatever the number
   of recipients; a client that asked for batches (`hello {batch: true}`) gets
   the text messages that are ready together as one `batch` frame whose
@@ -1215,6 +1216,13 @@ class Server:
             record = self.queue.get(run_id) or record
         source, overrides = (prepared, None) if prepared is not None else (record.graph, record.overrides)
         budget = self.protocol.output_budget(record.user)
+        time_limit = self.protocol.run_time_limit(record.user)
+        over_time = threading.Event()
+        timer = None
+        if time_limit is not None:       # stopped at its next check (a sampler's step, the next node)
+            timer = threading.Timer(time_limit, lambda: (over_time.set(), self.session.interrupt(run_id)))
+            timer.daemon = True
+            timer.start()
         try:
             result = self.session.run(source, overrides=overrides, outputs=record.outputs,
                                       on_event=lambda e: self._on_event(run_id, e), run_id=run_id,
@@ -1233,7 +1241,13 @@ class Server:
                 "node_id": exc.node_id, "node_type": exc.node_type, "exception_type": exc.exception_type,
                 "message": str(exc.exception), "traceback": exc.traceback})
         except RunInterrupted as exc:
-            self._finish(run_id, "interrupted", error={"message": str(exc), "node_id": exc.node_id})
+            if over_time.is_set():       # the server stopped it, not its user: failed, saying why
+                error = self.protocol.over_time_error(record.user, time_limit, exc.node_id)
+                log.info("run %s (user %s) stopped at its %d s limit", run_id, record.user, time_limit)
+                self._terminal_event = RunFailed(run_id, exc.node_id, error["message"])
+                self._finish(run_id, "failed", error=error)
+            else:
+                self._finish(run_id, "interrupted", error={"message": str(exc), "node_id": exc.node_id})
         except BaseException as exc:  # noqa: BLE001 — the worker must survive anything
             log.exception("run %s crashed the worker loop", run_id)
             self._terminal_event = RunFailed(run_id, None, f"{type(exc).__name__}: {exc}")
@@ -1253,6 +1267,8 @@ class Server:
                     {"outputs": outputs, "files": files, "executed": result.executed, "cached": result.cached},
                     budget))
         finally:
+            if timer is not None:
+                timer.cancel()
             self._current_run = None
             if self._terminal_event is not None:   # now get_outputs / queue_status see the final status
                 self._post(self.protocol.run_event(run_id, event_dict(self._terminal_event)), urgent=True)

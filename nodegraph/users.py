@@ -1,6 +1,6 @@
 """Named users of a shared server: a token file, roles and per-user limits.
 
-    nodegraph users add alice --file users.json [--admin] [--max-queued 20] [--max-bytes 2e9]
+    nodegraph users add alice --file users.json [--admin] [--max-queued 20] [--max-bytes 2e9] [--max-run-seconds 3600]
     nodegraph users list --file users.json
     nodegraph users remove alice --file users.json
     nodegraph serve --users users.json
@@ -11,16 +11,20 @@ tokens are 32 random bytes (`secrets.token_urlsafe`), so a fast hash is as safe
 as a slow one and keeps the per-request check cheap::
 
     {"users": {"alice": {"token_sha256": "…", "role": "user",
-                         "max_queued": 20, "max_bytes": 2000000000}}}
+                         "max_queued": 20, "max_bytes": 2000000000,
+                         "max_run_seconds": 3600}}}
 
 Roles: `user` sees, cancels, interrupts, re-queues and downloads only its own
 runs and files, and its graphs read and write only its own folders
 (`input/<name>/`, `output/<name>/`) and never the shared model folders (a
 graph that saves a model is refused: `model_write_forbidden`); `admin` sees and
 manages every run and every file, and may save models. Limits: `max_queued`
-(queued + running runs at once) and `max_bytes` (bytes stored in the user's
-input and output folders and in their runs' stored graphs); `null` means
-unlimited. Without a users file a server has one anonymous user who
+(queued + running runs at once), `max_bytes` (bytes stored in the user's
+input and output folders and in their runs' stored graphs) and
+`max_run_seconds` (how long one run may execute — waiting in the queue does not
+count — before the server stops it: one user cannot hold the only worker for
+hours); `null` means unlimited. An admin is held to none of the limits but
+`max_queued`. Without a users file a server has one anonymous user who
 may do everything (the single-user default), guarded by `--token` when it
 listens beyond loopback.
 
@@ -49,6 +53,9 @@ ROLES = ("user", "admin")
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")     # whole name (fullmatch: `$` let "eve\n" through)
 DEFAULT_MAX_QUEUED = 20
 DEFAULT_MAX_BYTES = 2 * 1024**3
+DEFAULT_MAX_RUN_SECONDS = 3600
+LIMITS = ("max_queued", "max_bytes", "max_run_seconds")
+_DEFAULTS = {"max_queued": DEFAULT_MAX_QUEUED, "max_bytes": DEFAULT_MAX_BYTES, "max_run_seconds": DEFAULT_MAX_RUN_SECONDS}
 
 
 class UsersFileError(ValueError):
@@ -68,6 +75,7 @@ class User:
     role: str = "user"
     max_queued: int | None = DEFAULT_MAX_QUEUED
     max_bytes: int | None = DEFAULT_MAX_BYTES
+    max_run_seconds: int | None = DEFAULT_MAX_RUN_SECONDS
 
     @property
     def is_admin(self) -> bool:
@@ -144,8 +152,8 @@ class UserBook:
             if role not in ROLES:
                 raise UsersFileError(f"{path}: user {name!r} has role {role!r}; roles are {', '.join(ROLES)}")
             limits = {}
-            for key, default in (("max_queued", DEFAULT_MAX_QUEUED), ("max_bytes", DEFAULT_MAX_BYTES)):
-                value = entry.get(key, default)
+            for key in LIMITS:
+                value = entry.get(key, _DEFAULTS[key])
                 if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                     raise UsersFileError(f"{path}: user {name!r}: {key} must be a whole number ≥ 0 or null")
                 limits[key] = value
@@ -167,7 +175,7 @@ class UserBook:
         check_user_name(user.name)
         if user.role not in ROLES:
             raise UsersFileError(f"role {user.role!r}: roles are {', '.join(ROLES)}")
-        for key in ("max_queued", "max_bytes"):
+        for key in LIMITS:
             value = getattr(user, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise UsersFileError(f"user {user.name!r}: {key} must be a whole number ≥ 0, or none for no limit; "
@@ -227,6 +235,10 @@ def _limit_bytes(text: str) -> _Limit:
     return _Limit(parse_bytes(text, allow_zero=True))
 
 
+def _limits_text(user: User, separator: str) -> str:
+    return separator.join(f"{key}={getattr(user, key)}" for key in LIMITS)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`nodegraph users add|list|remove`."""
     parser = argparse.ArgumentParser(prog="nodegraph users", description="Manage the users of a shared server.")
@@ -243,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--max-bytes", type=_limit_bytes, default=None,
                      help=f"bytes stored in the user's folders, e.g. 2GiB or 500M, or none for no limit (new users: "
                           f"{DEFAULT_MAX_BYTES // 1024**3} GiB)")
+    add.add_argument("--max-run-seconds", type=_limit_count, default=None,
+                     help=f"how long one run may execute before the server stops it (queueing not counted), or "
+                          f"none for no limit (new users: {DEFAULT_MAX_RUN_SECONDS}; admins are never stopped)")
     remove = sub.add_parser("remove", help="remove a user")
     remove.add_argument("name")
     sub.add_parser("list", help="list users, roles and limits")
@@ -256,12 +271,12 @@ def main(argv: list[str] | None = None) -> int:
             before = book.get(args.name)
             base = before or User(args.name)
             user = User(args.name, args.role or base.role,
-                        base.max_queued if args.max_queued is None else args.max_queued.value,
-                        base.max_bytes if args.max_bytes is None else args.max_bytes.value)
+                        **{key: getattr(base, key) if getattr(args, key) is None else getattr(args, key).value
+                           for key in LIMITS})
             token = book.add(user)
             book.save(path)
             what = "a new token (the old one no longer works)" if before else "added"
-            print(f"user {user.name} ({user.role}, max_queued={user.max_queued}, max_bytes={user.max_bytes}): "
+            print(f"user {user.name} ({user.role}, {_limits_text(user, ', ')}): "
                   f"{what}; saved in {path}; token (shown once):")
             print(token)
         elif args.action == "remove":
@@ -271,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             book.save(path)
         else:
             for user in book.users():
-                print(f"{user.name}\t{user.role}\tmax_queued={user.max_queued}\tmax_bytes={user.max_bytes}")
+                print(f"{user.name}\t{user.role}\t{_limits_text(user, chr(9))}")
     except UsersFileError as exc:
         print(f"nodegraph users: {exc}", file=sys.stderr)
         return 2

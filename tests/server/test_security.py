@@ -634,6 +634,63 @@ def test_per_user_storage_limit(tmp_path):
         running.stop()
 
 
+def test_per_user_run_time_limit_stops_a_long_run_and_frees_the_worker(tmp_path):
+    """A plain user could hold the only worker for hours (a KSampler of 100,000 steps); past `max_run_seconds`
+    the server stops the run — failed, naming the limit — and the next user's run starts. Queueing does not
+    count, a short run is not touched, and an admin is never stopped."""
+    book = UserBook(path=tmp_path / "users.json")
+    slow_token = book.add(User("slow", max_run_seconds=1))
+    other_token = book.add(User("other", max_run_seconds=1))
+    root_token = book.add(User("root", role="admin", max_run_seconds=1))
+    running = RunningServer(tmp_path, users=book)
+    try:
+        slow, other = Client(running.url(f"/ws?token={slow_token}")), Client(running.url(f"/ws?token={other_token}"))
+        started = time.monotonic()
+        slow.send({"type": "submit", "graph": wait_graph(60)})
+        long_run = slow.next_of("submitted")["run_id"]
+        other.send({"type": "submit", "graph": wait_graph(0.5)})     # queued ~1 s behind it: still within 1 s
+        short_run = other.next_of("submitted")["run_id"]
+        failed = slow.next_of("run_failed", run_id=long_run, timeout=30)
+        assert time.monotonic() - started < 20
+        assert "max_run_seconds" in failed["message"] and "'w'" in failed["message"], failed
+        assert other.next_of("run_finished", run_id=short_run, timeout=30)
+        slow.send({"type": "get_outputs", "run_id": long_run})
+        record = slow.next_of("outputs")
+        assert record["status"] == "failed" and record["error"]["code"] == "run_time_limit", record
+        root = Client(running.url(f"/ws?token={root_token}"))
+        root.send({"type": "submit", "graph": wait_graph(1.5)})
+        admin_run = root.next_of("submitted")["run_id"]
+        assert root.next_of("run_finished", run_id=admin_run, timeout=30)
+        for client in (slow, other, root):
+            client.close()
+    finally:
+        running.stop()
+
+
+def test_users_file_reads_and_writes_max_run_seconds(tmp_path, capsys):
+    """`users add --max-run-seconds` is stored and listed; files without it get the default; bad values named."""
+    from nodegraph.users import DEFAULT_MAX_RUN_SECONDS
+
+    path = tmp_path / "users.json"
+    assert users_main(["add", "ann", "--max-run-seconds", "90", "--file", str(path)]) == 0
+    assert users_main(["add", "ben", "--file", str(path)]) == 0
+    assert users_main(["add", "cy", "--max-run-seconds", "none", "--file", str(path)]) == 0
+    book = UserBook.load(path)
+    assert [book.get(n).max_run_seconds for n in ("ann", "ben", "cy")] == [90, DEFAULT_MAX_RUN_SECONDS, None]
+    capsys.readouterr()
+    assert users_main(["list", "--file", str(path)]) == 0
+    assert "max_run_seconds=90" in capsys.readouterr().out
+    data = json.loads(path.read_text())
+    del data["users"]["ben"]["max_run_seconds"]
+    data["users"]["ann"]["max_run_seconds"] = "1h"
+    path.write_text(json.dumps(data))
+    with pytest.raises(UsersFileError, match="max_run_seconds must be a whole number"):
+        UserBook.load(path)
+    data["users"]["ann"]["max_run_seconds"] = 90
+    path.write_text(json.dumps(data))
+    assert UserBook.load(path).get("ben").max_run_seconds == DEFAULT_MAX_RUN_SECONDS
+
+
 def test_unknown_tokens_and_non_admin_settings_are_refused(users):
     """A token not in the users file gets 401; users may not change server-wide settings."""
     with pytest.raises(InvalidStatus) as info:
