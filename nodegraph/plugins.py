@@ -747,10 +747,22 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
         if plugin not in providers:
             have = ", ".join(repr(p) for p in providers) or "no loaded plugin"
             out.append({"kind": "preference", "level": "warning", "plugin": plugin, "type": bare,
-                        "message": f"preference {bare}={plugin} has no effect: plugin {plugin!r} provides no "
-                                   f"node type {bare!r} (provided by {have})",
+                        "message": f"preference {bare}={plugin} has no effect: {_why_not_provided(report, plugin)}"
+                                   f" (node type {bare!r} is provided by {have})",
                         "fix": f"prefer one of the providers ({have}), or drop the preference"})
     return out
+
+
+def _why_not_provided(report: PluginReport, plugin: str) -> str:
+    """Why `plugin` provides no node a preference names: not installed, failed, skipped, or no such node."""
+    if any(f.name == plugin for f in report.failed):
+        return f"plugin {plugin!r} failed to load (see its entry above)"
+    if any(name == plugin for name, _ in report.skipped):
+        return f"plugin {plugin!r} was not loaded ({dict(report.skipped)[plugin]})"
+    if not any(p.name == plugin for p in report.loaded):
+        loaded = ", ".join(sorted(repr(p.name) for p in report.loaded if p.source != "builtin")) or "none"
+        return f"no plugin named {plugin!r} is installed (plugins loaded: {loaded})"
+    return f"plugin {plugin!r} provides no node type of that name"
 
 
 def _no_nodes_warning(plugin: PluginInfo) -> dict[str, Any]:

@@ -399,7 +399,10 @@ def test_malformed_and_unused_preferences_are_reported():
     assert "Twin" in session.registry.ambiguous
     (warning,) = [w for w in session.plugin_warnings() if w["kind"] == "preference"]
     assert warning["plugin"] == "gamma" and "'alpha', 'beta'" in warning["message"]
+    assert "no plugin named 'gamma' is installed" in warning["message"]      # it said "provides no node type"
     assert "prefer one of the providers" in warning["fix"]
+    (warning,) = [w for w in twin_session(prefer={"Twin": "primitives"}).plugin_warnings() if w["kind"] == "preference"]
+    assert "plugin 'primitives' provides no node type of that name" in warning["message"]
 
 
 def test_a_plugin_using_a_builtin_name_neither_takes_it_nor_breaks_saved_graphs():
