@@ -331,6 +331,10 @@ def _normalise_outputs(plan: NodePlan, raw: Any) -> dict[str, Any]:
         if missing:
             raise TypeError(f"{spec.type}.run() returned no value for output(s) {missing}; "
                             f"it must return every declared output: {[o.name for o in outputs]}")
+        if "ui" in raw and "ui" not in spec.output_index:     # ComfyUI's output-node form: it showed nothing
+            raise TypeError(f"{spec.type}.run() returned a 'ui' entry (ComfyUI's form for what a node shows); "
+                            f"nodegraph shows the files a node saves: return {{'files': api.save_image(self.context, "
+                            f"images, prefix)}} (or api.save_files), see docs/plugins.md, 'Porting a ComfyUI node'")
         if not spec.output_node:
             extra = [k for k in raw if k not in spec.output_index]
             if extra:

@@ -231,6 +231,27 @@ def test_a_node_returning_none_for_its_output_is_that_nodes_failure():
     assert "['number']" in str(info.value.exception)
 
 
+class ComfyStyleSave(Node):
+    output_node = True
+
+    def run(self) -> dict:
+        return {"ui": {"images": [{"filename": "x_00001_.png", "subfolder": "", "type": "output"}]}}
+
+
+def test_an_output_node_returning_comfyuis_ui_form_is_told_how_to_show_files():
+    """A ported ComfyUI save node returned {"ui": {"images": [...]}}: the run succeeded and showed nothing. Now the
+    node fails naming `api.save_image` and the porting guide."""
+    from nodegraph import NodeExecutionError
+
+    module = types.ModuleType("comfy_style_save_plugin")
+    module.register_nodes = hookimpl(lambda: [ComfyStyleSave])
+    sys.modules[module.__name__] = module
+    with pytest.raises(NodeExecutionError) as info:
+        Session(plugins=[module]).run({"format_version": 2, "nodes": {"s": {"type": "ComfyStyleSave", "inputs": {}}}})
+    assert info.value.node_id == "s" and "'ui'" in str(info.value.exception)
+    assert "api.save_image" in str(info.value.exception) and "Porting a ComfyUI node" in str(info.value.exception)
+
+
 def test_a_sparse_or_complex_image_output_is_named_not_a_torch_error():
     """A sparse IMAGE failed the check itself with NotImplementedError ('aten::amax' on SparseCPU); a complex one
     was told to divide by 255."""
