@@ -10,7 +10,10 @@ the local loop (server.py keeps that loop unchanged). The SQLite queue stays the
 - the run's outcome is recorded in the queue *before* its terminal event (`run_finished`,
   `run_failed`, `run_interrupted`) is posted — the protocol's order guarantee;
 - output files arrive as bytes in the outcome (Ray's object store) and are written into the run
-  owner's output folder with a fresh name, then announced exactly as local ones (`_send_files`).
+  owner's output folder with a fresh name, then announced exactly as local ones (`_send_files`);
+- a user's limits hold as on the local path: the files that would pass their `max_bytes` are not
+  written (the run fails, `StorageLimitError`), and a run past their `max_run_seconds` is interrupted on
+  its worker and recorded failed (`run_time_limit`). (The worker itself writes no files of the user's.)
 
 While the cluster cannot be reached the server keeps serving: runs stay queued, and every client
 is told why with `{"type": "cluster_status", "state": "down", "message": ..., "pending": N}` (and
@@ -27,7 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import StorageLimitError
 from ..events import RunFailed, RunInterruptedEvent
+from ..files import OutputBudget
 from ..paths import PathConfinementError, confine
 from ..protocol import Outgoing
 from .pool import ClusterUnreachableError, WorkerPool, input_files_for, needs_for
@@ -59,10 +64,15 @@ def write_output_file(output_dir: Path, name: str, data: bytes) -> Path:
     raise FileExistsError(f"no free name for {name!r} in {output_dir}")
 
 
-def outputs_with_files(outcome: dict[str, Any], output_dir: Path) -> dict[str, dict[str, Any]]:
-    """The outcome's outputs with its files written under `output_dir` (entries get their local path)."""
+def outputs_with_files(outcome: dict[str, Any], output_dir: Path,
+                       budget: OutputBudget | None = None) -> dict[str, dict[str, Any]]:
+    """The outcome's outputs with its files written under `output_dir` (entries get their local path). With a
+    `budget` (the run owner's storage limit), the file that would pass it is not written: StorageLimitError."""
     outputs: dict[str, dict[str, Any]] = {node: dict(values) for node, values in (outcome.get("outputs") or {}).items()}
     for item in outcome.get("files") or []:
+        problem = budget.spend(len(item["data"])) if budget is not None else None
+        if problem:
+            raise StorageLimitError(f"node {item['node_id']!r}: {problem}")
         path = write_output_file(output_dir, item["name"], item["data"])
         entry = {k: v for k, v in item.items() if k not in ("data", "node_id", "index")}
         entry.update(path=str(path), name=path.name)
@@ -212,6 +222,14 @@ class RayBackend:
         input_dir, output_dir = folders if folders else (server.session.input_dir, server.session.output_dir)
         store = server.files if record.user is None else server.files.for_user(record.user)
         terminal: dict[str, Any] | None = None
+        budget = server.protocol.output_budget(record.user)
+        time_limit = server.protocol.run_time_limit(record.user)
+        over_time = threading.Event()
+        timer = None
+        if time_limit is not None:      # as on the local path: stopped past its user's max_run_seconds
+            timer = threading.Timer(time_limit, lambda: (over_time.set(), self.pool.interrupt(run_id)))
+            timer.daemon = True
+            timer.start()
 
         def on_event(event: dict[str, Any], preview: bytes | None) -> None:
             nonlocal terminal
@@ -234,16 +252,28 @@ class RayBackend:
         except Exception as exc:  # noqa: BLE001 — reported to the client, the server goes on
             log.exception("run %s could not be sent to a Ray worker", run_id)
             outcome = {"status": "failed", "error": {"message": f"{type(exc).__name__}: {exc}"}}
+        finally:
+            if timer is not None:
+                timer.cancel()
         status = outcome["status"]
+        if status == "interrupted" and over_time.is_set():      # the server stopped it, not its user
+            node_id = (outcome.get("error") or {}).get("node_id")
+            status, outcome = "failed", {**outcome, "status": "failed",
+                                         "error": server.protocol.over_time_error(record.user, time_limit, node_id)}
+            terminal = None
         result = None
         if status == "succeeded":
             try:
-                outputs = outputs_with_files(outcome, Path(output_dir))
+                outputs = outputs_with_files(outcome, Path(output_dir), budget)
                 files = server._send_files(run_id, store, outputs)
                 result = {"outputs": {n: {k: v for k, v in values.items() if k != "files"}
                                       for n, values in outputs.items()},
                           "files": files, "executed": outcome.get("executed", []),
                           "cached": outcome.get("cached", []), "worker": outcome.get("worker")}
+                result = server.protocol.result_within(result, budget)
+            except StorageLimitError as exc:
+                status, outcome = "failed", {"error": {"message": str(exc), "exception_type": "StorageLimitError"}}
+                terminal = None
             except (OSError, PathConfinementError, ValueError) as exc:
                 status, outcome = "failed", {"error": {"message": f"could not store the run's output files: {exc}"}}
                 terminal = None

@@ -21,6 +21,7 @@ from PIL import Image
 from nodegraph import Session
 from nodegraph.distributed.backend import RayBackend
 from nodegraph.distributed.pool import WorkerPool
+from tests.server.test_security import SAVE_IMAGE
 from tests.server.test_server import Client, RunningServer
 
 from . import probe_plugin
@@ -183,6 +184,39 @@ def test_interrupting_a_remote_run_among_several(ray_server, pool):
     assert ray_server.server.queue.get(long_id).status == "interrupted"
     assert ray_server.server.queue.get(short_id).status == "succeeded"
     client.close()
+
+
+def test_user_limits_hold_for_runs_on_ray_workers(tmp_path, pool):
+    """Runs on Ray workers were held to neither max_bytes (files came back as bytes and were all written) nor a
+    run-time limit: a file past the storage limit is not written (the run fails saying so), a run past
+    max_run_seconds is stopped on its worker and recorded failed (run_time_limit)."""
+    from nodegraph.users import User, UserBook
+
+    book = UserBook(path=tmp_path / "users.json")
+    small = book.add(User("small", max_bytes=200))
+    brief = book.add(User("brief", max_run_seconds=2))
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in", plugins=[probe_plugin])
+    running = RunningServer(tmp_path, session=session, close_timeout=60, users=book,
+                            backend=RayBackend(pool, refresh_seconds=1.0, owns_pool=False))
+    try:
+        client = Client(running.url(f"/ws?token={small}"))
+        client.send({"type": "submit", "graph": SAVE_IMAGE})
+        run_id = client.next_of("submitted")["run_id"]
+        failed = expect(client, "run_failed", run_id=run_id)
+        assert "storage limit" in failed["message"], failed
+        assert not list((tmp_path / "out" / "small").rglob("*.png"))
+        client.close()
+        client = Client(running.url(f"/ws?token={brief}"))
+        started = time.monotonic()
+        client.send({"type": "submit", "graph": wait_graph(90.0, value=5)})
+        run_id = client.next_of("submitted")["run_id"]
+        failed = expect(client, "run_failed", run_id=run_id)
+        assert "max_run_seconds" in failed["message"] and time.monotonic() - started < 60, failed
+        record = running.server.queue.get(run_id)
+        assert record.status == "failed" and record.error["code"] == "run_time_limit"
+        client.close()
+    finally:
+        running.stop()
 
 
 def test_worker_killed_mid_run_is_retried_once_and_recorded_once(ray_server, pool):
