@@ -651,9 +651,9 @@ class ServerProtocol:
         if self.users is None or user_name is None:
             return None
         user = self.users.get(user_name)
-        if user is None or user.is_admin:
+        if user is None or user.is_admin or user.max_run_seconds is None:
             return None
-        return user.max_run_seconds
+        return user.max_run_seconds if user.max_run_seconds < 10**9 else None     # ~32 years: a timer cannot wait so long
 
     @staticmethod
     def over_time_error(user_name: str, seconds: int, node_id: str | None) -> dict[str, Any]:

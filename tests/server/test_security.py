@@ -689,6 +689,11 @@ def test_users_file_reads_and_writes_max_run_seconds(tmp_path, capsys):
     data["users"]["ann"]["max_run_seconds"] = 90
     path.write_text(json.dumps(data))
     assert UserBook.load(path).get("ben").max_run_seconds == DEFAULT_MAX_RUN_SECONDS
+    book = UserBook(path=path)
+    book.add(User("huge", max_run_seconds=10**30))      # a timer of that length raised OverflowError
+    protocol = ServerProtocol.__new__(ServerProtocol)
+    protocol.users = book
+    assert protocol.run_time_limit("huge") is None and protocol.run_time_limit(None) is None
 
 
 def test_unknown_tokens_and_non_admin_settings_are_refused(users):
