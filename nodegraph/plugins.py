@@ -51,6 +51,7 @@ import os
 import re
 import sys
 import time
+import types
 import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -76,7 +77,8 @@ HOOK_NAMES = tuple(sorted(name for name in dir(hookspecs) if name.startswith("re
 EXTENSION_HOOKS = ("register_samplers", "register_schedules", "register_model_folders", "register_api")
 #: hooks whose dict is kept whole per plugin (registry.extensions[kind][plugin name] = the dict)
 PER_PLUGIN_HOOKS = ("register_model_dirs",)
-_SKIP_REASONS_BY_CHOICE = ("not on the allow list", "on the deny list")
+REPLACED_BY_CODE = "its installed copy is replaced by the plugin of that name given in code (Session(plugins=...))"
+_SKIP_REASONS_BY_CHOICE = ("not on the allow list", "on the deny list", REPLACED_BY_CODE)
 
 
 class PluginOptionError(PluginError, ValueError):
@@ -260,15 +262,18 @@ def load_plugins(
     candidates: list[tuple[str, str, Any, Any]] = []   # (name, source, entry point or None, object)
     if builtins:
         candidates += [(ep.name, "builtin", ep, None) for ep in _entry_points(BUILTIN_GROUP)]
-    if autoload:
-        for ep in _entry_points(PLUGIN_GROUP):
-            if allow is not None and ep.name not in allow:
-                report.skipped.append((ep.name, "not on the allow list"))
-                continue
-            candidates.append((ep.name, "entry_point", ep, None))
-    for obj in plugins:
-        name, obj = obj if isinstance(obj, tuple) else (getattr(obj, "__name__", None) or type(obj).__name__, obj)
-        candidates.append((name, "explicit", None, obj))
+    installed = _entry_points(PLUGIN_GROUP) if autoload else []
+    explicit = [_explicit_plugin(obj, installed) for obj in plugins]
+    given_in_code = {name for name, _ in explicit}
+    for ep in installed:
+        if allow is not None and ep.name not in allow:
+            report.skipped.append((ep.name, "not on the allow list"))
+            continue
+        if ep.name in given_in_code:     # code names the plugin to use: an older installed copy must not win
+            report.skipped.append((ep.name, REPLACED_BY_CODE))
+            continue
+        candidates.append((ep.name, "entry_point", ep, None))
+    candidates += [(name, "explicit", None, obj) for name, obj in explicit]
 
     if allow is not None or deny:         # a misspelt name would otherwise choose nothing, silently
         known = {name for name, _, _, _ in candidates} | {ep.name for ep in _entry_points(PLUGIN_GROUP)}
@@ -382,6 +387,21 @@ def load_plugins(
             if isinstance(getattr(cls, "type", None), str) and cls.type:
                 registry.add_failed_provider(cls.type, failure.name)
     return pm, registry, report
+
+
+def _explicit_plugin(obj: Any, installed: list[metadata.EntryPoint]) -> tuple[str, Any]:
+    """(name, plugin object) of a plugin given in code: a (name, object) pair as given; a module that an
+    installed entry point loads takes that entry point's name (so its nodes keep their qualified names and
+    the installed copy is not loaded beside it: pluggy refused the same module under two names); anything
+    else is named after its module or class."""
+    if isinstance(obj, tuple):
+        return obj
+    module = getattr(obj, "__name__", None)
+    if isinstance(obj, types.ModuleType):
+        for ep in installed:
+            if getattr(ep, "module", None) == module and not getattr(ep, "attr", None):
+                return ep.name, obj
+    return module or type(obj).__name__, obj
 
 
 def _check_model_dirs(value: dict) -> dict[str, list[str]]:
@@ -718,7 +738,9 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
     for name, reason in report.skipped:
         chosen = reason in _SKIP_REASONS_BY_CHOICE
         skipped_dist = reason.rpartition("skipped: ")[2].rstrip(")").split(" ")[0] if "skipped: " in reason else ""
-        fix = ("nothing to do: you chose this (allow/deny lists); change the list to load it" if chosen else
+        fix = ("nothing to do: the module given in code is used; Session(autoload=False) loads no installed "
+               "plugin at all" if reason == REPLACED_BY_CODE else
+               "nothing to do: you chose this (allow/deny lists); change the list to load it" if chosen else
                f"two plugins are both called {name!r}; allow/deny cannot tell them apart: uninstall the one you do "
                f"not want" + (f" (e.g. `pip uninstall {skipped_dist}`)" if skipped_dist and skipped_dist != "given"
                               else ""))

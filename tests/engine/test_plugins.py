@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import sys
+import types
 from pathlib import Path
 from typing import Any, Literal
 
@@ -120,6 +121,28 @@ def test_installed_plugins_load_in_name_order_and_import_errors_are_isolated(fak
     assert session.registry.ambiguous["Shared"] == ["alpha.Shared", "zeta.Shared"]
     assert [f.name for f in session.plugin_report.failed] == ["broken"]
     assert "missing_dep" in session.plugin_report.failed[0].error
+
+
+def test_a_plugin_given_in_code_replaces_its_installed_copy(fake_entry_points, monkeypatch):
+    """An author testing edited code against an installed copy got the installed one (the code's was skipped
+    with a warning); a module that an entry point loads, passed bare, failed with pluggy's 'already registered
+    under a different name' and a wrong fix. Code wins, under the entry point's name; said as a choice."""
+    edited = NodesPlugin(make_node("Shared", 99))
+    session = Session(autoload=True, plugins=[("alpha", edited)])
+    assert session.run(twin_graph("alpha.Shared")).outputs["show0"]["value"] == 99
+    (skipped,) = [w for w in session.plugin_warnings() if w["kind"] == "skipped" and w["plugin"] == "alpha"]
+    assert skipped["level"] == "info" and "given in code" in skipped["message"]
+    module = types.ModuleType("nodegraph_gamma")
+    module.register_nodes = hookimpl(lambda: [make_node("GammaOnly", 7)])
+    entry = FakeEntryPoint("gamma", module)
+    entry.module, entry.attr = "nodegraph_gamma", None
+    previous = plugin_loading._entry_points
+    monkeypatch.setattr(plugin_loading, "_entry_points", lambda group: [*previous(group), entry]
+                        if group == plugin_loading.PLUGIN_GROUP else previous(group))
+    session = Session(autoload=True, plugins=[module])
+    assert [f.name for f in session.plugin_report.failed] == ["broken"]       # the fixture's; not gamma
+    assert "gamma" in {p.name for p in session.plugin_report.loaded}
+    assert session.run(twin_graph("gamma.GammaOnly")).outputs["show0"]["value"] == 7
 
 
 def test_a_plugin_calling_sys_exit_fails_alone(monkeypatch):
