@@ -322,6 +322,15 @@ def _release_sources(state: RunState, node_id: str) -> None:
             values.pop(link.source, None)
 
 
+def _file_results(value: Any) -> bool:
+    """Whether `value` is a non-empty list of file results (what `api.save_files` returns: dicts with a `path`
+    and one of the media kinds front ends show)."""
+    from .results import FILE_KINDS
+
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(item, dict) and "path" in item and item.get("kind") in FILE_KINDS for item in value)
+
+
 def _normalise_outputs(plan: NodePlan, raw: Any) -> dict[str, Any]:
     """A node's return value (dict, tuple, single value or None) → dict by output name."""
     spec = plan.cls.spec
@@ -335,6 +344,11 @@ def _normalise_outputs(plan: NodePlan, raw: Any) -> dict[str, Any]:
             raise TypeError(f"{spec.type}.run() returned a 'ui' entry (ComfyUI's form for what a node shows); "
                             f"nodegraph shows the files a node saves: return {{'files': api.save_image(self.context, "
                             f"images, prefix)}} (or api.save_files), see docs/plugins.md, 'Porting a ComfyUI node'")
+        misplaced = [k for k, v in raw.items() if k != "files" and k not in spec.output_index and _file_results(v)]
+        if misplaced:      # a typo ("file") or another key: the files were written and never shown
+            raise TypeError(f"{spec.type}.run() returned file results under {misplaced}; a node's files are "
+                            f"reported under 'files' only: return {{'files': api.save_files(...)}} (and set "
+                            f"`output_node = True`), see docs/plugins.md 'Output files'")
         if not spec.output_node:
             extra = [k for k in raw if k not in spec.output_index]
             if extra:

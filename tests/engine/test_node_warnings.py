@@ -252,6 +252,29 @@ def test_an_output_node_returning_comfyuis_ui_form_is_told_how_to_show_files():
     assert "api.save_image" in str(info.value.exception) and "Porting a ComfyUI node" in str(info.value.exception)
 
 
+class MisspeltFiles(Node):
+    output_node = True
+
+    def run(self) -> dict:
+        from nodegraph import api
+
+        return {"file": api.save_files(self.context, ["hello"], kind="text", prefix="typo", suffix=".txt"),
+                "model_files": [{"path": "/x/lora.safetensors", "kind": "lora"}]}     # not media: allowed
+
+
+def test_file_results_under_another_key_than_files_fail_the_node(tmp_path):
+    """`return {"file": api.save_files(...)}` wrote the file and showed nothing (the run succeeded)."""
+    from nodegraph import NodeExecutionError
+
+    module = types.ModuleType("misspelt_files_plugin")
+    module.register_nodes = hookimpl(lambda: [MisspeltFiles])
+    sys.modules[module.__name__] = module
+    session = Session(plugins=[module], output_dir=tmp_path)
+    with pytest.raises(NodeExecutionError) as info:
+        session.run({"format_version": 2, "nodes": {"s": {"type": "MisspeltFiles", "inputs": {}}}})
+    assert "under ['file']" in str(info.value.exception) and "'files' only" in str(info.value.exception)
+
+
 def test_a_sparse_or_complex_image_output_is_named_not_a_torch_error():
     """A sparse IMAGE failed the check itself with NotImplementedError ('aten::amax' on SparseCPU); a complex one
     was told to divide by 255."""
