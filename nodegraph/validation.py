@@ -28,11 +28,13 @@ Karras", "DDIM") name the choice they mean.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import logging
 import math
 import os
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -209,11 +211,27 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
             literals = {name: node.inputs.get(name, ispec.default) for name, ispec in spec.inputs.items()
                         if not isinstance(node.inputs.get(name), Link) and (name in node.inputs or not ispec.required)}
             errors.extend(literal_check_errors(node_id, cls, literals, list_model_files))
+        if len(errors) > before and "." not in node.type and len(registry.providers(node.type)) > 1:
+            errors[before:] = _with_clash_note(errors[before:], node.type, registry)
     errors.extend(_check_cycles(graph))
     has_output_node = any(cls is not None and cls.spec.output_node
                           for cls in (node_classes.get(n.type) for n in nodes.values()))
     errors.extend(output_errors(nodes, has_output_node, outputs))
     return errors
+
+
+def _with_clash_note(errors: list[GraphError], bare: str, registry: Registry) -> list[GraphError]:
+    """A bare name several plugins provide means one of them (a built-in's, or the preferred one): a node's
+    errors then say which, and the qualified names of the others — a plugin's `ImageScale` written bare got
+    "ImageScale has no input 'image'" from the built-in with nothing about the clash."""
+    meant = registry.resolve(bare)
+    others = [f"{plugin}.{bare}" for plugin in registry.providers(bare) if f"{plugin}.{bare}" != meant]
+    if meant is None or not others:
+        return errors
+    note = (f" (Note: {bare!r} means {meant!r} here; {' and '.join(repr(o) for o in others)} also exist"
+            f"{'s' if len(others) == 1 else ''} — write the qualified name to use another.)")
+    return [dataclasses.replace(error, message=error.message + note,
+                                details={**error.details, "means": meant, "also": others}) for error in errors]
 
 
 def has_literal_checks(cls: Any) -> bool:
@@ -248,10 +266,20 @@ def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> Grap
     plugin = next((p for p in sorted(registry.unavailable, key=len, reverse=True)
                    if node_type.startswith(p + ".")), None)
     details: dict[str, Any] = {"type": node_type}
+    prefix, _, bare = node_type.rpartition(".")
+    loaded_plugins = {name.rpartition(".")[0] for name in registry.nodes if "." in name}
+    candidates: Iterable[str] = registry.nodes
     if plugin is not None:
         details["plugin"] = plugin
         why = (f" Its plugin {plugin!r} is not loaded ({registry.unavailable[plugin]}); "
                f"`nodegraph plugins` shows why and how to fix it.")
+    elif prefix and prefix not in loaded_plugins and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", prefix):
+        # a qualified name of a plugin that is not installed: name it; suggest only the same node of another
+        # plugin (a close name of an unrelated plugin, 'threed.ImageToPoints' for 'edgekit.ImageToTone', is noise)
+        details["plugin"] = prefix
+        candidates = [name for name in registry.nodes if name.rpartition(".")[2] == bare and "." in name]
+        why = (f" No plugin {prefix!r} is installed: install the plugin package that provides it (its plugin name "
+               f"is {prefix!r}; `nodegraph plugins` lists what is installed), or replace the node.")
     elif registry.unavailable:
         names = ", ".join(repr(p) for p in sorted(registry.unavailable))
         why = (f" Not loaded: {names} — it may come from one of them (`nodegraph plugins` says why); "
@@ -260,7 +288,7 @@ def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> Grap
         why = " Install the plugin that provides it, or replace the node."
     return GraphError(
         "unknown_node_type",
-        f"no node type {node_type!r} is registered.{suggest(node_type, registry.nodes)}{why} "
+        f"no node type {node_type!r} is registered.{suggest(node_type, candidates)}{why} "
         f"(The editor's node search, or `nodegraph nodes`, lists the available types.)",
         node_id=node_id, details=details)
 

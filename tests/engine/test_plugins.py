@@ -86,6 +86,10 @@ def test_a_plugin_cannot_silently_take_a_builtin_name():
     assert session.registry.node_plugin["Int"] == "primitives" and "Int" not in session.registry.ambiguous
     (clash,) = session.registry.clashes
     assert (clash.plugins, clash.builtin) == (("primitives", "shadow"), "primitives")
+    # the plugin's inputs written under the bare name: the built-in's errors say the bare name means it
+    (error,) = session.validate({"format_version": 2, "nodes": {"i": {"type": "Int", "inputs": {"wrong": 1}}}})[:1]
+    assert "Note: 'Int' means 'primitives.Int' here; 'shadow.Int' also exists" in error.message
+    assert error.details["also"] == ["shadow.Int"]
 
 
 class FakeEntryPoint:
@@ -781,6 +785,12 @@ def test_a_missing_type_says_when_its_plugin_failed_or_was_denied():
         in by_node["n0"].message and by_node["n0"].details["plugin"] == "raises"
     assert "Not loaded: 'denied', 'raises'" in by_node["n1"].message
     assert Session().validate(twin_graph("Elsewhere"))[0].message.count("Install the plugin") == 1
+    # a qualified name of a plugin that is not installed names that plugin, and suggests no unrelated node
+    # ('threed.ImageToPoints' was offered for 'edgekit.ImageToTone'); the same node of a loaded plugin is offered
+    errors = {e.node_id: e for e in Session().validate(twin_graph("edgekit.ImageToTone", "edgekit.ImageScale"))}
+    assert "No plugin 'edgekit' is installed" in errors["n0"].message and errors["n0"].details["plugin"] == "edgekit"
+    assert "Did you mean" not in errors["n0"].message
+    assert "Did you mean 'image.ImageScale'" in errors["n1"].message
 
 
 def test_a_plugin_ships_model_files_through_register_model_dirs(tmp_path):
