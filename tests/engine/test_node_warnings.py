@@ -275,6 +275,26 @@ def test_file_results_under_another_key_than_files_fail_the_node(tmp_path):
     assert "under ['file']" in str(info.value.exception) and "'files' only" in str(info.value.exception)
 
 
+class PlainPrefix(Node):
+    output_node = True
+
+    class Inputs(NodeInputs):
+        prefix: str = Input("x", file_name_in="output")
+
+    def run(self, prefix: str) -> dict:
+        return {}
+
+
+def test_a_subfolder_refused_by_a_plain_name_input_tells_the_author_about_subfolders():
+    """A plugin copying SaveImage's prefix without `subfolders=True` got only "only a plain name is allowed"."""
+    module = types.ModuleType("plain_prefix_plugin")
+    module.register_nodes = hookimpl(lambda: [PlainPrefix])
+    sys.modules[module.__name__] = module
+    (error,) = Session(plugins=[module]).validate(
+        {"format_version": 2, "nodes": {"p": {"type": "PlainPrefix", "inputs": {"prefix": "pack/anim"}}}})
+    assert "only a plain name is allowed" in error.message and "subfolders=True" in error.message
+
+
 def test_a_sparse_or_complex_image_output_is_named_not_a_torch_error():
     """A sparse IMAGE failed the check itself with NotImplementedError ('aten::amax' on SparseCPU); a complex one
     was told to divide by 255."""
