@@ -489,6 +489,13 @@ def _failure_fix(name: str, exc: BaseException, stage: str) -> str:
         return (f"a hook of the plugin does not match nodegraph's hookspecs (see the error): the hooks take no "
                 f"arguments (`@hookimpl def register_nodes(): return [MyNode]`) and are named as docs/plugins.md "
                 f"lists them (nodegraph.hookspecs); fix the plugin or update it for this nodegraph; {skip}")
+    from .api import ApiError
+
+    if type(exc) is ApiError and "needs nodegraph plugin API" in str(exc):     # api.require at import
+        from .api import API_VERSION
+
+        return (f"the plugin needs a newer nodegraph than this one (plugin API {API_VERSION}, see the error): "
+                f"update nodegraph, or install a release of the plugin made for API {API_VERSION}; {skip}")
     if stage == "import":
         return f"fix or update the plugin (its module raised while being imported); {skip}"
     if isinstance(exc, PortTypeClash) and exc.owner != "nodegraph":

@@ -149,6 +149,21 @@ def test_a_plugin_given_in_code_replaces_its_installed_copy(fake_entry_points, m
     assert session.run(twin_graph("gamma.GammaOnly")).outputs["show0"]["value"] == 7
 
 
+def test_a_plugin_needing_a_newer_api_is_told_to_update_nodegraph(monkeypatch):
+    """api.require at import: the error said "install a nodegraph that does", the fix "its module raised"."""
+    from nodegraph import api
+
+    try:
+        api.require("1.99")
+    except api.ApiError as exc:
+        needs_newer = exc
+    real = plugin_loading._entry_points
+    monkeypatch.setattr(plugin_loading, "_entry_points", lambda group: [FakeEntryPoint("future", error=needs_newer)]
+                        if group == plugin_loading.PLUGIN_GROUP else real(group))
+    (failure,) = Session(autoload=True).plugin_report.failed
+    assert "needs a newer nodegraph" in failure.fix and "raised while being imported" not in failure.fix
+
+
 def test_a_plugin_calling_sys_exit_fails_alone(monkeypatch):
     """A plugin that runs argparse (or sys.exit) at import or in a hook took every command down with it."""
     class ExitsInHook:
