@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -675,8 +676,10 @@ def cmd_plugin(args: argparse.Namespace) -> int:
     except PluginTemplateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    python = shlex.quote(sys.executable)      # the Python that runs nodegraph: a bare `pip` may be another one's
     print(f"wrote plugin {args.name!r} (Python package {package_name(args.name)}) in {folder}\n"
-          f"next: pip install -e {folder} && pytest {folder / 'tests'} && nodegraph plugins")
+          f"next: {python} -m pip install -e {shlex.quote(str(folder))} && {python} -m pytest "
+          f"{shlex.quote(str(folder / 'tests'))} && {python} -m nodegraph plugins")
     return EXIT_OK
 
 

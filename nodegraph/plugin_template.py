@@ -135,7 +135,7 @@ def render(name: str) -> dict[str, str]:
         return text.lstrip("\n")
 
     graph = {
-        "format_version": 1,
+        "format_version": 2,
         "metadata": {"title": f"{name}: scale a number", "description": "The template plugin's example graph."},
         "nodes": {
             "scale": {"type": f"{name}.ScaleNumber", "inputs": {"value": 2.5, "factor": 4.0, "offset": 1.0}},
@@ -252,7 +252,7 @@ def test_plugin_loads_and_registers_its_node():
 
 def test_one_node_graph_runs():
     """A graph of one ScaleNumber node computes value * factor + offset."""
-    graph = {"format_version": 1,
+    graph = {"format_version": 2,
              "nodes": {"scale": {"type": "{{name}}.ScaleNumber",
                                  "inputs": {"value": 3.0, "factor": 2.0, "offset": 0.5}}}}
     result = make_session().run(graph, outputs=["scale"])

@@ -117,7 +117,7 @@ def pixel_values_problem(tensor: Any, what: str = "an IMAGE") -> str | None:
                 f"hold NaN); it must hold numbers in [0, 1]")
     if high > IMAGE_VALUE_CEILING or low < IMAGE_VALUE_FLOOR:
         hint = "divide 0-255 pixel values by 255" if high > IMAGE_VALUE_CEILING else "map [-1, 1] to (x + 1) / 2"
-        return f"{what} holds values from {low:.4g} to {high:.4g}; it holds [0, 1] ({hint})"
+        return f"found values from {low:.4g} to {high:.4g} where {what} holds values in [0, 1] ({hint})"
     return None
 
 

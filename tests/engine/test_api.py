@@ -332,7 +332,7 @@ def test_layout_checks_name_a_plugins_own_node_and_input():
 def test_an_image_of_0_255_values_is_refused_with_the_fix():
     """The most common image mistake in a plugin: 0-255 floats where an IMAGE holds [0, 1]."""
     torch = pytest.importorskip("torch")
-    with pytest.raises(api.ApiArgumentError, match=r"values from 255 to 255; it holds \[0, 1\] \(divide 0-255"):
+    with pytest.raises(api.ApiArgumentError, match=r"found values from 255 to 255 where an IMAGE holds values in \[0, 1\] \(divide 0-255"):
         api.check_image(torch.full((1, 8, 8, 3), 255.0))
     assert api.check_image(torch.full((1, 8, 8, 3), 1.02)).shape == (1, 8, 8, 3)     # an overshoot is fine
 

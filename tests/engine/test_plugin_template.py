@@ -106,6 +106,9 @@ def test_existing_folder_is_refused_and_the_cli_exits_2(package, tmp_path, capsy
     assert (package / "nodegraph_tpl_demo" / "nodes.py").read_text() == before
     assert main(["plugin", "new", "not-ok", "--dir", str(tmp_path)]) == 2
     assert "'not_ok'" in capsys.readouterr().err
+    assert main(["plugin", "new", "tpl_other", "--dir", str(tmp_path)]) == 0    # the hint names this Python's pip
+    assert f"next: {sys.executable} -m pip install -e" in capsys.readouterr().out
+    assert json.loads((tmp_path / "tpl_other" / "graphs" / "scale.json").read_text())["format_version"] == 2
 
 
 def test_a_plugin_imported_from_a_namespace_folder_is_flagged(tmp_path, monkeypatch, capsys):
