@@ -496,6 +496,8 @@ class Server:
         self._queue_notes: dict[str, dict] = {}        # client id → queue_changed throttle state
         self._pooled_until: dict[str, float] = {}      # client id → until when its messages go to the pool
         self._sent_at: dict[str, float] = {}           # client id → loop time its last frame went out
+        self._outbox_bytes: dict[str, int] = {}        # client id → bytes (characters) waiting in its outbox
+        self._open_connections: dict[str | None, int] = {}   # user name (None: no users) → open websockets
         self._file_bytes_out = 0                       # bytes of /files responses not yet sent (`_files`)
         self._users_watch: asyncio.Task | None = None  # follows the users file (a server with users)
         self._terminal_event: Any = None
@@ -837,13 +839,22 @@ class Server:
     async def handler(self, websocket: ServerConnection) -> None:
         """One connection: feed frames to the protocol (off the loop); a sender task drains its outbox."""
         client_id = uuid.uuid4().hex[:12]
+        _allowed, user = self.authenticate(websocket.request)
+        owner = user.name if user is not None else None
+        if self._open_connections.get(owner, 0) >= self.MAX_CONNECTIONS_PER_USER:
+            CLIENT_LOG.log(log, logging.WARNING, "connections", "refused a websocket of user %s from %s: %d open "
+                           "(the limit)", owner or "-", peer_of(websocket), self.MAX_CONNECTIONS_PER_USER)
+            await websocket.close(1008, f"too many connections ({self.MAX_CONNECTIONS_PER_USER} open for this user); "
+                                        f"close other tabs or clients")
+            return
+        self._open_connections[owner] = self._open_connections.get(owner, 0) + 1
         outbox: asyncio.Queue = asyncio.Queue()       # bounded in `_put`, by progress as well as size
         self._sent_at[client_id] = asyncio.get_running_loop().time()
+        self._outbox_bytes[client_id] = 0
         self.connections[client_id] = (websocket, outbox)
         sender = asyncio.create_task(self._send_loop(client_id, websocket, outbox))
         loop = asyncio.get_running_loop()
         try:
-            _allowed, user = self.authenticate(websocket.request)
             log.info("client %s connected: user %s, from %s", client_id, user.name if user else "-", peer_of(websocket))
             self._deliver(self.protocol.connect(client_id, user))
             async for frame in websocket:
@@ -863,6 +874,10 @@ class Server:
             self._queue_notes.pop(client_id, None)
             self._pooled_until.pop(client_id, None)
             self._sent_at.pop(client_id, None)
+            self._outbox_bytes.pop(client_id, None)
+            self._open_connections[owner] -= 1
+            if not self._open_connections[owner]:
+                del self._open_connections[owner]
             self.protocol.disconnect(client_id)
             sender.cancel()
 
@@ -900,6 +915,13 @@ class Server:
     OUTBOX_LIMIT = 10_000
     STALL_SECONDS = 10.0
     OUTBOX_HARD_LIMIT = 500_000
+    # The same in bytes: a count alone let a client that stopped reading hold 10,000 replies of 628 KB
+    # (list_nodes) — 6 GB — and it sent 3,000 such requests for 75 KB.
+    OUTBOX_BYTES_LIMIT = 64 * 1024**2
+    OUTBOX_BYTES_HARD_LIMIT = 512 * 1024**2
+    # Websockets one user (or, without users, everyone) may hold open: an editor tab holds one; 800 idle
+    # connections opened in 5 s multiplied what each may hold.
+    MAX_CONNECTIONS_PER_USER = 64
 
     SEND_TURN = 32      # frames a sender sends before the other tasks get a turn
 
@@ -911,6 +933,8 @@ class Server:
                 frame = await outbox.get()
                 await websocket.send(frame)
                 self._sent_at[client_id] = loop.time()      # progress: see OUTBOX_LIMIT
+                if client_id in self._outbox_bytes:
+                    self._outbox_bytes[client_id] -= len(frame)
                 sent += 1
                 if sent % self.SEND_TURN == 0:
                     # neither get() of a non-empty queue nor a send below the write buffer's limit suspends: a
@@ -1010,10 +1034,12 @@ class Server:
         websocket, outbox = entry
         outbox.put_nowait(payload)
         waiting = outbox.qsize()
-        if waiting > self.OUTBOX_LIMIT and (
-                waiting > self.OUTBOX_HARD_LIMIT
-                or asyncio.get_running_loop().time() - self._sent_at.get(client_id, 0.0) > self.STALL_SECONDS):
-            log.warning("client %s is not reading (%d frames wait for it); disconnecting it", client_id, waiting)
+        waiting_bytes = self._outbox_bytes[client_id] = self._outbox_bytes.get(client_id, 0) + len(payload)
+        over = waiting > self.OUTBOX_LIMIT or waiting_bytes > self.OUTBOX_BYTES_LIMIT
+        if over and (waiting > self.OUTBOX_HARD_LIMIT or waiting_bytes > self.OUTBOX_BYTES_HARD_LIMIT
+                     or asyncio.get_running_loop().time() - self._sent_at.get(client_id, 0.0) > self.STALL_SECONDS):
+            log.warning("client %s is not reading (%d frames, %.0f MB wait for it); disconnecting it", client_id,
+                        waiting, waiting_bytes / 1e6)
             self.connections.pop(client_id, None)
             asyncio.ensure_future(websocket.close(1008, "too many unread messages"))
 

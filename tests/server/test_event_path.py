@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from nodegraph.run_queue import RunQueue
 
 from .test_server import Client, RunningServer, wait_graph
@@ -131,4 +133,71 @@ def test_finished_runs_leave_no_routing_state_behind(tmp_path):
         assert running.server.protocol.run_owner == {}
     finally:
         client.close()
+        running.stop()
+
+
+def test_a_client_holding_big_unread_replies_is_disconnected_by_their_bytes(tmp_path):
+    """3,000 list_nodes (75 KB sent) made the server hold 1.7 GB of 628 KB replies for a client that never read:
+    the outbox was capped by frames only. Past OUTBOX_BYTES_LIMIT and no progress, or past the hard byte limit,
+    the client is closed (1008)."""
+    import asyncio
+
+    from nodegraph import Session
+    from nodegraph.server import Server
+
+    server = Server(Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in"), data_dir=tmp_path / "d", port=0)
+    closed = []
+
+    class Stuck:
+        async def close(self, code, reason):
+            closed.append((code, reason))
+
+    big = "x" * (1024**2)
+
+    async def scenario():
+        for client, stalled in (("slow", True), ("hard", False)):
+            server.connections[client] = (Stuck(), asyncio.Queue())
+            server._sent_at[client] = asyncio.get_running_loop().time() - (server.STALL_SECONDS + 1) * stalled
+        for _ in range(server.OUTBOX_BYTES_LIMIT // len(big) + 1):       # 65 frames: the soft limit, stalled
+            server._put("slow", big)
+        assert "slow" not in server.connections
+        for _ in range(server.OUTBOX_BYTES_HARD_LIMIT // len(big) - 1):  # reading recently: kept until the hard one
+            server._put("hard", big)
+        assert "hard" in server.connections
+        server._put("hard", big)
+        server._put("hard", big)
+        assert "hard" not in server.connections
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    assert closed == [(1008, "too many unread messages")] * 2
+    server.queue.close()
+
+
+def test_one_user_may_hold_at_most_max_connections_per_user_websockets(tmp_path):
+    """800 idle websockets opened in 5 s by one user were all kept; past the limit the next is closed, saying
+    why, and another user (or a closed slot) still connects."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+
+    running = RunningServer(tmp_path)
+    running.server.MAX_CONNECTIONS_PER_USER = 3
+    try:
+        held = [connect(running.url("/ws")) for _ in range(3)]
+        for ws in held:
+            ws.send('{"type": "ping"}')
+            ws.recv(timeout=10)
+        extra = connect(running.url("/ws"))
+        with pytest.raises(ConnectionClosed) as info:
+            extra.recv(timeout=10)
+        assert info.value.rcvd.code == 1008 and "too many connections" in info.value.rcvd.reason
+        held.pop().close()
+        time.sleep(0.3)
+        again = connect(running.url("/ws"))
+        again.send('{"type": "ping"}')
+        assert json.loads(again.recv(timeout=10))["code"] == "hello_required"     # connected and answered
+        for ws in (again, *held):
+            ws.close()
+    finally:
         running.stop()
