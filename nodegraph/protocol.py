@@ -867,8 +867,10 @@ class ServerProtocol:
             body["types"] = registry.types.to_dict()
         return self._reply(client, message, body)
 
-    def _quota_problem(self, client: ClientState, adding: int = 0, runs: bool = True) -> str | None:
-        """Why this client's user may not queue another run (`runs`) or store `adding` more bytes, or None."""
+    def _quota_problem(self, client: ClientState, adding: int = 0, runs: bool = True,
+                       adding_what: str = "this upload") -> str | None:
+        """Why this client's user may not queue another run (`runs`) or store `adding` more bytes (`adding_what`:
+        the upload, or a submit's graph — counted before it is stored, so no submit overshoots), or None."""
         user = client.user
         if user is None or user.is_admin:
             return None
@@ -882,7 +884,7 @@ class ServerProtocol:
                         f"{user.max_bytes / 1e6:.1f} MB limit; delete old runs with their files (the editor's "
                         f"history, or delete_run) or files you no longer need (delete_file)")
             if uploads + outputs + runs_stored + adding >= user.max_bytes:
-                more = f" (this upload: {adding / 1e6:.1f} MB)" if adding else ""
+                more = f" ({adding_what}: {adding / 1e6:.1f} MB)" if adding else ""
                 return (f"user {user.name!r} stores {uploads / 1e6:.1f} MB of uploads, {outputs / 1e6:.1f} MB of "
                         f"output files and {runs_stored / 1e6:.1f} MB of runs (graphs and results){more}; the limit is "
                         f"{user.max_bytes / 1e6:.1f} MB. Free space: delete old runs with their files (the "
@@ -901,7 +903,7 @@ class ServerProtocol:
         return None if user is None or user.is_admin else user.max_queued
 
     def _on_submit(self, client: ClientState, message: Submit) -> list[Outgoing]:
-        quota = self._quota_problem(client)
+        quota = self._quota_problem(client, adding=self._submit_bytes(client, message), adding_what="this graph")
         if quota:
             return [_error(client.client_id, "quota_exceeded", quota, message.request_id)]
         if message.front and client.user is not None and not client.user.is_admin:
@@ -945,6 +947,15 @@ class ServerProtocol:
         if record.status == "queued":
             self.wake_worker()
         return replies
+
+    @staticmethod
+    def _submit_bytes(client: ClientState, message: Submit) -> int:
+        """What storing a submit adds to its user's stored bytes (0 where no byte limit applies: not measured)."""
+        user = client.user
+        if user is None or user.is_admin or user.max_bytes is None:
+            return 0
+        graph = message._graph_text if message._graph_text is not None else json.dumps(message.graph, default=str)
+        return len(graph) + (len(json.dumps(message.overrides, default=str)) if message.overrides else 0)
 
     def _submitted(self, client: ClientState, message: Submit, record: RunRecord, graph: Any,
                    user_name: str | None) -> list[Outgoing]:

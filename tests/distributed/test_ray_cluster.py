@@ -193,7 +193,7 @@ def test_user_limits_hold_for_runs_on_ray_workers(tmp_path, pool):
     from nodegraph.users import User, UserBook
 
     book = UserBook(path=tmp_path / "users.json")
-    small = book.add(User("small", max_bytes=200))
+    small = book.add(User("small", max_bytes=600))     # the graph fits, its image does not
     brief = book.add(User("brief", max_run_seconds=2))
     session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in", plugins=[probe_plugin])
     running = RunningServer(tmp_path, session=session, close_timeout=60, users=book,

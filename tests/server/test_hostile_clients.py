@@ -369,9 +369,10 @@ def test_stored_run_graphs_count_in_a_users_byte_limit(tmp_path):
         replies = proto.receive("a", json.dumps({"type": "submit", "graph": graph}))
         answers.append(next(out.message for out in replies
                             if out.message and out.message["type"] in ("submitted", "error")))
-    assert [a["type"] for a in answers[:3]] == ["submitted"] * 3
-    assert answers[3]["code"] == "quota_exceeded" and "MB of runs (graphs and results)" in answers[3]["message"]
-    assert queue.stored_bytes("alice") > 60_000 and queue.stored_bytes("bob") == 0
+    assert [a["type"] for a in answers[:2]] == ["submitted"] * 2      # the third would pass 60 KB: refused
+    assert all(a["code"] == "quota_exceeded" for a in answers[2:])
+    assert "MB of runs (graphs and results)" in answers[2]["message"] and "this graph" in answers[2]["message"]
+    assert 50_000 < queue.stored_bytes("alice") <= 60_000 and queue.stored_bytes("bob") == 0
 
 
 def test_stored_results_and_overrides_count_in_a_users_byte_limit(tmp_path):

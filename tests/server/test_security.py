@@ -608,9 +608,9 @@ def test_per_user_queue_limit(users):
 
 def test_per_user_storage_limit(tmp_path):
     """Past max_bytes, uploads and submits get quota_exceeded; deleting files frees space. A run cannot write past
-    the limit either: its image would pass 200 bytes, so it is not kept and the run fails saying so."""
+    the limit either: its image would pass 600 bytes, so it is not kept and the run fails saying so."""
     book = UserBook(path=tmp_path / "users.json")
-    token = book.add(User("carol", max_bytes=200))
+    token = book.add(User("carol", max_bytes=600))     # the 286-byte graph fits, its image does not
     running = RunningServer(tmp_path, users=book)
     try:
         carol = Client(running.url(f"/ws?token={token}"))
@@ -627,9 +627,31 @@ def test_per_user_storage_limit(tmp_path):
         carol.next_of("file_deleted")
         carol.send({"type": "delete_run", "run_id": run_id})      # its stored graph and error count too
         carol.next_of("run_deleted")
-        carol.send({"type": "submit", "graph": ARITHMETIC})
+        carol.send({"type": "submit", "graph": wait_graph(0)})
         assert carol.next_of("submitted")
         carol.close()
+    finally:
+        running.stop()
+
+
+def test_a_submit_counts_its_own_graph_against_the_storage_limit(tmp_path):
+    """Submits of graphs carrying 2 MiB of `ui` went past a 5 MB limit (6.3 MB stored): the check counted what
+    was stored, not the graph about to be. Now the graph counts before it is stored, as an upload does."""
+    book = UserBook(path=tmp_path / "users.json")
+    token = book.add(User("dave", max_bytes=30_000))
+    running = RunningServer(tmp_path, users=book)
+    try:
+        dave = Client(running.url(f"/ws?token={token}"))
+        heavy = {**wait_graph(0), "metadata": {"description": "x" * 12_000}}
+        for _ in range(2):
+            dave.send({"type": "submit", "graph": heavy})
+            run_id = dave.next_of("submitted")["run_id"]
+            dave.next_of("run_finished", run_id=run_id)
+        dave.send({"type": "submit", "graph": heavy})     # 24 KB stored + 12 KB > 30 KB
+        error = dave.next_of("error")
+        assert error["code"] == "quota_exceeded" and "this graph: 0.0 MB" in error["message"], error
+        assert running.server.queue.stored_bytes("dave") < 30_000
+        dave.close()
     finally:
         running.stop()
 
