@@ -454,9 +454,11 @@ def missing_input_message(input_dir: Path, name: str, what: str = "file", folder
     server sends it to its clients). What validation and the input-file resolver (`Session.resolve_file`) say.
     With an upload `kind` ("image", "audio", ...), files whose extension is of another kind are not offered."""
     if not input_dir.is_dir():
-        state = "is not a folder" if input_dir.exists() else "does not exist"
-        return (f"no {what} {name!r}: the input folder ({shown_folder(str(input_dir))}) {state}; "
-                f"create it and put the {what} there, or choose another with --input-dir")
+        state = "is not a folder" if input_dir.exists() else "does not exist yet (nothing was uploaded or put there)"
+        shown = shown_folder(str(input_dir))       # an absolute path (a server's user folder) is not shown
+        where = f" ({shown})" if not os.path.isabs(shown) else ""
+        return (f"no {what} {name!r}: the input folder{where} {state}. Upload the {what} (the editor), or put it "
+                f"into the input folder (--input-dir chooses another)")
     present: list[str] = []
     try:
         with os.scandir(input_dir) as entries:

@@ -656,6 +656,20 @@ def test_a_submit_counts_its_own_graph_against_the_storage_limit(tmp_path):
         running.stop()
 
 
+def test_a_missing_input_folder_is_not_shown_to_a_user_by_its_path(users):
+    """Bob, before any upload, named a file: the reply showed the server's input path (/…/in/bob) and
+    advised --input-dir. No absolute path now, and what to do is upload it."""
+    bob = as_user(users, "bob")
+    bob.send({"type": "submit", "graph": {"format_version": 1, "nodes": {
+        "load": {"type": "LoadImage", "inputs": {"image": "secret_alice.png"}},
+        "save": {"type": "SaveImage", "inputs": {"images": {"node": "load", "output": "image"}}}}}})
+    error = bob.next_of("error")
+    text = json.dumps(error)
+    assert error["code"] == "invalid_graph" and str(users.session.input_dir) not in text and "/in/bob" not in text
+    assert "Upload the file" in text, text
+    bob.close()
+
+
 def test_per_user_run_time_limit_stops_a_long_run_and_frees_the_worker(tmp_path):
     """A plain user could hold the only worker for hours (a KSampler of 100,000 steps); past `max_run_seconds`
     the server stops the run — failed, naming the limit — and the next user's run starts. Queueing does not
