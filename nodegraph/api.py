@@ -650,7 +650,8 @@ def vae_encode(context: NodeContext, vae: Any, image: Any, *, tile_size: int = 0
         context: the running node's context.
         vae: a VAE value (LoadCheckpoint, LoadVAE).
         image: an IMAGE (B, H, W, 3) in [0, 1]; H and W multiples of the VAE's factor (8 for SD).
-        tile_size: 0 = one pass; else tiles of this many pixels (a multiple of 8), for large images.
+        tile_size: 0 = one pass (an image over 2048² in 1024-pixel tiles, with a warning); else tiles of this many
+            pixels (a multiple of 8), for large images.
     """
     name = "vae_encode"
     _check_context(name, context)
@@ -668,7 +669,8 @@ def vae_decode(context: NodeContext, vae: Any, latent: Mapping[str, Any], *, til
         context: the running node's context.
         vae: a VAE value.
         latent: a LATENT dict whose `samples` has the VAE's latent channels.
-        tile_size: 0 = one pass; else tiles of this many pixels (a multiple of 8).
+        tile_size: 0 = one pass (an image over 2048² in 1024-pixel tiles, with a warning); else tiles of this many
+            pixels (a multiple of 8).
     """
     name = "vae_decode"
     _check_context(name, context)

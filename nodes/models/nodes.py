@@ -7,7 +7,7 @@
     LoadLoRAModelOnly  the same for the MODEL alone (ComfyUI's LoraLoaderModelOnly)
     EncodeText         prompt (with (word:1.2) weighting) → CONDITIONING
     EncodeTextSDXL     the same plus SDXL's size / crop conditioning
-    VAEEncode          IMAGE → LATENT (optionally tiled);  VAEDecode  LATENT → IMAGE (optionally tiled)
+    VAEEncode          IMAGE → LATENT (tiled on request or past 2048²);  VAEDecode  LATENT → IMAGE (the same)
     VAEEncodeForInpaint  IMAGE + MASK → LATENT with a noise mask, masked pixels neutralised
     LoadControlNet     a ControlNet file → CONTROL_NET
     ApplyControlNet    CONDITIONING (+ negative) + CONTROL_NET + hint IMAGE → both with a ControlStack
@@ -575,7 +575,7 @@ class VAEEncode(Node):
     class Inputs(NodeInputs):
         vae: Any = Input(port="VAE")
         image: Any = Input(port="IMAGE")
-        tile_size: int = Input(0, ge=0, le=8192, multiple_of=8, description="0 = one pass; else tile in pixels")
+        tile_size: int = Input(0, ge=0, le=8192, multiple_of=8, description="0 = one pass (images over 2048² in 1024-pixel tiles); else tile in pixels")
 
     outputs = (Output("latent", "LATENT"),)
 
@@ -627,10 +627,14 @@ class VAEEncodeForInpaint(Node):
         full = torch.nn.functional.interpolate((cells >= 1.0 - 1e-3).to(pixels.dtype), scale_factor=factor,
                                                mode="nearest")               # (B, 1, H, W)
         neutral = pixels * (1 - full)                                       # 0 in [-1, 1] = mid grey
+        tile_size = _tile_size_for(self.context, 0, neutral.shape[-2] * neutral.shape[-1], "encode")
         with self.context.service("memory").using(vae):
             device = next(vae.parameters()).device
-            latents = vae.encode(neutral.to(device))
-        return {"latent": {"samples": latents.float().cpu(), "noise_mask": grown}}
+            latents = torch.cat([vae.encode(chunk.to(device), tile_size=tile_size or None,
+                                            tile_overlap=_tile_overlap(tile_size),
+                                            before_tile=self.context.check_interrupted).float().cpu()
+                                 for chunk in _vae_batches(self.context, neutral, neutral.shape[-2] * neutral.shape[-1])])
+        return {"latent": {"samples": latents, "noise_mask": grown}}
 
 
 class VAEDecode(Node):
@@ -641,7 +645,7 @@ class VAEDecode(Node):
     class Inputs(NodeInputs):
         vae: Any = Input(port="VAE")
         latent: Any = Input(port="LATENT")
-        tile_size: int = Input(0, ge=0, le=8192, multiple_of=8, description="0 = one pass; else tile in pixels")
+        tile_size: int = Input(0, ge=0, le=8192, multiple_of=8, description="0 = one pass (images over 2048² in 1024-pixel tiles); else tile in pixels")
 
     outputs = (Output("image", "IMAGE"),)
 
@@ -761,10 +765,12 @@ def api_vae_encode(context: NodeContext, vae: Any, image: Any, *, tile_size: int
     with context.service("memory").using(vae):
         device = next(vae.parameters()).device
         latents = []
+        tile_size = _tile_size_for(context, tile_size, pixels.shape[-2] * pixels.shape[-1], "encode")
         for chunk in _vae_batches(context, pixels, pixels.shape[-2] * pixels.shape[-1]):
             try:
                 latents.append(vae.encode(chunk.to(device), tile_size=tile_size or None,
-                                          tile_overlap=_tile_overlap(tile_size)).float().cpu())
+                                          tile_overlap=_tile_overlap(tile_size),
+                                          before_tile=context.check_interrupted).float().cpu())
             except ValueError as exc:
                 raise NodeInputError("tile_size", str(exc)) from None
     import torch
@@ -786,10 +792,11 @@ def api_vae_decode(context: NodeContext, vae: Any, latent: dict, *, tile_size: i
         device = next(vae.parameters()).device
         images = []
         pixels_per_item = samples.shape[-2] * samples.shape[-1] * vae.config.downscale ** 2
+        tile_size = _tile_size_for(context, tile_size, pixels_per_item, "decode")
         for chunk in _vae_batches(context, samples, pixels_per_item):
             try:
                 pixels = vae.decode(chunk.to(device), tile_size=tile_size or None,
-                                    tile_overlap=_tile_overlap(tile_size))
+                                    tile_overlap=_tile_overlap(tile_size), before_tile=context.check_interrupted)
             except ValueError as exc:
                 raise NodeInputError("tile_size", str(exc)) from None
             images.append(((pixels.float().cpu() + 1.0) / 2.0).clamp(0, 1).movedim(1, -1))   # (b, H, W, 3)
@@ -799,6 +806,21 @@ def api_vae_decode(context: NodeContext, vae: Any, latent: dict, *, tile_size: i
 
 
 VAE_CHUNK_PIXELS = 1 << 20     # images of at most this many pixels in all go through the VAE at once (one 1024²)
+AUTO_TILE_PIXELS = 2048 * 2048     # one image larger than this goes through the VAE in tiles when tile_size is 0
+AUTO_TILE_SIZE = 1024              # pixels: those tiles' side
+
+
+def _tile_size_for(context: NodeContext, tile_size: int, pixels_per_item: int, verb: str) -> int:
+    """`tile_size`, or AUTO_TILE_SIZE for `tile_size` 0 and an image over AUTO_TILE_PIXELS (with a warning):
+    one pass over a single image cannot be sliced — its memory grows with its pixels (2048²: +2.8 GB, 8192²:
+    ~45 GB) and it cannot be interrupted — so past 2048² tiles bound the memory and are interrupt points.
+    Tiles are blended over 64 pixels, but the VAE's normalisation and attention see one tile, so the result
+    differs from one pass (a faint seam can show); below the threshold nothing changes."""
+    if tile_size or pixels_per_item <= AUTO_TILE_PIXELS:
+        return tile_size
+    context.warn(f"the image is {pixels_per_item / 1e6:.1f} megapixels: the VAE {verb}s it in {AUTO_TILE_SIZE}-pixel "
+                 f"tiles to bound memory (tile_size chooses another size)")
+    return AUTO_TILE_SIZE
 
 
 def _vae_batches(context: NodeContext, batch: Any, pixels_per_item: int) -> Iterator[Any]:

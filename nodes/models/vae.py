@@ -273,6 +273,7 @@ class AutoencoderKL(nn.Module):
         generator: torch.Generator | None = None,
         tile_size: int | None = None,
         tile_overlap: int = 64,
+        before_tile: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         """Images ``(B, 3, H, W)`` in [-1, 1] (H, W multiples of 8) -> sampler-space latents.
 
@@ -295,7 +296,8 @@ class AutoencoderKL(nn.Module):
         else:
             if tile_size % f or tile_overlap % f:
                 raise ValueError(f"tile_size ({tile_size}) and tile_overlap ({tile_overlap}) must be multiples of {f}")
-            moments = run_tiled(self.encode_moments, images, tile_size // f, tile_overlap // f, in_scale=f, out_scale=1)
+            moments = run_tiled(self.encode_moments, images, tile_size // f, tile_overlap // f, in_scale=f,
+                                out_scale=1, before_tile=before_tile)
         mean, logvar = moments.float().chunk(2, dim=1)  # (B, z, h, w) each
         latents = mean
         if sample:
@@ -305,10 +307,12 @@ class AutoencoderKL(nn.Module):
             latents = mean + std * noise
         return ((latents - self.config.shift_factor) * self.config.scale_factor).to(images.dtype)
 
-    def decode(self, latents: torch.Tensor, *, tile_size: int | None = None, tile_overlap: int = 64) -> torch.Tensor:
+    def decode(self, latents: torch.Tensor, *, tile_size: int | None = None, tile_overlap: int = 64,
+               before_tile: Callable[[], None] | None = None) -> torch.Tensor:
         """Sampler-space latents ``(B, z, h, w)`` -> images ``(B, 3, 8h, 8w)`` in about [-1, 1] (not clamped).
 
-        ``tile_size`` / ``tile_overlap`` are in pixels (multiples of 8), as for ``encode``.
+        ``tile_size`` / ``tile_overlap`` are in pixels (multiples of 8), as for ``encode``; ``before_tile`` is
+        called before each tile (a node's interrupt check), as for ``encode``.
         """
         z = latents.float() / self.config.scale_factor + self.config.shift_factor
 
@@ -321,7 +325,8 @@ class AutoencoderKL(nn.Module):
             f = self.config.downscale
             if tile_size % f or tile_overlap % f:
                 raise ValueError(f"tile_size ({tile_size}) and tile_overlap ({tile_overlap}) must be multiples of {f}")
-            images = run_tiled(decode_raw, z, tile_size // f, tile_overlap // f, in_scale=1, out_scale=f)
+            images = run_tiled(decode_raw, z, tile_size // f, tile_overlap // f, in_scale=1, out_scale=f,
+                               before_tile=before_tile)
         return images.to(latents.dtype)
 
     def preview(self, latents: torch.Tensor) -> torch.Tensor:
@@ -363,8 +368,10 @@ def run_tiled(
     *,
     in_scale: int,
     out_scale: int,
+    before_tile: Callable[[], None] | None = None,
 ) -> torch.Tensor:
-    """Apply ``fn`` to overlapping tiles of ``x`` and blend the results.
+    """Apply ``fn`` to overlapping tiles of ``x`` and blend the results (``before_tile()`` before each: a
+    node's interrupt check, so a large image stops between tiles).
 
     Tiles are laid on a grid of "units": a tile is ``tile`` units square, neighbours overlap by
     ``overlap`` units, one unit is ``in_scale`` pixels of ``x`` and ``out_scale`` pixels of the output
@@ -377,6 +384,8 @@ def run_tiled(
     out = weights = None
     for top in _tile_starts(height, tile, tile - overlap):
         for left in _tile_starts(width, tile, tile - overlap):
+            if before_tile is not None:
+                before_tile()
             th, tw = min(tile, height), min(tile, width)
             piece = x[..., top * in_scale : (top + th) * in_scale, left * in_scale : (left + tw) * in_scale]
             result = fn(piece).float()  # (B, C_out, th*out_scale, tw*out_scale)

@@ -87,6 +87,46 @@ def test_tiled_decode_equals_plain_decode_when_one_tile_covers_the_image():
     assert vae.encode(plain, tile_size=32, tile_overlap=8).shape == latents.shape
 
 
+def test_a_large_image_goes_through_the_vae_in_tiles_that_can_be_interrupted(monkeypatch, tmp_path):
+    """One 2048² decode held a server's worker 200 s (past the user's time limit) and 8192² wanted ~45 GB: a
+    single image cannot be sliced by batch. Past AUTO_TILE_PIXELS, tile_size 0 decodes and encodes in tiles (a
+    warning says so) and the run's interrupt is checked before each tile."""
+    import nodes.models.nodes as model_nodes
+    from nodegraph import RunInterrupted, Session
+
+    monkeypatch.setattr(model_nodes, "AUTO_TILE_PIXELS", 64 * 64)      # the shipped 4× VAE at 128²: tiled
+    monkeypatch.setattr(model_nodes, "AUTO_TILE_SIZE", 64)
+    graph = {"format_version": 2, "nodes": {
+        "ck": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world_v4.safetensors"}},
+        "e": {"type": "EmptyLatent", "inputs": {"width": 128, "height": 128, "vae": {"node": "ck", "output": "vae"}}},
+        "d": {"type": "VAEDecode", "inputs": {"vae": {"node": "ck", "output": "vae"},
+                                              "latent": {"node": "e", "output": "latent"}}},
+        "v": {"type": "VAEEncode", "inputs": {"vae": {"node": "ck", "output": "vae"},
+                                              "image": {"node": "d", "output": "image"}}}}}
+    session = Session(autoload=False, output_dir=tmp_path)
+    result = session.run(graph, outputs=["v"])
+    warned = {w["node_id"]: w["message"] for w in result.warnings}
+    assert "in 64-pixel tiles" in warned["d"] and "in 64-pixel tiles" in warned["v"]
+    checks = []
+    original = AutoencoderKL.decode
+
+    def counting_decode(self, latents, **options):     # the node's interrupt check, counted; stop at tile 2
+        check = options["before_tile"]
+
+        def counted():
+            checks.append(1)
+            if len(checks) == 2:
+                session.interrupt()
+            check()
+        return original(self, latents, **{**options, "before_tile": counted})
+
+    monkeypatch.setattr(AutoencoderKL, "decode", counting_decode)
+    graph["nodes"]["e"]["inputs"]["batch_size"] = 2    # not cached
+    with pytest.raises(RunInterrupted) as info:
+        session.run(graph, outputs=["d"])
+    assert info.value.node_id == "d" and len(checks) == 2
+
+
 def test_preview_is_the_linear_map_into_unit_range():
     """latent_preview applies the 4x3 factors and maps [-1, 1] to [0, 1]."""
     latents = torch.zeros(1, 4, 2, 2)
