@@ -91,6 +91,7 @@ from . import events as ev
 from .cache import MISSING, OutputCache
 from .errors import NodeExecutionError, NodeInputError, NodeOutputError, RunInterrupted, out_of_memory
 from .graph import Graph, Link, topological_order
+from .interrupts import CURRENT_CHECK
 from .node import Node, NodeContext
 from .registry import Registry
 from .types import pixel_values_problem
@@ -815,7 +816,12 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
         _check_linked_values(plan, kwargs)
         watched = _linked_inputs(plan, kwargs)
         try:
-            outputs = _normalise_outputs(plan, node.run(**kwargs))
+            token = CURRENT_CHECK.set(node.context.check_interrupted)     # model code's interrupt points
+            try:                                                          # (interrupts.py; no contextmanager:
+                raw = node.run(**kwargs)                                  # this is on every node's path)
+            finally:
+                CURRENT_CHECK.reset(token)
+            outputs = _normalise_outputs(plan, raw)
         except BaseException:       # a node that changed an input and then failed left it changed in the cache
             _changed_in_place(state, plan, cache, watched, raise_error=False)
             raise

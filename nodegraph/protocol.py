@@ -656,11 +656,12 @@ class ServerProtocol:
         return user.max_run_seconds if user.max_run_seconds < 10**9 else None     # ~32 years: a timer cannot wait so long
 
     @staticmethod
-    def over_time_error(user_name: str, seconds: int, node_id: str | None) -> dict[str, Any]:
-        """The stored error of a run stopped at its user's `max_run_seconds`."""
+    def over_time_error(user_name: str, seconds: int, node_id: str | None, elapsed: float) -> dict[str, Any]:
+        """The stored error of a run stopped at its user's `max_run_seconds`, `elapsed` seconds after it started
+        (more than the limit when a step could not be interrupted sooner)."""
         where = f" while node {node_id!r} was running" if node_id else ""
-        return {"code": "run_time_limit", "node_id": node_id,
-                "message": f"the run was stopped after {seconds} s{where}: {user_name}'s runs may execute for at "
+        return {"code": "run_time_limit", "node_id": node_id, "seconds": round(elapsed, 1),
+                "message": f"the run was stopped after {elapsed:.0f} s{where}: {user_name}'s runs may execute for at "
                            f"most {seconds} s (max_run_seconds in the users file). Make it shorter (fewer steps, "
                            f"a smaller image or batch) or ask the server's admin to raise the limit"}
 

@@ -1268,7 +1268,8 @@ class Server:
                 "message": str(exc.exception), "traceback": exc.traceback})
         except RunInterrupted as exc:
             if over_time.is_set():       # the server stopped it, not its user: failed, saying why
-                error = self.protocol.over_time_error(record.user, time_limit, exc.node_id)
+                error = self.protocol.over_time_error(record.user, time_limit, exc.node_id,
+                                                      time.perf_counter() - self._run_started[0])
                 log.info("run %s (user %s) stopped at its %d s limit", run_id, record.user, time_limit)
                 self._terminal_event = RunFailed(run_id, exc.node_id, error["message"])
                 self._finish(run_id, "failed", error=error)

@@ -224,7 +224,7 @@ class RayBackend:
         terminal: dict[str, Any] | None = None
         budget = server.protocol.output_budget(record.user)
         time_limit = server.protocol.run_time_limit(record.user)
-        over_time = threading.Event()
+        over_time, started = threading.Event(), time.monotonic()
         timer = None
         if time_limit is not None:      # as on the local path: stopped past its user's max_run_seconds
             timer = threading.Timer(time_limit, lambda: (over_time.set(), self.pool.interrupt(run_id)))
@@ -259,7 +259,8 @@ class RayBackend:
         if status == "interrupted" and over_time.is_set():      # the server stopped it, not its user
             node_id = (outcome.get("error") or {}).get("node_id")
             status, outcome = "failed", {**outcome, "status": "failed",
-                                         "error": server.protocol.over_time_error(record.user, time_limit, node_id)}
+                                         "error": server.protocol.over_time_error(record.user, time_limit, node_id,
+                                                                                  time.monotonic() - started)}
             terminal = None
         result = None
         if status == "succeeded":

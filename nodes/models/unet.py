@@ -54,6 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nodegraph.interrupts import interrupt_point
+
 from .patches import ActivePatches, ModelPatch
 
 Prediction = Literal["eps", "v"]
@@ -578,6 +580,7 @@ class UNetModel(nn.Module):
         h = x.to(dtype)
         skips = []
         for index, block in enumerate(self.input_blocks):
+            interrupt_point()     # one step at a large size takes minutes: an interrupt stops between blocks
             if active is None:
                 h = block(h, emb, context)  # (B, C_level, H_level, W_level)
             else:
@@ -588,6 +591,7 @@ class UNetModel(nn.Module):
             if residual is not None:
                 h = h + residual.to(dtype)
         for index, block in enumerate(self.output_blocks):
+            interrupt_point()
             skip = skips.pop()
             residual = input_residuals[len(skips)]
             if residual is not None:

@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nodegraph.interrupts import interrupt_point
+
 SD1_LATENT_RGB_FACTORS = (
     (0.3444, 0.1385, 0.0670),
     (0.1247, 0.4027, 0.1494),
@@ -208,6 +210,7 @@ class Encoder(nn.Module):
         h = self.conv_in(x)  # (B, ch, H, W)
         for level in self.down:
             for block in level.block:
+                interrupt_point()     # a large image's pass takes minutes: an interrupt stops between blocks
                 h = block(h)
             if hasattr(level, "downsample"):
                 h = level.downsample(h)  # (B, C, H/2, W/2)
@@ -239,6 +242,7 @@ class Decoder(nn.Module):
         h = self.mid(self.conv_in(z))  # (B, C_top, h, w)
         for level in reversed(self.up):
             for block in level.block:
+                interrupt_point()
                 h = block(h)
             if hasattr(level, "upsample"):
                 h = level.upsample(h)  # (B, C, 2h, 2w)

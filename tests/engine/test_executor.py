@@ -382,3 +382,36 @@ def test_a_fingerprint_that_raises_leaves_the_error_to_the_node(tmp_path):
     graph["nodes"]["f"]["inputs"]["name"] = "missing"                  # FileNotFoundError: runs, uncached
     assert session.run(graph).outputs["show"]["value"] == "missing"
     assert session.run(graph).executed == ["f", "show"]
+
+
+def test_library_code_inside_a_node_stops_at_its_interrupt_points():
+    """Model code (a UNet's blocks) has no node context: it calls interrupt_point(), which the executor points
+    at the running node's check, so an interrupt lands inside one long call (a 43 s sampler step)."""
+    import types
+
+    from nodegraph import Node, NodeInputs, Output, hookimpl
+    from nodegraph.interrupts import interrupt_point
+
+    class LongLibraryCall(Node):
+        class Inputs(NodeInputs):
+            pass
+
+        outputs = (Output("value", "INT"),)
+
+        def run(self) -> dict:
+            for _ in range(1000):           # a library loop: no self.context in sight
+                interrupt_point()
+                time.sleep(0.01)
+            return {"value": 1}
+
+    module = types.ModuleType("long_library_call_plugin")
+    module.register_nodes = hookimpl(lambda: [LongLibraryCall])
+    session = Session(plugins=[module])
+    threading.Timer(0.2, session.interrupt).start()
+    started = time.monotonic()
+    with pytest.raises(RunInterrupted) as info:
+        session.run({"format_version": 2, "nodes": {
+            "l": {"type": "LongLibraryCall", "inputs": {}},
+            "s": {"type": "ShowValue", "inputs": {"value": {"node": "l", "output": "value"}}}}})
+    assert info.value.node_id == "l" and time.monotonic() - started < 5
+    interrupt_point()                       # after the run: nothing to check against

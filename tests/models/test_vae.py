@@ -127,6 +127,45 @@ def test_a_large_image_goes_through_the_vae_in_tiles_that_can_be_interrupted(mon
     assert info.value.node_id == "d" and len(checks) == 2
 
 
+def test_the_unet_and_vae_stop_between_blocks_when_the_run_is_interrupted():
+    """One KSampler step at 1024² took 43.5 s and a one-pass decode minutes, neither interruptible inside: the
+    server's run-time limit was overrun by that much. Model code has interrupt points between blocks now."""
+    from nodegraph import RunInterrupted
+    from nodegraph.interrupts import CURRENT_CHECK, interrupt_point
+    from nodes.models.unet import UNetConfig, UNetModel
+
+    interrupt_point()                                    # outside a run: nothing
+    calls = []
+
+    def stop_on_third():
+        calls.append(1)
+        if len(calls) == 3:
+            raise RunInterrupted("inner")
+
+    vae = AutoencoderKL(VAEConfig(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1)).eval()
+    token = CURRENT_CHECK.set(stop_on_third)
+    try:
+        with pytest.raises(RunInterrupted), torch.no_grad():
+            vae.decode(torch.randn(1, 4, 6, 10))
+        assert len(calls) == 3
+        calls.clear()
+        with pytest.raises(RunInterrupted), torch.no_grad():
+            vae.encode(torch.randn(1, 3, 48, 80))
+        assert len(calls) == 3
+    finally:
+        CURRENT_CHECK.reset(token)
+    unet = UNetModel(UNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, transformer_depth=(0, 1),
+                                context_dim=32, num_heads=2)).eval()
+    calls.clear()
+    token = CURRENT_CHECK.set(stop_on_third)
+    try:
+        with pytest.raises(RunInterrupted), torch.no_grad():
+            unet(torch.randn(1, 4, 8, 8), torch.tensor([500.0]), torch.randn(1, 77, 32))
+        assert len(calls) == 3                           # stopped inside one forward pass
+    finally:
+        CURRENT_CHECK.reset(token)
+
+
 def test_preview_is_the_linear_map_into_unit_range():
     """latent_preview applies the 4x3 factors and maps [-1, 1] to [0, 1]."""
     latents = torch.zeros(1, 4, 2, 2)
