@@ -279,8 +279,9 @@ def needed_nodes(plan: GraphPlan, targets: tuple[str, ...]) -> list[str]:
 
 
 def compute_keys(state: RunState, order: list[str], resolve_file: Callable[[str, str], Any],
-                 output_scope: bytes = b"", input_scope: bytes = b"") -> None:
-    """Fill `state.keys` in topological order; each key reuses its sources' keys."""
+                 output_scope: bytes = b"", input_scope: bytes = b"", private_scope: bytes = b"") -> None:
+    """Fill `state.keys` in topological order; each key reuses its sources' keys (`run_plan` says what the
+    scopes are mixed into)."""
     keys = state.keys
     nodes = state.plan.nodes
     pending = state.pending_consumers
@@ -295,6 +296,8 @@ def compute_keys(state: RunState, order: list[str], resolve_file: Callable[[str,
             h.update(b"\0scope\0" + output_scope)
         if input_scope and plan.reads_input:
             h.update(b"\0input\0" + input_scope)
+        if private_scope and not plan.cls.shared_cache:
+            h.update(b"\0private\0" + private_scope)
         for link in plan.links:
             h.update(link.key_part)
             h.update(keys[link.source].encode())
@@ -914,6 +917,7 @@ def run_plan(
     graph: Graph | None = None,
     output_scope: bytes = b"",
     input_scope: bytes = b"",
+    private_scope: bytes = b"",
 ) -> RunResult:
     """Run `targets` of a compiled graph; raises NodeExecutionError or RunInterrupted.
 
@@ -934,6 +938,9 @@ def run_plan(
         input_scope: mixed into the keys of nodes that read the input folder (the run's input
             folder when runs read different ones: a server's users), so one user's "dog.png"
             never answers for another's.
+        private_scope: mixed into the keys of every node but those that declare `shared_cache` (model
+            loaders): a server's user name, so a user never gets another user's result from the cache —
+            which told them, by its `cached` list and its speed, that someone had run that very prompt.
     """
     run_id = run_id or uuid.uuid4().hex
     interrupt = interrupt or threading.Event()
@@ -948,7 +955,7 @@ def run_plan(
     outcome: BaseException | None = None
     emit(ev.RunStarted(run_id, tuple(order), len(order), plan.skipped))
     try:
-        compute_keys(state, order, resolve_file, output_scope, input_scope)
+        compute_keys(state, order, resolve_file, output_scope, input_scope, private_scope)
         execute(state, cache, emit, check_interrupted, services or {})
         return RunResult(run_id, {t: state.values[t] for t in state.targets},
                          state.executed, state.cached, time.perf_counter() - started, list(plan.skipped),

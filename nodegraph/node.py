@@ -35,7 +35,9 @@ Outputs
 
 Flags
     `output_node` (a sink with side effects; what runs are asked for),
-    `deterministic = False` (never cached; downstream keys change each run).
+    `deterministic = False` (never cached; downstream keys change each run),
+    `shared_cache = True` (its output depends only on files every user may load — a model
+    loader —, so users of a server share it; every other node's cache entries are the user's own).
 
 Main objects: `Node`, `NodeInputs`, `Input`, `Output`, `InputSpec`,
 `NodeContext` (what a running node may call: progress, interruption, folders).
@@ -458,6 +460,7 @@ class Node:
     description: ClassVar[str] = ""     # default: the class docstring
     output_node: ClassVar[bool] = False
     deterministic: ClassVar[bool] = True
+    shared_cache: ClassVar[bool] = False     # see "Flags" above: model loaders set it
     #: old input name → its name now, for inputs a new version renamed: saved graphs that still write the
     #: old name load with the new one (docs/plugins.md, "Versioning")
     renamed_inputs: ClassVar[dict[str, str]] = {}

@@ -1253,7 +1253,7 @@ class Server:
             result = self.session.run(source, overrides=overrides, outputs=record.outputs,
                                       on_event=lambda e: self._on_event(run_id, e), run_id=run_id,
                                       model_writes=self.protocol.may_write_models(record.user),
-                                      output_budget=budget,
+                                      output_budget=budget, cache_scope=record.user,
                                       **({"input_dir": folders[0], "output_dir": folders[1]} if folders else {}))
         except GraphValidationError as exc:
             self._terminal_event = RunFailed(run_id, None, str(exc))

@@ -216,6 +216,7 @@ class Session:
         output_dir: str | os.PathLike | None = None,
         model_writes: bool = True,
         output_budget: Any = None,
+        cache_scope: str | None = None,
     ) -> RunResult:
         """Validate and run a graph; returns outputs and which nodes executed or came from cache.
 
@@ -232,6 +233,9 @@ class Session:
                 cached result never points into another run's folder, and the keys of nodes
                 that read the input folder include it, so one user's file never answers
                 for another's.
+            cache_scope: whose cache entries the run reads and writes (a server's user name): runs of other
+                scopes share only the outputs of nodes that declare `shared_cache` (model loaders). None:
+                one cache for every run.
             output_budget: a `files.OutputBudget`: what the run's files may take in all (`api.save_files` refuses
                 the file that passes it); a server gives a user with a storage limit one.
             model_writes: False refuses the graph (`model_write_forbidden`, before anything
@@ -276,7 +280,8 @@ class Session:
                     self._interrupt.set()
             try:
                 return run_plan(plan, targets, self.cache, ev.fan_out(sinks), self._interrupt,
-                                services, resolve_file, run_id, graph, output_scope=scope, input_scope=input_scope)
+                                services, resolve_file, run_id, graph, output_scope=scope, input_scope=input_scope,
+                                private_scope=cache_scope.encode() if cache_scope else b"")
             finally:
                 with self._interrupt_lock:
                     self._running_id = None

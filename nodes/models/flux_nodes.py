@@ -45,6 +45,7 @@ class LoadFlux(Node):
     """Load a Flux transformer (FLUX.1 dev / schnell or a custom size) from models/unet."""
 
     category = "loaders/flux"
+    shared_cache = True     # its output depends only on model files: users of a server share it
 
     class Inputs(NodeInputs):
         unet_name: str = Input(model_folder="unet", description="e.g. flux1-dev.safetensors (fp8 files load as fp8)")
@@ -111,6 +112,7 @@ class LoadFluxTextEncoders(Node):
     """Load Flux's CLIP-L and T5-XXL text encoders from models/text_encoders (the T5 needs its spiece.model)."""
 
     category = "loaders/flux"
+    shared_cache = True     # its output depends only on model files: users of a server share it
 
     class Inputs(NodeInputs):
         clip_name: str = Input(model_folder="text_encoders", description="CLIP-L, e.g. clip_l.safetensors")

@@ -180,6 +180,7 @@ class LoadCheckpoint(Node):
     """Load a Stable Diffusion checkpoint (SD 1.x, 2.x, XL, SD3 / SD3.5; single file or diffusers folder) from models/checkpoints."""
 
     category = "loaders"
+    shared_cache = True     # its output depends only on model files: users of a server share it
 
     class Inputs(NodeInputs):
         ckpt_name: str = Input(model_folder="checkpoints")
@@ -235,6 +236,7 @@ class LoadUNet(Node):
     Flux transformers too)."""
 
     category = "loaders"
+    shared_cache = True     # its output depends only on model files: users of a server share it
 
     class Inputs(NodeInputs):
         unet_name: str = Input(model_folder="unet")
@@ -270,6 +272,7 @@ class LoadVAE(Node):
     """Load a VAE (a VAE file in models/vae, or the VAE of a full checkpoint)."""
 
     category = "loaders"
+    shared_cache = True     # its output depends only on model files: users of a server share it
 
     class Inputs(NodeInputs):
         vae_name: str = Input(model_folder="vae")
@@ -293,6 +296,7 @@ class LoadTextEncoder(Node):
     """Load only the text encoder(s) of a checkpoint in models/checkpoints, or a T5 file (its spiece.model beside it)."""
 
     category = "loaders"
+    shared_cache = True     # its output depends only on model files: users of a server share it
 
     class Inputs(NodeInputs):
         ckpt_name: str = Input(model_folder="checkpoints")
@@ -335,6 +339,7 @@ class LoadLoRA(Node):
     """
 
     category = "loaders"
+    shared_cache = True     # its output depends only on model files: users of a server share it
 
     class Inputs(NodeInputs):
         model: Any = Input(port="MODEL")
@@ -362,6 +367,7 @@ class LoadLoRAModelOnly(Node):
     reading unchanged. Chain with LoadLoRA to stack."""
 
     category = "loaders"
+    shared_cache = True     # its output depends only on model files: users of a server share it
 
     class Inputs(NodeInputs):
         model: Any = Input(port="MODEL")
@@ -673,6 +679,7 @@ class LoadControlNet(Node):
     """Load a ControlNet (original or diffusers layout, SD 1.x / 2.x / XL or a custom size) from models/controlnet."""
 
     category = "loaders"
+    shared_cache = True     # its output depends only on model files: users of a server share it
 
     class Inputs(NodeInputs):
         control_net_name: str = Input(model_folder="controlnet")

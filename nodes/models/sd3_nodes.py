@@ -23,6 +23,7 @@ class LoadSD3TextEncoders(Node):
     """Load SD3's text encoders from separate files in models/text_encoders; a missing one gives zeros when encoding."""
 
     category = "loaders/sd3"
+    shared_cache = True     # its output depends only on model files: users of a server share it
 
     class Inputs(NodeInputs):
         clip_l_name: str | None = Input(None, model_folder="text_encoders", description="e.g. clip_l.safetensors")

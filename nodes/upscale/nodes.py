@@ -109,6 +109,7 @@ class LoadUpscaleModel(Node):
     """Load an ESRGAN-family upscaler (RRDBNet / SRVGGNetCompact, detected from the weights)."""
 
     category = "upscale"
+    shared_cache = True     # its output depends only on model files: users of a server share it
     version = "1.1.0"     # 1.1: pickle files follow the checkpoint policy (refused without the owner's opt-in)
 
     class Inputs(NodeInputs):

@@ -415,3 +415,21 @@ def test_library_code_inside_a_node_stops_at_its_interrupt_points():
             "s": {"type": "ShowValue", "inputs": {"value": {"node": "l", "output": "value"}}}}})
     assert info.value.node_id == "l" and time.monotonic() - started < 5
     interrupt_point()                       # after the run: nothing to check against
+
+
+def test_runs_of_different_cache_scopes_share_only_model_loaders(tmp_path):
+    """On a server with users, bob learnt that alice had run an exact prompt: his identical graph came back
+    `cached` (and fast). With a cache scope per user, only nodes that declare `shared_cache` (model loaders)
+    are shared; within one scope everything is cached as before."""
+    import json
+    from pathlib import Path
+
+    graph = json.loads((Path(__file__).resolve().parents[2] / "graphs" / "txt2img.json").read_text())
+    session = Session(autoload=False, output_dir=tmp_path)
+    overrides = {"sampler.steps": 2}
+    first = session.run(graph, overrides=overrides, cache_scope="alice", outputs=["prompt"])
+    assert "checkpoint" in first.executed and "prompt" in first.executed
+    again = session.run(graph, overrides=overrides, cache_scope="alice", outputs=["prompt"])
+    assert again.executed == [] and "prompt" in again.cached
+    other = session.run(graph, overrides=overrides, cache_scope="bob", outputs=["prompt"])
+    assert "checkpoint" in other.cached and "prompt" in other.executed

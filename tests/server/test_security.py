@@ -540,6 +540,24 @@ def test_users_see_only_their_own_runs(users):
         client.close()
 
 
+def test_a_user_does_not_get_another_users_result_from_the_cache(users):
+    """Bob submitting Alice's exact graph got `cached` back (and a fast run): it confirmed what Alice had run.
+    Each user's results are cached for that user only; the same user's second run is cached."""
+    alice, bob = as_user(users, "alice"), as_user(users, "bob")
+    alice.send({"type": "submit", "graph": SAVE_IMAGE})
+    run_id = alice.next_of("submitted")["run_id"]
+    assert "render" in alice.next_of("run_finished", run_id=run_id)["executed"]
+    bob.send({"type": "submit", "graph": SAVE_IMAGE})
+    run_id = bob.next_of("submitted")["run_id"]
+    finished = bob.next_of("run_finished", run_id=run_id)
+    assert "render" in finished["executed"] and "render" not in finished.get("cached", []), finished
+    alice.send({"type": "submit", "graph": SAVE_IMAGE})
+    run_id = alice.next_of("submitted")["run_id"]
+    assert alice.next_of("run_finished", run_id=run_id)["executed"] == []      # her own: from the cache
+    alice.close()
+    bob.close()
+
+
 def test_users_graphs_read_only_their_own_uploads(users):
     """An upload lands in the user's own input folder; another user's graph cannot load it by name."""
     alice, bob = as_user(users, "alice"), as_user(users, "bob")

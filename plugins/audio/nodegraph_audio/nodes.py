@@ -653,6 +653,7 @@ class LoadVocoder(Node):
     """
 
     category = "audio/vocoder"
+    shared_cache = True     # its output depends only on model files: users of a server share it
 
     class Inputs(NodeInputs):
         vocoder_name: str = Input("griffin_lim", min_length=1, max_length=255,
@@ -858,6 +859,7 @@ class LoadAudioModel(Node):
     """
 
     category = "audio/text_to_audio"
+    shared_cache = True     # its output depends only on model files: users of a server share it
 
     class Inputs(NodeInputs):
         model_name: str = Input(DEFAULT_MODEL, model_folder=MODEL_FOLDER,

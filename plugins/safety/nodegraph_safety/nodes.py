@@ -46,6 +46,7 @@ class LoadSafetyChecker(Node):
     """
 
     category = "safety"
+    shared_cache = True     # its output depends only on model files: users of a server share it
 
     class Inputs(NodeInputs):
         checker_name: str = Input(DEFAULT_CHECKER, model_folder=MODEL_FOLDER,

@@ -60,6 +60,7 @@ class LoadTextToPoints(Node):
     """
 
     category = "3d/loaders"
+    shared_cache = True     # its output depends only on model files: users of a server share it
 
     class Inputs(NodeInputs):
         model_name: str = Input(DEFAULT_MODEL, model_folder=MODEL_FOLDER,

@@ -115,6 +115,7 @@ class LoadMotionModule(Node):
     """
 
     category = "video/motion"
+    shared_cache = True     # its output depends only on model files: users of a server share it
 
     class Inputs(NodeInputs):
         motion_module_name: str = Input(DEFAULT_MOTION_MODULE, model_folder=MODEL_FOLDER,
