@@ -98,3 +98,32 @@ def test_register_sampler_checks_the_signature_and_duplicates():
         register_sampler("euler", get_sampler("euler"))
     with pytest.raises(SamplingError, match="one of"):
         get_sampler("missing")
+
+
+def test_a_latent_whose_activations_cannot_fit_is_refused_before_the_first_step(tmp_path, monkeypatch):
+    """16384² passed validation and the kernel killed the process (24 GB, no record): the sampler estimates the
+    UNet's activations and refuses what the machine's free memory cannot hold, saying how much it needs."""
+    import json
+    from pathlib import Path
+
+    import nodegraph.memory as memory
+    from nodegraph import NodeExecutionError, Session
+    from nodegraph.errors import NodeOutOfMemory
+    from nodes.sampling.nodes import unet_activation_bytes
+    from nodes.models.unet import UNetConfig
+    import torch
+
+    config = UNetConfig(model_channels=64, channel_mult=(1, 2, 2), num_res_blocks=2, transformer_depth=(0, 1, 1))
+    measured_256 = 0.39e9                          # peak RSS of one step of the shipped UNet at a 256² latent
+    estimate = unet_activation_bytes(config, torch.zeros(1, 4, 256, 256))
+    assert 0.7 * measured_256 < estimate < 1.3 * measured_256
+    assert unet_activation_bytes(config, torch.zeros(1, 4, 4096, 4096)) > 80 * 1024**3
+    graph = json.loads((Path(__file__).resolve().parents[2] / "graphs" / "txt2img.json").read_text())
+    session = Session(autoload=False, output_dir=tmp_path)
+    monkeypatch.setattr(memory, "system_memory", lambda: (2 * 1024**3, 4 * 1024**3))     # 2 GiB available
+    monkeypatch.setenv("NODEGRAPH_MEMORY_RESERVE_MB", "512")
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph, overrides={"sampler.steps": 1, "latent.width": 4096, "latent.height": 4096})
+    assert isinstance(info.value.exception, NodeOutOfMemory) and info.value.node_id == "sampler"
+    assert "GiB of activations" in str(info.value.exception) and "1.5 GiB free" in str(info.value.exception)
+    assert session.run(graph, overrides={"sampler.steps": 1}).outputs     # 64²: runs
