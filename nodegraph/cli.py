@@ -425,9 +425,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if events_out is not None:
         sinks.append(write_event)
     def record_run(status: str, outputs: dict, error: dict | None = None, run_id: str | None = None,
-                   run_warnings: list | None = None) -> None:
+                   run_warnings: list | None = None, drawn: dict | None = None) -> None:
         """`<graph>.outputs.json` (the latest run, failed ones included: never an earlier run's outputs left
         standing) and one line of `<graph>.outputs.jsonl`."""
+        from .graph import pin_values
         from .provenance import run_record
 
         try:
@@ -436,7 +437,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             ran = graph
         summary_path = Path(args.output_dir) / f"{Path(args.graph).stem}.outputs.json"
         record = {"run_id": run_id, "status": status, "outputs": outputs, "error": error,
-                  "plugin_warnings": warnings, "warnings": run_warnings or [], "graph": ran.to_dict(),
+                  "plugin_warnings": warnings, "warnings": run_warnings or [],
+                  "graph": pin_values(ran.to_dict(), drawn or {}),     # a RandomInt's value pinned: it repeats
                   "provenance": run_record(SimpleNamespace(graph=ran, services=session.services))}
         _write_record(summary_path, record)
 
@@ -477,7 +479,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if events_out is not None and events_out is not sys.stdout:
             events_out.close()
     outputs = {node_id: jsonable(values) for node_id, values in result.outputs.items()}
-    record_run("succeeded", outputs, run_id=result.run_id, run_warnings=result.warnings)
+    record_run("succeeded", outputs, run_id=result.run_id, run_warnings=result.warnings, drawn=result.drawn)
     from .results import ResultFileError, collect_files, describe_file
 
     try:

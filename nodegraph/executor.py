@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import json
 import os
 import resource
@@ -212,6 +213,8 @@ class RunResult:
     executed: node ids that ran, in order. cached: node ids served from the cache.
     skipped: muted nodes and the nodes that depend on them (never run).
     warnings: what nodes told the user (`NodeContext.warn`): {"node_id", "node_type", "message"}, in order.
+    drawn: node id → the plain values (numbers, text) a non-deterministic node (RandomInt) gave this run;
+        `graph.pin_values(graph_dict, drawn)` is the graph that repeats the run (what records carry).
     """
 
     run_id: str
@@ -221,6 +224,7 @@ class RunResult:
     seconds: float
     skipped: list[str] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
+    drawn: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -261,6 +265,7 @@ class RunState:
     graph: Graph | None = None
     warnings: list[dict[str, Any]] = field(default_factory=list)
     carried: dict[str, tuple[dict[str, str], ...]] = field(default_factory=dict)
+    drawn: dict[str, dict[str, Any]] = field(default_factory=dict)   # non-deterministic nodes' plain outputs
 
 
 def needed_nodes(plan: GraphPlan, targets: tuple[str, ...]) -> list[str]:
@@ -807,7 +812,8 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
         state.warnings.append({"node_id": nid, "node_type": spec.type, "message": message})
         emit(ev.NodeWarning(run_id, nid, spec.type, message))
 
-    node.context = NodeContext(node_id, spec.type, progress, check_interrupted, services, run_id, state.graph, warn)
+    node.context = NodeContext(node_id, spec.type, progress, check_interrupted, services, run_id, state.graph, warn,
+                               state.drawn)
     warned_before = len(state.warnings)
     kwargs = _gather_inputs(state, plan, evaluated_only=False)
     emit(ev.NodeStarted(run_id, node_id, spec.type))
@@ -851,10 +857,25 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
     carried = _carried_warnings(state, plan, state.warnings[warned_before:])
     if spec.deterministic:
         cache.put(state.keys[node_id], outputs, carried)
+    else:
+        _record_drawn(state, node_id, spec, outputs)
     state.executed.append(node_id)
     del state.instances[node_id]
     emit(ev.NodeFinished(run_id, node_id, spec.type, seconds, _PeakMemory.end()))
     _release_sources(state, node_id)
+
+
+def _record_drawn(state: RunState, node_id: str, spec: Any, outputs: dict[str, Any]) -> None:
+    """A non-deterministic node's plain values (a RandomInt's seed) into `state.drawn`: the graph a run
+    records (a PNG's, a run record's) carries them in place of the links, so it draws the same image again."""
+    plain = {}
+    for output in spec.outputs:
+        value = outputs.get(output.name)
+        if isinstance(value, (bool, int, str)) and len(str(value)) <= 10_000 or (
+                isinstance(value, float) and math.isfinite(value)):
+            plain[output.name] = value
+    if plain:
+        state.drawn[node_id] = plain
 
 
 def _is_users_interrupt(exc: BaseException) -> bool:
@@ -959,7 +980,7 @@ def run_plan(
         execute(state, cache, emit, check_interrupted, services or {})
         return RunResult(run_id, {t: state.values[t] for t in state.targets},
                          state.executed, state.cached, time.perf_counter() - started, list(plan.skipped),
-                         state.warnings)
+                         state.warnings, state.drawn)
     except BaseException as exc:
         outcome = exc
         raise

@@ -861,6 +861,27 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_GRAPH_KEYWORD = "nodegraph"
 
 
+def pin_values(data: dict[str, Any], drawn: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A graph file (dict) with every link from a node of `drawn` (node id → {output: value}) replaced by the
+    value that output gave: the graph as it ran, which draws a RandomInt's image again (its node stays, no
+    longer linked). Links inside subgraph definitions are left as they are."""
+    if not drawn:
+        return data
+    nodes = {}
+    for node_id, node in data.get("nodes", {}).items():
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        if isinstance(inputs, dict):
+            pinned = {}
+            for name, value in inputs.items():
+                if isinstance(value, dict) and set(value) == {"node", "output"} and \
+                        value["output"] in drawn.get(value["node"], {}):
+                    value = drawn[value["node"]][value["output"]]
+                pinned[name] = value
+            node = {**node, "inputs": pinned}
+        nodes[node_id] = node
+    return {**data, "nodes": nodes}
+
+
 def graph_text_from_png(data: bytes, keyword: str = PNG_GRAPH_KEYWORD) -> str | None:
     """The graph JSON that SaveImage embeds in a PNG (tEXt/iTXt chunk "nodegraph"), or None; another `keyword`
     reads another tool's chunk (ComfyUI's API prompt is "prompt")."""

@@ -384,11 +384,12 @@ class NodeContext:
     inside long loops; it also checks for interruption. `warn(text)` tells the
     user something about a result that is not an error (words a model never
     learnt, a size it was not trained at). `run_id` and `graph` (the Graph
-    being run, e.g. to embed in a saved image) describe the run.
+    being run, e.g. to embed in a saved image) describe the run; `drawn` holds what
+    the run's non-deterministic nodes gave so far (`graph_as_run()` pins them in).
     """
 
     __slots__ = ("node_id", "node_type", "run_id", "graph", "_emit_progress", "_check_interrupted", "services",
-                 "_emit_warning", "_warned")
+                 "_emit_warning", "_warned", "drawn")
 
     MAX_WARNINGS = 20            # per node execution; more are dropped
     MAX_WARNING_CHARS = 1000
@@ -397,7 +398,8 @@ class NodeContext:
                  emit_progress: Callable[[str, int, int, Any, dict | None], None],
                  check_interrupted: Callable[[str], None],
                  services: dict[str, Any], run_id: str = "", graph: Any = None,
-                 emit_warning: Callable[[str, str], None] | None = None):
+                 emit_warning: Callable[[str, str], None] | None = None, drawn: dict | None = None):
+        self.drawn = drawn if drawn is not None else {}
         self.node_id = node_id
         self.node_type = node_type
         self.run_id = run_id
@@ -407,6 +409,15 @@ class NodeContext:
         self.services = services
         self._emit_warning = emit_warning
         self._warned = 0
+
+    def graph_as_run(self) -> dict | None:
+        """The running graph as a file (dict) with the values its non-deterministic nodes drew so far in place
+        of their links (a RandomInt's seed): what a saved image embeds, so running it again repeats it."""
+        if self.graph is None:
+            return None
+        from .graph import pin_values
+
+        return pin_values(self.graph.to_dict(), self.drawn)
 
     MAX_INFO_CHARS = 4096        # `info` of one progress report, as JSON
 

@@ -1176,9 +1176,11 @@ class ServerProtocol:
             return [_error(client.client_id, "not_found", f"no run {message.run_id[:64]!r}", message.request_id)]
         result = record.result or {}
         files = self._files_as_seen_by(client, record, result.get("files", []))
-        return self._reply(client, message, {"type": "outputs", "run_id": record.id, "status": record.status,
-                                             "outputs": result.get("outputs", {}), "files": files,
-                                             "error": record.error})
+        body = {"type": "outputs", "run_id": record.id, "status": record.status,
+                "outputs": result.get("outputs", {}), "files": files, "error": record.error}
+        if result.get("drawn"):     # what RandomInt-like nodes gave: the graph with them pinned repeats the run
+            body["drawn"] = result["drawn"]
+        return self._reply(client, message, body)
 
     def _on_delete_file(self, client: ClientState, message: DeleteFile) -> list[Outgoing]:
         """One of the client's own files (uploads, outputs; an admin or the single user: any file)."""

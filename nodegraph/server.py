@@ -1291,7 +1291,8 @@ class Server:
                 self._finish(run_id, "failed", error={"message": message})
             else:
                 self._finish(run_id, "succeeded", result=self.protocol.result_within(
-                    {"outputs": outputs, "files": files, "executed": result.executed, "cached": result.cached},
+                    {"outputs": outputs, "files": files, "executed": result.executed, "cached": result.cached,
+                     **({"drawn": jsonable(result.drawn)} if result.drawn else {})},     # RandomInt's values
                     budget))
         finally:
             if timer is not None:

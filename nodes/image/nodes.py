@@ -684,8 +684,8 @@ def api_save_image(context: NodeContext, images: Any, prefix: str, *, format: st
     """nodegraph.api.save_image: each image of the batch as PNG (with the graph when asked) / JPEG / WebP."""
     from .pixels import image_to_pils, save_png
 
-    graph = json.dumps(context.graph.to_dict(), separators=(",", ":")) \
-        if embed_graph and context.graph is not None else None
+    graph = json.dumps(context.graph_as_run(), separators=(",", ":")) \
+        if embed_graph and context.graph is not None else None     # a RandomInt's seed pinned: it repeats
     record = run_record(context) if embed_graph else None
     pils = image_to_pils(images)
 

@@ -636,9 +636,9 @@ class VAEEncodeForInpaint(Node):
         tile_size = _tile_size_for(self.context, 0, neutral.shape[-2] * neutral.shape[-1], "encode")
         with self.context.service("memory").using(vae):
             device = next(vae.parameters()).device
-            latents = torch.cat([vae.encode(chunk.to(device), tile_size=tile_size or None,
-                                            tile_overlap=_tile_overlap(tile_size),
-                                            before_tile=self.context.check_interrupted).float().cpu()
+            tiles = {"tile_size": tile_size, "tile_overlap": _tile_overlap(tile_size),
+                     "before_tile": self.context.check_interrupted} if tile_size else {}
+            latents = torch.cat([vae.encode(chunk.to(device), **tiles).float().cpu()
                                  for chunk in _vae_batches(self.context, neutral, neutral.shape[-2] * neutral.shape[-1])])
         return {"latent": {"samples": latents, "noise_mask": grown}}
 
@@ -777,7 +777,8 @@ def api_vae_encode(context: NodeContext, vae: Any, image: Any, *, tile_size: int
             try:
                 latents.append(vae.encode(chunk.to(device), tile_size=tile_size or None,
                                           tile_overlap=_tile_overlap(tile_size),
-                                          before_tile=context.check_interrupted).float().cpu())
+                                          **({"before_tile": context.check_interrupted} if tile_size else {})
+                                          ).float().cpu())
             except ValueError as exc:
                 raise NodeInputError("tile_size", str(exc)) from None
     import torch
@@ -803,7 +804,8 @@ def api_vae_decode(context: NodeContext, vae: Any, latent: dict, *, tile_size: i
         for chunk in _vae_batches(context, samples, pixels_per_item):
             try:
                 pixels = vae.decode(chunk.to(device), tile_size=tile_size or None,
-                                    tile_overlap=_tile_overlap(tile_size), before_tile=context.check_interrupted)
+                                    tile_overlap=_tile_overlap(tile_size),
+                                    **({"before_tile": context.check_interrupted} if tile_size else {}))
             except ValueError as exc:
                 raise NodeInputError("tile_size", str(exc)) from None
             images.append(((pixels.float().cpu() + 1.0) / 2.0).clamp(0, 1).movedim(1, -1))   # (b, H, W, 3)

@@ -1021,3 +1021,29 @@ def test_a_node_failing_inside_a_subgraph_is_named_with_its_subgraph_node(tmp_pa
     path.write_text(json.dumps(graph))
     assert main(["run", str(path), "--output-dir", str(tmp_path / "out")]) == 3
     assert "(inside subgraph node 'sq': its inner node 'n')" in capsys.readouterr().err
+
+
+def test_a_seed_drawn_by_randomint_is_recorded_so_the_image_repeats(tmp_path):
+    """A RandomInt feeding the seed (ComfyUI's "randomize" habit) was recorded nowhere: the PNG's graph and
+    outputs.json held only the RandomInt, and running either drew another image. The drawn value is pinned in
+    place of the link in both, so both repeat the image exactly."""
+    import numpy as np
+    from PIL import Image
+
+    from nodegraph.graph import graph_text_from_png
+
+    graph = json.loads((ROOT / "graphs" / "txt2img.json").read_text())
+    graph["nodes"]["dice"] = {"type": "RandomInt", "inputs": {"low": 0, "high": 2**31}}
+    graph["nodes"]["sampler"]["inputs"].update(seed={"node": "dice", "output": "value"}, steps=3)
+    path = tmp_path / "rand.json"
+    path.write_text(json.dumps(graph))
+    assert main(["run", str(path), "--output-dir", str(tmp_path / "a"), "--no-progress"]) == 0
+    (first,) = sorted((tmp_path / "a").glob("*.png"))
+    embedded = json.loads(graph_text_from_png(first.read_bytes()))
+    seed = embedded["nodes"]["sampler"]["inputs"]["seed"]
+    assert isinstance(seed, int) and 0 <= seed <= 2**31
+    recorded = json.loads((tmp_path / "a" / "rand.outputs.json").read_text())["graph"]
+    assert recorded["nodes"]["sampler"]["inputs"]["seed"] == seed
+    assert main(["run", str(first), "--output-dir", str(tmp_path / "b"), "--no-progress"]) == 0
+    (again,) = sorted((tmp_path / "b").glob("*.png"))
+    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
