@@ -923,6 +923,32 @@ _GIF_COMMENT = ("SaveVideo stores the graph in the GIF comment (when embed_graph
 _NO_GRAPH = "it holds no graph: give the graph .json file that made it"
 
 
+EXIF_IMAGE_DESCRIPTION = 0x010E
+
+
+def graph_from_exif(data: bytes) -> dict | str | None:
+    """The graph a JPEG / WebP saved by SaveImage carries (EXIF ImageDescription: {"nodegraph": graph,
+    "nodegraph_run": ...}); a message when it was left out (too large for EXIF); None when there is none."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:      # the header and EXIF only: no pixels are decoded
+            text = image.getexif().get(EXIF_IMAGE_DESCRIPTION)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+    record = _json_or_none(text) if isinstance(text, str) else None
+    if not isinstance(record, dict):
+        return None
+    if isinstance(record.get("nodegraph"), dict):
+        return record["nodegraph"]
+    if "graph_omitted" in record:
+        return ("the image's record left its graph out (too large for EXIF); save the image as PNG to keep the "
+                "graph, or run the graph file itself")
+    return None
+
+
 def media_kind(data: bytes) -> tuple[str, str] | None:
     """(what the file is, how to get a graph out of it) for a video, audio or non-PNG image file, else None."""
     riff = data[8:12] if data.startswith(b"RIFF") else b""
@@ -931,9 +957,9 @@ def media_kind(data: bytes) -> tuple[str, str] | None:
         (data.startswith(b"\x1a\x45\xdf\xa3"), "a WebM / Matroska video", _VIDEO_COMMENT),
         (data.startswith((b"GIF87a", b"GIF89a")), "a GIF", _GIF_COMMENT),
         (riff == b"WAVE", "a WAV audio file", _NO_GRAPH),
-        (riff == b"WEBP", "a WebP image", _NO_GRAPH),
+        (riff == b"WEBP", "a WebP image", _NO_GRAPH + " (only images saved by SaveImage carry one)"),
         (data.startswith((b"fLaC", b"OggS", b"ID3")), "an audio file (FLAC, Ogg or MP3)", _NO_GRAPH),
-        (data.startswith(b"\xff\xd8\xff"), "a JPEG image", _NO_GRAPH + " (only PNGs saved by SaveImage carry one)"),
+        (data.startswith(b"\xff\xd8\xff"), "a JPEG image", _NO_GRAPH + " (only images saved by SaveImage carry one)"),
     ]
     return next(((what, how) for found, what, how in checks if found), None)
 
@@ -984,6 +1010,12 @@ def load_graph(path: str | os.PathLike) -> Graph:
                 GraphError(e.code, f"the graph embedded in {path.name} (its \"nodegraph\" text chunk): {e.message}",
                            e.node_id, e.input, e.details) if e.code == "invalid_json" else e
                 for e in exc.errors]) from None
+    if data.startswith(b"\xff\xd8\xff") or data[8:12] == b"WEBP" and data.startswith(b"RIFF"):
+        embedded = graph_from_exif(data)
+        if embedded is not None:      # a JPEG / WebP saved by SaveImage: the graph in EXIF ImageDescription
+            if isinstance(embedded, str):
+                raise GraphValidationError([GraphError("invalid_json", f"{path.name}: {embedded}")])
+            return parse_graph(json.dumps(embedded))
     media = media_kind(data[:16])
     if media is not None:
         what, how = media

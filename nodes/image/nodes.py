@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from nodegraph import Input, Node, NodeContext, NodeInputError, NodeInputs, Output, PortType, api, hookimpl
+from nodegraph.graph import EXIF_IMAGE_DESCRIPTION     # the tag `nodegraph run image.jpg` reads back
 from nodegraph.provenance import run_record
 
 
@@ -703,7 +704,6 @@ def api_save_image(context: NodeContext, images: Any, prefix: str, *, format: st
                           fields=[{"width": pil.width, "height": pil.height} for pil in pils])
 
 
-EXIF_IMAGE_DESCRIPTION = 0x010E
 MAX_EXIF_TEXT = 60_000        # a JPEG's EXIF segment holds at most 64 KB
 
 

@@ -1047,3 +1047,26 @@ def test_a_seed_drawn_by_randomint_is_recorded_so_the_image_repeats(tmp_path):
     assert main(["run", str(first), "--output-dir", str(tmp_path / "b"), "--no-progress"]) == 0
     (again,) = sorted((tmp_path / "b").glob("*.png"))
     assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
+
+
+@pytest.mark.parametrize("image_format", ["jpeg", "webp"])
+def test_a_jpeg_or_webp_saved_by_saveimage_runs_again_from_its_exif(tmp_path, capsys, image_format):
+    """Their EXIF ImageDescription carries the graph, but `nodegraph run x.jpg` said "it holds no graph (only
+    PNGs saved by SaveImage carry one)". It runs the embedded graph now; a plain JPEG still says it has none."""
+    graph = json.loads((ROOT / "graphs" / "txt2img.json").read_text())
+    graph["nodes"]["sampler"]["inputs"]["steps"] = 3
+    graph["nodes"]["save"]["inputs"]["format"] = image_format
+    path = tmp_path / "lossy.json"
+    path.write_text(json.dumps(graph))
+    assert main(["run", str(path), "--output-dir", str(tmp_path / "a"), "--no-progress"]) == 0
+    (saved,) = [p for p in (tmp_path / "a").iterdir() if p.suffix in (".jpg", ".webp")]
+    assert main(["run", str(saved), "--output-dir", str(tmp_path / "b"), "--no-progress"]) == 0
+    recorded = json.loads(next((tmp_path / "b").glob("*.outputs.json")).read_text())
+    assert recorded["graph"]["nodes"]["sampler"]["inputs"]["steps"] == 3
+    from PIL import Image
+
+    plain = tmp_path / "plain.jpg"
+    Image.new("RGB", (8, 8), "red").save(plain)
+    capsys.readouterr()
+    assert main(["validate", str(plain)]) == 1
+    assert "holds no graph" in capsys.readouterr().out
