@@ -8,6 +8,9 @@ result and the SHA-256 of every model file the run read:
      "models": {"load.ckpt_name": {"folder": "checkpoints", "name": "tiny_world_v4.safetensors",
                                    "sha256": "9f2c…"}}}
 
+It also holds `"inputs": {"node.input": {"name", "sha256"}}` for the files of the input folder the graph
+reads (an img2img's source image), as `input_files` finds them.
+
 The graph itself (overrides applied) is what makes the result again; the record is what tells
 a different result apart: another model file under the same name, another torch, on the CPU another
 number of threads (torch splits sums across them, and the last bits of a result follow). Model files
@@ -117,6 +120,36 @@ def model_files(context: Any) -> dict[str, dict[str, str]]:
     return out
 
 
+def input_files(context: Any) -> dict[str, dict[str, str]]:
+    """`{"node.input": {"name", "sha256"}}` for the files of the input folder the running graph reads (an
+    img2img's source image): the same name with other content makes another result, and this tells it apart.
+    Folders (datasets) and files that are gone are left out."""
+    graph = getattr(context, "graph", None)
+    services = getattr(context, "services", {}) or {}
+    registry, input_dir = services.get("registry"), services.get("input_dir")
+    if graph is None or registry is None or input_dir is None:
+        return {}
+    from .effective_graph import effective_graph
+    from .paths import PathConfinementError, confine
+
+    out: dict[str, dict[str, str]] = {}
+    for node_id, node in effective_graph(graph, registry).graph.nodes.items():
+        cls = registry.nodes.get(node.type)
+        if cls is None:
+            continue
+        for name, spec in cls.spec.inputs.items():
+            value = node.inputs.get(name, spec.default)
+            if spec.file_name_in != "input" or not isinstance(value, str):
+                continue
+            try:
+                path = confine(Path(input_dir), value, input_name=name, subfolders=bool(spec.subfolders))
+                if path.is_file():
+                    out[f"{node_id}.{name}"] = {"name": value, "sha256": file_sha256(path)}
+            except (PathConfinementError, OSError):
+                continue
+    return out
+
+
 def run_record(context: Any) -> dict[str, Any]:
     """Versions, device and model file hashes of the running graph (see the module docstring)."""
     from . import __version__
@@ -130,4 +163,4 @@ def run_record(context: Any) -> dict[str, Any]:
               "python": platform.python_version(), "device": device}
     if device.startswith("cpu") and torch is not None:    # CPU sums split across threads round differently
         record["threads"] = torch.get_num_threads()
-    return {**record, "models": model_files(context)}
+    return {**record, "models": model_files(context), "inputs": input_files(context)}

@@ -171,6 +171,17 @@ def test_saved_images_record_versions_batch_index_and_model_hashes(session, tmp_
     assert record["threads"] == torch.get_num_threads()      # on the CPU the thread count moves the last bits
     monkeypatch.setattr(hashlib, "sha256", None)      # remembered: not hashed again
     assert provenance.file_sha256(folder / "m.safetensors") == expected
+    monkeypatch.undo()
+    # the input folder's files a graph reads are recorded too (the same name with other pixels: another image)
+    inputs = tmp_path / "record_inputs"
+    inputs.mkdir()
+    (inputs / "src.png").write_bytes(b"not really a png")
+    reads = load_graph_dict({"format_version": 2, "nodes": {
+        "load": {"type": "LoadImage", "inputs": {"image": "src.png"}},
+        "gone": {"type": "LoadImage", "inputs": {"image": "missing.png"}}}})
+    context = types.SimpleNamespace(graph=reads, services={"registry": loader.registry, "input_dir": inputs})
+    assert provenance.run_record(context)["inputs"] == {
+        "load.image": {"name": "src.png", "sha256": hashlib.sha256(b"not really a png").hexdigest()}}
 
 
 def load_graph_dict(data):
