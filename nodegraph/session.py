@@ -139,8 +139,10 @@ class Session:
 
     def with_overrides(self, graph: Graph, overrides: dict[str, Any]) -> Graph:
         """`graph.with_overrides(overrides)`, an override that names a renamed input by its old name setting it
-        under its new name (`renamed_overrides`)."""
-        return graph.with_overrides(self.renamed_overrides(graph, overrides))
+        under its new name (`renamed_overrides`), and numpy scalars taken as the Python numbers they hold
+        (`{"ks.seed": np.int64(5)}` from a diffusers script was a type_mismatch)."""
+        plain = {key: _plain_scalar(value) for key, value in overrides.items()}
+        return graph.with_overrides(self.renamed_overrides(graph, plain))
 
     def renamed_overrides(self, graph: Graph, overrides: dict[str, Any]) -> dict[str, Any]:
         """`{"node.input": value}` overrides with each renamed input (`Node.renamed_inputs`) under its new name."""
@@ -156,14 +158,18 @@ class Session:
         return {new_key(key): value for key, value in overrides.items()}
 
     def validate(self, source: GraphSource, outputs: Iterable[str] | None = None, *,
-                 model_writes: bool = True, input_dir: str | os.PathLike | None = None) -> list[GraphError]:
+                 model_writes: bool = True, input_dir: str | os.PathLike | None = None,
+                 overrides: dict[str, Any] | None = None) -> list[GraphError]:
         """Every problem in the graph (empty list = valid); never raises for bad graphs.
 
+        `overrides` are applied first, as `run` applies them (`validate --set`).
         `model_writes=False` (a server's plain users) adds a `model_write_forbidden` error for each
         node that writes into a model folder (see `run`). Files named in the input folder (uploads,
         datasets) must be in `input_dir` (default: the session's input folder)."""
         try:
             graph = self.load(source)
+            if overrides:
+                graph = self.with_overrides(graph, overrides)
         except GraphValidationError as exc:
             return exc.errors
         errors = validate(graph, self.registry, outputs, self.model_paths.list,
@@ -400,3 +406,10 @@ class Session:
     def node_schemas(self) -> list[dict]:
         """JSON schemas of every registered node."""
         return self.registry.node_schemas()
+
+
+def _plain_scalar(value: Any) -> Any:
+    """A numpy scalar (np.int64, np.float32, np.bool_) as the Python value it holds; anything else as it is."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return value.item()
+    return value

@@ -1070,3 +1070,17 @@ def test_a_jpeg_or_webp_saved_by_saveimage_runs_again_from_its_exif(tmp_path, ca
     capsys.readouterr()
     assert main(["validate", str(plain)]) == 1
     assert "holds no graph" in capsys.readouterr().out
+
+
+def test_session_validate_takes_overrides_and_numpy_scalars_are_plain_numbers():
+    """Session.validate had no `overrides` (run and `validate --set` do), and np.int64 seeds from a diffusers
+    script were type_mismatch."""
+    import numpy as np
+
+    from nodegraph import Session
+
+    session = Session(autoload=False)
+    graph = json.loads((ROOT / "graphs" / "txt2img.json").read_text())
+    assert session.validate(graph, overrides={"sampler.seed": np.int64(5), "sampler.cfg": np.float32(4.5)}) == []
+    (error,) = session.validate(graph, overrides={"sampler.steps": -3})
+    assert error.node_id == "sampler" and error.input == "steps"
