@@ -112,11 +112,18 @@ def _canonical(word: str) -> str:
 
 
 def unknown_words(text: str) -> list[str]:
-    """Words of ``text`` that no caption grammar uses (in order, without repeats): e.g. ["medium"]."""
+    """Words of ``text`` that no caption grammar uses (in order, without repeats): e.g. ["medium"]. Numbers and
+    runs of other scripts or emoji ("123", "日本語", "🐶") count as words no caption has; a prompt weight's
+    number ("(red:1.3)") and an embedding's name ("embedding:x") do not."""
+    cleaned = re.sub(r"embedding:\S+|:\s*[-+]?\d*\.?\d+", " ", text.lower())
     seen: list[str] = []
-    for word in re.findall(r"[a-z]+", text.lower()):
-        if (_canonical(word) not in ATTRIBUTE_OF and _canonical(word) not in FUNCTION_WORDS
-                and word not in PARAPHRASE_WORDS and word not in seen):
+    for word in re.findall(r"[^\W_]+|[^\w\s]+", cleaned):      # words of any script; runs of symbols (emoji)
+        if word.isascii() and not word.isalnum():                  # punctuation: ( ) , [ ] ...
+            continue
+        if word.isascii() and word.isalpha() and (_canonical(word) in ATTRIBUTE_OF or _canonical(word) in FUNCTION_WORDS
+                                                  or word in PARAPHRASE_WORDS):
+            continue
+        if word not in seen:
             seen.append(word)
     return seen
 

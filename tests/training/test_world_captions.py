@@ -127,6 +127,11 @@ def test_unknown_words_name_what_the_world_lacks():
     """'medium' (cfg_sweep.json's old prompt) is reported; world words and synonyms are not."""
     assert unknown_words("a medium orange triangle on the right, on a gray background") == ["medium"]
     assert unknown_words("A big grey star in the center!") == []
+    # emoji, other scripts and numbers went unnamed ("🐶🔴🔵" drew a grey pentagon, with no warning); a prompt
+    # weight's number and an embedding's name are not words
+    assert unknown_words("🐶🔴🔵") == ["🐶🔴🔵"] and unknown_words("日本語 circle") == ["日本語"]
+    assert unknown_words("123 red circles") == ["123", "circles"]
+    assert unknown_words("a (red:1.3) circle, [blue] background, embedding:style") == []
 
 
 def test_partial_prompts_complete_to_valid_scenes():
