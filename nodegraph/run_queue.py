@@ -299,6 +299,10 @@ class RunQueue:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        # How many runs are queued, remembered between the writes that can change it (None: count again). Every
+        # run asked the database twice (its queue_changed messages) and once more at submit; this process is the
+        # database's only writer (one server per data folder: `server.lock_data_folder`).
+        self._pending: int | None = None
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -361,6 +365,7 @@ class RunQueue:
 
     def _mark_unreadable(self, run_id: str, message: str) -> None:
         with self._lock:
+            self._pending = None
             self._db.execute("DELETE FROM run_graphs WHERE id = ?", (run_id,))
             self._db.execute(
                 "UPDATE runs SET status = 'failed', finished_at = COALESCE(finished_at, ?), graph = '{}', "
@@ -410,8 +415,10 @@ class RunQueue:
             lo, hi = (bound["lo"] or 0), (bound["hi"] or 0)
             seq = lo - 1 if front else hi + 1
             started_at = None
-            if start and self._one("SELECT 1 FROM runs WHERE status = 'queued' LIMIT 1") is None:
+            if start and self.pending_count() == 0:
                 started_at = submitted_at
+            if started_at is None:
+                self._pending = None
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
@@ -481,6 +488,7 @@ class RunQueue:
         """
         with self._lock:
             while True:
+                self._pending = None
                 row = self._one("SELECT id FROM runs WHERE status = 'queued' ORDER BY seq LIMIT 1")
                 if row is None:
                     return None
@@ -515,6 +523,7 @@ class RunQueue:
     def cancel(self, run_id: str) -> bool:
         """Cancel a queued run; False if it is not queued (running runs are interrupted instead)."""
         with self._lock:
+            self._pending = None
             cursor = self._db.execute(
                 "UPDATE runs SET status = 'cancelled', finished_at = ? WHERE id = ? AND status = 'queued'",
                 (time.time(), run_id))
@@ -529,6 +538,7 @@ class RunQueue:
                 if row is not None and self.active_count(row["user"]) >= limit_active:
                     raise ActiveLimitReached(row["user"], limit_active)
             hi = self._one("SELECT MAX(seq) AS hi FROM runs")["hi"] or 0
+            self._pending = None
             cursor = self._db.execute(
                 "UPDATE runs SET status = 'queued', seq = ?, started_at = NULL, finished_at = NULL, "
                 "error = NULL, result = NULL, result_bytes = NULL "
@@ -559,8 +569,11 @@ class RunQueue:
         return sorted(records, key=lambda r: turn.get(r.id, len(turn))) if turn else records
 
     def pending_count(self) -> int:
-        """How many runs are queued."""
-        return int(self._one("SELECT COUNT(*) AS n FROM runs WHERE status = 'queued'")["n"])
+        """How many runs are queued (counted once between the writes that may change it)."""
+        with self._lock:
+            if self._pending is None:
+                self._pending = int(self._one("SELECT COUNT(*) AS n FROM runs WHERE status = 'queued'")["n"])
+            return self._pending
 
     def stored_bytes(self, user: str | None) -> int:
         """The size (characters) of what is stored for `user`'s runs — graphs, overrides, outputs asked for,

@@ -545,3 +545,33 @@ def _png_of(value: int) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (4, 4), (value * 20, 10, 10)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_the_remembered_pending_count_follows_every_change_of_the_queue(tmp_path):
+    """pending_count is remembered between writes (it cost every run three queries); each write that can move a
+    run into or out of 'queued' makes it count again, so it always equals the table's count."""
+    from nodegraph.run_queue import RunQueue
+
+    queue = RunQueue(tmp_path / "runs.sqlite")
+    graph = {"format_version": 1, "nodes": {}}
+
+    def check():
+        actual = queue._one("SELECT COUNT(*) AS n FROM runs WHERE status = 'queued'")["n"]
+        assert queue.pending_count() == actual
+        return actual
+
+    started = queue.enqueue(graph, start=True)            # an idle worker: stored running
+    assert started.status == "running" and check() == 0
+    first, second = queue.enqueue(graph), queue.enqueue(graph)
+    assert check() == 2
+    assert queue.enqueue(graph, start=True).status == "queued" and check() == 3   # runs queued: no jump
+    queue.finish(started.id, "succeeded")
+    assert check() == 3
+    claimed = queue.claim_next()
+    assert claimed.id == first.id and check() == 2
+    assert queue.cancel(second.id) and check() == 1
+    assert queue.requeue(second.id) and check() == 2
+    queue.finish(claimed.id, "failed")
+    assert queue.requeue(claimed.id) and check() == 3
+    assert queue.recover() == [] and check() == 3
+    queue.close()
