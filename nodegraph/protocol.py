@@ -653,7 +653,8 @@ class ServerProtocol:
         user = self.users.get(user_name)
         if user is None or user.is_admin or user.max_run_seconds is None:
             return None
-        return user.max_run_seconds if user.max_run_seconds < 10**9 else None     # ~32 years: a timer cannot wait so long
+        # past ~32 years: no limit (a timer cannot wait that long: OverflowError in its thread)
+        return user.max_run_seconds if user.max_run_seconds < 10**9 else None
 
     @staticmethod
     def over_time_error(user_name: str, seconds: int, node_id: str | None, elapsed: float) -> dict[str, Any]:

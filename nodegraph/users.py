@@ -55,7 +55,8 @@ DEFAULT_MAX_QUEUED = 20
 DEFAULT_MAX_BYTES = 2 * 1024**3
 DEFAULT_MAX_RUN_SECONDS = 3600
 LIMITS = ("max_queued", "max_bytes", "max_run_seconds")
-_DEFAULTS = {"max_queued": DEFAULT_MAX_QUEUED, "max_bytes": DEFAULT_MAX_BYTES, "max_run_seconds": DEFAULT_MAX_RUN_SECONDS}
+_DEFAULTS = {"max_queued": DEFAULT_MAX_QUEUED, "max_bytes": DEFAULT_MAX_BYTES,
+             "max_run_seconds": DEFAULT_MAX_RUN_SECONDS}
 
 
 class UsersFileError(ValueError):

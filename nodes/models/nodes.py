@@ -581,7 +581,8 @@ class VAEEncode(Node):
     class Inputs(NodeInputs):
         vae: Any = Input(port="VAE")
         image: Any = Input(port="IMAGE")
-        tile_size: int = Input(0, ge=0, le=8192, multiple_of=8, description="0 = one pass (images over 2048² in 1024-pixel tiles); else tile in pixels")
+        tile_size: int = Input(0, ge=0, le=8192, multiple_of=8,
+                               description="0 = one pass (images over 2048² in 1024-pixel tiles); else tile in pixels")
 
     outputs = (Output("latent", "LATENT"),)
 
@@ -638,8 +639,9 @@ class VAEEncodeForInpaint(Node):
             device = next(vae.parameters()).device
             tiles = {"tile_size": tile_size, "tile_overlap": _tile_overlap(tile_size),
                      "before_tile": self.context.check_interrupted} if tile_size else {}
+            pixels_per_item = neutral.shape[-2] * neutral.shape[-1]
             latents = torch.cat([vae.encode(chunk.to(device), **tiles).float().cpu()
-                                 for chunk in _vae_batches(self.context, neutral, neutral.shape[-2] * neutral.shape[-1])])
+                                 for chunk in _vae_batches(self.context, neutral, pixels_per_item)])
         return {"latent": {"samples": latents, "noise_mask": grown}}
 
 
@@ -651,7 +653,8 @@ class VAEDecode(Node):
     class Inputs(NodeInputs):
         vae: Any = Input(port="VAE")
         latent: Any = Input(port="LATENT")
-        tile_size: int = Input(0, ge=0, le=8192, multiple_of=8, description="0 = one pass (images over 2048² in 1024-pixel tiles); else tile in pixels")
+        tile_size: int = Input(0, ge=0, le=8192, multiple_of=8,
+                               description="0 = one pass (images over 2048² in 1024-pixel tiles); else tile in pixels")
 
     outputs = (Output("image", "IMAGE"),)
 
