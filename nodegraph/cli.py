@@ -649,7 +649,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         label = {"failed": "FAILED", "clash": "CLASH", "skipped": "skipped", "preference": "prefer",
                  "unknown_name": "unknown", "no_nodes": "NO NODES" if w["level"] != "info" else "no nodes"
                  }.get(w["kind"], w["kind"])
-        print(f"{label:<8} {w['plugin']:<20} {w['message']}")
+        who = " + ".join(w["plugins"]) if w["kind"] == "clash" else w["plugin"]     # a clash is both plugins'
+        print(f"{label:<8} {who:<20} {w['message']}")
         if w["level"] != "info":
             print(f"{'':<8} {'':<20} fix: {w['fix']}")
     if status != EXIT_OK:

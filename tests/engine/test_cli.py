@@ -221,7 +221,7 @@ def test_plugins_command_lists_failures_and_clashes_with_fixes_and_exits_4(clash
     assert main(["plugins"]) == 4
     captured = capsys.readouterr()
     assert "FAILED   broken" in captured.out and "pip install gone" in captured.out
-    assert "CLASH" in captured.out and "'alpha' and 'beta'" in captured.out
+    assert "CLASH    alpha + beta" in captured.out and "'alpha' and 'beta'" in captured.out     # both plugins named
     assert "--prefer-plugin Twin=alpha" in captured.out
     assert "1 plugin(s) failed to load" in captured.err
     assert main(["plugins", "--json", "--deny-plugin", "broken"]) == 0
