@@ -178,7 +178,7 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
             elif value is MISSING:
                 literals[name] = ispec.default
             else:
-                literals[name] = value
+                literals[name] = value = ispec.as_literal(value)
                 if ispec.model_folder and isinstance(value, str):
                     model_files.append((node_id, name, ispec.model_folder, value))
         if has_literal_checks(cls):

@@ -249,6 +249,14 @@ class InputSpec:
     subfolders: bool = False            # ... with "/"-separated subfolders
     file_suffix: str | None = None      # ... ending in this
 
+    def as_literal(self, value: Any) -> Any:
+        """A literal as the node receives it: a whole float written into an INT input (20.0, as Python's
+        json.dumps and many tools write it) is that integer, as JSON Schema's "integer" reads it (up to 2**53,
+        where floats stop being exact); anything else is left as written, for validation to judge."""
+        if self.port == "INT" and type(value) is float and value.is_integer() and abs(value) < 2 ** 53:
+            return int(value)
+        return value
+
     def to_dict(self, field_schema: dict) -> dict[str, Any]:
         out = {
             "port": self.port,

@@ -195,6 +195,8 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
                 value = ispec.default      # what the run gets: a file or choice it names must be there too
             else:
                 value = node.inputs[name]
+                if not isinstance(value, Link):
+                    value = ispec.as_literal(value)
             if isinstance(value, Link):
                 _check_link(graph, registry, node_id, node.type, name, ispec.port, value, errors)
             else:
@@ -208,7 +210,7 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
                         f"found {_short(value)}.{suggest_choice(value, choices)}",
                         node_id=node_id, input=name, details={"found": value, "choices": choices}))
         if list_model_files is not None and len(errors) == before and has_literal_checks(cls):    # on sound values
-            literals = {name: node.inputs.get(name, ispec.default) for name, ispec in spec.inputs.items()
+            literals = {name: ispec.as_literal(node.inputs.get(name, ispec.default)) for name, ispec in spec.inputs.items()
                         if not isinstance(node.inputs.get(name), Link) and (name in node.inputs or not ispec.required)}
             errors.extend(literal_check_errors(node_id, cls, literals, list_model_files))
         if len(errors) > before and "." not in node.type and len(registry.providers(node.type)) > 1:

@@ -87,6 +87,20 @@ def test_literal_types_are_strict(session):
     assert sorted(e.code for e in errors) == ["type_mismatch", "type_mismatch"]
 
 
+def test_a_whole_float_in_an_int_input_is_that_integer(session):
+    """"steps": 20.0 (as json.dumps writes a float) was refused as "expects an INT value" though the schema's
+    "integer" takes it; it runs as 20 (same cache key, same result). 20.5 and 1e300 are still refused."""
+    graph = {"format_version": 1, "nodes": {
+        "i": {"type": "Int", "inputs": {"value": 20.0}},
+        "s": {"type": "ShowValue", "inputs": {"value": link("i", "value")}}}}
+    assert session.validate(graph) == []
+    value = session.run(graph, outputs=["i"]).outputs["i"]["value"]
+    assert value == 20 and type(value) is int
+    for bad in (20.5, 1e300):
+        graph["nodes"]["i"]["inputs"]["value"] = bad
+        assert [e.code for e in session.validate(graph)] == ["type_mismatch"]
+
+
 def test_cycle_names_its_nodes(session):
     """A cycle is reported once with the nodes in it."""
     errors = errors_of(session, {
