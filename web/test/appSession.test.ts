@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { clipFromText, clipToText, CLIP_VERSION } from "../src/graph/clipboard";
 import { parseJson } from "../src/graph/exactJson";
@@ -284,6 +286,19 @@ describe("runs and files", () => {
     expect(await app.loadFile(new File([deep], "deep.json"))).toBe(false);
     expect(app.session.get().banner?.text).toBe("Cannot open deep.json: the JSON is nested too deeply to be a graph (more than 1000 levels)");
     expect(Object.keys(app.editor.doc.nodes)).toEqual(["a", "b"]);
+  });
+
+  it("opens the graph a JPEG or WebP from SaveImage carries, and says why a camera's JPEG has none", async () => {
+    const { app } = editor;
+    const fixture = (name: string) => readFileSync(fileURLToPath(new URL(`fixtures/${name}`, import.meta.url)));
+    for (const name of ["saved.jpg", "saved.webp"]) {
+      app.loadGraph(GRAPH);
+      expect(await app.loadFile(new File([fixture(name)], name))).toBe(true);
+      expect(Object.keys(app.editor.doc.nodes)).toEqual(["k"]);
+    }
+    expect(await app.loadFile(new File([fixture("camera.jpg")], "camera.jpg"))).toBe(false);
+    expect(app.session.get().banner?.text).toMatch(/^Cannot open camera\.jpg: this JPEG carries no graph/);
+    expect(Object.keys(app.editor.doc.nodes)).toEqual(["k"]);
   });
 
   it("clears the results shown on nodes when another graph is loaded, and shows no later events of the earlier graph's run", () => {

@@ -63,14 +63,14 @@ export function Toolbar() {
       <button type="button" data-testid="redo-button" disabled={!canRedo} onClick={() => app.editor.redo()} title="Redo (Ctrl+Shift+Z)" aria-label="Redo">
         ↷
       </button>
-      <button type="button" onClick={() => fileInput.current?.click()} title="Load a graph (.json, or a PNG saved by SaveImage)">
+      <button type="button" onClick={() => fileInput.current?.click()} title="Load a graph (.json, or a PNG, JPEG or WebP saved by SaveImage)">
         Load
       </button>
       <input
         ref={fileInput}
         hidden
         type="file"
-        accept=".json,application/json,image/png"
+        accept=".json,application/json,image/png,image/jpeg,image/webp"
         data-testid="load-input"
         onChange={(e) => {
           const file = e.target.files?.[0];

@@ -56,6 +56,7 @@ import { placeAll, type Rect, type Size } from "../graph/layout";
 import { renamesText, withRenamedInputs, type InputRename } from "../graph/renamedInputs";
 import { subgraphSchemas } from "../graph/subgraph";
 import { foreignFormat, foreignKind, importedTitle, jsonErrorText, refusalText } from "../graph/foreign";
+import { graphFromExif } from "../graph/exif";
 import { graphFromPng, imageKind, isPng } from "../graph/png";
 import { NodegraphClient, ProtocolError, socketUrl, type JsonMessage, type SocketLike } from "../protocol/client";
 import { errorText } from "../protocol/errors";
@@ -599,7 +600,7 @@ export class EditorApp {
   // --- files ------------------------------------------------------------------
 
   /**
-   * Load a graph from a .json file or from a PNG saved by SaveImage (or by ComfyUI). A file that
+   * Load a graph from a .json file or from a PNG, JPEG or WebP saved by SaveImage (or a PNG by ComfyUI). A file that
    * is not JSON, nested too deeply, or not a graph leaves the canvas as it was and says why in
    * the error banner (with line and column for JSON syntax errors); a ComfyUI file is imported.
    */
@@ -609,11 +610,11 @@ export class EditorApp {
     try {
       const bytes = new Uint8Array(await file.arrayBuffer());
       const image = isPng(bytes) ? null : imageKind(bytes);
-      if (image) {
-        throw new GraphFormatError(`this is a ${image} image, not a graph: open a .json graph, or a PNG that SaveImage ` +
-          "(or ComfyUI) wrote, which carries the graph that made it");
-      }
-      if (isPng(bytes)) raw = await graphFromPng(bytes);
+      if (image === "JPEG" || image === "WebP") raw = graphFromExif(bytes, image);
+      else if (image) {
+        throw new GraphFormatError(`this is a ${image} image, not a graph: open a .json graph, or a PNG, JPEG or WebP ` +
+          "that SaveImage wrote (or a PNG from ComfyUI), which carries the graph that made it");
+      } else if (isPng(bytes)) raw = await graphFromPng(bytes);
       else {
         const text = new TextDecoder().decode(bytes);
         try {
@@ -931,7 +932,7 @@ export class EditorApp {
       this.paste(keepExternalLinks, shared.clip);
       return;
     }
-    const file = files.find((f) => /^image\/png$|json/.test(f.type) || /\.(png|json)$/i.test(f.name));
+    const file = files.find((f) => /^image\/(png|jpeg|webp)$|json/.test(f.type) || /\.(png|jpe?g|webp|json)$/i.test(f.name));
     if (file) {
       await this.loadFile(file);
       return;
@@ -945,7 +946,7 @@ export class EditorApp {
       return;
     }
     if (trimmed || files.length) {
-      this.toast("Nothing to paste: the clipboard holds no nodes and no graph. Ctrl+V pastes nodes copied with Ctrl+C, or opens a graph's JSON text (nodegraph or ComfyUI) or a PNG; Load opens files too", "error");
+      this.toast("Nothing to paste: the clipboard holds no nodes and no graph. Ctrl+V pastes nodes copied with Ctrl+C, or opens a graph's JSON text (nodegraph or ComfyUI) or a saved image (PNG, JPEG, WebP); Load opens files too", "error");
     }
   }
 
