@@ -32,7 +32,7 @@ import platform
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 _lock = threading.Lock()
 _memory: dict[str, str] = {}
@@ -94,29 +94,37 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest
 
 
-def model_files(context: Any) -> dict[str, dict[str, str]]:
-    """`{"node.input": {"folder", "name", "sha256"}}` for the model files the running graph names."""
+def _text_inputs(context: Any, wanted: Callable[[Any], bool]) -> Iterator[tuple[str, str, Any, str]]:
+    """(node id, input name, input spec, text) for each input of the running graph (subgraphs expanded) that
+    `wanted(spec)` picks and that holds text (its literal, or its default)."""
     graph = getattr(context, "graph", None)
-    services = getattr(context, "services", {}) or {}
-    registry, resolve = services.get("registry"), services.get("resolve_file")
-    if graph is None or registry is None or resolve is None:
-        return {}
+    registry = (getattr(context, "services", {}) or {}).get("registry")
+    if graph is None or registry is None:
+        return
     from .effective_graph import effective_graph
 
-    out: dict[str, dict[str, str]] = {}
     for node_id, node in effective_graph(graph, registry).graph.nodes.items():
         cls = registry.nodes.get(node.type)
         if cls is None:
             continue
         for name, spec in cls.spec.inputs.items():
             value = node.inputs.get(name, spec.default)
-            if spec.model_folder is None or not isinstance(value, str):
-                continue
-            try:
-                digest = file_sha256(resolve(spec.model_folder, value))
-            except (LookupError, OSError):
-                continue      # a built-in name or a file gone since: nothing to record
-            out[f"{node_id}.{name}"] = {"folder": spec.model_folder, "name": value, "sha256": digest}
+            if wanted(spec) and isinstance(value, str):
+                yield node_id, name, spec, value
+
+
+def model_files(context: Any) -> dict[str, dict[str, str]]:
+    """`{"node.input": {"folder", "name", "sha256"}}` for the model files the running graph names."""
+    resolve = (getattr(context, "services", {}) or {}).get("resolve_file")
+    if resolve is None:
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for node_id, name, spec, value in _text_inputs(context, lambda spec: spec.model_folder is not None):
+        try:
+            digest = file_sha256(resolve(spec.model_folder, value))
+        except (LookupError, OSError):
+            continue      # a built-in name or a file gone since: nothing to record
+        out[f"{node_id}.{name}"] = {"folder": spec.model_folder, "name": value, "sha256": digest}
     return out
 
 
@@ -124,29 +132,19 @@ def input_files(context: Any) -> dict[str, dict[str, str]]:
     """`{"node.input": {"name", "sha256"}}` for the files of the input folder the running graph reads (an
     img2img's source image): the same name with other content makes another result, and this tells it apart.
     Folders (datasets) and files that are gone are left out."""
-    graph = getattr(context, "graph", None)
-    services = getattr(context, "services", {}) or {}
-    registry, input_dir = services.get("registry"), services.get("input_dir")
-    if graph is None or registry is None or input_dir is None:
+    input_dir = (getattr(context, "services", {}) or {}).get("input_dir")
+    if input_dir is None:
         return {}
-    from .effective_graph import effective_graph
     from .paths import PathConfinementError, confine
 
     out: dict[str, dict[str, str]] = {}
-    for node_id, node in effective_graph(graph, registry).graph.nodes.items():
-        cls = registry.nodes.get(node.type)
-        if cls is None:
+    for node_id, name, spec, value in _text_inputs(context, lambda spec: spec.file_name_in == "input"):
+        try:
+            path = confine(Path(input_dir), value, input_name=name, subfolders=bool(spec.subfolders))
+            if path.is_file():
+                out[f"{node_id}.{name}"] = {"name": value, "sha256": file_sha256(path)}
+        except (PathConfinementError, OSError):
             continue
-        for name, spec in cls.spec.inputs.items():
-            value = node.inputs.get(name, spec.default)
-            if spec.file_name_in != "input" or not isinstance(value, str):
-                continue
-            try:
-                path = confine(Path(input_dir), value, input_name=name, subfolders=bool(spec.subfolders))
-                if path.is_file():
-                    out[f"{node_id}.{name}"] = {"name": value, "sha256": file_sha256(path)}
-            except (PathConfinementError, OSError):
-                continue
     return out
 
 
