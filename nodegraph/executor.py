@@ -75,8 +75,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import math
 import json
+import math
 import os
 import resource
 import sys

@@ -11,9 +11,8 @@ server's worker, a Ray actor) sees only its own run.
 
 from __future__ import annotations
 
-import contextlib
 from contextvars import ContextVar
-from typing import Callable, Iterator
+from typing import Callable
 
 CURRENT_CHECK: ContextVar[Callable[[], None] | None] = ContextVar("nodegraph_interrupt_check", default=None)
 
@@ -24,12 +23,3 @@ def interrupt_point() -> None:
     if check is not None:
         check()
 
-
-@contextlib.contextmanager
-def checking(check: Callable[[], None]) -> Iterator[None]:
-    """Make `check` what `interrupt_point()` calls, for the duration of the block."""
-    token = CURRENT_CHECK.set(check)
-    try:
-        yield
-    finally:
-        CURRENT_CHECK.reset(token)
