@@ -243,7 +243,8 @@ class RayBackend:
             if record.overrides:
                 graph = graph.with_overrides(record.overrides)
             request = {"run_id": run_id, "graph": graph.to_dict(), "outputs": record.outputs,
-                       "inputs": input_files_for(graph, Path(input_dir))}
+                       "inputs": input_files_for(graph, Path(input_dir)),
+                       "cache_scope": record.user}      # a user's results are cached for that user only
             outcome = self.pool.execute(request, needs_for(server.session.registry, graph), on_event,
                                         stop=server._stopping)
         except NoCapableWorker as exc:

@@ -183,7 +183,8 @@ class SessionWorker:
             if request.get("overrides"):
                 graph = graph.with_overrides(request["overrides"])
             result = self.session.run(graph, outputs=request.get("outputs"), on_event=on_event,
-                                      run_id=run_id, input_dir=input_dir, output_dir=output_dir)
+                                      run_id=run_id, input_dir=input_dir, output_dir=output_dir,
+                                      cache_scope=request.get("cache_scope"))
         except GraphValidationError as exc:
             errors = exc.to_list()
             message = f"on worker {self.name} (host {self.host}): {exc}"

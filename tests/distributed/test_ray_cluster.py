@@ -219,6 +219,32 @@ def test_user_limits_hold_for_runs_on_ray_workers(tmp_path, pool):
         running.stop()
 
 
+def test_a_user_does_not_get_another_users_result_from_a_workers_cache(tmp_path, pool):
+    """On Ray workers one user's results answered another's identical graph (`cached: ["decode"]` on a first
+    run): each user's results are cached for that user only there too, as on the local worker."""
+    from nodegraph.users import User, UserBook
+
+    book = UserBook(path=tmp_path / "users.json")
+    tokens = {name: book.add(User(name)) for name in ("alice", "bob")}
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in", plugins=[probe_plugin])
+    running = RunningServer(tmp_path, session=session, close_timeout=60, users=book,
+                            backend=RayBackend(pool, refresh_seconds=1.0, owns_pool=False))
+    try:
+        finished = []
+        # the least recently used free worker takes a run: alice's image on one, her Wait on the other, so bob's
+        # run goes where alice's image is cached
+        for name, graph in (("alice", SAVE_IMAGE), ("alice", wait_graph(0.1)), ("bob", SAVE_IMAGE)):
+            client = Client(running.url(f"/ws?token={tokens[name]}"))
+            client.send({"type": "submit", "graph": graph})
+            run_id = client.next_of("submitted")["run_id"]
+            finished.append(expect(client, "run_finished", run_id=run_id))
+            client.close()
+        assert "render" in finished[0]["executed"]
+        assert "render" in finished[2]["executed"] and "render" not in finished[2].get("cached", []), finished[2]
+    finally:
+        running.stop()
+
+
 def test_worker_killed_mid_run_is_retried_once_and_recorded_once(ray_server, pool):
     """kill -9 of the worker process running a run: retried on the other worker, one outcome, nothing lost."""
     import ray
