@@ -53,6 +53,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nodegraph.interrupts import interrupt_point
+
 __all__ = [
     "ActivePatches",
     "AttentionCall",
@@ -197,9 +199,27 @@ class AttentionMapRecorder(AttentionPatch):
 # --- attention math -----------------------------------------------------------------------------
 
 
+#: query-key scores one attention call computes between interrupt points (16 Mi: ~1 s on a 2-core CPU)
+ATTENTION_SCORES_PER_SLICE = 1 << 24
+MIN_SLICE_QUERIES = 16        # no slice smaller: many tiny calls would cost more than they save
+
+
 def default_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(q kᵀ / sqrt(d)) v via scaled_dot_product_attention (Vaswani et al. 2017, eq. 1)."""
-    return F.scaled_dot_product_attention(q, k, v)  # (B, heads, T, head_dim)
+    """softmax(q kᵀ / sqrt(d)) v via scaled_dot_product_attention (Vaswani et al. 2017, eq. 1).
+
+    Past ATTENTION_SCORES_PER_SLICE scores it runs over slices of the queries with an interrupt point
+    (nodegraph/interrupts.py) before each: every query's softmax is its own, so the result is the same, and
+    one call at a large size — the VAE's attention over the 65,536 positions of a 2048² image took minutes on
+    a CPU — can be stopped by a cancel or a time limit."""
+    queries, per_query = q.shape[-2], q.shape[:-2].numel() * k.shape[-2]
+    if queries * per_query <= ATTENTION_SCORES_PER_SLICE:
+        return F.scaled_dot_product_attention(q, k, v)  # (B, heads, T, head_dim)
+    rows = max(MIN_SLICE_QUERIES, ATTENTION_SCORES_PER_SLICE // per_query)
+    out = q.new_empty(*q.shape[:-1], v.shape[-1])  # (B, heads, T, head_dim)
+    for start in range(0, queries, rows):
+        interrupt_point()
+        out[..., start:start + rows, :] = F.scaled_dot_product_attention(q[..., start:start + rows, :], k, v)
+    return out
 
 
 def attention_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

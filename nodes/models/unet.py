@@ -34,7 +34,8 @@ Block layout (SD 1.x; SDXL drops the last level and has no attention at level 0)
     out                     GroupNorm, SiLU, conv_out
 
 Attention goes through ``torch.nn.functional.scaled_dot_product_attention`` (flash /
-memory-efficient kernels where the device has them).
+memory-efficient kernels where the device has them), in slices of the queries with an interrupt
+point between them at large sizes (``patches.default_attention``).
 
 Model patches (``patches.py``): ``UNetModel.model_patches`` (set by the MODEL value's patcher)
 and the ``patches`` argument of ``forward`` (per call, e.g. from a guidance term) wrap or
@@ -56,7 +57,7 @@ from torch import nn
 
 from nodegraph.interrupts import interrupt_point
 
-from .patches import ActivePatches, ModelPatch
+from .patches import ActivePatches, ModelPatch, default_attention
 
 Prediction = Literal["eps", "v"]
 
@@ -251,7 +252,7 @@ class CrossAttention(nn.Module):
         k = self.to_k(context).view(batch, -1, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, S, head_dim)
         v = self.to_v(context).view(batch, -1, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, S, head_dim)
         if patches is None:
-            out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, T, head_dim)
+            out = default_attention(q, k, v)  # (B, heads, T, head_dim); interruptible at large sizes
         else:
             out = patches.attend(key, kind, q, k, v, self.heads, spatial)  # (B, heads, T, head_dim)
         out = out.transpose(1, 2).reshape(batch, -1, self.heads * self.head_dim)  # (B, T, inner)

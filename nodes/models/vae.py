@@ -39,6 +39,8 @@ from torch import nn
 
 from nodegraph.interrupts import interrupt_point
 
+from .patches import default_attention
+
 SD1_LATENT_RGB_FACTORS = (
     (0.3444, 0.1385, 0.0670),
     (0.1247, 0.4027, 0.1494),
@@ -134,7 +136,7 @@ class AttnBlock(nn.Module):
         # whole (H*W)² weight matrix — 16 GiB for a 1024² image on the tiny VAE; contiguous, it stays in tiles
         q, k, v = (conv(h).flatten(2).transpose(1, 2)[:, None].contiguous()
                    for conv in (self.q, self.k, self.v))  # (B, 1, H*W, C)
-        h = F.scaled_dot_product_attention(q, k, v)  # (B, 1, H*W, C)
+        h = default_attention(q, k, v)  # (B, 1, H*W, C); in interruptible slices at large sizes
         h = h[:, 0].transpose(1, 2).reshape(batch, channels, height, width)  # (B, C, H, W)
         return x + self.proj_out(h)
 

@@ -166,6 +166,44 @@ def test_the_unet_and_vae_stop_between_blocks_when_the_run_is_interrupted():
         CURRENT_CHECK.reset(token)
 
 
+def test_large_attention_runs_in_slices_with_the_same_result_and_stops_between_them(monkeypatch):
+    """The VAE's attention over a 2048² image (65,536 positions) ran for minutes as one call: a cancel, or a
+    user's 2 s time limit, waited for it (289 s). Past ATTENTION_SCORES_PER_SLICE it is computed over slices
+    of the queries — the same numbers, each query's softmax being its own — with an interrupt point before
+    each slice (here the limit is lowered so a small VAE takes that path)."""
+    from nodegraph import RunInterrupted
+    from nodegraph.interrupts import CURRENT_CHECK
+    from nodes.models import patches
+
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 700, 16, generator=generator) for _ in range(3))
+    whole = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    monkeypatch.setattr(patches, "ATTENTION_SCORES_PER_SLICE", 2 * 3 * 700 * 256)     # 256-query slices: 3 of them
+    calls = []
+    token = CURRENT_CHECK.set(lambda: calls.append(1))
+    try:
+        torch.testing.assert_close(patches.default_attention(q, k, v), whole, rtol=0, atol=1e-6)
+        assert len(calls) == 3
+        vae = AutoencoderKL(VAEConfig(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1)).eval()
+        latent = torch.randn(1, 4, 40, 40, generator=generator)     # 1,600 positions: 7 slices in each attention
+        with torch.no_grad():
+            sliced = vae.decode(latent)
+            monkeypatch.setattr(patches, "ATTENTION_SCORES_PER_SLICE", 1 << 40)
+            torch.testing.assert_close(sliced, vae.decode(latent), rtol=0, atol=1e-5)
+        monkeypatch.setattr(patches, "ATTENTION_SCORES_PER_SLICE", 1600 * 256)
+        calls.clear()
+        CURRENT_CHECK.set(lambda: calls.append(1) or (len(calls) >= 3 and _raise(RunInterrupted("stop"))))
+        with pytest.raises(RunInterrupted), torch.no_grad():
+            vae.decode(latent)
+        assert len(calls) == 3      # the decoder's mid-block attention: before its first block's check
+    finally:
+        CURRENT_CHECK.reset(token)
+
+
+def _raise(error: BaseException) -> None:
+    raise error
+
+
 def test_preview_is_the_linear_map_into_unit_range():
     """latent_preview applies the 4x3 factors and maps [-1, 1] to [0, 1]."""
     latents = torch.zeros(1, 4, 2, 2)
