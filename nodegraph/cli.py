@@ -9,7 +9,7 @@
     nodegraph plugin new NAME [--dir DIR]
     nodegraph schema
     nodegraph serve [--host H] [--port P] ...   (see server.py)
-    nodegraph users add|list|remove ...         (see users.py)
+    nodegraph users add|set|list|remove ...     (see users.py)
 
 Every command that loads plugins takes --allow-plugin, --deny-plugin,
 --prefer-plugin TYPE=PLUGIN and --no-plugins (`plugins.add_plugin_arguments`);

@@ -656,6 +656,14 @@ class ServerProtocol:
         # past ~32 years: no limit (a timer cannot wait that long: OverflowError in its thread)
         return user.max_run_seconds if user.max_run_seconds < 10**9 else None
 
+    def removed_user_error(self, user_name: str | None) -> dict[str, Any] | None:
+        """The stored error of a run whose user left the users file after queueing it — it is not run (it would
+        run with no limits: those are the file's) —, or None: the user is there, or there are no users."""
+        if self.users is None or user_name is None or self.users.get(user_name) is not None:
+            return None
+        return {"code": "user_removed", "node_id": None,
+                "message": f"not run: user {user_name!r} was removed from the server's users file after queueing it"}
+
     @staticmethod
     def over_time_error(user_name: str, seconds: int, node_id: str | None, elapsed: float) -> dict[str, Any]:
         """The stored error of a run stopped at its user's `max_run_seconds`, `elapsed` seconds after it started

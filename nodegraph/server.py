@@ -321,6 +321,14 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     return (start, min(end, size - 1)) if end >= start else None
 
 
+class _UserRemoved(Exception):
+    """A run's user left the users file while it was queued: it is recorded failed with `error`, not run."""
+
+    def __init__(self, error: dict[str, Any]):
+        super().__init__(error["message"])
+        self.error = error
+
+
 class DataFolderInUse(RuntimeError):
     """Another server holds the data folder (its queue and history): two would run each other's runs."""
 
@@ -545,9 +553,13 @@ class Server:
                 for client_id, (websocket, _outbox) in list(self.connections.items()):
                     allowed, user = self.authenticate(websocket.request)
                     state = self.protocol.clients.get(client_id)
-                    if not allowed or (state is not None and state.user is not None and state.user != user):
+                    if not allowed:
                         log.warning("closing client %s: its token is no longer in the users file", client_id)
                         asyncio.ensure_future(websocket.close(1008, "the token was revoked"))
+                    elif state is not None and state.user is not None and state.user != user:
+                        log.info("closing client %s: its user's role or limits changed", client_id)
+                        asyncio.ensure_future(websocket.close(
+                            1008, "this user's role or limits changed in the users file; connect again"))
             elif self.users.last_refresh_error:
                 log.warning("the users file changed but cannot be read, so the users stay as they were: %s",
                             self.users.last_refresh_error)
@@ -1252,11 +1264,18 @@ class Server:
             timer.daemon = True
             timer.start()
         try:
+            removed = self.protocol.removed_user_error(record.user)
+            if removed is not None:
+                raise _UserRemoved(removed)
             result = self.session.run(source, overrides=overrides, outputs=record.outputs,
                                       on_event=lambda e: self._on_event(run_id, e), run_id=run_id,
                                       model_writes=self.protocol.may_write_models(record.user),
                                       output_budget=budget, cache_scope=record.user,
                                       **({"input_dir": folders[0], "output_dir": folders[1]} if folders else {}))
+        except _UserRemoved as exc:
+            log.info("run %s not run: its user %s was removed", run_id, record.user)
+            self._terminal_event = RunFailed(run_id, None, exc.error["message"])
+            self._finish(run_id, "failed", error=exc.error)
         except GraphValidationError as exc:
             self._terminal_event = RunFailed(run_id, None, str(exc))
             self._finish(run_id, "failed", error={"message": str(exc), "errors": exc.to_list()})

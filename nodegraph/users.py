@@ -1,6 +1,7 @@
 """Named users of a shared server: a token file, roles and per-user limits.
 
     nodegraph users add alice --file users.json [--admin] [--max-queued 20] [--max-bytes 2e9] [--max-run-seconds 3600]
+    nodegraph users set alice --file users.json [--admin | --role user] [--max-...]   (keeps the token)
     nodegraph users list --file users.json
     nodegraph users remove alice --file users.json
     nodegraph serve --users users.json
@@ -23,15 +24,15 @@ manages every run and every file, and may save models. Limits: `max_queued`
 input and output folders and in their runs' stored graphs) and
 `max_run_seconds` (how long one run may execute — waiting in the queue does not
 count — before the server stops it: one user cannot hold the only worker for
-hours); `null` means unlimited. An admin is held to none of the limits but
-`max_queued`. Without a users file a server has one anonymous user who
-may do everything (the single-user default), guarded by `--token` when it
-listens beyond loopback.
+hours); `null` means unlimited. An admin is held to none of the limits.
+Without a users file a server has one anonymous user who may do everything
+(the single-user default), guarded by `--token` when it listens beyond loopback.
 
 A running server reads the file again within a second or two of a change
 (`UserBook.refresh`): a removed user's or a replaced token stops working, and
-the connections opened with it are closed. A file that no longer reads leaves
-the users as they were (the server logs why).
+the connections opened with it are closed; a removed user's queued runs are
+not run. A file that no longer reads — malformed, an unknown key, two users
+with one token — leaves the users as they were (the server logs why).
 
 Main objects: `User`, `UserBook` (load/save/refresh, `authenticate(token)`),
 `main` (the `nodegraph users` command).
@@ -57,6 +58,9 @@ DEFAULT_MAX_RUN_SECONDS = 3600
 LIMITS = ("max_queued", "max_bytes", "max_run_seconds")
 _DEFAULTS = {"max_queued": DEFAULT_MAX_QUEUED, "max_bytes": DEFAULT_MAX_BYTES,
              "max_run_seconds": DEFAULT_MAX_RUN_SECONDS}
+# the least value of each (max_queued 0 holds a user's runs — a way to pause them —; a 0 s run limit failed
+# every run the moment it started)
+_LEAST = {"max_queued": 0, "max_bytes": 0, "max_run_seconds": 1}
 
 
 class UsersFileError(ValueError):
@@ -144,19 +148,34 @@ class UserBook:
         if not isinstance(entries, dict):
             raise UsersFileError(f'{path}: expected {{"users": {{NAME: {{"token_sha256": ..., "role": ...}}}}}}')
         users: dict[str, tuple[User, str]] = {}
+        holders: dict[str, str] = {}      # token hash → the first user with it
         for name, entry in entries.items():
             check_user_name(name)
             if not isinstance(entry, dict) or not re.fullmatch(r"[0-9a-f]{64}", str(entry.get("token_sha256", ""))):
                 raise UsersFileError(f"{path}: user {name!r} needs a 64-hex-digit token_sha256 "
                                      f"(re-create it with `nodegraph users add {name} --file {path}`)")
+            unknown = sorted(set(entry) - {"token_sha256", "role", *LIMITS})
+            if unknown:      # a misspelt limit ("max_byts") was no limit at all
+                from .validation import suggest
+
+                raise UsersFileError(f"{path}: user {name!r} has unknown key(s) {', '.join(map(repr, unknown))}."
+                                     f"{suggest(unknown[0], ['token_sha256', 'role', *LIMITS])} "
+                                     f"Keys are token_sha256, role, {', '.join(LIMITS)}")
+            first = holders.setdefault(entry["token_sha256"], name)
+            if first != name:      # one token would sign in as either of them (a copied entry)
+                raise UsersFileError(f"{path}: users {first!r} and {name!r} have the same token_sha256, so one token "
+                                     f"signs in as both; give one a new token: `nodegraph users add {name} "
+                                     f"--file {path}`")
             role = entry.get("role", "user")
             if role not in ROLES:
                 raise UsersFileError(f"{path}: user {name!r} has role {role!r}; roles are {', '.join(ROLES)}")
             limits = {}
             for key in LIMITS:
                 value = entry.get(key, _DEFAULTS[key])
-                if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                    raise UsersFileError(f"{path}: user {name!r}: {key} must be a whole number ≥ 0 or null")
+                least = _LEAST[key]
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+                    raise UsersFileError(f"{path}: user {name!r}: {key} must be a whole number ≥ {least} or null "
+                                         f"(no limit)")
                 limits[key] = value
             users[name] = (User(name, role, **limits), entry["token_sha256"])
         return cls(users, path)
@@ -178,13 +197,23 @@ class UserBook:
             raise UsersFileError(f"role {user.role!r}: roles are {', '.join(ROLES)}")
         for key in LIMITS:
             value = getattr(user, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise UsersFileError(f"user {user.name!r}: {key} must be a whole number ≥ 0, or none for no limit; "
-                                     f"found {value!r}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < _LEAST[key]):
+                raise UsersFileError(f"user {user.name!r}: {key} must be a whole number ≥ {_LEAST[key]}, or none for "
+                                     f"no limit; found {value!r}")
         token = secrets.token_urlsafe(32)
         self._users[user.name] = (user, hash_token(token))
         self._by_hash = {token_hash: u for u, token_hash in self._users.values()}
         return token
+
+    def update(self, user: User) -> None:
+        """Change an existing user's role and limits, keeping their token (`nodegraph users set`)."""
+        entry = self._users.get(user.name)
+        if entry is None:
+            raise UsersFileError(f"no user {user.name!r}; add one with `nodegraph users add {user.name}`")
+        token_hash = entry[1]
+        self.add(user)                  # the same checks; then the old token back
+        self._users[user.name] = (user, token_hash)
+        self._by_hash = {h: u for u, h in self._users.values()}
 
     def get(self, name: str) -> User | None:
         """The user of that name, or None."""
@@ -237,43 +266,72 @@ def _limit_bytes(text: str) -> _Limit:
 
 
 def _limits_text(user: User, separator: str) -> str:
-    return separator.join(f"{key}={getattr(user, key)}" for key in LIMITS)
+    text = separator.join(f"{key}={getattr(user, key)}" for key in LIMITS)
+    return text + (f"{separator}(limits do not apply to admins)" if user.is_admin else "")
+
+
+def _seconds_limit(text: str) -> _Limit:
+    limit = _limit_count(text)
+    if limit.value == 0:
+        raise argparse.ArgumentTypeError("0 s would stop every run as it starts: give 1 or more (or none for no "
+                                         "limit)")
+    return limit
+
+
+def _role_and_limit_options(parser: argparse.ArgumentParser) -> None:
+    role = parser.add_mutually_exclusive_group()
+    role.add_argument("--admin", dest="role", action="store_const", const="admin",
+                      help="may see and manage every user's runs and files")
+    role.add_argument("--role", choices=ROLES, help="the role (user or admin); --admin is --role admin")
+    parser.add_argument("--max-queued", type=_limit_count, default=None,
+                        help=f"queued + running runs at once (0 holds the user's runs), or none for no limit (new "
+                             f"users: {DEFAULT_MAX_QUEUED})")
+    parser.add_argument("--max-bytes", type=_limit_bytes, default=None,
+                        help=f"bytes stored in the user's folders, e.g. 2GiB or 500M, or none for no limit (new "
+                             f"users: {DEFAULT_MAX_BYTES // 1024**3} GiB)")
+    parser.add_argument("--max-run-seconds", type=_seconds_limit, default=None,
+                        help=f"how long one run may execute before the server stops it (queueing not counted), or "
+                             f"none for no limit (new users: {DEFAULT_MAX_RUN_SECONDS}; admins are never stopped)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`nodegraph users add|list|remove`."""
-    parser = argparse.ArgumentParser(prog="nodegraph users", description="Manage the users of a shared server.")
+    """`nodegraph users add|set|list|remove`."""
+    parser = argparse.ArgumentParser(
+        prog="nodegraph users", description="Manage the users of a shared server. A running server reads the file "
+                                            "again within a second: changes take effect without a restart.")
     sub = parser.add_subparsers(dest="action", required=True)
     add = sub.add_parser("add", help="add a user, or give an existing one a new token (its role and limits are "
                                      "kept unless given here); prints the token once")
     add.add_argument("name")
-    role = add.add_mutually_exclusive_group()
-    role.add_argument("--admin", dest="role", action="store_const", const="admin",
-                      help="may see and manage every user's runs and files")
-    role.add_argument("--role", choices=ROLES, help="the role (user or admin); --admin is --role admin")
-    add.add_argument("--max-queued", type=_limit_count, default=None,
-                     help=f"queued + running runs at once, or none for no limit (new users: {DEFAULT_MAX_QUEUED})")
-    add.add_argument("--max-bytes", type=_limit_bytes, default=None,
-                     help=f"bytes stored in the user's folders, e.g. 2GiB or 500M, or none for no limit (new users: "
-                          f"{DEFAULT_MAX_BYTES // 1024**3} GiB)")
-    add.add_argument("--max-run-seconds", type=_limit_count, default=None,
-                     help=f"how long one run may execute before the server stops it (queueing not counted), or "
-                          f"none for no limit (new users: {DEFAULT_MAX_RUN_SECONDS}; admins are never stopped)")
-    remove = sub.add_parser("remove", help="remove a user")
+    _role_and_limit_options(add)
+    change = sub.add_parser("set", help="change a user's role or limits, keeping their token")
+    change.add_argument("name")
+    _role_and_limit_options(change)
+    remove = sub.add_parser("remove", help="remove a user: their token stops working and their queued runs do not "
+                                           "run")
     remove.add_argument("name")
     sub.add_parser("list", help="list users, roles and limits")
-    for p in (add, remove, sub.choices["list"]):
+    for p in (add, change, remove, sub.choices["list"]):
         p.add_argument("--file", default="users.json", help="the users file (default users.json)")
     args = parser.parse_args(argv)
     path = Path(args.file)
     try:
         book = UserBook.load(path) if (path.exists() or args.action != "add") else UserBook(path=path)
-        if args.action == "add":
+        if args.action in ("add", "set"):
             before = book.get(args.name)
+            if args.action == "set" and before is None:
+                raise UsersFileError(f"no user {args.name!r} in {path}; add one with `nodegraph users add "
+                                     f"{args.name} --file {path}`")
             base = before or User(args.name)
             user = User(args.name, args.role or base.role,
                         **{key: getattr(base, key) if getattr(args, key) is None else getattr(args, key).value
                            for key in LIMITS})
+            if args.action == "set":
+                book.update(user)
+                book.save(path)
+                print(f"user {user.name} ({user.role}, {_limits_text(user, ', ')}): changed, same token; saved in "
+                      f"{path}")
+                return 0
             token = book.add(user)
             book.save(path)
             what = "a new token (the old one no longer works)" if before else "added"
@@ -285,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"no user {args.name!r} in {path}", file=sys.stderr)
                 return 1
             book.save(path)
+            print(f"removed user {args.name} from {path}: a running server closes their connections and does not "
+                  f"run their queued runs (their files stay in the server's folders)")
         else:
             for user in book.users():
                 print(f"{user.name}\t{user.role}\t{_limits_text(user, chr(9))}")

@@ -239,14 +239,18 @@ class RayBackend:
             server._post(server.protocol.run_event(run_id, event, preview))
 
         try:
-            graph = server.session.load(record.graph)
-            if record.overrides:
-                graph = graph.with_overrides(record.overrides)
-            request = {"run_id": run_id, "graph": graph.to_dict(), "outputs": record.outputs,
-                       "inputs": input_files_for(graph, Path(input_dir)),
-                       "cache_scope": record.user}      # a user's results are cached for that user only
-            outcome = self.pool.execute(request, needs_for(server.session.registry, graph), on_event,
-                                        stop=server._stopping)
+            removed = server.protocol.removed_user_error(record.user)
+            if removed is not None:      # left the users file while queued: not run (its limits went with it)
+                outcome = {"status": "failed", "error": removed}
+            else:
+                graph = server.session.load(record.graph)
+                if record.overrides:
+                    graph = graph.with_overrides(record.overrides)
+                request = {"run_id": run_id, "graph": graph.to_dict(), "outputs": record.outputs,
+                           "inputs": input_files_for(graph, Path(input_dir)),
+                           "cache_scope": record.user}      # a user's results are cached for that user only
+                outcome = self.pool.execute(request, needs_for(server.session.registry, graph), on_event,
+                                            stop=server._stopping)
         except NoCapableWorker as exc:
             outcome = {"status": "failed", "error": {"message": str(exc), "code": "no_capable_worker",
                                                      "workers": exc.lacks}}

@@ -721,6 +721,73 @@ def test_per_user_run_time_limit_stops_a_long_run_and_frees_the_worker(tmp_path)
         running.stop()
 
 
+def test_a_removed_users_queued_runs_do_not_run(tmp_path):
+    """`users remove dave` left dave's queued runs in the queue; they ran later, with no limits at all (those
+    were dave's entry). Each is recorded failed (`user_removed`) when its turn comes, and the next runs."""
+    book = UserBook(path=tmp_path / "users.json")
+    root_token = book.add(User("root", role="admin"))
+    dave_token = book.add(User("dave", max_run_seconds=1))
+    book.save()
+    running = RunningServer(tmp_path, users=book)
+    running.server.USERS_CHECK_SECONDS = 0.1
+    try:
+        root, dave = Client(running.url(f"/ws?token={root_token}")), Client(running.url(f"/ws?token={dave_token}"))
+        root.send({"type": "submit", "graph": wait_graph(3)})          # holds the worker while dave queues
+        first = root.next_of("submitted")["run_id"]
+        dave.send({"type": "submit", "graph": wait_graph(60)})
+        queued = dave.next_of("submitted")["run_id"]
+        on_disk = UserBook.load(tmp_path / "users.json")
+        on_disk.remove("dave")
+        on_disk.save()
+        assert root.next_of("run_finished", run_id=first, timeout=30)
+        deadline = time.monotonic() + 30
+        while running.server.queue.get(queued).status in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        record = running.server.queue.get(queued)
+        assert record.status == "failed" and record.error["code"] == "user_removed", record
+        assert "removed" in record.error["message"]
+        root.send({"type": "submit", "graph": wait_graph(0.1)})        # the worker goes on
+        assert root.next_of("run_finished", run_id=root.next_of("submitted")["run_id"], timeout=30)
+        root.close()
+    finally:
+        running.stop()
+
+
+def test_users_set_keeps_the_token_and_hand_edits_are_checked(tmp_path, capsys):
+    """Changing a limit rotated the token (`users add` was the only way); a misspelt key in a hand-edited file was
+    silently no limit; two users with one token_sha256 (a copied entry) let one token sign in as either; a 0 s
+    run limit failed every run as it started; `users list` showed limits beside admins that never apply."""
+    path = tmp_path / "users.json"
+    assert users_main(["add", "carol", "--file", str(path)]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    assert users_main(["set", "carol", "--max-queued", "1", "--admin", "--file", str(path)]) == 0
+    assert "same token" in capsys.readouterr().out
+    carol = UserBook.load(path).authenticate(token)
+    assert carol is not None and carol.max_queued == 1 and carol.is_admin
+    assert users_main(["set", "nobody", "--max-queued", "1", "--file", str(path)]) == 2
+    assert "users add nobody" in capsys.readouterr().err
+    assert users_main(["list", "--file", str(path)]) == 0
+    assert "limits do not apply to admins" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        users_main(["add", "dan", "--max-run-seconds", "0", "--file", str(path)])
+    assert "0 s would stop every run" in capsys.readouterr().err
+    data = json.loads(path.read_text())
+    data["users"]["bob"] = {**data["users"]["carol"], "role": "user"}          # a copied entry: the same token
+    path.write_text(json.dumps(data))
+    with pytest.raises(UsersFileError, match="'carol' and 'bob' have the same token_sha256"):
+        UserBook.load(path)
+    del data["users"]["bob"]
+    data["users"]["carol"]["max_byts"] = 1000
+    path.write_text(json.dumps(data))
+    with pytest.raises(UsersFileError, match="unknown key.*'max_byts'.*max_bytes"):
+        UserBook.load(path)
+    del data["users"]["carol"]["max_byts"]
+    data["users"]["carol"]["max_run_seconds"] = 0
+    path.write_text(json.dumps(data))
+    with pytest.raises(UsersFileError, match="max_run_seconds must be a whole number ≥ 1"):
+        UserBook.load(path)
+
+
 def test_users_file_reads_and_writes_max_run_seconds(tmp_path, capsys):
     """`users add --max-run-seconds` is stored and listed; files without it get the default; bad values named."""
     from nodegraph.users import DEFAULT_MAX_RUN_SECONDS
