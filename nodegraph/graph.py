@@ -861,13 +861,21 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_GRAPH_KEYWORD = "nodegraph"
 
 
-def pin_values(data: dict[str, Any], drawn: dict[str, dict[str, Any]]) -> dict[str, Any]:
+#: the primitive node that holds a pinned value of each kind, where the input it fed takes no literal
+_CONSTANT_NODES = ((bool, "Boolean"), (int, "Int"), (float, "Float"), (str, "String"))
+
+
+def pin_values(data: dict[str, Any], drawn: dict[str, dict[str, Any]],
+               takes_literal: Callable[[str, str], bool] | None = None) -> dict[str, Any]:
     """A graph file (dict) with every link from a node of `drawn` (node id → {output: value}) replaced by the
     value that output gave: the graph as it ran, which draws a RandomInt's image again (its node stays, no
-    longer linked). Links inside subgraph definitions are left as they are."""
+    longer linked). An input that takes no literal (`takes_literal(node_type, input)` False: a ShowValue's
+    `*`) is linked instead to an added primitive node holding the value (`<id>_<output>_drawn`). Links inside
+    subgraph definitions are left as they are."""
     if not drawn:
         return data
-    nodes = {}
+    nodes: dict[str, Any] = {}
+    constants: dict[str, Any] = {}
     for node_id, node in data.get("nodes", {}).items():
         inputs = node.get("inputs") if isinstance(node, dict) else None
         if isinstance(inputs, dict):
@@ -875,11 +883,26 @@ def pin_values(data: dict[str, Any], drawn: dict[str, dict[str, Any]]) -> dict[s
             for name, value in inputs.items():
                 if isinstance(value, dict) and set(value) == {"node", "output"} and \
                         value["output"] in drawn.get(value["node"], {}):
-                    value = drawn[value["node"]][value["output"]]
+                    drawn_value = drawn[value["node"]][value["output"]]
+                    if takes_literal is None or takes_literal(str(node.get("type")), name):
+                        value = drawn_value
+                    else:
+                        value = _constant_link(value["node"], value["output"], drawn_value, data["nodes"], constants)
                 pinned[name] = value
             node = {**node, "inputs": pinned}
         nodes[node_id] = node
-    return {**data, "nodes": nodes}
+    return {**data, "nodes": {**nodes, **constants}}
+
+
+def _constant_link(source: str, output: str, value: Any, existing: dict[str, Any],
+                   constants: dict[str, Any]) -> dict[str, str]:
+    """A link to the primitive node holding `value` (added to `constants` once per drawn output)."""
+    node_id = f"{source}_{output}_drawn"
+    while node_id in existing and node_id not in constants:
+        node_id += "_"
+    kind = next(name for python_type, name in _CONSTANT_NODES if isinstance(value, python_type))
+    constants[node_id] = {"type": kind, "inputs": {"value": value}}
+    return {"node": node_id, "output": "value"}
 
 
 def graph_text_from_png(data: bytes, keyword: str = PNG_GRAPH_KEYWORD) -> str | None:

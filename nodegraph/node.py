@@ -425,7 +425,8 @@ class NodeContext:
             return None
         from .graph import pin_values
 
-        return pin_values(self.graph.to_dict(), self.drawn)
+        registry = (self.services or {}).get("registry")
+        return pin_values(self.graph.to_dict(), self.drawn, registry.takes_literal if registry is not None else None)
 
     MAX_INFO_CHARS = 4096        # `info` of one progress report, as JSON
 

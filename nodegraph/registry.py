@@ -255,6 +255,13 @@ class Registry:
             return name
         return f"{self.node_plugin[name]}.{cls.type}"
 
+    def takes_literal(self, node_type: str, input_name: str) -> bool:
+        """Whether that input of that node type may hold a literal value (not a link-only port such as `*`, an
+        IMAGE); True for a type or input not known here (nothing to say against it)."""
+        cls = self.nodes.get(node_type)
+        spec = cls.spec.inputs.get(input_name) if cls is not None else None
+        return spec is None or spec.adapter is not None
+
     def input_renames(self) -> dict[str, dict[str, str]]:
         """Node type name (every name that resolves) → its class's `renamed_inputs`, for the classes that have
         some; remembered until a node is added."""

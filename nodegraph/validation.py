@@ -386,11 +386,12 @@ def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: A
                       and type(value[1]) is int)
         hint = (f" [{json.dumps(value[0])}, {value[1]}] is how ComfyUI writes a link; here a link is "
                 f'{{"node": "{value[0]}", "output": "<output name>"}}' if comfy_link else "")
+        takes = (f"takes {_article(ispec.port)} {ispec.port}, which only comes from another node's output" if
+                 ispec.port != "*" else "takes any type, but only from another node's output (a link)")
+        wanted = f"{_article(ispec.port)} {ispec.port} output" if ispec.port != "*" else "an output (an Int node's, …)"
         errors.append(GraphError(
             "type_mismatch",
-            f"input {name!r} of {node_type} takes {_article(ispec.port)} {ispec.port}, which only comes from another "
-            f"node's output; "
-            f"found a literal {_short(value)}. Connect {_article(ispec.port)} {ispec.port} output to it.{hint}",
+            f"input {name!r} of {node_type} {takes}; found a literal {_short(value)}. Connect {wanted} to it.{hint}",
             node_id=node_id, input=name, details={"expected": ispec.port, "found": "literal"}))
         return
     if isinstance(value, float) and not math.isfinite(value):      # pydantic would say "must be <= 100; found nan"

@@ -1035,6 +1035,8 @@ def test_a_seed_drawn_by_randomint_is_recorded_so_the_image_repeats(tmp_path):
     graph = json.loads((ROOT / "graphs" / "txt2img.json").read_text())
     graph["nodes"]["dice"] = {"type": "RandomInt", "inputs": {"low": 0, "high": 2**31}}
     graph["nodes"]["sampler"]["inputs"].update(seed={"node": "dice", "output": "value"}, steps=3)
+    # a ShowValue's input takes no literal: pinned there, the graph was invalid ("found a literal 525955")
+    graph["nodes"]["show"] = {"type": "ShowValue", "inputs": {"value": {"node": "dice", "output": "value"}}}
     path = tmp_path / "rand.json"
     path.write_text(json.dumps(graph))
     assert main(["run", str(path), "--output-dir", str(tmp_path / "a"), "--no-progress"]) == 0
@@ -1044,6 +1046,8 @@ def test_a_seed_drawn_by_randomint_is_recorded_so_the_image_repeats(tmp_path):
     assert isinstance(seed, int) and 0 <= seed <= 2**31
     recorded = json.loads((tmp_path / "a" / "rand.outputs.json").read_text())["graph"]
     assert recorded["nodes"]["sampler"]["inputs"]["seed"] == seed
+    assert embedded["nodes"]["show"]["inputs"]["value"] == {"node": "dice_value_drawn", "output": "value"}
+    assert embedded["nodes"]["dice_value_drawn"] == {"type": "Int", "inputs": {"value": seed}}
     assert main(["run", str(first), "--output-dir", str(tmp_path / "b"), "--no-progress"]) == 0
     (again,) = sorted((tmp_path / "b").glob("*.png"))
     assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
