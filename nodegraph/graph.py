@@ -953,14 +953,24 @@ def graph_from_exif(data: bytes) -> dict | str | None:
     """The graph a JPEG / WebP saved by SaveImage carries (EXIF ImageDescription: {"nodegraph": graph,
     "nodegraph_run": ...}); a message when it was left out (too large for EXIF); None when there is none."""
     import io
+    from struct import error as struct_error
 
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as image:      # the header and EXIF only: no pixels are decoded
             text = image.getexif().get(EXIF_IMAGE_DESCRIPTION)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except Image.DecompressionBombError as exc:          # its header declares billions of pixels
+        return f"the image was not read: {exc}"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct_error):
         return None
+    if isinstance(text, str) and text.lstrip().startswith('{"nodegraph'):
+        try:
+            json.loads(text)
+        except RecursionError:
+            return "the image's graph is nested too deeply to read"
+        except ValueError as exc:
+            return f"the image's graph record is not valid JSON ({exc}); it was damaged or cut short"
     record = _json_or_none(text) if isinstance(text, str) else None
     if not isinstance(record, dict):
         return None

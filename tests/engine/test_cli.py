@@ -1053,6 +1053,33 @@ def test_a_seed_drawn_by_randomint_is_recorded_so_the_image_repeats(tmp_path):
     assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
 
 
+def test_a_jpeg_declaring_billions_of_pixels_or_a_too_deep_graph_is_named_not_a_traceback(tmp_path, capsys):
+    """A JPEG whose header declares 65000² pixels printed PIL's DecompressionBombError as a bare traceback, and a
+    graph nested too deeply to read was "holds no graph"; each is a one-line invalid_json now."""
+    import io
+
+    from PIL import Image
+
+    from nodes.image.nodes import exif_record
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="JPEG", exif=exif_record('{"format_version": 2, "nodes": {}}', None))
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = (65000).to_bytes(2, "big") * 2       # height, width
+    (tmp_path / "bomb.jpg").write_bytes(bytes(data))
+    assert main(["validate", str(tmp_path / "bomb.jpg")]) == 1
+    assert "the image was not read" in capsys.readouterr().out
+    buffer = io.BytesIO()
+    deep = '{"nodegraph": ' + "[" * 20_000 + "]" * 20_000 + "}"
+    exif = Image.Exif()
+    exif[0x010E] = deep
+    Image.new("RGB", (8, 8)).save(buffer, format="JPEG", exif=exif.tobytes())
+    (tmp_path / "deep.jpg").write_bytes(buffer.getvalue())
+    assert main(["validate", str(tmp_path / "deep.jpg")]) == 1
+    assert "nested too deeply" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("image_format", ["jpeg", "webp"])
 def test_a_jpeg_or_webp_saved_by_saveimage_runs_again_from_its_exif(tmp_path, capsys, image_format):
     """Their EXIF ImageDescription carries the graph, but `nodegraph run x.jpg` said "it holds no graph (only
