@@ -118,6 +118,9 @@ def test_a_latent_whose_activations_cannot_fit_is_refused_before_the_first_step(
     estimate = unet_activation_bytes(config, torch.zeros(1, 4, 256, 256))
     assert 0.7 * measured_256 < estimate < 1.3 * measured_256
     assert unet_activation_bytes(config, torch.zeros(1, 4, 4096, 4096)) > 80 * 1024**3
+    # a batch goes through the network in slices: 4,096 images of 128 px need what a few do (it was refused)
+    assert unet_activation_bytes(config, torch.zeros(4096, 4, 16, 16)) == unet_activation_bytes(
+        config, torch.zeros(512, 4, 16, 16)) < 1024**3
     graph = json.loads((Path(__file__).resolve().parents[2] / "graphs" / "txt2img.json").read_text())
     session = Session(autoload=False, output_dir=tmp_path)
     monkeypatch.setattr(memory, "system_memory", lambda: (2 * 1024**3, 4 * 1024**3))     # 2 GiB available
