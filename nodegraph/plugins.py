@@ -381,6 +381,8 @@ def load_plugins(
             import_seconds=round(import_seconds.get(name, 0.0), 3)))
     loaded = {p.name for p in report.loaded}
     registry.unavailable = {name: reason for name, reason in report.skipped if name not in loaded}
+    if not autoload:      # installed, left out on purpose: a graph using one says so (not "not installed")
+        registry.not_autoloaded = frozenset(ep.name for ep in _entry_points(PLUGIN_GROUP) if ep.name not in loaded)
     registry.unavailable.update({f.name: f"failed to load: {f.error}" for f in report.failed})
     for failure in report.failed:       # its saved graphs' bare names must not quietly mean another plugin's node
         for cls in nodes_by_plugin.get(failure.name, []):

@@ -116,6 +116,8 @@ class Registry:
         builtin_plugins: the built-in packs' plugin names: with no preference, a built-in keeps its bare name.
         unavailable: plugin name → why it is not loaded (failed, denied, not allowed), so that
             validation can say why a type is missing.
+        not_autoloaded: installed plugins left out because loading installed plugins was turned off
+            (--no-plugins, `Session(autoload=False)`): a graph naming one is told so, not "not installed".
         failed_providers: bare name → plugins that failed to load but declared a node of that type
             (`add_failed_provider`): the bare name means a loaded provider only when it would have with
             them loaded (preferred, or the one built-in), so a failed plugin's saved graphs never run
@@ -130,6 +132,7 @@ class Registry:
     prefer: dict[str, str] = field(default_factory=dict)
     builtin_plugins: set[str] = field(default_factory=set)
     unavailable: dict[str, str] = field(default_factory=dict)
+    not_autoloaded: frozenset[str] = frozenset()
     failed_providers: dict[str, list[str]] = field(default_factory=dict)
     types: TypeRegistry = field(default_factory=TypeRegistry)
     extensions: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -275,6 +275,10 @@ def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> Grap
         details["plugin"] = plugin
         why = (f" Its plugin {plugin!r} is not loaded ({registry.unavailable[plugin]}); "
                f"`nodegraph plugins` shows why and how to fix it.")
+    elif prefix in registry.not_autoloaded:
+        details["plugin"] = prefix
+        why = (f" Its plugin {prefix!r} is installed but installed plugins are not loaded here (--no-plugins, "
+               f"NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD=1 or Session(autoload=False)): run without that.")
     elif prefix and prefix not in loaded_plugins and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", prefix):
         # a qualified name of a plugin that is not installed: name it; suggest only the same node of another
         # plugin (a close name of an unrelated plugin, 'threed.ImageToPoints' for 'edgekit.ImageToTone', is noise)

@@ -806,6 +806,9 @@ def test_a_missing_type_says_when_its_plugin_failed_or_was_denied():
     assert "No plugin 'edgekit' is installed" in errors["n0"].message and errors["n0"].details["plugin"] == "edgekit"
     assert "Did you mean" not in errors["n0"].message
     assert "Did you mean 'image.ImageScale'" in errors["n1"].message
+    # an installed plugin left out by --no-plugins / autoload=False was "No plugin 'example' is installed"
+    (error,) = Session(autoload=False).validate(twin_graph("example.ColorSwatch"))
+    assert "'example' is installed but installed plugins are not loaded here (--no-plugins" in error.message
 
 
 def test_a_plugin_ships_model_files_through_register_model_dirs(tmp_path):
