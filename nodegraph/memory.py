@@ -23,7 +23,8 @@ Rules
 
 The machine's RAM (what the executor checks before each node, docs/executor.md):
 `system_memory()` → (available, total) from /proc/meminfo, bounded by a container's
-cgroup limit; `memory_reserve(total)` → the bytes a run keeps free.
+cgroup limit; `memory_reserve(total)` → the bytes a run keeps free; `ensure_free(nbytes, what)`
+→ refuse, before allocating it, a result the machine cannot hold beside what the run holds.
 """
 
 from __future__ import annotations
@@ -147,6 +148,28 @@ def memory_reserve(total: int) -> int:
         except ValueError:
             pass          # a malformed value: the default (the CLI names it; a run never fails over it)
     return max(RESERVE_MIN_BYTES, int(total * RESERVE_FRACTION))
+
+
+def ensure_free(nbytes: int, what: str) -> None:
+    """Raise NodeOutOfMemory when allocating `nbytes` (for `what`, as the message names it: "an image of
+    16384×4096") would leave the machine's RAM under the reserve; nothing when it fits or RAM is unknown. The
+    check before each node sees only what is free then: eight ImageScale nodes of a 3.2 GB result each fit
+    alone, and together reached the kernel's OOM killer (a server, with every user's runs)."""
+    memory = system_memory()
+    if memory is None:
+        return
+    available, total = memory
+    free = available - memory_reserve(total)
+    if nbytes <= free:
+        return
+    from .errors import NodeOutOfMemory
+
+    gib = 1024**3
+    raise NodeOutOfMemory(
+        f"{what} needs about {nbytes / gib:.1f} GiB and the machine has {max(free, 0) / gib:.1f} GiB free to give "
+        f"(of {total / gib:.1f} GiB, with what this run already holds); nothing was allocated. Make it smaller, "
+        f"split the batch or the graph into several runs, or free memory (NODEGRAPH_MEMORY_RESERVE_MB is the "
+        f"reserve kept free)")
 
 
 def _free_device_bytes(device: str) -> int | None:

@@ -33,6 +33,10 @@ def _check_result_size(name: str, batch: int, height: int, width: int) -> None:
                                    f"{batch * height * width * 3 / 1e9:.3f} G values, over the limit of one "
                                    f"16384×16384 RGB image ({MAX_IMAGE_VALUES / 1e9:.2f} G); make it smaller or "
                                    f"split the batch")
+    from nodegraph.memory import ensure_free      # within the limit, but does the machine have it now?
+
+    # float32, and about one more copy while it is made (resampling reads one layout and writes another)
+    ensure_free(2 * batch * height * width * 3 * 4, f"the result, {batch} image(s) of {width}×{height},")
 
 
 def _check_image(name: str, image: Any) -> None:

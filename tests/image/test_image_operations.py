@@ -133,3 +133,19 @@ def test_image_results_over_the_size_limit_are_refused_before_they_are_made(node
     with pytest.raises(NodeInputError) as info:
         cls().run(**arguments)
     assert info.value.input == blamed and "over the limit" in str(info.value)
+
+
+def test_an_image_result_the_machine_cannot_hold_now_is_refused_before_it_is_made(monkeypatch):
+    """Eight ImageScale nodes of 16384×4096 (each within the limit) took a server past 6 GB and towards the OOM
+    killer: a result is refused when it would leave the machine under its reserve, before allocating it."""
+    import nodegraph.memory as memory
+    from nodegraph.errors import NodeOutOfMemory
+    from nodes.image import nodes as image_nodes
+
+    monkeypatch.setattr(memory, "system_memory", lambda: (3 * 1024**3, 16 * 1024**3))      # 3 GiB available
+    monkeypatch.setenv("NODEGRAPH_MEMORY_RESERVE_MB", "512")
+    image = torch.zeros(1, 1, 1, 3).expand(1, 64, 64, 3)
+    with pytest.raises(NodeOutOfMemory, match=r"16384×8192, needs about 3.0 GiB.*2.5 GiB free"):
+        image_nodes.ImageScale().run(images=image, width=16384, height=8192, method="nearest", crop="disabled")
+    assert image_nodes.ImageScale().run(images=image, width=1024, height=1024, method="nearest",
+                                        crop="disabled")["image"].shape == (1, 1024, 1024, 3)
