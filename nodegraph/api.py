@@ -896,17 +896,25 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
         raise ApiArgumentError(name, "prefix", f"cannot make the folder of {prefix!r} in the output folder "
                                                f"({exc.strerror or type(exc).__name__}: a file there has the name of "
                                                f"one of its folders?); choose another prefix") from None
-    results = []
+    results: list[dict[str, Any]] = []
     budget = context.services.get("output_budget")     # a server user's storage limit (files.OutputBudget), if any
     for index, (item, extra) in enumerate(zip(items, per_item)):
         path = _reserve(target.parent, target.name, suffix.lower())
+        # written beside it, then moved over it: a process killed mid-write leaves no truncated file under the
+        # result's name (the suffix stays last: writers such as ffmpeg choose the format by it)
+        partial = path.with_name(f".{path.stem}.partial{path.suffix}")
         try:
+            partial.touch()       # where the writer finds it, as it found the reserved path before
             if isinstance(item, (bytes, bytearray)):
-                path.write_bytes(item)
+                partial.write_bytes(item)
             elif isinstance(item, str):
-                path.write_text(item, encoding="utf-8")
+                partial.write_text(item, encoding="utf-8")
             else:
-                item(path)
+                item(partial)
+            if partial.is_file():
+                os.replace(partial, path)
+            else:
+                path.unlink(missing_ok=True)      # the placeholder: "no file at the path it was given", below
             size = path.stat().st_size if path.is_file() else None
             if size is None or (size == 0 and kind != "text"):     # an empty text file is a text; nothing else is
                 problem = ("is empty" if not callable(item) else
@@ -919,11 +927,13 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
             if over is not None:
                 raise StorageLimitError(over)
             results.append(file_result(path, output_dir, kind, mime, **dict(extra)))
-        except ResultFileError as exc:
-            path.unlink(missing_ok=True)
-            raise ApiArgumentError(name, "fields", str(exc)) from None
-        except BaseException:
-            path.unlink(missing_ok=True)
+        except BaseException as exc:
+            # this call's files go too: a node that fails (a storage limit at its third image) left the first
+            # two in the folder, linked to no run (its delete_run could not remove them) and counted in the quota
+            for written in [path, partial, *(Path(result["path"]) for result in results)]:
+                written.unlink(missing_ok=True)
+            if isinstance(exc, ResultFileError):
+                raise ApiArgumentError(name, "fields", str(exc)) from None
             raise
     return results
 

@@ -49,7 +49,8 @@ def test_save_files_fields_per_item_and_default_mime(tmp_path):
 
 def test_save_files_refuses_empty_or_missing_files_and_a_suffix_of_another_kind(tmp_path):
     """A write(path) callable that writes nothing (or an empty file), empty bytes for a media kind, and a suffix
-    that does not fit `kind` are refused naming the item or `suffix`; nothing is left behind. An empty text is a text."""
+    that does not fit `kind` are refused naming the item or `suffix`; nothing is left behind (not the call's
+    earlier files either: a failed save left them counted against a quota, in no run). An empty text is a text."""
     context = make_context(tmp_path)
     cases = [([lambda path: None], "video", ".mp4", "items[0]", "did it write nothing"),
              ([lambda path: path.unlink()], "audio", ".flac", "items[0]", "left no file"),
@@ -59,8 +60,34 @@ def test_save_files_refuses_empty_or_missing_files_and_a_suffix_of_another_kind(
         with pytest.raises(api.ApiArgumentError) as info:
             api.save_files(context, items, kind=kind, prefix="bad/x", suffix=suffix)
         assert info.value.input == argument and words in str(info.value), str(info.value)
-    assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == ["x_00001.wav"]   # the good first item
+    # the good first item goes too when the second fails: the node fails, and its files belonged to no run
+    assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
     assert api.save_files(context, [""], kind="text", prefix="empty", suffix=".txt")[0]["name"] == "empty_00001.txt"
+
+
+def test_save_files_writes_beside_the_result_and_moves_it_into_place(tmp_path):
+    """A server killed while SaveImage wrote left a truncated PNG under the result's name. The writer gets a
+    hidden sibling with the same suffix (ffmpeg picks the format by it); the file appears whole or not at all;
+    a failure removes the call's files, the ones it finished included."""
+    context = make_context(tmp_path)
+    seen = []
+
+    def writer(path):
+        seen.append((path.name, sorted(p.name for p in path.parent.iterdir())))
+        path.write_bytes(b"GIF89a" + b"\0" * 10)
+
+    (result,) = api.save_files(context, [writer], kind="image", prefix="anim", suffix=".gif")
+    assert seen == [(".anim_00001.partial.gif", [".anim_00001.partial.gif", "anim_00001.gif"])]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["anim_00001.gif"]
+    assert Path(result["path"]).read_bytes().startswith(b"GIF89a")
+
+    def fails(path):
+        path.write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        api.save_files(context, [b"GIF89a", fails], kind="image", prefix="two", suffix=".gif")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["anim_00001.gif"]
 
 
 @pytest.mark.parametrize("prefix", ["../escape", "/etc/passwd", "a/../../b", "a\\b", "", "a//b"])
