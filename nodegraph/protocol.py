@@ -574,6 +574,8 @@ class ServerProtocol:
         # A failed node's traceback names the install's files and lines: clients get it only where the server
         # says so (a loopback server without users: the person at the keyboard); it is always in the server log.
         self.send_tracebacks = False
+        self._path_pattern: re.Pattern | None = None      # `without_server_paths`, made on first use
+        self._path_names: dict[str, str] = {}
         self.max_message_bytes: int | None = None     # the shell's frame limit, told in `welcome` (None: unknown)
         self.files = files
         self.wake_worker = wake_worker
@@ -1319,10 +1321,41 @@ class ServerProtocol:
 
     def stored_error(self, error: dict[str, Any] | None) -> dict[str, Any] | None:
         """A run's error as it is stored (and so as history, get_run and get_outputs show it): without the
-        traceback unless this server sends tracebacks (`send_tracebacks`)."""
-        if error is None or self.send_tracebacks or "traceback" not in error:
+        traceback, and with the server's folders named as clients name them, unless this server sends
+        tracebacks (`send_tracebacks`)."""
+        if error is None or self.send_tracebacks:
             return error
-        return {k: v for k, v in error.items() if k != "traceback"}
+        error = {k: v for k, v in error.items() if k != "traceback"}
+        if isinstance(error.get("message"), str):
+            error["message"] = self.without_server_paths(error["message"])
+        return error
+
+    def without_server_paths(self, text: str) -> str:
+        """`text` with the server's input, output and install folders written as clients know them (`input/…`,
+        `output/…`, `<nodegraph>/…`): a library's error inside a node ("Error opening 'in/carol/evil.wav'")
+        told users where the server keeps files, relative or absolute as it was started."""
+        if self._path_pattern is None:
+            import os
+            from pathlib import Path
+
+            from .model_paths import PROJECT_ROOT
+
+            names = {}
+            for folder, name in ((self.session.input_dir, "input"), (self.session.output_dir, "output"),
+                                 (PROJECT_ROOT, "<nodegraph>")):
+                folder = Path(folder)
+                for form in (str(folder), str(folder.resolve()), os.path.relpath(folder.resolve())):
+                    form = form.rstrip("/")
+                    if form and not form.startswith("."):        # never ".", "..", "../x"
+                        names.setdefault(form, name)
+            # a path ("/srv/in", "data/in") alone or before "/…"; a bare name ("in") only before "/…" ("in the")
+            paths = sorted((f for f in names if "/" in f), key=len, reverse=True)
+            bare = sorted((f for f in names if "/" not in f), key=len, reverse=True)
+            alternatives = [f"(?:{'|'.join(map(re.escape, paths))})(?![\\w.-])"] if paths else []
+            alternatives += [f"(?:{'|'.join(map(re.escape, bare))})(?=/)"] if bare else []
+            self._path_names = names
+            self._path_pattern = re.compile(r"(?<![\w.~/-])(" + "|".join(alternatives) + ")")
+        return self._path_pattern.sub(lambda m: self._path_names[m.group(1)], text)
 
     def _recipient(self, run_id: str, stored: bool = True) -> str | None:
         """The connected client a run's events go to: its submitter, or the connection that resumed it (`stored`:
@@ -1346,8 +1379,10 @@ class ServerProtocol:
                   preview_format: str = "jpeg") -> list[Outgoing]:
         """Route one engine event (as a dict) to the client that submitted the run (or resumed its connection)."""
         owner = self._recipient(run_id)
-        if "traceback" in event and not self.send_tracebacks:
+        if not self.send_tracebacks and ("traceback" in event or event.get("type") == "run_failed"):
             event = {k: v for k, v in event.items() if k != "traceback"}
+            if isinstance(event.get("message"), str):
+                event["message"] = self.without_server_paths(event["message"])
         out: list[Outgoing] = []
         if owner in self.clients:
             out.append(Outgoing(owner, event))

@@ -575,3 +575,27 @@ def test_the_remembered_pending_count_follows_every_change_of_the_queue(tmp_path
     assert queue.requeue(claimed.id) and check() == 3
     assert queue.recover() == [] and check() == 3
     queue.close()
+
+
+def test_node_errors_name_the_servers_folders_as_clients_know_them(tmp_path, monkeypatch):
+    """A library's error inside a node ("Error opening 'in/carol/evil.wav'") told a user where the server keeps
+    files: stored errors and run_failed events name the input, output and install folders as `input/`,
+    `output/` and `<nodegraph>/` (absolute or relative, as the server was started), unless it sends tracebacks."""
+    from nodegraph.model_paths import PROJECT_ROOT
+
+    monkeypatch.chdir(tmp_path)
+    protocol = ServerProtocol(Session(output_dir="out", input_dir="in", autoload=False),
+                              RunQueue(tmp_path / "runs.sqlite"), FileStore(tmp_path / "in", tmp_path / "out"))
+    message = (f"evil.wav is not a readable audio file (Error opening 'in/carol/evil.wav'); also {tmp_path}/out/x.png, "
+               f"{PROJECT_ROOT}/nodes/audio.py, {tmp_path}/in; but not plugin/in/x, /within/in, in the, {tmp_path}/inx")
+    stored = protocol.stored_error({"message": message, "traceback": "File ..."})
+    assert stored == {"message": "evil.wav is not a readable audio file (Error opening 'input/carol/evil.wav'); also "
+                                 f"output/x.png, <nodegraph>/nodes/audio.py, input; but not plugin/in/x, /within/in, "
+                                 f"in the, {tmp_path}/inx"}
+    protocol.connect("c1", None)
+    protocol.run_owner["r"] = "c1"
+    (event,) = [o.message for o in protocol.run_event("r", {"type": "run_failed", "run_id": "r", "message": message})
+                if o.to == "c1"]
+    assert event["message"] == stored["message"]
+    protocol.send_tracebacks = True              # the person at the keyboard sees it all
+    assert protocol.stored_error({"message": message})["message"] == message
