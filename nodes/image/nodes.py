@@ -125,7 +125,8 @@ class SaveImage(Node):
         images: Any = Input(port="IMAGE")
         filename_prefix: str = Input("nodegraph", file_name_in="output", subfolders=True, min_length=1, max_length=120,
                                      description="files are named PREFIX_00001.png, ...; may contain subfolders (a/b/name)")
-        format: Literal["png", "jpeg", "webp"] = Input("png", description="only PNG carries the graph")
+        format: Literal["png", "jpeg", "webp"] = Input("png", description="PNG carries the graph of any size; JPEG "
+                                                                          "and WebP up to ~60 KB of it (in EXIF)")
         quality: int = Input(95, ge=1, le=100, description="JPEG / WebP quality")
 
     outputs = ()
@@ -701,6 +702,10 @@ def api_save_image(context: NodeContext, images: Any, prefix: str, *, format: st
             text = {key: value for key, value in (("nodegraph", graph), ("nodegraph_run", run)) if value is not None}
             return lambda path: save_png(pil, path, text, compress_level=4 if embed_graph else 1)
         exif = exif_record(graph, run)
+        if index == 0 and graph is not None and exif is not None and b"graph_omitted" in exif:
+            context.warn(f"the graph ({len(graph) / 1000:.0f} KB) is too large for a {format.upper()}'s EXIF (at most "
+                         f"{MAX_EXIF_TEXT // 1000} KB): the image keeps only the run record; save as PNG to keep the "
+                         f"graph in the image")
         return lambda path: pil.save(path, format=format.upper(), quality=quality, **({"exif": exif} if exif else {}))
 
     return api.save_files(context, [writer(pil, k) for k, pil in enumerate(pils)], kind="image", prefix=prefix,

@@ -1101,6 +1101,12 @@ def test_a_jpeg_or_webp_saved_by_saveimage_runs_again_from_its_exif(tmp_path, ca
     capsys.readouterr()
     assert main(["validate", str(plain)]) == 1
     assert "holds no graph" in capsys.readouterr().out
+    # a graph too large for EXIF is left out of the image: the run says so (its warnings were empty)
+    graph["metadata"] = {"description": "x" * 70_000}
+    path.write_text(json.dumps(graph))
+    assert main(["run", str(path), "--output-dir", str(tmp_path / "c"), "--no-progress"]) == 0
+    warnings = json.loads(next((tmp_path / "c").glob("*.outputs.json")).read_text())["warnings"]
+    assert any("too large for a" in w["message"] and "save as PNG" in w["message"] for w in warnings), warnings
 
 
 def test_session_validate_takes_overrides_and_numpy_scalars_are_plain_numbers():
