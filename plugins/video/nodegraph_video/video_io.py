@@ -118,8 +118,9 @@ def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 
     # filled frame by frame and scaled in place: a stacked uint8 copy and a second float tensor for `/ 255`
     # doubled the peak (a 3.2 GB IMAGE at the cap peaked at 7.2 GB)
     frames = torch.empty((len(indices), *images[0].shape), dtype=torch.float32)
-    for row, index in enumerate(indices):
-        frames[row] = torch.from_numpy(images[index])
+    rows = frames.numpy()       # the same memory; numpy converts the decoded uint8 frames as it writes them (a
+    for row, index in enumerate(indices):     # torch view of a read-only decoded frame warned "not writable")
+        rows[row] = images[index]
     frames.div_(255.0)
     if fps > 0:     # resampled: another output frame would still fall inside the decoded source
         frames_left = len(indices) == max_frames and times[start_frame] + max_frames / fps < total - durations[-1] / 2

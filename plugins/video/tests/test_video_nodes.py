@@ -561,6 +561,7 @@ def test_animated_images_keep_repeated_frames(session, fmt):
     assert (loaded.outputs["load"]["images"] - frames).abs().mean() < 0.02
 
 
+@pytest.mark.filterwarnings("error::UserWarning")     # torch's "NumPy array is not writable", once per GIF load
 def test_load_video_warns_about_frames_left_out(session):
     """A 12-frame GIF loaded with max_frames 5 warns how many frames the file has, how many were read and
     which input raises the limit; loading all of it does not warn."""
