@@ -200,7 +200,8 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
             if isinstance(value, Link):
                 _check_link(graph, registry, node_id, node.type, name, ispec.port, value, errors)
             else:
-                _check_literal(node_id, node.type, name, ispec, value, list_model_files, errors, input_dir)
+                _check_literal(node_id, node.type, name, ispec, value, list_model_files, errors, input_dir,
+                               plugin_node=_plugin_of(registry, node.type) not in registry.builtin_plugins)
                 if ispec.choices_from is not None and isinstance(value, str) \
                         and value not in registry.extensions.get(ispec.choices_from, {}):
                     choices = registry.extension_names(ispec.choices_from)
@@ -220,6 +221,12 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
                           for cls in (node_classes.get(n.type) for n in nodes.values()))
     errors.extend(output_errors(nodes, has_output_node, outputs))
     return errors
+
+
+def _plugin_of(registry: Registry, node_type: str) -> str | None:
+    """The plugin a node type name (bare or qualified) is registered by."""
+    prefix, _, bare = node_type.rpartition(".")
+    return prefix or registry.node_plugin.get(bare)
 
 
 def _with_clash_note(errors: list[GraphError], bare: str, registry: Registry) -> list[GraphError]:
@@ -384,7 +391,9 @@ def _check_link(graph: Graph, registry: Registry, node_id: str, node_type: str, 
 
 def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: Any,
                    list_model_files: Callable[[str], tuple[list[str], list[str]]] | None,
-                   errors: list[GraphError], input_dir: str | Path | None = None) -> None:
+                   errors: list[GraphError], input_dir: str | Path | None = None, plugin_node: bool = True) -> None:
+    """Append the errors of one literal input value. `plugin_node`: the node is a plugin's, not built in (a hint
+    for its author may help; a built-in's user could do nothing with it)."""
     if ispec.adapter is None:
         comfy_link = (isinstance(value, list) and len(value) == 2 and type(value[0]) in (str, int)
                       and type(value[1]) is int)
@@ -418,7 +427,8 @@ def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: A
                        where=f"the {ispec.file_name_in} folder")
         except PathConfinementError as exc:
             author = (f" (For the node's author: `Input(file_name_in=...)` takes plain names unless it also says "
-                      f"`subfolders=True`, as SaveImage's filename_prefix does.)" if exc.rule == "subfolder" else "")
+                      f"`subfolders=True`, as SaveImage's filename_prefix does.)"
+                      if exc.rule == "subfolder" and plugin_node else "")
             errors.append(GraphError("invalid_value", f"input {name!r} of {node_type}: {exc.message}{author}",
                                      node_id=node_id, input=name, details={"found": _short(value), "rule": exc.rule}))
             return
@@ -462,10 +472,10 @@ def missing_input_message(input_dir: Path, name: str, what: str = "file", folder
     With an upload `kind` ("image", "audio", ...), files whose extension is of another kind are not offered."""
     if not input_dir.is_dir():
         state = "is not a folder" if input_dir.exists() else "does not exist yet (nothing was uploaded or put there)"
-        shown = shown_folder(str(input_dir))       # an absolute path (a server's user folder) is not shown
-        where = f" ({shown})" if not os.path.isabs(shown) else ""
+        shown = shown_folder(str(input_dir))       # a server's user folder (absolute, or in/<user>) is not shown
+        where = f" ({shown})" if not os.path.isabs(shown) and "/" not in shown else ""
         return (f"no {what} {name!r}: the input folder{where} {state}. Upload the {what} (the editor), or put it "
-                f"into the input folder (--input-dir chooses another)")
+                f"into the input folder (`nodegraph run --input-dir` chooses another)")
     present: list[str] = []
     try:
         with os.scandir(input_dir) as entries:

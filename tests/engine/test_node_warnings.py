@@ -293,6 +293,12 @@ def test_a_subfolder_refused_by_a_plain_name_input_tells_the_author_about_subfol
     (error,) = Session(plugins=[module]).validate(
         {"format_version": 2, "nodes": {"p": {"type": "PlainPrefix", "inputs": {"prefix": "pack/anim"}}}})
     assert "only a plain name is allowed" in error.message and "subfolders=True" in error.message
+    # a built-in node's user can do nothing with the author's hint: LoadImage says only what to write
+    (error,) = [e for e in Session(autoload=False).validate({"format_version": 2, "nodes": {
+        "l": {"type": "LoadImage", "inputs": {"image": "sub/x.png"}},
+        "p": {"type": "PreviewImage", "inputs": {"images": {"node": "l", "output": "image"}}}}})
+        if e.input == "image"]
+    assert "only a plain name is allowed" in error.message and "node's author" not in error.message
 
 
 def test_a_sparse_or_complex_image_output_is_named_not_a_torch_error():
