@@ -332,12 +332,24 @@ def _release_sources(state: RunState, node_id: str) -> None:
 
 
 def _file_results(value: Any) -> bool:
-    """Whether `value` is a non-empty list of file results (what `api.save_files` returns: dicts with a `path`
-    and one of the media kinds front ends show)."""
-    from .results import FILE_KINDS
+    """Whether `value` holds what looks like file results — `api.save_files`'s (a dict with a `path` and a `kind`
+    or `mime`) or ComfyUI's (`filename` and `type`) —, alone, in a list or tuple (any item), or under a nested
+    "files" key: returned under a key other than `files`, they were written and never shown."""
+    from .results import FILE_KINDS, default_mime
 
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(item, dict) and "path" in item and item.get("kind") in FILE_KINDS for item in value)
+    def is_file(item: Any) -> bool:      # a media file's record (a LoRA's {"path", "kind": "lora"} is a value)
+        if not isinstance(item, dict):
+            return False
+        if isinstance(item.get("path"), str):
+            return item.get("kind") in FILE_KINDS or isinstance(item.get("mime"), str) or (
+                "kind" in item and default_mime(os.path.splitext(item["path"])[1]) is not None)
+        return isinstance(item.get("filename"), str) and item.get("type") in ("output", "temp", "input")
+
+    if isinstance(value, dict) and "files" in value:
+        value = value["files"]
+    if isinstance(value, (list, tuple)):
+        return any(is_file(item) for item in value)
+    return is_file(value)
 
 
 def _normalise_outputs(plan: NodePlan, raw: Any) -> dict[str, Any]:

@@ -254,10 +254,14 @@ def test_an_output_node_returning_comfyuis_ui_form_is_told_how_to_show_files():
 
 class MisspeltFiles(Node):
     output_node = True
+    deterministic = False          # runs every time: the test changes what it returns
+    returned: dict | None = None   # what to return instead (set by the test)
 
     def run(self) -> dict:
         from nodegraph import api
 
+        if self.returned is not None:
+            return self.returned
         return {"file": api.save_files(self.context, ["hello"], kind="text", prefix="typo", suffix=".txt"),
                 "model_files": [{"path": "/x/lora.safetensors", "kind": "lora"}]}     # not media: allowed
 
@@ -273,6 +277,16 @@ def test_file_results_under_another_key_than_files_fail_the_node(tmp_path):
     with pytest.raises(NodeExecutionError) as info:
         session.run({"format_version": 2, "nodes": {"s": {"type": "MisspeltFiles", "inputs": {}}}})
     assert "under ['file']" in str(info.value.exception) and "'files' only" in str(info.value.exception)
+    # other shapes were still accepted silently: one record, a tuple, a mixed list, a nested "files", a wrong
+    # kind on a media file, ComfyUI's {"filename", "subfolder", "type"}
+    record = {"path": str(tmp_path / "a.png"), "name": "a.png", "kind": "image", "mime": "image/png"}
+    for value in (record, (record,), [record, {"path": "x"}], {"files": [record]},
+                  [{"path": str(tmp_path / "a.png"), "kind": "png"}],
+                  [{"filename": "a.png", "subfolder": "", "type": "output"}]):
+        MisspeltFiles.returned = {"shown": value}
+        with pytest.raises(NodeExecutionError) as info:
+            session.run({"format_version": 2, "nodes": {"s": {"type": "MisspeltFiles", "inputs": {}}}})
+        assert "under ['shown']" in str(info.value.exception), value
 
 
 class PlainPrefix(Node):
