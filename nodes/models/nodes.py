@@ -481,7 +481,8 @@ def _warn_unknown_world_words(context: Any, text: str) -> None:
 
     words = unknown_words(text)
     if words:
-        shown = ", ".join(repr(word) for word in words[:12]) + (", …" if len(words) > 12 else "")
+        shown = ", ".join(repr(word if len(word) <= 30 else word[:29] + "…") for word in words[:12]) + (
+            ", …" if len(words) > 12 else "")
         context.warn(f"the tiny-world model never learnt the word(s) {shown}: it may draw the wrong thing or "
                      f"nothing. Check the spelling; it knows shapes, colours, sizes, positions and backgrounds "
                      f"(docs/tiny_world.md).")

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import random
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -115,10 +116,12 @@ def unknown_words(text: str) -> list[str]:
     """Words of ``text`` that no caption grammar uses (in order, without repeats): e.g. ["medium"]. Numbers and
     runs of other scripts or emoji ("123", "日本語", "🐶") count as words no caption has; a prompt weight's
     number ("(red:1.3)") and an embedding's name ("embedding:x") do not."""
-    cleaned = re.sub(r"embedding:\S+|:\s*[-+]?\d*\.?\d+", " ", text.lower())
+    # composed (NFC): "re" + a combining accent is the one word "ré", not "re" and a stray accent
+    cleaned = re.sub(r"embedding:\S+|:\s*[-+]?\d*\.?\d+", " ", unicodedata.normalize("NFC", text).lower())
     seen: list[str] = []
-    for word in re.findall(r"[^\W_]+|[^\w\s]+", cleaned):      # words of any script; runs of symbols (emoji)
-        if word.isascii() and not word.isalnum():                  # punctuation: ( ) , [ ] ...
+    # numbers whole ("3.5", "1,000"), words of any script with their combining marks, runs of symbols (emoji)
+    for word in re.findall(r"\d+(?:[.,]\d+)*|(?:[^\W_]|[\u0300-\u036f])+|[^\w\s]+", cleaned):
+        if word.isascii() and not any(c.isalnum() for c in word):    # punctuation: ( ) , [ ] ...
             continue
         if word.isascii() and word.isalpha() and (_canonical(word) in ATTRIBUTE_OF or _canonical(word) in FUNCTION_WORDS
                                                   or word in PARAPHRASE_WORDS):
