@@ -409,7 +409,13 @@ class Session:
 
 
 def _plain_scalar(value: Any) -> Any:
-    """A numpy scalar (np.int64, np.float32, np.bool_) as the Python value it holds; anything else as it is."""
+    """A numpy scalar (np.int64, np.float32, np.bool_) as the Python value it holds, a Decimal or Fraction as the
+    float it is closest to (one validated and then failed at run time); anything else as it is."""
+    import decimal
+    import fractions
+
     if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
         return value.item()
+    if isinstance(value, (decimal.Decimal, fractions.Fraction)):
+        return float(value)
     return value

@@ -1121,3 +1121,7 @@ def test_session_validate_takes_overrides_and_numpy_scalars_are_plain_numbers():
     assert session.validate(graph, overrides={"sampler.seed": np.int64(5), "sampler.cfg": np.float32(4.5)}) == []
     (error,) = session.validate(graph, overrides={"sampler.steps": -3})
     assert error.node_id == "sampler" and error.input == "steps"
+    from decimal import Decimal       # validated, then failed at run time; it is the number it holds now
+
+    overridden = session.with_overrides(session.load(graph), {"sampler.cfg": Decimal("4.5")})
+    assert type(overridden.nodes["sampler"].inputs["cfg"]) is float
