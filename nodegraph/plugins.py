@@ -266,11 +266,12 @@ def load_plugins(
     explicit = [_explicit_plugin(obj, installed) for obj in plugins]
     given_in_code = {name for name, _ in explicit}
     for ep in installed:
+        if ep.name in given_in_code:     # code names the plugin to use: an older installed copy must not win
+            if ep.name not in deny:      # (denied, neither loads: the deny list says so once, below)
+                report.skipped.append((ep.name, REPLACED_BY_CODE))
+            continue                     # the allow list is for installed plugins: code chose this one
         if allow is not None and ep.name not in allow:
             report.skipped.append((ep.name, "not on the allow list"))
-            continue
-        if ep.name in given_in_code:     # code names the plugin to use: an older installed copy must not win
-            report.skipped.append((ep.name, REPLACED_BY_CODE))
             continue
         candidates.append((ep.name, "entry_point", ep, None))
     candidates += [(name, "explicit", None, obj) for name, obj in explicit]

@@ -136,6 +136,14 @@ def test_a_plugin_given_in_code_replaces_its_installed_copy(fake_entry_points, m
     assert session.run(twin_graph("alpha.Shared")).outputs["show0"]["value"] == 99
     (skipped,) = [w for w in session.plugin_warnings() if w["kind"] == "skipped" and w["plugin"] == "alpha"]
     assert skipped["level"] == "info" and "given in code" in skipped["message"]
+    # an allow list naming others does not report the code's plugin as "not on the allow list" (it loaded);
+    # denied, neither copy loads and the report says so once (it said "replaced by code" too)
+    session = Session(autoload=True, plugins=[("alpha", edited)], allow=["zeta"])
+    assert "alpha" in {p.name for p in session.plugin_report.loaded}
+    assert not [w for w in session.plugin_warnings() if w["plugin"] == "alpha" and "allow" in w["message"]]
+    session = Session(autoload=True, plugins=[("alpha", edited)], deny=["alpha"])
+    assert "alpha" not in {p.name for p in session.plugin_report.loaded}
+    assert [reason for name, reason in session.plugin_report.skipped if name == "alpha"] == ["on the deny list"]
     module = types.ModuleType("nodegraph_gamma")
     module.register_nodes = hookimpl(lambda: [make_node("GammaOnly", 7)])
     entry = FakeEntryPoint("gamma", module)
