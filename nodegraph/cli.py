@@ -650,7 +650,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                  "unknown_name": "unknown", "no_nodes": "NO NODES" if w["level"] != "info" else "no nodes"
                  }.get(w["kind"], w["kind"])
         who = " + ".join(w["plugins"]) if w["kind"] == "clash" else w["plugin"]     # a clash is both plugins'
-        print(f"{label:<8} {who:<20} {w['message']}")
+        if len(who) > 20:        # three plugins' names: the message starts on the next line, in its column
+            print(f"{label:<8} {who}\n{'':<8} {'':<20} {w['message']}")
+        else:
+            print(f"{label:<8} {who:<20} {w['message']}")
         if w["level"] != "info":
             print(f"{'':<8} {'':<20} fix: {w['fix']}")
     if status != EXIT_OK:

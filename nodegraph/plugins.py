@@ -781,7 +781,8 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
             out.append({"kind": "preference", "level": "warning", "plugin": plugin, "type": bare,
                         "message": f"preference {bare}={plugin} has no effect: {_why_not_provided(report, plugin)}"
                                    f" (node type {bare!r} is provided by {have})",
-                        "fix": f"prefer one of the providers ({have}), or drop the preference"})
+                        "fix": f"prefer one of the providers ({have}), or drop the preference" if providers else
+                               f"drop the preference: no loaded plugin provides {bare!r}"})
     return out
 
 

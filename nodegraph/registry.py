@@ -95,7 +95,9 @@ class NodeClash:
                     f"name (--prefer-plugin {self.type}={plugin}); its authors should rename it, since a built-in "
                     f"has the name")
         alternatives = " or ".join(repr(q) for q in self.qualified)
-        return (f"write {alternatives} in the graph, deny one plugin (--deny-plugin {self.plugins[-1]}), "
+        deny = " ".join(f"--deny-plugin {p}" for p in self.plugins[1:])     # all but one: two of three still clash
+        return (f"write {alternatives} in the graph, deny {'one plugin' if len(self.plugins) == 2 else 'all but one'}"
+                f" ({deny}), "
                 f"or prefer one (--prefer-plugin {self.type}={self.plugins[0]}, "
                 f"env NODEGRAPH_PLUGINS_PREFER={self.type}={self.plugins[0]})")
 

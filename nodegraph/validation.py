@@ -328,8 +328,9 @@ def ambiguous_type_error(node_id: str, bare: str, qualified: list[str], failed: 
     return GraphError(
         "ambiguous_node_type",
         f"node type {bare!r} is provided by plugins {names}, so the bare name is ambiguous. "
-        f"Write the qualified name ({' or '.join(repr(q) for q in qualified)}), deny one plugin "
-        f"(--deny-plugin {plugins[-1]}), or choose one for the bare name "
+        f"Write the qualified name ({' or '.join(repr(q) for q in qualified)}), deny "
+        f"{'one plugin' if len(plugins) == 2 else 'all but one'} ({' '.join(f'--deny-plugin {p}' for p in plugins[1:])}"
+        f"), or choose one for the bare name "
         f"(--prefer-plugin {bare}={plugins[0]}, env NODEGRAPH_PLUGINS_PREFER={bare}={plugins[0]}).",
         node_id=node_id, details={"type": bare, "plugins": plugins, "candidates": list(qualified)})
 

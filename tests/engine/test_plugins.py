@@ -1172,3 +1172,12 @@ def test_a_plugin_slow_to_import_is_named_with_its_time(monkeypatch):
     (slow,) = [w for w in session.plugin_warnings() if w["kind"] == "slow_import"]
     assert slow["plugin"] == "slow_pack" and slow["seconds"] == 4.5 and "4.5 s to import" in slow["message"]
     assert "--deny-plugin slow_pack" in slow["fix"]
+
+
+def test_a_clash_of_three_plugins_is_told_to_deny_all_but_one():
+    """With three providers the fix said "deny one plugin (--deny-plugin gamma)", which leaves two clashing."""
+    from nodegraph.validation import ambiguous_type_error
+
+    error = ambiguous_type_error("n", "Twin", ["alpha.Twin", "beta.Twin", "gamma.Twin"])
+    assert "deny all but one (--deny-plugin beta --deny-plugin gamma)" in error.message
+    assert "deny one plugin (--deny-plugin beta)" in ambiguous_type_error("n", "Twin", ["alpha.Twin", "beta.Twin"]).message
