@@ -268,7 +268,7 @@ class SaveTextToPoints(Node):
 
     class Inputs(NodeInputs):
         net: Any = Input(port=NET_PORT)
-        filename: str = Input(DEFAULT_MODEL, file_name_in="model", file_suffix=".safetensors",
+        filename: str = Input(DEFAULT_MODEL, file_name_in=MODEL_FOLDER, file_suffix=".safetensors",
                               min_length=1, max_length=120)
         overwrite: bool = Input(False, description="replace an existing file of that name (else NAME_1, ...)")
         report: str = Input("", description="the training report (stored in the file's metadata)")

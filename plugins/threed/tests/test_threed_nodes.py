@@ -332,3 +332,19 @@ def test_an_uploaded_obj_loads_and_the_file_inputs_offer_uploads(session, tmp_pa
     out = session.run({"format_version": 1, "nodes": {"mesh": {"type": "threed.LoadMesh", "inputs": {
         "file": "a_triangle.obj"}}}}, outputs=["mesh"]).outputs["mesh"]["mesh"]
     assert out["vertices"].shape == (3, 3) and out["faces"].shape == (1, 3)
+
+
+def test_saving_a_points_model_is_refused_to_plain_users_naming_its_folder():
+    """SaveTextToPoints declared its file name in a folder 'model', which no model folder is: a server's refusal
+    named 'model'. It names the plugin's model folder, 'threed'."""
+    from nodegraph import Session
+    from nodegraph.validation import model_write_errors
+
+    session = Session()
+    graph = session.load({"format_version": 2, "nodes": {
+        "net": {"type": "threed.TrainTextToPoints", "inputs": {}},
+        "save": {"type": "threed.SaveTextToPoints", "inputs": {"net": {"node": "net", "output": "net"}}}}})
+    from nodegraph.executor import compile_graph
+
+    (error,) = model_write_errors(compile_graph(graph, session.registry))
+    assert error.details["folder"] == "threed" and "'threed'" in error.message
