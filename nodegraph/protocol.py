@@ -691,7 +691,7 @@ class ServerProtocol:
         size = len(json.dumps(result, default=str))
         if budget.spend(size) is None:
             return result
-        note = (f"not stored: this run's outputs ({size / 1e6:.1f} MB as text) would pass user {budget.owner}'s "
+        note = (f"not stored: this run's outputs ({size / 2**20:.1f} MiB as text) would pass user {budget.owner}'s "
                 f"storage limit; show smaller values, or free space (delete old runs)")
         outputs = {node_id: {"not_stored": note} for node_id in (result.get("outputs") or {})}
         return {**result, "outputs": outputs}
@@ -893,13 +893,13 @@ class ServerProtocol:
             if uploads is None or outputs is None:
                 return (f"user {user.name!r} has more than {FileStore.MAX_COUNTED_FILES:,} files in their "
                         f"{'upload' if uploads is None else 'output'} folder, more than the server counts for the "
-                        f"{user.max_bytes / 1e6:.1f} MB limit; delete old runs with their files (the editor's "
+                        f"{user.max_bytes / 2**20:.1f} MiB limit; delete old runs with their files (the editor's "
                         f"history, or delete_run) or files you no longer need (delete_file)")
             if uploads + outputs + runs_stored + adding >= user.max_bytes:
-                more = f" ({adding_what}: {adding / 1e6:.1f} MB)" if adding else ""
-                return (f"user {user.name!r} stores {uploads / 1e6:.1f} MB of uploads, {outputs / 1e6:.1f} MB of "
-                        f"output files and {runs_stored / 1e6:.1f} MB of runs (graphs and results){more}; the limit is "
-                        f"{user.max_bytes / 1e6:.1f} MB. Free space: delete old runs with their files (the "
+                more = f" ({adding_what}: {adding / 2**20:.1f} MiB)" if adding else ""
+                return (f"user {user.name!r} stores {uploads / 2**20:.1f} MiB of uploads, {outputs / 2**20:.1f} MiB "
+                        f"of output files and {runs_stored / 2**20:.1f} MiB of runs (graphs and results){more}; the "
+                        f"limit is {user.max_bytes / 2**20:.1f} MiB. Free space: delete old runs with their files (the "
                         f"editor's history, or delete_run), or uploads and files you no longer need (delete_file)")
         return None
 
