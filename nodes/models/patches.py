@@ -210,9 +210,10 @@ def default_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torc
     Past ATTENTION_SCORES_PER_SLICE scores it runs over slices of the queries with an interrupt point
     (nodegraph/interrupts.py) before each: every query's softmax is its own, so the result is the same, and
     one call at a large size — the VAE's attention over the 65,536 positions of a 2048² image took minutes on
-    a CPU — can be stopped by a cancel or a time limit."""
+    a CPU — can be stopped by a cancel or a time limit. On a GPU (fast, and where one fused kernel call beats
+    many) it is one call."""
     queries, per_query = q.shape[-2], q.shape[:-2].numel() * k.shape[-2]
-    if queries * per_query <= ATTENTION_SCORES_PER_SLICE:
+    if queries * per_query <= ATTENTION_SCORES_PER_SLICE or q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v)  # (B, heads, T, head_dim)
     rows = max(MIN_SLICE_QUERIES, ATTENTION_SCORES_PER_SLICE // per_query)
     out = q.new_empty(*q.shape[:-1], v.shape[-1])  # (B, heads, T, head_dim)
