@@ -334,13 +334,11 @@ def test_an_uploaded_obj_loads_and_the_file_inputs_offer_uploads(session, tmp_pa
     assert out["vertices"].shape == (3, 3) and out["faces"].shape == (1, 3)
 
 
-def test_saving_a_points_model_is_refused_to_plain_users_naming_its_folder():
+def test_saving_a_points_model_is_refused_to_plain_users_naming_its_folder(session):
     """SaveTextToPoints declared its file name in a folder 'model', which no model folder is: a server's refusal
     named 'model'. It names the plugin's model folder, 'threed'."""
-    from nodegraph import Session
     from nodegraph.validation import model_write_errors
 
-    session = Session()
     graph = session.load({"format_version": 2, "nodes": {
         "net": {"type": "threed.TrainTextToPoints", "inputs": {}},
         "save": {"type": "threed.SaveTextToPoints", "inputs": {"net": {"node": "net", "output": "net"}}}}})
