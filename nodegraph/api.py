@@ -57,6 +57,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
@@ -817,6 +818,12 @@ def _confined_prefix(function: str, output_dir: Path, prefix: Any) -> Path:
 
 def _reserve(folder: Path, stem: str, suffix: str) -> Path:
     """Create (exclusively) and return the next free `stem_NNNNN<suffix>` in `folder` (numbers shared by suffixes)."""
+    return _claim_next(folder, stem, suffix, lambda path: open(path, "xb").close())
+
+
+def _claim_next(folder: Path, stem: str, suffix: str, claim: Callable[[Path], None]) -> Path:
+    """The next free `stem_NNNNN<suffix>` in `folder`, claimed by `claim(path)` (which raises FileExistsError
+    when another writer took it first)."""
     folder.mkdir(parents=True, exist_ok=True)
     pattern = re.compile(re.escape(stem) + r"_(\d{5,})\.[A-Za-z0-9]+$")
     number = max((int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name))), default=0)
@@ -824,10 +831,26 @@ def _reserve(folder: Path, stem: str, suffix: str) -> Path:
         number += 1
         path = folder / f"{stem}_{number:05d}{suffix}"
         try:
-            with open(path, "xb"):
-                return path
+            claim(path)
+            return path
         except FileExistsError:
             continue
+
+
+def _publish(partial: Path, folder: Path, stem: str, suffix: str) -> Path:
+    """Give a fully written `partial` file the next free result name, atomically and without overwriting (a
+    hard link, then the partial name goes); where the file system has no hard links, reserve the name and move
+    the file over it."""
+    try:
+        path = _claim_next(folder, stem, suffix, lambda path: os.link(partial, path))
+    except OSError as exc:
+        if isinstance(exc, FileExistsError):
+            raise
+        path = _reserve(folder, stem, suffix)
+        os.replace(partial, path)
+        return path
+    partial.unlink()
+    return path
 
 
 def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKind, prefix: str, suffix: str,
@@ -899,23 +922,20 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
     results: list[dict[str, Any]] = []
     budget = context.services.get("output_budget")     # a server user's storage limit (files.OutputBudget), if any
     for index, (item, extra) in enumerate(zip(items, per_item)):
-        path = _reserve(target.parent, target.name, suffix.lower())
-        # written beside it, then moved over it: a process killed mid-write leaves no truncated file under the
-        # result's name (the suffix stays last: writers such as ffmpeg choose the format by it)
-        partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+        # written under a short hidden name, then given its result name whole: a process killed mid-write leaves
+        # no truncated or empty file under a result's name (the suffix stays last: writers such as ffmpeg choose
+        # the format by it; the name is short: a long prefix must still fit the file system's name limit)
+        partial = target.parent / f".partial-{secrets.token_hex(6)}{suffix.lower()}"
+        path = partial
         try:
-            partial.touch()       # where the writer finds it, as it found the reserved path before
+            partial.touch(exist_ok=False)       # where the writer finds it (a reserved empty file, as before)
             if isinstance(item, (bytes, bytearray)):
                 partial.write_bytes(item)
             elif isinstance(item, str):
                 partial.write_text(item, encoding="utf-8")
             else:
                 item(partial)
-            if partial.is_file():
-                os.replace(partial, path)
-            else:
-                path.unlink(missing_ok=True)      # the placeholder: "no file at the path it was given", below
-            size = path.stat().st_size if path.is_file() else None
+            size = partial.stat().st_size if partial.is_file() else None
             if size is None or (size == 0 and kind != "text"):     # an empty text file is a text; nothing else is
                 problem = ("is empty" if not callable(item) else
                            "the write(path) callable left no file at the path it was given" if size is None else
@@ -926,6 +946,7 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
             over = budget.spend(size) if budget is not None else None
             if over is not None:
                 raise StorageLimitError(over)
+            path = _publish(partial, target.parent, target.name, suffix.lower())
             results.append(file_result(path, output_dir, kind, mime, **dict(extra)))
         except BaseException as exc:
             # this call's files go too: a node that fails (a storage limit at its third image) left the first

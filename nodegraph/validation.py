@@ -483,6 +483,8 @@ def missing_input_message(input_dir: Path, name: str, what: str = "file", folder
             for entry in entries:
                 if entry.is_symlink() and not is_inside(input_dir, entry.path):   # refused if named: not offered
                     continue
+                if entry.name.startswith("."):      # hidden: a save in progress (.partial-…), .DS_Store, …
+                    continue
                 if entry.is_file() or (folders and entry.is_dir() and not entry.name.startswith(".")):
                     present.append(entry.name + ("/" if folders and entry.is_dir() else ""))
                 if len(present) >= MAX_INPUT_LISTED:

@@ -66,9 +66,10 @@ def test_save_files_refuses_empty_or_missing_files_and_a_suffix_of_another_kind(
 
 
 def test_save_files_writes_beside_the_result_and_moves_it_into_place(tmp_path):
-    """A server killed while SaveImage wrote left a truncated PNG under the result's name. The writer gets a
-    hidden sibling with the same suffix (ffmpeg picks the format by it); the file appears whole or not at all;
-    a failure removes the call's files, the ones it finished included."""
+    """A server killed while SaveImage wrote left a truncated PNG under the result's name (and then an empty
+    placeholder). The writer gets a short hidden name with the same suffix (ffmpeg picks the format by it); the
+    result name appears only with the whole file; a failure removes the call's files, finished ones included.
+    A prefix near the name-length limit still fits (the hidden name does not grow with it)."""
     context = make_context(tmp_path)
     seen = []
 
@@ -77,7 +78,8 @@ def test_save_files_writes_beside_the_result_and_moves_it_into_place(tmp_path):
         path.write_bytes(b"GIF89a" + b"\0" * 10)
 
     (result,) = api.save_files(context, [writer], kind="image", prefix="anim", suffix=".gif")
-    assert seen == [(".anim_00001.partial.gif", [".anim_00001.partial.gif", "anim_00001.gif"])]
+    ((written, listed),) = seen
+    assert written.startswith(".partial-") and written.endswith(".gif") and listed == [written]   # no result name
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["anim_00001.gif"]
     assert Path(result["path"]).read_bytes().startswith(b"GIF89a")
 
@@ -88,6 +90,8 @@ def test_save_files_writes_beside_the_result_and_moves_it_into_place(tmp_path):
     with pytest.raises(RuntimeError):
         api.save_files(context, [b"GIF89a", fails], kind="image", prefix="two", suffix=".gif")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["anim_00001.gif"]
+    (long,) = api.save_files(context, [b"GIF89a"], kind="image", prefix="日" * 80, suffix=".gif")   # 250 bytes
+    assert Path(long["path"]).name == "日" * 80 + "_00001.gif"
 
 
 @pytest.mark.parametrize("prefix", ["../escape", "/etc/passwd", "a/../../b", "a\\b", "", "a//b"])
