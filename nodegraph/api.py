@@ -948,6 +948,8 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
                 raise StorageLimitError(over)
             path = _publish(partial, target.parent, target.name, suffix.lower())
             results.append(file_result(path, output_dir, kind, mime, **dict(extra)))
+            if index == len(items) - 1 and isinstance(context.services.get("written_files"), list):
+                context.services["written_files"].append((context.node_id, results))   # the run's, if it fails
         except BaseException as exc:
             # this call's files go too: a node that fails (a storage limit at its third image) left the first
             # two in the folder, linked to no run (its delete_run could not remove them) and counted in the quota

@@ -1286,16 +1286,18 @@ class Server:
                 log.warning("run %s failed at node %r (%s):\n%s", run_id, exc.node_id, exc.node_type, exc.traceback)
             self._finish(run_id, "failed", error={
                 "node_id": exc.node_id, "node_type": exc.node_type, "exception_type": exc.exception_type,
-                "message": str(exc.exception), "traceback": exc.traceback})
+                "message": str(exc.exception), "traceback": exc.traceback},
+                result=self._files_of_stopped_run(run_id, store, exc))
         except RunInterrupted as exc:
+            saved = self._files_of_stopped_run(run_id, store, exc)
             if over_time.is_set():       # the server stopped it, not its user: failed, saying why
                 error = self.protocol.over_time_error(record.user, time_limit, exc.node_id,
                                                       time.perf_counter() - self._run_started[0])
                 log.info("run %s (user %s) stopped at its %d s limit", run_id, record.user, time_limit)
                 self._terminal_event = RunFailed(run_id, exc.node_id, error["message"])
-                self._finish(run_id, "failed", error=error)
+                self._finish(run_id, "failed", error=error, result=saved)
             else:
-                self._finish(run_id, "interrupted", error={"message": str(exc), "node_id": exc.node_id})
+                self._finish(run_id, "interrupted", error={"message": str(exc), "node_id": exc.node_id}, result=saved)
         except BaseException as exc:  # noqa: BLE001 — the worker must survive anything
             log.exception("run %s crashed the worker loop", run_id)
             self._terminal_event = RunFailed(run_id, None, f"{type(exc).__name__}: {exc}")
@@ -1329,6 +1331,19 @@ class Server:
                     self.queue.prune(keep=self.history_limit, slack=self.prune_every)
                 except Exception:  # noqa: BLE001
                     log.exception("could not prune the history")
+
+    def _files_of_stopped_run(self, run_id: str, store: FileStore, exc: BaseException) -> dict[str, Any] | None:
+        """The stored result of a failed or interrupted run that saved files before it stopped: those files, so
+        its history shows them and `delete_run` removes them (they stayed in no run, counted in the quota)."""
+        written = getattr(exc, "files_written", None)
+        if not written:
+            return None
+        try:
+            files = self._send_files(run_id, store, written)
+        except Exception:  # noqa: BLE001 — the run's outcome is recorded either way
+            log.exception("could not collect the files run %s saved before it stopped", run_id)
+            return None
+        return {"outputs": {}, "files": files} if files else None
 
     def _send_files(self, run_id: str, store: FileStore, outputs: dict[str, Any]) -> list[dict[str, Any]]:
         """Output files → file ids in the run owner's store; images go to the owner as binary frames,

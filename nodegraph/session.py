@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 
 from . import events as ev
 from .cache import DEFAULT_BUDGET_BYTES, CachePolicy, OutputCache
-from .errors import GraphError, GraphValidationError
+from .errors import GraphError, GraphValidationError, NodeExecutionError, RunInterrupted
 from .effective_graph import effective_graph, requested_targets
 from .executor import RunResult, compile_graph, run_plan
 from .graph import Graph, load_graph, parse_graph, with_renamed_inputs
@@ -253,6 +253,8 @@ class Session:
             GraphValidationError: the graph is invalid (every error listed).
             NodeExecutionError: a node failed (node id, type, exception, traceback).
             RunInterrupted: `interrupt()` was called.
+            Both carry `files_written`: {node id: {"files": [...]}}, what the run's nodes saved before it
+            stopped (a server records them with the run, so deleting the run deletes them).
         """
         graph = self.load(source)
         if overrides:
@@ -276,6 +278,8 @@ class Session:
             input_scope = str(run_input.resolve()).encode()
         if output_budget is not None:
             services = {**services, "output_budget": output_budget}
+        written: list[tuple[str, list]] = []      # (node id, file results) of each `api.save_files` call
+        services = {**services, "written_files": written}
         run_id = run_id if run_id is not None else uuid.uuid4().hex
         with self._run_lock:
             with self._interrupt_lock:
@@ -288,6 +292,11 @@ class Session:
                 return run_plan(plan, targets, self.cache, ev.fan_out(sinks), self._interrupt,
                                 services, resolve_file, run_id, graph, output_scope=scope, input_scope=input_scope,
                                 private_scope=cache_scope.encode() if cache_scope else b"")
+            except (NodeExecutionError, RunInterrupted) as exc:
+                exc.files_written = {}          # what nodes had saved, by node: the run's, though it failed
+                for node_id, results in written:
+                    exc.files_written.setdefault(node_id, {"files": []})["files"].extend(results)
+                raise
             finally:
                 with self._interrupt_lock:
                     self._running_id = None

@@ -652,6 +652,39 @@ def test_per_user_storage_limit(tmp_path):
         running.stop()
 
 
+def test_files_saved_before_a_run_failed_belong_to_the_run(tmp_path):
+    """A run whose third SaveImage hit the storage limit left the first two's files in no run: history showed no
+    files, delete_run removed none, and they counted in the quota until guessed by name. A failed (or stopped)
+    run's stored result lists what its nodes saved, and deleting the run deletes them."""
+    book = UserBook(path=tmp_path / "users.json")
+    token = book.add(User("gina", max_bytes=2_500))     # the graph and the small image fit, the large does not
+    running = RunningServer(tmp_path, users=book)
+    graph = {"format_version": 2, "nodes": {
+        "render": {"type": "RenderTinyWorld", "inputs": {"caption": "a red circle on a white background",
+                                                         "size": 32}},
+        "big": {"type": "RenderTinyWorld", "inputs": {"caption": "a blue star on a green background", "size": 256}},
+        "small": {"type": "SaveImage", "inputs": {"images": {"node": "render", "output": "image"},
+                                                  "filename_prefix": "small"}},
+        "large": {"type": "SaveImage", "inputs": {"images": {"node": "big", "output": "image"},
+                                                  "filename_prefix": "large"}}}}
+    try:
+        gina = Client(running.url(f"/ws?token={token}"))
+        gina.send({"type": "submit", "graph": graph})
+        run_id = gina.next_of("submitted")["run_id"]
+        assert "storage limit" in gina.next_of("node_error", run_id=run_id)["message"]
+        folder = running.session.output_dir / "gina"
+        assert [p.name for p in folder.glob("*.png")] == ["small_00001.png"]
+        gina.send({"type": "get_outputs", "run_id": run_id})
+        outputs = gina.next_of("outputs")
+        assert outputs["status"] == "failed" and [f["file_id"] for f in outputs["files"]] == ["output/small_00001.png"]
+        gina.send({"type": "delete_run", "run_id": run_id})
+        assert gina.next_of("run_deleted")["files_deleted"] == 1
+        assert not list(folder.glob("*.png"))
+        gina.close()
+    finally:
+        running.stop()
+
+
 def test_a_submit_counts_its_own_graph_against_the_storage_limit(tmp_path):
     """Submits of graphs carrying 2 MiB of `ui` went past a 5 MB limit (6.3 MB stored): the check counted what
     was stored, not the graph about to be. Now the graph counts before it is stored, as an upload does."""
