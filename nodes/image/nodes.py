@@ -703,9 +703,10 @@ def api_save_image(context: NodeContext, images: Any, prefix: str, *, format: st
             return lambda path: save_png(pil, path, text, compress_level=4 if embed_graph else 1)
         exif = exif_record(graph, run)
         if index == 0 and graph is not None and exif is not None and b"graph_omitted" in exif:
-            context.warn(f"the graph ({len(graph) / 1000:.0f} KB) is too large for a {format.upper()}'s EXIF (at most "
-                         f"{MAX_EXIF_TEXT // 1000} KB): the image keeps only the run record; save as PNG to keep the "
-                         f"graph in the image")
+            kept = "nothing of them" if b"record_omitted" in exif else "only the run record"
+            context.warn(f"the graph and run record ({(len(graph) + len(run or '')) / 1000:.0f} KB together) are too "
+                         f"large for a {format.upper()}'s EXIF (at most {MAX_EXIF_TEXT // 1000} KB): the image keeps "
+                         f"{kept}; save as PNG to keep the graph in the image")
         return lambda path: pil.save(path, format=format.upper(), quality=quality, **({"exif": exif} if exif else {}))
 
     return api.save_files(context, [writer(pil, k) for k, pil in enumerate(pils)], kind="image", prefix=prefix,
@@ -728,6 +729,9 @@ def exif_record(graph: str | None, run: str | None) -> bytes | None:
     if len(text) > MAX_EXIF_TEXT:
         text = json.dumps({"nodegraph_run": parts["nodegraph_run"], "graph_omitted": "too large for EXIF; save as PNG"},
                           separators=(",", ":"))
+    if len(text) > MAX_EXIF_TEXT:      # the record alone is too large too (hundreds of input files hashed)
+        text = json.dumps({"graph_omitted": "too large for EXIF; save as PNG",
+                           "record_omitted": "too large for EXIF; save as PNG"}, separators=(",", ":"))
     exif = Image.Exif()
     exif[EXIF_IMAGE_DESCRIPTION] = text
     return exif.tobytes()

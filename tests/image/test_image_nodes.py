@@ -286,3 +286,19 @@ def test_an_output_folder_that_is_a_file_is_named_not_the_prefix(tmp_path):
         session.run(pipeline())
     message = str(failed.value.exception)
     assert "the output folder cannot be used" in message and "choose another prefix" not in message
+
+
+def test_an_exif_record_too_large_even_without_the_graph_is_left_out_not_an_error():
+    """A graph reading 500 input files hashed each in its run record: the record alone passed EXIF's 64 KB and
+    SaveImage as JPEG failed with PIL's "EXIF data is too long". Both are left out, saying so."""
+    import io
+    import json
+
+    from PIL import Image
+
+    from nodes.image.nodes import exif_record
+
+    run = json.dumps({"inputs": {f"load{k}.image": {"name": f"{k}.png", "sha256": "0" * 64} for k in range(800)}})
+    exif = exif_record(json.dumps({"format_version": 2, "nodes": {}}), run)
+    assert b"record_omitted" in exif and b"graph_omitted" in exif
+    Image.new("RGB", (8, 8)).save(io.BytesIO(), format="JPEG", exif=exif)        # PIL takes it
