@@ -949,20 +949,63 @@ _NO_GRAPH = "it holds no graph: give the graph .json file that made it"
 EXIF_IMAGE_DESCRIPTION = 0x010E
 
 
+def _exif_block(data: bytes) -> bytes | None:
+    """The EXIF (TIFF) block of a JPEG (its APP1 "Exif" segment) or WebP (its EXIF chunk), found by walking the
+    file's segments — not through PIL's image open, which refuses a header of more pixels than its bomb limit
+    (a 16384×11000 panorama SaveImage wrote could not be read back); None when there is none or the file is
+    damaged before it. The same walk as the editor's (web/src/graph/exif.ts)."""
+    import struct
+
+    if data.startswith(b"\xff\xd8"):
+        offset = 2
+        while offset + 4 <= len(data) and data[offset] == 0xFF:
+            marker = data[offset + 1]
+            if marker == 0xFF:
+                offset += 1
+                continue
+            if marker in (0xDA, 0xD9):       # the scan (or the end): no more headers
+                return None
+            (length,) = struct.unpack(">H", data[offset + 2:offset + 4])
+            end = offset + 2 + length
+            if length < 2 or end > len(data):
+                return None
+            if marker == 0xE1 and data[offset + 4:offset + 10] == b"Exif\0\0":
+                return data[offset + 10:end]
+            offset = end
+        return None
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        offset = 12
+        while offset + 8 <= len(data):
+            (size,) = struct.unpack("<I", data[offset + 4:offset + 8])
+            if offset + 8 + size > len(data):
+                return None
+            if data[offset:offset + 4] == b"EXIF":
+                block = data[offset + 8:offset + 8 + size]
+                return block[6:] if block.startswith(b"Exif\0\0") else block
+            offset += 8 + size + size % 2
+    return None
+
+
 def graph_from_exif(data: bytes) -> dict | str | None:
     """The graph a JPEG / WebP saved by SaveImage carries (EXIF ImageDescription: {"nodegraph": graph,
     "nodegraph_run": ...}); a message when it was left out (too large for EXIF); None when there is none."""
-    import io
+    import warnings
     from struct import error as struct_error
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
+    tiff = _exif_block(data)
+    if tiff is None:
+        return None
+    exif = Image.Exif()
     try:
-        with Image.open(io.BytesIO(data)) as image:      # the header and EXIF only: no pixels are decoded
-            text = image.getexif().get(EXIF_IMAGE_DESCRIPTION)
-    except Image.DecompressionBombError as exc:          # its header declares billions of pixels
-        return f"the image was not read: {exc}"
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct_error):
+        with warnings.catch_warnings():       # PIL's "Corrupt EXIF data": the None below says it
+            warnings.simplefilter("ignore")
+            exif.load(tiff)
+            text = exif.get(EXIF_IMAGE_DESCRIPTION)
+        if isinstance(text, str):
+            text = text.rstrip("\0")        # an ASCII value's terminator, where a writer kept it
+    except (OSError, ValueError, SyntaxError, struct_error, KeyError, IndexError):
         return None
     if isinstance(text, str) and text.lstrip().startswith('{"nodegraph'):
         try:
