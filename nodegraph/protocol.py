@@ -1319,7 +1319,7 @@ class ServerProtocol:
         record = self.queue.get(run_id, graph=False)
         return record.user if record else None
 
-    def stored_error(self, error: dict[str, Any] | None) -> dict[str, Any] | None:
+    def stored_error(self, error: dict[str, Any] | None, user: str | None = None) -> dict[str, Any] | None:
         """A run's error as it is stored (and so as history, get_run and get_outputs show it): without the
         traceback, and with the server's folders named as clients name them, unless this server sends
         tracebacks (`send_tracebacks`)."""
@@ -1327,13 +1327,14 @@ class ServerProtocol:
             return error
         error = {k: v for k, v in error.items() if k != "traceback"}
         if isinstance(error.get("message"), str):
-            error["message"] = self.without_server_paths(error["message"])
+            error["message"] = self.without_server_paths(error["message"], user)
         return error
 
-    def without_server_paths(self, text: str) -> str:
+    def without_server_paths(self, text: str, user: str | None = None) -> str:
         """`text` with the server's input, output and install folders written as clients know them (`input/…`,
         `output/…`, `<nodegraph>/…`): a library's error inside a node ("Error opening 'in/carol/evil.wav'")
-        told users where the server keeps files, relative or absolute as it was started."""
+        told users where the server keeps files, relative or absolute as it was started. With the run's `user`,
+        their own folder is written as their file ids name it (`input/bad.wav`, not `input/carol/bad.wav`)."""
         if self._path_pattern is None:
             import os
             from pathlib import Path
@@ -1348,14 +1349,19 @@ class ServerProtocol:
                     form = form.rstrip("/")
                     if form and not form.startswith("."):        # never ".", "..", "../x"
                         names.setdefault(form, name)
-            # a path ("/srv/in", "data/in") alone or before "/…"; a bare name ("in") only before "/…" ("in the")
+            # a path ("/srv/in", "data/in") alone or before "/…"; a bare name ("in") only before a path that goes
+            # on to a file or folder ("in/carol/x.wav", "in/x.png"; not "in the", "channels in/out mismatch")
             paths = sorted((f for f in names if "/" in f), key=len, reverse=True)
             bare = sorted((f for f in names if "/" not in f), key=len, reverse=True)
             alternatives = [f"(?:{'|'.join(map(re.escape, paths))})(?![\\w.-])"] if paths else []
-            alternatives += [f"(?:{'|'.join(map(re.escape, bare))})(?=/)"] if bare else []
+            alternatives += [f"(?:{'|'.join(map(re.escape, bare))})(?=/[^\\s/'\"]+[/.])"] if bare else []
             self._path_names = names
-            self._path_pattern = re.compile(r"(?<![\w.~/-])(" + "|".join(alternatives) + ")")
-        return self._path_pattern.sub(lambda m: self._path_names[m.group(1)], text)
+            # "file:///srv/in/x" and "./in/x" name the folder too
+            self._path_pattern = re.compile(r"(?:(?<=file://)|(?<=\./)|(?<![\w.~/-]))(" + "|".join(alternatives) + ")")
+        text = self._path_pattern.sub(lambda m: self._path_names[m.group(1)], text)
+        if user:
+            text = re.sub(rf"(?<![\w.~/-])(input|output)/{re.escape(user)}/", r"\1/", text)
+        return text
 
     def _recipient(self, run_id: str, stored: bool = True) -> str | None:
         """The connected client a run's events go to: its submitter, or the connection that resumed it (`stored`:
@@ -1379,10 +1385,10 @@ class ServerProtocol:
                   preview_format: str = "jpeg") -> list[Outgoing]:
         """Route one engine event (as a dict) to the client that submitted the run (or resumed its connection)."""
         owner = self._recipient(run_id)
-        if not self.send_tracebacks and ("traceback" in event or event.get("type") == "run_failed"):
+        if not self.send_tracebacks and ("traceback" in event or event.get("type") in ("run_failed", "node_warning")):
             event = {k: v for k, v in event.items() if k != "traceback"}
             if isinstance(event.get("message"), str):
-                event["message"] = self.without_server_paths(event["message"])
+                event["message"] = self.without_server_paths(event["message"], self._owner_user(run_id))
         out: list[Outgoing] = []
         if owner in self.clients:
             out.append(Outgoing(owner, event))

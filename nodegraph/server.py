@@ -1216,8 +1216,8 @@ class Server:
 
     def _finish(self, run_id: str, status: str, error: dict | None = None, result: dict | None = None) -> None:
         """Record a run's end; if the database refuses (disk full, I/O error), the run is reported failed."""
-        error = self.protocol.stored_error(error)
         started, user = self._run_started
+        error = self.protocol.stored_error(error, user)
         log.info("run %s (user %s) %s after %.2f s", run_id, user or "-", status, time.perf_counter() - started)
         for attempt in range(2):
             try:

@@ -587,11 +587,15 @@ def test_node_errors_name_the_servers_folders_as_clients_know_them(tmp_path, mon
     protocol = ServerProtocol(Session(output_dir="out", input_dir="in", autoload=False),
                               RunQueue(tmp_path / "runs.sqlite"), FileStore(tmp_path / "in", tmp_path / "out"))
     message = (f"evil.wav is not a readable audio file (Error opening 'in/carol/evil.wav'); also {tmp_path}/out/x.png, "
-               f"{PROJECT_ROOT}/nodes/audio.py, {tmp_path}/in; but not plugin/in/x, /within/in, in the, {tmp_path}/inx")
+               f"{PROJECT_ROOT}/nodes/audio.py, {tmp_path}/in, file://{tmp_path}/in/a.png, ./in/b.png; but not "
+               f"plugin/in/x, /within/in, in the, channels in/out mismatch, checked out/in, {tmp_path}/inx")
     stored = protocol.stored_error({"message": message, "traceback": "File ..."})
     assert stored == {"message": "evil.wav is not a readable audio file (Error opening 'input/carol/evil.wav'); also "
-                                 f"output/x.png, <nodegraph>/nodes/audio.py, input; but not plugin/in/x, /within/in, "
-                                 f"in the, {tmp_path}/inx"}
+                                 f"output/x.png, <nodegraph>/nodes/audio.py, input, file://input/a.png, ./input/b.png; "
+                                 f"but not plugin/in/x, /within/in, in the, channels in/out mismatch, checked out/in, "
+                                 f"{tmp_path}/inx"}
+    # the run's user sees their own file as their file id names it
+    assert "'input/evil.wav'" in protocol.stored_error({"message": message}, user="carol")["message"]
     protocol.connect("c1", None)
     protocol.run_owner["r"] = "c1"
     (event,) = [o.message for o in protocol.run_event("r", {"type": "run_failed", "run_id": "r", "message": message})
