@@ -119,7 +119,8 @@ def eight_bit(image):
 
 
 def _amount(size: int) -> str:
-    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} KB"
+    """Bytes as the users file's limits are written (binary units: `--max-bytes 2M` is 2 MiB)."""
+    return f"{size / 2**20:.1f} MiB" if size >= 100 * 1024 else f"{size / 1024:.1f} KiB"
 
 
 class OutputBudget:

@@ -152,8 +152,9 @@ class UserBook:
         for name, entry in entries.items():
             check_user_name(name)
             if not isinstance(entry, dict) or not re.fullmatch(r"[0-9a-f]{64}", str(entry.get("token_sha256", ""))):
-                raise UsersFileError(f"{path}: user {name!r} needs a 64-hex-digit token_sha256 "
-                                     f"(re-create it with `nodegraph users add {name} --file {path}`)")
+                raise UsersFileError(f"{path}: user {name!r} needs a 64-hex-digit token_sha256 (lowercase); remove "
+                                     f"the entry from the file (the commands refuse a file they cannot read), then "
+                                     f"`nodegraph users add {name} --file {path}` gives them a new token")
             unknown = sorted(set(entry) - {"token_sha256", "role", *LIMITS})
             if unknown:      # a misspelt limit ("max_byts") was no limit at all
                 from .validation import suggest
@@ -164,8 +165,9 @@ class UserBook:
             first = holders.setdefault(entry["token_sha256"], name)
             if first != name:      # one token would sign in as either of them (a copied entry)
                 raise UsersFileError(f"{path}: users {first!r} and {name!r} have the same token_sha256, so one token "
-                                     f"signs in as both; give one a new token: `nodegraph users add {name} "
-                                     f"--file {path}`")
+                                     f"signs in as both; remove {name!r}'s entry from the file (the commands refuse a "
+                                     f"file they cannot read), then `nodegraph users add {name} --file {path}` gives "
+                                     f"them a new token")
             role = entry.get("role", "user")
             if role not in ROLES:
                 raise UsersFileError(f"{path}: user {name!r} has role {role!r}; roles are {', '.join(ROLES)}")
@@ -181,8 +183,11 @@ class UserBook:
         return cls(users, path)
 
     def save(self, path: str | os.PathLike | None = None) -> None:
-        """Write the file (mode 0600: it is a list of who may use the server)."""
+        """Write the file (mode 0600: it is a list of who may use the server); through a symlink, its target (the
+        link was replaced by a copy, and a server reading the target never saw the change)."""
         path = Path(path or self.path)
+        if path.is_symlink():
+            path = path.resolve()
         body = {"users": {name: {"token_sha256": token_hash, **{k: v for k, v in asdict(user).items() if k != "name"}}
                           for name, (user, token_hash) in sorted(self._users.items())}}
         from .files import replace_file
@@ -327,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
                         **{key: getattr(base, key) if getattr(args, key) is None else getattr(args, key).value
                            for key in LIMITS})
             if args.action == "set":
+                if user == before:
+                    print(f"user {user.name}: nothing to change (give --role/--admin or a --max-… limit)",
+                          file=sys.stderr)
+                    return 2
                 book.update(user)
                 book.save(path)
                 print(f"user {user.name} ({user.role}, {_limits_text(user, ', ')}): changed, same token; saved in "

@@ -669,6 +669,9 @@ def _literal_error(node_id: str, node_type: str, name: str, ispec: Any, value: A
             hint = " Text goes in quotes (in a graph file: \"123\"; with --set, any value of a text input is text)."
         elif ispec.port in ("INT", "FLOAT") and isinstance(value, str):
             hint = _number_text_hint(value, ispec.port)
+        elif ispec.port == "INT" and isinstance(value, float) and value.is_integer():
+            hint = (" A number with a decimal point or exponent this large is a float, which cannot hold every "
+                    "integer past 2**53; write the integer itself (digits only).")
         return GraphError(
             "type_mismatch",
             f"input {name!r} of {node_type} expects {_article(ispec.port)} {ispec.port} value; found "

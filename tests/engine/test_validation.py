@@ -99,6 +99,8 @@ def test_a_whole_float_in_an_int_input_is_that_integer(session):
     for bad in (20.5, 1e300):
         graph["nodes"]["i"]["inputs"]["value"] = bad
         assert [e.code for e in session.validate(graph)] == ["type_mismatch"]
+    graph["nodes"]["i"]["inputs"]["value"] = 1e19           # a seed written with an exponent: said why, and the fix
+    assert "write the integer itself" in session.validate(graph)[0].message
 
 
 def test_cycle_names_its_nodes(session):

@@ -807,7 +807,7 @@ def test_users_set_keeps_the_token_and_hand_edits_are_checked(tmp_path, capsys):
     data = json.loads(path.read_text())
     data["users"]["bob"] = {**data["users"]["carol"], "role": "user"}          # a copied entry: the same token
     path.write_text(json.dumps(data))
-    with pytest.raises(UsersFileError, match="'carol' and 'bob' have the same token_sha256"):
+    with pytest.raises(UsersFileError, match="'carol' and 'bob' have the same token_sha256.*remove 'bob'"):
         UserBook.load(path)
     del data["users"]["bob"]
     data["users"]["carol"]["max_byts"] = 1000
@@ -819,6 +819,15 @@ def test_users_set_keeps_the_token_and_hand_edits_are_checked(tmp_path, capsys):
     path.write_text(json.dumps(data))
     with pytest.raises(UsersFileError, match="max_run_seconds must be a whole number ≥ 1"):
         UserBook.load(path)
+    data["users"]["carol"]["max_run_seconds"] = 60
+    path.write_text(json.dumps(data))
+    assert users_main(["set", "carol", "--file", str(path)]) == 2            # no flags: nothing said "changed"
+    assert "nothing to change" in capsys.readouterr().err
+    # through a symlink the target is written (the link was replaced by a copy a server never read)
+    link = tmp_path / "link.json"
+    link.symlink_to(path)
+    assert users_main(["set", "carol", "--max-queued", "4", "--file", str(link)]) == 0
+    assert link.is_symlink() and UserBook.load(path).get("carol").max_queued == 4
 
 
 def test_users_file_reads_and_writes_max_run_seconds(tmp_path, capsys):
