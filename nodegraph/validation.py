@@ -297,6 +297,11 @@ def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> Grap
         names = ", ".join(repr(p) for p in sorted(registry.unavailable))
         why = (f" Not loaded: {names} — it may come from one of them (`nodegraph plugins` says why); "
                f"otherwise install the plugin that provides it, or replace the node.")
+    elif registry.not_autoloaded and not prefix:
+        names = ", ".join(repr(p) for p in sorted(registry.not_autoloaded))
+        why = (f" Installed plugins are not loaded here (--no-plugins, NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD=1 or "
+               f"Session(autoload=False)): it may come from one of {names} (run without that). Install the plugin "
+               f"that provides it, or replace the node.")
     else:
         why = " Install the plugin that provides it, or replace the node."
     return GraphError(
