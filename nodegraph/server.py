@@ -550,6 +550,10 @@ class Server:
             await asyncio.sleep(self.USERS_CHECK_SECONDS)
             if self.users.refresh():
                 log.info("the users file changed: %d user(s) now", len(self.users))
+                running, (_, owner) = self._current_run, self._run_started
+                if running is not None and owner is not None and self.users.get(owner) is None:
+                    log.info("interrupting run %s: its user %s was removed", running, owner)
+                    self.session.interrupt(running)       # queued ones are not started (`removed_user_error`)
                 for client_id, (websocket, _outbox) in list(self.connections.items()):
                     allowed, user = self.authenticate(websocket.request)
                     state = self.protocol.clients.get(client_id)

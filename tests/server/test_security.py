@@ -756,7 +756,8 @@ def test_per_user_run_time_limit_stops_a_long_run_and_frees_the_worker(tmp_path)
 
 def test_a_removed_users_queued_runs_do_not_run(tmp_path):
     """`users remove dave` left dave's queued runs in the queue; they ran later, with no limits at all (those
-    were dave's entry). Each is recorded failed (`user_removed`) when its turn comes, and the next runs."""
+    were dave's entry). Each is recorded failed (`user_removed`) when its turn comes, and the next runs; a run
+    of the user that is running then is interrupted."""
     book = UserBook(path=tmp_path / "users.json")
     root_token = book.add(User("root", role="admin"))
     dave_token = book.add(User("dave", max_run_seconds=1))
@@ -781,6 +782,20 @@ def test_a_removed_users_queued_runs_do_not_run(tmp_path):
         assert "removed" in record.error["message"]
         root.send({"type": "submit", "graph": wait_graph(0.1)})        # the worker goes on
         assert root.next_of("run_finished", run_id=root.next_of("submitted")["run_id"], timeout=30)
+        # a run of a user removed while it runs is interrupted (it ran on to its end)
+        erin_token = on_disk.add(User("erin"))
+        on_disk.save()
+        time.sleep(0.5)
+        erin = Client(running.url(f"/ws?token={erin_token}"))
+        erin.send({"type": "submit", "graph": wait_graph(60)})
+        long_run = erin.next_of("submitted")["run_id"]
+        erin.next_of("node_started", run_id=long_run, node_id="w")
+        on_disk.remove("erin")
+        on_disk.save()
+        deadline = time.monotonic() + 30
+        while running.server.queue.get(long_run).status == "running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert running.server.queue.get(long_run).status == "interrupted"
         root.close()
     finally:
         running.stop()
