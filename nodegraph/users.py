@@ -352,8 +352,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"no user {args.name!r} in {path}", file=sys.stderr)
                 return 1
             book.save(path)
-            print(f"removed user {args.name} from {path}: a running server closes their connections and does not "
-                  f"run their queued runs (their files stay in the server's folders)")
+            print(f"removed user {args.name} from {path}: a running server closes their connections, interrupts "
+                  f"their running run and does not run their queued ones (their files stay in the server's folders)")
         else:
             for user in book.users():
                 print(f"{user.name}\t{user.role}\t{_limits_text(user, chr(9))}")

@@ -349,7 +349,7 @@ def _warn_latent_for_another_vae(context: NodeContext, model: Any, latent: dict)
                  f"the checkpoint's vae output.")
 
 
-def unet_activation_bytes(config: Any, samples: Any, element_size: int = 4) -> int | None:
+def unet_activation_bytes(config: Any, samples: Any, element_size: int = 4, sliced: bool = True) -> int | None:
     """A lower estimate of the activations one UNet call holds for `samples` (B, C, h, w), with CFG's two
     halves, as many at once as the denoiser gives the network (its batch slices): the skip connections of every
     level plus ~6 of the largest activation at work (measured on the shipped UNet: 0.37 GB estimated, 0.39 GB
@@ -365,12 +365,14 @@ def unet_activation_bytes(config: Any, samples: Any, element_size: int = 4) -> i
     floats = (config.num_res_blocks + 1) * sum(per_level) + 6 * max(per_level)
     # the network sees at most MAX_ELEMENTS_AT_ONCE latent elements per call (a larger batch goes in slices):
     # counting the whole batch refused 4,096 images of 128 px that need 1/64 of that
-    at_once = min(2 * samples.shape[0], max(1, ModelDenoiser.MAX_ELEMENTS_AT_ONCE // samples[0].numel()))
+    at_once = 2 * samples.shape[0]
+    if sliced:       # (a ControlNet's conditioning keeps the batch whole: `sliced` False)
+        at_once = min(at_once, max(1, ModelDenoiser.MAX_ELEMENTS_AT_ONCE // samples[0].numel()))
     # ×2: the measured peak of one item (256² latents go one at a time) is twice the activations counted above
     return int(2 * at_once * floats * element_size)
 
 
-def _check_activation_memory(model: Any, samples: Any) -> None:
+def _check_activation_memory(model: Any, samples: Any, sliced: bool = True) -> None:
     """Refuse, before the first step, a latent whose activations cannot fit in the machine's free memory (a
     16384² image asked the shipped UNet for ~90 GB: the kernel killed the process, a server with every
     user's runs, and no record was written). Under the estimate nothing is refused."""
@@ -381,7 +383,7 @@ def _check_activation_memory(model: Any, samples: Any) -> None:
     parameter = next(net.parameters(), None) if net is not None else None
     if parameter is None or parameter.device.type != "cpu":      # a GPU's allocator raises its own error
         return
-    needed = unet_activation_bytes(getattr(net, "config", None), samples, parameter.element_size())
+    needed = unet_activation_bytes(getattr(net, "config", None), samples, parameter.element_size(), sliced)
     memory = system_memory()
     if needed is None or memory is None:
         return
@@ -412,7 +414,9 @@ def run_sampling(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, n
 
     model = guider.model
     _warn_outside_trained_sizes(context, model, samples)
-    _check_activation_memory(model, samples)
+    conditionings = (getattr(guider, "positive", None), getattr(guider, "negative", None))
+    controlled = any(isinstance(cond, dict) and cond.get("control") is not None for cond in conditionings)
+    _check_activation_memory(model, samples, sliced=not controlled)     # a ControlNet keeps the batch whole
     memory = context.service("memory")
     with memory.using(model.net):
         model.apply_patches()

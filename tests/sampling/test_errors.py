@@ -121,6 +121,9 @@ def test_a_latent_whose_activations_cannot_fit_is_refused_before_the_first_step(
     # a batch goes through the network in slices: 4,096 images of 128 px need what a few do (it was refused)
     assert unet_activation_bytes(config, torch.zeros(4096, 4, 16, 16)) == unet_activation_bytes(
         config, torch.zeros(512, 4, 16, 16)) < 1024**3
+    # ... but not with a ControlNet, whose conditioning keeps the batch whole (a batch of 96 peaked 3× plain)
+    assert unet_activation_bytes(config, torch.zeros(4096, 4, 16, 16), sliced=False) == 32 * unet_activation_bytes(
+        config, torch.zeros(4096, 4, 16, 16))
     graph = json.loads((Path(__file__).resolve().parents[2] / "graphs" / "txt2img.json").read_text())
     session = Session(autoload=False, output_dir=tmp_path)
     monkeypatch.setattr(memory, "system_memory", lambda: (2 * 1024**3, 4 * 1024**3))     # 2 GiB available
