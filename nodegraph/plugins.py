@@ -397,6 +397,16 @@ def _explicit_plugin(obj: Any, installed: list[metadata.EntryPoint]) -> tuple[st
     installed entry point loads takes that entry point's name (so its nodes keep their qualified names and
     the installed copy is not loaded beside it: pluggy refused the same module under two names); anything
     else is named after its module or class."""
+    if isinstance(obj, tuple) and len(obj) == 2:
+        name, plugin = obj
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", name):
+            raise PluginOptionError(f"plugins=[...]: {name!r} is not a plugin name: letters, digits, _ . - (it "
+                                    f"prefixes the plugin's node types, NAME.Type)")
+    else:
+        plugin = obj
+    if plugin is None or isinstance(plugin, (bool, int, float, str, bytes, tuple, list, dict)):
+        raise PluginOptionError(f"plugins=[...]: {obj!r} is not a plugin: give a module or an object with hook "
+                                f"implementations (@hookimpl), or a (name, object) pair")
     if isinstance(obj, tuple):
         return obj
     module = getattr(obj, "__name__", None)

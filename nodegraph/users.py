@@ -147,12 +147,17 @@ class UserBook:
         entries = data.get("users") if isinstance(data, dict) else None
         if not isinstance(entries, dict):
             raise UsersFileError(f'{path}: expected {{"users": {{NAME: {{"token_sha256": ..., "role": ...}}}}}}')
+        if set(data) != {"users"}:       # a "user": {...} beside "users" was a user nobody could sign in as
+            raise UsersFileError(f"{path}: unknown top-level key(s) {', '.join(map(repr, sorted(set(data) - {'users'})))}"
+                                 f"; the file holds only \"users\" (each user's entry goes inside it)")
         users: dict[str, tuple[User, str]] = {}
         holders: dict[str, str] = {}      # token hash → the first user with it
         for name, entry in entries.items():
             check_user_name(name)
+            if isinstance(entry, dict) and isinstance(entry.get("token_sha256"), str):
+                entry = {**entry, "token_sha256": entry["token_sha256"].lower()}     # hex is hex, in either case
             if not isinstance(entry, dict) or not re.fullmatch(r"[0-9a-f]{64}", str(entry.get("token_sha256", ""))):
-                raise UsersFileError(f"{path}: user {name!r} needs a 64-hex-digit token_sha256 (lowercase); remove "
+                raise UsersFileError(f"{path}: user {name!r} needs a 64-hex-digit token_sha256; remove "
                                      f"the entry from the file (the commands refuse a file they cannot read), then "
                                      f"`nodegraph users add {name} --file {path}` gives them a new token")
             unknown = sorted(set(entry) - {"token_sha256", "role", *LIMITS})

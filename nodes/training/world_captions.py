@@ -120,7 +120,9 @@ def unknown_words(text: str) -> list[str]:
     cleaned = re.sub(r"embedding:\S+|:\s*[-+]?\d*\.?\d+", " ", unicodedata.normalize("NFC", text).lower())
     seen: list[str] = []
     # numbers whole ("3.5", "1,000"), words of any script with their combining marks, runs of symbols (emoji)
-    for word in re.findall(r"\d+(?:[.,]\d+)*|(?:[^\W_]|[\u0300-\u036f])+|[^\w\s]+", cleaned):
+    # ("-3", ".5", "1e3" whole; "don't" one word)
+    for word in re.findall(r"[-+]?(?:\d+(?:[.,]\d+)*|\.\d+)(?:e[-+]?\d+)?|(?:[^\W_]|[\u0300-\u036f])+(?:'(?:[^\W_])+)*"
+                           r"|[^\w\s]+", cleaned):
         if word.isascii() and not any(c.isalnum() for c in word):    # punctuation: ( ) , [ ] ...
             continue
         if word.isascii() and word.isalpha() and (_canonical(word) in ATTRIBUTE_OF or _canonical(word) in FUNCTION_WORDS

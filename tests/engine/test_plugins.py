@@ -1183,3 +1183,11 @@ def test_a_clash_of_three_plugins_is_told_to_deny_all_but_one():
     error = ambiguous_type_error("n", "Twin", ["alpha.Twin", "beta.Twin", "gamma.Twin"])
     assert "deny all but one (--deny-plugin beta --deny-plugin gamma)" in error.message
     assert "deny one plugin (--deny-plugin beta)" in ambiguous_type_error("n", "Twin", ["alpha.Twin", "beta.Twin"]).message
+
+
+@pytest.mark.parametrize("given, words", [(42, "42 is not a plugin"), (None, "None is not a plugin"),
+                                          (("bad name!", NodesPlugin()), "'bad name!' is not a plugin name")])
+def test_a_plugin_given_in_code_must_be_one(given, words):
+    """`plugins=[42]` loaded a plugin named 'int', `("bad name!", mod)` registered 'bad name!.Foo' node types."""
+    with pytest.raises(plugin_loading.PluginOptionError, match=words):
+        Session(plugins=[given], autoload=False)

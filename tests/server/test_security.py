@@ -835,6 +835,12 @@ def test_users_set_keeps_the_token_and_hand_edits_are_checked(tmp_path, capsys):
     with pytest.raises(UsersFileError, match="max_run_seconds must be a whole number ≥ 1"):
         UserBook.load(path)
     data["users"]["carol"]["max_run_seconds"] = 60
+    path.write_text(json.dumps({**data, "user": {"dan": {}}}))          # an entry outside "users"
+    with pytest.raises(UsersFileError, match="unknown top-level key.*'user'"):
+        UserBook.load(path)
+    upper = {"users": {"carol": {**data["users"]["carol"], "token_sha256": data["users"]["carol"]["token_sha256"].upper()}}}
+    path.write_text(json.dumps(upper))                                    # hex in capitals is the same hash
+    assert UserBook.load(path).authenticate(token).name == "carol"
     path.write_text(json.dumps(data))
     assert users_main(["set", "carol", "--file", str(path)]) == 2            # no flags: nothing said "changed"
     assert "nothing to change" in capsys.readouterr().err

@@ -134,6 +134,7 @@ def test_unknown_words_name_what_the_world_lacks():
     assert unknown_words("a (red:1.3) circle, [blue] background, embedding:style") == []
     # a decimal was two words ('3', '5'), and "re" + a combining accent two more ('re', '́')
     assert unknown_words("a red circle 3.5 on the left (1.2), re\u0301d 1,000") == ["3.5", "1.2", "réd", "1,000"]
+    assert unknown_words("a red .5 -3 1e3 don't circle") == [".5", "-3", "1e3", "don't"]     # were '5', '3', '1', 'e3'…
 
 
 def test_partial_prompts_complete_to_valid_scenes():
