@@ -438,7 +438,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         summary_path = Path(args.output_dir) / f"{Path(args.graph).stem}.outputs.json"
         record = {"run_id": run_id, "status": status, "outputs": outputs, "error": error,
                   "plugin_warnings": warnings, "warnings": run_warnings or [],
-                  "graph": pin_values(ran.to_dict(), drawn or {}, session.registry.takes_literal),   # it repeats the run
+                  # a RandomInt's value pinned: `jq .graph` repeats the run
+                  "graph": pin_values(ran.to_dict(), drawn or {}, session.registry.takes_literal),
                   "provenance": run_record(SimpleNamespace(graph=ran, services=session.services))}
         _write_record(summary_path, record)
 

@@ -148,7 +148,8 @@ class UserBook:
         if not isinstance(entries, dict):
             raise UsersFileError(f'{path}: expected {{"users": {{NAME: {{"token_sha256": ..., "role": ...}}}}}}')
         if set(data) != {"users"}:       # a "user": {...} beside "users" was a user nobody could sign in as
-            raise UsersFileError(f"{path}: unknown top-level key(s) {', '.join(map(repr, sorted(set(data) - {'users'})))}"
+            extra = ", ".join(map(repr, sorted(set(data) - {"users"})))
+            raise UsersFileError(f"{path}: unknown top-level key(s) {extra}"
                                  f"; the file holds only \"users\" (each user's entry goes inside it)")
         users: dict[str, tuple[User, str]] = {}
         holders: dict[str, str] = {}      # token hash → the first user with it

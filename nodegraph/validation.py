@@ -211,7 +211,8 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
                         f"found {_short(value)}.{suggest_choice(value, choices)}",
                         node_id=node_id, input=name, details={"found": value, "choices": choices}))
         if list_model_files is not None and len(errors) == before and has_literal_checks(cls):    # on sound values
-            literals = {name: ispec.as_literal(node.inputs.get(name, ispec.default)) for name, ispec in spec.inputs.items()
+            literals = {name: ispec.as_literal(node.inputs.get(name, ispec.default))
+                        for name, ispec in spec.inputs.items()
                         if not isinstance(node.inputs.get(name), Link) and (name in node.inputs or not ispec.required)}
             errors.extend(literal_check_errors(node_id, cls, literals, list_model_files))
         if len(errors) > before and "." not in node.type and len(registry.providers(node.type)) > 1:
