@@ -789,15 +789,19 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
         if plugin not in providers:
             have = ", ".join(repr(p) for p in providers) or "no loaded plugin"
             out.append({"kind": "preference", "level": "warning", "plugin": plugin, "type": bare,
-                        "message": f"preference {bare}={plugin} has no effect: {_why_not_provided(report, plugin)}"
+                        "message": f"preference {bare}={plugin} has no effect: "
+                                   f"{_why_not_provided(report, plugin, registry.not_autoloaded)}"
                                    f" (node type {bare!r} is provided by {have})",
                         "fix": f"prefer one of the providers ({have}), or drop the preference" if providers else
                                f"drop the preference: no loaded plugin provides {bare!r}"})
     return out
 
 
-def _why_not_provided(report: PluginReport, plugin: str) -> str:
-    """Why `plugin` provides no node a preference names: not installed, failed, skipped, or no such node."""
+def _why_not_provided(report: PluginReport, plugin: str, not_autoloaded: frozenset[str] = frozenset()) -> str:
+    """Why `plugin` provides no node a preference names: not installed, left out (--no-plugins), failed,
+    skipped, or no such node."""
+    if plugin in not_autoloaded:
+        return f"plugin {plugin!r} is installed but installed plugins are not loaded here (--no-plugins)"
     if any(f.name == plugin for f in report.failed):
         return f"plugin {plugin!r} failed to load (see its entry above)"
     if any(name == plugin for name, _ in report.skipped):

@@ -817,6 +817,9 @@ def test_a_missing_type_says_when_its_plugin_failed_or_was_denied():
     # an installed plugin left out by --no-plugins / autoload=False was "No plugin 'example' is installed"
     (error,) = Session(autoload=False).validate(twin_graph("example.ColorSwatch"))
     assert "'example' is installed but installed plugins are not loaded here (--no-plugins" in error.message
+    (warning,) = [w for w in Session(autoload=False, prefer={"Foo": "example"}).plugin_warnings()
+                  if w["kind"] == "preference"]                              # it said "no plugin named 'example'"
+    assert "'example' is installed but installed plugins are not loaded here" in warning["message"]
     (error,) = Session(autoload=False).validate(twin_graph("ColorSwatch"))        # bare: which ones are left out
     assert "Installed plugins are not loaded here" in error.message and "'example'" in error.message
 

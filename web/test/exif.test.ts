@@ -39,6 +39,25 @@ describe("graphs in JPEG and WebP EXIF", () => {
     expect(webpExif(new Uint8Array([...new TextEncoder().encode("RIFF"), 4, 0, 0, 0, ...new TextEncoder().encode("WEBP")]))).toBeNull();
   });
 
+  it("says a graph record cut short is damaged (as the CLI does), not that there is none", () => {
+    const text = '{"nodegraph": {"format_version": 2, "nod';
+    const bytes = new TextEncoder().encode(text + "\0");
+    const tiff = new Uint8Array(8 + 2 + 12 + 4 + bytes.length);
+    const view = new DataView(tiff.buffer);
+    tiff.set([0x49, 0x49, 42, 0]);
+    view.setUint32(4, 8, true);
+    view.setUint16(8, 1, true);
+    view.setUint16(10, 0x010e, true);
+    view.setUint16(12, 2, true);
+    view.setUint32(14, bytes.length, true);
+    view.setUint32(18, 26, true);
+    tiff.set(bytes, 26);
+    expect(imageDescription(tiff)).toBe(text);
+    const jpeg = new Uint8Array([0xff, 0xd8, 0xff, 0xe1, 0, 0, ...[0x45, 0x78, 0x69, 0x66, 0, 0], ...tiff, 0xff, 0xd9]);
+    new DataView(jpeg.buffer).setUint16(4, 2 + 6 + tiff.length);
+    expect(() => graphFromExif(jpeg, "JPEG")).toThrow(/graph record is not valid JSON .*damaged or cut short/);
+  });
+
   it("reads big-endian TIFF and a short inline description", () => {
     // MM, 42, IFD at 8; one entry: ImageDescription, ASCII, 4 bytes inline "{}\0\0"
     const tiff = new Uint8Array([0x4d, 0x4d, 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x0e, 0, 2, 0, 0, 0, 3, 0x7b, 0x7d, 0, 0, 0, 0, 0, 0]);

@@ -108,6 +108,9 @@ export function graphFromExif(bytes: Uint8Array, kind: "JPEG" | "WebP"): unknown
       record = parseJson(text);
     } catch (error) {
       if (error instanceof JsonDepthError) throw new ExifError(`the ${kind}'s image description: ${error.message}`);
+      if (text.trimStart().startsWith('{"nodegraph')) {
+        throw new ExifError(`this ${kind}'s graph record is not valid JSON (${(error as Error).message}); it was damaged or cut short`);
+      }
       record = null; // a camera's or editor's description, not ours
     }
   }
