@@ -144,6 +144,8 @@ class UserBook:
                 from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UsersFileError(f"cannot read the users file {path}: {exc}") from None
+        except RecursionError:      # a traceback from the command, and the server stopped following the file
+            raise UsersFileError(f"cannot read the users file {path}: it is nested too deeply to be one") from None
         entries = data.get("users") if isinstance(data, dict) else None
         if not isinstance(entries, dict):
             raise UsersFileError(f'{path}: expected {{"users": {{NAME: {{"token_sha256": ..., "role": ...}}}}}}')

@@ -945,6 +945,9 @@ def test_users_file_stores_only_hashes_and_reports_bad_files(tmp_path, capsys):
         UserBook.load(path)
     with pytest.raises(UsersFileError, match="nodegraph users add"):
         UserBook.load(tmp_path / "missing.json")
+    path.write_text('{"users": ' + "[" * 100_000 + "]" * 100_000 + "}")      # RecursionError, a traceback
+    with pytest.raises(UsersFileError, match="nested too deeply"):
+        UserBook.load(path)
 
 
 def test_users_add_keeps_role_and_limits_when_rotating_and_refuses_bad_limits(tmp_path, capsys):
