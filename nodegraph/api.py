@@ -843,9 +843,7 @@ def _publish(partial: Path, folder: Path, stem: str, suffix: str) -> Path:
     the file over it."""
     try:
         path = _claim_next(folder, stem, suffix, lambda path: os.link(partial, path))
-    except OSError as exc:
-        if isinstance(exc, FileExistsError):
-            raise
+    except OSError:             # no hard links here (a taken name is FileExistsError, handled by _claim_next)
         path = _reserve(folder, stem, suffix)
         os.replace(partial, path)
         return path

@@ -205,6 +205,18 @@ class UserBook:
     def add(self, user: User) -> str:
         """Add (or replace) a user with a new random token; returns the token (shown once). Limits that the file
         could not be read back with (negative, not whole numbers) are refused: the file is never written so."""
+        token = secrets.token_urlsafe(32)
+        self._put(user, hash_token(token))
+        return token
+
+    def update(self, user: User) -> None:
+        """Change an existing user's role and limits, keeping their token (`nodegraph users set`)."""
+        entry = self._users.get(user.name)
+        if entry is None:
+            raise UsersFileError(f"no user {user.name!r}; add one with `nodegraph users add {user.name}`")
+        self._put(user, entry[1])
+
+    def _put(self, user: User, token_hash: str) -> None:
         check_user_name(user.name)
         if user.role not in ROLES:
             raise UsersFileError(f"role {user.role!r}: roles are {', '.join(ROLES)}")
@@ -213,18 +225,6 @@ class UserBook:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < _LEAST[key]):
                 raise UsersFileError(f"user {user.name!r}: {key} must be a whole number ≥ {_LEAST[key]}, or none for "
                                      f"no limit; found {value!r}")
-        token = secrets.token_urlsafe(32)
-        self._users[user.name] = (user, hash_token(token))
-        self._by_hash = {token_hash: u for u, token_hash in self._users.values()}
-        return token
-
-    def update(self, user: User) -> None:
-        """Change an existing user's role and limits, keeping their token (`nodegraph users set`)."""
-        entry = self._users.get(user.name)
-        if entry is None:
-            raise UsersFileError(f"no user {user.name!r}; add one with `nodegraph users add {user.name}`")
-        token_hash = entry[1]
-        self.add(user)                  # the same checks; then the old token back
         self._users[user.name] = (user, token_hash)
         self._by_hash = {h: u for u, h in self._users.values()}
 
