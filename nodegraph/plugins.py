@@ -190,9 +190,14 @@ def add_plugin_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 def plugin_options(args: argparse.Namespace) -> dict[str, Any]:
     """Session keyword arguments from the flags of `add_plugin_arguments`; raises PluginOptionError."""
     prefer = getattr(args, "prefer_plugin", None)
+    allow = getattr(args, "allow_plugin", None)
+    if getattr(args, "no_plugins", False) and allow:     # two wishes that contradict: say so, do not pick one
+        raise PluginOptionError(
+            f"--allow-plugin {' '.join(allow)} has no effect with --no-plugins (which loads no installed plugin): "
+            f"drop --no-plugins to load only the allowed plugins, or drop --allow-plugin")
     return {
         "autoload": False if getattr(args, "no_plugins", False) else None,
-        "allow": getattr(args, "allow_plugin", None),
+        "allow": allow,
         "deny": getattr(args, "deny_plugin", None),
         "prefer": parse_preferences(prefer) if prefer else None,
     }

@@ -471,9 +471,10 @@ def _error(to: str, code: str, message: str, request_id: RequestId = None, **det
 
 def _lenient_request_id(data: str) -> RequestId:
     """The request_id of a frame strict JSON refused (a 1e400, a NaN), read with Python's lenient parser, so the
-    client waiting on that id gets its error; None when even that cannot read it."""
+    client waiting on that id gets its error; None when even that cannot read it. An integer too long for
+    Python's int conversion limit (4,300 digits) is kept as its text here, so such a frame's id is found too."""
     try:
-        raw = json.loads(data)
+        raw = json.loads(data, parse_int=lambda digits: int(digits) if len(digits) <= 4000 else digits)
     except (ValueError, RecursionError):
         return None
     request_id = raw.get("request_id") if isinstance(raw, dict) else None

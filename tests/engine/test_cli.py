@@ -1127,3 +1127,10 @@ def test_session_validate_takes_overrides_and_numpy_scalars_are_plain_numbers():
 
     overridden = session.with_overrides(session.load(graph), {"sampler.cfg": Decimal("4.5")})
     assert type(overridden.nodes["sampler"].inputs["cfg"]) is float
+
+
+def test_allow_plugin_with_no_plugins_is_refused_not_ignored(capsys):
+    """`--no-plugins --allow-plugin video` contradicts itself; it loaded nothing and said nothing."""
+    assert main(["validate", ARITHMETIC, "--no-plugins", "--allow-plugin", "video"]) == 2
+    err = capsys.readouterr().err
+    assert "--allow-plugin video has no effect with --no-plugins" in err and "Traceback" not in err

@@ -406,6 +406,8 @@ def test_errors_for_unreadable_frames_and_handler_failures_carry_the_request_id(
     handler, and for the invalid_json of a frame holding 1e400."""
     replies = proto.receive("c1", '{"type": "ping", "request_id": 41, "x": 1e400}')
     assert [(m.message["code"], m.message.get("request_id")) for m in replies] == [("invalid_json", 41)]
+    replies = proto.receive("c1", '{"type": "ping", "request_id": 42, "x": %s}' % ("9" * 4400))    # past int's limit
+    assert [(m.message["code"], m.message.get("request_id")) for m in replies] == [("invalid_json", 42)]
 
     def broken(*args, **kwargs):
         raise RecursionError("maximum recursion depth exceeded")
