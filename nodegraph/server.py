@@ -305,10 +305,11 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     RANGE_CHUNK bytes: a 206 says which bytes came, and players ask for the rest as they need it."""
     if not header:
         return None
-    match = re.fullmatch(r"\s*bytes\s*=\s*(\d{0,18})\s*-\s*(\d{0,18})\s*", header)     # longer: malformed
+    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
     if match is None or match.group(1) == match.group(2) == "":
         return None
-    first, last = match.group(1), match.group(2)
+    # a number of more than 18 digits is past any file's end (and int() refuses 4,300 or more): read it so
+    first, last = (str(size) if len(digits) > 18 else digits for digits in match.groups())
     if first == "":                      # the last N bytes
         length = int(last)
         return (max(0, size - length), size - 1) if length and size else "unsatisfiable"
