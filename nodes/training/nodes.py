@@ -210,12 +210,15 @@ class TinyWorldDataset(Node):
                                                                            "background phrases are reworded ('upper', "
                                                                            "'toward the left', 'and a blue background') "
                                                                            "and colours put after shapes; 0 = none")
+        caption_paraphrase_version: int = Input(2, ge=1, le=3, description="how captions are reworded: 2 = model "
+                                                "v6's (also a leading 'blue backdrop' and colours after shapes); "
+                                                "3 = positions and a trailing background only")
 
     outputs = (Output("dataset", "DATASET"),)
 
     def run(self, seed: int, count: int, size: int, holdout: str, two_object_fraction: float,
             caption_style: str, sizes: str, layout: str, shape_weights: str = "", caption_filler: float = 0.0,
-            caption_word_swap: float = 0.0, caption_paraphrase: float = 0.0) -> dict:
+            caption_word_swap: float = 0.0, caption_paraphrase: float = 0.0, caption_paraphrase_version: int = 2) -> dict:
         import numpy as np
         import torch
 
@@ -230,7 +233,8 @@ class TinyWorldDataset(Node):
             world = TinyWorld(seed=seed, size=size, holdout=_parse_holdout(holdout),
                               two_object_fraction=two_object_fraction, length=count, caption_style=caption_style,
                               sizes=buckets, layout=layout, shape_weights=weights, caption_filler=caption_filler,
-                              caption_word_swap=caption_word_swap, caption_paraphrase=caption_paraphrase)
+                              caption_word_swap=caption_word_swap, caption_paraphrase=caption_paraphrase,
+                              paraphrase_version=caption_paraphrase_version)
         except WorldError as exc:
             raise NodeInputError("holdout" if "holdout" in str(exc) else "count", str(exc)) from None
         members = {shape: [i for i in range(count) if world.image_size(i) == shape] for shape in buckets}

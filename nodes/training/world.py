@@ -667,9 +667,11 @@ class TinyWorld:
             attribute replaced by filler words (``world_captions.swap_function_words``; applied
             before ``caption_filler``); the scene and image do not change; 0 = never.
         caption_paraphrase: probability that an item's caption has its position / background phrases
-            (and colours before shapes) reworded by ``world_captions.paraphrase_caption`` version 2
+            (and colours before shapes) reworded by ``world_captions.paraphrase_caption``
             (applied first, before the word swap and the filler); the scene and image do not change;
             0 = never (the captions of earlier versions).
+        paraphrase_version: the ``paraphrase_caption`` version (2: model v6's; 3: v6c's, no leading
+            backdrop and no colour after its shape).
 
     ``world[i]`` -> ``(image, caption, scene)`` with image a float32 tensor (3, H, W) in
     [-1, 1]; ``world.example(i)`` gives the uint8 (H, W, 3) image instead. Batch with
@@ -691,6 +693,7 @@ class TinyWorld:
         caption_filler: float = 0.0,
         caption_word_swap: float = 0.0,
         caption_paraphrase: float = 0.0,
+        paraphrase_version: int = 2,
     ):
         if caption_style not in ("template", "free", "mixed"):
             raise WorldError("caption_style", f"expected 'template', 'free' or 'mixed'; found {caption_style!r}.")
@@ -712,6 +715,11 @@ class TinyWorld:
             raise WorldError("caption_paraphrase", f"expected a probability in [0, 1]; found {caption_paraphrase}.")
         self.caption_filler, self.caption_word_swap = float(caption_filler), float(caption_word_swap)
         self.caption_paraphrase = float(caption_paraphrase)
+        from .world_captions import PARAPHRASE_VERSIONS
+
+        if paraphrase_version not in PARAPHRASE_VERSIONS:
+            raise WorldError("paraphrase_version", f"expected one of {PARAPHRASE_VERSIONS}; found {paraphrase_version!r}.")
+        self.paraphrase_version = paraphrase_version
         self.templates = tuple(range(len(TEMPLATES))) if templates is None else tuple(templates)
         for template in self.templates:
             if not 0 <= template < len(TEMPLATES):
@@ -753,7 +761,7 @@ class TinyWorld:
 
             paraphrase_rng = random.Random(f"tinyworld/{self.seed}/{self._index(index)}/paraphrase")
             if paraphrase_rng.random() < self.caption_paraphrase:
-                text = paraphrase_caption(text, paraphrase_rng, version=2)
+                text = paraphrase_caption(text, paraphrase_rng, version=self.paraphrase_version)
         if self.caption_word_swap:
             from .world_captions import swap_function_words
 

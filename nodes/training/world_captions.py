@@ -541,7 +541,13 @@ _LEADING_BACKGROUNDS: tuple[str, ...] = ("{c} backdrop", "a {c} backdrop")
 PARAPHRASE_BACKGROUNDS_WORDED: tuple[str, ...] = tuple(w for w in PARAPHRASE_BACKGROUNDS
                                                        if "background" in w or "backdrop" in w)
 PARAPHRASE_COLOURS_AFTER: tuple[str, ...] = ("{s}, {c},", "{s} in {c}")
-PARAPHRASE_VERSIONS = (1, 2)
+# Version 3 (graphs/train/train_tiny_world_v6c.json): v6 (version 2) swapped the object's and the background's
+# colours when a prompt starts with a bare colour ("green circle on a red background"); the suspects are the two
+# forms that put a colour first which is not the object's: a leading "blue backdrop, ..." and colours moved after
+# their shapes. Version 3 drops both: it rewords positions, and a background that follows the objects (with a
+# wording that says "background"); a leading background phrase and every colour stay where they are.
+PARAPHRASE_BACKGROUNDS_V3: tuple[str, ...] = tuple(w for w in PARAPHRASE_BACKGROUNDS_WORDED if "background" in w)
+PARAPHRASE_VERSIONS = (1, 2, 3)
 # Words of the paraphrases that are no grammar's: known to ``unknown_words`` (not to ``filler_pool``, which
 # must not change: it would change the captions of the v4 graphs).
 PARAPHRASE_WORDS = frozenset(re.findall(r"[a-z]+", " ".join(
@@ -575,7 +581,9 @@ def paraphrase_caption(text: str, rng: random.Random, rate: float = 0.7, version
     may change: CLIP reads lower case). "a red circle on the left, on a blue background" may become
     "a red circle toward the left and a blue background". ``version`` 2 uses only the background
     wordings that name the background (``PARAPHRASE_BACKGROUNDS_WORDED``) and also moves colours after
-    their shapes ("a circle, red, toward the left and a blue background")."""
+    their shapes ("a circle, red, toward the left and a blue background"). ``version`` 3 rewords positions and
+    a background that follows the objects only (``PARAPHRASE_BACKGROUNDS_V3``): no colour moves, and a caption
+    that starts with its background keeps that phrase."""
     if version not in PARAPHRASE_VERSIONS:
         raise WorldError("version", f"expected one of {PARAPHRASE_VERSIONS}; found {version!r}.", version)
     positions, background, phrase_to_position = _paraphrase_patterns()
@@ -583,6 +591,8 @@ def paraphrase_caption(text: str, rng: random.Random, rate: float = 0.7, version
     found = [*positions.finditer(text), *background.finditer(text)]
     if version == 2:        # a colour before a shape is never inside a background phrase (those end in "background")
         found += list(colour_shape.finditer(text))
+    if version == 3:        # a background phrase that leads the caption stays as written
+        found = [m for m in found if m.re is positions or text[:m.start()].strip(" ,;")]
     if not found:
         return text
     chosen = {id(m) for m in found if rng.random() < rate} or {id(rng.choice(found))}
@@ -601,8 +611,8 @@ def paraphrase_caption(text: str, rng: random.Random, rate: float = 0.7, version
             if not text[:match.start()].strip(" ,;"):                                    # leads the caption
                 pieces.append(sep + rng.choice(_LEADING_BACKGROUNDS).format(c=colour))
             else:
-                wording = rng.choice(PARAPHRASE_BACKGROUNDS if version == 1 else PARAPHRASE_BACKGROUNDS_WORDED
-                                     ).format(c=colour)
+                wording = rng.choice({1: PARAPHRASE_BACKGROUNDS, 2: PARAPHRASE_BACKGROUNDS_WORDED,
+                                      3: PARAPHRASE_BACKGROUNDS_V3}[version]).format(c=colour)
                 pieces.append(" " + wording if wording.startswith("and ") else (sep or " ") + wording)
         end = match.end()
     pieces.append(text[end:])

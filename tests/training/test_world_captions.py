@@ -389,7 +389,43 @@ def test_second_paraphrase_version_names_every_background_and_moves_colours_afte
     assert any(s.startswith("a large circle, red, ") for s in said) and any("circle in red" in s for s in said)
     assert not any(re.search(r"\b(on|against) blue\b|behind it|,\s*[,.]", s) for s in said)
     with pytest.raises(world.WorldError):
-        paraphrase_caption("a red circle", rng, version=3)
+        paraphrase_caption("a red circle", rng, version=4)
+
+
+def test_third_paraphrase_version_keeps_colours_where_they_were():
+    """Version 3 (model v6c): v6 read a leading bare colour as the background's; version 3 moves no colour
+    (no "circle, red," / "circle in red") and keeps a caption's leading background phrase (no "blue backdrop, ...")."""
+    from nodes.training.world_captions import paraphrase_caption
+
+    rng = random.Random(7)
+    said = [paraphrase_caption("a large red circle at the top, on a blue background", rng, rate=1.0, version=3)
+            for _ in range(300)]
+    assert all(s.startswith("a large red circle ") and "blue" in s and "background" in s and "backdrop" not in s
+               for s in said), said
+    assert len(set(said)) > 20 and not any("at the top" in s for s in said)       # positions still reworded
+    assert any(s.endswith("and a blue background") for s in said)                  # the "and" form too
+    leading = {paraphrase_caption("a blue background with a small green star", rng, rate=1.0, version=3)
+               for _ in range(50)}
+    assert leading == {"a blue background with a small green star"}                # nothing else to reword
+    led = [paraphrase_caption("a blue background with a small green star on the left", rng, version=3)
+           for _ in range(50)]
+    assert all(s.startswith("a blue background with a small green star ") for s in led)
+    assert not any(s.endswith("on the left") for s in led)
+
+
+def test_the_dataset_rewords_with_the_version_it_is_given():
+    """TinyWorld(paraphrase_version=3) words its captions by version 3; 2 (v6's) stays the default."""
+    kwargs = dict(seed=3, size=32, length=64, caption_style="template", caption_paraphrase=1.0)
+    v2, v3 = world.TinyWorld(**kwargs), world.TinyWorld(**kwargs, paraphrase_version=3)
+    assert v2.paraphrase_version == 2
+    captions2 = [v2[i][1] for i in range(64)]
+    captions3 = [v3[i][1] for i in range(64)]
+    colours = "red|green|blue|yellow|purple|orange|white|black|cyan|magenta|gray|grey"
+    moved = re.compile(rf"backdrop|\b(circle|square|triangle|star|ring),? (in )?({colours})\b")
+    assert any(moved.search(c) for c in captions2)
+    assert not any(moved.search(c) for c in captions3), [c for c in captions3 if moved.search(c)]
+    with pytest.raises(world.WorldError):
+        world.TinyWorld(**kwargs, paraphrase_version=9)
 
 
 def test_paraphrases_use_no_word_only_the_heldout_grammar_has():
