@@ -551,10 +551,7 @@ class Server:
             await asyncio.sleep(self.USERS_CHECK_SECONDS)
             if self.users.refresh():
                 log.info("the users file changed: %d user(s) now", len(self.users))
-                running, (_, owner) = self._current_run, self._run_started
-                if running is not None and owner is not None and self.users.get(owner) is None:
-                    log.info("interrupting run %s: its user %s was removed", running, owner)
-                    self.session.interrupt(running)       # queued ones are not started (`removed_user_error`)
+                self._interrupt_removed_users_runs()
                 for client_id, (websocket, _outbox) in list(self.connections.items()):
                     allowed, user = self.authenticate(websocket.request)
                     state = self.protocol.clients.get(client_id)
@@ -568,6 +565,22 @@ class Server:
             elif self.users.last_refresh_error:
                 log.warning("the users file changed but cannot be read, so the users stay as they were: %s",
                             self.users.last_refresh_error)
+
+    def _interrupt_removed_users_runs(self) -> None:
+        """Interrupt the running runs of users no longer in the users file — here or on a cluster's workers
+        (their queued runs are not started: `removed_user_error`)."""
+        try:
+            running = self.queue.running_runs()
+        except Exception:  # noqa: BLE001 — the database refused: the worker's own run, at least
+            log.exception("could not read the running runs")
+            running = []
+        owners = {record.id: record.user for record in running}
+        if self.backend is None and self._current_run is not None:
+            owners.setdefault(self._current_run, self._run_started[1])
+        for run_id, owner in owners.items():
+            if owner is not None and self.users.get(owner) is None:
+                log.info("interrupting run %s: its user %s was removed", run_id, owner)
+                self._interrupt_run(run_id)
 
     async def close(self) -> None:
         """Stop accepting, stop the worker (interrupting its run), close the queue; safe to call twice."""

@@ -219,6 +219,36 @@ def test_user_limits_hold_for_runs_on_ray_workers(tmp_path, pool):
         running.stop()
 
 
+def test_a_removed_users_run_on_a_ray_worker_is_interrupted(tmp_path, pool):
+    """Removing a user from the users file interrupted their running run on the local worker only: on Ray it
+    went on to its time limit (an hour by default)."""
+    from nodegraph.users import User, UserBook
+
+    book = UserBook(path=tmp_path / "users.json")
+    token = book.add(User("erin"))
+    book.save()
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in", plugins=[probe_plugin])
+    running = RunningServer(tmp_path, session=session, close_timeout=60, users=book,
+                            backend=RayBackend(pool, refresh_seconds=1.0, owns_pool=False))
+    running.server.USERS_CHECK_SECONDS = 0.1
+    try:
+        client = Client(running.url(f"/ws?token={token}"))
+        started = time.monotonic()
+        client.send({"type": "submit", "graph": wait_graph(90.0, value=11)})
+        run_id = client.next_of("submitted")["run_id"]
+        client.next_of("node_started", run_id=run_id, node_id="w", timeout=60)
+        on_disk = UserBook.load(tmp_path / "users.json")
+        on_disk.remove("erin")
+        on_disk.save()
+        deadline = time.monotonic() + 60
+        while running.server.queue.get(run_id).status == "running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert running.server.queue.get(run_id).status == "interrupted"
+        assert time.monotonic() - started < 60
+    finally:
+        running.stop()
+
+
 def test_a_user_does_not_get_another_users_result_from_a_workers_cache(tmp_path, pool):
     """On Ray workers one user's results answered another's identical graph (`cached: ["decode"]` on a first
     run): each user's results are cached for that user only there too, as on the local worker."""
