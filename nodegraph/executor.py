@@ -428,11 +428,17 @@ def _output_layout_problem(port: str, value: Any) -> str | None:
         return f"expected samples (B, C, ...), found shape {shape}"
     if port == "POINT_CLOUD" and (tensor.ndim != 3 or shape[-1] < 3):
         return f"expected points (B, N, C) with xyz first (C >= 3), found shape {shape}"
+    if port == "POINT_CLOUD" and shape[1] <= 9 and shape[-1] > max(16, shape[1]):
+        return (f"found shape {shape}: {shape[1]} points of {shape[-1]} channels — a channels-first (B, C, N) "
+                f"tensor? points are channels-last (B, N, C): use .transpose(1, 2)")
     if tensor.is_meta:
         return "found a tensor on the meta device (no data); values between nodes hold real data on the CPU"
     if port in ("IMAGE", "MASK"):
         return pixel_values_problem(tensor, f"{_article(port)} {port}")
     return None
+
+
+AUDIO_PEAK_CEILING = 16.0     # past this a waveform is surely PCM integers as floats, not [-1, 1] (a gain may overshoot)
 
 
 def _article(word: str) -> str:
@@ -445,20 +451,41 @@ def _media_layout_problem(port: str, value: Any, torch: Any) -> str | None:
         if not isinstance(value, dict) or not isinstance(value.get("waveform"), torch.Tensor):
             return f"expected {{'waveform': tensor (B, channels, samples), 'sample_rate': int}}, found " \
                    f"{type(value).__name__ if not isinstance(value, dict) else 'a dict with keys ' + repr(list(value))}"
-        rate = value.get("sample_rate")
-        if value["waveform"].ndim != 3:
-            return f"expected a waveform (B, channels, samples), found shape {tuple(value['waveform'].shape)}"
+        rate, waveform = value.get("sample_rate"), value["waveform"]
+        if waveform.ndim != 3:
+            return f"expected a waveform (B, channels, samples), found shape {tuple(waveform.shape)}"
         if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
             return f"expected an int sample_rate > 0, found {rate!r}"
+        if not waveform.is_floating_point():
+            return f"expected a float waveform in [-1, 1], found dtype {str(waveform.dtype).removeprefix('torch.')} " \
+                   f"(PCM samples: divide int16 ones by 32768)"
+        if waveform.numel() and not waveform.is_meta:
+            peak = float(waveform.detach().abs().max())
+            if not math.isfinite(peak) or peak > AUDIO_PEAK_CEILING:
+                return (f"expected a waveform in [-1, 1], found a peak of {peak:g}"
+                        + (" (int16 PCM scale: divide by 32768)" if math.isfinite(peak) and peak > 255 else ""))
         return None
     meshes = value if isinstance(value, list) else [value]
     for mesh in meshes:
         if not isinstance(mesh, dict) or not all(isinstance(mesh.get(k), torch.Tensor) for k in ("vertices", "faces")):
-            return f"expected {{'vertices': (V, 3), 'faces': (F, 3)}} (or a list of them), found " \
-                   f"{type(mesh).__name__ if not isinstance(mesh, dict) else 'a dict with keys ' + repr(list(mesh))}"
+            wrong = {k: type(mesh[k]).__name__ for k in ("vertices", "faces")
+                     if isinstance(mesh, dict) and k in mesh and not isinstance(mesh[k], torch.Tensor)}
+            return (f"expected {{'vertices': (V, 3), 'faces': (F, 3)}} torch tensors (or a list of such dicts), found "
+                    + (type(mesh).__name__ if not isinstance(mesh, dict) else
+                       ", ".join(f"{k} as {t}" for k, t in wrong.items()) + " (convert with torch.as_tensor)" if wrong
+                       else "a dict with keys " + repr(list(mesh))))
         vertices, faces = mesh["vertices"], mesh["faces"]
         if vertices.ndim != 2 or vertices.shape[-1] != 3 or faces.ndim != 2 or faces.shape[-1] != 3:
             return f"expected vertices (V, 3) and faces (F, 3), found {tuple(vertices.shape)} and {tuple(faces.shape)}"
+        if not vertices.is_floating_point() or faces.is_floating_point() or faces.dtype == torch.bool \
+                or faces.is_complex():
+            return (f"expected float vertices and integer faces (vertex indices), found "
+                    f"{str(vertices.dtype).removeprefix('torch.')} and {str(faces.dtype).removeprefix('torch.')}")
+        if faces.numel() and not faces.is_meta:
+            low, high = int(faces.min()), int(faces.max())
+            if low < 0 or high >= vertices.shape[0]:
+                return f"faces index vertices {low} … {high}, but the mesh has {vertices.shape[0]} vertices " \
+                       f"(indices count from 0)"
     return None
 
 

@@ -398,6 +398,15 @@ def _check_activation_memory(model: Any, samples: Any, sliced: bool = True) -> N
             f"or a smaller batch")
 
 
+def _start_noise_scale(guider: Any, sigmas: Any) -> float:
+    """The initial noise's factor for this guider's model and schedule (noise.start_noise_scale)."""
+    from .noise import start_noise_scale
+
+    sigma_max = getattr(guider, "sigma_max", None)
+    return start_noise_scale(float(sigmas[0]), float(sigma_max) if sigma_max is not None else math.inf,
+                             getattr(getattr(guider, "model", None), "prediction", None))
+
+
 def run_sampling(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, noise: Any, samples: Any,
                  noise_mask: Any = None, on_step: Any = None) -> Any:
     """Shared by Sample, KSampler and DenoisingTrajectory: place the model, noise the latent, run the sampler.
@@ -423,7 +432,7 @@ def run_sampling(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, n
         device = model.device
         x0 = samples.to(device)
         initial_noise = noise.generate(x0)
-        x = x0 + initial_noise * float(sigmas[0])
+        x = x0 + initial_noise * _start_noise_scale(guider, sigmas)
         denoiser = guider.denoiser
         start_run = getattr(denoiser, "for_run", None)
         if start_run is not None:   # fresh guidance terms (per-run state) and exact step indices for this run
@@ -604,7 +613,7 @@ class SamplerStep(Node):
             device, dtype = model.device, samples.dtype
             x = samples.to(device)
             if step == 0 and state is None:
-                x = x + noise.generate(x) * float(sigmas[0])
+                x = x + noise.generate(x) * _start_noise_scale(guider, sigmas)
             with _as_input_errors({"state": "state", "i": "step", "sigmas": "sigmas", "options": "sampler"},
                                   "sampler"), uneven_step_guards(getattr(model, "prediction", None) == "flow"):
                 x_next, new_state = sampler_step(

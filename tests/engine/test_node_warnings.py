@@ -129,6 +129,16 @@ class WrongLayouts(Node):
             "pixels_255": {"image": torch.full((1, 8, 8, 3), 200.0)},
             "nan": {"image": torch.full((1, 8, 8, 3), float("nan"))},
             "grad": {"image": torch.zeros(1, 8, 8, 3, requires_grad=True) * 1},
+            # a plugin author's pass: these failed the threed / audio plugins' save nodes, or wrote a clipped WAV
+            "mesh_float_faces": {"mesh": {"vertices": torch.zeros(4, 3), "faces": torch.zeros(2, 3)}},
+            "mesh_index": {"mesh": {"vertices": torch.zeros(4, 3), "faces": torch.tensor([[0, 1, 99]])}},
+            "mesh_numpy": {"mesh": {"vertices": torch.zeros(4, 3).numpy(), "faces": torch.zeros(2, 3).numpy()}},
+            "points_channels_first": {"points": torch.zeros(1, 3, 100)},
+            "audio_pcm": {"audio": {"waveform": torch.full((1, 1, 100), 30000.0), "sample_rate": 16000}},
+            "audio_int": {"audio": {"waveform": torch.zeros(1, 1, 100, dtype=torch.int16), "sample_rate": 16000}},
+            "fine_media": {"audio": {"waveform": torch.full((1, 2, 100), 1.5), "sample_rate": 16000},
+                           "mesh": {"vertices": torch.zeros(4, 3), "faces": torch.tensor([[0, 1, 3]])},
+                           "points": torch.zeros(1, 5, 6)},
         }
         return {**fine, **wrong.get(mistake, {})}        # "fine": an int is a number
 
@@ -140,7 +150,13 @@ class WrongLayouts(Node):
     ("mesh", "mesh", "faces (F, 3), found (4, 3) and (2, 4)"), ("points", "points", "xyz first (C >= 3)"),
     ("uint8", "image", "dtype uint8 (tensor.float() / 255"), ("float64", "image", "dtype float64"),
     ("pixels_255", "image", "divide 0-255 pixel values by 255"), ("nan", "image", "NaN"),
-    ("grad", "image", "detach()")])
+    ("grad", "image", "detach()"),
+    ("mesh_float_faces", "mesh", "integer faces (vertex indices), found float32 and float32"),
+    ("mesh_index", "mesh", "faces index vertices 0 … 99, but the mesh has 4 vertices"),
+    ("mesh_numpy", "mesh", "vertices as ndarray, faces as ndarray (convert with torch.as_tensor)"),
+    ("points_channels_first", "points", "3 points of 100 channels — a channels-first (B, C, N)"),
+    ("audio_pcm", "audio", "a peak of 30000 (int16 PCM scale: divide by 32768)"),
+    ("audio_int", "audio", "found dtype int16")])
 def test_an_output_that_breaks_its_ports_layout_fails_the_node_that_made_it(mistake, output, words):
     """A FLOAT output holding text failed in an innocent node downstream (which was told to report it to its own
     plugin's authors); now the node that made it fails, naming the output."""
@@ -158,8 +174,9 @@ def test_an_output_that_breaks_its_ports_layout_fails_the_node_that_made_it(mist
         session.run(graph)
     assert info.value.node_id == "w" and isinstance(info.value.exception, NodeOutputError)
     assert info.value.exception.output == output and words in str(info.value.exception)
-    graph["nodes"]["w"]["inputs"]["mistake"] = "fine"
-    assert session.run(graph).outputs["show"]["value"] == 2
+    for fine in ("fine", "fine_media"):
+        graph["nodes"]["w"]["inputs"]["mistake"] = fine
+        assert session.run(graph).outputs["show"]["value"] == 2
 
 
 class Reporter(Node):
