@@ -89,6 +89,14 @@ class _InputsMeta(type(BaseModel)):     # pydantic's model metaclass
         where = namespace.get("__qualname__", name)
         if "model_config" in declared:
             raise TypeError(_reserved_input(where, ["model_config"]))
+        unannotated = sorted(key for key, value in namespace.items()
+                             if isinstance(value, FieldInfo) and key not in namespace.get("__annotations__", {}))
+        if unannotated:       # pydantic's own error named neither the node nor our fix, over several lines
+            first = unannotated[0]
+            default = namespace[first].default
+            hint = type(default).__name__ if isinstance(default, (bool, int, float, str)) else "Any"
+            raise TypeError(f"{where}: input(s) {', '.join(map(repr, unannotated))} need a type annotation; write "
+                            f"e.g. `{first}: {hint} = Input(...)` (a port type: `{first}: Any = Input(port='IMAGE')`)")
         try:
             return super().__new__(mcs, name, bases, namespace, **kwargs)
         except (TypeError, ValueError, NameError) as exc:

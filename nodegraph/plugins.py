@@ -172,6 +172,9 @@ def parse_preferences(items: Iterable[str], where: str = "--prefer-plugin") -> d
     return prefer
 
 
+ALREADY_LOADED = "a plugin with this name is already loaded"     # a skipped copy's reason starts so
+
+
 def add_plugin_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add --allow-plugin/--deny-plugin/--prefer-plugin/--no-plugins to a parser (run, validate, serve, ...)."""
     group = parser.add_argument_group("plugins")
@@ -300,7 +303,7 @@ def load_plugins(
             this, first = _distribution_of(ep), provided_by.get(name, "")
             both = f" (loaded: {first or 'given in code'}; skipped: {this or 'given in code'})" if this or first \
                 else ""
-            report.skipped.append((name, f"a plugin with this name is already loaded{both}"))
+            report.skipped.append((name, f"{ALREADY_LOADED}{both}"))
             continue
         try:
             started = time.perf_counter()
@@ -387,6 +390,8 @@ def load_plugins(
             import_seconds=round(import_seconds.get(name, 0.0), 3)))
     loaded = {p.name for p in report.loaded}
     registry.unavailable = {name: reason for name, reason in report.skipped if name not in loaded}
+    registry.shadowed = {name: reason for name, reason in report.skipped
+                         if name in loaded and reason.startswith(ALREADY_LOADED)}
     if not autoload:      # installed, left out on purpose: a graph using one says so (not "not installed")
         registry.not_autoloaded = frozenset(ep.name for ep in _entry_points(PLUGIN_GROUP) if ep.name not in loaded)
     registry.unavailable.update({f.name: f"failed to load: {f.error}" for f in report.failed})
@@ -512,6 +517,12 @@ def _failure_fix(name: str, exc: BaseException, stage: str) -> str:
     if type(exc) is ApiError and "needs nodegraph plugin API" in str(exc):     # api.require at import
         from .api import API_VERSION
 
+        wanted = re.search(r"needs nodegraph plugin API (\d+)\.(\d+)", str(exc))
+        have = tuple(int(part) for part in API_VERSION.split("."))
+        if wanted is not None and int(wanted[1]) < have[0]:      # made for an older major API: nodegraph is newer
+            return (f"the plugin was made for an older plugin API ({wanted[1]}.x) than this nodegraph's "
+                    f"({API_VERSION}): install a release of the plugin made for API {have[0]}.x, or a nodegraph "
+                    f"{wanted[1]}.x; {skip}")
         return (f"the plugin needs a newer nodegraph than this one (plugin API {API_VERSION}, see the error): "
                 f"update nodegraph, or install a release of the plugin made for API {API_VERSION}; {skip}")
     if stage == "import":

@@ -118,6 +118,8 @@ class Registry:
         builtin_plugins: the built-in packs' plugin names: with no preference, a built-in keeps its bare name.
         unavailable: plugin name → why it is not loaded (failed, denied, not allowed), so that
             validation can say why a type is missing.
+        shadowed: loaded plugin name → why another installed copy under that name was skipped (two
+            distributions both name a plugin so): a qualified type the loaded one lacks may be the other's.
         not_autoloaded: installed plugins left out because loading installed plugins was turned off
             (--no-plugins, `Session(autoload=False)`): a graph naming one is told so, not "not installed".
         failed_providers: bare name → plugins that failed to load but declared a node of that type
@@ -135,6 +137,7 @@ class Registry:
     builtin_plugins: set[str] = field(default_factory=set)
     unavailable: dict[str, str] = field(default_factory=dict)
     not_autoloaded: frozenset[str] = frozenset()
+    shadowed: dict[str, str] = field(default_factory=dict)
     failed_providers: dict[str, list[str]] = field(default_factory=dict)
     types: TypeRegistry = field(default_factory=TypeRegistry)
     extensions: dict[str, dict[str, Any]] = field(default_factory=dict)

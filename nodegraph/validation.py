@@ -294,6 +294,11 @@ def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> Grap
         candidates = [name for name in registry.nodes if name.rpartition(".")[2] == bare and "." in name]
         why = (f" No plugin {prefix!r} is installed: install the plugin package that provides it (its plugin name "
                f"is {prefix!r}; `nodegraph plugins` lists what is installed), or replace the node.")
+    elif prefix in registry.shadowed:       # another installed copy of that plugin may have it
+        details["plugin"] = prefix
+        why = (f" Two installed distributions provide a plugin named {prefix!r} and only one loads: "
+               f"{registry.shadowed[prefix]}. The node may be the other's: uninstall the one you do not want "
+               f"(`nodegraph plugins` lists both).")
     elif registry.unavailable:
         names = ", ".join(repr(p) for p in sorted(registry.unavailable))
         why = (f" Not loaded: {names} — it may come from one of them (`nodegraph plugins` says why); "

@@ -153,3 +153,13 @@ def test_display_names_keep_the_fields_whole_words():
     assert [_split_words(n) for n in ("LoadLoRA", "LoadUNet", "KSampler", "ApplyControlNet", "VAEDecode",
                                       "ImageToMask", "EncodeTextSDXL")] == [
         "Load LoRA", "Load UNet", "KSampler", "Apply ControlNet", "VAE Decode", "Image To Mask", "Encode Text SDXL"]
+
+
+def test_an_input_without_a_type_annotation_is_named_with_the_fix():
+    """`x = Input(1.0)` raised pydantic's PydanticUserError over several lines (it broke the `plugins` table),
+    naming neither the node nor the fix (a plugin author's pass)."""
+    with pytest.raises(TypeError) as info:
+        type("Inputs", (NodeInputs,), {"x": Input(1.0), "__module__": __name__, "__qualname__": "Blur.Inputs"})
+    text = str(info.value)
+    assert "Blur.Inputs: input(s) 'x' need a type annotation" in text and "`x: float = Input(...)`" in text
+    assert "\n" not in text

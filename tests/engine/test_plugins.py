@@ -170,6 +170,15 @@ def test_a_plugin_needing_a_newer_api_is_told_to_update_nodegraph(monkeypatch):
                         if group == plugin_loading.PLUGIN_GROUP else real(group))
     (failure,) = Session(autoload=True).plugin_report.failed
     assert "needs a newer nodegraph" in failure.fix and "raised while being imported" not in failure.fix
+    # made for an older major API (api.require("0.9") under API 1.x): nodegraph is not the one to update
+    try:
+        api.require("0.9")
+    except api.ApiError as exc:
+        needs_older = exc
+    monkeypatch.setattr(plugin_loading, "_entry_points", lambda group: [FakeEntryPoint("past", error=needs_older)]
+                        if group == plugin_loading.PLUGIN_GROUP else real(group))
+    (failure,) = Session(autoload=True).plugin_report.failed
+    assert "made for an older plugin API (0.x)" in failure.fix and "update nodegraph" not in failure.fix
 
 
 def test_a_plugin_calling_sys_exit_fails_alone(monkeypatch):
@@ -1194,3 +1203,15 @@ def test_a_plugin_given_in_code_must_be_one(given, words):
     """`plugins=[42]` loaded a plugin named 'int', `("bad name!", mod)` registered 'bad name!.Foo' node types."""
     with pytest.raises(plugin_loading.PluginOptionError, match=words):
         Session(plugins=[given], autoload=False)
+
+
+def test_a_type_missing_from_a_plugin_whose_name_another_copy_also_has_names_that_copy():
+    """Two installed distributions named a plugin 'example'; the one loaded lacked `example.ColorSwatch`, and the
+    error listed unrelated failed plugins instead of the skipped copy (a plugin author's pass)."""
+    session = Session(plugins=[("raises", RaisingPlugin()),
+                               ("example", NodesPlugin(make_node("HexColor", 1))),
+                               ("example", NodesPlugin(make_node("ColorSwatch", 2)))])
+    (error,) = [e for e in session.validate(twin_graph("example.ColorSwatch")) if e.code == "unknown_node_type"]
+    assert "Two installed distributions provide a plugin named 'example'" in error.message, error.message
+    assert "already loaded" in error.message and "'raises'" not in error.message
+    assert error.details["plugin"] == "example"
