@@ -98,7 +98,8 @@ class PluginInfo:
     hooks: tuple[str, ...] = ()  # the hooks it implements (register_nodes, ...)
     namespace_folder: str | None = None   # set when its module is a folder without __init__.py
     unknown_hooks: tuple[str, ...] = ()   # @hookimpl functions named as no hook (a misspelling): never called
-    import_seconds: float = 0.0  # how long importing its module took (`slow_import` warning past SLOW_IMPORT_SECONDS)
+    import_seconds: float = 0.0  # how long importing its module took (`slow_import` warning past SLOW_IMPORT_SECONDS
+    hook_seconds: float = 0.0    # ... with its hooks' calls, e.g. a register_nodes that imports its node modules)
 
 
 @dataclass(frozen=True)
@@ -330,11 +331,12 @@ def load_plugins(
 
     # Hooks are called per plugin so that a failure is attributed and isolated.
     sources = {name: source for name, source, _, _ in registered}
-    types_by_plugin = _collect(pm, "register_types", report, list, sources)
+    hook_seconds: dict[str, float] = {}       # per plugin, all its hooks: a slow register_nodes delays start-up too
+    types_by_plugin = _collect(pm, "register_types", report, list, sources, hook_seconds)
     with deferred_spec_errors():           # a hook that imports its node module: the same
-        nodes_by_plugin = _collect(pm, "register_nodes", report, list, sources)
-    extensions_by_plugin = {hook: _collect(pm, hook, report, dict, sources) for hook in EXTENSION_HOOKS}
-    per_plugin = {hook: _collect(pm, hook, report, dict, sources) for hook in PER_PLUGIN_HOOKS}
+        nodes_by_plugin = _collect(pm, "register_nodes", report, list, sources, hook_seconds)
+    extensions_by_plugin = {hook: _collect(pm, hook, report, dict, sources, hook_seconds) for hook in EXTENSION_HOOKS}
+    per_plugin = {hook: _collect(pm, hook, report, dict, sources, hook_seconds) for hook in PER_PLUGIN_HOOKS}
 
     def fail(name: str, exc: Exception, stage: str) -> None:
         report.failed.append(PluginFailure(name, sources[name], f"{type(exc).__name__}: {exc}",
@@ -387,7 +389,8 @@ def load_plugins(
             nodes=qualified, hooks=tuple(sorted(c.name for c in callers if c.name in HOOK_NAMES)),
             namespace_folder=_namespace_folder(obj),
             unknown_hooks=tuple(sorted(c.name for c in callers if c.name not in HOOK_NAMES)),
-            import_seconds=round(import_seconds.get(name, 0.0), 3)))
+            import_seconds=round(import_seconds.get(name, 0.0), 3),
+            hook_seconds=round(hook_seconds.get(name, 0.0), 3)))
     loaded = {p.name for p in report.loaded}
     registry.unavailable = {name: reason for name, reason in report.skipped if name not in loaded}
     registry.shadowed = {name: reason for name, reason in report.skipped
@@ -474,15 +477,21 @@ def _extension_problems(hook: str, table: dict, builtin: bool = False) -> list[s
 
 
 def _collect(pm: pluggy.PluginManager, hook_name: str, report: PluginReport, kind: type,
-             sources: dict[str, str]) -> dict[str, Any]:
-    """Call one hook plugin by plugin; failures are recorded, not raised."""
+             sources: dict[str, str], seconds: dict[str, float] | None = None) -> dict[str, Any]:
+    """Call one hook plugin by plugin; failures are recorded, not raised; each call's time is added to
+    `seconds[plugin]`."""
     results: dict[str, Any] = {}
     failed = {f.name for f in report.failed}
     for impl in getattr(pm.hook, hook_name).get_hookimpls():
         if impl.plugin_name in failed:
             continue
+        started = time.perf_counter()
         try:
-            value = impl.function()
+            try:
+                value = impl.function()
+            finally:
+                if seconds is not None:
+                    seconds[impl.plugin_name] = seconds.get(impl.plugin_name, 0.0) + time.perf_counter() - started
             if value is None:
                 value = kind()
             if not isinstance(value, (list, tuple) if kind is list else dict):
@@ -792,10 +801,12 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
                                f"docs/plugins.md (nodegraph.hookspecs: {', '.join(HOOK_NAMES)})"})
     out += [_no_nodes_warning(p) for p in report.loaded if not p.nodes and p.source != "builtin"]
     for plugin in report.loaded:
-        if plugin.source != "builtin" and plugin.import_seconds >= SLOW_IMPORT_SECONDS:
+        total = plugin.import_seconds + plugin.hook_seconds
+        if plugin.source != "builtin" and total >= SLOW_IMPORT_SECONDS:
+            parts = f"import {plugin.import_seconds:.1f} s, hooks {plugin.hook_seconds:.1f} s"
             out.append({"kind": "slow_import", "level": "warning", "plugin": plugin.name,
-                        "seconds": plugin.import_seconds,
-                        "message": f"plugin {plugin.name!r} took {plugin.import_seconds:.1f} s to import: every "
+                        "seconds": round(total, 3),
+                        "message": f"plugin {plugin.name!r} took {total:.1f} s to load ({parts}): every "
                                    f"start of nodegraph (a run, validate, the server) waits for it",
                         "fix": f"its authors can import heavy libraries inside the nodes' run() instead of at "
                                f"module level; where its nodes are not needed, --deny-plugin {plugin.name} "

@@ -1184,8 +1184,20 @@ def test_a_plugin_slow_to_import_is_named_with_its_time(monkeypatch):
     seconds = {p.name: p.import_seconds for p in session.plugin_report.loaded if p.source != "builtin"}
     assert seconds == {"slow_pack": 4.5, "quick_pack": 0.1}
     (slow,) = [w for w in session.plugin_warnings() if w["kind"] == "slow_import"]
-    assert slow["plugin"] == "slow_pack" and slow["seconds"] == 4.5 and "4.5 s to import" in slow["message"]
+    assert slow["plugin"] == "slow_pack" and slow["seconds"] == 4.5 and "4.5 s to load (import 4.5 s" in slow["message"]
     assert "--deny-plugin slow_pack" in slow["fix"]
+
+    # the time spent in its hooks counts too: a register_nodes that imports heavy modules went unnamed
+    class SlowHook:
+        @hookimpl
+        def register_nodes(self):
+            now[0] += 3.5
+            return [make_node("LateNode", 3)]
+
+    installed[:] = [TakesTime("hooked_pack", SlowHook(), 0.0)]
+    session = Session(autoload=True)
+    (slow,) = [w for w in session.plugin_warnings() if w["kind"] == "slow_import"]
+    assert slow["plugin"] == "hooked_pack" and "import 0.0 s, hooks 3.5 s" in slow["message"], slow
 
 
 def test_a_clash_of_three_plugins_is_told_to_deny_all_but_one():
