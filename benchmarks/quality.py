@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 from nodes.models.loading import load_checkpoint  # noqa: E402
 from nodes.models.nodes import diffusion_model  # noqa: E402
 from nodes.sampling.guidance import CFGGuider  # noqa: E402
-from nodes.sampling.noise import make_noise_sampler, seeded_noise  # noqa: E402
+from nodes.sampling.noise import make_noise_sampler, seeded_noise, start_noise_scale  # noqa: E402
 from nodes.sampling.samplers import sample  # noqa: E402
 from nodes.sampling.schedules import get_sigmas  # noqa: E402
 from nodes.training import world, world_detector  # noqa: E402
@@ -84,7 +84,7 @@ def generate(ckpt, prompts: list[str], cfg: float, steps: int, sampler: str, sch
         if cfg == 1.0:   # no unconditional pass (as KSampler skips it at CFG 1)
             guider = lambda x, sigma, _d=denoiser, _c=positive.context: _d(x, sigma, context=_c)  # noqa: E731
         shape = (len(chunk), channels, height // factor, width // factor)
-        x = seeded_noise(shape, seed + start) * float(sigmas[0])
+        x = seeded_noise(shape, seed + start) * start_noise_scale(float(sigmas[0]), denoiser.sigma_max)   # as KSampler
         latents = sample(sampler, guider, x, sigmas, noise_sampler=make_noise_sampler(x, seed + start))
         images = ((ckpt.vae.decode(latents).float() + 1) / 2).clamp(0, 1)
         out.append((images.movedim(1, -1).numpy() * 255).round().astype(np.uint8))

@@ -112,7 +112,7 @@ def loop_comparison(checkpoint: Path, prompt: str, cfg: float, steps: int, repea
     from nodes.models.loading import load_checkpoint
     from nodes.models.nodes import diffusion_model
     from nodes.sampling.guidance import CFGGuider
-    from nodes.sampling.noise import seeded_noise
+    from nodes.sampling.noise import seeded_noise, start_noise_scale
     from nodes.sampling.samplers import sample
     from nodes.sampling.schedules import get_sigmas
 
@@ -134,7 +134,7 @@ def loop_comparison(checkpoint: Path, prompt: str, cfg: float, steps: int, repea
 
     @torch.no_grad()
     def ours() -> torch.Tensor:
-        return sample("dpmpp_2m", guider, noise * float(sigmas[0]), sigmas)
+        return sample("dpmpp_2m", guider, noise * start_noise_scale(float(sigmas[0]), denoiser.sigma_max), sigmas)
 
     @torch.no_grad()
     def theirs() -> torch.Tensor:

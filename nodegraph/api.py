@@ -404,7 +404,9 @@ def sample_custom(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, 
         sampler: a SAMPLER value (SelectSampler), or a registered sampler name.
         sigmas: a SIGMAS tensor (steps + 1,) of decreasing noise levels (Schedule, api.sigmas).
         noise: a NOISE value (RandomNoise / DisableNoise), an int seed, or None for no added noise.
-        latent: a LATENT dict; noise × sigmas[0] is added to `samples`, then it is denoised step by step.
+        latent: a LATENT dict; noise × sigmas[0] is added to `samples` (× sqrt(1 + sigmas[0]²) when the
+            schedule starts at the model's largest sigma: docs/sampling.md, "The starting noise"), then it
+            is denoised step by step.
 
     Returns:
         A copy of `latent` with new `samples` (CPU, float32).

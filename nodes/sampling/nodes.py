@@ -9,7 +9,7 @@
     Sample           guider, sampler, sigmas, noise, latent → LATENT (progress + previews per step)
     DenoisingTrajectory  Sample, plus the x̂₀ prediction every few steps (Q2's visualisation)
     SamplerStep      one step i of a sampler, with its history carried in a SAMPLER_STATE
-    AddNoise         latent + noise × sigmas[0] (VE form, what Sample does first)
+    AddNoise         latent + noise × sigmas[0] (VE form; Sample's start short of a full denoise)
     ForwardDiffuse   q_sample at a training timestep (VP form: √ᾱ x0 + √(1−ᾱ) ε), for visualising
     ForwardDiffuseImage  an image noised at several timesteps under a linear / cosine schedule (Q1)
     DDIMInvert       latent → the noise latent that DDIM (eta 0) maps back to it
@@ -281,7 +281,8 @@ def _progress_callback(context: NodeContext, model: Any, total: int, on_step: An
 
 
 class Sample(Node):
-    """Run a sampler over a schedule: adds noise × sigmas[0] to the latent, then denoises step by step."""
+    """Run a sampler over a schedule: adds noise × sigmas[0] to the latent (× sqrt(1 + sigmas[0]²) from the
+    model's largest sigma, as ComfyUI and diffusers do), then denoises step by step."""
 
     category = "sampling"
 
@@ -402,7 +403,8 @@ def _start_noise_scale(guider: Any, sigmas: Any) -> float:
     """The initial noise's factor for this guider's model and schedule (noise.start_noise_scale)."""
     from .noise import start_noise_scale
 
-    sigma_max = getattr(guider, "sigma_max", None)
+    sigma_max = next((value for holder in (getattr(guider, "denoiser", None), getattr(guider, "model", None))
+                      if (value := getattr(holder, "sigma_max", None)) is not None), None)
     return start_noise_scale(float(sigmas[0]), float(sigma_max) if sigma_max is not None else math.inf,
                              getattr(getattr(guider, "model", None), "prediction", None))
 
@@ -626,7 +628,8 @@ class SamplerStep(Node):
 
 
 class AddNoise(Node):
-    """latent + noise × sigmas[0]: the noised latent a sampler starts from (VE form)."""
+    """latent + noise × sigmas[0]: the noised latent a sampler starts from (VE form; a full denoise in Sample
+    adds noise × sqrt(1 + sigmas[0]²) instead, which this node, seeing no model, cannot tell)."""
 
     category = "sampling"
 

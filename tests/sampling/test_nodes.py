@@ -644,3 +644,36 @@ def test_a_mask_of_another_aspect_than_the_latent_is_warned(width, warned):
     assert bool(warnings) == warned
     if warned:
         assert "the mask is 64×32" in warnings[0] and "ScaleMask" in warnings[0]
+
+
+def test_a_full_denoise_starts_from_noise_of_the_spread_comfyui_and_diffusers_use():
+    """KSampler started from seed noise × sigmas[0]; ComfyUI (noise_scaling with max_denoise) and diffusers'
+    SD pipelines (init_noise_sigma) start a full denoise from noise × sqrt(1 + sigma_max²) — 0.23 % more at
+    SD's sigma_max, so a seed's image differed from theirs. A partial denoise (img2img) is noise × sigmas[0]
+    in all three (a numerics reviewer's check)."""
+    import sys
+
+    from nodes.sampling.noise import seeded_noise, start_noise_scale
+
+    def start_only(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None):
+        return x                                       # the latent the sampler was handed
+
+    class Plugin:
+        @hookimpl
+        def register_samplers(self):
+            return {"start_only": start_only}
+
+    session = Session(plugins=[("toy", sys.modules[__name__]), ("mine", Plugin())])
+    sigma_max = DiscreteTimeMap.from_betas(scaled_linear_betas()).sigma_max
+    noise = seeded_noise((4, 4, 8, 8), 7)
+    for scheduler, denoise in (("karras", 1.0), ("normal", 1.0), ("karras", 0.5), ("ddim_uniform", 1.0)):
+        run = session.run(ksampler_graph(sampler="start_only", scheduler=scheduler, denoise=denoise))
+        start = run.outputs["show"]["value"]["samples"]
+        ratio = (start / noise).median().item()
+        if denoise == 1.0 and scheduler != "ddim_uniform":      # ddim_uniform starts below sigma_max (t = 951)
+            assert ratio == pytest.approx(math.sqrt(1 + sigma_max**2), rel=1e-5), scheduler
+        else:
+            assert ratio < sigma_max * 0.9, (scheduler, denoise, ratio)
+            assert start_noise_scale(ratio, sigma_max, "eps") == pytest.approx(ratio)
+    assert start_noise_scale(sigma_max, sigma_max, "flow") == sigma_max           # t = 1 is pure noise anyway
+    assert start_noise_scale(sigma_max * 2, sigma_max, "v") == pytest.approx(math.sqrt(1 + 4 * sigma_max**2))
