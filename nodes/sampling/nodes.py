@@ -722,13 +722,18 @@ class KSampler(Node):
         sampler: str = Input("euler", choices_from="samplers")
         scheduler: str = Input("karras", choices_from="schedules",
                                description="the noise schedule; discrete = every training timestep (steps 1000 for SD)")
-        denoise: float = Input(1.0, gt=0.0, le=1.0, step=0.01)
+        denoise: float = Input(1.0, ge=0.0, le=1.0, step=0.01,
+                               description="how much of the latent is redone: 1 = all (text to image), 0 = none "
+                                           "(the latent passes unchanged, as in ComfyUI)")
         guidance: Any = Input(None, port="GUIDANCE", description="optional guidance terms added after CFG")
 
     outputs = (Output("latent", "LATENT"),)
 
     def run(self, model: Any, positive: Any, negative: Any, latent: Any, seed: int, steps: int, cfg: float,
             sampler: str, scheduler: str, denoise: float, guidance: Any) -> dict:
+        if denoise == 0:      # ComfyUI's KSampler returns its latent for denoise 0 (graphs use it as an off switch)
+            _check_latent(latent)
+            return {"latent": dict(latent)}
         return {"latent": api.sample(self.context, model, positive, negative, latent, seed=seed, steps=steps,
                                      cfg=cfg, sampler=sampler, scheduler=scheduler, denoise=denoise,
                                      guidance=guidance)}

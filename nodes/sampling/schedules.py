@@ -162,8 +162,23 @@ def _discrete_table(model: SigmaMapping, schedule: str) -> torch.Tensor:
     return table.to(torch.float64).cpu()
 
 
+def _check_sigma_range(sigma_min: float, sigma_max: float, argument: str = "sigma_min") -> None:
+    """0 < sigma_min < sigma_max, both finite: the spacings place steps between them and append the final 0 (a
+    sigma_min of 0 gave a bare "math domain error", repeated zeros or NaN sigmas)."""
+    try:
+        low, high = float(sigma_min), float(sigma_max)
+    except (TypeError, ValueError):
+        low = high = math.nan
+    if not (math.isfinite(low) and math.isfinite(high) and 0 < low < high):
+        raise SamplingError(argument, "finite noise levels with 0 < sigma_min < sigma_max",
+                            f"sigma_min={sigma_min!r}, sigma_max={sigma_max!r}",
+                            "sigma_min is the smallest nonzero step (the schedule ends in 0 by itself); SD's is "
+                            "0.0292, EDM's 0.002.", (sigma_min, sigma_max))
+
+
 def get_sigmas_karras(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
     """Karras et al. 2022, eq. 5: sigma_i = (max^(1/rho) + i/(n-1) (min^(1/rho) - max^(1/rho)))^rho, then 0."""
+    _check_sigma_range(sigma_min, sigma_max)
     ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
     inv_max, inv_min = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
     return _finish((inv_max + ramp * (inv_min - inv_max)) ** rho)
@@ -171,6 +186,7 @@ def get_sigmas_karras(steps: int, sigma_min: float, sigma_max: float, rho: float
 
 def get_sigmas_exponential(steps: int, sigma_min: float, sigma_max: float) -> torch.Tensor:
     """Sigmas uniform in log sigma from sigma_max to sigma_min, then 0."""
+    _check_sigma_range(sigma_min, sigma_max)
     return _finish(torch.linspace(math.log(sigma_max), math.log(sigma_min), steps, dtype=torch.float64).exp())
 
 
@@ -351,6 +367,7 @@ def get_sigmas(name: str, model: SigmaMapping, steps: int, **options) -> torch.T
         raise SamplingError("scheduler", f"one of {sorted(SCHEDULES)}", repr(name),
                             "Pick a registered schedule name (plugins add more with register_schedule).", name)
     steps = check_steps(steps)
+    _check_sigma_range(getattr(model, "sigma_min", 1.0), getattr(model, "sigma_max", 2.0), "model")
     sigmas = SCHEDULES[name](model, steps, **options)
     values = check_schedule(sigmas, f"schedule {name!r} output")
     if len(values) != steps + 1:

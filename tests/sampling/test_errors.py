@@ -14,6 +14,7 @@ from nodes.sampling.samplers import get_sampler, register_sampler, sample, sampl
 from nodes.sampling.schedules import (
     alphas_cumprod_from_betas,
     get_sigmas,
+    get_sigmas_exponential,
     get_sigmas_karras,
     scaled_linear_betas,
     split_sigmas,
@@ -68,7 +69,26 @@ BAD_INPUTS = [
      r"positive\['c'\]: expected batch 1 or 2 \(the latent batch\), found batch 3"),
     ("simple schedule with too many steps", lambda m: get_sigmas("simple", SD_MAP, 1001),
      r"steps: expected at most 1000 steps for schedule 'simple'"),
+    # a numerics reviewer's pass: "math domain error", repeated zeros, NaN sigmas
+    ("exponential to sigma 0", lambda m: get_sigmas_exponential(5, 0.0, 14.6),
+     r"sigma_min: expected finite noise levels with 0 < sigma_min < sigma_max, found sigma_min=0.0"),
+    ("karras to sigma 0", lambda m: get_sigmas_karras(5, 0.0, 14.6), r"sigma_min: expected .* 0 < sigma_min"),
+    ("karras range upside down", lambda m: get_sigmas_karras(5, 14.6, 0.03), r"sigma_min: expected .* < sigma_max"),
+    ("a model reaching sigma 0", lambda m: get_sigmas("normal", _ZeroMinimum(), 5),
+     r"model: expected finite noise levels with 0 < sigma_min"),
 ]
+
+
+class _ZeroMinimum:
+    """A continuous time map whose smallest sigma is 0 (an EDM-style map set up carelessly)."""
+
+    sigma_min, sigma_max, sigmas = 0.0, 80.0, None
+
+    def sigma_to_t(self, sigma):
+        return sigma
+
+    def t_to_sigma(self, t):
+        return t
 
 
 @pytest.mark.parametrize(("description", "call", "pattern"), BAD_INPUTS, ids=[case[0] for case in BAD_INPUTS])

@@ -332,8 +332,8 @@ def test_split_sigmas_two_stage_equals_one_stage(session):
 
 
 def test_validation_names_bad_sampler_scheduler_steps_denoise(session):
-    """Unknown names (with the valid list), steps 0, denoise 0 and 1.5 are validation errors."""
-    graph = ksampler_graph(sampler="eulr", scheduler="karass", steps=0, denoise=0.0)
+    """Unknown names (with the valid list), steps 0, denoise -0.1 and 1.5 are validation errors."""
+    graph = ksampler_graph(sampler="eulr", scheduler="karass", steps=0, denoise=-0.1)
     with pytest.raises(GraphValidationError) as info:
         session.run(graph)
     found = {(e.code, e.input) for e in info.value.errors}
@@ -677,3 +677,12 @@ def test_a_full_denoise_starts_from_noise_of_the_spread_comfyui_and_diffusers_us
             assert start_noise_scale(ratio, sigma_max, "eps") == pytest.approx(ratio)
     assert start_noise_scale(sigma_max, sigma_max, "flow") == sigma_max           # t = 1 is pure noise anyway
     assert start_noise_scale(sigma_max * 2, sigma_max, "v") == pytest.approx(math.sqrt(1 + 4 * sigma_max**2))
+
+
+def test_ksampler_at_denoise_0_passes_its_latent_unchanged(session):
+    """ComfyUI's KSampler returns its latent for denoise 0 (graphs use it as an off switch); it was refused, so
+    such a workflow did not validate here (a numerics reviewer's check)."""
+    graph = ksampler_graph(denoise=0.0)
+    graph["nodes"]["show"]["inputs"]["value"] = link("k", "latent")
+    out = session.run(graph).outputs["show"]["value"]["samples"]
+    assert torch.equal(out, torch.zeros(4, 4, 8, 8))             # EmptyLatent's zeros: no noise, no steps
