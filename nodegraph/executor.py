@@ -1017,6 +1017,9 @@ def run_plan(
     try:
         compute_keys(state, order, resolve_file, output_scope, input_scope, private_scope)
         execute(state, cache, emit, check_interrupted, services or {})
+        # asked to stop while the last node ran, which did not check: the run ends interrupted, as it would have
+        # before any later node (its outputs are cached; it reported success, so an interrupt seemed ignored)
+        check_interrupted(state.executed[-1] if state.executed else None)
         return RunResult(run_id, {t: state.values[t] for t in state.targets},
                          state.executed, state.cached, time.perf_counter() - started, list(plan.skipped),
                          state.warnings, state.drawn)

@@ -347,6 +347,20 @@ def test_interrupt_between_nodes(session):
     assert result.cached == ["p"] and result.outputs["show"]["value"] == 3  # p finished before the stop
 
 
+def test_an_interrupt_during_the_last_node_ends_the_run_interrupted(session):
+    """A one-node graph whose node ignores interrupts reported success for a run asked to stop (in a two-node
+    graph the same request ended it interrupted): it ends interrupted either way, the node's outputs cached."""
+    helpers.PROBES["stop"] = lambda value: session.interrupt()
+    graph = {"format_version": 2, "nodes": {"i": {"type": "Int", "inputs": {"value": 5}},
+                                            "p": {"type": "Probe", "inputs": {"value": link("i", "value"),
+                                                                              "name": "stop"}}}}
+    with pytest.raises(RunInterrupted) as info:
+        session.run(graph, outputs=["p"])
+    assert info.value.node_id == "p"
+    helpers.PROBES["stop"] = lambda value: None
+    assert session.run(graph, outputs=["p"]).cached == ["p"]        # the node had finished: kept
+
+
 def test_a_fingerprint_that_raises_leaves_the_error_to_the_node(tmp_path):
     """A node's own fingerprint that raises (e.g. a NUL byte in a file name) does not crash the run: the node
     runs uncached and reports its input error itself."""
