@@ -646,6 +646,19 @@ def build_spec(cls: type[Node]) -> NodeSpec:
     )
 
 
+_PORTS_BY_WORD = (("mask", "MASK"), ("image", "IMAGE"), ("pixels", "IMAGE"), ("audio", "AUDIO"),
+                  ("mesh", "MESH"), ("points", "POINT_CLOUD"), ("model", "MODEL"), ("vae", "VAE"),
+                  ("clip", "TEXT_ENCODER"), ("cond", "CONDITIONING"), ("positive", "CONDITIONING"),
+                  ("negative", "CONDITIONING"), ("sigmas", "SIGMAS"), ("noise", "NOISE"), ("sampler", "SAMPLER"),
+                  ("guider", "GUIDER"), ("control", "CONTROL_NET"))
+
+
+def _port_named_like(name: str) -> str:
+    """The built-in port an input's name suggests (for the example in an error), LATENT by default."""
+    lowered = name.lower()
+    return next((port for word, port in _PORTS_BY_WORD if word in lowered), "LATENT")
+
+
 def _input_spec(where: str, name: str, info: FieldInfo) -> InputSpec:
     extra = {}
     if isinstance(info.json_schema_extra, dict):
@@ -653,9 +666,11 @@ def _input_spec(where: str, name: str, info: FieldInfo) -> InputSpec:
     inferred_port, choices = _port_from_annotation(info.annotation)
     port = extra.get("port") or inferred_port
     if port is None:
+        guess = _port_named_like(name)
         raise PluginError(
             f"{where}: input {name!r} has annotation {info.annotation!r}, which is not a "
-            f"primitive; declare its port type: Input(port='LATENT')"
+            f"primitive; declare its port type: Input(port={guess!r})"
+            + ("" if guess != "LATENT" or "latent" in name.lower() else " (or IMAGE, MASK, ...: the type it takes)")
         )
     upload = extra.get("upload")
     if upload is not None and upload not in UPLOAD_KINDS:

@@ -163,3 +163,14 @@ def test_an_input_without_a_type_annotation_is_named_with_the_fix():
     text = str(info.value)
     assert "Blur.Inputs: input(s) 'x' need a type annotation" in text and "`x: float = Input(...)`" in text
     assert "\n" not in text
+
+
+def test_a_tensor_input_without_a_port_is_shown_the_port_its_name_suggests():
+    """A torch.Tensor input named `image` was told to declare `Input(port='LATENT')` (a plugin author's pass)."""
+    import torch
+
+    for name, port in (("image", "IMAGE"), ("mask", "MASK"), ("waveform", "LATENT")):
+        inputs = type("Inputs", (NodeInputs,), {"__annotations__": {name: torch.Tensor}, name: Input(),
+                                                "__module__": __name__})
+        with pytest.raises(PluginError, match=rf"declare its port type: Input\(port='{port}'\)"):
+            type("Bad", (Node,), {"__module__": __name__, "Inputs": inputs, "run": lambda self, **kw: {}})
