@@ -905,9 +905,24 @@ def _constant_link(source: str, output: str, value: Any, existing: dict[str, Any
     return {"node": node_id, "output": "value"}
 
 
+def _inflate_chunk_text(compressed: bytes) -> bytes:
+    """A PNG text chunk's zlib stream, inflated to at most the graph limit (MAX_FILE_BYTES): a 1 MB chunk that
+    inflates to 1 GiB took 2.2 GB of memory before its size was refused (zlib inflates ~1000:1)."""
+    import zlib
+
+    inflater = zlib.decompressobj()
+    text = inflater.decompress(compressed, MAX_FILE_BYTES + 1)
+    if len(text) > MAX_FILE_BYTES or inflater.unconsumed_tail:
+        raise GraphValidationError([GraphError(
+            "invalid_json", f"the PNG's compressed text chunk inflates past {MAX_FILE_BYTES} bytes, the limit for "
+                            f"a graph; it is not a graph SaveImage wrote")])
+    return text
+
+
 def graph_text_from_png(data: bytes, keyword: str = PNG_GRAPH_KEYWORD) -> str | None:
-    """The graph JSON that SaveImage embeds in a PNG (tEXt/iTXt chunk "nodegraph"), or None; another `keyword`
-    reads another tool's chunk (ComfyUI's API prompt is "prompt")."""
+    """The graph JSON that SaveImage embeds in a PNG (tEXt/iTXt chunk "nodegraph"; zTXt, which other tools may
+    rewrite it into, too), or None; another `keyword` reads another tool's chunk (ComfyUI's API prompt is
+    "prompt"). Compressed chunks inflate to at most the graph limit (GraphValidationError past it)."""
     import struct
     import zlib
 
@@ -920,19 +935,21 @@ def graph_text_from_png(data: bytes, keyword: str = PNG_GRAPH_KEYWORD) -> str | 
         pos += 12 + length
         if kind == b"IEND":
             break
-        if kind not in (b"tEXt", b"iTXt"):
+        if kind not in (b"tEXt", b"iTXt", b"zTXt"):
             continue
         keyword, _, rest = body.partition(b"\0")
         if keyword.decode("latin-1") != keyword_wanted:
             continue
         if kind == b"tEXt":
             return rest.decode("latin-1")
-        compressed, _method, rest = rest[0], rest[1], rest[2:]
-        _language, _, rest = rest.partition(b"\0")
-        _translated, _, text = rest.partition(b"\0")
         try:
-            return (zlib.decompress(text) if compressed else text).decode("utf-8")
-        except (zlib.error, UnicodeDecodeError):
+            if kind == b"zTXt":             # keyword, method byte, zlib stream; Latin-1 text
+                return _inflate_chunk_text(rest[1:]).decode("latin-1")
+            compressed, _method, rest = rest[0], rest[1], rest[2:]
+            _language, _, rest = rest.partition(b"\0")
+            _translated, _, text = rest.partition(b"\0")
+            return (_inflate_chunk_text(text) if compressed else text).decode("utf-8")
+        except (zlib.error, UnicodeDecodeError, IndexError):
             return None
     return None
 
@@ -1119,7 +1136,7 @@ def foreign_prompt(path: str | os.PathLike) -> dict | None:
         text = ((graph_text_from_png(data, "prompt") or graph_text_from_png(data, "workflow"))
                 if data.startswith(PNG_SIGNATURE) else data.decode("utf-8"))
         prompt = json.loads(text) if text is not None else None
-    except (OSError, ValueError):
+    except (OSError, ValueError, GraphValidationError):      # e.g. a chunk that inflates past the graph limit
         return None
     return prompt if foreign_format(prompt) in (("comfyui", "api"), ("comfyui", "workflow")) else None
 

@@ -1134,3 +1134,43 @@ def test_allow_plugin_with_no_plugins_is_refused_not_ignored(capsys):
     assert main(["validate", ARITHMETIC, "--no-plugins", "--allow-plugin", "video"]) == 2
     err = capsys.readouterr().err
     assert "--allow-plugin video has no effect with --no-plugins" in err and "Traceback" not in err
+
+
+def _png_with_chunk(kind: bytes, body: bytes) -> bytes:
+    """A 1×1 PNG with one extra text chunk before IEND."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    chunk = struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    end = data.rindex(b"IEND") - 4
+    return data[:end] + chunk + data[end:]
+
+
+def test_a_png_whose_graph_chunk_inflates_past_the_limit_is_refused_before_it_is_inflated(tmp_path, capsys):
+    """A 1 MB iTXt chunk inflating to 1 GiB took 2.2 GB of memory before its size was refused (a stranger's CLI
+    pass); a graph in a zTXt chunk (another tool recompressed SaveImage's tEXt) was "a PNG without a graph"."""
+    import resource
+    import zlib
+
+    from nodegraph.graph import MAX_FILE_BYTES
+
+    bomb = zlib.compress(b" " * (MAX_FILE_BYTES + 4 * 2**20), 9)
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_with_chunk(b"iTXt", b"nodegraph\0\x01\x00\0\0" + bomb))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert main(["validate", str(path), "--no-plugins"]) == 1
+    assert "inflates past" in capsys.readouterr().out
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < MAX_FILE_BYTES / 2**20 * 3, grown_mib       # about one graph limit's worth, not all of it
+    graph = json.dumps({"format_version": 2, "nodes": {
+        "i": {"type": "Int", "inputs": {"value": 3}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "i", "output": "value"}}}}})
+    path = tmp_path / "ztxt.png"
+    path.write_bytes(_png_with_chunk(b"zTXt", b"nodegraph\0\x00" + zlib.compress(graph.encode())))
+    assert main(["validate", str(path), "--no-plugins"]) == 0
