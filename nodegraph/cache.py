@@ -13,10 +13,20 @@ recursively, objects that define `__nodegraph_sizeof__()` by what they report,
 everything else by `sys.getsizeof`.
 
 Thread-safe: the server changes the policy from another thread than the one running.
+
+Entries are the values nodes returned, and `Session.run` hands the output nodes' values to
+its caller as they are (no copy: a 1 GB latent is not copied per run). A caller who changes
+a returned tensor in place (`image.mul_(0)`) would change the cached entry, and every later
+run served from it: each entry remembers its tensors' version counters (`_tensor_versions`,
+the first MAX_VERSIONED_TENSORS, WATCH_DEPTH levels into dicts, lists and tuples), and `get`
+treats an entry whose tensor moved as a miss and drops it (logged once per entry), so the
+node runs again. Writes torch does not count (through `.data`, a numpy view) are not seen
+here; the executor's own checks of nodes changing their inputs see those (executor.py).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from collections import OrderedDict
@@ -27,6 +37,38 @@ CachePolicy = Literal["lru", "all", "none"]
 POLICIES: tuple[str, ...] = ("lru", "all", "none")
 DEFAULT_BUDGET_BYTES = 2 * 1024**3
 MISSING = object()
+MAX_VERSIONED_TENSORS = 64
+WATCH_DEPTH = 3
+log = logging.getLogger(__name__)
+
+
+def _tensor_versions(value: Any) -> tuple:
+    """((tensor, version counter), ...) of the tensors in `value` — itself, or up to WATCH_DEPTH levels into
+    dicts, lists and tuples; () when there are none (or torch is not loaded). Inference-mode tensors keep no
+    counter and are left out."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return ()
+    found: list[tuple[Any, int]] = []
+    pending = [(value, 0)]
+    while pending and len(found) < MAX_VERSIONED_TENSORS:
+        item, depth = pending.pop()
+        if isinstance(item, torch.Tensor):
+            try:
+                found.append((item, item._version))
+            except RuntimeError:
+                pass
+        elif depth < WATCH_DEPTH and isinstance(item, (dict, list, tuple)):
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return tuple(found)
+
+
+def _moved(versions: tuple) -> bool:
+    """Whether a tensor of an entry was changed in place since it was stored."""
+    try:
+        return any(tensor._version != version for tensor, version in versions)
+    except RuntimeError:
+        return False
 
 
 def estimate_bytes(value: Any, _seen: set | None = None) -> int:
@@ -73,7 +115,7 @@ class OutputCache:
     """Node outputs by cache key, under a policy and a byte budget (LRU)."""
 
     def __init__(self, policy: CachePolicy = "lru", budget_bytes: int = DEFAULT_BUDGET_BYTES):
-        self._entries: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[Any, int, tuple]] = OrderedDict()   # (value, bytes, tensor versions)
         self._warnings: dict[str, tuple] = {}      # key → the node warnings its result carries (see `put`)
         self._lock = threading.RLock()
         self.total_bytes = 0
@@ -105,6 +147,11 @@ class OutputCache:
         """The cached value for `key` (marking it recently used), or MISSING."""
         with self._lock:
             entry = self._entries.get(key)
+            if entry is not None and entry[2] and _moved(entry[2]):
+                log.warning("a cached node output was changed in place after it was stored (a caller changed a "
+                            "tensor of a RunResult: copy it with .clone() first); the node runs again")
+                self.discard(key)
+                entry = None
             if entry is None:
                 self.stats.misses += 1
                 return MISSING
@@ -127,7 +174,7 @@ class OutputCache:
             self._warnings.pop(key, None)
             if warnings:
                 self._warnings[key] = tuple(warnings)
-            self._entries[key] = (value, size)
+            self._entries[key] = (value, size, _tensor_versions(value))
             self.total_bytes += size
             if self.policy == "lru":
                 self._evict_to(self.budget_bytes)
@@ -155,7 +202,7 @@ class OutputCache:
 
     def _evict_to(self, budget: int) -> None:
         while self.total_bytes > budget and self._entries:
-            key, (_, size) = self._entries.popitem(last=False)
+            key, (_, size, _) = self._entries.popitem(last=False)
             self._warnings.pop(key, None)
             self.total_bytes -= size
             self.stats.evictions += 1

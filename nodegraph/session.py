@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -125,8 +126,10 @@ class Session:
     def load(self, source: GraphSource) -> Graph:
         """Parse a graph from a path, JSON text/bytes, dict or Graph (no semantic checks); inputs a node class
         renamed (`Node.renamed_inputs`) take their new names."""
-        if isinstance(source, os.PathLike) or (isinstance(source, str) and not source.lstrip().startswith("{")):
-            graph = load_graph(source)
+        if isinstance(source, os.PathLike) or (isinstance(source, str) and (
+                not source.lstrip().startswith("{")
+                or (not source.rstrip().endswith("}") and "\n" not in source and os.path.isfile(source)))):
+            graph = load_graph(source)      # a path (one named "{x}.json" too), else JSON text
         else:
             graph = parse_graph(source)
         return self.renamed(graph)
@@ -141,6 +144,10 @@ class Session:
         """`graph.with_overrides(overrides)`, an override that names a renamed input by its old name setting it
         under its new name (`renamed_overrides`), and numpy scalars taken as the Python numbers they hold
         (`{"ks.seed": np.int64(5)}` from a diffusers script was a type_mismatch)."""
+        if not isinstance(overrides, Mapping):      # a list of pairs failed with "'list' object has no attribute 'items'"
+            raise TypeError(f"overrides must be a mapping {{'node_id.input': value}}, found "
+                            f"{type(overrides).__name__}" + (" (a list of pairs: wrap it in dict(...))"
+                                                              if isinstance(overrides, (list, tuple)) else ""))
         plain = {key: _plain_scalar(value) for key, value in overrides.items()}
         return graph.with_overrides(self.renamed_overrides(graph, plain))
 
@@ -172,6 +179,8 @@ class Session:
                 graph = self.with_overrides(graph, overrides)
         except GraphValidationError as exc:
             return exc.errors
+        if isinstance(outputs, str):      # one node id
+            outputs = [outputs]
         errors = validate(graph, self.registry, outputs, self.model_paths.list,
                           input_dir if input_dir is not None else self.input_dir)
         if not errors:   # a superset of the checks `run` memoises: running this Graph object skips them
@@ -249,6 +258,11 @@ class Session:
                 file-name input declares a model folder (`Input(file_name_in="loras")`). A
                 server runs its plain users' graphs so: a model folder is shared by everyone.
 
+        Returns:
+            A RunResult. Its `outputs` are the nodes' values themselves, shared with the cache (not copies):
+            `.clone()` a tensor before changing it in place (a cached entry whose tensor was changed so is
+            noticed and run again; a write through a numpy view is not).
+
         Raises:
             GraphValidationError: the graph is invalid (every error listed).
             NodeExecutionError: a node failed (node id, type, exception, traceback).
@@ -259,6 +273,8 @@ class Session:
         graph = self.load(source)
         if overrides:
             graph = self.with_overrides(graph, overrides)
+        if isinstance(outputs, str):      # outputs="show": one node id, not the letters s, h, o, w
+            outputs = [outputs]
         requested = tuple(outputs) if outputs is not None else None
         if requested is not None and not graph.is_plain:     # a subgraph node stands for its inner output nodes
             requested = tuple(requested_targets(graph, self.registry, requested))

@@ -583,3 +583,23 @@ def test_a_file_of_an_ending_its_model_folder_does_not_list_is_named_so(tmp_path
                       output_dir=tmp_path / "out")
     with pytest.raises(NodeExecutionError, match="lists no files ending in .txt"):       # api.model_file says so too
         session.run(read)
+
+
+def test_session_run_reads_what_a_python_caller_writes(tmp_path, monkeypatch):
+    """A stranger's Python pass: `outputs="show"` was read letter by letter (four "not a node" errors), a list of
+    override pairs failed with "'list' object has no attribute 'items'", and a file named "{x}.json" was parsed
+    as JSON text."""
+    from nodegraph import Session
+
+    graph = {"format_version": 2, "nodes": {"i": {"type": "Int", "inputs": {"value": 3}},
+                                            "show": {"type": "ShowValue", "inputs": {"value": {"node": "i",
+                                                                                               "output": "value"}}}}}
+    session = Session(autoload=False)
+    assert session.run(graph, outputs="show").outputs["show"]["value"] == 3
+    assert session.validate(graph, outputs="show") == []
+    with pytest.raises(TypeError, match=r"overrides must be a mapping .* found list \(a list of pairs"):
+        session.run(graph, overrides=[("i.value", 5)])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "{x}.json").write_text(json.dumps(graph))
+    assert session.run("{x}.json").outputs["show"]["value"] == 3
+    assert session.run(json.dumps(graph)).outputs["show"]["value"] == 3          # JSON text is still JSON text

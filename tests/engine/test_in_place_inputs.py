@@ -434,3 +434,17 @@ def test_a_tuple_default_holding_a_list_is_copied_too(session):
             "nonce": nonce}}}}).outputs["t"]["count"]
 
     assert [count(n) for n in range(3)] == [1, 1, 1]
+
+
+def test_a_caller_changing_a_result_in_place_does_not_change_later_runs(session, caplog):
+    """`session.run` hands out the cache's own tensors: `image.mul_(0)` on a result made the next run's cached
+    White image black (a stranger's CLI / Python pass). The entry notices its tensor moved and the node runs again."""
+    g = {"format_version": 2, "nodes": {"w": {"type": "White", "inputs": {}},
+                                        "show": {"type": "ShowValue", "inputs": {"value": {"node": "w",
+                                                                                           "output": "image"}}}}}
+    image = session.run(g).outputs["show"]["value"]
+    image.mul_(0)
+    again = session.run(g)
+    assert again.outputs["show"]["value"].min().item() == 1.0 and again.cached == []
+    assert "changed in place after it was stored" in caplog.text
+    assert session.run(g).cached == ["show"]                             # cached again, untouched
