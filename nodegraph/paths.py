@@ -127,8 +127,11 @@ def check_name(name: object, *, what: str = "file name", input_name: str | None 
         raise refuse("drive", "starts with a drive letter")
     reserved = sorted(set(name) & set(RESERVED_CHARACTERS))
     if reserved:
+        token = re.search(r"%date:[^%]*%", name)      # ComfyUI's filename_prefix token, from an imported workflow
         raise refuse("reserved_character", f"contains {' '.join(repr(ch) for ch in reserved)}, which Windows file "
-                                           f"systems refuse (and shells read specially)")
+                                           f"systems refuse (and shells read specially)"
+                     + (f"; {token[0]} is a ComfyUI token, which nodegraph does not expand (the run record keeps "
+                        f"the date): write a plain prefix" if token else ""))
     components = name.split("/")
     if len(components) > 1 and not subfolders:
         raise refuse("subfolder", "contains '/': only a plain name is allowed here")

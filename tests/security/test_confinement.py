@@ -367,3 +367,12 @@ def test_lcm_and_flow_run_names_are_refused_at_validation(tmp_path):
     graph["nodes"]["show"] = {"type": "ShowValue", "inputs": {"value": link("flow", "report")}}
     assert refusal(session, graph) == ("flow", "run_name", "absolute", "validation")
     assert not (tmp_path / "out" / "training").exists() and not os.path.exists("/tmp/evil_flow")
+
+
+def test_comfyuis_date_token_in_a_prefix_is_named():
+    """An imported workflow's `%date:yyyy-MM-dd%` prefix was refused as "contains ':'" with no word of the token."""
+    from nodegraph.paths import PathConfinementError, check_name
+
+    with pytest.raises(PathConfinementError) as info:
+        check_name("%date:yyyy-MM-dd%/ComfyUI", subfolders=True, what="prefix")
+    assert info.value.rule == "reserved_character" and "is a ComfyUI token" in str(info.value)
