@@ -150,16 +150,27 @@ def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
         if type(link_id) in (int, str) and type(origin) in (int, str):     # anything else links nothing
             links[link_id] = (str(origin), slot if type(slot) is int else 0)
 
-    def source(link_id: Any, depth: int = 0) -> Any:
-        """What a link carries: [origin id, slot], a primitive's literal, or None (dangling)."""
-        if type(link_id) not in (int, str) or link_id not in links or depth > 64:
-            return None
-        origin, slot = links[link_id]
-        node = nodes.get(origin)
-        if node is not None and node["type"] == "Reroute":
+    def source(link_id: Any) -> Any:
+        """What a link carries: [origin id, slot], a primitive's literal, or None (dangling). A chain of Reroute
+        nodes is followed to its end (a loop of them is a WorkflowError: it became "needs input 'model'")."""
+        reroutes: list[str] = []
+        seen: set[str] = set()
+        while True:
+            if type(link_id) not in (int, str) or link_id not in links:
+                return None
+            origin, slot = links[link_id]
+            node = nodes.get(origin)
+            if node is None or node["type"] != "Reroute":
+                break
+            if origin in seen:
+                loop = " → ".join(reroutes[reroutes.index(origin):] + [origin])
+                raise WorkflowError(f"Reroute nodes {loop} feed each other in a loop, so they carry nothing; "
+                                    f"connect the first of them to an output in ComfyUI and save again")
+            reroutes.append(origin)
+            seen.add(origin)
             inputs = node.get("inputs")
             first = inputs[0] if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else {}
-            return source(first.get("link"), depth + 1)
+            link_id = first.get("link")
         if node is not None and node["type"] == "PrimitiveNode":
             values = node.get("widgets_values")
             return {"literal": values[0] if isinstance(values, list) and values else None}

@@ -674,3 +674,19 @@ def test_a_misspelt_exposed_output_is_named_in_the_definition_not_on_its_consume
     assert codes(errors) == ["unknown_output"]
     assert errors[0].node_id == "sq" and "exposed output 'result' of subgraph 'square_plus'" in errors[0].message
     assert "'reslt'" in errors[0].message and "its outputs are: result" in errors[0].message
+
+
+def test_reroutes_are_followed_to_the_end_and_a_loop_of_them_is_named():
+    """A chain of 65 Reroute nodes, or two feeding each other, became "KSampler needs input 'model'" with no word of
+    the reroutes (a stranger's CLI pass)."""
+    chain = [{"id": 100 + i, "type": "Reroute", "inputs": [{"name": "", "link": 1000 + i}]} for i in range(200)]
+    links = [[1000 + i, 101 + i, 0, 100 + i, 0, "*"] for i in range(199)] + [[1199, 1, 0, 299, 0, "INT"]]
+    workflow = {"nodes": [{"id": 1, "type": "PrimitiveNode", "widgets_values": [7]},
+                          {"id": 2, "type": "KSampler", "inputs": [{"name": "seed", "widget": {"name": "seed"},
+                                                                   "link": 5}]}, *chain],
+                "links": [[5, 100, 0, 2, 0, "INT"], *links]}
+    graph = import_foreign(workflow)
+    assert graph["nodes"]["2"]["inputs"]["seed"] == 7                      # through 200 reroutes
+    workflow["links"][-1] = [1199, 100, 0, 299, 0, "*"]                    # the last reroute fed by the first
+    with pytest.raises(GraphValidationError, match=r"Reroute nodes 100 → 101 → .* → 299 → 100 feed each other"):
+        import_foreign(workflow)
