@@ -269,7 +269,8 @@ class LoadUNet(Node):
 
 
 class LoadVAE(Node):
-    """Load a VAE (a VAE file in models/vae, or the VAE of a full checkpoint)."""
+    """Load a VAE from models/vae: a VAE-only file, or a full checkpoint placed there (its VAE is taken). The VAE of
+    a checkpoint in models/checkpoints is LoadCheckpoint's vae output."""
 
     category = "loaders"
     shared_cache = True     # its output depends only on model files: users of a server share it
