@@ -314,6 +314,21 @@ def _warn_outside_trained_sizes(context: NodeContext, model: Any, samples: Any) 
                      f"(graphs/hires_fix.json, graphs/upscale.json).")
 
 
+LOW_START_FRACTION = 0.1     # a full denoise starting below this share of the model's largest sigma draws little
+
+
+def _warn_low_start(context: NodeContext, guider: Any, sigmas: Any, scheduler: str, steps: int, denoise: float) -> None:
+    """A node_warning when a full denoise (text to image) starts far below the model's largest sigma —
+    `ddim_uniform` at 1 or 2 steps starts at sigma 0.04 / 1.6 of SD's 14.6, as it does in ComfyUI and diffusers:
+    from so little noise the sampler keeps most of the starting latent (an empty latent stays flat)."""
+    sigma_max = getattr(guider, "sigma_max", None)
+    if denoise < 1 or sigma_max is None or not len(sigmas) or float(sigmas[0]) >= LOW_START_FRACTION * sigma_max:
+        return
+    context.warn(f"schedule {scheduler!r} at {steps} step(s) starts at sigma {float(sigmas[0]):.3g}, far below the "
+                 f"model's largest ({sigma_max:.3g}): a full denoise from so little noise keeps most of the starting "
+                 f"latent (an empty one gives a flat image). Use more steps, or karras / normal / simple.")
+
+
 def _warn_resized_hints(context: NodeContext, samples: Any, *conditionings: Any) -> None:
     """A node_warning per ControlNet hint that is not the image's size: it is resized to it while sampling,
     and stretched when its aspect differs (a hint drawn for a square image on a wide one moves the shapes)."""
@@ -945,6 +960,7 @@ def api_sample(context: NodeContext, model: Any, positive: Any, negative: Any, l
     chosen = {"name": sampler, "function": sampler_function(context.service("registry"), sampler), "options": {}}
     _warn_latent_for_another_vae(context, model, latent)
     _warn_resized_hints(context, samples, positive, negative)
+    _warn_low_start(context, guider, sigmas, scheduler, steps, denoise)
     with batch_groups(latent.get("frames"), context.check_interrupted):    # whole clips a call
         out = run_sampling(context, Guidance(guider, model), chosen, sigmas, noise or Noise(seed), samples,
                            latent.get("noise_mask"))

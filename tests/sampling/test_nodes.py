@@ -686,3 +686,12 @@ def test_ksampler_at_denoise_0_passes_its_latent_unchanged(session):
     graph["nodes"]["show"]["inputs"]["value"] = link("k", "latent")
     out = session.run(graph).outputs["show"]["value"]["samples"]
     assert torch.equal(out, torch.zeros(4, 4, 8, 8))             # EmptyLatent's zeros: no noise, no steps
+
+
+def test_a_full_denoise_starting_far_below_sigma_max_is_warned_about(session):
+    """ddim_uniform at 1 step starts at sigma 0.041 of SD's 14.6 (so do ComfyUI's and diffusers'): a text-to-image
+    run gives a flat image with no word why (a numerics reviewer's check). karras at 1 step starts at sigma_max."""
+    warned = session.run(ksampler_graph(scheduler="ddim_uniform", steps=1)).warnings
+    assert any("starts at sigma 0.0413, far below" in w["message"] for w in warned), warned
+    assert not session.run(ksampler_graph(scheduler="karras", steps=1)).warnings
+    assert not session.run(ksampler_graph(scheduler="ddim_uniform", steps=1, denoise=0.5)).warnings
