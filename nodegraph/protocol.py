@@ -668,6 +668,13 @@ class ServerProtocol:
                 "message": f"not run: user {user_name!r} was removed from the server's users file after queueing it"}
 
     @staticmethod
+    def removed_while_running_error(user_name: str, node_id: str | None) -> dict[str, Any]:
+        """The stored error of a run stopped because its user left the users file while it ran."""
+        where = f" while node {node_id!r} was running" if node_id else ""
+        return {"code": "user_removed", "node_id": node_id,
+                "message": f"stopped{where}: user {user_name!r} was removed from the server's users file"}
+
+    @staticmethod
     def over_time_error(user_name: str, seconds: int, node_id: str | None, elapsed: float) -> dict[str, Any]:
         """The stored error of a run stopped at its user's `max_run_seconds`, `elapsed` seconds after it started
         (more than the limit when a step could not be interrupted sooner)."""
@@ -828,7 +835,8 @@ class ServerProtocol:
     def _token_matches(self, client: ClientState, token: str) -> bool:
         if self.users is not None:
             return client.user is not None and self.users.authenticate(token) == client.user
-        return self.token is not None and hmac.compare_digest(token.encode(), self.token.encode())
+        return self.token is not None and hmac.compare_digest(token.encode("utf-8", "surrogatepass"),
+                                                              self.token.encode())      # "\ud800" is no token
 
     def _on_hello(self, client: ClientState, message: Hello) -> list[Outgoing]:
         if message.protocol_version != PROTOCOL_VERSION:
@@ -906,8 +914,17 @@ class ServerProtocol:
 
     @staticmethod
     def _active_limit_problem(user: User) -> str:
+        if user.max_queued == 0:
+            return (f"user {user.name!r} is paused (max_queued 0): no run is taken or started until an admin "
+                    f"raises it (`nodegraph users set {user.name} --max-queued N`)")
         return (f"user {user.name!r} already has {user.max_queued} run(s) queued or running (the limit); "
                 f"wait for one to finish or cancel one")
+
+    def held_users(self) -> frozenset[str]:
+        """The users whose queued runs wait: paused ones (`max_queued` 0; admins have no limits)."""
+        if self.users is None:
+            return frozenset()
+        return frozenset(user.name for user in self.users.users() if user.max_queued == 0 and not user.is_admin)
 
     @staticmethod
     def _active_limit(client: ClientState) -> int | None:
@@ -1010,8 +1027,9 @@ class ServerProtocol:
         if record is None:      # another user's run is "not found", not "forbidden": ids reveal nothing
             return _error(client.client_id, "not_found", f"no run {run_id[:64]!r}", request_id)
         hint = " (use interrupt for a running run)" if record.status == "running" and verb == "cancel" else ""
+        state = {"running": "running", "queued": "queued"}.get(record.status, f"finished ({record.status})")
         return _error(client.client_id, "invalid_state",
-                      f"cannot {verb} run {run_id!r}: it is {record.status}{hint}", request_id, status=record.status)
+                      f"cannot {verb} run {run_id!r}: it is {state}{hint}", request_id, status=record.status)
 
     def _on_interrupt(self, client: ClientState, message: Interrupt) -> list[Outgoing]:
         running = self.queue.get(message.run_id, graph=False)    # by id: with Ray workers several runs are running

@@ -46,6 +46,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -455,14 +456,17 @@ class RunQueue:
             order = self.queued_in_turn()
             return order.index(run_id) if run_id in order else None
 
-    def queued_in_turn(self) -> list[str]:
+    def queued_in_turn(self, held: Collection[str] = ()) -> list[str]:
         """The queued runs' ids in the order they will run: runs put at the front first, then users take turns
         — one run each in every round, their own runs in the order they queued them, the user whose last run
         started longest ago (or never) first — so one user's 25 queued runs do not make everyone else wait
-        behind them. With one user (or none: a server without a users file) this is the order they queued."""
+        behind them. With one user (or none: a server without a users file) this is the order they queued.
+        The runs of `held` users (paused: `max_queued` 0) are left out: they wait."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, seq, user, front FROM runs WHERE status = 'queued' ORDER BY seq").fetchall()
+            if held:
+                rows = [row for row in rows if row["user"] not in held]
             users = {row["user"] for row in rows}
             if len(users) <= 1:
                 return [row["id"] for row in rows]
@@ -480,8 +484,10 @@ class RunQueue:
                  for runs in (by_user[user] for user in turn) if depth < len(runs)]
         return front + dealt
 
-    def claim_next(self, needs_graph: Callable[[str], bool] | None = None) -> RunRecord | None:
-        """Mark the first readable queued run as running and return it (None if the queue is empty).
+    def claim_next(self, needs_graph: Callable[[str], bool] | None = None,
+                   held: Collection[str] = ()) -> RunRecord | None:
+        """Mark the first readable queued run as running and return it (None if the queue is empty, or holds
+        only runs of `held` users: paused ones, whose runs wait).
 
         `needs_graph(run_id)` False: the caller holds the run's graph already (the server keeps the
         Graph it validated at submit), so the stored JSON is not decoded again (`record.graph` is {}).
@@ -492,8 +498,13 @@ class RunQueue:
                 row = self._one("SELECT id FROM runs WHERE status = 'queued' ORDER BY seq LIMIT 1")
                 if row is None:
                     return None
-                if self._one("SELECT COUNT(DISTINCT COALESCE(user, '')) AS n FROM runs "
-                             "WHERE status = 'queued'")["n"] > 1:       # users take turns (`queued_in_turn`)
+                if held:
+                    order = self.queued_in_turn(held)
+                    if not order:
+                        return None
+                    row = {"id": order[0]}
+                elif self._one("SELECT COUNT(DISTINCT COALESCE(user, '')) AS n FROM runs "
+                               "WHERE status = 'queued'")["n"] > 1:       # users take turns (`queued_in_turn`)
                     row = {"id": self.queued_in_turn()[0]}
                 self._db.execute("UPDATE runs SET status = 'running', started_at = ? WHERE id = ?",
                                  (time.time(), row["id"]))

@@ -552,6 +552,7 @@ class Server:
             if self.users.refresh():
                 log.info("the users file changed: %d user(s) now", len(self.users))
                 self._interrupt_removed_users_runs()
+                self._wake()           # a paused user's runs may go now (or a newly paused one's must wait)
                 for client_id, (websocket, _outbox) in list(self.connections.items()):
                     allowed, user = self.authenticate(websocket.request)
                     state = self.protocol.clients.get(client_id)
@@ -1195,7 +1196,8 @@ class Server:
                 if record is None:
                     try:
                         record = self.queue.claim_next(
-                            needs_graph=lambda run_id: run_id not in self.protocol.prepared)
+                            needs_graph=lambda run_id: run_id not in self.protocol.prepared,
+                            held=self.protocol.held_users())
                     except Exception:  # noqa: BLE001 — e.g. a disk I/O error: try again shortly
                         log.exception("could not read the run queue; retrying")
                         time.sleep(self.WORKER_RETRY_SECONDS)
@@ -1308,7 +1310,12 @@ class Server:
                 result=self._files_of_stopped_run(run_id, store, exc))
         except RunInterrupted as exc:
             saved = self._files_of_stopped_run(run_id, store, exc)
-            if over_time.is_set():       # the server stopped it, not its user: failed, saying why
+            removed = self.protocol.removed_user_error(record.user)
+            if removed is not None:      # stopped because its user left the users file: said so, as queued ones are
+                error = self.protocol.removed_while_running_error(record.user, exc.node_id)
+                self._terminal_event = RunFailed(run_id, exc.node_id, error["message"])
+                self._finish(run_id, "failed", error=error, result=saved)
+            elif over_time.is_set():       # the server stopped it, not its user: failed, saying why
                 error = self.protocol.over_time_error(record.user, time_limit, exc.node_id,
                                                       time.perf_counter() - self._run_started[0])
                 log.info("run %s (user %s) stopped at its %d s limit", run_id, record.user, time_limit)

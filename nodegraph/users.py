@@ -68,8 +68,9 @@ class UsersFileError(ValueError):
 
 
 def hash_token(token: str) -> str:
-    """The stored form of a token."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    """The stored form of a token (a token holding a lone surrogate, which no issued token does, hashes to what no
+    stored token is: it raised UnicodeEncodeError, an internal_error for a hello)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,7 @@ def _role_and_limit_options(parser: argparse.ArgumentParser) -> None:
                       help="may see and manage every user's runs and files")
     role.add_argument("--role", choices=ROLES, help="the role (user or admin); --admin is --role admin")
     parser.add_argument("--max-queued", type=_limit_count, default=None,
-                        help=f"queued + running runs at once (0 holds the user's runs), or none for no limit (new "
+                        help=f"queued + running runs at once (0 pauses the user: their queued runs wait), or none for no limit (new "
                              f"users: {DEFAULT_MAX_QUEUED})")
     parser.add_argument("--max-bytes", type=_limit_bytes, default=None,
                         help=f"bytes stored in the user's folders, e.g. 2GiB or 500M, or none for no limit (new "

@@ -147,7 +147,7 @@ class RayBackend:
                 server._wake_event.clear()
                 continue
             try:
-                record = server.queue.claim_next()
+                record = server.queue.claim_next(held=server.protocol.held_users())
             except Exception:  # noqa: BLE001 — a disk error: try again shortly
                 log.exception("could not read the run queue; retrying")
                 time.sleep(server.WORKER_RETRY_SECONDS)
@@ -261,7 +261,12 @@ class RayBackend:
             if timer is not None:
                 timer.cancel()
         status = outcome["status"]
-        if status == "interrupted" and over_time.is_set():      # the server stopped it, not its user
+        if status == "interrupted" and server.protocol.removed_user_error(record.user) is not None:
+            node_id = (outcome.get("error") or {}).get("node_id")      # stopped because its user was removed
+            status, outcome = "failed", {**outcome, "status": "failed",
+                                         "error": server.protocol.removed_while_running_error(record.user, node_id)}
+            terminal = None
+        elif status == "interrupted" and over_time.is_set():      # the server stopped it, not its user
             node_id = (outcome.get("error") or {}).get("node_id")
             status, outcome = "failed", {**outcome, "status": "failed",
                                          "error": server.protocol.over_time_error(record.user, time_limit, node_id,

@@ -243,7 +243,8 @@ def test_a_removed_users_run_on_a_ray_worker_is_interrupted(tmp_path, pool):
         deadline = time.monotonic() + 60
         while running.server.queue.get(run_id).status == "running" and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert running.server.queue.get(run_id).status == "interrupted"
+        stopped = running.server.queue.get(run_id)
+        assert stopped.status == "failed" and stopped.error["code"] == "user_removed", stopped
         assert time.monotonic() - started < 60
     finally:
         running.stop()

@@ -672,6 +672,7 @@ def test_files_saved_before_a_run_failed_belong_to_the_run(tmp_path):
         gina.send({"type": "submit", "graph": graph})
         run_id = gina.next_of("submitted")["run_id"]
         assert "storage limit" in gina.next_of("node_error", run_id=run_id)["message"]
+        gina.next_of("run_failed", run_id=run_id)          # recorded (node_error comes before the outcome is)
         folder = running.session.output_dir / "gina"
         assert [p.name for p in folder.glob("*.png")] == ["small_00001.png"]
         gina.send({"type": "get_outputs", "run_id": run_id})
@@ -795,7 +796,9 @@ def test_a_removed_users_queued_runs_do_not_run(tmp_path):
         deadline = time.monotonic() + 30
         while running.server.queue.get(long_run).status == "running" and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert running.server.queue.get(long_run).status == "interrupted"
+        stopped = running.server.queue.get(long_run)          # said why (it was a bare "run interrupted")
+        assert stopped.status == "failed" and stopped.error["code"] == "user_removed", stopped
+        assert "was removed" in stopped.error["message"] and stopped.error["node_id"] == "w"
         root.close()
     finally:
         running.stop()
@@ -1158,5 +1161,57 @@ def test_delete_file_refuses_ids_that_leave_the_folders_and_removes_a_link_not_i
         assert not (inputs / "in_link.txt").is_symlink() and (inputs / "mine.txt").read_text() == "mine"
         assert secret.read_text() == "keep" and (inputs / "out_link.txt").is_symlink()
         client.close()
+    finally:
+        running.stop()
+
+
+def test_a_hello_token_with_a_lone_surrogate_is_an_invalid_token(tmp_path):
+    """`"token": "\\ud800"` raised UnicodeEncodeError in the hash: an internal_error with a traceback in the log."""
+    book = UserBook()
+    book.add(User("alice"))
+    protocol = ServerProtocol(Session(autoload=False), RunQueue(), FileStore(tmp_path, tmp_path), users=book)
+    protocol.connect("c", user=book.get("alice"))
+    (reply,) = protocol.receive("c", '{"type": "hello", "protocol_version": 1, "token": "\\ud800"}')
+    assert reply.message["code"] == "invalid_token", reply.message
+    protocol = ServerProtocol(Session(autoload=False), RunQueue(), FileStore(tmp_path, tmp_path), token="s3cret")
+    protocol.connect("c")                                                  # a --token server: the same
+    (reply,) = protocol.receive("c", '{"type": "hello", "protocol_version": 1, "token": "\\ud800"}')
+    assert reply.message["code"] == "invalid_token", reply.message
+
+
+def test_a_paused_user_s_queued_runs_wait_until_the_limit_is_raised(tmp_path):
+    """`users set bob --max-queued 0` is documented to hold bob's runs; his queued runs ran anyway, and a submit
+    was refused as "already has 0 run(s) queued or running"."""
+    book = UserBook(path=tmp_path / "users.json")
+    root_token = book.add(User("root", role="admin"))
+    bob_token = book.add(User("bob"))
+    book.save()
+    running = RunningServer(tmp_path, users=book)
+    running.server.USERS_CHECK_SECONDS = 0.1
+    try:
+        root, bob = Client(running.url(f"/ws?token={root_token}")), Client(running.url(f"/ws?token={bob_token}"))
+        root.send({"type": "submit", "graph": wait_graph(2)})                  # holds the worker while bob queues
+        first = root.next_of("submitted")["run_id"]
+        bob.send({"type": "submit", "graph": wait_graph(0.1)})
+        held = bob.next_of("submitted")["run_id"]
+        on_disk = UserBook.load(tmp_path / "users.json")
+        on_disk.update(User("bob", max_queued=0))
+        on_disk.save()
+        time.sleep(0.6)                                                         # the server has read the file
+        assert root.next_of("run_finished", run_id=first, timeout=30)
+        root.send({"type": "submit", "graph": wait_graph(0.1)})                 # others' runs go past it
+        assert root.next_of("run_finished", run_id=root.next_of("submitted")["run_id"], timeout=30)
+        assert running.server.queue.get(held).status == "queued"
+        bob = Client(running.url(f"/ws?token={bob_token}"))                     # (a limit change closed his socket)
+        bob.send({"type": "submit", "graph": wait_graph(0.1)})
+        refused = bob.next_of("error")
+        assert refused["code"] == "quota_exceeded" and "is paused (max_queued 0)" in refused["message"], refused
+        on_disk.update(User("bob", max_queued=5))
+        on_disk.save()
+        deadline = time.monotonic() + 30
+        while running.server.queue.get(held).status != "succeeded" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert running.server.queue.get(held).status == "succeeded"
+        root.close()
     finally:
         running.stop()
