@@ -755,22 +755,36 @@ def test_per_user_run_time_limit_stops_a_long_run_and_frees_the_worker(tmp_path)
         running.stop()
 
 
+def server_with_admin_and(tmp_path: Path, user: User) -> tuple[RunningServer, str, str]:
+    """A server following a users file (checked every 0.1 s) of an admin "root" and `user`: (server, root's token,
+    the user's token)."""
+    book = UserBook(path=tmp_path / "users.json")
+    root_token = book.add(User("root", role="admin"))
+    user_token = book.add(user)
+    book.save()
+    running = RunningServer(tmp_path, users=book)
+    running.server.USERS_CHECK_SECONDS = 0.1
+    return running, root_token, user_token
+
+
+def queue_behind_root(running: RunningServer, root_token: str, user_token: str, root_seconds: float,
+                      user_seconds: float) -> tuple[Client, Client, str, str]:
+    """Root submits a Wait of `root_seconds` (it holds the worker), then the user one of `user_seconds`, which
+    queues: (root's client, the user's, root's run id, the user's queued run id)."""
+    root, user = Client(running.url(f"/ws?token={root_token}")), Client(running.url(f"/ws?token={user_token}"))
+    root.send({"type": "submit", "graph": wait_graph(root_seconds)})
+    first = root.next_of("submitted")["run_id"]
+    user.send({"type": "submit", "graph": wait_graph(user_seconds)})
+    return root, user, first, user.next_of("submitted")["run_id"]
+
+
 def test_a_removed_users_queued_runs_do_not_run(tmp_path):
     """`users remove dave` left dave's queued runs in the queue; they ran later, with no limits at all (those
     were dave's entry). Each is recorded failed (`user_removed`) when its turn comes, and the next runs; a run
     of the user that is running then is interrupted."""
-    book = UserBook(path=tmp_path / "users.json")
-    root_token = book.add(User("root", role="admin"))
-    dave_token = book.add(User("dave", max_run_seconds=1))
-    book.save()
-    running = RunningServer(tmp_path, users=book)
-    running.server.USERS_CHECK_SECONDS = 0.1
+    running, root_token, dave_token = server_with_admin_and(tmp_path, User("dave", max_run_seconds=1))
     try:
-        root, dave = Client(running.url(f"/ws?token={root_token}")), Client(running.url(f"/ws?token={dave_token}"))
-        root.send({"type": "submit", "graph": wait_graph(3)})          # holds the worker while dave queues
-        first = root.next_of("submitted")["run_id"]
-        dave.send({"type": "submit", "graph": wait_graph(60)})
-        queued = dave.next_of("submitted")["run_id"]
+        root, dave, first, queued = queue_behind_root(running, root_token, dave_token, 3, 60)
         on_disk = UserBook.load(tmp_path / "users.json")
         on_disk.remove("dave")
         on_disk.save()
@@ -1182,18 +1196,9 @@ def test_a_hello_token_with_a_lone_surrogate_is_an_invalid_token(tmp_path):
 def test_a_paused_user_s_queued_runs_wait_until_the_limit_is_raised(tmp_path):
     """`users set bob --max-queued 0` is documented to hold bob's runs; his queued runs ran anyway, and a submit
     was refused as "already has 0 run(s) queued or running"."""
-    book = UserBook(path=tmp_path / "users.json")
-    root_token = book.add(User("root", role="admin"))
-    bob_token = book.add(User("bob"))
-    book.save()
-    running = RunningServer(tmp_path, users=book)
-    running.server.USERS_CHECK_SECONDS = 0.1
+    running, root_token, bob_token = server_with_admin_and(tmp_path, User("bob"))
     try:
-        root, bob = Client(running.url(f"/ws?token={root_token}")), Client(running.url(f"/ws?token={bob_token}"))
-        root.send({"type": "submit", "graph": wait_graph(2)})                  # holds the worker while bob queues
-        first = root.next_of("submitted")["run_id"]
-        bob.send({"type": "submit", "graph": wait_graph(0.1)})
-        held = bob.next_of("submitted")["run_id"]
+        root, bob, first, held = queue_behind_root(running, root_token, bob_token, 2, 0.1)
         on_disk = UserBook.load(tmp_path / "users.json")
         on_disk.update(User("bob", max_queued=0))
         on_disk.save()
