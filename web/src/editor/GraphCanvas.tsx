@@ -288,9 +288,24 @@ export function GraphCanvas() {
   // outside the view) until the user moves the view or edits, or another run or graph is shown. A run
   // started here is followed too when the whole graph was in view (app.canvas.followHere; editor/viewFit.ts).
   const follow = useRef<FollowedRun<EditorState> | null>(null);
+  // While a fit is on its way the view has moved but `follow` still holds the view before it: boxes that change
+  // then (images still arriving) must not read as the user's move, which stopped the follow and left a growing
+  // node below the canvas (a flaky e2e test, 1 run in 3). They wait for the fit, then are looked at again.
+  const fitting = useRef(false);
+  const boxesChangedWhileFitting = useRef(false);
+  const [refitTick, setRefitTick] = useState(0);
   const fitFollowed = useCallback(async (runId: string, here?: FollowedRun["here"]) => {
-    await flow.fitView(FIT_ALL);
+    fitting.current = true;
+    try {
+      await flow.fitView(FIT_ALL);
+    } finally {
+      fitting.current = false;
+    }
     follow.current = { runId, state: app.editor.state, viewport: flow.getViewport(), ...(here ? { here } : {}) };
+    if (boxesChangedWhileFitting.current) {
+      boxesChangedWhileFitting.current = false;
+      setRefitTick((tick) => tick + 1);
+    }
   }, [app, flow]);
   useEffect(() => {
     if (!fitPending || !nodesInitialized) return;
@@ -401,6 +416,10 @@ export function GraphCanvas() {
 
   useEffect(() => {
     const followed = follow.current;
+    if (fitting.current) {
+      boxesChangedWhileFitting.current = true;
+      return;
+    }
     if (!followed || fitPending) return;
     const step = followStep(followed, {
       state: app.editor.state, viewport: flow.getViewport(), activeRun: app.session.get().activeRun, rects,
@@ -410,7 +429,7 @@ export function GraphCanvas() {
     if (step !== "fit") return;
     const frame = requestAnimationFrame(() => void fitFollowed(followed.runId, followed.here));
     return () => cancelAnimationFrame(frame);
-  }, [rects]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [rects, refitTick]); // eslint-disable-line react-hooks/exhaustive-deps
 
   // The auto-layout, once shown, stays put: when every node it places has been measured and the boxes have
   // not changed for a frame (a first draw's size reports arrive after that frame's callbacks), those nodes
@@ -426,7 +445,7 @@ export function GraphCanvas() {
       });
     });
     return () => cancelAnimationFrame(frame);
-  }, [rects]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [rects, refitTick]); // eslint-disable-line react-hooks/exhaustive-deps
 
   // A placed node that grew (a run added an image) pushes the nodes it now covers down: nodes placed by
   // the file move in the document, frozen ones in the shown positions; undo / redo push again with these
