@@ -98,8 +98,9 @@ class PluginInfo:
     hooks: tuple[str, ...] = ()  # the hooks it implements (register_nodes, ...)
     namespace_folder: str | None = None   # set when its module is a folder without __init__.py
     unknown_hooks: tuple[str, ...] = ()   # @hookimpl functions named as no hook (a misspelling): never called
-    import_seconds: float = 0.0  # how long importing its module took (`slow_import` warning past SLOW_IMPORT_SECONDS
-    hook_seconds: float = 0.0    # ... with its hooks' calls, e.g. a register_nodes that imports its node modules)
+    import_seconds: float = 0.0  # how long importing its module took
+    hook_seconds: float = 0.0    # how long its hooks' calls took (a register_nodes importing its node modules); the
+    #                              two together past SLOW_IMPORT_SECONDS give a `slow_import` warning
 
 
 @dataclass(frozen=True)
