@@ -38,7 +38,7 @@ POLICIES: tuple[str, ...] = ("lru", "all", "none")
 DEFAULT_BUDGET_BYTES = 2 * 1024**3
 MISSING = object()
 MAX_VERSIONED_TENSORS = 64
-WATCH_DEPTH = 3
+WATCH_DEPTH = 5              # levels of dicts, lists and tuples looked into (here and by the executor's checks)
 log = logging.getLogger(__name__)
 
 

@@ -89,7 +89,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import events as ev
-from .cache import MISSING, OutputCache
+from .cache import MISSING, WATCH_DEPTH, OutputCache
 from .errors import NodeExecutionError, NodeInputError, NodeOutputError, RunInterrupted, out_of_memory
 from .graph import Graph, Link, topological_order
 from .interrupts import CURRENT_CHECK
@@ -547,7 +547,6 @@ MAX_WATCHED_TENSORS = 1024   # per node run: the tensors of its linked inputs wh
 MAX_SAMPLED_TENSORS = 64     # ... of which this many are also compared by their values
 MAX_CHECKSUM_BYTES = 16 << 20   # ... CPU tensors up to this many bytes in all by a checksum of every byte (a CRC
                                 # of 16 MB takes ~7 ms here, twice per node: 64 MB doubled a cheap 2048² image node)
-WATCH_DEPTH = 5              # levels of dicts, lists and tuples looked into
 MAX_WATCHED_ITEMS = 1024     # items of one dict or list whose identity is compared (and looked into)
 _SAMPLE_POINTS = 256           # values compared of a tensor past the checksum budget (a strided read: cheap)
 
