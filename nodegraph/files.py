@@ -20,7 +20,8 @@ resolving (a name too long for the file system, a permission error) is a
 On a server with users, each user gets `FileStore.for_user(name)`: the same
 ids (`input/x.png`, `output/...`), rooted in `input/<name>/` and
 `output/<name>/`, so one user can neither name nor reach another's files.
-`folder_bytes` measures what a store holds (for per-user quotas; None past MAX_COUNTED_FILES files).
+`folder_bytes` measures what a store holds (for per-user quotas; None past MAX_COUNTED_FILES files);
+`list_files` lists it, newest first, in pages (what fills a quota, pruned runs' files included).
 
 `content_fingerprint(path)` is what the loaders of input files key the cache by: the
 file's bytes (hashed) when it is at most `HASHED_FILE_BYTES`, else size, modification
@@ -273,6 +274,47 @@ class FileStore:
                     except OSError:
                         continue
         return total
+
+    MAX_LISTED_FILES = 1000       # files one `list_files` page holds
+
+    def list_files(self, which: str | None = None, offset: int = 0,
+                   limit: int = MAX_LISTED_FILES) -> tuple[list[dict[str, object]], int, bool]:
+        """The regular files of both folders, or of `which`, newest first: a page of `limit` from `offset` as
+        `{file_id, bytes, modified, mime}`, the number found, and whether the walk saw every file (it stops
+        after MAX_COUNTED_FILES, as `folder_bytes` does). What a user looks at when their `max_bytes` is
+        spent by files no run in the history names any more (pruned runs keep their files).
+
+        Entries whose names start with '.' (an upload being written) and links are left out."""
+        from .results import default_mime
+
+        found: list[tuple[float, str, int]] = []
+        complete = True
+        for name, folder in self.folders.items():
+            if which is not None and name != which:
+                continue
+            for dirpath, dirnames, files in os.walk(folder):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                for file in files:
+                    if len(found) >= self.MAX_COUNTED_FILES:
+                        complete = False
+                        break
+                    if file.startswith("."):
+                        continue
+                    path = os.path.join(dirpath, file)
+                    try:
+                        info = os.lstat(path)
+                    except OSError:
+                        continue
+                    if stat.S_ISREG(info.st_mode):
+                        rel = Path(os.path.relpath(path, folder)).as_posix()
+                        found.append((info.st_mtime, f"{name}/{rel}", info.st_size))
+                if not complete:
+                    break
+        found.sort(key=lambda entry: (-entry[0], entry[1]))
+        page = [{"file_id": file_id, "bytes": size, "modified": round(modified, 3),
+                 "mime": default_mime(os.path.splitext(file_id)[1])}
+                for modified, file_id, size in found[offset:offset + limit]]
+        return page, len(found), complete
 
     def save_upload(self, name: str, data: bytes, kind: str = "image") -> str:
         """Check that `data` is a file of `kind` (module docstring), store it under a sanitised unique name;

@@ -214,6 +214,15 @@ class DeleteFile(_Message):
     file_id: str = Field(min_length=1, max_length=1024)
 
 
+class ListFiles(_Message):
+    """Your files (uploads in `input/`, outputs in `output/`), newest first, paged, with what your storage holds:
+    the way to files no run in the history names any more (the history keeps the newest runs; theirs stay)."""
+    type: Literal["list_files"]
+    folder: Literal["input", "output"] | None = None
+    offset: int = Field(0, ge=0, le=10**9)
+    limit: int = Field(100, ge=1, le=1000)       # FileStore.MAX_LISTED_FILES
+
+
 class ListPlugins(_Message):
     """Loaded, failed and skipped plugins, node-name clashes, and their warnings."""
     type: Literal["list_plugins"]
@@ -245,7 +254,7 @@ class UploadHeader(_Message):
 
 _MODELS = (Hello, ListNodes, Submit, QueueStatus, Cancel, Interrupt, Requeue, History, GetOutputs,
            ListModels, FreeMemory, SetCachePolicy, Ping, DeleteRun, ListPlugins, GetRun, ListTemplates,
-           GetTemplate, ImportGraph, Watch, DeleteFile)
+           GetTemplate, ImportGraph, Watch, DeleteFile, ListFiles)
 ClientMessage = Annotated[Union[_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]
 _CLIENT_MESSAGE = TypeAdapter(ClientMessage)
 MESSAGE_TYPES = tuple(m.model_fields["type"].annotation.__args__[0] for m in _MODELS)
@@ -903,13 +912,14 @@ class ServerProtocol:
                 return (f"user {user.name!r} has more than {FileStore.MAX_COUNTED_FILES:,} files in their "
                         f"{'upload' if uploads is None else 'output'} folder, more than the server counts for the "
                         f"{user.max_bytes / 2**20:.1f} MiB limit; delete old runs with their files (the editor's "
-                        f"history, or delete_run) or files you no longer need (delete_file)")
+                        f"history, or delete_run) or files you no longer need (list_files, then delete_file)")
             if uploads + outputs + runs_stored + adding >= user.max_bytes:
                 more = f" ({adding_what}: {adding / 2**20:.1f} MiB)" if adding else ""
                 return (f"user {user.name!r} stores {uploads / 2**20:.1f} MiB of uploads, {outputs / 2**20:.1f} MiB "
                         f"of output files and {runs_stored / 2**20:.1f} MiB of runs (graphs and results){more}; the "
                         f"limit is {user.max_bytes / 2**20:.1f} MiB. Free space: delete old runs with their files (the "
-                        f"editor's history, or delete_run), or uploads and files you no longer need (delete_file)")
+                        f"editor's history, or delete_run), or uploads and files you no longer need (list_files, then "
+                        f"delete_file)")
         return None
 
     @staticmethod
@@ -1220,6 +1230,21 @@ class ServerProtocol:
             text = str(exc) if isinstance(exc, FileAccessError) else f"cannot delete it ({exc.strerror or exc})"
             return [_error(client.client_id, "not_found", text, message.request_id)]
         return self._reply(client, message, {"type": "file_deleted", "file_id": message.file_id})
+
+    def _on_list_files(self, client: ClientState, message: ListFiles) -> list[Outgoing]:
+        """A page of the client's own files (an admin or the single user: every file) and the storage they use."""
+        page, total, complete = self.store_for(client.user).list_files(message.folder, message.offset, message.limit)
+        return self._reply(client, message, {"type": "files", "files": page, "total": total, "complete": complete,
+                                             "offset": message.offset, "usage": self._usage(client)})
+
+    def _usage(self, client: ClientState) -> dict[str, Any] | None:
+        """What a user with `max_bytes` stores against it (bytes; a folder past FileStore.MAX_COUNTED_FILES files
+        is None), or None: no storage limit applies (no users, an admin, a user without one)."""
+        user = client.user
+        if user is None or user.is_admin or user.max_bytes is None:
+            return None
+        uploads, outputs, runs_stored = self._storage_used(user.name)
+        return {"uploads": uploads, "outputs": outputs, "runs": runs_stored, "max_bytes": user.max_bytes}
 
     def _on_delete_run(self, client: ClientState, message: DeleteRun) -> list[Outgoing]:
         record = self._visible_record(client, message.run_id)

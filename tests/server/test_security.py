@@ -652,6 +652,62 @@ def test_per_user_storage_limit(tmp_path):
         running.stop()
 
 
+def test_list_files_finds_what_pruned_runs_left_and_what_the_quota_counts(tmp_path):
+    """The history keeps a user's newest runs (`--history-limit`); older runs leave it and their files stay,
+    counted in `max_bytes` — and the user had no way to find them (no run named them any more). `list_files`
+    lists a user's own files newest first with sizes, and what their storage holds against the limit."""
+    book = UserBook(path=tmp_path / "users.json")
+    tokens = {"hana": book.add(User("hana", max_bytes=10**6)), "ivan": book.add(User("ivan")),
+              "root": book.add(User("root", role="admin"))}
+    running = RunningServer(tmp_path, users=book, history_limit=2)
+    try:
+        hana = Client(running.url(f"/ws?token={tokens['hana']}"))
+        for size in (32, 40, 48, 56, 64):      # five different images: five files
+            graph = json.loads(json.dumps(SAVE_IMAGE))
+            graph["nodes"]["render"]["inputs"]["size"] = size
+            hana.send({"type": "submit", "graph": graph})
+            hana.next_of("run_finished", run_id=hana.next_of("submitted")["run_id"])
+            time.sleep(0.02)                   # distinct modification times: newest first is testable
+        hana.send({"type": "history"})
+        assert hana.next_of("history")["total"] < 5                 # the oldest runs were pruned ...
+        hana.send({"type": "list_files", "request_id": 7})
+        listing = hana.next_of("files")
+        assert listing["request_id"] == 7 and listing["total"] == 5 and listing["complete"]   # ... not their files
+        ids = [f["file_id"] for f in listing["files"]]
+        assert ids == [f"output/secret_0000{n}.png" for n in (5, 4, 3, 2, 1)], ids
+        assert all(f["mime"] == "image/png" and f["bytes"] > 0 for f in listing["files"])
+        usage = listing["usage"]
+        assert usage["max_bytes"] == 10**6 and usage["outputs"] == sum(f["bytes"] for f in listing["files"])
+        assert usage["uploads"] == 0 and usage["runs"] > 0
+        hana.send({"type": "list_files", "folder": "output", "offset": 3, "limit": 1})
+        page = hana.next_of("files")
+        assert [f["file_id"] for f in page["files"]] == [ids[3]] and page["total"] == 5 and page["offset"] == 3
+        hana.send({"type": "list_files", "folder": "input"})
+        assert hana.next_of("files")["files"] == []
+        hana.send({"type": "delete_file", "file_id": ids[-1]})    # the oldest, named by no run in the history
+        hana.next_of("file_deleted")
+        hana.send({"type": "list_files"})
+        after = hana.next_of("files")
+        assert after["total"] == 4 and after["usage"]["outputs"] == usage["outputs"] - listing["files"][-1]["bytes"]
+        hana.send({"type": "list_files", "limit": 5000})
+        assert hana.next_of("error")["code"] == "invalid_message"
+        hana.close()
+
+        ivan = Client(running.url(f"/ws?token={tokens['ivan']}"))      # another user sees none of hana's
+        ivan.send({"type": "list_files"})
+        theirs = ivan.next_of("files")
+        assert theirs["files"] == [] and theirs["total"] == 0 and theirs["usage"]["outputs"] == 0
+        ivan.close()
+        root = Client(running.url(f"/ws?token={tokens['root']}"))       # an admin sees them under her folder
+        root.send({"type": "list_files"})
+        everything = root.next_of("files")
+        assert {f["file_id"] for f in everything["files"]} == {f"output/hana/{i[len('output/'):]}" for i in ids[:-1]}
+        assert everything["usage"] is None                         # no limit applies to an admin
+        root.close()
+    finally:
+        running.stop()
+
+
 def test_files_saved_before_a_run_failed_belong_to_the_run(tmp_path):
     """A run whose third SaveImage hit the storage limit left the first two's files in no run: history showed no
     files, delete_run removed none, and they counted in the quota until guessed by name. A failed (or stopped)
