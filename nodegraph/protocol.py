@@ -26,8 +26,10 @@ import json
 import logging
 import math
 import operator
+import os
 import re
 import sqlite3
+import stat
 import struct
 from dataclasses import dataclass
 from itertools import groupby
@@ -1104,7 +1106,8 @@ class ServerProtocol:
             seeds = self._stored_seeds(record)
         entry["seeds"] = seeds
         entry["seed"] = next(iter(seeds.values()), None)
-        files = self._files_as_seen_by(client, record, (record.result or {}).get("files", []))
+        files = [f for f in self._files_as_seen_by(client, record, (record.result or {}).get("files", []))
+                 if not f.get("missing")]
         entry["files"] = len(files)
         entry["thumbnail"] = next((f.get("file_id") for f in files if f.get("kind") == "image"), None)
         return entry
@@ -1201,14 +1204,40 @@ class ServerProtocol:
                                              "graph": graph})
 
     def _files_as_seen_by(self, client: ClientState, record: RunRecord, files: list[dict]) -> list[dict]:
-        """File ids are relative to the run owner's folders; an admin sees them under the owner's subfolder."""
-        if record.user is None or client.user is None or not client.user.is_admin:
-            return files
+        """A run's output files as `client` sees them: ids are relative to the run owner's folders (an admin sees
+        them under the owner's subfolder), and a file that is no longer the one the run wrote is marked
+        `missing: true` (`_still_written`)."""
+        store = self._store_of(record)
+        admin_view = record.user is not None and client.user is not None and client.user.is_admin
         out = []
         for item in files:
-            kind, _, rel = str(item.get("file_id", "")).partition("/")
-            out.append({**item, "file_id": f"{kind}/{record.user}/{rel}"})
+            if not self._still_written(store, item):
+                item = {**item, "missing": True}
+            if admin_view:
+                kind, _, rel = str(item.get("file_id", "")).partition("/")
+                item = {**item, "file_id": f"{kind}/{record.user}/{rel}"}
+            out.append(item)
         return out
+
+    def _store_of(self, record: RunRecord) -> FileStore:
+        """The file store a run's file ids are relative to: its owner's."""
+        return self.files if record.user is None else self.files.for_user(record.user)
+
+    @staticmethod
+    def _still_written(store: FileStore, item: dict[str, Any]) -> bool:
+        """Whether the output file a run reported is still the file it wrote: there, and (for runs recorded with
+        them) of the size and modification time its run saw. A deleted file's name is taken by the next run's
+        file of that prefix: its history showed the new image and `delete_run` deleted the new run's file."""
+        kind, _, rel = str(item.get("file_id", "")).partition("/")
+        if kind != "output" or not rel:
+            return False
+        try:
+            info = os.stat(store.folders["output"] / rel)
+        except (OSError, ValueError):
+            return False
+        if not stat.S_ISREG(info.st_mode):
+            return False
+        return (item.get("mtime_ns") in (None, info.st_mtime_ns)) and (item.get("bytes") in (None, info.st_size))
 
     def _on_get_outputs(self, client: ClientState, message: GetOutputs) -> list[Outgoing]:
         record = self._visible_record(client, message.run_id)
@@ -1259,7 +1288,7 @@ class ServerProtocol:
             return [_error(client.client_id, "invalid_state", f"run {record.id} is {state} now (it changed while "
                                                               f"this was asked); nothing was deleted",
                            message.request_id, status=state)]
-        store = self.files if record.user is None else self.files.for_user(record.user)
+        store = self._store_of(record)
         deleted = kept = 0
         for item in (record.result or {}).get("files", []):
             file_id = str(item.get("file_id", ""))
@@ -1268,6 +1297,8 @@ class ServerProtocol:
             except FileAccessError:
                 continue
             if not (path.is_file() and file_id.startswith("output/")):
+                continue
+            if not self._still_written(store, item):       # its name holds a later run's file now: not this run's
                 continue
             if self.queue.file_shared(file_id, record.id, record.user):   # a cached rerun shows the same file
                 kept += 1
@@ -1380,7 +1411,6 @@ class ServerProtocol:
         told users where the server keeps files, relative or absolute as it was started. With the run's `user`,
         their own folder is written as their file ids name it (`input/bad.wav`, not `input/carol/bad.wav`)."""
         if self._path_pattern is None:
-            import os
             from pathlib import Path
 
             from .model_paths import PROJECT_ROOT

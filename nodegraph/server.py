@@ -1386,6 +1386,11 @@ class Server:
                 log.warning("run %s reported a file outside its output folder: %r", run_id, item["path"])
                 continue
             entry = {"file_id": file_id, **{k: v for k, v in item.items() if k not in ("path", "name")}}
+            try:       # which file the run wrote: a later file under the same name is not its (_still_written)
+                info = os.stat(item["path"])
+                entry.update(bytes=info.st_size, mtime_ns=info.st_mtime_ns)
+            except OSError:
+                pass
             files.append(entry)
             if item["kind"] == "image":
                 data = Path(item["path"]).read_bytes()

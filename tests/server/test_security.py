@@ -708,6 +708,46 @@ def test_list_files_finds_what_pruned_runs_left_and_what_the_quota_counts(tmp_pa
         running.stop()
 
 
+def test_a_deleted_files_name_taken_by_a_later_run_is_not_the_earlier_runs_file(tmp_path):
+    """After `delete_file`, the next image of that prefix takes the freed name: the earlier run's history showed
+    the new run's image as its own, and `delete_run` of the earlier run deleted the new run's file. A run's
+    files are checked against the size and time its run saw: the earlier run's is `missing`, and stays."""
+    book = UserBook(path=tmp_path / "users.json")
+    token = book.add(User("jo", max_bytes=10**6))
+    running = RunningServer(tmp_path, users=book)
+    try:
+        jo = Client(running.url(f"/ws?token={token}"))
+        runs = []
+        for size in (32, 48):
+            graph = json.loads(json.dumps(SAVE_IMAGE))
+            graph["nodes"]["render"]["inputs"]["size"] = size
+            jo.send({"type": "submit", "graph": graph})
+            runs.append(jo.next_of("submitted")["run_id"])
+            jo.next_of("run_finished", run_id=runs[-1])
+            if size == 32:
+                jo.send({"type": "get_outputs", "run_id": runs[0]})
+                first = jo.next_of("outputs")["files"][0]
+                assert first["file_id"] == "output/secret_00001.png" and "missing" not in first
+                assert first["bytes"] > 0 and isinstance(first["mtime_ns"], int)
+                jo.send({"type": "delete_file", "file_id": first["file_id"]})
+                jo.next_of("file_deleted")
+        jo.send({"type": "get_outputs", "run_id": runs[1]})
+        second = jo.next_of("outputs")["files"][0]
+        assert second["file_id"] == "output/secret_00001.png" and "missing" not in second    # the name, reused
+        jo.send({"type": "get_outputs", "run_id": runs[0]})
+        assert jo.next_of("outputs")["files"][0]["missing"] is True
+        jo.send({"type": "history"})
+        entries = {run["run_id"]: run for run in jo.next_of("history")["runs"]}
+        assert entries[runs[0]]["thumbnail"] is None and entries[runs[0]]["files"] == 0
+        assert entries[runs[1]]["thumbnail"] == "output/secret_00001.png"
+        jo.send({"type": "delete_run", "run_id": runs[0]})
+        assert jo.next_of("run_deleted")["files_deleted"] == 0
+        assert (running.session.output_dir / "jo" / "secret_00001.png").is_file()     # the later run's file stays
+        jo.close()
+    finally:
+        running.stop()
+
+
 def test_files_saved_before_a_run_failed_belong_to_the_run(tmp_path):
     """A run whose third SaveImage hit the storage limit left the first two's files in no run: history showed no
     files, delete_run removed none, and they counted in the quota until guessed by name. A failed (or stopped)

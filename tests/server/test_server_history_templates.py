@@ -75,6 +75,10 @@ def test_history_entries_carry_duration_seed_thumbnail_and_files(proto):
     send(proto, {"type": "submit", "graph": seeded_graph(5), "overrides": {"s.seed": 1234}})
     files = [{"file_id": "output/a.mp4", "node_id": "v", "kind": "video", "index": 0},
              {"file_id": "output/b.png", "node_id": "i", "kind": "image", "index": 0}]
+    for item in files:          # a history lists the files that are there (a deleted one is `missing`)
+        path = proto.files.folders["output"] / item["file_id"].removeprefix("output/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
     run_id = finish_next(proto, files=files)
     (reply,) = send(proto, {"type": "history"})
     (entry,) = reply.message["runs"]

@@ -151,6 +151,16 @@ describe("session state", () => {
     expect(s.gallery.map((i) => i.fileId)).toEqual(["output/n1.png", "output/n2.png", "output/m.png", "output/o.png"]);
   });
 
+  it("leaves out files the server marks missing (deleted, or their name reused by a later run)", () => {
+    const history = server({ type: "history", total: 1, offset: 0, runs: [{ run_id: "old", status: "succeeded" }] });
+    const s = feed(history, { type: "history_outputs", message: {
+      type: "outputs", run_id: "old", status: "succeeded", outputs: {}, error: null,
+      files: [{ file_id: "output/a.png", node_id: "save", kind: "image", missing: true },
+              { file_id: "output/b.png", node_id: "save", kind: "image" }] } });
+    expect(s.gallery.map((i) => i.fileId)).toEqual(["output/b.png"]);
+    expect((s.runFiles.old ?? []).map((i) => i.fileId)).toEqual(["output/b.png"]);
+  });
+
   it("collects outputs and images once each, on the node and in the gallery", () => {
     let s = feed(server({ type: "run_started", run_id: "r1", nodes: ["save"], total: 1 }));
     s = reduceSession(s, { type: "file", file: { runId: "r1", nodeId: "save", fileId: "output/a.png", url: "files/output/a.png", index: 0, kind: "image" } }, context);

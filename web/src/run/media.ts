@@ -63,6 +63,8 @@ export interface FileRecord {
   fps?: number;
   duration?: number;
   sample_rate?: number;
+  /** The file is no longer the one the run wrote (deleted, or its name now holds a later run's file). */
+  missing?: boolean;
   [extra: string]: unknown;
 }
 

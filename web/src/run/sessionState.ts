@@ -217,6 +217,7 @@ function addRunFile(state: SessionState, file: OutputItem): SessionState {
 function addHistoryFiles(state: SessionState, message: Extract<ServerMessage, { type: "outputs" }>, context: ReduceContext): SessionState {
   let next = state;
   for (const [index, record] of (message.files ?? []).entries()) {
+    if (record.missing) continue;      // deleted since, or its name holds a later run's file: not this run's
     const file = outputItemFrom(message.run_id, record, context.fileUrl(record.file_id), index);
     next = addRunFile(next, file);
     if (!next.gallery.some((i) => i.fileId === file.fileId) && next.gallery.length < MAX_GALLERY) {
@@ -504,6 +505,7 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
         next = { ...next, activeRun: message.run_id, nodeOutputs: copyIdMap(message.outputs) };
       }
       for (const [index, file] of (message.files ?? []).entries()) {
+        if (file.missing) continue;
         next = addFile(next, outputItemFrom(message.run_id, file, context.fileUrl(file.file_id), index));
       }
       return next;
