@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a literal input (VALUE is read as JSON, else as text; a text input takes "
                           "it as typed, so --set prompt.text=123 is the text '123'); repeatable")
     run.add_argument("--output", action="append", metavar="NODE", dest="outputs",
-                     help="run only what this node needs (repeatable; default: every output node); the whole "
-                          "graph must still be valid")
+                     help="run only what this node needs (repeatable; default: every output node); only that "
+                          "part of the graph is checked, so a broken node elsewhere does not stop it")
     run.add_argument("--output-dir", default="output", help="where output nodes write files (default: ./output)")
     run.add_argument("--input-dir", default="input", help="where input files are read from (default: ./input)")
     run.add_argument("--events", metavar="FILE|-", help="write the event stream as JSON lines ('-' = stdout)")

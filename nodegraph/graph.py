@@ -45,7 +45,7 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from .errors import GraphError, GraphValidationError
 
@@ -162,6 +162,35 @@ class Graph:
 
     def save(self, path: str | os.PathLike) -> None:
         Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+
+    def upstream_of(self, node_ids: Iterable[str]) -> Graph:
+        """The part of the graph the nodes `node_ids` need: them and every node their links reach, with this
+        graph's metadata and subgraph definitions (memoised in `compiled`). Returns this graph itself when an
+        id is not a node here (its `unknown_node` error then names the graph's ids) or nothing is left out.
+
+        What a run of chosen outputs checks and runs (`Session.run(outputs=)`, `nodegraph run --output`):
+        a broken node elsewhere in the file does not stop it, as ComfyUI runs the outputs that validate."""
+        wanted = tuple(dict.fromkeys(node_ids))
+        memo_key = ("upstream_of", wanted)
+        if memo_key in self.compiled:
+            return self.compiled[memo_key]
+        if not wanted or any(node_id not in self.nodes for node_id in wanted):
+            return self
+        needed: dict[str, None] = {}
+        stack = list(wanted)
+        while stack:
+            node_id = stack.pop()
+            if node_id in needed or node_id not in self.nodes:      # a dangling link: validation names it
+                continue
+            needed[node_id] = None
+            stack.extend(value.node for value in self.nodes[node_id].inputs.values() if isinstance(value, Link))
+        if len(needed) == len(self.nodes):
+            part = self
+        else:
+            part = Graph({node_id: node for node_id, node in self.nodes.items() if node_id in needed},
+                         metadata=self.metadata, subgraphs=self.subgraphs)
+        self.compiled[memo_key] = part
+        return part
 
     def with_overrides(self, overrides: dict[str, Any]) -> Graph:
         """A copy with literal inputs replaced: `{"node_id.input": value}`.

@@ -181,6 +181,9 @@ class Session:
             return exc.errors
         if isinstance(outputs, str):      # one node id
             outputs = [outputs]
+        if outputs is not None:           # chosen outputs: only what they need is checked (as `run` runs it)
+            outputs = list(outputs)
+            graph = graph.upstream_of(outputs)
         errors = validate(graph, self.registry, outputs, self.model_paths.list,
                           input_dir if input_dir is not None else self.input_dir)
         if not errors:   # a superset of the checks `run` memoises: running this Graph object skips them
@@ -239,7 +242,8 @@ class Session:
             source: path, JSON text/bytes, dict or Graph. Re-running the same
                 Graph object skips parsing, validation and compilation.
             overrides: `{"node_id.input": value}` literals replacing the file's.
-            outputs: node ids to produce (default: every output node).
+            outputs: node ids to produce (default: every output node). Only what they need is
+                checked and run: a broken node elsewhere in the graph does not stop them.
             on_event: a sink for this run's events (in addition to subscribers).
             run_id: an id for the run's events (default: a new uuid). `interrupt(run_id)`
                 called before the run starts (e.g. while it is validated) stops it at once.
@@ -276,9 +280,10 @@ class Session:
         if isinstance(outputs, str):      # outputs="show": one node id, not the letters s, h, o, w
             outputs = [outputs]
         requested = tuple(outputs) if outputs is not None else None
-        if requested is not None and not graph.is_plain:     # a subgraph node stands for its inner output nodes
-            requested = tuple(requested_targets(graph, self.registry, requested))
-        plan = self._checked_plan(graph, requested, Path(input_dir) if input_dir is not None else None)
+        checked = graph if requested is None else graph.upstream_of(requested)   # chosen outputs: what they need
+        if requested is not None and not checked.is_plain:     # a subgraph node stands for its inner output nodes
+            requested = tuple(requested_targets(checked, self.registry, requested))
+        plan = self._checked_plan(checked, requested, Path(input_dir) if input_dir is not None else None)
         if not model_writes and (refused := model_write_errors(plan)):
             raise GraphValidationError(refused)
         targets = requested if requested is not None else plan.output_nodes

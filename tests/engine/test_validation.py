@@ -199,3 +199,36 @@ def test_a_graph_with_version_instead_of_format_version_is_told_which_key():
     with pytest.raises(GraphValidationError) as info:
         Session().load({"version": 5, "nodes": {}})
     assert 'it has "version": is that meant?' in info.value.errors[0].message
+
+
+def test_chosen_outputs_check_and_run_only_what_they_need(session, tmp_path):
+    """`run --output show` refused a graph whose other branch was broken (an unknown node type, a missing
+    input, a cycle): the whole file had to be valid. Only the part the chosen outputs need is checked and run
+    now, as ComfyUI runs the outputs that validate; the whole graph, or the broken branch chosen, still fails."""
+    from nodegraph.errors import GraphValidationError
+
+    graph = {"format_version": 1, "nodes": {
+        "a": {"type": "Int", "inputs": {"value": 3}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("a", "value")}},
+        "x": {"type": "NoSuchNode", "inputs": {}},
+        "y": {"type": "ShowValue", "inputs": {}},
+        "p": {"type": "ShowValue", "inputs": {"value": link("q", "value")}},
+        "q": {"type": "ShowValue", "inputs": {"value": link("p", "value")}}}}
+    assert session.validate(graph, ["show"]) == []
+    assert session.run(graph, outputs=["show"]).outputs["show"]["value"] == 3
+    assert session.run(graph, outputs="show").outputs["show"]["value"] == 3
+    whole = {e.code for e in session.validate(graph)}
+    assert {"unknown_node_type", "missing_input", "cycle"} <= whole, whole
+    with pytest.raises(GraphValidationError) as broken:
+        session.run(graph, outputs=["show", "y"])
+    assert [(e.code, e.node_id) for e in broken.value.errors] == [("missing_input", "y")]
+    unknown = [e for e in session.validate(graph, ["shwo"]) if e.code == "unknown_node"]    # a mistyped id ...
+    assert len(unknown) == 1 and "'show'" in unknown[0].message            # ... is named, with the closest id
+    path = tmp_path / "g.json"
+    import json
+
+    path.write_text(json.dumps(graph))
+    from nodegraph.cli import main
+
+    assert main(["run", str(path), "--output", "show", "--output-dir", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert main(["run", str(path), "--output-dir", str(tmp_path / "out"), "--no-progress"]) == 1
