@@ -259,7 +259,8 @@ def _checked_here(session: Any, variant: Any, outputs: list[str] | None) -> list
     from here). Model files are the workers' to have (a driver may hold none), so they are not checked here."""
     from ..validation import validate
 
-    return validate(variant, session.registry, outputs, None, session.input_dir)
+    checked = variant if outputs is None else variant.upstream_of(outputs)     # what the chosen outputs need
+    return validate(checked, session.registry, outputs, None, session.input_dir)
 
 
 def _stop_when_asked(pool: Any, stop: threading.Event, halt: threading.Event, finished: threading.Event,

@@ -359,3 +359,19 @@ def test_an_invalid_variant_fails_here_and_is_never_sent_to_a_worker(tmp_path):
     assert [i.status for i in items] == ["succeeded", "failed", "failed"]
     assert len(pool.started) == 1
     assert items[1].error["errors"][0]["input"] == "seconds" and items[2].error["errors"][0]["input"] == "value"
+
+
+def test_chosen_outputs_of_a_sweep_check_only_what_they_need(tmp_path):
+    """A sweep with `--output show` of a graph whose other branch is broken runs (locally) and passes the
+    driver's check before a variant goes to a Ray worker (`_checked_here`); without chosen outputs it fails."""
+    from nodegraph.distributed.batch import _checked_here, run_batch
+
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+    graph = session.load({"format_version": 1, "nodes": {
+        "a": {"type": "Int", "inputs": {"value": 3}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "a", "output": "value"}}},
+        "broken": {"type": "NoSuchNode", "inputs": {}}}})
+    assert _checked_here(session, graph, ["show"]) == []
+    assert [e.code for e in _checked_here(session, graph, None)] == ["unknown_node_type"]
+    items = run_batch(session, graph, [{"a.value": 1}, {"a.value": 2}], outputs=["show"], output_dir=tmp_path / "o")
+    assert [(item.status, item.outputs["show"]["value"]) for item in items] == [("succeeded", 1), ("succeeded", 2)]
