@@ -45,6 +45,7 @@ import tempfile
 import threading
 import unicodedata
 from pathlib import Path
+from typing import Callable
 
 from .errors import NodegraphError
 from .paths import DEVICE_NAMES
@@ -125,9 +126,10 @@ def _amount(size: int) -> str:
 
 
 class OutputBudget:
-    """Bytes one run may still write into its output folder: on a server with users, a user's `max_bytes` less
-    what they store when the run starts (their limit was checked only before a run, and one run of a user with
-    2 MiB wrote 190 MB). `api.save_files` spends it per file written and refuses the file that passes it."""
+    """Bytes a user's running runs may still write into their output folder: on a server with users, their
+    `max_bytes` less what they store when the first of those runs starts (their limit was checked only before a
+    run, and one run of a user with 2 MiB wrote 190 MB). `api.save_files` spends it per file written and refuses
+    the file that passes it; the server's uploads and submits meanwhile take from it, deletions give back."""
 
     def __init__(self, limit: int, owner: str):
         self.left, self.owner, self._lock = int(limit), owner, threading.Lock()
@@ -141,6 +143,16 @@ class OutputBudget:
                         f"(delete old runs with their files) or write smaller / fewer files")
             self.left -= size
             return None
+
+    def take(self, size: int) -> None:
+        """Take `size` bytes stored beside the run (an upload, a submitted graph), even past what is left."""
+        with self._lock:
+            self.left -= size
+
+    def refund(self, size: int) -> None:
+        """Give back `size` bytes freed meanwhile (a file deleted)."""
+        with self._lock:
+            self.left += size
 
 
 def content_fingerprint(path: str | os.PathLike) -> str:
@@ -177,6 +189,10 @@ class UploadStorageError(OSError):
 
 class FileAccessError(NodegraphError):
     """A file id or upload was refused; the message says why."""
+
+
+class StorageQuotaError(NodegraphError):
+    """An upload whose new bytes would pass its user's storage limit (`save_upload(check=)`); the message says so."""
 
 
 def append_record(path: str | Path, line: str) -> None:
@@ -316,16 +332,18 @@ class FileStore:
                 for modified, file_id, size in found[offset:offset + limit]]
         return page, len(found), complete
 
-    def save_upload(self, name: str, data: bytes, kind: str = "image") -> str:
+    def save_upload(self, name: str, data: bytes, kind: str = "image",
+                    check: Callable[[int], str | None] | None = None) -> str:
         """Check that `data` is a file of `kind` (module docstring), store it under a sanitised unique name;
-        returns its file id."""
+        returns its file id. `check(size)` is asked before new bytes are written (not for the very bytes of a
+        file already stored, which is reused): a message is a StorageQuotaError and nothing is written."""
         if kind not in UPLOAD_KINDS:
             raise FileAccessError(f"upload kind must be one of {', '.join(UPLOAD_KINDS)}; got {kind!r}")
         if not data:
             raise FileAccessError(f"the upload is empty; send the {'image' if kind == 'mask' else kind} file's bytes "
                                   f"in the binary frame")
         if kind in MEDIA_FORMATS:
-            return self._store_upload(name, data, self._media_extension(name, data, kind))
+            return self._store_upload(name, data, self._media_extension(name, data, kind), check)
         from PIL import Image, UnidentifiedImageError
 
         try:
@@ -353,7 +371,7 @@ class FileStore:
         ext = sanitise_name(name).rpartition(".")[2] if "." in sanitise_name(name) else ""
         if IMAGE_EXTENSIONS.get("." + ext.lower()) != fmt:   # TIFF bytes named .png are stored as .tif
             ext = IMAGE_FORMATS.get(fmt or "", ".png").lstrip(".")
-        return self._store_upload(name, data, ext)
+        return self._store_upload(name, data, ext, check)
 
     @staticmethod
     def _media_extension(name: str, data: bytes, kind: str) -> str:
@@ -375,9 +393,11 @@ class FileStore:
 
     MAX_SAME_BYTES_CHECKS = 32     # numbered names whose bytes an upload is compared with (then: a new name)
 
-    def _store_upload(self, name: str, data: bytes, ext: str) -> str:
+    def _store_upload(self, name: str, data: bytes, ext: str,
+                      check: Callable[[int], str | None] | None = None) -> str:
         """Write an upload into the input folder under its sanitised name with `ext`, never over another file;
-        the very bytes of a file already there under that name (or a numbered one) are that file.
+        the very bytes of a file already there under that name (or a numbered one) are that file. `check`: as
+        for `save_upload`.
 
         The bytes go to a temporary file first, which then takes the first free name with a hard link (that
         fails when the name exists): two uploads at once never get the same name, and no reader ever sees a
@@ -385,6 +405,13 @@ class FileStore:
         safe = sanitise_name(name)
         stem = safe.rpartition(".")[0] if "." in safe else safe
         folder = self.folders["input"]
+        if check is not None:
+            stored = self._stored_copy(folder, stem, ext, data)
+            if stored is not None:              # nothing new is written: no storage is taken
+                return stored
+            problem = check(len(data))
+            if problem:
+                raise StorageQuotaError(problem)
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".upload-{os.getpid()}-{os.urandom(6).hex()}.tmp"
         try:
@@ -408,6 +435,17 @@ class FileStore:
             raise UploadStorageError(f"the upload {name!r}: a million files of that name exist; rename it")
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _stored_copy(self, folder: Path, stem: str, ext: str, data: bytes) -> str | None:
+        """The id of the file `_store_upload` would reuse for these very bytes (the name, or a numbered one
+        among the first MAX_SAME_BYTES_CHECKS), or None."""
+        for counter in range(self.MAX_SAME_BYTES_CHECKS):
+            candidate = folder / (f"{stem}.{ext}" if counter == 0 else f"{stem}_{counter}.{ext}")
+            if not os.path.lexists(candidate):
+                return None
+            if _same_bytes(candidate, data):
+                return f"input/{candidate.name}"
+        return None
 
     @staticmethod
     def _confined(folder: Path, name: str) -> Path:

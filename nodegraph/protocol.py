@@ -31,7 +31,9 @@ import re
 import sqlite3
 import stat
 import struct
-from dataclasses import dataclass
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Annotated, Any, Callable, Literal, Union
 
@@ -40,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, Stric
 from .cache import POLICIES
 from .errors import GraphValidationError
 from .events import Event, NodeCached, NodeFinished, NodeStarted
-from .files import FileAccessError, FileStore, OutputBudget, UploadStorageError
+from .files import FileAccessError, FileStore, OutputBudget, StorageQuotaError, UploadStorageError
 from .effective_graph import effective_graph
 from .graph import Graph, GraphNode, Link, json_value_problem
 from .run_queue import ActiveLimitReached, RunQueue, RunRecord, members_within_storage_caps, storable_problem
@@ -334,6 +336,18 @@ MAX_RESUME_HOPS = 16        # reconnects followed from a run's submitter to its 
 
 
 @dataclass
+class UserStorage:
+    """One storage-limited user's bookkeeping. `lock` makes a quota check and the store it allows one step: two
+    uploads at once each passed the check before either was written, and ended 1.7 MB past a 2 MiB limit.
+    `budget` is the one OutputBudget the user's running runs share (made from what is stored when the first
+    starts, dropped when the last ends; `runs` counts them): while runs are writing, what they may still write
+    is not on disk yet, so uploads and submits meanwhile are checked against and take from it too."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    budget: OutputBudget | None = None
+    runs: int = 0
+
+
+@dataclass
 class ClientState:
     """What the protocol knows about one connection: who it is and how it wants its messages."""
 
@@ -613,6 +627,8 @@ class ServerProtocol:
         # connections that went away → their user's name (None: no users), so a resume of another user's
         # connection is answered `resumed: null` (it never routed their runs, but said it had been taken)
         self.departed: dict[str, str | None] = {}
+        self._storage: dict[str, UserStorage] = {}     # user name → their storage bookkeeping (limited users)
+        self._storage_guard = threading.Lock()
 
     # --- connections ----------------------------------------------------------
 
@@ -648,16 +664,50 @@ class ServerProtocol:
         return any(user.name == user_name and user.is_admin for user in self.users.users())
 
     def output_budget(self, user_name: str | None) -> OutputBudget | None:
-        """What a run of `user_name` may write into their output folder (their `max_bytes` less what they store
-        now), or None: no limit (no users, an admin, a user without `max_bytes`, one no longer in the file)."""
+        """What a run of `user_name` may write into their output folder, or None: no limit (no users, an admin, a
+        user without `max_bytes`, one no longer in the file). Their running runs share one budget (`UserStorage`):
+        their `max_bytes` less what they stored when the first of them started. Give it back with
+        `release_budget` when the run ends."""
         if self.users is None or user_name is None:
             return None
         user = self.users.get(user_name)
         if user is None or user.is_admin or user.max_bytes is None:
             return None
-        uploads, outputs, runs_stored = self._storage_used(user_name)
-        left = 0 if uploads is None or outputs is None else user.max_bytes - uploads - outputs - runs_stored
-        return OutputBudget(max(left, 0), user_name)
+        state = self.storage_of(user_name)
+        with state.lock:
+            if state.budget is None:
+                uploads, outputs, runs_stored = self._storage_used(user_name)
+                left = 0 if uploads is None or outputs is None else user.max_bytes - uploads - outputs - runs_stored
+                state.budget = OutputBudget(max(left, 0), user_name)
+            state.runs += 1
+            return state.budget
+
+    def release_budget(self, budget: OutputBudget | None) -> None:
+        """A run that had `budget` (from `output_budget`) ended: the last of its user's runs drops it, and the
+        next check counts what is stored again."""
+        if budget is None:
+            return
+        state = self.storage_of(budget.owner)
+        with state.lock:
+            state.runs -= 1
+            if state.runs <= 0:
+                state.budget, state.runs = None, 0
+
+    def storage_of(self, user_name: str) -> UserStorage:
+        with self._storage_guard:
+            return self._storage.setdefault(user_name, UserStorage())
+
+    @contextmanager
+    def _storage_step(self, client: ClientState):
+        """Hold the client's user's storage lock (a user with `max_bytes`) for a check and the store it allows;
+        yields their UserStorage, or None where no byte limit applies."""
+        user = client.user
+        if user is None or user.is_admin or user.max_bytes is None:
+            yield None
+            return
+        state = self.storage_of(user.name)
+        with state.lock:
+            yield state
 
     def run_time_limit(self, user_name: str | None) -> int | None:
         """Seconds a run of `user_name` may execute before the server stops it (their `max_run_seconds`), or
@@ -909,6 +959,17 @@ class ServerProtocol:
         if runs and user.max_queued is not None and self.queue.active_count(user.name) >= user.max_queued:
             return self._active_limit_problem(user)
         if user.max_bytes is not None:
+            running = self._storage.get(user.name)
+            budget = running.budget if running is not None else None
+            if budget is not None:          # their runs are writing: what they may still write is taken
+                if adding >= budget.left:
+                    more = f" ({adding_what}: {adding / 2**20:.1f} MiB)" if adding else ""
+                    return (f"user {user.name!r} has {max(budget.left, 0) / 2**20:.1f} MiB of the "
+                            f"{user.max_bytes / 2**20:.1f} MiB limit left while their running run(s) may still "
+                            f"write into it{more}. Wait for the run to end, or free space: delete old runs with "
+                            f"their files (the editor's history, or delete_run), or uploads and files you no "
+                            f"longer need (list_files, then delete_file)")
+                return None
             uploads, outputs, runs_stored = self._storage_used(user.name)
             if uploads is None or outputs is None:
                 return (f"user {user.name!r} has more than {FileStore.MAX_COUNTED_FILES:,} files in their "
@@ -945,6 +1006,17 @@ class ServerProtocol:
         return None if user is None or user.is_admin else user.max_queued
 
     def _on_submit(self, client: ClientState, message: Submit) -> list[Outgoing]:
+        with self._storage_step(client):       # the check and the store, one step for the user (`UserStorage`)
+            return self._submit(client, message)
+
+    def _taken_while_running(self, user_name: str | None, size: int) -> None:
+        """`size` bytes were stored for a user (negative: freed) while their runs write files: those runs'
+        shared budget shrinks (grows) by as much. Called with the user's storage lock held."""
+        state = self._storage.get(user_name) if user_name is not None else None
+        if state is not None and state.budget is not None and size:
+            state.budget.take(size)
+
+    def _submit(self, client: ClientState, message: Submit) -> list[Outgoing]:
         quota = self._quota_problem(client, adding=self._submit_bytes(client, message), adding_what="this graph")
         if quota:
             return [_error(client.client_id, "quota_exceeded", quota, message.request_id)]
@@ -974,6 +1046,7 @@ class ServerProtocol:
                                         graph_text=message._graph_text, start=reserved,
                                         listing=self._listing_extras(graph),
                                         limit_active=self._active_limit(client))
+            self._taken_while_running(user_name, self._submit_bytes(client, message))
             replies = self._submitted(client, message, record, graph, user_name)
         except ActiveLimitReached:     # parallel submits: the count at the top passed, the one at storing did not
             return [_error(client.client_id, "quota_exceeded", self._active_limit_problem(client.user),
@@ -1254,7 +1327,13 @@ class ServerProtocol:
     def _on_delete_file(self, client: ClientState, message: DeleteFile) -> list[Outgoing]:
         """One of the client's own files (uploads, outputs; an admin or the single user: any file)."""
         try:
-            self.store_for(client.user).delete(message.file_id)
+            store = self.store_for(client.user)
+            store.resolve(message.file_id)
+            kind, _, rel = message.file_id.partition("/")
+            size = os.lstat(store.folders[kind] / rel).st_size      # the entry deleted (a link: the link)
+            with self._storage_step(client):
+                store.delete(message.file_id)
+                self._taken_while_running(client.user.name if client.user is not None else None, -size)
         except (FileAccessError, OSError) as exc:
             text = str(exc) if isinstance(exc, FileAccessError) else f"cannot delete it ({exc.strerror or exc})"
             return [_error(client.client_id, "not_found", text, message.request_id)]
@@ -1289,7 +1368,7 @@ class ServerProtocol:
                                                               f"this was asked); nothing was deleted",
                            message.request_id, status=state)]
         store = self._store_of(record)
-        deleted = kept = 0
+        deleted = kept = freed = 0
         for item in (record.result or {}).get("files", []):
             file_id = str(item.get("file_id", ""))
             try:
@@ -1303,8 +1382,12 @@ class ServerProtocol:
             if self.queue.file_shared(file_id, record.id, record.user):   # a cached rerun shows the same file
                 kept += 1
                 continue
+            freed += path.stat().st_size
             path.unlink(missing_ok=True)
             deleted += 1
+        if record.user is not None and freed:
+            with self.storage_of(record.user).lock:
+                self._taken_while_running(record.user, -freed)     # freed: running runs may write as much more
         return self._reply(client, message, {"type": "run_deleted", "run_id": record.id, "files_deleted": deleted,
                                              "files_kept": kept})
 
@@ -1355,15 +1438,25 @@ class ServerProtocol:
             return [_error(client.client_id, "invalid_message",
                            "binary frames carry uploads: header {type: 'upload', name, kind}; "
                            + "; ".join(e["msg"] for e in exc.errors())[:1000], request_id)]
-        # the upload's own size counts (one upload could overshoot the limit by a whole frame and lock the
-        # user out); the run count does not: a file is not a run
-        quota = self._quota_problem(client, adding=len(payload), runs=False) if client.user is not None else None
-        if quota:
-            return [_error(client.client_id, "quota_exceeded", quota, request_id)]
         user = client.user
+        written: list[int] = []
+
+        def within_quota(size: int) -> str | None:
+            """Asked when new bytes are about to be written (not for the very bytes of a stored file): the
+            upload's own size counts (one upload could overshoot the limit by a whole frame and lock the user
+            out); the run count does not: a file is not a run."""
+            problem = self._quota_problem(client, adding=size, runs=False) if user is not None else None
+            if problem is None:
+                written.append(size)
+            return problem
+
         try:     # into the uploader's own input folder, where their runs read (an admin's too: `run_folders`)
             own = self.files if user is None else self.files.for_user(user.name)
-            file_id = own.save_upload(header.name, payload, header.kind)
+            with self._storage_step(client):        # the check and the write, one step for the user
+                file_id = own.save_upload(header.name, payload, header.kind, check=within_quota)
+                self._taken_while_running(user.name if user is not None else None, sum(written))
+        except StorageQuotaError as exc:
+            return [_error(client.client_id, "quota_exceeded", str(exc), request_id)]
         except FileAccessError as exc:
             return [_error(client.client_id, "invalid_upload", str(exc), request_id)]
         except OSError as exc:          # UploadStorageError, or another write failure: the reply the client awaits

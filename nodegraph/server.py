@@ -1345,6 +1345,7 @@ class Server:
         finally:
             if timer is not None:
                 timer.cancel()
+            self.protocol.release_budget(budget)
             self._current_run = None
             if self._terminal_event is not None:   # now get_outputs / queue_status see the final status
                 self._post(self.protocol.run_event(run_id, event_dict(self._terminal_event)), urgent=True)

@@ -217,12 +217,18 @@ class RayBackend:
             server._wake()
 
     def _run(self, server: Any, record: Any) -> None:
+        budget = server.protocol.output_budget(record.user)      # shared by the user's running runs
+        try:
+            self._run_within(server, record, budget)
+        finally:
+            server.protocol.release_budget(budget)
+
+    def _run_within(self, server: Any, record: Any, budget: OutputBudget | None) -> None:
         run_id = record.id
         folders = server.protocol.run_folders(record.user)
         input_dir, output_dir = folders if folders else (server.session.input_dir, server.session.output_dir)
         store = server.files if record.user is None else server.files.for_user(record.user)
         terminal: dict[str, Any] | None = None
-        budget = server.protocol.output_budget(record.user)
         time_limit = server.protocol.run_time_limit(record.user)
         over_time, started = threading.Event(), time.monotonic()
         timer = None

@@ -1205,6 +1205,102 @@ def test_uploads_count_against_the_byte_limit_and_can_be_deleted(tmp_path):
         running.stop()
 
 
+def _noise_png(side: int) -> bytes:
+    import io
+    import os
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_uploads_at_once_cannot_pass_the_byte_limit_together(tmp_path, monkeypatch):
+    """Two connections of one user each sent a 1.8 MB image at once under a 2 MiB limit: both passed the check
+    before either was written, and both were kept (1.7 MB over). The check and the write are one step per user
+    now: the second upload sees the first and is refused. (The write is slowed here so they overlap.)"""
+    import threading
+
+    import nodegraph.files as files_module
+
+    real_claim = files_module.claim_name
+
+    def slow_claim(tmp, target):
+        time.sleep(0.5)
+        return real_claim(tmp, target)
+
+    monkeypatch.setattr(files_module, "claim_name", slow_claim)
+    book = UserBook(path=tmp_path / "users.json")
+    token = book.add(User("kim", max_bytes=150_000))
+    running = RunningServer(tmp_path, users=book)
+    try:
+        clients = [Client(running.url(f"/ws?token={token}")) for _ in range(2)]
+        images = [_noise_png(160), _noise_png(160)]             # ~77 KB each: one fits, two do not
+        replies: list[dict] = [{}, {}]
+
+        def send(index: int) -> None:
+            clients[index].ws.send(upload_frame(f"p{index}.png", images[index]))
+            while replies[index].get("type") not in ("uploaded", "error"):
+                frame = clients[index].ws.recv(timeout=20)
+                replies[index] = json.loads(frame) if isinstance(frame, str) else {}
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert sorted(reply["type"] for reply in replies) == ["error", "uploaded"], replies
+        refused = next(reply for reply in replies if reply["type"] == "error")
+        assert refused["code"] == "quota_exceeded" and "of uploads" in refused["message"]
+        stored = sum(p.stat().st_size for p in (running.session.input_dir / "kim").iterdir())
+        assert stored < 150_000
+        for client in clients:
+            client.close()
+    finally:
+        running.stop()
+
+
+def test_uploads_while_a_run_writes_take_from_its_budget_and_the_same_bytes_again_are_free(tmp_path):
+    """A run's storage budget was fixed when it started: an upload sent while it wrote its files was checked
+    against the disk only, and the run then wrote its whole budget too (0.97 MB over a 2 MiB limit). A user's
+    running runs share one budget now, and uploads and submits meanwhile take from it; deletions give back.
+    And the very bytes of an upload already stored are that file: nothing is written, so nothing is refused
+    (a user past half their limit could not pick the same image again)."""
+    book = UserBook(path=tmp_path / "users.json")
+    book.add(User("lee", max_bytes=260_000))
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+    proto = ServerProtocol(session, RunQueue(), FileStore(tmp_path / "in", tmp_path / "out"), users=book)
+    proto.connect("c", book.get("lee"))
+    proto.receive("c", json.dumps({"type": "hello", "protocol_version": 1}))
+    image = _noise_png(160)                                          # ~77 KB
+
+    def upload(name: str, data: bytes) -> dict:
+        (reply,) = proto.receive("c", upload_frame(name, data))
+        return reply.message
+
+    assert upload("a.png", image)["type"] == "uploaded"
+    budget = proto.output_budget("lee")                              # a run starts: ~123 KB left for it
+    assert proto.output_budget("lee") is budget                      # a second run of hers shares it
+    left = budget.left
+    assert left == 260_000 - len(image)
+    assert upload("a.png", image)["file_id"] == "input/a.png"       # the same bytes: that file, nothing taken
+    assert budget.left == left
+    other = _noise_png(160)
+    assert upload("b.png", other)["type"] == "uploaded"             # fits: taken from the runs' budget
+    assert budget.left == left - len(other)
+    assert budget.spend(60_000) is None                              # the run writes 60 KB (not on disk here)
+    refused = upload("c.png", _noise_png(160))            # the disk holds 154 KB of 260: the runs' budget 46 KB
+    assert refused["code"] == "quota_exceeded" and "running run" in refused["message"], refused
+    assert budget.spend(len(image)) is not None                      # nor may the run write past what is left
+    (deleted,) = proto.receive("c", json.dumps({"type": "delete_file", "file_id": "input/b.png"}))
+    assert deleted.message["type"] == "file_deleted" and budget.left == left - 60_000    # given back
+    proto.release_budget(budget)
+    proto.release_budget(budget)                                     # both runs ended: counted from disk again
+    assert proto.output_budget("lee") is not budget
+    proto.queue.close()
+
+
 def test_an_upload_the_disk_refuses_gets_its_reply(tmp_path, monkeypatch):
     """A full disk or read-only input folder answered an upload with internal_error and no request_id (a client
     waiting on its reply hung) and left a 0-byte file; now `storage_error` with the request id, and no file."""
