@@ -161,7 +161,7 @@ def run_batch(session: Any, source: Any, variants: list[dict[str, Any]], *, outp
               output_dir: str | Path | None = None, pool: Any = None,
               on_item: Callable[[BatchItem], None] | None = None,
               on_event: Callable[[Any], None] | None = None, index_file: str | None = INDEX_FILE,
-              stop: threading.Event | None = None) -> list[BatchItem]:
+              stop: threading.Event | None = None, source_name: str | None = None) -> list[BatchItem]:
     """Run `source` once per variant; items in variant order; `index.json` written in `output_dir`.
 
     Stopping a batch: `stop.set()` (from any thread), Ctrl+C (KeyboardInterrupt, re-raised once the
@@ -182,6 +182,7 @@ def run_batch(session: Any, source: Any, variants: list[dict[str, Any]], *, outp
         index_file: the index's file name in `output_dir` (None: no index); each batch is also appended
             as a line to the same name with the suffix `.jsonl`.
         stop: an Event that stops the batch when set (see above).
+        source_name: the file the graph came from, for the index (default: `source` when it is a path).
     """
     graph = session.load(source)
     variants = [session.renamed_overrides(graph, overrides) for overrides in variants]    # old input names too
@@ -216,7 +217,7 @@ def run_batch(session: Any, source: Any, variants: list[dict[str, Any]], *, outp
             _run_on_pool(pool, session, graph, variants, outputs, folder, on_event, stop, done)
     finally:
         if index_file:
-            write_index(folder / index_file, source, [i for i in items if i is not None], len(variants),
+            write_index(folder / index_file, source_name if source_name is not None else source, [i for i in items if i is not None], len(variants),
                         time.perf_counter() - started, graph=graph, provenance=_provenance(session, graph))
     return [item for item in items if item is not None]
 
@@ -415,28 +416,28 @@ def _text_items(registry: Any, graph: Any, variant: dict[str, Any]) -> dict[str,
 
 def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
     """`nodegraph run GRAPH [--ray [ADDRESS]] [--sweep SPEC ...]`: exit 0 if every variant succeeded."""
-    from ..cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, _parse_overrides, _typed_overrides
+    from ..cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_USAGE, _load, _parse_overrides,
+                       _print_errors, _typed_overrides)
     from ..errors import GraphValidationError
     from .sweep import parse_sweep
 
-    try:                                    # the specs' form first: no session (no torch) for a typo
+    try:
         base = _parse_overrides(args.overrides)
-        graph_dict = json.loads(Path(args.graph).read_text(encoding="utf-8"))
-        if args.sweep:
-            parse_sweep(args.sweep, graph_dict)
-    except (ValueError, OSError) as exc:    # a SweepError is a ValueError
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     session = make_session(args, output_dir=args.output_dir, input_dir=args.input_dir)
-    try:
-        graph = session.load(Path(args.graph))
-    except GraphValidationError:
-        graph = None             # each variant's run reports the file's errors
-    check = sweep_target_check(session.registry, graph) if graph is not None else None
+    try:       # as `run` reads it: a graph file, a PNG holding one, a ComfyUI prompt or workflow (imported)
+        graph = _load(session, args.graph)
+    except GraphValidationError as exc:
+        _print_errors(exc.errors, sys.stderr)
+        return EXIT_INVALID
+    graph_dict = graph.to_dict()
+    check = sweep_target_check(session.registry, graph)
     try:                                    # then every key against the node's inputs: once, not once a variant
         swept = parse_sweep(args.sweep, graph_dict, check, keep_text=True) if args.sweep else [{}]
         swept = [_text_items(session.registry, graph, variant) for variant in swept]
-        refused_value = sweep_value_problem(session.registry, graph, swept) if graph is not None else None
+        refused_value = sweep_value_problem(session.registry, graph, swept)
         if refused_value is not None:
             raise ValueError(refused_value)
         for key in base:
@@ -475,8 +476,8 @@ def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
             bar.set_postfix_str(f"{len(failures)} failed" if failures else "")
 
     try:
-        items = run_batch(session, Path(args.graph), variants, outputs=args.outputs, output_dir=args.output_dir,
-                          pool=pool, on_item=on_item)
+        items = run_batch(session, graph, variants, outputs=args.outputs, output_dir=args.output_dir,
+                          pool=pool, on_item=on_item, source_name=str(args.graph))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -117,6 +117,36 @@ def test_cli_refuses_a_swept_or_set_input_that_is_linked_or_undeclared(tmp_path,
     assert "--set a.nosuch: node 'a' (Int) has no input 'nosuch'" in capsys.readouterr().err
 
 
+def test_cli_sweeps_read_what_run_reads_comfyui_prompts_and_pngs(tmp_path, capsys):
+    """`run --sweep` of a ComfyUI API prompt ended in a 40-line traceback (the sweep path skipped the import
+    that `run` does), and of a PNG in "'utf-8' codec can't decode byte 0x89": it reads the file as `run` does."""
+    from PIL.PngImagePlugin import PngInfo
+
+    prompt = {"1": {"class_type": "Int", "inputs": {"value": 4}},
+              "2": {"class_type": "ShowValue", "inputs": {"value": ["1", 0]}}}
+    api = tmp_path / "prompt_api.json"
+    api.write_text(json.dumps(prompt))
+    assert main(["run", str(api), "--sweep", "1.value=5,6", "--output-dir", str(tmp_path / "a"),
+                 "--no-progress"]) == 0
+    index = json.loads((tmp_path / "a" / "index.json").read_text())
+    assert [item["outputs"]["2"]["value"] for item in index["items"]] == [5, 6]
+    assert index["graph"] == str(api) and "is a ComfyUI API prompt" in capsys.readouterr().err
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(prompt))                 # a PNG as ComfyUI saves it
+    png = tmp_path / "comfy.png"
+    Image.new("RGB", (8, 8)).save(png, pnginfo=info)
+    assert main(["run", str(png), "--sweep", "1.value=7", "--output-dir", str(tmp_path / "b"),
+                 "--no-progress"]) == 0
+    index = json.loads((tmp_path / "b" / "index.json").read_text())
+    assert [item["outputs"]["2"]["value"] for item in index["items"]] == [7]
+    broken = tmp_path / "broken.json"                            # not a graph: one error, exit 1 as `run` does
+    broken.write_text("{\"nodes\": 3}")
+    capsys.readouterr()
+    assert main(["run", str(broken), "--sweep", "a.value=1", "--output-dir", str(tmp_path / "c")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip(), err
+
+
 def test_every_batch_keeps_its_record(tmp_path):
     """index.json is the latest batch; index.jsonl gains one line per batch into the folder."""
     session = Session(output_dir=tmp_path / "out")
