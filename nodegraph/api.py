@@ -818,6 +818,19 @@ def _confined_prefix(function: str, output_dir: Path, prefix: Any) -> Path:
         raise ApiArgumentError(function, "prefix", message) from None
 
 
+def _expanded_prefix(function: str, context: NodeContext, prefix: Any, **values: Any) -> Any:
+    """`prefix` with its ComfyUI tokens (`%date:yyyy-MM-dd%`, `%KSampler.seed%`, ...: nodegraph.prefix_tokens)
+    replaced; a token without a value is an ApiArgumentError naming it."""
+    from .prefix_tokens import PrefixTokenError, expand, has_tokens
+
+    if not isinstance(prefix, str) or not has_tokens(prefix):
+        return prefix
+    try:
+        return expand(prefix, graph=context.graph, **values)
+    except PrefixTokenError as exc:
+        raise ApiArgumentError(function, "prefix", str(exc)) from None
+
+
 def _reserve(folder: Path, stem: str, suffix: str) -> Path:
     """Create (exclusively) and return the next free `stem_NNNNN<suffix>` in `folder` (numbers shared by suffixes)."""
     return _claim_next(folder, stem, suffix, lambda path: open(path, "xb").close())
@@ -864,7 +877,8 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
             `write(path)` that writes the file at the reserved path.
         kind: "image", "video", "audio", "mesh", "pointcloud" or "text" — how front ends show it.
         prefix: files are named PREFIX_00001<suffix>, ... (next free number); may contain
-            "/"-separated subfolders, never leaves the output folder.
+            "/"-separated subfolders, never leaves the output folder. ComfyUI's tokens in it are expanded
+            (`%date:yyyy-MM-dd%`, `%KSampler.seed%`, `%width%` where `fields` give one size: nodegraph.prefix_tokens).
         suffix: the extension with its dot, e.g. ".mp4"; it must suit `kind`.
         mime: the MIME type; default from the extension (required for extensions nodegraph does not know).
         fields: optional result fields (width, height, frames, fps, duration, sample_rate, channels, points,
@@ -906,6 +920,9 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
         raise ApiArgumentError(name, "fields", f"{', '.join(map(repr, reserved))} is set by save_files itself (from "
                                                f"the written file, `kind` and `mime`); leave it out of fields")
     output_dir = Path(context.service("output_dir"))
+    sizes = {(extra.get("width"), extra.get("height")) for extra in per_item}
+    width, height = next(iter(sizes)) if len(sizes) == 1 else (None, None)
+    prefix = _expanded_prefix(name, context, prefix, width=width, height=height)
     target = _confined_prefix(name, output_dir, prefix)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -969,7 +986,7 @@ def save_image(context: NodeContext, images: Any, prefix: str = "nodegraph", *,
     Args:
         context: the running node's context.
         images: an IMAGE (B, H, W, 3) in [0, 1].
-        prefix: as for save_files (PREFIX_00001.png, ...).
+        prefix: as for save_files (PREFIX_00001.png, ...); `%width%` / `%height%` are the images'.
         format: "png" (lossless; carries the graph), "jpeg" or "webp".
         quality: 1 … 100 for JPEG / WebP.
         embed_graph: PNG only: store the running graph in the file, so dropping it on the editor reloads it.
@@ -989,6 +1006,7 @@ def save_image(context: NodeContext, images: Any, prefix: str = "nodegraph", *,
     if format not in ("png", "jpeg", "webp"):
         raise ApiArgumentError(name, "format", f"expected 'png', 'jpeg' or 'webp', found {format!r}")
     _check_int(name, "quality", quality, 1, 100)
+    prefix = _expanded_prefix(name, context, prefix, width=images.shape[2], height=images.shape[1])
     _confined_prefix(name, Path(context.service("output_dir")), prefix)
     return _implementation(context, name)(context, images, prefix, format=format, quality=quality,
                                           embed_graph=bool(embed_graph))

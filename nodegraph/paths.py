@@ -125,13 +125,12 @@ def check_name(name: object, *, what: str = "file name", input_name: str | None 
         raise refuse("absolute", "is an absolute path")
     if _DRIVE.match(name):
         raise refuse("drive", "starts with a drive letter")
-    reserved = sorted(set(name) & set(RESERVED_CHARACTERS))
+    from .prefix_tokens import without_date_tokens
+
+    reserved = sorted(set(without_date_tokens(name)) & set(RESERVED_CHARACTERS))   # %date:hh:mm% is expanded
     if reserved:
-        token = re.search(r"%date:[^%]*%", name)      # ComfyUI's filename_prefix token, from an imported workflow
         raise refuse("reserved_character", f"contains {' '.join(repr(ch) for ch in reserved)}, which Windows file "
-                                           f"systems refuse (and shells read specially)"
-                     + (f"; {token[0]} is a ComfyUI token, which nodegraph does not expand (the run record keeps "
-                        f"the date): write a plain prefix" if token else ""))
+                                           f"systems refuse (and shells read specially)")
     components = name.split("/")
     if len(components) > 1 and not subfolders:
         raise refuse("subfolder", "contains '/': only a plain name is allowed here")

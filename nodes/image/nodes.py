@@ -115,7 +115,9 @@ class SaveImage(Node):
     """Save images in the output folder: PNG with the graph embedded (drop it on the editor to reload it), or JPEG / WebP.
 
     `filename_prefix` passes nodegraph.paths.confine (subfolders allowed, nothing outside the
-    output folder); files are numbered PREFIX_00001.png, ... and never replace an existing file.
+    output folder); files are numbered PREFIX_00001.png, ... and never replace an existing file. ComfyUI's
+    prefix tokens are expanded: %date:yyyy-MM-dd%, %year% … %second%, %width%, %height%, %batch_num%,
+    %NODE.INPUT% (nodegraph/prefix_tokens.py).
     """
 
     category = "image"
@@ -124,7 +126,8 @@ class SaveImage(Node):
     class Inputs(NodeInputs):
         images: Any = Input(port="IMAGE")
         filename_prefix: str = Input("nodegraph", file_name_in="output", subfolders=True, min_length=1, max_length=120,
-                                     description="files are named PREFIX_00001.png, ...; may contain subfolders (a/b/name)")
+                                     description="files are named PREFIX_00001.png, ...; may contain subfolders (a/b/name) "
+                                                 "and ComfyUI's tokens (%date:yyyy-MM-dd%, %KSampler.seed%)")
         format: Literal["png", "jpeg", "webp"] = Input("png", description="PNG carries the graph of any size; JPEG "
                                                                           "and WebP up to ~60 KB of it (in EXIF)")
         quality: int = Input(95, ge=1, le=100, description="JPEG / WebP quality")
@@ -133,10 +136,25 @@ class SaveImage(Node):
 
     def run(self, images: Any, filename_prefix: str, format: str, quality: int) -> dict:
         from nodegraph.paths import confine
+        from nodegraph.prefix_tokens import PrefixTokenError, expand
 
-        confine(self.context.service("output_dir"), filename_prefix, what="file-name prefix",
-                input_name="filename_prefix", subfolders=True)
-        return {"files": api.save_image(self.context, images, filename_prefix, format=format, quality=quality)}
+        def named(batch_num: int | None = None) -> str:
+            try:        # ComfyUI's tokens (%date:yyyy-MM-dd%, %KSampler.seed%, %batch_num%, ...)
+                prefix = expand(filename_prefix, width=images.shape[2], height=images.shape[1],
+                                batch_num=batch_num, graph=self.context.graph)
+            except PrefixTokenError as exc:
+                raise NodeInputError("filename_prefix", str(exc)) from None
+            confine(self.context.service("output_dir"), prefix, what="file-name prefix",
+                    input_name="filename_prefix", subfolders=True)
+            return prefix
+
+        if "%batch_num%" not in filename_prefix:
+            return {"files": api.save_image(self.context, images, named(), format=format, quality=quality)}
+        files = []
+        for index in range(images.shape[0]):        # each image its own name, as ComfyUI's SaveImage
+            files += api.save_image(self.context, images[index:index + 1], named(index), format=format,
+                                    quality=quality)
+        return {"files": files}
 
 
 class PreviewImage(Node):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -369,10 +370,46 @@ def test_lcm_and_flow_run_names_are_refused_at_validation(tmp_path):
     assert not (tmp_path / "out" / "training").exists() and not os.path.exists("/tmp/evil_flow")
 
 
-def test_comfyuis_date_token_in_a_prefix_is_named():
-    """An imported workflow's `%date:yyyy-MM-dd%` prefix was refused as "contains ':'" with no word of the token."""
+def test_comfyuis_prefix_tokens_are_expanded_and_what_they_give_is_confined(tmp_path):
+    """An imported workflow's `%date:yyyy-MM-dd%/ComfyUI` prefix was refused ("contains ':'"), and
+    `ComfyUI_%KSampler.seed%` wrote a file literally named so. ComfyUI's tokens are expanded when the image is
+    saved (nodegraph/prefix_tokens.py); the name they give is checked as any prefix, and a ':' outside a date
+    token is still refused."""
+    import datetime
+
+    from nodegraph import Session
+    from nodegraph.errors import NodeExecutionError
     from nodegraph.paths import PathConfinementError, check_name
 
+    check_name("%date:yyyy-MM-dd%/ComfyUI", subfolders=True, what="prefix")      # valid now
     with pytest.raises(PathConfinementError) as info:
-        check_name("%date:yyyy-MM-dd%/ComfyUI", subfolders=True, what="prefix")
-    assert info.value.rule == "reserved_character" and "is a ComfyUI token" in str(info.value)
+        check_name("ab:c_%date:yyyy%", subfolders=True, what="prefix")
+    assert info.value.rule == "reserved_character"
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+
+    def saved(prefix: str, batch: int = 1, name: str = "night") -> list[str]:
+        graph = {"format_version": 1, "nodes": {
+            "render": {"type": "RenderTinyWorld", "title": "Scene",
+                       "inputs": {"caption": "a red circle on a white background", "size": 32, "seed": 7}},
+            "name": {"type": "String", "inputs": {"value": name}},
+            "two": {"type": "ImageBatch", "inputs": {"a": link("render", "image"), "b": link("render", "image")}},
+            "save": {"type": "SaveImage", "inputs": {"images": link("two" if batch == 2 else "render",
+                                                                    "images" if batch == 2 else "image"),
+                                                     "filename_prefix": prefix}}}}
+        files = session.run(graph).outputs["save"]["files"]
+        return [Path(f["path"]).relative_to(tmp_path / "out").as_posix() for f in files]
+
+    today = datetime.date.today()
+    names = saved("%date:yyyy-MM-dd%/ComfyUI_%render.seed%_%Scene.size%_%width%x%height%")
+    assert names in ([f"{today:%Y-%m-%d}/ComfyUI_7_32_32x32_00001.png"],
+                     [f"{datetime.date.today():%Y-%m-%d}/ComfyUI_7_32_32x32_00001.png"])     # past midnight
+    assert saved("b%batch_num%_%RenderTinyWorld.caption%_100%", batch=2) == [
+        "b0_a red circle on a white background_100%_00001.png", "b1_a red circle on a white background_100%_00001.png"]
+    for prefix, name, words in (
+            ("%KSampler.seed%", "night", "names node 'KSampler', which the graph does not have"),
+            ("%save.images%", "night", "is linked to another node"),
+            ("x/%name.value%", "../../../../tmp/escape", "'..'")):      # what a token gives is confined too
+        with pytest.raises(NodeExecutionError) as failed:
+            saved(prefix, name=name)
+        assert words in str(failed.value.exception), str(failed.value.exception)
+    assert not os.path.exists("/tmp/escape_00001.png")
