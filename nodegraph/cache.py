@@ -22,11 +22,16 @@ the first MAX_VERSIONED_TENSORS, WATCH_DEPTH levels into dicts, lists and tuples
 treats an entry whose tensor moved as a miss and drops it (logged once per entry), so the
 node runs again. Writes torch does not count (through `.data`, a numpy view) are not seen
 here; the executor's own checks of nodes changing their inputs see those (executor.py).
+
+An output node's entry lists files (`files`: results.py) that live on disk, not in the entry: it remembers
+each file's size and modification time (`_file_stamps`), and `get` treats an entry whose file is gone or
+replaced (a later run's file under its freed name) as a miss, so the node writes its file again.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from collections import OrderedDict
@@ -61,6 +66,37 @@ def _tensor_versions(value: Any) -> tuple:
         elif depth < WATCH_DEPTH and isinstance(item, (dict, list, tuple)):
             pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
     return tuple(found)
+
+
+def _file_stamps(value: Any) -> tuple:
+    """((path, size, modification time), ...) of the files an output node's value lists (the file-result
+    contract's `files`: results.py); () when it lists none, or one is already gone."""
+    files = value.get("files") if isinstance(value, dict) else None
+    if not isinstance(files, list):
+        return ()
+    stamps = []
+    for item in files:
+        path = item.get("path") if isinstance(item, dict) else None
+        if isinstance(path, (str, os.PathLike)):
+            try:
+                info = os.stat(path)
+            except OSError:
+                return ((os.fspath(path), -1, -1),)      # already gone: a miss on the next get
+            stamps.append((os.fspath(path), info.st_size, info.st_mtime_ns))
+    return tuple(stamps)
+
+
+def _files_changed(stamps: tuple) -> bool:
+    """Whether a file an entry lists is gone or is no longer the file its node wrote (a later run's file took
+    its freed name: a cached re-run reported that run's image as its own)."""
+    for path, size, mtime in stamps:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return True
+        if (info.st_size, info.st_mtime_ns) != (size, mtime):
+            return True
+    return False
 
 
 def _moved(versions: tuple) -> bool:
@@ -115,7 +151,8 @@ class OutputCache:
     """Node outputs by cache key, under a policy and a byte budget (LRU)."""
 
     def __init__(self, policy: CachePolicy = "lru", budget_bytes: int = DEFAULT_BUDGET_BYTES):
-        self._entries: OrderedDict[str, tuple[Any, int, tuple]] = OrderedDict()   # (value, bytes, tensor versions)
+        # key → (value, bytes, tensor versions, file stamps)
+        self._entries: OrderedDict[str, tuple[Any, int, tuple, tuple]] = OrderedDict()
         self._warnings: dict[str, tuple] = {}      # key → the node warnings its result carries (see `put`)
         self._lock = threading.RLock()
         self.total_bytes = 0
@@ -152,6 +189,10 @@ class OutputCache:
                             "tensor of a RunResult: copy it with .clone() first); the node runs again")
                 self.discard(key)
                 entry = None
+            if entry is not None and entry[3] and _files_changed(entry[3]):    # e.g. a deleted run took them
+                log.info("a file a cached output lists was deleted or replaced; its node runs again")
+                self.discard(key)
+                entry = None
             if entry is None:
                 self.stats.misses += 1
                 return MISSING
@@ -174,7 +215,7 @@ class OutputCache:
             self._warnings.pop(key, None)
             if warnings:
                 self._warnings[key] = tuple(warnings)
-            self._entries[key] = (value, size, _tensor_versions(value))
+            self._entries[key] = (value, size, _tensor_versions(value), _file_stamps(value))
             self.total_bytes += size
             if self.policy == "lru":
                 self._evict_to(self.budget_bytes)
@@ -202,7 +243,7 @@ class OutputCache:
 
     def _evict_to(self, budget: int) -> None:
         while self.total_bytes > budget and self._entries:
-            key, (_, size, _) = self._entries.popitem(last=False)
+            key, (_, size, _, _) = self._entries.popitem(last=False)
             self._warnings.pop(key, None)
             self.total_bytes -= size
             self.stats.evictions += 1

@@ -504,15 +504,6 @@ def _check_outputs(plan: NodePlan, outputs: dict[str, Any]) -> None:
                                                    f"cap on STRING outputs; produce shorter text (or write a file)")
 
 
-def _files_still_there(outputs: Any) -> bool:
-    """Whether every file a cached output lists (the file-result contract's `files`) still exists."""
-    files = outputs.get("files") if isinstance(outputs, dict) else None
-    if not isinstance(files, list):
-        return True
-    return all(not isinstance(item, dict) or not isinstance(item.get("path"), (str, os.PathLike))
-               or os.path.exists(item["path"]) for item in files)
-
-
 def _check_output_files(plan: NodePlan, outputs: dict[str, Any], services: dict[str, Any]) -> None:
     """An output node's `files` must follow the file-result contract (results.py), inside the output folder."""
     if plan.cls.spec.output_node and "files" in outputs:
@@ -938,9 +929,7 @@ def execute(state: RunState, cache: OutputCache, emit: ev.EventSink,
             state.visited.add(node_id)
             check_interrupted(None)
             if plan.cls.deterministic:
-                hit = cache.get(state.keys[node_id])
-                if hit is not MISSING and not _files_still_there(hit):    # e.g. a deleted run took them: run again
-                    hit = MISSING
+                hit = cache.get(state.keys[node_id])      # a miss too when a file it lists is gone or replaced
                 if hit is not MISSING:
                     values[node_id] = hit
                     state.cached.append(node_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 import weakref
@@ -447,3 +448,30 @@ def test_runs_of_different_cache_scopes_share_only_model_loaders(tmp_path):
     assert again.executed == [] and "prompt" in again.cached
     other = session.run(graph, overrides=overrides, cache_scope="bob", outputs=["prompt"])
     assert "checkpoint" in other.cached and "prompt" in other.executed
+
+
+def test_a_cached_save_whose_file_name_a_later_run_took_saves_again(tmp_path):
+    """Run A saved out_00001.png; its file was deleted (a run deleted from the history) and run B's image took
+    the freed name; running A again was served from the cache and reported B's file — a black square for a red
+    circle. A cached output remembers its files' size and time: a file gone or replaced is a miss."""
+    from PIL import Image
+
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+
+    def graph(caption: str) -> dict:
+        return {"format_version": 1, "nodes": {
+            "r": {"type": "RenderTinyWorld", "inputs": {"caption": caption, "size": 32}},
+            "s": {"type": "SaveImage", "inputs": {"images": {"node": "r", "output": "image"},
+                                                  "filename_prefix": "out"}}}}
+
+    a, b = graph("a large red circle on a white background"), graph("a large blue square on a black background")
+    first = session.run(a).outputs["s"]["files"][0]["path"]
+    assert "s" in session.run(a).cached                                              # unchanged: from the cache
+    os.unlink(first)
+    assert session.run(b).outputs["s"]["files"][0]["path"] == first                  # B takes the freed name
+    again = session.run(a)
+    assert "s" in again.executed                                                    # not B's file
+    path = again.outputs["s"]["files"][0]["path"]
+    assert path != first and Image.open(path).getpixel((16, 16))[0] > 200          # a red circle, its own file
+    os.unlink(path)
+    assert "s" in session.run(a).executed                                           # a file merely gone: too
