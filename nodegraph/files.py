@@ -470,11 +470,16 @@ class FileStore:
         if len(file_id) > MAX_ID_LENGTH:
             raise FileAccessError(f"file id too long ({len(file_id)} characters; ids are at most {MAX_ID_LENGTH})")
         kind, sep, rel = file_id.partition("/")
-        if not sep or kind not in self.folders or not rel:
+        if not sep or kind not in self.folders:
             raise FileAccessError(f"file id {file_id!r} must start with 'input/' or 'output/'")
-        parts = Path(rel).parts
-        if Path(rel).is_absolute() or ".." in parts or any(p.startswith("/") for p in parts):
+        if not rel:
+            raise FileAccessError(f"file id {file_id!r} names no file (nothing after '{kind}/')")
+        segments = rel.split("/")
+        if ".." in segments:
             raise FileAccessError(f"file id {file_id!r} must not leave its folder")
+        if "" in segments or "." in segments:    # one id per file: write it as listed (no '//', no '/./')
+            raise FileAccessError(f"file id {file_id!r} has an empty or '.' segment; write the id as the server "
+                                  f"listed it")
         try:
             root = Path(os.path.realpath(self.folders[kind]))
             real = Path(os.path.realpath(root / rel))

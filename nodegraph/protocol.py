@@ -223,8 +223,8 @@ class ListFiles(_Message):
     the way to files no run in the history names any more (the history keeps the newest runs; theirs stay)."""
     type: Literal["list_files"]
     folder: Literal["input", "output"] | None = None
-    offset: int = Field(0, ge=0, le=10**9)
-    limit: int = Field(100, ge=1, le=1000)       # FileStore.MAX_LISTED_FILES
+    offset: StrictInt = Field(0, ge=0, le=10**9)
+    limit: StrictInt = Field(100, ge=1, le=1000)       # FileStore.MAX_LISTED_FILES
 
 
 class ListPlugins(_Message):

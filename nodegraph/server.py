@@ -744,8 +744,9 @@ class Server:
             return connection.respond(HTTPStatus.FORBIDDEN, "files are not served to pages of other origins\n")
         file_id = file_id_from_url_path(encoded_id)
         if file_id is None:
-            return connection.respond(HTTPStatus.NOT_FOUND, "a file id is percent-encoded once per path segment "
-                                      "(a %2F inside a segment is refused)\n")
+            return connection.respond(HTTPStatus.NOT_FOUND, "not a file id: each path segment is percent-encoded "
+                                      "once, as encodeURIComponent does (a '%' needs two hex digits after it, the "
+                                      "bytes must be UTF-8, and a %2F inside a segment is refused)\n")
         try:
             file_path = self.protocol.store_for(user).resolve(file_id)
         except FileAccessError as exc:
@@ -818,7 +819,8 @@ class Server:
                 self._thumbnails.pop(next(iter(self._thumbnails)))
         self._thumbnails[key] = body
         headers = Headers([("Content-Type", "image/jpeg"), ("Content-Length", str(len(body))),
-                           ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff")])
+                           ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff"),
+                           ("Content-Security-Policy", FILE_CSP)])      # as every /files/ response
         return Response(200, "OK", headers, body)
 
     def _file_response(self, file_path: Path, cache: str = "no-cache", range_header: str | None = None) -> Response:

@@ -1412,3 +1412,29 @@ def test_a_paused_user_s_queued_runs_wait_until_the_limit_is_raised(tmp_path):
         root.close()
     finally:
         running.stop()
+
+
+def test_file_ids_and_urls_that_are_not_one_files_id_say_what_is_wrong(server, tmp_path):
+    """A stranger's report: `/files/input/%ff.png` was told "a %2F inside a segment is refused", `output/` "must
+    start with 'input/' or 'output/'", `output//x.png` "must not leave its folder", and `output/./x.png` was
+    served and deleted (a second id for one file). Thumbnails lacked the CSP every /files/ response has."""
+    from PIL import Image
+
+    (tmp_path / "out").mkdir(exist_ok=True)
+    Image.new("RGB", (40, 20), (200, 30, 30)).save(tmp_path / "out" / "x.png")
+    store = FileStore(tmp_path / "in", tmp_path / "out")
+    for file_id, words in (("output/", "names no file"), ("output//x.png", "empty or '.' segment"),
+                           ("output/./x.png", "empty or '.' segment"), ("output/../x.png", "must not leave")):
+        with pytest.raises(Exception) as refused:
+            store.resolve(file_id)
+        assert words in str(refused.value), (file_id, str(refused.value))
+    for path in ("/files/input/%ff.png", "/files/input/%zz.png"):
+        response = http_request(server.port, path)
+        assert response.status == 404 and b"two hex digits" in response.body and b"UTF-8" in response.body
+    assert http_request(server.port, "/files/output/./x.png").status == 404
+    thumbnail = http_request(server.port, "/files/output/x.png?size=64")
+    assert thumbnail.status == 200 and "default-src 'none'" in (thumbnail.getheader("Content-Security-Policy") or "")
+    client = Client(server.url())
+    client.send({"type": "list_files", "offset": "1"})            # a number, not text that reads as one
+    assert client.next_of("error")["code"] == "invalid_message"
+    client.close()
