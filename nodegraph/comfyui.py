@@ -36,7 +36,7 @@ class Equivalent:
 
 
 # ComfyUI's uni_pc is UniPC with B(h) = h (bh1), its uni_pc_bh2 ours (diffusers' default, bh2)
-_SAMPLER_NAMES = {"uni_pc_bh2": "unipc"}
+_SAMPLER_NAMES = {"uni_pc_bh2": "unipc", "uni_pc": "unipc_bh1"}
 
 # The official Real-ESRGAN release files ComfyUI users have in models/upscale_models → the built-in of the same
 # weights (nodes/upscale/ncnn.py); a graph naming them runs here without the file.

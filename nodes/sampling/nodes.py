@@ -848,7 +848,7 @@ def register_nodes() -> list[type[Node]]:
 # so that loading this pack does not import torch; a test keeps these lists in step
 # with samplers.SAMPLERS and schedules.SCHEDULES.
 LIBRARY_SAMPLERS = ("euler", "euler_ancestral", "heun", "ddim", "ddpm", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_sde",
-                    "lms", "unipc", "lcm")
+                    "lms", "unipc", "unipc_bh1", "lcm")
 LIBRARY_SCHEDULES = ("karras", "exponential", "normal", "simple", "sgm_uniform", "ddim_uniform", "beta", "discrete")
 
 

@@ -43,6 +43,7 @@ dpmpp_2m_sde       SDE-DPM-Solver++(2M) (Lu et al. 2022b, §4; k-diffusion)     
 dpmpp_sde          SDE-DPM-Solver++ 2S with r=1/2 (k-diffusion "dpmpp_sde")        --
 lms                linear multistep on the PF-ODE in sigma, order 4 (k-diffusion)   derivatives
 unipc              UniPC, UniP-p + UniC (Zhao et al. 2023, B(h) = bh1 | bh2)        denoised_history, x_before_predictor
+unipc_bh1          unipc with B(h) = h (ComfyUI's ``uni_pc``; ``unipc`` is its ``uni_pc_bh2``)  as unipc
 lcm                multistep consistency sampling (Luo et al. 2023, Alg. 1)        --
 =================  ============================================================  ==========================
 
@@ -777,6 +778,20 @@ def sample_unipc(model, x, sigmas, extra_args=None, callback=None, disable=None,
                        order=order, variant=variant, use_corrector=use_corrector)
 
 
+def unipc_bh1_step(model, x, sigmas, i, state, extra_args, noise_sampler, *, order: int = 2,
+                   use_corrector: bool = True) -> StepResult:
+    """UniPC with B(h) = h: ComfyUI's `uni_pc` (its `uni_pc_bh2` is our `unipc`); see :func:`unipc_step`."""
+    return unipc_step(model, x, sigmas, i, state, extra_args, noise_sampler, order=order, variant="bh1",
+                      use_corrector=use_corrector)
+
+
+def sample_unipc_bh1(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None, *,
+                     order: int = 2, use_corrector: bool = True) -> torch.Tensor:
+    """UniPC with B(h) = h (ComfyUI's `uni_pc`); see :func:`unipc_step`."""
+    return run_sampler(unipc_bh1_step, model, x, sigmas, extra_args, callback, disable, noise_sampler,
+                       order=order, use_corrector=use_corrector)
+
+
 def sample_lcm(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None) -> torch.Tensor:
     """Latent-consistency-model sampler (Luo et al. 2023); see :func:`lcm_step`."""
     return run_sampler(lcm_step, model, x, sigmas, extra_args, callback, disable, noise_sampler)
@@ -796,6 +811,7 @@ SAMPLERS: dict[str, SamplerFunction] = {
     "dpmpp_sde": sample_dpmpp_sde,
     "lms": sample_lms,
     "unipc": sample_unipc,
+    "unipc_bh1": sample_unipc_bh1,
     "lcm": sample_lcm,
 }
 
@@ -811,6 +827,7 @@ SAMPLER_STEPS: dict[str, StepFunction] = {
     "dpmpp_sde": dpmpp_sde_step,
     "lms": lms_step,
     "unipc": unipc_step,
+    "unipc_bh1": unipc_bh1_step,
     "lcm": lcm_step,
 }
 

@@ -695,3 +695,19 @@ def test_a_full_denoise_starting_far_below_sigma_max_is_warned_about(session):
     assert any("starts at sigma 0.0413, far below" in w["message"] for w in warned), warned
     assert not session.run(ksampler_graph(scheduler="karras", steps=1)).warnings
     assert not session.run(ksampler_graph(scheduler="ddim_uniform", steps=1, denoise=0.5)).warnings
+
+
+def test_unipc_bh1_is_unipc_with_b_of_h_equal_to_h():
+    """ComfyUI's `uni_pc` (B(h) = h) was refused, with `unipc` — its `uni_pc_bh2` — suggested: `unipc_bh1` is it."""
+    import torch
+
+    from nodes.sampling.samplers import SAMPLERS
+
+    def model(x, sigma, **_):
+        return x / (1 + sigma.view(-1, 1, 1, 1) ** 2)
+
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * 14.6
+    sigmas = torch.tensor([14.6, 6.0, 2.0, 0.7, 0.2, 0.0])
+    bh1 = SAMPLERS["unipc_bh1"](model, x, sigmas)
+    assert torch.equal(bh1, SAMPLERS["unipc"](model, x, sigmas, variant="bh1"))
+    assert not torch.equal(bh1, SAMPLERS["unipc"](model, x, sigmas))

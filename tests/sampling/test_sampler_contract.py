@@ -97,7 +97,8 @@ def test_stepping_state_is_plain_and_documents_history():
     sigmas = get_sigmas("karras", SD_MAP, 4)
     x = seeded_noise((1, 3, 2, 2), seed=0) * 14.6
     expected = {"dpmpp_2m": {"previous_denoised"}, "dpmpp_2m_sde": {"previous_denoised"}, "lms": {"derivatives"},
-                "unipc": {"denoised_history", "x_before_predictor"}}
+                "unipc": {"denoised_history", "x_before_predictor"},
+                "unipc_bh1": {"denoised_history", "x_before_predictor"}}
     for name in SAMPLER_STEPS:
         _, state = sampler_step(name, TINY_MODEL, x, sigmas, 0, seed=0)
         assert set(state) - {"sampler", "next_step", "noise_seed"} == expected.get(name, set()), name

@@ -535,6 +535,9 @@ def test_import_graph_translates_comfyuis_default_workflow_into_a_graph_that_val
                                              "vae": {"node": "4", "output": "vae"}}
     assert graph["nodes"]["6"]["inputs"]["text_encoder"] == {"node": "4", "output": "text_encoder"}
     assert graph["metadata"]["comfyui_types"]["4"] == "CheckpointLoaderSimple"
+    prompt["3"]["inputs"]["sampler_name"] = "uni_pc"                  # ComfyUI's plain UniPC: B(h) = h
+    (reply,) = send(proto, {"type": "import_graph", "data": prompt})
+    assert reply.message["graph"]["nodes"]["3"]["inputs"]["sampler"] == "unipc_bh1" and not reply.message["errors"]
 
 
 def test_prune_with_slack_waits_until_the_history_is_over_the_limit_plus_slack():
