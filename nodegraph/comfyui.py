@@ -68,7 +68,15 @@ EQUIVALENTS: dict[str, Equivalent] = {
     "LoadImage": Equivalent("LoadImage", ("image", "mask"), no_ops={"upload": "image"}),
     "SaveImage": Equivalent("SaveImage", ()),
     "PreviewImage": Equivalent("PreviewImage", ()),
+    # ComfyUI's core primitive nodes (comfy_extras): one `value` input, one output
+    "PrimitiveInt": Equivalent("Int", ("value",)),
+    "PrimitiveFloat": Equivalent("Float", ("value",)),
+    "PrimitiveBoolean": Equivalent("Boolean", ("value",)),
+    "PrimitiveString": Equivalent("String", ("value",)),
+    "PrimitiveStringMultiline": Equivalent("String", ("value",)),
 }
+# Widgets of ComfyUI's UI, not inputs of a node (a hand-written or older API prompt may carry them): dropped.
+UI_WIDGETS = frozenset({"control_after_generate", "control_before_generate"})
 
 
 def translate_inputs(equivalent: Equivalent, inputs: dict[str, Any],
@@ -79,7 +87,7 @@ def translate_inputs(equivalent: Equivalent, inputs: dict[str, Any],
     can say what it changed (a file name that now means a built-in model, say)."""
     out: dict[str, Any] = {}
     for name, value in inputs.items():
-        if name in equivalent.no_ops and value == equivalent.no_ops[name]:
+        if (name in equivalent.no_ops and value == equivalent.no_ops[name]) or name in UI_WIDGETS:
             continue
         ours = equivalent.inputs.get(name, name)
         table = equivalent.values.get(ours)
@@ -112,6 +120,8 @@ WIDGET_NAMES: dict[str, tuple[str, ...]] = {
     "ImageScale": ("upscale_method", "width", "height", "crop"),
     "LoadImage": ("image", "upload"),
     "SaveImage": ("filename_prefix",),
+    "PrimitiveInt": ("value", None), "PrimitiveFloat": ("value",), "PrimitiveBoolean": ("value",),
+    "PrimitiveString": ("value",), "PrimitiveStringMultiline": ("value",),
 }
 _UI_ONLY = ("Note", "MarkdownNote", "PrimitiveNode", "Reroute")    # no node of the prompt: resolved or dropped
 _MODES = {2: "mute", 4: "bypass"}                                    # ComfyUI's "never" and "bypass"

@@ -535,6 +535,16 @@ def test_import_graph_translates_comfyuis_default_workflow_into_a_graph_that_val
                                              "vae": {"node": "4", "output": "vae"}}
     assert graph["nodes"]["6"]["inputs"]["text_encoder"] == {"node": "4", "output": "text_encoder"}
     assert graph["metadata"]["comfyui_types"]["4"] == "CheckpointLoaderSimple"
+    prompt["10"] = {"class_type": "PrimitiveInt", "inputs": {"value": 42}}     # ComfyUI's core primitives
+    prompt["11"] = {"class_type": "PrimitiveStringMultiline", "inputs": {"value": "a blue star"}}
+    prompt["3"]["inputs"].update(seed=["10", 0], control_after_generate="randomize")    # a UI widget: dropped
+    prompt["6"]["inputs"]["text"] = ["11", 0]
+    (reply,) = send(proto, {"type": "import_graph", "data": prompt})
+    nodes = reply.message["graph"]["nodes"]
+    assert reply.message["errors"] == [], reply.message["errors"]
+    assert nodes["10"] == {"type": "Int", "inputs": {"value": 42}} and nodes["11"]["type"] == "String"
+    assert nodes["3"]["inputs"]["seed"] == {"node": "10", "output": "value"}
+    assert nodes["6"]["inputs"]["text"] == {"node": "11", "output": "value"}
     prompt["3"]["inputs"]["sampler_name"] = "uni_pc"                  # ComfyUI's plain UniPC: B(h) = h
     (reply,) = send(proto, {"type": "import_graph", "data": prompt})
     assert reply.message["graph"]["nodes"]["3"]["inputs"]["sampler"] == "unipc_bh1" and not reply.message["errors"]
