@@ -195,6 +195,8 @@ def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
         names = WIDGET_NAMES.get(node["type"])
         meta: dict[str, Any] = {}
         if names is not None and isinstance(values, list):
+            if None in names and len(values) == len(names) - 1:     # written without the seed's control widget
+                names = tuple(name for name in names if name is not None)
             inputs.update({name: value for name, value in zip(names, values) if name is not None})
         elif values not in (None, [], {}):
             inputs["widgets_values"] = values

@@ -856,6 +856,19 @@ def test_a_ui_workflow_node_with_an_odd_mode_imports_as_a_plain_node(mode):
     assert "_meta" not in workflow_to_prompt(workflow)["1"] or "mode" not in workflow_to_prompt(workflow)["1"]["_meta"]
 
 
+def test_a_ksampler_written_without_its_control_widget_keeps_its_values_in_place():
+    """A UI workflow whose KSampler lists 6 widget values (no "control after generate") shifted them by one:
+    "cfg expects a FLOAT value; found 'euler'" and two more. Without the control value they are named in order."""
+    from nodegraph.comfyui import workflow_to_prompt
+
+    values = [5, 20, 7.5, "euler", "karras", 1.0]
+    for widgets in (values, [5, "randomize", *values[1:]]):
+        workflow = {"nodes": [{"id": 3, "type": "KSampler", "widgets_values": widgets}], "links": []}
+        inputs = workflow_to_prompt(workflow)["3"]["inputs"]
+        assert inputs == {"seed": 5, "steps": 20, "cfg": 7.5, "sampler_name": "euler", "scheduler": "karras",
+                          "denoise": 1.0}, inputs
+
+
 def test_a_png_with_only_a_comfyui_workflow_chunk_imports(tmp_path, capsys):
     """A PNG whose ComfyUI metadata is only the UI workflow (no API prompt) imports it too."""
     from PIL import Image, PngImagePlugin
