@@ -985,6 +985,13 @@ class ServerProtocol:
                         f"delete_file)")
         return None
 
+    def _quota_error(self, client: ClientState, problem: str, request_id: RequestId) -> Outgoing:
+        """`quota_exceeded` for a `_quota_problem`, with `details.limit`: which limit it is (`max_queued`, or
+        `max_bytes`: a client offers its storage listing)."""
+        queued = client.user is not None and problem == self._active_limit_problem(client.user)
+        return _error(client.client_id, "quota_exceeded", problem, request_id,
+                      limit="max_queued" if queued else "max_bytes")
+
     @staticmethod
     def _active_limit_problem(user: User) -> str:
         if user.max_queued == 0:
@@ -1019,7 +1026,7 @@ class ServerProtocol:
     def _submit(self, client: ClientState, message: Submit) -> list[Outgoing]:
         quota = self._quota_problem(client, adding=self._submit_bytes(client, message), adding_what="this graph")
         if quota:
-            return [_error(client.client_id, "quota_exceeded", quota, message.request_id)]
+            return [self._quota_error(client, quota, message.request_id)]
         if message.front and client.user is not None and not client.user.is_admin:
             return [_error(client.client_id, "forbidden", "only an admin may put a run at the front of the queue; "
                            "submit without `front`", message.request_id)]
@@ -1050,7 +1057,7 @@ class ServerProtocol:
             replies = self._submitted(client, message, record, graph, user_name)
         except ActiveLimitReached:     # parallel submits: the count at the top passed, the one at storing did not
             return [_error(client.client_id, "quota_exceeded", self._active_limit_problem(client.user),
-                           message.request_id)]
+                           message.request_id, limit="max_queued")]
         except sqlite3.Error as exc:   # the queue database refuses writes: a full disk, a read-only data folder
             log.warning("could not store a run: %s", exc)
             text = (f"the server could not store the run ({exc}; its disk may be full); nothing was queued — the "
@@ -1136,7 +1143,8 @@ class ServerProtocol:
             watchers = self.watchers.setdefault(record.id, set())
             if len(watchers) >= self.MAX_WATCHERS and client.client_id not in watchers:
                 return [_error(client.client_id, "quota_exceeded", f"{self.MAX_WATCHERS} clients already watch "
-                                                                     f"this run", message.request_id)]
+                                                                     f"this run", message.request_id,
+                               limit="watchers")]
             watchers.add(client.client_id)
         # an ended run: nothing more will come (get_outputs has its results)
         return self._reply(client, message, {"type": "watching", "run_id": record.id, "status": record.status,
@@ -1147,12 +1155,12 @@ class ServerProtocol:
         if record is not None:
             quota = self._quota_problem(client)
             if quota:
-                return [_error(client.client_id, "quota_exceeded", quota, message.request_id)]
+                return [self._quota_error(client, quota, message.request_id)]
         try:
             requeued = record is not None and self.queue.requeue(message.run_id, self._active_limit(client))
         except ActiveLimitReached:
             return [_error(client.client_id, "quota_exceeded", self._active_limit_problem(client.user),
-                           message.request_id)]
+                           message.request_id, limit="max_queued")]
         if not requeued:
             return [self._not_queued(client, message.run_id, message.request_id, "requeue")]
         self.run_owner[message.run_id] = client.client_id
@@ -1456,7 +1464,7 @@ class ServerProtocol:
                 file_id = own.save_upload(header.name, payload, header.kind, check=within_quota)
                 self._taken_while_running(user.name if user is not None else None, sum(written))
         except StorageQuotaError as exc:
-            return [_error(client.client_id, "quota_exceeded", str(exc), request_id)]
+            return [_error(client.client_id, "quota_exceeded", str(exc), request_id, limit="max_bytes")]
         except FileAccessError as exc:
             return [_error(client.client_id, "invalid_upload", str(exc), request_id)]
         except OSError as exc:          # UploadStorageError, or another write failure: the reply the client awaits

@@ -1,6 +1,6 @@
 /**
  * The editor's layout: toolbar on top; palette, canvas and the side panel
- * (Plugins when open, queue, history, gallery) below; banner, plugin notice,
+ * (Plugins and Storage when open, queue, history, gallery) below; banner, plugin notice,
  * subgraph bar and toasts over the canvas; search popup, context menu, help
  * panel and image viewer over everything.
  *
@@ -18,7 +18,7 @@ import { ImageViewer } from "./editor/ImageViewer";
 import { Model3DViewer } from "./editor/Model3DViewer";
 import { ContextMenu, HelpPanel, SearchPopup, SubgraphBar } from "./editor/Overlays";
 import { Palette } from "./editor/Palette";
-import { Announcer, Banner, Gallery, HistoryPanel, PluginNotice, PluginsPanel, QueuePanel, RunWarnings, Toasts, Toolbar } from "./editor/Panels";
+import { Announcer, Banner, Gallery, HistoryPanel, PluginNotice, PluginsPanel, QueuePanel, RunWarnings, StoragePanel, Toasts, Toolbar } from "./editor/Panels";
 
 function Themed({ app }: { app: EditorApp }) {
   const theme = useStore(app.ui, (s) => s.theme);
@@ -74,6 +74,9 @@ export function App({ app }: { app: EditorApp }) {
               <aside className="ng-side">
                 <PartBoundary area="plugins panel">
                   <PluginsPanel />
+                </PartBoundary>
+                <PartBoundary area="storage panel">
+                  <StoragePanel />
                 </PartBoundary>
                 <PartBoundary area="queue">
                   <QueuePanel />

@@ -5,7 +5,13 @@
  * requeue), the Plugins panel (problems with their fixes, loaded plugins), the
  * gallery of output files (every kind, editor/OutputFiles.tsx), the banner,
  * the warnings banner (every node warning of the shown run, run/warnings.ts), the plugin
- * notice and the toasts.
+ * notice and the toasts (a toast may carry one action button: "Open storage" on a full storage's error).
+ *
+ * The Storage panel (toolbar "Storage") lists the user's stored files newest first (uploads and
+ * outputs, 100 at a time with "More"), with what they use of their `max_bytes` as a line and a bar
+ * (without a limit: the total of the files listed), a thumbnail for images, and Delete (asked
+ * again before `delete_file`); run/storage.ts has its state and words. On a server with users
+ * this is where the files of runs the history no longer lists are found and freed.
  *
  * The history panel lists the server's runs (time, duration, seed, status, thumbnail),
  * filters them by status and opens a past run's graph; the templates menu lists
@@ -19,13 +25,31 @@
  * queue-panel, queue-running, queue-item-<run>, cancel-<run>, interrupt-<run>,
  * requeue-<run>, plugins-panel, plugin-warning (data-level, data-plugin),
  * plugin-loaded-<name>, plugin-notice, plugin-notice-dismiss, plugin-notice-show,
- * gallery, gallery-item (data-kind), error-banner, toast, warnings-banner (data-count),
- * warnings-toggle, warnings-dismiss, warning-item (data-node, data-earlier).
+ * gallery, gallery-item (data-kind), error-banner, toast, toast-action, warnings-banner (data-count),
+ * warnings-toggle, warnings-dismiss, warning-item (data-node, data-earlier), storage-button,
+ * storage-panel, storage-usage, storage-bar (aria-valuenow), storage-filter, storage-refresh,
+ * storage-close, storage-row (data-file), storage-thumb, storage-delete, storage-confirm,
+ * storage-cancel, storage-row-error, storage-more, storage-error, storage-empty.
  */
 import { useEffect, useId, useMemo, useRef, useState, type ReactNode } from "react";
+import "./storage.css";
 import type { RunSummary } from "../protocol/messages";
 import { fileView, type OutputItem } from "../run/media";
 import { historyRow, HISTORY_STATUSES } from "../run/history";
+import {
+  fileDate,
+  fileFolderLabel,
+  fileName,
+  formatBytes,
+  hasThumbnail,
+  STORAGE_FOLDERS,
+  thumbnailUrl,
+  usageFraction,
+  usageText,
+  usedBytes,
+  type StorageFolder,
+  type StoredFile,
+} from "../run/storage";
 import { textOf } from "../protocol/records";
 import { openModel3D, openViewer, setTheme } from "../state/ui";
 import { listKey } from "./listKeys";
@@ -93,6 +117,7 @@ export function Toolbar() {
           {user.role === "admin" ? " · admin" : ""}
         </span>
       )}
+      <StorageButton />
       <PluginsButton />
       <span className={`ng-connection ng-connection-${connection}`} data-testid="connection-status" data-status={connection}>
         {connection}
@@ -259,6 +284,30 @@ function PluginsButton() {
   );
 }
 
+/** The Storage button: opens the Storage panel (the user's files and what they use of their limit). */
+function StorageButton() {
+  const app = useApp();
+  const open = useStore(app.session, (s) => s.storage.open);
+  return (
+    <button
+      type="button"
+      className={`ng-storage-button${open ? " ng-pressed" : ""}`}
+      data-testid="storage-button"
+      aria-expanded={open}
+      onClick={() => app.showStorage(!open)}
+      title="Storage: your stored files (uploads and outputs) and the space they use"
+      aria-label="Storage"
+    >
+      {/* a narrow window (the toolbar stays one line at 800 px) shows the icon instead of the word */}
+      <svg className="ng-storage-icon" width="14" height="14" viewBox="0 0 16 16" fill="none" stroke="currentColor" strokeWidth="1.5" aria-hidden="true">
+        <ellipse cx="8" cy="3.5" rx="5.5" ry="2" />
+        <path d="M2.5 3.5v9c0 1.1 2.5 2 5.5 2s5.5-.9 5.5-2v-9M2.5 8c0 1.1 2.5 2 5.5 2s5.5-.9 5.5-2" />
+      </svg>
+      <span className="ng-storage-label">Storage</span>
+    </button>
+  );
+}
+
 function WarningItem({ warning }: { warning: PluginWarning }) {
   return (
     <li className={`ng-plugin-warning ng-level-${warning.level}`} data-testid="plugin-warning" data-level={warning.level} data-plugin={warning.plugin}>
@@ -319,6 +368,200 @@ export function PluginsPanel() {
           ))}
         </ul>
       )}
+    </section>
+  );
+}
+
+/** One stored file: thumbnail (images), name (a link to the file), size, date and folder; Delete asks again. */
+function StorageRow({ file, confirming, onConfirm }: { file: StoredFile; confirming: boolean; onConfirm: (fileId: string | null) => void }) {
+  const app = useApp();
+  const deleting = useStore(app.session, (s) => s.storage.deleting.includes(file.fileId));
+  const error = useStore(app.session, (s) => s.storage.deleteErrors[file.fileId]);
+  const confirmButton = useRef<HTMLButtonElement>(null);
+  const deleteButton = useRef<HTMLButtonElement>(null);
+  const asked = useRef(false);
+  useEffect(() => {
+    if (confirming) {
+      asked.current = true;
+      confirmButton.current?.focus();
+    } else if (asked.current) {
+      asked.current = false;
+      if (!deleting) deleteButton.current?.focus(); // kept: the focus goes back to Delete
+    }
+  }, [confirming, deleting]);
+  const url = app.fileUrl(file.fileId);
+  const name = fileName(file.fileId);
+  const date = fileDate(file.modified);
+  const folder = fileFolderLabel(file.fileId);
+  return (
+    <li className="ng-storage-row" data-testid="storage-row" data-file={file.fileId} aria-busy={deleting || undefined}>
+      {hasThumbnail(file) ? (
+        <img className="ng-storage-thumb" data-testid="storage-thumb" src={thumbnailUrl(url)} alt="" loading="lazy" decoding="async" width={40} height={40} />
+      ) : (
+        <span className="ng-storage-thumb ng-storage-nothumb" aria-hidden="true">{(file.mime.split("/")[1] || "file").slice(0, 4)}</span>
+      )}
+      <span className="ng-storage-text">
+        <a className="ng-storage-name" href={url} target="_blank" rel="noreferrer" title={file.fileId}>
+          {name}
+        </a>
+        <span className="ng-muted ng-storage-facts">
+          {formatBytes(file.bytes)}
+          {date ? ` · ${date}` : ""} · {folder}
+        </span>
+        {error && (
+          <span className="ng-storage-row-error" data-testid="storage-row-error" role="alert">
+            {error}
+          </span>
+        )}
+      </span>
+      <span className="ng-storage-side">
+        {confirming ? (
+          <span className="ng-storage-confirm" role="group" aria-label={`Delete ${name}?`}>
+            <button
+              type="button"
+              ref={confirmButton}
+              className="ng-danger"
+              data-testid="storage-confirm"
+              aria-label={`Yes, delete ${name} for good`}
+              onClick={(e) => {
+                // the row goes: the focus waits on the list (not lost to the page) until it does
+                e.currentTarget.closest<HTMLElement>(".ng-storage-list")?.focus({ preventScroll: true });
+                onConfirm(null);
+                void app.deleteFile(file.fileId);
+              }}
+            >
+              Delete?
+            </button>
+            <button type="button" data-testid="storage-cancel" aria-label={`Keep ${name}`} onClick={() => onConfirm(null)}>
+              Keep
+            </button>
+          </span>
+        ) : (
+          <button
+            type="button"
+            ref={deleteButton}
+            data-testid="storage-delete"
+            disabled={deleting}
+            aria-label={`Delete ${name} (${formatBytes(file.bytes)})`}
+            title="delete this file from the server (asks first)"
+            onClick={() => onConfirm(file.fileId)}
+          >
+            {deleting ? "deleting…" : "Delete"}
+          </button>
+        )}
+      </span>
+    </li>
+  );
+}
+
+/**
+ * The user's stored files and what they use of their storage limit (run/storage.ts), newest first,
+ * filtered by folder, 100 at a time; Escape inside it closes it.
+ */
+export function StoragePanel() {
+  const app = useApp();
+  const storage = useStore(app.session, (s) => s.storage);
+  const [confirming, setConfirming] = useState<string | null>(null);
+  const titleId = useId();
+  const filterId = useId();
+  useReturnFocus(storage.open);
+  if (!storage.open) return null;
+  const { usage, files, total } = storage;
+  const fraction = usageFraction(usage);
+  const used = usage ? usedBytes(usage) : null;
+  const left = total !== null ? total - files.length : 0;
+  const empty = storage.folder === "input" ? "No uploads." : storage.folder === "output" ? "No output files." : "No stored files.";
+  return (
+    <section
+      className="ng-panel ng-storage"
+      data-testid="storage-panel"
+      aria-labelledby={titleId}
+      aria-busy={storage.loading || undefined}
+      onKeyDown={(e) => {
+        if (e.key !== "Escape") return;
+        e.stopPropagation();
+        if (confirming) setConfirming(null);
+        else app.showStorage(false);
+      }}
+    >
+      <h2>
+        <span id={titleId}>Storage</span>
+        <span className="ng-storage-head-buttons">
+          <button
+            type="button"
+            className="ng-icon"
+            data-testid="storage-refresh"
+            title="list the files again"
+            aria-label="Refresh the stored files"
+            disabled={storage.loading}
+            onClick={() => app.refreshStorage()}
+          >
+            ↻
+          </button>
+          <button type="button" className="ng-icon" data-testid="storage-close" title="close" aria-label="Close the Storage panel" onClick={() => app.showStorage(false)}>
+            ×
+          </button>
+        </span>
+      </h2>
+      {total !== null && (
+        <div className="ng-storage-usage" data-testid="storage-usage">
+          <div>{usageText(usage, files, total)}</div>
+          {usage && fraction !== null && (
+            <div
+              className={`ng-storage-bar${fraction >= 0.9 ? " ng-storage-bar-full" : ""}`}
+              data-testid="storage-bar"
+              role="meter"
+              aria-label="Storage used"
+              aria-valuemin={0}
+              aria-valuemax={usage.maxBytes}
+              aria-valuenow={used ?? usage.maxBytes}
+              aria-valuetext={`${Math.round(fraction * 100)} % used`}
+            >
+              <div className="ng-storage-bar-fill" style={{ width: `${(fraction * 100).toFixed(1)}%` }} />
+            </div>
+          )}
+        </div>
+      )}
+      <div className="ng-storage-filter">
+        <label htmlFor={filterId} className="ng-muted">Show</label>
+        <select
+          id={filterId}
+          data-testid="storage-filter"
+          value={storage.folder}
+          onChange={(e) => {
+            setConfirming(null);
+            app.setStorageFolder(e.target.value as StorageFolder);
+          }}
+          title="show all files, only your uploads, or only output files"
+        >
+          {STORAGE_FOLDERS.map((f) => (
+            <option key={f.value} value={f.value}>
+              {f.label}
+            </option>
+          ))}
+        </select>
+        {total !== null && <span className="ng-muted">{total} file{total === 1 ? "" : "s"}</span>}
+      </div>
+      {storage.error && (
+        <div className="ng-storage-error" data-testid="storage-error" role="alert">
+          {storage.error}
+        </div>
+      )}
+      {total === null && storage.loading && <div className="ng-muted">asking the server…</div>}
+      {total !== null && files.length === 0 && !storage.loading && <div className="ng-muted" data-testid="storage-empty">{empty}</div>}
+      <ul className="ng-storage-list" aria-label="Stored files, newest first" tabIndex={-1}>
+        {files.map((file) => (
+          <PartBoundary key={file.fileId} area="stored file">
+            <StorageRow file={file} confirming={confirming === file.fileId} onConfirm={setConfirming} />
+          </PartBoundary>
+        ))}
+      </ul>
+      {left > 0 && (
+        <button type="button" className="ng-storage-more" data-testid="storage-more" disabled={storage.loading} onClick={() => app.moreStorage()}>
+          {storage.loading ? "asking the server…" : `More (${left} not shown)`}
+        </button>
+      )}
+      {!storage.complete && <div className="ng-muted">The folders hold more files than the server lists; delete some to see the rest.</div>}
     </section>
   );
 }
@@ -634,6 +877,20 @@ export function Toasts() {
           onClick={() => app.dismissToast(toast.id)}
         >
           {toast.text}
+          {toast.action && (
+            <button
+              type="button"
+              className="ng-toast-action"
+              data-testid="toast-action"
+              onClick={(e) => {
+                e.stopPropagation();
+                app.dismissToast(toast.id);
+                toast.action!.run();
+              }}
+            >
+              {toast.action.label}
+            </button>
+          )}
         </div>
       ))}
     </div>

@@ -77,6 +77,17 @@ export type ServerMessage =
   | { type: "outputs"; run_id: string; status: RunStatus; outputs: Record<string, unknown>; files: OutputFile[]; error: unknown }
   | { type: "models"; folders: Record<string, string[]> }
   | { type: "uploaded"; file_id: string; name: string; kind: string }
+  /** The reply to `list_files`: a page of the user's files, newest first, and what their storage holds
+   * (`usage` null: no limit applies). Read through run/storage.ts. */
+  | {
+      type: "files";
+      files: { file_id: string; bytes: number; modified: number; mime: string }[];
+      total: number;
+      complete: boolean;
+      offset: number;
+      usage: { uploads: number | null; outputs: number | null; runs: number | null; max_bytes: number } | null;
+    }
+  | { type: "file_deleted"; file_id: string }
   | { type: "pong" }
   | { type: "error"; code: string; message: string; details?: { errors?: GraphError[]; [k: string]: unknown } }
   | { type: "run_started"; run_id: string; nodes: string[]; total: number; skipped?: string[] }

@@ -34,6 +34,9 @@
  *   plugins          the `plugins` reply to `list_plugins` (null until it comes).
  *   pluginNotice     the warnings signature the user dismissed the plugin notice for (run/plugins.ts).
  *   pluginsOpen      whether the Plugins panel is open.
+ *   storage          the Storage panel (run/storage.ts): open, its folder filter, the listed files
+ *                    (`list_files` pages, reduced there) and the usage against `max_bytes`. A
+ *                    `file_deleted` drops the file from it and from the gallery.
  *   graphLoads       how many whole graphs were loaded (opened, restored, imported); each load
  *                    clears the per-node results (nodeStates, previews, nodeFiles, nodeOutputs),
  *                    whose node ids may happen to match the new graph's.
@@ -55,6 +58,7 @@ import type { GraphError, RunSummary, ServerMessage } from "../protocol/messages
 import { EMPTY_SCHEMAS, schemaSetFrom, type SchemaSet } from "../schema/types";
 import { outputItemFrom, type OutputItem } from "./media";
 import { cleanWarnings, type PluginsReport, type PluginWarning } from "./plugins";
+import { initialStorageState, reduceStorage, type StorageAction, type StorageState } from "./storage";
 import { isRunEvent, startWatching, watchedRunAfter, type WatchedRun } from "./watchedRuns";
 import type { NodeWarning } from "./warnings";
 
@@ -114,6 +118,7 @@ export interface SessionState {
   plugins: PluginsReport | null;
   pluginNotice: string | null;
   pluginsOpen: boolean;
+  storage: StorageState;
   graphLoads: number;
   runGraphs: Record<string, number>;
   watched: Record<string, WatchedRun>;
@@ -146,6 +151,7 @@ export const initialSessionState: SessionState = {
   plugins: null,
   pluginNotice: null,
   pluginsOpen: false,
+  storage: initialStorageState,
   graphLoads: 0,
   runGraphs: idMap(),
   watched: idMap(),
@@ -163,6 +169,7 @@ export type SessionAction =
   | { type: "banner"; banner: Banner | null }
   | { type: "dismiss_plugin_notice"; signature: string }
   | { type: "plugins_open"; open: boolean }
+  | { type: "storage"; action: StorageAction }
   | { type: "graph_loaded" }
   | { type: "adopt_run"; runId: string; nodeStates?: Record<string, NodeRunState> }
   | { type: "watch_run"; runId: string }
@@ -305,6 +312,10 @@ export function reduceSession(state: SessionState, action: SessionAction, contex
       return { ...state, pluginNotice: action.signature };
     case "plugins_open":
       return { ...state, pluginsOpen: action.open };
+    case "storage": {
+      const storage = reduceStorage(state.storage, action.action);
+      return storage === state.storage ? state : { ...state, storage };
+    }
     case "graph_loaded":
       return {
         ...state,
@@ -416,6 +427,13 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
       return state; // shown as a toast by the app (state/app.ts)
     case "templates":
       return { ...state, templates: cleanTemplates(message.templates) };
+    case "file_deleted": {
+      // gone from the disk: from the Storage panel and the gallery (its image would no longer load)
+      const fileId = textOf(message.file_id);
+      const storage = reduceStorage(state.storage, { type: "deleted", fileId });
+      const gallery = state.gallery.some((i) => i.fileId === fileId) ? state.gallery.filter((i) => i.fileId !== fileId) : state.gallery;
+      return storage === state.storage && gallery === state.gallery ? state : { ...state, storage, gallery };
+    }
     case "run_started": {
       if (!ofShownGraph(state, message.run_id)) return state;
       const nodeStates = idMap<NodeRunState>();

@@ -19,6 +19,10 @@
  *   `error`            without a request_id: a toast (errorText); requests toast their own failures;
  *                      connection-level codes (invalid_token, ...) also stay in the banner
  *   Plugins panel      `list_plugins` each time it opens; `welcome.plugin_warnings` feed the badge
+ *   Storage panel      `list_files` (a page of 100, "more" the next) when it opens, when its filter
+ *                      changes, after each delete, on a reconnect and on a `quota_exceeded` error
+ *                      while open; Delete sends `delete_file`, whose `file_deleted` drops the row
+ *                      (run/storage.ts). A toast for a full storage offers "Open storage"
  *   upload             a binary upload frame; the input's value becomes the stored name
  *   ComfyUI files      `import_graph {data}` → `imported_graph {graph, errors}`: opened with the
  *                      unknown nodes as red placeholders (errors shown on them); refused
@@ -65,6 +69,7 @@ import type { GraphError, ServerMessage } from "../protocol/messages";
 import { randomSeed, widgetFor, type UploadKind } from "../schema/widgets";
 import { schemaSetFrom, uniqueSchemas, type NodeSchema, type SchemaSet } from "../schema/types";
 import { initialSessionState, reduceSession, type SessionAction, type SessionState } from "../run/sessionState";
+import { isStorageQuota, listFilesMessage, STORAGE_PAGE, type FilesReply, type StorageFolder } from "../run/storage";
 import { readTabRun, tabRunText } from "../run/tabRun";
 import { resultKeys, warningKey } from "../run/warnings";
 import {
@@ -90,6 +95,13 @@ export interface Toast {
   id: number;
   kind: "error" | "info";
   text: string;
+  /** A button on the toast (e.g. "Open storage" on a full storage's error). */
+  action?: ToastAction;
+}
+
+export interface ToastAction {
+  label: string;
+  run: () => void;
 }
 
 /** The name a graph pasted as text goes by in messages. */
@@ -269,14 +281,25 @@ export class EditorApp {
     return this.token ? `${path}?token=${encodeURIComponent(this.token)}` : path;
   }
 
-  toast(text: string, kind: Toast["kind"] = "info"): void {
+  toast(text: string, kind: Toast["kind"] = "info", action?: ToastAction): void {
     const id = this.nextToast++;
-    this.toasts.set((list) => [...list.slice(-4), { id, kind, text }]);
+    this.toasts.set((list) => [...list.slice(-4), action ? { id, kind, text, action } : { id, kind, text }]);
     setTimeout(() => this.dismissToast(id), kind === "error" ? TOAST_MS * 1.5 : TOAST_MS);
   }
 
   dismissToast(id: number): void {
     this.toasts.set((list) => list.filter((t) => t.id !== id));
+  }
+
+  /** The toast of a failed request (`verb`: what was tried); a full storage's offers "Open storage". */
+  private failureToast(error: unknown, verb: string): void {
+    this.toast(failureText(error, verb), "error", this.storageActionFor(error));
+  }
+
+  /** "Open storage" for a `quota_exceeded` error about stored bytes (run/storage.ts), else nothing. */
+  private storageActionFor(error: unknown): ToastAction | undefined {
+    if (!(error instanceof ProtocolError) || !isStorageQuota(error.code, error.details)) return undefined;
+    return { label: "Open storage", run: () => this.showStorage(true) };
   }
 
   // --- server messages --------------------------------------------------------
@@ -313,6 +336,7 @@ export class EditorApp {
         this.client.send({ type: "list_models" });
         this.client.send({ type: "list_templates" });
         if (this.session.get().pluginsOpen) this.client.send({ type: "list_plugins" }); // reconnected with the panel open
+        if (this.session.get().storage.open) this.refreshStorage();
         break;
       }
       case "nodes":
@@ -324,8 +348,11 @@ export class EditorApp {
       case "error":
         // Replies to our requests are toasted by their caller (with what was tried); the rest here.
         if (typed.code !== "invalid_graph" && (message.request_id === undefined || message.request_id === null)) {
-          this.toast(errorText(typed.code, typed.message), "error");
+          this.toast(errorText(typed.code, typed.message), "error",
+            this.storageActionFor(new ProtocolError(typed.code, typed.message, typed.details)));
         }
+        // the storage is full (a reply to any request): the open Storage panel shows what fills it now
+        if (isStorageQuota(typed.code, typed.details) && this.session.get().storage.open) this.refreshStorage();
         break;
       case "submitted":
         this.writeTab(TAB_RUN_KEY, tabRunText(typed.run_id, idMap())); // a reload before run_started shows it too
@@ -478,7 +505,7 @@ export class EditorApp {
         const count = (error.details?.errors as unknown[] | undefined)?.length ?? 0;
         this.toast(`The graph is invalid (${count} error${count === 1 ? "" : "s"}): see the marked nodes`, "error");
       } else {
-        this.toast(failureText(error, "submit"), "error");
+        this.failureToast(error, "submit");
       }
     }
   }
@@ -505,7 +532,7 @@ export class EditorApp {
       return true;
     } catch (error) {
       if (harmless(error)) this.scheduleQueueRefresh();
-      else this.toast(failureText(error, verb), "error");
+      else this.failureToast(error, verb);
       return false;
     }
   }
@@ -581,6 +608,58 @@ export class EditorApp {
     if (open) this.client.send({ type: "list_plugins" });
   }
 
+  // --- storage ----------------------------------------------------------------
+
+  /** Open or close the Storage panel; opening lists the files again (run/storage.ts). */
+  showStorage(open: boolean): void {
+    this.dispatch({ type: "storage", action: { type: "open", open } });
+    if (open) this.refreshStorage();
+  }
+
+  /** Show all files, the uploads or the outputs (a new list from the first page). */
+  setStorageFolder(folder: StorageFolder): void {
+    this.dispatch({ type: "storage", action: { type: "folder", folder } });
+    this.refreshStorage();
+  }
+
+  /** List the files again from the newest, as many as are shown now (at least a page; at most 1,000). */
+  refreshStorage(): void {
+    const shown = this.session.get().storage.files.length;
+    this.listFiles(0, Math.min(1000, Math.max(STORAGE_PAGE, shown)));
+  }
+
+  /** The next page of files, after those shown. */
+  moreStorage(): void {
+    this.listFiles(this.session.get().storage.files.length, STORAGE_PAGE);
+  }
+
+  private listFiles(offset: number, limit: number): void {
+    this.dispatch({ type: "storage", action: { type: "request", offset } });
+    const { seq, folder } = this.session.get().storage;
+    void this.client
+      .request<JsonMessage & FilesReply>(listFilesMessage(folder, offset, limit))
+      .then((reply) => this.dispatch({ type: "storage", action: { type: "files", seq, reply } }))
+      .catch((error) => this.dispatch({ type: "storage", action: { type: "failed", seq, message: failureText(error, "list your files") } }));
+  }
+
+  /**
+   * Delete one of the user's files (`delete_file`; the panel asked for confirmation first): its
+   * `file_deleted` drops the row (run/sessionState.ts), then the list and usage are read again. A
+   * refusal is shown on the row.
+   */
+  async deleteFile(fileId: string): Promise<boolean> {
+    this.dispatch({ type: "storage", action: { type: "deleting", fileId } });
+    try {
+      await this.client.request({ type: "delete_file", file_id: fileId });
+    } catch (error) {
+      this.dispatch({ type: "storage", action: { type: "delete_failed", fileId, message: failureText(error, "delete it") } });
+      return false;
+    }
+    this.dispatch({ type: "storage", action: { type: "deleted", fileId } }); // also when the reply came in a batch
+    if (this.session.get().storage.open) this.refreshStorage();
+    return true;
+  }
+
   refreshModels(folder?: string): void {
     this.client.send(folder ? { type: "list_models", folder } : { type: "list_models" });
   }
@@ -592,7 +671,7 @@ export class EditorApp {
       this.toast(`Uploaded ${reply.name}`);
       return reply.name;
     } catch (error) {
-      this.toast(failureText(error, `upload ${file.name}`), "error");
+      this.failureToast(error, `upload ${file.name}`);
       return null;
     }
   }
