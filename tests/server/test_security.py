@@ -621,6 +621,7 @@ def test_per_user_queue_limit(users):
     alice.send({"type": "submit", "graph": ARITHMETIC})
     error = alice.next_of("error")
     assert error["code"] == "quota_exceeded" and "2 run(s)" in error["message"]
+    assert error["details"]["limit"] == "max_queued"
     alice.close()
 
 
@@ -641,6 +642,7 @@ def test_per_user_storage_limit(tmp_path):
         carol.send({"type": "submit", "graph": ARITHMETIC})
         error = carol.next_of("error")
         assert error["code"] == "quota_exceeded" and "delete_run" in error["message"]
+        assert error["details"]["limit"] == "max_bytes"
         carol.send({"type": "delete_file", "file_id": "output/old.bin"})
         carol.next_of("file_deleted")
         carol.send({"type": "delete_run", "run_id": run_id})      # its stored graph and error count too
@@ -1253,6 +1255,7 @@ def test_uploads_at_once_cannot_pass_the_byte_limit_together(tmp_path, monkeypat
         assert sorted(reply["type"] for reply in replies) == ["error", "uploaded"], replies
         refused = next(reply for reply in replies if reply["type"] == "error")
         assert refused["code"] == "quota_exceeded" and "of uploads" in refused["message"]
+        assert refused["details"]["limit"] == "max_bytes"
         stored = sum(p.stat().st_size for p in (running.session.input_dir / "kim").iterdir())
         assert stored < 150_000
         for client in clients:
