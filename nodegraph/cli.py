@@ -30,6 +30,7 @@ import math
 import os
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TextIO
@@ -62,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                          epilog="exit codes: 0 succeeded, 1 invalid graph (or not a graph file), 2 bad command line, "
                                 "3 a node failed, 130 interrupted (Ctrl+C or SIGTERM); a sweep: 0 only if every "
                                 "variant succeeded")
-    run.add_argument("graph", help="path to a graph .json file")
+    run.add_argument("graph", help="path to a graph .json file (or a PNG / JPEG / WebP holding one; - reads it from "
+                                   "standard input)")
     run.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE", dest="overrides",
                      help="override a literal input (VALUE is read as JSON, else as text; a text input takes "
                           "it as typed, so --set prompt.text=123 is the text '123'); repeatable")
@@ -83,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_ray_arguments(run)
 
     validate = sub.add_parser("validate", parents=[plugins], help="check a graph file without running it")
-    validate.add_argument("graph", help="path to a graph .json file")
+    validate.add_argument("graph", help="path to a graph .json file (or an image holding one; - reads standard "
+                                        "input)")
     validate.add_argument("--json", action="store_true", help="print errors as structured JSON")
     validate.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE", dest="overrides",
                           help="check the graph with this literal input overridden, as `run --set` would run it")
@@ -151,7 +154,7 @@ def _load(session: Any, path: str) -> Any:
     translated, total = len(data["metadata"]["comfyui_types"]), len(data["nodes"])
     what = "UI workflow" if data["metadata"]["imported_from"] == "comfyui-workflow" else "API prompt"
     rest = "" if translated == total else "; the others keep their ComfyUI types"
-    print(f"note: {path} is a ComfyUI {what}; imported it ({translated} of {total} node(s) have an equivalent "
+    print(f"note: {_shown(path)} is a ComfyUI {what}; imported it ({translated} of {total} node(s) have an equivalent "
           f"here{rest})", file=sys.stderr)
     for change in data["metadata"].get("translated_values", []):
         print(f"note: node {change['node']!r}: {change['input']} {change['from']!r} is {change['to']!r} here",
@@ -554,7 +557,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     elif errors:
         _print_errors(errors, sys.stdout)
     else:
-        print(f"{args.graph}: valid")
+        print(f"{_shown(args.graph)}: valid")
     return EXIT_INVALID if errors else EXIT_OK
 
 
@@ -738,9 +741,30 @@ def _main(argv: list[str]) -> int:
     from .plugins import PluginOptionError
 
     try:
+        if getattr(args, "graph", None) == "-":     # `… | nodegraph run -`: the graph (JSON or a PNG) from stdin
+            with tempfile.TemporaryDirectory(prefix="nodegraph-stdin-") as folder:
+                args.graph = _stdin_graph(Path(folder))
+                return COMMANDS[args.command](args)
         return COMMANDS[args.command](args)
     except (PluginOptionError, ModelPathsError) as exc:
         return _usage_error(str(exc))
+
+
+def _shown(path: str) -> str:
+    """A graph file's name in messages: standard input's temporary file (`_stdin_graph`) is "<stdin>"."""
+    name = Path(path)
+    return "<stdin>" if name.parent.name.startswith("nodegraph-stdin-") and name.stem == "stdin" else str(path)
+
+
+def _stdin_graph(folder: Path) -> str:
+    """Standard input written to `folder/stdin.<json|png|jpg|webp>` (as its bytes show), read then as a file is:
+    a graph, a ComfyUI prompt or workflow, an image holding one. Records and messages name it `stdin`."""
+    data = sys.stdin.buffer.read()
+    suffix = (".png" if data.startswith(b"\x89PNG\r\n\x1a\n") else ".jpg" if data.startswith(b"\xff\xd8\xff")
+              else ".webp" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else ".json")
+    path = folder / f"stdin{suffix}"
+    path.write_bytes(data)
+    return str(path)
 
 
 if __name__ == "__main__":

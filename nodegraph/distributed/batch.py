@@ -417,7 +417,7 @@ def _text_items(registry: Any, graph: Any, variant: dict[str, Any]) -> dict[str,
 def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
     """`nodegraph run GRAPH [--ray [ADDRESS]] [--sweep SPEC ...]`: exit 0 if every variant succeeded."""
     from ..cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_USAGE, _load, _parse_overrides,
-                       _print_errors, _typed_overrides)
+                       _print_errors, _shown, _typed_overrides)
     from ..errors import GraphValidationError
     from .sweep import parse_sweep
 
@@ -477,7 +477,7 @@ def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
 
     try:
         items = run_batch(session, graph, variants, outputs=args.outputs, output_dir=args.output_dir,
-                          pool=pool, on_item=on_item, source_name=str(args.graph))
+                          pool=pool, on_item=on_item, source_name=_shown(str(args.graph)))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -1187,3 +1187,32 @@ def test_a_png_whose_graph_chunk_inflates_past_the_limit_is_refused_before_it_is
     path = tmp_path / "ztxt.png"
     path.write_bytes(_png_with_chunk(b"zTXt", b"nodegraph\0\x00" + zlib.compress(graph.encode())))
     assert main(["validate", str(path), "--no-plugins"]) == 0
+
+
+def test_a_graph_from_standard_input_runs_validates_and_sweeps(tmp_path, capsys, monkeypatch):
+    """`make_graph.py | nodegraph run -` said "no file '-'": `-` reads the graph (JSON, a ComfyUI prompt, an
+    image holding one) from standard input; messages and records call it <stdin> / stdin."""
+    import io
+    import sys
+
+    graph = json.dumps({"format_version": 1, "nodes": {
+        "a": {"type": "Int", "inputs": {"value": 3}},
+        "s": {"type": "ShowValue", "inputs": {"value": {"node": "a", "output": "value"}}}}})
+
+    def stdin(text: str) -> None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+
+    stdin(graph)
+    assert main(["run", "-", "--output-dir", str(tmp_path), "--no-progress", "--no-plugins"]) == 0
+    assert json.loads((tmp_path / "stdin.outputs.json").read_text())["outputs"]["s"]["value"] == 3
+    stdin(json.dumps({"1": {"class_type": "Int", "inputs": {"value": 4}}}))
+    assert main(["validate", "-", "--no-plugins"]) == 1
+    captured = capsys.readouterr()
+    assert "note: <stdin> is a ComfyUI API prompt" in captured.err and "nodegraph-stdin-" not in captured.err
+    stdin(graph)
+    assert main(["run", "-", "--sweep", "a.value=5,6", "--output-dir", str(tmp_path / "s"), "--no-progress",
+                 "--no-plugins"]) == 0
+    assert json.loads((tmp_path / "s" / "index.json").read_text())["graph"] == "<stdin>"
+    stdin("{not json")
+    assert main(["run", "-", "--output-dir", str(tmp_path), "--no-progress", "--no-plugins"]) == 1
+    assert "not valid JSON" in capsys.readouterr().err
