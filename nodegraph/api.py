@@ -54,6 +54,7 @@ Nothing here imports torch at import time.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -818,15 +819,15 @@ def _confined_prefix(function: str, output_dir: Path, prefix: Any) -> Path:
         raise ApiArgumentError(function, "prefix", message) from None
 
 
-def _expanded_prefix(function: str, context: NodeContext, prefix: Any, **values: Any) -> Any:
-    """`prefix` with its ComfyUI tokens (`%date:yyyy-MM-dd%`, `%KSampler.seed%`, ...: nodegraph.prefix_tokens)
-    replaced; a token without a value is an ApiArgumentError naming it."""
-    from .prefix_tokens import PrefixTokenError, expand, has_tokens
+def _expanded_prefix(function: str, prefix: Any, **values: Any) -> Any:
+    """`prefix` with ComfyUI's save-time tokens (`%width%`, `%height%`: nodegraph.prefix_tokens) replaced (the
+    others were when the run started); a token without a value is an ApiArgumentError naming it."""
+    from .prefix_tokens import PrefixTokenError, expand_at_save, has_tokens
 
     if not isinstance(prefix, str) or not has_tokens(prefix):
         return prefix
     try:
-        return expand(prefix, graph=context.graph, **values)
+        return expand_at_save(prefix, **values)
     except PrefixTokenError as exc:
         raise ApiArgumentError(function, "prefix", str(exc)) from None
 
@@ -877,8 +878,9 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
             `write(path)` that writes the file at the reserved path.
         kind: "image", "video", "audio", "mesh", "pointcloud" or "text" — how front ends show it.
         prefix: files are named PREFIX_00001<suffix>, ... (next free number); may contain
-            "/"-separated subfolders, never leaves the output folder. ComfyUI's tokens in it are expanded
-            (`%date:yyyy-MM-dd%`, `%KSampler.seed%`, `%width%` where `fields` give one size: nodegraph.prefix_tokens).
+            "/"-separated subfolders, never leaves the output folder. ComfyUI's `%width%` / `%height%` are
+            expanded where `fields` give one size (a graph's other tokens were when its run started:
+            nodegraph.prefix_tokens).
         suffix: the extension with its dot, e.g. ".mp4"; it must suit `kind`.
         mime: the MIME type; default from the extension (required for extensions nodegraph does not know).
         fields: optional result fields (width, height, frames, fps, duration, sample_rate, channels, points,
@@ -922,7 +924,7 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
     output_dir = Path(context.service("output_dir"))
     sizes = {(extra.get("width"), extra.get("height")) for extra in per_item}
     width, height = next(iter(sizes)) if len(sizes) == 1 else (None, None)
-    prefix = _expanded_prefix(name, context, prefix, width=width, height=height)
+    prefix = _expanded_prefix(name, prefix, width=width, height=height)
     target = _confined_prefix(name, output_dir, prefix)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -974,6 +976,10 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
                 written.unlink(missing_ok=True)
             if isinstance(exc, ResultFileError):
                 raise ApiArgumentError(name, "fields", str(exc)) from None
+            if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:     # no server path in the message
+                shown = target.name if len(target.name) <= 60 else target.name[:60] + "…"
+                raise ApiArgumentError(name, "prefix", f"the file name {shown!r}_NNNNN{suffix} is too long for the "
+                                                       f"file system; shorten the prefix") from None
             raise
     return results
 
@@ -1006,8 +1012,8 @@ def save_image(context: NodeContext, images: Any, prefix: str = "nodegraph", *,
     if format not in ("png", "jpeg", "webp"):
         raise ApiArgumentError(name, "format", f"expected 'png', 'jpeg' or 'webp', found {format!r}")
     _check_int(name, "quality", quality, 1, 100)
-    prefix = _expanded_prefix(name, context, prefix, width=images.shape[2], height=images.shape[1])
-    _confined_prefix(name, Path(context.service("output_dir")), prefix)
+    _confined_prefix(name, Path(context.service("output_dir")), _expanded_prefix(name, prefix, width=images.shape[2],
+                                                                               height=images.shape[1]))
     return _implementation(context, name)(context, images, prefix, format=format, quality=quality,
                                           embed_graph=bool(embed_graph))
 

@@ -165,8 +165,9 @@ class Graph:
 
     def upstream_of(self, node_ids: Iterable[str]) -> Graph:
         """The part of the graph the nodes `node_ids` need: them and every node their links reach, with this
-        graph's metadata and subgraph definitions (memoised in `compiled`). Returns this graph itself when an
-        id is not a node here (its `unknown_node` error then names the graph's ids) or nothing is left out.
+        graph's metadata and subgraph definitions (memoised in `compiled`); an id `outer/inner` (a subgraph's
+        inner node) needs its subgraph node `outer`. Returns this graph itself when an id is not a node here
+        (`Session` names it first: `unknown_node`) or nothing is left out.
 
         What a run of chosen outputs checks and runs (`Session.run(outputs=)`, `nodegraph run --output`):
         a broken node elsewhere in the file does not stop it, as ComfyUI runs the outputs that validate."""
@@ -174,10 +175,12 @@ class Graph:
         memo_key = ("upstream_of", wanted)
         if memo_key in self.compiled:
             return self.compiled[memo_key]
-        if not wanted or any(node_id not in self.nodes for node_id in wanted):
+        # an inner node of a subgraph (`outer/inner`, as the effective graph names it) needs its subgraph node
+        roots = [node_id if node_id in self.nodes else node_id.split("/", 1)[0] for node_id in wanted]
+        if not roots or any(root not in self.nodes for root in roots):
             return self
         needed: dict[str, None] = {}
-        stack = list(wanted)
+        stack = roots
         while stack:
             node_id = stack.pop()
             if node_id in needed or node_id not in self.nodes:      # a dangling link: validation names it

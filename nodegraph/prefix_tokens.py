@@ -1,23 +1,36 @@
-"""ComfyUI's file-name prefix tokens, expanded when an output file is named.
+"""ComfyUI's file-name prefix tokens, expanded as ComfyUI expands them.
 
 A ComfyUI workflow's SaveImage prefix often holds tokens such as `%date:yyyy-MM-dd%/ComfyUI` or
-`ComfyUI_%KSampler.seed%`; a user who imports it expects them to work. The tokens (ComfyUI's front end
-expands the first and last kinds, its server the middle ones; here all at saving time):
+`ComfyUI_%KSampler.seed%`; a user who imports it expects them to work. ComfyUI expands them in two
+places, and so does nodegraph:
 
-    %date:FORMAT%                    the time of saving; FORMAT's letters as ComfyUI's: yyyy yy MM M dd d
-                                     hh h mm m ss s (24-hour clock); other characters are kept
-    %year% %month% %day% %hour% %minute% %second%    the time of saving (all but the year two digits)
+When the run starts (ComfyUI: its front end, when a prompt is queued) — `expand_graph`, called by
+`Session.run` / `Session.validate` on every output-file input (`Input(file_name_in="output")`), so the
+expanded name is part of the node's cache key (a new seed or a new minute is a new file):
+
+    %date:FORMAT%                    the time; FORMAT's letters as ComfyUI's: yyyy yy MM M dd d hh h mm m
+                                     ss s (24-hour clock); other characters are kept
+    %year% %month% %day% %hour% %minute% %second%    the time (all but the year two digits)
+    %NODE.INPUT%                     input INPUT of the node whose id, title or type is NODE — for a graph
+                                     imported from ComfyUI also its ComfyUI class and input names
+                                     (`%CheckpointLoaderSimple.ckpt_name%`, `%KSampler.sampler_name%`); a value
+                                     written on the node, or on the primitive (Int, Float, String, Boolean)
+                                     linked to it; '/' and '\\' in it become '_' (as ComfyUI's)
+
+When the file is saved (ComfyUI: its server) — `expand_at_save`:
+
     %width% %height%                 the saved image's size (where the saver knows it)
-    %batch_num%                      the image's index in its batch (SaveImage: each image named apart)
-    %NODE.INPUT%                     input INPUT of the run's node whose id, title or type is NODE (a value
-                                     written in the graph; a linked or unset input is refused, naming it)
+    %batch_num%                      the image's index in its batch (SaveImage names each image apart)
 
-Any other `%...%` is left as written (as ComfyUI does). What a token gives is then checked like any
-prefix (nodegraph/paths.py): a value that would leave the output folder is refused there.
+Any other `%...%` is left as written (as ComfyUI does). A NODE the graph lacks, or an input that is
+neither written nor fed by a primitive, is a validation error naming the token. What a token gives is
+then checked like any prefix (nodegraph/paths.py): a value that would leave the output folder is refused.
 
-    has_tokens(prefix)       whether there is anything to expand
-    expand(prefix, ...)      the prefix with its tokens replaced; PrefixTokenError naming the token
-    without_date_tokens(s)   `s` with its `%date:...%` tokens taken out (their ':' is not a file name's)
+    has_tokens(text)                 whether there is anything to expand
+    expand_graph(graph, registry)    (the graph with run-start tokens expanded, the errors)
+    expand_at_run_start(prefix, graph, now)   one prefix (PrefixTokenError naming the token)
+    expand_at_save(prefix, width=, height=, batch_num=)
+    without_date_tokens(text)        `text` with its `%date:...%` tokens taken out (their ':' is not a name's)
 """
 
 from __future__ import annotations
@@ -26,18 +39,20 @@ import re
 from datetime import datetime
 from typing import Any
 
-TOKEN = re.compile(r"%(date:[^%]{0,100}|[^%/\\\s]{1,100})%")
-DATE_TOKEN = re.compile(r"%date:([^%]{0,100})%")
+TOKEN = re.compile(r"%([^%\n]{1,100})%")
+DATE_TOKEN = re.compile(r"%date:([^%\n]{0,100})%")
 DATE_FIELDS = re.compile(r"yyyy|yy|MM|M|dd|d|hh|h|mm|m|ss|s")
 TIME_NAMES = ("year", "month", "day", "hour", "minute", "second")
+SAVE_TIME_NAMES = ("width", "height", "batch_num")
+PRIMITIVES = ("Int", "Float", "String", "Boolean")
 
 
 class PrefixTokenError(ValueError):
     """A token that cannot be expanded; the message names it and what to write instead."""
 
 
-def has_tokens(prefix: str) -> bool:
-    return "%" in prefix and TOKEN.search(prefix) is not None
+def has_tokens(text: str) -> bool:
+    return "%" in text and TOKEN.search(text) is not None
 
 
 def without_date_tokens(text: str) -> str:
@@ -53,13 +68,9 @@ def format_date(pattern: str, now: datetime) -> str:
     return DATE_FIELDS.sub(lambda match: values[match.group(0)], pattern)
 
 
-def expand(prefix: str, *, now: datetime | None = None, width: int | None = None, height: int | None = None,
-           batch_num: int | None = None, graph: Any = None) -> str:
-    """`prefix` with the tokens above replaced (module docstring). `graph`: the run's Graph (for %NODE.INPUT%)."""
-    if not has_tokens(prefix):
-        return prefix
-    now = now or datetime.now()
-
+def expand_at_run_start(prefix: str, graph: Any, now: datetime) -> str:
+    """`prefix` with its time and `%NODE.INPUT%` tokens replaced (the save-time ones stay), in one pass: a value
+    holding a token is not expanded again."""
     def replace(match: re.Match) -> str:
         token = match.group(1)
         if token.startswith("date:"):
@@ -67,32 +78,114 @@ def expand(prefix: str, *, now: datetime | None = None, width: int | None = None
         if token in TIME_NAMES:
             value = getattr(now, token)
             return str(value) if token == "year" else f"{value:02d}"
-        if token in ("width", "height", "batch_num"):
-            value = {"width": width, "height": height, "batch_num": batch_num}[token]
-            if value is None:
-                raise PrefixTokenError(f"%{token}% has no value here (this node does not save an image batch); "
-                                       f"take it out of the prefix")
-            return str(value)
-        if "." in token and graph is not None:
+        if "." in token and token not in SAVE_TIME_NAMES:
             return _node_value(token, graph)
         return match.group(0)
 
-    return TOKEN.sub(replace, prefix)
+    return TOKEN.sub(replace, prefix) if has_tokens(prefix) else prefix
+
+
+def expand_at_save(prefix: str, *, width: int | None = None, height: int | None = None,
+                   batch_num: int | None = None) -> str:
+    """`prefix` with `%width%`, `%height%` and `%batch_num%` replaced; PrefixTokenError for one without a value."""
+    def replace(match: re.Match) -> str:
+        token = match.group(1)
+        if token not in SAVE_TIME_NAMES:
+            return match.group(0)
+        value = {"width": width, "height": height, "batch_num": batch_num}[token]
+        if value is None:
+            raise PrefixTokenError(f"%{token}% has no value here (this node does not save an image batch); "
+                                   f"take it out of the prefix")
+        return str(value)
+
+    return TOKEN.sub(replace, prefix) if has_tokens(prefix) else prefix
+
+
+def expand_graph(graph: Any, registry: Any, now: datetime | None = None) -> tuple[Any, list[Any]]:
+    """`graph` with the run-start tokens of its output-file inputs expanded (the same Graph when there are none),
+    and an `invalid_value` GraphError per token that cannot be."""
+    from .errors import GraphError
+    from .graph import Graph
+
+    memo_key = ("prefix_tokens", id(registry))      # most graphs have none: one scan per Graph object
+    if graph.compiled.get(memo_key) is False:
+        return graph, []
+    found = []
+    for node_id, node in graph.nodes.items():
+        cls = registry.nodes.get(node.type)
+        if cls is None:
+            continue
+        for name, spec in cls.spec.inputs.items():
+            value = node.inputs.get(name)
+            if spec.file_name_in == "output" and isinstance(value, str) and has_tokens(value):
+                found.append((node_id, name, value))
+    if not found:
+        graph.compiled[memo_key] = False
+        return graph, []
+    now = now or datetime.now()
+    nodes, errors = dict(graph.nodes), []
+    for node_id, name, value in found:
+        try:
+            expanded = expand_at_run_start(value, graph, now)
+        except PrefixTokenError as exc:
+            errors.append(GraphError("invalid_value", f"input {name!r} of {graph.nodes[node_id].type}: {exc}",
+                                     node_id=node_id, input=name))
+            continue
+        if expanded != value:
+            node = nodes[node_id]
+            nodes[node_id] = type(node)(node.type, {**node.inputs, name: expanded}, node.title, node.mode)
+    if nodes == graph.nodes:
+        return graph, errors
+    return Graph(nodes, metadata=graph.metadata, ui=graph.ui, has_ui=graph.has_ui, subgraphs=graph.subgraphs), errors
 
 
 def _node_value(token: str, graph: Any) -> str:
+    from .graph import Link
+
     node_name, _, input_name = token.rpartition(".")
-    nodes = graph.nodes
-    node_id = node_name if node_name in nodes else next(
-        (nid for nid, node in nodes.items() if node.title == node_name), None) or next(
-        (nid for nid, node in nodes.items() if node.type == node_name or node.type.rpartition(".")[2] == node_name),
-        None)
+    node_id = _node_named(node_name, graph)
     if node_id is None:
         raise PrefixTokenError(f"%{token}% names node {node_name!r}, which the graph does not have (a node is "
                                f"named by its id, title or type); fix the token or take it out of the prefix")
-    value = nodes[node_id].inputs.get(input_name)
+    node = graph.nodes[node_id]
+    ours = _input_named(input_name, node_id, graph)
+    value = node.inputs.get(ours)
+    if isinstance(value, Link):           # fed by a primitive (an Int box, ComfyUI's PrimitiveNode): its value
+        source = graph.nodes.get(value.node)
+        if source is not None and source.type.rpartition(".")[2] in PRIMITIVES \
+                and not isinstance(source.inputs.get("value"), (Link, type(None))):
+            value = source.inputs["value"]
+        else:
+            raise PrefixTokenError(f"%{token}%: input {ours!r} of node {node_id!r} ({node.type}) is linked to "
+                                   f"another node; only a value written on the node (or on a primitive linked "
+                                   f"to it) can go into a file name")
     if value is None or not isinstance(value, (str, int, float, bool)):
-        state = "is linked to another node" if value is not None else "is not written in the graph"
-        raise PrefixTokenError(f"%{token}%: input {input_name!r} of node {node_id!r} ({nodes[node_id].type}) "
-                               f"{state}; only a value written on the node can go into a file name")
-    return str(value)
+        raise PrefixTokenError(f"%{token}%: input {ours!r} of node {node_id!r} ({node.type}) is not written in "
+                               f"the graph; write it, or take the token out of the prefix")
+    return str(value).replace("/", "_").replace("\\", "_")
+
+
+def _node_named(name: str, graph: Any) -> str | None:
+    """The id of the node `name` means: its id, its title, its type, or (imported from ComfyUI) its class."""
+    nodes = graph.nodes
+    if name in nodes:
+        return name
+    comfyui_types = ((graph.metadata or {}).get("comfyui_types") or {}) if isinstance(graph.metadata, dict) else {}
+    for matches in (lambda nid, node: node.title == name,
+                    lambda nid, node: node.type == name or node.type.rpartition(".")[2] == name,
+                    lambda nid, node: comfyui_types.get(nid) == name):
+        found = next((nid for nid, node in nodes.items() if matches(nid, node)), None)
+        if found is not None:
+            return found
+    return None
+
+
+def _input_named(name: str, node_id: str, graph: Any) -> str:
+    """Our name of input `name` of a node: a ComfyUI input name of an imported node is translated."""
+    comfyui_types = ((graph.metadata or {}).get("comfyui_types") or {}) if isinstance(graph.metadata, dict) else {}
+    if name in graph.nodes[node_id].inputs or node_id not in comfyui_types:
+        return name
+    from .comfyui import EQUIVALENTS
+
+    equivalent = EQUIVALENTS.get(comfyui_types[node_id])
+    return equivalent.inputs.get(name, name) if equivalent is not None else name

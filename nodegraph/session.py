@@ -30,6 +30,7 @@ from .graph import Graph, load_graph, parse_graph, with_renamed_inputs
 from .memory import ModelMemoryManager
 from .model_paths import ModelPaths
 from .plugins import load_plugins, plugin_warnings
+from .prefix_tokens import expand_graph
 from .validation import literal_check_errors, model_file_error, model_write_errors, output_errors, validate
 
 GraphSource = Graph | dict | str | bytes | os.PathLike
@@ -181,11 +182,14 @@ class Session:
             return exc.errors
         if isinstance(outputs, str):      # one node id
             outputs = [outputs]
+        graph, token_errors = expand_graph(graph, self.registry)     # ComfyUI's %date:…% / %KSampler.seed%
         if outputs is not None:           # chosen outputs: only what they need is checked (as `run` runs it)
             outputs = list(outputs)
+            if unknown := _unknown_outputs(graph, outputs):
+                return unknown
             graph = graph.upstream_of(outputs)
-        errors = validate(graph, self.registry, outputs, self.model_paths.list,
-                          input_dir if input_dir is not None else self.input_dir)
+        errors = token_errors + validate(graph, self.registry, outputs, self.model_paths.list,
+                                         input_dir if input_dir is not None else self.input_dir)
         if not errors:   # a superset of the checks `run` memoises: running this Graph object skips them
             graph.compiled[("validated", id(self.registry))] = (self.registry, True)
             if not model_writes:
@@ -280,7 +284,14 @@ class Session:
         if isinstance(outputs, str):      # outputs="show": one node id, not the letters s, h, o, w
             outputs = [outputs]
         requested = tuple(outputs) if outputs is not None else None
-        checked = graph if requested is None else graph.upstream_of(requested)   # chosen outputs: what they need
+        # ComfyUI's file-name tokens (%date:…%, %KSampler.seed%) expanded now, into the names the cache keys see;
+        # the nodes are given the graph as written (what a saved image embeds)
+        expanded, token_errors = expand_graph(graph, self.registry)
+        if token_errors:
+            raise GraphValidationError(token_errors)
+        if requested is not None and (unknown := _unknown_outputs(expanded, requested)):
+            raise GraphValidationError(unknown)
+        checked = expanded if requested is None else expanded.upstream_of(requested)   # chosen: what they need
         if requested is not None and not checked.is_plain:     # a subgraph node stands for its inner output nodes
             requested = tuple(requested_targets(checked, self.registry, requested))
         plan = self._checked_plan(checked, requested, Path(input_dir) if input_dir is not None else None)
@@ -436,6 +447,15 @@ class Session:
     def node_schemas(self) -> list[dict]:
         """JSON schemas of every registered node."""
         return self.registry.node_schemas()
+
+
+def _unknown_outputs(graph: Graph, outputs: Iterable[str]) -> list[GraphError]:
+    """`unknown_node` errors (with the closest ids) for chosen outputs that are neither a node of `graph` nor an
+    inner node `outer/inner` of one of its subgraph nodes: said first and alone, not under the rest of the
+    file's errors (the whole file was checked, and its other branches' errors hid the mistyped id)."""
+    missing = [node_id for node_id in outputs
+               if node_id not in graph.nodes and str(node_id).split("/", 1)[0] not in graph.nodes]
+    return output_errors(graph.nodes, True, missing) if missing else []
 
 
 def _plain_scalar(value: Any) -> Any:

@@ -136,12 +136,12 @@ class SaveImage(Node):
 
     def run(self, images: Any, filename_prefix: str, format: str, quality: int) -> dict:
         from nodegraph.paths import confine
-        from nodegraph.prefix_tokens import PrefixTokenError, expand
+        from nodegraph.prefix_tokens import PrefixTokenError, expand_at_save
 
         def named(batch_num: int | None = None) -> str:
-            try:        # ComfyUI's tokens (%date:yyyy-MM-dd%, %KSampler.seed%, %batch_num%, ...)
-                prefix = expand(filename_prefix, width=images.shape[2], height=images.shape[1],
-                                batch_num=batch_num, graph=self.context.graph)
+            try:        # ComfyUI's save-time tokens (the run-start ones, %date:…% %KSampler.seed%, already are)
+                prefix = expand_at_save(filename_prefix, width=images.shape[2], height=images.shape[1],
+                                        batch_num=batch_num)
             except PrefixTokenError as exc:
                 raise NodeInputError("filename_prefix", str(exc)) from None
             confine(self.context.service("output_dir"), prefix, what="file-name prefix",

@@ -43,7 +43,7 @@ dpmpp_2m_sde       SDE-DPM-Solver++(2M) (Lu et al. 2022b, §4; k-diffusion)     
 dpmpp_sde          SDE-DPM-Solver++ 2S with r=1/2 (k-diffusion "dpmpp_sde")        --
 lms                linear multistep on the PF-ODE in sigma, order 4 (k-diffusion)   derivatives
 unipc              UniPC, UniP-p + UniC (Zhao et al. 2023, B(h) = bh1 | bh2)        denoised_history, x_before_predictor
-unipc_bh1          unipc with B(h) = h (ComfyUI's ``uni_pc``; ``unipc`` is its ``uni_pc_bh2``)  as unipc
+unipc_bh1          unipc with B(h) = h (ComfyUI's ``uni_pc``'s rule; it runs order 3, ours 2)  as unipc
 lcm                multistep consistency sampling (Luo et al. 2023, Alg. 1)        --
 =================  ============================================================  ==========================
 
@@ -780,7 +780,8 @@ def sample_unipc(model, x, sigmas, extra_args=None, callback=None, disable=None,
 
 def unipc_bh1_step(model, x, sigmas, i, state, extra_args, noise_sampler, *, order: int = 2,
                    use_corrector: bool = True) -> StepResult:
-    """UniPC with B(h) = h: ComfyUI's `uni_pc` (its `uni_pc_bh2` is our `unipc`); see :func:`unipc_step`."""
+    """UniPC with B(h) = h, the rule of ComfyUI's `uni_pc` (its `uni_pc_bh2`'s is our `unipc`'s; ComfyUI runs
+    order 3, diffusers and we 2); see :func:`unipc_step`."""
     return unipc_step(model, x, sigmas, i, state, extra_args, noise_sampler, order=order, variant="bh1",
                       use_corrector=use_corrector)
 

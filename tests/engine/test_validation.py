@@ -222,8 +222,20 @@ def test_chosen_outputs_check_and_run_only_what_they_need(session, tmp_path):
     with pytest.raises(GraphValidationError) as broken:
         session.run(graph, outputs=["show", "y"])
     assert [(e.code, e.node_id) for e in broken.value.errors] == [("missing_input", "y")]
-    unknown = [e for e in session.validate(graph, ["shwo"]) if e.code == "unknown_node"]    # a mistyped id ...
-    assert len(unknown) == 1 and "'show'" in unknown[0].message            # ... is named, with the closest id
+    unknown = session.validate(graph, ["shwo"])          # a mistyped id is said alone, not under the others
+    assert [e.code for e in unknown] == ["unknown_node"] and "'show'" in unknown[0].message
+    with pytest.raises(GraphValidationError) as mistyped:
+        session.run(graph, outputs=["shwo"])
+    assert [e.code for e in mistyped.value.errors] == ["unknown_node"]
+    nested = {"format_version": 2, "nodes": {        # an inner node of a subgraph, chosen: `outer/inner`
+        "sg": {"type": "subgraph:calc", "inputs": {}},
+        "x": {"type": "NoSuchNode", "inputs": {}}},
+        "subgraphs": {"calc": {"inputs": {}, "outputs": {"value": {"node": "i", "output": "value"}},
+                               "nodes": {"i": {"type": "Int", "inputs": {"value": 5}},
+                                         "show": {"type": "ShowValue", "inputs": {"value": link("i", "value")}}}}}}
+    assert session.validate(nested, ["sg/show"]) == []
+    assert session.run(nested, outputs=["sg/show"]).outputs["sg/show"]["value"] == 5
+    assert [e.code for e in session.validate(nested, ["sg/nosuch"])] == ["unknown_node"]
     path = tmp_path / "g.json"
     import json
 

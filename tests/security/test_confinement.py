@@ -372,13 +372,13 @@ def test_lcm_and_flow_run_names_are_refused_at_validation(tmp_path):
 
 def test_comfyuis_prefix_tokens_are_expanded_and_what_they_give_is_confined(tmp_path):
     """An imported workflow's `%date:yyyy-MM-dd%/ComfyUI` prefix was refused ("contains ':'"), and
-    `ComfyUI_%KSampler.seed%` wrote a file literally named so. ComfyUI's tokens are expanded when the image is
-    saved (nodegraph/prefix_tokens.py); the name they give is checked as any prefix, and a ':' outside a date
-    token is still refused."""
+    `ComfyUI_%KSampler.seed%` wrote a file literally named so. ComfyUI's tokens are expanded (the time and node
+    tokens when the run starts, `%width%` and `%batch_num%` at saving: nodegraph/prefix_tokens.py); a token
+    without a value is a validation error naming it, and the name a token gives is checked as any prefix ('/' in
+    a value becomes '_', as ComfyUI's). A ':' outside a date token is still refused."""
     import datetime
 
     from nodegraph import Session
-    from nodegraph.errors import NodeExecutionError
     from nodegraph.paths import PathConfinementError, check_name
 
     check_name("%date:yyyy-MM-dd%/ComfyUI", subfolders=True, what="prefix")      # valid now
@@ -387,29 +387,70 @@ def test_comfyuis_prefix_tokens_are_expanded_and_what_they_give_is_confined(tmp_
     assert info.value.rule == "reserved_character"
     session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
 
-    def saved(prefix: str, batch: int = 1, name: str = "night") -> list[str]:
-        graph = {"format_version": 1, "nodes": {
-            "render": {"type": "RenderTinyWorld", "title": "Scene",
+    def graph(prefix: str, batch: int = 1, name: str = "night") -> dict:
+        return {"format_version": 1, "nodes": {
+            "render": {"type": "RenderTinyWorld", "title": "The Scene",
                        "inputs": {"caption": "a red circle on a white background", "size": 32, "seed": 7}},
             "name": {"type": "String", "inputs": {"value": name}},
             "two": {"type": "ImageBatch", "inputs": {"a": link("render", "image"), "b": link("render", "image")}},
             "save": {"type": "SaveImage", "inputs": {"images": link("two" if batch == 2 else "render",
                                                                     "images" if batch == 2 else "image"),
                                                      "filename_prefix": prefix}}}}
-        files = session.run(graph).outputs["save"]["files"]
+
+    def saved(prefix: str, batch: int = 1, name: str = "night") -> list[str]:
+        files = session.run(graph(prefix, batch, name)).outputs["save"]["files"]
         return [Path(f["path"]).relative_to(tmp_path / "out").as_posix() for f in files]
 
     today = datetime.date.today()
-    names = saved("%date:yyyy-MM-dd%/ComfyUI_%render.seed%_%Scene.size%_%width%x%height%")
+    names = saved("%date:yyyy-MM-dd%/ComfyUI_%render.seed%_%The Scene.size%_%width%x%height%")
     assert names in ([f"{today:%Y-%m-%d}/ComfyUI_7_32_32x32_00001.png"],
                      [f"{datetime.date.today():%Y-%m-%d}/ComfyUI_7_32_32x32_00001.png"])     # past midnight
     assert saved("b%batch_num%_%RenderTinyWorld.caption%_100%", batch=2) == [
         "b0_a red circle on a white background_100%_00001.png", "b1_a red circle on a white background_100%_00001.png"]
+    assert saved("n_%name.value%", name="../../../../tmp/escape") == ["n_.._.._.._.._tmp_escape_00001.png"]
+    assert saved("n_%name.value%", name="%width%") == ["n_32_00001.png"]    # ComfyUI's two stages: so does it
+    # the name is part of the save's cache key: another value is another file (it was served from the cache)
+    assert saved("v_%name.value%", name="first") == ["v_first_00001.png"]
+    assert saved("v_%name.value%", name="second") == ["v_second_00001.png"]
     for prefix, name, words in (
             ("%KSampler.seed%", "night", "names node 'KSampler', which the graph does not have"),
             ("%save.images%", "night", "is linked to another node"),
-            ("x/%name.value%", "../../../../tmp/escape", "'..'")):      # what a token gives is confined too
-        with pytest.raises(NodeExecutionError) as failed:
-            saved(prefix, name=name)
-        assert words in str(failed.value.exception), str(failed.value.exception)
+            ("x/%name.value%", "..", "'..'")):
+        errors = session.validate(graph(prefix, name=name))
+        assert any(e.node_id == "save" and words in e.message for e in errors), [e.message for e in errors]
+        with pytest.raises(GraphValidationError):
+            session.run(graph(prefix, name=name))
     assert not os.path.exists("/tmp/escape_00001.png")
+
+
+def test_prefix_tokens_in_an_imported_comfyui_prompt_use_its_names(tmp_path):
+    """Tokens written the ComfyUI way failed in imported prompts: `%CheckpointLoaderSimple.ckpt_name%` (a class
+    that became LoadCheckpoint), `%KSampler.sampler_name%` (an input renamed `sampler`), `%Empty Latent Image.width%`
+    (a title with spaces: written as is), and a seed fed by a primitive ("linked to another node"). A name too
+    long for the file system was a raw OSError naming the server's folder."""
+    from nodegraph import Session
+    from nodegraph.graph import import_foreign
+
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+    prompt = {
+        "1": {"class_type": "PrimitiveInt", "inputs": {"value": 77}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": ["1", 0], "steps": 2, "cfg": 5.0, "sampler_name": "euler",
+                                                    "scheduler": "karras", "denoise": 1.0}},
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny_world_v4.safetensors"}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 48, "height": 32, "batch_size": 1},
+              "_meta": {"title": "Empty Latent Image"}},
+        "8": {"class_type": "RenderTinyWorld", "inputs": {"caption": "a blue star", "size": 32}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix":
+              "%CheckpointLoaderSimple.ckpt_name%_%KSampler.sampler_name%_%Empty Latent Image.width%_%KSampler.seed%"}}}
+    nodes = session.registry.nodes
+    graph = import_foreign(prompt, lambda t: [o.name for o in nodes[t].spec.outputs] if t in nodes else None)
+    files = session.run(graph, outputs=["9"]).outputs["9"]["files"]
+    assert Path(files[0]["path"]).name == "tiny_world_v4.safetensors_euler_48_77_00001.png"
+    long = {"format_version": 1, "nodes": {
+        "n": {"type": "String", "inputs": {"value": "😀" * 62}},     # 248 bytes: the number makes it 258
+        "r": {"type": "RenderTinyWorld", "inputs": {"caption": "a blue star", "size": 32}},
+        "s": {"type": "SaveImage", "inputs": {"images": link("r", "image"), "filename_prefix": "%n.value%"}}}}
+    with pytest.raises(NodeExecutionError) as failed:
+        session.run(long)
+    message = str(failed.value.exception)
+    assert "too long for the file system" in message and str(tmp_path) not in message
