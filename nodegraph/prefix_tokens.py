@@ -6,7 +6,8 @@ places, and so does nodegraph:
 
 When the run starts (ComfyUI: its front end, when a prompt is queued) — `expand_graph`, called by
 `Session.run` / `Session.validate` on every output-file input (`Input(file_name_in="output")`), so the
-expanded name is part of the node's cache key (a new seed or a new minute is a new file):
+expanded name is part of the node's cache key (a new seed or a new minute is a new file; such a graph is
+checked and compiled again at each run, as its names may change — a graph without tokens is scanned once):
 
     %date:FORMAT%                    the time; FORMAT's letters as ComfyUI's: yyyy yy MM M dd d hh h mm m
                                      ss s (24-hour clock); other characters are kept
