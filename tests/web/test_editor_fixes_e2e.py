@@ -25,6 +25,17 @@ import pytest
 
 from .test_editor_e2e import CHROMIUM_FLAGS, ROOT, _chromium, _serve, pytestmark  # noqa: F401
 
+
+def assert_toolbar_fits(page) -> None:
+    """The toolbar is one line and every button in it whole and inside the window (an 800×600 laptop window)."""
+    bar = page.locator("[data-testid=toolbar]").bounding_box()
+    assert bar["height"] <= 44, f"the toolbar wrapped: {bar}"
+    cut = page.evaluate("""() => [...document.querySelectorAll('[data-testid=toolbar] > button, [data-testid=toolbar] > span > button')]
+        .filter((b) => { const r = b.getBoundingClientRect(); return r.right > innerWidth || b.scrollWidth > b.clientWidth + 1; })
+        .map((b) => b.textContent)""")
+    assert cut == [], f"toolbar buttons cut or outside the window: {cut}"
+
+
 RECTS = "() => Object.fromEntries(Object.entries(window.nodegraph.app.canvas.rects()).map(([id, r]) => [id, [r.x, r.y, r.width, r.height]]))"
 
 
@@ -106,12 +117,7 @@ def test_editor_fixes(tmp_path):
             # --- an 800×600 window: the toolbar stays one line, every button whole and inside the window -------
             page.set_viewport_size({"width": 800, "height": 600})
             page.wait_for_timeout(200)
-            bar = page.locator("[data-testid=toolbar]").bounding_box()
-            assert bar["height"] <= 44, f"the toolbar wrapped: {bar}"
-            cut = page.evaluate("""() => [...document.querySelectorAll('[data-testid=toolbar] > button, [data-testid=toolbar] > span > button')]
-                .filter((b) => { const r = b.getBoundingClientRect(); return r.right > innerWidth || b.scrollWidth > b.clientWidth + 1; })
-                .map((b) => b.textContent)""")
-            assert cut == [], f"toolbar buttons cut or outside the window: {cut}"
+            assert_toolbar_fits(page)
             assert page.get_attribute(".ng-graph-title", "title") == original["metadata"]["title"]
             page.screenshot(path=str(tmp_path / "fixes-800x600.png"))
             # a 1024×700 window hides the minimap too (it covered nodes there); a large one shows it

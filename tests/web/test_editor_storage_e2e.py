@@ -28,6 +28,7 @@ import random
 import pytest
 
 from .test_editor_e2e import _serve, pytestmark  # noqa: F401
+from .test_editor_fixes_e2e import assert_toolbar_fits
 from .test_editor_history_open_e2e import _laptop_page
 
 TOKEN = "alice-storage-e2e-token-0123456789abcdef"
@@ -182,11 +183,6 @@ def test_storage_panel_lists_and_deletes_files(tmp_path):
         assert page.evaluate("() => document.activeElement.dataset.testid") == "storage-button"
         page.set_viewport_size({"width": 800, "height": 600})
         page.wait_for_function("() => innerWidth === 800")
-        bar_box = page.locator("[data-testid=toolbar]").bounding_box()
-        assert bar_box["height"] <= 44, f"the toolbar wrapped: {bar_box}"
-        cut = page.evaluate("""() => [...document.querySelectorAll('[data-testid=toolbar] > button, [data-testid=toolbar] > span > button')]
-            .filter((b) => { const r = b.getBoundingClientRect(); return r.right > innerWidth || b.scrollWidth > b.clientWidth + 1; })
-            .map((b) => b.textContent)""")
-        assert cut == [], f"toolbar buttons cut or outside the window: {cut}"
+        assert_toolbar_fits(page)
         page.screenshot(path=str(tmp_path / "storage-800x600.png"))
     assert not errors, f"errors in the page: {errors}"
