@@ -181,6 +181,12 @@ def test_storage_panel_lists_and_deletes_files(tmp_path):
         page.keyboard.press("Escape")
         page.wait_for_selector("[data-testid=storage-panel]", state="detached")
         assert page.evaluate("() => document.activeElement.dataset.testid") == "storage-button"
+        # Escape from elsewhere (the canvas) closes it too, as the Plugins panel
+        page.click("[data-testid=storage-button]")
+        page.wait_for_selector("[data-testid=storage-panel]")
+        page.click(".react-flow__pane", position={"x": 20, "y": 20})
+        page.keyboard.press("Escape")
+        page.wait_for_selector("[data-testid=storage-panel]", state="detached")
         page.set_viewport_size({"width": 800, "height": 600})
         page.wait_for_function("() => innerWidth === 800")
         assert_toolbar_fits(page)

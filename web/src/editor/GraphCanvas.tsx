@@ -587,6 +587,7 @@ export function GraphCanvas() {
             ...s, menu: null, search: null, viewer: null, model3d: null, help: false, templates: false,
           }));
         } else if (app.session.get().pluginsOpen) app.showPlugins(false);
+        else if (app.session.get().storage.open) app.showStorage(false);
         else if (app.editor.state.path.length && !isEditable(event.target)) app.editor.closeSubgraph();
         return;
       }

@@ -29,7 +29,7 @@ export const SHORTCUTS: Shortcut[] = [
   { keys: "Ctrl+Shift+E", action: "collapse the selection into a subgraph" },
   { keys: "Alt+L", action: "auto-layout the graph" },
   { keys: "Ctrl+S", action: "save the graph file (also from inside a text field)" },
-  { keys: "Escape", action: "close menus, search, viewer, the Plugins panel; leave a subgraph" },
+  { keys: "Escape", action: "close menus, search, viewer, the Plugins or Storage panel; leave a subgraph" },
   { keys: "Tab / Shift+Tab", action: "move through the page: Skip to canvas, the toolbar, the canvas's nodes and wires, the panels" },
   { keys: "Enter / Space (node or wire focused)", action: "select it" },
   { keys: "Arrow keys (selected node focused)", action: "move the selected nodes" },
