@@ -92,7 +92,7 @@ CHOICE_ALIASES: dict[str, tuple[str, str | None]] = {
     "dpm++ sde": ("dpmpp_sde", None), "dpm++ sde karras": ("dpmpp_sde", "karras"),
     "dpmsolvermultistepscheduler": ("dpmpp_2m", None), "dpmsolversdescheduler": ("dpmpp_sde", None),
     "unipcmultistepscheduler": ("unipc", None), "lcmscheduler": ("lcm", None),
-    "uni pc": ("unipc_bh1", None), "uni pc bh2": ("unipc", None),
+    "uni pc": ("unipc_bh1", None), "uni pc bh2": ("unipc", None), "unipc bh2": ("unipc", None),
     "uniform": ("normal", None),
 }
 

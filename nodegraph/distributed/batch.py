@@ -443,7 +443,8 @@ def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
         for key in base:
             refused = check(key) if check is not None else None
             if refused is not None:
-                raise ValueError(f"--set {key}: {refused[0]}. Fix: {refused[1]}")
+                end = "" if refused[0].endswith(("?", ".", "!")) else "."
+                raise ValueError(f"--set {key}: {refused[0]}{end} Fix: {refused[1]}")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

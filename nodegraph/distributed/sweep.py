@@ -46,7 +46,8 @@ class SweepError(NodegraphError, ValueError):
 
     def __init__(self, spec: str, problem: str, fix: str):
         self.spec, self.problem, self.fix = spec, problem, fix
-        super().__init__(f"--sweep {spec!r}: {problem}. Fix: {fix}")
+        end = "" if problem.endswith(("?", ".", "!")) else "."     # "Did you mean 'sampler'?" ends itself
+        super().__init__(f"--sweep {spec!r}: {problem}{end} Fix: {fix}")
 
 
 class _NotFinite(ValueError):

@@ -95,6 +95,17 @@ def test_cli_a_value_the_input_refuses_exits_2_before_anything_runs(tmp_path, ca
     assert not (tmp_path / "index.json").exists()
 
 
+def test_a_sweep_key_with_a_suggestion_reads_as_one_sentence(tmp_path, capsys):
+    """"… Did you mean 'sampler'?. Fix: …": a problem that ends in its own question mark takes no full stop."""
+    graph = tmp_path / "g.json"
+    graph.write_text(json.dumps({"format_version": 1, "nodes": {
+        "a": {"type": "Int", "inputs": {"value": 3}},
+        "s": {"type": "ShowValue", "inputs": {"value": {"node": "a", "output": "value"}}}}}))
+    assert main(["run", str(graph), "--sweep", "a.valeu=1,2", "--output-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "Did you mean 'value'? Fix:" in err and "?." not in err, err
+
+
 def test_cli_short_csv_row_exits_2(tmp_path, capsys):
     """The report's CSV (a row of one cell under two columns) is a usage error, not a traceback."""
     bad = tmp_path / "bad.csv"
