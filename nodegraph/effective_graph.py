@@ -80,6 +80,7 @@ class EffectiveGraph:
                 through exposed inputs: an error about that value is reported where the user wrote it.
     crossing    (expanded node id, input) pairs whose link crosses a subgraph's edge (an exposed input or
                 output): a cycle through one is reported on the outer nodes, not inside a definition.
+    bypassed    every bypassed node (a requested one is told so, not "not a node in the graph").
     """
 
     graph: Graph
@@ -92,6 +93,7 @@ class EffectiveGraph:
     bypassed_outputs: tuple[str, ...] = ()
     literal_source: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     crossing: set[tuple[str, str]] = field(default_factory=set)
+    bypassed: tuple[str, ...] = ()
 
     def annotate(self, errors: list[GraphError]) -> list[GraphError]:
         """This expansion's errors, then `errors` (from validating `graph`), each naming its subgraph path."""
@@ -115,6 +117,11 @@ class EffectiveGraph:
                 error = GraphError("unknown_node", f"requested output {error.node_id!r} is muted or depends on a "
                                                    f"muted node, so it would not run; unmute it or request another",
                                    error.node_id, details={"skipped": True})
+            if error.code == "unknown_node" and error.node_id in self.bypassed:      # there, passed through
+                error = GraphError("unknown_node", f"requested output {error.node_id!r} is bypassed (it passes an "
+                                                   f"input through and does not run); un-bypass it (Ctrl+B in the "
+                                                   f"editor) or request a node it feeds",
+                                   error.node_id, details={"bypassed": True})
             if error.code == "no_outputs" and (self.skipped or self.bypassed_outputs) and not error.details:
                 error = self._no_outputs_left()     # they are there, but muted or bypassed
             if error.code == "cycle" and self._crosses_a_subgraph_edge(error):
@@ -318,6 +325,7 @@ class _Expander:
         self.virtual: dict[tuple[str, str], Link | _NoPassThrough] = {}
         self.virtual_nodes: set[str] = set()
         self.bypassed_outputs: list[str] = []
+        self.bypassed_nodes: list[str] = []
         # (subgraph node id, exposed input) → (node id, input) in the file where its literal value was written
         self.exposed_source: dict[tuple[str, str], tuple[str, str]] = {}
         # (expanded node id, input) → the same, for inner inputs that got a literal through an exposed input
@@ -540,6 +548,7 @@ class _Expander:
     def _bypass(self, node_id: str, node: GraphNode, inputs: dict[str, Any], spec: Any) -> None:
         """A bypassed node becomes virtual: output o → the first linked input declared with o's port type."""
         self.virtual_nodes.add(node_id)
+        self.bypassed_nodes.append(node_id)
         if self.registry.nodes[node.type].output_node:
             self.bypassed_outputs.append(node_id)
         linked = [(n, s.port) for n, s in spec.inputs.items() if isinstance(inputs.get(n), Link)]
@@ -638,7 +647,7 @@ class _Expander:
         plain = Graph(kept, graph.metadata, graph.ui, graph.has_ui)
         return EffectiveGraph(plain, self.errors, skipped, self.origin, self.suppressed, self.reported,
                               tuple(self.definitions), tuple(self.bypassed_outputs), self.literal_source,
-                              self.crossing)
+                              self.crossing, tuple(self.bypassed_nodes))
 
 
 class _Missing:

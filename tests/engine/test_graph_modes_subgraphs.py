@@ -690,3 +690,17 @@ def test_reroutes_are_followed_to_the_end_and_a_loop_of_them_is_named():
     workflow["links"][-1] = [1199, 100, 0, 299, 0, "*"]                    # the last reroute fed by the first
     with pytest.raises(GraphValidationError, match=r"Reroute nodes 100 → 101 → .* → 299 → 100 feed each other"):
         import_foreign(workflow)
+
+
+def test_a_requested_bypassed_node_is_told_it_is_bypassed():
+    """Requesting a bypassed node as an output said "is not a node in the graph" (it is there, passed through)."""
+    from nodegraph import Session
+
+    session = Session(builtins=True)
+    graph = {"format_version": 2, "nodes": {
+        "a": {"type": "Int", "inputs": {"value": 3}},
+        "b": {"type": "ShowValue", "inputs": {"value": {"node": "a", "output": "value"}}, "mode": "bypass"},
+        "c": {"type": "ShowValue", "inputs": {"value": {"node": "b", "output": "value"}}}}}
+    (error,) = session.validate(graph, ["b"])
+    assert error.code == "unknown_node" and "is bypassed" in error.message and error.details == {"bypassed": True}
+    assert session.validate(graph, ["c"]) == []
