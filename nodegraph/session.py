@@ -180,8 +180,7 @@ class Session:
                 graph = self.with_overrides(graph, overrides)
         except GraphValidationError as exc:
             return exc.errors
-        if isinstance(outputs, str):      # one node id
-            outputs = [outputs]
+        outputs = _output_ids(outputs)
         graph, token_errors = expand_graph(graph, self.registry)     # ComfyUI's %date:…% / %KSampler.seed%
         if outputs is not None:           # chosen outputs: only what they need is checked (as `run` runs it)
             outputs = list(outputs)
@@ -281,8 +280,7 @@ class Session:
         graph = self.load(source)
         if overrides:
             graph = self.with_overrides(graph, overrides)
-        if isinstance(outputs, str):      # outputs="show": one node id, not the letters s, h, o, w
-            outputs = [outputs]
+        outputs = _output_ids(outputs)
         requested = tuple(outputs) if outputs is not None else None
         # ComfyUI's file-name tokens (%date:…%, %KSampler.seed%) expanded now, into the names the cache keys see;
         # the nodes are given the graph as written (what a saved image embeds)
@@ -447,6 +445,18 @@ class Session:
     def node_schemas(self) -> list[dict]:
         """JSON schemas of every registered node."""
         return self.registry.node_schemas()
+
+
+def _output_ids(outputs: Any) -> list[str] | None:
+    """`outputs` as a list of node ids: one id given as a str is that id (not its letters: "show" is not s, h,
+    o, w); anything but ids is a TypeError saying what is expected ([None] was "'NoneType' object is not
+    iterable")."""
+    if outputs is None:
+        return None
+    ids = [outputs] if isinstance(outputs, str) else list(outputs) if isinstance(outputs, Iterable) else None
+    if ids is None or not all(isinstance(node_id, str) for node_id in ids):
+        raise TypeError(f"outputs must be node ids (str), e.g. ['save'] or 'save'; found {outputs!r:.100}")
+    return ids
 
 
 def _unknown_outputs(graph: Graph, outputs: Iterable[str]) -> list[GraphError]:

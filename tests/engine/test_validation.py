@@ -227,6 +227,9 @@ def test_chosen_outputs_check_and_run_only_what_they_need(session, tmp_path):
     with pytest.raises(GraphValidationError) as mistyped:
         session.run(graph, outputs=["shwo"])
     assert [e.code for e in mistyped.value.errors] == ["unknown_node"]
+    for bad in ([None], [5], 5):                         # not ids: said so (it was "'NoneType' object is not ...")
+        with pytest.raises(TypeError, match="outputs must be node ids"):
+            session.run(graph, outputs=bad)
     nested = {"format_version": 2, "nodes": {        # an inner node of a subgraph, chosen: `outer/inner`
         "sg": {"type": "subgraph:calc", "inputs": {}},
         "x": {"type": "NoSuchNode", "inputs": {}}},
