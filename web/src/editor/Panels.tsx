@@ -456,7 +456,7 @@ function StorageRow({ file, confirming, onConfirm }: { file: StoredFile; confirm
 
 /**
  * The user's stored files and what they use of their storage limit (run/storage.ts), newest first,
- * filtered by folder, 100 at a time; Escape inside it closes it.
+ * filtered by folder, 100 at a time; Escape closes it (here, and from anywhere: GraphCanvas).
  */
 export function StoragePanel() {
   const app = useApp();
