@@ -120,7 +120,7 @@ def eight_bit(image):
     return image
 
 
-def _amount(size: int) -> str:
+def amount_text(size: int) -> str:
     """Bytes as the users file's limits are written (binary units: `--max-bytes 2M` is 2 MiB)."""
     return f"{size / 2**20:.1f} MiB" if size >= 100 * 1024 else f"{size / 1024:.1f} KiB"
 
@@ -138,8 +138,8 @@ class OutputBudget:
         """Take `size` bytes; a message saying why not (nothing taken) when they are more than what is left."""
         with self._lock:
             if size > self.left:
-                return (f"this file ({_amount(size)}) would pass user {self.owner}'s storage limit "
-                        f"({_amount(max(self.left, 0))} left for this run's files); it was not kept. Free space "
+                return (f"this file ({amount_text(size)}) would pass user {self.owner}'s storage limit "
+                        f"({amount_text(max(self.left, 0))} left for this run's files); it was not kept. Free space "
                         f"(delete old runs with their files) or write smaller / fewer files")
             self.left -= size
             return None

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, Stric
 from .cache import POLICIES
 from .errors import GraphValidationError
 from .events import Event, NodeCached, NodeFinished, NodeStarted
-from .files import FileAccessError, FileStore, OutputBudget, StorageQuotaError, UploadStorageError
+from .files import FileAccessError, FileStore, OutputBudget, StorageQuotaError, UploadStorageError, amount_text
 from .effective_graph import effective_graph
 from .graph import Graph, GraphNode, Link, json_value_problem
 from .run_queue import ActiveLimitReached, RunQueue, RunRecord, members_within_storage_caps, storable_problem
@@ -760,7 +760,7 @@ class ServerProtocol:
         size = len(json.dumps(result, default=str))
         if budget.spend(size) is None:
             return result
-        note = (f"not stored: this run's outputs ({size / 2**20:.1f} MiB as text) would pass user {budget.owner}'s "
+        note = (f"not stored: this run's outputs ({amount_text(size)} as text) would pass user {budget.owner}'s "
                 f"storage limit; show smaller values, or free space (delete old runs)")
         outputs = {node_id: {"not_stored": note} for node_id in (result.get("outputs") or {})}
         return {**result, "outputs": outputs}
@@ -963,9 +963,9 @@ class ServerProtocol:
             budget = running.budget if running is not None else None
             if budget is not None:          # their runs are writing: what they may still write is taken
                 if adding >= budget.left:
-                    more = f" ({adding_what}: {adding / 2**20:.1f} MiB)" if adding else ""
-                    return (f"user {user.name!r} has {max(budget.left, 0) / 2**20:.1f} MiB of the "
-                            f"{user.max_bytes / 2**20:.1f} MiB limit left while their running run(s) may still "
+                    more = f" ({adding_what}: {amount_text(adding)})" if adding else ""
+                    return (f"user {user.name!r} has {amount_text(max(budget.left, 0))} of the "
+                            f"{amount_text(user.max_bytes)} limit left while their running run(s) may still "
                             f"write into it{more}. Wait for the run to end, or free space: delete old runs with "
                             f"their files (the editor's history, or delete_run), or uploads and files you no "
                             f"longer need (list_files, then delete_file)")
@@ -974,13 +974,13 @@ class ServerProtocol:
             if uploads is None or outputs is None:
                 return (f"user {user.name!r} has more than {FileStore.MAX_COUNTED_FILES:,} files in their "
                         f"{'upload' if uploads is None else 'output'} folder, more than the server counts for the "
-                        f"{user.max_bytes / 2**20:.1f} MiB limit; delete old runs with their files (the editor's "
+                        f"{amount_text(user.max_bytes)} limit; delete old runs with their files (the editor's "
                         f"history, or delete_run) or files you no longer need (list_files, then delete_file)")
             if uploads + outputs + runs_stored + adding >= user.max_bytes:
-                more = f" ({adding_what}: {adding / 2**20:.1f} MiB)" if adding else ""
-                return (f"user {user.name!r} stores {uploads / 2**20:.1f} MiB of uploads, {outputs / 2**20:.1f} MiB "
-                        f"of output files and {runs_stored / 2**20:.1f} MiB of runs (graphs and results){more}; the "
-                        f"limit is {user.max_bytes / 2**20:.1f} MiB. Free space: delete old runs with their files (the "
+                more = f" ({adding_what}: {amount_text(adding)})" if adding else ""
+                return (f"user {user.name!r} stores {amount_text(uploads)} of uploads, {amount_text(outputs)} "
+                        f"of output files and {amount_text(runs_stored)} of runs (graphs and results){more}; the "
+                        f"limit is {amount_text(user.max_bytes)}. Free space: delete old runs with their files (the "
                         f"editor's history, or delete_run), or uploads and files you no longer need (list_files, then "
                         f"delete_file)")
         return None

@@ -4,16 +4,17 @@ and browser).
 On a server with users the history keeps each user's newest runs only; older runs' files stay in the user's folders
 and count against their `max_bytes`, and until the Storage panel nothing in the editor showed them.
 
-`test_storage_panel_lists_and_deletes_files`: user alice (role user, `max_bytes` 300,000) has three output PNGs
-(written straight into `output/alice/`, as a pruned run leaves them) and one upload, together over her limit.
+`test_storage_panel_lists_and_deletes_files`: user alexandra_konstantia (role user, `max_bytes` 300,000; a
+20-letter name, shortened in the toolbar) has three output PNGs (written straight into her output folder, as a
+pruned run leaves them) and one upload, together over her limit.
 She opens the editor (`/?token=T`, then the cookie) and presses Run: the server refuses the submit with
 `quota_exceeded`, and its toast offers "Open storage", which opens the panel. The panel shows her usage ("X MiB
 of 0.29 MiB used (uploads …, outputs …, runs …)") with a full bar, and her four files newest first, each image
 with its 128 px thumbnail, its size and a Delete button. The Outputs filter lists the three outputs only. Delete
 asks first (Keep keeps it); confirmed, the row goes, the file is gone from the disk, and the usage is read again
 (the bar goes down). The panel closes with Escape; opened from the toolbar button, Escape gives the focus back to
-the button. In an 800×600 window the toolbar, Storage button included,
-stays one line.
+the button. In an 800×600 window the toolbar, Storage button and her long name included, stays one line with
+Run in the window.
 
 Every wait is on an event or a state with a generous ceiling, never a fixed sleep.
 """
@@ -31,7 +32,7 @@ from .test_editor_e2e import _serve, pytestmark  # noqa: F401
 from .test_editor_fixes_e2e import assert_toolbar_fits
 from .test_editor_history_open_e2e import _laptop_page
 
-TOKEN = "alice-storage-e2e-token-0123456789abcdef"
+TOKEN = "alexandra_konstantia-storage-e2e-token-0123456789abcdef"
 MAX_BYTES = 300_000
 
 
@@ -76,11 +77,11 @@ def test_storage_panel_lists_and_deletes_files(tmp_path):
     except ImportError:
         pytest.fail("the Python playwright package is missing: pip install playwright (no `playwright install`)")
     users = tmp_path / "users.json"
-    users.write_text(json.dumps({"users": {"alice": {
+    users.write_text(json.dumps({"users": {"alexandra_konstantia": {
         "token_sha256": hashlib.sha256(TOKEN.encode()).hexdigest(), "role": "user",
         "max_queued": 5, "max_bytes": MAX_BYTES, "max_run_seconds": 600}}}))
-    outputs_dir = tmp_path / "output" / "alice"
-    inputs_dir = tmp_path / "input" / "alice"
+    outputs_dir = tmp_path / "output" / "alexandra_konstantia"
+    inputs_dir = tmp_path / "input" / "alexandra_konstantia"
     (outputs_dir / "old run").mkdir(parents=True)
     inputs_dir.mkdir(parents=True)
     # oldest first; each written a minute after the one before (the panel lists them newest first)
@@ -94,7 +95,7 @@ def test_storage_panel_lists_and_deletes_files(tmp_path):
            for folder, path, _ in written}
     uploads = sizes[written[0][1]]
     outputs = sum(sizes[path] for folder, path, _ in written if folder == "output")
-    assert uploads + outputs > MAX_BYTES, "the files must fill alice's storage"
+    assert uploads + outputs > MAX_BYTES, "the files must fill alexandra_konstantia's storage"
     newest_first = [ids[path] for _, path, _ in reversed(written)]
 
     errors: list[str] = []
@@ -102,7 +103,7 @@ def test_storage_panel_lists_and_deletes_files(tmp_path):
             _laptop_page(playwright, errors) as page:
         page.goto(f"{url}?token={TOKEN}")          # the token becomes a cookie; the page is / from then on
         page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
-        assert page.text_content("[data-testid=user-name]").strip() == "alice"
+        assert page.text_content("[data-testid=user-name]").strip() == "alexandra_konstantia"
         assert page.get_attribute("[data-testid=storage-button]", "aria-expanded") == "false"
 
         # Run with a full storage: refused, and the toast offers the way out
@@ -155,7 +156,7 @@ def test_storage_panel_lists_and_deletes_files(tmp_path):
         # ... and confirmed, the row goes, the file is gone from the disk, the usage is read again
         row.locator("[data-testid=storage-delete]").click()
         confirm = row.locator("[data-testid=storage-confirm]")
-        assert page.evaluate("() => document.activeElement.dataset.testid") == "storage-confirm"
+        assert page.evaluate("() => document.activeElement.dataset.testid") == "storage-cancel"   # the safe one
         confirm.click()
         row.wait_for(state="detached")
         assert not written[2][1].exists()
@@ -177,6 +178,7 @@ def test_storage_panel_lists_and_deletes_files(tmp_path):
         page.focus("[data-testid=storage-button]")
         page.keyboard.press("Enter")
         page.wait_for_function("() => document.querySelectorAll('[data-testid=storage-row]').length === 2")
+        assert page.evaluate("() => document.activeElement.dataset.testid") == "storage-panel"   # Tab goes on in it
         page.get_by_role("button", name="Close the Storage panel").focus()
         page.keyboard.press("Escape")
         page.wait_for_selector("[data-testid=storage-panel]", state="detached")
@@ -189,6 +191,6 @@ def test_storage_panel_lists_and_deletes_files(tmp_path):
         page.wait_for_selector("[data-testid=storage-panel]", state="detached")
         page.set_viewport_size({"width": 800, "height": 600})
         page.wait_for_function("() => innerWidth === 800")
-        assert_toolbar_fits(page)
+        assert_toolbar_fits(page)      # with a 20-letter user name too (it pushed Run out of the window)
         page.screenshot(path=str(tmp_path / "storage-800x600.png"))
     assert not errors, f"errors in the page: {errors}"

@@ -161,6 +161,17 @@ describe("session state", () => {
     expect((s.runFiles.old ?? []).map((i) => i.fileId)).toEqual(["output/b.png"]);
   });
 
+  it("forgets a deleted file everywhere: gallery, the run's files and the history's thumbnail", () => {
+    const history = server({ type: "history", total: 1, offset: 0, runs: [{ run_id: "old", status: "succeeded", thumbnail: "output/a.png" }] });
+    let s = feed(history, { type: "history_outputs", message: {
+      type: "outputs", run_id: "old", status: "succeeded", outputs: {}, error: null,
+      files: [{ file_id: "output/a.png", node_id: "save", kind: "image" }, { file_id: "output/b.png", node_id: "save", kind: "image" }] } });
+    s = reduceSession(s, server({ type: "file_deleted", file_id: "output/a.png" }), context);
+    expect(s.gallery.map((i) => i.fileId)).toEqual(["output/b.png"]);
+    expect(s.runFiles.old.map((i) => i.fileId)).toEqual(["output/b.png"]);
+    expect(s.history[0].thumbnail).toBeNull();
+  });
+
   it("collects outputs and images once each, on the node and in the gallery", () => {
     let s = feed(server({ type: "run_started", run_id: "r1", nodes: ["save"], total: 1 }));
     s = reduceSession(s, { type: "file", file: { runId: "r1", nodeId: "save", fileId: "output/a.png", url: "files/output/a.png", index: 0, kind: "image" } }, context);

@@ -119,8 +119,10 @@ export function Toolbar() {
       )}
       <StorageButton />
       <PluginsButton />
-      <span className={`ng-connection ng-connection-${connection}`} data-testid="connection-status" data-status={connection}>
-        {connection}
+      <span className={`ng-connection ng-connection-${connection}`} data-testid="connection-status" data-status={connection}
+        title={`the server connection: ${connection}`}>
+        <span className="ng-connection-dot" aria-hidden="true">●</span>
+        <span className="ng-connection-text">{connection}</span>
       </span>
       <span className="ng-queue-count" title="runs running or queued">{pending ? `${pending} in queue` : ""}</span>
       <button
@@ -147,8 +149,9 @@ function ThemeButton() {
       data-theme={theme}
       onClick={() => setTheme(app.ui, theme === "dark" ? "light" : "dark")}
       title={`Switch to the ${theme === "dark" ? "light" : "dark"} theme`}
+      aria-label={`Switch to the ${theme === "dark" ? "light" : "dark"} theme`}
     >
-      {theme === "dark" ? "☀ Light" : "☾ Dark"}
+      {theme === "dark" ? "☀" : "☾"}<span className="ng-theme-word">{theme === "dark" ? " Light" : " Dark"}</span>
     </button>
   );
 }
@@ -377,13 +380,13 @@ function StorageRow({ file, confirming, onConfirm }: { file: StoredFile; confirm
   const app = useApp();
   const deleting = useStore(app.session, (s) => s.storage.deleting.includes(file.fileId));
   const error = useStore(app.session, (s) => s.storage.deleteErrors[file.fileId]);
-  const confirmButton = useRef<HTMLButtonElement>(null);
+  const keepButton = useRef<HTMLButtonElement>(null);
   const deleteButton = useRef<HTMLButtonElement>(null);
   const asked = useRef(false);
   useEffect(() => {
     if (confirming) {
       asked.current = true;
-      confirmButton.current?.focus();
+      keepButton.current?.focus(); // the safe answer: Enter twice does not delete
     } else if (asked.current) {
       asked.current = false;
       if (!deleting) deleteButton.current?.focus(); // kept: the focus goes back to Delete
@@ -419,7 +422,6 @@ function StorageRow({ file, confirming, onConfirm }: { file: StoredFile; confirm
           <span className="ng-storage-confirm" role="group" aria-label={`Delete ${name}?`}>
             <button
               type="button"
-              ref={confirmButton}
               className="ng-danger"
               data-testid="storage-confirm"
               aria-label={`Yes, delete ${name} for good`}
@@ -432,7 +434,7 @@ function StorageRow({ file, confirming, onConfirm }: { file: StoredFile; confirm
             >
               Delete?
             </button>
-            <button type="button" data-testid="storage-cancel" aria-label={`Keep ${name}`} onClick={() => onConfirm(null)}>
+            <button type="button" ref={keepButton} data-testid="storage-cancel" aria-label={`Keep ${name}`} onClick={() => onConfirm(null)}>
               Keep
             </button>
           </span>
@@ -465,6 +467,10 @@ export function StoragePanel() {
   const titleId = useId();
   const filterId = useId();
   useReturnFocus(storage.open);
+  const panel = useRef<HTMLElement>(null);
+  useEffect(() => {   // opened (its button, a full storage's toast): the keyboard is in it, not 244 Tabs away
+    if (storage.open) panel.current?.focus({ preventScroll: true });
+  }, [storage.open]);
   if (!storage.open) return null;
   const { usage, files, total } = storage;
   const fraction = usageFraction(usage);
@@ -475,6 +481,8 @@ export function StoragePanel() {
     <section
       className="ng-panel ng-storage"
       data-testid="storage-panel"
+      ref={panel}
+      tabIndex={-1}
       aria-labelledby={titleId}
       aria-busy={storage.loading || undefined}
       onKeyDown={(e) => {

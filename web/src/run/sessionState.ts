@@ -428,11 +428,19 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
     case "templates":
       return { ...state, templates: cleanTemplates(message.templates) };
     case "file_deleted": {
-      // gone from the disk: from the Storage panel and the gallery (its image would no longer load)
+      // gone from the disk: from the Storage panel, the gallery and the history's thumbnails (its image would
+      // no longer load; the server's next history says so too)
       const fileId = textOf(message.file_id);
       const storage = reduceStorage(state.storage, { type: "deleted", fileId });
       const gallery = state.gallery.some((i) => i.fileId === fileId) ? state.gallery.filter((i) => i.fileId !== fileId) : state.gallery;
-      return storage === state.storage && gallery === state.gallery ? state : { ...state, storage, gallery };
+      const history = state.history.some((run) => run.thumbnail === fileId)
+        ? state.history.map((run) => (run.thumbnail === fileId ? { ...run, thumbnail: null } : run)) : state.history;
+      let runFiles = state.runFiles;
+      for (const [runId, list] of Object.entries(state.runFiles)) {
+        if (list.some((i) => i.fileId === fileId)) runFiles = withId(runFiles, runId, list.filter((i) => i.fileId !== fileId));
+      }
+      if (storage === state.storage && gallery === state.gallery && history === state.history && runFiles === state.runFiles) return state;
+      return { ...state, storage, gallery, history, runFiles };
     }
     case "run_started": {
       if (!ofShownGraph(state, message.run_id)) return state;
