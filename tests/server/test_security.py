@@ -799,7 +799,7 @@ def test_a_submit_counts_its_own_graph_against_the_storage_limit(tmp_path):
             dave.next_of("run_finished", run_id=run_id)
         dave.send({"type": "submit", "graph": heavy})     # 24 KB stored + 12 KB > 30 KB
         error = dave.next_of("error")
-        assert error["code"] == "quota_exceeded" and "this graph: 0.0 MiB" in error["message"], error
+        assert error["code"] == "quota_exceeded" and "this graph: 12.0 KiB" in error["message"], error
         assert running.server.queue.stored_bytes("dave") < 30_000
         dave.close()
     finally:
