@@ -371,7 +371,7 @@ def test_stored_run_graphs_count_in_a_users_byte_limit(tmp_path):
                             if out.message and out.message["type"] in ("submitted", "error")))
     assert [a["type"] for a in answers[:2]] == ["submitted"] * 2      # the third would pass 60 KB: refused
     assert all(a["code"] == "quota_exceeded" for a in answers[2:])
-    assert "MiB of runs (graphs and results)" in answers[2]["message"] and "this graph" in answers[2]["message"]
+    assert "KiB of runs (graphs and results)" in answers[2]["message"] and "this graph" in answers[2]["message"]
     assert 50_000 < queue.stored_bytes("alice") <= 60_000 and queue.stored_bytes("bob") == 0
 
 
