@@ -145,14 +145,10 @@ class OutputBudget:
             return None
 
     def take(self, size: int) -> None:
-        """Take `size` bytes stored beside the run (an upload, a submitted graph), even past what is left."""
+        """Take `size` bytes stored beside the runs (an upload, a submitted graph), even past what is left; a
+        negative size gives back what was freed meanwhile (a file deleted)."""
         with self._lock:
             self.left -= size
-
-    def refund(self, size: int) -> None:
-        """Give back `size` bytes freed meanwhile (a file deleted)."""
-        with self._lock:
-            self.left += size
 
 
 def content_fingerprint(path: str | os.PathLike) -> str:
