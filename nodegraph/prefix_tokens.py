@@ -5,7 +5,8 @@ A ComfyUI workflow's SaveImage prefix often holds tokens such as `%date:yyyy-MM-
 places, and so does nodegraph:
 
 When the run starts (ComfyUI: its front end, when a prompt is queued) — `expand_graph`, called by
-`Session.run` / `Session.validate` on every output-file input (`Input(file_name_in="output")`), so the
+`Session.run` / `Session.validate` on every output-file input (`Input(file_name_in="output")`, subgraph
+definitions' inner nodes included), so the
 expanded name is part of the node's cache key (a new seed or a new minute is a new file; such a graph is
 checked and compiled again at each run, as its names may change — a graph without tokens is scanned once):
 
@@ -103,41 +104,62 @@ def expand_at_save(prefix: str, *, width: int | None = None, height: int | None 
 
 
 def expand_graph(graph: Any, registry: Any, now: datetime | None = None) -> tuple[Any, list[Any]]:
-    """`graph` with the run-start tokens of its output-file inputs expanded (the same Graph when there are none),
-    and an `invalid_value` GraphError per token that cannot be."""
-    from .errors import GraphError
+    """`graph` with the run-start tokens of its output-file inputs expanded — its nodes' and its subgraph
+    definitions' (a token there names the definition's inner nodes first, then the file's) — the same Graph when
+    there are none, and an `invalid_value` GraphError per token that cannot be."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
     from .graph import Graph
 
     memo_key = ("prefix_tokens", id(registry))      # most graphs have none: one scan per Graph object
     if graph.compiled.get(memo_key) is False:
         return graph, []
-    found = []
-    for node_id, node in graph.nodes.items():
+    now = now or datetime.now()
+    nodes, errors = _expand_nodes(graph.nodes, graph, registry, now, None)
+    subgraphs = graph.subgraphs
+    for name, definition in (graph.subgraphs or {}).items():
+        inside = SimpleNamespace(nodes={**graph.nodes, **definition.nodes}, metadata=graph.metadata)
+        inner, inner_errors = _expand_nodes(definition.nodes, inside, registry, now, name)
+        errors += inner_errors
+        if inner is not definition.nodes:
+            subgraphs = {**subgraphs, name: replace(definition, nodes=inner)}
+    if nodes is graph.nodes and subgraphs is graph.subgraphs:
+        if not errors:
+            graph.compiled[memo_key] = False
+        return graph, errors
+    return Graph(nodes, metadata=graph.metadata, ui=graph.ui, has_ui=graph.has_ui, subgraphs=subgraphs), errors
+
+
+def _expand_nodes(nodes: dict, lookup: Any, registry: Any, now: datetime,
+                  subgraph: str | None) -> tuple[dict, list[Any]]:
+    """`nodes` with their output-file inputs' run-start tokens expanded (the same dict when nothing changed),
+    and the errors (a subgraph definition's name their inner node in the message)."""
+    from .errors import GraphError
+
+    out, errors = nodes, []
+    for node_id, node in nodes.items():
         cls = registry.nodes.get(node.type)
         if cls is None:
             continue
         for name, spec in cls.spec.inputs.items():
             value = node.inputs.get(name)
-            if spec.file_name_in == "output" and isinstance(value, str) and has_tokens(value):
-                found.append((node_id, name, value))
-    if not found:
-        graph.compiled[memo_key] = False
-        return graph, []
-    now = now or datetime.now()
-    nodes, errors = dict(graph.nodes), []
-    for node_id, name, value in found:
-        try:
-            expanded = expand_at_run_start(value, graph, now)
-        except PrefixTokenError as exc:
-            errors.append(GraphError("invalid_value", f"input {name!r} of {graph.nodes[node_id].type}: {exc}",
-                                     node_id=node_id, input=name))
-            continue
-        if expanded != value:
-            node = nodes[node_id]
-            nodes[node_id] = type(node)(node.type, {**node.inputs, name: expanded}, node.title, node.mode)
-    if nodes == graph.nodes:
-        return graph, errors
-    return Graph(nodes, metadata=graph.metadata, ui=graph.ui, has_ui=graph.has_ui, subgraphs=graph.subgraphs), errors
+            if not (spec.file_name_in == "output" and isinstance(value, str) and has_tokens(value)):
+                continue
+            try:
+                expanded = expand_at_run_start(value, lookup, now)
+            except PrefixTokenError as exc:
+                where = f"in subgraph {subgraph} (node {node_id}): " if subgraph is not None else ""
+                errors.append(GraphError("invalid_value", f"{where}input {name!r} of {node.type}: {exc}",
+                                         node_id=node_id if subgraph is None else None, input=name))
+                continue
+            if expanded != value:
+                if out is nodes:
+                    out = dict(nodes)
+                current = out[node_id]
+                out[node_id] = type(current)(current.type, {**current.inputs, name: expanded}, current.title,
+                                             current.mode)
+    return out, errors
 
 
 def _node_value(token: str, graph: Any) -> str:

@@ -454,3 +454,24 @@ def test_prefix_tokens_in_an_imported_comfyui_prompt_use_its_names(tmp_path):
         session.run(long)
     message = str(failed.value.exception)
     assert "too long for the file system" in message and str(tmp_path) not in message
+
+
+def test_prefix_tokens_inside_a_subgraph_are_expanded(tmp_path):
+    """A SaveImage inside a subgraph definition kept `%year%_%render.seed%` as written (only the file's top-level
+    nodes were looked at); a token there names the definition's inner nodes first."""
+    import datetime
+
+    from nodegraph import Session
+
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+    graph = {"format_version": 2, "nodes": {"inner": {"type": "subgraph:draw", "inputs": {}}},
+             "subgraphs": {"draw": {"inputs": {}, "outputs": {}, "nodes": {
+                 "render": {"type": "RenderTinyWorld", "inputs": {"caption": "a blue star", "size": 32, "seed": 9}},
+                 "save": {"type": "SaveImage", "inputs": {"images": link("render", "image"),
+                                                          "filename_prefix": "%year%_%render.seed%"}}}}}}
+    files = session.run(graph).outputs["inner/save"]["files"]
+    assert Path(files[0]["path"]).name in (f"{datetime.date.today().year}_9_00001.png",
+                                           f"{datetime.date.today().year - 1}_9_00001.png")    # on New Year's Eve
+    graph["subgraphs"]["draw"]["nodes"]["save"]["inputs"]["filename_prefix"] = "%nothere.seed%"
+    errors = session.validate(graph)
+    assert any("in subgraph draw (node save)" in e.message and "'nothere'" in e.message for e in errors), errors
