@@ -385,9 +385,11 @@ class Session:
             except PathConfinementError as exc:
                 raise LookupError(exc.message) from None
             if not path.is_file():     # no absolute path in the message: on a server it goes to the client
+                from .results import MIME_TYPES
                 from .validation import missing_input_message
 
-                raise LookupError(missing_input_message(input_dir, name))
+                kinds = MIME_TYPES.get(os.path.splitext(name)[1].lower())      # x.png: offer images, not a .wav
+                raise LookupError(missing_input_message(input_dir, name, kind=kinds[0][0] if kinds else None))
             return path
         return self.model_paths.resolve(folder, name)
 

@@ -247,3 +247,16 @@ def test_chosen_outputs_check_and_run_only_what_they_need(session, tmp_path):
 
     assert main(["run", str(path), "--output", "show", "--output-dir", str(tmp_path / "out"), "--no-progress"]) == 0
     assert main(["run", str(path), "--output-dir", str(tmp_path / "out"), "--no-progress"]) == 1
+
+
+def test_a_missing_input_file_at_run_time_offers_files_of_its_kind(tmp_path):
+    """A file gone between validation and the run (deleted meanwhile) was told with .obj and .wav files as
+    candidates for an image: the run-time message offers files of the name's kind, as validation's does."""
+    (tmp_path / "in").mkdir()
+    for name in ("a.obj", "b.wav", "photo.png"):
+        (tmp_path / "in" / name).write_bytes(b"x")
+    session = Session(input_dir=tmp_path / "in", output_dir=tmp_path / "out")
+    with pytest.raises(LookupError) as missing:
+        session.resolve_file("input", "phot.png")
+    message = str(missing.value)
+    assert "'photo.png'" in message and "b.wav" not in message and "2 file(s) of other kinds than image" in message
