@@ -32,7 +32,7 @@ import sqlite3
 import stat
 import struct
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Annotated, Any, Callable, Literal, Union
@@ -1339,13 +1339,25 @@ class ServerProtocol:
             store.resolve(message.file_id)
             kind, _, rel = message.file_id.partition("/")
             size = os.lstat(store.folders[kind] / rel).st_size      # the entry deleted (a link: the link)
-            with self._storage_step(client):
+            owner = self._file_owner(client, rel)
+            with self.storage_of(owner).lock if owner is not None else nullcontext():
                 store.delete(message.file_id)
-                self._taken_while_running(client.user.name if client.user is not None else None, -size)
+                self._taken_while_running(owner, -size)      # freed: the owner's running runs may write as much
         except (FileAccessError, OSError) as exc:
             text = str(exc) if isinstance(exc, FileAccessError) else f"cannot delete it ({exc.strerror or exc})"
             return [_error(client.client_id, "not_found", text, message.request_id)]
         return self._reply(client, message, {"type": "file_deleted", "file_id": message.file_id})
+
+    def _file_owner(self, client: ClientState, rel: str) -> str | None:
+        """The user whose storage a file (`rel`: its id without the folder) counts in: the client's own, or for an
+        admin the user whose folder it is in (`output/<name>/...`); None without users."""
+        user = client.user
+        if user is None:
+            return None
+        if not user.is_admin:
+            return user.name
+        first = rel.split("/", 1)[0]
+        return first if "/" in rel and self.users is not None and self.users.get(first) is not None else None
 
     def _on_list_files(self, client: ClientState, message: ListFiles) -> list[Outgoing]:
         """A page of the client's own files (an admin or the single user: every file) and the storage they use."""

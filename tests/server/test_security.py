@@ -1441,3 +1441,23 @@ def test_file_ids_and_urls_that_are_not_one_files_id_say_what_is_wrong(server, t
     client.send({"type": "list_files", "offset": "1"})            # a number, not text that reads as one
     assert client.next_of("error")["code"] == "invalid_message"
     client.close()
+
+
+def test_an_admin_deleting_a_users_file_gives_it_back_to_that_users_running_runs(tmp_path):
+    """What a user's running runs may still write grows when their files are deleted — by an admin too (an admin's
+    delete of `output/<user>/x.png` gave nothing back: the limit only got stricter while a run went on)."""
+    book = UserBook(path=tmp_path / "users.json")
+    book.add(User("mo", max_bytes=500_000))
+    book.add(User("root", role="admin"))
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+    proto = ServerProtocol(session, RunQueue(), FileStore(tmp_path / "in", tmp_path / "out"), users=book)
+    (tmp_path / "out" / "mo").mkdir(parents=True)
+    (tmp_path / "out" / "mo" / "old.png").write_bytes(b"x" * 100_000)
+    budget = proto.output_budget("mo")                       # a run of mo's starts: 400 KB left
+    left = budget.left
+    proto.connect("admin", book.get("root"))
+    proto.receive("admin", json.dumps({"type": "hello", "protocol_version": 1}))
+    (reply,) = proto.receive("admin", json.dumps({"type": "delete_file", "file_id": "output/mo/old.png"}))
+    assert reply.message["type"] == "file_deleted" and budget.left == left + 100_000
+    proto.release_budget(budget)
+    proto.queue.close()
