@@ -1224,15 +1224,13 @@ def test_uploads_at_once_cannot_pass_the_byte_limit_together(tmp_path, monkeypat
     now: the second upload sees the first and is refused. (The write is slowed here so they overlap.)"""
     import threading
 
-    import nodegraph.files as files_module
+    real_save = FileStore.save_upload
 
-    real_claim = files_module.claim_name
-
-    def slow_claim(tmp, target):
+    def slow_save(self, *args, **kwargs):      # after the server decided to take the upload, before it is written
         time.sleep(0.5)
-        return real_claim(tmp, target)
+        return real_save(self, *args, **kwargs)
 
-    monkeypatch.setattr(files_module, "claim_name", slow_claim)
+    monkeypatch.setattr(FileStore, "save_upload", slow_save)
     book = UserBook(path=tmp_path / "users.json")
     token = book.add(User("kim", max_bytes=150_000))
     running = RunningServer(tmp_path, users=book)
