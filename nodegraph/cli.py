@@ -742,8 +742,14 @@ def _main(argv: list[str]) -> int:
 
     try:
         if getattr(args, "graph", None) == "-":     # `… | nodegraph run -`: the graph (JSON or a PNG) from stdin
+            from .errors import GraphValidationError
+
             with tempfile.TemporaryDirectory(prefix="nodegraph-stdin-") as folder:
-                args.graph = _stdin_graph(Path(folder))
+                try:
+                    args.graph = _stdin_graph(Path(folder))
+                except GraphValidationError as exc:
+                    _print_errors(exc.errors, sys.stderr)
+                    return EXIT_INVALID
                 return COMMANDS[args.command](args)
         return COMMANDS[args.command](args)
     except (PluginOptionError, ModelPathsError) as exc:
@@ -759,7 +765,14 @@ def _shown(path: str) -> str:
 def _stdin_graph(folder: Path) -> str:
     """Standard input written to `folder/stdin.<json|png|jpg|webp>` (as its bytes show), read then as a file is:
     a graph, a ComfyUI prompt or workflow, an image holding one. Records and messages name it `stdin`."""
-    data = sys.stdin.buffer.read()
+    from .graph import MAX_FILE_BYTES
+
+    data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)     # more is not a graph: nothing more is read or kept
+    if len(data) > MAX_FILE_BYTES:
+        from .errors import GraphError, GraphValidationError
+
+        raise GraphValidationError([GraphError("invalid_json", f"standard input holds more than {MAX_FILE_BYTES} "
+                                                               f"bytes; the limit for a graph is {MAX_FILE_BYTES}")])
     suffix = (".png" if data.startswith(b"\x89PNG\r\n\x1a\n") else ".jpg" if data.startswith(b"\xff\xd8\xff")
               else ".webp" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else ".json")
     path = folder / f"stdin{suffix}"

@@ -1216,3 +1216,8 @@ def test_a_graph_from_standard_input_runs_validates_and_sweeps(tmp_path, capsys,
     stdin("{not json")
     assert main(["run", "-", "--output-dir", str(tmp_path), "--no-progress", "--no-plugins"]) == 1
     assert "not valid JSON" in capsys.readouterr().err
+    from nodegraph.graph import MAX_FILE_BYTES
+
+    stdin(" " * (MAX_FILE_BYTES + 10))                            # read up to the limit, no more: one error
+    assert main(["validate", "-", "--no-plugins"]) == 1
+    assert "standard input holds more than" in capsys.readouterr().err
