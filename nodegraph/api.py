@@ -68,7 +68,7 @@ from .node import NodeContext
 from .results import FILE_KINDS, MIME_TYPES, ResultFileError, default_mime, file_result
 from .types import pixel_values_problem
 
-API_VERSION = "1.6"
+API_VERSION = "1.7"
 
 __all__ = [
     "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "GuidanceTerm", "StepResult", "cfg_guider",
@@ -808,18 +808,19 @@ def open_weights(context: NodeContext, name: str | os.PathLike, *, folder: str |
 
 # --- output files ----------------------------------------------------------------------------------
 
-def _confined_prefix(function: str, output_dir: Path, prefix: Any) -> Path:
-    """`output_dir / prefix`, refusing names that leave the output folder (nodegraph.paths.confine)."""
+def _confined_prefix(function: str, output_dir: Path, prefix: Any, argument: str = "prefix") -> Path:
+    """`output_dir / prefix`, refusing names that leave the output folder (nodegraph.paths.confine); errors name
+    `argument` (the node input the prefix came from)."""
     from .paths import confine
 
     try:
-        return confine(output_dir, prefix, what="file name prefix", input_name="prefix", subfolders=True)
+        return confine(output_dir, prefix, what="file name prefix", input_name=argument, subfolders=True)
     except NodeInputError as exc:
         message = str(exc).split(": ", 1)[-1]
-        raise ApiArgumentError(function, "prefix", message) from None
+        raise ApiArgumentError(function, argument, message) from None
 
 
-def _expanded_prefix(function: str, prefix: Any, **values: Any) -> Any:
+def _expanded_prefix(function: str, prefix: Any, argument: str = "prefix", **values: Any) -> Any:
     """`prefix` with ComfyUI's save-time tokens (`%width%`, `%height%`: nodegraph.prefix_tokens) replaced (the
     others were when the run started); a token without a value is an ApiArgumentError naming it."""
     from .prefix_tokens import PrefixTokenError, expand_at_save, has_tokens
@@ -829,7 +830,15 @@ def _expanded_prefix(function: str, prefix: Any, **values: Any) -> Any:
     try:
         return expand_at_save(prefix, **values)
     except PrefixTokenError as exc:
-        raise ApiArgumentError(function, "prefix", str(exc)) from None
+        raise ApiArgumentError(function, argument, str(exc)) from None
+
+
+def _prefix_argument(function: str, argument: Any) -> str:
+    """The `argument=` of save_files / save_image: the name of the node input a prefix came from."""
+    if not isinstance(argument, str) or not argument.isidentifier():
+        raise ApiArgumentError(function, "argument", f"expected the name of the node input the prefix came from "
+                                                     f"(such as 'filename_prefix'), found {argument!r}")
+    return argument
 
 
 def _reserve(folder: Path, stem: str, suffix: str) -> Path:
@@ -869,7 +878,8 @@ def _publish(partial: Path, folder: Path, stem: str, suffix: str) -> Path:
 
 def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKind, prefix: str, suffix: str,
                mime: str | None = None,
-               fields: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+               fields: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+               argument: str = "prefix") -> list[dict[str, Any]]:
     """Write files into the session's output folder and return their file results (docs/plugins.md "Output files").
 
     Args:
@@ -885,12 +895,15 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
         mime: the MIME type; default from the extension (required for extensions nodegraph does not know).
         fields: optional result fields (width, height, frames, fps, duration, sample_rate, channels, points,
             vertices, faces, info): one dict for all files, or one dict per item.
+        argument: the name of the node input the prefix came from (e.g. "filename_prefix"): errors about
+            the prefix name it, so the user knows which input to change (API 1.7).
 
     Returns:
         One validated file result per item: {path, name, kind, mime, format, ...fields}.
     """
     name = "save_files"
     _check_context(name, context)
+    argument = _prefix_argument(name, argument)
     if kind not in FILE_KINDS:
         raise ApiArgumentError(name, "kind", f"expected one of {', '.join(FILE_KINDS)}, found {kind!r}")
     if not isinstance(suffix, str) or not re.fullmatch(r"\.[A-Za-z0-9]{1,10}", suffix):
@@ -924,18 +937,18 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
     output_dir = Path(context.service("output_dir"))
     sizes = {(extra.get("width"), extra.get("height")) for extra in per_item}
     width, height = next(iter(sizes)) if len(sizes) == 1 else (None, None)
-    prefix = _expanded_prefix(name, prefix, width=width, height=height)
-    target = _confined_prefix(name, output_dir, prefix)
+    prefix = _expanded_prefix(name, prefix, argument, width=width, height=height)
+    target = _confined_prefix(name, output_dir, prefix, argument)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:      # the output folder itself: not the prefix's fault (no server path in the message)
-        raise ApiArgumentError(name, "prefix", f"the output folder cannot be used ({exc.strerror or type(exc).__name__}"
+        raise ApiArgumentError(name, argument, f"the output folder cannot be used ({exc.strerror or type(exc).__name__}"
                                                f": is it a file?); give the session (or --output-dir) a folder") \
             from None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:      # a file where a folder of the prefix should be; no server path in the message
-        raise ApiArgumentError(name, "prefix", f"cannot make the folder of {prefix!r} in the output folder "
+        raise ApiArgumentError(name, argument, f"cannot make the folder of {prefix!r} in the output folder "
                                                f"({exc.strerror or type(exc).__name__}: a file there has the name of "
                                                f"one of its folders?); choose another prefix") from None
     results: list[dict[str, Any]] = []
@@ -978,7 +991,7 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
                 raise ApiArgumentError(name, "fields", str(exc)) from None
             if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:     # no server path in the message
                 shown = target.name if len(target.name) <= 60 else target.name[:60] + "…"
-                raise ApiArgumentError(name, "prefix", f"the file name {shown!r}_NNNNN{suffix} is too long for the "
+                raise ApiArgumentError(name, argument, f"the file name {shown!r}_NNNNN{suffix} is too long for the "
                                                        f"file system; shorten the prefix") from None
             raise
     return results
@@ -986,7 +999,7 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
 
 def save_image(context: NodeContext, images: Any, prefix: str = "nodegraph", *,
                format: Literal["png", "jpeg", "webp"] = "png", quality: int = 95,
-               embed_graph: bool = True) -> list[dict[str, Any]]:
+               embed_graph: bool = True, argument: str = "prefix") -> list[dict[str, Any]]:
     """Save each image of an IMAGE batch as a file in the output folder; returns their file results.
 
     Args:
@@ -996,6 +1009,7 @@ def save_image(context: NodeContext, images: Any, prefix: str = "nodegraph", *,
         format: "png" (lossless; carries the graph), "jpeg" or "webp".
         quality: 1 … 100 for JPEG / WebP.
         embed_graph: PNG only: store the running graph in the file, so dropping it on the editor reloads it.
+        argument: as for save_files: the node input the prefix came from, named in errors (API 1.7).
 
     An image holding NaN or infinite values is refused (ApiArgumentError naming `images`), never written.
     """
@@ -1012,8 +1026,14 @@ def save_image(context: NodeContext, images: Any, prefix: str = "nodegraph", *,
     if format not in ("png", "jpeg", "webp"):
         raise ApiArgumentError(name, "format", f"expected 'png', 'jpeg' or 'webp', found {format!r}")
     _check_int(name, "quality", quality, 1, 100)
-    _confined_prefix(name, Path(context.service("output_dir")), _expanded_prefix(name, prefix, width=images.shape[2],
-                                                                               height=images.shape[1]))
-    return _implementation(context, name)(context, images, prefix, format=format, quality=quality,
-                                          embed_graph=bool(embed_graph))
+    argument = _prefix_argument(name, argument)
+    _confined_prefix(name, Path(context.service("output_dir")),
+                     _expanded_prefix(name, prefix, argument, width=images.shape[2], height=images.shape[1]), argument)
+    try:
+        return _implementation(context, name)(context, images, prefix, format=format, quality=quality,
+                                              embed_graph=bool(embed_graph))
+    except ApiArgumentError as exc:     # the implementation's save_files names its own argument, 'prefix'
+        if exc.input != "prefix" or argument == "prefix":
+            raise
+        raise ApiArgumentError(name, argument, str(exc).split(": argument 'prefix': ", 1)[-1]) from None
 

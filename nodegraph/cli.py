@@ -417,9 +417,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except BrokenPipeError:  # the reader went away (e.g. `| head`): stop writing events
             sinks.remove(write_event)
 
-    running: dict[str, Any] = {"node_id": None}     # the node that was running, for an interrupted run's record
+    # the run's id and the node that was running, for the record of a run that failed or was interrupted
+    running: dict[str, Any] = {"node_id": None, "run_id": None}
 
     def track_running(event: Any) -> None:
+        if event.type == "run_started":
+            running["run_id"] = event.run_id
         if event.type == "node_started" or (event.type == "run_interrupted" and event.node_id):
             running["node_id"] = event.node_id
         elif event.type == "node_finished" and event.node_id == running["node_id"]:
@@ -440,7 +443,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except GraphValidationError:      # an override the run refused: the file as it is, with the error
             ran = graph
         summary_path = Path(args.output_dir) / f"{Path(args.graph).stem}.outputs.json"
-        record = {"run_id": run_id, "status": status, "outputs": outputs, "error": error,
+        record = {"run_id": run_id or running["run_id"], "status": status, "outputs": outputs, "error": error,
                   "plugin_warnings": warnings, "warnings": run_warnings or [],
                   # a RandomInt's value pinned: `jq .graph` repeats the run
                   "graph": pin_values(ran.to_dict(), drawn or {}, session.registry.takes_literal),

@@ -74,6 +74,7 @@ emitted in a `finally` block.
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 import math
@@ -357,14 +358,22 @@ def _normalise_outputs(plan: NodePlan, raw: Any) -> dict[str, Any]:
     spec = plan.cls.spec
     outputs = spec.outputs
     if isinstance(raw, dict):
-        missing = [o.name for o in outputs if o.name not in raw]
-        if missing:
-            raise TypeError(f"{spec.type}.run() returned no value for output(s) {missing}; "
-                            f"it must return every declared output: {[o.name for o in outputs]}")
         if "ui" in raw and "ui" not in spec.output_index:     # ComfyUI's output-node form: it showed nothing
-            raise TypeError(f"{spec.type}.run() returned a 'ui' entry (ComfyUI's form for what a node shows); "
+            result = (" and its outputs under 'result' (ComfyUI's tuple): return them by name, "
+                      f"{{{', '.join(repr(o.name) + ': ...' for o in outputs)}}}"
+                      if "result" in raw and "result" not in spec.output_index else "")
+            raise TypeError(f"{spec.type}.run() returned a 'ui' entry (ComfyUI's form for what a node shows){result}; "
                             f"nodegraph shows the files a node saves: return {{'files': api.save_image(self.context, "
                             f"images, prefix)}} (or api.save_files), see docs/plugins.md, 'Porting a ComfyUI node'")
+        missing = [o.name for o in outputs if o.name not in raw]
+        if missing:
+            stray = [k for k in raw if k not in spec.output_index and k != "files"]
+            close = {k: difflib.get_close_matches(str(k), missing, n=1) for k in stray}
+            guesses = [f"{k!r} for {c[0]!r}" for k, c in close.items() if c]
+            also = (f"; it returned {stray} instead" + (f" (a misspelt name? {', '.join(guesses)})" if guesses else "")
+                    if stray else "")
+            raise TypeError(f"{spec.type}.run() returned no value for output(s) {missing}{also}; "
+                            f"it must return every declared output: {[o.name for o in outputs]}")
         misplaced = [k for k, v in raw.items() if k != "files" and k not in spec.output_index and _file_results(v)]
         if misplaced:      # a typo ("file") or another key: the files were written and never shown
             raise TypeError(f"{spec.type}.run() returned file results under {misplaced}; a node's files are "

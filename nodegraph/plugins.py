@@ -101,6 +101,8 @@ class PluginInfo:
     import_seconds: float = 0.0  # how long importing its module took
     hook_seconds: float = 0.0    # how long its hooks' calls took (a register_nodes importing its node modules); the
     #                              two together past SLOW_IMPORT_SECONDS give a `slow_import` warning
+    imported_torch: bool = False  # torch was first imported while its module was: the first plugin to import torch
+    #                               pays for it (the built-in packs import it only when a node runs)
 
 
 @dataclass(frozen=True)
@@ -295,6 +297,7 @@ def load_plugins(
     registered: list[tuple[str, str, Any, metadata.EntryPoint | None]] = []
     provided_by: dict[str, str] = {}        # plugin name → the distribution it was loaded from ('' if none)
     import_seconds: dict[str, float] = {}
+    imported_torch: set[str] = set()     # plugins whose import was the first to import torch
     for name, source, ep, target in candidates:
         if name in deny:
             report.skipped.append((name, "on the deny list"))
@@ -308,7 +311,7 @@ def load_plugins(
             report.skipped.append((name, f"{ALREADY_LOADED}{both}"))
             continue
         try:
-            started = time.perf_counter()
+            started, had_torch = time.perf_counter(), "torch" in sys.modules
             printed = _StderrTee(sys.stderr)    # what it prints while imported, for its failure if it exits
             try:     # its prints go to stderr: stdout carries `plugins --json` and `run --events -`
                 with deferred_spec_errors(), contextlib.redirect_stderr(printed), contextlib.redirect_stdout(printed):
@@ -316,6 +319,8 @@ def load_plugins(
             finally:
                 printed.recording = False
             import_seconds[name] = time.perf_counter() - started
+            if not had_torch and "torch" in sys.modules:
+                imported_torch.add(name)
             pm.register(obj, name=name)
             provided_by[name] = _distribution_of(ep)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 — a broken plugin (even one calling sys.exit at
@@ -326,7 +331,7 @@ def load_plugins(
                 error += (" (the plugin exited while it was imported, e.g. argparse run at module level"
                           + (f"; it printed: {said!r}" if said else "") + ")")
             report.failed.append(PluginFailure(name, source, error, traceback.format_exc(),
-                                               _failure_fix(name, exc, "import")))
+                                               _failure_fix(name, exc, "import", ep)))
             continue
         registered.append((name, source, obj, ep))
 
@@ -391,7 +396,7 @@ def load_plugins(
             namespace_folder=_namespace_folder(obj),
             unknown_hooks=tuple(sorted(c.name for c in callers if c.name not in HOOK_NAMES)),
             import_seconds=round(import_seconds.get(name, 0.0), 3),
-            hook_seconds=round(hook_seconds.get(name, 0.0), 3)))
+            hook_seconds=round(hook_seconds.get(name, 0.0), 3), imported_torch=name in imported_torch))
     loaded = {p.name for p in report.loaded}
     registry.unavailable = {name: reason for name, reason in report.skipped if name not in loaded}
     registry.shadowed = {name: reason for name, reason in report.skipped
@@ -507,11 +512,19 @@ def _collect(pm: pluggy.PluginManager, hook_name: str, report: PluginReport, kin
     return results
 
 
-def _failure_fix(name: str, exc: BaseException, stage: str) -> str:
+def _failure_fix(name: str, exc: BaseException, stage: str, ep: metadata.EntryPoint | None = None) -> str:
     """How to get past a plugin failure: the specific repair, then how to silence it."""
     skip = f"until then skip it with --deny-plugin {name} (or {ENV_DENY}={name})"
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         top = exc.name.split(".")[0]
+        target = getattr(ep, "module", "") or ""
+        if target and (target == exc.name or target.startswith(exc.name + ".")):
+            # the entry point's own module is missing: a typo in the plugin's packaging, not a dependency to
+            # install (never suggest `pip install` of a name that came from a typo: anyone may register it)
+            where = f" (distribution {_distribution_of(ep)!r})" if _distribution_of(ep) else ""
+            return (f"the plugin's entry point {ep.name} = {ep.value!r}{where} names module {target!r}, which "
+                    f"is not installed: fix the module name under [project.entry-points.nodegraph] in the "
+                    f"plugin's pyproject.toml (or its package list) and reinstall it; {skip}")
         if top != exc.name and _importable(top):      # the package is there: a module of it is not
             return (f"module {exc.name!r} does not exist in the installed package {top!r}: the plugin's entry point "
                     f"or one of its imports names a wrong module; reinstall or fix the plugin; {skip}")
@@ -541,7 +554,7 @@ def _failure_fix(name: str, exc: BaseException, stage: str) -> str:
         return (f"plugins {exc.owner!r} and {name!r} both define port type {exc.name!r}, differently, and only one "
                 f"definition can exist: skip one of them (--deny-plugin {exc.owner} keeps {name!r}; --deny-plugin "
                 f"{name} keeps {exc.owner!r}), or ask their authors to name their types apart (e.g. "
-                f"{name.upper()}_{exc.name}); graphs that use {name!r}'s nodes do not validate until then")
+                f"{name.upper()}_{exc.name}); graphs that use the nodes of {name!r} do not validate until then")
     if isinstance(exc, PluginError):
         return (f"the plugin declares something invalid (see the error): fix its declaration as "
                 f"docs/plugins.md describes, or update the plugin; {skip}")
@@ -673,11 +686,17 @@ def _rename_problems(cls: type[Node]) -> list[str]:
 
 def _port_problems(registry: Registry, cls: type[Node]) -> list[str]:
     """Every input and output of a node class whose port type is not registered."""
-    problems = [f"node {cls.type}: input {name!r} uses unknown port type {spec.port!r}; register it with "
-                f"register_types (known: {', '.join(registry.types.names())})"
+    def meant(port: str) -> str:      # "Image" for IMAGE: port type names are case-sensitive
+        same = [known for known in registry.types.names() if known.upper() == str(port).upper()]
+        close = same or difflib.get_close_matches(str(port), registry.types.names(), n=1)
+        return f" (did you mean {close[0]!r}? port type names are case-sensitive)" if same else \
+            f" (did you mean {close[0]!r}?)" if close else ""
+
+    problems = [f"node {cls.type}: input {name!r} uses unknown port type {spec.port!r}{meant(spec.port)}; register "
+                f"it with register_types (known: {', '.join(registry.types.names())})"
                 for name, spec in cls.spec.inputs.items() if spec.port not in registry.types]
-    return problems + [f"node {cls.type}: output {out.name!r} uses unknown port type {out.port!r}; register it "
-                       f"with register_types" for out in cls.spec.outputs if out.port not in registry.types]
+    return problems + [f"node {cls.type}: output {out.name!r} uses unknown port type {out.port!r}{meant(out.port)}; "
+                       f"register it with register_types" for out in cls.spec.outputs if out.port not in registry.types]
 
 
 def _check_run_signature(cls: type[Node]) -> None:
@@ -805,13 +824,16 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
         total = plugin.import_seconds + plugin.hook_seconds
         if plugin.source != "builtin" and total >= SLOW_IMPORT_SECONDS:
             parts = f"import {plugin.import_seconds:.1f} s, hooks {plugin.hook_seconds:.1f} s"
+            torch_note = (" — it was the first to import torch, at module level, which is most of that: a run "
+                          "imports torch anyway, but validate, `nodes` and `plugins` would not"
+                          if plugin.imported_torch else "")
             out.append({"kind": "slow_import", "level": "warning", "plugin": plugin.name,
-                        "seconds": round(total, 3),
-                        "message": f"plugin {plugin.name!r} took {total:.1f} s to load ({parts}): every "
+                        "seconds": round(total, 3), "imported_torch": plugin.imported_torch,
+                        "message": f"plugin {plugin.name!r} took {total:.1f} s to load ({parts}){torch_note}: every "
                                    f"start of nodegraph (a run, validate, the server) waits for it",
-                        "fix": f"its authors can import heavy libraries inside the nodes' run() instead of at "
-                               f"module level; where its nodes are not needed, --deny-plugin {plugin.name} "
-                               f"(or NODEGRAPH_PLUGINS_DENY) skips it"})
+                        "fix": f"its authors can import heavy libraries (torch included) inside the nodes' run() "
+                               f"instead of at module level; where its nodes are not needed, --deny-plugin "
+                               f"{plugin.name} (or NODEGRAPH_PLUGINS_DENY) skips it"})
     for bare, plugin in registry.prefer.items():
         providers = registry.providers(bare)
         if plugin not in providers:

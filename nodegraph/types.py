@@ -150,8 +150,9 @@ class TypeRegistry:
             who = "nodegraph itself" if owner == "nodegraph" else f"plugin {owner!r}"
             raise PortTypeClash(
                 f"{source}: port type {port_type.name!r} is already registered by {who} with a different "
-                f"definition; pick another name, or use {who}'s type as it is defined (types are global to all "
-                f"plugins; plugins load in entry-point name order, so the first one keeps the name)",
+                f"definition; pick another name, or use the type of {who} as it is defined (types are global to all "
+                f"plugins, and the first to register a name keeps it: built-in types first, then installed plugins in "
+                f"entry-point name order, then plugins given in code in their order)",
                 port_type.name, owner)
         self._types[port_type.name] = port_type
         self._sources.setdefault(port_type.name, source)

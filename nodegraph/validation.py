@@ -201,6 +201,7 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
             if isinstance(value, Link):
                 _check_link(graph, registry, node_id, node.type, name, ispec.port, value, errors)
             else:
+                checked_from = len(errors)
                 _check_literal(node_id, node.type, name, ispec, value, list_model_files, errors, input_dir,
                                plugin_node=_plugin_of(registry, node.type) not in registry.builtin_plugins)
                 if ispec.choices_from is not None and isinstance(value, str) \
@@ -211,6 +212,8 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
                         f"input {name!r} of {node.type} must be one of {', '.join(repr(c) for c in choices)}; "
                         f"found {_short(value)}.{suggest_choice(value, choices)}",
                         node_id=node_id, input=name, details={"found": value, "choices": choices}))
+                if name not in node.inputs and len(errors) > checked_from:    # the value is the node's default
+                    errors[checked_from:] = [_about_default(error, name) for error in errors[checked_from:]]
         if list_model_files is not None and len(errors) == before and has_literal_checks(cls):    # on sound values
             literals = {name: ispec.as_literal(node.inputs.get(name, ispec.default))
                         for name, ispec in spec.inputs.items()
@@ -229,6 +232,14 @@ def _plugin_of(registry: Registry, node_type: str) -> str | None:
     """The plugin a node type name (bare or qualified) is registered by."""
     prefix, _, bare = node_type.rpartition(".")
     return prefix or registry.node_plugin.get(bare)
+
+
+def _about_default(error: GraphError, name: str) -> GraphError:
+    """An error about a value the graph does not write: it is the node's declared default (a plugin author's
+    wrong default was told as if the user had typed it)."""
+    note = (f" (The graph does not set {name!r}: this is the node's default. Write a value for {name!r} in the "
+            f"graph; if the default itself is wrong, the node's author should fix it.)")
+    return dataclasses.replace(error, message=error.message + note, details={**error.details, "default": True})
 
 
 def _with_clash_note(errors: list[GraphError], bare: str, registry: Registry) -> list[GraphError]:

@@ -44,6 +44,8 @@ pays nothing but a None check). ``PatchError(ValueError)`` is the module's error
 
 from __future__ import annotations
 
+import difflib
+
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -264,10 +266,15 @@ def check_patches(unet: nn.Module, patches: Sequence[ModelPatch]) -> None:
         for target in patch.targets_in():
             if isinstance(patch, AttentionPatch):
                 if not any(key == target or key.startswith(target + ".") for key in attention):
+                    places = sorted({_layer_of(k) for k in attention})
+                    close = difflib.get_close_matches(target, places, n=1, cutoff=0.8)
+                    guess = f"did you mean {close[0]!r}? " if close else ""
                     raise PatchError(f"attention patch {patch.name!r}: no attention module under {target!r}; "
-                                     f"attention lives under {_examples(sorted({_layer_of(k) for k in attention}))}")
+                                     f"{guess}attention lives under {_examples(places)}")
             elif target not in layers:
-                raise PatchError(f"patch {patch.name!r}: this UNet has no block or layer {target!r}; "
+                close = difflib.get_close_matches(target, layers, n=1, cutoff=0.8)
+                guess = f"did you mean {close[0]!r}? " if close else ""
+                raise PatchError(f"patch {patch.name!r}: this UNet has no block or layer {target!r}; {guess}"
                                  f"valid keys are blocks and their layers, e.g. {_examples(sorted(layers))}")
 
 

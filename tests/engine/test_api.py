@@ -114,6 +114,24 @@ def test_save_files_refuses_a_symlinked_subfolder_pointing_outside(tmp_path):
         api.save_files(make_context(tmp_path), [b"x"], kind="text", prefix="link/x", suffix=".txt")
     assert info.value.input == "prefix" and "outside its folder" in str(info.value)
     assert list(outside.iterdir()) == []
+    # a plugin node whose input is `filename_prefix` says so (a plugin author's finding: the user was told about
+    # an argument 'prefix' that no node of theirs has) — save_files and save_image alike
+    with pytest.raises(api.ApiArgumentError) as info:
+        api.save_files(make_context(tmp_path), [b"x"], kind="text", prefix="link/x", suffix=".txt",
+                       argument="filename_prefix")
+    assert info.value.input == "filename_prefix" and "argument 'filename_prefix'" in str(info.value)
+    from nodegraph import Session
+
+    registry = Session().registry       # save_image's implementation (the image pack) calls save_files itself
+    for prefix in ("link/x", "../up", "a" * 300):    # the last is refused inside it (too long for the file system)
+        with pytest.raises(api.ApiArgumentError) as info:
+            api.save_image(make_context(tmp_path, registry), __import__("torch").zeros(1, 8, 8, 3), prefix,
+                           argument="filename_prefix")
+        assert info.value.input == "filename_prefix", (prefix, info.value)
+        assert "argument 'filename_prefix'" in str(info.value) and "'prefix'" not in str(info.value), info.value
+    with pytest.raises(api.ApiArgumentError, match="argument 'argument': expected the name of the node input"):
+        api.save_files(make_context(tmp_path), [b"x"], kind="text", prefix="a", suffix=".txt", argument="a b")
+    assert list(outside.iterdir()) == []
 
 
 def test_save_files_checks_kind_suffix_and_mime(tmp_path):

@@ -724,6 +724,13 @@ def test_a_failed_run_is_the_latest_record_not_the_run_before_it(tmp_path, capsy
     assert summary["graph"]["nodes"]["message"]["inputs"]["template"] == "{d:d}"   # the graph as it ran
     lines = [json.loads(line) for line in (out / "arithmetic.outputs.jsonl").read_text().splitlines()]
     assert [line["status"] for line in lines] == ["succeeded", "failed"]
+    # the failed run's id is the one its events carried (it was null: a plugin author's finding)
+    events = tmp_path / "events.jsonl"
+    assert main(["run", ARITHMETIC, "--set", broken, "--output-dir", str(out), "--no-progress",
+                 "--events", str(events)]) == 3
+    capsys.readouterr()
+    (started,) = [e for e in map(json.loads, events.read_text().splitlines()) if e["type"] == "run_started"]
+    assert json.loads((out / "arithmetic.outputs.json").read_text())["run_id"] == started["run_id"] is not None
 
 
 def test_comfyui_model_only_lora_and_image_scale_methods_import_and_run(tmp_path, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from typing import Any
 
 import pytest
 
@@ -267,6 +268,45 @@ def test_an_output_node_returning_comfyuis_ui_form_is_told_how_to_show_files():
         Session(plugins=[module]).run({"format_version": 2, "nodes": {"s": {"type": "ComfyStyleSave", "inputs": {}}}})
     assert info.value.node_id == "s" and "'ui'" in str(info.value.exception)
     assert "api.save_image" in str(info.value.exception) and "Porting a ComfyUI node" in str(info.value.exception)
+
+
+class ReturnsWhatItWasTold(Node):
+    """One IMAGE output; returns whatever the test puts in `returned`."""
+    deterministic = False
+    returned: Any = None
+    outputs = (Output("image", "IMAGE"),)
+
+    def run(self) -> Any:
+        return self.returned
+
+
+@pytest.mark.parametrize("returned, words", [
+    # ComfyUI's combined form: the 'ui' hint was lost behind "no value for output(s) ['image']"
+    ({"ui": {"images": []}, "result": ("an image",)}, ["'ui' entry", "under 'result'", "{'image': ...}"]),
+    # a misspelt output name: only the missing one was named, not the key that was returned instead
+    ({"images": "an image"}, ["no value for output(s) ['image']", "returned ['images'] instead",
+                              "'images' for 'image'"]),
+    ({"picture": "an image"}, ["no value for output(s) ['image']", "returned ['picture'] instead"]),
+])
+def test_a_wrong_return_names_what_was_returned(returned, words):
+    """A plugin author's finding: which mistake was said depended on the order of the checks, and the helpful
+    part (ComfyUI's `ui`/`result`, the stray key) was lost."""
+    from nodegraph import NodeExecutionError
+
+    module = types.ModuleType("returns_what_it_was_told_plugin")
+    module.register_nodes = hookimpl(lambda: [ReturnsWhatItWasTold])
+    sys.modules[module.__name__] = module
+    ReturnsWhatItWasTold.returned = returned
+    try:
+        with pytest.raises(NodeExecutionError) as info:
+            Session(plugins=[module]).run({"format_version": 2, "nodes": {
+                "r": {"type": "ReturnsWhatItWasTold", "inputs": {}},
+                "show": {"type": "ShowValue", "inputs": {"value": {"node": "r", "output": "image"}}}}})
+    finally:
+        ReturnsWhatItWasTold.returned = None
+    message = str(info.value.exception)
+    assert all(word in message for word in words), message
+    assert "'picture' for" not in message
 
 
 class MisspeltFiles(Node):

@@ -296,6 +296,56 @@ def test_a_missing_module_of_an_installed_package_is_not_told_to_pip_install_a_g
     assert "`pip install gone_dep`" in _failure_fix("x", ModuleNotFoundError("no", name="gone_dep"), "import")
 
 
+def test_an_entry_point_naming_a_module_that_is_not_there_is_a_packaging_typo_not_a_package_to_install(monkeypatch):
+    """`myplugin = "ngbad_missing_typo"` in a plugin's pyproject was told `pip install ngbad_missing_typo`: a name
+    from a typo, which anyone may register on PyPI (a plugin author's finding). The entry point's own module
+    missing is a packaging mistake; a module its code imports is still a dependency to install."""
+    from importlib import metadata
+
+    typo = metadata.EntryPoint("typo_pack", "ngbad_missing_typo_zz", plugin_loading.PLUGIN_GROUP)
+    inner = metadata.EntryPoint("inner_pack", "ngbad_missing_pkg_zz.nodes:plugin", plugin_loading.PLUGIN_GROUP)
+    real = plugin_loading._entry_points
+    monkeypatch.setattr(plugin_loading, "_entry_points",
+                        lambda group: [typo, inner] if group == plugin_loading.PLUGIN_GROUP else real(group))
+    failures = {f.name: f for f in Session(autoload=True).plugin_report.failed}
+    for name, module in (("typo_pack", "ngbad_missing_typo_zz"), ("inner_pack", "ngbad_missing_pkg_zz.nodes")):
+        fix = failures[name].fix
+        assert "pip install" not in fix, fix
+        assert f"names module {module!r}, which is not installed" in fix and "[project.entry-points.nodegraph]" in fix
+        assert f"--deny-plugin {name}" in fix
+
+    from nodegraph.plugins import _failure_fix
+
+    dependency = _failure_fix("typo_pack", ModuleNotFoundError("no", name="gone_dep"), "import", typo)
+    assert "`pip install gone_dep`" in dependency
+
+
+def test_the_first_plugin_to_import_torch_is_told_that_is_most_of_its_time(monkeypatch):
+    """The slow-import warning blamed whichever plugin imported torch first (3 s) although every plugin that uses
+    torch shares that cost (a plugin author's finding): the warning says so."""
+    import sys
+    from types import SimpleNamespace
+
+    now = [100.0]
+    monkeypatch.setattr(plugin_loading, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.delitem(sys.modules, "torch")       # restored after the test (monkeypatch puts it back)
+
+    class ImportsTorch(FakeEntryPoint):
+        def load(self):
+            now[0] += 3.2
+            sys.modules["torch"] = SimpleNamespace()
+            return self.obj
+
+    installed = [ImportsTorch("torchy_pack", NodesPlugin(make_node("TorchyNode", 1)))]
+    real = plugin_loading._entry_points
+    monkeypatch.setattr(plugin_loading, "_entry_points",
+                        lambda group: installed if group == plugin_loading.PLUGIN_GROUP else real(group))
+    session = Session(autoload=True)
+    (slow,) = [w for w in session.plugin_warnings() if w["kind"] == "slow_import"]
+    assert slow["imported_torch"] and "the first to import torch, at module level" in slow["message"], slow
+    assert "inside the nodes' run()" in slow["fix"]
+
+
 def test_autoload_is_off_in_tests_unless_asked(fake_entry_points):
     """NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD (set by conftest) keeps installed plugins out."""
     session = Session()
@@ -528,6 +578,15 @@ def _unknown_port():
     return UnknownPort
 
 
+def _wrong_case_port():
+    class WrongCasePort(Node):
+        outputs = (Output("x", "Image"),)
+
+        def run(self):
+            return {"x": 1}
+    return WrongCasePort
+
+
 def _bad_inputs():
     class BadInputs(Node):
         Inputs = dict
@@ -662,6 +721,7 @@ def test_bad_declarations_of_an_installed_plugin_are_named_together(monkeypatch)
 
 @pytest.mark.parametrize(("make", "expected"), [
     (_unknown_port, "unknown port type 'NOT_A_PORT'; register it with register_types"),
+    (_wrong_case_port, "unknown port type 'Image' (did you mean 'IMAGE'? port type names are case-sensitive)"),
     (_bad_inputs, "Inputs must subclass nodegraph.NodeInputs"),
     (_untyped_input, "declare its port type"),
     (_bad_version, "must be semver"),

@@ -260,3 +260,34 @@ def test_a_missing_input_file_at_run_time_offers_files_of_its_kind(tmp_path):
         session.resolve_file("input", "phot.png")
     message = str(missing.value)
     assert "'photo.png'" in message and "b.wav" not in message and "2 file(s) of other kinds than image" in message
+
+
+def test_a_wrong_default_is_said_to_be_the_nodes_default_not_the_graphs_value():
+    """A plugin node declared `Input("euler_typo", choices_from="samplers")`; a graph that left the input out was
+    told "found 'euler_typo'" as if it had written it (a plugin author's finding)."""
+    import sys
+    import types
+    from typing import Any
+
+    from nodegraph import Input, Node, NodeInputs, Output, hookimpl
+
+    class TypoDefault(Node):
+        class Inputs(NodeInputs):
+            sampler: str = Input("euler_typo", choices_from="samplers")
+
+        outputs = (Output("value", "STRING"),)
+
+        def run(self, sampler: str) -> Any:
+            return {"value": sampler}
+
+    module = types.ModuleType("typo_default_plugin")
+    module.register_nodes = hookimpl(lambda: [TypoDefault])
+    sys.modules[module.__name__] = module
+    session = Session(plugins=[module])
+    show = {"type": "ShowValue", "inputs": {"value": link("t", "value")}}
+    (error,) = errors_of(session, {"t": {"type": "TypoDefault", "inputs": {}}, "show": show})
+    assert error.code == "not_in_choices" and "found 'euler_typo'" in error.message
+    assert "this is the node's default" in error.message and error.details["default"] is True
+    # a value the graph writes is the graph's: no such note
+    (error,) = errors_of(session, {"t": {"type": "TypoDefault", "inputs": {"sampler": "eulr"}}, "show": show})
+    assert "default" not in error.message and "default" not in error.details

@@ -205,6 +205,11 @@ def test_unknown_targets_and_non_patches_are_refused_with_the_valid_keys(unet):
         set_model_patches(unet, [LayerPatch(name="bad", target="input_blocks.99", wrapper=lambda f, h, c: f(h))])
     with pytest.raises(PatchError, match="no attention module under 'input_blocks.0'"):
         set_model_patches(unet, [AttentionPatch(name="bad", processor=lambda *a: a[2], targets=("input_blocks.0",))])
+    # a misspelt block is named with the close key (a plugin author's "middle_blok" got a list of six examples)
+    with pytest.raises(PatchError, match="no block or layer 'middle_blok'; did you mean 'middle_block'"):
+        set_model_patches(unet, [LayerPatch(name="bad", target="middle_blok", wrapper=lambda f, h, c: f(h))])
+    with pytest.raises(PatchError, match="under 'midle_block'; did you mean 'middle_block"):
+        set_model_patches(unet, [AttentionPatch(name="bad", processor=lambda *a: a[2], targets=("midle_block",))])
     with pytest.raises(PatchError, match="expected a ModelPatch"):
         set_model_patches(unet, ["not a patch"])
     with pytest.raises(PatchError, match="kind must be"):

@@ -133,7 +133,7 @@ class SaveAudio(Node):
         writers = [lambda path, clip=clip: write_audio(path, clip, rate, format) for clip in wave]
         fields = {"sample_rate": rate, "channels": int(wave.shape[1]), "duration": round(wave.shape[-1] / rate, 6)}
         files = api.save_files(self.context, writers, kind="audio", prefix=filename_prefix, suffix=f".{format}",
-                               fields=fields)
+                               fields=fields, argument="filename_prefix")
         return {"files": files}
 
 

@@ -21,7 +21,7 @@ import json
 
 from nodegraph import Input, Node, NodeInputError, NodeInputs, Output, PortType, api, hookimpl
 
-api.require("1.0")      # the plugin API this plugin is written against
+api.require("1.7")      # the plugin API this plugin is written against (1.7: save_files(argument=))
 
 COLOR = PortType("COLOR", "An (r, g, b) colour, floats in [0, 1].", color="#e91e63")
 
@@ -105,7 +105,8 @@ class SaveColors(Node):
     def run(self, a: tuple, b: tuple | None, filename_prefix: str) -> dict:
         colors = [c for c in (a, b) if c is not None]
         text = json.dumps({"colors": ["#" + "".join(f"{round(x * 255):02x}" for x in c) for c in colors]})
-        return {"files": api.save_files(self.context, [text], kind="text", prefix=filename_prefix, suffix=".json")}
+        return {"files": api.save_files(self.context, [text], kind="text", prefix=filename_prefix, suffix=".json",
+                                        argument="filename_prefix")}
 
 
 # the config fields that give the width of the text tokens / of the pooled vector a network reads

@@ -1087,6 +1087,7 @@ class SaveVideo(Node):
                                                                                   quality=quality, graph_json=graph)
                                               for clip in clips],
                                kind="video", prefix=filename_prefix, suffix=spec["suffix"], mime=spec["mime"],
+                               argument="filename_prefix",
                                fields={"width": width, "height": height, "frames": frames, "fps": round(plays, 4),
                                        "duration": round(frames / plays, 4),
                                        **({"info": {"fps_requested": fps}} if abs(plays - fps) > 1e-6 else {})})
