@@ -134,7 +134,10 @@ describe("session state", () => {
       }),
     );
     expect(s.validationErrors).toHaveLength(2);
-    expect(s.banner?.text).toContain("too big");
+    expect(s.banner?.text).toBe("The graph is invalid (2 errors): too big · needs value");
+    const one = feed(server({ type: "error", code: "invalid_graph", message: "the graph is invalid (1 error(s)); nothing was queued",
+      details: { errors: [{ code: "missing_input", message: "needs value", node_id: "b", input: "value" }] } }));
+    expect(one.banner?.text).toBe("The graph is invalid (1 error): needs value");   // not "1 error(s)"
     s = reduceSession(s, { type: "clear_input_error", nodeId: "a", input: "value" }, context);
     expect(s.validationErrors.map((e) => e.node_id)).toEqual(["b"]);
     s = reduceSession(s, server({ type: "submitted", run_id: "r", position: 0 }), context);

@@ -418,7 +418,7 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
         return {
           ...state,
           validationErrors: errors,
-          banner: { kind: "error", text: `${message.message}: ${errors.map((e) => e.message).slice(0, 3).join(" · ")}` },
+          banner: { kind: "error", text: invalidGraphText(message.message, errors) },
         };
       }
       if (CONNECTION_ERROR_CODES.has(message.code)) {
@@ -598,4 +598,14 @@ export function subgraphRunState(states: Record<string, NodeRunState>, outerId: 
   if (inner.every((s) => s.status === "skipped")) return { status: "skipped" };
   if (inner.every((s) => s.status === "cached" || s.status === "skipped")) return { status: "cached" };
   return { status: "done", seconds: inner.reduce((sum, s) => sum + (s.seconds ?? 0), 0) };
+}
+
+/**
+ * The banner of an `invalid_graph` refusal, counted in words of our own (the server's message said
+ * "1 error(s)"), then the first three errors.
+ */
+export function invalidGraphText(serverMessage: string, errors: { message: string }[]): string {
+  if (!errors.length) return serverMessage;
+  const count = `${errors.length} error${errors.length === 1 ? "" : "s"}`;
+  return `The graph is invalid (${count}): ${errors.map((e) => e.message).slice(0, 3).join(" · ")}`;
 }
