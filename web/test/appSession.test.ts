@@ -267,6 +267,7 @@ describe("runs and files", () => {
     expect(app.editor.doc.metadata?.title).toBe("comfy_api"); // titled after its file (it had no title)
     expect(app.session.get().validationErrors).toHaveLength(1);
     expect(app.session.get().banner).toEqual({ kind: "info", text: "Imported comfy_api.json from ComfyUI: 1 node is a type nodegraph does not have (red placeholders that keep their data)" });
+    expect(app.toasts.get().map((t) => t.text).filter((t) => t.includes("comfy_api"))).toEqual([]); // said once: the banner
 
     const workflow = app.loadFile(new File([JSON.stringify({ nodes: [], links: [] })], "w.json"));
     await settle();
@@ -274,6 +275,22 @@ describe("runs and files", () => {
     expect(await workflow).toBe(false);
     expect(app.session.get().banner?.text).toBe("Cannot open w.json: this is a ComfyUI UI-format workflow, not a nodegraph graph; ...");
     expect(Object.keys(app.editor.doc.nodes)).toEqual(["4"]); // the canvas kept its graph
+  });
+
+  it("names the links out of a placeholder from a UI workflow by the workflow's output names", async () => {
+    const { app, answer } = editor;
+    const workflow = { nodes: [
+      { id: 9, type: "ImpactWildcardProcessor", outputs: [{ name: "processed_wildcard_text", type: "STRING" }] },
+      { id: 6, type: "CLIPTextEncode", inputs: [{ name: "text", link: 1 }], outputs: [{ name: "CONDITIONING" }] },
+    ], links: [[1, 9, 0, 6, 0, "STRING"]] };
+    const loading = app.loadFile(new File([JSON.stringify(workflow)], "wild.json"));
+    await settle();
+    answer("import_graph", { type: "imported_graph", errors: [], graph: { format_version: 2, metadata: { imported_from: "comfyui-workflow" }, nodes: {
+      "9": { type: "ImpactWildcardProcessor", inputs: {} },
+      "6": { type: "EncodeText", inputs: { text: { node: "9", output: "0" } } },
+    } } });
+    expect(await loading).toBe(true);
+    expect(app.editor.doc.nodes["6"].inputs.text).toEqual({ node: "9", output: "processed_wildcard_text" }); // not "0"
   });
 
   it("says what to do with a ComfyUI file when the server is not connected, and refuses deep JSON, keeping the canvas", async () => {

@@ -59,7 +59,7 @@ import { idMap } from "../graph/idMaps";
 import { placeAll, type Rect, type Size } from "../graph/layout";
 import { renamesText, withRenamedInputs, type InputRename } from "../graph/renamedInputs";
 import { subgraphSchemas } from "../graph/subgraph";
-import { foreignFormat, foreignKind, importedTitle, jsonErrorText, refusalText } from "../graph/foreign";
+import { foreignFormat, foreignKind, importedTitle, jsonErrorText, refusalText, withWorkflowOutputNames } from "../graph/foreign";
 import { graphFromExif } from "../graph/exif";
 import { graphFromPng, imageKind, isPng } from "../graph/png";
 import { NodegraphClient, ProtocolError, socketUrl, type JsonMessage, type SocketLike } from "../protocol/client";
@@ -731,13 +731,15 @@ export class EditorApp {
       this.showLoadError(name, message);
       return false;
     }
-    if (!this.loadGraph(importedTitle(reply.graph, name, name === PASTED_TEXT), name)) return false;
+    const schemas = this.session.get().schemas.nodes;
+    const graph = withWorkflowOutputNames(reply.graph, raw, (type) => type in schemas);
+    if (!this.loadGraph(importedTitle(graph, name, name === PASTED_TEXT), name)) return false;
     const errors = (Array.isArray(reply.errors) ? reply.errors : []) as GraphError[];
     const unknown = errors.filter((e) => e?.code === "unknown_node_type").length;
     if (errors.length) this.dispatch({ type: "validation_errors", errors });
     const placeholders = unknown ? `: ${unknown} node${unknown === 1 ? " is a type" : "s are types"} nodegraph does not have (red placeholders that keep their data)` : "";
+    // said once, in the banner (a toast said it again)
     this.dispatch({ type: "banner", banner: { kind: "info", text: `Imported ${name} from ComfyUI${placeholders}` } });
-    this.toast(`Imported ${name} from ComfyUI`);
     return true;
   }
 
