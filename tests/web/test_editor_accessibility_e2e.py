@@ -8,6 +8,8 @@
   goes back to their opener; a deleted node leaves the focus on the canvas; a visible focus ring.
 - Announcements: toasts in a live region, a run's milestones once each in a polite status region.
 - The image viewer is a modal dialog: focus inside, Tab stays inside, Escape closes, focus returns.
+- A node added from the keyboard has the focus; the palette is one Tab stop (arrows inside); the help is a
+  dialog that takes the focus, scrolls by keyboard and fits 800×600.
 - Contrast of the light theme's Run button and status, the dark placeholder; at 640 CSS px (200 %
   zoom of 1280 px) Run stays on screen and the palette and side panels fold away.
 """
@@ -96,8 +98,29 @@ def test_editor_accessibility(tmp_path):
             page.wait_for_selector("[data-testid=search-item-IntMath][aria-selected=true]")
             page.keyboard.press("Enter")
             page.wait_for_function("() => Object.keys(window.nodegraph.graph().nodes).length === 4")
-            assert page.evaluate(ACTIVE) == "canvas"
+            added = next(n for n in _graph(page)["nodes"] if n not in GRAPH["nodes"])
+            page.wait_for_function("(id) => document.activeElement.dataset.id === id", arg=added)   # on the new node
+            page.keyboard.press("Shift+F10")                     # so its menu (Connect an output…) is one key away
+            page.wait_for_selector("[data-testid=context-menu][data-target=node]")
+            page.keyboard.press("Escape")
             page.keyboard.press("Control+z")
+            page.wait_for_function("() => Object.keys(window.nodegraph.graph().nodes).length === 3")
+
+            # --- the palette is one Tab stop (roving tabindex): ↑/↓ move in it, Enter adds ------------
+            page.focus("[data-testid=palette-search]")
+            page.keyboard.press("Tab")
+            first = page.evaluate(ACTIVE)
+            page.keyboard.press("ArrowDown")
+            second = page.evaluate(ACTIVE)
+            assert first.startswith("palette-item-") and second.startswith("palette-item-") and first != second
+            assert page.evaluate("() => [...document.querySelectorAll('.ng-palette-item')].filter((b) => b.tabIndex === 0).length") == 1
+            page.keyboard.press("Tab")
+            assert not page.evaluate(ACTIVE).startswith("palette-item-")    # one Tab leaves the list
+            page.keyboard.press("Shift+Tab")
+            assert page.evaluate(ACTIVE) == second                          # and comes back to where it was
+            page.keyboard.press("Enter")
+            page.wait_for_function("() => Object.keys(window.nodegraph.graph().nodes).length === 4")
+            page.evaluate("() => window.nodegraph.app.editor.undo()")
             page.wait_for_function("() => Object.keys(window.nodegraph.graph().nodes).length === 3")
 
             # --- 1: accessible names --------------------------------------------------------------------
@@ -239,6 +262,23 @@ def test_editor_accessibility(tmp_path):
             assert page.evaluate(CONTRAST, ["[data-testid=connection-status]", ""]) >= 4.5
             for sel in ["[data-testid=node-save] .ng-node-title", "[data-testid=node-render] .ng-node-title", ".ng-mode-badge-bypass", ".ng-mode-badge-mute"]:
                 assert page.evaluate(CONTRAST, [sel, ""]) >= 4.5, sel
+
+            # --- the help is a dialog that takes the focus, scrolls by keyboard, fits 800×600 ------------
+            page.set_viewport_size({"width": 800, "height": 600})
+            page.focus("[data-testid=help-button]")
+            page.keyboard.press("Enter")
+            help_panel = page.get_by_role("dialog", name="Keyboard and mouse")
+            help_panel.wait_for()
+            assert page.evaluate(ACTIVE) == "help-body"
+            box = help_panel.bounding_box()
+            assert box["y"] >= 0 and box["y"] + box["height"] <= 600 and box["x"] >= 0 and box["x"] + box["width"] <= 800, box
+            page.keyboard.press("End")                                       # the last shortcut scrolls into view
+            page.wait_for_function("() => { const b = document.querySelector('[data-testid=help-body]');"
+                                   " return b.scrollTop > 0 && b.querySelector('tr:last-child').getBoundingClientRect().bottom"
+                                   " <= b.getBoundingClientRect().bottom + 1; }")
+            page.keyboard.press("Escape")
+            page.wait_for_selector("[data-testid=help-panel]", state="detached")
+            assert page.evaluate(ACTIVE) == "help-button"
 
             # --- 10: at 200 % zoom (640 CSS px) Run stays on screen ---------------------------------------
             page.set_viewport_size({"width": 640, "height": 360})

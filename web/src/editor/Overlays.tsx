@@ -13,11 +13,12 @@
  *   "Connect an output…" lists the links it can make (editor/connectChoices.ts). It is a menu
  *   (role menu / menuitem): the focus moves onto its first item, ↑/↓ Home/End move between items
  *   (never the node behind it), Escape closes it and the focus goes back to what opened it.
- * HelpPanel: editor/shortcuts.ts as a table.
+ * HelpPanel: editor/shortcuts.ts as a table, in a dialog (role dialog, named by its heading) that takes the focus
+ *   on its scrolling table (↑/↓ PageUp/PageDown scroll it); Escape closes it and the focus goes back to the opener.
  * SubgraphBar: the path of open subgraphs with a button back to the outer graph.
  *
  * Test ids: search-popup, search-input, search-item-<type> (data-strong), search-no-good-match, context-menu,
- * menu-<action>, help-panel, subgraph-bar, subgraph-back.
+ * menu-<action>, help-panel, help-body, subgraph-bar, subgraph-back.
  */
 import { useEffect, useId, useMemo, useRef, useState } from "react";
 import { connect, disconnect, docEdges, moveNodes, nodeSize, setNodeSize, type Position } from "../graph/document";
@@ -64,11 +65,14 @@ export function SearchPopup() {
   }, [active]);
   if (!search) return null;
 
-  const choose = (index: number) => {
+  const choose = (index: number, byKeyboard = false) => {
     const hit = hits[index];
     if (!hit) return;
     app.ui.set((s) => ({ ...s, search: null }));
     const id = addNodeAt(app, hit.schema.type, search.at);
+    // added from the keyboard (Shift+F10 → Add node…, Enter): the focus goes onto the new node, so its
+    // menu (Shift+F10 → Connect an output…) is one key away, not back on the canvas
+    if (id && byKeyboard) focusNodeWhenShown(id);
     const wire = search.wire;
     if (!id || !wire || !hit.port) return;
     const port = hit.port;
@@ -98,7 +102,7 @@ export function SearchPopup() {
         onKeyDown={(e) => {
           if (e.key === "ArrowDown") setPicked(Math.min(hits.length - 1, active + 1));
           else if (e.key === "ArrowUp") setPicked(Math.max(0, active - 1));
-          else if (e.key === "Enter") choose(active);
+          else if (e.key === "Enter") choose(active, true);
           else if (e.key === "Escape") app.ui.set((s) => ({ ...s, search: null }));
           else return;
           e.preventDefault();
@@ -319,6 +323,18 @@ export function ContextMenu() {
   );
 }
 
+/**
+ * Focus node `id` once the canvas shows it: React Flow draws a new node hidden until it is measured, and a
+ * hidden element takes no focus, so this tries each frame (for half a second at most).
+ */
+function focusNodeWhenShown(id: string, frames = 30): void {
+  requestAnimationFrame(() => {
+    const element = [...document.querySelectorAll<HTMLElement>(".react-flow__node")].find((e) => e.dataset.id === id);
+    element?.focus();
+    if (document.activeElement !== element && frames > 0) focusNodeWhenShown(id, frames - 1);
+  });
+}
+
 /** What a menu is for, as its accessible name. */
 function menuLabel(target: MenuTarget): string {
   switch (target.kind) {
@@ -334,28 +350,46 @@ function menuLabel(target: MenuTarget): string {
 export function HelpPanel() {
   const app = useApp();
   const open = useStore(app.ui, (s) => s.help);
+  const body = useRef<HTMLDivElement>(null);
   useReturnFocus(open);
+  // The focus moves into it (its scrolling table: PageDown / ↓ scroll it), as into a menu.
+  useEffect(() => {
+    if (open) body.current?.focus({ preventScroll: true });
+  }, [open]);
   if (!open) return null;
+  const close = () => app.ui.set((s) => ({ ...s, help: false }));
   return (
-    <div className="ng-help" data-testid="help-panel" role="region" aria-labelledby="ng-help-title">
+    <div
+      className="ng-help"
+      data-testid="help-panel"
+      role="dialog"
+      aria-labelledby="ng-help-title"
+      onKeyDown={(e) => {
+        if (e.key !== "Escape") return;
+        e.stopPropagation();
+        close();
+      }}
+    >
       <h2>
         <span id="ng-help-title">Keyboard and mouse</span>
-        <button type="button" className="ng-icon" onClick={() => app.ui.set((s) => ({ ...s, help: false }))} title="close (Escape)" aria-label="Close the keyboard help">
+        <button type="button" className="ng-icon" onClick={close} title="close (Escape)" aria-label="Close the keyboard help">
           ×
         </button>
       </h2>
-      <table>
-        <tbody>
-          {SHORTCUTS.map((s) => (
-            <tr key={s.keys}>
-              <td>
-                <kbd>{s.keys}</kbd>
-              </td>
-              <td>{s.action}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+      <div className="ng-help-body" ref={body} tabIndex={0} role="region" aria-label="Shortcuts (scrolls with ↑/↓, PageUp/PageDown)" data-testid="help-body">
+        <table>
+          <tbody>
+            {SHORTCUTS.map((s) => (
+              <tr key={s.keys}>
+                <td>
+                  <kbd>{s.keys}</kbd>
+                </td>
+                <td>{s.action}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
     </div>
   );
 }

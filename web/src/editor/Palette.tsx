@@ -6,11 +6,13 @@
  * in the search box adds the best match when it is a strong one (schema/search.ts);
  * weak hits (letters in order) are listed under "no good match — letters in order"
  * and only a click adds one.
+ * The list is one Tab stop (a roving tabindex): Tab reaches one node (the last one focused, else
+ * the first), ↑/↓ Home/End move between them, Enter or Space adds the focused one.
  * Nodes whose bare name clashes between plugins (canonical name `plugin.Type`)
  * show their plugin; the search also matches qualified names and aliases.
  * Test ids: palette, palette-search, palette-item-<type>.
  */
-import { useMemo, useState } from "react";
+import { useMemo, useRef, useState, type KeyboardEvent } from "react";
 import { paletteGroups } from "../schema/palette";
 import { searchNodes } from "../schema/search";
 import { useApp } from "../state/context";
@@ -33,6 +35,25 @@ export function Palette() {
     ].filter((g) => g.nodes.length);
   }, [nodes, query]);
 
+  // The one item Tab reaches (roving tabindex); one that is no longer listed gives way to the first.
+  const [current, setCurrent] = useState<string | null>(null);
+  const listed = groups.flatMap((g) => g.nodes.map((n) => n.type));
+  const tabStop = current !== null && listed.includes(current) ? current : listed[0];
+  const list = useRef<HTMLDivElement>(null);
+  const onListKey = (e: KeyboardEvent<HTMLDivElement>) => {
+    const items = [...(list.current?.querySelectorAll<HTMLButtonElement>(".ng-palette-item") ?? [])];
+    const at = items.indexOf(document.activeElement as HTMLButtonElement);
+    if (at < 0) return;
+    const to = e.key === "ArrowDown" ? Math.min(items.length - 1, at + 1)
+      : e.key === "ArrowUp" ? Math.max(0, at - 1)
+      : e.key === "Home" ? 0
+      : e.key === "End" ? items.length - 1
+      : null;
+    if (to === null) return;
+    e.preventDefault();
+    items[to].focus();
+  };
+
   const addAtCentre = (type: string) => {
     const element = app.canvas.element;
     const rect = element?.getBoundingClientRect();
@@ -53,7 +74,7 @@ export function Palette() {
           if (e.key === "Enter" && groups[0]?.category === BEST_MATCHES && groups[0].nodes[0]) addAtCentre(groups[0].nodes[0].type);
         }}
       />
-      <div className="ng-palette-list">
+      <div className="ng-palette-list" ref={list} onKeyDown={onListKey}>
         {groups.length === 0 && <div className="ng-muted">{Object.keys(nodes).length ? "No node matches." : "Waiting for the server's node list…"}</div>}
         {groups.map((group) => (
           <section key={group.category}>
@@ -63,6 +84,8 @@ export function Palette() {
                 key={node.type}
                 type="button"
                 className="ng-palette-item"
+                tabIndex={node.type === tabStop ? 0 : -1}
+                onFocus={() => setCurrent(node.type)}
                 data-testid={`palette-item-${node.type}`}
                 title={node.description}
                 draggable
