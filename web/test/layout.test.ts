@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { copyNodes, pasteClip } from "../src/graph/clipboard";
 import { fromGraphFile, type Position } from "../src/graph/document";
-import { alignNodes, autoLayout, distributeNodes, effectivePositions, freeSpot, overlaps, pushApart, type Rect } from "../src/graph/layout";
+import { alignNodes, autoLayout, distributeNodes, effectivePositions, freeSpot, overlaps, pushApart, separateAll, type Rect } from "../src/graph/layout";
 import { readFileSync } from "node:fs";
 import { REPO_ROOT } from "./helpers";
 
@@ -130,5 +130,23 @@ describe("long graphs fold into bands", () => {
     const doc = txt2img();
     const { width: w, height: h } = bounds(autoLayout(doc, size));
     expect(w).toBeGreaterThan(h); // still one left-to-right layout
+  });
+
+  it("separates every overlapping pair of a ComfyUI layout made for 210 px nodes (ours are 300)", () => {
+    // ComfyUI's txt2img columns, 250 px apart; VAE Decode above Save Image's row, both overlapping their neighbours
+    const rects: Record<string, Rect> = {
+      sampler: { x: 860, y: 190, width: 300, height: 420 },
+      decode: { x: 1210, y: 190, width: 300, height: 90 },
+      save: { x: 1450, y: 190, width: 300, height: 300 },
+      latent: { x: 470, y: 600, width: 300, height: 140 },
+      prompt: { x: 410, y: 180, width: 300, height: 160 },
+      negative: { x: 410, y: 320, width: 300, height: 160 },
+    };
+    const moved = separateAll(rects);
+    const after = Object.fromEntries(Object.entries(rects).map(([id, r]) => [id, moved[id] ? { ...r, x: moved[id][0], y: moved[id][1] } : r]));
+    const ids = Object.keys(after);
+    for (const a of ids) for (const b of ids) if (a < b) expect(overlaps(after[a], after[b]), `${a} / ${b}`).toBe(false);
+    expect(moved.sampler).toBeUndefined(); // the top-left of each overlap stays; only what it covers moves, downwards
+    for (const [id, [x, y]] of Object.entries(moved)) expect([x, y >= rects[id].y]).toEqual([rects[id].x, true]);
   });
 });

@@ -269,8 +269,29 @@ export function pushApart(rects: Record<string, Rect>, grown: Iterable<string>, 
 }
 
 /**
+ * No two boxes overlapping (a ComfyUI workflow's layout, made for narrower nodes): pushApart with every box
+ * as grown, top to bottom, again until nothing moves (a box pushed down may land on one above the box that
+ * pushed it). Returns only the positions that changed.
+ */
+export function separateAll(rects: Record<string, Rect>, gap = GAP): Record<string, Position> {
+  const boxes = idMap(Object.entries(rects).map(([id, r]): [string, Rect] => [id, { ...r }]));
+  const moved = idMap<Position>();
+  for (let round = 0; round < 100; round++) {
+    const order = Object.keys(boxes).sort((a, b) => boxes[a].y - boxes[b].y || boxes[a].x - boxes[b].x);
+    const pushed = Object.entries(pushApart(boxes, order, gap));
+    if (!pushed.length) break;
+    for (const [id, [x, y]] of pushed) {
+      boxes[id] = { ...boxes[id], x, y };
+      moved[id] = [x, y];
+    }
+  }
+  return moved;
+}
+
+/**
  * After the nodes in `grown` changed size on the canvas (`rects`, as shown): pushApart among the placed
- * nodes (a position in the file or a frozen one; nodes still auto-laid-out are left to the layout), its
+ * nodes (a position in the file or a frozen one; nodes still auto-laid-out are left to the layout; "all":
+ * separateAll, every overlap undone), its
  * moves split into `file` (nodes with a position in the file: written into the document) and `frozen`
  * (nodes the file gives none: they stay out of the file, as the frozen layout does).
  */
@@ -278,11 +299,11 @@ export function pushGrown(
   doc: EditorDocument,
   frozen: Record<string, Position>,
   rects: Record<string, Rect>,
-  grown: Iterable<string>,
+  grown: Iterable<string> | "all",
 ): { file: Record<string, Position>; frozen: Record<string, Position> } {
   const placed = idMap(Object.entries(rects).filter(([id]) => doc.nodes[id]?.position || frozen[id]));
   const out = { file: idMap<Position>(), frozen: idMap<Position>() };
-  for (const [id, position] of Object.entries(pushApart(placed, grown))) {
+  for (const [id, position] of Object.entries(grown === "all" ? separateAll(placed) : pushApart(placed, grown))) {
     (doc.nodes[id].position ? out.file : out.frozen)[id] = position;
   }
   return out;
