@@ -201,3 +201,107 @@ def test_editor_fixes(tmp_path):
             assert errors == []
         finally:
             browser.close()
+
+
+# A ComfyUI UI workflow laid out for its 210 px nodes: VAE Decode's 300 px box here would cover Save Image.
+COMFY_WORKFLOW = {
+    "nodes": [
+        {"id": 8, "type": "VAEDecode", "pos": [1209, 188], "size": [210, 46], "inputs": [], "outputs": [{"name": "IMAGE", "links": [9]}]},
+        {"id": 9, "type": "SaveImage", "pos": [1451, 189], "size": [210, 270], "inputs": [{"name": "images", "link": 9}], "widgets_values": ["ComfyUI"]},
+    ],
+    "links": [[9, 8, 0, 9, 0, "IMAGE"]],
+}
+
+NO_OVERLAP = """() => { const r = Object.values(window.nodegraph.app.canvas.rects());
+  return r.length === 2 && !(r[0].x < r[1].x + r[1].width && r[1].x < r[0].x + r[0].width && r[0].y < r[1].y + r[1].height && r[1].y < r[0].y + r[0].height); }"""
+
+# the image viewer comparing two generated images (data URLs: no run needed)
+OPEN_COMPARE = """() => { const url = (c) => { const k = document.createElement('canvas'); k.width = 160; k.height = 96;
+    const g = k.getContext('2d'); g.fillStyle = c; g.fillRect(0, 0, 160, 96); return k.toDataURL(); };
+  const item = (i, c) => ({ runId: 'r', nodeId: 'save', fileId: 'output/' + c + '.png', url: url(c), index: i, kind: 'image' });
+  window.nodegraph.app.ui.set((s) => ({ ...s, viewer: { items: [item(0, 'red'), item(1, 'blue')], index: 0, compare: 1 } })); }"""
+
+
+def test_minimap_import_labels_prompt_compare_popup(tmp_path):
+    """At 1280×800: minimap drag pans sanely and gives way to a selected node; a ComfyUI import has no overlaps;
+    port names have room for underscores; a resized node's prompt fills it; compare slider on the image box;
+    the wire's search popup inside the window."""
+    from playwright import sync_api
+
+    workflow = tmp_path / "comfy_workflow.json"
+    workflow.write_text(json.dumps(COMFY_WORKFLOW))
+    errors: list[str] = []
+    with _serve(tmp_path) as url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.set_default_timeout(20_000)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url)
+            page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
+
+            # --- a ComfyUI UI workflow: its layout kept, overlapping nodes pushed apart ------------------
+            page.set_input_files("[data-testid=load-input]", str(workflow))
+            page.wait_for_selector("[data-testid=node-9]")
+            page.wait_for_function(NO_OVERLAP)
+            assert page.locator(".ng-toast", has_text="Imported").count() == 0        # said once: in the banner
+
+            # --- port names have room below the baseline (underscores, descenders) ----------------------
+            room = page.evaluate("() => { const s = getComputedStyle(document.querySelector('.ng-input-line > .ng-port-name'));"
+                                 " return [parseFloat(s.lineHeight) / parseFloat(s.fontSize), parseFloat(s.paddingBottom)]; }")
+            assert room[0] >= 1.35 and room[1] >= 1, room
+
+            # --- the minimap: a drag pans proportionally and never flings the nodes out of view ---------
+            minimap = page.locator(".react-flow__minimap").bounding_box()
+            canvas = page.locator("[data-testid=canvas]").bounding_box()
+            cx, cy = minimap["x"] + minimap["width"] / 2, minimap["y"] + minimap["height"] / 2
+            page.mouse.move(cx, cy)
+            page.mouse.down()
+            for step in range(1, 11):
+                page.mouse.move(cx - 30 * step, cy - 20 * step)       # far past the minimap's edge
+            page.mouse.up()
+            in_view = page.evaluate("""(c) => [...document.querySelectorAll('.react-flow__node-schema')].filter((n) => {
+                const r = n.getBoundingClientRect(); return r.right > c.x && r.left < c.x + c.width && r.bottom > c.y && r.top < c.y + c.height; }).length""", canvas)
+            assert in_view >= 1, page.evaluate("() => document.querySelector('.react-flow__viewport').style.transform")
+
+            # --- a selected node under the minimap: the minimap steps aside, its resize handle is clickable -
+            node = page.locator("[data-testid=node-9]").bounding_box()
+            page.mouse.move(canvas["x"] + 12, canvas["y"] + 12)        # drag the empty canvas: the node's corner under the minimap
+            page.mouse.down()
+            page.mouse.move(canvas["x"] + 12 + cx - (node["x"] + node["width"]) + 20, canvas["y"] + 12 + cy - (node["y"] + node["height"]) + 20, steps=8)
+            page.mouse.up()
+            page.evaluate("() => window.nodegraph.app.editor.select({ '9': true })")
+            page.wait_for_selector("[data-testid=minimap][data-away=true]", state="attached")
+            corner = page.locator("[data-testid=node-9]").bounding_box()
+            under = page.evaluate("([x, y]) => document.elementFromPoint(x, y).closest('.react-flow__node')?.dataset.id",
+                                  [corner["x"] + corner["width"] - 2, corner["y"] + corner["height"] - 2])
+            assert under == "9", under
+
+            # --- a resized node's prompt fills its extra height, and still grows with its text -----------
+            page.evaluate("""() => window.nodegraph.load({ format_version: 2, nodes: { p: { type: 'EncodeText', inputs: { text: 'a cat' } } },
+                ui: { nodes: { p: { position: [0, 0], size: [320, 420] } } } })""")
+            page.wait_for_selector("[data-testid=widget-p-text]")
+            node = page.locator("[data-testid=node-p]").bounding_box()
+            area = page.locator("[data-testid=widget-p-text]").bounding_box()
+            assert area["height"] > 0.6 * node["height"], (node, area)     # (a 2-line box before: 10 %)
+            page.locator("[data-testid=widget-p-text]").fill("line\n" * 30)
+            assert page.locator("[data-testid=widget-p-text]").bounding_box()["height"] >= area["height"] - 1
+
+            # --- the compare slider spans exactly the image box ----------------------------------------
+            page.evaluate(OPEN_COMPARE)
+            page.wait_for_selector("[data-testid=viewer-compare-image]")
+            image = page.locator("[data-testid=viewer-image]").bounding_box()
+            slider = page.locator("[data-testid=viewer-compare-slider]").bounding_box()
+            # the thumb's centre runs from slider.x + 8 to slider.x + width - 8 (a 16 px thumb): the image's edges
+            assert abs(slider["x"] + 8 - image["x"]) <= 1 and abs(slider["width"] - 16 - image["width"]) <= 1, (slider, image)
+            page.keyboard.press("Escape")
+            page.wait_for_selector("[data-testid=image-viewer]", state="detached")
+
+            # --- the search popup of a wire dropped at the window's bottom stays inside it --------------
+            page.evaluate("""() => window.nodegraph.app.ui.set((s) => ({ ...s, search: { screen: [600, window.innerHeight - 3], at: [0, 0],
+                wire: { node: 'p', handle: 'out:conditioning', filter: { port: 'CONDITIONING', from: 'output' } } } }))""")
+            popup = page.locator("[data-testid=search-popup]").bounding_box()
+            assert popup["y"] >= 0 and popup["y"] + popup["height"] <= 800, popup
+            assert not errors, errors
+        finally:
+            browser.close()

@@ -18,7 +18,7 @@
  * with schema/compatibility.ts while dragging; a refused drop shows the reason in a
  * toast; a wire dropped on empty canvas opens the node search filtered to nodes that fit
  * it. Double-click on the canvas opens the search at the cursor; right-click opens
- * the context menu of what is under the cursor (editor/ContextMenu.tsx). Every keyboard
+ * the context menu of what is under the cursor (editor/ContextMenu.tsx). The minimap is editor/CanvasMiniMap.tsx. Every keyboard
  * shortcut (editor/shortcuts.ts) is handled here, not by React Flow, so every change is
  * undoable; inside a text field only the graph-wide ones act (`shortcutInField`: run, save),
  * the others are the field's own. Maps keyed by node id are prototype-free (graph/idMaps.ts).
@@ -27,7 +27,6 @@ import {
   Background,
   ControlButton,
   Controls,
-  MiniMap,
   ReactFlow,
   useNodesInitialized,
   useReactFlow,
@@ -67,6 +66,7 @@ import { GroupNode, RerouteNode, type GroupFlowNode, type RerouteFlowNode } from
 import { SchemaNode, type SchemaFlowNode } from "./SchemaNode";
 import { shortcutInField } from "./shortcuts";
 import { WireEdge, type WireFlowEdge } from "./WireEdge";
+import { CanvasMiniMap, nodeGesture } from "./CanvasMiniMap";
 
 export const NODE_DRAG_TYPE = "application/x-nodegraph-node-type";
 
@@ -459,6 +459,13 @@ export function GraphCanvas() {
       lastHeights.current[id] = size.height;
     }
     app.editor.grew(rectsRef.current, grown);
+    // A ComfyUI import, once all of it is measured: overlapping nodes pushed apart, then shown again as a
+    // load is (app.canvas.separateWhenShown)
+    if (app.canvas.separateWhenShown && Object.keys(app.editor.doc.nodes).every((id) => measured[id])) {
+      app.canvas.separateWhenShown = false;
+      app.editor.separate(rectsRef.current);
+      setFitPending(true);
+    }
   }, [measured]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const onNodesChange = useCallback(
@@ -738,7 +745,9 @@ export function GraphCanvas() {
           connectFrom.current = params.nodeId && params.handleId && params.handleType ? { node: params.nodeId, handle: params.handleId, type: params.handleType } : null;
         }}
         onConnectEnd={onConnectEnd}
+        onNodeDragStart={() => nodeGesture(true)}
         onNodeDragStop={() => {
+          nodeGesture(false);
           app.editor.dragEnd();
           groupDrag.current = null;
         }}
@@ -780,10 +789,14 @@ export function GraphCanvas() {
             {panelsHidden ? "⇔" : "⇥"}
           </ControlButton>
         </Controls>
-        <MiniMap pannable zoomable nodeColor={(n) => (n.selected ? "#e0a030" : n.type === "group" ? "transparent" : "#5a6270")} maskColor="var(--minimap-mask)" />
+        <CanvasMiniMap nodeColor={minimapColor} />
       </ReactFlow>
     </div>
   );
+}
+
+function minimapColor(node: { selected?: boolean; type?: string }): string {
+  return node.selected ? "#e0a030" : node.type === "group" ? "transparent" : "#5a6270";
 }
 
 /** How the whole graph is fitted into the view (the fit-view button's margin). */

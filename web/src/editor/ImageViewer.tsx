@@ -166,21 +166,26 @@ export function ImageViewer() {
               style={{ ...box, clipPath: `inset(0 0 0 ${split}%)` }}
             />
           )}
+          {other && box && (
+            // over the bottom of the image box, exactly as wide as it (the thumb's centre runs from the box's
+            // left edge to its right edge: styles.css), so the thumb sits on the dividing line; before, it
+            // spanned the dialog and sat 150 px from the line
+            <input
+              className="ng-compare-slider"
+              data-testid="viewer-compare-slider"
+              type="range"
+              min={0}
+              max={100}
+              step="any"
+              value={split}
+              aria-label="Compare: position of the dividing line"
+              onChange={(e) => setSplit(Number(e.target.value))}
+              onMouseDown={(e) => e.stopPropagation()}
+              title="slide to compare: left of the line is this image, right the compared one"
+            />
+          )}
         </div>
       </div>
-      {other && (
-        <input
-          className="ng-compare-slider"
-          data-testid="viewer-compare-slider"
-          type="range"
-          min={0}
-          max={100}
-          value={split}
-          aria-label="Compare: position of the dividing line"
-          onChange={(e) => setSplit(Number(e.target.value))}
-          title="slide to compare: left of the line is this image, right the compared one"
-        />
-      )}
       {viewer.items.length > 1 && (
         <div className="ng-viewer-strip">
           {viewer.items.map((other2, i) => (

@@ -481,12 +481,16 @@ function TextField({ testId, label, value, multiline, onCommit }: {
 }) {
   const [draft, setDraft, , setFocused] = useDraft(value);
   const area = useRef<HTMLTextAreaElement>(null);
-  // A prompt grows with its text (up to 16 lines; then it scrolls).
+  // A prompt grows with its text (up to 16 lines; then it scrolls): its text's height is its min-height, so
+  // in a node resized taller it can fill the rest (styles.css .ng-sized) and still grows as the text does.
   useLayoutEffect(() => {
     const element = area.current;
     if (!element) return;
-    element.style.height = "auto";
-    element.style.height = `${Math.min(element.scrollHeight + 2, 16 * 18)}px`;
+    element.style.minHeight = "0px";
+    element.style.height = "0px";     // the text's own height, not the height the node stretches it to
+    const text = element.scrollHeight + 2;
+    element.style.height = "";
+    element.style.minHeight = `${Math.max(34, Math.min(text, 16 * 18))}px`;
   }, [draft]);
   const props = {
     className: `nodrag nowheel ${multiline ? "ng-textarea" : "ng-text"}`,

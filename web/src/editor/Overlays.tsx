@@ -20,7 +20,7 @@
  * Test ids: search-popup, search-input, search-item-<type> (data-strong), search-no-good-match, context-menu,
  * menu-<action>, help-panel, help-body, subgraph-bar, subgraph-back.
  */
-import { useEffect, useId, useMemo, useRef, useState } from "react";
+import { useEffect, useId, useLayoutEffect, useMemo, useRef, useState } from "react";
 import { connect, disconnect, docEdges, moveNodes, nodeSize, setNodeSize, type Position } from "../graph/document";
 import { addGroup, addReroute, GROUP_COLORS, groupMembers, groupsOf, removeGroup, removeReroutes, updateGroup } from "../graph/groups";
 import { idMap } from "../graph/idMaps";
@@ -63,6 +63,12 @@ export function SearchPopup() {
   useEffect(() => {
     list.current?.querySelector(".ng-active")?.scrollIntoView({ block: "nearest" });
   }, [active]);
+  const popup = useRef<HTMLDivElement>(null);
+  const [popupHeight, setPopupHeight] = useState(380);
+  useLayoutEffect(() => {
+    const height = popup.current?.offsetHeight;
+    if (height && height !== popupHeight) setPopupHeight(height);
+  });
   if (!search) return null;
 
   const choose = (index: number, byKeyboard = false) => {
@@ -81,10 +87,12 @@ export function SearchPopup() {
     );
   };
 
-  const left = Math.min(search.screen[0], window.innerWidth - 340);
-  const top = Math.min(search.screen[1], window.innerHeight - 380);
+  // at the cursor, moved up and left as far as it needs to stay whole inside the window (its height is
+  // measured: the wire's filter line made it taller than the 380 px assumed before, 6 px past the bottom)
+  const left = Math.max(0, Math.min(search.screen[0], window.innerWidth - 340));
+  const top = Math.max(0, Math.min(search.screen[1], window.innerHeight - popupHeight - 4));
   return (
-    <div className="ng-search-popup" data-testid="search-popup" style={{ left, top }} onContextMenu={(e) => e.preventDefault()}>
+    <div className="ng-search-popup" data-testid="search-popup" ref={popup} style={{ left, top }} onContextMenu={(e) => e.preventDefault()}>
       <input
         autoFocus
         data-testid="search-input"

@@ -23,6 +23,7 @@
  * input-error-<id>-<input>, unlink-<id>-<input>, node-preview-<id>,
  * node-files-<id>, node-output-<id>.
  */
+import { nodeGesture } from "./CanvasMiniMap";
 import { Handle, NodeResizer, Position, type Node, type NodeProps } from "@xyflow/react";
 import { memo } from "react";
 import { disconnect, isLink, nodeSize, setInput, setNodeSize, setTitle, type DocNode } from "../graph/document";
@@ -124,7 +125,7 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
   return (
     <div
       className={`ng-node${selected ? " ng-selected" : ""}${status ? ` ng-status-${status}` : ""}${errors.length ? " ng-has-error" : ""}${warnings.length ? " ng-has-warning" : ""}${
-        node.mode ? ` ng-mode-${node.mode}` : ""}${schema ? "" : " ng-unknown"}${inner !== null ? " ng-subgraph" : ""}`}
+        node.mode ? ` ng-mode-${node.mode}` : ""}${schema ? "" : " ng-unknown"}${inner !== null ? " ng-subgraph" : ""}${userSize ? " ng-sized" : ""}`}
       data-testid={`node-${id}`}
       data-mode={node.mode ?? ""}
       title={schema?.description}
@@ -137,7 +138,11 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
         lineClassName="ng-resize-line"
         handleClassName="ng-resize-handle"
         onResize={(_, p) => app.layoutEdit((doc) => setNodeSize(doc, id, [p.width, p.height]), { drag: true })}
-        onResizeEnd={() => app.editor.dragEnd()}
+        onResizeStart={() => nodeGesture(true)}
+        onResizeEnd={() => {
+          nodeGesture(false);
+          app.editor.dragEnd();
+        }}
       />
       <div className="ng-node-header">
         {editingTitle ? (

@@ -216,6 +216,12 @@ export class EditorApp {
      * null when the user was zoomed into part of the graph (their view is left alone).
      */
     followHere: () => ((runId: string) => void) | null;
+    /**
+     * Set by a ComfyUI import, taken by the canvas once every node is measured: nodes placed where ComfyUI
+     * placed its narrower ones (about 210 px against our 300) that overlap are pushed apart, downwards
+     * (graph/layout.ts `separateAll`), with no undo step.
+     */
+    separateWhenShown: boolean;
   } = {
     element: null,
     toFlow: (x, y) => [x, y],
@@ -224,6 +230,7 @@ export class EditorApp {
     fit: () => undefined,
     followRun: null,
     followHere: () => null,
+    separateWhenShown: false,
   };
   private historyFetched = new Set<string>();
 
@@ -734,6 +741,7 @@ export class EditorApp {
     const schemas = this.session.get().schemas.nodes;
     const graph = withWorkflowOutputNames(reply.graph, raw, (type) => type in schemas);
     if (!this.loadGraph(importedTitle(graph, name, name === PASTED_TEXT), name)) return false;
+    this.canvas.separateWhenShown = true;
     const errors = (Array.isArray(reply.errors) ? reply.errors : []) as GraphError[];
     const unknown = errors.filter((e) => e?.code === "unknown_node_type").length;
     if (errors.length) this.dispatch({ type: "validation_errors", errors });
@@ -772,6 +780,7 @@ export class EditorApp {
     for (const url of Object.values(this.session.get().previews)) URL.revokeObjectURL(url);
     this.writeTab(TAB_RUN_KEY, null); // the shown run's node ids do not belong to this graph
     this.canvas.followRun = null;
+    this.canvas.separateWhenShown = false;
     this.editor.load(doc, options.undoable ?? true);
     this.dispatch({ type: "graph_loaded" });
     this.dispatch({ type: "banner", banner: null });
