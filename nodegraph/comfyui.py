@@ -138,7 +138,8 @@ def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
     literal it feeds); widget values are named by `WIDGET_NAMES` (others are kept, unnamed, as
     `widgets_values`, and such a node stays a placeholder of its ComfyUI type); a muted or bypassed node keeps
     its mode (`_meta.mode`); notes are dropped. Each node's canvas position goes to `_meta.position` (the
-    imported graph's `ui`: the editor shows ComfyUI's layout). A seed's "control after generate" is not carried:
+    imported graph's `ui`: the editor shows ComfyUI's layout), its output names to `_meta.output_names` (a link
+    out of a type nodegraph lacks is named by them, not by its slot number). A seed's "control after generate" is not carried:
     the imported seed is fixed, so the first run draws what ComfyUI drew with that seed (ComfyUI changes it
     after a run; ours would before). Raises WorkflowError naming what is not as ComfyUI writes it.
     """
@@ -218,6 +219,10 @@ def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
             meta["position"] = [round(position[0]), round(position[1])]
         if isinstance(node.get("title"), str):
             meta["title"] = node["title"]
+        outputs = node.get("outputs")
+        names_out = [slot.get("name") for slot in outputs if isinstance(slot, dict)] if isinstance(outputs, list) else []
+        if names_out and all(isinstance(n, str) and n for n in names_out) and len(set(names_out)) == len(names_out):
+            meta["output_names"] = names_out      # a type nodegraph lacks keeps its links' output names
         mode = node.get("mode")
         if type(mode) is int and mode in _MODES:       # anything else (a list, text) is no mode ComfyUI writes
             meta["mode"] = _MODES[mode]

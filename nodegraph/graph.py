@@ -405,7 +405,7 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     inputs as they are, and `[source_id, index]` pairs naming an entry of the prompt become links
     `{"node": source_id, "output": name}` where name is `output_names(type)[index]` when that
     callable knows the source's type (e.g. `lambda t: [o.name for o in registry.nodes[t].spec.outputs]`),
-    else `str(index)`. An imported EmptyLatentImage gets the VAE the prompt decodes with, when there is
+    else the name a UI workflow gave that output (`_meta.output_names`), else `str(index)`. An imported EmptyLatentImage gets the VAE the prompt decodes with, when there is
     one (`metadata.linked_vae`). Raises GraphValidationError (`foreign_format` for a UI workflow,
     `invalid_format` when `data` is neither).
     """
@@ -462,7 +462,8 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
             if (isinstance(value, list) and len(value) == 2 and type(value[0]) in (str, int)
                     and type(value[1]) is int):
                 source = str(value[0])
-                names = names_of(by_id[source]["class_type"]) if source in ids else None
+                names = (names_of(by_id[source]["class_type"]) or _workflow_output_names(by_id[source])) \
+                    if source in ids else None
                 output = names[value[1]] if names and 0 <= value[1] < len(names) else str(value[1])
                 inputs[str(name)] = {"node": source, "output": output}
             else:
@@ -493,6 +494,13 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
         metadata["translated_values"] = translated_values
     return {"format_version": FORMAT_VERSION, "metadata": metadata, "nodes": nodes,
             **({"ui": {"nodes": ui_nodes}} if ui_nodes else {})}
+
+
+def _workflow_output_names(entry: dict) -> list[str] | None:
+    """The output names a UI workflow wrote for an entry (`comfyui.workflow_to_prompt`'s `_meta.output_names`)."""
+    meta = entry.get("_meta")
+    names = meta.get("output_names") if isinstance(meta, dict) else None
+    return names if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
 
 
 def _link_empty_latents_to_their_vae(nodes: dict[str, Any], translated: dict[str, str]) -> list[str]:

@@ -863,6 +863,24 @@ def test_a_ui_workflow_node_with_an_odd_mode_imports_as_a_plain_node(mode):
     assert "_meta" not in workflow_to_prompt(workflow)["1"] or "mode" not in workflow_to_prompt(workflow)["1"]["_meta"]
 
 
+def test_links_out_of_a_node_type_we_lack_keep_the_workflows_output_names():
+    """An unknown node's output `processed_wildcard_text` became output "0" (an editor tester's finding; the
+    editor and `nodegraph run` alike): a UI workflow names its outputs, and the import keeps those names."""
+    from nodegraph.graph import import_foreign
+
+    workflow = {"nodes": [
+        {"id": 9, "type": "ImpactWildcardProcessor", "widgets_values": ["a __colour__ circle", "", "populate", 0],
+         "outputs": [{"name": "processed_wildcard_text", "type": "STRING", "links": [1]}]},
+        {"id": 6, "type": "CLIPTextEncode", "widgets_values": [""],
+         "inputs": [{"name": "text", "type": "STRING", "link": 1, "widget": {"name": "text"}}]},
+        {"id": 7, "type": "OddOutputs", "outputs": [{"name": "x"}, {"name": "x"}], "widgets_values": []},
+        {"id": 8, "type": "ShowText", "inputs": [{"name": "value", "type": "*", "link": 2}]}],
+        "links": [[1, 9, 0, 6, 0, "STRING"], [2, 7, 1, 8, 0, "*"]]}
+    graph = import_foreign(workflow, lambda _type: None)
+    assert graph["nodes"]["6"]["inputs"]["text"] == {"node": "9", "output": "processed_wildcard_text"}
+    assert graph["nodes"]["8"]["inputs"]["value"] == {"node": "7", "output": "1"}     # names that repeat: slots
+
+
 def test_a_ksampler_written_without_its_control_widget_keeps_its_values_in_place():
     """A UI workflow whose KSampler lists 6 widget values (no "control after generate") shifted them by one:
     "cfg expects a FLOAT value; found 'euler'" and two more. Without the control value they are named in order."""

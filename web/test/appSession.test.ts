@@ -277,22 +277,6 @@ describe("runs and files", () => {
     expect(Object.keys(app.editor.doc.nodes)).toEqual(["4"]); // the canvas kept its graph
   });
 
-  it("names the links out of a placeholder from a UI workflow by the workflow's output names", async () => {
-    const { app, answer } = editor;
-    const workflow = { nodes: [
-      { id: 9, type: "ImpactWildcardProcessor", outputs: [{ name: "processed_wildcard_text", type: "STRING" }] },
-      { id: 6, type: "CLIPTextEncode", inputs: [{ name: "text", link: 1 }], outputs: [{ name: "CONDITIONING" }] },
-    ], links: [[1, 9, 0, 6, 0, "STRING"]] };
-    const loading = app.loadFile(new File([JSON.stringify(workflow)], "wild.json"));
-    await settle();
-    answer("import_graph", { type: "imported_graph", errors: [], graph: { format_version: 2, metadata: { imported_from: "comfyui-workflow" }, nodes: {
-      "9": { type: "ImpactWildcardProcessor", inputs: {} },
-      "6": { type: "EncodeText", inputs: { text: { node: "9", output: "0" } } },
-    } } });
-    expect(await loading).toBe(true);
-    expect(app.editor.doc.nodes["6"].inputs.text).toEqual({ node: "9", output: "processed_wildcard_text" }); // not "0"
-  });
-
   it("says what to do with a ComfyUI file when the server is not connected, and refuses deep JSON, keeping the canvas", async () => {
     const { app } = editor;
     app.loadGraph(GRAPH);

@@ -10,8 +10,6 @@
  *   jsonErrorText(text, err)  the parser's message with "line L, column C" added
  *   importedTitle(graph, name, pasted)  the graph with a title from the file name when it has none
  *   refusalText(name, message, pasted)  "Cannot open <name>: <why>", worded for a file or pasted text
- *   withWorkflowOutputNames(graph, workflow, known)  links from placeholders named by the workflow's
- *                             `outputs[].name` (the server names them by slot: "0")
  *
  * A connected editor sends both kinds to the server (`import_graph`, state/app.ts): either comes
  * back as a graph whose unknown nodes are red placeholders that keep their data (a UI workflow's
@@ -92,43 +90,4 @@ export function importedTitle(graph: unknown, name: string, pasted: boolean): un
   if (typeof metadata.title === "string" && metadata.title.trim()) return graph;
   const title = pasted ? "pasted ComfyUI prompt" : name.replace(/\.(json|png)$/i, "").trim() || name;
   return { ...graph, metadata: { ...metadata, title } };
-}
-
-/**
- * The imported graph of a UI workflow with the links out of its placeholders (node types `known` says the
- * server lacks) named as the workflow names their outputs (`outputs[i].name`: "processed_wildcard_text"),
- * where the server, knowing no names for such a type, wrote the slot number ("0"). Anything else is kept.
- */
-export function withWorkflowOutputNames(graph: unknown, workflow: unknown, known: (type: string) => boolean): unknown {
-  if (!isObject(graph) || !isObject(graph.nodes) || !isObject(workflow) || !Array.isArray(workflow.nodes)) return graph;
-  const names = new Map<string, unknown[]>();
-  for (const node of workflow.nodes) {
-    if (isObject(node) && (typeof node.id === "number" || typeof node.id === "string") && Array.isArray(node.outputs)) {
-      names.set(String(node.id), node.outputs.map((o) => (isObject(o) ? o.name : undefined)));
-    }
-  }
-  const nodes = graph.nodes;
-  const nameOf = (link: Record<string, unknown>): string | null => {
-    const source = typeof link.node === "string" ? nodes[link.node] : undefined;
-    if (typeof link.output !== "string" || !/^\d+$/.test(link.output) || !isObject(source)) return null;
-    if (typeof source.type !== "string" || known(source.type)) return null;
-    const name = names.get(link.node as string)?.[Number(link.output)];
-    return typeof name === "string" && name ? name : null;
-  };
-  let changed = false;
-  const out: Record<string, unknown> = Object.create(null);
-  for (const [id, node] of Object.entries(nodes)) {
-    if (!isObject(node) || !isObject(node.inputs)) {
-      out[id] = node;
-      continue;
-    }
-    const inputs: Record<string, unknown> = Object.create(null);
-    for (const [input, value] of Object.entries(node.inputs)) {
-      const name = isObject(value) ? nameOf(value) : null;
-      inputs[input] = name ? { ...(value as Record<string, unknown>), output: name } : value;
-      changed ||= name !== null;
-    }
-    out[id] = { ...node, inputs };
-  }
-  return changed ? { ...graph, nodes: out } : graph;
 }

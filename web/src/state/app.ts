@@ -59,7 +59,7 @@ import { idMap } from "../graph/idMaps";
 import { placeAll, type Rect, type Size } from "../graph/layout";
 import { renamesText, withRenamedInputs, type InputRename } from "../graph/renamedInputs";
 import { subgraphSchemas } from "../graph/subgraph";
-import { foreignFormat, foreignKind, importedTitle, jsonErrorText, refusalText, withWorkflowOutputNames } from "../graph/foreign";
+import { foreignFormat, foreignKind, importedTitle, jsonErrorText, refusalText } from "../graph/foreign";
 import { graphFromExif } from "../graph/exif";
 import { graphFromPng, imageKind, isPng } from "../graph/png";
 import { NodegraphClient, ProtocolError, socketUrl, type JsonMessage, type SocketLike } from "../protocol/client";
@@ -738,9 +738,7 @@ export class EditorApp {
       this.showLoadError(name, message);
       return false;
     }
-    const schemas = this.session.get().schemas.nodes;
-    const graph = withWorkflowOutputNames(reply.graph, raw, (type) => type in schemas);
-    if (!this.loadGraph(importedTitle(graph, name, name === PASTED_TEXT), name)) return false;
+    if (!this.loadGraph(importedTitle(reply.graph, name, name === PASTED_TEXT), name)) return false;
     this.canvas.separateWhenShown = true;
     const errors = (Array.isArray(reply.errors) ? reply.errors : []) as GraphError[];
     const unknown = errors.filter((e) => e?.code === "unknown_node_type").length;
