@@ -118,6 +118,7 @@ from .distributed.pool import ClusterUnreachableError, RayNotInstalledError
 from .errors import GraphValidationError, NodeExecutionError, NodeInputError, RunInterrupted, StorageLimitError
 from .events import RunFailed
 from .files import FileAccessError, FileStore, eight_bit
+from .memory import release_failed_run
 from .model_paths import ModelPathsError
 from .plugins import PluginOptionError, add_plugin_arguments, plugin_options
 from .protocol import (CLIENT_LOG, ROW_EVENTS, EngineEvents, Outgoing, ServerProtocol, compacted, event_dict,
@@ -1285,6 +1286,7 @@ class Server:
             timer = threading.Timer(time_limit, lambda: (over_time.set(), self.session.interrupt(run_id)))
             timer.daemon = True
             timer.start()
+        failure: BaseException | None = None      # how the run ended, when it did not succeed
         try:
             removed = self.protocol.removed_user_error(record.user)
             if removed is not None:
@@ -1295,13 +1297,16 @@ class Server:
                                       output_budget=budget, cache_scope=record.user,
                                       **({"input_dir": folders[0], "output_dir": folders[1]} if folders else {}))
         except _UserRemoved as exc:
+            failure = exc
             log.info("run %s not run: its user %s was removed", run_id, record.user)
             self._terminal_event = RunFailed(run_id, None, exc.error["message"])
             self._finish(run_id, "failed", error=exc.error)
         except GraphValidationError as exc:
+            failure = exc
             self._terminal_event = RunFailed(run_id, None, str(exc))
             self._finish(run_id, "failed", error={"message": str(exc), "errors": exc.to_list()})
         except NodeExecutionError as exc:
+            failure = exc
             if isinstance(exc.exception, (NodeInputError, StorageLimitError)):     # said to its user: no traceback
                 log.info("run %s failed at node %r (%s): %s", run_id, exc.node_id, exc.node_type, exc.exception)
             else:
@@ -1311,6 +1316,7 @@ class Server:
                 "message": str(exc.exception), "traceback": exc.traceback},
                 result=self._files_of_stopped_run(run_id, store, exc))
         except RunInterrupted as exc:
+            failure = exc
             saved = self._files_of_stopped_run(run_id, store, exc)
             removed = self.protocol.removed_user_error(record.user)
             if removed is not None:      # stopped because its user left the users file: said so, as queued ones are
@@ -1326,6 +1332,7 @@ class Server:
             else:
                 self._finish(run_id, "interrupted", error={"message": str(exc), "node_id": exc.node_id}, result=saved)
         except BaseException as exc:  # noqa: BLE001 — the worker must survive anything
+            failure = exc
             log.exception("run %s crashed the worker loop", run_id)
             self._terminal_event = RunFailed(run_id, None, f"{type(exc).__name__}: {exc}")
             self._finish(run_id, "failed", error={"message": f"{type(exc).__name__}: {exc}"})
@@ -1352,6 +1359,9 @@ class Server:
             if self._terminal_event is not None:   # now get_outputs / queue_status see the final status
                 self._post(self.protocol.run_event(run_id, event_dict(self._terminal_event)), urgent=True)
                 time.sleep(0)     # the GIL to the event loop now: the result leaves before this thread looks for work
+            if failure is not None:       # its frames hold the failed node's inputs: freed now, not at some later GC
+                release_failed_run(failure)
+                failure = None
             self._runs_since_prune += 1
             if self._runs_since_prune >= self.prune_every:    # maintenance, after the client has its answer
                 self._runs_since_prune = 0

@@ -75,6 +75,7 @@ class BatchItem:
 def _run_local(session: Any, graph: Any, index: int, overrides: dict, outputs: list[str] | None,
                output_dir: Path, on_event: Callable | None) -> BatchItem:
     from ..errors import GraphValidationError, NodeExecutionError, RunInterrupted
+    from ..memory import release_failed_run
     from ..results import collect_files, jsonable
 
     run_id = uuid.uuid4().hex
@@ -88,8 +89,10 @@ def _run_local(session: Any, graph: Any, index: int, overrides: dict, outputs: l
     except NodeExecutionError as exc:
         item.error = {"node_id": exc.node_id, "node_type": exc.node_type, "exception_type": exc.exception_type,
                       "message": str(exc.exception)}
+        release_failed_run(exc)     # the next variants need that memory (nodegraph.memory)
     except RunInterrupted as exc:
         item.status, item.error = "interrupted", {"message": str(exc), "node_id": exc.node_id}
+        release_failed_run(exc)
     else:
         item.status, item.warnings = "succeeded", list(result.warnings)
         item.outputs = {n: jsonable({k: v for k, v in values.items() if k != "files"})

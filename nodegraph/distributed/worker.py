@@ -161,6 +161,7 @@ class SessionWorker:
 
     def _run_in(self, request: dict[str, Any], emit, input_dir: Path, output_dir: Path) -> dict[str, Any]:
         from ..errors import GraphValidationError, NodeExecutionError, RunInterrupted
+        from ..memory import release_failed_run
         from ..results import collect_files, jsonable
 
         run_id = request["run_id"]
@@ -190,10 +191,12 @@ class SessionWorker:
             message = f"on worker {self.name} (host {self.host}): {exc}"
             return {**base, "status": "failed", "error": {"message": message, "errors": errors}}
         except NodeExecutionError as exc:
+            release_failed_run(exc)      # a worker lives long: the failed node's inputs go now (nodegraph.memory)
             return {**base, "status": "failed", "error": {
                 "node_id": exc.node_id, "node_type": exc.node_type, "exception_type": exc.exception_type,
                 "message": str(exc.exception), "traceback": exc.traceback, "worker": self.name}}
         except RunInterrupted as exc:
+            release_failed_run(exc)
             return {**base, "status": "interrupted", "error": {"message": str(exc), "node_id": exc.node_id}}
         files = []
         for item in collect_files(result.outputs, output_dir):
