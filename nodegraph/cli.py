@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -165,7 +166,7 @@ def _load(session: Any, path: str) -> Any:
 def _print_errors(errors: list, stream: TextIO) -> None:
     print(f"graph is invalid ({len(errors)} error{'s' if len(errors) != 1 else ''}):", file=stream)
     for error in errors:
-        print(f"  - {error}", file=stream)
+        print(f"  - {_terminal_safe(str(error))}", file=stream)
 
 
 def _parse_override(text: str) -> tuple[str, Any]:
@@ -465,7 +466,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                   "exception_type": exc.exception_type, "message": str(exc.exception)})
         inside = (f" (inside subgraph node {exc.node_id.split('/')[0]!r}: its inner node "
                   f"{exc.node_id.split('/', 1)[1]!r})" if "/" in (exc.node_id or "") else "")
-        print(f"error: node {exc.node_id!r} ({exc.node_type}){inside} failed: {exc.exception_type}: {exc.exception}",
+        print(f"error: node {exc.node_id!r} ({exc.node_type}){inside} failed: {exc.exception_type}: "
+              f"{_terminal_safe(str(exc.exception))}",
               file=sys.stderr)
         sources = {p.name: p.source for p in session.plugin_report.loaded}
         if exc.plugin is not None and sources.get(exc.plugin) != "builtin" and not isinstance(exc.exception,
@@ -501,17 +503,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
             shown = values.get("text", jsonable(values.get("value", rest)))
             if not isinstance(shown, str):        # a node's outputs as JSON, not as Python writes a dict
                 shown = json.dumps(shown, default=str)
-            print(f"{node_id}: {shown}", file=summary)
+            print(f"{_terminal_safe(node_id)}: {_terminal_safe(shown)}", file=summary)
     for item in files:   # every output file with its kind
-        print(f"{item['node_id']}: {describe_file(item)}", file=summary)
+        print(f"{_terminal_safe(item['node_id'])}: {describe_file(item)}", file=summary)
     for warning in result.warnings:     # what nodes told the user (NodeContext.warn)
         again = " (its result came from the cache)" if warning.get("cached") else ""
-        print(f"warning: node {warning['node_id']!r} ({warning['node_type']}){again}: {warning['message']}",
-              file=sys.stderr)
+        print(f"warning: node {warning['node_id']!r} ({warning['node_type']}){again}: "
+              f"{_terminal_safe(warning['message'])}", file=sys.stderr)
     record_path = Path(args.output_dir) / (Path(args.graph).stem + ".outputs.json")
     print(f"ran {len(result.executed)} node(s), {len(result.cached)} from cache, in {result.seconds:.3f} s"
           f"{f'; outputs in {record_path}' if record_path.is_file() else ''}", file=summary)
     return EXIT_OK
+
+
+_TERMINAL_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _terminal_safe(text: str) -> str:
+    """`text` as a terminal shows it literally: control characters (an ESC that clears the screen or recolours
+    it, a carriage return that writes over the line: a stranger's graph faked "all good" with them) and lone
+    surrogates written as escapes (`\x1b`); newlines and tabs stay."""
+    return _TERMINAL_UNSAFE.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii")
+                                if not "\ud800" <= m.group() <= "\udfff" else f"\\u{ord(m.group()):04x}", text)
 
 
 def _usage_error(message: str, as_json: bool = False) -> int:
@@ -713,6 +726,12 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes, "plugi
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):      # a lone surrogate in a graph's text is printed escaped, never a
+        if hasattr(stream, "reconfigure"):       # UnicodeEncodeError after the run succeeded (exit 1: "invalid")
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):        # a closed or detached stream (tests capture them)
+                pass
     try:
         return _main(sys.argv[1:] if argv is None else argv)
     except BrokenPipeError:      # `nodegraph nodes --json | head`: the reader has what it wanted

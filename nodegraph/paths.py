@@ -116,6 +116,8 @@ def check_name(name: object, *, what: str = "file name", input_name: str | None 
         raise refuse("too_long", f"is longer than {MAX_NAME_BYTES} bytes")
     if any(unicodedata.category(ch) == "Cc" for ch in name):
         raise refuse("control_character", "contains a control character (NUL, newline, tab, ...)")
+    if any(unicodedata.category(ch) == "Cs" for ch in name):     # "\ud800": no file system can name it
+        raise refuse("not_text", "contains a lone UTF-16 surrogate (half of a character), which no file name can hold")
     if any(ch in _BIDI_CONTROLS for ch in name):     # "x\u202egnp.exe" shows as "xexe.png" in listings
         raise refuse("bidi_control", "contains a right-to-left / left-to-right override or mark, which makes the "
                                      "name display other than it is")

@@ -301,10 +301,14 @@ def read_json_text(text: str | bytes, what: str, path: str | os.PathLike | None 
     """`text` parsed as JSON; invalid, too deep (RecursionError) or odd (a 5000-digit number) -> ModelLoadError."""
     try:
         return json.loads(text)
-    except (ValueError, RecursionError) as error:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        reason = str(error) if len(str(error)) <= 200 else str(error)[:200] + "..."
-        raise ModelLoadError(f"{what}: not valid JSON ({type(error).__name__}: {reason}); "
+    except RecursionError:
+        raise ModelLoadError(f"{what}: not valid JSON (nested thousands of levels deep, as no model file is); "
                              f"fix or remove it, or copy the file again", path) from None
+    except ValueError as error:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = ("a number thousands of digits long, as no model file has" if "integer string conversion" in
+                  str(error) else str(error) if len(str(error)) <= 200 else str(error)[:200] + "...")
+        raise ModelLoadError(f"{what}: not valid JSON ({reason}); fix or remove it, or copy the file again",
+                             path) from None
 
 
 # Sections of the override that must be JSON objects (None: absent), and those that must be strings.

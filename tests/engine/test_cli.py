@@ -1246,3 +1246,19 @@ def test_a_graph_from_standard_input_runs_validates_and_sweeps(tmp_path, capsys,
     stdin(" " * (MAX_FILE_BYTES + 10))                            # read up to the limit, no more: one error
     assert main(["validate", "-", "--no-plugins"]) == 1
     assert "standard input holds more than" in capsys.readouterr().err
+
+
+def test_a_strangers_graph_cannot_write_terminal_controls_or_crash_the_summary(tmp_path, capsys):
+    """A hostile pass: node ids and ShowValue text with ESC sequences cleared and recoloured the terminal and
+    faked "FAKE: all good" over the line (\\r); a lone surrogate in a value made the summary's print raise
+    UnicodeEncodeError after the run had succeeded (a traceback, exit 1). Both are printed escaped now."""
+    graph = tmp_path / "hostile.json"
+    graph.write_text(json.dumps({"format_version": 2, "nodes": {
+        "n\u001b]0;PWNED\u0007": {"type": "String", "inputs": {"value": "hello\u001b[2J\u001b[31mFAKE: all good\r"}},
+        "s\u001b[1m": {"type": "ShowValue", "inputs": {"value": {"node": "n\u001b]0;PWNED\u0007", "output": "value"}}},
+        "h": {"type": "String", "inputs": {"value": "\udfff"}},
+        "half": {"type": "ShowValue", "inputs": {"value": {"node": "h", "output": "value"}}}}}))
+    assert main(["run", str(graph), "--output-dir", str(tmp_path / "out"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "\u001b" not in out and "\r" not in out, out
+    assert "s\\x1b[1m: hello\\x1b[2J\\x1b[31mFAKE: all good\\r" in out and "half: \\udfff" in out, out

@@ -30,6 +30,7 @@ BAD_NAMES = [
     ("name\x00.png", "control_character"),
     ("line\nbreak", "control_character"),
     ("tab\there", "control_character"),
+    ("x\ud800.png", "not_text"),          # a lone surrogate: realpath raised UnicodeEncodeError (a hostile pass)
     ("x\u202egnp.exe", "bidi_control"),     # listed as "xexe.png" (a hostile pass's finding)
     ("runs/\u2067a", "bidi_control"),
     ("runs//x", "empty_component"),

@@ -93,7 +93,8 @@ def test_alpha_pattern_from_a_file_is_never_compiled(tmp_path, pattern, alpha):
     ({"unet.lora_alpha": 8, "unet.r": 0}, "unet.r"),
     ({"unet.lora_alpha": 8, "unet.use_rslora": "yes"}, "use_rslora"),
     ("{not json", "not valid JSON"),
-    ("[" * 100_000 + "]" * 100_000, "not valid JSON"),
+    ("[" * 100_000 + "]" * 100_000, r"not valid JSON \(nested thousands of levels deep"),   # not RecursionError's
+    ('{"unet.r": ' + "9" * 5000 + "}", r"not valid JSON \(a number thousands of digits long"),   # nor Python's advice
     ([1, 2], "must be a JSON object"),
 ])
 def test_unreadable_adapter_metadata_is_an_error_naming_the_file(tmp_path, metadata, field):
