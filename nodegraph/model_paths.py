@@ -110,12 +110,13 @@ def _mtime(directory: Path) -> float | None:
 
 def _walk_models(directory: Path, top: Path, exts: tuple[str, ...], names: list[str], seen: set[str],
                  visited: set[tuple[int, int]], budget: list[int], depth: int) -> None:
-    """Add model files (and diffusers pipeline folders) under `directory` to `names`, bounded."""
+    """Add model files (and diffusers pipeline folders) under `directory` to `names`, bounded. A folder in
+    `visited` is not walked again below the top (a link loop, or a link to another root: that root lists it)."""
     try:
         info = directory.stat()
     except OSError:
         return
-    if (info.st_dev, info.st_ino) in visited or depth > MAX_DEPTH:
+    if ((info.st_dev, info.st_ino) in visited and depth > 0) or depth > MAX_DEPTH:
         return
     visited.add((info.st_dev, info.st_ino))
     try:
@@ -246,7 +247,15 @@ class ModelPaths:
         names: list[str] = []
         seen: set[str] = set()
         searched = []
+        # every root counts as visited from the start: a link inside one root to another root (extra model
+        # paths that cross-link) is that root's files under their plain names, not "alias/name" hiding them
         visited: set[tuple[int, int]] = set()
+        for directory in self.directories(folder):
+            try:
+                info = directory.stat()
+            except OSError:
+                continue
+            visited.add((info.st_dev, info.st_ino))
         budget = [MAX_ENTRIES]
         for directory in self.directories(folder):
             searched.append(str(directory))

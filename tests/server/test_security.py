@@ -95,6 +95,25 @@ def test_model_listing_ends_on_symlink_loops_and_is_bounded(tmp_path):
     assert names == ["a/model.safetensors"]
 
 
+def test_a_link_from_one_model_root_into_another_does_not_hide_its_files(tmp_path):
+    """A hostile pass: `a/checkpoints/alias` → `b/checkpoints` (extra model paths that cross-link) listed b's
+    model only as 'alias/real.safetensors', and a graph naming 'real.safetensors' was refused although the error
+    said it looked in b. Each root's files are listed under their plain names; the link adds nothing twice."""
+    for root in ("a", "b"):
+        (tmp_path / root / "checkpoints").mkdir(parents=True)
+    (tmp_path / "b" / "checkpoints" / "real.safetensors").write_bytes(b"x")
+    (tmp_path / "a" / "checkpoints" / "own.safetensors").write_bytes(b"x")
+    (tmp_path / "a" / "checkpoints" / "alias").symlink_to(tmp_path / "b" / "checkpoints")
+    names, _ = ModelPaths(roots=[tmp_path / "a", tmp_path / "b"]).list("checkpoints")
+    assert names == ["own.safetensors", "real.safetensors"], names
+    # a link into a folder no root lists is still followed (a model folder on another disk)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "far.safetensors").write_bytes(b"x")
+    (tmp_path / "a" / "checkpoints" / "disk").symlink_to(tmp_path / "elsewhere")
+    names, _ = ModelPaths(roots=[tmp_path / "a", tmp_path / "b"]).list("checkpoints")
+    assert names == ["disk/far.safetensors", "own.safetensors", "real.safetensors"], names
+
+
 def test_a_slow_listing_does_not_hold_up_other_clients(server, tmp_path, monkeypatch):
     """While one client's model listing takes 2 s, another client's ping is answered within 1 s."""
     original = server.session.model_paths.list
