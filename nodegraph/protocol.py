@@ -1042,7 +1042,7 @@ class ServerProtocol:
             errors = exc.errors
         if errors:
             return [_error(client.client_id, "invalid_graph",
-                           f"the graph is invalid ({len(errors)} error(s)); nothing was queued",
+                           f"the graph is invalid ({len(errors)} error{'' if len(errors) == 1 else 's'}); nothing was queued",
                            message.request_id, errors=[e.to_dict() for e in errors[:200]])]
         user_name = client.user.name if client.user is not None else None
         reserved = self.reserve_worker()        # the idle worker waits for this run: stored running, not queued
