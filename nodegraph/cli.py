@@ -387,7 +387,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         warnings = _print_plugin_warnings(session)
         graph = _load(session, args.graph)       # read once: the --set values' types, then the run
         overrides = _typed_overrides(session.registry, graph, session.renamed_overrides(graph, overrides))
-        usable, override_errors = _override_graph(graph, overrides) if overrides else (graph, [])
+        usable, override_errors = session.with_usable_overrides(graph, overrides) if overrides else (graph, [])
         if override_errors:         # every problem at once, as `validate` reports them
             raise GraphValidationError(override_errors + session.validate(usable, args.outputs,
                                                                           input_dir=args.input_dir))
@@ -537,18 +537,6 @@ def _usage_error(message: str, as_json: bool = False) -> int:
     return EXIT_USAGE
 
 
-def _override_graph(graph: Any, overrides: dict[str, Any]) -> tuple[Any, list]:
-    """The graph with the overrides that name its nodes applied, and the errors of those that do not —
-    so `validate` reports a misspelt node id and the other overrides' problems at once."""
-    from .errors import GraphValidationError
-
-    try:
-        return graph.with_overrides(overrides), []
-    except GraphValidationError as exc:
-        usable = {key: value for key, value in overrides.items() if key.rpartition(".")[0] in graph.nodes}
-        return graph.with_overrides(usable), exc.errors
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     from .errors import GraphValidationError
 
@@ -563,7 +551,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         override_errors: list = []
         if overrides:
             typed = _typed_overrides(session.registry, graph, session.renamed_overrides(graph, overrides))
-            graph, override_errors = _override_graph(graph, typed)
+            graph, override_errors = session.with_usable_overrides(graph, typed)
         errors = override_errors + session.validate(graph, args.outputs, input_dir=args.input_dir)
     except GraphValidationError as exc:
         errors = exc.errors

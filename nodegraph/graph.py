@@ -73,14 +73,42 @@ class Link:
         return {"node": self.node, "output": self.output}
 
 
-@dataclass(slots=True)
+class FrozenDict(dict):
+    """A dict that refuses changes: a loaded graph's nodes and each node's inputs.
+
+    A Graph's plan, literal digests and cache keys are computed once and memoised on it, so changing it in
+    place ran the old values, and a PNG's embedded graph named the new ones (a Python user's finding: seed 1234
+    set on a loaded graph drew seed 42's image, labelled 1234). Reading is a plain dict's, at its speed.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a loaded graph does not change in place (its plan and cache keys are computed once): "
+                        "make a changed copy with graph.with_overrides({'node.input': value}), or edit the graph's "
+                        "dict (graph.to_dict()) and load that")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = __ior__ = _refuse
+
+    def __reduce__(self) -> Any:        # pickle / deepcopy (a Ray worker gets graphs pickled)
+        return (type(self), (dict(self),))
+
+    def __copy__(self) -> FrozenDict:
+        return self
+
+
+@dataclass(frozen=True, slots=True)
 class GraphNode:
-    """One node instance in a graph: its type and its inputs (literals or Links)."""
+    """One node instance in a graph: its type and its inputs (literals or Links; a FrozenDict)."""
 
     type: str
     inputs: dict[str, Any]
     title: str | None = None
     mode: str | None = None          # None, "bypass" or "mute" (NODE_MODES)
+
+    def __post_init__(self) -> None:
+        if type(self.inputs) is not FrozenDict:
+            object.__setattr__(self, "inputs", FrozenDict(self.inputs))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type,
@@ -127,7 +155,8 @@ class SubgraphDefinition:
 
 @dataclass(eq=False)
 class Graph:
-    """A parsed graph. Treat as immutable: `with_overrides` returns a new one.
+    """A parsed graph; its nodes and their inputs cannot change (FrozenDict): `with_overrides` returns a
+    changed copy.
 
     `compiled` is a per-registry memo filled by the executor (topological order,
     literal digests) so that re-running the same Graph object costs only the
@@ -140,6 +169,10 @@ class Graph:
     has_ui: bool = False
     compiled: dict[Any, Any] = field(default_factory=dict, repr=False)
     subgraphs: dict[str, SubgraphDefinition] | None = None   # None: the file has no "subgraphs" key
+
+    def __post_init__(self) -> None:
+        if type(self.nodes) is not FrozenDict:
+            self.nodes = FrozenDict(self.nodes)
 
     @property
     def is_plain(self) -> bool:
@@ -889,9 +922,13 @@ def _json_type(value: Any) -> str:
 
 
 def parse_graph(source: Graph | dict | str | bytes) -> Graph:
-    """Graph, dict, JSON text or bytes → Graph (raises GraphValidationError)."""
+    """Graph, dict, JSON text or bytes (JSON, or an image SaveImage wrote: its graph) → Graph (raises
+    GraphValidationError)."""
     if isinstance(source, Graph):
         return source
+    if isinstance(source, (bytes, bytearray)) and (bytes(source[:8]) == PNG_SIGNATURE
+                                                   or media_kind(bytes(source[:16])) is not None):
+        return graph_from_bytes(bytes(source), "the image given")      # an image's bytes: the graph it holds
     if isinstance(source, (bytes, str)):
         source = decode_json(source)
     return graph_from_dict(source)
@@ -1114,13 +1151,20 @@ def load_graph(path: str | os.PathLike) -> Graph:
         raise GraphValidationError([GraphError(
             "unreadable_file", f"cannot read graph file {str(path)!r}: {exc.strerror or exc}; check the path (a "
                                f"graph is a .json file, or a PNG saved by SaveImage)")]) from None
+    return graph_from_bytes(data, path.name)
+
+
+def graph_from_bytes(data: bytes, name: str) -> Graph:
+    """The graph in a file's bytes (`name` says which in messages): a PNG saved by SaveImage (its "nodegraph"
+    text chunk), a JPEG / WebP (its EXIF), else JSON text; a ComfyUI PNG, a PNG without a graph, a video or
+    an audio file is a GraphValidationError saying what it is."""
     if data.startswith(PNG_SIGNATURE):
         text = graph_text_from_png(data)
         prompt_text = None if text is not None else (graph_text_from_png(data, "prompt")
                                                      or graph_text_from_png(data, "workflow"))
         if prompt_text is not None and foreign_format(_json_or_none(prompt_text)) is None:
             raise GraphValidationError([GraphError(
-                "invalid_json", f"{path.name} has a ComfyUI \"prompt\" / \"workflow\" text chunk, but it is not a "
+                "invalid_json", f"{name} has a ComfyUI \"prompt\" / \"workflow\" text chunk, but it is not a "
                                 f"ComfyUI prompt or workflow (not valid JSON, or not its shape), so there is no graph "
                                 f"to import; save the image (or the workflow) from ComfyUI again",
                 details={"tool": "comfyui"})])
@@ -1128,32 +1172,32 @@ def load_graph(path: str | os.PathLike) -> Graph:
             kind = foreign_format(_json_or_none(prompt_text))[1]
             what = "an API prompt" if kind == "api" else "a UI workflow"
             raise GraphValidationError([GraphError(
-                "foreign_format", f"{path.name} is a PNG saved by ComfyUI: it carries {what}, not a nodegraph graph; "
+                "foreign_format", f"{name} is a PNG saved by ComfyUI: it carries {what}, not a nodegraph graph; "
                                   f"`nodegraph run`/`validate` and the editor import it "
                                   f"(nodegraph.graph.foreign_prompt reads it)", details={"tool": "comfyui",
                                                                                         "format": kind})])
         if text is None:
             raise GraphValidationError([GraphError(
-                "invalid_json", f"{path.name} is a PNG without an embedded graph; only images saved by "
+                "invalid_json", f"{name} is a PNG without an embedded graph; only images saved by "
                                 f"SaveImage carry one")])
         try:
             return parse_graph(text)
         except GraphValidationError as exc:      # say where the broken JSON came from
             raise GraphValidationError([
-                GraphError(e.code, f"the graph embedded in {path.name} (its \"nodegraph\" text chunk): {e.message}",
+                GraphError(e.code, f"the graph embedded in {name} (its \"nodegraph\" text chunk): {e.message}",
                            e.node_id, e.input, e.details) if e.code == "invalid_json" else e
                 for e in exc.errors]) from None
     if data.startswith(b"\xff\xd8\xff") or data[8:12] == b"WEBP" and data.startswith(b"RIFF"):
         embedded = graph_from_exif(data)
         if embedded is not None:      # a JPEG / WebP saved by SaveImage: the graph in EXIF ImageDescription
             if isinstance(embedded, str):
-                raise GraphValidationError([GraphError("invalid_json", f"{path.name}: {embedded}")])
+                raise GraphValidationError([GraphError("invalid_json", f"{name}: {embedded}")])
             return parse_graph(json.dumps(embedded))
     media = media_kind(data[:16])
     if media is not None:
         what, how = media
         raise GraphValidationError([GraphError(
-            "invalid_json", f"{path.name} is {what}, not a graph file; {how.format(name=path.name)}",
+            "invalid_json", f"{name} is {what}, not a graph file; {how.format(name=name)}",
             details={"file_kind": what})])
     return parse_graph(data)
 

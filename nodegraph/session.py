@@ -152,6 +152,19 @@ class Session:
         plain = {key: _plain_scalar(value) for key, value in overrides.items()}
         return graph.with_overrides(self.renamed_overrides(graph, plain))
 
+    def with_usable_overrides(self, graph: Graph, overrides: dict[str, Any]) -> tuple[Graph, list[GraphError]]:
+        """The graph with the overrides that name its nodes applied, and the errors of those that do not, so one
+        misspelt node id does not hide the other overrides' problems (`validate` and `run` report them together,
+        as `nodegraph validate --set` does)."""
+        try:
+            return self.with_overrides(graph, overrides), []
+        except GraphValidationError as exc:
+            usable = {key: value for key, value in overrides.items() if str(key).rpartition(".")[0] in graph.nodes}
+            try:
+                return self.with_overrides(graph, usable), exc.errors
+            except GraphValidationError as again:       # a usable one's own problem (a link replaced): said once
+                return graph, exc.errors + [e for e in again.errors if e not in exc.errors]
+
     def renamed_overrides(self, graph: Graph, overrides: dict[str, Any]) -> dict[str, Any]:
         """`{"node.input": value}` overrides with each renamed input (`Node.renamed_inputs`) under its new name."""
         renames = self.registry.input_renames()
@@ -174,14 +187,16 @@ class Session:
         `model_writes=False` (a server's plain users) adds a `model_write_forbidden` error for each
         node that writes into a model folder (see `run`). Files named in the input folder (uploads,
         datasets) must be in `input_dir` (default: the session's input folder)."""
+        override_errors: list[GraphError] = []
         try:
             graph = self.load(source)
             if overrides:
-                graph = self.with_overrides(graph, overrides)
+                graph, override_errors = self.with_usable_overrides(graph, overrides)
         except GraphValidationError as exc:
             return exc.errors
         outputs = _output_ids(outputs)
         graph, token_errors = expand_graph(graph, self.registry)     # ComfyUI's %date:…% / %KSampler.seed%
+        token_errors = override_errors + token_errors
         if outputs is not None:           # chosen outputs: only what they need is checked (as `run` runs it)
             outputs = list(outputs)
             if unknown := _unknown_outputs(graph, outputs):
@@ -279,7 +294,10 @@ class Session:
         """
         graph = self.load(source)
         if overrides:
-            graph = self.with_overrides(graph, overrides)
+            graph, override_errors = self.with_usable_overrides(graph, overrides)
+            if override_errors:     # with the other overrides' and the graph's problems, as validate lists them
+                rest = self.validate(graph, outputs, input_dir=input_dir)
+                raise GraphValidationError(override_errors + [e for e in rest if e not in override_errors])
         outputs = _output_ids(outputs)
         requested = tuple(outputs) if outputs is not None else None
         # ComfyUI's file-name tokens (%date:…%, %KSampler.seed%) expanded now, into the names the cache keys see;
@@ -353,8 +371,11 @@ class Session:
                 `interrupt()` while a variant runs in this process.
 
         Returns the `BatchItem`s (status, files, outputs, error, worker) in variant order, of the variants
-        that ran; a failing variant never stops the others. See nodegraph/distributed/batch.py and
-        docs/distributed.md.
+        that ran; a failing variant never stops the others. An item's `outputs` are what its record and
+        `index.json` hold, JSON values: numbers and text as they are, a tensor described by type, shape and dtype
+        (a batch may run on other machines, and its index must be readable by any tool) — for the tensors
+        themselves, loop over `run` (its cache makes only what a variant changes run again). See
+        nodegraph/distributed/batch.py and docs/distributed.md.
         """
         from .distributed.batch import run_batch
 

@@ -94,6 +94,21 @@ CHOICE_ALIASES: dict[str, tuple[str, str | None]] = {
     "unipcmultistepscheduler": ("unipc", None), "lcmscheduler": ("lcm", None),
     "uni pc": ("unipc_bh1", None), "uni pc bh2": ("unipc", None), "unipc bh2": ("unipc", None),
     "uniform": ("normal", None),
+    # A1111-style names written with underscores ("dpmpp_2m_karras"): the sampler with the karras schedule
+    "dpmpp 2m karras": ("dpmpp_2m", "karras"), "dpmpp 2m sde karras": ("dpmpp_2m_sde", "karras"),
+    "dpmpp sde karras": ("dpmpp_sde", "karras"), "euler karras": ("euler", "karras"),
+    "euler ancestral karras": ("euler_ancestral", "karras"), "heun karras": ("heun", "karras"),
+}
+
+#: names of other tools' samplers nodegraph does not have, with what to use instead
+UNSUPPORTED_CHOICES: dict[str, str] = {
+    "pndmscheduler": "PNDM (diffusers' default for Stable Diffusion 1.x) is not built in; 'dpmpp_2m' (or 'euler') "
+                     "draws comparable images in 20 steps",
+    "plms": "PLMS is not built in; 'dpmpp_2m' (or 'lms') is the multistep sampler to use",
+    "deismultistepscheduler": "DEIS is not built in; 'dpmpp_2m' or 'unipc' are the multistep samplers to use",
+    "kdpm2discretescheduler": "DPM2 is not built in; 'heun' is the second-order sampler to use",
+    "kdpm2ancestraldiscretescheduler": "DPM2 a is not built in; 'euler_ancestral' or 'dpmpp_sde' are the "
+                                       "stochastic samplers to use",
 }
 
 
@@ -111,6 +126,8 @@ def suggest_choice(value: str, choices: Iterable[str]) -> str:
     if same:
         return _did_you_mean(same[:1])
     alias = CHOICE_ALIASES.get(key)
+    if alias is None and key in UNSUPPORTED_CHOICES and "euler" in choices:     # a sampler list
+        return f" ({UNSUPPORTED_CHOICES[key]}.)"
     if alias is not None and alias[0] in choices:
         choice, scheduler = alias
         also, what = (f" with scheduler {scheduler!r}", "that pair") if scheduler else ("", "it")

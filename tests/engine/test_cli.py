@@ -537,6 +537,7 @@ def test_nan_and_infinity_as_text_get_the_finite_number_hint(tmp_path, capsys):
 @pytest.mark.parametrize(("key", "value", "meant"), [
     ("sampler", "Euler a", "'euler_ancestral'"),
     ("sampler", "DPM++ 2M Karras", "'dpmpp_2m' with scheduler 'karras'"),
+    ("sampler", "dpmpp_2m_karras", "'dpmpp_2m' with scheduler 'karras'"),    # was "'dpmpp_2m_sde' or 'dpmpp_2m'"
     ("sampler", "DDIM", "'ddim'"),
     ("sampler", "Euler", "'euler'"),
     ("sampler", "UniPC", "'unipc'"),
@@ -548,6 +549,13 @@ def test_sampler_and_scheduler_suggestions_know_other_tools_names(capsys, key, v
     assert main(["validate", str(ROOT / "graphs" / "txt2img.json"), "--set", f"sampler.{key}={value}",
                  "--no-plugins"]) == 1
     assert f"Did you mean {meant}?" in capsys.readouterr().out
+
+
+def test_a_sampler_nodegraph_lacks_says_what_to_use_instead(capsys):
+    """diffusers' PNDMScheduler (Stable Diffusion 1.x's default) got no hint at all (a Python user's finding)."""
+    assert main(["validate", str(ROOT / "graphs" / "txt2img.json"), "--set", "sampler.sampler=PNDMScheduler",
+                 "--no-plugins"]) == 1
+    assert "PNDM (diffusers' default for Stable Diffusion 1.x) is not built in; 'dpmpp_2m'" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("header", "kind", "how"), [

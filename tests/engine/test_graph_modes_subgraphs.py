@@ -704,3 +704,61 @@ def test_a_requested_bypassed_node_is_told_it_is_bypassed():
     (error,) = session.validate(graph, ["b"])
     assert error.code == "unknown_node" and "is bypassed" in error.message and error.details == {"bypassed": True}
     assert session.validate(graph, ["c"]) == []
+
+
+def test_a_loaded_graph_refuses_changes_in_place_and_says_how_to_change_it():
+    """A Python user set `graph.nodes["sampler"].inputs["seed"] = 1234` on a loaded graph: the next run served the
+    memoised plan (seed 42's image, nothing re-ran), and after clear_cache the PNG's embedded graph said 1234 over
+    seed 42's pixels. A loaded graph's nodes and inputs now refuse changes, naming with_overrides."""
+    import copy
+    import pickle
+
+    from nodegraph.graph import parse_graph
+
+    graph = parse_graph({"format_version": 2, "nodes": {
+        "a": {"type": "Int", "inputs": {"value": 1}},
+        "s": {"type": "ShowValue", "inputs": {"value": {"node": "a", "output": "value"}}}}})
+    for change in (lambda: graph.nodes["a"].inputs.__setitem__("value", 2),
+                   lambda: graph.nodes["a"].inputs.update(value=2),
+                   lambda: graph.nodes["a"].inputs.pop("value"),
+                   lambda: graph.nodes.__setitem__("b", graph.nodes["a"]),
+                   lambda: graph.nodes.__delitem__("a")):
+        with pytest.raises(TypeError, match=r"does not change in place.*with_overrides"):
+            change()
+    with pytest.raises(AttributeError):          # dataclasses.FrozenInstanceError
+        graph.nodes["a"].inputs = {"value": 2}
+    assert graph.nodes["a"].inputs == {"value": 1} and list(graph.nodes) == ["a", "s"]
+    changed = graph.with_overrides({"a.value": 2})
+    assert changed.nodes["a"].inputs["value"] == 2 and graph.nodes["a"].inputs["value"] == 1
+    # a frozen graph still pickles (Ray workers) and copies, and a copy is as frozen
+    for twin in (pickle.loads(pickle.dumps(graph)), copy.deepcopy(graph)):
+        assert twin.to_dict() == graph.to_dict()
+        with pytest.raises(TypeError):
+            twin.nodes["a"].inputs["value"] = 3
+
+
+def test_the_bytes_of_an_image_saved_with_a_graph_load_as_that_graph(tmp_path):
+    """A Python user passed a SaveImage PNG's bytes to Session.load: "the file is not UTF-8 text (byte 0 is
+    b'\\x89')", while its path loaded. Bytes of an image load as the graph it holds, or say what they are."""
+    import io
+
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from nodegraph import GraphValidationError
+    from nodegraph.graph import parse_graph
+
+    graph = {"format_version": 2, "nodes": {"a": {"type": "Int", "inputs": {"value": 7}}}}
+    info = PngInfo()
+    info.add_text("nodegraph", json.dumps(graph))
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, format="PNG", pnginfo=info)
+    assert parse_graph(buffer.getvalue()).to_dict()["nodes"] == graph["nodes"]
+    plain = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(plain, format="PNG")
+    with pytest.raises(GraphValidationError, match="the image given is a PNG without an embedded graph"):
+        parse_graph(plain.getvalue())
+    jpeg = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(jpeg, format="JPEG")
+    with pytest.raises(GraphValidationError, match="the image given is a JPEG image, not a graph file"):
+        parse_graph(jpeg.getvalue())

@@ -291,3 +291,22 @@ def test_a_wrong_default_is_said_to_be_the_nodes_default_not_the_graphs_value():
     # a value the graph writes is the graph's: no such note
     (error,) = errors_of(session, {"t": {"type": "TypoDefault", "inputs": {"sampler": "eulr"}}, "show": show})
     assert "default" not in error.message and "default" not in error.details
+
+
+def test_an_override_naming_no_node_is_reported_with_the_other_overrides_problems(session):
+    """A Python user's finding: five bad overrides gave five errors, and adding `"nope.x": 1` gave one error,
+    unknown_node, hiding the five (`nodegraph validate --set` listed them all, as docs/graph-format.md says)."""
+    from nodegraph import GraphValidationError
+
+    graph = {"format_version": 2, "nodes": {
+        "a": {"type": "Int", "inputs": {"value": 1}},
+        "m": {"type": "IntMath", "inputs": {"a": link("a", "value"), "b": 2, "op": "add"}},
+        "s": {"type": "ShowValue", "inputs": {"value": link("m", "result")}}}}
+    overrides = {"nope.x": 1, "m.op": "plus", "m.b": "two"}
+    expected = {("unknown_node", "nope", None), ("not_in_choices", "m", "op"), ("type_mismatch", "m", "b")}
+    found = {(e.code, e.node_id, e.input) for e in session.validate(graph, overrides=overrides)}
+    assert found == expected, found
+    with pytest.raises(GraphValidationError) as info:
+        session.run(graph, overrides=overrides)
+    assert {(e.code, e.node_id, e.input) for e in info.value.errors} == expected
+    assert session.run(graph, overrides={"m.b": 5}).outputs["s"]["value"] == 6     # good overrides still run
