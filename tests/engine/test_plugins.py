@@ -102,6 +102,14 @@ class FakeEntryPoint:
         return self.obj
 
 
+def install_entry_points(monkeypatch, installed) -> None:
+    """Make `installed()` (evaluated at each look-up) the plugins installed under the `nodegraph` group; the
+    built-in packs stay as they are."""
+    real = plugin_loading._entry_points
+    monkeypatch.setattr(plugin_loading, "_entry_points",
+                        lambda group: installed() if group == plugin_loading.PLUGIN_GROUP else real(group))
+
+
 @pytest.fixture
 def fake_entry_points(monkeypatch):
     """Installed plugins 'zeta' (good), 'alpha' (good) and 'broken' (import fails)."""
@@ -217,9 +225,7 @@ def test_a_plugin_exiting_at_import_has_what_it_printed_in_its_failure(monkeypat
             return self.obj
 
     installed = [ArgparseAtImport("argy"), Chatty("chatty", NodesPlugin(make_node("Talks", 1)))]
-    real = plugin_loading._entry_points
-    monkeypatch.setattr(plugin_loading, "_entry_points",
-                        lambda group: installed if group == plugin_loading.PLUGIN_GROUP else real(group))
+    install_entry_points(monkeypatch, lambda: installed)
     session = Session(autoload=True)
     (failure,) = session.plugin_report.failed
     assert failure.name == "argy" and failure.error.startswith("SystemExit: 2 (the plugin exited while it was imported")
@@ -248,9 +254,7 @@ def test_a_plugin_sees_the_real_stderr_while_it_is_imported(monkeypatch, capfd):
             return self.obj
 
     installed = [Ordinary("ordinary", NodesPlugin(make_node("Plain", 1)))]
-    real = plugin_loading._entry_points
-    monkeypatch.setattr(plugin_loading, "_entry_points",
-                        lambda group: installed if group == plugin_loading.PLUGIN_GROUP else real(group))
+    install_entry_points(monkeypatch, lambda: installed)
     session = Session(autoload=True)
     assert not session.plugin_report.failed and made["encoding"]
     logger = logging.getLogger("plugin_after_import")
@@ -304,9 +308,7 @@ def test_an_entry_point_naming_a_module_that_is_not_there_is_a_packaging_typo_no
 
     typo = metadata.EntryPoint("typo_pack", "ngbad_missing_typo_zz", plugin_loading.PLUGIN_GROUP)
     inner = metadata.EntryPoint("inner_pack", "ngbad_missing_pkg_zz.nodes:plugin", plugin_loading.PLUGIN_GROUP)
-    real = plugin_loading._entry_points
-    monkeypatch.setattr(plugin_loading, "_entry_points",
-                        lambda group: [typo, inner] if group == plugin_loading.PLUGIN_GROUP else real(group))
+    install_entry_points(monkeypatch, lambda: [typo, inner])
     failures = {f.name: f for f in Session(autoload=True).plugin_report.failed}
     for name, module in (("typo_pack", "ngbad_missing_typo_zz"), ("inner_pack", "ngbad_missing_pkg_zz.nodes")):
         fix = failures[name].fix
@@ -337,9 +339,7 @@ def test_the_first_plugin_to_import_torch_is_told_that_is_most_of_its_time(monke
             return self.obj
 
     installed = [ImportsTorch("torchy_pack", NodesPlugin(make_node("TorchyNode", 1)))]
-    real = plugin_loading._entry_points
-    monkeypatch.setattr(plugin_loading, "_entry_points",
-                        lambda group: installed if group == plugin_loading.PLUGIN_GROUP else real(group))
+    install_entry_points(monkeypatch, lambda: installed)
     session = Session(autoload=True)
     (slow,) = [w for w in session.plugin_warnings() if w["kind"] == "slow_import"]
     assert slow["imported_torch"] and "the first to import torch, at module level" in slow["message"], slow
@@ -707,9 +707,7 @@ def test_bad_declarations_of_an_installed_plugin_are_named_together(monkeypatch)
 
             return NodesPlugin(*bad, TwoUnknown, make_node("Fine", 1))
 
-    real = plugin_loading._entry_points
-    monkeypatch.setattr(plugin_loading, "_entry_points",
-                        lambda group: [LoadsBadModule()] if group == plugin_loading.PLUGIN_GROUP else real(group))
+    install_entry_points(monkeypatch, lambda: [LoadsBadModule()])
     (failure,) = Session(autoload=True).plugin_report.failed
     assert failure.name == "decl_pack" and "5 problems: (1) " in failure.error, failure.error
     for expected in ("must be semver", "declare its port type", "output name 'x' is declared twice",
@@ -1236,9 +1234,7 @@ def test_a_plugin_slow_to_import_is_named_with_its_time(monkeypatch):
 
     installed = [TakesTime("quick_pack", NodesPlugin(make_node("QuickNode", 2)), 0.1),
                  TakesTime("slow_pack", NodesPlugin(make_node("SlowNode", 1)), 4.5)]
-    real = plugin_loading._entry_points
-    monkeypatch.setattr(plugin_loading, "_entry_points",
-                        lambda group: installed if group == plugin_loading.PLUGIN_GROUP else real(group))
+    install_entry_points(monkeypatch, lambda: installed)
     monkeypatch.setattr(plugin_loading, "time", clock)
     session = Session(autoload=True)
     seconds = {p.name: p.import_seconds for p in session.plugin_report.loaded if p.source != "builtin"}
