@@ -522,9 +522,12 @@ _TERMINAL_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 def _terminal_safe(text: str) -> str:
     """`text` as a terminal shows it literally: control characters (an ESC that clears the screen or recolours
     it, a carriage return that writes over the line: a stranger's graph faked "all good" with them) and lone
-    surrogates written as escapes (`\x1b`); newlines and tabs stay."""
-    return _TERMINAL_UNSAFE.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii")
-                                if not "\ud800" <= m.group() <= "\udfff" else f"\\u{ord(m.group()):04x}", text)
+    surrogates written as escapes (`\x1b`, `\x0d`, `\ud800`); newlines and tabs stay."""
+    def escaped(match: re.Match) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _TERMINAL_UNSAFE.sub(escaped, text)
 
 
 def _usage_error(message: str, as_json: bool = False) -> int:

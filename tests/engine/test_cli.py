@@ -1269,4 +1269,4 @@ def test_a_strangers_graph_cannot_write_terminal_controls_or_crash_the_summary(t
     assert main(["run", str(graph), "--output-dir", str(tmp_path / "out"), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "\u001b" not in out and "\r" not in out, out
-    assert "s\\x1b[1m: hello\\x1b[2J\\x1b[31mFAKE: all good\\r" in out and "half: \\udfff" in out, out
+    assert "s\\x1b[1m: hello\\x1b[2J\\x1b[31mFAKE: all good\\x0d" in out and "half: \\udfff" in out, out
