@@ -105,6 +105,7 @@ class ApiArgumentError(NodeInputError):
     def __init__(self, function: str, argument: str, message: str):
         self.function = function
         self.input = argument
+        self.problem = message      # what is wrong, without the function and argument (to re-raise as another)
         where = f"nodegraph.api.{function}()" if function in __all__ else function   # or a plugin's node / function
         ValueError.__init__(self, f"{where}: argument {argument!r}: {message}")
 
@@ -835,9 +836,9 @@ def _expanded_prefix(function: str, prefix: Any, argument: str = "prefix", **val
 
 def _prefix_argument(function: str, argument: Any) -> str:
     """The `argument=` of save_files / save_image: the name of the node input a prefix came from."""
-    if not isinstance(argument, str) or not argument.isidentifier():
+    if not isinstance(argument, str) or not argument.isidentifier() or len(argument) > 100:
         raise ApiArgumentError(function, "argument", f"expected the name of the node input the prefix came from "
-                                                     f"(such as 'filename_prefix'), found {argument!r}")
+                                                     f"(such as 'filename_prefix'), found {argument!r:.60}")
     return argument
 
 
@@ -1035,5 +1036,5 @@ def save_image(context: NodeContext, images: Any, prefix: str = "nodegraph", *,
     except ApiArgumentError as exc:     # the implementation's save_files names its own argument, 'prefix'
         if exc.input != "prefix" or argument == "prefix":
             raise
-        raise ApiArgumentError(name, argument, str(exc).split(": argument 'prefix': ", 1)[-1]) from None
+        raise ApiArgumentError(name, argument, exc.problem) from None
 

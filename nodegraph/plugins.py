@@ -521,7 +521,8 @@ def _failure_fix(name: str, exc: BaseException, stage: str, ep: metadata.EntryPo
         if target and (target == exc.name or target.startswith(exc.name + ".")):
             # the entry point's own module is missing: a typo in the plugin's packaging, not a dependency to
             # install (never suggest `pip install` of a name that came from a typo: anyone may register it)
-            where = f" (distribution {_distribution_of(ep)!r})" if _distribution_of(ep) else ""
+            distribution = _distribution_of(ep)
+            where = f" (distribution {distribution!r})" if distribution else ""
             return (f"the plugin's entry point {ep.name} = {ep.value!r}{where} names module {target!r}, which "
                     f"is not installed: fix the module name under [project.entry-points.nodegraph] in the "
                     f"plugin's pyproject.toml (or its package list) and reinstall it; {skip}")
