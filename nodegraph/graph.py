@@ -1158,6 +1158,9 @@ def graph_from_bytes(data: bytes, name: str) -> Graph:
     """The graph in a file's bytes (`name` says which in messages): a PNG saved by SaveImage (its "nodegraph"
     text chunk), a JPEG / WebP (its EXIF), else JSON text; a ComfyUI PNG, a PNG without a graph, a video or
     an audio file is a GraphValidationError saying what it is."""
+    if len(data) > MAX_FILE_BYTES:
+        raise GraphValidationError([GraphError(
+            "invalid_json", f"{name} is {len(data)} bytes; the limit for a graph is {MAX_FILE_BYTES} bytes")])
     if data.startswith(PNG_SIGNATURE):
         text = graph_text_from_png(data)
         prompt_text = None if text is not None else (graph_text_from_png(data, "prompt")

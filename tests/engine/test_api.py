@@ -129,8 +129,9 @@ def test_save_files_refuses_a_symlinked_subfolder_pointing_outside(tmp_path):
                            argument="filename_prefix")
         assert info.value.input == "filename_prefix", (prefix, info.value)
         assert "argument 'filename_prefix'" in str(info.value) and "'prefix'" not in str(info.value), info.value
-    with pytest.raises(api.ApiArgumentError, match="argument 'argument': expected the name of the node input"):
-        api.save_files(make_context(tmp_path), [b"x"], kind="text", prefix="a", suffix=".txt", argument="a b")
+    for wrong in ("a b", "../x", "/etc/x", "a" * 10_000, ["nested"]):
+        with pytest.raises(api.ApiArgumentError, match="argument 'argument': expected the name of the node input"):
+            api.save_files(make_context(tmp_path), [b"x"], kind="text", prefix="a", suffix=".txt", argument=wrong)
     assert list(outside.iterdir()) == []
 
 

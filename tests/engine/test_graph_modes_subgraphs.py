@@ -762,3 +762,7 @@ def test_the_bytes_of_an_image_saved_with_a_graph_load_as_that_graph(tmp_path):
     Image.new("RGB", (4, 4)).save(jpeg, format="JPEG")
     with pytest.raises(GraphValidationError, match="the image given is a JPEG image, not a graph file"):
         parse_graph(jpeg.getvalue())
+    from nodegraph.graph import MAX_FILE_BYTES, PNG_SIGNATURE
+
+    with pytest.raises(GraphValidationError, match="the image given is .* bytes; the limit for a graph is"):
+        parse_graph(PNG_SIGNATURE + bytes(MAX_FILE_BYTES))       # bounded as a file's bytes are
