@@ -370,6 +370,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    from .distributed.options import apply_cpu_threads
+
+    apply_cpu_threads(args)
     if args.sweep or args.ray is not None:
         from .distributed.batch import cmd_batch
 

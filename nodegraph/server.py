@@ -1482,8 +1482,9 @@ def freeze_startup_heap() -> None:
 async def serve_forever(args: argparse.Namespace) -> None:
     from .session import Session
 
-    from .distributed.options import cache_options
+    from .distributed.options import apply_cpu_threads, cache_options
 
+    apply_cpu_threads(args)
     users = UserBook.load(args.users) if args.users else None
     session = Session(**plugin_options(args), **cache_options(args), output_dir=args.output_dir,
                       input_dir=args.input_dir)

@@ -9,10 +9,12 @@
 
     --cache lru|all|none   the output cache's policy (default lru; docs/executor.md "Cache policy")
     --cache-budget SIZE    the lru policy's budget, e.g. 4GiB, 512M or 0 (default 2GiB; with --ray, each worker's too)
+    --threads N            torch's CPU threads in this process (default: torch's own, one per core)
 
-Main functions: `add_ray_arguments(parser)`, `add_cache_arguments(parser)`, `cache_options(args)` (the
-Session's cache keyword arguments), `worker_session_options(args)`, `pool_from_args(args)`,
-`backend_from_args(args, session)` (the server), `parse_bytes("8G")` and `parse_cache_budget("4GiB")`.
+Main functions: `add_ray_arguments(parser)`, `add_cache_arguments(parser)` (with --threads), `cache_options(args)`
+(the Session's cache keyword arguments), `apply_cpu_threads(args)`, `worker_session_options(args)`,
+`pool_from_args(args)`, `backend_from_args(args, session)` (the server), `parse_bytes("8G")` and
+`parse_cache_budget("4GiB")`.
 """
 
 from __future__ import annotations
@@ -111,7 +113,33 @@ def add_cache_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     group.add_argument("--cache-budget", type=parse_cache_budget, default=None, metavar="SIZE",
                        help="what the lru cache may hold, e.g. 4GiB, 512M or 0 (default 2GiB); raise it above "
                             "your largest model so that model stays loaded between runs")
+    group = parser.add_argument_group("CPU")
+    group.add_argument("--threads", type=_threads, default=None, metavar="N",
+                       help="torch's CPU threads for running nodes (default: torch's own, one per core); on a "
+                            "machine busy with other work 1 or 2 can be much faster (docs/executor.md); Ray "
+                            "workers use --worker-cpus instead")
     return parser
+
+
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"--threads {text!r}: give a whole number of threads from 1 to 1024, "
+                                         f"e.g. --threads 2")
+    return value
+
+
+def apply_cpu_threads(args: argparse.Namespace) -> None:
+    """--threads N: torch.set_num_threads(N) in this process (imports torch only when the flag was given)."""
+    threads = getattr(args, "threads", None)
+    if threads is None:
+        return
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def cache_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -47,12 +47,31 @@ def test_run_flags_reach_the_session():
     (["--cache-budget", "True"], "argument --cache-budget: 'True' is not a size"),
     (["--cache-budget=-5G"], "argument --cache-budget: '-5G' is not a size"),
     (["--cache", "most"], "argument --cache: invalid choice: 'most'"),
+    (["--threads", "0"], "argument --threads: --threads '0': give a whole number of threads from 1 to 1024"),
+    (["--threads", "two"], "argument --threads: --threads 'two'"),
 ])
 def test_run_refuses_bad_cache_flags(flags, words, capsys):
     """Bad --cache / --cache-budget values are usage errors (exit 2) naming the flag."""
     with pytest.raises(SystemExit) as info:
         main(["run", ARITHMETIC, *flags])
     assert info.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_threads_flag_sets_torchs_threads(tmp_path, monkeypatch):
+    """`run --threads 1` runs with torch.set_num_threads(1); without the flag torch's default is left alone."""
+    import torch
+
+    from nodegraph.cli import main as cli_main
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    assert cli_main(["run", ARITHMETIC, "--threads", "1", "--no-plugins", "--output-dir", str(tmp_path)]) == 0
+    assert calls == [1]
+    assert cli_main(["run", ARITHMETIC, "--no-plugins", "--output-dir", str(tmp_path)]) == 0
+    assert calls == [1]
+    from nodegraph.server import build_parser as serve_parser
+
+    assert serve_parser().parse_args(["--threads", "3"]).threads == 3
 
 
 def test_run_refuses_a_budget_for_a_policy_without_one(tmp_path, capsys):
