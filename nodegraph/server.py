@@ -25,10 +25,12 @@ Pieces:
   Origin checks, `/files/<id>` (by id only, see files.py; per user on a server
   with users; each path segment percent-decoded once, `file_id_from_url_path`;
   read in a thread; refused to other sites' pages on a server without tokens,
-  `cross_site_read`), and the editor's static files from `web/dist`. `/?token=T` sets
-  an HttpOnly, SameSite=Lax cookie and redirects to the same path (a plain path
-  of this server only: `SAFE_REDIRECT`), so the editor's assets and websocket
-  carry the token without it staying in the URL. A server with users follows its
+  `cross_site_read`), and the editor's static files from `web/dist` (never framed by other
+  sites). `/?token=T` sets an HttpOnly, SameSite=Lax cookie named for the port
+  (`cookie_name`) and redirects to the same page, relative (`sign_in_redirect`: a proxy's
+  path prefix is kept, never another site), so the editor's assets and websocket
+  carry the token without it staying in the URL. Listening on every address, any IP
+  address is an accepted Host (`any_address`). A server with users follows its
   users file (`_watch_users`): revoked tokens stop working and their connections close.
 - The worker: one thread that takes queued runs in order and runs them on the
   Session — the very Graph object `submit` validated (`ServerProtocol.prepared`),
@@ -71,8 +73,9 @@ Pieces:
   through `protocol.CLIENT_LOG`: at most a few per kind and minute. A run that fails on its graph's
   mistake (a NodeInputError) is logged in one line; other node failures with their traceback.
 
-Security defaults (docs/security.md): loopback only; any other address requires
-a token (printed at start when not given) or a users file; the Host header must
+Security defaults (docs/security.md): loopback only; any other address, or a name
+given with --allow-host (a proxy in front), requires a token (generated and printed
+at start when not given) or a users file; the Host header must
 name this server (DNS rebinding); browsers' `Origin` must be allowed; message
 size capped; each user sees only their own runs and files.
 """
@@ -367,6 +370,44 @@ def dump_message(message: dict[str, Any]) -> str:
         return json.dumps(strict_json(message), default=str, allow_nan=False)
 
 
+def url_host(host: str) -> str:
+    """A host as it goes in a URL: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def machine_addresses() -> list[str]:
+    """Names a client on the network can use for this machine: its non-loopback IP addresses (the one with
+    the default route first, found without sending anything), then its host name."""
+    found: list[str] = []
+    with contextlib.suppress(OSError):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))         # a documentation address: UDP connect sends no packet
+            found.append(probe.getsockname()[0])
+    with contextlib.suppress(OSError, UnicodeError):
+        for info in socket.getaddrinfo(socket.gethostname(), None, type=socket.SOCK_STREAM):
+            found.append(str(info[4][0]).split("%")[0])
+    addresses = [a for a in dict.fromkeys(found) if is_ip_address(a) and not is_loopback(a)
+                 and not ipaddress.ip_address(a).is_unspecified]
+    return [*addresses, socket.gethostname()]
+
+
+def is_ip_address(host: str) -> bool:
+    """True for an IPv4 or IPv6 address literal (no name): "192.0.2.7", "::1", "fe80::1"."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def sign_in_redirect(path: str, query: str) -> str:
+    """Where `/?token=T` sends the browser once the cookie is set: the same page without the token, as a
+    relative reference ("./", "./x.png?size=128") so a reverse proxy's path prefix is kept; never another
+    site (a path outside `SAFE_REDIRECT`, e.g. "//evil.example", goes to "./")."""
+    last = path.rsplit("/", 1)[-1] if SAFE_REDIRECT.fullmatch(path) else ""
+    return f"./{last}" + (f"?{query}" if query else "")
+
+
 def is_loopback(host: str) -> bool:
     """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
     if host == "localhost":
@@ -411,7 +452,8 @@ class Server:
         session: a nodegraph Session (its output/input dirs are used for files).
         data_dir: where runs.sqlite lives.
         host, port: where to listen (port 0 picks a free one; see `port` after `start`).
-        token: required at the handshake; generated when listening beyond loopback and not given
+        token: required at the handshake; generated when not given and others can reach the server
+            (listening beyond loopback, or `allowed_hosts` naming a proxy in front)
             (unless `users` is given: then each user's own token is required instead).
         users: a UserBook (users.py): named users who see only their own runs and files.
         allowed_origins: extra allowed browser origins (the server's own are always allowed).
@@ -444,7 +486,9 @@ class Server:
         self.users = users
         if users is not None:
             token = None
-        if token is None and users is None and not is_loopback(host):
+        # reachable by others: listening beyond loopback, or named by a proxy in front (--allow-host)
+        reachable = not is_loopback(host) or any(not is_loopback(name) for name in allowed_hosts or [])
+        if token is None and users is None and reachable:
             token = secrets.token_urlsafe(24)
             self.generated_token = True
         else:
@@ -460,6 +504,9 @@ class Server:
         if not is_loopback(host):
             for name in (socket.gethostname(), socket.getfqdn()):
                 self.allowed_hosts.add(name.lower())
+        # listening on every address (0.0.0.0, ::): any IP address of this machine reaches it, so a Host header
+        # that is an IP address is accepted (DNS rebinding needs a name; such a server always has a token)
+        self.any_address = host in ("0.0.0.0", "::", "")
         self.max_message_bytes = max_message_bytes
         self.web_dist = web_dist
         self.history_limit = history_limit
@@ -635,16 +682,30 @@ class Server:
         return ({f"http://{h}:{self.port}" for h in hosts} | {f"https://{h}:{self.port}" for h in hosts}
                 | {f"{scheme}://{h}" for h in proxied for scheme in ("http", "https")})
 
+    def _origin_allowed(self, origin: str, host_header: str) -> bool:
+        """May a page of `origin` open the websocket: this server's own origins, --allow-origin ones, and on a
+        server listening on every address a page served from the very IP address and port the request names."""
+        origin = origin.lower()
+        if origin in self.own_origins or origin in self.extra_origins:
+            return True
+        parts = urlsplit(origin)
+        return (self.any_address and parts.scheme in ("http", "https") and is_ip_address(host_name(parts.netloc) or "")
+                and parts.netloc == host_header.strip().lower())
+
+    @property
+    def cookie_name(self) -> str:
+        """The token cookie's name: one per port, since browsers share cookies between the ports of a host
+        (two servers on one machine would otherwise sign each other's users out)."""
+        return f"{TOKEN_COOKIE}_{self.port}"
+
     # --- HTTP side ------------------------------------------------------------
 
-    @staticmethod
-    def _given_token(request: Request) -> tuple[str | None, bool]:
+    def _given_token(self, request: Request) -> tuple[str | None, bool]:
         """(the token a request carries — query, Bearer header or cookie — and whether it came in the query)."""
-        tokens, in_query = Server._given_tokens(request)
+        tokens, in_query = self._given_tokens(request)
         return (tokens[0] if tokens else None), in_query
 
-    @staticmethod
-    def _given_tokens(request: Request) -> tuple[list[str], bool]:
+    def _given_tokens(self, request: Request) -> tuple[list[str], bool]:
         """Every token a request offers, in order of precedence (a browser may hold two `nodegraph_token`
         cookies, say a stale one for another path), and whether they came in the query."""
         query = parse_qs(urlsplit(request.path).query)
@@ -659,7 +720,7 @@ class Server:
         for header in request.headers.get_all("Cookie"):
             for part in header.split(";"):
                 name, _, value = part.strip().partition("=")
-                if name == TOKEN_COOKIE and value:
+                if name == self.cookie_name and value:
                     cookies.append(value)
         return cookies[:8], False
 
@@ -699,7 +760,7 @@ class Server:
         path = urlsplit(request.path).path
         hosts = request.headers.get_all("Host")
         host = host_name(hosts[0]) if len(hosts) == 1 else None
-        if host is None or host not in self.allowed_hosts:
+        if host is None or not (host in self.allowed_hosts or (self.any_address and is_ip_address(host))):
             CLIENT_LOG.log(log, logging.WARNING, "host", "refused a request for host %r", ",".join(hosts)[:100])
             return connection.respond(HTTPStatus.MISDIRECTED_REQUEST,
                                       "this server does not answer for that host name; "
@@ -715,11 +776,11 @@ class Server:
             response = connection.respond(HTTPStatus.SEE_OTHER, "signed in\n")
             kept = urlencode([(k, v) for k, v in parse_qsl(urlsplit(request.path).query, keep_blank_values=True)
                               if k != "token"])                # e.g. a thumbnail's ?size=
-            response.headers["Location"] = ((path + (f"?{kept}" if kept else ""))
-                                             if SAFE_REDIRECT.fullmatch(path) else "/")     # never another site
+            # relative ("./", "./x.png"): behind a proxy at a path prefix (/nodegraph/) the browser stays under it
+            response.headers["Location"] = sign_in_redirect(path, kept)
             # Lax, not Strict: a link to the editor opened from chat or mail (a top-level navigation) carries it;
             # other sites' images, scripts, fetches and websockets still never do. 30 days, not the browser session.
-            response.headers["Set-Cookie"] = (f"{TOKEN_COOKIE}={given}; HttpOnly; SameSite=Lax; "
+            response.headers["Set-Cookie"] = (f"{self.cookie_name}={given}; HttpOnly; SameSite=Lax; "
                                               f"Max-Age={COOKIE_SECONDS}; Path=/"
                                               + ("; Secure" if request.headers.get("X-Forwarded-Proto") == "https"
                                                  else ""))
@@ -727,7 +788,7 @@ class Server:
             return response
         if path == "/ws":
             origin = request.headers.get("Origin")
-            if origin is not None and origin.lower() not in self.own_origins | self.extra_origins:
+            if origin is not None and not self._origin_allowed(origin, hosts[0]):
                 CLIENT_LOG.log(log, logging.WARNING, "origin", "refused websocket from origin %r", origin)
                 return connection.respond(HTTPStatus.FORBIDDEN, f"origin {origin} is not allowed: a page served from "
                                           f"another address needs --allow-origin {origin} (behind a reverse proxy, "
@@ -866,7 +927,12 @@ class Server:
             if "." in rel.rsplit("/", 1)[-1]:
                 return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
             candidate = root / "index.html"
-        return self._file_response(candidate, cache="no-cache" if candidate.name == "index.html" else "max-age=3600")
+        response = self._file_response(candidate, cache="no-cache" if candidate.name == "index.html"
+                                       else "max-age=3600")
+        # the editor is never shown inside another site's page (clickjacking: a hidden frame and a lure to click)
+        response.headers["X-Frame-Options"] = "SAMEORIGIN"
+        response.headers["Content-Security-Policy"] = "frame-ancestors 'self'"
+        return response
 
     # --- websocket side ---------------------------------------------------------
 
@@ -1441,7 +1507,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", default="output")
     parser.add_argument("--input-dir", default="input")
     parser.add_argument("--token", default=os.environ.get("NODEGRAPH_TOKEN"),
-                        help="required from clients (env NODEGRAPH_TOKEN); generated if listening beyond loopback")
+                        help="required from clients (env NODEGRAPH_TOKEN); generated if listening beyond loopback "
+                             "or with --allow-host (a proxy in front)")
     parser.add_argument("--users", metavar="FILE",
                         help="named users, each with a token, seeing only their own runs and files "
                              "(create with `nodegraph users add NAME --file FILE`; see docs/security.md)")
@@ -1509,10 +1576,16 @@ async def serve_forever(args: argparse.Namespace) -> None:
                     backend=backend, compression=None if args.compression == "none" else args.compression)
     await server.start()
     freeze_startup_heap()
-    url = f"http://{args.host if ':' not in args.host else f'[{args.host}]'}:{server.port}/"
+    url = f"http://{url_host(args.host)}:{server.port}/"
+    if server.any_address:        # 0.0.0.0 is no address to open: name this machine's
+        url = f"http://{url_host(machine_addresses()[0])}:{server.port}/"
     if server.token:
         url += f"?token={server.token}"
     print(f"nodegraph {__version__} serving on {url}", flush=True)
+    if server.any_address:
+        others = ", ".join(f"http://{url_host(name)}:{server.port}/" for name in machine_addresses()[1:])
+        print(f"listening on every address of this machine{f' (also {others})' if others else ''}; another host "
+              f"name (a DNS name, a reverse proxy's) needs --allow-host NAME", flush=True)
     if not (server.web_dist / "index.html").is_file():
         print("note: the editor is not built, so the page answers 503 (the websocket API works); build it with "
               "`scripts/setup` (or `cd web && npm ci && npm run build`)", flush=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import socket
 import sqlite3
 import struct
 import time
@@ -29,6 +30,7 @@ from nodegraph.model_paths import ModelPaths
 from nodegraph.node import Node, NodeInputs, Output
 from nodegraph.protocol import ServerProtocol
 from nodegraph.run_queue import RunQueue
+from nodegraph.server import Server
 from nodegraph.users import User, UserBook, UsersFileError, hash_token
 from nodegraph.users import main as users_main
 
@@ -327,24 +329,27 @@ def test_the_editor_loads_with_a_token_through_an_httponly_cookie(tmp_path):
     """/?token=T sets an HttpOnly SameSite=Lax cookie (kept 30 days) and redirects; assets and the websocket accept
     it. (Strict kept a link opened from chat or mail from carrying it, and it ended with the browser session.)"""
     running = RunningServer(tmp_path, token="s3cret")
+    name = f"nodegraph_token_{running.port}"        # one cookie per port: browsers share cookies between ports
     try:
         assert http_request(running.port, "/").status == 401
         response = http_request(running.port, "/?token=s3cret")
-        assert response.status == 303 and response.getheader("Location") == "/"
+        assert response.status == 303 and response.getheader("Location") == "./"
         cookie = response.getheader("Set-Cookie")
-        assert cookie.startswith("nodegraph_token=s3cret") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+        assert cookie.startswith(f"{name}=s3cret") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
         assert "Max-Age=2592000" in cookie
-        headers = {"Cookie": "nodegraph_token=s3cret"}
+        headers = {"Cookie": f"{name}=s3cret"}
         assert http_request(running.port, "/assets/app.js", headers).status != 401
-        assert http_request(running.port, "/", {"Cookie": "nodegraph_token=wrong"}).status == 401
+        assert http_request(running.port, "/", {"Cookie": f"{name}=wrong"}).status == 401
+        assert http_request(running.port, "/", {"Cookie": "nodegraph_token_1=s3cret"}).status == 401   # another's
         Client(running.url(), additional_headers=headers).close()
         assert http_request(running.port, "/", {"Authorization": "bearer s3cret"}).status != 401   # any case
-        assert http_request(running.port, "/", {"Cookie": "nodegraph_token=stale; nodegraph_token=s3cret"}).status \
+        assert http_request(running.port, "/", {"Cookie": f"{name}=stale; {name}=s3cret"}).status \
             != 401                                          # a stale cookie beside the right one
-        for path, target in (("/files/a.png", "/files/a.png"), ("/\\evil.example", "/"), ("//evil.example", "/"),
-                             ("/%2F%2Fevil.example", "/"), ("/%5C%5Cevil.example", "/"),
-                             ("/files/output/my%20cat.png?size=128&", "/files/output/my%20cat.png?size=128")):
-            # a sign-in link never leads to another site; a file link keeps its encoding and its ?size=
+        for path, target in (("/files/a.png", "./a.png"), ("/\\evil.example", "./"), ("//evil.example", "./"),
+                             ("/%2F%2Fevil.example", "./"), ("/%5C%5Cevil.example", "./"),
+                             ("/files/output/my%20cat.png?size=128&", "./my%20cat.png?size=128")):
+            # a sign-in link never leads to another site (a relative reference keeps the host, and a reverse
+            # proxy's path prefix); a file link keeps its encoding and its ?size=
             response = http_request(running.port, f"{path}{'&' if '?' in path else '?'}token=s3cret".replace("&&", "&"))
             assert response.status == 303 and response.getheader("Location") == target, path
     finally:
@@ -375,16 +380,77 @@ def test_allow_host_adds_a_name(tmp_path):
     "origin https://gen.example.com is not allowed", which named no fix. Other origins still get 403, with one."""
     from websockets.sync.client import connect as ws_connect
 
-    running = RunningServer(tmp_path, allowed_hosts=["studio.lan"])
+    running = RunningServer(tmp_path, allowed_hosts=["studio.lan"], token="s3cret")
+    bearer = {"Authorization": "Bearer s3cret"}
     try:
-        assert http_request(running.port, "/files/input/x", {"Host": "studio.lan:1"}).status == 404   # not 421
+        assert http_request(running.port, "/files/input/x", {"Host": "studio.lan:1", **bearer}).status == 404   # not 421
         for origin in ("https://studio.lan", "http://studio.lan", f"http://studio.lan:{running.port}"):
-            with ws_connect(running.url(), origin=origin):
+            with ws_connect(running.url(), origin=origin, additional_headers=bearer):
                 pass
         with pytest.raises(InvalidStatus) as info:
-            with ws_connect(running.url(), origin="https://evil.example"):
+            with ws_connect(running.url(), origin="https://evil.example", additional_headers=bearer):
                 pass
         assert info.value.response.status_code == 403 and b"--allow-origin" in info.value.response.body
+    finally:
+        running.stop()
+
+
+def test_a_server_behind_a_proxy_gets_a_token(tmp_path):
+    """--allow-host NAME means others reach the server through NAME (a reverse proxy on this machine): like a
+    server listening beyond loopback it needs a token and generates one (it served everyone, admin included,
+    with no warning). A loopback name given to --allow-host changes nothing; --users needs no token."""
+    session = Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in")
+    proxied = Server(session, data_dir=tmp_path / "a", allowed_hosts=["gen.example.com"])
+    assert proxied.generated_token and len(proxied.token) >= 24
+    assert Server(session, data_dir=tmp_path / "b", allowed_hosts=["gen.example.com"], token="t").token == "t"
+    assert Server(session, data_dir=tmp_path / "c", allowed_hosts=["localhost"]).token is None
+    assert Server(session, data_dir=tmp_path / "d").token is None
+
+
+def test_a_server_on_every_address_answers_to_its_ip_addresses(tmp_path):
+    """Bound to 0.0.0.0 (a LAN without DNS), a request for http://192.0.2.2:PORT/ got 421 "start it with
+    --allow-host", as did the URL it printed. An IP address can be used (DNS rebinding needs a name); a name is
+    still refused, and a page may open the websocket only from the very address and port it asked for."""
+    from websockets.sync.client import connect as ws_connect
+
+    running = RunningServer(tmp_path, host="0.0.0.0", token="s3cret")
+    bearer = {"Authorization": "Bearer s3cret"}
+    try:
+        for host in (f"192.0.2.2:{running.port}", "10.1.2.3", f"[fe80::1]:{running.port}"):
+            assert http_request(running.port, "/files/input/x", {"Host": host, **bearer}).status == 404, host  # not 421
+        assert http_request(running.port, "/files/input/x", {"Host": "evil.example", **bearer}).status == 421
+        host = f"192.0.2.2:{running.port}"
+
+        def open_from(origin):          # ws://192.0.2.2:PORT/ws over a socket to loopback (the Host it sends)
+            return ws_connect(f"ws://{host}/ws", sock=socket.create_connection(("127.0.0.1", running.port)),
+                              origin=origin, additional_headers=bearer)
+
+        with open_from(f"http://{host}"):
+            pass
+        for origin in (f"http://203.0.113.9:{running.port}", "http://192.0.2.2:1", "https://evil.example"):
+            with pytest.raises(InvalidStatus) as info:
+                with open_from(origin):
+                    pass
+            assert info.value.response.status_code == 403, origin
+    finally:
+        running.stop()
+    loopback = RunningServer(tmp_path / "lo")          # on loopback an address other than its own is still refused
+    try:
+        assert http_request(loopback.port, "/files/input/x", {"Host": "192.0.2.2"}).status == 421
+    finally:
+        loopback.stop()
+
+
+def test_the_editor_page_is_not_framed_by_other_sites(tmp_path):
+    """Clickjacking: the editor's page says it may be framed by its own origin only."""
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / "index.html").write_text("<!doctype html><title>editor</title>")
+    running = RunningServer(tmp_path, web_dist=dist)
+    try:
+        response = http_request(running.port, "/")
+        assert response.status == 200 and response.getheader("X-Frame-Options") == "SAMEORIGIN"
+        assert response.getheader("Content-Security-Policy") == "frame-ancestors 'self'"
     finally:
         running.stop()
 
@@ -550,7 +616,7 @@ def test_users_see_only_their_own_runs(users):
     assert admin_id == f"output/alice/{file_id.split('/', 1)[1]}"
     # files: by the owner's id for Alice, refused for Bob, by the prefixed id for the admin
     def fetch(name, fid):
-        return http_request(users.port, f"/files/{fid}", {"Cookie": f"nodegraph_token={users.tokens[name]}"})
+        return http_request(users.port, f"/files/{fid}", {"Cookie": f"nodegraph_token_{users.port}={users.tokens[name]}"})
     assert fetch("alice", file_id).status == 200
     assert fetch("bob", file_id).status == 404 and fetch("bob", admin_id).status == 404
     assert fetch("root", admin_id).status == 200
@@ -626,7 +692,7 @@ def test_an_admins_upload_is_where_their_runs_read(users):
     run_id = root.next_of("submitted")["run_id"]
     assert root.next_of("run_finished", run_id=run_id)
     fetched = http_request(users.port, f"/files/{uploaded['file_id']}",
-                           {"Cookie": f"nodegraph_token={users.tokens['root']}"})
+                           {"Cookie": f"nodegraph_token_{users.port}={users.tokens['root']}"})
     assert fetched.status == 200
     root.close()
 
