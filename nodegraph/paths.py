@@ -134,6 +134,8 @@ def check_name(name: object, *, what: str = "file name", input_name: str | None 
         raise refuse("reserved_character", f"contains {' '.join(repr(ch) for ch in reserved)}, which Windows file "
                                            f"systems refuse (and shells read specially)")
     components = name.split("/")
+    if ".." in components:           # said first: "../x" is a way out, not merely a subfolder
+        raise refuse("parent", "contains a '..' component")
     if len(components) > 1 and not subfolders:
         raise refuse("subfolder", "contains '/': only a plain name is allowed here")
     for component in components:

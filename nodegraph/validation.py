@@ -467,8 +467,8 @@ def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: A
             check_name(value, what="file name", input_name=name, subfolders=ispec.subfolders,
                        where=f"the {ispec.file_name_in} folder")
         except PathConfinementError as exc:
-            author = (f" (For the node's author: `Input(file_name_in=...)` takes plain names unless it also says "
-                      f"`subfolders=True`, as SaveImage's filename_prefix does.)"
+            author = (" (This plugin node takes plain file names only: put the file directly in the folder. "
+                      "A plugin's author allows folders with `Input(..., subfolders=True)`.)"
                       if exc.rule == "subfolder" and plugin_node else "")
             errors.append(GraphError("invalid_value", f"input {name!r} of {node_type}: {exc.message}{author}",
                                      node_id=node_id, input=name, details={"found": _short(value), "rule": exc.rule}))

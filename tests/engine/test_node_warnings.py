@@ -364,6 +364,10 @@ def test_a_subfolder_refused_by_a_plain_name_input_tells_the_author_about_subfol
     (error,) = Session(plugins=[module]).validate(
         {"format_version": 2, "nodes": {"p": {"type": "PlainPrefix", "inputs": {"prefix": "pack/anim"}}}})
     assert "only a plain name is allowed" in error.message and "subfolders=True" in error.message
+    assert "put the file directly in the folder" in error.message        # said to the user, not only the author
+    (error,) = Session(plugins=[module]).validate(
+        {"format_version": 2, "nodes": {"p": {"type": "PlainPrefix", "inputs": {"prefix": "../secret"}}}})
+    assert "contains a '..' component" in error.message and "subfolders" not in error.message   # a way out first
     # a built-in node's user can do nothing with the author's hint: LoadImage says only what to write
     (error,) = [e for e in Session(autoload=False).validate({"format_version": 2, "nodes": {
         "l": {"type": "LoadImage", "inputs": {"image": "sub/x.png"}},

@@ -36,6 +36,8 @@ import torch
 
 MIN_RATE, MAX_RATE = 1000, 384000
 MAX_CHANNELS = 8
+MAX_SAMPLES = 2**27        # samples in one waveform (batch × channels × length): 512 MiB as float32, ~25 min stereo
+                           # at 44.1 kHz; refused before allocating (as latents over 256 MiB are)
 FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS"), "mp3": ("MP3", None)}
 
 
@@ -54,6 +56,16 @@ def check_rate(rate: Any, argument: str = "sample_rate") -> int:
         raise AudioError(argument, f"sample rate {rate!r} is not supported: expected an int from {MIN_RATE} to "
                                    f"{MAX_RATE} Hz")
     return rate
+
+
+def check_result_size(shape: tuple[int, int, int], rate: int, argument: str, fix: str) -> None:
+    """AudioError naming `argument` when a waveform of `shape` (B, C, S) would exceed MAX_SAMPLES."""
+    batch, channels, length = shape
+    if batch * channels * length > MAX_SAMPLES:
+        raise AudioError(argument, f"the result would hold {batch * channels * length:,} samples ({length / rate:,.0f} s "
+                                   f"× {channels} channel(s) × batch {batch} at {rate} Hz, "
+                                   f"{batch * channels * length * 4 / 2**30:.1f} GiB), over the {MAX_SAMPLES:,} a "
+                                   f"waveform may hold; {fix}")
 
 
 def check_audio(value: Any, argument: str = "audio") -> tuple[torch.Tensor, int]:
@@ -205,6 +217,8 @@ def resample(audio: Mapping[str, Any], rate: int, argument: str = "audio") -> di
         return {"waveform": wave, "sample_rate": old}
     divisor = gcd(rate, old)
     up, down = rate // divisor, old // divisor
+    check_result_size((*wave.shape[:2], -(-wave.shape[-1] * up // down)), rate, "sample_rate",
+                      "use a lower sample rate or trim the clip first (TrimPadAudio)")
     out = resample_poly(wave.double().numpy(), up, down, axis=-1)
     return make_audio(torch.from_numpy(np.ascontiguousarray(out)).float(), rate, argument)
 
@@ -218,6 +232,7 @@ def trim_pad(audio: Mapping[str, Any], start: float = 0.0, duration: float = 0.0
     wave = wave[..., first:]
     if duration > 0:
         length = int(round(duration * rate))
+        check_result_size((*wave.shape[:2], length), rate, "duration", "use a shorter duration")
         wave = wave[..., :length] if wave.shape[-1] >= length else torch.nn.functional.pad(
             wave, (0, length - wave.shape[-1]))
     return make_audio(wave, rate, argument)

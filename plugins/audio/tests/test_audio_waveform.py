@@ -92,6 +92,20 @@ def test_resampling_removes_content_above_the_new_nyquist():
     assert float(middle.abs().max()) < 0.02
 
 
+def test_huge_results_are_refused_before_allocating(monkeypatch):
+    """TrimPadAudio to 10 hours at 384 kHz asked for 51.5 GiB at once and got the generic out-of-memory advice
+    (image size, tiled VAE); now the input that made it is named before any memory is taken."""
+    audio = _sine(seconds=0.5, rate=16000)
+    allocations = []
+    monkeypatch.setattr(torch.nn.functional, "pad", lambda *a, **k: allocations.append(a) or a[0])
+    with pytest.raises(AudioError, match=r"duration: the result would hold 576,000,000 samples .* use a shorter"):
+        wf.trim_pad(audio, duration=36000.0)
+    with pytest.raises(AudioError, match=r"sample_rate: the result would hold .* use a lower sample rate"):
+        wf.resample(_sine(seconds=400.0, rate=1000), 384000)
+    assert allocations == []
+    assert wf.trim_pad(audio, duration=1.0)["waveform"].shape[-1] == 0.5 * 16000        # (the patched pad)
+
+
 def test_trim_pad_mix_gain_fade_and_concatenate():
     """Each operation gives the expected length, level or envelope."""
     audio = _sine(seconds=1.0)
