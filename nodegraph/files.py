@@ -122,7 +122,9 @@ def eight_bit(image):
 
 def amount_text(size: int) -> str:
     """Bytes as the users file's limits are written (binary units: `--max-bytes 2M` is 2 MiB)."""
-    return f"{size / 2**20:.1f} MiB" if size >= 100 * 1024 else f"{size / 1024:.1f} KiB"
+    if size < 100 * 1024:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / 2**20:.2f} MiB" if size < 10 * 2**20 else f"{size / 2**20:.1f} MiB"     # 0.15, not 0.1
 
 
 class OutputBudget:

@@ -980,6 +980,7 @@ class Server:
                 del self._open_connections[owner]
             self.protocol.disconnect(client_id)
             sender.cancel()
+            log.info("client %s disconnected", client_id)
 
     async def _handle(self, loop: asyncio.AbstractEventLoop, client_id: str, frame: str | bytes) -> list[Outgoing]:
         """One frame's replies: small frames are parsed here, and quick messages among them carried
@@ -1596,6 +1597,9 @@ async def serve_forever(args: argparse.Namespace) -> None:
     try:
         await stopping.wait()
         log.info("SIGTERM: stopping (the running run is interrupted and recorded as such)")
+    except asyncio.CancelledError:        # Ctrl+C: asyncio.run cancels this task
+        log.info("Ctrl+C (SIGINT): stopping (the running run is interrupted and recorded as such)")
+        raise
     finally:
         await server.close()
 

@@ -93,6 +93,11 @@ def check_user_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise UsersFileError(f"user name {name!r} is not allowed: use 1-32 lower-case letters, digits, '_' or '-', "
                              f"starting with a letter (it becomes the user's folder name)")
+    from .paths import DEVICE_NAMES
+
+    if name.upper() in DEVICE_NAMES:
+        raise UsersFileError(f"user name {name!r} is not allowed: it is a device name Windows reserves ({name.upper()}), "
+                             f"and the name becomes the user's folder name; choose another")
     return name
 
 

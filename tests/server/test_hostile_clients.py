@@ -643,6 +643,8 @@ def test_the_log_names_each_connection_and_run_with_its_user_and_address(tmp_pat
     assert "without a valid token from 127.0.0.1:" in text and "forwarded for '203.0.113.9'" in text
     assert "connected: user -, from 127.0.0.1:" in text
     assert f"run {run_id} (user -) succeeded after " in text
+    client_id = text.split("client ", 1)[1].split(" connected", 1)[0]
+    assert f"client {client_id} disconnected" in text                    # its end too (only connects were logged)
 
 
 def test_lines_a_client_can_cause_are_logged_a_few_at_a_time():

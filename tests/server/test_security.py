@@ -1001,6 +1001,19 @@ def test_a_removed_users_queued_runs_do_not_run(tmp_path):
         running.stop()
 
 
+def test_user_names_that_cannot_be_folders_are_refused(tmp_path, capsys):
+    """A user's name becomes their folder's: `users add con` was accepted (Windows refuses the folder CON)."""
+    path = tmp_path / "users.json"
+    for name in ("con", "nul", "com1", "lpt9"):
+        assert users_main(["add", name, "--file", str(path)]) == 2
+        assert "device name Windows reserves" in capsys.readouterr().err
+    assert users_main(["add", "conan", "--file", str(path)]) == 0
+    from nodegraph.files import amount_text
+
+    assert amount_text(150 * 1024) == "0.15 MiB" and amount_text(200 * 1024) == "0.20 MiB"   # not both "0.1"/"0.2"
+    assert amount_text(20 * 2**20) == "20.0 MiB" and amount_text(2500) == "2.4 KiB"
+
+
 def test_users_set_keeps_the_token_and_hand_edits_are_checked(tmp_path, capsys):
     """Changing a limit rotated the token (`users add` was the only way); a misspelt key in a hand-edited file was
     silently no limit; two users with one token_sha256 (a copied entry) let one token sign in as either; a 0 s

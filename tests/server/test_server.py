@@ -447,8 +447,9 @@ def test_restart_keeps_queued_runs(tmp_path):
         assert client.next_of("requeued")["run_id"] == running_id
         client.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+        proc.send_signal(signal.SIGINT)           # Ctrl+C: said in the log as SIGTERM is (it said nothing)
+        rest, _ = proc.communicate(timeout=20)
+    assert "Ctrl+C (SIGINT): stopping" in rest and "Traceback" not in rest
 
 
 def test_a_second_client_watches_a_run_it_did_not_submit(tmp_path):
