@@ -600,10 +600,12 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     if args.markdown:
         print(nodes_markdown(schemas), end="")
         return EXIT_OK
+    builtin = session.registry.builtin_plugins
     for schema in schemas:
         ins = ", ".join(f"{n}: {i['port']}" + ("" if i["required"] else "?") for n, i in schema["inputs"].items())
         outs = ", ".join(f"{o['name']}: {o['port']}" for o in schema["outputs"])
-        print(f"{schema['type']:<24} [{schema['category']}] ({ins}) -> ({outs})")
+        plugin = "" if schema.get("plugin") in builtin or not schema.get("plugin") else f" (plugin {schema['plugin']})"
+        print(f"{schema['type']:<24} [{schema['category']}]{plugin} ({ins}) -> ({outs})")
     return EXIT_OK
 
 

@@ -33,6 +33,17 @@ def test_plugin_is_found_by_entry_point():
     assert session.registry.node_plugin["HexColor"] == "example"
 
 
+def test_nodes_listing_names_the_plugin(capsys, monkeypatch):
+    """`nodegraph nodes` says which plugin a node comes from (only --json did); built-in nodes carry no tag."""
+    from nodegraph.cli import main
+
+    monkeypatch.delenv("NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD", raising=False)     # (the test suite's default)
+    assert main(["nodes", "HexColor", "Int", "--allow-plugin", "example"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "(plugin example)" in next(line for line in lines if line.startswith("HexColor"))
+    assert "(plugin" not in next(line for line in lines if line.startswith("Int "))
+
+
 def test_color_ports_refuse_other_types():
     """A STRING output cannot feed a COLOR input."""
     session = Session(plugins=[nodegraph_example], autoload=False)
