@@ -19,8 +19,9 @@ Training state is checkpointed every `checkpoint_every` steps under
 `<output>/training/<run_name>/` (safetensors + JSON, never a pickle); running the
 same node again with the same settings resumes from there (an interrupted run
 loses at most one interval). The run's identity holds its settings, a digest of
-exactly what it trains on (images or latents and captions) and of any starting
-weights; a larger `steps` alone continues the saved run, any other change starts
+exactly what it trains on (images and captions; for latent trainers the images the
+latents were encoded from and the VAE's weights, since the latents' last bits follow
+the CPU thread count) and of any starting weights; a larger `steps` alone continues the saved run, any other change starts
 again with a warning and keeps the old state as training_state_N.* (trainer.py
 `TrainingRun`, docs/training.md "Re-running a training graph").
 
@@ -363,6 +364,8 @@ def _content_digest(*values: Any) -> str:
             digest.update(tensor.view(torch.uint8).numpy())
         elif isinstance(value, torch.nn.Module):
             feed(value.state_dict())
+        elif getattr(value, "source", ""):         # DiffusionData: what it was encoded from, not the latents
+            feed((value.source, value.token_ids, value.empty_ids, value.parts))
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             for field in dataclasses.fields(value):
                 feed(getattr(value, field.name))
@@ -585,19 +588,27 @@ def _encode_dataset(node: Node, dataset: Any, vae: Any, pad_token_id: int) -> An
         from .trainer import DiffusionData
 
         parts = tuple(_encode_dataset(node, part, vae, pad_token_id) for _, part in dataset.buckets)
-        return DiffusionData(parts[0].latents, parts[0].token_ids, parts[0].empty_ids, parts)
+        return DiffusionData(parts[0].latents, parts[0].token_ids, parts[0].empty_ids, parts,
+                             source=_content_digest([part.source for part in parts]))
 
     from nodes.models.tokenizer import caption_ids, default_tokenizer
 
     from .trainer import DiffusionData
 
+    import hashlib
+
     tokenizer = default_tokenizer()
     latents, ids = [], []
     batch: list = []
     cut: list[str] = []
+    source = hashlib.blake2b(_content_digest(vae).encode(), digest_size=10)     # the images, captions and VAE
     with torch.no_grad(), _on_compute_device(node, vae):
         for i in range(len(dataset)):
             image, caption = dataset[i][:2]
+            pixels = image.detach().cpu().contiguous()
+            source.update(f"{pixels.dtype}{tuple(pixels.shape)}\0".encode())
+            source.update(pixels.reshape(-1).view(torch.uint8).numpy())
+            source.update(f"{caption}\0".encode("utf-8", "surrogateescape"))
             batch.append(image)
             tokens, was_cut = caption_ids(tokenizer, caption, pad_token_id)
             ids.append(tokens)
@@ -610,7 +621,8 @@ def _encode_dataset(node: Node, dataset: Any, vae: Any, pad_token_id: int) -> An
                 node.context.check_interrupted()
     if cut:
         warn_cut_captions(node, cut)
-    return DiffusionData(torch.cat(latents), torch.stack(ids), caption_ids(tokenizer, "", pad_token_id)[0])
+    return DiffusionData(torch.cat(latents), torch.stack(ids), caption_ids(tokenizer, "", pad_token_id)[0],
+                         source=source.hexdigest())
 
 
 def warn_cut_captions(node: Node, cut: list[str]) -> None:

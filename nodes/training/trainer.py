@@ -661,6 +661,8 @@ class DiffusionData:
     token_ids: torch.Tensor
     empty_ids: torch.Tensor          # (77,) ids of the empty prompt (for caption dropout)
     parts: tuple = ()                # DiffusionData per size bucket (multi-resolution), else ()
+    source: str = ""                 # digest of what the latents were encoded from (images, captions, VAE weights):
+                                     # a run's identity, since the latents' last bits follow the CPU thread count
 
     def __len__(self) -> int:
         return sum(len(part.latents) for part in self.parts) if self.parts else len(self.latents)

@@ -165,6 +165,37 @@ def test_a_replaced_image_of_the_same_count_trains_again(tmp_path):
     assert (tmp_path / "out" / "training" / "v" / "training_state_1.json").is_file()
 
 
+def test_latent_data_identity_follows_images_and_captions_not_the_latents_last_bits(monkeypatch):
+    """A diffusion fine-tune interrupted under --threads 2 and run again under --threads 1 started over ("data
+    changed"): the VAE's latents differ by ~5e-7 between thread counts and the identity digested them. It now
+    digests what they were encoded from (images, captions, the VAE's weights)."""
+    from nodes.training import nodes as training_nodes
+
+    class Node:
+        class context:
+            services: dict = {}
+
+            @staticmethod
+            def check_interrupted():
+                pass
+
+    images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    dataset = [(image, caption) for image, caption in zip(images, ("a red square", "a cat", "x"))]
+    vae = _vae()
+
+    def encoded(data, jitter=0.0):
+        real = training_nodes._encode_pixels
+        monkeypatch.setattr(training_nodes, "_encode_pixels", lambda v, p: real(v, p) + jitter)
+        return training_nodes._encode_dataset(Node(), data, vae, 0)
+
+    first, jittered = encoded(dataset), encoded(dataset, 5e-7)
+    assert not torch.equal(first.latents, jittered.latents)
+    assert training_nodes._data_text(3, first) == training_nodes._data_text(3, jittered)
+    recaptioned = encoded([*dataset[:2], (dataset[2][0], "y")])
+    repainted = encoded([*dataset[:2], (dataset[2][0] * 0.5, "x")])
+    assert len({training_nodes._data_text(3, d) for d in (first, recaptioned, repainted)}) == 3
+
+
 def test_a_fine_tune_of_a_trained_vae_is_resumed_though_its_preview_map_varies(tmp_path):
     """TrainVAE's identity leaves out the init VAE's preview map (latent_rgb_*): a least-squares fit whose
     last bits differ from run to run once multi-threaded; the same weights with another map resume."""
