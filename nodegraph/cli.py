@@ -242,22 +242,53 @@ def _input_port(registry: Any, graph: Any, node_id: str, input_name: str) -> str
     return spec.port if spec is not None else None
 
 
-class _Progress:
-    """Event sink that drives a tqdm bar over the run's nodes (on stderr)."""
+def _progress_text(event: Any) -> str:
+    """A node_progress event as the bar's postfix: "200/600", with a training step's loss and lr when it has them
+    ("200/600 loss 0.0411 lr 1.0e-04", as kohya's and diffusers' bars show)."""
+    text = f"{event.value}/{event.total}"
+    info = event.info if isinstance(getattr(event, "info", None), dict) else {}
+    for key, shown in (("loss", "{:.4g}"), ("lr", "{:.1e}")):
+        value = info.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            text += f" {key} {shown.format(value)}"
+    return text
 
-    def __init__(self, enabled: bool):
+
+class _Progress:
+    """Event sink that drives a tqdm bar over the run's nodes (on stderr). When stderr is not a terminal (a log
+    file, `nohup`), a node that has been running for LOG_EVERY seconds gets a progress line that often instead."""
+
+    LOG_EVERY = 30.0
+
+    def __init__(self, enabled: bool, stream: TextIO | None = None):
         self.enabled = enabled
         self.bar = None
+        self.stream = stream or sys.stderr
+        self.last_line = 0.0            # when a progress line was last written (log mode)
+        self.node = ""
+
+    def _log_line(self, event: Any) -> None:
+        import time
+
+        now = time.monotonic()
+        if event.type == "node_started":
+            self.last_line, self.node = now, f"{event.node_type} ({event.node_id})"
+        elif event.type == "node_progress" and now - self.last_line >= self.LOG_EVERY:
+            self.last_line = now
+            stamp = time.strftime("%H:%M:%S")
+            print(f"[{stamp}] {_terminal_safe(self.node)}: {_progress_text(event)}", file=self.stream, flush=True)
 
     def __call__(self, event: Any) -> None:
         if not self.enabled:
             return
         kind = event.type
+        if not self.stream.isatty():
+            self._log_line(event)
+            return
         if kind == "run_started":
             from tqdm import tqdm
 
-            self.bar = tqdm(total=event.total, unit="node", file=sys.stderr, leave=False, dynamic_ncols=True,
-                            disable=None)  # None: off when stderr is not a terminal
+            self.bar = tqdm(total=event.total, unit="node", file=self.stream, leave=False, dynamic_ncols=True)
         elif self.bar is None:
             return
         elif kind in ("node_cached", "node_finished"):
@@ -265,7 +296,7 @@ class _Progress:
         elif kind == "node_started":
             self.bar.set_description(f"{event.node_type} ({event.node_id})")
         elif kind == "node_progress":
-            self.bar.set_postfix_str(f"{event.value}/{event.total}")
+            self.bar.set_postfix_str(_progress_text(event))
         elif kind in ("run_finished", "run_failed", "run_interrupted"):
             self.bar.close()
             self.bar = None

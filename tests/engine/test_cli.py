@@ -1270,3 +1270,24 @@ def test_a_strangers_graph_cannot_write_terminal_controls_or_crash_the_summary(t
     out = capsys.readouterr().out
     assert "\u001b" not in out and "\r" not in out, out
     assert "s\\x1b[1m: hello\\x1b[2J\\x1b[31mFAKE: all good\\x0d" in out and "half: \\udfff" in out, out
+
+
+def test_training_progress_shows_loss_and_reaches_a_log_file():
+    """A training run's bar showed only "2/3" (loss and lr only with --events), and with stderr redirected to a
+    file (`nohup`, a log) nothing at all: a node running for LOG_EVERY seconds now writes a line that often."""
+    import io
+
+    from nodegraph.cli import _Progress, _progress_text
+    from nodegraph.events import NodeProgress, NodeStarted
+
+    step = NodeProgress("r", node_id="train", value=200, total=600, info={"loss": 0.041136, "lr": 1e-4})
+    assert _progress_text(step) == "200/600 loss 0.04114 lr 1.0e-04"
+    assert _progress_text(NodeProgress("r", node_id="s", value=3, total=20, info={"loss": float("nan")})) == "3/20"
+    log = io.StringIO()                                       # not a terminal
+    progress = _Progress(enabled=True, stream=log)
+    progress(NodeStarted("r", node_id="train", node_type="TrainDiffusion"))
+    progress(step)
+    assert log.getvalue() == ""                               # a short node writes nothing
+    progress.LOG_EVERY = 0.0
+    progress(step)
+    assert log.getvalue().endswith("] TrainDiffusion (train): 200/600 loss 0.04114 lr 1.0e-04\n")
