@@ -231,7 +231,7 @@ class ImageFolderDataset:
                 report.unreadable_caption[path] = "is not UTF-8 text: save it as UTF-8"
                 continue
             except OSError as error:
-                report.unreadable_caption[path] = f"cannot be read: {error}"
+                report.unreadable_caption[path] = f"cannot be read: {error.strerror or type(error).__name__}"
                 continue
             if not caption:
                 report.empty_caption.append(path)
@@ -242,7 +242,10 @@ class ImageFolderDataset:
                     with Image.open(path) as image:
                         image.load()
             except Exception as error:  # noqa: BLE001 -- PIL raises OSError, SyntaxError, ValueError, ... for broken files
-                report.corrupt[path] = f"{type(error).__name__}: {error}"
+                # PIL's messages hold the file's absolute path ("cannot identify image file '/srv/…'"): the
+                # report names files relative to the dataset folder, never where the server keeps it
+                why = str(error).replace(str(path), path.name).replace(str(self.root), "")
+                report.corrupt[path] = f"{type(error).__name__}: {why}"
                 continue
             report.used.append(path)
         return report

@@ -49,6 +49,11 @@ def test_skips_corrupt_and_uncaptioned_with_counts(folder):
     assert [p.name for p in report.empty_caption] == ["empty.png"]
     assert report.skipped == 4 and len(dataset) == 3
     assert report.summary() == "3 images used, 4 skipped (2 corrupt, 1 missing caption, 1 empty caption)"
+    # PIL's message named the file by its absolute path ("cannot identify image file '/srv/…/broken.png'"), which
+    # a server must not hand to a client; the report keeps the file's name only
+    named = report.skipped_files()
+    assert any("broken.png (cannot be decoded: UnidentifiedImageError" in row for row in named), named
+    assert not any(str(folder) in row for row in named), named
 
 
 def test_captions_any_case_with_a_bom_or_not_utf8_and_skipped_files_named(tmp_path):
