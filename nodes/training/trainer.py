@@ -352,23 +352,28 @@ class TrainingRun:
                 if step is not None and any(step > n for n in new_steps) else "")
         self.warn(f"{self.shown}: the saved training state (step {step}) was made with other settings: "
                   f"{described or 'unreadable settings'}{past}. Training starts again from step 0; the old state is "
-                  f"kept as training_state_N.* beside the new one (at the first checkpoint). To continue it instead, "
+                  f"kept as training_state_{self._next_free_number()}.* beside the new one (at the first "
+                  f"checkpoint). To continue it instead, "
                   f"restore those settings (only `steps` may grow) and rename its two files back to "
                   f"training_state.*, or choose another run_name for the new run")
         self._set_aside = True
         return False
 
+    def _kept_paths(self, number: int) -> list[Path]:
+        return [self.folder / f"{Path(name).stem}_{number}{Path(name).suffix}" for name in (STATE_TENSORS, STATE_JSON)]
+
+    def _next_free_number(self) -> int:
+        """The N of the next free training_state_N.* pair."""
+        for number in range(1, 10_000):
+            if not any(path.exists() for path in self._kept_paths(number)):
+                return number
+        raise TrainingStateError(f"{self.shown}: 10000 kept training states exist; delete some of the "
+                                 f"training_state_N.* files or choose another run_name")
+
     def _keep_old_state(self) -> None:
         """Move the incompatible saved state aside as training_state_N.{safetensors,json} (the next free N)."""
         self._set_aside = False
-        stem_tensors, stem_json = Path(STATE_TENSORS), Path(STATE_JSON)
-        for number in range(1, 10_000):
-            kept = [self.folder / f"{stem.stem}_{number}{stem.suffix}" for stem in (stem_tensors, stem_json)]
-            if not any(path.exists() for path in kept):
-                break
-        else:
-            raise TrainingStateError(f"{self.shown}: 10000 kept training states exist; delete some of the "
-                                     f"training_state_N.* files or choose another run_name")
+        kept = self._kept_paths(self._next_free_number())
         for current, target in zip((self.folder / STATE_TENSORS, self.folder / STATE_JSON), kept):
             if current.exists():
                 os.replace(current, target)

@@ -66,12 +66,13 @@ def test_other_settings_start_again_and_keep_the_old_state(tmp_path):
     old = (tmp_path / STATE_TENSORS).read_bytes()
     steps, warnings, _ = _train(tmp_path, _config(lr=2e-3))
     assert steps == [1, 2]
-    assert len(warnings) == 1 and "train.lr 0.001 → 0.002" in warnings[0] and "training_state_N" in warnings[0]
+    assert len(warnings) == 1 and "train.lr 0.001 → 0.002" in warnings[0] and "training_state_1.*" in warnings[0]
     assert "Training starts again from step 0" in warnings[0] and "training run 'v'" in warnings[0]
     assert (tmp_path / "training_state_1.safetensors").read_bytes() == old
     assert _saved_step(tmp_path / "training_state_1.json") == 2
     assert (tmp_path / STATE_TENSORS).read_bytes() != old
-    _train(tmp_path, _config(lr=3e-3))                      # a second change keeps the second state too
+    _, warnings, _ = _train(tmp_path, _config(lr=3e-3))     # a second change keeps the second state too
+    assert "kept as training_state_2.*" in warnings[0]
     assert (tmp_path / "training_state_2.json").is_file() and (tmp_path / "training_state_1.json").is_file()
 
 
@@ -162,6 +163,7 @@ def test_a_replaced_image_of_the_same_count_trains_again(tmp_path):
     steps, warnings = _steps(session, _folder_graph())
     assert steps == [1, 2]
     assert len(warnings) == 1 and "data 2 items, content" in warnings[0]
+    assert "kept as training_state_1.*" in warnings[0]              # the file it will be, not "training_state_N"
     assert (tmp_path / "out" / "training" / "v" / "training_state_1.json").is_file()
 
 
