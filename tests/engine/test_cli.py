@@ -828,7 +828,7 @@ def test_a_comfyui_ui_workflow_imports_and_runs(tmp_path, capsys):
                 **({"widgets_values": widgets} if widgets is not None else {})}
 
     workflow = {"last_node_id": 12, "version": 0.4, "nodes": [
-        node(4, "CheckpointLoaderSimple", widgets=["tiny_world_v4.safetensors"]),
+        node(4, "CheckpointLoaderSimple", widgets=["tiny_world_v6f.safetensors"]),
         node(5, "EmptyLatentImage", widgets=[64, 64, 1]),
         node(6, "CLIPTextEncode", [("clip", 3)], ["a small red circle on the left, on a blue background"]),
         node(7, "CLIPTextEncode", [("clip", 5)], [""]),
