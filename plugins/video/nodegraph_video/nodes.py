@@ -1077,6 +1077,10 @@ class SaveVideo(Node):
                                                 f"`frames` output), or set it to 0 to save all frames as one clip")
         clips = [images[start:start + frames] for start in range(0, total, frames)]   # clip-major (B·F, ...)
         plays = written_fps(fps, format)        # gif frame times are whole centiseconds: 8 fps is stored as 120 ms
+        if format == "gif" and plays > 50:      # frames under 20 ms: browsers show each for ~100 ms
+            self.context.warn(f"gif at {plays:g} fps stores frames of {100 / plays:.0f} centisecond(s); browsers "
+                              f"show frames under 20 ms for about 100 ms, so it plays at ~10 fps there; use fps 50 "
+                              f"or less for a gif, or mp4 / webm / webp for a faster rate")
         if spec["codec"] is not None and (height % 2 or width % 2):   # 4:2:0 needs even sides: one edge row/column
             repeated = " and ".join(name for name, odd in (("column", width % 2), ("row", height % 2)) if odd)
             self.context.warn(f"{format} stores even sizes only: the {width}×{height} frames were padded to "

@@ -612,3 +612,18 @@ def test_frames_before_start_frame_are_not_kept(tmp_path, fmt):
     clip = read_video(path, start_frame=8, max_frames=2)
     whole = read_video(path, start_frame=0, max_frames=12)
     assert torch.allclose(clip.frames, whole.frames[8:10])
+
+
+def test_a_fast_gif_says_browsers_play_it_slower(session):
+    """A gif at 240 fps stores 10 ms frames, which browsers show for ~100 ms: the result said "fps 100" and nothing
+    warned. A rate over 50 fps now warns with the fix; 50 fps and other formats do not."""
+    clip = {"type": "RenderTinyWorldClip", "inputs": {"caption": "a large red circle moving from left to right, on "
+                                                                 "a blue background", "frames": 2, "size": 32}}
+    nodes = {"clip": clip}
+    for name, fmt, fps in (("fast", "gif", 240.0), ("ok", "gif", 50.0), ("webp", "webp", 240.0)):
+        nodes[name] = {"type": "SaveVideo", "inputs": {"images": {"node": "clip", "output": "images"}, "fps": fps,
+                                                       "format": fmt, "filename_prefix": f"fast/{name}"}}
+    result = session.run({"format_version": 1, "nodes": nodes})
+    (warning,) = [w for w in result.warnings if w["node_id"] in ("fast", "ok", "webp")]
+    assert warning["node_id"] == "fast" and "plays at ~10 fps" in warning["message"]
+    assert "fps 50 or less" in warning["message"]
