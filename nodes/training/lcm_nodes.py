@@ -38,6 +38,21 @@ class TrainedLora:
         return sum(t.numel() * t.element_size() for t in self.tensors.values())
 
 
+def lora_display_metadata(name: str, unet_config: Any, rank: int, alpha: float, steps: int, teacher: str) -> dict:
+    """The header keys LoRA browsers show (A1111's and Civitai's read kohya's `ss_*`; the SAI model spec's
+    `modelspec.*`): rank, alpha, name, how to use it. The architecture is SD 1's only for SD 1's own sizes (the
+    tiny world's UNet has SD 1's layout, not its widths: an SD 1.5 LoRA slot cannot take it)."""
+    import datetime
+
+    sd1 = getattr(unet_config, "model_channels", None) == 320 and getattr(unet_config, "context_dim", None) == 768
+    usage = "LCM-LoRA: sample with the lcm sampler at CFG 1, 2-8 steps"
+    return {"ss_network_module": "networks.lora", "ss_network_dim": str(rank), "ss_network_alpha": f"{alpha:g}",
+            "ss_output_name": name, "ss_steps": str(steps), "ss_training_comment": f"{usage}; distilled from {teacher}",
+            "modelspec.sai_model_spec": "1.0.0",
+            "modelspec.architecture": "stable-diffusion-v1-lora" if sd1 else "nodegraph-sd1-layout-lora",
+            "modelspec.implementation": "nodegraph", "modelspec.title": name, "modelspec.usage_hint": usage}
+
+
 class DistillLCM(Node):
     """Distil a model into a few-step latent consistency model (LCM; as a LoRA or a whole UNet).
 
@@ -130,7 +145,9 @@ class DistillLCM(Node):
         tensors = lora_state_dict(adapters, torch.float32)
         metadata = {"nodegraph.lcm": json.dumps({"sampler": "lcm", "cfg": 1.0, "steps": "2-8",
                                                  "scheduler": "sgm_uniform", "teacher": getattr(model, "name", "?"),
-                                                 "lcd": report["lcd"]})}
+                                                 "lcd": report["lcd"]}),
+                    **lora_display_metadata(run_name, unet.config, lora_rank, float(lora_rank), steps,
+                                            getattr(model, "name", "?"))}
         weights = lora_from_state_dict(tensors, metadata, name=f"{run_name} (LCM-LoRA)")
         fast = replace(model, patches=(*model.patches, (weights, 1.0)), _denoiser=None, name=f"{model.name}+lcm")
         report["lora_parameters"] = sum(t.numel() for k, t in tensors.items() if not k.endswith(".alpha"))

@@ -169,6 +169,14 @@ def test_lcm_graph_trains_saves_and_loads_the_lora(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(tuned.net.state_dict().values(), base.net.state_dict().values()))
     lora_file = tmp_path / "models" / "loras" / "lcm.safetensors"
     assert lora_file.is_file() and lora_file.stat().st_size < 10_000_000
+    from safetensors import safe_open
+
+    with safe_open(str(lora_file), "pt") as saved:                    # what LoRA browsers (A1111, Civitai) show
+        header = saved.metadata()
+    assert (header["ss_network_dim"], header["ss_network_alpha"], header["ss_network_module"]) == ("2", "2",
+                                                                                                  "networks.lora")
+    assert header["modelspec.architecture"] == "nodegraph-sd1-layout-lora"   # not SD 1.5's widths
+    assert "lcm sampler at CFG 1" in header["modelspec.usage_hint"] and header["modelspec.sai_model_spec"] == "1.0.0"
     sample = {"format_version": 1, "nodes": {
         "ckpt": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "base.safetensors"}},
         "lora": {"type": "LoadLoRA", "inputs": {"model": link("ckpt", "model"), "text_encoder": link("ckpt", "text_encoder"),
