@@ -96,8 +96,8 @@ def check_user_name(name: str) -> str:
     from .paths import DEVICE_NAMES
 
     if name.upper() in DEVICE_NAMES:
-        raise UsersFileError(f"user name {name!r} is not allowed: it is a device name Windows reserves ({name.upper()}), "
-                             f"and the name becomes the user's folder name; choose another")
+        raise UsersFileError(f"user name {name!r} is not allowed: it is a device name Windows reserves "
+                             f"({name.upper()}), and the name becomes the user's folder name; choose another")
     return name
 
 

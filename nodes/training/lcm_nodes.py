@@ -47,7 +47,8 @@ def lora_display_metadata(name: str, unet_config: Any, rank: int, alpha: float, 
     sd1 = getattr(unet_config, "model_channels", None) == 320 and getattr(unet_config, "context_dim", None) == 768
     usage = "LCM-LoRA: sample with the lcm sampler at CFG 1, 2-8 steps"
     return {"ss_network_module": "networks.lora", "ss_network_dim": str(rank), "ss_network_alpha": f"{alpha:g}",
-            "ss_output_name": name, "ss_steps": str(steps), "ss_training_comment": f"{usage}; distilled from {teacher}",
+            "ss_output_name": name, "ss_steps": str(steps),
+            "ss_training_comment": f"{usage}; distilled from {teacher}",
             "modelspec.sai_model_spec": "1.0.0",
             "modelspec.architecture": "stable-diffusion-v1-lora" if sd1 else "nodegraph-sd1-layout-lora",
             "modelspec.implementation": "nodegraph", "modelspec.title": name, "modelspec.usage_hint": usage}

@@ -21,8 +21,8 @@ same node again with the same settings resumes from there (an interrupted run
 loses at most one interval). The run's identity holds its settings, a digest of
 exactly what it trains on (images and captions; for latent trainers the images the
 latents were encoded from and the VAE's weights, since the latents' last bits follow
-the CPU thread count) and of any starting weights; a larger `steps` alone continues the saved run, any other change starts
-again with a warning and keeps the old state as training_state_N.* (trainer.py
+the CPU thread count) and of any starting weights; a larger `steps` alone continues
+the saved run, any other change starts again with a warning and keeps the old state as training_state_N.* (trainer.py
 `TrainingRun`, docs/training.md "Re-running a training graph").
 
 Every input that names a file or folder goes through `nodegraph.paths.confine`:
@@ -591,11 +591,11 @@ def _encode_dataset(node: Node, dataset: Any, vae: Any, pad_token_id: int) -> An
         return DiffusionData(parts[0].latents, parts[0].token_ids, parts[0].empty_ids, parts,
                              source=_content_digest([part.source for part in parts]))
 
+    import hashlib
+
     from nodes.models.tokenizer import caption_ids, default_tokenizer
 
     from .trainer import DiffusionData
-
-    import hashlib
 
     tokenizer = default_tokenizer()
     latents, ids = [], []

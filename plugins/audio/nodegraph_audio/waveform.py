@@ -62,8 +62,8 @@ def check_result_size(shape: tuple[int, int, int], rate: int, argument: str, fix
     """AudioError naming `argument` when a waveform of `shape` (B, C, S) would exceed MAX_SAMPLES."""
     batch, channels, length = shape
     if batch * channels * length > MAX_SAMPLES:
-        raise AudioError(argument, f"the result would hold {batch * channels * length:,} samples ({length / rate:,.0f} s "
-                                   f"× {channels} channel(s) × batch {batch} at {rate} Hz, "
+        raise AudioError(argument, f"the result would hold {batch * channels * length:,} samples "
+                                   f"({length / rate:,.0f} s × {channels} channel(s) × batch {batch} at {rate} Hz, "
                                    f"{batch * channels * length * 4 / 2**30:.1f} GiB), over the {MAX_SAMPLES:,} a "
                                    f"waveform may hold; {fix}")
 

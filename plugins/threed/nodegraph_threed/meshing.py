@@ -9,7 +9,8 @@ points_to_mesh (for surface samples such as the text-to-points model's output):
    Pieces of the shell smaller than `min_piece` (25 %) of the largest (islands around stray
    points) are dropped; voxels enclosed by the shell (scipy.ndimage.binary_fill_holes) are inside: this is
    the occupancy estimate. Random samples leave holes wider than the shell, so the shell is
-   thickened until it encloses a cavity (up to 3 ε) and the cavity grown back to it (`_enclosed`). Signed field: f = d − ε outside, f = d − ε (≤ 0) in the shell, f = −d inside.
+   thickened until it encloses a cavity (up to 3 ε) and the cavity grown back to it (`_enclosed`).
+   Signed field: f = d − ε outside, f = d − ε (≤ 0) in the shell, f = −d inside.
 4. A Gaussian blur (σ = 1 voxel; positive pockets it pinches off inside are made negative, else each
    would be a bubble) and marching cubes at f = 0 (Lorensen & Cline 1987;
    scikit-image's `measure.marching_cubes`, Lewiner et al. 2003) give the outer surface of the
@@ -64,8 +65,9 @@ def _enclosed(in_shell: np.ndarray, epsilon_voxels: float) -> np.ndarray:
     inner wall as well as its outer one, two walls joined by tunnels (volume ~1 % of the
     solid's). So the shell is thickened by (factor − 1) ε for factor in CLOSE_FACTORS until
     it encloses a cavity of at least MIN_CAVITY of its own volume, and that cavity is grown
-    back by the same amount, up to the thin shell; pockets left between them are filled. An open cloud (a lifted image, a bowl whose rim is wider than the thickest
-    shell) encloses nothing at any factor and stays a thin closed shell.
+    back by the same amount, up to the thin shell; pockets left between them are filled. An
+    open cloud (a lifted image, a bowl whose rim is wider than the thickest shell) encloses
+    nothing at any factor and stays a thin closed shell.
     """
     from scipy import ndimage
 
