@@ -418,22 +418,26 @@ class SaveMesh(Node):
 
     category = "3d/files"
     output_node = True
+    version = "1.1.0"        # 1.1: `prefix` is `filename_prefix`, as SaveImage / SaveVideo / SaveAudio call it
+    renamed_inputs = {"prefix": "filename_prefix"}
 
     class Inputs(NodeInputs):
         mesh: Any = Input(port="MESH")
         format: Literal["glb", "ply", "obj"] = Input("glb")
-        prefix: str = Input("threed/mesh", file_name_in="output", subfolders=True, min_length=1, max_length=200)
+        filename_prefix: str = Input("threed/mesh", file_name_in="output", subfolders=True, min_length=1,
+                                     max_length=200)
 
     outputs = ()
 
-    def run(self, mesh: Any, format: str, prefix: str) -> dict:
+    def run(self, mesh: Any, format: str, filename_prefix: str) -> dict:
         from .mesh_files import MIME, write_mesh
 
         meshes = _mesh_input(mesh)
         writers = [lambda path, m=m: write_mesh(path, m, format) for m in meshes]
         fields = [{"vertices": len(m["vertices"]), "faces": len(m["faces"])} for m in meshes]
-        return {"files": api.save_files(self.context, writers, kind="mesh", prefix=prefix, suffix=f".{format}",
-                                        mime=MIME[format], fields=fields)}
+        return {"files": api.save_files(self.context, writers, kind="mesh", prefix=filename_prefix,
+                                        suffix=f".{format}", mime=MIME[format], fields=fields,
+                                        argument="filename_prefix")}
 
 
 class SavePointCloud(Node):
@@ -441,21 +445,25 @@ class SavePointCloud(Node):
 
     category = "3d/files"
     output_node = True
+    version = "1.1.0"        # 1.1: `prefix` is `filename_prefix`, as SaveImage / SaveVideo / SaveAudio call it
+    renamed_inputs = {"prefix": "filename_prefix"}
 
     class Inputs(NodeInputs):
         points: Any = Input(port="POINT_CLOUD")
         format: Literal["ply", "glb"] = Input("ply")
-        prefix: str = Input("threed/points", file_name_in="output", subfolders=True, min_length=1, max_length=200)
+        filename_prefix: str = Input("threed/points", file_name_in="output", subfolders=True, min_length=1,
+                                     max_length=200)
 
     outputs = ()
 
-    def run(self, points: Any, format: str, prefix: str) -> dict:
+    def run(self, points: Any, format: str, filename_prefix: str) -> dict:
         from .mesh_files import MIME, write_points
 
         clouds = _points_input(points)
         writers = [lambda path, c=c: write_points(path, c, format) for c in clouds]
-        return {"files": api.save_files(self.context, writers, kind="pointcloud", prefix=prefix, suffix=f".{format}",
-                                        mime=MIME[format], fields={"points": clouds.shape[1]})}
+        return {"files": api.save_files(self.context, writers, kind="pointcloud", prefix=filename_prefix,
+                                        suffix=f".{format}", mime=MIME[format], fields={"points": clouds.shape[1]},
+                                        argument="filename_prefix")}
 
 
 class LoadMesh(Node):

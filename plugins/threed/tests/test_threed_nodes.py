@@ -138,9 +138,9 @@ def test_load_and_save_files_round_trip(session, tmp_path):
         "resampled": {"type": "threed.SampleMeshPoints", "inputs": {"mesh": {"node": "mesh", "output": "mesh"},
                                                                      "points": 300, "normals": True}},
         "save_cloud": {"type": "threed.SavePointCloud", "inputs": {"points": {"node": "resampled", "output": "points"},
-                                                                   "format": "glb", "prefix": "t/c"}},
+                                                                   "format": "glb", "filename_prefix": "t/c"}},
         "save_mesh": {"type": "threed.SaveMesh", "inputs": {"mesh": {"node": "mesh", "output": "mesh"},
-                                                            "format": "ply", "prefix": "t/m"}},
+                                                            "format": "ply", "filename_prefix": "t/m"}},
         "show": {"type": "ShowValue", "inputs": {"value": {"node": "cloud", "output": "points"}}},
     }}
     result = session.run(graph)
@@ -257,11 +257,11 @@ def test_huge_and_broken_meshes_are_refused(session, monkeypatch):
     saver = _node(session, plugin.SaveMesh)
     mesh = {"vertices": torch.rand(4, 3), "faces": torch.tensor([[0, 1, 2], [0, 2, 3]])}
     with pytest.raises(NodeInputError, match="faces index") as info:
-        saver.run(mesh={**mesh, "faces": torch.tensor([[0, 1, 7]])}, format="glb", prefix="x")
+        saver.run(mesh={**mesh, "faces": torch.tensor([[0, 1, 7]])}, format="glb", filename_prefix="x")
     assert info.value.input == "mesh"
     monkeypatch.setattr(points_module, "MAX_FACES", 1)
     with pytest.raises(NodeInputError, match="limits"):
-        saver.run(mesh=mesh, format="glb", prefix="x")
+        saver.run(mesh=mesh, format="glb", filename_prefix="x")
 
 
 def test_image_latent_is_not_a_point_latent(session):
@@ -306,8 +306,8 @@ def test_file_names_are_checked_at_validation(session):
         assert any(e.input == name and e.code == "invalid_value" for e in errors), (node_type, errors)
     graph = _graph("txt2points_mesh.json")
     save = next(node_id for node_id, node in graph["nodes"].items() if node["type"].endswith("SaveMesh"))
-    graph["nodes"][save]["inputs"]["prefix"] = "../../escape"
-    assert [e.input for e in session.validate(graph) if e.node_id == save] == ["prefix"]
+    graph["nodes"][save]["inputs"]["filename_prefix"] = "../../escape"
+    assert [e.input for e in session.validate(graph) if e.node_id == save] == ["filename_prefix"]
 
 
 def test_a_saved_model_never_shadows_a_shipped_one(session, tmp_path):
@@ -346,3 +346,16 @@ def test_saving_a_points_model_is_refused_to_plain_users_naming_its_folder(sessi
 
     (error,) = model_write_errors(compile_graph(graph, session.registry))
     assert error.details["folder"] == "threed" and "'threed'" in error.message
+
+
+def test_save_prefix_is_called_as_the_other_save_nodes_call_it(session):
+    """SaveMesh / SavePointCloud called their prefix `prefix` where SaveImage, SaveVideo and SaveAudio say
+    `filename_prefix`; the new name is the input's, and graphs saved with the old one still load (renamed_inputs)."""
+    graph = _graph("txt2points_mesh.json")
+    for node in graph["nodes"].values():
+        if node["type"].endswith(("SaveMesh", "SavePointCloud")):
+            node["inputs"]["prefix"] = node["inputs"].pop("filename_prefix")        # a graph saved before 1.1
+    assert session.validate(graph) == []
+    loaded = session.load(graph)
+    assert all("filename_prefix" in node.inputs and "prefix" not in node.inputs for node in loaded.nodes.values()
+               if node.type.endswith(("SaveMesh", "SavePointCloud")))
