@@ -243,10 +243,17 @@ def parse_video_caption(text: str, world: Any) -> ClipSpec | None:
     return read if isinstance(read, ClipSpec) else None
 
 
+_COUNT_WORDS = {"two", "three", "four", "five", "several", "many", "some", "both", "pair", "couple"}
+
+
 def _read_caption(text: str, world: Any) -> ClipSpec | str:
     """``parse_video_caption``'s work: the clip, or the reason it is not one (text for an error message)."""
     colours = set(world.COLOURS)
     unknown = _unknown_words(text, world)
+    counted = [w for w in unknown if w.lower() in _COUNT_WORDS]
+    if counted:           # "two red circles moving right": not a typo of "to"
+        return (f"a clip shows one moving shape, so {counted[0]!r} cannot be drawn; describe one shape, e.g. "
+                f"'a red circle moving right'")
     if unknown:
         vocabulary = sorted({*world.SHAPES, *world.COLOURS, *world.SIZES, *world.POSITIONS, *world.SYNONYMS,
                              *MOTION_WORDS, *_MOTION_SYNONYMS})

@@ -178,6 +178,7 @@ def test_video_captions_as_people_write_them(world, text, caption):
     ("a red circle turning red", "changes from red to red"),
     ("a medium red circle moving up", "'medium'"),
     ("a purpel circle moving up", "did you mean 'purpel' → 'purple'"),
+    ("two red circles moving right", "a clip shows one moving shape, so 'two' cannot be drawn"),   # not "→ 'to'"
 ])
 def test_video_captions_that_are_refused_say_why(world, text, why):
     """Unknown words are named (with a close known word); ambiguous or impossible clips (two motions, no
