@@ -551,7 +551,8 @@ def input_file_error(node_id: str, node_type: str, name: str, value: str, input_
 
     try:
         target = confine(input_dir, value, input_name=name, subfolders=subfolders)
-        if target.is_file() or (subfolders and target.is_dir()):     # a folder is no image file
+        # a folder is what a dataset names; an input with an upload kind (image, mesh, audio, ...) names a file
+        if target.is_file() or (subfolders and kind is None and target.is_dir()):
             return None
         if target.exists():
             kind = "a folder" if target.is_dir() else "not a regular file"
@@ -563,7 +564,7 @@ def input_file_error(node_id: str, node_type: str, name: str, value: str, input_
                           input=name, details={"found": _short(value), "rule": exc.rule})
     except OSError:
         return None
-    what = "file or folder" if subfolders else "file"      # a dataset names a folder; the declaration cannot say
+    what = "file or folder" if subfolders and kind is None else "file"      # a dataset names a folder
     message = missing_input_message(input_dir, value, what, subfolders, kind)
     return GraphError("not_in_choices", f"input {name!r} of {node_type}: {message}",
                       node_id=node_id, input=name, details={"found": _short(value), "folder": "input"})

@@ -359,3 +359,14 @@ def test_save_prefix_is_called_as_the_other_save_nodes_call_it(session):
     loaded = session.load(graph)
     assert all("filename_prefix" in node.inputs and "prefix" not in node.inputs for node in loaded.nodes.values()
                if node.type.endswith(("SaveMesh", "SavePointCloud")))
+
+
+def test_a_folder_named_as_a_mesh_file_is_refused_at_validation(session):
+    """LoadMesh with an existing (empty) sub-folder passed `validate` (a folder counted as a dataset's would) and
+    failed at run time with "no file 'sub'"; now validation says it is a folder and to name a file."""
+    (Path(session.input_dir) / "sub").mkdir(parents=True, exist_ok=True)
+    graph = {"format_version": 2, "nodes": {"m": {"type": "LoadMesh", "inputs": {"file": "sub"}},
+                                            "s": {"type": "ShowValue", "inputs": {"value": {"node": "m",
+                                                                                          "output": "mesh"}}}}}
+    (error,) = session.validate(graph)
+    assert error.input == "file" and "'sub' in the input folder is a folder; name a file" in error.message
