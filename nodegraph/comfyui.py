@@ -36,7 +36,33 @@ class Equivalent:
 
 
 # ComfyUI's uni_pc is UniPC with B(h) = h (bh1), its uni_pc_bh2 ours (diffusers' default, bh2)
-_SAMPLER_NAMES = {"uni_pc_bh2": "unipc", "uni_pc": "unipc_bh1"}
+_SAMPLER_NAMES = {"uni_pc_bh2": "unipc", "uni_pc": "unipc_bh1",
+                  # "_gpu": the same sampler with its Brownian noise drawn on the GPU (ours: on the latent's device)
+                  "dpmpp_2m_sde_gpu": "dpmpp_2m_sde", "dpmpp_sde_gpu": "dpmpp_sde"}
+
+#: ComfyUI classes with no equivalent, and what does their work here (said by validation's unknown-type error)
+INSTEAD: dict[str, str] = {
+    "CLIPSetLastLayer": "ComfyUI's CLIPSetLastLayer is EncodeText's `clip_skip` here: remove the node, link the "
+                        "text encoder straight to each EncodeText and set its clip_skip (stop_at_clip_layer -2 is "
+                        "clip_skip 2, -1 is 1)",
+    "KSamplerAdvanced": "KSamplerAdvanced is KSampler here when it runs the whole schedule with add_noise on; "
+                        "start_at_step / end_at_step and leftover noise are SplitSigmas + Sample (docs/editor.md, "
+                        "'ComfyUI files')",
+    "ControlNetApply": "ControlNetApply (one conditioning) is ApplyControlNet here, which takes positive and "
+                       "negative together",
+}
+
+
+def subgraph_kind(node_type: str) -> str | None:
+    """'subgraph' for a ComfyUI subgraph instance (its type is the definition's UUID), 'group node' for a
+    legacy group node ('workflow>NAME' / 'workflow/NAME'), else None."""
+    import re
+
+    if re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", node_type):
+        return "subgraph"
+    if node_type.startswith(("workflow>", "workflow/")):
+        return "group node"
+    return None
 
 # The official Real-ESRGAN release files ComfyUI users have in models/upscale_models → the built-in of the same
 # weights (nodes/upscale/ncnn.py); a graph naming them runs here without the file.

@@ -98,6 +98,8 @@ CHOICE_ALIASES: dict[str, tuple[str, str | None]] = {
     "dpmpp 2m karras": ("dpmpp_2m", "karras"), "dpmpp 2m sde karras": ("dpmpp_2m_sde", "karras"),
     "dpmpp sde karras": ("dpmpp_sde", "karras"), "euler karras": ("euler", "karras"),
     "euler ancestral karras": ("euler_ancestral", "karras"), "heun karras": ("heun", "karras"),
+    # ComfyUI's "_gpu" samplers are the same algorithm with the noise drawn on the GPU
+    "dpmpp 2m sde gpu": ("dpmpp_2m_sde", None), "dpmpp sde gpu": ("dpmpp_sde", None),
 }
 
 #: names of other tools' samplers nodegraph does not have, with what to use instead
@@ -109,6 +111,18 @@ UNSUPPORTED_CHOICES: dict[str, str] = {
     "kdpm2discretescheduler": "DPM2 is not built in; 'heun' is the second-order sampler to use",
     "kdpm2ancestraldiscretescheduler": "DPM2 a is not built in; 'euler_ancestral' or 'dpmpp_sde' are the "
                                        "stochastic samplers to use",
+    # ComfyUI's KSampler list
+    "dpm 2": "DPM2 is not built in; 'heun' is the second-order sampler to use",
+    "dpm 2 ancestral": "DPM2 ancestral is not built in; 'euler_ancestral' or 'dpmpp_sde' are the stochastic "
+                       "samplers to use",
+    "dpmpp 2s ancestral": "DPM++ 2S ancestral is not built in; 'dpmpp_sde' (or 'euler_ancestral') is the "
+                          "stochastic sampler to use",
+    "dpmpp 3m sde": "DPM++ 3M SDE is not built in; 'dpmpp_2m_sde' is the multistep SDE sampler to use",
+    "dpmpp 3m sde gpu": "DPM++ 3M SDE is not built in; 'dpmpp_2m_sde' is the multistep SDE sampler to use",
+    "euler cfg pp": "CFG++ samplers are not built in; 'euler' with a lower cfg is the nearest",
+    "euler ancestral cfg pp": "CFG++ samplers are not built in; 'euler_ancestral' with a lower cfg is the nearest",
+    "deis": "DEIS is not built in; 'dpmpp_2m' or 'unipc' are the multistep samplers to use",
+    "ipndm": "iPNDM is not built in; 'dpmpp_2m' (or 'lms') is the multistep sampler to use",
 }
 
 
@@ -339,6 +353,14 @@ def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> Grap
                f"that provides it, or replace the node.")
     else:
         why = " Install the plugin that provides it, or replace the node."
+    from .comfyui import INSTEAD, subgraph_kind
+
+    if node_type in INSTEAD:          # a ComfyUI class whose work another node does here
+        why, candidates = f" {INSTEAD[node_type]}.", ()
+    elif subgraph_kind(node_type):
+        why, candidates = (f" It is a ComfyUI {subgraph_kind(node_type)}, which is not expanded on import: in "
+                           f"ComfyUI, unpack it (right-click → Convert to nodes / Unpack Subgraph) and save the "
+                           f"workflow again."), ()
     return GraphError(
         "unknown_node_type",
         f"no node type {node_type!r} is registered.{suggest(node_type, candidates)}{why} "

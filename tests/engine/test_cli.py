@@ -543,6 +543,7 @@ def test_nan_and_infinity_as_text_get_the_finite_number_hint(tmp_path, capsys):
     ("sampler", "UniPC", "'unipc'"),
     ("scheduler", "Karras", "'karras'"),
     ("scheduler", "SGM Uniform", "'sgm_uniform'"),
+    ("sampler", "dpmpp_2m_sde_gpu", "'dpmpp_2m_sde'"),      # ComfyUI's: the same sampler, noise drawn on the GPU
 ])
 def test_sampler_and_scheduler_suggestions_know_other_tools_names(capsys, key, value, meant):
     """A1111 / ComfyUI display names and other capitalisations of samplers and schedulers suggest the choice meant."""
@@ -552,10 +553,36 @@ def test_sampler_and_scheduler_suggestions_know_other_tools_names(capsys, key, v
 
 
 def test_a_sampler_nodegraph_lacks_says_what_to_use_instead(capsys):
-    """diffusers' PNDMScheduler (Stable Diffusion 1.x's default) got no hint at all (a Python user's finding)."""
-    assert main(["validate", str(ROOT / "graphs" / "txt2img.json"), "--set", "sampler.sampler=PNDMScheduler",
-                 "--no-plugins"]) == 1
-    assert "PNDM (diffusers' default for Stable Diffusion 1.x) is not built in; 'dpmpp_2m'" in capsys.readouterr().out
+    """diffusers' PNDMScheduler (Stable Diffusion 1.x's default) got no hint at all (a Python user's finding);
+    ComfyUI's dpm_2, dpmpp_2s_ancestral and euler_cfg_pp got "did you mean" guesses of unrelated samplers."""
+    for name, said in (("PNDMScheduler", "PNDM (diffusers' default for Stable Diffusion 1.x) is not built in; "),
+                       ("dpm_2", "DPM2 is not built in; 'heun'"), ("dpmpp_2s_ancestral", "DPM++ 2S ancestral is not"),
+                       ("euler_cfg_pp", "CFG++ samplers are not built in")):
+        assert main(["validate", str(ROOT / "graphs" / "txt2img.json"), "--set", f"sampler.sampler={name}",
+                     "--no-plugins"]) == 1
+        assert said in capsys.readouterr().out, name
+
+
+def test_comfyui_classes_without_an_equivalent_say_what_does_their_work(tmp_path, capsys):
+    """CLIPSetLastLayer and KSamplerAdvanced got "install the plugin that provides it" (and "did you mean
+    KSampler?"), a ComfyUI subgraph or group node the same — though the fix is known; the import translates
+    ComfyUI's dpmpp_2m_sde_gpu (a stranger's ComfyUI files)."""
+    graph = {"format_version": 2, "nodes": {
+        "a": {"type": "CLIPSetLastLayer", "inputs": {}}, "b": {"type": "KSamplerAdvanced", "inputs": {}},
+        "c": {"type": "a1b2c3d4-0000-4000-8000-000000000001", "inputs": {}}, "d": {"type": "workflow>Dec", "inputs": {}},
+        "s": {"type": "ShowValue", "inputs": {"value": {"node": "a", "output": "clip"}}}}}
+    (tmp_path / "g.json").write_text(json.dumps(graph))
+    assert main(["validate", str(tmp_path / "g.json"), "--no-plugins"]) == 1
+    out = capsys.readouterr().out
+    assert "EncodeText's `clip_skip`" in out and "stop_at_clip_layer -2 is clip_skip 2" in out
+    assert "SplitSigmas + Sample" in out and "Did you mean 'KSampler'" not in out
+    assert "It is a ComfyUI subgraph, which is not expanded" in out and "It is a ComfyUI group node" in out
+    assert "Install the plugin" not in out
+    from nodegraph.graph import import_foreign
+
+    prompt = {"3": {"class_type": "KSampler", "inputs": {"sampler_name": "dpmpp_2m_sde_gpu", "scheduler": "karras"}}}
+    imported = import_foreign(prompt, lambda node_type: ["latent"])
+    assert imported["nodes"]["3"]["inputs"]["sampler"] == "dpmpp_2m_sde"
 
 
 @pytest.mark.parametrize(("header", "kind", "how"), [
