@@ -87,6 +87,7 @@ def test_controlnet_graph_puts_the_object_where_the_hint_is(session):
     ("a dog running in a park", ["dog", "park"]),
     ("A Yellow Triangle, top left, green background", []),
     ("(red:1.3) circle in the centre of the picture", []),
+    ("a red circle BREAK on a blue background", []),        # BREAK is syntax (a new chunk), not a word it lacks
 ])
 def test_prompt_words_the_tiny_world_never_uses_are_named_in_a_warning(session, prompt, flagged):
     """A newcomer's misspelt prompt gave a plain grey canvas and said nothing; EncodeText on a tiny-world

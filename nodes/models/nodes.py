@@ -478,9 +478,11 @@ class EncodeText(Node):
 def _warn_unknown_world_words(context: Any, text: str) -> None:
     """Warn (NodeContext.warn) about words of a prompt that no tiny-world caption uses: a misspelt colour or a
     thing the world does not have gives a blank or wrong picture, with nothing else to say why."""
+    import re
+
     from nodes.training.world_captions import unknown_words
 
-    words = unknown_words(text)
+    words = unknown_words(re.sub(r"\bBREAK\b", " ", text))      # BREAK is prompt syntax (a new chunk), no word
     if words:
         shown = ", ".join(repr(word if len(word) <= 30 else word[:29] + "…") for word in words[:12]) + (
             ", …" if len(words) > 12 else "")
@@ -723,7 +725,8 @@ class ApplyControlNet(Node):
         strength: float = Input(1.0, ge=0.0, le=10.0)
         start: float = Input(0.0, ge=0.0, le=1.0, description="fraction of the schedule where control begins")
         end: float = Input(1.0, ge=0.0, le=1.0, description="fraction of the schedule where control ends")
-        vae: Any = Input(None, port="VAE", description="for ControlNets whose hints are latents (encoded here)")
+        vae: Any = Input(None, port="VAE", description="for ControlNets whose hints are latents (encoded here); "
+                                                       "ControlNets for RGB hints ignore it, as in ComfyUI")
 
     outputs = (Output("positive", "CONDITIONING"), Output("negative", "CONDITIONING"))
 
@@ -735,7 +738,7 @@ class ApplyControlNet(Node):
             raise NodeInputError("end", f"end ({end}) must not be before start ({start})")
         hint = image.movedim(-1, 1).float()                                     # (B, 3, H, W) in [0, 1]
         channels = control_net.config.hint_channels
-        if vae is not None:
+        if vae is not None and not (channels == 3 and hint.shape[1] == 3):    # an RGB-hint ControlNet ignores it
             with self.context.service("memory").using(vae):
                 device = next(vae.parameters()).device
                 hint = vae.encode(hint.to(device) * 2 - 1).float().cpu()

@@ -87,6 +87,15 @@ def test_control_changes_the_sample_strength_zero_does_not(session):
     assert torch.allclose(latent(session, [{"strength": 0.0}]), plain, rtol=1e-5, atol=1e-4)
 
 
+def test_a_vae_linked_to_an_rgb_hint_controlnet_is_ignored_as_in_comfyui(session):
+    """ComfyUI's templates link a VAE to ControlNetApplyAdvanced; ComfyUI uses it only for ControlNets that take
+    latent hints. Here it encoded the hint and failed the run ("4 channels, the ControlNet takes 3") after
+    validation said the graph was fine; an RGB-hint ControlNet now ignores it."""
+    with_vae = graph([{"strength": 1.0, "vae": link("ckpt", "vae")}])
+    without = latent(session, [{"strength": 1.0}])
+    assert torch.equal(session.run(with_vae).outputs["show"]["value"]["samples"], without)
+
+
 def test_chained_controls_add_up(session):
     """Two chained ApplyControlNet at strength 0.5 equal one at strength 1 (the same net and hint)."""
     one = latent(session, [{"strength": 1.0}])
