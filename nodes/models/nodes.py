@@ -431,6 +431,24 @@ def _encode(context: NodeContext, text_encoder: Any, text: str, clip_skip: int) 
             raise NodeInputError("clip_skip" if "clip_skip" in str(exc) else "text", str(exc)) from None
 
 
+def _missing_embeddings(text: Any, list_model_files: Any) -> dict[str, str]:
+    """{"text": why} when the prompt names an `embedding:NAME` that no embeddings folder holds; {} otherwise."""
+    from .embeddings import KNOWN_SUFFIXES, embedding_names
+
+    if not isinstance(text, str) or "embedding:" not in text:
+        return {}
+    available, searched = list_model_files("embeddings")
+    have = {name.lower() for name in available}
+    for name in embedding_names(text):
+        candidates = [name] if name.lower().endswith(KNOWN_SUFFIXES) else [name + s for s in KNOWN_SUFFIXES]
+        if not any(candidate.lower() in have for candidate in candidates):
+            where = ", ".join(searched) or "models/embeddings"
+            return {"text": f"the prompt uses embedding:{name}, but no {candidates[0]!r} is in the embeddings "
+                            f"folder(s) ({where}); put it there (.safetensors, or .pt with the owner's pickle "
+                            f"opt-in), or take embedding:{name} out of the prompt"}
+    return {}
+
+
 def _prompt_embeddings(context: NodeContext, text: str) -> dict:
     """The textual-inversion embeddings a prompt names (``embedding:name``), read from models/embeddings."""
     from .embeddings import KNOWN_SUFFIXES, embedding_names, load_embedding
@@ -468,6 +486,11 @@ class EncodeText(Node):
         clip_skip: int = Input(1, ge=1, le=24, description="1 = the model's usual layer; 2 = one earlier (A1111)")
 
     outputs = (Output("conditioning", "CONDITIONING"),)
+
+    @classmethod
+    def check_literals(cls, literals: dict[str, Any], list_model_files: Any) -> dict[str, str]:
+        """An `embedding:NAME` the embeddings folders do not hold fails at validation, not after the run began."""
+        return _missing_embeddings(literals.get("text"), list_model_files)
 
     def run(self, text_encoder: Any, text: str, clip_skip: int) -> dict:
         if getattr(getattr(text_encoder, "encoder", None), "vocabulary", None) == "tiny_world":

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from nodegraph import NodeExecutionError, Session
+from nodegraph import GraphValidationError, Session
 from nodegraph.model_paths import ModelPaths
 from nodes.models.clip import CLIPTextModel, PromptEncoder
 from nodes.models.detect import ModelLoadError
@@ -121,7 +121,11 @@ def test_encode_text_node_reads_embeddings_from_the_models_folder(tmp_path):
     expected = context("a small red circle on the left")
     assert torch.equal(context("a small embedding:rc on the left"), expected)
     assert torch.equal(context("a small embedding:rc.safetensors on the left"), expected)
-    with pytest.raises(NodeExecutionError, match="embedding:missing.*models/embeddings"):
+    # a missing one fails at validation, naming the input (it passed `validate` and failed once the run began)
+    (error,) = session.validate(_graph("a embedding:missing"))
+    assert error.node_id == "enc" and error.input == "text"
+    assert "embedding:missing, but no 'missing.safetensors' is in the embeddings folder" in error.message
+    with pytest.raises(GraphValidationError, match="embedding:missing"):
         session.run(_graph("a embedding:missing"))
 
 
