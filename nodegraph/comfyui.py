@@ -20,6 +20,8 @@ suggests what is here. docs/editor.md ("ComfyUI files") lists the table.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,6 +157,31 @@ _MODES = {2: "mute", 4: "bypass"}                                    # ComfyUI's
 
 class WorkflowError(ValueError):
     """A UI workflow that cannot be read (its nodes or links are not what ComfyUI writes)."""
+
+
+def workflow_groups(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    """A UI workflow's groups (`groups[]`: title, `bounding` [x, y, w, h], color) as our `ui.groups` entries
+    ({id, title, color "#rrggbb", bounds}); malformed ones are left out, at most 500."""
+    import re
+
+    groups = []
+    raw = workflow.get("groups")
+    for group in raw[:500] if isinstance(raw, list) else []:
+        if not isinstance(group, dict):
+            continue
+        bounds = group.get("bounding")
+        if not (isinstance(bounds, list) and len(bounds) == 4
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bounds)
+                and bounds[2] > 0 and bounds[3] > 0):
+            continue
+        title = group.get("title") if isinstance(group.get("title"), str) else "Group"
+        color = group.get("color") if isinstance(group.get("color"), str) else ""
+        if re.fullmatch(r"#[0-9a-fA-F]{3}", color):
+            color = "#" + "".join(ch * 2 for ch in color[1:])
+        groups.append({"id": f"comfyui-group-{len(groups) + 1}", "title": title[:200],
+                       "color": color.lower() if re.fullmatch(r"#[0-9a-fA-F]{6}", color) else "#3f789e",
+                       "bounds": [round(v) for v in bounds]})
+    return groups
 
 
 def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:

@@ -448,10 +448,12 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
             "invalid_format", "not a graph file of a tool nodegraph can import (a ComfyUI API-format prompt or "
                               "UI workflow)")])
     source_format = "comfyui-api"
+    groups: list[dict[str, Any]] = []
     if kind[1] == "workflow":
-        from .comfyui import WorkflowError, workflow_to_prompt
+        from .comfyui import WorkflowError, workflow_groups, workflow_to_prompt
 
         try:
+            groups = workflow_groups(data)             # the editor shows them as ours (ui.groups)
             data = workflow_to_prompt(data)
         except WorkflowError as exc:
             raise GraphValidationError([GraphError("invalid_format", f"this ComfyUI workflow cannot be read: {exc}",
@@ -525,8 +527,8 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
         metadata["linked_vae"] = linked
     if translated_values:
         metadata["translated_values"] = translated_values
-    return {"format_version": FORMAT_VERSION, "metadata": metadata, "nodes": nodes,
-            **({"ui": {"nodes": ui_nodes}} if ui_nodes else {})}
+    ui = {**({"nodes": ui_nodes} if ui_nodes else {}), **({"groups": groups} if groups else {})}
+    return {"format_version": FORMAT_VERSION, "metadata": metadata, "nodes": nodes, **({"ui": ui} if ui else {})}
 
 
 def _workflow_output_names(entry: dict) -> list[str] | None:

@@ -871,6 +871,9 @@ def test_a_comfyui_ui_workflow_imports_and_runs(tmp_path, capsys):
                   [6, 7, 0, 3, 2, "CONDITIONING"], [7, 3, 0, 8, 0, "LATENT"], [8, 4, 2, 8, 1, "VAE"],
                   [9, 8, 0, 9, 0, "IMAGE"], [11, 8, 0, 11, 0, "IMAGE"]]}
     workflow["nodes"][5]["inputs"][0]["link"] = 10                  # the model comes through the Reroute
+    workflow["groups"] = [{"title": "Sampling", "bounding": [10, 20, 300.4, 200], "color": "#3f789e"},
+                          {"title": "Short colour", "bounding": [0, 0, 50, 50], "color": "#a1b"},
+                          {"title": "broken", "bounding": [0, 0, -5, 10]}, "junk"]
     (tmp_path / "workflow.json").write_text(json.dumps(workflow))
     assert main(["run", str(tmp_path / "workflow.json"), "--output-dir", str(tmp_path / "out"), "--no-plugins",
                  "--no-progress"]) == 0
@@ -879,6 +882,10 @@ def test_a_comfyui_ui_workflow_imports_and_runs(tmp_path, capsys):
     nodes = record["graph"]["nodes"]
     assert nodes["3"]["inputs"]["model"] == {"node": "4", "output": "model"} and nodes["3"]["inputs"]["seed"] == 42
     assert nodes["3"]["inputs"]["steps"] == 20 and nodes["11"]["mode"] == "mute" and "12" not in nodes
+    # the workflow's groups become the editor's (they were dropped without a word); malformed ones are left out
+    assert record["graph"]["ui"]["groups"] == [
+        {"id": "comfyui-group-1", "title": "Sampling", "color": "#3f789e", "bounds": [10, 20, 300, 200]},
+        {"id": "comfyui-group-2", "title": "Short colour", "color": "#aa11bb", "bounds": [0, 0, 50, 50]}]
     (saved,) = (tmp_path / "out").glob("ComfyUI_*.png")
     ours = tmp_path / "ours"
     assert main(["run", str(ROOT / "graphs" / "txt2img.json"), "--output-dir", str(ours), "--no-plugins",
