@@ -21,7 +21,7 @@ suggests what is here. docs/editor.md ("ComfyUI files") lists the table.
 from __future__ import annotations
 
 import math
-
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,8 +58,6 @@ INSTEAD: dict[str, str] = {
 def subgraph_kind(node_type: str) -> str | None:
     """'subgraph' for a ComfyUI subgraph instance (its type is the definition's UUID), 'group node' for a
     legacy group node ('workflow>NAME' / 'workflow/NAME'), else None."""
-    import re
-
     if re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", node_type):
         return "subgraph"
     if node_type.startswith(("workflow>", "workflow/")):
@@ -162,8 +160,6 @@ class WorkflowError(ValueError):
 def workflow_groups(workflow: dict[str, Any]) -> list[dict[str, Any]]:
     """A UI workflow's groups (`groups[]`: title, `bounding` [x, y, w, h], color) as our `ui.groups` entries
     ({id, title, color "#rrggbb", bounds}); malformed ones are left out, at most 500."""
-    import re
-
     groups = []
     raw = workflow.get("groups")
     for group in raw[:500] if isinstance(raw, list) else []:
