@@ -264,6 +264,7 @@ class _Progress:
         self.enabled = enabled
         self.bar = None
         self.stream = stream or sys.stderr
+        self.log_mode = not self.stream.isatty()     # a log file or pipe: timed lines instead of a bar
         self.last_line = 0.0            # when a progress line was last written (log mode)
         self.node = ""
 
@@ -282,7 +283,7 @@ class _Progress:
         if not self.enabled:
             return
         kind = event.type
-        if not self.stream.isatty():
+        if self.log_mode:
             self._log_line(event)
             return
         if kind == "run_started":

@@ -1577,14 +1577,13 @@ async def serve_forever(args: argparse.Namespace) -> None:
                     backend=backend, compression=None if args.compression == "none" else args.compression)
     await server.start()
     freeze_startup_heap()
-    url = f"http://{url_host(args.host)}:{server.port}/"
-    if server.any_address:        # 0.0.0.0 is no address to open: name this machine's
-        url = f"http://{url_host(machine_addresses()[0])}:{server.port}/"
+    addresses = machine_addresses() if server.any_address else [args.host]   # 0.0.0.0 is no address to open
+    url = f"http://{url_host(addresses[0])}:{server.port}/"
     if server.token:
         url += f"?token={server.token}"
     print(f"nodegraph {__version__} serving on {url}", flush=True)
     if server.any_address:
-        others = ", ".join(f"http://{url_host(name)}:{server.port}/" for name in machine_addresses()[1:])
+        others = ", ".join(f"http://{url_host(name)}:{server.port}/" for name in addresses[1:])
         print(f"listening on every address of this machine{f' (also {others})' if others else ''}; another host "
               f"name (a DNS name, a reverse proxy's) needs --allow-host NAME", flush=True)
     if not (server.web_dist / "index.html").is_file():

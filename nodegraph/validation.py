@@ -117,8 +117,8 @@ UNSUPPORTED_CHOICES: dict[str, str] = {
                        "samplers to use",
     "dpmpp 2s ancestral": "DPM++ 2S ancestral is not built in; 'dpmpp_sde' (or 'euler_ancestral') is the "
                           "stochastic sampler to use",
-    "dpmpp 3m sde": "DPM++ 3M SDE is not built in; 'dpmpp_2m_sde' is the multistep SDE sampler to use",
-    "dpmpp 3m sde gpu": "DPM++ 3M SDE is not built in; 'dpmpp_2m_sde' is the multistep SDE sampler to use",
+    **dict.fromkeys(("dpmpp 3m sde", "dpmpp 3m sde gpu"),
+                    "DPM++ 3M SDE is not built in; 'dpmpp_2m_sde' is the multistep SDE sampler to use"),
     "euler cfg pp": "CFG++ samplers are not built in; 'euler' with a lower cfg is the nearest",
     "euler ancestral cfg pp": "CFG++ samplers are not built in; 'euler_ancestral' with a lower cfg is the nearest",
     "deis": "DEIS is not built in; 'dpmpp_2m' or 'unipc' are the multistep samplers to use",
@@ -355,10 +355,11 @@ def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> Grap
         why = " Install the plugin that provides it, or replace the node."
     from .comfyui import INSTEAD, subgraph_kind
 
+    kind = subgraph_kind(node_type)
     if node_type in INSTEAD:          # a ComfyUI class whose work another node does here
         why, candidates = f" {INSTEAD[node_type]}.", ()
-    elif subgraph_kind(node_type):
-        why, candidates = (f" It is a ComfyUI {subgraph_kind(node_type)}, which is not expanded on import: in "
+    elif kind:
+        why, candidates = (f" It is a ComfyUI {kind}, which is not expanded on import: in "
                            f"ComfyUI, unpack it (right-click → Convert to nodes / Unpack Subgraph) and save the "
                            f"workflow again."), ()
     return GraphError(

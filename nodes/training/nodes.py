@@ -355,6 +355,8 @@ def _content_digest(*values: Any) -> str:
 
     import torch
 
+    from .trainer import DiffusionData
+
     digest = hashlib.blake2b(digest_size=10)
 
     def feed(value: Any) -> None:
@@ -364,7 +366,7 @@ def _content_digest(*values: Any) -> str:
             digest.update(tensor.view(torch.uint8).numpy())
         elif isinstance(value, torch.nn.Module):
             feed(value.state_dict())
-        elif getattr(value, "source", ""):         # DiffusionData: what it was encoded from, not the latents
+        elif isinstance(value, DiffusionData) and value.source:    # what it was encoded from, not the latents
             feed((value.source, value.token_ids, value.empty_ids, value.parts))
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             for field in dataclasses.fields(value):
