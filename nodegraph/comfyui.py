@@ -157,6 +157,9 @@ class WorkflowError(ValueError):
     """A UI workflow that cannot be read (its nodes or links are not what ComfyUI writes)."""
 
 
+MAX_CANVAS = 10_000_000     # canvas coordinates beyond this are no layout a person made (a group there is left out)
+
+
 def workflow_groups(workflow: dict[str, Any]) -> list[dict[str, Any]]:
     """A UI workflow's groups (`groups[]`: title, `bounding` [x, y, w, h], color) as our `ui.groups` entries
     ({id, title, color "#rrggbb", bounds}); malformed ones are left out, at most 500."""
@@ -167,7 +170,8 @@ def workflow_groups(workflow: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         bounds = group.get("bounding")
         if not (isinstance(bounds, list) and len(bounds) == 4
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bounds)
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                        and abs(v) <= MAX_CANVAS for v in bounds)
                 and bounds[2] > 0 and bounds[3] > 0):
             continue
         title = group.get("title") if isinstance(group.get("title"), str) else "Group"

@@ -873,7 +873,8 @@ def test_a_comfyui_ui_workflow_imports_and_runs(tmp_path, capsys):
     workflow["nodes"][5]["inputs"][0]["link"] = 10                  # the model comes through the Reroute
     workflow["groups"] = [{"title": "Sampling", "bounding": [10, 20, 300.4, 200], "color": "#3f789e"},
                           {"title": "Short colour", "bounding": [0, 0, 50, 50], "color": "#a1b"},
-                          {"title": "broken", "bounding": [0, 0, -5, 10]}, "junk"]
+                          {"title": "broken", "bounding": [0, 0, -5, 10]}, "junk",
+                          {"title": "far away", "bounding": [1e308, 0, 10, 10]}]
     (tmp_path / "workflow.json").write_text(json.dumps(workflow))
     assert main(["run", str(tmp_path / "workflow.json"), "--output-dir", str(tmp_path / "out"), "--no-plugins",
                  "--no-progress"]) == 0
