@@ -547,12 +547,19 @@ PARAPHRASE_COLOURS_AFTER: tuple[str, ...] = ("{s}, {c},", "{s} in {c}")
 # their shapes. Version 3 drops both: it rewords positions, and a background that follows the objects (with a
 # wording that says "background"); a leading background phrase and every colour stay where they are.
 PARAPHRASE_BACKGROUNDS_V3: tuple[str, ...] = tuple(w for w in PARAPHRASE_BACKGROUNDS_WORDED if "background" in w)
-PARAPHRASE_VERSIONS = (1, 2, 3)
+# Version 4 (graphs/train/train_tiny_world_v6g.json): v6f reads a colour written after its shape ("a star that is
+# green", "a triangle, coloured blue") as the background's -- "there is a star that is green" gives a green canvas
+# and no star (docs/training.md, "v6g"). Version 3 plus colours after their shapes again, but only in frames
+# where a verb ties the colour to the shape ("a big circle which is red", "a circle which is big and red",
+# "a circle painted red"), never the bare "circle, red," / "circle in red" that v6 (version 2) read as a
+# leading background colour. A size written before the colour moves with it when the frame allows.
+PARAPHRASE_COLOURS_BOUND: tuple[str, ...] = ("{s} which is {c}", "{s} which is {z} and {c}", "{s} painted {c}")
+PARAPHRASE_VERSIONS = (1, 2, 3, 4)
 # Words of the paraphrases that are no grammar's: known to ``unknown_words`` (not to ``filler_pool``, which
 # must not change: it would change the captions of the v4 graphs).
 PARAPHRASE_WORDS = frozenset(re.findall(r"[a-z]+", " ".join(
     [p for phrases in PARAPHRASE_POSITIONS.values() for p in phrases] + list(PARAPHRASE_BACKGROUNDS)
-    + list(_LEADING_BACKGROUNDS))))
+    + list(_LEADING_BACKGROUNDS) + list(PARAPHRASE_COLOURS_BOUND))))
 
 
 @lru_cache(maxsize=1)
@@ -574,6 +581,14 @@ def _colour_shape_pattern() -> re.Pattern:
     return re.compile(rf"\b(?P<c>{colours}) (?P<s>{'|'.join(SHAPES)})\b", re.IGNORECASE)
 
 
+@lru_cache(maxsize=1)
+def _size_colour_shape_pattern() -> re.Pattern:
+    """A colour before its shape, with the size word before the colour when there is one (version 4)."""
+    colours = "|".join(sorted({word for words in COLOUR_WORDS.values() for word in words}, key=len, reverse=True))
+    sizes = "|".join(word for words in SIZE_WORDS.values() for word in words)
+    return re.compile(rf"\b(?:(?P<z>{sizes}) )?(?P<c>{colours}) (?P<s>{'|'.join(SHAPES)})\b", re.IGNORECASE)
+
+
 def paraphrase_caption(text: str, rng: random.Random, rate: float = 0.7, version: int = 1) -> str:
     """``text`` (a training-grammar or template caption) with each position phrase, and the background
     phrase, replaced with probability ``rate`` by a ``PARAPHRASE_POSITIONS`` / ``PARAPHRASE_BACKGROUNDS``
@@ -583,16 +598,17 @@ def paraphrase_caption(text: str, rng: random.Random, rate: float = 0.7, version
     wordings that name the background (``PARAPHRASE_BACKGROUNDS_WORDED``) and also moves colours after
     their shapes ("a circle, red, toward the left and a blue background"). ``version`` 3 rewords positions and
     a background that follows the objects only (``PARAPHRASE_BACKGROUNDS_V3``): no colour moves, and a caption
-    that starts with its background keeps that phrase."""
+    that starts with its background keeps that phrase. ``version`` 4 is version 3 that also moves colours after
+    their shapes in ``PARAPHRASE_COLOURS_BOUND`` frames ("a big red circle" -> "a circle which is big and red")."""
     if version not in PARAPHRASE_VERSIONS:
         raise WorldError("version", f"expected one of {PARAPHRASE_VERSIONS}; found {version!r}.", version)
     positions, background, phrase_to_position = _paraphrase_patterns()
-    colour_shape = _colour_shape_pattern()
+    colour_shape = _colour_shape_pattern() if version == 2 else _size_colour_shape_pattern()
     found = [*positions.finditer(text), *background.finditer(text)]
-    if version == 2:        # a colour before a shape is never inside a background phrase (those end in "background")
-        found += list(colour_shape.finditer(text))
-    if version == 3:        # a background phrase that leads the caption stays as written
+    if version >= 3:        # a background phrase that leads the caption stays as written
         found = [m for m in found if m.re is positions or text[:m.start()].strip(" ,;")]
+    if version in (2, 4):   # a colour before a shape is never inside a background phrase (those end in "background")
+        found += list(colour_shape.finditer(text))
     if not found:
         return text
     chosen = {id(m) for m in found if rng.random() < rate} or {id(rng.choice(found))}
@@ -603,8 +619,15 @@ def paraphrase_caption(text: str, rng: random.Random, rate: float = 0.7, version
         pieces.append(text[end:match.start()])
         if match.re is positions:
             pieces.append(rng.choice(PARAPHRASE_POSITIONS[phrase_to_position[match.group(0).lower()]]))
-        elif match.re is colour_shape:
+        elif match.re is colour_shape and version == 2:
             pieces.append(rng.choice(PARAPHRASE_COLOURS_AFTER).format(s=match.group("s"), c=match.group("c")))
+        elif match.re is colour_shape:
+            size = match.group("z")      # kept before the shape unless the frame takes it ("which is big and red")
+            frames = PARAPHRASE_COLOURS_BOUND if size else [f for f in PARAPHRASE_COLOURS_BOUND if "{z}" not in f]
+            frame = rng.choice(frames)
+            if size and "{z}" not in frame:
+                frame = "{z} " + frame
+            pieces.append(frame.format(s=match.group("s"), c=match.group("c"), z=size))
         else:
             colour = next(match.group(g) for g in ("c1", "c2", "c3") if match.group(g)).lower()
             sep = match.group("sep")
@@ -612,7 +635,7 @@ def paraphrase_caption(text: str, rng: random.Random, rate: float = 0.7, version
                 pieces.append(sep + rng.choice(_LEADING_BACKGROUNDS).format(c=colour))
             else:
                 wording = rng.choice({1: PARAPHRASE_BACKGROUNDS, 2: PARAPHRASE_BACKGROUNDS_WORDED,
-                                      3: PARAPHRASE_BACKGROUNDS_V3}[version]).format(c=colour)
+                                      3: PARAPHRASE_BACKGROUNDS_V3, 4: PARAPHRASE_BACKGROUNDS_V3}[version]).format(c=colour)
                 pieces.append(" " + wording if wording.startswith("and ") else (sep or " ") + wording)
         end = match.end()
     pieces.append(text[end:])

@@ -389,7 +389,7 @@ def test_second_paraphrase_version_names_every_background_and_moves_colours_afte
     assert any(s.startswith("a large circle, red, ") for s in said) and any("circle in red" in s for s in said)
     assert not any(re.search(r"\b(on|against) blue\b|behind it|,\s*[,.]", s) for s in said)
     with pytest.raises(world.WorldError):
-        paraphrase_caption("a red circle", rng, version=4)
+        paraphrase_caption("a red circle", rng, version=5)
 
 
 def test_third_paraphrase_version_keeps_colours_where_they_were():
@@ -411,6 +411,32 @@ def test_third_paraphrase_version_keeps_colours_where_they_were():
            for _ in range(50)]
     assert all(s.startswith("a blue background with a small green star ") for s in led)
     assert not any(s.endswith("on the left") for s in led)
+
+
+def test_fourth_paraphrase_version_ties_moved_colours_to_their_shapes_with_a_verb():
+    """Version 4 (model v6g): version 3, and colours after their shapes only in frames with a verb ("a circle which
+    is big and red", "a circle painted red"), never v6's bare "circle, red," / "circle in red"; the parser reads
+    every rewording as the same scene."""
+    from nodes.training.world_captions import paraphrase_caption
+
+    rng = random.Random(8)
+    text = "a large red circle at the top, on a blue background"
+    said = [paraphrase_caption(text, rng, rate=1.0, version=4) for _ in range(300)]
+    assert any("circle which is large and red" in s for s in said)
+    assert any("large circle which is red" in s for s in said) and any("large circle painted red" in s for s in said)
+    assert not any(re.search(r"circle,? (in )?red|backdrop", s) for s in said)
+    for s in said:
+        spec = parse_prompt(s)
+        assert spec is not None and spec.background == "blue", s
+        assert [(o.colour, o.shape, o.size) for o in spec.objects] == [("red", "circle", "large")], s
+    two = {paraphrase_caption("a red circle and a blue square at the top", rng, rate=1.0, version=4) for _ in range(60)}
+    assert any("circle which is red and a square painted blue" in s for s in two), two
+    for s in two:
+        assert [(o.colour, o.shape) for o in parse_prompt(s).objects] == [("red", "circle"), ("blue", "square")], s
+    leading = {paraphrase_caption("a blue background with a small green star", rng, rate=1.0, version=4)
+               for _ in range(50)}
+    assert leading == {"a blue background with a small star painted green", "a blue background with a small star "
+                       "which is green", "a blue background with a star which is small and green"}    # lead kept
 
 
 def test_the_dataset_rewords_with_the_version_it_is_given():
