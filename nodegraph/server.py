@@ -700,43 +700,45 @@ class Server:
 
     # --- HTTP side ------------------------------------------------------------
 
-    def _given_token(self, request: Request) -> tuple[str | None, bool]:
-        """(the token a request carries — query, Bearer header or cookie — and whether it came in the query)."""
-        tokens, in_query = self._given_tokens(request)
-        return (tokens[0] if tokens else None), in_query
-
-    def _given_tokens(self, request: Request) -> tuple[list[str], bool]:
-        """Every token a request offers, in order of precedence (a browser may hold two `nodegraph_token`
-        cookies, say a stale one for another path), and whether they came in the query."""
+    def _given_tokens(self, request: Request) -> list[tuple[str, bool]]:
+        """Every token a request offers as (token, came in the query), in order of precedence: the query, a
+        Bearer header, then cookies (a browser may hold two `nodegraph_token` cookies, say a stale one for
+        another path). A stale `?token=` in a bookmark must not hide a valid cookie, so all are offered."""
         query = parse_qs(urlsplit(request.path).query)
-        given = (query.get("token") or [None])[0]
-        if given is not None:
-            return [given], True
+        offered = [(given, True) for given in (query.get("token") or [])[:1]]
         auth = request.headers.get("Authorization", "")
         scheme, _, credentials = auth.partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():     # the scheme is case-insensitive (RFC 7235)
-            return [credentials.strip()], False
+            offered.append((credentials.strip(), False))
         cookies = []
         for header in request.headers.get_all("Cookie"):
             for part in header.split(";"):
                 name, _, value = part.strip().partition("=")
                 if name == self.cookie_name and value:
-                    cookies.append(value)
-        return cookies[:8], False
+                    cookies.append((value, False))
+        return offered + cookies[:8]
 
     def authenticate(self, request: Request) -> tuple[bool, User | None]:
         """(may this request go on, and as which user — None on a server without users); the first of the
         request's tokens that is valid counts."""
-        tokens, _ = self._given_tokens(request)
+        allowed, user, _token = self._authenticate(request)
+        return allowed, user
+
+    def _authenticate(self, request: Request) -> tuple[bool, User | None, tuple[str, bool] | None]:
+        """`authenticate`, and which of the offered tokens was the valid one (None when none was needed)."""
+        offered = self._given_tokens(request)
         if self.users is not None:
-            for given in tokens:
-                user = self.users.authenticate(given)
+            for given in offered:
+                user = self.users.authenticate(given[0])
                 if user is not None:
-                    return True, user
-            return False, None
+                    return True, user, given
+            return False, None, None
         if self.token is None:
-            return True, None
-        return any(hmac.compare_digest(given.encode(), self.token.encode()) for given in tokens), None
+            return True, None, None
+        for given in offered:
+            if hmac.compare_digest(given[0].encode(), self.token.encode()):
+                return True, None, given
+        return False, None, None
 
     async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Host/token/Origin checks; the websocket handshake, files and static assets. Never a traceback."""
@@ -765,25 +767,28 @@ class Server:
             return connection.respond(HTTPStatus.MISDIRECTED_REQUEST,
                                       "this server does not answer for that host name; "
                                       "start it with --allow-host NAME to add one\n")
-        allowed, user = self.authenticate(request)
+        allowed, user, valid = self._authenticate(request)
         if not allowed:
             CLIENT_LOG.log(log, logging.WARNING, f"token {peer_host(connection)}",     # each address its own budget
                            "refused a request for %r without a valid token from %s", path[:100], peer_of(connection))
             return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid token is required (?token=...)\n")
-        given, in_query = self._given_token(request)
+        in_query = "token" in parse_qs(urlsplit(request.path).query)
         if in_query and path != "/ws" and (self.token is not None or self.users is not None):
-            # Trade the token in the URL for a cookie, so that the editor's assets and websocket carry it.
-            response = connection.respond(HTTPStatus.SEE_OTHER, "signed in\n")
+            # Trade the token in the URL for a cookie, so that the editor's assets and websocket carry it; a stale
+            # one (a bookmark from before a rotation) beside a valid cookie is only taken out of the URL.
+            signed_in = valid is not None and valid[1]
+            response = connection.respond(HTTPStatus.SEE_OTHER, "signed in\n" if signed_in else "already signed in\n")
             kept = urlencode([(k, v) for k, v in parse_qsl(urlsplit(request.path).query, keep_blank_values=True)
                               if k != "token"])                # e.g. a thumbnail's ?size=
             # relative ("./", "./x.png"): behind a proxy at a path prefix (/nodegraph/) the browser stays under it
             response.headers["Location"] = sign_in_redirect(path, kept)
             # Lax, not Strict: a link to the editor opened from chat or mail (a top-level navigation) carries it;
             # other sites' images, scripts, fetches and websockets still never do. 30 days, not the browser session.
-            response.headers["Set-Cookie"] = (f"{self.cookie_name}={given}; HttpOnly; SameSite=Lax; "
-                                              f"Max-Age={COOKIE_SECONDS}; Path=/"
-                                              + ("; Secure" if request.headers.get("X-Forwarded-Proto") == "https"
-                                                 else ""))
+            if signed_in:
+                response.headers["Set-Cookie"] = (f"{self.cookie_name}={valid[0]}; HttpOnly; SameSite=Lax; "
+                                                  f"Max-Age={COOKIE_SECONDS}; Path=/"
+                                                  + ("; Secure" if request.headers.get("X-Forwarded-Proto") == "https"
+                                                     else ""))
             response.headers["Cache-Control"] = "no-store"
             return response
         if path == "/ws":
