@@ -138,6 +138,8 @@ def check_name(name: object, *, what: str = "file name", input_name: str | None 
         raise refuse("parent", "contains a '..' component")
     if len(components) > 1 and not subfolders:
         raise refuse("subfolder", "contains '/': only a plain name is allowed here")
+    if subfolders and name.endswith("/") and name.strip("/") and "//" not in name.strip("/"):
+        raise refuse("empty_component", f"ends in '/' (a folder is named without it: {name.rstrip('/')!r})")
     for component in components:
         if component == "":
             raise refuse("empty_component", "has an empty component ('//' or a '/' at either end)")

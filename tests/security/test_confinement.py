@@ -60,6 +60,15 @@ def test_every_rule_refuses_its_class_of_name(tmp_path, name, rule):
     assert "run name" in str(info.value) and "inside" in str(info.value)     # what it is and the fix
 
 
+def test_a_folder_with_a_trailing_slash_is_told_its_name_without_it(tmp_path):
+    """'mydata/' (a shell's tab completion adds the '/') was refused as "an empty component ('//' or a '/' at either
+    end)"; the message now gives the name to write."""
+    with pytest.raises(PathConfinementError) as info:
+        confine(tmp_path, "my data/sub/", what="folder", input_name="folder", subfolders=True)
+    assert info.value.rule == "empty_component" and "ends in '/'" in str(info.value)
+    assert "'my data/sub')" in str(info.value)
+
+
 def test_good_names_stay_under_the_root(tmp_path):
     """Plain names, dotted names and (where allowed) subfolders resolve to root / name."""
     assert confine(tmp_path, "vae") == tmp_path / "vae"
