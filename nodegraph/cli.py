@@ -244,9 +244,11 @@ def _input_port(registry: Any, graph: Any, node_id: str, input_name: str) -> str
 
 def _progress_text(event: Any) -> str:
     """A node_progress event as the bar's postfix: "200/600", with a training step's loss and lr when it has them
-    ("200/600 loss 0.0411 lr 1.0e-04", as kohya's and diffusers' bars show)."""
-    text = f"{event.value}/{event.total}"
+    ("200/600 loss 0.0411 lr 1.0e-04", as kohya's and diffusers' bars show) and the stage a node names before
+    its steps ("encoding images 2560/24000")."""
     info = event.info if isinstance(getattr(event, "info", None), dict) else {}
+    stage = info.get("stage")
+    text = (f"{_terminal_safe(stage[:40])} " if isinstance(stage, str) and stage else "") + f"{event.value}/{event.total}"
     for key, shown in (("loss", "{:.4g}"), ("lr", "{:.1e}")):
         value = info.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):

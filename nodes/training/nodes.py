@@ -583,14 +583,20 @@ class TrainVAE(Node):
         return {"vae": vae, "report": json.dumps(report, default=str)}
 
 
-def _encode_dataset(node: Node, dataset: Any, vae: Any, pad_token_id: int) -> Any:
-    """VAE latents of every image (once) and token ids of every caption; one part per size bucket."""
+ENCODE_PROGRESS_EVERY = 256     # images between "encoding images" progress events
+
+
+def _encode_dataset(node: Node, dataset: Any, vae: Any, pad_token_id: int, tally: list[int] | None = None) -> Any:
+    """VAE latents of every image (once) and token ids of every caption; one part per size bucket. Reports
+    progress as it goes (info stage "encoding images": 24,000 images take minutes on a CPU before step 1);
+    `tally` is [encoded so far, all images] across the buckets."""
     import torch
 
+    tally = tally if tally is not None else [0, len(dataset)]
     if getattr(dataset, "buckets", None):
         from .trainer import DiffusionData
 
-        parts = tuple(_encode_dataset(node, part, vae, pad_token_id) for _, part in dataset.buckets)
+        parts = tuple(_encode_dataset(node, part, vae, pad_token_id, tally) for _, part in dataset.buckets)
         return DiffusionData(parts[0].latents, parts[0].token_ids, parts[0].empty_ids, parts,
                              source=_content_digest([part.source for part in parts]))
 
@@ -620,8 +626,9 @@ def _encode_dataset(node: Node, dataset: Any, vae: Any, pad_token_id: int) -> An
             if len(batch) == 128 or i == len(dataset) - 1:
                 latents.append(_encode_pixels(vae, torch.stack(batch)))   # the data stays on the CPU
                 batch = []
-            if i % 512 == 0:
-                node.context.check_interrupted()
+            tally[0] += 1
+            if tally[0] % ENCODE_PROGRESS_EVERY == 0 or tally[0] == tally[1]:
+                node.context.progress(tally[0], tally[1], info={"stage": "encoding images"})
     if cut:
         warn_cut_captions(node, cut)
     return DiffusionData(torch.cat(latents), torch.stack(ids), caption_ids(tokenizer, "", pad_token_id)[0],

@@ -1318,6 +1318,8 @@ def test_training_progress_shows_loss_and_reaches_a_log_file():
     step = NodeProgress("r", node_id="train", value=200, total=600, info={"loss": 0.041136, "lr": 1e-4})
     assert _progress_text(step) == "200/600 loss 0.04114 lr 1.0e-04"
     assert _progress_text(NodeProgress("r", node_id="s", value=3, total=20, info={"loss": float("nan")})) == "3/20"
+    encoding = NodeProgress("r", node_id="train", value=2560, total=24000, info={"stage": "encoding images"})
+    assert _progress_text(encoding) == "encoding images 2560/24000"
     log = io.StringIO()                                       # not a terminal
     progress = _Progress(enabled=True, stream=log)
     progress(NodeStarted("r", node_id="train", node_type="TrainDiffusion"))

@@ -173,13 +173,15 @@ def test_latent_data_identity_follows_images_and_captions_not_the_latents_last_b
     digests what they were encoded from (images, captions, the VAE's weights)."""
     from nodes.training import nodes as training_nodes
 
+    reported = []
+
     class Node:
         class context:
             services: dict = {}
 
             @staticmethod
-            def check_interrupted():
-                pass
+            def progress(value, total, info=None):
+                reported.append((value, total, info))
 
     images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(2)) * 2 - 1
     dataset = [(image, caption) for image, caption in zip(images, ("a red square", "a cat", "x"))]
@@ -196,6 +198,8 @@ def test_latent_data_identity_follows_images_and_captions_not_the_latents_last_b
     recaptioned = encoded([*dataset[:2], (dataset[2][0], "y")])
     repainted = encoded([*dataset[:2], (dataset[2][0] * 0.5, "x")])
     assert len({training_nodes._data_text(3, d) for d in (first, recaptioned, repainted)}) == 3
+    # the encoding reports progress (a 24,000-image run showed nothing for minutes before step 1)
+    assert reported[-1] == (3, 3, {"stage": "encoding images"})
 
 
 def test_a_fine_tune_of_a_trained_vae_is_resumed_though_its_preview_map_varies(tmp_path):
