@@ -774,7 +774,7 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
     """Failures, clashes, skipped plugins and unused preferences as plain dicts.
 
     Every entry has `kind` ("failed", "clash", "skipped", "unknown_name", "unknown_hook", "no_nodes",
-    "slow_import" or "preference"),
+    "slow_import", "patched" or "preference"),
     `level` ("error", "warning" or "info": "info" is a choice the user made,
     e.g. a denied plugin or a clash settled by a preference), `plugin`,
     `message` and `fix`; each kind adds its own details (see docs/plugins.md).
@@ -821,6 +821,7 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
                         "fix": f"rename it{f' to {close[0]}' if close else ''}: the hooks are listed in "
                                f"docs/plugins.md (nodegraph.hookspecs: {', '.join(HOOK_NAMES)})"})
     out += [_no_nodes_warning(p) for p in report.loaded if not p.nodes and p.source != "builtin"]
+    out += _changed_by_another_plugin(report, registry)
     for plugin in report.loaded:
         total = plugin.import_seconds + plugin.hook_seconds
         if plugin.source != "builtin" and total >= SLOW_IMPORT_SECONDS:
@@ -845,6 +846,45 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
                                    f" (node type {bare!r} is provided by {have})",
                         "fix": f"prefer one of the providers ({have}), or drop the preference" if providers else
                                f"drop the preference: no loaded plugin provides {bare!r}"})
+    return out
+
+
+def _changed_by_another_plugin(report: PluginReport, registry: Registry) -> list[dict[str, Any]]:
+    """`patched` warnings: a node class whose methods come from another loaded plugin's package (it replaced
+    them, e.g. `other_plugin.Node.run = mine`), or a plugin that registered a class defined by another plugin.
+    Python cannot stop a plugin from changing another's code at import; it can make it visible. (A change made
+    later, inside a node's run, is not seen.)"""
+    package_of = {p.name: p.module.split(".")[0] for p in report.loaded}
+    plugin_of_package: dict[str, str] = {}
+    for plugin, package in package_of.items():
+        plugin_of_package.setdefault(package, plugin)
+    out: list[dict[str, Any]] = []
+    for qualified, cls in registry.node_types.items():
+        owner = registry.node_plugin.get(qualified, "")
+        own = package_of.get(owner)
+        if own is None:
+            continue
+        found: list[tuple[str, str]] = []         # (what, the other plugin)
+        defined_in = cls.__module__.split(".")[0]
+        if defined_in != own and plugin_of_package.get(defined_in, owner) != owner:
+            found.append(("its class", plugin_of_package[defined_in]))
+        for attribute, value in vars(cls).items():
+            function = getattr(value, "__func__", value)       # staticmethod / classmethod
+            if not inspect.isfunction(function):
+                continue
+            package = (function.__module__ or "").split(".")[0]
+            other = plugin_of_package.get(package)
+            if package not in (own, defined_in, "nodegraph") and other is not None and other != owner:
+                found.append((f"its {attribute}()", other))
+        for what, other in found:
+            out.append({"kind": "patched", "level": "warning", "plugin": other, "node": qualified,
+                        "changed_plugin": owner,
+                        "message": f"node {qualified} (plugin {owner!r}) runs code of plugin {other!r}: {what} "
+                                   f"comes from {other!r}'s package, so graphs using {qualified} do what {other!r} "
+                                   f"says, not what {owner!r} ships",
+                        "fix": f"if you did not expect this, leave {other!r} out (--deny-plugin {other} or `pip "
+                               f"uninstall` it) and tell its authors: a plugin should register a node of its own "
+                               f"(a subclass with another type name) instead of changing another plugin's"})
     return out
 
 

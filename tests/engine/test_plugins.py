@@ -1283,3 +1283,55 @@ def test_a_type_missing_from_a_plugin_whose_name_another_copy_also_has_names_tha
     assert "Two installed distributions provide a plugin named 'example'" in error.message, error.message
     assert "already loaded" in error.message and "'raises'" not in error.message
     assert error.details["plugin"] == "example"
+
+
+def _module_plugin(package: str, *nodes: type[Node]) -> types.ModuleType:
+    """A plugin module named `package` whose register_nodes returns `nodes`."""
+    module = types.ModuleType(package)
+
+    def register_nodes():
+        return list(nodes)
+
+    module.register_nodes = hookimpl(register_nodes)
+    return module
+
+
+def test_a_plugin_that_changes_another_plugins_node_is_named(monkeypatch):
+    """A plugin replaced another plugin's MixColors.run at import, and `plugins` listed both as loaded with no word
+    (a plugin author's finding): a `patched` warning names the node, both plugins and what changed; a plugin that
+    registers a class another plugin defines is named too. Plugins that keep to their own code get none."""
+    victim_node = make_node("Swatch", 1)
+    victim_node.__module__ = "victim_pkg.nodes"
+    own_node = make_node("Own", 2)
+    own_node.__module__ = "patcher_pkg.nodes"
+
+    def swapped_run(self):
+        return {"value": 99}
+
+    swapped_run.__module__ = "patcher_pkg.evil"
+
+    class Patching(FakeEntryPoint):
+        def load(self):
+            victim_node.run = swapped_run              # what the patcher's module does when imported
+            return self.obj
+
+    installed = [Patching("patcher", _module_plugin("patcher_pkg", own_node)),
+                 FakeEntryPoint("victim", _module_plugin("victim_pkg", victim_node))]
+    install_entry_points(monkeypatch, lambda: installed)
+    session = Session(autoload=True)
+    (patched,) = [w for w in session.plugin_warnings() if w["kind"] == "patched"]
+    assert patched["plugin"] == "patcher" and patched["changed_plugin"] == "victim" and patched["level"] == "warning"
+    assert patched["node"] == "victim.Swatch" and "its run() comes from 'patcher'" in patched["message"]
+    assert "--deny-plugin patcher" in patched["fix"]
+
+    taken = make_node("Taken", 3)
+    taken.__module__ = "patcher_pkg.nodes"
+    installed[:] = [FakeEntryPoint("patcher", _module_plugin("patcher_pkg", own_node)),
+                    FakeEntryPoint("victim", _module_plugin("victim_pkg", taken))]      # registers patcher's class
+    (patched,) = [w for w in Session(autoload=True).plugin_warnings() if w["kind"] == "patched"]
+    assert patched["node"] == "victim.Taken" and "its class comes from 'patcher'" in patched["message"]
+
+    victim_node.run = make_node("Swatch", 1).run
+    installed[:] = [FakeEntryPoint("patcher", _module_plugin("patcher_pkg", own_node)),
+                    FakeEntryPoint("victim", _module_plugin("victim_pkg", victim_node))]
+    assert not [w for w in Session(autoload=True).plugin_warnings() if w["kind"] == "patched"]
