@@ -9,7 +9,9 @@ result and the SHA-256 of every model file the run read:
                                    "sha256": "9f2c…"}}}
 
 It also holds `"inputs": {"node.input": {"name", "sha256"}}` for the files of the input folder the graph
-reads (an img2img's source image), as `input_files` finds them.
+reads (an img2img's source image), as `input_files` finds them, and — when the graph uses an installed
+plugin's nodes — `"plugins": {"video": {"version": "0.1.0", "nodes": {"video.SaveVideo": "1.0.0"}}}`
+(`plugin_nodes`).
 
 The graph itself (overrides applied) is what makes the result again; the record is what tells
 a different result apart: another model file under the same name, another torch, on the CPU another
@@ -148,6 +150,27 @@ def input_files(context: Any) -> dict[str, dict[str, str]]:
     return out
 
 
+def plugin_nodes(context: Any) -> dict[str, dict[str, Any]]:
+    """`{plugin: {"version", "nodes": {qualified type: node version}}}` for the installed plugins (not the
+    built-in packs: nodegraph's version covers them) whose nodes the running graph uses: a plugin upgrade that
+    changes a result is told apart by its version."""
+    services = getattr(context, "services", {}) or {}
+    graph, registry = getattr(context, "graph", None), services.get("registry")
+    versions = services.get("plugin_versions") or {}
+    if graph is None or registry is None or not versions:
+        return {}
+    from .effective_graph import effective_graph
+
+    out: dict[str, dict[str, Any]] = {}
+    for node in effective_graph(graph, registry).graph.nodes.values():
+        cls = registry.nodes.get(node.type)
+        plugin = registry.plugin_of(cls) if cls is not None else None
+        if plugin in versions:
+            entry = out.setdefault(plugin, {"version": versions[plugin], "nodes": {}})
+            entry["nodes"][registry.qualified_name(cls)] = cls.version
+    return out
+
+
 def run_record(context: Any) -> dict[str, Any]:
     """Versions, device and model file hashes of the running graph (see the module docstring)."""
     from . import __version__
@@ -161,4 +184,6 @@ def run_record(context: Any) -> dict[str, Any]:
               "python": platform.python_version(), "device": device}
     if device.startswith("cpu") and torch is not None:    # CPU sums split across threads round differently
         record["threads"] = torch.get_num_threads()
-    return {**record, "models": model_files(context), "inputs": input_files(context)}
+    record = {**record, "models": model_files(context), "inputs": input_files(context)}
+    plugins = plugin_nodes(context)
+    return {**record, "plugins": plugins} if plugins else record

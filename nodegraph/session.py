@@ -91,6 +91,7 @@ class Session:
             "resolve_file": self.resolve_file,
             "free_memory": self.free_memory,
             "registry": self.registry,
+            "plugin_versions": {p.name: p.version for p in self.plugin_report.loaded if p.source != "builtin"},
         }
         self._subscribers: list[ev.EventSink] = []
         self._interrupt = threading.Event()

@@ -1335,3 +1335,28 @@ def test_a_plugin_that_changes_another_plugins_node_is_named(monkeypatch):
     installed[:] = [FakeEntryPoint("patcher", _module_plugin("patcher_pkg", own_node)),
                     FakeEntryPoint("victim", _module_plugin("victim_pkg", victim_node))]
     assert not [w for w in Session(autoload=True).plugin_warnings() if w["kind"] == "patched"]
+
+
+def test_run_records_name_the_plugins_and_node_versions_a_result_came_from(monkeypatch):
+    """A run record held nodegraph's and torch's versions but not the plugin's: a plugin upgrade that changes a
+    result could not be told apart afterwards (a plugin author's finding). It now lists each installed plugin the
+    graph uses, its version and its nodes' versions; built-in packs (nodegraph's version) and unused plugins
+    are left out."""
+    from types import SimpleNamespace
+
+    from nodegraph import provenance
+    from nodegraph.graph import parse_graph
+
+    used, unused = make_node("Posterize", 1), make_node("Other", 2)
+    used.version = "2.0.0"
+    posterize = FakeEntryPoint("poster", NodesPlugin(used))
+    posterize.dist = SimpleNamespace(name="poster-nodes", version="1.1.0")
+    installed = [posterize, FakeEntryPoint("idle", NodesPlugin(unused))]
+    install_entry_points(monkeypatch, lambda: installed)
+    session = Session(autoload=True)
+    graph = parse_graph({"format_version": 2, "nodes": {"p": {"type": "Posterize"},
+                                                        "n": {"type": "PrimitiveInt", "inputs": {"value": 1}}}})
+    record = provenance.run_record(SimpleNamespace(graph=graph, services=session.services))
+    assert record["plugins"] == {"poster": {"version": "1.1.0", "nodes": {"poster.Posterize": "2.0.0"}}}
+    only_builtin = parse_graph({"format_version": 2, "nodes": {"n": {"type": "PrimitiveInt", "inputs": {"value": 1}}}})
+    assert "plugins" not in provenance.run_record(SimpleNamespace(graph=only_builtin, services=session.services))
