@@ -134,13 +134,18 @@ def _session(args: argparse.Namespace, **kwargs: Any):
 
 
 def _load(session: Any, path: str) -> Any:
-    """The Graph in a file; a ComfyUI API prompt (its .json export, or a PNG ComfyUI saved) is imported
-    (`graph.import_foreign`: classes with an equivalent become our nodes) with a note on stderr."""
+    """The Graph in a file, with a note on stderr for each input written under a name its node renamed; a
+    ComfyUI API prompt (its .json export, or a PNG ComfyUI saved) is imported (`graph.import_foreign`:
+    classes with an equivalent become our nodes) with a note on stderr."""
     from .errors import GraphValidationError
-    from .graph import foreign_prompt, import_foreign
+    from .graph import foreign_prompt, import_foreign, load_graph, renamed_input_uses
 
     try:
-        return session.load(Path(path))
+        graph = load_graph(Path(path))
+        for node_id, node_type, old, new in renamed_input_uses(graph, session.registry.input_renames()):
+            print(f"note: node {node_id!r} ({node_type}) writes input {old!r}, which is now {new!r}: read as {new!r}; "
+                  f"save the graph with the new name (the editor does when it saves)", file=sys.stderr)
+        return session.renamed(graph)
     except GraphValidationError as exc:
         prompt = foreign_prompt(path) if [e.code for e in exc.errors] == ["foreign_format"] else None
         if prompt is None:

@@ -296,6 +296,16 @@ def with_renamed_inputs(graph: Graph, renames: dict[str, dict[str, str]]) -> Gra
     return Graph(graph.nodes if nodes is None else nodes, graph.metadata, graph.ui, graph.has_ui, subgraphs=subgraphs)
 
 
+def renamed_input_uses(graph: Graph, renames: dict[str, dict[str, str]]) -> list[tuple[str, str, str, str]]:
+    """(node id — "subgraph/node" inside a subgraph definition —, node type, old name, new name) for each input
+    `graph` still writes under a name its node class renamed: it runs (`with_renamed_inputs`), and a front end
+    tells the user to save it with the new name."""
+    places = [("", graph.nodes)] + [(f"{name}/", definition.nodes) for name, definition in (graph.subgraphs or {}).items()]
+    return [(prefix + node_id, node.type, name, renames[node.type][name])
+            for prefix, nodes in places for node_id, node in nodes.items()
+            for name in node.inputs if name in renames.get(node.type, {})]
+
+
 def topological_order(nodes: dict[str, GraphNode]) -> tuple[list[str], list[str]]:
     """Kahn's algorithm over links between existing nodes: (order, nodes left over).
 

@@ -204,8 +204,15 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
             errors.append(unknown_type_error(node_id, node.type, registry))
             continue
         spec = cls.spec
+        renamed = getattr(cls, "renamed_inputs", None) or {}
         for name in node.inputs:
-            if name not in spec.inputs:
+            if name not in spec.inputs and renamed.get(name) in node.inputs:      # the old name beside the new one
+                errors.append(GraphError(
+                    "unknown_input",
+                    f"{node.type}'s input {name!r} was renamed to {renamed[name]!r} (node version {cls.version}), "
+                    f"and this node writes both; remove {name!r} (the value under {renamed[name]!r} is the one "
+                    f"that counts).", node_id=node_id, input=name))
+            elif name not in spec.inputs:
                 errors.append(GraphError(
                     "unknown_input",
                     f"{node.type} has no input {name!r}.{suggest(name, spec.inputs)} "

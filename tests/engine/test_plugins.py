@@ -1151,7 +1151,7 @@ def test_defaults_a_graph_could_not_write_fail_the_plugin():
     assert "3 problems" in failure.error and "could not write" in failure.error
 
 
-def test_a_renamed_input_keeps_saved_graphs_running():
+def test_a_renamed_input_keeps_saved_graphs_running(tmp_path, capsys):
     """A plugin renamed `pixel_size` to `block_size` at 2.0.0 and its users' saved graphs failed with unknown_input
     (docs promised "write a graph migration", which had no mechanism). `renamed_inputs` maps the old name."""
     class Pixelate(Node):
@@ -1184,6 +1184,20 @@ def test_a_renamed_input_keeps_saved_graphs_running():
                   "s": {"type": "ShowValue", "inputs": {"value": {"node": "g", "output": "v"}}}}}
     assert session.validate(nested) == []
     assert session.run(nested).outputs["s"]["value"] == 6
+    from nodegraph.graph import parse_graph, renamed_input_uses
+    assert renamed_input_uses(parse_graph(nested), session.registry.input_renames()) == [
+        ("pix/p", "Pixelate", "pixel_size", "block_size")]          # what `nodegraph run/validate` note
+    both = {"format_version": 2, "nodes": {"p": {"type": "Pixelate", "inputs": {"pixel_size": 8, "block_size": 7}}}}
+    import json as json_module
+
+    from nodegraph.cli import _load
+    saved_file = tmp_path / "old.json"
+    saved_file.write_text(json_module.dumps(saved))
+    assert _load(session, str(saved_file)).nodes["p"].inputs == {"block_size": 100}
+    assert "note: node 'p' (Pixelate) writes input 'pixel_size', which is now 'block_size'" in capsys.readouterr().err
+    (error, _no_outputs) = session.validate(both)      # was "Pixelate has no input 'pixel_size'", naming neither the rename
+    assert error.code == "unknown_input" and error.input == "pixel_size"
+    assert "was renamed to 'block_size' (node version 2.0.0), and this node writes both" in error.message
 
     class Broken(Node):
         renamed_inputs = {"size": "nowhere", "kept": "kept"}
