@@ -20,6 +20,7 @@ import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,55 @@ def _pick(times_source: list[float], fps: float, count_limit: int, start: int) -
     return picked
 
 
+def _shown_at(time: float, next_time: float, base: float, fps: float, count: int) -> bool:
+    """Whether `_pick` (output times base + k / fps, k < count) would pick the source frame shown from `time` until
+    `next_time`: the decoders drop the frames it will not, so a resampled read keeps at most `count` + 1 of them."""
+    slack = 1e-7          # kept when in doubt: `_pick` compares the times with a tolerance of 1e-6
+    k = max(0, math.floor((time - base) * fps) - 1)
+    while k < count:
+        shown = base + k / fps
+        if not shown + 1e-6 < next_time + slack:
+            return False
+        if shown + 1e-6 >= time - slack:
+            return True
+        k += 1
+    return False
+
+
+class _KeptFrames:
+    """The frames a decoder keeps, bounded while it decodes (not after): frames before `start` are counted, not
+    kept (but the first, for its size); a resampled read (`fps` > 0) drops each frame `_pick` will not pick once
+    the next one's time is known; more kept frames than `max_pixels` allows is refused at once (a few-KB GIF of
+    300 2048×2048 frames decoded 3 GB before the check on what was picked)."""
+
+    def __init__(self, start: int, fps: float, count: int, max_pixels: int):
+        self.start, self.fps, self.count, self.max_pixels = start, fps, count, max_pixels
+        self.images: list[np.ndarray | None] = []
+        self.times: list[float] = []
+        self.kept = 0
+
+    def add(self, time: float, decode: Any) -> None:
+        """Frame number len(images), shown from `time` (seconds from the first frame); `decode()` gives its pixels."""
+        index = len(self.images)
+        previous = index - 1
+        if self.fps > 0 and previous > max(self.start, 0) and self.images[previous] is not None and not _shown_at(
+                self.times[previous], time, self.times[self.start], self.fps, self.count):
+            self.images[previous] = None
+            self.kept -= 1
+        keep = index >= self.start or index == 0
+        image = decode() if keep else None
+        self.images.append(image)
+        self.times.append(time)
+        if image is not None and index >= self.start:
+            self.kept += 1
+            height, width = image.shape[:2]
+            allowed = max(1, self.max_pixels // max(1, width * height))
+            if self.kept > allowed + 1:     # one more than is picked is kept (the last frame's duration)
+                raise VideoFileError("max_frames", f"more than {allowed} frames of {width}×{height} is more than this "
+                                                   f"node loads at once ({allowed} frames at this size); lower "
+                                                   f"max_frames")
+
+
 def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 0, max_frames: int = 64,
                max_pixels: int = MAX_PIXELS) -> VideoClip:
     """Decode a video file (see READABLE) into frames; `fps` 0 keeps the source rate."""
@@ -88,11 +138,12 @@ def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 
         # decode only what is needed: the frames up to start + max_frames (at the source rate), or up to the
         # time the last output frame is shown (resampled) — long files are never decoded whole
         limit = start_frame + max_frames if fps <= 0 else None
+        kept = _KeptFrames(start_frame, fps, max_frames, max_pixels)
         if suffix in (".gif", ".webp"):
             images, durations, graph, transparent = _read_pillow(path, limit, start_frame,
-                                                                 max_frames / fps if fps > 0 else None)
+                                                                 max_frames / fps if fps > 0 else None, kept)
         else:
-            images, durations, graph = _read_av(path, limit, start_frame, max_frames / fps if fps > 0 else None)
+            images, durations, graph = _read_av(path, limit, start_frame, max_frames / fps if fps > 0 else None, kept)
             transparent = False
     except VideoFileError:
         raise
@@ -110,6 +161,8 @@ def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 
     out_fps = fps if fps > 0 else source_fps
     indices = _pick(times, out_fps, max_frames, start_frame) if fps > 0 else \
         list(range(start_frame, min(len(images), start_frame + max_frames)))
+    if any(images[index] is None for index in indices):      # the decoders keep what _pick picks (tested)
+        raise RuntimeError(f"{path.name}: a frame to show was dropped while decoding (a nodegraph bug)")
     height, width = images[0].shape[:2]      # the first frame is always kept, for its size
     if len(indices) * height * width > max_pixels:
         raise VideoFileError("max_frames", f"{len(indices)} frames of {width}×{height} is more than this node loads at "
@@ -151,11 +204,13 @@ def count_frames(path: str | os.PathLike) -> int | None:
         return None
 
 
-def _read_av(path: Path, limit: int | None = None, start: int = 0,
-             span: float | None = None) -> tuple[list[np.ndarray | None], list[float], str | None]:
-    """Frames (None for those before `start` but the first), their durations and the comment metadata; stops after
-    `limit` frames or `span` s past frame `start`."""
+def _read_av(path: Path, limit: int | None = None, start: int = 0, span: float | None = None,
+             kept: _KeptFrames | None = None) -> tuple[list[np.ndarray | None], list[float], str | None]:
+    """Frames (None for those before `start` but the first, and those `kept` drops), their durations and the
+    comment metadata; stops after `limit` frames or `span` s past frame `start`."""
     import av
+
+    kept = kept or _KeptFrames(start, 0.0, limit or 1 << 30, 1 << 62)
 
     with av.open(str(path)) as container:
         streams = container.streams.video
@@ -163,43 +218,46 @@ def _read_av(path: Path, limit: int | None = None, start: int = 0,
             raise VideoFileError("video", f"{path.name} has no video stream")
         stream = streams[0]
         rate = float(stream.average_rate or stream.base_rate or 24)
-        images, stamps = [], []
+        stamps: list[float] = []
         for frame in container.decode(stream):
             stamp = float(frame.time) if frame.time is not None else len(stamps) / rate
             if span is not None and len(stamps) > start and stamp > stamps[start] + span + 1.0 / rate:
                 break
             # frames before `start` are counted, not kept (a 1080p clip from frame 2000 held 12 GB of them)
-            images.append(frame.to_ndarray(format="rgb24") if len(images) >= start or not images else None)
+            kept.add(stamp - stamps[0] if stamps else 0.0, lambda frame=frame: frame.to_ndarray(format="rgb24"))
             stamps.append(stamp)
-            if limit is not None and len(images) >= limit + 1:   # one more, for the last frame's duration
+            if limit is not None and len(stamps) >= limit + 1:   # one more, for the last frame's duration
                 break
         graph = {k.lower(): v for k, v in container.metadata.items()}.get("comment")
     durations = [max(1e-3, b - a) for a, b in zip(stamps, stamps[1:])] + [1.0 / rate] if stamps else []
-    return images, durations, graph
+    return kept.images, durations, graph
 
 
-def _read_pillow(path: Path, limit: int | None = None, start: int = 0,
-                 span: float | None = None) -> tuple[list[np.ndarray], list[float], str | None, bool]:
+def _read_pillow(path: Path, limit: int | None = None, start: int = 0, span: float | None = None,
+                 kept: _KeptFrames | None = None) -> tuple[list[np.ndarray | None], list[float], str | None, bool]:
     """As _read_av, for animated GIF / WebP; also whether any frame has transparent pixels (dropped here)."""
     from PIL import Image, ImageSequence
 
+    kept = kept or _KeptFrames(start, 0.0, limit or 1 << 30, 1 << 62)
     transparent = False
     with Image.open(path) as image:
         graph = image.info.get("comment")
-        images, durations = [], []
+        durations: list[float] = []
+        shown_from = 0.0          # the frame's time: the durations before it, summed in order (as np.cumsum does)
         for frame in ImageSequence.Iterator(image):
             if not transparent and (frame.mode in ("RGBA", "LA", "PA") or "transparency" in frame.info):
                 alpha = frame.convert("RGBA").getchannel("A")
                 transparent = alpha.getextrema()[0] < 255
-            images.append(np.asarray(frame.convert("RGB")) if len(images) >= start or not images else None)
+            kept.add(shown_from, lambda frame=frame: np.asarray(frame.convert("RGB")))
             durations.append(max(0.01, float(frame.info.get("duration", 100) or 100) / 1000.0))
-            if limit is not None and len(images) >= limit + 1:
+            shown_from += durations[-1]
+            if limit is not None and len(durations) >= limit + 1:
                 break
-            if span is not None and len(images) > start and sum(durations[start:]) > span + durations[-1]:
+            if span is not None and len(durations) > start and sum(durations[start:]) > span + durations[-1]:
                 break
     if isinstance(graph, bytes):
         graph = graph.decode("utf-8", "replace")
-    return images, durations, graph, transparent
+    return kept.images, durations, graph, transparent
 
 
 def _as_uint8(frames: torch.Tensor) -> np.ndarray:

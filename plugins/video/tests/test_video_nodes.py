@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -612,6 +613,42 @@ def test_frames_before_start_frame_are_not_kept(tmp_path, fmt):
     clip = read_video(path, start_frame=8, max_frames=2)
     whole = read_video(path, start_frame=0, max_frames=12)
     assert torch.allclose(clip.frames, whole.frames[8:10])
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "gif"])
+def test_decoding_keeps_only_the_frames_it_will_show_and_refuses_too_many_while_decoding(tmp_path, fmt):
+    """A 7 KB GIF of 300 2048×2048 frames made LoadVideo decode 3.4 GB before its size check, and with fps > 0 a
+    1000-frame one read at max_frames 1 kept every frame (a hostile pass). A resampled read now drops the frames
+    it will not show as it goes, and keeping more than the pixel budget allows is refused while decoding; what is
+    read is the same as before (every frame kept, then picked)."""
+    import torch
+
+    from nodegraph_video import video_io
+
+    frames = torch.linspace(0, 1, 30)[:, None, None, None].expand(30, 16, 16, 3).contiguous()
+    path = tmp_path / f"clip.{fmt}"
+    video_io.write_video(path, frames, 12.0, fmt)
+    read = video_io._read_av if fmt == "mp4" else video_io._read_pillow
+    for fps, start, count in ((1.0, 0, 1), (5.0, 3, 4), (7.3, 0, 30), (24.0, 2, 9), (12.0, 0, 30), (2.5, 29, 3)):
+        kept = video_io._KeptFrames(start, fps, count, 1 << 40)
+        images = read(path, None, start, count / fps, kept)[0]
+        whole, durations = read(path, None, start, count / fps)[:2]   # every frame from `start` on
+        clip = video_io.read_video(path, fps=fps, start_frame=start, max_frames=count)
+        held = sum(image is not None for image in images[start:])
+        assert held <= count + 1, (fps, start, count, held)
+        times = np.cumsum([0.0, *durations[:-1]]).tolist()
+        picked = video_io._pick(times, fps, count, start)
+        expected = torch.from_numpy(np.stack([whole[i] for i in picked])).float() / 255
+        assert torch.equal(clip.frames, expected), (fps, start, count)
+    one = video_io._KeptFrames(0, 0.5, 1, 1 << 40)                   # 1 frame of a 2.5 s clip at 0.5 fps
+    assert sum(image is not None for image in read(path, None, 0, 2.0, one)[0]) <= 2
+    with pytest.raises(video_io.VideoFileError) as info:             # 30 frames of 16×16, room for 4
+        video_io.read_video(path, max_frames=30, max_pixels=4 * 16 * 16)
+    assert info.value.input == "max_frames" and "4 frames at this size" in str(info.value)
+    budget = video_io._KeptFrames(0, 0.0, 30, 4 * 16 * 16)
+    with pytest.raises(video_io.VideoFileError):                     # refused while decoding, not after
+        read(path, 30, 0, None, budget)
+    assert len(budget.images) == 6
 
 
 def test_a_fast_gif_says_browsers_play_it_slower(session):
