@@ -362,14 +362,33 @@ def _amplitude(spec: dict) -> Any:
     return values
 
 
-def _check_stft(n_fft: int, hop: int, win_length: int) -> int:
+MAX_SPECTROGRAM_VALUES = 2**27      # bins × frames × clips·channels in one spectrogram, as MAX_SAMPLES for a waveform
+
+
+def _check_stft(n_fft: int, hop: int, win_length: int, rows: int, samples: int) -> int:
+    """The window length (0 = n_fft) after checking the window and hop, and that the spectrogram of `rows`
+    signals of `samples` fits MAX_SPECTROGRAM_VALUES (n_fft 16384 at hop 1 on a 5 s clip asked for 4.9 GiB at once)."""
     win_length = win_length or n_fft
     if win_length > n_fft:
         raise NodeInputError("win_length", f"the window ({win_length}) must not exceed n_fft ({n_fft})")
     if hop > win_length:
         raise NodeInputError("hop", f"a hop ({hop}) longer than the window ({win_length}) leaves gaps; use hop <= "
                                     f"win_length")
+    _check_spectrogram_size(n_fft, hop, rows, samples)
     return win_length
+
+
+def _check_spectrogram_size(n_fft: int, hop: int, rows: int, samples: int) -> None:
+    """NodeInputError naming `hop` (with the least hop that fits) when the spectrogram is too large to make."""
+    bins = n_fft // 2 + 1
+    values = rows * bins * (samples // hop + 1)
+    if values > MAX_SPECTROGRAM_VALUES:
+        frames = MAX_SPECTROGRAM_VALUES // (rows * bins)          # frames = samples // hop + 1 may be at most this
+        fix = (f"raise hop (to {samples // (frames - 1) + 1} or more), lower n_fft, or trim the audio" if frames > 1
+               else "lower n_fft or trim the audio")
+        raise NodeInputError("hop", f"the spectrogram would hold {values:,} values ({bins} bins × "
+                                    f"{samples // hop + 1:,} frames × {rows} signal(s)), over the "
+                                    f"{MAX_SPECTROGRAM_VALUES:,} one may hold; {fix}")
 
 
 class STFT(Node):
@@ -389,7 +408,7 @@ class STFT(Node):
         from .spectral import stft
 
         wave, rate = _audio(audio)
-        win_length = _check_stft(n_fft, hop, win_length)
+        win_length = _check_stft(n_fft, hop, win_length, wave.shape[0] * wave.shape[1], wave.shape[-1])
         complex_spec = stft(wave.reshape(-1, wave.shape[-1]), n_fft, hop, win_length)        # (B·C, F, T)
         mag = complex_spec.abs()
         phase = complex_spec / mag.clamp_min(1e-12)
@@ -446,7 +465,7 @@ class MelSpectrogram(Node):
         from .spectral import magnitude, mel_filterbank
 
         wave, rate = _audio(audio)
-        win_length = _check_stft(n_fft, hop, win_length)
+        win_length = _check_stft(n_fft, hop, win_length, wave.shape[0] * wave.shape[1], wave.shape[-1])
         f_max = f_max or rate / 2
         if f_max > rate / 2:
             raise NodeInputError("f_max", f"{f_max} Hz is above the Nyquist frequency of {rate} Hz audio ({rate / 2})")
@@ -612,6 +631,7 @@ class AudioSpectrogramImage(Node):
 
         wave, rate = _audio(audio)
         mono = wave.mean(dim=1)                                                      # (B, S)
+        _check_spectrogram_size(n_fft, hop, mono.shape[0], mono.shape[-1])
         mag = magnitude(mono, n_fft, hop)
         rows = max(1, min(mag.shape[-2], int(max_hz / (rate / n_fft)) + 1))
         db = amplitude_to_db(mag[:, :rows], power=False, floor_db=-300.0)

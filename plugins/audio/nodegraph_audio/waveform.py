@@ -119,6 +119,11 @@ def read_audio(path: str | Path, max_seconds: float = 600.0, argument: str = "fi
         raise AudioError(argument, f"{path.name} is {seconds:.1f} s long, over the limit of {max_seconds:g} s; trim "
                                    f"it first or raise max_seconds")
     check_rate(info.samplerate, argument)
+    # before decoding: max_seconds bounds the duration, not the samples (a 470 KB FLAC of 8-channel 96 kHz silence
+    # decoded 6.8 GB)
+    check_result_size((1, info.channels, info.frames), info.samplerate, argument,
+                      f"{path.name} is too large to load at once: trim it or lower its sample rate / channel count "
+                      f"in an audio editor")
     declared = wav_declared_frames(path) if path.suffix.lower() in (".wav", ".wave") else None
     if declared is not None and declared[1] < declared[0]:
         whole, held = (frames / info.samplerate for frames in declared)

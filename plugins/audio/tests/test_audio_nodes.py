@@ -481,3 +481,29 @@ def test_an_uploaded_wav_loads(tmp_path):
     audio = session.run({"format_version": 1, "nodes": {"load": {"type": "LoadAudio", "inputs": {
         "file": "my_voice.wav"}}}}, outputs=["load"]).outputs["load"]["audio"]
     assert audio["sample_rate"] == 8000 and audio["waveform"].shape == (1, 1, 4000)
+
+
+def test_a_spectrogram_too_large_to_make_is_refused_naming_the_hop_that_fits(session, tmp_path, monkeypatch):
+    """n_fft 16384 at hop 1 on a 5 s clip asked for 4.9 GiB at once and failed as out-of-memory advice about tiled
+    VAE decoding (a hostile pass). STFT, MelSpectrogram and AudioSpectrogramImage refuse a spectrogram over
+    MAX_SPECTROGRAM_VALUES first, naming `hop` and the least hop that fits — which then runs."""
+    from nodegraph_audio import nodes as audio_nodes
+
+    monkeypatch.setattr(audio_nodes, "MAX_SPECTROGRAM_VALUES", 200_000)
+    soundfile.write(tmp_path / "tone.wav", np.zeros(16000, np.float32), 16000)
+    load = {"type": "LoadAudio", "inputs": {"file": "tone.wav"}}
+    for node_type in ("STFT", "MelSpectrogram", "AudioSpectrogramImage"):
+        inputs = {"audio": {"node": "load", "output": "audio"}, "n_fft": 1024, "hop": 1}
+        nodes = {"load": load, "spec": {"type": node_type, "inputs": inputs},
+                 "show": {"type": "ShowValue", "inputs": {"value": {"node": "spec", "output": "image" if node_type ==
+                                                                    "AudioSpectrogramImage" else "spectrogram"}}}}
+        with pytest.raises(NodeExecutionError) as info:
+            _run_single(session, tmp_path, nodes, "show")
+        error = info.value.exception
+        assert error.input == "hop" and "over the 200,000 one may hold" in str(error), (node_type, str(error))
+        least = int(str(error).split("raise hop (to ")[1].split(" ")[0])
+        inputs["hop"] = least
+        _run_single(session, tmp_path, nodes, "show")
+        inputs["hop"] = least - 1
+        with pytest.raises(NodeExecutionError):
+            _run_single(session, tmp_path, nodes, "show")

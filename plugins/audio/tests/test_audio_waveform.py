@@ -59,6 +59,21 @@ def test_unreadable_empty_and_too_long_files_name_the_input(tmp_path):
         wf.read_audio(long, max_seconds=2)
 
 
+
+def test_a_file_with_more_samples_than_a_waveform_holds_is_refused_before_decoding(tmp_path, monkeypatch):
+    """max_seconds bounds the duration, not the samples: a 470 KB FLAC of 8-channel 96 kHz silence decoded 6.8 GB
+    (a hostile pass). The samples the header declares are checked against MAX_SAMPLES before any is decoded."""
+    import soundfile
+
+    wide = tmp_path / "wide.flac"
+    wf.write_audio(wide, torch.zeros(8, 16000), 16000, "flac")
+    monkeypatch.setattr(wf, "MAX_SAMPLES", 8 * 16000 - 1)
+    monkeypatch.setattr(soundfile, "read", lambda *a, **k: pytest.fail("decoded before the check"))
+    with pytest.raises(AudioError, match="over the 127,999 a waveform may hold") as error:
+        wf.read_audio(wide)
+    assert error.value.argument == "file" and "8 channel(s)" in str(error.value)
+
+
 def test_nan_and_bad_layouts_are_refused():
     """NaN samples, a 2-D waveform, an empty clip and unsupported rates each raise AudioError naming the argument."""
     audio = _sine()
