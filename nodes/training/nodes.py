@@ -240,6 +240,11 @@ class TinyWorldDataset(Node):
         except WorldError as exc:
             raise NodeInputError("holdout" if "holdout" in str(exc) else "count", str(exc)) from None
         members = {shape: [i for i in range(count) if world.image_size(i) == shape] for shape in buckets}
+        from nodegraph.memory import ensure_free
+
+        largest = max(buckets, key=lambda hw: hw[0] * hw[1])
+        ensure_free(sum(len(indices) * h * w * 3 for (h, w), indices in members.items()),     # rendered as uint8
+                    f"the dataset ({count} images of up to {largest[1]}×{largest[0]})")
         parts = []
         done = 0
         for shape, indices in members.items():

@@ -68,3 +68,21 @@ def test_bad_linked_shape_weights_fail_in_the_node(text, words):
         Session().run(dataset_graph(text, link=True))
     assert info.value.node_id == "data"
     assert "shape_weights" in str(info.value) and words in str(info.value)
+
+
+def test_a_dataset_larger_than_the_free_memory_is_refused_before_rendering(monkeypatch):
+    """TinyWorldDataset count 20000 at size 256 allocated 3.7 GiB with no look at the free memory (a hostile pass;
+    ImageScale and the other image nodes ask first). It asks too, and a refusal says what and how much."""
+    from nodegraph import memory
+    from nodegraph.errors import NodeOutOfMemory
+
+    monkeypatch.setattr(memory, "system_memory", lambda: (2 * 1024**3, 16 * 1024**3))      # 2 GiB free
+    monkeypatch.setenv(memory.RESERVE_ENV, "0")
+    graph = dataset_graph("", count=4)
+    graph["nodes"]["data"]["inputs"].update(count=20000, size=256)
+    with pytest.raises(NodeExecutionError) as info:
+        Session().run(graph)
+    assert isinstance(info.value.exception, NodeOutOfMemory)
+    assert "the dataset (20000 images of up to 256×256) needs about 3.7 GiB" in str(info.value.exception)
+    graph["nodes"]["data"]["inputs"].update(count=8, size=32)
+    Session().run(graph)
