@@ -1041,9 +1041,13 @@ class ServerProtocol:
         except GraphValidationError as exc:
             errors = exc.errors
         if errors:
+            user_name = client.user.name if client.user is not None else None
+            shown = [e.to_dict() for e in errors[:200]]
+            for error in shown:     # "no embedding 'x' in (/srv/models/embeddings, …)": folders as clients name them
+                error["message"] = self.without_server_paths(error["message"], user_name)
             return [_error(client.client_id, "invalid_graph",
                            f"the graph is invalid ({len(errors)} error{'' if len(errors) == 1 else 's'}); nothing was queued",
-                           message.request_id, errors=[e.to_dict() for e in errors[:200]])]
+                           message.request_id, errors=shown)]
         user_name = client.user.name if client.user is not None else None
         reserved = self.reserve_worker()        # the idle worker waits for this run: stored running, not queued
         record = None
@@ -1519,8 +1523,8 @@ class ServerProtocol:
         return error
 
     def without_server_paths(self, text: str, user: str | None = None) -> str:
-        """`text` with the server's input, output and install folders written as clients know them (`input/…`,
-        `output/…`, `<nodegraph>/…`): a library's error inside a node ("Error opening 'in/carol/evil.wav'")
+        """`text` with the server's input, output, model and install folders written as clients know them (`input/…`,
+        `output/…`, `models/…`, `<nodegraph>/…`): a library's error inside a node ("Error opening 'in/carol/evil.wav'")
         told users where the server keeps files, relative or absolute as it was started. With the run's `user`,
         their own folder is written as their file ids name it (`input/bad.wav`, not `input/carol/bad.wav`)."""
         if self._path_pattern is None:
@@ -1529,8 +1533,13 @@ class ServerProtocol:
             from .model_paths import PROJECT_ROOT
 
             names = {}
-            for folder, name in ((self.session.input_dir, "input"), (self.session.output_dir, "output"),
-                                 (PROJECT_ROOT, "<nodegraph>")):
+            model_paths = self.session.model_paths
+            # the model folders too (a loader's "…/models/checkpoints/evil.ckpt: this is a pickle checkpoint"), each
+            # before the install folder that may hold it: the longer path is matched first
+            folders = [(self.session.input_dir, "input"), (self.session.output_dir, "output")]
+            folders += [(root, "models") for root in model_paths.roots]
+            folders += [(folder, f"models/{name}") for name, dirs in model_paths.extra.items() for folder in dirs]
+            for folder, name in (*folders, (PROJECT_ROOT, "<nodegraph>")):
                 folder = Path(folder)
                 for form in (str(folder), str(folder.resolve()), os.path.relpath(folder.resolve())):
                     form = form.rstrip("/")

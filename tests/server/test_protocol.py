@@ -190,6 +190,22 @@ def test_invalid_graph_is_not_queued(proto):
     assert proto.queue.pending() == []
 
 
+def test_invalid_graph_errors_name_the_model_folders_as_clients_know_them(proto):
+    """`embedding:nope` listed the folders searched as absolute paths (the install's too) in the invalid_graph
+    reply of a plain user (a hostile pass): they are written as `models/…` now."""
+    from nodegraph.model_paths import PROJECT_ROOT
+
+    graph = {"format_version": 1, "nodes": {
+        "ck": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world_v4.safetensors"}},
+        "enc": {"type": "EncodeText", "inputs": {"text_encoder": {"node": "ck", "output": "text_encoder"},
+                                                 "text": "a red circle embedding:nope"}},
+        "s": {"type": "ShowValue", "inputs": {"value": {"node": "enc", "output": "conditioning"}}}}}
+    (reply,) = send(proto, {"type": "submit", "graph": graph})
+    (error,) = reply.message["details"]["errors"]
+    assert "nope" in error["message"] and "models/embeddings" in error["message"], error
+    assert str(PROJECT_ROOT) not in error["message"] and "/models" not in error["message"].replace(" models/", ""), error
+
+
 @pytest.mark.parametrize("frame, code", [
     ("{not json", "invalid_json"),
     ("[1, 2]", "invalid_message"),
@@ -601,5 +617,10 @@ def test_node_errors_name_the_servers_folders_as_clients_know_them(tmp_path, mon
     (event,) = [o.message for o in protocol.run_event("r", {"type": "run_failed", "run_id": "r", "message": message})
                 if o.to == "c1"]
     assert event["message"] == stored["message"]
+    # the model folders: a loader's "<root>/checkpoints/evil.ckpt: this is a pickle checkpoint" (a hostile pass)
+    loader = (f"input 'ckpt_name': {tmp_path}/models/checkpoints/evil.ckpt: this is a pickle checkpoint; also "
+              f"{PROJECT_ROOT}/models/embeddings")
+    assert protocol.stored_error({"message": loader})["message"] == (
+        "input 'ckpt_name': models/checkpoints/evil.ckpt: this is a pickle checkpoint; also models/embeddings")
     protocol.send_tracebacks = True              # the person at the keyboard sees it all
     assert protocol.stored_error({"message": message})["message"] == message
