@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -55,6 +56,7 @@ MAX_FILE_BYTES = 64 * 1024 * 1024   # a graph is a few KB; 64 MiB is generous an
 MAX_VALUE_DEPTH = 32                # literal inputs are scalars or small lists
 NODE_MODES = ("bypass", "mute")     # absent = the node runs normally
 SUBGRAPH_TYPE_PREFIX = "subgraph:"  # a node of type "subgraph:<name>" uses subgraphs[<name>]
+MAX_NODE_ID_CHARS = 256             # a node id is a name people read (in errors, --set, the editor)
 SUBGRAPH_INPUTS_NODE = "$inputs"    # the reserved inner node id whose outputs are the exposed inputs
 _NODE_KEYS = ("type", "inputs", "title", "mode")
 _TOP_KEYS = ("format_version", "metadata", "nodes", "subgraphs", "ui")
@@ -833,6 +835,12 @@ def _parse_subgraph(name: str, body: Any, errors: list[GraphError]) -> SubgraphD
 def _parse_node(node_id: Any, raw: Any, errors: list[GraphError]) -> GraphNode | None:
     if not isinstance(node_id, str) or not node_id:
         errors.append(GraphError("invalid_format", f"node id {node_id!r} must be a non-empty string"))
+        return None
+    if len(node_id) > MAX_NODE_ID_CHARS or any(unicodedata.category(ch) in ("Cc", "Cs") for ch in node_id):
+        shown = repr(node_id[:40]) + ("…" if len(node_id) > 40 else "")
+        errors.append(GraphError("invalid_format", f"node id {shown} must be at most {MAX_NODE_ID_CHARS} characters "
+                                                   f"without control characters (NUL, newline, tab, ...) or lone "
+                                                   f"surrogates; rename the node"))
         return None
     if not isinstance(raw, dict):
         errors.append(GraphError("invalid_format",

@@ -218,3 +218,17 @@ def test_a_missing_upload_is_offered_files_of_its_kind_only(tmp_path):
     assert "'cat.png'" in error.message and "'notes.dat'" in error.message          # an unknown extension may be one
     assert "cat.wav" not in error.message and "cat.glb" not in error.message
     assert "2 file(s) of other kinds than image" in error.message
+
+
+@pytest.mark.parametrize("node_id", ["\x00", "a\nb", "x\ud800", "n" * 257])
+def test_node_ids_are_names_people_can_read(node_id):
+    """A node id of NUL, a newline, a lone surrogate or 100,000 characters was accepted (a hostile pass) and came
+    back in every error, --set key and the editor; ids are at most 256 printable characters."""
+    from nodegraph.graph import parse_graph
+
+    with pytest.raises(GraphValidationError) as info:
+        parse_graph({"format_version": 2, "nodes": {node_id: {"type": "ShowValue", "inputs": {}}}})
+    (error,) = info.value.errors
+    assert error.code == "invalid_format" and "at most 256 characters" in error.message
+    assert len(error.message) < 300
+    parse_graph({"format_version": 2, "nodes": {"n" * 256: {"type": "ShowValue"}, "3:5 é": {"type": "ShowValue"}}})
