@@ -1167,10 +1167,10 @@ def load_graph(path: str | os.PathLike) -> Graph:
         if len(data) > MAX_FILE_BYTES:
             raise GraphValidationError([GraphError("invalid_json", f"{path} holds more than {MAX_FILE_BYTES} "
                                                                    f"bytes; {too_big}")])
-    except OSError as exc:
+    except (OSError, ValueError) as exc:       # ValueError: a NUL in the name ("embedded null byte")
         raise GraphValidationError([GraphError(
-            "unreadable_file", f"cannot read graph file {str(path)!r}: {exc.strerror or exc}; check the path (a "
-                               f"graph is a .json file, or a PNG saved by SaveImage)")]) from None
+            "unreadable_file", f"cannot read graph file {str(path)[:200]!r}: {getattr(exc, 'strerror', None) or exc}; "
+                               f"check the path (a graph is a .json file, or a PNG saved by SaveImage)")]) from None
     return graph_from_bytes(data, path.name)
 
 

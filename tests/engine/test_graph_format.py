@@ -232,3 +232,10 @@ def test_node_ids_are_names_people_can_read(node_id):
     assert error.code == "invalid_format" and "at most 256 characters" in error.message
     assert len(error.message) < 300
     parse_graph({"format_version": 2, "nodes": {"n" * 256: {"type": "ShowValue"}, "3:5 é": {"type": "ShowValue"}}})
+
+
+def test_a_graph_path_with_a_nul_is_an_unreadable_file_not_a_value_error():
+    """Session.run("\\x00") raised pathlib's bare ValueError "embedded null byte" (found by the property test)."""
+    with pytest.raises(GraphValidationError) as info:
+        load_graph("graph\x00.json")
+    assert info.value.errors[0].code == "unreadable_file" and "embedded null byte" in info.value.errors[0].message
