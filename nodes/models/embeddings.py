@@ -28,13 +28,9 @@ from pathlib import Path
 import torch
 
 from .detect import ModelLoadError, unpickling_refusal
-from .tokenizer import EMBEDDING_PATTERN
-KNOWN_SUFFIXES = (".safetensors", ".pt", ".bin", ".pth")
+from .prompt_syntax import EMBEDDING_PATTERN, EMBEDDING_SUFFIXES, embedding_names
 
-
-def embedding_names(prompt: str) -> list[str]:
-    """Names used as ``embedding:name`` in `prompt`, in order, each once."""
-    return list(dict.fromkeys(m[1] for m in EMBEDDING_PATTERN.finditer(prompt)))
+KNOWN_SUFFIXES = EMBEDDING_SUFFIXES
 
 
 def strip_suffix(name: str) -> str:

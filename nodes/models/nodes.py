@@ -433,7 +433,7 @@ def _encode(context: NodeContext, text_encoder: Any, text: str, clip_skip: int) 
 
 def _missing_embeddings(text: Any, list_model_files: Any) -> dict[str, str]:
     """{"text": why} when the prompt names an `embedding:NAME` that no embeddings folder holds; {} otherwise."""
-    from .embeddings import KNOWN_SUFFIXES, embedding_names
+    from .prompt_syntax import EMBEDDING_SUFFIXES as KNOWN_SUFFIXES, embedding_names     # torch-free: validation
 
     if not isinstance(text, str) or "embedding:" not in text:
         return {}
@@ -489,8 +489,13 @@ class EncodeText(Node):
 
     @classmethod
     def check_literals(cls, literals: dict[str, Any], list_model_files: Any) -> dict[str, str]:
-        """An `embedding:NAME` the embeddings folders do not hold fails at validation, not after the run began."""
-        return _missing_embeddings(literals.get("text"), list_model_files)
+        """An `embedding:NAME` the embeddings folders do not hold, or a weight past ±100, fails at validation, not
+        after the run began."""
+        from .prompt_syntax import weight_problem
+
+        text = literals.get("text")
+        problem = weight_problem(text) if isinstance(text, str) else None
+        return {"text": problem} if problem else _missing_embeddings(text, list_model_files)
 
     def run(self, text_encoder: Any, text: str, clip_skip: int) -> dict:
         if getattr(getattr(text_encoder, "encoder", None), "vocabulary", None) == "tiny_world":
@@ -505,7 +510,10 @@ def _warn_unknown_world_words(context: Any, text: str) -> None:
 
     from nodes.training.world_captions import unknown_words
 
-    words = unknown_words(re.sub(r"\bBREAK\b", " ", text))      # BREAK is prompt syntax (a new chunk), no word
+    from .prompt_syntax import LORA_TAG
+
+    # BREAK is prompt syntax (a new chunk), no word; a <lora:name:1> tag has its own warning (syntax_notes)
+    words = unknown_words(LORA_TAG.sub(" ", re.sub(r"\bBREAK\b", " ", text)))
     if words:
         shown = ", ".join(repr(word if len(word) <= 30 else word[:29] + "…") for word in words[:12]) + (
             ", …" if len(words) > 12 else "")
@@ -540,6 +548,7 @@ class EncodeTextSDXL(Node):
         if not getattr(text_encoder, "family", "").startswith("sdxl"):
             raise NodeInputError("text_encoder", f"EncodeTextSDXL needs an SDXL text encoder, found a "
                                                  f"{getattr(text_encoder, 'family', '?')} one; use EncodeText")
+        _check_prompt(self.context, text)
         cond = _encode(self.context, text_encoder, text, clip_skip)
         refiner = text_encoder.family == "sdxl-refiner"
         y = sdxl_vector(cond.pooled.cpu(), (height, width), (crop_top, crop_left), (target_height, target_width),
@@ -576,6 +585,7 @@ class EncodeTextSD3(Node):
         if t5 is not None and t5.encoder.t5 is None:
             raise NodeInputError("t5", "this text encoder holds no T5; connect a LoadTextEncoder of a T5 file")
         use = [n for n, on in (("clip_l", use_clip_l), ("clip_g", use_clip_g), ("t5xxl", use_t5)) if on]
+        _check_prompt(self.context, text)
         memory = self.context.service("memory")
         with memory.using(text_encoder.encoder):
             set_loras(text_encoder.encoder, list(text_encoder.loras))   # exactly this variant's LoRAs (none: base)
@@ -873,8 +883,22 @@ def _vae_batches(context: NodeContext, batch: Any, pixels_per_item: int) -> Iter
         yield batch[start:start + step]
 
 
+def _check_prompt(context: NodeContext, text: str) -> None:
+    """Before encoding a prompt: a weight past ±100 (or not finite) is a NodeInputError naming `text`; another
+    tool's syntax that is read as plain words here (`red++`, `<lora:x:1>`) is a warning saying what to write."""
+    from .prompt_syntax import syntax_notes, weight_problem
+
+    problem = weight_problem(text)
+    if problem:
+        raise NodeInputError("text", problem)
+    for note in syntax_notes(text):
+        context.warn(note)
+
+
 def api_encode_text(context: NodeContext, text_encoder: Any, text: str, *, clip_skip: int) -> dict:
-    """nodegraph.api.encode_text: prompt → CONDITIONING {"context": (1, T, D), "y"?: SDXL's / SD3's vector}."""
+    """nodegraph.api.encode_text: prompt → CONDITIONING {"context": (1, T, D), "y"?: SDXL's / SD3's vector}. A
+    weight past ±100 is refused naming `text`; other tools' syntax read as words (`red++`, `<lora:x:1>`) warns."""
+    _check_prompt(context, text)
     if isinstance(text_encoder, TextEncoder) and text_encoder.family in ("sd3", "t5"):   # all of SD3's encoders
         with context.service("memory").using(text_encoder.encoder):
             set_loras(text_encoder.encoder, list(text_encoder.loras))

@@ -10,7 +10,7 @@ Map
 - ``CLIPTokenizer``: ``encode(text) -> ids`` (no BOS/EOS), ``decode(ids)``, ``pad(ids)``.
   Text is normalised like OpenAI's tokenizer: ftfy (when installed, else NFC), HTML
   unescape, whitespace collapse, lower case.
-- ``parse_prompt_weights(prompt) -> [Segment]``: the weighting syntax,
+- ``parse_prompt_weights(prompt) -> [Segment]`` (from ``prompt_syntax``, torch-free): the weighting syntax,
   ``(word:1.3)`` sets x1.3, ``(word)`` x1.1, ``[word]`` /1.1, nesting multiplies, ``\\(`` ``\\)``
   ``\\[`` ``\\]`` ``\\\\`` are literal, an unclosed bracket runs to the end of the prompt, a stray
   closer is literal text, ``BREAK`` (upper case, a word of its own) starts a new 75-token chunk.
@@ -42,6 +42,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+
+from .prompt_syntax import EMBEDDING_PATTERN, ROUND_FACTOR, Segment, parse_prompt_weights
+
+__all__ = ["BOS", "EOS", "CONTEXT_LENGTH", "CHUNK_LENGTH", "CLIPTokenizer", "default_tokenizer", "EMBEDDING_PATTERN",
+           "ROUND_FACTOR", "Segment", "parse_prompt_weights", "PromptTokens", "tokenize_prompt", "caption_ids"]
 
 BOS = 49406  # <|startoftext|>
 EOS = 49407  # <|endoftext|>
@@ -183,76 +188,6 @@ def default_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer()
 
 
-class Segment(NamedTuple):
-    """A run of prompt text with one attention weight; ``is_break`` marks a BREAK."""
-
-    text: str
-    weight: float
-    is_break: bool = False
-
-
-_WEIGHT_TOKEN = re.compile(
-    r"""
-      \\[\\()\[\]]                                   # escaped bracket or backslash: literal
-    | [(\[]                                          # open a group
-    | :\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*\)        # ":1.3)" closes a round group with an explicit weight
-    | [)\]]                                          # close a group
-    | [^\\()\[\]:]+                                  # plain text
-    | [\\:]                                          # a lone colon or backslash is text
-    """,
-    re.VERBOSE,
-)
-_BREAK = re.compile(r"\s*\bBREAK\b\s*")
-ROUND_FACTOR = 1.1  # "(word)" emphasises by 1.1, "[word]" de-emphasises by 1/1.1 (A1111 convention)
-
-
-def parse_prompt_weights(prompt: str) -> list[Segment]:
-    """Split a prompt into weighted segments (A1111 / ComfyUI syntax, see the module docstring).
-
-    ``"a (red:1.3) [cat]"`` -> ``[("a ", 1.0), ("red", 1.3), (" ", 1.0), ("cat", 1/1.1)]``.
-    """
-    segments: list[list] = []  # [text, weight, is_break]
-    open_round: list[int] = []  # index of the first segment inside each open "(" / "["
-    open_square: list[int] = []
-
-    def scale_from(start: int, factor: float) -> None:
-        for segment in segments[start:]:
-            segment[1] *= factor
-
-    for match in _WEIGHT_TOKEN.finditer(prompt):
-        token, explicit = match.group(0), match.group(1)
-        if len(token) == 2 and token[0] == "\\":
-            segments.append([token[1], 1.0, False])
-        elif token == "(":
-            open_round.append(len(segments))
-        elif token == "[":
-            open_square.append(len(segments))
-        elif explicit is not None and open_round:
-            scale_from(open_round.pop(), float(explicit))
-        elif token == ")" and open_round:
-            scale_from(open_round.pop(), ROUND_FACTOR)
-        elif token == "]" and open_square:
-            scale_from(open_square.pop(), 1 / ROUND_FACTOR)
-        else:
-            for i, part in enumerate(_BREAK.split(token)):
-                if i:
-                    segments.append(["", 1.0, True])
-                if part:
-                    segments.append([part, 1.0, False])
-    for start in open_round:
-        scale_from(start, ROUND_FACTOR)
-    for start in open_square:
-        scale_from(start, 1 / ROUND_FACTOR)
-
-    merged: list[Segment] = []
-    for text, weight, is_break in segments:
-        if merged and not is_break and not merged[-1].is_break and merged[-1].weight == weight:
-            merged[-1] = Segment(merged[-1].text + text, weight)
-        else:
-            merged.append(Segment(text, weight, is_break))
-    return merged
-
-
 @dataclass
 class PromptTokens:
     """Content tokens and weights of one prompt, cut into chunks of at most 75."""
@@ -294,11 +229,6 @@ def caption_ids(tokenizer: CLIPTokenizer, caption: str, pad_token_id: int = EOS)
     tokens = tokenizer.encode(caption)
     row = PromptTokens._layout(tokens[:CHUNK_LENGTH], BOS, EOS, pad_token_id)
     return torch.tensor(row, dtype=torch.long), len(tokens) > CHUNK_LENGTH
-
-
-# ``embedding:name`` in a prompt: a textual-inversion embedding (embeddings.py); the name has no spaces,
-# colons or brackets, so ``(embedding:name:1.2)`` weights it like any word.
-EMBEDDING_PATTERN = re.compile(r"embedding:([^\s,()\[\]:]+)")
 
 
 def tokenize_prompt(
