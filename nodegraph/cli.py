@@ -286,6 +286,13 @@ class _Progress:
             stamp = time.strftime("%H:%M:%S")
             print(f"[{stamp}] {_terminal_safe(self.node)}: {_progress_text(event)}", file=self.stream, flush=True)
 
+    def write(self, line: str) -> None:
+        """A line on the stream, above the bar when one is shown (a plain print would break it)."""
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
     def __call__(self, event: Any) -> None:
         if not self.enabled:
             return
@@ -471,7 +478,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         elif event.type == "node_finished" and event.node_id == running["node_id"]:
             running["node_id"] = None
 
-    sinks: list[Any] = [_Progress(enabled=not args.no_progress and events_out is not sys.stdout), track_running]
+    progress = _Progress(enabled=not args.no_progress and events_out is not sys.stdout)
+    warned: list[dict[str, Any]] = []      # node warnings as they came: printed then, and kept for any record
+
+    def print_warning(event: Any) -> None:
+        """A node's warning when it is given (before the node's work, for one that warns first — a size the model
+        was not trained at — so Ctrl+C can save the wait), not after the run."""
+        if event.type != "node_warning":
+            return
+        warned.append({"node_id": event.node_id, "node_type": event.node_type, "message": event.message,
+                       **({"cached": True} if event.cached else {})})
+        again = " (its result came from the cache)" if event.cached else ""
+        progress.write(f"warning: node {event.node_id!r} ({event.node_type}){again}: {_terminal_safe(event.message)}")
+
+    sinks: list[Any] = [progress, track_running, print_warning]
     if events_out is not None:
         sinks.append(write_event)
     def record_run(status: str, outputs: dict, error: dict | None = None, run_id: str | None = None,
@@ -504,8 +524,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                                          "message": str(exc), "errors": exc.to_list()}))
         return EXIT_INVALID
     except NodeExecutionError as exc:
-        record_run("failed", {}, {"node_id": exc.node_id, "node_type": exc.node_type,
-                                  "exception_type": exc.exception_type, "message": str(exc.exception)})
+        record_run("failed", {}, {"node_id": exc.node_id, "node_type": exc.node_type, **(
+            {"plugin": exc.plugin} if exc.plugin is not None and exc.plugin not in session.registry.builtin_plugins
+            else {}), "exception_type": exc.exception_type, "message": str(exc.exception)}, run_warnings=warned)
         inside = (f" (inside subgraph node {exc.node_id.split('/')[0]!r}: its inner node "
                   f"{exc.node_id.split('/', 1)[1]!r})" if "/" in (exc.node_id or "") else "")
         print(f"error: node {exc.node_id!r} ({exc.node_type}){inside} failed: {exc.exception_type}: "
@@ -525,7 +546,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except (RunInterrupted, KeyboardInterrupt) as exc:
         print("interrupted", file=sys.stderr)
         record_run("interrupted", {}, {"message": str(exc) or "interrupted (Ctrl+C)",
-                                       "node_id": getattr(exc, "node_id", None) or running["node_id"]})
+                                       "node_id": getattr(exc, "node_id", None) or running["node_id"]},
+                   run_warnings=warned)
         return EXIT_INTERRUPTED
     finally:
         if events_out is not None and events_out is not sys.stdout:
@@ -548,10 +570,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"{_terminal_safe(node_id)}: {_terminal_safe(shown)}", file=summary)
     for item in files:   # every output file with its kind
         print(f"{_terminal_safe(item['node_id'])}: {describe_file(item)}", file=summary)
-    for warning in result.warnings:     # what nodes told the user (NodeContext.warn)
-        again = " (its result came from the cache)" if warning.get("cached") else ""
-        print(f"warning: node {warning['node_id']!r} ({warning['node_type']}){again}: "
-              f"{_terminal_safe(warning['message'])}", file=sys.stderr)
     record_path = Path(args.output_dir) / (Path(args.graph).stem + ".outputs.json")
     print(f"ran {len(result.executed)} node(s), {len(result.cached)} from cache, in {result.seconds:.3f} s"
           f"{f'; outputs in {record_path}' if record_path.is_file() else ''}", file=summary)

@@ -1294,17 +1294,23 @@ def test_a_graph_from_standard_input_runs_validates_and_sweeps(tmp_path, capsys,
 def test_a_strangers_graph_cannot_write_terminal_controls_or_crash_the_summary(tmp_path, capsys):
     """A hostile pass: node ids and ShowValue text with ESC sequences cleared and recoloured the terminal and
     faked "FAKE: all good" over the line (\\r); a lone surrogate in a value made the summary's print raise
-    UnicodeEncodeError after the run had succeeded (a traceback, exit 1). Both are printed escaped now."""
+    UnicodeEncodeError after the run had succeeded (a traceback, exit 1). Values are printed escaped; node ids
+    with control characters are refused (escaped in the error)."""
     graph = tmp_path / "hostile.json"
     graph.write_text(json.dumps({"format_version": 2, "nodes": {
-        "n\u001b]0;PWNED\u0007": {"type": "String", "inputs": {"value": "hello\u001b[2J\u001b[31mFAKE: all good\r"}},
-        "s\u001b[1m": {"type": "ShowValue", "inputs": {"value": {"node": "n\u001b]0;PWNED\u0007", "output": "value"}}},
+        "n]0;PWNED": {"type": "String", "inputs": {"value": "hello\u001b[2J\u001b[31mFAKE: all good\r"}},
+        "s[1m": {"type": "ShowValue", "inputs": {"value": {"node": "n]0;PWNED", "output": "value"}}},
         "h": {"type": "String", "inputs": {"value": "\udfff"}},
         "half": {"type": "ShowValue", "inputs": {"value": {"node": "h", "output": "value"}}}}}))
     assert main(["run", str(graph), "--output-dir", str(tmp_path / "out"), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "\u001b" not in out and "\r" not in out, out
-    assert "s\\x1b[1m: hello\\x1b[2J\\x1b[31mFAKE: all good\\x0d" in out and "half: \\udfff" in out, out
+    assert "s[1m: hello\\x1b[2J\\x1b[31mFAKE: all good\\x0d" in out and "half: \\udfff" in out, out
+    graph.write_text(json.dumps({"format_version": 2, "nodes": {
+        "s\u001b[1m": {"type": "ShowValue", "inputs": {"value": 1}}}}))
+    assert main(["run", str(graph), "--output-dir", str(tmp_path / "out"), "--no-progress"]) == 1   # invalid
+    captured = capsys.readouterr()
+    assert "\u001b" not in captured.out + captured.err and "control characters" in captured.out + captured.err
 
 
 def test_training_progress_shows_loss_and_reaches_a_log_file():
@@ -1328,3 +1334,46 @@ def test_training_progress_shows_loss_and_reaches_a_log_file():
     progress.LOG_EVERY = 0.0
     progress(step)
     assert log.getvalue().endswith("] TrainDiffusion (train): 200/600 loss 0.04114 lr 1.0e-04\n")
+
+
+def test_a_nodes_warning_is_printed_when_given_and_kept_by_a_stopped_runs_record(tmp_path, monkeypatch, capsys):
+    """KSampler warns before its first step that a size is off the model's range, but the CLI printed warnings
+    after the run — a user who stopped the long run never saw it, and the stopped run's record had
+    "warnings": [] (an InvokeAI user's pass). Warnings print as they come, once, and every record keeps them;
+    a failed plugin node's record names its plugin."""
+    from nodegraph import Input, Node, NodeInputs, Output, Session, cli, hookimpl
+
+    class WarnThenStop(Node):
+        class Inputs(NodeInputs):
+            how: str = Input("stop")
+
+        outputs = (Output("value", "INT"),)
+
+        def run(self, how):
+            self.context.warn("this size was never trained")
+            if how == "stop":
+                raise KeyboardInterrupt
+            if how == "fail":
+                raise RuntimeError("broken")
+            return {"value": 1}
+
+    class Plugin:
+        @hookimpl
+        def register_nodes(self):
+            return [WarnThenStop]
+
+    monkeypatch.setattr(cli, "_session", lambda args, **kw: Session(plugins=[("warner", Plugin())], **kw))
+    graph = tmp_path / "g.json"
+    for how, code in (("stop", cli.EXIT_INTERRUPTED), ("fail", cli.EXIT_FAILED), ("ok", 0)):
+        graph.write_text(json.dumps({"format_version": 2, "nodes": {
+            "w": {"type": "WarnThenStop", "inputs": {"how": how}},
+            "s": {"type": "ShowValue", "inputs": {"value": {"node": "w", "output": "value"}}}}}))
+        assert main(["run", str(graph), "--output-dir", str(tmp_path / how), "--no-progress"]) == code
+        err = capsys.readouterr().err
+        assert err.count("warning: node 'w' (WarnThenStop): this size was never trained") == 1, err
+        if how == "stop":
+            assert err.index("this size was never trained") < err.index("interrupted")
+        record = json.loads((tmp_path / how / "g.outputs.json").read_text())
+        assert [w["message"] for w in record["warnings"]] == ["this size was never trained"], (how, record)
+        if how == "fail":
+            assert record["error"]["plugin"] == "warner"
