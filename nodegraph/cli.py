@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "standard input)")
     run.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE", dest="overrides",
                      help="override a literal input (VALUE is read as JSON, else as text; a text input takes "
-                          "it as typed, so --set prompt.text=123 is the text '123'); repeatable")
+                          "it as typed, so --set prompt.text=123 is the text '123'); INPUT=VALUE alone sets the one "
+                          "node input of that name (--set seed=42); repeatable")
     run.add_argument("--output", action="append", metavar="NODE", dest="outputs",
                      help="run only what this node needs (repeatable; default: every output node); only that "
                           "part of the graph is checked, so a broken node elsewhere does not stop it")
@@ -178,8 +179,9 @@ def _parse_override(text: str) -> tuple[str, Any]:
     """`NODE.INPUT=VALUE`: the value read as JSON (42, 1.5, true, "text", [1, 2]), else as plain text."""
     key, eq, raw = text.partition("=")
     node_id, dot, input_name = key.rpartition(".")
-    if not eq or not dot or not node_id or not input_name:
-        raise ValueError(f"--set {text!r}: write it as NODE.INPUT=VALUE, e.g. --set seed.value=42")
+    if not eq or not key.strip() or (dot and (not node_id or not input_name)):
+        raise ValueError(f"--set {text!r}: write it as NODE.INPUT=VALUE, e.g. --set sampler.seed=42 (or INPUT=VALUE "
+                         f"when one node of the graph has that input: --set seed=42)")
 
     shown = text if len(text) <= 80 else text[:77] + "..."
 
@@ -195,6 +197,31 @@ def _parse_override(text: str) -> tuple[str, Any]:
 
         raise ValueError(f"--set {key}: {json_value_problem(exc)}") from None
     return key, _RawText(raw, value) if not isinstance(value, str) else value
+
+
+def _resolve_bare_overrides(graph: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """--set keys without a node (`seed=42`) as NODE.INPUT: the one node of the graph with an input of that name,
+    as --sweep reads them (`sweep.resolve_key`); GraphValidationError `unknown_input` naming the fix otherwise."""
+    if all("." in key for key in overrides):
+        return overrides
+    from .distributed.sweep import SweepError, resolve_key
+    from .errors import GraphError, GraphValidationError
+
+    resolved, given_as, errors = {}, {}, []
+    for key, value in overrides.items():
+        try:
+            full = key if "." in key else resolve_key(key, graph.to_dict(), f"{key}=...")
+        except SweepError as exc:
+            errors.append(GraphError("unknown_input", f"--set {key}=...: {exc.problem}; {exc.fix}", input=key))
+            continue
+        if full in resolved:
+            errors.append(GraphError("unknown_input", f"--set {given_as[full]}=... and --set {key}=... set one input "
+                                                      f"({full}) twice; keep one", input=key))
+            continue
+        resolved[full], given_as[full] = value, key
+    if errors:
+        raise GraphValidationError(errors)
+    return resolved
 
 
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -435,6 +462,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         session = _session(args, output_dir=args.output_dir, input_dir=args.input_dir)
         warnings = _print_plugin_warnings(session)
         graph = _load(session, args.graph)       # read once: the --set values' types, then the run
+        overrides = _resolve_bare_overrides(graph, overrides)
         overrides = _typed_overrides(session.registry, graph, session.renamed_overrides(graph, overrides))
         usable, override_errors = session.with_usable_overrides(graph, overrides) if overrides else (graph, [])
         if override_errors:         # every problem at once, as `validate` reports them
@@ -613,6 +641,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         graph = _load(session, args.graph)
         override_errors: list = []
         if overrides:
+            overrides = _resolve_bare_overrides(graph, overrides)
             typed = _typed_overrides(session.registry, graph, session.renamed_overrides(graph, overrides))
             graph, override_errors = session.with_usable_overrides(graph, typed)
         errors = override_errors + session.validate(graph, args.outputs, input_dir=args.input_dir)

@@ -420,7 +420,7 @@ def _text_items(registry: Any, graph: Any, variant: dict[str, Any]) -> dict[str,
 def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
     """`nodegraph run GRAPH [--ray [ADDRESS]] [--sweep SPEC ...]`: exit 0 if every variant succeeded."""
     from ..cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_USAGE, _load, _parse_overrides,
-                       _print_errors, _shown, _typed_overrides)
+                       _print_errors, _resolve_bare_overrides, _shown, _typed_overrides)
     from ..errors import GraphValidationError
     from .sweep import parse_sweep
 
@@ -432,6 +432,7 @@ def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
     session = make_session(args, output_dir=args.output_dir, input_dir=args.input_dir)
     try:       # as `run` reads it: a graph file, a PNG holding one, a ComfyUI prompt or workflow (imported)
         graph = _load(session, args.graph)
+        base = _resolve_bare_overrides(graph, base)          # --set seed=4, as --sweep reads seed=0..9
     except GraphValidationError as exc:
         _print_errors(exc.errors, sys.stderr)
         return EXIT_INVALID

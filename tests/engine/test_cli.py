@@ -1377,3 +1377,19 @@ def test_a_nodes_warning_is_printed_when_given_and_kept_by_a_stopped_runs_record
         assert [w["message"] for w in record["warnings"]] == ["this size was never trained"], (how, record)
         if how == "fail":
             assert record["error"]["plugin"] == "warner"
+
+
+def test_set_takes_a_bare_input_name_as_sweep_does(tmp_path, capsys):
+    """`--set seed=42` was refused and its hint (`--set seed.value=42`) named no node of the graph, while
+    `--sweep seed=0..3` read the bare name (an InvokeAI user's pass). A bare INPUT is the one node input of
+    that name; several or none say so and how to write it."""
+    txt2img = str(ROOT / "graphs" / "txt2img.json")
+    assert main(["validate", txt2img, "--set", "seed=42", "--set", "steps=3"]) == 0
+    capsys.readouterr()
+    assert main(["validate", txt2img, "--set", "text=a red circle"]) == 1
+    assert "several nodes have an input named 'text': negative, prompt" in capsys.readouterr().out
+    assert main(["validate", txt2img, "--set", "seed=1", "--set", "sampler.seed=2"]) == 1
+    assert "set one input (sampler.seed) twice" in capsys.readouterr().out
+    assert main(["run", str(ROOT / "graphs" / "arithmetic.json"), "--set", "nope=1", "--output-dir",
+                 str(tmp_path)]) == 1
+    assert "no node of the graph has an input named 'nope'" in capsys.readouterr().err
