@@ -620,7 +620,21 @@ def build_spec(cls: type[Node]) -> NodeSpec:
                 inputs[name] = _input_spec(where, name, info)
             except PluginError as exc:
                 problems.append(str(exc).removeprefix(f"{where}: "))
-    outputs = tuple(cls.outputs)
+    comfy = [name for name in ("RETURN_TYPES", "FUNCTION", "INPUT_TYPES", "RETURN_NAMES") if hasattr(cls, name)]
+    if comfy and not cls.outputs:          # ported from ComfyUI: loaded with no outputs, it failed at its first run
+        problems.append(f"it declares ComfyUI's {', '.join(comfy)}, which nodegraph does not read: declare "
+                        f"`outputs = (Output('name', 'TYPE'), ...)`, an `Inputs(NodeInputs)` class and a `run(self, "
+                        f"...)` that returns {{'name': value}} (docs/plugins.md, 'Porting a ComfyUI node')")
+    if isinstance(cls.outputs, Output):    # `outputs = Output(...)`: the tuple's comma forgotten
+        problems.append(f"outputs must be a tuple of Output(...) objects; found one Output: write `outputs = "
+                        f"({cls.outputs!r},)` (the comma makes the tuple)")
+        outputs: tuple = ()
+    else:
+        try:
+            outputs = tuple(cls.outputs)
+        except TypeError:
+            problems.append(f"outputs must be a tuple of Output(...) objects; found {type(cls.outputs).__name__}")
+            outputs = ()
     seen = set()
     for out in outputs:
         if not isinstance(out, Output):

@@ -188,7 +188,7 @@ _INIT = '''
 from .nodes import ScaleNumber, register_nodes
 
 __all__ = ["ScaleNumber", "register_nodes"]
-__version__ = "0.1.0"
+# the plugin's version is pyproject.toml's (what `nodegraph plugins` shows after `pip install -e .`)
 '''
 
 _NODES = '''

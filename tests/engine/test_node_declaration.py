@@ -174,3 +174,31 @@ def test_a_tensor_input_without_a_port_is_shown_the_port_its_name_suggests():
                                                 "__module__": __name__})
         with pytest.raises(PluginError, match=rf"declare its port type: Input\(port='{port}'\)"):
             type("Bad", (Node,), {"__module__": __name__, "Inputs": inputs, "run": lambda self, **kw: {}})
+
+
+def test_a_class_ported_with_comfyuis_attributes_is_refused_at_declaration():
+    """RETURN_TYPES / FUNCTION / INPUT_TYPES loaded as a node with 0 outputs and failed at its first run with
+    "run() returned 1 value(s) for its 0 output(s)" (a plugin author's pass); the declaration says what to write."""
+    with pytest.raises(PluginError, match="declares ComfyUI's RETURN_TYPES, FUNCTION, INPUT_TYPES") as info:
+        class Ported(Node):
+            RETURN_TYPES = ("IMAGE",)
+            FUNCTION = "go"
+
+            @classmethod
+            def INPUT_TYPES(cls):
+                return {"required": {}}
+    assert "outputs = (Output(" in str(info.value) and "Porting a ComfyUI node" in str(info.value)
+
+
+def test_one_output_without_the_tuples_comma_is_named():
+    """`outputs = Output('x', 'INT')` raised a bare "'Output' object is not iterable" from build_spec."""
+    with pytest.raises(PluginError, match=r"found one Output: write `outputs = \(Output\(") as info:
+        class Single(Node):
+            class Inputs(NodeInputs):
+                pass
+
+            outputs = Output("x", "INT")
+
+            def run(self):
+                return {"x": 1}
+    assert "Single" in str(info.value)
