@@ -718,9 +718,13 @@ def _literal_error(node_id: str, node_type: str, name: str, ispec: Any, value: A
     if kind in _RANGE_ERRORS:
         bound = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}",
                  "less_than": "< {lt}", "less_than_equal": "<= {le}"}[kind].format(**ctx)
+        fix = "Use a value in range."
+        if "seed" in name and value == -1:         # A1111 / InvokeAI: -1 means "a random seed"
+            fix = ("-1 is A1111's 'random seed', which a saved graph cannot repeat: give a seed, or connect a "
+                   "RandomInt node to it (the seed it draws is written into the saved image's graph).")
         return GraphError(
             "out_of_range",
-            f"input {name!r} of {node_type} must be {bound}; found {_short(value)}. Use a value in range.",
+            f"input {name!r} of {node_type} must be {bound}; found {_short(value)}. {fix}",
             node_id=node_id, input=name, details={"found": value, **{k: v for k, v in ctx.items()}})
     if kind == "multiple_of":
         return GraphError(

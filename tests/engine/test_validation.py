@@ -310,3 +310,17 @@ def test_an_override_naming_no_node_is_reported_with_the_other_overrides_problem
         session.run(graph, overrides=overrides)
     assert {(e.code, e.node_id, e.input) for e in info.value.errors} == expected
     assert session.run(graph, overrides={"m.b": 5}).outputs["s"]["value"] == 6     # good overrides still run
+
+
+def test_a_seed_of_minus_one_says_how_to_get_a_random_seed():
+    """A1111's seed -1 ("random") got a bare "must be >= 0" (an InvokeAI user's pass): it says what does that here."""
+    import json
+    from pathlib import Path
+
+    graph = json.loads((Path(__file__).resolve().parents[2] / "graphs" / "txt2img.json").read_text())
+    graph["nodes"]["sampler"]["inputs"]["seed"] = -1
+    (error,) = Session(autoload=False).validate(graph)
+    assert error.code == "out_of_range" and "RandomInt" in error.message and "random seed" in error.message
+    graph["nodes"]["sampler"]["inputs"]["seed"] = -2
+    (error,) = Session(autoload=False).validate(graph)
+    assert "RandomInt" not in error.message
