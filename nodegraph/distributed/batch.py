@@ -391,8 +391,8 @@ def sweep_value_problem(registry: Any, graph: Any, variants: list[dict[str, Any]
             if ispec is None or marker in seen:
                 continue
             seen.add(marker)
-            errors: list = []
-            _check_literal(node_id, node.type, name, ispec, value, None, errors)
+            errors: list = []          # 20.0 for an INT input is 20, as a graph file and --set read it
+            _check_literal(node_id, node.type, name, ispec, ispec.as_literal(value), None, errors)
             if errors:
                 return f"--sweep {key}={value!r}: {errors[0].message}"
     return None

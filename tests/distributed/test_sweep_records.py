@@ -93,6 +93,11 @@ def test_cli_a_value_the_input_refuses_exits_2_before_anything_runs(tmp_path, ca
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and "--sweep width.value=1e+20" in err and "expects an INT value" in err
     assert not (tmp_path / "index.json").exists()
+    # a whole float is that integer, as a graph file and --set read it (it was refused as "a float this large")
+    for spec, count in (("width.value=20.0,24", 2), ("width.value=8..16:4.0", 3)):
+        assert main(["run", ARITHMETIC_PATH, "--sweep", spec, "--output-dir", str(tmp_path / spec),
+                     "--no-progress"]) == 0, capsys.readouterr().err
+        assert json.loads((tmp_path / spec / "index.json").read_text())["succeeded"] == count
 
 
 def test_a_sweep_key_with_a_suggestion_reads_as_one_sentence(tmp_path, capsys):
