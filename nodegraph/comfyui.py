@@ -11,8 +11,7 @@ Only equivalents are listed: the same operation, the same meaning of every kept 
 ours antialiases when it shrinks, ComfyUI's does not). Not listed, on purpose: KSamplerAdvanced
 (start/end steps and leftover noise are SplitSigmas + Sample here), ControlNetApply (one
 conditioning; ours applies to positive and negative together),
-CLIPSetLastLayer (ours is EncodeText's `clip_skip`), LatentUpscale (its width 0 keeps the aspect
-ratio; ours then scales by `factor`). Values are translated where ours is the same choice: sampler names,
+CLIPSetLastLayer (ours is EncodeText's `clip_skip`). Values are translated where ours is the same choice: sampler names,
 and ImageScale's `nearest-exact` → our `nearest` (torch's `nearest`: on a non-integer scale it picks
 source pixels up to half a pixel off from `nearest-exact`'s); anything else stays as it is and validation
 suggests what is here. docs/editor.md ("ComfyUI files") lists the table.
@@ -91,6 +90,10 @@ EQUIVALENTS: dict[str, Equivalent] = {
     "ImageUpscaleWithModel": Equivalent("UpscaleImageWithModel", ("image",)),
     "ImageScale": Equivalent("ImageScale", ("image",), {"image": "images", "upscale_method": "method"},
                              values={"method": {"nearest-exact": "nearest"}}),
+    # ComfyUI's width / height are pixels at 8 a latent cell; ours are the latent's own pixels (an imported
+    # EmptyLatent gets the graph's VAE), and as there one side 0 keeps the aspect ratio (LatentUpscale 1.2)
+    "LatentUpscale": Equivalent("LatentUpscale", ("latent",), {"samples": "latent", "upscale_method": "method"},
+                                values={"method": {"nearest-exact": "nearest"}}, no_ops={"crop": "disabled"}),
     "LoadImage": Equivalent("LoadImage", ("image", "mask"), no_ops={"upload": "image"}),
     "SaveImage": Equivalent("SaveImage", ()),
     "PreviewImage": Equivalent("PreviewImage", ()),
@@ -144,6 +147,7 @@ WIDGET_NAMES: dict[str, tuple[str, ...]] = {
     "ControlNetApplyAdvanced": ("strength", "start_percent", "end_percent"),
     "UpscaleModelLoader": ("model_name",),
     "ImageScale": ("upscale_method", "width", "height", "crop"),
+    "LatentUpscale": ("upscale_method", "width", "height", "crop"),
     "LoadImage": ("image", "upload"),
     "SaveImage": ("filename_prefix",),
     "PrimitiveInt": ("value", None), "PrimitiveFloat": ("value",), "PrimitiveBoolean": ("value",),

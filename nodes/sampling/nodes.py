@@ -786,13 +786,16 @@ class LatentUpscale(Node):
     """Resize latents (for hires fix: upscale, then sample again with partial denoise)."""
 
     category = "latent"
-    version = "1.1.0"      # 1.1: downscale 0 (the default) reads the latent's own pixels per cell
+    version = "1.2.0"      # 1.1: downscale 0 (the default) reads the latent's own pixels per cell; 1.2: one of
+    #                        width / height 0 keeps the aspect ratio (as ComfyUI's LatentUpscale)
 
     class Inputs(NodeInputs):
         latent: Any = Input(port="LATENT")
-        factor: float = Input(2.0, gt=0.0, le=8.0, step=0.05, description="used when width/height are 0")
-        width: int = Input(0, ge=0, le=16384, multiple_of=8, description="target in pixels (0 = use factor)")
-        height: int = Input(0, ge=0, le=16384, multiple_of=8)
+        factor: float = Input(2.0, gt=0.0, le=8.0, step=0.05, description="used when width and height are both 0")
+        width: int = Input(0, ge=0, le=16384, multiple_of=8, description="target in pixels (0 and height 0 = use "
+                                                                         "factor; 0 alone = keep the aspect ratio)")
+        height: int = Input(0, ge=0, le=16384, multiple_of=8, description="target in pixels (0 alone = keep the "
+                                                                          "aspect ratio)")
         method: Literal["nearest", "bilinear", "bicubic"] = Input("bilinear")
         downscale: int = Input(0, ge=0, le=64, description="pixels per latent cell of the VAE, for width/height: "
                                                           "0 = the latent's own (EmptyLatent records its VAE's), "
@@ -808,16 +811,21 @@ class LatentUpscale(Node):
         if not downscale:       # the latent's own layout (a 1024 request on the tiny VAE, 4 px a cell, made 512)
             recorded = latent.get("pixels_per_cell")
             downscale = recorded if isinstance(recorded, int) and recorded > 0 else 8
-        if width and height and min(width, height) < downscale:
-            raise NodeInputError("width" if width < downscale else "height",
+        if (width and width < downscale) or (height and height < downscale):
+            raise NodeInputError("width" if width and width < downscale else "height",
                                  f"{width}x{height} px is less than one latent cell of {downscale} px a side; give "
                                  f"a size of at least {downscale} px (or 0 and 0 to scale by `factor`)")
-        size = (height // downscale, width // downscale) if width and height else (
-            max(1, round(h * factor)), max(1, round(w * factor)))
+        if width and height:
+            size = (height // downscale, width // downscale)
+        elif width or height:          # one side given: the other keeps the latent's aspect ratio
+            rows = height // downscale if height else max(1, round(h * (width // downscale) / w))
+            size = (rows, width // downscale if width else max(1, round(w * rows / h)))
+        else:
+            size = (max(1, round(h * factor)), max(1, round(w * factor)))
         batch, channels = samples.shape[0], samples.shape[1] if samples.ndim > 1 else 1
         too_big = latent_size_problem(batch, channels, size[0], size[1], size[1] * downscale, size[0] * downscale)
         if too_big:       # checked before F.interpolate allocates it (an 8×8 latent was upscaled to 16384² × 4096)
-            raise NodeInputError("width" if width and height else "factor", too_big)
+            raise NodeInputError("width" if width or height else "factor", too_big)
         kwargs = {"align_corners": False} if method != "nearest" else {}
         out = {**latent, "samples": F.interpolate(samples, size=size, mode=method, **kwargs)}
         if "noise_mask" in latent:

@@ -469,6 +469,13 @@ def test_latent_upscale_sizes(session):
     assert session.run(graph, outputs=["b"]).outputs["b"]["value"]["samples"].shape[-2:] == (12, 16)
     graph["nodes"]["to"]["inputs"]["downscale"] = 8              # said outright, as before
     assert session.run(graph, outputs=["b"]).outputs["b"]["value"]["samples"].shape[-2:] == (6, 8)
+    # one side 0 keeps the aspect ratio, as ComfyUI's LatentUpscale does (it scaled by `factor` before)
+    graph["nodes"]["to"]["inputs"]["downscale"] = 0                               # 12×16 cells of 4 px again
+    graph["nodes"]["aspect"] = {"type": "LatentUpscale", "inputs": {"latent": link("to", "latent"), "height": 96}}
+    graph["nodes"]["c"] = {"type": "ShowValue", "inputs": {"value": link("aspect", "latent")}}
+    assert session.run(graph, outputs=["c"]).outputs["c"]["value"]["samples"].shape[-2:] == (24, 32)
+    graph["nodes"]["aspect"]["inputs"].update(width=32, height=0)                # 32 px = 8 cells wide → 6 tall
+    assert session.run(graph, outputs=["c"]).outputs["c"]["value"]["samples"].shape[-2:] == (6, 8)
 
 
 def test_latent_upscale_past_the_latent_limit_is_refused_before_it_allocates(session):
