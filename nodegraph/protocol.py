@@ -1439,6 +1439,15 @@ class ServerProtocol:
             return [_error(client.client_id, "forbidden", "only an admin may change the cache policy",
                            message.request_id)]
         assert message.policy in POLICIES
+        from .memory import system_memory
+
+        memory = system_memory()
+        if message.budget_bytes is not None and memory is not None and message.budget_bytes > memory[1]:
+            # a budget past the RAM never evicts: one admin's 10^26 kept 6.5 GB of outputs (a hostile pass)
+            return [_error(client.client_id, "invalid_value",
+                           f"budget_bytes {message.budget_bytes} is more than this machine's memory "
+                           f"({memory[1]} bytes), so the cache would never give any back; give at most that (a "
+                           f"quarter of it is usual)", message.request_id, field="budget_bytes")]
         self.session.set_cache_policy(message.policy, message.budget_bytes)
         return self._reply(client, message, {"type": "cache_policy", **self.session.cache.info()})
 

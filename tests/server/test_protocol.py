@@ -525,6 +525,20 @@ def test_a_cache_budget_of_true_is_refused(proto):
     assert proto.session.cache.budget_bytes != 1
 
 
+def test_a_cache_budget_past_the_machines_memory_is_refused(proto, monkeypatch):
+    """budget_bytes 10^26 was taken, and the cache never gave anything back (6.5 GB held; a hostile pass)."""
+    from nodegraph import memory
+
+    monkeypatch.setattr(memory, "system_memory", lambda: (4 * 2**30, 16 * 2**30))
+    before = proto.session.cache.budget_bytes
+    (reply,) = send(proto, {"type": "set_cache_policy", "policy": "lru", "budget_bytes": 10**26, "request_id": 3})
+    assert reply.message["code"] == "invalid_value" and reply.message["request_id"] == 3
+    assert "more than this machine's memory" in reply.message["message"]
+    assert proto.session.cache.budget_bytes == before
+    (reply,) = send(proto, {"type": "set_cache_policy", "policy": "lru", "budget_bytes": 2**30})
+    assert reply.message["type"] == "cache_policy" and proto.session.cache.budget_bytes == 2**30
+
+
 def test_a_binary_frame_whose_header_cannot_be_read_is_answered_with_its_request_id(proto):
     """A header over the limit (a 100,000-character file name) got an error without request_id, so a client
     waiting on it hung; the id is found in the raw header when it is there."""
