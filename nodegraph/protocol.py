@@ -1334,6 +1334,8 @@ class ServerProtocol:
                 "outputs": result.get("outputs", {}), "files": files, "error": record.error}
         if result.get("drawn"):     # what RandomInt-like nodes gave: the graph with them pinned repeats the run
             body["drawn"] = result["drawn"]
+        if result.get("worker"):    # a remote run (--ray): the worker that ran it (docs/distributed.md)
+            body["worker"] = result["worker"]
         return self._reply(client, message, body)
 
     def _on_delete_file(self, client: ClientState, message: DeleteFile) -> list[Outgoing]:

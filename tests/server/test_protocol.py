@@ -638,3 +638,15 @@ def test_node_errors_name_the_servers_folders_as_clients_know_them(tmp_path, mon
         "input 'ckpt_name': models/checkpoints/evil.ckpt: this is a pickle checkpoint; also models/embeddings")
     protocol.send_tracebacks = True              # the person at the keyboard sees it all
     assert protocol.stored_error({"message": message})["message"] == message
+
+
+def test_get_outputs_of_a_remote_run_names_its_worker(proto):
+    """docs/distributed.md promised the worker in get_outputs of a --ray run; the reply left it out (a docs-literal
+    pass). A local run's reply has no `worker`."""
+    remote, local = proto.queue.enqueue(ARITHMETIC), proto.queue.enqueue(ARITHMETIC)
+    proto.queue.finish(remote.id, "succeeded", result={"outputs": {}, "files": [], "worker": "w1"})
+    proto.queue.finish(local.id, "succeeded", result={"outputs": {}, "files": []})
+    (reply,) = send(proto, {"type": "get_outputs", "run_id": remote.id})
+    assert reply.message["worker"] == "w1"
+    (reply,) = send(proto, {"type": "get_outputs", "run_id": local.id})
+    assert "worker" not in reply.message
