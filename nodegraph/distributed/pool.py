@@ -66,6 +66,17 @@ class ClusterUnreachableError(NodegraphError):
             f"to start a local cluster (`--ray` alone)")
 
 
+class WorkerResourcesError(ClusterUnreachableError):
+    """The cluster has less than one worker asks for (a GPU on a cluster without one): no worker could ever
+    start, so say so at once instead of waiting for DESCRIBE_TIMEOUT with nothing printed."""
+
+    def __init__(self, address: str, reason: str):
+        self.address, self.reason = address, reason
+        NodegraphError.__init__(self, f"the Ray cluster at {address!r} cannot start a worker: {reason}. Fix: ask for "
+                                      f"less per worker (--worker-cpus / --worker-gpus / --worker-memory), or add "
+                                      f"nodes that have it")
+
+
 class RayNotInstalledError(NodegraphError):
     """The distributed backend was asked for in an environment without Ray (an extra)."""
 
@@ -75,6 +86,18 @@ class RayNotInstalledError(NodegraphError):
             f"the Ray backend needs Ray, which this Python environment lacks ({reason}). Fix: install the extra, "
             f"`pip install 'nodegraph[ray]'` (in a checkout: `.venv/bin/pip install -e '.[ray]'`), or leave out "
             f"--ray to run here")
+
+
+def worker_resources_problem(resources: Any, total: dict[str, float]) -> str | None:
+    """Why a cluster whose resources add up to `total` (ray.cluster_resources()) can start no worker that asks
+    for `resources` (WorkerResources), or None."""
+    for key, asked, flag in (("CPU", resources.cpus, "--worker-cpus"), ("GPU", resources.gpus, "--worker-gpus"),
+                             ("memory", resources.memory_bytes, "--worker-memory")):
+        have = float(total.get(key, 0) or 0)
+        if asked and asked > have:
+            unit = " bytes" if key == "memory" else ""
+            return f"each worker asks for {asked:g}{unit} {key} ({flag}) and the cluster has {have:g}{unit} in all"
+    return None
 
 
 def import_ray() -> Any:
@@ -241,6 +264,9 @@ class WorkerPool:
         thread, Ray sets no SIGTERM handler and its agent processes outlive `close()`.
         """
         ray = self.start_cluster()
+        problem = worker_resources_problem(self.resources, ray.cluster_resources())
+        if problem:
+            raise WorkerResourcesError(self.address or "local", problem)
         from .worker import SessionWorker
 
         self._actor_class = ray.remote(SessionWorker)

@@ -36,6 +36,21 @@ def test_cli_unreachable_cluster_exits_2_naming_the_address(tmp_path):
     assert "cannot reach the Ray cluster at '127.0.0.1:1'" in done.stderr and "ray start --head" in done.stderr
 
 
+def test_cli_workers_the_cluster_cannot_hold_exit_2_at_once(tmp_path):
+    """`--worker-gpus 1` on a cluster without a GPU waited DESCRIBE_TIMEOUT (120 s) printing nothing (a docs-literal
+    pass); the cluster's resources are read first, and the refusal names the flag."""
+    from nodegraph.distributed.pool import WorkerResources, worker_resources_problem
+
+    assert worker_resources_problem(WorkerResources(cpus=1, gpus=1), {"CPU": 2.0}) == (
+        "each worker asks for 1 GPU (--worker-gpus) and the cluster has 0 in all")
+    assert worker_resources_problem(WorkerResources(cpus=1, gpus=1), {"CPU": 2.0, "GPU": 1.0}) is None
+    done = subprocess.run([sys.executable, "-m", "nodegraph.cli", "run", str(ROOT / "graphs" / "arithmetic.json"),
+                           "--ray", "--worker-gpus", "1", "--output-dir", str(tmp_path), "--no-progress"],
+                          capture_output=True, text=True, timeout=90)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "cannot start a worker: each worker asks for 1 GPU (--worker-gpus)" in done.stderr
+
+
 def _ray_processes() -> set[int]:
     """Pids of Ray's processes on this machine (raylet, GCS, agents, workers)."""
     done = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True)
