@@ -460,12 +460,22 @@ def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
         from .pool import ClusterUnreachableError, RayNotInstalledError
 
         pool = pool_from_args(args)
+        from ..cli import _stop_on_sigterm_as_on_ctrl_c
+
         try:
+            pool.start_cluster()
+            # ray.init put its own SIGTERM handler in place of run's, which aborted the process (SIGABRT, exit
+            # 134, a crash dump) instead of recording the batch interrupted and exiting 130
+            _stop_on_sigterm_as_on_ctrl_c()
             pool.start()
         except (ClusterUnreachableError, RayNotInstalledError, TimeoutError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             pool.close()
             return EXIT_USAGE
+        except KeyboardInterrupt:          # Ctrl+C or SIGTERM while the workers start
+            pool.close()
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
     bar = None
     if not args.no_progress:
         from tqdm import tqdm

@@ -51,6 +51,32 @@ def test_cli_workers_the_cluster_cannot_hold_exit_2_at_once(tmp_path):
     assert "cannot start a worker: each worker asks for 1 GPU (--worker-gpus)" in done.stderr
 
 
+def test_cli_sigterm_on_a_ray_sweep_exits_130_not_abort(tmp_path):
+    """ray.init replaced run's SIGTERM handler with Ray's, which aborted the process (exit 134, a crash dump)
+    where README promises 130 and an interrupted record (a docs-literal pass). Sent once variants are being
+    written (an event, not a fixed sleep)."""
+    import signal
+    import time
+
+    out = tmp_path / "sweep"
+    process = subprocess.Popen([sys.executable, "-m", "nodegraph.cli", "run", str(ROOT / "graphs" / "txt2img.json"),
+                                "--ray", "--workers", "1", "--sweep", "seed=0..199", "--set", "sampler.steps=2",
+                                "--output-dir", str(out), "--no-progress"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(out.glob("*.png")) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err[-2000:]
+    assert "SIGTERM received" not in err and "interrupted" in err
+
+
 def _ray_processes() -> set[int]:
     """Pids of Ray's processes on this machine (raylet, GCS, agents, workers)."""
     done = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True)
