@@ -211,10 +211,11 @@ class TinyWorldDataset(Node):
                                                                            "background phrases are reworded ('upper', "
                                                                            "'toward the left', 'and a blue background') "
                                                                            "and colours put after shapes; 0 = none")
-        caption_paraphrase_version: int = Input(2, ge=1, le=4, description="how captions are reworded: 2 = model "
+        caption_paraphrase_version: int = Input(2, ge=1, le=5, description="how captions are reworded: 2 = model "
                                                 "v6's (also a leading 'blue backdrop' and colours after shapes); "
                                                 "3 = positions and a trailing background only; 4 = 3 and colours "
-                                                "after shapes tied by a verb ('a circle which is red')")
+                                                "after shapes tied by a verb ('a circle which is red'); 5 = 4 with "
+                                                "the background left out of a caption whose colour moved")
 
     outputs = (Output("dataset", "DATASET"),)
 

@@ -671,7 +671,8 @@ class TinyWorld:
             (applied first, before the word swap and the filler); the scene and image do not change;
             0 = never (the captions of earlier versions).
         paraphrase_version: the ``paraphrase_caption`` version (2: model v6's; 3: v6c's, no leading
-            backdrop and no colour after its shape; 4: v6g's, 3 with colours after shapes in verb frames).
+            backdrop and no colour after its shape; 4: v6g's, 3 with colours after shapes in verb frames;
+            5: v6h's, 4 where a caption whose colour moved names no background).
 
     ``world[i]`` -> ``(image, caption, scene)`` with image a float32 tensor (3, H, W) in
     [-1, 1]; ``world.example(i)`` gives the uint8 (H, W, 3) image instead. Batch with

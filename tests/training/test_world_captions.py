@@ -389,7 +389,7 @@ def test_second_paraphrase_version_names_every_background_and_moves_colours_afte
     assert any(s.startswith("a large circle, red, ") for s in said) and any("circle in red" in s for s in said)
     assert not any(re.search(r"\b(on|against) blue\b|behind it|,\s*[,.]", s) for s in said)
     with pytest.raises(world.WorldError):
-        paraphrase_caption("a red circle", rng, version=5)
+        paraphrase_caption("a red circle", rng, version=6)
 
 
 def test_third_paraphrase_version_keeps_colours_where_they_were():
@@ -437,6 +437,29 @@ def test_fourth_paraphrase_version_ties_moved_colours_to_their_shapes_with_a_ver
                for _ in range(50)}
     assert leading == {"a blue background with a small star painted green", "a blue background with a small star "
                        "which is green", "a blue background with a star which is small and green"}    # lead kept
+
+
+def test_fifth_paraphrase_version_moves_colours_only_where_no_background_is_named():
+    """Version 5 (model v6h): v6g (version 4) swapped "green square on a blue background" — a colour after its
+    shape next to a background phrase taught "the colour after the shape is the object's". A caption whose colour
+    moves now leaves its (trailing) background out; one that starts with its background moves no colour."""
+    from nodes.training.world_captions import paraphrase_caption
+
+    rng = random.Random(12)
+    said = [paraphrase_caption("a large red circle at the top, on a blue background.", rng, rate=0.7, version=5)
+            for _ in range(400)]
+    moved = [s for s in said if re.search(r"which is|painted", s)]
+    assert moved and len(moved) < len(said)
+    assert not any("blue" in s or "background" in s for s in moved), [s for s in moved if "blue" in s][:3]
+    assert not any(re.search(r"[,;]\s*[.,;]|[,;]$", s) for s in moved), moved[:5]
+    assert all("blue" in s and "background" in s for s in said if s not in moved)
+    for s in said:
+        spec = parse_prompt(s)
+        assert spec is not None and [(o.colour, o.shape) for o in spec.objects] == [("red", "circle")], s
+        assert spec.background == (None if s in moved else "blue"), s
+    leading = {paraphrase_caption("a blue background with a small green star on the left", rng, rate=1.0, version=5)
+               for _ in range(40)}
+    assert all(s.startswith("a blue background with a small green star ") for s in leading), leading
 
 
 def test_the_dataset_rewords_with_the_version_it_is_given():
