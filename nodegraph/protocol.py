@@ -1469,10 +1469,12 @@ class ServerProtocol:
             return [_error(client.client_id, "hello_required", "send a hello message first", request_id)]
         try:
             header = UploadHeader.model_validate(raw_header)
-        except ValidationError as exc:
+        except ValidationError as exc:       # each problem with its field, as text messages say them
+            problems = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+            text = "; ".join(f"{p['field'] or 'header'}: {p['message']}" for p in problems)
             return [_error(client.client_id, "invalid_message",
-                           "binary frames carry uploads: header {type: 'upload', name, kind}; "
-                           + "; ".join(e["msg"] for e in exc.errors())[:1000], request_id)]
+                           f"binary frames carry uploads: header {{type: 'upload', name, kind}}; {text}"[:1000],
+                           request_id, problems=problems[:20])]
         user = client.user
         written: list[int] = []
 

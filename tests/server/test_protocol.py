@@ -650,3 +650,12 @@ def test_get_outputs_of_a_remote_run_names_its_worker(proto):
     assert reply.message["worker"] == "w1"
     (reply,) = send(proto, {"type": "get_outputs", "run_id": local.id})
     assert "worker" not in reply.message
+
+
+def test_an_upload_header_missing_fields_names_them(proto):
+    """A binary frame with the header {} got "...; Field required; Field required", naming no field (a hostile
+    pass); the reply names each, in `problems` too, as text messages do."""
+    (reply,) = proto.receive("c1", encode_frame({"request_id": 9}, b"x"))
+    assert reply.message["code"] == "invalid_message" and reply.message["request_id"] == 9
+    fields = {p["field"] for p in reply.message["details"]["problems"]}
+    assert {"type", "name"} <= fields and "type: Field required" in reply.message["message"]
