@@ -128,7 +128,7 @@ class Submit(_Message):
     graph: dict[str, Any]
     outputs: list[str] | None = None
     overrides: dict[str, Any] | None = None
-    front: bool = False
+    front: bool = Field(False, strict=True)      # strict: "yes" or 1 is no answer to "at the front?"
     _graph_text: str | None = PrivateAttr(None)    # the graph's JSON text as received (stored as is)
 
 
@@ -165,8 +165,8 @@ class Requeue(_Message):
 class History(_Message):
     """Finished runs, newest first, paged; optionally only some statuses."""
     type: Literal["history"]
-    offset: int = Field(0, ge=0, le=10**9)
-    limit: int = Field(50, ge=1, le=200)
+    offset: int = Field(0, ge=0, le=10**9, strict=True)
+    limit: int = Field(50, ge=1, le=200, strict=True)
     status: list[Literal["succeeded", "failed", "interrupted", "cancelled"]] | None = Field(
         None, min_length=1, description="only runs that ended so (default: every finished run)")
 

@@ -659,3 +659,15 @@ def test_an_upload_header_missing_fields_names_them(proto):
     assert reply.message["code"] == "invalid_message" and reply.message["request_id"] == 9
     fields = {p["field"] for p in reply.message["details"]["problems"]}
     assert {"type", "name"} <= fields and "type: Field required" in reply.message["message"]
+
+
+def test_history_paging_and_front_take_numbers_and_booleans_only(proto):
+    """`limit: "5"`, `limit: true` and `front: "yes"` were coerced (a hostile pass); they are refused by field."""
+    for message, field in (({"type": "history", "limit": "5"}, "limit"), ({"type": "history", "limit": True}, "limit"),
+                           ({"type": "history", "offset": "0"}, "offset"),
+                           ({"type": "submit", "graph": ARITHMETIC, "front": "yes"}, "front")):
+        (reply,) = send(proto, message)
+        assert reply.message["code"] == "invalid_message", message
+        assert field in {p["field"] for p in reply.message["details"]["problems"]}, reply.message
+    (reply,) = send(proto, {"type": "history", "limit": 5, "offset": 0})
+    assert reply.message["type"] == "history"
