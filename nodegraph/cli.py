@@ -746,8 +746,13 @@ def nodes_markdown(schemas: list[dict], command: str = "nodegraph nodes --markdo
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     session = _session(args)
+    from .plugins import ALREADY_LOADED
+
     report = session.plugin_report.to_dict(session.registry)
-    status = EXIT_PLUGIN_FAILED if report["failed"] else EXIT_OK
+    # a copy skipped because another distribution claims its name did not load either: the other one's nodes
+    # answer to its qualified names (a plugin author's pass found `plugins` exiting 0 then)
+    shadowed = [s for s in report["skipped"] if s["reason"].startswith(ALREADY_LOADED)]
+    status = EXIT_PLUGIN_FAILED if report["failed"] or shadowed else EXIT_OK
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return status
@@ -765,9 +770,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             print(f"{label:<8} {who:<20} {w['message']}")
         if w["level"] != "info":
             print(f"{'':<8} {'':<20} fix: {w['fix']}")
-    if status != EXIT_OK:
+    if report["failed"]:
         print(f"{len(report['failed'])} plugin(s) failed to load; see the fixes above "
               f"(`nodegraph plugins --json` has the tracebacks)", file=sys.stderr)
+    if shadowed:
+        print(f"{len(shadowed)} installed plugin(s) were not loaded because another distribution uses the same "
+              f"plugin name; see the fixes above", file=sys.stderr)
     return status
 
 

@@ -1405,3 +1405,34 @@ def test_set_takes_a_bare_input_name_as_sweep_does(tmp_path, capsys):
     assert main(["run", str(ROOT / "graphs" / "arithmetic.json"), "--set", "nope=1", "--output-dir",
                  str(tmp_path)]) == 1
     assert "no node of the graph has an input named 'nope'" in capsys.readouterr().err
+
+
+def test_plugins_exits_4_when_another_distribution_took_a_plugins_name(monkeypatch, capsys):
+    """A second distribution declaring the entry point `hb_tools` took the name (and every hb_tools.* node) and
+    `plugins` exited 0 (a plugin author's pass): the skipped copy did not load, which is exit 4 too."""
+    from nodegraph import Input, Node, NodeInputs, Output, Session, cli, hookimpl
+
+    def plugin(value):
+        class Made(Node):
+            type = "Made"
+
+            class Inputs(NodeInputs):
+                pass
+
+            outputs = (Output("value", "INT"),)
+
+            def run(self):
+                return {"value": value}
+
+        class Plugin:
+            @hookimpl
+            def register_nodes(self):
+                return [Made]
+        return Plugin()
+
+    monkeypatch.setattr(cli, "_session", lambda args, **kw: Session(plugins=[("tools", plugin(1)),
+                                                                            ("tools", plugin(2))]))
+    assert main(["plugins"]) == cli.EXIT_PLUGIN_FAILED
+    assert "another distribution uses the same plugin name" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "_session", lambda args, **kw: Session(plugins=[("tools", plugin(1))]))
+    assert main(["plugins"]) == 0
