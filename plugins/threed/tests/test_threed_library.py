@@ -372,6 +372,48 @@ def test_unreadable_and_empty_files_are_mesh_file_errors(tmp_path):
         read_mesh(text)
 
 
+def _glb_with_json(path, document) -> None:
+    """A binary glTF holding `document` as its JSON chunk and no geometry data (what the size check reads)."""
+    import json
+    import struct
+
+    text = json.dumps(document).encode()
+    text += b" " * (-len(text) % 4)
+    path.write_bytes(b"glTF" + struct.pack("<II", 2, 12 + 8 + len(text)) + struct.pack("<I", len(text)) + b"JSON"
+                     + text)
+
+
+def test_a_file_declaring_more_geometry_than_the_limits_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    """A 356 KB GLB placing one 10,000-vertex mesh 4,500 times made trimesh build 45 million vertices (6 GB)
+    before the vertex limit was checked (a hostile pass); a PLY header can declare any count. The declared
+    geometry is counted first — a GLB's scene from its JSON, a PLY's header, an OBJ's lines — and refused."""
+    import trimesh
+
+    monkeypatch.setattr(trimesh, "load", lambda *a, **k: pytest.fail("built before the check"))
+    placed = {"asset": {"version": "2.0"}, "scenes": [{"nodes": list(range(300))}],
+              "nodes": [{"mesh": 0} for _ in range(300)],
+              "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1}]}],
+              "accessors": [{"count": 10_000}, {"count": 30_000}]}
+    bomb = tmp_path / "instances.glb"
+    _glb_with_json(bomb, placed)
+    for read in (read_mesh, read_points):
+        with pytest.raises(MeshFileError, match="places 3000000 vertices and 3000000 faces; the limits are"):
+            read(bomb)
+    nested = {**placed, "scenes": [{"nodes": [0]}], "nodes": [{"children": [0, 0]}]}     # a node inside itself
+    _glb_with_json(bomb, nested)
+    with pytest.raises(MeshFileError, match="cannot be read safely .*scene-node visits"):
+        read_mesh(bomb)
+    header = tmp_path / "huge.ply"
+    header.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 900000000\nproperty float x\n"
+                       b"property float y\nproperty float z\nend_header\n" + b"\0" * 12)
+    with pytest.raises(MeshFileError, match="declares 900000000 vertices"):
+        read_points(header)
+    monkeypatch.undo()
+    small = tmp_path / "small.glb"           # within the limits: loads as before
+    write_mesh(small, {"vertices": torch.rand(4, 3), "faces": torch.tensor([[0, 1, 2], [0, 2, 3]]), "colors": None})
+    assert read_mesh(small)["faces"].shape == (2, 3)
+
+
 def test_render_points_uses_the_z_buffer_and_turns():
     """Of two points on one pixel the nearer one is drawn; the background stays; frames of a turntable differ."""
     near = torch.tensor([[0.0, 0.0, 0.5, 1.0, 0.0, 0.0]])        # red, towards the camera at azimuth 0
