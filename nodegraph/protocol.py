@@ -1042,9 +1042,8 @@ class ServerProtocol:
             errors = exc.errors
         if errors:
             user_name = client.user.name if client.user is not None else None
-            shown = [e.to_dict() for e in errors[:200]]
-            for error in shown:     # "no embedding 'x' in (/srv/models/embeddings, …)": folders as clients name them
-                error["message"] = self.without_server_paths(error["message"], user_name)
+            # "no embedding 'x' in (/srv/models/embeddings, …)" and details.searched: folders as clients name them
+            shown = [self._without_paths_in(e.to_dict(), user_name) for e in errors[:200]]
             return [_error(client.client_id, "invalid_graph",
                            f"the graph is invalid ({len(errors)} error{'' if len(errors) == 1 else 's'}); nothing was queued",
                            message.request_id, errors=shown)]
@@ -1530,10 +1529,17 @@ class ServerProtocol:
         tracebacks (`send_tracebacks`)."""
         if error is None or self.send_tracebacks:
             return error
-        error = {k: v for k, v in error.items() if k != "traceback"}
-        if isinstance(error.get("message"), str):
-            error["message"] = self.without_server_paths(error["message"], user)
-        return error
+        return self._without_paths_in({k: v for k, v in error.items() if k != "traceback"}, user)
+
+    def _without_paths_in(self, value: Any, user: str | None) -> Any:
+        """`value` (an error dict, its details) with `without_server_paths` applied to every string in it."""
+        if isinstance(value, str):
+            return self.without_server_paths(value, user)
+        if isinstance(value, dict):
+            return {key: self._without_paths_in(item, user) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._without_paths_in(item, user) for item in value]
+        return value
 
     def without_server_paths(self, text: str, user: str | None = None) -> str:
         """`text` with the server's input, output, model and install folders written as clients know them (`input/…`,
@@ -1562,7 +1568,8 @@ class ServerProtocol:
             # on to a file or folder ("in/carol/x.wav", "in/x.png"; not "in the", "channels in/out mismatch")
             paths = sorted((f for f in names if "/" in f), key=len, reverse=True)
             bare = sorted((f for f in names if "/" not in f), key=len, reverse=True)
-            alternatives = [f"(?:{'|'.join(map(re.escape, paths))})(?![\\w.-])"] if paths else []
+            # not inside a longer name ("/srv/inx", "/srv/in.bak"); a full stop ending the sentence is no name
+            alternatives = [f"(?:{'|'.join(map(re.escape, paths))})(?![\\w-]|\\.\\w)"] if paths else []
             alternatives += [f"(?:{'|'.join(map(re.escape, bare))})(?=/[^\\s/'\"]+[/.])"] if bare else []
             self._path_names = names
             # "file:///srv/in/x" and "./in/x" name the folder too

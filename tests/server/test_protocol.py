@@ -204,6 +204,12 @@ def test_invalid_graph_errors_name_the_model_folders_as_clients_know_them(proto)
     (error,) = reply.message["details"]["errors"]
     assert "nope" in error["message"] and "models/embeddings" in error["message"], error
     assert str(PROJECT_ROOT) not in error["message"] and "/models" not in error["message"].replace(" models/", ""), error
+    extra = PROJECT_ROOT.parent / "elsewhere_ckpts"                           # an absolute extra model folder
+    proto.session.model_paths.extra["checkpoints"] = [extra]
+    proto._path_pattern = None
+    graph["nodes"]["ck"]["inputs"]["ckpt_name"] = "missing.safetensors"          # details.searched too
+    (reply,) = send(proto, {"type": "submit", "graph": graph})
+    assert str(extra) not in json.dumps(reply.message) and "models/checkpoints" in json.dumps(reply.message)
 
 
 @pytest.mark.parametrize("frame, code", [
@@ -636,6 +642,12 @@ def test_node_errors_name_the_servers_folders_as_clients_know_them(tmp_path, mon
               f"{PROJECT_ROOT}/models/embeddings")
     assert protocol.stored_error({"message": loader})["message"] == (
         "input 'ckpt_name': models/checkpoints/evil.ckpt: this is a pickle checkpoint; also models/embeddings")
+    # a path ending a sentence, and paths in an error's details (a re-test's finding: "Looked in: /srv/extra." and
+    # details.searched were left as they were)
+    ended = protocol.stored_error({"message": f"Looked in: {tmp_path}/in, {tmp_path}/in.", "details": {
+        "searched": [f"{tmp_path}/models/checkpoints", f"{tmp_path}/in"]}})
+    assert ended == {"message": "Looked in: input, input.", "details": {"searched": ["models/checkpoints", "input"]}}
+    assert protocol.stored_error({"message": f"{tmp_path}/in.bak"})["message"] == f"{tmp_path}/in.bak"
     protocol.send_tracebacks = True              # the person at the keyboard sees it all
     assert protocol.stored_error({"message": message})["message"] == message
 
