@@ -83,6 +83,7 @@ def check_audio(value: Any, argument: str = "audio") -> tuple[torch.Tensor, int]
         raise AudioError(argument, f"the audio is empty (shape {tuple(wave.shape)}); give at least one sample")
     if not 1 <= c <= MAX_CHANNELS:
         raise AudioError(argument, f"expected 1 to {MAX_CHANNELS} channels, found {c}")
+    check_result_size((b, c, s), rate, argument, "trim it (TrimPadAudio) or split it")   # every AUDIO within the cap
     if not bool(torch.isfinite(wave).all()):
         bad = int((~torch.isfinite(wave)).sum())
         raise AudioError(argument, f"the waveform holds {bad} NaN / infinite sample(s); fix the node that made it "
@@ -313,6 +314,9 @@ def concatenate(a: Mapping[str, Any], b: Mapping[str, Any], crossfade: float = 0
                                     f"of them first (ResampleAudio)")
     wave_a, wave_b = _match(wave_a, wave_b, "audio_b")
     overlap = min(int(round(crossfade * rate_a)), wave_a.shape[-1], wave_b.shape[-1])
+    # before torch.cat allocates it: two clips under the cap joined went past it (5.1 GB; a hostile re-test)
+    check_result_size((*wave_a.shape[:2], wave_a.shape[-1] + wave_b.shape[-1] - overlap), rate_a, "audio_b",
+                      "trim the clips first (TrimPadAudio), or join fewer")
     if overlap == 0:
         return make_audio(torch.cat([wave_a, wave_b], dim=-1), rate_a)
     ramp = _ramp(overlap, "equal_power")

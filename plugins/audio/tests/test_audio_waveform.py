@@ -194,3 +194,19 @@ def test_normalize_only_louder_lowers_loud_clips_and_keeps_quiet_ones():
     wave = torch.stack([torch.full((1, 100), 3.0), torch.full((1, 100), 0.1)])
     out = wf.normalize({"waveform": wave, "sample_rate": 16000}, peak_db=-1.0, only_louder=True)["waveform"]
     assert abs(float(out[0].abs().max()) - 10 ** (-1 / 20)) < 1e-6 and torch.equal(out[1], wave[1])
+
+
+def test_joining_clips_past_the_sample_cap_is_refused_before_it_allocates(monkeypatch):
+    """Two clips under MAX_SAMPLES concatenated went past it (268 M samples, 5.1 GB; a hostile re-test): the join
+    is checked before torch.cat, and no AUDIO over the cap passes check_audio."""
+    monkeypatch.setattr(wf, "MAX_SAMPLES", 1000)
+    clip = wf.make_audio(torch.zeros(1, 1, 600), 16000)
+    monkeypatch.setattr(torch, "cat", lambda *a, **k: pytest.fail("allocated before the check"))
+    with pytest.raises(AudioError, match="over the 1,000 a waveform may hold") as error:
+        wf.concatenate(clip, clip)
+    assert error.value.argument == "audio_b" and "TrimPadAudio" in str(error.value)
+    monkeypatch.undo()
+    monkeypatch.setattr(wf, "MAX_SAMPLES", 1000)
+    with pytest.raises(AudioError, match="over the 1,000"):
+        wf.check_audio({"waveform": torch.zeros(1, 2, 600), "sample_rate": 16000}, "clip")
+    assert wf.concatenate(clip, clip, crossfade=0.02)["waveform"].shape[-1] == 880     # 600 + 600 - 320 fits
