@@ -389,6 +389,10 @@ def _check_spectrogram_size(n_fft: int, hop: int, rows: int, samples: int) -> No
         raise NodeInputError("hop", f"the spectrogram would hold {values:,} values ({bins} bins × "
                                     f"{samples // hop + 1:,} frames × {rows} signal(s)), over the "
                                     f"{MAX_SPECTROGRAM_VALUES:,} one may hold; {fix}")
+    from nodegraph.memory import ensure_free
+
+    # within the cap, but does the machine have it now? the complex STFT, its magnitude and phase: ~20 bytes a value
+    ensure_free(values * 20, f"the spectrogram ({values:,} values)")
 
 
 class STFT(Node):

@@ -507,3 +507,17 @@ def test_a_spectrogram_too_large_to_make_is_refused_naming_the_hop_that_fits(ses
         inputs["hop"] = least - 1
         with pytest.raises(NodeExecutionError):
             _run_single(session, tmp_path, nodes, "show")
+
+
+def test_a_spectrogram_within_the_cap_still_asks_for_the_free_memory(monkeypatch):
+    """n_fft 16384 at hop 5 fits MAX_SPECTROGRAM_VALUES yet took 4.3 GB with no look at the free memory (a hostile
+    re-test); the size is asked for before the STFT runs."""
+    from nodegraph import memory
+    from nodegraph.errors import NodeOutOfMemory
+    from nodegraph_audio import nodes as audio_nodes
+
+    monkeypatch.setenv(memory.RESERVE_ENV, "0")
+    monkeypatch.setattr(memory, "system_memory", lambda: (10**8, 16 * 2**30))        # 100 MB free
+    with pytest.raises(NodeOutOfMemory, match="the spectrogram"):
+        audio_nodes._check_spectrogram_size(16384, 5, 1, 80_000)
+    audio_nodes._check_spectrogram_size(1024, 256, 1, 80_000)          # 513 × 313 values: a few MB

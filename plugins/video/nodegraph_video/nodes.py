@@ -962,10 +962,14 @@ class RenderTinyWorldClip(Node):
 
         from .animated_world import caption_problem, parse_video_caption, render_clip
 
+        from nodegraph.memory import ensure_free
+
         world = api.tiny_world(self.context)
         clip = parse_video_caption(caption, world)
         if clip is None:
             raise NodeInputError("caption", caption_problem(caption, world))
+        # rendered as uint8, then float32: asked first (256 frames of 1024² went ahead into GBs; a hostile re-test)
+        ensure_free(frames * size * size * 3 * (1 + 4), f"the clip ({frames} frames of {size}×{size})")
         return {"images": torch.from_numpy(render_clip(clip, world, frames, size)).float() / 255.0}
 
 

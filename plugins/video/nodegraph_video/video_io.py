@@ -20,11 +20,13 @@ import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+
+from nodegraph.errors import NodeOutOfMemory
 
 READABLE = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".gif", ".webp")
 FORMATS: dict[str, dict] = {
@@ -98,8 +100,9 @@ class _KeptFrames:
     the next one's time is known; more kept frames than `max_pixels` allows is refused at once (a few-KB GIF of
     300 2048×2048 frames decoded 3 GB before the check on what was picked)."""
 
-    def __init__(self, start: int, fps: float, count: int, max_pixels: int):
+    def __init__(self, start: int, fps: float, count: int, max_pixels: int, ask_memory: bool = False):
         self.start, self.fps, self.count, self.max_pixels = start, fps, count, max_pixels
+        self.ask_memory = ask_memory          # read_video: ask for the free memory once the frame size is known
         self.images: list[np.ndarray | None] = []
         self.times: list[float] = []
         self.kept = 0
@@ -120,6 +123,12 @@ class _KeptFrames:
             self.kept += 1
             height, width = image.shape[:2]
             allowed = max(1, self.max_pixels // max(1, width * height))
+            if self.kept == 1 and self.ask_memory:     # the frames it may keep (uint8) and the float IMAGE of them
+                from nodegraph.memory import ensure_free
+
+                frames = min(self.count, allowed) + 1
+                ensure_free(frames * height * width * 3 * (1 + 4), f"the video's frames (up to {frames} of "
+                                                                  f"{width}×{height})")
             if self.kept > allowed + 1:     # one more than is picked is kept (the last frame's duration)
                 raise VideoFileError("max_frames", f"more than {allowed} frames of {width}×{height} is more than this "
                                                    f"node loads at once ({allowed} frames at this size); lower "
@@ -138,14 +147,14 @@ def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 
         # decode only what is needed: the frames up to start + max_frames (at the source rate), or up to the
         # time the last output frame is shown (resampled) — long files are never decoded whole
         limit = start_frame + max_frames if fps <= 0 else None
-        kept = _KeptFrames(start_frame, fps, max_frames, max_pixels)
+        kept = _KeptFrames(start_frame, fps, max_frames, max_pixels, ask_memory=True)
         if suffix in (".gif", ".webp"):
             images, durations, graph, transparent = _read_pillow(path, limit, start_frame,
                                                                  max_frames / fps if fps > 0 else None, kept)
         else:
             images, durations, graph = _read_av(path, limit, start_frame, max_frames / fps if fps > 0 else None, kept)
             transparent = False
-    except VideoFileError:
+    except (VideoFileError, NodeOutOfMemory):
         raise
     except Exception as exc:  # noqa: BLE001 — any decoder failure means the file is corrupt or not a video
         raise VideoFileError("video", f"{path.name} is not a readable video ({type(exc).__name__}: {exc}); "

@@ -664,3 +664,40 @@ def test_a_fast_gif_says_browsers_play_it_slower(session):
     (warning,) = [w for w in result.warnings if w["node_id"] in ("fast", "ok", "webp")]
     assert warning["node_id"] == "fast" and "plays at ~10 fps" in warning["message"]
     assert "fps 50 or less" in warning["message"]
+
+
+def test_a_video_read_asks_for_the_free_memory_first(tmp_path, monkeypatch):
+    """LoadVideo within its pixel budget still took GBs with no look at the free memory (a hostile re-test; the
+    image nodes ask): the first frame's size gives what the read may keep, asked before the rest is decoded, and
+    the refusal is the out-of-memory error, not "not a readable video"."""
+    import torch
+
+    from nodegraph import memory
+    from nodegraph.errors import NodeOutOfMemory
+    from nodegraph_video import video_io
+
+    frames = torch.linspace(0, 1, 8)[:, None, None, None].expand(8, 64, 64, 3).contiguous()
+    path = tmp_path / "clip.gif"
+    video_io.write_video(path, frames, 12.0, "gif")
+    monkeypatch.setenv(memory.RESERVE_ENV, "0")
+    monkeypatch.setattr(memory, "system_memory", lambda: (100_000, 16 * 2**30))        # 100 kB free
+    with pytest.raises(NodeOutOfMemory, match=r"the video's frames \(up to 9 of 64×64\)"):
+        video_io.read_video(path, max_frames=8)
+    monkeypatch.setattr(memory, "system_memory", lambda: (2**30, 16 * 2**30))
+    assert video_io.read_video(path, max_frames=8).frames.shape == (8, 64, 64, 3)
+
+
+def test_rendering_a_clip_asks_for_the_free_memory_first(session, monkeypatch):
+    """RenderTinyWorldClip at 256 frames of 1024² went ahead into GBs (a hostile re-test); it asks first."""
+    from nodegraph import memory
+    from nodegraph.errors import NodeExecutionError, NodeOutOfMemory
+
+    monkeypatch.setenv(memory.RESERVE_ENV, "0")
+    monkeypatch.setattr(memory, "system_memory", lambda: (10**8, 16 * 2**30))        # 100 MB free
+    clip = {"type": "RenderTinyWorldClip", "inputs": {"caption": "a large red circle moving from left to right, on "
+                                                                 "a blue background", "frames": 64, "size": 512}}
+    graph = {"format_version": 1, "nodes": {"clip": clip, "show": {"type": "ShowValue", "inputs": {
+        "value": {"node": "clip", "output": "images"}}}}}
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert isinstance(info.value.exception, NodeOutOfMemory) and "64 frames of 512×512" in str(info.value.exception)
