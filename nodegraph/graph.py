@@ -57,6 +57,10 @@ MAX_VALUE_DEPTH = 32                # literal inputs are scalars or small lists
 NODE_MODES = ("bypass", "mute")     # absent = the node runs normally
 SUBGRAPH_TYPE_PREFIX = "subgraph:"  # a node of type "subgraph:<name>" uses subgraphs[<name>]
 MAX_NODE_ID_CHARS = 256             # a node id is a name people read (in errors, --set, the editor)
+# Unicode categories a node id may not hold: control (Cc), format — bidi overrides that make "s\u202egnp.exe" show
+# as "sexe.png", zero-width spaces, BOM — (Cf), lone surrogates (Cs), line / paragraph separators (Zl, Zp),
+# private use and unassigned (Co, Cn)
+_UNREADABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 SUBGRAPH_INPUTS_NODE = "$inputs"    # the reserved inner node id whose outputs are the exposed inputs
 _NODE_KEYS = ("type", "inputs", "title", "mode")
 _TOP_KEYS = ("format_version", "metadata", "nodes", "subgraphs", "ui")
@@ -836,11 +840,13 @@ def _parse_node(node_id: Any, raw: Any, errors: list[GraphError]) -> GraphNode |
     if not isinstance(node_id, str) or not node_id:
         errors.append(GraphError("invalid_format", f"node id {node_id!r} must be a non-empty string"))
         return None
-    if len(node_id) > MAX_NODE_ID_CHARS or any(unicodedata.category(ch) in ("Cc", "Cs") for ch in node_id):
-        shown = repr(node_id[:40]) + ("…" if len(node_id) > 40 else "")
-        errors.append(GraphError("invalid_format", f"node id {shown} must be at most {MAX_NODE_ID_CHARS} characters "
-                                                   f"without control characters (NUL, newline, tab, ...) or lone "
-                                                   f"surrogates; rename the node"))
+    if (len(node_id) > MAX_NODE_ID_CHARS or not node_id.strip()
+            or any(unicodedata.category(ch) in _UNREADABLE_CATEGORIES for ch in node_id)):
+        shown = ascii(node_id[:40]) + ("..." if len(node_id) > 40 else "")
+        errors.append(GraphError("invalid_format", f"node id {shown} must be at most {MAX_NODE_ID_CHARS} characters, "
+                                                   f"not only spaces, without control or invisible characters (NUL, "
+                                                   f"newline, a right-to-left override, a zero-width space, a line "
+                                                   f"separator) or lone surrogates; rename the node"))
         return None
     if not isinstance(raw, dict):
         errors.append(GraphError("invalid_format",

@@ -1322,7 +1322,7 @@ def test_a_strangers_graph_cannot_write_terminal_controls_or_crash_the_summary(t
         "s\u001b[1m": {"type": "ShowValue", "inputs": {"value": 1}}}}))
     assert main(["run", str(graph), "--output-dir", str(tmp_path / "out"), "--no-progress"]) == 1   # invalid
     captured = capsys.readouterr()
-    assert "\u001b" not in captured.out + captured.err and "control characters" in captured.out + captured.err
+    assert "\u001b" not in captured.out + captured.err and "control or invisible" in captured.out + captured.err
 
 
 def test_training_progress_shows_loss_and_reaches_a_log_file():
