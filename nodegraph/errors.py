@@ -25,7 +25,7 @@ are listed in `ERROR_CODES` and documented in docs/graph-format.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 ERROR_CODES = (
     "invalid_json",        # the bytes are not JSON (or not UTF-8, or too large/deep)
@@ -61,6 +61,14 @@ class GraphError:
     node_id: str | None = None
     input: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+    MAX_MESSAGE_CHARS: ClassVar[int] = 4000     # a message quoting a 100,000-character type or input name is cut
+
+    def __post_init__(self) -> None:
+        if isinstance(self.message, str) and len(self.message) > self.MAX_MESSAGE_CHARS:
+            cut = (f"{self.message[:2000]} … [{len(self.message) - 2500} characters left out] … "
+                   f"{self.message[-500:]}")
+            object.__setattr__(self, "message", cut)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message}

@@ -240,3 +240,15 @@ def test_a_graph_path_with_a_nul_is_an_unreadable_file_not_a_value_error():
     with pytest.raises(GraphValidationError) as info:
         load_graph("graph\x00.json")
     assert info.value.errors[0].code == "unreadable_file" and "embedded null byte" in info.value.errors[0].message
+
+
+def test_an_error_quoting_a_huge_name_is_cut_to_a_readable_length():
+    """A 100,000-character node type, input or subgraph name came back whole in its error (200-300 KB replies;
+    a hostile re-test): a message past GraphError.MAX_MESSAGE_CHARS keeps its start and end."""
+    from nodegraph.errors import GraphError
+
+    big = "T" * 100_000
+    errors = Session(autoload=False).validate({"format_version": 2, "nodes": {"a": {"type": big}}})
+    assert errors and all(len(e.message) <= GraphError.MAX_MESSAGE_CHARS for e in errors)
+    assert "characters left out" in errors[0].message
+    assert GraphError("x", "short").message == "short"
