@@ -1440,15 +1440,17 @@ class ServerProtocol:
             return [_error(client.client_id, "forbidden", "only an admin may change the cache policy",
                            message.request_id)]
         assert message.policy in POLICIES
-        from .memory import system_memory
+        from .memory import memory_reserve, system_memory
 
         memory = system_memory()
-        if message.budget_bytes is not None and memory is not None and message.budget_bytes > memory[1]:
+        usable = memory[1] - memory_reserve(memory[1]) if memory is not None else None
+        if message.budget_bytes is not None and usable is not None and message.budget_bytes > usable:   # kept for
+            # a later "lru" whatever the policy now
             # a budget past the RAM never evicts: one admin's 10^26 kept 6.5 GB of outputs (a hostile pass)
             return [_error(client.client_id, "invalid_value",
-                           f"budget_bytes {message.budget_bytes} is more than this machine's memory "
-                           f"({memory[1]} bytes), so the cache would never give any back; give at most that (a "
-                           f"quarter of it is usual)", message.request_id, field="budget_bytes")]
+                           f"budget_bytes {message.budget_bytes} is more than this machine's memory less the reserve "
+                           f"runs keep free ({usable} bytes), so the cache would never give any back; give at most "
+                           f"that (a quarter of the memory is usual)", message.request_id, field="budget_bytes")]
         self.session.set_cache_policy(message.policy, message.budget_bytes)
         return self._reply(client, message, {"type": "cache_policy", **self.session.cache.info()})
 

@@ -539,8 +539,12 @@ def test_a_cache_budget_past_the_machines_memory_is_refused(proto, monkeypatch):
     before = proto.session.cache.budget_bytes
     (reply,) = send(proto, {"type": "set_cache_policy", "policy": "lru", "budget_bytes": 10**26, "request_id": 3})
     assert reply.message["code"] == "invalid_value" and reply.message["request_id"] == 3
-    assert "more than this machine's memory" in reply.message["message"]
+    assert "more than this machine's memory less the reserve" in reply.message["message"]
     assert proto.session.cache.budget_bytes == before
+    (reply,) = send(proto, {"type": "set_cache_policy", "policy": "lru", "budget_bytes": 16 * 2**30})   # all of it
+    assert reply.message["code"] == "invalid_value"
+    (reply,) = send(proto, {"type": "set_cache_policy", "policy": "none", "budget_bytes": 10**26})  # kept for lru
+    assert reply.message["code"] == "invalid_value"
     (reply,) = send(proto, {"type": "set_cache_policy", "policy": "lru", "budget_bytes": 2**30})
     assert reply.message["type"] == "cache_policy" and proto.session.cache.budget_bytes == 2**30
 
