@@ -890,9 +890,22 @@ def _check_prompt(context: NodeContext, text: str) -> None:
 
     problem = weight_problem(text)
     if problem:
-        raise NodeInputError("text", problem)
+        raise NodeInputError(_prompt_input(context, text), problem)
     for note in syntax_notes(text):
         context.warn(note)
+
+
+def _prompt_input(context: NodeContext, text: str) -> str:
+    """The input of the running node that holds `text` (a plugin node calling api.encode_text names its own —
+    `prompt`, `negative_prompt` — not EncodeText's `text`): one written with that text, else one named like a
+    prompt, else "text"."""
+    graph = getattr(context, "graph", None)
+    node = getattr(graph, "nodes", {}).get(getattr(context, "node_id", None)) if graph is not None else None
+    inputs = getattr(node, "inputs", None) or {}
+    written = [name for name, value in inputs.items() if value == text]
+    named = [name for name in inputs if "prompt" in name] or [name for name in inputs
+                                                             if name == "text" or name.endswith("_text")]
+    return (written or named or ["text"])[0]
 
 
 def api_encode_text(context: NodeContext, text_encoder: Any, text: str, *, clip_skip: int) -> dict:

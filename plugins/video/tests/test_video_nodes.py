@@ -701,3 +701,18 @@ def test_rendering_a_clip_asks_for_the_free_memory_first(session, monkeypatch):
     with pytest.raises(NodeExecutionError) as info:
         session.run(graph)
     assert isinstance(info.value.exception, NodeOutOfMemory) and "64 frames of 512×512" in str(info.value.exception)
+
+
+def test_a_bad_prompt_weight_in_prompt_travel_names_its_own_input(session):
+    """api.encode_text refused (x:1e30) naming `text`, an input PromptTravel does not have (a hostile re-test)."""
+    from nodegraph.errors import NodeExecutionError
+
+    graph = {"format_version": 1, "nodes": {
+        "ck": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world_v4.safetensors"}},
+        "travel": {"type": "PromptTravel", "inputs": {"text_encoder": {"node": "ck", "output": "text_encoder"},
+                                                      "prompts": "0: (a red circle:1000000)\n4: a blue square",
+                                                      "frames": 8}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "travel", "output": "conditioning"}}}}}
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    assert info.value.exception.input == "prompts" and "past the ±100" in str(info.value.exception)
