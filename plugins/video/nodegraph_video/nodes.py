@@ -1011,7 +1011,8 @@ class LoadVideo(Node):
         except LookupError as exc:
             raise NodeInputError("video", str(exc)) from None
         try:
-            clip = read_video(path, fps=fps, start_frame=start_frame, max_frames=max_frames)
+            clip = read_video(path, fps=fps, start_frame=start_frame, max_frames=max_frames,
+                              check_interrupted=self.context.check_interrupted)
         except VideoFileError as exc:
             raise NodeInputError(exc.input, str(exc)) from None
         loaded = int(clip.frames.shape[0])

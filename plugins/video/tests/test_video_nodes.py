@@ -716,3 +716,27 @@ def test_a_bad_prompt_weight_in_prompt_travel_names_its_own_input(session):
     with pytest.raises(NodeExecutionError) as info:
         session.run(graph)
     assert info.value.exception.input == "prompts" and "past the ±100" in str(info.value.exception)
+
+
+def test_decoding_looks_for_an_interrupt_as_it_goes(tmp_path):
+    """A 3,000-frame GIF read from frame 2,990 took 80 s to honour an interrupt (a hostile re-test): the decoders
+    ask every INTERRUPT_EVERY frames, and the interrupt is not turned into "not a readable video"."""
+    import torch
+
+    from nodegraph.errors import RunInterrupted
+    from nodegraph_video import video_io
+
+    frames = torch.linspace(0, 1, 40)[:, None, None, None].expand(40, 8, 8, 3).contiguous()
+    for fmt in ("gif", "mp4"):
+        path = tmp_path / f"clip.{fmt}"
+        video_io.write_video(path, frames, 12.0, fmt)
+        asked = []
+
+        def check():
+            asked.append(1)
+            if len(asked) == 2:
+                raise RunInterrupted("stop")
+
+        with pytest.raises(RunInterrupted):
+            video_io.read_video(path, start_frame=30, max_frames=4, check_interrupted=check)
+        assert len(asked) == 2       # frame 0, then frame INTERRUPT_EVERY: stopped long before frame 30
