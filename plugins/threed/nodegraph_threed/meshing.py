@@ -32,6 +32,8 @@ MIN_POINTS points are refused (PointsError).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -45,10 +47,14 @@ CLOSE_FACTORS = (1.0, 1.5, 2.0, 2.5, 3.0)   # shell thickenings tried, in turn, 
 MIN_CAVITY = 0.05                 # a cavity under this fraction of the shell's volume is a pocket, not an inside
 
 
-def _nearest(queries: torch.Tensor, points: torch.Tensor, k: int = 1, chunk: int = 8192) -> tuple[torch.Tensor, ...]:
-    """(distances, indices) of the k nearest points for each query, chunked over queries."""
+def _nearest(queries: torch.Tensor, points: torch.Tensor, k: int = 1, chunk: int = 8192,
+             check: Any = None) -> tuple[torch.Tensor, ...]:
+    """(distances, indices) of the k nearest points for each query, chunked over queries; `check` (a node's
+    `context.check_interrupted`) is called between chunks."""
     distances, indices = [], []
     for start in range(0, len(queries), chunk):
+        if check is not None:
+            check()
         d = torch.cdist(queries[start:start + chunk], points)
         value, index = d.topk(k, dim=1, largest=False)
         distances.append(value)
@@ -87,8 +93,11 @@ def _enclosed(in_shell: np.ndarray, epsilon_voxels: float) -> np.ndarray:
 
 
 def points_to_mesh(points: torch.Tensor, resolution: int = 64, shell: float = 2.0,
-                   argument: str = "points", min_piece: float = MIN_PIECE) -> dict[str, torch.Tensor]:
-    """One cloud (N, C ≥ 3) → {"vertices", "faces", "colors"} by the method in the module docstring."""
+                   argument: str = "points", min_piece: float = MIN_PIECE,
+                   check: Any = None) -> dict[str, torch.Tensor]:
+    """One cloud (N, C ≥ 3) → {"vertices", "faces", "colors"} by the method in the module docstring; `check`
+    (a node's `context.check_interrupted`) is called as the distance field is computed (resolution 160 ran
+    minutes past an interrupt)."""
     from scipy import ndimage
     from skimage import measure
 
@@ -116,7 +125,7 @@ def points_to_mesh(points: torch.Tensor, resolution: int = 64, shell: float = 2.
                                     f"{spacing:.3g} vs extent {span:.3g}); use more points or a lower shell")
     axes = [origin[k] + voxel * torch.arange(int(counts[k]), dtype=torch.float64) for k in range(3)]
     grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).view(-1, 3)
-    distance = _nearest(grid, xyz)[0][:, 0].view(*counts.tolist()).numpy()
+    distance = _nearest(grid, xyz, check=check)[0][:, 0].view(*counts.tolist()).numpy()
     in_shell = distance <= epsilon
     labels, count = ndimage.label(in_shell)
     if count > 1 and min_piece > 0:                 # stray points make small islands: keep the big pieces

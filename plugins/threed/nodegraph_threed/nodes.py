@@ -380,7 +380,8 @@ class PointsToMesh(Node):
             self.context.progress(k, len(clouds))
             try:
                 meshes.append(points_to_mesh(cloud, resolution, shell, min_piece=min_piece,
-                                             argument="points" if len(clouds) == 1 else f"points[{k}]"))
+                                             argument="points" if len(clouds) == 1 else f"points[{k}]",
+                                             check=self.context.check_interrupted))
             except PointsError as error:
                 raise _as_input_error("points", error) from None
         return {"mesh": meshes[0] if len(meshes) == 1 else meshes}

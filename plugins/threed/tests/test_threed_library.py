@@ -516,3 +516,20 @@ def test_truncated_ply_files_are_refused(tmp_path):
                         "0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 1 2\n3 0 1 3\n")
     with pytest.raises(MeshFileError, match="truncated: its header declares 4 faces but the file holds 2"):
         read_mesh(cut_mesh)
+
+
+def test_meshing_looks_for_an_interrupt_while_it_builds_the_distance_field():
+    """PointsToMesh at resolution 160 ran 140 s past an interrupt (a hostile re-test): points_to_mesh calls the
+    node's check between chunks of the distance field."""
+    from nodegraph.errors import RunInterrupted
+
+    cloud = torch.cat([torch.nn.functional.normalize(torch.randn(2000, 3), dim=1), torch.full((2000, 3), 0.5)], 1)
+    calls = []
+
+    def check():
+        calls.append(1)
+        raise RunInterrupted("stop")
+
+    with pytest.raises(RunInterrupted):
+        points_to_mesh(cloud, resolution=32, check=check)
+    assert calls == [1]
