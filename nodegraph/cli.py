@@ -199,21 +199,33 @@ def _parse_override(text: str) -> tuple[str, Any]:
     return key, _RawText(raw, value) if not isinstance(value, str) else value
 
 
-def _resolve_bare_overrides(graph: Any, overrides: dict[str, Any]) -> dict[str, Any]:
-    """--set keys without a node (`seed=42`) as NODE.INPUT: the one node of the graph with an input of that name,
-    as --sweep reads them (`sweep.resolve_key`); GraphValidationError `unknown_input` naming the fix otherwise."""
+def _resolve_bare_overrides(graph: Any, overrides: dict[str, Any], registry: Any = None) -> dict[str, Any]:
+    """--set keys without a node (`seed=42`) as NODE.INPUT: the one node of the graph with an input of that name
+    written in the file, as --sweep reads them (`sweep.resolve_key`), else the one whose node type declares it
+    (`--set denoise=0.5` where the file leaves denoise at its default); GraphValidationError `unknown_input`
+    naming the fix otherwise."""
     if all("." in key for key in overrides):
         return overrides
     from .distributed.sweep import SweepError, resolve_key
     from .errors import GraphError, GraphValidationError
+
+    def declared_by(key: str) -> list[str]:
+        classes = {nid: registry.nodes.get(node.type) for nid, node in graph.nodes.items()} if registry else {}
+        return sorted(nid for nid, cls in classes.items() if cls is not None and key in cls.spec.inputs)
 
     resolved, given_as, errors = {}, {}, []
     for key, value in overrides.items():
         try:
             full = key if "." in key else resolve_key(key, graph.to_dict(), f"{key}=...")
         except SweepError as exc:
-            errors.append(GraphError("unknown_input", f"--set {key}=...: {exc.problem}; {exc.fix}", input=key))
-            continue
+            owners = declared_by(key) if "no node of the graph has" in exc.problem else []
+            if len(owners) == 1:
+                full = f"{owners[0]}.{key}"
+            else:
+                problem = (f"several nodes have an input named {key!r}: {', '.join(owners)}" if owners else exc.problem)
+                fix = f"say which, e.g. {owners[0]}.{key}=..." if owners else exc.fix
+                errors.append(GraphError("unknown_input", f"--set {key}=...: {problem}; {fix}", input=key))
+                continue
         if full in resolved:
             errors.append(GraphError("unknown_input", f"--set {given_as[full]}=... and --set {key}=... set one input "
                                                       f"({full}) twice; keep one", input=key))
@@ -462,7 +474,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         session = _session(args, output_dir=args.output_dir, input_dir=args.input_dir)
         warnings = _print_plugin_warnings(session)
         graph = _load(session, args.graph)       # read once: the --set values' types, then the run
-        overrides = _resolve_bare_overrides(graph, overrides)
+        overrides = _resolve_bare_overrides(graph, overrides, session.registry)
         overrides = _typed_overrides(session.registry, graph, session.renamed_overrides(graph, overrides))
         usable, override_errors = session.with_usable_overrides(graph, overrides) if overrides else (graph, [])
         if override_errors:         # every problem at once, as `validate` reports them
@@ -641,7 +653,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         graph = _load(session, args.graph)
         override_errors: list = []
         if overrides:
-            overrides = _resolve_bare_overrides(graph, overrides)
+            overrides = _resolve_bare_overrides(graph, overrides, session.registry)
             typed = _typed_overrides(session.registry, graph, session.renamed_overrides(graph, overrides))
             graph, override_errors = session.with_usable_overrides(graph, typed)
         errors = override_errors + session.validate(graph, args.outputs, input_dir=args.input_dir)

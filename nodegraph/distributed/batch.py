@@ -432,7 +432,7 @@ def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
     session = make_session(args, output_dir=args.output_dir, input_dir=args.input_dir)
     try:       # as `run` reads it: a graph file, a PNG holding one, a ComfyUI prompt or workflow (imported)
         graph = _load(session, args.graph)
-        base = _resolve_bare_overrides(graph, base)          # --set seed=4, as --sweep reads seed=0..9
+        base = _resolve_bare_overrides(graph, base, session.registry)    # --set seed=4, as --sweep reads seed=0..9
     except GraphValidationError as exc:
         _print_errors(exc.errors, sys.stderr)
         return EXIT_INVALID

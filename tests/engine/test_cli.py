@@ -1402,6 +1402,13 @@ def test_set_takes_a_bare_input_name_as_sweep_does(tmp_path, capsys):
     assert "several nodes have an input named 'text': negative, prompt" in capsys.readouterr().out
     assert main(["validate", txt2img, "--set", "seed=1", "--set", "sampler.seed=2"]) == 1
     assert "set one input (sampler.seed) twice" in capsys.readouterr().out
+    graph = json.loads(Path(txt2img).read_text())            # an input the file leaves at its default
+    graph["nodes"]["sampler"]["inputs"].pop("denoise", None)
+    (tmp_path / "g.json").write_text(json.dumps(graph))
+    assert main(["validate", str(tmp_path / "g.json"), "--set", "denoise=2"]) == 1
+    assert "(node 'sampler', input 'denoise')" in capsys.readouterr().out             # found, then range-checked
+    assert main(["validate", str(tmp_path / "g.json"), "--set", "clip_skip=2"]) == 1
+    assert "several nodes have an input named 'clip_skip': negative, prompt" in capsys.readouterr().out
     assert main(["run", str(ROOT / "graphs" / "arithmetic.json"), "--set", "nope=1", "--output-dir",
                  str(tmp_path)]) == 1
     assert "no node of the graph has an input named 'nope'" in capsys.readouterr().err
