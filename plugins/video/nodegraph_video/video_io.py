@@ -235,12 +235,15 @@ def _read_av(path: Path, limit: int | None = None, start: int = 0, span: float |
         stream = streams[0]
         rate = float(stream.average_rate or stream.base_rate or 24)
         stamps: list[float] = []
+        shown_from = 0.0      # the frame's time as read_video reckons it: the durations before it, summed in order
         for frame in container.decode(stream):
             stamp = float(frame.time) if frame.time is not None else len(stamps) / rate
             if span is not None and len(stamps) > start and stamp > stamps[start] + span + 1.0 / rate:
                 break
+            if stamps:
+                shown_from += max(1e-3, stamp - stamps[-1])
             # frames before `start` are counted, not kept (a 1080p clip from frame 2000 held 12 GB of them)
-            kept.add(stamp - stamps[0] if stamps else 0.0, lambda frame=frame: frame.to_ndarray(format="rgb24"))
+            kept.add(shown_from, lambda frame=frame: frame.to_ndarray(format="rgb24"))
             stamps.append(stamp)
             if limit is not None and len(stamps) >= limit + 1:   # one more, for the last frame's duration
                 break
