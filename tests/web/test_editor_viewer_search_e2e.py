@@ -52,6 +52,8 @@ def _open_search(page):
     page.mouse.dblclick(spot[0], spot[1])
     popup = page.locator("[data-testid=search-popup]")
     popup.wait_for()
+    # keys typed before the box has the focus are lost: wait for it
+    page.wait_for_function("() => document.activeElement?.dataset?.testid === 'search-input'")
     return popup
 
 
@@ -151,9 +153,13 @@ def test_viewer_search_templates(tmp_path):
             assert _node_count(page) == count + 1
             assert picked in [n["type"] for n in page.evaluate("Object.values(window.nodegraph.graph().nodes)")]
             _open_search(page)
-            page.keyboard.type("ksampler")
-            assert page.locator("[data-testid^=search-item-]").first.get_attribute("data-strong") == "true"
-            page.keyboard.press("Enter")
+            # typed into the popup's own box, and Enter only once the list is the full query's (typing at once
+            # after the double-click lost letters on a busy CI machine: "sampler" picked another node)
+            page.fill("[data-testid=search-input]", "ksampler")
+            page.wait_for_selector("[data-testid=search-item-KSampler][data-strong=true]")
+            page.wait_for_function("() => document.querySelector('[data-testid^=search-item-]')?.dataset.testid"
+                                   " === 'search-item-KSampler'")
+            page.press("[data-testid=search-input]", "Enter")
             page.wait_for_function("() => Object.values(window.nodegraph.graph().nodes).some((n) => n.type === 'KSampler')")
             assert _node_count(page) == count + 2
             page.fill("[data-testid=palette-search]", "sharpen")
