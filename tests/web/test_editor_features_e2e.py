@@ -222,9 +222,10 @@ def test_editor_features(tmp_path):
             popup.wait_for()
             box = popup.bounding_box()
             assert abs(box["x"] - x) < 40 and (abs(box["y"] - y) < 40 or box["y"] + box["height"] >= 860), (box, x, y)  # at the cursor (kept on screen)
+            page.wait_for_function("() => document.activeElement?.dataset?.testid === 'search-input'")   # or keys are lost
             page.keyboard.type("clip")
-            first = page.locator("[data-testid^=search-item-]").first
-            assert first.get_attribute("data-testid") in ("search-item-EncodeText", "search-item-LoadTextEncoder")
+            page.wait_for_function("() => ['search-item-EncodeText', 'search-item-LoadTextEncoder'].includes("
+                                   "document.querySelector('[data-testid^=search-item-]')?.dataset.testid)")
             page.keyboard.press("Escape")
             popup.wait_for(state="detached")
 
