@@ -116,7 +116,7 @@ class _KeptFrames:
         if self.check is not None and index % INTERRUPT_EVERY == 0:
             self.check()
         previous = index - 1
-        if self.fps > 0 and previous > max(self.start, 0) and self.images[previous] is not None and not _shown_at(
+        if self.fps > 0 and previous > self.start and self.images[previous] is not None and not _shown_at(
                 self.times[previous], time, self.times[self.start], self.fps, self.count):
             self.images[previous] = None
             self.kept -= 1
