@@ -123,6 +123,10 @@ _COMPEL_WEIGHT = re.compile(r"(?<![\w+-])([\w)]+?)(\+{1,}|-{2,})(?=[\s,.;)]|$)")
 LORA_TAG = re.compile(r"<(lora|lyco|hypernet):([^:>]+)(?::[^>]*)?>", re.IGNORECASE)
 
 
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 60 else text[:59] + "…")
+
+
 def syntax_notes(prompt: str) -> list[str]:
     """Notes on other tools' prompt syntax that this one reads as plain words (empty when there is none)."""
     notes = []
@@ -130,10 +134,10 @@ def syntax_notes(prompt: str) -> list[str]:
     if compel:
         word, marks = _COMPEL_WEIGHT.match(compel[0]).groups()
         factor = 1.1 ** len(marks) if marks[0] == "+" else 0.9 ** len(marks)
-        notes.append(f"{', '.join(repr(c) for c in compel[:5])}: InvokeAI's +/- weighting is not read here (the "
+        notes.append(f"{', '.join(_shown(c) for c in compel[:5])}: InvokeAI's +/- weighting is not read here (the "
                      f"marks are words to the text encoder); write ({word}:{factor:.2f}) instead")
     tags = [m.group(0) for m in LORA_TAG.finditer(prompt)]
     if tags:
-        notes.append(f"{', '.join(repr(t) for t in tags[:5])}: A1111's LoRA tags are not read from the prompt here "
+        notes.append(f"{', '.join(_shown(t) for t in tags[:5])}: A1111's LoRA tags are not read from the prompt here "
                      f"(they are words to the text encoder); load the file with a LoadLoRA node and take the tag out")
     return notes

@@ -32,6 +32,8 @@ def test_other_tools_syntax_is_named_with_what_to_write():
     (tag,) = syntax_notes("a red circle <lora:tiny_world_lcm_v3:0.8>")
     assert "<lora:tiny_world_lcm_v3:0.8>" in tag and "LoadLoRA" in tag
     assert syntax_notes("a red-blue circle, well-known, (red:1.2), C-3PO, 3 - 2") == []
+    (long_tag,) = syntax_notes("<lora:" + "x" * 20_000 + ":1>")          # quoted short, not 20,000 characters
+    assert len(long_tag) < 300
 
 
 def test_the_prompt_syntax_needs_no_torch():
