@@ -64,6 +64,13 @@ export function SearchPopup() {
     list.current?.querySelector(".ng-active")?.scrollIntoView({ block: "nearest" });
   }, [active]);
   const popup = useRef<HTMLDivElement>(null);
+  // autoFocus alone lost the focus now and then to the double-click that opened the popup (its events end on the
+  // canvas after the popup mounts), and the first keys typed went nowhere: take it again once they have settled
+  useEffect(() => {
+    if (!search) return;
+    const frame = requestAnimationFrame(() => popup.current?.querySelector<HTMLInputElement>("input")?.focus());
+    return () => cancelAnimationFrame(frame);
+  }, [search]);
   const [popupHeight, setPopupHeight] = useState(380);
   useLayoutEffect(() => {
     const height = popup.current?.offsetHeight;
