@@ -443,6 +443,8 @@ class CFGGuider:
         if not self._guidance_active(sigma):
             cond, _ = self._batched_conditioning(x, shared_cond, both=False)
             positive = guided = self.model(x, sigma, **cond, **extra)
+        elif self.scale == 0 and not self.rescale and not terms:     # the negative branch is the whole result
+            positive, guided = None, self._single(x, sigma, self.negative, shared_cond, main_patches)
         else:
             cond, batched = self._batched_conditioning(x, shared_cond, both=True)
             if batched:

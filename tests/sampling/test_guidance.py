@@ -42,10 +42,14 @@ def test_scale_one_equals_the_conditional_denoiser_in_one_call():
 
 
 def test_scale_zero_equals_the_unconditional_denoiser():
-    """scale=0 returns the negative branch."""
+    """scale=0 returns the negative branch, from one model call of batch B (the positive one is not needed)."""
     model, x = _model(), _latent()
     guided = CFGGuider(model, POSITIVE, NEGATIVE, scale=0.0)(x, SIGMA)
     assert torch.allclose(guided, model.model(x, SIGMA, **NEGATIVE), atol=1e-6)
+    assert [batch for batch, _ in model.calls] == [2]
+    rescaled = _model()      # CFG rescale reads the positive branch: both run
+    CFGGuider(rescaled, POSITIVE, NEGATIVE, scale=0.0, rescale=0.5)(x, SIGMA)
+    assert [batch for batch, _ in rescaled.calls] == [4]
 
 
 def test_cfg_is_uncond_plus_scale_times_difference_in_one_batched_call():
