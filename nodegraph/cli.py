@@ -163,6 +163,9 @@ def _load(session: Any, path: str) -> Any:
     rest = "" if translated == total else "; the others keep their ComfyUI types"
     print(f"note: {_shown(path)} is a ComfyUI {what}; imported it ({translated} of {total} node(s) have an equivalent "
           f"here{rest})", file=sys.stderr)
+    for sub in data["metadata"].get("comfyui_subgraphs", []):
+        print(f"note: subgraph {_terminal_safe(sub['subgraph'])!r} (node {sub['node']!r}) is expanded into its "
+              f"{sub['nodes']} node(s), ids {sub['node']}:…", file=sys.stderr)
     for change in data["metadata"].get("translated_values", []):
         print(f"note: node {change['node']!r}: {change['input']} {change['from']!r} is {change['to']!r} here",
               file=sys.stderr)

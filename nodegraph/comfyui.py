@@ -188,6 +188,179 @@ def workflow_groups(workflow: dict[str, Any]) -> list[dict[str, Any]]:
     return groups
 
 
+# --- subgraphs (ComfyUI's frontend, 2025: `definitions.subgraphs`) -----------------------------------------
+
+MAX_SUBGRAPH_DEPTH = 32             # subgraphs inside subgraphs, deeper than any workflow a person made
+MAX_EXPANDED_WORKFLOW_NODES = 50_000    # nodes once every instance is expanded (a definition used 100 × 100 times…)
+_IO_NODE_IDS = (-10, -20)           # the ids ComfyUI gives a definition's input and output nodes
+
+
+def _definitions(workflow: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`definitions.subgraphs` by id: the entries with an id (text) and a node list; others are left out."""
+    definitions = workflow.get("definitions")
+    listed = definitions.get("subgraphs") if isinstance(definitions, dict) else None
+    return {d["id"]: d for d in listed if isinstance(d, dict) and isinstance(d.get("id"), str)
+            and isinstance(d.get("nodes"), list)} if isinstance(listed, list) else {}
+
+
+def _link_fields(link: Any) -> tuple[Any, Any, int, Any, int] | None:
+    """(id, origin, origin slot, target, target slot) of a link written as ComfyUI's list or object; None when
+    it is neither (such a link links nothing)."""
+    if isinstance(link, list) and len(link) >= 5:
+        fields = link[:5]
+    elif isinstance(link, dict):
+        fields = [link.get(k) for k in ("id", "origin_id", "origin_slot", "target_id", "target_slot")]
+    else:
+        return None
+    link_id, origin, origin_slot, target, target_slot = fields
+    if type(link_id) not in (int, str) or type(origin) not in (int, str):
+        return None
+    return (link_id, origin, origin_slot if type(origin_slot) is int else 0, target,
+            target_slot if type(target_slot) is int else 0)
+
+
+def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A UI workflow whose nodes include instances of its own subgraph definitions (`definitions.subgraphs`;
+    an instance's `type` is its definition's id) → the same workflow with every instance replaced by its
+    inner nodes, as ComfyUI runs it; a workflow without instances comes back as it is.
+
+    Inner nodes get ComfyUI's own path ids (`"12:5"`: node 5 of the instance 12; nested `"12:5:3"`). A link
+    from the definition's input node (id -10) carries what the instance's input of that slot carries — its
+    link, else the value of the instance's widget for it (a promoted widget), else nothing (the inner node's own
+    widget value stays); links out of the instance come from the inner link into the output node (-20) of that
+    slot. A muted or bypassed instance mutes or bypasses its inner nodes. Inner canvas positions are moved so the
+    inner nodes start where the instance stood. Each instance expanded is appended to `expanded` as {"node": its
+    id, "subgraph": the definition's name, "nodes": how many nodes it became}. Raises WorkflowError for a definition that contains itself,
+    nesting past MAX_SUBGRAPH_DEPTH, or an expansion past MAX_EXPANDED_WORKFLOW_NODES nodes."""
+    definitions = _definitions(workflow)
+    raw_nodes = workflow.get("nodes")
+    if not definitions or not isinstance(raw_nodes, list) or not any(
+            isinstance(n, dict) and n.get("type") in definitions for n in raw_nodes):
+        return workflow
+    flat_nodes: list[dict[str, Any]] = []
+    flat_links: list[list[Any]] = []
+    # (flat node id, output slot) of an instance or a definition's input node → where its value really comes from:
+    # another (flat id, slot), ("literal", value) for a promoted widget's value, or None (nothing connected)
+    redirect: dict[tuple[str, int], Any] = {}
+    origins: dict[str, tuple[str, int]] = {}       # flat link id → its (flat origin, slot), as written
+    stand_ins: set[str] = set()     # flat ids of the instances and their definitions' input nodes (no node of ours)
+
+    def expand(nodes: list[Any], links: list[Any], prefix: str, stack: tuple[str, ...],
+               io_ids: tuple[Any, Any] = (None, None), offset: tuple[float, float] = (0.0, 0.0)) -> None:
+        input_id, output_id = (str(i) if i is not None else None for i in io_ids)
+        scope_links: dict[Any, str] = {}          # this scope's link id → its flat id
+        for link in links if isinstance(links, list) else []:
+            fields = _link_fields(link)
+            if fields is None:
+                continue
+            link_id, origin, origin_slot, target, target_slot = fields
+            flat_id = f"{prefix}{link_id}"
+            scope_links[link_id] = flat_id
+            if output_id is not None and str(target) == output_id:     # into the definition's output node
+                redirect[(prefix.removesuffix(":"), target_slot)] = (f"{prefix}{origin}", origin_slot)
+                continue
+            flat_links.append([flat_id, f"{prefix}{origin}", origin_slot, f"{prefix}{target}", target_slot])
+            origins[flat_id] = (f"{prefix}{origin}", origin_slot)
+        for node in nodes:
+            if not isinstance(node, dict) or type(node.get("id")) not in (int, str):
+                continue
+            flat_id = f"{prefix}{node['id']}"
+            inputs = node.get("inputs") if isinstance(node.get("inputs"), list) else []
+            definition = definitions.get(node.get("type"))
+            if definition is None:
+                copy = {**node, "id": flat_id if prefix else node["id"]}
+                copy["inputs"] = [{**slot, "link": scope_links.get(slot.get("link"))} if isinstance(slot, dict)
+                                  and slot.get("link") is not None else slot for slot in inputs]
+                if prefix:
+                    position = node.get("pos")
+                    if isinstance(position, list) and len(position) >= 2 and all(
+                            isinstance(v, (int, float)) and not isinstance(v, bool) for v in position[:2]):
+                        copy["pos"] = [position[0] + offset[0], position[1] + offset[1]]
+                    else:
+                        copy.pop("pos", None)
+                flat_nodes.append(copy)
+                if len(flat_nodes) > MAX_EXPANDED_WORKFLOW_NODES:
+                    raise WorkflowError(f"its subgraphs expand to more than {MAX_EXPANDED_WORKFLOW_NODES} nodes")
+                continue
+            name = definition.get("name") if isinstance(definition.get("name"), str) else node["type"]
+            if node["type"] in stack:
+                raise WorkflowError(f"subgraph {name!r} contains itself (through {' → '.join(stack)}), so it "
+                                    f"never ends; remove the inner instance in ComfyUI and save again")
+            if len(stack) >= MAX_SUBGRAPH_DEPTH:
+                raise WorkflowError(f"its subgraphs are nested more than {MAX_SUBGRAPH_DEPTH} deep")
+            inner_prefix = f"{flat_id}:"
+            count_before = len(flat_nodes)
+            stand_ins.update((flat_id, f"{inner_prefix}{_IO_NODE_IDS[0]}"))
+            widgets = node.get("widgets_values") if isinstance(node.get("widgets_values"), list) else []
+            widget_slots = [slot for slot in inputs if isinstance(slot, dict) and isinstance(slot.get("widget"), dict)]
+            promoted = dict(zip(map(id, widget_slots), widgets)) if len(widgets) == len(widget_slots) else {}
+            for index, slot in enumerate(inputs):
+                if not isinstance(slot, dict):
+                    continue
+                if slot.get("link") is not None and slot["link"] in scope_links:
+                    redirect[(f"{inner_prefix}{_IO_NODE_IDS[0]}", index)] = origins.get(scope_links[slot["link"]])
+                elif id(slot) in promoted:
+                    redirect[(f"{inner_prefix}{_IO_NODE_IDS[0]}", index)] = ("literal", promoted[id(slot)])
+            inner_nodes = definition["nodes"]
+            mode = node.get("mode")
+            if type(mode) is int and mode in _MODES:          # a muted / bypassed instance: its inner nodes so
+                inner_nodes = [{**n, "mode": mode} if isinstance(n, dict) and n.get("mode") in (0, None) else n
+                               for n in inner_nodes]
+            positions = [n["pos"][:2] for n in inner_nodes if isinstance(n, dict) and isinstance(n.get("pos"), list)
+                         and len(n["pos"]) >= 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                         for v in n["pos"][:2])]
+            here = node.get("pos")
+            if positions and isinstance(here, list) and len(here) >= 2 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in here[:2]):
+                inner_offset = (here[0] - min(p[0] for p in positions), here[1] - min(p[1] for p in positions))
+            else:
+                inner_offset = (0.0, 0.0)
+            ids = tuple((definition.get(key) or {}).get("id", default) if isinstance(definition.get(key), dict)
+                        else default for key, default in zip(("inputNode", "outputNode"), _IO_NODE_IDS))
+            inner_links = [_with_io_ids(link, ids) for link in definition.get("links") or []] \
+                if isinstance(definition.get("links"), list) else []
+            expand(inner_nodes, inner_links, inner_prefix, (*stack, node["type"]), _IO_NODE_IDS, inner_offset)
+            if expanded is not None and not stack:
+                expanded.append({"node": flat_id, "subgraph": name[:200], "nodes": len(flat_nodes) - count_before})
+
+    expand(raw_nodes, workflow.get("links"), "", ())
+
+    def resolve(origin: str, slot: int) -> Any:
+        seen = set()
+        while (origin, slot) in redirect:
+            if (origin, slot) in seen:
+                return None
+            seen.add((origin, slot))
+            target = redirect[(origin, slot)]
+            if target is None or target[0] == "literal":
+                return target
+            origin, slot = target
+        return None if origin in stand_ins else (origin, slot)     # an instance input nothing feeds: no link
+
+    links_out: list[list[Any]] = []
+    for link_id, origin, slot, target, target_slot in flat_links:
+        resolved = resolve(origin, slot)
+        if resolved is None:
+            continue
+        if resolved[0] == "literal":           # a promoted widget's value: the literal a PrimitiveNode feeds
+            primitive = f"{link_id}:value"
+            flat_nodes.append({"id": primitive, "type": "PrimitiveNode", "widgets_values": [resolved[1]]})
+            resolved = (primitive, 0)
+        links_out.append([link_id, resolved[0], resolved[1], target, target_slot])
+    return {**workflow, "nodes": flat_nodes, "links": links_out}
+
+
+def _with_io_ids(link: Any, io_ids: tuple[Any, Any]) -> Any:
+    """A definition's link with its input / output node ids written as ComfyUI's usual -10 / -20."""
+    fields = _link_fields(link)
+    if fields is None or tuple(io_ids) == _IO_NODE_IDS:
+        return link
+    link_id, origin, origin_slot, target, target_slot = fields
+    origin = _IO_NODE_IDS[0] if origin == io_ids[0] else origin
+    target = _IO_NODE_IDS[1] if target == io_ids[1] else target
+    return [link_id, origin, origin_slot, target, target_slot]
+
+
 def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
     """A ComfyUI UI-format workflow → an API-format prompt (then imported like one: `graph.import_foreign`).
 
@@ -200,6 +373,7 @@ def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
     the imported seed is fixed, so the first run draws what ComfyUI drew with that seed (ComfyUI changes it
     after a run; ours would before). Raises WorkflowError naming what is not as ComfyUI writes it.
     """
+    workflow = expand_subgraphs(workflow)
     raw_nodes = workflow.get("nodes")
     if not isinstance(raw_nodes, list) or not all(
             isinstance(n, dict) and type(n.get("id")) in (int, str) and isinstance(n.get("type"), str)

@@ -449,7 +449,9 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     An entry whose `class_type` has an equivalent here (`comfyui.EQUIVALENTS`: CheckpointLoaderSimple,
     CLIPTextEncode, KSampler, ...) becomes that node, its inputs renamed (`metadata.comfyui_types` keeps
     the original class of each; `metadata.translated_values` each value translated to ours, e.g. a
-    Real-ESRGAN file name to the built-in model of the same weights). Any other entry becomes a node with `type` = its `class_type`,
+    Real-ESRGAN file name to the built-in model of the same weights; a UI workflow's subgraph instances are
+    expanded into their inner nodes first, `comfyui.expand_subgraphs`, listed in `metadata.comfyui_subgraphs`). Any
+    other entry becomes a node with `type` = its `class_type`,
     `title` = `_meta.title`, literal
     inputs as they are, and `[source_id, index]` pairs naming an entry of the prompt become links
     `{"node": source_id, "output": name}` where name is `output_names(type)[index]` when that
@@ -465,12 +467,13 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
                               "UI workflow)")])
     source_format = "comfyui-api"
     groups: list[dict[str, Any]] = []
+    subgraphs: list[dict[str, Any]] = []           # the ComfyUI subgraph instances expanded (UI workflows)
     if kind[1] == "workflow":
-        from .comfyui import WorkflowError, workflow_groups, workflow_to_prompt
+        from .comfyui import WorkflowError, expand_subgraphs, workflow_groups, workflow_to_prompt
 
         try:
             groups = workflow_groups(data)             # the editor shows them as ours (ui.groups)
-            data = workflow_to_prompt(data)
+            data = workflow_to_prompt(expand_subgraphs(data, subgraphs))
         except WorkflowError as exc:
             raise GraphValidationError([GraphError("invalid_format", f"this ComfyUI workflow cannot be read: {exc}",
                                                    details={"tool": "comfyui", "format": "workflow"})]) from None
@@ -543,6 +546,8 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
         metadata["linked_vae"] = linked
     if translated_values:
         metadata["translated_values"] = translated_values
+    if subgraphs:
+        metadata["comfyui_subgraphs"] = subgraphs
     ui = {**({"nodes": ui_nodes} if ui_nodes else {}), **({"groups": groups} if groups else {})}
     return {"format_version": FORMAT_VERSION, "metadata": metadata, "nodes": nodes, **({"ui": ui} if ui else {})}
 

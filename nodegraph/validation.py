@@ -365,9 +365,14 @@ def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> Grap
     kind = subgraph_kind(node_type)
     if node_type in INSTEAD:          # a ComfyUI class whose work another node does here
         why, candidates = f" {INSTEAD[node_type]}.", ()
+    elif kind == "subgraph":          # an instance whose definition the file does not hold (else it is expanded)
+        why, candidates = (" It is a ComfyUI subgraph instance whose definition is not in the file (a UI workflow "
+                           "keeps them under `definitions.subgraphs`, and the import expands them): save the whole "
+                           "workflow again in ComfyUI, or unpack the subgraph there (right-click → Unpack Subgraph)."
+                           ), ()
     elif kind:
         why, candidates = (f" It is a ComfyUI {kind}, which is not expanded on import: in "
-                           f"ComfyUI, unpack it (right-click → Convert to nodes / Unpack Subgraph) and save the "
+                           f"ComfyUI, unpack it (right-click → Convert to nodes) and save the "
                            f"workflow again."), ()
     return GraphError(
         "unknown_node_type",

@@ -1,0 +1,202 @@
+"""ComfyUI subgraphs (the frontend's `definitions.subgraphs`, 2025) in UI workflows: expanded on import."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from nodegraph import GraphValidationError, Session
+from nodegraph.cli import main
+from nodegraph.comfyui import MAX_EXPANDED_WORKFLOW_NODES, expand_subgraphs
+from nodegraph.graph import import_foreign
+
+PROMPTS = "11111111-2222-3333-4444-555555555555"
+PASS = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+
+
+def node(node_id, kind, inputs=(), widgets=None, mode=0, pos=(0, 0)):
+    return {"id": node_id, "type": kind, "mode": mode, "pos": list(pos),
+            "inputs": [{"name": n, "type": "*", "link": link} for n, link in inputs],
+            **({"widgets_values": widgets} if widgets is not None else {})}
+
+
+def link(link_id, origin, origin_slot, target, target_slot):
+    """A link inside a definition, written as the frontend writes them there (an object)."""
+    return {"id": link_id, "origin_id": origin, "origin_slot": origin_slot, "target_id": target,
+            "target_slot": target_slot, "type": "*"}
+
+
+def prompts_definition() -> dict:
+    """Two CLIPTextEncodes as one subgraph: inputs clip (slot 0) and text (slot 1, a promoted widget of the first
+    encoder); outputs positive and negative."""
+    first = node(6, "CLIPTextEncode", [("clip", 1)], ["the inner value, overridden"], pos=(100, 100))
+    first["inputs"].append({"name": "text", "type": "STRING", "widget": {"name": "text"}, "link": 3})
+    return {"id": PROMPTS, "name": "Prompts", "version": 1,
+            "inputNode": {"id": -10, "bounding": [0, 0, 10, 10]}, "outputNode": {"id": -20, "bounding": [0, 0, 10, 10]},
+            "inputs": [{"id": "i0", "name": "clip", "type": "CLIP", "linkIds": [1, 2]},
+                       {"id": "i1", "name": "text", "type": "STRING", "linkIds": [3]}],
+            "outputs": [{"id": "o0", "name": "positive", "type": "CONDITIONING", "linkIds": [4]},
+                        {"id": "o1", "name": "negative", "type": "CONDITIONING", "linkIds": [5]}],
+            "nodes": [first, node(7, "CLIPTextEncode", [("clip", 2)], [""], pos=(100, 300))],
+            "links": [link(1, -10, 0, 6, 0), link(2, -10, 0, 7, 0), link(3, -10, 1, 6, 1),
+                      link(4, 6, 0, -20, 0), link(5, 7, 0, -20, 1)]}
+
+
+def txt2img_workflow(prompt_inside: bool) -> dict:
+    """ComfyUI's default txt2img; with `prompt_inside`, its two text encoders are one subgraph instance (node 20)."""
+    outer = [node(4, "CheckpointLoaderSimple", widgets=["tiny_world_v6f.safetensors"]),
+             node(5, "EmptyLatentImage", widgets=[64, 64, 1]),
+             node(3, "KSampler", [("model", 1), ("positive", 4), ("negative", 6), ("latent_image", 2)],
+                  [42, "randomize", 20, 5, "dpmpp_2m", "karras", 1]),
+             node(8, "VAEDecode", [("samples", 7), ("vae", 8)]), node(9, "SaveImage", [("images", 9)], ["ComfyUI"])]
+    links = [[1, 4, 0, 3, 0, "MODEL"], [2, 5, 0, 3, 3, "LATENT"], [7, 3, 0, 8, 0, "LATENT"], [8, 4, 2, 8, 1, "VAE"],
+             [9, 8, 0, 9, 0, "IMAGE"]]
+    prompt = "a small red circle on the left, on a blue background"
+    if not prompt_inside:
+        return {"version": 0.4, "nodes": [*outer, node(6, "CLIPTextEncode", [("clip", 3)], [prompt]),
+                                          node(7, "CLIPTextEncode", [("clip", 5)], [""])],
+                "links": [*links, [3, 4, 1, 6, 0, "CLIP"], [5, 4, 1, 7, 0, "CLIP"], [4, 6, 0, 3, 1, "CONDITIONING"],
+                          [6, 7, 0, 3, 2, "CONDITIONING"]]}
+    instance = node(20, PROMPTS, [("clip", 3)], [prompt], pos=(500, 400))
+    instance["inputs"].append({"name": "text", "type": "STRING", "widget": {"name": "text"}, "link": None})
+    return {"version": 0.4, "nodes": [*outer, instance],
+            "links": [*links, [3, 4, 1, 20, 0, "CLIP"], [4, 20, 0, 3, 1, "CONDITIONING"],
+                      [6, 20, 1, 3, 2, "CONDITIONING"]],
+            "definitions": {"subgraphs": [prompts_definition()]}}
+
+
+def test_a_subgraph_instance_imports_as_its_inner_nodes_and_means_what_the_flat_workflow_means():
+    """A workflow saved by ComfyUI's frontend since 2025 keeps its subgraphs under `definitions.subgraphs` and each
+    instance as a node whose type is the definition's id: the import refused it as an unknown type ("unpack it in
+    ComfyUI"). Now the instance becomes its inner nodes (ids `20:6`, as ComfyUI's own API export writes them): links
+    into and out of it, and the promoted `text` widget's value, land where the flat workflow puts them."""
+    flat = import_foreign(txt2img_workflow(prompt_inside=False))
+    nested = import_foreign(txt2img_workflow(prompt_inside=True))
+    renamed = {"20:6": "6", "20:7": "7"}
+
+    def plain(graph):
+        text = json.dumps(graph["nodes"], sort_keys=True)
+        for new, old in renamed.items():
+            text = text.replace(f'"{new}"', f'"{old}"')
+        return json.loads(text)
+
+    assert plain(nested) == plain(flat)
+    assert nested["nodes"]["20:6"]["inputs"]["text"] == "a small red circle on the left, on a blue background"
+    assert nested["metadata"]["comfyui_subgraphs"] == [{"node": "20", "subgraph": "Prompts", "nodes": 2}]
+    # the inner nodes start where the instance stood, in their own layout
+    assert nested["ui"]["nodes"]["20:6"] == {"position": [500, 400]}
+    assert nested["ui"]["nodes"]["20:7"] == {"position": [500, 600]}
+    assert Session(builtins=True).validate(nested) == []
+
+
+def test_run_names_the_expanded_subgraph(tmp_path, capsys):
+    (tmp_path / "workflow.json").write_text(json.dumps(txt2img_workflow(prompt_inside=True)))
+    assert main(["validate", str(tmp_path / "workflow.json"), "--no-plugins"]) == 0
+    err = capsys.readouterr().err
+    assert "note: subgraph 'Prompts' (node '20') is expanded into its 2 node(s), ids 20:…" in err
+
+
+def pass_definition(inner: dict | None = None) -> dict:
+    """A subgraph whose one output is its one input (a wire straight through), optionally around an instance."""
+    nodes, links = [], [link(1, -10, 0, -20, 0)]
+    if inner is not None:
+        nodes = [inner]
+        links = [link(1, -10, 0, inner["id"], 0), link(2, inner["id"], 0, -20, 0)]
+    return {"id": PASS, "name": "Pass", "inputNode": {"id": -10}, "outputNode": {"id": -20},
+            "inputs": [{"id": "x", "name": "x", "type": "*"}], "outputs": [{"id": "y", "name": "y", "type": "*"}],
+            "nodes": nodes, "links": links}
+
+
+def test_nested_and_chained_instances_and_wires_straight_through():
+    """An instance inside an instance (Outer holds Pass), an instance feeding another, and a definition whose output
+    is its input: every link ends at the real node that makes the value."""
+    outer_id = "00000000-0000-4000-8000-000000000001"
+    outer = {"id": outer_id, "name": "Outer", "inputNode": {"id": -10}, "outputNode": {"id": -20},
+             "inputs": [{"id": "a", "name": "image", "type": "IMAGE"}], "outputs": [{"id": "b", "name": "out"}],
+             "nodes": [node(1, PASS, [("x", 11)]), node(2, "ImageInvert", [("image", 12)])],
+             "links": [link(11, -10, 0, 1, 0), link(12, 1, 0, 2, 0), link(13, 2, 0, -20, 0)]}
+    workflow = {"nodes": [node(1, "LoadImage", widgets=["a.png", "image"]), node(2, outer_id, [("image", 1)]),
+                          node(3, PASS, [("x", 2)]), node(4, "SaveImage", [("images", 3)], ["x"])],
+                "links": [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "IMAGE"], [3, 3, 0, 4, 0, "IMAGE"]],
+                "definitions": {"subgraphs": [outer, pass_definition()]}}
+    graph = import_foreign(workflow)
+    assert sorted(graph["nodes"]) == ["1", "2:2", "4"]
+    assert graph["nodes"]["2:2"]["inputs"]["image"] == {"node": "1", "output": "image"}     # through 2:1 (Pass)
+    assert graph["nodes"]["4"]["inputs"]["images"] == {"node": "2:2", "output": "0"}        # through 3 (Pass)
+
+
+def test_a_muted_or_bypassed_instance_mutes_or_bypasses_its_inner_nodes():
+    for mode, ours in ((2, "mute"), (4, "bypass")):
+        workflow = txt2img_workflow(prompt_inside=True)
+        workflow["nodes"][-1]["mode"] = mode
+        graph = import_foreign(workflow)
+        assert graph["nodes"]["20:6"]["mode"] == ours and graph["nodes"]["20:7"]["mode"] == ours
+
+
+def test_an_unconnected_instance_input_leaves_the_inner_widget_value():
+    workflow = txt2img_workflow(prompt_inside=True)
+    instance = workflow["nodes"][-1]
+    instance["widgets_values"] = []          # no promoted value written: the inner node's own value stays
+    graph = import_foreign(workflow)
+    assert graph["nodes"]["20:6"]["inputs"]["text"] == "the inner value, overridden"
+    instance["inputs"][0]["link"] = None     # the clip input unconnected: the inner encoders need one (validation)
+    graph = import_foreign(workflow)
+    assert "text_encoder" not in graph["nodes"]["20:7"]["inputs"]
+
+
+def test_a_subgraph_that_contains_itself_is_refused_by_name():
+    for definitions in ([pass_definition(node(1, PASS, [("x", 1)]))],
+                        [{**pass_definition(node(1, "00000000-0000-4000-8000-00000000000b", [("x", 1)])),
+                          "name": "A"},
+                         {**pass_definition(node(1, PASS, [("x", 1)])), "id": "00000000-0000-4000-8000-00000000000b",
+                          "name": "B"}]):
+        workflow = {"nodes": [node(1, PASS)], "links": [], "definitions": {"subgraphs": definitions}}
+        with pytest.raises(GraphValidationError, match="contains itself"):
+            import_foreign(workflow)
+
+
+def test_an_expansion_bomb_is_refused_quickly():
+    """Six levels of a definition holding ten instances of the next: a million nodes from a 3 KB file."""
+    ids = [f"00000000-0000-4000-8000-{level:012d}" for level in range(7)]
+    definitions = [{"id": ids[level], "name": f"L{level}", "links": [],
+                    "nodes": [node(k, ids[level + 1] if level < 6 else "Int", widgets=[1]) for k in range(10)]}
+                   for level in range(7)]
+    workflow = {"nodes": [node(1, ids[0])], "links": [], "definitions": {"subgraphs": definitions}}
+    started = time.perf_counter()
+    with pytest.raises(GraphValidationError, match=f"more than {MAX_EXPANDED_WORKFLOW_NODES} nodes"):
+        import_foreign(workflow)
+    assert time.perf_counter() - started < 20
+
+
+def test_an_instance_without_its_definition_says_the_definition_is_missing():
+    workflow = txt2img_workflow(prompt_inside=True)
+    del workflow["definitions"]
+    errors = Session(builtins=True).validate(import_foreign(workflow))
+    (error,) = [e for e in errors if e.node_id == "20"]
+    assert error.code == "unknown_node_type" and "definition is not in the file" in error.message
+
+
+@pytest.mark.parametrize("definitions", [
+    {"subgraphs": "junk"}, {"subgraphs": [None, 3, {"id": PROMPTS}, {"id": PROMPTS, "nodes": "x"}]},
+    {"subgraphs": [{"id": PROMPTS, "nodes": [None, {"id": [1]}, {"id": 6, "type": 5}], "links": "x",
+                    "inputNode": 3}]},
+    {"subgraphs": [{**prompts_definition(), "links": [None, [1], {"id": {"a": 1}}, ["a", "b", "c", "d", "e"]]}]},
+])
+def test_a_malformed_definition_imports_what_it_can_and_never_crashes(definitions):
+    workflow = txt2img_workflow(prompt_inside=True)
+    workflow["definitions"] = definitions
+    workflow["nodes"][-1]["widgets_values"] = {"not": "a list"}
+    try:
+        graph = import_foreign(workflow)
+    except GraphValidationError as exc:       # what is not as ComfyUI writes it is named
+        assert exc.errors[0].code == "invalid_format"
+    else:
+        assert graph["metadata"]["imported_from"] == "comfyui-workflow"
+
+
+def test_a_workflow_without_instances_is_left_as_it_is():
+    workflow = txt2img_workflow(prompt_inside=False)
+    workflow["definitions"] = {"subgraphs": [prompts_definition()]}        # defined, never used
+    assert expand_subgraphs(workflow) is workflow
