@@ -401,7 +401,7 @@ MAX_SCHEDULE_STEPS = 10_000     # the longest schedule a partial denoise may bui
 def truncate_for_denoise(make_sigmas: Callable[[int], torch.Tensor], steps: int, denoise: float) -> torch.Tensor:
     """Schedule for a partial denoise (img2img): run ``steps`` steps from the end of a longer schedule.
 
-    ComfyUI semantics: the full schedule is built for ``floor(steps / denoise)``
+    ComfyUI semantics: the full schedule is built for ``int(steps / denoise)``
     steps and its last ``steps + 1`` sigmas are kept, so ``steps`` is the number
     of model evaluations actually run. E.g. steps=20, denoise=0.5 runs the last
     20 steps of a 40-step schedule. (diffusers' img2img ``strength`` instead runs
@@ -421,7 +421,9 @@ def truncate_for_denoise(make_sigmas: Callable[[int], torch.Tensor], steps: int,
     if isinstance(denoise, bool) or not isinstance(denoise, (int, float)) or not 0 < denoise <= 1:
         raise SamplingError("denoise", "a number in (0, 1]", repr(denoise),
                             "Use 1.0 for a full denoise, smaller values to keep more of the input.", denoise)
-    total_steps = max(steps, math.floor(steps / denoise + 1e-6))  # 1e-6 absorbs 3 / 0.3 = 9.999...
+    # exactly ComfyUI's int(steps / denoise), float rounding included (14 / 0.28 = 49.999…: a 49-step schedule),
+    # so an imported workflow starts from ComfyUI's sigma
+    total_steps = max(steps, int(steps / denoise))
     if total_steps > MAX_SCHEDULE_STEPS:      # the schedule is built whole: 1e-9 would ask for 2e10 sigmas
         raise SamplingError("denoise", f"at least {steps / MAX_SCHEDULE_STEPS:.6g} for {steps} steps (the schedule "
                             f"is steps / denoise = {total_steps} steps long; at most {MAX_SCHEDULE_STEPS})",

@@ -156,8 +156,11 @@ def test_truncate_for_denoise_runs_the_last_steps_of_a_longer_schedule():
 
     assert torch.equal(truncate_for_denoise(make, 20, 0.5), make(40)[-21:])
     assert torch.equal(truncate_for_denoise(make, 20, 1.0), make(20))
-    assert len(truncate_for_denoise(make, 3, 0.3)) == 4  # 3 / 0.3 = 9.999... must still mean 10 steps
     assert torch.equal(truncate_for_denoise(make, 3, 0.3), make(10)[-4:])
+    # as ComfyUI's int(steps / denoise), float rounding included (a math check found floor(x + 1e-6) here, which
+    # built 50 steps for 14 / 0.28 = 49.99999999999999 and started an imported img2img 3.9 % lower than ComfyUI)
+    assert torch.equal(truncate_for_denoise(make, 14, 0.28), make(49)[-15:])
+    assert torch.equal(truncate_for_denoise(make, 7, 0.07), make(99)[-8:])
 
 
 def test_discrete_schedule_is_the_whole_table():
