@@ -128,3 +128,25 @@ def test_trajectory_matches_diffusers(case, model_kind):
             continue
         error = float((mine - theirs).norm() / theirs.norm())
         assert error <= 1e-5, f"{case}/{model_kind}: step {step} relative error {error:.2e}"
+
+
+@pytest.mark.parametrize("model_kind", ["gaussian", "tiny_net"])
+@pytest.mark.parametrize("steps", [2, 4, 8])
+def test_lcm_matches_diffusers_lcm_scheduler(steps, model_kind):
+    """LCM (x = D + sigma_next z on LCMScheduler's own timesteps, from its 50-step original schedule) equals
+    diffusers' LCMScheduler step for step. Its boundary condition (c_skip, c_out with timestep_scaling 10) moves the
+    output by under 1e-5 at SD's smallest timestep, so the bound is the other samplers'."""
+    scheduler = diffusers.LCMScheduler(**SD_CONFIG, set_alpha_to_one=True, clip_sample=False)
+    scheduler.set_timesteps(steps)
+    time_map = DiscreteTimeMap(scheduler.alphas_cumprod)
+    net = vp_eps_net(GaussianData(), time_map) if model_kind == "gaussian" else TinyEpsNet()
+    sigmas_tensor = torch.cat([time_map.sigmas[scheduler.timesteps.long()], torch.zeros(1)])
+    sigmas = sigmas_tensor.tolist()
+    x_ve_start = torch.randn(SHAPE, generator=torch.Generator().manual_seed(1)) * math.sqrt(1 + sigmas[0] ** 2)
+    reference = _diffusers_trajectory(scheduler, net, x_ve_start, sigmas, True, torch.Generator().manual_seed(5), {})
+    ours = _our_trajectory("lcm", {}, ModelDenoiser(net, time_map, "eps"), x_ve_start, sigmas_tensor,
+                           SequentialNoise(SHAPE, 5))
+    assert len(ours) == len(reference) == steps
+    for step, (mine, theirs) in enumerate(zip(ours, reference)):
+        error = float((mine - theirs).norm() / theirs.norm())
+        assert error <= 1e-5, f"lcm/{model_kind}/{steps}: step {step} relative error {error:.2e}"
