@@ -13,7 +13,7 @@ this module implements them in two passes, linear in the expanded size:
    the exposed input's default). Nodes that do not exist in the effective graph
    — subgraph nodes and bypassed nodes — become *virtual*: a table maps each
    of their outputs to the link that stands for it (an inner output; for a
-   bypassed node, the first linked input with the same port type) or to a
+   bypassed node, the linked input of its slot or else the first with the same port type) or to a
    marker saying why there is none.
 2. `_Expander.resolve` follows every link through the virtual table to a real
    node (bypass chains and nested subgraphs resolve transitively), then removes
@@ -546,14 +546,21 @@ class _Expander:
         return None if output in names else (", ".join(names) or "(none)")
 
     def _bypass(self, node_id: str, node: GraphNode, inputs: dict[str, Any], spec: Any) -> None:
-        """A bypassed node becomes virtual: output o → the first linked input declared with o's port type."""
+        """A bypassed node becomes virtual: output k → its k-th declared input when that is linked with output k's
+        port type (ApplyControlNet's negative passes its negative, as in ComfyUI), else the first linked input
+        declared with that port type."""
         self.virtual_nodes.add(node_id)
         self.bypassed_nodes.append(node_id)
         if self.registry.nodes[node.type].output_node:
             self.bypassed_outputs.append(node_id)
-        linked = [(n, s.port) for n, s in spec.inputs.items() if isinstance(inputs.get(n), Link)]
-        for output in spec.outputs:
-            source = next((inputs[n] for n, port in linked if port == output.port), None)
+        declared = list(spec.inputs.items())
+        linked = [(n, s.port) for n, s in declared if isinstance(inputs.get(n), Link)]
+        for index, output in enumerate(spec.outputs):
+            same_slot = declared[index] if index < len(declared) else None
+            if same_slot is not None and same_slot[1].port == output.port and isinstance(inputs.get(same_slot[0]), Link):
+                source = inputs[same_slot[0]]
+            else:
+                source = next((inputs[n] for n, port in linked if port == output.port), None)
             self.virtual[(node_id, output.name)] = source if source is not None else self._no_match(
                 node_id, node.type, output.name, output.port, linked)
 

@@ -71,6 +71,22 @@ def test_bypass_passes_the_first_matching_input_through(session):
     assert "c1" not in result.executed and helpers.CALLS == ["c0", "c2"]
 
 
+def test_bypass_passes_the_input_in_the_outputs_own_slot_first():
+    """A bypassed ApplyControlNet (inputs positive, negative, …; outputs positive, negative) gave BOTH outputs the
+    positive prompt ("first matching input"): CFG between two equal prompts does nothing, silently (a ComfyUI
+    migrant's pass, comparing with ComfyUI, which tries the input in the output's slot first)."""
+    graph = parse_graph({"format_version": 2, "nodes": {
+        "load": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world_v6f.safetensors"}},
+        "pos": {"type": "EncodeText", "inputs": {"text_encoder": link("load", "text_encoder"), "text": "a"}},
+        "neg": {"type": "EncodeText", "inputs": {"text_encoder": link("load", "text_encoder"), "text": ""}},
+        "cn": {"type": "ApplyControlNet", "mode": "bypass", "inputs": {
+            "positive": link("pos", "conditioning"), "negative": link("neg", "conditioning"), "strength": 1.0}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("cn", "negative")}},
+        "show2": {"type": "ShowValue", "inputs": {"value": link("cn", "positive")}}}})
+    plain = effective_graph(graph, Session(builtins=True).registry).graph
+    assert plain.nodes["show"].inputs["value"].node == "neg" and plain.nodes["show2"].inputs["value"].node == "pos"
+
+
 def test_bypass_chains_resolve_transitively(session):
     """Consecutive bypassed nodes pass the value straight through all of them."""
     graph = chain(5)
