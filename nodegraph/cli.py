@@ -166,6 +166,9 @@ def _load(session: Any, path: str) -> Any:
     for sub in data["metadata"].get("comfyui_subgraphs", []):
         print(f"note: subgraph {_terminal_safe(sub['subgraph'])!r} (node {sub['node']!r}) is expanded into its "
               f"{sub['nodes']} node(s), ids {sub['node']}:…", file=sys.stderr)
+    for left in data["metadata"].get("comfyui_bypassed_left_out", []):
+        print(f"note: node {left['node']!r} ({_terminal_safe(left['type'])}) is bypassed and of a type nodegraph "
+              f"lacks: left out, its links passed through, as ComfyUI does", file=sys.stderr)
     for change in data["metadata"].get("translated_values", []):
         print(f"note: node {change['node']!r}: {change['input']} {change['from']!r} is {change['to']!r} here",
               file=sys.stderr)

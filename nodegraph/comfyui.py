@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -186,6 +186,20 @@ def workflow_groups(workflow: dict[str, Any]) -> list[dict[str, Any]]:
                        "color": color.lower() if re.fullmatch(r"#[0-9a-fA-F]{6}", color) else "#3f789e",
                        "bounds": [round(v) for v in bounds]})
     return groups
+
+
+def _bypass_input_link(node: dict[str, Any], slot: int) -> Any:
+    """The link a bypassed UI node passes to its output `slot`: its input of the same slot when that has the
+    output's type and a link, else its first linked input of that type (by the types the workflow wrote); None."""
+    outputs = node.get("outputs") if isinstance(node.get("outputs"), list) else []
+    inputs = [i for i in node.get("inputs") if isinstance(i, dict)] if isinstance(node.get("inputs"), list) else []
+    wanted = outputs[slot].get("type") if 0 <= slot < len(outputs) and isinstance(outputs[slot], dict) else None
+    if not isinstance(wanted, str):
+        return None
+    same = inputs[slot] if slot < len(inputs) else None
+    if same is not None and same.get("type") == wanted and same.get("link") is not None:
+        return same["link"]
+    return next((i["link"] for i in inputs if i.get("type") == wanted and i.get("link") is not None), None)
 
 
 # --- subgraphs (ComfyUI's frontend, 2025: `definitions.subgraphs`) -----------------------------------------
@@ -361,7 +375,8 @@ def _with_io_ids(link: Any, io_ids: tuple[Any, Any]) -> Any:
     return [link_id, origin, origin_slot, target, target_slot]
 
 
-def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
+def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | None = None,
+                       left_out: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A ComfyUI UI-format workflow → an API-format prompt (then imported like one: `graph.import_foreign`).
 
     Links become `[source id, output slot]` pairs (through Reroute nodes; a PrimitiveNode's value becomes the
@@ -371,7 +386,11 @@ def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
     imported graph's `ui`: the editor shows ComfyUI's layout), its output names to `_meta.output_names` (a link
     out of a type nodegraph lacks is named by them, not by its slot number). A seed's "control after generate" is not carried:
     the imported seed is fixed, so the first run draws what ComfyUI drew with that seed (ComfyUI changes it
-    after a run; ours would before). Raises WorkflowError naming what is not as ComfyUI writes it.
+    after a run; ours would before). A bypassed node of a type nodegraph lacks (`known(type)` False; without
+    `known`, any class not in EQUIVALENTS) is left out as ComfyUI's frontend leaves bypassed nodes out of what it
+    runs: a link from its output k goes on from its input of the same slot and type, else its first linked input
+    of that type (the types the workflow wrote), else links nothing; each is appended to `left_out` as {"node",
+    "type"}. Raises WorkflowError naming what is not as ComfyUI writes it.
     """
     workflow = expand_subgraphs(workflow)
     raw_nodes = workflow.get("nodes")
@@ -381,6 +400,11 @@ def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
         raise WorkflowError('"nodes" must be a list of objects with an "id" (a number) and a "type" (as ComfyUI '
                             'saves them)')
     nodes = {str(n["id"]): n for n in raw_nodes}
+    is_known = known if known is not None else EQUIVALENTS.__contains__
+    passed_over = {node_id for node_id, n in nodes.items()         # bypassed, of a type we lack: left out
+                   if n.get("mode") == 4 and n["type"] not in _UI_ONLY and not is_known(n["type"])}
+    if left_out is not None:
+        left_out.extend({"node": node_id, "type": nodes[node_id]["type"][:200]} for node_id in passed_over)
     links: dict[Any, tuple[str, int]] = {}
     for link in workflow.get("links") or []:     # [id, origin, slot, target, slot, type], or the same as an object
         if isinstance(link, list) and len(link) >= 5:
@@ -402,6 +426,12 @@ def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
                 return None
             origin, slot = links[link_id]
             node = nodes.get(origin)
+            if node is not None and origin in passed_over:
+                if origin in seen:
+                    return None
+                seen.add(origin)
+                link_id = _bypass_input_link(node, slot)
+                continue
             if node is None or node["type"] != "Reroute":
                 break
             if origin in seen:
@@ -420,7 +450,7 @@ def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
 
     prompt: dict[str, Any] = {}
     for node_id, node in nodes.items():
-        if node["type"] in _UI_ONLY:
+        if node["type"] in _UI_ONLY or node_id in passed_over:
             continue
         inputs: dict[str, Any] = {}
         values = node.get("widgets_values")

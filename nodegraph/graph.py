@@ -468,12 +468,19 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     source_format = "comfyui-api"
     groups: list[dict[str, Any]] = []
     subgraphs: list[dict[str, Any]] = []           # the ComfyUI subgraph instances expanded (UI workflows)
+    bypassed_left_out: list[dict[str, Any]] = []   # bypassed nodes of types we lack, left out (UI workflows)
+
+    def known_type(class_type: str) -> bool:
+        from .comfyui import EQUIVALENTS
+
+        return class_type in EQUIVALENTS or (output_names is not None and output_names(class_type) is not None)
+
     if kind[1] == "workflow":
         from .comfyui import WorkflowError, expand_subgraphs, workflow_groups, workflow_to_prompt
 
         try:
             groups = workflow_groups(data)             # the editor shows them as ours (ui.groups)
-            data = workflow_to_prompt(expand_subgraphs(data, subgraphs))
+            data = workflow_to_prompt(expand_subgraphs(data, subgraphs), known_type, bypassed_left_out)
         except WorkflowError as exc:
             raise GraphValidationError([GraphError("invalid_format", f"this ComfyUI workflow cannot be read: {exc}",
                                                    details={"tool": "comfyui", "format": "workflow"})]) from None
@@ -548,6 +555,8 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
         metadata["translated_values"] = translated_values
     if subgraphs:
         metadata["comfyui_subgraphs"] = subgraphs
+    if bypassed_left_out:
+        metadata["comfyui_bypassed_left_out"] = bypassed_left_out
     ui = {**({"nodes": ui_nodes} if ui_nodes else {}), **({"groups": groups} if groups else {})}
     return {"format_version": FORMAT_VERSION, "metadata": metadata, "nodes": nodes, **({"ui": ui} if ui else {})}
 

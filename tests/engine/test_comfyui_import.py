@@ -1,4 +1,4 @@
-"""ComfyUI subgraphs (the frontend's `definitions.subgraphs`, 2025) in UI workflows: expanded on import."""
+"""ComfyUI UI workflows: subgraphs (the frontend's `definitions.subgraphs`, 2025) expanded, bypassed nodes, names."""
 
 from __future__ import annotations
 
@@ -200,3 +200,32 @@ def test_a_workflow_without_instances_is_left_as_it_is():
     workflow = txt2img_workflow(prompt_inside=False)
     workflow["definitions"] = {"subgraphs": [prompts_definition()]}        # defined, never used
     assert expand_subgraphs(workflow) is workflow
+
+
+def test_a_bypassed_node_of_a_type_we_lack_is_left_out_with_its_links_passed_through(tmp_path, capsys):
+    """A txt2img with a bypassed "Image Film Grain" (a custom node nobody here has) before SaveImage was refused
+    ("unknown node type … Did you mean 'ImageGrid'?"); ComfyUI leaves a bypassed node out of what it runs, so the
+    workflow ran there. Now it is left out at import, the SaveImage fed from the decode (by the types the workflow
+    wrote: the input of the output's slot first), and the run says so."""
+    workflow = txt2img_workflow(prompt_inside=False)
+    grain = {"id": 30, "type": "Image Film Grain", "mode": 4, "widgets_values": [0.5, 1.0],
+             "inputs": [{"name": "mask", "type": "MASK", "link": None}, {"name": "image", "type": "IMAGE", "link": 9}],
+             "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [31]}]}
+    workflow["nodes"].append(grain)
+    save = next(n for n in workflow["nodes"] if n["type"] == "SaveImage")
+    save["inputs"][0]["link"] = 31
+    workflow["links"].append([31, 30, 0, 9, 0, "IMAGE"])
+    graph = import_foreign(workflow, lambda node_type: None)
+    assert "30" not in graph["nodes"] and graph["nodes"]["9"]["inputs"]["images"] == {"node": "8", "output": "image"}
+    assert graph["metadata"]["comfyui_bypassed_left_out"] == [{"node": "30", "type": "Image Film Grain"}]
+    assert Session(builtins=True).validate(graph) == []
+    (tmp_path / "w.json").write_text(json.dumps(workflow))
+    assert main(["validate", str(tmp_path / "w.json"), "--no-plugins"]) == 0
+    assert "node '30' (Image Film Grain) is bypassed and of a type nodegraph lacks: left out" in capsys.readouterr().err
+    # a bypassed node of a type we have stays, bypassed (the editor can turn it back on)
+    decode = next(n for n in workflow["nodes"] if n["type"] == "VAEDecode")
+    decode["mode"] = 4
+    assert import_foreign(workflow, lambda node_type: None)["nodes"]["8"]["mode"] == "bypass"
+    # nothing of its type to pass: the consumer's input is left unlinked (validation names it)
+    grain["inputs"][1]["type"] = "LATENT"
+    assert "images" not in import_foreign(workflow, lambda node_type: None)["nodes"]["9"]["inputs"]
