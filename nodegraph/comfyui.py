@@ -8,7 +8,8 @@ ComfyUI's output order); any other entry keeps its ComfyUI type and data, and va
 it as unknown (a red placeholder in the editor, round-tripped as it was).
 
 Only equivalents are listed: the same operation, the same meaning of every kept input (ImageScale:
-ours antialiases when it shrinks, ComfyUI's does not). Not listed, on purpose: KSamplerAdvanced
+ours antialiases when it shrinks, ComfyUI's does not); `equivalent_for` also reads an entry's values (a
+KSamplerAdvanced over the whole schedule is KSampler). Not listed, on purpose: a partial KSamplerAdvanced
 (start/end steps and leftover noise are SplitSigmas + Sample here), ControlNetApply (one
 conditioning; ours applies to positive and negative together),
 CLIPSetLastLayer (ours is EncodeText's `clip_skip`). Values are translated where ours is the same choice: sampler names,
@@ -34,6 +35,8 @@ class Equivalent:
     inputs: dict[str, str] = field(default_factory=dict)           # ComfyUI input name → ours (others as they are)
     values: dict[str, dict[str, str]] = field(default_factory=dict)   # our input → {ComfyUI value: ours}
     no_ops: dict[str, Any] = field(default_factory=dict)           # ComfyUI input → the value that changes nothing
+    fixed: dict[str, Any] = field(default_factory=dict)            # our input → the value that gives ComfyUI's meaning
+    dropped: frozenset[str] = frozenset()                          # ComfyUI inputs whose meaning `equivalent_for` checked
 
 
 # ComfyUI's uni_pc is UniPC with B(h) = h (bh1), its uni_pc_bh2 ours (diffusers' default, bh2)
@@ -46,9 +49,15 @@ INSTEAD: dict[str, str] = {
     "CLIPSetLastLayer": "ComfyUI's CLIPSetLastLayer is EncodeText's `clip_skip` here: remove the node, link the "
                         "text encoder straight to each EncodeText and set its clip_skip (stop_at_clip_layer -2 is "
                         "clip_skip 2, -1 is 1)",
-    "KSamplerAdvanced": "KSamplerAdvanced is KSampler here when it runs the whole schedule with add_noise on; "
-                        "start_at_step / end_at_step and leftover noise are SplitSigmas + Sample (docs/editor.md, "
-                        "'ComfyUI files')",
+    "KSamplerAdvanced": "a KSamplerAdvanced that runs the whole schedule (add_noise enable, start_at_step 0, "
+                        "end_at_step at least steps) is imported as KSampler; one that runs part of it is Schedule → "
+                        "SplitSigmas → Sample here (the recipe: docs/editor.md, 'ComfyUI files')",
+    "ConditioningCombine": "nodegraph has no conditioning combine, area or concat nodes (regional prompting); write "
+                           "both prompts in one EncodeText, or weight a part with (words:1.2)",
+    "ConditioningSetArea": "nodegraph has no area conditioning (regional prompting) yet; remove the node and link "
+                           "its conditioning input on, or inpaint the region with a mask instead",
+    "ConditioningConcat": "nodegraph has no conditioning concat; write both prompts in one EncodeText (a prompt past "
+                          "75 tokens is encoded in chunks, as ComfyUI's)",
     "ControlNetApply": "ControlNetApply (one conditioning) is ApplyControlNet here, which takes positive and "
                        "negative together",
 }
@@ -90,10 +99,22 @@ EQUIVALENTS: dict[str, Equivalent] = {
     "ImageUpscaleWithModel": Equivalent("UpscaleImageWithModel", ("image",)),
     "ImageScale": Equivalent("ImageScale", ("image",), {"image": "images", "upscale_method": "method"},
                              values={"method": {"nearest-exact": "nearest"}}),
+    # ComfyUI's rounds each side of w × scale_by as ours does (ours antialiases when it shrinks, as ImageScale)
+    "ImageScaleBy": Equivalent("ImageScaleBy", ("image",), {"image": "images", "upscale_method": "method",
+                                                            "scale_by": "amount"},
+                               values={"method": {"nearest-exact": "nearest"}}, fixed={"mode": "factor"}),
+    "ImageScaleToTotalPixels": Equivalent("ImageScaleBy", ("image",), {"image": "images", "upscale_method": "method",
+                                                                       "megapixels": "amount"},
+                                          values={"method": {"nearest-exact": "nearest"}},
+                                          fixed={"mode": "megapixels"}),
     # ComfyUI's width / height are pixels at 8 a latent cell; ours are the latent's own pixels (an imported
     # EmptyLatent gets the graph's VAE), and as there one side 0 keeps the aspect ratio (LatentUpscale 1.2)
     "LatentUpscale": Equivalent("LatentUpscale", ("latent",), {"samples": "latent", "upscale_method": "method"},
                                 values={"method": {"nearest-exact": "nearest"}}, no_ops={"crop": "disabled"}),
+    # each side round(side × scale_by), as ComfyUI's (our `factor` when width and height are 0, their defaults)
+    "LatentUpscaleBy": Equivalent("LatentUpscale", ("latent",), {"samples": "latent", "upscale_method": "method",
+                                                                 "scale_by": "factor"},
+                                  values={"method": {"nearest-exact": "nearest"}}),
     "LoadImage": Equivalent("LoadImage", ("image", "mask"), no_ops={"upload": "image"}),
     "SaveImage": Equivalent("SaveImage", ()),
     "PreviewImage": Equivalent("PreviewImage", ()),
@@ -116,7 +137,8 @@ def translate_inputs(equivalent: Equivalent, inputs: dict[str, Any],
     can say what it changed (a file name that now means a built-in model, say)."""
     out: dict[str, Any] = {}
     for name, value in inputs.items():
-        if (name in equivalent.no_ops and value == equivalent.no_ops[name]) or name in UI_WIDGETS:
+        if ((name in equivalent.no_ops and value == equivalent.no_ops[name]) or name in UI_WIDGETS
+                or name in equivalent.dropped):
             continue
         ours = equivalent.inputs.get(name, name)
         table = equivalent.values.get(ours)
@@ -125,7 +147,32 @@ def translate_inputs(equivalent: Equivalent, inputs: dict[str, Any],
                 changed.append((ours, value, table[value]))
             value = table[value]
         out[ours] = value
-    return out
+    return {**out, **equivalent.fixed}
+
+
+# KSamplerAdvanced over the whole schedule, with its noise added and none left over, is KSampler (noise_seed its seed)
+_WHOLE_SCHEDULE_KSAMPLER = Equivalent("KSampler", ("latent",), {"noise_seed": "seed", "latent_image": "latent",
+                                                                "sampler_name": "sampler"}, {"sampler": _SAMPLER_NAMES},
+                                      dropped=frozenset({"add_noise", "start_at_step", "end_at_step",
+                                                         "return_with_leftover_noise"}))
+
+
+def translated_as(class_type: str) -> Equivalent | None:
+    """The equivalent an entry of `class_type` got when it was translated (`metadata.comfyui_types` lists those)."""
+    return _WHOLE_SCHEDULE_KSAMPLER if class_type == "KSamplerAdvanced" else EQUIVALENTS.get(class_type)
+
+
+def equivalent_for(class_type: str, inputs: dict[str, Any]) -> Equivalent | None:
+    """Our node for one ComfyUI entry: its class's equivalent, or one that depends on the entry's values
+    (KSamplerAdvanced is KSampler when it runs the whole schedule: add_noise enable, start_at_step 0,
+    end_at_step at least steps; its leftover-noise switch then changes nothing); None when there is none."""
+    if class_type == "KSamplerAdvanced":
+        steps, start, end = inputs.get("steps"), inputs.get("start_at_step", 0), inputs.get("end_at_step", 10000)
+        numbers = all(type(v) is int for v in (steps, start, end))
+        if numbers and inputs.get("add_noise", "enable") == "enable" and start == 0 and end >= steps:
+            return _WHOLE_SCHEDULE_KSAMPLER
+        return None
+    return EQUIVALENTS.get(class_type)
 
 
 # --- UI-format workflows -----------------------------------------------------------------------------
@@ -140,6 +187,10 @@ WIDGET_NAMES: dict[str, tuple[str, ...]] = {
     "KSampler": ("seed", None, "steps", "cfg", "sampler_name", "scheduler", "denoise"),
     "VAEDecode": (), "VAEEncode": (), "SetLatentNoiseMask": (), "ImageUpscaleWithModel": (), "PreviewImage": (),
     "VAEEncodeForInpaint": ("grow_mask_by",),
+    "KSamplerAdvanced": ("add_noise", "noise_seed", None, "steps", "cfg", "sampler_name", "scheduler",
+                         "start_at_step", "end_at_step", "return_with_leftover_noise"),
+    "LatentUpscaleBy": ("upscale_method", "scale_by"), "ImageScaleBy": ("upscale_method", "scale_by"),
+    "ImageScaleToTotalPixels": ("upscale_method", "megapixels"),
     "VAELoader": ("vae_name",),
     "LoraLoader": ("lora_name", "strength_model", "strength_clip"),
     "LoraLoaderModelOnly": ("lora_name", "strength_model"),

@@ -500,13 +500,16 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
                                        node_id=str(raw_id)[:64]))
     if problems:
         raise GraphValidationError(problems[:50])
-    from .comfyui import EQUIVALENTS, translate_inputs
+    from .comfyui import equivalent_for, translate_inputs
 
-    def names_of(class_type: str) -> list[str] | None:
-        equivalent = EQUIVALENTS.get(class_type)
+    # each entry's node here, chosen by its class and, for a few classes, its values (KSamplerAdvanced)
+    equivalents = {str(k): equivalent_for(v["class_type"], v.get("inputs") or {}) for k, v in data.items()}
+
+    def names_of(source: str) -> list[str] | None:
+        equivalent = equivalents[source]
         if equivalent is not None:
             return list(equivalent.outputs)
-        return output_names(class_type) if output_names is not None else None
+        return output_names(by_id[source]["class_type"]) if output_names is not None else None
 
     ids = {str(k) for k in data}
     by_id = {str(k): v for k, v in data.items()}
@@ -523,13 +526,13 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
             if (isinstance(value, list) and len(value) == 2 and type(value[0]) in (str, int)
                     and type(value[1]) is int):
                 source = str(value[0])
-                names = (names_of(by_id[source]["class_type"]) or _workflow_output_names(by_id[source])) \
+                names = (names_of(source) or _workflow_output_names(by_id[source])) \
                     if source in ids else None
                 output = names[value[1]] if names and 0 <= value[1] < len(names) else str(value[1])
                 inputs[str(name)] = {"node": source, "output": output}
             else:
                 inputs[str(name)] = value
-        equivalent = EQUIVALENTS.get(node_type)
+        equivalent = equivalents[str(raw_id)]
         if equivalent is not None:
             translated[str(raw_id)] = node_type
             changed: list[tuple[str, str, str]] = []

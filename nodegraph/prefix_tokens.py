@@ -208,7 +208,7 @@ def _input_named(name: str, node_id: str, graph: Any) -> str:
     comfyui_types = ((graph.metadata or {}).get("comfyui_types") or {}) if isinstance(graph.metadata, dict) else {}
     if name in graph.nodes[node_id].inputs or node_id not in comfyui_types:
         return name
-    from .comfyui import EQUIVALENTS
+    from .comfyui import translated_as
 
-    equivalent = EQUIVALENTS.get(comfyui_types[node_id])
+    equivalent = translated_as(comfyui_types[node_id])
     return equivalent.inputs.get(name, name) if equivalent is not None else name

@@ -229,3 +229,38 @@ def test_a_bypassed_node_of_a_type_we_lack_is_left_out_with_its_links_passed_thr
     # nothing of its type to pass: the consumer's input is left unlinked (validation names it)
     grain["inputs"][1]["type"] = "LATENT"
     assert "images" not in import_foreign(workflow, lambda node_type: None)["nodes"]["9"]["inputs"]
+
+
+def test_latent_upscale_by_image_scale_by_and_a_whole_schedule_ksampler_advanced_are_translated():
+    """LatentUpscaleBy ("Did you mean 'LatentUpscale'?" without saying scale_by is its factor), ImageScaleBy,
+    ImageScaleToTotalPixels and a KSamplerAdvanced that runs the whole schedule (the case its own message called
+    "KSampler here") were refused; a partial KSamplerAdvanced still is, pointing at the recipe."""
+    workflow = {"nodes": [
+        node(1, "KSamplerAdvanced", [("latent_image", 9)],
+             ["enable", 42, "fixed", 20, 6.5, "dpmpp_2m_sde_gpu", "karras", 0, 10000, "disable"]),
+        node(2, "LatentUpscaleBy", [("samples", 1)], ["nearest-exact", 1.5]),
+        node(3, "ImageScaleBy", [("image", 2)], ["lanczos", 0.5]),
+        node(4, "ImageScaleToTotalPixels", [("image", 3)], ["bilinear", 1.0]),
+        node(5, "KSamplerAdvanced", [], ["enable", 1, "fixed", 20, 6.5, "euler", "karras", 5, 10000, "disable"]),
+        node(9, "EmptyLatentImage", widgets=[64, 64, 1])],
+        "links": [[1, 1, 0, 2, 0, "LATENT"], [2, 2, 0, 3, 0, "LATENT"], [3, 3, 0, 4, 0, "IMAGE"],
+                  [9, 9, 0, 1, 0, "LATENT"]]}
+    nodes = import_foreign(workflow)["nodes"]
+    assert nodes["1"] == {"type": "KSampler", "inputs": {"seed": 42, "steps": 20, "cfg": 6.5, "sampler": "dpmpp_2m_sde",
+                                                         "scheduler": "karras", "latent": {"node": "9", "output": "latent"}}}
+    assert nodes["2"] == {"type": "LatentUpscale", "inputs": {"method": "nearest", "factor": 1.5,
+                                                              "latent": {"node": "1", "output": "latent"}}}
+    assert nodes["3"]["type"] == "ImageScaleBy" and nodes["3"]["inputs"] == {
+        "method": "lanczos", "amount": 0.5, "images": {"node": "2", "output": "latent"}, "mode": "factor"}
+    assert nodes["4"]["inputs"]["mode"] == "megapixels" and nodes["4"]["inputs"]["amount"] == 1.0
+    assert nodes["5"]["type"] == "KSamplerAdvanced"          # starts at step 5: not KSampler
+    errors = Session(builtins=True).validate(import_foreign(workflow))
+    (partial,) = [e for e in errors if e.node_id == "5"]
+    assert "SplitSigmas" in partial.message and "docs/editor.md" in partial.message
+
+
+@pytest.mark.parametrize("class_type", ["ConditioningCombine", "ConditioningSetArea", "ConditioningConcat"])
+def test_conditioning_nodes_we_lack_say_so_instead_of_install_the_plugin(class_type):
+    graph = {"format_version": 2, "nodes": {"c": {"type": class_type, "inputs": {}}}}
+    (error,) = [e for e in Session(builtins=True).validate(graph) if e.node_id == "c"]
+    assert "Install the plugin" not in error.message and "nodegraph has no" in error.message
