@@ -575,7 +575,7 @@ def test_comfyui_classes_without_an_equivalent_say_what_does_their_work(tmp_path
     assert main(["validate", str(tmp_path / "g.json"), "--no-plugins"]) == 1
     out = capsys.readouterr().out
     assert "EncodeText's `clip_skip`" in out and "stop_at_clip_layer -2 is clip_skip 2" in out
-    assert "SplitSigmas + Sample" in out and "Did you mean 'KSampler'" not in out
+    assert "SplitSigmas → Sample" in out and "Did you mean 'KSampler'" not in out
     assert "subgraph instance whose definition is not in the file" in out and "It is a ComfyUI group node" in out
     assert "Install the plugin" not in out
     from nodegraph.graph import import_foreign
