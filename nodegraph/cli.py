@@ -617,6 +617,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for item in files:   # every output file with its kind
         print(f"{_terminal_safe(item['node_id'])}: {describe_file(item)}", file=summary)
     record_path = Path(args.output_dir) / (Path(args.graph).stem + ".outputs.json")
+    if result.skipped:       # muted nodes and what depends on them: said, as ComfyUI names an output it did not make
+        shown = ", ".join(repr(_terminal_safe(n)) for n in result.skipped[:20])
+        more = f" and {len(result.skipped) - 20} more" if len(result.skipped) > 20 else ""
+        print(f"skipped {len(result.skipped)} node(s), muted or fed by a muted node: {shown}{more}", file=summary)
     print(f"ran {len(result.executed)} node(s), {len(result.cached)} from cache, in {result.seconds:.3f} s"
           f"{f'; outputs in {record_path}' if record_path.is_file() else ''}", file=summary)
     return EXIT_OK

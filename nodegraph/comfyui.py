@@ -37,6 +37,7 @@ class Equivalent:
     no_ops: dict[str, Any] = field(default_factory=dict)           # ComfyUI input → the value that changes nothing
     fixed: dict[str, Any] = field(default_factory=dict)            # our input → the value that gives ComfyUI's meaning
     dropped: frozenset[str] = frozenset()                          # ComfyUI inputs whose meaning `equivalent_for` checked
+    input_files: frozenset[str] = frozenset()     # ComfyUI inputs naming an input-folder file ("x.png [input]" → "x.png")
 
 
 # ComfyUI's uni_pc is UniPC with B(h) = h (bh1), its uni_pc_bh2 ours (diffusers' default, bh2)
@@ -115,7 +116,8 @@ EQUIVALENTS: dict[str, Equivalent] = {
     "LatentUpscaleBy": Equivalent("LatentUpscale", ("latent",), {"samples": "latent", "upscale_method": "method",
                                                                  "scale_by": "factor"},
                                   values={"method": {"nearest-exact": "nearest"}}),
-    "LoadImage": Equivalent("LoadImage", ("image", "mask"), no_ops={"upload": "image"}),
+    "LoadImage": Equivalent("LoadImage", ("image", "mask"), no_ops={"upload": "image"},
+                            input_files=frozenset({"image"})),
     "SaveImage": Equivalent("SaveImage", ()),
     "PreviewImage": Equivalent("PreviewImage", ()),
     # ComfyUI's core primitive nodes (comfy_extras): one `value` input, one output
@@ -124,6 +126,20 @@ EQUIVALENTS: dict[str, Equivalent] = {
     "PrimitiveBoolean": Equivalent("Boolean", ("value",)),
     "PrimitiveString": Equivalent("String", ("value",)),
     "PrimitiveStringMultiline": Equivalent("String", ("value",)),
+}
+# ComfyUI's default titles (its display names) of the classes above: a UI workflow omits a title left at its default,
+# and ComfyUI's %Title.input% file-name tokens match them (`prefix_tokens`)
+DISPLAY_NAMES: dict[str, tuple[str, ...]] = {
+    "CheckpointLoaderSimple": ("Load Checkpoint",), "CLIPTextEncode": ("CLIP Text Encode (Prompt)",),
+    "EmptyLatentImage": ("Empty Latent Image",), "KSampler": ("KSampler",), "KSamplerAdvanced": ("KSampler (Advanced)",),
+    "VAEDecode": ("VAE Decode",), "VAEEncode": ("VAE Encode",), "VAEEncodeForInpaint": ("VAE Encode (for Inpainting)",),
+    "SetLatentNoiseMask": ("Set Latent Noise Mask",), "VAELoader": ("Load VAE",), "LoraLoader": ("Load LoRA",),
+    "ControlNetLoader": ("Load ControlNet Model",),
+    "ControlNetApplyAdvanced": ("Apply ControlNet", "Apply ControlNet (Advanced)"),
+    "UpscaleModelLoader": ("Load Upscale Model",), "ImageUpscaleWithModel": ("Upscale Image (using Model)",),
+    "ImageScale": ("Upscale Image",), "ImageScaleBy": ("Upscale Image By",), "LatentUpscale": ("Upscale Latent",),
+    "LatentUpscaleBy": ("Upscale Latent By",), "LoadImage": ("Load Image",), "SaveImage": ("Save Image",),
+    "PreviewImage": ("Preview Image",),
 }
 # Widgets of ComfyUI's UI, not inputs of a node (a hand-written or older API prompt may carry them): dropped.
 UI_WIDGETS = frozenset({"control_after_generate", "control_before_generate"})
@@ -146,6 +162,10 @@ def translate_inputs(equivalent: Equivalent, inputs: dict[str, Any],
             if changed is not None:
                 changed.append((ours, value, table[value]))
             value = table[value]
+        elif name in equivalent.input_files and isinstance(value, str) and value.endswith(" [input]"):
+            if changed is not None:      # ComfyUI's LoadImage list writes where a file is: here it is the input folder
+                changed.append((ours, value, value.removesuffix(" [input]")))
+            value = value.removesuffix(" [input]")
         out[ours] = value
     return {**out, **equivalent.fixed}
 
@@ -206,6 +226,7 @@ WIDGET_NAMES: dict[str, tuple[str, ...]] = {
 }
 _UI_ONLY = ("Note", "MarkdownNote", "PrimitiveNode", "Reroute")    # no node of the prompt: resolved or dropped
 _MODES = {2: "mute", 4: "bypass"}                                    # ComfyUI's "never" and "bypass"
+_SEED_CONTROLS = ("fixed", "increment", "decrement", "randomize")    # a seed widget's "control after generate"
 
 
 class WorkflowError(ValueError):
@@ -358,6 +379,9 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
             stand_ins.update((flat_id, f"{inner_prefix}{_IO_NODE_IDS[0]}"))
             widgets = node.get("widgets_values") if isinstance(node.get("widgets_values"), list) else []
             widget_slots = [slot for slot in inputs if isinstance(slot, dict) and isinstance(slot.get("widget"), dict)]
+            if len(widgets) != len(widget_slots):      # a promoted seed may carry its "control after generate" too
+                widgets = [v for k, v in enumerate(widgets) if not (
+                    v in _SEED_CONTROLS and k and isinstance(widgets[k - 1], int) and not isinstance(widgets[k - 1], bool))]
             promoted = dict(zip(map(id, widget_slots), widgets)) if len(widgets) == len(widget_slots) else {}
             for index, slot in enumerate(inputs):
                 if not isinstance(slot, dict):

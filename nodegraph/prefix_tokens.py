@@ -194,9 +194,13 @@ def _node_named(name: str, graph: Any) -> str | None:
     if name in nodes:
         return name
     comfyui_types = ((graph.metadata or {}).get("comfyui_types") or {}) if isinstance(graph.metadata, dict) else {}
+    from .comfyui import DISPLAY_NAMES
+
     for matches in (lambda nid, node: node.title == name,
                     lambda nid, node: node.type == name or node.type.rpartition(".")[2] == name,
-                    lambda nid, node: comfyui_types.get(nid) == name):
+                    lambda nid, node: comfyui_types.get(nid) == name,
+                    # a ComfyUI title left at its default (the class's display name: "Empty Latent Image")
+                    lambda nid, node: node.title is None and name in DISPLAY_NAMES.get(comfyui_types.get(nid), ())):
         found = next((nid for nid, node in nodes.items() if matches(nid, node)), None)
         if found is not None:
             return found

@@ -890,7 +890,10 @@ def test_a_comfyui_ui_workflow_imports_and_runs(tmp_path, capsys):
     (tmp_path / "workflow.json").write_text(json.dumps(workflow))
     assert main(["run", str(tmp_path / "workflow.json"), "--output-dir", str(tmp_path / "out"), "--no-plugins",
                  "--no-progress"]) == 0
-    assert "is a ComfyUI UI workflow; imported it (8 of 8 node(s)" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "is a ComfyUI UI workflow; imported it (8 of 8 node(s)" in captured.err
+    # the muted preview is said (a migrant's pass: a muted branch was skipped without a word)
+    assert "skipped 1 node(s), muted or fed by a muted node: '11'" in captured.out + captured.err
     record = json.loads((tmp_path / "out" / "workflow.outputs.json").read_text())
     nodes = record["graph"]["nodes"]
     assert nodes["3"]["inputs"]["model"] == {"node": "4", "output": "model"} and nodes["3"]["inputs"]["seed"] == 42

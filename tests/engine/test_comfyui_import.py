@@ -264,3 +264,38 @@ def test_conditioning_nodes_we_lack_say_so_instead_of_install_the_plugin(class_t
     graph = {"format_version": 2, "nodes": {"c": {"type": class_type, "inputs": {}}}}
     (error,) = [e for e in Session(builtins=True).validate(graph) if e.node_id == "c"]
     assert "Install the plugin" not in error.message and "nodegraph has no" in error.message
+
+
+def test_a_promoted_seed_with_its_control_value_keeps_the_instances_seed():
+    """An instance's `widgets_values` [1234, "fixed"] for one promoted seed (the seed's "control after generate"
+    beside it) did not match the one widget input, so every promoted value was dropped and the inner seed (42)
+    ran instead, silently (a ComfyUI migrant's pass)."""
+    sampler_id = "22222222-2222-4222-8222-222222222222"
+    inner = node(3, "KSampler", [], [42, "randomize", 20, 5, "euler", "karras", 1])
+    inner["inputs"] = [{"name": "seed", "type": "INT", "widget": {"name": "seed"}, "link": 1}]
+    definition = {"id": sampler_id, "name": "Sampler", "inputNode": {"id": -10}, "outputNode": {"id": -20},
+                  "inputs": [{"id": "s", "name": "seed", "type": "INT"}], "nodes": [inner],
+                  "links": [link(1, -10, 0, 3, 0)]}
+    for values in ([1234], [1234, "fixed"], [1234, "increment"]):
+        instance = node(7, sampler_id, widgets=values)
+        instance["inputs"] = [{"name": "seed", "type": "INT", "widget": {"name": "seed"}, "link": None}]
+        workflow = {"nodes": [instance], "links": [], "definitions": {"subgraphs": [definition]}}
+        assert import_foreign(workflow)["nodes"]["7:3"]["inputs"]["seed"] == 1234, values
+
+
+def test_comfyuis_annotated_input_file_names_and_default_titles_are_understood(tmp_path):
+    """ComfyUI's LoadImage writes "photo.png [input]" (its list names the folder); a %Empty Latent Image.width%
+    token names a node by its default title, which a saved workflow leaves out. Both were refused."""
+    from nodegraph.prefix_tokens import expand_graph
+
+    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "photo.png [input]", "upload": "image"}},
+              "2": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 48, "batch_size": 1}},
+              "3": {"class_type": "SaveImage", "inputs": {"images": ["1", 0],
+                                                          "filename_prefix": "x_%Empty Latent Image.width%"}}}
+    graph = import_foreign(prompt)
+    assert graph["nodes"]["1"]["inputs"]["image"] == "photo.png"
+    assert {"node": "1", "input": "image", "from": "photo.png [input]", "to": "photo.png"} in \
+        graph["metadata"]["translated_values"]
+    session = Session(builtins=True)
+    expanded, errors = expand_graph(session.load(graph), session.registry)
+    assert errors == [] and expanded.nodes["3"].inputs["filename_prefix"] == "x_64"
