@@ -123,7 +123,22 @@ UNSUPPORTED_CHOICES: dict[str, str] = {
     "euler ancestral cfg pp": "CFG++ samplers are not built in; 'euler_ancestral' with a lower cfg is the nearest",
     "deis": "DEIS is not built in; 'dpmpp_2m' or 'unipc' are the multistep samplers to use",
     "ipndm": "iPNDM is not built in; 'dpmpp_2m' (or 'lms') is the multistep sampler to use",
+    "ipndm v": "iPNDM is not built in; 'dpmpp_2m' (or 'lms') is the multistep sampler to use",
+    "dpm fast": "DPM-Solver fast (fixed order 1-3) is not built in; 'dpmpp_2m' is the multistep solver to use",
+    "dpm adaptive": "DPM-Solver adaptive (its own step count) is not built in; 'dpmpp_2m' with more steps is the "
+                    "nearest",
+    "res multistep": "RES multistep is not built in; 'dpmpp_2m' is the multistep sampler to use",
+    "gradient estimation": "the gradient-estimation sampler is not built in; 'dpmpp_2m' is the nearest",
+    # ComfyUI's scheduler list
+    "linear quadratic": "the linear-quadratic schedule is not built in; 'normal' or 'sgm_uniform' are the nearest "
+                        "(a linear start, as for video models)",
+    "kl optimal": "the KL-optimal schedule is not built in; 'karras' or 'exponential' are the nearest (dense near "
+                  "the end)",
+    "ays": "Align Your Steps is not built in; 'karras' is the nearest",
 }
+
+
+_SCHEDULE_NAMES = frozenset({"linear quadratic", "kl optimal", "ays"})     # the UNSUPPORTED_CHOICES that are schedules
 
 
 def _alias_key(text: str) -> str:
@@ -140,8 +155,8 @@ def suggest_choice(value: str, choices: Iterable[str]) -> str:
     if same:
         return _did_you_mean(same[:1])
     alias = CHOICE_ALIASES.get(key)
-    if alias is None and key in UNSUPPORTED_CHOICES and "euler" in choices:     # a sampler list
-        return f" ({UNSUPPORTED_CHOICES[key]}.)"
+    if alias is None and key in UNSUPPORTED_CHOICES and ("euler" in choices) == (key not in _SCHEDULE_NAMES):
+        return f" ({UNSUPPORTED_CHOICES[key]}.)"     # a sampler's hint for a sampler list, a schedule's for a schedule list
     if alias is not None and alias[0] in choices:
         choice, scheduler = alias
         also, what = (f" with scheduler {scheduler!r}", "that pair") if scheduler else ("", "it")

@@ -557,10 +557,18 @@ def test_a_sampler_nodegraph_lacks_says_what_to_use_instead(capsys):
     ComfyUI's dpm_2, dpmpp_2s_ancestral and euler_cfg_pp got "did you mean" guesses of unrelated samplers."""
     for name, said in (("PNDMScheduler", "PNDM (diffusers' default for Stable Diffusion 1.x) is not built in; "),
                        ("dpm_2", "DPM2 is not built in; 'heun'"), ("dpmpp_2s_ancestral", "DPM++ 2S ancestral is not"),
-                       ("euler_cfg_pp", "CFG++ samplers are not built in")):
+                       ("euler_cfg_pp", "CFG++ samplers are not built in"),
+                       ("dpm_fast", "DPM-Solver fast (fixed order 1-3) is not built in"),     # a migrant's pass
+                       ("dpm_adaptive", "DPM-Solver adaptive")):
         assert main(["validate", str(ROOT / "graphs" / "txt2img.json"), "--set", f"sampler.sampler={name}",
                      "--no-plugins"]) == 1
         assert said in capsys.readouterr().out, name
+    for name, said in (("kl_optimal", "the KL-optimal schedule is not built in"),
+                       ("linear_quadratic", "the linear-quadratic schedule is not built in")):
+        assert main(["validate", str(ROOT / "graphs" / "txt2img.json"), "--set", f"sampler.scheduler={name}",
+                     "--no-plugins"]) == 1
+        out = capsys.readouterr().out
+        assert said in out and "sampler to use" not in out, name
 
 
 def test_comfyui_classes_without_an_equivalent_say_what_does_their_work(tmp_path, capsys):
