@@ -35,9 +35,9 @@ class Equivalent:
     inputs: dict[str, str] = field(default_factory=dict)           # ComfyUI input name → ours (others as they are)
     values: dict[str, dict[str, str]] = field(default_factory=dict)   # our input → {ComfyUI value: ours}
     no_ops: dict[str, Any] = field(default_factory=dict)           # ComfyUI input → the value that changes nothing
-    fixed: dict[str, Any] = field(default_factory=dict)            # our input → the value that gives ComfyUI's meaning
-    dropped: frozenset[str] = frozenset()                          # ComfyUI inputs whose meaning `equivalent_for` checked
-    input_files: frozenset[str] = frozenset()     # ComfyUI inputs naming an input-folder file ("x.png [input]" → "x.png")
+    fixed: dict[str, Any] = field(default_factory=dict)            # our input → the value giving ComfyUI's meaning
+    dropped: frozenset[str] = frozenset()                          # inputs whose meaning `equivalent_for` checked
+    input_files: frozenset[str] = frozenset()                      # inputs naming an input-folder file ("x.png [input]")
 
 
 # ComfyUI's uni_pc is UniPC with B(h) = h (bh1), its uni_pc_bh2 ours (diffusers' default, bh2)
@@ -131,7 +131,8 @@ EQUIVALENTS: dict[str, Equivalent] = {
 # and ComfyUI's %Title.input% file-name tokens match them (`prefix_tokens`)
 DISPLAY_NAMES: dict[str, tuple[str, ...]] = {
     "CheckpointLoaderSimple": ("Load Checkpoint",), "CLIPTextEncode": ("CLIP Text Encode (Prompt)",),
-    "EmptyLatentImage": ("Empty Latent Image",), "KSampler": ("KSampler",), "KSamplerAdvanced": ("KSampler (Advanced)",),
+    "EmptyLatentImage": ("Empty Latent Image",), "KSampler": ("KSampler",),
+    "KSamplerAdvanced": ("KSampler (Advanced)",),
     "VAEDecode": ("VAE Decode",), "VAEEncode": ("VAE Encode",), "VAEEncodeForInpaint": ("VAE Encode (for Inpainting)",),
     "SetLatentNoiseMask": ("Set Latent Noise Mask",), "VAELoader": ("Load VAE",), "LoraLoader": ("Load LoRA",),
     "ControlNetLoader": ("Load ControlNet Model",),
@@ -316,8 +317,9 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
     widget value stays); links out of the instance come from the inner link into the output node (-20) of that
     slot. A muted or bypassed instance mutes or bypasses its inner nodes. Inner canvas positions are moved so the
     inner nodes start where the instance stood. Each instance expanded is appended to `expanded` as {"node": its
-    id, "subgraph": the definition's name, "nodes": how many nodes it became}. Raises WorkflowError for a definition that contains itself,
-    nesting past MAX_SUBGRAPH_DEPTH, or an expansion past MAX_EXPANDED_WORKFLOW_NODES nodes."""
+    id, "subgraph": the definition's name, "nodes": how many nodes it became}. Raises WorkflowError for a
+    definition that contains itself, nesting past MAX_SUBGRAPH_DEPTH, or an expansion past
+    MAX_EXPANDED_WORKFLOW_NODES nodes."""
     definitions = _definitions(workflow)
     raw_nodes = workflow.get("nodes")
     if not definitions or not isinstance(raw_nodes, list) or not any(
@@ -333,7 +335,7 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
 
     def expand(nodes: list[Any], links: list[Any], prefix: str, stack: tuple[str, ...],
                io_ids: tuple[Any, Any] = (None, None), offset: tuple[float, float] = (0.0, 0.0)) -> None:
-        input_id, output_id = (str(i) if i is not None else None for i in io_ids)
+        output_id = str(io_ids[1]) if io_ids[1] is not None else None
         scope_links: dict[Any, str] = {}          # this scope's link id → its flat id
         for link in links if isinstance(links, list) else []:
             fields = _link_fields(link)
@@ -380,8 +382,8 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
             widgets = node.get("widgets_values") if isinstance(node.get("widgets_values"), list) else []
             widget_slots = [slot for slot in inputs if isinstance(slot, dict) and isinstance(slot.get("widget"), dict)]
             if len(widgets) != len(widget_slots):      # a promoted seed may carry its "control after generate" too
-                widgets = [v for k, v in enumerate(widgets) if not (
-                    v in _SEED_CONTROLS and k and isinstance(widgets[k - 1], int) and not isinstance(widgets[k - 1], bool))]
+                widgets = [v for k, v in enumerate(widgets) if not (v in _SEED_CONTROLS and k and isinstance(
+                    widgets[k - 1], int) and not isinstance(widgets[k - 1], bool))]
             promoted = dict(zip(map(id, widget_slots), widgets)) if len(widgets) == len(widget_slots) else {}
             for index, slot in enumerate(inputs):
                 if not isinstance(slot, dict):
