@@ -48,6 +48,7 @@ import {
   nodeSize,
   removeNodes,
   toggleMode,
+  untitledWhenEmptied,
   upstreamNodes,
   type EditorDocument,
   type Position,
@@ -111,13 +112,16 @@ function sizeFor(doc: EditorDocument, schemas: Record<string, NodeSchema>, measu
 }
 
 /**
- * Add a node of `type` near a graph position (one undo step), clear of every node on the
- * canvas, and select it. Returns its id (null for an unknown type).
+ * Add a node of `type` at a graph position (one undo step) and select it: there when that is clear
+ * of every node and inside the view, else at the nearest spot that is (graph/layout.ts `freeSpot`),
+ * else there anyway, overlapping — as ComfyUI places a node at the cursor. The view matters: the
+ * nearest free spot alone put a KSampler dropped from a wire 420 units above the canvas, under the
+ * toolbar, and at a high zoom every free spot is off-screen. Returns its id (null for an unknown type).
  */
 export function addNodeAt(app: EditorApp, type: string, position: Position): string | null {
   const schema = app.schemasFor()[type];
   if (!schema) return null;
-  const spot = freeSpot(position, estimateSize(schema), Object.values(app.canvas.rects()));
+  const spot = freeSpot(position, estimateSize(schema), Object.values(app.canvas.rects()), undefined, app.canvas.view());
   let id = "";
   app.editor.edit((doc) => {
     const added = addNode(app.materialize(doc), schema, spot);
@@ -215,7 +219,9 @@ export const selectionActions = {
       for (const e of edgesToDrop) next = disconnect(next, e.target, e.input);
       for (const g of groups) next = removeGroup(next, g);
       next = removeReroutes(next, reroutes);
-      return pruneReroutes(next);
+      next = pruneReroutes(next);
+      // every node deleted: a new, untitled graph (one undo step with the delete); a subgraph keeps its name
+      return app.editor.state.path.length ? next : untitledWhenEmptied(doc, next);
     });
     app.editor.select({}, {});
     focusCanvas(app);
@@ -263,6 +269,13 @@ export function GraphCanvas() {
       return [p.x, p.y];
     };
     app.canvas.rects = () => rectsRef.current;
+    app.canvas.view = () => {
+      const box = wrapper.current?.getBoundingClientRect();
+      if (!box || box.width <= 2 * VIEW_MARGIN || box.height <= 2 * VIEW_MARGIN) return null;
+      const [left, top] = app.canvas.toFlow(box.left + VIEW_MARGIN, box.top + VIEW_MARGIN);
+      const [right, bottom] = app.canvas.toFlow(box.right - VIEW_MARGIN, box.bottom - VIEW_MARGIN);
+      return { x: left, y: top, width: right - left, height: bottom - top };
+    };
     app.editor.shownSize = (d, id) => sizeFor(d, app.schemasFor(d), measuredRef.current, id);
     app.canvas.fit = () => requestAnimationFrame(() => void flow.fitView(FIT_ALL));
     app.canvas.followHere = () => {
@@ -798,6 +811,9 @@ export function GraphCanvas() {
 function minimapColor(node: { selected?: boolean; type?: string }): string {
   return node.selected ? "#e0a030" : node.type === "group" ? "transparent" : "#5a6270";
 }
+
+/** Screen pixels kept between a node the user adds and the canvas's edges (flush against an edge it reads as cut off). */
+const VIEW_MARGIN = 16;
 
 /** How the whole graph is fitted into the view (the fit-view button's margin). */
 const FIT_ALL = { padding: 0.08, duration: 0 };

@@ -348,6 +348,22 @@ export function removeNodes(doc: EditorDocument, ids: Iterable<string>): EditorD
   return withNodes(doc, nodes);
 }
 
+/**
+ * The graph left when a delete took its last node: a new, untitled one — `metadata.title` and
+ * `metadata.description` (which named and described the nodes now gone) dropped, the rest of the
+ * metadata kept. Otherwise `doc` as it is. Without this, an emptied txt2img canvas kept "Text to image
+ * (tiny world)" in the toolbar, and the graph built on it next ran and saved under that name (the
+ * editor has no "New" and no way to rename a graph).
+ */
+export function untitledWhenEmptied(before: EditorDocument, doc: EditorDocument): EditorDocument {
+  if (Object.keys(doc.nodes).length || !Object.keys(before.nodes).length || !doc.metadata) return doc;
+  if (!("title" in doc.metadata) && !("description" in doc.metadata)) return doc;
+  const metadata = { ...doc.metadata };
+  delete metadata.title;
+  delete metadata.description;
+  return { ...doc, metadata };
+}
+
 /** Set input `input` of node `id` to a literal or a link; `undefined` removes it (the default applies). */
 export function setInput(doc: EditorDocument, id: string, input: string, value: InputValue | undefined): EditorDocument {
   const node = doc.nodes[id];

@@ -13,7 +13,8 @@
  *                       none, those the canvas froze once they were shown; for the rest, the
  *                       auto-layout's (moved clear of the placed nodes)
  *   unfrozenNodes       the nodes still placed by the auto-layout (no position in the file, none frozen)
- *   freeSpot            the nearest spot to a wanted position where a box overlaps nothing
+ *   freeSpot            the nearest spot to a wanted position where a box overlaps nothing (inside the
+ *                       view, for a node the user adds: intoView)
  *   pushApart           after nodes grew: move the nodes they now cover down (cascading)
  *   pushGrown           pushApart on the canvas: the moves split into the file's and the frozen ones
  *   alignNodes / distributeNodes   the selection's edges lined up / gaps made equal
@@ -214,23 +215,42 @@ export function unfrozenNodes(doc: EditorDocument, frozen: Record<string, Positi
 
 /**
  * The spot nearest to `wanted` where a box of `size` overlaps none of `others` (with a gap):
- * tried in rings of growing distance, below and to the right first.
+ * tried in rings of growing distance, below and to the right first. With `view` (the part of the
+ * canvas the user sees), only spots where the box lies inside it count (each tried spot is moved into
+ * it, `intoView`), and with none free there the answer is `wanted` moved into the view, overlapping:
+ * a node the user just added must be seen.
  */
-export function freeSpot(wanted: Position, size: Size, others: Rect[], gap = GAP): Position {
+export function freeSpot(wanted: Position, size: Size, others: Rect[], gap = GAP, view: Rect | null = null): Position {
   const fits = (x: number, y: number) => !others.some((o) => overlaps({ x, y, ...size }, o, gap));
-  const [x0, y0] = [Math.round(wanted[0]), Math.round(wanted[1])];
+  const place = (p: Position): Position => (view ? intoView(p, size, view) : [Math.round(p[0]), Math.round(p[1])]);
+  const [x0, y0] = place(wanted);
   if (fits(x0, y0)) return [x0, y0];
   const step = 40;
-  for (let ring = 1; ring < 200; ring++) {
+  // past this ring every tried spot, moved into the view, is one already tried
+  const rings = view ? Math.min(200, Math.ceil((view.width + view.height) / step) + 1) : 200;
+  for (let ring = 1; ring < rings; ring++) {
     const candidates: Position[] = [];
     for (let i = -ring; i <= ring; i++) {
       candidates.push([x0 + i * step, y0 + ring * step], [x0 + ring * step, y0 + i * step]);
       candidates.push([x0 + i * step, y0 - ring * step], [x0 - ring * step, y0 + i * step]);
     }
     candidates.sort((a, b) => Math.hypot(a[0] - x0, a[1] - y0) - Math.hypot(b[0] - x0, b[1] - y0));
-    for (const [x, y] of candidates) if (fits(x, y)) return [x, y];
+    for (const candidate of candidates) {
+      const [x, y] = place(candidate);
+      if (fits(x, y)) return [x, y];
+    }
   }
   return [x0, y0];
+}
+
+/**
+ * A box's top-left `p` moved the least that puts the box of `size` inside `view`; along an axis where
+ * the box is larger than the view, its top (or left) edge at the view's, so its title bar is seen.
+ */
+export function intoView(p: Position, size: Size, view: Rect): Position {
+  const axis = (at: number, length: number, start: number, extent: number) =>
+    Math.round(Math.max(start, Math.min(at, start + extent - length)));
+  return [axis(p[0], size.width, view.x, view.width), axis(p[1], size.height, view.y, view.height)];
 }
 
 /** Place several boxes (in order) near their wanted spots, each clear of the others and of `fixed`. */

@@ -9,7 +9,8 @@
  *                     (`*` when none does or they disagree), exposed outputs from the inner outputs
  *   collapseToSubgraph  a selection → a new definition + one node using it: links from outside
  *                     become exposed inputs (one per distinct source), links to outside become
- *                     exposed outputs; literals, titles, modes and positions move inside
+ *                     exposed outputs (named after a titled inner node: `prompt`, `negative_prompt`);
+ *                     literals, titles, modes and positions move inside
  *   openSubgraph / closeSubgraph   edit a definition as a document of its own and write it back
  *
  * `$inputs` (SUBGRAPH_INPUTS) is the reserved inner node id that exposed inputs are read from.
@@ -130,6 +131,55 @@ function uniqueName(base: string, taken: Set<string>): string {
   return name;
 }
 
+/** A node title as a port name: lower case, words joined by "_" ("Negative prompt" → `negative_prompt`); "" when it has no letter or digit. */
+export function portNameFromTitle(title: string | undefined): string {
+  return (title ?? "").toLowerCase().replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "").slice(0, 60);
+}
+
+/**
+ * The names of a collapse's exposed outputs, keyed like `exposures` ("node\0output"), in order. A titled inner
+ * node names what it gives: its title (`prompt`, `negative_prompt` — where both are Encode Texts, named by
+ * their output alone they were `conditioning` and `conditioning_2`, positive and negative impossible to tell
+ * apart), with the output's name after it when several of its outputs are exposed (`base_model`, `base_vae`);
+ * an untitled node's outputs keep their own names. Made unique with `_2`, `_3`, ...
+ */
+function exposedOutputNames(exposures: { node: string; output: string }[], titleOf: (id: string) => string | undefined): Map<string, string> {
+  const exposedPerNode = new Map<string, number>();
+  for (const { node } of exposures) exposedPerNode.set(node, (exposedPerNode.get(node) ?? 0) + 1);
+  const taken = new Set<string>();
+  const names = new Map<string, string>();
+  for (const { node, output } of exposures) {
+    const title = portNameFromTitle(titleOf(node));
+    const base = !title ? output : exposedPerNode.get(node)! > 1 ? `${title}_${output}` : title;
+    names.set(`${node}\u0000${output}`, uniqueName(base, taken));
+  }
+  return names;
+}
+
+/**
+ * The names of a collapse's exposed inputs, keyed by their outside source ("node\0output"), in order: the name of
+ * the first inner input that reads it (`model`, `text_encoder`: a title says what a node makes, not what it
+ * takes); where two exposed inputs would share that name, each read by one titled node is prefixed with its
+ * title (`prompt_text`, `negative_prompt_text`, not `text` and `text_2`). Made unique with `_2`, `_3`, ...
+ */
+function exposedInputNames(
+  sources: { key: string; readers: { node: string; input: string }[] }[],
+  titleOf: (id: string) => string | undefined,
+): Map<string, string> {
+  const plain = (source: { readers: { input: string }[] }) => source.readers[0].input;
+  const sharing = new Map<string, number>();
+  for (const source of sources) sharing.set(plain(source), (sharing.get(plain(source)) ?? 0) + 1);
+  const taken = new Set<string>();
+  const names = new Map<string, string>();
+  for (const source of sources) {
+    const readerNodes = new Set(source.readers.map((r) => r.node));
+    const title = readerNodes.size === 1 ? portNameFromTitle(titleOf(source.readers[0].node)) : "";
+    const base = title && sharing.get(plain(source))! > 1 ? `${title}_${plain(source)}` : plain(source);
+    names.set(source.key, uniqueName(base, taken));
+  }
+  return names;
+}
+
 /**
  * Collapse the nodes `ids` into a new subgraph definition `name` and one node using it
  * (at the selection's top-left). Returns the document and the new node's id.
@@ -148,27 +198,35 @@ export function collapseToSubgraph(
 
   const exposedIn = idMap<{ default?: unknown }>();
   const outerInputs = idMap<unknown>();
-  const bySource = new Map<string, string>(); // "node\0output" → exposed input name
-  const inNames = new Set<string>();
   const innerNodes = idMap<unknown>();
   const innerUi = idMap<unknown>();
   const minX = Math.min(...[...inside].map((id) => positions[id]?.[0] ?? 0));
   const minY = Math.min(...[...inside].map((id) => positions[id]?.[1] ?? 0));
+  const titleOf = (id: string) => doc.nodes[id]?.title;
+
+  // links from outside: one exposed input per distinct source, named once every inner input reading it is known
+  const sources = new Map<string, { key: string; link: Link; readers: { node: string; input: string }[] }>();
+  for (const id of inside) {
+    for (const [input, value] of Object.entries(doc.nodes[id].inputs)) {
+      if (!isLink(value) || inside.has(value.node)) continue;
+      const key = `${value.node}\u0000${value.output}`;
+      if (!sources.has(key)) sources.set(key, { key, link: { node: value.node, output: value.output }, readers: [] });
+      sources.get(key)!.readers.push({ node: id, input });
+    }
+  }
+  const bySource = exposedInputNames([...sources.values()], titleOf); // "node\0output" → exposed input name
+  for (const source of sources.values()) {
+    const exposed = bySource.get(source.key)!;
+    exposedIn[exposed] = {};
+    outerInputs[exposed] = source.link;
+  }
 
   for (const id of inside) {
     const node = doc.nodes[id];
     const inputs = idMap<unknown>();
     for (const [input, value] of Object.entries(node.inputs)) {
       if (isLink(value) && !inside.has(value.node)) {
-        const key = `${value.node}\u0000${value.output}`;
-        let exposed = bySource.get(key);
-        if (!exposed) {
-          exposed = uniqueName(input, inNames);
-          bySource.set(key, exposed);
-          exposedIn[exposed] = {};
-          outerInputs[exposed] = { node: value.node, output: value.output };
-        }
-        inputs[input] = { node: SUBGRAPH_INPUTS, output: exposed };
+        inputs[input] = { node: SUBGRAPH_INPUTS, output: bySource.get(`${value.node}\u0000${value.output}`)! };
       } else {
         inputs[input] = structuredClone(value);
       }
@@ -181,23 +239,24 @@ export function collapseToSubgraph(
     innerUi[id] = { ...structuredClone(node.ui), position: [Math.round(p[0] - minX), Math.round(p[1] - minY)] };
   }
 
+  // links to outside: one exposed output per inner output read outside, named once all of them are known
+  const exposures = new Map<string, { node: string; output: string }>();
+  for (const [id, node] of Object.entries(doc.nodes)) {
+    if (inside.has(id)) continue;
+    for (const value of Object.values(node.inputs)) {
+      if (isLink(value) && inside.has(value.node)) exposures.set(`${value.node}\u0000${value.output}`, { node: value.node, output: value.output });
+    }
+  }
+  const byInnerOutput = exposedOutputNames([...exposures.values()], titleOf);
   const exposedOut = idMap<{ node: string; output: string }>();
-  const byInnerOutput = new Map<string, string>();
-  const outNames = new Set<string>();
+  for (const [key, target] of exposures) exposedOut[byInnerOutput.get(key)!] = target;
   const rewired = idMap<Record<string, Link>>(); // outside node → input → new link
   const nodeId = newNodeId(doc, defName);
   for (const [id, node] of Object.entries(doc.nodes)) {
     if (inside.has(id)) continue;
     for (const [input, value] of Object.entries(node.inputs)) {
       if (!isLink(value) || !inside.has(value.node)) continue;
-      const key = `${value.node}\u0000${value.output}`;
-      let exposed = byInnerOutput.get(key);
-      if (!exposed) {
-        exposed = uniqueName(value.output, outNames);
-        byInnerOutput.set(key, exposed);
-        exposedOut[exposed] = { node: value.node, output: value.output };
-      }
-      (rewired[id] ??= idMap())[input] = { node: nodeId, output: exposed };
+      (rewired[id] ??= idMap())[input] = { node: nodeId, output: byInnerOutput.get(`${value.node}\u0000${value.output}`)! };
     }
   }
 

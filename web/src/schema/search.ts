@@ -33,7 +33,8 @@
  *
  * A word of 5 letters or more that leaves out a letter or two of a name ("ksamplr") is a strong
  * hit too (a typo, not an unrelated node). Among equal scores the common nodes (COMMON_NODES) come
- * first, and with no query yet (a wire dropped on the canvas) they lead the list.
+ * first, the more used first, and training nodes last; with no query yet (a wire dropped on the
+ * canvas) the common nodes lead the list in that order and the training nodes end it.
  *
  * Port filtering (`PortFilter`): when a wire is dragged from an output of type
  * T and dropped on empty canvas, only nodes with an input that accepts T are
@@ -162,12 +163,30 @@ function isNearMiss(word: string, text: string): boolean {
 }
 
 /**
- * The nodes people reach for most, as in ComfyUI's search: among hits that score the same
- * ("seed" is an input of K Sampler and of Vocode), and first when a dropped wire's search has
- * no query yet (an IMAGE wire: Preview Image, Save Image before Image Pad).
+ * The nodes people reach for most, as in ComfyUI's search, most used first: among hits that score
+ * the same ("seed" is an input of K Sampler and of Vocode), and first when a dropped wire's search has
+ * no query yet (an IMAGE wire: Preview Image, Save Image before Image Pad), in this order (a text
+ * encoder's wire: Encode Text, as ComfyUI's CLIPTextEncode, before Load LoRA).
  */
 export const COMMON_NODES = ["KSampler", "PreviewImage", "SaveImage", "VAEDecode", "VAEEncode", "EncodeText",
   "LoadCheckpoint", "EmptyLatent", "LoadImage", "LoadLoRA", "ImageScale", "UpscaleImageWithModel"];
+
+/** A node for training (its category, or a part of it, is "training": Train Flow, Distill LCM, Save LoRA). */
+export function isTrainingNode(schema: NodeSchema): boolean {
+  return (schema.category ?? "").split("/").includes("training");
+}
+
+/**
+ * How much everyday use lifts a hit: a common node by its place in COMMON_NODES (the first gets the
+ * whole `lift`, the last half of it), a training node sinks (minutes to hours of work, never the node
+ * a dropped wire is for: with no query it comes after every other node), the rest 0. `lift` is small
+ * next to a typed query's scores (a tie-break) and large next to an empty query's.
+ */
+function everydayBonus(schema: NodeSchema, lift: number): number {
+  const common = COMMON_NODES.indexOf(schema.type);
+  if (common >= 0) return lift * (1 - common / (2 * COMMON_NODES.length));
+  return isTrainingNode(schema) ? -lift : 0;
+}
 
 /** The letters of `word` in order in `text`: 5–20, more for tighter matches; 0 when they are not there. */
 function subsequenceScore(word: string, text: string): number {
@@ -275,7 +294,7 @@ export function searchNodes(
     const match = matchNode(schema, query);
     let score = match.score;
     if (score <= 0) continue;
-    if (COMMON_NODES.includes(schema.type)) score += query.trim() ? 0.5 : 3;
+    score += everydayBonus(schema, query.trim() ? 0.5 : 3);
     if (port !== undefined && options.filter) {
       // Nodes whose port has exactly the wire's type come before generic (*) and converting ones.
       const exact = options.filter.from === "output" ? schema.inputs[port]?.port === options.filter.port : schema.outputs.find((o) => o.name === port)?.port === options.filter.port;

@@ -97,6 +97,8 @@ export interface Toast {
   text: string;
   /** A button on the toast (e.g. "Open storage" on a full storage's error). */
   action?: ToastAction;
+  /** "graph": it speaks of the graph shown ("Loaded a.json"), so it goes when another graph is opened. */
+  about?: "graph";
 }
 
 export interface ToastAction {
@@ -201,6 +203,8 @@ export class EditorApp {
     pointer: Position | null;
     /** The boxes of the nodes as shown (file positions or auto-layout, measured or estimated sizes). */
     rects: () => Record<string, Rect>;
+    /** The part of the graph the canvas shows (graph units, a margin inside its edges); null before it is drawn. */
+    view: () => Rect | null;
     /** Fit the whole graph into the view. */
     fit: () => void;
     /**
@@ -227,6 +231,7 @@ export class EditorApp {
     toFlow: (x, y) => [x, y],
     pointer: null,
     rects: () => ({}),
+    view: () => null,
     fit: () => undefined,
     followRun: null,
     followHere: () => null,
@@ -288,10 +293,20 @@ export class EditorApp {
     return this.token ? `${path}?token=${encodeURIComponent(this.token)}` : path;
   }
 
-  toast(text: string, kind: Toast["kind"] = "info", action?: ToastAction): void {
+  toast(text: string, kind: Toast["kind"] = "info", action?: ToastAction, about?: Toast["about"]): void {
     const id = this.nextToast++;
-    this.toasts.set((list) => [...list.slice(-4), action ? { id, kind, text, action } : { id, kind, text }]);
+    const toast: Toast = { id, kind, text, ...(action ? { action } : {}), ...(about ? { about } : {}) };
+    this.toasts.set((list) => [...list.slice(-4), toast]);
     setTimeout(() => this.dismissToast(id), kind === "error" ? TOAST_MS * 1.5 : TOAST_MS);
+  }
+
+  /**
+   * A toast about the graph shown (what was opened, what its loading renamed): it goes as soon as another
+   * graph opens — "Loaded unknown.json" stayed on screen for its six seconds while the ComfyUI file opened
+   * after it (said in the banner, no toast) was shown, naming the wrong file.
+   */
+  graphToast(text: string): void {
+    this.toast(text, "info", undefined, "graph");
   }
 
   dismissToast(id: number): void {
@@ -549,7 +564,7 @@ export class EditorApp {
     const title = this.session.get().templates?.find((t) => t.id === id)?.title ?? id;
     try {
       const reply = await this.client.request<JsonMessage & { graph: unknown }>({ type: "get_template", template_id: id });
-      if (this.loadGraph(reply.graph, title)) this.toast(`Opened the template ${title}`);
+      if (this.loadGraph(reply.graph, title)) this.graphToast(`Opened the template ${title}`);
     } catch (error) {
       this.toast(failureText(error, `open the template ${id}`), "error");
     }
@@ -594,7 +609,7 @@ export class EditorApp {
       const graph = reply.graph ?? reply.run?.graph;
       if (graph === undefined) throw new Error("the server's reply has no graph");
       if (this.loadGraph(graph, "the run's graph")) {
-        this.toast("Opened the graph of that run");
+        this.graphToast("Opened the graph of that run");
         // ... with that run's results on its nodes, as ComfyUI shows a queue item's outputs
         const status = this.session.get().history.find((run) => run.run_id === runId)?.status;
         if (status === "succeeded" || status === "failed") {
@@ -716,7 +731,7 @@ export class EditorApp {
     }
     if (foreignKind(raw)) return this.importForeign(raw, file.name);
     if (!this.loadGraph(raw, file.name)) return false;
-    this.toast(`Loaded ${file.name}`);
+    this.graphToast(`Loaded ${file.name}`);
     return true;
   }
 
@@ -782,8 +797,9 @@ export class EditorApp {
     this.editor.load(doc, options.undoable ?? true);
     this.dispatch({ type: "graph_loaded" });
     this.dispatch({ type: "banner", banner: null });
+    this.toasts.set((list) => (list.some((t) => t.about === "graph") ? list.filter((t) => t.about !== "graph") : list));
     const notice = renamesText(renames);
-    if (notice) this.toast(notice);
+    if (notice) this.graphToast(notice);
     return true;
   }
 
