@@ -78,7 +78,7 @@ BUILTIN_TYPES: tuple[PortType, ...] = (
     PortType("CONTROL_NET", "A ControlNet model.", color="#00d78d"),
     PortType("UPSCALE_MODEL", "An image upscaling network (ESRGAN family).", color="#8d6e63"),
     # Media layouts shared by the media plugins (docs/plugins.md "Tensor layouts"), defined once so they never clash.
-    PortType("AUDIO", "Audio: {'waveform': float tensor (B, channels, samples) in [-1, 1], 'sample_rate': int}.",
+    PortType("AUDIO", "Audio: {'waveform': float tensor (B, channels, samples), full scale ±1 (beyond it allowed), 'sample_rate': int}.",
              color="#4db6ac"),
     PortType("POINT_CLOUD", "Point sets: float tensor (B, N, C), channels last: xyz first, then e.g. rgb or normals.",
              color="#7986cb"),

@@ -99,39 +99,55 @@ class LoadAudio(Node):
 class SaveAudio(Node):
     """Save each clip of an AUDIO batch as a file in the output folder (kind "audio": the editor plays it).
 
-    WAV (16-bit PCM), FLAC (16-bit), OGG (Vorbis, up to 192 kHz) or MP3 (MPEG rates 8–48 kHz, mono or
-    stereo); audio a format cannot hold is refused naming the fix. Samples beyond ±1 are clipped on write.
+    WAV (16- or 24-bit PCM, or 32-bit float: `bit_depth`), FLAC (16- or 24-bit), OGG (Vorbis, up to 192 kHz) or
+    MP3 (MPEG rates 8–48 kHz, mono or stereo); audio a format cannot hold is refused naming the fix. Samples
+    beyond ±1 are clipped on write, except in a 32-bit float WAV, which keeps them.
     Files are numbered PREFIX_00001.wav, ... and never replace an existing file.
     """
 
     category = "audio"
     output_node = True
-    version = "1.0.1"       # 1.0.1: audio a format cannot hold is refused (OGG over 192 kHz crashed the process)
+    version = "1.1.0"       # 1.1: bit_depth; 1.0.1: audio a format cannot hold is refused (OGG over 192 kHz crashed)
 
     class Inputs(NodeInputs):
         audio: Any = Input(port="AUDIO")
         filename_prefix: str = Input("audio/nodegraph", file_name_in="output", subfolders=True, min_length=1,
                                      max_length=200)
         format: Literal["wav", "flac", "ogg", "mp3"] = Input("wav")
+        bit_depth: Literal["16", "24", "32 float"] = Input("16", description="wav: 16, 24 or 32 float; flac: 16 or "
+                                                                             "24; ogg / mp3: 16 (their codec's own)")
 
     outputs = ()
 
-    def run(self, audio: Any, filename_prefix: str, format: str) -> dict:
-        from .waveform import format_problem, write_audio
+    @classmethod
+    def check_literals(cls, literals: dict[str, Any], list_model_files: Any) -> dict[str, str]:
+        from .waveform import bit_depth_problem
+
+        format, bit_depth = literals.get("format"), literals.get("bit_depth", "16")
+        problem = bit_depth_problem(format, bit_depth) if isinstance(format, str) and isinstance(bit_depth, str) \
+            else None
+        return {"bit_depth": problem} if problem else {}
+
+    def run(self, audio: Any, filename_prefix: str, format: str, bit_depth: str = "16") -> dict:
+        from .waveform import bit_depth_problem, format_problem, write_audio
 
         wave, rate = _audio(audio)
         problem = format_problem(format, rate, int(wave.shape[1]))
         if problem is not None:          # before any file is made (an encoder may crash on what it cannot take)
             raise NodeInputError("format", problem)
-        clipped = int((wave.abs() > 1.0).sum())
+        problem = bit_depth_problem(format, bit_depth)
+        if problem is not None:
+            raise NodeInputError("bit_depth", problem)
+        clipped = int((wave.abs() > 1.0).sum()) if bit_depth != "32 float" else 0
         if clipped:
             share = clipped / wave.numel()
             self.context.warn(f"{clipped} of {wave.numel()} samples ({share:.2%}) are beyond full scale (peak "
                               f"{float(wave.abs().max()):.3g}) and were clipped to ±1 in the file, which distorts "
                               f"the sound; put NormalizeAudio (peak_db -1) or AudioGain before SaveAudio to lower "
                               f"the level")
-        writers = [lambda path, clip=clip: write_audio(path, clip, rate, format) for clip in wave]
-        fields = {"sample_rate": rate, "channels": int(wave.shape[1]), "duration": round(wave.shape[-1] / rate, 6)}
+        writers = [lambda path, clip=clip: write_audio(path, clip, rate, format, bit_depth) for clip in wave]
+        fields = {"sample_rate": rate, "channels": int(wave.shape[1]), "duration": round(wave.shape[-1] / rate, 6),
+                  **({"info": {"bit_depth": bit_depth}} if format in ("wav", "flac") else {})}
         files = api.save_files(self.context, writers, kind="audio", prefix=filename_prefix, suffix=f".{format}",
                                fields=fields, argument="filename_prefix")
         return {"files": files}
@@ -271,21 +287,35 @@ class SilenceSpan(Node):
 
 
 class ConcatenateAudio(Node):
-    """audio_a followed by audio_b (same sample rate), optionally overlapped by an equal-power crossfade."""
+    """audio_a followed by audio_b (same sample rate), optionally overlapped by an equal-power crossfade.
+
+    A `crossfade` longer than either clip is shortened to the shorter clip's length (the whole of it fades), and a
+    node warning says so.
+    """
 
     category = "audio"
+    version = "1.0.1"       # 1.0.1: a crossfade longer than a clip warns (it was shortened silently)
 
     class Inputs(NodeInputs):
         audio_a: Any = Input(port="AUDIO")
         audio_b: Any = Input(port="AUDIO")
-        crossfade: float = Input(0.0, ge=0.0, le=60.0, description="seconds of overlap")
+        crossfade: float = Input(0.0, ge=0.0, le=60.0, description="seconds of overlap (at most the shorter clip)")
 
     outputs = (Output("audio", "AUDIO"),)
 
     def run(self, audio_a: Any, audio_b: Any, crossfade: float) -> dict:
-        from .waveform import concatenate
+        from .waveform import concatenate, crossfade_overlap
 
-        return {"audio": _call(concatenate, audio_a, audio_b, crossfade)}
+        joined = _call(concatenate, audio_a, audio_b, crossfade)
+        rate = audio_a["sample_rate"]
+        lengths = audio_a["waveform"].shape[-1], audio_b["waveform"].shape[-1]
+        overlap = crossfade_overlap(crossfade, rate, *lengths)
+        if overlap < round(crossfade * rate):
+            shorter = "audio_a" if lengths[0] <= lengths[1] else "audio_b"
+            self.context.warn(f"crossfade {crossfade:g} s is longer than {shorter} ({min(lengths) / rate:.3f} s): the "
+                              f"clips overlap by {overlap / rate:.3f} s, all of {shorter}; lower crossfade to at most "
+                              f"{min(lengths) / rate:.3f} s to silence this")
+        return {"audio": joined}
 
 
 class SynthesizeSound(Node):

@@ -13,7 +13,9 @@ AUDIO layout (the port type's contract, README "The AUDIO value")
     make_audio(waveform, sample_rate)    an AUDIO dict (checked)
     read_audio(path, max_seconds)        soundfile: WAV, FLAC, OGG Vorbis/Opus, MP3 (libsndfile ≥ 1.1); a WAV
                                          shorter than its header declares is refused (wav_declared_frames)
-    write_audio(path, audio, format)     one file per batch item: "wav" (16-bit / float), "flac", "ogg", "mp3"
+    write_audio(path, audio, format, bit_depth)   one file per batch item: "wav" (16 / 24-bit PCM or 32-bit
+                                         float), "flac" (16 / 24-bit), "ogg", "mp3"
+    bit_depth_problem(format, bit_depth) why `format` cannot be written at that bit depth (with the fix), or None
     resample(audio, rate)                polyphase FIR resampling (scipy.signal.resample_poly: Kaiser-
                                          windowed sinc, rational up / down factors)
     trim_pad(audio, start, duration)     cut from `start` seconds, then pad with silence / cut to `duration`
@@ -21,6 +23,7 @@ AUDIO layout (the port type's contract, README "The AUDIO value")
     apply_gain(audio, db)                × 10^(db / 20);  normalize(audio, peak_db, only_louder)
     fade(audio, fade_in, fade_out, shape)   linear or equal-power (quarter-sine) fades
     concatenate(a, b, crossfade)         a then b along time (same rate), optional equal-power crossfade
+    crossfade_overlap(seconds, rate, ...) the samples a crossfade overlaps: at most the shorter clip
     silence_span(audio, start, end)      zero a time span (a dropout: material for gap filling)
 """
 
@@ -39,6 +42,10 @@ MAX_CHANNELS = 8
 MAX_SAMPLES = 2**27        # samples in one waveform (batch × channels × length): 512 MiB as float32, ~25 min stereo
                            # at 44.1 kHz; refused before allocating (as latents over 256 MiB are)
 FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS"), "mp3": ("MP3", None)}
+# SaveAudio's bit_depth → libsndfile subtype, per format that stores samples as they are (OGG / MP3 are lossy
+# codecs with no bit depth; FLAC holds integers only).
+BIT_DEPTHS = {"16": "PCM_16", "24": "PCM_24", "32 float": "FLOAT"}
+SUBTYPES = {"wav": {"16": "PCM_16", "24": "PCM_24", "32 float": "FLOAT"}, "flac": {"16": "PCM_16", "24": "PCM_24"}}
 
 
 class AudioError(ValueError):
@@ -197,18 +204,37 @@ def format_problem(format: str, sample_rate: int, channels: int) -> str | None:
     return None
 
 
+def bit_depth_problem(format: str, bit_depth: str) -> str | None:
+    """Why `format` cannot be written with `bit_depth` ("16", "24", "32 float"), with the fix; None if it can."""
+    if bit_depth == "16" or bit_depth in SUBTYPES.get(format, {}):
+        return None
+    if format == "flac":
+        return (f"FLAC stores integer samples (16 or 24 bit), not {bit_depth}-bit; "
+                f"Fix: set bit_depth to 24, or save as wav for 32-bit float")
+    return (f"{format} is a lossy codec with no bit depth; bit_depth {bit_depth} applies to wav (16, 24, 32 float) "
+            f"and flac (16, 24). Fix: set bit_depth to 16, or save as wav or flac")
+
+
 def write_audio(path: str | Path, waveform: torch.Tensor, sample_rate: int,
-                format: Literal["wav", "flac", "ogg", "mp3"] = "wav") -> None:
-    """Write one clip (channels, samples) to `path` in `format` (clipped to ±1); AudioError (argument
-    "format") when the format cannot hold it — checked first: some encoders crash instead of failing."""
+                format: Literal["wav", "flac", "ogg", "mp3"] = "wav", bit_depth: str = "16") -> None:
+    """Write one clip (channels, samples) to `path` in `format` at `bit_depth` ("16", "24" or "32 float": wav and
+    flac; ogg and mp3 take "16" only, meaning their codec's own). Integer formats clip to ±1; a 32-bit float WAV
+    keeps samples beyond full scale as they are. AudioError (argument "format" / "bit_depth") when the format
+    cannot hold it — checked first: some encoders crash instead of failing."""
     import soundfile
 
     problem = format_problem(format, sample_rate, int(waveform.shape[0]))
     if problem is not None:
         raise AudioError("format", problem)
+    problem = bit_depth_problem(format, bit_depth)
+    if problem is not None:
+        raise AudioError("bit_depth", problem)
     kind, subtype = FORMATS[format]
-    data = waveform.detach().float().clamp(-1, 1).cpu().numpy().T                # (samples, channels)
-    soundfile.write(str(path), data, sample_rate, format=kind, subtype=subtype)
+    subtype = SUBTYPES.get(format, {}).get(bit_depth, subtype)
+    data = waveform.detach().float()
+    if subtype != "FLOAT":
+        data = data.clamp(-1, 1)
+    soundfile.write(str(path), data.cpu().numpy().T, sample_rate, format=kind, subtype=subtype)  # (samples, ch)
 
 
 # --- operations ------------------------------------------------------------------------------------
@@ -305,6 +331,11 @@ def fade(audio: Mapping[str, Any], fade_in: float = 0.0, fade_out: float = 0.0,
     return make_audio(wave * gain, rate, argument)
 
 
+def crossfade_overlap(crossfade: float, sample_rate: int, length_a: int, length_b: int) -> int:
+    """Samples two clips of these lengths overlap for a `crossfade` of that many seconds: at most the shorter clip."""
+    return min(int(round(crossfade * sample_rate)), length_a, length_b)
+
+
 def concatenate(a: Mapping[str, Any], b: Mapping[str, Any], crossfade: float = 0.0) -> dict:
     """`a` followed by `b` (same rate); with `crossfade` seconds the join overlaps with equal-power fades."""
     wave_a, rate_a = check_audio(a, "audio_a")
@@ -313,7 +344,7 @@ def concatenate(a: Mapping[str, Any], b: Mapping[str, Any], crossfade: float = 0
         raise AudioError("audio_b", f"sample rate {rate_b} Hz differs from audio_a's {rate_a} Hz; resample one "
                                     f"of them first (ResampleAudio)")
     wave_a, wave_b = _match(wave_a, wave_b, "audio_b")
-    overlap = min(int(round(crossfade * rate_a)), wave_a.shape[-1], wave_b.shape[-1])
+    overlap = crossfade_overlap(crossfade, rate_a, wave_a.shape[-1], wave_b.shape[-1])
     # before torch.cat allocates it: two clips under the cap joined went past it (5.1 GB; a hostile re-test)
     check_result_size((*wave_a.shape[:2], wave_a.shape[-1] + wave_b.shape[-1] - overlap), rate_a, "audio_b",
                       "trim the clips first (TrimPadAudio), or join fewer")

@@ -15,7 +15,10 @@ Map
   (``vision_model.vision_model.…``, ``visual_projection.weight``, ``concept_embeds``,
   ``special_care_embeds``, ``concept_embeds_weights``, ``special_care_embeds_weights``).
   ``embed(clip_input)`` -> (B, P) image embeddings; ``check(clip_input) -> CheckResult``;
-  ``check_images(images)`` judges IMAGE tensors whole (a wide image in ``square_windows``).
+  ``check_images(images)`` judges IMAGE tensors whole (a wide image in ``square_windows``) and never
+  flags an image with nothing in it (``shows_something``).
+- ``shows_something(images)``: the "is there anything in this image" guard: False for a blank frame only
+  (noise is judged: a guard that passed noise would let an unsafe image through under enough of it).
 - ``concept_scores(...)``: the decision rule as a pure function of cosine similarities
   (scores rounded to 3 decimals before the ``> 0`` test, as the reference does).
 - ``checker_view(images, size)``: IMAGE -> the square the checker judges (shortest side resized
@@ -58,6 +61,7 @@ __all__ = [
     "load_safety_checker",
     "preprocess",
     "save_safety_checker",
+    "shows_something",
     "square_windows",
 ]
 
@@ -66,6 +70,9 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SPECIAL_CARE_ADJUSTMENT = 0.01  # threshold reduction once a special-care concept fires (reference value)
 METADATA_KEY = "nodegraph.safety_checker"
 IGNORED_KEYS = ("vision_model.vision_model.embeddings.position_ids",)  # a buffer in older checkpoints
+# A blank frame (``shows_something``): every pixel within this much of every other, per channel, in [0, 1]
+# (about 5/255: below what a display shows; every tiny-world object stands out by >= 0.16)
+FLAT_RANGE = 0.02
 
 
 class CheckerError(ValueError):
@@ -99,15 +106,18 @@ class CheckResult:
     concept_scores: torch.Tensor  # (B, K), rounded to 3 decimals
     special_scores: torch.Tensor  # (B, S), rounded to 3 decimals
     image_embeds: torch.Tensor  # (B, P)
+    something: torch.Tensor | None = None  # (B,) bool: the image shows something (None: not asked; check())
 
     def flagged_at(self, sensitivity: float = 0.0) -> torch.Tensor:
         """(B,) bool: flagged with ``sensitivity`` added to every concept score (0: exactly ``flagged``;
-        > 0 flags more, < 0 fewer — the reference's "adjustment" as a user setting)."""
+        > 0 flags more, < 0 fewer — the reference's "adjustment" as a user setting). An image with nothing
+        in it (``something`` False) is never flagged, at any sensitivity."""
         if sensitivity == 0.0:
             return self.flagged
         if not self.concept_scores.numel():
             return torch.zeros(self.concept_scores.shape[0], dtype=torch.bool, device=self.concept_scores.device)
-        return (self.concept_scores + sensitivity > 0).any(dim=1)
+        flagged = (self.concept_scores + sensitivity > 0).any(dim=1)
+        return flagged if self.something is None else flagged & self.something.to(flagged.device)
 
     def records(self, names: Sequence[str] = ()) -> list[dict]:
         """JSON-able per-image records: flagged, the max score and the concepts that fired (by name if given)."""
@@ -118,7 +128,8 @@ class CheckResult:
             out.append({
                 "flagged": bool(self.flagged[i]),
                 "score": round(float(scores.max()), 3) if scores.numel() else 0.0,
-                "concepts": [names[k] if k < len(names) else k for k in fired],
+                "concepts": [names[k] if k < len(names) else k for k in fired] if self.flagged[i] else [],
+                "empty": self.something is not None and not bool(self.something[i]),
             })
         return out
 
@@ -190,23 +201,43 @@ class SafetyChecker(nn.Module):
 
         A square image is judged as CLIP's feature extractor sees it (``preprocess``). A wide or tall one
         is cut into the fewest squares that cover it (``square_windows``), each judged the same way, and
-        its result is that of its highest-scoring square: the reference's centre crop alone would
-        never look at the sides of a 2:1 image.
+        its result is that of its highest-scoring square that shows something: the reference's centre crop
+        alone would never look at the sides of a 2:1 image. A blank square (``shows_something``) is never
+        flagged, whatever it scores: a checker has seen only images of something, and the tiny one scores
+        blank frames above its threshold.
         """
         parameter = self.visual_projection.weight
         height, width = images.shape[1:3] if isinstance(images, torch.Tensor) and images.ndim == 4 else (0, 0)
         if height == width:
-            return self.check(preprocess(images, self.image_size).to(parameter.device, parameter.dtype))
+            result = self.check(preprocess(images, self.image_size).to(parameter.device, parameter.dtype))
+            something = shows_something(images).to(result.flagged.device)
+            return CheckResult(result.flagged & something, result.concept_scores, result.special_scores,
+                               result.image_embeds, something)
         windows = square_windows(height, width)
         crops = torch.stack([images[:, top:top + side, left:left + side] for top, left, side in windows], dim=1)
         result = self.check(preprocess(crops.flatten(0, 1), self.image_size).to(parameter.device, parameter.dtype))
         count = len(windows)
-        scores = result.concept_scores.view(-1, count, result.concept_scores.shape[-1])
-        best = scores.max(dim=-1).values.argmax(dim=1) if scores.shape[-1] else torch.zeros(scores.shape[0],
-                                                                                                dtype=torch.long)
-        pick = torch.arange(scores.shape[0]) * count + best.cpu()
-        return CheckResult(result.flagged.view(-1, count).any(dim=1), result.concept_scores[pick],
-                           result.special_scores[pick], result.image_embeds[pick])
+        something = shows_something(crops.flatten(0, 1)).view(-1, count).cpu()  # (B, windows)
+        scores = result.concept_scores.view(-1, count, result.concept_scores.shape[-1]).cpu()
+        best_scores = scores.max(dim=-1).values if scores.shape[-1] else torch.zeros(scores.shape[:2])
+        best = best_scores.masked_fill(~something & something.any(dim=1, keepdim=True), -torch.inf).argmax(dim=1)
+        pick = torch.arange(scores.shape[0]) * count + best
+        flagged = (result.flagged.cpu().view(-1, count) & something).any(dim=1).to(result.flagged.device)
+        return CheckResult(flagged, result.concept_scores[pick], result.special_scores[pick],
+                           result.image_embeds[pick], something.any(dim=1).to(result.flagged.device))
+
+
+def shows_something(images: torch.Tensor) -> torch.Tensor:
+    """IMAGE (B, H, W, 3) -> (B,) bool: False where the image is a blank frame — every pixel within
+    ``FLAT_RANGE`` of every other in each channel (≈ 5/255: nothing can be drawn in that contrast).
+
+    Only blank frames: pixel noise is judged like any image. A guard that also passed "noise" would give an
+    unsafe picture a way through (enough noise added to a star made 32 of 417 pass unjudged in a trial), and a
+    safety filter that over-blocks a frame of noise is the lesser harm.
+    """
+    pixels = images[..., :3].float().flatten(1, 2)       # (B, H*W, 3)
+    span = (pixels.amax(dim=1) - pixels.amin(dim=1)).amax(dim=-1)
+    return span > FLAT_RANGE
 
 
 def square_windows(height: int, width: int) -> list[tuple[int, int, int]]:

@@ -290,11 +290,12 @@ class SafetyFilter(Node):
     """Check images with a safety checker and blur, replace or drop the flagged ones.
 
     The run's outputs record `flagged` (one bool per input image), `scores` (the highest concept score per
-    image: cosine similarity minus threshold, > 0 flags) and `decisions` (what was done to each image).
+    image: cosine similarity minus threshold, > 0 flags), `empty` (images with nothing in them — a flat frame
+    — which is never flagged, whatever it scores) and `decisions` (what was done to each image).
     """
 
     category = "safety"
-    version = "1.0.1"
+    version = "1.0.2"     # 1.0.2: blank frames are never flagged (`empty`)
     output_node = True
 
     class Inputs(NodeInputs):
@@ -320,6 +321,7 @@ class SafetyFilter(Node):
         best = scores.max(dim=1).values if scores.numel() else torch.zeros(images.shape[0])
         return {"images": filtered.images, "flagged": [bool(f) for f in flagged],
                 "scores": [round(float(s), 4) for s in best], "decisions": filtered.decisions,
+                "empty": [not bool(s) for s in result.something],
                 "concepts": list(checker.config.concept_names)}
 
 
@@ -355,7 +357,7 @@ class SafeLatentDiffusion(Node):
     """
 
     category = "safety/guidance"
-    version = "1.1.0"     # 1.1: prompt_share, share_low, share_high (off by default)
+    version = "1.1.1"     # 1.1.1: the gate never opens on a blank prediction; 1.1: prompt_share, share_low, share_high (off by default)
 
     class Inputs(NodeInputs):
         text_encoder: Any = Input(port="TEXT_ENCODER")

@@ -3,13 +3,17 @@
     write_mesh(path, mesh, format)         MESH dict → .glb (binary glTF 2.0, vertex colours as COLOR_0),
                                            .ply (binary, vertex colours) or .obj (colours after each v)
     write_points(path, points, format)     one cloud (N, C) → .ply (binary, colours, normals) or .glb (POINTS)
-    read_mesh(path)                        a mesh file → MESH dict (a GLB scene's meshes are merged)
-    read_points(path)                      a point-cloud file → (N, 6) xyz rgb (a mesh file gives its vertices)
+    read_mesh(path, argument, warn)        a mesh file → MESH dict (a GLB scene's meshes are merged)
+    read_points(path, argument, warn)      a point-cloud file → (N, 6) xyz rgb (a mesh file gives its vertices)
+    bake_texture(geometry)                 a textured trimesh → vertex colours sampled from its texture at its UVs
     MESH_SUFFIXES, POINT_SUFFIXES, MAX_FILE_BYTES
 
 A PLY without its header (``ply``, ``format``, ``end_header``) or a GLB without the glTF magic is refused
 before parsing, saying what is missing. A PLY holding fewer vertices or faces than its header declares (a file
 cut short) is refused.
+A textured mesh (UVs + a texture image, GLB or OBJ + MTL) is read with its texture baked into vertex colours
+(the texture's colour at each vertex's UV: detail finer than the vertex spacing is lost); when the texture cannot
+be read (an OBJ whose image file is missing), the mesh loads without colours and ``warn`` says so.
 Every write goes to a temporary file beside the target and is renamed over it, so a failed write
 leaves nothing half-written. Reads refuse files over MAX_FILE_BYTES, and meshes or clouds beyond the
 limits of points.py, with MeshFileError naming the file and the fix.
@@ -104,7 +108,41 @@ def _points_ply(xyz: np.ndarray, rgb: np.ndarray, normals: np.ndarray | None) ->
     return "\n".join(header).encode("ascii") + table.tobytes()
 
 
-def _load(path: Path, argument: str):
+def bake_texture(geometry):
+    """(geometry, None) with a texture baked into vertex colours (trimesh's TextureVisuals.to_color: the texture
+    sampled at each vertex's UV), or (geometry, why) when it has a texture that cannot be read. Meshes without a
+    texture are returned as they are."""
+    import trimesh
+
+    visual = getattr(geometry, "visual", None)
+    if getattr(visual, "kind", None) != "texture":
+        return geometry, None
+    try:
+        colours = np.asarray(visual.to_color().vertex_colors)
+    except Exception as exc:     # a material naming an image that was not found has no image: trimesh fails inside
+        return geometry, "the image its material names is missing or unreadable"
+    if colours.shape != (len(geometry.vertices), 4):
+        return geometry, f"sampling it gave {colours.shape[0]} colours for {len(geometry.vertices)} vertices"
+    baked = geometry.copy()
+    baked.visual = trimesh.visual.ColorVisuals(baked, vertex_colors=colours)
+    return baked, None
+
+
+def _with_baked_textures(geometries: list, path: Path, warn) -> list:
+    """Each geometry with its texture baked into vertex colours; one warning when a texture had to be dropped."""
+    baked, problems = [], []
+    for geometry in geometries:
+        geometry, problem = bake_texture(geometry)
+        baked.append(geometry)
+        if problem:
+            problems.append(problem)
+    if problems and warn is not None:
+        warn(f"{path.name}: its texture was dropped ({problems[0]}), so the mesh has no colours (grey); put the "
+             f"texture image next to the file (an OBJ's .mtl names it), or export the mesh with vertex colours")
+    return baked
+
+
+def _load(path: Path, argument: str, warn=None):
     import trimesh
 
     if not path.is_file():
@@ -128,9 +166,9 @@ def _load(path: Path, argument: str):
         geometries = list(loaded.dump()) if loaded.geometry else []
         if not geometries:
             raise MeshFileError(f"{argument}: {path.name} holds no geometry")
-        meshes = [g for g in geometries if isinstance(g, trimesh.Trimesh)]
-        loaded = trimesh.util.concatenate(meshes) if meshes else geometries[0]
-    return loaded
+        meshes = _with_baked_textures([g for g in geometries if isinstance(g, trimesh.Trimesh)], path, warn)
+        return trimesh.util.concatenate(meshes) if meshes else geometries[0]
+    return _with_baked_textures([loaded], path, warn)[0]
 
 
 _PLY_FORMATS = ("ascii", "binary_little_endian", "binary_big_endian")
@@ -243,18 +281,51 @@ def _check_declared_size(path: Path, argument: str, suffix: str) -> None:
         declared = ply_declared_counts(path)
         problem = _too_large(argument, path, declared.get("vertex", 0), declared.get("face", 0), "declares")
     elif suffix == ".obj":
-        vertices = faces = 0
-        with open(path, "rb") as handle:
-            for line in handle:
-                if line.startswith(b"v "):
-                    vertices += 1
-                elif line.startswith(b"f "):
-                    faces += max(1, len(line.split()) - 3)        # a polygon of n corners is n - 2 triangles
+        vertices, faces, bad_face = obj_counts(path)
         problem = _too_large(argument, path, vertices, faces, "holds")
+        if problem is None and bad_face is not None:
+            number, line, index = bad_face
+            problem = MeshFileError(f"{argument}: {path.name}: face {number} (line {line}) uses vertex {index}, but "
+                                    f"the file has {vertices} vertices (1 … {vertices}); the file is damaged or was "
+                                    f"cut short: copy the whole file again, or re-export it (PLY, OBJ or GLB)")
     else:
         problem = None
     if problem is not None:
         raise problem
+
+
+def _obj_vertex_index(corner: bytes) -> int | None:
+    """The vertex number of an OBJ face corner ``v``, ``v/vt``, ``v//vn`` or ``v/vt/vn``; None if not a number."""
+    try:
+        return int(corner.split(b"/", 1)[0])
+    except ValueError:
+        return None
+
+
+def obj_counts(path: Path) -> tuple[int, int, tuple[int, int, int] | None]:
+    """(vertices, triangles, bad face) of an OBJ, read line by line without building it. A bad face is (face
+    number, line number, vertex index as written) of a face whose corner names a vertex the file does not have
+    (1-based; negative indices count back from the vertices read so far): the first with a negative index out of
+    range, or the one with the highest index past the last vertex, whichever comes first; None when all fit."""
+    vertices = faces = face_number = 0
+    bad_face = None
+    highest: tuple[int, int, int] | None = None      # the face naming the highest positive index, checked at the end
+    with open(path, "rb") as handle:
+        for line_number, line in enumerate(handle, 1):
+            if line.startswith(b"v "):
+                vertices += 1
+            elif line.startswith(b"f "):
+                face_number += 1
+                corners = line.split()[1:]
+                faces += max(1, len(corners) - 2)           # a polygon of n corners is n - 2 triangles
+                for index in filter(None, map(_obj_vertex_index, corners)):
+                    if index < 0 and vertices + index < 0 and bad_face is None:
+                        bad_face = (face_number, line_number, index)
+                    elif index > 0 and (highest is None or index > highest[2]):
+                        highest = (face_number, line_number, index)
+    if highest is not None and highest[2] > vertices and (bad_face is None or highest[0] < bad_face[0]):
+        bad_face = highest
+    return vertices, faces, bad_face
 
 
 def ply_declared_counts(path: Path) -> dict[str, int]:
@@ -294,12 +365,13 @@ def _colours(geometry, count: int) -> torch.Tensor | None:
     return torch.from_numpy(np.asarray(colours)[:, :3].astype(np.float32) / 255.0)
 
 
-def read_mesh(path: str | Path, argument: str = "file") -> dict:
-    """A mesh file → {"vertices", "faces", "colors"}; MeshFileError for unreadable, empty or over-limit files."""
+def read_mesh(path: str | Path, argument: str = "file", warn=None) -> dict:
+    """A mesh file → {"vertices", "faces", "colors"}; MeshFileError for unreadable, empty or over-limit files.
+    A texture is baked into the colours; ``warn(message)`` is told when one had to be dropped."""
     import trimesh
 
     path = Path(path)
-    geometry = _load(path, argument)
+    geometry = _load(path, argument, warn)
     if not isinstance(geometry, trimesh.Trimesh) or len(geometry.faces) == 0:
         raise MeshFileError(f"{argument}: {path.name} holds no triangles (a point cloud? use LoadPointCloud)")
     if len(geometry.vertices) > MAX_VERTICES or len(geometry.faces) > MAX_FACES:
@@ -314,10 +386,11 @@ def read_mesh(path: str | Path, argument: str = "file") -> dict:
     return {"vertices": vertices, "faces": faces, "colors": colours}
 
 
-def read_points(path: str | Path, argument: str = "file") -> torch.Tensor:
-    """A point-cloud file (PLY / GLB points, or any mesh file: its vertices) → (N, 6) xyz rgb."""
+def read_points(path: str | Path, argument: str = "file", warn=None) -> torch.Tensor:
+    """A point-cloud file (PLY / GLB points, or any mesh file: its vertices, a texture baked into their colours)
+    → (N, 6) xyz rgb; ``warn(message)`` is told when a texture had to be dropped."""
     path = Path(path)
-    geometry = _load(path, argument)
+    geometry = _load(path, argument, warn)
     vertices = np.asarray(getattr(geometry, "vertices", np.zeros((0, 3))), dtype=np.float32)
     _check_complete(path, argument, {"vertex": len(vertices)})
     if len(vertices) == 0:

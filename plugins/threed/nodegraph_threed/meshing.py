@@ -161,8 +161,8 @@ def sample_mesh_points(mesh: dict, count: int, generator: torch.Generator | None
     colours = mesh.get("colors")
     colours = torch.full_like(vertices, GREY) if colours is None else colours.float()
     a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
-    cross = torch.linalg.cross(b - a, c - a)
-    area = cross.norm(dim=1)
+    cross = torch.linalg.cross((b - a).double(), (c - a).double())  # float64: |cross|² is a coordinate to the 4th
+    area = cross.norm(dim=1)                                         # power, inf in float32 from ~1e10 on
     if float(area.sum()) <= 0:
         raise PointsError("mesh", "every face has zero area: the mesh has no surface to sample")
     face = torch.multinomial(area.double(), count, replacement=True, generator=generator)
@@ -174,7 +174,7 @@ def sample_mesh_points(mesh: dict, count: int, generator: torch.Generator | None
     rgb = wa * colours[f[:, 0]] + wb * colours[f[:, 1]] + wc * colours[f[:, 2]]
     out = [xyz, rgb.clamp(0, 1)]
     if with_normals:
-        out.append(cross[face] / area[face].clamp_min(1e-12).unsqueeze(1))
+        out.append((cross[face] / area[face].clamp_min(1e-12).unsqueeze(1)).float())
     return torch.cat(out, 1)
 
 

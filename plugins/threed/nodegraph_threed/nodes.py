@@ -388,9 +388,13 @@ class PointsToMesh(Node):
 
 
 class SampleMeshPoints(Node):
-    """Mesh → points sampled uniformly on its surface (by area), with colours and optionally face normals."""
+    """Mesh → points sampled uniformly on its surface (by area), with colours and optionally face normals.
+
+    Coordinates must lie within ±1e18 (a mesh beyond is refused, naming `mesh`); areas are computed in float64.
+    """
 
     category = "3d/mesh"
+    version = "1.0.1"        # 1.0.1: float64 face areas (meshes at 1e10 … 1e18 no longer fail); ±1e18 limit
 
     class Inputs(NodeInputs):
         mesh: Any = Input(port="MESH")
@@ -468,9 +472,15 @@ class SavePointCloud(Node):
 
 
 class LoadMesh(Node):
-    """Load a mesh (GLB, PLY or OBJ) from the input folder; a GLB scene's meshes are merged into one."""
+    """Load a mesh (GLB, PLY or OBJ) from the input folder; a GLB scene's meshes are merged into one.
+
+    A texture (UVs + image) is baked into vertex colours (the texture at each vertex); when it cannot be read
+    (an OBJ whose image file is missing) the mesh loads grey and a warning says the texture was dropped.
+    Coordinates must lie within ±1e18 (their squares overflow float32 beyond).
+    """
 
     category = "3d/files"
+    version = "1.0.1"        # 1.0.1: textures baked into vertex colours; coordinates beyond ±1e18 refused
 
     class Inputs(NodeInputs):
         file: str = Input(description="file name in the input folder", file_name_in="input", subfolders=True,
@@ -493,7 +503,7 @@ class LoadMesh(Node):
 
         path = _input_file(self, file)
         try:
-            mesh = read_mesh(path, "file")
+            mesh = read_mesh(path, "file", warn=self.context.warn)
         except MeshFileError as error:
             raise NodeInputError("file", str(error).split(": ", 1)[-1]) from None
         mesh = _mesh_input(mesh, "file")[0]
@@ -508,9 +518,13 @@ class LoadMesh(Node):
 
 
 class LoadPointCloud(Node):
-    """Load a point cloud (PLY, or the vertices of a GLB / OBJ / PLY mesh) from the input folder."""
+    """Load a point cloud (PLY, or the vertices of a GLB / OBJ / PLY mesh) from the input folder.
+
+    A mesh's texture is baked into its vertices' colours (a warning says when it cannot be read).
+    """
 
     category = "3d/files"
+    version = "1.0.1"        # 1.0.1: textures baked into vertex colours; coordinates beyond ±1e18 refused
 
     class Inputs(NodeInputs):
         file: str = Input(description="file name in the input folder", file_name_in="input", subfolders=True,
@@ -531,7 +545,7 @@ class LoadPointCloud(Node):
 
         path = _input_file(self, file)
         try:
-            points = read_points(path, "file")
+            points = read_points(path, "file", warn=self.context.warn)
         except MeshFileError as error:
             raise NodeInputError("file", str(error).split(": ", 1)[-1]) from None
         return {"points": _points_input(points.unsqueeze(0), "file")}
@@ -541,10 +555,11 @@ class RenderTurntable(Node):
     """Render points or a mesh from a camera circling it: IMAGE frames (B·F, H, W, 3), cloud-major, for image / video nodes.
 
     Connect `points` or `mesh` (not both). Depth shading darkens far points; meshes are also lit by
-    their face normals. Pure torch, on the CPU.
+    their face normals. Pure torch, on the CPU. Coordinates must lie within ±1e18.
     """
 
     category = "3d/render"
+    version = "1.0.1"        # 1.0.1: float64 surface areas; coordinates beyond ±1e18 refused, naming the input
 
     class Inputs(NodeInputs):
         points: Any = Input(None, port="POINT_CLOUD")

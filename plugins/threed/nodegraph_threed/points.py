@@ -12,8 +12,8 @@ Layouts (the core registers both port types; docs/plugins.md "Tensor layouts"):
                   range. `points_to_latent` / `latent_to_points` convert; colourless clouds get grey.
 
 Checks raise PointsError(argument, message): empty clouds, wrong shapes, NaN / inf coordinates,
-degenerate clouds (all points (nearly) equal), meshes with faces pointing outside the vertices,
-and size limits (MAX_POINTS, MAX_VERTICES, MAX_FACES).
+coordinates beyond ±MAX_COORDINATE, degenerate clouds (all points (nearly) equal), meshes with faces
+pointing outside the vertices, and size limits (MAX_POINTS, MAX_VERTICES, MAX_FACES).
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ MAX_POINTS = 1_000_000          # per cloud: a 1M × 6 float32 cloud is 24 MB; m
 MAX_VERTICES = 2_000_000
 MAX_FACES = 4_000_000
 DEGENERATE_EXTENT = 1e-6        # a cloud whose bounding box is smaller than this on every axis has no shape
+# Coordinates are float32, whose largest value is 3.4e38: distances and lengths square differences of coordinates
+# (|p - q|² up to 3 · (2 · 1e18)² = 1.2e37 stays finite; at 1e20 a cube's squared edge is already inf, and the
+# float32 areas overflowed from 1e10 on: SampleMeshPoints failed inside torch.multinomial).
+MAX_COORDINATE = 1e18
 GREY = 0.7
 
 
@@ -41,6 +45,16 @@ class PointsError(ValueError):
 def _shape(value: Any) -> str:
     shape = getattr(value, "shape", None)
     return f"{type(value).__name__} of shape {tuple(shape)}" if shape is not None else type(value).__name__
+
+
+def _check_coordinates(xyz: torch.Tensor, argument: str, what: str) -> None:
+    """Refuse finite coordinates beyond ±MAX_COORDINATE, saying why and what range works."""
+    largest = float(xyz.detach().abs().amax()) if xyz.numel() else 0.0
+    if largest > MAX_COORDINATE * 1.001:       # the slack: float32 rounding of points sampled on a mesh at the limit
+        raise PointsError(argument, f"{what} coordinates reach {largest:.3g}; coordinates must lie within "
+                                    f"±{MAX_COORDINATE:.0e}, since the squares of larger ones overflow float32 (largest "
+                                    f"3.4e38) when lengths and areas are computed: scale the {what} down (export it in "
+                                    f"larger units, e.g. metres instead of nanometres)")
 
 
 def check_points(points: Any, argument: str = "points", *, min_points: int = 1,
@@ -65,6 +79,7 @@ def check_points(points: Any, argument: str = "points", *, min_points: int = 1,
         bad = int((~finite.all(-1)).sum())
         raise PointsError(argument, f"{bad} point(s) have NaN or infinite coordinates or colours; remove them "
                                     f"or fix the node that made them")
+    _check_coordinates(points[..., :3], argument, "point cloud")
     if not allow_degenerate:
         extent = points[..., :3].amax(1) - points[..., :3].amin(1)                     # (B, 3)
         flat = (extent.amax(-1) < DEGENERATE_EXTENT).nonzero().flatten().tolist()
@@ -118,6 +133,7 @@ def check_mesh(mesh: Any, argument: str = "mesh") -> list[dict[str, torch.Tensor
                                      f"are {MAX_VERTICES} and {MAX_FACES}: simplify it (a coarser resolution)")
         if not bool(torch.isfinite(vertices).all()):
             raise PointsError(where, "some vertices have NaN or infinite coordinates")
+        _check_coordinates(vertices, where, "mesh")
         if int(faces.min()) < 0 or int(faces.max()) >= len(vertices):
             raise PointsError(where, f"faces index vertices {int(faces.min())} … {int(faces.max())}, but the mesh "
                                      f"has {len(vertices)} vertices (0 … {len(vertices) - 1})")

@@ -156,4 +156,4 @@ def render_mesh(meshes: list[dict], size: int = 256, azimuths: Sequence[float] =
 
 def _surface_area(vertices: torch.Tensor, faces: torch.Tensor) -> float:
     a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
-    return float(torch.linalg.cross(b - a, c - a).norm(dim=1).sum() / 2)
+    return float(torch.linalg.cross((b - a).double(), (c - a).double()).norm(dim=1).sum() / 2)

@@ -70,17 +70,28 @@ def _frames_of(latent: Any, argument: str = "latent", node: str = "video node") 
     return frames
 
 
+def _vae_encode(node: Node, vae: Any, pixels: Any, argument: str) -> dict:
+    """`api.vae_encode`, its errors about the pixels (which it calls 'image') naming the node's own input."""
+    try:
+        return api.vae_encode(node.context, vae, pixels)
+    except NodeInputError as exc:
+        if exc.input != "image" or argument == "image":
+            raise
+        raise NodeInputError(argument, exc.message) from None
+
+
 # --- frame batches -------------------------------------------------------------------------------
 
 
 class EmptyVideoLatent(Node):
     """A LATENT of zeros for a clip of `frames` frames: {"samples": (batch·F, C, h, w), "frames": F, "fps": fps}.
 
-    The `frames` output (F) is for SaveVideo's `clip_frames`, so a batch of clips is saved one file per clip.
+    The `frames` output (F) is for SaveVideo's `clip_frames`, so a batch of clips is saved one file per clip;
+    the `fps` output is for SaveVideo's `fps`, so this node's `fps` is the one place a graph sets the frame rate.
     """
 
     category = "video"
-    version = "1.1.0"
+    version = "1.2.0"     # 1.2: the fps output; 1.1: the frames output
 
     class Inputs(NodeInputs):
         width: int = Input(64, ge=8, le=4096, multiple_of=8)
@@ -90,7 +101,7 @@ class EmptyVideoLatent(Node):
         batch_size: int = Input(1, ge=1, le=64, description="clips")
         vae: Any = Input(None, port="VAE", description="its latent layout (default: SD's, 4 channels at /8)")
 
-    outputs = (Output("latent", "LATENT"), Output("frames", "INT"))
+    outputs = (Output("latent", "LATENT"), Output("frames", "INT"), Output("fps", "FLOAT"))
 
     MAX_FRAMES_IN_ALL = 4096        # frames × batch_size: api.empty_latent's batch limit
 
@@ -101,7 +112,7 @@ class EmptyVideoLatent(Node):
                                  f"frames, more than {self.MAX_FRAMES_IN_ALL} in one latent; lower frames or "
                                  f"batch_size")
         latent = api.empty_latent(self.context, width, height, batch_size=batch_size * frames, vae=vae)
-        return {"latent": {**latent, "frames": frames, "fps": fps}, "frames": frames}
+        return {"latent": {**latent, "frames": frames, "fps": fps}, "frames": frames, "fps": fps}
 
 
 # --- motion modules ------------------------------------------------------------------------------
@@ -801,10 +812,11 @@ class ImageToVideo(Node):
     First-frame conditioning by latent inpainting across frames: every frame starts from the image's
     latent, frame 0 is masked as known (re-noised to each step's level, as inpainting does), frames 1 … F-1
     are generated; the motion module carries the first frame's content through the clip. `denoise` < 1
-    keeps more of the image in every frame.
+    keeps more of the image in every frame. The `fps` output (its `fps` input) is for SaveVideo's `fps`.
     """
 
     category = "video/sampling"
+    version = "1.1.0"     # 1.1: the fps output
 
     class Inputs(_SamplingInputs):
         vae: Any = Input(port="VAE")
@@ -813,7 +825,7 @@ class ImageToVideo(Node):
         fps: float = Input(8.0, gt=0.0, le=240.0)
         denoise: float = Input(1.0, gt=0.0, le=1.0, step=0.01)
 
-    outputs = (Output("latent", "LATENT"),)
+    outputs = (Output("latent", "LATENT"), Output("fps", "FLOAT"))
 
     def run(self, model: Any, positive: Any, negative: Any, vae: Any, image: Any, frames: int, fps: float,
             seed: int, steps: int, cfg: float, sampler: str, scheduler: str, denoise: float) -> dict:
@@ -822,7 +834,7 @@ class ImageToVideo(Node):
         api.check_image(image, "image", "ImageToVideo")
         if image.shape[0] != 1:
             raise NodeInputError("image", f"give one image (the first frame), found a batch of {image.shape[0]}")
-        first = api.vae_encode(self.context, vae, image)["samples"]               # (1, C, h, w)
+        first = _vae_encode(self, vae, image, "image")["samples"]                 # (1, C, h, w)
         samples = first.repeat(frames, 1, 1, 1)
         mask = torch.ones(frames, *first.shape[-2:])                               # MASK (F, h, w)
         mask[0] = 0.0                                                             # frame 0 known
@@ -830,13 +842,17 @@ class ImageToVideo(Node):
         out = _sample_frames(self, model, positive, negative, latent, frames, seed=seed, steps=steps, cfg=cfg,
                              sampler=sampler, scheduler=scheduler, denoise=denoise)
         out.pop("noise_mask", None)
-        return {"latent": out}
+        return {"latent": out, "fps": fps}
 
 
 class VideoToVideo(Node):
-    """Re-style a clip by partial denoising: encode its frames, add noise up to `denoise`, denoise with the model."""
+    """Re-style a clip by partial denoising: encode its frames, add noise up to `denoise`, denoise with the model.
+
+    The `fps` output (its `fps` input; link LoadVideo's `fps` to it) is for SaveVideo's `fps`.
+    """
 
     category = "video/sampling"
+    version = "1.1.0"     # 1.1: the fps output
 
     class Inputs(_SamplingInputs):
         vae: Any = Input(port="VAE")
@@ -844,7 +860,7 @@ class VideoToVideo(Node):
         denoise: float = Input(0.6, gt=0.0, le=1.0, step=0.01, description="how much to change (1 = ignore input)")
         fps: float = Input(8.0, gt=0.0, le=240.0)
 
-    outputs = (Output("latent", "LATENT"),)
+    outputs = (Output("latent", "LATENT"), Output("fps", "FLOAT"))
 
     def run(self, model: Any, positive: Any, negative: Any, vae: Any, images: Any, denoise: float, fps: float,
             seed: int, steps: int, cfg: float, sampler: str, scheduler: str) -> dict:
@@ -852,9 +868,9 @@ class VideoToVideo(Node):
         frames = images.shape[0]
         if frames > MAX_FRAMES:
             raise NodeInputError("images", f"{frames} frames is over the limit of {MAX_FRAMES}; slice the clip")
-        latent = {**api.vae_encode(self.context, vae, images), "frames": frames, "fps": fps}
+        latent = {**_vae_encode(self, vae, images, "images"), "frames": frames, "fps": fps}
         return {"latent": _sample_frames(self, model, positive, negative, latent, frames, seed=seed, steps=steps,
-                                         cfg=cfg, sampler=sampler, scheduler=scheduler, denoise=denoise)}
+                                         cfg=cfg, sampler=sampler, scheduler=scheduler, denoise=denoise), "fps": fps}
 
 
 class InterpolateFrames(Node):
@@ -864,10 +880,11 @@ class InterpolateFrames(Node):
     cross-fade), noise is added up to `denoise`, and the model with its motion module denoises the
     in-betweens while the first and last frames are kept (latent inpainting). The result has
     `frames` frames including both ends. Condition it with PromptTravel from the first frame's prompt to
-    the last's for best results.
+    the last's for best results. The `fps` output (its `fps` input) is for SaveVideo's `fps`.
     """
 
     category = "video/sampling"
+    version = "1.1.0"     # 1.1: the fps output
 
     class Inputs(_SamplingInputs):
         vae: Any = Input(port="VAE")
@@ -877,7 +894,7 @@ class InterpolateFrames(Node):
         denoise: float = Input(0.8, gt=0.0, le=1.0, step=0.01)
         fps: float = Input(8.0, gt=0.0, le=240.0)
 
-    outputs = (Output("latent", "LATENT"),)
+    outputs = (Output("latent", "LATENT"), Output("fps", "FLOAT"))
 
     def run(self, model: Any, positive: Any, negative: Any, vae: Any, first: Any, last: Any, frames: int,
             denoise: float, fps: float, seed: int, steps: int, cfg: float, sampler: str, scheduler: str) -> dict:
@@ -892,15 +909,15 @@ class InterpolateFrames(Node):
         if first.shape != last.shape:
             raise NodeInputError("last", f"the last frame is {tuple(last.shape[1:3])} pixels, the first "
                                          f"{tuple(first.shape[1:3])}; give frames of one size")
-        a = api.vae_encode(self.context, vae, first)["samples"]
-        b = api.vae_encode(self.context, vae, last)["samples"]
+        a = _vae_encode(self, vae, first, "first")["samples"]
+        b = _vae_encode(self, vae, last, "last")["samples"]
         mask = torch.ones(frames, *a.shape[-2:])                                   # MASK (F, h, w)
         mask[0] = mask[-1] = 0.0
         latent = {"samples": crossfade(a, b, frames), "noise_mask": mask, "frames": frames, "fps": fps}
         out = _sample_frames(self, model, positive, negative, latent, frames, seed=seed, steps=steps, cfg=cfg,
                              sampler=sampler, scheduler=scheduler, denoise=denoise)
         out.pop("noise_mask", None)
-        return {"latent": out}
+        return {"latent": out, "fps": fps}
 
 
 class CrossfadeFrames(Node):
@@ -920,8 +937,13 @@ class CrossfadeFrames(Node):
 
         api.check_image(first, "first", "CrossfadeFrames")
         api.check_image(last, "last", "CrossfadeFrames")
-        if first.shape[0] != 1 or first.shape != last.shape:
-            raise NodeInputError("last", "give one frame each, of the same size")
+        for name, image in (("first", first), ("last", last)):
+            if image.shape[0] != 1:
+                raise NodeInputError(name, f"give one frame, found {image.shape[0]}; pick one with PickFrames "
+                                           f"(e.g. indices '0' or '-1')")
+        if first.shape != last.shape:
+            raise NodeInputError("last", f"the last frame is {last.shape[2]}×{last.shape[1]} pixels, the first "
+                                         f"{first.shape[2]}×{first.shape[1]}; give frames of one size (ImageScale)")
         return {"images": crossfade(first, last, frames).clamp(0, 1)}
 
 
@@ -980,10 +1002,12 @@ class LoadVideo(Node):
     """Load a video from the input folder (mp4, webm, mkv, mov, gif, webp) as IMAGE frames.
 
     `fps` 0 keeps the source frame rate; another value resamples (frames dropped or repeated, not blended).
-    Starts at `start_frame` (a source frame) and stops after `max_frames` output frames.
+    Starts at `start_frame` (a source frame) and stops after `max_frames` output frames. The `fps` output is the
+    source's rate as its exact rational rounded to 6 decimals (25.0, 29.97003), or the `fps` asked for.
     """
 
     category = "video"
+    version = "1.0.1"     # 1.0.1: the source's rate reported clean (29.97003, not 29.970029970029966)
 
     class Inputs(NodeInputs):
         video: str = Input(description="file name in the input folder", min_length=1, max_length=255,
@@ -1041,7 +1065,8 @@ class SaveVideo(Node):
     `clip_frames` F > 0 reads the frames as clips of F frames, clip-major (the plugin's batch layout,
     B·F frames), and writes one file per clip, as SaveImage / SaveAudio write one file per batch item;
     link it to EmptyVideoLatent's `frames`. 0 writes every frame into one file (an IMAGE knows nothing
-    of clips). The graph is stored in the file's metadata where the container has a text field (mp4 / webm comment,
+    of clips). An IMAGE knows no frame rate either: link `fps` to the `fps` output of EmptyVideoLatent, the
+    video sampler or LoadVideo, so the rate set there is the file's. The graph is stored in the file's metadata where the container has a text field (mp4 / webm comment,
     GIF comment). Files are numbered PREFIX_00001.mp4, ..., written to a temporary file first.
     """
 

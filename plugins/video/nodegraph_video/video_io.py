@@ -2,6 +2,8 @@
 
     read_video(path, fps=0, start_frame=0, max_frames=64, max_pixels=...) -> VideoClip
         frames (F, H, W, 3) float32 in [0, 1], the source and output frame rates, the graph if embedded
+    clean_frame_rate(rate) -> float
+        a measured rate as its exact rational (denominator <= 1001) rounded to 6 decimals: 25.0, 29.97003
     write_video(path, frames, fps, format, quality=..., graph_json=None)
         writes a temporary file beside `path` and renames it onto `path` (nothing half-written is left)
     FORMATS: the writable formats, with their codec, extension and where the graph goes
@@ -140,6 +142,13 @@ class _KeptFrames:
                                                    f"max_frames")
 
 
+def clean_frame_rate(rate: float) -> float:
+    """A rate measured as frames / seconds (24.999999999999996, 29.970029970029966) as the rational it stands for,
+    with a denominator of at most 1001 (25, 30000/1001), as a float rounded to 6 decimals (25.0, 29.97003): clean
+    to read, and SaveVideo's own `limit_denominator(1001)` turns it back into the same rational."""
+    return round(float(Fraction(rate).limit_denominator(1001)), 6)
+
+
 def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 0, max_frames: int = 64,
                max_pixels: int = MAX_PIXELS, check_interrupted: Any = None) -> VideoClip:
     """Decode a video file (see READABLE) into frames; `fps` 0 keeps the source rate. `check_interrupted` (a
@@ -150,6 +159,9 @@ def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 
     if suffix not in READABLE:
         raise VideoFileError("video", f"{path.name}: unsupported file type {suffix or '(none)'}; LoadVideo reads "
                                       f"{', '.join(READABLE)}")
+    if path.is_file() and path.stat().st_size == 0:
+        raise VideoFileError("video", f"{path.name} is an empty file (0 bytes) and holds no frames; give an "
+                                      f"{', '.join(s.lstrip('.') for s in READABLE)} file with video in it")
     try:
         # decode only what is needed: the frames up to start + max_frames (at the source rate), or up to the
         # time the last output frame is shown (resampled) — long files are never decoded whole
@@ -173,7 +185,7 @@ def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 
                                             f"the end (use 0 … {len(images) - 1})")
     times = np.cumsum([0.0, *durations[:-1]]).tolist()
     total = float(sum(durations))
-    source_fps = len(images) / total if total > 0 else 24.0
+    source_fps = clean_frame_rate(len(images) / total) if total > 0 else 24.0
     out_fps = fps if fps > 0 else source_fps
     indices = _pick(times, out_fps, max_frames, start_frame) if fps > 0 else \
         list(range(start_frame, min(len(images), start_frame + max_frames)))

@@ -116,6 +116,26 @@ def test_graph_runs_headless_and_writes_video_files(session, name):
     assert sheet["kind"] == "image"
 
 
+FRAME_RATE_SOURCE = {"txt2vid": "latent", "img2vid": "sample", "interpolate": "sample", "vid2vid": "sample"}
+
+
+@pytest.mark.parametrize("name", sorted(FRAME_RATE_SOURCE))
+def test_the_graph_frame_rate_is_set_in_one_place(session, name):
+    """Changing the fps of the graph's latent (txt2vid) or video sampler changes the rate of every file it saves:
+    SaveVideo's fps is linked to that node's fps output (it was a fixed 8 in every shipped graph)."""
+    import av
+
+    source = FRAME_RATE_SOURCE[name]
+    graph = _small(name, changes={(source, "fps"): 12.0})
+    assert all(node["inputs"]["fps"] == {"node": source, "output": "fps"}
+               for node in graph["nodes"].values() if node["type"] == "video.SaveVideo")
+    result = session.run(graph)
+    mp4, gif = _files(result, "video")[0], _files(result, "gif")[0]
+    assert mp4["fps"] == 12.0 and gif["info"]["fps_requested"] == 12.0 and gif["fps"] == 12.5  # 80 ms frames
+    with av.open(mp4["path"]) as container:
+        assert float(container.streams.video[0].average_rate) == 12.0
+
+
 def test_img2vid_keeps_the_first_frame(session):
     """ImageToVideo's first frame decodes to (nearly) the given image."""
     graph = _small("img2vid")
