@@ -98,6 +98,10 @@ EQUIVALENTS: dict[str, Equivalent] = {
                                           {"start_percent": "start", "end_percent": "end"}),
     "UpscaleModelLoader": Equivalent("LoadUpscaleModel", ("upscale_model",), values={"model_name": _UPSCALER_FILES}),
     "ImageUpscaleWithModel": Equivalent("UpscaleImageWithModel", ("image",)),
+    # ratio is the first model's share in both (ratio × model1 + (1 − ratio) × model2)
+    "ModelMergeSimple": Equivalent("MergeModels", ("model",), {"model1": "model_a", "model2": "model_b"}),
+    "CLIPMergeSimple": Equivalent("MergeTextEncoders", ("text_encoder",), {"clip1": "text_encoder_a",
+                                                                           "clip2": "text_encoder_b"}),
     "ImageScale": Equivalent("ImageScale", ("image",), {"image": "images", "upscale_method": "method"},
                              values={"method": {"nearest-exact": "nearest"}}),
     # ComfyUI's rounds each side of w × scale_by as ours does (ours antialiases when it shrinks, as ImageScale)
@@ -211,6 +215,7 @@ WIDGET_NAMES: dict[str, tuple[str, ...]] = {
     "KSamplerAdvanced": ("add_noise", "noise_seed", None, "steps", "cfg", "sampler_name", "scheduler",
                          "start_at_step", "end_at_step", "return_with_leftover_noise"),
     "LatentUpscaleBy": ("upscale_method", "scale_by"), "ImageScaleBy": ("upscale_method", "scale_by"),
+    "ModelMergeSimple": ("ratio",), "CLIPMergeSimple": ("ratio",),
     "ImageScaleToTotalPixels": ("upscale_method", "megapixels"),
     "VAELoader": ("vae_name",),
     "LoraLoader": ("lora_name", "strength_model", "strength_clip"),

@@ -30,6 +30,8 @@ Map
 - ``t5.py``        T5 v1.1 encoder (T5-XXL: relative position bias, gated GELU, RMS norm)
 - ``t5_tokenizer.py`` T5's SentencePiece tokenizer from the checkpoint's ``spiece.model``
 - ``sd3_nodes.py`` LoadSD3TextEncoders, ModelSamplingSD3 (EncodeTextSD3 is in nodes.py)
+- ``merge_nodes.py`` MergeModels / MergeTextEncoders (ComfyUI's ModelMergeSimple / CLIPMergeSimple), registered
+                   by nodes.py
 - ``flux_nodes.py`` the Flux node adapters (LoadFlux, LoadFluxTextEncoders, EncodeTextFlux, FluxGuidance,
                    ModelSamplingFlux), registered by nodes.py
 - ``nodes.py``     the node adapters (LoadCheckpoint, LoadLoRA, EncodeText, VAEEncode/Decode,

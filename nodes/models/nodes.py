@@ -1030,11 +1030,12 @@ def register_api() -> dict[str, Any]:
 @hookimpl
 def register_nodes() -> list[type[Node]]:
     from .flux_nodes import FLUX_NODES
+    from .merge_nodes import MERGE_NODES
     from .sd3_nodes import SD3_NODES
 
     return [LoadCheckpoint, LoadUNet, LoadVAE, LoadTextEncoder, LoadLoRA, LoadLoRAModelOnly, EncodeText,
             EncodeTextSDXL, EncodeTextSD3, VAEEncode, VAEEncodeForInpaint, VAEDecode, FreeMemory, LoadControlNet,
-            ApplyControlNet, *FLUX_NODES, *SD3_NODES]
+            ApplyControlNet, *FLUX_NODES, *SD3_NODES, *MERGE_NODES]
 
 
 @hookimpl
