@@ -163,9 +163,12 @@ def _load(session: Any, path: str) -> Any:
     rest = "" if translated == total else "; the others keep their ComfyUI types"
     print(f"note: {_shown(path)} is a ComfyUI {what}; imported it ({translated} of {total} node(s) have an equivalent "
           f"here{rest})", file=sys.stderr)
-    for sub in data["metadata"].get("comfyui_subgraphs", []):
-        print(f"note: subgraph {_terminal_safe(sub['subgraph'])!r} (node {sub['node']!r}) is expanded into its "
-              f"{sub['nodes']} node(s), ids {sub['node']}:…", file=sys.stderr)
+    subgraphs = data["metadata"].get("comfyui_subgraphs", [])
+    for sub in subgraphs[:20]:
+        print(f"note: subgraph {_terminal_safe(sub['subgraph'])!r} (node {_terminal_safe(sub['node'])!r}) is "
+              f"expanded into its {sub['nodes']} node(s), ids {_terminal_safe(sub['node'])}:…", file=sys.stderr)
+    if len(subgraphs) > 20:
+        print(f"note: and {len(subgraphs) - 20} more subgraph instances expanded", file=sys.stderr)
     for left in data["metadata"].get("comfyui_bypassed_left_out", []):
         print(f"note: node {left['node']!r} ({_terminal_safe(left['type'])}) is bypassed and of a type nodegraph "
               f"lacks: left out, its links passed through, as ComfyUI does", file=sys.stderr)

@@ -38,6 +38,7 @@ class Equivalent:
     fixed: dict[str, Any] = field(default_factory=dict)            # our input → the value giving ComfyUI's meaning
     dropped: frozenset[str] = frozenset()                          # inputs whose meaning `equivalent_for` checked
     input_files: frozenset[str] = frozenset()                      # inputs naming an input-folder file ("x.png [input]")
+    scaled: dict[str, float] = field(default_factory=dict)         # our input → factor from ComfyUI's unit to ours
 
 
 # ComfyUI's uni_pc is UniPC with B(h) = h (bh1), its uni_pc_bh2 ours (diffusers' default, bh2)
@@ -108,10 +109,12 @@ EQUIVALENTS: dict[str, Equivalent] = {
     "ImageScaleBy": Equivalent("ImageScaleBy", ("image",), {"image": "images", "upscale_method": "method",
                                                             "scale_by": "amount"},
                                values={"method": {"nearest-exact": "nearest"}}, fixed={"mode": "factor"}),
+    # ComfyUI's megapixel is 1024 × 1024 pixels, ours 10^6; its resolution_steps our multiple_of
     "ImageScaleToTotalPixels": Equivalent("ImageScaleBy", ("image",), {"image": "images", "upscale_method": "method",
-                                                                       "megapixels": "amount"},
+                                                                       "megapixels": "amount",
+                                                                       "resolution_steps": "multiple_of"},
                                           values={"method": {"nearest-exact": "nearest"}},
-                                          fixed={"mode": "megapixels"}),
+                                          fixed={"mode": "megapixels"}, scaled={"amount": 1024 * 1024 / 1e6}),
     # ComfyUI's width / height are pixels at 8 a latent cell; ours are the latent's own pixels (an imported
     # EmptyLatent gets the graph's VAE), and as there one side 0 keeps the aspect ratio (LatentUpscale 1.2)
     "LatentUpscale": Equivalent("LatentUpscale", ("latent",), {"samples": "latent", "upscale_method": "method"},
@@ -171,6 +174,8 @@ def translate_inputs(equivalent: Equivalent, inputs: dict[str, Any],
             if changed is not None:      # ComfyUI's LoadImage list writes where a file is: here it is the input folder
                 changed.append((ours, value, value.removesuffix(" [input]")))
             value = value.removesuffix(" [input]")
+        if ours in equivalent.scaled and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = value * equivalent.scaled[ours]
         out[ours] = value
     return {**out, **equivalent.fixed}
 
@@ -179,7 +184,8 @@ def translate_inputs(equivalent: Equivalent, inputs: dict[str, Any],
 _WHOLE_SCHEDULE_KSAMPLER = Equivalent("KSampler", ("latent",), {"noise_seed": "seed", "latent_image": "latent",
                                                                 "sampler_name": "sampler"}, {"sampler": _SAMPLER_NAMES},
                                       dropped=frozenset({"add_noise", "start_at_step", "end_at_step",
-                                                         "return_with_leftover_noise"}))
+                                                         "return_with_leftover_noise",
+                                                         "denoise"}))    # not an input of KSamplerAdvanced
 
 
 def translated_as(class_type: str) -> Equivalent | None:
@@ -216,7 +222,7 @@ WIDGET_NAMES: dict[str, tuple[str, ...]] = {
                          "start_at_step", "end_at_step", "return_with_leftover_noise"),
     "LatentUpscaleBy": ("upscale_method", "scale_by"), "ImageScaleBy": ("upscale_method", "scale_by"),
     "ModelMergeSimple": ("ratio",), "CLIPMergeSimple": ("ratio",),
-    "ImageScaleToTotalPixels": ("upscale_method", "megapixels"),
+    "ImageScaleToTotalPixels": ("upscale_method", "megapixels", "resolution_steps"),
     "VAELoader": ("vae_name",),
     "LoraLoader": ("lora_name", "strength_model", "strength_clip"),
     "LoraLoaderModelOnly": ("lora_name", "strength_model"),
@@ -266,12 +272,14 @@ def workflow_groups(workflow: dict[str, Any]) -> list[dict[str, Any]]:
     return groups
 
 
-def _bypass_input_link(node: dict[str, Any], slot: int) -> Any:
+def _bypass_input_link(node: dict[str, Any], slot: int, wanted: Any = None) -> Any:
     """The link a bypassed UI node passes to its output `slot`: its input of the same slot when that has the
-    output's type and a link, else its first linked input of that type (by the types the workflow wrote); None."""
+    type `wanted` (the consuming input's, as ComfyUI's frontend matches it; without one or for "*", the output's) and a
+    link, else its first linked input of that type (by the types the workflow wrote); None."""
     outputs = node.get("outputs") if isinstance(node.get("outputs"), list) else []
     inputs = [i for i in node.get("inputs") if isinstance(i, dict)] if isinstance(node.get("inputs"), list) else []
-    wanted = outputs[slot].get("type") if 0 <= slot < len(outputs) and isinstance(outputs[slot], dict) else None
+    if not isinstance(wanted, str) or wanted == "*":       # a consumer that takes anything: by the output's type
+        wanted = outputs[slot].get("type") if 0 <= slot < len(outputs) and isinstance(outputs[slot], dict) else None
     if not isinstance(wanted, str):
         return None
     same = inputs[slot] if slot < len(inputs) else None
@@ -328,7 +336,7 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
     definitions = _definitions(workflow)
     raw_nodes = workflow.get("nodes")
     if not definitions or not isinstance(raw_nodes, list) or not any(
-            isinstance(n, dict) and n.get("type") in definitions for n in raw_nodes):
+            isinstance(n, dict) and isinstance(n.get("type"), str) and n["type"] in definitions for n in raw_nodes):
         return workflow
     flat_nodes: list[dict[str, Any]] = []
     flat_links: list[list[Any]] = []
@@ -337,6 +345,16 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
     redirect: dict[tuple[str, int], Any] = {}
     origins: dict[str, tuple[str, int]] = {}       # flat link id → its (flat origin, slot), as written
     stand_ins: set[str] = set()     # flat ids of the instances and their definitions' input nodes (no node of ours)
+    node_ids: set[str] = set()      # every flat node id given (real nodes and instances): none may come twice
+    link_ids: set[str] = set()
+    visited = [0, 0]                # nodes (instances included) and links walked: the expansion's work, capped
+
+    def claim(kind: str, flat_id: str, taken: set[str]) -> None:
+        if flat_id in taken:        # "20:6" written as an outer id, or an inner one of instance 20
+            raise WorkflowError(f"{kind} id {flat_id[:100]!r} comes twice once the subgraph instances are expanded "
+                                f"(an inner {kind} of instance {flat_id.rpartition(':')[0][:100]!r} has it too); "
+                                f"ComfyUI writes {kind} ids as numbers: give it another id")
+        taken.add(flat_id)
 
     def expand(nodes: list[Any], links: list[Any], prefix: str, stack: tuple[str, ...],
                io_ids: tuple[Any, Any] = (None, None), offset: tuple[float, float] = (0.0, 0.0)) -> None:
@@ -348,6 +366,10 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
                 continue
             link_id, origin, origin_slot, target, target_slot = fields
             flat_id = f"{prefix}{link_id}"
+            visited[1] += 1
+            if visited[1] > 4 * MAX_EXPANDED_WORKFLOW_NODES:
+                raise WorkflowError(f"its subgraphs expand to more than {4 * MAX_EXPANDED_WORKFLOW_NODES} links")
+            claim("link", flat_id, link_ids)
             scope_links[link_id] = flat_id
             if output_id is not None and str(target) == output_id:     # into the definition's output node
                 redirect[(prefix.removesuffix(":"), target_slot)] = (f"{prefix}{origin}", origin_slot)
@@ -358,22 +380,26 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
             if not isinstance(node, dict) or type(node.get("id")) not in (int, str):
                 continue
             flat_id = f"{prefix}{node['id']}"
+            visited[0] += 1              # an instance counts too: instances of empty definitions are no free lunch
+            if visited[0] > MAX_EXPANDED_WORKFLOW_NODES:
+                raise WorkflowError(f"its subgraphs expand to more than {MAX_EXPANDED_WORKFLOW_NODES} nodes")
+            claim("node", flat_id, node_ids)
             inputs = node.get("inputs") if isinstance(node.get("inputs"), list) else []
-            definition = definitions.get(node.get("type"))
+            node_type = node.get("type")
+            definition = definitions.get(node_type) if isinstance(node_type, str) else None
             if definition is None:
                 copy = {**node, "id": flat_id if prefix else node["id"]}
-                copy["inputs"] = [{**slot, "link": scope_links.get(slot.get("link"))} if isinstance(slot, dict)
-                                  and slot.get("link") is not None else slot for slot in inputs]
+                copy["inputs"] = [{**slot, "link": scope_links.get(_link_id(slot.get("link")))}
+                                  if isinstance(slot, dict) and slot.get("link") is not None else slot
+                                  for slot in inputs]
                 if prefix:
-                    position = node.get("pos")
-                    if isinstance(position, list) and len(position) >= 2 and all(
-                            isinstance(v, (int, float)) and not isinstance(v, bool) for v in position[:2]):
-                        copy["pos"] = [position[0] + offset[0], position[1] + offset[1]]
+                    position = _canvas_point(node.get("pos"))
+                    moved = _canvas_point([position[0] + offset[0], position[1] + offset[1]]) if position else None
+                    if moved is not None:
+                        copy["pos"] = moved
                     else:
                         copy.pop("pos", None)
                 flat_nodes.append(copy)
-                if len(flat_nodes) > MAX_EXPANDED_WORKFLOW_NODES:
-                    raise WorkflowError(f"its subgraphs expand to more than {MAX_EXPANDED_WORKFLOW_NODES} nodes")
                 continue
             name = definition.get("name") if isinstance(definition.get("name"), str) else node["type"]
             if node["type"] in stack:
@@ -383,7 +409,10 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
                 raise WorkflowError(f"its subgraphs are nested more than {MAX_SUBGRAPH_DEPTH} deep")
             inner_prefix = f"{flat_id}:"
             count_before = len(flat_nodes)
-            stand_ins.update((flat_id, f"{inner_prefix}{_IO_NODE_IDS[0]}"))
+            ids = tuple((definition.get(key) or {}).get("id", default) if isinstance(definition.get(key), dict)
+                        else default for key, default in zip(("inputNode", "outputNode"), _IO_NODE_IDS))
+            inputs_at = f"{inner_prefix}{ids[0]}"        # the definition's input node, as links inside name it
+            stand_ins.update((flat_id, inputs_at))
             widgets = node.get("widgets_values") if isinstance(node.get("widgets_values"), list) else []
             widget_slots = [slot for slot in inputs if isinstance(slot, dict) and isinstance(slot.get("widget"), dict)]
             if len(widgets) != len(widget_slots):      # a promoted seed may carry its "control after generate" too
@@ -393,29 +422,29 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
             for index, slot in enumerate(inputs):
                 if not isinstance(slot, dict):
                     continue
-                if slot.get("link") is not None and slot["link"] in scope_links:
-                    redirect[(f"{inner_prefix}{_IO_NODE_IDS[0]}", index)] = origins.get(scope_links[slot["link"]])
+                link = _link_id(slot.get("link"))
+                if link is not None and link in scope_links:
+                    redirect[(inputs_at, index)] = origins.get(scope_links[link])
                 elif id(slot) in promoted:
-                    redirect[(f"{inner_prefix}{_IO_NODE_IDS[0]}", index)] = ("literal", promoted[id(slot)])
+                    redirect[(inputs_at, index)] = ("literal", promoted[id(slot)])
             inner_nodes = definition["nodes"]
             mode = node.get("mode")
             if type(mode) is int and mode in _MODES:          # a muted / bypassed instance: its inner nodes so
                 inner_nodes = [{**n, "mode": mode} if isinstance(n, dict) and n.get("mode") in (0, None) else n
                                for n in inner_nodes]
-            positions = [n["pos"][:2] for n in inner_nodes if isinstance(n, dict) and isinstance(n.get("pos"), list)
-                         and len(n["pos"]) >= 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                         for v in n["pos"][:2])]
-            here = node.get("pos")
-            if positions and isinstance(here, list) and len(here) >= 2 and all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in here[:2]):
+            positions = [p for p in (_canvas_point(n.get("pos")) for n in inner_nodes if isinstance(n, dict)) if p]
+            here = _canvas_point(node.get("pos"))
+            if positions and here:
                 inner_offset = (here[0] - min(p[0] for p in positions), here[1] - min(p[1] for p in positions))
             else:
                 inner_offset = (0.0, 0.0)
-            ids = tuple((definition.get(key) or {}).get("id", default) if isinstance(definition.get(key), dict)
-                        else default for key, default in zip(("inputNode", "outputNode"), _IO_NODE_IDS))
-            inner_links = [_with_io_ids(link, ids) for link in definition.get("links") or []] \
-                if isinstance(definition.get("links"), list) else []
-            expand(inner_nodes, inner_links, inner_prefix, (*stack, node["type"]), _IO_NODE_IDS, inner_offset)
+            inner_ids = {str(n.get("id")) for n in inner_nodes if isinstance(n, dict)}
+            if clash := [str(i) for i in ids if str(i) in inner_ids]:
+                raise WorkflowError(f"subgraph {name!r}: its input / output node id {clash[0][:40]} is also the id "
+                                    f"of one of its inner nodes, so links to the one would read the other; save the "
+                                    f"workflow again in ComfyUI")
+            inner_links = definition.get("links") if isinstance(definition.get("links"), list) else []
+            expand(inner_nodes, inner_links, inner_prefix, (*stack, node["type"]), ids, inner_offset)
             if expanded is not None and not stack:
                 expanded.append({"node": flat_id, "subgraph": name[:200], "nodes": len(flat_nodes) - count_before})
 
@@ -446,15 +475,20 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
     return {**workflow, "nodes": flat_nodes, "links": links_out}
 
 
-def _with_io_ids(link: Any, io_ids: tuple[Any, Any]) -> Any:
-    """A definition's link with its input / output node ids written as ComfyUI's usual -10 / -20."""
-    fields = _link_fields(link)
-    if fields is None or tuple(io_ids) == _IO_NODE_IDS:
-        return link
-    link_id, origin, origin_slot, target, target_slot = fields
-    origin = _IO_NODE_IDS[0] if origin == io_ids[0] else origin
-    target = _IO_NODE_IDS[1] if target == io_ids[1] else target
-    return [link_id, origin, origin_slot, target, target_slot]
+def _link_id(value: Any) -> int | str | None:
+    """A slot's `link` when it is an id ComfyUI writes (a number or text); anything else links nothing."""
+    return value if type(value) in (int, str) else None
+
+
+def _canvas_point(value: Any) -> list[float] | None:
+    """`[x, y]` of a position written as ComfyUI writes one, finite and on a canvas (|v| <= MAX_CANVAS); else None."""
+    if not isinstance(value, list) or len(value) < 2:
+        return None
+    point = value[:2]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= MAX_CANVAS
+               for v in point):
+        return None
+    return list(point)
 
 
 def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | None = None,
@@ -498,9 +532,11 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
         if type(link_id) in (int, str) and type(origin) in (int, str):     # anything else links nothing
             links[link_id] = (str(origin), slot if type(slot) is int else 0)
 
-    def source(link_id: Any) -> Any:
+    def source(link_id: Any, wanted: Any = None) -> Any:
         """What a link carries: [origin id, slot], a primitive's literal, or None (dangling). A chain of Reroute
-        nodes is followed to its end (a loop of them is a WorkflowError: it became "needs input 'model'")."""
+        nodes is followed to its end (a loop of them is a WorkflowError: it became "needs input 'model'"); a
+        left-out bypassed node passes on its input of the type `wanted` (the consuming input's, as ComfyUI
+        matches it)."""
         reroutes: list[str] = []
         seen: set[str] = set()
         while True:
@@ -512,7 +548,7 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
                 if origin in seen:
                     return None
                 seen.add(origin)
-                link_id = _bypass_input_link(node, slot)
+                link_id = _bypass_input_link(node, slot, wanted)
                 continue
             if node is None or node["type"] != "Reroute":
                 break
@@ -547,7 +583,7 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
         for slot in node.get("inputs") if isinstance(node.get("inputs"), list) else []:
             if not isinstance(slot, dict) or not isinstance(slot.get("name"), str) or slot.get("link") is None:
                 continue
-            carried = source(slot["link"])
+            carried = source(slot["link"], slot.get("type"))
             widget = slot.get("widget")         # an input made of a widget: named after it
             name = widget["name"] if isinstance(widget, dict) and isinstance(widget.get("name"), str) else slot["name"]
             if isinstance(carried, dict):
@@ -557,9 +593,8 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
         position = node.get("pos")
         if isinstance(position, dict):          # some ComfyUI versions write {"0": x, "1": y}
             position = [position.get("0"), position.get("1")]
-        if (isinstance(position, list) and len(position) >= 2
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in position[:2])):
-            meta["position"] = [round(position[0]), round(position[1])]
+        if (point := _canvas_point(position)) is not None:       # not inf (round() raised), not 1e308 away
+            meta["position"] = [round(point[0]), round(point[1])]
         if isinstance(node.get("title"), str):
             meta["title"] = node["title"]
         outputs = node.get("outputs")

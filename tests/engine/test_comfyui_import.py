@@ -252,8 +252,13 @@ def test_latent_upscale_by_image_scale_by_and_a_whole_schedule_ksampler_advanced
                                                               "latent": {"node": "1", "output": "latent"}}}
     assert nodes["3"]["type"] == "ImageScaleBy" and nodes["3"]["inputs"] == {
         "method": "lanczos", "amount": 0.5, "images": {"node": "2", "output": "latent"}, "mode": "factor"}
-    assert nodes["4"]["inputs"]["mode"] == "megapixels" and nodes["4"]["inputs"]["amount"] == 1.0
+    # ComfyUI's megapixel is 1024²: 1.0 of theirs is 1.048576 of ours (a re-test: 512² at 1.0 became 1000², not 1024²)
+    assert nodes["4"]["inputs"]["mode"] == "megapixels" and nodes["4"]["inputs"]["amount"] == 1.048576
     assert nodes["5"]["type"] == "KSamplerAdvanced"          # starts at step 5: not KSampler
+    # a stray "denoise" (no input of KSamplerAdvanced; ComfyUI ignores it) does not make a partial denoise
+    stray = {"1": {"class_type": "KSamplerAdvanced", "inputs": {"add_noise": "enable", "noise_seed": 1, "steps": 20,
+                                                                "start_at_step": 0, "end_at_step": 20, "denoise": 0.5}}}
+    assert "denoise" not in import_foreign(stray)["nodes"]["1"]["inputs"]
     errors = Session(builtins=True).validate(import_foreign(workflow))
     (partial,) = [e for e in errors if e.node_id == "5"]
     assert "SplitSigmas" in partial.message and "docs/editor.md" in partial.message
@@ -299,3 +304,52 @@ def test_comfyuis_annotated_input_file_names_and_default_titles_are_understood(t
     session = Session(builtins=True)
     expanded, errors = expand_graph(session.load(graph), session.registry)
     assert errors == [] and expanded.nodes["3"].inputs["filename_prefix"] == "x_64"
+
+
+def test_hostile_subgraph_workflows_are_refused_by_name_and_quickly():
+    """A hostile re-test: an outer node (or link) id "20:6" silently replaced instance 20's inner node (a prompt
+    swapped in); instances of EMPTY definitions escaped the node cap (depth 7: 54 s, 3 GB); junk link values and
+    1e308 positions raised TypeError / OverflowError; a definition whose input node has an inner node's id rewired
+    that node."""
+    workflow = txt2img_workflow(prompt_inside=True)
+    workflow["nodes"].append(node("20:6", "CLIPTextEncode", [("clip", 3)], ["EVIL"]))
+    with pytest.raises(GraphValidationError, match="node id '20:6' comes twice"):
+        import_foreign(workflow)
+    workflow = txt2img_workflow(prompt_inside=True)
+    workflow["links"].append(["20:1", 4, 1, 5, 0, "CLIP"])
+    with pytest.raises(GraphValidationError, match="link id '20:1' comes twice"):
+        import_foreign(workflow)
+    ids = [f"00000000-0000-4000-8000-{level:012d}" for level in range(8)]
+    bomb = {"nodes": [node(1, ids[0])], "links": [], "definitions": {"subgraphs": [
+        {"id": ids[level], "name": f"L{level}", "links": [],
+         "nodes": [node(k, ids[level + 1]) for k in range(10)] if level < 7 else []} for level in range(8)]}}
+    started = time.perf_counter()
+    with pytest.raises(GraphValidationError, match="more than 50000 nodes"):
+        import_foreign(bomb)
+    assert time.perf_counter() - started < 10
+    workflow = txt2img_workflow(prompt_inside=True)
+    workflow["nodes"][-1]["inputs"][0]["link"] = [3]
+    workflow["nodes"][-1]["pos"] = [1e308, 0]
+    workflow["definitions"]["subgraphs"][0]["nodes"][0]["pos"] = [-1e308, 0]
+    workflow["definitions"]["subgraphs"][0]["nodes"][1]["inputs"][0]["link"] = {"id": 2}
+    graph = import_foreign(workflow)                  # no crash: what cannot be read links nothing
+    assert "text_encoder" not in graph["nodes"]["20:7"]["inputs"]
+    workflow = txt2img_workflow(prompt_inside=True)
+    workflow["definitions"]["subgraphs"][0]["inputNode"]["id"] = 6
+    with pytest.raises(GraphValidationError, match="input / output node id 6 is also the id of one of its inner"):
+        import_foreign(workflow)
+
+
+def test_a_left_out_bypassed_node_passes_by_the_consuming_inputs_type():
+    """A bypassed unknown node whose output is typed "*" passed nothing ("KSampler needs input 'positive'"): ComfyUI
+    matches the bypassed node's inputs against the consuming input's type."""
+    workflow = txt2img_workflow(prompt_inside=False)
+    workflow["nodes"].append({"id": 40, "type": "AnyFilter", "mode": 4,
+                              "inputs": [{"name": "x", "type": "CONDITIONING", "link": 4}],
+                              "outputs": [{"name": "out", "type": "*", "links": [41]}]})
+    workflow["links"] = [link for link in workflow["links"] if link[0] != 4] + [[4, 6, 0, 40, 0, "CONDITIONING"],
+                                                                              [41, 40, 0, 3, 1, "*"]]
+    sampler = next(n for n in workflow["nodes"] if n["type"] == "KSampler")
+    sampler["inputs"][1] = {"name": "positive", "type": "CONDITIONING", "link": 41}
+    graph = import_foreign(workflow, lambda node_type: None)
+    assert graph["nodes"]["3"]["inputs"]["positive"] == {"node": "6", "output": "conditioning"}
