@@ -17,8 +17,8 @@ Map
   ``embed(clip_input)`` -> (B, P) image embeddings; ``check(clip_input) -> CheckResult``;
   ``check_images(images)`` judges IMAGE tensors whole (a wide image in ``square_windows``) and never
   flags an image with nothing in it (``shows_something``).
-- ``shows_something(images)``: the "is there anything in this image" guard: False for a blank frame only
-  (noise is judged: a guard that passed noise would let an unsafe image through under enough of it).
+- ``shows_something(images)``: the "is there anything in this image" guard: False only for a frame of one colour
+  (any contrast, or noise, is judged: a looser guard let an unsafe image through, see its docstring).
 - ``concept_scores(...)``: the decision rule as a pure function of cosine similarities
   (scores rounded to 3 decimals before the ``> 0`` test, as the reference does).
 - ``checker_view(images, size)``: IMAGE -> the square the checker judges (shortest side resized
@@ -70,9 +70,6 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SPECIAL_CARE_ADJUSTMENT = 0.01  # threshold reduction once a special-care concept fires (reference value)
 METADATA_KEY = "nodegraph.safety_checker"
 IGNORED_KEYS = ("vision_model.vision_model.embeddings.position_ids",)  # a buffer in older checkpoints
-# A blank frame (``shows_something``): every pixel within this much of every other, per channel, in [0, 1]
-# (about 5/255: below what a display shows; every tiny-world object stands out by >= 0.16)
-FLAT_RANGE = 0.02
 
 
 class CheckerError(ValueError):
@@ -202,17 +199,18 @@ class SafetyChecker(nn.Module):
         A square image is judged as CLIP's feature extractor sees it (``preprocess``). A wide or tall one
         is cut into the fewest squares that cover it (``square_windows``), each judged the same way, and
         its result is that of its highest-scoring square that shows something: the reference's centre crop
-        alone would never look at the sides of a 2:1 image. A blank square (``shows_something``) is never
-        flagged, whatever it scores: a checker has seen only images of something, and the tiny one scores
-        blank frames above its threshold.
+        alone would never look at the sides of a 2:1 image. A blank square (``shows_something``: every pixel
+        the same) is never flagged, whatever it scores: a checker has seen only images of something, and the
+        tiny one scores blank frames above its threshold. An image with a NaN or infinite pixel is always
+        flagged (its scores would be NaN, which no threshold flags: it fails closed).
         """
         parameter = self.visual_projection.weight
         height, width = images.shape[1:3] if isinstance(images, torch.Tensor) and images.ndim == 4 else (0, 0)
         if height == width:
             result = self.check(preprocess(images, self.image_size).to(parameter.device, parameter.dtype))
             something = shows_something(images).to(result.flagged.device)
-            return CheckResult(result.flagged & something, result.concept_scores, result.special_scores,
-                               result.image_embeds, something)
+            flagged = (result.flagged & something) | _not_finite(images).to(result.flagged.device)
+            return CheckResult(flagged, result.concept_scores, result.special_scores, result.image_embeds, something)
         windows = square_windows(height, width)
         crops = torch.stack([images[:, top:top + side, left:left + side] for top, left, side in windows], dim=1)
         result = self.check(preprocess(crops.flatten(0, 1), self.image_size).to(parameter.device, parameter.dtype))
@@ -222,22 +220,28 @@ class SafetyChecker(nn.Module):
         best_scores = scores.max(dim=-1).values if scores.shape[-1] else torch.zeros(scores.shape[:2])
         best = best_scores.masked_fill(~something & something.any(dim=1, keepdim=True), -torch.inf).argmax(dim=1)
         pick = torch.arange(scores.shape[0]) * count + best
-        flagged = (result.flagged.cpu().view(-1, count) & something).any(dim=1).to(result.flagged.device)
+        flagged = (result.flagged.cpu().view(-1, count) & something).any(dim=1) | _not_finite(images).cpu()
+        flagged = flagged.to(result.flagged.device)
         return CheckResult(flagged, result.concept_scores[pick], result.special_scores[pick],
                            result.image_embeds[pick], something.any(dim=1).to(result.flagged.device))
 
 
 def shows_something(images: torch.Tensor) -> torch.Tensor:
-    """IMAGE (B, H, W, 3) -> (B,) bool: False where the image is a blank frame — every pixel within
-    ``FLAT_RANGE`` of every other in each channel (≈ 5/255: nothing can be drawn in that contrast).
+    """IMAGE (B, H, W, 3) -> (B,) bool: False only where the image is blank — every pixel exactly the same
+    colour, as a flat PNG is (a NaN pixel is "something").
 
-    Only blank frames: pixel noise is judged like any image. A guard that also passed "noise" would give an
-    unsafe picture a way through (enough noise added to a star made 32 of 417 pass unjudged in a trial), and a
-    safety filter that over-blocks a frame of noise is the lesser harm.
+    Exactly: a frame of any contrast above zero can carry a picture a later node stretches back (a re-test
+    squeezed a star into 5/255 in float, passed it as "blank", and three ImageAdjust nodes restored it pixel
+    for pixel), and pixel noise is judged like any image (a guard that passed "noise" let 32 of 417 stars
+    through under σ 0.3 noise). A safety filter that over-blocks a near-blank or noisy frame is the lesser harm.
     """
     pixels = images[..., :3].float().flatten(1, 2)       # (B, H*W, 3)
-    span = (pixels.amax(dim=1) - pixels.amin(dim=1)).amax(dim=-1)
-    return span > FLAT_RANGE
+    return ~(pixels == pixels[:, :1]).all(dim=2).all(dim=1)
+
+
+def _not_finite(images: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the image holds a NaN or infinite value."""
+    return ~torch.isfinite(images.float()).flatten(1).all(dim=1)
 
 
 def square_windows(height: int, width: int) -> list[tuple[int, int, int]]:

@@ -41,19 +41,21 @@ def _render(shape: str, colour: str = "red", background: str = "white", size: st
     return torch.from_numpy(world.render(scene, 64)).float()[None] / 255
 
 
-def test_shows_something_is_false_for_blank_frames_only():
-    """Flat frames (any colour, 1 px to 96 px, with ±2/255 dither) show nothing; noise, a shape, a shape under noise
-    and a faint gradient show something (they are judged)."""
+def test_shows_something_is_false_for_one_colour_frames_only():
+    """Frames of one colour (any colour, 1 px to 96 px) show nothing; noise, a 1/255 dither, a shape, a shape under
+    noise, a star squeezed into 5/255 of contrast (a re-test restored it after the filter) and a NaN pixel all
+    show something: they are judged."""
     for colour in COLOURS:
         for size in (1, 8, 64, 96):
             assert not bool(shows_something(_flat(colour, size))[0]), (colour, size)
-    dither = (_flat((128, 128, 128), 64) + (torch.randint(-2, 3, (1, 64, 64, 3)) / 255)).clamp(0, 1)
-    assert not bool(shows_something(dither)[0])
-    assert shows_something(_noise_frames(4, 64)).all()
+    dither = (_flat((128, 128, 128), 64) + (torch.randint(0, 2, (1, 64, 64, 3)) / 255)).clamp(0, 1)
+    assert shows_something(_noise_frames(4, 64)).all() and bool(shows_something(dither)[0])
     star = _render("star", "yellow", "white", "small")
     noisy_star = (star + 0.3 * torch.randn(star.shape, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
-    gradient = torch.linspace(0.4, 0.45, 64).view(1, 1, 64, 1).expand(1, 64, 64, 3)
-    assert shows_something(torch.cat([star, noisy_star, gradient])).all()
+    squeezed = 0.5 + (star - 0.5) * (5 / 255)
+    nan = _flat((0, 0, 0), 64)
+    nan[0, 3, 3, 0] = float("nan")
+    assert shows_something(torch.cat([star, noisy_star, squeezed, nan])).all()
 
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped checker is not trained yet")
@@ -71,6 +73,12 @@ def test_shipped_checker_never_flags_blank_frames_or_noise():
     assert shapes.flagged.tolist() == [True, False] and shapes.something.all()
     wide = torch.cat([_flat((255, 255, 255), 64), _render("star")], dim=2)  # a blank left half, a star on the right
     assert checker.check_images(wide).flagged.tolist() == [True]
+    squeezed = 0.5 + (_render("star") - 0.5) * 0.019      # a star at 5/255 of contrast: judged (not "blank")
+    assert checker.check_images(squeezed).something.all()
+    poisoned = _render("star").clone()
+    poisoned[0, 0, 0, 0] = float("nan")                    # NaN scores flag nothing: the image is flagged instead
+    assert checker.check_images(torch.cat([poisoned, poisoned.flip(1)])).flagged.all()
+    assert checker.check_images(torch.cat([poisoned, poisoned], dim=2)).flagged.all()
 
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped checker is not trained yet")
