@@ -423,12 +423,13 @@ def truncate_for_denoise(make_sigmas: Callable[[int], torch.Tensor], steps: int,
                             "Use 1.0 for a full denoise, smaller values to keep more of the input.", denoise)
     # exactly ComfyUI's int(steps / denoise), float rounding included (14 / 0.28 = 49.999…: a 49-step schedule),
     # so an imported workflow starts from ComfyUI's sigma
-    total_steps = max(steps, int(steps / denoise))
-    if total_steps > MAX_SCHEDULE_STEPS:      # the schedule is built whole: 1e-9 would ask for 2e10 sigmas
+    length = steps / denoise                  # inf for a subnormal denoise (int() of it raised OverflowError)
+    if length > MAX_SCHEDULE_STEPS:           # the schedule is built whole: 1e-9 would ask for 2e10 sigmas
         raise SamplingError("denoise", f"at least {steps / MAX_SCHEDULE_STEPS:.6g} for {steps} steps (the schedule "
-                            f"is steps / denoise = {total_steps} steps long; at most {MAX_SCHEDULE_STEPS})",
+                            f"is steps / denoise = {length:.4g} steps long; at most {MAX_SCHEDULE_STEPS})",
                             repr(denoise), "Raise denoise, or lower steps; denoise below 0.01 keeps the input "
                             "almost unchanged anyway.", denoise)
+    total_steps = max(steps, int(length))
     try:
         sigmas = make_sigmas(total_steps)
     except SamplingError as exc:

@@ -186,6 +186,9 @@ def test_truncate_for_denoise_refuses_a_schedule_too_long_to_build():
             truncate_for_denoise(make, 20, denoise)
         assert info.value.argument == "denoise" and "at least 0.002" in str(info.value)
     assert len(truncate_for_denoise(make, 20, 0.002)) == 21      # 10,000 steps: the longest allowed
+    for tiny in (5e-324, 1e-308, 1e-300):     # a subnormal made steps / denoise inf: int(inf) raised OverflowError
+        with pytest.raises(SamplingError, match=r"steps / denoise = (inf|2e\+30\d) steps long"):
+            truncate_for_denoise(make, 20, tiny)
 
 
 def test_a_schedule_limit_reached_through_denoise_says_so():
