@@ -209,7 +209,7 @@ def bit_depth_problem(format: str, bit_depth: str) -> str | None:
     if bit_depth == "16" or bit_depth in SUBTYPES.get(format, {}):
         return None
     if format == "flac":
-        return (f"FLAC stores integer samples (16 or 24 bit), not {bit_depth}-bit; "
+        return (f"FLAC stores integer samples (16 or 24 bit), not {bit_depth!r}; "
                 f"Fix: set bit_depth to 24, or save as wav for 32-bit float")
     return (f"{format} is a lossy codec with no bit depth; bit_depth {bit_depth} applies to wav (16, 24, 32 float) "
             f"and flac (16, 24). Fix: set bit_depth to 16, or save as wav or flac")
