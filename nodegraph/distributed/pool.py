@@ -26,6 +26,7 @@ the cluster's resources allow — a Ray node joining or leaving is picked up the
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -38,6 +39,8 @@ from typing import Any, Callable, Literal
 from ..errors import NodegraphError
 from .scheduling import NoCapableWorker, RunNeeds, WorkerInfo, capable_workers, choose_worker
 
+log = logging.getLogger("nodegraph.distributed")
+
 LOCAL_RAY_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",   # bind every listener to 127.0.0.1 (not the external interface)
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -47,6 +50,49 @@ DESCRIBE_TIMEOUT = 120.0        # a new actor imports torch and loads plugins: s
 LISTING_TTL = 10.0              # seconds a worker's model listing is trusted
 MAX_INPUT_BYTES = 512 * 1024 * 1024
 RetryPolicy = Literal["once", "never"]
+
+
+RAY_START_WARN_SECONDS = 30.0   # ray.init has no timeout of its own: after this, say what may be holding it
+
+
+class _SlowStartWarning:
+    """While `ray.init` runs (it blocks in Ray's C++ core, with no timeout), warn on stderr and in the log
+    every `every` seconds from `after` on, naming where Ray's own errors are and the usual causes — a Ray
+    that cannot map its shared memory (a `ulimit -v`, systemd's LimitAS, a container's memory limit) waited
+    silently for ever before the server printed anything (an operator's pass)."""
+
+    def __init__(self, what: str, after: float = RAY_START_WARN_SECONDS, every: float = 60.0):
+        self.what, self.after, self.every = what, after, every
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="ray-start-watch", daemon=True)
+
+    def __enter__(self) -> _SlowStartWarning:
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._done.set()
+
+    def _watch(self) -> None:
+        import sys
+
+        wait = self.after
+        while not self._done.wait(wait):
+            message = (f"{self.what} has not finished after {time.monotonic() - self._started:.0f} s. Ray's own "
+                       f"errors are in /tmp/ray/session_latest/logs (raylet.err, worker-*.err); the usual causes: a "
+                       f"memory limit that stops Ray mapping its shared memory (`ulimit -v`, systemd's LimitAS=, a "
+                       f"container's limit), a full /dev/shm or /tmp, or a firewall between Ray's processes. "
+                       f"Still waiting; Ctrl+C / SIGTERM to stop")
+            log.warning("%s", message)
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+            wait = self.every
+
+
+def failed_plugins(warnings: list[dict[str, Any]]) -> dict[str, str]:
+    """plugin → message, for the `failed` entries of a worker's plugin warnings (`Session.plugin_warnings`)."""
+    return {str(w.get("plugin")): str(w.get("message", "")) for w in warnings
+            if isinstance(w, dict) and w.get("kind") == "failed"}
 
 
 def local_ray_environment() -> None:
@@ -288,14 +334,16 @@ class WorkerPool:
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                       "configure_logging": False}
+            what = "starting the local Ray cluster" if self.address is None else f"connecting to Ray at {self.address}"
             try:
-                if self.address is None:
-                    ray.init(num_cpus=self.local_cpus or os.cpu_count(), **kwargs)
-                    self._started_cluster = True
-                else:
-                    with native_stderr_held() as held:
-                        ray.init(address=self.address, **kwargs)
-                    held.replay()
+                with _SlowStartWarning(what):
+                    if self.address is None:
+                        ray.init(num_cpus=self.local_cpus or os.cpu_count(), **kwargs)
+                        self._started_cluster = True
+                    else:
+                        with native_stderr_held() as held:
+                            ray.init(address=self.address, **kwargs)
+                        held.replay()
             except Exception as exc:  # noqa: BLE001 — Ray's own errors vary by version
                 raise ClusterUnreachableError(self.address or "local", f"{type(exc).__name__}: {exc}") from None
         return ray
@@ -362,7 +410,11 @@ class WorkerPool:
             self._info[name] = WorkerInfo(
                 name=name, host=described["host"], node_id=described["node_id"],
                 node_types=frozenset(described["node_types"]), warm=frozenset(described["warm"]),
+                failed_plugins=failed_plugins(described.get("plugin_warnings") or []),
                 slots=self.slots, in_flight=old.in_flight if old else 0, last_used=old.last_used if old else 0.0)
+            for plugin, why in self._info[name].failed_plugins.items():      # said where the operator looks
+                log.warning("Ray worker %s (host %s): plugin %s failed to load: %s", name, described["host"],
+                            plugin, why)
             self._listed_at[name] = {}
             self._cond.notify_all()
 

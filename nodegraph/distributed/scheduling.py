@@ -39,6 +39,7 @@ class WorkerInfo:
     node_types: frozenset[str] = frozenset()
     models: dict[str, frozenset[str]] = field(default_factory=dict)   # folder → file names present
     warm: frozenset[str] = frozenset()          # "folder/name" whose loaded outputs its cache holds
+    failed_plugins: dict[str, str] = field(default_factory=dict)   # plugin → why it did not load there
     in_flight: int = 0
     slots: int = 1
     last_used: float = 0.0
@@ -69,7 +70,10 @@ class NoCapableWorker(NodegraphError):
         self.lacks = lacks
         parts = [f"{worker} lacks {', '.join(items)}" for worker, items in lacks.items()]
         fixes = []
-        if any("plugin" in item for items in lacks.values() for item in items):
+        if any("failed to load there" in item for items in lacks.values() for item in items):
+            fixes.append("make the plugin import on those nodes (the error above is theirs: a missing "
+                         "dependency there, most often)")
+        if any("is not installed there" in item for items in lacks.values() for item in items):
             fixes.append("install the plugin on every Ray node (same Python environment as the server)")
         if any("model file" in item for items in lacks.values() for item in items):
             fixes.append("copy the model file into a model folder of those nodes (or a shared one listed "
@@ -87,8 +91,12 @@ def missing_on(worker: WorkerInfo, needs: RunNeeds) -> list[str]:
     items = []
     for node_type, plugin in sorted(needs.node_types.items()):
         if node_type not in worker.node_types:
-            items.append(f"node type {node_type!r} (plugin {plugin!r} is not installed there)" if plugin
-                         else f"node type {node_type!r}")
+            if plugin and plugin in worker.failed_plugins:
+                items.append(f"node type {node_type!r} (plugin {plugin!r} failed to load there: "
+                             f"{worker.failed_plugins[plugin][:300]})")
+            else:
+                items.append(f"node type {node_type!r} (plugin {plugin!r} is not installed there)" if plugin
+                             else f"node type {node_type!r}")
     for folder, name in needs.model_files:
         present = worker.models.get(folder)
         if present is not None and name not in present:

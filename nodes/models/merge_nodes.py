@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from nodegraph import Input, Node, NodeInputError, NodeInputs, Output
 from nodegraph.memory import ensure_free
+
+if TYPE_CHECKING:        # torch is imported where weights are touched: registering the nodes needs none
+    import torch
+    from torch import nn
 
 __all__ = ["MERGE_NODES", "MergeModels", "MergeTextEncoders", "merged_weights", "weights_of"]
 
@@ -39,6 +40,8 @@ def merged_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], ratio
         example = f"{only_a[0]!r} only in the first" if only_a else f"{only_b[0]!r} only in the second"
         raise ValueError(f"the two hold different weights ({len(only_a)} only in the first, {len(only_b)} only in "
                          f"the second; e.g. {example}): they are not the same architecture")
+    import torch
+
     merged = {}
     for key, first in a.items():
         second = b[key]
@@ -89,6 +92,8 @@ class MergeModels(Node):
     outputs = (Output("model", "MODEL"),)
 
     def run(self, model_a: Any, model_b: Any, ratio: float) -> dict:
+        from torch import nn
+
         for name, model in (("model_a", model_a), ("model_b", model_b)):
             if not isinstance(getattr(model, "net", None), nn.Module):
                 raise NodeInputError(name, f"{getattr(model, 'name', type(model).__name__)} is not a network whose "
@@ -129,6 +134,8 @@ class MergeTextEncoders(Node):
     outputs = (Output("text_encoder", "TEXT_ENCODER"),)
 
     def run(self, text_encoder_a: Any, text_encoder_b: Any, ratio: float) -> dict:
+        from torch import nn
+
         from .nodes import TextEncoder, set_loras
 
         for name, value in (("text_encoder_a", text_encoder_a), ("text_encoder_b", text_encoder_b)):

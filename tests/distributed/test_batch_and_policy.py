@@ -375,3 +375,22 @@ def test_chosen_outputs_of_a_sweep_check_only_what_they_need(tmp_path):
     assert [e.code for e in _checked_here(session, graph, None)] == ["unknown_node_type"]
     items = run_batch(session, graph, [{"a.value": 1}, {"a.value": 2}], outputs=["show"], output_dir=tmp_path / "o")
     assert [(item.status, item.outputs["show"]["value"]) for item in items] == [("succeeded", 1), ("succeeded", 2)]
+
+
+def test_a_plugin_that_failed_to_load_on_a_worker_is_named_with_its_error():
+    """A plugin installed on the worker whose import raised there ("No module named 'fancylib'") was reported as
+    "not installed there" and its ImportError was logged nowhere (an operator's pass)."""
+    from nodegraph.distributed.pool import failed_plugins
+
+    needs = RunNeeds({"opsplug.OpsUpper": "opsplug"}, ())
+    worker = _worker("w0")
+    worker.failed_plugins = failed_plugins([
+        {"kind": "failed", "plugin": "opsplug", "message": "ImportError: No module named 'fancylib'"},
+        {"kind": "clash", "plugin": "other", "message": "x"}])
+    assert worker.failed_plugins == {"opsplug": "ImportError: No module named 'fancylib'"}
+    with pytest.raises(NoCapableWorker) as info:
+        choose_worker([worker], needs)
+    text = str(info.value)
+    assert ("lacks node type 'opsplug.OpsUpper' (plugin 'opsplug' failed to load there: ImportError: No module "
+            "named 'fancylib')") in text
+    assert "make the plugin import on those nodes" in text and "install the plugin" not in text
