@@ -564,7 +564,8 @@ class RunQueue:
             ids = [r["id"] for r in rows]
             self._db.execute(
                 "UPDATE runs SET status = 'interrupted', finished_at = ?, "
-                "error = '{\"message\": \"the server stopped while this run was executing; re-queue it\"}' "
+                "error = '{\"code\": \"server_stopped\", \"message\": \"the server stopped while this run was "
+                "executing; re-queue it\"}' "
                 "WHERE status = 'running'", (time.time(),))
             return ids
 

@@ -645,6 +645,8 @@ class Server:
             self._server.server.close()          # no new connections; the open ones hear how their runs ended
         if self._worker is not None:
             await asyncio.to_thread(self._worker.join, 10)
+        if self.backend is not None and hasattr(self.backend, "stop_runs"):     # remote runs end before the goodbye
+            await asyncio.to_thread(self.backend.stop_runs)
         await self._flush_outboxes(self.CLOSE_FLUSH_SECONDS)
         for websocket, outbox in list(self.connections.values()):
             websocket.close_timeout = self.CLOSE_HANDSHAKE_SECONDS
@@ -1401,6 +1403,9 @@ class Server:
                 log.info("run %s (user %s) stopped at its %d s limit", run_id, record.user, time_limit)
                 self._terminal_event = RunFailed(run_id, exc.node_id, error["message"])
                 self._finish(run_id, "failed", error=error, result=saved)
+            elif self._stopping.is_set():     # the server is shutting down: said so, with a code scripts can read
+                self._finish(run_id, "interrupted", error=SERVER_STOPPED_ERROR | {"node_id": exc.node_id},
+                             result=saved)
             else:
                 self._finish(run_id, "interrupted", error={"message": str(exc), "node_id": exc.node_id}, result=saved)
         except BaseException as exc:  # noqa: BLE001 — the worker must survive anything
@@ -1550,6 +1555,11 @@ def freeze_startup_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+# a run interrupted because the server stopped (SIGTERM, Ctrl+C), told apart from a user's interrupt by its code
+SERVER_STOPPED_ERROR = {"code": "server_stopped",
+                        "message": "the server stopped while this run was executing; re-queue it"}
 
 
 async def serve_forever(args: argparse.Namespace) -> None:

@@ -189,18 +189,24 @@ class RayBackend:
         """Interrupt a run on whichever worker holds it (or before it reaches one)."""
         return self.pool.interrupt(run_id)
 
+    def stop_runs(self, seconds: float = 10.0) -> None:
+        """Interrupt the runs in flight and wait up to `seconds` for their outcomes to be recorded and posted: the
+        server calls this before it tells its clients goodbye, so a client hears `run_interrupted` (it heard
+        nothing: the outcome came after the connections closed, an operator's pass)."""
+        with self._lock:
+            active = dict(self._active)
+        for run_id in active:
+            self.pool.interrupt(run_id)
+        deadline = time.monotonic() + seconds
+        for thread in active.values():
+            thread.join(max(0.1, deadline - time.monotonic()))
+
     def close(self) -> None:
         """Interrupt runs in flight, wait a little for them, stop the workers; safe to call twice."""
         if self._closed:
             return
         self._closed = True
-        with self._lock:
-            active = dict(self._active)
-        for run_id in active:
-            self.pool.interrupt(run_id)
-        deadline = time.monotonic() + 10
-        for thread in active.values():
-            thread.join(max(0.1, deadline - time.monotonic()))
+        self.stop_runs()
         if self.owns_pool:
             self.pool.close()
 
@@ -295,6 +301,10 @@ class RayBackend:
                 status, outcome = "failed", {"error": {"message": f"could not store the run's output files: {exc}"}}
                 terminal = None
         error = outcome.get("error")
+        if status == "interrupted" and server._stopping.is_set():     # the server is shutting down: said so
+            from ..server import SERVER_STOPPED_ERROR
+
+            error = SERVER_STOPPED_ERROR | {k: v for k, v in (error or {}).items() if k in ("node_id", "worker")}
         if status == "failed" and (terminal is None or terminal.get("type") != "run_failed"):
             terminal = RunFailed(run_id, (error or {}).get("node_id"), (error or {}).get("message", "")).to_dict()
         elif status == "interrupted" and (terminal is None or terminal.get("type") != "run_interrupted"):

@@ -394,3 +394,40 @@ def test_a_plugin_that_failed_to_load_on_a_worker_is_named_with_its_error():
     assert ("lacks node type 'opsplug.OpsUpper' (plugin 'opsplug' failed to load there: ImportError: No module "
             "named 'fancylib')") in text
     assert "make the plugin import on those nodes" in text and "install the plugin" not in text
+
+
+def test_a_server_stops_its_remote_runs_before_it_says_goodbye(tmp_path):
+    """On SIGTERM a `--ray` server closed its clients first and recorded the runs' interruption after, so a client
+    never heard `run_interrupted` (an operator's pass): the backend's runs are stopped before the outboxes are
+    flushed and the connections closed."""
+    calls = []
+
+    class Backend:                      # the server's seam to a backend (distributed/backend.py RayBackend)
+        def serve(self, server):
+            server._stopping.wait()
+
+        def stop_runs(self):
+            calls.append("stop_runs")
+
+        def close(self):
+            calls.append("close")
+
+        def interrupt(self, run_id):
+            return False
+
+    server = Server(Session(output_dir=tmp_path / "out", input_dir=tmp_path / "in"), data_dir=tmp_path / "data",
+                    port=0, backend=Backend())
+    flush = server._flush_outboxes
+
+    async def flushed(seconds):
+        calls.append("flush")
+        await flush(seconds)
+
+    server._flush_outboxes = flushed
+
+    async def main():
+        await server.start()
+        await server.close()
+
+    asyncio.run(main())
+    assert calls == ["stop_runs", "flush", "close"]

@@ -686,6 +686,16 @@ def test_a_client_hears_how_its_run_ended_when_the_server_stops(tmp_path):
     finally:
         stopper.join(30)
         client._connection.__exit__(None, None, None)
+    # recorded as stopped by the server, with a code (it read as a user's interrupt: an operator's pass)
+    from nodegraph.run_queue import RunQueue
+
+    queue = RunQueue(tmp_path / "data" / "runs.sqlite")
+    try:
+        record = queue.get(run_id)
+        assert record.status == "interrupted" and record.error["code"] == "server_stopped"
+        assert "re-queue it" in record.error["message"]
+    finally:
+        queue.close()
 
 
 def test_a_client_that_stopped_reading_does_not_hold_up_shutdown(tmp_path):
