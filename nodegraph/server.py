@@ -1514,9 +1514,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nodegraph serve", description="Serve the editor and the websocket API.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)")
-    parser.add_argument("--data-dir", default=".nodegraph", help="where the run queue database lives")
-    parser.add_argument("--output-dir", default="output")
-    parser.add_argument("--input-dir", default="input")
+    parser.add_argument("--data-dir", default=".nodegraph",
+                        help="the run queue and history database, uploads' records, the server lock (default: "
+                             "./.nodegraph, relative to the folder the server starts in; back it up whole)")
+    parser.add_argument("--output-dir", default="output", help="where runs write their files (default: ./output)")
+    parser.add_argument("--input-dir", default="input", help="uploads and input files (default: ./input)")
     parser.add_argument("--token", default=os.environ.get("NODEGRAPH_TOKEN"),
                         help="required from clients (env NODEGRAPH_TOKEN); generated if listening beyond loopback "
                              "or with --allow-host (a proxy in front)")
@@ -1604,6 +1606,8 @@ async def serve_forever(args: argparse.Namespace) -> None:
     if not (server.web_dist / "index.html").is_file():
         print("note: the editor is not built, so the page answers 503 (the websocket API works); build it with "
               "`scripts/setup` (or `cd web && npm ci && npm run build`)", flush=True)
+    print(f"data in {Path(args.data_dir).resolve()}, outputs in {Path(args.output_dir).resolve()}, inputs in "
+          f"{Path(args.input_dir).resolve()}", flush=True)      # an operator sees where the history is kept
     if users is not None:
         print(f"{len(users)} user(s) from {args.users}; open {url}?token=YOUR_TOKEN", flush=True)
     if server.generated_token:

@@ -553,3 +553,23 @@ def test_a_run_whose_end_the_database_refused_is_recorded_once_it_can(tmp_path, 
     finally:
         monkeypatch.undo()
         running.stop()
+
+
+def test_the_banner_says_where_the_data_is_kept(tmp_path):
+    """An operator could not see where the history lives (`--data-dir` defaults to ./.nodegraph in the folder the
+    server starts in; started elsewhere it looked as if the history was lost): the banner names the three folders."""
+    env = {**os.environ, "NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "nodegraph.cli", "serve", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("data in "):
+                break
+        assert lines and lines[-1].strip() == (f"data in {(tmp_path / '.nodegraph').resolve()}, outputs in "
+                                               f"{(tmp_path / 'output').resolve()}, inputs in "
+                                               f"{(tmp_path / 'input').resolve()}"), lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
