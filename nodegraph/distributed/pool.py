@@ -640,7 +640,10 @@ class WorkerPool:
                     self._cond.notify_all()
                 lost_on.add(worker.name)
                 reason = f"worker {worker.label} died while running this run ({type(exc).__name__})"
-                if attempt < attempts and run_id not in self._interrupts:
+                retrying = attempt < attempts and run_id not in self._interrupts
+                log.warning("run %s: %s; %s", run_id, reason,       # the operator's own line (Ray's is a raylet blob)
+                            "retrying on another worker" if retrying else "not retried (interrupted)")
+                if retrying:
                     on_event({"type": "run_retrying", "run_id": run_id, "worker": worker.name,
                               "attempt": attempt + 1, "message": f"{reason}; retrying on another worker"}, None)
                     continue
