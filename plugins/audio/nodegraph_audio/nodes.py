@@ -1,7 +1,8 @@
 """The audio plugin's nodes (thin adapters over the library modules) and its plugin hooks.
 
 Audio files and waveforms (AUDIO = {"waveform": (B, channels, samples) float32, "sample_rate": int})
-    LoadAudio / SaveAudio        WAV, FLAC, OGG (Vorbis), MP3 through soundfile; results are kind "audio" files
+    LoadAudio / SaveAudio        WAV, FLAC, OGG (Vorbis), MP3 through soundfile (LoadAudio: a video's sound too,
+                                 through PyAV); results are kind "audio" files
     SynthesizeSound              a sound of the tiny model's synthesised world from its caption
     ResampleAudio, TrimPadAudio, MixAudio, AudioGain, NormalizeAudio, FadeAudio, ConcatenateAudio, SilenceSpan
 Spectrograms (SPECTROGRAM: values (B·channels, F, T) + how they were made; see spectrogram_value())
@@ -63,7 +64,8 @@ def _call(function: Any, *args: Any, **kwargs: Any) -> Any:
 # --- files and waveforms ---------------------------------------------------------------------------
 
 class LoadAudio(Node):
-    """Load an audio file from the input folder: WAV, FLAC, OGG (Vorbis / Opus), MP3 (soundfile / libsndfile).
+    """Load an audio file from the input folder: WAV, FLAC, OGG (Vorbis / Opus), MP3 (soundfile / libsndfile), or
+    the sound track of a video (MP4, MOV, MKV, WebM, AVI) or M4A / AAC file (PyAV, the video plugin's dependency).
 
     The result is one clip (batch 1) with the file's channels and sample rate. Files over `max_seconds`,
     empty files, unreadable files and files holding NaN samples are refused with an error naming `file`.

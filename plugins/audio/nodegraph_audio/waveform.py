@@ -11,6 +11,7 @@ AUDIO layout (the port type's contract, README "The AUDIO value")
     check_audio(value, argument)         the (waveform, sample_rate) of a valid AUDIO, or AudioError
     format_problem(format, rate, chans)  why a file format cannot hold such audio (mp3 rates, ogg ≤ 192 kHz)
     make_audio(waveform, sample_rate)    an AUDIO dict (checked)
+    read_container_audio(path, ...)      a video's / M4A's sound track through PyAV (read_audio's fallback)
     read_audio(path, max_seconds)        soundfile: WAV, FLAC, OGG Vorbis/Opus, MP3 (libsndfile ≥ 1.1); a WAV
                                          shorter than its header declares is refused (wav_declared_frames)
     write_audio(path, audio, format, bit_depth)   one file per batch item: "wav" (16 / 24-bit PCM or 32-bit
@@ -118,8 +119,10 @@ def read_audio(path: str | Path, max_seconds: float = 600.0, argument: str = "fi
     try:
         info = soundfile.info(str(path))
     except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
-        raise AudioError(argument, f"{path.name} is not a readable audio file ({error}); give a WAV, FLAC, OGG or "
-                                   f"MP3 file") from None
+        if path.suffix.lower() in VIDEO_CONTAINERS:      # a video's (or M4A's) sound track: through PyAV
+            return read_container_audio(path, max_seconds, argument)
+        raise AudioError(argument, f"{path.name} is not a readable audio file ({error}); give a WAV, FLAC, OGG, "
+                                   f"MP3 file, or a video / M4A file with a sound track") from None
     if info.frames <= 0:
         raise AudioError(argument, f"{path.name} holds no samples (an empty recording)")
     seconds = info.frames / info.samplerate
@@ -150,6 +153,67 @@ def read_audio(path: str | Path, max_seconds: float = 600.0, argument: str = "fi
         bad = int((~torch.isfinite(wave)).sum())
         raise AudioError(argument, f"{path.name} holds {bad} NaN / infinite sample(s) (a float file written by a "
                                    f"broken program); re-export it, or replace those samples with 0 in an editor")
+    return make_audio(wave, rate, argument)
+
+
+VIDEO_CONTAINERS = (".mp4", ".m4v", ".m4a", ".mov", ".mkv", ".webm", ".avi", ".aac")
+
+
+def read_container_audio(path: Path, max_seconds: float = 600.0, argument: str = "file") -> dict[str, Any]:
+    """The first sound track of a video (MP4, MOV, MKV, WebM, AVI) or M4A / AAC file as a (1, channels, samples)
+    AUDIO, decoded by PyAV (the video plugin's dependency) — ComfyUI's LoadAudio and VideoHelperSuite's Load
+    Video give a video's sound the same way. The track's declared length is held to `max_seconds` and the
+    sample budget before decoding, and the decoded samples as they come (a header can lie). AAC's encoder
+    delay (about 1,024 samples of silence) stays at the start, as the decoder gives it."""
+    try:
+        import av
+    except ImportError:
+        raise AudioError(argument, f"{path.name} is a video / MPEG-4 file; reading its sound needs the PyAV package "
+                                   f"(`pip install av`, which the video plugin installs)") from None
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, ValueError) as error:
+        raise AudioError(argument, f"{path.name} is not a readable video or audio file ({error})") from None
+    with container:
+        stream = next(iter(container.streams.audio), None)
+        if stream is None:
+            raise AudioError(argument, f"{path.name} has no sound track (a video without audio); give a file with "
+                                       f"sound")
+        rate = int(stream.rate or 0)
+        channels = int(stream.channels or 0)
+        if rate <= 0 or channels <= 0:
+            raise AudioError(argument, f"{path.name}'s sound track declares no sample rate or channels")
+        check_rate(rate, argument)
+        duration = (float(stream.duration * stream.time_base) if stream.duration and stream.time_base
+                    else (container.duration or 0) / 1e6)
+        if duration > max_seconds:
+            raise AudioError(argument, f"{path.name}'s sound is {duration:.1f} s long, over the limit of "
+                                       f"{max_seconds:g} s; trim it first or raise max_seconds")
+        too_large = (f"{path.name}'s sound is too large to load at once: trim it or lower its sample rate / "
+                     f"channel count")
+        check_result_size((1, channels, int(duration * rate) + 1), rate, argument, too_large)
+        limit = int(max_seconds * rate) + rate           # decoded samples per channel allowed (a header can lie)
+        resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=rate)
+        chunks, count = [], 0
+        try:
+            for frame in container.decode(stream):
+                for piece in resampler.resample(frame):
+                    chunks.append(piece.to_ndarray())
+                    count += chunks[-1].shape[-1]
+                if count > limit:
+                    raise AudioError(argument, f"{path.name}'s sound runs past {max_seconds:g} s (its header said "
+                                               f"{duration:.1f} s); trim it first or raise max_seconds")
+            for piece in resampler.resample(None):
+                chunks.append(piece.to_ndarray())
+        except av.error.FFmpegError as error:
+            raise AudioError(argument, f"{path.name}'s sound could not be decoded ({error})") from None
+    if not chunks or sum(c.shape[-1] for c in chunks) == 0:
+        raise AudioError(argument, f"{path.name}'s sound track holds no samples")
+    data = np.concatenate(chunks, axis=-1).astype(np.float32, copy=False)         # (channels, samples)
+    check_result_size((1, data.shape[0], data.shape[1]), rate, argument, too_large)
+    wave = torch.from_numpy(np.ascontiguousarray(data))[None]
+    if not bool(torch.isfinite(wave).all()):
+        raise AudioError(argument, f"{path.name}'s sound holds NaN / infinite samples; re-export it")
     return make_audio(wave, rate, argument)
 
 
