@@ -1066,12 +1066,15 @@ class SaveVideo(Node):
     B·F frames), and writes one file per clip, as SaveImage / SaveAudio write one file per batch item;
     link it to EmptyVideoLatent's `frames`. 0 writes every frame into one file (an IMAGE knows nothing
     of clips). An IMAGE knows no frame rate either: link `fps` to the `fps` output of EmptyVideoLatent, the
-    video sampler or LoadVideo, so the rate set there is the file's. The graph is stored in the file's metadata where the container has a text field (mp4 / webm comment,
-    GIF comment). Files are numbered PREFIX_00001.mp4, ..., written to a temporary file first.
+    video sampler or LoadVideo, so the rate set there is the file's. `audio` (mp4: AAC, webm: Opus; mono or
+    stereo) becomes the file's sound track, cut to the clip's length, as VideoHelperSuite's Video Combine muxes
+    it: one clip per batch item of the audio, or one sound for every clip. The graph is stored in the file's
+    metadata where the container has a text field (mp4 / webm comment, GIF comment). Files are numbered
+    PREFIX_00001.mp4, ..., written to a temporary file first.
     """
 
     category = "video"
-    version = "1.1.0"
+    version = "1.2.0"     # 1.2: an `audio` input (the sound track)
     output_node = True
 
     class Inputs(NodeInputs):
@@ -1083,11 +1086,13 @@ class SaveVideo(Node):
         embed_graph: bool = Input(True)
         clip_frames: int = Input(0, ge=0, le=MAX_FRAMES,
                                  description="frames per clip: one file per clip of a batch (0 = all frames, one file)")
+        audio: Any = Input(None, port="AUDIO", description="the sound track (mp4 / webm; mono or stereo), cut to "
+                                                           "the clip's length")
 
     outputs = ()
 
     def run(self, images: Any, fps: float, format: str, quality: int, filename_prefix: str,
-            embed_graph: bool, clip_frames: int = 0) -> dict:
+            embed_graph: bool, clip_frames: int = 0, audio: Any = None) -> dict:
         import json
 
         from .video_io import FORMATS, write_video, written_fps
@@ -1107,6 +1112,7 @@ class SaveVideo(Node):
                                                 f"`frames` output), or set it to 0 to save all frames as one clip")
         clips = [images[start:start + frames] for start in range(0, total, frames)]   # clip-major (B·F, ...)
         plays = written_fps(fps, format)        # gif frame times are whole centiseconds: 8 fps is stored as 120 ms
+        sounds = _clip_sounds(audio, len(clips), format, frames / plays)
         if format == "gif" and plays > 50:      # frames under 20 ms: browsers show each for ~100 ms
             self.context.warn(f"gif at {plays:g} fps stores frames of {100 / plays:.0f} centisecond(s); browsers "
                               f"show frames under 20 ms for about 100 ms, so it plays at ~10 fps there; use fps 50 "
@@ -1117,15 +1123,43 @@ class SaveVideo(Node):
                               f"{width + width % 2}×{height + height % 2} by repeating the last {repeated}; use an "
                               f"even size (or format gif / webp) to keep it exact")
             height, width = height + height % 2, width + width % 2
-        files = api.save_files(self.context, [lambda path, clip=clip: write_video(path, clip, fps, format,
-                                                                                  quality=quality, graph_json=graph)
-                                              for clip in clips],
+        files = api.save_files(self.context, [lambda path, clip=clip, sound=sound: write_video(
+                                                  path, clip, fps, format, quality=quality, graph_json=graph,
+                                                  sound=sound)
+                                              for clip, sound in zip(clips, sounds)],
                                kind="video", prefix=filename_prefix, suffix=spec["suffix"], mime=spec["mime"],
                                argument="filename_prefix",
                                fields={"width": width, "height": height, "frames": frames, "fps": round(plays, 4),
                                        "duration": round(frames / plays, 4),
                                        **({"info": {"fps_requested": fps}} if abs(plays - fps) > 1e-6 else {})})
         return {"files": files}
+
+
+def _clip_sounds(audio: Any, clips: int, format: str, seconds: float) -> list[Any]:
+    """One (channels, samples) float32 sound track and rate per clip from an AUDIO (batch 1: the same for every
+    clip; batch = clips: one each), cut to `seconds`; [None] * clips without audio. NodeInputError on `audio`."""
+    import torch
+
+    from .video_io import AUDIO_CODECS, sound_track
+
+    if audio is None:
+        return [None] * clips
+    if format not in AUDIO_CODECS:
+        raise NodeInputError("audio", f"a {format} file holds no sound; save as mp4 or webm to keep the audio, or "
+                                      f"unlink it")
+    waveform, rate = (audio.get("waveform"), audio.get("sample_rate")) if isinstance(audio, dict) else (None, None)
+    if not isinstance(waveform, torch.Tensor) or waveform.ndim != 3 or not isinstance(rate, int) or rate <= 0:
+        raise NodeInputError("audio", "expected an AUDIO ({'waveform': (B, channels, samples), 'sample_rate': int})")
+    batch, channels = waveform.shape[:2]
+    if channels not in (1, 2):
+        raise NodeInputError("audio", f"{channels} channels: a video's sound track here is mono or stereo; down-mix "
+                                      f"it first")
+    if batch not in (1, clips):
+        raise NodeInputError("audio", f"{batch} sounds for {clips} clip(s): give one sound, or one per clip")
+    if not 8000 <= rate <= 96000:
+        raise NodeInputError("audio", f"{rate} Hz: resample the sound to 8,000–96,000 Hz first (48,000 is usual)")
+    data = waveform.detach().float().cpu().numpy()
+    return [(sound_track(data[k if batch > 1 else 0], rate, seconds), rate) for k in range(clips)]
 
 
 NODES: list[type[Node]] = [

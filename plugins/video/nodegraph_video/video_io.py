@@ -296,8 +296,10 @@ def _as_uint8(frames: torch.Tensor) -> np.ndarray:
 
 
 def write_video(path: str | os.PathLike, frames: torch.Tensor, fps: float, format: str, *, quality: int = 80,
-                graph_json: str | None = None) -> None:
-    """Write frames (F, H, W, 3) in [0, 1] to `path` in `format` (FORMATS), atomically (temp file, then rename)."""
+                graph_json: str | None = None, sound: tuple[np.ndarray, int] | None = None) -> None:
+    """Write frames (F, H, W, 3) in [0, 1] to `path` in `format` (FORMATS), atomically (temp file, then rename).
+    `sound` ((channels, samples) float32 in [-1, 1], sample rate), mp4 / webm only, becomes the file's sound
+    track (AAC / Opus), cut to the frames' duration (`sound_track`)."""
     if format not in FORMATS:
         raise VideoFileError("format", f"expected one of {', '.join(FORMATS)}, found {format!r}")
     path = Path(path)
@@ -305,15 +307,61 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor, fps: float, forma
     pixels = _as_uint8(frames)
     try:
         if format in ("gif", "webp"):
+            if sound is not None:
+                raise VideoFileError("audio", f"a {format} file holds no sound; save as mp4 or webm to keep it")
             _write_pillow(tmp, pixels, fps, format, quality, graph_json)
         else:
-            _write_av(tmp, pixels, fps, format, quality, graph_json)
+            _write_av(tmp, pixels, fps, format, quality, graph_json, sound)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _write_av(path: Path, pixels: np.ndarray, fps: float, format: str, quality: int, graph_json: str | None) -> None:
+AUDIO_CODECS = {"mp4": "aac", "webm": "libopus"}       # the sound track's codec in each container
+OPUS_RATE = 48000                                       # Opus encodes at 48 kHz: other rates are resampled
+
+
+def sound_track(waveform: np.ndarray, rate: int, seconds: float) -> np.ndarray:
+    """(channels, samples) cut to `seconds` (a longer sound stops with the picture, as ffmpeg's -shortest) and
+    clipped to [-1, 1] (AAC / Opus code full scale); a shorter one is kept as it is (the picture goes on silent)."""
+    keep = min(waveform.shape[-1], max(1, round(seconds * rate)))
+    return np.clip(waveform[:, :keep], -1.0, 1.0).astype(np.float32)
+
+
+def _sound_stream(container: Any, format: str, sound: tuple[np.ndarray, int]) -> Any:
+    """Add the sound track's stream (before anything is muxed: the container's header names every stream)."""
+    data, rate = sound
+    codec = AUDIO_CODECS[format]
+    stream = container.add_stream(codec, rate=OPUS_RATE if codec == "libopus" else rate)
+    stream.layout = "mono" if data.shape[0] == 1 else "stereo"
+    return stream
+
+
+def _mux_sound(container: Any, stream: Any, sound: tuple[np.ndarray, int]) -> None:
+    """Encode (channels, samples) at its rate into `stream` (resampled to the encoder's format and rate)."""
+    import av
+
+    data, rate = sound
+    layout = "mono" if data.shape[0] == 1 else "stereo"
+    resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=layout, rate=stream.rate)
+    size = 1024
+    for start in range(0, data.shape[1], size):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, start:start + size]), format="fltp",
+                                           layout=layout)
+        frame.sample_rate = rate
+        frame.pts, frame.time_base = start, Fraction(1, rate)     # the resampler and encoder rebase from these
+        for piece in resampler.resample(frame):
+            for packet in stream.encode(piece):
+                container.mux(packet)
+    for piece in resampler.resample(None):
+        for packet in stream.encode(piece):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+
+
+def _write_av(path: Path, pixels: np.ndarray, fps: float, format: str, quality: int, graph_json: str | None,
+              sound: tuple[np.ndarray, int] | None = None) -> None:
     import av
 
     height, width = pixels.shape[1:3]
@@ -328,11 +376,14 @@ def _write_av(path: Path, pixels: np.ndarray, fps: float, format: str, quality: 
         stream.options = {"crf": str(crf)} if format == "mp4" else {"crf": str(crf), "b:v": "0"}
         if graph_json:
             container.metadata["comment"] = graph_json
+        sound_stream = _sound_stream(container, format, sound) if sound is not None else None
         for image in pixels:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+        if sound_stream is not None:
+            _mux_sound(container, sound_stream, sound)
 
 
 def frame_milliseconds(fps: float, format: str) -> int:
