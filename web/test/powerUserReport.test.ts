@@ -85,6 +85,22 @@ describe("a node added from a dropped wire or the search lands in the view", () 
   });
 });
 
+describe("a paste lands in the view too", () => {
+  it("a KSampler pasted with the pointer at the canvas's bottom edge is moved up into the view", () => {
+    const app = editorWithTxt2img();
+    const sampler = app.canvas.rects().sampler;
+    const view: Rect = { x: sampler.x - 300, y: sampler.y - 200, width: 1200, height: 700 };
+    app.canvas.view = () => view;
+    app.editor.select(idMap([["sampler", true as const]]));
+    expect(app.copySelection()).toBe(true);
+    app.canvas.pointer = [view.x + 600, view.y + view.height - 10]; // 10 px above the bottom edge (6 % visible before)
+    app.paste();
+    const [pasted] = Object.keys(app.editor.state.selectedNodes);
+    expect(pasted).not.toBe("sampler");
+    expect(inside(app.canvas.rects()[pasted], view)).toBe(true);
+  });
+});
+
 describe("a dropped wire's list with no query", () => {
   const first = (port: string, from: "output" | "input") =>
     searchNodes(schemas.nodes, "", { filter: { port, from }, types: schemas.types }).map((h) => h.schema.type);
@@ -93,12 +109,28 @@ describe("a dropped wire's list with no query", () => {
     expect(first("TEXT_ENCODER", "output")[0]).toBe("EncodeText"); // as CLIPTextEncode; Load LoRA came first
     expect(first("MODEL", "output")[0]).toBe("KSampler");
     expect(first("LATENT", "output").slice(0, 2)).toEqual(["KSampler", "VAEDecode"]);
+    const exactly = (type: string, port: string, from: "output" | "input") => {
+      const schema = schemas.nodes[type];
+      return from === "output" ? Object.values(schema.inputs).some((i) => i.port === port) : schema.outputs.some((o) => o.port === port);
+    };
     for (const [port, from] of [["TEXT_ENCODER", "output"], ["MODEL", "output"], ["IMAGE", "output"], ["MODEL", "input"]] as const) {
       const list = first(port, from);
-      const training = list.map((type) => isTrainingNode(schemas.nodes[type]));
-      expect([port, from, training.indexOf(true) < 0 || training.slice(training.indexOf(true)).every(Boolean)]).toEqual([port, from, true]);
+      // exact-type nodes first, generic (*) ones after; training nodes last within each group
+      for (const group of [list.filter((t) => exactly(t, port, from)), list.filter((t) => !exactly(t, port, from))]) {
+        const training = group.map((type) => isTrainingNode(schemas.nodes[type]));
+        expect([port, from, training.indexOf(true) < 0 || training.slice(training.indexOf(true)).every(Boolean)]).toEqual([port, from, true]);
+      }
+      const kinds = list.map((t) => exactly(t, port, from));
+      expect([port, from, kinds.indexOf(false) < 0 || kinds.slice(kinds.indexOf(false)).every((k) => !k)]).toEqual([port, from, true]);
     }
-    expect(first("TEXT_ENCODER", "output")).toContain("TrainFlow"); // still offered, last
+    expect(first("TEXT_ENCODER", "output")).toContain("TrainFlow"); // still offered, after the everyday nodes
+  });
+
+  it("a type only training nodes take offers them before generic nodes (a LORA wire: Save LoRA, not Wait)", () => {
+    expect(first("LORA", "output")[0]).toBe("SaveLoRA");
+    const model = first("MODEL", "output");
+    expect(model.indexOf("SaveCheckpoint")).toBeGreaterThan(-1);
+    expect(model.indexOf("SaveCheckpoint")).toBeLessThan(model.indexOf("Wait"));
   });
 
   it("a typed query still finds training nodes first when it names them", () => {
@@ -202,5 +234,16 @@ describe("an emptied canvas", () => {
     const before = fromGraphFile({ format_version: 2, metadata: { title: "T", description: "D", author: "me" }, nodes: { a: { type: "Int" } } });
     expect(untitledWhenEmptied(before, { ...before, nodes: idMap() }).metadata).toEqual({ author: "me" });
     expect(untitledWhenEmptied(before, before)).toBe(before);
+  });
+
+  it("drops the subgraph definitions no node uses once the top level is emptied (they went into the next save)", () => {
+    const app = editorWithTxt2img();
+    selectionActions.collapse(app, ["prompt", "negative"]);
+    expect(Object.keys(app.editor.doc.subgraphs ?? {})).toHaveLength(1);
+    selectAll(app);
+    selectionActions.delete(app);
+    expect(app.editor.doc.subgraphs).toBeUndefined();
+    app.editor.undo();
+    expect(Object.keys(app.editor.doc.subgraphs ?? {})).toHaveLength(1);
   });
 });

@@ -350,18 +350,24 @@ export function removeNodes(doc: EditorDocument, ids: Iterable<string>): EditorD
 
 /**
  * The graph left when a delete took its last node: a new, untitled one — `metadata.title` and
- * `metadata.description` (which named and described the nodes now gone) dropped, the rest of the
- * metadata kept. Otherwise `doc` as it is. Without this, an emptied txt2img canvas kept "Text to image
+ * `metadata.description` (which named and described the nodes now gone) and the subgraph definitions
+ * (no node uses them now) dropped, the rest of the metadata and the group frames (seen, deleted by hand) kept. Otherwise `doc` as it is. Without this, an emptied txt2img canvas kept "Text to image
  * (tiny world)" in the toolbar, and the graph built on it next ran and saved under that name (the
  * editor has no "New" and no way to rename a graph).
  */
 export function untitledWhenEmptied(before: EditorDocument, doc: EditorDocument): EditorDocument {
-  if (Object.keys(doc.nodes).length || !Object.keys(before.nodes).length || !doc.metadata) return doc;
-  if (!("title" in doc.metadata) && !("description" in doc.metadata)) return doc;
-  const metadata = { ...doc.metadata };
+  if (Object.keys(doc.nodes).length || !Object.keys(before.nodes).length) return doc;
+  let out = doc;
+  if (doc.subgraphs && Object.keys(doc.subgraphs).length) {
+    // the definitions no node uses any more: invisible, they went into the next save (a re-test); frames stay
+    out = { ...out };
+    delete out.subgraphs;
+  }
+  if (!out.metadata || (!("title" in out.metadata) && !("description" in out.metadata))) return out;
+  const metadata = { ...out.metadata };
   delete metadata.title;
   delete metadata.description;
-  return { ...doc, metadata };
+  return { ...out, metadata };
 }
 
 /** Set input `input` of node `id` to a literal or a link; `undefined` removes it (the default applies). */

@@ -34,7 +34,8 @@
  * A word of 5 letters or more that leaves out a letter or two of a name ("ksamplr") is a strong
  * hit too (a typo, not an unrelated node). Among equal scores the common nodes (COMMON_NODES) come
  * first, the more used first, and training nodes last; with no query yet (a wire dropped on the
- * canvas) the common nodes lead the list in that order and the training nodes end it.
+ * canvas) the nodes taking exactly the wire's type come first, and within them and within the generic
+ * (*) ones the common nodes lead in that order and the training nodes end.
  *
  * Port filtering (`PortFilter`): when a wire is dragged from an output of type
  * T and dropped on empty canvas, only nodes with an input that accepts T are
@@ -296,9 +297,11 @@ export function searchNodes(
     if (score <= 0) continue;
     score += everydayBonus(schema, query.trim() ? 0.5 : 3);
     if (port !== undefined && options.filter) {
-      // Nodes whose port has exactly the wire's type come before generic (*) and converting ones.
+      // Nodes whose port has exactly the wire's type come before generic (*) and converting ones — by more
+      // than everydayBonus spans (±3 with no query), so a LORA wire offers Save LoRA (a training node) before
+      // Wait or Switch (a re-test: Enter added Wait); the everyday order sorts within each of the two groups.
       const exact = options.filter.from === "output" ? schema.inputs[port]?.port === options.filter.port : schema.outputs.find((o) => o.name === port)?.port === options.filter.port;
-      if (exact) score += query.trim() ? 5 : 1;
+      if (exact) score += query.trim() ? 5 : 7;
     }
     hits.push(port === undefined ? { schema, score, strong: match.strong } : { schema, score, strong: match.strong, port });
   }

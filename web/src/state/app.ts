@@ -56,7 +56,7 @@ import {
 } from "../graph/document";
 import { JsonDepthError, parseJson, stringifyJson } from "../graph/exactJson";
 import { idMap } from "../graph/idMaps";
-import { placeAll, type Rect, type Size } from "../graph/layout";
+import { freeSpot, type Rect, type Size } from "../graph/layout";
 import { renamesText, withRenamedInputs, type InputRename } from "../graph/renamedInputs";
 import { subgraphSchemas } from "../graph/subgraph";
 import { foreignFormat, foreignKind, importedTitle, jsonErrorText, refusalText } from "../graph/foreign";
@@ -1079,7 +1079,9 @@ export class EditorApp {
       const by = Math.min(...boxes.map((b) => b.y));
       const bw = Math.max(...boxes.map((b) => b.x + b.width)) - bx;
       const bh = Math.max(...boxes.map((b) => b.y + b.height)) - by;
-      const spot = placeAll({ clip: [bx, by] }, () => ({ width: bw, height: bh }), rects).clip;
+      // ...and inside the view, as a node added by search or a dropped wire (a pasted node near the canvas's
+      // edge was 6 % visible: a re-test)
+      const spot = freeSpot([bx, by], { width: bw, height: bh }, rects, undefined, this.canvas.view());
       const [dx, dy] = [spot[0] - bx, spot[1] - by];
       const placed = moveNodes(pasted.doc, idMap(boxes.map((b, i): [string, Position] => [ids[i], [b.x + dx, b.y + dy]])));
       return withRenamedInputs(placed, this.session.get().schemas.nodes).doc; // nodes copied from a graph of an older version
