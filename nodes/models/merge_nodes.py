@@ -77,6 +77,24 @@ def _fresh_copy(module: nn.Module, weights: dict[str, torch.Tensor]) -> nn.Modul
     return made
 
 
+def _merged_module(memory: Any, first: tuple[nn.Module, Any, str], second: tuple[nn.Module, Any, str],
+                   ratio: float) -> nn.Module:
+    """A new module holding ratio × first + (1 − ratio) × second. Each is (module, make its variant's patches the
+    module's — LoRAs are baked in —, the input that holds it); a misfit is a NodeInputError on the second's input."""
+    (module_a, patch_a, name_a), (module_b, patch_b, name_b) = first, second
+    ensure_free(3 * _state_bytes(module_a), f"a merge of {name_a} and {name_b} (its weights, a copy, the sum)")
+    with memory.using(module_a):
+        patch_a()
+        weights_a = {key: value.clone() for key, value in weights_of(module_a).items()}
+    with memory.using(module_b):
+        patch_b()
+        try:
+            merged = merged_weights(weights_a, weights_of(module_b), ratio)
+        except ValueError as exc:
+            raise NodeInputError(name_b, f"cannot merge with {name_a}: {exc}") from None
+    return _fresh_copy(module_a, merged)
+
+
 class MergeModels(Node):
     """A weighted average of two models' weights: ratio × model_a + (1 − ratio) × model_b (ComfyUI's
     ModelMergeSimple). Both must be the same architecture and size; each one's LoRAs are baked in. The
@@ -102,17 +120,8 @@ class MergeModels(Node):
             raise NodeInputError("model_b", f"model_a predicts {model_a.prediction!r} and model_b "
                                             f"{model_b.prediction!r}: a merge of the two predicts neither")
         memory = self.context.service("memory")
-        ensure_free(3 * _state_bytes(model_a.net), "a merged model (its weights, a copy to sum into, the sum)")
-        with memory.using(model_a.net):
-            model_a.apply_patches()
-            first = {key: value.clone() for key, value in weights_of(model_a.net).items()}
-        with memory.using(model_b.net):
-            model_b.apply_patches()
-            try:
-                merged = merged_weights(first, weights_of(model_b.net), ratio)
-            except ValueError as exc:
-                raise NodeInputError("model_b", f"cannot merge with model_a: {exc}") from None
-        net = _fresh_copy(model_a.net, merged)
+        net = _merged_module(memory, (model_a.net, model_a.apply_patches, "model_a"),
+                             (model_b.net, model_b.apply_patches, "model_b"), ratio)
         name = f"merge({model_a.name} × {ratio:g}, {model_b.name})"
         memory.register(net, name)
         kept = tuple(p for p in model_a.patches if not isinstance(p, tuple))     # its non-weight patches
@@ -145,17 +154,10 @@ class MergeTextEncoders(Node):
             raise NodeInputError("text_encoder_b", f"text_encoder_a is {text_encoder_a.family!r} and text_encoder_b "
                                                    f"{text_encoder_b.family!r}: merge encoders of one family")
         memory = self.context.service("memory")
-        ensure_free(3 * _state_bytes(text_encoder_a.encoder), "a merged text encoder")
-        with memory.using(text_encoder_a.encoder):
-            set_loras(text_encoder_a.encoder, list(text_encoder_a.loras))
-            first = {key: value.clone() for key, value in weights_of(text_encoder_a.encoder).items()}
-        with memory.using(text_encoder_b.encoder):
-            set_loras(text_encoder_b.encoder, list(text_encoder_b.loras))
-            try:
-                merged = merged_weights(first, weights_of(text_encoder_b.encoder), ratio)
-            except ValueError as exc:
-                raise NodeInputError("text_encoder_b", f"cannot merge with text_encoder_a: {exc}") from None
-        encoder = _fresh_copy(text_encoder_a.encoder, merged)
+        patched = [lambda value=value: set_loras(value.encoder, list(value.loras))
+                   for value in (text_encoder_a, text_encoder_b)]
+        encoder = _merged_module(memory, (text_encoder_a.encoder, patched[0], "text_encoder_a"),
+                                 (text_encoder_b.encoder, patched[1], "text_encoder_b"), ratio)
         memory.register(encoder, f"merged text encoder ({text_encoder_a.family})")
         return {"text_encoder": TextEncoder(encoder, text_encoder_a.family)}
 
