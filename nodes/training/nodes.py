@@ -420,10 +420,18 @@ def _train(train: Any, *args: Any, **kwargs: Any) -> Any:
     except TrainingStateError as exc:
         raise NodeInputError("run_name", str(exc)) from None
     except (RunInterrupted, KeyboardInterrupt):
+        from .trainer import TrainConfig
+
+        every = next((v.checkpoint_every for v in (*args, *kwargs.values()) if isinstance(v, TrainConfig)), None)
         for run in (v for v in (*args, *kwargs.values()) if isinstance(v, TrainingRun)):
             if run.kept_step is not None:
                 run.warn(f"{run.shown}: interrupted; its training state at step {run.kept_step} is kept: run the "
                          f"same graph again to resume from there")
+            elif run.folder is not None:     # said: the steps done are lost (it printed only "interrupted")
+                when = (f"one is saved every {every} steps" if every else "checkpoint_every 0 saves one only at "
+                        "the end") if every is not None else "one is saved at each checkpoint"
+                run.warn(f"{run.shown}: interrupted before its first training state was saved ({when}), so a "
+                         f"rerun starts from step 0; a smaller checkpoint_every keeps more of a stopped run")
         raise
 
 

@@ -297,3 +297,22 @@ def test_a_crop_size_not_smaller_than_the_images_warns(tmp_path):
         "show": {"type": "ShowValue", "inputs": {"value": {"node": "vae", "output": "report"}}}}}
     result = Session(output_dir=tmp_path).run(graph)
     assert any("crop_size 32 is not smaller than the images (16×16)" in w["message"] for w in result.warnings)
+
+
+def test_a_run_stopped_before_its_first_state_says_the_steps_are_lost(tmp_path):
+    """Stopped before any state was saved (checkpoint_every 0 saves only at the end), a run printed only
+    "interrupted": a hobbyist's pass lost 14 steps without a word. Now it says so, and what keeps more."""
+    from nodegraph.errors import RunInterrupted
+    from nodes.training.nodes import _train as train_through_node
+
+    warnings: list[str] = []
+    run = TrainingRun(tmp_path / "state", {"x": 1}, warn=warnings.append, shown_as="run 'mine'")
+
+    def stopped(config, run):
+        raise RunInterrupted("stopped at step 14")
+
+    with pytest.raises(RunInterrupted):
+        train_through_node(stopped, _config(checkpoint_every=0), run)
+    assert warnings == ["run 'mine': interrupted before its first training state was saved (checkpoint_every 0 "
+                        "saves one only at the end), so a rerun starts from step 0; a smaller checkpoint_every keeps "
+                        "more of a stopped run"]
