@@ -99,6 +99,20 @@ describe("a paste lands in the view too", () => {
     expect(pasted).not.toBe("sampler");
     expect(inside(app.canvas.rects()[pasted], view)).toBe(true);
   });
+
+  it("a whole graph pasted beside itself with no room in the view goes clear of it, not on top of it", () => {
+    const app = editorWithTxt2img();
+    const sampler = app.canvas.rects().sampler;
+    app.canvas.view = () => ({ x: sampler.x - 100, y: sampler.y - 100, width: 700, height: 500 });
+    const before = Object.keys(app.editor.doc.nodes);
+    app.editor.select(idMap(before.map((id) => [id, true as const])));
+    expect(app.copySelection()).toBe(true);
+    app.paste();
+    const rects = app.canvas.rects();
+    const pasted = Object.keys(app.editor.doc.nodes).filter((id) => !before.includes(id));
+    expect(pasted).toHaveLength(before.length);
+    expect(pasted.some((id) => before.some((old) => overlaps(rects[id], rects[old])))).toBe(false);
+  });
 });
 
 describe("a dropped wire's list with no query", () => {

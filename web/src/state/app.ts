@@ -56,7 +56,7 @@ import {
 } from "../graph/document";
 import { JsonDepthError, parseJson, stringifyJson } from "../graph/exactJson";
 import { idMap } from "../graph/idMaps";
-import { freeSpot, type Rect, type Size } from "../graph/layout";
+import { freeSpot, overlaps, type Rect, type Size } from "../graph/layout";
 import { renamesText, withRenamedInputs, type InputRename } from "../graph/renamedInputs";
 import { subgraphSchemas } from "../graph/subgraph";
 import { foreignFormat, foreignKind, importedTitle, jsonErrorText, refusalText } from "../graph/foreign";
@@ -1079,9 +1079,13 @@ export class EditorApp {
       const by = Math.min(...boxes.map((b) => b.y));
       const bw = Math.max(...boxes.map((b) => b.x + b.width)) - bx;
       const bh = Math.max(...boxes.map((b) => b.y + b.height)) - by;
-      // ...and inside the view, as a node added by search or a dropped wire (a pasted node near the canvas's
-      // edge was 6 % visible: a re-test)
-      const spot = freeSpot([bx, by], { width: bw, height: bh }, rects, undefined, this.canvas.view());
+      // ...inside the view, as a node added by search or a dropped wire (a pasted node near the canvas's edge was
+      // 6 % visible: a re-test), one node even overlapping; several with no free spot there (a whole graph
+      // pasted beside itself) go clear of the others, out of view, rather than in a heap on top of them
+      const size = { width: bw, height: bh };
+      const inView = freeSpot([bx, by], size, rects, undefined, this.canvas.view());
+      const covers = rects.some((r) => overlaps({ x: inView[0], y: inView[1], ...size }, r));
+      const spot = covers && ids.length > 1 ? freeSpot([bx, by], size, rects) : inView;
       const [dx, dy] = [spot[0] - bx, spot[1] - by];
       const placed = moveNodes(pasted.doc, idMap(boxes.map((b, i): [string, Position] => [ids[i], [b.x + dx, b.y + dy]])));
       return withRenamedInputs(placed, this.session.get().schemas.nodes).doc; // nodes copied from a graph of an older version
