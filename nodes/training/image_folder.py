@@ -66,6 +66,7 @@ class ImageFolderReport:
     empty_caption: list[Path] = field(default_factory=list)
     outside_root: list[Path] = field(default_factory=list)
     unreadable_caption: dict[Path, str] = field(default_factory=dict)
+    default_captioned: int = 0     # used images that took the default caption (no or an empty caption file)
     linked_folders: list[Path] = field(default_factory=list)    # folder links: not entered (they may lead out)
 
     @property
@@ -83,6 +84,7 @@ class ImageFolderReport:
             + (f", {len(self.unreadable_caption)} caption not UTF-8" if self.unreadable_caption else "")
             + (f", {len(self.outside_root)} outside the folder" if self.outside_root else "") + ")"
             + (f"; {len(self.linked_folders)} linked folder(s) not entered" if self.linked_folders else "")
+            + (f"; {self.default_captioned} with the default caption" if self.default_captioned else "")
         )
 
     def skipped_files(self, limit: int = 10) -> list[str]:
@@ -94,7 +96,8 @@ class ImageFolderReport:
                 return path.name
 
         rows = ([f"{name(p)} (cannot be decoded: {why})" for p, why in self.corrupt.items()]
-                + [f"{name(p)} (no caption: add {name(p.with_suffix('.txt'))})" for p in self.missing_caption]
+                + [f"{name(p)} (no caption: add {name(p.with_suffix('.txt'))}, or set default_caption)"
+                   for p in self.missing_caption]
                 + [f"{name(p)} (its caption is empty)" for p in self.empty_caption]
                 + [f"{name(p)} (caption {why})" for p, why in self.unreadable_caption.items()]
                 + [f"{name(p)} (a symbolic link leading out of the folder)" for p in self.outside_root])
@@ -181,6 +184,8 @@ class ImageFolderDataset:
         size: output side in px (shorter side resized to it, then centre-cropped).
         extensions: image file suffixes to consider (case-insensitive).
         shown_as: how error messages name the folder (default: its path).
+        default_caption: the caption of an image without a caption file, or with an empty one (DreamBooth's
+            instance prompt, "a photo of zorb"); empty: such images are skipped and counted.
 
     ``dataset[i]`` -> ``(image, caption)`` with image a float32 tensor (3, size, size) in
     [-1, 1]; ``dataset.example(i)`` gives uint8 (size, size, 3). ``dataset.report`` says what
@@ -188,8 +193,10 @@ class ImageFolderDataset:
     """
 
     def __init__(self, root: str | Path, size: int = 64, extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
-                 shown_as: str | None = None):
+                 shown_as: str | None = None, default_caption: str = ""):
         self.root = Path(root)
+        self.default_caption = default_caption.strip()
+        self._captions: dict[Path, str] = {}
         shown = shown_as or str(self.root)       # the node passes the name the user gave: no server path
         if not self.root.is_dir():
             raise DatasetError("root", f"expected a folder of images with .txt captions; {shown} is not a folder. "
@@ -204,7 +211,7 @@ class ImageFolderDataset:
                                        f"({', '.join(IMAGE_EXTENSIONS)}) each with a non-empty caption in a same-name "
                                        f".txt file beside it (cats/tabby.png + cats/tabby.txt)")
         self.paths = list(self.report.used)
-        self.captions = [_read_caption(_caption_path(path)) for path in self.paths]
+        self.captions = [self._captions[path] for path in self.paths]
 
     def _scan(self, extensions: tuple[str, ...]) -> ImageFolderReport:
         from PIL import Image
@@ -222,17 +229,20 @@ class ImageFolderDataset:
             if not all(os.path.realpath(p).startswith(real_root + os.sep) for p in (path, caption_path)):
                 report.outside_root.append(path)
                 continue
-            if not caption_path.is_file():
+            has_file = caption_path.is_file()
+            if not has_file and not self.default_caption:
                 report.missing_caption.append(path)
                 continue
             try:
-                caption = _read_caption(caption_path)
+                caption = _read_caption(caption_path) if has_file else ""
             except UnicodeDecodeError:
                 report.unreadable_caption[path] = "is not UTF-8 text: save it as UTF-8"
                 continue
             except OSError as error:
                 report.unreadable_caption[path] = f"cannot be read: {error.strerror or type(error).__name__}"
                 continue
+            took_default = not caption and bool(self.default_caption)
+            caption = caption or self.default_caption
             if not caption:
                 report.empty_caption.append(path)
                 continue
@@ -248,6 +258,8 @@ class ImageFolderDataset:
                 report.corrupt[path] = f"{type(error).__name__}: {why}"
                 continue
             report.used.append(path)
+            self._captions[path] = caption
+            report.default_captioned += took_default
         return report
 
     def __len__(self) -> int:

@@ -269,17 +269,22 @@ class TinyWorldDataset(Node):
 class ImageFolderDataset(Node):
     """Your own images with same-name .txt captions, from a folder inside the input folder.
 
-    Corrupt images and images without a caption are skipped and counted (see the report output).
+    Corrupt images are skipped and counted (see the report output), and so are images without a caption
+    unless `default_caption` gives them one (a folder of one subject without captions: DreamBooth's
+    instance prompt).
     """
 
     category = "training"
-    version = "1.0.3"     # .1: 16-bit and float grey images keep their tones; .2: captions NAME.TXT, UTF-8 only;
-    #                       .3: a strip image (over 16:1) resampled from its centre square
+    version = "1.1.0"     # .0.1: 16-bit and float grey images keep their tones; .0.2: captions NAME.TXT, UTF-8 only;
+    #                       .0.3: a strip image (over 16:1) resampled from its centre square; 1.1: default_caption
 
     class Inputs(NodeInputs):
         folder: str = Input("dataset", file_name_in="input", subfolders=True, min_length=1, max_length=255,
                             description="a folder inside the input folder")
         size: int = Input(64, ge=8, le=2048, multiple_of=8)
+        default_caption: str = Input("", max_length=2000,
+                                     description="the caption of images without a .txt (or with an empty one), "
+                                                 "e.g. DreamBooth's 'a photo of zorb'; empty: they are skipped")
 
     outputs = (Output("dataset", "DATASET"), Output("report", "STRING"))
 
@@ -293,7 +298,7 @@ class ImageFolderDataset(Node):
         except LookupError:
             return "missing"
 
-    def run(self, folder: str, size: int) -> dict:
+    def run(self, folder: str, size: int, default_caption: str = "") -> dict:
         from nodegraph.paths import confine
 
         from .image_folder import DatasetError, ImageFolderDataset as Folder
@@ -301,7 +306,7 @@ class ImageFolderDataset(Node):
         root = confine(self.context.service("input_dir"), folder, what="dataset folder", input_name="folder",
                        subfolders=True)
         try:
-            dataset = Folder(root, size=size, shown_as=f"the input folder's {folder!r}")
+            dataset = Folder(root, size=size, shown_as=f"the input folder's {folder!r}", default_caption=default_caption)
         except DatasetError as exc:
             raise NodeInputError("size" if exc.argument == "size" else "folder", exc.reason) from None
         skipped = dataset.report.skipped_files()

@@ -70,7 +70,7 @@ def test_captions_any_case_with_a_bom_or_not_utf8_and_skipped_files_named(tmp_pa
     assert dataset.captions == ["an upper-case caption file", "a caption after a BOM"]
     assert dataset.report.summary() == ("2 images used, 2 skipped (0 corrupt, 1 missing caption, 0 empty caption, "
                                         "1 caption not UTF-8)")
-    assert dataset.report.skipped_files() == ["alone.png (no caption: add alone.txt)",
+    assert dataset.report.skipped_files() == ["alone.png (no caption: add alone.txt, or set default_caption)",
                                               "latin.png (caption is not UTF-8 text: save it as UTF-8)"]
 
 
@@ -158,3 +158,15 @@ def test_a_strip_image_is_not_enlarged_whole_before_its_crop(tmp_path):
     assert square.shape == (512, 512, 3)
     assert tuple(square[256, 256]) == (10, 200, 10) and tuple(square[256, 60]) == (10, 200, 10)   # the centre square
     assert peak < 64 * 2**20, peak       # numpy's share; Pillow's own buffers are bounded likewise
+
+
+def test_a_default_caption_takes_images_without_one(folder):
+    """A folder without captions could not be used at all (a hobbyist's pass; kohya / DreamBooth give one
+    instance prompt): `default_caption` captions the images with no (or an empty) .txt; captioned ones keep theirs."""
+    dataset = ImageFolderDataset(folder, size=16, default_caption="a photo of zorb")
+    assert [p.name for p in dataset.report.used] == ["a.png", "b.png", "empty.png", "a.jpg", "uncaptioned.png"]
+    assert dict(zip((p.name for p in dataset.paths), dataset.captions)) == {
+        "a.png": "green", "b.png": "a red rectangle", "empty.png": "a photo of zorb", "a.jpg": "a blue one",
+        "uncaptioned.png": "a photo of zorb"}
+    assert dataset.report.summary().endswith("; 2 with the default caption")
+    assert dataset.report.missing_caption == [] and dataset.report.empty_caption == []
