@@ -1,8 +1,11 @@
-"""Few-step models as graph nodes: latent consistency distillation and saving its LoRA.
+"""LoRAs made in a graph: latent consistency distillation, a LoRA of your own images, and saving them.
 
     DistillLCM   DATASET, MODEL (the teacher, frozen), TEXT_ENCODER (frozen), VAE
                  → MODEL (the few-step model: the teacher with the LCM-LoRA applied, or a distilled UNet),
                    LORA (the LCM-LoRA; None in "unet" mode), report
+    TrainLoRA    DATASET (your images and captions), MODEL, TEXT_ENCODER (frozen), VAE
+                 → MODEL (with the new LoRA applied), LORA, report (lora_train.py: kohya's / diffusers'
+                   DreamBooth-LoRA: adapters on the attention projections learn the diffusion loss)
     SaveLoRA     LORA → models/loras/NAME.safetensors in the kohya layout LoadLoRA reads
                  (never replacing a file unless `overwrite`)
 
@@ -38,17 +41,18 @@ class TrainedLora:
         return sum(t.numel() * t.element_size() for t in self.tensors.values())
 
 
-def lora_display_metadata(name: str, unet_config: Any, rank: int, alpha: float, steps: int, teacher: str) -> dict:
+def lora_display_metadata(name: str, unet_config: Any, rank: int, alpha: float, steps: int, teacher: str,
+                          usage: str = "LCM-LoRA: sample with the lcm sampler at CFG 1, 2-8 steps",
+                          made: str = "distilled from") -> dict:
     """The header keys LoRA browsers show (A1111's and Civitai's read kohya's `ss_*`; the SAI model spec's
     `modelspec.*`): rank, alpha, name, how to use it. The architecture is SD 1's only for SD 1's own sizes (the
     tiny world's UNet has SD 1's layout, not its widths: an SD 1.5 LoRA slot cannot take it)."""
     import datetime
 
     sd1 = getattr(unet_config, "model_channels", None) == 320 and getattr(unet_config, "context_dim", None) == 768
-    usage = "LCM-LoRA: sample with the lcm sampler at CFG 1, 2-8 steps"
     return {"ss_network_module": "networks.lora", "ss_network_dim": str(rank), "ss_network_alpha": f"{alpha:g}",
             "ss_output_name": name, "ss_steps": str(steps),
-            "ss_training_comment": f"{usage}; distilled from {teacher}",
+            "ss_training_comment": f"{usage}; {made} {teacher}",
             "modelspec.sai_model_spec": "1.0.0",
             "modelspec.architecture": "stable-diffusion-v1-lora" if sd1 else "nodegraph-sd1-layout-lora",
             "modelspec.implementation": "nodegraph", "modelspec.title": name, "modelspec.usage_hint": usage}
@@ -153,6 +157,80 @@ class DistillLCM(Node):
         fast = replace(model, patches=(*model.patches, (weights, 1.0)), _denoiser=None, name=f"{model.name}+lcm")
         report["lora_parameters"] = sum(t.numel() for k, t in tensors.items() if not k.endswith(".alpha"))
         return {"model": fast, "lora": TrainedLora(tensors, metadata, run_name),
+                "report": json.dumps(report, default=str)}
+
+
+class TrainLoRA(Node):
+    """Teach a model your own images as a LoRA (kohya's / diffusers' DreamBooth-LoRA): LoRA adapters on the UNet's
+    attention projections (q, k, v, out) learn to denoise the dataset's images with their captions; the model and
+    the text encoder stay frozen. The MODEL output is the model with the new LoRA applied (strength 1); SaveLoRA
+    writes the LORA, which LoadLoRA applies at any strength like a downloaded one. Give every image a caption
+    naming the subject with a word of its own ("a photo of zorb"; ImageFolderDataset's `default_caption` for a
+    folder without captions). Resumes a stopped run from its last state, as the other training nodes.
+    """
+
+    category = "training"
+
+    class Inputs(NodeInputs):
+        dataset: Any = Input(port="DATASET")
+        model: Any = Input(port="MODEL")
+        text_encoder: Any = Input(port="TEXT_ENCODER")
+        vae: Any = Input(port="VAE")
+        rank: int = Input(8, ge=1, le=256, description="the LoRA's rank (its size): 4-32 as usual")
+        steps: int = Input(500, ge=1, le=10_000_000)
+        batch_size: int = Input(4, ge=1, le=4096)
+        lr: float = Input(1e-4, gt=0.0, le=1.0, description="1e-4 as kohya's default; a tiny model takes up to 1e-3")
+        warmup_steps: int = Input(20, ge=0, le=1_000_000)
+        caption_dropout: float = Input(0.0, ge=0.0, le=1.0, description="share of steps trained without the caption")
+        mixed_precision: Literal["no", "bf16"] = Input("no")
+        seed: int = Input(0, seed=True)
+        checkpoint_every: int = Input(100, ge=0, le=10_000_000,
+                                      description="save the training state every N steps (0: only at the end)")
+        run_name: str = Input("lora", file_name_in="output", subfolders=True, min_length=1, max_length=80)
+
+    outputs = (Output("model", "MODEL"), Output("lora", "LORA"), Output("report", "STRING"))
+
+    def run(self, dataset: Any, model: Any, text_encoder: Any, vae: Any, rank: int, steps: int, batch_size: int,
+            lr: float, warmup_steps: int, caption_dropout: float, mixed_precision: str, seed: int,
+            checkpoint_every: int, run_name: str) -> dict:
+        import torch
+
+        from nodes.models.lora import lora_from_state_dict
+        from nodes.models.nodes import model_schedule
+
+        from .lcm import lora_state_dict
+        from .lora_train import train_lora
+        from .trainer import TrainConfig
+
+        folder = _run_folder(self, run_name)
+        unet = model.net
+        prediction = getattr(getattr(unet, "config", None), "prediction", None)
+        if model_schedule(model) is None or prediction not in ("eps", "v"):
+            raise NodeInputError("model", "TrainLoRA trains eps / v UNets sampled on a discrete schedule (the tiny "
+                                          "world's and SD's); this MODEL is not one")
+        unet, clip = _sd_unet_and_clip("TrainLoRA", model, text_encoder)
+        _require_fp32("model", unet)
+        train = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 10, warmup_steps=warmup_steps,
+                            ema_decay=0.0, mixed_precision=mixed_precision, seed=seed,
+                            checkpoint_every=checkpoint_every)
+        data = _encode_dataset(self, dataset, vae, clip.config.pad_token_id)
+        model.apply_patches()                      # the base is the MODEL as connected (its LoRAs applied)
+        run = _run(self, run_name, folder, {"lora": {"rank": rank, "caption_dropout": caption_dropout},
+                                            "train": repr(train), "data": _data_text(len(data), data),
+                                            "base": getattr(model, "name", "?"), "unet": repr(unet.config),
+                                            "weights": _content_digest(unet, clip)})
+        alphas_cumprod = 1.0 / (1.0 + model.time_map._sigmas64.double() ** 2)      # sigma² = (1 − ᾱ) / ᾱ
+        with _on_compute_device(self, unet, text_encoder.encoder):
+            adapters, report = _train(train_lora, unet, clip, data, alphas_cumprod.float(), train, _progress(self),
+                                      run, rank=rank, objective=prediction, caption_dropout=caption_dropout)
+        tensors = lora_state_dict(adapters, torch.float32)
+        metadata = lora_display_metadata(run_name, unet.config, rank, float(rank), steps, getattr(model, "name", "?"),
+                                         usage="a LoRA of your own images: LoadLoRA it onto the model it was "
+                                               "trained on, strength 0.5-1", made="trained on")
+        weights = lora_from_state_dict(tensors, metadata, name=f"{run_name} (LoRA)")
+        taught = replace(model, patches=(*model.patches, (weights, 1.0)), _denoiser=None, name=f"{model.name}+{run_name}")
+        report["lora_parameters"] = sum(t.numel() for k, t in tensors.items() if not k.endswith(".alpha"))
+        return {"model": taught, "lora": TrainedLora(tensors, metadata, run_name),
                 "report": json.dumps(report, default=str)}
 
 

@@ -1241,9 +1241,9 @@ def register_types() -> list[PortType]:
 @hookimpl
 def register_nodes() -> list[type[Node]]:
     from .flow_nodes import TrainFlow   # flow_nodes.py imports this module's helpers
-    from .lcm_nodes import DistillLCM, SaveLoRA
+    from .lcm_nodes import DistillLCM, SaveLoRA, TrainLoRA
 
-    return [*NODES, TrainFlow, DistillLCM, SaveLoRA]
+    return [*NODES, TrainFlow, DistillLCM, TrainLoRA, SaveLoRA]
 
 
 @hookimpl
