@@ -170,8 +170,8 @@ def _load(session: Any, path: str) -> Any:
     if len(subgraphs) > 20:
         print(f"note: and {len(subgraphs) - 20} more subgraph instances expanded", file=sys.stderr)
     for left in data["metadata"].get("comfyui_bypassed_left_out", []):
-        print(f"note: node {left['node']!r} ({_terminal_safe(left['type'])}) is bypassed and of a type nodegraph "
-              f"lacks: left out, its links passed through, as ComfyUI does", file=sys.stderr)
+        print(f"note: node {_terminal_safe(left['node'])!r} ({_terminal_safe(left['type'])}) is bypassed and of a "
+              f"type nodegraph lacks: left out, its links passed through, as ComfyUI does", file=sys.stderr)
     for change in data["metadata"].get("translated_values", []):
         print(f"note: node {change['node']!r}: {change['input']} {change['from']!r} is {change['to']!r} here",
               file=sys.stderr)
