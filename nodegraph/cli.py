@@ -309,9 +309,25 @@ def _progress_text(event: Any) -> str:
     return text
 
 
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _timing_text(elapsed: float, value: int, total: int) -> str:
+    """How long a node has run and, from its steps so far, about how long it has left: "2:05 elapsed, ~8:20 left"
+    (a training node's own ETA; the bar's counts nodes). "" before its first step or once done."""
+    if value <= 0 or total <= value:
+        return ""
+    return f"{_clock(elapsed)} elapsed, ~{_clock(elapsed / value * (total - value))} left"
+
+
 class _Progress:
     """Event sink that drives a tqdm bar over the run's nodes (on stderr). When stderr is not a terminal (a log
-    file, `nohup`), a node that has been running for LOG_EVERY seconds gets a progress line that often instead."""
+    file, `nohup`), a node that has been running for LOG_EVERY seconds gets a progress line that often instead.
+    A node's progress carries its own elapsed time and time left (`_timing_text`) from its first second on; the
+    bar shows no node-count rate or ETA (it counted a 4,000-step training node as one node of six: "3 s left")."""
 
     LOG_EVERY = 30.0
 
@@ -322,17 +338,26 @@ class _Progress:
         self.log_mode = not self.stream.isatty()     # a log file or pipe: timed lines instead of a bar
         self.last_line = 0.0            # when a progress line was last written (log mode)
         self.node = ""
+        self.node_started = 0.0         # when the running node started (monotonic)
+
+    def _progress(self, event: Any) -> str:
+        import time
+
+        text = _progress_text(event)
+        elapsed = time.monotonic() - self.node_started
+        timing = _timing_text(elapsed, event.value, event.total) if elapsed >= 1.0 else ""
+        return f"{text} · {timing}" if timing else text
 
     def _log_line(self, event: Any) -> None:
         import time
 
         now = time.monotonic()
         if event.type == "node_started":
-            self.last_line, self.node = now, f"{event.node_type} ({event.node_id})"
+            self.last_line, self.node, self.node_started = now, f"{event.node_type} ({event.node_id})", now
         elif event.type == "node_progress" and now - self.last_line >= self.LOG_EVERY:
             self.last_line = now
             stamp = time.strftime("%H:%M:%S")
-            print(f"[{stamp}] {_terminal_safe(self.node)}: {_progress_text(event)}", file=self.stream, flush=True)
+            print(f"[{stamp}] {_terminal_safe(self.node)}: {self._progress(event)}", file=self.stream, flush=True)
 
     def write(self, line: str) -> None:
         """A line on the stream, above the bar when one is shown (a plain print would break it)."""
@@ -351,15 +376,19 @@ class _Progress:
         if kind == "run_started":
             from tqdm import tqdm
 
-            self.bar = tqdm(total=event.total, unit="node", file=self.stream, leave=False, dynamic_ncols=True)
+            self.bar = tqdm(total=event.total, unit="node", file=self.stream, leave=False, dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} nodes [{elapsed}{postfix}]")
         elif self.bar is None:
             return
         elif kind in ("node_cached", "node_finished"):
             self.bar.update(1)
         elif kind == "node_started":
+            import time
+
+            self.node_started = time.monotonic()
             self.bar.set_description(f"{event.node_type} ({event.node_id})")
         elif kind == "node_progress":
-            self.bar.set_postfix_str(_progress_text(event))
+            self.bar.set_postfix_str(self._progress(event))
         elif kind in ("run_finished", "run_failed", "run_interrupted"):
             self.bar.close()
             self.bar = None

@@ -1357,6 +1357,15 @@ def test_training_progress_shows_loss_and_reaches_a_log_file():
     progress.LOG_EVERY = 0.0
     progress(step)
     assert log.getvalue().endswith("] TrainDiffusion (train): 200/600 loss 0.04114 lr 1.0e-04\n")
+    # the node's own time left (the bar's ETA counted nodes: a 4,000-step training node was one of six, "3 s left")
+    from nodegraph.cli import _timing_text
+
+    assert _timing_text(125.0, 200, 600) == "2:05 elapsed, ~4:10 left"
+    assert _timing_text(4000.0, 1, 3) == "1:06:40 elapsed, ~2:13:20 left"
+    assert _timing_text(5.0, 0, 600) == "" and _timing_text(5.0, 600, 600) == ""
+    progress.node_started -= 125.0                            # as if the node had run 125 s
+    progress(step)
+    assert "200/600 loss 0.04114 lr 1.0e-04 · 2:05 elapsed, ~4:10 left" in log.getvalue().splitlines()[-1]
 
 
 def test_a_nodes_warning_is_printed_when_given_and_kept_by_a_stopped_runs_record(tmp_path, monkeypatch, capsys):
