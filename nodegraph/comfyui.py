@@ -188,21 +188,31 @@ _WHOLE_SCHEDULE_KSAMPLER = Equivalent("KSampler", ("latent",), {"noise_seed": "s
                                                          "denoise"}))    # not an input of KSamplerAdvanced
 
 
+def _runs_whole_schedule(inputs: dict[str, Any]) -> bool:
+    """A KSamplerAdvanced that adds its noise and runs from step 0 to at least `steps` (literal values): a
+    KSampler, its leftover-noise switch changing nothing."""
+    steps, start, end = inputs.get("steps"), inputs.get("start_at_step", 0), inputs.get("end_at_step", 10000)
+    return (all(type(v) is int for v in (steps, start, end)) and inputs.get("add_noise", "enable") == "enable"
+            and start == 0 and end >= steps)
+
+
+# classes whose equivalent depends on the entry's values: class → (when it applies, the equivalent)
+BY_VALUES: dict[str, tuple[Callable[[dict[str, Any]], bool], Equivalent]] = {
+    "KSamplerAdvanced": (_runs_whole_schedule, _WHOLE_SCHEDULE_KSAMPLER),
+}
+
+
 def translated_as(class_type: str) -> Equivalent | None:
     """The equivalent an entry of `class_type` got when it was translated (`metadata.comfyui_types` lists those)."""
-    return _WHOLE_SCHEDULE_KSAMPLER if class_type == "KSamplerAdvanced" else EQUIVALENTS.get(class_type)
+    return BY_VALUES[class_type][1] if class_type in BY_VALUES else EQUIVALENTS.get(class_type)
 
 
 def equivalent_for(class_type: str, inputs: dict[str, Any]) -> Equivalent | None:
-    """Our node for one ComfyUI entry: its class's equivalent, or one that depends on the entry's values
-    (KSamplerAdvanced is KSampler when it runs the whole schedule: add_noise enable, start_at_step 0,
-    end_at_step at least steps; its leftover-noise switch then changes nothing); None when there is none."""
-    if class_type == "KSamplerAdvanced":
-        steps, start, end = inputs.get("steps"), inputs.get("start_at_step", 0), inputs.get("end_at_step", 10000)
-        numbers = all(type(v) is int for v in (steps, start, end))
-        if numbers and inputs.get("add_noise", "enable") == "enable" and start == 0 and end >= steps:
-            return _WHOLE_SCHEDULE_KSAMPLER
-        return None
+    """Our node for one ComfyUI entry: its class's equivalent, or, for a class in BY_VALUES, its equivalent when
+    the entry's values allow it (a KSamplerAdvanced over the whole schedule is KSampler); None when there is none."""
+    if class_type in BY_VALUES:
+        applies, equivalent = BY_VALUES[class_type]
+        return equivalent if applies(inputs) else None
     return EQUIVALENTS.get(class_type)
 
 

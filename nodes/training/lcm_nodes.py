@@ -47,8 +47,6 @@ def lora_display_metadata(name: str, unet_config: Any, rank: int, alpha: float, 
     """The header keys LoRA browsers show (A1111's and Civitai's read kohya's `ss_*`; the SAI model spec's
     `modelspec.*`): rank, alpha, name, how to use it. The architecture is SD 1's only for SD 1's own sizes (the
     tiny world's UNet has SD 1's layout, not its widths: an SD 1.5 LoRA slot cannot take it)."""
-    import datetime
-
     sd1 = getattr(unet_config, "model_channels", None) == 320 and getattr(unet_config, "context_dim", None) == 768
     return {"ss_network_module": "networks.lora", "ss_network_dim": str(rank), "ss_network_alpha": f"{alpha:g}",
             "ss_output_name": name, "ss_steps": str(steps),

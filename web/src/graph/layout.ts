@@ -253,18 +253,6 @@ export function intoView(p: Position, size: Size, view: Rect): Position {
   return [axis(p[0], size.width, view.x, view.width), axis(p[1], size.height, view.y, view.height)];
 }
 
-/** Place several boxes (in order) near their wanted spots, each clear of the others and of `fixed`. */
-export function placeAll(wanted: Record<string, Position>, sizeOf: (id: string) => Size, fixed: Rect[]): Record<string, Position> {
-  const placed: Rect[] = [...fixed];
-  const out = idMap<Position>();
-  for (const [id, spot] of Object.entries(wanted)) {
-    const size = sizeOf(id);
-    out[id] = freeSpot(spot, size, placed);
-    placed.push({ x: out[id][0], y: out[id][1], ...size });
-  }
-  return out;
-}
-
 /**
  * After the nodes in `grown` changed size: every node a grown node now covers (and whose
  * top is below the grown node's top) moves down under it; moved nodes push in turn.
