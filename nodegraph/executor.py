@@ -470,9 +470,11 @@ def _media_layout_problem(port: str, value: Any, torch: Any) -> str | None:
                    f"(PCM samples: divide int16 ones by 32768)"
         if waveform.numel() and not waveform.is_meta:
             peak = float(waveform.detach().abs().max())
-            if not math.isfinite(peak) or peak > AUDIO_PEAK_CEILING:
-                return (f"expected a waveform in [-1, 1], found a peak of {peak:g}"
-                        + (" (int16 PCM scale: divide by 32768)" if math.isfinite(peak) and peak > 255 else ""))
+            if not math.isfinite(peak):
+                return "expected finite samples, found NaN or infinite ones"
+            if peak > AUDIO_PEAK_CEILING:
+                return (f"expected a waveform at full scale ±1 (peaks up to {AUDIO_PEAK_CEILING:g} allowed), found a "
+                        f"peak of {peak:g}" + (" (int16 PCM scale: divide by 32768)" if peak > 255 else ""))
         return None
     meshes = value if isinstance(value, list) else [value]
     for mesh in meshes:
