@@ -43,7 +43,7 @@ _EXPORTS = {
     "FORMAT_VERSION": "graph", "Graph": "graph", "Link": "graph", "load_graph": "graph", "parse_graph": "graph",
     "hookimpl": "hookspecs",
     "Input": "node", "Node": "node", "NodeContext": "node", "NodeInputs": "node", "Output": "node",
-    "Session": "session",
+    "Session": "session", "RunResult": "executor",
     "PortType": "types",
 }
 __all__ = sorted(_EXPORTS)

@@ -34,6 +34,7 @@ Map
     tiny_world      the procedural captioned world and its detector, for training data and scoring (1.1)
     training        the training loop pieces: TrainConfig, EMA, TrainingRun (exact resume), ... (1.1)
     check_latent, check_image, check_mask   the layout checks the API applies (results.py, docs)
+    to_pil          IMAGE → PIL images (a run's result in a script, as diffusers' `.images`) (1.8)
     GuidanceTerm    base class of a plugin's guidance term (the GUIDANCE port carries factories of them)
     ApiArgumentError  bad argument: names the function, the argument, expected and found
     ApiError          no implementation loaded, or an API version a plugin needs is missing
@@ -68,14 +69,14 @@ from .node import NodeContext
 from .results import FILE_KINDS, MIME_TYPES, ResultFileError, default_mime, file_result
 from .types import pixel_values_problem
 
-API_VERSION = "1.7"
+API_VERSION = "1.8"
 
 __all__ = [
     "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "GuidanceTerm", "StepResult", "cfg_guider",
     "check_image", "check_latent", "check_mask", "confine", "diffusion_model", "empty_latent", "encode_text",
     "input_file", "make_patch", "model_denoiser", "model_file", "model_keys", "open_weights",
     "patch_model", "require", "sample", "sample_custom", "sampler_from_step", "save_files", "save_image", "sigmas",
-    "tiny_world", "training", "unpatch_model", "vae_decode", "vae_encode",
+    "tiny_world", "to_pil", "training", "unpatch_model", "vae_decode", "vae_encode",
 ]
 
 SEED_MAX = 2**64 - 1
@@ -279,6 +280,22 @@ def check_image(image: Any, argument: str = "image", function: str = "check_imag
     if problem is not None:
         raise ApiArgumentError(function, argument, problem)
     return image
+
+
+def to_pil(image: Any) -> list:
+    """An IMAGE tensor (B, H, W, 3) in [0, 1] → a list of B RGB PIL images (8 bits a channel, rounded), e.g.
+    `api.to_pil(session.run(graph).outputs["decode"]["image"])[0].save("out.png")` (1.8). A single image
+    (H, W, 3) is taken as a batch of one; values outside [0, 1] are clipped; no context is needed."""
+    import numpy as np
+    from PIL import Image
+
+    if _is_tensor(image) and image.ndim == 3 and image.shape[-1] == 3:
+        image = image.unsqueeze(0)
+    if not _is_tensor(image) or image.ndim != 4 or image.shape[-1] != 3:
+        raise ApiArgumentError("to_pil", "image", f"expected an IMAGE tensor (B, H, W, 3) in [0, 1], found "
+                                                  f"{_describe(image)}")
+    array = (image.detach().float().clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
+    return [Image.fromarray(item) for item in array]
 
 
 def check_mask(mask: Any, argument: str = "mask", function: str = "check_mask") -> Any:

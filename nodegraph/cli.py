@@ -151,13 +151,7 @@ def _load(session: Any, path: str) -> Any:
         prompt = foreign_prompt(path) if [e.code for e in exc.errors] == ["foreign_format"] else None
         if prompt is None:
             raise
-    registry = session.registry
-
-    def output_names(node_type: Any) -> list[str] | None:
-        cls = registry.nodes.get(node_type) if isinstance(node_type, str) else None
-        return [o.name for o in cls.spec.outputs] if cls is not None else None
-
-    data = import_foreign(prompt, output_names)
+    data = import_foreign(prompt, session.output_names)
     translated, total = len(data["metadata"]["comfyui_types"]), len(data["nodes"])
     what = "UI workflow" if data["metadata"]["imported_from"] == "comfyui-workflow" else "API prompt"
     rest = "" if translated == total else "; the others keep their ComfyUI types"
@@ -209,40 +203,10 @@ def _parse_override(text: str) -> tuple[str, Any]:
 
 
 def _resolve_bare_overrides(graph: Any, overrides: dict[str, Any], registry: Any = None) -> dict[str, Any]:
-    """--set keys without a node (`seed=42`) as NODE.INPUT: the one node of the graph with an input of that name
-    written in the file, as --sweep reads them (`sweep.resolve_key`), else the one whose node type declares it
-    (`--set denoise=0.5` where the file leaves denoise at its default); GraphValidationError `unknown_input`
-    naming the fix otherwise."""
-    if all("." in key for key in overrides):
-        return overrides
-    from .distributed.sweep import SweepError, resolve_key
-    from .errors import GraphError, GraphValidationError
+    """--set keys without a node (`seed=42`) as NODE.INPUT (`session.resolve_bare_overrides`, worded for --set)."""
+    from .session import resolve_bare_overrides
 
-    def declared_by(key: str) -> list[str]:
-        classes = {nid: registry.nodes.get(node.type) for nid, node in graph.nodes.items()} if registry else {}
-        return sorted(nid for nid, cls in classes.items() if cls is not None and key in cls.spec.inputs)
-
-    resolved, given_as, errors = {}, {}, []
-    for key, value in overrides.items():
-        try:
-            full = key if "." in key else resolve_key(key, graph.to_dict(), f"{key}=...")
-        except SweepError as exc:
-            owners = declared_by(key) if "no node of the graph has" in exc.problem else []
-            if len(owners) == 1:
-                full = f"{owners[0]}.{key}"
-            else:
-                problem = (f"several nodes have an input named {key!r}: {', '.join(owners)}" if owners else exc.problem)
-                fix = f"say which, e.g. {owners[0]}.{key}=..." if owners else exc.fix
-                errors.append(GraphError("unknown_input", f"--set {key}=...: {problem}; {fix}", input=key))
-                continue
-        if full in resolved:
-            errors.append(GraphError("unknown_input", f"--set {given_as[full]}=... and --set {key}=... set one input "
-                                                      f"({full}) twice; keep one", input=key))
-            continue
-        resolved[full], given_as[full] = value, key
-    if errors:
-        raise GraphValidationError(errors)
-    return resolved
+    return resolve_bare_overrides(graph, overrides, registry, spell=lambda key: f"--set {key}=...")
 
 
 def _parse_overrides(items: list[str]) -> dict[str, Any]:

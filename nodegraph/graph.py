@@ -433,18 +433,18 @@ def foreign_format(data: Any) -> tuple[str, str] | None:
 def _foreign_error(tool: str, kind: str) -> GraphError:
     if kind == "api":
         message = ("this is a ComfyUI API-format prompt, not a nodegraph graph; convert it with "
-                   "nodegraph.graph.import_foreign (or the server's import_graph message): its nodes keep their "
+                   "Session.import_comfyui (or the server's import_graph message; `nodegraph run` does): its nodes keep their "
                    "ComfyUI types and data, and validation names the ones nodegraph lacks")
     else:
         message = ("this is a ComfyUI UI-format workflow, not a nodegraph graph; convert it with "
-                   "nodegraph.graph.import_foreign (or the server's import_graph message; `nodegraph run` and the "
+                   "Session.import_comfyui (or the server's import_graph message; `nodegraph run` and the "
                    "editor do): the widget values of the classes with an equivalent here are named, other nodes "
                    "keep their ComfyUI types and values")
     return GraphError("foreign_format", message, details={"tool": tool, "format": kind})
 
 
 def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | None = None) -> dict:
-    """A ComfyUI API-format prompt → a version-2 graph dict (unknown types keep their data).
+    """A ComfyUI API-format prompt or UI workflow → a version-2 graph dict (unknown types keep their data).
 
     An entry whose `class_type` has an equivalent here (`comfyui.EQUIVALENTS`: CheckpointLoaderSimple,
     CLIPTextEncode, KSampler, ...) becomes that node, its inputs renamed (`metadata.comfyui_types` keeps
@@ -457,8 +457,9 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     `{"node": source_id, "output": name}` where name is `output_names(type)[index]` when that
     callable knows the source's type (e.g. `lambda t: [o.name for o in registry.nodes[t].spec.outputs]`),
     else the name a UI workflow gave that output (`_meta.output_names`), else `str(index)`. An imported EmptyLatentImage gets the VAE the prompt decodes with, when there is
-    one (`metadata.linked_vae`). Raises GraphValidationError (`foreign_format` for a UI workflow,
-    `invalid_format` when `data` is neither).
+    one (`metadata.linked_vae`). A UI workflow is read as ComfyUI runs it (`comfyui.workflow_to_prompt`:
+    widget values named, muted nodes left out, bypassed ones passed through). Raises GraphValidationError
+    (`invalid_format`) when `data` is neither. `Session.import_comfyui` calls it with the session's output names.
     """
     kind = foreign_format(data)
     if kind is None:
@@ -745,6 +746,12 @@ def _check_json_value(value: Any) -> str | None:
         if _depth_exceeds(value, MAX_VALUE_DEPTH):
             return f"nested deeper than {MAX_VALUE_DEPTH} levels"
         return None
+    if isinstance(value, tuple):
+        return ("a Python tuple, not a JSON value; write a list ([...]) — or, for a link, "
+                "{\"node\": \"<id>\", \"output\": \"<name>\"}")
+    if type(value).__module__ == "torch" or type(value).__module__.startswith("numpy"):
+        return (f"a {type(value).__module__.split('.')[0]} {type(value).__name__}, not a JSON value; give its Python "
+                f"number (.item()) or list (.tolist())")
     return f"a Python {type(value).__name__}, not a JSON value"
 
 

@@ -2,7 +2,7 @@
 
     from nodegraph import Session
     session = Session()
-    result = session.run("graphs/arithmetic.json", overrides={"a.value": 3})
+    result = session.run("graphs/arithmetic.json", overrides={"width.value": 1024})
     result.outputs["show"]["value"], result.executed, result.cached
 
 A Session loads plugins once (see plugins.py), keeps one OutputCache shared by
@@ -100,6 +100,7 @@ class Session:
         self._interrupt_requests: dict[str, None] = {}
         self._finished_ids: dict[str, None] = {}       # the last MAX_INTERRUPT_REQUESTS runs that ended
         self._running_id: str | None = None
+        self._starting: dict[str, None] = {}      # runs in run() that do not execute yet (validated, or waiting)
         self._interrupt_lock = threading.Lock()
         self._run_lock = threading.Lock()
 
@@ -142,6 +143,40 @@ class Session:
         renames = self.registry.input_renames()
         return with_renamed_inputs(graph, renames) if renames else graph
 
+    def import_comfyui(self, source: dict | str | bytes | os.PathLike) -> Graph:
+        """A ComfyUI graph as a Graph of this session: an API-format prompt or a UI workflow, given as a dict, its
+        JSON text, or a file ComfyUI wrote (a .json export or save, or a PNG with the prompt in it).
+
+        What `nodegraph run` and the editor do with such files (`graph.import_foreign`): classes with an
+        equivalent here become our nodes (CheckpointLoaderSimple → LoadCheckpoint, KSampler → KSampler, ...),
+        others keep their ComfyUI type, so `validate` names them; the graph's `metadata` says what was
+        translated (`comfyui_types`, `translated_values`, `comfyui_subgraphs`). Raises GraphValidationError
+        (`invalid_format`) for anything that is not a ComfyUI graph.
+        """
+        import json
+
+        from .graph import foreign_prompt, import_foreign
+
+        if isinstance(source, bytes) or (isinstance(source, str) and source.lstrip().startswith("{")):
+            try:
+                data = json.loads(source)
+            except ValueError as exc:
+                raise GraphValidationError([GraphError("invalid_format", f"not JSON: {exc}")]) from None
+        elif isinstance(source, (str, os.PathLike)):
+            data = foreign_prompt(source)
+            if data is None:
+                raise GraphValidationError([GraphError(
+                    "invalid_format", f"{os.fspath(source)!r} holds no ComfyUI prompt or workflow (a .json export "
+                                      f"or save, or a PNG ComfyUI wrote), or cannot be read")])
+        else:
+            data = source
+        return self.load(import_foreign(data, self.output_names))
+
+    def output_names(self, node_type: Any) -> list[str] | None:
+        """The output names of a node type this session has, in order (None for a type it lacks)."""
+        cls = self.registry.nodes.get(node_type) if isinstance(node_type, str) else None
+        return [o.name for o in cls.spec.outputs] if cls is not None else None
+
     def with_overrides(self, graph: Graph, overrides: dict[str, Any]) -> Graph:
         """`graph.with_overrides(overrides)`, an override that names a renamed input by its old name setting it
         under its new name (`renamed_overrides`), and numpy scalars taken as the Python numbers they hold
@@ -150,21 +185,26 @@ class Session:
             raise TypeError(f"overrides must be a mapping {{'node_id.input': value}}, found "
                             f"{type(overrides).__name__}" + (" (a list of pairs: wrap it in dict(...))"
                                                               if isinstance(overrides, (list, tuple)) else ""))
-        plain = {key: _plain_scalar(value) for key, value in overrides.items()}
+        plain = {key: _plain_scalar(value) for key, value in resolve_bare_overrides(graph, overrides,
+                                                                                    self.registry).items()}
         return graph.with_overrides(self.renamed_overrides(graph, plain))
 
     def with_usable_overrides(self, graph: Graph, overrides: dict[str, Any]) -> tuple[Graph, list[GraphError]]:
         """The graph with the overrides that name its nodes applied, and the errors of those that do not, so one
         misspelt node id does not hide the other overrides' problems (`validate` and `run` report them together,
         as `nodegraph validate --set` does)."""
+        if not isinstance(overrides, Mapping):
+            return self.with_overrides(graph, overrides), []     # its TypeError
+        overrides, bare_errors = bare_override_keys(graph, overrides, self.registry)
         try:
-            return self.with_overrides(graph, overrides), []
+            return self.with_overrides(graph, overrides), bare_errors
         except GraphValidationError as exc:
+            errors = bare_errors + exc.errors
             usable = {key: value for key, value in overrides.items() if str(key).rpartition(".")[0] in graph.nodes}
             try:
-                return self.with_overrides(graph, usable), exc.errors
+                return self.with_overrides(graph, usable), errors
             except GraphValidationError as again:       # a usable one's own problem (a link replaced): said once
-                return graph, exc.errors + [e for e in again.errors if e not in exc.errors]
+                return graph, errors + [e for e in again.errors if e not in errors]
 
     def renamed_overrides(self, graph: Graph, overrides: dict[str, Any]) -> dict[str, Any]:
         """`{"node.input": value}` overrides with each renamed input (`Node.renamed_inputs`) under its new name."""
@@ -260,7 +300,8 @@ class Session:
         Args:
             source: path, JSON text/bytes, dict or Graph. Re-running the same
                 Graph object skips parsing, validation and compilation.
-            overrides: `{"node_id.input": value}` literals replacing the file's.
+            overrides: `{"node_id.input": value}` literals replacing the file's; a bare input name (`{"seed": 4}`)
+                means the one node that has that input, as `nodegraph run --set seed=4` does.
             outputs: node ids to produce (default: every output node). Only what they need is
                 checked and run: a broken node elsewhere in the graph does not stop them.
             on_event: a sink for this run's events (in addition to subscribers).
@@ -293,6 +334,21 @@ class Session:
             Both carry `files_written`: {node id: {"files": [...]}}, what the run's nodes saved before it
             stopped (a server records them with the run, so deleting the run deletes them).
         """
+        run_id = run_id if run_id is not None else uuid.uuid4().hex
+        with self._interrupt_lock:
+            self._starting[run_id] = None       # an interrupt() without an id while it is validated reaches it
+        try:
+            return self._run(source, overrides, outputs, on_event, run_id, input_dir, output_dir, model_writes,
+                             output_budget, cache_scope)
+        finally:
+            with self._interrupt_lock:
+                if self._starting.pop(run_id, 0) is None:      # it never executed (invalid): its request is done
+                    self._interrupt_requests.pop(run_id, None)
+
+    def _run(self, source: GraphSource, overrides: dict[str, Any] | None, outputs: Iterable[str] | None,
+             on_event: ev.EventSink | None, run_id: str, input_dir: str | os.PathLike | None,
+             output_dir: str | os.PathLike | None, model_writes: bool, output_budget: Any,
+             cache_scope: str | None) -> RunResult:
         graph = self.load(source)
         if overrides:
             graph, override_errors = self.with_usable_overrides(graph, overrides)
@@ -329,11 +385,11 @@ class Session:
             services = {**services, "output_budget": output_budget}
         written: list[tuple[str, list]] = []      # (node id, file results) of each `api.save_files` call
         services = {**services, "written_files": written}
-        run_id = run_id if run_id is not None else uuid.uuid4().hex
         with self._run_lock:
             with self._interrupt_lock:
                 self._interrupt.clear()
                 self._running_id = run_id
+                self._starting.pop(run_id, None)
                 if run_id in self._interrupt_requests:        # asked to stop while it waited or was validated
                     del self._interrupt_requests[run_id]
                     self._interrupt.set()
@@ -420,14 +476,20 @@ class Session:
     def interrupt(self, run_id: str | None = None) -> None:
         """Ask a run to stop at its next check; safe from any thread.
 
-        Without `run_id`: the run executing now. With `run_id` (the one given to `run`): only that run — now
-        if it is the one executing, else as soon as it starts (it is waiting for the run before it, or
-        still being validated); another run executing meanwhile goes on. A run that has already ended is
-        not stopped again should its id be used once more.
+        Without `run_id`: the run executing now — or, when none executes yet, the runs that `run()` is still
+        starting (loading and validating), so a Cancel right after a run was started from another thread is
+        not lost; runs waiting behind an executing one go on, as queued prompts do after ComfyUI's Cancel.
+        With `run_id` (the one given to `run`): only that run — now if it is the one executing, else as soon
+        as it starts (it is waiting for the run before it, or still being validated); another run executing
+        meanwhile goes on. A run that has already ended is not stopped again should its id be used once more.
         """
         if run_id is not None and not isinstance(run_id, str):
             raise TypeError(f"run_id must be the str given to run(), found {type(run_id).__name__}")
         with self._interrupt_lock:
+            if run_id is None and self._running_id is None:
+                for starting in self._starting:
+                    self._interrupt_requests[starting] = None
+                return
             if run_id is None or run_id == self._running_id:
                 self._interrupt.set()
                 return
@@ -503,3 +565,54 @@ def _plain_scalar(value: Any) -> Any:
     if isinstance(value, (decimal.Decimal, fractions.Fraction)):
         return float(value)
     return value
+
+
+def bare_override_keys(graph: Graph, overrides: Mapping[str, Any], registry: Any = None,
+                       spell: Callable[[str], str] = lambda key: f"override {key!r}") -> tuple[dict, list[GraphError]]:
+    """Overrides with each key without a node (`seed`) as NODE.INPUT: the one node of the graph with an input of
+    that name written in the file, as --sweep reads them (`sweep.resolve_key`), else the one whose node type
+    declares it (`denoise` where the file leaves it at its default). Returns (the overrides, with the keys that
+    could not be resolved left out; an `unknown_input` error for each of those, worded with `spell(key)`)."""
+    if all("." in str(key) for key in overrides):
+        return dict(overrides), []
+    from .distributed.sweep import SweepError, resolve_key
+
+    def declared_by(key: str) -> list[str]:
+        classes = {nid: registry.nodes.get(node.type) for nid, node in graph.nodes.items()} if registry else {}
+        return sorted(nid for nid, cls in classes.items() if cls is not None and key in cls.spec.inputs)
+
+    resolved, given_as, errors = {}, {}, []
+    as_dict = None
+    for key, value in overrides.items():
+        key = str(key)
+        if "." in key:
+            full = key
+        else:
+            try:
+                as_dict = as_dict if as_dict is not None else graph.to_dict()
+                full = resolve_key(key, as_dict, spell(key))
+            except SweepError as exc:
+                owners = declared_by(key) if "no node of the graph has" in exc.problem else []
+                if len(owners) == 1:
+                    full = f"{owners[0]}.{key}"
+                else:
+                    problem = (f"several nodes have an input named {key!r}: {', '.join(owners)}" if owners
+                               else exc.problem)
+                    fix = f"say which, e.g. {owners[0]}.{key}" if owners else exc.fix
+                    errors.append(GraphError("unknown_input", f"{spell(key)}: {problem}; {fix}", input=key))
+                    continue
+        if full in resolved:
+            errors.append(GraphError("unknown_input", f"{spell(given_as[full])} and {spell(key)} set one input "
+                                                      f"({full}) twice; keep one", input=key))
+            continue
+        resolved[full], given_as[full] = value, key
+    return resolved, errors
+
+
+def resolve_bare_overrides(graph: Graph, overrides: Mapping[str, Any], registry: Any = None,
+                           spell: Callable[[str], str] = lambda key: f"override {key!r}") -> dict[str, Any]:
+    """`bare_override_keys`, raising GraphValidationError when a key cannot be resolved."""
+    resolved, errors = bare_override_keys(graph, overrides, registry, spell)
+    if errors:
+        raise GraphValidationError(errors)
+    return resolved

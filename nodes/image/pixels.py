@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, PngImagePlugin
 
+from nodegraph import api
 from nodegraph.files import eight_bit
 
 RESIZE_METHODS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
@@ -30,9 +31,8 @@ def pil_to_image(pil: Image.Image) -> torch.Tensor:
 
 
 def image_to_pils(image: torch.Tensor) -> list[Image.Image]:
-    """IMAGE tensor (B, H, W, 3) → list of RGB PIL images (values clipped to [0, 1])."""
-    array = (image.detach().float().clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
-    return [Image.fromarray(item) for item in array]
+    """IMAGE tensor (B, H, W, 3) → list of RGB PIL images (values clipped to [0, 1]): `api.to_pil`."""
+    return api.to_pil(image)
 
 
 MAX_FILE_PIXELS = 64 * 1024 * 1024     # 8192 × 8192, as for uploads (nodegraph/files.py MAX_UPLOAD_PIXELS)

@@ -43,7 +43,7 @@ export function foreignFormat(raw: unknown): string | null {
       return (
         "this is a ComfyUI API-format prompt, not a nodegraph graph; the editor converts it with the server's " +
         "import_graph, and the server is not connected — open the file again once it is (or convert it with " +
-        "nodegraph.graph.import_foreign)"
+        "Session.import_comfyui in Python)"
       );
     default:
       return null;

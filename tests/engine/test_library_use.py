@@ -1,0 +1,206 @@
+"""nodegraph as a library (a Python developer's pass): interrupting a run that is still starting, bare override
+names, ComfyUI graphs from Python, `api.to_pil`, the public names and their error messages."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+import nodegraph
+from nodegraph import GraphValidationError, RunInterrupted, RunResult, Session, api
+
+ROOT = Path(__file__).resolve().parents[2]
+ARITHMETIC = ROOT / "graphs" / "arithmetic.json"
+
+
+@pytest.fixture(scope="module")
+def session() -> Session:
+    return Session(autoload=False)
+
+
+def chain() -> dict:
+    return {"format_version": 2, "nodes": {
+        "a": {"type": "Int", "inputs": {"value": 2}},
+        "b": {"type": "IntMath", "inputs": {"a": {"node": "a", "output": "value"}, "b": 3, "op": "add"}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "b", "output": "result"}}}}}
+
+
+# --- interrupt() while run() is still starting ------------------------------------------------------------
+
+
+def test_interrupt_without_id_while_the_run_is_validated_stops_it(monkeypatch):
+    """A Cancel pressed right after a run was started from another thread arrives while the run is loaded and
+    validated; run() then cleared the flag and the run went to the end (3 of 5 cancels lost)."""
+    session = Session(autoload=False)
+    real_load = session.load
+
+    def load_then_cancelled(source):
+        graph = real_load(source)
+        session.interrupt()          # what another thread's Cancel does at this moment
+        return graph
+
+    monkeypatch.setattr(session, "load", load_then_cancelled)
+    with pytest.raises(RunInterrupted):
+        session.run(chain())
+    monkeypatch.undo()
+    assert session.run(chain()).outputs["show"]["value"] == 5      # the request was that run's only
+
+
+def test_interrupt_with_no_run_in_flight_does_not_stop_a_later_run(session):
+    session.interrupt()
+    assert session.run(chain()).outputs["show"]["value"] == 5
+
+
+def test_a_cancelled_starting_run_that_was_invalid_leaves_nothing_behind(monkeypatch):
+    session = Session(autoload=False)
+    real_load = session.load
+
+    def load_then_cancelled(source):
+        session.interrupt()
+        return real_load(source)
+
+    monkeypatch.setattr(session, "load", load_then_cancelled)
+    with pytest.raises(GraphValidationError):
+        session.run({"format_version": 2, "nodes": {"x": {"type": "NoSuchType"}}}, run_id="r1")
+    monkeypatch.undo()
+    assert not session._interrupt_requests and not session._starting
+    assert session.run(chain(), run_id="r2").outputs["show"]["value"] == 5
+
+
+def test_interrupt_without_id_leaves_a_run_waiting_behind_an_executing_one():
+    """As after ComfyUI's Cancel, only the run executing stops; one queued behind it (another thread) runs."""
+    session = Session(autoload=False)
+    started, release = threading.Event(), threading.Event()
+    results: dict[str, object] = {}
+
+    def on_event(event):
+        if event.type == "node_started" and not started.is_set():
+            started.set()
+            release.wait(10)
+
+    def first():
+        try:
+            session.run(chain() | {"nodes": {**chain()["nodes"], "a": {"type": "Int", "inputs": {"value": 40}}}},
+                        on_event=on_event)
+            results["first"] = "finished"
+        except RunInterrupted:
+            results["first"] = "interrupted"
+
+    def second():
+        results["second"] = session.run(chain()).outputs["show"]["value"]
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert started.wait(10)
+    two = threading.Thread(target=second)
+    two.start()
+    deadline = threading.Event()
+    while not session._starting and not deadline.wait(0.01):    # the second run is in run(), waiting for the lock
+        pass
+    session.interrupt()
+    release.set()
+    one.join(20)
+    two.join(20)
+    assert results == {"first": "interrupted", "second": 5}
+
+
+# --- overrides --------------------------------------------------------------------------------------------
+
+
+def test_a_bare_input_name_overrides_the_one_node_that_has_it(session):
+    result = session.run(ARITHMETIC, overrides={"template": "{a} wide"})
+    assert result.outputs["show"]["value"] == "512 wide"
+
+
+def test_an_ambiguous_or_unknown_bare_name_is_an_error_listed_with_the_others(session):
+    errors = session.validate(ARITHMETIC, overrides={"value": 3, "nosuch": 1, "width.value": "x"})
+    messages = [e.message for e in errors]
+    assert any("override 'value'" in m and "several nodes" in m and "width" in m for m in messages), messages
+    assert any("override 'nosuch'" in m and "no node of the graph has an input named 'nosuch'" in m
+               for m in messages), messages
+    assert any(e.code == "type_mismatch" and e.node_id == "width" for e in errors), messages
+    with pytest.raises(GraphValidationError, match="several nodes have an input named 'value'"):
+        session.run(ARITHMETIC, overrides={"value": 3})
+
+
+def test_a_bare_name_and_its_full_name_together_are_refused(session):
+    with pytest.raises(GraphValidationError, match=r"set one input \(message.template\) twice"):
+        session.run(ARITHMETIC, overrides={"template": "x", "message.template": "y"})
+
+
+def test_the_module_docstring_example_runs(session, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    lines = [line.strip() for line in nodegraph.session.__doc__.splitlines() if line.startswith("    ")]
+    namespace: dict = {}
+    exec("\n".join(lines[:3]), namespace)                   # import, Session(), run(...)
+    assert namespace["result"].outputs["show"]["value"].startswith("1024x768")
+
+
+# --- ComfyUI graphs from Python -----------------------------------------------------------------------------
+
+PROMPT = {
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny_world_v6f.safetensors"}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle", "clip": ["4", 1]}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 32, "height": 32, "batch_size": 1}},
+    "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 2, "cfg": 5.0, "sampler_name": "euler",
+                                               "scheduler": "normal", "denoise": 1.0, "model": ["4", 0],
+                                               "positive": ["6", 0], "negative": ["7", 0],
+                                               "latent_image": ["5", 0]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}},
+}
+
+
+@pytest.mark.parametrize("form", ["dict", "text", "file"])
+def test_import_comfyui_takes_a_prompt_as_dict_text_or_file(session, tmp_path, form):
+    source = {"dict": PROMPT, "text": json.dumps(PROMPT), "file": tmp_path / "prompt.json"}[form]
+    if form == "file":
+        source.write_text(json.dumps(PROMPT))
+    graph = session.import_comfyui(source)
+    assert {node.type for node in graph.nodes.values()} >= {"LoadCheckpoint", "EncodeText", "KSampler", "VAEDecode"}
+    assert graph.nodes["8"].inputs["latent"].node == "3"
+    assert session.validate(graph) == []
+
+
+def test_import_comfyui_refuses_what_is_not_a_comfyui_graph(session, tmp_path):
+    (tmp_path / "notes.json").write_text('{"hello": 1}')
+    for source in (tmp_path / "notes.json", tmp_path / "missing.json", {"hello": 1}, "{not json"):
+        with pytest.raises(GraphValidationError) as caught:
+            session.import_comfyui(source)
+        assert caught.value.errors[0].code == "invalid_format"
+
+
+def test_running_a_comfyui_prompt_names_the_python_function(session):
+    with pytest.raises(GraphValidationError, match="Session.import_comfyui"):
+        session.run(PROMPT)
+
+
+# --- images, names, messages ----------------------------------------------------------------------------
+
+
+def test_to_pil_turns_an_image_batch_into_pil_images():
+    image = torch.zeros(2, 4, 6, 3)
+    image[1, 0, 0] = torch.tensor([1.0, 0.5, 2.0])
+    pictures = api.to_pil(image)
+    assert [p.size for p in pictures] == [(6, 4), (6, 4)] and pictures[0].mode == "RGB"
+    assert pictures[1].getpixel((0, 0)) == (255, 128, 255)          # rounded, clipped
+    assert api.to_pil(image[1])[0].getpixel((0, 0)) == (255, 128, 255)     # one (H, W, 3) image
+    with pytest.raises(api.ApiArgumentError, match="to_pil"):
+        api.to_pil(torch.zeros(4, 6))
+
+
+def test_public_names_and_type_marker():
+    assert nodegraph.RunResult is RunResult and "RunResult" in nodegraph.__all__
+    assert (Path(nodegraph.__file__).parent / "py.typed").is_file()
+    assert 'nodegraph = ["py.typed"]' in (ROOT / "pyproject.toml").read_text()
+
+
+@pytest.mark.parametrize("value, fix", [((1, 2), "write a list"), (torch.tensor(8), ".item()")])
+def test_python_values_that_are_not_json_say_what_to_write(session, value, fix):
+    with pytest.raises(GraphValidationError, match=fix):
+        session.run({"format_version": 2, "nodes": {"a": {"type": "Int", "inputs": {"value": value}}}})
