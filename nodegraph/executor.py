@@ -76,6 +76,7 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
+import logging
 import json
 import math
 import os
@@ -310,14 +311,48 @@ def compute_keys(state: RunState, order: list[str], resolve_file: Callable[[str,
             h.update(link.output_part)
             pending[link.source] = pending.get(link.source, 0) + 1
         if plan.fingerprinted:
-            try:
-                fingerprint = plan.cls.fingerprint(plan.literals, resolve_file)
-            except Exception:  # noqa: BLE001 — a node's own fingerprint must not crash the run
-                fingerprint = None
-                h.update(b"\0fp-failed\0" + fresh)   # not cacheable this run; the node's run reports the input
-            if fingerprint:
-                h.update(b"\0fp\0" + fingerprint.encode())
+            fingerprint = _fingerprint_bytes(plan.cls, plan.literals, resolve_file)
+            if fingerprint is None:        # not cacheable this run; the node's run reports a missing input itself
+                h.update(b"\0fp-failed\0" + fresh)
+            elif fingerprint:
+                h.update(b"\0fp\0" + fingerprint)
         keys[node_id] = h.hexdigest()
+
+
+_FINGERPRINT_WARNED: set[type] = set()       # node classes whose fingerprint failed (logged once a process)
+
+
+def _fingerprint_bytes(cls: Any, literals: dict[str, Any], resolve_file: Any) -> bytes | None:
+    """A node's `fingerprint` as bytes for its cache key: text, bytes, a number, a bool, None (b"": nothing to
+    add) or a tuple / list of those (what ComfyUI's IS_CHANGED returns: a file's mtime, a hash) — or None when
+    it raised or returned another kind of value (an object's repr can change every run): the node then runs
+    every time, and the class is named in the log once (its author's bug; the run goes on)."""
+    try:
+        value = cls.fingerprint(literals, resolve_file)
+    except Exception as exc:  # noqa: BLE001 — a node's own fingerprint must not crash the run
+        _warn_fingerprint(cls, f"raised {type(exc).__name__}: {exc}")
+        return None
+    if value is None or value == "":
+        return b""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    plain = (bool, int, float, str, bytes, type(None))
+    if isinstance(value, plain) or (isinstance(value, (tuple, list)) and all(isinstance(v, plain) for v in value)):
+        return repr(value).encode("utf-8", "surrogatepass")
+    _warn_fingerprint(cls, f"returned a value of type {type(value).__name__}; return a str (or bytes, a number, a "
+                           f"tuple of them)")
+    return None
+
+
+def _warn_fingerprint(cls: Any, problem: str) -> None:
+    if cls in _FINGERPRINT_WARNED:
+        return
+    _FINGERPRINT_WARNED.add(cls)
+    logging.getLogger("nodegraph.executor").warning(
+        "%s.fingerprint (module %s) %s; the node is run every time instead of cached", cls.__name__,
+        getattr(cls, "__module__", "?"), problem)
 
 
 def _release_sources(state: RunState, node_id: str) -> None:

@@ -542,7 +542,9 @@ class Node:
         """A string that changes when an external resource the node reads changes.
 
         Default: size and modification time of every `model_folder` file input.
-        Override for nodes that read other files or services.
+        Override for nodes that read other files or services. Bytes, a number (a file's mtime, as ComfyUI's
+        IS_CHANGED returns) or a tuple / list of those work too; any other value, or an exception, makes
+        the node run every time (named in the log once: `executor._fingerprint_bytes`).
         """
         parts = []
         for name, spec in cls.spec.inputs.items():

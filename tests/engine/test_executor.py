@@ -399,6 +399,54 @@ def test_a_fingerprint_that_raises_leaves_the_error_to_the_node(tmp_path):
     assert session.run(graph).executed == ["f", "show"]
 
 
+def test_a_fingerprint_may_return_what_comfyuis_is_changed_returns(tmp_path, caplog):
+    """IS_CHANGED ported as `return os.path.getmtime(path)` returned a float; the key's `.encode()` raised
+    AttributeError out of the run (no node named; the CLI exited 1, 'graph invalid'). Numbers, bytes and tuples
+    are keys now; any other value makes the node run uncached, its class named in the log once."""
+    import logging
+
+    from nodegraph import Input, Node, NodeInputs, Output, hookimpl
+
+    returned = {"value": 1.5}
+    runs = []
+
+    class StampedFile(Node):
+        class Inputs(NodeInputs):
+            name: str = Input("a")
+
+        outputs = (Output("text", "STRING"),)
+
+        @classmethod
+        def fingerprint(cls, literals, resolve_file):
+            return returned["value"]
+
+        def run(self, name: str) -> dict:
+            runs.append(name)
+            return {"text": name}
+
+    class Plugin:
+        @hookimpl
+        def register_nodes(self):
+            return [StampedFile]
+
+    session = Session(plugins=[("stamped", Plugin())])
+    graph = {"format_version": 2, "nodes": {"f": {"type": "StampedFile", "inputs": {"name": "x"}},
+                                            "show": {"type": "ShowValue", "inputs": {"value": link("f", "text")}}}}
+    for value, reruns in ((1.5, True), (1.5, False), (2.5, True), (float("nan"), True), (float("nan"), False),
+                          (("a", 3), True), (("a", 3), False), (b"\x00", True), (7, True), (None, True), (None, False)):
+        returned["value"] = value
+        before = len(runs)
+        assert session.run(graph).outputs["show"]["value"] == "x"
+        assert (len(runs) > before) is reruns, (value, reruns)
+    returned["value"] = object()
+    with caplog.at_level(logging.WARNING, logger="nodegraph.executor"):
+        session.run(graph)
+        session.run(graph)
+    assert session.run(graph).executed == ["f", "show"]              # never cached: an object's repr may change
+    warned = [r.getMessage() for r in caplog.records if "StampedFile.fingerprint" in r.getMessage()]
+    assert len(warned) == 1 and "returned a value of type object" in warned[0] and "run every time" in warned[0]
+
+
 def test_library_code_inside_a_node_stops_at_its_interrupt_points():
     """Model code (a UNet's blocks) has no node context: it calls interrupt_point(), which the executor points
     at the running node's check, so an interrupt lands inside one long call (a 43 s sampler step)."""
