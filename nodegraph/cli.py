@@ -778,7 +778,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(f"loaded   {p['name']:<20} {p['source']:<12} {p['version'] or '':<10} {len(p['nodes'])} node(s)")
     for w in report["warnings"]:
         label = {"failed": "FAILED", "clash": "CLASH", "skipped": "skipped", "preference": "prefer",
-                 "unknown_name": "unknown", "patched": "PATCHED",
+                 "unknown_name": "unknown", "patched": "PATCHED", "shared_type": "SHARED",
                  "no_nodes": "NO NODES" if w["level"] != "info" else "no nodes"
                  }.get(w["kind"], w["kind"])
         who = " + ".join(w["plugins"]) if w["kind"] == "clash" else w["plugin"]     # a clash is both plugins'

@@ -773,8 +773,8 @@ SLOW_IMPORT_SECONDS = 3.0     # a plugin whose module takes longer to import get
 def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, Any]]:
     """Failures, clashes, skipped plugins and unused preferences as plain dicts.
 
-    Every entry has `kind` ("failed", "clash", "skipped", "unknown_name", "unknown_hook", "no_nodes",
-    "slow_import", "patched" or "preference"),
+    Every entry has `kind` ("failed", "clash", "shared_type", "skipped", "unknown_name", "unknown_hook",
+    "no_nodes", "slow_import", "patched" or "preference"),
     `level` ("error", "warning" or "info": "info" is a choice the user made,
     e.g. a denied plugin or a clash settled by a preference), `plugin`,
     `message` and `fix`; each kind adds its own details (see docs/plugins.md).
@@ -797,6 +797,14 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
                     "plugin": clash.plugins[-1], "plugins": list(clash.plugins), "type": clash.type,
                     "qualified": clash.qualified, "preferred": clash.preferred,
                     "message": clash.message, "fix": clash.fix})
+    for type_name, owner, plugin in registry.types.shared:
+        out.append({"kind": "shared_type", "level": "warning", "plugin": plugin, "type": type_name, "owner": owner,
+                    "message": f"plugins {owner!r} and {plugin!r} both define port type {type_name!r}, with the same "
+                               f"connection rules and another description or colour: it is one type (shown as "
+                               f"{owner!r} describes it), so their nodes connect to each other",
+                    "fix": f"nothing to do if both mean the same value; if they do not, a node of one fails on the "
+                           f"other's values — ask the authors to name their types apart (e.g. "
+                           f"{plugin.upper()}_{type_name})"})
     for conflict in registry.conflicts:
         out.append({"kind": "clash", "level": "warning", "plugin": conflict.loser,
                     "plugins": [conflict.winner, conflict.loser], "extension": conflict.kind,

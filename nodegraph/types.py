@@ -121,6 +121,12 @@ def pixel_values_problem(tensor: Any, what: str = "an IMAGE") -> str | None:
     return None
 
 
+def _meaning(port_type: PortType) -> str:
+    """What validation reads of a type, in words (a clash message names the difference)."""
+    literal = f"literal {port_type.literal}" if port_type.literal else "no literal"
+    return f"{literal}, accepts {', '.join(sorted(port_type.accepts)) or 'nothing else'}"
+
+
 class PortTypeClash(PluginError):
     """A plugin defines a port type that an earlier plugin (`owner`) defined differently."""
 
@@ -135,22 +141,36 @@ class TypeRegistry:
     def __init__(self, types: tuple[PortType, ...] = BUILTIN_TYPES):
         self._types: dict[str, PortType] = {}
         self._sources: dict[str, str] = {}       # type name → who registered it first
+        # (type name, first owner, later plugin): the same type with another description or colour, shared
+        self.shared: list[tuple[str, str, str]] = []
         for t in types:
             self.register(t)
 
     def register(self, port_type: PortType, source: str = "nodegraph") -> None:
-        """Add a type; re-registering an identical type is a no-op, a different one an error."""
+        """Add a type; re-registering a type of the same meaning is a no-op, a different one an error.
+
+        Between plugins the meaning is what validation reads: `literal` and `accepts`. A description or colour of
+        its own does not make another type: two packs that both define PALETTE share it (the first definition's
+        text and colour are shown; noted in `shared`, a warning), as ComfyUI's type names are shared strings —
+        one wording apart failed a whole pack's load. A built-in type's description is its documented layout
+        (IMAGE, LATENT, AUDIO...): any other definition of it is a clash."""
         if not isinstance(port_type, PortType):
             raise PluginError(f"{source}: register_types must return PortType objects, got {port_type!r}")
         if not port_type.name or not (port_type.name == ANY or port_type.name.replace("_", "").isalnum()):
             raise PluginError(f"{source}: port type name {port_type.name!r} must be letters, digits and '_'")
         existing = self._types.get(port_type.name)
+        owner = self._sources.get(port_type.name, "nodegraph")
+        if existing is not None and existing != port_type and owner != "nodegraph" and \
+                (existing.literal, existing.accepts) == (port_type.literal, port_type.accepts):
+            if owner != source:
+                self.shared.append((port_type.name, owner, source))
+            return
         if existing is not None and existing != port_type:
             owner = self._sources.get(port_type.name, "nodegraph")
             who = "nodegraph itself" if owner == "nodegraph" else f"plugin {owner!r}"
             raise PortTypeClash(
                 f"{source}: port type {port_type.name!r} is already registered by {who} with a different "
-                f"definition; pick another name, or use the type of {who} as it is defined (types are global to all "
+                f"meaning ({_meaning(existing)} there; {_meaning(port_type)} here); pick another name, or use the type of {who} as it is defined (types are global to all "
                 f"plugins, and the first to register a name keeps it: built-in types first, then installed plugins in "
                 f"entry-point name order, then plugins given in code in their order)",
                 port_type.name, owner)

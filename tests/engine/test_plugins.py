@@ -396,7 +396,8 @@ def test_a_failure_after_denying_a_built_in_pack_says_so(fake_entry_points):
 
 
 def test_plugin_port_types_extend_the_registry():
-    """register_types adds types that nodes of any plugin may use; a clash is a plugin failure."""
+    """register_types adds types that nodes of any plugin may use; a clash (a built-in type redefined, another
+    plugin's type with other connection rules) is a plugin failure."""
     class Types:
         @hookimpl
         def register_types(self):
@@ -410,7 +411,7 @@ def test_plugin_port_types_extend_the_registry():
     class Again:
         @hookimpl
         def register_types(self):
-            return [PortType("SPECTROGRAM", "Another definition")]
+            return [PortType("SPECTROGRAM", "Another definition", literal="string")]
 
     session = Session(plugins=[("types", Types()), ("clash", Clash()), ("again", Again())])
     assert "SPECTROGRAM" in session.registry.types
@@ -418,6 +419,34 @@ def test_plugin_port_types_extend_the_registry():
     clash, again = session.plugin_report.failed
     assert "already registered by nodegraph itself" in clash.error          # the owner is named, not only the loser
     assert "already registered by plugin 'types'" in again.error
+
+
+def test_two_plugins_defining_one_type_with_other_wording_share_it():
+    """Two packs each defined PALETTE, one without the editor colour: the second whole pack failed to load
+    (PortTypeClash on a description). Same connection rules → one shared type and a warning; another `accepts`
+    or `literal` still fails, and so does any redefinition of a built-in type (its description is its layout)."""
+    class First:
+        @hookimpl
+        def register_types(self):
+            return [PortType("PALETTE", "A list of RGB colours.", color="#ff00ff")]
+
+    class Second:
+        @hookimpl
+        def register_types(self):
+            return [PortType("PALETTE", "Colours of a palette, 0-255 RGB triples.")]
+
+    class Widening:
+        @hookimpl
+        def register_types(self):
+            return [PortType("PALETTE", "A list of RGB colours.", color="#ff00ff", accepts=frozenset({"STRING"}))]
+
+    session = Session(plugins=[("first", First()), ("second", Second()), ("widening", Widening())])
+    assert [f.name for f in session.plugin_report.failed] == ["widening"]
+    assert "accepts nothing else there; no literal, accepts STRING here" in session.plugin_report.failed[0].error
+    assert session.registry.types["PALETTE"].color == "#ff00ff"        # the first definition is what is shown
+    (shared,) = [w for w in session.plugin_warnings() if w["kind"] == "shared_type"]
+    assert shared["level"] == "warning" and shared["owner"] == "first" and shared["plugin"] == "second"
+    assert "name their types apart" in shared["fix"]
 
 
 def test_a_hook_with_a_wrong_signature_fails_its_plugin_with_the_right_fix():
@@ -991,7 +1020,7 @@ def test_a_plugin_knocked_out_by_another_does_not_lend_it_its_graphs():
     author's finding); now it does not validate and says why, and the fix names both plugins."""
     mine, theirs = make_node("Pixelate", 1), make_node("Pixelate", 2)
     session = Session(plugins=[("pixclash", TypesAndNodesPlugin(PortType("PALETTE", "theirs"), theirs)),
-                               ("pixelart", TypesAndNodesPlugin(PortType("PALETTE", "mine"), mine))])
+                               ("pixelart", TypesAndNodesPlugin(PortType("PALETTE", "mine", literal="string"), mine))])
     (failure,) = session.plugin_report.failed
     assert failure.name == "pixelart" and "PALETTE" in failure.error
     assert "--deny-plugin pixclash keeps 'pixelart'" in failure.fix and "pixclash" in failure.fix
