@@ -114,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("name", help="the plugin's name: a Python identifier, e.g. my_filters")
     new.add_argument("--dir", default=".", help="the folder to create the package in (default: .)")
 
+    templates = sub.add_parser("templates", parents=[plugins],
+                               help="list the saved graphs to start from: the project's graphs/ and each plugin's "
+                                    "(the editor's Templates menu); `nodegraph run <id>` runs one")
+    templates.add_argument("--json", action="store_true", help="print them as JSON")
+
     schema = sub.add_parser("schema", help="print the JSON Schema of the graph file format")
     schema.add_argument("--results", action="store_true", help="print the schema of output nodes' files instead")
     sub.add_parser("serve", help="serve the editor and the websocket API (see `nodegraph serve --help`)",
@@ -142,7 +147,8 @@ def _load(session: Any, path: str) -> Any:
     from .graph import foreign_prompt, import_foreign, load_graph, renamed_input_uses
 
     try:
-        graph = load_graph(Path(path))
+        template = _template_named(session, path)
+        graph = load_graph(Path(path)) if template is None else session.load(template)
         for node_id, node_type, old, new in renamed_input_uses(graph, session.registry.input_renames()):
             print(f"note: node {node_id!r} ({node_type}) writes input {old!r}, which is now {new!r}: read as {new!r}; "
                   f"save the graph with the new name (the editor does when it saves)", file=sys.stderr)
@@ -170,6 +176,21 @@ def _load(session: Any, path: str) -> Any:
         print(f"note: node {change['node']!r}: {change['input']} {change['from']!r} is {change['to']!r} here",
               file=sys.stderr)
     return session.load(data)
+
+
+def _template_named(session: Any, path: str) -> dict | None:
+    """The graph of template `path` (`nodegraph templates` lists the ids: `project/txt2img.json`,
+    `my_pack/posterize.json`) when no file of that name exists here, with a note saying so; else None."""
+    if path == "-" or "/" not in path or not path.endswith(".json") or Path(path).exists():
+        return None
+    from .templates import TemplateError
+
+    try:
+        graph = _templates(session).read(path)
+    except TemplateError:
+        return None
+    print(f"note: no file {_shown(path)} here: using the template of that id", file=sys.stderr)
+    return graph
 
 
 def _print_errors(errors: list, stream: TextIO) -> None:
@@ -762,6 +783,28 @@ def nodes_markdown(schemas: list[dict], command: str = "nodegraph nodes --markdo
     return "\n".join(lines)
 
 
+def _templates(session: Any) -> Any:
+    from .model_paths import PROJECT_ROOT
+    from .templates import TemplateLibrary
+
+    return TemplateLibrary.for_session(session, PROJECT_ROOT / "graphs")
+
+
+def cmd_templates(args: argparse.Namespace) -> int:
+    """The templates of the project and of every loaded plugin, as the editor's Templates menu lists them."""
+    listed = _templates(_session(args)).list()
+    if args.json:
+        print(json.dumps(listed, indent=2))
+        return EXIT_OK
+    for entry in listed:
+        about = entry.get("error") or entry["description"]
+        print(f"{_terminal_safe(entry['id'])}  {_terminal_safe(entry['title'])}"
+              + (f" — {_terminal_safe(about)}" if about else ""))
+    if not listed:
+        print("no templates: neither the project's graphs/ folder nor a loaded plugin has any", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     session = _session(args)
     from .plugins import ALREADY_LOADED
@@ -836,7 +879,7 @@ def _print_plugin_warnings(session: Any) -> list[dict]:
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes, "plugins": cmd_plugins,
-            "plugin": cmd_plugin, "schema": cmd_schema}
+            "plugin": cmd_plugin, "schema": cmd_schema, "templates": cmd_templates}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1200,7 +1200,9 @@ def load_graph(path: str | os.PathLike) -> Graph:
     except (OSError, ValueError) as exc:       # ValueError: a NUL in the name ("embedded null byte")
         raise GraphValidationError([GraphError(
             "unreadable_file", f"cannot read graph file {str(path)[:200]!r}: {getattr(exc, 'strerror', None) or exc}; "
-                               f"check the path (a graph is a .json file, or a PNG saved by SaveImage)")]) from None
+                               f"check the path (a graph is a .json file, or a PNG saved by SaveImage; `nodegraph "
+                               f"run` also takes a template id such as project/txt2img.json: `nodegraph templates` "
+                               f"lists them)")]) from None
     return graph_from_bytes(data, path.name)
 
 

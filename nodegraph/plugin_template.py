@@ -8,7 +8,9 @@ shipped plugins (plugins/video: folder `video`, package `nodegraph_video`)::
     nodegraph_<name>/__init__.py      the plugin module (re-exports the hook)
     nodegraph_<name>/nodes.py         one node (`ScaleNumber`) and `register_nodes`
     tests/test_<name>.py              loads the plugin through `Session(plugins=[("<name>", module)])`
-    graphs/scale.json                 a saved graph using the qualified type `<name>.ScaleNumber`
+    nodegraph_<name>/graphs/scale.json  a saved graph using the qualified type `<name>.ScaleNumber`: inside the
+                                      package (package data), so a wheel ships it and the editor's Templates
+                                      menu / `nodegraph templates` list it as `<name>/scale.json`
 
 The package is not called `<name>` because the project folder is: `python -m
 nodegraph.cli` (what scripts/nodegraph runs) puts the working folder first on the
@@ -148,7 +150,7 @@ def render(name: str) -> dict[str, str]:
         f"{package_name(name)}/__init__.py": fill(_INIT),
         f"{package_name(name)}/nodes.py": fill(_NODES),
         f"tests/test_{name}.py": fill(_TEST),
-        "graphs/scale.json": json.dumps(graph, indent=2) + "\n",
+        f"{package_name(name)}/graphs/scale.json": json.dumps(graph, indent=2) + "\n",
     }
 
 
@@ -177,6 +179,10 @@ test = ["pytest"]
 
 [tool.setuptools]
 packages = ["{{package}}"]
+
+# the saved graphs ship inside the package: the editor's Templates menu and `nodegraph templates` list them
+[tool.setuptools.package-data]
+{{package}} = ["graphs/*.json"]
 
 [tool.pytest.ini_options]
 testpaths = ["tests"]
@@ -235,7 +241,7 @@ from pathlib import Path
 import {{package}}
 from nodegraph import Session
 
-GRAPH = Path(__file__).resolve().parents[1] / "graphs" / "scale.json"
+GRAPH = Path({{package}}.__file__).resolve().parent / "graphs" / "scale.json"
 
 
 def make_session() -> Session:
@@ -260,7 +266,7 @@ def test_one_node_graph_runs():
 
 
 def test_saved_graph_runs():
-    """graphs/scale.json validates and shows 2.5 * 4 + 1."""
+    """{{package}}/graphs/scale.json validates and shows 2.5 * 4 + 1."""
     session = make_session()
     assert session.validate(GRAPH) == []
     assert session.run(GRAPH).outputs["show"]["value"] == 11.0
@@ -279,14 +285,19 @@ A nodegraph plugin. It adds the node `{{name}}.ScaleNumber`
 pip install -e .            # registers the entry point: group "nodegraph", name "{{name}}"
 nodegraph plugins           # lists {{name}} as loaded, 1 node(s) (exit status 4 if any plugin failed)
 pip install -e .[test] && pytest
-nodegraph run graphs/scale.json
+nodegraph templates         # lists {{name}}/scale.json, the graph in {{package}}/graphs/
+nodegraph run {{name}}/scale.json
 ```
+
+While you work on it, `pip install -e .` once is the loop: edits to the package take effect at the next
+`nodegraph` command (only a changed entry point or version needs the install again). From Python,
+`Session(plugins=[("{{name}}", {{package}})])` loads it without installing (what the tests do).
 
 ## Names
 
 Node types of an installed plugin are `<plugin>.<Type>`, here `{{name}}.ScaleNumber`.
 The bare name `ScaleNumber` also works while no other plugin provides a node of that
-name; saved graphs should use the qualified name (graphs/scale.json does).
+name; saved graphs should use the qualified name ({{package}}/graphs/scale.json does).
 
 ## Grow it
 

@@ -78,6 +78,22 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
     return _did_you_mean(_closest(name, candidates))
 
 
+def _first_word(name: str) -> str:
+    """The first CamelCase word of a type name, lower case ("ShowText" → "show", "VAEDecode" → "vae")."""
+    match = re.match(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name)
+    return match.group(0).lower() if match else ""
+
+
+def suggest_type(name: str, candidates: Iterable[str]) -> str:
+    """`suggest` for a node type; when none is close as a whole, the types that start with the same word
+    ("ShowText", a custom node ComfyUI users know → ShowValue, ShowImage)."""
+    candidates = list(candidates)
+    close = _closest(name, candidates)
+    if not close and len(word := _first_word(name)) >= 3:
+        close = sorted(c for c in candidates if "." not in c and _first_word(c) == word)[:3]
+    return _did_you_mean(close)
+
+
 #: Display names other tools use (A1111's sampler menu, its "Schedule type", ComfyUI's KSampler, diffusers
 #: scheduler classes), normalised by `_alias_key` → (choice meant, scheduler that goes with it or None).
 #: Only entries whose choice is in the list being checked are suggested.
@@ -391,7 +407,7 @@ def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> Grap
                            f"workflow again."), ()
     return GraphError(
         "unknown_node_type",
-        f"no node type {node_type!r} is registered.{suggest(node_type, candidates)}{why} "
+        f"no node type {node_type!r} is registered.{suggest_type(node_type, candidates)}{why} "
         f"(The editor's node search, or `nodegraph nodes`, lists the available types.)",
         node_id=node_id, details=details)
 

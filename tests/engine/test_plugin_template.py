@@ -32,14 +32,15 @@ def test_generated_package_has_its_files_and_entry_point(package):
     """pyproject declares the `nodegraph` entry point `tpl_demo` naming the package `nodegraph_tpl_demo` (not the
     project folder's name, which would shadow it from the folder above); every promised file exists."""
     for relative in ("README.md", "nodegraph_tpl_demo/__init__.py", "nodegraph_tpl_demo/nodes.py",
-                     "tests/test_tpl_demo.py", "graphs/scale.json"):
+                     "tests/test_tpl_demo.py", "nodegraph_tpl_demo/graphs/scale.json"):
         assert (package / relative).is_file(), relative
     assert not (package / "tpl_demo").exists()
     project = tomllib.loads((package / "pyproject.toml").read_text())
     assert project["project"]["entry-points"]["nodegraph"] == {"tpl_demo": "nodegraph_tpl_demo"}
     assert project["project"]["name"] == "nodegraph-tpl-demo"
     assert project["tool"]["setuptools"]["packages"] == ["nodegraph_tpl_demo"]
-    graph = json.loads((package / "graphs" / "scale.json").read_text())
+    assert project["tool"]["setuptools"]["package-data"] == {"nodegraph_tpl_demo": ["graphs/*.json"]}
+    graph = json.loads((package / "nodegraph_tpl_demo" / "graphs" / "scale.json").read_text())
     assert graph["nodes"]["scale"]["type"] == "tpl_demo.ScaleNumber"
 
 
@@ -52,7 +53,9 @@ def test_generated_tests_pass_as_generated(package):
 
 
 def test_pip_installed_package_loads_through_its_entry_point(package, tmp_path):
-    """Installed by pip (a real wheel build), `nodegraph plugins` finds it and its saved graph runs by name."""
+    """Installed by pip (a real wheel build), `nodegraph plugins` finds it, `nodegraph templates` lists its saved
+    graph (shipped inside the package: the old scaffold's top-level graphs/ was left out of wheels) and `nodegraph
+    run` runs it by its template id."""
     site = tmp_path / "site"
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
                           "--no-index", "--quiet", "--target", str(site), str(package)],
@@ -67,11 +70,16 @@ def test_pip_installed_package_loads_through_its_entry_point(package, tmp_path):
     assert loaded["tpl_demo"]["distribution"] == "nodegraph-tpl-demo"
     assert loaded["tpl_demo"]["nodes"] == ["tpl_demo.ScaleNumber"]
     assert loaded["tpl_demo"]["module"] == "nodegraph_tpl_demo"
-    ran = subprocess.run([sys.executable, "-m", "nodegraph.cli", "run", str(package / "graphs" / "scale.json"),
+    listed = subprocess.run([sys.executable, "-m", "nodegraph.cli", "templates", "--json", "--allow-plugin",
+                             "tpl_demo"], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    (template,) = [t for t in json.loads(listed.stdout) if t["source"] == "tpl_demo"]
+    assert template["id"] == "tpl_demo/scale.json" and template["title"] == "tpl_demo: scale a number"
+    ran = subprocess.run([sys.executable, "-m", "nodegraph.cli", "run", "tpl_demo/scale.json",
                           "--allow-plugin", "tpl_demo", "--output-dir", str(tmp_path / "out"), "--no-progress"],
                          env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
-    assert "show: 11.0" in ran.stdout
+    assert "show: 11.0" in ran.stdout and "using the template of that id" in ran.stderr
 
 
 @pytest.mark.parametrize(("name", "expected"), [
@@ -108,7 +116,8 @@ def test_existing_folder_is_refused_and_the_cli_exits_2(package, tmp_path, capsy
     assert "'not_ok'" in capsys.readouterr().err
     assert main(["plugin", "new", "tpl_other", "--dir", str(tmp_path)]) == 0    # the hint names this Python's pip
     assert f"next: {sys.executable} -m pip install -e" in capsys.readouterr().out
-    assert json.loads((tmp_path / "tpl_other" / "graphs" / "scale.json").read_text())["format_version"] == 2
+    assert json.loads((tmp_path / "tpl_other" / "nodegraph_tpl_other" / "graphs" / "scale.json").read_text()
+                      )["format_version"] == 2
 
 
 def test_a_plugin_imported_from_a_namespace_folder_is_flagged(tmp_path, monkeypatch, capsys):

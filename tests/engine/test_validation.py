@@ -324,3 +324,14 @@ def test_a_seed_of_minus_one_says_how_to_get_a_random_seed():
     graph["nodes"]["sampler"]["inputs"]["seed"] = -2
     (error,) = Session(autoload=False).validate(graph)
     assert "RandomInt" not in error.message
+
+
+def test_an_unknown_type_with_no_close_name_is_offered_the_types_of_its_first_word():
+    """'ShowText' (a ComfyUI custom node people know) got no suggestion, while misspelt inputs did."""
+    from nodegraph.validation import suggest_type
+
+    assert suggest_type("ShowText", ["ShowValue", "Int", "example.ShowThing", "Snowy"]) == " Did you mean 'ShowValue'?"
+    assert suggest_type("Intt", ["Int", "IntMath", "ShowValue"]) == " Did you mean 'Int' or 'IntMath'?"
+    assert suggest_type("Zzz", ["ShowValue"]) == ""
+    errors = Session(autoload=False).validate({"format_version": 2, "nodes": {"a": {"type": "ShowText"}}})
+    assert any("Did you mean 'ShowValue'" in e.message for e in errors if e.code == "unknown_node_type")
