@@ -175,7 +175,10 @@ def translate_inputs(equivalent: Equivalent, inputs: dict[str, Any],
                 changed.append((ours, value, value.removesuffix(" [input]")))
             value = value.removesuffix(" [input]")
         if ours in equivalent.scaled and isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = value * equivalent.scaled[ours]
+            scaled = value * equivalent.scaled[ours]
+            if changed is not None:      # said, so a range error on `amount` is read against what the user wrote
+                changed.append((ours, f"{name}={value:g} (ComfyUI's unit)", scaled))
+            value = scaled
         out[ours] = value
     return {**out, **equivalent.fixed}
 
@@ -191,9 +194,23 @@ _WHOLE_SCHEDULE_KSAMPLER = Equivalent("KSampler", ("latent",), {"noise_seed": "s
 def _runs_whole_schedule(inputs: dict[str, Any]) -> bool:
     """A KSamplerAdvanced that adds its noise and runs from step 0 to at least `steps` (literal values): a
     KSampler, its leftover-noise switch changing nothing."""
-    steps, start, end = inputs.get("steps"), inputs.get("start_at_step", 0), inputs.get("end_at_step", 10000)
-    return (all(type(v) is int for v in (steps, start, end)) and inputs.get("add_noise", "enable") == "enable"
+    steps, start, end = (_as_count(inputs.get("steps")), _as_count(inputs.get("start_at_step", 0)),
+                         _as_count(inputs.get("end_at_step", 10000)))
+    return (None not in (steps, start, end) and inputs.get("add_noise", "enable") == "enable"
             and start == 0 and end >= steps)
+
+
+def _as_count(value: Any) -> int | None:
+    """A step count as ComfyUI reads an INT (it takes `int(value)`: "4" and 4.0 are 4), or None: only to decide
+    what a KSamplerAdvanced is — the value itself is translated as written, and validation names its type (a
+    "4" read as partial-schedule was refused as one, a message about the wrong thing)."""
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 20:
+        return int(value)
+    return None
 
 
 # classes whose equivalent depends on the entry's values: class → (when it applies, the equivalent)

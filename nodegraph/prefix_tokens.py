@@ -5,8 +5,9 @@ A ComfyUI workflow's SaveImage prefix often holds tokens such as `%date:yyyy-MM-
 places, and so does nodegraph:
 
 When the run starts (ComfyUI: its front end, when a prompt is queued) — `expand_graph`, called by
-`Session.run` / `Session.validate` on every output-file input (`Input(file_name_in="output")`, subgraph
-definitions' inner nodes included), so the
+`Session.run` / `Session.validate` on every input naming a file a node writes (`Input(file_name_in="output")`, and
+a save node's name in a model folder, `file_name_in="loras"`: ComfyUI's CheckpointSave expands its prefix too —
+SaveLoRA wrote `%date:yyyy%.safetensors` as named; subgraph definitions' inner nodes included), so the
 expanded name is part of the node's cache key (a new seed or a new minute is a new file; such a graph is
 checked and compiled again at each run, as its names may change — a graph without tokens is scanned once):
 
@@ -144,7 +145,7 @@ def _expand_nodes(nodes: dict, lookup: Any, registry: Any, now: datetime,
             continue
         for name, spec in cls.spec.inputs.items():
             value = node.inputs.get(name)
-            if not (spec.file_name_in == "output" and isinstance(value, str) and has_tokens(value)):
+            if not (spec.file_name_in not in (None, "input") and isinstance(value, str) and has_tokens(value)):
                 continue
             try:
                 expanded = expand_at_run_start(value, lookup, now)

@@ -207,9 +207,14 @@ class ImageFolderDataset:
         self.size = int(size)
         self.report = self._scan(tuple(suffix.lower() for suffix in extensions))
         if not self.report.used:
+            uncaptioned = self.report.missing_caption or self.report.empty_caption
+            blank = (" (default_caption is blank: only spaces, so it captions nothing)"
+                     if default_caption and not self.default_caption else "")
+            or_default = (f", or set default_caption to the caption every uncaptioned image gets (e.g. 'a photo of "
+                          f"zorb'){blank}" if uncaptioned else "")
             raise DatasetError("root", f"no usable image in {shown}: {self.report.summary()}. Fix: add images "
                                        f"({', '.join(IMAGE_EXTENSIONS)}) each with a non-empty caption in a same-name "
-                                       f".txt file beside it (cats/tabby.png + cats/tabby.txt)")
+                                       f".txt file beside it (cats/tabby.png + cats/tabby.txt){or_default}")
         self.paths = list(self.report.used)
         self.captions = [self._captions[path] for path in self.paths]
 

@@ -212,9 +212,10 @@ def distill_lcm(unet: nn.Module, text_encoder: Any, data: DiffusionData, alphas_
     start = 0
     state = run.resume()
     if state is not None:
-        student.load_state_dict(state["student"], strict=False)
-        target.load_state_dict(state["target"], strict=False)
-        optimiser.load_state_dict(state["optimiser"])
+        with run.restoring():
+            student.load_state_dict(state["student"], strict=False)
+            target.load_state_dict(state["target"], strict=False)
+            optimiser.load_state_dict(state["optimiser"])
         start = state["step"]
     alphas_cumprod = alphas_cumprod.to(device=device, dtype=torch.float32)
     total = len(alphas_cumprod)

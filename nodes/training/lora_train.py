@@ -71,10 +71,10 @@ def train_lora(unet: nn.Module, text_encoder: Any, data: DiffusionData, alphas_c
     start = 0
     state = run.resume()
     if state is not None:
-        with torch.no_grad():
+        with run.restoring(), torch.no_grad():
             for key, value in state["adapters"].items():
                 weights[key].copy_(value)
-        optimiser.load_state_dict(state["optimiser"])
+            optimiser.load_state_dict(state["optimiser"])
         start = state["step"]
     device = next(student.parameters()).device
     alphas_cumprod = alphas_cumprod.to(device=device, dtype=torch.float32)

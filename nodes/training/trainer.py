@@ -276,6 +276,19 @@ class TrainingRun:
         """The tensor file of the state (the JSON file sits beside it)."""
         return self.folder / STATE_TENSORS if self.folder else None
 
+    @contextmanager
+    def restoring(self) -> Iterator[None]:
+        """Around putting a resumed state into the modules and optimiser: a state that does not fit them (its
+        JSON edited by hand, a damaged file) is a TrainingStateError naming the folder and the fix, not torch's
+        "The size of tensor a (8) must match..."."""
+        try:
+            yield
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+            raise TrainingStateError(
+                f"{self.shown}: its saved training state does not fit this run's networks ({type(exc).__name__}: "
+                f"{str(exc)[:200]}): it was edited or damaged; delete that folder's training_state.* files to "
+                f"start again, or choose another run_name") from None
+
     def resume(self) -> dict | None:
         """The saved state if it belongs to this run (same settings), else None; restores the global RNG too."""
         if self.folder is None:
@@ -525,10 +538,11 @@ def _start_or_resume(module: torch.nn.Module, config: TrainConfig,
     state = run.resume()
     if state is None:
         return optimiser, ema, 0
-    module.load_state_dict(state["model"])
-    optimiser.load_state_dict(state["optimiser"])
-    if ema is not None:
-        ema.load(state["ema"], updates=state["step"])
+    with run.restoring():
+        module.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        if ema is not None:
+            ema.load(state["ema"], updates=state["step"])
     return optimiser, ema, state["step"]
 
 
@@ -726,11 +740,12 @@ def train_diffusion(unet: Any, text_encoder: Any, data: DiffusionData, alphas_cu
     start = 0
     state = run.resume()
     if state is not None:
-        for module, weights in zip(modules, state["models"]):
-            module.load_state_dict(weights)
-        optimiser.load_state_dict(state["optimiser"])
-        for ema, shadow in zip(emas, state["emas"]):
-            ema.load(shadow, updates=state["step"])
+        with run.restoring():
+            for module, weights in zip(modules, state["models"]):
+                module.load_state_dict(weights)
+            optimiser.load_state_dict(state["optimiser"])
+            for ema, shadow in zip(emas, state["emas"]):
+                ema.load(shadow, updates=state["step"])
         start = state["step"]
     device = next(unet.parameters()).device
     alphas_cumprod = alphas_cumprod.to(device=device, dtype=torch.float32)

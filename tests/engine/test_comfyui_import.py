@@ -264,6 +264,26 @@ def test_latent_upscale_by_image_scale_by_and_a_whole_schedule_ksampler_advanced
     assert "SplitSigmas" in partial.message and "docs/editor.md" in partial.message
 
 
+def test_a_ksampler_advanced_with_steps_written_as_text_is_told_about_the_type():
+    """ComfyUI reads an INT as int(value), so "4" and 4.0 run there; here "4" made the node a partial-schedule
+    sampler, refused with the SplitSigmas recipe — a message about the wrong thing (a hostile pass). It is
+    translated as KSampler now, and validation names the steps' type; a megapixel amount out of range is said
+    against the value the user wrote (the import's note)."""
+    for steps in ("4", 4.0):
+        prompt = {"1": {"class_type": "KSamplerAdvanced", "inputs": {"add_noise": "enable", "noise_seed": 1,
+                                                                     "steps": steps, "start_at_step": 0,
+                                                                     "end_at_step": 10000}}}
+        assert import_foreign(prompt)["nodes"]["1"]["type"] == "KSampler", steps
+    errors = Session(builtins=True).validate(import_foreign(prompt | {"1": {**prompt["1"], "inputs": {
+        **prompt["1"]["inputs"], "steps": "4"}}}))
+    (wrong,) = [e for e in errors if e.node_id == "1" and e.input == "steps"]
+    assert wrong.code == "type_mismatch" and "SplitSigmas" not in wrong.message
+    scaled = {"2": {"class_type": "ImageScaleToTotalPixels", "inputs": {"upscale_method": "bilinear",
+                                                                        "megapixels": 1e9, "image": ["1", 0]}}}
+    (note,) = import_foreign(scaled)["metadata"]["translated_values"]
+    assert note == {"node": "2", "input": "amount", "from": "megapixels=1e+09 (ComfyUI's unit)", "to": 1048576000.0}
+
+
 @pytest.mark.parametrize("class_type", ["ConditioningCombine", "ConditioningSetArea", "ConditioningConcat"])
 def test_conditioning_nodes_we_lack_say_so_instead_of_install_the_plugin(class_type):
     graph = {"format_version": 2, "nodes": {"c": {"type": class_type, "inputs": {}}}}

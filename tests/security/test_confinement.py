@@ -485,3 +485,21 @@ def test_prefix_tokens_inside_a_subgraph_are_expanded(tmp_path):
     graph["subgraphs"]["draw"]["nodes"]["save"]["inputs"]["filename_prefix"] = "%nothere.seed%"
     errors = session.validate(graph)
     assert any("in subgraph draw (node save)" in e.message and "'nothere'" in e.message for e in errors), errors
+
+
+def test_tokens_in_a_model_save_name_are_expanded_too():
+    """SaveLoRA wrote a file named `%date:yyyy%.safetensors` (the name rule lets ':' through inside date tokens,
+    as prefixes expand them; model save names did not): tokens in every name a node writes are expanded now,
+    and what they give is checked like any name."""
+    from datetime import datetime
+
+    from nodegraph.prefix_tokens import expand_graph
+
+    session = Session(autoload=False)
+    graph = session.load({"format_version": 2, "nodes": {
+        "name": {"type": "String", "inputs": {"value": "../up"}},
+        "save": {"type": "SaveLoRA", "inputs": {"lora": {"node": "name", "output": "value"},
+                                                "filename": "%date:yyyy%_%name.value%.safetensors"}}}})
+    expanded, errors = expand_graph(graph, session.registry)
+    assert errors == []
+    assert expanded.nodes["save"].inputs["filename"] == f"{datetime.now().year}_.._up.safetensors"

@@ -170,3 +170,15 @@ def test_a_default_caption_takes_images_without_one(folder):
         "uncaptioned.png": "a photo of zorb"}
     assert dataset.report.summary().endswith("; 2 with the default caption")
     assert dataset.report.missing_caption == [] and dataset.report.empty_caption == []
+
+
+def test_a_folder_without_captions_names_default_caption_and_a_blank_one(tmp_path):
+    """A folder of uncaptioned images (and a default_caption of only spaces) was refused with a fix that never
+    named default_caption (a hostile pass)."""
+    Image.new("RGB", (16, 16), "red").save(tmp_path / "x.png")
+    for given, blank in (("", False), ("   ", True)):
+        with pytest.raises(DatasetError) as caught:
+            ImageFolderDataset(tmp_path, size=16, default_caption=given)
+        message = str(caught.value)
+        assert "or set default_caption to the caption every uncaptioned image gets" in message, message
+        assert ("default_caption is blank" in message) is blank, message

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nodegraph import Session
+from nodegraph import NodeExecutionError, Session
 from nodegraph.model_paths import ModelPaths
 from nodes.training.lora_train import ATTENTION_PROJECTIONS, add_attention_lora
 
@@ -102,6 +102,16 @@ def test_train_lora_saves_a_kohya_file_that_loads_back_as_the_trained_model(tmp_
     events = []
     rerun = fresh.run(_graph(steps=3), outputs=["train"], on_event=events.append)   # a new process, say
     assert "train" in rerun.executed and _trained_steps(events) == []     # the finished state resumed: no step again
+    # a state whose settings were edited by hand (rank 4 → 8) said torch's "The size of tensor a (8) must match..."
+    state = next((tmp_path / "out").rglob("training_state.json"))
+    assert '\\"rank\\": 4' in state.read_text()                     # inside the JSON-encoded identity
+    state.write_text(state.read_text().replace('\\"rank\\": 4', '\\"rank\\": 8'))
+    tampered = _graph(steps=3)
+    tampered["nodes"]["train"]["inputs"]["rank"] = 8
+    with pytest.raises(NodeExecutionError) as caught:
+        fresh.run(tampered, outputs=["train"])
+    assert caught.value.exception_type == "NodeInputError" and "does not fit this run's networks" in \
+        str(caught.value.exception) and "choose another run_name" in str(caught.value.exception)
 
 
 def _trained_steps(events) -> list[int]:
