@@ -131,7 +131,7 @@ class SaveAudio(Node):
         return {"bit_depth": problem} if problem else {}
 
     def run(self, audio: Any, filename_prefix: str, format: str, bit_depth: str = "16") -> dict:
-        from .waveform import bit_depth_problem, format_problem, write_audio
+        from .waveform import bit_depth_problem, clipping_warning, format_problem, write_audio
 
         wave, rate = _audio(audio)
         problem = format_problem(format, rate, int(wave.shape[1]))
@@ -140,13 +140,9 @@ class SaveAudio(Node):
         problem = bit_depth_problem(format, bit_depth)
         if problem is not None:
             raise NodeInputError("bit_depth", problem)
-        clipped = int((wave.abs() > 1.0).sum()) if bit_depth != "32 float" else 0
-        if clipped:
-            share = clipped / wave.numel()
-            self.context.warn(f"{clipped} of {wave.numel()} samples ({share:.2%}) are beyond full scale (peak "
-                              f"{float(wave.abs().max()):.3g}) and were clipped to ±1 in the file, which distorts "
-                              f"the sound; put NormalizeAudio (peak_db -1) or AudioGain before SaveAudio to lower "
-                              f"the level")
+        warning = clipping_warning(wave, "SaveAudio") if bit_depth != "32 float" else None   # float WAV keeps them
+        if warning:
+            self.context.warn(warning)
         writers = [lambda path, clip=clip: write_audio(path, clip, rate, format, bit_depth) for clip in wave]
         fields = {"sample_rate": rate, "channels": int(wave.shape[1]), "duration": round(wave.shape[-1] / rate, 6),
                   **({"info": {"bit_depth": bit_depth}} if format in ("wav", "flac") else {})}

@@ -11,12 +11,14 @@ AUDIO layout (the port type's contract, README "The AUDIO value")
     check_audio(value, argument)         the (waveform, sample_rate) of a valid AUDIO, or AudioError
     format_problem(format, rate, chans)  why a file format cannot hold such audio (mp3 rates, ogg ≤ 192 kHz)
     make_audio(waveform, sample_rate)    an AUDIO dict (checked)
-    read_container_audio(path, ...)      a video's / M4A's sound track through PyAV (read_audio's fallback)
+    read_container_audio(path, ...)      a video's / M4A's sound track through PyAV (read_audio's fallback); stops
+                                         decoding once past max_seconds or MAX_SAMPLES (a header can lie)
     read_audio(path, max_seconds)        soundfile: WAV, FLAC, OGG Vorbis/Opus, MP3 (libsndfile ≥ 1.1); a WAV
                                          shorter than its header declares is refused (wav_declared_frames)
     write_audio(path, audio, format, bit_depth)   one file per batch item: "wav" (16 / 24-bit PCM or 32-bit
                                          float), "flac" (16 / 24-bit), "ogg", "mp3"
     bit_depth_problem(format, bit_depth) why `format` cannot be written at that bit depth (with the fix), or None
+    clipping_warning(waveform, node)     the warning when a file clips samples beyond ±1 (SaveAudio, SaveVideo)
     resample(audio, rate)                polyphase FIR resampling (scipy.signal.resample_poly: Kaiser-
                                          windowed sinc, rational up / down factors)
     trim_pad(audio, start, duration)     cut from `start` seconds, then pad with silence / cut to `duration`
@@ -162,9 +164,10 @@ VIDEO_CONTAINERS = (".mp4", ".m4v", ".m4a", ".mov", ".mkv", ".webm", ".avi", ".a
 def read_container_audio(path: Path, max_seconds: float = 600.0, argument: str = "file") -> dict[str, Any]:
     """The first sound track of a video (MP4, MOV, MKV, WebM, AVI) or M4A / AAC file as a (1, channels, samples)
     AUDIO, decoded by PyAV (the video plugin's dependency) — ComfyUI's LoadAudio and VideoHelperSuite's Load
-    Video give a video's sound the same way. The track's declared length is held to `max_seconds` and the
-    sample budget before decoding, and the decoded samples as they come (a header can lie). AAC's encoder
-    delay (about 1,024 samples of silence) stays at the start, as the decoder gives it."""
+    Video give a video's sound the same way. The track's channel count, declared length (`max_seconds`) and
+    sample budget are checked before decoding, and the decoded samples as they come: a header can lie (a 1 MB
+    WebM declaring 1 s held 40 min of Opus silence, 2.1 GB decoded), so decoding stops as soon as either limit
+    is passed. AAC's encoder delay (about 1,024 samples of silence) stays at the start, as the decoder gives it."""
     try:
         import av
     except ImportError:
@@ -183,6 +186,10 @@ def read_container_audio(path: Path, max_seconds: float = 600.0, argument: str =
         channels = int(stream.channels or 0)
         if rate <= 0 or channels <= 0:
             raise AudioError(argument, f"{path.name}'s sound track declares no sample rate or channels")
+        if channels > MAX_CHANNELS:
+            raise AudioError(argument, f"{path.name}'s sound track has {channels} channels, over the {MAX_CHANNELS} "
+                                       f"an AUDIO holds; mix it down first (e.g. `ffmpeg -i {path.name} -ac 2 "
+                                       f"sound.wav`)")
         check_rate(rate, argument)
         duration = (float(stream.duration * stream.time_base) if stream.duration and stream.time_base
                     else (container.duration or 0) / 1e6)
@@ -192,29 +199,79 @@ def read_container_audio(path: Path, max_seconds: float = 600.0, argument: str =
         too_large = (f"{path.name}'s sound is too large to load at once: trim it or lower its sample rate / "
                      f"channel count")
         check_result_size((1, channels, int(duration * rate) + 1), rate, argument, too_large)
-        limit = int(max_seconds * rate) + rate           # decoded samples per channel allowed (a header can lie)
-        resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=rate)
-        chunks, count = [], 0
+        seconds_limit = int(max_seconds * rate) + rate       # decoded samples per channel allowed (a header can lie)
+        capacity_limit = min(seconds_limit, MAX_SAMPLES // channels)
+        # room for the declared length (plus AAC's delay and a last frame's padding): an honest file fills it once
+        buffer = np.empty((channels, min(int(duration * rate) + 8192, capacity_limit)), np.float32)
+        count = 0
+        # packed "flt" (one interleaved buffer), not planar: PyAV 18.1 counts 9 planes in an 8-channel planar
+        # frame and its to_ndarray() crashes the process (a segfault on every 7.1 track)
+        resampler = av.AudioResampler(format="flt", layout=stream.layout, rate=rate)
         try:
-            for frame in container.decode(stream):
-                for piece in resampler.resample(frame):
-                    chunks.append(piece.to_ndarray())
-                    count += chunks[-1].shape[-1]
-                if count > limit:
+            for piece in resampled_frames(container.decode(stream), resampler):
+                samples = packed_samples(piece, channels, path.name, argument)
+                needed = count + samples.shape[1]
+                if needed > seconds_limit:
                     raise AudioError(argument, f"{path.name}'s sound runs past {max_seconds:g} s (its header said "
                                                f"{duration:.1f} s); trim it first or raise max_seconds")
-            for piece in resampler.resample(None):
-                chunks.append(piece.to_ndarray())
+                check_result_size((1, channels, needed), rate, argument,          # stop before keeping more
+                                  f"{too_large} (decoding stopped there; its header said {duration:.1f} s)")
+                if needed > buffer.shape[1]:
+                    buffer = grown(buffer, count, needed, capacity_limit)
+                buffer[:, count:needed] = samples
+                count = needed
         except av.error.FFmpegError as error:
             raise AudioError(argument, f"{path.name}'s sound could not be decoded ({error})") from None
-    if not chunks or sum(c.shape[-1] for c in chunks) == 0:
+    if count == 0:
         raise AudioError(argument, f"{path.name}'s sound track holds no samples")
-    data = np.concatenate(chunks, axis=-1).astype(np.float32, copy=False)         # (channels, samples)
-    check_result_size((1, data.shape[0], data.shape[1]), rate, argument, too_large)
-    wave = torch.from_numpy(np.ascontiguousarray(data))[None]
+    wave = torch.from_numpy(trimmed(buffer, count))[None]                            # (1, channels, samples)
     if not bool(torch.isfinite(wave).all()):
         raise AudioError(argument, f"{path.name}'s sound holds NaN / infinite samples; re-export it")
     return make_audio(wave, rate, argument)
+
+
+def resampled_frames(frames: Any, resampler: Any) -> Any:
+    """PyAV audio frames through `resampler`, then what it still holds (its flush)."""
+    for frame in frames:
+        yield from resampler.resample(frame)
+    yield from resampler.resample(None)
+
+
+def packed_samples(frame: Any, channels: int, name: str, argument: str) -> np.ndarray:
+    """(channels, samples) float32 view of a packed "flt" PyAV frame, read from its one interleaved buffer (the
+    buffer is padded past the samples, so it is cut to frame.samples). Not frame.to_ndarray(): see the caller."""
+    if frame.layout.nb_channels != channels:
+        raise AudioError(argument, f"{name}'s sound track changes from {channels} to {frame.layout.nb_channels} "
+                                   f"channels while playing; re-export it with one channel layout")
+    interleaved = np.frombuffer(frame.planes[0], np.float32, count=frame.samples * channels)
+    return interleaved.reshape(frame.samples, channels).T
+
+
+def grown(buffer: np.ndarray, count: int, needed: int, limit: int) -> np.ndarray:
+    """`buffer` (channels, capacity), holding `count` samples per channel, widened in place to room for `needed`
+    (the capacity doubles, up to `limit`): realloc (large blocks are remapped, not copied), then each channel's
+    samples moved to its new row, the last channel first — so growing never holds two copies of the sound."""
+    channels, capacity = buffer.shape
+    wider = min(max(needed, 2 * capacity), limit)
+    buffer.resize((channels, wider), refcheck=False)     # the decode loop holds no view of it
+    flat = buffer.reshape(-1)
+    for channel in range(channels - 1, 0, -1):
+        flat[channel * wider:channel * wider + count] = flat[channel * capacity:channel * capacity + count]
+    return buffer
+
+
+def trimmed(buffer: np.ndarray, count: int) -> np.ndarray:
+    """`buffer` (channels, capacity) cut to its first `count` samples per channel in place — each channel's row
+    moved forward, then the spare capacity released — so the decoded sound is not copied a second time."""
+    channels, capacity = buffer.shape
+    if count == capacity:
+        return buffer
+    flat = buffer.reshape(-1)
+    for channel in range(1, channels):
+        flat[channel * count:(channel + 1) * count] = flat[channel * capacity:channel * capacity + count]
+    del flat                    # no view may outlive the resize below (refcheck=False: it would point at freed memory)
+    buffer.resize((channels, count), refcheck=False)
+    return buffer
 
 
 def wav_declared_frames(path: str | Path) -> tuple[int, int] | None:
@@ -277,6 +334,19 @@ def bit_depth_problem(format: str, bit_depth: str) -> str | None:
                 f"Fix: set bit_depth to 24, or save as wav for 32-bit float")
     return (f"{format} is a lossy codec with no bit depth; bit_depth {bit_depth} applies to wav (16, 24, 32 float) "
             f"and flac (16, 24). Fix: set bit_depth to 16, or save as wav or flac")
+
+
+def clipping_warning(waveform: torch.Tensor | np.ndarray, node: str) -> str | None:
+    """The warning for a file that stores full scale as its limit (integer WAV / FLAC, OGG, MP3, a video's AAC /
+    Opus track) when samples of `waveform` lie beyond ±1 — they are clipped, which distorts the sound — naming
+    the fix before `node` (SaveAudio, SaveVideo); None when none does."""
+    magnitude = torch.as_tensor(waveform).detach().abs()
+    clipped = int((magnitude > 1.0).sum())
+    if not clipped:
+        return None
+    return (f"{clipped} of {magnitude.numel()} samples ({clipped / magnitude.numel():.2%}) are beyond full scale "
+            f"(peak {float(magnitude.max()):.3g}) and were clipped to ±1 in the file, which distorts the sound; put "
+            f"NormalizeAudio (peak_db -1) or AudioGain before {node} to lower the level")
 
 
 def write_audio(path: str | Path, waveform: torch.Tensor, sample_rate: int,

@@ -1112,7 +1112,9 @@ class SaveVideo(Node):
                                                 f"`frames` output), or set it to 0 to save all frames as one clip")
         clips = [images[start:start + frames] for start in range(0, total, frames)]   # clip-major (B·F, ...)
         plays = written_fps(fps, format)        # gif frame times are whole centiseconds: 8 fps is stored as 120 ms
-        sounds = _clip_sounds(audio, len(clips), format, frames / plays)
+        sounds, clipping = _clip_sounds(audio, len(clips), format, frames / plays)
+        if clipping:
+            self.context.warn(clipping)
         if format == "gif" and plays > 50:      # frames under 20 ms: browsers show each for ~100 ms
             self.context.warn(f"gif at {plays:g} fps stores frames of {100 / plays:.0f} centisecond(s); browsers "
                               f"show frames under 20 ms for about 100 ms, so it plays at ~10 fps there; use fps 50 "
@@ -1135,15 +1137,16 @@ class SaveVideo(Node):
         return {"files": files}
 
 
-def _clip_sounds(audio: Any, clips: int, format: str, seconds: float) -> list[Any]:
+def _clip_sounds(audio: Any, clips: int, format: str, seconds: float) -> tuple[list[Any], str | None]:
     """One (channels, samples) float32 sound track and rate per clip from an AUDIO (batch 1: the same for every
-    clip; batch = clips: one each), cut to `seconds`; [None] * clips without audio. NodeInputError on `audio`."""
+    clip; batch = clips: one each), cut to `seconds`; [None] * clips without audio. With them the warning when
+    the tracks clip samples beyond ±1 (None when none do). NodeInputError on `audio`."""
     import torch
 
-    from .video_io import AUDIO_CODECS, sound_track
+    from .video_io import AUDIO_CODECS, sound_length, sound_track
 
     if audio is None:
-        return [None] * clips
+        return [None] * clips, None
     if format not in AUDIO_CODECS:
         raise NodeInputError("audio", f"a {format} file holds no sound; save as mp4 or webm to keep the audio, or "
                                       f"unlink it")
@@ -1159,7 +1162,23 @@ def _clip_sounds(audio: Any, clips: int, format: str, seconds: float) -> list[An
     if not 8000 <= rate <= 96000:
         raise NodeInputError("audio", f"{rate} Hz: resample the sound to 8,000–96,000 Hz first (48,000 is usual)")
     data = waveform.detach().float().cpu().numpy()
-    return [(sound_track(data[k if batch > 1 else 0], rate, seconds), rate) for k in range(clips)]
+    clipping = _clipping_warning(data[..., :sound_length(data.shape[-1], rate, seconds)])   # what the file keeps
+    return [(sound_track(data[k if batch > 1 else 0], rate, seconds), rate) for k in range(clips)], clipping
+
+
+def _clipping_warning(sound: Any) -> str | None:
+    """The warning when the sound track clips samples beyond ±1 (AAC / Opus code full scale), worded as SaveAudio's
+    (nodegraph_audio.waveform.clipping_warning: not imported, a plugin loads no other plugin's code — a denied one's
+    neither)."""
+    import numpy as np
+
+    magnitude = np.abs(sound)
+    clipped = int((magnitude > 1.0).sum())
+    if not clipped:
+        return None
+    return (f"{clipped} of {magnitude.size} samples ({clipped / magnitude.size:.2%}) are beyond full scale "
+            f"(peak {float(magnitude.max()):.3g}) and were clipped to ±1 in the file, which distorts the sound; put "
+            f"NormalizeAudio (peak_db -1) or AudioGain before SaveVideo to lower the level")
 
 
 NODES: list[type[Node]] = [

@@ -321,11 +321,16 @@ AUDIO_CODECS = {"mp4": "aac", "webm": "libopus"}       # the sound track's codec
 OPUS_RATE = 48000                                       # Opus encodes at 48 kHz: other rates are resampled
 
 
+def sound_length(samples: int, rate: int, seconds: float) -> int:
+    """How many of a sound's `samples` (per channel) its track keeps: those of `seconds` (a longer sound stops with
+    the picture, as ffmpeg's -shortest); a shorter sound is kept whole (the picture goes on silent)."""
+    return min(samples, max(1, round(seconds * rate)))
+
+
 def sound_track(waveform: np.ndarray, rate: int, seconds: float) -> np.ndarray:
-    """(channels, samples) cut to `seconds` (a longer sound stops with the picture, as ffmpeg's -shortest) and
-    clipped to [-1, 1] (AAC / Opus code full scale); a shorter one is kept as it is (the picture goes on silent)."""
-    keep = min(waveform.shape[-1], max(1, round(seconds * rate)))
-    return np.clip(waveform[:, :keep], -1.0, 1.0).astype(np.float32)
+    """(channels, samples) cut to `seconds` (sound_length) and clipped to [-1, 1] (AAC / Opus code full scale;
+    SaveVideo warns when that clips)."""
+    return np.clip(waveform[:, :sound_length(waveform.shape[-1], rate, seconds)], -1.0, 1.0).astype(np.float32)
 
 
 def _sound_stream(container: Any, format: str, sound: tuple[np.ndarray, int]) -> Any:

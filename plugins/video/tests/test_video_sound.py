@@ -19,6 +19,11 @@ def _sound(seconds: float, channels: int = 2, batch: int = 1, rate: int = 22050)
 
 
 def _save(tmp_path, format="mp4", audio=None, clip_frames=0, frames=8):
+    """The files SaveVideo wrote (_run)."""
+    return [f["path"] for f in _run(tmp_path, format, audio, clip_frames, frames).outputs["save"]["files"]]
+
+
+def _run(tmp_path, format="mp4", audio=None, clip_frames=0, frames=8):
     """SaveVideo run through a session, its images and audio made by a stand-in node of a test plugin."""
     import types
 
@@ -44,9 +49,8 @@ def _save(tmp_path, format="mp4", audio=None, clip_frames=0, frames=8):
               "filename_prefix": "clip", "clip_frames": clip_frames}
     if audio is not None:
         inputs["audio"] = {"node": "src", "output": "audio"}
-    result = session.run({"format_version": 2, "nodes": {"src": {"type": "Frames", "inputs": {}},
-                                                         "save": {"type": "SaveVideo", "inputs": inputs}}})
-    return [f["path"] for f in result.outputs["save"]["files"]]
+    return session.run({"format_version": 2, "nodes": {"src": {"type": "Frames", "inputs": {}},
+                                                       "save": {"type": "SaveVideo", "inputs": inputs}}})
 
 
 def _sound_of(path):
@@ -77,3 +81,21 @@ def test_one_sound_per_clip_and_the_errors_name_audio(tmp_path):
         with pytest.raises(NodeExecutionError, match=message) as caught:
             _save(tmp_path, format, audio)
         assert "input 'audio'" in str(caught.value)
+
+
+def test_a_sound_louder_than_full_scale_warns_that_it_was_clipped(tmp_path):
+    """8× full scale (a hard-clipped square wave in the AAC track) warns as SaveAudio does, counting the samples
+    of the second the file keeps; a sound within ±1 does not warn."""
+    loud = _sound(2.0, channels=1)
+    loud["waveform"] = loud["waveform"] * 16                        # 0.5 · 16 = 8× full scale
+    result = _run(tmp_path, "mp4", loud)
+    (warning,) = result.warnings
+    assert warning["node_id"] == "save"
+    kept = 22050                                                     # the 1 s of frames, not the 2 s given
+    clipped = int((loud["waveform"][..., :kept].abs() > 1).sum())
+    assert f"{clipped} of {kept} samples" in warning["message"] and "(peak 8)" in warning["message"]
+    assert "clipped to ±1" in warning["message"] and "NormalizeAudio (peak_db -1) or AudioGain before SaveVideo" \
+        in warning["message"]
+    (path,) = [f["path"] for f in result.outputs["save"]["files"]]
+    assert np.abs(_sound_of(path)[0]).mean() > 0.7                   # still written: the square wave it clipped to
+    assert _run(tmp_path, "mp4", _sound(2.0)).warnings == []
