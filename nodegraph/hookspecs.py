@@ -38,6 +38,11 @@ def register_schedules() -> dict[str, Any]:
 
 
 @hookspec
+def register_choice_lists() -> dict[str, Any]:
+    """Return choice lists by name → a function returning the current choices (`Input(choices_from=name)`)."""
+
+
+@hookspec
 def register_model_folders() -> dict[str, list[str]]:
     """Return model folder names this plugin uses, each with its accepted file extensions."""
 

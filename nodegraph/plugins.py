@@ -74,7 +74,8 @@ ENV_PREFER = "NODEGRAPH_PLUGINS_PREFER"
 #: every hook name nodegraph calls (nodegraph.hookspecs)
 HOOK_NAMES = tuple(sorted(name for name in dir(hookspecs) if name.startswith("register_")
                           and callable(getattr(hookspecs, name))))
-EXTENSION_HOOKS = ("register_samplers", "register_schedules", "register_model_folders", "register_api")
+EXTENSION_HOOKS = ("register_samplers", "register_schedules", "register_model_folders", "register_api",
+                   "register_choice_lists")
 #: hooks whose dict is kept whole per plugin (registry.extensions[kind][plugin name] = the dict)
 PER_PLUGIN_HOOKS = ("register_model_dirs",)
 REPLACED_BY_CODE = "its installed copy is replaced by the plugin of that name given in code (Session(plugins=...))"
@@ -358,6 +359,9 @@ def load_plugins(
                 registry.types.register(port_type, source=name)
         except Exception as exc:  # noqa: BLE001
             fail(name, exc, "register_types")
+    # every plugin's choice lists, which any plugin's nodes may name (`choices_from`)
+    choice_lists = frozenset(list_name for table in extensions_by_plugin["register_choice_lists"].values()
+                             if isinstance(table, dict) for list_name in table)
     # Pass 2: nodes and extensions; a plugin registers all of its nodes or none.
     for name, source, obj, ep in registered:
         if name in {f.name for f in report.failed}:
@@ -366,7 +370,7 @@ def load_plugins(
             continue
         node_classes = nodes_by_plugin.get(name, [])
         try:
-            check_node_classes(registry, node_classes)
+            check_node_classes(registry, node_classes, choice_lists)
         except Exception as exc:  # noqa: BLE001
             fail(name, exc, "register_nodes")
             continue
@@ -573,8 +577,9 @@ def _importable(module: str) -> bool:
 
 # --- checks on what a plugin registers ---------------------------------------------------
 
-def check_node_classes(registry: Registry, node_classes: list[Any]) -> None:
-    """Raise one PluginError naming every node class a plugin may not register, each with its fix.
+def check_node_classes(registry: Registry, node_classes: list[Any], choice_lists: frozenset[str] = frozenset()) -> None:
+    """Raise one PluginError naming every node class a plugin may not register, each with its fix
+    (`choice_lists`: the names plugins register with `register_choice_lists`, which `choices_from` may name).
 
     All classes are checked, so an author sees every problem of a plugin at once, not one per try."""
     by_type: dict[str, list[Any]] = {}
@@ -598,7 +603,7 @@ def check_node_classes(registry: Registry, node_classes: list[Any]) -> None:
         if cls.spec_error is not None:     # its declaration failed (deferred_spec_errors)
             problems.append(str(cls.spec_error))
             continue
-        problems += _port_problems(registry, cls) + _default_problems(cls) + _rename_problems(cls)
+        problems += _port_problems(registry, cls) + _default_problems(cls, choice_lists) + _rename_problems(cls)
         try:
             _check_run_signature(cls)
         except PluginError as exc:
@@ -612,14 +617,15 @@ def check_node_classes(registry: Registry, node_classes: list[Any]) -> None:
         raise PluginError(f"{len(problems)} problems: " + " ".join(f"({i}) {p}" for i, p in enumerate(problems, 1)))
 
 
-#: what `Input(choices_from=...)` may name: the extension kinds whose names are the choices
+#: what `Input(choices_from=...)` may name besides the plugins' choice lists: the extension kinds whose names are
+#: the choices
 CHOICE_KINDS = tuple(hook.removeprefix("register_") for hook in ("register_samplers", "register_schedules"))
 
 
-def _default_problems(cls: type[Node]) -> list[str]:
+def _default_problems(cls: type[Node], choice_lists: frozenset[str] = frozenset()) -> list[str]:
     """Inputs whose declared default the input itself refuses (a graph that wrote the same value would not
     validate, yet `run` received it), that a graph could not write (not JSON, NaN, an integer beyond 64 bits), or
-    whose `choices_from` names no choice list."""
+    whose `choices_from` names no choice list (an extension kind, or a list in `choice_lists`)."""
     from pydantic import ValidationError
 
     from .paths import PathConfinementError, check_name
@@ -627,11 +633,12 @@ def _default_problems(cls: type[Node]) -> list[str]:
     problems = []
     for name, spec in cls.spec.inputs.items():
         where = f"node {cls.type}: input {name!r}"
-        if spec.choices_from is not None and spec.choices_from not in CHOICE_KINDS:
-            close = difflib.get_close_matches(str(spec.choices_from), CHOICE_KINDS, n=1)
+        known = (*CHOICE_KINDS, *sorted(choice_lists))
+        if spec.choices_from is not None and spec.choices_from not in known:
+            close = difflib.get_close_matches(str(spec.choices_from), known, n=1)
             problems.append(f"{where} has choices_from={spec.choices_from!r}, which names no choice list"
                             f"{f' (did you mean {close[0]!r}?)' if close else ''}; "
-                            f"use one of {', '.join(CHOICE_KINDS)}")
+                            f"use one of {', '.join(known)}, or register the list with register_choice_lists")
         if spec.required or spec.default is None:
             continue
         default = spec.default

@@ -34,10 +34,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .node import Node
+
+log = logging.getLogger(__name__)
+
+
+def read_choice_list(function: Callable[[], Any], limit: int, max_chars: int) -> tuple[list[str], str | None]:
+    """(the choices a plugin's choice-list function gives now, what was wrong with them or None): strings only, each
+    at most `max_chars`, at most `limit` of them, duplicates dropped; a function that raises gives no choices."""
+    try:
+        given = function()
+        items = list(given) if not isinstance(given, (str, bytes, dict)) else None
+    except Exception as exc:  # noqa: BLE001 — a plugin's list must not break validation or the node list
+        return [], f"raised {type(exc).__name__}: {str(exc)[:200]}"
+    if items is None:
+        return [], f"returned a {type(given).__name__}; return a list of strings"
+    good = [item for item in items if isinstance(item, str) and 0 < len(item) <= max_chars]
+    kept = list(dict.fromkeys(good))         # a repeated name once
+    problem = None
+    if len(good) < len(items):
+        problem = f"gave {len(items) - len(good)} value(s) that are not strings of 1 to {max_chars} characters (left out)"
+    if len(kept) > limit:
+        problem, kept = f"gave {len(kept)} choices; the first {limit} are offered", kept[:limit]
+    return kept, problem
 from .types import TypeRegistry
 
 
@@ -147,6 +171,8 @@ class Registry:
     _qualified_of: dict[type[Node], str] = field(default_factory=dict, repr=False)
     _schemas: list[dict] | None = field(default=None, repr=False)
     _renames: dict[str, dict[str, str]] | None = field(default=None, repr=False)
+    _choices_read: dict[str, tuple[float, list[str]]] = field(default_factory=dict, repr=False)
+    _choice_problems: dict[str, str | None] = field(default_factory=dict, repr=False)
 
     # --- node types -------------------------------------------------------
 
@@ -301,6 +327,40 @@ class Registry:
         """Names registered under an extension kind, in registration order (built-ins first)."""
         return list(self.extensions.get(kind, {}))
 
+    # A plugin's choice list (`register_choice_lists`) is read at most this often; longer and bigger lists are cut.
+    CHOICES_TTL = 2.0
+    MAX_CHOICES = 10_000
+    MAX_CHOICE_CHARS = 1000
+
+    def choices(self, name: str) -> list[str]:
+        """The valid values of an input declared `choices_from=name`: a plugin's choice list as its function gives
+        it now (read again after CHOICES_TTL seconds; see `choice_list_problem`), else the names of the extension
+        kind `name` (samplers, schedules)."""
+        function = self.extensions.get("choice_lists", {}).get(name)
+        if function is None:
+            return self.extension_names(name)
+        now = time.monotonic()
+        cached = self._choices_read.get(name)
+        if cached is not None and now - cached[0] < self.CHOICES_TTL:
+            return cached[1]
+        values, problem = read_choice_list(function, self.MAX_CHOICES, self.MAX_CHOICE_CHARS)
+        if problem is not None:
+            plugin = self.extension_plugin.get(("choice_lists", name), "?")
+            problem = f"choice list {name!r} of plugin {plugin!r} {problem}"
+            if self._choice_problems.get(name) != problem:       # logged once while it stays the same
+                log.warning("%s", problem)
+        self._choice_problems[name] = problem
+        self._choices_read[name] = (now, values)
+        return values
+
+    def choice_list_problem(self, name: str) -> str | None:
+        """Why the last read of choice list `name` failed or was cut (its function raised, returned no strings,
+        too many), or None."""
+        return self._choice_problems.get(name)
+
+    def has_choice_lists(self) -> bool:
+        return bool(self.extensions.get("choice_lists"))
+
     # --- schemas -----------------------------------------------------------
 
     def node_schemas(self) -> list[dict]:
@@ -322,7 +382,20 @@ class Registry:
                         schema["inputs"][input_name]["choices"] = self.extension_names(spec.choices_from)
                 schemas.append(schema)
             self._schemas = sorted(schemas, key=lambda s: s["type"])
-        return self._schemas
+        if not self.has_choice_lists():
+            return self._schemas
+        return [self._with_current_choices(schema) for schema in self._schemas]     # plugins' lists as they are now
+
+    def _with_current_choices(self, schema: dict) -> dict:
+        """`schema` with each input of a plugin choice list given that list as it is now (a copy where any is)."""
+        lists = self.extensions["choice_lists"]
+        spec = self.nodes[schema["qualified_type"]].spec
+        dynamic = {name: i.choices_from for name, i in spec.inputs.items() if i.choices_from in lists}
+        if not dynamic:
+            return schema
+        inputs = {**schema["inputs"], **{name: {**schema["inputs"][name], "choices": self.choices(list_name)}
+                                         for name, list_name in dynamic.items()}}
+        return {**schema, "inputs": inputs}
 
     def schema_hash(self) -> str:
         """A short content hash of all node schemas and types (clients cache schemas by it)."""

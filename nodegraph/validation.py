@@ -274,13 +274,17 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
                 _check_literal(node_id, node.type, name, ispec, value, list_model_files, errors, input_dir,
                                plugin_node=_plugin_of(registry, node.type) not in registry.builtin_plugins)
                 if ispec.choices_from is not None and isinstance(value, str) \
-                        and value not in registry.extensions.get(ispec.choices_from, {}):
-                    choices = registry.extension_names(ispec.choices_from)
+                        and value not in (choices := registry.choices(ispec.choices_from)):
+                    problem = registry.choice_list_problem(ispec.choices_from)
+                    shown = ", ".join(repr(c) for c in choices[:50]) + (f", … ({len(choices)} in all)"
+                                                                         if len(choices) > 50 else "")
                     errors.append(GraphError(
                         "not_in_choices",
-                        f"input {name!r} of {node.type} must be one of {', '.join(repr(c) for c in choices)}; "
-                        f"found {_short(value)}.{suggest_choice(value, choices)}",
-                        node_id=node_id, input=name, details={"found": value, "choices": choices}))
+                        (f"input {name!r} of {node.type} must be one of {shown}; found {_short(value)}."
+                         f"{suggest_choice(value, choices)}" if choices else
+                         f"input {name!r} of {node.type} has no choices to offer now; found {_short(value)}.")
+                        + (f" (The {problem}.)" if problem else ""),
+                        node_id=node_id, input=name, details={"found": value, "choices": choices[:1000]}))
                 if name not in node.inputs and len(errors) > checked_from:    # the value is the node's default
                     errors[checked_from:] = [_about_default(error, name) for error in errors[checked_from:]]
         if list_model_files is not None and len(errors) == before and has_literal_checks(cls):    # on sound values

@@ -1403,3 +1403,83 @@ def test_run_records_name_the_plugins_and_node_versions_a_result_came_from(monke
     assert record["plugins"] == {"poster": {"version": "1.1.0", "nodes": {"poster.Posterize": "2.0.0"}}}
     only_builtin = parse_graph({"format_version": 2, "nodes": {"n": {"type": "PrimitiveInt", "inputs": {"value": 1}}}})
     assert "plugins" not in provenance.run_record(SimpleNamespace(graph=only_builtin, services=session.services))
+
+
+# --- choice lists a plugin computes (register_choice_lists) ---------------------------------------------------
+
+
+class Styled(Node):
+    """Applies a named style (the list is the plugin's, read when asked)."""
+
+    class Inputs(NodeInputs):
+        style: str = Input("plain", choices_from="styles")
+
+    outputs = (Output("text", "STRING"),)
+
+    def run(self, style):
+        return {"text": style}
+
+
+def styled_session(function, monkeypatch) -> Session:
+    class StylesPlugin(NodesPlugin):
+        @hookimpl
+        def register_choice_lists(self):
+            return {"styles": function}
+
+    monkeypatch.setattr("nodegraph.registry.Registry.CHOICES_TTL", 0.0)      # read at every use
+    return Session(plugins=[("styles_pack", StylesPlugin(Styled))], autoload=False)
+
+
+def styled_graph(style: str) -> dict:
+    return {"format_version": 2, "nodes": {
+        "s": {"type": "Styled", "inputs": {"style": style}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "s", "output": "text"}}}}}
+
+
+def test_a_plugins_choice_list_is_read_when_it_is_needed(monkeypatch):
+    """ComfyUI computes a combo's values in INPUT_TYPES when they are asked for (styles from a file the user
+    edits); a plugin's `Literal` is fixed at import. `register_choice_lists` gives a function that validation and
+    the node list call again (at most every CHOICES_TTL)."""
+    styles = ["plain", "noir"]
+    session = styled_session(lambda: styles, monkeypatch)
+    assert not session.plugin_report.failed, session.plugin_warnings()
+    assert session.run(styled_graph("noir")).outputs["show"]["value"] == "noir"
+    (error,) = [e for e in session.validate(styled_graph("sepia")) if e.input == "style"]
+    assert error.code == "not_in_choices" and error.details["choices"] == ["plain", "noir"]
+    styles.append("sepia")                                          # the user adds a style: no restart
+    assert session.validate(styled_graph("sepia")) == []
+    (schema,) = [s for s in session.registry.node_schemas() if s["type"] == "Styled"]
+    assert schema["inputs"]["style"]["choices"] == ["plain", "noir", "sepia"]
+
+
+def test_a_choice_list_that_fails_is_named_in_the_error_and_checked_at_load(monkeypatch):
+    def broken():
+        raise OSError("styles.csv: no such file")
+
+    session = styled_session(broken, monkeypatch)
+    (error,) = [e for e in session.validate(styled_graph("plain")) if e.input == "style"]
+    assert "has no choices to offer now" in error.message
+    assert "choice list 'styles' of plugin 'styles_pack' raised OSError: styles.csv: no such file" in error.message
+    session = styled_session(lambda: ["ok", 3, "", "x" * 2000, "ok"], monkeypatch)
+    assert session.registry.choices("styles") == ["ok"]
+    assert "3 value(s) that are not strings" in session.registry.choice_list_problem("styles")
+    session = styled_session(lambda: "plain", monkeypatch)       # a str, not a list of them
+    assert session.registry.choices("styles") == [] and "returned a str" in session.registry.choice_list_problem("styles")
+
+    class Misnamed(Node):
+        class Inputs(NodeInputs):
+            style: str = Input("plain", choices_from="stlyes")
+
+        outputs = (Output("text", "STRING"),)
+
+        def run(self, style):
+            return {"text": style}
+
+    class BadPlugin(NodesPlugin):
+        @hookimpl
+        def register_choice_lists(self):
+            return {"styles": lambda: ["plain"]}
+
+    session = Session(plugins=[("bad", BadPlugin(Misnamed))], autoload=False)
+    (failure,) = session.plugin_report.failed
+    assert "choices_from='stlyes'" in failure.error and "did you mean 'styles'" in failure.error
