@@ -25,6 +25,7 @@ start fast (no torch).
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import math
 import os
@@ -280,18 +281,26 @@ def _input_port(registry: Any, graph: Any, node_id: str, input_name: str) -> str
     return spec.port if spec is not None else None
 
 
-def _progress_text(event: Any) -> str:
+def _progress_text(event: Any, average_loss: float | None = None) -> str:
     """A node_progress event as the bar's postfix: "200/600", with a training step's loss and lr when it has them
-    ("200/600 loss 0.0411 lr 1.0e-04", as kohya's and diffusers' bars show) and the stage a node names before
-    its steps ("encoding images 2560/24000")."""
+    ("200/600 loss 0.0411 lr 1.0e-04", as kohya's and diffusers' bars show), the mean of the recent losses when
+    given ("loss 0.0411 (avg 0.0502)": one step's loss jumps with its timesteps, kohya shows avr_loss) and the
+    stage a node names before its steps ("encoding images 2560/24000")."""
     info = event.info if isinstance(getattr(event, "info", None), dict) else {}
     stage = info.get("stage")
     text = (f"{_terminal_safe(stage[:40])} " if isinstance(stage, str) and stage else "") + f"{event.value}/{event.total}"
     for key, shown in (("loss", "{:.4g}"), ("lr", "{:.1e}")):
-        value = info.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        value = _finite(info.get(key))
+        if value is not None:
             text += f" {key} {shown.format(value)}"
+            if key == "loss" and average_loss is not None:
+                text += f" (avg {average_loss:.4g})"
     return text
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        else None
 
 
 def _clock(seconds: float) -> str:
@@ -315,6 +324,7 @@ class _Progress:
     bar shows no node-count rate or ETA (it counted a 4,000-step training node as one node of six: "3 s left")."""
 
     LOG_EVERY = 30.0
+    LOSS_WINDOW = 100       # training steps whose mean loss is shown beside the last one's
 
     def __init__(self, enabled: bool, stream: TextIO | None = None):
         self.enabled = enabled
@@ -324,11 +334,14 @@ class _Progress:
         self.last_line = 0.0            # when a progress line was last written (log mode)
         self.node = ""
         self.node_started = 0.0         # when the running node started (monotonic)
+        self.recent_losses: collections.deque[float] = collections.deque(maxlen=self.LOSS_WINDOW)   # its steps'
 
     def _progress(self, event: Any) -> str:
         import time
 
-        text = _progress_text(event)
+        losses = self.recent_losses
+        average = sum(losses) / len(losses) if len(losses) > 1 else None
+        text = _progress_text(event, average)
         elapsed = time.monotonic() - self.node_started
         timing = _timing_text(elapsed, event.value, event.total) if elapsed >= 1.0 else ""
         return f"{text} · {timing}" if timing else text
@@ -339,6 +352,7 @@ class _Progress:
         now = time.monotonic()
         if event.type == "node_started":
             self.last_line, self.node, self.node_started = now, f"{event.node_type} ({event.node_id})", now
+            self.recent_losses.clear()
         elif event.type == "node_progress" and now - self.last_line >= self.LOG_EVERY:
             self.last_line = now
             stamp = time.strftime("%H:%M:%S")
@@ -355,6 +369,10 @@ class _Progress:
         if not self.enabled:
             return
         kind = event.type
+        if kind == "node_progress":         # every step's loss counts in the mean, shown or not
+            loss = _finite(event.info.get("loss")) if isinstance(getattr(event, "info", None), dict) else None
+            if loss is not None:
+                self.recent_losses.append(loss)
         if self.log_mode:
             self._log_line(event)
             return
@@ -371,6 +389,7 @@ class _Progress:
             import time
 
             self.node_started = time.monotonic()
+            self.recent_losses.clear()
             self.bar.set_description(f"{event.node_type} ({event.node_id})")
         elif kind == "node_progress":
             self.bar.set_postfix_str(self._progress(event))

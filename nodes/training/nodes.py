@@ -309,12 +309,19 @@ class ImageFolderDataset(Node):
             dataset = Folder(root, size=size, shown_as=f"the input folder's {folder!r}", default_caption=default_caption)
         except DatasetError as exc:
             raise NodeInputError("size" if exc.argument == "size" else "folder", exc.reason) from None
+        if size < SMALL_TRAINING_SIZE:        # accepted (a test may want it), but a picture of a 2x2 latent teaches little
+            self.context.warn(f"size {size} px makes a {size // 8}x{size // 8} latent: a model learns almost "
+                              f"nothing of a picture that small; {SMALL_TRAINING_SIZE}-128 px suits the tiny "
+                              f"world model, 512 and more a Stable Diffusion one")
         skipped = dataset.report.skipped_files()
         if dataset.report.skipped or dataset.report.linked_folders:   # said, not only in the report output
             self.context.warn(f"{dataset.report.summary()}" + (f"; skipped: {'; '.join(skipped[:5])}"
                                                                 + (" …" if len(skipped) > 5 else "") if skipped else ""))
         return {"dataset": dataset, "report": dataset.report.summary()
                 + (f"; skipped: {'; '.join(skipped)}" if skipped else "")}
+
+
+SMALL_TRAINING_SIZE = 32      # below this ImageFolderDataset warns (the tiny world model trains at 32-128)
 
 
 def _int_list(name: str, text: str, least: int = 0) -> tuple[int, ...]:

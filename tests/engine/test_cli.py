@@ -1356,7 +1356,7 @@ def test_training_progress_shows_loss_and_reaches_a_log_file():
     assert log.getvalue() == ""                               # a short node writes nothing
     progress.LOG_EVERY = 0.0
     progress(step)
-    assert log.getvalue().endswith("] TrainDiffusion (train): 200/600 loss 0.04114 lr 1.0e-04\n")
+    assert log.getvalue().endswith("] TrainDiffusion (train): 200/600 loss 0.04114 (avg 0.04114) lr 1.0e-04\n")
     # the node's own time left (the bar's ETA counted nodes: a 4,000-step training node was one of six, "3 s left")
     from nodegraph.cli import _timing_text
 
@@ -1365,7 +1365,14 @@ def test_training_progress_shows_loss_and_reaches_a_log_file():
     assert _timing_text(5.0, 0, 600) == "" and _timing_text(5.0, 600, 600) == ""
     progress.node_started -= 125.0                            # as if the node had run 125 s
     progress(step)
-    assert "200/600 loss 0.04114 lr 1.0e-04 · 2:05 elapsed, ~4:10 left" in log.getvalue().splitlines()[-1]
+    assert "200/600 loss 0.04114 (avg 0.04114) lr 1.0e-04 · 2:05 elapsed, ~4:10 left" in log.getvalue().splitlines()[-1]
+    # the mean of the node's recent steps beside the last one (one step's loss jumps with its timesteps; kohya's
+    # avr_loss), started again for each node
+    progress(NodeStarted("r", node_id="train2", node_type="TrainLoRA"))
+    progress.LOG_EVERY = 0.0
+    for loss in (0.1, 0.3):
+        progress(NodeProgress("r", node_id="train2", value=1, total=9, info={"loss": loss}))
+    assert log.getvalue().splitlines()[-1].endswith("1/9 loss 0.3 (avg 0.2)")
 
 
 def test_a_nodes_warning_is_printed_when_given_and_kept_by_a_stopped_runs_record(tmp_path, monkeypatch, capsys):

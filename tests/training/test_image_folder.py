@@ -139,6 +139,8 @@ def test_long_and_prompt_like_captions_train_cut_at_75_tokens_with_a_warning(tmp
     result = Session(input_dir=tmp_path / "in", output_dir=tmp_path / "out").run(graph)
     warnings = [w["message"] for w in result.warnings if w["node_id"] == "unet"]
     assert any("1 caption(s) are longer than the 75 tokens" in m for m in warnings), warnings
+    # a training size this small is accepted, with a word (an 8 px size passed silently: a hobbyist's pass)
+    assert any("size 16 px makes a 2x2 latent" in w["message"] for w in result.warnings if w["node_id"] == "data")
 
 
 def test_a_strip_image_is_not_enlarged_whole_before_its_crop(tmp_path):
