@@ -117,6 +117,10 @@ class DistillLCM(Node):
         folder = _run_folder(self, run_name)
         if cfg_max < cfg_min:
             raise NodeInputError("cfg_max", f"cfg_max {cfg_max} is below cfg_min {cfg_min}; raise it")
+        if mode == "unet" and (takers := _consumers(self.context, "lora")):     # before hours of training, not after
+            raise NodeInputError("mode", f"mode 'unet' makes a whole model and no LoRA, but node(s) "
+                                         f"{', '.join(repr(t) for t in takers)} take this node's `lora` output; set "
+                                         f"mode 'lora', or save the `model` output with SaveCheckpoint")
         schedule = model_schedule(model)
         unet = model.net
         if schedule is None or getattr(getattr(unet, "config", None), "prediction", None) not in ("eps", "v"):
@@ -230,6 +234,17 @@ class TrainLoRA(Node):
         report["lora_parameters"] = sum(t.numel() for k, t in tensors.items() if not k.endswith(".alpha"))
         return {"model": taught, "lora": TrainedLora(tensors, metadata, run_name),
                 "report": json.dumps(report, default=str)}
+
+
+def _consumers(context: Any, output: str) -> list[str]:
+    """The ids of the nodes of the running graph that take `output` of the running node."""
+    from nodegraph.graph import Link
+
+    graph, me = getattr(context, "graph", None), getattr(context, "node_id", None)
+    if graph is None:
+        return []
+    return sorted(node_id for node_id, node in graph.nodes.items()
+                  if any(isinstance(v, Link) and v.node == me and v.output == output for v in node.inputs.values()))
 
 
 class SaveLoRA(Node):

@@ -208,6 +208,19 @@ def test_lcm_graph_trains_saves_and_loads_the_lora(tmp_path):
             session.run(half)
         assert error.value.node_id == "train"
         assert "'model'" in str(error.value) and "weight_dtype to fp32" in str(error.value), str(error.value)
+    # mode 'unet' makes no LoRA: a SaveLoRA on its `lora` output failed after the whole distillation; now at once
+    unet_mode = {"format_version": 1, "nodes": {
+        "ckpt": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "base.safetensors"}},
+        "data": {"type": "TinyWorldDataset", "inputs": {"count": 4, "size": 32}},
+        "lcm": {"type": "DistillLCM", "inputs": {
+            "dataset": link("data", "dataset"), "model": link("ckpt", "model"), "text_encoder": link("ckpt", "text_encoder"),
+            "vae": link("ckpt", "vae"), "mode": "unet", "steps": 1000, "batch_size": 2, "run_name": "unet_mode"}},
+        "save": {"type": "SaveLoRA", "inputs": {"lora": link("lcm", "lora"), "filename": "never.safetensors"}}}}
+    events = []
+    with pytest.raises(NodeExecutionError, match="mode 'unet' makes a whole model and no LoRA") as error:
+        session.run(unet_mode, on_event=events.append)
+    assert error.value.node_id == "lcm" and "'save'" in str(error.value)
+    assert not [e for e in events if getattr(e, "type", "") == "node_progress" and e.node_id == "lcm"]
 
 
 def test_settings_that_would_fail_after_loading_fail_validation():
