@@ -12,6 +12,9 @@ import { useEffect } from "react";
 import { AppContext } from "./state/context";
 import type { EditorApp } from "./state/app";
 import { useStore } from "./state/store";
+import { panelsFolded } from "./state/ui";
+import { pageTitle, runProgress } from "./run/pageTitle";
+import { useWindowWidth } from "./editor/windowWidth";
 import { PartBoundary } from "./editor/ErrorBoundary";
 import { GraphCanvas } from "./editor/GraphCanvas";
 import { ImageViewer } from "./editor/ImageViewer";
@@ -28,12 +31,24 @@ function Themed({ app }: { app: EditorApp }) {
   return null;
 }
 
+/** The tab's title: the graph's, with the shown run's progress while it goes (run/pageTitle.ts). */
+function PageTitle({ app }: { app: EditorApp }) {
+  // the whole graph's title, also while a subgraph is open
+  const graphTitle = useStore(app.editor.store, (s) => (s.path.length ? s.path[0].outer : s.doc).metadata?.title);
+  const progress = useStore(app.session, (s) => runProgress(s.nodeStates));
+  useEffect(() => {
+    document.title = pageTitle(graphTitle, progress);
+  }, [graphTitle, progress]);
+  return null;
+}
+
 export function App({ app }: { app: EditorApp }) {
-  const panelsHidden = useStore(app.ui, (s) => s.panelsHidden);
+  const panelsHidden = panelsFolded(useStore(app.ui, (s) => s.panelsHidden), useWindowWidth());
   return (
     <AppContext.Provider value={app}>
       <ReactFlowProvider>
         <Themed app={app} />
+        <PageTitle app={app} />
         <PartBoundary area="editor">
           <div className={`ng-app${panelsHidden ? " ng-panels-hidden" : ""}`}>
             {/* the first thing Tab reaches: past the toolbar and palette, onto the canvas (then Tab reaches its nodes) */}
@@ -71,7 +86,7 @@ export function App({ app }: { app: EditorApp }) {
                   <Announcer />
                 </PartBoundary>
               </main>
-              <aside className="ng-side">
+              <aside className="ng-side" aria-label="Side panels: queue, history, gallery">
                 <PartBoundary area="plugins panel">
                   <PluginsPanel />
                 </PartBoundary>

@@ -30,6 +30,8 @@ import {
   ReactFlow,
   useNodesInitialized,
   useReactFlow,
+  useStore as useFlowStore,
+  useStoreApi,
   type Connection,
   type Edge,
   type EdgeChange,
@@ -68,6 +70,8 @@ import { SchemaNode, type SchemaFlowNode } from "./SchemaNode";
 import { shortcutInField } from "./shortcuts";
 import { WireEdge, type WireFlowEdge } from "./WireEdge";
 import { CanvasMiniMap, nodeGesture } from "./CanvasMiniMap";
+import { panelsFolded } from "../state/ui";
+import { useWindowWidth } from "./windowWidth";
 
 export const NODE_DRAG_TYPE = "application/x-nodegraph-node-type";
 
@@ -238,12 +242,17 @@ export function GraphCanvas() {
   const shownPositions = useStore(app.editor.store, (s) => s.shownPositions);
   const serverSchemas = useStore(app.session, (s) => s.schemas);
   const skippedNodes = useStore(app.session, (s) => s.nodeStates);
-  const panelsHidden = useStore(app.ui, (s) => s.panelsHidden);
+  const panelsHidden = panelsFolded(useStore(app.ui, (s) => s.panelsHidden), useWindowWidth());
   const [measured, setMeasured] = useState<Measured>(() => idMap());
   const wrapper = useRef<HTMLDivElement>(null);
   const cache = useRef(new Map<string, SchemaFlowNode>());
   const groupDrag = useRef<{ id: string; members: Record<string, Position> } | null>(null);
   const connectFrom = useRef<{ node: string; handle: string; type: "source" | "target" } | null>(null);
+  // React Flow's attribution link stays (a courtesy its licence asks for) but out of the Tab order: it led
+  // keyboard users off to an external site between the canvas and the side panels (restyled in styles.css).
+  useEffect(() => {
+    wrapper.current?.querySelector(".react-flow__attribution a")?.setAttribute("tabindex", "-1");
+  });
   const keyboardMenuRef = useRef<(element: HTMLElement) => void>(() => undefined);
 
   const schemaNodes = useMemo(() => app.schemasFor(doc), [app, doc, serverSchemas]); // eslint-disable-line react-hooks/exhaustive-deps
@@ -790,12 +799,13 @@ export function GraphCanvas() {
         fitView
       >
         <Background gap={24} color="var(--grid)" />
-        <Controls>
+        <Controls showInteractive={false}>
+          <LockButton />
           {/* fold the palette and the side panels away: room for the canvas in a small window or at 200 % zoom */}
           <ControlButton
             data-testid="panels-button"
             data-hidden={panelsHidden}
-            onClick={() => app.ui.set((s) => ({ ...s, panelsHidden: !s.panelsHidden }))}
+            onClick={() => app.ui.set((s) => ({ ...s, panelsHidden: !panelsHidden }))}
             title={panelsHidden ? "Show the palette and the side panels" : "Hide the palette and the side panels"}
             aria-label={panelsHidden ? "Show the palette and the side panels" : "Hide the palette and the side panels"}
           >
@@ -805,6 +815,33 @@ export function GraphCanvas() {
         <CanvasMiniMap nodeColor={minimapColor} />
       </ReactFlow>
     </div>
+  );
+}
+
+const LOCKED_ICON = "M21.333 10.667H19.81V7.619C19.81 3.429 16.38 0 12.19 0 8 0 4.571 3.429 4.571 7.619v3.048H3.048A3.056 3.056 0 000 13.714v15.238A3.056 3.056 0 003.048 32h18.285a3.056 3.056 0 003.048-3.048V13.714a3.056 3.056 0 00-3.048-3.047zM12.19 24.533a3.056 3.056 0 01-3.047-3.047 3.056 3.056 0 013.047-3.048 3.056 3.056 0 013.048 3.048 3.056 3.056 0 01-3.048 3.047zm4.724-13.866H7.467V7.619c0-2.59 2.133-4.724 4.723-4.724 2.591 0 4.724 2.133 4.724 4.724v3.048z";
+const UNLOCKED_ICON = "M21.333 10.667H19.81V7.619C19.81 3.429 16.38 0 12.19 0c-4.114 1.828-1.37 2.133.305 2.438 1.676.305 4.42 2.59 4.42 5.181v3.048H3.047A3.056 3.056 0 000 13.714v15.238A3.056 3.056 0 003.048 32h18.285a3.056 3.056 0 003.048-3.048V13.714a3.056 3.056 0 00-3.048-3.047zM12.19 24.533a3.056 3.056 0 01-3.047-3.047 3.056 3.056 0 013.047-3.048 3.056 3.056 0 013.048 3.048 3.056 3.056 0 01-3.048 3.047z";
+
+/**
+ * React Flow's "Toggle Interactivity" as a toggle button that says its state (`aria-pressed`: locked), which
+ * React Flow's own lacks: locked, nodes are neither moved, connected nor selected (the same store fields).
+ */
+function LockButton() {
+  const flow = useStoreApi();
+  const locked = useFlowStore((s) => !(s.nodesDraggable || s.nodesConnectable || s.elementsSelectable));
+  return (
+    <ControlButton
+      className="react-flow__controls-interactive"
+      data-testid="lock-button"
+      aria-pressed={locked}
+      aria-label="Lock the canvas"
+      title={locked ? "Unlock the canvas (Toggle Interactivity)" : "Lock the canvas: no moving, connecting or selecting (Toggle Interactivity)"}
+      onClick={() => flow.setState({ nodesDraggable: locked, nodesConnectable: locked, elementsSelectable: locked })}
+    >
+      {/* React Flow's own lock icons (its Controls draw the same two) */}
+      <svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 25 32" aria-hidden="true">
+        <path d={locked ? LOCKED_ICON : UNLOCKED_ICON} />
+      </svg>
+    </ControlButton>
   );
 }
 

@@ -13,7 +13,9 @@
  *
  * Accessible names: every control is named by its input's name (`aria-label`: "steps", "steps
  * slider", "sampler_name filter"); a number box's range hint ("min 1, max 10000 — ↑/↓ to step")
- * is its description (`aria-describedby`), not its name.
+ * is its description (`aria-describedby`), not its name. While the server's validation errors are
+ * shown under the input (`errorId`: their element's id), the control is `aria-invalid` and
+ * described by them too (`fieldAria`), as a half-typed number is by its note.
  *
  * Every change is one document edit (coalesced per input for undo). Inputs
  * carry the classes `nodrag nowheel` so that React Flow leaves them alone.
@@ -54,9 +56,20 @@ interface Props {
   spec: InputSpec;
   widget: Widget;
   value: InputValue | undefined;
+  /** The ids (space-separated) of the validation errors shown under the input, when there are any. */
+  errorId?: string;
 }
 
-export function InputWidget({ nodeId, name, spec, widget, value }: Props) {
+/**
+ * The ARIA state of a field: invalid when its own check fails (`invalid`) or validation errors are shown
+ * for it (`errorId`); described by its own hint or note and by those errors.
+ */
+export function fieldAria(errorId: string | undefined, invalid = false, describedBy?: string): { "aria-invalid": boolean; "aria-describedby"?: string } {
+  const ids = [describedBy, errorId].filter(Boolean).join(" ");
+  return { "aria-invalid": invalid || Boolean(errorId), ...(ids ? { "aria-describedby": ids } : {}) };
+}
+
+export function InputWidget({ nodeId, name, spec, widget, value, errorId }: Props) {
   const app = useApp();
   const testId = `widget-${nodeId}-${name}`;
   const shown = value === undefined ? spec.default : value;
@@ -71,7 +84,7 @@ export function InputWidget({ nodeId, name, spec, widget, value }: Props) {
       if (!range) {
         return (
           <span className="ng-number-row">
-            <NumberField testId={testId} label={name} value={shown} raw={value} widget={widget} onCommit={commit} />
+            <NumberField testId={testId} label={name} value={shown} raw={value} widget={widget} onCommit={commit} errorId={errorId} />
           </span>
         );
       }
@@ -91,12 +104,12 @@ export function InputWidget({ nodeId, name, spec, widget, value }: Props) {
               if (next !== shown) commit(next);
             }}
           />
-          <NumberField testId={testId} label={name} value={shown} raw={value} widget={widget} onCommit={commit} />
+          <NumberField testId={testId} label={name} value={shown} raw={value} widget={widget} onCommit={commit} errorId={errorId} />
         </span>
       );
     }
     case "seed":
-      return <SeedField nodeId={nodeId} name={name} testId={testId} value={shown} raw={value} widget={widget} onCommit={commit} />;
+      return <SeedField nodeId={nodeId} name={name} testId={testId} value={shown} raw={value} widget={widget} onCommit={commit} errorId={errorId} />;
     case "toggle":
       return (
         <input
@@ -104,19 +117,20 @@ export function InputWidget({ nodeId, name, spec, widget, value }: Props) {
           type="checkbox"
           data-testid={testId}
           aria-label={name}
+          {...fieldAria(errorId)}
           checked={Boolean(shown)}
           onChange={(e) => commit(e.target.checked)}
         />
       );
     case "choice":
-      if (widget.choices.length > COMBO_THRESHOLD) return <ComboField testId={testId} label={name} value={shown} choices={widget.choices} onCommit={commit} />;
-      return <ChoiceField testId={testId} label={name} value={shown} choices={widget.choices} onCommit={commit} />;
+      if (widget.choices.length > COMBO_THRESHOLD) return <ComboField testId={testId} label={name} value={shown} choices={widget.choices} onCommit={commit} errorId={errorId} />;
+      return <ChoiceField testId={testId} label={name} value={shown} choices={widget.choices} onCommit={commit} errorId={errorId} />;
     case "model_file":
-      return <ModelField testId={testId} label={name} value={shown} folder={widget.folder} onCommit={commit} />;
+      return <ModelField testId={testId} label={name} value={shown} folder={widget.folder} onCommit={commit} errorId={errorId} />;
     case "text":
-      return <TextField testId={testId} label={name} value={shown} multiline={widget.multiline} onCommit={commit} />;
+      return <TextField testId={testId} label={name} value={shown} multiline={widget.multiline} onCommit={commit} errorId={errorId} />;
     case "file_upload":
-      return <UploadField testId={testId} nodeId={nodeId} name={name} value={shown} kind={widget.uploadKind} onCommit={commit} />;
+      return <UploadField testId={testId} nodeId={nodeId} name={name} value={shown} kind={widget.uploadKind} onCommit={commit} errorId={errorId} />;
     default:
       return null;
   }
@@ -149,8 +163,9 @@ interface EditStart {
   text: string;
 }
 
-function NumberField({ testId, label, value, raw, widget, onCommit }: {
+function NumberField({ testId, label, value, raw, widget, onCommit, errorId }: {
   testId: string;
+  errorId?: string;
   /** The accessible name: the input's name. */
   label: string;
   /** The value shown (the default when the input is left out). */
@@ -194,9 +209,8 @@ function NumberField({ testId, label, value, raw, widget, onCommit }: {
         data-testid={testId}
         type="text"
         inputMode="decimal"
-        aria-invalid={invalid}
         aria-label={label}
-        aria-describedby={hintId}
+        {...fieldAria(errorId, invalid, hintId)}
         value={draft}
         title={parsed.ok ? rangeText(widget) : parsed.reason}
         onFocus={() => {
@@ -261,7 +275,8 @@ export function rangeText(widget: { min?: number; max?: number; step?: number })
   return parts.join(", ") + (parts.length ? " — " : "") + "↑/↓ to step";
 }
 
-function SeedField({ nodeId, name, testId, value, raw, widget, onCommit }: {
+function SeedField({ nodeId, name, testId, value, raw, widget, onCommit, errorId }: {
+  errorId?: string;
   nodeId: string;
   name: string;
   testId: string;
@@ -281,7 +296,7 @@ function SeedField({ nodeId, name, testId, value, raw, widget, onCommit }: {
   } as const;
   return (
     <span className="ng-seed">
-      <NumberField testId={testId} label={name} value={value} raw={raw} widget={numberWidget} onCommit={onCommit} />
+      <NumberField testId={testId} label={name} value={value} raw={raw} widget={numberWidget} onCommit={onCommit} errorId={errorId} />
       <button
         type="button"
         className={`nodrag ng-seed-mode ng-seed-${mode}`}
@@ -300,7 +315,8 @@ function SeedField({ nodeId, name, testId, value, raw, widget, onCommit }: {
   );
 }
 
-function ChoiceField({ testId, label, value, choices, onCommit }: {
+function ChoiceField({ testId, label, value, choices, onCommit, errorId }: {
+  errorId?: string;
   testId: string;
   label: string;
   value: unknown;
@@ -313,6 +329,7 @@ function ChoiceField({ testId, label, value, choices, onCommit }: {
       className="nodrag nowheel ng-select"
       data-testid={testId}
       aria-label={label}
+      {...fieldAria(errorId)}
       value={index >= 0 ? String(index) : "missing"}
       onChange={(e: ChangeEvent<HTMLSelectElement>) => {
         const i = Number(e.target.value);
@@ -330,7 +347,8 @@ function ChoiceField({ testId, label, value, choices, onCommit }: {
 }
 
 /** A searchable dropdown for long lists: a button with the value; open it to filter and pick. */
-function ComboField({ testId, label, value, choices, onCommit, onOpen, missingNote }: {
+function ComboField({ testId, label, value, choices, onCommit, onOpen, missingNote, errorId }: {
+  errorId?: string;
   testId: string;
   label: string;
   value: unknown;
@@ -366,6 +384,7 @@ function ComboField({ testId, label, value, choices, onCommit, onOpen, missingNo
         aria-label={`${label}: ${value === undefined || value === "" ? "none chosen" : widgetText(value)}`}
         aria-haspopup="listbox"
         aria-expanded={open}
+        {...fieldAria(errorId, missing)}
         data-value={widgetText(value)}
         title={missing ? missingNote ?? `${widgetText(value)} is not a choice` : widgetText(value)}
         onClick={() => {
@@ -426,7 +445,8 @@ function ComboField({ testId, label, value, choices, onCommit, onOpen, missingNo
   );
 }
 
-function ModelField({ testId, label, value, folder, onCommit }: {
+function ModelField({ testId, label, value, folder, onCommit, errorId }: {
+  errorId?: string;
   testId: string;
   label: string;
   value: unknown;
@@ -448,6 +468,7 @@ function ModelField({ testId, label, value, folder, onCommit }: {
         onCommit={(v) => onCommit(String(v))}
         onOpen={() => app.refreshModels(folder)}
         missingNote={`${current} is not in the ${folder} folder`}
+        errorId={errorId}
       />
     );
   }
@@ -456,6 +477,7 @@ function ModelField({ testId, label, value, folder, onCommit }: {
       className={`nodrag nowheel ng-select${missing ? " ng-invalid" : ""}`}
       data-testid={testId}
       aria-label={label}
+      {...fieldAria(errorId, missing)}
       value={current}
       title={missing ? `${current} is not in the ${folder} folder` : `files in the ${folder} model folder`}
       onFocus={() => app.refreshModels(folder)}
@@ -472,7 +494,8 @@ function ModelField({ testId, label, value, folder, onCommit }: {
   );
 }
 
-function TextField({ testId, label, value, multiline, onCommit }: {
+function TextField({ testId, label, value, multiline, onCommit, errorId }: {
+  errorId?: string;
   testId: string;
   label: string;
   value: unknown;
@@ -496,6 +519,7 @@ function TextField({ testId, label, value, multiline, onCommit }: {
     className: `nodrag nowheel ${multiline ? "ng-textarea" : "ng-text"}`,
     "data-testid": testId,
     "aria-label": label,
+    ...fieldAria(errorId),
     "data-graph-undo": "true",     // Ctrl+Z here is the graph's undo (shortcuts.ts `shortcutInField`)
     value: draft,
     onFocus: () => setFocused(true),
@@ -508,7 +532,8 @@ function TextField({ testId, label, value, multiline, onCommit }: {
   return multiline ? <textarea ref={area} rows={2} {...props} /> : <input type="text" {...props} />;
 }
 
-function UploadField({ testId, nodeId, name, value, kind, onCommit }: {
+function UploadField({ testId, nodeId, name, value, kind, onCommit, errorId }: {
+  errorId?: string;
   testId: string;
   nodeId: string;
   name: string;
@@ -525,7 +550,7 @@ function UploadField({ testId, nodeId, name, value, kind, onCommit }: {
   return (
     <div className="ng-upload">
       <div className="ng-upload-row">
-        <TextField testId={testId} label={name} value={value} multiline={false} onCommit={onCommit} />
+        <TextField testId={testId} label={name} value={value} multiline={false} onCommit={onCommit} errorId={errorId} />
         <button type="button" className="nodrag" disabled={busy} aria-label={`upload a file for ${name}`} onClick={() => fileInput.current?.click()}>
           {busy ? "…" : "Upload"}
         </button>

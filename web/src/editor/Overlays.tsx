@@ -202,7 +202,9 @@ export function menuItems(app: EditorApp, target: MenuTarget, at: Position, scre
         { key: "duplicate", label: "Duplicate", run: () => {
           if (app.copySelection()) {
             app.canvas.pointer = null;
-            app.paste();
+            // the focus goes onto the copy (as onto a node added from the menu), not back onto the original
+            const [copy] = app.paste();
+            if (copy !== undefined) focusNodeWhenShown(copy);
           }
         } },
         { key: "group", label: "Group (Ctrl+G)", run: () => selectionActions.group(app, ids) },
@@ -343,6 +345,7 @@ export function ContextMenu() {
  * hidden element takes no focus, so this tries each frame (for half a second at most).
  */
 function focusNodeWhenShown(id: string, frames = 30): void {
+  if (typeof requestAnimationFrame === "undefined") return; // no page to focus on (the menu's actions run in tests)
   requestAnimationFrame(() => {
     const element = [...document.querySelectorAll<HTMLElement>(".react-flow__node")].find((e) => e.dataset.id === id);
     element?.focus();

@@ -62,11 +62,12 @@ export function Palette() {
   };
 
   return (
-    <aside className="ng-palette" data-testid="palette">
+    <aside className="ng-palette" data-testid="palette" aria-label="Node palette">
       <input
         className="ng-search"
         data-testid="palette-search"
         type="search"
+        aria-label="Search nodes"
         placeholder="Search nodes…"
         value={query}
         onChange={(e) => setQuery(e.target.value)}

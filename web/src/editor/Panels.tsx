@@ -31,7 +31,8 @@
  * storage-close, storage-row (data-file), storage-thumb, storage-delete, storage-confirm,
  * storage-cancel, storage-row-error, storage-more, storage-error, storage-empty.
  */
-import { useEffect, useId, useMemo, useRef, useState, type ReactNode } from "react";
+import { useEffect, useId, useLayoutEffect, useMemo, useRef, useState, type ReactNode } from "react";
+import { popoverPlace, type PopoverPlace } from "./popover";
 import "./storage.css";
 import type { RunSummary } from "../protocol/messages";
 import { fileView, type OutputItem } from "../run/media";
@@ -59,6 +60,7 @@ import { filterTemplates, groupTemplates } from "../run/templates";
 import { warningList, type NodeWarning } from "../run/warnings";
 import { watchedProgressText } from "../run/watchedRuns";
 import { idMap } from "../graph/idMaps";
+import type { Toast } from "../state/app";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
 import { PartBoundary } from "./ErrorBoundary";
@@ -77,7 +79,7 @@ export function Toolbar() {
   const fileInput = useRef<HTMLInputElement>(null);
   return (
     <header className="ng-toolbar" data-testid="toolbar">
-      <span className="ng-brand">nodegraph</span>
+      <h1 className="ng-brand">nodegraph</h1>
       <span className="ng-graph-title" title={typeof title === "string" ? title : undefined}>
         {typeof title === "string" ? title : "untitled graph"}
       </span>
@@ -160,10 +162,12 @@ function ThemeButton() {
 function TemplatesButton() {
   const app = useApp();
   const open = useStore(app.ui, (s) => s.templates);
+  const button = useRef<HTMLButtonElement>(null);
   useReturnFocus(open);
   return (
     <span className="ng-templates-anchor">
       <button
+        ref={button}
         type="button"
         data-testid="templates-button"
         className={open ? "ng-pressed" : ""}
@@ -177,7 +181,7 @@ function TemplatesButton() {
       >
         Templates ▾
       </button>
-      {open && <TemplatesMenu />}
+      {open && <TemplatesMenu anchor={button} />}
     </span>
   );
 }
@@ -187,8 +191,9 @@ function TemplatesButton() {
  * description, source or path), then the matching templates by group. ↑/↓ pick one, Enter opens
  * it (the first match when none was picked), Escape closes the menu.
  */
-function TemplatesMenu() {
+function TemplatesMenu({ anchor }: { anchor: React.RefObject<HTMLButtonElement | null> }) {
   const app = useApp();
+  const place = usePopoverPlace(anchor, TEMPLATES_MENU_WIDTH);
   const templates = useStore(app.session, (s) => s.templates);
   const [query, setQuery] = useState("");
   const [active, setActive] = useState(0);
@@ -204,7 +209,7 @@ function TemplatesMenu() {
     void app.openTemplate(template.id);
   };
   return (
-    <div className="ng-templates-menu" data-testid="templates-menu">
+    <div className="ng-templates-menu" data-testid="templates-menu" style={place ? { left: place.left, top: place.top, width: place.width } : undefined}>
       <input
         autoFocus
         type="search"
@@ -260,6 +265,28 @@ function TemplatesMenu() {
       </div>
     </div>
   );
+}
+
+/** The templates menu's width where the window has room for it (styles.css caps it at the window's). */
+const TEMPLATES_MENU_WIDTH = 380;
+
+/**
+ * Where a popover under `anchor` goes (editor/popover.ts): measured on its first render (its button is on the
+ * page by then; its filter's autofocus needs it placed, not hidden) and again when the window changes size;
+ * null outside a browser.
+ */
+function usePopoverPlace(anchor: React.RefObject<HTMLElement | null>, width: number): PopoverPlace | null {
+  const measure = (): PopoverPlace | null => {
+    const rect = anchor.current?.getBoundingClientRect();
+    return rect ? popoverPlace(rect, width, { width: document.documentElement.clientWidth }) : null;
+  };
+  const [place, setPlace] = useState<PopoverPlace | null>(measure);
+  useLayoutEffect(() => {
+    const moved = () => setPlace(measure());
+    window.addEventListener("resize", moved);
+    return () => window.removeEventListener("resize", moved);
+  }, [anchor, width]); // eslint-disable-line react-hooks/exhaustive-deps
+  return place;
 }
 
 /** The Plugins button: a badge counts plugin problems (red when one is an error). */
@@ -716,13 +743,14 @@ export function HistoryPanel() {
   const shown = filter === "all" ? finished : finished.filter((r) => r.status === filter);
   return (
     <section className="ng-panel ng-history" data-testid="history-panel">
-      <h2>
-        History
+      <div className="ng-panel-head">
+        <h2>History</h2>
         <select
           data-testid="history-filter"
           value={filter}
           onChange={(e) => app.ui.set((s) => ({ ...s, historyFilter: e.target.value }))}
           title="show runs with this status"
+          aria-label="Show runs with the status"
         >
           {HISTORY_STATUSES.map((status) => (
             <option key={status} value={status}>
@@ -730,7 +758,7 @@ export function HistoryPanel() {
             </option>
           ))}
         </select>
-      </h2>
+      </div>
       {shown.length === 0 && <div className="ng-muted">{finished.length ? `No ${filter} runs.` : "Finished runs appear here."}</div>}
       <ul>
         {shown.map((run) => (
@@ -783,15 +811,14 @@ export function Banner() {
     );
   }
   if (!banner) return null;
+  // Only the message is the alert (or status): the close button's "×" was read as the end of it.
   return (
-    <div
-      className={`ng-banner ng-banner-${banner.kind}`}
-      data-testid={banner.kind === "error" ? "error-banner" : "info-banner"}
-      role={banner.kind === "error" ? "alert" : "status"}
-    >
-      <span>{banner.text}</span>
+    <div className={`ng-banner ng-banner-${banner.kind}`} data-testid={banner.kind === "error" ? "error-banner" : "info-banner"}>
+      <span className="ng-banner-message" data-testid="banner-message" role={banner.kind === "error" ? "alert" : "status"}>
+        {banner.text}
+      </span>
       <button type="button" className="ng-icon" aria-label="Close the message" title="close" onClick={() => app.dispatch({ type: "banner", banner: null })}>
-        ×
+        <span aria-hidden="true">×</span>
       </button>
     </div>
   );
@@ -872,35 +899,44 @@ export function RunWarnings() {
 export function Toasts() {
   const app = useApp();
   const toasts = useStore(app.toasts, (t) => t);
+  const errors = toasts.filter((t) => t.kind === "error");
   return (
-    // a polite live region: screen readers read each new toast; an error one is an alert (read at once)
-    <div className="ng-toasts" aria-live="polite" aria-relevant="additions text">
-      {toasts.map((toast) => (
-        <div
-          key={toast.id}
-          className={`ng-toast ng-toast-${toast.kind}`}
-          data-testid="toast"
-          data-kind={toast.kind}
-          role={toast.kind === "error" ? "alert" : undefined}
-          onClick={() => app.dismissToast(toast.id)}
+    // Error toasts are alerts (read at once), outside the polite live region of the others: an alert inside
+    // a polite region was announced by both.
+    <div className="ng-toast-stack">
+      {errors.map((toast) => <ToastView key={toast.id} toast={toast} />)}
+      <div className="ng-toasts" aria-live="polite" aria-relevant="additions text">
+        {toasts.filter((t) => t.kind !== "error").map((toast) => <ToastView key={toast.id} toast={toast} />)}
+      </div>
+    </div>
+  );
+}
+
+function ToastView({ toast }: { toast: Toast }) {
+  const app = useApp();
+  return (
+    <div
+      className={`ng-toast ng-toast-${toast.kind}`}
+      data-testid="toast"
+      data-kind={toast.kind}
+      role={toast.kind === "error" ? "alert" : undefined}
+      onClick={() => app.dismissToast(toast.id)}
+    >
+      {toast.text}
+      {toast.action && (
+        <button
+          type="button"
+          className="ng-toast-action"
+          data-testid="toast-action"
+          onClick={(e) => {
+            e.stopPropagation();
+            app.dismissToast(toast.id);
+            toast.action!.run();
+          }}
         >
-          {toast.text}
-          {toast.action && (
-            <button
-              type="button"
-              className="ng-toast-action"
-              data-testid="toast-action"
-              onClick={(e) => {
-                e.stopPropagation();
-                app.dismissToast(toast.id);
-                toast.action!.run();
-              }}
-            >
-              {toast.action.label}
-            </button>
-          )}
-        </div>
-      ))}
+          {toast.action.label}
+        </button>
+      )}
     </div>
   );
 }

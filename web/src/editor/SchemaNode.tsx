@@ -25,7 +25,7 @@
  */
 import { nodeGesture } from "./CanvasMiniMap";
 import { Handle, NodeResizer, Position, type Node, type NodeProps } from "@xyflow/react";
-import { memo } from "react";
+import { memo, useId, useRef } from "react";
 import { disconnect, isLink, nodeSize, setInput, setNodeSize, setTitle, type DocNode } from "../graph/document";
 import { jsonPreview } from "../graph/exactJson";
 import { subgraphName } from "../graph/subgraph";
@@ -112,6 +112,7 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
     .flatMap(([, list]) => list);
   const editingTitle = useStore(app.ui, (s) => s.renaming === `node:${id}`);
   const setEditingTitle = (on: boolean) => app.ui.set((s) => ({ ...s, renaming: on ? `node:${id}` : null }));
+  const renameCancelled = useRef(false);
   const userSize = nodeSize(node);
   const inner = subgraphName(node.type);
 
@@ -153,12 +154,18 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
             defaultValue={node.title ?? ""}
             placeholder={schema?.display_name ?? node.type}
             onBlur={(e) => {
-              app.editor.edit((doc) => setTitle(doc, id, e.target.value));
+              if (!renameCancelled.current) app.editor.edit((doc) => setTitle(doc, id, e.target.value));
+              renameCancelled.current = false;
               setEditingTitle(false);
             }}
             onKeyDown={(e) => {
-              if (e.key === "Enter") (e.target as HTMLInputElement).blur();
-              if (e.key === "Escape") setEditingTitle(false);
+              // Enter keeps the title, Escape drops it; either way the focus goes back to the node (it fell
+              // to the page's body with the field, and the keyboard user lost their place)
+              if (e.key !== "Enter" && e.key !== "Escape") return;
+              renameCancelled.current = e.key === "Escape";
+              const nodeElement = (e.target as HTMLElement).closest<HTMLElement>(".react-flow__node");
+              if (nodeElement) nodeElement.focus();
+              else (e.target as HTMLInputElement).blur();
             }}
           />
         ) : (
@@ -273,6 +280,9 @@ function InputRow({ nodeId, name, spec, value, types, errors }: {
   const app = useApp();
   const linked = isLink(value);
   const widget = spec ? widgetFor(name, spec) : null;
+  // the errors under the input describe its widget (a screen reader heard only the range hint)
+  const errorBase = useId();
+  const errorIds = errors.map((_, i) => `${errorBase}-${i}`).join(" ");
   const port = spec?.port ?? "*";
   return (
     <div className={`ng-input${errors.length ? " ng-input-invalid" : ""}`} data-testid={`input-${nodeId}-${name}`}>
@@ -319,7 +329,7 @@ function InputRow({ nodeId, name, spec, value, types, errors }: {
             </button>
           </span>
         ) : widget && widget.kind !== "link" ? (
-          <InputWidget nodeId={nodeId} name={name} spec={spec} widget={widget} value={value} />
+          <InputWidget nodeId={nodeId} name={name} spec={spec} widget={widget} value={value} errorId={errorIds || undefined} />
         ) : value !== undefined ? (
           <span className="ng-linked-source" title="a literal value for a link-only input (kept as written)">
             = {jsonPreview(value)}
@@ -329,7 +339,7 @@ function InputRow({ nodeId, name, spec, value, types, errors }: {
         )}
       </div>
       {errors.map((e, i) => (
-        <div key={i} className="ng-input-error" data-testid={`input-error-${nodeId}-${name}`}>
+        <div key={i} id={`${errorBase}-${i}`} className="ng-input-error" data-testid={`input-error-${nodeId}-${name}`}>
           {e.message}
         </div>
       ))}

@@ -123,17 +123,34 @@ export function subgraphSchemas(doc: { subgraphs?: Record<string, unknown> }, sc
   return out;
 }
 
-function uniqueName(base: string, taken: Set<string>): string {
-  const clean = base.replace(/[^A-Za-z0-9_.-]+/g, "_").slice(0, 60) || "port";
+/** Characters outside a subgraph definition's name (docs/graph-format.md: 1–64 of `A–Z a–z 0–9 _ - .`). */
+const NOT_IN_DEFINITION_NAME = /[^A-Za-z0-9_.-]+/g;
+/**
+ * Characters outside an exposed port's name as the editor makes it: the graph format takes any string as a port
+ * name (as for any input name; nodegraph/graph.py checks only a definition's name), so a name keeps the letters
+ * (with their marks) and digits of every script — `正向提示`, `négatif` — and "_" "." "-".
+ */
+const NOT_IN_PORT_NAME = /[^\p{L}\p{M}\p{Nd}_.-]+/gu;
+
+/** `text`'s first `count` characters (code points: a cut never splits a character written as two UTF-16 units). */
+function firstChars(text: string, count: number): string {
+  return Array.from(text).slice(0, count).join("");
+}
+
+function uniqueName(base: string, taken: Set<string>, notAllowed: RegExp = NOT_IN_DEFINITION_NAME): string {
+  const clean = firstChars(base.replace(notAllowed, "_"), 60) || "port";
   let name = clean;
   for (let n = 2; taken.has(name); n++) name = `${clean}_${n}`;
   taken.add(name);
   return name;
 }
 
-/** A node title as a port name: lower case, words joined by "_" ("Negative prompt" → `negative_prompt`); "" when it has no letter or digit. */
+/**
+ * A node title as a port name: lower case, words joined by "_" ("Negative prompt" → `negative_prompt`, "正向提示" →
+ * `正向提示`); "" when it has no letter or digit (then the port keeps its own name: `value`, `value_2`).
+ */
 export function portNameFromTitle(title: string | undefined): string {
-  return (title ?? "").toLowerCase().replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "").slice(0, 60);
+  return firstChars((title ?? "").toLowerCase().replace(/[^\p{L}\p{M}\p{Nd}]+/gu, "_").replace(/^_+|_+$/g, ""), 60);
 }
 
 /**
@@ -151,7 +168,7 @@ function exposedOutputNames(exposures: { node: string; output: string }[], title
   for (const { node, output } of exposures) {
     const title = portNameFromTitle(titleOf(node));
     const base = !title ? output : exposedPerNode.get(node)! > 1 ? `${title}_${output}` : title;
-    names.set(`${node}\u0000${output}`, uniqueName(base, taken));
+    names.set(`${node}\u0000${output}`, uniqueName(base, taken, NOT_IN_PORT_NAME));
   }
   return names;
 }
@@ -175,7 +192,7 @@ function exposedInputNames(
     const readerNodes = new Set(source.readers.map((r) => r.node));
     const title = readerNodes.size === 1 ? portNameFromTitle(titleOf(source.readers[0].node)) : "";
     const base = title && sharing.get(plain(source))! > 1 ? `${title}_${plain(source)}` : plain(source);
-    names.set(source.key, uniqueName(base, taken));
+    names.set(source.key, uniqueName(base, taken, NOT_IN_PORT_NAME));
   }
   return names;
 }

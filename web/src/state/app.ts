@@ -520,7 +520,8 @@ export class EditorApp {
       const message: JsonMessage = options.front ? { type: "submit", graph, front: true } : { type: "submit", graph };
       const reply = await this.client.request<JsonMessage & { run_id: string; position: number }>(message);
       follow?.(reply.run_id);
-      this.toast(`Queued ${title}${reply.position > 0 ? ` (${reply.position} ahead of it)` : ""}`);
+      // about the graph shown: it goes when another graph opens ("Queued Err test" stayed over the next one)
+      this.graphToast(`Queued ${title}${reply.position > 0 ? ` (${reply.position} ahead of it)` : ""}`);
     } catch (error) {
       this.submitKeys = this.submitKeys.filter((k) => k !== keys); // refused: no `submitted` will come
       if (error instanceof ProtocolError && error.code === "invalid_graph") {
@@ -797,6 +798,7 @@ export class EditorApp {
     this.editor.load(doc, options.undoable ?? true);
     this.dispatch({ type: "graph_loaded" });
     this.dispatch({ type: "banner", banner: null });
+    this.announcement.set(null); // "Run failed…" of the graph before was still in the status region
     this.toasts.set((list) => (list.some((t) => t.about === "graph") ? list.filter((t) => t.about !== "graph") : list));
     const notice = renamesText(renames);
     if (notice) this.graphToast(notice);
@@ -1058,10 +1060,11 @@ export class EditorApp {
    * Paste the copied nodes at the pointer (or shifted from the originals), keeping their
    * arrangement, then moved clear of every node already on the canvas (no pile, no overlap). Nodes
    * copied from a graph that writes renamed inputs by their old names take the new ones (graph/renamedInputs.ts).
+   * Returns the new nodes' ids (selected), none when nothing was copied.
    */
-  paste(keepExternalLinks = false, from: Clip | null = null): void {
+  paste(keepExternalLinks = false, from: Clip | null = null): string[] {
     const clip = from ?? this.currentClip();
-    if (!clip) return;
+    if (!clip) return [];
     const originals = Object.values(clip.nodes).map((n) => n.position ?? [0, 0]);
     const minX = Math.min(...originals.map((p) => p[0]));
     const minY = Math.min(...originals.map((p) => p[1]));
@@ -1091,5 +1094,6 @@ export class EditorApp {
       return withRenamedInputs(placed, this.session.get().schemas.nodes).doc; // nodes copied from a graph of an older version
     });
     this.editor.select(idMap(ids.map((id) => [id, true as const])));
+    return ids;
   }
 }

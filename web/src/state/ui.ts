@@ -55,8 +55,23 @@ export interface UiState {
   templates: boolean;
   theme: Theme;
   historyFilter: string;
-  /** The palette and the side panels folded away (toolbar "Panels"): the canvas takes the width (200 % zoom). */
-  panelsHidden: boolean;
+  /**
+   * The palette and the side panels folded away (the canvas control "Hide the palette and the side panels"):
+   * true / false as the user chose, null while they have not (then `panelsFolded` decides by the window's width).
+   */
+  panelsHidden: boolean | null;
+}
+
+/**
+ * Below this window width (CSS px) the panels start folded: at 320 px the palette and the side panel
+ * (150 + 170 px) left the canvas 0 px wide. 600, not the toolbar's 720: a 640 px window (200 % zoom of
+ * a 1280 px one) still has a 310 px canvas beside them.
+ */
+export const FOLD_PANELS_BELOW = 600;
+
+/** Whether the palette and the side panels are folded away: the user's choice, else folded in a narrow window. */
+export function panelsFolded(choice: boolean | null, windowWidth: number): boolean {
+  return choice ?? windowWidth < FOLD_PANELS_BELOW;
 }
 
 const THEME_KEY = "nodegraph.theme";
@@ -80,7 +95,7 @@ export function createUiStore(): Store<UiState> {
     templates: false,
     theme: storedTheme(),
     historyFilter: "all",
-    panelsHidden: false,
+    panelsHidden: null,
   });
 }
 
