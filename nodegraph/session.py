@@ -458,8 +458,8 @@ class Session:
         if folder == "input":
             from .paths import PathConfinementError, confine
 
-            try:
-                path = confine(input_dir, name, what="input file name")
+            try:     # subfolders: whether an input may name one is its declaration's rule, checked at validation
+                path = confine(input_dir, name, what="input file name", subfolders=True)
             except PathConfinementError as exc:
                 raise LookupError(exc.message) from None
             if not path.is_file():     # no absolute path in the message: on a server it goes to the client

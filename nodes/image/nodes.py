@@ -54,8 +54,9 @@ class LoadImage(Node):
     #                       file declaring over 8192×8192 pixels is refused from its header (not a raw PIL error)
 
     class Inputs(NodeInputs):
-        image: str = Input(description="file name in the input folder (upload it from the editor)",
-                           min_length=1, max_length=255, upload="image")
+        image: str = Input(description="file name in the input folder (upload it from the editor); a subfolder "
+                                       "of it too (clipspace/mask.png, as ComfyUI's mask editor saves)",
+                           min_length=1, max_length=255, upload="image", subfolders=True)
 
     outputs = (Output("image", "IMAGE"), Output("mask", "MASK"))
 
@@ -73,7 +74,7 @@ class LoadImage(Node):
 
         from .pixels import ImageTooLargeError, load_image_file
 
-        confine(self.context.service("input_dir"), image, what="image name", input_name="image")
+        confine(self.context.service("input_dir"), image, what="image name", input_name="image", subfolders=True)
         try:
             path = self.context.service("resolve_file")("input", image)
         except LookupError as exc:

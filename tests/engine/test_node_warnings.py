@@ -368,11 +368,10 @@ def test_a_subfolder_refused_by_a_plain_name_input_tells_the_author_about_subfol
     (error,) = Session(plugins=[module]).validate(
         {"format_version": 2, "nodes": {"p": {"type": "PlainPrefix", "inputs": {"prefix": "../secret"}}}})
     assert "contains a '..' component" in error.message and "subfolders" not in error.message   # a way out first
-    # a built-in node's user can do nothing with the author's hint: LoadImage says only what to write
+    # a built-in node's user can do nothing with the author's hint: SaveLoRA says only what to write
     (error,) = [e for e in Session(autoload=False).validate({"format_version": 2, "nodes": {
-        "l": {"type": "LoadImage", "inputs": {"image": "sub/x.png"}},
-        "p": {"type": "PreviewImage", "inputs": {"images": {"node": "l", "output": "image"}}}}})
-        if e.input == "image"]
+        "s": {"type": "SaveLoRA", "inputs": {"filename": "sub/x.safetensors"}}}})
+        if e.input == "filename"]
     assert "only a plain name is allowed" in error.message and "node's author" not in error.message
 
 

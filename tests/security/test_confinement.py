@@ -316,6 +316,14 @@ def test_load_image_names_stay_in_the_input_folder(tmp_path):
         assert refusal(session, _load_image_graph(name))[1:] == ("image", rule, stage)
     with pytest.raises(LookupError, match="outside its folder through a symbolic link"):
         session.resolve_file("input", "linked.png")
+    # a subfolder of the input folder is fine (ComfyUI's mask editor saves clipspace/...png; a migrant copies the
+    # folder over), one whose link leads out is not
+    _write_image(tmp_path / "in" / "clipspace" / "mask.png")
+    assert session.run(_load_image_graph("clipspace/mask.png")).outputs["show"]["value"].shape == (1, 8, 8)
+    os.symlink(tmp_path / "outside", tmp_path / "in" / "elsewhere")
+    assert refusal(session, _load_image_graph("elsewhere/secret.png"))[1:] == ("image", "outside_root", "validation")
+    with pytest.raises(LookupError, match="outside its folder through a symbolic link"):
+        session.resolve_file("input", "elsewhere/secret.png")
 
 
 @pytest.mark.parametrize("filename", ["../evil.safetensors", "/tmp/evil.safetensors", "sub/evil.safetensors",
