@@ -158,8 +158,15 @@ class Session:
         from .graph import foreign_prompt, import_foreign
 
         if isinstance(source, bytes) or (isinstance(source, str) and source.lstrip().startswith("{")):
+            from .graph import MAX_FILE_BYTES
+
+            if len(source) > MAX_FILE_BYTES:        # as for a file
+                raise GraphValidationError([GraphError(
+                    "invalid_format", f"the text is {len(source)} long; a graph is at most {MAX_FILE_BYTES} bytes")])
             try:
                 data = json.loads(source)
+            except RecursionError:
+                raise GraphValidationError([GraphError("invalid_format", "the JSON is nested too deeply")]) from None
             except ValueError as exc:
                 raise GraphValidationError([GraphError("invalid_format", f"not JSON: {exc}")]) from None
         elif isinstance(source, (str, os.PathLike)):
