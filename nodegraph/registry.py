@@ -33,6 +33,7 @@ interpret them — the node packs that use them do.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import time
@@ -49,18 +50,19 @@ def read_choice_list(function: Callable[[], Any], limit: int, max_chars: int) ->
     at most `max_chars`, at most `limit` of them, duplicates dropped; a function that raises gives no choices."""
     try:
         given = function()
-        items = list(given) if not isinstance(given, (str, bytes, dict)) else None
+        # at most limit + 1 taken: a generator that never ends is cut, not read until memory runs out
+        items = list(itertools.islice(given, limit + 1)) if not isinstance(given, (str, bytes, dict)) else None
     except Exception as exc:  # noqa: BLE001 — a plugin's list must not break validation or the node list
         return [], f"raised {type(exc).__name__}: {str(exc)[:200]}"
     if items is None:
         return [], f"returned a {type(given).__name__}; return a list of strings"
     good = [item for item in items if isinstance(item, str) and 0 < len(item) <= max_chars]
-    kept = list(dict.fromkeys(good))         # a repeated name once
+    kept = list(dict.fromkeys(good))[:limit]         # a repeated name once
     problem = None
     if len(good) < len(items):
         problem = f"gave {len(items) - len(good)} value(s) that are not strings of 1 to {max_chars} characters (left out)"
-    if len(kept) > limit:
-        problem, kept = f"gave {len(kept)} choices; the first {limit} are offered", kept[:limit]
+    if len(items) > limit:
+        problem = f"gave more than {limit} choices; the first {limit} are offered"
     return kept, problem
 from .types import TypeRegistry
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import sys
 import types
@@ -1463,6 +1464,9 @@ def test_a_choice_list_that_fails_is_named_in_the_error_and_checked_at_load(monk
     session = styled_session(lambda: ["ok", 3, "", "x" * 2000, "ok"], monkeypatch)
     assert session.registry.choices("styles") == ["ok"]
     assert "3 value(s) that are not strings" in session.registry.choice_list_problem("styles")
+    session = styled_session(lambda: (f"style {n}" for n in itertools.count()), monkeypatch)     # never ends
+    assert len(session.registry.choices("styles")) == session.registry.MAX_CHOICES
+    assert "more than 10000 choices" in session.registry.choice_list_problem("styles")
     session = styled_session(lambda: "plain", monkeypatch)       # a str, not a list of them
     assert session.registry.choices("styles") == [] and "returned a str" in session.registry.choice_list_problem("styles")
 
