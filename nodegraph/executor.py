@@ -93,7 +93,7 @@ from typing import Any, Callable
 from . import events as ev
 from .cache import MISSING, WATCH_DEPTH, OutputCache
 from .errors import NodeExecutionError, NodeInputError, NodeOutputError, RunInterrupted, out_of_memory
-from .graph import Graph, Link, topological_order
+from .graph import Graph, Link, primitive_value, topological_order
 from .interrupts import CURRENT_CHECK
 from .node import Node, NodeContext
 from .registry import Registry
@@ -120,6 +120,9 @@ class NodePlan:
     node_id: str
     cls: type[Node]
     literals: dict[str, Any]
+    # what `fingerprint` is given: the literals, and the file names a primitive node (a String box) links in — a
+    # model file changed under a name given so was served stale from the cache (a reproducibility audit)
+    fingerprint_literals: dict[str, Any]
     literal_digest: bytes
     links: tuple[LinkPlan, ...]
     lazy_inputs: frozenset[str]
@@ -171,12 +174,16 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
         cls = registry.nodes[gnode.type]
         spec = cls.spec
         literals: dict[str, Any] = {}
+        through_primitives: dict[str, Any] = {}     # linked inputs whose value a primitive node writes
         links = []
         for name, ispec in spec.inputs.items():
             value = gnode.inputs.get(name, MISSING)
             if isinstance(value, Link):
                 links.append(LinkPlan(name, value.node, value.output, ispec.lazy,
                                       f"{name}\0".encode(), f"\0{value.output}\0".encode()))
+                given = primitive_value(graph.nodes, value)      # checked when the node gets it, as linked values are
+                if not isinstance(given, Link) and (ispec.model_folder or ispec.file_name_in):
+                    through_primitives[name] = given
             elif value is MISSING:
                 literals[name] = ispec.default
             else:
@@ -191,6 +198,7 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
         writes_output = any(s.file_name_in == "output" for s in spec.inputs.values())
         nodes[node_id] = NodePlan(
             node_id=node_id, cls=cls, literals=literals,
+            fingerprint_literals={**literals, **through_primitives} if through_primitives else literals,
             literal_digest=_literal_digest(registry.qualified_name(cls), spec.version, literals),
             links=tuple(links), lazy_inputs=frozenset(n for n, s in spec.inputs.items() if s.lazy),
             fingerprinted=fingerprinted, reads_input=reads_input, writes_output=writes_output,
@@ -311,7 +319,7 @@ def compute_keys(state: RunState, order: list[str], resolve_file: Callable[[str,
             h.update(link.output_part)
             pending[link.source] = pending.get(link.source, 0) + 1
         if plan.fingerprinted:
-            fingerprint = _fingerprint_bytes(plan.cls, plan.literals, resolve_file)
+            fingerprint = _fingerprint_bytes(plan.cls, plan.fingerprint_literals, resolve_file)
             if fingerprint is None:        # not cacheable this run; the node's run reports a missing input itself
                 h.update(b"\0fp-failed\0" + fresh)
             elif fingerprint:

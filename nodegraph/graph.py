@@ -46,7 +46,7 @@ import os
 import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from .errors import GraphError, GraphValidationError
 
@@ -990,6 +990,22 @@ PNG_GRAPH_KEYWORD = "nodegraph"
 
 #: the primitive node that holds a pinned value of each kind, where the input it fed takes no literal
 _CONSTANT_NODES = ((bool, "Boolean"), (int, "Int"), (float, "Float"), (str, "String"))
+#: node types that pass their literal `value` on unchanged (the editor's primitives; ComfyUI's PrimitiveNode /
+#: PrimitiveString import as them)
+PRIMITIVE_TYPES = ("Int", "Float", "String", "Boolean")
+
+
+def primitive_value(nodes: Mapping[str, GraphNode], value: Any) -> Any:
+    """`value`, or — when it is a link from a primitive node (an Int / Float / String / Boolean box) whose `value`
+    is written — that written value: what the input gets, known without running anything. Provenance and
+    file fingerprints read a model or input file name given so (an imported ComfyUI PrimitiveString)."""
+    if isinstance(value, Link):
+        source = nodes.get(value.node)
+        if source is not None and str(source.type).rpartition(".")[2] in PRIMITIVE_TYPES and value.output == "value":
+            written = source.inputs.get("value")
+            if written is not None and not isinstance(written, Link):
+                return written
+    return value
 
 
 def pin_values(data: dict[str, Any], drawn: dict[str, dict[str, Any]],
@@ -997,15 +1013,48 @@ def pin_values(data: dict[str, Any], drawn: dict[str, dict[str, Any]],
     """A graph file (dict) with every link from a node of `drawn` (node id → {output: value}) replaced by the
     value that output gave: the graph as it ran, which draws a RandomInt's image again (its node stays, no
     longer linked). An input that takes no literal (`takes_literal(node_type, input)` False: a ShowValue's
-    `*`) is linked instead to an added primitive node holding the value (`<id>_<output>_drawn`). Links inside
-    subgraph definitions are left as they are."""
+    `*`) is linked instead to an added primitive node holding the value (`<id>_<output>_drawn`).
+
+    A drawn node inside a subgraph instance (its effective id `instance/inner`, nested `a/b/c`) is pinned in a
+    copy of the instance's definition that only that instance uses (`<name>.drawn.<hash>`): instances of one
+    definition may each have drawn another value, and the file keeps its subgraph."""
     if not drawn:
         return data
+    top = {node_id: values for node_id, values in drawn.items() if "/" not in node_id}
+    inside: dict[str, dict[str, dict[str, Any]]] = {}      # instance id → {inner effective id: values}
+    for node_id, values in drawn.items():
+        if "/" in node_id:
+            instance, _, inner = node_id.partition("/")
+            inside.setdefault(instance, {})[inner] = values
+    subgraphs = dict(data.get("subgraphs") or {}) if isinstance(data.get("subgraphs"), dict) else {}
+    nodes = _pinned_nodes(data.get("nodes", {}), top, takes_literal)
+    for instance, inner in inside.items():
+        node = nodes.get(instance)
+        kind = node.get("type") if isinstance(node, dict) else None
+        name = kind[len(SUBGRAPH_TYPE_PREFIX):] if isinstance(kind, str) and kind.startswith(SUBGRAPH_TYPE_PREFIX) \
+            else None
+        definition = subgraphs.get(name) if name is not None else None
+        if not isinstance(definition, dict) or not isinstance(definition.get("nodes"), dict):
+            continue
+        pinned = pin_values({**definition, "subgraphs": subgraphs}, inner, takes_literal)
+        subgraphs = pinned.pop("subgraphs")          # nested instances' copies were added to the one table
+        pinned = _pinned_outputs(pinned, {k: v for k, v in inner.items() if "/" not in k})
+        copy = _pinned_definition_name(name, instance, subgraphs)
+        subgraphs[copy] = pinned
+        nodes[instance] = {**node, "type": SUBGRAPH_TYPE_PREFIX + copy}
+    return {**data, "nodes": nodes, **({"subgraphs": subgraphs} if subgraphs or "subgraphs" in data else {})}
+
+
+def _pinned_nodes(source: Any, drawn: dict[str, dict[str, Any]],
+                  takes_literal: Callable[[str, str], bool] | None) -> dict[str, Any]:
+    """`source` nodes with their links from drawn outputs replaced by the values (or linked to added constants)."""
+    if not isinstance(source, dict):
+        return source
     nodes: dict[str, Any] = {}
     constants: dict[str, Any] = {}
-    for node_id, node in data.get("nodes", {}).items():
+    for node_id, node in source.items():
         inputs = node.get("inputs") if isinstance(node, dict) else None
-        if isinstance(inputs, dict):
+        if isinstance(inputs, dict) and drawn:
             pinned = {}
             for name, value in inputs.items():
                 if isinstance(value, dict) and set(value) == {"node", "output"} and \
@@ -1014,11 +1063,38 @@ def pin_values(data: dict[str, Any], drawn: dict[str, dict[str, Any]],
                     if takes_literal is None or takes_literal(str(node.get("type")), name):
                         value = drawn_value
                     else:
-                        value = _constant_link(value["node"], value["output"], drawn_value, data["nodes"], constants)
+                        value = _constant_link(value["node"], value["output"], drawn_value, source, constants)
                 pinned[name] = value
             node = {**node, "inputs": pinned}
         nodes[node_id] = node
-    return {**data, "nodes": {**nodes, **constants}}
+    return {**nodes, **constants}
+
+
+def _pinned_outputs(definition: dict[str, Any], drawn: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A definition whose exposed outputs that are drawn values read them from added constant nodes."""
+    outputs = definition.get("outputs")
+    if not drawn or not isinstance(outputs, dict):
+        return definition
+    nodes, constants, changed = definition["nodes"], {}, {}
+    for name, ref in outputs.items():
+        if isinstance(ref, dict) and ref.get("output") in drawn.get(ref.get("node"), {}):
+            link = _constant_link(ref["node"], ref["output"], drawn[ref["node"]][ref["output"]], nodes, constants)
+            changed[name] = {**ref, **link}
+    if not changed:
+        return definition
+    return {**definition, "nodes": {**nodes, **constants}, "outputs": {**outputs, **changed}}
+
+
+def _pinned_definition_name(name: str, instance: str, taken: dict[str, Any]) -> str:
+    """A free definition name for `instance`'s pinned copy of `name` (1–64 of the name characters)."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"{name}\0{instance}".encode(), digest_size=4).hexdigest()
+    base = f"{name[:46]}.drawn.{digest}"
+    copy, n = base, 2
+    while copy in taken:
+        copy, n = f"{base}.{n}", n + 1
+    return copy
 
 
 def _constant_link(source: str, output: str, value: Any, existing: dict[str, Any],

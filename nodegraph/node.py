@@ -541,7 +541,8 @@ class Node:
     def fingerprint(cls, literals: dict[str, Any], resolve_file: Callable[[str, str], Any]) -> str | None:
         """A string that changes when an external resource the node reads changes.
 
-        Default: size and modification time of every `model_folder` file input.
+        Default: size, modification and change time of every `model_folder` file input (given literally or
+        by a primitive node linked to it).
         Override for nodes that read other files or services. Bytes, a number (a file's mtime, as ComfyUI's
         IS_CHANGED returns) or a tuple / list of those work too; any other value, or an exception, makes
         the node run every time (named in the log once: `executor._fingerprint_bytes`).
@@ -551,7 +552,7 @@ class Node:
             if spec.model_folder is not None and isinstance(literals.get(name), str):
                 try:
                     stat = resolve_file(spec.model_folder, literals[name]).stat()
-                    parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
+                    parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}")   # ctime: see provenance
                 except (OSError, LookupError):
                     parts.append(f"{name}:missing")
         return "|".join(parts) or None

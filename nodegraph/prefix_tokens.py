@@ -47,7 +47,6 @@ DATE_TOKEN = re.compile(r"%date:([^%\n]{0,100})%")
 DATE_FIELDS = re.compile(r"yyyy|yy|MM|M|dd|d|hh|h|mm|m|ss|s")
 TIME_NAMES = ("year", "month", "day", "hour", "minute", "second")
 SAVE_TIME_NAMES = ("width", "height", "batch_num")
-PRIMITIVES = ("Int", "Float", "String", "Boolean")
 
 
 class PrefixTokenError(ValueError):
@@ -164,7 +163,7 @@ def _expand_nodes(nodes: dict, lookup: Any, registry: Any, now: datetime,
 
 
 def _node_value(token: str, graph: Any) -> str:
-    from .graph import Link
+    from .graph import Link, primitive_value
 
     node_name, _, input_name = token.rpartition(".")
     node_id = _node_named(node_name, graph)
@@ -173,16 +172,11 @@ def _node_value(token: str, graph: Any) -> str:
                                f"named by its id, title or type); fix the token or take it out of the prefix")
     node = graph.nodes[node_id]
     ours = _input_named(input_name, node_id, graph)
-    value = node.inputs.get(ours)
-    if isinstance(value, Link):           # fed by a primitive (an Int box, ComfyUI's PrimitiveNode): its value
-        source = graph.nodes.get(value.node)
-        if source is not None and source.type.rpartition(".")[2] in PRIMITIVES \
-                and not isinstance(source.inputs.get("value"), (Link, type(None))):
-            value = source.inputs["value"]
-        else:
-            raise PrefixTokenError(f"%{token}%: input {ours!r} of node {node_id!r} ({node.type}) is linked to "
-                                   f"another node; only a value written on the node (or on a primitive linked "
-                                   f"to it) can go into a file name")
+    value = primitive_value(graph.nodes, node.inputs.get(ours))  # fed by a primitive (ComfyUI's PrimitiveNode)
+    if isinstance(value, Link):
+        raise PrefixTokenError(f"%{token}%: input {ours!r} of node {node_id!r} ({node.type}) is linked to "
+                               f"another node; only a value written on the node (or on a primitive linked "
+                               f"to it) can go into a file name")
     if value is None or not isinstance(value, (str, int, float, bool)):
         raise PrefixTokenError(f"%{token}%: input {ours!r} of node {node_id!r} ({node.type}) is not written in "
                                f"the graph; write it, or take the token out of the prefix")

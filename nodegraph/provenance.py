@@ -1,7 +1,7 @@
 """What a saved result records besides its graph, so that a stranger can run it again and check it.
 
 `run_record(context)` is the dict that SaveImage writes next to the graph (PNG text chunk
-`nodegraph_run`; JPEG/WebP EXIF UserComment, see nodes/image): the versions that produced the
+`nodegraph_run`; JPEG/WebP EXIF ImageDescription (tag 270), see nodes/image): the versions that produced the
 result and the SHA-256 of every model file the run read:
 
     {"nodegraph": "0.1.0", "torch": "2.13.0", "python": "3.11.7", "device": "cpu", "threads": 2,
@@ -19,7 +19,7 @@ number of threads (torch splits sums across them, and the last bits of a result 
 are found through the effective graph (subgraphs expanded, muted nodes left out), by the
 inputs declared `model_folder=...`.
 
-`file_sha256(path)` hashes a file once per (real path, size, modification time): remembered in
+`file_sha256(path)` hashes a file once per (real path, size, modification and change time): remembered in
 memory and in `<cache dir>/sha256.json` (`$NODEGRAPH_CACHE_DIR`, else `$XDG_CACHE_HOME/nodegraph`,
 else `~/.cache/nodegraph`), as A1111 does for its model hashes — a 6 GB checkpoint takes seconds
 once, not on every save. A cache that cannot be read or written is ignored.
@@ -53,7 +53,9 @@ def cache_dir() -> Path:
 def _key(path: Path) -> str:
     real = os.path.realpath(path)
     stat = os.stat(real)
-    return f"{real}|{stat.st_size}|{stat.st_mtime_ns}"
+    # the change time too: writing a file and then setting its old mtime back (os.utime, `touch -r`) keeps size and
+    # mtime, and the old hash was recorded for new content; the system sets ctime on any change
+    return f"{real}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}"
 
 
 def _read_cache(file: Path) -> dict[str, str]:
@@ -66,7 +68,7 @@ def _read_cache(file: Path) -> dict[str, str]:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 (hex) of a file, remembered per real path, size and modification time."""
+    """The SHA-256 (hex) of a file, remembered per real path, size, modification and change time."""
     key = _key(Path(path))
     with _lock:
         known = _memory.get(key)
@@ -98,19 +100,22 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def _text_inputs(context: Any, wanted: Callable[[Any], bool]) -> Iterator[tuple[str, str, Any, str]]:
     """(node id, input name, input spec, text) for each input of the running graph (subgraphs expanded) that
-    `wanted(spec)` picks and that holds text (its literal, or its default)."""
+    `wanted(spec)` picks and that holds text (its literal, its default, or the literal of a primitive linked to it
+    — a name computed by another node is not known here)."""
     graph = getattr(context, "graph", None)
     registry = (getattr(context, "services", {}) or {}).get("registry")
     if graph is None or registry is None:
         return
     from .effective_graph import effective_graph
+    from .graph import primitive_value
 
-    for node_id, node in effective_graph(graph, registry).graph.nodes.items():
+    nodes = effective_graph(graph, registry).graph.nodes
+    for node_id, node in nodes.items():
         cls = registry.nodes.get(node.type)
         if cls is None:
             continue
         for name, spec in cls.spec.inputs.items():
-            value = node.inputs.get(name, spec.default)
+            value = primitive_value(nodes, node.inputs.get(name, spec.default))   # a name a String box gives too
             if wanted(spec) and isinstance(value, str):
                 yield node_id, name, spec, value
 

@@ -330,6 +330,17 @@ def test_model_file_fingerprint_invalidates_cache(tmp_path):
     from nodegraph.validation import shown_folder      # relative when inside the working folder
 
     assert err.code == "not_in_choices" and "m.safetensors" in err.message and shown_folder(str(folder)) in err.message
+    # a name given by a String box (an imported ComfyUI PrimitiveString) is fingerprinted as well: the file
+    # changed under it was served from the cache (a reproducibility audit)
+    graph["nodes"]["name"] = {"type": "String", "inputs": {"value": "m.safetensors"}}
+    graph["nodes"]["m"]["inputs"]["name"] = link("name", "value")
+    assert session.run(graph).outputs["show"]["value"] == "two!"
+    assert session.run(graph).executed == []
+    stat = (folder / "m.safetensors").stat()
+    (folder / "m.safetensors").write_text("TWO!")                   # same size, and the old mtime put back
+    os.utime(folder / "m.safetensors", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    result = session.run(graph)
+    assert result.executed == ["m", "show"] and result.outputs["show"]["value"] == "TWO!"
 
 
 def test_interrupt_between_nodes(session):

@@ -782,3 +782,37 @@ def test_the_bytes_of_an_image_saved_with_a_graph_load_as_that_graph(tmp_path):
 
     with pytest.raises(GraphValidationError, match="the image given is .* bytes; the limit for a graph is"):
         parse_graph(PNG_SIGNATURE + bytes(MAX_FILE_BYTES))       # bounded as a file's bytes are
+
+
+def test_a_value_drawn_inside_a_subgraph_is_pinned_in_a_copy_for_its_instance():
+    """A RandomInt inside a subgraph was not pinned in the recorded graph (its link is inside the definition): the
+    saved PNG drew a new seed on every run (a reproducibility audit). Each instance's drawn values are pinned in
+    its own copy of the definition — nested instances too, and exposed outputs that are drawn values."""
+    from nodegraph.graph import pin_values
+
+    session = Session(autoload=False)
+    graph = {"format_version": 2, "nodes": {
+        "a": {"type": "subgraph:seeder", "inputs": {}},
+        "b": {"type": "subgraph:seeder", "inputs": {}},
+        "outer": {"type": "subgraph:wrapper", "inputs": {}},
+        "show_a": {"type": "ShowValue", "inputs": {"value": {"node": "a", "output": "seed"}}},
+        "show_b": {"type": "ShowValue", "inputs": {"value": {"node": "b", "output": "raw"}}},
+        "show_outer": {"type": "ShowValue", "inputs": {"value": {"node": "outer", "output": "seed"}}}},
+        "subgraphs": {
+            "seeder": {"outputs": {"seed": {"node": "plus", "output": "result"}, "raw": {"node": "gen", "output": "value"}},
+                       "nodes": {"gen": {"type": "RandomInt", "inputs": {"low": 0, "high": 10**9}},
+                                 "plus": {"type": "IntMath", "inputs": {"a": {"node": "gen", "output": "value"},
+                                                                        "b": 1, "op": "add"}}}},
+            "wrapper": {"outputs": {"seed": {"node": "inner", "output": "seed"}},
+                        "nodes": {"inner": {"type": "subgraph:seeder", "inputs": {}}}}}}
+    first = session.run(graph)
+    assert set(first.drawn) == {"a/gen", "b/gen", "outer/inner/gen"}
+    pinned = pin_values(session.load(graph).to_dict(), first.drawn, session.registry.takes_literal)
+    shown = {k: first.outputs[k]["value"] for k in ("show_a", "show_b", "show_outer")}
+    for _ in range(2):
+        again = session.run(pinned)
+        assert {k: again.outputs[k]["value"] for k in shown} == shown
+        assert again.drawn == {}                                  # nothing is drawn any more
+    assert pinned["nodes"]["a"]["type"] != pinned["nodes"]["b"]["type"]      # a copy each: they drew apart
+    assert "seeder" in pinned["subgraphs"] and graph["subgraphs"]["seeder"]["nodes"]["plus"]["inputs"]["a"] == {
+        "node": "gen", "output": "value"}                       # the given graph is not changed

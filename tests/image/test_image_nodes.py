@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -172,6 +174,17 @@ def test_saved_images_record_versions_batch_index_and_model_hashes(session, tmp_
     monkeypatch.setattr(hashlib, "sha256", None)      # remembered: not hashed again
     assert provenance.file_sha256(folder / "m.safetensors") == expected
     monkeypatch.undo()
+    # a name a String box gives (an imported ComfyUI PrimitiveString) is recorded too: it recorded "models": {}
+    linked = load_graph_dict({"format_version": 2, "nodes": {
+        "name": {"type": "String", "inputs": {"value": "m.safetensors"}},
+        "ckpt": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": link("name", "value")}}}})
+    context = types.SimpleNamespace(graph=linked, services=context.services)
+    assert provenance.run_record(context)["models"]["ckpt.ckpt_name"]["sha256"] == expected
+    # new content under the old size and mtime (written, then `touch -r` back): the old hash was recorded
+    stat = (folder / "m.safetensors").stat()
+    (folder / "m.safetensors").write_bytes(b"WEIGHTS")
+    os.utime(folder / "m.safetensors", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert provenance.file_sha256(folder / "m.safetensors") == hashlib.sha256(b"WEIGHTS").hexdigest()
     # the input folder's files a graph reads are recorded too (the same name with other pixels: another image)
     inputs = tmp_path / "record_inputs"
     inputs.mkdir()
