@@ -1,60 +1,11 @@
 import { deflateSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { PngError, graphFromPng, imageKind, isPng, readPngTextChunks } from "../src/graph/png";
-
-/** CRC-32 (ISO 3309), as PNG chunks carry it. */
-function crc32(bytes: Uint8Array): number {
-  let crc = 0xffffffff;
-  for (const byte of bytes) {
-    crc ^= byte;
-    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0xedb88320 : crc >>> 1;
-  }
-  return (crc ^ 0xffffffff) >>> 0;
-}
-
-function chunk(type: string, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(12 + data.length);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, data.length);
-  out.set(new TextEncoder().encode(type), 4);
-  out.set(data, 8);
-  view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
-  return out;
-}
-
-const concat = (...parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
-};
-const latin1 = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
-const utf8 = (s: string) => new TextEncoder().encode(s);
-
-/** A valid 1×1 RGB PNG with the given extra chunks before IDAT. */
-function buildPng(...extra: Uint8Array[]): Uint8Array {
-  const ihdr = new Uint8Array(13);
-  const view = new DataView(ihdr.buffer);
-  view.setUint32(0, 1);
-  view.setUint32(4, 1);
-  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
-  const idat = deflateSync(Buffer.from([0, 255, 0, 0])); // filter byte + one red pixel
-  return concat(
-    new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10]),
-    chunk("IHDR", ihdr),
-    ...extra,
-    chunk("IDAT", new Uint8Array(idat)),
-    chunk("IEND", new Uint8Array()),
-  );
-}
+import { buildPng, chunk, concat, latin1, tEXt, utf8 } from "./pngFixture";
 
 const graph = { format_version: 1, metadata: { title: "Ünïcode ✓" }, nodes: { a: { type: "Int", inputs: { value: 5 } } } };
 const text = JSON.stringify(graph);
 
-const tEXt = (keyword: string, value: string) => chunk("tEXt", concat(latin1(keyword), new Uint8Array([0]), latin1(value)));
 const zTXt = (keyword: string, value: string) =>
   chunk("zTXt", concat(latin1(keyword), new Uint8Array([0, 0]), new Uint8Array(deflateSync(Buffer.from(latin1(value))))));
 const iTXt = (keyword: string, value: string, compressed: boolean) =>

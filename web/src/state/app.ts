@@ -188,6 +188,12 @@ export class EditorApp {
    * template; any load the user starts meanwhile (even a refused one) makes it "none".
    */
   private firstOpen: "none" | "waiting" | "asked" = "none";
+  /**
+   * An image (PNG / JPEG / WebP) was just opened: the next Run uses its seeds as they are, so it makes that image
+   * again — as ComfyUI's "control after generate" does for the first Queue — and only later runs draw new ones.
+   * (Drawn before the first submit, a random seed made the opened image unrepeatable: a reproducibility audit.)
+   */
+  private keepOpenedSeeds = false; // also after opening a past run's graph (history → Open)
   private nextToast = 1;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   private fetchedOutputs = new Set<string>();
@@ -511,7 +517,10 @@ export class EditorApp {
   async run(options: { front?: boolean } = {}): Promise<void> {
     const follow = this.canvas.followHere(); // decided by the view as it is when Run is pressed
     const schemas = this.session.get().schemas;
-    this.editor.replaceSilently((doc) => randomizeSeeds(doc, (type) => seedInputsOf(schemas.nodes[type]), randomSeed));
+    if (!this.keepOpenedSeeds) {
+      this.editor.replaceSilently((doc) => randomizeSeeds(doc, (type) => seedInputsOf(schemas.nodes[type]), randomSeed));
+    }
+    this.keepOpenedSeeds = false;
     const graph = this.graphFile();
     const title = typeof graph.metadata?.title === "string" && graph.metadata.title.trim() ? graph.metadata.title.trim() : "the graph";
     const keys = resultKeys(graph);
@@ -610,6 +619,7 @@ export class EditorApp {
       const graph = reply.graph ?? reply.run?.graph;
       if (graph === undefined) throw new Error("the server's reply has no graph");
       if (this.loadGraph(graph, "the run's graph")) {
+        this.keepOpenedSeeds = true; // Run makes that run's result again, as an opened image does
         this.graphToast("Opened the graph of that run");
         // ... with that run's results on its nodes, as ComfyUI shows a queue item's outputs
         const status = this.session.get().history.find((run) => run.run_id === runId)?.status;
@@ -709,8 +719,10 @@ export class EditorApp {
   async loadFile(file: File): Promise<boolean> {
     this.firstOpen = "none";
     let raw: unknown;
+    let fromImage = false;
     try {
       const bytes = new Uint8Array(await file.arrayBuffer());
+      fromImage = isPng(bytes) || imageKind(bytes) !== null;
       const image = isPng(bytes) ? null : imageKind(bytes);
       if (image === "JPEG" || image === "WebP") raw = graphFromExif(bytes, image);
       else if (image) {
@@ -732,7 +744,8 @@ export class EditorApp {
     }
     if (foreignKind(raw)) return this.importForeign(raw, file.name);
     if (!this.loadGraph(raw, file.name)) return false;
-    this.graphToast(`Loaded ${file.name}`);
+    this.keepOpenedSeeds = fromImage;
+    this.graphToast(`Loaded ${file.name}` + (fromImage ? " (Run makes this image again; later runs draw new seeds)" : ""));
     return true;
   }
 
@@ -778,6 +791,7 @@ export class EditorApp {
    */
   loadGraph(raw: unknown, name = "the graph", options: { undoable?: boolean } = {}): boolean {
     this.firstOpen = "none";
+    this.keepOpenedSeeds = false; // set again by the callers that open an image or a past run
     let doc: EditorDocument;
     let renames: InputRename[] = [];
     try {
