@@ -1020,12 +1020,15 @@ def pin_values(data: dict[str, Any], drawn: dict[str, dict[str, Any]],
     definition may each have drawn another value, and the file keeps its subgraph."""
     if not drawn:
         return data
-    top = {node_id: values for node_id, values in drawn.items() if "/" not in node_id}
+    given = data.get("nodes", {}) if isinstance(data.get("nodes"), dict) else {}
+    top: dict[str, dict[str, Any]] = {}
     inside: dict[str, dict[str, dict[str, Any]]] = {}      # instance id → {inner effective id: values}
     for node_id, values in drawn.items():
-        if "/" in node_id:
-            instance, _, inner = node_id.partition("/")
-            inside.setdefault(instance, {})[inner] = values
+        instance = _instance_of(node_id, given)
+        if instance is None:
+            top[node_id] = values
+        else:
+            inside.setdefault(instance, {})[node_id[len(instance) + 1:]] = values
     subgraphs = dict(data.get("subgraphs") or {}) if isinstance(data.get("subgraphs"), dict) else {}
     nodes = _pinned_nodes(data.get("nodes", {}), top, takes_literal)
     for instance, inner in inside.items():
@@ -1043,6 +1046,20 @@ def pin_values(data: dict[str, Any], drawn: dict[str, dict[str, Any]],
         subgraphs[copy] = pinned
         nodes[instance] = {**node, "type": SUBGRAPH_TYPE_PREFIX + copy}
     return {**data, "nodes": nodes, **({"subgraphs": subgraphs} if subgraphs or "subgraphs" in data else {})}
+
+
+def _instance_of(node_id: str, nodes: Mapping[str, Any]) -> str | None:
+    """The subgraph instance among `nodes` whose inner node `node_id` is (`instance/inner`: the longest id before a
+    '/' that is a subgraph node — ids may hold '/' themselves), or None for a node of `nodes` itself."""
+    if node_id in nodes:
+        return None
+    cut = node_id.rfind("/")
+    while cut > 0:
+        node = nodes.get(node_id[:cut])
+        if isinstance(node, dict) and str(node.get("type", "")).startswith(SUBGRAPH_TYPE_PREFIX):
+            return node_id[:cut]
+        cut = node_id.rfind("/", 0, cut)
+    return None
 
 
 def _pinned_nodes(source: Any, drawn: dict[str, dict[str, Any]],

@@ -793,10 +793,12 @@ def test_a_value_drawn_inside_a_subgraph_is_pinned_in_a_copy_for_its_instance():
     session = Session(autoload=False)
     graph = {"format_version": 2, "nodes": {
         "a": {"type": "subgraph:seeder", "inputs": {}},
-        "b": {"type": "subgraph:seeder", "inputs": {}},
+        "b/2": {"type": "subgraph:seeder", "inputs": {}},                   # ids may hold '/'
+        "dice/1": {"type": "RandomInt", "inputs": {"low": 0, "high": 10**9}},
+        "show_dice": {"type": "ShowValue", "inputs": {"value": {"node": "dice/1", "output": "value"}}},
         "outer": {"type": "subgraph:wrapper", "inputs": {}},
         "show_a": {"type": "ShowValue", "inputs": {"value": {"node": "a", "output": "seed"}}},
-        "show_b": {"type": "ShowValue", "inputs": {"value": {"node": "b", "output": "raw"}}},
+        "show_b": {"type": "ShowValue", "inputs": {"value": {"node": "b/2", "output": "raw"}}},
         "show_outer": {"type": "ShowValue", "inputs": {"value": {"node": "outer", "output": "seed"}}}},
         "subgraphs": {
             "seeder": {"outputs": {"seed": {"node": "plus", "output": "result"}, "raw": {"node": "gen", "output": "value"}},
@@ -806,13 +808,13 @@ def test_a_value_drawn_inside_a_subgraph_is_pinned_in_a_copy_for_its_instance():
             "wrapper": {"outputs": {"seed": {"node": "inner", "output": "seed"}},
                         "nodes": {"inner": {"type": "subgraph:seeder", "inputs": {}}}}}}
     first = session.run(graph)
-    assert set(first.drawn) == {"a/gen", "b/gen", "outer/inner/gen"}
+    assert set(first.drawn) == {"a/gen", "b/2/gen", "outer/inner/gen", "dice/1"}
     pinned = pin_values(session.load(graph).to_dict(), first.drawn, session.registry.takes_literal)
-    shown = {k: first.outputs[k]["value"] for k in ("show_a", "show_b", "show_outer")}
+    shown = {k: first.outputs[k]["value"] for k in ("show_a", "show_b", "show_outer", "show_dice")}
     for _ in range(2):
         again = session.run(pinned)
         assert {k: again.outputs[k]["value"] for k in shown} == shown
         assert again.drawn == {}                                  # nothing is drawn any more
-    assert pinned["nodes"]["a"]["type"] != pinned["nodes"]["b"]["type"]      # a copy each: they drew apart
+    assert pinned["nodes"]["a"]["type"] != pinned["nodes"]["b/2"]["type"]    # a copy each: they drew apart
     assert "seeder" in pinned["subgraphs"] and graph["subgraphs"]["seeder"]["nodes"]["plus"]["inputs"]["a"] == {
         "node": "gen", "output": "value"}                       # the given graph is not changed
