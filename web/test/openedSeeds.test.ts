@@ -25,7 +25,7 @@ describe("the seeds of an opened image", () => {
     const schemas = realSchemas();
     opened.socket.reply({ type: "nodes", schema_hash: schemas.schemaHash, nodes: Object.values(schemas.nodes), types: schemas.types });
     const png = buildPng(tEXt("nodegraph", JSON.stringify(SAVED)));
-    expect(await opened.app.loadFile(new File([png], "made.png"))).toBe(true);
+    expect(await opened.app.loadFile(new File([png as Uint8Array<ArrayBuffer>], "made.png"))).toBe(true);
     expect(opened.app.toasts.get().at(-1)?.text).toMatch(/Run makes this image again/);
     void opened.app.run();
     void opened.app.run();
