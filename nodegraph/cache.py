@@ -7,10 +7,11 @@ Policies (switchable at run time with `set_policy`):
 - `"all"`  keep everything (no eviction) — fastest re-runs, unbounded memory.
 - `"none"` keep nothing; every run recomputes (intermediates still flow within a run).
 
-Sizes are estimated by `estimate_bytes`: tensors and arrays by their storage
-(shared storages counted once), PIL images by pixels × bands, containers
-recursively, objects that define `__nodegraph_sizeof__()` by what they report,
-everything else by `sys.getsizeof`.
+Sizes are estimated by `measure` / `estimate_bytes`: tensors by their storage (a storage shared by
+several entries — a model and the same model with a LoRA patch — counted once in `total_bytes`),
+arrays by their bytes, PIL images by pixels × bands, containers recursively, objects that name their
+tensors (`__nodegraph_tensors__()`) by those, objects that define `__nodegraph_sizeof__()` by what
+they report, everything else by `sys.getsizeof`.
 
 Thread-safe: the server changes the policy from another thread than the one running.
 
@@ -109,7 +110,20 @@ def _moved(versions: tuple) -> bool:
 
 def estimate_bytes(value: Any, _seen: set | None = None) -> int:
     """Approximate memory held by `value` (tensors/arrays by storage, shared storage once)."""
+    storages: dict[int, int] = {}
+    other = measure(value, storages, _seen)
+    return other + sum(storages.values())
+
+
+def measure(value: Any, storages: dict[int, int], _seen: set | None = None) -> int:
+    """The memory `value` holds: its tensors' storages go into `storages` (data pointer → bytes, each once), and
+    the rest is returned (containers, numpy arrays, PIL images, `__nodegraph_sizeof__`). An object that names
+    its tensors (`__nodegraph_tensors__()`: a MODEL value's network parameters) is measured by them, so two
+    entries holding one network (a model and the same model with a LoRA patch) count its weights once."""
     seen = set() if _seen is None else _seen
+    tensors = getattr(type(value), "__nodegraph_tensors__", None)
+    if tensors is not None:
+        return sum(measure(t, storages, seen) for t in tensors(value))
     sizer = getattr(type(value), "__nodegraph_sizeof__", None)
     if sizer is not None:
         return int(sizer(value))
@@ -117,24 +131,21 @@ def estimate_bytes(value: Any, _seen: set | None = None) -> int:
     if module.startswith("torch"):
         if hasattr(value, "untyped_storage"):
             storage = value.untyped_storage()
-            ptr = storage.data_ptr()
-            if ptr in seen:
-                return 0
-            seen.add(ptr)
-            return int(storage.nbytes())
+            storages.setdefault(storage.data_ptr(), int(storage.nbytes()))
+            return 0
         if hasattr(value, "parameters"):  # nn.Module
-            return sum(estimate_bytes(t, seen) for t in (*value.parameters(), *value.buffers()))
+            return sum(measure(t, storages, seen) for t in (*value.parameters(), *value.buffers()))
     if module.startswith("numpy") and hasattr(value, "nbytes"):
         return int(value.nbytes)
     if module.startswith("PIL") and hasattr(value, "getbands"):
         return int(value.width * value.height * len(value.getbands()))
     if isinstance(value, (dict, list, tuple, set, frozenset)):
-        key = ("container", id(value))     # apart from the storage pointers kept in `seen`
+        key = ("container", id(value))
         if key in seen:              # a container met again (shared, or holding itself: a plugin's `x.append(x)`)
             return 0
         seen.add(key)
         items = value.values() if isinstance(value, dict) else value
-        return sys.getsizeof(value) + sum(estimate_bytes(v, seen) for v in items)
+        return sys.getsizeof(value) + sum(measure(v, storages, seen) for v in items)
     return sys.getsizeof(value)
 
 
@@ -151,8 +162,12 @@ class OutputCache:
     """Node outputs by cache key, under a policy and a byte budget (LRU)."""
 
     def __init__(self, policy: CachePolicy = "lru", budget_bytes: int = DEFAULT_BUDGET_BYTES):
-        # key → (value, bytes, tensor versions, file stamps)
-        self._entries: OrderedDict[str, tuple[Any, int, tuple, tuple]] = OrderedDict()
+        # key → (value, bytes outside tensor storages, tensor versions, file stamps, its storages' data pointers)
+        self._entries: OrderedDict[str, tuple[Any, int, tuple, tuple, tuple[int, ...]]] = OrderedDict()
+        # data pointer → [bytes, entries holding it]: a storage several entries share is counted once in
+        # total_bytes (a LoRA-patched model shares its network with the plain one: each counted in full, a
+        # LoRA switched on and off evicted the checkpoint every time — a small-machine user's pass)
+        self._storages: dict[int, list[int]] = {}
         self._warnings: dict[str, tuple] = {}      # key → the node warnings its result carries (see `put`)
         self._lock = threading.RLock()
         self.total_bytes = 0
@@ -174,9 +189,7 @@ class OutputCache:
             if budget_bytes is not None:
                 self.budget_bytes = budget_bytes
             if policy == "none":
-                self._entries.clear()
-                self._warnings.clear()
-                self.total_bytes = 0
+                self.clear()
             elif policy == "lru":
                 self._evict_to(self.budget_bytes)
 
@@ -205,21 +218,36 @@ class OutputCache:
         the result carries: its own node's and its inputs') are kept with it and given back by `warnings_of`."""
         if self.policy == "none":
             return False
-        size = estimate_bytes(value)
+        storages: dict[int, int] = {}
+        other = measure(value, storages)
         with self._lock:
-            if self.policy == "lru" and size > self.budget_bytes:
+            if self.policy == "lru" and other + sum(storages.values()) > self.budget_bytes:
                 return False
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self.total_bytes -= old[1]
-            self._warnings.pop(key, None)
+            self.discard(key)
             if warnings:
                 self._warnings[key] = tuple(warnings)
-            self._entries[key] = (value, size, _tensor_versions(value), _file_stamps(value))
-            self.total_bytes += size
+            for pointer, size in storages.items():
+                held = self._storages.get(pointer)
+                if held is None:
+                    self._storages[pointer] = [size, 1]
+                    self.total_bytes += size
+                else:
+                    held[1] += 1
+            self._entries[key] = (value, other, _tensor_versions(value), _file_stamps(value), tuple(storages))
+            self.total_bytes += other
             if self.policy == "lru":
                 self._evict_to(self.budget_bytes)
             return True
+
+    def _release(self, entry: tuple) -> None:
+        """Take a removed entry's bytes out of total_bytes (its storages' once no other entry holds them)."""
+        self.total_bytes -= entry[1]
+        for pointer in entry[4]:
+            held = self._storages[pointer]
+            held[1] -= 1
+            if not held[1]:
+                del self._storages[pointer]
+                self.total_bytes -= held[0]
 
     def trim(self, budget_bytes: int) -> int:
         """Evict least-recently-used entries until at most `budget_bytes` are held (the budget itself is kept:
@@ -234,7 +262,7 @@ class OutputCache:
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:
-                self.total_bytes -= old[1]
+                self._release(old)
             self._warnings.pop(key, None)
 
     def warnings_of(self, key: str) -> tuple:
@@ -243,9 +271,9 @@ class OutputCache:
 
     def _evict_to(self, budget: int) -> None:
         while self.total_bytes > budget and self._entries:
-            key, (_, size, _, _) = self._entries.popitem(last=False)
+            key, entry = self._entries.popitem(last=False)
             self._warnings.pop(key, None)
-            self.total_bytes -= size
+            self._release(entry)
             self.stats.evictions += 1
 
     def clear(self) -> None:
@@ -253,6 +281,7 @@ class OutputCache:
         with self._lock:
             self._entries.clear()
             self._warnings.clear()
+            self._storages.clear()
             self.total_bytes = 0
 
     def __contains__(self, key: str) -> bool:

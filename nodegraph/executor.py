@@ -332,26 +332,42 @@ _FINGERPRINT_WARNED: set[type] = set()       # node classes whose fingerprint fa
 
 def _fingerprint_bytes(cls: Any, literals: dict[str, Any], resolve_file: Any) -> bytes | None:
     """A node's `fingerprint` as bytes for its cache key: text, bytes, a number, a bool, None (b"": nothing to
-    add) or a tuple / list of those (what ComfyUI's IS_CHANGED returns: a file's mtime, a hash) — or None when
-    it raised or returned another kind of value (an object's repr can change every run): the node then runs
-    every time, and the class is named in the log once (its author's bug; the run goes on)."""
+    add) or a tuple / list of those (what ComfyUI's IS_CHANGED returns: a file's mtime, a hash) — or None, the
+    node run every time: for NaN (IS_CHANGED's "always changed": NaN equals nothing), and, named in the log
+    once, when it raised or returned another kind of value (an object's repr can change every run; its author's
+    bug; the run goes on)."""
     try:
         value = cls.fingerprint(literals, resolve_file)
     except Exception as exc:  # noqa: BLE001 — a node's own fingerprint must not crash the run
         _warn_fingerprint(cls, f"raised {type(exc).__name__}: {exc}")
         return None
-    if value is None or value == "":
+    try:
+        return _fingerprint_key(value)
+    except Exception as exc:  # noqa: BLE001 — a numpy array, a 5,000-digit int, an object whose __eq__ raises
+        _warn_fingerprint(cls, f"returned a value of type {type(value).__name__} ({type(exc).__name__}: "
+                               f"{str(exc)[:120]}); return a str (or bytes, a number, a tuple of them)")
+        return None
+
+
+_PLAIN_FINGERPRINTS = (bool, int, float, str, bytes, type(None))
+
+
+def _fingerprint_key(value: Any) -> bytes | None:
+    """`_fingerprint_bytes` for one returned value: None for NaN anywhere in it; TypeError for a kind of value
+    a key cannot be made of."""
+    if value is None:
         return b""
     if isinstance(value, str):
-        return value.encode("utf-8", "surrogatepass")
+        return str.__str__(value).encode("utf-8", "surrogatepass")
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
-    plain = (bool, int, float, str, bytes, type(None))
-    if isinstance(value, plain) or (isinstance(value, (tuple, list)) and all(isinstance(v, plain) for v in value)):
-        return repr(value).encode("utf-8", "surrogatepass")
-    _warn_fingerprint(cls, f"returned a value of type {type(value).__name__}; return a str (or bytes, a number, a "
-                           f"tuple of them)")
-    return None
+    items = value if type(value) in (tuple, list) else (value,)
+    if not all(isinstance(item, _PLAIN_FINGERPRINTS) for item in items):
+        raise TypeError("not text, bytes, a number or a tuple of them")
+    if any(isinstance(item, float) and math.isnan(item) for item in items):
+        return None                       # "changed": run every time, as ComfyUI's IS_CHANGED NaN
+    plain = tuple(str.__str__(i) if isinstance(i, str) else bytes(i) if isinstance(i, bytes) else i for i in items)
+    return repr(plain if type(value) in (tuple, list) else plain[0]).encode("utf-8", "surrogatepass")
 
 
 def _warn_fingerprint(cls: Any, problem: str) -> None:

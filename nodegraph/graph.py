@@ -1106,12 +1106,13 @@ def _pinned_definition_name(name: str, instance: str, taken: dict[str, Any]) -> 
     """A free definition name for `instance`'s pinned copy of `name` (1–64 of the name characters)."""
     import hashlib
 
-    digest = hashlib.blake2b(f"{name}\0{instance}".encode(), digest_size=4).hexdigest()
-    base = f"{name[:46]}.drawn.{digest}"
-    copy, n = base, 2
-    while copy in taken:
-        copy, n = f"{base}.{n}", n + 1
-    return copy
+    n = 0
+    while True:         # 46 + 7 + 8 = 61 characters at most, however many copies (a counter suffix passed 64)
+        digest = hashlib.blake2b(f"{name}\0{instance}\0{n}".encode(), digest_size=4).hexdigest()
+        copy = f"{name[:46]}.drawn.{digest}"
+        if copy not in taken:
+            return copy
+        n += 1
 
 
 def _constant_link(source: str, output: str, value: Any, existing: dict[str, Any],
@@ -1362,7 +1363,10 @@ def foreign_prompt(path: str | os.PathLike) -> dict | None:
     ComfyUI saved — or None (anything else, or a file that cannot be read: `load_graph` says why); both go to
     `import_foreign`."""
     try:
-        data = Path(path).read_bytes()[: MAX_FILE_BYTES + 1]
+        if not Path(path).is_file():       # a FIFO would block, /dev/zero never end
+            return None
+        with open(path, "rb") as stream:   # at most one byte past the limit (a 1.5 GB file was read whole first)
+            data = stream.read(MAX_FILE_BYTES + 1)
         if len(data) > MAX_FILE_BYTES:
             return None
         text = ((graph_text_from_png(data, "prompt") or graph_text_from_png(data, "workflow"))

@@ -470,6 +470,10 @@ def _extension_problems(hook: str, table: dict, builtin: bool = False) -> list[s
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}", name):
             problems.append(f"{hook}: {name!r} is not a name (letters, digits, _ . + -, at most 64)")
             continue
+        if hook == "register_choice_lists" and name in CHOICE_KINDS:
+            problems.append(f"{where} is the name of the built-in {name} list (what KSampler offers), which "
+                            f"register_{name} extends; name the plugin's own list apart (e.g. 'my_pack.{name}')")
+            continue
         if hook == "register_model_folders":
             if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not all(
                     isinstance(ext, str) and re.fullmatch(r"\.[A-Za-z0-9_.-]{1,15}", ext) for ext in value):

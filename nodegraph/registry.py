@@ -52,12 +52,14 @@ def read_choice_list(function: Callable[[], Any], limit: int, max_chars: int) ->
         given = function()
         # at most limit + 1 taken: a generator that never ends is cut, not read until memory runs out
         items = list(itertools.islice(given, limit + 1)) if not isinstance(given, (str, bytes, dict)) else None
-    except Exception as exc:  # noqa: BLE001 — a plugin's list must not break validation or the node list
+    except (Exception, SystemExit, GeneratorExit) as exc:  # noqa: BLE001 — a plugin's list must not break
+        # validation or the node list (an argparse inside it exits: that took a server's event loop down);
+        # KeyboardInterrupt is Ctrl+C, and goes on
         return [], f"raised {type(exc).__name__}: {str(exc)[:200]}"
     if items is None:
         return [], f"returned a {type(given).__name__}; return a list of strings"
-    good = [item for item in items if isinstance(item, str) and 0 < len(item) <= max_chars]
-    kept = list(dict.fromkeys(good))[:limit]         # a repeated name once
+    good = [str.__str__(item) for item in items if isinstance(item, str) and 0 < len(item) <= max_chars]
+    kept = list(dict.fromkeys(good))[:limit]         # a repeated name once (plain str: a subclass's hash may raise)
     problem = None
     if len(good) < len(items):
         problem = f"gave {len(items) - len(good)} value(s) that are not strings of 1 to {max_chars} characters (left out)"
@@ -338,14 +340,14 @@ class Registry:
         """The valid values of an input declared `choices_from=name`: a plugin's choice list as its function gives
         it now (read again after CHOICES_TTL seconds; see `choice_list_problem`), else the names of the extension
         kind `name` (samplers, schedules)."""
-        function = self.extensions.get("choice_lists", {}).get(name)
-        if function is None:
+        function = self.extensions.get("choice_lists", {}).get(name) if name not in self.extensions else None
+        if function is None:       # an extension kind's names (samplers): never a plugin's list of that name
             return self.extension_names(name)
-        now = time.monotonic()
         cached = self._choices_read.get(name)
-        if cached is not None and now - cached[0] < self.CHOICES_TTL:
+        if cached is not None and time.monotonic() - cached[0] < self.CHOICES_TTL:
             return cached[1]
         values, problem = read_choice_list(function, self.MAX_CHOICES, self.MAX_CHOICE_CHARS)
+        now = time.monotonic()           # after the read: a list slower than the TTL is still read once per TTL
         if problem is not None:
             plugin = self.extension_plugin.get(("choice_lists", name), "?")
             problem = f"choice list {name!r} of plugin {plugin!r} {problem}"

@@ -157,7 +157,8 @@ class Session:
 
         from .graph import foreign_prompt, import_foreign
 
-        if isinstance(source, bytes) or (isinstance(source, str) and source.lstrip().startswith("{")):
+        if isinstance(source, bytes) or (isinstance(source, str) and (source.lstrip()[:1] in ("{", "[")
+                                                                     or len(source) > 4096)):
             from .graph import MAX_FILE_BYTES
 
             if len(source) > MAX_FILE_BYTES:        # as for a file
@@ -173,7 +174,7 @@ class Session:
             data = foreign_prompt(source)
             if data is None:
                 raise GraphValidationError([GraphError(
-                    "invalid_format", f"{os.fspath(source)!r} holds no ComfyUI prompt or workflow (a .json export "
+                    "invalid_format", f"{os.fspath(source)[:200]!r} holds no ComfyUI prompt or workflow (a .json export "
                                       f"or save, or a PNG ComfyUI wrote), or cannot be read")])
         else:
             data = source

@@ -78,7 +78,7 @@ class TemplateLibrary:
         out = []
         for source, root in self.folders.items():
             for path in sorted(root.rglob("*.json")):
-                if not self._inside(root, path):
+                if not self._inside(root, path) or not path.is_file():     # a FIFO named x.json blocked the listing
                     continue
                 rel = path.relative_to(root).as_posix()
                 entry: dict[str, Any] = {"id": f"{source}/{rel}", "source": source, "file": rel,

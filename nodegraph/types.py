@@ -168,9 +168,12 @@ class TypeRegistry:
         if existing is not None and existing != port_type:
             owner = self._sources.get(port_type.name, "nodegraph")
             who = "nodegraph itself" if owner == "nodegraph" else f"plugin {owner!r}"
+            differs = (f"a different meaning ({_meaning(existing)} there; {_meaning(port_type)} here)"
+                       if owner != "nodegraph" else
+                       "its documented layout (a built-in type's description and colour are part of it: a plugin "
+                       "uses the type as nodegraph defines it, registering nothing)")
             raise PortTypeClash(
-                f"{source}: port type {port_type.name!r} is already registered by {who} with a different "
-                f"meaning ({_meaning(existing)} there; {_meaning(port_type)} here); pick another name, or use the type of {who} as it is defined (types are global to all "
+                f"{source}: port type {port_type.name!r} is already registered by {who} with {differs}; pick another name, or use the type of {who} as it is defined (types are global to all "
                 f"plugins, and the first to register a name keeps it: built-in types first, then installed plugins in "
                 f"entry-point name order, then plugins given in code in their order)",
                 port_type.name, owner)

@@ -53,8 +53,9 @@ class TextEncoder:
     family: str           # "sd1", "sd2", "sdxl-base", "sdxl-refiner", ...
     loras: tuple = ()     # (LoraWeights, strength) pairs patched in before encoding
 
-    def __nodegraph_sizeof__(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.encoder.parameters())
+    def __nodegraph_tensors__(self) -> list:
+        """The encoder's weights, for the output cache (shared with the same encoder with a LoRA: counted once)."""
+        return [*self.encoder.parameters(), *self.encoder.buffers()]
 
 
 def _load_with_retry(node: Node, input_name: str, load: Any) -> Any:

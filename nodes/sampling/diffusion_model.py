@@ -112,11 +112,11 @@ class DiffusionModel:
             rgb = (rgb - low) / (high - low + 1e-8)
         return rgb.clamp(0, 1).movedim(1, -1).cpu()
 
-    def __nodegraph_sizeof__(self) -> int:
-        parameters = getattr(self.net, "parameters", None)
-        if parameters is None:
-            return 0
-        return sum(p.numel() * p.element_size() for p in parameters())
+    def __nodegraph_tensors__(self) -> list:
+        """The network's weights, for the output cache (cache.measure): a MODEL with a LoRA patch shares them with
+        the plain MODEL, and they are counted once."""
+        parameters, buffers = getattr(self.net, "parameters", None), getattr(self.net, "buffers", None)
+        return [*(parameters() if parameters else ()), *(buffers() if buffers else ())]
 
 
 @dataclass(eq=False)

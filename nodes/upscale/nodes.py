@@ -48,8 +48,9 @@ class UpscaleModel:
     def scale(self) -> float:
         return self.net.scale * self.resize
 
-    def __nodegraph_sizeof__(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.net.parameters())
+    def __nodegraph_tensors__(self) -> list:
+        """The network's weights, for the output cache (cache.measure)."""
+        return [*self.net.parameters(), *self.net.buffers()]
 
 
 def read_state_dict(path: Path, allow_pickle: bool = False) -> dict:

@@ -93,3 +93,25 @@ def test_a_value_holding_itself_is_sized_once():
     assert 0 < estimate_bytes(looped) < 10_000 and 0 < estimate_bytes(nested) < 10_000
     shared = [0] * 100
     assert estimate_bytes([shared, shared]) < 2 * estimate_bytes(shared)
+
+
+def test_a_storage_two_entries_share_is_counted_once():
+    """A model and the same model with a LoRA patch share their network: the cache counted it in full for each
+    (a small-machine user's pass: 6 LoRA variants of one 60 MB model counted 425 MB for 301 MB of memory), so it
+    evicted what it had room for. Shared storages count once, and leave the total with the last entry holding
+    them."""
+    import torch
+
+    weights = torch.zeros(1024, 1024)                         # 4 MiB
+    cache = OutputCache("lru", budget_bytes=6 * 1024**2)
+    cache.put("plain", {"model": weights})
+    cache.put("lora", {"model": weights, "patch": torch.zeros(256, 256)})     # + 0.25 MiB of its own
+    assert "plain" in cache and "lora" in cache               # 8.25 MiB counted before: 'plain' was evicted
+    assert 4.25 * 1024**2 <= cache.total_bytes < 4.3 * 1024**2
+    cache.discard("plain")
+    assert cache.total_bytes >= 4.25 * 1024**2                # still held by 'lora'
+    cache.discard("lora")
+    assert cache.total_bytes == 0
+    cache.put("a", weights)
+    cache.put("b", torch.zeros(1024, 1024))                    # another 4 MiB: over the budget, 'a' goes
+    assert "a" not in cache and "b" in cache and cache.total_bytes == 4 * 1024**2

@@ -818,3 +818,15 @@ def test_a_value_drawn_inside_a_subgraph_is_pinned_in_a_copy_for_its_instance():
     assert pinned["nodes"]["a"]["type"] != pinned["nodes"]["b/2"]["type"]    # a copy each: they drew apart
     assert "seeder" in pinned["subgraphs"] and graph["subgraphs"]["seeder"]["nodes"]["plus"]["inputs"]["a"] == {
         "node": "gen", "output": "value"}                       # the given graph is not changed
+
+
+def test_pinned_definition_copies_keep_to_the_name_limit_however_many():
+    """The 100th copy of a definition with a long name was called `<46 chars>.drawn.<hash>.100`: 65 characters,
+    an invalid graph (a hostile re-test)."""
+    from nodegraph.graph import _pinned_definition_name
+
+    taken: dict = {}
+    for k in range(300):
+        name = _pinned_definition_name("I" * 64, "same", taken)
+        assert len(name) <= 64 and name not in taken
+        taken[name] = {}

@@ -169,7 +169,11 @@ def test_import_comfyui_takes_a_prompt_as_dict_text_or_file(session, tmp_path, f
 
 def test_import_comfyui_refuses_what_is_not_a_comfyui_graph(session, tmp_path):
     (tmp_path / "notes.json").write_text('{"hello": 1}')
-    for source in (tmp_path / "notes.json", tmp_path / "missing.json", {"hello": 1}, "{not json",
+    import os
+
+    os.mkfifo(tmp_path / "fifo.json")                 # would block; /dev/zero would never end (a hostile re-test)
+    for source in (tmp_path / "notes.json", tmp_path / "missing.json", {"hello": 1}, "{not json", "[]",
+                   tmp_path / "fifo.json", "/dev/zero", "x" * 5000,
                    "{" + '"a":[' * 100_000, b"{" + b" " * (64 * 1024 * 1024)):
         with pytest.raises(GraphValidationError) as caught:
             session.import_comfyui(source)

@@ -419,6 +419,7 @@ def test_plugin_port_types_extend_the_registry():
     assert [f.name for f in session.plugin_report.failed] == ["clash", "again"]
     clash, again = session.plugin_report.failed
     assert "already registered by nodegraph itself" in clash.error          # the owner is named, not only the loser
+    assert "a built-in type's description and colour are part of it" in clash.error    # not "meanings" that read alike
     assert "already registered by plugin 'types'" in again.error
 
 
@@ -1467,6 +1468,12 @@ def test_a_choice_list_that_fails_is_named_in_the_error_and_checked_at_load(monk
     session = styled_session(lambda: (f"style {n}" for n in itertools.count()), monkeypatch)     # never ends
     assert len(session.registry.choices("styles")) == session.registry.MAX_CHOICES
     assert "more than 10000 choices" in session.registry.choice_list_problem("styles")
+    def exits():
+        raise SystemExit(3)                       # an argparse inside the list's function: took a server down
+
+    session = styled_session(exits, monkeypatch)
+    assert session.registry.choices("styles") == [] and "raised SystemExit: 3" in \
+        session.registry.choice_list_problem("styles")
     session = styled_session(lambda: "plain", monkeypatch)       # a str, not a list of them
     assert session.registry.choices("styles") == [] and "returned a str" in session.registry.choice_list_problem("styles")
 
@@ -1487,3 +1494,30 @@ def test_a_choice_list_that_fails_is_named_in_the_error_and_checked_at_load(monk
     session = Session(plugins=[("bad", BadPlugin(Misnamed))], autoload=False)
     (failure,) = session.plugin_report.failed
     assert "choices_from='stlyes'" in failure.error and "did you mean 'styles'" in failure.error
+
+
+def test_a_plugin_cannot_replace_the_sampler_and_schedule_lists_and_a_slow_list_is_read_once_per_ttl(monkeypatch):
+    """A choice list named 'samplers' replaced KSampler's choices (the shipped graphs failed; a fake sampler passed
+    validation); a list slower than the TTL was read at every use, twice per node list (a hostile re-test)."""
+    class Hijack(NodesPlugin):
+        @hookimpl
+        def register_choice_lists(self):
+            return {"samplers": lambda: ["euler", "totally_fake"]}
+
+    session = Session(plugins=[("hijack", Hijack())], autoload=False)
+    (failure,) = session.plugin_report.failed
+    assert "is the name of the built-in samplers list" in failure.error
+    assert "totally_fake" not in session.registry.choices("samplers")
+    calls, clock = [], [0.0]
+
+    def slow():                                         # every read takes 3 s, longer than the 2 s TTL
+        calls.append(1)
+        clock[0] += 3.0
+        return ["plain"]
+
+    monkeypatch.setattr("nodegraph.registry.time.monotonic", lambda: clock[0])
+    session = Session(plugins=[("styles_pack", type("P", (NodesPlugin,), {
+        "register_choice_lists": hookimpl(lambda self: {"styles": slow})})(Styled))], autoload=False)
+    session.registry.node_schemas()
+    session.registry.schema_hash()
+    assert len(calls) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -168,9 +169,10 @@ def test_get_template_is_confined_to_template_folders(tmp_path, proto):
     (root / "ok.json").write_text(json.dumps({"format_version": 2, "nodes": {}, "metadata": {"title": "OK"}}))
     (root / "notes.txt").write_text("hi")
     (root / "link.json").symlink_to(secret)
+    os.mkfifo(root / "fifo.json")                   # listing it blocked for ever (a hostile re-test)
     proto.templates = TemplateLibrary({"project": root})
     for bad in ("project/../secret.json", "project//etc/passwd.json", "project/notes.txt", "other/ok.json",
-                "project/link.json", "project", "project/./ok.json",
+                "project/link.json", "project", "project/./ok.json", "project/fifo.json",
                 "project/" + "a" * 300 + "/x.json", "project/a\u0000b.json"):    # OSError, ValueError: not_found
         (reply,) = send(proto, {"type": "get_template", "template_id": bad})
         assert reply.message["code"] == "not_found", bad
