@@ -180,8 +180,10 @@ def out_of_memory(exc: BaseException, inputs: dict) -> NodeOutOfMemory | None:
     sizes = [f"{name}={inputs[name]}" for name in ("width", "height", "batch_size", "frames", "length", "tile_size")
              if isinstance(inputs.get(name), int) and not isinstance(inputs.get(name), bool)]
     lower = f"lower {', '.join(sizes)}" if sizes else "give it smaller inputs (image size, batch, frames)"
-    return NodeOutOfMemory(f"out of memory{amount}; {lower}, use tiled VAE decoding (tile_size) for large "
-                           f"images, or free cached models (free_memory / a smaller cache budget)")
+    # tiled decoding is advice for a node that decodes (it has the input); an ImageScale was told it too
+    tiles = ", use tiled VAE decoding (tile_size) for large images" if "tile_size" in inputs else ""
+    return NodeOutOfMemory(f"out of memory{amount}; {lower}{tiles}, or free cached models (free_memory / a "
+                           f"smaller cache budget)")
 
 
 class RunInterrupted(NodegraphError):

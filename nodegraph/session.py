@@ -528,11 +528,13 @@ class Session:
             return_freed_memory()
 
     def clear_cache(self) -> None:
-        """Drop every cached node output."""
+        """Drop every cached node output (the next run computes everything again). The process keeps the freed
+        pages for its next allocations, so its memory (RSS) barely falls: `free_memory()` gives them back."""
         self.cache.clear()
 
     def free_memory(self) -> None:
-        """Drop cached outputs (loaded models among them) and offload/forget every model."""
+        """Drop cached outputs (loaded models among them), offload/forget every model and give the freed memory
+        back to the system (a server's `free_memory` message)."""
         self.cache.clear()
         self.memory.free()
 

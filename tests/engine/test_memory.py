@@ -208,3 +208,16 @@ def test_freeing_memory_gives_the_heap_back_to_the_system(monkeypatch):
         assert memory_module.return_freed_memory() is True
     else:
         assert memory_module.return_freed_memory() is False
+
+
+def test_an_allocation_failure_names_the_size_inputs_and_tiles_only_where_a_node_has_them():
+    """ImageScale out of memory was told to "use tiled VAE decoding (tile_size)", which it has not (a small-machine
+    user's pass); a decoder that has `tile_size` is."""
+    from nodegraph.errors import out_of_memory
+
+    scaled = out_of_memory(MemoryError(), {"width": 16384, "height": 12288})
+    assert "lower width=16384, height=12288" in str(scaled) and "tile" not in str(scaled)
+    decoded = out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 2147483648 "
+                                         "bytes"), {"tile_size": 512})
+    assert "2.0 GiB at once" in str(decoded) and "use tiled VAE decoding (tile_size)" in str(decoded)
+    assert out_of_memory(ValueError("nope"), {}) is None
