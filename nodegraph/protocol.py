@@ -861,10 +861,11 @@ class ServerProtocol:
             text = "nested too deeply" if isinstance(exc, RecursionError) else json_value_problem(exc)
             return [_error(client_id, "invalid_json", f"the message is not strict JSON: {text}",
                            _lenient_request_id(data))]
-        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
-            return [_error(client_id, "invalid_message", 'a message is a JSON object with a string "type"')]
-        request_id = raw.get("request_id")
+        request_id = raw.get("request_id") if isinstance(raw, dict) else None
         request_id = request_id if isinstance(request_id, (str, int)) and not isinstance(request_id, bool) else None
+        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):     # its request_id echoed all the same:
+            return [_error(client_id, "invalid_message", 'a message is a JSON object with a string "type"',
+                           request_id)]      # a client matching replies by id waited for ever
         if raw["type"] not in MESSAGE_TYPES:
             CLIENT_LOG.log(log, logging.WARNING, "unknown_type", "client %s sent unknown message type %r", client_id,
                            raw["type"][:64])

@@ -766,16 +766,21 @@ class Server:
         host = host_name(hosts[0]) if len(hosts) == 1 else None
         if host is None or not (host in self.allowed_hosts or (self.any_address and is_ip_address(host))):
             CLIENT_LOG.log(log, logging.WARNING, "host", "refused a request for host %r", ",".join(hosts)[:100])
-            return connection.respond(HTTPStatus.MISDIRECTED_REQUEST,
-                                      "this server does not answer for that host name; "
-                                      "start it with --allow-host NAME to add one\n")
+            return connection.respond(HTTPStatus.MISDIRECTED_REQUEST, (
+                f"the request has {len(hosts)} Host headers; send exactly one (a client library may add its own "
+                f"beside yours)\n" if len(hosts) > 1 else
+                "this server does not answer for that host name; start it with --allow-host NAME to add one\n"))
         allowed, user, valid = self._authenticate(request)
         if not allowed:
             CLIENT_LOG.log(log, logging.WARNING, f"token {peer_host(connection)}",     # each address its own budget
                            "refused a request for %r without a valid token from %s", path[:100], peer_of(connection))
-            return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid token is required (?token=...)\n")
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid token is required (?token=..., an "
+                                      "'Authorization: Bearer TOKEN' header, or the cookie /?token=... sets)\n")
         in_query = "token" in parse_qs(urlsplit(request.path).query)
-        if in_query and path != "/ws" and (self.token is not None or self.users is not None):
+        # a file asked for with ?token= is served as it is: a script's GET (urllib, curl -L without a cookie jar)
+        # got a redirect it could not follow; a page is redirected, trading the token for a cookie
+        if in_query and path != "/ws" and not path.startswith("/files/") and (self.token is not None
+                                                                               or self.users is not None):
             # Trade the token in the URL for a cookie, so that the editor's assets and websocket carry it; a stale
             # one (a bookmark from before a rotation) beside a valid cookie is only taken out of the URL.
             signed_in = valid is not None and valid[1]
@@ -797,9 +802,13 @@ class Server:
             origin = request.headers.get("Origin")
             if origin is not None and not self._origin_allowed(origin, hosts[0]):
                 CLIENT_LOG.log(log, logging.WARNING, "origin", "refused websocket from origin %r", origin)
-                return connection.respond(HTTPStatus.FORBIDDEN, f"origin {origin} is not allowed: a page served from "
-                                          f"another address needs --allow-origin {origin} (behind a reverse proxy, "
-                                          f"--allow-host NAME allows the proxy's own http(s)://NAME)\n")
+                opaque = origin == "null" or origin.startswith("file:")      # a file:// page, a sandboxed frame
+                return connection.respond(HTTPStatus.FORBIDDEN, (
+                    f"origin {origin} is not allowed: a page opened from a file (or a sandboxed frame) has no origin "
+                    f"a server can allow; serve the page over http(s) and allow that address with --allow-origin\n"
+                    if opaque else
+                    f"origin {origin} is not allowed: a page served from another address needs --allow-origin "
+                    f"{origin} (behind a reverse proxy, --allow-host NAME allows the proxy's own http(s)://NAME)\n"))
             return None
         if path.startswith("/files/"):
             return await self._files(connection, request, user, path[len("/files/"):])

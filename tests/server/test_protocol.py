@@ -687,3 +687,13 @@ def test_history_paging_and_front_take_numbers_and_booleans_only(proto):
         assert field in {p["field"] for p in reply.message["details"]["problems"]}, reply.message
     (reply,) = send(proto, {"type": "history", "limit": 5, "offset": 0})
     assert reply.message["type"] == "history"
+
+
+def test_a_message_without_a_type_still_gets_its_request_id_back(proto):
+    """{"request_id": 1} and {"type": 5, "request_id": 1} got invalid_message without the id: a client matching
+    replies by id waited for ever (a client writer's pass)."""
+    for message in ({"request_id": 1}, {"type": 5, "request_id": 1}, {"type": None, "request_id": "a"}):
+        (reply,) = send(proto, message)
+        assert reply.message["code"] == "invalid_message" and reply.message["request_id"] == message["request_id"]
+    (reply,) = send(proto, "[1, 2]")                      # not an object: nothing to echo
+    assert reply.message["code"] == "invalid_message" and "request_id" not in reply.message

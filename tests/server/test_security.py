@@ -345,11 +345,11 @@ def test_the_editor_loads_with_a_token_through_an_httponly_cookie(tmp_path):
         assert http_request(running.port, "/", {"Authorization": "bearer s3cret"}).status != 401   # any case
         assert http_request(running.port, "/", {"Cookie": f"{name}=stale; {name}=s3cret"}).status \
             != 401                                          # a stale cookie beside the right one
-        for path, target in (("/files/a.png", "./a.png"), ("/\\evil.example", "./"), ("//evil.example", "./"),
+        for path, target in (("/\\evil.example", "./"), ("//evil.example", "./"),
                              ("/%2F%2Fevil.example", "./"), ("/%5C%5Cevil.example", "./"),
-                             ("/files/output/my%20cat.png?size=128&", "./my%20cat.png?size=128")):
+                             ("/assets/my%20app.js?v=2&", "./my%20app.js?v=2")):
             # a sign-in link never leads to another site (a relative reference keeps the host, and a reverse
-            # proxy's path prefix); a file link keeps its encoding and its ?size=
+            # proxy's path prefix); a link keeps its encoding and its other query parameters
             response = http_request(running.port, f"{path}{'&' if '?' in path else '?'}token=s3cret".replace("&&", "&"))
             assert response.status == 303 and response.getheader("Location") == target, path
         # a stale ?token= (a bookmark from before a rotation) beside a valid cookie or Bearer header: taken out of
@@ -359,8 +359,33 @@ def test_the_editor_loads_with_a_token_through_an_httponly_cookie(tmp_path):
             assert response.status == 303 and response.getheader("Location") == "./", headers
             assert response.getheader("Set-Cookie") is None
         assert http_request(running.port, "/?token=old").status == 401
+        # a file asked for with ?token= is served (a script's urllib or `curl -L` without a cookie jar got a
+        # redirect it could not follow, then 401: a client writer's pass)
+        out = running.session.output_dir
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "a.txt").write_text("made")
+        response = http_request(running.port, "/files/output/a.txt?token=s3cret")
+        assert response.status == 200 and response.body == b"made"
+        assert http_request(running.port, "/files/output/a.txt?token=wrong").status == 401
     finally:
         running.stop()
+
+
+def test_refusals_name_the_real_cause_for_two_host_headers_and_a_file_page(server):
+    """Two Host headers (a client library adding its own beside the caller's) were told to use --allow-host; a
+    page opened from a file (Origin: null) was told to --allow-origin null, which serve refuses (a client writer's
+    pass)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.putrequest("GET", "/files/output/x.txt", skip_host=True)
+    conn.putheader("Host", f"127.0.0.1:{server.port}")
+    conn.putheader("Host", f"127.0.0.1:{server.port}")
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == 421 and b"2 Host headers" in response.read()
+    for origin in ("null", "file://"):
+        response = http_request(server.port, "/ws", {"Origin": origin})
+        assert response.status == 403 and b"opened from a file" in response.body, origin
+    assert b"--allow-origin http://evil.example" in http_request(server.port, "/ws", {"Origin": "http://evil.example"}).body
 
 
 def test_requests_for_other_host_names_are_refused(server):
