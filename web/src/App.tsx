@@ -18,6 +18,7 @@ import { useWindowWidth } from "./editor/windowWidth";
 import { PartBoundary } from "./editor/ErrorBoundary";
 import { GraphCanvas } from "./editor/GraphCanvas";
 import { ImageViewer } from "./editor/ImageViewer";
+import { MaskEditor } from "./editor/MaskEditor";
 import { Model3DViewer } from "./editor/Model3DViewer";
 import { ContextMenu, HelpPanel, SearchPopup, SubgraphBar } from "./editor/Overlays";
 import { Palette } from "./editor/Palette";
@@ -112,6 +113,9 @@ export function App({ app }: { app: EditorApp }) {
             <PartBoundary area="image viewer">
               <ImageViewer />
               <Model3DViewer />
+            </PartBoundary>
+            <PartBoundary area="mask editor">
+              <MaskEditor />
             </PartBoundary>
           </div>
         </PartBoundary>

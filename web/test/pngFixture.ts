@@ -1,25 +1,9 @@
 /** Building PNG files in tests: chunks with their CRC, a 1×1 image, text chunks (png.test.ts, openedSeeds.test.ts). */
 import { deflateSync } from "node:zlib";
+import { pngChunk } from "../src/graph/png";
 
-/** CRC-32 (ISO 3309), as PNG chunks carry it. */
-export function crc32(bytes: Uint8Array): number {
-  let crc = 0xffffffff;
-  for (const byte of bytes) {
-    crc ^= byte;
-    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0xedb88320 : crc >>> 1;
-  }
-  return (crc ^ 0xffffffff) >>> 0;
-}
-
-export function chunk(type: string, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(12 + data.length);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, data.length);
-  out.set(new TextEncoder().encode(type), 4);
-  out.set(data, 8);
-  view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
-  return out;
-}
+/** A PNG chunk (the editor's own writer, graph/png.ts). */
+export const chunk = pngChunk;
 
 export const concat = (...parts: Uint8Array[]) => {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));

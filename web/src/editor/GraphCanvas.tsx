@@ -609,6 +609,7 @@ export function GraphCanvas() {
 
   useEffect(() => {
     const onKey = (event: KeyboardEvent) => {
+      if (app.ui.get().maskEditor) return;   // the mask editor is modal: its own keys ([ ], Ctrl+Z, Escape) apply
       if (event.key === "Escape") {
         const ui = app.ui.get();
         if (ui.menu || ui.search || ui.viewer || ui.model3d || ui.help || ui.templates) {
@@ -673,7 +674,7 @@ export function GraphCanvas() {
     };
     let pendingPaste: boolean | null = null; // Ctrl+V pressed, its paste event not yet seen: Shift held
     const onPaste = (event: ClipboardEvent) => {
-      if (isEditable(event.target) || app.ui.get().viewer || app.ui.get().search) return;
+      if (isEditable(event.target) || app.ui.get().viewer || app.ui.get().search || app.ui.get().maskEditor) return;
       const keep = pendingPaste ?? false;
       pendingPaste = null;
       event.preventDefault();

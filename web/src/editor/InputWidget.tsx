@@ -4,12 +4,12 @@
  * for choices and model files (a searchable combo for long lists), one-line
  * text, multi-line prompts that grow with their text, seed with its
  * randomise / increment / fixed control, a checkbox for booleans, and image
- * upload with a preview.
+ * upload with a preview (an image's "Edit mask…" opens editor/MaskEditor.tsx).
  *
  * Test ids: widget-<node>-<input> (the value field; for a combo, its button),
  * widget-note-<node>-<input> (why a typed number was not applied), slider-<node>-<input>,
  * seed-mode-<node>-<input> (data-mode), combo-filter-<node>-<input>,
- * combo-option-<node>-<input>-<index>.
+ * combo-option-<node>-<input>-<index>, upload-<node>-<input> (the file picker), edit-mask-<node>-<input>.
  *
  * Accessible names: every control is named by its input's name (`aria-label`: "steps", "steps
  * slider", "sampler_name filter"); a number box's range hint ("min 1, max 10000 — ↑/↓ to step")
@@ -48,6 +48,7 @@ import {
 } from "../schema/widgets";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
+import { openMaskEditor } from "../state/ui";
 import { listKey } from "./listKeys";
 
 interface Props {
@@ -554,6 +555,18 @@ function UploadField({ testId, nodeId, name, value, kind, onCommit, errorId }: {
         <button type="button" className="nodrag" disabled={busy} aria-label={`upload a file for ${name}`} onClick={() => fileInput.current?.click()}>
           {busy ? "…" : "Upload"}
         </button>
+        {fileId && (kind === "image" || kind === "mask") && (
+          <button
+            type="button"
+            className="nodrag"
+            data-testid={`edit-mask-${nodeId}-${name}`}
+            aria-label={`Edit the mask of ${name}`}
+            title="paint a mask on this image (saved as a new upload with alpha)"
+            onClick={() => openMaskEditor(app.ui, nodeId, name, String(value))}
+          >
+            Edit mask…
+          </button>
+        )}
         <input
           ref={fileInput}
           hidden

@@ -30,7 +30,8 @@ import { searchNodes } from "../schema/search";
 import type { EditorApp } from "../state/app";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
-import type { MenuTarget } from "../state/ui";
+import { openMaskEditor, type MenuTarget } from "../state/ui";
+import { maskEditableInputs } from "../schema/widgets";
 import { addNodeAt, selectionActions } from "./GraphCanvas";
 import { choiceLabel, connectChoices } from "./connectChoices";
 import { pruneReroutes } from "../graph/groups";
@@ -210,6 +211,16 @@ export function menuItems(app: EditorApp, target: MenuTarget, at: Position, scre
         { key: "group", label: "Group (Ctrl+G)", run: () => selectionActions.group(app, ids) },
         { key: "collapse", label: "Collapse into subgraph (Ctrl+Shift+E)", run: () => selectionActions.collapse(app, ids) },
       ];
+      // "Edit mask…" for each image upload input naming a file (one item when there is one: ComfyUI's "Open in MaskEditor")
+      const schema = node ? app.schemasFor()[node.type] : undefined;
+      const maskable = node && schema && !many ? maskEditableInputs(schema.inputs, node.inputs) : [];
+      for (const { input, file } of maskable) {
+        items.push({
+          key: maskable.length > 1 ? `edit-mask-${input}` : "edit-mask",
+          label: maskable.length > 1 ? `Edit mask of ${input}…` : "Edit mask…",
+          run: () => openMaskEditor(app.ui, target.id, input, file),
+        });
+      }
       if (inner !== null && app.editor.doc.subgraphs?.[inner]) items.push({ key: "open-subgraph", label: "Open subgraph", run: () => app.openSubgraph(inner, target.id) });
       if (node && nodeSize(node)) items.push({ key: "reset-size", label: "Reset size", run: () => app.layoutEdit((doc) => setNodeSize(doc, target.id, null)) });
       if (many) {

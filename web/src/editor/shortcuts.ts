@@ -35,6 +35,7 @@ export const SHORTCUTS: Shortcut[] = [
   { keys: "Arrow keys (selected node focused)", action: "move the selected nodes" },
   { keys: "Shift+F10, Menu key", action: "menu of the focused node or wire, or of the canvas (Add node…); ↑/↓ to pick, Enter, Escape" },
   { keys: "Shift+F10 → Connect an output…", action: "make a wire without the mouse: pick one of the links the node can make (its outputs to inputs that take them, and back)" },
+  { keys: "[ / ], B / E, Ctrl+Z (mask editor)", action: "brush smaller / larger, brush / eraser, undo the last stroke; Escape discards" },
   { keys: "?", action: "this help" },
 ];
 

@@ -14,6 +14,10 @@
  * (the UI-format workflow). A PNG without a `nodegraph` chunk gives the first of those
  * instead, so the editor can import it (state/app.ts: the server's `import_graph`).
  * The JSON is read with exact integers and a depth limit (graph/exactJson.ts).
+ *
+ * Writing: `encodePng(width, height, rgba)` (one IDAT, rows unfiltered, zlib by the platform's
+ * CompressionStream), `pngChunk`, `crc32` — for the mask editor, whose pixels under alpha 0 must keep
+ * their colour (a canvas's toBlob premultiplies them to black).
  */
 import { JsonDepthError, parseJson } from "./exactJson";
 
@@ -112,4 +116,64 @@ export async function graphFromPng(bytes: Uint8Array): Promise<unknown> {
     const what = error instanceof JsonDepthError ? ":" : " is not JSON:";
     throw new PngError(`the PNG's "${chunk.keyword}" chunk${what} ${(error as Error).message}`);
   }
+}
+
+// --- writing (the mask editor's PNGs: a canvas would premultiply, blackening the colour under alpha 0) ---
+
+const CRC_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+
+/** The CRC-32 of PNG chunks (ISO 3309), over `bytes`. */
+export function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (const byte of bytes) c = CRC_TABLE[(c ^ byte) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+export function pngChunk(type: string, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(12 + data.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, data.length);
+  for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
+  out.set(data, 8);
+  view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
+  return out;
+}
+
+/** zlib-compress (RFC 1950, what PNG's IDAT holds) with the platform's CompressionStream. */
+async function zlib(bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
+  const stream = new Blob([bytes]).stream().pipeThrough(new CompressionStream("deflate"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+/** An 8-bit RGBA PNG of `rgba` (width × height, straight alpha), every row unfiltered. */
+export async function encodePng(width: number, height: number, rgba: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
+  if (rgba.length !== width * height * 4) throw new Error(`${rgba.length} bytes are not ${width}×${height} RGBA pixels`);
+  const header = new Uint8Array(13);
+  const view = new DataView(header.buffer);
+  view.setUint32(0, width);
+  view.setUint32(4, height);
+  header.set([8, 6, 0, 0, 0], 8);   // 8 bits per channel, RGBA, deflate, adaptive filtering, no interlace
+  const rows = new Uint8Array(height * (width * 4 + 1));
+  for (let y = 0; y < height; y++) rows.set(rgba.subarray(y * width * 4, (y + 1) * width * 4), y * (width * 4 + 1) + 1);
+  const parts = [
+    new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk("IHDR", header),
+    pngChunk("IDAT", await zlib(rows)),
+    pngChunk("IEND", new Uint8Array(0)),
+  ];
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
 }

@@ -70,6 +70,17 @@ export function isImageUploadInput(name: string, spec: InputSpec): "image" | "ma
   return kind === "image" || kind === "mask" ? kind : null;
 }
 
+/**
+ * The inputs of a node the mask editor can paint on (editor/MaskEditor.tsx), in schema order: those that take
+ * an uploaded image ("image" or "mask" kind) and whose value names a file (not empty, not a link).
+ */
+export function maskEditableInputs(specs: Record<string, InputSpec>, values: Record<string, unknown>): { input: string; file: string }[] {
+  return Object.entries(specs).flatMap(([name, spec]) => {
+    const value = Object.hasOwn(values, name) ? values[name] : spec.default;
+    return isImageUploadInput(name, spec) && typeof value === "string" && value.trim() !== "" ? [{ input: name, file: value }] : [];
+  });
+}
+
 /** How an uploaded input's file is previewed: by its kind, a GIF / WebP "video" as an image. */
 export function uploadPreview(kind: UploadKind, value: unknown): "image" | "audio" | "video" | null {
   if (kind === "image" || kind === "mask") return "image";

@@ -10,6 +10,7 @@
  *   viewer      the image viewer: the images, the one shown, and the one compared with, or null.
  *   model3d     the mesh / point-cloud file shown large in the 3D viewer (editor/Model3DViewer.tsx),
  *               or null.
+ *   maskEditor  the mask editor's input (editor/MaskEditor.tsx): node, input and the file it holds, or null.
  *   renaming    what is being renamed inline: "group:<id>" or "node:<id>", or null.
  *   help        whether the keyboard-shortcut panel is open.
  *   templates   whether the templates menu is open.
@@ -43,6 +44,13 @@ export interface ViewerState {
   compare: number | null;
 }
 
+/** The image input the mask editor paints on: its node, its name and the input file it names. */
+export interface MaskEditorState {
+  nodeId: string;
+  input: string;
+  file: string;
+}
+
 export type Theme = "dark" | "light";
 
 export interface UiState {
@@ -50,6 +58,7 @@ export interface UiState {
   menu: { screen: Position; at: Position; target: MenuTarget } | null;
   viewer: ViewerState | null;
   model3d: OutputItem | null;
+  maskEditor: MaskEditorState | null;
   renaming: string | null;
   help: boolean;
   templates: boolean;
@@ -90,6 +99,7 @@ export function createUiStore(): Store<UiState> {
     menu: null,
     viewer: null,
     model3d: null,
+    maskEditor: null,
     renaming: null,
     help: false,
     templates: false,
@@ -114,6 +124,11 @@ export function setTheme(ui: Store<UiState>, theme: Theme): void {
 export function openViewer(ui: Store<UiState>, items: OutputItem[], index: number): void {
   if (!items.length) return;
   ui.set((s) => ({ ...s, viewer: { items, index: Math.max(0, Math.min(index, items.length - 1)), compare: null } }));
+}
+
+/** Open the mask editor on input `input` of node `nodeId`, which names the input file `file`. */
+export function openMaskEditor(ui: Store<UiState>, nodeId: string, input: string, file: string): void {
+  ui.set((s) => ({ ...s, menu: null, maskEditor: { nodeId, input, file } }));
 }
 
 /** Open the 3D viewer on a mesh or point-cloud file (a gallery tile's click). */
