@@ -470,9 +470,10 @@ def _extension_problems(hook: str, table: dict, builtin: bool = False) -> list[s
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}", name):
             problems.append(f"{hook}: {name!r} is not a name (letters, digits, _ . + -, at most 64)")
             continue
-        if hook == "register_choice_lists" and name in CHOICE_KINDS:
-            problems.append(f"{where} is the name of the built-in {name} list (what KSampler offers), which "
-                            f"register_{name} extends; name the plugin's own list apart (e.g. 'my_pack.{name}')")
+        if hook == "register_choice_lists" and name in EXTENSION_KINDS:
+            problems.append(f"{where} is the name of the built-in {name} list (samplers and schedules are what "
+                            f"KSampler offers, extended by their own hooks); name the plugin's own list apart "
+                            f"(e.g. 'my_pack.{name}')")
             continue
         if hook == "register_model_folders":
             if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not all(
@@ -621,6 +622,8 @@ def check_node_classes(registry: Registry, node_classes: list[Any], choice_lists
         raise PluginError(f"{len(problems)} problems: " + " ".join(f"({i}) {p}" for i, p in enumerate(problems, 1)))
 
 
+#: the names the registry keeps extensions under (`registry.extensions`): no plugin choice list may take one
+EXTENSION_KINDS = frozenset(hook.removeprefix("register_") for hook in EXTENSION_HOOKS) | {"model_dirs"}
 #: what `Input(choices_from=...)` may name besides the plugins' choice lists: the extension kinds whose names are
 #: the choices
 CHOICE_KINDS = tuple(hook.removeprefix("register_") for hook in ("register_samplers", "register_schedules"))
