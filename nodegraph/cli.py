@@ -485,12 +485,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .distributed.options import cache_options, ray_flags_problem
+    from .distributed.options import cache_budget_warning, cache_options, ray_flags_problem
 
     try:
         cache_options(args)
     except ValueError as exc:
         return _usage_error(str(exc))
+    if (too_big := cache_budget_warning(args)) is not None:
+        print(f"warning: {too_big}", file=sys.stderr)
     if ray_flags_problem(args):
         return _usage_error(ray_flags_problem(args))
     problem = _usable_output_dir(args.output_dir)

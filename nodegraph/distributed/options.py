@@ -158,6 +158,25 @@ def cache_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def cache_budget_warning(args: argparse.Namespace) -> str | None:
+    """A warning when --cache-budget is more than this machine's memory less the reserve runs keep free: such a
+    cache never gives memory back before the machine runs short (the websocket's `set_cache_policy` refuses that
+    budget; here it is only said — with --ray it is the workers' budget, on machines of their own)."""
+    budget = getattr(args, "cache_budget", None)
+    if budget is None:
+        return None
+    from ..memory import memory_reserve, system_memory
+
+    memory = system_memory()
+    usable = memory[1] - memory_reserve(memory[1]) if memory is not None else None
+    if usable is None or budget <= usable:
+        return None
+    where = " (--ray: the workers' machines may have more)" if getattr(args, "ray", None) else ""
+    return (f"--cache-budget {budget} bytes is more than this machine's memory less the reserve runs keep free "
+            f"({usable} bytes){where}: the cache would hold outputs until memory runs short; give at most "
+            f"{usable // 2**20} MiB")
+
+
 def worker_session_options(args: argparse.Namespace) -> dict[str, Any]:
     """The workers' Session options: the same plugin choices, model paths and cache settings as this process."""
     options = plugin_options(args)

@@ -115,3 +115,16 @@ def test_a_storage_two_entries_share_is_counted_once():
     cache.put("a", weights)
     cache.put("b", torch.zeros(1024, 1024))                    # another 4 MiB: over the budget, 'a' goes
     assert "a" not in cache and "b" in cache and cache.total_bytes == 4 * 1024**2
+
+
+def test_a_budget_past_the_machines_memory_is_warned(tmp_path, capsys, monkeypatch):
+    """`serve --cache-budget 100TiB` and `run` took what the websocket's set_cache_policy refuses (a small-machine
+    user's pass): both say so now (a warning: with --ray the budget is the workers')."""
+    monkeypatch.setattr("nodegraph.memory.system_memory", lambda: (2 * 1024**3, 4 * 1024**3))
+    assert main(["run", ARITHMETIC, "--cache-budget", "100TiB", "--no-plugins", "--no-progress",
+                 "--output-dir", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --cache-budget 109951162777600 bytes is more than this machine's memory" in err
+    assert main(["run", ARITHMETIC, "--cache-budget", "64MiB", "--no-plugins", "--no-progress",
+                 "--output-dir", str(tmp_path)]) == 0
+    assert "--cache-budget" not in capsys.readouterr().err
