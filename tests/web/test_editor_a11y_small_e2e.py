@@ -20,7 +20,7 @@ import json
 
 import pytest
 
-from .test_editor_e2e import CHROMIUM_FLAGS, _chromium, _serve, pytestmark  # noqa: F401
+from .test_editor_e2e import CHROMIUM_FLAGS, _chromium, _serve, open_editor, pytestmark  # noqa: F401
 
 # A graph that fails at run time (integer division by zero).
 FAILING = {"format_version": 2, "metadata": {"title": "Err test"}, "nodes": {
@@ -61,17 +61,6 @@ CONTRAST = """(sel) => {
 }"""
 
 
-def _open(browser, url, errors, **context):
-    page = browser.new_page(**context)
-    page.set_default_timeout(20_000)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(url)
-    page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
-    # the first open (nothing kept in this browser) shows the txt2img template: wait for it before loading others
-    page.wait_for_function("() => Object.keys(window.nodegraph.graph().nodes).includes('sampler')")
-    return page
-
-
 def _load(page, path, node_id):
     page.set_input_files("[data-testid=load-input]", str(path))
     page.wait_for_selector(f".react-flow__node[data-id='{node_id}']")
@@ -92,7 +81,7 @@ def test_editor_small_windows_and_zoom(tmp_path):
     with _serve(tmp_path) as url, sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
         try:
-            page = _open(browser, url, errors, viewport={"width": 320, "height": 240})
+            page = open_editor(browser, url, errors, viewport={"width": 320, "height": 240})
             # folded by default: the canvas has the width (it was 0 px wide beside 150 + 170 px of panels)
             assert page.locator("[data-testid=palette]").count() == 0 or not page.is_visible("[data-testid=palette]")
             assert page.evaluate(RECT, "#ng-canvas")[2] >= 300
@@ -119,7 +108,7 @@ def test_editor_small_windows_and_zoom(tmp_path):
             page.close()
 
             # 200 % zoom of a 1280×720 window: 640×360 CSS px at device scale 2; the panels are shown there
-            page = _open(browser, url, errors, viewport={"width": 640, "height": 360}, device_scale_factor=2)
+            page = open_editor(browser, url, errors, viewport={"width": 640, "height": 360}, device_scale_factor=2)
             assert page.is_visible("[data-testid=palette]")
             assert page.evaluate(RECT, "#ng-canvas")[2] >= 300
             page.click("[data-testid=templates-button]")
@@ -147,7 +136,7 @@ def test_editor_keyboard_and_screen_reader(tmp_path):
     with _serve(tmp_path) as url, sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
         try:
-            page = _open(browser, url, errors, viewport={"width": 1280, "height": 720})
+            page = open_editor(browser, url, errors, viewport={"width": 1280, "height": 720})
 
             # --- semantics: named landmarks, one h1, the history heading without its filter, the palette search
             assert page.get_by_role("complementary", name="Node palette").count() == 1

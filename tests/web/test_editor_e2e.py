@@ -121,6 +121,18 @@ def server_url(tmp_path):
         yield url
 
 
+def open_editor(browser, url: str, errors: list[str], **context):
+    """A new page of the editor at `url` (`context`: new_page's options, e.g. viewport), connected and showing the
+    first-open template (load other graphs after it), its page errors collected in `errors`."""
+    page = browser.new_page(**context)
+    page.set_default_timeout(20_000)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url)
+    page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
+    page.wait_for_function("() => Object.keys(window.nodegraph.graph().nodes).includes('sampler')")
+    return page
+
+
 def _dismiss_toasts(page) -> None:
     """Click every toast away and wait until none is left.
 

@@ -16,7 +16,7 @@ import json
 
 import pytest
 
-from .test_editor_e2e import CHROMIUM_FLAGS, _chromium, _serve, pytestmark  # noqa: F401
+from .test_editor_e2e import CHROMIUM_FLAGS, _chromium, _serve, open_editor, pytestmark  # noqa: F401
 
 WIDTH, HEIGHT = 64, 48
 
@@ -73,11 +73,7 @@ def test_mask_editor_paints_saves_and_runs(tmp_path):
     with _serve(tmp_path) as url, sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.set_default_timeout(20_000)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(url)
-            page.wait_for_selector("[data-testid=connection-status][data-status=connected]")
+            page = open_editor(browser, url, errors, viewport={"width": 1280, "height": 800})
             page.set_input_files("[data-testid=load-input]", str(graph_file))
             page.wait_for_selector("[data-testid=node-save]")
             assert page.locator("[data-testid=edit-mask-load-image]").count() == 0   # no file named yet
