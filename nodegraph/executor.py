@@ -181,9 +181,10 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
             if isinstance(value, Link):
                 links.append(LinkPlan(name, value.node, value.output, ispec.lazy,
                                       f"{name}\0".encode(), f"\0{value.output}\0".encode()))
-                given = primitive_value(graph.nodes, value)      # checked when the node gets it, as linked values are
-                if not isinstance(given, Link) and (ispec.model_folder or ispec.file_name_in):
-                    through_primitives[name] = given
+                if ispec.model_folder or ispec.file_name_in:     # a file name a String box may give (checked
+                    given = primitive_value(graph.nodes, value)      # when the node gets it, as linked values are)
+                    if not isinstance(given, Link):
+                        through_primitives[name] = given
             elif value is MISSING:
                 literals[name] = ispec.default
             else:
