@@ -18,8 +18,10 @@ never started in `not_run` (0 when the batch ran to its end).
 
 `base_graph` is the graph every variant starts from (an item's `overrides` applied to it is what that
 variant ran: the graph as a run's record holds it), `provenance` this process's versions and device and
-the SHA-256 of the base graph's model files (nodegraph/provenance.py), `warnings` what the variant's nodes
-told the user (a sweep prints each once, naming the variants: `warning_lines`).
+the SHA-256 of the base graph's model and input files (nodegraph/provenance.py); an item's own `provenance`
+holds the `models` / `inputs` entries in which its variant differs (a sweep over `ckpt_name` or a LoadImage's
+`image`), absent when it reads the base's files. `warnings`: what the variant's nodes told the user (a sweep
+prints each once, naming the variants: `warning_lines`).
 
 A file's `name` is its path inside the output folder, '/'-separated (`sub/a_00001.png` for
 `filename_prefix` "sub/a"). A local variant whose output node was served from the session's cache
@@ -70,6 +72,9 @@ class BatchItem:
     outputs: dict[str, Any] = field(default_factory=dict)
     error: dict[str, Any] | None = None
     warnings: list[dict[str, Any]] = field(default_factory=list)     # what nodes told the user (RunResult.warnings)
+    # the model / input files this variant read where they differ from the base graph's (a sweep over
+    # ckpt_name or a LoadImage's image): {"models": {...}, "inputs": {...}} as provenance.py writes them; None if none
+    provenance: dict[str, Any] | None = None
 
 
 def _run_local(session: Any, graph: Any, index: int, overrides: dict, outputs: list[str] | None,
@@ -220,8 +225,12 @@ def run_batch(session: Any, source: Any, variants: list[dict[str, Any]], *, outp
             _run_on_pool(pool, session, graph, variants, outputs, folder, on_event, stop, done)
     finally:
         if index_file:
-            write_index(folder / index_file, source_name if source_name is not None else source, [i for i in items if i is not None], len(variants),
-                        time.perf_counter() - started, graph=graph, provenance=_provenance(session, graph))
+            base = _provenance(session, graph)
+            ended = [i for i in items if i is not None]
+            for item in ended:
+                item.provenance = _variant_files(session, graph, item.overrides, base)
+            write_index(folder / index_file, source_name if source_name is not None else source, ended,
+                        len(variants), time.perf_counter() - started, graph=graph, provenance=base)
     return [item for item in items if item is not None]
 
 
@@ -306,9 +315,31 @@ def _provenance(session: Any, graph: Any) -> dict[str, Any] | None:
         return None
 
 
+def _variant_files(session: Any, graph: Any, overrides: dict[str, Any], base: dict[str, Any] | None
+                   ) -> dict[str, Any] | None:
+    """The `models` / `inputs` entries of a variant's provenance that differ from the base graph's `base` (a
+    sweep that swaps the checkpoint or the source image), keyed as there; None when the variant reads the base's
+    files, when it changes no input, or when they cannot be read (the index is written anyway)."""
+    if not overrides or base is None:
+        return None
+    from types import SimpleNamespace
+
+    from ..provenance import input_files, model_files
+
+    try:
+        context = SimpleNamespace(graph=graph.with_overrides(overrides), services=session.services)
+        read = {"models": model_files(context), "inputs": input_files(context)}
+    except Exception:  # noqa: BLE001 — an invalid variant (its item says why) or an unreadable file
+        return None
+    changed = {kind: entries for kind, entries in read.items() if entries != base.get(kind, {})}
+    return changed or None
+
+
 def _portable(item: dict[str, Any]) -> dict[str, Any]:
-    """An item as the index keeps it: files by `name` (inside the folder), without this machine's absolute path."""
-    return {**item, "files": [{k: v for k, v in f.items() if k != "path"} for f in item["files"]]}
+    """An item as the index keeps it: files by `name` (inside the folder), without this machine's absolute path;
+    `provenance` only for a variant whose files differ from the base graph's."""
+    kept = {k: v for k, v in item.items() if k != "provenance" or v is not None}
+    return {**kept, "files": [{k: v for k, v in f.items() if k != "path"} for f in item["files"]]}
 
 
 def write_index(path: Path, source: Any, items: list[BatchItem], total: int, seconds: float, *,

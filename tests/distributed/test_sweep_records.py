@@ -257,3 +257,24 @@ def test_worker_flags_without_ray_are_a_usage_error(capsys):
 
     assert serve_main(["--worker-gpus", "1", "--retry", "never", "--port", "0"]) == 2
     assert "--worker-gpus, --retry apply to Ray workers only" in capsys.readouterr().err
+
+
+def test_a_variant_that_reads_other_files_names_them_in_its_item(tmp_path):
+    """index.json's provenance named only the base graph's files: a sweep over the source image (or the
+    checkpoint) recorded no hash for what the other variants read. Each item now carries the `inputs` /
+    `models` entries in which it differs from the base's; a variant reading the base's files carries none."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(inputs / "dot.png")
+    Image.new("RGB", (4, 4), (0, 0, 255)).save(inputs / "other.png")
+    session = Session(input_dir=inputs, output_dir=tmp_path / "out")
+    run_batch(session, SAVE_GRAPH, [{"load.image": "dot.png"}, {"load.image": "other.png"}, {}],
+              output_dir=tmp_path / "out")
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    base = index["provenance"]["inputs"]["load.image"]
+    assert base["name"] == "dot.png"
+    first, second, third = index["items"]
+    assert "provenance" not in first and "provenance" not in third
+    other = second["provenance"]["inputs"]["load.image"]
+    assert other["name"] == "other.png" and other["sha256"] != base["sha256"]
+    assert "models" not in second["provenance"]
