@@ -848,7 +848,7 @@ def _check_memory_headroom(state: RunState, cache: OutputCache) -> None:
         f"GiB is kept free), so this node was not started; the run holds {held / gib:.1f} GiB of values of "
         f"{len(state.values)} node(s), and cached outputs were dropped. Give the graph smaller inputs (image "
         f"sizes, batch, frames), split it into several runs, or free memory elsewhere (the reserve is "
-        f"NODEGRAPH_MEMORY_RESERVE_MB; 0 turns this check off)")
+        f"--memory-reserve of run / serve, or NODEGRAPH_MEMORY_RESERVE_MB; 0 turns this check off)")
 
 
 class _PeakMemory:

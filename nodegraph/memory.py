@@ -168,8 +168,8 @@ def ensure_free(nbytes: int, what: str) -> None:
     raise NodeOutOfMemory(
         f"{what} needs about {nbytes / gib:.1f} GiB and the machine has {max(free, 0) / gib:.1f} GiB free to give "
         f"(of {total / gib:.1f} GiB, with what this run already holds); nothing was allocated. Make it smaller, "
-        f"split the batch or the graph into several runs, or free memory (NODEGRAPH_MEMORY_RESERVE_MB is the "
-        f"reserve kept free)")
+        f"split the batch or the graph into several runs, or free memory (the reserve kept free is --memory-reserve "
+        f"of run / serve, or NODEGRAPH_MEMORY_RESERVE_MB)")
 
 
 def _free_device_bytes(device: str) -> int | None:

@@ -1652,13 +1652,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_schemas:
         print(json.dumps(message_schemas(), indent=2))
         return 0
-    from .distributed.options import cache_budget_warning, cache_options, ray_flags_problem
+    from .distributed.options import apply_memory_reserve, cache_budget_warning, cache_options, ray_flags_problem
 
     try:
         cache_options(args)
     except ValueError as exc:          # --cache-budget with --cache all|none
         print(f"nodegraph serve: {exc}", file=sys.stderr)
         return 2
+    apply_memory_reserve(args)         # before the budget's check, which measures against the reserve
     if (too_big := cache_budget_warning(args)) is not None:     # set_cache_policy refuses it; the flag is warned
         print(f"nodegraph serve: warning: {too_big}", file=sys.stderr)
     if ray_flags_problem(args):        # --workers 3 without --ray: accepted and ignored before

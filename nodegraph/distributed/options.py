@@ -10,9 +10,12 @@
     --cache lru|all|none   the output cache's policy (default lru; docs/executor.md "Cache policy")
     --cache-budget SIZE    the lru policy's budget, e.g. 4GiB, 512M or 0 (default 2GiB; with --ray, each worker's too)
     --threads N            torch's CPU threads in this process (default: torch's own, one per core)
+    --memory-reserve SIZE  RAM runs keep free: a node that would leave less is refused before it allocates
+                           (default 5 % of RAM, at least 512 MiB; 0 turns the check off; sets
+                           NODEGRAPH_MEMORY_RESERVE_MB, so Ray workers started here inherit it)
 
 Main functions: `add_ray_arguments(parser)`, `add_cache_arguments(parser)` (with --threads), `cache_options(args)`
-(the Session's cache keyword arguments), `apply_cpu_threads(args)`, `worker_session_options(args)`,
+(the Session's cache keyword arguments), `apply_cpu_threads(args)`, `apply_memory_reserve(args)`, `worker_session_options(args)`,
 `pool_from_args(args)`, `backend_from_args(args, session)` (the server), `parse_bytes("8G")` and
 `parse_cache_budget("4GiB")`.
 """
@@ -51,6 +54,15 @@ def parse_cache_budget(text: str) -> int:
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size of 0 or more bytes; write e.g. 4GiB, 512M or 0 "
                                          f"(0: keep nothing)") from None
+
+
+def parse_memory_reserve(text: str) -> int:
+    """`--memory-reserve`: "1GiB", "512M" or "0" (the check off) → bytes."""
+    try:
+        return parse_bytes(text, allow_zero=True)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size of 0 or more bytes; write e.g. 1GiB, 512M or 0 "
+                                         f"(0: no reserve, nodes are not checked)") from None
 
 
 def _workers(text: str) -> int | str:
@@ -118,6 +130,10 @@ def add_cache_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                        help="torch's CPU threads for running nodes (default: torch's own, one per core); on a "
                             "machine busy with other work 1 or 2 can be much faster (docs/executor.md); Ray "
                             "workers use --worker-cpus instead")
+    group.add_argument("--memory-reserve", type=parse_memory_reserve, default=None, metavar="SIZE",
+                       help="RAM runs keep free, e.g. 1GiB or 0 (off): a node whose output would leave less is "
+                            "refused before it allocates (default 5%% of RAM, at least 512 MiB; the same as "
+                            "NODEGRAPH_MEMORY_RESERVE_MB)")
     return parser
 
 
@@ -140,6 +156,17 @@ def apply_cpu_threads(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def apply_memory_reserve(args: argparse.Namespace) -> None:
+    """--memory-reserve SIZE: NODEGRAPH_MEMORY_RESERVE_MB for this process (and the Ray workers it starts), which
+    `memory.memory_reserve` reads; nothing when the flag was not given."""
+    reserve = getattr(args, "memory_reserve", None)
+    if reserve is None:
+        return
+    from ..memory import RESERVE_ENV
+
+    os.environ[RESERVE_ENV] = repr(reserve / 1024**2)
 
 
 def cache_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -128,3 +128,22 @@ def test_a_budget_past_the_machines_memory_is_warned(tmp_path, capsys, monkeypat
     assert main(["run", ARITHMETIC, "--cache-budget", "64MiB", "--no-plugins", "--no-progress",
                  "--output-dir", str(tmp_path)]) == 0
     assert "--cache-budget" not in capsys.readouterr().err
+
+
+def test_memory_reserve_flag_sets_the_reserve_runs_keep_free(tmp_path, monkeypatch, capsys):
+    """The reserve was an environment variable only (`run --help` named no memory flag). `--memory-reserve SIZE`
+    sets it for this process: with more than the machine has, the first node is refused before it starts
+    (exit 3, the message naming the flag); 0 turns the check off."""
+    from nodegraph.memory import RESERVE_ENV, memory_reserve
+
+    monkeypatch.setenv(RESERVE_ENV, "512")      # recorded, so what the flag sets is undone after the test
+    graph = ARITHMETIC
+    common = ["--no-plugins", "--no-progress", "--output-dir", str(tmp_path / "out")]
+    assert main(["run", graph, "--memory-reserve", "64T", *common]) == 3
+    assert "--memory-reserve" in capsys.readouterr().err
+    assert memory_reserve(16 * 1024**3) == 64 * 1024**4
+    assert main(["run", graph, "--memory-reserve", "0", *common]) == 0
+    assert memory_reserve(16 * 1024**3) == 0
+    with pytest.raises(SystemExit) as exited:
+        main(["run", graph, "--memory-reserve", "lots", *common])
+    assert exited.value.code == 2 and "'lots' is not a size of 0 or more bytes" in capsys.readouterr().err
