@@ -206,13 +206,16 @@ class Session:
         overrides, bare_errors = bare_override_keys(graph, overrides, self.registry)
         try:
             return self.with_overrides(graph, overrides), bare_errors
-        except GraphValidationError as exc:
-            errors = bare_errors + exc.errors
-            usable = {key: value for key, value in overrides.items() if str(key).rpartition(".")[0] in graph.nodes}
-            try:
-                return self.with_overrides(graph, usable), errors
-            except GraphValidationError as again:       # a usable one's own problem (a link replaced): said once
-                return graph, errors + [e for e in again.errors if e not in errors]
+        except GraphValidationError:
+            # one at a time: each bad one is said and left out, the others are applied and checked (a link
+            # replaced by one override hid the seeds and sampler names of every other before)
+            errors = list(bare_errors)
+            for key, value in overrides.items():
+                try:
+                    graph = self.with_overrides(graph, {key: value})
+                except GraphValidationError as exc:
+                    errors += [e for e in exc.errors if e not in errors]
+            return graph, errors
 
     def renamed_overrides(self, graph: Graph, overrides: dict[str, Any]) -> dict[str, Any]:
         """`{"node.input": value}` overrides with each renamed input (`Node.renamed_inputs`) under its new name."""

@@ -1062,6 +1062,17 @@ def test_run_reports_every_override_problem_at_once_as_validate_does(tmp_path, c
     assert json.loads((tmp_path / "arithmetic.outputs.json").read_text())["status"] == "failed"
 
 
+def test_an_override_replacing_a_link_does_not_hide_the_others_problems(capsys):
+    """`--set latent.vae=3` (replaces a link) made validation drop every other override unchecked: the "Euler a"
+    and NaN beside it were never reported. Each bad override is said and left out; the rest are applied."""
+    txt2img = str(ROOT / "graphs" / "txt2img.json")
+    assert main(["validate", txt2img, "--no-plugins", "--set", "sampler.sampler=Euler a",
+                 "--set", "sampler.seed=NaN", "--set", "latent.vae=3", "--set", "sampler.steps=0"]) == 1
+    out = capsys.readouterr().out
+    assert "[override_replaces_link]" in out and "'Euler a'" in out and "got nan" in out
+    assert "(node 'sampler', input 'steps')" in out
+
+
 def test_set_on_a_subgraph_nodes_exposed_text_input_is_text(tmp_path, capsys):
     """--set g.template=123 where the subgraph's exposed input feeds a STRING input: the text "123", as on a node."""
     graph = {"format_version": 2,
