@@ -167,6 +167,7 @@ class LoraWeights:
     unsupported: dict[Target, dict[str, str]] = field(default_factory=dict)
     ignored: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)     # the safetensors header's (kohya's ss_* keys)
 
     def __len__(self) -> int:
         return sum(len(entries) for entries in self.patches.values())
@@ -174,6 +175,21 @@ class LoraWeights:
     @property
     def targets(self) -> tuple[Target, ...]:
         return tuple(target for target in TARGETS if self.patches.get(target))
+
+
+def trigger_words(lora: LoraWeights) -> set[str]:
+    """The lower-case words of a LoRA's caption tags (kohya's `ss_tag_frequency` header: {dataset: {tag: count}},
+    which TrainLoRA writes too); an empty set when the header has none or it is not that JSON."""
+    import json
+    import re
+
+    try:
+        datasets = json.loads(lora.metadata.get("ss_tag_frequency") or "{}")
+    except ValueError:
+        return set()
+    tags = [tag for counts in (datasets.values() if isinstance(datasets, dict) else ()) if isinstance(counts, dict)
+            for tag in counts if isinstance(tag, str)]
+    return {word for tag in tags[:100_000] for word in re.findall(r"[^\W_]+(?:'[^\W_]+)*", tag.lower())}
 
 
 def load_lora(path: str | os.PathLike, *, allow_pickle: bool = False) -> LoraWeights:
@@ -239,7 +255,9 @@ def lora_from_state_dict(
             scale = config_alpha(target, module, rank)
         patches.setdefault(target, {})[module] = LoraPatch(down=down, up=up, scale=scale)
 
-    lora = LoraWeights(name=name, patches=patches, unsupported=unsupported, ignored=ignored, path=path)
+    header = {k: v for k, v in (metadata or {}).items() if isinstance(k, str) and isinstance(v, str)}
+    lora = LoraWeights(name=name, patches=patches, unsupported=unsupported, ignored=ignored, path=path,
+                       metadata=header)
     if not len(lora):
         kind = describe_file_kind(tensors)
         if kind != "a LoRA":

@@ -500,27 +500,33 @@ class EncodeText(Node):
 
     def run(self, text_encoder: Any, text: str, clip_skip: int) -> dict:
         if getattr(getattr(text_encoder, "encoder", None), "vocabulary", None) == "tiny_world":
-            _warn_unknown_world_words(self.context, text)
+            _warn_unknown_world_words(self.context, text, getattr(text_encoder, "loras", ()))
         return {"conditioning": api.encode_text(self.context, text_encoder, text, clip_skip=clip_skip)}
 
 
-def _warn_unknown_world_words(context: Any, text: str) -> None:
+def _warn_unknown_world_words(context: Any, text: str, loras: Any = ()) -> None:
     """Warn (NodeContext.warn) about words of a prompt that no tiny-world caption uses: a misspelt colour or a
-    thing the world does not have gives a blank or wrong picture, with nothing else to say why."""
+    thing the world does not have gives a blank or wrong picture, with nothing else to say why. Words of the
+    captions a LoRA applied by LoadLoRA was trained on (its `ss_tag_frequency`: `lora.trigger_words`) are known."""
     import re
 
     from nodes.training.world_captions import unknown_words
 
+    from .lora import trigger_words
     from .prompt_syntax import LORA_TAG
 
     # BREAK is prompt syntax (a new chunk), no word; a <lora:name:1> tag has its own warning (syntax_notes)
     words = unknown_words(LORA_TAG.sub(" ", re.sub(r"\bBREAK\b", " ", text)))
     if words:
+        known = {word for lora, strength in loras if strength for word in trigger_words(lora)}
+        words = [word for word in words if word not in known]
+    if words:
         shown = ", ".join(repr(word if len(word) <= 30 else word[:29] + "…") for word in words[:12]) + (
             ", …" if len(words) > 12 else "")
         context.warn(f"the tiny-world model never learnt the word(s) {shown}: it may draw the wrong thing or "
                      f"nothing. Check the spelling; it knows shapes, colours, sizes, positions and backgrounds "
-                     f"(docs/tiny_world.md).")
+                     f"(docs/tiny_world.md; the words of a LoRA's training captions are known once LoadLoRA "
+                     f"applies it).")
 
 
 class EncodeTextSDXL(Node):

@@ -56,6 +56,19 @@ def lora_display_metadata(name: str, unet_config: Any, rank: int, alpha: float, 
             "modelspec.implementation": "nodegraph", "modelspec.title": name, "modelspec.usage_hint": usage}
 
 
+MAX_TAGS = 1000      # tags kept in a LoRA's ss_tag_frequency (a header, read whole by LoRA browsers)
+
+
+def tag_frequency(captions: list[str]) -> dict[str, int]:
+    """kohya's `ss_tag_frequency` entry for one dataset: each comma-separated tag of the captions (stripped, as
+    written) → how many captions hold it; the MAX_TAGS most frequent. A1111's and Civitai's LoRA browsers show
+    these as the trigger words; EncodeText reads them so a LoRA's own words are no "unknown word"."""
+    from collections import Counter
+
+    counts = Counter(tag for caption in captions for tag in {t.strip() for t in caption.split(",")} if tag)
+    return dict(counts.most_common(MAX_TAGS))
+
+
 class DistillLCM(Node):
     """Distil a model into a few-step latent consistency model (LCM; as a LoRA or a whole UNet).
 
@@ -215,7 +228,8 @@ class TrainLoRA(Node):
         train = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 10, warmup_steps=warmup_steps,
                             ema_decay=0.0, mixed_precision=mixed_precision, seed=seed,
                             checkpoint_every=checkpoint_every)
-        data = _encode_dataset(self, dataset, vae, clip.config.pad_token_id)
+        captions: list[str] = []
+        data = _encode_dataset(self, dataset, vae, clip.config.pad_token_id, captions=captions)
         model.apply_patches()                      # the base is the MODEL as connected (its LoRAs applied)
         run = _run(self, run_name, folder, {"lora": {"rank": rank, "caption_dropout": caption_dropout},
                                             "train": repr(train), "data": _data_text(len(data), data),
@@ -229,6 +243,7 @@ class TrainLoRA(Node):
         metadata = lora_display_metadata(run_name, unet.config, rank, float(rank), steps, getattr(model, "name", "?"),
                                          usage="a LoRA of your own images: LoadLoRA it onto the model it was "
                                                "trained on, strength 0.5-1", made="trained on")
+        metadata["ss_tag_frequency"] = json.dumps({run_name: tag_frequency(captions)})
         weights = lora_from_state_dict(tensors, metadata, name=f"{run_name} (LoRA)")
         taught = replace(model, patches=(*model.patches, (weights, 1.0)), _denoiser=None, name=f"{model.name}+{run_name}")
         report["lora_parameters"] = sum(t.numel() for k, t in tensors.items() if not k.endswith(".alpha"))

@@ -612,17 +612,18 @@ class TrainVAE(Node):
 ENCODE_PROGRESS_EVERY = 256     # images between "encoding images" progress events
 
 
-def _encode_dataset(node: Node, dataset: Any, vae: Any, pad_token_id: int, tally: list[int] | None = None) -> Any:
+def _encode_dataset(node: Node, dataset: Any, vae: Any, pad_token_id: int, tally: list[int] | None = None,
+                    captions: list[str] | None = None) -> Any:
     """VAE latents of every image (once) and token ids of every caption; one part per size bucket. Reports
     progress as it goes (info stage "encoding images": 24,000 images take minutes on a CPU before step 1);
-    `tally` is [encoded so far, all images] across the buckets."""
+    `tally` is [encoded so far, all images] across the buckets; each caption is appended to `captions` if given."""
     import torch
 
     tally = tally if tally is not None else [0, len(dataset)]
     if getattr(dataset, "buckets", None):
         from .trainer import DiffusionData
 
-        parts = tuple(_encode_dataset(node, part, vae, pad_token_id, tally) for _, part in dataset.buckets)
+        parts = tuple(_encode_dataset(node, part, vae, pad_token_id, tally, captions) for _, part in dataset.buckets)
         return DiffusionData(parts[0].latents, parts[0].token_ids, parts[0].empty_ids, parts,
                              source=_content_digest([part.source for part in parts]))
 
@@ -644,6 +645,8 @@ def _encode_dataset(node: Node, dataset: Any, vae: Any, pad_token_id: int, tally
             source.update(f"{pixels.dtype}{tuple(pixels.shape)}\0".encode())
             source.update(pixels.reshape(-1).view(torch.uint8).numpy())
             source.update(f"{caption}\0".encode("utf-8", "surrogateescape"))
+            if captions is not None:
+                captions.append(caption)
             batch.append(image)
             tokens, was_cut = caption_ids(tokenizer, caption, pad_token_id)
             ids.append(tokens)

@@ -97,6 +97,22 @@ def test_train_lora_saves_a_kohya_file_that_loads_back_as_the_trained_model(tmp_
         loaded.apply_patches()
         again = loaded.net(x, t, context=context)
     assert torch.allclose(again, taught, atol=1e-4)
+    # its captions are its trigger words (kohya's ss_tag_frequency), so prompting with them warns of no unknown word
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "models" / "loras" / "zorb.safetensors"), "pt") as file:
+        assert json.loads(file.metadata()["ss_tag_frequency"]) == {"zorb": {"a zorb pattern": 8}}
+    for applied, unknown in ((False, "'zorb', 'pattern'"), (True, None)):
+        encoder = {"node": "lora" if applied else "load", "output": "text_encoder"}
+        warnings = session.run({"format_version": 2, "nodes": {
+            "load": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world_v6f.safetensors"}},
+            "lora": {"type": "LoadLoRA", "inputs": {"model": {"node": "load", "output": "model"},
+                                                    "text_encoder": {"node": "load", "output": "text_encoder"},
+                                                    "lora_name": "zorb.safetensors"}},
+            "prompt": {"type": "EncodeText", "inputs": {"text_encoder": encoder, "text": "a zorb pattern, big"}}}},
+            outputs=["prompt"]).warnings
+        said = [w["message"] for w in warnings if "never learnt" in w["message"]]
+        assert (said and unknown in said[0]) if unknown else not said, said
     fresh = Session(builtins=True, model_paths=ModelPaths(roots=[tmp_path / "models", ROOT / "models"]),
                     input_dir=tmp_path / "in", output_dir=tmp_path / "out")
     events = []
