@@ -10,7 +10,7 @@ given input is declared (`unknown_input`); every required input is given
 (`type_mismatch`, `out_of_range`, `not_in_choices`, `invalid_value`), model
 file names exist in their folder (`not_in_choices`, listing what is there), and
 the node class's own `check_literals` passes (`invalid_value`; with model-folder
-listings only, on literals that passed the checks above: `literal_check_errors`);
+listings only, on the literals that passed the checks above: `literal_check_errors`);
 links point at existing nodes (`dangling_link`) and outputs (`unknown_output`)
 of a compatible type (`type_mismatch`, naming both ends and both types). Then,
 for the whole graph: `cycle` (naming the nodes in it) and `no_outputs`.
@@ -287,11 +287,13 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
                         node_id=node_id, input=name, details={"found": value, "choices": choices[:1000]}))
                 if name not in node.inputs and len(errors) > checked_from:    # the value is the node's default
                     errors[checked_from:] = [_about_default(error, name) for error in errors[checked_from:]]
-        if list_model_files is not None and len(errors) == before and has_literal_checks(cls):    # on sound values
+        if list_model_files is not None and has_literal_checks(cls):    # on the sound values
+            unsound = {error.input for error in errors[before:]}     # a bad `style` hid a bad `text` before
             literals = {name: ispec.as_literal(node.inputs.get(name, ispec.default))
                         for name, ispec in spec.inputs.items()
-                        if not isinstance(node.inputs.get(name), Link) and (name in node.inputs or not ispec.required)}
-            errors.extend(literal_check_errors(node_id, cls, literals, list_model_files))
+                        if not isinstance(node.inputs.get(name), Link) and (name in node.inputs or not ispec.required)
+                        and name not in unsound}
+            errors.extend(literal_check_errors(node_id, cls, literals, list_model_files, partial=bool(unsound)))
         if len(errors) > before and "." not in node.type and len(registry.providers(node.type)) > 1:
             errors[before:] = _with_clash_note(errors[before:], node.type, registry)
     errors.extend(_check_cycles(graph))
@@ -335,14 +337,21 @@ def has_literal_checks(cls: Any) -> bool:
 
 
 def literal_check_errors(node_id: str, cls: Any, literals: dict[str, Any],
-                         list_model_files: Callable[[str], tuple[list[str], list[str]]]) -> list[GraphError]:
-    """`invalid_value` errors from a node class's own `check_literals` (none when it has no override)."""
+                         list_model_files: Callable[[str], tuple[list[str], list[str]]],
+                         partial: bool = False) -> list[GraphError]:
+    """`invalid_value` errors from a node class's own `check_literals` (none when it has no override). `partial`:
+    inputs that failed the declared checks were left out of `literals` (a check that needs one of them and
+    raises is only logged at debug level: those inputs' own errors are already said)."""
     if not has_literal_checks(cls):
         return []
     try:
         problems = cls.check_literals(dict(literals), list_model_files)
     except Exception:  # noqa: BLE001 — a node's check must not break validation
-        log.exception("check_literals of %s failed; its inputs are checked when it runs", cls.spec.type)
+        if partial:
+            log.debug("check_literals of %s failed on the inputs left after their errors", cls.spec.type,
+                      exc_info=True)
+        else:
+            log.exception("check_literals of %s failed; its inputs are checked when it runs", cls.spec.type)
         return []
     if not problems:
         return []
@@ -353,7 +362,7 @@ def literal_check_errors(node_id: str, cls: Any, literals: dict[str, Any],
     return [GraphError("invalid_value", f"input {name!r} of {cls.spec.type}: {str(message)[:2000]}",
                        node_id=node_id, input=name,
                        details={"found": _short(literals.get(name)), "rule": "check_literals"})
-            for name, message in problems.items() if name in cls.spec.inputs]
+            for name, message in problems.items() if name in cls.spec.inputs and (name in literals or not partial)]
 
 
 def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> GraphError:
