@@ -1539,8 +1539,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-host", action="append", default=[], metavar="NAME", type=_host_argument,
                         help="another host name clients may use to reach this server (repeatable; "
                              "loopback names and the bound address are always allowed)")
-    parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE)
-    parser.add_argument("--history-limit", type=int, default=1000, help="finished runs kept in history, per user")
+    parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE, metavar="BYTES",
+                        help=f"the largest websocket frame a client may send (default {DEFAULT_MAX_MESSAGE // 2**20} "
+                             f"MiB; bounds an upload; a larger frame closes the connection with code 1009; at least "
+                             f"{MIN_MESSAGE_BYTES // 1024} KiB)")
+    parser.add_argument("--history-limit", type=int, default=1000, metavar="N",
+                        help="finished runs kept in history, per user (default 1000; the oldest go first)")
     parser.add_argument("--compression", choices=["auto", "deflate", "none"], default="auto",
                         help="websocket permessage-deflate: auto (default) = only when listening beyond loopback")
     add_plugin_arguments(parser)

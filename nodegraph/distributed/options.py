@@ -125,7 +125,7 @@ def add_cache_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     group.add_argument("--cache-budget", type=parse_cache_budget, default=None, metavar="SIZE",
                        help="what the lru cache may hold, e.g. 4GiB, 512M or 0 (default 2GiB); raise it above "
                             "your largest model so that model stays loaded between runs")
-    group = parser.add_argument_group("CPU")
+    group = parser.add_argument_group("CPU and memory")
     group.add_argument("--threads", type=_threads, default=None, metavar="N",
                        help="torch's CPU threads for running nodes (default: torch's own, one per core); on a "
                             "machine busy with other work 1 or 2 can be much faster (docs/executor.md); Ray "
