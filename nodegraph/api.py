@@ -69,7 +69,7 @@ from .node import NodeContext
 from .results import FILE_KINDS, MIME_TYPES, ResultFileError, default_mime, file_result
 from .types import pixel_values_problem
 
-API_VERSION = "1.8"
+API_VERSION = "1.9"
 
 __all__ = [
     "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "GuidanceTerm", "StepResult", "cfg_guider",

@@ -82,20 +82,20 @@ def _file_stamps(value: Any) -> tuple:
             try:
                 info = os.stat(path)
             except OSError:
-                return ((os.fspath(path), -1, -1),)      # already gone: a miss on the next get
-            stamps.append((os.fspath(path), info.st_size, info.st_mtime_ns))
+                return ((os.fspath(path), -1, -1, -1),)      # already gone: a miss on the next get
+            stamps.append((os.fspath(path), info.st_size, info.st_mtime_ns, info.st_ctime_ns))
     return tuple(stamps)
 
 
 def _files_changed(stamps: tuple) -> bool:
     """Whether a file an entry lists is gone or is no longer the file its node wrote (a later run's file took
     its freed name: a cached re-run reported that run's image as its own)."""
-    for path, size, mtime in stamps:
+    for path, size, mtime, ctime in stamps:
         try:
             info = os.stat(path)
         except OSError:
             return True
-        if (info.st_size, info.st_mtime_ns) != (size, mtime):
+        if (info.st_size, info.st_mtime_ns, info.st_ctime_ns) != (size, mtime, ctime):
             return True
     return False
 

@@ -130,6 +130,9 @@ class NodePlan:
     reads_input: bool = False   # reads the input folder (an upload or input-folder name): keyed by that folder
     writes_output: bool = False  # names a place in the output folder (a training run folder): keyed by that folder
     container_literals: tuple[str, ...] = ()   # literals that are not plain scalars: each run gets its own copy
+    # a model-file or input-file name computed by another node (FormatText, a switch): unknown when keys are made, so no fingerprint can see the file change — the node gets a fresh key
+    # each run (run again, its consumers too) instead of serving a replaced file's result from the cache
+    file_name_computed: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,16 +178,21 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
         spec = cls.spec
         literals: dict[str, Any] = {}
         through_primitives: dict[str, Any] = {}     # linked inputs whose value a primitive node writes
+        names_files = cls.named_model_files.__func__ is not Node.named_model_files.__func__
+        file_name_computed = False
         links = []
         for name, ispec in spec.inputs.items():
             value = gnode.inputs.get(name, MISSING)
             if isinstance(value, Link):
                 links.append(LinkPlan(name, value.node, value.output, ispec.lazy,
                                       f"{name}\0".encode(), f"\0{value.output}\0".encode()))
-                if ispec.model_folder or ispec.file_name_in:     # a file name a String box may give (checked
-                    given = primitive_value(graph.nodes, value)      # when the node gets it, as linked values are)
+                if ispec.model_folder or ispec.file_name_in or names_files:   # a file name (or a prompt naming
+                    given = primitive_value(graph.nodes, value)      # one) a String box may give (checked when the
+                    #                                                  node gets it, as linked values are)
                     if not isinstance(given, Link):
                         through_primitives[name] = given
+                    elif ispec.model_folder or ispec.file_name_in == "input":     # (a computed prompt is not: a
+                        file_name_computed = True       # fresh key for every prompt builder would rerun the sampler)
             elif value is MISSING:
                 literals[name] = ispec.default
             else:
@@ -193,7 +201,7 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
                     model_files.append((node_id, name, ispec.model_folder, value))
         if has_literal_checks(cls):
             literal_checks.append(node_id)
-        fingerprinted = (cls.fingerprint.__func__ is not Node.fingerprint.__func__
+        fingerprinted = (cls.fingerprint.__func__ is not Node.fingerprint.__func__ or names_files
                          or any(s.model_folder for s in spec.inputs.values()))
         reads_input = any(s.file_name_in == "input" or "upload" in s.widget for s in spec.inputs.values())
         writes_output = any(s.file_name_in == "output" for s in spec.inputs.values())
@@ -203,6 +211,7 @@ def compile_graph(graph: Graph, registry: Registry) -> GraphPlan:
             literal_digest=_literal_digest(registry.qualified_name(cls), spec.version, literals),
             links=tuple(links), lazy_inputs=frozenset(n for n, s in spec.inputs.items() if s.lazy),
             fingerprinted=fingerprinted, reads_input=reads_input, writes_output=writes_output,
+            file_name_computed=file_name_computed,
             container_literals=tuple(name for name, value in literals.items()
                                      if type(value) not in _UNWATCHED_TYPES
                                      and not isinstance(value, (str, int, float, bytes))))
@@ -306,7 +315,7 @@ def compute_keys(state: RunState, order: list[str], resolve_file: Callable[[str,
         plan = nodes[node_id]
         pending.setdefault(node_id, 0)
         h = hashlib.blake2b(plan.literal_digest, digest_size=16)
-        if not plan.cls.deterministic:
+        if not plan.cls.deterministic or plan.file_name_computed:
             h.update(fresh + node_id.encode())
         if output_scope and (plan.cls.spec.output_node or plan.writes_output):
             h.update(b"\0scope\0" + output_scope)
@@ -339,7 +348,9 @@ def _fingerprint_bytes(cls: Any, literals: dict[str, Any], resolve_file: Any) ->
     bug; the run goes on)."""
     try:
         value = cls.fingerprint(literals, resolve_file)
-    except Exception as exc:  # noqa: BLE001 — a node's own fingerprint must not crash the run
+    except BaseException as exc:  # noqa: BLE001 — a node's own fingerprint must not crash the run; sys.exit() in
+        if _is_users_interrupt(exc):   # it ended `nodegraph run` with exit 0, no record, no word (a hostile re-test)
+            raise
         _warn_fingerprint(cls, f"raised {type(exc).__name__}: {exc}")
         return None
     try:

@@ -161,7 +161,7 @@ def content_fingerprint(path: str | os.PathLike) -> str:
         with open(path, "rb") as handle:
             stat = os.fstat(handle.fileno())
             if stat.st_size > HASHED_FILE_BYTES:
-                return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
+                return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}"
             return hashlib.file_digest(handle, "blake2b").hexdigest()[:32]
     except OSError:
         return "missing"

@@ -538,11 +538,21 @@ class Node:
         return {}
 
     @classmethod
+    def named_model_files(cls, literals: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:
+        """Model files named *inside* other inputs' values, which no `model_folder` input declares (API 1.9):
+        `(input name, model folder, candidate file names)` — the first candidate that exists is the file read;
+        e.g. a prompt's `embedding:NAME` (EncodeText: "embeddings", NAME.safetensors / .pt / …). The default
+        `fingerprint` adds their size and times (a file replaced under the same name runs the node again), and a
+        run's provenance their SHA-256, as for `model_folder` inputs. `literals` as for `fingerprint`. Keep it to
+        parsing the values (no file reads). Default: none."""
+        return []
+
+    @classmethod
     def fingerprint(cls, literals: dict[str, Any], resolve_file: Callable[[str, str], Any]) -> str | None:
         """A string that changes when an external resource the node reads changes.
 
         Default: size, modification and change time of every `model_folder` file input (given literally or
-        by a primitive node linked to it).
+        by a primitive node linked to it) and of the files `named_model_files` names.
         Override for nodes that read other files or services. Bytes, a number (a file's mtime, as ComfyUI's
         IS_CHANGED returns) or a tuple / list of those work too; any other value, or an exception, makes
         the node run every time (named in the log once: `executor._fingerprint_bytes`).
@@ -555,7 +565,27 @@ class Node:
                     parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}")   # ctime: see provenance
                 except (OSError, LookupError):
                     parts.append(f"{name}:missing")
+        for name, folder, candidates in cls.named_model_files(literals):
+            found = first_existing_file(resolve_file, folder, candidates)
+            if found is None:
+                parts.append(f"{name}:{folder}:{candidates[:1]}:missing")
+            else:
+                stat = found[1].stat()
+                parts.append(f"{name}:{folder}/{found[0]}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}")
         return "|".join(parts) or None
+
+
+def first_existing_file(resolve_file: Callable[[str, str], Any], folder: str,
+                        candidates: tuple[str, ...]) -> tuple[str, Any] | None:
+    """(name, path) of the first of `candidates` that `resolve_file(folder, name)` finds, else None."""
+    for candidate in candidates:
+        try:
+            path = resolve_file(folder, candidate)
+            path.stat()
+        except (OSError, LookupError):
+            continue
+        return candidate, path
+    return None
 
 
 # Names the field writes as one word, which splitting at case changes would cut ("Load Lo RA").

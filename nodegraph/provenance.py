@@ -8,6 +8,9 @@ result and the SHA-256 of every model file the run read:
      "models": {"load.ckpt_name": {"folder": "checkpoints", "name": "tiny_world_v4.safetensors",
                                    "sha256": "9f2c…"}}}
 
+A model file named inside another input (a prompt's `embedding:NAME`, `Node.named_model_files`) is keyed
+`"node.input:FILE"`: `"prompt.text:thing.safetensors": {"folder": "embeddings", "name": ..., "sha256": ...}`.
+
 It also holds `"inputs": {"node.input": {"name", "sha256"}}` for the files of the input folder the graph
 reads (an img2img's source image), as `input_files` finds them, and — when the graph uses an installed
 plugin's nodes — `"plugins": {"video": {"version": "0.1.0", "nodes": {"video.SaveVideo": "1.0.0"}}}`
@@ -132,7 +135,41 @@ def model_files(context: Any) -> dict[str, dict[str, str]]:
         except (LookupError, OSError):
             continue      # a built-in name or a file gone since: nothing to record
         out[f"{node_id}.{name}"] = {"folder": spec.model_folder, "name": value, "sha256": digest}
+    for node_id, name, folder, file_name, path in _named_files(context, resolve):
+        try:
+            digest = file_sha256(path)
+        except OSError:
+            continue
+        out[f"{node_id}.{name}:{file_name}"] = {"folder": folder, "name": file_name, "sha256": digest}
     return out
+
+
+def _named_files(context: Any, resolve: Callable[[str, str], Any]) -> Iterator[tuple[str, str, str, str, Any]]:
+    """(node id, input, folder, file name, path) of the files the running graph's nodes name inside other inputs
+    (`Node.named_model_files`: a prompt's `embedding:NAME`) that exist."""
+    graph = getattr(context, "graph", None)
+    registry = (getattr(context, "services", {}) or {}).get("registry")
+    if graph is None or registry is None:
+        return
+    from .effective_graph import effective_graph
+    from .graph import Link, primitive_value
+    from .node import Node, first_existing_file
+
+    nodes = effective_graph(graph, registry).graph.nodes
+    for node_id, node in nodes.items():
+        cls = registry.nodes.get(node.type)
+        if cls is None or cls.named_model_files.__func__ is Node.named_model_files.__func__:
+            continue
+        literals = {name: value for name, spec in cls.spec.inputs.items()
+                    if not isinstance(value := primitive_value(nodes, node.inputs.get(name, spec.default)), Link)}
+        try:
+            named = list(cls.named_model_files(literals))
+        except Exception:  # noqa: BLE001 — a plugin's parsing bug must not lose the run's record
+            continue
+        for name, folder, candidates in named:
+            found = first_existing_file(resolve, folder, tuple(candidates))
+            if found is not None:
+                yield node_id, name, folder, found[0], found[1]
 
 
 def input_files(context: Any) -> dict[str, dict[str, str]]:

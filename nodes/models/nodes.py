@@ -450,6 +450,16 @@ def _missing_embeddings(text: Any, list_model_files: Any) -> dict[str, str]:
     return {}
 
 
+def _embedding_files(text: Any) -> list[tuple[str, str, tuple[str, ...]]]:
+    """`Node.named_model_files` of a prompt input `text`: ("text", "embeddings", the file names NAME may be)."""
+    from .prompt_syntax import EMBEDDING_SUFFIXES as KNOWN_SUFFIXES, embedding_names     # torch-free
+
+    if not isinstance(text, str) or "embedding:" not in text:
+        return []
+    return [("text", "embeddings", (name,) if name.lower().endswith(KNOWN_SUFFIXES)
+             else tuple(name + suffix for suffix in KNOWN_SUFFIXES)) for name in embedding_names(text)]
+
+
 def _prompt_embeddings(context: NodeContext, text: str) -> dict:
     """The textual-inversion embeddings a prompt names (``embedding:name``), read from models/embeddings."""
     from .embeddings import KNOWN_SUFFIXES, embedding_names, load_embedding
@@ -498,10 +508,31 @@ class EncodeText(Node):
         problem = weight_problem(text) if isinstance(text, str) else None
         return {"text": problem} if problem else _missing_embeddings(text, list_model_files)
 
+    @classmethod
+    def named_model_files(cls, literals: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:
+        """The prompt's `embedding:NAME` files: a file replaced under its name runs the node again, and a saved
+        image records its SHA-256 (A1111's "TI hashes")."""
+        return _embedding_files(literals.get("text"))
+
     def run(self, text_encoder: Any, text: str, clip_skip: int) -> dict:
         if getattr(getattr(text_encoder, "encoder", None), "vocabulary", None) == "tiny_world":
             _warn_unknown_world_words(self.context, text, getattr(text_encoder, "loras", ()))
+        _warn_bare_embedding_names(self.context, text)
         return {"conditioning": api.encode_text(self.context, text_encoder, text, clip_skip=clip_skip)}
+
+
+def _warn_bare_embedding_names(context: Any, text: str) -> None:
+    """Warn (NodeContext.warn) about words of the prompt that name an embedding file without `embedding:`: A1111
+    reads "EasyNegative" alone as the embedding, here it is plain words and the image silently lacks it. The
+    embeddings folders are listed once (ModelPaths.list keeps the listing), so a run pays a directory walk at most."""
+    from .prompt_syntax import bare_embedding_notes
+
+    model_paths = (getattr(context, "services", None) or {}).get("model_paths")
+    if not text or model_paths is None:
+        return
+    files, _searched = model_paths.list("embeddings")
+    for note in bare_embedding_notes(text, files):
+        context.warn(note)
 
 
 def _warn_unknown_world_words(context: Any, text: str, loras: Any = ()) -> None:
@@ -548,6 +579,11 @@ class EncodeTextSDXL(Node):
 
     outputs = (Output("conditioning", "CONDITIONING"),)
 
+    @classmethod
+    def named_model_files(cls, literals: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:
+        """The prompt's `embedding:NAME` files (as EncodeText's)."""
+        return _embedding_files(literals.get("text"))
+
     def run(self, text_encoder: Any, text: str, width: int, height: int, crop_left: int, crop_top: int,
             target_width: int, target_height: int, aesthetic_score: float, clip_skip: int) -> dict:
         from .unet import sdxl_vector
@@ -556,6 +592,7 @@ class EncodeTextSDXL(Node):
             raise NodeInputError("text_encoder", f"EncodeTextSDXL needs an SDXL text encoder, found a "
                                                  f"{getattr(text_encoder, 'family', '?')} one; use EncodeText")
         _check_prompt(self.context, text)
+        _warn_bare_embedding_names(self.context, text)
         cond = _encode(self.context, text_encoder, text, clip_skip)
         refiner = text_encoder.family == "sdxl-refiner"
         y = sdxl_vector(cond.pooled.cpu(), (height, width), (crop_top, crop_left), (target_height, target_width),

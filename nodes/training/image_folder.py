@@ -119,7 +119,7 @@ def folder_fingerprint(root: str | Path) -> str:
             except OSError:
                 continue
             digest.update(f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\0"
-                          f"{stat.st_ino}\n".encode("utf-8", "surrogateescape"))
+                          f"{stat.st_ctime_ns}\0{stat.st_ino}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 

@@ -153,7 +153,7 @@ class LoadUpscaleModel(Node):
             stat = resolve_file("upscale_models", name).stat()
         except (OSError, LookupError, TypeError):
             return "missing"
-        return f"{stat.st_size}:{stat.st_mtime_ns}"
+        return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"   # ctime: a rewrite with the old mtime put back
 
     def run(self, model_name: str) -> dict:
         from nodes.models.nodes import allow_pickle_files

@@ -341,6 +341,16 @@ def test_model_file_fingerprint_invalidates_cache(tmp_path):
     os.utime(folder / "m.safetensors", ns=(stat.st_atime_ns, stat.st_mtime_ns))
     result = session.run(graph)
     assert result.executed == ["m", "show"] and result.outputs["show"]["value"] == "TWO!"
+    # a name computed by another node (FormatText, a switch) is unknown when keys are made: no fingerprint can see
+    # its file change, so the node runs every time (it served the old file's result before: a hostile re-test)
+    graph["nodes"]["stem"] = {"type": "String", "inputs": {"value": "m"}}
+    graph["nodes"]["name"] = {"type": "FormatText", "inputs": {"template": "{a}.safetensors", "a": link("stem", "value")}}
+    graph["nodes"]["m"]["inputs"]["name"] = link("name", "text")
+    assert session.run(graph).outputs["show"]["value"] == "TWO!"
+    (folder / "m.safetensors").write_text("three")
+    result = session.run(graph)
+    assert "m" in result.executed and result.outputs["show"]["value"] == "three"
+    assert "name" in result.cached          # the text node itself stays cached
 
 
 def test_interrupt_between_nodes(session):
@@ -408,6 +418,20 @@ def test_a_fingerprint_that_raises_leaves_the_error_to_the_node(tmp_path):
     graph["nodes"]["f"]["inputs"]["name"] = "missing"                  # FileNotFoundError: runs, uncached
     assert session.run(graph).outputs["show"]["value"] == "missing"
     assert session.run(graph).executed == ["f", "show"]
+    # sys.exit() / a KeyboardInterrupt raised by the fingerprint's own code (not on the main thread, or SystemExit
+    # anywhere) ended `nodegraph run` with exit 0, no record and no word: it is a failing fingerprint like any other
+    for escape in (SystemExit(0), KeyboardInterrupt()):
+        def leave(cls, literals, resolve_file, escape=escape):
+            raise escape
+        FragileFingerprint.fingerprint = classmethod(leave)
+        if isinstance(escape, KeyboardInterrupt):     # on the main thread it is Ctrl+C; a server runs nodes elsewhere
+            outcome = []
+            worker = threading.Thread(target=lambda: outcome.append(session.run(graph)))
+            worker.start()
+            worker.join()
+            assert outcome and outcome[0].outputs["show"]["value"] == "missing"
+        else:
+            assert session.run(graph).outputs["show"]["value"] == "missing"
 
 
 def test_a_fingerprint_may_return_what_comfyuis_is_changed_returns(tmp_path, caplog):

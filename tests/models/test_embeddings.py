@@ -169,3 +169,41 @@ def test_a_damaged_embedding_is_refused_naming_the_file(tmp_path, vectors, words
     with pytest.raises(ModelLoadError, match=words) as failure:
         load_embedding(tmp_path / "bad.safetensors")
     assert "bad.safetensors" in str(failure.value)
+
+
+def test_an_embedding_replaced_under_its_name_is_read_again_and_recorded(tmp_path):
+    """An embedding file overwritten under the same name was served from the cache (the prompt text had not
+    changed; only `model_folder` inputs were fingerprinted), and the run's provenance named no embedding. Files a
+    prompt names (`Node.named_model_files`) are fingerprinted — through a String box too — and hashed."""
+    import shutil
+
+    from nodes.models.loading import load_checkpoint
+
+    root = tmp_path / "models"
+    (root / "checkpoints").mkdir(parents=True)
+    (root / "embeddings").mkdir()
+    shutil.copy(TINY_WORLD, root / "checkpoints" / TINY_WORLD.name)
+    text_encoder = load_checkpoint(TINY_WORLD, components=("text_encoder",)).text_encoder
+    file = root / "embeddings" / "thing.safetensors"
+    save_file({"emb_params": _word_vectors(text_encoder, "red circle")}, str(file))
+    session = Session(model_paths=ModelPaths(roots=[root]), output_dir=tmp_path / "out")
+    graph = _graph("")
+    graph["nodes"]["words"] = {"type": "String", "inputs": {"value": "a small embedding:thing on the left"}}
+    graph["nodes"]["enc"]["inputs"]["text"] = {"node": "words", "output": "value"}
+    from types import SimpleNamespace
+
+    from nodegraph.provenance import model_files
+
+    def recorded() -> dict:
+        return model_files(SimpleNamespace(graph=session.load(graph), services=session.services))
+
+    first = session.run(graph)
+    (entry,) = [v for k, v in recorded().items() if k.startswith("enc.text:")]
+    assert entry["name"] == "thing.safetensors" and entry["folder"] == "embeddings"
+    assert session.run(graph).executed == []                                   # unchanged: cached
+    save_file({"emb_params": _word_vectors(text_encoder, "green square")}, str(file))
+    second = session.run(graph)
+    assert "enc" in second.executed
+    assert not torch.equal(first.outputs["out"]["value"]["context"], second.outputs["out"]["value"]["context"])
+    (again,) = [v for k, v in recorded().items() if k.startswith("enc.text:")]
+    assert again["sha256"] != entry["sha256"]

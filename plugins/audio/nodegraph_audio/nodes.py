@@ -85,7 +85,7 @@ class LoadAudio(Node):
             stat = resolve_file("input", literals["file"]).stat()
         except (OSError, LookupError, KeyError):
             return "missing"
-        return f"{stat.st_size}:{stat.st_mtime_ns}"
+        return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"   # ctime: a rewrite with the old mtime put back
 
     def run(self, file: str, max_seconds: float) -> dict:
         from .waveform import read_audio
@@ -740,7 +740,7 @@ class LoadVocoder(Node):
             stat = resolve_file(VOCODER_FOLDER, name).stat()
         except (OSError, LookupError, ValueError):
             return "missing"
-        return f"{stat.st_size}:{stat.st_mtime_ns}"
+        return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"   # ctime: a rewrite with the old mtime put back
 
     def run(self, vocoder_name: str, n_fft: int, f_min: float, f_max: float, iterations: int) -> dict:
         import json

@@ -495,7 +495,7 @@ class LoadMesh(Node):
             stat = resolve_file("input", literals["file"]).stat()
         except (OSError, LookupError, KeyError):
             return "missing"
-        return f"{stat.st_size}:{stat.st_mtime_ns}"
+        return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"   # ctime: a rewrite with the old mtime put back
 
     def run(self, file: str, require_manifold: bool) -> dict:
         from .mesh_files import MeshFileError, read_mesh
@@ -538,7 +538,7 @@ class LoadPointCloud(Node):
             stat = resolve_file("input", literals["file"]).stat()
         except (OSError, LookupError, KeyError):
             return "missing"
-        return f"{stat.st_size}:{stat.st_mtime_ns}"
+        return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"   # ctime: a rewrite with the old mtime put back
 
     def run(self, file: str) -> dict:
         from .mesh_files import MeshFileError, read_points

@@ -1024,7 +1024,7 @@ class LoadVideo(Node):
             stat = resolve_file("input", literals["video"]).stat()
         except (OSError, LookupError, KeyError):
             return "missing"
-        return f"{stat.st_size}:{stat.st_mtime_ns}"
+        return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"   # ctime: a rewrite with the old mtime put back
 
     def run(self, video: str, fps: float, start_frame: int, max_frames: int) -> dict:
         from .video_io import VideoFileError, read_video
