@@ -36,6 +36,7 @@ import hashlib
 import itertools
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -48,13 +49,20 @@ log = logging.getLogger(__name__)
 def read_choice_list(function: Callable[[], Any], limit: int, max_chars: int) -> tuple[list[str], str | None]:
     """(the choices a plugin's choice-list function gives now, what was wrong with them or None): strings only, each
     at most `max_chars`, at most `limit` of them, duplicates dropped; a function that raises gives no choices."""
+    import threading
+
     try:
         given = function()
+        if given is None:
+            return [], "returned None; return a list of strings (an empty list for none)"
         # at most limit + 1 taken: a generator that never ends is cut, not read until memory runs out
         items = list(itertools.islice(given, limit + 1)) if not isinstance(given, (str, bytes, dict)) else None
-    except (Exception, SystemExit, GeneratorExit) as exc:  # noqa: BLE001 — a plugin's list must not break
-        # validation or the node list (an argparse inside it exits: that took a server's event loop down);
-        # KeyboardInterrupt is Ctrl+C, and goes on
+    except BaseException as exc:  # noqa: BLE001 — a plugin's list must not break validation or the node list
+        # (an argparse inside it exits: that took a server's event loop down). A KeyboardInterrupt is Ctrl+C only
+        # on the main thread, where Python delivers SIGINT; raised on a server's threads it is the plugin's own,
+        # and stopped the whole server on every editor's hello (a hostile re-test)
+        if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+            raise
         return [], f"raised {type(exc).__name__}: {str(exc)[:200]}"
     if items is None:
         return [], f"returned a {type(given).__name__}; return a list of strings"
@@ -177,6 +185,8 @@ class Registry:
     _renames: dict[str, dict[str, str]] | None = field(default=None, repr=False)
     _choices_read: dict[str, tuple[float, list[str]]] = field(default_factory=dict, repr=False)
     _choice_problems: dict[str, str | None] = field(default_factory=dict, repr=False)
+    _choice_reading: dict[str, threading.Event] = field(default_factory=dict, repr=False)   # set when a read ends
+    _choice_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- node types -------------------------------------------------------
 
@@ -335,27 +345,53 @@ class Registry:
     CHOICES_TTL = 2.0
     MAX_CHOICES = 10_000
     MAX_CHOICE_CHARS = 1000
+    # how long a caller waits for a list being read; a slower list is read on in the background and its last values
+    # (none the first time) are offered meanwhile — a list that took 20 s held every editor's hello for 20 s
+    CHOICES_WAIT = 2.0
 
     def choices(self, name: str) -> list[str]:
         """The valid values of an input declared `choices_from=name`: a plugin's choice list as its function gives
-        it now (read again after CHOICES_TTL seconds; see `choice_list_problem`), else the names of the extension
-        kind `name` (samplers, schedules)."""
+        it now (read again after CHOICES_TTL seconds, on a thread of its own, waited for at most CHOICES_WAIT; see
+        `choice_list_problem`), else the names of the extension kind `name` (samplers, schedules)."""
         function = self.extensions.get("choice_lists", {}).get(name) if name not in self.extensions else None
         if function is None:       # an extension kind's names (samplers): never a plugin's list of that name
             return self.extension_names(name)
-        cached = self._choices_read.get(name)
-        if cached is not None and time.monotonic() - cached[0] < self.CHOICES_TTL:
-            return cached[1]
-        values, problem = read_choice_list(function, self.MAX_CHOICES, self.MAX_CHOICE_CHARS)
-        now = time.monotonic()           # after the read: a list slower than the TTL is still read once per TTL
-        if problem is not None:
-            plugin = self.extension_plugin.get(("choice_lists", name), "?")
-            problem = f"choice list {name!r} of plugin {plugin!r} {problem}"
-            if self._choice_problems.get(name) != problem:       # logged once while it stays the same
-                log.warning("%s", problem)
-        self._choice_problems[name] = problem
-        self._choices_read[name] = (now, values)
-        return values
+        with self._choice_lock:
+            cached = self._choices_read.get(name)
+            if cached is not None and time.monotonic() - cached[0] < self.CHOICES_TTL:
+                return cached[1]
+            done = self._choice_reading.get(name)
+            if done is None or done.is_set():           # no read under way: start one (one at a time per list)
+                done = self._choice_reading[name] = threading.Event()
+                threading.Thread(target=self._read_choices, args=(name, function, done), daemon=True,
+                                 name=f"nodegraph-choices-{name[:40]}").start()
+        if done.wait(self.CHOICES_WAIT):
+            return self._choices_read.get(name, (0.0, []))[1]
+        plugin = self.extension_plugin.get(("choice_lists", name), "?")
+        slow = (f"choice list {name!r} of plugin {plugin!r} took more than {self.CHOICES_WAIT:g} s to answer; "
+                f"{'its last choices are' if cached else 'no choices are'} offered until it does")
+        with self._choice_lock:
+            if not done.is_set():
+                if self._choice_problems.get(name) != slow:
+                    log.warning("%s", slow)
+                self._choice_problems[name] = slow
+        return cached[1] if cached is not None else []
+
+    def _read_choices(self, name: str, function: Callable[[], Any], done: threading.Event) -> None:
+        """Read one choice list (on its own thread: `choices`) and keep what it gave and what was wrong with it."""
+        try:
+            values, problem = read_choice_list(function, self.MAX_CHOICES, self.MAX_CHOICE_CHARS)
+            now = time.monotonic()           # after the read: a list slower than the TTL is still read once per TTL
+            if problem is not None:
+                plugin = self.extension_plugin.get(("choice_lists", name), "?")
+                problem = f"choice list {name!r} of plugin {plugin!r} {problem}"
+            with self._choice_lock:
+                if problem is not None and self._choice_problems.get(name) != problem:  # logged once while the same
+                    log.warning("%s", problem)
+                self._choice_problems[name] = problem
+                self._choices_read[name] = (now, values)
+        finally:
+            done.set()
 
     def choice_list_problem(self, name: str) -> str | None:
         """Why the last read of choice list `name` failed or was cut (its function raised, returned no strings,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import threading
+import time
 import json
 import sys
 import types
@@ -1476,6 +1478,44 @@ def test_a_choice_list_that_fails_is_named_in_the_error_and_checked_at_load(monk
         session.registry.choice_list_problem("styles")
     session = styled_session(lambda: "plain", monkeypatch)       # a str, not a list of them
     assert session.registry.choices("styles") == [] and "returned a str" in session.registry.choice_list_problem("styles")
+    session = styled_session(lambda: None, monkeypatch)          # said "raised TypeError: 'NoneType' ..."
+    assert session.registry.choices("styles") == [] and "returned None" in session.registry.choice_list_problem("styles")
+
+    def interrupts():
+        raise KeyboardInterrupt               # the plugin's own (read on a thread of its own): it stopped a server
+    session = styled_session(interrupts, monkeypatch)
+    assert session.registry.choices("styles") == []
+    assert session.registry.choice_list_problem("styles") == \
+        "choice list 'styles' of plugin 'styles_pack' raised KeyboardInterrupt: "
+    from nodegraph.registry import read_choice_list
+
+    with pytest.raises(KeyboardInterrupt):    # read on the main thread, it is Ctrl+C, and goes on
+        read_choice_list(interrupts, 10, 10)
+
+
+def test_a_slow_choice_list_does_not_hold_its_readers(monkeypatch):
+    """A list that took 20 s held every editor's hello (which hashes the node list) for 20 s. A reader waits at
+    most CHOICES_WAIT; the list is read on in the background, its last choices offered meanwhile."""
+    gate = threading.Event()
+    answers = [["plain"], ["plain", "noir"]]
+
+    def slow():
+        gate.wait(10)
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    session = styled_session(slow, monkeypatch)
+    monkeypatch.setattr("nodegraph.registry.Registry.CHOICES_WAIT", 0.05)
+    started = time.monotonic()
+    assert session.registry.choices("styles") == []                     # first read: nothing known yet
+    assert time.monotonic() - started < 5
+    assert "took more than 0.05 s to answer; no choices are offered" in session.registry.choice_list_problem("styles")
+    gate.set()
+    for _ in range(200):                                                # the background read lands
+        if session.registry.choice_list_problem("styles") is None:
+            break
+        time.sleep(0.01)
+    assert session.registry.choice_list_problem("styles") is None
+    assert session.registry.choices("styles") == ["plain", "noir"]     # TTL 0: read again, quickly this time
 
     class Misnamed(Node):
         class Inputs(NodeInputs):
