@@ -36,7 +36,8 @@ from .errors import NodegraphError
 
 # Names a plugin may not take: they would shadow nodegraph's own folders and modules.
 RESERVED_NAMES = frozenset({"nodegraph", "nodes", "plugins", "tests", "test", "graphs", "models", "server",
-                            "web", "scripts", "input", "output", "docs", "benchmarks"})
+                            "web", "scripts", "input", "output", "docs", "benchmarks",
+                            "project"})     # the source name of the project's templates ("project/txt2img.json")
 # Top-level packages nodegraph, its plugins and their users import: a plugin (and its project folder) named like
 # one invites import mix-ups (an editable install of it, or a script beside the folder). Lower case: compared so.
 COMMON_PACKAGES = frozenset({

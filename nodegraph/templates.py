@@ -22,9 +22,13 @@ Main objects: `TemplateLibrary` (`list()`, `read(id)`), `TemplateError`,
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
+PROJECT_SOURCE = "project"      # the source name of the project's own graphs/ ("project/txt2img.json")
 
 MAX_TEMPLATE_BYTES = 4 * 1024 * 1024     # a saved graph is a few KB; the graph format's own cap is larger
 
@@ -49,8 +53,13 @@ def plugin_graph_folders(report: Any) -> dict[str, Path]:
         if not file:
             continue
         package_dir = Path(file).resolve().parent
+        single_file = Path(file).name != "__init__.py"      # a one-module plugin: its folder is site-packages
         for candidate in (package_dir / "graphs", package_dir.parent / "graphs"):
-            if candidate == package_dir.parent / "graphs" and not (package_dir.parent / "pyproject.toml").is_file():
+            # a graphs folder beside the package counts only in a project checkout (a pyproject.toml there); for a
+            # one-module plugin the module's own folder is such a place too (else site-packages/graphs, another
+            # package's folder, was listed as the plugin's templates)
+            project = candidate.parent
+            if (candidate == package_dir.parent / "graphs" or single_file) and not (project / "pyproject.toml").is_file():
                 continue
             if candidate.is_dir():
                 folders[info.name] = candidate
@@ -68,9 +77,14 @@ class TemplateLibrary:
     def for_session(cls, session: Any, project_graphs: Path | None) -> TemplateLibrary:
         """The project's graphs folder (if it exists) and every loaded plugin's."""
         folders: dict[str, Path] = {}
+        for name, folder in plugin_graph_folders(getattr(session, "plugin_report", None)).items():
+            if name == PROJECT_SOURCE:      # a plugin named "project" hid every project template (`plugin new`
+                log.warning("the templates of plugin %r are not listed: %r is the project's own templates' "
+                            "source name; rename the plugin", name, PROJECT_SOURCE)     # refuses the name now)
+                continue
+            folders[name] = folder
         if project_graphs is not None and Path(project_graphs).is_dir():
-            folders["project"] = Path(project_graphs)
-        folders.update(plugin_graph_folders(getattr(session, "plugin_report", None)))
+            folders = {PROJECT_SOURCE: Path(project_graphs), **folders}
         return cls(folders)
 
     def list(self) -> list[dict[str, Any]]:

@@ -211,6 +211,33 @@ def test_plugin_graph_folders_are_found_beside_a_source_checkout(tmp_path, monke
     assert [(t["id"], t["title"]) for t in library.list()] == [("demo/demo.json", "Demo graph")]
 
 
+
+def test_a_plugin_named_project_hides_no_project_template_and_a_module_plugin_no_stray_folder(tmp_path, monkeypatch):
+    """A plugin named "project" replaced the project's templates (`project/txt2img.json` vanished); a one-module
+    plugin in site-packages listed `site-packages/graphs` (another package's) as its own (a hostile re-test)."""
+    site = tmp_path / "site"
+    (site / "graphs").mkdir(parents=True)
+    (site / "graphs" / "stray.json").write_text(json.dumps({"format_version": 2, "nodes": {}}))
+    (site / "lonely_mod.py").write_text("")
+    (site / "project_pkg").mkdir()
+    (site / "project_pkg" / "__init__.py").write_text("")
+    (site / "project_pkg" / "graphs").mkdir()
+    (site / "project_pkg" / "graphs" / "scale.json").write_text(json.dumps({"format_version": 2, "nodes": {}}))
+    monkeypatch.syspath_prepend(str(site))
+    __import__("lonely_mod")
+    __import__("project_pkg")
+    report = SimpleNamespace(loaded=[SimpleNamespace(name="lonely", source="entry_point", module="lonely_mod"),
+                                     SimpleNamespace(name="project", source="entry_point", module="project_pkg")])
+    assert "lonely" not in plugin_graph_folders(report)
+    session = SimpleNamespace(plugin_report=report)
+    ids = [t["id"] for t in TemplateLibrary.for_session(session, ROOT / "graphs").list()]
+    assert "project/txt2img.json" in ids and "project/scale.json" not in ids
+    from nodegraph.plugin_template import PluginTemplateError, check_plugin_name
+
+    with pytest.raises(PluginTemplateError, match="a name nodegraph uses"):
+        check_plugin_name("project")
+
+
 # --- the real server ------------------------------------------------------------
 
 @pytest.fixture
