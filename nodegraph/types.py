@@ -47,6 +47,13 @@ class PortType:
     accepts: frozenset[str] = field(default_factory=frozenset)
     color: str = "#888888"
 
+    def __post_init__(self) -> None:
+        # a list or tuple given by a plugin is the same meaning in any order: compared as a set (two packs whose
+        # `accepts` differed only as list vs frozenset were called a clash, "accepts INT there; accepts INT here")
+        accepts = self.accepts
+        if not isinstance(accepts, frozenset):
+            object.__setattr__(self, "accepts", frozenset({accepts} if isinstance(accepts, str) else accepts))
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,

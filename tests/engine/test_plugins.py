@@ -452,6 +452,21 @@ def test_two_plugins_defining_one_type_with_other_wording_share_it():
     assert shared["level"] == "warning" and shared["owner"] == "first" and shared["plugin"] == "second"
     assert "name their types apart" in shared["fix"]
 
+    class ListAccepts:          # the same meaning written as a list / in another order: shared, not a clash
+        @hookimpl
+        def register_types(self):
+            return [PortType("PAL2", "x", accepts=["INT", "FLOAT"])]
+
+    class TupleAccepts:
+        @hookimpl
+        def register_types(self):
+            return [PortType("PAL2", "y", accepts=("FLOAT", "INT"))]
+
+    session = Session(plugins=[("lists", ListAccepts()), ("tuples", TupleAccepts())])
+    assert not session.plugin_report.failed
+    assert session.registry.types["PAL2"].accepts == frozenset({"INT", "FLOAT"})
+    assert PortType("ONE", accepts="INT").accepts == frozenset({"INT"})     # a lone name, not its letters
+
 
 def test_a_hook_with_a_wrong_signature_fails_its_plugin_with_the_right_fix():
     """`def register_nodes(session)` failed as "its module raised while being imported" (it did not): the fix says
