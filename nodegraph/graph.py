@@ -1367,12 +1367,20 @@ def foreign_prompt(path: str | os.PathLike) -> dict | None:
             return None
         with open(path, "rb") as stream:   # at most one byte past the limit (a 1.5 GB file was read whole first)
             data = stream.read(MAX_FILE_BYTES + 1)
-        if len(data) > MAX_FILE_BYTES:
-            return None
+    except (OSError, ValueError):
+        return None
+    return foreign_prompt_from_bytes(data)
+
+
+def foreign_prompt_from_bytes(data: bytes) -> dict | None:
+    """`foreign_prompt` of a file's bytes: JSON text, or a PNG's "prompt" / "workflow" chunk; None otherwise."""
+    if len(data) > MAX_FILE_BYTES:
+        return None
+    try:
         text = ((graph_text_from_png(data, "prompt") or graph_text_from_png(data, "workflow"))
                 if data.startswith(PNG_SIGNATURE) else data.decode("utf-8"))
         prompt = json.loads(text) if text is not None else None
-    except (OSError, ValueError, GraphValidationError):      # e.g. a chunk that inflates past the graph limit
+    except (ValueError, RecursionError, GraphValidationError):   # e.g. a chunk that inflates past the graph limit
         return None
     return prompt if foreign_format(prompt) in (("comfyui", "api"), ("comfyui", "workflow")) else None
 

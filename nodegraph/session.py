@@ -155,12 +155,18 @@ class Session:
         """
         import json
 
-        from .graph import foreign_prompt, import_foreign
+        from .graph import MAX_FILE_BYTES, PNG_SIGNATURE, foreign_prompt, foreign_prompt_from_bytes, import_foreign
 
-        if isinstance(source, bytes) or (isinstance(source, str) and (source.lstrip()[:1] in ("{", "[")
-                                                                     or len(source) > 4096)):
-            from .graph import MAX_FILE_BYTES
-
+        if isinstance(source, (bytearray, memoryview)):
+            source = bytes(source)
+        if isinstance(source, bytes) and source.startswith(PNG_SIGNATURE):     # a PNG ComfyUI saved, in memory
+            data = foreign_prompt_from_bytes(source)
+            if data is None:
+                raise GraphValidationError([GraphError(
+                    "invalid_format", "the PNG holds no ComfyUI prompt or workflow (no 'prompt' / 'workflow' text "
+                                      "chunk, or one that is not a ComfyUI graph)")])
+        elif isinstance(source, bytes) or (isinstance(source, str) and not _names_a_file(source) and (
+                source.lstrip()[:1] in ("{", "[") or len(source) > 4096)):
             if len(source) > MAX_FILE_BYTES:        # as for a file
                 raise GraphValidationError([GraphError(
                     "invalid_format", f"the text is {len(source)} long; a graph is at most {MAX_FILE_BYTES} bytes")])
@@ -565,6 +571,16 @@ def _unknown_outputs(graph: Graph, outputs: Iterable[str]) -> list[GraphError]:
     missing = [node_id for node_id in outputs
                if node_id not in graph.nodes and str(node_id).split("/", 1)[0] not in graph.nodes]
     return output_errors(graph.nodes, True, missing) if missing else []
+
+
+def _names_a_file(text: str) -> bool:
+    """Whether `text` is the name of an existing file ("[v2] workflow.json" is one, not JSON text)."""
+    if len(text) > 4096 or "\n" in text or "\0" in text:
+        return False
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _plain_scalar(value: Any) -> Any:

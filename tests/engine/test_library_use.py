@@ -156,11 +156,27 @@ PROMPT = {
 }
 
 
-@pytest.mark.parametrize("form", ["dict", "text", "file"])
-def test_import_comfyui_takes_a_prompt_as_dict_text_or_file(session, tmp_path, form):
-    source = {"dict": PROMPT, "text": json.dumps(PROMPT), "file": tmp_path / "prompt.json"}[form]
-    if form == "file":
-        source.write_text(json.dumps(PROMPT))
+def _comfyui_png(prompt: dict) -> bytes:
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", json.dumps(prompt))
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(out, "PNG", pnginfo=info)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("form", ["dict", "text", "file", "bracket file name", "png bytes", "png bytearray"])
+def test_import_comfyui_takes_a_prompt_as_dict_text_or_file(session, tmp_path, form, monkeypatch):
+    """A file name starting with "[" was parsed as JSON text ("[v2] workflow.json"), and a PNG's bytes as UTF-8."""
+    monkeypatch.chdir(tmp_path)
+    source = {"dict": PROMPT, "text": json.dumps(PROMPT), "file": tmp_path / "prompt.json",
+              "bracket file name": "[v2] workflow.json", "png bytes": _comfyui_png(PROMPT),
+              "png bytearray": bytearray(_comfyui_png(PROMPT))}[form]
+    if form in ("file", "bracket file name"):
+        Path(source).write_text(json.dumps(PROMPT))
     graph = session.import_comfyui(source)
     assert {node.type for node in graph.nodes.values()} >= {"LoadCheckpoint", "EncodeText", "KSampler", "VAEDecode"}
     assert graph.nodes["8"].inputs["latent"].node == "3"
