@@ -285,7 +285,10 @@ def check_image(image: Any, argument: str = "image", function: str = "check_imag
 def to_pil(image: Any) -> list:
     """An IMAGE tensor (B, H, W, 3) in [0, 1] → a list of B RGB PIL images (8 bits a channel, rounded), e.g.
     `api.to_pil(session.run(graph).outputs["decode"]["image"])[0].save("out.png")` (1.8). A single image
-    (H, W, 3) is taken as a batch of one; values outside [0, 1] are clipped; no context is needed."""
+    (H, W, 3) is taken as a batch of one; values slightly outside [0, 1] are clipped (float64 and a tensor that
+    tracks gradients are fine); no context is needed. Refused (ApiArgumentError, saying the fix): an integer or
+    complex dtype, NaN or infinite values, 0-255 or [-1, 1] values, an empty image — each made a wrong picture
+    without a word (a uint8 200 came out white)."""
     import numpy as np
     from PIL import Image
 
@@ -294,7 +297,15 @@ def to_pil(image: Any) -> list:
     if not _is_tensor(image) or image.ndim != 4 or image.shape[-1] != 3:
         raise ApiArgumentError("to_pil", "image", f"expected an IMAGE tensor (B, H, W, 3) in [0, 1], found "
                                                   f"{_describe(image)}")
-    array = (image.detach().float().clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
+    if not image.shape[1] or not image.shape[2]:
+        raise ApiArgumentError("to_pil", "image", f"the image is empty ({tuple(image.shape)}): no pixels to convert")
+    plain = image.detach()
+    if plain.is_floating_point():         # float64 / float16 / bfloat16: their values are what counts
+        plain = plain.float()
+    problem = pixel_values_problem(plain, "an IMAGE")
+    if problem is not None:
+        raise ApiArgumentError("to_pil", "image", problem)
+    array = (plain.float().clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
     return [Image.fromarray(item) for item in array]
 
 

@@ -213,6 +213,15 @@ def test_to_pil_turns_an_image_batch_into_pil_images():
     assert api.to_pil(image[1])[0].getpixel((0, 0)) == (255, 128, 255)     # one (H, W, 3) image
     with pytest.raises(api.ApiArgumentError, match="to_pil"):
         api.to_pil(torch.zeros(4, 6))
+    assert api.to_pil(image.double().requires_grad_())[1].getpixel((0, 0)) == (255, 128, 255)
+    # each of these made a wrong picture without a word (a uint8 200 came out white; NaN black)
+    for bad, words in ((torch.full((1, 2, 2, 3), 200, dtype=torch.uint8), "dtype uint8"),
+                       (torch.full((1, 2, 2, 3), float("nan")), "NaN or infinite"),
+                       (torch.zeros(1, 2, 2, 3, dtype=torch.complex64), "dtype complex64"),
+                       (torch.full((1, 2, 2, 3), 200.0), "divide 0-255"),
+                       (torch.zeros(1, 0, 4, 3), "empty")):
+        with pytest.raises(api.ApiArgumentError, match=words):
+            api.to_pil(bad)
 
 
 def test_public_names_and_type_marker():
