@@ -604,12 +604,9 @@ def bare_override_keys(graph: Graph, overrides: Mapping[str, Any], registry: Any
     could not be resolved left out; an `unknown_input` error for each of those, worded with `spell(key)`)."""
     if all("." in str(key) for key in overrides):
         return dict(overrides), []
-    from .distributed.sweep import SweepError, resolve_key
+    from .distributed.sweep import SweepError, declared_inputs, resolve_key
 
-    def declared_by(key: str) -> list[str]:
-        classes = {nid: registry.nodes.get(node.type) for nid, node in graph.nodes.items()} if registry else {}
-        return sorted(nid for nid, cls in classes.items() if cls is not None and key in cls.spec.inputs)
-
+    declared_by = declared_inputs(graph, registry) if registry is not None else None
     resolved, given_as, errors = {}, {}, []
     as_dict = None
     for key, value in overrides.items():
@@ -619,17 +616,10 @@ def bare_override_keys(graph: Graph, overrides: Mapping[str, Any], registry: Any
         else:
             try:
                 as_dict = as_dict if as_dict is not None else graph.to_dict()
-                full = resolve_key(key, as_dict, spell(key))
+                full = resolve_key(key, as_dict, spell(key), declared_by=declared_by)
             except SweepError as exc:
-                owners = declared_by(key) if "no node of the graph has" in exc.problem else []
-                if len(owners) == 1:
-                    full = f"{owners[0]}.{key}"
-                else:
-                    problem = (f"several nodes have an input named {key!r}: {', '.join(owners)}" if owners
-                               else exc.problem)
-                    fix = f"say which, e.g. {owners[0]}.{key}" if owners else exc.fix
-                    errors.append(GraphError("unknown_input", f"{spell(key)}: {problem}; {fix}", input=key))
-                    continue
+                errors.append(GraphError("unknown_input", f"{spell(key)}: {exc.problem}; {exc.fix}", input=key))
+                continue
         if full in resolved:
             errors.append(GraphError("unknown_input", f"{spell(given_as[full])} and {spell(key)} set one input "
                                                       f"({full}) twice; keep one", input=key))

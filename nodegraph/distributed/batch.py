@@ -302,6 +302,39 @@ def _refresh_while(pool: Any, halt: threading.Event) -> None:
             logging.getLogger(__name__).debug("could not refresh the Ray workers", exc_info=True)
 
 
+SEED_INPUTS = ("seed", "noise_seed")
+
+
+def seed_overlap_warning(graph: Any, variants: list[dict[str, Any]]) -> str | None:
+    """A warning when a swept seed's values lie closer together than the graph's batch size: batch item k of a run
+    uses seed + k (docs/sampling.md), so `--set batch_size=2 --sweep seed=42..43` made seed 43's image twice (A1111's
+    "batch count × batch size" written as a sweep); None when the seeds give distinct images."""
+    batch_sizes = [value for variant in variants or [{}] for value in _batch_sizes(graph, variant)]
+    batch = max(batch_sizes, default=1)
+    if batch < 2:
+        return None
+    for key in dict.fromkeys(k for variant in variants for k in variant if k.rpartition(".")[2] in SEED_INPUTS):
+        seeds = sorted({v[key] for v in variants if type(v.get(key)) is int})
+        close = [(a, b) for a, b in zip(seeds, seeds[1:]) if b - a < batch]
+        if close:
+            first, name = seeds[0], key.rpartition(".")[2]
+            return (f"--sweep {key}: batch item k of a run uses seed + k and the batch size is {batch}, so seeds "
+                    f"{close[0][0]} and {close[0][1]} draw {batch - (close[0][1] - close[0][0])} image(s) twice; for "
+                    f"{len(seeds)} × {batch} different images step the seed by the batch size: "
+                    f"{name}={first}..{first + batch * (len(seeds) - 1)}:{batch}")
+    return None
+
+
+def _batch_sizes(graph: Any, variant: dict[str, Any]) -> list[int]:
+    """The `batch_size` literals of `graph` with `variant`'s overrides applied."""
+    sizes = []
+    for node_id, node in graph.nodes.items():
+        value = variant.get(f"{node_id}.batch_size", node.inputs.get("batch_size"))
+        if type(value) is int:
+            sizes.append(value)
+    return sizes
+
+
 def _provenance(session: Any, graph: Any) -> dict[str, Any] | None:
     """This process's versions and device and the SHA-256 of the base graph's model files (provenance.py);
     None when they cannot be read (the index is written anyway)."""
@@ -453,7 +486,7 @@ def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
     from ..cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_USAGE, _load, _parse_overrides,
                        _print_errors, _resolve_bare_overrides, _shown, _typed_overrides)
     from ..errors import GraphValidationError
-    from .sweep import parse_sweep
+    from .sweep import declared_inputs, parse_sweep
 
     try:
         base = _parse_overrides(args.overrides)
@@ -470,7 +503,8 @@ def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
     graph_dict = graph.to_dict()
     check = sweep_target_check(session.registry, graph)
     try:                                    # then every key against the node's inputs: once, not once a variant
-        swept = parse_sweep(args.sweep, graph_dict, check, keep_text=True) if args.sweep else [{}]
+        swept = parse_sweep(args.sweep, graph_dict, check, keep_text=True,
+                            declared_by=declared_inputs(graph, session.registry)) if args.sweep else [{}]
         swept = [_text_items(session.registry, graph, variant) for variant in swept]
         refused_value = sweep_value_problem(session.registry, graph, swept)
         if refused_value is not None:
@@ -485,6 +519,8 @@ def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
         return EXIT_USAGE
     base = _typed_overrides(session.registry, graph, base)
     variants = [{**base, **v} for v in swept]
+    if (overlap := seed_overlap_warning(graph, variants)) is not None:
+        print(f"warning: {overlap}", file=sys.stderr)
     pool = None
     if args.ray is not None:
         from .options import pool_from_args

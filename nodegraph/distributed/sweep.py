@@ -39,6 +39,15 @@ from ..errors import NodegraphError
 
 MAX_VARIANTS = 100_000     # a sweep beyond this is almost certainly a typo (e.g. 0..1e9)
 KeyCheck = Callable[[str], "tuple[str, str] | None"]     # NODE.INPUT → (problem, fix), or None when it is fine
+Owners = Callable[[str], "list[str]"]     # a bare input name → the ids of the nodes whose type declares it
+
+
+def declared_inputs(graph: Any, registry: Any) -> Owners:
+    """`declared_by` for a Graph and a Registry: the ids of the graph's nodes whose type declares an input."""
+    def owners(name: str) -> list[str]:
+        classes = {nid: registry.nodes.get(node.type) for nid, node in graph.nodes.items()}
+        return sorted(nid for nid, cls in classes.items() if cls is not None and name in cls.spec.inputs)
+    return owners
 
 
 class SweepError(NodegraphError, ValueError):
@@ -180,8 +189,11 @@ def _list_values(text: str, spec: str, keep_text: bool = False) -> list[Any]:
         position = comma + 1
 
 
-def resolve_key(key: str, graph: dict | None, spec: str, check: KeyCheck | None = None) -> str:
-    """NODE.INPUT as given, or the one node input named `key` in the graph; `check` may refuse it."""
+def resolve_key(key: str, graph: dict | None, spec: str, check: KeyCheck | None = None,
+                declared_by: Owners | None = None) -> str:
+    """NODE.INPUT as given, or the one node input named `key` in the graph — written in the file, else (with
+    `declared_by`: bare name → the node ids whose type declares it) declared by its node type (`quality` where
+    SaveImage leaves it at its default, as `--set` finds it); `check` may refuse it."""
     if "." in key:
         node_id, _, input_name = key.rpartition(".")       # as Graph.with_overrides splits it
         if not node_id or not input_name:
@@ -197,9 +209,14 @@ def resolve_key(key: str, graph: dict | None, spec: str, check: KeyCheck | None 
         nodes = graph.get("nodes") or {}
         owners = sorted(nid for nid, node in nodes.items()
                         if isinstance(node, dict) and key in (node.get("inputs") or {}))
+        if not owners and declared_by is not None:
+            owners = declared_by(key)
         if not owners:
+            shown = ", ".join(f"{nid} ({node.get('type')})" for nid, node in sorted(nodes.items())[:20]
+                              if isinstance(node, dict))
             raise SweepError(spec, f"no node of the graph has an input named {key!r}",
-                             "write it as NODE.INPUT (`nodegraph validate` lists the node ids)")
+                             f"write it as NODE.INPUT; the graph's nodes: {shown}" if shown
+                             else "write it as NODE.INPUT")
         if len(owners) > 1:
             raise SweepError(spec, f"several nodes have an input named {key!r}: {', '.join(owners)}",
                              f"say which, e.g. {owners[0]}.{key}=...")
@@ -211,12 +228,12 @@ def resolve_key(key: str, graph: dict | None, spec: str, check: KeyCheck | None 
 
 
 def _csv_rows(text: str, spec: str, graph: dict | None, check: KeyCheck | None,
-              keep_text: bool = False) -> list[dict[str, Any]]:
+              keep_text: bool = False, declared_by: Owners | None = None) -> list[dict[str, Any]]:
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if not header or not any(cell.strip() for cell in header):
         raise SweepError(spec, "the CSV file has no header row", "start it with NODE.INPUT column names")
-    keys = [resolve_key(cell.strip(), graph, spec, check) for cell in header]
+    keys = [resolve_key(cell.strip(), graph, spec, check, declared_by) for cell in header]
     repeated = sorted({k for k in keys if keys.count(k) > 1})
     if repeated:
         raise SweepError(spec, f"the header names {', '.join(repeated)} more than once", "keep one column each")
@@ -233,7 +250,7 @@ def _csv_rows(text: str, spec: str, graph: dict | None, check: KeyCheck | None,
 
 
 def _file_rows(path: Path, spec: str, graph: dict | None, check: KeyCheck | None,
-               keep_text: bool = False) -> list[dict[str, Any]]:
+               keep_text: bool = False, declared_by: Owners | None = None) -> list[dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, ValueError) as exc:          # ValueError: not UTF-8, a NUL in the path
@@ -241,7 +258,7 @@ def _file_rows(path: Path, spec: str, graph: dict | None, check: KeyCheck | None
                          "check the path; the file must be UTF-8 text") from None
     rows: list[dict[str, Any]] = []
     if path.suffix.lower() == ".csv":
-        rows = _csv_rows(text, spec, graph, check, keep_text)
+        rows = _csv_rows(text, spec, graph, check, keep_text, declared_by)
     else:
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
@@ -254,20 +271,22 @@ def _file_rows(path: Path, spec: str, graph: dict | None, check: KeyCheck | None
             if not isinstance(row, dict):
                 raise SweepError(spec, f"line {number} is not a JSON object",
                                  'write one object per line, e.g. {"sampler.seed": 3}')
-            rows.append({resolve_key(k, graph, spec, check): v for k, v in row.items()})
+            rows.append({resolve_key(k, graph, spec, check, declared_by): v for k, v in row.items()})
     if not rows:
         raise SweepError(spec, "the file has no rows", "add at least one row of overrides")
     return rows
 
 
 def parse_sweep(specs: list[str], graph: dict | None = None, check: KeyCheck | None = None,
-                keep_text: bool = False) -> list[dict[str, Any]]:
+                keep_text: bool = False, declared_by: Owners | None = None) -> list[dict[str, Any]]:
     """Every variant (a dict of `NODE.INPUT` overrides) that `specs` describe, in order.
 
     Args:
         specs: `KEY=VALUES` strings or paths of .csv / .jsonl files (see the module docstring).
         graph: the graph as a dict, to resolve bare input names like `seed`.
         check: called with each resolved `NODE.INPUT`; returns (problem, fix) to refuse it, else None.
+        declared_by: a bare input name → the ids of the nodes whose type declares it (for an input the file
+            leaves at its default; `declared_inputs(graph, registry)`).
         keep_text: list items and CSV cells that read as numbers, true, false or null come as `SweepText`
             (the text as typed and the JSON value), for a caller that gives text inputs the text.
 
@@ -282,10 +301,10 @@ def parse_sweep(specs: list[str], graph: dict | None = None, check: KeyCheck | N
             if path.suffix.lower() not in (".csv", ".jsonl"):
                 raise SweepError(spec, "it is neither KEY=VALUES nor a .csv / .jsonl file",
                                  "write e.g. seed=0..99, sampler.cfg=3,5,7 or variants.csv")
-            axes.append(_file_rows(path, spec, graph, check, keep_text))
+            axes.append(_file_rows(path, spec, graph, check, keep_text, declared_by))
             continue
         key, _, values_text = spec.partition("=")
-        key = resolve_key(key.strip(), graph, spec, check)
+        key = resolve_key(key.strip(), graph, spec, check, declared_by)
         if not values_text:
             raise SweepError(spec, "no values after '='", "give a range A..B or a list V1,V2")
         is_range = ".." in values_text and "," not in values_text and values_text.lstrip()[:1] not in '"[{'

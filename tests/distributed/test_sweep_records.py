@@ -278,3 +278,33 @@ def test_a_variant_that_reads_other_files_names_them_in_its_item(tmp_path):
     other = second["provenance"]["inputs"]["load.image"]
     assert other["name"] == "other.png" and other["sha256"] != base["sha256"]
     assert "models" not in second["provenance"]
+
+
+def test_a_sweep_finds_an_input_the_file_leaves_at_its_default_as_set_does(tmp_path, capsys):
+    """`--set quality=80` found SaveImage's declared input; `--sweep quality=50,90` said no node has it, and its fix
+    pointed at `nodegraph validate`, which lists no node ids. Now both find it, and the error lists the nodes."""
+    inputs = tmp_path / "in"
+    _dot_png(inputs)
+    path = tmp_path / "save.json"
+    path.write_text(json.dumps(SAVE_GRAPH))
+    common = ["--input-dir", str(inputs), "--output-dir", str(tmp_path / "out"), "--no-progress", "--no-plugins"]
+    assert main(["run", str(path), "--sweep", "quality=50,90", "--set", "save.format=jpeg", *common]) == 0
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert [item["overrides"] for item in index["items"]] == [{"save.format": "jpeg", "save.quality": 50},
+                                                              {"save.format": "jpeg", "save.quality": 90}]
+    capsys.readouterr()
+    assert main(["run", str(path), "--sweep", "nonsense=1,2", *common]) == 2
+    assert "the graph's nodes: load (LoadImage), save (SaveImage)" in capsys.readouterr().err
+
+
+def test_seeds_swept_closer_than_the_batch_size_are_warned():
+    """Batch item k uses seed + k: `--set batch_size=2 --sweep seed=42..43` drew seed 43's image twice, silently."""
+    from nodegraph.distributed.batch import seed_overlap_warning
+
+    graph = Session().load(TXT2IMG)
+    assert seed_overlap_warning(graph, [{"sampler.seed": 42}, {"sampler.seed": 43}]) is None      # batch 1
+    close = [{"latent.batch_size": 2, "sampler.seed": s} for s in (42, 43)]
+    warning = seed_overlap_warning(graph, close)
+    assert "seeds 42 and 43 draw 1 image(s) twice" in warning and "seed=42..44:2" in warning
+    apart = [{"latent.batch_size": 2, "sampler.seed": s} for s in (42, 44, 46)]
+    assert seed_overlap_warning(graph, apart) is None
