@@ -102,64 +102,90 @@ CHOICE_ALIASES: dict[str, tuple[str, str | None]] = {
     "eulerancestraldiscretescheduler": ("euler_ancestral", None), "eulerdiscretescheduler": ("euler", None),
     "heundiscretescheduler": ("heun", None), "lms karras": ("lms", "karras"),
     "lmsdiscretescheduler": ("lms", None), "ddimscheduler": ("ddim", None), "ddpmscheduler": ("ddpm", None),
-    "dpm++ 2m": ("dpmpp_2m", None), "dpm++ 2m karras": ("dpmpp_2m", "karras"),
-    "dpm++ 2m sde": ("dpmpp_2m_sde", None), "dpm++ 2m sde karras": ("dpmpp_2m_sde", "karras"),
-    "dpm++ 2m sde exponential": ("dpmpp_2m_sde", "exponential"),
-    "dpm++ sde": ("dpmpp_sde", None), "dpm++ sde karras": ("dpmpp_sde", "karras"),
+    # A1111's "DPM++ 2M Karras" and the same written with underscores ("dpmpp_2m_karras"): `_alias_key` makes
+    # "dpm++" "dpmpp"; the sampler with the karras (or exponential) schedule
+    "dpmpp 2m karras": ("dpmpp_2m", "karras"), "dpmpp 2m sde karras": ("dpmpp_2m_sde", "karras"),
+    "dpmpp 2m sde exponential": ("dpmpp_2m_sde", "exponential"),
+    "dpmpp sde karras": ("dpmpp_sde", "karras"), "euler karras": ("euler", "karras"),
+    "euler ancestral karras": ("euler_ancestral", "karras"), "euler a karras": ("euler_ancestral", "karras"),
+    "heun karras": ("heun", "karras"),
     "dpmsolvermultistepscheduler": ("dpmpp_2m", None), "dpmsolversdescheduler": ("dpmpp_sde", None),
     "unipcmultistepscheduler": ("unipc", None), "lcmscheduler": ("lcm", None),
     "uni pc": ("unipc_bh1", None), "uni pc bh2": ("unipc", None), "unipc bh2": ("unipc", None),
-    "uniform": ("normal", None),
-    # A1111-style names written with underscores ("dpmpp_2m_karras"): the sampler with the karras schedule
-    "dpmpp 2m karras": ("dpmpp_2m", "karras"), "dpmpp 2m sde karras": ("dpmpp_2m_sde", "karras"),
-    "dpmpp sde karras": ("dpmpp_sde", "karras"), "euler karras": ("euler", "karras"),
-    "euler ancestral karras": ("euler_ancestral", "karras"), "heun karras": ("heun", "karras"),
+    # A1111's "Schedule type" menu ("Karras", "Exponential", "SGM Uniform", "KL Optimal", ... match by name)
+    "uniform": ("normal", None), "ddim": ("ddim_uniform", None),
     # ComfyUI's "_gpu" samplers are the same algorithm with the noise drawn on the GPU
     "dpmpp 2m sde gpu": ("dpmpp_2m_sde", None), "dpmpp sde gpu": ("dpmpp_sde", None),
 }
 
-#: names of other tools' samplers nodegraph does not have, with what to use instead
+_DPM2 = "DPM2 is not built in; 'heun' is the second-order sampler to use"
+_DPM2_ANCESTRAL = "DPM2 a is not built in; 'euler_ancestral' or 'dpmpp_sde' are the stochastic samplers to use"
+_DPMPP_2S_ANCESTRAL = ("DPM++ 2S ancestral is not built in; 'dpmpp_sde' (or 'euler_ancestral') is the stochastic "
+                       "sampler to use")
+_DPMPP_3M_SDE = "DPM++ 3M SDE is not built in; 'dpmpp_2m_sde' is the multistep SDE sampler to use"
+_ALIGN_YOUR_STEPS = "Align Your Steps is not built in; 'karras' is the nearest"
+
+#: names of other tools' samplers nodegraph does not have, with what to use instead (A1111's "… Karras" names
+#: too: the schedule is KSampler's `scheduler` here, so the note is the sampler's)
 UNSUPPORTED_CHOICES: dict[str, str] = {
     "pndmscheduler": "PNDM (diffusers' default for Stable Diffusion 1.x) is not built in; 'dpmpp_2m' (or 'euler') "
                      "draws comparable images in 20 steps",
     "plms": "PLMS is not built in; 'dpmpp_2m' (or 'lms') is the multistep sampler to use",
     "deismultistepscheduler": "DEIS is not built in; 'dpmpp_2m' or 'unipc' are the multistep samplers to use",
-    "kdpm2discretescheduler": "DPM2 is not built in; 'heun' is the second-order sampler to use",
-    "kdpm2ancestraldiscretescheduler": "DPM2 a is not built in; 'euler_ancestral' or 'dpmpp_sde' are the "
-                                       "stochastic samplers to use",
-    # ComfyUI's KSampler list
-    "dpm 2": "DPM2 is not built in; 'heun' is the second-order sampler to use",
-    "dpm 2 ancestral": "DPM2 ancestral is not built in; 'euler_ancestral' or 'dpmpp_sde' are the stochastic "
-                       "samplers to use",
-    "dpmpp 2s ancestral": "DPM++ 2S ancestral is not built in; 'dpmpp_sde' (or 'euler_ancestral') is the "
-                          "stochastic sampler to use",
-    **dict.fromkeys(("dpmpp 3m sde", "dpmpp 3m sde gpu"),
-                    "DPM++ 3M SDE is not built in; 'dpmpp_2m_sde' is the multistep SDE sampler to use"),
+    "kdpm2discretescheduler": _DPM2,
+    "kdpm2ancestraldiscretescheduler": _DPM2_ANCESTRAL,
+    # ComfyUI's KSampler list; A1111's menu ("DPM2 a Karras"; `_alias_key` makes "DPM2" "dpm 2") and its old
+    # API names ("k_dpm_2_a": `_alias_key` drops the "k_")
+    **dict.fromkeys(("dpm 2", "dpm 2 karras"), _DPM2),
+    **dict.fromkeys(("dpm 2 a", "dpm 2 a karras", "dpm 2 ancestral", "dpm 2 ancestral karras"), _DPM2_ANCESTRAL),
+    **dict.fromkeys(("dpmpp 2s ancestral", "dpmpp 2s a", "dpmpp 2s a karras"), _DPMPP_2S_ANCESTRAL),
+    **dict.fromkeys(("dpmpp 3m sde", "dpmpp 3m sde gpu", "dpmpp 3m sde karras", "dpmpp 3m sde exponential"),
+                    _DPMPP_3M_SDE),
+    **dict.fromkeys(("dpmpp 2m sde heun", "dpmpp 2m sde heun karras", "dpmpp 2m sde heun exponential"),
+                    "DPM++ 2M SDE Heun (DPM++ 2M SDE with the heun solver) is not a choice here; 'dpmpp_2m_sde' "
+                    "(its midpoint solver) is the nearest"),
     "euler cfg pp": "CFG++ samplers are not built in; 'euler' with a lower cfg is the nearest",
-    "euler ancestral cfg pp": "CFG++ samplers are not built in; 'euler_ancestral' with a lower cfg is the nearest",
+    **dict.fromkeys(("euler ancestral cfg pp", "euler a cfg pp"),
+                    "CFG++ samplers are not built in; 'euler_ancestral' with a lower cfg is the nearest"),
+    "ddim cfg pp": "CFG++ samplers are not built in; 'ddim' with a lower cfg is the nearest",
+    "restart": "Restart sampling is not built in; 'heun' (the steps it takes between its restarts) is the nearest",
     "deis": "DEIS is not built in; 'dpmpp_2m' or 'unipc' are the multistep samplers to use",
     "ipndm": "iPNDM is not built in; 'dpmpp_2m' (or 'lms') is the multistep sampler to use",
     "ipndm v": "iPNDM is not built in; 'dpmpp_2m' (or 'lms') is the multistep sampler to use",
     "dpm fast": "DPM-Solver fast (fixed order 1-3) is not built in; 'dpmpp_2m' is the multistep solver to use",
-    "dpm adaptive": "DPM-Solver adaptive (its own step count) is not built in; 'dpmpp_2m' with more steps is the "
-                    "nearest",
+    **dict.fromkeys(("dpm adaptive", "dpm ad"), "DPM-Solver adaptive (its own step count) is not built in; "
+                                                "'dpmpp_2m' with more steps is the nearest"),
     "res multistep": "RES multistep is not built in; 'dpmpp_2m' is the multistep sampler to use",
     "gradient estimation": "the gradient-estimation sampler is not built in; 'dpmpp_2m' is the nearest",
-    # ComfyUI's scheduler list
+    # ComfyUI's scheduler list and A1111's "Schedule type" menu
     "linear quadratic": "the linear-quadratic schedule is not built in; 'normal' or 'sgm_uniform' are the nearest "
                         "(a linear start, as for video models)",
     "kl optimal": "the KL-optimal schedule is not built in; 'karras' or 'exponential' are the nearest (dense near "
                   "the end)",
-    "ays": "Align Your Steps is not built in; 'karras' is the nearest",
+    **dict.fromkeys(("ays", "align your steps", "align your steps gits", "align your steps 11",
+                     "align your steps 32"), _ALIGN_YOUR_STEPS),
+    "polyexponential": "the polyexponential schedule is not built in, but at A1111's default rho of 1 it is the same "
+                       "sigmas as 'exponential'; another rho has no counterpart",
+    "automatic": "A1111's 'Automatic' is each sampler's own default schedule: 'karras' for DPM++ 2M, DPM++ SDE and "
+                 "DPM2, 'exponential' for DPM++ 2M SDE, else 'normal' (A1111's 'Uniform'); choose one of them",
 }
 
 
-_SCHEDULE_NAMES = frozenset({"linear quadratic", "kl optimal", "ays"})     # the UNSUPPORTED_CHOICES that are schedules
+_SCHEDULE_NAMES = frozenset({"linear quadratic", "kl optimal", "ays", "align your steps", "align your steps gits",
+                             "align your steps 11", "align your steps 32", "polyexponential",
+                             "automatic"})     # the UNSUPPORTED_CHOICES that are schedules
 
 
 def _alias_key(text: str) -> str:
-    """Case, spaces, hyphens and underscores made uniform: "DPM++ 2M  Karras" → "dpm++ 2m karras"."""
-    return " ".join(text.lower().replace("_", " ").replace("-", " ").split())
+    """Case, spaces, hyphens and underscores made uniform, and A1111's spellings made ComfyUI's: "DPM++ 2M  Karras"
+    → "dpmpp 2m karras", "DDIM CFG++" → "ddim cfg pp", "DPM2 a" → "dpm 2 a", and its old API names without
+    their "k_" ("k_euler_a" → "euler a"; "_ka" is Karras: "k_lms_ka" → "lms karras")."""
+    key = " ".join(text.lower().replace("_", " ").replace("-", " ").split())
+    key = key.replace("dpm++", "dpmpp").replace("cfg++", "cfg pp")
+    key = re.sub(r"\bdpm(?=\d)", "dpm ", key)
+    if key.startswith("k ") and len(key) > 2:
+        key = re.sub(r" ka$", " karras", key[2:])
+    return key
 
 
 def suggest_choice(value: str, choices: Iterable[str]) -> str:

@@ -10,7 +10,10 @@ Map
 - ``weight_problem(prompt)``: why a prompt's weights cannot be used (a weight past ±MAX_PROMPT_WEIGHT, or
   not finite: 1e30 gave a NaN image blamed on the sampler), else None.
 - ``syntax_notes(prompt)``: other tools' syntax this one reads as plain words — InvokeAI / compel ``red++`` /
-  ``red--`` and A1111 ``<lora:name:1>`` tags — each with what to write here.
+  ``red--``, A1111 ``<lora:name:1>`` tags, prompt editing ``[from:to:when]``, alternation ``[a|b]`` and
+  composable ``a AND b`` — each with what to write here.
+- ``bare_embedding_notes(prompt, embedding_files)``: words of a prompt that are the file name of an embedding
+  (A1111 uses "EasyNegative" bare; here only ``embedding:EasyNegative`` loads it).
 """
 
 from __future__ import annotations
@@ -127,6 +130,35 @@ def _shown(text: str) -> str:
     return repr(text if len(text) <= 60 else text[:59] + "…")
 
 
+# A1111's prompt editing: "[from:to:when]", "[to:when]", "[from::when]" — a square group (not escaped) whose text
+# ends in ":number". "[red]" (de-emphasis), "(red:1.3)" (a weight: round brackets) and "10:30" outside square
+# brackets do not match; "[embedding:name]" does not either (no number after the last colon).
+_PROMPT_EDITING = re.compile(r"(?<!\\)\[[^\[\]]*:\s*(?:\d+(?:\.\d*)?|\.\d+)\s*\]")
+_ALTERNATION = re.compile(r"(?<!\\)\[[^\[\]|]*\|[^\[\]]*\]")          # A1111's "[red|green]": a word per step
+_COMPOSABLE_AND = re.compile(r"(?<=\s)AND(?=\s)")     # A1111's composable diffusion: upper case, a word of its own
+
+
+def _a1111_notes(prompt: str) -> list[str]:
+    """Notes on A1111's prompt editing, alternation and AND: each is one prompt of plain words here, silently."""
+    notes = []
+    editing = [m.group(0) for m in _PROMPT_EDITING.finditer(prompt)]
+    if editing:
+        notes.append(f"{', '.join(_shown(e) for e in editing[:5])}: A1111's prompt editing [from:to:when] is not read "
+                     f"here (the text encoder gets the words, colons and number as plain text for every step); write "
+                     f"one prompt, or sample the early steps with one prompt and the rest with another (Schedule → "
+                     f"SplitSigmas → two Sample nodes)")
+    alternation = [m.group(0) for m in _ALTERNATION.finditer(prompt)]
+    if alternation:
+        notes.append(f"{', '.join(_shown(a) for a in alternation[:5])}: A1111's alternation [a|b] (another word each "
+                     f"step) is not read here (the text encoder gets the words and the '|' as plain text); write the "
+                     f"word you want, or both")
+    if _COMPOSABLE_AND.search(prompt):
+        notes.append("'AND': A1111's composable diffusion (each part a prompt of its own, their predictions added) is "
+                     "not read here (AND is a word to the text encoder, and the parts blend into one prompt); write "
+                     "one prompt and weight a part with (words:1.2), or write 'and' if you meant the word")
+    return notes
+
+
 def syntax_notes(prompt: str) -> list[str]:
     """Notes on other tools' prompt syntax that this one reads as plain words (empty when there is none)."""
     notes = []
@@ -140,4 +172,31 @@ def syntax_notes(prompt: str) -> list[str]:
     if tags:
         notes.append(f"{', '.join(_shown(t) for t in tags[:5])}: A1111's LoRA tags are not read from the prompt here "
                      f"(they are words to the text encoder); load the file with a LoadLoRA node and take the tag out")
+    return notes + _a1111_notes(prompt)
+
+
+_PROMPT_WORD_SEPARATORS = re.compile(r"[\s,()\[\]:|<>{}]+")
+
+
+def bare_embedding_notes(prompt: str, embedding_files: list[str]) -> list[str]:
+    """Notes on words of `prompt` that are the name of an embedding file without ``embedding:`` in front.
+
+    A1111 uses an embedding by its file name alone ("EasyNegative"); here such a word is plain text, and on
+    a real model nothing else says so. `embedding_files`: the embeddings folder's listing (relative paths,
+    e.g. ``"sub/redthing.safetensors"``); names are compared in lower case, as A1111's tokenizer does."""
+    by_stem: dict[str, str] = {}
+    for file in embedding_files:
+        base = file.rsplit("/", 1)[-1]
+        if base.lower().endswith(EMBEDDING_SUFFIXES):
+            by_stem.setdefault(base.rsplit(".", 1)[0].lower(), file)
+    if not by_stem:
+        return []
+    words = _PROMPT_WORD_SEPARATORS.split(EMBEDDING_PATTERN.sub(" ", prompt))
+    notes = []
+    for word in dict.fromkeys(word.lower() for word in words if word):
+        file = by_stem.get(word)
+        if file is not None:
+            shown = next(w for w in words if w.lower() == word)
+            notes.append(f"{_shown(shown)} matches the embedding file {file}; write embedding:{file.rsplit('.', 1)[0]} "
+                         f"to use it (a bare name is plain words here)")
     return notes
