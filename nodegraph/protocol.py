@@ -378,6 +378,8 @@ def without_settled_starts(messages: list[Any]) -> list[Any]:
 
 
 COMPACTED_NODE_EVENTS = frozenset({"node_started", "node_finished", "node_cached"})
+MAX_STORED_IDS = 1000      # output node ids kept in a result over its user's storage limit (their notes)
+MAX_STORED_ID_CHARS = 200  # ... each cut to this (a nested subgraph's inner id may be kilobytes long)
 MAX_EVENT_ROWS = 2000      # rows in one `node_events` message (~100 KB of JSON for short node ids)
 _EVENT_FIELDS: dict[type, tuple[str, ...]] = {}
 
@@ -760,10 +762,19 @@ class ServerProtocol:
         size = len(json.dumps(result, default=str))
         if budget.spend(size) is None:
             return result
-        note = (f"not stored: this run's outputs ({amount_text(size)} as text) would pass user {budget.owner}'s "
-                f"storage limit; show smaller values, or free space (delete old runs)")
-        outputs = {node_id: {"not_stored": note} for node_id in (result.get("outputs") or {})}
-        return {**result, "outputs": outputs}
+        note = (f"not stored: this run's result ({amount_text(size)} as text: its outputs and the ids of the nodes "
+                f"it ran) would pass user {budget.owner}'s storage limit; show smaller values, or free space (delete "
+                f"old runs)")
+        outputs = {node_id[:MAX_STORED_ID_CHARS]: {"not_stored": note}
+                   for node_id in list(result.get("outputs") or {})[:MAX_STORED_IDS]}
+        # the executed / cached lists grow with the graph (a 10 KB graph of nested subgraphs ran 65,536 nodes with
+        # ids of kilobytes each, 5.6 MB kept past a 1 MiB limit): kept as counts, the stored result stays small
+        reduced = {**result, "outputs": outputs}
+        for key in ("executed", "cached"):
+            if isinstance(result.get(key), list):
+                reduced[key], reduced[f"{key}_count"] = [], len(result[key])
+        budget.take(len(json.dumps(reduced, default=str)))      # what is stored counts, small as it is
+        return reduced
 
     def run_folders(self, user_name: str | None) -> tuple[Any, Any] | None:
         """(input dir, output dir) for runs of `user_name`, or None for the session's own folders."""

@@ -891,6 +891,14 @@ def test_a_result_past_the_users_limit_is_stored_without_its_values(tmp_path):
     assert stored["files"] == result["files"] and "not stored" in stored["outputs"]["show"]["not_stored"]
     assert "alice's storage limit" in stored["outputs"]["show"]["not_stored"]
     assert ServerProtocol.result_within(result, None) is result
+    # the node id lists grow with the graph: a 10 KB graph of nested subgraphs stored a 2 MB `executed` list past
+    # a 1 MiB limit (an operator's pass). Past the limit they are stored as counts, and what is stored is counted
+    long_ids = [f"top/{'a/' * 60}{n}" * 3 for n in range(5000)]
+    big = {"outputs": {"show": {"value": 1}}, "executed": long_ids, "cached": long_ids[:10]}
+    budget = OutputBudget(100_000, "carol")
+    stored = ServerProtocol.result_within(big, budget)
+    assert stored["executed"] == [] and stored["executed_count"] == 5000 and stored["cached_count"] == 10
+    assert len(json.dumps(stored)) < 2000 and 98_000 < budget.left < 100_000
 
 
 def test_a_training_state_past_the_users_limit_is_not_written(tmp_path):
