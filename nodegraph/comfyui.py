@@ -9,7 +9,8 @@ it as unknown (a red placeholder in the editor, round-tripped as it was).
 
 Only equivalents are listed: the same operation, the same meaning of every kept input (ImageScale:
 ours antialiases when it shrinks, ComfyUI's does not); `equivalent_for` also reads an entry's values (a
-KSamplerAdvanced over the whole schedule is KSampler). Not listed, on purpose: a partial KSamplerAdvanced
+KSamplerAdvanced over the whole schedule is KSampler, an ImageCompositeMasked without resize_source
+CompositeImages). Not listed, on purpose: a partial KSamplerAdvanced, an ImageCompositeMasked with resize_source
 (start/end steps and leftover noise are SplitSigmas + Sample here), ControlNetApply (one
 conditioning; ours applies to positive and negative together),
 CLIPSetLastLayer (ours is EncodeText's `clip_skip`). Values are translated where ours is the same choice: sampler names,
@@ -62,6 +63,8 @@ INSTEAD: dict[str, str] = {
                           "75 tokens is encoded in chunks, as ComfyUI's)",
     "ControlNetApply": "ControlNetApply (one conditioning) is ApplyControlNet here, which takes positive and "
                        "negative together",
+    "ImageCompositeMasked": "an ImageCompositeMasked with resize_source on is ImageScale (to the destination's "
+                            "size) → CompositeImages here; with it off it is imported as CompositeImages",
 }
 
 
@@ -125,6 +128,12 @@ EQUIVALENTS: dict[str, Equivalent] = {
                                   values={"method": {"nearest-exact": "nearest"}}),
     "LoadImage": Equivalent("LoadImage", ("image", "mask"), no_ops={"upload": "image"},
                             input_files=frozenset({"image"})),
+    # channel alpha is 1 − alpha (as LoadImage's mask), red / green / blue the channel itself, in both
+    "LoadImageMask": Equivalent("LoadImageMask", ("mask",), no_ops={"upload": "image"},
+                                input_files=frozenset({"image"})),
+    # both take the largest value within `expand` pixels (negative: the smallest), a square step, or with
+    # tapered_corners a cross-shaped one (a diamond: ComfyUI's default); the image's edge changes nothing in both
+    "GrowMask": Equivalent("MaskOperation", ("mask",), {"expand": "amount"}, fixed={"operation": "grow"}),
     "SaveImage": Equivalent("SaveImage", ()),
     "PreviewImage": Equivalent("PreviewImage", ()),
     # ComfyUI's core primitive nodes (comfy_extras): one `value` input, one output
@@ -146,7 +155,8 @@ DISPLAY_NAMES: dict[str, tuple[str, ...]] = {
     "ControlNetApplyAdvanced": ("Apply ControlNet", "Apply ControlNet (Advanced)"),
     "UpscaleModelLoader": ("Load Upscale Model",), "ImageUpscaleWithModel": ("Upscale Image (using Model)",),
     "ImageScale": ("Upscale Image",), "ImageScaleBy": ("Upscale Image By",), "LatentUpscale": ("Upscale Latent",),
-    "LatentUpscaleBy": ("Upscale Latent By",), "LoadImage": ("Load Image",), "SaveImage": ("Save Image",),
+    "LatentUpscaleBy": ("Upscale Latent By",), "LoadImage": ("Load Image",),
+    "LoadImageMask": ("Load Image (as Mask)",), "SaveImage": ("Save Image",),
     "PreviewImage": ("Preview Image",),
 }
 # Widgets of ComfyUI's UI, not inputs of a node (a hand-written or older API prompt may carry them): dropped.
@@ -214,8 +224,13 @@ def _as_count(value: Any) -> int | None:
 
 
 # classes whose equivalent depends on the entry's values: class → (when it applies, the equivalent)
+# ImageCompositeMasked without resize_source is CompositeImages: source pasted with its top-left at (x, y), through
+# the mask (1 = source); ComfyUI stretches a mask of another size to the source's, ours refuses it by name
+_COMPOSITE_AS_IS = Equivalent("CompositeImages", ("image",), dropped=frozenset({"resize_source"}))
+
 BY_VALUES: dict[str, tuple[Callable[[dict[str, Any]], bool], Equivalent]] = {
     "KSamplerAdvanced": (_runs_whole_schedule, _WHOLE_SCHEDULE_KSAMPLER),
+    "ImageCompositeMasked": (lambda inputs: inputs.get("resize_source", False) is False, _COMPOSITE_AS_IS),
 }
 
 
@@ -259,6 +274,9 @@ WIDGET_NAMES: dict[str, tuple[str, ...]] = {
     "ImageScale": ("upscale_method", "width", "height", "crop"),
     "LatentUpscale": ("upscale_method", "width", "height", "crop"),
     "LoadImage": ("image", "upload"),
+    "LoadImageMask": ("image", "channel", "upload"),
+    "GrowMask": ("expand", "tapered_corners"),
+    "ImageCompositeMasked": ("x", "y", "resize_source"),
     "SaveImage": ("filename_prefix",),
     "PrimitiveInt": ("value", None), "PrimitiveFloat": ("value",), "PrimitiveBoolean": ("value",),
     "PrimitiveString": ("value",), "PrimitiveStringMultiline": ("value",),

@@ -55,9 +55,9 @@ Pieces:
   (`protocol.compacted`; docs/protocol.md).
 - Process set-up: `nodegraph serve` freezes the startup heap out of the cyclic
   GC (`freeze_startup_heap`) and, on loopback, negotiates no compression.
-- `/files/<id>?size=N` serves a JPEG thumbnail of an image file, for history
-  lists and galleries: N is snapped up to one of `THUMBNAIL_STEPS`
-  (`thumbnail_side`), so a few cached sizes answer every request; thumbnails are
+- `/files/<id>?size=N` serves a thumbnail of an image file (upright; JPEG, or WebP keeping the alpha of an
+  image with transparency: `thumbnail_type`), for history lists, galleries and LoadImage's preview: N is
+  snapped up to one of `THUMBNAIL_STEPS` (`thumbnail_side`), so a few cached sizes answer every request; thumbnails are
   made in a pool of `THUMBNAIL_WORKERS` threads (`make_thumbnail`), never on the
   event loop, the same thumbnail once however many ask for it, and past
   `THUMBNAIL_WAITING_LIMIT` waiting requests the answer is 503.
@@ -281,19 +281,55 @@ def thumbnail_side(size: str) -> int | None:
 
 
 def make_thumbnail(file_path: Path, side: int) -> bytes | None:
-    """A JPEG of an image file scaled to at most `side` pixels on its longest side; None if it is not a readable
-    image. Decodes the whole image: the server calls it in its thumbnail threads, never on the event loop."""
-    from PIL import Image, UnidentifiedImageError
+    """A thumbnail of an image file, upright (its EXIF orientation applied, as LoadImage and the mask editor
+    read it) and at most `side` pixels on its longest side: a JPEG, or for an image with transparent pixels
+    (LoadImage's mask) a WebP that keeps them, so a LoadImage preview shows the masked area as ComfyUI's does;
+    None if it is not a readable image. Decodes the whole image: the server calls it in its thumbnail threads,
+    never on the event loop."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(file_path) as image:
             image.draft("RGB", (side, side))       # JPEG: decode at a reduced scale
+            ImageOps.exif_transpose(image, in_place=True)
+            alpha = _transparency(image)           # at full size: a colour key does not survive resampling
+            if alpha is not None:
+                image = eight_bit(image).convert("RGB")
+                image.putalpha(alpha)
             image.thumbnail((side, side))
             buffer = io.BytesIO()
-            eight_bit(image).convert("RGB").save(buffer, format="JPEG", quality=85)
+            if alpha is None:
+                eight_bit(image).convert("RGB").save(buffer, format="JPEG", quality=85)
+            else:
+                image.save(buffer, format="WEBP", quality=85)
             return buffer.getvalue()
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
         return None
+
+
+def _transparency(image: Any) -> Any:
+    """An image's alpha band (a PIL "L" image) when some pixel is not opaque, else None: its A band, or its PNG
+    colour key (tRNS) compared at the pixels' own precision (a 16-bit grey key is 16-bit; Pillow's conversion
+    to RGBA gets those wrong), as LoadImage reads it (nodes/image/pixels.py `opacity`)."""
+    from PIL import Image
+
+    key = image.info.get("transparency")
+    if "A" in image.getbands() or (key is not None and (image.mode == "P" or not isinstance(key, (int, tuple)))):
+        alpha = image.convert("RGBA").getchannel("A")
+    elif key is not None:
+        import numpy as np
+
+        values = np.asarray(image)
+        keyed = (values == np.asarray(key)).all(axis=-1) if values.ndim == 3 else values == key
+        alpha = Image.fromarray(np.where(keyed, 0, 255).astype(np.uint8))          # (H, W) uint8: "L"
+    else:
+        return None
+    return alpha if alpha.getextrema()[0] < 255 else None
+
+
+def thumbnail_type(body: bytes) -> str:
+    """The Content-Type of a `make_thumbnail` result: WebP (an image with transparency) or JPEG."""
+    return "image/webp" if body[8:12] == b"WEBP" else "image/jpeg"
 
 
 RANGE_CHUNK = 8 * 1024 * 1024      # bytes sent for an open-ended range (`bytes=N-`): media players ask on
@@ -868,7 +904,7 @@ class Server:
     THUMBNAIL_WAITING_LIMIT = 32     # thumbnails being made or waiting for a thread; past it: 503
 
     async def _thumbnail_response(self, connection: ServerConnection, file_path: Path, size: str) -> Response:
-        """A JPEG of an image file, longest side `thumbnail_side(size)` at most (cached; made in the pool)."""
+        """A JPEG or WebP of an image file, longest side `thumbnail_side(size)` at most (cached; made in the pool)."""
         side = thumbnail_side(size)
         if side is None:
             low, high = THUMBNAIL_REQUEST_RANGE
@@ -896,7 +932,7 @@ class Server:
             while len(self._thumbnails) >= self.THUMBNAIL_CACHE:
                 self._thumbnails.pop(next(iter(self._thumbnails)))
         self._thumbnails[key] = body
-        headers = Headers([("Content-Type", "image/jpeg"), ("Content-Length", str(len(body))),
+        headers = Headers([("Content-Type", thumbnail_type(body)), ("Content-Length", str(len(body))),
                            ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff"),
                            ("Content-Security-Policy", FILE_CSP)])      # as every /files/ response
         return Response(200, "OK", headers, body)

@@ -4,13 +4,13 @@ A mask value of 1 marks a pixel to change (inpaint) or, in compositing, where th
 source is taken. All functions are pure and broadcast a batch-1 mask over an image
 batch.
 
-    grow_mask(mask, pixels)          dilate (pixels > 0) or erode (< 0) with a square kernel
+    grow_mask(mask, pixels, tapered_corners)   dilate (pixels > 0) or erode (< 0): a square or diamond step
     feather_mask(mask, radius)       Gaussian blur (sigma = radius / 2) — soft edges
     threshold_mask(mask, level)      1 where mask ≥ level
     combine_masks(a, b, op)          add / subtract / multiply / max / min (clamped)
     mask_from_colour(image, rgb, tolerance)
     composite(destination, source, mask, x, y)   source pasted at (x, y) through mask
-    mask_bounds(mask, padding, multiple)         (x, y, w, h) around the masked area
+    mask_bounds(mask, padding, multiple)         (x, y, w, h) around the masked area, sides multiples of `multiple`
     crop(image, region) / paste(destination, patch, region, mask)
     pad_image(image, left, top, right, bottom, feather) → (padded image, mask of the new area)
 """
@@ -31,17 +31,21 @@ def _match_batch(mask: torch.Tensor, batch: int) -> torch.Tensor:
     raise ValueError(f"mask batch {mask.shape[0]} does not match image batch {batch}; use one mask or one per image")
 
 
-def grow_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
-    """Dilate the masked area by `pixels` (erode when negative), square neighbourhood."""
+def grow_mask(mask: torch.Tensor, pixels: int, tapered_corners: bool = False) -> torch.Tensor:
+    """Dilate the masked area by `pixels` (erode when negative): a square neighbourhood, or with
+    `tapered_corners` a diamond one (|dx| + |dy| <= pixels: one cross-shaped step a pixel, ComfyUI GrowMask's
+    default), whose corners are cut at 45°."""
     if pixels == 0:
         return mask
-    k = 2 * abs(pixels) + 1
-    m = mask[:, None]                                            # (B, 1, H, W)
-    if pixels > 0:
-        out = F.max_pool2d(m, k, stride=1, padding=abs(pixels))
-    else:
-        out = -F.max_pool2d(-m, k, stride=1, padding=abs(pixels))
-    return out[:, 0]
+    sign = 1.0 if pixels > 0 else -1.0                           # erosion is dilation of the negated mask
+    m = sign * mask[:, None]                                     # (B, 1, H, W); outside the image counts as nothing
+    if not tapered_corners:
+        k = 2 * abs(pixels) + 1
+        return sign * F.max_pool2d(m, k, stride=1, padding=abs(pixels))[:, 0]
+    for _ in range(abs(pixels)):
+        m = torch.maximum(F.max_pool2d(m, (1, 3), stride=1, padding=(0, 1)),
+                          F.max_pool2d(m, (3, 1), stride=1, padding=(1, 0)))
+    return sign * m[:, 0]
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -107,25 +111,42 @@ def composite(destination: torch.Tensor, source: torch.Tensor, mask: torch.Tenso
 
 
 def mask_bounds(mask: torch.Tensor, padding: int = 0, multiple: int = 8) -> tuple[int, int, int, int] | None:
-    """(x, y, width, height) around every masked pixel of the batch, grown by `padding`, sides rounded
-    up to `multiple` and kept inside the image; None when the mask is empty."""
+    """(x, y, width, height) around every masked pixel of the batch, grown by `padding` and kept inside the
+    image, each side a multiple of `multiple` (`crop_side`); None when the mask is empty. ValueError when the
+    image is smaller than `multiple` on a side the crop needs to round."""
     any_set = (mask > 0).any(dim=0)
     if not any_set.any():
         return None
     rows = torch.nonzero(any_set.any(dim=1)).flatten()
     cols = torch.nonzero(any_set.any(dim=0)).flatten()
     height, width = mask.shape[-2:]
-    y0, y1 = max(0, int(rows[0]) - padding), min(height, int(rows[-1]) + 1 + padding)
-    x0, x1 = max(0, int(cols[0]) - padding), min(width, int(cols[-1]) + 1 + padding)
-
-    def fit(start: int, end: int, limit: int) -> tuple[int, int]:
-        size = min(limit, math.ceil((end - start) / multiple) * multiple)
-        start = min(start, limit - size)
-        return start, size
-
-    x0, w = fit(x0, x1, width)
-    y0, h = fit(y0, y1, height)
+    try:
+        x0, w = crop_side(int(cols[0]), int(cols[-1]) + 1, padding, width, multiple)
+        y0, h = crop_side(int(rows[0]), int(rows[-1]) + 1, padding, height, multiple)
+    except ValueError:
+        raise ValueError(f"the image is {width}×{height} (width×height), smaller than {multiple} on a side, so no "
+                         f"crop of it has sides that are multiples of {multiple}; lower the multiple, or make the "
+                         f"image larger first (ImageScale, or ImagePad)") from None
     return x0, y0, w, h
+
+
+def crop_side(first: int, end: int, padding: int, limit: int, multiple: int) -> tuple[int, int]:
+    """(start, length) of one side of a crop around the masked span [first, end) of a side `limit` long.
+
+    The span grown by `padding` (clamped to the image) is rounded up to a multiple of `multiple`, moved
+    inwards where it would pass the image's edge. Where even that does not fit (the image's side is not a
+    multiple and the span nearly fills it), the crop is the largest multiple that fits, centred on the masked
+    span: it may then cut up to `multiple` - 1 pixels of the mask's outer edge (as ComfyUI's VAE encoders crop an
+    image to a multiple of 8) — never padding, so the region stays inside the image and PasteToRegion puts
+    back exactly what was cut. ValueError when the side is shorter than `multiple`."""
+    start, stop = max(0, first - padding), min(limit, end + padding)
+    size = math.ceil((stop - start) / multiple) * multiple
+    if size <= limit:
+        return min(start, limit - size), size
+    size = limit // multiple * multiple
+    if size == 0:
+        raise ValueError(f"a side of {limit} pixels is shorter than {multiple}")
+    return min(max(0, round((first + end - size) / 2)), limit - size), size
 
 
 def crop(image: torch.Tensor, region: tuple[int, int, int, int]) -> torch.Tensor:

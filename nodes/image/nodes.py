@@ -1,6 +1,7 @@
 """Image and mask nodes (thin adapters over pixels.py, masks.py, adjust.py).
 
-    files       LoadImage (alpha → MASK), SaveImage (PNG with the graph / JPEG / WebP), PreviewImage
+    files       LoadImage (alpha → MASK), LoadImageMask (one channel → MASK), SaveImage (PNG with the graph /
+                JPEG / WebP), PreviewImage
     transform   ImageScale, ImageScaleBy (factor / megapixels), ImageCrop, ImagePad (outpainting canvas + mask),
                 ImageFlipRotate
     colour      ImageBlend, ImageAdjust;  batches: ImageGrid, ImageBatch, ImagePick
@@ -62,37 +63,80 @@ class LoadImage(Node):
 
     @classmethod
     def fingerprint(cls, literals: dict[str, Any], resolve_file: Callable[[str, str], Any]) -> str | None:
-        from nodegraph.files import content_fingerprint
-
-        try:
-            return content_fingerprint(resolve_file("input", literals["image"]))
-        except LookupError:
-            return "missing"
+        return _input_file_fingerprint(literals["image"], resolve_file)
 
     def run(self, image: str) -> dict:
-        from nodegraph.paths import confine
-
-        from .pixels import ImageTooLargeError, load_image_file
-
-        confine(self.context.service("input_dir"), image, what="image name", input_name="image", subfolders=True)
-        try:
-            path = self.context.service("resolve_file")("input", image)
-        except LookupError as exc:
-            raise NodeInputError("image", str(exc)) from None
-        try:
-            pixels, mask = load_image_file(path)
-        except ImageTooLargeError as exc:
-            raise NodeInputError("image", f"{image!r} is too large to load: {_without_path(exc, path)}") from None
-        except OSError as exc:
-            from PIL import UnidentifiedImageError
-
-            detail = "not an image format Pillow knows (PNG, JPEG, WebP, TIFF, BMP, GIF...)" if isinstance(
-                exc, UnidentifiedImageError) else _without_path(exc, path)
-            raise NodeInputError("image", f"{image!r} is not a readable image: {detail}") from None
-        frames = _frame_count(path)
-        if frames > 1:
-            self.context.warn(f"{image!r} has {frames} frames (an animation, or pages); only the first is loaded")
+        pixels, mask = _load_input_image(self.context, image)
         return {"image": pixels, "mask": mask}
+
+
+def _input_file_fingerprint(name: str, resolve_file: Callable[[str, str], Any]) -> str:
+    """The content fingerprint of an input-folder file (a new file under the same name runs the node again)."""
+    from nodegraph.files import content_fingerprint
+
+    try:
+        return content_fingerprint(resolve_file("input", name))
+    except LookupError:
+        return "missing"
+
+
+def _load_input_image(context: NodeContext, image: str) -> tuple[Any, Any]:
+    """(IMAGE, MASK = 1 - alpha) of the input-folder file `image`, for LoadImage and LoadImageMask: the name
+    confined to the input folder, and each way it fails a NodeInputError on `image` that names the file (never
+    where the input folder is); a warning when the file has several frames."""
+    from nodegraph.paths import confine
+
+    from .pixels import ImageTooLargeError, load_image_file
+
+    confine(context.service("input_dir"), image, what="image name", input_name="image", subfolders=True)
+    try:
+        path = context.service("resolve_file")("input", image)
+    except LookupError as exc:
+        raise NodeInputError("image", str(exc)) from None
+    try:
+        pixels, mask = load_image_file(path)
+    except ImageTooLargeError as exc:
+        raise NodeInputError("image", f"{image!r} is too large to load: {_without_path(exc, path)}") from None
+    except OSError as exc:
+        from PIL import UnidentifiedImageError
+
+        detail = "not an image format Pillow knows (PNG, JPEG, WebP, TIFF, BMP, GIF...)" if isinstance(
+            exc, UnidentifiedImageError) else _without_path(exc, path)
+        raise NodeInputError("image", f"{image!r} is not a readable image: {detail}") from None
+    frames = _frame_count(path)
+    if frames > 1:
+        context.warn(f"{image!r} has {frames} frames (an animation, or pages); only the first is loaded")
+    return pixels, mask
+
+
+class LoadImageMask(Node):
+    """Load a mask from an image file in the input folder: one of its channels (ComfyUI's "Load Image (as Mask)").
+
+    `alpha` gives 1 - alpha, as LoadImage's mask (transparent = 1, to change; a file without alpha gives an
+    empty mask); `red`, `green` or `blue` gives that channel as it is (white = 1), for a black-and-white mask
+    painted in another program. The file is read as LoadImage reads it (EXIF rotation applied; 16-bit grey
+    keeps its tones; a PNG colour key is transparency)."""
+
+    category = "mask"
+
+    class Inputs(NodeInputs):
+        image: str = Input(description="file name in the input folder (upload it from the editor); a subfolder "
+                                       "of it too", min_length=1, max_length=255, upload="image", subfolders=True)
+        channel: Literal["alpha", "red", "green", "blue"] = Input(
+            "alpha", description="alpha: 1 - alpha (transparent = masked, as LoadImage's mask); a colour: its "
+                                 "value (white = masked)")
+
+    outputs = (Output("mask", "MASK"),)
+
+    @classmethod
+    def fingerprint(cls, literals: dict[str, Any], resolve_file: Callable[[str, str], Any]) -> str | None:
+        return _input_file_fingerprint(literals["image"], resolve_file)
+
+    def run(self, image: str, channel: str) -> dict:
+        pixels, mask = _load_input_image(self.context, image)
+        if channel == "alpha":
+            return {"mask": mask}
+        return {"mask": pixels[..., ("red", "green", "blue").index(channel)].clone()}
 
 
 def _frame_count(path: Any) -> int:
@@ -497,26 +541,33 @@ class ScaleMask(Node):
 
 
 class MaskOperation(Node):
-    """Change a mask: invert, grow (or shrink with negative pixels), feather, or threshold."""
+    """Change a mask: invert, grow (or shrink with negative pixels), feather, or threshold.
+
+    Grow gives each pixel the largest value within `amount` pixels (shrink: the smallest): within a square, or
+    with `tapered_corners` a diamond (|dx| + |dy| ≤ amount, corners cut at 45°) — ComfyUI GrowMask's default,
+    whose `expand` is our `amount`."""
 
     category = "mask"
+    version = "1.1.0"      # 1.1: tapered_corners (grow / shrink by a diamond, as ComfyUI's GrowMask)
 
     class Inputs(NodeInputs):
         mask: Any = Input(port="MASK")
         operation: Literal["invert", "grow", "feather", "threshold"] = Input("grow")
         amount: float = Input(8.0, ge=-1024.0, le=1024.0, step=1.0,
                               description="grow: pixels (negative shrinks); feather: radius; threshold: level 0–1")
+        tapered_corners: bool = Input(False, description="grow / shrink by a diamond (corners cut at 45°, ComfyUI "
+                                                         "GrowMask's default) instead of a square")
 
     outputs = (Output("mask", "MASK"),)
 
-    def run(self, mask: Any, operation: str, amount: float) -> dict:
+    def run(self, mask: Any, operation: str, amount: float, tapered_corners: bool) -> dict:
         from .masks import feather_mask, grow_mask, threshold_mask
 
         mask = _mask("mask", mask)
         if operation == "invert":
             return {"mask": 1.0 - mask}
         if operation == "grow":
-            return {"mask": grow_mask(mask, int(amount))}
+            return {"mask": grow_mask(mask, int(amount), tapered_corners)}
         if operation == "feather":
             if amount < 0:
                 raise NodeInputError("amount", "a feather radius cannot be negative")
@@ -649,15 +700,23 @@ class CompositeImages(Node):
 
 
 class CropToMask(Node):
-    """Crop images (and the mask) to the masked area plus some context, for inpainting at full detail."""
+    """Crop images (and the mask) to the masked area plus some context, for inpainting at full detail.
+
+    The crop's sides are multiples of `multiple_of`, so a VAE encoder takes it. Near an image edge whose side is
+    not a multiple, the crop shrinks to the largest multiple that fits, centred on the masked area: up to
+    multiple_of - 1 pixels of the mask's outer edge may then stay as they are (as ComfyUI's VAE encoders crop an
+    image to a multiple of 8), and the region never leaves the image, so PasteToRegion puts back exactly what
+    was cut. An image smaller than multiple_of on a side is refused."""
 
     category = "image/compose"
+    version = "1.1.0"      # 1.1: sides always multiples of multiple_of (61×45 at the image's edges was 61×45)
 
     class Inputs(NodeInputs):
         images: Any = Input(port="IMAGE")
         mask: Any = Input(port="MASK")
         context: int = Input(32, ge=0, le=4096, description="pixels of surroundings kept around the mask")
-        multiple_of: int = Input(8, ge=1, le=64)
+        multiple_of: int = Input(8, ge=1, le=64, description="the crop's sides are multiples of it (8 for SD's VAE); "
+                                                             "at an image edge it shrinks to fit")
 
     outputs = (Output("image", "IMAGE"), Output("mask", "MASK"), Output("region", "REGION"))
 
@@ -666,7 +725,10 @@ class CropToMask(Node):
 
         images, mask = _image("images", images), _mask("mask", mask)
         _same_size("mask", mask, images)
-        bounds = mask_bounds(mask, context, multiple_of)
+        try:
+            bounds = mask_bounds(mask, context, multiple_of)
+        except ValueError as exc:
+            raise NodeInputError("multiple_of", str(exc)) from None
         if bounds is None:
             raise NodeInputError("mask", "the mask is empty: nothing to crop to (paint the area to change)")
         region = dict(zip(("x", "y", "width", "height"), bounds))
@@ -768,4 +830,4 @@ def register_types() -> list[PortType]:
 
 @hookimpl
 def register_nodes() -> list[type[Node]]:
-    return [LoadImage, SaveImage, PreviewImage, ImageGrid, ImageScale, *IMAGE_OPERATIONS]
+    return [LoadImage, LoadImageMask, SaveImage, PreviewImage, ImageGrid, ImageScale, *IMAGE_OPERATIONS]

@@ -4,9 +4,9 @@
 - MASK:  float32 tensor (B, H, W) in [0, 1]; 1 marks pixels to change (inpaint).
   An image's alpha channel becomes a mask as 1 - alpha: transparent = to be filled.
 
-Main functions: `pil_to_image`, `image_to_pils`, `load_image_file` (→ image, mask),
-`save_png` (with text chunks, e.g. the graph JSON under "nodegraph"), `image_grid`,
-`resize_image`.
+Main functions: `pil_to_image`, `image_to_pils`, `load_image_file` (→ image, mask), `opacity` (an alpha
+band or a PNG colour key), `save_png` (with text chunks, e.g. the graph JSON under "nodegraph"),
+`image_grid`, `resize_image`.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ class ImageTooLargeError(ValueError):
 def load_image_file(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Read an image file → (IMAGE (1, H, W, 3), MASK (1, H, W)); EXIF rotation applied.
 
-    The mask is 1 - alpha where the file has alpha, else all zeros (nothing to change). A file declaring
-    more than MAX_FILE_PIXELS is ImageTooLargeError, read from its header: a few bytes can claim a
-    30000 × 30000 image (3.6 GB decoded).
+    The mask is 1 - alpha where the file has alpha (an A band, or a PNG colour key: `opacity`), else all
+    zeros (nothing to change). A file declaring more than MAX_FILE_PIXELS is ImageTooLargeError, read from
+    its header: a few bytes can claim a 30000 × 30000 image (3.6 GB decoded).
     """
     try:
         opened = Image.open(path)
@@ -63,12 +63,27 @@ def load_image_file(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
         pil = ImageOps.exif_transpose(pil)
         pil.load()
         image = pil_to_image(pil)
-        if "A" in pil.getbands() or (pil.mode == "P" and "transparency" in pil.info):
-            alpha = np.asarray(pil.convert("RGBA").getchannel("A"), dtype=np.float32) / 255.0
-            mask = 1.0 - torch.from_numpy(alpha.copy())[None]
-        else:
-            mask = torch.zeros(image.shape[:3])
+        alpha = opacity(pil)
+        mask = torch.zeros(image.shape[:3]) if alpha is None else 1.0 - torch.from_numpy(alpha)[None]
     return image, mask
+
+
+def opacity(pil: Image.Image) -> np.ndarray | None:
+    """An image's alpha as float32 (H, W) in [0, 1], or None when it has none (every pixel opaque).
+
+    The alpha is an A band, or a PNG's colour key (its `transparency`, the tRNS chunk): a palette's alpha
+    table, or one grey or RGB value that is fully transparent. A browser (the mask editor) and ComfyUI honour
+    the key, so LoadImage must too, or the same file is "no mask" here and "mask the white" there. The key is
+    compared at the pixels' own precision: a 16-bit grey key is a 16-bit value (Pillow's conversion to RGBA
+    gets those wrong)."""
+    key = pil.info.get("transparency")
+    if "A" in pil.getbands() or (key is not None and (pil.mode == "P" or not isinstance(key, (int, tuple)))):
+        return np.asarray(pil.convert("RGBA").getchannel("A"), dtype=np.float32) / 255.0
+    if key is None:
+        return None
+    values = np.asarray(pil)
+    keyed = (values == np.asarray(key)).all(axis=-1) if values.ndim == 3 else values == key
+    return (~keyed).astype(np.float32)
 
 
 def save_png(pil: Image.Image, path: str | Path, text: dict[str, str] | None = None, compress_level: int = 4) -> None:

@@ -703,11 +703,15 @@ class VAEEncodeForInpaint(Node):
                                          f"(width×height), found {found}; resize the mask with ScaleMask (or the "
                                          f"image with ImageScale) first")
         if float(mask.max()) <= 0:
-            raise NodeInputError("mask", "the mask is empty: nothing to inpaint")
+            raise NodeInputError("mask", "the mask is empty: nothing to inpaint. A LoadImage's mask is its file's "
+                                         "transparency, so an opaque image gives none: paint the area to change "
+                                         "with \"Edit mask…\" beside the image in the editor, or give a mask image "
+                                         "(white = change) through LoadImageMask, or LoadImage → ImageToMask")
         factor = vae.config.downscale
         if pixels.shape[-1] % factor or pixels.shape[-2] % factor:
             raise NodeInputError("image", f"image size {pixels.shape[-1]}×{pixels.shape[-2]} (width×height) must be "
-                                          f"a multiple of {factor}")
+                                          f"a multiple of {factor}; resize it with ImageScale first (or crop it: "
+                                          f"ImageCrop, or CropToMask with multiple_of {factor})")
         grown = grow_mask(mask.float(), grow_mask_by).clamp(0, 1)
         # Grey only where sampling regenerates everything (mask 1). Under a soft edge (0 < mask < 1) the
         # sampler keeps (1 - mask) of the encoded latent, so greying there left a grey seam / halo (#16).
