@@ -11,7 +11,8 @@ Pieces:
   cancel, a ping: work bounded by the frame's size), carried out there too; every
   other message, big graphs and model-folder listings among them, is handled *in a
   thread pool* (frames over 64 KiB — big graphs, uploads — in a pool of their own, so
-  they never hold up small requests) and never blocks the loop (a submit's validation reads the cached
+  they never hold up small requests; one user's messages take at most `POOL_SHARE_PER_USER` of their threads at
+  once, and one whose connection closed while it waited is dropped: `_in_pool`) and never blocks the loop (a submit's validation reads the cached
   model-folder listing, refreshed at most once per `LISTING_TTL`). Two thread hand-offs per submit cost more
   than the handling of a small one on this path (docs/protocol.md). A connection
   whose message took over 5 ms on the loop (a graph full of errors) is handled in
@@ -108,13 +109,14 @@ import time
 import uuid
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers, MultipleValuesError
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from . import __version__
 from .distributed.pool import ClusterUnreachableError, RayNotInstalledError
@@ -571,6 +573,7 @@ class Server:
         # Frames over ON_LOOP_MAX_CHARS (big graphs, uploads) have a pool of their own: twelve clients submitting
         # 2 MB graphs made everyone's small requests (queue_status, history) wait behind them for seconds.
         self._big_handlers = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="nodegraph-big")
+        self._pool_shares: dict[str | None, asyncio.Semaphore] = {}     # a user's share of the pools (`_in_pool`)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
         self._wake_event = threading.Event()
@@ -1013,7 +1016,7 @@ class Server:
                 if self._closed:        # shutting down: frames still buffered are dropped, not handled
                     continue
                 try:
-                    replies = await self._handle(loop, client_id, frame)
+                    replies = await self._handle(loop, client_id, frame, owner)
                 except RuntimeError:      # the pool is shut down: the server is closing
                     break
                 self._deliver(replies)
@@ -1030,19 +1033,23 @@ class Server:
             self._open_connections[owner] -= 1
             if not self._open_connections[owner]:
                 del self._open_connections[owner]
+                gate = self._pool_shares.get(owner)
+                if gate is not None and not gate.locked():
+                    del self._pool_shares[owner]
             self.protocol.disconnect(client_id)
             sender.cancel()
             log.info("client %s disconnected", client_id)
 
-    async def _handle(self, loop: asyncio.AbstractEventLoop, client_id: str, frame: str | bytes) -> list[Outgoing]:
+    async def _handle(self, loop: asyncio.AbstractEventLoop, client_id: str, frame: str | bytes,
+                      owner: str | None = None) -> list[Outgoing]:
         """One frame's replies: small frames are parsed here, and quick messages among them carried
         out here too (`ServerProtocol.handled_on_loop`, `dispatched_on_loop`; not with a cluster backend,
-        whose interrupt talks to a remote worker); everything else in the pool."""
+        whose interrupt talks to a remote worker); everything else in the pool (`_in_pool`: a share per user)."""
         protocol = self.protocol
         pooled = self._pooled_until.get(client_id)
         if (pooled is not None and time.monotonic() < pooled) or not protocol.handled_on_loop(client_id, frame):
             pool = self._big_handlers if len(frame) > protocol.ON_LOOP_MAX_CHARS else self._handlers
-            return await loop.run_in_executor(pool, protocol.receive, client_id, frame)
+            return await self._in_pool(loop, client_id, owner, pool, protocol.receive, client_id, frame)
         message = protocol.parse(client_id, frame)
         if isinstance(message, list):
             return message
@@ -1055,7 +1062,26 @@ class Server:
                 self._pooled_until[client_id] = time.monotonic() + self.POOLED_SECONDS
             await asyncio.sleep(0)      # other connections get their turn before this one's next frame
             return replies
-        return await loop.run_in_executor(self._handlers, protocol.dispatch, client_id, message)
+        return await self._in_pool(loop, client_id, owner, self._handlers, protocol.dispatch, client_id, message)
+
+    # Messages of one user in the handler pools at once (all their connections together): a user with 64
+    # connections each sending a graph that takes seconds to check held every pool thread, and everyone's history,
+    # uploads and submits waited 30-90 s behind them (an operator's pass). Past it their next message waits here.
+    POOL_SHARE_PER_USER = 2
+
+    async def _in_pool(self, loop: asyncio.AbstractEventLoop, client_id: str, owner: str | None, pool: Any,
+                       function: Callable[..., list[Outgoing]], *args: Any) -> list[Outgoing]:
+        """`function(*args)` in `pool` once `owner` has fewer than POOL_SHARE_PER_USER messages there; a message
+        whose connection closed while it waited is dropped unhandled (no one is left to read its reply; flooding and
+        hanging up made the server check frames for a minute after their clients left)."""
+        gate = self._pool_shares.get(owner)
+        if gate is None:
+            gate = self._pool_shares[owner] = asyncio.Semaphore(self.POOL_SHARE_PER_USER)
+        async with gate:
+            entry = self.connections.get(client_id)
+            if entry is None or entry[0].state in (State.CLOSING, State.CLOSED):
+                return []
+            return await loop.run_in_executor(pool, function, *args)
 
     # A connection whose message took longer than ON_LOOP_SECONDS on the event loop has its messages
     # handled in the pool for the next POOLED_SECONDS: small frames are cheap unless they are, say,

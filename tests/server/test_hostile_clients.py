@@ -949,3 +949,45 @@ def test_big_frames_have_a_pool_of_their_own(tmp_path, monkeypatch):
     asyncio.run(handle(json.dumps({"type": "history"})))
     asyncio.run(handle(b"\x00" * (server.protocol.ON_LOOP_MAX_CHARS + 1)))       # an upload's binary frame
     assert used == ["big", "small", "big"]
+
+
+# --- one user's share of the message pools (an operator's pass) ------------------------------------------------
+
+def test_one_users_slow_messages_hold_at_most_their_share_of_the_pools(tmp_path, monkeypatch):
+    """bob sent graphs that take seconds to check on many connections: every pool thread was his, and alice's
+    history took 30 s. A user has at most POOL_SHARE_PER_USER messages in the pools; a message whose connection
+    closed while it waited is dropped (bob's frames were still checked a minute after he hung up)."""
+    book = UserBook(path=tmp_path / "users.json")
+    tokens = {name: book.add(User(name)) for name in ("alice", "bob")}
+    running = RunningServer(tmp_path, users=book)
+    protocol = running.server.protocol
+    real_history = protocol._on_history
+    bobs_handled = []
+
+    def history(client, message):
+        if client.user is not None and client.user.name == "bob":
+            bobs_handled.append(time.monotonic())
+            time.sleep(1.5)                       # a graph of nested subgraphs being checked, say
+        return real_history(client, message)
+
+    monkeypatch.setattr(protocol, "_on_history", history)
+    bobs = []
+    try:
+        bobs = [Client(running.url(f"/ws?token={tokens['bob']}")) for _ in range(8)]
+        alice = Client(running.url(f"/ws?token={tokens['alice']}"))
+        for bob in bobs:
+            bob.send({"type": "history"})
+        time.sleep(0.3)                           # bob's messages are in (and waiting for) the pool
+        started = time.monotonic()
+        alice.send({"type": "history"})
+        alice.next_of("history", timeout=20)
+        assert time.monotonic() - started < 1.4   # never behind a whole round of bob's
+        for bob in bobs[2:]:                      # six of bob's are still waiting their turn: he hangs up
+            bob.close()
+        time.sleep(4)
+        assert len(bobs_handled) <= 4             # 2 in the pool when he left, at most 2 more taken meanwhile
+        alice.close()
+    finally:
+        for bob in bobs[:2]:
+            bob.close()
+        running.stop()
