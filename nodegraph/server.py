@@ -606,6 +606,7 @@ class Server:
         self._posted_lock = threading.Lock()
         self._thumbnails: dict[tuple, bytes] = {}      # (path, mtime, size, side) → JPEG, LRU by insertion
         self._thumbnail_jobs: dict[tuple, asyncio.Future] = {}     # thumbnails being made, by the same key
+        self._thumbnail_shares: dict[str | None, asyncio.Semaphore] = {}    # one being made per user at a time
         self._thumbnail_pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.THUMBNAIL_WORKERS,
                                                                      thread_name_prefix="nodegraph-thumbnail")
 
@@ -870,7 +871,7 @@ class Server:
             return connection.respond(HTTPStatus.NOT_FOUND, f"{exc}\n")
         size = parse_qs(urlsplit(request.path).query, keep_blank_values=True).get("size")
         if size is not None:          # `?size=` (empty) is a bad size, not a request for the whole file
-            return await self._thumbnail_response(connection, file_path, size[0])
+            return await self._thumbnail_response(connection, file_path, size[0], user.name if user else None)
         range_header = request.headers.get("Range")
         try:
             stored = file_path.stat().st_size
@@ -905,9 +906,15 @@ class Server:
     THUMBNAIL_CACHE = 256            # thumbnails kept in memory
     THUMBNAIL_WORKERS = 2            # threads making thumbnails (each holds one decoded image)
     THUMBNAIL_WAITING_LIMIT = 32     # thumbnails being made or waiting for a thread; past it: 503
+    # A request waits at most this long for its thumbnail, then gets 503 with Retry-After (the thumbnail goes on
+    # being made and is cached for the retry): past websockets' 10 s opening timeout a waiting request was cut
+    # without a status line, and the editor's history thumbnails broke
+    THUMBNAIL_WAIT_SECONDS = 8.0
 
-    async def _thumbnail_response(self, connection: ServerConnection, file_path: Path, size: str) -> Response:
-        """A JPEG or WebP of an image file, longest side `thumbnail_side(size)` at most (cached; made in the pool)."""
+    async def _thumbnail_response(self, connection: ServerConnection, file_path: Path, size: str,
+                                  owner: str | None = None) -> Response:
+        """A JPEG or WebP of an image file, longest side `thumbnail_side(size)` at most (cached; made in the pool,
+        one at a time per user: `_made_thumbnail`)."""
         side = thumbnail_side(size)
         if side is None:
             low, high = THUMBNAIL_REQUEST_RANGE
@@ -915,30 +922,53 @@ class Server:
         if not (mimetypes.guess_type(file_path.name)[0] or "").startswith("image/"):
             return connection.respond(HTTPStatus.NOT_FOUND, "thumbnails exist only for image files\n")
         stat = file_path.stat()
-        key = (str(file_path), stat.st_mtime_ns, stat.st_size, side)
+        key = (str(file_path), stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, side)
         body = self._thumbnails.pop(key, None)
-        if body is None:
+        if body is not None:
+            self._thumbnails[key] = body          # the most recently used last
+        else:
             job = self._thumbnail_jobs.get(key)
             if job is None:
                 if len(self._thumbnail_jobs) >= self.THUMBNAIL_WAITING_LIMIT:
-                    response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE,
-                                                  "too many thumbnails are being made; try again shortly\n")
-                    response.headers["Retry-After"] = "1"
-                    return response
-                job = asyncio.get_running_loop().run_in_executor(self._thumbnail_pool, make_thumbnail, file_path, side)
+                    return self._busy(connection, "too many thumbnails are being made; try again shortly\n", 1)
+                job = asyncio.ensure_future(self._made_thumbnail(owner, key, file_path, side))
                 self._thumbnail_jobs[key] = job
                 job.add_done_callback(lambda _done: self._thumbnail_jobs.pop(key, None))
-            body = await asyncio.shield(job)      # one client giving up does not cancel the others' thumbnail
+            try:      # shielded: one client giving up does not cancel the others' thumbnail
+                body = await asyncio.wait_for(asyncio.shield(job), self.THUMBNAIL_WAIT_SECONDS)
+            except asyncio.TimeoutError:
+                return self._busy(connection, "the thumbnail is still being made; try again shortly\n", 2)
             if body is None:
                 return connection.respond(HTTPStatus.NOT_FOUND, "the file is not a readable image\n")
-            self._thumbnails.pop(key, None)       # another request for it may have stored it meanwhile
-            while len(self._thumbnails) >= self.THUMBNAIL_CACHE:
-                self._thumbnails.pop(next(iter(self._thumbnails)))
-        self._thumbnails[key] = body
         headers = Headers([("Content-Type", thumbnail_type(body)), ("Content-Length", str(len(body))),
                            ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff"),
                            ("Content-Security-Policy", FILE_CSP)])      # as every /files/ response
         return Response(200, "OK", headers, body)
+
+    @staticmethod
+    def _busy(connection: ServerConnection, text: str, retry_after: int) -> Response:
+        response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, text)
+        response.headers["Retry-After"] = str(retry_after)
+        return response
+
+    async def _made_thumbnail(self, owner: str | None, key: tuple, file_path: Path, side: int) -> bytes | None:
+        """Make one thumbnail in the pool — on a server with users at most one of `owner`'s at a time, so another
+        user's waits for no more
+        than what is being made (one user's 32 thumbnails of 8192² images held both threads, and everyone's
+        thumbnails got 503) — and keep it in the cache."""
+        gate = self._thumbnail_shares.get(owner)
+        if gate is None:           # without users every request is the one person's: both threads are theirs
+            share = 1 if self.users is not None else self.THUMBNAIL_WORKERS
+            gate = self._thumbnail_shares[owner] = asyncio.Semaphore(share)
+        async with gate:
+            body = await asyncio.get_running_loop().run_in_executor(self._thumbnail_pool, make_thumbnail,
+                                                                    file_path, side)
+        if body is not None:
+            self._thumbnails.pop(key, None)
+            while len(self._thumbnails) >= self.THUMBNAIL_CACHE:
+                self._thumbnails.pop(next(iter(self._thumbnails)))
+            self._thumbnails[key] = body
+        return body
 
     def _file_response(self, file_path: Path, cache: str = "no-cache", range_header: str | None = None) -> Response:
         """The file (or the bytes a `Range` header asks for: 206, so `<video>` / `<audio>` can seek), typed as

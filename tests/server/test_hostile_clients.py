@@ -991,3 +991,44 @@ def test_one_users_slow_messages_hold_at_most_their_share_of_the_pools(tmp_path,
         for bob in bobs[:2]:
             bob.close()
         running.stop()
+
+
+def test_one_users_thumbnails_do_not_starve_anothers_and_a_long_wait_answers_503(tmp_path, monkeypatch):
+    """bob asked for 32 thumbnails of 8192² images: both threads were his, alice's thumbnail got 503, and his own
+    requests were cut without a status line after websockets' 10 s. On a server with users a user has one
+    thumbnail being made at a time; a request that waits past THUMBNAIL_WAIT_SECONDS gets 503 with Retry-After,
+    and the thumbnail, made meanwhile, answers the retry from the cache."""
+    book = UserBook(path=tmp_path / "users.json")
+    tokens = {name: book.add(User(name)) for name in ("alice", "bob")}
+    running = RunningServer(tmp_path, users=book)
+    try:
+        for name, count in (("alice", 1), ("bob", 8)):
+            folder = tmp_path / "out" / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                save_png(folder / f"img{i}.png")
+        slow_image_open(monkeypatch, 0.8, [])
+        monkeypatch.setattr(Server, "THUMBNAIL_WAIT_SECONDS", 3.0, raising=False)
+
+        def get(name, path):       # (status, headers)
+            conn = http.client.HTTPConnection("127.0.0.1", running.port, timeout=30)
+            conn.request("GET", f"/files/{path}?size=64&token={tokens[name]}")
+            response = conn.getresponse()
+            response.read()
+            return response.status, dict(response.getheaders())
+
+        with ThreadPoolExecutor(9) as pool:
+            bobs = [pool.submit(get, "bob", f"output/img{i}.png") for i in range(8)]
+            time.sleep(0.3)
+            started = time.monotonic()
+            alice = get("alice", "output/img0.png")
+            alice_seconds = time.monotonic() - started
+            answers = [future.result() for future in bobs]
+        assert alice[0] == 200 and alice_seconds < 2.5         # behind at most one of bob's, not all eight
+        statuses = [answer[0] for answer in answers]
+        assert 200 in statuses and 503 in statuses and set(statuses) <= {200, 503}
+        assert all(answer[1].get("Retry-After") for answer in answers if answer[0] == 503)
+        time.sleep(5)                                          # bob's waited-out thumbnails are made meanwhile
+        assert [get("bob", f"output/img{i}.png")[0] for i in range(8)] == [200] * 8
+    finally:
+        running.stop()
