@@ -18,7 +18,8 @@ checked and compiled again at each run, as its names may change — a graph with
                                      imported from ComfyUI also its ComfyUI class and input names
                                      (`%CheckpointLoaderSimple.ckpt_name%`, `%KSampler.sampler_name%`); a value
                                      written on the node, or on the primitive (Int, Float, String, Boolean)
-                                     linked to it; '/' and '\\' in it become '_' (as ComfyUI's)
+                                     linked to it; '/' and '\\' in it become '_' (as ComfyUI's), and the
+                                     '%' of a date token in it (not expanded: a value is expanded once)
 
 When the file is saved (ComfyUI: its server) — `expand_at_save`:
 
@@ -180,7 +181,10 @@ def _node_value(token: str, graph: Any) -> str:
     if value is None or not isinstance(value, (str, int, float, bool)):
         raise PrefixTokenError(f"%{token}%: input {ours!r} of node {node_id!r} ({node.type}) is not written in "
                                f"the graph; write it, or take the token out of the prefix")
-    return str(value).replace("/", "_").replace("\\", "_")
+    # a date token in a value is not expanded (one pass), so its '%' go: "%date:..%" from a String box kept its ':'
+    # past the reserved-character check (which skips date tokens as expanded later) into the file name
+    text = str(value).replace("/", "_").replace("\\", "_")
+    return DATE_TOKEN.sub(lambda match: match.group(0).replace("%", "_"), text)
 
 
 def _node_named(name: str, graph: Any) -> str | None:

@@ -427,6 +427,9 @@ def test_comfyuis_prefix_tokens_are_expanded_and_what_they_give_is_confined(tmp_
         "b0_a red circle on a white background_100%_00001.png", "b1_a red circle on a white background_100%_00001.png"]
     assert saved("n_%name.value%", name="../../../../tmp/escape") == ["n_.._.._.._.._tmp_escape_00001.png"]
     assert saved("n_%name.value%", name="%width%") == ["n_32_00001.png"]    # ComfyUI's two stages: so does it
+    # a date token in a value is not expanded, and its ':' was kept past the reserved-character check (an operator)
+    errors = session.validate(graph("n_%name.value%/x", name="%date:..%"))
+    assert any(e.node_id == "save" and "':'" in e.message for e in errors), [e.message for e in errors]
     # the name is part of the save's cache key: another value is another file (it was served from the cache)
     assert saved("v_%name.value%", name="first") == ["v_first_00001.png"]
     assert saved("v_%name.value%", name="second") == ["v_second_00001.png"]
