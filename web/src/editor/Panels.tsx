@@ -638,11 +638,30 @@ export function PluginNotice() {
   );
 }
 
-/** One queue row: title, status, its button; `progress` (a watched run's, run/watchedRuns.ts) below them. */
+/**
+ * Whose run it is, for an admin: they see (and may cancel, interrupt, requeue or delete) every user's runs, and
+ * the rows did not say whose. Nothing for a plain user (their own runs only) or without users.
+ */
+function RunOwner({ run, separator = "" }: { run: RunSummary; separator?: string }) {
+  const app = useApp();
+  const me = useStore(app.session, (s) => s.user);
+  const owner = typeof run.user === "string" && run.user ? run.user : null;
+  if (me?.role !== "admin" || owner === null) return null;
+  return (
+    <span className="ng-run-owner" data-testid={`run-owner-${run.run_id}`} title={`a run of user ${owner}`}>
+      {separator}
+      {owner}
+    </span>
+  );
+}
+
+/** One queue row: title, its owner (for an admin), status, its button; `progress` (a watched run's,
+ *  run/watchedRuns.ts) below them. */
 function RunLine({ run, progress, children }: { run: RunSummary; progress?: string; children?: ReactNode }) {
   return (
     <li className={`ng-run-line ng-run-${run.status}`} data-testid={`queue-item-${run.run_id}`}>
       <span className="ng-run-id" title={textOf(run.title) || "untitled graph"}>{textOf(run.title) || "untitled graph"}</span>
+      <RunOwner run={run} />
       <span className="ng-run-status">{textOf(run.status)}</span>
       {children}
       {progress && <span className="ng-run-progress" data-testid={`queue-progress-${run.run_id}`}>{progress}</span>}
@@ -715,6 +734,7 @@ function HistoryRow({ run, files }: { run: RunSummary; files: OutputItem[] | und
           {row.time}
           {row.duration ? ` · ${row.duration}` : ""}
           {row.seed !== null && <span data-testid={`history-seed-${run.run_id}`}> · seed {row.seed}</span>}
+          <RunOwner run={run} separator=" · " />
         </span>
       </span>
       <span className="ng-history-side">

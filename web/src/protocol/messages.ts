@@ -26,6 +26,8 @@ export interface RunSummary {
   seeds?: Record<string, number | string | null> | (number | string | null)[] | null;
   thumbnail?: string | null;
   duration?: number | null;
+  /** The run's owner on a server with users (an admin sees every user's runs). */
+  user?: string | null;
   [extra: string]: unknown;
 }
 

@@ -47,6 +47,7 @@ export function cleanRunSummary(raw: unknown): RunSummary | null {
   else if (raw.seeds !== undefined) run.seeds = null;
   if (raw.thumbnail !== undefined && typeof raw.thumbnail !== "string") run.thumbnail = null;
   if (raw.duration !== undefined && (typeof raw.duration !== "number" || !Number.isFinite(raw.duration))) run.duration = null;
+  if (raw.user !== undefined && raw.user !== null) run.user = textOf(raw.user);
   return run;
 }
 
