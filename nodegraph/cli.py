@@ -159,6 +159,12 @@ def _load(session: Any, path: str) -> Any:
         if prompt is None:
             raise
     data = import_foreign(prompt, session.output_names)
+    if data["metadata"].get("imported_from") == "a1111-parameters":
+        left = data["metadata"]["a1111_untranslated"]
+        print(f"note: {_shown(path)} carries AUTOMATIC1111's generation parameters; made a text-to-image graph of "
+              f"them" + (f" (not translated: {_terminal_safe('; '.join(left))[:600]})" if left else ""),
+              file=sys.stderr)
+        return session.load(data)
     translated, total = len(data["metadata"]["comfyui_types"]), len(data["nodes"])
     what = "UI workflow" if data["metadata"]["imported_from"] == "comfyui-workflow" else "API prompt"
     rest = "" if translated == total else "; the others keep their ComfyUI types"

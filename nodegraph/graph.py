@@ -418,11 +418,14 @@ MIGRATIONS: dict[int, Callable[[dict], dict]] = {0: _migrate_v0_to_v1, 1: _migra
 def foreign_format(data: Any) -> tuple[str, str] | None:
     """(tool, format) when `data` is a graph file of another tool, else None.
 
-    Recognised: a ComfyUI API-format prompt (`{"3": {"class_type": ..., "inputs": ...}}`) and a
-    ComfyUI UI-format workflow (`{"nodes": [...], "links": [...], ...}`, no "format_version").
+    Recognised: a ComfyUI API-format prompt (`{"3": {"class_type": ..., "inputs": ...}}`), a
+    ComfyUI UI-format workflow (`{"nodes": [...], "links": [...], ...}`, no "format_version"), and
+    AUTOMATIC1111's generation parameters as `{"parameters": TEXT}` (an image's "PNG Info": nodegraph/a1111.py).
     """
     if not isinstance(data, dict) or "format_version" in data:
         return None
+    if set(data) == {"parameters"} and isinstance(data["parameters"], str):
+        return ("a1111", "parameters")
     if isinstance(data.get("nodes"), list) and isinstance(data.get("links"), list):
         return ("comfyui", "workflow")
     if data and all(isinstance(v, dict) and "class_type" in v for v in data.values()):
@@ -465,7 +468,11 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     if kind is None:
         raise GraphValidationError([GraphError(
             "invalid_format", "not a graph file of a tool nodegraph can import (a ComfyUI API-format prompt or "
-                              "UI workflow)")])
+                              "UI workflow, or A1111's parameters as {\"parameters\": text})")])
+    if kind[0] == "a1111":
+        from .a1111 import parameters_graph
+
+        return parameters_graph(data["parameters"])
     source_format = "comfyui-api"
     groups: list[dict[str, Any]] = []
     subgraphs: list[dict[str, Any]] = []           # the ComfyUI subgraph instances expanded (UI workflows)
@@ -1300,6 +1307,18 @@ def load_graph(path: str | os.PathLike) -> Graph:
     return graph_from_bytes(data, path.name)
 
 
+def _refuse_a1111_image(data: bytes, name: str) -> None:
+    """Raise the `foreign_format` error (tool "a1111") for an image that carries A1111's parameters; `nodegraph
+    run` / `validate`, `Session.import_comfyui` and the editor import it (`foreign_prompt`, nodegraph/a1111.py)."""
+    from .a1111 import parameters_from_image
+
+    if parameters_from_image(data):
+        raise GraphValidationError([GraphError(
+            "foreign_format", f"{name} carries AUTOMATIC1111's generation parameters (\"PNG Info\"), not a nodegraph "
+                              f"graph; `nodegraph run` / `validate` and the editor make a text-to-image graph of them "
+                              f"(nodegraph/a1111.py)", details={"tool": "a1111", "format": "parameters"})])
+
+
 def graph_from_bytes(data: bytes, name: str) -> Graph:
     """The graph in a file's bytes (`name` says which in messages): a PNG saved by SaveImage (its "nodegraph"
     text chunk), a JPEG / WebP (its EXIF), else JSON text; a ComfyUI PNG, a PNG without a graph, a video or
@@ -1326,9 +1345,11 @@ def graph_from_bytes(data: bytes, name: str) -> Graph:
                                   f"(nodegraph.graph.foreign_prompt reads it)", details={"tool": "comfyui",
                                                                                         "format": kind})])
         if text is None:
+            _refuse_a1111_image(data, name)
             raise GraphValidationError([GraphError(
-                "invalid_json", f"{name} is a PNG without an embedded graph; only images saved by "
-                                f"SaveImage carry one")])
+                "invalid_json", f"{name} is a PNG without an embedded graph: it was not saved by nodegraph's "
+                                f"SaveImage, ComfyUI or AUTOMATIC1111 (no \"nodegraph\", \"prompt\", \"workflow\" or "
+                                f"\"parameters\" text chunk); to use it as an input image, load it with LoadImage")])
         try:
             return parse_graph(text)
         except GraphValidationError as exc:      # say where the broken JSON came from
@@ -1342,6 +1363,7 @@ def graph_from_bytes(data: bytes, name: str) -> Graph:
             if isinstance(embedded, str):
                 raise GraphValidationError([GraphError("invalid_json", f"{name}: {embedded}")])
             return parse_graph(json.dumps(embedded))
+        _refuse_a1111_image(data, name)       # a JPEG / WebP A1111 saved: its parameters in EXIF UserComment
     media = media_kind(data[:16])
     if media is not None:
         what, how = media
@@ -1376,13 +1398,19 @@ def foreign_prompt_from_bytes(data: bytes) -> dict | None:
     """`foreign_prompt` of a file's bytes: JSON text, or a PNG's "prompt" / "workflow" chunk; None otherwise."""
     if len(data) > MAX_FILE_BYTES:
         return None
+    from .a1111 import parameters_from_image
+
     try:
+        is_image = data.startswith((PNG_SIGNATURE, b"\xff\xd8\xff")) or data[8:12] == b"WEBP"
         text = ((graph_text_from_png(data, "prompt") or graph_text_from_png(data, "workflow"))
-                if data.startswith(PNG_SIGNATURE) else data.decode("utf-8"))
+                if data.startswith(PNG_SIGNATURE) else None if is_image else data.decode("utf-8"))
         prompt = json.loads(text) if text is not None else None
+        if prompt is None and is_image:      # an A1111 image: its parameters ("PNG Info")
+            parameters = parameters_from_image(data)
+            prompt = {"parameters": parameters} if parameters else None
     except (ValueError, RecursionError, GraphValidationError):   # e.g. a chunk that inflates past the graph limit
         return None
-    return prompt if foreign_format(prompt) in (("comfyui", "api"), ("comfyui", "workflow")) else None
+    return prompt if foreign_format(prompt) is not None else None
 
 
 def graph_file_schema() -> dict[str, Any]:

@@ -541,6 +541,19 @@ def test_import_graph_converts_a_comfyui_prompt_keeping_unknown_nodes(proto):
         assert error["code"] == "invalid_format" and error["node_id"] == "1"
 
 
+def test_import_graph_makes_a_graph_of_a1111_parameters(proto):
+    """The editor sends an A1111 image's "parameters" text as {"parameters": TEXT}; the reply is a txt2img graph
+    that names what it could not translate (nodegraph/a1111.py)."""
+    text = "a red circle\nSteps: 4, Sampler: Euler a, CFG scale: 5, Seed: 9, Size: 64x64, Hires upscale: 2"
+    (reply,) = send(proto, {"type": "import_graph", "data": {"parameters": text}})
+    assert reply.message["type"] == "imported_graph", reply.message
+    graph = reply.message["graph"]
+    assert graph["nodes"]["sampler"]["inputs"]["sampler"] == "euler_ancestral"
+    assert graph["metadata"]["a1111_untranslated"] == ["Hires upscale: 2"]
+    (reply,) = send(proto, {"type": "import_graph", "data": {"parameters": ""}})
+    assert reply.message["code"] == "invalid_graph"
+
+
 def test_import_graph_translates_comfyuis_default_workflow_into_a_graph_that_validates(proto):
     """ComfyUI's default txt2img export (Export (API)): CheckpointLoaderSimple, CLIPTextEncode, EmptyLatentImage,
     KSampler, VAEDecode and SaveImage become our nodes with our input and output names (6 of 9 nodes were

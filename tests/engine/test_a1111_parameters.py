@@ -1,0 +1,85 @@
+"""AUTOMATIC1111's generation parameters ("PNG Info") opened as a text-to-image graph, as ComfyUI opens them.
+
+An A1111 migrant's pass: `nodegraph run image.png` of an A1111 image said "a PNG without an embedded graph; only
+images saved by SaveImage carry one" — wrong twice (it carries its parameters, and ComfyUI PNGs import too).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image, PngImagePlugin
+
+from nodegraph import GraphValidationError, Session
+from nodegraph.a1111 import parameters_from_image, parameters_graph, parse_parameters
+from nodegraph.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXT = ('a small red circle on the left,\non a blue background\nNegative prompt: blurry,\nugly\n'
+        'Steps: 3, Sampler: DPM++ 2M Karras, CFG scale: 5, Seed: 42, Size: 32x48, Model hash: abcd, '
+        'Model: tiny_world_v6f, Clip skip: 2, Hires upscale: 2, Lora hashes: "a: 1, b: 2", Version: v1.9.4')
+
+
+def png_with(parameters: str | None) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    if parameters is not None:
+        info.add_text("parameters", parameters)
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, "PNG", pnginfo=info)
+    return out.getvalue()
+
+
+def test_the_text_is_read_as_a1111_writes_it():
+    prompt, negative, settings = parse_parameters(TEXT)
+    assert prompt == "a small red circle on the left,\non a blue background" and negative == "blurry,\nugly"
+    assert settings["Sampler"] == "DPM++ 2M Karras" and settings["Size"] == "32x48"
+    assert settings["Lora hashes"] == "a: 1, b: 2"                 # a quoted value keeps its commas
+    assert parse_parameters("just a prompt: with a colon") == ("just a prompt: with a colon", "", {})
+
+
+def test_the_graph_holds_every_setting_it_has_a_place_for_and_names_the_rest():
+    graph = parameters_graph(TEXT)
+    nodes = graph["nodes"]
+    assert nodes["checkpoint"]["inputs"]["ckpt_name"] == "tiny_world_v6f.safetensors"
+    assert nodes["prompt"]["inputs"]["clip_skip"] == 2 and nodes["negative"]["inputs"]["text"] == "blurry,\nugly"
+    assert {k: nodes["sampler"]["inputs"][k] for k in ("seed", "steps", "cfg", "sampler", "scheduler")} == \
+        {"seed": 42, "steps": 3, "cfg": 5.0, "sampler": "dpmpp_2m", "scheduler": "karras"}
+    assert (nodes["latent"]["inputs"]["width"], nodes["latent"]["inputs"]["height"]) == (32, 48)
+    assert graph["metadata"]["a1111_untranslated"] == ["Hires upscale: 2", "Lora hashes: a: 1, b: 2"]
+    other = parameters_graph("x\nSteps: 4, Sampler: Euler a, Schedule type: Exponential, Size: big, Seed: nan?")
+    assert other["nodes"]["sampler"]["inputs"]["sampler"] == "euler_ancestral"
+    assert other["nodes"]["sampler"]["inputs"]["scheduler"] == "exponential"
+    assert "Size: big (not WIDTHxHEIGHT)" in other["metadata"]["a1111_untranslated"]
+    with pytest.raises(GraphValidationError, match="A1111 parameters are text"):
+        parameters_graph("x" * 200_000)
+
+
+def test_run_opens_an_a1111_png_and_says_what_it_left_out(tmp_path, capsys):
+    path = tmp_path / "a1111.png"
+    path.write_bytes(png_with(TEXT.replace("Clip skip: 2, ", "")))
+    assert main(["run", str(path), "--output-dir", str(tmp_path / "out"), "--no-progress", "--no-plugins"]) == 0
+    err = capsys.readouterr().err
+    assert "carries AUTOMATIC1111's generation parameters" in err and "Hires upscale: 2" in err
+    record = json.loads((tmp_path / "out" / "a1111.outputs.json").read_text())
+    assert record["status"] == "succeeded" and record["graph"]["nodes"]["sampler"]["inputs"]["seed"] == 42
+    assert Session(autoload=False).import_comfyui(path).nodes["sampler"].inputs["steps"] == 3
+
+
+def test_a_jpeg_with_its_parameters_in_exif_and_a_png_with_nothing():
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + "a red ring\nSteps: 2, Seed: 7".encode("utf-16-be")
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, "JPEG", exif=exif.tobytes())
+    assert parameters_from_image(out.getvalue()) == "a red ring\nSteps: 2, Seed: 7"
+    assert parameters_from_image(png_with(None)) is None
+    from nodegraph.graph import graph_from_bytes
+
+    with pytest.raises(GraphValidationError) as caught:
+        graph_from_bytes(png_with(None), "photo.png")
+    assert "load it with LoadImage" in caught.value.errors[0].message
+    with pytest.raises(GraphValidationError) as caught:
+        graph_from_bytes(png_with(TEXT), "a.png")
+    assert caught.value.errors[0].code == "foreign_format" and caught.value.errors[0].details["tool"] == "a1111"
