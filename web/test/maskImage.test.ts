@@ -16,6 +16,7 @@ import {
   withMaskAsAlpha,
 } from "../src/editor/maskImage";
 import { crc32, encodePng } from "../src/graph/png";
+import { unfilterRows } from "../src/graph/pngDecode";
 import { maskEditableInputs } from "../src/schema/widgets";
 import { realSchemas } from "./helpers";
 
@@ -106,7 +107,7 @@ describe("the PNG it uploads", () => {
     expect(crc32(new TextEncoder().encode("IEND"))).toBe(0xae426082);
   });
 
-  it("is an 8-bit RGBA PNG whose rows hold the pixels exactly, transparent ones keeping their RGB", async () => {
+  it("is an 8-bit RGBA PNG whose (filtered) rows hold the pixels exactly, transparent ones keeping their RGB", async () => {
     const rgba = withMaskAsAlpha(image(3, 2), new Uint8Array([255, 0, 0, 0, 0, 255]));
     const png = await encodePng(3, 2, rgba);
     expect([...png.subarray(0, 8)]).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -117,7 +118,8 @@ describe("the PNG it uploads", () => {
     const idatLength = view.getUint32(33);
     expect(new TextDecoder().decode(png.subarray(37, 41))).toBe("IDAT");
     const rows = inflateSync(png.subarray(41, 41 + idatLength));
-    expect([...rows]).toEqual([0, ...rgba.subarray(0, 12), 0, ...rgba.subarray(12)]);
+    expect(rows.length).toBe(2 * (1 + 3 * 4));   // each row: its filter type byte, then its 3 pixels filtered
+    expect([...unfilterRows(rows, 2, 12, 4)]).toEqual([...rgba]);
     expect(new TextDecoder().decode(png.subarray(png.length - 8, png.length - 4))).toBe("IEND");
     await expect(encodePng(2, 2, rgba)).rejects.toThrow(/not 2×2/);
   });

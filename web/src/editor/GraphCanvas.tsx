@@ -731,7 +731,9 @@ export function GraphCanvas() {
       return;
     }
     const file = event.dataTransfer.files?.[0];
-    if (file) void app.loadFile(file);
+    // on a node: an image fills its image upload input (LoadImage), as in ComfyUI; elsewhere it opens as a graph
+    const onNode = (event.target as HTMLElement).closest?.(".react-flow__node")?.getAttribute("data-id") ?? null;
+    if (file) void app.dropFile(file, onNode);
   };
 
   return (

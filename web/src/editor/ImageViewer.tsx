@@ -18,7 +18,8 @@
  * Test ids: image-viewer, viewer-image, viewer-frame (text "i / n"), viewer-next, viewer-prev,
  * viewer-zoom-in, viewer-zoom-out, viewer-zoom (data-zoom: screen pixels per image pixel; data-fit),
  * viewer-zoom-fit, viewer-zoom-actual (100%), viewer-compare-<i>, viewer-compare-slider,
- * viewer-compare-image, viewer-close.
+ * viewer-compare-image, viewer-close, viewer-use-as-input (*Use as input*: the image becomes the LoadImage node's
+ * input, `EditorApp.useImageAsInput`; the viewer closes when it did).
  */
 import { useEffect, useLayoutEffect, useRef, useState } from "react";
 import { describeItem, fileName } from "../run/media";
@@ -123,6 +124,14 @@ export function ImageViewer() {
           title="fit the whole image in the view"
         >
           Fit
+        </button>
+        <button
+          type="button"
+          data-testid="viewer-use-as-input"
+          title="upload this image as the LoadImage node's input (the selected one when there are several)"
+          onClick={() => void app.useImageAsInput(item.url, fileName(item.fileId)).then((done) => done && close())}
+        >
+          Use as input
         </button>
         <a className="ng-download" href={item.url} download={fileName(item.fileId)} aria-label={`Download ${fileName(item.fileId)}`} title="download">⤓</a>
         <button type="button" className="ng-icon" data-testid="viewer-close" onClick={close} title="close (Escape)" aria-label="Close the image viewer">×</button>

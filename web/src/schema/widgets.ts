@@ -81,6 +81,19 @@ export function maskEditableInputs(specs: Record<string, InputSpec>, values: Rec
   });
 }
 
+/**
+ * The input of a node that an image file dropped on it fills (as ComfyUI's LoadImage takes a dropped image): the
+ * first input taking an uploaded "image", else the first taking a "mask", that is not fed by a link; null for none.
+ */
+export function imageDropInput(specs: Record<string, InputSpec>, values: Record<string, unknown>): { input: string; kind: "image" | "mask" } | null {
+  const free = Object.entries(specs).flatMap(([name, spec]) => {
+    const kind = isImageUploadInput(name, spec);
+    const value = values[name];
+    return kind && !(value !== null && typeof value === "object") ? [{ input: name, kind }] : [];
+  });
+  return free.find((c) => c.kind === "image") ?? free[0] ?? null;
+}
+
 /** How an uploaded input's file is previewed: by its kind, a GIF / WebP "video" as an image. */
 export function uploadPreview(kind: UploadKind, value: unknown): "image" | "audio" | "video" | null {
   if (kind === "image" || kind === "mask") return "image";
@@ -262,16 +275,40 @@ export function sliderRange(widget: { integer: boolean; min?: number; max?: numb
   return { min, max, step };
 }
 
-/** Choices matching every word of `query` (case-insensitive), those starting with it first; all of them for an empty query. */
+/**
+ * Choices matching every word of `query` (case-insensitive), those starting with it first; all of them for an empty
+ * query. A query nothing matches is tried again as a sampler name other tools write (`toolNeutralWords`): "DPM++ 2M
+ * Karras" showed "no match" although it means dpmpp_2m (an A1111 user's pass); the exact name then comes first.
+ */
 export function filterChoices(choices: unknown[], query: string): unknown[] {
   const words = query.toLowerCase().split(/\s+/).filter(Boolean);
   if (!words.length) return choices;
+  const matching = choicesWithWords(choices, words);
+  if (matching.length) return matching;
+  const neutral = toolNeutralWords(query);
+  if (!neutral.length) return [];
+  const exact = neutral.join("_");
+  const found = choicesWithWords(choices, neutral);
+  return [...found.filter((c) => String(c).toLowerCase() === exact), ...found.filter((c) => String(c).toLowerCase() !== exact)];
+}
+
+function choicesWithWords(choices: unknown[], words: string[]): unknown[] {
   const matching = choices.filter((c) => words.every((w) => String(c).toLowerCase().includes(w)));
   const first = words[0];
   return [
     ...matching.filter((c) => String(c).toLowerCase().startsWith(first)),
     ...matching.filter((c) => !String(c).toLowerCase().startsWith(first)),
   ];
+}
+
+/**
+ * A1111's spelling of a sampler in our words: "++" is "pp" ("DPM++ 2M" → dpmpp 2m), its old API names lose their
+ * "k_" ("k_euler_a" → euler a), and the schedule it appends ("Karras", "Exponential", "_ka") goes: that is the
+ * scheduler input here (nodegraph/validation.py `_alias_key` reads the same names for `validate`).
+ */
+function toolNeutralWords(query: string): string[] {
+  const words = query.toLowerCase().replace(/\+\+/g, "pp").replace(/^k_/, "").split(/[\s_-]+/).filter(Boolean);
+  return words.filter((w) => w !== "karras" && w !== "exponential" && w !== "ka");
 }
 
 /** Lists longer than this get the searchable combo instead of a plain <select>. */

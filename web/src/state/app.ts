@@ -48,8 +48,11 @@ import { clipFromText, clipToText, copyNodes, pasteClip, type Clip } from "../gr
 import {
   fromGraphFile,
   GraphFormatError,
+  isLink,
   moveNodes,
   randomizeSeeds,
+  seedMode,
+  setInput,
   toGraphFile,
   type EditorDocument,
   type Position,
@@ -66,7 +69,7 @@ import { NodegraphClient, ProtocolError, socketUrl, type JsonMessage, type Socke
 import { errorText } from "../protocol/errors";
 import { imageMime, type FrameHeader } from "../protocol/frames";
 import type { GraphError, ServerMessage } from "../protocol/messages";
-import { randomSeed, widgetFor, type UploadKind } from "../schema/widgets";
+import { imageDropInput, randomSeed, widgetFor, type UploadKind } from "../schema/widgets";
 import { schemaSetFrom, uniqueSchemas, type NodeSchema, type SchemaSet } from "../schema/types";
 import { initialSessionState, reduceSession, type SessionAction, type SessionState } from "../run/sessionState";
 import { isStorageQuota, listFilesMessage, STORAGE_PAGE, type FilesReply, type StorageFolder } from "../run/storage";
@@ -141,6 +144,28 @@ export function seedInputsOf(schema: NodeSchema | undefined): { name: string; mi
   return out;
 }
 
+/**
+ * The toast after opening an image: Run makes it again (its seeds are used as they are), and later runs draw new
+ * seeds only where a seed is in random or increment mode. An image from `nodegraph run` has no seed modes, so its
+ * seeds are fixed: "later runs draw new seeds" promised what the next Run (served from the cache) did not do (an
+ * A1111 user's pass). `seedInputs(type)`: a node type's seed inputs (none known before the schemas came).
+ */
+export function openedImageToast(name: string, doc: EditorDocument, seedInputs: (type: string) => { name: string }[]): string {
+  let fixed = 0;
+  let drawn = 0;
+  for (const node of Object.values(doc.nodes)) {
+    const modes = typeof node.ui.seed_modes === "object" && node.ui.seed_modes !== null ? Object.keys(node.ui.seed_modes) : [];
+    const inputs = new Set([...seedInputs(node.type).map((input) => input.name), ...modes]);
+    for (const input of inputs) {
+      if (isLink(node.inputs[input])) continue;
+      if (seedMode(node, input) === "fixed") fixed += 1;
+      else drawn += 1;
+    }
+  }
+  const seeds = drawn ? "; later runs draw new seeds" : fixed ? "; its seeds are fixed, so later runs make it again too" : "";
+  return `Loaded ${name} (Run makes this image again${seeds})`;
+}
+
 /** The template the first open shows when nothing was kept: the shipped txt2img graph, if the server lists it. */
 export function firstOpenTemplate(templates: { id: string }[]): string | null {
   const exact = templates.find((t) => t.id === "project/txt2img.json");
@@ -192,8 +217,12 @@ export class EditorApp {
    * An image (PNG / JPEG / WebP) was just opened: the next Run uses its seeds as they are, so it makes that image
    * again — as ComfyUI's "control after generate" does for the first Queue — and only later runs draw new ones.
    * (Drawn before the first submit, a random seed made the opened image unrepeatable: a reproducibility audit.)
+   * Only a run the server accepts uses them up: after a refused one (their model or input file missing at first)
+   * the fixed-up Run still makes that image.
    */
   private keepOpenedSeeds = false; // also after opening a past run's graph (history → Open)
+  /** Run presses so far: a refused run gives the opened seeds back only if no Run came after it (`run`). */
+  private runPresses = 0;
   private nextToast = 1;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   private fetchedOutputs = new Set<string>();
@@ -517,10 +546,13 @@ export class EditorApp {
   async run(options: { front?: boolean } = {}): Promise<void> {
     const follow = this.canvas.followHere(); // decided by the view as it is when Run is pressed
     const schemas = this.session.get().schemas;
-    if (!this.keepOpenedSeeds) {
+    const keptSeeds = this.keepOpenedSeeds;
+    if (!keptSeeds) {
       this.editor.replaceSilently((doc) => randomizeSeeds(doc, (type) => seedInputsOf(schemas.nodes[type]), randomSeed));
     }
-    this.keepOpenedSeeds = false;
+    this.keepOpenedSeeds = false; // a second Run pressed before the server answers draws new seeds
+    const press = ++this.runPresses;
+    const loads = this.editor.state.loadCount;
     const graph = this.graphFile();
     const title = typeof graph.metadata?.title === "string" && graph.metadata.title.trim() ? graph.metadata.title.trim() : "the graph";
     const keys = resultKeys(graph);
@@ -533,6 +565,9 @@ export class EditorApp {
       this.graphToast(`Queued ${title}${reply.position > 0 ? ` (${reply.position} ahead of it)` : ""}`);
     } catch (error) {
       this.submitKeys = this.submitKeys.filter((k) => k !== keys); // refused: no `submitted` will come
+      // Refused (a missing input file, say): the opened image's seeds stay for the fixed-up Run, which then makes
+      // that image again — unless another graph was opened or another Run drew seeds meanwhile.
+      if (keptSeeds && press === this.runPresses && loads === this.editor.state.loadCount) this.keepOpenedSeeds = true;
       if (error instanceof ProtocolError && error.code === "invalid_graph") {
         const count = (error.details?.errors as unknown[] | undefined)?.length ?? 0;
         this.toast(`The graph is invalid (${count} error${count === 1 ? "" : "s"}): see the marked nodes`, "error");
@@ -739,14 +774,69 @@ export class EditorApp {
         }
       }
     } catch (error) {
-      this.showLoadError(file.name, (error as Error).message);
+      // an image without a graph is most often a photo meant as an input: say where it goes
+      const hint = fromImage ? ". To use it as an input image, drop it on a LoadImage node (or use an image input's Upload button)" : "";
+      this.showLoadError(file.name, (error as Error).message + hint);
       return false;
     }
     if (foreignKind(raw)) return this.importForeign(raw, file.name);
     if (!this.loadGraph(raw, file.name)) return false;
     this.keepOpenedSeeds = fromImage;
-    this.graphToast(`Loaded ${file.name}` + (fromImage ? " (Run makes this image again; later runs draw new seeds)" : ""));
+    const schemas = this.session.get().schemas;
+    this.graphToast(fromImage ? openedImageToast(file.name, this.editor.rootDoc(), (type) => seedInputsOf(schemas.nodes[type]))
+      : `Loaded ${file.name}`);
     return true;
+  }
+
+  /**
+   * A file dropped on the canvas (`nodeId`: the node it was dropped on, if any). An image (PNG, JPEG, WebP, GIF, TIFF,
+   * BMP) dropped on a node with an image upload input (LoadImage) is uploaded and becomes that input — one undo step,
+   * as ComfyUI's LoadImage takes a dropped image, even one that carries a graph (a result fed back in to inpaint it).
+   * Anything else is opened as a graph (`loadFile`). Resolves with whether the graph or the input changed.
+   */
+  async dropFile(file: File, nodeId: string | null = null): Promise<boolean> {
+    const node = nodeId === null ? undefined : this.editor.doc.nodes[nodeId];
+    const target = node ? imageDropInput(this.schemasFor()[node.type]?.inputs ?? {}, node.inputs) : null;
+    if (!target || nodeId === null) return this.loadFile(file);
+    const head = new Uint8Array(await file.slice(0, 16).arrayBuffer());
+    if (!isPng(head) && imageKind(head) === null) return this.loadFile(file);
+    const stored = await this.upload(file, target.kind);
+    if (stored === null) return false; // refused: the toast says why
+    if (!(nodeId in this.editor.doc.nodes)) return false; // the node went while the file was uploading
+    this.editor.edit((doc) => setInput(doc, nodeId, target.input, stored));
+    this.dispatch({ type: "clear_input_error", nodeId, input: target.input });
+    return true;
+  }
+
+  /**
+   * The image viewer's *Use as input*: the image shown (an output or a live preview at `url`) uploaded as `name` and set
+   * as the image input of the graph's LoadImage — the selected one when the graph has several — as a dropped image
+   * is (`dropFile`): the InvokeAI canvas loop (generate, mask the result, inpaint, repeat) without a download and a
+   * re-upload at every step. Refused with a toast that says what to do when no node, or no single one, fits.
+   */
+  async useImageAsInput(url: string, name: string): Promise<boolean> {
+    const nodes = this.editor.doc.nodes;
+    const schemas = this.schemasFor();
+    const fits = Object.keys(nodes).filter((id) => imageDropInput(schemas[nodes[id].type]?.inputs ?? {}, nodes[id].inputs));
+    const selected = fits.filter((id) => this.editor.state.selectedNodes[id]);
+    const nodeId = selected.length === 1 ? selected[0] : fits.length === 1 ? fits[0] : null;
+    if (nodeId === null) {
+      this.toast(fits.length
+        ? `The graph has ${fits.length} nodes that take an image (${fits.join(", ")}): select the one to fill, then Use as input again`
+        : "The graph has no node that takes an uploaded image: add a LoadImage node, then Use as input again", "error");
+      return false;
+    }
+    let file: File;
+    try {
+      const response = await fetch(url);
+      if (!response.ok) throw new Error(`the server answered ${response.status}`);
+      const blob = await response.blob();
+      file = new File([blob], name, { type: blob.type });
+    } catch (error) {
+      this.toast(`Could not read ${name} to use it as an input: ${(error as Error).message}`, "error");
+      return false;
+    }
+    return this.dropFile(file, nodeId);
   }
 
   /**
