@@ -64,7 +64,7 @@ describe("PNG text chunks", () => {
   });
 
   it("explains a PNG without a graph, a non-PNG and a truncated file", async () => {
-    await expect(graphFromPng(buildPng(tEXt("parameters", "x")))).rejects.toThrow(/no "nodegraph" text chunk/);
+    await expect(graphFromPng(buildPng(tEXt("Software", "x")))).rejects.toThrow(/no "nodegraph" text chunk/);
     await expect(graphFromPng(utf8("{}"))).rejects.toThrow(PngError);
     const png = buildPng(iTXt("nodegraph", text, false));
     await expect(graphFromPng(png.subarray(0, 60))).rejects.toThrow(/truncated/);
@@ -78,7 +78,8 @@ describe("PNG text chunks", () => {
     expect(await graphFromPng(both)).toEqual(prompt);
     expect(await graphFromPng(buildPng(tEXt("workflow", JSON.stringify(workflow))))).toEqual(workflow);
     expect(await graphFromPng(buildPng(tEXt("prompt", "{}"), iTXt("nodegraph", text, false)))).toEqual(graph); // ours first
-    await expect(graphFromPng(buildPng(tEXt("parameters", "x")))).rejects.toThrow(/nor ComfyUI's "prompt" or "workflow"/);
+    await expect(graphFromPng(buildPng(tEXt("Software", "x")))).rejects.toThrow(/nor ComfyUI's "prompt" or "workflow"/);
+    expect(await graphFromPng(buildPng(tEXt("parameters", "x")))).toEqual({ parameters: "x" }); // A1111's: a1111Png.test
   });
 
   it("keeps a seed beyond 2^53 exact and refuses a graph nested too deeply", async () => {

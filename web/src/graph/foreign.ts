@@ -3,7 +3,8 @@
  * from other tools"), and JSON syntax errors with their line and column.
  *
  *   foreignKind(raw)          "comfyui-api" (a ComfyUI API-format prompt), "comfyui-workflow"
- *                             (a ComfyUI UI-format workflow) or null — the server's rule
+ *                             (a ComfyUI UI-format workflow), "a1111-parameters" (an A1111 image's
+ *                             {parameters: text}, graph/png.ts) or null — the server's rule
  *                             (nodegraph/graph.py `foreign_format`)
  *   foreignFormat(raw)        what such a file is and what to do, for when the server cannot
  *                             convert it (not connected); the words are the server's
@@ -20,11 +21,13 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === "object" && !Array.isArray(value);
 }
 
-export type ForeignKind = "comfyui-api" | "comfyui-workflow";
+export type ForeignKind = "comfyui-api" | "comfyui-workflow" | "a1111-parameters";
 
 /** Which other tool's file this is (null for anything else, nodegraph graphs included). */
 export function foreignKind(raw: unknown): ForeignKind | null {
   if (!isObject(raw) || "format_version" in raw) return null;
+  const keys = Object.keys(raw);
+  if (keys.length === 1 && keys[0] === "parameters" && typeof raw.parameters === "string") return "a1111-parameters";
   if (Array.isArray(raw.nodes) && Array.isArray(raw.links)) return "comfyui-workflow";
   const entries = Object.values(raw);
   if (entries.length && entries.every((v) => isObject(v) && "class_type" in v)) return "comfyui-api";
@@ -44,6 +47,12 @@ export function foreignFormat(raw: unknown): string | null {
         "this is a ComfyUI API-format prompt, not a nodegraph graph; the editor converts it with the server's " +
         "import_graph, and the server is not connected — open the file again once it is (or convert it with " +
         "Session.import_comfyui in Python)"
+      );
+    case "a1111-parameters":
+      return (
+        "this image carries AUTOMATIC1111's generation parameters (\"PNG Info\"), not a nodegraph graph; the editor " +
+        "makes a text-to-image graph of them with the server's import_graph, and the server is not connected — open " +
+        "the file again once it is"
       );
     default:
       return null;

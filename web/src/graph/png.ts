@@ -28,6 +28,7 @@ export const PNG_SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
 export const GRAPH_KEYWORD = "nodegraph";
 /** ComfyUI's chunks, in the order they are tried when a PNG has no `nodegraph` chunk. */
 export const COMFYUI_KEYWORDS = ["prompt", "workflow"];
+export const A1111_KEYWORD = "parameters"; // AUTOMATIC1111 WebUI's generation parameters ("PNG Info")
 
 export class PngError extends Error {}
 
@@ -110,8 +111,11 @@ export async function graphFromPng(bytes: Uint8Array): Promise<unknown> {
   const chunks = await readPngTextChunks(bytes);
   const chunk = [GRAPH_KEYWORD, ...COMFYUI_KEYWORDS].map((k) => chunks.find((c) => c.keyword === k)).find(Boolean);
   if (!chunk) {
+    // AUTOMATIC1111's "PNG Info": the server makes a text-to-image graph of it (nodegraph/a1111.py; foreign.ts)
+    const parameters = chunks.find((c) => c.keyword === A1111_KEYWORD);
+    if (parameters && parameters.text.trim()) return { parameters: parameters.text };
     throw new PngError(
-      `this PNG has no "${GRAPH_KEYWORD}" text chunk (nor ComfyUI's "prompt" or "workflow"): it was not saved by nodegraph's SaveImage or by ComfyUI`,
+      `this PNG has no "${GRAPH_KEYWORD}" text chunk (nor ComfyUI's "prompt" or "workflow", nor AUTOMATIC1111's "parameters"): it was not saved by nodegraph's SaveImage, ComfyUI or AUTOMATIC1111`,
     );
   }
   try {

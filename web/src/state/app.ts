@@ -863,8 +863,12 @@ export class EditorApp {
     const unknown = errors.filter((e) => e?.code === "unknown_node_type").length;
     if (errors.length) this.dispatch({ type: "validation_errors", errors });
     const placeholders = unknown ? `: ${unknown} node${unknown === 1 ? " is a type" : "s are types"} nodegraph does not have (red placeholders that keep their data)` : "";
-    // said once, in the banner (a toast said it again)
-    this.dispatch({ type: "banner", banner: { kind: "info", text: `Imported ${name} from ComfyUI${placeholders}` } });
+    const graph = reply.graph as { metadata?: { a1111_untranslated?: unknown } } | undefined;
+    const left = Array.isArray(graph?.metadata?.a1111_untranslated) ? graph.metadata.a1111_untranslated.map(String) : null;
+    const text = foreignKind(raw) === "a1111-parameters"
+      ? `Made a text-to-image graph of ${name}'s AUTOMATIC1111 parameters${left?.length ? ` (not translated: ${left.join("; ").slice(0, 300)})` : ""}`
+      : `Imported ${name} from ComfyUI${placeholders}`;
+    this.dispatch({ type: "banner", banner: { kind: "info", text } }); // said once, in the banner (a toast said it again)
     return true;
   }
 
