@@ -9,7 +9,8 @@ UserComment), three parts —
 
 ComfyUI opens such an image as a graph, so does this (`nodegraph run a1111.png`, the editor's drop, the server's
 `import_graph {data: {"parameters": TEXT}}`): `parameters_graph(text)` builds the shape of `graphs/txt2img.json`
-— LoadCheckpoint (Model, as `<name>.safetensors` unless it names a file), EncodeText × 2 (Clip skip),
+— LoadCheckpoint (Model, as `<name>.safetensors` unless it names a file), EncodeText × 2 (Clip skip; A1111's
+prompt weighting),
 EmptyLatent (Size), KSampler (Seed, Steps, CFG scale, the sampler and its schedule through validation's alias
 table: "DPM++ 2M Karras" → dpmpp_2m / karras; "Schedule type" when given), VAEDecode, SaveImage. Settings with
 no place in that graph — hires fix, img2img's denoising strength, variation seeds, ENSD, a VAE, LoRA hashes,
@@ -140,7 +141,8 @@ def parameters_graph(text: str, source: str = "an A1111 image") -> dict:
         ckpt_name = model if re.search(r"\.(safetensors|ckpt|pt|pth|bin)$", model, re.I) else f"{model}.safetensors"
 
     def encoder(text_value: str) -> dict:
-        inputs: dict[str, Any] = {"text_encoder": {"node": "checkpoint", "output": "text_encoder"}, "text": text_value}
+        inputs: dict[str, Any] = {"text_encoder": {"node": "checkpoint", "output": "text_encoder"}, "text": text_value,
+                                  "weighting": "a1111"}      # (word:1.3) as A1111 reads it
         if clip_skip is not None:
             inputs["clip_skip"] = clip_skip
         return inputs

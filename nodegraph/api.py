@@ -714,7 +714,8 @@ def vae_decode(context: NodeContext, vae: Any, latent: Mapping[str, Any], *, til
     return _implementation(context, name)(context, vae, latent, tile_size=tile_size)
 
 
-def encode_text(context: NodeContext, text_encoder: Any, text: str, *, clip_skip: int = 1) -> dict[str, Any]:
+def encode_text(context: NodeContext, text_encoder: Any, text: str, *, clip_skip: int = 1,
+                weighting: str = "comfyui") -> dict[str, Any]:
     """Encode a prompt into CONDITIONING (batch 1), as EncodeText does.
 
     Args:
@@ -723,13 +724,18 @@ def encode_text(context: NodeContext, text_encoder: Any, text: str, *, clip_skip
         text: the prompt; `(word:1.3)`, `(word)` and `[word]` weight words; "" is the unconditional prompt;
             prompts longer than the encoder's window are encoded in chunks.
         clip_skip: 1 = the model's usual layer; 2 = one layer earlier (as in A1111).
+        weighting: how `(word:1.3)` acts — "comfyui" (default: the word's reading moved away from the empty
+            prompt's) or "a1111" (scaled, the prompt's mean kept: A1111's images) (1.9).
     """
     name = "encode_text"
     _check_context(name, context)
     if not isinstance(text, str):
         raise ApiArgumentError(name, "text", f"expected a str prompt, found {type(text).__name__}")
     _check_int(name, "clip_skip", clip_skip, 1, 24)
-    return _implementation(context, name)(context, text_encoder, text, clip_skip=clip_skip)
+    if weighting not in ("comfyui", "a1111"):
+        raise ApiArgumentError(name, "weighting", f"expected 'comfyui' or 'a1111', found {weighting!r}")
+    chosen = {"weighting": weighting} if weighting != "comfyui" else {}    # an implementation older than 1.9 has none
+    return _implementation(context, name)(context, text_encoder, text, clip_skip=clip_skip, **chosen)
 
 
 # --- model patches and weights ---------------------------------------------------------------------

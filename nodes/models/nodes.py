@@ -416,7 +416,11 @@ def _lora_summary(lora: Any, lora_name: str, reports: list) -> str:
     return summary
 
 
-def _encode(context: NodeContext, text_encoder: Any, text: str, clip_skip: int) -> Any:
+# EncodeText's `weighting` choices → PromptEncoder's (nodes/models/clip.py, "Prompt weights")
+PROMPT_WEIGHTINGS = {"comfyui": "towards_empty", "a1111": "scale_mean"}
+
+
+def _encode(context: NodeContext, text_encoder: Any, text: str, clip_skip: int, weighting: str = "comfyui") -> Any:
     if not isinstance(text_encoder, TextEncoder):
         raise NodeInputError("text_encoder", f"expected a TEXT_ENCODER, found {type(text_encoder).__name__}")
     if text_encoder.family in ("sd3", "t5"):
@@ -426,8 +430,8 @@ def _encode(context: NodeContext, text_encoder: Any, text: str, clip_skip: int) 
     with context.service("memory").using(text_encoder.encoder):
         set_loras(text_encoder.encoder, list(text_encoder.loras))
         try:
-            return text_encoder.encoder.encode(text, clip_skip=clip_skip, **({"embeddings": embeddings}
-                                                                             if embeddings else {}))
+            return text_encoder.encoder.encode(text, clip_skip=clip_skip, weighting=PROMPT_WEIGHTINGS[weighting],
+                                               **({"embeddings": embeddings} if embeddings else {}))
         except ValueError as exc:
             raise NodeInputError("clip_skip" if "clip_skip" in str(exc) else "text", str(exc)) from None
 
@@ -495,6 +499,9 @@ class EncodeText(Node):
         text_encoder: Any = Input(port="TEXT_ENCODER")
         text: str = Input("", multiline=True, max_length=20000, description="empty = the unconditional prompt")
         clip_skip: int = Input(1, ge=1, le=24, description="1 = the model's usual layer; 2 = one earlier (A1111)")
+        weighting: Literal["comfyui", "a1111"] = Input(
+            "comfyui", description="how (word:1.3) acts: comfyui moves the word from the empty prompt's reading; "
+                                   "a1111 scales it and keeps the prompt's mean (A1111's images)")
 
     outputs = (Output("conditioning", "CONDITIONING"),)
 
@@ -514,11 +521,12 @@ class EncodeText(Node):
         image records its SHA-256 (A1111's "TI hashes")."""
         return _embedding_files(literals.get("text"))
 
-    def run(self, text_encoder: Any, text: str, clip_skip: int) -> dict:
+    def run(self, text_encoder: Any, text: str, clip_skip: int, weighting: str = "comfyui") -> dict:
         if getattr(getattr(text_encoder, "encoder", None), "vocabulary", None) == "tiny_world":
             _warn_unknown_world_words(self.context, text, getattr(text_encoder, "loras", ()))
         _warn_bare_embedding_names(self.context, text)
-        return {"conditioning": api.encode_text(self.context, text_encoder, text, clip_skip=clip_skip)}
+        return {"conditioning": api.encode_text(self.context, text_encoder, text, clip_skip=clip_skip,
+                                                weighting=weighting)}
 
 
 def _warn_bare_embedding_names(context: Any, text: str) -> None:
@@ -956,15 +964,18 @@ def _prompt_input(context: NodeContext, text: str) -> str:
     return (written or named or ["text"])[0]
 
 
-def api_encode_text(context: NodeContext, text_encoder: Any, text: str, *, clip_skip: int) -> dict:
+def api_encode_text(context: NodeContext, text_encoder: Any, text: str, *, clip_skip: int,
+                    weighting: str = "comfyui") -> dict:
     """nodegraph.api.encode_text: prompt → CONDITIONING {"context": (1, T, D), "y"?: SDXL's / SD3's vector}. A
     weight past ±100 is refused naming `text`; other tools' syntax read as words (`red++`, `<lora:x:1>`) warns."""
     _check_prompt(context, text)
     if isinstance(text_encoder, TextEncoder) and text_encoder.family in ("sd3", "t5"):   # all of SD3's encoders
+        if weighting != "comfyui":
+            raise NodeInputError("weighting", "SD3's encoders weight prompts one way only; set weighting to comfyui")
         with context.service("memory").using(text_encoder.encoder):
             set_loras(text_encoder.encoder, list(text_encoder.loras))
             return text_encoder.encoder.encode(text, clip_skip=clip_skip)
-    cond = _encode(context, text_encoder, text, clip_skip)
+    cond = _encode(context, text_encoder, text, clip_skip, weighting)
     out = {"context": cond.context.float().cpu()}        # the contract: float32 on the CPU, any encoder dtype
     if text_encoder.family.startswith("sdxl"):
         from .unet import sdxl_vector

@@ -207,3 +207,27 @@ def test_an_embedding_replaced_under_its_name_is_read_again_and_recorded(tmp_pat
     assert not torch.equal(first.outputs["out"]["value"]["context"], second.outputs["out"]["value"]["context"])
     (again,) = [v for k, v in recorded().items() if k.startswith("enc.text:")]
     assert again["sha256"] != entry["sha256"]
+
+
+def test_encode_text_weighs_words_as_comfyui_or_a1111(tmp_path):
+    """PromptEncoder had A1111's weighting ("scale_mean") but EncodeText always used ComfyUI's, so an A1111
+    user's (word:1.3) meant something else in a graph (an A1111 migrant's pass). EncodeText's `weighting` picks."""
+    import shutil
+
+    root = tmp_path / "models"
+    (root / "checkpoints").mkdir(parents=True)
+    shutil.copy(TINY_WORLD, root / "checkpoints" / TINY_WORLD.name)
+    session = Session(model_paths=ModelPaths(roots=[root]), output_dir=tmp_path / "out")
+
+    def context(prompt: str, weighting: str) -> torch.Tensor:
+        graph = _graph(prompt)
+        graph["nodes"]["enc"]["inputs"]["weighting"] = weighting
+        return session.run(graph).outputs["out"]["value"]["context"]
+
+    plain = "a small red circle on the left"
+    assert torch.equal(context(plain, "comfyui"), context(plain, "a1111"))      # no weights: the same
+    weighted = "a small (red:1.4) circle on the left"
+    assert not torch.allclose(context(weighted, "comfyui"), context(weighted, "a1111"))
+    (error,) = session.validate({**_graph(plain), "nodes": {**_graph(plain)["nodes"], "enc": {
+        **_graph(plain)["nodes"]["enc"], "inputs": {**_graph(plain)["nodes"]["enc"]["inputs"], "weighting": "mean"}}}})
+    assert error.code == "not_in_choices" and error.input == "weighting"
