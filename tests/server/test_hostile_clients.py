@@ -940,6 +940,11 @@ def test_big_frames_have_a_pool_of_their_own(tmp_path, monkeypatch):
 
     server.protocol.connect("c")
     server.protocol.receive("c", json.dumps({"type": "hello", "protocol_version": PROTOCOL_VERSION}))
+    from types import SimpleNamespace
+
+    from websockets.protocol import State
+
+    server.connections["c"] = (SimpleNamespace(state=State.OPEN), None)     # an open connection's messages are handled
 
     async def handle(frame):
         return await server._handle(asyncio.get_running_loop(), "c", frame)

@@ -95,6 +95,8 @@ def test_renamed_inputs_on_load(tmp_path):
     _write_distribution(site, RENAMED_PLUGIN, RENAMED_PLUGIN_SOURCE)
     (site / "graphs").mkdir()
     (site / "graphs" / "old_pixels.json").write_text(json.dumps(OLD_GRAPH))   # the plugin's template
+    # a one-module plugin's templates beside it count in a checkout (a pyproject.toml there), not in site-packages
+    (site / "pyproject.toml").write_text(f"[project]\nname = '{RENAMED_PLUGIN}'\n")
     env = {k: v for k, v in os.environ.items() if k not in ("NODEGRAPH_DISABLE_PLUGIN_AUTOLOAD", "NODEGRAPH_PLUGINS_DENY")}
     env["NODEGRAPH_PLUGINS_ALLOW"] = RENAMED_PLUGIN
     env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
