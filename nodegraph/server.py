@@ -1635,6 +1635,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"the largest websocket frame a client may send (default {DEFAULT_MAX_MESSAGE // 2**20} "
                              f"MiB; bounds an upload; a larger frame closes the connection with code 1009; at least "
                              f"{MIN_MESSAGE_BYTES // 1024} KiB)")
+    parser.add_argument("--model-paths", metavar="FILE",
+                        help='JSON file of extra model folders, e.g. an A1111/ComfyUI install: {"checkpoints": '
+                             '["/path", ...], "loras": [...]} (env NODEGRAPH_MODEL_PATHS; as `nodegraph run` takes it; '
+                             'docs/models.md)')
     parser.add_argument("--history-limit", type=int, default=1000, metavar="N",
                         help="finished runs kept in history, per user (default 1000; the oldest go first)")
     parser.add_argument("--compression", choices=["auto", "deflate", "none"], default="auto",
@@ -1676,8 +1680,11 @@ async def serve_forever(args: argparse.Namespace) -> None:
 
     apply_cpu_threads(args)
     users = UserBook.load(args.users) if args.users else None
-    session = Session(**plugin_options(args), **cache_options(args), output_dir=args.output_dir,
-                      input_dir=args.input_dir)
+    from .model_paths import ModelPaths
+
+    model_paths = ModelPaths.default(args.model_paths, source="--model-paths")    # ModelPathsError: exit 2
+    session = Session(**plugin_options(args), **cache_options(args), model_paths=model_paths,
+                      output_dir=args.output_dir, input_dir=args.input_dir)
     for warning in session.plugin_warnings():
         level = {"error": logging.ERROR, "warning": logging.WARNING}.get(warning.get("level"), logging.INFO)
         log.log(level, "plugin %s: %s (%s)", warning.get("plugin"), warning.get("message"), warning.get("fix"))

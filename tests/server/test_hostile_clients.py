@@ -1037,3 +1037,28 @@ def test_one_users_thumbnails_do_not_starve_anothers_and_a_long_wait_answers_503
         assert [get("bob", f"output/img{i}.png")[0] for i in range(8)] == [200] * 8
     finally:
         running.stop()
+
+
+def test_serve_takes_model_paths_as_run_does(tmp_path, monkeypatch, capsys):
+    """`serve --model-paths FILE` was refused ("unrecognized arguments") while run, validate, nodes and plugins took
+    it: an editor-first A1111 user could reach their models only through NODEGRAPH_MODEL_PATHS."""
+    import nodegraph.server as server_module
+
+    (tmp_path / "sd" / "ckpts").mkdir(parents=True)
+    (tmp_path / "sd" / "ckpts" / "mine.safetensors").write_bytes(b"x")
+    config = tmp_path / "paths.json"
+    config.write_text(json.dumps({"checkpoints": ["sd/ckpts"]}))
+    seen = {}
+
+
+    def fake_server(session, **kwargs):
+        seen["session"] = session
+        raise server_module.DataFolderInUse("stop here")       # a refusal main() answers with exit 2
+
+    monkeypatch.setattr(server_module, "Server", fake_server)
+    assert server_module.main(["--model-paths", str(config), "--port", "0", "--data-dir", str(tmp_path / "d"),
+                               "--no-plugins"]) == 2
+    names, _folders = seen["session"].model_paths.list("checkpoints")
+    assert "mine.safetensors" in names
+    assert server_module.main(["--model-paths", str(tmp_path / "missing.json"), "--port", "0", "--no-plugins"]) == 2
+    assert "--model-paths" in capsys.readouterr().err
