@@ -220,11 +220,27 @@ def resolve_key(key: str, graph: dict | None, spec: str, check: KeyCheck | None 
         if len(owners) > 1:
             raise SweepError(spec, f"several nodes have an input named {key!r}: {', '.join(owners)}",
                              f"say which, e.g. {owners[0]}.{key}=...")
-        resolved = f"{owners[0]}.{key}"
+        resolved = _through_primitive(nodes, owners[0], key)
     refused = check(resolved) if check is not None else None
     if refused is not None:
         raise SweepError(spec, *refused)
     return resolved
+
+
+def _through_primitive(nodes: dict, node_id: str, name: str) -> str:
+    """`NODE.INPUT` for a bare name, or — when that input is linked from a primitive box (Int, String, …; an
+    imported ComfyUI PrimitiveNode) with a written value — the box's `value`: `seed=5` sets the seed where it is
+    written (it was `override_replaces_link` on every imported graph whose seed a primitive gives)."""
+    from ..graph import PRIMITIVE_TYPES
+
+    value = ((nodes.get(node_id) or {}).get("inputs") or {}).get(name)
+    if isinstance(value, dict) and value.get("output") == "value" and isinstance(value.get("node"), str):
+        source = nodes.get(value["node"])
+        written = (source.get("inputs") or {}).get("value", None) if isinstance(source, dict) else None
+        if isinstance(source, dict) and str(source.get("type")).rpartition(".")[2] in PRIMITIVE_TYPES and \
+                written is not None and not (isinstance(written, dict) and "node" in written):
+            return f"{value['node']}.value"
+    return f"{node_id}.{name}"
 
 
 def _csv_rows(text: str, spec: str, graph: dict | None, check: KeyCheck | None,

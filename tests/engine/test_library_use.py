@@ -234,3 +234,17 @@ def test_public_names_and_type_marker():
 def test_python_values_that_are_not_json_say_what_to_write(session, value, fix):
     with pytest.raises(GraphValidationError, match=fix):
         session.run({"format_version": 2, "nodes": {"a": {"type": "Int", "inputs": {"value": value}}}})
+
+
+def test_a_bare_name_sets_the_primitive_box_that_feeds_the_input(session):
+    """An imported ComfyUI graph's seed comes from a PrimitiveNode (an Int box here): `--set seed=5` / `{"seed": 5}`
+    was an override_replaces_link error naming the box; a bare name now sets the box's value, as a sweep does."""
+    from nodegraph.distributed.sweep import parse_sweep
+
+    graph = {"format_version": 2, "nodes": {
+        "10": {"type": "Int", "inputs": {"value": 3}},
+        "m": {"type": "IntMath", "inputs": {"a": {"node": "10", "output": "value"}, "b": 2, "op": "add"}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "m", "output": "result"}}}}}
+    assert session.run(graph, overrides={"a": 7}).outputs["show"]["value"] == 9
+    assert parse_sweep(["a=1,2"], graph) == [{"10.value": 1}, {"10.value": 2}]
+    assert [e.code for e in session.validate(graph, overrides={"m.a": 7})] == ["override_replaces_link"]  # named: as written
