@@ -23,8 +23,8 @@ Main functions: `add_ray_arguments(parser)`, `add_cache_arguments(parser)` (with
 from __future__ import annotations
 
 import argparse
-import math
 import os
+from decimal import Decimal, localcontext
 from typing import Any
 
 from ..plugins import ENV_DISABLE_AUTOLOAD, plugin_options
@@ -36,12 +36,16 @@ def parse_bytes(text: str, allow_zero: bool = False) -> int:
     cleaned = text.strip().upper().removesuffix("B").removesuffix("I")
     factor = units.get(cleaned[-1:], 1)
     number = cleaned[:-1] if cleaned[-1:] in units else cleaned
-    try:
-        value = float(number) * factor
-        if not math.isfinite(value):
+    try:       # Decimal: a 25-digit size is that number of bytes, not a float's nearest (it printed other digits)
+        with localcontext() as exact:
+            exact.prec = 200           # every digit a size can be written with
+            value = Decimal(number.strip()) * factor
+        if not value.is_finite():
             raise ValueError(text)
-    except ValueError:
+    except (ValueError, ArithmeticError):
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; write e.g. 8G, 512M or 1000000") from None
+    if value >= 2**63:        # no machine's memory or disk; a 25-digit size printed rounded digits back
+        raise argparse.ArgumentTypeError(f"{text!r} is more bytes than any machine has; write e.g. 8G or 512M")
     if value < 0 or (value < 1 and not allow_zero):
         raise argparse.ArgumentTypeError(f"{text!r}: a size must be {'0 or more' if allow_zero else 'positive'}")
     return int(value)

@@ -27,7 +27,7 @@ def test_cache_budget_sizes():
     """--cache-budget reads 4GiB, 512M, plain bytes and 0; junk, negatives and inf are refused by value."""
     assert parse_cache_budget("4GiB") == 4 * 1024**3 and parse_cache_budget("512M") == 512 * 1024**2
     assert parse_cache_budget("0") == 0 and parse_cache_budget("1000") == 1000
-    for text in ("True", "-1", "inf", "nan", "1e400G", "lots", ""):
+    for text in ("True", "-1", "inf", "nan", "1e400G", "lots", "", "9999999999999999999999999GiB"):
         with pytest.raises(argparse.ArgumentTypeError, match="is not a size of 0 or more bytes"):
             parse_cache_budget(text)
 
