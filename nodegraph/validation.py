@@ -608,7 +608,9 @@ def _of_kind(file_name: str, kind: str | None) -> bool:
     from .results import MIME_TYPES
 
     known = MIME_TYPES.get(os.path.splitext(file_name)[1].lower())
-    return known is None or ("image" if kind == "mask" else kind) in known[0]
+    # an audio input reads a video's sound track too (LoadAudio takes .mkv / .mp4 / .webm)
+    wanted = {"mask": ("image",), "audio": ("audio", "video")}.get(kind, (kind,))
+    return known is None or any(part in known[0] for part in wanted)
 
 
 def missing_input_message(input_dir: Path, name: str, what: str = "file", folders: bool = False,

@@ -335,3 +335,15 @@ def test_an_unknown_type_with_no_close_name_is_offered_the_types_of_its_first_wo
     assert suggest_type("Zzz", ["ShowValue"]) == ""
     errors = Session(autoload=False).validate({"format_version": 2, "nodes": {"a": {"type": "ShowText"}}})
     assert any("Did you mean 'ShowValue'" in e.message for e in errors if e.code == "unknown_node_type")
+
+
+def test_an_audio_inputs_listing_offers_videos_too(tmp_path):
+    """LoadAudio reads a video's sound track (.mkv, .mp4), yet its missing-file message counted them as "files of
+    other kinds than audio" and offered none (a hostile re-test)."""
+    from nodegraph.validation import missing_input_message
+
+    (tmp_path / "in").mkdir()
+    for name in ("clip.mkv", "talk.wav", "photo.png"):
+        (tmp_path / "in" / name).write_bytes(b"x")
+    message = missing_input_message(tmp_path / "in", "clip.mp4", kind="audio")
+    assert "'clip.mkv'" in message and "'talk.wav'" in message and "1 file(s) of other kinds than audio" in message
