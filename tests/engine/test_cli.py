@@ -1481,3 +1481,15 @@ def test_plugins_exits_4_when_another_distribution_took_a_plugins_name(monkeypat
     assert "another distribution uses the same plugin name" in capsys.readouterr().err
     monkeypatch.setattr(cli, "_session", lambda args, **kw: Session(plugins=[("tools", plugin(1))]))
     assert main(["plugins"]) == 0
+
+
+def test_run_prints_the_values_a_random_node_drew(tmp_path, capsys):
+    """A seed drawn by RandomInt was only in outputs.json and the PNG; A1111 shows the seed it drew."""
+    graph = tmp_path / "rand.json"
+    graph.write_text(json.dumps({"format_version": 2, "nodes": {
+        "r": {"type": "RandomInt", "inputs": {}},
+        "show": {"type": "ShowValue", "inputs": {"value": {"node": "r", "output": "value"}}}}}))
+    assert main(["run", str(graph), "--output-dir", str(tmp_path / "out"), "--no-plugins", "--no-progress"]) == 0
+    out = capsys.readouterr()
+    drawn = json.loads((tmp_path / "out" / "rand.outputs.json").read_text())["outputs"]["show"]["value"]
+    assert f"drawn: r.value = {drawn} (kept in the run's record" in out.out + out.err
