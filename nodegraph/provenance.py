@@ -101,22 +101,29 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest
 
 
-def _text_inputs(context: Any, wanted: Callable[[Any], bool]) -> Iterator[tuple[str, str, Any, str]]:
-    """(node id, input name, input spec, text) for each input of the running graph (subgraphs expanded) that
-    `wanted(spec)` picks and that holds text (its literal, its default, or the literal of a primitive linked to it
-    — a name computed by another node is not known here)."""
+def _running_nodes(context: Any) -> Iterator[tuple[str, Any, Any, Any]]:
+    """(node id, node, node class, all nodes) for each node of the running graph (subgraphs expanded, muted nodes
+    left out) whose type is registered; nothing without a graph and a registry."""
     graph = getattr(context, "graph", None)
     registry = (getattr(context, "services", {}) or {}).get("registry")
     if graph is None or registry is None:
         return
     from .effective_graph import effective_graph
-    from .graph import primitive_value
 
     nodes = effective_graph(graph, registry).graph.nodes
     for node_id, node in nodes.items():
         cls = registry.nodes.get(node.type)
-        if cls is None:
-            continue
+        if cls is not None:
+            yield node_id, node, cls, nodes
+
+
+def _text_inputs(context: Any, wanted: Callable[[Any], bool]) -> Iterator[tuple[str, str, Any, str]]:
+    """(node id, input name, input spec, text) for each input of the running graph (subgraphs expanded) that
+    `wanted(spec)` picks and that holds text (its literal, its default, or the literal of a primitive linked to it
+    — a name computed by another node is not known here)."""
+    from .graph import primitive_value
+
+    for node_id, node, cls, nodes in _running_nodes(context):
         for name, spec in cls.spec.inputs.items():
             value = primitive_value(nodes, node.inputs.get(name, spec.default))   # a name a String box gives too
             if wanted(spec) and isinstance(value, str):
@@ -147,18 +154,11 @@ def model_files(context: Any) -> dict[str, dict[str, str]]:
 def _named_files(context: Any, resolve: Callable[[str, str], Any]) -> Iterator[tuple[str, str, str, str, Any]]:
     """(node id, input, folder, file name, path) of the files the running graph's nodes name inside other inputs
     (`Node.named_model_files`: a prompt's `embedding:NAME`) that exist."""
-    graph = getattr(context, "graph", None)
-    registry = (getattr(context, "services", {}) or {}).get("registry")
-    if graph is None or registry is None:
-        return
-    from .effective_graph import effective_graph
     from .graph import Link, primitive_value
     from .node import Node, first_existing_file
 
-    nodes = effective_graph(graph, registry).graph.nodes
-    for node_id, node in nodes.items():
-        cls = registry.nodes.get(node.type)
-        if cls is None or cls.named_model_files.__func__ is Node.named_model_files.__func__:
+    for node_id, node, cls, nodes in _running_nodes(context):
+        if cls.named_model_files.__func__ is Node.named_model_files.__func__:
             continue
         literals = {name: value for name, spec in cls.spec.inputs.items()
                     if not isinstance(value := primitive_value(nodes, node.inputs.get(name, spec.default)), Link)}

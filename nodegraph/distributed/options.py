@@ -51,22 +51,23 @@ def parse_bytes(text: str, allow_zero: bool = False) -> int:
     return int(value)
 
 
-def parse_cache_budget(text: str) -> int:
-    """`--cache-budget`: "4GiB", "512M", "1000000" or "0" (keep nothing) → bytes."""
+def _parse_size_or_zero(text: str, zero_means: str) -> int:
+    """`parse_bytes(text, allow_zero=True)`, refused in the words of a flag whose 0 means `zero_means`."""
     try:
         return parse_bytes(text, allow_zero=True)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size of 0 or more bytes; write e.g. 4GiB, 512M or 0 "
-                                         f"(0: keep nothing)") from None
+                                         f"(0: {zero_means})") from None
+
+
+def parse_cache_budget(text: str) -> int:
+    """`--cache-budget`: "4GiB", "512M", "1000000" or "0" (keep nothing) → bytes."""
+    return _parse_size_or_zero(text, "keep nothing")
 
 
 def parse_memory_reserve(text: str) -> int:
     """`--memory-reserve`: "1GiB", "512M" or "0" (the check off) → bytes."""
-    try:
-        return parse_bytes(text, allow_zero=True)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size of 0 or more bytes; write e.g. 1GiB, 512M or 0 "
-                                         f"(0: no reserve, nodes are not checked)") from None
+    return _parse_size_or_zero(text, "no reserve, nodes are not checked")
 
 
 def _workers(text: str) -> int | str:
