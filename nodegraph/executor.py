@@ -805,13 +805,32 @@ def _instance(state: RunState, plan: NodePlan) -> Node:
     return node
 
 
-def _new_lazy_requests(state: RunState, plan: NodePlan) -> list[str]:
-    """Ask the node which lazy inputs it needs now; record and return the new ones."""
+def _new_lazy_requests(state: RunState, plan: NodePlan, emit: ev.EventSink, services: dict[str, Any]) -> list[str]:
+    """Ask the node which lazy inputs it needs now; record and return the new ones. A `lazy_inputs_needed` that
+    raises, returns no list of names, or names an input that is not lazy fails the node as its `run` would (a
+    plugin's raised out of the run: a bare traceback, a server's run failed naming no node)."""
     node = _instance(state, plan)
     available = _gather_inputs(state, plan, evaluated_only=True)
-    asked = node.lazy_inputs_needed(available)
+    try:
+        asked = node.lazy_inputs_needed(available)
+        if isinstance(asked, (str, bytes)) or not isinstance(asked, (list, tuple, set, frozenset)):
+            raise TypeError(f"{plan.cls.__name__}.lazy_inputs_needed returned {type(asked).__name__}; return a list "
+                            f"of the lazy inputs still needed ([] when none)")
+        unknown = [name for name in asked if name not in plan.lazy_inputs]
+        if unknown:
+            raise ValueError(f"{plan.cls.__name__}.lazy_inputs_needed asked for {unknown[0]!r}, which is not one of "
+                             f"its lazy inputs ({', '.join(sorted(plan.lazy_inputs))}); declare it Input(lazy=True)")
+    except BaseException as exc:  # noqa: BLE001 — the node's own code: its failure, named
+        if _is_users_interrupt(exc):
+            raise
+        trace = tb.format_exc()
+        spec = plan.cls.spec
+        emit(ev.NodeErrored(state.run_id, plan.node_id, spec.type, type(exc).__name__, str(exc), trace))
+        registry = services.get("registry")
+        raise NodeExecutionError(plan.node_id, spec.type, exc, trace,
+                                 plugin=registry.plugin_of(plan.cls) if registry is not None else None) from exc
     requested = state.requested_lazy.setdefault(plan.node_id, set())
-    new = [name for name in asked if name in plan.lazy_inputs and name not in requested]
+    new = [name for name in asked if name not in requested]
     requested.update(new)
     return new
 
@@ -1024,7 +1043,7 @@ def execute(state: RunState, cache: OutputCache, emit: ev.EventSink,
         if missing:
             stack.extend(reversed(missing))  # inputs evaluate in declaration order
             continue
-        if plan.lazy_inputs and _new_lazy_requests(state, plan):
+        if plan.lazy_inputs and _new_lazy_requests(state, plan, emit, services):
             missing = _missing_sources(state, plan)
             if missing:
                 stack.extend(reversed(missing))

@@ -554,8 +554,9 @@ class Node:
         Default: size, modification and change time of every `model_folder` file input (given literally or
         by a primitive node linked to it) and of the files `named_model_files` names.
         Override for nodes that read other files or services. Bytes, a number (a file's mtime, as ComfyUI's
-        IS_CHANGED returns) or a tuple / list of those work too; any other value, or an exception, makes
-        the node run every time (named in the log once: `executor._fingerprint_bytes`).
+        IS_CHANGED returns) or a tuple / list of those work too; None adds nothing (cached by the inputs alone);
+        NaN runs the node every time (IS_CHANGED's "always changed"), and so does any other value or an
+        exception (named in the log once: `executor._fingerprint_bytes`).
         """
         parts = []
         for name, spec in cls.spec.inputs.items():
@@ -565,7 +566,9 @@ class Node:
                     parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}")   # ctime: see provenance
                 except (OSError, LookupError):
                     parts.append(f"{name}:missing")
-        for name, folder, candidates in cls.named_model_files(literals):
+        from .provenance import well_formed_named_files
+
+        for name, folder, candidates in well_formed_named_files(cls, literals):
             found = first_existing_file(resolve_file, folder, candidates)
             if found is None:
                 parts.append(f"{name}:{folder}:{candidates[:1]}:missing")

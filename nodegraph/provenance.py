@@ -162,14 +162,37 @@ def _named_files(context: Any, resolve: Callable[[str, str], Any]) -> Iterator[t
             continue
         literals = {name: value for name, spec in cls.spec.inputs.items()
                     if not isinstance(value := primitive_value(nodes, node.inputs.get(name, spec.default)), Link)}
-        try:
-            named = list(cls.named_model_files(literals))
-        except Exception:  # noqa: BLE001 — a plugin's parsing bug must not lose the run's record
-            continue
-        for name, folder, candidates in named:
-            found = first_existing_file(resolve, folder, tuple(candidates))
+        for name, folder, candidates in well_formed_named_files(cls, literals):
+            found = first_existing_file(resolve, folder, candidates)
             if found is not None:
                 yield node_id, name, folder, found[0], found[1]
+
+
+def well_formed_named_files(cls: Any, literals: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """`cls.named_model_files(literals)`, keeping the entries of the documented shape (input, folder, candidate
+    names); a plugin's bug there — raising, a 2-tuple — is logged once and gives nothing (it crashed the CLI's
+    record after the run, and made a SaveImage beside it fail in the node's place)."""
+    import logging
+
+    try:
+        named = list(cls.named_model_files(literals))
+        good = [(entry[0], entry[1], tuple(entry[2])) for entry in named
+                if isinstance(entry, (tuple, list)) and len(entry) == 3 and isinstance(entry[0], str)
+                and isinstance(entry[1], str) and isinstance(entry[2], (tuple, list))
+                and all(isinstance(c, str) for c in entry[2])]
+    except Exception as exc:  # noqa: BLE001 — a plugin's parsing bug must not lose the run's record
+        named, good, problem = [], [], f"raised {type(exc).__name__}: {exc}"
+    else:
+        problem = None if len(good) == len(named) else "returned entries that are not (input, folder, (names, ...))"
+    if problem is not None and cls not in _NAMED_FILES_WARNED:
+        _NAMED_FILES_WARNED.add(cls)
+        logging.getLogger("nodegraph.provenance").warning(
+            "%s.named_model_files (module %s) %s; those files are not fingerprinted or recorded", cls.__name__,
+            getattr(cls, "__module__", "?"), problem)
+    return good
+
+
+_NAMED_FILES_WARNED: set[type] = set()
 
 
 def input_files(context: Any) -> dict[str, dict[str, str]]:

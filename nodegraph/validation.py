@@ -385,10 +385,19 @@ def literal_check_errors(node_id: str, cls: Any, literals: dict[str, Any],
         log.warning("check_literals of %s returned %s, not a dict {input: message}; ignored",
                     cls.spec.type, type(problems).__name__)
         return []
+    strays = [name for name in problems if name not in cls.spec.inputs]
+    if strays and cls not in _STRAY_CHECK_KEYS_WARNED:       # its check never fired, silently (a porter's pass)
+        _STRAY_CHECK_KEYS_WARNED.add(cls)
+        log.warning("check_literals of %s returned a problem for %s, which is not one of its inputs (%s); the "
+                    "problem is not shown: key each problem by the input it is about", cls.spec.type,
+                    ", ".join(repr(str(n)[:60]) for n in strays[:5]), ", ".join(cls.spec.inputs))
     return [GraphError("invalid_value", f"input {name!r} of {cls.spec.type}: {str(message)[:2000]}",
                        node_id=node_id, input=name,
                        details={"found": _short(literals.get(name)), "rule": "check_literals"})
             for name, message in problems.items() if name in cls.spec.inputs and (name in literals or not partial)]
+
+
+_STRAY_CHECK_KEYS_WARNED: set[type] = set()      # classes whose check_literals named a non-input (logged once)
 
 
 def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> GraphError:

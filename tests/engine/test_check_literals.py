@@ -120,3 +120,24 @@ def test_run_lists_the_model_file_errors_validate_lists(session):
     with pytest.raises(GraphValidationError) as info:
         session.run(g)
     assert {(e.node_id, e.input) for e in info.value.errors} >= expected
+
+
+def test_a_problem_keyed_by_no_input_is_logged(session, caplog):
+    """A port keyed its problem by ComfyUI's argument name ("image_name" for input "name"): the check never fired
+    and nothing said so. Such a key is logged once, naming the inputs it could have been."""
+    import logging
+
+    real = PickWeights.check_literals.__func__
+
+    def stray(cls, literals, list_model_files):
+        return {"weights": "no such weights"}
+
+    PickWeights.check_literals = classmethod(stray)
+    try:
+        with caplog.at_level(logging.WARNING, logger="nodegraph.validation"):
+            assert session.validate(graph("builtin")) == []
+            session.validate(graph("builtin"))
+    finally:
+        PickWeights.check_literals = classmethod(real)
+    warned = [r.getMessage() for r in caplog.records if "check_literals of PickWeights" in r.getMessage()]
+    assert len(warned) == 1 and "'weights', which is not one of its inputs (name, scale)" in warned[0]

@@ -569,3 +569,79 @@ def test_a_cached_save_whose_file_name_a_later_run_took_saves_again(tmp_path):
     assert path != first and Image.open(path).getpixel((16, 16))[0] > 200          # a red circle, its own file
     os.unlink(path)
     assert "s" in session.run(a).executed                                           # a file merely gone: too
+
+
+@pytest.mark.parametrize("answer, words", [
+    (ValueError("lazy boom"), "lazy boom"), (None, "returned NoneType"), ("on_true", "returned str"),
+    (["elsewhere"], "asked for 'elsewhere', which is not one of its lazy inputs")])
+def test_a_failing_lazy_inputs_needed_fails_its_node(answer, words):
+    """A plugin's lazy_inputs_needed that raised went out of the run as a bare ValueError (the CLI printed a
+    traceback; a server's run failed naming no node), None crashed the same way, and an unknown name was dropped.
+    Each is the node's failure, named, as its run's would be."""
+    from nodegraph import Input, Node, NodeInputs, Output, hookimpl
+
+    class Choose(Node):
+        class Inputs(NodeInputs):
+            on_true: int = Input(1, lazy=True)
+            on_false: int = Input(2, lazy=True)
+
+        outputs = (Output("value", "INT"),)
+
+        def lazy_inputs_needed(self, available):
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer
+
+        def run(self, on_true, on_false):
+            return {"value": on_true}
+
+    class Plugin:
+        @hookimpl
+        def register_nodes(self):
+            return [Choose]
+
+    session = Session(plugins=[("lazy_pack", Plugin())])
+    graph = {"format_version": 2, "nodes": {"c": {"type": "Choose", "inputs": {}},
+                                            "show": {"type": "ShowValue", "inputs": {"value": link("c", "value")}}}}
+    with pytest.raises(NodeExecutionError) as failed:
+        session.run(graph)
+    assert failed.value.node_id == "c" and failed.value.plugin == "lazy_pack" and words in str(failed.value.exception)
+
+
+def test_a_malformed_named_model_files_is_logged_and_loses_no_record(tmp_path, caplog):
+    """named_model_files returning a 2-tuple crashed the CLI's record after the run, and a SaveImage beside the
+    node failed in its place (the provenance it writes unpacked the entry). Malformed entries are left out, logged
+    once naming the class; the run, its record and the files it saves go on."""
+    import logging
+    from types import SimpleNamespace
+
+    from nodegraph import Input, Node, NodeInputs, Output, hookimpl
+    from nodegraph.provenance import run_record
+
+    class Wildcards(Node):
+        class Inputs(NodeInputs):
+            text: str = Input("a __colour__ circle")
+
+        outputs = (Output("text", "STRING"),)
+
+        @classmethod
+        def named_model_files(cls, literals):
+            return [("text", "wildcards")]           # the candidates forgotten
+
+        def run(self, text):
+            return {"text": text}
+
+    class Plugin:
+        @hookimpl
+        def register_nodes(self):
+            return [Wildcards]
+
+    session = Session(plugins=[("wild", Plugin())], output_dir=tmp_path)
+    graph = {"format_version": 2, "nodes": {"w": {"type": "Wildcards", "inputs": {}},
+                                            "show": {"type": "ShowValue", "inputs": {"value": link("w", "text")}}}}
+    with caplog.at_level(logging.WARNING):
+        assert session.run(graph).outputs["show"]["value"] == "a __colour__ circle"
+        record = run_record(SimpleNamespace(graph=session.load(graph), services=session.services))
+    assert record["models"] == {}
+    warned = [r.getMessage() for r in caplog.records if "Wildcards.named_model_files" in r.getMessage()]
+    assert len(warned) == 1 and "not (input, folder, (names, ...))" in warned[0]
