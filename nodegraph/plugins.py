@@ -788,7 +788,7 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
     """Failures, clashes, skipped plugins and unused preferences as plain dicts.
 
     Every entry has `kind` ("failed", "clash", "shared_type", "skipped", "unknown_name", "unknown_hook",
-    "no_nodes", "slow_import", "patched" or "preference"),
+    "no_nodes", "slow_import", "patched", "comfyui_leftover" or "preference"),
     `level` ("error", "warning" or "info": "info" is a choice the user made,
     e.g. a denied plugin or a clash settled by a preference), `plugin`,
     `message` and `fix`; each kind adds its own details (see docs/plugins.md).
@@ -858,6 +858,7 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
                         "fix": f"its authors can import heavy libraries (torch included) inside the nodes' run() "
                                f"instead of at module level; where its nodes are not needed, --deny-plugin "
                                f"{plugin.name} (or NODEGRAPH_PLUGINS_DENY) skips it"})
+    out += _comfyui_leftovers(report, registry)
     for bare, plugin in registry.prefer.items():
         providers = registry.providers(bare)
         if plugin not in providers:
@@ -868,6 +869,36 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
                                    f" (node type {bare!r} is provided by {have})",
                         "fix": f"prefer one of the providers ({have}), or drop the preference" if providers else
                                f"drop the preference: no loaded plugin provides {bare!r}"})
+    return out
+
+
+# ComfyUI class attributes nodegraph does not read → what does their work here (docs/plugins.md, "Porting a
+# ComfyUI node"). A port that keeps one silently loses its meaning: IS_CHANGED's NaN served a stale result.
+COMFYUI_LEFTOVERS = {
+    "IS_CHANGED": "@classmethod fingerprint(cls, literals, resolve_file)",
+    "VALIDATE_INPUTS": "@classmethod check_literals(cls, literals, list_model_files)",
+    "check_lazy_status": "lazy_inputs_needed(self, available) with Input(lazy=True)",
+    "OUTPUT_NODE": "output_node = True",
+    "CATEGORY": "category = '...'",
+    "NOT_IDEMPOTENT": "deterministic = False",
+}
+
+
+def _comfyui_leftovers(report: PluginReport, registry: Registry) -> list[dict[str, Any]]:
+    """`comfyui_leftover` warnings: a plugin's node class that still defines ComfyUI attributes nodegraph never
+    reads (one warning per class, naming each and what does its work here)."""
+    builtin = {p.name for p in report.loaded if p.source == "builtin"}
+    out = []
+    for qualified, cls in registry.node_types.items():
+        plugin = registry.node_plugin.get(qualified)
+        found = [name for name in COMFYUI_LEFTOVERS if hasattr(cls, name)]
+        if found and plugin is not None and plugin not in builtin:
+            out.append({"kind": "comfyui_leftover", "level": "warning", "plugin": plugin, "type": qualified,
+                        "attributes": found,
+                        "message": f"node {qualified!r} defines ComfyUI's {', '.join(found)}, which nodegraph does not "
+                                   f"read: {'it has' if len(found) == 1 else 'they have'} no effect here",
+                        "fix": "; ".join(f"{name} → {COMFYUI_LEFTOVERS[name]}" for name in found)
+                               + " (docs/plugins.md, 'Porting a ComfyUI node')"})
     return out
 
 

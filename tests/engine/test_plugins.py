@@ -1576,3 +1576,28 @@ def test_a_plugin_cannot_replace_the_sampler_and_schedule_lists_and_a_slow_list_
     session.registry.node_schemas()
     session.registry.schema_hash()
     assert len(calls) == 1
+
+
+def test_comfyui_attributes_a_port_kept_are_named():
+    """A port that kept IS_CHANGED (NaN: always run), VALIDATE_INPUTS or check_lazy_status lost their meaning
+    without a word: nodegraph reads fingerprint, check_literals and lazy_inputs_needed. A plugin warning names each
+    attribute kept and what does its work here."""
+    class Ported(Node):
+        class Inputs(NodeInputs):
+            text: str = Input("x")
+
+        outputs = (Output("text", "STRING"),)
+        CATEGORY = "utils"
+
+        @classmethod
+        def IS_CHANGED(cls, **kwargs):
+            return float("nan")
+
+        def run(self, text):
+            return {"text": text}
+
+    session = Session(plugins=[("porting", NodesPlugin(Ported))], autoload=False)
+    (warning,) = [w for w in session.plugin_warnings() if w["kind"] == "comfyui_leftover"]
+    assert warning["plugin"] == "porting" and warning["attributes"] == ["IS_CHANGED", "CATEGORY"]
+    assert "IS_CHANGED → @classmethod fingerprint" in warning["fix"] and "CATEGORY → category" in warning["fix"]
+    assert not [w for w in Session(autoload=False).plugin_warnings() if w["kind"] == "comfyui_leftover"]
