@@ -26,9 +26,8 @@ import re
 from typing import Any
 
 MAX_PARAMETERS_CHARS = 100_000          # a prompt of 20,000 characters and its settings, with room
-# a settings line: "Key: value, Key: "quoted, with commas", ..." — the last line of the text that starts so
-_SETTING = re.compile(r'\s*([A-Za-z][\w \-/+.()]*?):\s*("(?:[^"\\]|\\.)*"|[^,]*)(?:,|$)')
-_SETTINGS_LINE = re.compile(r"^Steps: *\d")
+_SETTINGS_LINE = re.compile(r"^Steps: *\d")      # the settings line: the text's last line, starting so
+_KEY = re.compile(r"[A-Za-z][\w \-/+.()]{0,80}")      # a setting's name, as A1111 writes them
 _NEGATIVE = "Negative prompt:"
 TRANSLATED = ("Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model", "Clip skip", "Model hash",
               "Version")      # the model hash and the WebUI version identify, they configure nothing
@@ -53,11 +52,15 @@ def parameters_from_image(data: bytes) -> str | None:
     try:
         with Image.open(io.BytesIO(data)) as image:
             comment = image.getexif().get_ifd(0x8769).get(0x9286)      # Exif IFD → UserComment
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return None
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
+        return None      # a 180-Mpx panorama's header alone is refused by PIL's bomb check: not A1111's
     if isinstance(comment, bytes):           # an 8-byte character-code header, then the text
         head, body = comment[:8], comment[8:]
-        comment = body.decode("utf-16-be" if head.startswith(b"UNICODE") else "utf-8", errors="replace")
+        if head.startswith(b"UNICODE"):      # UTF-16 in the file's byte order: A1111 (piexif) writes big-endian,
+            little = body[1::2].count(0) > body[0::2].count(0)      # ExifTool little in "II" files; ASCII's zeros
+            comment = body.decode("utf-16-le" if little else "utf-16-be", errors="replace")   # say which
+        else:
+            comment = body.decode("utf-8", errors="replace")
     if not isinstance(comment, str):
         return None
     return comment.strip("\0").strip() or None
@@ -66,14 +69,10 @@ def parameters_from_image(data: bytes) -> str | None:
 def parse_parameters(text: str) -> tuple[str, str, dict[str, str]]:
     """(prompt, negative prompt, settings) of A1111's parameters text; settings keep A1111's key names, values
     unquoted. A text without a settings line is all prompt."""
-    lines = text.strip().split("\n")
+    lines = text.strip().replace("\r\n", "\n").split("\n")
     settings: dict[str, str] = {}
     if lines and _SETTINGS_LINE.match(lines[-1].strip()):
-        for match in _SETTING.finditer(lines.pop().strip()):
-            key, value = match.group(1).strip(), match.group(2).strip()
-            if value.startswith('"') and value.endswith('"') and len(value) >= 2:
-                value = re.sub(r"\\(.)", r"\1", value[1:-1])
-            settings[key] = value
+        settings = _settings(lines.pop().strip())
     prompt, negative, in_negative = [], [], False
     for line in lines:
         if not in_negative and line.startswith(_NEGATIVE):
@@ -82,12 +81,54 @@ def parse_parameters(text: str) -> tuple[str, str, dict[str, str]]:
     return "\n".join(prompt).strip(), "\n".join(negative).strip(), settings
 
 
+def _settings(line: str) -> dict[str, str]:
+    """`Key: value, Key: "quoted, with commas", ...` → {key: value}, in one pass (a regex over the line was
+    quadratic: a 60,000-character line held the server for 30 s). A quoted value is JSON (A1111 writes it with
+    json.dumps); a part without "Key:" is skipped."""
+    import json
+
+    settings: dict[str, str] = {}
+    position = 0
+    while position < len(line):
+        next_comma = line.find(",", position)
+        colon = line.find(":", position, next_comma if next_comma >= 0 else len(line))   # within this part only
+        if colon < 0:                  # a part without "Key:": skipped
+            if next_comma < 0:
+                break
+            position = next_comma + 1
+            continue
+        key = line[position:colon].strip()
+        cursor = colon + 1
+        while cursor < len(line) and line[cursor] == " ":
+            cursor += 1
+        if cursor < len(line) and line[cursor] == '"':           # a JSON string: up to its closing quote
+            end = cursor + 1
+            while end < len(line) and line[end] != '"':
+                end += 2 if line[end] == "\\" else 1
+            raw = line[cursor:end + 1]
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = raw.strip('"')
+            comma = line.find(",", end + 1)
+        else:
+            comma = line.find(",", cursor)
+            value = line[cursor:comma if comma >= 0 else len(line)].strip()
+        if _KEY.fullmatch(key) and isinstance(value, str):
+            settings[key] = value
+        if comma < 0:
+            break
+        position = comma + 1
+    return settings
+
+
 def _number(settings: dict[str, str], key: str, kind: type, untranslated: list[str]) -> Any:
     text = settings.get(key)
     if text is None:
         return None
-    try:
-        value = kind(float(text)) if kind is int else kind(text)
+    try:          # an integer as written (a seed past 2^53 lost its last digits through float)
+        value = (int(text) if re.fullmatch(r"\s*[+-]?\d{1,30}\s*", text) else int(float(text))) if kind is int \
+            else kind(text)
     except (TypeError, ValueError, OverflowError):
         untranslated.append(f"{key}: {text} (not a number)")
         return None
@@ -102,15 +143,25 @@ def _sampler_and_schedule(settings: dict[str, str], untranslated: list[str]) -> 
     sampler = schedule = None
     name = settings.get("Sampler")
     if name is not None:
-        sampler, schedule = CHOICE_ALIASES.get(_alias_key(name), (None, None))
+        key = _alias_key(name)
+        # the table holds schedule names too ("ddim" → ddim_uniform, "uniform" → normal): a sampler field's
+        # name that is itself a sampler's ("DDIM") is taken as it is
+        sampler, schedule = (None, None) if key in _SCHEDULE_ALIASES else CHOICE_ALIASES.get(key, (None, None))
         if sampler is None:
-            key = _alias_key(name).replace(" ", "_")
-            sampler = key if re.fullmatch(r"[a-z0-9_]+", key) else name
+            plain = key.replace(" ", "_")
+            sampler = plain if re.fullmatch(r"[a-z0-9_]+", plain) else name
     kind = settings.get("Schedule type")
-    if kind is not None:
+    if kind is not None and _alias_key(kind) == "automatic":      # each sampler's own default, as A1111 picks it
+        schedule = schedule or _AUTOMATIC_SCHEDULES.get(sampler, "normal")
+    elif kind is not None:
         alias = CHOICE_ALIASES.get(_alias_key(kind))
         schedule = alias[0] if alias is not None else _alias_key(kind).replace(" ", "_")
     return sampler, schedule
+
+
+_SCHEDULE_ALIASES = frozenset({"ddim", "uniform"})     # CHOICE_ALIASES keys that name A1111's schedules
+# A1111's "Automatic" schedule type: the schedule each sampler declares (karras for the DPM family it lists)
+_AUTOMATIC_SCHEDULES = {"dpmpp_2m": "karras", "dpmpp_sde": "karras", "dpmpp_2m_sde": "exponential"}
 
 
 def parameters_graph(text: str, source: str = "an A1111 image") -> dict:
@@ -137,7 +188,9 @@ def parameters_graph(text: str, source: str = "an A1111 image") -> dict:
     sampler, schedule = _sampler_and_schedule(settings, untranslated)
     model = settings.get("Model")
     ckpt_name = None
-    if model:
+    if not model:                  # an older A1111 wrote only the hash: validation then asks for ckpt_name
+        untranslated.append("Model: none named (set checkpoint.ckpt_name to the model that made the image)")
+    else:
         ckpt_name = model if re.search(r"\.(safetensors|ckpt|pt|pth|bin)$", model, re.I) else f"{model}.safetensors"
 
     def encoder(text_value: str) -> dict:

@@ -499,7 +499,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _usage_error(str(exc))
     from .distributed.options import apply_memory_reserve
 
-    apply_memory_reserve(args)          # before the budget's check, which measures against the reserve
+    try:
+        apply_memory_reserve(args)      # before the budget's check, which measures against the reserve
+    except ValueError as exc:
+        return _usage_error(str(exc))
     if (too_big := cache_budget_warning(args)) is not None:
         print(f"warning: {too_big}", file=sys.stderr)
     if ray_flags_problem(args):

@@ -45,7 +45,7 @@ import tempfile
 import threading
 import unicodedata
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .errors import NodegraphError
 from .paths import DEVICE_NAMES
@@ -118,6 +118,56 @@ def eight_bit(image):
         scale = 255.0 if image.mode == "F" else 255.0 / 65535.0
         return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), mode="L")
     return image
+
+
+def stored_mode(opened: Any) -> str | None:
+    """A just-opened (not yet loaded) PIL image's raw mode as the file stores it ("L;2", "1", "RGB;16B"), or None:
+    what `image_opacity` needs to compare a PNG colour key with the pixels as Pillow loads them."""
+    tile = getattr(opened, "tile", None)
+    return tile[0][3] if tile and len(tile[0]) > 3 and isinstance(tile[0][3], str) else None
+
+
+def _key_as_loaded(key: Any, stored: str | None) -> Any:
+    """A PNG colour key (tRNS) in the values Pillow gives the pixels of an image stored as `stored` (its raw mode):
+    1-, 2- and 4-bit grey are widened to 0..255 (a 2-bit key 3 is pixel 255) and 1-bit is a bool. 16-bit RGB is
+    narrowed to 8 bits a channel, where the key no longer tells pixels apart (0xFFFF and 0xFF00 both read 255):
+    None, no key — such an image is read as opaque (the browser, at 16 bits, honours it: a known difference).
+    Other forms: the key as it is."""
+    import re
+
+    low = re.fullmatch(r"L;([124])", stored or "")
+    if low and isinstance(key, int):
+        depth = int(low.group(1))
+        return key * 255 // (2 ** depth - 1)
+    if stored == "1" and isinstance(key, int):
+        return bool(key)
+    if stored and stored.startswith("RGB;16"):
+        return None
+    return key
+
+
+def image_opacity(pil: Any, stored: str | None = None) -> Any:
+    """An image's alpha as float32 (H, W) in [0, 1], or None when it has none (every pixel opaque).
+
+    The alpha is an A band, or a PNG's colour key (its `transparency`, the tRNS chunk): a palette's alpha
+    table, or one grey or RGB value that is fully transparent. A browser (the mask editor) and ComfyUI honour
+    the key, so LoadImage must too, or the same file is "no mask" here and "mask the white" there. The key is
+    compared at the pixels' own precision: a 16-bit grey key is a 16-bit value (Pillow's conversion to RGBA
+    gets those wrong), and at 1, 2, 4 bits or 16-bit RGB as Pillow widened or narrowed the pixels (`stored`, the
+    file's raw mode: `_key_as_loaded`)."""
+    import numpy as np
+
+    key = pil.info.get("transparency")
+    if "A" in pil.getbands() or (key is not None and (pil.mode == "P" or not isinstance(key, (int, tuple)))):
+        return np.asarray(pil.convert("RGBA").getchannel("A"), dtype=np.float32) / 255.0
+    if key is None:
+        return None
+    key = _key_as_loaded(key, stored)
+    if key is None:
+        return None
+    values = np.asarray(pil)
+    keyed = (values == np.asarray(key)).all(axis=-1) if values.ndim == 3 else values == key
+    return (~keyed).astype(np.float32)
 
 
 def amount_text(size: int) -> str:

@@ -122,7 +122,7 @@ from . import __version__
 from .distributed.pool import ClusterUnreachableError, RayNotInstalledError
 from .errors import GraphValidationError, NodeExecutionError, NodeInputError, RunInterrupted, StorageLimitError
 from .events import RunFailed
-from .files import FileAccessError, FileStore, eight_bit
+from .files import FileAccessError, FileStore, eight_bit, image_opacity, stored_mode
 from .memory import release_failed_run
 from .model_paths import ModelPathsError
 from .plugins import PluginOptionError, add_plugin_arguments, plugin_options
@@ -292,9 +292,10 @@ def make_thumbnail(file_path: Path, side: int) -> bytes | None:
 
     try:
         with Image.open(file_path) as image:
+            stored = stored_mode(image)            # before loading: how a PNG colour key compares (LoadImage's way)
             image.draft("RGB", (side, side))       # JPEG: decode at a reduced scale
             ImageOps.exif_transpose(image, in_place=True)
-            alpha = _transparency(image)           # at full size: a colour key does not survive resampling
+            alpha = _alpha_band(image, stored)     # at full size: a colour key does not survive resampling
             if alpha is not None:
                 image = eight_bit(image).convert("RGB")
                 image.putalpha(alpha)
@@ -309,24 +310,16 @@ def make_thumbnail(file_path: Path, side: int) -> bytes | None:
         return None
 
 
-def _transparency(image: Any) -> Any:
-    """An image's alpha band (a PIL "L" image) when some pixel is not opaque, else None: its A band, or its PNG
-    colour key (tRNS) compared at the pixels' own precision (a 16-bit grey key is 16-bit; Pillow's conversion
-    to RGBA gets those wrong), as LoadImage reads it (nodes/image/pixels.py `opacity`)."""
+def _alpha_band(image: Any, stored: str | None) -> Any:
+    """An image's alpha as a PIL "L" band when some pixel is not opaque (`files.image_opacity`: an A band or a PNG
+    colour key, read as LoadImage reads it), else None."""
+    import numpy as np
     from PIL import Image
 
-    key = image.info.get("transparency")
-    if "A" in image.getbands() or (key is not None and (image.mode == "P" or not isinstance(key, (int, tuple)))):
-        alpha = image.convert("RGBA").getchannel("A")
-    elif key is not None:
-        import numpy as np
-
-        values = np.asarray(image)
-        keyed = (values == np.asarray(key)).all(axis=-1) if values.ndim == 3 else values == key
-        alpha = Image.fromarray(np.where(keyed, 0, 255).astype(np.uint8))          # (H, W) uint8: "L"
-    else:
+    alpha = image_opacity(image, stored)
+    if alpha is None or float(alpha.min()) >= 1.0:
         return None
-    return alpha if alpha.getextrema()[0] < 255 else None
+    return Image.fromarray(np.rint(alpha * 255).astype(np.uint8))
 
 
 def thumbnail_type(body: bytes) -> str:
@@ -607,6 +600,7 @@ class Server:
         self._thumbnails: dict[tuple, bytes] = {}      # (path, mtime, size, side) → JPEG, LRU by insertion
         self._thumbnail_jobs: dict[tuple, asyncio.Future] = {}     # thumbnails being made, by the same key
         self._thumbnail_shares: dict[str | None, asyncio.Semaphore] = {}    # one being made per user at a time
+        self._thumbnail_waiting: dict[str | None, int] = {}     # thumbnails being made or waiting, per user
         self._thumbnail_pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.THUMBNAIL_WORKERS,
                                                                      thread_name_prefix="nodegraph-thumbnail")
 
@@ -906,6 +900,8 @@ class Server:
     THUMBNAIL_CACHE = 256            # thumbnails kept in memory
     THUMBNAIL_WORKERS = 2            # threads making thumbnails (each holds one decoded image)
     THUMBNAIL_WAITING_LIMIT = 32     # thumbnails being made or waiting for a thread; past it: 503
+    # ... of one user, on a server with users: one user's 40 requests filled the 32 and everyone else got 503
+    THUMBNAIL_WAITING_PER_USER = 8
     # A request waits at most this long for its thumbnail, then gets 503 with Retry-After (the thumbnail goes on
     # being made and is cached for the retry): past websockets' 10 s opening timeout a waiting request was cut
     # without a status line, and the editor's history thumbnails broke
@@ -929,11 +925,22 @@ class Server:
         else:
             job = self._thumbnail_jobs.get(key)
             if job is None:
-                if len(self._thumbnail_jobs) >= self.THUMBNAIL_WAITING_LIMIT:
+                mine = self._thumbnail_waiting.get(owner, 0)
+                if len(self._thumbnail_jobs) >= self.THUMBNAIL_WAITING_LIMIT or (
+                        self.users is not None and mine >= self.THUMBNAIL_WAITING_PER_USER):
                     return self._busy(connection, "too many thumbnails are being made; try again shortly\n", 1)
                 job = asyncio.ensure_future(self._made_thumbnail(owner, key, file_path, side))
                 self._thumbnail_jobs[key] = job
-                job.add_done_callback(lambda _done: self._thumbnail_jobs.pop(key, None))
+                self._thumbnail_waiting[owner] = mine + 1
+
+                def done(_job: Any, owner: str | None = owner) -> None:
+                    self._thumbnail_jobs.pop(key, None)
+                    left = self._thumbnail_waiting.get(owner, 1) - 1
+                    if left > 0:
+                        self._thumbnail_waiting[owner] = left
+                    else:
+                        self._thumbnail_waiting.pop(owner, None)
+                job.add_done_callback(done)
             try:      # shielded: one client giving up does not cancel the others' thumbnail
                 body = await asyncio.wait_for(asyncio.shield(job), self.THUMBNAIL_WAIT_SECONDS)
             except asyncio.TimeoutError:
@@ -1762,7 +1769,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:          # --cache-budget with --cache all|none
         print(f"nodegraph serve: {exc}", file=sys.stderr)
         return 2
-    apply_memory_reserve(args)         # before the budget's check, which measures against the reserve
+    try:
+        apply_memory_reserve(args)     # before the budget's check, which measures against the reserve
+    except ValueError as exc:
+        print(f"nodegraph serve: {exc}", file=sys.stderr)
+        return 2
     if (too_big := cache_budget_warning(args)) is not None:     # set_cache_policy refuses it; the flag is warned
         print(f"nodegraph serve: warning: {too_big}", file=sys.stderr)
     if ray_flags_problem(args):        # --workers 3 without --ray: accepted and ignored before

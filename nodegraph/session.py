@@ -159,12 +159,13 @@ class Session:
 
         if isinstance(source, (bytearray, memoryview)):
             source = bytes(source)
-        if isinstance(source, bytes) and source.startswith(PNG_SIGNATURE):     # a PNG ComfyUI saved, in memory
+        if isinstance(source, bytes) and (source.startswith((PNG_SIGNATURE, b"\xff\xd8\xff"))
+                                          or source[8:12] == b"WEBP"):     # an image in memory (ComfyUI's, A1111's)
             data = foreign_prompt_from_bytes(source)
             if data is None:
                 raise GraphValidationError([GraphError(
-                    "invalid_format", "the PNG holds no ComfyUI prompt or workflow (no 'prompt' / 'workflow' text "
-                                      "chunk, or one that is not a ComfyUI graph)")])
+                    "invalid_format", "the image holds no ComfyUI prompt or workflow (a PNG's 'prompt' / 'workflow' "
+                                      "text chunk) nor AUTOMATIC1111's parameters")])
         elif isinstance(source, bytes) or (isinstance(source, str) and not _names_a_file(source) and (
                 source.lstrip()[:1] in ("{", "[") or len(source) > 4096)):
             if len(source) > MAX_FILE_BYTES:        # as for a file
@@ -175,7 +176,10 @@ class Session:
             except RecursionError:
                 raise GraphValidationError([GraphError("invalid_format", "the JSON is nested too deeply")]) from None
             except ValueError as exc:
-                raise GraphValidationError([GraphError("invalid_format", f"not JSON: {exc}")]) from None
+                named = isinstance(source, str) and "\n" not in source and source.rstrip().lower().endswith(
+                    (".json", ".png", ".jpg", ".jpeg", ".webp"))      # "[2] missing.json": a file that is not there
+                raise GraphValidationError([GraphError("invalid_format", f"no file {source[:200]!r} (and as text it is "
+                                                       f"not JSON)" if named else f"not JSON: {exc}")]) from None
         elif isinstance(source, (str, os.PathLike)):
             data = foreign_prompt(source)
             if data is None:

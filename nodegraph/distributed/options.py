@@ -66,8 +66,14 @@ def parse_cache_budget(text: str) -> int:
 
 
 def parse_memory_reserve(text: str) -> int:
-    """`--memory-reserve`: "1GiB", "512M" or "0" (the check off) → bytes."""
-    return _parse_size_or_zero(text, "no reserve, nodes are not checked")
+    """`--memory-reserve`: "1GiB", "512M" or "0" (the check off) → bytes. A bare number under 1 MiB is refused:
+    `--memory-reserve 512` (MiB, as NODEGRAPH_MEMORY_RESERVE_MB counts, or GB as ComfyUI's --reserve-vram) was 512
+    bytes, which turned the check off without a word."""
+    value = _parse_size_or_zero(text, "no reserve, nodes are not checked")
+    if 0 < value < 1024**2 and text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} would be {value} bytes, which keeps nothing free; give a unit: "
+                                         f"{text.strip()}M or {text.strip()}G")
+    return value
 
 
 def _workers(text: str) -> int | str:
@@ -165,11 +171,18 @@ def apply_cpu_threads(args: argparse.Namespace) -> None:
 
 def apply_memory_reserve(args: argparse.Namespace) -> None:
     """--memory-reserve SIZE: NODEGRAPH_MEMORY_RESERVE_MB for this process (and the Ray workers it starts), which
-    `memory.memory_reserve` reads; nothing when the flag was not given."""
+    `memory.memory_reserve` reads; nothing when the flag was not given. Raises ValueError (a usage error) for a
+    reserve of at least this machine's memory: every node would be refused (exit 3 at the first one)."""
     reserve = getattr(args, "memory_reserve", None)
     if reserve is None:
         return
-    from ..memory import RESERVE_ENV
+    from ..memory import RESERVE_ENV, system_memory
+
+    memory = system_memory()
+    if memory is not None and reserve >= memory[1] and getattr(args, "ray", None) is None:
+        raise ValueError(f"--memory-reserve {reserve} bytes is at least this machine's memory ({memory[1]} bytes): "
+                         f"no node could run; give less, e.g. {max(memory[1] // 20 // 2**20, 1)}M (5 %), or 0 to "
+                         f"turn the check off")
 
     os.environ[RESERVE_ENV] = repr(reserve / 1024**2)
 

@@ -54,7 +54,14 @@ def load_image_file(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     except Image.DecompressionBombError as exc:        # PIL's own limit, far above ours
         raise ImageTooLargeError(f"it declares too many pixels ({exc}); the limit is {MAX_FILE_PIXELS} "
                                  f"(e.g. 8192×8192): scale it down first") from None
+    except (ValueError, SyntaxError) as exc:           # a damaged chunk ("Truncated tRNS chunk"): said as unreadable
+        raise OSError(f"the file is damaged ({exc})") from None
     width, height = opened.size
+    # the PNG's stored form ("L;2", "1", "RGB;16B"), before loading: a colour key is compared as Pillow widened
+    # or narrowed the pixels (`opacity`)
+    from nodegraph.files import stored_mode
+
+    stored = stored_mode(opened)
     if width * height > MAX_FILE_PIXELS:
         opened.close()
         raise ImageTooLargeError(f"it is {width}×{height} ({width * height} pixels), over the limit of "
@@ -63,27 +70,17 @@ def load_image_file(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
         pil = ImageOps.exif_transpose(pil)
         pil.load()
         image = pil_to_image(pil)
-        alpha = opacity(pil)
+        alpha = opacity(pil, stored)
         mask = torch.zeros(image.shape[:3]) if alpha is None else 1.0 - torch.from_numpy(alpha)[None]
     return image, mask
 
 
-def opacity(pil: Image.Image) -> np.ndarray | None:
-    """An image's alpha as float32 (H, W) in [0, 1], or None when it has none (every pixel opaque).
+def opacity(pil: Image.Image, stored: str | None = None) -> np.ndarray | None:
+    """An image's alpha as float32 (H, W) in [0, 1], or None when every pixel is opaque: `nodegraph.files.
+    image_opacity` (an A band or a PNG colour key), which the server's thumbnails read the same way."""
+    from nodegraph.files import image_opacity
 
-    The alpha is an A band, or a PNG's colour key (its `transparency`, the tRNS chunk): a palette's alpha
-    table, or one grey or RGB value that is fully transparent. A browser (the mask editor) and ComfyUI honour
-    the key, so LoadImage must too, or the same file is "no mask" here and "mask the white" there. The key is
-    compared at the pixels' own precision: a 16-bit grey key is a 16-bit value (Pillow's conversion to RGBA
-    gets those wrong)."""
-    key = pil.info.get("transparency")
-    if "A" in pil.getbands() or (key is not None and (pil.mode == "P" or not isinstance(key, (int, tuple)))):
-        return np.asarray(pil.convert("RGBA").getchannel("A"), dtype=np.float32) / 255.0
-    if key is None:
-        return None
-    values = np.asarray(pil)
-    keyed = (values == np.asarray(key)).all(axis=-1) if values.ndim == 3 else values == key
-    return (~keyed).astype(np.float32)
+    return image_opacity(pil, stored)
 
 
 def save_png(pil: Image.Image, path: str | Path, text: dict[str, str] | None = None, compress_level: int = 4) -> None:

@@ -185,7 +185,7 @@ def trigger_words(lora: LoraWeights) -> set[str]:
 
     try:
         datasets = json.loads(lora.metadata.get("ss_tag_frequency") or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):       # a header nested 100,000 deep failed EncodeText itself
         return set()
     tags = [tag for counts in (datasets.values() if isinstance(datasets, dict) else ()) if isinstance(counts, dict)
             for tag in counts if isinstance(tag, str)]

@@ -83,3 +83,46 @@ def test_a_jpeg_with_its_parameters_in_exif_and_a_png_with_nothing():
     with pytest.raises(GraphValidationError) as caught:
         graph_from_bytes(png_with(TEXT), "a.png")
     assert caught.value.errors[0].code == "foreign_format" and caught.value.errors[0].details["tool"] == "a1111"
+
+
+def test_hostile_and_odd_parameters_are_read_in_linear_time_and_exactly():
+    """A hostile re-test: a 60,000-character settings line held the server 30 s (a quadratic regex); quoted values
+    lost their JSON escapes, a seed past 2^53 its last digits, "Sampler: DDIM" became a schedule name, "Schedule
+    type: Automatic" stayed invalid, and an image naming no model said nothing about it."""
+    import time
+
+    started = time.perf_counter()
+    for body in ("a" * 99_000, "," * 99_000, ", a" * 33_000, '"' * 99_000):
+        parse_parameters("x\nSteps: 1, " + body)
+    assert time.perf_counter() - started < 2.0
+    _, _, settings = parse_parameters('x\nSteps: 3, Model: "caf\\u00e9, v2", Seed: 1234567890123456789, odd, Size: 8x8')
+    assert settings == {"Steps": "3", "Model": "café, v2", "Seed": "1234567890123456789", "Size": "8x8"}
+    graph = parameters_graph("x\nSteps: 3, Sampler: DDIM, Seed: 1234567890123456789")
+    assert graph["nodes"]["sampler"]["inputs"]["sampler"] == "ddim"
+    assert graph["nodes"]["sampler"]["inputs"]["seed"] == 1234567890123456789
+    assert any("Model: none named" in note for note in graph["metadata"]["a1111_untranslated"])
+    automatic = parameters_graph("x\nSteps: 3, Sampler: DPM++ 2M, Schedule type: Automatic, Model: m")
+    assert automatic["nodes"]["sampler"]["inputs"]["scheduler"] == "karras"
+
+
+def test_image_bytes_from_other_writers_and_huge_headers():
+    """UserComment in little-endian UTF-16 (ExifTool in "II" files) read as big-endian gave mojibake; a JPEG whose
+    header claims 400 Mpx made `nodegraph run` print PIL's DecompressionBombError traceback."""
+    import struct
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + "a red ring\nSteps: 2".encode("utf-16-le")
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, "JPEG", exif=exif.tobytes())
+    assert parameters_from_image(out.getvalue()) == "a red ring\nSteps: 2"
+    small = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(small, "JPEG")
+    data = bytearray(small.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", 20000, 20000)        # the header claims 20000×20000
+    assert parameters_from_image(bytes(data)) is None
+    from nodegraph.graph import graph_from_bytes
+
+    with pytest.raises(GraphValidationError):
+        graph_from_bytes(bytes(data), "huge.jpg")
+    assert Session(autoload=False).import_comfyui(png_with(TEXT)).nodes["sampler"].inputs["seed"] == 42

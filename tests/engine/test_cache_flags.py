@@ -139,11 +139,20 @@ def test_memory_reserve_flag_sets_the_reserve_runs_keep_free(tmp_path, monkeypat
     monkeypatch.setenv(RESERVE_ENV, "512")      # recorded, so what the flag sets is undone after the test
     graph = ARITHMETIC
     common = ["--no-plugins", "--no-progress", "--output-dir", str(tmp_path / "out")]
-    assert main(["run", graph, "--memory-reserve", "64T", *common]) == 3
-    assert "--memory-reserve" in capsys.readouterr().err
-    assert memory_reserve(16 * 1024**3) == 64 * 1024**4
+    import nodegraph.memory as memory
+
+    total = memory.system_memory()[1]
+    assert main(["run", graph, "--memory-reserve", f"{total - 1}", *common]) == 3       # just under: every node
+    assert "--memory-reserve" in capsys.readouterr().err                                # refused, the flag named
+    assert memory_reserve(16 * 1024**3) == total - 1
     assert main(["run", graph, "--memory-reserve", "0", *common]) == 0
     assert memory_reserve(16 * 1024**3) == 0
     with pytest.raises(SystemExit) as exited:
         main(["run", graph, "--memory-reserve", "lots", *common])
     assert exited.value.code == 2 and "'lots' is not a size of 0 or more bytes" in capsys.readouterr().err
+    # a bare 512 was 512 bytes (the check silently off; the variable counts MiB); more than the machine: exit 2
+    with pytest.raises(SystemExit) as exited:
+        main(["run", graph, "--memory-reserve", "512", *common])
+    assert exited.value.code == 2 and "give a unit: 512M or 512G" in capsys.readouterr().err
+    assert main(["run", graph, "--memory-reserve", "999TiB", *common]) == 2
+    assert "at least this machine's memory" in capsys.readouterr().err

@@ -244,3 +244,49 @@ def test_an_inpainting_image_of_the_wrong_size_says_how_to_fix_it():
     text = str(error)
     assert error.input == "image" and "61×45" in text and "multiple of 4" in text
     assert "ImageScale" in text and "CropToMask" in text
+
+
+def _raw_png(path, width, height, depth, colour_type, rows, trns=None):
+    """A PNG written byte by byte (Pillow writes no 1/2/4-bit grey with a colour key)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
+    body = zlib.compress(b"".join(b"\0" + row for row in rows))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + (chunk(b"tRNS", trns) if trns else b"")
+                     + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("depth", [1, 2, 4])
+def test_a_colour_key_in_a_low_bit_depth_grey_png_is_transparency(tmp_path, depth):
+    """Pillow widens 1/2/4-bit grey to 0..255 but keeps the key as stored (2-bit key 3 vs pixel 255): LoadImage
+    found no mask where the mask editor showed one (a hostile re-test)."""
+    import struct
+
+    from nodes.image.pixels import load_image_file
+
+    top = 2 ** depth - 1
+
+    def pack(values):                       # MSB first, as PNG packs sub-byte samples
+        bits = "".join(format(v, f"0{depth}b") for v in values)
+        bits += "0" * (-len(bits) % 8)
+        return bytes(int(bits[i:i + 8], 2) for i in range(0, len(bits), 8))
+
+    rows = [pack([top if x < 4 else 0 for x in range(8)]) for _ in range(8)]
+    path = tmp_path / "keyed.png"
+    _raw_png(path, 8, 8, depth, 0, rows, trns=struct.pack(">H", top))
+    _image, mask = load_image_file(path)
+    assert mask[0, :, :4].eq(1).all() and mask[0, :, 4:].eq(0).all()
+
+
+def test_a_damaged_trns_chunk_is_an_unreadable_file(tmp_path):
+    """A truncated tRNS chunk raised a bare ValueError from PIL, naming no file."""
+    from nodes.image.pixels import load_image_file
+
+    path = tmp_path / "bad.png"
+    _raw_png(path, 2, 2, 8, 0, [b"\0\0", b"\0\0"], trns=b"\x00")        # a grey key needs 2 bytes
+    with pytest.raises(OSError, match="damaged"):
+        load_image_file(path)

@@ -1035,6 +1035,17 @@ def test_one_users_thumbnails_do_not_starve_anothers_and_a_long_wait_answers_503
         assert all(answer[1].get("Retry-After") for answer in answers if answer[0] == 503)
         time.sleep(5)                                          # bob's waited-out thumbnails are made meanwhile
         assert [get("bob", f"output/img{i}.png")[0] for i in range(8)] == [200] * 8
+        # bob's requests fill at most his share of the waiting list: 40 of his at once left alice none (a re-test)
+        monkeypatch.setattr(Server, "THUMBNAIL_WAITING_PER_USER", 2)
+        for i in range(8):
+            save_png(tmp_path / "out" / "bob" / f"more{i}.png")
+        with ThreadPoolExecutor(9) as pool:
+            bobs = [pool.submit(get, "bob", f"output/more{i}.png") for i in range(8)]
+            time.sleep(0.3)
+            save_png(tmp_path / "out" / "alice" / "new.png")
+            alice = get("alice", "output/new.png")
+            statuses = [future.result()[0] for future in bobs]
+        assert alice[0] == 200 and statuses.count(503) >= 5
     finally:
         running.stop()
 

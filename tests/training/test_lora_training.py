@@ -159,3 +159,13 @@ def test_the_shipped_own_images_graph_runs_at_smoke_size(tmp_path):
     assert session.validate(graph) == []
     session.run(graph)
     assert (tmp_path / "models" / "loras" / "my_subject.safetensors").is_file()
+
+
+def test_a_hostile_tag_header_gives_no_trigger_words():
+    """An ss_tag_frequency nested 100,000 deep raised RecursionError out of EncodeText's unknown-word check."""
+    from nodes.models.lora import LoraWeights, trigger_words
+
+    deep = LoraWeights(name="x", patches={}, metadata={"ss_tag_frequency": "[" * 100_000 + "]" * 100_000})
+    assert trigger_words(deep) == set()
+    fine = LoraWeights(name="y", patches={}, metadata={"ss_tag_frequency": '{"d": {"zorb pattern, big": 3}}'})
+    assert trigger_words(fine) == {"zorb", "pattern", "big"}
