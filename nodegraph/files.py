@@ -64,7 +64,9 @@ HASHED_FILE_BYTES = 256 * 1024 * 1024
 UPLOAD_KINDS = ("image", "mask", "audio", "video", "mesh", "pointcloud")
 # Per media kind, the formats its loaders read: extension → the format's name (what `media_format` reports).
 MEDIA_FORMATS: dict[str, dict[str, str]] = {
-    "audio": {".wav": "WAV", ".flac": "FLAC", ".ogg": "Ogg", ".opus": "Ogg", ".mp3": "MP3"},
+    # a sound track in a video container too (an .m4a is MP4): LoadAudio reads it, and the Upload button refused it
+    "audio": {".wav": "WAV", ".flac": "FLAC", ".ogg": "Ogg", ".opus": "Ogg", ".mp3": "MP3", ".m4a": "MP4",
+              ".mp4": "MP4", ".mka": "Matroska", ".mkv": "Matroska", ".webm": "Matroska"},
     "video": {".mp4": "MP4", ".m4v": "MP4", ".mov": "MP4", ".webm": "Matroska", ".mkv": "Matroska", ".gif": "GIF",
               ".webp": "WebP"},
     "mesh": {".glb": "glTF", ".ply": "PLY", ".obj": "OBJ"},
@@ -429,7 +431,8 @@ class FileStore:
         found = media_format(data)
         accepted = sorted(set(formats.values()))
         if found not in accepted:
-            what = f"a {found} file" if found else "no format the loaders read"
+            what = f"{'an' if found and found[0] in 'AEFHILMNORSX' else 'a'} {found} file" if found \
+                else "no format the loaders read"
             article = "an" if kind[0] in "aeiou" else "a"
             raise FileAccessError(f"the upload {name!r} is not {article} {kind} file of a format the loaders read "
                                   f"({what}); send {', '.join(formats)}")

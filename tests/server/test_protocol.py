@@ -404,6 +404,9 @@ PLY_TEXT = b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty
     ("audio", "no extension", b"fLaC" + bytes(60), "no_extension.flac"),
     ("video", "clip.mov", b"\x00\x00\x00\x18ftypqt  " + bytes(40), "clip.mov"),
     ("video", "clip.webm", b"\x1a\x45\xdf\xa3" + bytes(40), "clip.webm"),
+    # LoadAudio reads a video container's sound track: the audio Upload refused an .m4a / .mp4 (a media pass)
+    ("audio", "voice.m4a", b"\x00\x00\x00\x18ftypM4A " + bytes(40), "voice.m4a"),
+    ("audio", "clip_snd.mp4", b"\x00\x00\x00\x18ftypisom" + bytes(40), "clip_snd.mp4"),
     ("mesh", "tri.obj", OBJ_TEXT, "tri.obj"),
     ("mesh", "tri.txt", OBJ_TEXT, "tri.obj"),
     ("pointcloud", "points.ply", PLY_TEXT, "points.ply"),
@@ -418,6 +421,7 @@ def test_media_uploads_are_stored_as_the_format_their_bytes_show(proto, tmp_path
 @pytest.mark.parametrize("kind, data, words", [
     ("audio", _png_bytes(), "is not an audio file"),                 # an image is no audio file
     ("video", _wav_bytes(), "(a WAV file)"),
+    ("mesh", b"\x00\x00\x00\x18ftypisom" + bytes(40), "(an MP4 file)"),        # "a MP4" before
     ("mesh", b"<html><script>alert(1)</script></html>", "no format the loaders read"),
     ("pointcloud", b"\x00" * 64, "send .ply, .glb, .obj"),
 ])

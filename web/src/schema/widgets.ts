@@ -45,7 +45,7 @@ export type UploadKind = (typeof UPLOAD_KINDS)[number];
 export const UPLOAD_ACCEPT: Record<UploadKind, string> = {
   image: "image/*",
   mask: "image/*",
-  audio: "audio/*,.wav,.flac,.ogg,.opus,.mp3",
+  audio: "audio/*,.wav,.flac,.ogg,.opus,.mp3,.m4a,.mp4,.mka,.mkv,.webm", // a video's sound track too (LoadAudio reads it)
   video: "video/*,.mp4,.m4v,.mov,.webm,.mkv,.gif,.webp",
   mesh: ".glb,.ply,.obj",
   pointcloud: ".ply,.glb,.obj",
