@@ -537,12 +537,15 @@ def _canvas_point(value: Any) -> list[float] | None:
 
 
 def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | None = None,
-                       left_out: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                       left_out: list[dict[str, Any]] | None = None,
+                       widget_names: Callable[[str], tuple[str | None, ...] | None] | None = None) -> dict[str, Any]:
     """A ComfyUI UI-format workflow → an API-format prompt (then imported like one: `graph.import_foreign`).
 
     Links become `[source id, output slot]` pairs (through Reroute nodes; a PrimitiveNode's value becomes the
-    literal it feeds); widget values are named by `WIDGET_NAMES` (others are kept, unnamed, as
-    `widgets_values`, and such a node stays a placeholder of its ComfyUI type); a muted or bypassed node keeps
+    literal it feeds); widget values are named by `WIDGET_NAMES`, else — for a type this session has, a plugin's
+    port of a ComfyUI pack — by `widget_names(type)` (its inputs that take a value, in declared order, as ComfyUI
+    orders widgets; None where ComfyUI adds a seed's "control after generate"); others are kept, unnamed, as
+    `widgets_values`, and such a node stays a placeholder of its ComfyUI type; a muted or bypassed node keeps
     its mode (`_meta.mode`); notes are dropped. Each node's canvas position goes to `_meta.position` (the
     imported graph's `ui`: the editor shows ComfyUI's layout), its output names to `_meta.output_names` (a link
     out of a type nodegraph lacks is named by them, not by its slot number). A seed's "control after generate" is not carried:
@@ -618,6 +621,8 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
         inputs: dict[str, Any] = {}
         values = node.get("widgets_values")
         names = WIDGET_NAMES.get(node["type"])
+        if names is None and widget_names is not None and node["type"] not in EQUIVALENTS:
+            names = widget_names(node["type"])
         meta: dict[str, Any] = {}
         if names is not None and isinstance(values, list):
             if None in names and len(values) == len(names) - 1:     # written without the seed's control widget

@@ -446,7 +446,8 @@ def _foreign_error(tool: str, kind: str) -> GraphError:
     return GraphError("foreign_format", message, details={"tool": tool, "format": kind})
 
 
-def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | None = None) -> dict:
+def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | None = None,
+                   widget_names: Callable[[str], tuple[str | None, ...] | None] | None = None) -> dict:
     """A ComfyUI API-format prompt or UI workflow → a version-2 graph dict (unknown types keep their data).
 
     An entry whose `class_type` has an equivalent here (`comfyui.EQUIVALENTS`: CheckpointLoaderSimple,
@@ -461,7 +462,8 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     callable knows the source's type (e.g. `lambda t: [o.name for o in registry.nodes[t].spec.outputs]`),
     else the name a UI workflow gave that output (`_meta.output_names`), else `str(index)`. An imported EmptyLatentImage gets the VAE the prompt decodes with, when there is
     one (`metadata.linked_vae`). A UI workflow is read as ComfyUI runs it (`comfyui.workflow_to_prompt`:
-    widget values named, muted nodes left out, bypassed ones passed through). Raises GraphValidationError
+    widget values named — a plugin's node type by `widget_names(type)`, `Session.widget_names` — muted nodes left
+    out, bypassed ones passed through). Raises GraphValidationError
     (`invalid_format`) when `data` is neither. `Session.import_comfyui` calls it with the session's output names.
     """
     kind = foreign_format(data)
@@ -488,7 +490,7 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
 
         try:
             groups = workflow_groups(data)             # the editor shows them as ours (ui.groups)
-            data = workflow_to_prompt(expand_subgraphs(data, subgraphs), known_type, bypassed_left_out)
+            data = workflow_to_prompt(expand_subgraphs(data, subgraphs), known_type, bypassed_left_out, widget_names)
         except WorkflowError as exc:
             raise GraphValidationError([GraphError("invalid_format", f"this ComfyUI workflow cannot be read: {exc}",
                                                    details={"tool": "comfyui", "format": "workflow"})]) from None

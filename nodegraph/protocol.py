@@ -1275,14 +1275,9 @@ class ServerProtocol:
     def _on_import_graph(self, client: ClientState, message: ImportGraph) -> list[Outgoing]:
         from .graph import import_foreign, parse_graph
 
-        registry = self.session.registry
-
-        def output_names(node_type: Any) -> list[str] | None:
-            cls = registry.nodes.get(node_type) if isinstance(node_type, str) else None
-            return [o.name for o in cls.spec.outputs] if cls is not None else None
-
         try:
-            graph = parse_graph(import_foreign(message.data, output_names)).to_dict()
+            graph = parse_graph(import_foreign(message.data, self.session.output_names,
+                                               self.session.widget_names)).to_dict()
         except GraphValidationError as exc:
             return [_error(client.client_id, "invalid_graph", f"the file cannot be imported: {exc.errors[0].message}",
                            message.request_id, errors=[e.to_dict() for e in exc.errors[:200]])]

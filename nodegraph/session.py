@@ -188,7 +188,24 @@ class Session:
                                       f"or save, or a PNG ComfyUI wrote), or cannot be read")])
         else:
             data = source
-        return self.load(import_foreign(data, self.output_names))
+        return self.load(import_foreign(data, self.output_names, self.widget_names))
+
+    def widget_names(self, node_type: Any) -> tuple[str | None, ...] | None:
+        """ComfyUI's widget order for a node type this session has (None for one it lacks): its inputs that take a
+        value (not link-only ports) in declared order, with None after an INT `seed` / `noise_seed` where ComfyUI
+        adds its "control after generate" widget — how a UI workflow's `widgets_values` name a plugin's port of a
+        ComfyUI pack that kept the pack's input order (docs/plugins.md, "Porting a ComfyUI node")."""
+        cls = self.registry.nodes.get(node_type) if isinstance(node_type, str) else None
+        if cls is None:
+            return None
+        names: list[str | None] = []
+        for name, spec in cls.spec.inputs.items():
+            if spec.adapter is None:          # a link-only port (IMAGE, MODEL, ...): no widget
+                continue
+            names.append(name)
+            if name in ("seed", "noise_seed") and spec.port == "INT":
+                names.append(None)
+        return tuple(names)
 
     def output_names(self, node_type: Any) -> list[str] | None:
         """The output names of a node type this session has, in order (None for a type it lacks)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,35 @@ def test_a_bare_name_sets_the_primitive_box_that_feeds_the_input(session):
     assert session.run(graph, overrides={"a": 7}).outputs["show"]["value"] == 9
     assert parse_sweep(["a=1,2"], graph) == [{"10.value": 1}, {"10.value": 2}]
     assert [e.code for e in session.validate(graph, overrides={"m.a": 7})] == ["override_replaces_link"]  # named: as written
+
+
+def test_a_ui_workflow_names_a_plugins_widget_values_by_its_declared_inputs():
+    """A ported pack's ComfyUI UI workflows failed: "ImageResize has no input 'widgets_values'" — only the
+    built-in equivalents had widget names. A type this session has names them by its declared inputs that take
+    a value (a seed's control-after-generate skipped), as ComfyUI orders its widgets."""
+    from nodegraph import Input, Node, NodeInputs, Output, hookimpl
+
+    class ImageResize(Node):
+        class Inputs(NodeInputs):
+            image: Any = Input(port="IMAGE")
+            width: int = Input(512, ge=8, le=4096)
+            height: int = Input(512, ge=8, le=4096)
+            seed: int = Input(0, ge=0)
+            method: str = Input("nearest")
+
+        outputs = (Output("image", "IMAGE"),)
+
+        def run(self, image, width, height, seed, method):
+            return {"image": image}
+
+    class Plugin:
+        @hookimpl
+        def register_nodes(self):
+            return [ImageResize]
+
+    session = Session(plugins=[("imgutils", Plugin())], autoload=False)
+    assert session.widget_names("ImageResize") == ("width", "height", "seed", None, "method")
+    workflow = {"nodes": [{"id": 1, "type": "ImageResize", "widgets_values": [64, 48, 7, "randomize", "bilinear"],
+                           "inputs": [{"name": "image", "type": "IMAGE", "link": None}]}], "links": []}
+    graph = session.import_comfyui(workflow)
+    assert graph.nodes["1"].inputs == {"width": 64, "height": 48, "seed": 7, "method": "bilinear"}

@@ -544,7 +544,7 @@ def test_import_graph_converts_a_comfyui_prompt_keeping_unknown_nodes(proto):
 def test_import_graph_makes_a_graph_of_a1111_parameters(proto):
     """The editor sends an A1111 image's "parameters" text as {"parameters": TEXT}; the reply is a txt2img graph
     that names what it could not translate (nodegraph/a1111.py)."""
-    text = "a red circle\nSteps: 4, Sampler: Euler a, CFG scale: 5, Seed: 9, Size: 64x64, Hires upscale: 2"
+    text = "a red circle\nSteps: 4, Sampler: Euler a, CFG scale: 5, Seed: 9, Size: 64x64, Hires upscale: 2, Model: m"
     (reply,) = send(proto, {"type": "import_graph", "data": {"parameters": text}})
     assert reply.message["type"] == "imported_graph", reply.message
     graph = reply.message["graph"]
