@@ -627,6 +627,12 @@ def missing_input_message(input_dir: Path, name: str, what: str = "file", folder
     """Why `name` is not a file in the input folder, with close names and what is there (no absolute path: a
     server sends it to its clients). What validation and the input-file resolver (`Session.resolve_file`) say.
     With an upload `kind` ("image", "audio", ...), files whose extension is of another kind are not offered."""
+    folder = re.fullmatch(r"(.+) \[(output|temp)\]", name)
+    if folder is not None:      # ComfyUI's LoadImage names a result as "x.png [output]": another folder here
+        return (f"no {what} {name!r} in the input folder: ComfyUI's \"[{folder.group(2)}]\" names a file of its "
+                f"{folder.group(2)} folder, and an input is read from the input folder only here; copy "
+                f"{folder.group(1)!r} into the input folder and name it without the suffix (in the editor, the image "
+                f"viewer's Use as input does both for a result)")
     if not input_dir.is_dir():
         state = "is not a folder" if input_dir.exists() else "does not exist yet (nothing was uploaded or put there)"
         shown = shown_folder(str(input_dir))       # a server's user folder (absolute, or in/<user>) is not shown

@@ -347,3 +347,13 @@ def test_an_audio_inputs_listing_offers_videos_too(tmp_path):
         (tmp_path / "in" / name).write_bytes(b"x")
     message = missing_input_message(tmp_path / "in", "clip.mp4", kind="audio")
     assert "'clip.mkv'" in message and "'talk.wav'" in message and "1 file(s) of other kinds than audio" in message
+
+
+def test_a_comfyui_output_reference_says_where_the_file_is_read_from(tmp_path):
+    """ComfyUI's "name [output]" (a result fed back into LoadImage) was only "no file ... in the input folder"."""
+    from nodegraph.validation import missing_input_message
+
+    (tmp_path / "in").mkdir()
+    message = missing_input_message(tmp_path / "in", "myinpaint_00001.png [output]", kind="image")
+    assert "names a file of its output folder" in message and "copy 'myinpaint_00001.png'" in message
+    assert "Use as input" in message
