@@ -5,6 +5,7 @@ Audio files and waveforms (AUDIO = {"waveform": (B, channels, samples) float32, 
                                  through PyAV); results are kind "audio" files
     SynthesizeSound              a sound of the tiny model's synthesised world from its caption
     ResampleAudio, TrimPadAudio, MixAudio, AudioGain, NormalizeAudio, FadeAudio, ConcatenateAudio, SilenceSpan
+    DownmixAudio                 channels: mono ↔ stereo, 5.1 / 7.1 → stereo or mono (ITU-R BS.775), one channel
 Spectrograms (SPECTROGRAM: values (B·channels, F, T) + how they were made; see spectrogram_value())
     STFT / InverseSTFT, MelSpectrogram, SpectrogramScale (amplitude ↔ dB ↔ natural log), GriffinLim,
     SpectrogramToImage / ImageToSpectrogram (edit with the image nodes), AudioSpectrogramImage (a view)
@@ -205,6 +206,34 @@ class MixAudio(Node):
         from .waveform import mix
 
         return {"audio": _call(mix, audio_a, audio_b, gain_a_db, gain_b_db)}
+
+
+class DownmixAudio(Node):
+    """Change the channel count: to `stereo` or `mono`, or keep only one `channel`.
+
+    stereo: mono is copied to both sides; 5.1 (6 channels: L, R, C, LFE, Ls, Rs) and 7.1 (8: L, R, C, LFE, Lb, Rb,
+    Ls, Rs; the order WAV / FLAC files and video sound tracks store them in) fold into L and R by ITU-R BS.775:
+    L' = L + 0.7071·C + 0.7071·Ls (and Lb), R' likewise, the LFE dropped. mono: the mean of that stereo mix
+    ((L + R) / 2 for stereo). channel: the `channel`-th alone, as mono (1 = the first, L). Other channel counts
+    (3, 4, 5, 7) have no standard layout: take channels one by one and mix them (MixAudio). A down-mix can
+    exceed ±1 (SaveAudio and SaveVideo warn when a file would clip; NormalizeAudio with only_louder levels it).
+    """
+
+    category = "audio"
+
+    class Inputs(NodeInputs):
+        audio: Any = Input(port="AUDIO")
+        to: Literal["stereo", "mono", "channel"] = Input("stereo", description="stereo or mono down-mix, or one "
+                                                                               "channel alone")
+        channel: int = Input(1, ge=1, le=8, description="with to = channel: which one, from 1 (5.1: L R C LFE Ls "
+                                                        "Rs)")
+
+    outputs = (Output("audio", "AUDIO"),)
+
+    def run(self, audio: Any, to: str, channel: int) -> dict:
+        from .waveform import remix_channels
+
+        return {"audio": _call(remix_channels, audio, to, channel)}
 
 
 class AudioGain(Node):
@@ -1290,7 +1319,7 @@ class SaveAudioModel(Node):
 
 NODES: list[type[Node]] = [
     LoadAudio, SaveAudio, SynthesizeSound, ResampleAudio, TrimPadAudio, MixAudio, AudioGain, NormalizeAudio,
-    FadeAudio, ConcatenateAudio, SilenceSpan,
+    FadeAudio, ConcatenateAudio, SilenceSpan, DownmixAudio,
     STFT, InverseSTFT, MelSpectrogram, SpectrogramScale, GriffinLim, SpectrogramToImage, ImageToSpectrogram,
     AudioSpectrogramImage, LoadVocoder, Vocode,
     LoadAudioModel, EncodeAudioPrompt, EmptyAudioLatent, AudioToLatent, LatentToAudio, AudioGapMask,

@@ -28,6 +28,10 @@ AUDIO layout (the port type's contract, README "The AUDIO value")
     concatenate(a, b, crossfade)         a then b along time (same rate), optional equal-power crossfade
     crossfade_overlap(seconds, rate, ...) the samples a crossfade overlaps: at most the shorter clip
     silence_span(audio, start, end)      zero a time span (a dropout: material for gap filling)
+    downmix_matrix(channels, to)         the (out, in) gains of a channel change: mono → stereo copies, 5.1 / 7.1 →
+                                         stereo by ITU-R BS.775 (LFE dropped, centre and surrounds at −3 dB),
+                                         mono = the mean of the stereo down-mix
+    remix_channels(audio, to, channel)   AUDIO with its channels changed: "stereo", "mono", or one "channel"
 """
 
 from __future__ import annotations
@@ -500,3 +504,53 @@ def silence_span(audio: Mapping[str, Any], start: float, end: float, argument: s
     out = wave.clone()
     out[..., first:last] = 0.0
     return make_audio(out, rate, argument)
+
+
+# --- channel layouts ---------------------------------------------------------------------------------
+
+# −3 dB: the centre's and each surround's gain into the front pair of ITU-R BS.775 (Table 2, 3/2 → 2/0 down-mix:
+# L' = L + 0.7071·C + 0.7071·Ls, R' = R + 0.7071·C + 0.7071·Rs; the LFE channel is dropped)
+CENTRE_LEVEL = SURROUND_LEVEL = 1 / math.sqrt(2)
+# the order files store channels in: WAV / FLAC (WAVEFORMATEXTENSIBLE) and FFmpeg (video sound tracks) alike
+SURROUND_LAYOUTS = {6: ("L", "R", "C", "LFE", "Ls", "Rs"),                  # 5.1
+                    8: ("L", "R", "C", "LFE", "Lb", "Rb", "Ls", "Rs")}      # 7.1: back pair, then side pair
+_INTO_LEFT = {"L": 1.0, "C": CENTRE_LEVEL, "Ls": SURROUND_LEVEL, "Lb": SURROUND_LEVEL}
+_INTO_RIGHT = {"R": 1.0, "C": CENTRE_LEVEL, "Rs": SURROUND_LEVEL, "Rb": SURROUND_LEVEL}
+
+
+def downmix_matrix(channels: int, to: Literal["stereo", "mono"], argument: str = "audio") -> torch.Tensor:
+    """(2 or 1, channels) gains: output channel o = Σ_c gains[o, c] · input channel c.
+
+    stereo: mono is copied to both sides; stereo is kept; 5.1 and 7.1 (SURROUND_LAYOUTS) fold into L / R by
+    BS.775 (7.1's back and side pairs both at the surround level). mono: the mean of the stereo down-mix (stereo
+    → (L + R) / 2, so two identical sides keep their level; 5.1 → 0.5·L + 0.5·R + 0.7071·C + 0.3536·(Ls + Rs),
+    BS.775's 1/0 equation at −3 dB). Other counts have no standard layout: AudioError naming `argument`.
+    """
+    if channels == 1:
+        stereo = torch.ones(2, 1)
+    elif channels == 2:
+        stereo = torch.eye(2)
+    elif channels in SURROUND_LAYOUTS:
+        layout = SURROUND_LAYOUTS[channels]
+        stereo = torch.tensor([[_INTO_LEFT.get(name, 0.0) for name in layout],
+                               [_INTO_RIGHT.get(name, 0.0) for name in layout]])
+    else:
+        raise AudioError(argument, f"{channels} channels have no standard layout to down-mix (mono, stereo, 5.1 = 6 "
+                                   f"and 7.1 = 8 channels have); take the channels you want one by one (DownmixAudio "
+                                   f"to 'channel') and mix them (MixAudio)")
+    return stereo.mean(0, keepdim=True) if to == "mono" else stereo
+
+
+def remix_channels(audio: Mapping[str, Any], to: Literal["stereo", "mono", "channel"], channel: int = 1,
+                   argument: str = "audio") -> dict:
+    """The audio with `to` = "stereo" / "mono" channels (downmix_matrix), or only its `channel`-th (from 1)."""
+    wave, rate = check_audio(audio, argument)
+    count = wave.shape[1]
+    if to == "channel":
+        if not 1 <= channel <= count:
+            raise AudioError("channel", f"the audio has {count} channel(s), so there is no channel {channel}; use 1 "
+                                        f"to {count}" + (f" ({', '.join(SURROUND_LAYOUTS[count])})"
+                                                         if count in SURROUND_LAYOUTS else ""))
+        return make_audio(wave[:, channel - 1:channel].clone(), rate, argument)
+    gains = downmix_matrix(count, to, argument)
+    return make_audio(torch.einsum("oc,bcs->bos", gains, wave), rate, argument)

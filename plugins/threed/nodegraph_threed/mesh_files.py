@@ -6,6 +6,7 @@
     read_mesh(path, argument, warn)        a mesh file → MESH dict (a GLB scene's meshes are merged)
     read_points(path, argument, warn)      a point-cloud file → (N, 6) xyz rgb (a mesh file gives its vertices)
     bake_texture(geometry)                 a textured trimesh → vertex colours sampled from its texture at its UVs
+    obj_material_library(path)             the .mtl an OBJ names (`mtllib`) and where it is found (None: missing)
     MESH_SUFFIXES, POINT_SUFFIXES, MAX_FILE_BYTES
 
 A PLY without its header (``ply``, ``format``, ``end_header``) or a GLB without the glTF magic is refused
@@ -13,7 +14,10 @@ before parsing, saying what is missing. A PLY holding fewer vertices or faces th
 cut short) is refused.
 A textured mesh (UVs + a texture image, GLB or OBJ + MTL) is read with its texture baked into vertex colours
 (the texture's colour at each vertex's UV: detail finer than the vertex spacing is lost); when the texture cannot
-be read (an OBJ whose image file is missing), the mesh loads without colours and ``warn`` says so.
+be read (an OBJ whose image file is missing), the mesh loads without colours and ``warn`` says so; so it does
+when an OBJ's material library (the .mtl its ``mtllib`` names) is not beside it (trimesh skips it without a word
+and the mesh loads grey). The editor uploads GLB, PLY and OBJ only, so an OBJ's .mtl and images go into the input
+folder by hand; a GLB holds its textures.
 Every write goes to a temporary file beside the target and is renamed over it, so a failed write
 leaves nothing half-written. Reads refuse files over MAX_FILE_BYTES, and meshes or clouds beyond the
 limits of points.py, with MeshFileError naming the file and the fix.
@@ -142,6 +146,47 @@ def _with_baked_textures(geometries: list, path: Path, warn) -> list:
     return baked
 
 
+def obj_material_library(path: Path) -> tuple[str | None, Path | None]:
+    """(the name, where it is) of the material library an OBJ names: its first `mtllib` (the one trimesh reads),
+    looked up as trimesh's FilePathResolver does (the name, without a leading "/", then its base name, inside the
+    OBJ's folder and never outside it). (None, None) when the OBJ names none; (name, None) when it is not there.
+    The file is searched mapped, not read: an OBJ may be hundreds of MB."""
+    import mmap
+
+    from trimesh.resolvers import FilePathResolver
+
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            return None, None
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            start = data.find(b"mtllib")
+            if start < 0:
+                return None, None
+            end = data.find(b"\n", start)
+            name = data[start + len(b"mtllib"):end if end >= 0 else len(data)].decode("utf-8", "replace").strip()
+    if not name:
+        return None, None
+    resolver = FilePathResolver(str(path))
+    for candidate in (name, name.lstrip("/"), os.path.split(name)[-1]):
+        try:
+            found = resolver.absolute(candidate)
+        except ValueError:       # outside the OBJ's folder: trimesh does not read it either
+            continue
+        if found.is_file():
+            return name, found
+    return name, None
+
+
+def _warn_missing_material_library(path: Path, warn) -> None:
+    """Warn when an OBJ's material library is missing: trimesh loads it grey without a word."""
+    name, found = obj_material_library(path)
+    if name and found is None:
+        warn(f"{path.name} names the material library {name!r}, which is not next to it, so its materials and "
+             f"textures are not applied and the mesh loads grey; put {Path(name).name} (and the images it names) "
+             f"in the input folder beside {path.name} (the editor uploads GLB, PLY and OBJ files only: copy them "
+             f"there by hand), or export the mesh as GLB, which holds its textures")
+
+
 def _load(path: Path, argument: str, warn=None):
     import trimesh
 
@@ -162,6 +207,8 @@ def _load(path: Path, argument: str, warn=None):
         raise MeshFileError(f"{argument}: {path.name} is not a readable {suffix} file (its data does not match "
                             f"what a {suffix} file holds: damaged, cut short, or another kind of file renamed); "
                             f"check that it is a whole {suffix} file, or re-export it (PLY, OBJ or GLB)") from None
+    if suffix == ".obj" and warn is not None:
+        _warn_missing_material_library(path, warn)
     if isinstance(loaded, trimesh.Scene):
         geometries = list(loaded.dump()) if loaded.geometry else []
         if not geometries:

@@ -471,11 +471,35 @@ class SavePointCloud(Node):
                                         argument="filename_prefix")}
 
 
+def _mesh_file_fingerprint(literals: dict[str, Any], resolve_file: Any) -> str | None:
+    """The loaders' cache fingerprint: the file's size and times, and an OBJ's material library's too (or that it
+    is missing), so a .mtl copied in beside the OBJ after a grey load is read on the next run."""
+    from .mesh_files import obj_material_library
+
+    try:
+        path = resolve_file("input", literals["file"])
+        stat = path.stat()
+    except (OSError, LookupError, KeyError):
+        return "missing"
+    out = f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"   # ctime: a rewrite with the old mtime put back
+    if str(path).lower().endswith(".obj"):
+        try:
+            name, found = obj_material_library(path)
+            if name:
+                library = found.stat() if found is not None else None
+                out += f"|mtl:{library.st_size}:{library.st_mtime_ns}:{library.st_ctime_ns}" if library else "|mtl:-"
+        except (OSError, ValueError):     # unreadable here: the load itself says what is wrong
+            pass
+    return out
+
+
 class LoadMesh(Node):
     """Load a mesh (GLB, PLY or OBJ) from the input folder; a GLB scene's meshes are merged into one.
 
     A texture (UVs + image) is baked into vertex colours (the texture at each vertex); when it cannot be read
-    (an OBJ whose image file is missing) the mesh loads grey and a warning says the texture was dropped.
+    (an OBJ whose image file is missing) the mesh loads grey and a warning says the texture was dropped, as it
+    says when an OBJ's material library (.mtl) is missing. The editor uploads GLB, PLY and OBJ only: put an OBJ's
+    .mtl and images into the input folder by hand, or use GLB (textures inside).
     Coordinates must lie within ±1e18 (their squares overflow float32 beyond).
     """
 
@@ -491,11 +515,7 @@ class LoadMesh(Node):
 
     @classmethod
     def fingerprint(cls, literals: dict[str, Any], resolve_file: Any) -> str | None:
-        try:
-            stat = resolve_file("input", literals["file"]).stat()
-        except (OSError, LookupError, KeyError):
-            return "missing"
-        return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"   # ctime: a rewrite with the old mtime put back
+        return _mesh_file_fingerprint(literals, resolve_file)
 
     def run(self, file: str, require_manifold: bool) -> dict:
         from .mesh_files import MeshFileError, read_mesh
@@ -534,11 +554,7 @@ class LoadPointCloud(Node):
 
     @classmethod
     def fingerprint(cls, literals: dict[str, Any], resolve_file: Any) -> str | None:
-        try:
-            stat = resolve_file("input", literals["file"]).stat()
-        except (OSError, LookupError, KeyError):
-            return "missing"
-        return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"   # ctime: a rewrite with the old mtime put back
+        return _mesh_file_fingerprint(literals, resolve_file)
 
     def run(self, file: str) -> dict:
         from .mesh_files import MeshFileError, read_points

@@ -9,7 +9,10 @@ Map
 - ``frame_indices(spec, frames)``: "0, 2, -1", "1:5", "::2" → indices (Python slice / index syntax).
 - ``pick`` / ``slice_frames`` / ``reverse`` / ``concat``: the same operation on every clip of a batch,
   for IMAGE tensors and LATENT dicts alike (``on_frames``).
-- ``parse_keyframes(text, frames)``: "0: prompt | 7: prompt" (or one "N: prompt" per line) → [(frame, prompt)].
+- ``parse_keyframes(text, frames)``: "0: prompt | 7: prompt" (or one "N: prompt" per line), or FizzNodes' /
+  ComfyUI's quoted schedule ``"0": "prompt", "7": "prompt",`` → [(frame, prompt)].
+- ``schedule_warning(text, keyframes)``: the warning when a text looks like a schedule of more keyframes than were
+  read from it (its "N:" entries ended up inside one prompt).
 - ``travel_weights(keyframes, frames)``: per frame, the two keyframes around it and the blend weight.
 - ``temporal_smooth(frames, sigma)``: Gaussian smoothing along time (the non-model interpolation baseline),
   ``crossfade(a, b, count)``: linear in-betweens of two frames.
@@ -106,28 +109,87 @@ def on_frames(value: Any, frames: int, operation: Callable[[torch.Tensor], torch
 # --- prompt travel -----------------------------------------------------------------------------
 
 
+# A FizzNodes / ComfyUI prompt schedule entry: "N": "prompt" (JSON-style: \" and \\ escaped in the prompt)
+_QUOTED_ENTRY = re.compile(r'"\s*(-?\d+)\s*"\s*:\s*"((?:[^"\\]|\\.)*)"', flags=re.S)
+_QUOTED_KEY = re.compile(r'"\s*-?\d+\s*"\s*:')
+# what reads as a keyframe: a frame number and a colon ("7:", '"7" :') at the start or after a separator
+# (newline, "|", ",", "{"); not a time of day ("12:30") or a weight ("(red:1.2)")
+_LOOSE_KEY = re.compile(r'(?:^|[\n|,{])\s*["\']?(-?\d+)["\']?\s*:(?!\d)')
+
+
 def parse_keyframes(text: str, frames: int, argument: str = "prompts") -> list[tuple[int, str]]:
     """Keyframed prompts: "N: prompt" entries separated by newlines or "|"; N may be negative (from the end).
 
-    A text without any "N:" is one prompt for every frame. Entries are sorted by frame; two entries
+    FizzNodes' BatchPromptSchedule form (what ComfyUI AnimateDiff graphs carry), ``"0": "a red circle",`` with
+    the frame numbers and prompts in double quotes, separated by commas and / or newlines (a trailing comma and
+    surrounding braces allowed), is read too, as is a quoted prompt after an unquoted number (``0: "a red
+    circle",``). A text without any "N:" is one prompt for every frame. Entries are sorted by frame; two entries
     for one frame, or a frame outside the clip, raise FramesError.
     """
-    entries = [e.strip() for e in re.split(r"\n|\|", text) if e.strip()]
-    keyed = [re.fullmatch(r"(-?\d+)\s*:\s*(.*)", e, flags=re.S) for e in entries]
-    if not any(keyed):
-        return [(0, text.strip())]
+    if _QUOTED_KEY.search(text):
+        pairs = _quoted_entries(text, argument)
+    else:
+        entries = [e.strip() for e in re.split(r"\n|\|", text) if e.strip()]
+        keyed = [re.fullmatch(r"(-?\d+)\s*:\s*(.*)", e, flags=re.S) for e in entries]
+        if not any(keyed):
+            return [(0, text.strip())]
+        pairs = []
+        for entry, match in zip(entries, keyed):
+            if match is None:
+                raise FramesError(argument, f"{entry!r} has no frame number; write 'N: prompt' (e.g. '0: a red "
+                                            f"circle')")
+            pairs.append((match[1], _unquoted(match[2].strip())))
     out: dict[int, str] = {}
-    for entry, match in zip(entries, keyed):
-        if match is None:
-            raise FramesError(argument, f"{entry!r} has no frame number; write 'N: prompt' (e.g. '0: a red circle')")
-        frame = int(match[1])
+    for number, prompt in pairs:
+        frame = int(number)
         if not -frames <= frame < frames:
             raise FramesError(argument, f"keyframe {frame} is outside the clip of {frames} frames")
         frame %= frames
         if frame in out:
             raise FramesError(argument, f"frame {frame} has two prompts; give each keyframe once")
-        out[frame] = match[2].strip()
+        out[frame] = prompt
     return sorted(out.items())
+
+
+def _quoted_entries(text: str, argument: str) -> list[tuple[str, str]]:
+    """(frame number, prompt) of each '"N": "prompt"' entry; anything between them but commas, whitespace and
+    the braces around them is refused, naming it (a missing quote would otherwise swallow the next entry)."""
+    pairs, position = [], 0
+    for match in _QUOTED_ENTRY.finditer(text):
+        _check_between(text[position:match.start()], argument)
+        pairs.append((match[1], re.sub(r"\\(.)", r"\1", match[2], flags=re.S).strip()))
+        position = match.end()
+    _check_between(text[position:], argument)
+    return pairs
+
+
+def _check_between(gap: str, argument: str) -> None:
+    """Refuse text between quoted schedule entries other than separators (",", whitespace, "{", "}")."""
+    stray = gap.strip()
+    if re.sub(r"[\s,{}]", "", stray):
+        raise FramesError(argument, f"{stray[:60]!r} is not a '\"N\": \"prompt\"' entry; in a quoted schedule "
+                                    f"write each keyframe as \"N\": \"prompt\", (e.g. \"0\": \"a red circle\",) "
+                                    f"with the prompt's own quotes written \\\"")
+
+
+def _unquoted(prompt: str) -> str:
+    """A prompt written "in quotes" (with a trailing comma, as in a quoted schedule) without them; others as given."""
+    match = re.fullmatch(r'"((?:[^"\\]|\\.)*)"\s*,?', prompt, flags=re.S)
+    return re.sub(r"\\(.)", r"\1", match[1], flags=re.S).strip() if match else prompt
+
+
+def schedule_warning(text: str, keyframes: Sequence[tuple[int, str]]) -> str | None:
+    """The warning when `text` holds more things that read as keyframes ("7:", '"7":') than parse_keyframes read
+    from it: entries not at the start of a line (or after "|") end up inside another keyframe's prompt, so the
+    model is given the frame numbers as words. None when every one was read as a keyframe."""
+    found = _LOOSE_KEY.findall(text)
+    if len(found) < 2 or len(found) <= len(keyframes):
+        return None
+    read = ", ".join(str(frame) for frame, _ in keyframes)
+    return (f"the prompts look like a schedule of {len(found)} keyframes (frames {', '.join(found)}) but "
+            f"{len(keyframes)} {'was' if len(keyframes) == 1 else 'were'} read (frame {read}), so the others are "
+            f"encoded as words of a prompt; write one 'N: prompt' per line or separated by '|' (e.g. '0: a red "
+            f"circle | 7: a blue square'), or FizzNodes' '\"0\": \"a red circle\", \"7\": \"a blue square\"'")
 
 
 def travel_weights(keyframes: Sequence[int], frames: int) -> list[tuple[int, int, float]]:

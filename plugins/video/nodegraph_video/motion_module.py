@@ -51,10 +51,15 @@ __all__ = [
 
 
 class MotionModuleError(ValueError):
-    """A motion module that cannot run here; ``input`` names the node input at fault, the message the fix."""
+    """A motion module that cannot run here; ``input`` names the node input at fault, the message the fix.
 
-    def __init__(self, input: str, message: str):
+    ``node`` names the node that holds ``input`` (e.g. "Apply Motion Module 'animated'") when the problem is found
+    while another node runs: a patched model's setting checked during sampling, once the clip length is known.
+    """
+
+    def __init__(self, input: str, message: str, node: str | None = None):
         self.input = input
+        self.node = node
         super().__init__(message)
 
 
@@ -348,14 +353,16 @@ class MotionInsertion(nn.Module):
     Holds one ``VanillaTemporalModule`` (shared with its MotionModuleSet) and the clip settings:
     ``frames`` (0 = take F from ``frames_context``), ``context_length`` (0 = the whole clip in one
     window, else sliding windows of that many frames) and ``context_overlap``. ``strength`` scales
-    the module's residual (1 = as trained).
+    the module's residual (1 = as trained). ``owner`` names the node that set them, for the errors found
+    while sampling (the clip length is known only then), which the sampling node reports.
     """
 
     def __init__(self, module: VanillaTemporalModule, key: str, *, frames: int = 0, context_length: int = 0,
-                 context_overlap: int = 0, strength: float = 1.0):
+                 context_overlap: int = 0, strength: float = 1.0, owner: str = "Apply Motion Module"):
         super().__init__()
         self.module = module
         self.key = key
+        self.owner = owner
         self.frames = frames
         self.context_length = context_length
         self.context_overlap = context_overlap
@@ -370,13 +377,14 @@ class MotionInsertion(nn.Module):
         if self.context_length and self.context_length > frames:
             raise MotionModuleError(
                 "context_length", f"the context window ({self.context_length} frames) is longer than the clip "
-                                  f"({frames} frames); use a window of at most {frames} frames, or 0 for the "
-                                  f"whole clip")
+                                  f"({frames} frames): set context_length on {self.owner} to {frames} or less "
+                                  f"(0 = the whole clip in one window), or make the clip {self.context_length} "
+                                  f"frames or longer", node=self.owner)
         if window > self.max_frames:
             raise MotionModuleError(
                 "context_length", f"this motion module knows frame positions up to {self.max_frames}, and the "
-                                  f"clip has {frames} frames in one window; set context_length to at most "
-                                  f"{self.max_frames} (sliding windows with overlap)")
+                                  f"clip has {frames} frames in one window: set context_length on {self.owner} "
+                                  f"to {self.max_frames} or less (sliding windows with overlap)", node=self.owner)
         return frames
 
     def forward(self, h: torch.Tensor, call: object = None) -> torch.Tensor:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -50,14 +51,16 @@ MAX_FRAMES = 256
 
 @contextlib.contextmanager
 def _motion_errors():
-    """Report a motion-module or frame-layout problem found while sampling as an error naming the input."""
+    """Report a motion-module or frame-layout problem found while sampling as an error naming the input. A setting
+    of another node found wrong here (ApplyMotionModule's context_length, once the clip length is known) is
+    reported on this node's `model` input, the link it came through, with a message naming that node and input."""
     from .frames import FramesError
     from .motion_module import MotionModuleError
 
     try:
         yield
     except (MotionModuleError, FramesError) as exc:
-        raise NodeInputError(exc.input, str(exc)) from None
+        raise NodeInputError("model" if getattr(exc, "node", None) else exc.input, str(exc)) from None
 
 
 def _frames_of(latent: Any, argument: str = "latent", node: str = "video node") -> int:
@@ -78,6 +81,12 @@ def _vae_encode(node: Node, vae: Any, pixels: Any, argument: str) -> dict:
         if exc.input != "image" or argument == "image":
             raise
         raise NodeInputError(argument, exc.message) from None
+
+
+def _node_named(context: Any) -> str:
+    """A node as its errors elsewhere name it: its type in words and its id ("Apply Motion Module 'animated'")."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", context.node_type.rpartition(".")[2])
+    return f"{words} {context.node_id!r}"
 
 
 # --- frame batches -------------------------------------------------------------------------------
@@ -159,7 +168,9 @@ class LoadMotionModule(Node):
 
 def motion_patches(context: Any, model: Any, modules: Any, *, frames: int = 0, context_length: int = 0,
                    context_overlap: int = 0, strength: float = 1.0) -> Any:
-    """MODEL with one "module" patch per motion module (all named "motion module"), after its UNet layer."""
+    """MODEL with one "module" patch per motion module (all named "motion module"), after its UNet layer; errors
+    the patches find while sampling name the node that made them (`context`'s node: "Apply Motion Module
+    'animated'")."""
     from .motion_module import MotionInsertion, MotionModuleError, insertion_points
 
     layers = api.model_keys(context, model, "layers")
@@ -171,7 +182,8 @@ def motion_patches(context: Any, model: Any, modules: Any, *, frames: int = 0, c
     by_key = modules.modules_by_key()
     patches = [api.make_patch(context, "module", name="motion module", priority=0,
                               module=MotionInsertion(by_key[key], key, frames=frames, context_length=context_length,
-                                                     context_overlap=context_overlap, strength=strength),
+                                                     context_overlap=context_overlap, strength=strength,
+                                                     owner=_node_named(context)),
                               after=[layer])
                for key, layer in points.items()]
     return api.patch_model(context, model, *patches)
@@ -635,12 +647,16 @@ class PromptTravel(Node):
     """Keyframed prompts interpolated across frames → CONDITIONING with one row per frame (batch F).
 
     `prompts`: "N: prompt" entries, one per line or separated by "|", e.g. "0: a small red circle on the left,
-    on a blue background | 7: a small red circle on the right, on a blue background". Between two keyframes
-    each frame's text embedding is the linear blend of the two; before the first / after the last keyframe
-    the nearest keyframe holds. A text without "N:" is one prompt for all frames.
+    on a blue background | 7: a small red circle on the right, on a blue background", or FizzNodes' (ComfyUI
+    AnimateDiff's) quoted schedule, '"0": "a small red circle on the left", "7": "..."' (commas, newlines and a
+    trailing comma allowed). Between two keyframes each frame's text embedding is the linear blend of the two;
+    before the first / after the last keyframe the nearest keyframe holds. A text without "N:" is one prompt for
+    all frames; one that holds more "N:" entries than were read as keyframes (e.g. "0: a, 7: b" on one line)
+    runs with a warning.
     """
 
     category = "video/conditioning"
+    version = "1.1.0"     # 1.1: FizzNodes' quoted schedule is read as keyframes (it was one prompt for all frames)
 
     class Inputs(NodeInputs):
         text_encoder: Any = Input(port="TEXT_ENCODER")
@@ -652,10 +668,13 @@ class PromptTravel(Node):
     outputs = (Output("conditioning", "CONDITIONING"),)
 
     def run(self, text_encoder: Any, prompts: str, frames: int) -> dict:
-        from .frames import blend_conditioning, parse_keyframes, travel_weights
+        from .frames import blend_conditioning, parse_keyframes, schedule_warning, travel_weights
 
         with _motion_errors():
             keyframes = parse_keyframes(prompts, frames, "prompts")
+            warning = schedule_warning(prompts, keyframes)
+            if warning:
+                self.context.warn(warning)
             encoded = [api.encode_text(self.context, text_encoder, text) for _, text in keyframes]
             weights = travel_weights([k for k, _ in keyframes], frames)
             return {"conditioning": blend_conditioning(encoded, weights, "prompts")}
@@ -1001,13 +1020,16 @@ class RenderTinyWorldClip(Node):
 class LoadVideo(Node):
     """Load a video from the input folder (mp4, webm, mkv, mov, gif, webp) as IMAGE frames.
 
-    `fps` 0 keeps the source frame rate; another value resamples (frames dropped or repeated, not blended).
-    Starts at `start_frame` (a source frame) and stops after `max_frames` output frames. The `fps` output is the
-    source's rate as its exact rational rounded to 6 decimals (25.0, 29.97003), or the `fps` asked for.
+    `fps` 0 keeps the source frame rate; another value resamples (frames dropped or repeated, not blended) over
+    the clip's whole duration (a 1.2 s clip at 25 fps is 30 frames). Starts at `start_frame` (a source frame) and
+    stops after `max_frames` output frames. The `fps` output is the source's rate as its exact rational rounded
+    to 6 decimals (25.0, 29.97003), or the `fps` asked for. A clip stored turned (a phone's portrait video: a
+    display rotation in the container) loads upright, as players show it, and a warning says so.
     """
 
     category = "video"
-    version = "1.0.1"     # 1.0.1: the source's rate reported clean (29.97003, not 29.970029970029966)
+    version = "1.1.0"     # 1.1: display rotation applied; resampling keeps the last frame's time (29 → 30 frames)
+    # 1.0.1: the source's rate reported clean (29.97003, not 29.970029970029966)
 
     class Inputs(NodeInputs):
         video: str = Input(description="file name in the input folder", min_length=1, max_length=255,
@@ -1049,6 +1071,11 @@ class LoadVideo(Node):
             slower = ", or lower fps to cover more time with as many frames" if fps > 0 else ""
             self.context.warn(f"{video} {has}; loaded {loaded} frames{rate} from frame {start_frame} (max_frames "
                               f"{max_frames}) and left the rest out; to get more, {fix}{slower}")
+        if clip.rotation:
+            height, width = clip.frames.shape[1:3]
+            self.context.warn(f"{video} is stored turned, with a display rotation of {clip.rotation}° (as phones "
+                              f"record portrait video); its frames were turned {clip.rotation}° clockwise to "
+                              f"{width}×{height}, upright as players show them")
         if clip.transparent:
             self.context.warn(f"{video} has transparent pixels; frames load as RGB, so transparent areas show "
                               f"whatever colour the file stores under them; flatten it onto a background first "
@@ -1156,7 +1183,8 @@ def _clip_sounds(audio: Any, clips: int, format: str, seconds: float) -> tuple[l
     batch, channels = waveform.shape[:2]
     if channels not in (1, 2):
         raise NodeInputError("audio", f"{channels} channels: a video's sound track here is mono or stereo; down-mix "
-                                      f"it first")
+                                      f"it first with the audio plugin's DownmixAudio (to stereo: 5.1 and 7.1 by "
+                                      f"ITU-R BS.775)")
     if batch not in (1, clips):
         raise NodeInputError("audio", f"{batch} sounds for {clips} clip(s): give one sound, or one per clip")
     if not 8000 <= rate <= 96000:

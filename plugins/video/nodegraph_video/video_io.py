@@ -9,7 +9,10 @@
     FORMATS: the writable formats, with their codec, extension and where the graph goes
 
 Frame-rate conversion picks, for output frame k (time k / fps), the source frame shown at that time
-(nearest earlier), so lowering the rate drops frames and raising it repeats them; no blending.
+(nearest earlier), so lowering the rate drops frames and raising it repeats them; no blending. Output times
+run to the clip's end (the last frame's start plus its duration): 1.2 s at 25 fps is 30 frames.
+A clip stored turned (a phone's portrait video: landscape frames plus a display rotation in the container) is
+read upright, as players show it (`display_rotation`).
 The graph (JSON) is stored where the container has a text field: MP4 / WebM "comment" metadata,
 the GIF comment extension; animated WebP has none Pillow can write, so none is stored there.
 
@@ -62,24 +65,31 @@ class VideoClip:
     file_frames: int | None = None   # the file's frame count when it goes on (None: the container does not say)
     uneven_durations: bool = False   # the source's frames last different times (fps 0 plays them evenly)
     transparent: bool = False        # the source has transparent pixels (dropped: frames are RGB)
+    rotation: int = 0                # degrees clockwise the stored frames were turned to stand upright (phones)
 
 
-def _pick(times_source: list[float], fps: float, count_limit: int, start: int) -> list[int]:
-    """Indices of source frames shown at output times start_time + k / fps (nearest earlier frame)."""
+def _pick(times_source: list[float], fps: float, count_limit: int, start: int, end: float) -> list[int]:
+    """Indices of source frames shown at output times start_time + k / fps (nearest earlier frame), for the
+    times before `end` (the last frame's start plus its duration: that frame is on screen until then)."""
     if not times_source:
         return []
     base = times_source[min(start, len(times_source) - 1)]
     picked, k, j = [], 0, start
-    end = times_source[-1] + 1e-9
     while len(picked) < count_limit:
         t = base + k / fps
-        if t > end + (times_source[-1] - times_source[-2] if len(times_source) > 1 else 0) * 0.5:
+        if not _before_end(t, end):
             break
         while j + 1 < len(times_source) and times_source[j + 1] <= t + 1e-6:
             j += 1
         picked.append(j)
         k += 1
     return picked
+
+
+def _before_end(time: float, end: float) -> bool:
+    """Whether an output frame at `time` falls inside a clip ending at `end` (a frame exactly at the end does not:
+    1.2 s at 25 fps is the 30 frames at 0, 0.04, ... 1.16 s)."""
+    return time < end - 1e-6
 
 
 def _shown_at(time: float, next_time: float, base: float, fps: float, count: int) -> bool:
@@ -167,11 +177,13 @@ def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 
         # time the last output frame is shown (resampled) — long files are never decoded whole
         limit = start_frame + max_frames if fps <= 0 else None
         kept = _KeptFrames(start_frame, fps, max_frames, max_pixels, ask_memory=True, check=check_interrupted)
+        rotation = 0
         if suffix in (".gif", ".webp"):
             images, durations, graph, transparent = _read_pillow(path, limit, start_frame,
                                                                  max_frames / fps if fps > 0 else None, kept)
         else:
-            images, durations, graph = _read_av(path, limit, start_frame, max_frames / fps if fps > 0 else None, kept)
+            images, durations, graph, rotation = _read_av(path, limit, start_frame,
+                                                          max_frames / fps if fps > 0 else None, kept)
             transparent = False
     except (VideoFileError, NodeOutOfMemory, RunInterrupted):
         raise
@@ -187,7 +199,7 @@ def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 
     total = float(sum(durations))
     source_fps = clean_frame_rate(len(images) / total) if total > 0 else 24.0
     out_fps = fps if fps > 0 else source_fps
-    indices = _pick(times, out_fps, max_frames, start_frame) if fps > 0 else \
+    indices = _pick(times, out_fps, max_frames, start_frame, total) if fps > 0 else \
         list(range(start_frame, min(len(images), start_frame + max_frames)))
     if any(images[index] is None for index in indices):      # the decoders keep what _pick picks (tested)
         raise RuntimeError(f"{path.name}: a frame to show was dropped while decoding (a nodegraph bug)")
@@ -204,14 +216,14 @@ def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 
         rows[row] = images[index]
     frames.div_(255.0)
     if fps > 0:     # resampled: another output frame would still fall inside the decoded source
-        frames_left = len(indices) == max_frames and times[start_frame] + max_frames / fps < total - durations[-1] / 2
+        frames_left = len(indices) == max_frames and _before_end(times[start_frame] + max_frames / fps, total)
     else:           # decoding reads one frame past start + max_frames when the file has it
         frames_left = start_frame + max_frames < len(images)
     uneven = fps <= 0 and len(indices) > 1 and max(durations[i] for i in indices) > 1.5 * min(
         durations[i] for i in indices)
     return VideoClip(frames=frames, source_fps=source_fps, fps=out_fps, source_frames=len(images), graph_json=graph,
                      frames_left=frames_left, file_frames=count_frames(path) if frames_left else None,
-                     uneven_durations=uneven, transparent=transparent)
+                     uneven_durations=uneven, transparent=transparent, rotation=rotation)
 
 
 def count_frames(path: str | os.PathLike) -> int | None:
@@ -232,10 +244,35 @@ def count_frames(path: str | os.PathLike) -> int | None:
         return None
 
 
+def display_rotation(frame: Any, rotate_tag: str | None = None) -> int:
+    """Degrees clockwise (0, 90, 180 or 270) a decoded frame is turned to stand as players show it.
+
+    Phones record portrait video as landscape frames plus a display matrix in the container (MP4 `tkhd`); PyAV
+    gives its angle as `frame.rotation`, counter-clockwise (a portrait phone clip says -90: turn it 90°
+    clockwise, as Chromium does). Files from older muxers carry a "rotate" tag instead (clockwise degrees), read
+    when the frame has no rotation. Rounded to a quarter turn (a display matrix may hold any angle; players
+    turn by quarters too)."""
+    counter_clockwise = float(getattr(frame, "rotation", 0) or 0)
+    if counter_clockwise:
+        clockwise = -counter_clockwise
+    else:
+        try:
+            clockwise = float(rotate_tag or 0)
+        except ValueError:         # a tag that is not a number: nothing to turn
+            clockwise = 0.0
+    return round(clockwise / 90) % 4 * 90
+
+
+def upright(pixels: np.ndarray, clockwise: int) -> np.ndarray:
+    """(H, W, 3) pixels turned `clockwise` degrees (a multiple of 90): np.rot90 turns counter-clockwise for k > 0."""
+    return np.ascontiguousarray(np.rot90(pixels, -(clockwise // 90))) if clockwise else pixels
+
+
 def _read_av(path: Path, limit: int | None = None, start: int = 0, span: float | None = None,
-             kept: _KeptFrames | None = None) -> tuple[list[np.ndarray | None], list[float], str | None]:
-    """Frames (None for those before `start` but the first, and those `kept` drops), their durations and the
-    comment metadata; stops after `limit` frames or `span` s past frame `start`."""
+             kept: _KeptFrames | None = None) -> tuple[list[np.ndarray | None], list[float], str | None, int]:
+    """Frames (None for those before `start` but the first, and those `kept` drops), their durations, the
+    comment metadata and the rotation turned (degrees clockwise, `display_rotation`: frames come out upright);
+    stops after `limit` frames or `span` s past frame `start`."""
     import av
 
     kept = kept or _KeptFrames(start, 0.0, limit or 1 << 30, 1 << 62)
@@ -248,20 +285,24 @@ def _read_av(path: Path, limit: int | None = None, start: int = 0, span: float |
         rate = float(stream.average_rate or stream.base_rate or 24)
         stamps: list[float] = []
         shown_from = 0.0      # the frame's time as read_video reckons it: the durations before it, summed in order
+        rotate_tag = {k.lower(): v for k, v in stream.metadata.items()}.get("rotate")
+        rotation = 0          # the first frame's: every frame is turned alike (read_video stacks them)
         for frame in container.decode(stream):
+            if not stamps:
+                rotation = display_rotation(frame, rotate_tag)
             stamp = float(frame.time) if frame.time is not None else len(stamps) / rate
             if span is not None and len(stamps) > start and stamp > stamps[start] + span + 1.0 / rate:
                 break
             if stamps:
                 shown_from += max(1e-3, stamp - stamps[-1])
             # frames before `start` are counted, not kept (a 1080p clip from frame 2000 held 12 GB of them)
-            kept.add(shown_from, lambda frame=frame: frame.to_ndarray(format="rgb24"))
+            kept.add(shown_from, lambda frame=frame: upright(frame.to_ndarray(format="rgb24"), rotation))
             stamps.append(stamp)
             if limit is not None and len(stamps) >= limit + 1:   # one more, for the last frame's duration
                 break
         graph = {k.lower(): v for k, v in container.metadata.items()}.get("comment")
     durations = [max(1e-3, b - a) for a, b in zip(stamps, stamps[1:])] + [1.0 / rate] if stamps else []
-    return kept.images, durations, graph
+    return kept.images, durations, graph, rotation
 
 
 def _read_pillow(path: Path, limit: int | None = None, start: int = 0, span: float | None = None,

@@ -164,11 +164,23 @@ def test_context_windows_sample_a_clip_longer_than_the_window(session):
 
 
 def test_context_window_longer_than_the_clip_is_a_node_error(session):
-    """A context window of 8 frames on a 4-frame clip fails naming context_length."""
+    """A context window of 8 frames on a 4-frame clip fails while sampling (where the clip length is known), on
+    the sampler's `model` input, with a message naming the node and input that hold the setting (it named
+    `context_length`, which Sample Video does not have)."""
     graph = _small("txt2vid", changes={("animated", "context_length"): 8})
     with pytest.raises(NodeExecutionError, match="longer than the clip") as info:
         session.run(graph)
-    assert info.value.exception.input == "context_length" and info.value.node_id == "sample"
+    assert info.value.exception.input == "model" and info.value.node_id == "sample"
+    assert "set context_length on Apply Motion Module 'animated' to 4 or less" in str(info.value.exception)
+
+
+def test_a_clip_past_the_position_table_names_the_node_with_context_length(session):
+    """34 frames in one window of a module that knows 32 positions: the error says which node's context_length
+    to set, and to what."""
+    with pytest.raises(NodeExecutionError, match="frame positions up to 32") as info:
+        session.run(_small("txt2vid", frames=34))
+    assert info.value.exception.input == "model" and info.value.node_id == "sample"
+    assert "set context_length on Apply Motion Module 'animated' to 32 or less" in str(info.value.exception)
 
 
 def test_motion_module_of_another_family_is_a_node_error(session):
@@ -657,7 +669,7 @@ def test_decoding_keeps_only_the_frames_it_will_show_and_refuses_too_many_while_
         held = sum(image is not None for image in images[start:])
         assert held <= count + 1, (fps, start, count, held)
         times = np.cumsum([0.0, *durations[:-1]]).tolist()
-        picked = video_io._pick(times, fps, count, start)
+        picked = video_io._pick(times, fps, count, start, float(sum(durations)))
         expected = torch.from_numpy(np.stack([whole[i] for i in picked])).float() / 255
         assert torch.equal(clip.frames, expected), (fps, start, count)
     one = video_io._KeptFrames(0, 0.5, 1, 1 << 40)                   # 1 frame of a 2.5 s clip at 0.5 fps
