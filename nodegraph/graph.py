@@ -1184,12 +1184,10 @@ def graph_text_from_png(data: bytes, keyword: str = PNG_GRAPH_KEYWORD) -> str | 
     return None
 
 
-_VIDEO_COMMENT = ("SaveVideo stores the graph in its \"comment\" metadata (when embed_graph is on): extract it "
-                  "with `python -c \"import sys, av; print(av.open(sys.argv[1]).metadata['comment'])\" {name} > "
-                  "graph.json` (PyAV, which the video plugin installs) and give graph.json")
-_GIF_COMMENT = ("SaveVideo stores the graph in the GIF comment (when embed_graph is on): extract it with "
-                "`python -c \"import sys; from PIL import Image; print(Image.open(sys.argv[1]).info['comment']"
-                ".decode())\" {name} > graph.json` and give graph.json")
+_VIDEO_COMMENT = ("this one carries no graph: SaveVideo stores one in its \"comment\" metadata (when embed_graph is "
+                  "on), and such a clip opens as its graph; give the graph .json file that made it")
+_GIF_COMMENT = ("this one carries no graph: SaveVideo stores one in the GIF comment (when embed_graph is on), and "
+                "such a GIF opens as its graph; give the graph .json file that made it")
 _NO_GRAPH = "it holds no graph: give the graph .json file that made it"
 
 
@@ -1366,6 +1364,16 @@ def graph_from_bytes(data: bytes, name: str) -> Graph:
                 raise GraphValidationError([GraphError("invalid_json", f"{name}: {embedded}")])
             return parse_graph(json.dumps(embedded))
         _refuse_a1111_image(data, name)       # a JPEG / WebP A1111 saved: its parameters in EXIF UserComment
+    from .media_graph import graph_text_from_media
+
+    embedded_text = graph_text_from_media(data)       # a clip SaveVideo wrote (MP4, WebM, GIF): its comment field
+    if embedded_text is not None:
+        try:
+            return parse_graph(embedded_text)
+        except GraphValidationError as exc:
+            raise GraphValidationError([
+                GraphError(e.code, f"the graph in {name}'s comment field: {e.message}", e.node_id, e.input, e.details)
+                if e.code == "invalid_json" else e for e in exc.errors]) from None
     media = media_kind(data[:16])
     if media is not None:
         what, how = media

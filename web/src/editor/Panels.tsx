@@ -96,7 +96,7 @@ export function Toolbar() {
         ref={fileInput}
         hidden
         type="file"
-        accept=".json,application/json,image/png,image/jpeg,image/webp"
+        accept=".json,application/json,image/png,image/jpeg,image/webp,image/gif,video/mp4,video/webm,.mp4,.webm,.mkv,.mov,.gif"
         data-testid="load-input"
         onChange={(e) => {
           const file = e.target.files?.[0];

@@ -63,6 +63,7 @@ import { freeSpot, overlaps, type Rect, type Size } from "../graph/layout";
 import { renamesText, withRenamedInputs, type InputRename } from "../graph/renamedInputs";
 import { subgraphSchemas } from "../graph/subgraph";
 import { foreignFormat, foreignKind, importedTitle, jsonErrorText, refusalText } from "../graph/foreign";
+import { graphTextFromMedia, mediaKind } from "../graph/mediaGraph";
 import { graphFromExif } from "../graph/exif";
 import { graphFromPng, imageKind, isPng } from "../graph/png";
 import { NodegraphClient, ProtocolError, socketUrl, type JsonMessage, type SocketLike } from "../protocol/client";
@@ -757,9 +758,21 @@ export class EditorApp {
     let fromImage = false;
     try {
       const bytes = new Uint8Array(await file.arrayBuffer());
-      fromImage = isPng(bytes) || imageKind(bytes) !== null;
-      const image = isPng(bytes) ? null : imageKind(bytes);
-      if (image === "JPEG" || image === "WebP") raw = graphFromExif(bytes, image);
+      const media = mediaKind(bytes); // a clip SaveVideo wrote (MP4, WebM, GIF) carries its graph (graph/mediaGraph.ts)
+      fromImage = isPng(bytes) || imageKind(bytes) !== null || media !== null;
+      const image = isPng(bytes) || media ? null : imageKind(bytes);
+      if (media) {
+        const text = graphTextFromMedia(bytes);
+        if (text === null) {
+          throw new GraphFormatError(`this ${media === "Matroska" ? "WebM / MKV" : media} file carries no graph: only clips saved by ` +
+            "SaveVideo (the video plugin) do (its comment field); to use it as an input, drop it on a LoadVideo node's Upload");
+        }
+        try {
+          raw = parseJson(text);
+        } catch (error) {
+          throw new GraphFormatError(`the graph in this ${media} file's comment is not JSON: ${(error as Error).message}`);
+        }
+      } else if (image === "JPEG" || image === "WebP") raw = graphFromExif(bytes, image);
       else if (image) {
         throw new GraphFormatError(`this is a ${image} image, not a graph: open a .json graph, or a PNG, JPEG or WebP ` +
           "that SaveImage wrote (or a PNG from ComfyUI), which carries the graph that made it");

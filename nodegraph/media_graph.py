@@ -1,0 +1,162 @@
+"""The graph a video or GIF saved by the video plugin's SaveVideo carries, read from the file's own bytes.
+
+SaveVideo writes the graph (JSON) into the container's text field (plugins/video, `video_io.py`): an MP4's
+"comment" metadata (the iTunes-style `moov/udta/meta/ilst/©cmt/data` box ffmpeg writes), a WebM / Matroska
+file's COMMENT tag (`Segment/Tags/Tag/SimpleTag`, TagName "COMMENT", TagString), a GIF's comment extension.
+`nodegraph run clip.mp4`, `validate` and `Session.load` read it here — with no video library, by walking the
+container's boxes / elements, never decoding a frame — so a video opens again as the graph that made it, as
+VideoHelperSuite users drag an MP4 onto ComfyUI. `web/src/graph/mediaGraph.ts` does the same in the editor.
+
+    graph_text_from_media(data) -> str | None     the embedded text (None: no such field, or not these formats)
+"""
+
+from __future__ import annotations
+
+import struct
+
+MAX_BOXES = 100_000          # boxes / elements / blocks walked in one file: a crafted file cannot loop for long
+
+
+def graph_text_from_media(data: bytes) -> str | None:
+    """The graph text an MP4 / MOV, WebM / Matroska or GIF file carries (see the module docstring), or None."""
+    try:
+        if data[4:8] == b"ftyp":
+            return _mp4_comment(data)
+        if data.startswith(b"\x1a\x45\xdf\xa3"):
+            return _matroska_comment(data)
+        if data.startswith((b"GIF87a", b"GIF89a")):
+            return _gif_comment(data)
+    except (IndexError, struct.error, UnicodeDecodeError, ValueError):
+        return None          # a truncated or damaged container: no graph
+    return None
+
+
+# --- MP4: ISO base media boxes -------------------------------------------------------------------------------
+
+def _boxes(data: bytes, start: int, end: int, budget: list[int]):
+    """(type, body start, body end) of the boxes in data[start:end]."""
+    position = start
+    while position + 8 <= end:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return
+        size, kind = struct.unpack(">I4s", data[position:position + 8])
+        header = 8
+        if size == 1:                                   # a 64-bit size follows
+            size = struct.unpack(">Q", data[position + 8:position + 16])[0]
+            header = 16
+        elif size == 0:                                 # to the end of the enclosing box
+            size = end - position
+        if size < header or position + size > end:
+            return
+        yield kind, position + header, position + size
+        position += size
+
+
+def _child(data: bytes, start: int, end: int, wanted: bytes, budget: list[int]) -> tuple[int, int] | None:
+    return next(((s, e) for kind, s, e in _boxes(data, start, end, budget) if kind == wanted), None)
+
+
+def _mp4_comment(data: bytes) -> str | None:
+    budget = [MAX_BOXES]
+    here: tuple[int, int] | None = (0, len(data))
+    for wanted, skip in ((b"moov", 0), (b"udta", 0), (b"meta", 4), (b"ilst", 0), (b"\xa9cmt", 0), (b"data", 0)):
+        here = _child(data, here[0], here[1], wanted, budget)
+        if here is None:
+            return None
+        if skip:                                        # `meta` is a full box: version and flags first
+            here = (here[0] + skip, here[1])
+    start, end = here
+    if end - start < 8:
+        return None
+    kind = struct.unpack(">I", data[start:start + 4])[0] & 0xFFFFFF
+    return data[start + 8:end].decode("utf-8") if kind == 1 else None       # type 1: UTF-8 text
+
+
+# --- Matroska / WebM: EBML elements ------------------------------------------------------------------------
+
+_SEGMENT, _TAGS, _TAG, _SIMPLE_TAG, _TAG_NAME, _TAG_STRING = 0x18538067, 0x1254C367, 0x7373, 0x67C8, 0x45A3, 0x4487
+
+
+def _vint(data: bytes, position: int, keep_marker: bool) -> tuple[int, int]:
+    """(value, length) of an EBML variable-length integer at `position` (an element ID keeps its marker bit)."""
+    first = data[position]
+    length = next((n for n in range(1, 9) if first & (0x80 >> (n - 1))), 0)
+    if not length:
+        raise ValueError("not an EBML number")
+    value = first if keep_marker else first & (0xFF >> length)
+    for byte in data[position + 1:position + length]:
+        value = (value << 8) | byte
+    if len(data) < position + length:
+        raise ValueError("truncated")
+    return value, length
+
+
+def _elements(data: bytes, start: int, end: int, budget: list[int]):
+    """(id, body start, body end) of the EBML elements in data[start:end]; an unknown size runs to `end`."""
+    position = start
+    while position < end:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return
+        element, id_length = _vint(data, position, keep_marker=True)
+        size, size_length = _vint(data, position + id_length, keep_marker=False)
+        body = position + id_length + size_length
+        unknown = size == (1 << (7 * size_length)) - 1      # all ones: "unknown size" (a live stream)
+        stop = end if unknown else min(end, body + size)
+        yield element, body, stop
+        position = stop
+
+
+def _matroska_comment(data: bytes) -> str | None:
+    budget = [MAX_BOXES]
+    for element, start, end in _elements(data, 0, len(data), budget):
+        if element != _SEGMENT:
+            continue
+        for child, c_start, c_end in _elements(data, start, end, budget):
+            if child != _TAGS:
+                continue
+            for tag, t_start, t_end in _elements(data, c_start, c_end, budget):
+                for simple, s_start, s_end in (_elements(data, t_start, t_end, budget) if tag == _TAG else ()):
+                    if simple != _SIMPLE_TAG:
+                        continue
+                    fields = {field: data[f_start:f_end] for field, f_start, f_end in
+                              _elements(data, s_start, s_end, budget)}
+                    if fields.get(_TAG_NAME, b"").decode("utf-8").upper() == "COMMENT" and _TAG_STRING in fields:
+                        return fields[_TAG_STRING].decode("utf-8")
+    return None
+
+
+# --- GIF: blocks ---------------------------------------------------------------------------------------------
+
+def _sub_blocks(data: bytes, position: int) -> tuple[bytes, int]:
+    """The bytes of a chain of GIF sub-blocks at `position`, and the position after its terminator."""
+    parts = []
+    while True:
+        size = data[position]
+        position += 1
+        if size == 0:
+            return b"".join(parts), position
+        parts.append(data[position:position + size])
+        position += size
+
+
+def _gif_comment(data: bytes) -> str | None:
+    flags = data[10]
+    position = 13 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0)      # header, screen, global colours
+    for _ in range(MAX_BOXES):
+        block = data[position]
+        if block == 0x3B:                                   # trailer
+            return None
+        if block == 0x21:                                   # an extension: label, then sub-blocks
+            label = data[position + 1]
+            body, position = _sub_blocks(data, position + 2)
+            if label == 0xFE:
+                return body.decode("utf-8")
+        elif block == 0x2C:                                 # an image: descriptor, local colours, LZW data
+            local = data[position + 9]
+            position += 10 + (3 * 2 ** ((local & 7) + 1) if local & 0x80 else 0) + 1
+            _, position = _sub_blocks(data, position)
+        else:
+            return None
+    return None

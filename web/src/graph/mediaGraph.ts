@@ -1,0 +1,170 @@
+/**
+ * The graph a video or GIF saved by the video plugin's SaveVideo carries (nodegraph/media_graph.py, the same
+ * rules): an MP4's "comment" metadata (`moov/udta/meta/ilst/©cmt/data`), a WebM / Matroska COMMENT tag
+ * (`Segment/Tags/Tag/SimpleTag`), a GIF's comment extension — read by walking the container, never decoding a
+ * frame, so a saved clip dropped on the editor opens as the graph that made it (as VideoHelperSuite's MP4s do
+ * in ComfyUI).
+ *
+ *   mediaKind(bytes)          "MP4" | "Matroska" | "GIF" | null (by the first bytes)
+ *   graphTextFromMedia(bytes) the embedded text, or null (no such field, damaged, or not these formats)
+ */
+
+const MAX_STEPS = 100_000; // boxes / elements / blocks walked in one file
+
+export type MediaKind = "MP4" | "Matroska" | "GIF";
+
+export function mediaKind(bytes: Uint8Array): MediaKind | null {
+  const ascii = (from: number, to: number) => String.fromCharCode(...bytes.subarray(from, to));
+  if (bytes.length >= 8 && ascii(4, 8) === "ftyp") return "MP4";
+  if (bytes.length >= 4 && bytes[0] === 0x1a && bytes[1] === 0x45 && bytes[2] === 0xdf && bytes[3] === 0xa3) return "Matroska";
+  if (bytes.length >= 6 && (ascii(0, 6) === "GIF87a" || ascii(0, 6) === "GIF89a")) return "GIF";
+  return null;
+}
+
+export function graphTextFromMedia(bytes: Uint8Array): string | null {
+  try {
+    switch (mediaKind(bytes)) {
+      case "MP4":
+        return mp4Comment(bytes);
+      case "Matroska":
+        return matroskaComment(bytes);
+      case "GIF":
+        return gifComment(bytes);
+      default:
+        return null;
+    }
+  } catch {
+    return null; // truncated or damaged: no graph
+  }
+}
+
+const utf8 = (bytes: Uint8Array) => new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+
+// --- MP4 boxes -----------------------------------------------------------------------------------------------
+
+function findBox(bytes: Uint8Array, start: number, end: number, wanted: string, budget: { left: number }): [number, number] | null {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let position = start;
+  while (position + 8 <= end) {
+    if (--budget.left < 0) return null;
+    let size = view.getUint32(position);
+    const kind = String.fromCharCode(...bytes.subarray(position + 4, position + 8));
+    let header = 8;
+    if (size === 1) {
+      size = Number(view.getBigUint64(position + 8));
+      header = 16;
+    } else if (size === 0) size = end - position;
+    if (size < header || position + size > end) return null;
+    if (kind === wanted) return [position + header, position + size];
+    position += size;
+  }
+  return null;
+}
+
+function mp4Comment(bytes: Uint8Array): string | null {
+  const budget = { left: MAX_STEPS };
+  let here: [number, number] | null = [0, bytes.length];
+  for (const [wanted, skip] of [["moov", 0], ["udta", 0], ["meta", 4], ["ilst", 0], ["\u00a9cmt", 0], ["data", 0]] as const) {
+    here = findBox(bytes, here[0], here[1], wanted, budget);
+    if (!here) return null;
+    if (skip) here = [here[0] + skip, here[1]]; // `meta` is a full box: version and flags first
+  }
+  const [start, end] = here;
+  if (end - start < 8) return null;
+  const kind = new DataView(bytes.buffer, bytes.byteOffset + start, 4).getUint32(0) & 0xffffff;
+  return kind === 1 ? utf8(bytes.subarray(start + 8, end)) : null; // type 1: UTF-8 text
+}
+
+// --- Matroska elements ---------------------------------------------------------------------------------------
+
+const SEGMENT = 0x18538067;
+const TAGS = 0x1254c367;
+const TAG = 0x7373;
+const SIMPLE_TAG = 0x67c8;
+const TAG_NAME = 0x45a3;
+const TAG_STRING = 0x4487;
+
+function vint(bytes: Uint8Array, position: number, keepMarker: boolean): [number, number] {
+  const first = bytes[position];
+  let length = 0;
+  for (let n = 1; n <= 8; n++) if (first & (0x80 >> (n - 1))) { length = n; break; }
+  if (!length || position + length > bytes.length) throw new Error("not an EBML number");
+  let value = keepMarker ? first : first & (0xff >> length);
+  for (let i = 1; i < length; i++) value = value * 256 + bytes[position + i];
+  return [value, length];
+}
+
+function* elements(bytes: Uint8Array, start: number, end: number, budget: { left: number }): Generator<[number, number, number]> {
+  let position = start;
+  while (position < end) {
+    if (--budget.left < 0) return;
+    const [id, idLength] = vint(bytes, position, true);
+    const [size, sizeLength] = vint(bytes, position + idLength, false);
+    const body = position + idLength + sizeLength;
+    const unknown = size === 2 ** (7 * sizeLength) - 1; // all ones: "unknown size"
+    const stop = unknown ? end : Math.min(end, body + size);
+    yield [id, body, stop];
+    position = stop;
+  }
+}
+
+function matroskaComment(bytes: Uint8Array): string | null {
+  const budget = { left: MAX_STEPS };
+  for (const [id, start, end] of elements(bytes, 0, bytes.length, budget)) {
+    if (id !== SEGMENT) continue;
+    for (const [child, cStart, cEnd] of elements(bytes, start, end, budget)) {
+      if (child !== TAGS) continue;
+      for (const [tag, tStart, tEnd] of elements(bytes, cStart, cEnd, budget)) {
+        if (tag !== TAG) continue;
+        for (const [simple, sStart, sEnd] of elements(bytes, tStart, tEnd, budget)) {
+          if (simple !== SIMPLE_TAG) continue;
+          const fields = new Map<number, Uint8Array>();
+          for (const [field, fStart, fEnd] of elements(bytes, sStart, sEnd, budget)) fields.set(field, bytes.subarray(fStart, fEnd));
+          const name = fields.get(TAG_NAME);
+          const text = fields.get(TAG_STRING);
+          if (name && text && utf8(name).toUpperCase() === "COMMENT") return utf8(text);
+        }
+      }
+    }
+  }
+  return null;
+}
+
+// --- GIF blocks ----------------------------------------------------------------------------------------------
+
+function subBlocks(bytes: Uint8Array, position: number): [Uint8Array, number] {
+  const parts: Uint8Array[] = [];
+  for (;;) {
+    const size = bytes[position++];
+    if (size === undefined) throw new Error("truncated");
+    if (size === 0) break;
+    parts.push(bytes.subarray(position, position + size));
+    position += size;
+  }
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return [out, position];
+}
+
+function gifComment(bytes: Uint8Array): string | null {
+  const flags = bytes[10];
+  let position = 13 + (flags & 0x80 ? 3 * 2 ** ((flags & 7) + 1) : 0); // header, screen, global colours
+  for (let step = 0; step < MAX_STEPS; step++) {
+    const block = bytes[position];
+    if (block === 0x21) {
+      const label = bytes[position + 1];
+      const [body, next] = subBlocks(bytes, position + 2);
+      if (label === 0xfe) return utf8(body);
+      position = next;
+    } else if (block === 0x2c) {
+      const local = bytes[position + 9];
+      position += 10 + (local & 0x80 ? 3 * 2 ** ((local & 7) + 1) : 0) + 1; // descriptor, local colours, LZW size
+      position = subBlocks(bytes, position)[1];
+    } else return null; // the trailer (0x3b) or anything else
+  }
+  return null;
+}
