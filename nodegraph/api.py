@@ -64,6 +64,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
 
+from .comfyui import Equivalent as ComfyUIClass     # register_comfyui_classes' entries (1.9)
 from .errors import NodegraphError, NodeInputError, StorageLimitError
 from .node import NodeContext
 from .results import FILE_KINDS, MIME_TYPES, ResultFileError, default_mime, file_result
@@ -72,7 +73,8 @@ from .types import pixel_values_problem
 API_VERSION = "1.9"
 
 __all__ = [
-    "API_VERSION", "ApiArgumentError", "ApiError", "FILE_KINDS", "GuidanceTerm", "StepResult", "cfg_guider",
+    "API_VERSION", "ApiArgumentError", "ApiError", "ComfyUIClass", "FILE_KINDS", "GuidanceTerm", "StepResult",
+    "cfg_guider",
     "check_image", "check_latent", "check_mask", "confine", "diffusion_model", "empty_latent", "encode_text",
     "input_file", "make_patch", "model_denoiser", "model_file", "model_keys", "open_weights",
     "patch_model", "require", "sample", "sample_custom", "sampler_from_step", "save_files", "save_image", "sigmas",

@@ -158,7 +158,7 @@ def _load(session: Any, path: str) -> Any:
         prompt = foreign_prompt(path) if [e.code for e in exc.errors] == ["foreign_format"] else None
         if prompt is None:
             raise
-    data = import_foreign(prompt, session.output_names, session.widget_names)
+    data = import_foreign(prompt, session.output_names, session.widget_names, session.comfyui_classes())
     if data["metadata"].get("imported_from") == "a1111-parameters":
         left = data["metadata"]["a1111_untranslated"]
         print(f"note: {_shown(path)} carries AUTOMATIC1111's generation parameters; made a text-to-image graph of "

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class Equivalent:
     dropped: frozenset[str] = frozenset()                          # inputs whose meaning `equivalent_for` checked
     input_files: frozenset[str] = frozenset()                      # inputs naming an input-folder file ("x.png [input]")
     scaled: dict[str, float] = field(default_factory=dict)         # our input → factor from ComfyUI's unit to ours
+    widgets: tuple[str | None, ...] | None = None      # a UI workflow's widget order, named as ComfyUI names them
+    #                                                    (None: a seed's "control after generate"); plugins' classes
 
 
 # ComfyUI's uni_pc is UniPC with B(h) = h (bh1), its uni_pc_bh2 ours (diffusers' default, bh2)
@@ -239,13 +241,15 @@ def translated_as(class_type: str) -> Equivalent | None:
     return BY_VALUES[class_type][1] if class_type in BY_VALUES else EQUIVALENTS.get(class_type)
 
 
-def equivalent_for(class_type: str, inputs: dict[str, Any]) -> Equivalent | None:
+def equivalent_for(class_type: str, inputs: dict[str, Any],
+                   plugin_classes: Mapping[str, Equivalent] | None = None) -> Equivalent | None:
     """Our node for one ComfyUI entry: its class's equivalent, or, for a class in BY_VALUES, its equivalent when
-    the entry's values allow it (a KSamplerAdvanced over the whole schedule is KSampler); None when there is none."""
+    the entry's values allow it (a KSamplerAdvanced over the whole schedule is KSampler), else a plugin's for its
+    class (`register_comfyui_classes`: a core class such as LoadAudio, or its own pack's); None when there is none."""
     if class_type in BY_VALUES:
         applies, equivalent = BY_VALUES[class_type]
         return equivalent if applies(inputs) else None
-    return EQUIVALENTS.get(class_type)
+    return EQUIVALENTS.get(class_type) or (plugin_classes or {}).get(class_type)
 
 
 # --- UI-format workflows -----------------------------------------------------------------------------
@@ -538,7 +542,8 @@ def _canvas_point(value: Any) -> list[float] | None:
 
 def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | None = None,
                        left_out: list[dict[str, Any]] | None = None,
-                       widget_names: Callable[[str], tuple[str | None, ...] | None] | None = None) -> dict[str, Any]:
+                       widget_names: Callable[[str], tuple[str | None, ...] | None] | None = None,
+                       plugin_classes: Mapping[str, Equivalent] | None = None) -> dict[str, Any]:
     """A ComfyUI UI-format workflow → an API-format prompt (then imported like one: `graph.import_foreign`).
 
     Links become `[source id, output slot]` pairs (through Reroute nodes; a PrimitiveNode's value becomes the
@@ -621,7 +626,10 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
         inputs: dict[str, Any] = {}
         values = node.get("widgets_values")
         names = WIDGET_NAMES.get(node["type"])
-        if names is None and widget_names is not None and node["type"] not in EQUIVALENTS:
+        plugin_class = (plugin_classes or {}).get(node["type"]) if node["type"] not in EQUIVALENTS else None
+        if names is None and plugin_class is not None:
+            names = plugin_class.widgets
+        if names is None and widget_names is not None and node["type"] not in EQUIVALENTS and plugin_class is None:
             names = widget_names(node["type"])
         meta: dict[str, Any] = {}
         if names is not None and isinstance(values, list):

@@ -447,7 +447,8 @@ def _foreign_error(tool: str, kind: str) -> GraphError:
 
 
 def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | None = None,
-                   widget_names: Callable[[str], tuple[str | None, ...] | None] | None = None) -> dict:
+                   widget_names: Callable[[str], tuple[str | None, ...] | None] | None = None,
+                   plugin_classes: Mapping[str, Any] | None = None) -> dict:
     """A ComfyUI API-format prompt or UI workflow → a version-2 graph dict (unknown types keep their data).
 
     An entry whose `class_type` has an equivalent here (`comfyui.EQUIVALENTS`: CheckpointLoaderSimple,
@@ -483,14 +484,16 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     def known_type(class_type: str) -> bool:
         from .comfyui import EQUIVALENTS
 
-        return class_type in EQUIVALENTS or (output_names is not None and output_names(class_type) is not None)
+        return class_type in EQUIVALENTS or class_type in (plugin_classes or {}) or (
+            output_names is not None and output_names(class_type) is not None)
 
     if kind[1] == "workflow":
         from .comfyui import WorkflowError, expand_subgraphs, workflow_groups, workflow_to_prompt
 
         try:
             groups = workflow_groups(data)             # the editor shows them as ours (ui.groups)
-            data = workflow_to_prompt(expand_subgraphs(data, subgraphs), known_type, bypassed_left_out, widget_names)
+            data = workflow_to_prompt(expand_subgraphs(data, subgraphs), known_type, bypassed_left_out, widget_names,
+                                      plugin_classes)
         except WorkflowError as exc:
             raise GraphValidationError([GraphError("invalid_format", f"this ComfyUI workflow cannot be read: {exc}",
                                                    details={"tool": "comfyui", "format": "workflow"})]) from None
@@ -513,7 +516,8 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     from .comfyui import equivalent_for, translate_inputs
 
     # each entry's node here, chosen by its class and, for a few classes, its values (KSamplerAdvanced)
-    equivalents = {str(k): equivalent_for(v["class_type"], v.get("inputs") or {}) for k, v in data.items()}
+    equivalents = {str(k): equivalent_for(v["class_type"], v.get("inputs") or {}, plugin_classes)
+                   for k, v in data.items()}
 
     def names_of(source: str) -> list[str] | None:
         equivalent = equivalents[source]

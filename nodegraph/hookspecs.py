@@ -53,5 +53,10 @@ def register_model_dirs() -> dict[str, list[str]]:
 
 
 @hookspec
+def register_comfyui_classes() -> dict[str, Any]:
+    """Return ComfyUI class name → `api.ComfyUIClass(...)`: how that class imports as this plugin's node."""
+
+
+@hookspec
 def register_api() -> dict[str, Any]:
     """Return implementations of `nodegraph.api` functions by name (built-in packs; first registration wins)."""

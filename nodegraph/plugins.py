@@ -75,7 +75,7 @@ ENV_PREFER = "NODEGRAPH_PLUGINS_PREFER"
 HOOK_NAMES = tuple(sorted(name for name in dir(hookspecs) if name.startswith("register_")
                           and callable(getattr(hookspecs, name))))
 EXTENSION_HOOKS = ("register_samplers", "register_schedules", "register_model_folders", "register_api",
-                   "register_choice_lists")
+                   "register_choice_lists", "register_comfyui_classes")
 #: hooks whose dict is kept whole per plugin (registry.extensions[kind][plugin name] = the dict)
 PER_PLUGIN_HOOKS = ("register_model_dirs",)
 REPLACED_BY_CODE = "its installed copy is replaced by the plugin of that name given in code (Session(plugins=...))"
@@ -467,6 +467,9 @@ def _extension_problems(hook: str, table: dict, builtin: bool = False) -> list[s
     problems = []
     for name, value in table.items():
         where = f"{hook}: {name!r}"
+        if hook == "register_comfyui_classes":
+            problems += _comfyui_class_problems(where, name, value)
+            continue
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}", name):
             problems.append(f"{hook}: {name!r} is not a name (letters, digits, _ . + -, at most 64)")
             continue
@@ -489,6 +492,26 @@ def _extension_problems(hook: str, table: dict, builtin: bool = False) -> list[s
                                                                         else "") + "; register_api implements the "
                             "API's own functions for the built-in packs (docs/plugins.md, The plugin API)")
     return problems
+
+
+def _comfyui_class_problems(where: str, name: Any, value: Any) -> list[str]:
+    """What is wrong with one `register_comfyui_classes` entry: a ComfyUI class name (any printable text, as custom
+    packs name classes "KSampler (Efficient)"), not one of the built-in table's (a plugin taking over how
+    CheckpointLoaderSimple imports would change every imported workflow), mapped to an `api.ComfyUIClass`."""
+    from .comfyui import BY_VALUES, EQUIVALENTS, Equivalent
+
+    if not isinstance(name, str) or not name.isprintable() or not 0 < len(name) <= 100:
+        return [f"{where} is not a ComfyUI class name (printable text of 1 to 100 characters)"]
+    if name in EQUIVALENTS or name in BY_VALUES:
+        return [f"{where} is a class the built-in import table translates already (to "
+                f"{getattr(EQUIVALENTS.get(name), 'type', 'a node here')!r}); a plugin cannot take it over"]
+    if not isinstance(value, Equivalent):
+        return [f"{where} must be an api.ComfyUIClass(type=..., outputs=(...), inputs={{...}}), found "
+                f"{type(value).__name__}"]
+    if not isinstance(value.type, str) or not isinstance(value.outputs, tuple) or not all(
+            isinstance(o, str) for o in value.outputs):
+        return [f"{where}: type must be a node type name and outputs a tuple of output names"]
+    return []
 
 
 def _collect(pm: pluggy.PluginManager, hook_name: str, report: PluginReport, kind: type,

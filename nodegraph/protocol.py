@@ -1276,8 +1276,8 @@ class ServerProtocol:
         from .graph import import_foreign, parse_graph
 
         try:
-            graph = parse_graph(import_foreign(message.data, self.session.output_names,
-                                               self.session.widget_names)).to_dict()
+            graph = parse_graph(import_foreign(message.data, self.session.output_names, self.session.widget_names,
+                                               self.session.comfyui_classes())).to_dict()
         except GraphValidationError as exc:
             return [_error(client.client_id, "invalid_graph", f"the file cannot be imported: {exc.errors[0].message}",
                            message.request_id, errors=[e.to_dict() for e in exc.errors[:200]])]

@@ -188,7 +188,12 @@ class Session:
                                       f"or save, or a PNG ComfyUI wrote), or cannot be read")])
         else:
             data = source
-        return self.load(import_foreign(data, self.output_names, self.widget_names))
+        return self.load(import_foreign(data, self.output_names, self.widget_names, self.comfyui_classes()))
+
+    def comfyui_classes(self) -> dict[str, Any]:
+        """The ComfyUI classes the loaded plugins import as their nodes (`register_comfyui_classes`): class name →
+        `api.ComfyUIClass`, given to `graph.import_foreign` with the built-in table."""
+        return dict(self.registry.extensions.get("comfyui_classes", {}))
 
     def widget_names(self, node_type: Any) -> tuple[str | None, ...] | None:
         """ComfyUI's widget order for a node type this session has (None for one it lacks): its inputs that take a

@@ -281,3 +281,45 @@ def test_a_ui_workflow_names_a_plugins_widget_values_by_its_declared_inputs():
                            "inputs": [{"name": "image", "type": "IMAGE", "link": None}]}], "links": []}
     graph = session.import_comfyui(workflow)
     assert graph.nodes["1"].inputs == {"width": 64, "height": 48, "seed": 7, "method": "bilinear"}
+
+
+def test_a_plugin_maps_comfyui_classes_to_its_nodes_but_cannot_take_over_the_built_in_ones():
+    """ComfyUI's core LoadAudio imported as a node "with no input 'audio'": only the built-in table mapped classes.
+    `register_comfyui_classes` lets a plugin say how a class imports (input names, fixed values, widget order);
+    a class the built-in table translates is refused (a silent takeover would change every imported workflow)."""
+    from nodegraph import Input, Node, NodeInputs, Output, api, hookimpl
+
+    class ReadSound(Node):
+        class Inputs(NodeInputs):
+            file: str = Input("a.wav")
+            gain: float = Input(1.0)
+
+        outputs = (Output("text", "STRING"),)
+
+        def run(self, file, gain):
+            return {"text": f"{file}@{gain}"}
+
+    class Plugin:
+        @hookimpl
+        def register_nodes(self):
+            return [ReadSound]
+
+        @hookimpl
+        def register_comfyui_classes(self):
+            return {"LoadAudio": api.ComfyUIClass("ReadSound", ("text",), inputs={"audio": "file"},
+                                                  fixed={"gain": 0.5}, widgets=("file",))}
+
+    class Takeover:
+        @hookimpl
+        def register_comfyui_classes(self):
+            return {"KSampler": api.ComfyUIClass("ReadSound", ("text",))}
+
+    session = Session(plugins=[("sound", Plugin()), ("takeover", Takeover())], autoload=False)
+    (failed,) = session.plugin_report.failed
+    assert failed.name == "takeover" and "cannot take it over" in failed.error
+    prompt = {"1": {"class_type": "LoadAudio", "inputs": {"audio": "tone.wav"}},
+              "2": {"class_type": "ShowValue", "inputs": {"value": ["1", 0]}}}
+    graph = session.import_comfyui(prompt)
+    assert graph.nodes["1"].type == "ReadSound" and graph.nodes["1"].inputs == {"file": "tone.wav", "gain": 0.5}
+    workflow = {"nodes": [{"id": 1, "type": "LoadAudio", "widgets_values": ["song.wav", None]}], "links": []}
+    assert session.import_comfyui(workflow).nodes["1"].inputs == {"file": "song.wav", "gain": 0.5}

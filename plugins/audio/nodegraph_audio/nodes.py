@@ -1344,5 +1344,16 @@ def register_model_folders() -> dict[str, list[str]]:
 
 
 @hookimpl
+def register_comfyui_classes() -> dict[str, Any]:
+    """ComfyUI's core audio nodes (2024): their prompts and workflows import as these nodes. ComfyUI's SaveAudio
+    writes FLAC, so the imported SaveAudio does too; its LoadAudio names the file `audio` (its widgets: the file,
+    then the upload button's)."""
+    return {"LoadAudio": api.ComfyUIClass("audio.LoadAudio", ("audio",), inputs={"audio": "file"},
+                                          input_files=frozenset({"audio"}), widgets=("file",)),
+            "SaveAudio": api.ComfyUIClass("audio.SaveAudio", (), fixed={"format": "flac"},
+                                          widgets=("filename_prefix",))}
+
+
+@hookimpl
 def register_model_dirs() -> dict[str, list[str]]:
     return {MODEL_FOLDER: [str(SHIPPED_MODELS)]}

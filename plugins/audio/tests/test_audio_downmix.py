@@ -115,3 +115,16 @@ def test_a_six_channel_wav_gets_a_sound_track_through_downmix_audio(tmp_path):
     (file,) = result.outputs["save"]["files"]
     with av.open(file["path"]) as container:
         assert container.streams.audio[0].codec_context.channels == 2
+
+
+def test_comfyuis_core_audio_nodes_import_as_ours():
+    """ComfyUI's core LoadAudio failed to import ("has no input 'audio'") and its SaveAudio saved WAV where
+    ComfyUI writes FLAC: the plugin maps both (register_comfyui_classes)."""
+    from nodegraph import Session
+
+    session = Session()
+    graph = session.import_comfyui({
+        "1": {"class_type": "LoadAudio", "inputs": {"audio": "tone.wav [input]"}},
+        "2": {"class_type": "SaveAudio", "inputs": {"audio": ["1", 0], "filename_prefix": "audio/ComfyUI"}}})
+    assert graph.nodes["1"].type.endswith("LoadAudio") and graph.nodes["1"].inputs == {"file": "tone.wav"}
+    assert graph.nodes["2"].inputs["format"] == "flac" and graph.nodes["2"].inputs["filename_prefix"] == "audio/ComfyUI"

@@ -1223,6 +1223,15 @@ def register_types() -> list[PortType]:
 
 
 @hookimpl
+def register_comfyui_classes() -> dict[str, Any]:
+    """ComfyUI's core animated-image savers import as SaveVideo in that format: frames, prefix and frame rate mean
+    the same; the encoder's own settings (lossless, quality, method) are SaveVideo's (quality 85)."""
+    encoder = frozenset({"lossless", "quality", "method"})
+    return {"SaveAnimatedWEBP": api.ComfyUIClass("video.SaveVideo", (), fixed={"format": "webp"}, dropped=encoder,
+                                                 widgets=("filename_prefix", "fps", "lossless", "quality", "method"))}
+
+
+@hookimpl
 def register_nodes() -> list[type[Node]]:
     return NODES
 
