@@ -10,9 +10,9 @@ UserComment), three parts —
 ComfyUI opens such an image as a graph, so does this (`nodegraph run a1111.png`, the editor's drop, the server's
 `import_graph {data: {"parameters": TEXT}}`): `parameters_graph(text)` builds the shape of `graphs/txt2img.json`
 — LoadCheckpoint (Model, as `<name>.safetensors` unless it names a file), EncodeText × 2 (Clip skip; A1111's
-prompt weighting),
-EmptyLatent (Size), KSampler (Seed, Steps, CFG scale, the sampler and its schedule through validation's alias
-table: "DPM++ 2M Karras" → dpmpp_2m / karras; "Schedule type" when given), VAEDecode, SaveImage. Settings with
+prompt weighting), EmptyLatent (Size), KSampler (Seed, Steps, CFG scale, the sampler and its schedule through
+validation's alias table: "DPM++ 2M Karras" → dpmpp_2m / karras; "Schedule type" when given, "Automatic" as each
+sampler's own), VAEDecode, SaveImage. Settings with
 no place in that graph — hires fix, img2img's denoising strength, variation seeds, ENSD, a VAE, LoRA hashes,
 restore faces — are listed in `metadata.a1111_untranslated` (the CLI and the editor say so); the whole text is
 kept in `metadata.a1111_parameters`.
