@@ -670,7 +670,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
              for name, value in values.items() if isinstance(value, (int, float, str)) and not isinstance(value, bool)]
     if drawn:     # a RandomInt's seed: the run's record keeps it, and A1111 shows the seed it drew too
         shown = _terminal_safe(", ".join(drawn[:10]))[:400] + (f" and {len(drawn) - 10} more" if len(drawn) > 10 else "")
-        print(f"drawn: {shown} (kept in the run's record and its saved images: their graph draws it again)", file=summary)
+        print(f"drawn: {shown} (pinned in the run's record and its saved images: their graph makes this result again)",
+              file=summary)
     record_path = Path(args.output_dir) / (Path(args.graph).stem + ".outputs.json")
     if result.skipped:       # muted nodes and what depends on them: said, as ComfyUI names an output it did not make
         shown = ", ".join(repr(_terminal_safe(n)) for n in result.skipped[:20])

@@ -629,8 +629,8 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
         plugin_class = (plugin_classes or {}).get(node["type"]) if node["type"] not in EQUIVALENTS else None
         if names is None and plugin_class is not None:
             names = plugin_class.widgets
-        if names is None and widget_names is not None and node["type"] not in EQUIVALENTS and plugin_class is None:
-            names = widget_names(node["type"])
+        if names is None and widget_names is not None and node["type"] not in EQUIVALENTS:
+            names = widget_names(plugin_class.type if plugin_class is not None else node["type"])
         meta: dict[str, Any] = {}
         if names is not None and isinstance(values, list):
             if None in names and len(values) == len(names) - 1:     # written without the seed's control widget

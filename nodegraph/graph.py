@@ -1416,12 +1416,18 @@ def foreign_prompt_from_bytes(data: bytes) -> dict | None:
 
     try:
         is_image = data.startswith((PNG_SIGNATURE, b"\xff\xd8\xff")) or data[8:12] == b"WEBP"
+        is_media = data[4:8] == b"ftyp" or data.startswith((b"\x1a\x45\xdf\xa3", b"GIF87a", b"GIF89a"))
         text = ((graph_text_from_png(data, "prompt") or graph_text_from_png(data, "workflow"))
-                if data.startswith(PNG_SIGNATURE) else None if is_image else data.decode("utf-8"))
+                if data.startswith(PNG_SIGNATURE) else None if is_image or is_media else data.decode("utf-8"))
         prompt = json.loads(text) if text is not None else None
         if prompt is None and is_image:      # an A1111 image: its parameters ("PNG Info")
             parameters = parameters_from_image(data)
             prompt = {"parameters": parameters} if parameters else None
+        if prompt is None and not is_image:  # a clip whose comment is a ComfyUI prompt / workflow (VideoHelperSuite)
+            from .media_graph import graph_text_from_media
+
+            embedded = graph_text_from_media(data)
+            prompt = json.loads(embedded) if embedded is not None else None
     except (ValueError, RecursionError, GraphValidationError):   # e.g. a chunk that inflates past the graph limit
         return None
     return prompt if foreign_format(prompt) is not None else None

@@ -15,20 +15,54 @@ from __future__ import annotations
 import struct
 
 MAX_BOXES = 100_000          # boxes / elements / blocks walked in one file: a crafted file cannot loop for long
+MAX_COMMENT_BYTES = 64 * 1024 * 1024     # a graph is at most this (graph.MAX_FILE_BYTES)
 
 
 def graph_text_from_media(data: bytes) -> str | None:
-    """The graph text an MP4 / MOV, WebM / Matroska or GIF file carries (see the module docstring), or None."""
+    """The graph text an MP4 / MOV, WebM / Matroska or GIF file carries (see the module docstring), or None. A
+    VideoHelperSuite clip's comment — {"prompt": "<json>", "workflow": {...}} — gives its workflow (else its
+    prompt), which `nodegraph run` and the editor import as ComfyUI files."""
     try:
-        if data[4:8] == b"ftyp":
-            return _mp4_comment(data)
-        if data.startswith(b"\x1a\x45\xdf\xa3"):
-            return _matroska_comment(data)
-        if data.startswith((b"GIF87a", b"GIF89a")):
-            return _gif_comment(data)
+        head = bytes(data[:16])
+        if head[4:8] == b"ftyp":
+            text = _mp4_comment(data)
+        elif head.startswith(b"\x1a\x45\xdf\xa3"):
+            text = _matroska_comment(data)
+        elif head.startswith((b"GIF87a", b"GIF89a")):
+            text = _gif_comment(data)
+        else:
+            return None
     except (IndexError, struct.error, UnicodeDecodeError, ValueError):
         return None          # a truncated or damaged container: no graph
-    return None
+    return _unwrapped(text) if text is not None else None
+
+
+def _text(raw: bytes) -> str | None:
+    """UTF-8 text (a BOM dropped, as a browser's decoder drops it), or None."""
+    try:
+        return bytes(raw).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+
+
+def _unwrapped(text: str) -> str:
+    """VideoHelperSuite's comment {"prompt": "<json>", "workflow": {...}} → the workflow's (else the prompt's) JSON;
+    any other text as it is."""
+    import json
+
+    if '"workflow"' not in text and '"prompt"' not in text:
+        return text
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+    if isinstance(value, dict) and "format_version" not in value and ("workflow" in value or "prompt" in value):
+        inner = value.get("workflow") if isinstance(value.get("workflow"), dict) else value.get("prompt")
+        if isinstance(inner, dict):
+            return json.dumps(inner)
+        if isinstance(inner, str):
+            return inner
+    return text
 
 
 # --- MP4: ISO base media boxes -------------------------------------------------------------------------------
@@ -40,10 +74,10 @@ def _boxes(data: bytes, start: int, end: int, budget: list[int]):
         budget[0] -= 1
         if budget[0] < 0:
             return
-        size, kind = struct.unpack(">I4s", data[position:position + 8])
+        size, kind = struct.unpack(">I4s", bytes(data[position:position + 8]))
         header = 8
         if size == 1:                                   # a 64-bit size follows
-            size = struct.unpack(">Q", data[position + 8:position + 16])[0]
+            size = struct.unpack(">Q", bytes(data[position + 8:position + 16]))[0]
             header = 16
         elif size == 0:                                 # to the end of the enclosing box
             size = end - position
@@ -58,6 +92,22 @@ def _child(data: bytes, start: int, end: int, wanted: bytes, budget: list[int]) 
 
 
 def _mp4_comment(data: bytes) -> str | None:
+    return _itunes_comment(data) or _quicktime_comment(data)
+
+
+def _quicktime_comment(data: bytes) -> str | None:
+    """A MOV's `moov/udta/©cmt`: a 16-bit length and a 16-bit language, then the text (QuickTime's own form)."""
+    budget = [MAX_BOXES]
+    here = _child(data, 0, len(data), b"moov", budget)
+    here = _child(data, here[0], here[1], b"udta", budget) if here else None
+    here = _child(data, here[0], here[1], b"\xa9cmt", budget) if here else None
+    if here is None or here[1] - here[0] < 4:
+        return None
+    length = struct.unpack(">H", data[here[0]:here[0] + 2])[0]
+    return _text(data[here[0] + 4:min(here[1], here[0] + 4 + length)])
+
+
+def _itunes_comment(data: bytes) -> str | None:
     budget = [MAX_BOXES]
     here: tuple[int, int] | None = (0, len(data))
     for wanted, skip in ((b"moov", 0), (b"udta", 0), (b"meta", 4), (b"ilst", 0), (b"\xa9cmt", 0), (b"data", 0)):
@@ -70,7 +120,7 @@ def _mp4_comment(data: bytes) -> str | None:
     if end - start < 8:
         return None
     kind = struct.unpack(">I", data[start:start + 4])[0] & 0xFFFFFF
-    return data[start + 8:end].decode("utf-8") if kind == 1 else None       # type 1: UTF-8 text
+    return _text(data[start + 8:end]) if kind == 1 else None       # type 1: UTF-8 text
 
 
 # --- Matroska / WebM: EBML elements ------------------------------------------------------------------------
@@ -122,22 +172,26 @@ def _matroska_comment(data: bytes) -> str | None:
                         continue
                     fields = {field: data[f_start:f_end] for field, f_start, f_end in
                               _elements(data, s_start, s_end, budget)}
-                    if fields.get(_TAG_NAME, b"").decode("utf-8").upper() == "COMMENT" and _TAG_STRING in fields:
-                        return fields[_TAG_STRING].decode("utf-8")
+                    if (_text(fields.get(_TAG_NAME, b"")) or "").upper() == "COMMENT" and _TAG_STRING in fields:
+                        return _text(fields[_TAG_STRING])
     return None
 
 
 # --- GIF: blocks ---------------------------------------------------------------------------------------------
 
-def _sub_blocks(data: bytes, position: int) -> tuple[bytes, int]:
-    """The bytes of a chain of GIF sub-blocks at `position`, and the position after its terminator."""
+def _sub_blocks(data: bytes, position: int, keep: bool) -> tuple[bytes, int]:
+    """The bytes of a chain of GIF sub-blocks at `position` (only when `keep`: skipping an image's data or another
+    extension collects nothing — 10 M two-byte blocks took 45× the file's size), and the position after it."""
     parts = []
+    kept = 0
     while True:
         size = data[position]
         position += 1
         if size == 0:
             return b"".join(parts), position
-        parts.append(data[position:position + size])
+        if keep and kept < MAX_COMMENT_BYTES:
+            parts.append(data[position:position + size])
+            kept += size
         position += size
 
 
@@ -150,13 +204,13 @@ def _gif_comment(data: bytes) -> str | None:
             return None
         if block == 0x21:                                   # an extension: label, then sub-blocks
             label = data[position + 1]
-            body, position = _sub_blocks(data, position + 2)
-            if label == 0xFE:
-                return body.decode("utf-8")
+            body, position = _sub_blocks(data, position + 2, keep=label == 0xFE)
+            if label == 0xFE and (text := _text(body)) is not None and text.lstrip().startswith("{"):
+                return text           # the first comment that is JSON (an editor may add "Created with GIMP")
         elif block == 0x2C:                                 # an image: descriptor, local colours, LZW data
             local = data[position + 9]
             position += 10 + (3 * 2 ** ((local & 7) + 1) if local & 0x80 else 0) + 1
-            _, position = _sub_blocks(data, position)
+            _, position = _sub_blocks(data, position, keep=False)
         else:
             return None
     return None

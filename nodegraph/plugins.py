@@ -511,6 +511,16 @@ def _comfyui_class_problems(where: str, name: Any, value: Any) -> list[str]:
     if not isinstance(value.type, str) or not isinstance(value.outputs, tuple) or not all(
             isinstance(o, str) for o in value.outputs):
         return [f"{where}: type must be a node type name and outputs a tuple of output names"]
+    if value.widgets is not None and (not isinstance(value.widgets, tuple) or not all(
+            w is None or isinstance(w, str) for w in value.widgets)):
+        return [f"{where}: widgets must be a tuple of input names (None for a seed's control widget), found "
+                f"{value.widgets!r:.60}"]
+    if not all(isinstance(table, dict) and all(isinstance(k, str) for k in table)
+               for table in (value.inputs, value.values, value.no_ops, value.fixed, value.scaled)) or not all(
+            isinstance(names, (set, frozenset)) and all(isinstance(n, str) for n in names)
+            for names in (value.dropped, value.input_files)):
+        return [f"{where}: inputs / values / no_ops / fixed / scaled must be dicts keyed by input names, dropped / "
+                f"input_files sets of names"]
     return []
 
 
@@ -904,6 +914,8 @@ COMFYUI_LEFTOVERS = {
     "OUTPUT_NODE": "output_node = True",
     "CATEGORY": "category = '...'",
     "NOT_IDEMPOTENT": "deterministic = False",
+    "INPUT_IS_LIST": "one call with batched tensors (B, ...): nodegraph passes no lists of values",
+    "OUTPUT_IS_LIST": "one batched output (B, ...) or a sweep (`--sweep`): nodegraph has no list outputs",
 }
 
 

@@ -217,10 +217,11 @@ def resolve_key(key: str, graph: dict | None, spec: str, check: KeyCheck | None 
             raise SweepError(spec, f"no node of the graph has an input named {key!r}",
                              f"write it as NODE.INPUT; the graph's nodes: {shown}" if shown
                              else "write it as NODE.INPUT")
-        if len(owners) > 1:
+        targets = sorted({_through_primitive(nodes, owner, key) for owner in owners})
+        if len(targets) > 1:     # (one primitive box feeding every one of them, as ComfyUI's shared seed, is one)
             raise SweepError(spec, f"several nodes have an input named {key!r}: {', '.join(owners)}",
                              f"say which, e.g. {owners[0]}.{key}=...")
-        resolved = _through_primitive(nodes, owners[0], key)
+        resolved = targets[0]
     refused = check(resolved) if check is not None else None
     if refused is not None:
         raise SweepError(spec, *refused)

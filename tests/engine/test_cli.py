@@ -1498,4 +1498,4 @@ def test_run_prints_the_values_a_random_node_drew(tmp_path, capsys):
     assert main(["run", str(graph), "--output-dir", str(tmp_path / "out"), "--no-plugins", "--no-progress"]) == 0
     out = capsys.readouterr()
     drawn = json.loads((tmp_path / "out" / "rand.outputs.json").read_text())["outputs"]["show"]["value"]
-    assert f"drawn: r.value = {drawn} (kept in the run's record" in out.out + out.err
+    assert f"drawn: r.value = {drawn} (pinned in the run's record" in out.out + out.err

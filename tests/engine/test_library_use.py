@@ -249,6 +249,8 @@ def test_a_bare_name_sets_the_primitive_box_that_feeds_the_input(session):
     assert session.run(graph, overrides={"a": 7}).outputs["show"]["value"] == 9
     assert parse_sweep(["a=1,2"], graph) == [{"10.value": 1}, {"10.value": 2}]
     assert [e.code for e in session.validate(graph, overrides={"m.a": 7})] == ["override_replaces_link"]  # named: as written
+    graph["nodes"]["m2"] = {"type": "IntMath", "inputs": {"a": {"node": "10", "output": "value"}, "b": 5, "op": "add"}}
+    assert parse_sweep(["a=4"], graph) == [{"10.value": 4}]       # one box feeding both (ComfyUI's shared seed)
 
 
 def test_a_ui_workflow_names_a_plugins_widget_values_by_its_declared_inputs():
@@ -323,3 +325,18 @@ def test_a_plugin_maps_comfyui_classes_to_its_nodes_but_cannot_take_over_the_bui
     assert graph.nodes["1"].type == "ReadSound" and graph.nodes["1"].inputs == {"file": "tone.wav", "gain": 0.5}
     workflow = {"nodes": [{"id": 1, "type": "LoadAudio", "widgets_values": ["song.wav", None]}], "links": []}
     assert session.import_comfyui(workflow).nodes["1"].inputs == {"file": "song.wav", "gain": 0.5}
+
+    class BadWidgets:           # a string where a tuple belongs: a bare TypeError at import before (a re-test)
+        @hookimpl
+        def register_comfyui_classes(self):
+            return {"ReadIt": api.ComfyUIClass("ReadSound", ("text",), widgets="file")}
+
+    class NoWidgets:            # no widget order given: the node's declared inputs name them
+        @hookimpl
+        def register_comfyui_classes(self):
+            return {"ReadOther": api.ComfyUIClass("ReadSound", ("text",))}
+
+    session = Session(plugins=[("sound", Plugin()), ("bad", BadWidgets()), ("plain", NoWidgets())], autoload=False)
+    assert [f.name for f in session.plugin_report.failed] == ["bad"]
+    workflow = {"nodes": [{"id": 1, "type": "ReadOther", "widgets_values": ["x.wav", 2.0]}], "links": []}
+    assert session.import_comfyui(workflow).nodes["1"].inputs == {"file": "x.wav", "gain": 2.0}

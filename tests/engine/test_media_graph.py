@@ -67,3 +67,27 @@ def test_a_real_webm_and_mp4_written_by_pyav():
             container.mux(packet)
         container.close()
         assert graph_text_from_media(out.getvalue()) == TEXT, suffix
+
+
+def test_hostile_and_other_writers_clips():
+    """A re-test: a GIF of millions of tiny sub-blocks used 45× its size (every block was collected); a MOV keeps its
+    comment in QuickTime's own box; VideoHelperSuite's comment wraps a ComfyUI workflow; a BOM; a GIF whose first
+    comment is an editor's "Created with GIMP"."""
+    import resource
+    import time
+
+    head = b"GIF89a" + bytes([1, 0, 1, 0, 0, 0, 0])
+    filler = b"\x21\xff" + b"\x02ab" * 300_000 + b"\x00"                 # an application extension: skipped
+    started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert graph_text_from_media(head + filler + b"\x21\xfe" + bytes([len(TEXT)]) + TEXT.encode() + b"\x00;") == TEXT
+    assert time.perf_counter() - started < 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000      # KiB: nothing piled up
+    quicktime = box(b"ftyp", b"qt  ", bytes(4)) + box(b"moov", box(b"udta", box(
+        b"\xa9cmt", struct.pack(">HH", len(TEXT), 0), TEXT.encode())))
+    assert graph_text_from_media(quicktime) == TEXT
+    workflow = {"nodes": [], "links": []}
+    assert json.loads(graph_text_from_media(mp4(json.dumps({"prompt": "{}", "workflow": workflow})))) == workflow
+    assert graph_text_from_media(mp4("\ufeff" + TEXT)) == TEXT
+    gimp = head + b"\x21\xfe\x10Created with GIMP"[:19] + b"\x00" + b"\x21\xfe" + bytes([len(TEXT)]) + TEXT.encode() \
+        + b"\x00;"
+    assert graph_text_from_media(gimp) == TEXT

@@ -1588,6 +1588,7 @@ def test_comfyui_attributes_a_port_kept_are_named():
 
         outputs = (Output("text", "STRING"),)
         CATEGORY = "utils"
+        INPUT_IS_LIST = True
 
         @classmethod
         def IS_CHANGED(cls, **kwargs):
@@ -1598,6 +1599,6 @@ def test_comfyui_attributes_a_port_kept_are_named():
 
     session = Session(plugins=[("porting", NodesPlugin(Ported))], autoload=False)
     (warning,) = [w for w in session.plugin_warnings() if w["kind"] == "comfyui_leftover"]
-    assert warning["plugin"] == "porting" and warning["attributes"] == ["IS_CHANGED", "CATEGORY"]
+    assert warning["plugin"] == "porting" and warning["attributes"] == ["IS_CHANGED", "CATEGORY", "INPUT_IS_LIST"]
     assert "IS_CHANGED → @classmethod fingerprint" in warning["fix"] and "CATEGORY → category" in warning["fix"]
     assert not [w for w in Session(autoload=False).plugin_warnings() if w["kind"] == "comfyui_leftover"]

@@ -64,4 +64,16 @@ describe("the graph a saved clip carries", () => {
     const looped = cat(box("ftyp", enc("isom")), Uint8Array.from([0, 0, 0, 0, 0x6d, 0x6f, 0x6f, 0x76])); // size 0: to the end
     expect(graphTextFromMedia(looped)).toBeNull();
   });
+
+  it("reads a MOV's own comment box, VideoHelperSuite's wrapped workflow and a GIF's second comment (a re-test)", () => {
+    const head = new Uint8Array(4);
+    new DataView(head.buffer).setUint16(0, text.length);
+    const mov = cat(box("ftyp", enc("qt  "), u32(0)), box("moov", box("udta", box("\u00a9cmt", head, enc(text)))));
+    expect(graphTextFromMedia(mov)).toBe(text);
+    const workflow = { nodes: [], links: [] };
+    expect(JSON.parse(graphTextFromMedia(mp4(JSON.stringify({ prompt: "{}", workflow })))!)).toEqual(workflow);
+    const gimp = cat(enc("GIF89a"), Uint8Array.from([1, 0, 1, 0, 0, 0, 0]), Uint8Array.from([0x21, 0xfe, 4]), enc("GIMP"),
+      Uint8Array.from([0, 0x21, 0xfe, text.length]), enc(text), Uint8Array.from([0, 0x3b]));
+    expect(graphTextFromMedia(gimp)).toBe(text);
+  });
 });

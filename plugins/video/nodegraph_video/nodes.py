@@ -1224,10 +1224,13 @@ def register_types() -> list[PortType]:
 
 @hookimpl
 def register_comfyui_classes() -> dict[str, Any]:
-    """ComfyUI's core animated-image savers import as SaveVideo in that format: frames, prefix and frame rate mean
-    the same; the encoder's own settings (lossless, quality, method) are SaveVideo's (quality 85)."""
-    encoder = frozenset({"lossless", "quality", "method"})
-    return {"SaveAnimatedWEBP": api.ComfyUIClass("video.SaveVideo", (), fixed={"format": "webp"}, dropped=encoder,
+    """ComfyUI's core animated-image saver imports as SaveVideo in WebP: frames, prefix and frame rate mean the same;
+    ComfyUI's lossy quality is left to SaveVideo's own (85); a lossless one (SaveVideo's quality 100 here) or another
+    method is kept as written, and validation names it (it was silently saved lossy)."""
+    # lossless true (quality 100 here) or another method stays as written, so validation names it
+    return {"SaveAnimatedWEBP": api.ComfyUIClass("video.SaveVideo", (), fixed={"format": "webp"},
+                                                 no_ops={"lossless": False, "method": "default"},
+                                                 dropped=frozenset({"quality"}),
                                                  widgets=("filename_prefix", "fps", "lossless", "quality", "method"))}
 
 

@@ -10,6 +10,7 @@
  */
 
 const MAX_STEPS = 100_000; // boxes / elements / blocks walked in one file
+const MAX_COMMENT_BYTES = 64 * 1024 * 1024; // a graph is at most this (the server's limit)
 
 export type MediaKind = "MP4" | "Matroska" | "GIF";
 
@@ -22,20 +23,41 @@ export function mediaKind(bytes: Uint8Array): MediaKind | null {
 }
 
 export function graphTextFromMedia(bytes: Uint8Array): string | null {
+  let text: string | null;
   try {
     switch (mediaKind(bytes)) {
       case "MP4":
-        return mp4Comment(bytes);
+        text = mp4Comment(bytes) ?? quicktimeComment(bytes);
+        break;
       case "Matroska":
-        return matroskaComment(bytes);
+        text = matroskaComment(bytes);
+        break;
       case "GIF":
-        return gifComment(bytes);
+        text = gifComment(bytes);
+        break;
       default:
         return null;
     }
   } catch {
     return null; // truncated or damaged: no graph
   }
+  return text === null ? null : unwrapped(text);
+}
+
+/** VideoHelperSuite's comment {"prompt": "<json>", "workflow": {...}} → the workflow's (else the prompt's) JSON, which
+ *  the editor imports as a ComfyUI file; any other text as it is. */
+function unwrapped(text: string): string {
+  if (!text.includes('"workflow"') && !text.includes('"prompt"')) return text;
+  try {
+    const value = JSON.parse(text) as Record<string, unknown>;
+    if (value === null || typeof value !== "object" || Array.isArray(value) || "format_version" in value) return text;
+    const inner = value.workflow !== null && typeof value.workflow === "object" ? value.workflow : value.prompt;
+    if (typeof inner === "string") return inner;
+    if (inner !== null && typeof inner === "object") return JSON.stringify(inner);
+  } catch {
+    // not JSON: as it is
+  }
+  return text;
 }
 
 const utf8 = (bytes: Uint8Array) => new TextDecoder("utf-8", { fatal: true }).decode(bytes);
@@ -73,6 +95,17 @@ function mp4Comment(bytes: Uint8Array): string | null {
   if (end - start < 8) return null;
   const kind = new DataView(bytes.buffer, bytes.byteOffset + start, 4).getUint32(0) & 0xffffff;
   return kind === 1 ? utf8(bytes.subarray(start + 8, end)) : null; // type 1: UTF-8 text
+}
+
+/** A MOV's `moov/udta/©cmt`: a 16-bit length and a 16-bit language, then the text (QuickTime's own form). */
+function quicktimeComment(bytes: Uint8Array): string | null {
+  const budget = { left: MAX_STEPS };
+  let here = findBox(bytes, 0, bytes.length, "moov", budget);
+  here = here && findBox(bytes, here[0], here[1], "udta", budget);
+  here = here && findBox(bytes, here[0], here[1], "\u00a9cmt", budget);
+  if (!here || here[1] - here[0] < 4) return null;
+  const length = (bytes[here[0]] << 8) | bytes[here[0] + 1];
+  return utf8(bytes.subarray(here[0] + 4, Math.min(here[1], here[0] + 4 + length)));
 }
 
 // --- Matroska elements ---------------------------------------------------------------------------------------
@@ -132,13 +165,19 @@ function matroskaComment(bytes: Uint8Array): string | null {
 
 // --- GIF blocks ----------------------------------------------------------------------------------------------
 
-function subBlocks(bytes: Uint8Array, position: number): [Uint8Array, number] {
+/** A chain of GIF sub-blocks at `position`: their bytes only when `keep` (skipping an image's data or another
+ *  extension collects nothing: 10 M two-byte blocks took 45× the file's size), and the position after it. */
+function subBlocks(bytes: Uint8Array, position: number, keep: boolean): [Uint8Array, number] {
   const parts: Uint8Array[] = [];
+  let kept = 0;
   for (;;) {
     const size = bytes[position++];
     if (size === undefined) throw new Error("truncated");
     if (size === 0) break;
-    parts.push(bytes.subarray(position, position + size));
+    if (keep && kept < MAX_COMMENT_BYTES) {
+      parts.push(bytes.subarray(position, position + size));
+      kept += size;
+    }
     position += size;
   }
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
@@ -157,13 +196,21 @@ function gifComment(bytes: Uint8Array): string | null {
     const block = bytes[position];
     if (block === 0x21) {
       const label = bytes[position + 1];
-      const [body, next] = subBlocks(bytes, position + 2);
-      if (label === 0xfe) return utf8(body);
+      const [body, next] = subBlocks(bytes, position + 2, label === 0xfe);
+      if (label === 0xfe) {
+        // the first comment that is JSON (an image editor may have added "Created with GIMP" before it)
+        try {
+          const text = utf8(body);
+          if (text.trimStart().startsWith("{")) return text;
+        } catch {
+          // not UTF-8: another comment
+        }
+      }
       position = next;
     } else if (block === 0x2c) {
       const local = bytes[position + 9];
       position += 10 + (local & 0x80 ? 3 * 2 ** ((local & 7) + 1) : 0) + 1; // descriptor, local colours, LZW size
-      position = subBlocks(bytes, position)[1];
+      position = subBlocks(bytes, position, false)[1];
     } else return null; // the trailer (0x3b) or anything else
   }
   return null;

@@ -164,7 +164,8 @@ export function openedImageToast(name: string, doc: EditorDocument, seedInputs: 
     }
   }
   const seeds = drawn ? "; later runs draw new seeds" : fixed ? "; its seeds are fixed, so later runs make it again too" : "";
-  return `Loaded ${name} (Run makes this image again${seeds})`;
+  const what = /\.(mp4|m4v|mov|webm|mkv|gif)$/i.test(name) ? "clip" : "image"; // a video SaveVideo wrote opens too
+  return `Loaded ${name} (Run makes this ${what} again${seeds})`;
 }
 
 /** The template the first open shows when nothing was kept: the shipped txt2img graph, if the server lists it. */
@@ -756,8 +757,10 @@ export class EditorApp {
     this.firstOpen = "none";
     let raw: unknown;
     let fromImage = false;
+    let bytesRead: Uint8Array | null = null;
     try {
       const bytes = new Uint8Array(await file.arrayBuffer());
+      bytesRead = bytes;
       const media = mediaKind(bytes); // a clip SaveVideo wrote (MP4, WebM, GIF) carries its graph (graph/mediaGraph.ts)
       fromImage = isPng(bytes) || imageKind(bytes) !== null || media !== null;
       const image = isPng(bytes) || media ? null : imageKind(bytes);
@@ -788,7 +791,9 @@ export class EditorApp {
       }
     } catch (error) {
       // an image without a graph is most often a photo meant as an input: say where it goes
-      const hint = fromImage ? ". To use it as an input image, drop it on a LoadImage node (or use an image input's Upload button)" : "";
+      // (a clip's own message already says where it goes: LoadVideo)
+      const hint = fromImage && mediaKind(bytesRead ?? new Uint8Array()) === null
+        ? ". To use it as an input image, drop it on a LoadImage node (or use an image input's Upload button)" : "";
       this.showLoadError(file.name, (error as Error).message + hint);
       return false;
     }
