@@ -1,19 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { graphTextFromMedia, mediaKind } from "../src/graph/mediaGraph";
+import { concat as cat } from "./pngFixture";
 
 // A clip SaveVideo wrote carries its graph (nodegraph/media_graph.py reads the same fields); the editor's Load said
 // "not valid JSON: Unexpected token '\x00'" for an MP4 and "not a graph" for a GIF (a media creator's pass).
 const text = '{"format_version":2,"nodes":{}}';
 const enc = (s: string) => new TextEncoder().encode(s);
-const cat = (...parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-};
 const box = (kind: string, ...body: Uint8Array[]) => {
   const inner = cat(...body);
   const head = new Uint8Array(8);
