@@ -960,9 +960,8 @@ class Server:
 
     async def _made_thumbnail(self, owner: str | None, key: tuple, file_path: Path, side: int) -> bytes | None:
         """Make one thumbnail in the pool — on a server with users at most one of `owner`'s at a time, so another
-        user's waits for no more
-        than what is being made (one user's 32 thumbnails of 8192² images held both threads, and everyone's
-        thumbnails got 503) — and keep it in the cache."""
+        user's waits for no more than what is being made (one user's 32 thumbnails of 8192² images held both
+        threads, and everyone's thumbnails got 503) — and keep it in the cache."""
         gate = self._thumbnail_shares.get(owner)
         if gate is None:           # without users every request is the one person's: both threads are theirs
             share = 1 if self.users is not None else self.THUMBNAIL_WORKERS
