@@ -122,7 +122,7 @@ def test_comfyuis_core_audio_nodes_import_as_ours():
     ComfyUI writes FLAC: the plugin maps both (register_comfyui_classes)."""
     from nodegraph import Session
 
-    session = Session()
+    session = Session(autoload=True, allow=["audio"])
     graph = session.import_comfyui({
         "1": {"class_type": "LoadAudio", "inputs": {"audio": "tone.wav [input]"}},
         "2": {"class_type": "SaveAudio", "inputs": {"audio": ["1", 0], "filename_prefix": "audio/ComfyUI"}}})
