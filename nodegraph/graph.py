@@ -1296,6 +1296,9 @@ def load_graph(path: str | os.PathLike) -> Graph:
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
+            embedded = _graph_text_of_big_clip(path)       # a long clip SaveVideo wrote: its comment, not its bytes
+            if embedded is not None:
+                return graph_from_bytes(embedded.encode("utf-8"), path.name)
             raise GraphValidationError([GraphError("invalid_json", f"{path} is {size} bytes; {too_big}")])
         with path.open("rb") as stream:     # a pipe or device reports size 0: read at most one byte past the limit
             data = stream.read(MAX_FILE_BYTES + 1)
@@ -1309,6 +1312,26 @@ def load_graph(path: str | os.PathLike) -> Graph:
                                f"run` also takes a template id such as project/txt2img.json: `nodegraph templates` "
                                f"lists them)")]) from None
     return graph_from_bytes(data, path.name)
+
+
+def _graph_text_of_big_clip(path: Path) -> str | None:
+    """The graph in the comment field of an MP4 / WebM / GIF file larger than MAX_FILE_BYTES (a long clip: its
+    frames are not a graph's bytes), read through a memory map — the container is walked, no frame is read; None for
+    any other file (it stays refused as too large)."""
+    import mmap
+
+    from .media_graph import graph_text_from_media
+
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(16)
+            if not (head[4:8] == b"ftyp" or head.startswith((b"\x1a\x45\xdf\xa3", b"GIF87a", b"GIF89a"))):
+                return None
+            with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                text = graph_text_from_media(mapped)
+    except (OSError, ValueError):
+        return None
+    return text if text is not None and len(text.encode("utf-8")) <= MAX_FILE_BYTES else None
 
 
 def _refuse_a1111_image(data: bytes, name: str) -> None:

@@ -821,7 +821,7 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
     """Failures, clashes, skipped plugins and unused preferences as plain dicts.
 
     Every entry has `kind` ("failed", "clash", "shared_type", "skipped", "unknown_name", "unknown_hook",
-    "no_nodes", "slow_import", "patched", "comfyui_leftover" or "preference"),
+    "no_nodes", "slow_import", "patched", "comfyui_leftover", "comfyui_class" or "preference"),
     `level` ("error", "warning" or "info": "info" is a choice the user made,
     e.g. a denied plugin or a clash settled by a preference), `plugin`,
     `message` and `fix`; each kind adds its own details (see docs/plugins.md).
@@ -892,6 +892,7 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
                                f"instead of at module level; where its nodes are not needed, --deny-plugin "
                                f"{plugin.name} (or NODEGRAPH_PLUGINS_DENY) skips it"})
     out += _comfyui_leftovers(report, registry)
+    out += _comfyui_class_targets(registry)
     for bare, plugin in registry.prefer.items():
         providers = registry.providers(bare)
         if plugin not in providers:
@@ -934,6 +935,34 @@ def _comfyui_leftovers(report: PluginReport, registry: Registry) -> list[dict[st
                                    f"read: {'it has' if len(found) == 1 else 'they have'} no effect here",
                         "fix": "; ".join(f"{name} → {COMFYUI_LEFTOVERS[name]}" for name in found)
                                + " (docs/plugins.md, 'Porting a ComfyUI node')"})
+    return out
+
+
+def _comfyui_class_targets(registry: Registry) -> list[dict[str, Any]]:
+    """`comfyui_class` warnings: a `register_comfyui_classes` entry naming a node type no loaded plugin has, or inputs
+    / outputs its type lacks (a typo showed only at validation, blamed on a plugin not loaded)."""
+    out = []
+    for name, mapping in registry.extensions.get("comfyui_classes", {}).items():
+        plugin = registry.extension_plugin.get(("comfyui_classes", name), "?")
+        cls = registry.nodes.get(mapping.type)
+        if cls is None:
+            problem = f"maps ComfyUI's {name!r} to node type {mapping.type!r}, which no loaded plugin has"
+        else:
+            ours = set(cls.spec.inputs)
+            widgets = {mapping.inputs.get(w, w) for w in mapping.widgets or () if w and w not in mapping.no_ops
+                       and w not in mapping.dropped}     # ComfyUI's names, renamed as `inputs` says
+            wrong = sorted({*mapping.inputs.values(), *mapping.fixed, *widgets} - ours)
+            missing = [o for o in mapping.outputs if o not in {x.name for x in cls.spec.outputs}]
+            if not wrong and not missing:
+                continue
+            problem = (f"maps ComfyUI's {name!r} to {mapping.type!r}, which has no "
+                       + " and no ".join(part for part in (
+                           f"input(s) {', '.join(map(repr, wrong))}" if wrong else "",
+                           f"output(s) {', '.join(map(repr, missing))}" if missing else "") if part))
+        out.append({"kind": "comfyui_class", "level": "warning", "plugin": plugin, "type": name,
+                    "message": f"plugin {plugin!r} {problem}: such a node imports broken",
+                    "fix": "name the node type (qualified, e.g. 'my_pack.MyNode') and its inputs / outputs as the "
+                           "node declares them (`nodegraph nodes --json` lists them)"})
     return out
 
 

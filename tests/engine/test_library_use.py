@@ -336,7 +336,17 @@ def test_a_plugin_maps_comfyui_classes_to_its_nodes_but_cannot_take_over_the_bui
         def register_comfyui_classes(self):
             return {"ReadOther": api.ComfyUIClass("ReadSound", ("text",))}
 
-    session = Session(plugins=[("sound", Plugin()), ("bad", BadWidgets()), ("plain", NoWidgets())], autoload=False)
+    class Typo:                 # a node type and an input nobody has: said at load, not at validation
+        @hookimpl
+        def register_comfyui_classes(self):
+            return {"ReadTypo": api.ComfyUIClass("ReadSond", ("text",)),
+                    "ReadWrong": api.ComfyUIClass("ReadSound", ("txt",), inputs={"audio": "fil"})}
+
+    session = Session(plugins=[("sound", Plugin()), ("bad", BadWidgets()), ("plain", NoWidgets()), ("typo", Typo())],
+                      autoload=False)
     assert [f.name for f in session.plugin_report.failed] == ["bad"]
+    told = {w["type"]: w["message"] for w in session.plugin_warnings() if w["kind"] == "comfyui_class"}
+    assert "'ReadSond', which no loaded plugin has" in told["ReadTypo"]
+    assert "no input(s) 'fil' and no output(s) 'txt'" in told["ReadWrong"]
     workflow = {"nodes": [{"id": 1, "type": "ReadOther", "widgets_values": ["x.wav", 2.0]}], "links": []}
     assert session.import_comfyui(workflow).nodes["1"].inputs == {"file": "x.wav", "gain": 2.0}

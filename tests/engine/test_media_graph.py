@@ -91,3 +91,20 @@ def test_hostile_and_other_writers_clips():
     gimp = head + b"\x21\xfe\x10Created with GIMP"[:19] + b"\x00" + b"\x21\xfe" + bytes([len(TEXT)]) + TEXT.encode() \
         + b"\x00;"
     assert graph_text_from_media(gimp) == TEXT
+
+
+def test_a_clip_larger_than_a_graph_file_opens_by_its_comment(tmp_path, monkeypatch):
+    """`nodegraph validate` refused an MP4 past 64 MiB (the graph-file limit, applied before the container was walked)
+    while the editor opened it: a long clip's frames are no graph's bytes. A file over the limit that is a clip is
+    walked through a memory map; anything else stays refused."""
+    import nodegraph.graph as graph_module
+    from nodegraph.graph import load_graph
+
+    monkeypatch.setattr(graph_module, "MAX_FILE_BYTES", 4096)
+    clip = tmp_path / "long.mp4"
+    clip.write_bytes(box(b"ftyp", b"isom", bytes(4)) + box(b"mdat", bytes(20_000)) + mp4(TEXT)[16:])   # moov last
+    assert load_graph(clip).nodes["n"].inputs["value"] == 3
+    other = tmp_path / "big.json"
+    other.write_text(" " * 5000 + TEXT)
+    with pytest.raises(GraphValidationError, match="the limit for a graph"):
+        load_graph(other)
