@@ -133,6 +133,23 @@ def open_editor(browser, url: str, errors: list[str], **context):
     return page
 
 
+@contextlib.contextmanager
+def editor_page(tmp_path: Path, serve_args: tuple[str, ...] = (), **context):
+    """A real server on `tmp_path` (`serve_args`: its extra flags) and a connected editor page in Chromium:
+    yields (page, errors: the page's errors); the browser and the server stop on the way out."""
+    try:
+        from playwright import sync_api
+    except ImportError:
+        pytest.fail("the Python playwright package is missing: pip install playwright (no `playwright install`)")
+    errors: list[str] = []
+    with _serve(tmp_path, serve_args) as url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
+        try:
+            yield open_editor(browser, url, errors, **context), errors
+        finally:
+            browser.close()
+
+
 def _dismiss_toasts(page) -> None:
     """Click every toast away and wait until none is left.
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 import io
 import json
 
-import pytest
 from PIL import Image
 
-from .test_editor_e2e import CHROMIUM_FLAGS, _chromium, _serve, open_editor, pytestmark  # noqa: F401
+from .test_editor_e2e import editor_page, pytestmark  # noqa: F401
 from ..engine.test_media_graph import mp4
 
 GRAPH = {"format_version": 2, "metadata": {"title": "From a clip"},
@@ -21,27 +20,17 @@ GRAPH = {"format_version": 2, "metadata": {"title": "From a clip"},
 
 
 def test_an_mp4_and_a_gif_open_as_their_graph_and_a_plain_gif_says_why_not(tmp_path):
-    try:
-        from playwright import sync_api
-    except ImportError:
-        pytest.fail("the Python playwright package is missing: pip install playwright (no `playwright install`)")
     (tmp_path / "clip.mp4").write_bytes(mp4(json.dumps(GRAPH)))
     for name, comment in (("clip.gif", json.dumps({**GRAPH, "metadata": {"title": "From a GIF"}})), ("plain.gif", None)):
         out = io.BytesIO()
         Image.new("P", (4, 4)).save(out, "GIF", **({"comment": comment} if comment else {}))
         (tmp_path / name).write_bytes(out.getvalue())
-    errors: list[str] = []
-    with _serve(tmp_path) as url, sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_FLAGS)
-        try:
-            page = open_editor(browser, url, errors)
-            page.set_input_files("[data-testid=load-input]", str(tmp_path / "clip.mp4"))
-            page.wait_for_function("() => Object.keys(window.nodegraph.graph().nodes).includes('seven')")
-            assert page.evaluate("window.nodegraph.graph().metadata.title") == "From a clip"
-            page.set_input_files("[data-testid=load-input]", str(tmp_path / "clip.gif"))
-            page.wait_for_function("() => window.nodegraph.graph().metadata.title === 'From a GIF'")
-            page.set_input_files("[data-testid=load-input]", str(tmp_path / "plain.gif"))
-            page.wait_for_function("() => document.body.innerText.includes('carries no graph')")
-        finally:
-            browser.close()
+    with editor_page(tmp_path) as (page, errors):
+        page.set_input_files("[data-testid=load-input]", str(tmp_path / "clip.mp4"))
+        page.wait_for_function("() => Object.keys(window.nodegraph.graph().nodes).includes('seven')")
+        assert page.evaluate("window.nodegraph.graph().metadata.title") == "From a clip"
+        page.set_input_files("[data-testid=load-input]", str(tmp_path / "clip.gif"))
+        page.wait_for_function("() => window.nodegraph.graph().metadata.title === 'From a GIF'")
+        page.set_input_files("[data-testid=load-input]", str(tmp_path / "plain.gif"))
+        page.wait_for_function("() => document.body.innerText.includes('carries no graph')")
     assert not errors, errors
