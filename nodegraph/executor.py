@@ -823,16 +823,22 @@ def _new_lazy_requests(state: RunState, plan: NodePlan, emit: ev.EventSink, serv
     except BaseException as exc:  # noqa: BLE001 — the node's own code: its failure, named
         if _is_users_interrupt(exc):
             raise
-        trace = tb.format_exc()
-        spec = plan.cls.spec
-        emit(ev.NodeErrored(state.run_id, plan.node_id, spec.type, type(exc).__name__, str(exc), trace))
-        registry = services.get("registry")
-        raise NodeExecutionError(plan.node_id, spec.type, exc, trace,
-                                 plugin=registry.plugin_of(plan.cls) if registry is not None else None) from exc
+        raise _node_failed(state, plan, exc, tb.format_exc(), emit, services) from exc
     requested = state.requested_lazy.setdefault(plan.node_id, set())
     new = [name for name in asked if name not in requested]
     requested.update(new)
     return new
+
+
+def _node_failed(state: RunState, plan: NodePlan, exc: BaseException, trace: str, emit: ev.EventSink,
+                 services: dict[str, Any]) -> NodeExecutionError:
+    """A node's own code failed (its run, its lazy_inputs_needed): the NodeErrored event, and the error naming the
+    node and the plugin that registered it, for the caller to raise."""
+    spec = plan.cls.spec
+    emit(ev.NodeErrored(state.run_id, plan.node_id, spec.type, type(exc).__name__, str(exc), trace))
+    registry = services.get("registry")
+    return NodeExecutionError(plan.node_id, spec.type, exc, trace,
+                              plugin=registry.plugin_of(plan.cls) if registry is not None else None)
 
 
 MEMORY_CHECK_INTERVAL = 0.01       # seconds: /proc/meminfo is read at most this often (≈ 20 µs a read)
@@ -977,10 +983,7 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
         trace = tb.format_exc()
         if (memory := out_of_memory(exc, kwargs)) is not None:   # the allocator's words name no input
             memory.__cause__, exc = exc, memory
-        emit(ev.NodeErrored(run_id, node_id, spec.type, type(exc).__name__, str(exc), trace))
-        registry = services.get("registry")
-        raise NodeExecutionError(node_id, spec.type, exc, trace,
-                                 plugin=registry.plugin_of(plan.cls) if registry is not None else None) from exc
+        raise _node_failed(state, plan, exc, trace, emit, services) from exc
     seconds = time.perf_counter() - started
     state.running = None
     state.values[node_id] = outputs
