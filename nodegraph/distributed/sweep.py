@@ -294,6 +294,35 @@ def _file_rows(path: Path, spec: str, graph: dict | None, check: KeyCheck | None
     return rows
 
 
+def _axis(spec: str, graph: dict | None, check: KeyCheck | None, keep_text: bool,
+          declared_by: Owners | None) -> list[dict[str, Any]]:
+    """One spec's variants: a file's rows, or `KEY=VALUES`' values, each a dict of overrides."""
+    path = Path(spec)
+    if "=" not in spec or (path.suffix.lower() in (".csv", ".jsonl", ".json") and path.is_file()):
+        if path.suffix.lower() not in (".csv", ".jsonl"):
+            raise SweepError(spec, "it is neither KEY=VALUES nor a .csv / .jsonl file",
+                             "write e.g. seed=0..99, sampler.cfg=3,5,7 or variants.csv")
+        return _file_rows(path, spec, graph, check, keep_text, declared_by)
+    key, _, values_text = spec.partition("=")
+    key = resolve_key(key.strip(), graph, spec, check, declared_by)
+    if not values_text:
+        raise SweepError(spec, "no values after '='", "give a range A..B or a list V1,V2")
+    is_range = ".." in values_text and "," not in values_text and values_text.lstrip()[:1] not in '"[{'
+    values = _range_values(values_text, spec) if is_range else _list_values(values_text, spec, keep_text)
+    return [{key: value} for value in values]
+
+
+def _refuse_swept_twice(axis: list[dict[str, Any]], spec: str, swept_by: dict[str, str]) -> None:
+    """Note the keys one spec sweeps; a key an earlier spec sweeps too is a SweepError (the later list replaced the
+    earlier in every variant: `--sweep w=1,2 --sweep w=3,4` ran 3, 4, 3, 4 and never 1 or 2)."""
+    keys = {key for row in axis for key in row}
+    for key in sorted(keys):
+        if key in swept_by:
+            raise SweepError(spec, f"{key} is swept twice (also by {swept_by[key]!r}): the second list would "
+                             f"replace the first in every variant", f"give {key} one list of all its values")
+        swept_by[key] = spec
+
+
 def parse_sweep(specs: list[str], graph: dict | None = None, check: KeyCheck | None = None,
                 keep_text: bool = False, declared_by: Owners | None = None) -> list[dict[str, Any]]:
     """Every variant (a dict of `NODE.INPUT` overrides) that `specs` describe, in order.
@@ -309,24 +338,14 @@ def parse_sweep(specs: list[str], graph: dict | None = None, check: KeyCheck | N
 
     Raises:
         SweepError: a spec is malformed, names an input no node has (or several have), is refused
-            by `check`, or describes more than MAX_VARIANTS variants.
+            by `check`, sweeps an input another spec sweeps, or describes more than MAX_VARIANTS variants.
     """
     axes: list[list[dict[str, Any]]] = []
+    swept_by: dict[str, str] = {}      # key → the spec that sweeps it: two specs of one key would overwrite each other
     for spec in specs:
-        path = Path(spec)
-        if "=" not in spec or (path.suffix.lower() in (".csv", ".jsonl", ".json") and path.is_file()):
-            if path.suffix.lower() not in (".csv", ".jsonl"):
-                raise SweepError(spec, "it is neither KEY=VALUES nor a .csv / .jsonl file",
-                                 "write e.g. seed=0..99, sampler.cfg=3,5,7 or variants.csv")
-            axes.append(_file_rows(path, spec, graph, check, keep_text, declared_by))
-            continue
-        key, _, values_text = spec.partition("=")
-        key = resolve_key(key.strip(), graph, spec, check, declared_by)
-        if not values_text:
-            raise SweepError(spec, "no values after '='", "give a range A..B or a list V1,V2")
-        is_range = ".." in values_text and "," not in values_text and values_text.lstrip()[:1] not in '"[{'
-        values = _range_values(values_text, spec) if is_range else _list_values(values_text, spec, keep_text)
-        axes.append([{key: value} for value in values])
+        axis = _axis(spec, graph, check, keep_text, declared_by)
+        _refuse_swept_twice(axis, spec, swept_by)
+        axes.append(axis)
     total = 1
     for axis in axes:
         total *= len(axis)

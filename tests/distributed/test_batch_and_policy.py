@@ -64,6 +64,22 @@ def test_sweep_errors_name_the_spec_and_fix(spec, words):
     assert words in str(info.value) and f"--sweep {spec!r}" in str(info.value) and "Fix:" in str(info.value)
 
 
+@pytest.mark.parametrize("specs", [
+    ["sampler.cfg=1,2", "sampler.cfg=3,4"],          # the second list replaced the first: 3, 4, 3, 4
+    ["seed=1,2", "sampler.seed=3"],                  # one input under its bare and its full name
+    ["seed=1,2", "seed=1,2"],
+    ["CSV", "seed=7"],                               # a file's column and a KEY=VALUES
+])
+def test_sweeping_one_input_twice_is_refused(tmp_path, specs):
+    """Two specs sweeping one input are refused naming both (the later list silently replaced the earlier one)."""
+    (tmp_path / "v.csv").write_text("seed\n1\n2\n")
+    specs = [str(tmp_path / "v.csv") if spec == "CSV" else spec for spec in specs]
+    with pytest.raises(SweepError) as info:
+        parse_sweep(specs, TXT2IMG)
+    assert "sampler.seed" in str(info.value) or "sampler.cfg" in str(info.value)
+    assert "swept twice" in str(info.value) and repr(specs[0]) in str(info.value)
+
+
 def _worker(name, warm=(), in_flight=0, types=("LoadCheckpoint",), models=None, last_used=0.0):
     return WorkerInfo(name=name, host="10.0.0.1", node_types=frozenset(types), warm=frozenset(warm),
                       models=models or {}, in_flight=in_flight, last_used=last_used)
