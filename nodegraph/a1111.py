@@ -63,7 +63,7 @@ def parameters_from_image(data: bytes) -> str | None:
             comment = body.decode("utf-8", errors="replace")
     if not isinstance(comment, str):
         return None
-    return comment.strip("\0").strip() or None
+    return comment.lstrip("\ufeff").strip("\0").strip() or None     # a UTF-16 text may start with its BOM
 
 
 def parse_parameters(text: str) -> tuple[str, str, dict[str, str]]:
@@ -101,17 +101,19 @@ def _settings(line: str) -> dict[str, str]:
         cursor = colon + 1
         while cursor < len(line) and line[cursor] == " ":
             cursor += 1
+        end = len(line)
         if cursor < len(line) and line[cursor] == '"':           # a JSON string: up to its closing quote
             end = cursor + 1
             while end < len(line) and line[end] != '"':
                 end += 2 if line[end] == "\\" else 1
+        if end < len(line):
             raw = line[cursor:end + 1]
             try:
                 value = json.loads(raw)
             except ValueError:
                 value = raw.strip('"')
             comma = line.find(",", end + 1)
-        else:
+        else:          # no quote, or one never closed (it swallowed Seed, Size and Model after it): up to the comma
             comma = line.find(",", cursor)
             value = line[cursor:comma if comma >= 0 else len(line)].strip()
         if _KEY.fullmatch(key) and isinstance(value, str):
@@ -127,12 +129,16 @@ def _number(settings: dict[str, str], key: str, kind: type, untranslated: list[s
     if text is None:
         return None
     try:          # an integer as written (a seed past 2^53 lost its last digits through float)
-        value = (int(text) if re.fullmatch(r"\s*[+-]?\d{1,30}\s*", text) else int(float(text))) if kind is int \
-            else kind(text)
+        if kind is int and not re.fullmatch(r"\s*[+-]?\d{1,30}\s*", text):
+            number = float(text)        # "20.0" is 20; "2.7" steps or a "1.9" seed are no A1111 value: not guessed
+            if not number.is_integer():
+                untranslated.append(f"{key}: {text} (not a whole number)")
+                return None
+            return int(number)
+        return kind(text)
     except (TypeError, ValueError, OverflowError):
         untranslated.append(f"{key}: {text} (not a number)")
         return None
-    return value
 
 
 def _sampler_and_schedule(settings: dict[str, str], untranslated: list[str]) -> tuple[str | None, str | None]:
@@ -168,7 +174,7 @@ def parameters_graph(text: str, source: str = "an A1111 image") -> dict:
     """A text-to-image graph (format 1) from A1111's parameters text; see the module docstring."""
     from .errors import GraphError, GraphValidationError
 
-    if not isinstance(text, str) or not text.strip() or len(text) > MAX_PARAMETERS_CHARS:
+    if not isinstance(text, str) or not text.strip(" \t\r\n\0\ufeff") or len(text) > MAX_PARAMETERS_CHARS:
         raise GraphValidationError([GraphError(
             "invalid_format", f"{source}: A1111 parameters are text of 1 to {MAX_PARAMETERS_CHARS} characters")])
     prompt, negative, settings = parse_parameters(text)

@@ -126,3 +126,23 @@ def test_image_bytes_from_other_writers_and_huge_headers():
     with pytest.raises(GraphValidationError):
         graph_from_bytes(bytes(data), "huge.jpg")
     assert Session(autoload=False).import_comfyui(png_with(TEXT)).nodes["sampler"].inputs["seed"] == 42
+
+
+def test_small_losses_a_hostile_retest_found():
+    """An unclosed quote after Sampler swallowed Seed, Size and Model (and no note said so); "Steps: 2.7" became 2
+    and "Seed: 1.9" 1 without a word; parameters of NUL characters were accepted; a UTF-16 UserComment starting with
+    its byte-order mark kept U+FEFF at the start of the prompt."""
+    _, _, settings = parse_parameters('x\nSteps: 3, Sampler: "DPM++ 2M, Seed: 42, Size: 32x48, Model: m')
+    assert (settings["Seed"], settings["Size"], settings["Model"]) == ("42", "32x48", "m")
+    graph = parameters_graph("x\nSteps: 2.7, Seed: 1.9, CFG scale: 4.5, Model: m")
+    assert "steps" not in graph["nodes"]["sampler"]["inputs"] and "seed" not in graph["nodes"]["sampler"]["inputs"]
+    assert {"Steps: 2.7 (not a whole number)", "Seed: 1.9 (not a whole number)"} <= set(
+        graph["metadata"]["a1111_untranslated"])
+    assert parameters_graph("x\nSteps: 20.0, Model: m")["nodes"]["sampler"]["inputs"]["steps"] == 20
+    with pytest.raises(GraphValidationError, match="A1111 parameters are text"):
+        parameters_graph("\0" * 40)
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + "\ufeffa red ring\nSteps: 2".encode("utf-16-le")
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, "JPEG", exif=exif.tobytes())
+    assert parameters_from_image(out.getvalue()) == "a red ring\nSteps: 2"
