@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -37,6 +38,9 @@ def parse_bytes(text: str, allow_zero: bool = False) -> int:
     factor = units.get(cleaned[-1:], 1)
     number = cleaned[:-1] if cleaned[-1:] in units else cleaned
     try:       # Decimal: a 25-digit size is that number of bytes, not a float's nearest (it printed other digits)
+        # ASCII digits only: Decimal also reads other scripts' digits ("١٢MiB" was 12 MiB)
+        if not re.fullmatch(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)(E[+-]?[0-9]+)?", number.strip()):
+            raise ValueError(text)
         with localcontext() as exact:
             exact.prec = 200           # every digit a size can be written with
             value = Decimal(number.strip()) * factor
@@ -48,6 +52,8 @@ def parse_bytes(text: str, allow_zero: bool = False) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is more bytes than any machine has; write e.g. 8G or 512M")
     if value < 0 or (value < 1 and not allow_zero):
         raise argparse.ArgumentTypeError(f"{text!r}: a size must be {'0 or more' if allow_zero else 'positive'}")
+    if 0 < value < 1:        # "0.0000001B" was 0: for --memory-reserve, the check silently off
+        raise argparse.ArgumentTypeError(f"{text!r} is less than one byte; write 0 or a size such as 512M")
     return int(value)
 
 

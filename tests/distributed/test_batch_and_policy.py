@@ -161,6 +161,11 @@ def test_parse_bytes():
     assert parse_bytes("8G") == 8 * 1024**3 and parse_bytes("512MiB") == 512 * 1024**2 and parse_bytes("10") == 10
     with pytest.raises(Exception, match="'lots' is not a size"):
         parse_bytes("lots")
+    assert parse_bytes("1.5K") == 1536 and parse_bytes("2e3") == 2000 and parse_bytes("0", allow_zero=True) == 0
+    with pytest.raises(Exception, match="is not a size"):          # Decimal reads other scripts' digits
+        parse_bytes("\u0661\u0662MiB")
+    with pytest.raises(Exception, match="less than one byte"):     # was 0: --memory-reserve silently off
+        parse_bytes("0.0000001B", allow_zero=True)
 
 
 def test_session_map_here_writes_one_folder_and_an_index(tmp_path):
