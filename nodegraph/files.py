@@ -111,7 +111,13 @@ def media_format(data: bytes) -> str | None:
 def eight_bit(image):
     """A PIL image whose `convert("RGB")` keeps its tones: 16-bit and 32-bit grey ("I;16", "I") scaled from
     0-65535, float grey ("F") from 0-1, to 8-bit "L"; any other mode unchanged. (Pillow's own conversion
-    clips those values at 255, so a 16-bit grey PNG loaded as pure white.)"""
+    clips those values at 255, so a 16-bit grey PNG loaded as pure white.) A palette image with an alpha table
+    (a PNG's tRNS read as bytes) comes without the table, its colours the same: Pillow's own conversion warns
+    on stderr for every such file, and the alpha is read apart (`image_opacity`)."""
+    if image.mode == "P" and isinstance(image.info.get("transparency"), bytes):
+        colours = image.copy()          # one byte a pixel; the caller's image keeps its table
+        del colours.info["transparency"]
+        return colours
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         import numpy as np
         from PIL import Image
@@ -148,6 +154,21 @@ def _key_as_loaded(key: Any, stored: str | None) -> Any:
     return key
 
 
+def _palette_alpha(pil: Any, table: bytes) -> Any:
+    """A palette image's alpha as float32 (H, W) in [0, 1], from its alpha table (a PNG's tRNS): entry i is the
+    alpha of palette colour i, colours past the table keep the palette's own alpha (opaque for a PNG). A table
+    longer than the palette is a benign error to libpng and the browsers, which use only the palette's entries:
+    so does this (Pillow's conversion to RGBA raised "palette index out of range" and LoadImage failed)."""
+    import numpy as np
+
+    rgba = pil.getpalette("RGBA") or []
+    alphas = np.full(256, 255, dtype=np.uint8)               # a pixel past the palette: opaque, as Pillow reads it
+    alphas[:len(rgba) // 4] = rgba[3::4]
+    used = min(len(table), len(rgba) // 4, 256)
+    alphas[:used] = np.frombuffer(table[:used], dtype=np.uint8)
+    return alphas[np.asarray(pil)].astype(np.float32) / 255.0
+
+
 def image_opacity(pil: Any, stored: str | None = None) -> Any:
     """An image's alpha as float32 (H, W) in [0, 1], or None when it has none (every pixel opaque).
 
@@ -156,10 +177,13 @@ def image_opacity(pil: Any, stored: str | None = None) -> Any:
     the key, so LoadImage must too, or the same file is "no mask" here and "mask the white" there. The key is
     compared at the pixels' own precision: a 16-bit grey key is a 16-bit value (Pillow's conversion to RGBA
     gets those wrong), and at 1, 2, 4 bits or 16-bit RGB as Pillow widened or narrowed the pixels (`stored`, the
-    file's raw mode: `_key_as_loaded`)."""
+    file's raw mode: `_key_as_loaded`). A palette's alpha table is read as libpng and browsers read it
+    (`_palette_alpha`: entries past the palette are ignored)."""
     import numpy as np
 
     key = pil.info.get("transparency")
+    if pil.mode == "P" and isinstance(key, bytes):
+        return _palette_alpha(pil, key)
     if "A" in pil.getbands() or (key is not None and (pil.mode == "P" or not isinstance(key, (int, tuple)))):
         return np.asarray(pil.convert("RGBA").getchannel("A"), dtype=np.float32) / 255.0
     if key is None:

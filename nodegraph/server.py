@@ -306,8 +306,8 @@ def make_thumbnail(file_path: Path, side: int) -> bytes | None:
             else:
                 image.save(buffer, format="WEBP", quality=85)
             return buffer.getvalue()
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
-        return None
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError, EOFError):
+        return None          # SyntaxError: how Pillow says "broken PNG file" (a bad chunk), as the upload check knows
 
 
 def _alpha_band(image: Any, stored: str | None) -> Any:

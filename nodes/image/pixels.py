@@ -42,12 +42,20 @@ class ImageTooLargeError(ValueError):
     """An image file declares more pixels than MAX_FILE_PIXELS (refused before decoding)."""
 
 
+def damaged_file_error(exc: BaseException) -> OSError:
+    """What a damaged image file is to LoadImage: an OSError (its "not a readable image") that says what Pillow
+    found and what to do. Pillow raises SyntaxError or ValueError for a broken chunk, which read as a crash."""
+    return OSError(f"the file is damaged ({type(exc).__name__}: {exc}); open it in an image program and save it "
+                   f"again, or use the original file")
+
+
 def load_image_file(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Read an image file → (IMAGE (1, H, W, 3), MASK (1, H, W)); EXIF rotation applied.
 
     The mask is 1 - alpha where the file has alpha (an A band, or a PNG colour key: `opacity`), else all
     zeros (nothing to change). A file declaring more than MAX_FILE_PIXELS is ImageTooLargeError, read from
-    its header: a few bytes can claim a 30000 × 30000 image (3.6 GB decoded).
+    its header: a few bytes can claim a 30000 × 30000 image (3.6 GB decoded). A damaged file (a broken chunk
+    found when it opens or while its pixels load) is an OSError that says so and what to do (`damaged_file_error`).
     """
     try:
         opened = Image.open(path)
@@ -55,7 +63,7 @@ def load_image_file(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
         raise ImageTooLargeError(f"it declares too many pixels ({exc}); the limit is {MAX_FILE_PIXELS} "
                                  f"(e.g. 8192×8192): scale it down first") from None
     except (ValueError, SyntaxError) as exc:           # a damaged chunk ("Truncated tRNS chunk"): said as unreadable
-        raise OSError(f"the file is damaged ({exc})") from None
+        raise damaged_file_error(exc) from None
     width, height = opened.size
     # the PNG's stored form ("L;2", "1", "RGB;16B"), before loading: a colour key is compared as Pillow widened
     # or narrowed the pixels (`opacity`)
@@ -67,8 +75,11 @@ def load_image_file(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
         raise ImageTooLargeError(f"it is {width}×{height} ({width * height} pixels), over the limit of "
                                  f"{MAX_FILE_PIXELS} (e.g. 8192×8192): scale it down first")
     with opened as pil:
-        pil = ImageOps.exif_transpose(pil)
-        pil.load()
+        try:
+            pil = ImageOps.exif_transpose(pil)
+            pil.load()
+        except (ValueError, SyntaxError, EOFError) as exc:     # a bad chunk in the pixels ("broken PNG file")
+            raise damaged_file_error(exc) from None
         image = pil_to_image(pil)
         alpha = opacity(pil, stored)
         mask = torch.zeros(image.shape[:3]) if alpha is None else 1.0 - torch.from_numpy(alpha)[None]

@@ -246,8 +246,10 @@ def test_an_inpainting_image_of_the_wrong_size_says_how_to_fix_it():
     assert "ImageScale" in text and "CropToMask" in text
 
 
-def _raw_png(path, width, height, depth, colour_type, rows, trns=None):
-    """A PNG written byte by byte (Pillow writes no 1/2/4-bit grey with a colour key)."""
+def _raw_png(path, width, height, depth, colour_type, rows, trns=None, plte=b"", broken=False):
+    """A PNG written byte by byte (Pillow writes no 1/2/4-bit grey with a colour key, nor a tRNS longer than the
+    palette); `broken`: the pixels' second half in a chunk whose type is not letters (Pillow's "broken PNG file",
+    a SyntaxError, raised while loading the pixels, after the header opened fine)."""
     import struct
     import zlib
 
@@ -256,8 +258,11 @@ def _raw_png(path, width, height, depth, colour_type, rows, trns=None):
 
     header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
     body = zlib.compress(b"".join(b"\0" + row for row in rows))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + (chunk(b"tRNS", trns) if trns else b"")
-                     + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    pixels = chunk(b"IDAT", body)
+    if broken:
+        pixels = chunk(b"IDAT", body[:len(body) // 2]) + chunk(b"\x00\x80\x0b\x00", body[len(body) // 2:])
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + (chunk(b"PLTE", plte) if plte else b"")
+                     + (chunk(b"tRNS", trns) if trns else b"") + pixels + chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize("depth", [1, 2, 4])
@@ -290,3 +295,46 @@ def test_a_damaged_trns_chunk_is_an_unreadable_file(tmp_path):
     _raw_png(path, 2, 2, 8, 0, [b"\0\0", b"\0\0"], trns=b"\x00")        # a grey key needs 2 bytes
     with pytest.raises(OSError, match="damaged"):
         load_image_file(path)
+
+
+def test_a_palette_alpha_table_longer_than_the_palette_uses_the_palettes_entries(tmp_path):
+    """A 2-colour palette PNG with a 300-byte tRNS: the upload accepted it, then LoadImage failed with a raw
+    "ValueError: palette index out of range" (and a Pillow warning on stderr), and its thumbnail was "not a
+    readable image". libpng and the browsers ignore the extra entries; so do LoadImage and the upload check."""
+    import warnings
+
+    from nodegraph.files import FileStore
+
+    rows = [bytes([0, 1, 1, 0])] * 2                                  # colour 0 half transparent, colour 1 clear
+    path = tmp_path / "long.png"
+    _raw_png(path, 4, 2, 8, 3, rows, trns=b"\x80\x00" + b"\x00" * 298, plte=b"\xff\x00\x00\x00\xff\x00")
+    store = FileStore(tmp_path / "in", tmp_path / "out")
+    assert store.save_upload("long.png", path.read_bytes()) == "input/long.png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                # Pillow's UserWarning would fail here
+        image, mask = load_image_file(tmp_path / "in" / "long.png")
+    assert torch.allclose(mask[0, :, 0], torch.tensor(1 - 128 / 255)) and mask[0, :, 1:3].eq(1).all()
+    assert float(image[0, 0, 0, 0]) == 1.0 and float(image[0, 0, 1, 1]) == 1.0     # the palette's red and green
+
+
+def test_a_broken_chunk_in_the_pixels_is_a_damaged_file_that_the_upload_refuses_too(tmp_path):
+    """A PNG whose header opens but whose pixel data runs into a broken chunk (a file copied into the input
+    folder): Pillow raises SyntaxError while loading, and LoadImage failed with "SyntaxError: broken PNG file".
+    It is a damaged, unreadable file that says what to do; the upload check refuses the same bytes."""
+    from nodegraph.files import FileAccessError, FileStore
+
+    path = tmp_path / "broken.png"
+    _raw_png(path, 16, 16, 8, 2, [bytes(range(48))] * 16, broken=True)
+    with pytest.raises(OSError, match=r"damaged \(SyntaxError: broken PNG file.*save it again"):
+        load_image_file(path)
+    with pytest.raises(FileAccessError, match="not a readable image"):
+        FileStore(tmp_path / "in", tmp_path / "out").save_upload("broken.png", path.read_bytes())
+    session = Session(input_dir=tmp_path, output_dir=tmp_path / "out")
+    graph = {"format_version": 2, "nodes": {
+        "load": {"type": "LoadImage", "inputs": {"image": "broken.png"}},
+        "show": {"type": "ShowValue", "inputs": {"value": link("load", "mask")}}}}
+    with pytest.raises(NodeExecutionError) as info:
+        session.run(graph)
+    error = info.value.exception
+    assert isinstance(error, NodeInputError) and error.input == "image"
+    assert "'broken.png' is not a readable image: the file is damaged (SyntaxError" in str(error)
