@@ -128,12 +128,18 @@ def load_square_image(path: Path, size: int) -> np.ndarray:
     composited on white, shorter side resized to ``size`` (bicubic, antialiased), centre-cropped."""
     from PIL import Image, ImageOps
 
-    from nodegraph.files import eight_bit
+    from nodegraph.files import eight_bit, image_opacity
 
     with Image.open(path) as opened:
         image = ImageOps.exif_transpose(opened)
         image.load()
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode == "P" and isinstance(image.info.get("transparency"), bytes):
+        # a palette's alpha table, read as LoadImage reads it (one longer than the palette made convert("RGBA")
+        # raise "palette index out of range")
+        alpha = image_opacity(image)[..., None]
+        colours = np.asarray(eight_bit(image).convert("RGB"), dtype=np.float32)
+        image = Image.fromarray(np.round(colours * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8))
+    elif image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
         flat = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(flat, image)

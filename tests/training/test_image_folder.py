@@ -184,3 +184,23 @@ def test_a_folder_without_captions_names_default_caption_and_a_blank_one(tmp_pat
         message = str(caught.value)
         assert "or set default_caption to the caption every uncaptioned image gets" in message, message
         assert ("default_caption is blank" in message) is blank, message
+
+
+def test_a_palette_png_whose_alpha_table_outruns_its_palette_loads_composited_on_white(tmp_path):
+    """libpng reads only the palette's entries of a tRNS that is longer; Pillow's convert("RGBA") raised "palette
+    index out of range" (LoadImage was fixed; a training folder failed the same way)."""
+    import struct
+    import zlib
+
+    from nodes.training.image_folder import load_square_image
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = [bytes([0, 0, 1, 1]) for _ in range(4)]          # left half colour 0 (red, clear), right colour 1 (blue)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 8, 3, 0, 0, 0))
+           + chunk(b"PLTE", bytes([255, 0, 0, 0, 0, 255])) + chunk(b"tRNS", bytes([0, 255]) + bytes(298))
+           + chunk(b"IDAT", zlib.compress(b"".join(b"\0" + r for r in rows))) + chunk(b"IEND", b""))
+    (tmp_path / "p.png").write_bytes(png)
+    pixels = load_square_image(tmp_path / "p.png", 4)
+    assert pixels[0, 0].tolist() == [255, 255, 255] and pixels[0, 3].tolist() == [0, 0, 255]
