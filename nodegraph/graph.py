@@ -1420,15 +1420,28 @@ def _json_or_none(text: str) -> Any:
 def foreign_prompt(path: str | os.PathLike) -> dict | None:
     """The ComfyUI prompt or UI workflow a file holds — a .json export or save, or the "prompt" chunk of a PNG
     ComfyUI saved — or None (anything else, or a file that cannot be read: `load_graph` says why); both go to
-    `import_foreign`."""
+    `import_foreign`. A clip larger than MAX_FILE_BYTES (a long VideoHelperSuite MP4) is read by its comment through
+    a memory map, as `load_graph` reads it (`_graph_text_of_big_clip`): `load_graph` calls it a ComfyUI prompt, so
+    `nodegraph run` and `Session.import_comfyui` import it."""
     try:
         if not Path(path).is_file():       # a FIFO would block, /dev/zero never end
             return None
+        if Path(path).stat().st_size > MAX_FILE_BYTES:
+            return _foreign_prompt_of_text(_graph_text_of_big_clip(Path(path)))
         with open(path, "rb") as stream:   # at most one byte past the limit (a 1.5 GB file was read whole first)
             data = stream.read(MAX_FILE_BYTES + 1)
     except (OSError, ValueError):
         return None
     return foreign_prompt_from_bytes(data)
+
+
+def _foreign_prompt_of_text(text: str | None) -> dict | None:
+    """The ComfyUI prompt / workflow (or A1111 parameters) a clip's comment text holds as JSON, else None."""
+    try:
+        prompt = json.loads(text) if text is not None else None
+    except (ValueError, RecursionError):
+        return None
+    return prompt if foreign_format(prompt) is not None else None
 
 
 def foreign_prompt_from_bytes(data: bytes) -> dict | None:

@@ -108,3 +108,53 @@ def test_a_clip_larger_than_a_graph_file_opens_by_its_comment(tmp_path, monkeypa
     other.write_text(" " * 5000 + TEXT)
     with pytest.raises(GraphValidationError, match="the limit for a graph"):
         load_graph(other)
+
+
+def test_a_gif_comment_cut_into_one_byte_sub_blocks_takes_about_its_own_size():
+    """A hostile re-test: a comment extension of millions of 1-byte sub-blocks kept one bytes object per block (a
+    20 MB GIF peaked at 947 MB, a 66 MB one read through the memory map at 3 GB); the blocks now go into one
+    bytearray. (tracemalloc slows the walk about 15×: 300,000 blocks keep the test near a second.)"""
+    import tracemalloc
+
+    blocks = 300_000
+    clip = b"GIF89a" + bytes([1, 0, 1, 0, 0, 0, 0]) + b"\x21\xfe" + b"\x01{" + b"\x01 " * (blocks - 1) + b"\x00;"
+    tracemalloc.start()
+    try:
+        comment = graph_text_from_media(clip)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert comment == "{" + " " * (blocks - 1)
+    assert peak < 3 * len(clip)          # a list of one object per block: about 45× the file
+
+
+def test_a_comfyui_prompt_in_a_clip_past_the_graph_limit_imports_as_in_a_small_one(tmp_path, capsys):
+    """A hostile re-test: a 70 MB VideoHelperSuite MP4 was called "a ComfyUI API-format prompt ... `nodegraph run`
+    does [convert it]", yet `run` refused it and `Session.import_comfyui` said it "holds no ComfyUI prompt":
+    `foreign_prompt` read only the first 64 MiB + 1 byte. It now reads a big clip's comment through the memory map
+    `load_graph` uses. (A sparse file: the 70 MB of frames take no disk.)"""
+    from nodegraph import Session
+    from nodegraph.cli import main
+    from nodegraph.graph import MAX_FILE_BYTES, foreign_prompt
+
+    prompt = {"1": {"class_type": "Int", "inputs": {"value": 4}},
+              "2": {"class_type": "ShowValue", "inputs": {"value": ["1", 0]}}}
+    comment = json.dumps({"prompt": json.dumps(prompt)})          # VideoHelperSuite's comment
+    frames = MAX_FILE_BYTES + 6 * 1024 * 1024
+    clip = tmp_path / "vhs_long.mp4"
+    with clip.open("wb") as stream:
+        stream.write(box(b"ftyp", b"isom", bytes(4)) + struct.pack(">I4s", 8 + frames, b"mdat"))
+        stream.seek(frames, io.SEEK_CUR)                          # the frames: a hole
+        stream.write(mp4(comment)[16:])                           # moov last, as a long recording writes it
+    assert clip.stat().st_size > MAX_FILE_BYTES
+    assert foreign_prompt(clip) == prompt
+    assert main(["run", str(clip), "--output-dir", str(tmp_path / "out"), "--no-plugins"]) == 0
+    assert "is a ComfyUI API prompt; imported it" in capsys.readouterr().err
+    assert json.loads((tmp_path / "out" / "vhs_long.outputs.json").read_text())["outputs"]["2"]["value"] == 4
+    graph = Session(autoload=False).import_comfyui(str(clip))
+    assert graph.nodes["1"].type == "Int" and graph.nodes["1"].inputs == {"value": 4}
+    other = tmp_path / "big.bin"                                  # not a clip: still refused, nothing read whole
+    with other.open("wb") as stream:
+        stream.seek(MAX_FILE_BYTES + 10)
+        stream.write(b"{}")
+    assert foreign_prompt(other) is None

@@ -69,3 +69,19 @@ describe("the graph a saved clip carries", () => {
     expect(graphTextFromMedia(gimp)).toBe(text);
   });
 });
+
+describe("a GIF comment cut into a million 1-byte sub-blocks (a hostile re-test)", () => {
+  it("is read back in about its own size: one growing buffer, not one view per block (20 MB took 1.3 GB)", () => {
+    const blocks = 1_000_000;
+    const gif = new Uint8Array(15 + 2 * blocks + 2);
+    gif.set([...enc("GIF89a"), 1, 0, 1, 0, 0, 0, 0, 0x21, 0xfe]);
+    for (let i = 0; i < blocks; i++) gif.set([1, i === 0 ? 0x7b : 0x20], 15 + 2 * i); // "{" then spaces
+    gif.set([0, 0x3b], 15 + 2 * blocks);
+    const before = process.memoryUsage().heapTotal;
+    const comment = graphTextFromMedia(gif);
+    const grown = process.memoryUsage().heapTotal - before;
+    expect(comment?.length).toBe(blocks);
+    expect(comment?.startsWith("{ ")).toBe(true);
+    expect(grown).toBeLessThan(32 * 1024 * 1024); // one view per block: about 150 MB more heap
+  });
+});

@@ -252,15 +252,20 @@ def display_rotation(frame: Any, rotate_tag: str | None = None) -> int:
     clockwise, as Chromium does). Files from older muxers carry a "rotate" tag instead (clockwise degrees), read
     when the frame has no rotation. Rounded to a quarter turn (a display matrix may hold any angle; players
     turn by quarters too)."""
-    counter_clockwise = float(getattr(frame, "rotation", 0) or 0)
-    if counter_clockwise:
-        clockwise = -counter_clockwise
-    else:
-        try:
-            clockwise = float(rotate_tag or 0)
-        except ValueError:         # a tag that is not a number: nothing to turn
-            clockwise = 0.0
+    counter_clockwise = _degrees(getattr(frame, "rotation", 0))
+    clockwise = -counter_clockwise if counter_clockwise else _degrees(rotate_tag)
     return round(clockwise / 90) % 4 * 90
+
+
+def _degrees(value: Any) -> float:
+    """An angle as a finite float; 0.0 (nothing to turn) for none, a tag that is not a number, or one that is not
+    finite — "nan", "inf", "1e400", or FFmpeg's NaN for a degenerate display matrix: players ignore them, and
+    round() of them raised, so LoadVideo called a playable clip "not a readable video"."""
+    try:
+        degrees = float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+    return degrees if math.isfinite(degrees) else 0.0
 
 
 def upright(pixels: np.ndarray, clockwise: int) -> np.ndarray:

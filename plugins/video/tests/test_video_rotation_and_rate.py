@@ -83,15 +83,41 @@ def test_a_clip_without_rotation_is_read_as_stored(tmp_path):
 
 
 @pytest.mark.parametrize("tag, clockwise", [("90", 90), ("-90", 270), ("180", 180), ("0", 0), ("sideways", 0),
-                                            (None, 0)])
+                                            (None, 0), ("nan", 0), ("inf", 0), ("-inf", 0), ("1e400", 0)])
 def test_display_rotation_falls_back_to_the_older_rotate_tag(tag, clockwise):
-    """A frame without a display matrix (older files, older FFmpeg) uses the stream's "rotate" tag (clockwise)."""
+    """A frame without a display matrix (older files, older FFmpeg) uses the stream's "rotate" tag (clockwise); a
+    tag that is not a finite number turns nothing (a re-test: "nan" and "1e400" raised in round())."""
     class Frame:
         rotation = 0
 
     assert video_io.display_rotation(Frame(), tag) == clockwise
     Frame.rotation = -90                              # the frame's own matrix wins over the tag
     assert video_io.display_rotation(Frame(), "180") == 90
+    Frame.rotation = float("nan")                     # FFmpeg's angle of a degenerate matrix: as if none
+    assert video_io.display_rotation(Frame(), "180") == 180
+
+
+@pytest.mark.parametrize("tag", ["nan", "1e400"])
+def test_load_video_reads_a_clip_whose_rotate_tag_is_not_a_finite_number(tmp_path, tag):
+    """A playable clip tagged rotate=nan / 1e400 (players ignore such a tag) was "not a readable video"; it loads as
+    stored, with no turn and no warning."""
+    av = pytest.importorskip("av")
+    (tmp_path / "in").mkdir()
+    with av.open(str(tmp_path / "in" / "tagged.mkv"), "w") as container:
+        stream = container.add_stream("ffv1", rate=8)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.metadata["rotate"] = tag
+        for frame in _marked_clip(3).numpy():
+            for packet in stream.encode(av.VideoFrame.from_ndarray((frame * 255).astype(np.uint8), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    session = Session(autoload=True, allow=["video"], input_dir=tmp_path / "in", output_dir=tmp_path / "out")
+    result = session.run({"format_version": 1, "nodes": {"load": {"type": "video.LoadVideo", "inputs": {
+        "video": "tagged.mkv"}}}}, outputs=["load"])
+    images = result.outputs["load"]["images"]
+    assert images.shape == (3, HEIGHT, WIDTH, 3) and _marker_corner(images[0]) == "top-left"
+    assert result.warnings == []
 
 
 def test_load_video_turns_a_portrait_phone_clip_and_says_so(tmp_path):

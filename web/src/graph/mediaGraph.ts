@@ -166,27 +166,32 @@ function matroskaComment(bytes: Uint8Array): string | null {
 // --- GIF blocks ----------------------------------------------------------------------------------------------
 
 /** A chain of GIF sub-blocks at `position`: their bytes only when `keep` (skipping an image's data or another
- *  extension collects nothing: 10 M two-byte blocks took 45× the file's size), and the position after it. */
+ *  extension collects nothing: 10 M two-byte blocks took 45× the file's size), and the position after it. The kept
+ *  bytes are copied into one buffer that doubles as it fills, up to MAX_COMMENT_BYTES (plus the last block's 255):
+ *  one view per block took 65× the file's size for a comment cut into millions of 1-byte blocks. */
 function subBlocks(bytes: Uint8Array, position: number, keep: boolean): [Uint8Array, number] {
-  const parts: Uint8Array[] = [];
+  let out: Uint8Array = new Uint8Array(keep ? 1024 : 0);
   let kept = 0;
   for (;;) {
     const size = bytes[position++];
     if (size === undefined) throw new Error("truncated");
     if (size === 0) break;
     if (keep && kept < MAX_COMMENT_BYTES) {
-      parts.push(bytes.subarray(position, position + size));
-      kept += size;
+      const end = Math.min(position + size, bytes.length);
+      if (kept + end - position > out.length) out = grown(out, kept, kept + end - position);
+      for (let from = position; from < end; from++) out[kept++] = bytes[from]; // no view object per block
     }
     position += size;
   }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return [out, position];
+  return [out.subarray(0, kept), position];
+}
+
+/** `buffer`'s first `used` bytes in a buffer of at least `needed` bytes: double the size, so that n appends copy
+ *  O(n) bytes in all, never more than the comment limit (plus one block) needs. */
+function grown(buffer: Uint8Array, used: number, needed: number): Uint8Array {
+  const larger = new Uint8Array(Math.max(needed, Math.min(buffer.length * 2, MAX_COMMENT_BYTES + 255)));
+  larger.set(buffer.subarray(0, used));
+  return larger;
 }
 
 function gifComment(bytes: Uint8Array): string | null {
