@@ -17,6 +17,8 @@ no place in that graph — hires fix, img2img's denoising strength, variation se
 restore faces — are listed in `metadata.a1111_untranslated` (the CLI and the editor say so); the whole text is
 kept in `metadata.a1111_parameters`.
 
+A1111's .txt beside an image (or PNG Info pasted into a file) is read the same way (`looks_like_parameters`).
+
 Main functions: `parameters_from_image(data)`, `parse_parameters(text)`, `parameters_graph(text)`.
 """
 
@@ -64,6 +66,15 @@ def parameters_from_image(data: bytes) -> str | None:
     if not isinstance(comment, str):
         return None
     return comment.lstrip("\ufeff").strip("\0").strip() or None     # a UTF-16 text may start with its BOM
+
+
+def looks_like_parameters(text: str) -> bool:
+    """Whether a text file is A1111's parameters — the .txt it saves beside an image ("Create a text file next to
+    every image"), or PNG Info copied into a file: not JSON, and its last line is the settings line."""
+    body = text.strip()
+    if not body or body[0] in "{[" or len(body) > MAX_PARAMETERS_CHARS:
+        return False
+    return bool(_SETTINGS_LINE.match(body.rsplit("\n", 1)[-1].strip()))
 
 
 def parse_parameters(text: str) -> tuple[str, str, dict[str, str]]:

@@ -1407,7 +1407,24 @@ def graph_from_bytes(data: bytes, name: str) -> Graph:
         raise GraphValidationError([GraphError(
             "invalid_json", f"{name} is {what}, not a graph file; {how.format(name=name)}",
             details={"file_kind": what})])
+    _refuse_a1111_text(data, name)
     return parse_graph(data)
+
+
+def _refuse_a1111_text(data: bytes, name: str) -> None:
+    """Raise `foreign_format` (tool "a1111") for A1111's parameters as a text file (its .txt beside an image, or PNG
+    Info pasted into a file): it said "not valid JSON: Expecting value"; `nodegraph run` / `validate` import it."""
+    from .a1111 import looks_like_parameters
+
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return
+    if looks_like_parameters(text):
+        raise GraphValidationError([GraphError(
+            "foreign_format", f"{name} is AUTOMATIC1111's generation parameters as text, not a nodegraph graph; "
+                              f"`nodegraph run` / `validate` and the editor make a text-to-image graph of them "
+                              f"(nodegraph/a1111.py)", details={"tool": "a1111", "format": "parameters"})])
 
 
 def _json_or_none(text: str) -> Any:
@@ -1455,7 +1472,12 @@ def foreign_prompt_from_bytes(data: bytes) -> dict | None:
         is_media = data[4:8] == b"ftyp" or data.startswith((b"\x1a\x45\xdf\xa3", b"GIF87a", b"GIF89a"))
         text = ((graph_text_from_png(data, "prompt") or graph_text_from_png(data, "workflow"))
                 if data.startswith(PNG_SIGNATURE) else None if is_image or is_media else data.decode("utf-8"))
-        prompt = json.loads(text) if text is not None else None
+        from .a1111 import looks_like_parameters
+
+        if text is not None and not is_image and looks_like_parameters(text.removeprefix("\ufeff")):
+            prompt = {"parameters": text.removeprefix("\ufeff")}       # A1111's .txt beside an image
+        else:
+            prompt = json.loads(text) if text is not None else None
         if prompt is None and is_image:      # an A1111 image: its parameters ("PNG Info")
             parameters = parameters_from_image(data)
             prompt = {"parameters": parameters} if parameters else None

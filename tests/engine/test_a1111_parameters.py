@@ -146,3 +146,23 @@ def test_small_losses_a_hostile_retest_found():
     out = io.BytesIO()
     Image.new("RGB", (8, 8)).save(out, "JPEG", exif=exif.tobytes())
     assert parameters_from_image(out.getvalue()) == "a red ring\nSteps: 2"
+
+
+def test_a1111_text_file_beside_an_image_opens_as_its_graph(tmp_path, capsys):
+    """A1111's "Create a text file next to every image" (and PNG Info pasted into a file) said `[invalid_json] not
+    valid JSON: Expecting value`; it is the same parameters text as the PNG's chunk."""
+    from nodegraph.a1111 import looks_like_parameters
+    from nodegraph.graph import foreign_prompt, graph_from_bytes
+
+    path = tmp_path / "00001-1.txt"
+    path.write_text("\ufeff" + TEXT.replace("Clip skip: 2, ", "") + "\n", encoding="utf-8")
+    with pytest.raises(GraphValidationError) as caught:
+        graph_from_bytes(path.read_bytes(), path.name)
+    assert caught.value.errors[0].code == "foreign_format" and caught.value.errors[0].details["tool"] == "a1111"
+    assert foreign_prompt(path) == {"parameters": TEXT.replace("Clip skip: 2, ", "") + "\n"}
+    assert main(["validate", str(path), "--no-plugins"]) == 0
+    assert Session(autoload=False).import_comfyui(path).nodes["sampler"].inputs["seed"] == 42
+    assert not looks_like_parameters('{"a": 1}') and not looks_like_parameters("Steps: 3\nthen a prompt")
+    with pytest.raises(GraphValidationError) as caught:          # a broken JSON file still says where it broke
+        graph_from_bytes(b'{"nodes": ', "broken.json")
+    assert caught.value.errors[0].code == "invalid_json"

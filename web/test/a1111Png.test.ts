@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { foreignFormat, foreignKind } from "../src/graph/foreign";
+import { a1111Text, foreignFormat, foreignKind } from "../src/graph/foreign";
 import { PngError, graphFromPng } from "../src/graph/png";
 import { buildPng, tEXt } from "./pngFixture";
 
@@ -20,5 +20,17 @@ describe("an AUTOMATIC1111 image", () => {
   it("is still refused when it carries nothing, naming every chunk looked for", async () => {
     await expect(graphFromPng(buildPng())).rejects.toThrow(PngError);
     await expect(graphFromPng(buildPng(tEXt("parameters", "  ")))).rejects.toThrow(/AUTOMATIC1111's "parameters"/);
+  });
+});
+
+// A1111 can also save its parameters as a .txt beside each image, and its UI copies "PNG Info" as text: "not valid
+// JSON: Expecting value" (a hostile re-test). Such text is read as the PNG's chunk is, by the server's rule.
+describe("A1111's parameters as text", () => {
+  it("is read when its last line is the settings line, and nothing else is", () => {
+    expect(a1111Text("\uFEFFa cat\r\nSteps: 20, Seed: 1\r\n")).toEqual({ parameters: "a cat\r\nSteps: 20, Seed: 1" });
+    expect(a1111Text("just a prompt")).toBeNull();
+    expect(a1111Text('{"Steps: 1": 2}')).toBeNull();
+    expect(a1111Text("Steps: 3, Seed: 1\nthen a prompt")).toBeNull(); // the settings line is the last
+    expect(a1111Text(`x\nSteps: 1, ${"a".repeat(100_001)}`)).toBeNull();
   });
 });

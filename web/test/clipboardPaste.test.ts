@@ -58,6 +58,18 @@ describe("pasting from the system clipboard", () => {
     app.client.close();
   });
 
+  it("sends A1111's generation parameters pasted as text (PNG Info copied from its UI) to the server's import", async () => {
+    const { app, socket, answer } = openEditor();
+    const text = "a red circle\nNegative prompt: blurry\nSteps: 4, Sampler: Euler a, Seed: 9, Size: 64x64";
+    const importing = app.pasteFromClipboard(`${text}\n`);
+    await settle();
+    expect(socket.messages().at(-1)).toMatchObject({ type: "import_graph", data: { parameters: text } });
+    answer("import_graph", { type: "imported_graph", graph: { format_version: 2, nodes: { prompt: { type: "EncodeText", inputs: {} } } }, errors: [] });
+    await importing;
+    expect(Object.keys(app.editor.doc.nodes)).toEqual(["prompt"]);
+    app.client.close();
+  });
+
   it("pastes nodes copied in an editor (their clip text), and says what Ctrl+V pastes when the clipboard holds other text", async () => {
     const { app } = openEditor();
     const source = fromGraphFile({ format_version: 2, nodes: { k: { type: "Int", inputs: { value: 5 } } } });

@@ -8,6 +8,9 @@
  *                             (nodegraph/graph.py `foreign_format`)
  *   foreignFormat(raw)        what such a file is and what to do, for when the server cannot
  *                             convert it (not connected); the words are the server's
+ *   a1111Text(text)           A1111's parameters as a text file (the .txt it saves beside an image, or PNG
+ *                             Info pasted) as {parameters: text}, or null — the server's rule (nodegraph/a1111.py
+ *                             `looks_like_parameters`)
  *   jsonErrorText(text, err)  the parser's message with "line L, column C" added
  *   importedTitle(graph, name, pasted)  the graph with a title from the file name when it has none
  *   refusalText(name, message, pasted)  "Cannot open <name>: <why>", worded for a file or pasted text
@@ -32,6 +35,17 @@ export function foreignKind(raw: unknown): ForeignKind | null {
   const entries = Object.values(raw);
   if (entries.length && entries.every((v) => isObject(v) && "class_type" in v)) return "comfyui-api";
   return null;
+}
+
+const A1111_MAX_CHARS = 100_000; // nodegraph/a1111.py MAX_PARAMETERS_CHARS
+
+/** A1111's parameters as text — not JSON, its last line the settings line ("Steps: 20, Sampler: …") — as the
+ *  {parameters} object an A1111 PNG gives (graph/png.ts), or null for any other text. */
+export function a1111Text(text: string): { parameters: string } | null {
+  const body = text.replace(/^\uFEFF/, "").trim();
+  if (!body || body[0] === "{" || body[0] === "[" || body.length > A1111_MAX_CHARS) return null;
+  const last = body.slice(body.lastIndexOf("\n") + 1).trim();
+  return /^Steps: *\d/.test(last) ? { parameters: body } : null;
 }
 
 /** What a file from another tool is and what to do when the server cannot convert it (null for anything else). */

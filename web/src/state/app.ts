@@ -62,7 +62,7 @@ import { idMap } from "../graph/idMaps";
 import { freeSpot, overlaps, type Rect, type Size } from "../graph/layout";
 import { renamesText, withRenamedInputs, type InputRename } from "../graph/renamedInputs";
 import { subgraphSchemas } from "../graph/subgraph";
-import { foreignFormat, foreignKind, importedTitle, jsonErrorText, refusalText } from "../graph/foreign";
+import { a1111Text, foreignFormat, foreignKind, importedTitle, jsonErrorText, refusalText } from "../graph/foreign";
 import { graphTextFromMedia, mediaKind } from "../graph/mediaGraph";
 import { graphFromExif } from "../graph/exif";
 import { graphFromPng, imageKind, isPng } from "../graph/png";
@@ -783,7 +783,7 @@ export class EditorApp {
       else {
         const text = new TextDecoder().decode(bytes);
         try {
-          raw = parseJson(text);
+          raw = a1111Text(text) ?? parseJson(text); // A1111's .txt beside an image: a text-to-image graph
         } catch (error) {
           if (error instanceof JsonDepthError) throw error;
           throw new GraphFormatError(jsonErrorText(text, error as Error));
@@ -1150,7 +1150,7 @@ export class EditorApp {
    * Ctrl+V (a `paste` event outside text fields) with what the system clipboard holds:
    *   - nodes copied in an editor (the clip text Ctrl+C also puts there): pasted;
    *   - a PNG or .json file, or JSON text (a nodegraph graph, a ComfyUI API prompt or UI
-   *     workflow): opened as if the file was dropped on the canvas (one undo step; a ComfyUI
+   *     workflow), or A1111's generation parameters as text: opened as if the file was dropped on the canvas (one undo step; a ComfyUI
    *     prompt is imported, a UI workflow refused with the reason, broken JSON shows its error);
    *   - anything else: the nodes copied in an editor (localStorage), or, with none, a toast
    *     saying what Ctrl+V pastes.
@@ -1164,12 +1164,12 @@ export class EditorApp {
       this.paste(keepExternalLinks, shared.clip);
       return;
     }
-    const file = files.find((f) => /^image\/(png|jpeg|webp)$|json/.test(f.type) || /\.(png|jpe?g|webp|json)$/i.test(f.name));
+    const file = files.find((f) => /^image\/(png|jpeg|webp)$|json/.test(f.type) || /\.(png|jpe?g|webp|json|txt)$/i.test(f.name));
     if (file) {
       await this.loadFile(file);
       return;
     }
-    if (trimmed.startsWith("{")) {
+    if (trimmed.startsWith("{") || a1111Text(trimmed)) { // JSON, or A1111's "PNG Info" text copied from its UI
       await this.loadFile(new File([trimmed], PASTED_TEXT, { type: "application/json" }));
       return;
     }
