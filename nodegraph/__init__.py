@@ -46,7 +46,13 @@ _EXPORTS = {
     "Session": "session", "RunResult": "executor",
     "PortType": "types",
 }
-__all__ = sorted(_EXPORTS)
+# Written out (not `sorted(_EXPORTS)`) so that type checkers read it: mypy --strict takes only names in a literal
+# __all__, or imported `as` themselves (below), as the package's exports; a test keeps it equal to _EXPORTS.
+__all__ = [
+    "FORMAT_VERSION", "Graph", "GraphError", "GraphValidationError", "Input", "Link", "Node", "NodeContext",
+    "NodeExecutionError", "NodeInputError", "NodeInputs", "NodegraphError", "Output", "PluginError", "PortType",
+    "RunInterrupted", "RunResult", "Session", "hookimpl", "load_graph", "parse_graph",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -62,11 +68,25 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *__all__])
 
 
-if TYPE_CHECKING:
-    from .errors import (GraphError, GraphValidationError, NodeExecutionError, NodeInputError,
-                         NodegraphError, PluginError, RunInterrupted)
-    from .graph import FORMAT_VERSION, Graph, Link, load_graph, parse_graph
-    from .hookspecs import hookimpl
-    from .node import Input, Node, NodeContext, NodeInputs, Output
-    from .session import Session
-    from .types import PortType
+if TYPE_CHECKING:      # each name imported as itself: an explicit re-export for type checkers
+    from .errors import GraphError as GraphError
+    from .errors import GraphValidationError as GraphValidationError
+    from .errors import NodeExecutionError as NodeExecutionError
+    from .errors import NodeInputError as NodeInputError
+    from .errors import NodegraphError as NodegraphError
+    from .errors import PluginError as PluginError
+    from .errors import RunInterrupted as RunInterrupted
+    from .executor import RunResult as RunResult
+    from .graph import FORMAT_VERSION as FORMAT_VERSION
+    from .graph import Graph as Graph
+    from .graph import Link as Link
+    from .graph import load_graph as load_graph
+    from .graph import parse_graph as parse_graph
+    from .hookspecs import hookimpl as hookimpl
+    from .node import Input as Input
+    from .node import Node as Node
+    from .node import NodeContext as NodeContext
+    from .node import NodeInputs as NodeInputs
+    from .node import Output as Output
+    from .session import Session as Session
+    from .types import PortType as PortType

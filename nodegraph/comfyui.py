@@ -245,7 +245,10 @@ def equivalent_for(class_type: str, inputs: dict[str, Any],
                    plugin_classes: Mapping[str, Equivalent] | None = None) -> Equivalent | None:
     """Our node for one ComfyUI entry: its class's equivalent, or, for a class in BY_VALUES, its equivalent when
     the entry's values allow it (a KSamplerAdvanced over the whole schedule is KSampler), else a plugin's for its
-    class (`register_comfyui_classes`: a core class such as LoadAudio, or its own pack's); None when there is none."""
+    class (`register_comfyui_classes`: a core class such as LoadAudio, or its own pack's); None when there is none
+    (the entry keeps its type: a built-in node type's name such as `Int` or `CFGGuider` is then our node). The
+    built-in table comes first, and the loader refuses a plugin entry named as a class of that table or as a
+    built-in node type (`plugins._comfyui_class_problems`), so no plugin changes how those import."""
     if class_type in BY_VALUES:
         applies, equivalent = BY_VALUES[class_type]
         return equivalent if applies(inputs) else None

@@ -67,6 +67,28 @@ def default_compute_device() -> str:
     return "cpu"
 
 
+def device_problem(name: Any) -> str | None:
+    """What is wrong with a device name given in code, or None: "gpu" is no torch device, and "cuda" on a build of
+    torch without CUDA failed only inside the first node that ran ("Torch not compiled with CUDA enabled")."""
+    if not isinstance(name, str):
+        return f"a device is a str such as 'cpu' or 'cuda:0', found {type(name).__name__} {name!r:.40}"
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        return f"{name!r} is no torch device: use 'cpu', 'cuda', 'cuda:N' or 'mps'"
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return f"{name!r}: this torch ({torch.__version__}) sees no CUDA device; use 'cpu' (or leave it out: the best available)"
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            return f"{name!r}: there are {torch.cuda.device_count()} CUDA devices (cuda:0 … cuda:{torch.cuda.device_count() - 1})"
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                     and torch.backends.mps.is_available()):
+        return f"{name!r}: MPS (Apple GPUs) is not available here; use 'cpu' (or leave it out: the best available)"
+    return None
+
+
 # --- system memory (RAM) headroom -------------------------------------------------------------------
 
 RESERVE_FRACTION = 0.05              # of the machine's RAM kept free for the node about to run, the OS, the server
@@ -259,6 +281,10 @@ class ModelMemoryManager:
 
     def __init__(self, compute_device: str | None = None, offload_device: str = "cpu",
                  budget_bytes: int | None = None):
+        for argument, device in (("compute_device", compute_device), ("offload_device", offload_device)):
+            problem = device_problem(device) if device not in (None, "cpu") else None    # "cpu": no torch import
+            if problem:
+                raise ValueError(f"ModelMemoryManager({argument}=...): {problem}")
         self._compute_device = compute_device
         self.offload_device = offload_device
         self._budget_bytes = budget_bytes

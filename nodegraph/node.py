@@ -647,6 +647,9 @@ def build_spec(cls: type[Node]) -> NodeSpec:
         problems.append(f"type {cls.type!r} must be an identifier-like string")
     if not isinstance(cls.version, str) or not _SEMVER.match(cls.version):
         problems.append(f"version {cls.version!r} must be semver, e.g. '1.0.0'")
+    if inspect.iscoroutinefunction(getattr(cls, "run", None)) or inspect.isasyncgenfunction(getattr(cls, "run", None)):
+        problems.append("run is `async def`: the executor calls run() on its own thread and takes what it returns; "
+                        "write a plain `def run` (call asyncio.run(...) inside it for async libraries)")
     inputs: dict[str, InputSpec] = {}
     if not (isinstance(cls.Inputs, type) and issubclass(cls.Inputs, NodeInputs)):
         problems.append("Inputs must subclass nodegraph.NodeInputs")

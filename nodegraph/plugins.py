@@ -53,6 +53,7 @@ import sys
 import time
 import types
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Iterable
@@ -84,6 +85,15 @@ _SKIP_REASONS_BY_CHOICE = ("not on the allow list", "on the deny list", REPLACED
 
 class PluginOptionError(PluginError, ValueError):
     """A plugin option (a preference, an allow/deny entry) is malformed; names the option and the fix."""
+
+
+class PluginOptionTypeError(PluginOptionError, TypeError):
+    """A plugin option of the wrong kind: `Session(deny="video")` (a str, read letter by letter), `plugins=module`."""
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin given in code (`Session(plugins=[...])`) did not load. Installed plugins that fail are reported
+    (`plugin_warnings()`, `nodegraph plugins`); one a program names itself is a programming error it should see."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,8 @@ class PluginReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (name, reason)
     unknown: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)  # (name, option, known names)
     denied_builtins: list[str] = field(default_factory=list)   # built-in packs on the deny list
+    # register_comfyui_classes entries left out, the plugin loaded: (plugin, class name, what is wrong, the fix)
+    refused_comfyui_classes: list[tuple[str, Any, str, str]] = field(default_factory=list)
 
     def to_dict(self, registry: Registry | None = None) -> dict[str, Any]:
         """Plain data for `nodegraph plugins --json`; with a registry, also clashes and warnings."""
@@ -265,8 +277,13 @@ def load_plugins(
     """
     if autoload is None:
         autoload = autoload_enabled()
-    allow = allow if allow is not None else _env_list(ENV_ALLOW)
-    deny = set(deny if deny is not None else (_env_list(ENV_DENY) or []))
+    allow = _plugin_names(allow, "allow") if allow is not None else _env_list(ENV_ALLOW)
+    deny = set(_plugin_names(deny, "deny") if deny is not None else (_env_list(ENV_DENY) or []))
+    if isinstance(plugins, (str, bytes, types.ModuleType)) or _is_node_class(plugins) or not isinstance(
+            plugins, Iterable):
+        raise PluginOptionTypeError(f"plugins= takes a list of plugins, found {type(plugins).__name__} "
+                                    f"{plugins!r:.60}: write plugins=[module], plugins=[('name', module)] or, for "
+                                    f"node classes of a script, plugins=[MyNode]")
     if prefer is None:
         prefer = parse_preferences(_env_list(ENV_PREFER) or [], where=ENV_PREFER)
     pm = pluggy.PluginManager("nodegraph")
@@ -276,7 +293,7 @@ def load_plugins(
     if builtins:
         candidates += [(ep.name, "builtin", ep, None) for ep in _entry_points(BUILTIN_GROUP)]
     installed = _entry_points(PLUGIN_GROUP) if autoload else []
-    explicit = [_explicit_plugin(obj, installed) for obj in plugins]
+    explicit = [_explicit_plugin(obj, installed) for obj in _script_node_plugins(list(plugins))]
     given_in_code = {name for name, _ in explicit}
     for ep in installed:
         if ep.name in given_in_code:     # code names the plugin to use: an older installed copy must not win
@@ -389,7 +406,10 @@ def load_plugins(
         if model_dirs:
             registry.add_extension("model_dirs", name, model_dirs, name)
         for hook, table in extensions_by_plugin.items():
-            for ext_name, value in (table.get(name) or {}).items():
+            entries = table.get(name) or {}
+            if hook == "register_comfyui_classes":     # a bad entry is left out with a warning, not the plugin
+                entries = _usable_comfyui_classes(name, entries, source == "builtin", registry, report)
+            for ext_name, value in entries.items():
                 registry.add_extension(hook.removeprefix("register_"), ext_name, value, name)
         dist = getattr(ep, "dist", None) if ep is not None else None
         callers = pm.get_hookcallers(obj) or ()
@@ -412,7 +432,61 @@ def load_plugins(
         for cls in nodes_by_plugin.get(failure.name, []):
             if isinstance(getattr(cls, "type", None), str) and cls.type:
                 registry.add_failed_provider(cls.type, failure.name)
+        if failure.source == "explicit":      # stacklevel 3: the line calling Session(...)
+            warnings.warn(PluginLoadWarning(failure.message + (f" Fix: {failure.fix}" if failure.fix else "")),
+                          stacklevel=3)
     return pm, registry, report
+
+
+def _plugin_names(value: Any, option: str) -> list[str]:
+    """An allow / deny list given in code, checked: a str would be read letter by letter (`deny="video"` denied
+    'v', 'i', … and loaded video) and `"example" in "examples_and_more"` allowed a plugin by substring."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise PluginOptionTypeError(f"{option}= takes a list of plugin names, found {type(value).__name__} "
+                                    f"{value!r:.60}: write {option}=[{value!r:.60}]")
+    names = list(value)
+    for name in names:
+        if not isinstance(name, str):
+            raise PluginOptionTypeError(f"{option}=[...]: {name!r:.60} is not a plugin name (a str such as 'video')")
+    return names
+
+
+def _is_node_class(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, Node)
+
+
+class _ScriptNodes:
+    """The plugin of node classes given straight to `Session(plugins=[MyNode, ...])`: it registers them."""
+
+    def __init__(self, module: str, classes: list[type[Node]]):
+        self.__name__ = module
+        self.classes = classes
+
+    @hookspecs.hookimpl
+    def register_nodes(self) -> list[type[Node]]:
+        return list(self.classes)
+
+
+def _script_node_plugins(plugins: list[Any]) -> list[Any]:
+    """`plugins` with node classes given bare (a script's one-off nodes, no plugin module) gathered into one
+    plugin per module, named after it ("script" for the program's own `__main__`): `script.MyNode`; a
+    `("name", [MyNode, ...])` pair names that plugin. Everything else is left as given."""
+    by_module: dict[str, _ScriptNodes] = {}
+    out: list[Any] = []
+    for obj in plugins:
+        if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[1], (list, tuple)) and obj[1] and all(
+                _is_node_class(c) for c in obj[1]):
+            out.append((obj[0], _ScriptNodes(str(obj[0]), list(obj[1]))))
+        elif _is_node_class(obj):
+            module = obj.__module__.rpartition(".")[2]
+            module = "script" if module == "__main__" else module
+            if module not in by_module:
+                by_module[module] = _ScriptNodes(module, [])
+                out.append((module, by_module[module]))
+            by_module[module].classes.append(obj)
+        else:
+            out.append(obj)
+    return out
 
 
 def _explicit_plugin(obj: Any, installed: list[metadata.EntryPoint]) -> tuple[str, Any]:
@@ -464,12 +538,11 @@ def _extension_problems(hook: str, table: dict, builtin: bool = False) -> list[s
     Checked at load: a sampler 42 failed later in KSampler, blamed on the built-in."""
     from .api import _PROVIDERS
 
+    if hook == "register_comfyui_classes":     # checked entry by entry: one bad entry is skipped, not the plugin
+        return []                                # (_usable_comfyui_classes)
     problems = []
     for name, value in table.items():
         where = f"{hook}: {name!r}"
-        if hook == "register_comfyui_classes":
-            problems += _comfyui_class_problems(where, name, value)
-            continue
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}", name):
             problems.append(f"{hook}: {name!r} is not a name (letters, digits, _ . + -, at most 64)")
             continue
@@ -494,34 +567,79 @@ def _extension_problems(hook: str, table: dict, builtin: bool = False) -> list[s
     return problems
 
 
-def _comfyui_class_problems(where: str, name: Any, value: Any) -> list[str]:
-    """What is wrong with one `register_comfyui_classes` entry: a ComfyUI class name (any printable text, as custom
-    packs name classes "KSampler (Efficient)"), not one of the built-in table's (a plugin taking over how
-    CheckpointLoaderSimple imports would change every imported workflow), mapped to an `api.ComfyUIClass`."""
-    from .comfyui import BY_VALUES, EQUIVALENTS, Equivalent
+def _usable_comfyui_classes(plugin: str, entries: dict, builtin: bool, registry: Registry,
+                            report: PluginReport) -> dict:
+    """The entries of one plugin's `register_comfyui_classes` that may be registered; each other one is left out and
+    recorded in `report.refused_comfyui_classes` (a `comfyui_class` warning): one bad entry — a name with a
+    zero-width space, a value of the wrong type — took the whole plugin down, its nodes included."""
+    builtin_types = {} if builtin or not entries else _builtin_node_types(registry)   # a built-in pack maps onto
+    #                                                                                   its own nodes
+    usable = {}
+    for name, value in entries.items():
+        refusal = _comfyui_class_problems(name, value, builtin_types)
+        if refusal is None:
+            usable[name] = value
+        else:
+            report.refused_comfyui_classes.append((plugin, name, *refusal))
+    return usable
 
+
+def _builtin_node_types(registry: Registry) -> dict[str, str]:
+    """Every name a prompt may give a built-in pack's node (bare `Int`, qualified `primitives.Int`) → its qualified
+    name: an API prompt naming one imports as that node, so no plugin's ComfyUI class may claim the name."""
+    names = {}
+    for qualified, cls in registry.node_types.items():
+        if registry.node_plugin.get(qualified) in registry.builtin_plugins:
+            names[qualified] = qualified
+            names.setdefault(cls.type, qualified)
+    return names
+
+
+def _comfyui_class_problems(name: Any, value: Any, builtin_types: dict[str, str]) -> tuple[str, str] | None:
+    """What is wrong with one `register_comfyui_classes` entry, and how to fix it (None: nothing). The name is a
+    ComfyUI class name (any printable text, as custom packs name classes "KSampler (Efficient)") that the import
+    does not already resolve itself: not one of the built-in table's (a plugin taking over how
+    CheckpointLoaderSimple imports would change every imported workflow), not a built-in node type's (a prompt
+    naming `Int` or `CFGGuider` imports as ours; `builtin_types`, see `_builtin_node_types`), not a node of
+    ComfyUI's editor only (Reroute, PrimitiveNode, notes: resolved before any class is looked up). The value is an
+    `api.ComfyUIClass`."""
+    from .comfyui import _UI_ONLY, BY_VALUES, EQUIVALENTS, Equivalent
+
+    leave_out = "leave the entry out; map the classes of your own ComfyUI pack, or core classes nodegraph has no " \
+                "node for (such as LoadAudio)"
+    shape = "return api.ComfyUIClass(type='my_pack.MyNode', outputs=('image',), ...) for each class " \
+            "(docs/plugins.md, hook reference)"
     if not isinstance(name, str) or not name.isprintable() or not 0 < len(name) <= 100:
-        return [f"{where} is not a ComfyUI class name (printable text of 1 to 100 characters)"]
+        return ("is not a ComfyUI class name (printable text of 1 to 100 characters)",
+                "write the class name exactly as ComfyUI prompts give it (their class_type), without invisible or "
+                "control characters")
     if name in EQUIVALENTS or name in BY_VALUES:
-        return [f"{where} is a class the built-in import table translates already (to "
-                f"{getattr(EQUIVALENTS.get(name), 'type', 'a node here')!r}); a plugin cannot take it over"]
+        return (f"is a class the built-in import table translates already (to "
+                f"{getattr(EQUIVALENTS.get(name), 'type', 'a node here')!r}); a plugin cannot take it over", leave_out)
+    if name in builtin_types:
+        return (f"is the name of the built-in node type {builtin_types[name]!r}: a prompt naming {name!r} imports as "
+                f"that node, which a plugin cannot take over", leave_out)
+    if name in _UI_ONLY:
+        return (f"is a node of ComfyUI's editor only ({', '.join(_UI_ONLY)}), which the import resolves itself "
+                f"(links go through Reroutes, a PrimitiveNode's value becomes the literal it feeds, notes are dropped)",
+                "leave the entry out: it would never be used")
     if not isinstance(value, Equivalent):
-        return [f"{where} must be an api.ComfyUIClass(type=..., outputs=(...), inputs={{...}}), found "
-                f"{type(value).__name__}"]
+        return (f"must be an api.ComfyUIClass(type=..., outputs=(...), inputs={{...}}), found {type(value).__name__}",
+                shape)
     if not isinstance(value.type, str) or not isinstance(value.outputs, tuple) or not all(
             isinstance(o, str) for o in value.outputs):
-        return [f"{where}: type must be a node type name and outputs a tuple of output names"]
+        return "has a type that is not a node type name or outputs that are not a tuple of output names", shape
     if value.widgets is not None and (not isinstance(value.widgets, tuple) or not all(
             w is None or isinstance(w, str) for w in value.widgets)):
-        return [f"{where}: widgets must be a tuple of input names (None for a seed's control widget), found "
-                f"{value.widgets!r:.60}"]
+        return (f"has widgets {value.widgets!r:.60}, not a tuple of input names",
+                "give widgets=('name', ...) in the UI workflow's widget order, None for a seed's control widget")
     if not all(isinstance(table, dict) and all(isinstance(k, str) for k in table)
                for table in (value.inputs, value.values, value.no_ops, value.fixed, value.scaled)) or not all(
             isinstance(names, (set, frozenset)) and all(isinstance(n, str) for n in names)
             for names in (value.dropped, value.input_files)):
-        return [f"{where}: inputs / values / no_ops / fixed / scaled must be dicts keyed by input names, dropped / "
-                f"input_files sets of names"]
-    return []
+        return ("has inputs / values / no_ops / fixed / scaled that are not dicts keyed by input names, or dropped / "
+                "input_files that are not sets of names", shape)
+    return None
 
 
 def _collect(pm: pluggy.PluginManager, hook_name: str, report: PluginReport, kind: type,
@@ -892,6 +1010,7 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
                                f"instead of at module level; where its nodes are not needed, --deny-plugin "
                                f"{plugin.name} (or NODEGRAPH_PLUGINS_DENY) skips it"})
     out += _comfyui_leftovers(report, registry)
+    out += _refused_comfyui_classes(report)
     out += _comfyui_class_targets(registry)
     for bare, plugin in registry.prefer.items():
         providers = registry.providers(bare)
@@ -936,6 +1055,16 @@ def _comfyui_leftovers(report: PluginReport, registry: Registry) -> list[dict[st
                         "fix": "; ".join(f"{name} → {COMFYUI_LEFTOVERS[name]}" for name in found)
                                + " (docs/plugins.md, 'Porting a ComfyUI node')"})
     return out
+
+
+def _refused_comfyui_classes(report: PluginReport) -> list[dict[str, Any]]:
+    """`comfyui_class` warnings for the `register_comfyui_classes` entries left out at load (`refused: True`): each
+    named, with what is wrong and the fix; the plugin's nodes and its other entries loaded."""
+    return [{"kind": "comfyui_class", "level": "warning", "plugin": plugin, "refused": True,
+             "type": name if isinstance(name, str) else repr(name)[:100],
+             "message": f"plugin {plugin!r}: its register_comfyui_classes entry {name!r:.100} {problem}; the entry "
+                        f"was left out (the plugin's nodes and other entries loaded)",
+             "fix": fix} for plugin, name, problem, fix in report.refused_comfyui_classes]
 
 
 def _comfyui_class_targets(registry: Registry) -> list[dict[str, Any]]:

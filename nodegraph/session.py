@@ -73,6 +73,10 @@ class Session:
             builtins=builtins, autoload=autoload, plugins=plugins, allow=allow, deny=deny,
             prefer=prefer)
         self.cache = OutputCache(cache_policy, cache_budget_bytes)
+        if model_paths is not None and not isinstance(model_paths, ModelPaths):
+            raise TypeError(f"Session(model_paths=...) takes a ModelPaths, found {type(model_paths).__name__} "
+                            f"{model_paths!r:.60}: ModelPaths.from_config('extra_model_paths.yaml') reads a config "
+                            f"file, ModelPaths.default() the project's models/ folder (docs/models.md)")
         self.model_paths = model_paths or ModelPaths.default()
         for folder, exts in (self.registry.extensions.get("model_folders") or {}).items():
             self.model_paths.extensions.setdefault(folder, tuple(exts))

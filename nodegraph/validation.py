@@ -430,7 +430,7 @@ def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> Grap
                f"(`nodegraph plugins` lists both).")
     elif registry.unavailable:
         names = ", ".join(repr(p) for p in sorted(registry.unavailable))
-        why = (f" Not loaded: {names} — it may come from one of them (`nodegraph plugins` says why); "
+        why = (f" Not loaded: {names} — it may come from one of them (`nodegraph plugins`, or `Session.plugin_warnings()` in Python, says why); "
                f"otherwise install the plugin that provides it, or replace the node.")
     elif registry.not_autoloaded and not prefix:
         names = ", ".join(repr(p) for p in sorted(registry.not_autoloaded))

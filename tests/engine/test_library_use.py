@@ -288,7 +288,8 @@ def test_a_ui_workflow_names_a_plugins_widget_values_by_its_declared_inputs():
 def test_a_plugin_maps_comfyui_classes_to_its_nodes_but_cannot_take_over_the_built_in_ones():
     """ComfyUI's core LoadAudio imported as a node "with no input 'audio'": only the built-in table mapped classes.
     `register_comfyui_classes` lets a plugin say how a class imports (input names, fixed values, widget order);
-    a class the built-in table translates is refused (a silent takeover would change every imported workflow)."""
+    a class the built-in table translates is refused (a silent takeover would change every imported workflow): that
+    entry is left out with a warning, the plugin loads."""
     from nodegraph import Input, Node, NodeInputs, Output, api, hookimpl
 
     class ReadSound(Node):
@@ -317,8 +318,9 @@ def test_a_plugin_maps_comfyui_classes_to_its_nodes_but_cannot_take_over_the_bui
             return {"KSampler": api.ComfyUIClass("ReadSound", ("text",))}
 
     session = Session(plugins=[("sound", Plugin()), ("takeover", Takeover())], autoload=False)
-    (failed,) = session.plugin_report.failed
-    assert failed.name == "takeover" and "cannot take it over" in failed.error
+    assert session.plugin_report.failed == [] and "KSampler" not in session.comfyui_classes()
+    (refused,) = [w for w in session.plugin_warnings() if w.get("refused")]
+    assert refused["plugin"] == "takeover" and "cannot take it over" in refused["message"]
     prompt = {"1": {"class_type": "LoadAudio", "inputs": {"audio": "tone.wav"}},
               "2": {"class_type": "ShowValue", "inputs": {"value": ["1", 0]}}}
     graph = session.import_comfyui(prompt)
@@ -344,9 +346,117 @@ def test_a_plugin_maps_comfyui_classes_to_its_nodes_but_cannot_take_over_the_bui
 
     session = Session(plugins=[("sound", Plugin()), ("bad", BadWidgets()), ("plain", NoWidgets()), ("typo", Typo())],
                       autoload=False)
-    assert [f.name for f in session.plugin_report.failed] == ["bad"]
+    assert session.plugin_report.failed == [] and "ReadIt" not in session.comfyui_classes()
     told = {w["type"]: w["message"] for w in session.plugin_warnings() if w["kind"] == "comfyui_class"}
+    assert "widgets 'file', not a tuple of input names" in told["ReadIt"]
     assert "'ReadSond', which no loaded plugin has" in told["ReadTypo"]
     assert "no input(s) 'fil' and no output(s) 'txt'" in told["ReadWrong"]
     workflow = {"nodes": [{"id": 1, "type": "ReadOther", "widgets_values": ["x.wav", 2.0]}], "links": []}
     assert session.import_comfyui(workflow).nodes["1"].inputs == {"file": "x.wav", "gain": 2.0}
+
+
+def _echo_node(type_name: str) -> type:
+    """A node class of type `type_name` taking and giving one INT (for the ComfyUI class tests below)."""
+    from nodegraph import Input, Node, NodeInputs, Output
+
+    class Echo(Node):
+        class Inputs(NodeInputs):
+            value: int = Input(0)
+
+        outputs = (Output("value", "INT"),)
+
+        def run(self, value):
+            return {"value": value + 1000}
+
+    Echo.type = type_name
+    return Echo
+
+
+def _comfyui_plugin(nodes: list, classes: dict) -> Any:
+    """A plugin object registering these node classes and this `register_comfyui_classes` table."""
+    from nodegraph import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def register_nodes(self):
+            return nodes
+
+        @hookimpl
+        def register_comfyui_classes(self):
+            return classes
+
+    return Plugin()
+
+
+def test_a_plugin_cannot_take_over_how_a_built_in_node_type_imports():
+    """A plugin mapping ComfyUI classes named as built-in node types ("Int", "ShowValue", core ComfyUI's "CFGGuider",
+    the qualified "primitives.Int") made prompts naming them import as its node, silently (a hostile re-test): each
+    such entry is left out with a comfyui_class warning naming it, and the prompt imports as the built-ins."""
+    marker = api.ComfyUIClass("evil.Marker", ("value",))
+    names = ("Int", "ShowValue", "CFGGuider", "primitives.Int", "Reroute", "EvilMarker")
+    session = Session(plugins=[("evil", _comfyui_plugin([_echo_node("Marker")], dict.fromkeys(names, marker)))],
+                      autoload=False)
+    assert session.plugin_report.failed == [] and list(session.comfyui_classes()) == ["EvilMarker"]
+    refused = {w["type"]: w for w in session.plugin_warnings() if w["kind"] == "comfyui_class" and w.get("refused")}
+    assert sorted(refused) == ["CFGGuider", "Int", "Reroute", "ShowValue", "primitives.Int"]
+    assert refused["Int"]["plugin"] == "evil" and refused["Int"]["level"] == "warning"
+    assert ("built-in node type 'primitives.Int': a prompt naming 'Int' imports as that node"
+            in refused["Int"]["message"])
+    assert "'CFGGuider'" in refused["CFGGuider"]["message"] and "leave the entry out" in refused["CFGGuider"]["fix"]
+    prompt = {"1": {"class_type": "Int", "inputs": {"value": 4}},
+              "2": {"class_type": "ShowValue", "inputs": {"value": ["1", 0]}}}
+    graph = session.import_comfyui(prompt)
+    assert {key: node.type for key, node in graph.nodes.items()} == {"1": "Int", "2": "ShowValue"}
+    assert session.run(graph).outputs["2"]["value"] == 4
+    assert session.import_comfyui({"1": {"class_type": "EvilMarker", "inputs": {}}}).nodes["1"].type == "evil.Marker"
+
+
+def test_one_bad_comfyui_class_entry_is_left_out_and_the_plugin_still_loads():
+    """One bad entry (a name with a zero-width space, a value that is not an api.ComfyUIClass, a name that is no
+    text) made the whole plugin fail to load, its nodes included: that entry alone is now left out, with a warning
+    naming it and saying how to fix it. A bad entry of another hook still fails the plugin, as before."""
+    good = api.ComfyUIClass("mixed.Echo", ("value",))
+    classes = {"KSampler\u200b": good, "EchoDict": {"type": "mixed.Echo"}, 42: good, "EchoGood": good}
+    session = Session(plugins=[("mixed", _comfyui_plugin([_echo_node("Echo")], classes))], autoload=False)
+    assert session.plugin_report.failed == [] and session.registry.resolve("Echo") == "mixed.Echo"
+    assert list(session.comfyui_classes()) == ["EchoGood"]
+    refused = {w["type"]: w for w in session.plugin_warnings() if w["kind"] == "comfyui_class" and w.get("refused")}
+    assert sorted(refused) == ["42", "EchoDict", "KSampler\u200b"]
+    assert "'KSampler\\u200b' is not a ComfyUI class name" in refused["KSampler\u200b"]["message"]
+    assert "invisible or control characters" in refused["KSampler\u200b"]["fix"]
+    assert "found dict" in refused["EchoDict"]["message"] and "api.ComfyUIClass(type=" in refused["EchoDict"]["fix"]
+    assert "the entry was left out (the plugin's nodes and other entries loaded)" in refused["42"]["message"]
+
+    from nodegraph import hookimpl
+
+    class BadSampler:
+        @hookimpl
+        def register_samplers(self):
+            return {"mine": 42}
+
+    (failed,) = Session(plugins=[("badsampler", BadSampler())], autoload=False).plugin_report.failed
+    assert failed.name == "badsampler" and "must be a function" in failed.error
+
+
+def test_two_plugins_mapping_one_comfyui_class_the_first_loaded_keeps_it_and_the_clash_is_shown():
+    """Two plugins both mapping "LoadAudio": the first loaded keeps it (plugins given in code in their order,
+    installed ones by name), the conflict is recorded and is a `clash` warning naming both; denying the first gives
+    the class to the other. `--prefer-plugin` chooses node types only: here it is a `preference` warning saying it
+    has no effect (docs/plugins.md, register_comfyui_classes)."""
+    alpha = ("alpha", _comfyui_plugin([_echo_node("EchoA")],
+                                      {"LoadAudio": api.ComfyUIClass("alpha.EchoA", ("value",))}))
+    beta = ("beta", _comfyui_plugin([_echo_node("EchoB")], {"LoadAudio": api.ComfyUIClass("beta.EchoB", ("value",))}))
+    session = Session(plugins=[alpha, beta], autoload=False)
+    assert session.comfyui_classes()["LoadAudio"].type == "alpha.EchoA"
+    assert [(c.kind, c.name, c.winner, c.loser) for c in session.registry.conflicts] == [
+        ("comfyui_classes", "LoadAudio", "alpha", "beta")]
+    (clash,) = [w for w in session.plugin_warnings() if w["kind"] == "clash"]
+    assert clash["extension"] == "comfyui_classes" and clash["plugins"] == ["alpha", "beta"]
+    assert "using 'alpha'" in clash["message"] and "--deny-plugin beta" in clash["fix"]
+    assert Session(plugins=[beta, alpha], autoload=False).comfyui_classes()["LoadAudio"].type == "beta.EchoB"
+    denied = Session(plugins=[alpha, beta], autoload=False, deny=["alpha"])
+    assert denied.comfyui_classes()["LoadAudio"].type == "beta.EchoB" and denied.registry.conflicts == []
+    preferred = Session(plugins=[alpha, beta], autoload=False, prefer={"LoadAudio": "beta"})
+    assert preferred.comfyui_classes()["LoadAudio"].type == "alpha.EchoA"
+    assert any(w["kind"] == "preference" and "LoadAudio=beta has no effect" in w["message"]
+               for w in preferred.plugin_warnings())
