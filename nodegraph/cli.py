@@ -6,6 +6,7 @@
     nodegraph validate GRAPH.json [--set node.input=value ...] [--json]
     nodegraph nodes [TYPE ...] [--json]
     nodegraph plugins [--json]
+    nodegraph models [FOLDER ...] [--json]      (docs/models.md)
     nodegraph plugin new NAME [--dir DIR]
     nodegraph schema
     nodegraph serve [--host H] [--port P] ...   (see server.py)
@@ -48,7 +49,8 @@ def _plugin_options() -> argparse.ArgumentParser:
     parent.add_argument("--model-paths", metavar="FILE",
                         help='JSON file of extra model folders, e.g. an A1111/ComfyUI install: '
                              '{"checkpoints": ["/path", ...], "loras": [...]}, relative paths from the file\'s '
-                             "folder (env NODEGRAPH_MODEL_PATHS; search order: docs/models.md)")
+                             "folder, or ComfyUI's extra_model_paths.yaml (env NODEGRAPH_MODEL_PATHS; search "
+                             "order: docs/models.md; `nodegraph models` lists what is found)")
     return parent
 
 
@@ -119,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
                                help="list the saved graphs to start from: the project's graphs/ and each plugin's "
                                     "(the editor's Templates menu); `nodegraph run <id>` runs one")
     templates.add_argument("--json", action="store_true", help="print them as JSON")
+
+    models = sub.add_parser("models", parents=[plugins],
+                            help="list the model files each model folder offers, where they are searched for, "
+                                 "pickles and names hidden by a file of the same name earlier in the search")
+    models.add_argument("folders", nargs="*", help="only these folders (checkpoints, loras, …)")
+    models.add_argument("--json", action="store_true", help="print them as JSON")
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the graph file format")
     schema.add_argument("--results", action="store_true", help="print the schema of output nodes' files instead")
@@ -844,6 +852,68 @@ def cmd_templates(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """What the loader nodes can be given, folder by folder (the editor's file lists), as ComfyUI users read their
+    models/ tree: each folder's directories in search order (missing ones said), its files with their sizes, pickles
+    marked (refused without NODEGRAPH_ALLOW_PICKLE=1), and names that a file earlier in the search hides."""
+    from .model_paths import PICKLE_SUFFIXES, STANDARD_FOLDERS
+
+    try:
+        session = _session(args)
+    except ValueError as exc:
+        return _usage_error(str(exc))
+    paths = session.model_paths
+    known = list(STANDARD_FOLDERS) + sorted(set(session.registry.extensions.get("model_folders") or {})
+                                            - set(STANDARD_FOLDERS))
+    unknown = [f for f in args.folders if f not in known]
+    if unknown:
+        return _usage_error(f"no model folder {', '.join(map(repr, unknown))}; the folders are: {', '.join(known)}")
+    report = []
+    for folder in args.folders or known:
+        names, searched = paths.list(folder)
+        hidden = paths.shadowed(folder)
+        files = []
+        for name in names:
+            try:
+                path = paths.resolve(folder, name)
+                size = path.stat().st_size if path.is_file() else sum(
+                    f.stat().st_size for f in path.rglob("*") if f.is_file())
+            except (LookupError, OSError):
+                path, size = None, None
+            files.append({"name": name, "bytes": size, "pickle": name.lower().endswith(PICKLE_SUFFIXES),
+                          "path": str(path) if path else None,
+                          "hidden": [str(d / name) for d in hidden.get(name, [])[1:]]})
+        report.append({"folder": folder, "directories": [{"path": d, "exists": Path(d).is_dir()} for d in searched],
+                       "files": files})
+    if args.json:
+        print(json.dumps({"folders": report, "warnings": session.model_path_warnings()}, indent=2))
+        return EXIT_OK
+    for line in session.model_path_warnings():
+        print(f"warning: {line}", file=sys.stderr)
+    for entry in report:
+        print(f"{entry['folder']} ({len(entry['files'])} file{'' if len(entry['files']) == 1 else 's'})")
+        print("  searched: " + ", ".join(_terminal_safe(d["path"]) + ("" if d["exists"] else " (missing)")
+                                         for d in entry["directories"]))
+        for f in entry["files"]:
+            notes = []
+            if f["pickle"]:
+                notes.append("pickle: loads only with NODEGRAPH_ALLOW_PICKLE=1 (docs/models.md)")
+            if f["hidden"]:
+                notes.append(f"also in {', '.join(map(_terminal_safe, f['hidden']))}, never used: the first "
+                             f"directory's file answers to the name")
+            size = _size_text(f["bytes"]) if f["bytes"] is not None else "?"
+            print(f"  {_terminal_safe(f['name']):<44} {size:>9}" + (f"  {'; '.join(notes)}" if notes else ""))
+    return EXIT_OK
+
+
+def _size_text(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     session = _session(args)
     from .plugins import ALREADY_LOADED
@@ -918,7 +988,7 @@ def _print_plugin_warnings(session: Any) -> list[dict]:
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes, "plugins": cmd_plugins,
-            "plugin": cmd_plugin, "schema": cmd_schema, "templates": cmd_templates}
+            "plugin": cmd_plugin, "schema": cmd_schema, "templates": cmd_templates, "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:

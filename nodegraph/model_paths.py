@@ -34,6 +34,7 @@ from typing import Any
 from .errors import NodegraphError
 
 DEFAULT_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".sft", ".gguf", ".json")
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")     # pickles: loaded only with the owner's opt-in (docs/models.md)
 STANDARD_FOLDERS = ("checkpoints", "vae", "text_encoders", "unet", "loras", "controlnet",
                     "upscale_models", "embeddings")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -86,8 +87,63 @@ def config_shape_problem(data: Any) -> str | None:
     return None
 
 
+# ComfyUI's names for our folders (its extra_model_paths.yaml and folder_paths use both spellings)
+FOLDER_ALIASES = {"clip": "text_encoders", "diffusion_models": "unet"}
+# ComfyUI folders no node here reads: in a ComfyUI extra_model_paths.yaml they are passed over without a warning
+COMFYUI_ONLY_FOLDERS = frozenset({"configs", "hypernetworks", "clip_vision", "style_models", "gligen", "photomaker",
+                                  "vae_approx", "classifiers", "custom_nodes", "diffusers", "model_patches",
+                                  "audio_encoders", "animatediff_models", "animatediff_motion_lora", "ipadapter",
+                                  "t2i_adapter", "hypertile", "sams", "ultralytics", "facerestore_models",
+                                  "insightface", "onnx", "LLM", "inpaint", "mmdets"})
+# A1111's directory names, written as folder names: the folder they hold ("Stable-diffusion" holds checkpoints)
+A1111_FOLDER_NAMES = {"stable-diffusion": "checkpoints", "lora": "loras", "lycoris": "loras", "esrgan":
+                      "upscale_models", "realesrgan": "upscale_models", "swinir": "upscale_models", "ldsr":
+                      "upscale_models", "scunet": "upscale_models", "textual_inversion": "embeddings"}
+
+
+def read_comfyui_yaml(path: Path) -> dict[str, list[str]]:
+    """ComfyUI's extra_model_paths.yaml as `{folder: [directory, ...]}`: sections (`a111:`, `comfyui:`, …) each with
+    an optional `base_path` that the others are relative to, a folder per key, several directories in a `|` block
+    (one a line); `is_default` is ComfyUI's own. Needs PyYAML (the project's JSON form does not)."""
+    try:
+        import yaml
+    except ImportError:
+        raise ValueError("reading ComfyUI's YAML form needs PyYAML (pip install pyyaml); or write the JSON form "
+                         + CONFIG_FORMAT) from None
+    try:
+        data = yaml.safe_load(read_config_text(path))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"it is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ValueError("it holds no sections; ComfyUI's form is `name:` sections of `folder: directory` entries")
+    out: dict[str, list[str]] = {}
+    for section, entries in data.items():
+        if entries is None:
+            continue
+        if not isinstance(entries, dict):
+            raise ValueError(f"section {section!r} is not a mapping of folder names to directories")
+        base = entries.get("base_path")
+        if base is not None and not isinstance(base, str):
+            raise ValueError(f"section {section!r}: base_path is not a directory path")
+        for folder, value in entries.items():
+            if folder in ("base_path", "is_default"):
+                continue
+            if not isinstance(folder, str) or not isinstance(value, str):
+                raise ValueError(f"section {section!r}: {folder!r} maps to {value!r:.60}, not a directory (or a "
+                                 f"`|` block of directories, one a line)")
+            for line in value.splitlines():
+                if line.strip():
+                    directory = os.path.expanduser(line.strip())
+                    out.setdefault(folder, []).append(os.path.join(os.path.expanduser(base), directory) if base
+                                                      else directory)
+    return out
+
+
 def read_config(path: str | os.PathLike) -> dict[str, list[str]]:
-    """The `{folder: [directory, ...]}` of a config file; ValueError with a one-phrase problem otherwise."""
+    """The `{folder: [directory, ...]}` of a config file (JSON, or ComfyUI's extra_model_paths.yaml for a .yaml /
+    .yml file); ValueError with a one-phrase problem otherwise."""
+    if Path(path).suffix.lower() in (".yaml", ".yml"):
+        return read_comfyui_yaml(Path(path))
     text = read_config_text(Path(path))
     try:
         data = json.loads(text)
@@ -185,7 +241,9 @@ class ModelPaths:
         except ValueError as exc:
             raise ModelPathsError(path, str(exc), source) from None
         base = Path(path).resolve().parent
-        extra = {folder: [base / os.path.expanduser(p) for p in dirs] for folder, dirs in data.items()}
+        extra: dict[str, list[Path]] = {}
+        for folder, dirs in data.items():       # ComfyUI's "clip" and "diffusion_models" are our folders
+            extra.setdefault(FOLDER_ALIASES.get(folder, folder), []).extend(base / os.path.expanduser(p) for p in dirs)
         return cls(roots=roots if roots is not None else default_roots(), extra=extra, configured=tuple(data),
                    config_source=f"{source} {os.fspath(path)!r}")
 
@@ -195,14 +253,48 @@ class ModelPaths:
         import difflib
 
         lines = []
+        passed_over = []
         for folder in self.configured:
-            if folder in known:
+            if folder in known or FOLDER_ALIASES.get(folder) in known:
                 continue
-            close = difflib.get_close_matches(folder, sorted(known), n=1)
+            if folder in COMFYUI_ONLY_FOLDERS:
+                passed_over.append(folder)
+                continue
+            close = [A1111_FOLDER_NAMES[folder.lower()]] if folder.lower() in A1111_FOLDER_NAMES else \
+                difflib.get_close_matches(folder, sorted(known), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             lines.append(f"{self.config_source}: {folder!r} is not a model folder, so no node reads the directories "
                          f"listed under it; {hint}the folders are: {', '.join(sorted(known))}")
+        if passed_over:
+            lines.append(f"{self.config_source}: ComfyUI folders no node here reads, passed over: "
+                         f"{', '.join(passed_over)}")
         return lines
+
+    def missing_directory_warnings(self) -> list[str]:
+        """One line per directory the config file names that is not a directory here (a typo, an unmounted disk, a
+        file): it was searched in silence and only showed up in a later "looked in" list."""
+        lines = []
+        for folder, dirs in self.extra.items():
+            for directory in dirs:
+                what = "is a file, not a folder" if directory.is_file() else "does not exist" \
+                    if not directory.exists() else None
+                if what:
+                    lines.append(f"{self.config_source}: the {folder} directory {str(directory)!r} {what}; no model "
+                                 f"is found there")
+        return lines
+
+    def shadowed(self, folder: str) -> dict[str, list[Path]]:
+        """Names found in more than one of `folder`'s directories → each directory holding one, in search order:
+        the first answers for the name (`resolve`), the others can never be chosen (`nodegraph models` says so)."""
+        exts = self.extensions.get(folder, DEFAULT_EXTENSIONS)
+        where: dict[str, list[Path]] = {}
+        for directory in self.directories(folder):
+            names: list[str] = []
+            if directory.is_dir():
+                _walk_models(directory, directory, exts, names, set(), set(), [MAX_ENTRIES], 0)
+            for name in names:
+                where.setdefault(name, []).append(directory)
+        return {name: dirs for name, dirs in where.items() if len(dirs) > 1}
 
     @classmethod
     def default(cls, config: str | os.PathLike | None = None, source: str = "model path config") -> ModelPaths:

@@ -116,7 +116,7 @@ class Session:
         from .model_paths import STANDARD_FOLDERS
 
         known = set(STANDARD_FOLDERS) | set(self.registry.extensions.get("model_folders") or {})
-        return self.model_paths.unknown_folder_warnings(known)
+        return self.model_paths.unknown_folder_warnings(known) + self.model_paths.missing_directory_warnings()
 
     def plugin_warnings(self) -> list[dict[str, Any]]:
         """Plugin failures, node-name clashes, skipped plugins and unused preferences, as plain dicts.
