@@ -18,6 +18,9 @@
 - `NodeOutputError` — a node returned an output the engine refuses (e.g. a
   STRING output over the text cap); names the output.
 
+Every `NodegraphError` pickles with its attributes and message (`NodegraphError.__reduce__`), so it crosses
+a process boundary (multiprocessing, ProcessPoolExecutor, Ray) as it was raised.
+
 Error codes (stable; tests, the CLI `--json` output and the editor rely on them)
 are listed in `ERROR_CODES` and documented in docs/graph-format.md.
 """
@@ -91,7 +94,29 @@ class GraphError:
 
 
 class NodegraphError(Exception):
-    """Base class of every error the engine raises on purpose."""
+    """Base class of every error the engine raises on purpose.
+
+    Pickles with its attributes and message as they are (`__reduce__`), so it crosses a process boundary
+    (multiprocessing.Pool, ProcessPoolExecutor, Ray): Python's default rebuilds an exception by calling
+    `cls(*self.args)`, and `self.args` here is the one formatted message, not the `__init__` arguments —
+    NodeExecutionError failed to unpickle (a Pool's result thread died and `get()` never returned) and
+    RunInterrupted read its message back as a node id ("…while node "run interrupted while node …"").
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuilt_error, (type(self), self.args, self.__dict__)
+
+
+def _rebuilt_error(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
+    """An unpickled NodegraphError: made without `__init__` (whose arguments pickling does not keep), its
+    message (`args`) and attributes restored."""
+    try:
+        error = cls.__new__(cls, *args)
+    except TypeError:      # "MemoryError.__new__(NodeOutOfMemory) is not safe": Exception's makes it, as cls() does
+        error = Exception.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class GraphValidationError(NodegraphError):
@@ -154,6 +179,23 @@ class NodeExecutionError(NodegraphError):
         self.plugin = plugin   # the plugin that registered the node, when known
         origin = f", from plugin {plugin!r}" if plugin else ""
         super().__init__(f"node {node_id!r} ({node_type}{origin}) failed: {self.exception_type}: {exception}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        rebuild, (cls, args, state) = super().__reduce__()
+        return rebuild, (cls, args, {**state, "exception": _picklable_exception(self.exception)})
+
+
+def _picklable_exception(exception: BaseException) -> BaseException:
+    """`exception` if it survives pickling, else a RuntimeError with its type and message: a node's own
+    exception class with required `__init__` arguments (as ours had) would fail to unpickle on the receiving
+    side and take the NodeExecutionError that carries it down with it."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exception))
+        return exception
+    except Exception:
+        return RuntimeError(f"{type(exception).__name__}: {exception}")
 
 
 class NodeOutOfMemory(NodegraphError, MemoryError):

@@ -2,7 +2,7 @@
 
 One stream feeds the CLI progress bar, the websocket server and the tests.
 Every event has `type` and `run_id`; `to_dict()` gives the JSON form
-(documented in docs/events.md and, for the server, docs/protocol.md).
+(documented in docs/executor.md, "Events", and, for the server, docs/protocol.md).
 
     run_started      nodes (ids that may run, in order), total, skipped (muted + dependents)
     node_started     node_id, node_type
@@ -15,8 +15,12 @@ Every event has `type` and `run_id`; `to_dict()` gives the JSON form
     run_failed       node_id, message
     run_interrupted  node_id (the node that was running, or None)
 
-Subscribers are plain callables `fn(event)`; a subscriber that raises is
-logged and never breaks the run.
+Subscribers are plain callables `fn(event)` (`Session.run` / `subscribe` refuse
+anything else with a TypeError); a subscriber that raises is logged and never
+breaks the run. Events are emitted on the thread running the graph, while the
+session's run lock is held: a subscriber that calls `run()` on the same session
+gets a RuntimeError (logged) — start the next run after `run()` returns, from
+another thread, or on another Session.
 """
 
 from __future__ import annotations

@@ -229,7 +229,8 @@ class RunResult:
     """What a run produced.
 
     outputs: target node id → the dict its `run` returned (outputs and, for
-        output nodes, their recorded results).
+        output nodes, their recorded results): the caller's own copy of its dicts and lists
+        (`callers_copy`), the tensors in them shared with the cache.
     executed: node ids that ran, in order. cached: node ids served from the cache.
     skipped: muted nodes and the nodes that depend on them (never run).
     warnings: what nodes told the user (`NodeContext.warn`): {"node_id", "node_type", "message"}, in order.
@@ -1057,6 +1058,42 @@ def execute(state: RunState, cache: OutputCache, emit: ev.EventSink,
         stack.pop()
 
 
+_COPIED_CONTAINERS = frozenset({dict, list, tuple, set})
+
+
+def callers_copy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    """`value` with its dicts, lists, tuples and sets copied all the way down, tensors and other leaves shared:
+    what a RunResult hands its caller. The cache keeps the node's own dicts, so a script that replaced
+    `out["image"]` by its PNG (a web app's JSON answer) or `latent["samples"]` by a scaled tensor changed what
+    every later run got from the cache (a str for an IMAGE, a black latent) — silently; a tensor changed in
+    place is still the cache's, and noticed (`OutputCache.get`). `memo` keeps shared containers shared (and a
+    container that holds itself finite). Beyond Python's recursion limit the rest is shared as it is."""
+    kind = type(value)
+    if kind not in _COPIED_CONTAINERS:
+        return value
+    memo = {} if memo is None else memo
+    if id(value) in memo:
+        return memo[id(value)]
+    items = value.values() if kind is dict else value
+    if _COPIED_CONTAINERS.isdisjoint(map(type, items)):        # flat (the usual case): one C-level copy
+        copied = kind(value)
+        memo[id(value)] = copied
+        return copied
+    try:
+        if kind is dict:
+            copied = memo[id(value)] = {}
+            copied.update((key, callers_copy(item, memo)) for key, item in value.items())
+        elif kind is list:
+            copied = memo[id(value)] = []
+            copied.extend(callers_copy(item, memo) for item in value)
+        else:        # a tuple or set: its items first (neither can hold itself without a list or dict between)
+            copied = memo[id(value)] = kind(callers_copy(item, memo) for item in value)
+    except RecursionError:
+        memo.pop(id(value), None)
+        return value
+    return copied
+
+
 def run_plan(
     plan: GraphPlan,
     targets: tuple[str, ...],
@@ -1112,7 +1149,7 @@ def run_plan(
         # asked to stop while the last node ran, which did not check: the run ends interrupted, as it would have
         # before any later node (its outputs are cached; it reported success, so an interrupt seemed ignored)
         check_interrupted(state.executed[-1] if state.executed else None)
-        return RunResult(run_id, {t: state.values[t] for t in state.targets},
+        return RunResult(run_id, callers_copy({t: state.values[t] for t in state.targets}),
                          state.executed, state.cached, time.perf_counter() - started, list(plan.skipped),
                          state.warnings, state.drawn)
     except BaseException as exc:

@@ -622,6 +622,13 @@ def migrate(data: dict) -> dict:
             "foreign_format", 'this is the body of a request to ComfyUI\'s /prompt ({"prompt": {...}, ...}): give '
                               'its "prompt" object alone (ComfyUI\'s Export (API) file), which nodegraph imports',
             details={"tool": "comfyui", "format": "api_request"})])
+    if version is None and (held := next((key for key in ("graph", "base_graph") if isinstance(data.get(key), dict)
+                                          and "nodes" in data[key]), None)) is not None:
+        written = "`nodegraph run`'s <graph>.outputs.json" if held == "graph" else "a sweep's index.json"
+        raise GraphValidationError([GraphError(       # a record of a run: the graph it ran is one of its keys
+            "invalid_format",
+            f'this is a run record ({written}), not a graph: the graph it ran is under its "{held}" key; run that '
+            f"(`jq .{held} RECORD > graph.json`, or from Python `session.run(json.load(open(RECORD))[\"{held}\"])`)")])
     if version is None:
         near = next((key for key in ("version", "formatVersion", "format-version", "format") if key in data), None)
         hint = f' (it has "{near}": is that meant?)' if near is not None else ""
@@ -748,10 +755,19 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
-def _check_json_value(value: Any) -> str | None:
-    """Why `value` is not a JSON-representable literal, or None."""
+def _check_json_value(value: Any, link_ok: bool = False) -> str | None:
+    """Why `value` is not a JSON-representable literal, or None. With `link_ok` (a node's input) a `Link` object
+    is the link it stands for, as `{"node": ..., "output": ...}` is: a script building a dict graph reaches for
+    the exported class (it was refused as "a Python Link, not a JSON value", with no fix)."""
     if value is None or isinstance(value, (bool, int, str)):
         return None
+    if isinstance(value, Link):
+        if not link_ok:
+            return 'a Link, which only a node\'s input takes; give a JSON value here'
+        if isinstance(value.node, str) and isinstance(value.output, str) and value.node and value.output:
+            return None
+        return (f"a Link whose node and output must be non-empty strings (a node id and an output name); found "
+                f"node={value.node!r:.60}, output={value.output!r:.60}")
     if isinstance(value, float):
         return None if value == value and value not in (float("inf"), float("-inf")) else \
             "NaN or Infinity, which no input takes (a number past ±1.8e308 reads as Infinity); write a finite number"
@@ -937,7 +953,7 @@ def _parse_node(node_id: Any, raw: Any, errors: list[GraphError]) -> GraphNode |
                 continue
             inputs[name] = Link(value["node"], value["output"])
             continue
-        problem = _check_json_value(value)
+        problem = _check_json_value(value, link_ok=True)
         if problem:
             errors.append(GraphError("invalid_format", f"the value is {problem}", node_id=node_id, input=name))
             ok = False

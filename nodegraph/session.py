@@ -7,9 +7,11 @@
 
 A Session loads plugins once (see plugins.py), keeps one OutputCache shared by
 every run and graph, runs one graph at a time (a lock; `interrupt()` may be
-called from any thread), and offers the services nodes ask their context for:
-`output_dir`, `input_dir`, `model_paths`, `memory` (the model memory manager,
-memory.py) and `registry`. The CLI and the server are thin layers over it.
+called from any thread; `run()` from the thread already running one, an event
+sink's or a node's, is a RuntimeError, not a wait for itself), and offers the
+services nodes ask their context for: `output_dir`, `input_dir`, `model_paths`,
+`memory` (the model memory manager, memory.py) and `registry`. The CLI and the
+server are thin layers over it.
 """
 
 from __future__ import annotations
@@ -132,7 +134,10 @@ class Session:
 
     def load(self, source: GraphSource) -> Graph:
         """Parse a graph from a path, JSON text/bytes, dict or Graph (no semantic checks); inputs a node class
-        renamed (`Node.renamed_inputs`) take their new names."""
+        renamed (`Node.renamed_inputs`) take their new names. A bytearray or memoryview is bytes (a buffer read
+        from a socket or a file: "found a bytearray" before)."""
+        if isinstance(source, (bytearray, memoryview)):
+            source = bytes(source)
         if isinstance(source, os.PathLike) or (isinstance(source, str) and (
                 not source.lstrip().startswith("{")
                 or (not source.rstrip().endswith("}") and "\n" not in source and os.path.isfile(source)))):
@@ -351,8 +356,9 @@ class Session:
                 means the one node that has that input, as `nodegraph run --set seed=4` does.
             outputs: node ids to produce (default: every output node). Only what they need is
                 checked and run: a broken node elsewhere in the graph does not stop them.
-            on_event: a sink for this run's events (in addition to subscribers).
-            run_id: an id for the run's events (default: a new uuid). `interrupt(run_id)`
+            on_event: a sink for this run's events (in addition to subscribers), called as `on_event(event)`;
+                anything else is a TypeError here.
+            run_id: an id (a str) for the run's events (default: a new uuid). `interrupt(run_id)`
                 called before the run starts (e.g. while it is validated) stops it at once.
             input_dir, output_dir: folders for this run only (a server gives each user
                 their own); output nodes' cache keys include the output folder, so a
@@ -370,17 +376,28 @@ class Session:
                 server runs its plain users' graphs so: a model folder is shared by everyone.
 
         Returns:
-            A RunResult. Its `outputs` are the nodes' values themselves, shared with the cache (not copies):
-            `.clone()` a tensor before changing it in place (a cached entry whose tensor was changed so is
-            noticed and run again; a write through a numpy view is not).
+            A RunResult. Its `outputs` are the caller's own dicts and lists (replacing `out["image"]` by a PNG's
+            text, or `latent["samples"]` by another tensor, changes nothing a later run gets), holding the nodes'
+            tensors themselves, shared with the cache (not copies): `.clone()` a tensor before changing it in
+            place (a cached entry whose tensor was changed so is noticed and run again; a write through a numpy
+            view is not).
 
         Raises:
             GraphValidationError: the graph is invalid (every error listed).
             NodeExecutionError: a node failed (node id, type, exception, traceback).
             RunInterrupted: `interrupt()` was called.
-            Both carry `files_written`: {node id: {"files": [...]}}, what the run's nodes saved before it
-            stopped (a server records them with the run, so deleting the run deletes them).
+            RuntimeError: called on the thread that is running a graph of this session (from an event sink or a
+                node), which would wait for itself forever; another thread's `run` waits its turn.
+            NodeExecutionError and RunInterrupted carry `files_written`: {node id: {"files": [...]}}, what the
+            run's nodes saved before it stopped (a server records them with the run, so deleting the run deletes
+            them).
         """
+        self._refuse_reentrant_run()
+        if run_id is not None and not isinstance(run_id, str):     # interrupt(run_id) takes a str only
+            raise TypeError(f"run_id must be a str (e.g. uuid.uuid4().hex), the id interrupt(run_id) is then given; "
+                            f"found {type(run_id).__name__} {run_id!r:.60}")
+        if on_event is not None:
+            _check_sink(on_event, "run(on_event=...)")
         run_id = run_id if run_id is not None else uuid.uuid4().hex
         with self._interrupt_lock:
             self._starting[run_id] = None       # an interrupt() without an id while it is validated reaches it
@@ -440,6 +457,7 @@ class Session:
                 if run_id in self._interrupt_requests:        # asked to stop while it waited or was validated
                     del self._interrupt_requests[run_id]
                     self._interrupt.set()
+            self._running_thread = threading.get_ident()
             try:
                 return run_plan(plan, targets, self.cache, ev.fan_out(sinks), self._interrupt,
                                 services, resolve_file, run_id, graph, output_scope=scope, input_scope=input_scope,
@@ -450,11 +468,23 @@ class Session:
                     exc.files_written.setdefault(node_id, {"files": []})["files"].extend(results)
                 raise
             finally:
+                self._running_thread = None
                 with self._interrupt_lock:
                     self._running_id = None
                     self._finished_ids[run_id] = None
                     while len(self._finished_ids) > self.MAX_INTERRUPT_REQUESTS:
                         del self._finished_ids[next(iter(self._finished_ids))]
+
+    _running_thread: int | None = None     # the thread executing a graph now (it holds _run_lock), or None
+
+    def _refuse_reentrant_run(self) -> None:
+        """Raise RuntimeError when this thread is executing a graph of this session already: `run()` from an event
+        callback (a `run_finished` sink chaining the next run) or from a node waited for its own lock forever."""
+        if self._running_thread == threading.get_ident():
+            raise RuntimeError(
+                "Session.run() was called on the thread that is running a graph of this session (from an event "
+                "callback or a node); it would wait for itself forever. Start the next run after run() returns, "
+                "from another thread (it waits for this run), or on another Session")
 
     def map(self, source: GraphSource, variants: Iterable[dict[str, Any]], *, outputs: Iterable[str] | None = None,
             output_dir: str | os.PathLike | None = None, pool: Any = None,
@@ -549,7 +579,9 @@ class Session:
     # --- events and cache ---------------------------------------------------
 
     def subscribe(self, sink: ev.EventSink) -> Callable[[], None]:
-        """Receive every run's events; returns a function that unsubscribes."""
+        """Receive every run's events (`sink(event)`); returns a function that unsubscribes. A sink that is not
+        a function of one event is a TypeError here (it was logged once per event of every later run)."""
+        _check_sink(sink, "subscribe()")
         self._subscribers.append(sink)
         return lambda: self._subscribers.remove(sink) if sink in self._subscribers else None
 
@@ -592,6 +624,26 @@ def _output_ids(outputs: Any) -> list[str] | None:
     if ids is None or not all(isinstance(node_id, str) for node_id in ids):
         raise TypeError(f"outputs must be node ids (str), e.g. ['save'] or 'save'; found {outputs!r:.100}")
     return ids
+
+
+def _check_sink(sink: Any, where: str) -> None:
+    """Raise TypeError unless `sink` can be called with one event: a str or a function of no arguments given as
+    an event sink was accepted, and every event then logged a traceback while the run "succeeded"."""
+    if not callable(sink):
+        raise TypeError(f"{where}: an event sink is a function called with each event, fn(event); found "
+                        f"{type(sink).__name__} {sink!r:.60}")
+    import inspect
+
+    try:
+        signature = inspect.signature(sink)
+    except (TypeError, ValueError):        # a builtin or C callable without a signature: taken on trust
+        return
+    try:
+        signature.bind(object())
+    except TypeError as exc:
+        name = getattr(sink, "__qualname__", None) or repr(sink)
+        raise TypeError(f"{where}: an event sink is called with one argument, the event, as fn(event); "
+                        f"{name:.80} cannot take it ({exc})") from None
 
 
 def _unknown_outputs(graph: Graph, outputs: Iterable[str]) -> list[GraphError]:
