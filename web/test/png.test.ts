@@ -71,11 +71,14 @@ describe("PNG text chunks", () => {
     await expect(graphFromPng(buildPng(tEXt("nodegraph", "{not json")))).rejects.toThrow(/not JSON/);
   });
 
-  it("gives ComfyUI's prompt chunk (else its workflow chunk) when there is no nodegraph chunk, so it can be imported", async () => {
+  it("gives ComfyUI's workflow chunk (else its prompt chunk) when there is no nodegraph chunk, so it can be imported", async () => {
+    // the workflow first, as ComfyUI opens its PNGs: the prompt has no layout, groups or titles (a ComfyUI user's pass)
     const prompt = { "3": { class_type: "KSampler", inputs: { seed: 5 } } };
     const workflow = { nodes: [], links: [] };
     const both = buildPng(tEXt("prompt", JSON.stringify(prompt)), tEXt("workflow", JSON.stringify(workflow)));
-    expect(await graphFromPng(both)).toEqual(prompt);
+    expect(await graphFromPng(both)).toEqual(workflow);
+    expect(await graphFromPng(buildPng(tEXt("prompt", JSON.stringify(prompt)), tEXt("workflow", "{broken")))).toEqual(prompt);
+    expect(await graphFromPng(buildPng(tEXt("prompt", JSON.stringify(prompt))))).toEqual(prompt);
     expect(await graphFromPng(buildPng(tEXt("workflow", JSON.stringify(workflow))))).toEqual(workflow);
     expect(await graphFromPng(buildPng(tEXt("prompt", "{}"), iTXt("nodegraph", text, false)))).toEqual(graph); // ours first
     await expect(graphFromPng(buildPng(tEXt("Software", "x")))).rejects.toThrow(/nor ComfyUI's "prompt" or "workflow"/);

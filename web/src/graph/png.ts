@@ -26,8 +26,8 @@ import { JsonDepthError, parseJson } from "./exactJson";
 
 export const PNG_SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
 export const GRAPH_KEYWORD = "nodegraph";
-/** ComfyUI's chunks, in the order they are tried when a PNG has no `nodegraph` chunk. */
-export const COMFYUI_KEYWORDS = ["prompt", "workflow"];
+/** ComfyUI's chunks, in the order they are tried when a PNG has no `nodegraph` chunk (`graphFromPng`). */
+export const COMFYUI_KEYWORDS = ["workflow", "prompt"];
 export const A1111_KEYWORD = "parameters"; // AUTOMATIC1111 WebUI's generation parameters ("PNG Info")
 
 export class PngError extends Error {}
@@ -104,12 +104,22 @@ export async function readPngTextChunks(bytes: Uint8Array): Promise<TextChunk[]>
 }
 
 /**
- * The graph JSON embedded in a PNG: its `nodegraph` chunk, else ComfyUI's `prompt` or
- * `workflow` chunk (parsed JSON; the caller imports those); PngError when there is none.
+ * The graph JSON embedded in a PNG: its `nodegraph` chunk, else ComfyUI's `workflow` chunk, else its `prompt`
+ * chunk (parsed JSON; the caller imports those); PngError when there is none. The workflow first, as ComfyUI
+ * opens its PNGs: it keeps the layout, groups and titles the API prompt has none of (every ComfyUI PNG carries
+ * both; a workflow chunk that is not JSON falls back to the prompt).
  */
 export async function graphFromPng(bytes: Uint8Array): Promise<unknown> {
   const chunks = await readPngTextChunks(bytes);
-  const chunk = [GRAPH_KEYWORD, ...COMFYUI_KEYWORDS].map((k) => chunks.find((c) => c.keyword === k)).find(Boolean);
+  let chunk = [GRAPH_KEYWORD, ...COMFYUI_KEYWORDS].map((k) => chunks.find((c) => c.keyword === k)).find(Boolean);
+  const prompt = chunks.find((c) => c.keyword === "prompt");
+  if (chunk?.keyword === "workflow" && prompt) {
+    try {
+      return parseJson(chunk.text);
+    } catch {
+      chunk = prompt; // a damaged workflow chunk beside a prompt: the prompt
+    }
+  }
   if (!chunk) {
     // AUTOMATIC1111's "PNG Info": the server makes a text-to-image graph of it (nodegraph/a1111.py; foreign.ts)
     const parameters = chunks.find((c) => c.keyword === A1111_KEYWORD);
