@@ -516,6 +516,37 @@ class Session:
         return run_batch(self, source, list(variants), outputs=list(outputs) if outputs is not None else None,
                          output_dir=output_dir, pool=pool, on_item=on_item, on_event=on_event, stop=stop)
 
+    def save_input_image(self, image: Any, *, input_dir: str | os.PathLike | None = None) -> str:
+        """Write an image held in memory into the input folder and return the name LoadImage takes for it:
+        `session.run(graph, overrides={"load.image": session.save_input_image(pil)})` — what a diffusers user
+        passes as `image=` to a pipeline.
+
+        `image`: a PIL image, a numpy array (H, W), (H, W, 3) or (H, W, 4), uint8 or float in [0, 1], or an IMAGE
+        tensor (1, H, W, 3) / (H, W, 3) in [0, 1]. It is written losslessly (PNG, alpha kept: LoadImage's mask) as
+        `memory/<first 16 hex digits of its SHA-256>.png` under `input_dir` (default: the session's input folder).
+        **Decision:** a file, not a value passed around it — the run's record names it and its hash like any
+        input, a later run of the same graph finds it, and the same pixels give the same name, so the cache
+        answers for them. Raises TypeError / ValueError naming what was given and what is taken.
+        """
+        import hashlib
+        import io
+
+        pil = _as_pil_image(image)
+        buffer = io.BytesIO()
+        pil.save(buffer, format="PNG")
+        data = buffer.getvalue()
+        name = f"memory/{hashlib.sha256(data).hexdigest()[:16]}.png"
+        path = Path(input_dir if input_dir is not None else self.input_dir) / name
+        if not (path.is_file() and path.read_bytes() == data):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")     # a reader never sees half a file
+            try:
+                partial.write_bytes(data)
+                os.replace(partial, path)
+            finally:
+                partial.unlink(missing_ok=True)
+        return name
+
     def resolve_file(self, folder: str, name: str) -> Path:
         """A file by folder and name: `"input"` is the input folder, anything else a model folder
         (`"input/"`: a folder inside the input folder, for nodes that read a whole folder)."""
@@ -624,6 +655,41 @@ def _output_ids(outputs: Any) -> list[str] | None:
     if ids is None or not all(isinstance(node_id, str) for node_id in ids):
         raise TypeError(f"outputs must be node ids (str), e.g. ['save'] or 'save'; found {outputs!r:.100}")
     return ids
+
+
+def _as_pil_image(image: Any) -> Any:
+    """`Session.save_input_image`'s argument as a PIL image (RGB, RGBA, L or LA), or TypeError / ValueError."""
+    import numpy as np
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        if image.mode in ("RGB", "RGBA", "L", "LA"):
+            return image
+        has_alpha = "A" in image.getbands() or "transparency" in image.info
+        return image.convert("RGBA" if has_alpha else "RGB")
+    if type(image).__module__.startswith("torch"):
+        from . import api
+
+        if image.ndim == 4 and image.shape[0] != 1:
+            raise ValueError(f"save_input_image takes one image; this IMAGE batch holds {image.shape[0]}: save "
+                             f"each (image[i:i + 1]) and give each LoadImage its own")
+        return api.to_pil(image)[0]
+    if isinstance(image, np.ndarray):
+        array = image
+        if array.ndim == 3 and array.shape[-1] == 1:
+            array = array[..., 0]
+        if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4))) or not array.size:
+            raise ValueError(f"save_input_image takes an array (H, W), (H, W, 3) or (H, W, 4); found shape "
+                             f"{array.shape}")
+        if array.dtype != np.uint8:
+            if not np.issubdtype(array.dtype, np.floating) or not np.isfinite(array).all() or array.min() < 0 \
+                    or array.max() > 1:
+                raise ValueError(f"save_input_image takes uint8 pixels or floats in [0, 1]; found {array.dtype} "
+                                 f"values from {array.min()} to {array.max()}")
+            array = np.round(array * 255.0).astype(np.uint8)
+        return Image.fromarray(array)
+    raise TypeError(f"save_input_image takes a PIL image, a numpy array or an IMAGE tensor; found "
+                    f"{type(image).__name__}")
 
 
 def _check_sink(sink: Any, where: str) -> None:
