@@ -114,7 +114,8 @@ class Session:
 
     def model_path_warnings(self) -> list[str]:
         """Folder names in the model path config (--model-paths, NODEGRAPH_MODEL_PATHS) that are no model
-        folder (the standard ones and those plugins register), each with the closest name."""
+        folder (the standard ones and those plugins register), each with the closest name; directories it lists
+        that are not directories here."""
         from .model_paths import STANDARD_FOLDERS
 
         known = set(STANDARD_FOLDERS) | set(self.registry.extensions.get("model_folders") or {})
