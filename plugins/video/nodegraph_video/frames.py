@@ -111,7 +111,9 @@ def on_frames(value: Any, frames: int, operation: Callable[[torch.Tensor], torch
 
 # A FizzNodes / ComfyUI prompt schedule entry: "N": "prompt" (JSON-style: \" and \\ escaped in the prompt)
 _QUOTED_ENTRY = re.compile(r'"\s*(-?\d+)\s*"\s*:\s*"((?:[^"\\]|\\.)*)"', flags=re.S)
-_QUOTED_KEY = re.compile(r'"\s*-?\d+\s*"\s*:')
+# a quoted schedule starts with its first '"N":' (after an optional "{"): a prompt that quotes a number later on
+# ('a poster saying "2024": happy new year') is a prompt, not a schedule
+_QUOTED_KEY = re.compile(r'\s*\{?\s*"\s*-?\d+\s*"\s*:')
 # what reads as a keyframe: a frame number and a colon ("7:", '"7" :') at the start or after a separator
 # (newline, "|", ",", "{"); not a time of day ("12:30") or a weight ("(red:1.2)")
 _LOOSE_KEY = re.compile(r'(?:^|[\n|,{])\s*["\']?(-?\d+)["\']?\s*:(?!\d)')
@@ -126,7 +128,7 @@ def parse_keyframes(text: str, frames: int, argument: str = "prompts") -> list[t
     circle",``). A text without any "N:" is one prompt for every frame. Entries are sorted by frame; two entries
     for one frame, or a frame outside the clip, raise FramesError.
     """
-    if _QUOTED_KEY.search(text):
+    if _QUOTED_KEY.match(text):
         pairs = _quoted_entries(text, argument)
     else:
         entries = [e.strip() for e in re.split(r"\n|\|", text) if e.strip()]

@@ -84,6 +84,10 @@ def test_keyframes_parse_and_travel_weights_interpolate():
     """'0: a | 4: b' blends linearly between keyframes and holds outside them; errors name the input."""
     assert parse_keyframes("0: a | -1: b", 5) == [(0, "a"), (4, "b")]
     assert parse_keyframes("just one prompt", 3) == [(0, "just one prompt")]
+    # a quoted number inside a plain prompt is no schedule (it was refused as a broken quoted schedule)
+    assert parse_keyframes('a poster saying "2024": happy new year', 3) == [
+        (0, 'a poster saying "2024": happy new year')]
+    assert parse_keyframes('0: a | 2: "2024": b', 3) == [(0, "a"), (2, '"2024": b')]
     assert travel_weights([1, 3], 5) == [(0, 0, 0.0), (0, 0, 0.0), (0, 1, 0.5), (1, 1, 0.0), (1, 1, 0.0)]
     for bad, message in (("0: a\n0: b", "two prompts"), ("0: a | 9: b", "outside the clip"), ("0: a | b", "no frame")):
         with pytest.raises(FramesError, match=message):
