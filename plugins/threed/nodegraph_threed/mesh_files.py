@@ -177,9 +177,33 @@ def obj_material_library(path: Path) -> tuple[str | None, Path | None]:
     return name, None
 
 
+def obj_materials_not_defined(path: Path, library: Path) -> list[str]:
+    """The materials an OBJ uses (`usemtl NAME`) that its material library does not define (`newmtl NAME`): trimesh
+    draws their faces grey without a word. The OBJ is searched mapped (it may be hundreds of MB); a library over
+    4 MB is no material library and is not read."""
+    import mmap
+    import re
+
+    if library.stat().st_size > 4 * 1024**2:
+        return []
+    defined = set(re.findall(rb"(?m)^[ \t]*newmtl[ \t]+(\S+)", library.read_bytes()))
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        used = dict.fromkeys(re.findall(rb"(?m)^[ \t]*usemtl[ \t]+(\S+)", data))     # in order, once each
+    return [name.decode("utf-8", "replace") for name in used if name not in defined]
+
+
 def _warn_missing_material_library(path: Path, warn) -> None:
-    """Warn when an OBJ's material library is missing: trimesh loads it grey without a word."""
+    """Warn when an OBJ's material library is missing, or lacks a material the OBJ uses: trimesh loads those
+    faces grey without a word."""
     name, found = obj_material_library(path)
+    if found is not None:
+        missing = obj_materials_not_defined(path, found)
+        if missing:
+            shown = ", ".join(repr(m) for m in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
+                                                               else "")
+            warn(f"{path.name} uses the material{'s' if len(missing) > 1 else ''} {shown}, which {name!r} does not "
+                 f"define (no `newmtl` of that name), so those faces load grey; add the material to {name} or "
+                 f"export the mesh again with its materials")
     if name and found is None:
         warn(f"{path.name} names the material library {name!r}, which is not next to it, so its materials and "
              f"textures are not applied and the mesh loads grey; put {Path(name).name} (and the images it names) "

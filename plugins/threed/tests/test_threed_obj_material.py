@@ -108,3 +108,14 @@ def test_the_library_is_looked_up_as_trimesh_looks_it_up(tmp_path):
         assert library == expected and (where is not None) == found, name
         if found:
             assert where == (folder / "model.mtl").resolve()
+
+
+def test_a_material_the_library_does_not_define_is_named(session, tmp_path):
+    """`usemtl m` with a model.mtl that defines only `other`: trimesh drew those faces grey without a word."""
+    (tmp_path / "in" / "no_mtl.obj").write_text(NO_MTL)
+    (tmp_path / "in" / "model.mtl").write_text("newmtl other\nKd 1 0 0\n")
+    _, warnings = _load_both(session, "no_mtl.obj")
+    assert "uses the material 'm', which 'model.mtl' does not define" in warnings["mesh"]
+    (tmp_path / "in" / "model.mtl").write_text("newmtl m\nKd 1 0 0\n")
+    _, warnings = _load_both(session, "no_mtl.obj")
+    assert not any("does not define" in message for message in warnings.values())
