@@ -166,12 +166,14 @@ def _load(session: Any, path: str) -> Any:
         prompt = foreign_prompt(path) if [e.code for e in exc.errors] == ["foreign_format"] else None
         if prompt is None:
             raise
-    data = import_foreign(prompt, session.output_names, session.widget_names, session.comfyui_classes())
+    data = import_foreign(prompt, session.output_names, session.widget_names, session.comfyui_classes(),
+                          session.model_paths.list)
     if data["metadata"].get("imported_from") == "a1111-parameters":
         left = data["metadata"]["a1111_untranslated"]
+        made = data["metadata"].get("a1111_translated") or []       # LoRA tags, the VAE, embeddings by file name
         print(f"note: {_shown(path)} carries AUTOMATIC1111's generation parameters; made a text-to-image graph of "
-              f"them" + (f" (not translated: {_terminal_safe('; '.join(left))[:600]})" if left else ""),
-              file=sys.stderr)
+              f"them" + (f" (also: {_terminal_safe('; '.join(made))[:600]})" if made else "")
+              + (f" (not translated: {_terminal_safe('; '.join(left))[:600]})" if left else ""), file=sys.stderr)
         return session.load(data)
     translated, total = len(data["metadata"]["comfyui_types"]), len(data["nodes"])
     what = "UI workflow" if data["metadata"]["imported_from"] == "comfyui-workflow" else "API prompt"

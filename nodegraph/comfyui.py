@@ -12,11 +12,11 @@ ours antialiases when it shrinks, ComfyUI's does not); `equivalent_for` also rea
 KSamplerAdvanced over the whole schedule is KSampler, an ImageCompositeMasked without resize_source
 CompositeImages). Not listed, on purpose: a partial KSamplerAdvanced, an ImageCompositeMasked with resize_source
 (start/end steps and leftover noise are SplitSigmas + Sample here), ControlNetApply (one
-conditioning; ours applies to positive and negative together),
-CLIPSetLastLayer (ours is EncodeText's `clip_skip`). Values are translated where ours is the same choice: sampler names,
-and ImageScale's `nearest-exact` → our `nearest` (torch's `nearest`: on a non-integer scale it picks
-source pixels up to half a pixel off from `nearest-exact`'s); anything else stays as it is and validation
-suggests what is here. docs/editor.md ("ComfyUI files") lists the table.
+conditioning; ours applies to positive and negative together). CLIPSetLastLayer is no node here but EncodeText's
+`clip_skip`: `fold_clip_set_last_layer` leaves it out and sets the clip_skip on the encoders it feeds. Values
+are translated where ours is the same choice: sampler names, and ImageScale's `nearest-exact` → our `nearest`
+(torch's `nearest`: on a non-integer scale it picks source pixels up to half a pixel off from `nearest-exact`'s);
+anything else stays as it is and validation suggests what is here. docs/editor.md ("ComfyUI files") lists the table.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ _SAMPLER_NAMES = {"uni_pc_bh2": "unipc", "uni_pc": "unipc_bh1",
 INSTEAD: dict[str, str] = {
     "CLIPSetLastLayer": "ComfyUI's CLIPSetLastLayer is EncodeText's `clip_skip` here: remove the node, link the "
                         "text encoder straight to each EncodeText and set its clip_skip (stop_at_clip_layer -2 is "
-                        "clip_skip 2, -1 is 1)",
+                        "clip_skip 2, -1 is 1; an imported ComfyUI prompt has that done when stop_at_clip_layer is a "
+                        "number from -24 to -1)",
     "KSamplerAdvanced": "a KSamplerAdvanced that runs the whole schedule (add_noise enable, start_at_step 0, "
                         "end_at_step at least steps) is imported as KSampler; one that runs part of it is Schedule → "
                         "SplitSigmas → Sample here (the recipe: docs/editor.md, 'ComfyUI files')",
@@ -255,6 +256,100 @@ def equivalent_for(class_type: str, inputs: dict[str, Any],
     return EQUIVALENTS.get(class_type) or (plugin_classes or {}).get(class_type)
 
 
+MAX_CLIP_SKIP = 24       # EncodeText's clip_skip bound; ComfyUI's stop_at_clip_layer goes down to -24
+
+
+def _is_link(value: Any) -> bool:
+    """Whether an API prompt's input value is a link `[source id, output index]` (as ComfyUI reads one)."""
+    return isinstance(value, list) and len(value) == 2 and type(value[0]) in (str, int) and type(value[1]) is int
+
+
+def fold_clip_set_last_layer(prompt: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """An API prompt without its CLIPSetLastLayer entries, their layer set as `clip_skip` on the encoders they feed.
+
+    CLIPSetLastLayer (in nearly every SD1.5 workflow) has no node here: it is EncodeText's `clip_skip`
+    (stop_at_clip_layer -1 is clip_skip 1, -2 is 2, …). Each one with a literal stop_at_clip_layer from -24 to -1 is
+    left out, the links from it go to its own `clip` source (so on up to the checkpoint's or a LoRA's text
+    encoder), and every CLIPTextEncode its CLIP reaches — straight, or through LoraLoaders, which keep the layer
+    in ComfyUI too — gets the clip_skip. A later CLIPSetLastLayer on the way sets its own (ComfyUI's last one
+    wins). A consumer of another type cannot take a clip_skip: it is named in `not_reached`. A muted or bypassed
+    one, or one whose value is a link or out of range, stays (validation says what to do: `INSTEAD`).
+
+    Returns the prompt (entries changed are copies) and one record per fold: {"node", "stop_at_clip_layer",
+    "clip_skip", "encoders": ids given the clip_skip, "not_reached": [{"node", "type"}]}."""
+    entries = {str(key): value for key, value in prompt.items()}
+
+    def foldable(entry: Any) -> bool:
+        if not isinstance(entry, dict) or entry.get("class_type") != "CLIPSetLastLayer":
+            return False
+        inputs, meta = entry.get("inputs"), entry.get("_meta")
+        stop = inputs.get("stop_at_clip_layer") if isinstance(inputs, dict) else None
+        return (type(stop) is int
+                and -MAX_CLIP_SKIP <= stop <= -1 and _is_link(inputs.get("clip"))
+                and str(inputs["clip"][0]) in entries
+                and not (isinstance(meta, dict) and meta.get("mode") in ("mute", "bypass")))
+
+    folds = {node_id for node_id, entry in entries.items() if foldable(entry)}
+
+    def root(link: list) -> list | None:
+        """The CLIP a link to a folded entry carries: the first source up its `clip` inputs that is not folded
+        (None for a loop of them, which stay as they are)."""
+        seen: set[str] = set()
+        while str(link[0]) in folds:
+            if str(link[0]) in seen:
+                return None
+            seen.add(str(link[0]))
+            link = entries[str(link[0])]["inputs"]["clip"]
+        return link
+
+    folds = {node_id for node_id in folds if root([node_id, 0]) is not None}
+    if not folds:
+        return prompt, []
+    consumers: dict[tuple[str, int], list[tuple[str, str]]] = {}    # (source id, output) → (consumer id, its input)
+    for node_id, entry in entries.items():
+        inputs = entry.get("inputs") if isinstance(entry, dict) else None
+        for name, value in (inputs or {}).items() if isinstance(inputs, dict) else ():
+            if _is_link(value):
+                consumers.setdefault((str(value[0]), value[1]), []).append((node_id, name))
+    out = {node_id: entry for node_id, entry in entries.items() if node_id not in folds}
+    records = []
+    for fold_id in [node_id for node_id in entries if node_id in folds]:
+        stop = entries[fold_id]["inputs"]["stop_at_clip_layer"]
+        record: dict[str, Any] = {"node": fold_id, "stop_at_clip_layer": stop, "clip_skip": -stop, "encoders": [],
+                                  "not_reached": []}
+        pending, seen = [((fold_id, 0), True)], set()
+        while pending:                     # the CLIP's users, on through LoraLoaders' clip output (index 1)
+            source, from_fold = pending.pop()
+            for consumer, name in consumers.get(source, []):
+                if consumer in folds or (consumer, name) in seen:
+                    continue                # a later CLIPSetLastLayer sets its own layer
+                seen.add((consumer, name))
+                entry = out[consumer] = {**out[consumer], "inputs": dict(out[consumer]["inputs"])}
+                if from_fold:
+                    entry["inputs"][name] = list(root([fold_id, 0]))
+                kind = entry.get("class_type")
+                if kind == "CLIPTextEncode":
+                    entry["inputs"]["clip_skip"] = -stop
+                    record["encoders"].append(consumer)
+                elif kind == "LoraLoader" and name == "clip":
+                    pending.append(((consumer, 1), False))
+                else:
+                    record["not_reached"].append({"node": consumer, "type": str(kind)[:200]})
+        records.append(record)
+    return out, records
+
+
+def fold_note(record: dict[str, Any]) -> dict[str, Any]:
+    """A `fold_clip_set_last_layer` record as a `metadata.translated_values` entry (`nodegraph run` prints those)."""
+    encoders = ", ".join(record["encoders"][:20]) + (" …" if len(record["encoders"]) > 20 else "")
+    to = f"clip_skip {record['clip_skip']} on EncodeText {encoders}" if encoders else "no EncodeText's clip_skip"
+    missed = ", ".join(f"{n['node']} ({n['type']})" for n in record["not_reached"][:5])
+    if missed:
+        to += f"; not set on {missed}: they take no clip_skip here"
+    return {"node": record["node"], "input": "stop_at_clip_layer", "from": record["stop_at_clip_layer"],
+            "to": f"{to} (CLIPSetLastLayer left out)"}
+
+
 # --- UI-format workflows -----------------------------------------------------------------------------
 
 # A UI workflow (what ComfyUI's Save writes, and the "workflow" chunk of its PNGs) lists each node's widget
@@ -282,6 +377,7 @@ WIDGET_NAMES: dict[str, tuple[str, ...]] = {
     "LatentUpscale": ("upscale_method", "width", "height", "crop"),
     "LoadImage": ("image", "upload"),
     "LoadImageMask": ("image", "channel", "upload"),
+    "CLIPSetLastLayer": ("stop_at_clip_layer",),      # folded into EncodeText's clip_skip on import
     "GrowMask": ("expand", "tapered_corners"),
     "ImageCompositeMasked": ("x", "y", "resize_source"),
     "SaveImage": ("filename_prefix",),

@@ -448,7 +448,8 @@ def _foreign_error(tool: str, kind: str) -> GraphError:
 
 def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | None = None,
                    widget_names: Callable[[str], tuple[str | None, ...] | None] | None = None,
-                   plugin_classes: Mapping[str, Any] | None = None) -> dict:
+                   plugin_classes: Mapping[str, Any] | None = None,
+                   list_model_files: Callable[[str], tuple[list[str], list[str]]] | None = None) -> dict:
     """A ComfyUI API-format prompt or UI workflow → a version-2 graph dict (unknown types keep their data).
 
     An entry whose `class_type` has an equivalent here (`comfyui.EQUIVALENTS`: CheckpointLoaderSimple,
@@ -464,7 +465,10 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     else the name a UI workflow gave that output (`_meta.output_names`), else `str(index)`. An imported EmptyLatentImage gets the VAE the prompt decodes with, when there is
     one (`metadata.linked_vae`). A UI workflow is read as ComfyUI runs it (`comfyui.workflow_to_prompt`:
     widget values named — a plugin's node type by `widget_names(type)`, `Session.widget_names` — muted nodes left
-    out, bypassed ones passed through). Raises GraphValidationError
+    out, bypassed ones passed through). A CLIPSetLastLayer becomes the `clip_skip` of the encoders it feeds
+    (`comfyui.fold_clip_set_last_layer`; `metadata.comfyui_folded`, and a `translated_values` entry). A1111's
+    parameters go to `a1111.parameters_graph` with `list_model_files` (`ModelPaths.list`), which names the LoRA,
+    VAE and embedding files they mean. Raises GraphValidationError
     (`invalid_format`) when `data` is neither. `Session.import_comfyui` calls it with the session's output names.
     """
     kind = foreign_format(data)
@@ -475,7 +479,7 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     if kind[0] == "a1111":
         from .a1111 import parameters_graph
 
-        return parameters_graph(data["parameters"])
+        return parameters_graph(data["parameters"], list_model_files=list_model_files)
     source_format = "comfyui-api"
     groups: list[dict[str, Any]] = []
     subgraphs: list[dict[str, Any]] = []           # the ComfyUI subgraph instances expanded (UI workflows)
@@ -513,8 +517,9 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
                                        node_id=str(raw_id)[:64]))
     if problems:
         raise GraphValidationError(problems[:50])
-    from .comfyui import equivalent_for, translate_inputs
+    from .comfyui import equivalent_for, fold_clip_set_last_layer, fold_note, translate_inputs
 
+    data, folded = fold_clip_set_last_layer(data)       # CLIPSetLastLayer → its encoders' clip_skip
     # each entry's node here, chosen by its class and, for a few classes, its values (KSamplerAdvanced)
     equivalents = {str(k): equivalent_for(v["class_type"], v.get("inputs") or {}, plugin_classes)
                    for k, v in data.items()}
@@ -568,6 +573,9 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     linked = _link_empty_latents_to_their_vae(nodes, translated)
     if linked:
         metadata["linked_vae"] = linked
+    if folded:
+        metadata["comfyui_folded"] = folded
+        translated_values += [fold_note(record) for record in folded]
     if translated_values:
         metadata["translated_values"] = translated_values
     if subgraphs:

@@ -1277,7 +1277,7 @@ class ServerProtocol:
 
         try:
             graph = parse_graph(import_foreign(message.data, self.session.output_names, self.session.widget_names,
-                                               self.session.comfyui_classes())).to_dict()
+                                               self.session.comfyui_classes(), self.session.model_paths.list)).to_dict()
         except GraphValidationError as exc:
             return [_error(client.client_id, "invalid_graph", f"the file cannot be imported: {exc.errors[0].message}",
                            message.request_id, errors=[e.to_dict() for e in exc.errors[:200]])]

@@ -8,6 +8,10 @@ result and the SHA-256 of every model file the run read:
      "models": {"load.ckpt_name": {"folder": "checkpoints", "name": "tiny_world_v4.safetensors",
                                    "sha256": "9f2c…"}}}
 
+A model *folder* (a diffusers pipeline chosen as `ckpt_name`) adds `"files": {"unet/config.json": sha256, …}`,
+every file in it but hidden ones, and its `sha256` is that of the lines "<sha256>  <path>" sorted by path
+(`folder_sha256`: what `sha256sum` prints for them).
+
 A model file named inside another input (a prompt's `embedding:NAME`, `Node.named_model_files`) is keyed
 `"node.input:FILE"`: `"prompt.text:thing.safetensors": {"folder": "embeddings", "name": ..., "sha256": ...}`.
 
@@ -101,6 +105,36 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest
 
 
+MAX_FOLDER_FILES = 1000     # files of one model folder (a diffusers pipeline) hashed for a record; more: none
+
+
+def folder_sha256(folder: str | os.PathLike) -> dict[str, Any]:
+    """A model folder (a diffusers pipeline: model_index.json, unet/, vae/ …) as `{"sha256", "files"}`: `files`
+    maps each file's path inside the folder ("/"-separated; hidden files and folders left out) to its SHA-256,
+    and `sha256` is the SHA-256 of the lines "<sha256>  <path>\n" sorted by path — what `sha256sum` prints
+    there — so one value tells two folders apart and `files` says which file differs. Each file is hashed
+    once per version (`file_sha256`). OSError when the folder cannot be read or holds over MAX_FOLDER_FILES."""
+    root = Path(folder)
+    files: dict[str, str] = {}
+    seen: set[str] = set()       # real folders walked: a link back up must not loop
+    for directory, subfolders, names in os.walk(root, followlinks=True):
+        if os.path.realpath(directory) in seen:
+            subfolders[:] = []
+            continue
+        seen.add(os.path.realpath(directory))
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for file_name in sorted(n for n in names if not n.startswith(".")):
+            path = Path(directory, file_name)
+            if path.is_file():
+                files[path.relative_to(root).as_posix()] = file_sha256(path)
+                if len(files) > MAX_FOLDER_FILES:
+                    raise OSError(f"{root} holds over {MAX_FOLDER_FILES} files: not hashed for the run record")
+    if not files:
+        raise OSError(f"{root} holds no files")
+    manifest = "".join(f"{files[name]}  {name}\n" for name in sorted(files))
+    return {"sha256": hashlib.sha256(manifest.encode("utf-8")).hexdigest(), "files": dict(sorted(files.items()))}
+
+
 def _running_nodes(context: Any) -> Iterator[tuple[str, Any, Any, Any]]:
     """(node id, node, node class, all nodes) for each node of the running graph (subgraphs expanded, muted nodes
     left out) whose type is registered; nothing without a graph and a registry."""
@@ -130,18 +164,20 @@ def _text_inputs(context: Any, wanted: Callable[[Any], bool]) -> Iterator[tuple[
                 yield node_id, name, spec, value
 
 
-def model_files(context: Any) -> dict[str, dict[str, str]]:
-    """`{"node.input": {"folder", "name", "sha256"}}` for the model files the running graph names."""
+def model_files(context: Any) -> dict[str, dict[str, Any]]:
+    """`{"node.input": {"folder", "name", "sha256"}}` for the model files the running graph names (a model
+    folder: `"files"` too, `folder_sha256`)."""
     resolve = (getattr(context, "services", {}) or {}).get("resolve_file")
     if resolve is None:
         return {}
-    out: dict[str, dict[str, str]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for node_id, name, spec, value in _text_inputs(context, lambda spec: spec.model_folder is not None):
         try:
-            digest = file_sha256(resolve(spec.model_folder, value))
+            path = Path(resolve(spec.model_folder, value))
+            entry = folder_sha256(path) if path.is_dir() else {"sha256": file_sha256(path)}
         except (LookupError, OSError):
             continue      # a built-in name or a file gone since: nothing to record
-        out[f"{node_id}.{name}"] = {"folder": spec.model_folder, "name": value, "sha256": digest}
+        out[f"{node_id}.{name}"] = {"folder": spec.model_folder, "name": value, **entry}
     for node_id, name, folder, file_name, path in _named_files(context, resolve):
         try:
             digest = file_sha256(path)

@@ -198,7 +198,8 @@ class Session:
                                       f"or save, or a PNG ComfyUI wrote), or cannot be read")])
         else:
             data = source
-        return self.load(import_foreign(data, self.output_names, self.widget_names, self.comfyui_classes()))
+        return self.load(import_foreign(data, self.output_names, self.widget_names, self.comfyui_classes(),
+                                        self.model_paths.list))
 
     def comfyui_classes(self) -> dict[str, Any]:
         """The ComfyUI classes the loaded plugins import as their nodes (`register_comfyui_classes`): class name →

@@ -413,8 +413,11 @@ def decide_prediction(
                 str(value).lower()
             )
             if normalized is None:
+                fix = "" if source == "the prediction argument" else (
+                    "; set the loader's prediction input to eps or v (LoadCheckpoint / LoadUNet: it overrides the "
+                    "file), or fix the file's metadata")
                 raise ValueError(
-                    f"prediction type {value!r} from {source} is not one of eps / epsilon / v / v_prediction"
+                    f"prediction type {value!r} from {source} is not one of eps / epsilon / v / v_prediction{fix}"
                 )
             return normalized, f"prediction {normalized!r} from {source}"
     if str(metadata.get("modelspec.architecture", "")).endswith("-v"):
@@ -424,8 +427,24 @@ def decide_prediction(
     return "eps", "prediction 'eps' (default: nothing in the file says otherwise; pass prediction='v' for SD 2.x 768-v)"
 
 
-def decide_family(unet: UNetConfig | None, encoder_names: Sequence[str], path=None) -> Family:
-    """The family from which text encoders are present, else from the UNet's context and label embedding."""
+# How to name the family of a file `decide_family` cannot place, by the loader that read it (its `choose`).
+FAMILY_METADATA_FIX = (f'add {{"family": "sd1" | "sd2" | "sdxl-base" | "sdxl-refiner"}} to the file\'s '
+                       f'"{METADATA_KEY}" metadata')
+CHOOSE_FAMILY = {
+    "unet": f"choose it with LoadUNet's family input, or {FAMILY_METADATA_FIX}",
+    "controlnet": f"choose it with LoadControlNet's family input, or {FAMILY_METADATA_FIX}",
+    "checkpoint": "this is a UNet-only file (a UNet, no text encoders): move it to models/unet and load it with "
+                  "LoadUNet, choosing its family input there",
+}
+
+
+def decide_family(
+    unet: UNetConfig | None, encoder_names: Sequence[str], path=None, choose: str | None = None
+) -> Family:
+    """The family from which text encoders are present, else from the UNet's context and label embedding.
+
+    `choose`: the calling loader's own fix (a CHOOSE_FAMILY entry) for the error when nothing tells the
+    family; none: the file's metadata (FAMILY_METADATA_FIX)."""
     names = set(encoder_names)
     if {"clip_l", "clip_g"} <= names:
         return "sdxl-base"
@@ -448,8 +467,7 @@ def decide_family(unet: UNetConfig | None, encoder_names: Sequence[str], path=No
     found = f"context width {unet.context_dim}, label embedding {unet.adm_in_channels or 'none'}" if unet else "no UNet"
     raise ModelLoadError(
         f"cannot tell the model family ({found}, text encoders: {sorted(names) or 'none'}); "
-        f"choose it on the loader (LoadUNet's family input) or "
-        f'add {{"family": "sd1" | "sd2" | "sdxl-base" | "sdxl-refiner"}} to the file\'s "{METADATA_KEY}" metadata',
+        f"{choose or FAMILY_METADATA_FIX}",
         path,
     )
 
@@ -460,6 +478,7 @@ def detect_checkpoint(
     *,
     prediction: str | None = None,
     path: str | os.PathLike | None = None,
+    choose_family: str | None = None,
 ) -> CheckpointInfo:
     """Detect a single-file (LDM / SGM layout) checkpoint from its header.
 
@@ -468,6 +487,8 @@ def detect_checkpoint(
         metadata: the safetensors ``__metadata__`` (may hold the ``nodegraph.config`` override).
         prediction: ``"eps"`` / ``"v"`` to override the prediction type.
         path: only used in error messages.
+        choose_family: the calling loader's way to name a family nothing tells (``decide_family``'s
+            ``choose``); None: LoadCheckpoint's (a UNet-only file belongs in models/unet); "": the metadata only.
     """
     keys = list(shapes)
     override = parse_config_override(metadata, path)
@@ -496,7 +517,9 @@ def detect_checkpoint(
         unet = detect_unet_config(shapes, UNET_PREFIX)
     except (ValueError, KeyError) as error:
         raise ModelLoadError(f"UNet not recognised ({error}); is this an SD 1.x / 2.x / XL checkpoint?", path) from None
-    family = override.get("family") or decide_family(unet, [name for name, _, _ in slots], path)
+    if choose_family is None:
+        choose_family = CHOOSE_FAMILY["checkpoint"] if not slots else ""
+    family = override.get("family") or decide_family(unet, [name for name, _, _ in slots], path, choose_family)
     if family not in FAMILIES:
         raise ModelLoadError(f"metadata family {family!r} is not one of {FAMILIES}", path)
     notes.append(
@@ -589,7 +612,7 @@ def unpickling_refusal(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line or "WeightsUnpickler" in line]
     text = (named or [line for line in lines if "weights_only" not in line] or ["it holds Python objects"])[0]
-    return text[:300]
+    return text.split(" Please use `torch.serialization.add_safe_globals")[0][:300]   # advice for programmers
 
 
 def check_heads(unet: UNetConfig, path) -> None:

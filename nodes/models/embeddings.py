@@ -60,7 +60,8 @@ class TextualInversion:
         for vectors in candidates:
             if vectors.shape[1] == width:
                 return vectors
-        have = ", ".join(f"{k} {v.shape[1]}-wide" for k, v in self.vectors.items())
+        have = ", ".join(f"{v.shape[1]}-wide" if k == "*" else f"{k} {v.shape[1]}-wide"   # "*": A1111's one role
+                         for k, v in self.vectors.items())
         family = {768: "SD 1.x (CLIP-L)", 1024: "SD 2.x (OpenCLIP-H)", 1280: "SDXL (bigG)"}
         guess = "; ".join(family.get(v.shape[1], f"{v.shape[1]}-wide text") for v in self.vectors.values())
         raise ValueError(f"embedding {self.name!r} has vectors {have} (made for {guess}); this model's "

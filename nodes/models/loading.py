@@ -20,6 +20,8 @@ Map
   the text encoder's ``vocabulary`` so EncodeText can warn about words that world never uses.
 - ``pickle_allowed_by_environment()``: the machine owner's opt-in to pickle files
   (``NODEGRAPH_ALLOW_PICKLE=1``), read by the loader nodes (a graph can never opt in).
+- ``TrainingCallbackState``: the inert stand-in ``weights_only`` loading gives for the Lightning callback class
+  that CompVis-era ``.ckpt`` files (sd-v1-4.ckpt) name (``TRAINING_CALLBACK_GLOBALS``, exact names only).
 - ``build_on_meta(make, tensors=, elements=)``: a module built on the meta device, stopped once it
   outgrows the file's tensors (a config from metadata or key names can declare any size); every
   ``build_module`` goes through it, the upscaler loader too.
@@ -67,6 +69,7 @@ from .convert import (
     vae_from_ldm,
 )
 from .detect import (
+    CHOOSE_FAMILY,
     ENCODER_ROLES,
     METADATA_KEY,
     POOLED_FROM,
@@ -182,6 +185,46 @@ ALLOW_PICKLE_ENV = "NODEGRAPH_ALLOW_PICKLE"
 def pickle_allowed_by_environment() -> bool:
     """True when the machine's owner set NODEGRAPH_ALLOW_PICKLE to 1 / true / yes."""
     return os.environ.get(ALLOW_PICKLE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+class TrainingCallbackState:
+    """What a training checkpoint saved for a PyTorch Lightning callback, read without Lightning.
+
+    Lightning 1.x (the CompVis sd-v1-4.ckpt and most .ckpt files of that era) keyed each callback's saved state by
+    the callback's class, so the pickle names `pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint`, a
+    global torch.load(weights_only=True) refuses. Exactly the names in TRAINING_CALLBACK_GLOBALS are allowed, each
+    as a subclass of this one: it does nothing but hold what the pickle hands it (never code, never a weight).
+    """
+
+    def __init__(self, *args) -> None:
+        self.args = args
+
+    def __setstate__(self, state) -> None:
+        self.state = state
+
+
+TRAINING_CALLBACK_GLOBALS = (       # Lightning 1.x wrote the class (later versions write a string key)
+    "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint",
+    "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint",
+)
+
+
+def training_callback_stand_in(full_name: str) -> type[TrainingCallbackState]:
+    """A TrainingCallbackState subclass that torch's weights-only unpickler finds under `full_name`."""
+    module, _, name = full_name.rpartition(".")
+    return type(name, (TrainingCallbackState,), {"__module__": module, "__qualname__": name,
+                                                 "__doc__": f"Stand-in for {full_name} (holds its saved state)."})
+
+
+_TRAINING_CALLBACK_STAND_INS = tuple(training_callback_stand_in(name) for name in TRAINING_CALLBACK_GLOBALS)
+
+
+def allow_training_callback_globals() -> None:
+    """Let torch.load(weights_only=True) read Lightning callback names as inert stand-ins (idempotent; torch >= 2.4
+    has the allowlist, older versions keep refusing such files)."""
+    add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
+    if add_safe_globals is not None:
+        add_safe_globals(list(_TRAINING_CALLBACK_STAND_INS))
 
 
 def open_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> StateDictFile:
@@ -362,6 +405,7 @@ def _open_pickle(path: Path, allow_pickle: bool) -> StateDictFile:
             "torch.load(weights_only=True), which only rebuilds tensors)",
             path,
         )
+    allow_training_callback_globals()
     try:
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -371,7 +415,8 @@ def _open_pickle(path: Path, allow_pickle: bool) -> StateDictFile:
         raise ModelLoadError(
             f"torch.load(weights_only=True) refused this file: it holds Python objects besides tensors "
             f"({unpickling_refusal(error)}); do not load it otherwise unless you trust where it came from: such a "
-            f"file can run code when opened; convert it to safetensors with the tool that made it",
+            f"file can run code when opened; get a .safetensors version of it (most model pages offer one) or convert "
+            f"it with the tool that made it",
             path,
         ) from None
     except (EOFError, RuntimeError, OSError) as error:
@@ -474,18 +519,27 @@ class _CreationBudget(torch.overrides.TorchFunctionMode):
         self.created, self.what, self.path = [0, 0], what, path
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        result = func(*args, **(kwargs or {}))
-        if getattr(func, "__name__", None) in self.FACTORIES and isinstance(result, torch.Tensor):
+        factory = getattr(func, "__name__", None) in self.FACTORIES
+        try:
+            result = func(*args, **(kwargs or {}))
+        except RuntimeError as error:   # a size past what torch can count ("Storage size calculation overflowed")
+            if not factory:
+                raise
+            raise self._too_large(f" (torch: {str(error).splitlines()[0][:200]})") from None
+        if factory and isinstance(result, torch.Tensor):
             self.created[0] += 1
             self.created[1] += result.numel()
             if self.created[0] > self.limits[0] or self.created[1] > self.limits[1]:
-                raise ModelLoadError(
-                    f"the {self.what} its metadata or key names declare is far larger than the file: it holds "
-                    f"only {self.file[0]} tensors ({self.file[1]} parameters) for it, already exceeded; the file "
-                    f"is damaged or crafted: fix or remove its metadata, or copy it again",
-                    self.path,
-                )
+                raise self._too_large(", already exceeded")
         return result
+
+    def _too_large(self, how: str) -> ModelLoadError:
+        return ModelLoadError(
+            f"the {self.what} its metadata or key names declare is far larger than the file: it holds only "
+            f"{self.file[0]} tensors ({self.file[1]} parameters) for it{how}; the file is damaged or crafted: fix "
+            f"or remove its metadata, or copy it again",
+            self.path,
+        )
 
 
 def _check_floating(expected: Mapping[str, torch.Tensor], key_map: KeyMap, tensors: StateDictFile, what: str) -> None:
@@ -684,7 +738,8 @@ def load_unet(
     if f"{UNET_PREFIX}input_blocks.0.0.weight" in keys:
         key_map = from_prefix(keys, UNET_PREFIX)
         if family is None:      # a full checkpoint's layout: its text encoders help tell the family
-            info = detect_checkpoint(keys, tensors.metadata, prediction=prediction, path=path)
+            info = detect_checkpoint(keys, tensors.metadata, prediction=prediction, path=path,
+                                     choose_family=CHOOSE_FAMILY["unet"])
             return build_module(UNetModel, info.unet, key_map, tensors, what="UNet", dtype=dtype, device=device)
         config = _bare_unet_config(key_map, tensors, family, prediction)     # the family the user chose
         return build_module(UNetModel, config, key_map, tensors, what="UNet", dtype=dtype, device=device)
@@ -706,7 +761,7 @@ def _bare_unet_config(key_map: KeyMap, tensors: StateDictFile, family, predictio
     shapes = {target: converted_shape(source, tensors.shapes[source.key]) for target, source in key_map.items()}
     override = parse_config_override(tensors.metadata, tensors.path)
     config = _detected("UNet", tensors.path, detect_unet_config, shapes)
-    family = family or override.get("family") or decide_family(config, [], tensors.path)
+    family = family or override.get("family") or decide_family(config, [], tensors.path, CHOOSE_FAMILY["unet"])
     config = detect_unet_config(shapes, family=family)
     config = apply_fields(config, override.get("unet"), "UNet", tensors.path)
     pred, _ = _detected(
@@ -725,24 +780,32 @@ def load_vae(
 ) -> AutoencoderKL:
     """The VAE of a full checkpoint, a diffusers folder, or a VAE-only file (LDM or diffusers keys).
 
-    A VAE-only file does not say which latent space it belongs to: ``family`` (the checkpoint's,
-    e.g. ``"sdxl-base"``) picks the scale factor and preview factors; None means SD 1.x / 2.x
-    (0.18215) unless the metadata override says otherwise.
+    The scale factor (and shift) of its latent space come from what the file records, else ``family``:
+    the ``"vae"`` fields of its "nodegraph.config" metadata; else a diffusers ``AutoencoderKL``
+    config.json beside it (``scaling_factor`` / ``shift_factor``: a file inside a diffusers ``vae/``
+    folder, or copied with its config); else ``family`` (the checkpoint's, e.g. ``"sdxl-base"``: 0.13025;
+    None: SD 1.x / 2.x's 0.18215; 16 latent channels: SD3's unless ``"flux"``), which also picks the
+    preview factors. A bare SDXL VAE file records nothing, so only ``family`` makes it right. The module's
+    ``scale_source`` says which decided (for messages such as VAEDecode's).
     """
     path = Path(path)
     if path.is_dir():
         folder = path / "vae" if (path / "vae").is_dir() else path
-        return _load_diffusers_vae(folder, family, dtype, device)
+        vae = _load_diffusers_vae(folder, family, dtype, device)
+        vae.scale_source = _scale_source(vae.config, family, folder / "config.json")
+        return vae
     tensors = open_state_dict(path, allow_pickle=allow_pickle)
     keys = {k: v for k, v in tensors.shapes.items() if not TRAINING_LEFTOVER.match(k)}  # EMA counters, loss nets
     if f"{UNET_PREFIX}input_blocks.0.0.weight" in keys:
-        info = detect_checkpoint(keys, tensors.metadata, path=path)
+        info = detect_checkpoint(keys, tensors.metadata, path=path, choose_family="")
         if info.vae is None:
             raise ModelLoadError(
                 f"expected a VAE, but this checkpoint has no {VAE_PREFIX}* keys; load a separate VAE file", path
             )
         key_map = vae_from_ldm(keys, VAE_PREFIX)
-        return build_module(AutoencoderKL, info.vae, key_map, tensors, what="VAE", dtype=dtype, device=device)
+        vae = build_module(AutoencoderKL, info.vae, key_map, tensors, what="VAE", dtype=dtype, device=device)
+        vae.scale_source = f"the checkpoint's family {info.family} ({info.vae.scale_factor:g})"
+        return vae
     prefix = VAE_PREFIX if f"{VAE_PREFIX}encoder.conv_in.weight" in keys else ""
     if f"{prefix}encoder.conv_in.weight" in keys and f"{prefix}encoder.down.0.block.0.conv1.weight" in keys:
         key_map = vae_from_ldm(keys, prefix)
@@ -752,9 +815,38 @@ def load_vae(
         raise ModelLoadError(f"expected a VAE, found {describe_file_kind(keys)}", path)
     shapes = {target: converted_shape(source, keys[source.key]) for target, source in key_map.items()}
     config = _family_vae(_detected("VAE", path, detect_vae_config, shapes), family)
+    beside = path.parent / "config.json"
+    if beside.is_file() and _read_json(beside).get("_class_name") == "AutoencoderKL":   # a diffusers vae/ folder
+        config = _vae_scale_from_config_json(config, beside)
+    else:
+        beside = None
     override = parse_config_override(tensors.metadata, path)
     config = apply_fields(config, override.get("vae"), "VAE", path)
-    return build_module(AutoencoderKL, config, key_map, tensors, what="VAE", dtype=dtype, device=device)
+    vae = build_module(AutoencoderKL, config, key_map, tensors, what="VAE", dtype=dtype, device=device)
+    recorded = {"scale_factor", "shift_factor"} & set(override.get("vae") or {})
+    vae.scale_source = (f'the file\'s "{METADATA_KEY}" metadata' if recorded
+                        else _scale_source(config, family, beside))
+    return vae
+
+
+def _scale_source(config: VAEConfig, family: str | None, config_json: Path | None) -> str:
+    """Where a loaded VAE's scale factor came from, in words: a config.json that records it, or the family."""
+    if config_json is not None and config_json.is_file() and "scaling_factor" in _read_json(config_json):
+        return f"the config.json beside it (scaling_factor {config.scale_factor:g})"
+    if config.z_channels == 16 or family:
+        return f"the family it was loaded as, {family or 'sd3'} ({config.scale_factor:g})"
+    return f"the SD 1.x / 2.x default {config.scale_factor:g}: nothing in the file records its scale"
+
+
+def _vae_scale_from_config_json(config: VAEConfig, config_path: Path) -> VAEConfig:
+    """`config` with the ``scaling_factor`` / ``shift_factor`` a diffusers config.json records (absent: kept)."""
+    config_json = _read_json(config_path) if config_path.is_file() else {}
+    numbers = {field: _config_number(config_json, key, config_path)
+               for field, key in (("scale_factor", "scaling_factor"), ("shift_factor", "shift_factor"))}
+    try:
+        return replace(config, **{field: value for field, value in numbers.items() if value is not None})
+    except ValueError as error:
+        raise ModelLoadError(f"{error}; fix scaling_factor / shift_factor", config_path) from None
 
 
 def _family_vae(config: VAEConfig, family: str | None) -> VAEConfig:
@@ -913,15 +1005,7 @@ def _diffusers_vae(folder: Path, family) -> tuple[StateDictFile, KeyMap, VAEConf
     key_map = _convert(vae_from_diffusers, tensors.shapes, "", tensors.path)
     shapes = {target: converted_shape(source, tensors.shapes[source.key]) for target, source in key_map.items()}
     config = _family_vae(_detected("VAE", tensors.path, detect_vae_config, shapes), family)
-    config_path = folder / "config.json"
-    config_json = _read_json(config_path) if config_path.is_file() else {}
-    numbers = {field: _config_number(config_json, key, config_path)
-               for field, key in (("scale_factor", "scaling_factor"), ("shift_factor", "shift_factor"))}
-    try:
-        config = replace(config, **{field: value for field, value in numbers.items() if value is not None})
-    except ValueError as error:
-        raise ModelLoadError(f"{error}; fix scaling_factor / shift_factor", config_path) from None
-    return tensors, key_map, config
+    return tensors, key_map, _vae_scale_from_config_json(config, folder / "config.json")
 
 
 def _load_diffusers_vae(folder: Path, family, dtype, device) -> AutoencoderKL:
@@ -1242,7 +1326,7 @@ def load_controlnet(
     family = family or override.get("family")
     if family is None:   # heads given explicitly (an int head count, or the metadata) need no family convention
         explicit = isinstance(heads, int) or "num_heads" in exact
-        family = "sd1" if explicit else decide_family(config.unet, [], tensors.path)
+        family = "sd1" if explicit else decide_family(config.unet, [], tensors.path, CHOOSE_FAMILY["controlnet"])
     config = detect_controlnet_config(shapes, family=family)
     if isinstance(heads, int) and family == "sd1":
         config = replace(config, unet=replace(config.unet, num_heads=heads, num_head_channels=-1))

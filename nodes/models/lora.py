@@ -1,7 +1,11 @@
 """LoRA: reading low-rank weight updates in the formats users meet, and patching them into our models.
 
 Reference: Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models" (§4.1: a frozen
-weight ``W`` gets ``ΔW = B A``, scaled by ``alpha / r``); LoCon / LyCORIS extend it to convs.
+weight ``W`` gets ``ΔW = B A``, scaled by ``alpha / r``); LoCon / LyCORIS extend it to convs and add
+LoHa (Hadamard product of two low-rank products, Hyeon-Woo et al. 2022 "FedPara") and LoKr (Kronecker
+product, Yeh et al. 2024 "Navigating Text-To-Image Customization: From LyCORIS Fine-Tuning to Model
+Evaluation"); DoRA (Liu et al. 2024, "DoRA: Weight-Decomposed Low-Rank Adaptation", eq. 5) rescales
+``W + ΔW`` to a learned magnitude.
 
 Map
 - ``load_lora(path) -> LoraWeights``: parse a LoRA file; ``lora_from_state_dict`` does the same
@@ -30,6 +34,12 @@ Formats read (``lora_down`` = ``lora_A`` = ``down`` is (rank, in[, kh, kw]), ``l
   ``...to_q_lora.down.weight``, ``...to_q.lora.down.weight``, ``...lora_linear_layer.down.weight``
   (with or without ``.processor``), peft's ``base_model.model.`` prefix, and ComfyUI's
   ``diffusion_model.<LDM name>``.
+- LyCORIS, in the kohya naming above (``lora_unet_<name>.<part>``) or peft's (``<name>.<part>``):
+  LoCon's CP-decomposed convs (``lora_mid.weight`` between a 1x1 ``lora_down`` and ``lora_up``);
+  LoHa (``hada_w1_a``, ``hada_w1_b``, ``hada_w2_a``, ``hada_w2_b``, CP convs add ``hada_t1`` /
+  ``hada_t2``); LoKr (``lokr_w1`` or ``lokr_w1_a`` / ``lokr_w1_b``, ``lokr_w2`` or ``lokr_w2_a`` /
+  ``lokr_w2_b``, CP convs add ``lokr_t2``); DoRA on any of them (LyCORIS' ``dora_scale``, peft's
+  ``lora_magnitude_vector``). ``LoraPatch``, ``LohaPatch`` and ``LokrPatch`` hold one module each.
 
 Kohya names are not split back into dots (``proj_in`` vs ``proj.in`` is ambiguous), and
 diffusers names cannot be turned into ours without the UNet's layout (ResBlocks per level,
@@ -40,14 +50,28 @@ own name, its diffusers name, and both with dots turned into underscores.
 Patching (exact by construction): for every patched module the untouched weight ``W0`` is
 kept (as the module attribute ``lora_original_weight``), and each ``apply_loras`` computes
 
-    W = cast( W0.float() + Σ_k (strength_k · alpha_k / rank_k) · (up_k.float() @ down_k.float()) )
+    W = cast( W0.float() + Σ_k (strength_k · scale_k) · ΔW_k )
 
-on the weight's device (convs: ``up.flatten(1) @ down.flatten(1)`` reshaped to the weight).
-So stacking is order-independent up to float addition, removal restores ``W0`` bitwise, and
-strength 0 touches nothing. ``W0`` is the very tensor the model held (no copy, e.g. still the
-memory-mapped file on CPU) unless ``backup_device`` asks to move it (e.g. to ``"cpu"`` to save
-GPU memory). Not read: LoHa / LoKr, DoRA, LoCon's CP-decomposed ``lora_mid``, full-weight
-``diff`` entries, bias updates; they are reported, never applied half-way.
+on the weight's device, in float32, with ``ΔW`` flattened to (out, in·kh·kw) and reshaped to the
+weight, ``scale`` = alpha / rank, and per network type
+    LoRA / LoCon   ΔW = up @ down                   (CP conv: up @ (mid ×₂ down))
+    LoHa           ΔW = (w1_a @ w1_b) ⊙ (w2_a @ w2_b)   (CP conv: (t1 ×₁ w1_a ×₂ w1_b) ⊙ (t2 ...))
+    LoKr           ΔW = w1 ⊗ w2, each side full or a product ``_a @ _b`` (``w2`` also CP); scale 1
+                   unless a side is factorised (LyCORIS ``modules/lokr.py``: "use scale = 1")
+    DoRA           W ← W + strength · (m · V / ‖V‖ − W) with V = W + scale · ΔW, the norm taken per
+                   output (peft, LyCORIS ``wd_on_out``: m is (out,) or (out, 1[, 1, 1])) or per
+                   input channel (m is (1, in[, 1, 1])), as the magnitude's shape says (ComfyUI
+                   ``weight_adapter/base.py:weight_decompose``; at strength 1 it is peft's merged weight)
+So stacking is order-independent up to float addition (a DoRA rescales the sum of the updates
+before it in the list), removal restores ``W0`` bitwise, and strength 0 touches nothing. ``W0`` is
+the very tensor the model held (no copy, e.g. still the memory-mapped file on CPU) unless
+``backup_device`` asks to move it (e.g. to ``"cpu"`` to save GPU memory).
+
+Never applied half-way: a module whose weights cannot be applied (OFT / BOFT / GLoRA / IA3,
+full-weight ``diff``, bias updates, a part this loader does not know, a shape that fits nothing)
+makes ``apply_loras`` raise and change nothing, because the other modules alone would draw a
+picture the LoRA does not make; ``allow_partial=True`` (Python only) applies the rest and reports.
+Keys that target no part of an SD model at all (``ignored``) are only reported.
 """
 
 from __future__ import annotations
@@ -58,6 +82,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -73,6 +98,8 @@ from .loading import open_state_dict
 from .unet import Downsample, ResBlock, SpatialTransformer, UNetModel, Upsample
 
 __all__ = [
+    "LohaPatch",
+    "LokrPatch",
     "LoraPatch",
     "LoraReport",
     "LoraWeights",
@@ -102,14 +129,17 @@ _PARTS = (
     ("_lora.down.weight", "down"),  # old diffusers attention processors: to_q_lora.down.weight
     ("_lora.up.weight", "up"),
     (".alpha", "alpha"),
-    (".lora_mid.weight", "unsupported: LoCon CP-decomposed lora_mid"),
-    (".dora_scale", "unsupported: DoRA"),
-    (".lora_magnitude_vector", "unsupported: DoRA"),
+    (".lora_mid.weight", "mid"),  # LoCon CP-decomposed conv (LyCORIS use_tucker)
+    (".dora_scale", "dora_scale"),  # DoRA magnitude, LyCORIS: (out, 1[, 1, 1]) or (1, in[, 1, 1])
+    (".lora_magnitude_vector", "magnitude_vector"),  # DoRA magnitude, peft: one per output
+    (".lora_magnitude_vector.weight", "magnitude_vector"),
+    *((f".hada_{name}", f"hada_{name}") for name in ("w1_a", "w1_b", "w2_a", "w2_b", "t1", "t2")),  # LoHa
+    *((f".lokr_{name}", f"lokr_{name}") for name in ("w1", "w1_a", "w1_b", "w2", "w2_a", "w2_b", "t2")),  # LoKr
     (".lora_B.bias", "unsupported: LoRA bias update"),
     (".diff", "unsupported: full-weight diff"),
     (".diff_b", "unsupported: full-weight diff"),
 )
-_UNSUPPORTED_NETWORKS = re.compile(r"\.(hada_|lokr_|oft_|boft_|glora_)")  # LoHa, LoKr, OFT, BOFT, GLoRA
+_UNSUPPORTED_NETWORKS = re.compile(r"\.(oft_|boft_|glora_)")  # LyCORIS OFT, BOFT, GLoRA
 # File prefix -> (target, names are kohya-flattened).
 _PREFIXES: tuple[tuple[str, Target, bool], ...] = (
     ("lora_unet_", "unet", True),
@@ -126,6 +156,7 @@ _UNET_ROOTS = (
     "down_blocks.", "mid_block.", "up_blocks.", "conv_in", "conv_out", "time_embedding.", "add_embedding.",
     "input_blocks.", "middle_block.", "output_blocks.", "time_embed.", "label_emb.", "out.",
 )  # fmt: skip
+_KOHYA_PREFIXES = tuple(prefix for prefix, _, flat in _PREFIXES if flat)
 _METADATA_KEY = "lora_adapter_metadata"  # diffusers' peft LoraConfig per target, keys "unet.lora_alpha" ...
 
 
@@ -134,21 +165,125 @@ _METADATA_KEY = "lora_adapter_metadata"  # diffusers' peft LoraConfig per target
 
 @dataclass(frozen=True, eq=False)
 class LoraPatch:
-    """One module's low-rank update ``ΔW = scale · up @ down`` (Hu et al. 2021, eq. 3)."""
+    """One module's low-rank update ``ΔW = scale · up @ down`` (Hu et al. 2021, eq. 3).
 
-    down: torch.Tensor  # (rank, in) for Linear, (rank, in, kh, kw) for Conv2d
+    LoCon's CP-decomposed convs (LyCORIS ``use_tucker``) add ``mid``: ``down`` is then a 1x1 conv to the
+    rank, ``mid`` the rank x rank kernel, so ``ΔW[o, i, kh, kw] = Σ up[o, r] · mid[r, s, kh, kw] · down[s, i]``
+    (LyCORIS ``modules/locon.py:make_weight``).
+    """
+
+    down: torch.Tensor  # (rank, in) for Linear, (rank, in, kh, kw) for Conv2d; (rank, in, 1, 1) with mid
     up: torch.Tensor  # (out, rank) or (out, rank, 1, 1)
     scale: float  # alpha / rank (1.0 when the file gives no alpha); rsLoRA: alpha / sqrt(rank)
+    mid: torch.Tensor | None = None  # (rank, rank, kh, kw): LoCon CP
+    magnitude: torch.Tensor | None = None  # DoRA's m: see _decomposed
 
     @property
     def rank(self) -> int:
         return self.down.shape[0]
 
+    @cached_property
+    def update_shape(self) -> tuple[int, int]:
+        """(out, in·kh·kw) of the weight this update fits (found on the meta device: no arithmetic)."""
+        return tuple(self.delta(torch.device("meta")).shape)
+
     def delta(self, device: torch.device) -> torch.Tensor:
         """``up @ down`` in float32 on `device`, flattened to (out, in·kh·kw); ``scale`` not applied."""
-        up = self.up.to(device=device, dtype=torch.float32).flatten(1)  # (out, rank)
-        down = self.down.to(device=device, dtype=torch.float32).flatten(1)  # (rank, in*kh*kw)
+        up = _float32(self.up, device).flatten(1)  # (out, rank)
+        down = _float32(self.down, device).flatten(1)  # (rank, in*kh*kw); with mid (rank, in)
+        if self.mid is not None:
+            down = torch.einsum("rskl,si->rikl", _float32(self.mid, device), down).flatten(1)  # (rank, in*kh*kw)
         return up @ down  # (out, in*kh*kw)
+
+
+@dataclass(frozen=True, eq=False)
+class LohaPatch:
+    """LyCORIS LoHa: ``ΔW = scale · (w1_a @ w1_b) ⊙ (w2_a @ w2_b)`` (Hadamard product; FedPara, eq. 2).
+
+    With ``t1`` / ``t2`` (CP-decomposed convs) each factor is the Tucker product ``t ×₁ w_a ×₂ w_b``, with
+    ``w_a`` (rank, out) and ``w_b`` (rank, in) (LyCORIS ``functional/loha.py``, peft ``loha/layer.py``).
+    """
+
+    w1_a: torch.Tensor  # (out, rank); (rank, out) with t1
+    w1_b: torch.Tensor  # (rank, in·kh·kw); (rank, in) with t1
+    w2_a: torch.Tensor
+    w2_b: torch.Tensor
+    scale: float  # alpha / rank, rank = w1_b.shape[0] (as in ComfyUI's and A1111's LoHa)
+    t1: torch.Tensor | None = None  # (rank, rank, kh, kw)
+    t2: torch.Tensor | None = None
+    magnitude: torch.Tensor | None = None  # DoRA's m: see _decomposed
+
+    @property
+    def rank(self) -> int:
+        return self.w1_b.shape[0]
+
+    @cached_property
+    def update_shape(self) -> tuple[int, int]:
+        """(out, in·kh·kw) of the weight this update fits."""
+        return tuple(self.delta(torch.device("meta")).shape)
+
+    def delta(self, device: torch.device) -> torch.Tensor:
+        """The Hadamard product in float32 on `device`, flattened to (out, in·kh·kw); ``scale`` not applied."""
+        first = _low_rank_factor(self.w1_a, self.w1_b, self.t1, device)
+        second = _low_rank_factor(self.w2_a, self.w2_b, self.t2, device)
+        if first.shape != second.shape:  # a Hadamard product must not broadcast
+            raise ValueError(f"the two factors are {list(first.shape)} and {list(second.shape)}")
+        return first * second
+
+
+@dataclass(frozen=True, eq=False)
+class LokrPatch:
+    """LyCORIS LoKr: ``ΔW = scale · w1 ⊗ w2`` (Kronecker product; LyCORIS ``functional/lokr.py:diff_weight``).
+
+    Each side is stored whole (``w1`` (a, c), ``w2`` (b, d[, kh, kw])) or as a product ``_a @ _b``; ``w2``
+    may be CP-decomposed (``t2`` ×₁ ``w2_a`` ×₂ ``w2_b``). The weight is (a·b, c·d[, kh, kw]).
+    """
+
+    w1: torch.Tensor | None
+    w1_a: torch.Tensor | None
+    w1_b: torch.Tensor | None
+    w2: torch.Tensor | None
+    w2_a: torch.Tensor | None
+    w2_b: torch.Tensor | None
+    scale: float  # alpha / rank when a side is factorised, else 1 (LyCORIS sets alpha = rank then)
+    t2: torch.Tensor | None = None
+    magnitude: torch.Tensor | None = None  # DoRA's m: see _decomposed
+
+    @cached_property
+    def update_shape(self) -> tuple[int, int]:
+        """(out, in·kh·kw) of the weight this update fits."""
+        return tuple(self.delta(torch.device("meta")).shape)
+
+    def delta(self, device: torch.device) -> torch.Tensor:
+        """``w1 ⊗ w2`` in float32 on `device`, flattened to (out, in·kh·kw); ``scale`` not applied.
+
+        Flattening ``w2`` to (b, d·kh·kw) before the product gives the same numbers as LyCORIS' 4-D
+        ``kron(w1[..., None, None], w2)`` flattened: column c·(d·kh·kw) + j is input c·d + j // (kh·kw).
+        """
+        w1 = _float32(self.w1, device) if self.w1 is not None else _low_rank_factor(self.w1_a, self.w1_b, None, device)
+        if self.w2 is not None:
+            w2 = _float32(self.w2, device)
+        else:
+            w2 = _low_rank_factor(self.w2_a, self.w2_b, self.t2, device)
+        if w1.ndim != 2 and math.prod(w1.shape[2:]) != 1:
+            raise ValueError(f"lokr_w1 is {list(w1.shape)}; LoKr's first factor is a matrix")
+        return torch.kron(w1.flatten(1).contiguous(), w2.flatten(1).contiguous())  # (a*b, c*d*kh*kw); kron views
+
+
+AnyPatch = LoraPatch | LohaPatch | LokrPatch
+
+
+def _float32(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return tensor.to(device=device, dtype=torch.float32)
+
+
+def _low_rank_factor(a: torch.Tensor, b: torch.Tensor, core: torch.Tensor | None, device) -> torch.Tensor:
+    """``a @ b`` flattened to (out, in·kh·kw), or with a CP core the Tucker product ``core ×₁ a ×₂ b``
+    (a (rank, out), b (rank, in), core (rank, rank, kh, kw); peft ``make_weight_cp``) flattened the same way."""
+    a, b = _float32(a, device), _float32(b, device)
+    if core is None:
+        return a.flatten(1) @ b.flatten(1)
+    return torch.einsum("ijkl,jr,ip->prkl", _float32(core, device), b, a).flatten(1)  # (out, in*kh*kw)
 
 
 @dataclass(frozen=True, eq=False)
@@ -163,7 +298,7 @@ class LoraWeights:
     """
 
     name: str
-    patches: dict[Target, dict[str, LoraPatch]]
+    patches: dict[Target, dict[str, AnyPatch]]
     unsupported: dict[Target, dict[str, str]] = field(default_factory=dict)
     ignored: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
@@ -215,12 +350,20 @@ def lora_from_state_dict(
     unsupported: dict[Target, dict[str, str]] = {}
     ignored: dict[str, str] = {}
     for key in tensors:
-        if _UNSUPPORTED_NETWORKS.search(key):
-            ignored[key] = "LyCORIS LoHa / LoKr / OFT / GLoRA weights are not supported"
+        if network := _UNSUPPORTED_NETWORKS.search(key):
+            if located := _locate(key[: network.start()]):
+                unsupported.setdefault(located[0], {})[located[1]] = "LyCORIS OFT / BOFT / GLoRA is not supported"
+            else:
+                ignored[key] = "LyCORIS OFT / BOFT / GLoRA weights are not supported"
             continue
         suffix, part = next(((s, p) for s, p in _PARTS if key.endswith(s)), (None, None))
         if suffix is None:
-            ignored[key] = "not a LoRA part (lora_down / lora_up / lora_A / lora_B / alpha)"
+            stem, dot, rest = key.partition(".")  # kohya names hold no dot: the module ends at the first one
+            if dot and stem.startswith(_KOHYA_PREFIXES) and (located := _locate(stem)):
+                unsupported.setdefault(located[0], {})[located[1]] = (
+                    f"unknown part .{rest[:60]} (not LoRA, LoCon, LoHa, LoKr or DoRA) is not supported")
+            else:
+                ignored[key] = "not a LoRA part (lora_down / lora_up / lora_A / lora_B / alpha / hada_* / lokr_*)"
             continue
         located = _locate(key[: -len(suffix)])
         if located is None:
@@ -233,27 +376,17 @@ def lora_from_state_dict(
             parts.setdefault((target, module), {})[part] = key
 
     config_alpha = _metadata_alphas(metadata, path)
-    patches: dict[Target, dict[str, LoraPatch]] = {}
+    patches: dict[Target, dict[str, AnyPatch]] = {}
     for (target, module), found in parts.items():
         if module in unsupported.get(target, {}):
-            continue  # e.g. a DoRA module: applying its plain low-rank part would be wrong
-        if "down" not in found or "up" not in found:
-            missing = "lora_up" if "down" in found else "lora_down"
-            unsupported.setdefault(target, {})[module] = f"incomplete: no {missing} weight"
+            continue  # e.g. a module with an OFT part: applying its other parts alone would be wrong
+        try:
+            patch = _patch_from_parts({part: tensors[key] for part, key in found.items()}, found, path,
+                                      lambda rank: config_alpha(target, module, rank))
+        except _NotApplicable as why:
+            unsupported.setdefault(target, {})[module] = str(why)
             continue
-        down, up = tensors[found["down"]], tensors[found["up"]]
-        rank = down.shape[0]
-        if down.ndim not in (2, 4) or up.ndim not in (2, 4) or up.flatten(1).shape[1] != rank or rank == 0:
-            unsupported.setdefault(target, {})[module] = (
-                f"malformed: lora_down {list(down.shape)} and lora_up {list(up.shape)} do not share a rank of 1 "
-                f"or more"
-            )
-            continue
-        if "alpha" in found:
-            scale = _alpha_tensor_scale(tensors[found["alpha"]], found["alpha"], rank, path)
-        else:
-            scale = config_alpha(target, module, rank)
-        patches.setdefault(target, {})[module] = LoraPatch(down=down, up=up, scale=scale)
+        patches.setdefault(target, {})[module] = patch
 
     header = {k: v for k, v in (metadata or {}).items() if isinstance(k, str) and isinstance(v, str)}
     lora = LoraWeights(name=name, patches=patches, unsupported=unsupported, ignored=ignored, path=path,
@@ -270,10 +403,91 @@ def lora_from_state_dict(
         raise ModelLoadError(
             f"this LoRA has no entry that can patch an SD UNet or CLIP text encoder: "
             f"{_examples(f'{name}: {reason}' for name, reason in reasons.items())}; "
-            "it is for another architecture or uses a network type (LoHa, LoKr, DoRA...) that is not supported",
+            "it is for another architecture or uses a network type this loader does not read (it reads LoRA, "
+            "LoCon, LoHa and LoKr, with or without DoRA; not OFT, BOFT, GLoRA, IA3 or full-weight diffs)",
             path,
         )
     return lora
+
+
+class _NotApplicable(Exception):
+    """A module's parts that cannot be applied; the message is the reason shown to the user."""
+
+
+_NETWORK_PARTS = {  # network -> (parts it needs, parts it may have); alpha and DoRA's magnitude go with any
+    "LoRA": ({"down", "up"}, {"mid"}),
+    "LoHa": ({"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"}, {"hada_t1", "hada_t2"}),
+    "LoKr": (set(), {"lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2"}),
+}
+_FILE_PART_NAMES = {"down": "lora_down", "up": "lora_up", "mid": "lora_mid"}
+
+
+def _patch_from_parts(weights: dict[str, torch.Tensor], keys: dict[str, str], path: Path | None,
+                      config_scale) -> AnyPatch:
+    """One module's patch from its parts (part name -> tensor; `keys`: part name -> file key).
+
+    `config_scale(rank)` is the scale a LoRA without an ``.alpha`` key gets (diffusers' metadata).
+    Raises _NotApplicable naming what is missing, mixed or malformed.
+    """
+    names = set(weights) - {"alpha", "dora_scale", "magnitude_vector"}
+    networks = [net for net, (needed, optional) in _NETWORK_PARTS.items() if names & (needed | optional)]
+    if len(networks) != 1:
+        raise _NotApplicable("incomplete: only an alpha or DoRA magnitude, no weights" if not networks else
+                             f"malformed: mixes {' and '.join(networks)} weights in one module")
+    network = networks[0]
+    needed = _NETWORK_PARTS[network][0]
+    if missing := sorted(needed - names):
+        shown = ", ".join(_FILE_PART_NAMES.get(part, part) for part in missing)
+        raise _NotApplicable(f"incomplete {network}: no {shown} weight" if network == "LoRA" else
+                             f"incomplete {network}: no {shown}")
+    magnitude = _dora_magnitude(weights)
+
+    def scale(rank: int) -> float:
+        if rank < 1:
+            raise _NotApplicable(f"malformed {network}: a rank of {rank}")
+        if "alpha" in weights:
+            return _alpha_tensor_scale(weights["alpha"], keys["alpha"], rank, path)
+        return config_scale(rank) if network == "LoRA" else 1.0     # LyCORIS: no alpha means alpha = rank
+
+    if network == "LoRA":
+        down, up = weights["down"], weights["up"]
+        if down.ndim not in (2, 4) or up.ndim not in (2, 4) or up.flatten(1).shape[1] != down.shape[0]:
+            raise _NotApplicable(f"malformed: lora_down {list(down.shape)} and lora_up {list(up.shape)} do not share "
+                                 f"a rank of 1 or more")
+        patch = LoraPatch(down=down, up=up, scale=scale(down.shape[0]), mid=weights.get("mid"), magnitude=magnitude)
+    elif network == "LoHa":
+        if ("hada_t1" in names) != ("hada_t2" in names):
+            raise _NotApplicable("incomplete LoHa: hada_t1 and hada_t2 come together")
+        w = {part.removeprefix("hada_"): tensor for part, tensor in weights.items() if part.startswith("hada_")}
+        patch = LohaPatch(**w, scale=scale(w["w1_b"].shape[0] if w["w1_b"].ndim else 0), magnitude=magnitude)
+    else:
+        w = {part.removeprefix("lokr_"): tensor for part, tensor in weights.items() if part.startswith("lokr_")}
+        for side in ("w1", "w2"):
+            whole, factors = side in w, f"{side}_a" in w and f"{side}_b" in w
+            if whole == factors or (not factors and (f"{side}_a" in w or f"{side}_b" in w)):
+                raise _NotApplicable(f"incomplete LoKr: give lokr_{side}, or lokr_{side}_a with lokr_{side}_b")
+        if "t2" in w and "w2" in w:
+            raise _NotApplicable("malformed LoKr: lokr_t2 goes with lokr_w2_a / lokr_w2_b, not lokr_w2")
+        factorised = w.get("w2_b", w.get("w1_b"))  # the rank, as ComfyUI's LoKr reads it (LyCORIS: the same)
+        rank_scale = scale(factorised.shape[0] if factorised.ndim else 0) if factorised is not None else 1.0
+        patch = LokrPatch(**{name: w.get(name) for name in ("w1", "w1_a", "w1_b", "w2", "w2_a", "w2_b", "t2")},
+                          scale=rank_scale, magnitude=magnitude)
+    try:
+        patch.update_shape  # noqa: B018 - multiplies the shapes on the meta device: malformed files fail here
+    except (RuntimeError, ValueError, IndexError) as exc:
+        shapes = ", ".join(f"{_FILE_PART_NAMES.get(part, part)} {list(tensor.shape)}"
+                           for part, tensor in weights.items() if part in names)
+        raise _NotApplicable(f"malformed {network}: {shapes} do not combine ({str(exc).splitlines()[0][:120]})")
+    return patch
+
+
+def _dora_magnitude(weights: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """DoRA's magnitude m, or None: LyCORIS' ``dora_scale`` as stored, peft's per-output vector as (out, 1)."""
+    if "dora_scale" in weights and "magnitude_vector" in weights:
+        raise _NotApplicable("malformed DoRA: both a dora_scale and a lora_magnitude_vector")
+    if "magnitude_vector" in weights:   # peft: (out,) for Linear, (1, out, 1, 1) for Conv2d, always per output
+        return weights["magnitude_vector"].reshape(-1, 1)
+    return weights.get("dora_scale")
 
 
 def _locate(module: str) -> tuple[Target, str] | None:
@@ -498,7 +712,8 @@ class LoraReport:
 
     ``patched``: our module names (relative to the model given) that received this LoRA's update.
     ``unmatched``: ``"<target>/<file module name>: reason"`` for entries of this model's targets
-    that fit no module (no such name, wrong shape) or cannot be applied (LoHa, DoRA...).
+    that fit no module (no such name, wrong shape) or cannot be applied (OFT, a missing part...);
+    ``apply_loras`` raises instead of applying such a LoRA unless ``allow_partial``.
     ``ignored``: file keys that target nothing this loader knows (same for every model).
     Counts are modules; a module is one down / up (/ alpha) group of keys.
     """
@@ -531,6 +746,7 @@ def apply_loras(
     *,
     target: Target | None = None,
     backup_device: torch.device | str | None = None,
+    allow_partial: bool = False,
 ) -> list[LoraReport]:
     """Make `loras` exactly the LoRAs patched into `model` (replacing earlier ones; ``[]`` removes all).
 
@@ -543,18 +759,23 @@ def apply_loras(
         target: restrict a ``PromptEncoder`` to one target, or name a ``CLIPTextModel``'s.
         backup_device: where to keep the untouched weights (None: keep the original tensor
             where it is, no copy; ``"cpu"`` saves GPU memory at the price of one copy).
+        allow_partial: apply a LoRA of which some modules cannot be applied (their reasons are in
+            its report's ``unmatched``) instead of raising. The nodes never set it: the rest of
+            such a LoRA draws a picture the LoRA does not make.
 
     Returns:
         One ``LoraReport`` per LoRA, in order (``summary()`` for a warning when not ``complete``).
 
     Raises:
         ModelLoadError: a LoRA has entries for this model's targets but none fits (e.g. an SDXL
-            LoRA on an SD 1.x UNet); nothing is changed then.
+            LoRA on an SD 1.x UNet), or (without `allow_partial`) some of them cannot be applied
+            (a network type or part this loader does not read, a module this model lacks, a
+            shape that does not fit); nothing is changed then.
     """
     parts = _parts_of(model, target)
     modules = {prefix: dict(module.named_modules()) for prefix, module in parts.values()}
     aliases = {prefix: _aliases(module) for prefix, module in parts.values()}
-    plan: dict[str, list[tuple[LoraPatch, float]]] = {}  # our full module name -> updates in order
+    plan: dict[str, list[tuple[AnyPatch, float]]] = {}  # our full module name -> (update, strength) in order
     reports = []
     for lora, strength in loras:
         patched, unmatched = [], []
@@ -568,18 +789,26 @@ def apply_loras(
                     continue
                 weight = modules[prefix][ours].weight
                 out_features, in_features = weight.shape[0], math.prod(weight.shape[1:])
-                if (patch.up.shape[0], math.prod(patch.down.shape[1:])) != (out_features, in_features):
+                if patch.update_shape != (out_features, in_features):
                     unmatched.append(
-                        f"{part_target}/{file_name}: update {patch.up.shape[0]}x{math.prod(patch.down.shape[1:])} "
+                        f"{part_target}/{file_name}: update {patch.update_shape[0]}x{patch.update_shape[1]} "
                         f"does not fit weight {list(weight.shape)}"
+                    )
+                    continue
+                if patch.magnitude is not None and _dora_axis(patch.magnitude, weight.shape) is None:
+                    unmatched.append(
+                        f"{part_target}/{file_name}: DoRA magnitude {list(patch.magnitude.shape)} fits neither the "
+                        f"outputs nor the inputs of weight {list(weight.shape)}"
                     )
                     continue
                 patched.append(prefix + ours)
                 if strength != 0:
-                    plan.setdefault(prefix + ours, []).append((patch, strength * patch.scale))
+                    plan.setdefault(prefix + ours, []).append((patch, strength))
         entries = sum(len(lora.patches.get(t, {})) for t in parts)
         if entries and not patched:
             raise ModelLoadError(_nothing_fits(lora, model, entries, unmatched), lora.path)
+        if unmatched and not allow_partial:
+            raise ModelLoadError(_partly_fits(lora, model, len(patched), unmatched), lora.path)
         reports.append(
             LoraReport(
                 lora=lora.name,
@@ -600,7 +829,7 @@ def remove_loras(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def _write(named_modules, plan: dict[str, list[tuple[LoraPatch, float]]], backup_device) -> None:
+def _write(named_modules, plan: dict[str, list[tuple[AnyPatch, float]]], backup_device) -> None:
     """Set each module's weight to its original plus the planned updates; restore modules not in `plan`."""
     for name, module in named_modules:
         updates = tuple(plan.get(name, ()))
@@ -621,8 +850,8 @@ def _write(named_modules, plan: dict[str, list[tuple[LoraPatch, float]]], backup
             delattr(module, _APPLIED_ATTRIBUTE)
             continue
         total = original.to(device=weight.device, dtype=torch.float32)  # a copy unless it is float32 already
-        for patch, coefficient in updates:
-            total = total + coefficient * patch.delta(weight.device).reshape(weight.shape)
+        for patch, strength in updates:
+            total = _updated(total, patch, strength)
         weight.data = total.to(weight.dtype)
         setattr(module, _APPLIED_ATTRIBUTE, updates)
 
@@ -631,7 +860,8 @@ def _nothing_fits(lora: LoraWeights, model: nn.Module, entries: int, unmatched: 
     """Why a LoRA fits none of a model's modules, with a family hint from cross-attention widths."""
     message = f"none of this LoRA's {entries} entries for this {type(model).__name__} fit it ({_examples(unmatched)})"
     lora_width = next(
-        (p.down.shape[1] for n, p in lora.patches.get("unet", {}).items() if re.search(r"attn2[._]to_k$", n)), None
+        (p.update_shape[1] for n, p in lora.patches.get("unet", {}).items() if re.search(r"attn2[._]to_k$", n)),
+        None,
     )
     if isinstance(model, UNetModel) and lora_width and lora_width != model.config.context_dim:
         family = {768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL"}.get(lora_width)
@@ -641,6 +871,46 @@ def _nothing_fits(lora: LoraWeights, model: nn.Module, entries: int, unmatched: 
             + (f"an {family} checkpoint" if family and family.startswith("SD") else "the checkpoint it was made for")
         )
     return message + "; if the file is for another model family, load a matching checkpoint"
+
+
+def _partly_fits(lora: LoraWeights, model: nn.Module, fitting: int, unmatched: list[str]) -> str:
+    """Why a LoRA of which only some modules can be applied is refused, naming those that cannot."""
+    return (f"{len(unmatched)} of this LoRA's {fitting + len(unmatched)} modules for this {type(model).__name__} "
+            f"cannot be applied ({_examples(unmatched)}); the other {fitting} alone would draw a different picture "
+            f"than the LoRA makes, so none is applied. Use a LoRA made for this model family in a format this "
+            f"loader reads (LoRA, LoCon, LoHa, LoKr, with or without DoRA; docs/models.md, LoRA)")
+
+
+def _updated(weight: torch.Tensor, patch: AnyPatch, strength: float) -> torch.Tensor:
+    """`weight` (float32) with one update at `strength`: ``+ strength·scale·ΔW``, or for a DoRA
+    ``+ strength·(m·V/‖V‖ − weight)`` with ``V = weight + scale·ΔW`` (ComfyUI's weight_decompose)."""
+    delta = patch.delta(weight.device).reshape(weight.shape)
+    if patch.magnitude is None:
+        return weight + (strength * patch.scale) * delta
+    decomposed = _decomposed(weight + patch.scale * delta, patch.magnitude)
+    return decomposed if strength == 1 else weight + strength * (decomposed - weight)
+
+
+def _dora_axis(magnitude: torch.Tensor, weight_shape: Sequence[int]) -> int | None:
+    """0 when DoRA's magnitude has one number per output ((out,) or (out, 1[, 1, 1])), 1 when one per input
+    channel ((1, in[, 1, 1])), None when it fits neither."""
+    shape = tuple(magnitude.shape)
+    if shape and shape[0] == weight_shape[0] and math.prod(shape[1:]) == 1:
+        return 0
+    if len(shape) >= 2 and shape[0] == 1 and shape[1] == weight_shape[1] and math.prod(shape[2:]) == 1:
+        return 1
+    return None
+
+
+def _decomposed(merged: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
+    """DoRA (Liu et al. 2024, eq. 5): ``m · V / ‖V‖``, the norm per output row or per input channel."""
+    axis = _dora_axis(magnitude, merged.shape)
+    assert axis is not None, "apply_loras checks the magnitude's shape"
+    norm = merged.transpose(0, axis).flatten(1).norm(dim=1)  # (out,) or (in,): over everything else
+    norm = norm.clamp_min(torch.finfo(torch.float32).tiny)  # an all-zero row stays zero instead of NaN
+    shape = [1] * merged.ndim
+    shape[axis] = -1
+    return merged * (magnitude.to(merged).flatten() / norm).reshape(shape)
 
 
 def _examples(items, count: int = 3) -> str:

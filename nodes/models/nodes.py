@@ -213,10 +213,7 @@ class LoadCheckpoint(Node):
                 path, components=("vae",), dtype=_torch_dtype(weight_dtype, memory).compute,
                 allow_pickle=allow_pickle_files(self)).vae)
         if ckpt.unet is None or ckpt.vae is None or ckpt.text_encoder is None:
-            missing = [n for n in ("unet", "vae", "text_encoder") if getattr(ckpt, n) is None]
-            separately = "LoadUNet / LoadVAE / " + ("LoadSD3TextEncoders" if ckpt.family == "sd3" else "LoadTextEncoder")
-            raise NodeInputError("ckpt_name", f"{ckpt_name} has no {', '.join(missing)}; load the parts "
-                                              f"separately ({separately})")
+            raise NodeInputError("ckpt_name", _missing_parts(ckpt, ckpt_name))
         for module, part in ((ckpt.unet, "unet"), (ckpt.vae, "vae"), (ckpt.text_encoder, "text encoder")):
             memory.register(module, f"{ckpt_name}:{part}")
         if ckpt.family == "sd3":
@@ -230,6 +227,21 @@ class LoadCheckpoint(Node):
         if isinstance(downscale, int):          # the checkpoint's own VAE: what its latents are laid out for
             model.pixels_per_cell = model.vae_downscale = downscale
         return {"model": model, "text_encoder": TextEncoder(ckpt.text_encoder, ckpt.family), "vae": ckpt.vae}
+
+
+def _missing_parts(ckpt: Any, ckpt_name: str) -> str:
+    """Why LoadCheckpoint cannot give all three outputs of `ckpt`, and which loader reads each part from where:
+    LoadUNet and LoadVAE look in their own folders, so this file must be moved or copied there for them."""
+    encoder = "LoadSD3TextEncoders" if ckpt.family == "sd3" else "LoadTextEncoder"
+    missing = [part for part in ("unet", "vae", "text_encoder") if getattr(ckpt, part) is None]
+    how = {"unet": "its UNet with LoadUNet, which reads models/unet: move or copy the file there",
+           "vae": "its VAE with LoadVAE, which reads models/vae: move or copy the file there",
+           "text_encoder": f"its text encoder with {encoder}, which reads models/checkpoints, where it is"}
+    other = {"unet": "a UNet from another file (LoadUNet)", "vae": "a VAE from another file (LoadVAE)",
+             "text_encoder": f"a text encoder from another file ({encoder})"}
+    parts = [other[part] if part in missing else how[part] for part in ("unet", "vae", "text_encoder")]
+    return (f"{ckpt_name} has no {', '.join(missing).replace('_', ' ')}, so LoadCheckpoint cannot load it; load "
+            f"the parts separately: {'; '.join(parts)}")
 
 
 class LoadUNet(Node):
@@ -275,11 +287,14 @@ class LoadVAE(Node):
 
     category = "loaders"
     shared_cache = True     # its output depends only on model files: users of a server share it
+    version = "1.1.0"     # 1.1: the scale a config.json beside the file records (a diffusers vae/ folder) is used
 
     class Inputs(NodeInputs):
         vae_name: str = Input(model_folder="vae")
-        family: Literal["sd", "sdxl", "flux"] = Input("sd", description="the latent space it belongs to (scale "
-                                                                        "factor); 16-channel VAEs: SD3 unless flux")
+        family: Literal["sd", "sdxl", "flux"] = Input(
+            "sd", description="the latent space (scale factor) when the file does not record it: a diffusers "
+                              "config.json beside it or its metadata wins; a bare SDXL VAE file needs sdxl; "
+                              "16-channel VAEs: SD3 unless flux")
 
     outputs = (Output("vae", "VAE"),)
 
@@ -332,12 +347,14 @@ class LoadTextEncoder(Node):
 
 
 class LoadLoRA(Node):
-    """Apply a LoRA (kohya/A1111 or diffusers/peft format) to a model and its text encoder.
+    """Apply a LoRA (kohya/A1111, diffusers/peft, or LyCORIS LoHa / LoKr / LoCon / DoRA) to a model and its text
+    encoder.
 
     The outputs are patched variants; the loaded base model is untouched (patches are applied
     exactly when the variant is used, from the original weights), so removing the node needs no
-    reload. Chain LoadLoRA nodes to stack LoRAs. A LoRA that only partly fits is applied where
-    it fits and the mismatch is reported; one that fits nothing is an error.
+    reload. Chain LoadLoRA nodes to stack LoRAs. A LoRA that can only partly be applied (a module
+    type or part it cannot read, a module the model lacks, a shape that does not fit) fails on
+    `lora_name`, naming those modules: it would draw another picture than the LoRA makes.
     """
 
     category = "loaders"
@@ -735,7 +752,7 @@ class VAEEncodeForInpaint(Node):
             pixels_per_item = neutral.shape[-2] * neutral.shape[-1]
             latents = torch.cat([vae.encode(chunk.to(device), **tiles).float().cpu()
                                  for chunk in _vae_batches(self.context, neutral, pixels_per_item)])
-        return {"latent": {"samples": latents, "noise_mask": grown}}
+        return {"latent": _with_scale_record({"samples": latents, "noise_mask": grown}, vae)}
 
 
 class VAEDecode(Node):
@@ -780,16 +797,20 @@ class LoadControlNet(Node):
     class Inputs(NodeInputs):
         control_net_name: str = Input(model_folder="controlnet")
         weight_dtype: WeightDtype = Input("auto")
+        family: Literal["auto", "sd1", "sd2", "sdxl-base", "sdxl-refiner"] = Input(
+            "auto", description="head layout for ControlNets of a custom size that do not say (auto: from the "
+                                "file's metadata or its context width)")
 
     outputs = (Output("control_net", "CONTROL_NET"),)
 
-    def run(self, control_net_name: str, weight_dtype: str) -> dict:
+    def run(self, control_net_name: str, weight_dtype: str, family: str = "auto") -> dict:
         from .loading import load_controlnet
 
         memory = self.context.service("memory")
         path = resolve_model(self, "controlnet", "control_net_name", control_net_name)
         net = _load_with_retry(self, "control_net_name",
-                               lambda: load_controlnet(path, dtype=_torch_dtype(weight_dtype, memory),
+                               lambda: load_controlnet(path, family=None if family == "auto" else family,
+                                                       dtype=_torch_dtype(weight_dtype, memory),
                                                        allow_pickle=allow_pickle_files(self)))
         memory.register(net, control_net_name)
         net.nodegraph_name = control_net_name
@@ -880,7 +901,13 @@ def api_vae_encode(context: NodeContext, vae: Any, image: Any, *, tile_size: int
                 raise NodeInputError("tile_size", str(exc)) from None
     import torch
 
-    return {"samples": torch.cat(latents)}
+    return _with_scale_record({"samples": torch.cat(latents)}, vae)
+
+
+def _with_scale_record(latent: dict, vae: Any) -> dict:
+    """`latent` (just encoded by `vae`) with its `LATENT_SCALE_KEY` record, when the VAE has scale numbers."""
+    record = latent_scale_record(vae, f"encoded by a VAE whose scale is from {_scale_source(vae)}")
+    return {**latent, LATENT_SCALE_KEY: record} if record is not None else latent
 
 
 def api_vae_decode(context: NodeContext, vae: Any, latent: dict, *, tile_size: int) -> Any:
@@ -908,7 +935,55 @@ def api_vae_decode(context: NodeContext, vae: Any, latent: dict, *, tile_size: i
             images.append(((pixels.float().cpu() + 1.0) / 2.0).clamp(0, 1).movedim(1, -1))   # (b, H, W, 3)
     import torch
 
+    _warn_other_latent_scale(context, vae, latent)
     return torch.cat(images)
+
+
+LATENT_SCALE_KEY = "latent_scale"     # LATENT key: {"scale_factor", "shift_factor", "made_by"} of its latent space
+
+
+def latent_scale_record(vae: Any, made_by: str) -> dict | None:
+    """The `LATENT_SCALE_KEY` entry of a latent made in `vae`'s latent space (VAEEncode's output): the numbers
+    that turn it back into the VAE's own latents, and who made it, for VAEDecode's check (None: a VAE without
+    them, e.g. a plugin's)."""
+    scale = _vae_scale(vae)
+    return None if scale is None else {"scale_factor": scale[0], "shift_factor": scale[1], "made_by": made_by}
+
+
+def _vae_scale(vae: Any) -> tuple[float, float] | None:
+    """(scale_factor, shift_factor) of a VAE's latent space, or None when its config has no such numbers."""
+    scale = getattr(vae.config, "scale_factor", None)
+    shift = getattr(vae.config, "shift_factor", 0.0) or 0.0
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not isinstance(shift, (int, float)):
+        return None
+    return float(scale), float(shift)
+
+
+def _scale_source(vae: Any) -> str:
+    """Where a VAE's scale came from, in words (`loading.load_vae` sets `scale_source`; a checkpoint's own VAE
+    has its family's)."""
+    return getattr(vae, "scale_source", None) or "its checkpoint's family"
+
+
+def _warn_other_latent_scale(context: NodeContext, vae: Any, latent: dict) -> None:
+    """Warn when a latent that records its latent space's scale (`LATENT_SCALE_KEY`) is decoded by a VAE of
+    another scale: an SDXL latent (0.13025) decoded at SD 1.x's 0.18215 gives a visibly wrong image, and
+    nothing else would say why. The VAE decodes as loaded (no silent correction): the fix is the user's."""
+    import math
+
+    made = latent.get(LATENT_SCALE_KEY) if isinstance(latent, dict) else None
+    if not isinstance(made, dict):
+        return
+    theirs, ours = (made.get("scale_factor"), made.get("shift_factor", 0.0)), _vae_scale(vae)
+    if ours is None or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in theirs) or all(
+            math.isclose(a, b, rel_tol=1e-3, abs_tol=1e-6) for a, b in zip(theirs, ours)):
+        return
+    family = {0.13025: " (SDXL's: LoadVAE's family sdxl)", 0.18215: " (SD 1.x / 2.x's: LoadVAE's family sd)"}
+    context.warn(f"this latent was made in a latent space scaled by {theirs[0]:g}, shift {theirs[1]:g} "
+                 f"({made.get('made_by') or 'by another VAE'}), but this VAE decodes with scale {ours[0]:g}, shift "
+                 f"{ours[1]:g} (from {_scale_source(vae)}): the image comes out wrong. "
+                 f"Decode with the VAE the latent was made with, or load this one for the latent's space"
+                 f"{family.get(round(theirs[0], 5), '')}.")
 
 
 VAE_CHUNK_PIXELS = 1 << 20     # images of at most this many pixels in all go through the VAE at once (one 1024²)

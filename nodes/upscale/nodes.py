@@ -54,15 +54,19 @@ class UpscaleModel:
 
 
 def read_state_dict(path: Path, allow_pickle: bool = False) -> dict:
-    """Tensors of an upscaler file (the checkpoint loaders' policy: pickles only with `allow_pickle`).
+    """Tensors of an upscaler file under the Real-ESRGAN key names (pickles only with `allow_pickle`, as for
+    checkpoints).
 
-    BasicSR's `params_ema` / `params` wrappers are unwrapped by `open_state_dict`; a `module.`
-    prefix (DataParallel) is removed here. Raises ModelLoadError naming the file.
+    A pickle's nested BasicSR `params_ema` / `params` dicts are unwrapped by `open_state_dict`; flattened
+    `params_ema.` / `params.` prefixes (a safetensors conversion), DataParallel's `module.` and old-style ESRGAN
+    `model.N` names are handled by `standard_key_names`. Raises ModelLoadError or UnknownUpscalerError.
     """
     from nodes.models.loading import open_state_dict
 
+    from .architectures import standard_key_names
+
     tensors = open_state_dict(path, allow_pickle=allow_pickle)
-    return {key.removeprefix("module."): tensors[key] for key in tensors}
+    return {name: tensors[key] for key, name in standard_key_names(tensors).items()}
 
 
 def load_upscale_model(name: str, resolve_file: Callable[[str, str], Path],
@@ -94,6 +98,8 @@ def load_upscale_model(name: str, resolve_file: Callable[[str, str], Path],
         state = read_state_dict(path, allow_pickle=allow_pickle)
     except ModelLoadError as exc:
         raise NodeInputError("model_name", str(exc)) from None
+    except UnknownUpscalerError as exc:
+        raise NodeInputError("model_name", f"{name}: {exc}") from None
     except (SafetensorError, OSError, EOFError) as exc:
         raise NodeInputError("model_name", f"{name}: could not read the file ({type(exc).__name__}: {exc}); it is "
                                            f"damaged or not a model file: copy it again or choose another") from None
@@ -154,6 +160,15 @@ class LoadUpscaleModel(Node):
         except (OSError, LookupError, TypeError):
             return "missing"
         return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"   # ctime: a rewrite with the old mtime put back
+
+    @classmethod
+    def named_model_files(cls, literals: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:
+        """A name that is not built in is a file of upscale_models: a run's record keeps its SHA-256. (model_name
+        is not declared `model_folder=`: validation would then refuse the built-in names, which are no file.)"""
+        name = literals.get("model_name")
+        if not isinstance(name, str) or name in _builtin_files():
+            return []
+        return [("model_name", "upscale_models", (name,))]
 
     def run(self, model_name: str) -> dict:
         from nodes.models.nodes import allow_pickle_files

@@ -166,3 +166,123 @@ def test_a1111_text_file_beside_an_image_opens_as_its_graph(tmp_path, capsys):
     with pytest.raises(GraphValidationError) as caught:          # a broken JSON file still says where it broke
         graph_from_bytes(b'{"nodes": ', "broken.json")
     assert caught.value.errors[0].code == "invalid_json"
+
+
+def listing(**folders: list[str]):
+    """A `list_model_files` of the given folders' files (others empty), as `ModelPaths.list` answers."""
+    return lambda folder: (list(folders.get(folder, [])), [f"models/{folder}"])
+
+
+def test_lora_tags_become_a_load_lora_chain_and_leave_the_prompt():
+    """A real-models user's A1111 image: `<lora:NAME:WEIGHT>` stayed prompt words and no LoRA was loaded."""
+    text = ("a cat, <lora:kohya_locon:0.7>, <lyco:style>, <lora:split:0.5:0.25>, <lora:named:te=0.3:unet=0.6>, "
+            "<lora:odd:abc>\nNegative prompt: blurry, <lora:neg:1>\nSteps: 2, Seed: 1, Model: sd15, "
+            'Lora hashes: "kohya_locon: 1234abcd"')
+    graph = parameters_graph(text, list_model_files=listing(loras=["styles/style.pt", "kohya_locon.safetensors"]))
+    nodes = graph["nodes"]
+    loras = [(node_id, n["inputs"]) for node_id, n in nodes.items() if n["type"] == "LoadLoRA"]
+    assert [(i["lora_name"], i["strength_model"], i["strength_text"]) for _, i in loras] == [
+        ("kohya_locon.safetensors", 0.7, 0.7), ("styles/style.pt", 1.0, 1.0),     # listed files by their stem
+        ("split.safetensors", 0.25, 0.5), ("named.safetensors", 0.6, 0.3),        # :TE:UNET, te= / unet=
+        ("odd.safetensors", 1.0, 1.0)]                                            # not listed: NAME.safetensors
+    assert [node_id for node_id, _ in loras] == ["lora_1", "lora_2", "lora_3", "lora_4", "lora_5"]
+    assert loras[0][1]["model"] == {"node": "checkpoint", "output": "model"}
+    assert loras[1][1]["text_encoder"] == {"node": "lora_1", "output": "text_encoder"}
+    assert nodes["sampler"]["inputs"]["model"] == {"node": "lora_5", "output": "model"}
+    assert nodes["prompt"]["inputs"]["text_encoder"] == nodes["negative"]["inputs"]["text_encoder"] == {
+        "node": "lora_5", "output": "text_encoder"}
+    assert nodes["prompt"]["inputs"]["text"] == "a cat, , , , , "         # each tag replaced by nothing, as A1111
+    assert nodes["negative"]["inputs"]["text"] == "blurry, <lora:neg:1>"
+    notes = graph["metadata"]["a1111_translated"]
+    assert notes[0] == ("<lora:kohya_locon:0.7> → LoadLoRA 'lora_1' (kohya_locon.safetensors, strength 0.7), taken "
+                        "out of the prompt")
+    assert "strength_model 0.25, strength_text 0.5" in notes[2]
+    left = graph["metadata"]["a1111_untranslated"]
+    assert "Lora hashes: kohya_locon: 1234abcd" in left          # informational, as before
+    assert "<lora:odd:abc> (a weight that is not a number: loaded at strength 1.0; set it on its LoadLoRA)" in left
+    assert any(note.startswith("LoRA tags in the negative prompt") for note in left)
+    bare = parameters_graph("a dog <lora:x>\nSteps: 2, Model: m")       # no listing: the name as A1111's stem
+    assert bare["nodes"]["lora_1"]["inputs"]["lora_name"] == "x.safetensors"
+    assert bare["nodes"]["prompt"]["inputs"]["text"] == "a dog "
+    many = parameters_graph("x " + "<lora:a:1>" * 60 + "\nSteps: 2")            # a hostile prompt: bounded
+    assert sum(n["type"] == "LoadLoRA" for n in many["nodes"].values()) == 50
+    assert "10 LoRA tags past the first 50 (<lora:a:1>, …): left in the prompt" in many["metadata"][
+        "a1111_untranslated"]
+
+
+def test_the_vae_setting_becomes_load_vae_for_decode_and_the_empty_latent():
+    """`VAE: name` was listed as not translated, and the image decoded with the checkpoint's own VAE."""
+    text = "a cat\nSteps: 2, Model: sd15, VAE: vae-ft-mse.safetensors, VAE hash: 1234"
+    graph = parameters_graph(text, list_model_files=listing(vae=["sd/vae-ft-mse.safetensors"]))
+    nodes = graph["nodes"]
+    assert nodes["vae"] == {"type": "LoadVAE", "title": "VAE", "inputs": {"vae_name": "sd/vae-ft-mse.safetensors"}}
+    assert nodes["decode"]["inputs"]["vae"] == nodes["latent"]["inputs"]["vae"] == {"node": "vae", "output": "vae"}
+    assert not any(note.startswith("VAE: ") for note in graph["metadata"]["a1111_untranslated"])
+    assert any(note.startswith("VAE: vae-ft-mse.safetensors → LoadVAE 'vae'")
+               for note in graph["metadata"]["a1111_translated"])
+    unlisted = parameters_graph(text)
+    assert unlisted["nodes"]["vae"]["inputs"]["vae_name"] == "vae-ft-mse.safetensors"
+    plain = parameters_graph("a cat\nSteps: 2, Model: sd15")
+    assert "vae" not in plain["nodes"] and plain["nodes"]["decode"]["inputs"]["vae"]["node"] == "checkpoint"
+
+
+def test_bare_embedding_names_are_written_as_embedding_references_when_the_file_is_there():
+    """A1111 uses a textual inversion by its file name ("EasyNegative"); here that was plain words."""
+    text = ("a cat, embedding:EasyNegative, (badhands:1.2), EasyNegatives\nNegative prompt: easynegative, blurry\n"
+            "Steps: 2, Model: sd15")
+    graph = parameters_graph(text, list_model_files=listing(embeddings=["EasyNegative.safetensors", "neg/BadHands.pt"]))
+    nodes = graph["nodes"]
+    assert nodes["prompt"]["inputs"]["text"] == ("a cat, embedding:EasyNegative, (embedding:neg/BadHands:1.2), "
+                                                 "EasyNegatives")
+    assert nodes["negative"]["inputs"]["text"] == "embedding:EasyNegative, blurry"
+    assert ("'easynegative' (negative prompt) → embedding:EasyNegative, the embedding file's name as A1111 uses it"
+            in graph["metadata"]["a1111_translated"])
+    assert parameters_graph(text)["nodes"]["negative"]["inputs"]["text"] == "easynegative, blurry"   # no listing
+    files = listing(embeddings=["EasyNegative.safetensors", "xl_neg.safetensors"])
+    used = parameters_graph('EasyNegative, xl_neg\nSteps: 2, TI hashes: "EasyNegative: 66a7279a88"',
+                            list_model_files=files)        # A1111 says it used EasyNegative, not xl_neg
+    assert used["nodes"]["prompt"]["inputs"]["text"] == "embedding:EasyNegative, xl_neg"
+    odd = parameters_graph("bad\nSteps: 2", list_model_files=listing(embeddings=["a (b)/bad.pt"]))
+    assert odd["nodes"]["prompt"]["inputs"]["text"] == "bad"       # `embedding:a (b)/bad` would not read back
+
+
+def test_session_cli_and_server_imports_use_the_model_folders(tmp_path, capsys):
+    """The listing reaches the import from `Session.import_comfyui`, `nodegraph run` / `validate` and the server's
+    import_graph, so an A1111 image names the user's own LoRA, VAE and embedding files."""
+    from nodegraph.files import FileStore
+    from nodegraph.model_paths import ModelPaths
+    from nodegraph.protocol import PROTOCOL_VERSION, ServerProtocol
+    from nodegraph.run_queue import RunQueue
+
+    for folder, name in (("loras", "people/kohya_locon.safetensors"), ("vae", "vae_ft.safetensors"),
+                         ("embeddings", "EasyNegative.safetensors")):
+        (tmp_path / "models" / folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "models" / folder / name).write_bytes(b"")
+    text = ("a cat, <lora:kohya_locon:0.7>\nNegative prompt: EasyNegative\nSteps: 2, Model: sd15, "
+            "VAE: vae_ft.safetensors")
+    path = tmp_path / "a1111.png"
+    path.write_bytes(png_with(text))
+    session = Session(autoload=False, model_paths=ModelPaths(roots=[tmp_path / "models"]))
+    graph = session.import_comfyui(path)
+    assert graph.nodes["lora_1"].inputs["lora_name"] == "people/kohya_locon.safetensors"
+    assert graph.nodes["negative"].inputs["text"] == "embedding:EasyNegative"
+    (tmp_path / "paths.json").write_text(json.dumps({"loras": [str(tmp_path / "models" / "loras")],
+                                                     "embeddings": [str(tmp_path / "models" / "embeddings")]}))
+    main(["validate", str(path), "--model-paths", str(tmp_path / "paths.json"), "--no-plugins"])
+    assert "people/kohya_locon.safetensors" not in capsys.readouterr().out     # found, so not listed as missing
+    protocol = ServerProtocol(session, RunQueue(), FileStore(tmp_path / "in", tmp_path / "out"))
+    protocol.connect("c1")
+    protocol.receive("c1", json.dumps({"type": "hello", "protocol_version": PROTOCOL_VERSION}))
+    (reply,) = protocol.receive("c1", json.dumps({"type": "import_graph", "data": {"parameters": text}}))
+    assert reply.message["graph"]["nodes"]["negative"]["inputs"]["text"] == "embedding:EasyNegative"
+    assert reply.message["graph"]["nodes"]["lora_1"]["inputs"]["lora_name"] == "people/kohya_locon.safetensors"
+
+
+def test_the_cli_note_says_what_the_import_made_beyond_the_plain_graph(tmp_path, capsys):
+    """The import made LoadLoRA / LoadVAE nodes (`metadata.a1111_translated`) but the note named only what was
+    left out: a user saw new nodes without a word on where they came from."""
+    path = tmp_path / "lora.png"
+    path.write_bytes(png_with("a red ring <lora:style:0.5>\nSteps: 2, Seed: 1, Model: tiny_world_v6f, VAE: x"))
+    main(["validate", str(path), "--no-plugins"])
+    err = capsys.readouterr().err
+    assert "(also: " in err and "LoadLoRA" in err and "LoadVAE" in err

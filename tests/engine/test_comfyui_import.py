@@ -373,3 +373,75 @@ def test_a_left_out_bypassed_node_passes_by_the_consuming_inputs_type():
     sampler["inputs"][1] = {"name": "positive", "type": "CONDITIONING", "link": 41}
     graph = import_foreign(workflow, lambda node_type: None)
     assert graph["nodes"]["3"]["inputs"]["positive"] == {"node": "6", "output": "conditioning"}
+
+
+def clip_prompt(stop=-2, mode=None) -> dict:
+    """ComfyUI's usual SD1.5 chain: checkpoint → LoraLoader → CLIPSetLastLayer → two CLIPTextEncodes."""
+    layer = {"class_type": "CLIPSetLastLayer", "inputs": {"clip": ["10", 1], "stop_at_clip_layer": stop},
+             **({"_meta": {"mode": mode}} if mode else {})}
+    return {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
+            "10": {"class_type": "LoraLoader", "inputs": {"model": ["4", 0], "clip": ["4", 1], "lora_name": "l.pt",
+                                                          "strength_model": 0.8, "strength_clip": 0.8}},
+            "11": layer,
+            "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["11", 0]}},
+            "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["11", 0]}}}
+
+
+def test_clip_set_last_layer_becomes_the_clip_skip_of_the_encoders_it_feeds(tmp_path, capsys):
+    """A real-models user's SD1.5 workflow was refused with the rewrite to do by hand; the import does it now."""
+    graph = import_foreign(clip_prompt())
+    nodes = graph["nodes"]
+    assert "11" not in nodes
+    for encoder in ("6", "7"):
+        assert nodes[encoder]["inputs"]["clip_skip"] == 2
+        assert nodes[encoder]["inputs"]["text_encoder"] == {"node": "10", "output": "text_encoder"}
+    assert graph["metadata"]["comfyui_folded"] == [{"node": "11", "stop_at_clip_layer": -2, "clip_skip": 2,
+                                                    "encoders": ["6", "7"], "not_reached": []}]
+    assert graph["metadata"]["translated_values"] == [{
+        "node": "11", "input": "stop_at_clip_layer", "from": -2,
+        "to": "clip_skip 2 on EncodeText 6, 7 (CLIPSetLastLayer left out)"}]
+    (tmp_path / "p.json").write_text(json.dumps(clip_prompt(-1)))
+    main(["validate", str(tmp_path / "p.json"), "--no-plugins"])
+    captured = capsys.readouterr()
+    assert "note: node '11': stop_at_clip_layer -1 is 'clip_skip 1 on EncodeText 6, 7" in captured.err
+    assert "unknown_node_type" not in captured.out
+
+
+def test_clip_set_last_layer_is_followed_through_loras_and_stops_at_the_next_one():
+    """Its layer reaches encoders behind a LoraLoader (ComfyUI's clone keeps it); a later CLIPSetLastLayer sets its
+    own; a consumer that takes no clip_skip is named; the same in a UI workflow (widget value named)."""
+    prompt = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
+        "11": {"class_type": "CLIPSetLastLayer", "inputs": {"clip": ["4", 1], "stop_at_clip_layer": -3}},
+        "10": {"class_type": "LoraLoader", "inputs": {"model": ["4", 0], "clip": ["11", 0], "lora_name": "l.pt"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a", "clip": ["10", 1]}},
+        "12": {"class_type": "CLIPSetLastLayer", "inputs": {"clip": ["10", 1], "stop_at_clip_layer": -1}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "b", "clip": ["12", 0]}},
+        "8": {"class_type": "CLIPTextEncodeSDXL", "inputs": {"clip": ["11", 0]}},
+        "9": {"class_type": "CLIPTextEncode", "inputs": {"text": "c", "clip": ["4", 1]}}}
+    graph = import_foreign(prompt)
+    nodes = graph["nodes"]
+    assert "11" not in nodes and "12" not in nodes
+    assert nodes["10"]["inputs"]["text_encoder"] == {"node": "4", "output": "text_encoder"}
+    assert nodes["6"]["inputs"]["clip_skip"] == 3 and nodes["7"]["inputs"]["clip_skip"] == 1
+    assert nodes["7"]["inputs"]["text_encoder"] == {"node": "10", "output": "text_encoder"}
+    assert "clip_skip" not in nodes["9"]["inputs"]                       # straight from the checkpoint: untouched
+    assert nodes["8"]["inputs"]["clip"] == {"node": "4", "output": "text_encoder"}
+    first = graph["metadata"]["comfyui_folded"][0]
+    assert first["encoders"] == ["6"] and first["not_reached"] == [{"node": "8", "type": "CLIPTextEncodeSDXL"}]
+    assert "not set on 8 (CLIPTextEncodeSDXL)" in graph["metadata"]["translated_values"][0]["to"]
+    workflow = {"nodes": [node(4, "CheckpointLoaderSimple", widgets=["sd15.safetensors"]),
+                          node(11, "CLIPSetLastLayer", [("clip", 1)], [-2]),
+                          node(6, "CLIPTextEncode", [("clip", 2)], ["a cat"])],
+                "links": [[1, 4, 1, 11, 0, "CLIP"], [2, 11, 0, 6, 0, "CLIP"]]}
+    nodes = import_foreign(workflow)["nodes"]
+    assert "11" not in nodes and nodes["6"]["inputs"]["clip_skip"] == 2
+
+
+@pytest.mark.parametrize("prompt", [clip_prompt(["20", 0]), clip_prompt(-30), clip_prompt(mode="mute")])
+def test_a_clip_set_last_layer_that_cannot_be_folded_stays_and_says_the_rewrite(prompt):
+    """A layer from a link, one past EncodeText's 24 or a muted node is left as it was: validation's error says
+    what to do (comfyui.INSTEAD)."""
+    graph = import_foreign(prompt)
+    assert graph["nodes"]["11"]["type"] == "CLIPSetLastLayer" and "comfyui_folded" not in graph["metadata"]
+    assert graph["nodes"]["6"]["inputs"]["text_encoder"] == {"node": "11", "output": "0"}

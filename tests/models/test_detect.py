@@ -124,12 +124,15 @@ def test_small_checkpoints_are_flagged_custom(sd1):
 
 
 def test_unplaceable_unet_asks_for_the_family():
-    """A UNet-only checkpoint with an unknown context width asks for the family in the metadata."""
+    """A UNet-only checkpoint with an unknown context width: LoadCheckpoint's reading says to move it to
+    models/unet for LoadUNet (no family makes it a full checkpoint); other callers get the metadata fix."""
     config = UNetConfig(
         model_channels=32, channel_mult=(1, 2), num_res_blocks=1, transformer_depth=(1, 1), context_dim=40
     )
-    with pytest.raises(ModelLoadError, match='"family"'):
+    with pytest.raises(ModelLoadError, match="move it to models/unet and load it with LoadUNet"):
         detect_checkpoint(_meta_checkpoint(config, []))
+    with pytest.raises(ModelLoadError, match='"family"'):
+        detect_checkpoint(_meta_checkpoint(config, []), choose_family="")
 
 
 def test_heads_that_break_the_family_convention_ask_for_the_metadata_override():

@@ -229,6 +229,85 @@ def test_a_refused_pickle_does_not_pass_on_torchs_advice_to_run_it(tmp_path):
     assert "weights_only` set to `False`" not in message and "will likely succeed" not in message
 
 
+@pytest.fixture
+def lightning_callback(monkeypatch):
+    """A class pickled as pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint (Lightning is not installed:
+    fake modules let pickle write the name, as Lightning 1.x wrote it into sd-v1-4.ckpt's `callbacks`)."""
+    import sys
+    import types
+
+    names = ["pytorch_lightning", "pytorch_lightning.callbacks", "pytorch_lightning.callbacks.model_checkpoint"]
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    callback = type("ModelCheckpoint", (), {"__module__": names[-1]})
+    sys.modules[names[-1]].ModelCheckpoint = callback
+    return callback
+
+
+def _compvis_ckpt(state_dict: dict, callback: type, path, legacy: bool = False, replace_parts: dict | None = None):
+    """Save a checkpoint shaped like the original CompVis .ckpt files (`replace_parts` swaps top-level entries)."""
+    checkpoint = {"state_dict": state_dict, "global_step": 470000, "epoch": 6, "pytorch-lightning_version": "1.4.2",
+                  "callbacks": {callback: {"best_model_score": None, "best_model_path": "/logs/last.ckpt"}}}
+    torch.save({**checkpoint, **(replace_parts or {})}, path, _use_new_zipfile_serialization=not legacy)
+    return path
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_compvis_ckpt_with_lightning_callbacks_loads_with_the_opt_in(sd1, tmp_path, lightning_callback, legacy):
+    """sd-v1-4.ckpt's layout (a state_dict plus a Lightning ModelCheckpoint class in `callbacks`) loads with
+    allow_pickle=True, the callback read as an inert stand-in; without the opt-in it is still refused."""
+    path = _compvis_ckpt(_state(sd1.single_file, strip=False), lightning_callback, tmp_path / "sd-v1-4.ckpt", legacy)
+    with pytest.raises(ModelLoadError, match="pickle.*allow_pickle=True"):
+        load_checkpoint(path)
+    unet = load_checkpoint(path, allow_pickle=True, components=("unet",)).unet
+    x, t, context = _unet_inputs()
+    assert max_relative_error(unet(x, t, context), load_unet(sd1.single_file)(x, t, context)) <= 1e-5
+
+
+def test_lightning_stand_ins_only_hold_state(lightning_callback, tmp_path):
+    """The stand-in found under the Lightning name is a TrainingCallbackState: calling or building it keeps what the
+    pickle gave, nothing else; Lightning itself is never imported."""
+    import sys
+
+    from nodes.models.loading import TrainingCallbackState, allow_training_callback_globals
+
+    class Rebuilt:
+        def __reduce__(self):
+            return (lightning_callback, ("monitor", 3))
+
+    path = tmp_path / "callbacks.ckpt"
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "callbacks": {lightning_callback: Rebuilt()}}, path)
+    for name in [n for n in sys.modules if n.startswith("pytorch_lightning")]:
+        sys.modules.pop(name)                           # monkeypatch restores them; the loader must not need them
+    allow_training_callback_globals()
+    ((key, value),) = torch.load(path, weights_only=True)["callbacks"].items()
+    assert issubclass(key, TrainingCallbackState) and key is type(value) and value.args == ("monitor", 3)
+    assert "pytorch_lightning" not in sys.modules
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+@pytest.mark.parametrize("allow", [False, True])
+def test_hostile_pickles_never_run_code_with_the_lightning_names_allowed(tmp_path, lightning_callback, legacy, allow):
+    """os.system via REDUCE, beside an allowed Lightning callback name or as that callback's state, is refused
+    with and without the opt-in, and never runs."""
+    import os as os_module
+
+    marker = tmp_path / "PWNED"
+
+    class Evil:
+        def __reduce__(self):
+            return (os_module.system, (f"touch {marker}",))
+
+    for index, extra in enumerate([{"payload": Evil()}, {"callbacks": {lightning_callback: Evil()}},
+                                   {"state_dict": {"x": torch.zeros(1), "y": Evil()}}]):
+        path = _compvis_ckpt({"x": torch.zeros(1)}, lightning_callback, tmp_path / f"evil{index}.ckpt", legacy,
+                             replace_parts=extra)
+        with pytest.raises(ModelLoadError, match="allow_pickle=True" if not allow else "system") as refusal:
+            load_checkpoint(path, allow_pickle=allow)
+        assert not marker.exists()
+        assert "add_safe_globals" not in str(refusal.value)     # torch's advice to programmers, not to users
+
+
 def test_load_unet_takes_the_chosen_family_for_a_prefixed_unet_only_file(sd1, tmp_path):
     """A UNet-only file that keeps the checkpoint's `model.diffusion_model.` prefix ignored LoadUNet's family."""
     from safetensors.torch import save_file

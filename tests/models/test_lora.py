@@ -265,8 +265,9 @@ def test_sdxl_te1_and_te2_entries_go_to_clip_l_and_clip_g():
     assert torch.equal(clip_g.text_model.encoder.layers[0].mlp.fc2.weight, _expected(original_fc2, [(1.0, fc2)]))
 
 
-def test_partially_matching_lora_applies_what_fits_and_reports_the_rest(sd1, tmp_path):
-    """Unknown modules, wrong shapes, DoRA parts and foreign keys are counted and named; the rest is applied."""
+def test_partially_matching_lora_is_refused_or_with_allow_partial_applies_what_fits(sd1, tmp_path):
+    """Unknown modules, wrong shapes and OFT parts are named and refuse the LoRA, changing nothing; with
+    allow_partial the rest is applied and they are reported, with the foreign keys."""
     unet, text_encoder = _load(sd1)
     entries = {k: v for k, v in _random_entries(unet, text_encoder, seed=6).items() if k[0] == "unet"}
     name = "input_blocks.1.1.transformer_blocks.0.attn2.to_k"
@@ -276,20 +277,23 @@ def test_partially_matching_lora_applies_what_fits_and_reports_the_rest(sd1, tmp
     tensors["lora_unet_input_blocks_1_1_transformer_blocks_0_attn2_to_k.lora_down.weight"] = torch.randn(4, 77)
     tensors["lora_unet_no_such_block_0_proj.lora_down.weight"] = torch.randn(4, 8)
     tensors["lora_unet_no_such_block_0_proj.lora_up.weight"] = torch.randn(8, 4)
-    tensors["lora_unet_input_blocks_1_1_proj_in.dora_scale"] = torch.ones(32, 1)
+    tensors["lora_unet_input_blocks_1_1_proj_in.oft_blocks"] = torch.ones(4, 8, 8)  # LyCORIS OFT: not read
     tensors["transformer.single_blocks.0.attn.to_q.lora_A.weight"] = torch.randn(4, 8)  # a Flux LoRA part
     save_file(tensors, str(path))
     lora = load_lora(path)
     original = _weights(unet)
 
-    (report,) = apply_loras(unet, [(lora, 1.0)])
-    assert len(report.patched) == len(entries) - 2  # attn2.to_k: wrong shape; proj_in: DoRA
+    with pytest.raises(ModelLoadError, match=r"3 of this LoRA's .* cannot be applied \(unet/.*none is applied"):
+        apply_loras(unet, [(lora, 1.0)])
+    _assert_same(unet, original)
+    (report,) = apply_loras(unet, [(lora, 1.0)], allow_partial=True)
+    assert len(report.patched) == len(entries) - 2  # attn2.to_k: wrong shape; proj_in: OFT
     assert len(report.unmatched) == 3 and len(report.ignored) == 1
     summary = report.summary()
     assert f"patched {len(entries) - 2} of {len(entries) + 1} modules" in summary
     assert any("attn2_to_k: update 32x77 does not fit weight [32, 64]" in u for u in report.unmatched)
     assert any("no such module" in u for u in report.unmatched)
-    assert any("DoRA is not supported" in u for u in report.unmatched)
+    assert any("proj_in: LyCORIS OFT / BOFT / GLoRA is not supported" in u for u in report.unmatched)
     assert "transformer.single_blocks" in report.ignored[0]
     assert torch.equal(unet.get_submodule(name).weight, original[f"{name}.weight"])  # the misfit is not applied
     assert apply_loras(text_encoder, [(lora, 1.0)])[0].patched == ()  # no text-encoder entries: no error

@@ -398,7 +398,7 @@ def test_checkpoint_without_encoders_points_to_the_separate_loaders(sd3_separate
     from nodegraph.model_paths import ModelPaths
 
     session = Session(model_paths=ModelPaths(roots=[sd3_separate_files]), output_dir=tmp_path / "out")
-    with pytest.raises(NodeExecutionError, match="has no text_encoder.*LoadSD3TextEncoders"):
+    with pytest.raises(NodeExecutionError, match="has no text encoder.*LoadSD3TextEncoders"):
         session.run(_sd3_graph("sd35_tiny.safetensors"))
 
 

@@ -251,3 +251,46 @@ def test_vae_attention_hands_contiguous_tensors_to_the_attention_kernel(monkeypa
     with torch.no_grad():
         block(torch.randn(1, 32, 8, 8))
     assert seen == [True]
+
+
+def test_a_vae_file_takes_the_scale_of_the_diffusers_config_json_beside_it(sdxl, tmp_path):
+    """An SDXL VAE file inside a diffusers vae/ folder (config.json: scaling_factor 0.13025) decoded SDXL latents
+    at SD 1.x's 0.18215; now the config beside it decides, a bare copy keeps the family default, and `family`
+    still places a bare file."""
+    import shutil
+
+    inside = sdxl.folder / "vae" / "diffusion_pytorch_model.safetensors"
+    vae = load_vae(inside)
+    assert vae.config.scale_factor == 0.13025 and "config.json" in vae.scale_source
+    bare = tmp_path / "sdxl_vae.safetensors"
+    shutil.copy(inside, bare)
+    assert load_vae(bare).config.scale_factor == 0.18215
+    assert "nothing in the file records its scale" in load_vae(bare).scale_source
+    assert load_vae(bare, family="sdxl-base").config.scale_factor == 0.13025
+    (tmp_path / "config.json").write_text('{"_class_name": "UNet2DConditionModel", "scaling_factor": 0.5}')
+    assert load_vae(bare).config.scale_factor == 0.18215      # another component's config: not the VAE's
+
+
+def test_vae_decode_warns_when_the_latent_was_made_in_another_scale(tmp_path):
+    """A latent encoded by a VAE of scale 0.13025 and decoded by one of 0.18215 decodes wrong: VAEDecode says
+    which scales differ and where each came from; the same VAE says nothing."""
+    from dataclasses import replace
+
+    from nodegraph import Session, api
+    from nodegraph.node import NodeContext
+    from nodes.models.nodes import LATENT_SCALE_KEY
+
+    config = VAEConfig(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1)
+    sdxl_vae = AutoencoderKL(replace(config, scale_factor=0.13025)).eval()
+    sd_vae = AutoencoderKL(config).eval()
+    sd_vae.scale_source = "the SD 1.x / 2.x default 0.18215: nothing in the file records its scale"
+    warnings = []
+    context = NodeContext("d", "VAEDecode", lambda *a: None, lambda node_id: None, Session(output_dir=tmp_path).services,
+                          emit_warning=lambda node_id, text: warnings.append(text))
+    latent = api.vae_encode(context, sdxl_vae, torch.rand(1, 16, 16, 3))
+    assert latent[LATENT_SCALE_KEY]["scale_factor"] == 0.13025
+    api.vae_decode(context, sdxl_vae, latent)
+    assert warnings == []
+    api.vae_decode(context, sd_vae, latent)
+    assert len(warnings) == 1 and "scaled by 0.13025" in warnings[0] and "scale 0.18215" in warnings[0]
+    assert "LoadVAE's family sdxl" in warnings[0] and "nothing in the file records" in warnings[0]

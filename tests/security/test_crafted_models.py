@@ -120,7 +120,7 @@ def test_rank_zero_lora_entries_are_malformed_not_a_crash(tmp_path):
     key = "lora_unet_down_blocks_0_attentions_0_proj_in"
     save_file({f"{key}.lora_down.weight": torch.randn(0, 32), f"{key}.lora_up.weight": torch.randn(32, 0),
                f"{key}.alpha": torch.tensor(4.0)}, str(tmp_path / "rank0.safetensors"))
-    with pytest.raises(ModelLoadError, match="rank of 1 or more"):
+    with pytest.raises(ModelLoadError, match="malformed LoRA: a rank of 0"):
         load_lora(tmp_path / "rank0.safetensors")
 
 

@@ -11,7 +11,8 @@ from nodegraph.errors import GraphValidationError
 from nodegraph.model_paths import ModelPaths
 from nodes.upscale import nodes as upscale_nodes
 from nodes.upscale.architectures import (RRDBNet, RRDBNetConfig, SRVGGNetCompact, SRVGGNetCompactConfig,
-                                         UnknownUpscalerError, build_upscaler, detect_architecture)
+                                         UnknownUpscalerError, build_upscaler, detect_architecture,
+                                         old_esrgan_key_names, standard_key_names, unwrapped_key_names)
 from nodes.upscale.ncnn import find_realesrgan_models, load_ncnn, ncnn_output_resize
 from nodes.upscale.tiling import tile_starts, upscale_image
 
@@ -118,6 +119,114 @@ def test_unknown_state_dicts_give_clear_errors():
         build_upscaler(state)
 
 
+class _OldDenseBlock(torch.nn.Module):
+    """ESRGAN 2018's dense block as it was saved: each conv inside a [conv, LeakyReLU] Sequential (conv5 alone)."""
+
+    def __init__(self, nf: int, gc: int):
+        super().__init__()
+        act = lambda: torch.nn.LeakyReLU(0.2)                                       # noqa: E731
+        for j in range(1, 5):
+            setattr(self, f"conv{j}", torch.nn.Sequential(torch.nn.Conv2d(nf + (j - 1) * gc, gc, 3, 1, 1), act()))
+        self.conv5 = torch.nn.Sequential(torch.nn.Conv2d(nf + 4 * gc, nf, 3, 1, 1))
+
+    def forward(self, x):
+        features = [x]
+        for j in range(1, 5):
+            features.append(getattr(self, f"conv{j}")(torch.cat(features, 1)))
+        return self.conv5(torch.cat(features, 1)) * 0.2 + x
+
+
+class _OldRRDB(torch.nn.Module):
+    def __init__(self, nf: int, gc: int):
+        super().__init__()
+        self.RDB1, self.RDB2, self.RDB3 = (_OldDenseBlock(nf, gc) for _ in range(3))
+
+    def forward(self, x):
+        return self.RDB3(self.RDB2(self.RDB1(x))) * 0.2 + x
+
+
+class _Shortcut(torch.nn.Module):
+    def __init__(self, sub: torch.nn.Module):
+        super().__init__()
+        self.sub = sub
+
+    def forward(self, x):
+        return x + self.sub(x)
+
+
+class OldESRGAN(torch.nn.Module):
+    """The old-style ESRGAN generator, written from the architecture (one flattened Sequential under `model`),
+    independently of RRDBNet: its state dict has the `model.N` names of 4x-UltraSharp, Remacri, ..."""
+
+    def __init__(self, stages: int, nf: int = 8, gc: int = 4, blocks: int = 2):
+        super().__init__()
+        conv = lambda: torch.nn.Conv2d(nf, nf, 3, 1, 1)                             # noqa: E731
+        upsampling = [layer for _ in range(stages)
+                      for layer in (torch.nn.Upsample(scale_factor=2, mode="nearest"), conv(), torch.nn.LeakyReLU(0.2))]
+        self.model = torch.nn.Sequential(
+            torch.nn.Conv2d(3, nf, 3, 1, 1),
+            _Shortcut(torch.nn.Sequential(*[_OldRRDB(nf, gc) for _ in range(blocks)], conv())),
+            *upsampling, conv(), torch.nn.LeakyReLU(0.2), torch.nn.Conv2d(nf, 3, 3, 1, 1))
+
+    def forward(self, x):
+        return self.model(x)
+
+
+def renamed(state: dict) -> dict:
+    return {name: state[key] for key, name in standard_key_names(state).items()}
+
+
+@pytest.mark.parametrize("stages, convs", [(0, [2, 4]), (1, [3, 5, 7]), (2, [3, 6, 8, 10]), (3, [3, 6, 9, 11, 13])])
+def test_old_style_esrgan_files_are_renamed_and_compute_the_same(stages, convs):
+    """1× / 2× / 4× / 8× old-style ESRGAN state dicts (model.N) become RRDBNets giving the old network's output."""
+    torch.manual_seed(stages)
+    old = OldESRGAN(stages).eval()
+    state = old.state_dict()
+    assert sorted({int(k.split(".")[1]) for k in state if k.split(".")[1] not in ("0", "1")}) == convs
+    net = build_upscaler(renamed(state))
+    assert net.config == RRDBNetConfig(scale=2 ** stages, num_feat=8, num_block=2, num_grow_ch=4, num_upsample=stages)
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        assert torch.allclose(net(x), old(x), atol=1e-6)
+
+
+def test_old_style_esrgan_key_map():
+    """The fixed 4× rename: model.0 → conv_first, model.1.sub.N.RDBk.convj.0 → body.N.rdbk.convj,
+    model.1.sub.<blocks> → conv_body, model.3 / 6 / 8 / 10 → conv_up1 / conv_up2 / conv_hr / conv_last."""
+    keys = ["model.0.weight", "model.1.sub.0.RDB1.conv1.0.weight", "model.1.sub.22.RDB3.conv5.0.bias",
+            "model.1.sub.23.weight", "model.3.bias", "model.6.weight", "model.8.weight", "model.10.bias"]
+    assert old_esrgan_key_names(keys) == dict(zip(keys, [
+        "conv_first.weight", "body.0.rdb1.conv1.weight", "body.22.rdb3.conv5.bias", "conv_body.weight",
+        "conv_up1.bias", "conv_up2.weight", "conv_hr.weight", "conv_last.bias"]))
+    with pytest.raises(UnknownUpscalerError, match=r"convs at model.\[2, 5, 8, 10\].*pixel-shuffle"):
+        old_esrgan_key_names(["model.0.weight", "model.2.weight", "model.5.weight", "model.8.weight",
+                              "model.10.weight"])
+
+
+def test_esrgan_repo_names_are_renamed():
+    """The ESRGAN repository's 2019 names (RRDB_trunk, trunk_conv, upconvN, HRconv) load as the same network."""
+    state = RRDBNet(RRDBNetConfig(num_feat=8, num_block=1, num_grow_ch=4)).state_dict()
+    back = {"body.": "RRDB_trunk.", "conv_body.": "trunk_conv.", "conv_up": "upconv", "conv_hr.": "HRconv."}
+    repo = {}
+    for key, value in state.items():
+        for new, old in back.items():
+            key = old + key[len(new):] if key.startswith(new) else key
+        repo[key.replace(".rdb", ".RDB")] = value
+    assert "RRDB_trunk.0.RDB2.conv3.weight" in repo and "upconv2.bias" in repo
+    assert shapes(renamed(repo)) == shapes(state)
+
+
+def test_basicsr_wrapper_and_module_prefixes_are_unwrapped():
+    """Flattened params_ema. (preferred over params.) and module. prefixes are removed; a duplicated name is refused."""
+    state = SRVGGNetCompact(TINY_COMPACT).state_dict()
+    flat = {**{f"params_ema.{k}": v for k, v in state.items()}, **{f"params.{k}": v + 1 for k, v in state.items()}}
+    assert all(torch.equal(renamed(flat)[k], v) for k, v in state.items()) and len(renamed(flat)) == len(state)
+    assert shapes(renamed({f"params.module.{k}": v for k, v in state.items()})) == shapes(state)
+    assert unwrapped_key_names(["module.body.0.weight"]) == {"module.body.0.weight": "body.0.weight"}
+    with pytest.raises(UnknownUpscalerError, match="body.0.weight and module.body.0.weight both name"):
+        standard_key_names(["body.0.weight", "module.body.0.weight"])
+
+
 @pytest.fixture
 def session(tmp_path):
     torch.manual_seed(0)
@@ -169,6 +278,26 @@ def test_nodes_load_file_and_upscale(session, tmp_path):
     tiled = session.run(graph("tiny.pth", tile_size=32), outputs=["image"]).outputs["image"]["image"]
     assert whole.shape == (1, 288, 240, 3) and 0 <= whole.min() and whole.max() <= 1
     assert (tiled - whole).abs().max() < 0.05
+
+
+def test_nodes_load_old_style_and_flattened_basicsr_safetensors(session, tmp_path):
+    """An old-style ESRGAN .safetensors (4x-UltraSharp's layout) and a flattened params_ema. one load without the
+    pickle opt-in and upscale like the network they hold."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    old = OldESRGAN(stages=2).eval()
+    folder = tmp_path / "models" / "upscale_models"
+    save_file(old.state_dict(), folder / "4x-old.safetensors")
+    save_file({f"params_ema.{k}": v for k, v in renamed(old.state_dict()).items()}, folder / "4x-ema.safetensors")
+    session = Session(plugins=[upscale_nodes, _TestPlugin], model_paths=session.model_paths,
+                      output_dir=tmp_path / "out")
+    image = torch.linspace(0, 1, 72 * 60 * 3).reshape(1, 72, 60, 3)
+    with torch.no_grad():
+        expected = old(image.movedim(-1, 1)).clamp(0, 1).movedim(1, -1)
+    for name in ("4x-old.safetensors", "4x-ema.safetensors"):
+        out = session.run(graph(name), outputs=["image"]).outputs["image"]["image"]
+        assert out.shape == (1, 288, 240, 3) and (out - expected).abs().max() < 1e-5, name
 
 
 def test_nodes_explain_bad_models(session, tmp_path, monkeypatch):
