@@ -785,8 +785,9 @@ def load_vae(
     config.json beside it (``scaling_factor`` / ``shift_factor``: a file inside a diffusers ``vae/``
     folder, or copied with its config); else ``family`` (the checkpoint's, e.g. ``"sdxl-base"``: 0.13025;
     None: SD 1.x / 2.x's 0.18215; 16 latent channels: SD3's unless ``"flux"``), which also picks the
-    preview factors. A bare SDXL VAE file records nothing, so only ``family`` makes it right. The module's
-    ``scale_source`` says which decided (for messages such as VAEDecode's).
+    preview factors. A bare SDXL VAE file records nothing: its ``scale_guessed`` is then True, and VAEDecode
+    decodes a latent that records its model's latent space in that space. The module's ``scale_source`` says
+    which decided (for messages such as VAEDecode's).
     """
     path = Path(path)
     if path.is_dir():
@@ -826,6 +827,9 @@ def load_vae(
     recorded = {"scale_factor", "shift_factor"} & set(override.get("vae") or {})
     vae.scale_source = (f'the file\'s "{METADATA_KEY}" metadata' if recorded
                         else _scale_source(config, family, beside))
+    # nothing chose the scale — no metadata, no config.json, no family: VAEDecode then decodes a latent that
+    # records its model's latent space in that space (a bare SDXL VAE file swapped into an SDXL graph)
+    vae.scale_guessed = not recorded and beside is None and not family and config.z_channels != 16
     return vae
 
 

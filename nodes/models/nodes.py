@@ -226,6 +226,7 @@ class LoadCheckpoint(Node):
         downscale = getattr(getattr(ckpt.vae, "config", None), "downscale", None)
         if isinstance(downscale, int):          # the checkpoint's own VAE: what its latents are laid out for
             model.pixels_per_cell = model.vae_downscale = downscale
+        model.latent_scale = _vae_scale(ckpt.vae)     # ... and scaled by: its samplers' latents record it
         return {"model": model, "text_encoder": TextEncoder(ckpt.text_encoder, ckpt.family), "vae": ckpt.vae}
 
 
@@ -917,6 +918,7 @@ def api_vae_decode(context: NodeContext, vae: Any, latent: dict, *, tile_size: i
     if samples.ndim != 4:
         raise NodeInputError("latent", f"this VAE decodes image latents (B, C, h, w), found {samples.ndim}-D "
                                        f"samples {tuple(samples.shape)}; fold frames into the batch axis")
+    samples = _in_vae_space(context, vae, latent, samples)
     if samples.shape[1] != vae.config.z_channels:
         raise NodeInputError("latent", f"the latent has {samples.shape[1]} channels; this VAE decodes "
                                        f"{vae.config.z_channels}")
@@ -935,11 +937,10 @@ def api_vae_decode(context: NodeContext, vae: Any, latent: dict, *, tile_size: i
             images.append(((pixels.float().cpu() + 1.0) / 2.0).clamp(0, 1).movedim(1, -1))   # (b, H, W, 3)
     import torch
 
-    _warn_other_latent_scale(context, vae, latent)
     return torch.cat(images)
 
 
-LATENT_SCALE_KEY = "latent_scale"     # LATENT key: {"scale_factor", "shift_factor", "made_by"} of its latent space
+LATENT_SCALE_KEY = "latent_scale"     # as nodes.sampling.diffusion_model.LATENT_SCALE_KEY (no torch import here)
 
 
 def latent_scale_record(vae: Any, made_by: str) -> dict | None:
@@ -965,19 +966,35 @@ def _scale_source(vae: Any) -> str:
     return getattr(vae, "scale_source", None) or "its checkpoint's family"
 
 
-def _warn_other_latent_scale(context: NodeContext, vae: Any, latent: dict) -> None:
-    """Warn when a latent that records its latent space's scale (`LATENT_SCALE_KEY`) is decoded by a VAE of
-    another scale: an SDXL latent (0.13025) decoded at SD 1.x's 0.18215 gives a visibly wrong image, and
-    nothing else would say why. The VAE decodes as loaded (no silent correction): the fix is the user's."""
+def _in_vae_space(context: NodeContext, vae: Any, latent: dict, samples: Any) -> Any:
+    """`samples` to decode, when the latent records its latent space's scale (`LATENT_SCALE_KEY`: VAEEncode's, or
+    a sampler's whose model knows it) and the VAE's differs. A VAE whose file recorded no scale
+    (`scale_guessed`: a bare SDXL VAE file, loaded at SD 1.x's 0.18215 by default) decodes in the latent's space,
+    as ComfyUI lets the model decide (said in a warning); a VAE whose scale was chosen (its file, a config.json,
+    LoadVAE's family) decodes as loaded, with a warning: an SDXL latent (0.13025) decoded at 0.18215 gives a
+    visibly wrong image, and nothing else would say why, but which side is wrong is the user's to say."""
     import math
 
     made = latent.get(LATENT_SCALE_KEY) if isinstance(latent, dict) else None
     if not isinstance(made, dict):
-        return
+        return samples
     theirs, ours = (made.get("scale_factor"), made.get("shift_factor", 0.0)), _vae_scale(vae)
-    if ours is None or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in theirs) or all(
+    if ours is None or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                               for v in theirs) or not theirs[0] or all(
             math.isclose(a, b, rel_tol=1e-3, abs_tol=1e-6) for a, b in zip(theirs, ours)):
-        return
+        return samples
+    if getattr(vae, "scale_guessed", False):
+        context.warn(f"this VAE's file records no latent scale (SD 1.x's {ours[0]:g} was assumed); the latent was "
+                     f"{made.get('made_by') or 'made'} in a space scaled by {theirs[0]:g}, shift {theirs[1]:g}, so it "
+                     f"was decoded in that space. Set LoadVAE's family to say which VAE this is.")
+        # the VAE computes z = samples / ours[0] + ours[1]; the latent's own space needs samples / theirs[0] + theirs[1]
+        return (samples / theirs[0] + theirs[1] - ours[1]) * ours[0]
+    _warn_other_latent_scale(context, vae, made, theirs, ours)
+    return samples
+
+
+def _warn_other_latent_scale(context: NodeContext, vae: Any, made: dict, theirs: tuple, ours: tuple) -> None:
+    """The warning of `_in_vae_space` for a VAE whose scale was chosen: it decodes as loaded."""
     family = {0.13025: " (SDXL's: LoadVAE's family sdxl)", 0.18215: " (SD 1.x / 2.x's: LoadVAE's family sd)"}
     context.warn(f"this latent was made in a latent space scaled by {theirs[0]:g}, shift {theirs[1]:g} "
                  f"({made.get('made_by') or 'by another VAE'}), but this VAE decodes with scale {ours[0]:g}, shift "

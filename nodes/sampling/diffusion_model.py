@@ -15,7 +15,9 @@
   of a batch gets seed + k (noise.seeded_noise).
 - CONDITIONING values are plain dicts of tensors with a batch dimension,
   e.g. ``{"context": (B, T, D), "y": (B, Dy)}`` — the keyword arguments the
-  network receives. LATENT values are dicts ``{"samples": (B, C, h, w)}``.
+  network receives. LATENT values are dicts ``{"samples": (B, C, h, w)}``; a latent that knows its latent
+  space carries ``LATENT_SCALE_KEY``: ``{"scale_factor", "shift_factor", "made_by"}`` (VAEEncode writes it, and
+  a sampler whose model knows its ``latent_scale``), which VAEDecode checks against its VAE.
 """
 
 from __future__ import annotations
@@ -27,6 +29,19 @@ import torch
 
 from .denoisers import ContinuousTimeMap, DiscreteTimeMap, FlowTimeMap, ModelDenoiser
 from .noise import seeded_noise
+
+
+LATENT_SCALE_KEY = "latent_scale"     # LATENT key: {"scale_factor", "shift_factor", "made_by"} of its latent space
+
+
+def latent_in_models_space(latent: dict, model: Any) -> dict:
+    """A sampler's output `latent` with its model's latent-space record (`DiffusionModel.latent_scale`), when the
+    model knows it: what VAEDecode needs to decode an SDXL latent right with a VAE file that records no scale."""
+    scale = getattr(model, "latent_scale", None)
+    if scale is None:
+        return latent
+    return {**latent, LATENT_SCALE_KEY: {"scale_factor": scale[0], "shift_factor": scale[1],
+                                         "made_by": f"sampled by {getattr(model, 'name', 'the model')}"}}
 
 
 @dataclass(eq=False)
@@ -48,6 +63,8 @@ class DiffusionModel:
         pixels_per_cell: the VAE's downscale factor, for messages in pixels (8 for SD).
         vae_downscale: the downscale factor of the VAE the model came with, when a loader knows it (a full
             checkpoint); sampling a latent laid out for another factor warns (`_warn_latent_for_another_vae`).
+        latent_scale: (scale_factor, shift_factor) of the latent space it was trained in, when a loader knows it
+            (a full checkpoint's VAE); samplers record it in their output (`latent_in_models_space`).
     """
 
     net: Callable[..., torch.Tensor]
@@ -61,6 +78,7 @@ class DiffusionModel:
     trained_sides: tuple[int, int] | None = None
     pixels_per_cell: int = 8
     vae_downscale: int | None = None
+    latent_scale: tuple[float, float] | None = None
     _denoiser: ModelDenoiser | None = field(default=None, repr=False)
 
     def apply_patches(self) -> Any:

@@ -544,7 +544,9 @@ class DenoisingTrajectory(Node):
         out = run_sampling(self.context, guider, sampler, sigmas, noise, samples, latent.get("noise_mask"),
                            on_step=keep)
         base = {k: v for k, v in latent.items() if k != "noise_mask"}
-        return {"latent": {**latent, "samples": out},
+        from .diffusion_model import latent_in_models_space
+
+        return {"latent": latent_in_models_space({**latent, "samples": out}, model),
                 "predictions": {**base, "samples": torch.cat(predictions)},
                 "noisy": {**base, "samples": torch.cat(noisy)}}
 
@@ -972,7 +974,9 @@ def api_sample(context: NodeContext, model: Any, positive: Any, negative: Any, l
     with batch_groups(latent.get("frames"), context.check_interrupted):    # whole clips a call
         out = run_sampling(context, Guidance(guider, model), chosen, sigmas, noise or Noise(seed), samples,
                            latent.get("noise_mask"))
-    return {**latent, "samples": out}
+    from .diffusion_model import latent_in_models_space
+
+    return latent_in_models_space({**latent, "samples": out}, model)
 
 
 def api_sample_custom(context: NodeContext, guider: Any, sampler: Any, sigmas: Any, noise: Any,
@@ -1004,7 +1008,9 @@ def api_sample_custom(context: NodeContext, guider: Any, sampler: Any, sigmas: A
     _warn_resized_hints(context, samples, getattr(cfg, "positive", None), getattr(cfg, "negative", None))
     with batch_groups(latent.get("frames"), context.check_interrupted):
         out = run_sampling(context, guider, sampler, sigmas, noise, samples, latent.get("noise_mask"))
-    return {**latent, "samples": out}
+    from .diffusion_model import latent_in_models_space
+
+    return latent_in_models_space({**latent, "samples": out}, model)
 
 
 def api_cfg_guider(context: NodeContext, model: Any, positive: Any, negative: Any, *, cfg: float, rescale: float,

@@ -294,3 +294,35 @@ def test_vae_decode_warns_when_the_latent_was_made_in_another_scale(tmp_path):
     api.vae_decode(context, sd_vae, latent)
     assert len(warnings) == 1 and "scaled by 0.13025" in warnings[0] and "scale 0.18215" in warnings[0]
     assert "LoadVAE's family sdxl" in warnings[0] and "nothing in the file records" in warnings[0]
+
+
+def test_a_vae_that_records_no_scale_decodes_in_the_latent_models_space(sdxl, tmp_path):
+    """The SDXL user's swap: a bare SDXL VAE file (no metadata, no config.json: SD 1.x's 0.18215 assumed) decoding
+    what an SDXL checkpoint's sampler made. The sampler's latent records the model's space (0.13025) and the guessed
+    VAE decodes in it — what the checkpoint's own VAE gives — with a warning; a VAE whose family was given decodes
+    as loaded and warns."""
+    import shutil
+
+    from nodegraph import Session, api
+    from nodegraph.node import NodeContext
+    from nodes.sampling.diffusion_model import LATENT_SCALE_KEY, latent_in_models_space
+
+    own = load_vae(sdxl.folder / "vae" / "diffusion_pytorch_model.safetensors")
+    bare = tmp_path / "sdxl_vae.safetensors"
+    shutil.copy(sdxl.folder / "vae" / "diffusion_pytorch_model.safetensors", bare)
+    guessed, chosen = load_vae(bare), load_vae(bare, family="sd1")
+    assert guessed.scale_guessed and not chosen.scale_guessed and not own.scale_guessed
+    model = type("Model", (), {"latent_scale": (0.13025, 0.0), "name": "sdxl.safetensors"})()
+    latent = latent_in_models_space({"samples": torch.randn(1, 4, 4, 4)}, model)
+    assert latent[LATENT_SCALE_KEY]["made_by"] == "sampled by sdxl.safetensors"
+    warnings = []
+    context = NodeContext("d", "VAEDecode", lambda *a: None, lambda node_id: None,
+                          Session(output_dir=tmp_path).services, emit_warning=lambda node_id, text: warnings.append(text))
+    with torch.no_grad():
+        reference = api.vae_decode(context, own, latent)
+        assert warnings == []
+        decoded = api.vae_decode(context, guessed, latent)
+        assert torch.allclose(decoded, reference, atol=1e-5)
+        assert "records no latent scale" in warnings[-1] and "decoded in that space" in warnings[-1]
+        wrong = api.vae_decode(context, chosen, latent)
+    assert not torch.allclose(wrong, reference, atol=1e-3) and "the image comes out wrong" in warnings[-1]
