@@ -389,6 +389,28 @@ _MODES = {2: "mute", 4: "bypass"}                                    # ComfyUI's
 _SEED_CONTROLS = ("fixed", "increment", "decrement", "randomize")    # a seed widget's "control after generate"
 
 
+_SEED_MODES = {"randomize": "randomize", "increment": "increment", "decrement": "decrement"}   # ComfyUI's → the editor's
+_HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
+
+
+def _seed_modes(controls: Mapping[str, Any], renamed: Mapping[str, str]) -> dict[str, str]:
+    """The editor's `ui.nodes.<id>.seed_modes` for a node's "control after generate" widgets ({ComfyUI input: its
+    value}), named by our input (`renamed`: the equivalent's ComfyUI → our names, noise_seed → seed): "randomize" and
+    "increment" / "decrement" as they are, "fixed" (the editor's default for a loaded seed) and anything else left
+    out, so a ComfyUI user's Run again draws or steps the seed as in ComfyUI (an import that made them all fixed
+    gave the same image, from the cache)."""
+    return {renamed.get(name, name): _SEED_MODES[value] for name, value in controls.items()
+            if isinstance(value, str) and value in _SEED_MODES}
+
+
+def _node_colors(node: Mapping[str, Any]) -> dict[str, str]:
+    """A UI workflow node's `color` (its title bar) and `bgcolor` (its body) when each is a hex colour ("#322", as
+    ComfyUI's colour menu writes): the editor shows them from `ui.nodes.<id>`; anything else is left out (never CSS
+    text)."""
+    return {key: node[key].lower() for key in ("color", "bgcolor")
+            if isinstance(node.get(key), str) and _HEX_COLOR.fullmatch(node[key])}
+
+
 class WorkflowError(ValueError):
     """A UI workflow that cannot be read (its nodes or links are not what ComfyUI writes)."""
 
@@ -652,9 +674,10 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
     `widgets_values`, and such a node stays a placeholder of its ComfyUI type; a muted or bypassed node keeps
     its mode (`_meta.mode`); notes are dropped. Each node's canvas position goes to `_meta.position` (the
     imported graph's `ui`: the editor shows ComfyUI's layout), its output names to `_meta.output_names` (a link
-    out of a type nodegraph lacks is named by them, not by its slot number). A seed's "control after generate" is not carried:
-    the imported seed is fixed, so the first run draws what ComfyUI drew with that seed (ComfyUI changes it
-    after a run; ours would before). A bypassed node of a type nodegraph lacks (`known(type)` False; without
+    out of a type nodegraph lacks is named by them, not by its slot number). A seed's "control after generate" (its
+    own widget, or that of the PrimitiveNode feeding it) goes to `_meta.seed_modes` by our input name (`_seed_modes`:
+    the editor's random / +1 / −1 per run; "fixed", the default, is left out), and the node's colours to
+    `_meta.color` / `_meta.bgcolor` (`_node_colors`). A bypassed node of a type nodegraph lacks (`known(type)` False; without
     `known`, any class not in EQUIVALENTS) is left out as ComfyUI's frontend leaves bypassed nodes out of what it
     runs: a link from its output k goes on from its input of the same slot and type, else its first linked input
     of that type (the types the workflow wrote), else links nothing; each is appended to `left_out` as {"node",
@@ -715,7 +738,8 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
             link_id = first.get("link")
         if node is not None and node["type"] == "PrimitiveNode":
             values = node.get("widgets_values")
-            return {"literal": values[0] if isinstance(values, list) and values else None}
+            control = values[1] if isinstance(values, list) and len(values) > 1 else None
+            return {"literal": values[0] if isinstance(values, list) and values else None, "control": control}
         return [origin, slot]
 
     prompt: dict[str, Any] = {}
@@ -731,10 +755,13 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
         if names is None and widget_names is not None and node["type"] not in EQUIVALENTS:
             names = widget_names(plugin_class.type if plugin_class is not None else node["type"])
         meta: dict[str, Any] = {}
+        controls: dict[str, Any] = {}            # ComfyUI input name → its "control after generate"
         if names is not None and isinstance(values, list):
             if None in names and len(values) == len(names) - 1:     # written without the seed's control widget
                 names = tuple(name for name in names if name is not None)
             inputs.update({name: value for name, value in zip(names, values) if name is not None})
+            controls.update({names[i - 1]: value for i, (name, value) in enumerate(zip(names, values))
+                             if name is None and i > 0 and names[i - 1] is not None})
         elif values not in (None, [], {}):
             inputs["widgets_values"] = values
         for slot in node.get("inputs") if isinstance(node.get("inputs"), list) else []:
@@ -745,6 +772,7 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
             name = widget["name"] if isinstance(widget, dict) and isinstance(widget.get("name"), str) else slot["name"]
             if isinstance(carried, dict):
                 inputs[name] = carried["literal"]
+                controls[name] = carried["control"]
             elif carried is not None:
                 inputs[name] = carried
         position = node.get("pos")
@@ -761,5 +789,9 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
         mode = node.get("mode")
         if type(mode) is int and mode in _MODES:       # anything else (a list, text) is no mode ComfyUI writes
             meta["mode"] = _MODES[mode]
+        equivalent = equivalent_for(node["type"], inputs, plugin_classes)
+        if seed_modes := _seed_modes(controls, equivalent.inputs if equivalent is not None else {}):
+            meta["seed_modes"] = seed_modes
+        meta.update(_node_colors(node))
         prompt[node_id] = {"class_type": node["type"], "inputs": inputs, **({"_meta": meta} if meta else {})}
     return prompt

@@ -564,8 +564,8 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
             node["title"] = meta["title"]
         if isinstance(meta, dict) and meta.get("mode") in ("mute", "bypass"):     # from a UI workflow
             node["mode"] = meta["mode"]
-        if isinstance(meta, dict):                 # a UI workflow's layout, for the editor
-            shown = {key: meta[key] for key in ("position",) if key in meta}
+        if isinstance(meta, dict):                 # a UI workflow's layout, seed controls and colours, for the editor
+            shown = {key: meta[key] for key in ("position", "seed_modes", "color", "bgcolor") if key in meta}
             if shown:
                 ui_nodes[str(raw_id)] = shown
         nodes[str(raw_id)] = node

@@ -395,7 +395,8 @@ def test_comfyui_files_are_recognised_and_api_prompts_import():
     assert converted["metadata"]["imported_from"] == "comfyui-workflow" and "ui" not in converted
     workflow["nodes"][0].update(pos=[120.4, -30], widgets_values=[5, "randomize", 8])    # its canvas position
     converted = import_foreign(workflow)
-    assert converted["ui"] == {"nodes": {"1": {"position": [120, -30]}}}          # the seed stays fixed: no mode
+    assert converted["ui"] == {"nodes": {"1": {"position": [120, -30],             # its "control after generate":
+                                               "seed_modes": {"seed": "randomize"}}}}   # the editor's seed mode
     assert converted["nodes"]["1"]["inputs"] == {"seed": 5, "steps": 8}
 
 
