@@ -184,4 +184,11 @@ describe("document edits", () => {
     expect(randomizeSeeds(doc, seeds, () => 7).nodes[id].inputs.seed).toBe(42);
     expect((toGraphFile(doc).ui!.nodes as Record<string, { seed_modes: unknown }>)[id].seed_modes).toEqual({ seed: "fixed" });
   });
+
+  it("starts a training node's seed fixed: drawn anew before each Run, a stopped training never resumed", () => {
+    const { doc, id } = addNode(base(), schemas.nodes.TrainDiffusion, [0, 0]);
+    expect(seedMode(doc.nodes[id], "seed")).toBe("fixed");
+    const sampler = addNode(base(), schemas.nodes.KSampler, [0, 0]);
+    expect(seedMode(sampler.doc.nodes[sampler.id], "seed")).toBe("randomize");
+  });
 });

@@ -16,7 +16,7 @@
  * left out stay left out — the widget shows the default). The editor itself
  * writes only `ui.nodes.<id>.position` (a node that was moved or added),
  * `ui.nodes.<id>.size` (a resized node), `ui.nodes.<id>.seed_modes` (a seed
- * input's randomise/fixed/increment control), `ui.groups` and `ui.reroutes`
+ * input's randomise/fixed/increment/decrement control), `ui.groups` and `ui.reroutes`
  * (graph/groups.ts), a node's `mode` (bypass / mute) and `subgraphs`
  * (graph/subgraph.ts) — all per the version-2 conventions of docs/graph-format.md.
  *
@@ -28,7 +28,7 @@
  * not text.
  */
 import type { NodeSchema } from "../schema/types";
-import { incrementedSeed } from "../schema/widgets";
+import { decrementedSeed, incrementedSeed } from "../schema/widgets";
 import { copyIdMap, idMap, ownValue, withId } from "./idMaps";
 
 export const FORMAT_VERSION = 2;
@@ -58,7 +58,7 @@ export interface GraphFile {
 }
 
 export type Position = [number, number];
-export type SeedMode = "randomize" | "fixed" | "increment";
+export type SeedMode = "randomize" | "fixed" | "increment" | "decrement";
 
 export interface DocNode {
   type: string;
@@ -312,12 +312,17 @@ export function defaultInputs(schema: NodeSchema): Record<string, InputValue> {
   return inputs;
 }
 
-/** Add a node of `schema` at `position`; new seed inputs start in "randomize" mode. */
+/**
+ * Add a node of `schema` at `position`; new seed inputs start in "randomize" mode — except a training node's
+ * (category "training"), whose seed is part of what the training is: drawn anew before each Run, a stopped
+ * training never resumed (it restarted from step 0 beside a kept `training_state_N`; a kohya user's pass).
+ */
 export function addNode(doc: EditorDocument, schema: NodeSchema, position: Position, id?: string): { doc: EditorDocument; id: string } {
   const nodeId = id ?? newNodeId(doc, schema.type);
   const seeds = Object.entries(schema.inputs).filter(([, spec]) => spec.widget?.kind === "seed").map(([name]) => name);
   const ui: Record<string, unknown> = {};
-  if (seeds.length) ui.seed_modes = idMap(seeds.map((name) => [name, "randomize"]));
+  const training = (schema.category ?? "").split("/").includes("training");
+  if (seeds.length && !training) ui.seed_modes = idMap(seeds.map((name) => [name, "randomize"]));
   const node: DocNode = {
     type: schema.type,
     inputs: defaultInputs(schema),
@@ -424,12 +429,13 @@ export function setTitle(doc: EditorDocument, id: string, title: string): Editor
 /** The randomise/fixed control of a seed input (files without one: fixed, so a loaded graph reproduces). */
 export function seedMode(node: DocNode, input: string): SeedMode {
   const mode = ownValue(node.ui.seed_modes, input);
-  return mode === "randomize" || mode === "increment" ? mode : "fixed";
+  return mode === "randomize" || mode === "increment" || mode === "decrement" ? mode : "fixed";
 }
 
-/** The next mode of the seed control's button: randomize → increment → fixed → randomize. */
+/** The next mode of the seed control's button: randomize → increment → fixed → randomize (decrement, which only
+ *  a ComfyUI import sets, → fixed). */
 export function nextSeedMode(mode: SeedMode): SeedMode {
-  return mode === "randomize" ? "increment" : mode === "increment" ? "fixed" : "randomize";
+  return mode === "randomize" ? "increment" : mode === "increment" || mode === "decrement" ? "fixed" : "randomize";
 }
 
 export function setSeedMode(doc: EditorDocument, id: string, input: string, mode: SeedMode): EditorDocument {
@@ -441,8 +447,9 @@ export function setSeedMode(doc: EditorDocument, id: string, input: string, mode
 }
 
 /**
- * Before a submit: give every unlinked seed input in "randomize" mode a new value,
- * and add one to those in "increment" mode (wrapping from max to min).
+ * After a submit (ComfyUI's "control after generate": the run used the seeds shown, the next ones are shown now):
+ * give every unlinked seed input in "randomize" mode a new value, add one to those in "increment" mode (wrapping
+ * from max to min) and take one from those in "decrement" mode (wrapping from min to max).
  * `seedInputs(type)` lists a node type's seed inputs with their bounds.
  */
 export function randomizeSeeds(
@@ -457,6 +464,25 @@ export function randomizeSeeds(
       const mode = seedMode(node, name);
       if (mode === "randomize") next = setInput(next, id, name, draw(min, max));
       else if (mode === "increment") next = setInput(next, id, name, incrementedSeed(node.inputs[name], min, max));
+      else if (mode === "decrement") next = setInput(next, id, name, decrementedSeed(node.inputs[name], min, max));
+    }
+  }
+  return next;
+}
+
+/**
+ * The seeds a refused submit had used, given back: each seed input that `randomizeSeeds` moved from `submitted` to
+ * `advanced` and that still holds the advanced value in `doc` gets the submitted one again (ComfyUI steps a seed only
+ * for a prompt it queued); a seed typed since, or a node removed, is left as it is.
+ */
+export function seedsGivenBack(doc: EditorDocument, submitted: EditorDocument, advanced: EditorDocument): EditorDocument {
+  let next = doc;
+  for (const [id, node] of Object.entries(advanced.nodes)) {
+    const before = submitted.nodes[id];
+    const now = doc.nodes[id];
+    if (!before || !now || node === before) continue;
+    for (const [name, value] of Object.entries(node.inputs)) {
+      if (value !== before.inputs[name] && now.inputs[name] === value) next = setInput(next, id, name, before.inputs[name]);
     }
   }
   return next;
