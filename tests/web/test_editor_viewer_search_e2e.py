@@ -139,7 +139,7 @@ def test_viewer_search_templates(tmp_path):
             # --- search: Enter adds only a good match ------------------------------------------------
             count = _node_count(page)
             popup = _open_search(page)
-            page.keyboard.type("sharpen")                  # no node is about sharpening: letters in order only
+            page.keyboard.type("load imge")                # a typo: Load Image by letters in order only (weak)
             page.wait_for_selector("[data-testid=search-no-good-match]")
             assert page.locator("[data-testid^=search-item-][data-strong=true]").count() == 0
             assert page.locator(".ng-search-item.ng-active").count() == 0

@@ -69,13 +69,16 @@ describe("a refused Run keeps the opened seeds", () => {
     const png = buildPng(tEXt("nodegraph", JSON.stringify(SAVED))) as Uint8Array<ArrayBuffer>;
     await opened.app.loadFile(new File([png], "made.png"));
     let done = opened.app.run();
-    opened.app.loadGraph(SAVED); // a graph file: its seeds are drawn as always
+    opened.app.loadGraph(SAVED); // another graph: the refused run's seeds are not given back to it
+    const shown = opened.app.editor.doc.nodes.sampler.inputs.seed;
     refuse(submits()[0]);
     await done;
+    expect(opened.app.editor.doc.nodes.sampler.inputs.seed).toBe(shown);
     done = opened.app.run();
     accept(submits()[1]);
     await done;
-    expect(seedOf(submits()[1])).not.toBe(1234);
+    expect(seedOf(submits()[1])).toBe(1234); // the seed it shows, as ComfyUI runs a loaded workflow
+    expect(opened.app.editor.doc.nodes.sampler.inputs.seed).not.toBe(1234);
 
     await opened.app.loadFile(new File([png], "made.png"));
     const first = opened.app.run();

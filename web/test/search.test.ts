@@ -67,7 +67,8 @@ describe("strong and weak hits (what Enter may add)", () => {
   const first = (query: string) => searchNodes(schemas.nodes, query)[0];
 
   it("marks letters-in-order-only hits weak, so Enter adds nothing for a query with no good match", () => {
-    const hits = searchNodes(schemas.nodes, "sharpen");
+    // "load imge": Load Image by letters in order ("sharpen", letters strewn over descriptions, now finds nothing)
+    const hits = searchNodes(schemas.nodes, "load imge");
     expect(hits.length).toBeGreaterThan(0);                 // offered, for a deliberate pick
     expect(hits.every((h) => !h.strong)).toBe(true);
     expect(first("ksmp")).toMatchObject({ strong: false }); // KSampler by letters in order: weak
@@ -83,8 +84,8 @@ describe("strong and weak hits (what Enter may add)", () => {
   });
 
   it("lists every strong hit before any weak one, whatever their scores", () => {
-    // "invert image": Mask Operation matches both words; Image Flip Rotate only "image" well and "invert" by letters.
-    const hits = searchNodes(schemas.nodes, "invert image");
+    // "image inv": Mask Operation matches both words; Forward Diffuse Image only "image" well and "inv" by letters.
+    const hits = searchNodes(schemas.nodes, "image inv");
     const firstWeak = hits.findIndex((h) => !h.strong);
     expect(firstWeak).toBeGreaterThan(0);
     expect(hits.slice(firstWeak).every((h) => !h.strong)).toBe(true);

@@ -55,8 +55,8 @@ import {
   type EditorDocument,
   type Position,
 } from "../graph/document";
-import { groupMembers, groupSelection, groupsOf, layoutWithGroups, moveGroup, moveReroute, pruneReroutes, removeGroup, removeReroutes, reroutesOf, wirePoints } from "../graph/groups";
-import { effectivePositions, estimateSize, freeSpot, unfrozenNodes, type Rect, type Size } from "../graph/layout";
+import { groupMembers, groupSelection, groupsOf, layoutWithGroups, moveGroup, moveReroute, pruneReroutes, removeGroup, removeReroutes, reroutesOf, updateGroup, wirePoints } from "../graph/groups";
+import { effectivePositions, estimateSize, freeSpot, pushGrown, unfrozenNodes, type Rect, type Size } from "../graph/layout";
 import { idMap } from "../graph/idMaps";
 import { collapseToSubgraph } from "../graph/subgraph";
 import { portColor, type NodeSchema, type PortType } from "../schema/types";
@@ -67,7 +67,7 @@ import { followStep, wholeInView, type FollowedRun } from "./viewFit";
 import { useStore } from "../state/store";
 import { GroupNode, RerouteNode, type GroupFlowNode, type RerouteFlowNode } from "./GroupNode";
 import { SchemaNode, type SchemaFlowNode } from "./SchemaNode";
-import { shortcutInField } from "./shortcuts";
+import { habitShortcut, runHabit, shortcutInField } from "./shortcuts";
 import { WireEdge, type WireFlowEdge } from "./WireEdge";
 import { CanvasMiniMap, nodeGesture } from "./CanvasMiniMap";
 import { panelsFolded } from "../state/ui";
@@ -286,7 +286,10 @@ export function GraphCanvas() {
       return { x: left, y: top, width: right - left, height: bottom - top };
     };
     app.editor.shownSize = (d, id) => sizeFor(d, app.schemasFor(d), measuredRef.current, id);
-    app.canvas.fit = () => requestAnimationFrame(() => void flow.fitView(FIT_ALL));
+    app.canvas.fit = () => {
+      fits.current++;
+      requestAnimationFrame(() => void flow.fitView(FIT_ALL));
+    };
     app.canvas.followHere = () => {
       const element = wrapper.current;
       const viewport = flow.getViewport();
@@ -302,6 +305,11 @@ export function GraphCanvas() {
   // Fit the view once the nodes of a newly loaded graph have been measured.
   const nodesInitialized = useNodesInitialized();
   const [fitPending, setFitPending] = useState(false);
+  const [separations, setSeparations] = useState(0); // imports pushed apart (the effect below `grew`'s)
+  // Every fit asked for (a load's, the Fit View button's, app.canvas.fit) counts here: a load's readable fit that
+  // resolves after a newer one was asked for leaves the view to that one. (React Flow resolves the fitViews waiting
+  // for the nodes together, with the last one's options: a load's late fit undid the first Fit View click after it.)
+  const fits = useRef(0);
   useEffect(() => {
     if (loadCount > 0) setFitPending(true);
   }, [loadCount]);
@@ -329,17 +337,18 @@ export function GraphCanvas() {
       setRefitTick((tick) => tick + 1);
     }
   }, [app, flow]);
+  // (an import's fit waits for its push-apart, `separations` below: before, the view fitted the overlapping layout)
   useEffect(() => {
-    if (!fitPending || !nodesInitialized) return;
+    if (!fitPending || !nodesInitialized || app.canvas.separateWhenShown) return;
     const frame = requestAnimationFrame(() => {
       const runId = app.canvas.followRun;
       app.canvas.followRun = null;
       follow.current = null;
-      void (runId ? fitFollowed(runId) : fitReadable(flow, wrapper.current));
+      void (runId ? fitFollowed(runId) : fitReadable(flow, wrapper.current, fits));
       setFitPending(false);
     });
     return () => cancelAnimationFrame(frame);
-  }, [fitPending, nodesInitialized, flow, app, fitFollowed]);
+  }, [fitPending, nodesInitialized, flow, app, fitFollowed, separations]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const nodes = useMemo<AnyFlowNode[]>(() => {
     const linkedOutputs = idMap<Set<string>>();
@@ -355,6 +364,9 @@ export function GraphCanvas() {
         width: group.bounds[2],
         height: group.bounds[3],
         style: { width: group.bounds[2], height: group.bounds[3] },
+        // measured as drawn (its bounds), as React Flow needs for every node before `nodesInitialized`: without, each
+        // new frame object (every render) left the nodes uninitialized, so a graph with groups was never fitted on load
+        measured: { width: group.bounds[2], height: group.bounds[3] },
         data: { group },
         selected: Boolean(selectedNodes[id]),
         zIndex: -1,
@@ -399,7 +411,7 @@ export function GraphCanvas() {
     cache.current = next;
     for (const reroute of reroutesOf(doc)) {
       const id = REROUTE_PREFIX + reroute.id;
-      list.push({ id, type: "reroute", position: { x: reroute.position[0] - 7, y: reroute.position[1] - 7 }, data: { reroute }, selected: Boolean(selectedNodes[id]) });
+      list.push({ id, type: "reroute", position: { x: reroute.position[0] - 7, y: reroute.position[1] - 7 }, measured: { width: 14, height: 14 }, data: { reroute }, selected: Boolean(selectedNodes[id]) });
     }
     return list;
   }, [doc, schemaNodes, selectedNodes, measured, positions]);
@@ -481,14 +493,25 @@ export function GraphCanvas() {
       lastHeights.current[id] = size.height;
     }
     app.editor.grew(rectsRef.current, grown);
-    // A ComfyUI import, once all of it is measured: overlapping nodes pushed apart, then shown again as a
-    // load is (app.canvas.separateWhenShown)
-    if (app.canvas.separateWhenShown && Object.keys(app.editor.doc.nodes).every((id) => measured[id])) {
-      app.canvas.separateWhenShown = false;
-      app.editor.separate(rectsRef.current);
-      setFitPending(true);
-    }
   }, [measured]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  // A ComfyUI import (app.canvas.separateWhenShown), once every node is measured and the sizes have not changed
+  // for a frame: overlapping nodes pushed apart, each group keeping its nodes (`separateShown`); the load's fit
+  // waits for it (`separations`). Run on each load too, not only when sizes change: nodes with the ids and sizes of
+  // the graph before keep their measurements, so an import of ComfyUI's default ids 3–9 after another brought
+  // no size change, and was never pushed apart (VAE Decode stayed over Save Image).
+  useEffect(() => {
+    if (!app.canvas.separateWhenShown || !Object.keys(app.editor.doc.nodes).every((id) => measured[id])) return;
+    let frame = requestAnimationFrame(() => {
+      frame = requestAnimationFrame(() => {
+        if (!app.canvas.separateWhenShown) return;
+        app.canvas.separateWhenShown = false;
+        separateShown(app, rectsRef.current);
+        setSeparations((n) => n + 1);
+      });
+    });
+    return () => cancelAnimationFrame(frame);
+  }, [measured, loadCount]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const onNodesChange = useCallback(
     (changes: NodeChange<AnyFlowNode>[]) => {
@@ -630,6 +653,13 @@ export function GraphCanvas() {
         if (!element || !onCanvas(event.target)) return;
         event.preventDefault();
         keyboardMenuRef.current(element as HTMLElement);
+        return;
+      }
+      // ComfyUI's keys: . fits the view, Alt+C minimises, Ctrl+O opens, Ctrl+Alt+Enter interrupts (editor/shortcuts.ts)
+      const habit = app.ui.get().viewer ? null : habitShortcut(event, isEditable(event.target), onCanvas(event.target));
+      if (habit) {
+        event.preventDefault();
+        runHabit(app, habit);
         return;
       }
       if (isEditable(event.target)) {
@@ -777,6 +807,14 @@ export function GraphCanvas() {
           groupDrag.current = null;
         }}
         onSelectionDragStop={() => app.editor.dragEnd()}
+        onNodeClick={(event, node: Node) => {
+          // ComfyUI's rule: a plain click selects just that node, also one inside a multi-selection (React Flow kept
+          // the whole selection, so a Ctrl+click after it removed nodes the user meant to add). Ctrl / Cmd / Shift+click
+          // add or remove it (React Flow); a drag moves the whole selection (React Flow reports no click after a drag).
+          if (event.ctrlKey || event.metaKey || event.shiftKey) return;
+          const { selectedNodes: nodes, selectedEdges: edges } = app.editor.state;
+          if (Object.keys(nodes).some((id) => id !== node.id) || Object.keys(edges).length) app.editor.select({ [node.id]: true });
+        }}
         onPaneContextMenu={(e) => openMenu(e, { kind: "canvas" })}
         onNodeContextMenu={(e, node: Node) => {
           if (node.id.startsWith(GROUP_PREFIX)) openMenu(e, { kind: "group", id: node.id.slice(GROUP_PREFIX.length) });
@@ -802,7 +840,10 @@ export function GraphCanvas() {
         fitView
       >
         <Background gap={24} color="var(--grid)" />
-        <Controls showInteractive={false}>
+        <Controls showInteractive={false} onFitView={() => {
+          fits.current++; // the user's fit wins over a load's still on its way
+          setFitPending(false);
+        }}>
           <LockButton />
           {/* fold the palette and the side panels away: room for the canvas in a small window or at 200 % zoom */}
           <ControlButton
@@ -852,6 +893,21 @@ function minimapColor(node: { selected?: boolean; type?: string }): string {
   return node.selected ? "#e0a030" : node.type === "group" ? "transparent" : "#5a6270";
 }
 
+/**
+ * A ComfyUI import's push-apart, once its nodes are measured (`rects`: as shown): every overlap undone downwards, each
+ * group keeping its nodes — its frame grows and moves with them (graph/layout.ts `pushGrown` "all", `separateInFrames`).
+ * The file's positions and the frames go silently into the document, frozen positions into the shown ones: no undo step.
+ */
+function separateShown(app: EditorApp, rects: Record<string, Rect>): void {
+  const { doc, shownPositions } = app.editor.state;
+  const frames = idMap(groupsOf(doc).map((g): [string, Rect] => [g.id, { x: g.bounds[0], y: g.bounds[1], width: g.bounds[2], height: g.bounds[3] }]));
+  const moved = pushGrown(doc, shownPositions, rects, "all", frames);
+  let next = Object.keys(moved.file).length ? moveNodes(doc, moved.file) : doc;
+  for (const [id, f] of Object.entries(moved.frames)) next = updateGroup(next, id, { bounds: [f.x, f.y, f.width, f.height] });
+  app.editor.replaceSilently((current) => (current === doc ? next : current));
+  app.editor.keepShown(moved.frozen);
+}
+
 /** Screen pixels kept between a node the user adds and the canvas's edges (flush against an edge it reads as cut off). */
 const VIEW_MARGIN = 16;
 
@@ -865,10 +921,12 @@ export const READABLE_ZOOM = 0.75;
  * Show a newly loaded graph: the whole of it when that is readable, else at READABLE_ZOOM from its
  * top-left corner (where the loaders are; ComfyUI opens a workflow at a readable zoom too), so a
  * large graph opens ready to edit, not as a 3 px overview (the fit-view button still shows it all).
+ * `fits` counts the fits asked for: when another one was asked for while this one waited, that one's view stays.
  */
-async function fitReadable(flow: ReturnType<typeof useReactFlow>, element: HTMLElement | null): Promise<void> {
+async function fitReadable(flow: ReturnType<typeof useReactFlow>, element: HTMLElement | null, fits: { current: number }): Promise<void> {
+  const mine = ++fits.current;
   await flow.fitView(FIT_ALL);
-  if (!element || flow.getZoom() >= READABLE_ZOOM) return;
+  if (fits.current !== mine || !element || flow.getZoom() >= READABLE_ZOOM) return; // a newer fit was asked for: its view stays
   const bounds = flow.getNodesBounds(flow.getNodes().filter((node) => !node.hidden));
   const margin = 24;
   const height = element.clientHeight;

@@ -3,7 +3,7 @@
  * number fields with min/max/step (and a slider for bounded ranges), dropdowns
  * for choices and model files (a searchable combo for long lists), one-line
  * text, multi-line prompts that grow with their text, seed with its
- * randomise / increment / fixed control, a checkbox for booleans, and image
+ * randomise / increment / (decrement) / fixed control, a checkbox for booleans, and image
  * upload with a preview (an image's "Edit mask…" opens editor/MaskEditor.tsx).
  *
  * Test ids: widget-<node>-<input> (the value field; for a combo, its button),
@@ -289,11 +289,13 @@ function SeedField({ nodeId, name, testId, value, raw, widget, onCommit, errorId
   const app = useApp();
   const mode = useStore(app.editor.store, (s) => (s.doc.nodes[nodeId] ? seedMode(s.doc.nodes[nodeId], name) : "fixed"));
   const numberWidget = { kind: "number" as const, integer: true, min: widget.min, max: widget.max, step: 1 };
-  const labels = { randomize: "random", increment: "+1 / run", fixed: "fixed" } as const; // plain text: no emoji font needed
+  const labels = { randomize: "random", increment: "+1 / run", decrement: "−1 / run", fixed: "fixed" } as const; // plain text: no emoji font needed
+  // as ComfyUI's "control after generate": a run uses the seed shown, then the next one is shown
   const titles = {
-    randomize: "A new seed is drawn before each run (click: add one each run)",
-    increment: "The seed goes up by one before each run (click: keep it fixed)",
-    fixed: "The seed stays as it is (click: randomise before each run)",
+    randomize: "Each run uses the seed shown, then a new one is drawn (click: add one after each run)",
+    increment: "Each run uses the seed shown, then it goes up by one (click: keep it fixed)",
+    decrement: "Each run uses the seed shown, then it goes down by one (click: keep it fixed)",
+    fixed: "The seed stays as it is (click: a new one after each run)",
   } as const;
   return (
     <span className="ng-seed">

@@ -17,16 +17,20 @@
  *   on its scrolling table (↑/↓ PageUp/PageDown scroll it); Escape closes it and the focus goes back to the opener.
  * SubgraphBar: the path of open subgraphs with a button back to the outer graph.
  *
- * Test ids: search-popup, search-input, search-item-<type> (data-strong), search-no-good-match, context-menu,
+ * A ComfyUI class name with another home here (schema/search.ts SEARCH_HINTS: Reroute, CLIPSetLastLayer) gets a
+ * hint line above the hits.
+ *
+ * Test ids: search-popup, search-input, search-item-<type> (data-strong), search-no-good-match, search-hint, context-menu,
  * menu-<action>, help-panel, help-body, subgraph-bar, subgraph-back.
  */
 import { useEffect, useId, useLayoutEffect, useMemo, useRef, useState } from "react";
 import { connect, disconnect, docEdges, moveNodes, nodeSize, setNodeSize, type Position } from "../graph/document";
 import { addGroup, addReroute, GROUP_COLORS, groupMembers, groupsOf, removeGroup, removeReroutes, updateGroup } from "../graph/groups";
 import { idMap } from "../graph/idMaps";
+import { isMinimised, NODE_COLORS, nodeColors, setNodeColor, toggleMinimised } from "../graph/nodeLook";
 import { alignNodes, distributeNodes, type AlignEdge, type Rect } from "../graph/layout";
 import { subgraphName } from "../graph/subgraph";
-import { searchNodes } from "../schema/search";
+import { searchHint, searchNodes } from "../schema/search";
 import type { EditorApp } from "../state/app";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
@@ -127,7 +131,8 @@ export function SearchPopup() {
       />
       {search.wire && <div className="ng-muted ng-search-filter">only nodes that {search.wire.filter.from === "output" ? "take" : "give"} {search.wire.filter.port}</div>}
       <div className="ng-search-list" ref={list} id={listId} role="listbox" aria-label="Nodes">
-        {hits.length === 0 && <div className="ng-muted">No node matches.</div>}
+        {searchHint(query) && <div className="ng-search-hint" data-testid="search-hint">{searchHint(query)}</div>}
+        {hits.length === 0 && <div className="ng-muted" data-testid="search-no-good-match">No good match: no node matches.</div>}
         {hits.length > 0 && !hits[0].strong && (
           <div className="ng-muted ng-search-weak" data-testid="search-no-good-match">
             No good match for “{query.trim()}”. Letters in order only: ↓ to pick one anyway.
@@ -210,6 +215,8 @@ export function menuItems(app: EditorApp, target: MenuTarget, at: Position, scre
         } },
         { key: "group", label: "Group (Ctrl+G)", run: () => selectionActions.group(app, ids) },
         { key: "collapse", label: "Collapse into subgraph (Ctrl+Shift+E)", run: () => selectionActions.collapse(app, ids) },
+        { key: "minimise", label: `${node && isMinimised(node) ? "Expand" : "Minimise"} (Alt+C)`, run: () => app.editor.edit((doc) => toggleMinimised(doc, ids)) },
+        { key: "color", label: "Colour…", run: () => app.ui.set((s) => ({ ...s, menu: { screen, at, target: { kind: "color", ids } } })) },
       ];
       // "Edit mask…" for each image upload input naming a file (one item when there is one: ComfyUI's "Open in MaskEditor")
       const schema = node ? app.schemasFor()[node.type] : undefined;
@@ -256,6 +263,19 @@ export function menuItems(app: EditorApp, target: MenuTarget, at: Position, scre
     }
     case "reroute":
       return [{ key: "remove-reroute", label: "Remove reroute", run: () => app.editor.edit((doc) => removeReroutes(doc, [target.id])) }];
+    case "color": {
+      // ComfyUI's colours (so a colour means the same there), the current one marked; "No colour": the theme's
+      const first = app.editor.doc.nodes[target.ids[0]];
+      const current = first ? nodeColors(first) : null;
+      return [
+        ...NODE_COLORS.map((choice) => ({
+          key: `color-${choice.name.replace(" ", "-")}`,
+          label: `${current?.bgcolor === choice.bgcolor ? "✓ " : ""}${choice.name[0].toUpperCase()}${choice.name.slice(1)}`,
+          run: () => app.editor.edit((doc) => setNodeColor(doc, target.ids, choice)),
+        })),
+        { key: "color-none", label: "No colour", run: () => app.editor.edit((doc) => setNodeColor(doc, target.ids, null)) },
+      ];
+    }
     case "connect": {
       const choices = connectChoices(app.editor.doc, app.schemasFor(), app.session.get().schemas.types, target.id);
       if (!choices.length) return [{ key: "connect-none", label: "No link fits this node", disabled: true, run: () => undefined }];
@@ -373,6 +393,7 @@ function menuLabel(target: MenuTarget): string {
     case "group": return "Group menu";
     case "reroute": return "Reroute menu";
     case "connect": return `Links node ${target.id} can make`;
+    case "color": return target.ids.length === 1 ? `Colours for node ${target.ids[0]}` : `Colours for ${target.ids.length} nodes`;
   }
 }
 

@@ -76,7 +76,7 @@ export function Palette() {
         }}
       />
       <div className="ng-palette-list" ref={list} onKeyDown={onListKey}>
-        {groups.length === 0 && <div className="ng-muted">{Object.keys(nodes).length ? "No node matches." : "Waiting for the server's node list…"}</div>}
+        {groups.length === 0 && <div className="ng-muted">{Object.keys(nodes).length ? "No good match: no node matches." : "Waiting for the server's node list…"}</div>}
         {groups.map((group) => (
           <section key={group.category}>
             <h3>{group.category}</h3>

@@ -18,7 +18,11 @@
  * nodes' too) has an amber frame and lists them, those of a cached result marked as
  * from an earlier run.
  *
- * Test ids: node-<id> (data-mode), node-status-<id>, node-error-<id>, node-warning-<id>, node-unknown-<id>, open-subgraph-<id>,
+ * A node's colours (`ui.nodes.<id>.color` for the title bar, `bgcolor` for the body: ComfyUI's, graph/nodeLook.ts)
+ * are drawn with text that reads on them; a minimised node (`collapsed`: the ▾ before the title, Alt+C, or its
+ * menu) shows only its title bar, its wires ending on it.
+ *
+ * Test ids: node-<id> (data-mode, data-minimised), minimise-<id>, node-status-<id>, node-error-<id>, node-warning-<id>, node-unknown-<id>, open-subgraph-<id>,
  * handle-<id>-in-<input>, handle-<id>-out-<output>, input-<id>-<input>,
  * input-error-<id>-<input>, unlink-<id>-<input>, node-preview-<id>,
  * node-files-<id>, node-output-<id>.
@@ -40,6 +44,7 @@ import { useApp } from "../state/context";
 import { runKeyPrefix } from "../state/editorStore";
 import { useStore } from "../state/store";
 import { InputWidget } from "./InputWidget";
+import { isMinimised, nodeColors, textColorOn, toggleMinimised } from "../graph/nodeLook";
 import { NodeFiles } from "./OutputFiles";
 
 export interface SchemaNodeData extends Record<string, unknown> {
@@ -122,18 +127,24 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
   const status = run?.status;
   const progress = run?.status === "running" && run.total ? Math.min(1, (run.value ?? 0) / run.total) : null;
   const outputText = displayOutput(output);
+  const minimised = isMinimised(node);
+  const colors = nodeColors(node);
 
   return (
     <div
-      className={`ng-node${selected ? " ng-selected" : ""}${status ? ` ng-status-${status}` : ""}${errors.length ? " ng-has-error" : ""}${warnings.length ? " ng-has-warning" : ""}${
+      className={`ng-node${minimised ? " ng-minimised" : ""}${selected ? " ng-selected" : ""}${status ? ` ng-status-${status}` : ""}${errors.length ? " ng-has-error" : ""}${warnings.length ? " ng-has-warning" : ""}${
         node.mode ? ` ng-mode-${node.mode}` : ""}${schema ? "" : " ng-unknown"}${inner !== null ? " ng-subgraph" : ""}${userSize ? " ng-sized" : ""}`}
       data-testid={`node-${id}`}
       data-mode={node.mode ?? ""}
+      data-minimised={minimised}
       title={schema?.description}
-      style={{ width: userSize ? userSize[0] : NODE_WIDTH, minHeight: userSize ? userSize[1] : undefined }}
+      style={{
+        width: userSize ? userSize[0] : NODE_WIDTH, minHeight: userSize && !minimised ? userSize[1] : undefined,
+        ...(colors.bgcolor ? { background: colors.bgcolor, color: textColorOn(colors.bgcolor) } : {}),
+      }}
     >
       <NodeResizer
-        isVisible={selected}
+        isVisible={selected && !minimised}
         minWidth={220}
         minHeight={60}
         lineClassName="ng-resize-line"
@@ -145,7 +156,18 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
           app.editor.dragEnd();
         }}
       />
-      <div className="ng-node-header">
+      <div className="ng-node-header" style={colors.color ? { background: colors.color, color: textColorOn(colors.color) } : undefined}>
+        <button
+          type="button"
+          className="nodrag ng-icon ng-node-dot"
+          data-testid={`minimise-${id}`}
+          aria-expanded={!minimised}
+          aria-label={`${minimised ? "Expand" : "Minimise"} ${title}`}
+          title={minimised ? "expand this node (Alt+C)" : "minimise this node to its title (Alt+C)"}
+          onClick={() => app.editor.edit((doc) => toggleMinimised(doc, [id]))}
+        >
+          {minimised ? "▸" : "▾"}
+        </button>
         {editingTitle ? (
           <input
             className="nodrag ng-title-edit"
@@ -183,11 +205,25 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
           {statusText(run)}
         </span>
       </div>
-      {progress !== null && (
+      {minimised && (
+        // only the title bar: the wires end on its sides, at the ports' handles gathered there
+        <>
+          {outputs.map((out) => (
+            <Handle key={`out:${out.name}`} type="source" position={Position.Right} id={`out:${out.name}`} className="ng-handle"
+              style={{ background: portColor(types, out.port) }} data-testid={`handle-${id}-out-${out.name}`} />
+          ))}
+          {inputNames.map((name) => (
+            <Handle key={`in:${name}`} type="target" position={Position.Left} id={`in:${name}`} className="ng-handle"
+              style={{ background: portColor(types, schema?.inputs[name]?.port ?? "*") }} data-testid={`handle-${id}-in-${name}`} />
+          ))}
+        </>
+      )}
+      {!minimised && progress !== null && (
         <div className="ng-progress" data-testid={`node-progress-${id}`}>
           <div style={{ width: `${progress * 100}%` }} />
         </div>
       )}
+      {!minimised && (<>
       {!schema && (
         <div className="ng-node-error" data-testid={`node-unknown-${id}`}>
           {inner !== null
@@ -265,6 +301,7 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
           {outputText}
         </pre>
       )}
+      </>)}
     </div>
   );
 }

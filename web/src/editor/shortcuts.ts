@@ -7,7 +7,14 @@
  * that `shortcutInField` names: run (Ctrl+Enter), run first (Ctrl+Shift+Enter) and save
  * (Ctrl+S, instead of the browser's "save page"), as in ComfyUI's prompt box; in a prompt or
  * text input, undo and redo are the graph's (a burst of typing is one step).
+ *
+ * ComfyUI's everyday keys work as there (`habitShortcut`): `.` fits the graph in view, Alt+C minimises the
+ * selected nodes (or expands them), Ctrl+O opens a file, Ctrl+Alt+Enter interrupts the running run (these two
+ * from inside a text field too).
  */
+import type { EditorApp } from "../state/app";
+import { toggleMinimised } from "../graph/nodeLook";
+
 export interface Shortcut {
   keys: string;
   action: string;
@@ -28,6 +35,11 @@ export const SHORTCUTS: Shortcut[] = [
   { keys: "Ctrl+G", action: "group the selected nodes" },
   { keys: "Ctrl+Shift+E", action: "collapse the selection into a subgraph" },
   { keys: "Alt+L", action: "auto-layout the graph" },
+  { keys: "Alt+C, the ▾ before a title", action: "minimise the selected nodes to their title bar, or expand them (ComfyUI's collapse)" },
+  { keys: ". (full stop)", action: "fit the whole graph in view" },
+  { keys: "Ctrl+O", action: "open a graph, image or ComfyUI file (also from inside a text field)" },
+  { keys: "Ctrl+Alt+Enter", action: "interrupt the running run (also from inside a text field)" },
+  { keys: "Right-click a node → Colour…", action: "colour the selected nodes (ComfyUI's colours; kept from a ComfyUI file)" },
   { keys: "Ctrl+S", action: "save the graph file (also from inside a text field)" },
   { keys: "Escape", action: "close menus, search, viewer, the Plugins or Storage panel; leave a subgraph" },
   { keys: "Tab / Shift+Tab", action: "move through the page: Skip to canvas, the toolbar, the canvas's nodes and wires, the panels" },
@@ -61,4 +73,35 @@ export function shortcutInField(event: KeyPress, graphUndo = false): "run" | "ru
   if (graphUndo && key === "z") return event.shiftKey ? "redo" : "undo";
   if (graphUndo && key === "y" && !event.shiftKey) return "redo";
   return null;
+}
+
+/** A ComfyUI key of this editor (see the module's note). */
+export type HabitAction = "fit" | "minimise" | "open" | "interrupt";
+
+/** The ComfyUI key `event` is, or null. `inField`: typed into a text field (only Ctrl+O and Ctrl+Alt+Enter apply
+ *  there); `onCanvas`: the focus is on the page, the canvas or a node (`.` and Alt+C apply only there). Alt+C is
+ *  read from the key's place (`code`): on a Mac, Alt+C types "ç". */
+export function habitShortcut(event: KeyPress & { code?: string }, inField: boolean, onCanvas: boolean): HabitAction | null {
+  const mod = event.ctrlKey || event.metaKey;
+  if (mod && event.altKey && event.key === "Enter") return "interrupt";
+  if (mod && !event.altKey && !event.shiftKey && event.key.toLowerCase() === "o") return "open";
+  if (inField || !onCanvas) return null;
+  if (!mod && !event.altKey && event.key === ".") return "fit";
+  if (!mod && event.altKey && !event.shiftKey && (event.code === "KeyC" || event.key.toLowerCase() === "c")) return "minimise";
+  return null;
+}
+
+/** Do a ComfyUI key's action: fit the view, minimise / expand the selection, open the file chooser (the toolbar's
+ *  Load), interrupt the running run (nothing when none runs). */
+export function runHabit(app: EditorApp, action: HabitAction): void {
+  if (action === "fit") app.canvas.fit();
+  else if (action === "minimise") {
+    const ids = Object.keys(app.editor.state.selectedNodes).filter((id) => id in app.editor.doc.nodes);
+    if (ids.length) app.editor.edit((doc) => toggleMinimised(doc, ids));
+  } else if (action === "open") {
+    app.canvas.element?.ownerDocument.querySelector<HTMLInputElement>("input[type=file][data-testid=load-input]")?.click();
+  } else {
+    const running = app.session.get().queue.running;
+    if (running) void app.interrupt(running.run_id);
+  }
 }

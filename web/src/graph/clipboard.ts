@@ -6,20 +6,31 @@
  * copied nodes to the new ids, and drops links to nodes outside the clip —
  * unless `keepExternalLinks` (Ctrl+Shift+V) and the source still exists.
  *
+ * Subgraph nodes travel with their definitions: a clip carries the `subgraphs` its nodes use
+ * (`subgraph:<name>`, and the ones those definitions use in turn), as ComfyUI copies a subgraph's
+ * blueprint, so a subgraph node pasted into another graph or tab is not a placeholder "with no
+ * definition". Pasting adds each definition to the target graph: one already there under the same
+ * name with the same content is reused; a different one under that name keeps the target's, and the
+ * pasted definition takes a free name (`name_2`, ...), its nodes' types following (`mergeDefinitions`).
+ *
  * Between tabs: the app also keeps the last clip in localStorage as the text of
- * `clipToText` — `{"clip": CLIP_VERSION, "nodes": {...}, "sizes": {...}}` (exact
- * integers, graph/exactJson.ts) — and `clipFromText` reads it back, or null when the
- * text is not a clip of this version (another version, hand-edited, truncated).
+ * `clipToText` — `{"clip": CLIP_VERSION, "nodes": {...}, "subgraphs": {...}, "sizes": {...}}`
+ * (exact integers, graph/exactJson.ts; `subgraphs` only when a node uses one) — and
+ * `clipFromText` reads it back, or null when the text is not a clip of this version (another
+ * version, hand-edited, truncated).
  */
 import { parseJsonOrNull, stringifyJson } from "./exactJson";
 import { copyIdMap, idMap } from "./idMaps";
 import { isLink, newNodeId, type DocNode, type EditorDocument, type NodeMode, type Position } from "./document";
+import { SUBGRAPH_PREFIX, subgraphName } from "./subgraph";
 
 /** The version tag of a clip kept in localStorage; a clip with another tag is ignored. */
 export const CLIP_VERSION = "nodegraph-clip-1";
 
 export interface Clip {
   nodes: Record<string, DocNode>;
+  /** The subgraph definitions the nodes use, nested ones included, by name (absent when they use none). */
+  subgraphs?: Record<string, unknown>;
 }
 
 /** A node's box size as copied (so a paste in another tab lands clear of the nodes there). */
@@ -43,7 +54,85 @@ export function copyNodes(doc: EditorDocument, ids: Iterable<string>, shownAt: (
     if (shown) node.position = [shown[0], shown[1]];
     nodes[id] = node;
   }
-  return Object.keys(nodes).length ? { nodes } : null;
+  if (!Object.keys(nodes).length) return null;
+  const subgraphs = usedDefinitions(doc.subgraphs ?? {}, Object.values(nodes).map((n) => n.type));
+  return Object.keys(subgraphs).length ? { nodes, subgraphs } : { nodes };
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+/** The types of a definition's inner nodes (its `nodes` as written in the file). */
+function innerTypes(definition: unknown): string[] {
+  const nodes = isObject(definition) && isObject(definition.nodes) ? Object.values(definition.nodes) : [];
+  return nodes.flatMap((n) => (isObject(n) && typeof n.type === "string" ? [n.type] : []));
+}
+
+/** Copies of the definitions (of `definitions`) that nodes of `types` use, and those they use in turn, by name. */
+export function usedDefinitions(definitions: Record<string, unknown>, types: Iterable<string>): Record<string, unknown> {
+  const used = idMap<unknown>();
+  const queue = [...types];
+  while (queue.length) {
+    const name = subgraphName(queue.pop()!);
+    if (name === null || name in used || !Object.hasOwn(definitions, name)) continue;
+    used[name] = structuredClone(definitions[name]);
+    queue.push(...innerTypes(used[name]));
+  }
+  return used;
+}
+
+/** `value` as JSON with every object's keys sorted: two definitions written in another key order compare equal. */
+function canonical(value: unknown): string {
+  const sorted = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(sorted) : isObject(v) ? idMap(Object.keys(v).sort().map((k): [string, unknown] => [k, sorted(v[k])])) : v;
+  return stringifyJson(sorted(value));
+}
+
+/** A definition with the subgraph types of its inner nodes renamed (`renames`: old name → new name). */
+function withRenamedTypes(definition: unknown, renames: Record<string, string>): unknown {
+  if (!isObject(definition) || !isObject(definition.nodes)) return definition;
+  const nodes = idMap<unknown>();
+  for (const [id, node] of Object.entries(definition.nodes)) {
+    const name = isObject(node) && typeof node.type === "string" ? subgraphName(node.type) : null;
+    nodes[id] = name !== null && name in renames ? { ...(node as Record<string, unknown>), type: SUBGRAPH_PREFIX + renames[name] } : node;
+  }
+  return { ...definition, nodes };
+}
+
+/**
+ * The clip's definitions added to `target` (the graph's `subgraphs`): a name the target lacks is added; one it has
+ * with the same content (keys in any order) is reused; one it has with other content keeps the target's, and the
+ * pasted definition is added as `<name>_2` (`_3`, ...). Definitions that use renamed ones are rewritten first (inner
+ * node types), so a nested definition is compared as it will be written. Returns the merged definitions and the
+ * renames (old name → new name) the pasted nodes' types must follow.
+ */
+export function mergeDefinitions(
+  target: Record<string, unknown>,
+  pasted: Record<string, unknown>,
+): { subgraphs: Record<string, unknown>; renames: Record<string, string> } {
+  const subgraphs = copyIdMap(target);
+  const renames = idMap<string>();
+  const done = new Set<string>();
+  const visiting = new Set<string>();
+  const add = (name: string): void => {
+    if (done.has(name) || visiting.has(name)) return; // a cycle (a definition using itself) is written as it is
+    visiting.add(name);
+    for (const type of innerTypes(pasted[name])) {
+      const inner = subgraphName(type);
+      if (inner !== null && Object.hasOwn(pasted, inner)) add(inner);
+    }
+    const definition = withRenamedTypes(pasted[name], renames);
+    let free = name;
+    // (a name is at most 64 characters: docs/graph-format.md "Subgraphs")
+    for (let n = 2; Object.hasOwn(subgraphs, free) && canonical(subgraphs[free]) !== canonical(definition); n++) free = `${name.slice(0, 60)}_${n}`;
+    if (!Object.hasOwn(subgraphs, free)) subgraphs[free] = definition;
+    if (free !== name) renames[name] = free;
+    visiting.delete(name);
+    done.add(name);
+  };
+  for (const name of Object.keys(pasted)) add(name);
+  return { subgraphs, renames };
 }
 
 /**
@@ -56,6 +145,11 @@ export function pasteClip(
   offset: Position,
   options: { keepExternalLinks?: boolean; fallback?: Position } = {},
 ): { doc: EditorDocument; ids: string[] } {
+  const merged = clip.subgraphs ? mergeDefinitions(doc.subgraphs ?? idMap(), clip.subgraphs) : null;
+  const typeOf = (type: string): string => {
+    const name = subgraphName(type);
+    return name !== null && merged && name in merged.renames ? SUBGRAPH_PREFIX + merged.renames[name] : type;
+  };
   const taken = new Set<string>();
   const rename = idMap<string>();
   for (const [oldId, node] of Object.entries(clip.nodes)) {
@@ -74,22 +168,19 @@ export function pasteClip(
     const base = node.position ?? options.fallback ?? [0, 0];
     nodes[rename[oldId]] = {
       ...node,
+      type: typeOf(node.type),
       inputs,
       hasInputsKey: true,
       position: [Math.round(base[0] + offset[0]), Math.round(base[1] + offset[1])],
       hasUiEntry: true,
     };
   }
-  return { doc: { ...doc, nodes }, ids: Object.values(rename) };
+  return { doc: merged ? { ...doc, nodes, subgraphs: merged.subgraphs } : { ...doc, nodes }, ids: Object.values(rename) };
 }
 
 /** The text kept in localStorage for a clip and its node sizes. */
 export function clipToText(clip: Clip, sizes: Record<string, ClipSize>): string {
-  return stringifyJson({ clip: CLIP_VERSION, nodes: clip.nodes, sizes });
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === "object" && !Array.isArray(value);
+  return stringifyJson(clip.subgraphs ? { clip: CLIP_VERSION, nodes: clip.nodes, subgraphs: clip.subgraphs, sizes } : { clip: CLIP_VERSION, nodes: clip.nodes, sizes });
 }
 
 function finitePair(value: unknown): value is [number, number] {
@@ -125,9 +216,11 @@ export function clipFromText(text: string | null | undefined): { clip: Clip; siz
     nodes[id] = node;
   }
   if (!Object.keys(nodes).length) return null;
+  if (raw.subgraphs !== undefined && !isObject(raw.subgraphs)) return null;
+  const subgraphs = copyIdMap(isObject(raw.subgraphs) ? raw.subgraphs : {});
   const sizes = idMap<ClipSize>();
   for (const [id, size] of Object.entries(isObject(raw.sizes) ? raw.sizes : {})) {
     if (isObject(size) && finitePair([size.width, size.height])) sizes[id] = { width: size.width as number, height: size.height as number };
   }
-  return { clip: { nodes }, sizes };
+  return { clip: Object.keys(subgraphs).length ? { nodes, subgraphs } : { nodes }, sizes };
 }

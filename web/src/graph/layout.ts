@@ -16,7 +16,9 @@
  *   freeSpot            the nearest spot to a wanted position where a box overlaps nothing (inside the
  *                       view, for a node the user adds: intoView)
  *   pushApart           after nodes grew: move the nodes they now cover down (cascading)
- *   pushGrown           pushApart on the canvas: the moves split into the file's and the frozen ones
+ *   separateAll         no two boxes overlapping (a ComfyUI import: its layout was made for narrower nodes)
+ *   separateInFrames    separateAll keeping each group's nodes inside its frame (frames grow, and move with their nodes)
+ *   pushGrown           pushApart / separateInFrames on the canvas: the moves split into the file's and the frozen ones
  *   alignNodes / distributeNodes   the selection's edges lined up / gaps made equal
  *
  * Decisions: layout runs left to right (inputs on the left of a node, outputs on
@@ -296,10 +298,101 @@ export function separateAll(rects: Record<string, Rect>, gap = GAP): Record<stri
   return moved;
 }
 
+/** The frame of a group (`ui.groups` bounds, as a Rect) and what separateInFrames did with it. */
+export type Frame = Rect;
+
+/** The id of the largest of `frames` that holds `point` (a node's centre: the rule of groups.ts `groupMembers`), or null. */
+function largestFrameAround(point: Position, frames: Record<string, Frame>): string | null {
+  let best: string | null = null;
+  for (const [id, f] of Object.entries(frames)) {
+    if (!holds(f, point)) continue;
+    if (best === null || f.width * f.height > frames[best].width * frames[best].height) best = id;
+  }
+  return best;
+}
+
+function holds(frame: Frame, point: Position): boolean {
+  return point[0] >= frame.x && point[0] <= frame.x + frame.width && point[1] >= frame.y && point[1] <= frame.y + frame.height;
+}
+
+function centre(r: Rect): Position {
+  return [r.x + r.width / 2, r.y + r.height / 2];
+}
+
+/**
+ * separateAll that keeps groups (ComfyUI's frames, `frames` by group id): a node whose centre lies inside a frame
+ * stays inside it, so dragging the frame still takes it along. Three steps:
+ *   1. the nodes of each frame (a node in several: the largest's) are separated among themselves;
+ *   2. each frame grows rightwards / downwards where one of its nodes now sticks out (+ `padding`);
+ *   3. each outermost frame with its nodes (and the frames inside it) is one box, pushed apart from the other boxes
+ *      and the nodes in no frame as separateAll does (downwards), so no node ends up inside a frame it was not in.
+ * Returns the node positions and the frames that changed.
+ */
+export function separateInFrames(
+  rects: Record<string, Rect>,
+  frames: Record<string, Frame>,
+  options: { gap?: number; padding?: number } = {},
+): { positions: Record<string, Position>; frames: Record<string, Frame> } {
+  const { gap = GAP, padding = 30 } = options; // groups.ts GROUP_PADDING (groups.ts imports this module, not the other way)
+  const boxes = idMap(Object.entries(rects).map(([id, r]): [string, Rect] => [id, { ...r }]));
+  const owner = idMap<string | null>(); // node → the frame it moves with
+  const inside = idMap<string[]>(); // frame → every node whose centre it holds (also those of a larger frame)
+  for (const [id, r] of Object.entries(boxes)) {
+    owner[id] = largestFrameAround(centre(r), frames);
+    for (const frame of Object.keys(frames)) if (holds(frames[frame], centre(r))) (inside[frame] ??= []).push(id);
+  }
+  // 1. inside each frame
+  for (const frame of Object.keys(frames)) {
+    const own = idMap(Object.keys(boxes).filter((id) => owner[id] === frame).map((id): [string, Rect] => [id, boxes[id]]));
+    for (const [id, [x, y]] of Object.entries(separateAll(own, gap))) boxes[id] = { ...boxes[id], x, y };
+  }
+  // 2. frames grown around their nodes
+  const grown = idMap(Object.entries(frames).map(([id, f]): [string, Frame] => {
+    const members = (inside[id] ?? []).map((m) => boxes[m]);
+    const [right, bottom] = [f.x + f.width, f.y + f.height];
+    const sticksOut = (end: number, edge: number) => (end > edge ? end + padding : edge);
+    const newRight = Math.max(right, ...members.map((r) => sticksOut(r.x + r.width, right)));
+    const newBottom = Math.max(bottom, ...members.map((r) => sticksOut(r.y + r.height, bottom)));
+    return [id, { x: f.x, y: f.y, width: Math.round(newRight - f.x), height: Math.round(newBottom - f.y) }];
+  }));
+  // 3. outermost frames (with their nodes and inner frames) and the other nodes, as boxes
+  // a frame inside a larger one (by its centre) moves with the largest frame around it
+  const outermost = (frame: string): string => largestFrameAround(centre(frames[frame]), frames) ?? frame;
+  const clusterOf = (id: string) => (owner[id] !== null ? `\u0000frame:${outermost(owner[id]!)}` : id);
+  const clusters = idMap<Rect>();
+  const union = (a: Rect | undefined, b: Rect): Rect => {
+    if (!a) return { ...b };
+    const x = Math.min(a.x, b.x);
+    const y = Math.min(a.y, b.y);
+    return { x, y, width: Math.max(a.x + a.width, b.x + b.width) - x, height: Math.max(a.y + a.height, b.y + b.height) - y };
+  };
+  for (const id of Object.keys(frames)) {
+    const key = `\u0000frame:${outermost(id)}`;
+    clusters[key] = union(clusters[key], grown[id]);
+  }
+  for (const [id, r] of Object.entries(boxes)) clusters[clusterOf(id)] = union(clusters[clusterOf(id)], r);
+  const shifted = separateAll(clusters, gap);
+  const delta = (key: string): Position => (shifted[key] ? [shifted[key][0] - clusters[key].x, shifted[key][1] - clusters[key].y] : [0, 0]);
+  const positions = idMap<Position>();
+  for (const [id, r] of Object.entries(boxes)) {
+    const [dx, dy] = delta(clusterOf(id));
+    const at: Position = [Math.round(r.x + dx), Math.round(r.y + dy)];
+    if (at[0] !== rects[id].x || at[1] !== rects[id].y) positions[id] = at;
+  }
+  const moved = idMap<Frame>();
+  for (const [id, f] of Object.entries(grown)) {
+    const [dx, dy] = delta(`\u0000frame:${outermost(id)}`);
+    const next = { ...f, x: Math.round(f.x + dx), y: Math.round(f.y + dy) };
+    const was = frames[id];
+    if (next.x !== was.x || next.y !== was.y || next.width !== was.width || next.height !== was.height) moved[id] = next;
+  }
+  return { positions, frames: moved };
+}
+
 /**
  * After the nodes in `grown` changed size on the canvas (`rects`, as shown): pushApart among the placed
  * nodes (a position in the file or a frozen one; nodes still auto-laid-out are left to the layout; "all":
- * separateAll, every overlap undone), its
+ * separateInFrames, every overlap undone, the groups' `frames` keeping their nodes: the frames that changed come back), its
  * moves split into `file` (nodes with a position in the file: written into the document) and `frozen`
  * (nodes the file gives none: they stay out of the file, as the frozen layout does).
  */
@@ -308,10 +401,12 @@ export function pushGrown(
   frozen: Record<string, Position>,
   rects: Record<string, Rect>,
   grown: Iterable<string> | "all",
-): { file: Record<string, Position>; frozen: Record<string, Position> } {
+  frames: Record<string, Frame> = idMap(),
+): { file: Record<string, Position>; frozen: Record<string, Position>; frames: Record<string, Frame> } {
   const placed = idMap(Object.entries(rects).filter(([id]) => doc.nodes[id]?.position || frozen[id]));
-  const out = { file: idMap<Position>(), frozen: idMap<Position>() };
-  for (const [id, position] of Object.entries(grown === "all" ? separateAll(placed) : pushApart(placed, grown))) {
+  const separated = grown === "all" ? separateInFrames(placed, frames) : { positions: pushApart(placed, grown), frames: idMap<Frame>() };
+  const out = { file: idMap<Position>(), frozen: idMap<Position>(), frames: separated.frames };
+  for (const [id, position] of Object.entries(separated.positions)) {
     (doc.nodes[id].position ? out.file : out.frozen)[id] = position;
   }
   return out;

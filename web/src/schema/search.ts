@@ -14,14 +14,15 @@
  *
  * and by how it matches (exact 100, prefix 80, a whole word of the field 70,
  * the start of a word 60 — words split at spaces, punctuation and camelCase —,
- * a substring 40, the letters in order 5–20). So "int" ranks the node named
+ * a substring 40, the letters in order 10–20, never strewn wider than three times the word). So "int" ranks the node named
  * Int first, then Int Math, then Random Int; nodes whose description merely
  * contains "int" come last.
  *
  * A hit is *strong* when every word of the query is a word of some field (exact,
  * prefix, whole word, word start: kind >= STRONG_MATCH) or a synonym's; a hit
  * found only by a mid-word substring or by letters in order ("invert" →
- * "Image Flip Rotate") is *weak*. Strong hits come first, and Enter (palette,
+ * "Image Flip Rotate") is *weak*, and so is one whose words are only words of the description ("face": Render
+ * Turntable's "face normals"). Strong hits come first, and Enter (palette,
  * popup) adds the best hit only when it is strong, so a query with no good
  * match adds nothing instead of an unrelated node.
  *
@@ -29,7 +30,9 @@
  * project's names: "clip" finds the text-encoder nodes (ComfyUI calls them
  * CLIP...), "ksampler" finds K Sampler, and ComfyUI's class names find our
  * equivalent ("CheckpointLoaderSimple" → Load Checkpoint, "LoraLoader" → Load
- * LoRA, "VAELoader" → Load VAE, ...). A synonym match scores 0.9 of a direct one.
+ * LoRA, "VAELoader" → Load VAE, ...). A synonym match scores 0.9 of a direct one. A ComfyUI class whose work
+ * is done another way here (Reroute: a wire's menu; CLIPSetLastLayer: Encode Text's clip_skip) has a hint
+ * (SEARCH_HINTS, `searchHint`) that the search popup shows above the hits.
  *
  * A word of 5 letters or more that leaves out a letter or two of a name ("ksamplr") is a strong
  * hit too (a typo, not an unrelated node). Among equal scores the common nodes (COMMON_NODES) come
@@ -49,7 +52,8 @@ import { uniqueSchemas, type NodeSchema, type PortType } from "./types";
  * Words other editors use → words this project uses (all lower case). ComfyUI class names
  * (typed as one word: "CheckpointLoaderSimple") map to the type name of our equivalent,
  * which a synonym matches exactly; where we have none (e.g. ConditioningCombine) there is
- * no entry, so the search does not pretend.
+ * no entry, so the search does not pretend. A synonym matches a field it equals or (70) one it is part of;
+ * one written "=int" only a name it equals (the node Int, not Print nor an INT port).
  */
 export const SYNONYMS: Record<string, string[]> = {
   clip: ["text encoder", "text_encoder", "encode text"],
@@ -103,7 +107,39 @@ export const SYNONYMS: Record<string, string[]> = {
   loadimage: ["loadimage"],
   loadimagemask: ["loadimage"],
   saveanimatedwebp: ["savevideo"],
+  // ComfyUI classes whose work is done elsewhere here (nodegraph/comfyui.py's INSTEAD table; SEARCH_HINTS says where)
+  clipsetlastlayer: ["encodetext"],
+  primitivenode: ["=int", "=float", "=string", "=boolean"],
+  primitiveint: ["=int"],
+  primitivefloat: ["=float"],
+  primitivestring: ["=string"],
+  primitiveboolean: ["=boolean"],
 };
+
+/**
+ * What a ComfyUI user typing a class name (lower case, spaces removed) should know when nodegraph does that work
+ * another way or not at all: shown above the hits. Kept with nodegraph/comfyui.py's INSTEAD table (its import
+ * errors say the same; web/test/searchHints.test.ts checks each of its classes has a hint here).
+ */
+export const SEARCH_HINTS: Record<string, string> = {
+  reroute: "Reroutes are not nodes here: right-click a wire → Add reroute here.",
+  primitivenode: "ComfyUI's PrimitiveNode is the input's own widget here (type the value into it), or one of the primitive nodes below (Int, Float, String, Boolean) linked to several inputs.",
+  clipsetlastlayer: "ComfyUI's CLIPSetLastLayer is Encode Text's clip_skip here (stop_at_clip_layer -2 is clip_skip 2).",
+  conditioningcombine: "nodegraph has no conditioning combine (regional prompting): write both prompts in one Encode Text, or weight a part with (words:1.2).",
+  conditioningsetarea: "nodegraph has no area conditioning yet: inpaint the region with a mask instead.",
+  conditioningconcat: "nodegraph has no conditioning concat: write both prompts in one Encode Text (long prompts are encoded in chunks).",
+  controlnetapply: "ComfyUI's ControlNetApply (one conditioning) is Apply ControlNet here, which takes positive and negative together.",
+  ksampleradvanced: "A KSamplerAdvanced over the whole schedule is K Sampler; over part of it: Schedule → SplitSigmas → Sample.",
+  imagecompositemasked: "ComfyUI's ImageCompositeMasked is Composite Images here (with resize_source: Image Scale to the destination first).",
+  note: "Notes are not nodes here: a group's title (Ctrl+G, then rename it) labels a part of the graph.",
+  markdownnote: "Notes are not nodes here: a group's title (Ctrl+G, then rename it) labels a part of the graph.",
+};
+
+/** The hint for `query` (SEARCH_HINTS), or null: the query as one lower-case word, spaces and punctuation left out. */
+export function searchHint(query: string): string | null {
+  const key = query.toLowerCase().replace(/[^a-z0-9]+/g, "");
+  return Object.hasOwn(SEARCH_HINTS, key) ? SEARCH_HINTS[key] : null;
+}
 
 const FIELD_WEIGHTS = { name: 1, port: 0.6, category: 0.5, socket: 0.45, description: 0.35 } as const;
 
@@ -189,7 +225,12 @@ function everydayBonus(schema: NodeSchema, lift: number): number {
   return isTrainingNode(schema) ? -lift : 0;
 }
 
-/** The letters of `word` in order in `text`: 5–20, more for tighter matches; 0 when they are not there. */
+/** Letters in order spread wider than this many times the word's length match nothing: "reroute" found Image To
+ *  Audio Latent by seven letters strewn over its description. */
+const MAX_SPREAD = 3;
+
+/** The letters of `word` in order in `text`, at most MAX_SPREAD times its length apart: 10–20, more for tighter
+ *  matches; 0 when they are not there. */
 function subsequenceScore(word: string, text: string): number {
   if (word.length < 2) return 0;
   let at = -1;
@@ -200,6 +241,7 @@ function subsequenceScore(word: string, text: string): number {
     if (first < 0) first = at;
   }
   const spread = at - first + 1;
+  if (spread > MAX_SPREAD * word.length) return 0;
   return 5 + 15 * (word.length / spread);
 }
 
@@ -218,45 +260,56 @@ function fieldsOf(schema: NodeSchema): [string, number][] {
   ];
 }
 
-/** A query word's best weighted score over the fields, and whether some field has it as a word (or a synonym does). */
-function wordMatch(word: string, fields: [string, number][]): { score: number; strong: boolean } {
+/** A query word's best weighted score over the fields, whether some field has it as a word (or a synonym does), and
+ *  whether a field other than the description does (`named`). */
+function wordMatch(word: string, fields: [string, number][]): { score: number; strong: boolean; named: boolean } {
   let best = 0;
   let strong = false;
+  let named = false;
   for (const [field, weight] of fields) {
     const kind = matchScore(word, field);
     best = Math.max(best, weight * kind);
     strong ||= kind >= STRONG_MATCH;
+    named ||= kind >= STRONG_MATCH && weight > FIELD_WEIGHTS.description;
   }
-  for (const synonym of SYNONYMS[word] ?? []) {
+  for (const synonym of Object.hasOwn(SYNONYMS, word) ? SYNONYMS[word] : []) {
     for (const [field, weight] of fields) {
       const text = field.toLowerCase();
-      const hit = text === synonym ? 100 : text.includes(synonym) ? 70 : 0;
+      const hit = !synonym.startsWith("=") ? (text === synonym ? 100 : text.includes(synonym) ? 70 : 0)
+        : weight === FIELD_WEIGHTS.name && text === synonym.slice(1) ? 100 : 0;
       best = Math.max(best, 0.9 * weight * hit);
       strong ||= hit > 0;
+      named ||= hit > 0;
     }
   }
-  return { score: best, strong };
+  return { score: best, strong, named };
 }
 
-/** The node's score for `query` (0: it does not match every word), and whether the match is strong. */
+/**
+ * The node's score for `query` (0: it does not match every word), and whether the match is strong: every word is a
+ * word of some field, and at least one of them of a field besides the description (a word of the description alone
+ * is no good match: "face" found Render Turntable by its "face normals"; "invert image" finds Mask Operation).
+ */
 export function matchNode(schema: NodeSchema, query: string): { score: number; strong: boolean } {
   const words = query.toLowerCase().split(/\s+/).filter(Boolean);
   if (!words.length) return { score: 1, strong: true };
   const fields = fieldsOf(schema);
   let total = 0;
   let strong = true;
+  let named = false;
   for (const word of words) {
     const match = wordMatch(word, fields);
     if (match.score <= 0) {
       // "encode text" typed as one word, or several words written together: try the whole query once
       if (words.length === 1) return { score: 0, strong: false };
       const joined = wordMatch(words.join(""), fields);
-      return { score: Math.max(0, joined.score * 0.8), strong: joined.strong };
+      return { score: Math.max(0, joined.score * 0.8), strong: joined.strong && joined.named };
     }
     total += match.score;
     strong &&= match.strong;
+    named ||= match.named;
   }
-  return { score: total, strong };
+  return { score: total, strong: strong && named };
 }
 
 /** The node's score for `query` (0: it does not match every word). */

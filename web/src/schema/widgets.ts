@@ -239,6 +239,15 @@ export function incrementedSeed(current: unknown, min: number, max: number): num
   return integerValue(next > hi || next < lo ? lo : next);
 }
 
+/** The seed after `current` in decrement mode (ComfyUI's "decrement"): one less, wrapping from min to max. */
+export function decrementedSeed(current: unknown, min: number, max: number): number | bigint {
+  const lo = exactIntegerBound(min, "min");
+  const hi = exactIntegerBound(max, "max");
+  const base = typeof current === "bigint" ? current : typeof current === "number" && Number.isInteger(current) ? BigInt(current) : hi + 1n;
+  const next = base - 1n;
+  return integerValue(next < lo || next > hi ? hi : next);
+}
+
 /**
  * The text a widget shows for a value: a string as it is, a number (or BigInt) or boolean
  * written out, nothing for no value; any other JSON value (an object for an INT, a list for

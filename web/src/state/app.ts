@@ -7,7 +7,7 @@
  *   on `welcome`       list_nodes (known_hash = the cached schema hash), queue_status,
  *                      history, list_models
  *   on `nodes`         the schemas are cached in localStorage by schema_hash
- *   Run                seeds in "randomize" mode get new values, then `submit`
+ *   Run                `submit` with the seeds shown, then seeds in random / +1 / −1 mode get their next values
  *   on `queue_changed` queue_status + history (coalesced); get_outputs for our finished runs
  *   on `run_finished` / `run_failed`   get_outputs (recorded outputs and files)
  *   `watch`            a running run this tab did not submit (named by `queue_changed` or the `queue`
@@ -51,6 +51,7 @@ import {
   isLink,
   moveNodes,
   randomizeSeeds,
+  seedsGivenBack,
   seedMode,
   setInput,
   toGraphFile,
@@ -215,15 +216,7 @@ export class EditorApp {
    * template; any load the user starts meanwhile (even a refused one) makes it "none".
    */
   private firstOpen: "none" | "waiting" | "asked" = "none";
-  /**
-   * An image (PNG / JPEG / WebP) was just opened: the next Run uses its seeds as they are, so it makes that image
-   * again — as ComfyUI's "control after generate" does for the first Queue — and only later runs draw new ones.
-   * (Drawn before the first submit, a random seed made the opened image unrepeatable: a reproducibility audit.)
-   * Only a run the server accepts uses them up: after a refused one (their model or input file missing at first)
-   * the fixed-up Run still makes that image.
-   */
-  private keepOpenedSeeds = false; // also after opening a past run's graph (history → Open)
-  /** Run presses so far: a refused run gives the opened seeds back only if no Run came after it (`run`). */
+  /** Run presses so far: a refused run gives its seeds back only if no Run came after it (`run`). */
   private runPresses = 0;
   private nextToast = 1;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
@@ -258,9 +251,10 @@ export class EditorApp {
      */
     followHere: () => ((runId: string) => void) | null;
     /**
-     * Set by a ComfyUI import, taken by the canvas once every node is measured: nodes placed where ComfyUI
-     * placed its narrower ones (about 210 px against our 300) that overlap are pushed apart, downwards
-     * (graph/layout.ts `separateAll`), with no undo step.
+     * Set by a ComfyUI import (`loadGraph`'s `separate`), taken by the canvas once every node is measured: nodes
+     * placed where ComfyUI placed its narrower ones (about 210 px against our 300) that overlap are pushed apart,
+     * downwards, each group keeping its nodes (graph/layout.ts `separateInFrames`), with no undo step; the view is
+     * fitted after that.
      */
     separateWhenShown: boolean;
   } = {
@@ -542,20 +536,23 @@ export class EditorApp {
   }
 
   /**
-   * Randomise (or increment) seeds, then submit the whole graph; validation errors land on the nodes.
+   * Submit the whole graph with the seeds shown, then show the next ones (seeds in random, +1 or −1 mode), as
+   * ComfyUI's "control after generate": the 42 on screen is the seed rendered, 43 the next run's (drawn before the
+   * submit, 42 was shown and 43 rendered: a ComfyUI user's pass). So an opened image (or a past run's graph) is made
+   * again by the first Run. A refused submit gives its seeds back unless another graph was opened or another Run
+   * pressed meanwhile (ComfyUI steps a seed only for a queued prompt); validation errors land on the nodes.
    * `front`: before the queued runs (Ctrl+Shift+Enter; the server allows it to admins on a server with users).
    */
   async run(options: { front?: boolean } = {}): Promise<void> {
     const follow = this.canvas.followHere(); // decided by the view as it is when Run is pressed
     const schemas = this.session.get().schemas;
-    const keptSeeds = this.keepOpenedSeeds;
-    if (!keptSeeds) {
-      this.editor.replaceSilently((doc) => randomizeSeeds(doc, (type) => seedInputsOf(schemas.nodes[type]), randomSeed));
-    }
-    this.keepOpenedSeeds = false; // a second Run pressed before the server answers draws new seeds
     const press = ++this.runPresses;
     const loads = this.editor.state.loadCount;
     const graph = this.graphFile();
+    const submitted = this.editor.doc;
+    // the next seeds are shown at once: a second Run pressed before the server answers uses them
+    this.editor.replaceSilently((doc) => randomizeSeeds(doc, (type) => seedInputsOf(schemas.nodes[type]), randomSeed));
+    const advanced = this.editor.doc;
     const title = typeof graph.metadata?.title === "string" && graph.metadata.title.trim() ? graph.metadata.title.trim() : "the graph";
     const keys = resultKeys(graph);
     this.submitKeys.push(keys);
@@ -567,9 +564,11 @@ export class EditorApp {
       this.graphToast(`Queued ${title}${reply.position > 0 ? ` (${reply.position} ahead of it)` : ""}`);
     } catch (error) {
       this.submitKeys = this.submitKeys.filter((k) => k !== keys); // refused: no `submitted` will come
-      // Refused (a missing input file, say): the opened image's seeds stay for the fixed-up Run, which then makes
-      // that image again — unless another graph was opened or another Run drew seeds meanwhile.
-      if (keptSeeds && press === this.runPresses && loads === this.editor.state.loadCount) this.keepOpenedSeeds = true;
+      // Refused (a missing input file, say): the seeds it used are shown again for the fixed-up Run (which then makes
+      // an opened image again) — unless another graph was opened or another Run pressed meanwhile.
+      if (press === this.runPresses && loads === this.editor.state.loadCount) {
+        this.editor.replaceSilently((doc) => seedsGivenBack(doc, submitted, advanced));
+      }
       if (error instanceof ProtocolError && error.code === "invalid_graph") {
         const count = (error.details?.errors as unknown[] | undefined)?.length ?? 0;
         this.toast(`The graph is invalid (${count} error${count === 1 ? "" : "s"}): see the marked nodes`, "error");
@@ -656,7 +655,6 @@ export class EditorApp {
       const graph = reply.graph ?? reply.run?.graph;
       if (graph === undefined) throw new Error("the server's reply has no graph");
       if (this.loadGraph(graph, "the run's graph")) {
-        this.keepOpenedSeeds = true; // Run makes that run's result again, as an opened image does
         this.graphToast("Opened the graph of that run");
         // ... with that run's results on its nodes, as ComfyUI shows a queue item's outputs
         const status = this.session.get().history.find((run) => run.run_id === runId)?.status;
@@ -799,7 +797,6 @@ export class EditorApp {
     }
     if (foreignKind(raw)) return this.importForeign(raw, file.name);
     if (!this.loadGraph(raw, file.name)) return false;
-    this.keepOpenedSeeds = fromImage;
     const schemas = this.session.get().schemas;
     this.graphToast(fromImage ? openedImageToast(file.name, this.editor.rootDoc(), (type) => seedInputsOf(schemas.nodes[type]))
       : `Loaded ${file.name}`);
@@ -875,16 +872,16 @@ export class EditorApp {
       this.showLoadError(name, message);
       return false;
     }
-    if (!this.loadGraph(importedTitle(reply.graph, name, name === PASTED_TEXT), name)) return false;
-    this.canvas.separateWhenShown = true;
+    if (!this.loadGraph(importedTitle(reply.graph, name, name === PASTED_TEXT), name, { separate: true })) return false;
     const errors = (Array.isArray(reply.errors) ? reply.errors : []) as GraphError[];
     const unknown = errors.filter((e) => e?.code === "unknown_node_type").length;
     if (errors.length) this.dispatch({ type: "validation_errors", errors });
     const placeholders = unknown ? `: ${unknown} node${unknown === 1 ? " is a type" : "s are types"} nodegraph does not have (red placeholders that keep their data)` : "";
-    const graph = reply.graph as { metadata?: { a1111_untranslated?: unknown } } | undefined;
+    const graph = reply.graph as { metadata?: { a1111_untranslated?: unknown; a1111_translated?: unknown } } | undefined;
     const left = Array.isArray(graph?.metadata?.a1111_untranslated) ? graph.metadata.a1111_untranslated.map(String) : null;
+    const made = Array.isArray(graph?.metadata?.a1111_translated) ? graph.metadata.a1111_translated.map(String) : null;
     const text = foreignKind(raw) === "a1111-parameters"
-      ? `Made a text-to-image graph of ${name}'s AUTOMATIC1111 parameters${left?.length ? ` (not translated: ${left.join("; ").slice(0, 300)})` : ""}`
+      ? `Made a text-to-image graph of ${name}'s AUTOMATIC1111 parameters${made?.length ? ` (also: ${made.join("; ").slice(0, 300)})` : ""}${left?.length ? ` (not translated: ${left.join("; ").slice(0, 300)})` : ""}`
       : `Imported ${name} from ComfyUI${placeholders}`;
     this.dispatch({ type: "banner", banner: { kind: "info", text } }); // said once, in the banner (a toast said it again)
     return true;
@@ -899,11 +896,11 @@ export class EditorApp {
   /**
    * Open a graph (parsed JSON); a file that is not a nodegraph graph is refused with the reason
    * and the canvas keeps what it showed. The results shown on nodes belong to the previous graph:
-   * they are cleared. `undoable: false` for graphs the user did not ask for (a restore, the first open).
+   * they are cleared. `undoable: false` for graphs the user did not ask for (a restore, the first open);
+   * `separate: true` for a ComfyUI import: its overlapping nodes are pushed apart once shown (`canvas.separateWhenShown`).
    */
-  loadGraph(raw: unknown, name = "the graph", options: { undoable?: boolean } = {}): boolean {
+  loadGraph(raw: unknown, name = "the graph", options: { undoable?: boolean; separate?: boolean } = {}): boolean {
     this.firstOpen = "none";
-    this.keepOpenedSeeds = false; // set again by the callers that open an image or a past run
     let doc: EditorDocument;
     let renames: InputRename[] = [];
     try {
@@ -920,7 +917,7 @@ export class EditorApp {
     for (const url of Object.values(this.session.get().previews)) URL.revokeObjectURL(url);
     this.writeTab(TAB_RUN_KEY, null); // the shown run's node ids do not belong to this graph
     this.canvas.followRun = null;
-    this.canvas.separateWhenShown = false;
+    this.canvas.separateWhenShown = options.separate ?? false; // set before the canvas sees the new graph
     this.editor.load(doc, options.undoable ?? true);
     this.dispatch({ type: "graph_loaded" });
     this.dispatch({ type: "banner", banner: null });

@@ -29,7 +29,9 @@ export type MenuTarget =
   | { kind: "group"; id: string }
   | { kind: "reroute"; id: string }
   /** The links a node can make (editor/connectChoices.ts): the keyboard's way to wire. */
-  | { kind: "connect"; id: string };
+  | { kind: "connect"; id: string }
+  /** The colours for the nodes `ids` (graph/nodeLook.ts NODE_COLORS): a node menu's "Colour…". */
+  | { kind: "color"; ids: string[] };
 
 export interface SearchPopupState {
   screen: Position;
