@@ -178,8 +178,10 @@ def _load(session: Any, path: str) -> Any:
     translated, total = len(data["metadata"]["comfyui_types"]), len(data["nodes"])
     what = "UI workflow" if data["metadata"]["imported_from"] == "comfyui-workflow" else "API prompt"
     rest = "" if translated == total else "; the others keep their ComfyUI types"
+    notes = len((data.get("ui") or {}).get("notes") or [])      # ComfyUI's Note / MarkdownNote: ui.notes
+    kept = f"; {notes} note{'' if notes == 1 else 's'} kept as notes on the canvas (ui.notes)" if notes else ""
     print(f"note: {_shown(path)} is a ComfyUI {what}; imported it ({translated} of {total} node(s) have an equivalent "
-          f"here{rest})", file=sys.stderr)
+          f"here{rest}{kept})", file=sys.stderr)
     subgraphs = data["metadata"].get("comfyui_subgraphs", [])
     for sub in subgraphs[:20]:
         print(f"note: subgraph {_terminal_safe(sub['subgraph'])!r} (node {_terminal_safe(sub['node'])!r}) is "

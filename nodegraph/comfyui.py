@@ -26,6 +26,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from .graph import MAX_NOTE_TEXT
+
 
 @dataclass(frozen=True)
 class Equivalent:
@@ -384,7 +386,8 @@ WIDGET_NAMES: dict[str, tuple[str, ...]] = {
     "PrimitiveInt": ("value", None), "PrimitiveFloat": ("value",), "PrimitiveBoolean": ("value",),
     "PrimitiveString": ("value",), "PrimitiveStringMultiline": ("value",),
 }
-_UI_ONLY = ("Note", "MarkdownNote", "PrimitiveNode", "Reroute")    # no node of the prompt: resolved or dropped
+_UI_ONLY = ("Note", "MarkdownNote", "PrimitiveNode", "Reroute")    # no node of the prompt: resolved, or notes
+_NOTE_TYPES = ("Note", "MarkdownNote")                               # text on the canvas: `workflow_notes`
 _MODES = {2: "mute", 4: "bypass"}                                    # ComfyUI's "never" and "bypass"
 _SEED_CONTROLS = ("fixed", "increment", "decrement", "randomize")    # a seed widget's "control after generate"
 
@@ -440,6 +443,51 @@ def workflow_groups(workflow: dict[str, Any]) -> list[dict[str, Any]]:
                        "color": color.lower() if re.fullmatch(r"#[0-9a-fA-F]{6}", color) else "#3f789e",
                        "bounds": [round(v) for v in bounds]})
     return groups
+
+
+MAX_NOTES = 500            # notes kept from one workflow (a note's text: at most graph.MAX_NOTE_TEXT characters)
+_NOTE_SIZE = (300, 120)     # a note written without a size: about ComfyUI's
+
+
+def _canvas_size(value: Any) -> list[float] | None:
+    """`[w, h]` of a size written as ComfyUI writes one (a list, or {"0": w, "1": h}), each finite, above 0 and at
+    most MAX_CANVAS; else None."""
+    if isinstance(value, dict):
+        value = [value.get("0"), value.get("1")]
+    point = _canvas_point(value)
+    return point if point is not None and point[0] > 0 and point[1] > 0 else None
+
+
+def workflow_notes(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    """A UI workflow's Note and MarkdownNote nodes (their text is `widgets_values[0]`) as our `ui.notes` entries
+    ({"id": "comfyui-note-<node id>", "text", "bounds": [x, y, w, h], "color"?}: the node's `pos` and `size`, its
+    body colour `bgcolor` — else its title colour — when that is hex), in workflow order; the text plain, cut to
+    MAX_NOTE_TEXT characters, Markdown as written. A note without a position, or past MAX_NOTES, is left out.
+    Call it on the workflow with its subgraphs expanded (`expand_subgraphs`): a note inside one is then where
+    its instance stood. The editor shows them as notes on the canvas; nothing runs them."""
+    notes: list[dict[str, Any]] = []
+    raw = workflow.get("nodes")
+    for node in raw if isinstance(raw, list) else []:
+        if len(notes) >= MAX_NOTES:
+            break
+        if not isinstance(node, dict) or node.get("type") not in _NOTE_TYPES or type(node.get("id")) not in (int, str):
+            continue
+        position = node.get("pos")
+        if isinstance(position, dict):
+            position = [position.get("0"), position.get("1")]
+        point = _canvas_point(position)
+        if point is None:
+            continue
+        size = _canvas_size(node.get("size")) or list(_NOTE_SIZE)
+        values = node.get("widgets_values")
+        text = values[0] if isinstance(values, list) and values and isinstance(values[0], str) else ""
+        note: dict[str, Any] = {"id": f"comfyui-note-{str(node['id'])[:100]}", "text": text[:MAX_NOTE_TEXT],
+                                "bounds": [round(point[0]), round(point[1]), round(size[0]), round(size[1])]}
+        colors = _node_colors(node)
+        if color := colors.get("bgcolor") or colors.get("color"):
+            note["color"] = color
+        notes.append(note)
+    return notes
 
 
 def _bypass_input_link(node: dict[str, Any], slot: int, wanted: Any = None) -> Any:
@@ -672,7 +720,8 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
     port of a ComfyUI pack — by `widget_names(type)` (its inputs that take a value, in declared order, as ComfyUI
     orders widgets; None where ComfyUI adds a seed's "control after generate"); others are kept, unnamed, as
     `widgets_values`, and such a node stays a placeholder of its ComfyUI type; a muted or bypassed node keeps
-    its mode (`_meta.mode`); notes are dropped. Each node's canvas position goes to `_meta.position` (the
+    its mode (`_meta.mode`); notes are no nodes of the prompt (`workflow_notes` keeps them as the editor's notes), and
+    a minimised node (`flags.collapsed`) is `_meta.collapsed`. Each node's canvas position goes to `_meta.position` (the
     imported graph's `ui`: the editor shows ComfyUI's layout), its output names to `_meta.output_names` (a link
     out of a type nodegraph lacks is named by them, not by its slot number). A seed's "control after generate" (its
     own widget, or that of the PrimitiveNode feeding it) goes to `_meta.seed_modes` by our input name (`_seed_modes`:
@@ -793,5 +842,8 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
         if seed_modes := _seed_modes(controls, equivalent.inputs if equivalent is not None else {}):
             meta["seed_modes"] = seed_modes
         meta.update(_node_colors(node))
+        flags = node.get("flags")
+        if isinstance(flags, dict) and flags.get("collapsed") is True:    # ComfyUI's collapse: the editor's minimise
+            meta["collapsed"] = True
         prompt[node_id] = {"class_type": node["type"], "inputs": inputs, **({"_meta": meta} if meta else {})}
     return prompt

@@ -465,7 +465,8 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     else the name a UI workflow gave that output (`_meta.output_names`), else `str(index)`. An imported EmptyLatentImage gets the VAE the prompt decodes with, when there is
     one (`metadata.linked_vae`). A UI workflow is read as ComfyUI runs it (`comfyui.workflow_to_prompt`:
     widget values named — a plugin's node type by `widget_names(type)`, `Session.widget_names` — muted nodes left
-    out, bypassed ones passed through). A CLIPSetLastLayer becomes the `clip_skip` of the encoders it feeds
+    out, bypassed ones passed through; its groups and its Note / MarkdownNote nodes go to `ui.groups` and `ui.notes`,
+    `comfyui.workflow_groups` / `workflow_notes`). A CLIPSetLastLayer becomes the `clip_skip` of the encoders it feeds
     (`comfyui.fold_clip_set_last_layer`; `metadata.comfyui_folded`, and a `translated_values` entry). A1111's
     parameters go to `a1111.parameters_graph` with `list_model_files` (`ModelPaths.list`), which names the LoRA,
     VAE and embedding files they mean. Raises GraphValidationError
@@ -482,6 +483,7 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
         return parameters_graph(data["parameters"], list_model_files=list_model_files)
     source_format = "comfyui-api"
     groups: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []               # Note / MarkdownNote nodes, as the editor's notes (UI workflows)
     subgraphs: list[dict[str, Any]] = []           # the ComfyUI subgraph instances expanded (UI workflows)
     bypassed_left_out: list[dict[str, Any]] = []   # bypassed nodes of types we lack, left out (UI workflows)
 
@@ -492,12 +494,13 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
             output_names is not None and output_names(class_type) is not None)
 
     if kind[1] == "workflow":
-        from .comfyui import WorkflowError, expand_subgraphs, workflow_groups, workflow_to_prompt
+        from .comfyui import WorkflowError, expand_subgraphs, workflow_groups, workflow_notes, workflow_to_prompt
 
         try:
             groups = workflow_groups(data)             # the editor shows them as ours (ui.groups)
-            data = workflow_to_prompt(expand_subgraphs(data, subgraphs), known_type, bypassed_left_out, widget_names,
-                                      plugin_classes)
+            expanded = expand_subgraphs(data, subgraphs)
+            notes = workflow_notes(expanded)           # text on the canvas, never run (ui.notes)
+            data = workflow_to_prompt(expanded, known_type, bypassed_left_out, widget_names, plugin_classes)
         except WorkflowError as exc:
             raise GraphValidationError([GraphError("invalid_format", f"this ComfyUI workflow cannot be read: {exc}",
                                                    details={"tool": "comfyui", "format": "workflow"})]) from None
@@ -565,7 +568,8 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
         if isinstance(meta, dict) and meta.get("mode") in ("mute", "bypass"):     # from a UI workflow
             node["mode"] = meta["mode"]
         if isinstance(meta, dict):                 # a UI workflow's layout, seed controls and colours, for the editor
-            shown = {key: meta[key] for key in ("position", "seed_modes", "color", "bgcolor") if key in meta}
+            shown = {key: meta[key] for key in ("position", "seed_modes", "color", "bgcolor", "collapsed")
+                     if key in meta}
             if shown:
                 ui_nodes[str(raw_id)] = shown
         nodes[str(raw_id)] = node
@@ -582,7 +586,8 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
         metadata["comfyui_subgraphs"] = subgraphs
     if bypassed_left_out:
         metadata["comfyui_bypassed_left_out"] = bypassed_left_out
-    ui = {**({"nodes": ui_nodes} if ui_nodes else {}), **({"groups": groups} if groups else {})}
+    ui = {**({"nodes": ui_nodes} if ui_nodes else {}), **({"groups": groups} if groups else {}),
+          **({"notes": notes} if notes else {})}
     return {"format_version": FORMAT_VERSION, "metadata": metadata, "nodes": nodes, **({"ui": ui} if ui else {})}
 
 
@@ -1515,6 +1520,21 @@ def foreign_prompt_from_bytes(data: bytes) -> dict | None:
     return prompt if foreign_format(prompt) is not None else None
 
 
+MAX_NOTE_TEXT = 20_000      # characters of a note's text (`ui.notes`; the editor's limit, web/src/graph/notes.ts)
+_NOTE_SCHEMA = {
+    "type": "object",
+    "required": ["id", "text", "bounds"],
+    "properties": {
+        "id": {"type": "string"},
+        "text": {"type": "string", "maxLength": MAX_NOTE_TEXT,
+                 "description": "plain text (Markdown is shown as written, never as HTML)"},
+        "bounds": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
+                   "description": "[x, y, width, height] on the canvas"},
+        "color": {"type": "string", "description": 'hex ("#653"); other text is not shown'},
+    },
+}
+
+
 def graph_file_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of the graph file format: versions 1 and 2 (`SCHEMA_VERSIONS`).
 
@@ -1588,7 +1608,11 @@ def graph_file_schema() -> dict[str, Any]:
             "subgraphs": {"type": "object", "description": "subgraph definitions keyed by name",
                           "propertyNames": {"pattern": "^[A-Za-z0-9_.-]{1,64}$"},
                           "additionalProperties": {"$ref": "#/$defs/subgraph"}},
-            "ui": {"description": "editor state (positions, groups, reroutes, notes); ignored by execution"},
+            "ui": {"description": "editor state (positions, groups, reroutes, notes); ignored by execution and "
+                                  "carried through as written (docs/graph-format.md)",
+                   "properties": {"notes": {"type": "array", "items": _NOTE_SCHEMA,
+                                            "description": "text notes on the canvas (ComfyUI's Note / "
+                                                           "MarkdownNote): plain text, never executed"}}},
         },
         "$defs": {"link": link, "node": node, "subgraph": subgraph},
     }

@@ -8,6 +8,8 @@
  *                  when sizes change, never written into the file)
  *   group nodes    the frames of `ui.groups` (editor/GroupNode.tsx), behind the nodes
  *   reroute nodes  the bend points of `ui.reroutes` (editor/GroupNode.tsx `RerouteNode`)
+ *   note nodes     the text notes of `ui.notes` (editor/NoteNode.tsx; `note:<id>` in the selection): moved by
+ *                  their bar, resized, deleted, copied and pasted with the nodes, never executed
  *   wires          one per link (editor/WireEdge.tsx), through its reroute points
  *
  * React Flow's changes come back as document edits: drags (one undo step per drag;
@@ -66,6 +68,8 @@ import { useApp } from "../state/context";
 import { followStep, wholeInView, type FollowedRun } from "./viewFit";
 import { useStore } from "../state/store";
 import { GroupNode, RerouteNode, type GroupFlowNode, type RerouteFlowNode } from "./GroupNode";
+import { NoteNode, type NoteFlowNode } from "./NoteNode";
+import { addNote, moveNote, NOTE_PREFIX, notesOf, removeNotes, selectedNoteIds } from "../graph/notes";
 import { SchemaNode, type SchemaFlowNode } from "./SchemaNode";
 import { habitShortcut, runHabit, shortcutInField } from "./shortcuts";
 import { WireEdge, type WireFlowEdge } from "./WireEdge";
@@ -75,12 +79,12 @@ import { useWindowWidth } from "./windowWidth";
 
 export const NODE_DRAG_TYPE = "application/x-nodegraph-node-type";
 
-const nodeTypes = { schema: SchemaNode, group: GroupNode, reroute: RerouteNode };
+const nodeTypes = { schema: SchemaNode, group: GroupNode, reroute: RerouteNode, note: NoteNode };
 const edgeTypes = { wire: WireEdge };
 const GROUP_PREFIX = "group:";
 const REROUTE_PREFIX = "reroute:";
 
-type AnyFlowNode = SchemaFlowNode | GroupFlowNode | RerouteFlowNode;
+type AnyFlowNode = SchemaFlowNode | GroupFlowNode | RerouteFlowNode | NoteFlowNode;
 type Measured = Record<string, Size>;
 
 function handleName(handleId: string | null | undefined, prefix: "in:" | "out:"): string | null {
@@ -134,6 +138,32 @@ export function addNodeAt(app: EditorApp, type: string, position: Position): str
   });
   app.editor.select({ [id]: true });
   return id;
+}
+
+/**
+ * Add a note with its top-left corner at a graph position (one undo step), select it and put the cursor in its
+ * text (the canvas menu's "Add note", the search's "Add a note here"). Returns its id.
+ */
+export function addNoteAt(app: EditorApp, at: Position): string {
+  let id = "";
+  app.editor.edit((doc) => {
+    const added = addNote(doc, at);
+    id = added.id;
+    return added.doc;
+  });
+  app.editor.select({ [NOTE_PREFIX + id]: true });
+  focusNoteText(id);
+  return id;
+}
+
+/** Put the cursor in note `id`'s text once the canvas shows it (React Flow draws a new node a frame later). */
+function focusNoteText(id: string, frames = 30): void {
+  if (typeof requestAnimationFrame === "undefined") return; // no page (the menu's actions run in tests)
+  requestAnimationFrame(() => {
+    const field = document.querySelector<HTMLTextAreaElement>(`[data-testid="note-text-${CSS.escape(id)}"]`);
+    field?.focus();
+    if (document.activeElement !== field && frames > 0) focusNoteText(id, frames - 1);
+  });
 }
 
 function isEditable(target: EventTarget | null): boolean {
@@ -217,12 +247,14 @@ export const selectionActions = {
     const edgesToDrop = docEdges(app.editor.doc).filter((e) => edgeIds[e.id]);
     const groups = ids.filter((id) => id.startsWith(GROUP_PREFIX)).map((id) => id.slice(GROUP_PREFIX.length));
     const reroutes = ids.filter((id) => id.startsWith(REROUTE_PREFIX)).map((id) => id.slice(REROUTE_PREFIX.length));
+    const notes = selectedNoteIds(nodeIds);
     if (!ids.length && !edgesToDrop.length) return;
     app.editor.edit((doc) => {
       let next = removeNodes(doc, ids);
       for (const e of edgesToDrop) next = disconnect(next, e.target, e.input);
       for (const g of groups) next = removeGroup(next, g);
       next = removeReroutes(next, reroutes);
+      next = removeNotes(next, notes);
       next = pruneReroutes(next);
       // every node deleted: a new, untitled graph (one undo step with the delete); a subgraph keeps its name
       return app.editor.state.path.length ? next : untitledWhenEmptied(doc, next);
@@ -373,6 +405,12 @@ export function GraphCanvas() {
         dragHandle: ".ng-group-title",
       });
     }
+    for (const note of notesOf(doc)) {
+      const id = NOTE_PREFIX + note.id;
+      const [x, y, width, height] = note.bounds;
+      // measured as drawn (its bounds), as a group is, so the graph is fitted on load
+      list.push({ id, type: "note", position: { x, y }, width, height, style: { width, height }, measured: { width, height }, data: { note }, selected: Boolean(selectedNodes[id]), dragHandle: ".ng-note-bar", ariaLabel: "Note" });
+    }
     for (const [id, node] of Object.entries(doc.nodes)) {
       const [x, y] = positions[id];
       const schema = schemaNodes[node.type];
@@ -522,7 +560,7 @@ export function GraphCanvas() {
       const materialize = (d: EditorDocument) => app.materialize(d);
       for (const change of changes) {
         if (change.type === "dimensions" && change.dimensions) {
-          if (change.id.startsWith(GROUP_PREFIX) || change.id.startsWith(REROUTE_PREFIX)) continue;
+          if (change.id.startsWith(GROUP_PREFIX) || change.id.startsWith(REROUTE_PREFIX) || change.id.startsWith(NOTE_PREFIX)) continue;
           sizes ??= idMap();
           sizes[change.id] = change.dimensions;
         } else if (change.type === "position") {
@@ -541,6 +579,10 @@ export function GraphCanvas() {
             app.editor.dragEdit((doc) => moveGroup(materialize(doc), id, p, members));
           } else if (change.id.startsWith(REROUTE_PREFIX)) {
             app.editor.dragEdit((doc) => moveReroute(doc, change.id.slice(REROUTE_PREFIX.length), [p[0] + 7, p[1] + 7]));
+          } else if (change.id.startsWith(NOTE_PREFIX)) {
+            const id = change.id.slice(NOTE_PREFIX.length);
+            if (change.dragging) app.editor.dragEdit((doc) => moveNote(doc, id, p));
+            else app.editor.edit((doc) => moveNote(doc, id, p), "move-by-keys"); // arrow keys on a selected note
           } else (change.dragging ? dragged : stepped)[change.id] = p;
         } else if (change.type === "select") {
           app.editor.setNodeSelected(change.id, change.selected);
@@ -735,6 +777,7 @@ export function GraphCanvas() {
       if (edge?.data) target = { kind: "wire", target: edge.data.target, input: edge.data.input };
     } else if (id.startsWith(GROUP_PREFIX)) target = { kind: "group", id: id.slice(GROUP_PREFIX.length) };
     else if (id.startsWith(REROUTE_PREFIX)) target = { kind: "reroute", id: id.slice(REROUTE_PREFIX.length) };
+    else if (id.startsWith(NOTE_PREFIX)) target = { kind: "note", id: id.slice(NOTE_PREFIX.length) };
     else if (id in app.editor.doc.nodes) {
       if (!app.editor.state.selectedNodes[id]) app.editor.select({ [id]: true });
       target = { kind: "node", id };
@@ -819,7 +862,10 @@ export function GraphCanvas() {
         onNodeContextMenu={(e, node: Node) => {
           if (node.id.startsWith(GROUP_PREFIX)) openMenu(e, { kind: "group", id: node.id.slice(GROUP_PREFIX.length) });
           else if (node.id.startsWith(REROUTE_PREFIX)) openMenu(e, { kind: "reroute", id: node.id.slice(REROUTE_PREFIX.length) });
-          else {
+          else if (node.id.startsWith(NOTE_PREFIX)) {
+            if (!app.editor.state.selectedNodes[node.id]) app.editor.select({ [node.id]: true });
+            openMenu(e, { kind: "note", id: node.id.slice(NOTE_PREFIX.length) });
+          } else {
             if (!app.editor.state.selectedNodes[node.id]) app.editor.select({ [node.id]: true });
             openMenu(e, { kind: "node", id: node.id });
           }
@@ -890,7 +936,7 @@ function LockButton() {
 }
 
 function minimapColor(node: { selected?: boolean; type?: string }): string {
-  return node.selected ? "#e0a030" : node.type === "group" ? "transparent" : "#5a6270";
+  return node.selected ? "#e0a030" : node.type === "group" ? "transparent" : node.type === "note" ? "#8a7a50" : "#5a6270";
 }
 
 /**

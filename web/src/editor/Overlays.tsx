@@ -7,9 +7,11 @@
  *   node there (clear of other nodes); opened from a wire it lists only nodes that fit
  *   that wire's type and connects the new node to it. When even the best hit is weak
  *   (letters in order, mid-word), nothing is highlighted and the popup says "no good
- *   match": Enter adds nothing until ↓ (or the mouse) picks one of the weak hits.
+ *   match": Enter adds nothing until ↓ (or the mouse) picks one of the weak hits. A query that asks for a note
+ *   ("note", "MarkdownNote", "comment": schema/search.ts `asksForNote`) offers "Add a note here" first (search-add-note),
+ *   which Enter picks.
  * ContextMenu (right-click, or Shift+F10 / the Menu key on a focused node or wire): items for the
- *   canvas, a node (or the selection), a wire, a group or a reroute — see `menuItems`; a node's
+ *   canvas (with "Add note"), a node (or the selection), a wire, a group, a reroute or a note — see `menuItems`; a node's
  *   "Connect an output…" lists the links it can make (editor/connectChoices.ts). It is a menu
  *   (role menu / menuitem): the focus moves onto its first item, ↑/↓ Home/End move between items
  *   (never the node behind it), Escape closes it and the focus goes back to what opened it.
@@ -20,7 +22,7 @@
  * A ComfyUI class name with another home here (schema/search.ts SEARCH_HINTS: Reroute, CLIPSetLastLayer) gets a
  * hint line above the hits.
  *
- * Test ids: search-popup, search-input, search-item-<type> (data-strong), search-no-good-match, search-hint, context-menu,
+ * Test ids: search-popup, search-input, search-item-<type> (data-strong), search-add-note, search-no-good-match, search-hint, context-menu,
  * menu-<action>, help-panel, help-body, subgraph-bar, subgraph-back.
  */
 import { useEffect, useId, useLayoutEffect, useMemo, useRef, useState } from "react";
@@ -30,13 +32,14 @@ import { idMap } from "../graph/idMaps";
 import { isMinimised, NODE_COLORS, nodeColors, setNodeColor, toggleMinimised } from "../graph/nodeLook";
 import { alignNodes, distributeNodes, type AlignEdge, type Rect } from "../graph/layout";
 import { subgraphName } from "../graph/subgraph";
-import { searchHint, searchNodes } from "../schema/search";
+import { asksForNote, searchHint, searchNodes } from "../schema/search";
 import type { EditorApp } from "../state/app";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
 import { openMaskEditor, type MenuTarget } from "../state/ui";
 import { maskEditableInputs } from "../schema/widgets";
-import { addNodeAt, selectionActions } from "./GraphCanvas";
+import { addNodeAt, addNoteAt, selectionActions } from "./GraphCanvas";
+import { copyNotes, NOTE_PREFIX, removeNotes } from "../graph/notes";
 import { choiceLabel, connectChoices } from "./connectChoices";
 import { pruneReroutes } from "../graph/groups";
 import { useReturnFocus } from "./focusReturn";
@@ -59,8 +62,10 @@ export function SearchPopup() {
     () => (search ? searchNodes(all, query, { filter: search.wire?.filter ?? null, types, limit: 40 }) : []),
     [all, query, search, types],
   );
+  // A note asked for (not from a wire: a note takes no wire): "Add a note here" leads, highlighted as NOTE_ITEM.
+  const noteOffered = !search?.wire && asksForNote(query);
   // The highlighted hit, which Enter adds; -1: none (the best hit is weak and none was picked).
-  const active = picked ?? (hits[0]?.strong ? 0 : -1);
+  const active = picked ?? (noteOffered ? NOTE_ITEM : hits[0]?.strong ? 0 : -1);
   useEffect(() => {
     setQuery("");
     setPicked(null);
@@ -84,6 +89,11 @@ export function SearchPopup() {
   if (!search) return null;
 
   const choose = (index: number, byKeyboard = false) => {
+    if (index === NOTE_ITEM && noteOffered) {
+      app.ui.set((s) => ({ ...s, search: null }));
+      addNoteAt(app, search.at);
+      return;
+    }
     const hit = hits[index];
     if (!hit) return;
     app.ui.set((s) => ({ ...s, search: null }));
@@ -112,7 +122,7 @@ export function SearchPopup() {
         aria-label={search.wire ? `Search nodes that fit ${search.wire.filter.port}` : "Search nodes"}
         aria-expanded="true"
         aria-controls={listId}
-        aria-activedescendant={active >= 0 && hits[active] ? `${listId}-${active}` : undefined}
+        aria-activedescendant={active === NOTE_ITEM && noteOffered ? `${listId}-note` : active >= 0 && hits[active] ? `${listId}-${active}` : undefined}
         placeholder={search.wire ? `Nodes that fit ${search.wire.filter.port}…` : "Search nodes…"}
         value={query}
         onChange={(e) => {
@@ -120,8 +130,8 @@ export function SearchPopup() {
           setPicked(null);
         }}
         onKeyDown={(e) => {
-          if (e.key === "ArrowDown") setPicked(Math.min(hits.length - 1, active + 1));
-          else if (e.key === "ArrowUp") setPicked(Math.max(0, active - 1));
+          if (e.key === "ArrowDown") setPicked(Math.min(hits.length - 1, Math.max(0, active + 1)));
+          else if (e.key === "ArrowUp") setPicked(noteOffered && active <= 0 ? NOTE_ITEM : Math.max(0, active - 1));
           else if (e.key === "Enter") choose(active, true);
           else if (e.key === "Escape") app.ui.set((s) => ({ ...s, search: null }));
           else return;
@@ -132,8 +142,25 @@ export function SearchPopup() {
       {search.wire && <div className="ng-muted ng-search-filter">only nodes that {search.wire.filter.from === "output" ? "take" : "give"} {search.wire.filter.port}</div>}
       <div className="ng-search-list" ref={list} id={listId} role="listbox" aria-label="Nodes">
         {searchHint(query) && <div className="ng-search-hint" data-testid="search-hint">{searchHint(query)}</div>}
-        {hits.length === 0 && <div className="ng-muted" data-testid="search-no-good-match">No good match: no node matches.</div>}
-        {hits.length > 0 && !hits[0].strong && (
+        {noteOffered && (
+          <button
+            type="button"
+            id={`${listId}-note`}
+            role="option"
+            aria-selected={active === NOTE_ITEM}
+            tabIndex={-1}
+            className={`ng-search-item${active === NOTE_ITEM ? " ng-active" : ""}`}
+            data-testid="search-add-note"
+            onMouseEnter={() => setPicked(NOTE_ITEM)}
+            onClick={() => choose(NOTE_ITEM)}
+            title="a text note on the canvas (plain text), saved with the graph, never run"
+          >
+            <span className="ng-search-name">Add a note here</span>
+            <span className="ng-muted ng-search-meta">note · text on the canvas</span>
+          </button>
+        )}
+        {hits.length === 0 && !noteOffered && <div className="ng-muted" data-testid="search-no-good-match">No good match: no node matches.</div>}
+        {hits.length > 0 && !hits[0].strong && !noteOffered && (
           <div className="ng-muted ng-search-weak" data-testid="search-no-good-match">
             No good match for “{query.trim()}”. Letters in order only: ↓ to pick one anyway.
           </div>
@@ -165,6 +192,9 @@ export function SearchPopup() {
   );
 }
 
+/** `picked` / `active` of the search popup's "Add a note here" (before the hits: index 0 is the first hit). */
+const NOTE_ITEM = -2;
+
 interface MenuItem {
   key: string;
   label: string;
@@ -184,6 +214,7 @@ export function menuItems(app: EditorApp, target: MenuTarget, at: Position, scre
     case "canvas":
       return [
         { key: "add-node", label: "Add node…", run: () => app.ui.set((s) => ({ ...s, search: { screen, at } })) },
+        { key: "add-note", label: "Add note", run: () => addNoteAt(app, at) },
         { key: "paste", label: "Paste (Ctrl+V)", run: () => app.paste() },
         { key: "add-group", label: selection.length ? "Group selected nodes (Ctrl+G)" : "Add group here", run: () => {
           if (selection.length) selectionActions.group(app, selection);
@@ -263,6 +294,14 @@ export function menuItems(app: EditorApp, target: MenuTarget, at: Position, scre
     }
     case "reroute":
       return [{ key: "remove-reroute", label: "Remove reroute", run: () => app.editor.edit((doc) => removeReroutes(doc, [target.id])) }];
+    case "note":
+      return [
+        { key: "copy-note", label: "Copy (Ctrl+C)", disabled: !copyNotes(app.editor.doc, [target.id]).length, run: () => {
+          if (!app.editor.state.selectedNodes[NOTE_PREFIX + target.id]) app.editor.select({ [NOTE_PREFIX + target.id]: true });
+          app.copySelection();
+        } },
+        { key: "delete-note", label: "Delete note", run: () => app.editor.edit((doc) => removeNotes(doc, [target.id])) },
+      ];
     case "color": {
       // ComfyUI's colours (so a colour means the same there), the current one marked; "No colour": the theme's
       const first = app.editor.doc.nodes[target.ids[0]];
@@ -392,6 +431,7 @@ function menuLabel(target: MenuTarget): string {
     case "wire": return `Menu of the wire into ${target.target}.${target.input}`;
     case "group": return "Group menu";
     case "reroute": return "Reroute menu";
+    case "note": return "Note menu";
     case "connect": return `Links node ${target.id} can make`;
     case "color": return target.ids.length === 1 ? `Colours for node ${target.ids[0]}` : `Colours for ${target.ids.length} nodes`;
   }

@@ -13,15 +13,19 @@
  * name with the same content is reused; a different one under that name keeps the target's, and the
  * pasted definition takes a free name (`name_2`, ...), its nodes' types following (`mergeDefinitions`).
  *
+ * Notes (graph/notes.ts) travel with the nodes: a selection's `note:<id>` keys copy those notes, and a paste adds
+ * them with fresh ids, shifted as the nodes are (a clip may hold notes only).
+ *
  * Between tabs: the app also keeps the last clip in localStorage as the text of
- * `clipToText` — `{"clip": CLIP_VERSION, "nodes": {...}, "subgraphs": {...}, "sizes": {...}}`
- * (exact integers, graph/exactJson.ts; `subgraphs` only when a node uses one) — and
+ * `clipToText` — `{"clip": CLIP_VERSION, "nodes": {...}, "notes": [...], "subgraphs": {...}, "sizes": {...}}`
+ * (exact integers, graph/exactJson.ts; `subgraphs` only when a node uses one, `notes` only when notes were copied) — and
  * `clipFromText` reads it back, or null when the text is not a clip of this version (another
  * version, hand-edited, truncated).
  */
 import { parseJsonOrNull, stringifyJson } from "./exactJson";
 import { copyIdMap, idMap } from "./idMaps";
 import { isLink, newNodeId, type DocNode, type EditorDocument, type NodeMode, type Position } from "./document";
+import { copyNotes, isNote, NOTE_PREFIX, pastedNotes, type Note } from "./notes";
 import { SUBGRAPH_PREFIX, subgraphName } from "./subgraph";
 
 /** The version tag of a clip kept in localStorage; a clip with another tag is ignored. */
@@ -29,6 +33,8 @@ export const CLIP_VERSION = "nodegraph-clip-1";
 
 export interface Clip {
   nodes: Record<string, DocNode>;
+  /** The copied notes (`ui.notes` entries; absent when none was copied). */
+  notes?: Note[];
   /** The subgraph definitions the nodes use, nested ones included, by name (absent when they use none). */
   subgraphs?: Record<string, unknown>;
 }
@@ -40,7 +46,7 @@ export interface ClipSize {
 }
 
 /**
- * The clip of the given nodes (null when none of them exists). `shownAt(id)` gives the
+ * The clip of the given nodes and notes (`note:<id>` in `ids`; null when none of them exists). `shownAt(id)` gives the
  * position a node is shown at when the file has none (auto-layout), so a pasted graph keeps
  * the arrangement the user saw instead of piling up on one spot.
  */
@@ -54,9 +60,10 @@ export function copyNodes(doc: EditorDocument, ids: Iterable<string>, shownAt: (
     if (shown) node.position = [shown[0], shown[1]];
     nodes[id] = node;
   }
-  if (!Object.keys(nodes).length) return null;
+  const notes = copyNotes(doc, [...ids].filter((id) => id.startsWith(NOTE_PREFIX)).map((id) => id.slice(NOTE_PREFIX.length)));
+  if (!Object.keys(nodes).length && !notes.length) return null;
   const subgraphs = usedDefinitions(doc.subgraphs ?? {}, Object.values(nodes).map((n) => n.type));
-  return Object.keys(subgraphs).length ? { nodes, subgraphs } : { nodes };
+  return { nodes, ...(notes.length ? { notes } : {}), ...(Object.keys(subgraphs).length ? { subgraphs } : {}) };
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -137,14 +144,14 @@ export function mergeDefinitions(
 
 /**
  * Paste `clip` into `doc`, shifted by `offset` (nodes without a position are
- * placed at `fallback`). Returns the new document and the ids of the pasted nodes.
+ * placed at `fallback`). Returns the new document, the ids of the pasted nodes and those of the pasted notes.
  */
 export function pasteClip(
   doc: EditorDocument,
   clip: Clip,
   offset: Position,
   options: { keepExternalLinks?: boolean; fallback?: Position } = {},
-): { doc: EditorDocument; ids: string[] } {
+): { doc: EditorDocument; ids: string[]; notes: string[] } {
   const merged = clip.subgraphs ? mergeDefinitions(doc.subgraphs ?? idMap(), clip.subgraphs) : null;
   const typeOf = (type: string): string => {
     const name = subgraphName(type);
@@ -175,12 +182,20 @@ export function pasteClip(
       hasUiEntry: true,
     };
   }
-  return { doc: merged ? { ...doc, nodes, subgraphs: merged.subgraphs } : { ...doc, nodes }, ids: Object.values(rename) };
+  const withNodes = merged ? { ...doc, nodes, subgraphs: merged.subgraphs } : { ...doc, nodes };
+  const notes = pastedNotes(withNodes, clip.notes ?? [], offset);
+  return { doc: notes.doc, ids: Object.values(rename), notes: notes.ids };
 }
 
 /** The text kept in localStorage for a clip and its node sizes. */
 export function clipToText(clip: Clip, sizes: Record<string, ClipSize>): string {
-  return stringifyJson(clip.subgraphs ? { clip: CLIP_VERSION, nodes: clip.nodes, subgraphs: clip.subgraphs, sizes } : { clip: CLIP_VERSION, nodes: clip.nodes, sizes });
+  return stringifyJson({
+    clip: CLIP_VERSION,
+    nodes: clip.nodes,
+    ...(clip.notes?.length ? { notes: clip.notes } : {}),
+    ...(clip.subgraphs ? { subgraphs: clip.subgraphs } : {}),
+    sizes,
+  });
 }
 
 function finitePair(value: unknown): value is [number, number] {
@@ -215,12 +230,14 @@ export function clipFromText(text: string | null | undefined): { clip: Clip; siz
     if (!node || id === "") return null;
     nodes[id] = node;
   }
-  if (!Object.keys(nodes).length) return null;
+  if (raw.notes !== undefined && !(Array.isArray(raw.notes) && raw.notes.every(isNote))) return null;
+  const notes = (raw.notes ?? []) as Note[];
+  if (!Object.keys(nodes).length && !notes.length) return null;
   if (raw.subgraphs !== undefined && !isObject(raw.subgraphs)) return null;
   const subgraphs = copyIdMap(isObject(raw.subgraphs) ? raw.subgraphs : {});
   const sizes = idMap<ClipSize>();
   for (const [id, size] of Object.entries(isObject(raw.sizes) ? raw.sizes : {})) {
     if (isObject(size) && finitePair([size.width, size.height])) sizes[id] = { width: size.width as number, height: size.height as number };
   }
-  return { clip: Object.keys(subgraphs).length ? { nodes, subgraphs } : { nodes }, sizes };
+  return { clip: { nodes, ...(notes.length ? { notes } : {}), ...(Object.keys(subgraphs).length ? { subgraphs } : {}) }, sizes };
 }

@@ -17,7 +17,7 @@
  * writes only `ui.nodes.<id>.position` (a node that was moved or added),
  * `ui.nodes.<id>.size` (a resized node), `ui.nodes.<id>.seed_modes` (a seed
  * input's randomise/fixed/increment/decrement control), `ui.groups` and `ui.reroutes`
- * (graph/groups.ts), a node's `mode` (bypass / mute) and `subgraphs`
+ * (graph/groups.ts), `ui.notes` (graph/notes.ts), a node's `mode` (bypass / mute) and `subgraphs`
  * (graph/subgraph.ts) — all per the version-2 conventions of docs/graph-format.md.
  *
  * Every map keyed by a node id or an input name is prototype-free (graph/idMaps.ts), so a

@@ -32,7 +32,8 @@
  * equivalent ("CheckpointLoaderSimple" → Load Checkpoint, "LoraLoader" → Load
  * LoRA, "VAELoader" → Load VAE, ...). A synonym match scores 0.9 of a direct one. A ComfyUI class whose work
  * is done another way here (Reroute: a wire's menu; CLIPSetLastLayer: Encode Text's clip_skip) has a hint
- * (SEARCH_HINTS, `searchHint`) that the search popup shows above the hits.
+ * (SEARCH_HINTS, `searchHint`) that the search popup shows above the hits; a query for a note (`asksForNote`:
+ * "Note", "MarkdownNote") makes the popup offer a note (graph/notes.ts) before the hits.
  *
  * A word of 5 letters or more that leaves out a letter or two of a name ("ksamplr") is a strong
  * hit too (a typo, not an unrelated node). Among equal scores the common nodes (COMMON_NODES) come
@@ -131,9 +132,17 @@ export const SEARCH_HINTS: Record<string, string> = {
   controlnetapply: "ComfyUI's ControlNetApply (one conditioning) is Apply ControlNet here, which takes positive and negative together.",
   ksampleradvanced: "A KSamplerAdvanced over the whole schedule is K Sampler; over part of it: Schedule → SplitSigmas → Sample.",
   imagecompositemasked: "ComfyUI's ImageCompositeMasked is Composite Images here (with resize_source: Image Scale to the destination first).",
-  note: "Notes are not nodes here: a group's title (Ctrl+G, then rename it) labels a part of the graph.",
-  markdownnote: "Notes are not nodes here: a group's title (Ctrl+G, then rename it) labels a part of the graph.",
+  note: "A note is text on the canvas here, not a node (never run): Enter adds one; right-click the canvas → Add note does too.",
+  markdownnote: "A note is text on the canvas here, not a node (never run; Markdown is shown as written): Enter adds one; right-click the canvas → Add note does too.",
 };
+
+/** Words (as `searchHint` reads a query) that ask for a note: ComfyUI's Note / MarkdownNote, other editors' words. */
+const NOTE_WORDS = new Set(["note", "notes", "markdownnote", "textnote", "comment", "sticky", "stickynote"]);
+
+/** Whether `query` asks for a note (the search popup then offers "Add a note here" first). */
+export function asksForNote(query: string): boolean {
+  return NOTE_WORDS.has(query.toLowerCase().replace(/[^a-z0-9]+/g, ""));
+}
 
 /** The hint for `query` (SEARCH_HINTS), or null: the query as one lower-case word, spaces and punctuation left out. */
 export function searchHint(query: string): string | null {

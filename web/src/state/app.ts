@@ -45,6 +45,7 @@
  * no token and none is sent: the browser's cookie carries it on every request.
  */
 import { clipFromText, clipToText, copyNodes, pasteClip, type Clip } from "../graph/clipboard";
+import { NOTE_PREFIX, notesOf, shiftNotes } from "../graph/notes";
 import {
   fromGraphFile,
   GraphFormatError,
@@ -877,12 +878,15 @@ export class EditorApp {
     const unknown = errors.filter((e) => e?.code === "unknown_node_type").length;
     if (errors.length) this.dispatch({ type: "validation_errors", errors });
     const placeholders = unknown ? `: ${unknown} node${unknown === 1 ? " is a type" : "s are types"} nodegraph does not have (red placeholders that keep their data)` : "";
-    const graph = reply.graph as { metadata?: { a1111_untranslated?: unknown; a1111_translated?: unknown } } | undefined;
+    const graph = reply.graph as { metadata?: { a1111_untranslated?: unknown; a1111_translated?: unknown }; ui?: { notes?: unknown } } | undefined;
+    // ComfyUI's Note / MarkdownNote nodes, kept as notes on the canvas (ui.notes): said, as the nodes are
+    const notes = Array.isArray(graph?.ui?.notes) ? graph.ui.notes.length : 0;
+    const kept = notes ? ` (${notes} note${notes === 1 ? "" : "s"} kept)` : "";
     const left = Array.isArray(graph?.metadata?.a1111_untranslated) ? graph.metadata.a1111_untranslated.map(String) : null;
     const made = Array.isArray(graph?.metadata?.a1111_translated) ? graph.metadata.a1111_translated.map(String) : null;
     const text = foreignKind(raw) === "a1111-parameters"
       ? `Made a text-to-image graph of ${name}'s AUTOMATIC1111 parameters${made?.length ? ` (also: ${made.join("; ").slice(0, 300)})` : ""}${left?.length ? ` (not translated: ${left.join("; ").slice(0, 300)})` : ""}`
-      : `Imported ${name} from ComfyUI${placeholders}`;
+      : `Imported ${name} from ComfyUI${kept}${placeholders}`;
     this.dispatch({ type: "banner", banner: { kind: "info", text } }); // said once, in the banner (a toast said it again)
     return true;
   }
@@ -1086,7 +1090,7 @@ export class EditorApp {
     else this.editor.edit((doc) => change(this.materialize(doc)), options.key ?? null);
   }
 
-  /** Copy the selected nodes with the positions they are shown at (auto-layout included). */
+  /** Copy the selected nodes (and notes) with the positions they are shown at (auto-layout included). */
   copySelection(): boolean {
     const rects = this.canvas.rects();
     const clip = copyNodes(this.editor.doc, Object.keys(this.editor.state.selectedNodes), (id) => {
@@ -1180,27 +1184,37 @@ export class EditorApp {
   }
 
   /**
-   * Paste the copied nodes at the pointer (or shifted from the originals), keeping their
+   * Paste the copied nodes (and notes) at the pointer (or shifted from the originals), keeping their
    * arrangement, then moved clear of every node already on the canvas (no pile, no overlap). Nodes
    * copied from a graph that writes renamed inputs by their old names take the new ones (graph/renamedInputs.ts).
-   * Returns the new nodes' ids (selected), none when nothing was copied.
+   * Returns the new nodes' ids (selected with the new notes), none when nothing was copied.
    */
   paste(keepExternalLinks = false, from: Clip | null = null): string[] {
     const clip = from ?? this.currentClip();
     if (!clip) return [];
-    const originals = Object.values(clip.nodes).map((n) => n.position ?? [0, 0]);
+    const clipNotes = clip.notes ?? [];
+    const originals = [...Object.values(clip.nodes).map((n) => n.position ?? [0, 0]), ...clipNotes.map((n) => [n.bounds[0], n.bounds[1]])];
     const minX = Math.min(...originals.map((p) => p[0]));
     const minY = Math.min(...originals.map((p) => p[1]));
     const pointer = this.canvas.pointer;
     const offset: Position = pointer ? [pointer[0] - minX, pointer[1] - minY] : [40, 40];
     const rects = Object.values(this.canvas.rects());
     let ids: string[] = [];
+    let noteIds: string[] = [];
     this.editor.edit((doc) => {
       const pasted = pasteClip(this.materialize(doc), clip, offset, { keepExternalLinks });
       ids = pasted.ids;
+      noteIds = pasted.notes;
       // One shift for the whole clip (its arrangement is kept): the nearest spot where its box is free.
-      const sizes = Object.values(clip.nodes).map((_, i) => this.clipSizes[Object.keys(clip.nodes)[i]] ?? { width: 300, height: 150 });
-      const boxes = ids.map((id, i) => ({ x: pasted.doc.nodes[id].position![0], y: pasted.doc.nodes[id].position![1], ...sizes[i] }));
+      // (only the width and height: without localStorage the sizes are this tab's copied boxes, whose x / y, the
+      // originals', put the pasted nodes' boxes apart from where they were pasted, and from the pasted notes)
+      const sizes = Object.keys(clip.nodes).map((id) => {
+        const { width, height } = this.clipSizes[id] ?? { width: 300, height: 150 };
+        return { width, height };
+      });
+      const noteBoxes = notesOf(pasted.doc).filter((n) => noteIds.includes(n.id))
+        .map((n) => ({ x: n.bounds[0], y: n.bounds[1], width: n.bounds[2], height: n.bounds[3] }));
+      const boxes = [...ids.map((id, i) => ({ x: pasted.doc.nodes[id].position![0], y: pasted.doc.nodes[id].position![1], ...sizes[i] })), ...noteBoxes];
       const bx = Math.min(...boxes.map((b) => b.x));
       const by = Math.min(...boxes.map((b) => b.y));
       const bw = Math.max(...boxes.map((b) => b.x + b.width)) - bx;
@@ -1211,12 +1225,12 @@ export class EditorApp {
       const size = { width: bw, height: bh };
       const inView = freeSpot([bx, by], size, rects, undefined, this.canvas.view());
       const covers = rects.some((r) => overlaps({ x: inView[0], y: inView[1], ...size }, r));
-      const spot = covers && ids.length > 1 ? freeSpot([bx, by], size, rects) : inView;
+      const spot = covers && boxes.length > 1 ? freeSpot([bx, by], size, rects) : inView;
       const [dx, dy] = [spot[0] - bx, spot[1] - by];
-      const placed = moveNodes(pasted.doc, idMap(boxes.map((b, i): [string, Position] => [ids[i], [b.x + dx, b.y + dy]])));
-      return withRenamedInputs(placed, this.session.get().schemas.nodes).doc; // nodes copied from a graph of an older version
+      const placed = moveNodes(pasted.doc, idMap(ids.map((id, i): [string, Position] => [id, [boxes[i].x + dx, boxes[i].y + dy]])));
+      return withRenamedInputs(shiftNotes(placed, noteIds, dx, dy), this.session.get().schemas.nodes).doc; // nodes copied from a graph of an older version
     });
-    this.editor.select(idMap(ids.map((id) => [id, true as const])));
+    this.editor.select(idMap([...ids, ...noteIds.map((id) => NOTE_PREFIX + id)].map((id) => [id, true as const])));
     return ids;
   }
 }

@@ -67,7 +67,7 @@ export interface EditorState {
  * `doc` and `shownPositions` after the nodes `grown` pushed the placed nodes they cover (graph/layout.ts
  * `pushGrown`): positions from the file move in the document, frozen ones in the shown positions.
  */
-function pushed(doc: EditorDocument, shownPositions: Record<string, Position>, rects: Record<string, Rect>, grown: Iterable<string> | "all"):
+function pushed(doc: EditorDocument, shownPositions: Record<string, Position>, rects: Record<string, Rect>, grown: Iterable<string>):
   { doc: EditorDocument; shownPositions: Record<string, Position> } {
   const moved = pushGrown(doc, shownPositions, rects, grown);
   return {
@@ -250,14 +250,6 @@ export class EditorStore {
       const grown = ids.every((id) => s.grown[id]) ? s.grown : idMap([...Object.entries(s.grown), ...ids.map((id): [string, true] => [id, true])]);
       if (next.doc === s.doc && next.shownPositions === s.shownPositions && grown === s.grown) return s;
       return { ...s, ...next, grown };
-    });
-  }
-
-  /** Push apart every pair of the shown nodes that overlap (`rects`: as shown), with no undo step (a ComfyUI import). */
-  separate(rects: Record<string, Rect>): void {
-    this.update((s) => {
-      const next = pushed(s.doc, s.shownPositions, rects, "all");
-      return next.doc === s.doc && next.shownPositions === s.shownPositions ? s : { ...s, ...next };
     });
   }
 

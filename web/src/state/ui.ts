@@ -28,6 +28,8 @@ export type MenuTarget =
   | { kind: "wire"; target: string; input: string }
   | { kind: "group"; id: string }
   | { kind: "reroute"; id: string }
+  /** A note on the canvas (graph/notes.ts). */
+  | { kind: "note"; id: string }
   /** The links a node can make (editor/connectChoices.ts): the keyboard's way to wire. */
   | { kind: "connect"; id: string }
   /** The colours for the nodes `ids` (graph/nodeLook.ts NODE_COLORS): a node menu's "Colour…". */
