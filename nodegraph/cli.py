@@ -327,12 +327,17 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def _timing_text(elapsed: float, value: int, total: int) -> str:
-    """How long a node has run and, from its steps so far, about how long it has left: "2:05 elapsed, ~8:20 left"
-    (a training node's own ETA; the bar's counts nodes). "" before its first step or once done."""
-    if value <= 0 or total <= value:
+def _timing_text(elapsed: float, value: int, total: int, since: tuple[float, int] = (0.0, 0)) -> str:
+    """How long a node has run and, at the pace of the steps it took since `since`, about how long it has left:
+    "2:05 elapsed, ~8:20 left" (a training node's own ETA; the bar's counts nodes). `since` is (elapsed, value) at
+    the first progress this run saw from the node: a training run resumed or trained longer from step 300
+    reports 301 first, and the 300 steps an earlier run took must not count as done in this one's time (they
+    made "352/600 · 0:30 elapsed, ~0:21 left" of 2:24). "" before a step past `since`, or once done."""
+    start_elapsed, start_value = since
+    if value <= start_value or total <= value:
         return ""
-    return f"{_clock(elapsed)} elapsed, ~{_clock(elapsed / value * (total - value))} left"
+    pace = (elapsed - start_elapsed) / (value - start_value)
+    return f"{_clock(elapsed)} elapsed, ~{_clock(pace * (total - value))} left"
 
 
 class _Progress:
@@ -353,6 +358,8 @@ class _Progress:
         self.node = ""
         self.node_started = 0.0         # when the running node started (monotonic)
         self.recent_losses: collections.deque[float] = collections.deque(maxlen=self.LOSS_WINDOW)   # its steps'
+        self.pace_start: tuple[float, int] | None = None   # (elapsed, value) at the node's first step seen (`since`)
+        self.pace_of: tuple = ()        # the (stage, total) that start belongs to: a new stage starts anew
 
     def _progress(self, event: Any) -> str:
         import time
@@ -361,7 +368,7 @@ class _Progress:
         average = sum(losses) / len(losses) if len(losses) > 1 else None
         text = _progress_text(event, average)
         elapsed = time.monotonic() - self.node_started
-        timing = _timing_text(elapsed, event.value, event.total) if elapsed >= 1.0 else ""
+        timing = _timing_text(elapsed, event.value, event.total, self.pace_start or (0.0, 0)) if elapsed >= 1.0 else ""
         return f"{text} · {timing}" if timing else text
 
     def _log_line(self, event: Any) -> None:
@@ -375,6 +382,17 @@ class _Progress:
             self.last_line = now
             stamp = time.strftime("%H:%M:%S")
             print(f"[{stamp}] {_terminal_safe(self.node)}: {self._progress(event)}", file=self.stream, flush=True)
+
+    def _note_pace_start(self, event: Any) -> None:
+        """Remember (elapsed, value) of the node's first progress event, again when its stage or total changes
+        ("encoding images 2560/24000" before the steps) or its count goes back: the time left comes from the steps
+        taken since then, never from steps an earlier, resumed run took."""
+        import time
+
+        info = event.info if isinstance(getattr(event, "info", None), dict) else {}
+        of = (info.get("stage"), event.total)
+        if self.pace_start is None or of != self.pace_of or event.value < self.pace_start[1]:
+            self.pace_start, self.pace_of = (time.monotonic() - self.node_started, event.value), of
 
     def write(self, line: str) -> None:
         """A line on the stream, above the bar when one is shown (a plain print would break it)."""
@@ -391,6 +409,9 @@ class _Progress:
             loss = _finite(event.info.get("loss")) if isinstance(getattr(event, "info", None), dict) else None
             if loss is not None:
                 self.recent_losses.append(loss)
+            self._note_pace_start(event)
+        elif kind == "node_started":
+            self.pace_start, self.pace_of = None, ()
         if self.log_mode:
             self._log_line(event)
             return

@@ -9,6 +9,10 @@
     SaveLoRA     LORA → models/loras/NAME.safetensors in the kohya layout LoadLoRA reads
                  (never replacing a file unless `overwrite`)
 
+The header a LoRA browser reads: ``lora_display_metadata`` (network keys, ``modelspec.*``) and, for TrainLoRA,
+``kohya_training_metadata`` (how it was trained, kohya's ``ss_*`` keys) and ``tag_frequency_by_folder``
+(``ss_tag_frequency``); all deterministic, so the same training writes the same bytes.
+
 Sample the result with the LCM sampler, CFG 1 (guidance is distilled in), 2-8 steps, the
 "sgm_uniform" schedule. The loop is lcm.py (Luo et al. 2023, LCD; LCM-LoRA). Registered by
 nodes.py's ``register_nodes`` / ``register_types``; shares its run-folder, progress and save helpers.
@@ -61,12 +65,75 @@ MAX_TAGS = 1000      # tags kept in a LoRA's ss_tag_frequency (a header, read wh
 
 def tag_frequency(captions: list[str]) -> dict[str, int]:
     """kohya's `ss_tag_frequency` entry for one dataset: each comma-separated tag of the captions (stripped, as
-    written) → how many captions hold it; the MAX_TAGS most frequent. A1111's and Civitai's LoRA browsers show
-    these as the trigger words; EncodeText reads them so a LoRA's own words are no "unknown word"."""
+    written) → how many captions hold it; the MAX_TAGS most frequent, by (−count, tag). A1111's and Civitai's LoRA
+    browsers show these as the trigger words; EncodeText reads them so a LoRA's own words are no "unknown word".
+    The order is fixed (a set's order followed the string hash seed, so identical trainings wrote files of
+    different SHA-256, and which tags a tie at MAX_TAGS kept varied)."""
     from collections import Counter
 
-    counts = Counter(tag for caption in captions for tag in {t.strip() for t in caption.split(",")} if tag)
-    return dict(counts.most_common(MAX_TAGS))
+    counts = Counter(tag for caption in captions for tag in dict.fromkeys(t.strip() for t in caption.split(","))
+                     if tag)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:MAX_TAGS])
+
+
+def tag_frequency_by_folder(captions: list[str], folders: list[str]) -> dict[str, dict[str, int]]:
+    """kohya's whole `ss_tag_frequency`: {dataset folder ("10_zorbchar"): tag_frequency of its captions}, the
+    folders in dataset order; `folders[i]` is the folder of `captions[i]`."""
+    grouped: dict[str, list[str]] = {}
+    for caption, folder in zip(captions, folders, strict=True):
+        grouped.setdefault(folder, []).append(caption)
+    return {folder: tag_frequency(group) for folder, group in grouped.items()}
+
+
+def kohya_training_metadata(base_model: str, train: Any, caption_dropout: float, resolution: tuple[int, int],
+                            dataset_dirs: dict[str, dict[str, int]]) -> dict[str, str]:
+    """The `ss_*` keys of how a LoRA was trained that kohya's sd-scripts write and A1111's and Civitai's LoRA views
+    show (A1111 lists ss_sd_model_name, ss_resolution, ss_clip_skip, ss_num_train_images first), every value a
+    string as kohya writes it (str() of the number; ss_resolution "(64, 64)"; ss_dataset_dirs JSON
+    {"10_zorbchar": {"n_repeats": 10, "img_count": 8}}; ss_num_train_images counts each image × its repeats).
+
+    `train` is the run's TrainConfig. No ss_training_started_at / ss_session_id: a time and a random id would
+    make two identical trainings write files of different SHA-256 (run records name files by it).
+    ss_clip_skip is "None", kohya's value when training reads the text encoder's default layer, as TrainLoRA does.
+    """
+    width, height = resolution
+    metadata = {
+        "ss_sd_model_name": base_model.replace("\\", "/").rsplit("/", 1)[-1],   # kohya: the file's base name
+        "ss_resolution": f"({width}, {height})",
+        "ss_clip_skip": "None",
+        "ss_num_train_images": str(sum(row["img_count"] * row["n_repeats"] for row in dataset_dirs.values())),
+        "ss_dataset_dirs": json.dumps(dataset_dirs),
+        "ss_learning_rate": str(train.lr),
+        "ss_batch_size_per_device": str(train.batch_size),
+        "ss_gradient_accumulation_steps": str(train.grad_accumulation),
+        "ss_max_train_steps": str(train.steps),
+        "ss_lr_warmup_steps": str(train.warmup_steps),
+        "ss_lr_scheduler": str(getattr(train, "lr_scheduler", "cosine")),
+        "ss_optimizer": f"torch.optim.adamw.AdamW(weight_decay={train.weight_decay},betas=(0.9, 0.99))",  # lora_train
+        "ss_seed": str(train.seed),
+        "ss_caption_dropout_rate": str(caption_dropout),
+        "ss_mixed_precision": str(train.mixed_precision),
+    }
+    for key, name in (("ss_noise_offset", "noise_offset"), ("ss_min_snr_gamma", "min_snr_gamma")):
+        if getattr(train, name, 0.0):          # kohya writes these when they are used
+            metadata[key] = str(getattr(train, name))
+    return metadata
+
+
+def dataset_folders(dataset: Any, count: int, name: str) -> tuple[list[str], dict[str, dict[str, int]]]:
+    """(the folder of each of the dataset's `count` items, kohya's ss_dataset_dirs) of a DATASET: an
+    ImageFolderDataset's own (its N_name folders); any other dataset is one folder called `name`, 1 repeat."""
+    folders = getattr(dataset, "item_folders", None)
+    dirs = getattr(getattr(dataset, "report", None), "dataset_dirs", None)
+    if folders is not None and dirs is not None and len(folders) == count:
+        return list(folders), dict(dirs)
+    return [name] * count, {name: {"n_repeats": 1, "img_count": count}}
+
+
+def dataset_resolution(dataset: Any) -> tuple[int, int]:
+    """(width, height) of the dataset's first image: kohya's ss_resolution (a bucketed dataset's first size)."""
+    height, width = dataset[0][0].shape[-2:]
+    return int(width), int(height)
 
 
 class DistillLCM(Node):
@@ -192,11 +259,26 @@ class TrainLoRA(Node):
         text_encoder: Any = Input(port="TEXT_ENCODER")
         vae: Any = Input(port="VAE")
         rank: int = Input(8, ge=1, le=256, description="the LoRA's rank (its size): 4-32 as usual")
+        alpha: float = Input(0.0, ge=0.0, le=1024.0,
+                             description="kohya's network_alpha: the LoRA is scaled by alpha / rank (0: the rank, "
+                                         "scale 1; kohya's default 1 needs a higher lr)")
         steps: int = Input(500, ge=1, le=10_000_000)
         batch_size: int = Input(4, ge=1, le=4096)
-        lr: float = Input(1e-4, gt=0.0, le=1.0, description="1e-4 as kohya's default; a tiny model takes up to 1e-3")
+        grad_accumulation: int = Input(1, ge=1, le=1024, description="batches per optimiser step (kohya's "
+                                                                     "gradient_accumulation_steps)")
+        lr: float = Input(1e-4, gt=0.0, le=1.0, description="1e-4 (kohya's default) suits Stable Diffusion; too "
+                                                            "low for the shipped tiny model: use 1e-3 - 2e-3 there")
+        lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Input(
+            "cosine", description="cosine / linear: warm-up, then down to lr/10; constant_with_warmup: warm-up, then "
+                                  "lr; constant: lr throughout (no warm-up)")
         warmup_steps: int = Input(20, ge=0, le=1_000_000)
-        caption_dropout: float = Input(0.0, ge=0.0, le=1.0, description="share of steps trained without the caption")
+        caption_dropout: float = Input(0.0, ge=0.0, le=1.0, description="chance that an image trains without its "
+                                                                        "caption, drawn per image per step (kohya's "
+                                                                        "caption_dropout_rate)")
+        noise_offset: float = Input(0.0, ge=0.0, le=1.0, description="offset noise (kohya's noise_offset, ~0.05-0.1): "
+                                                                     "lets the LoRA make images darker or lighter")
+        min_snr_gamma: float = Input(0.0, ge=0.0, le=100.0, description="min-SNR loss weighting (kohya's "
+                                                                        "min_snr_gamma, 5 as usual; 0: off)")
         mixed_precision: Literal["no", "bf16"] = Input("no")
         seed: int = Input(0, seed=True)
         checkpoint_every: int = Input(100, ge=0, le=10_000_000,
@@ -205,8 +287,9 @@ class TrainLoRA(Node):
 
     outputs = (Output("model", "MODEL"), Output("lora", "LORA"), Output("report", "STRING"))
 
-    def run(self, dataset: Any, model: Any, text_encoder: Any, vae: Any, rank: int, steps: int, batch_size: int,
-            lr: float, warmup_steps: int, caption_dropout: float, mixed_precision: str, seed: int,
+    def run(self, dataset: Any, model: Any, text_encoder: Any, vae: Any, rank: int, alpha: float, steps: int,
+            batch_size: int, grad_accumulation: int, lr: float, lr_scheduler: str, warmup_steps: int,
+            caption_dropout: float, noise_offset: float, min_snr_gamma: float, mixed_precision: str, seed: int,
             checkpoint_every: int, run_name: str) -> dict:
         import torch
 
@@ -215,7 +298,7 @@ class TrainLoRA(Node):
 
         from .lcm import lora_state_dict
         from .lora_train import train_lora
-        from .trainer import TrainConfig
+        from .trainer import TrainConfig, TrainingDivergedError
 
         folder = _run_folder(self, run_name)
         unet = model.net
@@ -227,23 +310,35 @@ class TrainLoRA(Node):
         _require_fp32("model", unet)
         train = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 10, warmup_steps=warmup_steps,
                             ema_decay=0.0, mixed_precision=mixed_precision, seed=seed,
-                            checkpoint_every=checkpoint_every)
+                            checkpoint_every=checkpoint_every, grad_accumulation=grad_accumulation,
+                            lr_scheduler=lr_scheduler, noise_offset=noise_offset, min_snr_gamma=min_snr_gamma)
+        alpha = alpha or float(rank)               # kohya's too: alpha 0 (or none) means the rank
         captions: list[str] = []
         data = _encode_dataset(self, dataset, vae, clip.config.pad_token_id, captions=captions)
         model.apply_patches()                      # the base is the MODEL as connected (its LoRAs applied)
-        run = _run(self, run_name, folder, {"lora": {"rank": rank, "caption_dropout": caption_dropout},
+        network = {"rank": rank, "caption_dropout": caption_dropout,
+                   **({"alpha": alpha} if alpha != rank else {})}    # absent at its default: older states resume
+        run = _run(self, run_name, folder, {"lora": network,
                                             "train": repr(train), "data": _data_text(len(data), data),
                                             "base": getattr(model, "name", "?"), "unet": repr(unet.config),
                                             "weights": _content_digest(unet, clip)})
         alphas_cumprod = 1.0 / (1.0 + model.time_map._sigmas64.double() ** 2)      # sigma² = (1 − ᾱ) / ᾱ
         with _on_compute_device(self, unet, text_encoder.encoder):
-            adapters, report = _train(train_lora, unet, clip, data, alphas_cumprod.float(), train, _progress(self),
-                                      run, rank=rank, objective=prediction, caption_dropout=caption_dropout)
+            try:
+                adapters, report = _train(train_lora, unet, clip, data, alphas_cumprod.float(), train,
+                                          _progress(self), run, rank=rank, alpha=alpha, objective=prediction,
+                                          caption_dropout=caption_dropout)
+            except TrainingDivergedError as exc:
+                raise NodeInputError("lr", str(exc)) from None
         tensors = lora_state_dict(adapters, torch.float32)
-        metadata = lora_display_metadata(run_name, unet.config, rank, float(rank), steps, getattr(model, "name", "?"),
+        metadata = lora_display_metadata(run_name, unet.config, rank, alpha, steps, getattr(model, "name", "?"),
                                          usage="a LoRA of your own images: LoadLoRA it onto the model it was "
                                                "trained on, strength 0.5-1", made="trained on")
-        metadata["ss_tag_frequency"] = json.dumps({run_name: tag_frequency(captions)})
+        item_folders, dataset_dirs = dataset_folders(dataset, len(captions), run_name)
+        metadata.update(kohya_training_metadata(getattr(model, "name", "?"), train, caption_dropout,
+                                                dataset_resolution(dataset), dataset_dirs))
+        metadata["ss_tag_frequency"] = json.dumps(tag_frequency_by_folder(captions, item_folders))
+        report["dataset_dirs"] = dataset_dirs            # each folder's images and repeats (kohya's ss_dataset_dirs)
         weights = lora_from_state_dict(tensors, metadata, name=f"{run_name} (LoRA)")
         taught = replace(model, patches=(*model.patches, (weights, 1.0)), _denoiser=None, name=f"{model.name}+{run_name}")
         report["lora_parameters"] = sum(t.numel() for k, t in tensors.items() if not k.endswith(".alpha"))

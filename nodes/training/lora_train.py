@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from .lcm import LoraAdapter
-from .trainer import DiffusionData, TrainConfig, TrainingRun, _autocast, _noised_batch, _optimiser_step, lr_at
+from .trainer import (DiffusionData, DivergenceWatch, TrainConfig, TrainingRun, _autocast, _denoising_loss,
+                      _noised_batch, _optimiser_step, lr_at)
 
 ATTENTION_PROJECTIONS = re.compile(r"(^|\.)attn[12]\.(to_q|to_k|to_v|to_out\.0)$")
 
@@ -55,15 +56,18 @@ def train_lora(unet: nn.Module, text_encoder: Any, data: DiffusionData, alphas_c
                caption_dropout: float = 0.0) -> tuple[dict[str, LoraAdapter], dict]:
     """Train LoRA adapters on a copy of `unet` to denoise `data.latents` with their captions.
 
-    `alpha` defaults to `rank` (scale 1). The text encoder is frozen. Returns (adapters by the UNet's module
-    names, report with the last step's loss); the adapters' weights are the trained ones (no EMA: a LoRA is
-    small and short-trained). Deterministic for `config.seed`; resumable through `run` (its state holds the
-    adapters and the optimiser).
+    `alpha` defaults to `rank` (scale alpha / rank = 1; kohya's network_alpha). The text encoder is frozen.
+    ``config``'s lr_scheduler, grad_accumulation, noise_offset and min_snr_gamma apply as in `train_diffusion`;
+    a loss or gradient that goes inf / NaN stops the run (TrainingDivergedError), a gradient norm far past its
+    start is warned about (DivergenceWatch). Returns (adapters by the UNet's module names, report with the last
+    step's loss); the adapters' weights are the trained ones (no EMA: a LoRA is small and short-trained).
+    Deterministic for `config.seed`; resumable through `run` (its state holds the adapters and the optimiser).
     """
     run = run or TrainingRun(None, {})
     torch.manual_seed(config.seed)
     student = copy.deepcopy(unet)
-    adapters = add_attention_lora(student, rank, float(alpha if alpha is not None else rank))
+    alpha = float(alpha if alpha is not None else rank)
+    adapters = add_attention_lora(student, rank, alpha)
     text_encoder.requires_grad_(False)
     weights = _adapter_weights(adapters)
     parameters = list(weights.values())
@@ -82,6 +86,7 @@ def train_lora(unet: nn.Module, text_encoder: Any, data: DiffusionData, alphas_c
     student.train()
     text_encoder.eval()
     info: dict = dict(run.last_info)
+    watch = DivergenceWatch(run.warn, run.shown, config.lr)
     for step in range(start, config.steps):
         for micro in range(config.grad_accumulation):
             _, ids, t, x_t, target = _noised_batch(data, alphas_cumprod, config, step, micro, caption_dropout,
@@ -90,15 +95,16 @@ def train_lora(unet: nn.Module, text_encoder: Any, data: DiffusionData, alphas_c
                 with torch.no_grad():
                     context, _ = text_encoder(ids.to(device), layer=layer, pooled=False)
                 prediction = student(x_t, t.to(device).float(), context=context)
-            loss = (prediction.float() - target).pow(2).mean()
+            loss = _denoising_loss(prediction, target, alphas_cumprod[t.to(device)], config, objective)
             (loss / config.grad_accumulation).backward()
-        info = {"loss": loss.item(), "lr": lr_at(step, config),
-                "grad_norm": _optimiser_step(parameters, optimiser, config, step)}
+        watch.step, watch.loss = step, loss.item()
+        info = {"loss": watch.loss, "lr": lr_at(step, config),
+                "grad_norm": _optimiser_step(parameters, optimiser, config, step, check=watch.check)}
         done = step + 1
         if done == config.steps or (config.checkpoint_every and done % config.checkpoint_every == 0):
             run.save({"step": done, "adapters": {k: v.detach() for k, v in weights.items()},
                       "optimiser": optimiser.state_dict(), "info": info})
         progress(done, config.steps, info)
     student.eval()
-    return adapters, {**info, "steps": config.steps, "rank": rank, "adapted_layers": len(adapters),
+    return adapters, {**info, "steps": config.steps, "rank": rank, "alpha": alpha, "adapted_layers": len(adapters),
                       "objective": objective}

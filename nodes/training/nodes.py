@@ -267,24 +267,30 @@ class TinyWorldDataset(Node):
 
 
 class ImageFolderDataset(Node):
-    """Your own images with same-name .txt captions, from a folder inside the input folder.
+    """Your own images with same-name .txt (or .caption) captions, from a folder inside the input folder.
 
     Corrupt images are skipped and counted (see the report output), and so are images without a caption
     unless `default_caption` gives them one (a folder of one subject without captions: DreamBooth's
-    instance prompt).
+    instance prompt). kohya's `N_name` folders are read as kohya reads them: each image of `10_zorbchar/`
+    is drawn 10 times as often as one of a `1_` folder, and "zorbchar" captions an uncaptioned image of it;
+    the report says each folder's images, repeats and share of the draws. kohya's regularisation folders
+    (`reg/` beside `img/`) are left out with a warning: prior preservation is not supported.
     """
 
     category = "training"
-    version = "1.1.0"     # .0.1: 16-bit and float grey images keep their tones; .0.2: captions NAME.TXT, UTF-8 only;
-    #                       .0.3: a strip image (over 16:1) resampled from its centre square; 1.1: default_caption
+    version = "1.2.0"     # .0.1: 16-bit and float grey images keep their tones; .0.2: captions NAME.TXT, UTF-8 only;
+    #                       .0.3: a strip image (over 16:1) resampled from its centre square; 1.1: default_caption;
+    #                       1.2: kohya N_name repeats and class tokens, .caption files, reg/ folders left out
 
     class Inputs(NodeInputs):
         folder: str = Input("dataset", file_name_in="input", subfolders=True, min_length=1, max_length=255,
                             description="a folder inside the input folder")
         size: int = Input(64, ge=8, le=2048, multiple_of=8)
         default_caption: str = Input("", max_length=2000,
-                                     description="the caption of images without a .txt (or with an empty one), "
-                                                 "e.g. DreamBooth's 'a photo of zorb'; empty: they are skipped")
+                                     description="the caption of images without a .txt / .caption (or with an "
+                                                 "empty one) outside a kohya N_name folder (whose name gives "
+                                                 "theirs), e.g. DreamBooth's 'a photo of zorb'; empty: they are "
+                                                 "skipped")
 
     outputs = (Output("dataset", "DATASET"), Output("report", "STRING"))
 
@@ -317,6 +323,8 @@ class ImageFolderDataset(Node):
         if dataset.report.skipped or dataset.report.linked_folders:   # said, not only in the report output
             self.context.warn(f"{dataset.report.summary()}" + (f"; skipped: {'; '.join(skipped[:5])}"
                                                                 + (" …" if len(skipped) > 5 else "") if skipped else ""))
+        for note in dataset.report.notes():       # regularisation folders left out, .txt used over a .caption
+            self.context.warn(note)
         return {"dataset": dataset, "report": dataset.report.summary()
                 + (f"; skipped: {'; '.join(skipped)}" if skipped else "")}
 
@@ -660,8 +668,22 @@ def _encode_dataset(node: Node, dataset: Any, vae: Any, pad_token_id: int, tally
                 node.context.progress(tally[0], tally[1], info={"stage": "encoding images"})
     if cut:
         warn_cut_captions(node, cut)
+    weights = _repeat_weights(dataset)
+    if weights is not None:            # only then: a dataset without repeats keeps its digest (its runs resume)
+        source.update(f"repeats {weights.tolist()}\0".encode())
     return DiffusionData(torch.cat(latents), torch.stack(ids), caption_ids(tokenizer, "", pad_token_id)[0],
-                         source=source.hexdigest())
+                         source=source.hexdigest(), weights=weights)
+
+
+def _repeat_weights(dataset: Any) -> Any:
+    """The per-item sampling weights of a dataset with kohya repeats (ImageFolderDataset's `repeats`: an image of
+    a 10_ folder drawn 10× as often), or None when every item is drawn alike (no repeats, or all the same)."""
+    import torch
+
+    repeats = getattr(dataset, "repeats", None)
+    if not repeats or len(set(repeats)) == 1:
+        return None
+    return torch.tensor([float(count) for count in repeats], dtype=torch.float64)
 
 
 def warn_cut_captions(node: Node, cut: list[str]) -> None:

@@ -1,8 +1,12 @@
 """Training loops for the VAE and the text-conditioned diffusion model (plain torch, no engine imports).
 
-    TrainConfig            steps, batch, AdamW lr with warm-up + cosine decay, accumulation, clipping,
-                           EMA, bf16 autocast, seed, checkpoint interval
-    lr_at(step, config)    the learning-rate schedule (linear warm-up, then cosine to min_lr)
+    TrainConfig            steps, batch, AdamW lr with its schedule (warm-up + cosine decay by default),
+                           accumulation, clipping, EMA, bf16 autocast, seed, checkpoint interval
+    lr_at(step, config)    the learning-rate schedule: cosine (linear warm-up, then cosine to min_lr),
+                           linear (warm-up, then a straight line to min_lr), constant_with_warmup, constant
+    min_snr_weights        per-item loss weights of min-SNR-γ (Hang et al. 2023) for eps / v targets
+    DivergenceWatch        a run that blows up: an error when the loss or gradient goes inf / NaN (before
+                           that step is taken), a warning when the gradient norm grows far past its start
     EMA, ema_decay_at      exponential moving average of weights (Polyak; seed notes Q29), with the decay
                            warm-up min(decay, (1+k)/(10+k)) so the random init does not linger
     train_vae(...)         KL autoencoder: L1 + MSE reconstruction + a small KL term, optionally on
@@ -41,14 +45,16 @@ import random
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence, get_args
 
 import torch
 import torch.nn.functional as F
 
 Progress = Callable[[int, int, dict], None]
+LrScheduler = Literal["cosine", "linear", "constant", "constant_with_warmup"]   # kohya's / diffusers' names
+LR_SCHEDULERS: tuple[str, ...] = get_args(LrScheduler)
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 32
     lr: float = 4e-4
-    min_lr: float = 1e-5             # the cosine decays to this
+    min_lr: float = 1e-5             # the cosine / linear schedule decays to this
     warmup_steps: int = 100
     weight_decay: float = 0.01
     grad_accumulation: int = 1       # micro-batches per optimiser step (effective batch = batch_size × this)
@@ -67,6 +73,10 @@ class TrainConfig:
     mixed_precision: str = "no"      # "no" or "bf16" (autocast; CPU and CUDA)
     seed: int = 0
     checkpoint_every: int = 250      # optimiser steps between checkpoints (0 = only at the end)
+    lr_scheduler: LrScheduler = "cosine"   # `lr_at`; cosine was the only one before
+    noise_offset: float = 0.0        # noise + this · N(0, 1) per (item, channel); the loops of `_noised_batch`
+    min_snr_gamma: float = 0.0       # min-SNR-γ loss weights (`min_snr_weights`), 0 = off; train_diffusion,
+                                     # train_controlnet, train_lora (the other loops have losses of their own)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accumulation"):
@@ -76,15 +86,54 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.mixed_precision not in ("no", "bf16"):
             raise ValueError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            raise ValueError(f"lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}, got {self.lr_scheduler!r}")
+        for name in ("noise_offset", "min_snr_gamma"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0 (0 = off), got {getattr(self, name)}")
+
+    def __repr__(self) -> str:
+        """The dataclass repr, less the fields added later while they hold their defaults: a run's identity is
+        this text, so a state saved before a field existed still resumes (and its messages name the field when
+        it changes, `_identity_settings` filling in the default)."""
+        shown = [f for f in fields(self) if not (f.name in _LATER_FIELDS and getattr(self, f.name) == f.default)]
+        return f"TrainConfig({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
+
+
+_LATER_FIELDS = frozenset({"lr_scheduler", "noise_offset", "min_snr_gamma"})   # left out of its repr at their default
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
-    """Linear warm-up to `lr`, then cosine decay to `min_lr` at the last step (Loshchilov & Hutter 2017)."""
+    """The learning rate of optimiser step `step` (0-based) under ``config.lr_scheduler``.
+
+    cosine: linear warm-up to `lr`, then cosine decay to `min_lr` at the last step (Loshchilov & Hutter 2017);
+    linear: the same warm-up, then a straight line to `min_lr`; constant_with_warmup: the warm-up, then `lr`;
+    constant: `lr` from the first step (no warm-up, as kohya's and diffusers' "constant"). The warm-up reaches
+    `lr` at its last step ((step + 1) / warmup_steps).
+    """
+    if config.lr_scheduler == "constant":
+        return config.lr
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
+    if config.lr_scheduler == "constant_with_warmup":
+        return config.lr
     span = max(1, config.steps - config.warmup_steps)
     progress = min(1.0, (step - config.warmup_steps) / span)
+    if config.lr_scheduler == "linear":
+        return config.lr + (config.min_lr - config.lr) * progress
     return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def min_snr_weights(alphas_cumprod_t: torch.Tensor, gamma: float, objective: str) -> torch.Tensor:
+    """Per-item loss weights of min-SNR-γ (Hang et al. 2023, §3.4), SNR = ᾱ / (1 − ᾱ): min(SNR, γ) / SNR for an
+    eps target, min(SNR, γ) / (SNR + 1) for a v target (kohya's `apply_snr_weight`, diffusers' `snr_gamma`). The
+    nearly clean timesteps, whose easy targets dominate the gradient, count less; an eps item at SNR 0 counts 1."""
+    snr = alphas_cumprod_t / (1 - alphas_cumprod_t)
+    if objective == "eps":
+        return (gamma / snr).clamp(max=1.0)                     # = min(SNR, γ) / SNR, and 1 at SNR 0
+    if objective == "v":
+        return snr.clamp(max=gamma) / (snr + 1)
+    raise ValueError(f"objective must be 'eps' or 'v', got {objective!r}")
 
 
 def ema_decay_at(updates: int, decay: float, warmup: bool = True) -> float:
@@ -486,7 +535,9 @@ def _identity_settings(identity: Any) -> tuple[dict[str, str], set[str]]:
     that only set the run's length (the TrainConfig's steps and checkpoint_every).
 
     Values that are dataclass reprs (``TrainConfig(steps=3, ...)``, ``VAEConfig(...)``) are split into
-    one setting per field, so a message can name the field that changed.
+    one setting per field, and dicts ({"rank": 8, ...}) into one per key, so a message can name the field
+    that changed ("lora.alpha", not the whole dict). A TrainConfig's later fields that its repr leaves out
+    at their defaults are filled in, so a message says "train.lr_scheduler 'cosine' → 'linear'".
     """
     try:
         tree = json.loads(identity) if isinstance(identity, str) else None
@@ -498,12 +549,18 @@ def _identity_settings(identity: Any) -> tuple[dict[str, str], set[str]]:
     lengths: set[str] = set()
     for key, value in tree.items():
         call = _CALL.fullmatch(value) if isinstance(value, str) else None
-        fields = [_FIELD.fullmatch(part) for part in _split_fields(call.group(2))] if call else []
-        if fields and all(fields):
-            for field in fields:
-                flat[f"{key}.{field.group(1)}"] = field.group(2)
+        parts = [_FIELD.fullmatch(part) for part in _split_fields(call.group(2))] if call else []
+        if parts and all(parts):
+            for part in parts:
+                flat[f"{key}.{part.group(1)}"] = part.group(2)
             if call.group(1) == "TrainConfig":
                 lengths |= {f"{key}.steps", f"{key}.checkpoint_every"}
+                for later in fields(TrainConfig):
+                    if later.name in _LATER_FIELDS:
+                        flat.setdefault(f"{key}.{later.name}", repr(later.default))
+        elif isinstance(value, dict) and value:
+            for name, setting in value.items():
+                flat[f"{key}.{name}"] = json.dumps(setting, sort_keys=True)
         else:
             flat[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     return flat, lengths
@@ -520,13 +577,66 @@ def _batch_indices(count: int, batch: int, step: int, micro: int, seed: int) -> 
 
 
 def _optimiser_step(parameters: Sequence[torch.nn.Parameter], optimiser: torch.optim.Optimizer,
-                    config: TrainConfig, step: int) -> float:
+                    config: TrainConfig, step: int, check: Callable[[float], None] | None = None) -> float:
+    """Set the step's lr, clip the gradient, step and clear it; returns the gradient norm before clipping.
+    `check` sees that norm before the step is taken (DivergenceWatch: an inf / NaN norm must not reach the
+    weights)."""
     for group in optimiser.param_groups:
         group["lr"] = lr_at(step, config)
     norm = torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip) if config.grad_clip > 0 else torch.tensor(0.0)
+    if check is not None:
+        check(float(norm))
     optimiser.step()
     optimiser.zero_grad(set_to_none=True)
     return float(norm)
+
+
+class TrainingDivergedError(ArithmeticError):
+    """The loss or the gradient norm went inf / NaN: the next optimiser step would turn the weights into NaN."""
+
+
+@dataclass
+class DivergenceWatch:
+    """Watches one run's loss and gradient norm for a blow-up (too high a learning rate, almost always).
+
+    - A loss or gradient norm that is inf / NaN stops the run with TrainingDivergedError before that step
+      reaches the weights: nothing useful can come out of it, and the saved state stays the last good one.
+    - A gradient norm over GROWTH × the median of this run's first START_STEPS norms is warned about once,
+      naming lr: the run goes on (a spike can settle), but its result is likely damaged. Measured on the tiny
+      model (rank 4, batch 4): healthy runs grew to 15× (lr 2e-3) and 70× (lr 2e-2) their start, lr 0.1 hit
+      75 000× (loss 0.2 → 1.5) and lr 1.0 10⁹× (report finding: 7.8e14); 1000× sits between them.
+
+    A resumed run measures its start from the steps it trains itself. `check` is `_optimiser_step`'s check.
+    """
+
+    GROWTH = 1000.0
+    START_STEPS = 10
+
+    warn: Callable[[str], None]
+    shown: str                             # how messages name the run ("training run 'zorb'")
+    lr: float
+    step: int = 0                          # the optimiser step being taken (set by the loop)
+    loss: float = 0.0                      # its loss (set by the loop)
+    start_norms: list = field(default_factory=list)    # this run's first START_STEPS gradient norms
+    warned: bool = False
+
+    def check(self, grad_norm: float) -> None:
+        """Raise on an inf / NaN loss or norm; warn once on a norm far past the start's."""
+        if not (math.isfinite(self.loss) and math.isfinite(grad_norm)):
+            what = f"the loss is {self.loss}" if not math.isfinite(self.loss) else f"the gradient norm is {grad_norm}"
+            raise TrainingDivergedError(
+                f"{self.shown}: at step {self.step + 1} {what}: training diverged, and that step would turn every "
+                f"weight into NaN, so the run stops (its saved state is the last checkpoint before it). The learning "
+                f"rate {self.lr:g} is the likely cause: lower it (e.g. to {self.lr / 10:g}) and run again")
+        if len(self.start_norms) < self.START_STEPS:
+            self.start_norms.append(grad_norm)
+        start = sorted(self.start_norms)[len(self.start_norms) // 2]
+        if not self.warned and start > 0 and grad_norm > self.GROWTH * start:
+            self.warned = True
+            self.warn(f"{self.shown}: the gradient norm at step {self.step + 1} is {grad_norm:.3g}, "
+                      f"{grad_norm / start:.0f}× its {start:.3g} at the start: the run is diverging and its result "
+                      f"is likely damaged. The learning rate {self.lr:g} is the likely cause: lower it (e.g. to "
+                      f"{self.lr / 10:g}) and train again")
 
 
 def _start_or_resume(module: torch.nn.Module, config: TrainConfig,
@@ -682,9 +792,20 @@ class DiffusionData:
     parts: tuple = ()                # DiffusionData per size bucket (multi-resolution), else ()
     source: str = ""                 # digest of what the latents were encoded from (images, captions, VAE weights):
                                      # a run's identity, since the latents' last bits follow the CPU thread count
+    weights: torch.Tensor | None = None   # (N,) how often each item is drawn relative to the others (kohya's
+                                          # folder repeats: ImageFolderDataset's `repeats`); None: all alike
 
     def __len__(self) -> int:
         return sum(len(part.latents) for part in self.parts) if self.parts else len(self.latents)
+
+    def batch_indices(self, batch: int, step: int, micro: int, seed: int) -> torch.Tensor:
+        """Indices of micro-batch (step, micro) of this part, a pure function of (seed, step, micro): uniform
+        draws (`_batch_indices`), or drawn in proportion to `weights` (an image of a 10_ folder ten times as
+        often as one of a 1_ folder: kohya's repeats, without copies of the latents)."""
+        if self.weights is None:
+            return _batch_indices(len(self.latents), batch, step, micro, seed)
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + step * 97 + micro)
+        return torch.multinomial(self.weights, batch, replacement=True, generator=generator)
 
     def bucket(self, seed: int, step: int, micro: int) -> "DiffusionData":
         """The part micro-batch (step, micro) draws from: a pure function of (seed, step, micro)."""
@@ -699,18 +820,34 @@ def _noised_batch(data: DiffusionData, alphas_cumprod: torch.Tensor, config: Tra
                   caption_dropout: float, objective: str) -> tuple[torch.Tensor, ...]:
     """One micro-batch, a pure function of (seed, step, micro): (indices, token ids with captions dropped,
     timesteps, noised latents x_t, targets), on the device of `alphas_cumprod`. Multi-resolution data
-    gives a batch of one size bucket; indices are within that bucket."""
+    gives a batch of one size bucket; indices are within that bucket.
+
+    ``config.noise_offset`` adds offset · N(0, 1) per (item, channel) to the noise, a shift of each channel's
+    mean (Guttenberg 2023, "Diffusion with Offset Noise"; kohya's `--noise_offset`): the model learns to change
+    an image's overall brightness, which unit noise keeps it from. The target is made from that noise."""
     device = alphas_cumprod.device
     data = data.bucket(config.seed, step, micro)
-    idx = _batch_indices(len(data.latents), config.batch_size, step, micro, config.seed)
+    idx = data.batch_indices(config.batch_size, step, micro, config.seed)
     generator = torch.Generator().manual_seed(config.seed * 31 + step * 7 + micro)
     x0 = data.latents[idx].to(device)
     ids = data.token_ids[idx].clone()
     ids[torch.rand(len(idx), generator=generator) < caption_dropout] = data.empty_ids
     t = torch.randint(0, len(alphas_cumprod), (len(idx),), generator=generator)
-    noise = torch.randn(x0.shape, generator=generator).to(device)
-    x_t, target = diffusion_targets(x0, noise, alphas_cumprod[t.to(device)], objective)
+    noise = torch.randn(x0.shape, generator=generator)
+    if config.noise_offset:                  # drawn after the rest: an offset of 0 leaves every other draw as it was
+        noise = noise + config.noise_offset * torch.randn((*x0.shape[:2], *[1] * (x0.ndim - 2)), generator=generator)
+    x_t, target = diffusion_targets(x0, noise.to(device), alphas_cumprod[t.to(device)], objective)
     return idx, ids, t, x_t, target
+
+
+def _denoising_loss(prediction: torch.Tensor, target: torch.Tensor, alphas_cumprod_t: torch.Tensor,
+                    config: TrainConfig, objective: str) -> torch.Tensor:
+    """The mean squared error of a batch, each item weighted by `min_snr_weights` when ``config.min_snr_gamma`` is
+    set (0: the plain mean over every element, as before)."""
+    if not config.min_snr_gamma:
+        return (prediction.float() - target).pow(2).mean()
+    per_item = (prediction.float() - target).pow(2).mean(dim=tuple(range(1, prediction.ndim)))
+    return (min_snr_weights(alphas_cumprod_t.float(), config.min_snr_gamma, objective) * per_item).mean()
 
 
 def train_diffusion(unet: Any, text_encoder: Any, data: DiffusionData, alphas_cumprod: torch.Tensor,
@@ -765,7 +902,8 @@ def train_diffusion(unet: Any, text_encoder: Any, data: DiffusionData, alphas_cu
                     context, _ = text_encoder(ids.to(device), layer=layer, pooled=False)   # (B, 77, D)
                 prediction = unet(x_t, t.to(device).float(), context=context)
             per_item = (prediction.float() - target).pow(2).mean(dim=(1, 2, 3))
-            loss = per_item.mean()
+            loss = (min_snr_weights(alphas_cumprod[t.to(device)], config.min_snr_gamma, objective) * per_item).mean() \
+                if config.min_snr_gamma else per_item.mean()
             (loss / config.grad_accumulation).backward()
             bucket = (t * timestep_buckets // steps_total).clamp(max=timestep_buckets - 1)
             bucket_sum.index_add_(0, bucket, per_item.detach().double().cpu())
@@ -908,7 +1046,7 @@ def train_controlnet(controlnet: Any, unet: Any, text_encoder: Any, data: Diffus
                     context, _ = text_encoder(ids.to(device), layer=layer, pooled=False)
                 residuals = controlnet(x_t, hint, t.to(device).float(), context)
                 prediction = unet(x_t, t.to(device).float(), context=context, control=residuals)
-            loss = (prediction.float() - target).pow(2).mean()
+            loss = _denoising_loss(prediction, target, alphas_cumprod[t.to(device)], config, objective)
             (loss / config.grad_accumulation).backward()
         info = {"loss": loss.item(), "lr": lr_at(step, config),
                 "grad_norm": _optimiser_step(parameters, optimiser, config, step)}

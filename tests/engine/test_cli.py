@@ -1381,6 +1381,7 @@ def test_training_progress_shows_loss_and_reaches_a_log_file():
     assert _timing_text(4000.0, 1, 3) == "1:06:40 elapsed, ~2:13:20 left"
     assert _timing_text(5.0, 0, 600) == "" and _timing_text(5.0, 600, 600) == ""
     progress.node_started -= 125.0                            # as if the node had run 125 s
+    progress.pace_start = (0.0, 0)                            # ... from step 0 (a resumed run counts from its start)
     progress(step)
     assert "200/600 loss 0.04114 (avg 0.04114) lr 1.0e-04 · 2:05 elapsed, ~4:10 left" in log.getvalue().splitlines()[-1]
     # the mean of the node's recent steps beside the last one (one step's loss jumps with its timesteps; kohya's

@@ -70,8 +70,9 @@ def test_captions_any_case_with_a_bom_or_not_utf8_and_skipped_files_named(tmp_pa
     assert dataset.captions == ["an upper-case caption file", "a caption after a BOM"]
     assert dataset.report.summary() == ("2 images used, 2 skipped (0 corrupt, 1 missing caption, 0 empty caption, "
                                         "1 caption not UTF-8)")
-    assert dataset.report.skipped_files() == ["alone.png (no caption: add alone.txt, or set default_caption)",
-                                              "latin.png (caption is not UTF-8 text: save it as UTF-8)"]
+    assert dataset.report.skipped_files() == [
+        "alone.png (no caption: add alone.txt (or .caption), or set default_caption)",
+        "latin.png (caption latin.txt is not UTF-8 text: save it as UTF-8)"]
 
 
 def test_items_are_square_tensors_with_captions_in_path_order(folder):
