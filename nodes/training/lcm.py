@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .trainer import DiffusionData, TrainConfig, TrainingRun, _autocast, _batch_indices, _optimiser_step, lr_at
+from .trainer import DiffusionData, TrainConfig, TrainingRun, _autocast, _optimiser_step, lr_at
 
 Progress = Callable[[int, int, dict], None]
 
@@ -229,7 +229,7 @@ def distill_lcm(unet: nn.Module, text_encoder: Any, data: DiffusionData, alphas_
     for step in range(start, config.steps):
         for micro in range(config.grad_accumulation):
             part = data.bucket(config.seed, step, micro)
-            idx = _batch_indices(len(part.latents), config.batch_size, step, micro, config.seed)
+            idx = part.batch_indices(config.batch_size, step, micro, config.seed)     # a folder's repeats weigh
             generator = torch.Generator().manual_seed(config.seed * 31 + step * 7 + micro)
             x0 = part.latents[idx].to(device).float()
             n = torch.randint(0, lcd.ddim_timesteps, (len(idx),), generator=generator)
