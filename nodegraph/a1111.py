@@ -375,9 +375,11 @@ def parameters_graph(text: str, source: str = "an A1111 image", list_model_files
     width = height = None
     size = settings.get("Size")
     if size is not None:
-        match = re.fullmatch(r"\s*(\d{1,5})\s*x\s*(\d{1,5})\s*", size)
-        if match:
-            width, height = int(match.group(1)), int(match.group(2))
+        match = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", size)
+        if match and max(len(match.group(1)), len(match.group(2))) <= 5:
+            width, height = int(match.group(1)), int(match.group(2))    # past the latent's range: validation says
+        elif match:         # "99999999999x99999999999" is that form; saying it was not misled
+            untranslated.append(f"Size: {size} (too large: an image side is at most 16384 pixels here)")
         else:
             untranslated.append(f"Size: {size} (not WIDTHxHEIGHT)")
     steps = _number(settings, "Steps", int, untranslated)

@@ -990,6 +990,8 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
                                                f"one of its folders?); choose another prefix") from None
     results: list[dict[str, Any]] = []
     budget = context.services.get("output_budget")     # a server user's storage limit (files.OutputBudget), if any
+    run_files = context.services.get("written_files")   # (node id, file results) the run lists, though it fails
+    kept = False        # this call's files that fitted, kept and listed as the run's when the storage limit ends it
     for index, (item, extra) in enumerate(zip(items, per_item)):
         # written under a short hidden name, then given its result name whole: a process killed mid-write leaves
         # no truncated or empty file under a result's name (the suffix stays last: writers such as ffmpeg choose
@@ -1014,15 +1016,21 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
                                                                 f"(nothing was saved)")
             over = budget.spend(size) if budget is not None else None
             if over is not None:
+                if results and isinstance(run_files, list):   # those that fitted stay, the failed run's files
+                    run_files.append((context.node_id, results))
+                    kept = True
+                    raise StorageLimitError(f"{over}; the {len(results)} file(s) it wrote before this one fitted "
+                                            f"and are kept with the failed run (deleting the run deletes them)")
                 raise StorageLimitError(over)
             path = _publish(partial, target.parent, target.name, suffix.lower())
             results.append(file_result(path, output_dir, kind, mime, **dict(extra)))
-            if index == len(items) - 1 and isinstance(context.services.get("written_files"), list):
-                context.services["written_files"].append((context.node_id, results))   # the run's, if it fails
+            if index == len(items) - 1 and isinstance(run_files, list):
+                run_files.append((context.node_id, results))   # the run's, if it fails
         except BaseException as exc:
-            # this call's files go too: a node that fails (a storage limit at its third image) left the first
-            # two in the folder, linked to no run (its delete_run could not remove them) and counted in the quota
-            for written in [path, partial, *(Path(result["path"]) for result in results)]:
+            # this call's files go too, unless the storage limit ended it and the run lists them (`kept`): a node
+            # that failed left its first files in the folder, linked to no run (its delete_run could not remove
+            # them) and counted in the quota; then a batch's 7 images that fitted went with the 8th that did not
+            for written in [path, partial, *([] if kept else (Path(result["path"]) for result in results))]:
                 written.unlink(missing_ok=True)
             if isinstance(exc, ResultFileError):
                 raise ApiArgumentError(name, "fields", str(exc)) from None

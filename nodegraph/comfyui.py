@@ -21,8 +21,10 @@ anything else stays as it is and validation suggests what is here. docs/editor.m
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -36,7 +38,7 @@ class Equivalent:
     type: str                                    # our node type
     outputs: tuple[str, ...]                     # our output names, in ComfyUI's output order
     inputs: dict[str, str] = field(default_factory=dict)           # ComfyUI input name → ours (others as they are)
-    values: dict[str, dict[str, str]] = field(default_factory=dict)   # our input → {ComfyUI value: ours}
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)   # our input → {ComfyUI value: ours (any JSON)}
     no_ops: dict[str, Any] = field(default_factory=dict)           # ComfyUI input → the value that changes nothing
     fixed: dict[str, Any] = field(default_factory=dict)            # our input → the value giving ComfyUI's meaning
     dropped: frozenset[str] = frozenset()                          # inputs whose meaning `equivalent_for` checked
@@ -414,6 +416,46 @@ def _node_colors(node: Mapping[str, Any]) -> dict[str, str]:
             if isinstance(node.get(key), str) and _HEX_COLOR.fullmatch(node[key])}
 
 
+class WidgetValuesWarning(UserWarning):
+    """A UI workflow's node has more or fewer `widgets_values` than the widgets its type is known to have: they
+    were named in order, so a value may have landed on the wrong input or been left out (`workflow_to_prompt`)."""
+
+
+def _without_sockets(names: tuple[str | None, ...], slots: Any,
+                     plugin_class: Equivalent | None = None) -> tuple[str | None, ...]:
+    """Widget names less the inputs the workflow has as sockets only — listed in the node's `inputs` without a
+    `widget` (ComfyUI's `forceInput`, a STRING that only takes a link): they have no value in `widgets_values`,
+    and naming values by position without skipping them put each value on the next input (a Save Text File's
+    path landed in its filename_prefix). A seed's control slot (None) after a skipped input goes with it. (ComfyUI
+    marks a widget converted to an input with `widget`; a hand-written file that does not, its value still
+    written, gets a `WidgetValuesWarning` for the extra value: the link is used either way.)"""
+    sockets = {slot["name"] for slot in slots if isinstance(slot, dict) and isinstance(slot.get("name"), str)
+               and not isinstance(slot.get("widget"), dict)} if isinstance(slots, list) else set()
+    if plugin_class is not None:         # our names for them too, as `widget_names(type)` gives ours
+        sockets |= {plugin_class.inputs.get(name, name) for name in sockets}
+    out: list[str | None] = []
+    skipped = False
+    for name in names:
+        if name is None and skipped:
+            continue
+        skipped = name is not None and name in sockets
+        if not skipped:
+            out.append(name)
+    return tuple(out)
+
+
+def _widget_count_message(node_id: str, node_type: str, names: tuple[str | None, ...], values: list) -> str:
+    """What `WidgetValuesWarning` says: the node, both counts, and what became of the difference."""
+    shown = ", ".join(name or "(control after generate)" for name in names)
+    what = (f"the last {len(values) - len(names)} value(s) were left out ({values[len(names):]!r:.120})"
+            if len(values) > len(names) else f"input(s) {', '.join(n for n in names[len(values):] if n)} kept "
+                                              f"their defaults")
+    return (f"ComfyUI workflow node {node_id} ({node_type}) has {len(values)} widget values for {len(names)} "
+            f"widgets ({shown}): they were named in order and {what}. If the node's widgets are in another order "
+            f"than its inputs, its plugin can give it with register_comfyui_classes(..., widgets=(...)) "
+            f"(docs/plugins.md, 'Porting a ComfyUI node')")
+
+
 class WorkflowError(ValueError):
     """A UI workflow that cannot be read (its nodes or links are not what ComfyUI writes)."""
 
@@ -510,7 +552,67 @@ def _bypass_input_link(node: dict[str, Any], slot: int, wanted: Any = None) -> A
 
 MAX_SUBGRAPH_DEPTH = 32             # subgraphs inside subgraphs, deeper than any workflow a person made
 MAX_EXPANDED_WORKFLOW_NODES = 50_000    # nodes once every instance is expanded (a definition used 100 × 100 times…)
+# the expanded nodes' text too: copies share their widget values, so a 53 KB workflow (one 50 KB text in a leaf
+# definition used 12⁴ times) expanded to 1 GB of JSON within the node cap and froze a shared server sending it
+MAX_EXPANDED_WORKFLOW_BYTES = 32 * 2**20
 _IO_NODE_IDS = (-10, -20)           # the ids ComfyUI gives a definition's input and output nodes
+
+
+class _PastLimit(Exception):
+    """`json_text_size` counted past its limit (internal: it returns a count over the limit)."""
+
+
+def json_text_size(value: Any, limit: int | None = None, memo: dict[int, tuple[Any, int]] | None = None) -> int:
+    """The length of `json.dumps(value, default=str)`, counted without writing that text, and not counted on once
+    past `limit` (the count returned is then over `limit`, not the whole length). Writing it first made the text:
+    a 2.6 KB graph's result (1,000 node ids, each showing one 1 MiB text that the cache shares) built 978 MiB of
+    JSON only to find it too large. A text or a container is measured once (by identity, in `memo`; pass one dict
+    to several calls to share it), so a value written many times costs one measure."""
+    memo = {} if memo is None else memo
+    count = [0]
+    open_containers: set[int] = set()
+
+    def add(size: int) -> None:
+        count[0] += size
+        if limit is not None and count[0] > limit:
+            raise _PastLimit
+
+    def measure(item: Any) -> None:
+        known = memo.get(id(item))
+        if known is not None:
+            add(known[1])
+            return
+        if item is None or isinstance(item, (bool, int, float)):
+            add(len(json.dumps(item)))
+            return
+        start = count[0]
+        if isinstance(item, str):
+            add(len(json.dumps(item)))
+        elif isinstance(item, (dict, list, tuple)):
+            if id(item) in open_containers:
+                raise ValueError("Circular reference detected")
+            open_containers.add(id(item))
+            add(2 + 2 * max(len(item) - 1, 0) + (2 * len(item) if isinstance(item, dict) else 0))
+            if isinstance(item, dict):
+                for key, inner in item.items():
+                    add(len(json.dumps(key if isinstance(key, str) else json.dumps(key))))
+                    measure(inner)
+            elif all(v is None or isinstance(v, (bool, int, float)) for v in item):    # numbers: one dumps
+                add(len(json.dumps(item)) - 2 - 2 * max(len(item) - 1, 0))
+            else:
+                for inner in item:
+                    measure(inner)
+            open_containers.discard(id(item))
+        else:
+            measure(str(item))                  # json.dumps(default=str)
+        if not isinstance(item, str) or len(item) > 64:
+            memo[id(item)] = (item, count[0] - start)       # the item is kept: its id is not reused meanwhile
+
+    try:
+        measure(value)
+    except _PastLimit:
+        pass
+    return count[0]
 
 
 def _definitions(workflow: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -550,7 +652,8 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
     inner nodes start where the instance stood. Each instance expanded is appended to `expanded` as {"node": its
     id, "subgraph": the definition's name, "nodes": how many nodes it became}. Raises WorkflowError for a
     definition that contains itself, nesting past MAX_SUBGRAPH_DEPTH, or an expansion past
-    MAX_EXPANDED_WORKFLOW_NODES nodes."""
+    MAX_EXPANDED_WORKFLOW_NODES nodes or MAX_EXPANDED_WORKFLOW_BYTES of JSON text (counted as it expands: each copied
+    node and promoted widget value by its size, `json_text_size`)."""
     definitions = _definitions(workflow)
     raw_nodes = workflow.get("nodes")
     if not definitions or not isinstance(raw_nodes, list) or not any(
@@ -566,6 +669,15 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
     node_ids: set[str] = set()      # every flat node id given (real nodes and instances): none may come twice
     link_ids: set[str] = set()
     visited = [0, 0]                # nodes (instances included) and links walked: the expansion's work, capped
+    sizes: dict[int, tuple[Any, int]] = {}      # json_text_size's memo: the copies of one node share its values
+    written = [0]                   # bytes of JSON text the expanded nodes take, capped
+
+    def count_text(value: Any) -> None:
+        written[0] += json_text_size(value, memo=sizes)
+        if written[0] > MAX_EXPANDED_WORKFLOW_BYTES:
+            raise WorkflowError(f"its subgraphs expand to more than {MAX_EXPANDED_WORKFLOW_BYTES // 2**20} MiB of "
+                                f"JSON text (each use of a definition copies its nodes' widget values); use a "
+                                f"definition fewer times, or keep long texts out of nested subgraphs")
 
     def claim(kind: str, flat_id: str, taken: set[str]) -> None:
         if flat_id in taken:        # "20:6" written as an outer id, or an inner one of instance 20
@@ -606,6 +718,7 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
             node_type = node.get("type")
             definition = definitions.get(node_type) if isinstance(node_type, str) else None
             if definition is None:
+                count_text(node)
                 copy = {**node, "id": flat_id if prefix else node["id"]}
                 copy["inputs"] = [{**slot, "link": scope_links.get(_link_id(slot.get("link")))}
                                   if isinstance(slot, dict) and slot.get("link") is not None else slot
@@ -686,6 +799,7 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
         if resolved is None:
             continue
         if resolved[0] == "literal":           # a promoted widget's value: the literal a PrimitiveNode feeds
+            count_text(resolved[1])
             primitive = f"{link_id}:value"
             flat_nodes.append({"id": primitive, "type": "PrimitiveNode", "widgets_values": [resolved[1]]})
             resolved = (primitive, 0)
@@ -806,8 +920,13 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
         meta: dict[str, Any] = {}
         controls: dict[str, Any] = {}            # ComfyUI input name → its "control after generate"
         if names is not None and isinstance(values, list):
+            names = _without_sockets(names, node.get("inputs"), plugin_class)
             if None in names and len(values) == len(names) - 1:     # written without the seed's control widget
                 names = tuple(name for name in names if name is not None)
+            if len(values) != len(names) and node["type"] not in WIDGET_NAMES:   # (a core class from an older
+                #                                     ComfyUI has fewer widgets: their defaults are its defaults)
+                warnings.warn(WidgetValuesWarning(_widget_count_message(node_id, node["type"], names, values)),
+                              stacklevel=2)
             inputs.update({name: value for name, value in zip(names, values) if name is not None})
             controls.update({names[i - 1]: value for i, (name, value) in enumerate(zip(names, values))
                              if name is None and i > 0 and names[i - 1] is not None})

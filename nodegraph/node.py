@@ -75,7 +75,13 @@ SEED_MAX = 2**64 - 1
 _BASEMODEL_MEMBERS = frozenset(name for name in dir(BaseModel) if not name.startswith("_"))
 
 
-class _InputsMeta(type(BaseModel)):     # pydantic's model metaclass
+if typing.TYPE_CHECKING:     # type checkers cannot use `type(BaseModel)` as a base: they need the class by name
+    from pydantic._internal._model_construction import ModelMetaclass as _ModelMetaclass
+else:
+    _ModelMetaclass = type(BaseModel)     # pydantic's model metaclass, without importing its private module
+
+
+class _InputsMeta(_ModelMetaclass):
     """Names the input when an input named like a member of pydantic's BaseModel breaks the class: `model_config`
     failed with "'FieldInfo' object is not iterable", `model_dump` with a protected-namespace error. Names that
     pydantic takes with a warning only (`json`, `copy`, `schema`, ...) keep working, as they always have."""
@@ -511,8 +517,13 @@ class Node:
                 raise
             cls.spec, cls.spec_error = None, exc      # the plugin loader names it with the plugin's other problems
 
-    def run(self, **inputs: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} must implement run()")
+    if typing.TYPE_CHECKING:
+        # each node's run takes its own inputs by name (`def run(self, image, strength)`): declared without a
+        # signature, so that type checkers (mypy: "incompatible with supertype") accept every such override
+        run: Callable[..., Any]
+    else:
+        def run(self, **inputs: Any) -> Any:
+            raise NotImplementedError(f"{type(self).__name__} must implement run()")
 
     def lazy_inputs_needed(self, available: dict[str, Any]) -> list[str]:
         """Names of lazy inputs still needed, given the values evaluated so far.

@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import functools
 import inspect
 import json
 import os
@@ -114,6 +115,7 @@ class PluginInfo:
     #                              two together past SLOW_IMPORT_SECONDS give a `slow_import` warning
     imported_torch: bool = False  # torch was first imported while its module was: the first plugin to import torch
     #                               pays for it (the built-in packs import it only when a node runs)
+    comfyui_pack: bool = False    # its module has ComfyUI's NODE_CLASS_MAPPINGS (a custom-node pack, not ported)
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,9 @@ class PluginReport:
     denied_builtins: list[str] = field(default_factory=list)   # built-in packs on the deny list
     # register_comfyui_classes entries left out, the plugin loaded: (plugin, class name, what is wrong, the fix)
     refused_comfyui_classes: list[tuple[str, Any, str, str]] = field(default_factory=list)
+    # nodegraph.api functions a plugin replaced (`api.sample = mine`): (plugin, function name, undone: None while the
+    # plugin is loaded, True when it failed and the change was undone, False when the original could not be found)
+    api_patches: list[tuple[str, str, bool | None]] = field(default_factory=list)
 
     def to_dict(self, registry: Registry | None = None) -> dict[str, Any]:
         """Plain data for `nodegraph plugins --json`; with a registry, also clashes and warnings."""
@@ -316,6 +321,8 @@ def load_plugins(
     provided_by: dict[str, str] = {}        # plugin name → the distribution it was loaded from ('' if none)
     import_seconds: dict[str, float] = {}
     imported_torch: set[str] = set()     # plugins whose import was the first to import torch
+    api_changed: dict[str, dict[str, tuple[Any, Any]]] = {}   # plugin → api name → (before, after) its import
+    packages: dict[str, str] = {}        # plugin → the top-level package of its code (who replaced an api function)
     for name, source, ep, target in candidates:
         if name in deny:
             report.skipped.append((name, "on the deny list"))
@@ -331,11 +338,17 @@ def load_plugins(
         try:
             started, had_torch = time.perf_counter(), "torch" in sys.modules
             printed = _StderrTee(sys.stderr)    # what it prints while imported, for its failure if it exits
+            api_before = _api_snapshot()
+            if source != "builtin":          # a built-in pack's code is nodegraph's own
+                packages[name] = _plugin_package(target, ep)
             try:     # its prints go to stderr: stdout carries `plugins --json` and `run --events -`
                 with deferred_spec_errors(), contextlib.redirect_stderr(printed), contextlib.redirect_stdout(printed):
                     obj = ep.load() if ep is not None else target
+                if source != "builtin":
+                    packages[name] = _plugin_package(obj, ep)
             finally:
                 printed.recording = False
+                api_changed[name] = _api_changes(api_before)
             import_seconds[name] = time.perf_counter() - started
             if not had_torch and "torch" in sys.modules:
                 imported_torch.add(name)
@@ -379,6 +392,8 @@ def load_plugins(
     # every plugin's choice lists, which any plugin's nodes may name (`choices_from`)
     choice_lists = frozenset(list_name for table in extensions_by_plugin["register_choice_lists"].values()
                              if isinstance(table, dict) for list_name in table)
+    # every plugin's node type names, so that no plugin's ComfyUI class takes over another's (whichever loads first)
+    plugin_types = _plugin_node_types(nodes_by_plugin, {f.name for f in report.failed})
     # Pass 2: nodes and extensions; a plugin registers all of its nodes or none.
     for name, source, obj, ep in registered:
         if name in {f.name for f in report.failed}:
@@ -408,7 +423,8 @@ def load_plugins(
         for hook, table in extensions_by_plugin.items():
             entries = table.get(name) or {}
             if hook == "register_comfyui_classes":     # a bad entry is left out with a warning, not the plugin
-                entries = _usable_comfyui_classes(name, entries, source == "builtin", registry, report)
+                entries = _usable_comfyui_classes(name, entries, source == "builtin", registry, report,
+                                                  plugin_types)
             for ext_name, value in entries.items():
                 registry.add_extension(hook.removeprefix("register_"), ext_name, value, name)
         dist = getattr(ep, "dist", None) if ep is not None else None
@@ -420,7 +436,8 @@ def load_plugins(
             namespace_folder=_namespace_folder(obj),
             unknown_hooks=tuple(sorted(c.name for c in callers if c.name not in HOOK_NAMES)),
             import_seconds=round(import_seconds.get(name, 0.0), 3),
-            hook_seconds=round(hook_seconds.get(name, 0.0), 3), imported_torch=name in imported_torch))
+            hook_seconds=round(hook_seconds.get(name, 0.0), 3), imported_torch=name in imported_torch,
+            comfyui_pack=isinstance(getattr(obj, "NODE_CLASS_MAPPINGS", None), dict)))
     loaded = {p.name for p in report.loaded}
     registry.unavailable = {name: reason for name, reason in report.skipped if name not in loaded}
     registry.shadowed = {name: reason for name, reason in report.skipped
@@ -428,6 +445,7 @@ def load_plugins(
     if not autoload:      # installed, left out on purpose: a graph using one says so (not "not installed")
         registry.not_autoloaded = frozenset(ep.name for ep in _entry_points(PLUGIN_GROUP) if ep.name not in loaded)
     registry.unavailable.update({f.name: f"failed to load: {f.error}" for f in report.failed})
+    report.api_patches = _api_patches(api_changed, packages, {f.name for f in report.failed})
     for failure in report.failed:       # its saved graphs' bare names must not quietly mean another plugin's node
         for cls in nodes_by_plugin.get(failure.name, []):
             if isinstance(getattr(cls, "type", None), str) and cls.type:
@@ -436,6 +454,100 @@ def load_plugins(
             warnings.warn(PluginLoadWarning(failure.message + (f" Fix: {failure.fix}" if failure.fix else "")),
                           stacklevel=3)
     return pm, registry, report
+
+
+def _api_snapshot() -> dict[str, Any]:
+    """nodegraph.api's public names (`__all__`) → what they are now."""
+    from . import api
+
+    return {name: getattr(api, name, None) for name in api.__all__}
+
+
+def _api_changes(before: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The nodegraph.api names that are no longer what `before` holds → (before, now)."""
+    now = _api_snapshot()
+    return {name: (before.get(name), value) for name, value in now.items() if value is not before.get(name)}
+
+
+def _defined_in(obj: Any) -> str | None:
+    """The module a callable's code was written in: a function's globals (which `functools.wraps` does not copy,
+    unlike `__module__`), else its `__module__`; None for a value that is no callable."""
+    obj = getattr(obj, "__func__", obj)                # a bound method
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    if inspect.isfunction(obj):
+        return obj.__globals__.get("__name__")
+    return getattr(obj, "__module__", None) if callable(obj) else None
+
+
+def _plugin_package(obj: Any, ep: Any) -> str:
+    """The top-level package of a plugin's code: its module's, its entry point's, or its object's class's."""
+    module = getattr(obj, "__name__", None) if inspect.ismodule(obj) or isinstance(obj, _ScriptNodes) else None
+    if module is None and obj is not None:
+        module = type(obj).__module__ if not isinstance(obj, type) else obj.__module__
+    if module is None and ep is not None:
+        module = getattr(ep, "module", None) or str(getattr(ep, "value", "")).partition(":")[0]
+    return str(module or "").partition(".")[0]
+
+
+def _api_patches(changed: dict[str, dict[str, tuple[Any, Any]]], packages: dict[str, str],
+                 failed: set[str]) -> list[tuple[str, str, bool | None]]:
+    """Which plugin replaced which nodegraph.api function, undoing the replacements of plugins that failed.
+
+    A change made while a plugin was imported is that plugin's; a function replaced before (a module the program
+    imported itself, then gave as `plugins=[module]`) is the plugin's whose package wrote the replacement. A
+    failed plugin's replacement is undone when it is still in place: back to what its import replaced, else the
+    original it kept to call (`_original_api_function`); `undone` False when there is none. Python cannot stop a
+    plugin from changing the API at import; the `patched` warning (`_api_patch_warnings`) makes it visible."""
+    from . import api
+
+    found: list[tuple[str, str, Any, Any]] = []         # (plugin, name, what it replaced or None, its replacement)
+    seen = set()
+    for plugin, names in changed.items():
+        if plugin not in packages:                      # a built-in pack
+            continue
+        for name, (before, after) in names.items():
+            found.append((plugin, name, before, after))
+            seen.add(name)
+    by_package = {package: plugin for plugin, package in reversed(list(packages.items())) if package}
+    for name in api.__all__:
+        current = getattr(api, name, None)
+        origin = _defined_in(current) or ""
+        plugin = by_package.get(origin.partition(".")[0]) if origin.partition(".")[0] != "nodegraph" else None
+        if name not in seen and plugin is not None:
+            found.append((plugin, name, None, current))
+    out: list[tuple[str, str, bool | None]] = []
+    for plugin, name, before, after in found:
+        undone = None
+        if plugin in failed:
+            original = before if before is not None else _original_api_function(name, after)
+            undone = original is not None and getattr(api, name, None) is after
+            if undone:
+                setattr(api, name, original)
+        out.append((plugin, name, undone))
+    return out
+
+
+def _original_api_function(name: str, replacement: Any) -> Any:
+    """nodegraph.api's own `name`, found where a replacement keeps it to call it (`functools.wraps`' __wrapped__,
+    its closure, its module's globals: `_orig = api.sample`); None when it keeps none."""
+    from . import api
+
+    function = getattr(replacement, "__func__", replacement)
+    candidates = [getattr(function, "__wrapped__", None)]
+    candidates += [cell.cell_contents for cell in getattr(function, "__closure__", None) or ()
+                   if _cell_filled(cell)]
+    candidates += list(getattr(function, "__globals__", {}).values())
+    return next((c for c in candidates if inspect.isfunction(c) and c.__globals__ is vars(api)
+                 and c.__name__ == name), None)
+
+
+def _cell_filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:          # an empty cell
+        return False
+    return True
 
 
 def _plugin_names(value: Any, option: str) -> list[str]:
@@ -467,19 +579,48 @@ class _ScriptNodes:
         return list(self.classes)
 
 
+def _is_comfyui_class(obj: Any) -> bool:
+    """A class written for ComfyUI (INPUT_TYPES / RETURN_TYPES / FUNCTION), not a nodegraph Node."""
+    return isinstance(obj, type) and not issubclass(obj, Node) and any(
+        hasattr(obj, name) for name in ("INPUT_TYPES", "RETURN_TYPES", "FUNCTION"))
+
+
+def _comfyui_code_message(what: str) -> str:
+    """What to say of ComfyUI code given as a plugin: the same words for a class given in code, a (name, [classes])
+    pair and a custom-node pack module (NODE_CLASS_MAPPINGS), which all loaded or failed with words about entry
+    points and hook implementations that never mention ComfyUI."""
+    return (f"{what} is ComfyUI code, which nodegraph does not load as it is: its nodes are ported — a "
+            f"nodegraph.Node subclass each, inputs as an `Inputs` class, `outputs`, and the work in `run` — and "
+            f"`register_comfyui_classes` keeps the pack's ComfyUI class names importing (docs/plugins.md, 'Porting a "
+            f"ComfyUI node')")
+
+
+def _script_plugin_name(module: str) -> str:
+    """The plugin name of node classes given bare: their top-level package (`pkg` for `pkg.nodes`: a template
+    plugin's `nodes` module named it 'nodes', the built-in packs' package name, and merged two packages' classes
+    into one plugin), "script" for the program's own `__main__`."""
+    top = module.partition(".")[0]
+    return "script" if top in ("__main__", "") else top
+
+
 def _script_node_plugins(plugins: list[Any]) -> list[Any]:
     """`plugins` with node classes given bare (a script's one-off nodes, no plugin module) gathered into one
-    plugin per module, named after it ("script" for the program's own `__main__`): `script.MyNode`; a
-    `("name", [MyNode, ...])` pair names that plugin. Everything else is left as given."""
+    plugin per top-level package, named after it ("script" for the program's own `__main__`; `_script_plugin_name`):
+    `script.MyNode`; a `("name", [MyNode, ...])` pair names that plugin. A ComfyUI class, bare or in a pair, is a
+    PluginOptionError saying so. Everything else is left as given."""
     by_module: dict[str, _ScriptNodes] = {}
     out: list[Any] = []
     for obj in plugins:
+        given = obj[1] if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[1], (list, tuple)) else [obj]
+        comfy = [c for c in given if _is_comfyui_class(c)]
+        if comfy:
+            raise PluginOptionError("plugins=[...]: " + _comfyui_code_message(
+                f"{', '.join(c.__qualname__ for c in comfy)} (INPUT_TYPES / RETURN_TYPES)"))
         if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[1], (list, tuple)) and obj[1] and all(
                 _is_node_class(c) for c in obj[1]):
             out.append((obj[0], _ScriptNodes(str(obj[0]), list(obj[1]))))
         elif _is_node_class(obj):
-            module = obj.__module__.rpartition(".")[2]
-            module = "script" if module == "__main__" else module
+            module = _script_plugin_name(obj.__module__)
             if module not in by_module:
                 by_module[module] = _ScriptNodes(module, [])
                 out.append((module, by_module[module]))
@@ -568,15 +709,18 @@ def _extension_problems(hook: str, table: dict, builtin: bool = False) -> list[s
 
 
 def _usable_comfyui_classes(plugin: str, entries: dict, builtin: bool, registry: Registry,
-                            report: PluginReport) -> dict:
+                            report: PluginReport, plugin_types: dict[str, dict[str, str]] | None = None) -> dict:
     """The entries of one plugin's `register_comfyui_classes` that may be registered; each other one is left out and
     recorded in `report.refused_comfyui_classes` (a `comfyui_class` warning): one bad entry — a name with a
-    zero-width space, a value of the wrong type — took the whole plugin down, its nodes included."""
+    zero-width space, a value of the wrong type — took the whole plugin down, its nodes included. `plugin_types`
+    (`_plugin_node_types`): an entry named as another plugin's node type is refused as a built-in's is."""
     builtin_types = {} if builtin or not entries else _builtin_node_types(registry)   # a built-in pack maps onto
     #                                                                                   its own nodes
+    others = {type_name: next(iter(owners.items())) for type_name, owners in (plugin_types or {}).items()
+              if plugin not in owners} if not builtin else {}      # a plugin may name its own types
     usable = {}
     for name, value in entries.items():
-        refusal = _comfyui_class_problems(name, value, builtin_types)
+        refusal = _comfyui_class_problems(name, value, builtin_types, others)
         if refusal is None:
             usable[name] = value
         else:
@@ -595,14 +739,39 @@ def _builtin_node_types(registry: Registry) -> dict[str, str]:
     return names
 
 
-def _comfyui_class_problems(name: Any, value: Any, builtin_types: dict[str, str]) -> tuple[str, str] | None:
+def _plugin_node_types(nodes_by_plugin: dict[str, list[Any]], failed: set[str]) -> dict[str, dict[str, str]]:
+    """Every name a prompt may give a node of a plugin (bare `MixColors`, qualified `example.MixColors`) → {plugin:
+    the qualified name}, from what each plugin's register_nodes returned (all plugins, before any registers: a
+    plugin loading first must not claim a later one's names)."""
+    names: dict[str, dict[str, str]] = {}
+    for plugin, classes in nodes_by_plugin.items():
+        if plugin in failed:
+            continue
+        for cls in classes:
+            type_name = getattr(cls, "type", None) if _is_node_class(cls) else None
+            if isinstance(type_name, str) and type_name:
+                qualified = f"{plugin}.{type_name}"
+                names.setdefault(qualified, {})[plugin] = qualified
+                names.setdefault(type_name, {})[plugin] = qualified
+    return names
+
+
+#: ComfyUI classes the import resolves itself, before any plugin class is looked up: their entries are never used
+_IMPORT_RESOLVED = {"CLIPSetLastLayer": "the import folds it into the clip_skip of the EncodeText nodes it feeds "
+                                        "(one it cannot fold stays, and validation says what to do instead)"}
+
+
+def _comfyui_class_problems(name: Any, value: Any, builtin_types: dict[str, str],
+                            plugin_types: dict[str, tuple[str, str]] | None = None) -> tuple[str, str] | None:
     """What is wrong with one `register_comfyui_classes` entry, and how to fix it (None: nothing). The name is a
     ComfyUI class name (any printable text, as custom packs name classes "KSampler (Efficient)") that the import
     does not already resolve itself: not one of the built-in table's (a plugin taking over how
     CheckpointLoaderSimple imports would change every imported workflow), not a built-in node type's (a prompt
-    naming `Int` or `CFGGuider` imports as ours; `builtin_types`, see `_builtin_node_types`), not a node of
-    ComfyUI's editor only (Reroute, PrimitiveNode, notes: resolved before any class is looked up). The value is an
-    `api.ComfyUIClass`."""
+    naming `Int` or `CFGGuider` imports as ours; `builtin_types`, see `_builtin_node_types`), not another loaded
+    plugin's node type (`plugin_types`: name → (the plugin, its qualified name); a ported pack's class names are its
+    node types, so one plugin claiming `MixColors` imported another's workflows as its own node), not a node of
+    ComfyUI's editor only (Reroute, PrimitiveNode, notes) nor one the import folds (CLIPSetLastLayer;
+    `_IMPORT_RESOLVED`): resolved before any class is looked up. The value is an `api.ComfyUIClass`."""
     from .comfyui import _UI_ONLY, BY_VALUES, EQUIVALENTS, Equivalent
 
     leave_out = "leave the entry out; map the classes of your own ComfyUI pack, or core classes nodegraph has no " \
@@ -613,12 +782,25 @@ def _comfyui_class_problems(name: Any, value: Any, builtin_types: dict[str, str]
         return ("is not a ComfyUI class name (printable text of 1 to 100 characters)",
                 "write the class name exactly as ComfyUI prompts give it (their class_type), without invisible or "
                 "control characters")
-    if name in EQUIVALENTS or name in BY_VALUES:
-        return (f"is a class the built-in import table translates already (to "
-                f"{getattr(EQUIVALENTS.get(name), 'type', 'a node here')!r}); a plugin cannot take it over", leave_out)
+    if name in EQUIVALENTS:
+        return (f"is a class the built-in import table translates already (to {EQUIVALENTS[name].type!r}); a plugin "
+                f"cannot take it over", leave_out)
+    if name in BY_VALUES:       # KSamplerAdvanced, ImageCompositeMasked: which node depends on the entry's values
+        return (f"is a class the built-in import table translates already, by its values (to "
+                f"{BY_VALUES[name][1].type!r} where they allow it; otherwise it stays unknown and validation says "
+                f"what to use instead); a plugin cannot take it over", leave_out)
     if name in builtin_types:
         return (f"is the name of the built-in node type {builtin_types[name]!r}: a prompt naming {name!r} imports as "
                 f"that node, which a plugin cannot take over", leave_out)
+    if name in (plugin_types or {}):
+        owner, qualified = plugin_types[name]
+        return (f"is the name of a node type of plugin {owner!r} ({qualified!r}): a prompt naming {name!r} is that "
+                f"plugin's node (its saved ComfyUI workflows use the name), which another plugin cannot take over",
+                f"leave the entry out; map the class names of your own ComfyUI pack (if both plugins port the same "
+                f"pack, load one of them: --deny-plugin {owner} keeps yours)")
+    if name in _IMPORT_RESOLVED:
+        return (f"is a class the import resolves itself: {_IMPORT_RESOLVED[name]}",
+                "leave the entry out: it would never be used")
     if name in _UI_ONLY:
         return (f"is a node of ComfyUI's editor only ({', '.join(_UI_ONLY)}), which the import resolves itself "
                 f"(links go through Reroutes, a PrimitiveNode's value becomes the literal it feeds, notes are dropped)",
@@ -995,6 +1177,7 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
                                f"docs/plugins.md (nodegraph.hookspecs: {', '.join(HOOK_NAMES)})"})
     out += [_no_nodes_warning(p) for p in report.loaded if not p.nodes and p.source != "builtin"]
     out += _changed_by_another_plugin(report, registry)
+    out += _api_patch_warnings(report)
     for plugin in report.loaded:
         total = plugin.import_seconds + plugin.hook_seconds
         if plugin.source != "builtin" and total >= SLOW_IMPORT_SECONDS:
@@ -1080,7 +1263,9 @@ def _comfyui_class_targets(registry: Registry) -> list[dict[str, Any]]:
             ours = set(cls.spec.inputs)
             widgets = {mapping.inputs.get(w, w) for w in mapping.widgets or () if w and w not in mapping.no_ops
                        and w not in mapping.dropped}     # ComfyUI's names, renamed as `inputs` says
-            wrong = sorted({*mapping.inputs.values(), *mapping.fixed, *widgets} - ours)
+            renames = getattr(cls, "renamed_inputs", None) or {}     # an old name imports under its new one
+            wrong = sorted(n for n in {*mapping.inputs.values(), *mapping.fixed, *widgets}
+                           if renames.get(n, n) not in ours)
             missing = [o for o in mapping.outputs if o not in {x.name for x in cls.spec.outputs}]
             if not wrong and not missing:
                 continue
@@ -1134,6 +1319,34 @@ def _changed_by_another_plugin(report: PluginReport, registry: Registry) -> list
     return out
 
 
+def _api_patch_warnings(report: PluginReport) -> list[dict[str, Any]]:
+    """`patched` warnings for the nodegraph.api functions a plugin replaced (`report.api_patches`): every node
+    calling one, the built-in packs' included, runs the plugin's code (ComfyUI packs patch comfy.sample so)."""
+    out = []
+    for plugin, name, undone in report.api_patches:
+        entry = {"kind": "patched", "level": "warning", "plugin": plugin, "api": name, "undone": undone}
+        if undone is None:
+            out.append(entry | {
+                "message": f"plugin {plugin!r} replaced nodegraph.api.{name} with its own code: every node that "
+                           f"calls api.{name}, the built-in packs' included, runs what {plugin!r} says",
+                "fix": f"if you did not expect this, leave {plugin!r} out (--deny-plugin {plugin}) and tell its "
+                       f"authors: a plugin should add its own node, sampler (register_samplers) or guidance term "
+                       f"instead of changing the API for every node"})
+        elif undone:
+            out.append(entry | {
+                "level": "info",
+                "message": f"plugin {plugin!r} failed to load; its replacement of nodegraph.api.{name} (made while "
+                           f"it was imported) was undone",
+                "fix": "nothing to do: the API is nodegraph's own again"})
+        else:
+            out.append(entry | {
+                "message": f"plugin {plugin!r} failed to load, but its replacement of nodegraph.api.{name} stays in "
+                           f"place (the original could not be found to put back): every node calling api.{name} "
+                           f"still runs its code",
+                "fix": f"start again without it (--deny-plugin {plugin}, or do not import its module)"})
+    return out
+
+
 def _why_not_provided(report: PluginReport, plugin: str, not_autoloaded: frozenset[str] = frozenset()) -> str:
     """Why `plugin` provides no node a preference names: not installed, left out (--no-plugins), failed,
     skipped, or no such node."""
@@ -1169,6 +1382,18 @@ def _no_nodes_warning(plugin: PluginInfo) -> dict[str, Any]:
         return entry | {"level": "info",
                         "message": f"plugin {plugin.name!r} registers no nodes, only {', '.join(plugin.hooks)}",
                         "fix": "nothing to do if that is all it is meant to add"}
+    if plugin.comfyui_pack:
+        return entry | {
+            "message": f"plugin {plugin.name!r} registered no nodes: "
+                       + _comfyui_code_message(f"its module {plugin.module!r} (NODE_CLASS_MAPPINGS)"),
+            "fix": "port the pack's nodes and register them with `@hookimpl def register_nodes(): return [...]` "
+                   "(`nodegraph plugin new NAME` writes a plugin to start from)"}
+    if plugin.source == "explicit":       # given in code: no entry point is involved
+        return entry | {
+            "message": f"plugin {plugin.name!r} registered no nodes and implements no hook: the object given in code "
+                       f"({plugin.module!r}) has no @hookimpl functions",
+            "fix": "give the module that defines the hooks, decorate register_nodes with @nodegraph.hookimpl, or "
+                   "give node classes themselves (Session(plugins=[MyNode]))"}
     return entry | {
         "message": f"plugin {plugin.name!r} registered no nodes and implements no hook: its entry point loads "
                    f"{plugin.module!r}, which has no @hookimpl functions",

@@ -35,6 +35,7 @@ then checked like any prefix (nodegraph/paths.py): a value that would leave the 
     expand_at_run_start(prefix, graph, now)   one prefix (PrefixTokenError naming the token)
     expand_at_save(prefix, width=, height=, batch_num=)
     without_date_tokens(text)        `text` with its `%date:...%` tokens taken out (their ':' is not a name's)
+    expansion_refused(spec, written, expanded)   why an input refuses a prefix once expanded (too long), or None
 """
 
 from __future__ import annotations
@@ -149,6 +150,8 @@ def _expand_nodes(nodes: dict, lookup: Any, registry: Any, now: datetime,
                 continue
             try:
                 expanded = expand_at_run_start(value, lookup, now)
+                if expanded != value and (refused := expansion_refused(spec, value, expanded)):
+                    raise PrefixTokenError(refused)     # the written value is kept: validation adds no second error
             except PrefixTokenError as exc:
                 where = f"in subgraph {subgraph} (node {node_id}): " if subgraph is not None else ""
                 errors.append(GraphError("invalid_value", f"{where}input {name!r} of {node.type}: {exc}",
@@ -161,6 +164,32 @@ def _expand_nodes(nodes: dict, lookup: Any, registry: Any, now: datetime,
                 out[node_id] = type(current)(current.type, {**current.inputs, name: expanded}, current.title,
                                              current.mode)
     return out, errors
+
+
+def expansion_refused(spec: Any, written: str, expanded: str) -> str | None:
+    """Why input `spec` refuses `expanded` — `written` with its tokens expanded — though it takes `written`, said
+    about the tokens; None when it takes both, or refuses `written` too (validation then says so). Validation named
+    only the result: a 14-character `%String.value%` was "String should have at most 120 characters; found
+    'aaaa…'"."""
+    from pydantic import ValidationError
+
+    if spec.adapter is None:
+        return None
+    try:
+        spec.adapter.validate_python(expanded)
+        return None
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+    try:
+        spec.adapter.validate_python(written)
+    except ValidationError:
+        return None
+    limit = (problem.get("ctx") or {}).get("max_length")
+    why = (f"longer than the {limit} characters this input takes" if problem.get("type") == "string_too_long"
+           else f"refused ({problem.get('msg')})")
+    return (f"the tokens in {written[:120]!r} expand it to {len(expanded)} characters ({expanded[:40]!r}…), "
+            f"{why}; shorten the values the tokens name (a %NODE.INPUT% token writes that input's whole value), "
+            f"or take tokens out of it")
 
 
 def _node_value(token: str, graph: Any) -> str:

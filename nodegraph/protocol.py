@@ -756,15 +756,21 @@ class ServerProtocol:
     def result_within(result: dict[str, Any], budget: OutputBudget | None) -> dict[str, Any]:
         """A finished run's result as stored: whole when it fits what is left of its user's storage limit (taken
         from `budget`), else with each output's values replaced by a note (its files are kept): 40 ShowValue
-        nodes of 1 MiB texts stored 42 MB a run, and every queued run added its own."""
+        nodes of 1 MiB texts stored 42 MB a run, and every queued run added its own. Its size is counted only up
+        to what is left (`json_text_size`): writing it first to measure it built 978 MiB of text for 1,000 node ids
+        showing one cached 1 MiB text."""
         if budget is None:
             return result
-        size = len(json.dumps(result, default=str))
-        if budget.spend(size) is None:
+        from .comfyui import json_text_size
+
+        left = max(budget.left, 0)
+        size = json_text_size(result, left)
+        if size <= left and budget.spend(size) is None:
             return result
-        note = (f"not stored: this run's result ({amount_text(size)} as text: its outputs and the ids of the nodes "
-                f"it ran) would pass user {budget.owner}'s storage limit; show smaller values, or free space (delete "
-                f"old runs)")
+        measured = amount_text(size) if size <= left else f"over {amount_text(left)}"     # counted no further
+        note = (f"not stored: this run's result ({measured} as text: its outputs and the ids "
+                f"of the nodes it ran) would pass user {budget.owner}'s storage limit; show smaller values, or free "
+                f"space (delete old runs)")
         outputs = {node_id[:MAX_STORED_ID_CHARS]: {"not_stored": note}
                    for node_id in list(result.get("outputs") or {})[:MAX_STORED_IDS]}
         # the executed / cached lists grow with the graph (a 10 KB graph of nested subgraphs ran 65,536 nodes with
@@ -957,7 +963,7 @@ class ServerProtocol:
         schema_hash = registry.schema_hash()
         body: dict[str, Any] = {"type": "nodes", "schema_hash": schema_hash}
         if message.known_hash != schema_hash:
-            body["nodes"] = registry.node_schemas()
+            body["nodes"] = self.session.node_schemas()     # the registry's, with each node's ComfyUI class names
             body["types"] = registry.types.to_dict()
         return self._reply(client, message, body)
 
@@ -1272,17 +1278,48 @@ class ServerProtocol:
         templates = self.templates.list() if self.templates is not None else []
         return self._reply(client, message, {"type": "templates", "templates": templates})
 
+    # the largest imported graph sent back when the shell did not tell its frame limit (`max_message_bytes`): the
+    # server's default one (server.DEFAULT_MAX_MESSAGE)
+    IMPORTED_GRAPH_DEFAULT_LIMIT = 16 * 2**20
+
     def _on_import_graph(self, client: ClientState, message: ImportGraph) -> list[Outgoing]:
         from .graph import import_foreign, parse_graph
 
+        user_name = client.user.name if client.user is not None else None
         try:
             graph = parse_graph(import_foreign(message.data, self.session.output_names, self.session.widget_names,
                                                self.session.comfyui_classes(), self.session.model_paths.list)).to_dict()
         except GraphValidationError as exc:
             return [_error(client.client_id, "invalid_graph", f"the file cannot be imported: {exc.errors[0].message}",
-                           message.request_id, errors=[e.to_dict() for e in exc.errors[:200]])]
-        errors = [e.to_dict() for e in self.session.validate(graph)[:200]]
-        return self._reply(client, message, {"type": "imported_graph", "graph": graph, "errors": errors})
+                           message.request_id,
+                           errors=[self._without_paths_in(e.to_dict(), user_name) for e in exc.errors[:200]])]
+        if too_large := self._imported_graph_too_large(graph):
+            return [_error(client.client_id, "invalid_graph", f"the file cannot be imported: {too_large}",
+                           message.request_id)]
+        return self._reply(client, message, {"type": "imported_graph", "graph": graph,
+                                             "errors": self._import_errors(graph, user_name)})
+
+    def _imported_graph_too_large(self, graph: dict[str, Any]) -> str | None:
+        """Why the imported `graph` is not sent back, or None: past the server's frame limit its `submit` would be
+        refused anyway, and a 53 KB workflow became a 1 GB reply that held every client's messages while it was
+        encoded. Counted up to the limit only (`json_text_size`), never written whole."""
+        from .comfyui import json_text_size
+
+        limit = self.max_message_bytes or self.IMPORTED_GRAPH_DEFAULT_LIMIT
+        if json_text_size(graph, limit) <= limit:
+            return None
+        return (f"the graph it makes is over {amount_text(limit)} as JSON, this server's message limit "
+                f"(--max-message-bytes), so it could not be submitted either; import a smaller workflow (subgraphs "
+                f"used fewer times, shorter texts)")
+
+    def _import_errors(self, graph: dict[str, Any], user_name: str | None) -> list[dict[str, Any]]:
+        """The validation of an imported graph as `submit` would check it for this user — their own input folder
+        (the shared one let alice probe bob's uploads and listed every user's folder, and called her own upload
+        missing) and their model-write rule — with the server's folders named as clients name them."""
+        folders = self.run_folders(user_name)
+        errors = self.session.validate(graph, model_writes=self.may_write_models(user_name),
+                                       input_dir=folders[0] if folders else None)
+        return [self._without_paths_in(e.to_dict(), user_name) for e in errors[:200]]
 
     def _on_get_template(self, client: ClientState, message: GetTemplate) -> list[Outgoing]:
         if self.templates is None:

@@ -438,6 +438,9 @@ class Registry:
         return {**schema, "inputs": inputs}
 
     def schema_hash(self) -> str:
-        """A short content hash of all node schemas and types (clients cache schemas by it)."""
-        blob = json.dumps([self.node_schemas(), self.types.to_dict()], sort_keys=True, default=str)
+        """A short content hash of all node schemas and types (clients cache schemas by it), and of the ComfyUI class
+        names plugins map onto their nodes (the editor's `list_nodes` schemas carry them: `Session.node_schemas`)."""
+        classes = sorted((name, getattr(value, "type", None)) for name, value in
+                         (self.extensions.get("comfyui_classes") or {}).items())
+        blob = json.dumps([self.node_schemas(), self.types.to_dict(), classes], sort_keys=True, default=str)
         return hashlib.blake2b(blob.encode(), digest_size=12).hexdigest()

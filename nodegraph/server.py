@@ -1476,6 +1476,9 @@ class Server:
                                       on_event=lambda e: self._on_event(run_id, e), run_id=run_id,
                                       model_writes=self.protocol.may_write_models(record.user),
                                       output_budget=budget, cache_scope=record.user,
+                                      # a plain user's FreeMemory frees their own entries only: the models are
+                                      # everyone's (the rule of the free_memory message: admins, or no users)
+                                      free_shared_memory=self.protocol.may_write_models(record.user),
                                       **({"input_dir": folders[0], "output_dir": folders[1]} if folders else {}))
         except _UserRemoved as exc:
             failure = exc

@@ -109,6 +109,10 @@ class Session:
         self._starting: dict[str, None] = {}      # runs in run() that do not execute yet (validated, or waiting)
         self._interrupt_lock = threading.Lock()
         self._run_lock = threading.Lock()
+        # cache scope → keys of the entries only that scope can hit, recorded as its runs start (`run(
+        # free_shared_memory=False)`): what its FreeMemory drops (`_free_scope_memory`)
+        self._scope_keys: dict[str, set[str]] = {}
+        self._scope_keys_lock = threading.Lock()
 
     # --- plugins --------------------------------------------------------------
 
@@ -208,9 +212,11 @@ class Session:
 
     def widget_names(self, node_type: Any) -> tuple[str | None, ...] | None:
         """ComfyUI's widget order for a node type this session has (None for one it lacks): its inputs that take a
-        value (not link-only ports) in declared order, with None after an INT `seed` / `noise_seed` where ComfyUI
-        adds its "control after generate" widget — how a UI workflow's `widgets_values` name a plugin's port of a
-        ComfyUI pack that kept the pack's input order (docs/plugins.md, "Porting a ComfyUI node")."""
+        value (not link-only ports) in declared order, with None after a seed — an input declared `seed=True`
+        (ComfyUI's `control_after_generate`: a `detail_seed` got no slot, and every later value shifted by one), or
+        an INT named `seed` / `noise_seed` — where ComfyUI adds its "control after generate" widget — how a UI
+        workflow's `widgets_values` name a plugin's port of a ComfyUI pack that kept the pack's input order
+        (docs/plugins.md, "Porting a ComfyUI node")."""
         cls = self.registry.nodes.get(node_type) if isinstance(node_type, str) else None
         if cls is None:
             return None
@@ -219,7 +225,7 @@ class Session:
             if spec.adapter is None:          # a link-only port (IMAGE, MODEL, ...): no widget
                 continue
             names.append(name)
-            if name in ("seed", "noise_seed") and spec.port == "INT":
+            if spec.widget.get("seed") or (name in ("seed", "noise_seed") and spec.port == "INT"):
                 names.append(None)
         return tuple(names)
 
@@ -348,6 +354,7 @@ class Session:
         model_writes: bool = True,
         output_budget: Any = None,
         cache_scope: str | None = None,
+        free_shared_memory: bool = True,
     ) -> RunResult:
         """Validate and run a graph; returns outputs and which nodes executed or came from cache.
 
@@ -370,6 +377,10 @@ class Session:
             cache_scope: whose cache entries the run reads and writes (a server's user name): runs of other
                 scopes share only the outputs of nodes that declare `shared_cache` (model loaders). None:
                 one cache for every run.
+            free_shared_memory: False (a server's plain user, whose runs have a `cache_scope`): the run's
+                `free_memory` service (a FreeMemory node) drops only the cache entries that scope alone can hit
+                and returns how many; the models and every other user's results stay. True: it drops every
+                cached output and offloads every model (`free_memory()`), as on a machine of one's own.
             output_budget: a `files.OutputBudget`: what the run's files may take in all (`api.save_files` refuses
                 the file that passes it); a server gives a user with a storage limit one.
             model_writes: False refuses the graph (`model_write_forbidden`, before anything
@@ -405,7 +416,7 @@ class Session:
             self._starting[run_id] = None       # an interrupt() without an id while it is validated reaches it
         try:
             return self._run(source, overrides, outputs, on_event, run_id, input_dir, output_dir, model_writes,
-                             output_budget, cache_scope)
+                             output_budget, cache_scope, free_shared_memory)
         finally:
             with self._interrupt_lock:
                 if self._starting.pop(run_id, 0) is None:      # it never executed (invalid): its request is done
@@ -414,7 +425,7 @@ class Session:
     def _run(self, source: GraphSource, overrides: dict[str, Any] | None, outputs: Iterable[str] | None,
              on_event: ev.EventSink | None, run_id: str, input_dir: str | os.PathLike | None,
              output_dir: str | os.PathLike | None, model_writes: bool, output_budget: Any,
-             cache_scope: str | None) -> RunResult:
+             cache_scope: str | None, free_shared_memory: bool = True) -> RunResult:
         graph = self.load(source)
         if overrides:
             graph, override_errors = self.with_usable_overrides(graph, overrides)
@@ -449,6 +460,11 @@ class Session:
             input_scope = str(run_input.resolve()).encode()
         if output_budget is not None:
             services = {**services, "output_budget": output_budget}
+        if not free_shared_memory:      # a plain user's FreeMemory: their entries only (it freed every user's models)
+            own_scope = cache_scope or ""
+            self._remember_scope_keys(own_scope, _scope_only_keys(
+                plan, targets, resolve_file, scope, input_scope, cache_scope.encode() if cache_scope else b""))
+            services = {**services, "free_memory": lambda: self._free_scope_memory(own_scope)}
         written: list[tuple[str, list]] = []      # (node id, file results) of each `api.save_files` call
         services = {**services, "written_files": written}
         with self._run_lock:
@@ -642,9 +658,75 @@ class Session:
         self.cache.clear()
         self.memory.free()
 
+    MAX_FORGOTTEN_SCOPE_KEYS = 10_000     # keys of evicted entries a scope's set may hold before they are forgotten
+
+    def _remember_scope_keys(self, scope: str, keys: set[str]) -> None:
+        """Add `keys` to what `_free_scope_memory(scope)` drops (forgetting those of entries evicted since, once
+        there are many: a server runs for months)."""
+        with self._scope_keys_lock:
+            known = self._scope_keys.setdefault(scope, set())
+            known |= keys
+            if len(known) > 2 * len(self.cache) + self.MAX_FORGOTTEN_SCOPE_KEYS:
+                known.intersection_update([key for key in known if key in self.cache])
+
+    def _free_scope_memory(self, scope: str) -> int:
+        """A plain user's `free_memory` service: drop the cached outputs only `scope` can hit and give their
+        memory back; the models and other scopes' entries stay (they are everyone's: a user's FreeMemory node
+        made every user reload them, which the admin-only `free_memory` message forbids). Returns how many
+        entries were dropped."""
+        import gc
+
+        from .memory import return_freed_memory
+
+        with self._scope_keys_lock:
+            keys = [key for key in self._scope_keys.get(scope, ()) if key in self.cache]
+        for key in keys:
+            self.cache.discard(key)
+        gc.collect()
+        return_freed_memory()
+        return len(keys)
+
     def node_schemas(self) -> list[dict]:
-        """JSON schemas of every registered node."""
-        return self.registry.node_schemas()
+        """JSON schemas of every registered node; a node that ComfyUI classes import as (`register_comfyui_classes`)
+        lists their names in `comfyui_classes`, so the editor's search finds a ported pack's node by its old name."""
+        return with_comfyui_classes(self.registry.node_schemas(), self.comfyui_classes(), self.registry.resolve)
+
+
+def with_comfyui_classes(schemas: list[dict], classes: Mapping[str, Any],
+                         resolve: Callable[[str], str | None]) -> list[dict]:
+    """`schemas` with each node's ComfyUI class names (`classes`: class name → `api.ComfyUIClass`, whose `type` may
+    be bare or qualified; `resolve` gives the qualified name) added as a sorted `comfyui_classes` list: the editor
+    searches them as synonyms ("FaceDetailer" finds the plugin's Object Detailer). Schemas of other nodes are
+    returned as they are (the registry's memoised dicts are not changed)."""
+    names: dict[str, list[str]] = {}
+    for class_name, equivalent in classes.items():
+        target = getattr(equivalent, "type", None)
+        qualified = resolve(target) if isinstance(target, str) else None
+        if qualified is not None:
+            names.setdefault(qualified, []).append(class_name)
+    if not names:
+        return schemas
+    return [{**schema, "comfyui_classes": sorted(names[schema["qualified_type"]])}
+            if schema.get("qualified_type") in names else schema for schema in schemas]
+
+
+def _scope_only_keys(plan: Any, targets: tuple[str, ...], resolve_file: Callable[[str, str], Any],
+                     output_scope: bytes, input_scope: bytes, private_scope: bytes) -> set[str]:
+    """The cache keys a run's nodes get (the executor's own `compute_keys`) whose entries only its cache scope can
+    hit: every node's but a `shared_cache` node's (a model loader's) fed by such nodes alone. A node keyed afresh
+    in every run (its file name made by a link, a fingerprint that failed) gets another key there: its entry is
+    not listed, and is left to the cache's LRU."""
+    from .executor import RunState, compute_keys, needed_nodes
+
+    order = needed_nodes(plan, targets)
+    state = RunState("", plan, tuple(targets))
+    compute_keys(state, order, resolve_file, output_scope, input_scope, private_scope)
+    own: set[str] = set()       # node ids whose key holds the scope (theirs, or that of a node they are fed by)
+    for node_id in order:
+        node = plan.nodes[node_id]
+        if not node.cls.shared_cache or any(link.source in own for link in node.links):
+            own.add(node_id)
+    return {state.keys[node_id] for node_id in own}
 
 
 def _output_ids(outputs: Any) -> list[str] | None:

@@ -774,7 +774,12 @@ class VAEDecode(Node):
 
 
 class FreeMemory(Node):
-    """Drop every cached output and offload every model, then pass `value` on (runs every time)."""
+    """Drop every cached output and offload every model, then pass `value` on (runs every time).
+
+    A plain user's run on a server with users drops only that user's own cached results: the models and other
+    users' results are everyone's, and stay (the node warns so; an admin's run, or the admin-only `free_memory`
+    message, frees them).
+    """
 
     category = "utils"
     deterministic = False
@@ -785,7 +790,11 @@ class FreeMemory(Node):
     outputs = (Output("value", "*"),)
 
     def run(self, value: Any) -> dict:
-        self.context.service("free_memory")()
+        dropped = self.context.service("free_memory")()
+        if dropped is not None:      # a plain user's run (Session.run(free_shared_memory=False)): theirs only
+            self.context.warn(f"freed only this user's own cached results ({dropped}); the models and other users' "
+                              f"results are shared on this server and stay loaded (an admin's run or free_memory "
+                              f"message frees them)")
         return {"value": value}
 
 

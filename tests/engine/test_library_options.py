@@ -55,7 +55,7 @@ def test_plugin_options_of_the_wrong_kind_are_type_errors(options, words):
 
 def test_node_classes_given_straight_to_session_load_as_one_plugin():
     session = Session(autoload=False, plugins=[NegateInt])
-    assert "test_library_options.NegateInt" in session.registry.nodes
+    assert "tests.NegateInt" in session.registry.nodes      # named after its top-level package (tests.engine....)
     assert session.run(_negate_graph()).outputs["show"]["value"] == -3
     named = Session(autoload=False, plugins=[("mine", [NegateInt])])
     assert named.run(_negate_graph("mine.NegateInt")).outputs["show"]["value"] == -3

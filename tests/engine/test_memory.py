@@ -29,7 +29,7 @@ class FakeModel:
 
 
 def manager(budget=100):
-    return ModelMemoryManager(compute_device="gpu", offload_device="cpu", budget_bytes=budget)
+    return ModelMemoryManager(compute_device="gpu", offload_device="cpu", budget_bytes=budget, check_devices=False)
 
 
 def test_loads_within_budget_and_offloads_least_recently_used():

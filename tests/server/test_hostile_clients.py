@@ -801,7 +801,8 @@ def test_a_folder_with_more_files_than_the_quota_walk_counts_is_over_the_limit(t
 
 def test_a_run_cannot_write_past_its_users_storage_limit(tmp_path):
     """max_bytes was checked only before a run: a user with 2 MiB wrote 190 MB in one (a hostile pass). A run of a
-    user with a limit gets what is left of it, and the file that would pass it is not kept: the node fails."""
+    user with a limit gets what is left of it, and the file that would pass it is not kept: the node fails (the
+    batch's files before it, which fitted, are kept with the failed run)."""
     from nodegraph import NodeExecutionError
     from nodegraph.files import OutputBudget
 
@@ -816,10 +817,14 @@ def test_a_run_cannot_write_past_its_users_storage_limit(tmp_path):
     before = sorted((tmp_path / "out").iterdir())
     size = max(path.stat().st_size for path in before)
     session.cache.clear()
-    with pytest.raises(NodeExecutionError, match="would pass user carol's storage limit"):
+    with pytest.raises(NodeExecutionError, match="would pass user carol's storage limit") as failed:
         session.run(graph, output_budget=OutputBudget(int(size * 1.5), "carol"))
-    # neither: the node failed, so the file it had written goes with it (it stayed, counted, in no run)
-    assert sorted((tmp_path / "out").iterdir()) == before
+    # the first image fitted: it is kept and listed as the failed run's (a server records it with the run, whose
+    # delete_run removes it); the second is not written
+    kept = failed.value.files_written["save"]["files"]
+    assert len(kept) == 1 and "the 1 file(s) it wrote before this one fitted" in str(failed.value)
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == \
+        sorted([path.name for path in before] + [kept[0]["name"]])
 
     book = UserBook(path=tmp_path / "users.json")
     book.add(User("carol", max_bytes=10_000, max_queued=None))

@@ -589,11 +589,24 @@ class GriffinLim(Node):
         from .waveform import make_audio
 
         spec = _spectrogram(spectrogram)
-        wave = _griffin_lim(spec, iterations, momentum, seed)
+        wave = _griffin_lim(self.context, spec, iterations, momentum, seed)
         return {"audio": make_audio(wave.reshape(-1, spec["channels"], wave.shape[-1]), spec["sample_rate"])}
 
 
-def _griffin_lim(spec: dict, iterations: int, momentum: float, seed: int) -> Any:
+MEL_INVERSION_ITERATIONS = 200     # mel_to_linear's projected-gradient steps, as long as MEL_INVERSION_WORK allows
+MEL_INVERSION_WORK = 2**31         # linear values × iterations of one inversion: ~20 s on 2 CPU cores
+
+
+def mel_inversion_iterations(linear_values: int) -> int:
+    """How many iterations inverting a mel spectrogram of `linear_values` linear values (bins × frames × clips)
+    takes: MEL_INVERSION_ITERATIONS, fewer past MEL_INVERSION_WORK (down to 0: the pseudo-inverse's estimate).
+    No input bounded them: a 4,000 s clip's 200 took over 12 minutes."""
+    return min(MEL_INVERSION_ITERATIONS, MEL_INVERSION_WORK // max(1, linear_values))
+
+
+def _griffin_lim(context: Any, spec: dict, iterations: int, momentum: float, seed: int) -> Any:
+    """Griffin-Lim on a spectrogram value (a mel one inverted to linear first), stopped by the node's interrupt
+    between iterations; the node warns when the mel inversion was cut short (`mel_inversion_iterations`)."""
     import torch
 
     from .spectral import griffin_lim, mel_to_linear
@@ -601,16 +614,22 @@ def _griffin_lim(spec: dict, iterations: int, momentum: float, seed: int) -> Any
     magnitude = _amplitude(spec) ** (1.0 / spec["power"])
     if spec["scale"] == "mel":
         filters = spec["mel"]["filters"]
+        linear_values = magnitude.numel() // magnitude.shape[-2] * filters.shape[-1]
+        steps = mel_inversion_iterations(linear_values)
+        if steps < MEL_INVERSION_ITERATIONS:
+            context.warn(f"this mel spectrogram is long ({linear_values:,} linear values): its inversion ran {steps} "
+                         f"of {MEL_INVERSION_ITERATIONS} iterations, so that it takes seconds, not minutes; the "
+                         f"sound may be a little rougher (vocode shorter pieces, or a linear spectrogram, for all)")
         if spec["power"] == 2:       # the filterbank summed power: invert in power, then take the root
-            magnitude = mel_to_linear(magnitude ** 2, filters).sqrt()
+            magnitude = mel_to_linear(magnitude ** 2, filters, steps, context.check_interrupted).sqrt()
         else:
-            magnitude = mel_to_linear(magnitude, filters)
+            magnitude = mel_to_linear(magnitude, filters, steps, context.check_interrupted)
     bins = spec["n_fft"] // 2 + 1
     if magnitude.shape[-2] < bins:   # a band-limited spectrogram: the missing top bins are silent
         magnitude = torch.nn.functional.pad(magnitude, (0, 0, 0, bins - magnitude.shape[-2]))
     generator = torch.Generator().manual_seed(seed % (2**63))
     return griffin_lim(magnitude, spec["n_fft"], spec["hop"], spec["win_length"], iterations, momentum,
-                       spec["length"], generator)
+                       spec["length"], generator, before_iteration=context.check_interrupted)
 
 
 class SpectrogramToImage(Node):
@@ -858,7 +877,7 @@ class Vocode(Node):
         spec = _spectrogram(spectrogram)
         vocoder = _check_vocoder(vocoder)
         if vocoder.kind == "griffin_lim":
-            wave = _griffin_lim(spec, vocoder.iterations, vocoder.momentum, seed)
+            wave = _griffin_lim(self.context, spec, vocoder.iterations, vocoder.momentum, seed)
         else:
             problem = _hifigan_mismatch(vocoder, spec["sample_rate"], spec["hop"])
             if problem is None and spec["scale"] == "mel" and spec["mel"]["n_mels"] != vocoder.mel["n_mels"]:

@@ -11,12 +11,15 @@
                                            Perraudin et al. 2013 ("a fast Griffin-Lim algorithm")
 
 Shapes: a waveform is (..., samples); a spectrogram (..., bins, frames). Everything is differentiable
-torch and runs on the waveform's device.
+torch and runs on the waveform's device. The iterative ones (mel_to_linear, griffin_lim) call
+`before_iteration()` before each iteration: a node passes its `context.check_interrupted`, so an interrupt
+or a server's run-time limit stops them (a 4,000 s clip held a server's only worker 13 minutes in them).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
@@ -106,12 +109,15 @@ def mel_spectrogram(wave: torch.Tensor, sample_rate: int, n_fft: int = 1024, hop
     return torch.matmul(filters, magnitude(wave, n_fft, hop, win_length, power))
 
 
-def mel_to_linear(mel: torch.Tensor, filterbank: torch.Tensor, iterations: int = 200) -> torch.Tensor:
-    """A non-negative linear spectrogram S with filterbank @ S ≈ mel (projected gradient on the least squares)."""
+def mel_to_linear(mel: torch.Tensor, filterbank: torch.Tensor, iterations: int = 200,
+                  before_iteration: Callable[[], None] = lambda: None) -> torch.Tensor:
+    """A non-negative linear spectrogram S with filterbank @ S ≈ mel (projected gradient on the least squares,
+    from the pseudo-inverse's estimate; 0 iterations: that estimate, clamped)."""
     fb = filterbank.to(mel.device, mel.dtype)
     estimate = torch.clamp(torch.matmul(torch.linalg.pinv(fb), mel), min=0.0)
     step = 1.0 / float(torch.linalg.matrix_norm(fb, ord=2) ** 2)
     for _ in range(iterations):
+        before_iteration()
         gradient = torch.matmul(fb.T, torch.matmul(fb, estimate) - mel)
         estimate = torch.clamp(estimate - step * gradient, min=0.0)
     return estimate
@@ -130,7 +136,8 @@ def db_to_amplitude(db: torch.Tensor, power: bool = True) -> torch.Tensor:
 
 def griffin_lim(magnitude_spec: torch.Tensor, n_fft: int = 1024, hop: int = 256, win_length: int | None = None,
                 iterations: int = 32, momentum: float = 0.99, length: int | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None,
+                before_iteration: Callable[[], None] = lambda: None) -> torch.Tensor:
     """A waveform whose |STFT| approximates `magnitude_spec` (..., n_fft/2+1, frames) (fast Griffin-Lim).
 
     Starts from random phases (seeded by `generator`) and alternates projections onto consistent
@@ -141,6 +148,7 @@ def griffin_lim(magnitude_spec: torch.Tensor, n_fft: int = 1024, hop: int = 256,
     angles = torch.polar(torch.ones_like(mag), phase)
     previous = torch.zeros_like(angles)
     for _ in range(iterations):
+        before_iteration()
         wave = istft(mag * angles, n_fft, hop, win_length, length)
         rebuilt = stft(wave, n_fft, hop, win_length)
         accelerated = rebuilt - (momentum / (1 + momentum)) * previous if momentum else rebuilt

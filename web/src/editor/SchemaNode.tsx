@@ -46,6 +46,7 @@ import { useStore } from "../state/store";
 import { InputWidget } from "./InputWidget";
 import { isMinimised, nodeColors, textColorOn, toggleMinimised } from "../graph/nodeLook";
 import { NodeFiles } from "./OutputFiles";
+import { displayOutput } from "./outputText";
 
 export interface SchemaNodeData extends Record<string, unknown> {
   node: DocNode;
@@ -76,18 +77,6 @@ export function formatSeconds(seconds: number): string {
   if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
   if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`;
   return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
-}
-
-/** The text shown for an output node's recorded outputs (null when there is nothing besides files). */
-function displayOutput(value: unknown): string | null {
-  if (value === undefined || value === null) return null;
-  if (typeof value === "object" && !Array.isArray(value)) {
-    const record = value as Record<string, unknown>;
-    if (typeof record.text === "string") return record.text;
-    const rest = Object.fromEntries(Object.entries(record).filter(([key]) => key !== "files"));
-    return Object.keys(rest).length ? JSON.stringify(rest, null, 1) : null;
-  }
-  return typeof value === "string" ? value : JSON.stringify(value);
 }
 
 function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
@@ -126,7 +115,7 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
   const outputs = schema?.outputs ?? data.linkedOutputs.map((name) => ({ name, port: "*" }));
   const status = run?.status;
   const progress = run?.status === "running" && run.total ? Math.min(1, (run.value ?? 0) / run.total) : null;
-  const outputText = displayOutput(output);
+  const outputText = displayOutput(output, (files?.length ?? 0) > 0); // files: its pictures, shown apart
   const minimised = isMinimised(node);
   const colors = nodeColors(node);
 

@@ -30,7 +30,9 @@
  * project's names: "clip" finds the text-encoder nodes (ComfyUI calls them
  * CLIP...), "ksampler" finds K Sampler, and ComfyUI's class names find our
  * equivalent ("CheckpointLoaderSimple" → Load Checkpoint, "LoraLoader" → Load
- * LoRA, "VAELoader" → Load VAE, ...). A synonym match scores 0.9 of a direct one. A ComfyUI class whose work
+ * LoRA, "VAELoader" → Load VAE, ...). A synonym match scores 0.9 of a direct one. A plugin's ComfyUI class
+ * names (`register_comfyui_classes`: "FaceDetailer" imports as a ported pack's Object Detailer) come with its schema
+ * (`comfyui_classes`) and are searched the same way, as names weighted 0.9. A ComfyUI class whose work
  * is done another way here (Reroute: a wire's menu; CLIPSetLastLayer: Encode Text's clip_skip) has a hint
  * (SEARCH_HINTS, `searchHint`) that the search popup shows above the hits; a query for a note (`asksForNote`:
  * "Note", "MarkdownNote") makes the popup offer a note (graph/notes.ts) before the hits.
@@ -150,7 +152,11 @@ export function searchHint(query: string): string | null {
   return Object.hasOwn(SEARCH_HINTS, key) ? SEARCH_HINTS[key] : null;
 }
 
-const FIELD_WEIGHTS = { name: 1, port: 0.6, category: 0.5, socket: 0.45, description: 0.35 } as const;
+const FIELD_WEIGHTS = { name: 1, comfyui: 0.9, port: 0.6, category: 0.5, socket: 0.45, description: 0.35 } as const;
+
+/** A schema as the server sends it for a node that plugins import ComfyUI classes as: their names (the server's
+ *  `Session.node_schemas`), which the search treats as synonyms of the node's own names. */
+type WithComfyUIClasses = NodeSchema & { comfyui_classes?: string[] };
 
 /** The least match kind (matchScore) that counts as matching a word: a word start. */
 export const STRONG_MATCH = 60;
@@ -260,8 +266,11 @@ function fieldsOf(schema: NodeSchema): [string, number][] {
   ports.delete("*");
   // Input and output names ("seed" finds K Sampler, Random Noise ...): users search for what they want to set.
   const sockets = new Set([...Object.keys(schema.inputs), ...schema.outputs.map((o) => o.name)]);
+  // A ported pack's class names ("FaceDetailer", "SDXL Prompt Styler"): what its users type, like SYNONYMS' keys.
+  const comfyui = (schema as WithComfyUIClasses).comfyui_classes ?? [];
   return [
     ...names.filter(Boolean).map((n): [string, number] => [n, FIELD_WEIGHTS.name]),
+    ...comfyui.filter((n) => typeof n === "string" && n).map((n): [string, number] => [n, FIELD_WEIGHTS.comfyui]),
     ...[...ports].map((p): [string, number] => [p, FIELD_WEIGHTS.port]),
     [schema.category ?? "", FIELD_WEIGHTS.category],
     ...[...sockets].map((n): [string, number] => [n, FIELD_WEIGHTS.socket]),
