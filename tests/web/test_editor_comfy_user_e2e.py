@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 
-from .test_editor_e2e import editor_page, pytestmark  # noqa: F401
+from .test_editor_e2e import OVERLAPS, editor_page, pytestmark  # noqa: F401
 
 SUBGRAPH_GRAPH = {
     "format_version": 2,
@@ -50,17 +50,6 @@ ARITHMETIC = {"format_version": 2, "metadata": {"title": "Other"}, "nodes": {"n"
               "ui": {"nodes": {"n": {"position": [0, 0]}}}}
 
 SELECTED = "() => Object.keys(window.nodegraph.app.editor.state.selectedNodes).sort()"
-
-# Pairs of schema nodes whose boxes on the screen overlap.
-OVERLAPS = """() => {
-  const boxes = [...document.querySelectorAll('.react-flow__node-schema')].map((e) => [e.dataset.id, e.getBoundingClientRect()]);
-  const out = [];
-  for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
-    const [a, r] = boxes[i], [b, s] = boxes[j];
-    if (r.left < s.right - 1 && s.left < r.right - 1 && r.top < s.bottom - 1 && s.top < r.bottom - 1) out.push(a + '/' + b);
-  }
-  return out;
-}"""
 
 # Whether every schema node lies inside the canvas (a pixel of slack).
 ALL_IN_VIEW = """() => {
