@@ -931,12 +931,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _size_text(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+def _size_text(size: float) -> str:
+    """A file size for `nodegraph models`: B under 1 KB, else KB / MB / GB with one decimal."""
+    if size < 1024:
+        return f"{size:.0f} B"
+    for unit in ("KB", "MB", "GB"):
         size /= 1024
-    return f"{size:.1f} GB"
+        if size < 1024 or unit == "GB":
+            break
+    return f"{size:.1f} {unit}"
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

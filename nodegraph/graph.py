@@ -1363,16 +1363,22 @@ def _graph_text_of_big_clip(path: Path) -> str | None:
     return text if text is not None and len(text.encode("utf-8")) <= MAX_FILE_BYTES else None
 
 
+def _refuse_a1111(name: str, what: str) -> None:
+    """Raise the `foreign_format` error (tool "a1111") for a file that holds A1111's generation parameters (`what`
+    it is); `nodegraph run` / `validate`, `Session.import_comfyui` and the editor import it (`foreign_prompt`,
+    nodegraph/a1111.py)."""
+    raise GraphValidationError([GraphError(
+        "foreign_format", f"{name} {what}, not a nodegraph graph; `nodegraph run` / `validate` and the editor make a "
+                          f"text-to-image graph of them (nodegraph/a1111.py)",
+        details={"tool": "a1111", "format": "parameters"})])
+
+
 def _refuse_a1111_image(data: bytes, name: str) -> None:
-    """Raise the `foreign_format` error (tool "a1111") for an image that carries A1111's parameters; `nodegraph
-    run` / `validate`, `Session.import_comfyui` and the editor import it (`foreign_prompt`, nodegraph/a1111.py)."""
+    """`_refuse_a1111` for an image that carries A1111's parameters (a PNG chunk, a JPEG / WebP UserComment)."""
     from .a1111 import parameters_from_image
 
     if parameters_from_image(data):
-        raise GraphValidationError([GraphError(
-            "foreign_format", f"{name} carries AUTOMATIC1111's generation parameters (\"PNG Info\"), not a nodegraph "
-                              f"graph; `nodegraph run` / `validate` and the editor make a text-to-image graph of them "
-                              f"(nodegraph/a1111.py)", details={"tool": "a1111", "format": "parameters"})])
+        _refuse_a1111(name, 'carries AUTOMATIC1111\'s generation parameters ("PNG Info")')
 
 
 def graph_from_bytes(data: bytes, name: str) -> Graph:
@@ -1441,8 +1447,8 @@ def graph_from_bytes(data: bytes, name: str) -> Graph:
 
 
 def _refuse_a1111_text(data: bytes, name: str) -> None:
-    """Raise `foreign_format` (tool "a1111") for A1111's parameters as a text file (its .txt beside an image, or PNG
-    Info pasted into a file): it said "not valid JSON: Expecting value"; `nodegraph run` / `validate` import it."""
+    """`_refuse_a1111` for A1111's parameters as a text file (its .txt beside an image, or PNG Info pasted into a
+    file): it said "not valid JSON: Expecting value"."""
     from .a1111 import looks_like_parameters
 
     try:
@@ -1450,10 +1456,7 @@ def _refuse_a1111_text(data: bytes, name: str) -> None:
     except UnicodeDecodeError:
         return
     if looks_like_parameters(text):
-        raise GraphValidationError([GraphError(
-            "foreign_format", f"{name} is AUTOMATIC1111's generation parameters as text, not a nodegraph graph; "
-                              f"`nodegraph run` / `validate` and the editor make a text-to-image graph of them "
-                              f"(nodegraph/a1111.py)", details={"tool": "a1111", "format": "parameters"})])
+        _refuse_a1111(name, "is AUTOMATIC1111's generation parameters as text")
 
 
 def _json_or_none(text: str) -> Any:

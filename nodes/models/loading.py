@@ -54,6 +54,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from nodegraph.model_paths import PICKLE_SUFFIXES     # the suffixes `nodegraph models` marks as pickles
+
 from .clip import CLIPTextModel, PromptEncoder, TextEncoderConfig
 from .controlnet import ControlNet
 from .convert import (
@@ -112,7 +114,6 @@ __all__ = [
 ]
 
 Component = Literal["unet", "vae", "text_encoder"]
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 _SAFETENSORS_DTYPES = {  # header dtype -> (bytes per element, torch dtype)
     "F64": (8, torch.float64),
     "F32": (4, torch.float32),

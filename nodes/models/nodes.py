@@ -41,6 +41,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterator, Literal
 
 from nodegraph import Input, Node, NodeContext, NodeInputError, NodeInputs, Output, api, hookimpl
+from nodes.sampling.nodes import LATENT_SCALE_KEY, latent_scale_entry
 
 WeightDtype = Literal["auto", "fp32", "fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2"]  # fp8: stored, computed wider
 
@@ -949,15 +950,12 @@ def api_vae_decode(context: NodeContext, vae: Any, latent: dict, *, tile_size: i
     return torch.cat(images)
 
 
-LATENT_SCALE_KEY = "latent_scale"     # as nodes.sampling.diffusion_model.LATENT_SCALE_KEY (no torch import here)
-
-
 def latent_scale_record(vae: Any, made_by: str) -> dict | None:
     """The `LATENT_SCALE_KEY` entry of a latent made in `vae`'s latent space (VAEEncode's output): the numbers
     that turn it back into the VAE's own latents, and who made it, for VAEDecode's check (None: a VAE without
     them, e.g. a plugin's)."""
     scale = _vae_scale(vae)
-    return None if scale is None else {"scale_factor": scale[0], "shift_factor": scale[1], "made_by": made_by}
+    return None if scale is None else latent_scale_entry(scale, made_by)
 
 
 def _vae_scale(vae: Any) -> tuple[float, float] | None:

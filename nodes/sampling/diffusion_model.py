@@ -31,17 +31,7 @@ from .denoisers import ContinuousTimeMap, DiscreteTimeMap, FlowTimeMap, ModelDen
 from .noise import seeded_noise
 
 
-LATENT_SCALE_KEY = "latent_scale"     # LATENT key: {"scale_factor", "shift_factor", "made_by"} of its latent space
-
-
-def latent_in_models_space(latent: dict, model: Any) -> dict:
-    """A sampler's output `latent` with its model's latent-space record (`DiffusionModel.latent_scale`), when the
-    model knows it: what VAEDecode needs to decode an SDXL latent right with a VAE file that records no scale."""
-    scale = getattr(model, "latent_scale", None)
-    if scale is None:
-        return latent
-    return {**latent, LATENT_SCALE_KEY: {"scale_factor": scale[0], "shift_factor": scale[1],
-                                         "made_by": f"sampled by {getattr(model, 'name', 'the model')}"}}
+from .nodes import LATENT_SCALE_KEY, latent_in_models_space  # noqa: F401 — the LATENT contract, here too
 
 
 @dataclass(eq=False)

@@ -544,8 +544,6 @@ class DenoisingTrajectory(Node):
         out = run_sampling(self.context, guider, sampler, sigmas, noise, samples, latent.get("noise_mask"),
                            on_step=keep)
         base = {k: v for k, v in latent.items() if k != "noise_mask"}
-        from .diffusion_model import latent_in_models_space
-
         return {"latent": latent_in_models_space({**latent, "samples": out}, model),
                 "predictions": {**base, "samples": torch.cat(predictions)},
                 "noisy": {**base, "samples": torch.cat(noisy)}}
@@ -923,6 +921,24 @@ def latent_size_problem(batch: int, channels: int, rows: int, columns: int, widt
             f"more); lower batch_size (run several batches, or a sweep over seeds), width or height")
 
 
+LATENT_SCALE_KEY = "latent_scale"     # LATENT key: {"scale_factor", "shift_factor", "made_by"} of its latent space
+
+
+def latent_scale_entry(scale: tuple[float, float], made_by: str) -> dict:
+    """The `LATENT_SCALE_KEY` entry of a latent in the space scaled by `scale` (scale_factor, shift_factor), made by
+    `made_by` (VAEEncode's VAE, a sampler's model): what VAEDecode compares with its own VAE's scale."""
+    return {"scale_factor": scale[0], "shift_factor": scale[1], "made_by": made_by}
+
+
+def latent_in_models_space(latent: dict, model: Any) -> dict:
+    """A sampler's output `latent` with its model's latent-space record (`DiffusionModel.latent_scale`), when the
+    model knows it: what VAEDecode needs to decode an SDXL latent right with a VAE file that records no scale."""
+    scale = getattr(model, "latent_scale", None)
+    if scale is None:
+        return latent
+    return {**latent, LATENT_SCALE_KEY: latent_scale_entry(scale, f"sampled by {getattr(model, 'name', 'the model')}")}
+
+
 def api_empty_latent(context: NodeContext, width: int, height: int, *, batch_size: int, channels: int,
                      vae: Any) -> dict:
     """nodegraph.api.empty_latent (EmptyLatent): zeros (B, C, H/f, W/f); f and C from the VAE, else 8 and `channels`."""
@@ -974,8 +990,6 @@ def api_sample(context: NodeContext, model: Any, positive: Any, negative: Any, l
     with batch_groups(latent.get("frames"), context.check_interrupted):    # whole clips a call
         out = run_sampling(context, Guidance(guider, model), chosen, sigmas, noise or Noise(seed), samples,
                            latent.get("noise_mask"))
-    from .diffusion_model import latent_in_models_space
-
     return latent_in_models_space({**latent, "samples": out}, model)
 
 
@@ -1008,8 +1022,6 @@ def api_sample_custom(context: NodeContext, guider: Any, sampler: Any, sigmas: A
     _warn_resized_hints(context, samples, getattr(cfg, "positive", None), getattr(cfg, "negative", None))
     with batch_groups(latent.get("frames"), context.check_interrupted):
         out = run_sampling(context, guider, sampler, sigmas, noise, samples, latent.get("noise_mask"))
-    from .diffusion_model import latent_in_models_space
-
     return latent_in_models_space({**latent, "samples": out}, model)
 
 

@@ -208,3 +208,13 @@ def write_tiny_checkpoint(root: Path) -> Path:
     save_checkpoint(root / "checkpoints" / "tiny.safetensors", family="sd1", unet=unet, vae=AutoencoderKL(TINY_VAE),
                     text_encoder=encoder)
     return root
+
+
+@pytest.fixture()
+def one_thread():
+    """One torch thread for the test: the suite's pytest_configure sets 2, and on a busy 2-core machine tiny matmuls
+    then spin (`pytestmark = pytest.mark.usefixtures("one_thread")` in a module)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

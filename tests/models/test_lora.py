@@ -23,13 +23,7 @@ from nodes.models.lora import (
 from .conftest import max_relative_error
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: the suite's pytest_configure sets 2, and on a busy 2-core machine tiny matmuls then spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # Random LoRA entries: {(target, our module name): (down, up, alpha)}; our names are LDM / HF names.

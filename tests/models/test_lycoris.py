@@ -29,13 +29,7 @@ TARGETS = (
 PEFT_TO_KOHYA = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: tiny matmuls on a busy 2-core machine otherwise spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
