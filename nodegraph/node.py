@@ -65,7 +65,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from .errors import PluginError
-from .files import UPLOAD_KINDS
+from .files import UPLOAD_KINDS, model_file_stamp
 
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
 _PRIMITIVE_PORTS = {bool: "BOOLEAN", int: "INT", float: "FLOAT", str: "STRING"}
@@ -563,7 +563,8 @@ class Node:
         """A string that changes when an external resource the node reads changes.
 
         Default: size, modification and change time of every `model_folder` file input (given literally or
-        by a primitive node linked to it) and of the files `named_model_files` names.
+        by a primitive node linked to it; a model folder, a diffusers pipeline, by its files:
+        `files.model_file_stamp`) and of the files `named_model_files` names.
         Override for nodes that read other files or services. Bytes, a number (a file's mtime, as ComfyUI's
         IS_CHANGED returns) or a tuple / list of those work too; None adds nothing (cached by the inputs alone);
         NaN runs the node every time (IS_CHANGED's "always changed"), and so does any other value or an
@@ -572,9 +573,8 @@ class Node:
         parts = []
         for name, spec in cls.spec.inputs.items():
             if spec.model_folder is not None and isinstance(literals.get(name), str):
-                try:
-                    stat = resolve_file(spec.model_folder, literals[name]).stat()
-                    parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}")   # ctime: see provenance
+                try:       # a file: size, mtime, ctime; a folder (a diffusers pipeline): its files' stamps
+                    parts.append(f"{name}:{model_file_stamp(resolve_file(spec.model_folder, literals[name]))}")
                 except (OSError, LookupError):
                     parts.append(f"{name}:missing")
         from .provenance import well_formed_named_files
