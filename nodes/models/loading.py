@@ -724,6 +724,8 @@ def load_unet(
 
     ``family`` fixes the attention-head convention for UNet-only files that a context width
     cannot place (e.g. small custom models); metadata (``nodegraph.config``) also works.
+    The module's ``family`` attribute is the family it was loaded as (given, recorded or detected; ``"sd3"``
+    for an MMDiT; None for a diffusers folder, which is not placed in one): LoadUNet's latent space.
     """
     path = Path(path)
     if path.is_dir():
@@ -734,16 +736,18 @@ def load_unet(
     from .sd3 import is_sd3_checkpoint, load_sd3_checkpoint
 
     if is_sd3_checkpoint(keys):  # an SD3 / SD3.5 MMDiT (alone or in a full file)
-        return load_sd3_checkpoint(path, components=("unet",), dtype=dtype, device=device,
-                                   allow_pickle=allow_pickle).unet
+        return _loaded_as(load_sd3_checkpoint(path, components=("unet",), dtype=dtype, device=device,
+                                              allow_pickle=allow_pickle).unet, "sd3")
     if f"{UNET_PREFIX}input_blocks.0.0.weight" in keys:
         key_map = from_prefix(keys, UNET_PREFIX)
         if family is None:      # a full checkpoint's layout: its text encoders help tell the family
             info = detect_checkpoint(keys, tensors.metadata, prediction=prediction, path=path,
                                      choose_family=CHOOSE_FAMILY["unet"])
-            return build_module(UNetModel, info.unet, key_map, tensors, what="UNet", dtype=dtype, device=device)
-        config = _bare_unet_config(key_map, tensors, family, prediction)     # the family the user chose
-        return build_module(UNetModel, config, key_map, tensors, what="UNet", dtype=dtype, device=device)
+            return _loaded_as(build_module(UNetModel, info.unet, key_map, tensors, what="UNet", dtype=dtype,
+                                           device=device), info.family)
+        config, family = _bare_unet_config(key_map, tensors, family, prediction)     # the family the user chose
+        return _loaded_as(build_module(UNetModel, config, key_map, tensors, what="UNet", dtype=dtype,
+                                       device=device), family)
     if "input_blocks.0.0.weight" in keys:
         key_map = from_prefix(keys, "")
     elif "conv_in.weight" in keys and any(k.startswith("down_blocks.") for k in keys):
@@ -753,12 +757,20 @@ def load_unet(
             return _build_diffusers_unet(key_map, tensors, _read_json(config_json), prediction, dtype, device)
     else:
         raise ModelLoadError(f"expected a UNet, found {describe_file_kind(keys)}", path)
-    config = _bare_unet_config(key_map, tensors, family, prediction)
-    return build_module(UNetModel, config, key_map, tensors, what="UNet", dtype=dtype, device=device)
+    config, family = _bare_unet_config(key_map, tensors, family, prediction)
+    return _loaded_as(build_module(UNetModel, config, key_map, tensors, what="UNet", dtype=dtype, device=device),
+                      family)
 
 
-def _bare_unet_config(key_map: KeyMap, tensors: StateDictFile, family, prediction) -> UNetConfig:
-    """Config of a UNet-only file: shapes, the family's head convention, the metadata override."""
+def _loaded_as(unet: torch.nn.Module, family: str | None) -> torch.nn.Module:
+    """`unet` marked with the family it was loaded as (`load_unet`: its latent space, for LoadUNet)."""
+    unet.family = family
+    return unet
+
+
+def _bare_unet_config(key_map: KeyMap, tensors: StateDictFile, family, prediction) -> tuple[UNetConfig, Family]:
+    """Config of a UNet-only file (shapes, the family's head convention, the metadata override), and the family
+    it was placed in (given, in the metadata, or detected)."""
     shapes = {target: converted_shape(source, tensors.shapes[source.key]) for target, source in key_map.items()}
     override = parse_config_override(tensors.metadata, tensors.path)
     config = _detected("UNet", tensors.path, detect_unet_config, shapes)
@@ -768,7 +780,7 @@ def _bare_unet_config(key_map: KeyMap, tensors: StateDictFile, family, predictio
     pred, _ = _detected(
         "prediction type", tensors.path, decide_prediction, prediction, override, tensors.metadata, tensors.shapes
     )
-    return replace(config, prediction=pred)
+    return replace(config, prediction=pred), family
 
 
 def load_vae(

@@ -252,6 +252,7 @@ class LoadUNet(Node):
 
     category = "loaders"
     shared_cache = True     # its output depends only on model files: users of a server share it
+    version = "1.1.0"     # 1.1: the model records its family's latent space (a guessed VAE decodes in it)
 
     class Inputs(NodeInputs):
         unet_name: str = Input(model_folder="unet")
@@ -271,8 +272,10 @@ class LoadUNet(Node):
 
         with _load_errors("unet_name"):
             flux = is_flux_weights(path, allow_pickle_files(self))
-        if flux:   # a Flux transformer: as LoadFlux
-            return {"model": load_flux_model(self, unet_name, weight_dtype)}
+        if flux:   # a Flux transformer: as LoadFlux, in Flux's latent space
+            model = load_flux_model(self, unet_name, weight_dtype)
+            model.latent_scale = family_latent_scale("flux")
+            return {"model": model}
         unet = _load_with_retry(self, "unet_name", lambda: load_unet(
             path, family=None if family == "auto" else family,
             prediction=None if prediction == "auto" else prediction, dtype=_torch_dtype(weight_dtype, memory),
@@ -280,7 +283,21 @@ class LoadUNet(Node):
         memory.register(unet, unet_name)
         from .mmdit import MMDiT
 
-        return {"model": (sd3_diffusion_model if isinstance(unet, MMDiT) else diffusion_model)(unet, unet_name)}
+        model = (sd3_diffusion_model if isinstance(unet, MMDiT) else diffusion_model)(unet, unet_name)
+        known = "sd3" if isinstance(unet, MMDiT) else family if family != "auto" else getattr(unet, "family", None)
+        model.latent_scale = family_latent_scale(known)     # its samplers' latents record it, as LoadCheckpoint's
+        return {"model": model}
+
+
+def family_latent_scale(family: str | None) -> tuple[float, float] | None:
+    """(scale_factor, shift_factor) of a model family's latent space — its VAE's (vae.py, flux.py) — or None for
+    a family not known (a diffusers UNet folder LoadUNet was not told the family of): nothing is recorded then."""
+    from .flux import FLUX_VAE
+    from .vae import SD3_VAE, SD_VAE, SDXL_VAE
+
+    reference = {"sd1": SD_VAE, "sd2": SD_VAE, "sdxl-base": SDXL_VAE, "sdxl-refiner": SDXL_VAE, "sd3": SD3_VAE,
+                 "flux": FLUX_VAE}.get(family or "")
+    return None if reference is None else (float(reference.scale_factor), float(reference.shift_factor))
 
 
 class LoadVAE(Node):
