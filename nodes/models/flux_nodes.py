@@ -22,7 +22,7 @@ from typing import Any, Literal
 from nodegraph import Input, Node, NodeInputError, NodeInputs, Output
 
 from .nodes import TextEncoder, WeightDtype, _load_errors, _load_with_retry, _torch_dtype, allow_pickle_files, \
-    resolve_model
+    family_latent_scale, resolve_model
 
 DEFAULT_TOKENS = (1024 // 16) ** 2  # packed tokens of a 1024 x 1024 image: the shift a dev model loads with
 
@@ -46,6 +46,7 @@ class LoadFlux(Node):
 
     category = "loaders/flux"
     shared_cache = True     # its output depends only on model files: users of a server share it
+    version = "1.1.0"     # 1.1: the model records Flux's latent space (a VAE whose scale was assumed decodes in it)
 
     class Inputs(NodeInputs):
         unet_name: str = Input(model_folder="unet", description="e.g. flux1-dev.safetensors (fp8 files load as fp8)")
@@ -75,7 +76,9 @@ def load_flux_model(node: Node, unet_name: str, weight_dtype: str) -> Any:
     flux = _load_with_retry(node, "unet_name", lambda: load_flux(path, dtype=dtype,
                                                                  allow_pickle=allow_pickle_files(node)))
     memory.register(flux, unet_name)
-    return flux_diffusion_model(flux, unet_name, DEFAULT_TOKENS if flux.config.guidance_embed else None)
+    model = flux_diffusion_model(flux, unet_name, DEFAULT_TOKENS if flux.config.guidance_embed else None)
+    model.latent_scale = family_latent_scale("flux")      # its samplers' latents record it (docs/models.md)
+    return model
 
 
 def is_flux_weights(path: Any, allow_pickle: bool) -> bool:

@@ -272,10 +272,8 @@ class LoadUNet(Node):
 
         with _load_errors("unet_name"):
             flux = is_flux_weights(path, allow_pickle_files(self))
-        if flux:   # a Flux transformer: as LoadFlux, in Flux's latent space
-            model = load_flux_model(self, unet_name, weight_dtype)
-            model.latent_scale = family_latent_scale("flux")
-            return {"model": model}
+        if flux:   # a Flux transformer: as LoadFlux (in Flux's latent space)
+            return {"model": load_flux_model(self, unet_name, weight_dtype)}
         unet = _load_with_retry(self, "unet_name", lambda: load_unet(
             path, family=None if family == "auto" else family,
             prediction=None if prediction == "auto" else prediction, dtype=_torch_dtype(weight_dtype, memory),

@@ -79,3 +79,16 @@ def test_load_unet_of_a_flux_file_records_fluxs_space(tmp_path):
                         num_heads=2, depth=1, depth_single_blocks=1, axes_dim=(4, 6, 6), guidance_embed=True)
     save_flux(tmp_path / "unet" / "flux_tiny.safetensors", FluxModel(config))
     assert _load_unet(tmp_path, {"unet_name": "flux_tiny.safetensors"}).latent_scale == (0.3611, 0.1159)
+
+
+def test_load_flux_records_fluxs_space_as_load_unet_does(tmp_path):
+    """LoadFlux's model knows Flux's latent space as LoadUNet's of the same file does."""
+    from nodes.models.flux import FluxConfig, FluxModel, save_flux
+
+    (tmp_path / "unet").mkdir()
+    config = FluxConfig(in_channels=64, out_channels=64, vec_in_dim=64, context_in_dim=32, hidden_size=32,
+                        num_heads=2, depth=1, depth_single_blocks=1, axes_dim=(4, 6, 6), guidance_embed=True)
+    save_flux(tmp_path / "unet" / "flux_tiny.safetensors", FluxModel(config))
+    session = Session(model_paths=ModelPaths(roots=[tmp_path]), output_dir=tmp_path / "out")
+    graph = {"format_version": 1, "nodes": {"load": {"type": "LoadFlux", "inputs": {"unet_name": "flux_tiny.safetensors"}}}}
+    assert session.run(graph, outputs=["load"]).outputs["load"]["model"].latent_scale == (0.3611, 0.1159)
