@@ -434,13 +434,18 @@ class NodeContext:
 
     def graph_as_run(self) -> dict | None:
         """The running graph as a file (dict) with the values its non-deterministic nodes drew so far in place
-        of their links (a RandomInt's seed): what a saved image embeds, so running it again repeats it."""
+        of their links (a RandomInt's seed): what a saved image embeds, so running it again repeats it. An
+        integer written into a FLOAT input is embedded as a float (`cfg: 5` as `5.0`,
+        `provenance.float_literals_as_floats`): the same graph read back through jq, which writes `5.0` as `5`,
+        embeds the same text again, so its files repeat byte for byte."""
         if self.graph is None:
             return None
         from .graph import pin_values
+        from .provenance import float_literals_as_floats
 
         registry = (self.services or {}).get("registry")
-        return pin_values(self.graph.to_dict(), self.drawn, registry.takes_literal if registry is not None else None)
+        pinned = pin_values(self.graph.to_dict(), self.drawn, registry.takes_literal if registry is not None else None)
+        return float_literals_as_floats(pinned, registry)
 
     MAX_INFO_CHARS = 4096        # `info` of one progress report, as JSON
 

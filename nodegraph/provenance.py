@@ -20,6 +20,12 @@ reads (an img2img's source image), as `input_files` finds them, and — when the
 plugin's nodes — `"plugins": {"video": {"version": "0.1.0", "nodes": {"video.SaveVideo": "1.0.0"}}}`
 (`plugin_nodes`).
 
+`"nodes": {"KSampler": "1.1.1", "RandomInt": "1.0.0", ...}` names the `version` of every node type that ran,
+built-in and plugin alike (`node_versions`): nodegraph's own version is not bumped when a built-in node's
+result changes, the node's version is. When nodegraph runs from a git checkout, `"nodegraph_commit"` is the
+commit its `.git/HEAD` named when this process first asked (`source_commit`, read from the files, no `git`
+subprocess; an edited working tree is not marked); absent otherwise (an installed wheel).
+
 The graph itself (overrides applied) is what makes the result again; the record is what tells
 a different result apart: another model file under the same name, another torch, on the CPU another
 number of threads (torch splits sums across them, and the last bits of a result follow). Model files
@@ -253,8 +259,8 @@ def input_files(context: Any) -> dict[str, dict[str, str]]:
 
 def plugin_nodes(context: Any) -> dict[str, dict[str, Any]]:
     """`{plugin: {"version", "nodes": {qualified type: node version}}}` for the installed plugins (not the
-    built-in packs: nodegraph's version covers them) whose nodes the running graph uses: a plugin upgrade that
-    changes a result is told apart by its version."""
+    built-in packs, which have no version of their own: `node_versions` names their nodes') whose nodes the
+    running graph uses: a plugin upgrade that changes a result is told apart by its version."""
     services = getattr(context, "services", {}) or {}
     graph, registry = getattr(context, "graph", None), services.get("registry")
     versions = services.get("plugin_versions") or {}
@@ -272,6 +278,125 @@ def plugin_nodes(context: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+def node_versions(context: Any) -> dict[str, str]:
+    """`{node type: version}` for every registered node type the running graph runs (subgraphs expanded, muted
+    nodes left out), built-in and plugin alike, sorted by type: a node whose result changed bumps its version
+    (KSampler 1.1.1) while nodegraph's own stays, so two records of different results tell it apart."""
+    return dict(sorted({node.type: cls.version for _, node, cls, _ in _running_nodes(context)}.items()))
+
+
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent      # the folder holding the `nodegraph` package
+_COMMIT_CHARS = frozenset("0123456789abcdef")
+
+
+def _git_dir(root: Path) -> Path | None:
+    """The git directory of a checkout at `root`: `root/.git`, or the folder a `.git` file names (a worktree,
+    a submodule: "gitdir: PATH"); None when `root` is not a checkout."""
+    dot_git = root / ".git"
+    if dot_git.is_dir():
+        return dot_git
+    try:
+        first = dot_git.read_text(encoding="utf-8").splitlines()[0]
+    except (OSError, IndexError, UnicodeDecodeError):
+        return None
+    if not first.startswith("gitdir:"):
+        return None
+    target = Path(first[len("gitdir:"):].strip())
+    return target if target.is_absolute() else (root / target)
+
+
+def _commit_or_none(text: str) -> str | None:
+    """`text` stripped when it is a full commit id (40 hex digits, 64 in a SHA-256 repository), else None."""
+    text = text.strip()
+    return text if len(text) in (40, 64) and set(text) <= _COMMIT_CHARS else None
+
+
+def _ref_commit(git_dir: Path, ref: str) -> str | None:
+    """The commit a ref (`refs/heads/main`) names: its loose file, else its line in `packed-refs`; a worktree's
+    shared refs are in the folder its `commondir` file names."""
+    folders = [git_dir]
+    try:
+        common = Path(git_dir, "commondir").read_text(encoding="utf-8").strip()
+        folders.append(Path(common) if Path(common).is_absolute() else git_dir / common)
+    except (OSError, UnicodeDecodeError):
+        pass
+    for folder in folders:
+        try:
+            found = _commit_or_none(Path(folder, ref).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            found = None
+        if found is not None:
+            return found
+        try:
+            packed = Path(folder, "packed-refs").read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for line in packed:
+            commit, _, name = line.partition(" ")
+            if name.strip() == ref and _commit_or_none(commit) is not None:
+                return commit
+    return None
+
+
+def checkout_commit(root: Path) -> str | None:
+    """The commit checked out at `root` (what `git rev-parse HEAD` prints), read from `.git/HEAD` and the ref
+    file it names, without running git; None when `root` is no checkout or its files cannot be read."""
+    git_dir = _git_dir(root)
+    if git_dir is None:
+        return None
+    try:
+        head = Path(git_dir, "HEAD").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if head.startswith("ref:"):
+        return _ref_commit(git_dir, head[len("ref:"):].strip())
+    return _commit_or_none(head)         # a detached HEAD holds the commit itself
+
+
+_source_commit: list[str | None] = []      # read once: the code this process loaded, not a later `git pull`'s
+
+
+def source_commit() -> str | None:
+    """The commit of the checkout nodegraph runs from, read once per process (`checkout_commit`); None for an
+    installed copy."""
+    with _lock:
+        if not _source_commit:
+            _source_commit.append(checkout_commit(_SOURCE_ROOT))
+        return _source_commit[0]
+
+
+def float_literals_as_floats(data: dict[str, Any], registry: Any) -> dict[str, Any]:
+    """A graph file (dict) whose integer literals in inputs declared FLOAT (a KSampler's `cfg: 5`) are written as
+    floats (`5.0`), in its nodes and its subgraph definitions' nodes; nothing else changes. The node receives
+    the same number either way, so this is the form a saved result embeds (`RunContext.graph_as_run`): a graph
+    passed through a tool that rewrites `5.0` as `5` (jq 1.6) embeds the same text, and its files the same
+    bytes, as the original run's."""
+
+    def nodes_with_floats(nodes: Any) -> Any:
+        if not isinstance(nodes, dict):
+            return nodes
+        out = {}
+        for node_id, node in nodes.items():
+            cls = registry.nodes.get(node.get("type")) if isinstance(node, dict) else None
+            inputs = node.get("inputs") if cls is not None else None
+            if isinstance(inputs, dict):
+                floats = {name: float(value) for name, value in inputs.items()
+                          if type(value) is int and name in cls.spec.inputs
+                          and cls.spec.inputs[name].port == "FLOAT"}
+                node = {**node, "inputs": {**inputs, **floats}} if floats else node
+            out[node_id] = node
+        return out
+
+    if registry is None:
+        return data
+    out = {**data, "nodes": nodes_with_floats(data.get("nodes"))} if "nodes" in data else dict(data)
+    if isinstance(data.get("subgraphs"), dict):
+        out["subgraphs"] = {name: {**definition, "nodes": nodes_with_floats(definition.get("nodes"))}
+                            if isinstance(definition, dict) and "nodes" in definition else definition
+                            for name, definition in data["subgraphs"].items()}
+    return out
+
+
 def run_record(context: Any) -> dict[str, Any]:
     """Versions, device and model file hashes of the running graph (see the module docstring)."""
     from . import __version__
@@ -281,10 +406,12 @@ def run_record(context: Any) -> dict[str, Any]:
     device = str(getattr(memory, "compute_device", "cpu"))
     if device.startswith("cuda") and torch is not None and torch.cuda.is_available():
         device = f"{device} ({torch.cuda.get_device_name(0)})"
-    record = {"nodegraph": __version__, "torch": getattr(torch, "__version__", None),
-              "python": platform.python_version(), "device": device}
+    commit = source_commit()
+    record = {"nodegraph": __version__, **({"nodegraph_commit": commit} if commit is not None else {}),
+              "torch": getattr(torch, "__version__", None), "python": platform.python_version(), "device": device}
     if device.startswith("cpu") and torch is not None:    # CPU sums split across threads round differently
         record["threads"] = torch.get_num_threads()
-    record = {**record, "models": model_files(context), "inputs": input_files(context)}
+    record = {**record, "models": model_files(context), "inputs": input_files(context),
+              "nodes": node_versions(context)}
     plugins = plugin_nodes(context)
     return {**record, "plugins": plugins} if plugins else record

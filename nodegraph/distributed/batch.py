@@ -13,11 +13,17 @@ Every variant's files land in the one output folder (never replacing a file), an
                 "kind": "image", ...}], "outputs": {...}, "error": null, "warnings": [...]}, ...],
      "base_graph": {...}, "provenance": {...}}
 
+A variant whose non-deterministic nodes drew values (a RandomInt feeding the seed) also has `drawn` in its
+item (`{"rand": {"value": 720008}}`, `RunResult.drawn`) and `graph`: the base graph with its overrides applied
+and those values pinned in place of their links (`graph.pin_values`), which runs that variant again
+(`jq '.items[0].graph' index.json > g.json`); a variant that drew nothing has neither (its `overrides` on
+`base_graph` are what it ran). The CLI prints the drawn values as a single run does (`drawn_line`).
+
 A batch stopped by Ctrl+C lists the variant that was running as "interrupted" and counts the variants it
 never started in `not_run` (0 when the batch ran to its end).
 
-`base_graph` is the graph every variant starts from (an item's `overrides` applied to it is what that
-variant ran: the graph as a run's record holds it), `provenance` this process's versions and device and
+`base_graph` is the graph every variant starts from (an item's `overrides` applied to it, and its `drawn`
+values pinned — its `graph` —, is what that variant ran: the graph as a run's record holds it), `provenance` this process's versions and device and
 the SHA-256 of the base graph's model and input files (nodegraph/provenance.py); an item's own `provenance`
 holds the `models` / `inputs` entries in which its variant differs (a sweep over `ckpt_name` or a LoadImage's
 `image`), absent when it reads the base's files. `warnings`: what the variant's nodes told the user (a sweep
@@ -75,6 +81,10 @@ class BatchItem:
     # the model / input files this variant read where they differ from the base graph's (a sweep over
     # ckpt_name or a LoadImage's image): {"models": {...}, "inputs": {...}} as provenance.py writes them; None if none
     provenance: dict[str, Any] | None = None
+    # node id → {output: value} that non-deterministic nodes (a RandomInt) gave this variant (RunResult.drawn)
+    drawn: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the graph this variant ran, drawn values pinned (`pinned_variant`); None when it drew nothing
+    graph: dict[str, Any] | None = None
 
 
 def _run_local(session: Any, graph: Any, index: int, overrides: dict, outputs: list[str] | None,
@@ -99,7 +109,7 @@ def _run_local(session: Any, graph: Any, index: int, overrides: dict, outputs: l
         item.status, item.error = "interrupted", {"message": str(exc), "node_id": exc.node_id}
         release_failed_run(exc)
     else:
-        item.status, item.warnings = "succeeded", list(result.warnings)
+        item.status, item.warnings, item.drawn = "succeeded", list(result.warnings), dict(result.drawn or {})
         item.outputs = {n: jsonable({k: v for k, v in values.items() if k != "files"})
                         for n, values in result.outputs.items()}
         item.files = [{**f, **({"from_cache": True} if f["node_id"] in result.cached else {})}   # name: inside
@@ -138,6 +148,7 @@ def _run_remote(pool: Any, registry: Any, graph: Any, index: int, overrides: dic
         item.status, item.worker, item.error = outcome["status"], outcome.get("worker"), outcome.get("error")
         if item.status == "succeeded":
             item.outputs, item.warnings = outcome.get("outputs") or {}, list(outcome.get("warnings") or [])
+            item.drawn = dict(outcome.get("drawn") or {})
     item.seconds = time.perf_counter() - started
     return item, outcome if item.status == "succeeded" else None
 
@@ -229,6 +240,7 @@ def run_batch(session: Any, source: Any, variants: list[dict[str, Any]], *, outp
             ended = [i for i in items if i is not None]
             for item in ended:
                 item.provenance = _variant_files(session, graph, item.overrides, base)
+                item.graph = pinned_variant(session.registry, graph, item.overrides, item.drawn)
             write_index(folder / index_file, source_name if source_name is not None else source, ended,
                         len(variants), time.perf_counter() - started, graph=graph, provenance=base)
     return [item for item in items if item is not None]
@@ -368,10 +380,47 @@ def _variant_files(session: Any, graph: Any, overrides: dict[str, Any], base: di
     return changed or None
 
 
+def pinned_variant(registry: Any, graph: Any, overrides: dict[str, Any], drawn: dict[str, dict[str, Any]]
+                   ) -> dict[str, Any] | None:
+    """The graph file (dict) a variant ran: `graph` with its `overrides` applied and the values its
+    non-deterministic nodes `drawn` pinned in place of their links (`graph.pin_values`, as a single run's record
+    holds it), so it runs that variant again; None when it drew nothing (overrides on the base graph say it all)."""
+    if not drawn:
+        return None
+    from ..graph import pin_values
+
+    try:
+        return pin_values((graph.with_overrides(overrides) if overrides else graph).to_dict(), drawn,
+                          registry.takes_literal)
+    except Exception:  # noqa: BLE001 — the item keeps its `drawn`; a graph that cannot be made must not lose the index
+        return None
+
+
+MAX_DRAWN_SHOWN = 10     # variants whose drawn values the CLI prints; the rest are counted
+
+
+def drawn_line(items: list[BatchItem]) -> str | None:
+    """The values the variants' non-deterministic nodes drew, as a single run prints them ("drawn: ..."), one
+    variant after another, the first MAX_DRAWN_SHOWN of them and a count of the rest; None when none drew any."""
+    drew = [item for item in items if item.drawn]
+    if not drew:
+        return None
+    shown = "; ".join(
+        f"variant {item.index}: " + ", ".join(f"{node_id}.{name} = {value}"
+                                                for node_id, values in sorted(item.drawn.items())
+                                                for name, value in values.items())
+        for item in drew[:MAX_DRAWN_SHOWN])
+    more = f"; and {len(drew) - MAX_DRAWN_SHOWN} more variant(s)" if len(drew) > MAX_DRAWN_SHOWN else ""
+    return (f"drawn: {shown[:1000]}{more} (pinned in {INDEX_FILE}: each item's `drawn`, and its `graph`, which "
+            f"makes that variant's result again)")
+
+
 def _portable(item: dict[str, Any]) -> dict[str, Any]:
     """An item as the index keeps it: files by `name` (inside the folder), without this machine's absolute path;
-    `provenance` only for a variant whose files differ from the base graph's."""
-    kept = {k: v for k, v in item.items() if k != "provenance" or v is not None}
+    `provenance` only for a variant whose files differ from the base graph's, `drawn` and `graph` only for one
+    that drew values."""
+    kept = {k: v for k, v in item.items() if not (k == "provenance" and v is None or k == "drawn" and not v
+                                                   or k == "graph" and v is None)}
     return {**kept, "files": [{k: v for k, v in f.items() if k != "path"} for f in item["files"]]}
 
 
@@ -573,6 +622,10 @@ def cmd_batch(args: Any, make_session: Callable[..., Any]) -> int:
               file=sys.stderr)
     for line in warning_lines(items):
         print(line, file=sys.stderr)
+    if (drawn := drawn_line(items)) is not None:    # a RandomInt's seeds: as a single run prints them
+        from ..cli import _terminal_safe
+
+        print(_terminal_safe(drawn))
     ok = sum(1 for i in items if i.status == "succeeded")
     where = "on Ray workers" if pool is not None else "here"
     print(f"{ok}/{len(items)} variant(s) succeeded {where}; files and {INDEX_FILE} in {args.output_dir}")

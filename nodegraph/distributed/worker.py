@@ -19,6 +19,7 @@ The scratch folder is removed when the run ends. Outcome dict:
     {"status": "succeeded"|"failed"|"interrupted", "worker": name, "host": host,
      "error": {...} | None, "outputs": {node: jsonable values}, "executed": [...], "cached": [...],
      "warnings": [{"node_id", "node_type", "message"[, "cached"]}, ...] (what nodes told the user),
+     "drawn": {node: {output: value}} (what non-deterministic nodes drew: RunResult.drawn, for the batch's index),
      "files": [{**file result without path, "node_id", "index", "name", "data": bytes}],
      "warm": ["folder/name", ...], "seconds": float}
 """
@@ -211,7 +212,7 @@ class SessionWorker:
                    for node_id, values in result.outputs.items()}
         return {**base, "status": "succeeded", "error": None, "outputs": outputs, "files": files,
                 "executed": result.executed, "cached": result.cached, "warnings": result.warnings,
-                "warm": self.warm_models(), "seconds": time.perf_counter() - started}
+                "drawn": result.drawn, "warm": self.warm_models(), "seconds": time.perf_counter() - started}
 
     def _remember_models(self, graph: Any) -> None:
         """Note the cache key of each model-loading node of the run (what `warm_models` checks)."""
