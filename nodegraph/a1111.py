@@ -191,14 +191,17 @@ _SCHEDULE_ALIASES = frozenset({"ddim", "uniform"})     # CHOICE_ALIASES keys tha
 _AUTOMATIC_SCHEDULES = {"dpmpp_2m": "karras", "dpmpp_sde": "karras", "dpmpp_2m_sde": "exponential"}
 
 ListModelFiles = Callable[[str], tuple[list[str], list[str]]]     # folder → (its files, directories searched)
-# A1111's extra-network tag (modules/extra_networks.py: `<(\w+):([^>]+)>`); "lyco" is the same Lora extension's
-_LORA_TAG = re.compile(r"<(lora|lyco):([^>]+)>", re.IGNORECASE)
+# A1111's extra-network tag (modules/extra_networks.py: `<(\w+):([^>]+)>`); "lyco" is the same Lora extension's.
+# No "<" inside a tag: with A1111's `[^>]+` each unclosed "<lora:" scanned to the end of the text (quadratic: a
+# 100 KB import held the server's GIL for 11 s); with `[^<>]+` it stops at the next tag. The module's patterns are
+# all linear so (tests/security/test_regex_bounds.py).
+_LORA_TAG = re.compile(r"<(lora|lyco):([^<>]+)>", re.IGNORECASE)
 MAX_LORA_TAGS = 50                 # more LoRAs than any picture uses; a hostile prompt's 10,000 tags stay text
 _MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 _EMBEDDING_SUFFIXES = (".safetensors", ".pt", ".bin", ".pth")      # nodes/models/prompt_syntax.EMBEDDING_SUFFIXES
 # a prompt's words as the bare-embedding warning splits them (prompt_syntax._PROMPT_WORD_SEPARATORS); a word
 # already written `embedding:NAME`, and an extra-network tag left in a prompt, are matched whole first and kept
-_PROMPT_WORD = re.compile(r"embedding:[^\s,()\[\]:]+|<\w+:[^>]+>|[^\s,()\[\]:|<>{}]+")
+_PROMPT_WORD = re.compile(r"embedding:[^\s,()\[\]:]+|<\w+:[^<>]+>|[^\s,()\[\]:|<>{}]+")
 
 
 def _file_finder(files: list[str], suffixes: tuple[str, ...]) -> Callable[[str], str | None]:

@@ -471,20 +471,25 @@ def _encode(context: NodeContext, text_encoder: Any, text: str, clip_skip: int, 
 
 
 def _missing_embeddings(text: Any, list_model_files: Any) -> dict[str, str]:
-    """{"text": why} when the prompt names an `embedding:NAME` that no embeddings folder holds; {} otherwise."""
-    from .prompt_syntax import EMBEDDING_SUFFIXES as KNOWN_SUFFIXES, embedding_names     # torch-free: validation
+    """{"text": why} when the prompt names an `embedding:NAME` that no embeddings folder holds (or several hold
+    in spellings differing only in case); {} otherwise. A name differing from its one file only in case passes:
+    the loader finds that file the same way (`find_embedding_file`)."""
+    from nodegraph.validation import shown_folder      # a server's clients do not learn where it is installed
+
+    from .prompt_syntax import embedding_file_names, embedding_names, find_embedding_file     # torch-free
 
     if not isinstance(text, str) or "embedding:" not in text:
         return {}
     available, searched = list_model_files("embeddings")
-    have = {name.lower() for name in available}
     for name in embedding_names(text):
-        candidates = [name] if name.lower().endswith(KNOWN_SUFFIXES) else [name + s for s in KNOWN_SUFFIXES]
-        if not any(candidate.lower() in have for candidate in candidates):
-            where = ", ".join(searched) or "models/embeddings"
-            return {"text": f"the prompt uses embedding:{name}, but no {candidates[0]!r} is in the embeddings "
-                            f"folder(s) ({where}); put it there (.safetensors, or .pt with the owner's pickle "
-                            f"opt-in), or take embedding:{name} out of the prompt"}
+        file, ambiguous = find_embedding_file(name, available)
+        if ambiguous:
+            return {"text": ambiguous}
+        if file is None:
+            where = ", ".join(shown_folder(folder) for folder in searched) or "models/embeddings"
+            return {"text": f"the prompt uses embedding:{name}, but no {embedding_file_names(name)[0]!r} is in the "
+                            f"embeddings folder(s) ({where}); put it there (.safetensors, or .pt with the owner's "
+                            f"pickle opt-in), or take embedding:{name} out of the prompt"}
     return {}
 
 
@@ -515,13 +520,35 @@ def _prompt_embeddings(context: NodeContext, text: str) -> dict:
             except LookupError as exc:
                 missing = missing or str(exc).strip("'\"")
         else:
-            raise NodeInputError("text", f"the prompt uses embedding:{name}, but {missing}; put the embedding "
-                                         f"(.safetensors, or .pt with the owner's pickle opt-in) in models/embeddings")
+            path = _embedding_in_other_case(context, name)
+            if path is None:
+                raise NodeInputError("text", f"the prompt uses embedding:{name}, but {missing}; put the embedding "
+                                             f"(.safetensors, or .pt with the owner's pickle opt-in) in "
+                                             f"models/embeddings")
         try:
             found[name] = load_embedding(path, allow_pickle=allow, name=name)
         except ModelLoadError as exc:
             raise NodeInputError("text", f"embedding:{name}: {exc}") from None
     return found
+
+
+def _embedding_in_other_case(context: NodeContext, name: str) -> Any:
+    """The path of the one embeddings-folder file whose name differs from `embedding:name` only in case (said as
+    a warning), as validation accepted it (`_missing_embeddings`); None when there is none. Several such files are
+    a NodeInputError asking which."""
+    from .prompt_syntax import find_embedding_file
+
+    model_paths = (getattr(context, "services", None) or {}).get("model_paths")
+    if model_paths is None:
+        return None
+    file, ambiguous = find_embedding_file(name, model_paths.list("embeddings")[0])
+    if ambiguous:
+        raise NodeInputError("text", ambiguous)
+    if file is None:
+        return None
+    context.warn(f"embedding:{name} is the file {file} (the names differ only in case); write it as the file "
+                 f"spells it to silence this")
+    return context.service("resolve_file")("embeddings", file)
 
 
 class EncodeText(Node):
@@ -1145,12 +1172,39 @@ def api_patch_model(context: NodeContext, model: Any, *patches: Any) -> Any:
     """nodegraph.api.patch_model: a new MODEL with the patches added last (targets checked now)."""
     from .patches import check_patches, with_patch
 
+    from .patches import PatchError
+
     model = _check_patchable(model)
-    with _patch_errors("patches"):
+    try:
         check_patches(model.net, patches)
         for patch in patches:
             model = with_patch(model, patch)
+    except (PatchError, TypeError) as exc:
+        # said of the calling node's input the bad key came from (a plugin's `target`); else the node's failure
+        # naming the patch — "input 'patches'" named an input the plugin's node does not have
+        holding = _input_holding_patch_key(context, patches)
+        if holding is None:
+            raise
+        raise NodeInputError(holding, str(exc)) from None
     return model
+
+
+def _input_holding_patch_key(context: NodeContext, patches: tuple) -> str | None:
+    """The calling node's input whose literal is a key one of `patches` addresses (`target`, `after`,
+    `targets`), or None."""
+    keys: set[str] = set()
+    for patch in patches:
+        for field in ("target", "after", "targets"):
+            value = getattr(patch, field, None)
+            if isinstance(value, str):
+                keys.add(value)
+            elif isinstance(value, (tuple, list)):
+                keys.update(k for k in value if isinstance(k, str))
+    node = getattr(context.graph, "nodes", {}).get(context.node_id) if context.graph is not None else None
+    for name, literal in (getattr(node, "inputs", None) or {}).items():
+        if isinstance(literal, str) and literal in keys:
+            return name
+    return None
 
 
 def api_unpatch_model(context: NodeContext, model: Any, name: str) -> Any:

@@ -1,0 +1,108 @@
+"""`embedding:NAME` in another case than its file: validation and the loader give one answer.
+
+A1111 users type embedding names in any case. Validation compared names in lower case and passed
+`embedding:easynegative`, then the loader looked for the exact file and the run failed after the checkpoint had
+loaded. Both now find the file the same way (`prompt_syntax.find_embedding_file`): the exact spelling, else the one
+file differing only in case (said in a warning), and several such files are refused with "did you mean".
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from nodegraph import Session
+from nodegraph.model_paths import PROJECT_ROOT, ModelPaths
+from nodes.models.prompt_syntax import find_embedding_file
+
+TINY_WORLD = Path(__file__).resolve().parents[2] / "models" / "checkpoints" / "tiny_world.safetensors"
+
+
+def _graph(prompt: str) -> dict:
+    return {"format_version": 1, "nodes": {
+        "ckpt": {"type": "LoadCheckpoint", "inputs": {"ckpt_name": "tiny_world.safetensors"}},
+        "enc": {"type": "EncodeText", "inputs": {"text_encoder": {"node": "ckpt", "output": "text_encoder"},
+                                                 "text": prompt}},
+        "out": {"type": "ShowValue", "inputs": {"value": {"node": "enc", "output": "conditioning"}}}}}
+
+
+def _models(tmp_path: Path, *embedding_files: str) -> Path:
+    """A models folder with the shipped checkpoint and embeddings of the words "red circle" under these names."""
+    from nodes.models.loading import load_checkpoint
+    from nodes.models.tokenizer import default_tokenizer
+
+    root = tmp_path / "models"
+    (root / "checkpoints").mkdir(parents=True)
+    (root / "embeddings").mkdir()
+    shutil.copy(TINY_WORLD, root / "checkpoints" / TINY_WORLD.name)
+    encoder = load_checkpoint(TINY_WORLD, components=("text_encoder",)).text_encoder
+    ids = default_tokenizer().encode("red circle")
+    vectors = encoder.encoders["clip_l"].text_model.embeddings.token_embedding.weight[ids].detach().clone()
+    for name in embedding_files:
+        save_file({"emb_params": vectors}, str(root / "embeddings" / name))
+    return root
+
+
+@pytest.mark.parametrize("name, files, expected", [
+    ("EasyNegative", ["EasyNegative.safetensors"], ("EasyNegative.safetensors", None)),
+    ("easynegative", ["EasyNegative.safetensors"], ("EasyNegative.safetensors", None)),
+    ("EASYNEGATIVE.PT", ["sub/x.pt", "EasyNegative.pt"], ("EasyNegative.pt", None)),
+    ("easynegative", ["EasyNegative.pt", "easynegative.safetensors"], ("easynegative.safetensors", None)),  # exact
+    ("missing", ["EasyNegative.safetensors"], (None, None)),
+])
+def test_find_embedding_file_takes_the_exact_name_then_the_one_in_another_case(name, files, expected):
+    """The exact spelling wins (any suffix); else the one file whose name differs only in case."""
+    assert find_embedding_file(name, files) == expected
+
+
+def test_several_files_differing_in_case_are_refused_asking_which():
+    """Two files differing only in case: no guess, a "did you mean" naming both."""
+    file, why = find_embedding_file("easynegative", ["EasyNegative.safetensors", "EASYNEGATIVE.safetensors"])
+    assert file is None
+    assert "did you mean embedding:EASYNEGATIVE or embedding:EasyNegative?" in why
+
+
+@torch.no_grad()
+def test_an_embedding_named_in_another_case_passes_validation_and_loads(tmp_path):
+    """`embedding:easynegative` with EasyNegative.safetensors: validation passes and the run reads that file (it
+    passed validation, then failed after loading the checkpoint), saying which file it took."""
+    session = Session(model_paths=ModelPaths(roots=[_models(tmp_path, "EasyNegative.safetensors")]),
+                      output_dir=tmp_path / "out")
+    assert session.validate(_graph("a small embedding:easynegative on the left")) == []
+    result = session.run(_graph("a small embedding:easynegative on the left"))
+    exact = session.run(_graph("a small embedding:EasyNegative on the left"))
+    assert torch.equal(result.outputs["out"]["value"]["context"], exact.outputs["out"]["value"]["context"])
+    assert any("embedding:easynegative is the file EasyNegative.safetensors" in warning["message"]
+               for warning in result.warnings)
+
+
+@torch.no_grad()
+def test_several_embeddings_differing_in_case_fail_at_validation_and_at_run_time(tmp_path):
+    """Two files differing only in case: validation refuses with "did you mean", and so does the loader when a
+    graph reaches it without validation (api.encode_text from a plugin's node)."""
+    from types import SimpleNamespace
+
+    from nodes.models.nodes import NodeInputError, _prompt_embeddings
+
+    root = _models(tmp_path, "EasyNegative.safetensors", "EASYNEGATIVE.safetensors")
+    session = Session(model_paths=ModelPaths(roots=[root]), output_dir=tmp_path / "out")
+    (error,) = session.validate(_graph("embedding:easynegative"))
+    assert error.input == "text" and "did you mean" in error.message
+    context = SimpleNamespace(services=session.services, service=lambda name: session.services[name],
+                              warn=lambda message: None)
+    with pytest.raises(NodeInputError, match="did you mean embedding:EASYNEGATIVE or embedding:EasyNegative"):
+        _prompt_embeddings(context, "embedding:easynegative")
+
+
+def test_the_validation_message_shows_each_embeddings_folder_as_run_time_messages_do(tmp_path, monkeypatch):
+    """The project's folder is `<nodegraph>/models/embeddings`, as every loader's message writes it (validation
+    wrote "(models/embeddings, models/embeddings)")."""
+    monkeypatch.chdir(tmp_path)
+    root = _models(tmp_path)
+    session = Session(model_paths=ModelPaths(roots=[root, PROJECT_ROOT / "models"]), output_dir=tmp_path / "out")
+    (error,) = session.validate(_graph("embedding:nothing_like_it"))
+    assert "(models/embeddings, <nodegraph>/models/embeddings)" in error.message
