@@ -502,7 +502,10 @@ def _stop_on_sigterm_as_on_ctrl_c() -> Any:
     Returns the handler it replaced (None when it could not set one), for `cmd_run` to put back."""
     import signal
 
+    from .interrupts import note_stop_signal
+
     def terminated(signum: int, frame: object) -> None:
+        note_stop_signal()        # a stop, not the running node's failure (interrupts.py)
         raise KeyboardInterrupt("terminated (SIGTERM)")
 
     try:

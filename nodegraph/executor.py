@@ -94,7 +94,7 @@ from . import events as ev
 from .cache import MISSING, WATCH_DEPTH, OutputCache
 from .errors import NodeExecutionError, NodeInputError, NodeOutputError, RunInterrupted, out_of_memory
 from .graph import Graph, Link, primitive_value, topological_order
-from .interrupts import CURRENT_CHECK
+from .interrupts import CURRENT_CHECK, noting_ctrl_c, stop_signals_received
 from .node import Node, NodeContext
 from .registry import Registry
 from .types import pixel_values_problem
@@ -347,10 +347,11 @@ def _fingerprint_bytes(cls: Any, literals: dict[str, Any], resolve_file: Any) ->
     node run every time: for NaN (IS_CHANGED's "always changed": NaN equals nothing), and, named in the log
     once, when it raised or returned another kind of value (an object's repr can change every run; its author's
     bug; the run goes on)."""
+    signals_before = stop_signals_received()
     try:
         value = cls.fingerprint(literals, resolve_file)
     except BaseException as exc:  # noqa: BLE001 — a node's own fingerprint must not crash the run; sys.exit() in
-        if _is_users_interrupt(exc):   # it ended `nodegraph run` with exit 0, no record, no word (a hostile re-test)
+        if _is_users_interrupt(exc, signals_before):   # it ended `nodegraph run` with exit 0, no record, no word (a hostile re-test)
             raise
         _warn_fingerprint(cls, f"raised {type(exc).__name__}: {exc}")
         return None
@@ -812,6 +813,7 @@ def _new_lazy_requests(state: RunState, plan: NodePlan, emit: ev.EventSink, serv
     plugin's raised out of the run: a bare traceback, a server's run failed naming no node)."""
     node = _instance(state, plan)
     available = _gather_inputs(state, plan, evaluated_only=True)
+    signals_before = stop_signals_received()
     try:
         asked = node.lazy_inputs_needed(available)
         if isinstance(asked, (str, bytes)) or not isinstance(asked, (list, tuple, set, frozenset)):
@@ -822,7 +824,7 @@ def _new_lazy_requests(state: RunState, plan: NodePlan, emit: ev.EventSink, serv
             raise ValueError(f"{plan.cls.__name__}.lazy_inputs_needed asked for {unknown[0]!r}, which is not one of "
                              f"its lazy inputs ({', '.join(sorted(plan.lazy_inputs))}); declare it Input(lazy=True)")
     except BaseException as exc:  # noqa: BLE001 — the node's own code: its failure, named
-        if _is_users_interrupt(exc):
+        if _is_users_interrupt(exc, signals_before):
             raise
         raise _node_failed(state, plan, exc, tb.format_exc(), emit, services) from exc
     requested = state.requested_lazy.setdefault(plan.node_id, set())
@@ -957,6 +959,7 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
     state.running = node_id
     _PeakMemory.start()
     started = time.perf_counter()
+    signals_before = stop_signals_received()
     try:
         _check_memory_headroom(state, cache)
         _check_linked_values(plan, kwargs)
@@ -979,7 +982,7 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
     except BaseException as exc:  # noqa: BLE001 — every node failure becomes a structured error: a plugin's
         # sys.exit (it ended the CLI with no word of which node) and its own KeyboardInterrupt or BaseException
         # subclass too (in a server's worker thread they ended the thread and the queue stopped for everyone)
-        if _is_users_interrupt(exc):
+        if _is_users_interrupt(exc, signals_before):
             raise
         trace = tb.format_exc()
         if (memory := out_of_memory(exc, kwargs)) is not None:   # the allocator's words name no input
@@ -1012,10 +1015,13 @@ def _record_drawn(state: RunState, node_id: str, spec: Any, outputs: dict[str, A
         state.drawn[node_id] = plain
 
 
-def _is_users_interrupt(exc: BaseException) -> bool:
-    """Ctrl+C: a KeyboardInterrupt on the main thread (where Python delivers SIGINT). One raised on another
-    thread can only come from a node's own code, so it fails that node like any other exception."""
-    return isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread()
+def _is_users_interrupt(exc: BaseException, signals_before: int) -> bool:
+    """Ctrl+C (or `nodegraph run`'s SIGTERM): a KeyboardInterrupt on the main thread (where Python delivers
+    signals) while a stop signal was noted (`interrupts.noting_ctrl_c`: the count grew since `signals_before`).
+    One with no signal, or on another thread, came from the node's own code (a plugin bug, a library passing
+    one on): it fails that node like any other exception — `nodegraph run` said "interrupted (Ctrl+C)", exit 130."""
+    return isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread() \
+        and stop_signals_received() > signals_before
 
 
 def execute(state: RunState, cache: OutputCache, emit: ev.EventSink,
@@ -1055,6 +1061,7 @@ def execute(state: RunState, cache: OutputCache, emit: ev.EventSink,
             continue  # newly requested lazy inputs were literals: ask again
         check_interrupted(None)
         _run_node(state, plan, cache, emit, check_interrupted, services)
+        check_interrupted(node_id)   # asked to stop while it ran without checking: the interrupt names it
         stack.pop()
 
 
@@ -1144,8 +1151,9 @@ def run_plan(
     outcome: BaseException | None = None
     emit(ev.RunStarted(run_id, tuple(order), len(order), plan.skipped))
     try:
-        compute_keys(state, order, resolve_file, output_scope, input_scope, private_scope)
-        execute(state, cache, emit, check_interrupted, services or {})
+        with noting_ctrl_c():         # a node's own KeyboardInterrupt is its failure; Ctrl+C's is a stop
+            compute_keys(state, order, resolve_file, output_scope, input_scope, private_scope)
+            execute(state, cache, emit, check_interrupted, services or {})
         # asked to stop while the last node ran, which did not check: the run ends interrupted, as it would have
         # before any later node (its outputs are cached; it reported success, so an interrupt seemed ignored)
         check_interrupted(state.executed[-1] if state.executed else None)

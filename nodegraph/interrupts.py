@@ -7,14 +7,65 @@ executor makes the running node's check the current one (`CURRENT_CHECK`) while 
 interrupt (a user's, or a server's run-time limit) stops the run at the next block; outside a run (a
 script calling the model directly) `interrupt_point()` does nothing. A ContextVar, so each thread (a
 server's worker, a Ray actor) sees only its own run.
+
+Ctrl+C is told apart from a node's own `raise KeyboardInterrupt` (a plugin bug, or a library such as tqdm or
+cv2 passing one on) by the signal: while a graph runs on the main thread, `noting_ctrl_c` notes each SIGINT the
+process receives before the handler that was there raises KeyboardInterrupt, and `nodegraph run`'s SIGTERM
+handler notes its SIGTERM so. A KeyboardInterrupt from a node with no stop signal noted during its run
+is that node's failure (`NodeExecutionError`), not the user's stop.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 CURRENT_CHECK: ContextVar[Callable[[], None] | None] = ContextVar("nodegraph_interrupt_check", default=None)
+
+_stop_signals_received = 0      # SIGINTs (Ctrl+C) and handled SIGTERMs noted in this process
+
+
+def note_stop_signal() -> None:
+    """Note that the process received a stop signal; a signal handler that raises KeyboardInterrupt calls it
+    first, so the executor reads that KeyboardInterrupt as the user's stop, not as the running node's failure."""
+    global _stop_signals_received
+    _stop_signals_received += 1
+
+
+def stop_signals_received() -> int:
+    """How many stop signals this process has noted: a node's run saw one when the count grew meanwhile."""
+    return _stop_signals_received
+
+
+@contextmanager
+def noting_ctrl_c() -> Iterator[None]:
+    """While it lasts, on the main thread, each SIGINT is noted (`note_stop_signal`) and then handled by the
+    handler that was there (Python's raises KeyboardInterrupt); elsewhere, or with SIGINT ignored, it does
+    nothing. The handler is put back after, unless something else replaced it meanwhile."""
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if previous is None or previous is signal.SIG_IGN:     # another thread, a handler set in C, or ignored
+        yield
+        return
+
+    def noted(signum: int, frame: Any) -> Any:
+        note_stop_signal()
+        if callable(previous):
+            return previous(signum, frame)
+        raise KeyboardInterrupt       # SIG_DFL: the process would have ended; stop the run instead
+
+    installed = True
+    try:
+        signal.signal(signal.SIGINT, noted)
+    except ValueError:                # not the main interpreter: no handler of ours to put back
+        installed = False
+    try:
+        yield
+    finally:
+        if installed and signal.getsignal(signal.SIGINT) is noted:
+            signal.signal(signal.SIGINT, previous)
 
 
 def interrupt_point() -> None:

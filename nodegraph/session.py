@@ -55,6 +55,11 @@ class Session:
         memory: the model memory manager (default: best device, budget from free memory).
     """
 
+    # how long `run` waits in all for a plugin's choice list still being read (`Registry.CHOICES_WAIT` is the
+    # editor's and a server submit's quick wait): a one-shot `nodegraph run` always failed on a list slower than
+    # that, with nobody's editor to keep responsive; a list slower than this still fails with its delay named
+    RUN_CHOICES_WAIT = 30.0
+
     def __init__(
         self,
         *,
@@ -317,11 +322,14 @@ class Session:
         memo = graph.compiled.get(memo_key)
         if memo is None or memo[0] is not self.registry:
             errors = [e for e in validate(graph, self.registry, outputs=(), list_model_files=None,
-                                          input_dir=input_dir or self.input_dir) if e.code != "no_outputs"]
+                                          input_dir=input_dir or self.input_dir, choices_wait=self.RUN_CHOICES_WAIT)
+                      if e.code != "no_outputs"]
             if errors:     # with the model-file checks too, so `run` lists what `validate` lists
-                raise GraphValidationError([e for e in validate(graph, self.registry, (), self.model_paths.list,
-                                                                input_dir or self.input_dir)
-                                            if e.code != "no_outputs"])
+                errors = [e for e in validate(graph, self.registry, (), self.model_paths.list,
+                                              input_dir or self.input_dir, choices_wait=self.RUN_CHOICES_WAIT)
+                          if e.code != "no_outputs"]
+            if errors:     # none on the second look (a slow choice list answered meanwhile, a file appeared): valid
+                raise GraphValidationError(errors)
             graph.compiled[memo_key] = (self.registry, True)
         plan = compile_graph(graph, self.registry)
         errors = output_errors(plan.nodes, bool(plan.output_nodes), outputs)

@@ -35,6 +35,7 @@ import logging
 import math
 import os
 import re
+import time
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -57,6 +58,42 @@ _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_e
 
 SUGGESTED_ERRORS = 50      # errors per validation that get a "did you mean"
 _suggestions_left: ContextVar[int | None] = ContextVar("suggestions_left", default=None)
+
+
+class ChoiceListReader:
+    """A plugin's choice lists (`register_choice_lists`) as one validation reads them.
+
+    `Registry.choices` waits at most `Registry.CHOICES_WAIT` for a list still being read, then offers its last
+    values (none the first time): right for the editor and a server's submit, which must answer quickly. Here
+    each list is read once per validation (two nodes of one slow list waited twice: 4 s, not the documented 2),
+    and a list still being read is waited for up to `wait` seconds in all — `run` passes `RUN_CHOICES_WAIT`, so a
+    one-shot `nodegraph run` no longer fails on a list that answers in 3 s. A list has answered when
+    `Registry.choices` returned before its `CHOICES_WAIT` ran out (it waits that long only for a read under way).
+    """
+
+    def __init__(self, registry: Registry, wait: float = 0.0):
+        self.registry = registry
+        self.wait = wait
+        self._answered: dict[str, list[str]] = {}     # lists that answered (or whose wait ran out)
+        self._last: dict[str, list[str]] = {}         # a list still being read: the values it offers meanwhile
+
+    def choices(self, name: str, value: str) -> list[str]:
+        """The choices of list `name` to check `value` against."""
+        if name in self._answered:
+            return self._answered[name]
+        if value in self._last.get(name, ()):         # its last values hold this one: no need to wait for it
+            return self._last[name]
+        deadline = time.monotonic() + self.wait
+        while True:
+            asked = time.monotonic()
+            choices = self.registry.choices(name)
+            now = time.monotonic()
+            if now - asked < 0.9 * self.registry.CHOICES_WAIT or now >= deadline:   # answered, or waited enough
+                self._answered[name] = choices
+                return choices
+            self._last[name] = choices
+            if value in choices:
+                return choices
 
 
 def _closest(name: str, candidates: Iterable[str]) -> list[str]:
@@ -213,6 +250,7 @@ def validate(
     outputs: Iterable[str] | None = None,
     list_model_files: Callable[[str], tuple[list[str], list[str]]] | None = None,
     input_dir: str | Path | None = None,
+    choices_wait: float = 0.0,
 ) -> list[GraphError]:
     """All problems in `graph`; `outputs` restricts which nodes must be runnable sinks.
 
@@ -224,28 +262,34 @@ def validate(
             when None, model file names are not checked.
         input_dir: the run's input folder: names of files in it (uploads, LoadImage's image, a
             dataset folder: inputs declared `file_name_in="input"`) must exist there; None: not checked.
+        choices_wait: seconds to wait in all for a plugin's choice list that is still being read (`run`:
+            `RUN_CHOICES_WAIT`); 0 waits `Registry.CHOICES_WAIT` once per list, then checks against the values
+            it offers meanwhile (none the first time), as the editor's and a server's quick validation must.
 
     A graph with node modes or subgraphs is checked as its effective graph
     (effective_graph.py); errors inside a subgraph name the path to the inner node.
     """
+    lists = ChoiceListReader(registry, choices_wait)
     if _suggestions_left.get() is not None:        # nested (a subgraph's effective graph): one budget
-        return _validate(graph, registry, outputs, list_model_files, input_dir)
+        return _validate(graph, registry, outputs, list_model_files, input_dir, lists)
     budget = _suggestions_left.set(SUGGESTED_ERRORS)
     try:
-        return _validate(graph, registry, outputs, list_model_files, input_dir)
+        return _validate(graph, registry, outputs, list_model_files, input_dir, lists)
     finally:
         _suggestions_left.reset(budget)
 
 
 def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
               list_model_files: Callable[[str], tuple[list[str], list[str]]] | None,
-              input_dir: str | Path | None = None) -> list[GraphError]:
+              input_dir: str | Path | None = None, lists: ChoiceListReader | None = None) -> list[GraphError]:
+    lists = lists if lists is not None else ChoiceListReader(registry)
     if not graph.is_plain:
         from .effective_graph import effective_graph, requested_targets
 
         effective = effective_graph(graph, registry)
         outputs = requested_targets(graph, registry, outputs)
-        return effective.annotate(_validate(effective.graph, registry, outputs, list_model_files, input_dir))
+        return effective.annotate(_validate(effective.graph, registry, outputs, list_model_files, input_dir,
+                                            lists))
     errors: list[GraphError] = []
     nodes = graph.nodes
     node_classes = registry.nodes
@@ -300,7 +344,7 @@ def _validate(graph: Graph, registry: Registry, outputs: Iterable[str] | None,
                 _check_literal(node_id, node.type, name, ispec, value, list_model_files, errors, input_dir,
                                plugin_node=_plugin_of(registry, node.type) not in registry.builtin_plugins)
                 if ispec.choices_from is not None and isinstance(value, str) \
-                        and value not in (choices := registry.choices(ispec.choices_from)):
+                        and value not in (choices := lists.choices(ispec.choices_from, value)):
                     problem = registry.choice_list_problem(ispec.choices_from)
                     shown = ", ".join(repr(c) for c in choices[:50]) + (f", … ({len(choices)} in all)"
                                                                          if len(choices) > 50 else "")

@@ -463,9 +463,12 @@ class CFGGuider:
 
         def evaluate(conditioning: Conditioning | None = None, patches: Sequence = (),
                      x: torch.Tensor | None = None) -> torch.Tensor:
-            cond = self.positive if conditioning is None else self._checked_conditioning(conditioning,
-                                                                                           "conditioning")
-            return self._single(latent if x is None else x, sigma, cond, shared_cond, tuple(patches or ()))
+            try:
+                cond = self.positive if conditioning is None else self._checked_conditioning(conditioning,
+                                                                                               "conditioning")
+                return self._single(latent if x is None else x, sigma, cond, shared_cond, tuple(patches or ()))
+            except ValueError as exc:       # what the term passed was refused: `_call_term` names the term
+                raise _EvaluateRefused.of(exc) from exc
 
         state = GuidanceState(x=x, sigma=sigma, denoised=guided, denoised_positive=positive,
                               denoised_negative=negative, scale=self.scale if negative is not None else 1.0,
@@ -498,11 +501,27 @@ def _term_name(term: Any) -> str:
     return f"{cls.__qualname__} (from {cls.__module__})"
 
 
+class _EvaluateRefused(SamplingError):
+    """`state.evaluate` refused what a guidance term passed it (a conditioning value, an `x` the network does not
+    take); `_call_term` says so of the term, at the `guidance` input."""
+
+    @classmethod
+    def of(cls, exc: ValueError) -> _EvaluateRefused:
+        if isinstance(exc, SamplingError):
+            return cls(exc.argument, exc.expected, exc.found, exc.fix, exc.value)
+        return cls(getattr(exc, "argument", None) or "x", "a value the network takes", str(exc),
+                   "Pass state.evaluate conditioning and x shaped like state.positive and state.x.")
+
+
 def _call_term(term: Any, state: GuidanceState) -> torch.Tensor | None:
     """`term(state)`, its failure or a correction that does not fit the prediction named after the term (a
-    plugin's term is otherwise blamed on the sampler, with a stack that no longer holds the term)."""
+    plugin's term is otherwise blamed on the sampler, with a stack that no longer holds the term; so was a
+    refusal of its `state.evaluate` call, at KSampler's `sampler` input)."""
     try:
         correction = term(state)
+    except _EvaluateRefused as exc:
+        raise SamplingError("guidance", f"guidance term {_term_name(term)} to call state.evaluate with "
+                            f"{exc.argument} as {exc.expected}", exc.found, exc.fix, exc.value) from exc
     except ValueError:      # a deliberate refusal with its own words (SamplingError, a plugin's own error)
         raise
     except Exception as exc:  # noqa: BLE001 — named after the term, the original kept as __cause__

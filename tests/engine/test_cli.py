@@ -1398,6 +1398,8 @@ def test_a_nodes_warning_is_printed_when_given_and_kept_by_a_stopped_runs_record
     after the run — a user who stopped the long run never saw it, and the stopped run's record had
     "warnings": [] (an InvokeAI user's pass). Warnings print as they come, once, and every record keeps them;
     a failed plugin node's record names its plugin."""
+    import signal
+
     from nodegraph import Input, Node, NodeInputs, Output, Session, cli, hookimpl
 
     class WarnThenStop(Node):
@@ -1408,7 +1410,9 @@ def test_a_nodes_warning_is_printed_when_given_and_kept_by_a_stopped_runs_record
 
         def run(self, how):
             self.context.warn("this size was never trained")
-            if how == "stop":
+            if how == "stop":       # the user's Ctrl+C (a node's own `raise KeyboardInterrupt` is its failure)
+                signal.raise_signal(signal.SIGINT)
+            if how == "own_kbd":    # a plugin bug: it exited 130, "interrupted (Ctrl+C)"
                 raise KeyboardInterrupt
             if how == "fail":
                 raise RuntimeError("broken")
@@ -1421,7 +1425,8 @@ def test_a_nodes_warning_is_printed_when_given_and_kept_by_a_stopped_runs_record
 
     monkeypatch.setattr(cli, "_session", lambda args, **kw: Session(plugins=[("warner", Plugin())], **kw))
     graph = tmp_path / "g.json"
-    for how, code in (("stop", cli.EXIT_INTERRUPTED), ("fail", cli.EXIT_FAILED), ("ok", 0)):
+    for how, code in (("stop", cli.EXIT_INTERRUPTED), ("own_kbd", cli.EXIT_FAILED), ("fail", cli.EXIT_FAILED),
+                      ("ok", 0)):
         graph.write_text(json.dumps({"format_version": 2, "nodes": {
             "w": {"type": "WarnThenStop", "inputs": {"how": how}},
             "s": {"type": "ShowValue", "inputs": {"value": {"node": "w", "output": "value"}}}}}))
@@ -1432,8 +1437,8 @@ def test_a_nodes_warning_is_printed_when_given_and_kept_by_a_stopped_runs_record
             assert err.index("this size was never trained") < err.index("interrupted")
         record = json.loads((tmp_path / how / "g.outputs.json").read_text())
         assert [w["message"] for w in record["warnings"]] == ["this size was never trained"], (how, record)
-        if how == "fail":
-            assert record["error"]["plugin"] == "warner"
+        if how in ("fail", "own_kbd"):
+            assert record["status"] == "failed" and record["error"]["plugin"] == "warner", record
 
 
 def test_set_takes_a_bare_input_name_as_sweep_does(tmp_path, capsys):

@@ -126,11 +126,13 @@ def test_a_failing_or_misshapen_patch_is_named_in_the_error(session, mode, words
 
 
 def test_a_wrong_patch_target_names_the_argument_and_valid_keys(session):
-    """A layer key the network lacks fails in patch_model, listing keys that exist."""
+    """A layer key the network lacks fails in patch_model, naming the patch and listing keys that exist; a key
+    no input of the node holds is the node's failure (it was "input 'patches'", an input the node lacks)."""
     with pytest.raises(NodeExecutionError) as info:
         run_modes(session, "bad_key")
     error = info.value.exception
-    assert error.input == "patches" and "output_blocks.99" in str(error) and "valid keys" in str(error)
+    assert not hasattr(error, "input") and "patch 'nowhere'" in str(error)
+    assert "output_blocks.99" in str(error) and "valid keys" in str(error)
 
 
 def _context(session: Session):

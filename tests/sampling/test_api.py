@@ -148,7 +148,8 @@ class PluginBadCall(Node):
 class BadTerm(api.GuidanceTerm):
     """A plugin's guidance term that goes wrong in one of several ways."""
 
-    MISTAKES = ("term_raises", "term_wrong_shape", "term_not_a_tensor", "term_nan", "term_inverted_range")
+    MISTAKES = ("term_raises", "term_wrong_shape", "term_not_a_tensor", "term_nan", "term_inverted_range",
+                "term_evaluate_refused")
 
     def __init__(self, mistake: str):
         self.mistake = mistake
@@ -162,6 +163,8 @@ class BadTerm(api.GuidanceTerm):
             return torch.zeros(1, 3, 5, 5)
         if self.mistake == "term_not_a_tensor":
             return "x"
+        if self.mistake == "term_evaluate_refused":       # state.evaluate refuses what the term passes it
+            return state.evaluate(conditioning={"nonsense": 1}) - state.denoised
         return state.denoised * float("nan")
 
 
@@ -330,6 +333,9 @@ def test_guidance_terms_are_added_after_cfg(session):
     ("term_not_a_tensor", "guidance", "found str"),
     ("term_nan", "guidance", "NaN or infinite values"),
     ("term_inverted_range", "guidance", "low <= high, found (5.0, 1.0)"),
+    # it was said of KSampler's `sampler` input, without the term's name
+    ("term_evaluate_refused", "guidance", "BadTerm (from tests.sampling.test_api) to call state.evaluate with "
+                                          "conditioning['nonsense'] as a tensor with a batch dimension, found int"),
 ])
 def test_bad_arguments_are_refused_naming_the_argument(session, mistake, argument, words):
     """Each mistake fails with an error whose input is the API argument and whose message says the fix."""
