@@ -719,17 +719,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 _TERMINAL_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+# also escaped where one line is one item: a newline or tab, a line / paragraph separator, a bidi override or
+# mark (U+202E shows "x\u202egnp.exe" as "xexe.png")
+_LINE_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2028\u2029"
+                          r"\u2066-\u2069]")
 
 
-def _terminal_safe(text: str) -> str:
-    """`text` as a terminal shows it literally: control characters (an ESC that clears the screen or recolours
+def _terminal_safe(text: str, one_line: bool = False) -> str:
+    r"""`text` as a terminal shows it literally: control characters (an ESC that clears the screen or recolours
     it, a carriage return that writes over the line: a stranger's graph faked "all good" with them) and lone
-    surrogates written as escapes (`\x1b`, `\x0d`, `\ud800`); newlines and tabs stay."""
+    surrogates written as escapes (`\x1b`, `\x0d`, `\ud800`); newlines and tabs stay, unless `one_line` (a listing
+    of one item a line, where a file named "evil\nFAKE LINE.safetensors" forged a line): then they, line separators
+    and bidi overrides are escaped too (`\x0a`, `\u202e`)."""
     def escaped(match: re.Match) -> str:
         code = ord(match.group())
         return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
-    return _TERMINAL_UNSAFE.sub(escaped, text)
+    return (_LINE_UNSAFE if one_line else _TERMINAL_UNSAFE).sub(escaped, text)
 
 
 def _usage_error(message: str, as_json: bool = False) -> int:
@@ -883,8 +889,10 @@ def cmd_templates(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     """What the loader nodes can be given, folder by folder (the editor's file lists), as ComfyUI users read their
     models/ tree: each folder's directories in search order (missing ones said), its files with their sizes, pickles
-    marked (refused without NODEGRAPH_ALLOW_PICKLE=1), and names that a file earlier in the search hides."""
-    from .model_paths import PICKLE_SUFFIXES, STANDARD_FOLDERS
+    marked (refused without NODEGRAPH_ALLOW_PICKLE=1), names that a file earlier in the search hides, files whose
+    names no loader accepts (with why), and a folder whose walk stopped at the entry limit. One line per file: a
+    name's newline or bidi override is escaped (`\\x0a`, `\\u202e`), so no file name forges a line."""
+    from .model_paths import MAX_ENTRIES, PICKLE_SUFFIXES, STANDARD_FOLDERS
 
     try:
         session = _session(args)
@@ -898,10 +906,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         return _usage_error(f"no model folder {', '.join(map(repr, unknown))}; the folders are: {', '.join(known)}")
     report = []
     for folder in args.folders or known:
-        names, searched = paths.list(folder)
+        listing = paths.listing(folder)
         hidden = paths.shadowed(folder)
         files = []
-        for name in names:
+        for name in listing.names:
             try:
                 path = paths.resolve(folder, name)
                 size = path.stat().st_size if path.is_file() else sum(
@@ -909,28 +917,48 @@ def cmd_models(args: argparse.Namespace) -> int:
             except (LookupError, OSError):
                 path, size = None, None
             files.append({"name": name, "bytes": size, "pickle": name.lower().endswith(PICKLE_SUFFIXES),
-                          "path": str(path) if path else None,
+                          "path": str(path) if path else None, "cannot_load": None,
                           "hidden": [str(d / name) for d in hidden.get(name, [])[1:]]})
-        report.append({"folder": folder, "directories": [{"path": d, "exists": Path(d).is_dir()} for d in searched],
-                       "files": files})
+        for name, why in listing.refused.items():     # on disk, but `resolve` refuses the name: no choice
+            path = next((Path(d) / name for d in listing.searched if (Path(d) / name).is_file()), None)
+            try:
+                size = path.stat().st_size if path else None
+            except OSError:
+                size = None
+            files.append({"name": name, "bytes": size, "pickle": name.lower().endswith(PICKLE_SUFFIXES),
+                          "path": str(path) if path else None, "cannot_load": why, "hidden": []})
+        files.sort(key=lambda f: f["name"])
+        report.append({"folder": folder, "directories": [{"path": d, "exists": Path(d).is_dir()}
+                                                         for d in listing.searched],
+                       "files": files, "stopped": listing.stopped})
     if args.json:
         print(json.dumps({"folders": report, "warnings": session.model_path_warnings()}, indent=2))
         return EXIT_OK
     for line in session.model_path_warnings():
         print(f"warning: {line}", file=sys.stderr)
     for entry in report:
-        print(f"{entry['folder']} ({len(entry['files'])} file{'' if len(entry['files']) == 1 else 's'})")
-        print("  searched: " + ", ".join(_terminal_safe(d["path"]) + ("" if d["exists"] else " (missing)")
-                                         for d in entry["directories"]))
+        refused = sum(1 for f in entry["files"] if f["cannot_load"])
+        print(f"{_terminal_safe(entry['folder'], one_line=True)} ({len(entry['files'])} "
+              f"file{'' if len(entry['files']) == 1 else 's'}"
+              + (f", {refused} of them cannot be loaded" if refused else "")
+              + (f"; the first {MAX_ENTRIES:,} entries searched, files past them not shown: the listing stops there"
+                 if entry["stopped"] else "")
+              + ")")
+        searched = [_terminal_safe(d["path"], one_line=True) + ("" if d["exists"] else " (missing)")
+                    for d in entry["directories"]]
+        print("  searched: " + ", ".join(searched))
         for f in entry["files"]:
             notes = []
-            if f["pickle"]:
+            if f["cannot_load"]:
+                notes.append(f"cannot be loaded: {_terminal_safe(f['cannot_load'], one_line=True)} (rename the file)")
+            elif f["pickle"]:
                 notes.append("pickle: loads only with NODEGRAPH_ALLOW_PICKLE=1 (docs/models.md)")
             if f["hidden"]:
-                notes.append(f"also in {', '.join(map(_terminal_safe, f['hidden']))}, never used: the first "
-                             f"directory's file answers to the name")
+                notes.append(f"also in {', '.join(_terminal_safe(h, one_line=True) for h in f['hidden'])}, never "
+                             f"used: the first directory's file answers to the name")
             size = _size_text(f["bytes"]) if f["bytes"] is not None else "?"
-            print(f"  {_terminal_safe(f['name']):<44} {size:>9}" + (f"  {'; '.join(notes)}" if notes else ""))
+            print(f"  {_terminal_safe(f['name'], one_line=True):<44} {size:>9}"
+                  + (f"  {'; '.join(notes)}" if notes else ""))
     return EXIT_OK
 
 

@@ -24,8 +24,10 @@ e.g. `sd15/dreamshaper.safetensors`); a diffusers pipeline folder (one with a
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import reprlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MAX_DEPTH = 8            # folder levels below a model folder that are searched
 MAX_ENTRIES = 20_000     # directory entries looked at per listing, at most
 LISTING_TTL = 2.0        # seconds a listing is reused (a file copied in shows up within this)
+MAX_CONFIG_DIRECTORIES = 1_000   # directories a config file lists in all (each is searched at every listing)
+MAX_DIRECTORY_CHARS = 4_096      # characters in one of them (Linux's PATH_MAX)
+MAX_CONFIG_TEXT = MAX_CONFIG_DIRECTORIES * (MAX_DIRECTORY_CHARS + 1)   # characters of YAML entries read in all
 CONFIG_FORMAT = ('a JSON object mapping model folder names to lists of directories, e.g. '
                  '{"checkpoints": ["/data/sd/models", "~/ComfyUI/models/checkpoints"], "loras": ["loras"]} '
                  "(relative directories are resolved against the file's folder)")
@@ -70,20 +75,41 @@ def read_config_text(path: Path) -> str:
             from None
 
 
+def described(value: Any) -> str:
+    """A short repr of a value read from a config file, for a message, built without formatting the whole value:
+    YAML aliases share one list many times over, so a 422-byte file can hold a list whose full repr is gigabytes
+    (reprlib looks at a few items of a few levels only)."""
+    shown = reprlib.Repr()
+    shown.maxlevel, shown.maxlist, shown.maxtuple, shown.maxset, shown.maxdict = 2, 3, 3, 3, 3
+    shown.maxstring = shown.maxother = shown.maxlong = 60
+    text = shown.repr(value)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
 def config_shape_problem(data: Any) -> str | None:
     """Why parsed config JSON is not `{folder: [directory, ...], ...}`, or None."""
     if not isinstance(data, dict):
         return f"it holds a JSON {type(data).__name__}, not an object"
+    count = 0
     for folder, dirs in data.items():
         if not folder.strip():
             return "a folder name is empty"
         if isinstance(dirs, str):
-            return f"folder {folder!r} maps to the text {dirs!r}, not a list; write [{json.dumps(dirs)}]"
+            example = json.dumps(dirs) if len(dirs) <= 200 else '"DIRECTORY"'
+            return f"folder {described(folder)} maps to the text {described(dirs)}, not a list; write [{example}]"
         if not isinstance(dirs, list):
-            return f"folder {folder!r} maps to a JSON {type(dirs).__name__}, not a list of directories"
+            return f"folder {described(folder)} maps to a JSON {type(dirs).__name__}, not a list of directories"
         for directory in dirs:
             if not isinstance(directory, str) or not directory.strip():
-                return f"folder {folder!r} lists {json.dumps(directory)}, not a directory path (a non-empty text)"
+                scalar = isinstance(directory, (int, float, type(None)))       # spelt as JSON: null, 3, true
+                shown = json.dumps(directory) if scalar else described(directory)
+                return f"folder {described(folder)} lists {shown}, not a directory path (a non-empty text)"
+            if len(directory) > MAX_DIRECTORY_CHARS:
+                return (f"folder {described(folder)} lists a directory of {len(directory):,} characters (at most "
+                        f"{MAX_DIRECTORY_CHARS:,}): {described(directory)}")
+        count += len(dirs)
+        if count > MAX_CONFIG_DIRECTORIES:
+            return f"it lists more than {MAX_CONFIG_DIRECTORIES:,} directories; every one is searched at each listing"
     return None
 
 
@@ -101,41 +127,73 @@ A1111_FOLDER_NAMES = {"stable-diffusion": "checkpoints", "lora": "loras", "lycor
                       "upscale_models", "scunet": "upscale_models", "textual_inversion": "embeddings"}
 
 
+def directory_lines(value: str, section: Any, folder: str, budget: list[int]) -> list[str]:
+    """The directories of one YAML entry (a `|` block holds one a line), with the reader's bounds checked first:
+    `budget` is `[characters left to read]`, shared by the whole file, so an alias used many times (each use is
+    read again) cannot make a small file cost gigabytes."""
+    budget[0] -= len(value) + 1
+    if budget[0] < 0:
+        raise ValueError(f"its directory entries add up to more than {MAX_CONFIG_TEXT:,} characters (a YAML alias "
+                         f"counts each time it is used); a model path config lists at most "
+                         f"{MAX_CONFIG_DIRECTORIES:,} directories")
+    lines = [line.strip() for line in value.splitlines() if line.strip()]
+    for line in lines:
+        if len(line) > MAX_DIRECTORY_CHARS:
+            raise ValueError(f"section {described(section)}: {described(folder)} lists a directory of {len(line):,} "
+                             f"characters (at most {MAX_DIRECTORY_CHARS:,}): {described(line)}")
+    return lines
+
+
 def read_comfyui_yaml(path: Path) -> dict[str, list[str]]:
     """ComfyUI's extra_model_paths.yaml as `{folder: [directory, ...]}`: sections (`a111:`, `comfyui:`, …) each with
     an optional `base_path` that the others are relative to, a folder per key, several directories in a `|` block
-    (one a line); `is_default` is ComfyUI's own. Needs PyYAML (the project's JSON form does not)."""
+    (one a line); `is_default` is ComfyUI's own. Needs PyYAML (the project's JSON form does not).
+
+    Bounded whatever the file holds: at most MAX_CONFIG_DIRECTORIES directories of MAX_DIRECTORY_CHARS characters,
+    MAX_CONFIG_TEXT characters of entries read in all, and messages that show a few items of a bad value."""
     try:
         import yaml
     except ImportError:
         raise ValueError("reading ComfyUI's YAML form needs PyYAML (pip install pyyaml); or write the JSON form "
                          + CONFIG_FORMAT) from None
+    text = read_config_text(path)
     try:
-        data = yaml.safe_load(read_config_text(path))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ValueError(f"it is not valid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise ValueError("it is not valid YAML (nested too deeply)") from None
+    except ValueError as exc:        # an integer of thousands of digits: Python refuses to convert it
+        raise ValueError(f"it is not valid YAML ({str(exc)[:120]})") from None
     if not isinstance(data, dict):
         raise ValueError("it holds no sections; ComfyUI's form is `name:` sections of `folder: directory` entries")
     out: dict[str, list[str]] = {}
+    budget = [MAX_CONFIG_TEXT]
+    count = 0
     for section, entries in data.items():
         if entries is None:
             continue
         if not isinstance(entries, dict):
-            raise ValueError(f"section {section!r} is not a mapping of folder names to directories")
+            raise ValueError(f"section {described(section)} is not a mapping of folder names to directories")
         base = entries.get("base_path")
-        if base is not None and not isinstance(base, str):
-            raise ValueError(f"section {section!r}: base_path is not a directory path")
+        if base is not None and (not isinstance(base, str) or len(base) > MAX_DIRECTORY_CHARS):
+            raise ValueError(f"section {described(section)}: base_path {described(base)} is not a directory path "
+                             f"(a text of at most {MAX_DIRECTORY_CHARS:,} characters)")
         for folder, value in entries.items():
             if folder in ("base_path", "is_default"):
                 continue
             if not isinstance(folder, str) or not isinstance(value, str):
-                raise ValueError(f"section {section!r}: {folder!r} maps to {value!r:.60}, not a directory (or a "
-                                 f"`|` block of directories, one a line)")
-            for line in value.splitlines():
-                if line.strip():
-                    directory = os.path.expanduser(line.strip())
-                    out.setdefault(folder, []).append(os.path.join(os.path.expanduser(base), directory) if base
-                                                      else directory)
+                raise ValueError(f"section {described(section)}: {described(folder)} maps to {described(value)}, not "
+                                 f"a directory (or a `|` block of directories, one a line)")
+            lines = directory_lines(value, section, folder, budget)
+            count += max(len(lines), 1)      # an empty entry counts as one: aliases of it cost a loop each
+            if count > MAX_CONFIG_DIRECTORIES:
+                raise ValueError(f"it lists more than {MAX_CONFIG_DIRECTORIES:,} directories (a YAML alias counts "
+                                 f"each time it is used); every one is searched at each listing")
+            for line in lines:
+                directory = os.path.expanduser(line)
+                out.setdefault(folder, []).append(os.path.join(os.path.expanduser(base), directory) if base
+                                                  else directory)
     return out
 
 
@@ -215,6 +273,36 @@ def default_roots() -> list[Path]:
     return unique
 
 
+@functools.lru_cache(maxsize=4 * MAX_ENTRIES)
+def loader_refusal(name: str) -> str | None:
+    """Why no loader accepts the file name `name` (the model-name rule of nodegraph.paths that `resolve` applies:
+    control characters, bidi overrides, `:` `?` and the other Windows-reserved characters, device names such as
+    `aux.safetensors`), as a phrase; None for a name a loader accepts. Remembered: a folder is walked again every
+    few seconds, and checking 20,000 names costs half a second."""
+    from .paths import PathConfinementError, check_name
+
+    if any("\udc80" <= ch <= "\udcff" for ch in name):     # os.fsdecode's stand-ins for bytes that are not UTF-8
+        return "is not UTF-8 (a byte of another encoding), so no graph can spell it"
+    try:
+        check_name(name, what="model name", subfolders=True)
+    except PathConfinementError as exc:
+        problem = exc.message.split("; give ", 1)[0]        # the message is "model name 'NAME' PROBLEM; give ..."
+        prefix = f"model name {name!r} "
+        return problem[len(prefix):] if problem.startswith(prefix) else problem
+    return None
+
+
+@dataclass(frozen=True)
+class FolderListing:
+    """One walk of a model folder's directories: what `ModelPaths.list` answers, plus what `nodegraph models` says
+    about the walk."""
+
+    names: list[str]            # loadable names, sorted: the editor's choices and validation's
+    searched: list[str]         # the directories, in search order
+    refused: dict[str, str]     # a file found there whose name no loader accepts → why (`loader_refusal`)
+    stopped: bool               # the walk reached MAX_ENTRIES entries: files after them are not listed
+
+
 @dataclass
 class ModelPaths:
     """Folder name → directories, and file listing / resolution inside them."""
@@ -224,8 +312,7 @@ class ModelPaths:
     extensions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     configured: tuple[str, ...] = ()     # the folder names a config file gave (checked against known folders)
     config_source: str = ""              # where that config came from ("--model-paths", NODEGRAPH_MODEL_PATHS)
-    _listings: dict[str, tuple[tuple, list[str], list[str]]] = field(default_factory=dict, repr=False,
-                                                                     compare=False)
+    _listings: dict[str, tuple[tuple, FolderListing]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike, roots: list[Path] | None = None,
@@ -272,15 +359,17 @@ class ModelPaths:
 
     def missing_directory_warnings(self) -> list[str]:
         """One line per directory the config file names that is not a directory here (a typo, an unmounted disk, a
-        file): it was searched in silence and only showed up in a later "looked in" list."""
+        file, a device such as /dev/zero): it was searched in silence and only showed up in a later "looked in"
+        list."""
         lines = []
         for folder, dirs in self.extra.items():
             for directory in dirs:
+                if directory.is_dir():
+                    continue
                 what = "is a file, not a folder" if directory.is_file() else "does not exist" \
-                    if not directory.exists() else None
-                if what:
-                    lines.append(f"{self.config_source}: the {folder} directory {str(directory)!r} {what}; no model "
-                                 f"is found there")
+                    if not directory.exists() else "is not a folder (a device, a pipe or a socket)"
+                lines.append(f"{self.config_source}: the {folder} directory {str(directory)!r} {what}; no model is "
+                             f"found there")
         return lines
 
     def shadowed(self, folder: str) -> dict[str, list[Path]]:
@@ -321,7 +410,14 @@ class ModelPaths:
         return out
 
     def list(self, folder: str) -> tuple[list[str], list[str]]:
-        """(file names available in `folder`, directories searched).
+        """(file names available in `folder`, directories searched): `listing(folder)`'s names and directories."""
+        listing = self.listing(folder)
+        return list(listing.names), list(listing.searched)
+
+    def listing(self, folder: str) -> FolderListing:
+        """One walk of `folder`'s directories: the names a loader accepts, the directories, the names found but
+        refused (a name with a newline or a bidi override, `:`, `aux.safetensors`: `resolve` refuses them, so they
+        are no choice), and whether the walk stopped at `MAX_ENTRIES`.
 
         A listing is reused for `LISTING_TTL` seconds unless a searched directory's mtime
         changed (a file added or removed at its top level shows up at once).
@@ -334,9 +430,9 @@ class ModelPaths:
         stamp = (now, tuple(_mtime(d) for d in self.directories(folder)))
         cached = self._listings.get(folder)
         if cached is not None and now - cached[0][0] < LISTING_TTL and cached[0][1] == stamp[1]:
-            return list(cached[1]), list(cached[2])
+            return cached[1]
         exts = self.extensions.get(folder, DEFAULT_EXTENSIONS)
-        names: list[str] = []
+        found: list[str] = []
         seen: set[str] = set()
         searched = []
         # every root counts as visited from the start: a link inside one root to another root (extra model
@@ -352,10 +448,12 @@ class ModelPaths:
         for directory in self.directories(folder):
             searched.append(str(directory))
             if directory.is_dir():
-                _walk_models(directory, directory, exts, names, seen, visited, budget, 0)
-        names.sort()
-        self._listings[folder] = (stamp, names, searched)
-        return list(names), list(searched)
+                _walk_models(directory, directory, exts, found, seen, visited, budget, 0)
+        refused = {name: why for name in found if (why := loader_refusal(name)) is not None}
+        names = sorted(name for name in found if name not in refused)
+        listing = FolderListing(names, searched, dict(sorted(refused.items())), stopped=budget[0] < 0)
+        self._listings[folder] = (stamp, listing)
+        return listing
 
     def forget_listings(self) -> None:
         """Drop cached listings (the next `list` walks the folders again)."""
