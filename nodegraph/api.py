@@ -67,10 +67,10 @@ from typing import Any, ClassVar, Literal, NamedTuple
 from .comfyui import Equivalent as ComfyUIClass     # register_comfyui_classes' entries (1.9)
 from .errors import NodegraphError, NodeInputError, StorageLimitError
 from .node import NodeContext
-from .results import FILE_KINDS, MIME_TYPES, ResultFileError, default_mime, file_result
+from .results import FILE_KINDS, MIME_TYPES, ResultFileError, default_mime, file_result, unknown_kind_message
 from .types import pixel_values_problem
 
-API_VERSION = "1.9"
+API_VERSION = "1.10"
 
 __all__ = [
     "API_VERSION", "ApiArgumentError", "ApiError", "ComfyUIClass", "FILE_KINDS", "GuidanceTerm", "StepResult",
@@ -82,7 +82,7 @@ __all__ = [
 ]
 
 SEED_MAX = 2**64 - 1
-FileKind = Literal["image", "video", "audio", "mesh", "pointcloud", "text"]
+FileKind = Literal["image", "video", "audio", "mesh", "pointcloud", "text", "file"]
 FileItem = bytes | str | Callable[[Path], Any]
 
 #: which built-in pack provides each implementation (named when it is missing)
@@ -942,7 +942,7 @@ def save_files(context: NodeContext, items: Sequence[FileItem], *, kind: FileKin
     _check_context(name, context)
     argument = _prefix_argument(name, argument)
     if kind not in FILE_KINDS:
-        raise ApiArgumentError(name, "kind", f"expected one of {', '.join(FILE_KINDS)}, found {kind!r}")
+        raise ApiArgumentError(name, "kind", unknown_kind_message(kind))
     if not isinstance(suffix, str) or not re.fullmatch(r"\.[A-Za-z0-9]{1,10}", suffix):
         raise ApiArgumentError(name, "suffix", f"expected an extension with its dot such as '.png', found {suffix!r}")
     if mime is None and default_mime(suffix) is None:

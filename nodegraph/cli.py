@@ -206,8 +206,15 @@ def _template_named(session: Any, path: str) -> dict | None:
 
     try:
         graph = _templates(session).read(path)
-    except TemplateError:
-        return None
+    except TemplateError as exc:
+        if exc.code != "invalid_template":
+            return None
+        from .errors import GraphError, GraphValidationError
+
+        # the template exists but is not a readable graph: its parse error, not "No such file or directory"
+        raise GraphValidationError([GraphError(
+            "unreadable_file", f"template {_shown(path)}: {exc.message}; fix the file (`nodegraph templates` lists "
+                               f"it with this error)", details={"template": path})]) from None
     print(f"note: no file {_shown(path)} here: using the template of that id", file=sys.stderr)
     return graph
 

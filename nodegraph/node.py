@@ -734,6 +734,12 @@ def _input_spec(where: str, name: str, info: FieldInfo) -> InputSpec:
         extra = info.json_schema_extra.get("x-nodegraph", {}) or {}
     inferred_port, choices = _port_from_annotation(info.annotation)
     port = extra.get("port") or inferred_port
+    if port is None and typing.get_origin(info.annotation) in (list, tuple, set, frozenset, dict):
+        raise PluginError(      # Input(port='LATENT') was suggested for `list[float]`: lists are no literal inputs
+            f"{where}: input {name!r} has annotation {info.annotation!r}: lists (and tuples, sets, dicts) are not "
+            f"literal inputs. Take it from another node's output through a port type (register one with "
+            f"register_types, e.g. PortType('FLOAT_LIST'), and write Input(port='FLOAT_LIST')), or take a string "
+            f"(`{name}: str = Input('1.0, 2.0')`) and parse it in run()")
     if port is None:
         guess = _port_named_like(name)
         raise PluginError(

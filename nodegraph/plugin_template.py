@@ -20,8 +20,11 @@ as an empty namespace package in place of the installed plugin.
 The package passes its own test as generated (tests/engine/test_plugin_template.py
 runs it, and installs it with pip to prove the entry point). Bad names — not a
 Python identifier, a keyword, a standard-library or nodegraph module name, a
-built-in pack's or an installed plugin's name, a common package's name (`torch`),
-or an existing folder — raise `PluginTemplateError` naming the name and the fix.
+built-in pack's or an installed plugin's name (in any case), a name whose distribution
+`nodegraph-<name>` pip would take for an installed or shipped one (PEP 503: `Safety`,
+`ng__safeguide`; installing it would uninstall that one), a trailing `_` (the project
+name would end in `-`), a common package's name (`torch`), or an existing folder —
+raise `PluginTemplateError` naming the name and the fix.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import json
 import keyword
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -60,6 +64,11 @@ def check_plugin_name(name: str) -> None:
             f"starting with a digit); use e.g. {_suggest(name)!r}")
     if keyword.iskeyword(name):
         raise PluginTemplateError(f"plugin name {name!r} is a Python keyword; use e.g. {name + '_nodes'!r}")
+    if name.endswith("_"):
+        raise PluginTemplateError(
+            f"plugin name {name!r} ends with '_': its distribution name {'nodegraph-' + name.replace('_', '-')!r} "
+            f"would end with '-', which is not a valid project name (PEP 508: it must end with a letter or digit) "
+            f"and the package would not build; use e.g. {name.rstrip('_') + '_nodes'!r}")
     if name in RESERVED_NAMES or name in sys.stdlib_module_names or name.startswith("_"):
         raise PluginTemplateError(
             f"plugin name {name!r} would shadow {'a standard-library module' if name in sys.stdlib_module_names else 'a name nodegraph uses'}"
@@ -82,6 +91,15 @@ def name_taken_by(name: str) -> str | None:
     installed = installed_plugin_names()
     if name in installed:
         return f"the name of an installed plugin (from {installed[name] or 'an unknown distribution'})"
+    clash = distribution_clash(distribution_name(name))
+    if clash:
+        return (f"a plugin whose distribution name {distribution_name(name)!r} is the same project to pip as "
+                f"{clash} (pip compares names lowercased with runs of '-', '_' and '.' as one '-'), so installing "
+                f"it would uninstall that one")
+    for other in [*builtin_plugin_names(), *installed]:
+        if other.lower() == name.lower():
+            return (f"the name of the plugin {other!r} in another case: their plugin names and node types would "
+                    f"differ only in case")
     for module in (name, package_name(name)):
         if module.lower() in COMMON_PACKAGES:
             return (f"the name of a widely used package ({module!r}): a plugin and a project folder called so "
@@ -92,6 +110,32 @@ def name_taken_by(name: str) -> str | None:
             spec = None
         if spec is not None and spec.origin is not None:     # a namespace folder has no origin: not a package
             return f"already importable as a module ({module!r}, from {spec.origin})"
+    return None
+
+
+def distribution_name(name: str) -> str:
+    """The project name in the generated pyproject: `nodegraph-<name>`, PEP 503-normalised (lower case, each run of
+    `_` one `-`) so that it is the name pip compares installed projects by, and a clash shows as equal strings."""
+    return "nodegraph-" + re.sub(r"[-_.]+", "-", name).lower()
+
+
+def distribution_clash(dist: str) -> str | None:
+    """What already has the (normalised) project name `dist`: an installed distribution or a plugin shipped in
+    nodegraph's plugins/ folder (a source checkout), named with where it is; None when the name is free.
+
+    Why: pip treats `nodegraph-Safety` and `nodegraph-safety` as one project, so installing the generated package
+    replaces (uninstalls) the other one — the check must compare normalised names, not the plugin name."""
+    from importlib.metadata import distributions
+
+    for found in distributions():
+        other = found.metadata["Name"] or ""
+        if other and re.sub(r"[-_.]+", "-", other).lower() == dist:
+            return f"the installed distribution {other!r} {found.version}"
+    shipped = Path(__file__).resolve().parent.parent / "plugins"
+    for pyproject in sorted(shipped.glob("*/pyproject.toml")):
+        match = re.search(r'^name\s*=\s*"([^"]+)"', pyproject.read_text(encoding="utf-8"), re.MULTILINE)
+        if match and re.sub(r"[-_.]+", "-", match.group(1)).lower() == dist:
+            return f"the shipped plugin {match.group(1)!r} ({pyproject.parent})"
     return None
 
 
@@ -129,7 +173,7 @@ def render(name: str) -> dict[str, str]:
     """The package's files (relative path → text) for a plugin called `name`."""
     from . import __version__
 
-    dist = "nodegraph-" + name.replace("_", "-")
+    dist = distribution_name(name)
     values = {"{{name}}": name, "{{package}}": package_name(name), "{{dist}}": dist, "{{version}}": __version__}
 
     def fill(text: str) -> str:

@@ -55,7 +55,7 @@ import time
 import types
 import traceback
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any, Iterable
 
@@ -127,6 +127,8 @@ class PluginFailure:
     error: str
     traceback: str
     fix: str = ""
+    distribution: str | None = None   # the distribution that provides it and its version, when known: a bug report
+    version: str | None = None        # then says which release failed (`plugins --json` lists them as `loaded` does)
 
     @property
     def message(self) -> str:
@@ -323,6 +325,7 @@ def load_plugins(
     imported_torch: set[str] = set()     # plugins whose import was the first to import torch
     api_changed: dict[str, dict[str, tuple[Any, Any]]] = {}   # plugin → api name → (before, after) its import
     packages: dict[str, str] = {}        # plugin → the top-level package of its code (who replaced an api function)
+    tried: dict[str, Any] = {}           # plugin → the entry point it was last loaded from (its failure's distribution)
     for name, source, ep, target in candidates:
         if name in deny:
             report.skipped.append((name, "on the deny list"))
@@ -335,9 +338,10 @@ def load_plugins(
                 else ""
             report.skipped.append((name, f"{ALREADY_LOADED}{both}"))
             continue
+        tried[name] = ep
         try:
             started, had_torch = time.perf_counter(), "torch" in sys.modules
-            printed = _StderrTee(sys.stderr)    # what it prints while imported, for its failure if it exits
+            printed = _StderrTee(sys.stderr, name)    # what it prints while imported, for its failure if it exits
             api_before = _api_snapshot()
             if source != "builtin":          # a built-in pack's code is nodegraph's own
                 packages[name] = _plugin_package(target, ep)
@@ -386,6 +390,7 @@ def load_plugins(
             continue
         try:
             for port_type in types_by_plugin.get(name, []):
+                _check_literal_kind(name, port_type)
                 registry.types.register(port_type, source=name)
         except Exception as exc:  # noqa: BLE001
             fail(name, exc, "register_types")
@@ -426,6 +431,8 @@ def load_plugins(
                 entries = _usable_comfyui_classes(name, entries, source == "builtin", registry, report,
                                                   plugin_types)
             for ext_name, value in entries.items():
+                if hook == "register_model_folders" and _add_folder_extensions(registry, ext_name, value):
+                    continue
                 registry.add_extension(hook.removeprefix("register_"), ext_name, value, name)
         dist = getattr(ep, "dist", None) if ep is not None else None
         callers = pm.get_hookcallers(obj) or ()
@@ -446,6 +453,7 @@ def load_plugins(
         registry.not_autoloaded = frozenset(ep.name for ep in _entry_points(PLUGIN_GROUP) if ep.name not in loaded)
     registry.unavailable.update({f.name: f"failed to load: {f.error}" for f in report.failed})
     report.api_patches = _api_patches(api_changed, packages, {f.name for f in report.failed})
+    report.failed = [_with_distribution(f, tried.get(f.name)) for f in report.failed]
     for failure in report.failed:       # its saved graphs' bare names must not quietly mean another plugin's node
         for cls in nodes_by_plugin.get(failure.name, []):
             if isinstance(getattr(cls, "type", None), str) and cls.type:
@@ -453,7 +461,31 @@ def load_plugins(
         if failure.source == "explicit":      # stacklevel 3: the line calling Session(...)
             warnings.warn(PluginLoadWarning(failure.message + (f" Fix: {failure.fix}" if failure.fix else "")),
                           stacklevel=3)
+    for info in report.loaded:        # a ComfyUI pack given in code loads but adds nothing: as loud as a failure
+        if info.source == "explicit" and info.comfyui_pack and not info.nodes:
+            entry = _no_nodes_warning(info)
+            warnings.warn(PluginLoadWarning(f"{entry['message']} Fix: {entry['fix']}"), stacklevel=3)
     return pm, registry, report
+
+
+def _add_folder_extensions(registry: Registry, folder: str, extensions: list[str]) -> bool:
+    """Add a plugin's file extensions to a model folder another pack registered first (`{"checkpoints":
+    [".gguf"]}`, as ComfyUI's GGUF pack does); True when the folder was registered already. Extensions are only
+    ever added, never removed: every plugin's files stay listed, so this is no clash."""
+    table = registry.extensions.get("model_folders") or {}
+    if folder not in table:
+        return False
+    known = list(table[folder])
+    table[folder] = known + [ext for ext in extensions if ext not in known]     # a new list: the first's is its own
+    return True
+
+
+def _with_distribution(failure: PluginFailure, ep: Any) -> PluginFailure:
+    """`failure` with the distribution (and version) of the entry point it was loaded from, when there is one."""
+    dist = getattr(ep, "dist", None) if ep is not None else None
+    if dist is None:
+        return failure
+    return replace(failure, distribution=getattr(dist, "name", None), version=getattr(dist, "version", None))
 
 
 def _api_snapshot() -> dict[str, Any]:
@@ -941,7 +973,8 @@ def check_node_classes(registry: Registry, node_classes: list[Any], choice_lists
         if cls.spec_error is not None:     # its declaration failed (deferred_spec_errors)
             problems.append(str(cls.spec_error))
             continue
-        problems += _port_problems(registry, cls) + _default_problems(cls, choice_lists) + _rename_problems(cls)
+        problems += (_port_problems(registry, cls) + _literal_problems(registry, cls)
+                     + _default_problems(cls, choice_lists) + _rename_problems(cls))
         try:
             _check_run_signature(cls)
         except PluginError as exc:
@@ -1047,6 +1080,55 @@ def _port_problems(registry: Registry, cls: type[Node]) -> list[str]:
                        f"register it with register_types" for out in cls.spec.outputs if out.port not in registry.types]
 
 
+#: PortType.literal → the primitive port (and Python annotation) an input of that type validates a literal as
+LITERAL_KINDS = {"integer": ("INT", "int"), "number": ("FLOAT", "float"), "string": ("STRING", "str"),
+                 "boolean": ("BOOLEAN", "bool")}
+
+
+def _check_literal_kind(plugin: str, port_type: Any) -> None:
+    """A plugin's PortType must name a documented `literal` (or None): `literal="banana"` loaded silently and
+    then every literal of it was refused. Raises PluginError naming the plugin, the type and the values."""
+    literal = getattr(port_type, "literal", None)
+    if literal is not None and literal not in LITERAL_KINDS:
+        raise PluginError(
+            f"plugin {plugin!r}: port type {getattr(port_type, 'name', port_type)!r} declares literal={literal!r}; "
+            f"literal is one of {', '.join(map(repr, LITERAL_KINDS))} (the JSON type its literals are written as) "
+            f"or None (its values only come from another node's output). A list has no literal: write it as "
+            f"'string' and parse it in the node, or leave it None and link it")
+
+
+def _literal_problems(registry: Registry, cls: type[Node]) -> list[str]:
+    """Inputs whose port type declares a `literal` their annotation does not take: the annotation is what
+    validates a literal (`a: Any = Input(port='HEXCOLOR')` refused every literal although HEXCOLOR says
+    literal='string'), so the two must agree, and the fix names the annotation to write."""
+    from .node import _port_from_annotation
+
+    problems = []
+    for name, spec in cls.spec.inputs.items():
+        if spec.port not in registry.types or spec.port in ("INT", "FLOAT", "STRING", "BOOLEAN"):
+            continue
+        literal = registry.types[spec.port].literal
+        if literal not in LITERAL_KINDS:
+            continue
+        wanted_port, annotation = LITERAL_KINDS[literal]
+        field_info = cls.Inputs.model_fields.get(name)
+        found = _port_from_annotation(field_info.annotation)[0] if field_info is not None else None
+        if found == wanted_port or (wanted_port == "FLOAT" and found == "INT"):
+            continue
+        problems.append(
+            f"node {cls.type}: input {name!r} takes port type {spec.port!r}, whose literal is {literal!r}, but its "
+            f"annotation {getattr(field_info, 'annotation', None)!r} takes "
+            + (f"{found} literals" if found else "no literal") +
+            f": the annotation validates a literal, so annotate it `{name}: {annotation} = Input(..., "
+            f"port={spec.port!r})` (or declare the port type with literal={_literal_of(found)!r})")
+    return problems
+
+
+def _literal_of(port: str | None) -> str | None:
+    """The PortType.literal value matching a primitive port (None for none)."""
+    return next((literal for literal, (p, _) in LITERAL_KINDS.items() if p == port), None)
+
+
 def _check_run_signature(cls: type[Node]) -> None:
     """`run` must accept every declared input by name and require nothing else."""
     where = f"node {cls.type} ({cls.__module__}.{cls.__qualname__})"
@@ -1094,18 +1176,35 @@ class _StderrTee:
     """sys.stderr (and sys.stdout) while a plugin is imported: everything goes to the real stderr at once (a plugin's progress,
     `faulthandler`, its logging handlers — which keep this object — work as before), and the first 64 KB written
     while `recording` are kept, so a plugin that exits while imported (argparse at module level) has what it said
-    in its failure. Attributes other than `write` are the real stream's (fileno, encoding, ...)."""
+    in its failure. Attributes other than `write` are the real stream's (fileno, encoding, ...).
+
+    While recording, each line starts with `[plugin NAME] `: a plugin running argparse at import printed
+    `usage: cli.py ...` on every command, which read as nodegraph refusing the user's own arguments."""
 
     LIMIT = 64 * 1024
 
-    def __init__(self, stream: Any):
+    def __init__(self, stream: Any, plugin: str = ""):
         self._stream, self._kept, self._size, self.recording = stream, [], 0, True
+        self._prefix, self._line_start = (f"[plugin {plugin}] " if plugin else ""), True
 
     def write(self, text: str) -> int:
-        if self.recording and self._size < self.LIMIT and isinstance(text, str):
+        if not self.recording or not isinstance(text, str):
+            return self._stream.write(text)
+        if self._size < self.LIMIT:
             self._kept.append(text[: self.LIMIT - self._size])
             self._size += len(self._kept[-1])
-        return self._stream.write(text)
+        self._stream.write(self._prefixed(text))
+        return len(text)
+
+    def _prefixed(self, text: str) -> str:
+        """`text` with the plugin's prefix at the start of each line (a line it began earlier is not prefixed again)."""
+        if not self._prefix or not text:
+            return text
+        lines = text.split("\n")
+        out = [(self._prefix + lines[0]) if self._line_start and lines[0] else lines[0]]
+        out += [(self._prefix + line) if line else line for line in lines[1:]]
+        self._line_start = text.endswith("\n")
+        return "\n".join(out)
 
     def recorded(self) -> str:
         return "".join(self._kept)
@@ -1132,7 +1231,8 @@ def plugin_warnings(report: PluginReport, registry: Registry) -> list[dict[str, 
         fix = f.fix if not denied else (f"you denied the built-in pack(s) {denied}, which other plugins build on "
                                          f"(port types, samplers): load them again first; else: {f.fix}")
         out.append({"kind": "failed", "level": "error", "plugin": f.name, "source": f.source,
-                    "message": f.message, "fix": fix, "error": f.error, "traceback": f.traceback})
+                    "message": f.message, "fix": fix, "error": f.error, "traceback": f.traceback,
+                    "distribution": f.distribution, "version": f.version})
     for name, option, known in report.unknown:
         close = difflib.get_close_matches(name, known, n=1)
         out.append({"kind": "unknown_name", "level": "warning", "plugin": name, "option": option,

@@ -9,7 +9,8 @@ file results, one per file::
 
 Main objects:
 
-    FILE_KINDS      the kinds front ends render: image, video, audio, mesh, pointcloud, text
+    FILE_KINDS      the kinds front ends render: image, video, audio, mesh, pointcloud, text, and file (any
+                    other media: a download tile with name, size and MIME type)
     MIME_TYPES      known extensions → (kinds they may hold, default MIME type)
     OutputFile      the pydantic model of one file result (its JSON Schema: `results_schema()`)
     file_result     build a validated file result for a file inside the output folder
@@ -19,8 +20,10 @@ Main objects:
     ResultFileError a file result broke the contract; names the node, the entry and the fix
 
 Rules: `kind` is one of FILE_KINDS; `mime` is `type/subtype`; a known extension
-must suit the kind (a `.mp4` is not an image); with an output folder given, the
-real path (symlinks resolved) must lie inside it. `nodegraph.api.save_files`
+must suit the kind (a `.mp4` is not an image); a `text` result's MIME type is text
+(`audio/midi` shown as text was binary noise: such a file is kind `file`); with an
+output folder given, the real path (symlinks resolved) must lie inside it and the
+file must exist (a hand-made result naming a missing file became a 404 later). `nodegraph.api.save_files`
 produces conforming entries; the executor checks every output node's `files`
 with `collect_files` as soon as the node returns (a bad entry fails that node).
 """
@@ -36,8 +39,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import NodegraphError
 
-FileKind = Literal["image", "video", "audio", "mesh", "pointcloud", "text"]
-FILE_KINDS: tuple[str, ...] = ("image", "video", "audio", "mesh", "pointcloud", "text")
+FileKind = Literal["image", "video", "audio", "mesh", "pointcloud", "text", "file"]
+# "file" is the generic kind: any MIME type, shown as a download (name, size, MIME type) — how a plugin reports
+# media no other kind renders (MIDI, a .safetensors it trained, a zip) without a kind of its own
+FILE_KINDS: tuple[str, ...] = ("image", "video", "audio", "mesh", "pointcloud", "text", "file")
+
+#: MIME types of kind "text" besides text/*: what a front end may show as text
+TEXT_MIMES = frozenset({"application/json", "application/x-subrip", "application/xml", "application/yaml",
+                        "application/x-yaml", "application/x-ndjson", "application/javascript", "application/toml"})
 
 #: extension (lower case, with the dot) → (kinds a file of that type may be reported as, default MIME type)
 MIME_TYPES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -97,7 +106,8 @@ class OutputFile(BaseModel):
     name: str | None = Field(None, min_length=1,
                              description="path relative to the output folder, '/'-separated; "
                                          "the server's file id is 'output/<name>'")
-    kind: FileKind = Field(description="how front ends render it: image, video, audio, mesh, pointcloud, text")
+    kind: FileKind = Field(description="how front ends render it: image, video, audio, mesh, pointcloud, text, "
+                                       "or file (any other media: a download)")
     mime: str = Field(description="MIME type, e.g. image/png, video/mp4, audio/wav, model/gltf-binary")
     format: str | None = Field(None, pattern=r"^[a-z0-9]+$", description="file format: the extension without its dot")
     width: int | None = Field(None, ge=1, description="pixels (image, video)")
@@ -127,6 +137,10 @@ class OutputFile(BaseModel):
             raise ValueError(f"mime {self.mime!r} does not fit a {extension} file ({known[1]}): front ends would "
                              f"show it as the wrong media; leave mime out (it follows the extension) or save with "
                              f"a suffix that suits {self.mime!r}")
+        if self.kind == "text" and not is_text_mime(self.mime):
+            raise ValueError(f"kind 'text' shows the file as text, but mime {self.mime!r} is not text (binary bytes "
+                             f"would be shown as characters); report it as kind 'file' (a download) or as the kind "
+                             f"of that media")
         if self.name is not None and (self.name.startswith("/") or ".." in self.name.split("/")):
             raise ValueError(f"name {self.name!r} must be relative to the output folder, without '..'")
         return self
@@ -147,6 +161,18 @@ def results_schema() -> dict[str, Any]:
         "items": {"$ref": "#/$defs/OutputFile"},
         "$defs": {"OutputFile": item},
     }
+
+
+def is_text_mime(mime: str) -> bool:
+    """Whether a front end may show a file of MIME type `mime` as text: text/*, JSON, XML, YAML, subtitles."""
+    mime = mime.split(";")[0].strip().lower()
+    return mime.startswith("text/") or mime in TEXT_MIMES or mime.endswith(("+json", "+xml"))
+
+
+def unknown_kind_message(kind: Any) -> str:
+    """The error for a kind no front end knows: the kinds, and `file` for any other media."""
+    return (f"kind {kind!r} is not a result kind; use one of {', '.join(FILE_KINDS)}: kind 'file' reports any other "
+            f"media (any mime, shown as a download with its name, size and MIME type); put details under 'info'")
 
 
 def default_mime(suffix: str) -> str | None:
@@ -189,6 +215,7 @@ def validate_file(entry: Any, node_id: str | None = None, index: int | None = No
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'entry'}: "
             + ("not a field of the contract; put extra data under 'info'" if e["type"] == "extra_forbidden"
+               else unknown_kind_message(entry.get("kind")) if e["loc"] == ("kind",) and e["type"] == "literal_error"
                else e["msg"]) for e in exc.errors())
         kinds = ", ".join(FILE_KINDS)
         raise ResultFileError(f"{problems} (kinds: {kinds}; see docs/plugins.md 'Output files')",
@@ -236,6 +263,10 @@ def collect_files(outputs: dict[str, dict[str, Any]],
                     entry["name"] = _relative_name(entry["path"], output_dir)
                 except ResultFileError as exc:
                     raise ResultFileError(str(exc), node_id, index) from None
+                if not os.path.isfile(entry["path"]):
+                    raise ResultFileError(f"the file {entry['path']!r} does not exist (or is not a file): a result "
+                                          f"names a file the node has written; write it before returning it (e.g. "
+                                          f"with nodegraph.api.save_files)", node_id, index)
             found.append({**entry, "node_id": node_id, "index": index})
     return found
 

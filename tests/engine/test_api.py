@@ -182,11 +182,13 @@ def test_save_files_needs_the_running_nodes_context(tmp_path):
 
 
 def test_output_file_model_accepts_every_kind_and_refuses_unknown_ones():
-    """The contract's kinds are exactly the six media kinds; anything else fails with the list of kinds."""
-    assert FILE_KINDS == ("image", "video", "audio", "mesh", "pointcloud", "text")
+    """The contract's kinds are the six media kinds and `file` (any other media, a download); anything else fails
+    with the list of kinds."""
+    assert FILE_KINDS == ("image", "video", "audio", "mesh", "pointcloud", "text", "file")
     for kind, path, mime in [("image", "a.png", "image/png"), ("video", "a.mp4", "video/mp4"),
                              ("audio", "a.flac", "audio/flac"), ("mesh", "a.glb", "model/gltf-binary"),
-                             ("pointcloud", "a.ply", "model/ply"), ("text", "a.json", "application/json")]:
+                             ("pointcloud", "a.ply", "model/ply"), ("text", "a.json", "application/json"),
+                             ("file", "a.mid", "audio/midi")]:
         assert validate_file({"path": path, "kind": kind, "mime": mime})["kind"] == kind
     with pytest.raises(ResultFileError, match="kind.*image, video, audio, mesh, pointcloud, text"):
         validate_file({"path": "a.bin", "kind": "checkpoint", "mime": "application/octet-stream"}, "save", 0)

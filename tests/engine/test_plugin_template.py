@@ -156,3 +156,41 @@ def test_a_plugin_with_only_other_hooks_is_noted_not_warned():
     (note,) = [w for w in Session(plugins=[("sampler_only", SamplerOnly())], autoload=False).plugin_warnings()
                if w["kind"] == "no_nodes"]
     assert note["level"] == "info" and "register_samplers" in note["message"]
+
+
+def test_names_pip_takes_for_an_installed_distribution_are_refused(tmp_path, monkeypatch):
+    """`Safety` or `ng__demo` give `nodegraph-Safety` / `nodegraph-ng--demo`, which pip normalises (PEP 503) to an
+    installed project's name: installing the package would uninstall that plugin. Refused, naming the clash."""
+    site = tmp_path / "site"
+    (site / "nodegraph_ng_demo-0.3.0.dist-info").mkdir(parents=True)
+    (site / "nodegraph_ng_demo-0.3.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: nodegraph-ng-demo\nVersion: 0.3.0\n")
+    monkeypatch.syspath_prepend(str(site))
+    out = tmp_path / "out"
+    for name, clash in [("Safety", "'nodegraph-safety'"), ("EXAMPLE", "'nodegraph-example'"),
+                        ("ng__demo", "'nodegraph-ng-demo' 0.3.0"), ("NG_demo", "'nodegraph-ng-demo' 0.3.0")]:
+        with pytest.raises(PluginTemplateError, match="same project to pip") as info:
+            write_plugin(name, out)
+        assert clash in str(info.value) and "uninstall" in str(info.value), str(info.value)
+    assert not out.exists()
+
+
+def test_generated_distribution_names_are_valid_and_normalised(tmp_path):
+    """The pyproject's project name is a valid PEP 508 name, already normalised (what pip compares); a trailing
+    `_` (which made `nodegraph-safety-`, a build failure) is refused with the rule and a fix."""
+    import re
+
+    from nodegraph.plugin_template import render
+
+    for name in ("Mixed_Case", "a__b", "x_1", "Tpl"):
+        project = tomllib.loads(render(name)["pyproject.toml"])["project"]["name"]
+        assert re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", project) and "--" not in project, project
+        try:
+            from packaging.requirements import Requirement
+            from packaging.utils import canonicalize_name
+        except ImportError:
+            continue
+        assert Requirement(project).name == project == canonicalize_name(project)
+    with pytest.raises(PluginTemplateError, match=r"ends with '_'.*PEP 508.*e\.g\. 'tpl_end_nodes'"):
+        write_plugin("tpl_end_", tmp_path)
+    assert not any(tmp_path.iterdir())

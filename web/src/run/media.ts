@@ -2,7 +2,7 @@
  * Output files of every kind, and how the editor shows each one.
  *
  * Output nodes report files with a `kind` (docs/plugins.md "Output files"):
- * image, video, audio, mesh, pointcloud, text. The server sends images as
+ * image, video, audio, mesh, pointcloud, text, file. The server sends images as
  * binary `image` frames and the other kinds as `output_file` messages;
  * `get_outputs` lists them all under `files`. Every one becomes an
  * `OutputItem`, shown on its node and in the gallery.
@@ -23,11 +23,13 @@
  *   mesh, pointcloud  .ply .glb .gltf .obj .stl (by MIME type or file name)
  *                                 → an interactive three.js view (editor/Model3DView.tsx) + a download link
  *   mesh, pointcloud  other formats → a download link
+ *   file                          → a download link with the name, size and MIME type (any media a plugin
+ *                                   writes that no other kind shows: MIDI, a zip, weights)
  *   anything else                 → a download link
  * A kind the editor does not know is never dropped: it is offered for download.
  */
 
-export const FILE_KINDS = ["image", "video", "audio", "mesh", "pointcloud", "text"] as const;
+export const FILE_KINDS = ["image", "video", "audio", "mesh", "pointcloud", "text", "file"] as const;
 export type FileKind = (typeof FILE_KINDS)[number];
 
 /** How many bytes of a text file the preview reads (the rest is cut, with a note). */
@@ -48,6 +50,8 @@ export interface OutputItem {
   fps?: number;
   duration?: number;
   sampleRate?: number;
+  /** The file's size in bytes (the server's `bytes`), shown on a `file` result's download link. */
+  bytes?: number;
 }
 
 /** A file record as the protocol sends it (`output_file` message or an entry of `outputs.files`). */
@@ -63,6 +67,7 @@ export interface FileRecord {
   fps?: number;
   duration?: number;
   sample_rate?: number;
+  bytes?: number;
   /** The file is no longer the one the run wrote (deleted, or its name now holds a later run's file). */
   missing?: boolean;
   [extra: string]: unknown;
@@ -90,6 +95,7 @@ export function outputItemFrom(runId: string, record: FileRecord, url: string, f
     ["fps", record.fps],
     ["duration", record.duration],
     ["sampleRate", record.sample_rate],
+    ["bytes", record.bytes],
   ];
   for (const [key, value] of facts) {
     const number = finiteNumber(value);
@@ -149,9 +155,20 @@ export function fileView(item: Pick<OutputItem, "kind" | "mime"> & { fileId?: st
       if (format) return { element: "model3d", format, points: item.kind === "pointcloud" };
       return { element: "download", reason: `${item.kind === "mesh" ? "3D mesh" : "point cloud"} in a format the viewer does not read (PLY, GLB, glTF, OBJ, STL): download it to view` };
     }
+    case "file":
+      return { element: "download", reason: `${mime ? `a ${mime} file` : "a file"}: download it to open it` };
     default:
       return { element: "download", reason: `a ${item.kind || "file"} output: download it to view` };
   }
+}
+
+/**
+ * The URL a gallery tile's video is loaded from so that it shows its first frame as a poster: a media fragment
+ * (`#t=0.001`) makes the browser seek there once the metadata is in (`preload="metadata"` alone left a black box).
+ * A URL that already has a fragment is kept as it is.
+ */
+export function posterFrameUrl(url: string): string {
+  return url.includes("#") ? url : `${url}#t=0.001`;
 }
 
 /** The file name of a file id (`output/run/cat_00001.png` → `cat_00001.png`). */
@@ -173,7 +190,25 @@ export function describeItem(item: OutputItem): string {
   if (item.duration !== undefined) parts.push(formatDuration(item.duration));
   else if (item.frames && item.fps) parts.push(formatDuration(item.frames / item.fps));
   if (item.sampleRate) parts.push(`${item.sampleRate} Hz`);
+  if (item.kind === "file") {
+    // a generic file has no media facts: its size and MIME type say what the download is
+    if (item.bytes !== undefined) parts.push(formatBytes(item.bytes));
+    if (item.mime) parts.push(item.mime);
+  }
   return parts.join(" · ");
+}
+
+/** A byte count for people: `812 B`, `4.2 KB`, `1.5 MB`, `2.0 GB` (1 KB = 1024 bytes). */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KB", "MB", "GB", "TB"];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
 }
 
 /**
