@@ -155,6 +155,9 @@ describe("the app with output files", () => {
     expect(app.session.get().nodeFiles.save[0].url).toBe("files/output/beep_00001.wav"); // no token in the page: none in the URL
     const gallery = renderToStaticMarkup(<AppContext.Provider value={app}><Gallery /></AppContext.Provider>);
     expect(gallery).toMatch(/data-testid="gallery-item" data-kind="audio"/);
-    expect(gallery).toMatch(/<audio[^>]* controls=""/);
+    // a square tile with a play button (a full-width player row broke the grid); the node keeps its player
+    expect(gallery).toMatch(/data-testid="output-file-audio-play"/);
+    expect(gallery).toMatch(/<source src="files\/output\/beep_00001.wav" type="audio\/wav"/);
+    expect(gallery).not.toMatch(/<audio[^>]* controls=""/);
   });
 });

@@ -48,6 +48,7 @@ import {
   connect,
   disconnect,
   docEdges,
+  edgeId,
   moveNodes,
   nodeSize,
   removeNodes,
@@ -57,10 +58,10 @@ import {
   type EditorDocument,
   type Position,
 } from "../graph/document";
-import { groupMembers, groupSelection, groupsOf, layoutWithGroups, moveGroup, moveReroute, pruneReroutes, removeGroup, removeReroutes, reroutesOf, updateGroup, wirePoints } from "../graph/groups";
+import { groupMembers, groupSelection, groupsOf, growFramesToHold, headerMembers, layoutWithGroups, moveGroup, moveReroute, pruneReroutes, removeGroup, removeReroutes, reroutesOf, updateGroup, wirePoints } from "../graph/groups";
 import { effectivePositions, estimateSize, freeSpot, pushGrown, unfrozenNodes, type Rect, type Size } from "../graph/layout";
 import { idMap } from "../graph/idMaps";
-import { collapseToSubgraph } from "../graph/subgraph";
+import { collapseToSubgraph, outputsLeftUnfed } from "../graph/subgraph";
 import { portColor, type NodeSchema, type PortType } from "../schema/types";
 import type { EditorApp } from "../state/app";
 import type { EditorState } from "../state/editorStore";
@@ -73,6 +74,7 @@ import { addNote, moveNote, NOTE_PREFIX, notesOf, removeNotes, selectedNoteIds }
 import { SchemaNode, type SchemaFlowNode } from "./SchemaNode";
 import { habitShortcut, runHabit, shortcutInField } from "./shortcuts";
 import { WireEdge, type WireFlowEdge } from "./WireEdge";
+import { addPrimitiveFor, linkInto, moveOutputLinks, primitiveTypeFor, relink, widgetValue, type OutputEnd } from "./wireGestures";
 import { CanvasMiniMap, nodeGesture } from "./CanvasMiniMap";
 import { panelsFolded } from "../state/ui";
 import { useWindowWidth } from "./windowWidth";
@@ -226,7 +228,7 @@ export const selectionActions = {
     const positions = idMap(Object.entries(rects).map(([id, r]): [string, Position] => [id, [r.x, r.y]]));
     let made: string | null = null;
     app.layoutEdit((doc) => {
-      const result = collapseToSubgraph(doc, ids, positions);
+      const result = collapseToSubgraph(doc, ids, positions, undefined, app.editor.state.path.at(-1)?.name);
       if (!result) return doc;
       made = result.id;
       return pruneReroutes(result.doc);
@@ -249,6 +251,8 @@ export const selectionActions = {
     const reroutes = ids.filter((id) => id.startsWith(REROUTE_PREFIX)).map((id) => id.slice(REROUTE_PREFIX.length));
     const notes = selectedNoteIds(nodeIds);
     if (!ids.length && !edgesToDrop.length) return;
+    const open = app.editor.state.path.at(-1);
+    const unfed = open ? outputsLeftUnfed(app.editor.doc, open.name, ids, open.outer) : [];
     app.editor.edit((doc) => {
       let next = removeNodes(doc, ids);
       for (const e of edgesToDrop) next = disconnect(next, e.target, e.input);
@@ -261,6 +265,11 @@ export const selectionActions = {
     });
     app.editor.select({}, {});
     focusCanvas(app);
+    // the outputs stay declared (graph/subgraph.ts closeSubgraph): say which outer links they break, and how to fix it
+    if (unfed.length) {
+      app.toast(`Subgraph output${unfed.length === 1 ? "" : "s"} ${unfed.join("; ")} now ${unfed.length === 1 ? "has" : "have"} no inner node: `
+        + "the links reading them break (Run names them) — Ctrl+Z brings the node back; Back, then the subgraph node's menu → Stop exposing output removes them", "error");
+    }
   },
 };
 
@@ -279,7 +288,10 @@ export function GraphCanvas() {
   const wrapper = useRef<HTMLDivElement>(null);
   const cache = useRef(new Map<string, SchemaFlowNode>());
   const groupDrag = useRef<{ id: string; members: Record<string, Position> } | null>(null);
-  const connectFrom = useRef<{ node: string; handle: string; type: "source" | "target" } | null>(null);
+  const connectFrom = useRef<{ node: string; handle: string; type: "source" | "target"; shift: boolean } | null>(null);
+  // A wire picked up from a connected input (editor/wireGestures.ts): the link it was, and its id while it is hidden
+  const pickedUp = useRef<{ target: string; input: string; link: OutputEnd } | null>(null);
+  const [detached, setDetached] = useState<string | null>(null);
   // React Flow's attribution link stays (a courtesy its licence asks for) but out of the Tab order: it led
   // keyboard users off to an external site between the canvas and the side panels (restyled in styles.css).
   useEffect(() => {
@@ -376,7 +388,7 @@ export function GraphCanvas() {
       const runId = app.canvas.followRun;
       app.canvas.followRun = null;
       follow.current = null;
-      void (runId ? fitFollowed(runId) : fitReadable(flow, wrapper.current, fits));
+      void (runId ? fitFollowed(runId) : fitReadable(flow, wrapper.current, fits, app.editor.state.path.length > 0));
       setFitPending(false);
     });
     return () => cancelAnimationFrame(frame);
@@ -458,6 +470,7 @@ export function GraphCanvas() {
     const reroutes = reroutesOf(doc);
     return docEdges(doc)
       .filter((e) => {
+        if (e.id === detached) return false; // picked up: it follows the pointer instead
         const source = doc.nodes[e.source];
         if (!source) return false;
         const schema = schemaNodes[source.type];
@@ -482,7 +495,7 @@ export function GraphCanvas() {
           style: { stroke: color, strokeWidth: selected ? 4 : 2.5, opacity: muted ? 0.35 : 1 },
         };
       });
-  }, [doc, schemaNodes, serverSchemas.types, selectedEdges, skippedNodes]);
+  }, [doc, schemaNodes, serverSchemas.types, selectedEdges, skippedNodes, detached]);
   const edgesRef = useRef(edges);
   edgesRef.current = edges;
 
@@ -530,8 +543,35 @@ export function GraphCanvas() {
       if (before !== undefined && size.height > before + 4) grown.push(id);
       lastHeights.current[id] = size.height;
     }
-    app.editor.grew(rectsRef.current, grown);
+    // the groups' nodes, taken before the push: a frame then grows to hold them again (graph/groups.ts)
+    const shown = rectsRef.current;
+    const members = grown.length ? idMap(groupsOf(app.editor.doc).map((g): [string, string[]] => [g.id, headerMembers(g, shown)])) : null;
+    app.editor.grew(shown, grown);
+    if (members) {
+      const { doc: pushed, shownPositions: frozen } = app.editor.state;
+      const after = idMap(Object.entries(shown).map(([id, r]): [string, Rect] => {
+        const at = pushed.nodes[id]?.position ?? frozen[id];
+        return [id, at ? { ...r, x: at[0], y: at[1] } : r];
+      }));
+      app.editor.replaceSilently((current) => growFramesToHold(current, members, after));
+    }
   }, [measured]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  // An opened subgraph, once every node is measured and the sizes have not changed for a frame: its nodes push
+  // down what they cover, as a node that grows at the top level does (`grew`). Its nodes grew while it was closed
+  // (a run's warning box, an image), so no growth was ever seen: the grown Negative prompt covered Prompt.
+  const openedPushed = useRef(-1);
+  useEffect(() => {
+    const ids = Object.keys(app.editor.doc.nodes);
+    if (!app.editor.state.path.length || openedPushed.current === loadCount || !ids.every((id) => measured[id])) return;
+    let frame = requestAnimationFrame(() => {
+      frame = requestAnimationFrame(() => {
+        openedPushed.current = loadCount;
+        app.editor.grew(rectsRef.current, ids);
+      });
+    });
+    return () => cancelAnimationFrame(frame);
+  }, [measured, loadCount]); // eslint-disable-line react-hooks/exhaustive-deps
 
   // A ComfyUI import (app.canvas.separateWhenShown), once every node is measured and the sizes have not changed
   // for a frame: overlapping nodes pushed apart, each group keeping its nodes (`separateShown`); the load's fit
@@ -625,6 +665,15 @@ export function GraphCanvas() {
       }
       const output = handleName(connection.sourceHandle, "out:")!;
       const input = handleName(connection.targetHandle, "in:")!;
+      const picked = pickedUp.current;
+      if (picked) {
+        // a picked-up wire dropped on an input: it moves there (dropped back where it was, nothing changes)
+        pickedUp.current = null;
+        const moved = (doc: EditorDocument) => relink(doc, picked, { target: connection.target, input });
+        if (moved(app.editor.doc) !== app.editor.doc) app.editor.edit((doc) => pruneReroutes(moved(doc)));
+        app.dispatch({ type: "clear_input_error", nodeId: connection.target, input });
+        return;
+      }
       app.editor.edit((doc) => pruneReroutes(connect(doc, connection.source, output, connection.target, input)));
       app.dispatch({ type: "clear_input_error", nodeId: connection.target, input });
     },
@@ -633,6 +682,28 @@ export function GraphCanvas() {
 
   const onConnectEnd = useCallback(
     (event: MouseEvent | TouchEvent, state: FinalConnectionState) => {
+      const picked = pickedUp.current;
+      pickedUp.current = null;
+      const types = app.session.get().schemas.types;
+      if (picked && !(state.toHandle && state.isValid === false)) {
+        // a picked-up wire let go anywhere but on an input (a refused one keeps it, below): the link is removed
+        app.editor.edit((doc) => pruneReroutes(disconnect(doc, picked.target, picked.input)));
+      }
+      const shift = connectFrom.current?.shift ?? false;
+      if (shift && state.fromHandle?.type === "source" && state.toHandle?.type === "source") {
+        // Shift+drag from an output onto another output: all its links move there (one undo step, all or none)
+        const from = { node: state.fromHandle.nodeId, output: handleName(state.fromHandle.id, "out:") ?? "" };
+        const to = { node: state.toHandle.nodeId, output: handleName(state.toHandle.id, "out:") ?? "" };
+        const check = (source: OutputEnd, target: string, input: string) =>
+          checkConnection(app.editor.doc, { nodes: app.schemasFor(), types }, { source: source.node, sourceHandle: `out:${source.output}`, target, targetHandle: `in:${input}` });
+        const result = moveOutputLinks(app.editor.doc, from, to, check);
+        if ("reason" in result) app.toast(`Links not moved: ${result.reason}`, "error");
+        else if (result.moved) app.editor.edit((doc) => {
+          const again = moveOutputLinks(doc, from, to, check);
+          return "reason" in again ? doc : pruneReroutes(again.doc);
+        });
+        return;
+      }
       if (!state.toHandle && state.fromHandle && !state.isValid) {
         // Dropped on empty canvas: search for a node that takes (or gives) this wire's type.
         const target = event.target as HTMLElement | null;
@@ -658,7 +729,8 @@ export function GraphCanvas() {
       if (state.isValid !== false || !state.fromHandle || !state.toHandle) return;
       const [from, to] = state.fromHandle.type === "source" ? [state.fromHandle, state.toHandle] : [state.toHandle, state.fromHandle];
       if (from.type === to.type) {
-        app.toast(`Link refused: connect an output (right side) to an input (left side)`, "error");
+        const hint = from.type === "source" ? "; Shift+drag from an output onto another output moves all its links" : "";
+        app.toast(`Link refused: connect an output (right side) to an input (left side)${hint}`, "error");
         return;
       }
       const check = checkConnection(app.editor.doc, { nodes: app.schemasFor(), types: app.session.get().schemas.types }, {
@@ -788,7 +860,72 @@ export function GraphCanvas() {
 
   const openMenu = (event: MouseEvent | ReactMouseEvent, target: import("../state/ui").MenuTarget) => {
     event.preventDefault();
+    const row = (event.target as HTMLElement).closest?.<HTMLElement>("[data-input], [data-output]");
+    const node = target.kind === "node" ? target.id : "";
+    app.canvas.menuPort = row?.dataset.input !== undefined ? { node, input: row.dataset.input } : row?.dataset.output !== undefined ? { node, output: row.dataset.output } : null;
     app.ui.set((s) => ({ ...s, search: null, menu: { screen: [event.clientX, event.clientY], at: app.canvas.toFlow(event.clientX, event.clientY), target } }));
+  };
+
+  /** The input socket (React Flow handle) under a pointer event: its node and input, or null. */
+  const inputSocket = (event: ReactMouseEvent): { node: string; input: string; element: HTMLElement } | null => {
+    const element = (event.target as HTMLElement).closest?.<HTMLElement>(".react-flow__handle.target");
+    const node = element?.dataset.nodeid;
+    const input = handleName(element?.dataset.handleid, "in:");
+    return element && node && input !== null && node in app.editor.doc.nodes ? { node, input, element } : null;
+  };
+
+  /**
+   * ComfyUI's pick-up (editor/wireGestures.ts): a left press on a connected input starts the drag from its link's
+   * source output instead (the same press, given to that output's handle), so the wire follows the pointer from
+   * there; `pickedUp` says which link it was until the drag ends (onConnect / onConnectEnd).
+   */
+  const pickUpWire = (event: ReactMouseEvent) => {
+    if (event.button !== 0 || event.shiftKey || event.ctrlKey || event.metaKey) return;
+    const socket = inputSocket(event);
+    const link = socket ? linkInto(app.editor.doc, socket.node, socket.input) : null;
+    const source = link ? wrapper.current?.querySelector<HTMLElement>(
+      `.react-flow__handle.source[data-nodeid="${CSS.escape(link.node)}"][data-handleid="${CSS.escape(`out:${link.output}`)}"]`) : null;
+    if (!socket || !link || !source) return;
+    event.stopPropagation();
+    event.preventDefault();
+    pickedUp.current = { target: socket.node, input: socket.input, link };
+    window.addEventListener("mouseup", () => setTimeout(() => {
+      pickedUp.current = null;
+      setDetached(null);
+    }), { once: true });
+    const { clientX, clientY, screenX, screenY } = event;
+    source.dispatchEvent(new MouseEvent("mousedown", { bubbles: true, cancelable: true, button: 0, buttons: 1, clientX, clientY, screenX, screenY }));
+  };
+
+  /**
+   * Double-click on an unconnected input socket whose type has a primitive node: that node, holding the widget's
+   * value, added left of the node and linked to the input (one undo step). Returns whether it was such a socket.
+   */
+  const addPrimitiveAtSocket = (event: ReactMouseEvent): boolean => {
+    const socket = inputSocket(event);
+    if (!socket) return false;
+    const doc = app.editor.doc;
+    const schemas = app.schemasFor();
+    const schema = schemas[doc.nodes[socket.node].type];
+    const port = schema?.inputs[socket.input]?.port;
+    const primitive = port && !linkInto(doc, socket.node, socket.input) ? primitiveTypeFor(schemas, port) : null;
+    if (!primitive) return false;
+    const value = widgetValue(doc, socket.node, socket.input, schema);
+    const box = socket.element.getBoundingClientRect();
+    const [, y] = app.canvas.toFlow(box.left, box.top + box.height / 2);
+    const size = estimateSize(schemas[primitive]);
+    const rect = app.canvas.rects()[socket.node];
+    const others = Object.values(app.canvas.rects());
+    const at = freeSpot([(rect?.x ?? 0) - size.width - 60, y - 40], size, others, undefined, app.canvas.view());
+    let id = "";
+    app.layoutEdit((d) => {
+      const added = addPrimitiveFor(d, schemas[primitive], at, socket.node, socket.input, value);
+      if (!added) return d;
+      id = added.id;
+      return added.doc;
+    });
+    if (id) app.editor.select({ [id]: true });
+    return true;
   };
 
   const onDragOver = (event: DragEvent) => {
@@ -820,7 +957,14 @@ export function GraphCanvas() {
       tabIndex={-1}
       onDragOver={onDragOver}
       onDrop={onDrop}
+      onMouseDownCapture={(e) => pickUpWire(e)}
+      onPointerDownCapture={(e) => {
+        // Shift+drag from an output moves its links: React Flow's Shift selection box must not take that press
+        // (its pane swallows the pointerdown, so the output's handle never saw the mouse down)
+        if (e.shiftKey && e.button === 0 && (e.target as HTMLElement).closest?.(".react-flow__handle.source")) e.stopPropagation();
+      }}
       onDoubleClick={(e) => {
+        if (addPrimitiveAtSocket(e)) return;
         if (!(e.target as HTMLElement).classList.contains("react-flow__pane")) return;
         app.ui.set((s) => ({ ...s, menu: null, search: { screen: [e.clientX, e.clientY], at: app.canvas.toFlow(e.clientX, e.clientY) } }));
       }}
@@ -839,8 +983,11 @@ export function GraphCanvas() {
         onNodesChange={onNodesChange}
         onEdgesChange={onEdgesChange}
         onConnect={onConnect}
-        onConnectStart={(_, params) => {
-          connectFrom.current = params.nodeId && params.handleId && params.handleType ? { node: params.nodeId, handle: params.handleId, type: params.handleType } : null;
+        onConnectStart={(event, params) => {
+          const shift = "shiftKey" in event && event.shiftKey;
+          connectFrom.current = params.nodeId && params.handleId && params.handleType ? { node: params.nodeId, handle: params.handleId, type: params.handleType, shift } : null;
+          const picked = pickedUp.current;
+          if (picked && params.nodeId === picked.link.node) setDetached(edgeId(picked.link.node, picked.link.output, picked.target, picked.input));
         }}
         onConnectEnd={onConnectEnd}
         onNodeDragStart={() => nodeGesture(true)}
@@ -960,6 +1107,22 @@ const VIEW_MARGIN = 16;
 /** How the whole graph is fitted into the view (the fit-view button's margin). */
 const FIT_ALL = { padding: 0.08, duration: 0 };
 
+/**
+ * How an opened subgraph is fitted: at most 100 % (a two-node subgraph was shown at 200 %), with the height of what
+ * lies over the canvas's top (`covered`: the subgraph bar, banners) as top padding, so no title row is under the bar
+ * (clicking it hit the bar).
+ */
+export function subgraphFit(covered: number) {
+  return { padding: { top: `${Math.round(covered) + 16}px` as const, bottom: "24px" as const, x: "24px" as const }, maxZoom: 1, duration: 0 };
+}
+
+/** Pixels of `element`'s top that the subgraph bar and the banners cover (0 when none is shown). */
+function coveredTop(element: HTMLElement): number {
+  const top = element.getBoundingClientRect().top;
+  const over = [...element.ownerDocument.querySelectorAll(".ng-subgraph-bar, .ng-banner")].map((e) => e.getBoundingClientRect().bottom - top);
+  return Math.max(0, ...over.filter((h) => h < element.clientHeight / 2));
+}
+
 /** The zoom below which node text (13 px at 100 %) is too small to read or edit (under ~10 px). */
 export const READABLE_ZOOM = 0.75;
 
@@ -969,9 +1132,9 @@ export const READABLE_ZOOM = 0.75;
  * large graph opens ready to edit, not as a 3 px overview (the fit-view button still shows it all).
  * `fits` counts the fits asked for: when another one was asked for while this one waited, that one's view stays.
  */
-async function fitReadable(flow: ReturnType<typeof useReactFlow>, element: HTMLElement | null, fits: { current: number }): Promise<void> {
+async function fitReadable(flow: ReturnType<typeof useReactFlow>, element: HTMLElement | null, fits: { current: number }, subgraph = false): Promise<void> {
   const mine = ++fits.current;
-  await flow.fitView(FIT_ALL);
+  await flow.fitView(subgraph && element ? subgraphFit(coveredTop(element)) : FIT_ALL);
   if (fits.current !== mine || !element || flow.getZoom() >= READABLE_ZOOM) return; // a newer fit was asked for: its view stays
   const bounds = flow.getNodesBounds(flow.getNodes().filter((node) => !node.hidden));
   const margin = 24;
@@ -980,7 +1143,8 @@ async function fitReadable(flow: ReturnType<typeof useReactFlow>, element: HTMLE
   await flow.setViewport({
     zoom: READABLE_ZOOM,
     x: margin - bounds.x * READABLE_ZOOM,
-    // a wide graph that fits in height stays centred vertically; a tall one starts at its top
-    y: fitsHeight ? (height - bounds.height * READABLE_ZOOM) / 2 - bounds.y * READABLE_ZOOM : margin - bounds.y * READABLE_ZOOM,
+    // a wide graph that fits in height stays centred vertically; a tall one starts at its top (a subgraph's below the bar)
+    y: fitsHeight ? (height - bounds.height * READABLE_ZOOM) / 2 - bounds.y * READABLE_ZOOM
+      : (subgraph ? coveredTop(element) + 16 : margin) - bounds.y * READABLE_ZOOM,
   });
 }

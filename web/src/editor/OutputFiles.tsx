@@ -6,13 +6,16 @@
  * view (editor/Model3DView.tsx) with a download link. Clicking an image opens the
  * image viewer (editor/ImageViewer.tsx) on it, with its siblings (the node's other
  * images, or the gallery) to step through and compare. A gallery tile of a mesh or point cloud is
- * an icon tile; a click opens the large 3D viewer (editor/Model3DViewer.tsx).
+ * an icon tile; a click opens the large 3D viewer (editor/Model3DViewer.tsx). A gallery tile of a video is its
+ * first frame under a ▶ (a click plays it large, with controls), of a sound an icon with a play button: every
+ * tile is square, the size of an image tile.
  *
  * Test ids: output-file (data-kind, data-view = the element chosen),
- * output-file-download, output-text, output-file-open3d (a gallery tile of a 3D file).
+ * output-file-download, output-text, output-file-open3d (a gallery tile of a 3D file), output-file-video-tile,
+ * output-file-audio-play.
  */
-import { useContext, useEffect, useState } from "react";
-import { describeItem, fileName, fileView, loadTextPreview, textPreview, type OutputItem } from "../run/media";
+import { useContext, useEffect, useRef, useState } from "react";
+import { describeItem, fileName, fileView, loadTextPreview, posterFrameUrl, textPreview, type OutputItem } from "../run/media";
 import { AppContext } from "../state/context";
 import { openViewer } from "../state/ui";
 import { Model3DView } from "./Model3DView";
@@ -65,6 +68,49 @@ function Model3DTile({ points, caption, onOpen }: { points: boolean; caption: st
 }
 
 /**
+ * A gallery tile of a video: its first frame (posterFrameUrl) under a ▶, the size of an image tile; a click opens
+ * the file large in a new tab, with the browser's player and its controls (at 64 px the controls hid the frame).
+ */
+function VideoTile({ item, mime, caption }: { item: OutputItem; mime?: string; caption: string }) {
+  return (
+    <a className="ng-media-tile nodrag" href={item.url} target="_blank" rel="noreferrer" data-testid="output-file-video-tile" title={`${caption} — click to play it large`}>
+      <video preload="metadata" muted playsInline aria-hidden="true">
+        <source src={posterFrameUrl(item.url)} {...(mime ? { type: mime } : {})} />
+      </video>
+      <span className="ng-media-play" aria-hidden="true">▶</span>
+    </a>
+  );
+}
+
+/** A gallery tile of a sound: an icon and a play / pause button, the size of an image tile (a player row broke the grid). */
+function AudioTile({ item, mime, caption }: { item: OutputItem; mime?: string; caption: string }) {
+  const audio = useRef<HTMLAudioElement>(null);
+  const [playing, setPlaying] = useState(false);
+  return (
+    <div className="ng-media-tile ng-audio-tile" title={caption}>
+      <span className="ng-model3d-icon" aria-hidden="true">♪</span>
+      <button
+        type="button"
+        className="ng-media-play-button nodrag"
+        data-testid="output-file-audio-play"
+        aria-label={`${playing ? "Pause" : "Play"} ${fileName(item.fileId)}`}
+        onClick={() => {
+          const element = audio.current;
+          if (!element) return;
+          if (element.paused) void element.play().catch(() => setPlaying(false));
+          else element.pause();
+        }}
+      >
+        {playing ? "❚❚" : "▶"}
+      </button>
+      <audio ref={audio} preload="none" onPlay={() => setPlaying(true)} onPause={() => setPlaying(false)} onEnded={() => setPlaying(false)}>
+        <source src={item.url} {...(mime ? { type: mime } : {})} />
+      </audio>
+    </div>
+  );
+}
+
+/**
  * One output file; `compact` for gallery tiles (no text preview fetch, smaller media, 3D files as an icon
  * tile); `onOpen` for a click on an image, or on a gallery tile of a 3D file.
  */
@@ -105,22 +151,26 @@ export function OutputFileView({ item, compact = false, onOpen }: { item: Output
       );
       break;
     case "video":
-      body = (
+      body = compact ? (
+        <VideoTile item={item} mime={view.mime} caption={caption} />
+      ) : (
         <>
-          <video className="nodrag" controls preload="metadata" muted={compact} loop={compact} title={caption}>
+          <video className="nodrag" controls preload="metadata" title={caption}>
             <source src={item.url} {...(view.mime ? { type: view.mime } : {})} />
           </video>
-          {!compact && <DownloadLink item={item} />}
+          <DownloadLink item={item} />
         </>
       );
       break;
     case "audio":
-      body = (
+      body = compact ? (
+        <AudioTile item={item} mime={view.mime} caption={caption} />
+      ) : (
         <>
           <audio className="nodrag" controls preload="metadata" title={caption}>
             <source src={item.url} {...(view.mime ? { type: view.mime } : {})} />
           </audio>
-          {!compact && <DownloadLink item={item} />}
+          <DownloadLink item={item} />
         </>
       );
       break;

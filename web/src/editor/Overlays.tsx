@@ -31,7 +31,9 @@ import { addGroup, addReroute, GROUP_COLORS, groupMembers, groupsOf, removeGroup
 import { idMap } from "../graph/idMaps";
 import { isMinimised, NODE_COLORS, nodeColors, setNodeColor, toggleMinimised } from "../graph/nodeLook";
 import { alignNodes, distributeNodes, type AlignEdge, type Rect } from "../graph/layout";
-import { subgraphName } from "../graph/subgraph";
+import {
+  exposedPorts, exposeInput, exposeOutput, linksToPort, stopExposing, stopExposingInput, stopExposingOutput, subgraphName, SUBGRAPH_INPUTS,
+} from "../graph/subgraph";
 import { asksForNote, searchHint, searchNodes } from "../schema/search";
 import type { EditorApp } from "../state/app";
 import { useApp } from "../state/context";
@@ -207,6 +209,88 @@ function selectedRects(app: EditorApp, ids: string[]): Record<string, Rect> {
   return idMap(ids.filter((id) => rects[id]).map((id): [string, Rect] => [id, rects[id]]));
 }
 
+/**
+ * Inside an open subgraph, the node menu's items that expose the right-clicked input or output of inner node `id` as
+ * the subgraph's (docs/graph-format.md "Subgraphs": `inputs` with `default` from the widget's value, `outputs`), or
+ * stop exposing it; on the title: stop exposing its exposed ports, expose its outputs. Each is one undo step; the
+ * links to a port outside go at Back, named in a toast now.
+ */
+function exposeItems(app: EditorApp, id: string): MenuItem[] {
+  const open = app.editor.state.path.at(-1);
+  const node = app.editor.doc.nodes[id];
+  if (!open || !node) return [];
+  const name = open.name;
+  const pointed = app.canvas.menuPort?.node === id ? app.canvas.menuPort : null;
+  const schema = app.schemasFor()[node.type];
+  const declared = exposedPorts(app.editor.doc, name);
+  const exposedAs = (input: string) => {
+    const value = node.inputs[input];
+    return value && typeof value === "object" && !Array.isArray(value) && (value as { node?: unknown }).node === SUBGRAPH_INPUTS ? String((value as { output: unknown }).output) : null;
+  };
+  const outputPort = (output: string) => Object.entries(declared.outputs).find(([, t]) => t.node === id && t.output === output)?.[0] ?? null;
+  const stop = (kind: "input" | "output", port: string): MenuItem => ({
+    key: `unexpose-${kind}-${port}`,
+    label: `Stop exposing subgraph ${kind} ${port}`,
+    run: () => {
+      const links = linksToPort(open.outer, name, kind, port);
+      app.editor.edit((doc) => (kind === "input" ? stopExposingInput(doc, name, port) : stopExposingOutput(doc, name, port)));
+      app.toast(`Subgraph ${kind} ${port} is no longer exposed${links.length ? `; its links outside go: ${links.join(", ")}` : ""}`);
+    },
+  });
+  const exposeIn = (input: string): MenuItem => ({
+    key: `expose-input-${input}`,
+    label: `Expose ${input} as subgraph input`,
+    run: () => {
+      let port = "";
+      app.editor.edit((doc) => {
+        const made = exposeInput(doc, name, id, input, input in node.inputs ? node.inputs[input] : schema?.inputs[input]?.default);
+        port = made.port;
+        return made.doc;
+      });
+      app.toast(`${input} is now subgraph input ${port}: the subgraph node shows it (Back)`);
+    },
+  });
+  const exposeOut = (output: string): MenuItem => ({
+    key: `expose-output-${output}`,
+    label: `Expose ${output} as subgraph output`,
+    run: () => app.editor.edit((doc) => exposeOutput(doc, name, id, output).doc),
+  });
+  if (pointed && "input" in pointed) {
+    const port = exposedAs(pointed.input);
+    return [port !== null ? stop("input", port) : exposeIn(pointed.input)];
+  }
+  if (pointed && "output" in pointed) {
+    const port = outputPort(pointed.output);
+    return [port !== null ? stop("output", port) : exposeOut(pointed.output)];
+  }
+  const items: MenuItem[] = [];
+  for (const input of Object.keys(node.inputs)) {
+    const port = exposedAs(input);
+    if (port !== null) items.push(stop("input", port));
+  }
+  for (const output of schema?.outputs ?? []) {
+    const port = outputPort(output.name);
+    items.push(port !== null ? stop("output", port) : exposeOut(output.name));
+  }
+  return items;
+}
+
+/** On a subgraph node: stop exposing each of its definition's ports (the links to it here go in the same step). */
+function outerStopItems(app: EditorApp, id: string, name: string): MenuItem[] {
+  if (!app.editor.doc.subgraphs?.[name]) return [];
+  const declared = exposedPorts(app.editor.doc, name);
+  const stop = (kind: "input" | "output", port: string): MenuItem => ({
+    key: `unexpose-${kind}-${port}`,
+    label: `Stop exposing ${kind} ${port}`,
+    run: () => {
+      const links = linksToPort(app.editor.doc, name, kind, port);
+      app.editor.edit((doc) => stopExposing(doc, name, kind, port));
+      app.toast(`Subgraph ${kind} ${port} of ${id} is no longer exposed${links.length ? `; links removed: ${links.join(", ")}` : ""}`);
+    },
+  });
+  return [...declared.inputs.map((port) => stop("input", port)), ...Object.keys(declared.outputs).map((port) => stop("output", port))];
+}
+
 /** The items of the context menu for `target` (the node menu acts on the whole selection). */
 export function menuItems(app: EditorApp, target: MenuTarget, at: Position, screen: Position): MenuItem[] {
   const selection = Object.keys(app.editor.state.selectedNodes).filter((id) => id in app.editor.doc.nodes);
@@ -260,6 +344,7 @@ export function menuItems(app: EditorApp, target: MenuTarget, at: Position, scre
         });
       }
       if (inner !== null && app.editor.doc.subgraphs?.[inner]) items.push({ key: "open-subgraph", label: "Open subgraph", run: () => app.openSubgraph(inner, target.id) });
+      if (!many) items.push(...exposeItems(app, target.id), ...(inner !== null ? outerStopItems(app, target.id, inner) : []));
       if (node && nodeSize(node)) items.push({ key: "reset-size", label: "Reset size", run: () => app.layoutEdit((doc) => setNodeSize(doc, target.id, null)) });
       if (many) {
         items.push(

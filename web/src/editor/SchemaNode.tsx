@@ -73,6 +73,19 @@ function statusText(state: NodeRunState | undefined): string {
   }
 }
 
+/**
+ * What a placeholder (a node whose type this server does not have) says, once: the server's own
+ * `unknown_node_type` error when a check brought one (it names the plugin to install, or a close type), else the
+ * editor's words; `others` are the node's remaining errors. Before, both showed, in two boxes saying the same.
+ */
+export function placeholderMessage(type: string, inner: string | null, errors: GraphError[]): { text: string; others: GraphError[] } {
+  const server = inner === null ? errors.find((e) => e.code === "unknown_node_type") : undefined;
+  const text = inner !== null
+    ? `Subgraph ${inner} has no definition in this file`
+    : server ? server.message.charAt(0).toUpperCase() + server.message.slice(1) : `Unknown node type ${type}: it is not registered on this server`;
+  return { text, others: server ? errors.filter((e) => e !== server) : errors };
+}
+
 export function formatSeconds(seconds: number): string {
   if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
   if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`;
@@ -99,7 +112,9 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
   const output = useStore(app.session, (s) => s.nodeOutputs[key]);
   const allErrors = useStore(app.session, (s) => s.validationErrors) ?? NO_ERRORS;
   const errors = allErrors.filter((e) => e.node_id === key || (isSubgraph && e.node_id?.startsWith(`${key}/`)));
-  const nodeErrors = errors.filter((e) => !e.input || !(schema?.inputs[e.input] || e.input in node.inputs));
+  const ownErrors = errors.filter((e) => !e.input || !(schema?.inputs[e.input] || e.input in node.inputs));
+  const placeholder = schema ? null : placeholderMessage(node.type, subgraphName(node.type), ownErrors);
+  const nodeErrors = placeholder ? placeholder.others : ownErrors;
   const allWarnings = useStore(app.session, (s) => s.warnings);
   const warnings = Object.entries(allWarnings)
     .filter(([nodeId]) => nodeId === key || (isSubgraph && nodeId.startsWith(`${key}/`)))
@@ -215,10 +230,8 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
       {!minimised && (<>
       {!schema && (
         <div className="ng-node-error" data-testid={`node-unknown-${id}`}>
-          {inner !== null
-            ? `Subgraph ${inner} has no definition in this file`
-            : `Unknown node type ${node.type}: it is not registered on this server`}
-          ; its inputs are kept as written and saved back unchanged
+          {placeholder?.text}
+          {" "}(its inputs are kept as written and saved back unchanged)
           {(() => {
             const hint = unknownTypeHint(node.type, pluginWarnings);
             return hint ? <div className="ng-hint">{hint}</div> : null;
@@ -250,7 +263,7 @@ function SchemaNodeView({ id, data, selected }: NodeProps<SchemaFlowNode>) {
       )}
       <div className="ng-ports">
         {outputs.map((out) => (
-          <div className="ng-output" key={out.name}>
+          <div className="ng-output" key={out.name} data-output={out.name}>
             <span className="ng-port-name">{out.name}</span>
             <span className="ng-port-type">{out.port}</span>
             <Handle
@@ -311,7 +324,7 @@ function InputRow({ nodeId, name, spec, value, types, errors }: {
   const errorIds = errors.map((_, i) => `${errorBase}-${i}`).join(" ");
   const port = spec?.port ?? "*";
   return (
-    <div className={`ng-input${errors.length ? " ng-input-invalid" : ""}`} data-testid={`input-${nodeId}-${name}`}>
+    <div className={`ng-input${errors.length ? " ng-input-invalid" : ""}`} data-testid={`input-${nodeId}-${name}`} data-input={name}>
       <Handle
         type="target"
         position={Position.Left}

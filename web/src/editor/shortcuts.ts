@@ -23,6 +23,9 @@ export interface Shortcut {
 export const SHORTCUTS: Shortcut[] = [
   { keys: "Double-click canvas", action: "search nodes at the cursor" },
   { keys: "Drag a wire to empty canvas", action: "search nodes that fit that wire" },
+  { keys: "Drag from a connected input", action: "pick up its wire: drop it on another input to move it there, anywhere else to remove it (on empty canvas the search opens)" },
+  { keys: "Shift+drag from an output onto another output", action: "move all its links to that output (type-checked, one undo step)" },
+  { keys: "Double-click an input socket", action: "add a primitive node (Int, Float, String, Boolean) holding the widget's value, linked to it" },
   { keys: "Right-click", action: "menu for the canvas, a node, a wire, a group or a reroute" },
   { keys: "Ctrl+Enter", action: "run the graph (also from inside a text field)" },
   { keys: "Ctrl+Shift+Enter", action: "run the graph before the queued runs (admins, on a server with users)" },

@@ -457,8 +457,9 @@ export function randomizeSeeds(
   seedInputs: (type: string) => { name: string; min: number; max: number }[],
   draw: (min: number, max: number) => number,
 ): EditorDocument {
-  let next = doc;
-  for (const [id, node] of Object.entries(doc.nodes)) {
+  const advanced = withDefinitions(doc, (inner) => randomizeSeeds(inner, seedInputs, draw));
+  let next = advanced;
+  for (const [id, node] of Object.entries(advanced.nodes)) {
     for (const { name, min, max } of seedInputs(node.type)) {
       if (isLink(node.inputs[name])) continue;
       const mode = seedMode(node, name);
@@ -476,7 +477,10 @@ export function randomizeSeeds(
  * for a prompt it queued); a seed typed since, or a node removed, is left as it is.
  */
 export function seedsGivenBack(doc: EditorDocument, submitted: EditorDocument, advanced: EditorDocument): EditorDocument {
-  let next = doc;
+  let next = withDefinitions(doc, (inner, name) => {
+    const [before, after] = [definitionDocument(submitted, name), definitionDocument(advanced, name)];
+    return before && after ? seedsGivenBack(inner, before, after) : inner;
+  });
   for (const [id, node] of Object.entries(advanced.nodes)) {
     const before = submitted.nodes[id];
     const now = doc.nodes[id];
@@ -486,6 +490,42 @@ export function seedsGivenBack(doc: EditorDocument, submitted: EditorDocument, a
     }
   }
   return next;
+}
+
+/**
+ * Subgraph definition `name` of `doc` as a document of its own (its nodes and ui), or null when there is none.
+ * (graph/subgraph.ts `openSubgraph` adds the enclosing file's definitions, for the editor.)
+ */
+export function definitionDocument(doc: EditorDocument, name: string): EditorDocument | null {
+  const def = ownValue(doc.subgraphs ?? {}, name);
+  if (!isObject(def) || !isObject(def.nodes)) return null;
+  const file: Record<string, unknown> = { format_version: FORMAT_VERSION, nodes: def.nodes };
+  if (def.ui !== undefined) file.ui = def.ui;
+  return fromGraphFile(file);
+}
+
+/**
+ * `doc` with `change` applied to each of its subgraph definitions once (as a document of its own; nested ones
+ * too, since they are all listed at the top level): a definition that several subgraph nodes use is changed once,
+ * its instances share it. A definition `change` leaves alone keeps its object, so an unchanged graph saves back
+ * unchanged. Seeds use this: "+1 / run" and random modes inside a subgraph step like those at the top level.
+ */
+export function withDefinitions(doc: EditorDocument, change: (inner: EditorDocument, name: string) => EditorDocument): EditorDocument {
+  if (!doc.subgraphs) return doc;
+  let subgraphs: Record<string, unknown> | null = null;
+  for (const name of Object.keys(doc.subgraphs)) {
+    const inner = definitionDocument(doc, name);
+    if (!inner) continue;
+    const changed = change(inner, name);
+    if (changed === inner) continue;
+    const file = toGraphFile(changed);
+    const def: Record<string, unknown> = { ...(doc.subgraphs[name] as Record<string, unknown>), nodes: file.nodes };
+    if (file.ui !== undefined) def.ui = file.ui;
+    else delete def.ui;
+    subgraphs ??= copyIdMap(doc.subgraphs);
+    subgraphs[name] = def;
+  }
+  return subgraphs ? { ...doc, subgraphs } : doc;
 }
 
 /** Give positions to nodes that have none: columns by link depth, rows in file order. */

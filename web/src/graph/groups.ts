@@ -10,7 +10,8 @@
  * Main functions: groupsOf / reroutesOf (read, tolerant of malformed entries, which are
  * carried through untouched), addGroup (around a selection), groupSelection (addGroup, then
  * the other nodes the frame would cover moved clear of it, so its title is never hidden),
- * moveGroup (the frame and its members), updateGroup, removeGroup, groupMembers,
+ * moveGroup (the frame and its members), updateGroup, removeGroup, groupMembers, headerMembers and
+ * growFramesToHold (a frame grows with a node inside it that grew),
  * layoutWithGroups (auto-layout that keeps each group's nodes together and moves the frame
  * with them), addReroute, moveReroute, removeReroutes, and `pruneReroutes` (reroutes whose
  * wire is gone are dropped on save).
@@ -232,6 +233,37 @@ export function groupMembers(group: Group, rects: Record<string, Rect>): string[
       return cx >= gx && cx <= gx + gw && cy >= gy && cy <= gy + gh;
     })
     .map(([id]) => id);
+}
+
+/**
+ * The ids of the nodes whose title bar (the middle of its top edge, which stays put when a node grows taller) lies
+ * inside the group's bounds: a node that grew (a long prompt, a run's image) past the frame is still its member.
+ */
+export function headerMembers(group: Group, rects: Record<string, Rect>): string[] {
+  const [gx, gy, gw, gh] = group.bounds;
+  return Object.entries(rects)
+    .filter(([, r]) => {
+      const cx = r.x + r.width / 2;
+      const top = r.y + 8;
+      return cx >= gx && cx <= gx + gw && top >= gy && top <= gy + gh;
+    })
+    .map(([id]) => id);
+}
+
+/**
+ * Each group's frame grown (never shrunk) to hold its `members` (group id → node ids, taken before the nodes grew
+ * and pushed the others) at `rects`, with the frame's padding: as ComfyUI's group, a frame does not leave a node
+ * that grew sticking out of it (the frame stays where it is; only its right and bottom edges move).
+ */
+export function growFramesToHold(doc: EditorDocument, members: Record<string, string[]>, rects: Record<string, Rect>): EditorDocument {
+  return mapList(doc, "groups", isGroup, (g) => {
+    const inside = (members[g.id] ?? []).map((id) => rects[id]).filter(Boolean);
+    if (!inside.length) return g;
+    const [x, y, width, height] = g.bounds;
+    const right = Math.max(x + width, ...inside.map((r) => Math.round(r.x + r.width + GROUP_PADDING)));
+    const bottom = Math.max(y + height, ...inside.map((r) => Math.round(r.y + r.height + GROUP_PADDING)));
+    return right === x + width && bottom === y + height ? g : { ...g, bounds: [x, y, right - x, bottom - y] as Group["bounds"] };
+  });
 }
 
 /** Move a group to (x, y) and its members (given at the move's start) by the same amount. */

@@ -11,7 +11,12 @@
  *                     become exposed inputs (one per distinct source), links to outside become
  *                     exposed outputs (named after a titled inner node: `prompt`, `negative_prompt`);
  *                     literals, titles, modes and positions move inside
- *   openSubgraph / closeSubgraph   edit a definition as a document of its own and write it back
+ *                     (inside an open definition: its exposed outputs that the selection gives move to the new node)
+ *   openSubgraph / closeSubgraph   edit a definition as a document of its own and write it back (the links to
+ *                     ports no longer exposed go then)
+ *   exposeInput / exposeOutput / stopExposingInput / stopExposingOutput / stopExposing   a definition's ports
+ *                     after the collapse (the node menus; `linksToPort` names the outer links that go)
+ *   outputsLeftUnfed  the exposed outputs a delete inside leaves without their node (they stay declared)
  *
  * `$inputs` (SUBGRAPH_INPUTS) is the reserved inner node id that exposed inputs are read from.
  * Definitions, inner nodes and exposed ports are keyed by names from the file: prototype-free
@@ -200,12 +205,17 @@ function exposedInputNames(
 /**
  * Collapse the nodes `ids` into a new subgraph definition `name` and one node using it
  * (at the selection's top-left). Returns the document and the new node's id.
+ * `enclosing`: the definition `doc` is the open inside of (nesting). Its exposed outputs that an inner node in the
+ * selection gives cross the new node's border like links to outside: they become outputs of the new definition
+ * and the enclosing declarations point at the new node's (before, they were dropped and the outer links dangled).
+ * Its exposed inputs need nothing: the selection reads them through `$inputs` links, which become the new node's.
  */
 export function collapseToSubgraph(
   doc: EditorDocument,
   ids: string[],
   positions: Record<string, Position>,
   name?: string,
+  enclosing?: string,
 ): { doc: EditorDocument; id: string; name: string } | null {
   const inside = new Set(ids.filter((id) => id in doc.nodes));
   if (!inside.size) return null;
@@ -264,6 +274,13 @@ export function collapseToSubgraph(
       if (isLink(value) && inside.has(value.node)) exposures.set(`${value.node}\u0000${value.output}`, { node: value.node, output: value.output });
     }
   }
+  const outer = enclosing !== undefined ? ownValue(defs, enclosing) : undefined;
+  const declared = isObject(outer) && isObject(outer.outputs) ? (outer.outputs as Record<string, unknown>) : idMap<unknown>();
+  for (const target of Object.values(declared)) {
+    if (isObject(target) && inside.has(String(target.node)) && typeof target.output === "string") {
+      exposures.set(`${target.node}\u0000${target.output}`, { node: String(target.node), output: target.output });
+    }
+  }
   const byInnerOutput = exposedOutputNames([...exposures.values()], titleOf);
   const exposedOut = idMap<{ node: string; output: string }>();
   for (const [key, target] of exposures) exposedOut[byInnerOutput.get(key)!] = target;
@@ -299,6 +316,14 @@ export function collapseToSubgraph(
   };
   const subgraphs = copyIdMap(defs);
   subgraphs[defName] = definition;
+  if (enclosing !== undefined && isObject(outer)) {
+    const repointed = idMap<unknown>();
+    for (const [port, target] of Object.entries(declared)) {
+      const key = isObject(target) ? `${target.node}\u0000${target.output}` : "";
+      repointed[port] = isObject(target) && byInnerOutput.has(key) ? { ...target, node: nodeId, output: byInnerOutput.get(key)! } : target;
+    }
+    subgraphs[enclosing] = { ...outer, outputs: repointed };
+  }
   return { doc: { ...doc, nodes, subgraphs }, id: nodeId, name: defName };
 }
 
@@ -321,10 +346,160 @@ export function closeSubgraph(outer: EditorDocument, name: string, inner: Editor
   const def: Record<string, unknown> = { ...previous, nodes: file.nodes };
   if (file.ui !== undefined) def.ui = file.ui;
   else delete def.ui;
-  // Exposed outputs whose inner node was deleted are dropped (the engine would refuse them).
-  if (isObject(def.outputs)) {
-    def.outputs = idMap(Object.entries(def.outputs).filter(([, t]) => isObject(t) && String(t.node) in file.nodes));
-  }
+  // Exposed outputs whose inner node was deleted stay declared, as a ComfyUI subgraph keeps an output slot whose
+  // inner link went: the outer links keep their port and validation names the output to re-point (before, the
+  // output was dropped silently and the outer links dangled; `outputsLeftUnfed` says so at the delete).
   defs[name] = def;
-  return { ...outer, subgraphs: defs };
+  return { ...outer, nodes: withoutLinksToDropped(outer, name, def), subgraphs: defs };
+}
+
+/** The names of `def`'s exposed inputs or outputs (none when it declares none). */
+function portNames(def: unknown, kind: "inputs" | "outputs"): string[] {
+  return isObject(def) && isObject(def[kind]) ? Object.keys(def[kind] as Record<string, unknown>) : [];
+}
+
+/**
+ * `outer`'s nodes without the links to the ports that definition `name` declared in `outer` and `def` no longer does
+ * (Stop exposing …): an instance's input for a dropped exposed input, and every link reading a dropped output of an
+ * instance. The nodes object is kept when nothing goes.
+ */
+function withoutLinksToDropped(outer: EditorDocument, name: string, def: unknown): Record<string, DocNode> {
+  const before = outer.subgraphs ? ownValue(outer.subgraphs, name) : undefined;
+  const inputs = new Set(portNames(before, "inputs").filter((p) => !portNames(def, "inputs").includes(p)));
+  const outputs = new Set(portNames(before, "outputs").filter((p) => !portNames(def, "outputs").includes(p)));
+  if (!inputs.size && !outputs.size) return outer.nodes;
+  const type = SUBGRAPH_PREFIX + name;
+  let nodes: Record<string, DocNode> | null = null;
+  for (const [id, node] of Object.entries(outer.nodes)) {
+    const kept = Object.entries(node.inputs).filter(([input, value]) =>
+      !(node.type === type && inputs.has(input)) && !(isLink(value) && outer.nodes[value.node]?.type === type && outputs.has(value.output)));
+    if (kept.length === Object.keys(node.inputs).length) continue;
+    nodes ??= copyIdMap(outer.nodes);
+    nodes[id] = { ...node, inputs: idMap(kept) };
+  }
+  return nodes ?? outer.nodes;
+}
+
+/**
+ * The links in `outer` that stopping to expose `port` of definition `name` removes, as a user reads them
+ * (`sampler.positive`; an exposed input's: `enc.text_encoder → subgraph_1.text_encoder`, or the value it held).
+ */
+export function linksToPort(outer: EditorDocument | null, name: string, kind: "input" | "output", port: string): string[] {
+  const type = SUBGRAPH_PREFIX + name;
+  const out: string[] = [];
+  for (const [id, node] of Object.entries(outer?.nodes ?? {})) {
+    for (const [input, value] of Object.entries(node.inputs)) {
+      if (kind === "input" && node.type === type && input === port) {
+        out.push(isLink(value) ? `${value.node}.${value.output} → ${id}.${input}` : `${id}.${input} = ${JSON.stringify(value)}`);
+      }
+      if (kind === "output" && isLink(value) && value.output === port && outer?.nodes[value.node]?.type === type) out.push(`${id}.${input}`);
+    }
+  }
+  return out;
+}
+
+/** `doc` with definition `name`'s `inputs` or `outputs` declarations replaced by `change`'s. */
+function withDeclarations(doc: EditorDocument, name: string, kind: "inputs" | "outputs",
+  change: (declared: Record<string, unknown>) => Record<string, unknown>): EditorDocument {
+  const def = doc.subgraphs ? ownValue(doc.subgraphs, name) : undefined;
+  if (!isObject(def)) throw new Error(`there is no subgraph definition named ${name}`);
+  const subgraphs = copyIdMap(doc.subgraphs!);
+  subgraphs[name] = { ...def, [kind]: change(copyIdMap(isObject(def[kind]) ? (def[kind] as Record<string, unknown>) : {})) };
+  return { ...doc, subgraphs };
+}
+
+/**
+ * Inside open definition `name` (`doc` is its inner document): input `input` of inner node `id` becomes an exposed
+ * input (`inputs` with `default`: `value`, the value its widget shows, when it held one; a socket's has none and is
+ * required), read through `$inputs`, so the subgraph node shows the port and, for a literal, the widget. Named after
+ * the input (`text`), with the node's title before it when that name is taken (`negative_prompt_text`).
+ */
+export function exposeInput(doc: EditorDocument, name: string, id: string, input: string, value: unknown): { doc: EditorDocument; port: string } {
+  const node = doc.nodes[id];
+  if (!node) throw new Error(`there is no inner node ${id} to expose an input of`);
+  const def = doc.subgraphs ? ownValue(doc.subgraphs, name) : undefined;
+  const taken = new Set(portNames(def, "inputs"));
+  const title = portNameFromTitle(node.title);
+  const port = uniqueName(taken.has(input) && title ? `${title}_${input}` : input, taken, NOT_IN_PORT_NAME);
+  const declared = value === undefined || isLink(value) ? {} : { default: structuredClone(value) };
+  const next = withDeclarations(doc, name, "inputs", (inputs) => ({ ...inputs, [port]: declared }));
+  const nodes = copyIdMap(next.nodes);
+  nodes[id] = { ...node, inputs: idMap([...Object.entries(node.inputs), [input, { node: SUBGRAPH_INPUTS, output: port }]]) };
+  return { doc: { ...next, nodes }, port };
+}
+
+/** Inside open definition `name`: output `output` of inner node `id` becomes an exposed output, named as a collapse names it. */
+export function exposeOutput(doc: EditorDocument, name: string, id: string, output: string): { doc: EditorDocument; port: string } {
+  if (!doc.nodes[id]) throw new Error(`there is no inner node ${id} to expose an output of`);
+  const def = doc.subgraphs ? ownValue(doc.subgraphs, name) : undefined;
+  const taken = new Set(portNames(def, "outputs"));
+  const port = uniqueName(portNameFromTitle(doc.nodes[id].title) || output, taken, NOT_IN_PORT_NAME);
+  return { doc: withDeclarations(doc, name, "outputs", (outputs) => ({ ...outputs, [port]: { node: id, output } })), port };
+}
+
+/**
+ * Inside open definition `name`: exposed input `port` is no longer exposed. The inner inputs that read it get its
+ * default back as their value (none: they are left unset). The subgraph nodes' inputs for it go at Back
+ * (`closeSubgraph`), in the same undo step there.
+ */
+export function stopExposingInput(doc: EditorDocument, name: string, port: string): EditorDocument {
+  const def = doc.subgraphs ? ownValue(doc.subgraphs, name) : undefined;
+  const spec = isObject(def) && isObject(def.inputs) ? ownValue(def.inputs as Record<string, unknown>, port) : undefined;
+  const next = withDeclarations(doc, name, "inputs", (inputs) => idMap(Object.entries(inputs).filter(([p]) => p !== port)));
+  const nodes = copyIdMap(next.nodes);
+  for (const [id, node] of Object.entries(next.nodes)) {
+    const reads = Object.entries(node.inputs).filter(([, v]) => isLink(v) && v.node === SUBGRAPH_INPUTS && v.output === port);
+    if (!reads.length) continue;
+    const inputs = idMap(Object.entries(node.inputs).filter(([input]) => !reads.some(([r]) => r === input)));
+    if (isObject(spec) && "default" in spec) for (const [input] of reads) inputs[input] = structuredClone(spec.default);
+    nodes[id] = { ...node, inputs };
+  }
+  return { ...next, nodes };
+}
+
+/** Inside open definition `name`: exposed output `port` is no longer exposed (the links reading it outside go at Back). */
+export function stopExposingOutput(doc: EditorDocument, name: string, port: string): EditorDocument {
+  return withDeclarations(doc, name, "outputs", (outputs) => idMap(Object.entries(outputs).filter(([p]) => p !== port)));
+}
+
+/**
+ * From the enclosing graph (a subgraph node's menu): definition `name`'s exposed input or output `port` is no
+ * longer exposed, and the links to it in `doc` go, in one edit.
+ */
+export function stopExposing(doc: EditorDocument, name: string, kind: "input" | "output", port: string): EditorDocument {
+  const inner = openSubgraph(doc, name);
+  return closeSubgraph(doc, name, kind === "input" ? stopExposingInput(inner, name, port) : stopExposingOutput(inner, name, port));
+}
+
+/** The exposed ports of definition `name` as declared in `doc`: inputs and outputs by name. */
+export function exposedPorts(doc: EditorDocument, name: string): { inputs: string[]; outputs: Record<string, { node: string; output: string }> } {
+  const def = doc.subgraphs ? ownValue(doc.subgraphs, name) : undefined;
+  const outputs = idMap<{ node: string; output: string }>();
+  if (isObject(def) && isObject(def.outputs)) {
+    for (const [port, t] of Object.entries(def.outputs)) if (isObject(t)) outputs[port] = { node: String(t.node), output: String(t.output) };
+  }
+  return { inputs: portNames(def, "inputs"), outputs };
+}
+
+/**
+ * The exposed outputs of open definition `name` that deleting the inner nodes `ids` of `doc` leaves without the node
+ * that gives them, each with the links in `outer` (the enclosing document) that read it: `negative_prompt (read by
+ * sampler.negative)`. The outputs stay declared (`closeSubgraph`), so these links break until one is re-pointed.
+ */
+export function outputsLeftUnfed(doc: EditorDocument, name: string, ids: string[], outer: EditorDocument | null): string[] {
+  const def = ownValue(doc.subgraphs ?? {}, name);
+  if (!isObject(def) || !isObject(def.outputs)) return [];
+  const gone = new Set(ids);
+  const out: string[] = [];
+  for (const [port, target] of Object.entries(def.outputs)) {
+    if (!isObject(target) || !gone.has(String(target.node))) continue;
+    const readers: string[] = [];
+    for (const [id, node] of Object.entries(outer?.nodes ?? {})) {
+      for (const [input, value] of Object.entries(node.inputs)) {
+        if (isLink(value) && value.output === port && outer?.nodes[value.node]?.type === SUBGRAPH_PREFIX + name) readers.push(`${id}.${input}`);
+      }
+    }
+    out.push(readers.length ? `${port} (read by ${readers.join(", ")})` : port);
+  }
+  return out;
 }

@@ -197,6 +197,15 @@ export function failureText(error: unknown, verb: string): string {
 const TAB_CLIENT_KEY = "nodegraph.tab.client.v1";
 const TAB_RUN_KEY = "nodegraph.tab.run.v2"; // v2: run/tabRun.ts's text (v1: a run id, forgotten when it ended)
 
+/**
+ * The file name Save downloads a graph titled `title` as: its words joined by "_", with no "_" left at either end
+ * ("Text to image (tiny world)" → `Text_to_image_tiny_world.json`, not `…_world_.json`); `graph.json` without a title.
+ */
+export function downloadName(title: unknown): string {
+  const stem = typeof title === "string" ? title.trim().replace(/[^\w.-]+/g, "_").replace(/^[_.]+|[_.]+$/g, "") : "";
+  return `${stem || "graph"}.json`;
+}
+
 export class EditorApp {
   readonly editor = new EditorStore();
   readonly session: Store<SessionState> = createStore(initialSessionState);
@@ -219,6 +228,12 @@ export class EditorApp {
   private firstOpen: "none" | "waiting" | "asked" = "none";
   /** Run presses so far: a refused run gives its seeds back only if no Run came after it (`run`). */
   private runPresses = 0;
+  /**
+   * The banner of the last `invalid_graph` refusal and the graph file (text) it described: the banner goes when the
+   * whole graph changes from that one (an edit, an undo: `clearStaleInvalidBanner`). Before, it stayed over the
+   * nodes after Ctrl+Z had made the graph valid again, until closed by hand.
+   */
+  private invalidBanner: { banner: unknown; graph: string } | null = null;
   private nextToast = 1;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   private fetchedOutputs = new Set<string>();
@@ -258,6 +273,11 @@ export class EditorApp {
      * fitted after that.
      */
     separateWhenShown: boolean;
+    /**
+     * The port of the node a context menu was opened on (set by the canvas at the right-click): its input row or
+     * output row (a keyboard-opened menu leaves the last one: it counts for its node only), null on the title or elsewhere. The node menu offers "Expose … as subgraph input / output" for it.
+     */
+    menuPort: { node: string; input: string } | { node: string; output: string } | null;
   } = {
     element: null,
     toFlow: (x, y) => [x, y],
@@ -268,6 +288,7 @@ export class EditorApp {
     followRun: null,
     followHere: () => null,
     separateWhenShown: false,
+    menuPort: null,
   };
   private historyFetched = new Set<string>();
 
@@ -297,6 +318,7 @@ export class EditorApp {
       this.canvas.followRun = shown.runId;
     }
     this.editor.store.subscribe(() => this.scheduleAutosave());
+    this.editor.store.subscribe(() => this.clearStaleInvalidBanner());
     if (typeof globalThis.addEventListener === "function") {
       globalThis.addEventListener("pagehide", () => this.keepForReload());
       globalThis.addEventListener("visibilitychange", () => {
@@ -550,10 +572,12 @@ export class EditorApp {
     const press = ++this.runPresses;
     const loads = this.editor.state.loadCount;
     const graph = this.graphFile();
-    const submitted = this.editor.doc;
-    // the next seeds are shown at once: a second Run pressed before the server answers uses them
-    this.editor.replaceSilently((doc) => randomizeSeeds(doc, (type) => seedInputsOf(schemas.nodes[type]), randomSeed));
-    const advanced = this.editor.doc;
+    const submitted = this.editor.levels();
+    // the next seeds are shown at once: a second Run pressed before the server answers uses them. Every level of the
+    // whole graph steps (the top level while a subgraph is open, and each subgraph definition once: before, seeds
+    // inside a subgraph never stepped and those outside did not while one was open).
+    this.editor.replaceEverywhere((doc) => randomizeSeeds(doc, (type) => seedInputsOf(schemas.nodes[type]), randomSeed));
+    const advanced = this.editor.levels();
     const title = typeof graph.metadata?.title === "string" && graph.metadata.title.trim() ? graph.metadata.title.trim() : "the graph";
     const keys = resultKeys(graph);
     this.submitKeys.push(keys);
@@ -568,15 +592,34 @@ export class EditorApp {
       // Refused (a missing input file, say): the seeds it used are shown again for the fixed-up Run (which then makes
       // an opened image again) — unless another graph was opened or another Run pressed meanwhile.
       if (press === this.runPresses && loads === this.editor.state.loadCount) {
-        this.editor.replaceSilently((doc) => seedsGivenBack(doc, submitted, advanced));
+        this.editor.replaceEverywhere((doc, level) => seedsGivenBack(doc, submitted[level] ?? doc, advanced[level] ?? doc));
       }
       if (error instanceof ProtocolError && error.code === "invalid_graph") {
+        const banner = this.session.get().banner;
+        this.invalidBanner = banner ? { banner, graph: stringifyJson(graph) } : null;
         const count = (error.details?.errors as unknown[] | undefined)?.length ?? 0;
         this.toast(`The graph is invalid (${count} error${count === 1 ? "" : "s"}): see the marked nodes`, "error");
       } else {
         this.failureToast(error, "submit");
       }
     }
+  }
+
+  /**
+   * The invalid-graph banner, once the whole graph is no longer the one it described (an edit, Ctrl+Z): gone, as its
+   * errors may be (the marks on the nodes stay until their inputs are edited or the next Run). Opening or leaving a
+   * subgraph changes no graph: the banner stays.
+   */
+  private clearStaleInvalidBanner(): void {
+    const shown = this.invalidBanner;
+    if (!shown) return;
+    if (this.session.get().banner !== shown.banner) {
+      this.invalidBanner = null; // replaced or closed meanwhile
+      return;
+    }
+    if (stringifyJson(toGraphFile(this.editor.rootDoc())) === shown.graph) return;
+    this.invalidBanner = null;
+    this.dispatch({ type: "banner", banner: null });
   }
 
   /** Cancel a queued run; one that already left the queue (a double click) is a silent no-op. */
@@ -1053,7 +1096,7 @@ export class EditorApp {
 
   save(): void {
     const title = this.editor.rootDoc().metadata?.title;
-    const name = `${typeof title === "string" && title.trim() ? title.trim().replace(/[^\w.-]+/g, "_") : "graph"}.json`;
+    const name = downloadName(title);
     const url = URL.createObjectURL(new Blob([this.graphText()], { type: "application/json" }));
     const anchor = document.createElement("a");
     anchor.href = url;

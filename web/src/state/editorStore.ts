@@ -215,13 +215,15 @@ export class EditorStore {
 
   /**
    * Apply `change` to the document, and to the enclosing documents of the open subgraphs, without an undo
-   * step (inputs renamed by node schemas that arrived after the graph was opened).
+   * step (inputs renamed by node schemas that arrived after the graph was opened; seeds stepped by a Run, which
+   * submits the whole graph). `change` is told each document's level: 0 the top level, `path.length` the one shown
+   * (see `levels`).
    */
-  replaceEverywhere(change: (doc: EditorDocument) => EditorDocument): void {
+  replaceEverywhere(change: (doc: EditorDocument, level: number) => EditorDocument): void {
     this.update((s) => {
-      const doc = change(s.doc);
-      const path = s.path.map((level) => {
-        const outer = change(level.outer);
+      const doc = change(s.doc, s.path.length);
+      const path = s.path.map((level, i) => {
+        const outer = change(level.outer, i);
         return outer === level.outer ? level : { ...level, outer };
       });
       if (doc === s.doc && path.every((level, i) => level === s.path[i])) return s;
@@ -251,6 +253,11 @@ export class EditorStore {
       if (next.doc === s.doc && next.shownPositions === s.shownPositions && grown === s.grown) return s;
       return { ...s, ...next, grown };
     });
+  }
+
+  /** The documents of every level, the top level first and the one shown last (`replaceEverywhere`'s levels). */
+  levels(state: EditorState = this.state): EditorDocument[] {
+    return [...state.path.map((level) => level.outer), state.doc];
   }
 
   /** The whole graph: the document with every open subgraph written back into its definition. */
