@@ -7,7 +7,12 @@ symlinks pointing outside are all refused with `FileAccessError`. Ids are
 plain text (the server percent-decodes a URL once before asking), so `%` is an
 ordinary character in a name.
 Upload names are sanitised to a plain file name (letters, digits, `._-`) and
-never overwrite: a numeric suffix is added instead. An upload has a kind (`UPLOAD_KINDS`):
+never overwrite: a numeric suffix is added instead. An upload goes into the input folder, or into
+a `subfolder` of it that it names (`FileStore.upload_folder`: "img/10_zorb", each folder checked by
+the confinement rule, none hidden, at most MAX_UPLOAD_DEPTH deep; created, and counted in the quota
+like any file there): how a remote user builds a training dataset. A `caption` upload is a caption
+sidecar (NAME.txt / NAME.caption: UTF-8 text of at most MAX_CAPTION_BYTES). Any other upload has a
+kind (`UPLOAD_KINDS`):
 `image` and `mask` uploads must decode as an image of at most `MAX_UPLOAD_PIXELS` (a
 60-byte PNG can declare 20000×20000: its header is read, not its pixels, before that
 check); `audio`, `video`, `mesh` and `pointcloud` uploads must start like a file of one
@@ -67,6 +72,10 @@ MAX_STAMPED_FILES = 10_000     # entries (files and folders) of one model folder
 MAX_STAMPED_DEPTH = 8          # folder levels below a model folder stamped (model_paths searches as deep)
 
 UPLOAD_KINDS = ("image", "mask", "audio", "video", "mesh", "pointcloud")
+CAPTION_KIND = "caption"       # an upload frame's kind for a training caption sidecar (not a widget's upload kind)
+CAPTION_EXTENSIONS = ("txt", "caption")    # what ImageFolderDataset reads beside an image (NAME.txt, NAME.caption)
+MAX_CAPTION_BYTES = 64 * 1024  # a caption is a line or a paragraph; kohya's are well under 1 KB
+MAX_UPLOAD_DEPTH = 4           # folders of an upload's `subfolder` ("img/10_zorb" is 2; kohya needs at most 2)
 # Per media kind, the formats its loaders read: extension → the format's name (what `media_format` reports).
 MEDIA_FORMATS: dict[str, dict[str, str]] = {
     # a sound track in a video container too (an .m4a is MP4): LoadAudio reads it, and the Upload button refused it
@@ -405,6 +414,52 @@ def _same_bytes(path: Path, data: bytes) -> bool:
         return False
 
 
+# What a writer leaves when it is killed mid-write: a result being saved (`api.save_files`) and an upload being
+# stored (`FileStore._store_upload`). Hidden from `list_files`, yet counted by `folder_bytes` (a user's quota).
+UNFINISHED_FILE = re.compile(r"\.partial-[0-9a-f]{12}(\.[^/]*)?|\.upload-\d+-[0-9a-f]{12}\.tmp")
+
+
+def remove_unfinished_files(*folders: str | os.PathLike) -> tuple[int, int]:
+    """Delete the half-written files (`UNFINISHED_FILE`) under `folders`; returns (files removed, their bytes).
+    Only safe while no writer can be at work: the server calls it at start, holding the data folder's lock
+    (kill -9 or a SIGTERM during a long save left 38 MB files that only a name the user could not list freed).
+    Links are neither followed nor removed."""
+    count, size = 0, 0
+    for folder in folders:
+        for dirpath, _dirnames, files in os.walk(folder):
+            for name in files:
+                if not UNFINISHED_FILE.fullmatch(name):
+                    continue
+                path = os.path.join(dirpath, name)
+                try:
+                    info = os.lstat(path)
+                    if not stat.S_ISREG(info.st_mode):
+                        continue
+                    os.unlink(path)
+                except OSError:       # gone already, or not ours to remove: left as it is
+                    continue
+                count, size = count + 1, size + info.st_size
+    return count, size
+
+
+def _caption_extension(name: str, data: bytes) -> str:
+    """The extension a caption upload is stored with (its own when .txt or .caption, else txt), or FileAccessError
+    unless `data` is a caption ImageFolderDataset reads: UTF-8 text (a byte-order mark allowed) of at most
+    MAX_CAPTION_BYTES, without NUL."""
+    if len(data) > MAX_CAPTION_BYTES:
+        raise FileAccessError(f"the caption upload {name!r} holds {len(data)} bytes; a caption is at most "
+                              f"{MAX_CAPTION_BYTES} bytes (a line or a paragraph of text)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FileAccessError(f"the caption upload {name!r} is not UTF-8 text (byte {exc.start} is not); save it as "
+                              f"UTF-8, which ImageFolderDataset reads") from None
+    if "\0" in text:
+        raise FileAccessError(f"the caption upload {name!r} holds a NUL character: it is not text")
+    ext = sanitise_name(name).rpartition(".")[2].lower() if "." in sanitise_name(name) else ""
+    return ext if ext in CAPTION_EXTENSIONS else CAPTION_EXTENSIONS[0]
+
+
 class FileStore:
     """The input folder (uploads) and output folder (results) of a server."""
 
@@ -481,17 +536,22 @@ class FileStore:
         return page, len(found), complete
 
     def save_upload(self, name: str, data: bytes, kind: str = "image",
-                    check: Callable[[int], str | None] | None = None) -> str:
-        """Check that `data` is a file of `kind` (module docstring), store it under a sanitised unique name;
-        returns its file id. `check(size)` is asked before new bytes are written (not for the very bytes of a
-        file already stored, which is reused): a message is a StorageQuotaError and nothing is written."""
-        if kind not in UPLOAD_KINDS:
-            raise FileAccessError(f"upload kind must be one of {', '.join(UPLOAD_KINDS)}; got {kind!r}")
+                    check: Callable[[int], str | None] | None = None, subfolder: str = "") -> str:
+        """Check that `data` is a file of `kind` (module docstring), store it under a sanitised unique name in the
+        input folder, or in its `subfolder` (created; `upload_folder` says the rules); returns its file id
+        (`input/<subfolder>/<name>`). `check(size)` is asked before new bytes are written (not for the very bytes
+        of a file already stored, which is reused): a message is a StorageQuotaError and nothing is written."""
+        if kind not in (*UPLOAD_KINDS, CAPTION_KIND):
+            raise FileAccessError(f"upload kind must be one of {', '.join((*UPLOAD_KINDS, CAPTION_KIND))}; got "
+                                  f"{kind!r}")
+        folder = self.upload_folder(subfolder)
         if not data:
             raise FileAccessError(f"the upload is empty; send the {'image' if kind == 'mask' else kind} file's bytes "
                                   f"in the binary frame")
+        if kind == CAPTION_KIND:
+            return self._store_upload(name, data, _caption_extension(name, data), check, folder)
         if kind in MEDIA_FORMATS:
-            return self._store_upload(name, data, self._media_extension(name, data, kind), check)
+            return self._store_upload(name, data, self._media_extension(name, data, kind), check, folder)
         from PIL import Image, UnidentifiedImageError
 
         try:
@@ -519,7 +579,34 @@ class FileStore:
         ext = sanitise_name(name).rpartition(".")[2] if "." in sanitise_name(name) else ""
         if IMAGE_EXTENSIONS.get("." + ext.lower()) != fmt:   # TIFF bytes named .png are stored as .tif
             ext = IMAGE_FORMATS.get(fmt or "", ".png").lstrip(".")
-        return self._store_upload(name, data, ext, check)
+        return self._store_upload(name, data, ext, check, folder)
+
+    def upload_folder(self, subfolder: str = "") -> Path:
+        """The folder an upload goes into: the input folder, or its `subfolder` — "/"-separated folders ("img/
+        10_zorb": a kohya dataset), each named by the confinement rule (nodegraph/paths.py: no "..", not absolute,
+        no device names, no control characters), not hidden (".x": the names unfinished uploads use), at most
+        MAX_UPLOAD_DEPTH deep; else FileAccessError saying which rule and the fix. Not created here."""
+        from .paths import MAX_COMPONENT_BYTES, PathConfinementError, confine
+
+        root = self.folders["input"]
+        if subfolder == "":
+            return root
+        try:
+            folder = confine(root, subfolder, what="upload subfolder", input_name="subfolder", subfolders=True)
+        except PathConfinementError as exc:
+            raise FileAccessError(exc.message) from None
+        parts = subfolder.split("/")
+        hidden = next((part for part in parts if part.startswith(".")), None)
+        if hidden is not None:
+            raise FileAccessError(f"upload subfolder {subfolder!r}: {hidden!r} starts with '.', which marks hidden "
+                                  f"and unfinished files here; name the folder without it")
+        if len(parts) > MAX_UPLOAD_DEPTH:
+            raise FileAccessError(f"upload subfolder {subfolder!r} is {len(parts)} folders deep; at most "
+                                  f"{MAX_UPLOAD_DEPTH} (e.g. 'img/10_zorb')")
+        if any(len(part.encode("utf-8")) > min(MAX_NAME_BYTES, MAX_COMPONENT_BYTES) for part in parts):
+            raise FileAccessError(f"upload subfolder {subfolder[:100]!r}: a folder name is longer than "
+                                  f"{MAX_NAME_BYTES} bytes; shorten it")
+        return folder
 
     @staticmethod
     def _media_extension(name: str, data: bytes, kind: str) -> str:
@@ -543,17 +630,17 @@ class FileStore:
     MAX_SAME_BYTES_CHECKS = 32     # numbered names whose bytes an upload is compared with (then: a new name)
 
     def _store_upload(self, name: str, data: bytes, ext: str,
-                      check: Callable[[int], str | None] | None = None) -> str:
-        """Write an upload into the input folder under its sanitised name with `ext`, never over another file;
-        the very bytes of a file already there under that name (or a numbered one) are that file. `check`: as
-        for `save_upload`.
+                      check: Callable[[int], str | None] | None = None, folder: Path | None = None) -> str:
+        """Write an upload into `folder` (the input folder, or a subfolder of it: `upload_folder`) under its
+        sanitised name with `ext`, never over another file; the very bytes of a file already there under that
+        name (or a numbered one) are that file. `check`: as for `save_upload`.
 
         The bytes go to a temporary file first, which then takes the first free name with a hard link (that
         fails when the name exists): two uploads at once never get the same name, and no reader ever sees a
         half-written file under it."""
         safe = sanitise_name(name)
         stem = safe.rpartition(".")[0] if "." in safe else safe
-        folder = self.folders["input"]
+        folder = self.folders["input"] if folder is None else folder
         if check is not None:
             stored = self._stored_copy(folder, stem, ext, data)
             if stored is not None:              # nothing new is written: no storage is taken
@@ -561,7 +648,7 @@ class FileStore:
             problem = check(len(data))
             if problem:
                 raise StorageQuotaError(problem)
-        folder.mkdir(parents=True, exist_ok=True)
+        self._make_upload_folder(folder)
         tmp = folder / f".upload-{os.getpid()}-{os.urandom(6).hex()}.tmp"
         try:
             try:
@@ -576,11 +663,11 @@ class FileStore:
                 candidate = folder / (f"{stem}.{ext}" if counter == 0 else f"{stem}_{counter}.{ext}")
                 if os.path.lexists(candidate):   # any entry, a symlink too (even one leading out): the next name
                     if counter < self.MAX_SAME_BYTES_CHECKS and _same_bytes(candidate, data):
-                        return f"input/{candidate.name}"      # the same file uploaded again (a re-run): reuse it
+                        return self._upload_id(candidate)     # the same file uploaded again (a re-run): reuse it
                     continue
                 candidate = self._confined(folder, candidate.name)
                 if claim_name(tmp, candidate):   # else another upload took the name just now: the next one
-                    return f"input/{candidate.name}"
+                    return self._upload_id(candidate)
             raise UploadStorageError(f"the upload {name!r}: a million files of that name exist; rename it")
         finally:
             tmp.unlink(missing_ok=True)
@@ -593,8 +680,21 @@ class FileStore:
             if not os.path.lexists(candidate):
                 return None
             if _same_bytes(candidate, data):
-                return f"input/{candidate.name}"
+                return self._upload_id(candidate)
         return None
+
+    def _upload_id(self, path: Path) -> str:
+        """The id of a stored upload: `input/<name>`, or `input/<subfolder>/<name>`."""
+        return f"input/{path.relative_to(self.folders['input']).as_posix()}"
+
+    def _make_upload_folder(self, folder: Path) -> None:
+        """Create an upload's folder (and its parents), or FileAccessError when a file holds one of its names."""
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            shown = folder.relative_to(self.folders["input"]).as_posix()
+            raise FileAccessError(f"upload subfolder {shown!r}: a file in your input folder already has that name "
+                                  f"(or one of its folders'); choose another subfolder") from None
 
     @staticmethod
     def _confined(folder: Path, name: str) -> Path:

@@ -827,7 +827,7 @@ def graph_from_dict(data: Any) -> Graph:
     subgraphs = _parse_subgraphs(data["subgraphs"], errors) if "subgraphs" in data else None
     if errors:
         raise GraphValidationError(errors)
-    return Graph(nodes, metadata, data.get("ui"), "ui" in data, subgraphs=subgraphs)
+    return Graph(nodes, metadata, capped_notes_ui(data.get("ui")), "ui" in data, subgraphs=subgraphs)
 
 
 def _parse_subgraphs(raw: Any, errors: list[GraphError]) -> dict[str, SubgraphDefinition]:
@@ -899,7 +899,8 @@ def _parse_subgraph(name: str, body: Any, errors: list[GraphError]) -> SubgraphD
     if errors:
         return None
     present = tuple(k for k in ("inputs", "outputs") if k in body)
-    return SubgraphDefinition(name, nodes, inputs, outputs, metadata, body.get("ui"), "ui" in body, present)
+    return SubgraphDefinition(name, nodes, inputs, outputs, metadata, capped_notes_ui(body.get("ui"), f"subgraph "
+                              f"{name!r}: "), "ui" in body, present)
 
 
 def _parse_node(node_id: Any, raw: Any, errors: list[GraphError]) -> GraphNode | None:
@@ -1524,6 +1525,27 @@ def foreign_prompt_from_bytes(data: bytes) -> dict | None:
 
 
 MAX_NOTE_TEXT = 20_000      # characters of a note's text (`ui.notes`; the editor's limit, web/src/graph/notes.ts)
+MAX_NOTES = 500             # entries of `ui.notes` a graph keeps (as comfyui.MAX_NOTES and web/src/graph/notes.ts)
+
+
+class NotesLimitWarning(UserWarning):
+    """A graph's `ui.notes` held more than MAX_NOTES entries; the first MAX_NOTES were kept, the rest left out."""
+
+
+def capped_notes_ui(ui: Any, where: str = "") -> Any:
+    """`ui` with only the first MAX_NOTES entries of `ui.notes`, with a NotesLimitWarning saying how many were left
+    out (`where` prefixes it: a subgraph's name). **Decision:** kept, not refused — notes are drawing only, never
+    run, so the graph still loads and runs; but a file of 20,000 notes froze the editor for 21 s, and a ComfyUI
+    import was already capped at comfyui.MAX_NOTES. Any other `ui` (no notes, not a dict) is returned as it is."""
+    notes = ui.get("notes") if isinstance(ui, dict) else None
+    if not isinstance(notes, list) or len(notes) <= MAX_NOTES:
+        return ui
+    import warnings
+
+    warnings.warn(NotesLimitWarning(f"{where}ui.notes holds {len(notes)} notes; a graph keeps the first {MAX_NOTES} "
+                                    f"(MAX_NOTES) and leaves out the other {len(notes) - MAX_NOTES}: put long text "
+                                    f"in fewer notes (each holds up to {MAX_NOTE_TEXT} characters)"), stacklevel=3)
+    return {**ui, "notes": notes[:MAX_NOTES]}
 _NOTE_SCHEMA = {
     "type": "object",
     "required": ["id", "text", "bounds"],

@@ -253,7 +253,10 @@ class UploadHeader(_Message):
     """Header of a binary upload frame; the payload is the file's bytes (an image, or a media file of `kind`)."""
     type: Literal["upload"]
     name: str = Field(min_length=1, max_length=255)
-    kind: Literal["image", "mask", "audio", "video", "mesh", "pointcloud"] = "image"     # files.UPLOAD_KINDS
+    # files.UPLOAD_KINDS, and "caption": a training caption sidecar (NAME.txt / NAME.caption, UTF-8)
+    kind: Literal["image", "mask", "audio", "video", "mesh", "pointcloud", "caption"] = "image"
+    # a folder inside the uploader's input folder ("img/10_zorb": a kohya dataset), created; "" the folder itself
+    subfolder: str = Field(default="", max_length=255)
 
 
 _MODELS = (Hello, ListNodes, Submit, QueueStatus, Cancel, Interrupt, Requeue, History, GetOutputs,
@@ -1535,7 +1538,8 @@ class ServerProtocol:
         try:     # into the uploader's own input folder, where their runs read (an admin's too: `run_folders`)
             own = self.files if user is None else self.files.for_user(user.name)
             with self._storage_step(client):        # the check and the write, one step for the user
-                file_id = own.save_upload(header.name, payload, header.kind, check=within_quota)
+                file_id = own.save_upload(header.name, payload, header.kind, check=within_quota,
+                                          subfolder=header.subfolder)
                 self._taken_while_running(user.name if user is not None else None, sum(written))
         except StorageQuotaError as exc:
             return [_error(client.client_id, "quota_exceeded", str(exc), request_id, limit="max_bytes")]

@@ -547,9 +547,13 @@ class Session:
         `session.run(graph, overrides={"load.image": session.save_input_image(pil)})` — what a diffusers user
         passes as `image=` to a pipeline.
 
-        `image`: a PIL image, a numpy array (H, W), (H, W, 3) or (H, W, 4), uint8 or float in [0, 1], or an IMAGE
-        tensor (1, H, W, 3) / (H, W, 3) in [0, 1]. It is written losslessly (PNG, alpha kept: LoadImage's mask) as
-        `memory/<first 16 hex digits of its SHA-256>.png` under `input_dir` (default: the session's input folder).
+        `image`: a PIL image, a numpy array (H, W), (H, W, 3) or (H, W, 4), uint8, uint16 or float in [0, 1], or a
+        tensor: an IMAGE (1, H, W, 3) / (H, W, 3) in [0, 1], or pixels laid out as the array is (channels last).
+        Tones are kept: float grey (PIL "F", a depth or mask map) in [0, 1] is scaled to 8 bits as a float array
+        is, 16-bit grey (PIL "I;16" / "I", uint16 (H, W)) stays 16-bit (LoadImage scales it), uint16 colour is
+        scaled to 8 bits; out-of-range values are refused, not clipped. It is written losslessly (PNG, alpha kept:
+        LoadImage's mask) as `memory/<first 16 hex digits of its SHA-256>.png` under `input_dir` (default: the
+        session's input folder).
         **Decision:** a file, not a value passed around it — the run's record names it and its hash like any
         input, a later run of the same graph finds it, and the same pixels give the same name, so the cache
         answers for them. Raises TypeError / ValueError naming what was given and what is taken.
@@ -750,38 +754,96 @@ def _output_ids(outputs: Any) -> list[str] | None:
 
 
 def _as_pil_image(image: Any) -> Any:
-    """`Session.save_input_image`'s argument as a PIL image (RGB, RGBA, L or LA), or TypeError / ValueError."""
-    import numpy as np
+    """`Session.save_input_image`'s argument as a PIL image a PNG holds as it is (RGB, RGBA, L, LA or 16-bit grey
+    I;16), or TypeError / ValueError naming save_input_image, what was given and what it takes."""
     from PIL import Image
 
     if isinstance(image, Image.Image):
-        if image.mode in ("RGB", "RGBA", "L", "LA"):
-            return image
-        has_alpha = "A" in image.getbands() or "transparency" in image.info
-        return image.convert("RGBA" if has_alpha else "RGB")
+        return _pil_for_png(image)
     if type(image).__module__.startswith("torch"):
-        from . import api
+        return _tensor_as_pil(image)
+    import numpy as np
 
-        if image.ndim == 4 and image.shape[0] != 1:
-            raise ValueError(f"save_input_image takes one image; this IMAGE batch holds {image.shape[0]}: save "
-                             f"each (image[i:i + 1]) and give each LoadImage its own")
-        return api.to_pil(image)[0]
     if isinstance(image, np.ndarray):
-        array = image
-        if array.ndim == 3 and array.shape[-1] == 1:
-            array = array[..., 0]
-        if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4))) or not array.size:
-            raise ValueError(f"save_input_image takes an array (H, W), (H, W, 3) or (H, W, 4); found shape "
-                             f"{array.shape}")
-        if array.dtype != np.uint8:
-            if not np.issubdtype(array.dtype, np.floating) or not np.isfinite(array).all() or array.min() < 0 \
-                    or array.max() > 1:
-                raise ValueError(f"save_input_image takes uint8 pixels or floats in [0, 1]; found {array.dtype} "
-                                 f"values from {array.min()} to {array.max()}")
-            array = np.round(array * 255.0).astype(np.uint8)
-        return Image.fromarray(array)
+        return _array_as_pil(image)
     raise TypeError(f"save_input_image takes a PIL image, a numpy array or an IMAGE tensor; found "
                     f"{type(image).__name__}")
+
+
+def _pil_for_png(image: Any) -> Any:
+    """A PIL image with its tones kept in a mode PNG stores: float grey ("F", a depth or mask map) in [0, 1] scaled
+    to 8 bits as a numpy float array is, 16-bit grey ("I;16*", "I" in 0..65535) kept at 16 bits (LoadImage scales it,
+    files.eight_bit); any other mode through Pillow's convert. Pillow's own convert clipped instead of scaling: "F"
+    0.5 came out black and "I;16" 40000 white."""
+    import numpy as np
+    from PIL import Image
+
+    if not image.width or not image.height:
+        raise ValueError(f"save_input_image: the image is empty ({image.width}x{image.height}): no pixels to save")
+    if image.mode in ("RGB", "RGBA", "L", "LA", "I;16"):
+        return image
+    if image.mode == "F":
+        return _array_as_pil(np.asarray(image))
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.asarray(image).astype(np.int64)
+        if values.min() < 0 or values.max() > 65535:
+            raise ValueError(f"save_input_image takes a mode-{image.mode} image with values in 0..65535 (16-bit "
+                             f"grey); found values from {values.min()} to {values.max()}: scale it into that range "
+                             f"first")
+        return Image.fromarray(values.astype(np.uint16))
+    if image.mode == "1":
+        return image.convert("L")
+    has_alpha = "A" in image.getbands() or "transparency" in image.info
+    return image.convert("RGBA" if has_alpha else "RGB")
+
+
+def _tensor_as_pil(image: Any) -> Any:
+    """An IMAGE tensor (1, H, W, 3) / (H, W, 3) in [0, 1] through api.to_pil (which forgives values a hair outside
+    [0, 1]); any other tensor (uint8 pixels, (H, W) grey, (H, W, 4)) as the numpy array it holds."""
+    if image.ndim == 4 and image.shape[0] != 1:
+        raise ValueError(f"save_input_image takes one image; this IMAGE batch holds {image.shape[0]}: save "
+                         f"each (image[i:i + 1]) and give each LoadImage its own")
+    plain = image.detach().cpu()
+    if plain.ndim == 4:
+        plain = plain[0]
+    if plain.is_floating_point() and plain.ndim == 3 and plain.shape[-1] == 3:
+        from . import api
+
+        try:
+            return api.to_pil(plain)[0]
+        except api.ApiArgumentError as exc:      # named as the caller's call, not as a function it never called
+            raise ValueError(f"save_input_image: {exc.problem}") from None
+    if plain.is_floating_point():
+        plain = plain.float()               # bfloat16 / float16: numpy holds neither as torch does
+    return _array_as_pil(plain.numpy(), channels_first_hint=plain.ndim == 3 and plain.shape[0] in (1, 3, 4))
+
+
+def _array_as_pil(array: Any, channels_first_hint: bool = False) -> Any:
+    """A numpy array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) as a PIL image: uint8 as it is, floats in [0, 1]
+    scaled to 8 bits, uint16 grey kept at 16 bits and uint16 colour scaled to 8 bits (a PNG of Pillow's holds no
+    16-bit colour); anything else refused, naming the dtype and the range found."""
+    import numpy as np
+    from PIL import Image
+
+    given = array.shape
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4))) or not array.size:
+        layout = (" (a channels-first (C, H, W) tensor: give image.permute(1, 2, 0), or an IMAGE (1, H, W, 3))"
+                  if channels_first_hint and array.size else "")
+        raise ValueError(f"save_input_image takes pixels laid out (H, W), (H, W, 3) or (H, W, 4), channels last; "
+                         f"found shape {tuple(given)}{layout}")
+    if array.dtype == np.uint8:
+        return Image.fromarray(array)
+    if array.dtype == np.uint16:
+        if array.ndim == 2:
+            return Image.fromarray(array)
+        return Image.fromarray(np.rint(array * (255.0 / 65535.0)).astype(np.uint8))
+    if not np.issubdtype(array.dtype, np.floating) or not np.isfinite(array).all() or array.min() < 0 \
+            or array.max() > 1:
+        raise ValueError(f"save_input_image takes uint8 or uint16 pixels or floats in [0, 1]; found {array.dtype} "
+                         f"values from {array.min()} to {array.max()}")
+    return Image.fromarray(np.round(array.astype(np.float64) * 255.0).astype(np.uint8))
 
 
 def _check_sink(sink: Any, where: str) -> None:

@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { clipFromText, clipToText, copyNodes, pasteClip } from "../src/graph/clipboard";
 import { fromGraphFile, toGraphFile } from "../src/graph/document";
-import { addNote, MAX_NOTE_TEXT, moveNote, NOTE_PREFIX, notesOf, removeNotes, updateNote } from "../src/graph/notes";
+import { addNote, MAX_NOTE_TEXT, MAX_NOTES, moveNote, NOTE_PREFIX, notesLeftOut, notesOf, pastedNotes, removeNotes, updateNote } from "../src/graph/notes";
 import { asksForNote, searchHint } from "../src/schema/search";
 import { EditorApp } from "../src/state/app";
 import { EditorStore } from "../src/state/editorStore";
@@ -148,5 +148,33 @@ describe("a ComfyUI import with notes", () => {
     expect(app.session.get().banner?.text).toBe("Imported cf_default_ui.json from ComfyUI (2 notes kept)");
     expect(notesOf(app.editor.doc)).toHaveLength(2);
     app.client.close();
+  });
+});
+
+describe("a file with more notes than a graph keeps", () => {
+  // An attacker's finding: 20,000 notes in a native graph froze the editor for 21 s (a ComfyUI import was capped).
+  const many = (count: number) => ({
+    format_version: 2,
+    nodes: {},
+    ui: { notes: Array.from({ length: count }, (_, i) => ({ id: `n${i}`, text: `note ${i}`, bounds: [0, i * 10, 100, 50] })) },
+  });
+
+  it("draws only the first MAX_NOTES (500), saves the file as it was, and says how many are left out", () => {
+    const file = many(2_000);
+    const doc = fromGraphFile(structuredClone(file));
+    expect(MAX_NOTES).toBe(500);
+    expect(notesOf(doc).map((n) => n.id)).toEqual(Array.from({ length: MAX_NOTES }, (_, i) => `n${i}`));
+    expect(notesLeftOut(doc)).toBe(1_500);
+    expect(toGraphFile(doc)).toEqual(file);
+    expect(notesLeftOut(fromGraphFile(many(MAX_NOTES)))).toBe(0);
+  });
+
+  it("adds and pastes no note past the cap (it would be neither drawn nor kept)", () => {
+    const full = fromGraphFile(many(MAX_NOTES));
+    expect(addNote(full, [0, 0])).toEqual({ doc: full, id: "" });
+    const almost = fromGraphFile(many(MAX_NOTES - 1));
+    const pasted = pastedNotes(almost, notesOf(almost).slice(0, 3), [10, 10]);
+    expect(pasted.ids).toHaveLength(1);
+    expect(notesOf(pasted.doc)).toHaveLength(MAX_NOTES);
   });
 });

@@ -6,7 +6,9 @@
  *              colour (a ComfyUI note's, kept on import), shown only when it is one.
  *
  * The text is plain text: Markdown (a MarkdownNote's) is shown as written, never as HTML, and is at most
- * MAX_NOTE_TEXT characters (the editor takes no more; a file's longer text is kept as written).
+ * MAX_NOTE_TEXT characters (the editor takes no more; a file's longer text is kept as written). A graph keeps the first
+ * MAX_NOTES entries of `ui.notes` (as the Python reader, graph.MAX_NOTES, and a ComfyUI import do): only those are
+ * drawn, and no note is added past them (20,000 notes in a file froze the editor for 21 s).
  *
  * Main functions: notesOf (read, tolerant of malformed entries, which are carried through untouched),
  * addNote, updateNote, moveNote, removeNotes, and for copy / paste `copyNotes` / `pastedNotes` (fresh ids,
@@ -23,6 +25,8 @@ export interface Note {
 
 /** The most characters a note holds (a long README pasted into one stays usable; the file stays small). */
 export const MAX_NOTE_TEXT = 20_000;
+/** The most entries of `ui.notes` a graph keeps (Python's graph.MAX_NOTES, comfyui.MAX_NOTES): the rest are not drawn. */
+export const MAX_NOTES = 500;
 /** The size of a note added in the editor (about ComfyUI's Note). */
 export const NOTE_SIZE: [number, number] = [300, 140];
 /** The smallest a note is resized to. */
@@ -56,9 +60,14 @@ function rawNotes(doc: EditorDocument): unknown[] {
   return Array.isArray(list) ? list : [];
 }
 
-/** The well-formed notes of the document, in file order. */
+/** The well-formed notes among the first MAX_NOTES entries of `ui.notes`, in file order (what is drawn). */
 export function notesOf(doc: EditorDocument): Note[] {
-  return rawNotes(doc).filter(isNote);
+  return rawNotes(doc).slice(0, MAX_NOTES).filter(isNote);
+}
+
+/** How many entries of `ui.notes` lie past MAX_NOTES: neither drawn here nor kept when the server reads the graph. */
+export function notesLeftOut(doc: EditorDocument): number {
+  return Math.max(0, rawNotes(doc).length - MAX_NOTES);
 }
 
 /** A note's colour when it is a hex colour, else null (a file's text never reaches CSS as it is). */
@@ -95,8 +104,10 @@ function bounded(text: string): string {
   return text.length > MAX_NOTE_TEXT ? text.slice(0, MAX_NOTE_TEXT) : text;
 }
 
-/** Add a note with its top-left corner at `at` (rounded), NOTE_SIZE large. */
+/** Add a note with its top-left corner at `at` (rounded), NOTE_SIZE large; at MAX_NOTES entries nothing is added
+ * (the same document, id ""): a note past them would be neither drawn nor kept. */
 export function addNote(doc: EditorDocument, at: Position, text = ""): { doc: EditorDocument; id: string } {
+  if (rawNotes(doc).length >= MAX_NOTES) return { doc, id: "" };
   const id = freshNoteId(rawNotes(doc).filter(isObject).map((n) => String(n.id)));
   const note: Note = { id, text: bounded(text), bounds: [Math.round(at[0]), Math.round(at[1]), NOTE_SIZE[0], NOTE_SIZE[1]] };
   return { doc: setUiKey(doc, "notes", [...rawNotes(doc), note]), id };
@@ -143,12 +154,14 @@ export function copyNotes(doc: EditorDocument, ids: Iterable<string>): Note[] {
   return notesOf(doc).filter((n) => wanted.has(n.id)).map((n) => structuredClone(n));
 }
 
-/** `notes` added to `doc` with fresh ids, shifted by `offset`; returns the new document and the new ids. */
+/** `notes` added to `doc` with fresh ids, shifted by `offset`, up to MAX_NOTES entries in all; returns the new
+ * document and the new ids. */
 export function pastedNotes(doc: EditorDocument, notes: Note[], offset: Position): { doc: EditorDocument; ids: string[] } {
   const list = [...rawNotes(doc)];
   const taken = list.filter(isObject).map((n) => String(n.id));
   const ids: string[] = [];
   for (const note of notes.filter(isNote)) {
+    if (list.length >= MAX_NOTES) break;
     const id = freshNoteId(taken);
     taken.push(id);
     ids.push(id);
