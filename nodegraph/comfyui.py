@@ -10,8 +10,9 @@ it as unknown (a red placeholder in the editor, round-tripped as it was).
 Only equivalents are listed: the same operation, the same meaning of every kept input (ImageScale:
 ours antialiases when it shrinks, ComfyUI's does not); `equivalent_for` also reads an entry's values (a
 KSamplerAdvanced over the whole schedule is KSampler, an ImageCompositeMasked without resize_source
-CompositeImages). Not listed, on purpose: a partial KSamplerAdvanced, an ImageCompositeMasked with resize_source
-(start/end steps and leftover noise are SplitSigmas + Sample here), ControlNetApply (one
+CompositeImages), and a KSamplerAdvanced over part of its schedule becomes several nodes (Schedule → SplitSigmas →
+Sample: `split_schedule_nodes`). Not listed, on purpose: an ImageCompositeMasked with resize_source,
+ControlNetApply (one
 conditioning; ours applies to positive and negative together). CLIPSetLastLayer is no node here but EncodeText's
 `clip_skip`: `fold_clip_set_last_layer` leaves it out and sets the clip_skip on the encoders it feeds. Values
 are translated where ours is the same choice: sampler names, and ImageScale's `nearest-exact` → our `nearest`
@@ -60,8 +61,12 @@ INSTEAD: dict[str, str] = {
                         "clip_skip 2, -1 is 1; an imported ComfyUI prompt has that done when stop_at_clip_layer is a "
                         "number from -24 to -1)",
     "KSamplerAdvanced": "a KSamplerAdvanced that runs the whole schedule (add_noise enable, start_at_step 0, "
-                        "end_at_step at least steps) is imported as KSampler; one that runs part of it is Schedule → "
-                        "SplitSigmas → Sample here (the recipe: docs/editor.md, 'ComfyUI files')",
+                        "end_at_step at least steps) is imported as KSampler, one that runs part of it as Schedule → "
+                        "SplitSigmas → Sample (RandomNoise, or DisableNoise for add_noise disable); it stays this "
+                        "placeholder when steps, start_at_step or end_at_step is a link (write the numbers), when it "
+                        "runs no step (link its latent_image on instead), or when it stops before the last step "
+                        "with return_with_leftover_noise disable (set it to enable, or run to the end); the recipe: "
+                        "docs/editor.md, 'ComfyUI files'",
     "ConditioningCombine": "nodegraph has no conditioning combine, area or concat nodes (regional prompting); write "
                            "both prompts in one EncodeText, or weight a part with (words:1.2)",
     "ConditioningSetArea": "nodegraph has no area conditioning (regional prompting) yet; remove the node and link "
@@ -256,8 +261,96 @@ def equivalent_for(class_type: str, inputs: dict[str, Any],
     built-in node type (`plugins._comfyui_class_problems`), so no plugin changes how those import."""
     if class_type in BY_VALUES:
         applies, equivalent = BY_VALUES[class_type]
-        return equivalent if applies(inputs) else None
+        if applies(inputs):
+            return equivalent
+        if class_type == "KSamplerAdvanced" and split_schedule_problem(inputs) is None:
+            return SPLIT_SCHEDULE_SAMPLE     # Schedule → SplitSigmas → Sample (`split_schedule_nodes`)
+        return None
     return EQUIVALENTS.get(class_type) or (plugin_classes or {}).get(class_type)
+
+
+# --- a KSamplerAdvanced over part of a schedule: several of our nodes ------------------------------------------
+# ComfyUI's KSamplerAdvanced (nodes.py `common_ksampler`, comfy/samplers.py `KSampler.sample`): the schedule of
+# `steps` is cut to sigmas[:end_at_step + 1] when end_at_step < steps — its last sigma set to 0 unless
+# return_with_leftover_noise is enable — then to sigmas[start_at_step:]; a cut that leaves no step returns the
+# latent unchanged. add_noise enable adds noise_seed's noise (drawn on the CPU, as our RandomNoise's is) × the
+# first sigma; disable adds none. Both the same as our Schedule → SplitSigmas (`low` from start_at_step, `high`
+# up to end_at_step) → Sample with RandomNoise / DisableNoise, except the last sigma set to 0 (no node here
+# builds that schedule): that one case stays a placeholder (`INSTEAD`).
+
+#: the node a KSamplerAdvanced over part of its schedule becomes (keeping the entry's id and output), with the
+#: other nodes `split_schedule_nodes` makes beside it
+SPLIT_SCHEDULE_SAMPLE = Equivalent("Sample", ("latent",))
+# the ids of those other nodes: the entry's id and these suffixes ("10.schedule"), in the order they feed
+SPLIT_SCHEDULE_PARTS = ("schedule", "split_start", "split_end", "guider", "sampler", "noise")
+
+
+def split_schedule_problem(inputs: dict[str, Any]) -> str | None:
+    """Why a KSamplerAdvanced that is not a KSampler cannot be Schedule → SplitSigmas → Sample here, or None.
+
+    Decided on literal values only (a link's value is known when the graph runs, not when it is imported)."""
+    steps, start, end = (_as_count(inputs.get("steps")), _as_count(inputs.get("start_at_step", 0)),
+                         _as_count(inputs.get("end_at_step", 10000)))
+    if None in (steps, start, end) or any(isinstance(inputs.get(name), (list, dict))
+                                          for name in ("add_noise", "return_with_leftover_noise")):
+        return "its steps, start_at_step, end_at_step, add_noise and return_with_leftover_noise must be values"
+    if steps < 1 or start < 0 or start >= min(end, steps):
+        return "it runs no step (start_at_step at or past end_at_step or steps: ComfyUI passes the latent on)"
+    if end < steps and inputs.get("return_with_leftover_noise", "disable") != "enable":
+        return "it stops before the last step with return_with_leftover_noise disable (its last step goes to 0)"
+    return None
+
+
+def split_schedule_nodes(node_id: str, inputs: dict[str, Any],
+                         changed: list[tuple[str, str, str]] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A KSamplerAdvanced over part of its schedule as our nodes: (the Sample's inputs, the other nodes by id).
+
+    `inputs` are the entry's, its links already ours ({"node", "output"}). The Sample keeps the entry's id, so
+    links to it stay as they were; the others are `<id>.schedule` (Schedule over all `steps`), `<id>.split_start`
+    (SplitSigmas at start_at_step, its `low`; only when that is past 0), `<id>.split_end` (SplitSigmas at
+    end_at_step − start_at_step, its `high`; only when end_at_step is before `steps`), `<id>.guider`
+    (CFGGuider), `<id>.sampler` (SelectSampler) and `<id>.noise` (RandomNoise with noise_seed, or DisableNoise
+    for add_noise disable). Values translated (the sampler name) are appended to `changed` as translate_inputs
+    does. Call it only where `split_schedule_problem(inputs)` is None."""
+    steps, start, end = (_as_count(inputs.get("steps")), _as_count(inputs.get("start_at_step", 0)),
+                         _as_count(inputs.get("end_at_step", 10000)))
+    ids = {part: f"{node_id}.{part}" for part in SPLIT_SCHEDULE_PARTS}
+    made: dict[str, Any] = {ids["schedule"]: {"type": "Schedule", "inputs": {
+        **_present(inputs, "model", "scheduler"), "steps": inputs["steps"]}}}
+    sigmas = {"node": ids["schedule"], "output": "sigmas"}
+    if start > 0:
+        made[ids["split_start"]] = {"type": "SplitSigmas", "inputs": {"sigmas": sigmas, "step": start}}
+        sigmas = {"node": ids["split_start"], "output": "low"}
+    if end < steps:
+        made[ids["split_end"]] = {"type": "SplitSigmas", "inputs": {"sigmas": sigmas, "step": end - start}}
+        sigmas = {"node": ids["split_end"], "output": "high"}
+    made[ids["guider"]] = {"type": "CFGGuider", "inputs": _present(inputs, "model", "positive", "negative", "cfg")}
+    sampler = inputs.get("sampler_name")
+    if isinstance(sampler, str) and sampler in _SAMPLER_NAMES:
+        if changed is not None:
+            changed.append(("sampler", sampler, _SAMPLER_NAMES[sampler]))
+        sampler = _SAMPLER_NAMES[sampler]
+    made[ids["sampler"]] = {"type": "SelectSampler", "inputs": {} if sampler is None else {"sampler": sampler}}
+    if inputs.get("add_noise", "enable") == "disable":
+        made[ids["noise"]] = {"type": "DisableNoise", "inputs": {}}
+    else:
+        made[ids["noise"]] = {"type": "RandomNoise",
+                              "inputs": {"seed": inputs["noise_seed"]} if "noise_seed" in inputs else {}}
+    handled = {"model", "scheduler", "steps", "start_at_step", "end_at_step", "positive", "negative", "cfg",
+               "sampler_name", "add_noise", "noise_seed", "return_with_leftover_noise", "latent_image",
+               "denoise"} | UI_WIDGETS     # denoise: no input of KSamplerAdvanced (ComfyUI ignores a stray one)
+    sample = {"guider": {"node": ids["guider"], "output": "guider"},
+              "sampler": {"node": ids["sampler"], "output": "sampler"}, "sigmas": sigmas,
+              "noise": {"node": ids["noise"], "output": "noise"},
+              **({"latent": inputs["latent_image"]} if "latent_image" in inputs else {}),
+              # anything else stays on the Sample, so validation names it rather than it vanishing
+              **{name: value for name, value in inputs.items() if name not in handled}}
+    return sample, made
+
+
+def _present(inputs: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The entry's inputs of these names that it has (a missing one is left for validation to name)."""
+    return {name: inputs[name] for name in names if name in inputs}
 
 
 MAX_CLIP_SKIP = 24       # EncodeText's clip_skip bound; ComfyUI's stop_at_clip_layer goes down to -24

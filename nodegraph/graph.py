@@ -467,7 +467,9 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     widget values named — a plugin's node type by `widget_names(type)`, `Session.widget_names` — muted nodes left
     out, bypassed ones passed through; its groups and its Note / MarkdownNote nodes go to `ui.groups` and `ui.notes`,
     `comfyui.workflow_groups` / `workflow_notes`). A CLIPSetLastLayer becomes the `clip_skip` of the encoders it feeds
-    (`comfyui.fold_clip_set_last_layer`; `metadata.comfyui_folded`, and a `translated_values` entry). A1111's
+    (`comfyui.fold_clip_set_last_layer`; `metadata.comfyui_folded`, and a `translated_values` entry). A
+    KSamplerAdvanced over part of its schedule becomes a Sample of its id fed by `<id>.schedule`, `<id>.split_start`,
+    … (`comfyui.split_schedule_nodes`; each listed in `metadata.comfyui_types` as KSamplerAdvanced). A1111's
     parameters go to `a1111.parameters_graph` with `list_model_files` (`ModelPaths.list`), which names the LoRA,
     VAE and embedding files they mean. Raises GraphValidationError
     (`invalid_format`) when `data` is neither. `Session.import_comfyui` calls it with the session's output names.
@@ -520,12 +522,17 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
                                        node_id=str(raw_id)[:64]))
     if problems:
         raise GraphValidationError(problems[:50])
-    from .comfyui import equivalent_for, fold_clip_set_last_layer, fold_note, translate_inputs
+    from .comfyui import (SPLIT_SCHEDULE_PARTS, SPLIT_SCHEDULE_SAMPLE, equivalent_for, fold_clip_set_last_layer,
+                          fold_note, split_schedule_nodes, translate_inputs)
 
     data, folded = fold_clip_set_last_layer(data)       # CLIPSetLastLayer → its encoders' clip_skip
     # each entry's node here, chosen by its class and, for a few classes, its values (KSamplerAdvanced)
     equivalents = {str(k): equivalent_for(v["class_type"], v.get("inputs") or {}, plugin_classes)
                    for k, v in data.items()}
+    for node_id, equivalent in equivalents.items():     # a split KSamplerAdvanced's nodes ("10.schedule") need free ids
+        if equivalent is SPLIT_SCHEDULE_SAMPLE and any(f"{node_id}.{part}" in equivalents
+                                                       for part in SPLIT_SCHEDULE_PARTS):
+            equivalents[node_id] = None
 
     def names_of(source: str) -> list[str] | None:
         equivalent = equivalents[source]
@@ -555,10 +562,15 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
             else:
                 inputs[str(name)] = value
         equivalent = equivalents[str(raw_id)]
+        made: dict[str, Any] = {}      # a KSamplerAdvanced over part of its schedule: its Schedule, SplitSigmas, …
         if equivalent is not None:
             translated[str(raw_id)] = node_type
             changed: list[tuple[str, str, str]] = []
-            node_type, inputs = equivalent.type, translate_inputs(equivalent, inputs, changed)
+            if equivalent is SPLIT_SCHEDULE_SAMPLE:
+                inputs, made = split_schedule_nodes(str(raw_id), inputs, changed)
+                node_type = equivalent.type
+            else:
+                node_type, inputs = equivalent.type, translate_inputs(equivalent, inputs, changed)
             translated_values += [{"node": str(raw_id), "input": name, "from": before, "to": after}
                                   for name, before, after in changed]
         node: dict[str, Any] = {"type": node_type, "inputs": inputs}
@@ -573,6 +585,9 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
             if shown:
                 ui_nodes[str(raw_id)] = shown
         nodes[str(raw_id)] = node
+        for made_id, made_node in made.items():
+            nodes[made_id] = made_node
+            translated[made_id] = entry["class_type"]
     metadata = {"imported_from": source_format, "comfyui_types": translated}
     linked = _link_empty_latents_to_their_vae(nodes, translated)
     if linked:

@@ -234,14 +234,15 @@ def test_a_bypassed_node_of_a_type_we_lack_is_left_out_with_its_links_passed_thr
 def test_latent_upscale_by_image_scale_by_and_a_whole_schedule_ksampler_advanced_are_translated():
     """LatentUpscaleBy ("Did you mean 'LatentUpscale'?" without saying scale_by is its factor), ImageScaleBy,
     ImageScaleToTotalPixels and a KSamplerAdvanced that runs the whole schedule (the case its own message called
-    "KSampler here") were refused; a partial KSamplerAdvanced still is, pointing at the recipe."""
+    "KSampler here") were refused; a partial KSamplerAdvanced is Schedule → SplitSigmas → Sample now
+    (test_comfyui_split_schedule), one that stops early without its leftover noise still refused, with the recipe."""
     workflow = {"nodes": [
         node(1, "KSamplerAdvanced", [("latent_image", 9)],
              ["enable", 42, "fixed", 20, 6.5, "dpmpp_2m_sde_gpu", "karras", 0, 10000, "disable"]),
         node(2, "LatentUpscaleBy", [("samples", 1)], ["nearest-exact", 1.5]),
         node(3, "ImageScaleBy", [("image", 2)], ["lanczos", 0.5]),
         node(4, "ImageScaleToTotalPixels", [("image", 3)], ["bilinear", 1.0]),
-        node(5, "KSamplerAdvanced", [], ["enable", 1, "fixed", 20, 6.5, "euler", "karras", 5, 10000, "disable"]),
+        node(5, "KSamplerAdvanced", [], ["enable", 1, "fixed", 20, 6.5, "euler", "karras", 5, 10, "disable"]),
         node(9, "EmptyLatentImage", widgets=[64, 64, 1])],
         "links": [[1, 1, 0, 2, 0, "LATENT"], [2, 2, 0, 3, 0, "LATENT"], [3, 3, 0, 4, 0, "IMAGE"],
                   [9, 9, 0, 1, 0, "LATENT"]]}
@@ -254,7 +255,7 @@ def test_latent_upscale_by_image_scale_by_and_a_whole_schedule_ksampler_advanced
         "method": "lanczos", "amount": 0.5, "images": {"node": "2", "output": "latent"}, "mode": "factor"}
     # ComfyUI's megapixel is 1024²: 1.0 of theirs is 1.048576 of ours (a re-test: 512² at 1.0 became 1000², not 1024²)
     assert nodes["4"]["inputs"]["mode"] == "megapixels" and nodes["4"]["inputs"]["amount"] == 1.048576
-    assert nodes["5"]["type"] == "KSamplerAdvanced"          # starts at step 5: not KSampler
+    assert nodes["5"]["type"] == "KSamplerAdvanced"          # stops at 10 of 20, its last step to 0: no split here
     # a stray "denoise" (no input of KSamplerAdvanced; ComfyUI ignores it) does not make a partial denoise
     stray = {"1": {"class_type": "KSamplerAdvanced", "inputs": {"add_noise": "enable", "noise_seed": 1, "steps": 20,
                                                                 "start_at_step": 0, "end_at_step": 20, "denoise": 0.5}}}
