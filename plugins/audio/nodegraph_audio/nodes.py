@@ -110,7 +110,8 @@ class SaveAudio(Node):
 
     category = "audio"
     output_node = True
-    version = "1.1.0"       # 1.1: bit_depth; 1.0.1: audio a format cannot hold is refused (OGG over 192 kHz crashed)
+    version = "1.1.1"       # 1.1.1: a WAV carries the graph as it ran and the run record; 1.1: bit_depth; 1.0.1:
+    #                         audio a format cannot hold is refused (OGG over 192 kHz crashed)
 
     class Inputs(NodeInputs):
         audio: Any = Input(port="AUDIO")
@@ -144,12 +145,29 @@ class SaveAudio(Node):
         warning = clipping_warning(wave, "SaveAudio") if bit_depth != "32 float" else None   # float WAV keeps them
         if warning:
             self.context.warn(warning)
-        writers = [lambda path, clip=clip: write_audio(path, clip, rate, format, bit_depth) for clip in wave]
+        graph, records = _graph_and_records(self.context, len(wave)) if format == "wav" else (None, [None] * len(wave))
+        writers = [lambda path, clip=clip, run=run: write_audio(path, clip, rate, format, bit_depth, graph, run)
+                   for clip, run in zip(wave, records)]
         fields = {"sample_rate": rate, "channels": int(wave.shape[1]), "duration": round(wave.shape[-1] / rate, 6),
                   **({"info": {"bit_depth": bit_depth}} if format in ("wav", "flac") else {})}
         files = api.save_files(self.context, writers, kind="audio", prefix=filename_prefix, suffix=f".{format}",
                                fields=fields, argument="filename_prefix")
         return {"files": files}
+
+
+def _graph_and_records(context: Any, count: int) -> tuple[str | None, list[str | None]]:
+    """What a WAV carries, as a PNG SaveImage writes does: the graph as it ran (a RandomInt's seed pinned, so
+    running it again makes the same sound) and one run record per batch item (versions, device, model hashes)."""
+    import json
+
+    from nodegraph.provenance import run_record
+
+    if context.graph is None:
+        return None, [None] * count
+    graph = json.dumps(context.graph_as_run(), separators=(",", ":"))
+    record = run_record(context)
+    return graph, [json.dumps({**record, "batch_index": k, "batch_size": count}, separators=(",", ":"))
+                   for k in range(count)]
 
 
 class ResampleAudio(Node):

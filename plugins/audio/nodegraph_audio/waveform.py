@@ -16,7 +16,8 @@ AUDIO layout (the port type's contract, README "The AUDIO value")
     read_audio(path, max_seconds)        soundfile: WAV, FLAC, OGG Vorbis/Opus, MP3 (libsndfile ≥ 1.1); a WAV
                                          shorter than its header declares is refused (wav_declared_frames)
     write_audio(path, audio, format, bit_depth)   one file per batch item: "wav" (16 / 24-bit PCM or 32-bit
-                                         float), "flac" (16 / 24-bit), "ogg", "mp3"
+                                         float), "flac" (16 / 24-bit), "ogg", "mp3"; a WAV with the graph as it ran
+                                         and the run record (wav_text_chunks; wav_text reads them back)
     bit_depth_problem(format, bit_depth) why `format` cannot be written at that bit depth (with the fix), or None
     clipping_warning(waveform, node)     the warning when a file clips samples beyond ±1 (SaveAudio, SaveVideo)
     resample(audio, rate)                polyphase FIR resampling (scipy.signal.resample_poly: Kaiser-
@@ -354,11 +355,13 @@ def clipping_warning(waveform: torch.Tensor | np.ndarray, node: str) -> str | No
 
 
 def write_audio(path: str | Path, waveform: torch.Tensor, sample_rate: int,
-                format: Literal["wav", "flac", "ogg", "mp3"] = "wav", bit_depth: str = "16") -> None:
+                format: Literal["wav", "flac", "ogg", "mp3"] = "wav", bit_depth: str = "16",
+                graph_json: str | None = None, run_json: str | None = None) -> None:
     """Write one clip (channels, samples) to `path` in `format` at `bit_depth` ("16", "24" or "32 float": wav and
     flac; ogg and mp3 take "16" only, meaning their codec's own). Integer formats clip to ±1; a 32-bit float WAV
     keeps samples beyond full scale as they are. AudioError (argument "format" / "bit_depth") when the format
-    cannot hold it — checked first: some encoders crash instead of failing."""
+    cannot hold it — checked first: some encoders crash instead of failing. A WAV also carries `graph_json` and
+    `run_json` (wav_text_chunks: libsndfile's own comment field drops text over ~16 KB, a graph's size)."""
     import soundfile
 
     problem = format_problem(format, sample_rate, int(waveform.shape[0]))
@@ -373,6 +376,67 @@ def write_audio(path: str | Path, waveform: torch.Tensor, sample_rate: int,
     if subtype != "FLOAT":
         data = data.clamp(-1, 1)
     soundfile.write(str(path), data.cpu().numpy().T, sample_rate, format=kind, subtype=subtype)  # (samples, ch)
+    if format == "wav" and (graph_json or run_json):
+        append_wav_text(Path(path), graph_json, run_json)
+
+
+MAX_EMBEDDED_TEXT = 64 * 1024 * 1024    # a graph's limit (nodegraph.graph.MAX_FILE_BYTES), as SaveVideo's comment
+
+
+def _riff_chunk(kind: bytes, body: bytes) -> bytes:
+    """A RIFF chunk: id, little-endian size, body, a pad byte when the size is odd (RIFF aligns to 2)."""
+    return kind + len(body).to_bytes(4, "little") + body + b"\0" * (len(body) % 2)
+
+
+def wav_text_chunks(graph_json: str | None, run_json: str | None) -> bytes:
+    """The chunks a WAV gets after its audio: LIST/INFO `ICMT` (the comment players and ffprobe show) holding
+    the graph as it ran, and `ngrn` holding the run record (nodegraph.provenance) — a PNG's "nodegraph" and
+    "nodegraph_run" text. Readers skip chunks they do not know, so the file plays as before. Text over
+    MAX_EMBEDDED_TEXT is left out."""
+    def text(value: str | None) -> bytes | None:
+        data = value.encode("utf-8") + b"\0" if value else None          # INFO strings end in NUL
+        return data if data is not None and len(data) <= MAX_EMBEDDED_TEXT else None
+
+    graph, run = text(graph_json), text(run_json)
+    chunks = _riff_chunk(b"LIST", b"INFO" + _riff_chunk(b"ICMT", graph)) if graph else b""
+    return chunks + (_riff_chunk(b"ngrn", run) if run else b"")
+
+
+def append_wav_text(path: Path, graph_json: str | None, run_json: str | None) -> None:
+    """Add wav_text_chunks to the WAV at `path` and grow its RIFF size; an RF64 / RIFX file is left as it is."""
+    extra = wav_text_chunks(graph_json, run_json)
+    with open(path, "r+b") as handle:
+        head = handle.read(12)
+        if not extra or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        size = int.from_bytes(head[4:8], "little")
+        if size + len(extra) >= 2 ** 32:
+            return
+        handle.seek(8 + size + size % 2)
+        handle.write(extra)
+        handle.truncate()
+        handle.seek(4)
+        handle.write((size + size % 2 + len(extra)).to_bytes(4, "little"))
+
+
+def wav_text(data: bytes) -> tuple[str | None, str | None]:
+    """(graph, run record) a WAV SaveAudio wrote carries (wav_text_chunks), None for what it lacks."""
+    graph = run = None
+    position = 12
+    while data[:4] == b"RIFF" and position + 8 <= len(data):
+        kind, size = data[position:position + 4], int.from_bytes(data[position + 4:position + 8], "little")
+        body = data[position + 8:position + 8 + size]
+        if kind == b"LIST" and body[:4] == b"INFO":
+            inner = 4
+            while inner + 8 <= len(body):
+                sub, length = body[inner:inner + 4], int.from_bytes(body[inner + 4:inner + 8], "little")
+                if sub == b"ICMT":
+                    graph = body[inner + 8:inner + 8 + length].rstrip(b"\0").decode("utf-8", "replace")
+                inner += 8 + length + length % 2
+        elif kind == b"ngrn":
+            run = body.rstrip(b"\0").decode("utf-8", "replace")
+        position += 8 + size + size % 2
+    return graph, run
 
 
 # --- operations ------------------------------------------------------------------------------------

@@ -96,3 +96,30 @@ def test_a_crossfade_longer_than_a_clip_warns(session, tmp_path):
     assert "overlap by 0.500 s" in warning["message"] and "at most 0.500 s" in warning["message"]
     fits = session.run(_concatenate(0.25), outputs=["join"])
     assert fits.outputs["join"]["audio"]["waveform"].shape[-1] == RATE * 5 // 4 and fits.warnings == []
+
+
+def test_a_wav_carries_the_graph_as_it_ran_and_the_run_record(session):
+    """A WAV holds the graph with the seed a RandomInt drew in place of its link (LIST/INFO ICMT) and the run
+    record (an `ngrn` chunk), as a PNG holds both; it still reads back as the same samples (soundfile and
+    Python's wave module skip the chunks). It held neither."""
+    import json
+    import wave
+
+    from nodegraph_audio.waveform import wav_text
+
+    result = session.run({"format_version": 1, "nodes": {
+        "pick": {"type": "RandomInt", "inputs": {"low": 0, "high": 1000}},
+        "sound": {"type": "SynthesizeSound", "inputs": {"caption": "tone at c4",
+                                                        "seed": {"node": "pick", "output": "value"}}},
+        "save": {"type": "SaveAudio", "inputs": {"audio": {"node": "sound", "output": "audio"},
+                                                 "filename_prefix": "ran"}}}}, outputs=["sound", "save"])
+    (file,) = result.outputs["save"]["files"]
+    graph, run = wav_text(open(file["path"], "rb").read())
+    seed = json.loads(graph)["nodes"]["sound"]["inputs"]["seed"]
+    assert isinstance(seed, int) and seed == result.drawn["pick"]["value"]
+    assert json.loads(run)["batch_index"] == 0 and "torch" in json.loads(run)
+    samples, rate = soundfile.read(file["path"], dtype="float32")
+    expected = result.outputs["sound"]["audio"]["waveform"][0, 0].numpy()
+    assert rate == 16000 and np.abs(samples - expected).max() <= 1 / 32767
+    with wave.open(file["path"]) as reader:
+        assert reader.getnframes() == len(expected)

@@ -7,6 +7,8 @@
     read_points(path, argument, warn)      a point-cloud file → (N, 6) xyz rgb (a mesh file gives its vertices)
     bake_texture(geometry)                 a textured trimesh → vertex colours sampled from its texture at its UVs
     obj_material_library(path)             the .mtl an OBJ names (`mtllib`) and where it is found (None: missing)
+    with_embedded_text(data, format, ...)  a written file with the graph as it ran and the run record in it (GLB
+                                           asset.extras, PLY `comment` / OBJ `#` lines); embedded_text(path) reads
     MESH_SUFFIXES, POINT_SUFFIXES, MAX_FILE_BYTES
 
 A PLY without its header (``ply``, ``format``, ``end_header``) or a GLB without the glTF magic is refused
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,8 +62,9 @@ def _atomic_write(path: Path, data: bytes | str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_mesh(path: str | Path, mesh: dict, format: str | None = None) -> None:
-    """Write one checked MESH dict as GLB, PLY or OBJ (format from the suffix unless given)."""
+def write_mesh(path: str | Path, mesh: dict, format: str | None = None, embedded: dict[str, str] | None = None) -> None:
+    """Write one checked MESH dict as GLB, PLY or OBJ (format from the suffix unless given), carrying `embedded`
+    ({"nodegraph": graph JSON, "nodegraph_run": run record JSON}: with_embedded_text)."""
     import trimesh
 
     path = Path(path)
@@ -74,11 +78,13 @@ def write_mesh(path: str | Path, mesh: dict, format: str | None = None) -> None:
         data = shape.export(file_type="obj", include_color=True, include_normals=True)
     else:
         data = shape.export(file_type=format)
-    _atomic_write(path, data)
+    _atomic_write(path, with_embedded_text(data, format, embedded))
 
 
-def write_points(path: str | Path, points: torch.Tensor, format: str | None = None) -> None:
-    """Write one cloud (N, C) as PLY (xyz, rgb, and normals when C = 9) or GLB (a glTF POINTS primitive)."""
+def write_points(path: str | Path, points: torch.Tensor, format: str | None = None,
+                 embedded: dict[str, str] | None = None) -> None:
+    """Write one cloud (N, C) as PLY (xyz, rgb, and normals when C = 9) or GLB (a glTF POINTS primitive), carrying
+    `embedded` as write_mesh does."""
     import trimesh
 
     path = Path(path)
@@ -92,7 +98,68 @@ def write_points(path: str | Path, points: torch.Tensor, format: str | None = No
                            points[:, 6:9].float().numpy() if points.shape[1] >= 9 else None)
     else:
         data = trimesh.PointCloud(xyz, colors=colours).export(file_type="glb")
-    _atomic_write(path, data)
+    _atomic_write(path, with_embedded_text(data, format, embedded))
+
+
+MAX_HEADER_TEXT = 60_000     # PLY comment / OBJ comment bytes at most: loaders look for end_header in 64 KB
+
+
+def with_embedded_text(data: bytes | str, format: str, embedded: dict[str, str] | None) -> bytes | str:
+    """A written file with the graph as it ran and the run record in it, as a PNG carries its "nodegraph" and
+    "nodegraph_run" text: GLB `asset.extras` {"nodegraph": {...}, "nodegraph_run": {...}}; PLY `comment KEY
+    JSON` header lines and OBJ `# KEY JSON` lines, one JSON a line (ASCII, no newline). What would take a
+    PLY / OBJ header past MAX_HEADER_TEXT is left out (the graph before the record)."""
+    import json
+
+    kept = {key: value for key, value in (embedded or {}).items() if value}
+    if not kept:
+        return data
+    if format == "glb":
+        return _glb_with_extras(bytes(data), {key: json.loads(value) for key, value in kept.items()})
+    lines = [f"{key} {json.dumps(json.loads(value), separators=(',', ':'))}" for key, value in kept.items()]
+    while lines and sum(len(line) + 10 for line in lines) > MAX_HEADER_TEXT:
+        lines.pop(0)
+    if format == "obj":
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return "".join(f"# {line}\n" for line in lines) + text
+    end = data.index(b"end_header")
+    return data[:end] + "".join(f"comment {line}\n" for line in lines).encode("ascii") + data[end:]
+
+
+def _glb_with_extras(data: bytes, extras: dict) -> bytes:
+    """A binary glTF with `extras` merged into its JSON chunk's `asset.extras` (the chunk re-padded with spaces
+    to 4 bytes, the lengths rewritten)."""
+    import json
+    import struct
+
+    length = struct.unpack("<I", data[12:16])[0]
+    document = json.loads(data[20:20 + length])
+    document.setdefault("asset", {"version": "2.0"}).setdefault("extras", {}).update(extras)
+    chunk = json.dumps(document, separators=(",", ":")).encode("utf-8")
+    chunk += b" " * (-len(chunk) % 4)
+    rest = data[20 + length:]
+    return b"glTF" + struct.pack("<II", 2, 12 + 8 + len(chunk) + len(rest)) + struct.pack("<I", len(chunk)) + \
+        b"JSON" + chunk + rest
+
+
+def embedded_text(path: str | Path) -> dict[str, Any]:
+    """What with_embedded_text put in a GLB / PLY / OBJ file: {"nodegraph": graph, "nodegraph_run": record} as
+    dicts, the keys it lacks left out."""
+    import json
+    import struct
+
+    data = Path(path).read_bytes()
+    if data[:4] == b"glTF":
+        length = struct.unpack("<I", data[12:16])[0]
+        extras = json.loads(data[20:20 + length]).get("asset", {}).get("extras", {})
+        return {key: extras[key] for key in ("nodegraph", "nodegraph_run") if key in extras}
+    head = data[:data.index(b"end_header")] if data.startswith(b"ply") else data[:MAX_HEADER_TEXT + 4096]
+    found = {}
+    for line in head.decode("utf-8", "replace").splitlines():
+        words = line.removeprefix("comment ").removeprefix("# ").split(" ", 1)
+        if len(words) == 2 and words[0] in ("nodegraph", "nodegraph_run") and words[0] not in found:
+            found[words[0]] = json.loads(words[1])
+    return found
 
 
 def _points_ply(xyz: np.ndarray, rgb: np.ndarray, normals: np.ndarray | None) -> bytes:

@@ -423,7 +423,7 @@ class SaveMesh(Node):
 
     category = "3d/files"
     output_node = True
-    version = "1.1.0"        # 1.1: `prefix` is `filename_prefix`, as SaveImage / SaveVideo / SaveAudio call it
+    version = "1.1.1"        # 1.1.1: files carry the graph as it ran and the run record; 1.1: `filename_prefix`
     renamed_inputs = {"prefix": "filename_prefix"}
 
     class Inputs(NodeInputs):
@@ -438,7 +438,8 @@ class SaveMesh(Node):
         from .mesh_files import MIME, write_mesh
 
         meshes = _mesh_input(mesh)
-        writers = [lambda path, m=m: write_mesh(path, m, format) for m in meshes]
+        embedded = _graph_and_records(self.context, len(meshes))
+        writers = [lambda path, m=m, e=e: write_mesh(path, m, format, e) for m, e in zip(meshes, embedded)]
         fields = [{"vertices": len(m["vertices"]), "faces": len(m["faces"])} for m in meshes]
         return {"files": api.save_files(self.context, writers, kind="mesh", prefix=filename_prefix,
                                         suffix=f".{format}", mime=MIME[format], fields=fields,
@@ -450,7 +451,7 @@ class SavePointCloud(Node):
 
     category = "3d/files"
     output_node = True
-    version = "1.1.0"        # 1.1: `prefix` is `filename_prefix`, as SaveImage / SaveVideo / SaveAudio call it
+    version = "1.1.1"        # 1.1.1: files carry the graph as it ran and the run record; 1.1: `filename_prefix`
     renamed_inputs = {"prefix": "filename_prefix"}
 
     class Inputs(NodeInputs):
@@ -465,10 +466,27 @@ class SavePointCloud(Node):
         from .mesh_files import MIME, write_points
 
         clouds = _points_input(points)
-        writers = [lambda path, c=c: write_points(path, c, format) for c in clouds]
+        embedded = _graph_and_records(self.context, len(clouds))
+        writers = [lambda path, c=c, e=e: write_points(path, c, format, e) for c, e in zip(clouds, embedded)]
         return {"files": api.save_files(self.context, writers, kind="pointcloud", prefix=filename_prefix,
                                         suffix=f".{format}", mime=MIME[format], fields={"points": clouds.shape[1]},
                                         argument="filename_prefix")}
+
+
+def _graph_and_records(context: Any, count: int) -> list[dict[str, str] | None]:
+    """What each of `count` saved files carries, as a PNG SaveImage writes does: the graph as it ran (a
+    RandomInt's seed pinned, so running it again makes the same shape) and the run record with the file's batch
+    index (versions, device, model hashes); None each without a graph."""
+    import json
+
+    from nodegraph.provenance import run_record
+
+    if context.graph is None:
+        return [None] * count
+    graph = json.dumps(context.graph_as_run(), separators=(",", ":"))
+    record = run_record(context)
+    return [{"nodegraph": graph, "nodegraph_run": json.dumps({**record, "batch_index": k, "batch_size": count},
+                                                             separators=(",", ":"))} for k in range(count)]
 
 
 def _mesh_file_fingerprint(literals: dict[str, Any], resolve_file: Any) -> str | None:

@@ -370,3 +370,46 @@ def test_a_folder_named_as_a_mesh_file_is_refused_at_validation(session):
                                                                                           "output": "mesh"}}}}}
     (error,) = session.validate(graph)
     assert error.input == "file" and "'sub' in the input folder is a folder; name a file" in error.message
+
+
+def test_saved_meshes_and_clouds_carry_the_graph_as_it_ran_and_the_run_record(session, tmp_path):
+    """GLB (`asset.extras`), PLY (`comment` lines) and OBJ (`#` lines) hold the graph with the seed a RandomInt
+    drew in place of its link, and the run record, as a PNG holds both; each still loads. They held neither."""
+    from nodegraph_threed.mesh_files import embedded_text, read_mesh, read_points
+
+    nodes = {"pick": {"type": "RandomInt", "inputs": {"low": 0, "high": 1000}},
+             "shape": {"type": "threed.ProceduralShape", "inputs": {"caption": "a red cone", "points": 400,
+                                                                    "seed": {"node": "pick", "output": "value"}}},
+             "mesh": {"type": "threed.PointsToMesh", "inputs": {"points": {"node": "shape", "output": "points"},
+                                                                "resolution": 24}}}
+    for format in ("glb", "ply", "obj"):
+        nodes[f"mesh_{format}"] = {"type": "threed.SaveMesh", "inputs": {
+            "mesh": {"node": "mesh", "output": "mesh"}, "format": format, "filename_prefix": f"m/{format}"}}
+    for format in ("glb", "ply"):
+        nodes[f"cloud_{format}"] = {"type": "threed.SavePointCloud", "inputs": {
+            "points": {"node": "shape", "output": "points"}, "format": format, "filename_prefix": f"c/{format}"}}
+    result = session.run({"format_version": 1, "nodes": nodes})
+    drawn = result.drawn["pick"]["value"]
+    for node in [name for name in nodes if name.startswith(("mesh_", "cloud_"))]:
+        (file,) = result.outputs[node]["files"]
+        carried = embedded_text(file["path"])
+        assert carried["nodegraph"]["nodes"]["shape"]["inputs"]["seed"] == drawn, node
+        assert carried["nodegraph_run"]["batch_index"] == 0 and "torch" in carried["nodegraph_run"], node
+        if node.startswith("mesh_"):
+            assert len(read_mesh(file["path"])["vertices"]) == file["vertices"], node
+        else:
+            assert read_points(file["path"]).shape[0] == 400, node
+
+
+def test_a_graph_too_large_for_a_ply_header_is_left_out_and_the_file_still_loads(tmp_path):
+    """The loaders look for a PLY's end_header in its first 64 KB: a 100 KB graph is left out (the record kept),
+    so the file written stays loadable."""
+    import json
+
+    from nodegraph_threed.mesh_files import embedded_text, read_points, write_points
+
+    cloud = sample_spec(ShapeSpec("cone", "yellow"), 50, torch.Generator().manual_seed(0))
+    graph = json.dumps({"format_version": 1, "nodes": {}, "metadata": {"notes": "x" * 100_000}})
+    write_points(tmp_path / "big.ply", cloud, embedded={"nodegraph": graph, "nodegraph_run": '{"torch": "2"}'})
+    assert embedded_text(tmp_path / "big.ply") == {"nodegraph_run": {"torch": "2"}}
+    assert read_points(tmp_path / "big.ply").shape[0] == 50

@@ -1095,13 +1095,14 @@ class SaveVideo(Node):
     of clips). An IMAGE knows no frame rate either: link `fps` to the `fps` output of EmptyVideoLatent, the
     video sampler or LoadVideo, so the rate set there is the file's. `audio` (mp4: AAC, webm: Opus; mono or
     stereo) becomes the file's sound track, cut to the clip's length, as VideoHelperSuite's Video Combine muxes
-    it: one clip per batch item of the audio, or one sound for every clip. The graph is stored in the file's
-    metadata where the container has a text field (mp4 / webm comment, GIF comment). Files are numbered
-    PREFIX_00001.mp4, ..., written to a temporary file first.
+    it: one clip per batch item of the audio, or one sound for every clip. The graph as it ran (a RandomInt's
+    seed pinned, as SaveImage's) is stored in the file's metadata where the container has a text field (mp4 /
+    webm comment, GIF comment). Files are numbered PREFIX_00001.mp4, ..., written to a temporary file first;
+    the same frames give the same mp4 / webm bytes in any run (video_io.X264_OPTIONS).
     """
 
     category = "video"
-    version = "1.2.0"     # 1.2: an `audio` input (the sound track)
+    version = "1.2.1"     # 1.2.1: the graph as it ran, the same bytes each run; 1.2: an `audio` input (sound track)
     output_node = True
 
     class Inputs(NodeInputs):
@@ -1129,7 +1130,7 @@ class SaveVideo(Node):
             raise NodeInputError("images", f"{images.shape[0]} frames is too many for one file")
         graph = None
         if embed_graph and self.context.graph is not None:
-            graph = json.dumps(self.context.graph.to_dict(), separators=(",", ":"))
+            graph = json.dumps(self.context.graph_as_run(), separators=(",", ":"))   # a RandomInt's seed pinned
         spec = FORMATS[format]
         total, height, width = images.shape[:3]
         frames = clip_frames or total

@@ -411,6 +411,15 @@ def _mux_sound(container: Any, stream: Any, sound: tuple[np.ndarray, int]) -> No
         container.mux(packet)
 
 
+# The same frames give the same file, run after run (README "Same frames, same bytes"):
+# - libx264's macroblock-tree rate control (its B-frame lookahead) reads uninitialised memory in its SIMD code on
+#   small frames (64×64 here): MALLOC_PERTURB_ alone changed the H.264 stream. mbtree=0 keeps B-frames and
+#   stops it, for a few % more bytes at the same crf.
+# - FFmpeg's muxers draw a random Matroska TrackUID and write the library's "Lavf…" version unless bitexact.
+X264_OPTIONS = {"x264-params": "mbtree=0"}
+BITEXACT_CONTAINER = {"fflags": "+bitexact"}
+
+
 def _write_av(path: Path, pixels: np.ndarray, fps: float, format: str, quality: int, graph_json: str | None,
               sound: tuple[np.ndarray, int] | None = None) -> None:
     import av
@@ -420,11 +429,11 @@ def _write_av(path: Path, pixels: np.ndarray, fps: float, format: str, quality: 
         pixels = np.pad(pixels, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
     rate = Fraction(fps).limit_denominator(1001)
     crf = round(51 - quality * 0.33) if format == "mp4" else round(63 - quality * 0.5)   # quality 80 → crf 25 / 23
-    with av.open(str(path), mode="w", format=format) as container:
+    with av.open(str(path), mode="w", format=format, container_options=BITEXACT_CONTAINER) as container:
         stream = container.add_stream(FORMATS[format]["codec"], rate=rate)
         stream.width, stream.height = pixels.shape[2], pixels.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf)} if format == "mp4" else {"crf": str(crf), "b:v": "0"}
+        stream.options = {"crf": str(crf), **X264_OPTIONS} if format == "mp4" else {"crf": str(crf), "b:v": "0"}
         if graph_json:
             container.metadata["comment"] = graph_json
         sound_stream = _sound_stream(container, format, sound) if sound is not None else None

@@ -772,3 +772,21 @@ def test_decoding_looks_for_an_interrupt_as_it_goes(tmp_path):
         with pytest.raises(RunInterrupted):
             video_io.read_video(path, start_frame=30, max_frames=4, check_interrupted=check)
         assert len(asked) == 2       # frame 0, then frame INTERRUPT_EVERY: stopped long before frame 30
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "gif"])
+def test_a_saved_clip_holds_the_value_random_int_drew(session, fmt):
+    """The graph a clip carries has the value a RandomInt drew in place of its link, as a PNG SaveImage writes
+    does (`graph_as_run`), so running the clip again makes the same clip; it held the link, and a re-run drew
+    again."""
+    from nodegraph.media_graph import graph_text_from_media
+
+    nodes = {"pick": {"type": "RandomInt", "inputs": {"low": 3, "high": 5}},
+             "render": {"type": "RenderTinyWorldClip", "inputs": {"frames": {"node": "pick", "output": "value"},
+                                                                  "size": 32}},
+             "save": {"type": "SaveVideo", "inputs": {"images": {"node": "render", "output": "images"}, "fps": 8.0,
+                                                      "format": fmt, "filename_prefix": "drawn/clip"}}}
+    result = session.run({"format_version": 1, "nodes": nodes})
+    (file,) = _files(result, "save")
+    embedded = json.loads(graph_text_from_media(Path(file["path"]).read_bytes()))
+    assert embedded["nodes"]["render"]["inputs"]["frames"] == file["frames"]
