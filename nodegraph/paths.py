@@ -138,7 +138,10 @@ def check_name(name: object, *, what: str = "file name", input_name: str | None 
         raise refuse("parent", "contains a '..' component")
     if len(components) > 1 and not subfolders:
         raise refuse("subfolder", "contains '/': only a plain name is allowed here")
-    if subfolders and name.endswith("/") and name.strip("/") and "//" not in name.strip("/"):
+    # the name without its '/' is suggested only where this rule takes it: "./" would suggest the refused '.'
+    # (a dataset folder input takes '.' as the input folder itself; validation says so for its "./")
+    if (subfolders and name.endswith("/") and name.strip("/") and "//" not in name.strip("/")
+            and "." not in name.rstrip("/").split("/")):
         raise refuse("empty_component", f"ends in '/' (a folder is named without it: {name.rstrip('/')!r})")
     for component in components:
         if component == "":

@@ -585,7 +585,12 @@ class Session:
     def _resolve_file_in(self, input_dir: Path, folder: str, name: str) -> Path:
         if folder == "input/":
             from .paths import PathConfinementError, confine
+            from .validation import INPUT_FOLDER_ITSELF
 
+            if name == INPUT_FOLDER_ITSELF:     # the input folder itself (on a server: the user's own, `input_dir`)
+                if not input_dir.is_dir():
+                    raise LookupError("the input folder does not exist yet (nothing was uploaded or put there)")
+                return input_dir
             try:
                 path = confine(input_dir, name, what="input folder name", subfolders=True)
             except PathConfinementError as exc:

@@ -621,13 +621,17 @@ def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: A
                                  node_id=node_id, input=name))
         return
     if ispec.file_name_in and isinstance(value, str):
+        folder_input = is_folder_input(ispec)
         try:
-            check_name(value, what="file name", input_name=name, subfolders=ispec.subfolders,
-                       where=f"the {ispec.file_name_in} folder")
+            if not (folder_input and value == INPUT_FOLDER_ITSELF):     # '.': the input folder itself, for a dataset
+                check_name(value, what="folder name" if folder_input else "file name", input_name=name,
+                           subfolders=ispec.subfolders, where=f"the {ispec.file_name_in} folder")
         except PathConfinementError as exc:
             author = (" (This plugin node takes plain file names only: put the file directly in the folder. "
                       "A plugin's author allows folders with `Input(..., subfolders=True)`.)"
                       if exc.rule == "subfolder" and plugin_node else "")
+            if folder_input and value.strip("/") in ("", "."):       # "./", "/": meant the input folder itself
+                author = f"; the input folder itself is named {INPUT_FOLDER_ITSELF!r}"
             errors.append(GraphError("invalid_value", f"input {name!r} of {node_type}: {exc.message}{author}",
                                      node_id=node_id, input=name, details={"found": _short(value), "rule": exc.rule}))
             return
@@ -652,6 +656,14 @@ def _check_literal(node_id: str, node_type: str, name: str, ispec: Any, value: A
 
 FILE_FOLDERS = ("input", "output")     # `file_name_in` values that are not model folders
 MAX_INPUT_LISTED = 2000      # entries of the input folder read for "did you mean" and the listing
+INPUT_FOLDER_ITSELF = "."     # what a folder input names the input folder itself by (a server user's own one)
+
+
+def is_folder_input(ispec: Any) -> bool:
+    """Whether an input names a folder inside the input folder (a dataset's `folder`): `file_name_in="input"`,
+    `subfolders=True` and no upload kind (one with an upload kind names a file: LoadMesh's `file`). Only such an
+    input takes '.' (the input folder itself), and it must name a folder, not a file."""
+    return ispec.file_name_in == "input" and bool(ispec.subfolders) and not ispec.widget.get("upload")
 
 
 def _of_kind(file_name: str, kind: str | None) -> bool:
@@ -681,9 +693,13 @@ def missing_input_message(input_dir: Path, name: str, what: str = "file", folder
         state = "is not a folder" if input_dir.exists() else "does not exist yet (nothing was uploaded or put there)"
         shown = shown_folder(str(input_dir))       # a server's user folder (absolute, or in/<user>) is not shown
         where = f" ({shown})" if not os.path.isabs(shown) and "/" not in shown else ""
+        if folders:
+            return (f"no {what} {name!r}: the input folder{where} {state}. {_UPLOAD_A_FOLDER} "
+                    f"(`nodegraph run --input-dir` chooses another)")
         return (f"no {what} {name!r}: the input folder{where} {state}. Upload the {what} (the editor), or put it "
                 f"into the input folder (`nodegraph run --input-dir` chooses another)")
     present: list[str] = []
+    files_here = 0      # a folder input's: files directly in the input folder ('.' names them)
     try:
         with os.scandir(input_dir) as entries:
             for entry in entries:
@@ -691,8 +707,13 @@ def missing_input_message(input_dir: Path, name: str, what: str = "file", folder
                     continue
                 if entry.name.startswith("."):      # hidden: a save in progress (.partial-…), .DS_Store, …
                     continue
-                if entry.is_file() or (folders and entry.is_dir() and not entry.name.startswith(".")):
-                    present.append(entry.name + ("/" if folders and entry.is_dir() else ""))
+                if folders:      # a folder input names a folder: files are not offered, but counted
+                    if entry.is_dir():
+                        present.append(entry.name + "/")
+                    elif entry.is_file():
+                        files_here += 1
+                elif entry.is_file():
+                    present.append(entry.name)
                 if len(present) >= MAX_INPUT_LISTED:
                     break
     except OSError:
@@ -703,35 +724,49 @@ def missing_input_message(input_dir: Path, name: str, what: str = "file", folder
     if others:
         listed = (listed + "; " if listed else "") + f"{len(others)} file(s) of other kinds than {kind}"
     candidates = [p.rstrip("/") for p in present]
+    if folders:
+        itself = (f" ({INPUT_FOLDER_ITSELF!r}, the input folder itself, holds {files_here} file(s))"
+                  if files_here else "")
+        return (f"no {what} {name!r} in the input folder.{suggest(name, candidates)} Folders there: "
+                f"{listed or 'none'}{itself}. {_UPLOAD_A_FOLDER} (--input-dir).")
     return (f"no {what} {name!r} in the input folder.{suggest(name, candidates)} "
-            f"{'Entries' if folders else 'Files'} there: {listed or 'none'}. "
+            f"Files there: {listed or 'none'}. "
             f"Upload it (the editor) or copy it into the input folder (--input-dir).")
+
+
+# a folder cannot be uploaded as such: its files are, each with the upload's `subfolder` naming the folder
+_UPLOAD_A_FOLDER = ("Upload its files with an upload `subfolder` naming it (captions as `caption` uploads beside "
+                    "them: docs/training.md, \"Training on a server\"), or copy the folder into the input folder")
 
 
 def input_file_error(node_id: str, node_type: str, name: str, value: str, input_dir: Path,
                      subfolders: bool, kind: str | None = None) -> GraphError | None:
-    """`not_in_choices` when `value` names nothing in the input folder (a file, or a dataset's folder);
+    """`not_in_choices` when `value` names nothing in the input folder (a file, or a dataset's folder: `subfolders`
+    without an upload `kind`, which must be a folder, '.' the input folder itself), or something of the other sort;
     `invalid_value` when it leads out of the folder through a symbolic link (what the run would refuse); None
     when it is there."""
     from .paths import confine
 
+    # a folder is what a dataset names (subfolders, no upload kind); an upload kind (image, mesh, ...) names a file
+    folder = subfolders and kind is None
     try:
-        target = confine(input_dir, value, input_name=name, subfolders=subfolders)
-        # a folder is what a dataset names; an input with an upload kind (image, mesh, audio, ...) names a file
-        if target.is_file() or (subfolders and kind is None and target.is_dir()):
+        target = (input_dir if folder and value == INPUT_FOLDER_ITSELF
+                  else confine(input_dir, value, input_name=name, subfolders=subfolders))
+        if target.is_dir() if folder else target.is_file():
             return None
-        if target.exists():
-            kind = "a folder" if target.is_dir() else "not a regular file"
+        if target.exists():      # a file where a folder is named fails only at run time: said now
+            found = "a file" if target.is_file() else "a folder" if target.is_dir() else "not a regular file"
+            wanted = (f"name a folder (the dataset's images are the files inside it; "
+                      f"{INPUT_FOLDER_ITSELF!r} is the input folder itself)" if folder else "name a file")
             return GraphError("not_in_choices", f"input {name!r} of {node_type}: {value!r} in the input folder is "
-                                                f"{kind}; name a file", node_id=node_id, input=name,
+                                                f"{found}; {wanted}", node_id=node_id, input=name,
                               details={"found": _short(value), "folder": "input"})
     except PathConfinementError as exc:
         return GraphError("invalid_value", f"input {name!r} of {node_type}: {exc.message}", node_id=node_id,
                           input=name, details={"found": _short(value), "rule": exc.rule})
     except OSError:
         return None
-    what = "file or folder" if subfolders and kind is None else "file"      # a dataset names a folder
-    message = missing_input_message(input_dir, value, what, subfolders, kind)
+    message = missing_input_message(input_dir, value, "folder" if folder else "file", folder, kind)
     return GraphError("not_in_choices", f"input {name!r} of {node_type}: {message}",
                       node_id=node_id, input=name, details={"found": _short(value), "folder": "input"})
 
@@ -927,9 +962,10 @@ def linked_value_error(node_type: str, name: str, ispec: Any, value: Any, source
     executor asks here before `run` (an IntMath power chain must not hand a 250 000-bit integer onward).
     Only the limits are checked: a value of another type is left to the node, as before. A text linked into
     an input that names a file (`file_name_in=`, `model_folder=`) must stay inside its folder, as a literal must
-    (the node, or the API it calls, would refuse it too, but naming no input)."""
+    (the node, or the API it calls, would refuse it too, but naming no input); a folder input's '.' is the input
+    folder itself, as a literal's is."""
     folder = ispec.file_name_in or ispec.model_folder
-    if folder and type(value) is str:
+    if folder and type(value) is str and not (value == INPUT_FOLDER_ITSELF and is_folder_input(ispec)):
         try:
             check_name(value, what="file name", input_name=name, subfolders=bool(ispec.subfolders or ispec.model_folder),
                        where=f"the {folder} folder")

@@ -284,7 +284,7 @@ class ImageFolderDataset(Node):
 
     class Inputs(NodeInputs):
         folder: str = Input("dataset", file_name_in="input", subfolders=True, min_length=1, max_length=255,
-                            description="a folder inside the input folder")
+                            description="a folder inside the input folder ('.': the input folder itself)")
         size: int = Input(64, ge=8, le=2048, multiple_of=8)
         default_caption: str = Input("", max_length=2000,
                                      description="the caption of images without a .txt / .caption (or with an "
@@ -306,13 +306,17 @@ class ImageFolderDataset(Node):
 
     def run(self, folder: str, size: int, default_caption: str = "") -> dict:
         from nodegraph.paths import confine
+        from nodegraph.validation import INPUT_FOLDER_ITSELF
 
         from .image_folder import DatasetError, ImageFolderDataset as Folder
 
-        root = confine(self.context.service("input_dir"), folder, what="dataset folder", input_name="folder",
-                       subfolders=True)
+        input_dir = Path(self.context.service("input_dir"))
+        itself = folder == INPUT_FOLDER_ITSELF     # '.': the input folder itself (a server user's own), e.g. flat
+        root = input_dir if itself else confine(input_dir, folder, what="dataset folder", input_name="folder",
+                                                subfolders=True)
+        shown = "the input folder" if itself else f"the input folder's {folder!r}"
         try:
-            dataset = Folder(root, size=size, shown_as=f"the input folder's {folder!r}", default_caption=default_caption)
+            dataset = Folder(root, size=size, shown_as=shown, default_caption=default_caption)
         except DatasetError as exc:
             raise NodeInputError("size" if exc.argument == "size" else "folder", exc.reason) from None
         if size < SMALL_TRAINING_SIZE:        # accepted (a test may want it), but a picture of a 2x2 latent teaches little

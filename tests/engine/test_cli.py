@@ -394,7 +394,8 @@ def test_a_misspelt_dataset_folder_gets_did_you_mean_and_the_folders_there(tmp_p
     (tmp_path / "in" / "notes.txt").write_text("x")
     assert main(["validate", str(graph), "--input-dir", str(tmp_path / "in")]) == 1
     out = capsys.readouterr().out
-    assert "Did you mean 'good'?" in out and "Entries there: 'good/', 'notes.txt'" in out, out
+    # a file is no dataset folder (refused if named): counted as what '.' would read, not offered
+    assert "Did you mean 'good'?" in out and "Folders there: 'good/' ('.', the input folder itself, holds 1 file(s))" in out, out
 
 
 def test_a_missing_input_folder_is_named_not_listed_as_empty(tmp_path, capsys):

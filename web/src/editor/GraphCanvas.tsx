@@ -70,7 +70,7 @@ import { followStep, wholeInView, type FollowedRun } from "./viewFit";
 import { useStore } from "../state/store";
 import { GroupNode, RerouteNode, type GroupFlowNode, type RerouteFlowNode } from "./GroupNode";
 import { NoteNode, type NoteFlowNode } from "./NoteNode";
-import { addNote, moveNote, NOTE_PREFIX, notesOf, removeNotes, selectedNoteIds } from "../graph/notes";
+import { addNote, MAX_NOTES, moveNote, NOTE_PREFIX, notesOf, removeNotes, selectedNoteIds } from "../graph/notes";
 import { SchemaNode, type SchemaFlowNode } from "./SchemaNode";
 import { habitShortcut, runHabit, shortcutInField } from "./shortcuts";
 import { WireEdge, type WireFlowEdge } from "./WireEdge";
@@ -144,7 +144,8 @@ export function addNodeAt(app: EditorApp, type: string, position: Position): str
 
 /**
  * Add a note with its top-left corner at a graph position (one undo step), select it and put the cursor in its
- * text (the canvas menu's "Add note", the search's "Add a note here"). Returns its id.
+ * text (the canvas menu's "Add note", the search's "Add a note here"). Returns its id; "" at MAX_NOTES notes,
+ * which a toast says (nothing is added).
  */
 export function addNoteAt(app: EditorApp, at: Position): string {
   let id = "";
@@ -153,6 +154,11 @@ export function addNoteAt(app: EditorApp, at: Position): string {
     id = added.id;
     return added.doc;
   });
+  if (!id) {
+    // at the cap addNote adds nothing (a note past it is neither drawn nor kept): said, not a selection of "note:"
+    app.toast(`Note not added: a graph keeps at most ${MAX_NOTES} notes; delete one first`, "error");
+    return id;
+  }
   app.editor.select({ [NOTE_PREFIX + id]: true });
   focusNoteText(id);
   return id;
