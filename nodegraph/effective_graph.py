@@ -81,6 +81,8 @@ class EffectiveGraph:
     crossing    (expanded node id, input) pairs whose link crosses a subgraph's edge (an exposed input or
                 output): a cycle through one is reported on the outer nodes, not inside a definition.
     bypassed    every bypassed node (a requested one is told so, not "not a node in the graph").
+    mute_causes (id, type) of each muted node (file order) that is an output node or feeds one: what a
+                `no_outputs` refusal names as the node whose muting leaves nothing to run.
     """
 
     graph: Graph
@@ -94,6 +96,7 @@ class EffectiveGraph:
     literal_source: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     crossing: set[tuple[str, str]] = field(default_factory=set)
     bypassed: tuple[str, ...] = ()
+    mute_causes: tuple[tuple[str, str], ...] = ()
 
     def annotate(self, errors: list[GraphError]) -> list[GraphError]:
         """This expansion's errors, then `errors` (from validating `graph`), each naming its subgraph path."""
@@ -122,7 +125,7 @@ class EffectiveGraph:
                                                    f"input through and does not run); un-bypass it (Ctrl+B in the "
                                                    f"editor) or request a node it feeds",
                                    error.node_id, details={"bypassed": True})
-            if error.code == "no_outputs" and (self.skipped or self.bypassed_outputs) and not error.details:
+            if error.code == "no_outputs" and (self.mute_causes or self.bypassed_outputs) and not error.details:
                 error = self._no_outputs_left()     # they are there, but muted or bypassed
             if error.code == "cycle" and self._crosses_a_subgraph_edge(error):
                 out.append(self._outer_cycle(error))
@@ -169,19 +172,27 @@ class EffectiveGraph:
                            "inner_input": error.input})
 
     def _no_outputs_left(self) -> GraphError:
-        """`no_outputs` for a graph whose output nodes are all muted, skipped or bypassed: name them."""
-        def shown(ids: tuple[str, ...]) -> str:
-            return ", ".join(repr(n) for n in ids[:8]) + (", …" if len(ids) > 8 else "")
+        """`no_outputs` for a graph whose output nodes are all muted, skipped or bypassed: name the muted nodes that
+        cause it first (the skipped list starts with every muted node and may not say which one the user meant to
+        run), then the skipped and bypassed ones."""
+        def shown(ids: tuple[str, ...], most: int = 8) -> str:
+            return ", ".join(repr(n) for n in ids[:most]) + (", …" if len(ids) > most else "")
+        causes = self.mute_causes
+        muting = ", ".join(f"{n!r} ({t})" for n, t in causes[:3]) + (f" and {len(causes) - 3} more" if len(causes) > 3
+                                                                     else "")
         why = []
-        if self.skipped:
+        if causes:
             why.append(f"are muted or depend on a muted node (skipped: {shown(self.skipped)})")
         if self.bypassed_outputs:
             why.append(f"are bypassed (a bypassed node passes an input through and does not run: "
                        f"{shown(self.bypassed_outputs)})")
-        fixes = (("unmute one (Ctrl+M in the editor)", self.skipped), ("un-bypass one (Ctrl+B)", self.bypassed_outputs))
+        unmute = "unmute it" if len(causes) == 1 else "unmute one"
+        fixes = ((f"{unmute} (Ctrl+M in the editor)", causes), ("un-bypass one (Ctrl+B)", self.bypassed_outputs))
         fix = " or ".join(f for f, there in fixes if there)
-        return GraphError("no_outputs", f"no output node would run: they {' or '.join(why)}; {fix}",
-                          details={"skipped": list(self.skipped), "bypassed": list(self.bypassed_outputs)})
+        head = f"muting {muting} leaves no output to run" if causes else "no output node would run"
+        return GraphError("no_outputs", f"{head}: the output nodes {' or '.join(why)}; {fix}",
+                          details={"skipped": list(self.skipped), "bypassed": list(self.bypassed_outputs),
+                                   "muted": [n for n, _type in causes]})
 
     def _with_path(self, error: GraphError) -> GraphError:
         origin = self.origin.get(error.node_id) if error.node_id is not None else None
@@ -656,7 +667,24 @@ class _Expander:
         plain = Graph(kept, graph.metadata, graph.ui, graph.has_ui)
         return EffectiveGraph(plain, self.errors, skipped, self.origin, self.suppressed, self.reported,
                               tuple(self.definitions), tuple(self.bypassed_outputs), self.literal_source,
-                              self.crossing, tuple(self.bypassed_nodes))
+                              self.crossing, tuple(self.bypassed_nodes), self._mute_causes(nodes, gone, muted))
+
+    def _mute_causes(self, nodes: dict[str, GraphNode], gone: set[str],
+                     muted: list[str]) -> tuple[tuple[str, str], ...]:
+        """(id, type) of the muted nodes that are output nodes or feed one through skipped nodes, in file order: one
+        walk upstream from the skipped output nodes, linear in the skipped part of the graph."""
+        def is_output(node: GraphNode) -> bool:
+            spec = getattr(self.registry.nodes.get(node.type), "spec", None)
+            return spec is not None and bool(spec.output_node)
+
+        stack = [n for n in gone if is_output(nodes[n])]
+        reached = set(stack)
+        while stack:
+            for value in nodes[stack.pop()].inputs.values():
+                if isinstance(value, Link) and value.node in gone and value.node not in reached:
+                    reached.add(value.node)
+                    stack.append(value.node)
+        return tuple((n, nodes[n].type) for n in muted if n in reached)
 
 
 class _Missing:

@@ -573,6 +573,38 @@ def test_a_subgraph_node_can_be_requested_as_an_output(session):
     assert list(result.outputs) == ["sq/add"] and result.outputs["sq/add"]["result"] == 10
 
 
+def test_no_outputs_names_the_muted_node_that_leaves_no_output(session):
+    """The refusal listed every skipped node and "unmute one" but not which muted node caused it; it names the
+    muted node(s) the output nodes depend on, with their types, and not a muted node that feeds no output."""
+    graph = chain(3)
+    graph["nodes"]["c1"]["mode"] = "mute"
+    graph["nodes"]["aside"] = {"type": "Counter", "mode": "mute", "inputs": {"x": 0}}   # feeds nothing
+    (error,) = session.validate(graph)
+    assert error.code == "no_outputs"
+    assert error.message.startswith("muting 'c1' (Counter) leaves no output to run: ")
+    assert "unmute it (Ctrl+M in the editor)" in error.message and "'aside' (" not in error.message
+    assert error.details["muted"] == ["c1"] and set(error.details["skipped"]) == {"c1", "aside", "c2", "show"}
+
+
+def test_no_outputs_names_the_first_few_muted_causes(session):
+    """Several muted output branches: the first three causes by type, then how many more, and "unmute one"."""
+    nodes = {f"m{i}": {"type": "Counter", "mode": "mute", "inputs": {"x": 0}} for i in range(5)}
+    nodes.update({f"s{i}": {"type": "ShowValue", "inputs": {"value": link(f"m{i}", "y")}} for i in range(5)})
+    (error,) = session.validate({"format_version": 2, "nodes": nodes})
+    assert error.message.startswith("muting 'm0' (Counter), 'm1' (Counter), 'm2' (Counter) and 2 more leaves no "
+                                    "output to run: ")
+    assert "unmute one (Ctrl+M in the editor)" in error.message
+    assert error.details["muted"] == [f"m{i}" for i in range(5)]
+
+
+def test_a_graph_without_output_nodes_is_not_blamed_on_a_muted_node(session):
+    """A muted node in a graph that has no output node at all: the usual "add one", not "unmute"."""
+    graph = chain(2, show=False)
+    graph["nodes"]["c0"]["mode"] = "mute"
+    (error,) = session.validate(graph)
+    assert error.code == "no_outputs" and "add one" in error.message and "mut" not in error.message
+
+
 def test_run_says_what_validate_says_of_muted_output_nodes(session):
     """`run` told the user to add an output node the graph has (muted); it now gives validate's message."""
     from nodegraph.errors import GraphValidationError
@@ -603,7 +635,7 @@ def test_no_outputs_says_when_the_output_nodes_are_bypassed(session):
         "s": {"type": "ShowValue", "inputs": {"value": {"node": "a", "output": "value"}}, "mode": "bypass"}}}
     (error,) = session.validate(graph)
     assert error.code == "no_outputs" and "bypassed" in error.message and "'s'" in error.message
-    assert "un-bypass" in error.message and error.details == {"skipped": [], "bypassed": ["s"]}
+    assert "un-bypass" in error.message and error.details == {"skipped": [], "bypassed": ["s"], "muted": []}
 
 
 def test_a_bad_value_for_an_exposed_input_is_reported_where_it_was_written(session):

@@ -3,6 +3,8 @@
 import gzip
 import importlib.util
 import json
+import random
+import string
 
 import pytest
 import torch
@@ -78,6 +80,20 @@ def test_ids_match_transformers_and_openai(prompt, transformers_tokenizer, opena
     assert ours == openai_tokenizer.encode(prompt)
     padded = transformers_tokenizer(prompt, padding="max_length", max_length=77, truncation=True).input_ids
     assert default_tokenizer().pad(ours) == padded
+
+
+@pytest.mark.parity
+def test_long_words_match_transformers_and_openai(transformers_tokenizer, openai_tokenizer):
+    """BPE with a heap of candidate pairs fuses the same pieces as the reference loop on long words of many merges
+    (random letters, repeated letters, CJK, mixed bytes)."""
+    rng = random.Random(0)
+    words = ["".join(rng.choices(string.ascii_lowercase, k=3000)), "a" * 999, "ab" * 700,
+             "".join(map(chr, rng.choices(range(0x4E00, 0x4E00 + 2000), k=500))),
+             "".join(rng.choices("éüßæø日本кир", k=800))]
+    for word in words:
+        ours = default_tokenizer().encode(word)
+        assert ours == transformers_tokenizer(word, add_special_tokens=False).input_ids
+        assert ours == openai_tokenizer.encode(word)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Text one user sends is parsed in time linear in its length: the A1111 import and the prompt-syntax checks.
+"""Text one user sends is parsed in time linear in its length: the A1111 import, the prompt-syntax checks and the
+CLIP tokenizer.
 
 A regular expression holds the GIL for its whole search, so a pattern that rescans the rest of the text from every
 position (`<lora:` repeated, each unclosed tag scanning to the end) stalled every user of a server for seconds per
@@ -9,6 +10,8 @@ an input's own limit is parsed in under a second on any machine.
 
 from __future__ import annotations
 
+import random
+import string
 import time
 from typing import Callable
 
@@ -79,6 +82,36 @@ def test_prompt_checks_are_linear_in_the_prompt(check, prompt):
     """Every prompt-syntax check runs at validation or per EncodeText: none is quadratic in a 20,000-character
     prompt (`syntax_notes("a)" * 10000)` took 4-7 s, `weight_problem("(a" * 10000)` 2.3 s, a group of spaces 16 s)."""
     _assert_linear(CHECKS[check], PROMPTS[prompt], PROMPT_LIMIT)
+
+
+def _random_word(alphabet: str) -> Callable[[int], str]:
+    """One word of `size` characters drawn from `alphabet` (seeded): few of its pairs merge, so BPE fuses them one
+    by one — the worst case of a loop that rescans the word per merge."""
+    return lambda size: "".join(random.Random(0).choices(alphabet, k=size))
+
+
+TOKENIZER_PROMPTS = {
+    "word and bracket runs": _repeated("a)"),
+    "one long word of random letters": _random_word(string.ascii_lowercase),
+    "one long word of CJK characters": _random_word("".join(map(chr, range(0x4E00, 0x4E00 + 2000)))),
+    "one long word of one letter": _repeated("a"),
+}
+
+
+@pytest.mark.parametrize("prompt", TOKENIZER_PROMPTS)
+def test_tokenize_prompt_is_linear_in_the_prompt(prompt):
+    """EncodeText tokenizes its prompt holding the GIL: BPE rescanning a 20,000-letter word per merge took 16 s
+    (1.4 s at 5,000 letters); the heap of candidate pairs makes it O(n log n). Each call starts from an empty word
+    cache, or the second of the two timed calls would look the word up."""
+    from nodes.models.tokenizer import default_tokenizer, tokenize_prompt
+
+    tokenizer = default_tokenizer()
+
+    def tokenize(text: str) -> object:
+        tokenizer._word_cache.clear()
+        return tokenize_prompt(tokenizer, text)
+
+    _assert_linear(tokenize, TOKENIZER_PROMPTS[prompt], PROMPT_LIMIT)
 
 
 A1111_TEXTS = {    # the body of a prompt; the settings line follows
