@@ -107,6 +107,8 @@ class CLIPTokenizer:
         self._pretoken = regex.compile(_PRETOKEN, regex.IGNORECASE)
         self._word_cache: dict[str, list[int]] = {}
 
+    WORD_CACHE_ENTRIES = 50_000     # words remembered (≈ 10 MB at worst); then the cache starts again
+
     @property
     def vocab_size(self) -> int:
         return len(self.id_to_token)
@@ -122,6 +124,8 @@ class CLIPTokenizer:
             if cached is None:
                 symbols = "".join(self.byte_alphabet[b] for b in word.encode("utf-8"))
                 cached = [self.token_to_id[piece] for piece in self._merge_word(symbols)]
+                if len(self._word_cache) >= self.WORD_CACHE_ENTRIES:     # a server's prompts never stop coming
+                    self._word_cache.clear()
                 self._word_cache[word] = cached
             ids.extend(cached)
         return ids

@@ -162,3 +162,15 @@ def test_decode_reverses_encode():
     """decode(encode(text)) gives the normalised text back."""
     tokenizer = default_tokenizer()
     assert tokenizer.decode(tokenizer.encode("Hello, Wörld! 😀")) == "hello , wörld ! 😀"
+
+
+def test_the_word_cache_is_bounded(monkeypatch):
+    """A server tokenises prompts for weeks: the word cache starts again past WORD_CACHE_ENTRIES, same ids."""
+    from nodes.models.tokenizer import CLIPTokenizer, default_vocab_path
+
+    tokenizer = CLIPTokenizer(default_vocab_path())
+    monkeypatch.setattr(CLIPTokenizer, "WORD_CACHE_ENTRIES", 8)
+    words = [f"word{i}" for i in range(30)]
+    first = tokenizer.encode(" ".join(words))
+    assert len(tokenizer._word_cache) <= 8
+    assert tokenizer.encode(" ".join(words)) == first
