@@ -68,21 +68,37 @@ class LimitedLog:
         self._state: dict[str, list[float | int]] = {}    # kind → [window start, logged in it, left out]
 
     MAX_KINDS = 4096     # kinds remembered (a kind per client address): the oldest are forgotten beyond it
+    WITHIN_BURSTS = 5    # a `within` kind (one proxy's address) logs this many kinds' bursts per window
 
-    def log(self, logger: logging.Logger, level: int, kind: str, message: str, *args: Any) -> None:
-        now = self._clock()
+    def _state_of(self, kind: str, now: float) -> list[float | int]:
         if kind not in self._state and len(self._state) >= self.MAX_KINDS:
             self._state.pop(next(iter(self._state)), None)
         state = self._state.setdefault(kind, [now, 0, 0])
         if now - state[0] >= self.window:
             state[0], state[1] = now, 0
+        return state
+
+    def log(self, logger: logging.Logger, level: int, kind: str, message: str, *args: Any,
+            within: str | None = None) -> None:
+        """`within`: a wider kind that also caps the line (WITHIN_BURSTS × burst): behind a proxy each forwarded
+        client address is its own kind, so one client's flood cannot hide another's lines, and the proxy's own
+        address is `within`, so made-up X-Forwarded-For values cannot flood the log either."""
+        now = self._clock()
+        state = self._state_of(kind, now)
+        outer = self._state_of(within, now) if within is not None else None
         if state[1] >= self.burst:
             state[2] += 1
             return
-        state[1] += 1
-        if state[2]:
-            message += f" ({int(state[2])} more like this were not logged)"
-            state[2] = 0
+        if outer is not None and outer[1] >= self.burst * self.WITHIN_BURSTS:
+            outer[2] += 1
+            return
+        left_out = 0
+        for counted in (state, outer):
+            if counted is not None:
+                counted[1] += 1
+                left_out, counted[2] = left_out + int(counted[2]), 0
+        if left_out:
+            message += f" ({left_out} more like this were not logged)"
         logger.log(level, message, *args)
 
 
@@ -381,6 +397,17 @@ def without_settled_starts(messages: list[Any]) -> list[Any]:
 
 
 COMPACTED_NODE_EVENTS = frozenset({"node_started", "node_finished", "node_cached"})
+def same_second(recorded_ns: int | None, mtime_ns: int) -> bool:
+    """Whether a file's modification time is the one recorded (None: a run recorded none), to the whole second: a
+    backup restored with tar keeps whole seconds only, and the nanoseconds compared exactly lost every run's link
+    to its files (history showed none, delete_run left them, the quota counted them)."""
+    return recorded_ns is None or (isinstance(recorded_ns, int) and recorded_ns // 10**9 == mtime_ns // 10**9)
+
+
+# The stored error of a run queued before the server had users (no owner), failed when its turn comes.
+OWNERLESS_RUN_ERROR = {"code": "ownerless_run", "node_id": None,
+                       "message": "not run: it was queued before this server had users (it has no owner, so no "
+                                  "user's limits, folders or rights apply); re-submit it as a user"}
 MAX_STORED_IDS = 1000      # output node ids kept in a result over its user's storage limit (their notes)
 MAX_STORED_ID_CHARS = 200  # ... each cut to this (a nested subgraph's inner id may be kilobytes long)
 MAX_EVENT_ROWS = 2000      # rows in one `node_events` message (~100 KB of JSON for short node ids)
@@ -618,6 +645,7 @@ class ServerProtocol:
         self.users = users
         self.clients: dict[str, ClientState] = {}
         self.run_owner: dict[str, str] = {}    # run id → the client that submitted it, until its last event
+        self.interrupted_by: dict[str, str] = {}     # run id → the admin who interrupted another user's run
         self.watchers: dict[str, set[str]] = {}   # run id → other clients that asked for its progress (`watch`)
         # An earlier connection's client id → the connection that resumed it (`hello.resume`): its runs'
         # events go there (followed through several reconnects; a user's runs only to that user).
@@ -663,9 +691,11 @@ class ServerProtocol:
     def may_write_models(self, user_name: str | None) -> bool:
         """Whether runs of `user_name` may save into the model folders: without users, and for admins (a model
         folder is shared by every user: a plain user's save could replace what everyone loads). A user no
-        longer in the users file may not."""
-        if self.users is None or user_name is None:
+        longer in the users file may not, nor a run without a user on a server with users (`removed_user_error`)."""
+        if self.users is None:
             return True
+        if user_name is None:
+            return False
         return any(user.name == user_name and user.is_admin for user in self.users.users())
 
     def output_budget(self, user_name: str | None) -> OutputBudget | None:
@@ -727,8 +757,14 @@ class ServerProtocol:
 
     def removed_user_error(self, user_name: str | None) -> dict[str, Any] | None:
         """The stored error of a run whose user left the users file after queueing it — it is not run (it would
-        run with no limits: those are the file's) —, or None: the user is there, or there are no users."""
-        if self.users is None or user_name is None or self.users.get(user_name) is not None:
+        run with no limits: those are the file's) —, or None: the user is there, or there are no users.
+        A run with no user on a server with users was queued before `--users` was turned on: it is not run either
+        (it ran as no one, with an admin's rights: it overwrote a shared checkpoint, with no time limit)."""
+        if self.users is None:
+            return None
+        if user_name is None:
+            return dict(OWNERLESS_RUN_ERROR)
+        if self.users.get(user_name) is not None:
             return None
         return {"code": "user_removed", "node_id": None,
                 "message": f"not run: user {user_name!r} was removed from the server's users file after queueing it"}
@@ -1116,7 +1152,8 @@ class ServerProtocol:
         self.run_owner[record.id] = client.client_id
         self.unannounced.add(record.id)
         position = self.queue.position(record.id) if record.status == "queued" else 0     # running: none ahead
-        return self._reply(client, message, {"type": "submitted", "run_id": record.id, "position": position}) + \
+        return self._reply(client, message, {"type": "submitted", "run_id": record.id, "position": position,
+                                             **self.wait_counts(user_name, record.id)}) + \
             self.queue_changed(record.id, record.status, user_name)
 
     MAX_PREPARED = 256
@@ -1128,13 +1165,28 @@ class ServerProtocol:
             "type": "queue", "running": running[-1].summary() if running else None,
             "running_all": [r.summary() for r in running],
             "pending": [r.summary() for r in self.queue.pending(user=mine, describe=self._describe)],
-            "pending_total": self.queue.pending_count()})
+            "pending_total": self.queue.pending_count(),
+            **self.wait_counts(client.user.name if client.user is not None else None)})
+
+    def wait_counts(self, user_name: str | None, run_id: str | None = None) -> dict[str, int]:
+        """Counts that explain a wait without revealing another user's runs: `running_total` (runs running, any
+        user's) and `ahead_total` (other users' queued runs that start before `run_id`, or before this user's next
+        queued run; 0 when none is queued). A plain user behind another's run saw `running: None`, position 0."""
+        running_total = len(self.queue.running_runs())
+        order = self.queue.queued_in_turn()
+        own = {r.id for r in self.queue.pending(user=user_name)} if user_name is not None else set(order)
+        mine = [index for index, queued in enumerate(order) if queued == run_id or (run_id is None and queued in own)]
+        ahead = sum(1 for queued in order[:mine[0]] if queued not in own) if mine else 0
+        return {"running_total": running_total, "ahead_total": ahead}
 
     def _on_cancel(self, client: ClientState, message: Cancel) -> list[Outgoing]:
         record = self._visible_record(client, message.run_id)
         if record is None or not self.queue.cancel(message.run_id):
             return [self._not_queued(client, message.run_id, message.request_id, "cancel")]
         self.prepared.pop(message.run_id, None)
+        by_admin = self._admin_acting_for_another(client, record.user)
+        if by_admin is not None:
+            log.info("admin %s cancelled queued run %s of user %s", by_admin, message.run_id, record.user or "-")
         return self._reply(client, message, {"type": "cancelled", "run_id": message.run_id}) + \
             self.queue_changed(message.run_id, "cancelled", record.user)
 
@@ -1151,10 +1203,23 @@ class ServerProtocol:
         running = self.queue.get(message.run_id, graph=False)    # by id: with Ray workers several runs are running
         if running is None or running.status != "running" or not self._sees(client, running):
             return [self._not_queued(client, message.run_id, message.request_id, "interrupt")]
+        by_admin = self._admin_acting_for_another(client, running.user)
+        if by_admin is not None:         # said in the log and in the run's stored error (`Server._finish`)
+            self.interrupted_by[message.run_id] = by_admin
         if not self.interrupt_run(message.run_id):
+            self.interrupted_by.pop(message.run_id, None)
             return [_error(client.client_id, "invalid_state", "the run is finishing", message.request_id,
                            status="finishing")]
+        if by_admin is not None:
+            log.info("admin %s interrupted run %s of user %s", by_admin, message.run_id, running.user or "-")
         return self._reply(client, message, {"type": "interrupting", "run_id": message.run_id})
+
+    @staticmethod
+    def _admin_acting_for_another(client: ClientState, owner: str | None) -> str | None:
+        """The admin's name when `client` is an admin acting on a run that is not their own (for the audit lines
+        of the log), else None."""
+        user = client.user
+        return user.name if user is not None and user.is_admin and owner != user.name else None
 
     MAX_WATCHERS = 64       # clients watching one run
 
@@ -1357,8 +1422,9 @@ class ServerProtocol:
     @staticmethod
     def _still_written(store: FileStore, item: dict[str, Any]) -> bool:
         """Whether the output file a run reported is still the file it wrote: there, and (for runs recorded with
-        them) of the size and modification time its run saw. A deleted file's name is taken by the next run's
-        file of that prefix: its history showed the new image and `delete_run` deleted the new run's file."""
+        them) of the size its run saw and its modification time to the second (`same_second`). A deleted file's
+        name is taken by the next run's file of that prefix: its history showed the new image and `delete_run`
+        deleted the new run's file."""
         kind, _, rel = str(item.get("file_id", "")).partition("/")
         if kind != "output" or not rel:
             return False
@@ -1368,7 +1434,7 @@ class ServerProtocol:
             return False
         if not stat.S_ISREG(info.st_mode):
             return False
-        return (item.get("mtime_ns") in (None, info.st_mtime_ns)) and (item.get("bytes") in (None, info.st_size))
+        return same_second(item.get("mtime_ns"), info.st_mtime_ns) and item.get("bytes") in (None, info.st_size)
 
     def _on_get_outputs(self, client: ClientState, message: GetOutputs) -> list[Outgoing]:
         record = self._visible_record(client, message.run_id)
@@ -1460,6 +1526,10 @@ class ServerProtocol:
         if record.user is not None and freed:
             with self.storage_of(record.user).lock:
                 self._taken_while_running(record.user, -freed)     # freed: running runs may write as much more
+        by_admin = self._admin_acting_for_another(client, record.user)
+        if by_admin is not None:
+            log.info("admin %s deleted run %s of user %s (%d file(s) deleted, %d kept)", by_admin, record.id,
+                     record.user or "-", deleted, kept)
         return self._reply(client, message, {"type": "run_deleted", "run_id": record.id, "files_deleted": deleted,
                                              "files_kept": kept})
 
@@ -1480,7 +1550,13 @@ class ServerProtocol:
             return [_error(client.client_id, "forbidden", "only an admin may free the server's memory",
                            message.request_id)]
         self.session.free_memory()
+        log.info("%s freed the server's memory", self._actor(client))
         return self._reply(client, message, {"type": "memory_freed", "memory": self.session.memory.stats()})
+
+    @staticmethod
+    def _actor(client: ClientState) -> str:
+        """Who did an admin action, for the log: "admin NAME", or "client ID" on a server without users."""
+        return f"admin {client.user.name}" if client.user is not None else f"client {client.client_id}"
 
     def _on_set_cache_policy(self, client: ClientState, message: SetCachePolicy) -> list[Outgoing]:
         if client.user is not None and not client.user.is_admin:
@@ -1499,6 +1575,8 @@ class ServerProtocol:
                            f"runs keep free ({usable} bytes), so the cache would never give any back; give at most "
                            f"that (a quarter of the memory is usual)", message.request_id, field="budget_bytes")]
         self.session.set_cache_policy(message.policy, message.budget_bytes)
+        log.info("%s set the cache policy to %s (budget %s bytes)", self._actor(client), message.policy,
+                 message.budget_bytes)
         return self._reply(client, message, {"type": "cache_policy", **self.session.cache.info()})
 
     def _on_ping(self, client: ClientState, message: Ping) -> list[Outgoing]:

@@ -126,6 +126,18 @@ def _title(graph: Any) -> str | None:
     return title if len(title) <= MAX_LISTED_TITLE else title[:MAX_LISTED_TITLE - 1] + "…"
 
 
+class Pruned(int):
+    """How many runs `RunQueue.prune` deleted, with `by_user`: how many of each user's (None: runs without one).
+    A restart with a lower --history-limit deleted history and logged nothing."""
+
+    by_user: dict[str | None, int]
+
+    def __new__(cls, count: int, by_user: dict[str | None, int] | None = None) -> Pruned:
+        pruned = super().__new__(cls, count)
+        pruned.by_user = dict(by_user or {})
+        return pruned
+
+
 class UnreadableRow(Exception):
     """A stored row whose JSON columns cannot be decoded."""
 
@@ -431,7 +443,10 @@ class RunQueue:
                 self._db.execute("INSERT INTO run_graphs (id, graph) VALUES (?, ?)", (run_id, graph_text))
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors (SQLITE_FULL): a ROLLBACK then raised "no
+                # transaction is active" in place of "database or disk is full"
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
         # The record as stored (no read-back: the JSON round trip is exact for storable values).
         return RunRecord(run_id, seq, client_id, user, "queued" if started_at is None else "running", graph,
@@ -642,8 +657,9 @@ class RunQueue:
             cursor = self._db.execute(f"DELETE FROM runs WHERE id = ? AND status IN {FINISHED!r}", (run_id,))
             return cursor.rowcount == 1
 
-    def prune(self, keep: int = 1000, older_than: float | None = None, slack: int = 0) -> int:
-        """Delete each user's finished runs beyond their newest `keep` (and/or finished before `older_than`).
+    def prune(self, keep: int = 1000, older_than: float | None = None, slack: int = 0) -> Pruned:
+        """Delete each user's finished runs beyond their newest `keep` (and/or finished before `older_than`);
+        returns how many (`Pruned`: a count that also says how many of whose, for the server's log line).
 
         Per user (runs without a user are one history): one user's sweep of a thousand runs used to push
         everyone else's history out. With `slack`, nothing happens until some user has more than
@@ -656,10 +672,12 @@ class RunQueue:
                 most = self._one(f"SELECT COALESCE(MAX(n), 0) AS n FROM (SELECT COUNT(*) AS n FROM runs WHERE "
                                  f"{finished} GROUP BY user)")["n"]
                 if most <= keep + max(0, slack):
-                    return 0
-            cursor = self._db.execute(
-                f"DELETE FROM runs WHERE {finished} AND (id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER "
-                f"(PARTITION BY user ORDER BY finished_at DESC, seq DESC) AS age FROM runs WHERE {finished}) "
-                f"WHERE age > ?) OR finished_at < ?)",
-                (keep, older_than if older_than is not None else float("-inf")))
-            return cursor.rowcount
+                    return Pruned(0)
+            doomed = (f"{finished} AND (id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY user "
+                      f"ORDER BY finished_at DESC, seq DESC) AS age FROM runs WHERE {finished}) WHERE age > ?) "
+                      f"OR finished_at < ?)")
+            bounds = (keep, older_than if older_than is not None else float("-inf"))
+            by_user = {row["user"]: int(row["n"]) for row in self._db.execute(
+                f"SELECT user, COUNT(*) AS n FROM runs WHERE {doomed} GROUP BY user", bounds)}
+            cursor = self._db.execute(f"DELETE FROM runs WHERE {doomed}", bounds)
+            return Pruned(cursor.rowcount, by_user)

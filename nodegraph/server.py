@@ -64,7 +64,11 @@ Pieces:
   `THUMBNAIL_WAITING_LIMIT` waiting requests the answer is 503.
 - `/files/<id>` with a `Range` header gets those bytes (`byte_range`: 206, 416 past the end), so media seeks;
   the Content-Type is the file results' mime (`results.default_mime`).
-- One server per data folder: `start` takes `<data dir>/server.lock` (`lock_data_folder`, DataFolderInUse).
+- `/files/<id>` answers wait for their clients within each user's own budget (`_downloads_busy`: bytes and answers),
+  at most OPEN_TIMEOUT_SECONDS each.
+- One server per data folder: `start` takes `<data dir>/server.lock` (`lock_data_folder`, DataFolderInUse), then
+  refuses an output or input folder it cannot write (FolderNotWritable), removes what killed saves and uploads
+  left half-written (`files.remove_unfinished_files`) and logs what `--history-limit` pruned.
   A run whose end the database refused (a full disk) is recorded once it can (`_record_unrecorded`).
 - `Server.close()` is safe to call twice; `nodegraph serve` closes on SIGTERM as on Ctrl+C, and with `--ray`
   alone starts its local cluster on the main thread first (`RayBackend.prepare`: Ray's cleanup needs it).
@@ -103,6 +107,7 @@ import signal
 import socket
 import sqlite3
 import sys
+import tempfile
 import threading
 import traceback
 import time
@@ -122,7 +127,8 @@ from . import __version__
 from .distributed.pool import ClusterUnreachableError, RayNotInstalledError
 from .errors import GraphValidationError, NodeExecutionError, NodeInputError, RunInterrupted, StorageLimitError
 from .events import RunFailed
-from .files import FileAccessError, FileStore, eight_bit, image_opacity, stored_mode
+from .files import (FileAccessError, FileStore, amount_text, eight_bit, image_opacity, remove_unfinished_files,
+                    stored_mode)
 from .memory import release_failed_run
 from .model_paths import ModelPathsError
 from .plugins import PluginOptionError, add_plugin_arguments, plugin_options
@@ -214,6 +220,49 @@ def peer_of(connection: ServerConnection) -> str:
     request = connection.request
     forwarded = ", ".join(request.headers.get_all("X-Forwarded-For"))[:100] if request is not None else None
     return f"{text} (forwarded for {forwarded!r})" if forwarded else text
+
+
+def refusal_log_kinds(connection: ServerConnection, proxied: bool) -> tuple[str, str | None]:
+    """(kind, within) for `CLIENT_LOG` of a refused token: each client address its own budget of lines. Behind an
+    allowed proxy (`proxied`: the Host is an --allow-host name) every client has the proxy's address, so the kind is
+    the forwarded address (X-Forwarded-For's last entry, the one the proxy itself added) within the connecting
+    address's wider cap: one client's guessing flood hid every other client's refusals."""
+    peer = f"token {peer_host(connection)}"
+    request = connection.request
+    forwarded = ",".join(request.headers.get_all("X-Forwarded-For")) if proxied and request is not None else ""
+    client = forwarded.rsplit(",", 1)[-1].strip()[:64]
+    return (f"{peer} for {client}", f"{peer} proxied") if client else (peer, None)
+
+
+def interrupted_by_admin(error: dict | None, admin: str) -> dict:
+    """A run's stored error once an admin interrupted it for its owner: "interrupted by admin NAME: ..." (the owner
+    saw only "run interrupted while node 'w' was running", and could not tell it from their own interrupt)."""
+    message = (error or {}).get("message")
+    return {**(error or {}), "message": f"interrupted by admin {admin}" + (f": {message}" if message else ""),
+            "interrupted_by": admin}
+
+
+def node_count(graph: Any) -> int | str:
+    """How many nodes a run's graph has, for its start line in the log ("?" when it is not at hand)."""
+    nodes = graph.get("nodes") if isinstance(graph, dict) else getattr(graph, "nodes", None)
+    return len(nodes) if isinstance(nodes, (dict, list)) else "?"
+
+
+def database_problem(data_dir: Path) -> str | None:
+    """"database_unwritable" when the data folder takes no write now (read-only, full, gone), else None: a small
+    file is written, synced and removed beside the run database."""
+    probe = data_dir / f".health-{os.getpid()}-{threading.get_ident()}"
+    try:
+        with open(probe, "wb") as handle:
+            handle.write(b"0" * 4096)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError:
+        return "database_unwritable"
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    return None
 
 
 def host_name(header: str | None) -> str | None:
@@ -369,6 +418,22 @@ class DataFolderInUse(RuntimeError):
     """Another server holds the data folder (its queue and history): two would run each other's runs."""
 
 
+class FolderNotWritable(RuntimeError):
+    """The output or input folder cannot be written: refused at start (every SaveImage failed, blaming `prefix`)."""
+
+
+def folder_write_problem(folder: Path, flag: str) -> str | None:
+    """Why the server cannot write files into `folder` (made if missing), as one line naming `flag`, or None."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        return (f"the {flag[2:-4]} folder {str(folder)!r} cannot be written ({exc.strerror or exc}); give a writable "
+                f"{flag}")
+    return None
+
+
 def lock_data_folder(folder: Path) -> Any:
     """An exclusive lock on `folder/server.lock` for as long as the returned file stays open; DataFolderInUse when
     another process holds it. A second server on the same folder marked the first one's running run interrupted
@@ -429,6 +494,21 @@ def is_ip_address(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+_COOKIE_PREFIX = re.compile(r"(?:/[A-Za-z0-9._~-]+)+/?")      # a proxy's X-Forwarded-Prefix fit for a cookie Path
+
+
+def cookie_path_attribute(forwarded_prefix: str | None) -> str:
+    """The sign-in cookie's `; Path=...`: the path the editor is served under, never the whole host. `Path=/`
+    sent a prefix proxy's users' token to every other app on that host (`/grafana/`) and let two servers behind
+    one proxy (`/a/`, `/b/`) sign each other out. A proxy's `X-Forwarded-Prefix` (`/nodegraph`) names it; without
+    one no Path is set, and the browser scopes the cookie to the sign-in page's folder (`/nodegraph/?token=T` →
+    `/nodegraph`, `/?token=T` → `/`). A prefix with anything but plain path characters is ignored (no `;`)."""
+    prefix = (forwarded_prefix or "").strip()
+    if not _COOKIE_PREFIX.fullmatch(prefix):
+        return ""
+    return f"; Path={prefix.rstrip('/')}"
 
 
 def sign_in_redirect(path: str, query: str) -> str:
@@ -581,13 +661,17 @@ class Server:
         self._worker: threading.Thread | None = None
         self._current_run: str | None = None
         self._run_started: tuple[float, str | None] = (time.perf_counter(), None)   # of the running run
+        self._current_node: str | None = None          # the node the running run started last (/health details)
+        self._started_at = time.monotonic()            # for /health's uptime
+        self._health_checked: tuple[float, str | None] = (float("-inf"), None)   # (when, database problem)
         self._held: dict[str, list[Outgoing]] = {}     # run id → its events, until its reply is out
         self._queue_notes: dict[str, dict] = {}        # client id → queue_changed throttle state
         self._pooled_until: dict[str, float] = {}      # client id → until when its messages go to the pool
         self._sent_at: dict[str, float] = {}           # client id → loop time its last frame went out
         self._outbox_bytes: dict[str, int] = {}        # client id → bytes (characters) waiting in its outbox
         self._open_connections: dict[str | None, int] = {}   # user name (None: no users) → open websockets
-        self._file_bytes_out = 0                       # bytes of /files responses not yet sent (`_files`)
+        # per user (None: no users): (bytes, responses) of /files answers not yet taken by their clients (`_files`)
+        self._file_bytes_out: dict[str | None, tuple[int, int]] = {}
         self._users_watch: asyncio.Task | None = None  # follows the users file (a server with users)
         self._terminal_event: Any = None
         self._closed = False
@@ -610,11 +694,36 @@ class Server:
         """Take the data folder (one server per folder), recover the queue, start listening and start the worker."""
         self._loop = asyncio.get_running_loop()
         self._data_lock = lock_data_folder(Path(self.queue_path).parent)
+        folders = self.files.folders
+        for flag, folder in (("--output-dir", folders["output"]), ("--input-dir", folders["input"])):
+            problem = folder_write_problem(folder, flag)
+            if problem:
+                self._data_lock.close()
+                self._data_lock = None
+                raise FolderNotWritable(problem)
+        # the lock is held: no save or upload can be in progress, so what a killed one left is removed
+        removed, removed_bytes = remove_unfinished_files(*self.files.folders.values())
+        if removed:
+            log.info("removed %d half-written file(s) (%s) left by a save or upload that was cut off", removed,
+                     amount_text(removed_bytes))
         recovered = self.queue.recover()
-        self.queue.prune(keep=self.history_limit)
+        pruned = self.queue.prune(keep=self.history_limit)
+        if pruned:
+            log.warning("pruned %d finished run(s) past --history-limit %d: %s", pruned, self.history_limit,
+                        ", ".join(f"{'(no user)' if user is None else user} {count}"
+                                  for user, count in sorted(pruned.by_user.items(), key=lambda kv: str(kv[0]))))
         if recovered:
             log.warning("marked %d run(s) interrupted by the last shutdown: %s", len(recovered), recovered)
+        kept = self.queue.pending_count()
+        if kept:
+            log.info("%d queued run(s) kept from before this start; they run in turn", kept)
+        if self.users is not None:
+            ownerless = sum(1 for record in self.queue.pending() if record.user is None)
+            if ownerless:
+                log.warning("%d queued run(s) have no user (queued before this server had users): each fails when "
+                            "its turn comes, unrun (re-submit them as a user)", ownerless)
         self._server = await serve(self.handler, self.host, self.port, process_request=self.process_request,
+                                   open_timeout=self.OPEN_TIMEOUT_SECONDS,
                                    max_size=self.max_message_bytes, origins=None, server_header=None,
                                    compression=self.compression, create_connection=_MethodCheckingConnection)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -626,13 +735,16 @@ class Server:
             self._users_watch = asyncio.create_task(self._watch_users())
 
     USERS_CHECK_SECONDS = 1.0
+    # A request (its answer sent, a /files download taken) or a websocket handshake must be over this long after
+    # its connection opened, else it is cut: what bounds how long an unread /files answer holds its user's budget
+    OPEN_TIMEOUT_SECONDS = 10.0
 
     async def _watch_users(self) -> None:
         """Follow the users file: a removed user or a replaced token stops working, and its connections close."""
         while True:
             await asyncio.sleep(self.USERS_CHECK_SECONDS)
             if self.users.refresh():
-                log.info("the users file changed: %d user(s) now", len(self.users))
+                log.info("the users file changed: %d user(s) now (%s)", len(self.users), self.users.last_changes)
                 self._interrupt_removed_users_runs()
                 self._wake()           # a paused user's runs may go now (or a newly paused one's must wait)
                 for client_id, (websocket, _outbox) in list(self.connections.items()):
@@ -796,6 +908,8 @@ class Server:
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
+        if path == "/health":        # before the Host and token checks: a load balancer or uptime check asks it
+            return await self._health(connection, request)
         hosts = request.headers.get_all("Host")
         host = host_name(hosts[0]) if len(hosts) == 1 else None
         if host is None or not (host in self.allowed_hosts or (self.any_address and is_ip_address(host))):
@@ -806,8 +920,9 @@ class Server:
                 "this server does not answer for that host name; start it with --allow-host NAME to add one\n"))
         allowed, user, valid = self._authenticate(request)
         if not allowed:
-            CLIENT_LOG.log(log, logging.WARNING, f"token {peer_host(connection)}",     # each address its own budget
-                           "refused a request for %r without a valid token from %s", path[:100], peer_of(connection))
+            kind, within = refusal_log_kinds(connection, host in self.proxy_hosts)   # each address its own budget
+            CLIENT_LOG.log(log, logging.WARNING, kind, "refused a request for %r without a valid token from %s",
+                           path[:100], peer_of(connection), within=within)
             return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid token is required (?token=..., an "
                                       "'Authorization: Bearer TOKEN' header, or the cookie /?token=... sets)\n")
         in_query = "token" in parse_qs(urlsplit(request.path).query)
@@ -827,7 +942,8 @@ class Server:
             # other sites' images, scripts, fetches and websockets still never do. 30 days, not the browser session.
             if signed_in:
                 response.headers["Set-Cookie"] = (f"{self.cookie_name}={valid[0]}; HttpOnly; SameSite=Lax; "
-                                                  f"Max-Age={COOKIE_SECONDS}; Path=/"
+                                                  f"Max-Age={COOKIE_SECONDS}"
+                                                  + cookie_path_attribute(request.headers.get("X-Forwarded-Prefix"))
                                                   + ("; Secure" if request.headers.get("X-Forwarded-Proto") == "https"
                                                      else ""))
             response.headers["Cache-Control"] = "no-store"
@@ -847,6 +963,45 @@ class Server:
         if path.startswith("/files/"):
             return await self._files(connection, request, user, path[len("/files/"):])
         return self._static(connection, path)
+
+    HEALTH_PROBE_SECONDS = 2.0      # the data folder's write probe is reused this long (/health needs no token)
+
+    async def _health(self, connection: ServerConnection, request: Request) -> Response:
+        """`GET /health`: `{"status": "ok"}` (200), or `"degraded"` with a `reason` (503) — "worker_stopped" (the
+        thread that runs the queue is dead) or "database_unwritable" (the data folder takes no write). It needs no
+        token and tells nothing else. `?details=1` adds, with a valid token (an admin's on a server with users), the
+        queue's length, the running run's age and node, the worker's state, uptime and version."""
+        problem = "worker_stopped" if self._worker is None or not self._worker.is_alive() else None
+        checked_at, database = self._health_checked
+        if time.monotonic() - checked_at >= self.HEALTH_PROBE_SECONDS:
+            self._health_checked = (time.monotonic(), database)          # one probe at a time, however many ask
+            database = await asyncio.to_thread(database_problem, Path(self.queue_path).parent)
+            self._health_checked = (time.monotonic(), database)
+        problem = problem or database
+        body: dict[str, Any] = {"status": "degraded" if problem else "ok", **({"reason": problem} if problem else {})}
+        if "details" in parse_qs(urlsplit(request.path).query):
+            allowed, user = self.authenticate(request)
+            if not allowed or (user is not None and not user.is_admin):
+                status = HTTPStatus.UNAUTHORIZED if not allowed else HTTPStatus.FORBIDDEN
+                return connection.respond(status, "/health?details=1 needs an admin's token (plain /health needs "
+                                                  "none)\n")
+            body |= await asyncio.to_thread(self._health_details)
+        response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE if problem else HTTPStatus.OK,
+                                      json.dumps(body) + "\n")
+        del response.headers["Content-Type"]
+        response.headers["Content-Type"] = "application/json"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def _health_details(self) -> dict[str, Any]:
+        """What an operator's monitor reads (`/health?details=1`): counts, ages and names, no run's graph."""
+        started, user = self._run_started
+        running = self._current_run is not None
+        return {"version": __version__, "uptime_seconds": round(time.monotonic() - self._started_at, 1),
+                "worker": "alive" if self._worker is not None and self._worker.is_alive() else "stopped",
+                "queued": self.queue.pending_count(), "running_total": len(self.queue.running_runs()),
+                "running": {"run_id": self._current_run, "user": user, "node": self._current_node,
+                            "age_seconds": round(time.perf_counter() - started, 1)} if running else None}
 
     async def _files(self, connection: ServerConnection, request: Request, user: User | None,
                      encoded_id: str) -> Response:
@@ -873,29 +1028,57 @@ class Server:
             return connection.respond(HTTPStatus.NOT_FOUND, "no such file\n")
         wanted = byte_range(range_header, stored)
         planned = wanted[1] - wanted[0] + 1 if isinstance(wanted, tuple) else 0 if wanted else stored
-        if self._file_bytes_out and self._file_bytes_out + planned > self.FILE_BYTES_OUT_LIMIT:
-            # a response is held in memory until sent: clients that asked and never read held 1.9 GB
-            busy = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many downloads at once; try again\n")
-            busy.headers["Retry-After"] = "1"
-            return busy
-        self._file_bytes_out += planned
+        owner = user.name if user is not None else None
+        busy = self._downloads_busy(owner, planned)
+        if busy:
+            return self._busy(connection, busy, 1)
+        self._count_file_bytes(owner, planned, 1)
         try:
             response = await asyncio.to_thread(self._file_response, file_path, "no-cache", range_header)
         except BaseException:
-            self._file_bytes_out -= planned
+            self._count_file_bytes(owner, -planned, -1)
             raise
-        asyncio.ensure_future(self._release_file_bytes(connection, planned))
+        asyncio.ensure_future(self._release_file_bytes(connection, owner, planned))
         response.headers["Content-Security-Policy"] = FILE_CSP
         return response
 
-    FILE_BYTES_OUT_LIMIT = 256 * 2**20      # /files bytes in memory waiting for their clients (one file may be more)
+    # A /files answer is held in memory until its client has taken it (clients that asked and never read held
+    # 1.9 GB), and at most OPEN_TIMEOUT_SECONDS: then its connection is cut and its bytes count out. The budget is
+    # each user's own: one server-wide budget let one user's 25 unread requests answer every other user 503.
+    FILE_BYTES_OUT_LIMIT = 256 * 2**20      # one user's bytes waiting (one file may be more when none waits)
+    FILE_RESPONSES_PER_USER = 16            # one user's /files answers waiting (a browser opens ~6 at once)
+    FILE_BYTES_OUT_TOTAL = 1024 * 2**20     # all users' bytes waiting, past which only a user with none gets one
 
-    async def _release_file_bytes(self, connection: ServerConnection, planned: int) -> None:
-        """Count a /files response's bytes out once its connection is over (sent, or timed out after open_timeout)."""
+    def _downloads_busy(self, owner: str | None, planned: int) -> str | None:
+        """Why `owner` may not have another /files answer of `planned` bytes now (503, try again), or None. A user
+        with nothing waiting always gets one, so no user's downloads can shut out another's."""
+        mine, responses = self._file_bytes_out.get(owner, (0, 0))
+        if not responses:
+            return None
+        if responses >= self.FILE_RESPONSES_PER_USER:
+            return (f"too many downloads at once: {responses} of yours are still being sent (at most "
+                    f"{self.FILE_RESPONSES_PER_USER}); try again\n")
+        everyone = sum(size for size, _count in self._file_bytes_out.values())
+        if mine + planned > self.FILE_BYTES_OUT_LIMIT or everyone + planned > self.FILE_BYTES_OUT_TOTAL:
+            return "too many downloads at once; try again\n"
+        return None
+
+    def _count_file_bytes(self, owner: str | None, size: int, responses: int) -> None:
+        """Add (or with negative numbers take back) `owner`'s /files bytes and answers waiting for their clients."""
+        mine, count = self._file_bytes_out.get(owner, (0, 0))
+        mine, count = mine + size, count + responses
+        if count > 0:
+            self._file_bytes_out[owner] = (mine, count)
+        else:
+            self._file_bytes_out.pop(owner, None)
+
+    async def _release_file_bytes(self, connection: ServerConnection, owner: str | None, planned: int) -> None:
+        """Count a /files answer out once its connection is over: sent, or cut OPEN_TIMEOUT_SECONDS after it
+        was opened (websockets' open_timeout covers the answer to a plain HTTP request too)."""
         try:
             await connection.wait_closed()
         finally:
-            self._file_bytes_out -= planned
+            self._count_file_bytes(owner, -planned, -1)
 
     THUMBNAIL_CACHE = 256            # thumbnails kept in memory
     THUMBNAIL_WORKERS = 2            # threads making thumbnails (each holds one decoded image)
@@ -1399,6 +1582,8 @@ class Server:
     TERMINAL_EVENTS = ("run_finished", "run_failed", "run_interrupted")
 
     def _on_event(self, run_id: str, event: Any) -> None:
+        if event.type == "node_started":    # for /health?details=1: which node a long run is in
+            self._current_node = getattr(event, "node_id", None)
         if type(event) in ROW_EVENTS:     # node started / cached / finished: the Event object joins its group
             with self._posted_lock:
                 last = self._posted[-1] if self._posted else None
@@ -1421,8 +1606,12 @@ class Server:
     def _finish(self, run_id: str, status: str, error: dict | None = None, result: dict | None = None) -> None:
         """Record a run's end; if the database refuses (disk full, I/O error), the run is reported failed."""
         started, user = self._run_started
+        by_admin = self.protocol.interrupted_by.pop(run_id, None) if status == "interrupted" else None
+        if by_admin is not None:          # its owner (and the history) learn who stopped it, as the log does
+            error = interrupted_by_admin(error, by_admin)
         error = self.protocol.stored_error(error, user)
-        log.info("run %s (user %s) %s after %.2f s", run_id, user or "-", status, time.perf_counter() - started)
+        log.info("run %s (user %s) %s after %.2f s%s", run_id, user or "-", status, time.perf_counter() - started,
+                 f" (interrupted by admin {by_admin})" if by_admin is not None else "")
         for attempt in range(2):
             try:
                 self.queue.finish(run_id, status, error=error, result=result)
@@ -1459,6 +1648,8 @@ class Server:
         if prepared is None and not record.graph:    # claimed without its graph, then evicted: read it
             record = self.queue.get(run_id) or record
         source, overrides = (prepared, None) if prepared is not None else (record.graph, record.overrides)
+        self._current_node = None
+        log.info("run %s (user %s) started: %s node(s)", run_id, record.user or "-", node_count(source))
         budget = self.protocol.output_budget(record.user)
         time_limit = self.protocol.run_time_limit(record.user)
         over_time = threading.Event()
@@ -1482,7 +1673,7 @@ class Server:
                                       **({"input_dir": folders[0], "output_dir": folders[1]} if folders else {}))
         except _UserRemoved as exc:
             failure = exc
-            log.info("run %s not run: its user %s was removed", run_id, record.user)
+            log.info("run %s (user %s) %s", run_id, record.user or "-", exc.error["message"])
             self._terminal_event = RunFailed(run_id, None, exc.error["message"])
             self._finish(run_id, "failed", error=exc.error)
         except GraphValidationError as exc:
@@ -1617,6 +1808,11 @@ def _host_argument(text: str) -> str:
         bare = urlsplit(name).hostname if "://" in name else None
         raise argparse.ArgumentTypeError(f"{text!r} is not a host name; give the name alone"
                                          + (f" (--allow-host {bare})" if bare else ""))
+    if name.count(":") == 1 or (name.startswith("[") and "]:" in name):
+        # a Host header is compared by its name alone (its port stripped): NAME:443 was taken and never matched
+        bare = name.rsplit(":", 1)[0]
+        raise argparse.ArgumentTypeError(f"{text!r} has a port; the Host check compares names only (any port), so "
+                                         f"it would never match: give the name alone (--allow-host {bare})")
     return name
 
 
@@ -1719,20 +1915,22 @@ async def serve_forever(args: argparse.Namespace) -> None:
     url = f"http://{url_host(addresses[0])}:{server.port}/"
     if server.token:
         url += f"?token={server.token}"
-    print(f"nodegraph {__version__} serving on {url}", flush=True)
+    banner(f"nodegraph {__version__} serving on {url}")
     if server.any_address:
         others = ", ".join(f"http://{url_host(name)}:{server.port}/" for name in addresses[1:])
-        print(f"listening on every address of this machine{f' (also {others})' if others else ''}; another host "
-              f"name (a DNS name, a reverse proxy's) needs --allow-host NAME", flush=True)
+        banner(f"listening on every address of this machine{f' (also {others})' if others else ''}; another host "
+               f"name (a DNS name, a reverse proxy's) needs --allow-host NAME")
     if not (server.web_dist / "index.html").is_file():
-        print("note: the editor is not built, so the page answers 503 (the websocket API works); build it with "
-              "`scripts/setup` (or `cd web && npm ci && npm run build`)", flush=True)
-    print(f"data in {Path(args.data_dir).resolve()}, outputs in {Path(args.output_dir).resolve()}, inputs in "
-          f"{Path(args.input_dir).resolve()}", flush=True)      # an operator sees where the history is kept
+        banner("note: the editor is not built, so the page answers 503 (the websocket API works); build it with "
+               "`scripts/setup` (or `cd web && npm ci && npm run build`)")
+    banner(f"data in {Path(args.data_dir).resolve()}, outputs in {Path(args.output_dir).resolve()}, inputs in "
+           f"{Path(args.input_dir).resolve()}")      # an operator sees where the history is kept
     if users is not None:
-        print(f"{len(users)} user(s) from {args.users}; open {url}?token=YOUR_TOKEN", flush=True)
+        banner(f"{len(users)} user(s) from {args.users}; open {opening_url(url, args.allow_host)}?token=YOUR_TOKEN")
+    if args.allow_host and server.token:
+        banner(f"through the proxy: {opening_url(url, args.allow_host)}?token={server.token} (add its path prefix)")
     if server.generated_token:
-        print(f"token (generated; clients must send it): {server.token}", flush=True)
+        banner(f"token (generated; clients must send it): {server.token}")
     try:
         await stopping.wait()
         log.info("SIGTERM: stopping (the running run is interrupted and recorded as such)")
@@ -1741,6 +1939,17 @@ async def serve_forever(args: argparse.Namespace) -> None:
         raise
     finally:
         await server.close()
+
+
+def banner(line: str) -> None:
+    """A start-up line on stdout, timestamped as the log's lines are (which a restart's lines are told apart by)."""
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}", flush=True)
+
+
+def opening_url(local_url: str, allowed_hosts: list[str]) -> str:
+    """The address users open: through the proxy named first with --allow-host (TLS assumed; a path prefix is the
+    proxy's to add), else this server's own."""
+    return f"https://{url_host(allowed_hosts[0])}/" if allowed_hosts else local_url.split("?", 1)[0]
 
 
 MIN_MESSAGE_BYTES = 64 * 1024      # below it an ordinary graph or upload no longer fits in a frame
@@ -1794,7 +2003,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     except (UsersFileError, PluginOptionError, ModelPathsError, RayNotInstalledError, ClusterUnreachableError,
-            DataFolderInUse) as exc:
+            DataFolderInUse, FolderNotWritable) as exc:
         print(f"nodegraph serve: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:     # the address (port in use, no such interface) or the data folder (not writable)

@@ -110,6 +110,25 @@ def _file_stamp(path: Path) -> tuple[int, int, int] | None:
     return info.st_mtime_ns, info.st_size, info.st_ino
 
 
+def users_changes(before: dict[str, tuple[User, str]], after: dict[str, tuple[User, str]]) -> str:
+    """What a users-file change did, for the server's log (an audit trail): who was added or removed, whose role,
+    limits or token changed — never a token or its hash. "nothing that counts" when only the layout changed."""
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changes = [f"added {', '.join(f'{name} ({after[name][0].role})' for name in added)}"] if added else []
+    changes += [f"removed {', '.join(removed)}"] if removed else []
+    for name in sorted(set(before) & set(after)):
+        (old, old_hash), (new, new_hash) = before[name], after[name]
+        if old.role != new.role:
+            changes.append(f"{name}: role {old.role} → {new.role}")
+        if (old.max_queued, old.max_bytes, old.max_run_seconds) != (new.max_queued, new.max_bytes,
+                                                                   new.max_run_seconds):
+            changes.append(f"{name}: limits changed")
+        if old_hash != new_hash:
+            changes.append(f"{name}: new token")
+    return "; ".join(changes) or "nothing that counts"
+
+
 class UserBook:
     """The users of a server, keyed by the hash of their token."""
 
@@ -119,6 +138,7 @@ class UserBook:
         self._by_hash = {token_hash: user for user, token_hash in self._users.values()}
         self._stamp = _file_stamp(path) if path is not None else None    # the file as it was read
         self.last_refresh_error: str | None = None
+        self.last_changes = ""           # what the last `refresh` changed (`users_changes`), for the server's log
 
     def refresh(self) -> bool:
         """Read the file again if it changed since it was read (`nodegraph users add|remove` on a running
@@ -136,6 +156,7 @@ class UserBook:
         except UsersFileError as exc:
             self.last_refresh_error = str(exc)
             return False
+        self.last_changes = users_changes(self._users, fresh._users)
         self._users, self._by_hash = fresh._users, fresh._by_hash
         return True
 

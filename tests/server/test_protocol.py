@@ -454,7 +454,8 @@ def test_settings_messages(proto):
     (reply,) = send(proto, {"type": "free_memory"})
     assert reply.message["type"] == "memory_freed"
     (reply,) = send(proto, {"type": "queue_status"})
-    assert reply.message == {"type": "queue", "running": None, "running_all": [], "pending": [], "pending_total": 0}
+    assert reply.message == {"type": "queue", "running": None, "running_all": [], "pending": [], "pending_total": 0,
+                             "running_total": 0, "ahead_total": 0}
 
 
 def test_message_schemas_cover_every_type():
