@@ -520,7 +520,10 @@ def _output_layout_problem(port: str, value: Any) -> str | None:
     return None
 
 
-AUDIO_PEAK_CEILING = 16.0     # past this a waveform is surely PCM integers as floats, not [-1, 1] (a gain may overshoot)
+# Past this a waveform is surely PCM integers as floats (int16 ones peak near 32768), not full scale ±1. Not lower:
+# values beyond ±1 are allowed between nodes, and gains go up to +40 dB (MixAudio / AudioGain: peaks of 100), so
+# 16 refused legitimate loud audio as a plugin bug; 1024 is +60 dB over full scale, 32 times below int16's scale.
+AUDIO_PEAK_CEILING = 1024.0
 
 
 def _article(word: str) -> str:
@@ -546,8 +549,8 @@ def _media_layout_problem(port: str, value: Any, torch: Any) -> str | None:
             if not math.isfinite(peak):
                 return "expected finite samples, found NaN or infinite ones"
             if peak > AUDIO_PEAK_CEILING:
-                return (f"expected a waveform at full scale ±1 (peaks up to {AUDIO_PEAK_CEILING:g} allowed), found a "
-                        f"peak of {peak:g}" + (" (int16 PCM scale: divide by 32768)" if peak > 255 else ""))
+                return (f"expected a waveform at full scale ±1 (peaks up to {AUDIO_PEAK_CEILING:g}, +60 dB, allowed), "
+                        f"found a peak of {peak:g} (int16 PCM scale: divide by 32768)")
         return None
     meshes = value if isinstance(value, list) else [value]
     for mesh in meshes:

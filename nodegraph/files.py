@@ -27,6 +27,7 @@ ids (`input/x.png`, `output/...`), rooted in `input/<name>/` and
 `output/<name>/`, so one user can neither name nor reach another's files.
 `folder_bytes` measures what a store holds (for per-user quotas; None past MAX_COUNTED_FILES files);
 `list_files` lists it, newest first, in pages (what fills a quota, pruned runs' files included).
+`remove_unfinished_files` deletes what a killed save or upload left half-written (the server, at start).
 
 `content_fingerprint(path)` is what the loaders of input files key the cache by: the
 file's bytes (hashed) when it is at most `HASHED_FILE_BYTES`, else size, modification

@@ -1365,12 +1365,12 @@ def _graph_text_of_big_clip(path: Path) -> str | None:
     any other file (it stays refused as too large)."""
     import mmap
 
-    from .media_graph import graph_text_from_media
+    from .media_graph import graph_text_from_media, may_carry_graph
 
     try:
         with path.open("rb") as stream:
             head = stream.read(16)
-            if not (head[4:8] == b"ftyp" or head.startswith((b"\x1a\x45\xdf\xa3", b"GIF87a", b"GIF89a"))):
+            if not may_carry_graph(head):       # MP4, WebM, GIF; a long WAV, a large GLB / PLY / OBJ
                 return None
             with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
                 text = graph_text_from_media(mapped)

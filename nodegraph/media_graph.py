@@ -7,7 +7,13 @@ file's COMMENT tag (`Segment/Tags/Tag/SimpleTag`, TagName "COMMENT", TagString),
 container's boxes / elements, never decoding a frame — so a video opens again as the graph that made it, as
 VideoHelperSuite users drag an MP4 onto ComfyUI. `web/src/graph/mediaGraph.ts` does the same in the editor.
 
+Files of the audio and 3D plugins carry it too: SaveAudio's WAV in a LIST/INFO `ICMT` chunk
+(plugins/audio `waveform.wav_text_chunks`), SaveMesh / SavePointCloud's GLB in the JSON chunk's
+`asset.extras.nodegraph`, PLY in a `comment nodegraph <json>` header line and OBJ in a leading
+`# nodegraph <json>` line (plugins/threed `mesh_files.with_embedded_text`); they are read here the same way.
+
     graph_text_from_media(data) -> str | None     the embedded text (None: no such field, or not these formats)
+    may_carry_graph(head) -> bool                 whether a file's first 16 bytes are one of these formats
 """
 
 from __future__ import annotations
@@ -16,23 +22,44 @@ import struct
 
 MAX_BOXES = 100_000          # boxes / elements / blocks walked in one file: a crafted file cannot loop for long
 MAX_COMMENT_BYTES = 64 * 1024 * 1024     # a graph is at most this (graph.MAX_FILE_BYTES)
+MAX_HEADER_BYTES = 128 * 1024            # of a PLY header / an OBJ's leading comments looked at (the 3D plugin
+                                         # writes at most 60,000 bytes of them: mesh_files.MAX_HEADER_TEXT)
+
+
+def may_carry_graph(head: bytes) -> bool:
+    """Whether a file starting with `head` (16 bytes) is a format graph_text_from_media reads."""
+    return _reader(bytes(head[:16])) is not None
+
+
+def _reader(head: bytes):
+    """The function that reads the graph text of a file starting with `head`, or None."""
+    if head[4:8] == b"ftyp":
+        return _mp4_comment
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return _matroska_comment
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return _gif_comment
+    if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
+        return _wav_comment
+    if head.startswith(b"glTF"):
+        return _gltf_graph
+    if head.startswith((b"ply\n", b"ply\r\n")):
+        return lambda data: _header_line(data, b"comment nodegraph ", b"end_header")
+    if head.startswith(b"# nodegraph "):
+        return lambda data: _header_line(data, b"# nodegraph ", None)
+    return None
 
 
 def graph_text_from_media(data: bytes) -> str | None:
     """The graph text an MP4 / MOV, WebM / Matroska or GIF file carries (see the module docstring), or None. A
     VideoHelperSuite clip's comment — {"prompt": "<json>", "workflow": {...}} — gives its workflow (else its
     prompt), which `nodegraph run` and the editor import as ComfyUI files."""
+    reader = _reader(bytes(data[:16]))
+    if reader is None:
+        return None
     try:
-        head = bytes(data[:16])
-        if head[4:8] == b"ftyp":
-            text = _mp4_comment(data)
-        elif head.startswith(b"\x1a\x45\xdf\xa3"):
-            text = _matroska_comment(data)
-        elif head.startswith((b"GIF87a", b"GIF89a")):
-            text = _gif_comment(data)
-        else:
-            return None
-    except (IndexError, struct.error, UnicodeDecodeError, ValueError):
+        text = reader(data)
+    except (IndexError, struct.error, UnicodeDecodeError, ValueError, RecursionError):
         return None          # a truncated or damaged container: no graph
     return _unwrapped(text) if text is not None else None
 
@@ -214,4 +241,54 @@ def _gif_comment(data: bytes) -> str | None:
             _, position = _sub_blocks(data, position, keep=False)
         else:
             return None
+    return None
+
+
+# --- WAV: RIFF chunks ----------------------------------------------------------------------------------------
+
+def _wav_comment(data: bytes) -> str | None:
+    """A WAV's LIST/INFO `ICMT` text (SaveAudio's graph), its trailing NULs dropped; chunks are skipped by their
+    sizes (the sound itself is never copied), MAX_BOXES of them at most."""
+    position, end = 12, len(data)
+    for _ in range(MAX_BOXES):
+        if position + 8 > end:
+            return None
+        kind, size = bytes(data[position:position + 4]), struct.unpack("<I", data[position + 4:position + 8])[0]
+        body, stop = position + 8, min(end, position + 8 + size)
+        if kind == b"LIST" and bytes(data[body:body + 4]) == b"INFO":
+            inner = body + 4
+            while inner + 8 <= stop:
+                sub, length = bytes(data[inner:inner + 4]), struct.unpack("<I", data[inner + 4:inner + 8])[0]
+                if sub == b"ICMT" and length <= MAX_COMMENT_BYTES:
+                    return _text(bytes(data[inner + 8:min(stop, inner + 8 + length)]).rstrip(b"\0"))
+                inner += 8 + length + length % 2
+        position = body + size + size % 2
+    return None
+
+
+# --- glTF (GLB), PLY, OBJ: the 3D plugin's files -------------------------------------------------------------
+
+def _gltf_graph(data: bytes) -> str | None:
+    """A binary glTF's JSON chunk's `asset.extras.nodegraph` (a JSON object), as JSON text."""
+    import json
+
+    length = struct.unpack("<I", data[12:16])[0]
+    if bytes(data[16:20]) != b"JSON" or length > MAX_COMMENT_BYTES:
+        return None
+    document = json.loads(bytes(data[20:20 + length]))
+    asset = document.get("asset") if isinstance(document, dict) else None
+    extras = asset.get("extras") if isinstance(asset, dict) else None
+    graph = extras.get("nodegraph") if isinstance(extras, dict) else None
+    return json.dumps(graph) if isinstance(graph, dict) else None
+
+
+def _header_line(data: bytes, prefix: bytes, stop: bytes | None) -> str | None:
+    """The rest of the first line starting with `prefix` in a file's first MAX_HEADER_BYTES: in a PLY header
+    (before `stop`, end_header), or among an OBJ's leading `#` lines (`stop` None: the first other line ends them)."""
+    for line in bytes(data[:MAX_HEADER_BYTES]).split(b"\n"):
+        line = line.rstrip(b"\r")
+        if stop is not None and line.strip() == stop or stop is None and not line.startswith(b"#"):
+            return None
+        if line.startswith(prefix):
+            return _text(line[len(prefix):])
     return None

@@ -66,7 +66,8 @@ def _call(function: Any, *args: Any, **kwargs: Any) -> Any:
 
 class LoadAudio(Node):
     """Load an audio file from the input folder: WAV, FLAC, OGG (Vorbis / Opus), MP3 (soundfile / libsndfile), or
-    the sound track of a video (MP4, MOV, MKV, WebM, AVI) or M4A / AAC file (PyAV, the video plugin's dependency).
+    the sound track of a video (MP4, MOV, MKV, WebM, AVI) or M4A / MKA / WEBA / AAC file (PyAV, the video plugin's
+    dependency).
 
     The result is one clip (batch 1) with the file's channels and sample rate. Files over `max_seconds`,
     empty files, unreadable files and files holding NaN samples are refused with an error naming `file`.

@@ -47,6 +47,10 @@ import torch
 
 MIN_RATE, MAX_RATE = 1000, 384000
 MAX_CHANNELS = 8
+# The highest peak an AUDIO may hold: the engine's AUDIO_PEAK_CEILING (+60 dB over full scale; more is taken for PCM
+# integers stored as floats and fails the node as a plugin bug), mirrored here (a test keeps them equal) so the
+# loaders and gains refuse such a result as a bad input naming the fix.
+PEAK_CEILING = 1024.0
 MAX_SAMPLES = 2**27        # samples in one waveform (batch × channels × length): 512 MiB as float32, ~25 min stereo
                            # at 44.1 kHz; refused before allocating (as latents over 256 MiB are)
 FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS"), "mp3": ("MP3", None)}
@@ -106,6 +110,20 @@ def check_audio(value: Any, argument: str = "audio") -> tuple[torch.Tensor, int]
     return wave.float(), rate
 
 
+def peak_problem(waveform: torch.Tensor) -> float | None:
+    """The waveform's peak when it is over PEAK_CEILING (what the engine refuses), else None."""
+    peak = float(waveform.abs().max()) if waveform.numel() else 0.0
+    return peak if peak > PEAK_CEILING else None
+
+
+def check_gain_result(waveform: torch.Tensor, argument: str, what: str) -> None:
+    """AudioError naming the gain input `argument` when a gain (or mix) took the peak past PEAK_CEILING."""
+    peak = peak_problem(waveform)
+    if peak is not None:
+        raise AudioError(argument, f"{what} peaks at {peak:.4g}, over the {PEAK_CEILING:g} (+60 dB above full scale) "
+                                   f"an AUDIO may hold; lower {argument}, or put NormalizeAudio before this node")
+
+
 def make_audio(waveform: torch.Tensor, sample_rate: int, argument: str = "audio") -> dict[str, Any]:
     """An AUDIO dict, checked."""
     audio = {"waveform": waveform.float().contiguous(), "sample_rate": int(sample_rate)}
@@ -160,10 +178,19 @@ def read_audio(path: str | Path, max_seconds: float = 600.0, argument: str = "fi
         bad = int((~torch.isfinite(wave)).sum())
         raise AudioError(argument, f"{path.name} holds {bad} NaN / infinite sample(s) (a float file written by a "
                                    f"broken program); re-export it, or replace those samples with 0 in an editor")
+    peak = peak_problem(wave)
+    if peak is not None:       # a float WAV holding integer PCM values: no node after the loader could fix it
+        raise AudioError(argument, f"{path.name} peaks at {peak:.6g}, over the {PEAK_CEILING:g} (+60 dB above full "
+                                   f"scale) an AUDIO may hold: a float file storing integer sample values (16-bit "
+                                   f"ones reach 32767)? Re-export it with samples in ±1 (normalised), or as 16 / "
+                                   f"24-bit PCM")
     return make_audio(wave, rate, argument)
 
 
-VIDEO_CONTAINERS = (".mp4", ".m4v", ".m4a", ".mov", ".mkv", ".webm", ".avi", ".aac")
+# Files whose sound PyAV reads when libsndfile cannot: every video LoadVideo reads that holds sound (its READABLE but
+# gif / webp) and the audio-only forms of those containers (.m4a, .mka, .weba, .aac) — the server accepts .mka
+# uploads for LoadAudio, which then refused them (tests keep these tables in step).
+VIDEO_CONTAINERS = (".mp4", ".m4v", ".m4a", ".mov", ".mkv", ".mka", ".webm", ".weba", ".avi", ".aac")
 
 
 def read_container_audio(path: Path, max_seconds: float = 600.0, argument: str = "file") -> dict[str, Any]:
@@ -172,7 +199,9 @@ def read_container_audio(path: Path, max_seconds: float = 600.0, argument: str =
     Video give a video's sound the same way. The track's channel count, declared length (`max_seconds`) and
     sample budget are checked before decoding, and the decoded samples as they come: a header can lie (a 1 MB
     WebM declaring 1 s held 40 min of Opus silence, 2.1 GB decoded), so decoding stops as soon as either limit
-    is passed. AAC's encoder delay (about 1,024 samples of silence) stays at the start, as the decoder gives it."""
+    is passed. AAC's encoder delay at the start is dropped by the decoder (the MP4 edit list), and the silence
+    padding AAC's last frame (up to 1,023 samples: a 1.000 s M4A decoded as 45,056 samples) is cut at the track's
+    declared length (`declared_samples`)."""
     try:
         import av
     except ImportError:
@@ -196,8 +225,8 @@ def read_container_audio(path: Path, max_seconds: float = 600.0, argument: str =
                                        f"an AUDIO holds; mix it down first (e.g. `ffmpeg -i {path.name} -ac 2 "
                                        f"sound.wav`)")
         check_rate(rate, argument)
-        duration = (float(stream.duration * stream.time_base) if stream.duration and stream.time_base
-                    else (container.duration or 0) / 1e6)
+        declared = declared_samples(stream.duration, stream.time_base, rate)
+        duration = declared / rate if declared else (container.duration or 0) / 1e6
         if duration > max_seconds:
             raise AudioError(argument, f"{path.name}'s sound is {duration:.1f} s long, over the limit of "
                                        f"{max_seconds:g} s; trim it first or raise max_seconds")
@@ -229,10 +258,21 @@ def read_container_audio(path: Path, max_seconds: float = 600.0, argument: str =
             raise AudioError(argument, f"{path.name}'s sound could not be decoded ({error})") from None
     if count == 0:
         raise AudioError(argument, f"{path.name}'s sound track holds no samples")
+    if declared and count > declared:    # AAC's last frame padded with silence: 1.000 s decoded as 1.0217 s
+        count = declared
     wave = torch.from_numpy(trimmed(buffer, count))[None]                            # (1, channels, samples)
     if not bool(torch.isfinite(wave).all()):
         raise AudioError(argument, f"{path.name}'s sound holds NaN / infinite samples; re-export it")
     return make_audio(wave, rate, argument)
+
+
+def declared_samples(duration: Any, time_base: Any, rate: int) -> int | None:
+    """The samples per channel a sound track's own header declares (`stream.duration` in its time base: an MP4's
+    is exact, after the edit list drops the encoder delay), or None when it declares none (a Matroska / WebM
+    track: only the container's length, rounded, is known)."""
+    if not duration or not time_base:
+        return None
+    return round(duration * time_base * rate) or None
 
 
 def resampled_frames(frames: Any, resampler: Any) -> Any:
@@ -493,13 +533,16 @@ def mix(a: Mapping[str, Any], b: Mapping[str, Any], gain_a_db: float = 0.0, gain
     length = max(wave_a.shape[-1], wave_b.shape[-1])
     pad = lambda w: torch.nn.functional.pad(w, (0, length - w.shape[-1]))
     out = pad(wave_a) * 10 ** (gain_a_db / 20) + pad(wave_b) * 10 ** (gain_b_db / 20)
+    check_gain_result(out, "gain_a_db" if gain_a_db >= gain_b_db else "gain_b_db", "the mix")
     return make_audio(out, rate_a)
 
 
 def apply_gain(audio: Mapping[str, Any], db: float, argument: str = "audio") -> dict:
     """× 10^(db / 20)."""
     wave, rate = check_audio(audio, argument)
-    return make_audio(wave * 10 ** (db / 20), rate, argument)
+    out = wave * 10 ** (db / 20)
+    check_gain_result(out, "gain_db", f"at {db:+g} dB the audio")
+    return make_audio(out, rate, argument)
 
 
 def normalize(audio: Mapping[str, Any], peak_db: float = -1.0, only_louder: bool = False,

@@ -47,6 +47,10 @@ MOTION_MODULE = PortType("MOTION_MODULE", "AnimateDiff motion modules (temporal 
 MODEL_FOLDER = "motion_modules"
 DEFAULT_MOTION_MODULE = "tiny_world_motion.safetensors"
 MAX_FRAMES = 256
+# The fastest rate LoadVideo's and SaveVideo's `fps` take: WebM stores frame times in whole milliseconds, so 1000 fps
+# is the most it keeps apart (a 5000 fps WebM read back as frames all at 0 s); high-speed camera clips (300, 1000
+# fps) fit. A source faster than this loads with a warning naming `fps`.
+MAX_FPS = 1000.0
 
 
 @contextlib.contextmanager
@@ -1028,13 +1032,15 @@ class LoadVideo(Node):
     """
 
     category = "video"
-    version = "1.1.0"     # 1.1: display rotation applied; resampling keeps the last frame's time (29 → 30 frames)
+    version = "1.2.0"     # 1.2: an evenly timed WebM / MKV reports its stream's exact rate (23.976024, not 23.983012);
+    # a clip slower than 1/1001 fps reports its rate (it was 0); fps up to MAX_FPS
+    # 1.1: display rotation applied; resampling keeps the last frame's time (29 → 30 frames)
     # 1.0.1: the source's rate reported clean (29.97003, not 29.970029970029966)
 
     class Inputs(NodeInputs):
         video: str = Input(description="file name in the input folder", min_length=1, max_length=255,
                            upload="video")
-        fps: float = Input(0.0, ge=0.0, le=240.0, description="0 = the source's rate")
+        fps: float = Input(0.0, ge=0.0, le=MAX_FPS, description="0 = the source's rate")
         start_frame: int = Input(0, ge=0, le=10_000_000)
         max_frames: int = Input(64, ge=1, le=MAX_FRAMES)
 
@@ -1080,6 +1086,9 @@ class LoadVideo(Node):
             self.context.warn(f"{video} has transparent pixels; frames load as RGB, so transparent areas show "
                               f"whatever colour the file stores under them; flatten it onto a background first "
                               f"if that matters")
+        if fps <= 0 and clip.fps > MAX_FPS:
+            self.context.warn(f"{video} plays at {clip.fps:g} fps, faster than SaveVideo's `fps` takes (up to "
+                              f"{MAX_FPS:g}); set this node's fps to {MAX_FPS:g} or less to resample it")
         if clip.uneven_durations:
             self.context.warn(f"{video}'s frames last different times, and fps 0 plays each loaded frame for "
                               f"1/{clip.fps:.4g} s; set fps to resample by time so the timing is kept")
@@ -1102,12 +1111,14 @@ class SaveVideo(Node):
     """
 
     category = "video"
-    version = "1.2.1"     # 1.2.1: the graph as it ran, the same bytes each run; 1.2: an `audio` input (sound track)
+    version = "1.3.0"     # 1.3: gif / webp frame times alternate to keep the clip's length; AAC at its nearest
+    # rate (37.8 kHz failed in FFmpeg); fps up to MAX_FPS
+    # 1.2.1: the graph as it ran, the same bytes each run; 1.2: an `audio` input (sound track)
     output_node = True
 
     class Inputs(NodeInputs):
         images: Any = Input(port="IMAGE")
-        fps: float = Input(8.0, gt=0.0, le=240.0)
+        fps: float = Input(8.0, gt=0.0, le=MAX_FPS)
         format: Literal["mp4", "webm", "gif", "webp"] = Input("mp4")
         quality: int = Input(85, ge=1, le=100, description="higher = larger files; webp 100 = lossless")
         filename_prefix: str = Input("video/nodegraph", file_name_in="output", subfolders=True, min_length=1, max_length=200)
@@ -1139,14 +1150,19 @@ class SaveVideo(Node):
                                                 f"link clip_frames to the latent's frames (EmptyVideoLatent's "
                                                 f"`frames` output), or set it to 0 to save all frames as one clip")
         clips = [images[start:start + frames] for start in range(0, total, frames)]   # clip-major (B·F, ...)
-        plays = written_fps(fps, format)        # gif frame times are whole centiseconds: 8 fps is stored as 120 ms
+        # gif / webp frame times are whole ticks (10 / 1 ms), alternating so the clip keeps its length: 60 frames at
+        # 60 fps are 1.0 s of 20, 10, 20, ... ms frames; frames / length is the rate it plays at
+        plays = written_fps(fps, format, frames)
         sounds, clipping = _clip_sounds(audio, len(clips), format, frames / plays)
         if clipping:
             self.context.warn(clipping)
+        resampled = _resampled_sound(audio, format)
+        if resampled:
+            self.context.warn(resampled)
         if format == "gif" and plays > 50:      # frames under 20 ms: browsers show each for ~100 ms
-            self.context.warn(f"gif at {plays:g} fps stores frames of {100 / plays:.0f} centisecond(s); browsers "
-                              f"show frames under 20 ms for about 100 ms, so it plays at ~10 fps there; use fps 50 "
-                              f"or less for a gif, or mp4 / webm / webp for a faster rate")
+            self.context.warn(f"gif at {plays:g} fps stores frames shorter than 20 ms (GIF times are whole "
+                              f"centiseconds); browsers show frames under 20 ms for about 100 ms, so it plays at ~10 fps there; use "
+                              f"fps 50 or less for a gif, or mp4 / webm / webp for a faster rate")
         if spec["codec"] is not None and (height % 2 or width % 2):   # 4:2:0 needs even sides: one edge row/column
             repeated = " and ".join(name for name, odd in (("column", width % 2), ("row", height % 2)) if odd)
             self.context.warn(f"{format} stores even sizes only: the {width}×{height} frames were padded to "
@@ -1193,6 +1209,20 @@ def _clip_sounds(audio: Any, clips: int, format: str, seconds: float) -> tuple[l
     data = waveform.detach().float().cpu().numpy()
     clipping = _clipping_warning(data[..., :sound_length(data.shape[-1], rate, seconds)])   # what the file keeps
     return [(sound_track(data[k if batch > 1 else 0], rate, seconds), rate) for k in range(clips)], clipping
+
+
+def _resampled_sound(audio: Any, format: str) -> str | None:
+    """The warning when the sound track is resampled to a rate its codec takes (AAC: the nearest of its standard
+    rates, as 37,800 Hz → 32,000 Hz), naming both rates; None when kept as it is. Opus is always coded at 48 kHz
+    (the README says so), and needs no warning."""
+    from .video_io import AUDIO_CODECS, track_rate
+
+    rate = audio.get("sample_rate") if isinstance(audio, dict) else None
+    if AUDIO_CODECS.get(format) != "aac" or not isinstance(rate, int) or track_rate(format, rate) == rate:
+        return None
+    return (f"AAC (mp4's sound) codes only its standard rates, so the {rate:,} Hz sound was resampled to "
+            f"{track_rate(format, rate):,} Hz, the nearest; resample it yourself first (ResampleAudio) to choose the "
+            f"rate, or save as webm (Opus, 48 kHz)")
 
 
 def _clipping_warning(sound: Any) -> str | None:

@@ -33,7 +33,7 @@ import torch
 
 from nodegraph.errors import NodeOutOfMemory, RunInterrupted
 
-READABLE = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".gif", ".webp")
+READABLE = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif", ".webp")   # LoadAudio reads the sound of all but gif / webp
 FORMATS: dict[str, dict] = {
     "mp4": {"suffix": ".mp4", "codec": "libx264", "mime": "video/mp4", "graph": "comment metadata"},
     "webm": {"suffix": ".webm", "codec": "libvpx-vp9", "mime": "video/webm", "graph": "comment metadata"},
@@ -152,11 +152,23 @@ class _KeptFrames:
                                                    f"max_frames")
 
 
+def frame_rate_fraction(rate: float) -> Fraction:
+    """The rational a frame rate stands for: a rate with a denominator of at most 1001 (25, 30000/1001), or, for a
+    clip slower than that can hold (one frame an hour: 1/3600 fps, which `limit_denominator(1001)` rounded to 0),
+    one over a frame time with a denominator of at most 1001 (1/3600, 1001/2002). Whichever is nearer; never 0."""
+    per_second = Fraction(rate).limit_denominator(1001)
+    per_frame = 1 / Fraction(1 / rate).limit_denominator(1001)
+    return per_second if per_second and abs(per_second - Fraction(rate)) <= abs(per_frame - Fraction(rate)) \
+        else per_frame
+
+
 def clean_frame_rate(rate: float) -> float:
-    """A rate measured as frames / seconds (24.999999999999996, 29.970029970029966) as the rational it stands for,
-    with a denominator of at most 1001 (25, 30000/1001), as a float rounded to 6 decimals (25.0, 29.97003): clean
-    to read, and SaveVideo's own `limit_denominator(1001)` turns it back into the same rational."""
-    return round(float(Fraction(rate).limit_denominator(1001)), 6)
+    """A rate measured as frames / seconds (24.999999999999996, 29.970029970029966) as the rational it stands for
+    (frame_rate_fraction: 25, 30000/1001), as a float rounded to 6 decimals (25.0, 29.97003): clean to read, and
+    SaveVideo's own `frame_rate_fraction` turns it back into the same rational. A rate under 1 fps is kept whole
+    (1/3600 fps as 0.0002777…: 6 decimals would turn it into another rate, or 0)."""
+    exact = frame_rate_fraction(rate)
+    return round(float(exact), 6) if exact >= 1 else float(exact)
 
 
 def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 0, max_frames: int = 64,
@@ -219,8 +231,9 @@ def read_video(path: str | os.PathLike, *, fps: float = 0.0, start_frame: int = 
         frames_left = len(indices) == max_frames and _before_end(times[start_frame] + max_frames / fps, total)
     else:           # decoding reads one frame past start + max_frames when the file has it
         frames_left = start_frame + max_frames < len(images)
-    uneven = fps <= 0 and len(indices) > 1 and max(durations[i] for i in indices) > 1.5 * min(
-        durations[i] for i in indices)
+    shown = [durations[i] for i in indices]   # uneven beyond the file's tick (SaveVideo's 60 fps gif: 20, 10 ms)
+    uneven = fps <= 0 and len(indices) > 1 and max(shown) > 1.5 * min(shown) and \
+        max(shown) - min(shown) > FRAME_TICK_MS.get(suffix.lstrip("."), 0) / 1000 + 1e-9
     return VideoClip(frames=frames, source_fps=source_fps, fps=out_fps, source_frames=len(images), graph_json=graph,
                      frames_left=frames_left, file_frames=count_frames(path) if frames_left else None,
                      uneven_durations=uneven, transparent=transparent, rotation=rotation)
@@ -306,8 +319,35 @@ def _read_av(path: Path, limit: int | None = None, start: int = 0, span: float |
             if limit is not None and len(stamps) >= limit + 1:   # one more, for the last frame's duration
                 break
         graph = {k.lower(): v for k, v in container.metadata.items()}.get("comment")
+        even = even_rate(stamps, (stream.average_rate, stream.guessed_rate, stream.base_rate),
+                         float(stream.time_base or 0))
+    # the stream's own rate: WebM / MKV stamps are whole ms (24000/1001 read as 23.983); not when resampling, where
+    # `kept` dropped frames by the stamps as read (the output rate is the one asked for then)
+    if even is not None and kept.fps <= 0:
+        return kept.images, [float(1 / even)] * len(stamps), graph, rotation
     durations = [max(1e-3, b - a) for a, b in zip(stamps, stamps[1:])] + [1.0 / rate] if stamps else []
     return kept.images, durations, graph, rotation
+
+
+def even_rate(stamps: list[float], rates: tuple[Any, ...], tick: float) -> Fraction | None:
+    """The first of the stream's stated `rates` (average, guessed, base) whose frame grid every stamp lies on, to
+    within one tick of the time base (Matroska / WebM store whole milliseconds, so a 24000/1001 clip's frames last
+    41 or 42 ms); a 1001 rate (30000/1001) before a rounded one (2997/100, FFmpeg's guess for such an MKV) that
+    fits as well (NTSC rates are 1001 ones; an integer rate is taken as it is). None when none fits (a clip with
+    uneven frame times)."""
+    if len(stamps) < 2:
+        return None
+    tolerance = tick + 1e-9
+    for stated in rates:
+        if not stated or stated <= 0:
+            continue
+        stated = Fraction(stated)
+        ntsc = Fraction(round(stated * Fraction(1001, 1000)) * 1000, 1001)
+        near = stated.denominator > 1 and ntsc != stated and abs(ntsc - stated) < stated / 10_000
+        for rate in (ntsc, stated) if near else (stated,):
+            if rate > 0 and all(abs(stamp - stamps[0] - k / rate) <= tolerance for k, stamp in enumerate(stamps)):
+                return rate
+    return None
 
 
 def _read_pillow(path: Path, limit: int | None = None, start: int = 0, span: float | None = None,
@@ -365,6 +405,17 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor, fps: float, forma
 
 AUDIO_CODECS = {"mp4": "aac", "webm": "libopus"}       # the sound track's codec in each container
 OPUS_RATE = 48000                                       # Opus encodes at 48 kHz: other rates are resampled
+# The rates FFmpeg's AAC encoder opens at (the MPEG-4 sampling frequency table); another (37,800 Hz, CD-ROM XA)
+# failed with a bare `avcodec_open2("aac") returned 22`, so a sound at another rate is resampled to the nearest
+AAC_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+
+
+def track_rate(format: str, rate: int) -> int:
+    """The sample rate a sound at `rate` is coded at in a `format` file: Opus always 48 kHz; AAC the nearest of
+    AAC_RATES (the higher of two as near); `_mux_sound` resamples to it."""
+    if AUDIO_CODECS[format] == "libopus":
+        return OPUS_RATE
+    return min(AAC_RATES, key=lambda allowed: (abs(allowed - rate), -allowed))
 
 
 def sound_length(samples: int, rate: int, seconds: float) -> int:
@@ -382,8 +433,7 @@ def sound_track(waveform: np.ndarray, rate: int, seconds: float) -> np.ndarray:
 def _sound_stream(container: Any, format: str, sound: tuple[np.ndarray, int]) -> Any:
     """Add the sound track's stream (before anything is muxed: the container's header names every stream)."""
     data, rate = sound
-    codec = AUDIO_CODECS[format]
-    stream = container.add_stream(codec, rate=OPUS_RATE if codec == "libopus" else rate)
+    stream = container.add_stream(AUDIO_CODECS[format], rate=track_rate(format, rate))
     stream.layout = "mono" if data.shape[0] == 1 else "stereo"
     return stream
 
@@ -427,7 +477,7 @@ def _write_av(path: Path, pixels: np.ndarray, fps: float, format: str, quality: 
     height, width = pixels.shape[1:3]
     if height % 2 or width % 2:   # 4:2:0 chroma needs even sizes: repeat the last row / column
         pixels = np.pad(pixels, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-    rate = Fraction(fps).limit_denominator(1001)
+    rate = frame_rate_fraction(fps)
     crf = round(51 - quality * 0.33) if format == "mp4" else round(63 - quality * 0.5)   # quality 80 → crf 25 / 23
     with av.open(str(path), mode="w", format=format, container_options=BITEXACT_CONTAINER) as container:
         stream = container.add_stream(FORMATS[format]["codec"], rate=rate)
@@ -446,14 +496,28 @@ def _write_av(path: Path, pixels: np.ndarray, fps: float, format: str, quality: 
             _mux_sound(container, sound_stream, sound)
 
 
-def frame_milliseconds(fps: float, format: str) -> int:
-    """How long each frame lasts in a gif (whole centiseconds, at least 10 ms) or webp (whole milliseconds)."""
-    return max(10, round(1000 / fps / 10) * 10) if format == "gif" else max(1, round(1000 / fps))
+FRAME_TICK_MS = {"gif": 10, "webp": 1}      # the unit of a frame's time: GIF delays are centiseconds, WebP's ms
 
 
-def written_fps(fps: float, format: str) -> float:
-    """The frame rate a file of `format` really plays at when asked for `fps` (gif / webp round frame times)."""
-    return 1000 / frame_milliseconds(fps, format) if format in ("gif", "webp") else fps
+def frame_milliseconds(count: int, fps: float, format: str) -> list[int]:
+    """How long each of `count` frames lasts in a gif (whole centiseconds, at least 10 ms) or webp (whole ms):
+    frame k ends at the tick nearest (k + 1) / fps, so the times alternate (60 fps: 20, 10, 20, ... ms; 29.97:
+    30, 40, 30, ...) and the clip keeps its length to a tick; one time for every frame (60 fps as 20 ms) made a
+    clip up to 20 % longer or shorter. Faster than a tick per frame, each frame lasts one tick."""
+    tick = FRAME_TICK_MS[format]
+    ticks_per_frame = 1000 / fps / tick
+    if ticks_per_frame <= 1:
+        return [tick] * count
+    ends = [round((k + 1) * ticks_per_frame) for k in range(count)]
+    return [(end - start) * tick for start, end in zip([0, *ends[:-1]], ends)]
+
+
+def written_fps(fps: float, format: str, count: int = 1) -> float:
+    """The frame rate a file of `format` with `count` frames really plays at when asked for `fps`: frames / its
+    length (gif / webp store frame times in ticks: frame_milliseconds); `fps` itself for mp4 / webm."""
+    if format not in FRAME_TICK_MS:
+        return fps
+    return 1000 * count / sum(frame_milliseconds(count, fps, format))
 
 
 def gif_frames(pixels: np.ndarray) -> list:
@@ -503,8 +567,8 @@ def webp_frames(pixels: np.ndarray, quality: int) -> list:
 def _write_pillow(path: Path, pixels: np.ndarray, fps: float, format: str, quality: int,
                   graph_json: str | None) -> None:
     images = gif_frames(pixels) if format == "gif" else webp_frames(pixels, quality)
-    duration = frame_milliseconds(fps, format)
-    options: dict = {"save_all": True, "append_images": images[1:], "duration": duration, "loop": 0}
+    durations = frame_milliseconds(len(images), fps, format)
+    options: dict = {"save_all": True, "append_images": images[1:], "duration": durations, "loop": 0}
     if format == "gif":
         options["optimize"] = False
         if graph_json:
