@@ -49,6 +49,10 @@ class Equivalent:
     #                                                    (None: a seed's "control after generate"); plugins' classes
 
 
+# the upload button's widget of ComfyUI's LoadImage / LoadImageMask, as an API prompt may carry it (older ComfyUI
+# wrote "choose file to upload"): its value is always "image", and it loads nothing
+_UPLOAD_WIDGETS = {"upload": "image", "choose file to upload": "image"}
+
 # ComfyUI's uni_pc is UniPC with B(h) = h (bh1), its uni_pc_bh2 ours (diffusers' default, bh2)
 _SAMPLER_NAMES = {"uni_pc_bh2": "unipc", "uni_pc": "unipc_bh1",
                   # "_gpu": the same sampler with its Brownian noise drawn on the GPU (ours: on the latent's device)
@@ -77,7 +81,76 @@ INSTEAD: dict[str, str] = {
                        "negative together",
     "ImageCompositeMasked": "an ImageCompositeMasked with resize_source on is ImageScale (to the destination's "
                             "size) → CompositeImages here; with it off it is imported as CompositeImages",
+    "CLIPLoader": "a single text encoder file is LoadTextEncoder here (a checkpoint's encoders or a T5 file; "
+                  "ComfyUI's `type` is read from the file): replace the node with it",
+    "DualCLIPLoader": "a DualCLIPLoader of type flux is imported as LoadFluxTextEncoders when one of its file names "
+                      "says t5 (that one is the T5-XXL, the other the CLIP-L); for type sd3 use LoadSD3TextEncoders, "
+                      "other types have no loader here",
+    "SamplerCustom": "ComfyUI's SamplerCustom is CFGGuider (model, positive, negative, cfg) → Sample here, with "
+                     "RandomNoise (noise_seed) — or DisableNoise for add_noise off — as its noise",
+    "Canny": "ComfyUI's Canny is CannyEdges here, but its thresholds are not on the same scale: set CannyEdges' "
+             "low_threshold and high_threshold by eye",
+    "CheckpointSave": "ComfyUI's CheckpointSave is SaveCheckpoint here, which writes a file of the name you give to "
+                      "models/checkpoints (ComfyUI: output/checkpoints/<prefix>_00001_.safetensors) in the dtype "
+                      "you choose",
 }
+
+#: ComfyUI core classes (its nodes.py and comfy_extras) by name: an unknown type among them is no plugin to install
+#: (validation says it is ComfyUI's and what to use, `COMFYUI_NEAREST`), and a node type here of the same name must
+#: have its widget order in WIDGET_NAMES (a UI workflow writes ComfyUI's, which need not be our inputs' order)
+COMFYUI_CORE_CLASSES: frozenset[str] = frozenset("""
+    KSampler KSamplerAdvanced CheckpointLoaderSimple CheckpointLoader CLIPTextEncode CLIPSetLastLayer VAEDecode VAEEncode
+    VAEEncodeForInpaint VAELoader VAEDecodeTiled VAEEncodeTiled EmptyLatentImage LatentUpscale LatentUpscaleBy
+    LatentFromBatch RepeatLatentBatch LatentComposite LatentBlend LatentRotate LatentFlip LatentCrop SetLatentNoiseMask
+    SaveImage PreviewImage LoadImage LoadImageMask LoadImageOutput ImageScale ImageScaleBy ImageInvert ImageBatch
+    ImagePadForOutpaint EmptyImage ConditioningAverage ConditioningCombine ConditioningConcat ConditioningSetArea
+    ConditioningSetAreaPercentage ConditioningSetAreaStrength ConditioningSetMask ConditioningZeroOut
+    ConditioningSetTimestepRange LoraLoader LoraLoaderModelOnly CLIPLoader UNETLoader DualCLIPLoader TripleCLIPLoader
+    CLIPVisionEncode CLIPVisionLoader StyleModelApply StyleModelLoader unCLIPConditioning unCLIPCheckpointLoader
+    ReferenceLatent GetImageSize ImageScaleToMaxDimension ControlNetApply ControlNetApplyAdvanced ControlNetApplySD3 ControlNetLoader DiffControlNetLoader GLIGENLoader
+    GLIGENTextBoxApply InpaintModelConditioning DiffusersLoader LoadLatent SaveLatent
+    SamplerCustom SamplerCustomAdvanced BasicScheduler KarrasScheduler ExponentialScheduler PolyexponentialScheduler
+    LaplaceScheduler VPScheduler BetaSamplingScheduler SDTurboScheduler KSamplerSelect SplitSigmas SplitSigmasDenoise
+    FlipSigmas SetFirstSigma CFGGuider DualCFGGuider BasicGuider RandomNoise DisableNoise AddNoise
+    SamplerEulerAncestral SamplerLMS SamplerDPMPP_2M_SDE SamplerDPMPP_3M_SDE SamplerDPMPP_SDE
+    CLIPTextEncodeFlux FluxGuidance FluxDisableGuidance FluxKontextImageScale ModelSamplingDiscrete
+    ModelSamplingContinuousEDM ModelSamplingContinuousV ModelSamplingStableCascade ModelSamplingSD3
+    ModelSamplingAuraFlow ModelSamplingFlux RescaleCFG EmptySD3LatentImage CLIPTextEncodeSD3 SkipLayerGuidanceSD3
+    LatentCompositeMasked ImageCompositeMasked MaskToImage ImageToMask ImageColorToMask SolidMask InvertMask CropMask
+    MaskComposite FeatherMask GrowMask ThresholdMask ImageBlend ImageBlur ImageQuantize ImageSharpen
+    ImageScaleToTotalPixels ImageCrop RepeatImageBatch ImageFromBatch SaveAnimatedWEBP SaveAnimatedPNG ImageStitch
+    Canny ModelMergeSimple ModelMergeBlocks ModelMergeSubtract ModelMergeAdd CheckpointSave CLIPMergeSimple CLIPSave
+    VAESave ModelSave UpscaleModelLoader ImageUpscaleWithModel SelfAttentionGuidance PerturbedAttentionGuidance
+    CLIPTextEncodeSDXL CLIPTextEncodeSDXLRefiner EmptyLatentAudio VAEEncodeAudio VAEDecodeAudio SaveAudio PreviewAudio
+    LoadAudio SaveWEBM SaveVideo CreateVideo GetVideoComponents LoadVideo PrimitiveInt PrimitiveFloat PrimitiveBoolean
+    PrimitiveString PrimitiveStringMultiline InstructPixToPixConditioning StableCascade_EmptyLatentImage
+    StableCascade_StageB_Conditioning StableCascade_StageC_VAEEncode ImageOnlyCheckpointLoader SVD_img2vid_Conditioning
+    VideoLinearCFGGuidance WanImageToVideo EmptyHunyuanLatentVideo EmptyMochiLatentVideo EmptyLTXVLatentVideo
+    DifferentialDiffusion FreeU FreeU_V2 PerpNeg PerpNegGuider AlignYourStepsScheduler HypernetworkLoader Morphology
+""".split())
+
+#: what does the work of a ComfyUI core class here, for the "Did you mean" of its unknown-type error: the classes the
+#: import translates (EQUIVALENTS) add their own; these are the ones left to the user (the editor's search synonyms,
+#: web/src/schema/search.ts SYNONYMS, name the same nodes)
+COMFYUI_NEAREST: dict[str, tuple[str, ...]] = {
+    "CLIPLoader": ("LoadTextEncoder",),
+    "DualCLIPLoader": ("LoadFluxTextEncoders",), "TripleCLIPLoader": ("LoadSD3TextEncoders",),
+    "CheckpointLoader": ("LoadCheckpoint",), "SamplerCustom": ("CFGGuider", "Sample"),
+    "Canny": ("CannyEdges",), "CheckpointSave": ("SaveCheckpoint",),
+    "ControlNetApply": ("ApplyControlNet",), "ControlNetApplySD3": ("ApplyControlNet",),
+    "CLIPSetLastLayer": ("EncodeText",), "CLIPTextEncodeSDXL": ("EncodeTextSDXL",),
+    "CLIPTextEncodeFlux": ("EncodeTextFlux",), "CLIPTextEncodeSD3": ("EncodeTextSD3",),
+    "ImagePadForOutpaint": ("ImagePad",), "ImageCompositeMasked": ("CompositeImages",),
+    "SaveAnimatedWEBP": ("SaveVideo",),
+}
+
+
+def comfyui_nearest(class_type: str) -> tuple[str, ...]:
+    """Our node types that do a ComfyUI core class's work (`COMFYUI_NEAREST`, else its equivalent's type), or ()."""
+    if class_type in COMFYUI_NEAREST:
+        return COMFYUI_NEAREST[class_type]
+    equivalent = translated_as(class_type)
+    return (equivalent.type,) if equivalent is not None else ()
 
 
 def subgraph_kind(node_type: str) -> str | None:
@@ -106,6 +179,11 @@ EQUIVALENTS: dict[str, Equivalent] = {
     "VAEEncodeForInpaint": Equivalent("VAEEncodeForInpaint", ("latent",), {"pixels": "image"}),
     "SetLatentNoiseMask": Equivalent("SetLatentNoiseMask", ("latent",), {"samples": "latent"}),
     "VAELoader": Equivalent("LoadVAE", ("vae",)),
+    # ComfyUI's "Load Diffusion Model": LoadUNet tells a Flux transformer, an MMDiT and an SD UNet apart by their
+    # weights as ComfyUI does (a Flux file loads as LoadFlux would); fp8_e4m3fn_fast stores as fp8_e4m3fn (its fast
+    # matmul is a speed choice, not another result)
+    "UNETLoader": Equivalent("LoadUNet", ("model",), values={"weight_dtype": {"default": "auto",
+                                                                              "fp8_e4m3fn_fast": "fp8_e4m3fn"}}),
     "LoraLoader": Equivalent("LoadLoRA", ("model", "text_encoder"), {"clip": "text_encoder",
                                                                       "strength_clip": "strength_text"}),
     "LoraLoaderModelOnly": Equivalent("LoadLoRAModelOnly", ("model",)),
@@ -138,10 +216,11 @@ EQUIVALENTS: dict[str, Equivalent] = {
     "LatentUpscaleBy": Equivalent("LatentUpscale", ("latent",), {"samples": "latent", "upscale_method": "method",
                                                                  "scale_by": "factor"},
                                   values={"method": {"nearest-exact": "nearest"}}),
-    "LoadImage": Equivalent("LoadImage", ("image", "mask"), no_ops={"upload": "image"},
+    # "upload" (older ComfyUI: "choose file to upload") is the upload button's widget, its value "image"
+    "LoadImage": Equivalent("LoadImage", ("image", "mask"), no_ops=_UPLOAD_WIDGETS,
                             input_files=frozenset({"image"})),
     # channel alpha is 1 − alpha (as LoadImage's mask), red / green / blue the channel itself, in both
-    "LoadImageMask": Equivalent("LoadImageMask", ("mask",), no_ops={"upload": "image"},
+    "LoadImageMask": Equivalent("LoadImageMask", ("mask",), no_ops=_UPLOAD_WIDGETS,
                                 input_files=frozenset({"image"})),
     # both take the largest value within `expand` pixels (negative: the smallest), a square step, or with
     # tapered_corners a cross-shaped one (a diamond: ComfyUI's default); the image's edge changes nothing in both
@@ -154,6 +233,39 @@ EQUIVALENTS: dict[str, Equivalent] = {
     "PrimitiveBoolean": Equivalent("Boolean", ("value",)),
     "PrimitiveString": Equivalent("String", ("value",)),
     "PrimitiveStringMultiline": Equivalent("String", ("value",)),
+    # --- ComfyUI's custom-sampling classes (comfy_extras/nodes_custom_sampler.py), and same-named nodes here whose
+    # inputs ComfyUI names otherwise: listed so an API prompt's names are renamed (a UI workflow's widget order is
+    # WIDGET_NAMES'). Each input kept means the same in both.
+    "RandomNoise": Equivalent("RandomNoise", ("noise",), {"noise_seed": "seed"}),    # the CPU noise of that seed
+    "DisableNoise": Equivalent("DisableNoise", ("noise",)),
+    "CFGGuider": Equivalent("CFGGuider", ("guider",)),          # ComfyUI's has no rescale / sigma range: defaults
+    # ComfyUI's Guider_Basic evaluates the positive only; ours with cfg 1 and no negative does the same (a negative
+    # is needed only for another cfg)
+    "BasicGuider": Equivalent("CFGGuider", ("guider",), {"conditioning": "positive"}, fixed={"cfg": 1.0}),
+    "KSamplerSelect": Equivalent("SelectSampler", ("sampler",), {"sampler_name": "sampler"},
+                                 {"sampler": _SAMPLER_NAMES}),
+    # ComfyUI's second output (denoised_output, the last x0 prediction) has no equivalent: a link to it is named so
+    # and validation says Sample has no such output
+    "SamplerCustomAdvanced": Equivalent("Sample", ("latent", "denoised_output"), {"latent_image": "latent"}),
+    # both: high = sigmas[:step + 1], low = sigmas[step:] (ComfyUI's step 0, no high part, is refused by ours)
+    "SplitSigmas": Equivalent("SplitSigmas", ("high", "low")),
+    "FluxGuidance": Equivalent("FluxGuidance", ("conditioning",)),
+    # both: mu linear in the image's 16-pixel patches, from base_shift at 256 to max_shift at 4096
+    "ModelSamplingFlux": Equivalent("ModelSamplingFlux", ("model",)),
+    "ModelSamplingSD3": Equivalent("ModelSamplingSD3", ("model",)),
+    # ComfyUI's SD3 / Flux empty latent: zeros of 16 channels at 1/8 of the size (ours without a VAE linked)
+    "EmptySD3LatentImage": Equivalent("EmptyLatent", ("latent",), fixed={"channels": 16}),
+    "InvertMask": Equivalent("MaskOperation", ("mask",), fixed={"operation": "invert"}),     # 1 − mask in both
+    "MaskToImage": Equivalent("MaskToImage", ("image",)),
+    # ComfyUI's channel red / green / blue / alpha (ours has no alpha: validation names what it has)
+    "ImageToMask": Equivalent("ImageToMask", ("mask",), {"image": "images"}),
+    # a crop past the image: ComfyUI clamps it, ours refuses it by name
+    "ImageCrop": Equivalent("ImageCrop", ("image",), {"image": "images"}),
+    # images of another size: ComfyUI scales the second to the first's, ours refuses them by name
+    "ImageBatch": Equivalent("ImageBatch", ("images",), {"image1": "a", "image2": "b"}),
+    # both: `steps` steps from the end of a schedule of int(steps / denoise) (ComfyUI's denoise 0, no step, is
+    # refused by ours)
+    "BasicScheduler": Equivalent("Schedule", ("sigmas",)),
 }
 # ComfyUI's default titles (its display names) of the classes above: a UI workflow omits a title left at its default,
 # and ComfyUI's %Title.input% file-name tokens match them (`prefix_tokens`)
@@ -245,9 +357,34 @@ BY_VALUES: dict[str, tuple[Callable[[dict[str, Any]], bool], Equivalent]] = {
     "ImageCompositeMasked": (lambda inputs: inputs.get("resize_source", False) is False, _COMPOSITE_AS_IS),
 }
 
+# DualCLIPLoader of type flux is LoadFluxTextEncoders: ComfyUI tells its two files apart by their weights, ours takes
+# the CLIP-L and the T5-XXL by name, so the file whose name says T5 is the T5 (either order); its `device` "default"
+# changes nothing. Another type, or names that do not say which is the T5, stay a placeholder (`INSTEAD`).
+_FLUX_ENCODERS_T5_FIRST = Equivalent("LoadFluxTextEncoders", ("text_encoder",),
+                                     {"clip_name1": "t5_name", "clip_name2": "clip_name"},
+                                     no_ops={"device": "default"}, dropped=frozenset({"type"}))
+_FLUX_ENCODERS_T5_SECOND = Equivalent("LoadFluxTextEncoders", ("text_encoder",),
+                                      {"clip_name1": "clip_name", "clip_name2": "t5_name"},
+                                      no_ops={"device": "default"}, dropped=frozenset({"type"}))
+
+
+def _dual_clip_loader(inputs: dict[str, Any]) -> Equivalent | None:
+    """The LoadFluxTextEncoders a DualCLIPLoader is (`_FLUX_ENCODERS_T5_FIRST` / `_SECOND`), or None."""
+    names = [inputs.get("clip_name1"), inputs.get("clip_name2")]
+    if inputs.get("type") != "flux" or not all(isinstance(name, str) for name in names):
+        return None
+    says_t5 = ["t5" in name.lower() for name in names]
+    if says_t5 == [True, False]:
+        return _FLUX_ENCODERS_T5_FIRST
+    if says_t5 == [False, True]:
+        return _FLUX_ENCODERS_T5_SECOND
+    return None
+
 
 def translated_as(class_type: str) -> Equivalent | None:
     """The equivalent an entry of `class_type` got when it was translated (`metadata.comfyui_types` lists those)."""
+    if class_type == "DualCLIPLoader":
+        return _FLUX_ENCODERS_T5_FIRST       # the same type and outputs either way
     return BY_VALUES[class_type][1] if class_type in BY_VALUES else EQUIVALENTS.get(class_type)
 
 
@@ -266,6 +403,8 @@ def equivalent_for(class_type: str, inputs: dict[str, Any],
         if class_type == "KSamplerAdvanced" and split_schedule_problem(inputs) is None:
             return SPLIT_SCHEDULE_SAMPLE     # Schedule → SplitSigmas → Sample (`split_schedule_nodes`)
         return None
+    if class_type == "DualCLIPLoader":
+        return _dual_clip_loader(inputs)
     return EQUIVALENTS.get(class_type) or (plugin_classes or {}).get(class_type)
 
 
@@ -465,6 +604,7 @@ WIDGET_NAMES: dict[str, tuple[str, ...]] = {
     "ModelMergeSimple": ("ratio",), "CLIPMergeSimple": ("ratio",),
     "ImageScaleToTotalPixels": ("upscale_method", "megapixels", "resolution_steps"),
     "VAELoader": ("vae_name",),
+    "UNETLoader": ("unet_name", "weight_dtype"),
     "LoraLoader": ("lora_name", "strength_model", "strength_clip"),
     "LoraLoaderModelOnly": ("lora_name", "strength_model"),
     "ControlNetLoader": ("control_net_name",),
@@ -480,6 +620,18 @@ WIDGET_NAMES: dict[str, tuple[str, ...]] = {
     "SaveImage": ("filename_prefix",),
     "PrimitiveInt": ("value", None), "PrimitiveFloat": ("value",), "PrimitiveBoolean": ("value",),
     "PrimitiveString": ("value",), "PrimitiveStringMultiline": ("value",),
+    # custom sampling and the same-named nodes here: ComfyUI's widget order, which need not be our inputs' order
+    # (ModelSamplingFlux: max_shift, base_shift, width, height; ours width first). A core class's type here must
+    # have its entry (tests/engine/test_comfyui_core_classes.py), so none is named by our order.
+    "RandomNoise": ("noise_seed", None), "DisableNoise": (), "CFGGuider": ("cfg",), "BasicGuider": (),
+    "KSamplerSelect": ("sampler_name",), "BasicScheduler": ("scheduler", "steps", "denoise"),
+    "SamplerCustomAdvanced": (), "SplitSigmas": ("step",), "AddNoise": (),
+    "FluxGuidance": ("guidance",), "ModelSamplingFlux": ("max_shift", "base_shift", "width", "height"),
+    "ModelSamplingSD3": ("shift",), "EmptySD3LatentImage": ("width", "height", "batch_size"),
+    "DualCLIPLoader": ("clip_name1", "clip_name2", "type", "device"),
+    "InvertMask": (), "MaskToImage": (), "ImageToMask": ("channel",), "ImageBatch": (),
+    "ImageCrop": ("width", "height", "x", "y"), "ImageBlend": ("blend_factor", "blend_mode"),
+    "SelfAttentionGuidance": ("scale", "blur_sigma"), "PerturbedAttentionGuidance": ("scale",),
 }
 _UI_ONLY = ("Note", "MarkdownNote", "PrimitiveNode", "Reroute")    # no node of the prompt: resolved, or notes
 _NOTE_TYPES = ("Note", "MarkdownNote")                               # text on the canvas: `workflow_notes`
@@ -537,16 +689,27 @@ def _without_sockets(names: tuple[str | None, ...], slots: Any,
     return tuple(out)
 
 
+def _ui_only_extras(names: tuple[str | None, ...], values: list) -> bool:
+    """Whether the values past the widgets are only empty ones ("" or null): the state of a widget of ComfyUI's UI
+    that is no input (SaveAnimatedWEBP's preview writes a trailing ""), nothing lost by leaving them out."""
+    return len(values) > len(names) and all(value in ("", None) for value in values[len(names):])
+
+
 def _widget_count_message(node_id: str, node_type: str, names: tuple[str | None, ...], values: list) -> str:
-    """What `WidgetValuesWarning` says: the node, both counts, and what became of the difference."""
+    """What `WidgetValuesWarning` says: the node, both counts, what became of the difference, and who can fix the
+    order (a ComfyUI core class's is nodegraph's own table, comfyui.WIDGET_NAMES; a pack's, its plugin)."""
     shown = ", ".join(name or "(control after generate)" for name in names)
     what = (f"the last {len(values) - len(names)} value(s) were left out ({values[len(names):]!r:.120})"
             if len(values) > len(names) else f"input(s) {', '.join(n for n in names[len(values):] if n)} kept "
                                               f"their defaults")
+    if node_type in COMFYUI_CORE_CLASSES:
+        fix = (f"{node_type} is a ComfyUI core class: check those inputs' values, and report it to nodegraph "
+               f"(its widget order belongs in nodegraph/comfyui.py WIDGET_NAMES)")
+    else:
+        fix = ("if the node's widgets are in another order than its inputs, the plugin that ports it can give that "
+               "order with register_comfyui_classes(..., widgets=(...)) (docs/plugins.md, 'Porting a ComfyUI node')")
     return (f"ComfyUI workflow node {node_id} ({node_type}) has {len(values)} widget values for {len(names)} "
-            f"widgets ({shown}): they were named in order and {what}. If the node's widgets are in another order "
-            f"than its inputs, its plugin can give it with register_comfyui_classes(..., widgets=(...)) "
-            f"(docs/plugins.md, 'Porting a ComfyUI node')")
+            f"widgets ({shown}): they were named in order and {what}; {fix}")
 
 
 class WorkflowError(ValueError):
@@ -558,9 +721,11 @@ MAX_CANVAS = 10_000_000     # canvas coordinates beyond this are no layout a per
 
 def workflow_groups(workflow: dict[str, Any]) -> list[dict[str, Any]]:
     """A UI workflow's groups (`groups[]`: title, `bounding` [x, y, w, h], color) as our `ui.groups` entries
-    ({id, title, color "#rrggbb", bounds}); malformed ones are left out, at most 500."""
+    ({id, title, color "#rrggbb", bounds}); malformed ones are left out, at most 500. Read from the workflow with
+    its subgraphs expanded (`expand_subgraphs`, which returns an expanded workflow as it is): the groups of each
+    definition come along, offset with its inner nodes, and the outer ones are moved with the room made for them."""
     groups = []
-    raw = workflow.get("groups")
+    raw = expand_subgraphs(workflow).get("groups")
     for group in raw[:500] if isinstance(raw, list) else []:
         if not isinstance(group, dict):
             continue
@@ -742,7 +907,10 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
     link, else the value of the instance's widget for it (a promoted widget), else nothing (the inner node's own
     widget value stays); links out of the instance come from the inner link into the output node (-20) of that
     slot. A muted or bypassed instance mutes or bypasses its inner nodes. Inner canvas positions are moved so the
-    inner nodes start where the instance stood. Each instance expanded is appended to `expanded` as {"node": its
+    inner nodes start where the instance stood, as a block; the definition's groups (`groups`) move with them. The
+    block is larger than the instance it replaces (ComfyUI draws an instance as one node), so the outer nodes,
+    groups and the other blocks make room as the editor's push-apart would: what starts right of the instance
+    moves right by the extra width, what starts below it (and not right of it) down by the extra height. Each instance expanded is appended to `expanded` as {"node": its
     id, "subgraph": the definition's name, "nodes": how many nodes it became}. Raises WorkflowError for a
     definition that contains itself, nesting past MAX_SUBGRAPH_DEPTH, or an expansion past
     MAX_EXPANDED_WORKFLOW_NODES nodes or MAX_EXPANDED_WORKFLOW_BYTES of JSON text (counted as it expands: each copied
@@ -764,6 +932,10 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
     visited = [0, 0]                # nodes (instances included) and links walked: the expansion's work, capped
     sizes: dict[int, tuple[Any, int]] = {}      # json_text_size's memo: the copies of one node share its values
     written = [0]                   # bytes of JSON text the expanded nodes take, capped
+    # room made for each top-level block: instance id → (its [x, y], extra width, extra height), and the inner
+    # groups with the top-level instance they are drawn in (they move with its block)
+    rooms: dict[str, tuple[list[float], list[float], tuple[float, float]]] = {}
+    inner_groups: list[tuple[str, dict[str, Any]]] = []
 
     def count_text(value: Any) -> None:
         written[0] += json_text_size(value, memo=sizes)
@@ -858,10 +1030,17 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
                                for n in inner_nodes]
             positions = [p for p in (_canvas_point(n.get("pos")) for n in inner_nodes if isinstance(n, dict)) if p]
             here = _canvas_point(node.get("pos"))
+            if here and prefix:                 # a nested instance: where its outer block put it
+                here = _canvas_point([here[0] + offset[0], here[1] + offset[1]])
             if positions and here:
                 inner_offset = (here[0] - min(p[0] for p in positions), here[1] - min(p[1] for p in positions))
+                if not stack:
+                    size = _canvas_size(node.get("size")) or [0.0, 0.0]
+                    rooms[str(flat_id)] = (here, size, _extra_room(size, inner_nodes))
             else:
                 inner_offset = (0.0, 0.0)
+            inner_groups.extend((flat_id.partition(":")[0], group) for group in
+                                _moved_groups(definition.get("groups"), inner_offset))
             inner_ids = {str(n.get("id")) for n in inner_nodes if isinstance(n, dict)}
             if clash := [str(i) for i in ids if str(i) in inner_ids]:
                 raise WorkflowError(f"subgraph {name!r}: its input / output node id {clash[0][:40]} is also the id "
@@ -897,7 +1076,205 @@ def expand_subgraphs(workflow: dict[str, Any], expanded: list[dict[str, Any]] | 
             flat_nodes.append({"id": primitive, "type": "PrimitiveNode", "widgets_values": [resolved[1]]})
             resolved = (primitive, 0)
         links_out.append([link_id, resolved[0], resolved[1], target, target_slot])
-    return {**workflow, "nodes": flat_nodes, "links": links_out}
+    groups: list[Any] = workflow["groups"] if isinstance(workflow.get("groups"), list) else []
+    if rooms:
+        for flat in flat_nodes:             # an inner node moves with its instance, an outer one by its own place
+            inner = (top := str(flat["id"]).partition(":")[0]) in rooms and ":" in str(flat["id"])
+            anchor = rooms[top][0] if inner else _canvas_point(flat.get("pos"))
+            if anchor and flat.get("pos") is not None and (shift := _room_shift(anchor, rooms, top)) != (0, 0):
+                flat["pos"] = [flat["pos"][0] + shift[0], flat["pos"][1] + shift[1]]
+        groups = _moved_groups(groups, None, rooms)
+        inner_groups = [(top, moved) for top, group in inner_groups for moved in
+                        _moved_groups([group], _room_shift(rooms[top][0], rooms, top) if top in rooms else None)]
+    return {**workflow, "nodes": flat_nodes, "links": links_out,
+            **({"groups": groups + [group for _, group in inner_groups]} if groups or inner_groups else {})}
+
+
+def _extra_room(size: list[float], inner_nodes: list[Any]) -> tuple[float, float]:
+    """How much wider and taller than its instance (`size`, as written) the block of a definition's inner nodes is
+    (their positions and sizes), never below 0: the room `expand_subgraphs` makes for the block."""
+    boxes = [(p, _canvas_size(n.get("size")) or [0.0, 0.0])
+             for n in inner_nodes if isinstance(n, dict) and (p := _canvas_point(n.get("pos")))]
+    width = max(p[0] + s[0] for p, s in boxes) - min(p[0] for p, _ in boxes)
+    height = max(p[1] + s[1] for p, s in boxes) - min(p[1] for p, _ in boxes)
+    return max(0.0, width - size[0]), max(0.0, height - size[1])
+
+
+def _room_shift(point: list[float], rooms: dict[str, tuple[list[float], list[float], tuple[float, float]]],
+                own: str | None = None) -> tuple[float, float]:
+    """How far a thing at `point` (an outer node's, group's or instance's top-left, as written) moves for the
+    blocks of `rooms` (`expand_subgraphs`): right by the extra width of each instance it starts right of (at or past
+    its right edge), else down by the extra height of each it starts below. A block never moves for itself (`own`:
+    its instance's id; an instance written without a size is 0 wide)."""
+    dx = dy = 0.0
+    for instance, ((x, y), (width, height), (extra_width, extra_height)) in rooms.items():
+        if instance == own:
+            continue
+        if point[0] >= x + width:
+            dx += extra_width
+        elif point[1] >= y + height:
+            dy += extra_height
+    return dx, dy
+
+
+Rooms = dict[str, tuple[list[float], list[float], tuple[float, float]]]   # `expand_subgraphs`' room per block
+
+
+def _moved_groups(groups: Any, offset: tuple[float, float] | None, rooms: Rooms | None = None) -> list[Any]:
+    """ComfyUI groups (`bounding` [x, y, w, h]) moved by `offset`, or each by its `_room_shift` in `rooms`; entries
+    whose top-left is not two numbers are left as they are (workflow_groups leaves malformed ones out)."""
+    moved = []
+    for group in groups if isinstance(groups, list) else []:
+        bounds = group.get("bounding") if isinstance(group, dict) else None
+        corner = _canvas_point(bounds[:2]) if isinstance(bounds, list) and len(bounds) == 4 else None
+        shift = offset if rooms is None else (_room_shift(corner, rooms) if corner else None)
+        if corner and shift and shift != (0, 0) and isinstance(bounds, list):
+            group = {**group, "bounding": [corner[0] + shift[0], corner[1] + shift[1], *bounds[2:]]}
+        moved.append(group)
+    return moved
+
+
+def _group_definitions(workflow: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A UI workflow's legacy group node definitions (`extra.groupNodes`: name → {"nodes", "links", "external",
+    "config"}), the entries whose nodes and links are lists; others are left out (such an instance stays a
+    placeholder)."""
+    extra = workflow.get("extra")
+    listed = extra.get("groupNodes") if isinstance(extra, dict) else None
+    return {name: d for name, d in listed.items() if isinstance(d, dict) and isinstance(d.get("nodes"), list)
+            and isinstance(d.get("links"), list)} if isinstance(listed, dict) else {}
+
+
+def _hidden(config: Any, index: int, kind: str, key: Any) -> bool:
+    """Whether a group definition's `config` hides inner node `index`'s input or output `key` (visible: false)."""
+    entry = config.get(str(index)) if isinstance(config, dict) else None
+    slots = entry.get(kind) if isinstance(entry, dict) else None
+    slot = slots.get(str(key)) if isinstance(slots, dict) else None
+    return isinstance(slot, dict) and slot.get("visible") is False
+
+
+def _group_ports(definition: dict[str, Any]) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[int]]:
+    """How a legacy group node's slots map onto its inner nodes, as ComfyUI's frontend builds them (by inner node
+    index, then slot order): (its inputs as (inner index, input slot) — each inner input that no inner link feeds and
+    that is no widget; its outputs as (inner index, output slot) — each inner output that no inner link uses, or one
+    listed in `external`, unless the config hides it; how many widget values each inner node takes, its own
+    `widgets_values` count)."""
+    nodes = {n["index"]: n for n in definition["nodes"] if isinstance(n, dict) and type(n.get("index")) is int}
+    fed, used = set(), set()
+    for link in definition["links"]:
+        if isinstance(link, list) and len(link) >= 4 and type(link[0]) is int:
+            used.add((link[0], link[1]))
+            fed.add((link[2], link[3]))
+    external = {(e[0]["index"] if isinstance(e[0], dict) else e[0], e[1]) for e in definition.get("external") or []
+                if isinstance(e, list) and len(e) >= 2}
+    inputs, outputs, widgets = [], [], []
+    for index in sorted(nodes):
+        node = nodes[index]
+        for slot, port in enumerate(node.get("inputs") if isinstance(node.get("inputs"), list) else []):
+            if isinstance(port, dict) and not isinstance(port.get("widget"), dict) and (index, slot) not in fed \
+                    and not _hidden(definition.get("config"), index, "input", port.get("name")):
+                inputs.append((index, slot))
+        for slot, _port in enumerate(node.get("outputs") if isinstance(node.get("outputs"), list) else []):
+            if ((index, slot) not in used or (index, slot) in external) \
+                    and not _hidden(definition.get("config"), index, "output", slot):
+                outputs.append((index, slot))
+        values = node.get("widgets_values")
+        widgets.append(len(values) if isinstance(values, list) else 0)
+    return inputs, outputs, widgets
+
+
+def expand_group_nodes(workflow: dict[str, Any]) -> dict[str, Any]:
+    """A UI workflow whose nodes include legacy group nodes (`workflow>NAME` / `workflow/NAME`, ComfyUI's frontend
+    before subgraphs) whose definition the file carries (`extra.groupNodes`) → the same workflow with each replaced
+    by its inner nodes, as ComfyUI runs it (its API prompt names them `"37:0"`, `"37:1"`, …: node `index` of
+    instance 37; so do we). The instance's widget values go to the inner nodes in index order, each taking as many
+    as its own `widgets_values` holds; its input and output slots map onto inner slots as `_group_ports` says; a
+    muted or bypassed instance mutes or bypasses its inner nodes; inner positions are moved to start where the
+    instance stood. An instance whose slots or widget values do not match its definition stays as it is (a
+    placeholder that names the fix). Bounded as `expand_subgraphs` is: WorkflowError past
+    MAX_EXPANDED_WORKFLOW_NODES nodes or MAX_EXPANDED_WORKFLOW_BYTES of copied JSON text."""
+    definitions = _group_definitions(workflow)
+    raw_nodes = workflow.get("nodes")
+    if not definitions or not isinstance(raw_nodes, list):
+        return workflow
+    links = [list(link) if isinstance(link, list) else dict(link) if isinstance(link, dict) else link
+             for link in (workflow.get("links") if isinstance(workflow.get("links"), list) else [])]
+    out_nodes: list[Any] = []
+    written, count = 0, 0
+    for node in raw_nodes:
+        kind = node.get("type") if isinstance(node, dict) else None
+        name = kind.split(">", 1)[-1].split("/", 1)[-1] if isinstance(kind, str) and subgraph_kind(kind) == \
+            "group node" else None
+        definition = definitions.get(name) if name is not None else None
+        made = _group_instance_nodes(node, definition, links) if definition is not None else None
+        for item in made if made is not None else [node]:
+            count += 1
+            written += json_text_size(item, MAX_EXPANDED_WORKFLOW_BYTES + 1) if made is not None else 0
+            if count > MAX_EXPANDED_WORKFLOW_NODES or written > MAX_EXPANDED_WORKFLOW_BYTES:
+                raise WorkflowError(f"its group nodes expand to more than {MAX_EXPANDED_WORKFLOW_NODES} nodes or "
+                                    f"{MAX_EXPANDED_WORKFLOW_BYTES // 2**20} MiB of JSON text")
+            out_nodes.append(item)
+    return {**workflow, "nodes": out_nodes, "links": links}
+
+
+def _group_instance_nodes(node: dict[str, Any], definition: dict[str, Any], links: list[Any]) -> list[Any] | None:
+    """One legacy group node's inner nodes (ids "<instance>:<index>"), `links` rewritten in place to reach them
+    (outer links into and out of the instance, the definition's inner links added); None when the instance's slots
+    or widget values do not match its definition (`links` untouched)."""
+    inputs, outputs, widths = _group_ports(definition)
+    slots_in = node.get("inputs") if isinstance(node.get("inputs"), list) else []
+    slots_out = node.get("outputs") if isinstance(node.get("outputs"), list) else []
+    values = node.get("widgets_values") if isinstance(node.get("widgets_values"), list) else []
+    if len(slots_in) != len(inputs) or len(slots_out) != len(outputs) or len(values) != sum(widths):
+        return None
+    instance = str(node["id"])
+    inner = sorted((n for n in definition["nodes"] if isinstance(n, dict) and type(n.get("index")) is int),
+                   key=lambda n: n["index"])
+    positions = [p for p in (_canvas_point(n.get("pos")) for n in inner) if p]
+    here = _canvas_point(node.get("pos"))
+    shift = (here[0] - min(p[0] for p in positions), here[1] - min(p[1] for p in positions)) \
+        if positions and here else (0.0, 0.0)
+    made: dict[int, dict[str, Any]] = {}
+    start = 0
+    for inner_node, width in zip(inner, widths):
+        copy = {key: value for key, value in inner_node.items() if key != "index"}
+        copy["id"] = f"{instance}:{inner_node['index']}"
+        copy["inputs"] = [dict(slot) if isinstance(slot, dict) else slot for slot in inner_node.get("inputs") or []]
+        copy["widgets_values"] = values[start:start + width]
+        start += width
+        position = _canvas_point(inner_node.get("pos"))
+        if position is not None:
+            copy["pos"] = [position[0] + shift[0], position[1] + shift[1]]
+        if type(node.get("mode")) is int and node["mode"] in _MODES and copy.get("mode") in (0, None):
+            copy["mode"] = node["mode"]
+        made[inner_node["index"]] = copy
+
+    def feed(target: int, slot: int, link_id: Any) -> None:
+        ports = made[target]["inputs"] if target in made else []
+        if 0 <= slot < len(ports) and isinstance(ports[slot], dict):
+            ports[slot]["link"] = link_id
+
+    for k, link in enumerate(definition["links"]):      # [origin index, slot, target index, slot, ...]
+        if isinstance(link, list) and len(link) >= 4 and type(link[0]) is int and link[0] in made \
+                and link[2] in made and type(link[1]) is int and type(link[3]) is int:
+            link_id = f"{instance}:link{k}"
+            links.append([link_id, made[link[0]]["id"], link[1], made[link[2]]["id"], link[3]])
+            feed(link[2], link[3], link_id)
+    for j, slot in enumerate(slots_in):                 # the instance's input j → inner (index, slot)
+        link_id = _link_id(slot.get("link")) if isinstance(slot, dict) else None
+        if link_id is not None:
+            feed(*inputs[j], link_id)
+    for k, link in enumerate(links):                    # outer links into / out of the instance
+        fields = _link_fields(link)
+        if fields is None or not isinstance(link, list):
+            continue
+        _, origin, origin_slot, target, target_slot = fields
+        if str(origin) == instance and 0 <= origin_slot < len(outputs):
+            index, slot = outputs[origin_slot]
+            links[k] = [link[0], made[index]["id"] if index in made else origin, slot, *link[3:]]
+        if str(target) == instance and 0 <= target_slot < len(inputs):
+            index, slot = inputs[target_slot]
+            links[k] = [*links[k][:3], made[index]["id"] if index in made else target, slot, *links[k][5:]]
+    return list(made.values())
 
 
 def _link_id(value: Any) -> int | str | None:
@@ -939,7 +1316,7 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
     of that type (the types the workflow wrote), else links nothing; each is appended to `left_out` as {"node",
     "type"}. Raises WorkflowError naming what is not as ComfyUI writes it.
     """
-    workflow = expand_subgraphs(workflow)
+    workflow = expand_group_nodes(expand_subgraphs(workflow))
     raw_nodes = workflow.get("nodes")
     if not isinstance(raw_nodes, list) or not all(
             isinstance(n, dict) and type(n.get("id")) in (int, str) and isinstance(n.get("type"), str)
@@ -995,8 +1372,11 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
         if node is not None and node["type"] == "PrimitiveNode":
             values = node.get("widgets_values")
             control = values[1] if isinstance(values, list) and len(values) > 1 else None
-            return {"literal": values[0] if isinstance(values, list) and values else None, "control": control}
+            return {"literal": values[0] if isinstance(values, list) and values else None, "control": control,
+                    "primitive": origin}
         return [origin, slot]
+
+    shared = _shared_primitives(nodes, passed_over, source)
 
     prompt: dict[str, Any] = {}
     for node_id, node in nodes.items():
@@ -1016,8 +1396,8 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
             names = _without_sockets(names, node.get("inputs"), plugin_class)
             if None in names and len(values) == len(names) - 1:     # written without the seed's control widget
                 names = tuple(name for name in names if name is not None)
-            if len(values) != len(names) and node["type"] not in WIDGET_NAMES:   # (a core class from an older
-                #                                     ComfyUI has fewer widgets: their defaults are its defaults)
+            if len(values) != len(names) and node["type"] not in WIDGET_NAMES and not _ui_only_extras(names, values):
+                # (a core class from an older ComfyUI has fewer widgets: their defaults are its defaults)
                 warnings.warn(WidgetValuesWarning(_widget_count_message(node_id, node["type"], names, values)),
                               stacklevel=2)
             inputs.update({name: value for name, value in zip(names, values) if name is not None})
@@ -1031,7 +1411,10 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
             carried = source(slot["link"], slot.get("type"))
             widget = slot.get("widget")         # an input made of a widget: named after it
             name = widget["name"] if isinstance(widget, dict) and isinstance(widget.get("name"), str) else slot["name"]
-            if isinstance(carried, dict):
+            if isinstance(carried, dict) and carried["primitive"] in shared \
+                    and not _decides_the_translation(node["type"], name):
+                inputs[name] = [carried["primitive"], 0]       # our Int / Float / String / Boolean, shared
+            elif isinstance(carried, dict):
                 inputs[name] = carried["literal"]
                 controls[name] = carried["control"]
             elif carried is not None:
@@ -1058,4 +1441,83 @@ def workflow_to_prompt(workflow: dict[str, Any], known: Callable[[str], bool] | 
         if isinstance(flags, dict) and flags.get("collapsed") is True:    # ComfyUI's collapse: the editor's minimise
             meta["collapsed"] = True
         prompt[node_id] = {"class_type": node["type"], "inputs": inputs, **({"_meta": meta} if meta else {})}
+    for node_id, class_type in shared.items():
+        prompt[node_id] = _primitive_entry(nodes[node_id], class_type)
     return prompt
+
+
+# ComfyUI's PrimitiveNode output types → its core primitive class (EQUIVALENTS: our Int / Float / String / Boolean)
+# and the values it holds; a COMBO (a choice) or any other type stays a literal in each input it feeds
+_PRIMITIVE_CLASSES = {"INT": ("PrimitiveInt", (int,)), "FLOAT": ("PrimitiveFloat", (int, float)),
+                      "STRING": ("PrimitiveString", (str,)), "BOOLEAN": ("PrimitiveBoolean", (bool,))}
+# inputs whose literal value decides which of our nodes an entry becomes (BY_VALUES, fold_clip_set_last_layer): a
+# link there is known only when the graph runs, so a shared PrimitiveNode stays a literal in them
+_DECIDING_INPUTS = {"KSamplerAdvanced": frozenset({"steps", "start_at_step", "end_at_step", "add_noise",
+                                                   "return_with_leftover_noise"}),
+                    "ImageCompositeMasked": frozenset({"resize_source"}),
+                    "CLIPSetLastLayer": frozenset({"stop_at_clip_layer"})}
+
+
+def _decides_the_translation(class_type: str, name: str) -> bool:
+    """Whether a shared PrimitiveNode must stay a literal in input `name` of a `class_type` entry: the input decides
+    what the entry becomes (`_DECIDING_INPUTS`), or its equivalent changes the value (a table, a unit, a no-op
+    value, an input-folder file) — which a link would carry past unchanged."""
+    if name in _DECIDING_INPUTS.get(class_type, ()):
+        return True
+    equivalent = EQUIVALENTS.get(class_type)
+    ours = equivalent.inputs.get(name, name) if equivalent is not None else name
+    return equivalent is not None and (name in equivalent.no_ops or name in equivalent.input_files
+                                       or ours in equivalent.values or ours in equivalent.scaled)
+
+
+def _shared_primitives(nodes: dict[str, Any], passed_over: set[str], source: Callable[..., Any]) -> dict[str, str]:
+    """The PrimitiveNodes that feed two or more inputs (through Reroutes) and become a node of ours, by id → the
+    ComfyUI primitive class they become (`_PRIMITIVE_CLASSES`, by the output type the workflow wrote, else by the
+    value's): ComfyUI's one value for the base and the refiner stays one value here (inlined, it was one copy per
+    input to keep in step). One that feeds one input stays inlined; so does a seed whose "control after generate"
+    draws or steps it (the editor's seed modes act on a seed input's own value, not on a linked one), a value of
+    another type, and one whose every input needs a literal (`_decides_the_translation`)."""
+    uses: dict[str, list[bool]] = {}
+    for node_id, node in nodes.items():
+        if node["type"] in _UI_ONLY or node_id in passed_over:
+            continue
+        for slot in node.get("inputs") if isinstance(node.get("inputs"), list) else []:
+            if not isinstance(slot, dict) or not isinstance(slot.get("name"), str) or slot.get("link") is None:
+                continue
+            carried = source(slot["link"], slot.get("type"))
+            if isinstance(carried, dict):
+                widget = slot.get("widget")
+                name = widget["name"] if isinstance(widget, dict) and isinstance(widget.get("name"), str) \
+                    else slot["name"]
+                uses.setdefault(carried["primitive"], []).append(_decides_the_translation(node["type"], name))
+    shared: dict[str, str] = {}
+    for node_id, needs_literal in uses.items():
+        node = nodes[node_id]
+        values = node.get("widgets_values") if isinstance(node.get("widgets_values"), list) else []
+        outputs = node.get("outputs") if isinstance(node.get("outputs"), list) else []
+        written = outputs[0].get("type") if outputs and isinstance(outputs[0], dict) else None
+        value = values[0] if values else None
+        kind = written if written in _PRIMITIVE_CLASSES else next(
+            (k for k, (_, types) in _PRIMITIVE_CLASSES.items() if type(value) in types), None)
+        if (len(needs_literal) < 2 or all(needs_literal) or kind is None
+                or type(value) not in _PRIMITIVE_CLASSES[kind][1] or (len(values) > 1 and values[1] in _SEED_MODES)):
+            continue
+        shared[node_id] = _PRIMITIVE_CLASSES[kind][0]
+    return shared
+
+
+def _primitive_entry(node: dict[str, Any], class_type: str) -> dict[str, Any]:
+    """A shared PrimitiveNode as a prompt entry of ComfyUI's primitive class: its value (a float for FLOAT), its
+    title, canvas position (so it stays in its group) and colours."""
+    value = node["widgets_values"][0]
+    meta: dict[str, Any] = {"output_names": ["value"]}
+    position = node.get("pos")
+    if isinstance(position, dict):
+        position = [position.get("0"), position.get("1")]
+    if (point := _canvas_point(position)) is not None:
+        meta["position"] = [round(point[0]), round(point[1])]
+    if isinstance(node.get("title"), str):
+        meta["title"] = node["title"]
+    meta.update(_node_colors(node))
+    return {"class_type": class_type, "inputs": {"value": float(value) if class_type == "PrimitiveFloat" else value},
+            "_meta": meta}

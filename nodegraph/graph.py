@@ -499,8 +499,8 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
         from .comfyui import WorkflowError, expand_subgraphs, workflow_groups, workflow_notes, workflow_to_prompt
 
         try:
-            groups = workflow_groups(data)             # the editor shows them as ours (ui.groups)
             expanded = expand_subgraphs(data, subgraphs)
+            groups = workflow_groups(expanded)         # the editor shows them as ours (ui.groups)
             notes = workflow_notes(expanded)           # text on the canvas, never run (ui.notes)
             data = workflow_to_prompt(expanded, known_type, bypassed_left_out, widget_names, plugin_classes)
         except WorkflowError as exc:
@@ -1280,9 +1280,9 @@ def _exif_block(data: bytes) -> bytes | None:
     return None
 
 
-def graph_from_exif(data: bytes) -> dict | str | None:
-    """The graph a JPEG / WebP saved by SaveImage carries (EXIF ImageDescription: {"nodegraph": graph,
-    "nodegraph_run": ...}); a message when it was left out (too large for EXIF); None when there is none."""
+def _exif_tags(data: bytes) -> dict[int, Any] | None:
+    """The tags of IFD 0 of a JPEG's / WebP's EXIF (tag number → value, as PIL reads it), or None when the file has
+    no EXIF or it is damaged. Bounded by the file: its bytes are already at most MAX_FILE_BYTES."""
     import warnings
     from struct import error as struct_error
 
@@ -1296,11 +1296,51 @@ def graph_from_exif(data: bytes) -> dict | str | None:
         with warnings.catch_warnings():       # PIL's "Corrupt EXIF data": the None below says it
             warnings.simplefilter("ignore")
             exif.load(tiff)
-            text = exif.get(EXIF_IMAGE_DESCRIPTION)
-        if isinstance(text, str):
-            text = text.rstrip("\0")        # an ASCII value's terminator, where a writer kept it
+            return dict(exif.items())
     except (OSError, ValueError, SyntaxError, struct_error, KeyError, IndexError):
         return None
+
+
+def _exif_text(value: Any) -> str | None:
+    """An EXIF value as text: ASCII (PIL decodes it as Latin-1) read again as UTF-8 where it is (a writer that put
+    UTF-8 there), UNDEFINED bytes as UTF-8; its terminating NUL dropped; None for any other value."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None
+    try:
+        value = value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass
+    return value.rstrip("\0")        # an ASCII value's terminator, where a writer kept it
+
+
+EXIF_MODEL = 0x0110     # ComfyUI's WebP: "prompt:<API prompt JSON>"
+EXIF_MAKE = 0x010F      # ComfyUI's WebP: "workflow:<UI workflow JSON>" (its first extra_pnginfo entry)
+_EXIF_COMFYUI_LOWEST = 0x0100     # ComfyUI counts down from 0x010F, one tag per extra_pnginfo entry
+
+
+def comfyui_texts_from_exif(data: bytes) -> dict[str, str]:
+    """ComfyUI's API prompt and UI workflow in a WebP's (or JPEG's) EXIF, as {"prompt": json_text, "workflow":
+    json_text} for those present (empty when neither is). ComfyUI saves a WebP (SaveAnimatedWEBP, SaveImage as
+    WebP) with no text chunks to put them in, so it writes "prompt:<json>" in tag 0x0110 (Model) and each
+    extra_pnginfo entry as "<key>:<json>" from 0x010F (Make) downward — "workflow:<json>" in 0x010F; every IFD 0
+    text that starts "prompt:" / "workflow:" is read, whichever tag holds it."""
+    found: dict[str, str] = {}
+    for tag, value in sorted((_exif_tags(data) or {}).items(), reverse=True):      # 0x0110, 0x010F, ... first
+        if not isinstance(tag, int) or not _EXIF_COMFYUI_LOWEST <= tag <= EXIF_MODEL:
+            continue
+        text = _exif_text(value)
+        key, colon, rest = (text or "").partition(":")
+        if colon and key in ("prompt", "workflow") and key not in found:
+            found[key] = rest
+    return found
+
+
+def graph_from_exif(data: bytes) -> dict | str | None:
+    """The graph a JPEG / WebP saved by SaveImage carries (EXIF ImageDescription: {"nodegraph": graph,
+    "nodegraph_run": ...}); a message when it was left out (too large for EXIF); None when there is none."""
+    text = _exif_text((_exif_tags(data) or {}).get(EXIF_IMAGE_DESCRIPTION))
     if isinstance(text, str) and text.lstrip().startswith('{"nodegraph'):
         try:
             json.loads(text)
@@ -1397,6 +1437,39 @@ def _refuse_a1111_image(data: bytes, name: str) -> None:
         _refuse_a1111(name, 'carries AUTOMATIC1111\'s generation parameters ("PNG Info")')
 
 
+def _refuse_comfyui_image(data: bytes, name: str) -> None:
+    """Raise `foreign_format` (tool "comfyui", as for a ComfyUI PNG) for a WebP / JPEG whose EXIF holds ComfyUI's
+    prompt or workflow (`comfyui_texts_from_exif`), `invalid_json` when that text is not one; nothing otherwise."""
+    texts = comfyui_texts_from_exif(data)
+    if not texts:
+        return
+    what = "WebP" if data.startswith(b"RIFF") else "JPEG"
+    kinds = [foreign_format(_json_or_none(texts[key])) for key in ("prompt", "workflow") if key in texts]
+    kind = next((found[1] for found in kinds if found is not None), None)
+    if kind is None:
+        raise GraphValidationError([GraphError(
+            "invalid_json", f"{name} is a {what} with ComfyUI's \"prompt\" / \"workflow\" EXIF text, but it is not a "
+                            f"ComfyUI prompt or workflow (not valid JSON, or not its shape), so there is no graph to "
+                            f"import; save the image (or the workflow) from ComfyUI again", details={"tool": "comfyui"})])
+    carried = "an API prompt" if kind == "api" else "a UI workflow"
+    raise GraphValidationError([GraphError(
+        "foreign_format", f"{name} is a {what} saved by ComfyUI (SaveAnimatedWEBP): its EXIF carries {carried}, not a "
+                          f"nodegraph graph; `nodegraph run`/`validate` and the editor import it "
+                          f"(nodegraph.graph.foreign_prompt reads it)", details={"tool": "comfyui", "format": kind})])
+
+
+def _refuse_image_without_graph(data: bytes, name: str) -> None:
+    """Raise `invalid_format` for a JPEG / WebP that carries no graph at all (a photo, most often an input meant
+    for LoadImage): not `invalid_json`, as it was never meant to be JSON, and saying which records were looked for —
+    ComfyUI's WebPs do hold one, so the message must not say only SaveImage's images do."""
+    what = "a WebP image" if data.startswith(b"RIFF") else "a JPEG image"
+    raise GraphValidationError([GraphError(
+        "invalid_format", f"{name} is {what}, not a graph file; it holds no graph: its EXIF has neither nodegraph's "
+                          f"SaveImage record (ImageDescription) nor ComfyUI's prompt / workflow (as SaveAnimatedWEBP "
+                          f"writes them) nor AUTOMATIC1111's parameters; give the graph .json file that made it (to "
+                          f"use the image as an input, load it with LoadImage)", details={"file_kind": what})])
+
+
 def graph_from_bytes(data: bytes, name: str) -> Graph:
     """The graph in a file's bytes (`name` says which in messages): a PNG saved by SaveImage (its "nodegraph"
     text chunk), a JPEG / WebP (its EXIF), else JSON text; a ComfyUI PNG, a PNG without a graph, a video or
@@ -1441,7 +1514,9 @@ def graph_from_bytes(data: bytes, name: str) -> Graph:
             if isinstance(embedded, str):
                 raise GraphValidationError([GraphError("invalid_json", f"{name}: {embedded}")])
             return parse_graph(json.dumps(embedded))
+        _refuse_comfyui_image(data, name)     # a WebP ComfyUI saved: its prompt / workflow in EXIF Model / Make
         _refuse_a1111_image(data, name)       # a JPEG / WebP A1111 saved: its parameters in EXIF UserComment
+        _refuse_image_without_graph(data, name)
     from .media_graph import graph_text_from_media
 
     embedded_text = graph_text_from_media(data)       # a clip SaveVideo wrote (MP4, WebM, GIF): its comment field
@@ -1510,7 +1585,8 @@ def _foreign_prompt_of_text(text: str | None) -> dict | None:
 
 
 def foreign_prompt_from_bytes(data: bytes) -> dict | None:
-    """`foreign_prompt` of a file's bytes: JSON text, or a PNG's "prompt" / "workflow" chunk; None otherwise."""
+    """`foreign_prompt` of a file's bytes: JSON text, a PNG's "prompt" / "workflow" chunk, or a WebP's (JPEG's)
+    ComfyUI EXIF text (`comfyui_texts_from_exif`: the prompt first, as a PNG's prompt chunk); None otherwise."""
     if len(data) > MAX_FILE_BYTES:
         return None
     from .a1111 import parameters_from_image
@@ -1526,6 +1602,10 @@ def foreign_prompt_from_bytes(data: bytes) -> dict | None:
             prompt = {"parameters": text.removeprefix("\ufeff")}       # A1111's .txt beside an image
         else:
             prompt = json.loads(text) if text is not None else None
+        if prompt is None and is_image and not data.startswith(PNG_SIGNATURE):     # a ComfyUI WebP: its EXIF
+            texts = comfyui_texts_from_exif(data)
+            prompt = next((found for found in (_json_or_none(texts[key]) for key in ("prompt", "workflow")
+                                               if key in texts) if foreign_format(found) is not None), None)
         if prompt is None and is_image:      # an A1111 image: its parameters ("PNG Info")
             parameters = parameters_from_image(data)
             prompt = {"parameters": parameters} if parameters else None

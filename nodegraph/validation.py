@@ -483,11 +483,18 @@ def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> Grap
                f"that provides it, or replace the node.")
     else:
         why = " Install the plugin that provides it, or replace the node."
-    from .comfyui import INSTEAD, subgraph_kind
+    from .comfyui import COMFYUI_CORE_CLASSES, INSTEAD, comfyui_nearest, subgraph_kind
 
     kind = subgraph_kind(node_type)
-    if node_type in INSTEAD:          # a ComfyUI class whose work another node does here
-        why, candidates = f" {INSTEAD[node_type]}.", ()
+    nearest = [name for name in comfyui_nearest(node_type) if name in registry.nodes]
+    if node_type in COMFYUI_CORE_CLASSES or node_type in INSTEAD:
+        # ComfyUI's own class: no plugin to install, and a name spelt alike (CLIPLoader → ClipConsistencyGuidance)
+        # is no help; what does its work here is (the editor's search synonyms name the same nodes)
+        why = (f" It is a ComfyUI core class: {INSTEAD[node_type]}." if node_type in INSTEAD
+               else " It is a ComfyUI core class with no equivalent here" + (
+                   f": use {' or '.join(repr(n) for n in nearest)} instead." if nearest else
+                   "; replace the node, or remove it and link around it."))
+        candidates = ()
     elif kind == "subgraph":          # an instance whose definition the file does not hold (else it is expanded)
         why, candidates = (" It is a ComfyUI subgraph instance whose definition is not in the file (a UI workflow "
                            "keeps them under `definitions.subgraphs`, and the import expands them): save the whole "
@@ -497,9 +504,11 @@ def unknown_type_error(node_id: str, node_type: str, registry: Registry) -> Grap
         why, candidates = (f" It is a ComfyUI {kind}, which is not expanded on import: in "
                            f"ComfyUI, unpack it (right-click → Convert to nodes) and save the "
                            f"workflow again."), ()
+    shown = (suggest_type(node_type, candidates) if not (node_type in COMFYUI_CORE_CLASSES or node_type in INSTEAD)
+             else "" if node_type in INSTEAD else _did_you_mean(nearest))     # INSTEAD says what to use
     return GraphError(
         "unknown_node_type",
-        f"no node type {node_type!r} is registered.{suggest_type(node_type, candidates)}{why} "
+        f"no node type {node_type!r} is registered.{shown}{why} "
         f"(The editor's node search, or `nodegraph nodes`, lists the available types.)",
         node_id=node_id, details=details)
 

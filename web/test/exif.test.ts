@@ -17,7 +17,7 @@ describe("graphs in JPEG and WebP EXIF", () => {
 
   it("says why when the graph was left out, when there is no EXIF, and when the EXIF is a camera's", () => {
     expect(() => graphFromExif(fixture("omitted.jpg"), "JPEG")).toThrow(/left its graph out .*save the image as PNG/);
-    expect(() => graphFromExif(fixture("plain.jpg"), "JPEG")).toThrow(/carries no graph: only images saved by nodegraph's SaveImage/);
+    expect(() => graphFromExif(fixture("plain.jpg"), "JPEG")).toThrow(/carries no graph: its EXIF has neither nodegraph's SaveImage record nor ComfyUI's/);
     expect(jpegExif(fixture("camera.jpg"))).not.toBeNull();
     expect(() => graphFromExif(fixture("camera.jpg"), "JPEG")).toThrow(/carries no graph/);
   });

@@ -59,7 +59,7 @@ import {
   type Position,
 } from "../graph/document";
 import { groupMembers, groupSelection, groupsOf, growFramesToHold, headerMembers, layoutWithGroups, moveGroup, moveReroute, pruneReroutes, removeGroup, removeReroutes, reroutesOf, updateGroup, wirePoints } from "../graph/groups";
-import { effectivePositions, estimateSize, freeSpot, pushGrown, unfrozenNodes, type Rect, type Size } from "../graph/layout";
+import { besideTheirNode, effectivePositions, estimateSize, freeSpot, pushGrown, unfrozenNodes, type Rect, type Size } from "../graph/layout";
 import { idMap } from "../graph/idMaps";
 import { collapseToSubgraph, outputsLeftUnfed } from "../graph/subgraph";
 import { portColor, type NodeSchema, type PortType } from "../schema/types";
@@ -1094,16 +1094,23 @@ function minimapColor(node: { selected?: boolean; type?: string }): string {
 
 /**
  * A ComfyUI import's push-apart, once its nodes are measured (`rects`: as shown): every overlap undone downwards, each
- * group keeping its nodes — its frame grows and moves with them (graph/layout.ts `pushGrown` "all", `separateInFrames`).
- * The file's positions and the frames go silently into the document, frozen positions into the shown ones: no undo step.
+ * group keeping its nodes and notes — its frame grows and moves with them (graph/layout.ts `pushGrown` "all",
+ * `separateInFrames`); notes are boxes like nodes. The nodes the import made for another (a split KSamplerAdvanced's
+ * Schedule, ...) first start on that node (`besideTheirNode`), so they end in a column under it. The file's positions,
+ * notes and frames go silently into the document, frozen positions into the shown ones: no undo step.
  */
 function separateShown(app: EditorApp, rects: Record<string, Rect>): void {
-  const { doc, shownPositions } = app.editor.state;
+  const { doc: loaded, shownPositions } = app.editor.state;
+  const made = besideTheirNode(loaded);
+  const doc = Object.keys(made).length ? moveNodes(loaded, made) : loaded;
+  const placedRects = idMap(Object.entries(rects).map(([id, r]): [string, Rect] => [id, made[id] ? { ...r, x: made[id][0], y: made[id][1] } : r]));
   const frames = idMap(groupsOf(doc).map((g): [string, Rect] => [g.id, { x: g.bounds[0], y: g.bounds[1], width: g.bounds[2], height: g.bounds[3] }]));
-  const moved = pushGrown(doc, shownPositions, rects, "all", frames);
+  const notes = idMap(notesOf(doc).map((n): [string, Rect] => [n.id, { x: n.bounds[0], y: n.bounds[1], width: n.bounds[2], height: n.bounds[3] }]));
+  const moved = pushGrown(doc, shownPositions, placedRects, "all", frames, notes);
   let next = Object.keys(moved.file).length ? moveNodes(doc, moved.file) : doc;
   for (const [id, f] of Object.entries(moved.frames)) next = updateGroup(next, id, { bounds: [f.x, f.y, f.width, f.height] });
-  app.editor.replaceSilently((current) => (current === doc ? next : current));
+  for (const [id, at] of Object.entries(moved.notes)) next = moveNote(next, id, at);
+  app.editor.replaceSilently((current) => (current === loaded ? next : current));
   app.editor.keepShown(moved.frozen);
 }
 

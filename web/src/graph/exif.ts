@@ -6,6 +6,11 @@
  * `{"nodegraph": graph, "nodegraph_run": record}` — or `{"nodegraph_run": ..., "graph_omitted": why}`
  * when the graph did not fit in the 64 KB an EXIF segment holds.
  *
+ * ComfyUI's WebPs (SaveAnimatedWEBP, its video workflows) have no text chunks, so ComfyUI writes `prompt:<json>` in
+ * Model (0x0110) and each extra_pnginfo entry as `<key>:<json>` from Make (0x010F) down — `workflow:<json>` in Make.
+ * The editor opens the workflow (as a ComfyUI PNG's workflow chunk), else the prompt; the caller imports either
+ * (`comfyuiTexts`; the CLI's reader is nodegraph/graph.py `comfyui_texts_from_exif`).
+ *
  * Where the EXIF is:
  *   JPEG  segments `FF xx [uint16 BE length incl. itself][data]` after SOI (FF D8); APP1 (FF E1)
  *         starting "Exif\0\0" holds a TIFF structure; the scan (SOS, FF DA) ends the headers.
@@ -69,6 +74,28 @@ export function webpExif(bytes: Uint8Array): Uint8Array | null {
 
 /** The ImageDescription text of IFD 0 of a TIFF structure, or null when the tag is absent. */
 export function imageDescription(tiff: Uint8Array): string | null {
+  return ifdTexts(tiff, (tag) => tag === IMAGE_DESCRIPTION).get(IMAGE_DESCRIPTION) ?? null;
+}
+
+const COMFYUI_MODEL = 0x0110; // "prompt:<json>"
+const COMFYUI_LOWEST = 0x0100; // ComfyUI counts down from Make (0x010f), one tag per extra_pnginfo entry
+
+/** ComfyUI's `prompt` and `workflow` JSON texts in IFD 0 (a WebP ComfyUI saved), by key; empty when neither is. */
+export function comfyuiTexts(tiff: Uint8Array): { prompt?: string; workflow?: string } {
+  const found: { prompt?: string; workflow?: string } = {};
+  const texts = ifdTexts(tiff, (tag) => tag >= COMFYUI_LOWEST && tag <= COMFYUI_MODEL, true);
+  for (const tag of [...texts.keys()].sort((a, b) => b - a)) {
+    const text = texts.get(tag)!;
+    const colon = text.indexOf(":");
+    const key = text.slice(0, colon);
+    if (colon > 0 && (key === "prompt" || key === "workflow") && found[key] === undefined) found[key] = text.slice(colon + 1);
+  }
+  return found;
+}
+
+/** The text values (ASCII or UNDEFINED) of the IFD 0 tags `wanted` picks, by tag; `utf8`: read as UTF-8 where they
+ *  are (ComfyUI's JSON), else Latin-1 as written. */
+function ifdTexts(tiff: Uint8Array, wanted: (tag: number) => boolean, utf8 = false): Map<number, string> {
   if (tiff.length < 8) throw new ExifError("damaged EXIF: too short for its header");
   const order = ascii(tiff, 0, 2);
   if (order !== "II" && order !== "MM") throw new ExifError("damaged EXIF: the byte order mark is neither II nor MM");
@@ -79,19 +106,46 @@ export function imageDescription(tiff: Uint8Array): string | null {
   const ifd = u32(4);
   if (ifd + 2 > tiff.length) throw new ExifError("damaged EXIF: its first directory lies past the end");
   const count = u16(ifd);
+  const texts = new Map<number, string>();
   for (let k = 0; k < count; k++) {
     const entry = ifd + 2 + 12 * k;
     if (entry + 12 > tiff.length) throw new ExifError("damaged EXIF: a directory entry lies past the end");
-    if (u16(entry) !== IMAGE_DESCRIPTION) continue;
+    const tag = u16(entry);
+    if (!wanted(tag) || texts.has(tag)) continue;
     const type = u16(entry + 2);
-    if (type !== 2 && type !== 7) return null; // ASCII, or UNDEFINED bytes; anything else is no text
+    if (type !== 2 && type !== 7) continue; // ASCII, or UNDEFINED bytes; anything else is no text
     const length = u32(entry + 4);
     const start = length <= 4 ? entry + 8 : u32(entry + 8);
-    if (start + length > tiff.length) throw new ExifError("damaged EXIF: the image description runs past the end");
-    let text = new TextDecoder("latin1").decode(tiff.subarray(start, start + length));
+    if (start + length > tiff.length) {
+      throw new ExifError(`damaged EXIF: ${tag === IMAGE_DESCRIPTION ? "the image description" : `tag 0x${tag.toString(16)}`} runs past the end`);
+    }
+    const bytes = tiff.subarray(start, start + length);
+    let text: string;
+    try {
+      text = new TextDecoder(utf8 ? "utf-8" : "latin1", { fatal: utf8 }).decode(bytes);
+    } catch {
+      text = new TextDecoder("latin1").decode(bytes);
+    }
     if (text.endsWith("\0")) text = text.slice(0, -1);
-    return text;
+    texts.set(tag, text);
   }
+  return texts;
+}
+
+/** A ComfyUI WebP's workflow (as ComfyUI opens it: layout, groups, titles), else its prompt, parsed; null when the
+ *  EXIF holds neither; ExifError when what it holds is not JSON. */
+function comfyuiGraph(tiff: Uint8Array, kind: string): unknown {
+  const { prompt, workflow } = comfyuiTexts(tiff);
+  let failure: Error | null = null;
+  for (const text of [workflow, prompt]) {
+    if (text === undefined) continue;
+    try {
+      return parseJson(text);
+    } catch (error) {
+      failure = error as Error;
+    }
+  }
+  if (failure) throw new ExifError(`this ${kind}'s ComfyUI workflow / prompt (its EXIF) is not JSON: ${failure.message}`);
   return null;
 }
 
@@ -122,7 +176,10 @@ export function graphFromExif(bytes: Uint8Array, kind: "JPEG" | "WebP"): unknown
       `this ${kind}'s record left its graph out (too large for EXIF); save the image as PNG to keep the graph, or open the graph file itself`,
     );
   }
+  const comfyui = tiff ? comfyuiGraph(tiff, kind) : null;
+  if (comfyui !== null) return comfyui;
   throw new ExifError(
-    `this ${kind} carries no graph: only images saved by nodegraph's SaveImage do (a PNG from ComfyUI works too); open the .json graph instead`,
+    `this ${kind} carries no graph: its EXIF has neither nodegraph's SaveImage record nor ComfyUI's workflow / prompt ` +
+      "(as its SaveAnimatedWEBP writes them); open the .json graph instead",
   );
 }

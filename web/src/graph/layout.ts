@@ -19,6 +19,8 @@
  *   separateAll         no two boxes overlapping (a ComfyUI import: its layout was made for narrower nodes)
  *   separateInFrames    separateAll keeping each group's nodes inside its frame (frames grow, and move with their nodes)
  *   pushGrown           pushApart / separateInFrames on the canvas: the moves split into the file's and the frozen ones
+ *                       (a ComfyUI import's notes are boxes too: ComfyUI's nodes were shorter than ours, notes ended under them)
+ *   besideTheirNode     where the nodes an import made for another (`10.schedule` for `10`) start: on that node
  *   alignNodes / distributeNodes   the selection's edges lined up / gaps made equal
  *
  * Decisions: layout runs left to right (inputs on the left of a node, outputs on
@@ -394,7 +396,9 @@ export function separateInFrames(
  * nodes (a position in the file or a frozen one; nodes still auto-laid-out are left to the layout; "all":
  * separateInFrames, every overlap undone, the groups' `frames` keeping their nodes: the frames that changed come back), its
  * moves split into `file` (nodes with a position in the file: written into the document) and `frozen`
- * (nodes the file gives none: they stay out of the file, as the frozen layout does).
+ * (nodes the file gives none: they stay out of the file, as the frozen layout does). With "all", `notes` (by note id)
+ * are boxes like the nodes, kept in their frames as nodes are: the ones moved come back in `notes` (a ComfyUI import's
+ * notes were hidden under our taller nodes, which kept ComfyUI's positions).
  */
 export function pushGrown(
   doc: EditorDocument,
@@ -402,12 +406,36 @@ export function pushGrown(
   rects: Record<string, Rect>,
   grown: Iterable<string> | "all",
   frames: Record<string, Frame> = idMap(),
-): { file: Record<string, Position>; frozen: Record<string, Position>; frames: Record<string, Frame> } {
+  notes: Record<string, Rect> = idMap(),
+): { file: Record<string, Position>; frozen: Record<string, Position>; frames: Record<string, Frame>; notes: Record<string, Position> } {
   const placed = idMap(Object.entries(rects).filter(([id]) => doc.nodes[id]?.position || frozen[id]));
+  const noteKey = (id: string) => `\u0000note:${id}`; // never a node id: node ids are the user's text, "note:x" included
+  if (grown === "all") for (const [id, r] of Object.entries(notes)) placed[noteKey(id)] = r;
   const separated = grown === "all" ? separateInFrames(placed, frames) : { positions: pushApart(placed, grown), frames: idMap<Frame>() };
-  const out = { file: idMap<Position>(), frozen: idMap<Position>(), frames: separated.frames };
+  const out = { file: idMap<Position>(), frozen: idMap<Position>(), frames: separated.frames, notes: idMap<Position>() };
   for (const [id, position] of Object.entries(separated.positions)) {
-    (doc.nodes[id].position ? out.file : out.frozen)[id] = position;
+    if (id.startsWith(noteKey(""))) out.notes[id.slice(noteKey("").length)] = position;
+    else (doc.nodes[id].position ? out.file : out.frozen)[id] = position;
+  }
+  return out;
+}
+
+/**
+ * Where the nodes a ComfyUI import made for another node start (a split KSamplerAdvanced's `10.schedule`,
+ * `10.guider`, ... for the Sample `10`: ids `<node>.<part>`, no position in the file, `<node>` has one): on that
+ * node, each a pixel lower than the one before, so the import's push-apart (separateInFrames) stacks them in a column
+ * under it, inside its group frame (a node belongs to the frame around its centre). Without, the auto-layout put them
+ * in one column right of the whole graph, wires crossing the canvas. Returns their positions.
+ */
+export function besideTheirNode(doc: EditorDocument): Record<string, Position> {
+  const out = idMap<Position>();
+  const count = idMap<number>();
+  for (const [id, node] of Object.entries(doc.nodes)) {
+    const dot = id.lastIndexOf(".");
+    const owner = dot > 0 ? doc.nodes[id.slice(0, dot)]?.position : undefined;
+    if (node.position || !owner) continue;
+    const n = (count[id.slice(0, dot)] = (count[id.slice(0, dot)] ?? 0) + 1);
+    out[id] = [owner[0], owner[1] + n];
   }
   return out;
 }

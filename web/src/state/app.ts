@@ -206,6 +206,20 @@ export function downloadName(title: unknown): string {
   return `${stem || "graph"}.json`;
 }
 
+/**
+ * What a ComfyUI import's banner says of the subgraphs it expanded (`metadata.comfyui_subgraphs`: [{node, subgraph,
+ * nodes}]): `, expanded subgraph "SD Text to Image" (6 nodes)`, the first three named; "" for none. The canvas shows
+ * their inner nodes where the instance stood, so a reader looking for the one subgraph node learns why it is gone.
+ */
+export function expandedText(subgraphs: unknown): string {
+  const list = (Array.isArray(subgraphs) ? subgraphs : []).filter(
+    (s): s is { subgraph: string; nodes: number } => typeof s?.subgraph === "string" && typeof s?.nodes === "number");
+  if (!list.length) return "";
+  const named = list.slice(0, 3).map((s) => `"${s.subgraph.slice(0, 80)}" (${s.nodes} node${s.nodes === 1 ? "" : "s"})`);
+  const more = list.length > 3 ? ` and ${list.length - 3} more` : "";
+  return `, expanded subgraph${list.length === 1 ? "" : "s"} ${named.join(", ")}${more}`;
+}
+
 export class EditorApp {
   readonly editor = new EditorStore();
   readonly session: Store<SessionState> = createStore(initialSessionState);
@@ -921,15 +935,16 @@ export class EditorApp {
     const unknown = errors.filter((e) => e?.code === "unknown_node_type").length;
     if (errors.length) this.dispatch({ type: "validation_errors", errors });
     const placeholders = unknown ? `: ${unknown} node${unknown === 1 ? " is a type" : "s are types"} nodegraph does not have (red placeholders that keep their data)` : "";
-    const graph = reply.graph as { metadata?: { a1111_untranslated?: unknown; a1111_translated?: unknown }; ui?: { notes?: unknown } } | undefined;
+    const graph = reply.graph as { metadata?: { a1111_untranslated?: unknown; a1111_translated?: unknown; comfyui_subgraphs?: unknown }; ui?: { notes?: unknown } } | undefined;
     // ComfyUI's Note / MarkdownNote nodes, kept as notes on the canvas (ui.notes): said, as the nodes are
     const notes = Array.isArray(graph?.ui?.notes) ? graph.ui.notes.length : 0;
     const kept = notes ? ` (${notes} note${notes === 1 ? "" : "s"} kept)` : "";
+    const expanded = expandedText(graph?.metadata?.comfyui_subgraphs);
     const left = Array.isArray(graph?.metadata?.a1111_untranslated) ? graph.metadata.a1111_untranslated.map(String) : null;
     const made = Array.isArray(graph?.metadata?.a1111_translated) ? graph.metadata.a1111_translated.map(String) : null;
     const text = foreignKind(raw) === "a1111-parameters"
       ? `Made a text-to-image graph of ${name}'s AUTOMATIC1111 parameters${made?.length ? ` (also: ${made.join("; ").slice(0, 300)})` : ""}${left?.length ? ` (not translated: ${left.join("; ").slice(0, 300)})` : ""}`
-      : `Imported ${name} from ComfyUI${kept}${placeholders}`;
+      : `Imported ${name} from ComfyUI${kept}${expanded}${placeholders}`;
     this.dispatch({ type: "banner", banner: { kind: "info", text } }); // said once, in the banner (a toast said it again)
     return true;
   }
