@@ -80,10 +80,12 @@ MAX_UPLOAD_DEPTH = 4           # folders of an upload's `subfolder` ("img/10_zor
 # Per media kind, the formats its loaders read: extension → the format's name (what `media_format` reports).
 MEDIA_FORMATS: dict[str, dict[str, str]] = {
     # a sound track in a video container too (an .m4a is MP4): LoadAudio reads it, and the Upload button refused it
+    # (.weba: WebM audio, .avi: a RIFF AVI — LoadAudio / LoadVideo read them; the Upload button refused them)
     "audio": {".wav": "WAV", ".flac": "FLAC", ".ogg": "Ogg", ".opus": "Ogg", ".mp3": "MP3", ".m4a": "MP4",
-              ".mp4": "MP4", ".mka": "Matroska", ".mkv": "Matroska", ".webm": "Matroska"},
+              ".mp4": "MP4", ".mka": "Matroska", ".mkv": "Matroska", ".webm": "Matroska", ".weba": "Matroska",
+              ".avi": "AVI"},
     "video": {".mp4": "MP4", ".m4v": "MP4", ".mov": "MP4", ".webm": "Matroska", ".mkv": "Matroska", ".gif": "GIF",
-              ".webp": "WebP"},
+              ".webp": "WebP", ".avi": "AVI"},
     "mesh": {".glb": "glTF", ".ply": "PLY", ".obj": "OBJ"},
     "pointcloud": {".ply": "PLY", ".glb": "glTF", ".obj": "OBJ"},
 }
@@ -93,8 +95,8 @@ def media_format(data: bytes) -> str | None:
     """The format a file's first bytes show (one of MEDIA_FORMATS' names), or None. Signatures only:
     the loader node decodes the file when a graph runs."""
     head = data[:64]
-    if head[:4] == b"RIFF" and head[8:12] in (b"WAVE", b"WEBP"):
-        return "WAV" if head[8:12] == b"WAVE" else "WebP"
+    if head[:4] == b"RIFF" and head[8:12] in (b"WAVE", b"WEBP", b"AVI "):
+        return {b"WAVE": "WAV", b"WEBP": "WebP", b"AVI ": "AVI"}[head[8:12]]
     if head[:4] == b"fLaC":
         return "FLAC"
     if head[:4] == b"OggS":

@@ -337,7 +337,32 @@ def parse_config_override(metadata: Mapping[str, str] | None, path: str | os.Pat
                                  f"{type(encoder).__name__}; fix or remove it", path)
     if not isinstance((override.get("controlnet") or {}).get("unet") or {}, dict):
         raise ModelLoadError(f'metadata "{METADATA_KEY}" controlnet.unet must be a JSON object', path)
-    return override
+    return signed_preview_map(override)
+
+
+#: ``nodegraph.config``'s ``"preview_map": "signed"``: its ``vae.latent_rgb_*`` map latents to [-1, 1], as
+#: ``latent_preview`` reads every map (SD's, SDXL's, a fit). nodegraph's savers write it.
+PREVIEW_MAP_SIGNED = "signed"
+
+
+def signed_preview_map(override: dict[str, Any]) -> dict[str, Any]:
+    """`override` with a preview map written before ``PREVIEW_MAP_SIGNED`` in ``latent_preview``'s [-1, 1] terms.
+
+    TrainVAE fitted its map to pixels in [0, 1] (its bias about 0.5) while ``latent_preview`` maps [-1, 1] to
+    [0, 1]: every tiny-world checkpoint's live preview was ``0.5 + image / 2``, a washed-out lavender picture
+    nothing like the result (a mean difference of 0.31 from the decoded image). Such a map is ``2 W``, ``2 b - 1``
+    in [-1, 1] terms. A map with no bias (SD's or SDXL's, saved with a stock VAE) is a published [-1, 1] one: kept.
+    """
+    vae = override.get("vae")
+    if override.get("preview_map") == PREVIEW_MAP_SIGNED or not isinstance(vae, dict):
+        return override
+    factors, bias = vae.get("latent_rgb_factors"), vae.get("latent_rgb_bias")
+    numbers = lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v)  # noqa: E731
+    if not (isinstance(factors, (list, tuple)) and all(numbers(row) for row in factors) and numbers(bias)) or not any(bias):
+        return override     # a published map, or malformed: apply_fields says what is wrong with it
+    signed = {**vae, "latent_rgb_factors": [[2 * x for x in row] for row in factors],
+              "latent_rgb_bias": [2 * b - 1 for b in bias]}
+    return {**override, "vae": signed}
 
 
 def apply_fields(config, override: Mapping[str, Any] | None, what: str, path=None):

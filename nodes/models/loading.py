@@ -74,6 +74,7 @@ from .detect import (
     CHOOSE_FAMILY,
     ENCODER_ROLES,
     METADATA_KEY,
+    PREVIEW_MAP_SIGNED,
     POOLED_FROM,
     STANDARD_UNETS,
     UNET_PREFIX,
@@ -1175,6 +1176,7 @@ def save_checkpoint(
     if vae is not None:
         add(VAE_PREFIX, vae.state_dict())
         override["vae"] = asdict(vae.config)
+        override["preview_map"] = PREVIEW_MAP_SIGNED  # its latent_rgb_* map to [-1, 1] (detect.signed_preview_map)
     if text_encoder is not None:
         slots = _ENCODER_SLOTS[family]
         override["text_encoders"] = {}

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from nodes.models.detect import METADATA_KEY, UNET_PREFIX, VAE_PREFIX
+from nodes.models.detect import METADATA_KEY, PREVIEW_MAP_SIGNED, UNET_PREFIX, VAE_PREFIX
 from nodes.models.sd3 import SD3_TEXT_PREFIXES
 
 
@@ -51,7 +51,7 @@ def save_flow_checkpoint(path: str | os.PathLike, *, mmdit: Any, vae: Any, text_
             encoders[name] = asdict(clip.config)
     override = {
         "family": "sd3", "prediction": "flow",
-        "mmdit": asdict(mmdit.config), "vae": asdict(vae.config), "text_encoders": encoders,
+        "mmdit": asdict(mmdit.config), "vae": asdict(vae.config), "preview_map": PREVIEW_MAP_SIGNED, "text_encoders": encoders,
         "sd3_text": {"clip_widths": list(text_encoder.clip_widths), "pooled_dims": list(text_encoder.pooled_dims),
                      "clip_tokens": text_encoder.clip_tokens, "empty_t5_tokens": text_encoder.empty_t5_tokens},
     }

@@ -614,7 +614,8 @@ class TrainVAE(Node):
                 # a frozen encoder keeps its latent space, scale included (a model trained on it stays valid)
                 fitted = replace(vae_config, scale_factor=vae_config.scale_factor if not train_encoder else 1.0 / std)
                 vae.config = fitted
-                factors, bias = fit_latent_rgb_factors(_encode_pixels(vae, sample), (sample + 1) / 2)
+                # to pixels in [-1, 1], as latent_preview reads a map (fitted to [0, 1], previews were washed out)
+                factors, bias = fit_latent_rgb_factors(_encode_pixels(vae, sample), sample)
             vae.config = replace(fitted, latent_rgb_factors=tuple(map(tuple, factors.tolist())),
                                  latent_rgb_bias=tuple(bias.tolist()))
         report["scale_factor"] = vae.config.scale_factor

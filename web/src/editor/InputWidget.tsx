@@ -46,6 +46,7 @@ import {
   type UploadKind,
   type Widget,
 } from "../schema/widgets";
+import { failureText } from "../state/app";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
 import { openMaskEditor } from "../state/ui";
@@ -129,6 +130,9 @@ export function InputWidget({ nodeId, name, spec, widget, value, errorId }: Prop
     case "model_file":
       return <ModelField testId={testId} label={name} value={shown} folder={widget.folder} onCommit={commit} errorId={errorId} />;
     case "text":
+      if (FOLDER_UPLOAD_INPUTS[app.editor.doc.nodes[nodeId]?.type ?? ""] === name) {
+        return <FolderUploadField testId={testId} nodeId={nodeId} name={name} value={shown} onCommit={commit} errorId={errorId} />;
+      }
       return <TextField testId={testId} label={name} value={shown} multiline={widget.multiline} onCommit={commit} errorId={errorId} />;
     case "file_upload":
       return <UploadField testId={testId} nodeId={nodeId} name={name} value={shown} kind={widget.uploadKind} onCommit={commit} errorId={errorId} />;
@@ -590,6 +594,141 @@ function UploadField({ testId, nodeId, name, value, kind, onCommit, errorId }: {
       {fileId && preview === "image" && <img {...previewProps} src={thumbnailUrl(app.fileUrl(fileId))} alt={String(value)} />}
       {fileId && preview === "audio" && <audio {...previewProps} controls preload="metadata" src={app.fileUrl(fileId)} />}
       {fileId && preview === "video" && <video {...previewProps} controls muted preload="metadata" src={app.fileUrl(fileId)} />}
+    </div>
+  );
+}
+
+// --- "Upload folder…": a training dataset's folder, its subfolders and captions ---------------------------------
+
+/** The inputs that name a dataset folder inside the input folder (node type → input), which get "Upload folder…". */
+export const FOLDER_UPLOAD_INPUTS: Record<string, string> = { ImageFolderDataset: "folder" };
+/** Files of one folder upload at most: a dataset of LoRA size is tens to hundreds of images (and their captions). */
+export const MAX_FOLDER_FILES = 2000;
+const DATASET_IMAGES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]; // ImageFolderDataset's IMAGE_EXTENSIONS
+const DATASET_CAPTIONS = ["txt", "caption"];
+const MAX_SUBFOLDER_DEPTH = 4; // the server's limit (files.MAX_UPLOAD_DEPTH): the chosen folder and 3 below it
+
+export interface FolderUpload {
+  file: File;
+  /** where it goes in the input folder: the chosen folder's name and the folders below it ("dataset/10_zorb") */
+  subfolder: string;
+  kind: "image" | "caption";
+}
+
+export interface FolderUploadPlan {
+  /** the chosen folder's name: what `folder` is set to */
+  folder: string;
+  uploads: FolderUpload[];
+  /** files that are neither an image nor a caption, hidden ones (".DS_Store"), or more than 4 folders deep */
+  skipped: number;
+}
+
+/**
+ * What a folder chosen with `<input type=file webkitdirectory>` uploads: each file's `webkitRelativePath`
+ * ("dataset/10_zorb/a.png") gives its subfolder under the chosen folder's name; images go as kind image, .txt /
+ * .caption files as kind caption (beside their image, as ImageFolderDataset reads them), the rest is skipped and
+ * counted. Throws (with the fix) when no folder was chosen or it has more than MAX_FOLDER_FILES to upload.
+ */
+export function folderUploadPlan(files: readonly File[]): FolderUploadPlan {
+  let folder = "";
+  let skipped = 0;
+  const uploads: FolderUpload[] = [];
+  for (const file of files) {
+    const parts = (file.webkitRelativePath || file.name).split("/");
+    if (parts.length < 2) throw new Error("choose a folder (its files go into a folder of that name in the input folder)");
+    folder ||= parts[0];
+    const extension = file.name.includes(".") ? file.name.slice(file.name.lastIndexOf(".") + 1).toLowerCase() : "";
+    const kind = DATASET_IMAGES.includes(extension) ? "image" : DATASET_CAPTIONS.includes(extension) ? "caption" : null;
+    const hidden = parts.some((part) => part.startsWith(".")); // the server refuses hidden folders; .DS_Store is no data
+    if (kind === null || hidden || parts.length - 1 > MAX_SUBFOLDER_DEPTH) skipped++;
+    else uploads.push({ file, subfolder: parts.slice(0, -1).join("/"), kind });
+  }
+  if (uploads.length > MAX_FOLDER_FILES) {
+    throw new Error(`${folder} has ${uploads.length.toLocaleString("en-US")} images and captions; an upload takes at most ` +
+      `${MAX_FOLDER_FILES.toLocaleString("en-US")}: upload it in parts (one subfolder at a time), or copy it into the server's input folder`);
+  }
+  return { folder, uploads, skipped };
+}
+
+/** The toast after a folder upload: how many images and captions went where, and how many files were skipped. */
+export function folderUploadSummary(plan: FolderUploadPlan): string {
+  const images = plan.uploads.filter((u) => u.kind === "image").length;
+  const captions = plan.uploads.length - images;
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  const skipped = plan.skipped ? `; skipped ${plural(plan.skipped, "other file")} (not an image or a .txt / .caption)` : "";
+  return `Uploaded ${plural(images, "image")} and ${plural(captions, "caption")} into ${plan.folder}${skipped}`;
+}
+
+/** A dataset folder's name, with "Upload folder…": the chosen folder's images and captions go into the input folder
+ *  under its name (subfolders kept: kohya's `10_name` folders), then the input names it. */
+function FolderUploadField({ testId, nodeId, name, value, onCommit, errorId }: {
+  testId: string;
+  nodeId: string;
+  name: string;
+  value: unknown;
+  onCommit: (v: string) => void;
+  errorId?: string;
+}) {
+  const app = useApp();
+  const folderInput = useRef<HTMLInputElement>(null);
+  const [progress, setProgress] = useState<string | null>(null);
+  useEffect(() => {
+    // React knows no `webkitdirectory` prop: set it on the element (Chromium, Firefox and Safari read it)
+    folderInput.current?.setAttribute("webkitdirectory", "");
+  }, []);
+  const uploadFolder = async (files: File[]) => {
+    let plan: FolderUploadPlan;
+    try {
+      plan = folderUploadPlan(files);
+    } catch (error) {
+      app.toast(`Cannot upload the folder: ${(error as Error).message}`, "error");
+      return;
+    }
+    if (plan.uploads.length === 0) {
+      app.toast(`${plan.folder} has no images or captions to upload (${plan.skipped} other files)`, "error");
+      return;
+    }
+    for (const [index, upload] of plan.uploads.entries()) {
+      setProgress(`${index + 1} / ${plan.uploads.length}`);
+      try {
+        await app.client.upload(upload.file.name, new Uint8Array(await upload.file.arrayBuffer()), upload.kind, upload.subfolder);
+      } catch (error) {
+        setProgress(null);
+        app.toast(`${failureText(error, `upload ${upload.subfolder}/${upload.file.name}`)} (${index} of ${plan.uploads.length} ` +
+          "files uploaded before it)", "error");
+        return;
+      }
+    }
+    setProgress(null);
+    app.toast(folderUploadSummary(plan));
+    onCommit(plan.folder);
+  };
+  return (
+    <div className="ng-upload-row">
+      <TextField testId={testId} label={name} value={value} multiline={false} onCommit={onCommit} errorId={errorId} />
+      <button
+        type="button"
+        className="nodrag"
+        disabled={progress !== null}
+        data-testid={`upload-folder-button-${nodeId}-${name}`}
+        aria-label={`upload a folder for ${name}`}
+        title={`its images and .txt / .caption captions go into the input folder, subfolders kept (at most ${MAX_FOLDER_FILES.toLocaleString("en-US")} files)`}
+        onClick={() => folderInput.current?.click()}
+      >
+        {progress === null ? "Upload folder…" : `Uploading ${progress}…`}
+      </button>
+      <input
+        ref={folderInput}
+        hidden
+        type="file"
+        multiple
+        data-testid={`upload-folder-${nodeId}-${name}`}
+        onChange={(e) => {
+          const files = Array.from(e.target.files ?? []);
+          e.target.value = "";
+          if (files.length) void uploadFolder(files);
+        }}
+      />
     </div>
   );
 }

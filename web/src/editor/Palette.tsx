@@ -1,6 +1,7 @@
 /**
  * The node palette, generated from the server's schemas: a search box and the
- * node types grouped by category; while searching, one list ranked by
+ * node types grouped by category (loaders, conditioning, sampling, latent, image and the other core categories
+ * first, then plugins', training last: schema/search.ts `orderPaletteGroups`); while searching, one list ranked by
  * schema/search.ts (so "int" puts Int first). Click a node to add it near the
  * centre of the view (clear of other nodes), or drag it onto the canvas. Enter
  * in the search box adds the best match when it is a strong one (schema/search.ts);
@@ -14,7 +15,7 @@
  */
 import { useMemo, useRef, useState, type KeyboardEvent } from "react";
 import { paletteGroups } from "../schema/palette";
-import { searchNodes } from "../schema/search";
+import { orderPaletteGroups, searchNodes } from "../schema/search";
 import { useApp } from "../state/context";
 import { useStore } from "../state/store";
 import { addNodeAt, NODE_DRAG_TYPE } from "./GraphCanvas";
@@ -27,7 +28,7 @@ export function Palette() {
   const nodes = useStore(app.session, (s) => s.schemas.nodes);
   const [query, setQuery] = useState("");
   const groups = useMemo(() => {
-    if (!query.trim()) return paletteGroups(nodes, "");
+    if (!query.trim()) return orderPaletteGroups(paletteGroups(nodes, "")); // core categories first, then plugins', training last
     const hits = searchNodes(nodes, query, { limit: 60 });
     return [
       { category: BEST_MATCHES, nodes: hits.filter((h) => h.strong).map((h) => h.schema) },

@@ -22,7 +22,7 @@
  * (data-theme), history-panel, history-filter, history-row-<run> (data-status), history-open-<run>,
  * history-thumb-<run>, history-seed-<run>, save-button, load-input, undo-button,
  * redo-button, user-name, plugins-button, plugins-badge (data-level), connection-status,
- * queue-panel, queue-running, queue-item-<run>, cancel-<run>, interrupt-<run>,
+ * queue-panel, queue-running, queue-waiting, queue-item-<run>, cancel-<run>, interrupt-<run>,
  * requeue-<run>, plugins-panel, plugin-warning (data-level, data-plugin),
  * plugin-loaded-<name>, plugin-notice, plugin-notice-dismiss, plugin-notice-show,
  * gallery, gallery-item (data-kind), error-banner, toast, toast-action, warnings-banner (data-count),
@@ -55,7 +55,7 @@ import { textOf } from "../protocol/records";
 import { openModel3D, openViewer, setTheme } from "../state/ui";
 import { listKey } from "./listKeys";
 import { problemsOf, warningsSignature, type PluginWarning } from "../run/plugins";
-import type { Template } from "../run/sessionState";
+import { queueWaitText, type Template } from "../run/sessionState";
 import { filterTemplates, groupTemplates } from "../run/templates";
 import { warningList, type NodeWarning } from "../run/warnings";
 import { watchedProgressText } from "../run/watchedRuns";
@@ -675,10 +675,12 @@ export function QueuePanel() {
   const interrupting = useStore(app.session, (s) => s.interrupting);
   const stopping = queue.running !== null && interrupting.includes(queue.running.run_id);
   const watched = useStore(app.session, (s) => (queue.running ? s.watched[queue.running.run_id] : undefined));
+  const waiting = queueWaitText(queue); // behind another user's run, which the server never names
   return (
     <section className="ng-panel" data-testid="queue-panel">
       <h2>Queue</h2>
       <ul>
+        {waiting && <li className="ng-muted" data-testid="queue-waiting">{waiting}</li>}
         {queue.running && (
           <RunLine run={queue.running} progress={watched && watchedProgressText(watched)}>
             <button

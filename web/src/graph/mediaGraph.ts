@@ -3,23 +3,47 @@
  * rules): an MP4's "comment" metadata (`moov/udta/meta/ilst/©cmt/data`), a WebM / Matroska COMMENT tag
  * (`Segment/Tags/Tag/SimpleTag`), a GIF's comment extension — read by walking the container, never decoding a
  * frame, so a saved clip dropped on the editor opens as the graph that made it (as VideoHelperSuite's MP4s do
- * in ComfyUI).
+ * in ComfyUI). The audio and 3D plugins' files carry it too, read here as nodegraph/media_graph.py reads them:
+ * SaveAudio's WAV in a LIST/INFO `ICMT` chunk, SaveMesh / SavePointCloud's GLB in its JSON chunk's
+ * `asset.extras.nodegraph`, a PLY in a `comment nodegraph <json>` header line, an OBJ in a leading
+ * `# nodegraph <json>` line (only the first MAX_HEADER_BYTES of a PLY / OBJ are looked at).
  *
- *   mediaKind(bytes)          "MP4" | "Matroska" | "GIF" | null (by the first bytes)
+ *   mediaKind(bytes)          "MP4" | "Matroska" | "GIF" | "WAV" | "GLB" | "PLY" | "OBJ" | null (by the first bytes)
  *   graphTextFromMedia(bytes) the embedded text, or null (no such field, damaged, or not these formats)
  */
 
+import { parseJson, stringifyJson } from "./exactJson";
+
 const MAX_STEPS = 100_000; // boxes / elements / blocks walked in one file
 const MAX_COMMENT_BYTES = 64 * 1024 * 1024; // a graph is at most this (the server's limit)
+// of a PLY header / an OBJ's leading comments looked at (the 3D plugin writes at most 60,000 bytes of them)
+const MAX_HEADER_BYTES = 128 * 1024;
 
-export type MediaKind = "MP4" | "Matroska" | "GIF";
+export type MediaKind = "MP4" | "Matroska" | "GIF" | "WAV" | "GLB" | "PLY" | "OBJ";
 
 export function mediaKind(bytes: Uint8Array): MediaKind | null {
   const ascii = (from: number, to: number) => String.fromCharCode(...bytes.subarray(from, to));
   if (bytes.length >= 8 && ascii(4, 8) === "ftyp") return "MP4";
   if (bytes.length >= 4 && bytes[0] === 0x1a && bytes[1] === 0x45 && bytes[2] === 0xdf && bytes[3] === 0xa3) return "Matroska";
   if (bytes.length >= 6 && (ascii(0, 6) === "GIF87a" || ascii(0, 6) === "GIF89a")) return "GIF";
+  if (bytes.length >= 12 && ascii(0, 4) === "RIFF" && ascii(8, 12) === "WAVE") return "WAV";
+  if (bytes.length >= 4 && ascii(0, 4) === "glTF") return "GLB";
+  if (ascii(0, 4) === "ply\n" || ascii(0, 5) === "ply\r\n") return "PLY";
+  if (ascii(0, 12) === "# nodegraph ") return "OBJ"; // only an OBJ that carries a graph: others are plain text
   return null;
+}
+
+/** What an opened file of `kind` that carries no graph is told: which node saves that kind with its graph, and
+ *  where the file goes instead as an input. */
+export function noGraphText(kind: MediaKind): string {
+  const saver = { MP4: "SaveVideo", Matroska: "SaveVideo", GIF: "SaveVideo", WAV: "SaveAudio", GLB: "SaveMesh or SavePointCloud",
+    PLY: "SaveMesh or SavePointCloud", OBJ: "SaveMesh" }[kind];
+  const loader = { MP4: "LoadVideo", Matroska: "LoadVideo", GIF: "LoadVideo", WAV: "LoadAudio", GLB: "LoadMesh",
+    PLY: "LoadMesh or LoadPointCloud", OBJ: "LoadMesh" }[kind];
+  const what = kind === "Matroska" ? "WebM / MKV" : kind;
+  const field = kind === "WAV" ? "its comment chunk" : kind === "GLB" ? "asset.extras" : kind === "PLY" ? "a header comment" : "its comment field";
+  return `this ${what} file carries no graph: only files saved by ${saver} do (${field}); to use it as an input, ` +
+    `upload it with a ${loader} node's Upload`;
 }
 
 export function graphTextFromMedia(bytes: Uint8Array): string | null {
@@ -34,6 +58,18 @@ export function graphTextFromMedia(bytes: Uint8Array): string | null {
         break;
       case "GIF":
         text = gifComment(bytes);
+        break;
+      case "WAV":
+        text = wavComment(bytes);
+        break;
+      case "GLB":
+        text = gltfGraph(bytes);
+        break;
+      case "PLY":
+        text = headerLine(bytes, "comment nodegraph ", "end_header");
+        break;
+      case "OBJ":
+        text = headerLine(bytes, "# nodegraph ", null);
         break;
       default:
         return null;
@@ -219,4 +255,74 @@ function gifComment(bytes: Uint8Array): string | null {
     } else return null; // the trailer (0x3b) or anything else
   }
   return null;
+}
+
+// --- WAV: RIFF chunks ----------------------------------------------------------------------------------------
+
+const ascii4 = (bytes: Uint8Array, at: number) => String.fromCharCode(...bytes.subarray(at, at + 4));
+
+/** A WAV's LIST/INFO `ICMT` text (SaveAudio's graph), its trailing NULs dropped; chunks are skipped by their sizes
+ *  (the sound itself is never copied), MAX_STEPS of them at most. */
+function wavComment(bytes: Uint8Array): string | null {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const end = bytes.length;
+  let position = 12;
+  for (let step = 0; step < MAX_STEPS; step++) {
+    if (position + 8 > end) return null;
+    const size = view.getUint32(position + 4, true);
+    const body = position + 8;
+    const stop = Math.min(end, body + size);
+    if (ascii4(bytes, position) === "LIST" && body + 4 <= end && ascii4(bytes, body) === "INFO") {
+      let inner = body + 4;
+      while (inner + 8 <= stop) {
+        const length = view.getUint32(inner + 4, true);
+        if (ascii4(bytes, inner) === "ICMT" && length <= MAX_COMMENT_BYTES) {
+          let last = Math.min(stop, inner + 8 + length);
+          while (last > inner + 8 && bytes[last - 1] === 0) last--;
+          return utf8(bytes.subarray(inner + 8, last));
+        }
+        inner += 8 + length + (length % 2);
+      }
+    }
+    position = body + size + (size % 2);
+  }
+  return null;
+}
+
+// --- glTF (GLB), PLY, OBJ: the 3D plugin's files -------------------------------------------------------------
+
+/** A binary glTF's JSON chunk's `asset.extras.nodegraph` (a JSON object), as JSON text (large integers kept). */
+function gltfGraph(bytes: Uint8Array): string | null {
+  if (bytes.length < 20) return null;
+  const length = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(12, true);
+  if (ascii4(bytes, 16) !== "JSON" || length > MAX_COMMENT_BYTES) return null;
+  const document = parseJson(utf8(bytes.subarray(20, 20 + length)));
+  const field = (value: unknown, key: string): unknown =>
+    value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>)[key] : undefined;
+  const graph = field(field(field(document, "asset"), "extras"), "nodegraph");
+  return graph !== null && typeof graph === "object" && !Array.isArray(graph) ? stringifyJson(graph) : null;
+}
+
+/** The rest of the first line starting with `prefix` in a file's first MAX_HEADER_BYTES: in a PLY header (before
+ *  `stop`, end_header), or among an OBJ's leading `#` lines (`stop` null: the first other line ends them). */
+function headerLine(bytes: Uint8Array, prefix: string, stop: string | null): string | null {
+  const head = bytes.subarray(0, MAX_HEADER_BYTES);
+  const marker = Uint8Array.from(prefix, (c) => c.charCodeAt(0));
+  for (let start = 0; start <= head.length; ) {
+    let end = head.indexOf(0x0a, start);
+    if (end < 0) end = head.length;
+    let last = end;
+    if (last > start && head[last - 1] === 0x0d) last--; // a CRLF line
+    const line = head.subarray(start, last);
+    if (stop !== null ? isWord(line, stop) : line[0] !== 0x23) return null; // end_header, or an OBJ's first non-# line
+    if (marker.every((byte, i) => line[i] === byte)) return utf8(line.subarray(marker.length));
+    start = end + 1;
+  }
+  return null;
+}
+
+/** Whether `line` is `word` with only ASCII white space around it (Python's bytes.strip()). */
+function isWord(line: Uint8Array, word: string): boolean {
+  if (line.length > word.length + 256) return false; // a long line is no keyword (and is not copied)
+  return String.fromCharCode(...line).replace(/^[ \t\n\r\v\f]+|[ \t\n\r\v\f]+$/g, "") === word;
 }

@@ -127,10 +127,13 @@ export class NodegraphClient {
     });
   }
 
-  /** Upload an image as a binary frame; resolves with the `uploaded` reply. */
-  upload(name: string, data: Uint8Array, kind: UploadKind = "image"): Promise<JsonMessage & { file_id: string; name: string }> {
+  /** Upload a file as a binary frame; resolves with the `uploaded` reply. `subfolder`: a folder inside the input folder
+   *  to store it in ("dataset/10_zorb", created: a training dataset's folders); `caption`: a .txt / .caption beside
+   *  an image of a dataset (docs/protocol.md `upload`). */
+  upload(name: string, data: Uint8Array, kind: UploadKind | "caption" = "image", subfolder = ""): Promise<JsonMessage & { file_id: string; name: string }> {
     const requestId = `r${this.nextId++}`;
-    const frame = encodeFrame({ type: "upload", name: uploadName(name), kind, request_id: requestId }, data);
+    const header = { type: "upload", name: uploadName(name), kind, ...(subfolder ? { subfolder } : {}), request_id: requestId };
+    const frame = encodeFrame(header, data);
     if (this.maxMessageBytes && frame.byteLength > this.maxMessageBytes) {
       const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
       return Promise.reject(new ProtocolError("too_large",

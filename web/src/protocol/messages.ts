@@ -68,8 +68,16 @@ export type ServerMessage =
     }
   | ({ type: "output_file"; run_id: string } & OutputFile)
   | { type: "nodes"; schema_hash: string; nodes?: NodeSchema[]; types?: Record<string, PortType> }
-  | { type: "submitted"; run_id: string; position: number }
-  | { type: "queue"; running: RunSummary | null; pending: RunSummary[]; running_all?: RunSummary[] }
+  | { type: "submitted"; run_id: string; position: number; running_total?: number; ahead_total?: number }
+  | {
+      type: "queue";
+      running: RunSummary | null;
+      pending: RunSummary[];
+      running_all?: RunSummary[];
+      /** every user's running runs, and other users' queued runs ahead of your next one (counts only, never whose) */
+      running_total?: number;
+      ahead_total?: number;
+    }
   | { type: "watching"; run_id: string; status: RunStatus; watching: boolean }
   | { type: "queue_changed"; run_id: string; status: RunStatus; pending: number }
   | { type: "cancelled"; run_id: string }

@@ -98,7 +98,9 @@ export interface SessionState {
   serverVersion: string;
   schemas: SchemaSet;
   models: Record<string, string[]>;
-  queue: { running: RunSummary | null; pending: RunSummary[] };
+  /** `runningTotal` / `aheadTotal`: the server's counts of every user's running runs and of other users' queued runs
+   *  ahead of this user's next one (docs/protocol.md `queue_status`; 0 from a server that sends none). */
+  queue: { running: RunSummary | null; pending: RunSummary[]; runningTotal: number; aheadTotal: number };
   history: RunSummary[];
   myRuns: string[];
   activeRun: string | null;
@@ -131,7 +133,7 @@ export const initialSessionState: SessionState = {
   serverVersion: "",
   schemas: EMPTY_SCHEMAS,
   models: {},
-  queue: { running: null, pending: [] },
+  queue: { running: null, pending: [], runningTotal: 0, aheadTotal: 0 },
   history: [],
   myRuns: [],
   activeRun: null,
@@ -285,6 +287,39 @@ function cleanGraphErrors(errors: unknown): GraphError[] {
   return Array.isArray(errors) ? errors.filter((e) => e !== null && typeof e === "object").map((e) => cleanGraphError(e as GraphError)) : [];
 }
 
+/** A count from the server (`running_total`, `ahead_total`, `position`): a whole number ≥ 0, else 0 (an older server
+ *  sends none). */
+function count(value: unknown): number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value > 0 ? value : 0;
+}
+
+/** "Waiting for another user's run (N ahead of yours)": `ahead` runs (running and queued) go before yours. */
+function otherUsersWait(ahead: number): string {
+  return `Waiting for another user's run (${ahead} ahead of yours)`;
+}
+
+/**
+ * Why this user's queued runs do not start, for the Queue panel: runs are running (`running_total` > 0) but none this
+ * user may see (`running` null: a plain user behind another user's run, which the server never names), and this user
+ * has runs queued. N counts those running runs and the other users' queued runs ahead of this user's next one. Null
+ * otherwise (the panel shows the running run, or nothing waits).
+ */
+export function queueWaitText(queue: SessionState["queue"]): string | null {
+  if (queue.running !== null || queue.runningTotal === 0 || queue.pending.length === 0) return null;
+  return otherUsersWait(queue.runningTotal + queue.aheadTotal);
+}
+
+/**
+ * The same for a run just submitted, from its `submitted` reply (`running_total`, `position`: every queued run ahead
+ * of it) and the queue this editor knows (`running`: a run of this user's is running, so the wait is not another
+ * user's). Null when nothing else runs.
+ */
+export function submittedWaitText(reply: { running_total?: unknown; position?: unknown }, queue: SessionState["queue"]): string | null {
+  const running = count(reply.running_total);
+  if (running === 0 || queue.running !== null) return null;
+  return otherUsersWait(running + count(reply.position));
+}
+
 /** The next state after `action`. */
 export function reduceSession(state: SessionState, action: SessionAction, context: ReduceContext): SessionState {
   switch (action.type) {
@@ -384,7 +419,8 @@ function reduceMessage(state: SessionState, message: ServerMessage, context: Red
     case "queue": {
       const running = cleanRunSummary(message.running);
       const interrupting = state.interrupting.filter((id) => id === running?.run_id);
-      return { ...state, interrupting, queue: { running, pending: cleanRuns(message.pending) } };
+      const queue = { running, pending: cleanRuns(message.pending), runningTotal: count(message.running_total), aheadTotal: count(message.ahead_total) };
+      return { ...state, interrupting, queue };
     }
     case "interrupting":
       if (state.interrupting.includes(message.run_id)) return state;

@@ -229,6 +229,29 @@ export function isTrainingNode(schema: NodeSchema): boolean {
 }
 
 /**
+ * The palette's categories with no search, in the order a first graph is built (docs/editor.md, "The palette"): load a
+ * model, encode the prompt, sample, the latent, the image; then the other core categories. A category ranks by its
+ * first part ("loaders/flux" with "loaders"); the categories of plugins (3D, audio, video ...) come after these, and
+ * training ones (a "training" part: minutes to hours of work) last. Alphabetical, the palette opened on 20+ 3D and
+ * audio nodes, with Load Checkpoint and K Sampler far down.
+ */
+export const CORE_CATEGORIES = ["loaders", "conditioning", "sampling", "latent", "image", "mask", "upscale", "primitives",
+  "model_patches", "advanced", "utils"];
+
+/** Where `category` goes in the palette with no search: its first part's place in CORE_CATEGORIES, then plugins', then training. */
+export function categoryRank(category: string): number {
+  const parts = category.toLowerCase().split("/");
+  if (parts.includes("training")) return CORE_CATEGORIES.length + 1;
+  const core = CORE_CATEGORIES.indexOf(parts[0]);
+  return core >= 0 ? core : CORE_CATEGORIES.length;
+}
+
+/** The palette's groups (sorted by name) in `categoryRank` order, names deciding within a rank (a stable sort). */
+export function orderPaletteGroups<G extends { category: string }>(groups: G[]): G[] {
+  return [...groups].sort((a, b) => categoryRank(a.category) - categoryRank(b.category));
+}
+
+/**
  * How much everyday use lifts a hit: a common node by its place in COMMON_NODES (the first gets the
  * whole `lift`, the last half of it), a training node sinks (minutes to hours of work, never the node
  * a dropped wire is for: with no query it comes after every other node), the rest 0. `lift` is small

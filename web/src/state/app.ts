@@ -65,7 +65,7 @@ import { freeSpot, overlaps, type Rect, type Size } from "../graph/layout";
 import { renamesText, withRenamedInputs, type InputRename } from "../graph/renamedInputs";
 import { subgraphSchemas } from "../graph/subgraph";
 import { a1111Text, foreignFormat, foreignKind, importedTitle, jsonErrorText, refusalText } from "../graph/foreign";
-import { graphTextFromMedia, mediaKind } from "../graph/mediaGraph";
+import { graphTextFromMedia, mediaKind, noGraphText } from "../graph/mediaGraph";
 import { graphFromExif } from "../graph/exif";
 import { graphFromPng, imageKind, isPng } from "../graph/png";
 import { NodegraphClient, ProtocolError, socketUrl, type JsonMessage, type SocketLike } from "../protocol/client";
@@ -74,7 +74,7 @@ import { imageMime, type FrameHeader } from "../protocol/frames";
 import type { GraphError, ServerMessage } from "../protocol/messages";
 import { imageDropInput, randomSeed, widgetFor, type UploadKind } from "../schema/widgets";
 import { schemaSetFrom, uniqueSchemas, type NodeSchema, type SchemaSet } from "../schema/types";
-import { initialSessionState, reduceSession, type SessionAction, type SessionState } from "../run/sessionState";
+import { initialSessionState, reduceSession, submittedWaitText, type SessionAction, type SessionState } from "../run/sessionState";
 import { isStorageQuota, listFilesMessage, STORAGE_PAGE, type FilesReply, type StorageFolder } from "../run/storage";
 import { readTabRun, tabRunText } from "../run/tabRun";
 import { resultKeys, warningKey } from "../run/warnings";
@@ -105,6 +105,8 @@ export interface Toast {
   action?: ToastAction;
   /** "graph": it speaks of the graph shown ("Loaded a.json"), so it goes when another graph is opened. */
   about?: "graph";
+  /** The run it says was queued ("Queued Text to image"): it goes once that run starts or ends (`runMoved`). */
+  run?: string;
 }
 
 export interface ToastAction {
@@ -116,6 +118,10 @@ export interface ToastAction {
 const PASTED_TEXT = "the pasted text";
 const SCHEMA_CACHE_KEY = "nodegraph.schemas.v2"; // v2: nodes indexed by every name (qualified, aliases)
 const TOAST_MS = 6000;
+/** The least time a "Queued …" toast stays up, though its run started at once: long enough to read that Run worked. */
+export const QUEUED_TOAST_MIN_MS = 1500;
+/** The run events after which a run is no longer queued: its "Queued …" toast goes. */
+const RUN_MOVED = new Set(["run_started", "run_finished", "run_failed", "run_interrupted"]);
 
 function readSchemaCache(): SchemaSet | null {
   try {
@@ -249,6 +255,9 @@ export class EditorApp {
    */
   private invalidBanner: { banner: unknown; graph: string } | null = null;
   private nextToast = 1;
+  /** Runs of ours that started or ended (the newest 50): a submit reply that comes after its run started shows its
+   * "Queued …" toast only for QUEUED_TOAST_MIN_MS (a tiny graph's run can start before the reply is read). */
+  private movedRuns = new Set<string>();
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   private fetchedOutputs = new Set<string>();
   private outputRetries = new Map<string, number>();
@@ -377,7 +386,37 @@ export class EditorApp {
     this.toast(text, "info", undefined, "graph");
   }
 
+  /**
+   * "Queued …" for run `runId`: about the graph shown (it goes when another opens, as `graphToast`), and only while
+   * the run waits — it goes when the run starts or ends (`runMoved`), though not before QUEUED_TOAST_MIN_MS: it stayed
+   * on screen after a 2-second run had succeeded, reading as if the run were still waiting.
+   */
+  private queuedToast(text: string, runId: string): void {
+    this.graphToast(text);
+    const toast = this.toasts.get().at(-1);
+    if (!toast) return;
+    const shown = { ...toast, run: runId };
+    this.toasts.set((list) => list.map((t) => (t.id === toast.id ? shown : t)));
+    this.queuedShownAt.set(toast.id, Date.now());
+    if (this.movedRuns.has(runId)) this.runMoved(runId);
+  }
+
+  /** When each "Queued …" toast was shown (by toast id), for QUEUED_TOAST_MIN_MS. */
+  private queuedShownAt = new Map<number, number>();
+
+  /** Run `runId` started or ended: its "Queued …" toast goes (after QUEUED_TOAST_MIN_MS on screen). */
+  private runMoved(runId: string): void {
+    this.movedRuns.add(runId);
+    if (this.movedRuns.size > 50) this.movedRuns.delete(this.movedRuns.values().next().value!);
+    for (const toast of this.toasts.get().filter((t) => t.run === runId)) {
+      const left = (this.queuedShownAt.get(toast.id) ?? 0) + QUEUED_TOAST_MIN_MS - Date.now();
+      if (left > 0) setTimeout(() => this.dismissToast(toast.id), left);
+      else this.dismissToast(toast.id);
+    }
+  }
+
   dismissToast(id: number): void {
+    this.queuedShownAt.delete(id);
     this.toasts.set((list) => list.filter((t) => t.id !== id));
   }
 
@@ -413,6 +452,7 @@ export class EditorApp {
     if (this.session.get().previews !== previews) {
       for (const url of Object.values(previews)) URL.revokeObjectURL(url); // a new run cleared them
     }
+    if (RUN_MOVED.has(typed.type) && typeof message.run_id === "string") this.runMoved(message.run_id);
     switch (typed.type) {
       case "welcome": {
         this.writeTab(TAB_CLIENT_KEY, typed.client_id); // a reload of this tab resumes this connection
@@ -600,7 +640,8 @@ export class EditorApp {
       const reply = await this.client.request<JsonMessage & { run_id: string; position: number }>(message);
       follow?.(reply.run_id);
       // about the graph shown: it goes when another graph opens ("Queued Err test" stayed over the next one)
-      this.graphToast(`Queued ${title}${reply.position > 0 ? ` (${reply.position} ahead of it)` : ""}`);
+      const wait = submittedWaitText(reply, this.session.get().queue); // behind another user's run: say so
+      this.queuedToast(wait ? `Queued ${title}. ${wait}` : `Queued ${title}${reply.position > 0 ? ` (${reply.position} ahead of it)` : ""}`, reply.run_id);
     } catch (error) {
       this.submitKeys = this.submitKeys.filter((k) => k !== keys); // refused: no `submitted` will come
       // Refused (a missing input file, say): the seeds it used are shown again for the fixed-up Run (which then makes
@@ -822,10 +863,7 @@ export class EditorApp {
       const image = isPng(bytes) || media ? null : imageKind(bytes);
       if (media) {
         const text = graphTextFromMedia(bytes);
-        if (text === null) {
-          throw new GraphFormatError(`this ${media === "Matroska" ? "WebM / MKV" : media} file carries no graph: only clips saved by ` +
-            "SaveVideo (the video plugin) do (its comment field); to use it as an input, drop it on a LoadVideo node's Upload");
-        }
+        if (text === null) throw new GraphFormatError(noGraphText(media)); // which node saves one with its graph
         try {
           raw = parseJson(text);
         } catch (error) {
