@@ -526,6 +526,24 @@ def _error(to: str, code: str, message: str, request_id: RequestId = None, **det
     return Outgoing(to, body)
 
 
+def interrupting_node(node: dict[str, Any] | None) -> dict[str, Any]:
+    """What an `interrupting` reply says of the node the run is in: `node` ({node_id, type, checks}) and, for a node
+    that has not checked for interrupts since it started, a `message` saying the run stops only when it is done
+    (the editor showed "interrupting…" for as long as such a node ran, with no word why)."""
+    if node is None:
+        return {}
+    if node.get("checks", True):
+        return {"node": node}
+    return {"node": node, "message": f"node {node['node_id']!r} ({node['type']}) does not check for interrupts: the "
+                                     f"run stops when it finishes"}
+
+
+def cancelled_by_admin(admin: str) -> dict[str, Any]:
+    """A queued run's stored error once an admin cancelled it for its owner, as `server.interrupted_by_admin` is for
+    an interrupt: the log said who, but the owner's history showed a cancel they never made."""
+    return {"code": "cancelled_by_admin", "message": f"cancelled by admin {admin}", "cancelled_by": admin}
+
+
 def _lenient_request_id(data: str) -> RequestId:
     """The request_id of a frame strict JSON refused (a 1e400, a NaN), read with Python's lenient parser, so the
     client waiting on that id gets its error; None when even that cannot read it. An integer too long for
@@ -613,6 +631,9 @@ class ServerProtocol:
             so the worker claims it as usual. `hand_over` is called whenever `reserve_worker`
             said True. The default never reserves.
         interrupt_run: called with a run id to interrupt it (the shell forwards to the session).
+        running_node: called with a run id: the node it is running, `{node_id, type, checks}` (`checks`: false
+            when the node has not checked for interrupts since it started), or None when unknown — said in the
+            `interrupting` reply, so "interrupting…" on a node that never checks is explained.
         server_version: reported in `welcome`.
         token: the server's single token, if any (a `hello` that carries a token must match it).
         users: the UserBook of a multi-user server (None: one anonymous user who may do everything).
@@ -624,6 +645,7 @@ class ServerProtocol:
                  reserve_worker: Callable[[], bool] = lambda: False,
                  hand_over: Callable[[RunRecord | None], None] = lambda record: None,
                  interrupt_run: Callable[[str], bool] = lambda run_id: False,
+                 running_node: Callable[[str], dict[str, Any] | None] = lambda run_id: None,
                  server_version: str = "", token: str | None = None, users: UserBook | None = None,
                  templates: TemplateLibrary | None = None):
         self.session = session
@@ -640,6 +662,7 @@ class ServerProtocol:
         self.reserve_worker = reserve_worker
         self.hand_over = hand_over
         self.interrupt_run = interrupt_run
+        self.running_node = running_node
         self.server_version = server_version
         self.token = token
         self.users = users
@@ -1181,10 +1204,12 @@ class ServerProtocol:
 
     def _on_cancel(self, client: ClientState, message: Cancel) -> list[Outgoing]:
         record = self._visible_record(client, message.run_id)
-        if record is None or not self.queue.cancel(message.run_id):
+        by_admin = self._admin_acting_for_another(client, record.user) if record is not None else None
+        # an admin's cancel is stored with the run (as an admin's interrupt is): its owner learns who, not only the log
+        error = cancelled_by_admin(by_admin) if by_admin is not None else None
+        if record is None or not self.queue.cancel(message.run_id, error=error):
             return [self._not_queued(client, message.run_id, message.request_id, "cancel")]
         self.prepared.pop(message.run_id, None)
-        by_admin = self._admin_acting_for_another(client, record.user)
         if by_admin is not None:
             log.info("admin %s cancelled queued run %s of user %s", by_admin, message.run_id, record.user or "-")
         return self._reply(client, message, {"type": "cancelled", "run_id": message.run_id}) + \
@@ -1212,7 +1237,8 @@ class ServerProtocol:
                            status="finishing")]
         if by_admin is not None:
             log.info("admin %s interrupted run %s of user %s", by_admin, message.run_id, running.user or "-")
-        return self._reply(client, message, {"type": "interrupting", "run_id": message.run_id})
+        return self._reply(client, message, {"type": "interrupting", "run_id": message.run_id,
+                                             **interrupting_node(self.running_node(message.run_id))})
 
     @staticmethod
     def _admin_acting_for_another(client: ClientState, owner: str | None) -> str | None:

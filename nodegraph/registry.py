@@ -349,10 +349,13 @@ class Registry:
     # (none the first time) are offered meanwhile — a list that took 20 s held every editor's hello for 20 s
     CHOICES_WAIT = 2.0
 
-    def choices(self, name: str) -> list[str]:
+    def choices(self, name: str, wait: float | None = None) -> list[str]:
         """The valid values of an input declared `choices_from=name`: a plugin's choice list as its function gives
-        it now (read again after CHOICES_TTL seconds, on a thread of its own, waited for at most CHOICES_WAIT; see
-        `choice_list_problem`), else the names of the extension kind `name` (samplers, schedules)."""
+        it now (read again after CHOICES_TTL seconds, on a thread of its own, waited for at most `wait` seconds —
+        CHOICES_WAIT when None; see `choice_list_problem`), else the names of the extension kind `name` (samplers,
+        schedules). "Took more than N s" is logged only when the caller's own wait ran out (a one-shot `run` waits
+        `Session.RUN_CHOICES_WAIT`: it was told "no choices are offered" about a list it then waited for and got)."""
+        wait = self.CHOICES_WAIT if wait is None else wait
         function = self.extensions.get("choice_lists", {}).get(name) if name not in self.extensions else None
         if function is None:       # an extension kind's names (samplers): never a plugin's list of that name
             return self.extension_names(name)
@@ -365,10 +368,10 @@ class Registry:
                 done = self._choice_reading[name] = threading.Event()
                 threading.Thread(target=self._read_choices, args=(name, function, done), daemon=True,
                                  name=f"nodegraph-choices-{name[:40]}").start()
-        if done.wait(self.CHOICES_WAIT):
+        if done.wait(wait):
             return self._choices_read.get(name, (0.0, []))[1]
         plugin = self.extension_plugin.get(("choice_lists", name), "?")
-        slow = (f"choice list {name!r} of plugin {plugin!r} took more than {self.CHOICES_WAIT:g} s to answer; "
+        slow = (f"choice list {name!r} of plugin {plugin!r} took more than {wait:g} s to answer; "
                 f"{'its last choices are' if cached else 'no choices are'} offered until it does")
         with self._choice_lock:
             if not done.is_set():

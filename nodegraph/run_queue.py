@@ -546,13 +546,16 @@ class RunQueue:
                 (status, time.time(), error_text, result_text, len(error_text or "") + len(result_text or ""),
                  run_id))
 
-    def cancel(self, run_id: str) -> bool:
-        """Cancel a queued run; False if it is not queued (running runs are interrupted instead)."""
+    def cancel(self, run_id: str, error: dict | None = None) -> bool:
+        """Cancel a queued run; False if it is not queued (running runs are interrupted instead). `error`: what
+        its record says about it (an admin's cancel of another user's run says who, `cancelled_by`)."""
+        error_text = strict_dumps(error) if error else None
         with self._lock:
             self._pending = None
             cursor = self._db.execute(
-                "UPDATE runs SET status = 'cancelled', finished_at = ? WHERE id = ? AND status = 'queued'",
-                (time.time(), run_id))
+                "UPDATE runs SET status = 'cancelled', finished_at = ?, error = ?, result_bytes = ? "
+                "WHERE id = ? AND status = 'queued'",
+                (time.time(), error_text, len(error_text or ""), run_id))
             return cursor.rowcount == 1
 
     def requeue(self, run_id: str, limit_active: int | None = None) -> bool:

@@ -64,8 +64,10 @@ Pieces:
   `THUMBNAIL_WAITING_LIMIT` waiting requests the answer is 503.
 - `/files/<id>` with a `Range` header gets those bytes (`byte_range`: 206, 416 past the end), so media seeks;
   the Content-Type is the file results' mime (`results.default_mime`).
-- `/files/<id>` answers wait for their clients within each user's own budget (`_downloads_busy`: bytes and answers),
-  at most OPEN_TIMEOUT_SECONDS each.
+- `/files/<id>` answers wait for their clients within each user's own budget (`_downloads_busy`: bytes and answers).
+  An answer over DOWNLOAD_PIECE_BYTES is sent in pieces (`_send_in_pieces`): never cut while its client takes them,
+  cut after DOWNLOAD_STALL_SECONDS without progress; a smaller one must be over OPEN_TIMEOUT_SECONDS after its
+  connection opened (`_MethodCheckingConnection.handshake`, our own timeout in place of serve()'s open_timeout).
 - One server per data folder: `start` takes `<data dir>/server.lock` (`lock_data_folder`, DataFolderInUse), then
   refuses an output or input folder it cannot write (FolderNotWritable), removes what killed saves and uploads
   left half-written (`files.remove_unfinished_files`) and logs what `--history-limit` pruned.
@@ -206,6 +208,16 @@ class _MethodCheckingConnection(ServerConnection):
             self.is_head = data.startswith(b"HEAD ")
         super().data_received(data)
 
+    open_timeout: float | None = 10.0     # the server's OPEN_TIMEOUT_SECONDS (`Server.start` makes a subclass)
+    opening: asyncio.Timeout | None = None      # that timeout while the handshake runs
+
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        """websockets' handshake (the request, its answer) within `open_timeout`: our own timeout, not serve()'s
+        open_timeout, so that an answer sent in pieces (`Server._send_in_pieces`) can lift it for a timeout on its
+        progress instead (serve()'s cut every download at 10 s, however steadily its client read)."""
+        async with asyncio.timeout(self.open_timeout) as self.opening:
+            await super().handshake(*args, **kwargs)
+
 
 def peer_host(connection: ServerConnection) -> str:
     """The connection's own address, without port (what X-Forwarded-For says is not taken: a client chooses it)."""
@@ -232,6 +244,19 @@ def refusal_log_kinds(connection: ServerConnection, proxied: bool) -> tuple[str,
     forwarded = ",".join(request.headers.get_all("X-Forwarded-For")) if proxied and request is not None else ""
     client = forwarded.rsplit(",", 1)[-1].strip()[:64]
     return (f"{peer} for {client}", f"{peer} proxied") if client else (peer, None)
+
+
+class InterruptChecks(threading.Event):
+    """The session's interrupt flag, counting how often it is looked at. The executor looks before each node; a
+    running node looks only through `check_interrupted`, `progress` or model code's interrupt points (a sampler's
+    steps). A node that has not looked since it started does not check: an interrupt waits for its end, and the
+    `interrupting` reply says so (`Server._running_node`)."""
+
+    checks = 0
+
+    def is_set(self) -> bool:
+        self.checks += 1
+        return super().is_set()
 
 
 def interrupted_by_admin(error: dict | None, admin: str) -> dict:
@@ -632,7 +657,8 @@ class Server:
         self.protocol = ServerProtocol(session, self.queue, self.files, wake_worker=self._wake,
                                        reserve_worker=self._reserve_worker if backend is None else lambda: False,
                                        hand_over=self._hand_over,
-                                       interrupt_run=self._interrupt_run, server_version=__version__,
+                                       interrupt_run=self._interrupt_run, running_node=self._running_node,
+                                       server_version=__version__,
                                        token=self.token, users=users,
                                        templates=TemplateLibrary.for_session(session, PROJECT_ROOT / "graphs"))
         self.protocol.keep_prepared = backend is None     # a Ray worker parses the stored graph itself
@@ -662,6 +688,10 @@ class Server:
         self._current_run: str | None = None
         self._run_started: tuple[float, str | None] = (time.perf_counter(), None)   # of the running run
         self._current_node: str | None = None          # the node the running run started last (/health details)
+        # (run id, node id, type, InterruptChecks.checks then) of that node, for the `interrupting` reply
+        self._node_started: tuple[str, str | None, str, int] | None = None
+        if backend is None and type(getattr(session, "_interrupt", None)) is threading.Event:
+            session._interrupt = InterruptChecks()       # so a node that never checks for interrupts is told apart
         self._started_at = time.monotonic()            # for /health's uptime
         self._health_checked: tuple[float, str | None] = (float("-inf"), None)   # (when, database problem)
         self._held: dict[str, list[Outgoing]] = {}     # run id → its events, until its reply is out
@@ -672,6 +702,7 @@ class Server:
         self._open_connections: dict[str | None, int] = {}   # user name (None: no users) → open websockets
         # per user (None: no users): (bytes, responses) of /files answers not yet taken by their clients (`_files`)
         self._file_bytes_out: dict[str | None, tuple[int, int]] = {}
+        self._sending: set[ServerConnection] = set()   # connections whose HTTP answer goes in pieces (`_send_in_pieces`)
         self._users_watch: asyncio.Task | None = None  # follows the users file (a server with users)
         self._terminal_event: Any = None
         self._closed = False
@@ -722,10 +753,14 @@ class Server:
             if ownerless:
                 log.warning("%d queued run(s) have no user (queued before this server had users): each fails when "
                             "its turn comes, unrun (re-submit them as a user)", ownerless)
+        # open_timeout=None: each connection keeps OPEN_TIMEOUT_SECONDS itself (`_MethodCheckingConnection.handshake`),
+        # so that a download that is making progress can outlast it (`_send_in_pieces`)
         self._server = await serve(self.handler, self.host, self.port, process_request=self.process_request,
-                                   open_timeout=self.OPEN_TIMEOUT_SECONDS,
+                                   open_timeout=None,
                                    max_size=self.max_message_bytes, origins=None, server_header=None,
-                                   compression=self.compression, create_connection=_MethodCheckingConnection)
+                                   compression=self.compression,
+                                   create_connection=type("ServerConnection", (_MethodCheckingConnection,),
+                                                          {"open_timeout": self.OPEN_TIMEOUT_SECONDS}))
         self.port = self._server.sockets[0].getsockname()[1]
         work = self._work if self.backend is None else (lambda: self.backend.serve(self))
         self._worker = threading.Thread(target=work, name="nodegraph-worker", daemon=True)
@@ -735,9 +770,13 @@ class Server:
             self._users_watch = asyncio.create_task(self._watch_users())
 
     USERS_CHECK_SECONDS = 1.0
-    # A request (its answer sent, a /files download taken) or a websocket handshake must be over this long after
-    # its connection opened, else it is cut: what bounds how long an unread /files answer holds its user's budget
+    # A request (its answer sent) or a websocket handshake must be over this long after its connection opened,
+    # else it is cut — except an answer of more than DOWNLOAD_PIECE_BYTES, sent in pieces (`_send_in_pieces`)
     OPEN_TIMEOUT_SECONDS = 10.0
+    # An answer sent in pieces is cut when its client takes no piece for this long (a stalled download), so an
+    # unread /files answer holds its user's budget this long at most; one that makes progress is never cut
+    DOWNLOAD_STALL_SECONDS = 10.0
+    DOWNLOAD_PIECE_BYTES = 64 * 1024
 
     async def _watch_users(self) -> None:
         """Follow the users file: a removed user or a replaced token stops working, and its connections close."""
@@ -789,6 +828,8 @@ class Server:
         self._wake_event.set()
         if self._server is not None:
             self._server.server.close()          # no new connections; the open ones hear how their runs ended
+        for connection in list(self._sending):   # downloads in progress end now (none is bounded in time)
+            connection.transport.abort()
         if self._worker is not None:
             await asyncio.to_thread(self._worker.join, 10)
         if self.backend is not None and hasattr(self.backend, "stop_runs"):     # remote runs end before the goodbye
@@ -894,6 +935,10 @@ class Server:
             response = await self._process_request(connection, request)
             if response is not None and getattr(connection, "is_head", False):      # HEAD: the headers only
                 response = dataclasses.replace(response, body=b"")
+            opening = getattr(connection, "opening", None)        # `_MethodCheckingConnection.handshake`'s timeout
+            if response is not None and len(response.body) > self.DOWNLOAD_PIECE_BYTES and isinstance(
+                    opening, asyncio.Timeout):
+                await self._send_in_pieces(connection, response, opening)
             return response
         except MultipleValuesError as exc:     # a header given twice (Authorization, Origin, Range, ...)
             CLIENT_LOG.log(log, logging.WARNING, "duplicate_header", "refused a request with the header %s twice",
@@ -905,6 +950,50 @@ class Server:
             CLIENT_LOG.log(log, logging.ERROR, "http_failed", "HTTP request %r failed:\n%s",
                            urlsplit(request.path).path[:200], traceback.format_exc(limit=8)[-4000:])
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+
+    async def _send_in_pieces(self, connection: ServerConnection, response: Response, opening: asyncio.Timeout) -> None:
+        """Send an HTTP answer `DOWNLOAD_PIECE_BYTES` at a time, cut only when its client takes no piece for
+        DOWNLOAD_STALL_SECONDS, then end the connection (as websockets does after an HTTP answer). websockets writes
+        an answer whole and must finish within the open timeout: a big download over a slow link was cut at 10 s.
+
+        The connection is closed when this returns, so websockets sends nothing more (it answers only a connection
+        still opening) and the answer's bytes count out of its user's budget (`_release_file_bytes`)."""
+        opening.reschedule(None)        # progress, not the time since the connection opened, decides
+        transport, loop = connection.transport, asyncio.get_running_loop()
+        self._sending.add(connection)
+        started, body, handed_over = loop.time(), memoryview(response.body), False
+        try:
+            head = dataclasses.replace(response, body=b"")
+            if "Content-Length" not in head.headers:        # the client knows the answer's end by its length
+                head.headers["Content-Length"] = str(len(body))
+            transport.write(head.serialize())
+            for start in range(0, len(body), self.DOWNLOAD_PIECE_BYTES):
+                if transport.is_closing():       # the client went away
+                    return
+                transport.write(body[start:start + self.DOWNLOAD_PIECE_BYTES])
+                async with asyncio.timeout(self.DOWNLOAD_STALL_SECONDS):
+                    await connection.drain()
+            # The last bytes may still wait in the kernel's send buffer: give the client the time they take at
+            # the rate it has read so far, then the stall allowance, to read them and close its side.
+            sock = transport.get_extra_info("socket")
+            buffered = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) if sock is not None else 0
+            rate = len(body) / max(loop.time() - started, 1e-3)
+            handed_over = True           # all of it left this process: a client that does not close is only dropped
+            if transport.can_write_eof():
+                transport.write_eof()
+            async with asyncio.timeout(self.DOWNLOAD_STALL_SECONDS + buffered / rate):
+                await connection.wait_closed()
+        except TimeoutError:
+            if not handed_over:
+                CLIENT_LOG.log(log, logging.INFO, "download_stalled", "cut an HTTP answer (%d bytes) to %s: its "
+                               "client took nothing for %.0f s", len(body), peer_of(connection),
+                               self.DOWNLOAD_STALL_SECONDS)
+        except (OSError, ConnectionClosed):      # the client went away mid-way
+            pass
+        finally:
+            self._sending.discard(connection)
+            transport.abort()           # a no-op once the client closed
+            await connection.wait_closed()
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
@@ -1043,7 +1132,8 @@ class Server:
         return response
 
     # A /files answer is held in memory until its client has taken it (clients that asked and never read held
-    # 1.9 GB), and at most OPEN_TIMEOUT_SECONDS: then its connection is cut and its bytes count out. The budget is
+    # 1.9 GB), or until its client stops taking it (DOWNLOAD_STALL_SECONDS without progress; a small answer:
+    # OPEN_TIMEOUT_SECONDS after its connection opened): then its connection is cut and its bytes count out. The budget is
     # each user's own: one server-wide budget let one user's 25 unread requests answer every other user 503.
     FILE_BYTES_OUT_LIMIT = 256 * 2**20      # one user's bytes waiting (one file may be more when none waits)
     FILE_RESPONSES_PER_USER = 16            # one user's /files answers waiting (a browser opens ~6 at once)
@@ -1073,8 +1163,8 @@ class Server:
             self._file_bytes_out.pop(owner, None)
 
     async def _release_file_bytes(self, connection: ServerConnection, owner: str | None, planned: int) -> None:
-        """Count a /files answer out once its connection is over: sent, or cut OPEN_TIMEOUT_SECONDS after it
-        was opened (websockets' open_timeout covers the answer to a plain HTTP request too)."""
+        """Count a /files answer out once its connection is over: sent, or cut — a small answer OPEN_TIMEOUT_SECONDS
+        after its connection opened, one sent in pieces after DOWNLOAD_STALL_SECONDS without progress."""
         try:
             await connection.wait_closed()
         finally:
@@ -1523,6 +1613,16 @@ class Server:
     def _wake(self) -> None:
         self._wake_event.set()
 
+    def _running_node(self, run_id: str) -> dict[str, Any] | None:
+        """The node run `run_id` started last, `{node_id, type, checks}`: `checks` is false when it has not looked
+        at the interrupt flag since it started (`InterruptChecks`). None when this process does not run it."""
+        started, flag = self._node_started, getattr(self.session, "_interrupt", None)
+        if started is None or started[0] != run_id or self._current_run != run_id:
+            return None
+        _run_id, node_id, node_type, checks_then = started
+        checks = not isinstance(flag, InterruptChecks) or checks_then < 0 or flag.checks > checks_then
+        return {"node_id": node_id, "type": node_type, "checks": checks}
+
     def _interrupt_run(self, run_id: str) -> bool:
         """Interrupt a run the queue shows running — even while it is still being validated."""
         if self.backend is not None:
@@ -1584,6 +1684,9 @@ class Server:
     def _on_event(self, run_id: str, event: Any) -> None:
         if event.type == "node_started":    # for /health?details=1: which node a long run is in
             self._current_node = getattr(event, "node_id", None)
+            flag = getattr(self.session, "_interrupt", None)
+            self._node_started = (run_id, self._current_node, getattr(event, "node_type", ""),
+                                  flag.checks if isinstance(flag, InterruptChecks) else -1)
         if type(event) in ROW_EVENTS:     # node started / cached / finished: the Event object joins its group
             with self._posted_lock:
                 last = self._posted[-1] if self._posted else None

@@ -35,7 +35,6 @@ import logging
 import math
 import os
 import re
-import time
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -66,34 +65,21 @@ class ChoiceListReader:
     `Registry.choices` waits at most `Registry.CHOICES_WAIT` for a list still being read, then offers its last
     values (none the first time): right for the editor and a server's submit, which must answer quickly. Here
     each list is read once per validation (two nodes of one slow list waited twice: 4 s, not the documented 2),
-    and a list still being read is waited for up to `wait` seconds in all — `run` passes `RUN_CHOICES_WAIT`, so a
-    one-shot `nodegraph run` no longer fails on a list that answers in 3 s. A list has answered when
-    `Registry.choices` returned before its `CHOICES_WAIT` ran out (it waits that long only for a read under way).
+    and a list still being read is waited for up to `wait` seconds (at least `CHOICES_WAIT`) — `run` passes
+    `RUN_CHOICES_WAIT`, so a one-shot `nodegraph run` no longer fails on a list that answers in 3 s. The wait is
+    handed to `Registry.choices` itself, which says a list was slow only when that wait ran out.
     """
 
     def __init__(self, registry: Registry, wait: float = 0.0):
         self.registry = registry
         self.wait = wait
-        self._answered: dict[str, list[str]] = {}     # lists that answered (or whose wait ran out)
-        self._last: dict[str, list[str]] = {}         # a list still being read: the values it offers meanwhile
+        self._read: dict[str, list[str]] = {}     # lists read by this validation (answered, or their wait ran out)
 
-    def choices(self, name: str, value: str) -> list[str]:
-        """The choices of list `name` to check `value` against."""
-        if name in self._answered:
-            return self._answered[name]
-        if value in self._last.get(name, ()):         # its last values hold this one: no need to wait for it
-            return self._last[name]
-        deadline = time.monotonic() + self.wait
-        while True:
-            asked = time.monotonic()
-            choices = self.registry.choices(name)
-            now = time.monotonic()
-            if now - asked < 0.9 * self.registry.CHOICES_WAIT or now >= deadline:   # answered, or waited enough
-                self._answered[name] = choices
-                return choices
-            self._last[name] = choices
-            if value in choices:
-                return choices
+    def choices(self, name: str, value: str | None = None) -> list[str]:
+        """The choices of list `name` to check `value` against (read once per validation, whatever the value)."""
+        if name not in self._read:
+            self._read[name] = self.registry.choices(name, wait=max(self.wait, self.registry.CHOICES_WAIT))
+        return self._read[name]
 
 
 def _closest(name: str, candidates: Iterable[str]) -> list[str]:

@@ -76,6 +76,27 @@ def test_run_waits_for_a_slow_choice_list_and_quick_validation_does_not(monkeypa
     assert session.run(styled_graph("noir")).outputs["show0"]["value"] == "noir"
 
 
+def test_a_slow_list_that_run_waits_for_is_not_logged_as_offering_no_choices(monkeypatch, caplog):
+    """`Registry.choices` logged "took more than 2 s ... no choices are offered" while `run` went on waiting and
+    then ran with the list's choices. The caller's wait is handed to it, and only a wait that ran out is logged,
+    naming that wait."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="nodegraph")
+    monkeypatch.setattr("nodegraph.registry.Registry.CHOICES_WAIT", 0.05)
+    session = styled_session(lambda: (time.sleep(0.5), ["plain", "noir"])[1])
+    assert session.run(styled_graph("noir")).outputs["show0"]["value"] == "noir"
+    assert "took more than" not in caplog.text
+    assert session.registry.choice_list_problem("slow_pack.styles") is None
+    monkeypatch.setattr(Session, "RUN_CHOICES_WAIT", 0.2)       # a wait that runs out is logged, with its length
+    gate = threading.Event()
+    session = styled_session(lambda: (gate.wait(10), ["plain"])[1])
+    with pytest.raises(Exception, match="took more than 0.2 s to answer"):
+        session.run(styled_graph("plain"))
+    gate.set()
+    assert "took more than 0.2 s to answer; no choices are offered" in caplog.text
+
+
 def test_one_validation_waits_for_a_slow_list_once(monkeypatch):
     """Two nodes of one slow list waited CHOICES_WAIT each (4 s where the docs say 2): one wait per list."""
     gate = threading.Event()

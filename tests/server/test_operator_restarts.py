@@ -47,10 +47,12 @@ def _wait_until(condition, seconds: float = 15) -> bool:
 
 def test_one_users_unread_downloads_do_not_make_other_users_downloads_fail(tmp_path, monkeypatch):
     """One server-wide /files budget let a plain user's 25 unread GETs answer every other user 503. The budget
-    and a cap on answers waiting are each user's own, and an unread answer holds them OPEN_TIMEOUT_SECONDS at most."""
+    and a cap on answers waiting are each user's own, and an unread answer holds them OPEN_TIMEOUT_SECONDS (a small
+    one) or DOWNLOAD_STALL_SECONDS (one sent in pieces) at most."""
     monkeypatch.setattr(Server, "FILE_BYTES_OUT_LIMIT", 1 << 20)
     monkeypatch.setattr(Server, "FILE_RESPONSES_PER_USER", 3)
     monkeypatch.setattr(Server, "OPEN_TIMEOUT_SECONDS", 2.0)
+    monkeypatch.setattr(Server, "DOWNLOAD_STALL_SECONDS", 2.0)
     book = UserBook(path=tmp_path / "users.json")
     bob, alice = book.add(User("bob")), book.add(User("alice"))
     for name, size in (("bob", 8 << 20), ("alice", 200_000)):
@@ -64,7 +66,7 @@ def test_one_users_unread_downloads_do_not_make_other_users_downloads_fail(tmp_p
         assert _wait_until(lambda: running.server._file_bytes_out)
         assert _status(running.port, "/files/output/f.bin", bob) == 503        # bob's own budget is spent ...
         assert _status(running.port, "/files/output/f.bin", alice) == 200      # ... not alice's
-        # nobody reads, nobody closes: the answer is cut after OPEN_TIMEOUT_SECONDS and bob may download again
+        # nobody reads, nobody closes: the answer is cut after DOWNLOAD_STALL_SECONDS and bob may download again
         assert _wait_until(lambda: not running.server._file_bytes_out, 10)
         stuck += [_unread_get(running.port, "/files/output/small.bin", bob) for _ in range(3)]
         assert _wait_until(lambda: sum(n for _, n in running.server._file_bytes_out.values()) == 3)
@@ -75,6 +77,49 @@ def test_one_users_unread_downloads_do_not_make_other_users_downloads_fail(tmp_p
     finally:
         for sock in stuck:
             sock.close()
+        running.stop()
+
+
+def _slow_download(port: int, path: str, bytes_per_second: int) -> bytes:
+    """GET `path` and read the answer steadily at about `bytes_per_second`, in small recv()s (a slow link)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        received, started, piece = bytearray(), time.monotonic(), 16384
+        while chunk := sock.recv(piece):
+            received += chunk
+            ahead = len(received) / bytes_per_second - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+        return bytes(received)
+
+
+def test_a_download_that_keeps_progressing_is_not_cut_after_the_open_timeout(tmp_path, monkeypatch):
+    """A /files answer had to be over OPEN_TIMEOUT_SECONDS (10 s) after its connection opened: a 200 MB video over
+    a slow link was cut mid-way. An answer that makes progress is sent to its end, however long that takes; one
+    whose client stops reading is cut after DOWNLOAD_STALL_SECONDS without progress, and its bytes count out."""
+    monkeypatch.setattr(Server, "OPEN_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(Server, "DOWNLOAD_STALL_SECONDS", 1.5)
+    (tmp_path / "out").mkdir()
+    content = os.urandom(12 << 20)      # more than the kernel buffers hold
+    (tmp_path / "out" / "video.bin").write_bytes(content)
+    running = RunningServer(tmp_path)
+    try:
+        started = time.monotonic()
+        reply = _slow_download(running.port, "/files/output/video.bin", 4 << 20)      # ~3 s at 4 MiB/s
+        assert time.monotonic() - started > 2 * Server.OPEN_TIMEOUT_SECONDS
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and body == content, (head, len(body))
+        assert _wait_until(lambda: not running.server._file_bytes_out, 5)
+        stuck = _unread_get(running.port, "/files/output/video.bin", "")      # reads nothing: no progress
+        try:
+            assert _wait_until(lambda: running.server._file_bytes_out, 5)
+            cut_at = time.monotonic()
+            assert _wait_until(lambda: not running.server._file_bytes_out, 10)
+            assert time.monotonic() - cut_at < 6
+        finally:
+            stuck.close()
+    finally:
         running.stop()
 
 

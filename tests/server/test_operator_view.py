@@ -265,6 +265,32 @@ def test_the_log_says_who_started_interrupted_deleted_and_changed_what(users, ca
     root.close()
 
 
+def test_an_admins_cancel_of_another_users_queued_run_is_stored_with_the_run(users):
+    """An admin's cancel of another user's queued run was only logged: its owner's history showed a cancel they
+    never made. The run's stored error says who (`cancelled_by`), as an admin's interrupt does; a user's own cancel
+    stores no error."""
+    alice, root = as_user(users, "alice"), as_user(users, "root")
+    alice.send({"type": "submit", "graph": wait_graph(30)})
+    running = alice.next_of("submitted")["run_id"]
+    queued = []
+    for _ in range(2):
+        alice.send({"type": "submit", "graph": wait_graph(0)})
+        queued.append(alice.next_of("submitted")["run_id"])
+    root.send({"type": "cancel", "run_id": queued[0]})
+    root.next_of("cancelled")
+    alice.send({"type": "cancel", "run_id": queued[1]})
+    alice.next_of("cancelled")
+    by_admin, own = users.server.queue.get(queued[0]), users.server.queue.get(queued[1])
+    assert by_admin.status == "cancelled" and by_admin.error == {
+        "code": "cancelled_by_admin", "message": "cancelled by admin root", "cancelled_by": "root"}
+    assert own.status == "cancelled" and own.error is None
+    alice.send({"type": "get_outputs", "run_id": queued[0]})
+    assert alice.next_of("outputs")["error"]["cancelled_by"] == "root"
+    alice.send({"type": "interrupt", "run_id": running})
+    alice.close()
+    root.close()
+
+
 def test_a_users_file_change_names_who_was_added_removed_or_changed():
     before = {"alice": (User("alice"), "h1"), "bob": (User("bob"), "h2"), "dave": (User("dave"), "h4")}
     after = {"alice": (User("alice", role="admin"), "h1"), "carol": (User("carol"), "h3"),
@@ -318,3 +344,59 @@ def test_a_plain_user_behind_another_users_run_sees_counts_not_ids(users):
     alice.next_of("run_interrupted", run_id=first)
     for client in (alice, bob, carol):
         client.close()
+
+
+# --- an interrupt of a node that never checks for it ------------------------------------------------------------
+
+def test_the_interrupting_reply_names_the_running_node_and_whether_it_checks(tmp_path):
+    """Interrupting a node that never checks for interrupts showed "interrupting…" for as long as it ran, with no
+    word why. The reply names the running node (id, type) and says when it has not checked since it started."""
+    from nodegraph import Input, Node, NodeInputs, Output, Session, hookimpl
+
+    gate = threading.Event()
+
+    class Stubborn(Node):
+        """Waits for the test's gate and never checks for interrupts."""
+
+        class Inputs(NodeInputs):
+            value: int = Input(1)
+
+        outputs = (Output("value", "INT"),)
+
+        def run(self, value):
+            gate.wait(20)
+            return {"value": value}
+
+    class Pack:
+        @hookimpl
+        def register_nodes(self):
+            return [Stubborn]
+
+    session = Session(plugins=[("stubborn_pack", Pack())], autoload=False, output_dir=tmp_path / "out",
+                      input_dir=tmp_path / "in")
+    running = RunningServer(tmp_path, session=session)
+    client = Client(running.url())
+    try:
+        client.send({"type": "submit", "graph": {"format_version": 2, "nodes": {
+            "slow": {"type": "Stubborn", "inputs": {"value": 3}},
+            "s": {"type": "ShowValue", "inputs": {"value": {"node": "slow", "output": "value"}}}}}})
+        run_id = client.next_of("submitted")["run_id"]
+        client.next_of("node_started", run_id=run_id, node_id="slow")
+        client.send({"type": "interrupt", "run_id": run_id})
+        reply = client.next_of("interrupting")
+        assert reply["node"] == {"node_id": "slow", "type": "Stubborn", "checks": False}
+        assert "does not check for interrupts" in reply["message"] and "'slow'" in reply["message"]
+        gate.set()
+        client.next_of("run_interrupted", run_id=run_id)
+        client.send({"type": "submit", "graph": wait_graph(30)})         # Wait checks while it waits
+        run_id = client.next_of("submitted")["run_id"]
+        client.next_of("node_started", run_id=run_id, node_id="w")
+        time.sleep(0.3)
+        client.send({"type": "interrupt", "run_id": run_id})
+        reply = client.next_of("interrupting")
+        assert reply["node"] == {"node_id": "w", "type": "Wait", "checks": True} and "message" not in reply
+        client.next_of("run_interrupted", run_id=run_id)
+    finally:
+        gate.set()
+        client.close()
+        running.stop()
