@@ -119,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     templates = sub.add_parser("templates", parents=[plugins],
                                help="list the saved graphs to start from: the project's graphs/ and each plugin's "
-                                    "(the editor's Templates menu); `nodegraph run <id>` runs one")
-    templates.add_argument("--json", action="store_true", help="print them as JSON")
+                                    "(the editor's Templates menu), demos first, then the training graphs, one line "
+                                    "each; `nodegraph run <id>` runs one")
+    templates.add_argument("--json", action="store_true", help="print them as JSON, with the full descriptions")
 
     models = sub.add_parser("models", parents=[plugins],
                             help="list the model files each model folder offers, where they are searched for, "
@@ -250,10 +251,35 @@ def _parse_override(text: str) -> tuple[str, Any]:
 
 
 def _resolve_bare_overrides(graph: Any, overrides: dict[str, Any], registry: Any = None) -> dict[str, Any]:
-    """--set keys without a node (`seed=42`) as NODE.INPUT (`session.resolve_bare_overrides`, worded for --set)."""
+    """--set keys without a node (`seed=42`) as NODE.INPUT (`session.resolve_bare_overrides`, worded for --set).
+    A key that names a node (`--set prompt=...`) gets the NODE.INPUT it most likely meant (`prompt.text`)."""
+    from dataclasses import replace
+
+    from .errors import GraphValidationError
     from .session import resolve_bare_overrides
 
-    return resolve_bare_overrides(graph, overrides, registry, spell=lambda key: f"--set {key}=...")
+    try:
+        return resolve_bare_overrides(graph, overrides, registry, spell=lambda key: f"--set {key}=...")
+    except GraphValidationError as exc:
+        nodes = graph.to_dict().get("nodes", {})
+        raise GraphValidationError([replace(error, message=f"{error.message}. {hint}")
+                                    if (hint := _node_input_hint(nodes, error.input)) else error
+                                    for error in exc.errors]) from None
+
+
+def _node_input_hint(nodes: dict[str, Any], key: str | None) -> str:
+    """For a --set key that is a node's id, not an input's name: which NODE.INPUT to write, its text inputs first
+    (`--set prompt=...` meant `prompt.text`), "" when `key` names no node."""
+    node = nodes.get(key) if isinstance(key, str) else None
+    if not isinstance(node, dict):
+        return ""
+    literals = {name: value for name, value in (node.get("inputs") or {}).items() if not isinstance(value, dict)}
+    texts = [name for name, value in literals.items() if isinstance(value, str)]
+    names = texts or list(literals)
+    if not names:
+        return f"'{key}' is a node, and it has no input written in the file: write --set {key}.INPUT=VALUE"
+    shown = " or ".join(f"--set {key}.{name}=..." for name in names[:3])
+    return f"'{key}' is a node, not an input: did you mean {shown}?"
 
 
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -882,15 +908,24 @@ def _templates(session: Any) -> Any:
 
 
 def cmd_templates(args: argparse.Namespace) -> int:
-    """The templates of the project and of every loaded plugin, as the editor's Templates menu lists them."""
+    """The templates of the project and of every loaded plugin, as the editor's Templates menu lists them: the
+    demos first, then the training graphs under their own heading, one line each (the description's first sentence;
+    `--json` gives every field in full)."""
+    from .templates import is_training_template, summary
+
     listed = _templates(_session(args)).list()
     if args.json:
         print(json.dumps(listed, indent=2))
         return EXIT_OK
-    for entry in listed:
-        about = entry.get("error") or entry["description"]
-        print(f"{_terminal_safe(entry['id'])}  {_terminal_safe(entry['title'])}"
-              + (f" — {_terminal_safe(about)}" if about else ""))
+    demos = [entry for entry in listed if not is_training_template(entry["id"])]
+    training = [entry for entry in listed if is_training_template(entry["id"])]
+    for heading, group in (("", demos), ("Training graphs (they train a model: minutes to hours):", training)):
+        if heading and group:
+            print(("\n" if demos else "") + heading)
+        for entry in group:
+            about = entry.get("error") or summary(entry["description"])
+            print(f"{_terminal_safe(entry['id'])}  {_terminal_safe(entry['title'])}"
+                  + (f" — {_terminal_safe(about)}" if about else ""))
     if not listed:
         print("no templates: neither the project's graphs/ folder nor a loaded plugin has any", file=sys.stderr)
     return EXIT_OK

@@ -57,7 +57,14 @@ class ModelPathsError(NodegraphError, ValueError):
     def __init__(self, path: str | os.PathLike, problem: str, source: str = "model path config"):
         self.path = os.fspath(path)
         self.problem = problem
-        super().__init__(f"{source} {self.path!r}: {problem}; it should be {CONFIG_FORMAT}")
+        if problem == MISSING_CONFIG_FILE:      # the path is wrong, not the file's contents: no format lecture
+            super().__init__(f"{source} {self.path!r}: {problem}; check the path (a JSON file, or ComfyUI's "
+                             f"extra_model_paths.yaml for a .yaml / .yml name)")
+        else:
+            super().__init__(f"{source} {self.path!r}: {problem}; it should be {CONFIG_FORMAT}")
+
+
+MISSING_CONFIG_FILE = "the file does not exist"
 
 
 def read_config_text(path: Path) -> str:
@@ -65,7 +72,7 @@ def read_config_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ValueError("no such file") from None
+        raise ValueError(MISSING_CONFIG_FILE) from None
     except IsADirectoryError:
         raise ValueError("it is a folder, not a file") from None
     except OSError as exc:

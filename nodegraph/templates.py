@@ -16,7 +16,8 @@ file's `metadata`; a file that is not a readable graph is listed with its
 `error` rather than hidden, so a plugin author sees the problem.
 
 Main objects: `TemplateLibrary` (`list()`, `read(id)`), `TemplateError`,
-`plugin_graph_folders(report)`.
+`plugin_graph_folders(report)`; `is_training_template(id)` and `summary(description)` for
+listings a person skims (`nodegraph templates`: demos first, training graphs after).
 """
 
 from __future__ import annotations
@@ -31,6 +32,29 @@ log = logging.getLogger(__name__)
 PROJECT_SOURCE = "project"      # the source name of the project's own graphs/ ("project/txt2img.json")
 
 MAX_TEMPLATE_BYTES = 4 * 1024 * 1024     # a saved graph is a few KB; the graph format's own cap is larger
+
+
+SUMMARY_CHARS = 120      # one line of a terminal listing; the description's first sentence when it fits
+
+
+def is_training_template(template_id: str) -> bool:
+    """Whether a template trains a model (minutes to hours) rather than shows something: its file sits in a
+    `train/` folder or is named `train_*.json` (the editor's Templates menu groups them by the same rule)."""
+    parts = str(template_id).split("/")[1:]       # the id is <source>/<path inside graphs/>
+    return any(part == "train" for part in parts[:-1]) or bool(parts) and parts[-1].startswith("train_")
+
+
+def summary(description: str, limit: int = SUMMARY_CHARS) -> str:
+    """The first sentence of `description`, cut at a word with "…" past `limit` characters: some descriptions
+    run to 1,000 characters, which made a listing impossible to skim."""
+    import re
+
+    text = " ".join(description.split())
+    end = re.search(r"[.!?](?=\s+[A-Z(\"`]|$)", text)
+    sentence = text[: end.end()] if end else text
+    if len(sentence) <= limit:
+        return sentence
+    return sentence[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:—-–") + "…"
 
 
 class TemplateError(Exception):

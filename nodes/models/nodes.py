@@ -219,6 +219,7 @@ class LoadCheckpoint(Node):
             memory.register(module, f"{ckpt_name}:{part}")
         if ckpt.family == "sd3":
             model = sd3_diffusion_model(ckpt.unet, ckpt_name, preview=ckpt.vae.preview)
+            _mark_tiny_world_vocabulary(ckpt.text_encoder, path)
         else:   # sampled on the schedule it was trained on (recorded by SaveCheckpoint; SD's by default)
             model = diffusion_model(ckpt.unet, ckpt_name, preview=ckpt.vae.preview, schedule=ckpt.schedule)
             if getattr(ckpt.text_encoder, "vocabulary", None) == "tiny_world":     # trained at 32-128 px
@@ -583,8 +584,7 @@ class EncodeText(Node):
         return _embedding_files(literals.get("text"))
 
     def run(self, text_encoder: Any, text: str, clip_skip: int, weighting: str = "comfyui") -> dict:
-        if getattr(getattr(text_encoder, "encoder", None), "vocabulary", None) == "tiny_world":
-            _warn_unknown_world_words(self.context, text, getattr(text_encoder, "loras", ()))
+        _warn_about_tiny_world_prompt(self.context, text_encoder, text)
         _warn_bare_embedding_names(self.context, text)
         return {"conditioning": api.encode_text(self.context, text_encoder, text, clip_skip=clip_skip,
                                                 weighting=weighting)}
@@ -604,10 +604,48 @@ def _warn_bare_embedding_names(context: Any, text: str) -> None:
         context.warn(note)
 
 
+def _mark_tiny_world_vocabulary(text_encoder: Any, path: Any) -> None:
+    """Record on an SD3-family checkpoint's text encoder whether it is a tiny-world one (the shipped flow model),
+    as `loading.load_checkpoint` does for the others: EncodeTextSD3 then warns about prompts it cannot draw."""
+    from .loading import open_state_dict, vocabulary_of
+
+    # only a .safetensors header holds the description (a pickle would be read whole, a folder has none)
+    if text_encoder is not None and str(path).endswith(".safetensors") and path.is_file():
+        text_encoder.vocabulary = vocabulary_of(open_state_dict(path).metadata)
+
+
+def _warn_about_tiny_world_prompt(context: Any, text_encoder: Any, text: str, templates_only: bool = False) -> None:
+    """Warn about a prompt the shipped tiny-world models cannot draw well, when `text_encoder` is one of theirs:
+    unknown words, two objects (weak binding) and, for the flow model (`templates_only`), phrasings other than
+    its five caption templates. Other checkpoints know other words: nothing is said for them."""
+    if getattr(getattr(text_encoder, "encoder", None), "vocabulary", None) != "tiny_world" or not text.strip():
+        return
+    _warn_unknown_world_words(context, text, getattr(text_encoder, "loras", ()))
+    _warn_two_object_prompt(context, text)
+    if templates_only:
+        _warn_non_template_prompt(context, text)
+
+
+# words a newcomer writes for several objects: the tiny world draws one or two, and never learnt counting
+_COUNT_WORDS = frozenset("two three four five six seven eight nine ten several many some".split())
+
+
+def _singular_world_word(word: str) -> str | None:
+    """The tiny-world word a plural stands for ("circles" -> "circle", "stars" -> "star"), or None."""
+    from nodes.training.world_captions import ATTRIBUTE_OF
+
+    for ending in ("es", "s"):
+        if word.endswith(ending) and word[: -len(ending)] in ATTRIBUTE_OF:
+            return word[: -len(ending)]
+    return None
+
+
 def _warn_unknown_world_words(context: Any, text: str, loras: Any = ()) -> None:
     """Warn (NodeContext.warn) about words of a prompt that no tiny-world caption uses: a misspelt colour or a
     thing the world does not have gives a blank or wrong picture, with nothing else to say why. Words of the
-    captions a LoRA applied by LoadLoRA was trained on (its `ss_tag_frequency`: `lora.trigger_words`) are known."""
+    captions a LoRA applied by LoadLoRA was trained on (its `ss_tag_frequency`: `lora.trigger_words`) are known.
+    A plural of a known word ("circles") and a count ("two") are spelt right: the warning says what to write
+    instead rather than "check the spelling"."""
     import re
 
     from nodes.training.world_captions import unknown_words
@@ -620,13 +658,53 @@ def _warn_unknown_world_words(context: Any, text: str, loras: Any = ()) -> None:
     if words:
         known = {word for lora, strength in loras if strength for word in trigger_words(lora)}
         words = [word for word in words if word not in known]
-    if words:
-        shown = ", ".join(repr(word if len(word) <= 30 else word[:29] + "…") for word in words[:12]) + (
-            ", …" if len(words) > 12 else "")
-        context.warn(f"the tiny-world model never learnt the word(s) {shown}: it may draw the wrong thing or "
-                     f"nothing. Check the spelling; it knows shapes, colours, sizes, positions and backgrounds "
-                     f"(docs/tiny_world.md; the words of a LoRA's training captions are known once LoadLoRA "
-                     f"applies it).")
+    if not words:
+        return
+    shown = ", ".join(repr(word if len(word) <= 30 else word[:29] + "…") for word in words[:12]) + (
+        ", …" if len(words) > 12 else "")
+    plurals = {word: _singular_world_word(word) for word in words if _singular_world_word(word)}
+    counts = [word for word in words if word in _COUNT_WORDS]
+    hints = []
+    if plurals:
+        hints.append("it knows only the singular: write " + ", ".join(
+            f"'{singular}' for '{plural}'" for plural, singular in plurals.items()))
+    if counts:
+        hints.append("it draws one object (two at most, joined by \"and\") and never learnt counting words")
+    if len(plurals) + len(counts) < len(words):
+        hints.append("check the spelling")
+    advice = "; ".join(hints)
+    context.warn(f"the tiny-world model never learnt the word(s) {shown}: it may draw the wrong thing or "
+                 f"nothing. {advice[0].upper() + advice[1:]}; it knows shapes, colours, sizes, positions and "
+                 f"backgrounds (docs/tiny_world.md; the words of a LoRA's training captions are known once LoadLoRA "
+                 f"applies it).")
+
+
+def _warn_two_object_prompt(context: Any, text: str) -> None:
+    """Warn that a two-object prompt is drawn unreliably: the shipped models bind each colour and shape to its
+    object in about one image in five (binding 18-20 %, docs/training.md "v6f"), even in the templates' words."""
+    from nodes.training.world_captions import parse_prompt
+
+    prompt = parse_prompt(text)
+    if prompt is not None and len(prompt.objects) == 2:
+        context.warn("binding is weak: the tiny-world model draws two objects with the right colour on the right "
+                     "shape in about one image in five (expect swapped colours, a wrong shape or one object "
+                     "missing); one object per prompt is what it draws reliably (docs/training.md).")
+
+
+def _warn_non_template_prompt(context: Any, text: str) -> None:
+    """Warn that the flow model learnt only the five caption templates (docs/training.md, "Template phrasings
+    only"): a prompt in other words, or one that leaves out the size, position or background, mostly gives a plain
+    canvas in the object's colour."""
+    from nodes.training.world import TEMPLATES, caption, parse_caption
+
+    written = " ".join(text.lower().split())
+    scene = parse_caption(written)
+    if scene is not None and any(caption(scene, template) == written for template in range(len(TEMPLATES))):
+        return
+    context.warn("the tiny flow model learnt only its five caption templates, each naming the size, colour, "
+                 "shape, position and background, e.g. \"a small red circle on the left, on a blue background\"; "
+                 "other phrasings, or a prompt that leaves an attribute out, mostly give a plain canvas "
+                 "(docs/tiny_world.md \"Captions\"). The default model (graphs/txt2img.json) reads free phrasings.")
 
 
 class EncodeTextSDXL(Node):
@@ -661,6 +739,7 @@ class EncodeTextSDXL(Node):
             raise NodeInputError("text_encoder", f"EncodeTextSDXL needs an SDXL text encoder, found a "
                                                  f"{getattr(text_encoder, 'family', '?')} one; use EncodeText")
         _check_prompt(self.context, text)
+        _warn_about_tiny_world_prompt(self.context, text_encoder, text)
         _warn_bare_embedding_names(self.context, text)
         cond = _encode(self.context, text_encoder, text, clip_skip)
         refiner = text_encoder.family == "sdxl-refiner"
@@ -699,6 +778,7 @@ class EncodeTextSD3(Node):
             raise NodeInputError("t5", "this text encoder holds no T5; connect a LoadTextEncoder of a T5 file")
         use = [n for n, on in (("clip_l", use_clip_l), ("clip_g", use_clip_g), ("t5xxl", use_t5)) if on]
         _check_prompt(self.context, text)
+        _warn_about_tiny_world_prompt(self.context, text_encoder, text, templates_only=True)
         memory = self.context.service("memory")
         with memory.using(text_encoder.encoder):
             set_loras(text_encoder.encoder, list(text_encoder.loras))   # exactly this variant's LoRAs (none: base)

@@ -441,7 +441,7 @@ def test_set_values_too_deep_or_too_long_are_usage_errors(capsys):
 # --- model path config files, validate --json usage errors, hints (newcomer report s15) -----------------------
 
 @pytest.mark.parametrize(("content", "problem"), [
-    (None, "no such file"),
+    (None, "the file does not exist"),
     ('{"checkpoints": [', "not valid JSON"),
     ('{"checkpoints": "mym/ck"}', "not a list"),
     ('["/data/models"]', "not an object"),
@@ -450,8 +450,9 @@ def test_set_values_too_deep_or_too_long_are_usage_errors(capsys):
 ])
 def test_a_bad_model_paths_file_is_a_one_line_usage_error(tmp_path, capsys, monkeypatch, content, problem):
     """A missing, unreadable or malformed --model-paths / NODEGRAPH_MODEL_PATHS file stops every command with exit
-    2 and one line naming the option, the file, the problem and the expected format — never a traceback; from
-    Python, ModelPaths.from_config and Session() raise ModelPathsError, a ValueError."""
+    2 and one line naming the option, the file, the problem and the expected format (a missing file: only that,
+    the path is what is wrong) — never a traceback; from Python, ModelPaths.from_config and Session() raise
+    ModelPathsError, a ValueError."""
     from nodegraph import Session
     from nodegraph.model_paths import ModelPaths, ModelPathsError
 
@@ -465,14 +466,14 @@ def test_a_bad_model_paths_file_is_a_one_line_usage_error(tmp_path, capsys, monk
         assert main([*command, "--model-paths", str(config)]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: --model-paths {str(config)!r}: ") and problem in err, err
-        assert '{"checkpoints": [' in err and err.count("\n") == 1 and "Traceback" not in err
+        assert (content is None) != ('{"checkpoints": [' in err) and err.count("\n") == 1 and "Traceback" not in err
     monkeypatch.setenv("NODEGRAPH_MODEL_PATHS", str(config))
     assert main(["validate", ARITHMETIC]) == 2
     assert capsys.readouterr().err.startswith(f"error: NODEGRAPH_MODEL_PATHS {str(config)!r}: ")
     with pytest.raises(ModelPathsError, match=problem) as info:
         Session(autoload=False)
     assert isinstance(info.value, ValueError) and info.value.path == str(config)
-    with pytest.raises(ModelPathsError, match="resolved against the file's folder"):
+    with pytest.raises(ModelPathsError, match="check the path" if content is None else "resolved against the file"):
         ModelPaths.from_config(config)
 
 
