@@ -32,7 +32,7 @@ JSON → JSON); a loaded graph saves back to the same JSON (`Graph.to_dict`).
 Main objects: `Graph`, `GraphNode`, `Link`, `SubgraphDefinition`; `parse_graph` (bytes, text, dict
 or Graph → Graph, raising `GraphValidationError` with `invalid_json` /
 `invalid_format` / `unsupported_version` errors, all collected); `load_graph`
-(a path; a video, audio or JPEG file is named as such, with how to get its graph out:
+(a path; a video, audio, 3D or JPEG file is named as such, with how to get its graph out:
 `media_kind`); `graph_file_schema()` (JSON Schema of the file format: versions
 `SCHEMA_VERSIONS`, the object-shaped ones; a pre-release v0 file is still migrated
 on load but is not described by the schema).
@@ -469,7 +469,8 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
     `comfyui.workflow_groups` / `workflow_notes`). A CLIPSetLastLayer becomes the `clip_skip` of the encoders it feeds
     (`comfyui.fold_clip_set_last_layer`; `metadata.comfyui_folded`, and a `translated_values` entry). A
     KSamplerAdvanced over part of its schedule becomes a Sample of its id fed by `<id>.schedule`, `<id>.split_start`,
-    … (`comfyui.split_schedule_nodes`; each listed in `metadata.comfyui_types` as KSamplerAdvanced). A1111's
+    … (`comfyui.split_schedule_nodes`; each listed in `metadata.comfyui_types` as KSamplerAdvanced; an entry
+    already holding one of those ids is refused, `invalid_format` naming it). A1111's
     parameters go to `a1111.parameters_graph` with `list_model_files` (`ModelPaths.list`), which names the LoRA,
     VAE and embedding files they mean. Raises GraphValidationError
     (`invalid_format`) when `data` is neither. `Session.import_comfyui` calls it with the session's output names.
@@ -522,17 +523,27 @@ def import_foreign(data: Any, output_names: Callable[[str], list[str] | None] | 
                                        node_id=str(raw_id)[:64]))
     if problems:
         raise GraphValidationError(problems[:50])
-    from .comfyui import (SPLIT_SCHEDULE_PARTS, SPLIT_SCHEDULE_SAMPLE, equivalent_for, fold_clip_set_last_layer,
-                          fold_note, split_schedule_nodes, translate_inputs)
+    from .comfyui import (SPLIT_SCHEDULE_SAMPLE, equivalent_for, fold_clip_set_last_layer, fold_note,
+                          split_schedule_nodes, translate_inputs)
 
     data, folded = fold_clip_set_last_layer(data)       # CLIPSetLastLayer → its encoders' clip_skip
     # each entry's node here, chosen by its class and, for a few classes, its values (KSamplerAdvanced)
     equivalents = {str(k): equivalent_for(v["class_type"], v.get("inputs") or {}, plugin_classes)
                    for k, v in data.items()}
-    for node_id, equivalent in equivalents.items():     # a split KSamplerAdvanced's nodes ("10.schedule") need free ids
-        if equivalent is SPLIT_SCHEDULE_SAMPLE and any(f"{node_id}.{part}" in equivalents
-                                                       for part in SPLIT_SCHEDULE_PARTS):
-            equivalents[node_id] = None
+    # a split KSamplerAdvanced's nodes ("10.schedule") need free ids: one taken is refused, naming it (it was left a
+    # placeholder, whose error listed reasons that did not apply: links, no step, leftover noise)
+    clashes = []
+    for node_id, entry in ((str(k), v) for k, v in data.items() if equivalents[str(k)] is SPLIT_SCHEDULE_SAMPLE):
+        made = list(split_schedule_nodes(node_id, dict(entry.get("inputs") or {}))[1])
+        clashes += [GraphError("invalid_format", f"entry {node_id[:64]!r} is a KSamplerAdvanced over part of its "
+                                                 f"schedule, which imports as a Sample of that id fed by new nodes "
+                                                 f"{', '.join(made)[:600]}; but the file already has an entry "
+                                                 f"{taken[:80]!r}: give that entry another id (and change the links "
+                                                 f"to it), then import again",
+                               node_id=node_id[:64], details={"taken_id": taken[:80]})
+                    for taken in made if taken in equivalents]
+    if clashes:
+        raise GraphValidationError(clashes[:50])
 
     def names_of(source: str) -> list[str] | None:
         equivalent = equivalents[source]
@@ -1238,6 +1249,14 @@ _VIDEO_COMMENT = ("this one carries no graph: SaveVideo stores one in its \"comm
 _GIF_COMMENT = ("this one carries no graph: SaveVideo stores one in the GIF comment (when embed_graph is on), and "
                 "such a GIF opens as its graph; give the graph .json file that made it")
 _NO_GRAPH = "it holds no graph: give the graph .json file that made it"
+# the 3D plugin's savers (plugins/threed) write the graph into their files (`media_graph`); a file without one said
+# "not valid JSON: Expecting value at line 1, column 1" or "not UTF-8 text"
+_MESH_GRAPH = ("no graph could be read from it: {saver} (the threed plugin) stores the graph that made the file in "
+               "{where}, and such a file opens as its graph; give the graph .json file that made it")
+_GLB_GRAPH = _MESH_GRAPH.format(saver="SaveMesh or SavePointCloud", where="the JSON chunk's asset.extras.nodegraph")
+_PLY_GRAPH = _MESH_GRAPH.format(saver="SaveMesh or SavePointCloud", where="a `comment nodegraph` header line")
+_OBJ_GRAPH = _MESH_GRAPH.format(saver="SaveMesh", where="a leading `# nodegraph` line")
+_OBJ_KIND = ("an OBJ 3D file", _OBJ_GRAPH)     # what `media_kind` says of an OBJ (named .obj: it has no magic bytes)
 
 
 EXIF_IMAGE_DESCRIPTION = 0x010E
@@ -1360,7 +1379,8 @@ def graph_from_exif(data: bytes) -> dict | str | None:
 
 
 def media_kind(data: bytes) -> tuple[str, str] | None:
-    """(what the file is, how to get a graph out of it) for a video, audio or non-PNG image file, else None."""
+    """(what the file is, how to get a graph out of it) for a video, audio, GLB / PLY (an OBJ by its magic-less
+    name: `graph_from_bytes`) or non-PNG image file, else None."""
     riff = data[8:12] if data.startswith(b"RIFF") else b""
     checks = [
         (data[4:8] == b"ftyp", "an MP4 / MOV video", _VIDEO_COMMENT),
@@ -1370,6 +1390,9 @@ def media_kind(data: bytes) -> tuple[str, str] | None:
         (riff == b"WEBP", "a WebP image", _NO_GRAPH + " (only images saved by SaveImage carry one)"),
         (data.startswith((b"fLaC", b"OggS", b"ID3")), "an audio file (FLAC, Ogg or MP3)", _NO_GRAPH),
         (data.startswith(b"\xff\xd8\xff"), "a JPEG image", _NO_GRAPH + " (only images saved by SaveImage carry one)"),
+        (data.startswith(b"glTF"), "a GLB (binary glTF) 3D file", _GLB_GRAPH),
+        (data.startswith((b"ply\n", b"ply\r\n")), "a PLY 3D file", _PLY_GRAPH),
+        (data.startswith(b"# nodegraph "), *_OBJ_KIND),        # SaveMesh's OBJ, its graph line damaged
     ]
     return next(((what, how) for found, what, how in checks if found), None)
 
@@ -1472,8 +1495,8 @@ def _refuse_image_without_graph(data: bytes, name: str) -> None:
 
 def graph_from_bytes(data: bytes, name: str) -> Graph:
     """The graph in a file's bytes (`name` says which in messages): a PNG saved by SaveImage (its "nodegraph"
-    text chunk), a JPEG / WebP (its EXIF), else JSON text; a ComfyUI PNG, a PNG without a graph, a video or
-    an audio file is a GraphValidationError saying what it is."""
+    text chunk), a JPEG / WebP (its EXIF), a video, WAV, GLB, PLY or OBJ (`media_graph`), else JSON text; a ComfyUI
+    PNG, or a file of those kinds without a graph, is a GraphValidationError saying what it is."""
     if len(data) > MAX_FILE_BYTES:
         raise GraphValidationError([GraphError(
             "invalid_json", f"{name} is {len(data)} bytes; the limit for a graph is {MAX_FILE_BYTES} bytes")])
@@ -1527,7 +1550,8 @@ def graph_from_bytes(data: bytes, name: str) -> Graph:
             raise GraphValidationError([
                 GraphError(e.code, f"the graph in {name}'s comment field: {e.message}", e.node_id, e.input, e.details)
                 if e.code == "invalid_json" else e for e in exc.errors]) from None
-    media = media_kind(data[:16])
+    media = media_kind(data[:16]) or (_OBJ_KIND if name.lower().endswith(".obj") and not _looks_like_json(data)
+                                      else None)
     if media is not None:
         what, how = media
         raise GraphValidationError([GraphError(
@@ -1535,6 +1559,11 @@ def graph_from_bytes(data: bytes, name: str) -> Graph:
             details={"file_kind": what})])
     _refuse_a1111_text(data, name)
     return parse_graph(data)
+
+
+def _looks_like_json(data: bytes) -> bool:
+    """Whether a file's first non-blank character opens a JSON object (a graph saved under another suffix)."""
+    return data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{"
 
 
 def _refuse_a1111_text(data: bytes, name: str) -> None:

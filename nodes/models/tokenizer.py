@@ -106,8 +106,15 @@ class CLIPTokenizer:
         self.merge_rank = {pair: rank for rank, pair in enumerate(merges)}
         self._pretoken = regex.compile(_PRETOKEN, regex.IGNORECASE)
         self._word_cache: dict[str, list[int]] = {}
+        self._cached_ids = 0            # token ids the word cache holds (WORD_CACHE_IDS)
 
-    WORD_CACHE_ENTRIES = 50_000     # words remembered (≈ 10 MB at worst); then the cache starts again
+    # The word cache is shared by every user of a loaded text encoder, so it is bounded by what it holds, not only
+    # by its count: 50,000 random 20,000-letter words (one prompt's length each) held ~117 KB apiece, 5.6 GB.
+    WORD_CACHE_ENTRIES = 50_000     # words remembered; past this or WORD_CACHE_IDS the cache starts again
+    WORD_CACHE_IDS = 1_000_000      # token ids those words hold in all (8 MB of list slots)
+    MAX_CACHED_WORD_CHARS = 64      # a longer word is merged each time: rare in prompts, and the merge is O(n log n)
+    #                                 so the cache holds ≈ 35 MB at worst (50,000 words of 64 four-byte
+    #                                 characters, 20 ids each; 21,500 words of 64 emoji measured 21 MB)
 
     @property
     def vocab_size(self) -> int:
@@ -124,11 +131,20 @@ class CLIPTokenizer:
             if cached is None:
                 symbols = "".join(self.byte_alphabet[b] for b in word.encode("utf-8"))
                 cached = [self.token_to_id[piece] for piece in self._merge_word(symbols)]
-                if len(self._word_cache) >= self.WORD_CACHE_ENTRIES:     # a server's prompts never stop coming
-                    self._word_cache.clear()
-                self._word_cache[word] = cached
+                self._remember(word, cached)
             ids.extend(cached)
         return ids
+
+    def _remember(self, word: str, ids: list[int]) -> None:
+        """Cache a word's ids unless it is longer than MAX_CACHED_WORD_CHARS; the cache starts again when it would
+        pass WORD_CACHE_ENTRIES words or WORD_CACHE_IDS ids (a server's prompts never stop coming)."""
+        if len(word) > self.MAX_CACHED_WORD_CHARS:
+            return
+        if len(self._word_cache) >= self.WORD_CACHE_ENTRIES or self._cached_ids + len(ids) > self.WORD_CACHE_IDS:
+            self._word_cache.clear()
+            self._cached_ids = 0
+        self._word_cache[word] = ids
+        self._cached_ids += len(ids)
 
     def _merge_word(self, symbols: str) -> list[str]:
         """Apply BPE merges to one pre-token: repeatedly fuse the lowest-ranked adjacent pair, leftmost first.
@@ -193,8 +209,24 @@ def normalize_text(text: str) -> str:
         text = ftfy.fix_text(text)
     except ImportError:  # ftfy only repairs mojibake; NFC covers ordinary text
         text = unicodedata.normalize("NFC", text)
-    text = html.unescape(html.unescape(text))
+    text = _unescape_html(_unescape_html(text))
     return re.sub(r"\s+", " ", text).strip().lower()
+
+
+# a decimal character reference as html.unescape reads it (`&#` and every digit after it), its leading zeros apart
+_DECIMAL_REFERENCE = re.compile(r"&#0*([0-9]+)(;?)")
+
+
+def _unescape_html(text: str) -> str:
+    """``html.unescape``, safe for any prompt: it converts a decimal reference's digits with ``int()``, which refuses
+    more than 4,300 of them (``&#`` and 5,000 nines failed EncodeText with "Exceeds the limit (4300 digits) for
+    integer string conversion"). Beforehand, a reference of more than 7 digits (past U+10FFFF) becomes U+FFFD, as
+    html.unescape and a browser make any reference out of range, and leading zeros (which count toward that limit)
+    are dropped; every other text unescapes exactly as before."""
+    if "&#" not in text:
+        return html.unescape(text)
+    return html.unescape(_DECIMAL_REFERENCE.sub(
+        lambda match: "\ufffd" if len(match[1]) > 7 else f"&#{match[1]}{match[2]}", text))
 
 
 @lru_cache(maxsize=1)

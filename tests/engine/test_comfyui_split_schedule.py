@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nodegraph import Session
-from nodegraph.graph import import_foreign
+from nodegraph.graph import GraphValidationError, import_foreign
 
 
 def advanced(add_noise: str, start, end, leftover: str, latent: list, sampler: str = "euler") -> dict:
@@ -95,12 +95,22 @@ def test_what_has_no_split_here_stays_a_placeholder_that_says_why(start, end, le
     assert "SplitSigmas" in error.message and "link" in error.message and "leftover" in error.message
 
 
-def test_an_entry_already_named_like_a_split_node_keeps_the_sampler_a_placeholder():
-    """Ids "<id>.schedule" … must be free; a prompt that has one is not overwritten."""
+def test_an_entry_already_named_like_a_split_node_is_refused_naming_it():
+    """Ids "<id>.schedule" … must be free: the sampler was left a placeholder whose error listed reasons that did not
+    apply (a link, no step, leftover noise); the import now names the taken id and the fix. An id of a part the
+    sampler does not make (`1.split_start` when it starts at 0) is no clash."""
     prompt = {"1": advanced("enable", 0, 2, "enable", ["9", 0]),
-              "1.schedule": {"class_type": "EmptyLatentImage", "inputs": {}}}
+              "1.noise": {"class_type": "EmptyLatentImage", "inputs": {}}}
+    with pytest.raises(GraphValidationError) as caught:
+        import_foreign(prompt)
+    (error,) = caught.value.errors
+    assert error.code == "invalid_format" and error.node_id == "1" and error.details == {"taken_id": "1.noise"}
+    assert "'1.noise'" in error.message and "give that entry another id" in error.message
+    assert "1.schedule, 1.split_end, 1.guider, 1.sampler, 1.noise" in error.message
+    prompt = {"1": advanced("enable", 0, 2, "enable", ["9", 0]),
+              "1.split_start": {"class_type": "EmptyLatentImage", "inputs": {}}}
     nodes = import_foreign(prompt)["nodes"]
-    assert nodes["1"]["type"] == "KSamplerAdvanced" and nodes["1.schedule"]["type"] == "EmptyLatent"
+    assert nodes["1"]["type"] == "Sample" and nodes["1.split_start"]["type"] == "EmptyLatent"
 
 
 def _run(prompt: dict, extra: dict | None = None, outputs=("10", "11", "12")) -> dict:

@@ -70,3 +70,36 @@ def test_graph_text_is_not_found_where_none_is_written():
     assert graph_text_from_media(b"ply\nformat ascii 1.0\ncomment made elsewhere\nend_header\n") is None
     assert graph_text_from_media(b"# nodegraph_run {}\nv 0 0 0\n") is None
     assert graph_text_from_media(b"RIFF\xff\xff\xff\xffWAVELIST\xff\xff\xff\xffINFO") is None   # lying sizes
+
+
+MESH_FILES_WITHOUT_GRAPH = [     # the attacker's files (hostile5/media), smaller
+    ("array.glb", b"glTF\x02\x00\x00\x00\x1b\x00\x00\x00\x07\x00\x00\x00JSON[1,2,3]", "a GLB (binary glTF) 3D file",
+     "SaveMesh or SavePointCloud"),
+    ("claims_4gb.glb", b"glTF\x02\x00\x00\x00\x1c\x00\x00\x00\xff\xff\xff\xffJSON{}", "a GLB (binary glTF) 3D file",
+     "SaveMesh or SavePointCloud"),
+    ("no_end_header.ply", b"ply\n" + b"comment x\n" * 1000, "a PLY 3D file", "SaveMesh or SavePointCloud"),
+    ("no_newline.ply", b"ply\n" + b"a" * 200_000, "a PLY 3D file", "SaveMesh or SavePointCloud"),
+    ("plain.obj", b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n", "an OBJ 3D file", "SaveMesh"),
+    ("damaged.obj", b"# nodegraph \xff\xfe\nv 0 0 0\n", "an OBJ 3D file", "SaveMesh"),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "kind", "saver"), MESH_FILES_WITHOUT_GRAPH,
+                         ids=[case[0] for case in MESH_FILES_WITHOUT_GRAPH])
+def test_a_3d_file_without_a_graph_says_what_it_is_and_what_saves_one(tmp_path, name, data, kind, saver):
+    """A GLB or PLY with no graph said "not valid JSON: Expecting value at line 1, column 1" (a GLB whose JSON chunk
+    claims 4 GB: "not UTF-8 text"); like a WAV, it is named, with the node that stores a graph in such a file."""
+    from nodegraph.graph import GraphValidationError
+
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(GraphValidationError) as caught:
+        load_graph(tmp_path / name)
+    (error,) = caught.value.errors
+    assert error.message.startswith(f"{name} is {kind}, not a graph file; no graph could be read from it: {saver} ")
+    assert error.details == {"file_kind": kind}
+
+
+def test_a_graph_saved_with_the_obj_suffix_still_opens(tmp_path):
+    """An OBJ has no magic bytes, so one is known by its suffix, unless its text is a JSON object (a graph)."""
+    (tmp_path / "graph.obj").write_text('{"format_version": 2, "nodes": {}}')
+    assert load_graph(tmp_path / "graph.obj").nodes == {}

@@ -174,3 +174,53 @@ def test_the_word_cache_is_bounded(monkeypatch):
     first = tokenizer.encode(" ".join(words))
     assert len(tokenizer._word_cache) <= 8
     assert tokenizer.encode(" ".join(words)) == first
+
+
+def test_the_word_cache_is_bounded_by_what_it_holds(monkeypatch):
+    """The cache is shared by every user of a loaded encoder: 50,000 cached 20,000-letter words held 5.6 GB. A word
+    longer than MAX_CACHED_WORD_CHARS is not cached, and the cache starts again past WORD_CACHE_IDS ids; same ids."""
+    from nodes.models.tokenizer import CLIPTokenizer, default_vocab_path
+
+    tokenizer = CLIPTokenizer(default_vocab_path())
+    long_word = "".join(random.Random(0).choices(string.ascii_lowercase, k=20_000))
+    ids = tokenizer.encode(long_word)
+    assert tokenizer._word_cache == {} and tokenizer.encode(long_word) == ids
+    monkeypatch.setattr(CLIPTokenizer, "WORD_CACHE_IDS", 40)
+    words = ["".join(random.Random(i).choices(string.ascii_lowercase, k=12)) for i in range(30)]
+    first = tokenizer.encode(" ".join(words))
+    assert 0 < sum(map(len, tokenizer._word_cache.values())) <= 40
+    assert tokenizer.encode(" ".join(words)) == first
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("a cat &#" + "9" * 5000, "a cat \ufffd"),                    # past U+10FFFF, as html.unescape and a browser read it
+    ("a cat &amp;#" + "9" * 5000 + ";", "a cat \ufffd"),          # made by the first of the two unescapes
+    ("&#" + "0" * 5000 + "65;x", "ax"),                           # leading zeros count toward int()'s limit too
+    ("&#x" + "f" * 5000 + ";", "\ufffd"),
+])
+def test_a_character_reference_of_thousands_of_digits_is_read_as_a_browser_reads_it(text, expected):
+    """`&#` and 5,000 digits failed EncodeText with Python's "Exceeds the limit (4300 digits) for integer string
+    conversion" (from html.unescape); it is the replacement character, as any reference out of range is."""
+    from nodes.models.tokenizer import normalize_text
+
+    assert normalize_text(text) == expected
+
+
+REFERENCES = "&#65;&#0000066;&#67 &#99999999;&#1114111;&#1114112;&#x110000;&#x41;&amp;#68;&#55296;&#128;&#0;&#;&#x;"
+
+
+def test_character_references_unescape_as_html_does():
+    """Every reference of at most 4,300 digits reads as html.unescape (twice, as OpenAI's tokenizer) reads it."""
+    import html
+
+    from nodes.models.tokenizer import _unescape_html
+
+    for text in (REFERENCES, "&#" + "0" * 4000 + "70", "&#" + "1" * 4000, "&&#65;&#x&#66"):
+        assert _unescape_html(_unescape_html(text)) == html.unescape(html.unescape(text))
+
+
+@pytest.mark.parity
+def test_character_references_match_openai(openai_tokenizer):
+    """The ids of a prompt of character references equal OpenAI's SimpleTokenizer's (which unescapes twice)."""
+    prompt = "a cat " + REFERENCES + " &#" + "0" * 4000 + "72;"
+    assert default_tokenizer().encode(prompt) == openai_tokenizer.encode(prompt)
