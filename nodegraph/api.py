@@ -846,15 +846,24 @@ def open_weights(context: NodeContext, name: str | os.PathLike, *, folder: str |
 # --- output files ----------------------------------------------------------------------------------
 
 def _confined_prefix(function: str, output_dir: Path, prefix: Any, argument: str = "prefix") -> Path:
-    """`output_dir / prefix`, refusing names that leave the output folder (nodegraph.paths.confine); errors name
-    `argument` (the node input the prefix came from)."""
+    """`output_dir / prefix`, refusing names that leave the output folder (nodegraph.paths.confine) and hidden
+    names (a file or folder part starting with "."); errors name `argument` (the node input the prefix came from).
+    A hidden output counted in its user's quota while `list_files` never showed it, and one named like a
+    half-written file (".partial-0123456789ab.x") was deleted by the next start's sweep."""
     from .paths import confine
 
     try:
-        return confine(output_dir, prefix, what="file name prefix", input_name=argument, subfolders=True)
+        target = confine(output_dir, prefix, what="file name prefix", input_name=argument, subfolders=True)
     except NodeInputError as exc:
         message = str(exc).split(": ", 1)[-1]
         raise ApiArgumentError(function, argument, message) from None
+    hidden = next((part for part in prefix.split("/") if part.startswith(".")), None)
+    if hidden is not None:
+        raise ApiArgumentError(function, argument, f"file name prefix {prefix[:200]!r}: {hidden[:100]!r} starts with "
+                                                   f"'.', which hides a file (the file list leaves it out, and "
+                                                   f"'.partial-…' names are half-written files deleted at the next "
+                                                   f"start); give a prefix whose parts start with a letter or digit")
+    return target
 
 
 def _expanded_prefix(function: str, prefix: Any, argument: str = "prefix", **values: Any) -> Any:

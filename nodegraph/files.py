@@ -10,7 +10,8 @@ Upload names are sanitised to a plain file name (letters, digits, `._-`) and
 never overwrite: a numeric suffix is added instead. An upload goes into the input folder, or into
 a `subfolder` of it that it names (`FileStore.upload_folder`: "img/10_zorb", each folder checked by
 the confinement rule, none hidden, at most MAX_UPLOAD_DEPTH deep; created, and counted in the quota
-like any file there): how a remote user builds a training dataset. A `caption` upload is a caption
+like any file there; at most MAX_UPLOAD_FOLDERS folders in all, and deleting a folder's last upload removes the
+folders it leaves empty): how a remote user builds a training dataset. A `caption` upload is a caption
 sidecar (NAME.txt / NAME.caption: UTF-8 text of at most MAX_CAPTION_BYTES). Any other upload has a
 kind (`UPLOAD_KINDS`):
 `image` and `mask` uploads must decode as an image of at most `MAX_UPLOAD_PIXELS` (a
@@ -25,7 +26,7 @@ resolving (a name too long for the file system, a permission error) is a
 On a server with users, each user gets `FileStore.for_user(name)`: the same
 ids (`input/x.png`, `output/...`), rooted in `input/<name>/` and
 `output/<name>/`, so one user can neither name nor reach another's files.
-`folder_bytes` measures what a store holds (for per-user quotas; None past MAX_COUNTED_FILES files);
+`folder_bytes` measures what a store holds (for per-user quotas; None past MAX_COUNTED_FILES files and folders);
 `list_files` lists it, newest first, in pages (what fills a quota, pruned runs' files included).
 `remove_unfinished_files` deletes what a killed save or upload left half-written (the server, at start).
 
@@ -77,6 +78,9 @@ CAPTION_KIND = "caption"       # an upload frame's kind for a training caption s
 CAPTION_EXTENSIONS = ("txt", "caption")    # what ImageFolderDataset reads beside an image (NAME.txt, NAME.caption)
 MAX_CAPTION_BYTES = 64 * 1024  # a caption is a line or a paragraph; kohya's are well under 1 KB
 MAX_UPLOAD_DEPTH = 4           # folders of an upload's `subfolder` ("img/10_zorb" is 2; kohya needs at most 2)
+# folders one input folder (a user's) may hold: a dataset has a few (kohya: one per concept), an ImageFolder one per
+# class (ImageNet: 1,000); an upload and a delete per folder made a plain user 100 empty folders a second, uncharged
+MAX_UPLOAD_FOLDERS = 10_000
 # Per media kind, the formats its loaders read: extension → the format's name (what `media_format` reports).
 MEDIA_FORMATS: dict[str, dict[str, str]] = {
     # a sound track in a video container too (an .m4a is MP4): LoadAudio reads it, and the Upload button refused it
@@ -422,6 +426,29 @@ def _same_bytes(path: Path, data: bytes) -> bool:
 UNFINISHED_FILE = re.compile(r"\.partial-[0-9a-f]{12}(\.[^/]*)?|\.upload-\d+-[0-9a-f]{12}\.tmp")
 
 
+def count_folders(root: Path, limit: int) -> int:
+    """How many folders `root` holds at any depth (links not followed), counted up to `limit` + 1 (then the walk
+    stops: only "past the limit" matters)."""
+    seen = 0
+    for _dirpath, dirnames, _files in os.walk(root):
+        seen += len(dirnames)
+        if seen > limit:
+            break
+    return seen
+
+
+def remove_empty_folders(folder: Path, root: Path) -> None:
+    """Remove `folder` and then each parent of it while it is empty, stopping below `root` (never `root` itself)
+    or at the first folder that holds anything (`rmdir` refuses a folder that is not empty, so a file another
+    upload wrote meanwhile keeps its folder)."""
+    while root in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
 def remove_unfinished_files(*folders: str | os.PathLike) -> tuple[int, int]:
     """Delete the half-written files (`UNFINISHED_FILE`) under `folders`; returns (files removed, their bytes).
     Only safe while no writer can be at work: the server calls it at start, holding the data folder's lock
@@ -479,14 +506,18 @@ class FileStore:
 
     def folder_bytes(self, which: str | None = None, limit_entries: int | None = None) -> int | None:
         """Bytes of the files in both folders, or in `which` ("input", "output") alone (symlinks not followed);
-        None when there are more than `limit_entries` (MAX_COUNTED_FILES) files — not counted to the end, so
-        a quota must not take the part counted for the whole (102,400 small files hid 130 MB of runs)."""
+        None when there are more than `limit_entries` (MAX_COUNTED_FILES) entries, files and folders — not counted
+        to the end, so a quota must not take the part counted for the whole (102,400 small files hid 130 MB of
+        runs). Folders count as entries: empty ones cost no bytes, yet each is an inode and slows every walk."""
         limit = self.MAX_COUNTED_FILES if limit_entries is None else limit_entries
         total, seen = 0, 0
         for name, folder in self.folders.items():
             if which is not None and name != which:
                 continue
-            for dirpath, _dirnames, files in os.walk(folder):
+            for dirpath, dirnames, files in os.walk(folder):
+                seen += len(dirnames)
+                if seen > limit:
+                    return None
                 for file in files:
                     seen += 1
                     if seen > limit:
@@ -587,7 +618,9 @@ class FileStore:
     def upload_folder(self, subfolder: str = "") -> Path:
         """The folder an upload goes into: the input folder, or its `subfolder` — "/"-separated folders ("img/
         10_zorb": a kohya dataset), each named by the confinement rule (nodegraph/paths.py: no "..", not absolute,
-        no device names, no control characters), not hidden (".x": the names unfinished uploads use), at most
+        no device names, no control or invisible characters, no look-alikes of ".."), not hidden (".x": the names
+        unfinished uploads use), written in their plain form (NFKC: "e" + a combining accent and "é" were two
+        folders that look the same; fullwidth letters) without a leading or trailing space, at most
         MAX_UPLOAD_DEPTH deep; else FileAccessError saying which rule and the fix. Not created here."""
         from .paths import MAX_COMPONENT_BYTES, PathConfinementError, confine
 
@@ -603,6 +636,15 @@ class FileStore:
         if hidden is not None:
             raise FileAccessError(f"upload subfolder {subfolder!r}: {hidden!r} starts with '.', which marks hidden "
                                   f"and unfinished files here; name the folder without it")
+        spaced = next((part for part in parts if part != part.strip()), None)
+        if spaced is not None:
+            raise FileAccessError(f"upload subfolder {subfolder!r}: {spaced!r} starts or ends with a space, which a "
+                                  f"listing does not show; name the folder {spaced.strip()!r}")
+        unplain = next((part for part in parts if unicodedata.normalize("NFKC", part) != part), None)
+        if unplain is not None:
+            raise FileAccessError(f"upload subfolder {subfolder!r}: {unplain!r} is written with characters that "
+                                  f"have a plainer form (it looks like another folder's name); name it "
+                                  f"{unicodedata.normalize('NFKC', unplain)!r}")
         if len(parts) > MAX_UPLOAD_DEPTH:
             raise FileAccessError(f"upload subfolder {subfolder!r} is {len(parts)} folders deep; at most "
                                   f"{MAX_UPLOAD_DEPTH} (e.g. 'img/10_zorb')")
@@ -691,7 +733,18 @@ class FileStore:
         return f"input/{path.relative_to(self.folders['input']).as_posix()}"
 
     def _make_upload_folder(self, folder: Path) -> None:
-        """Create an upload's folder (and its parents), or FileAccessError when a file holds one of its names."""
+        """Create an upload's folder (and its parents), or FileAccessError when a file holds one of its names or
+        when the input folder would hold more than MAX_UPLOAD_FOLDERS folders."""
+        if not folder.is_dir():
+            root = self.folders["input"]
+            missing = sum(1 for parent in (folder, *folder.parents)
+                          if root in parent.parents and not parent.is_dir())
+            if count_folders(root, MAX_UPLOAD_FOLDERS) + missing > MAX_UPLOAD_FOLDERS:
+                shown = folder.relative_to(root).as_posix()
+                raise FileAccessError(f"upload subfolder {shown!r}: your input folder would hold more than "
+                                      f"{MAX_UPLOAD_FOLDERS:,} folders, the limit; upload into a folder you already "
+                                      f"have, or delete files you no longer need (list_files, then delete_file: a "
+                                      f"folder goes with its last file)")
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
@@ -746,7 +799,11 @@ class FileStore:
     def delete(self, file_id: str) -> None:
         """Delete the file an id names (FileAccessError as `resolve` checks it; OSError when it cannot be removed).
         The entry itself goes: an id naming a link inside the folder removes the link, never the file it points
-        to (which another id, or a run, may still name)."""
+        to (which another id, or a run, may still name). Deleting an upload removes the folders it leaves empty,
+        up to the input folder (an upload and a delete per folder left a user unlimited empty folders)."""
         self.resolve(file_id)
         kind, _, rel = file_id.partition("/")
-        (Path(os.path.realpath(self.folders[kind])) / rel).unlink()
+        root = Path(os.path.realpath(self.folders[kind]))
+        (root / rel).unlink()
+        if kind == "input":
+            remove_empty_folders((root / rel).parent, root)

@@ -16,6 +16,8 @@ The rule (each item is the `rule` code of the error it raises):
     control_character  NUL or any other control character (Unicode category Cc)
     bidi_control       a bidirectional override, embedding, isolate or mark (U+202E, ...): "x\u202egnp.exe"
                        would be listed as "xexe.png"
+    format_character   any other invisible formatting character (Unicode category Cf: a zero-width space or
+                       joiner, a soft hyphen, a byte-order mark): "a\u200b" is listed as "a", yet is another name
     backslash          a backslash (a separator on Windows, never part of a name here)
     absolute           starts with "/" (absolute paths and "//server" names)
     drive              starts with a drive letter ("C:", "c:foo")
@@ -27,6 +29,8 @@ The rule (each item is the `rule` code of the error it raises):
     reserved_name      a Windows device name as a component (CON, PRN, AUX, NUL, COM1-9, LPT1-9, and
                        COM¹²³ / LPT¹²³, which Windows reads as COM1-3 / LPT1-3)
     trailing_dot       a component ending in "." or " " (Windows drops them: "a." would be "a")
+    lookalike          a component written with look-alike characters of ".", "..", "/" or a device name
+                       (its NFKC form: fullwidth dots "．．" and one-dot leaders "․․" read as ".." in a listing)
     outside_root       the real path (every symlink resolved) is not strictly inside the real
                        path of `root`; checked last, against the file system as it is now
 
@@ -121,6 +125,11 @@ def check_name(name: object, *, what: str = "file name", input_name: str | None 
     if any(ch in _BIDI_CONTROLS for ch in name):     # "x\u202egnp.exe" shows as "xexe.png" in listings
         raise refuse("bidi_control", "contains a right-to-left / left-to-right override or mark, which makes the "
                                      "name display other than it is")
+    invisible = next((ch for ch in name if unicodedata.category(ch) == "Cf"), None)
+    if invisible is not None:
+        raise refuse("format_character", f"contains the invisible character U+{ord(invisible):04X} (a zero-width "
+                                         f"space or joiner, a soft hyphen, ...), so it shows as another name; "
+                                         f"remove it")
     if "\\" in name:
         raise refuse("backslash", "contains a backslash")
     if name.startswith("/"):
@@ -157,4 +166,16 @@ def check_name(name: object, *, what: str = "file name", input_name: str | None 
         if component[-1] in ". ":
             raise refuse("trailing_dot", f"has a component ending in {component[-1]!r} ({component!r}), which Windows "
                                          f"drops (it would name {component.rstrip('. ')!r})")
+        if _reads_as_special(component):
+            raise refuse("lookalike", f"has a component {component!r} written with look-alike characters: it reads "
+                                      f"as {unicodedata.normalize('NFKC', component)!r}; write it with plain letters")
+
+
+def _reads_as_special(component: str) -> bool:
+    """Whether `component`, not itself ".", ".." or a device name, reads as one (or holds a "/") once its look-alike
+    characters are folded (NFKC: "．．" and "․․" → "..", "ＣＯＮ" → "CON"). Only these are refused: a name's other
+    compatibility characters (a Japanese fullwidth "：", a "²") stay accepted."""
+    folded = unicodedata.normalize("NFKC", component)
+    return folded != component and (folded in (".", "..") or "/" in folded or "\\" in folded
+                                    or folded.split(".")[0].strip().upper() in DEVICE_NAMES)
 

@@ -1058,8 +1058,10 @@ class Server:
     async def _health(self, connection: ServerConnection, request: Request) -> Response:
         """`GET /health`: `{"status": "ok"}` (200), or `"degraded"` with a `reason` (503) — "worker_stopped" (the
         thread that runs the queue is dead) or "database_unwritable" (the data folder takes no write). It needs no
-        token and tells nothing else. `?details=1` adds, with a valid token (an admin's on a server with users), the
-        queue's length, the running run's age and node, the worker's state, uptime and version."""
+        token and tells nothing else. `?details=1` (or `true`; any other value is plain /health) adds, with a valid
+        token (an admin's on a server with users), the queue's length, the running run's age and node, the worker's
+        state, uptime and version. Without one it answers 401 — for a plain user's token as for a wrong one: a 403
+        told a valid token from a guess — and logs the refusal as every other path does (through CLIENT_LOG)."""
         problem = "worker_stopped" if self._worker is None or not self._worker.is_alive() else None
         checked_at, database = self._health_checked
         if time.monotonic() - checked_at >= self.HEALTH_PROBE_SECONDS:
@@ -1068,12 +1070,17 @@ class Server:
             self._health_checked = (time.monotonic(), database)
         problem = problem or database
         body: dict[str, Any] = {"status": "degraded" if problem else "ok", **({"reason": problem} if problem else {})}
-        if "details" in parse_qs(urlsplit(request.path).query):
+        asked = parse_qs(urlsplit(request.path).query).get("details", [""])[-1].lower()
+        if asked in ("1", "true"):
             allowed, user = self.authenticate(request)
             if not allowed or (user is not None and not user.is_admin):
-                status = HTTPStatus.UNAUTHORIZED if not allowed else HTTPStatus.FORBIDDEN
-                return connection.respond(status, "/health?details=1 needs an admin's token (plain /health needs "
-                                                  "none)\n")
+                hosts = request.headers.get_all("Host")
+                proxied = len(hosts) == 1 and host_name(hosts[0]) in self.proxy_hosts
+                kind, within = refusal_log_kinds(connection, proxied)
+                CLIENT_LOG.log(log, logging.WARNING, kind, "refused a request for %r without a valid token from %s",
+                               "/health?details=1", peer_of(connection), within=within)
+                return connection.respond(HTTPStatus.UNAUTHORIZED, "/health?details=1 needs an admin's token "
+                                                                   "(plain /health needs none)\n")
             body |= await asyncio.to_thread(self._health_details)
         response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE if problem else HTTPStatus.OK,
                                       json.dumps(body) + "\n")

@@ -170,6 +170,43 @@ def test_a_group_node_that_does_not_match_its_definition_stays_a_placeholder():
     assert prompt["37"]["class_type"] == "workflow>Pair" and "37:0" not in prompt
 
 
+def group_bomb(instances: int, inner_links: int, outer_links: int = 0) -> dict:
+    """A workflow of `instances` uses of one legacy group node whose definition is one node and `inner_links`
+    links, beside `outer_links` links between two other nodes (hostile5's bomb: 500 × 2,000 links in 62 KB)."""
+    definition = {"nodes": [{"index": 0, "type": "EmptyLatentImage", "widgets_values": []}],
+                  "links": [[0, 0, 0, 0]] * inner_links}
+    nodes = [{"id": i, "type": "workflow>g", "inputs": [], "outputs": [], "widgets_values": []}
+             for i in range(1, instances + 1)]
+    links = [[k, "a", 0, "b", 0, "LATENT"] for k in range(outer_links)]
+    return {"extra": {"groupNodes": {"g": definition}}, "nodes": nodes, "links": links}
+
+
+def test_group_node_links_are_bounded_before_they_are_copied():
+    """500 instances of a definition with 2,000 links (a million copied links) are refused at once: only nodes
+    and bytes were bounded, and the 62 KB file held a server thread for 4.5 minutes."""
+    import time
+
+    from nodegraph import comfyui
+
+    started = time.monotonic()
+    with pytest.raises(comfyui.WorkflowError, match="200000 links"):
+        comfyui.expand_group_nodes(group_bomb(500, 2_000))
+    assert time.monotonic() - started < 1.0
+
+
+def test_group_node_instances_do_not_each_read_every_link():
+    """20,000 instances beside 100,000 outer links expand in well under a second (each instance read every link:
+    two billion reads)."""
+    import time
+
+    from nodegraph import comfyui
+
+    started = time.monotonic()
+    expanded = comfyui.expand_group_nodes(group_bomb(20_000, 0, 100_000))
+    assert len(expanded["nodes"]) == 20_000 and len(expanded["links"]) == 100_000
+    assert time.monotonic() - started < 3.0
+
+
 def test_group_node_expansion_is_bounded(monkeypatch):
     """Past MAX_EXPANDED_WORKFLOW_NODES the expansion stops with a WorkflowError, as subgraphs do."""
     from nodegraph import comfyui

@@ -4,7 +4,6 @@ counts that explain a plain user's wait."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import threading
@@ -21,15 +20,10 @@ from nodegraph.run_queue import RunQueue
 from nodegraph.server import build_parser, opening_url
 from nodegraph.users import User, UserBook, users_changes
 
+from .test_security import http_request as http_get
 from .test_server import Client, RunningServer, wait_graph
 
 
-def http_get(port: int, path: str, headers: dict | None = None) -> http.client.HTTPResponse:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", path, headers=headers or {})
-    response = conn.getresponse()
-    response.body = response.read()
-    return response
 
 
 @pytest.fixture
@@ -226,12 +220,23 @@ def test_health_answers_without_a_token_and_says_only_ok_or_degraded(tmp_path, m
         running.stop()
 
 
-def test_health_details_are_an_admins(users):
+def test_health_details_are_an_admins(users, caplog, monkeypatch):
+    """A plain user's token gets the 401 a wrong one gets (a 403 told a valid token from a guess), each refusal is
+    logged as on every other path (none was: an unlogged token oracle), and only details=1/true asks for details
+    (hostile5, finding 6)."""
+    monkeypatch.setattr(server_module, "CLIENT_LOG", LimitedLog())
     assert http_get(users.port, "/health").status == 200
-    plain = http_get(users.port, "/health?details=1", {"Authorization": f"Bearer {users.tokens['bob']}"})
-    assert plain.status == 403
+    with caplog.at_level(logging.WARNING, logger="nodegraph.server"):
+        plain = http_get(users.port, "/health?details=1", {"Authorization": f"Bearer {users.tokens['bob']}"})
+        wrong = http_get(users.port, "/health?details=true", {"Authorization": "Bearer guess"})
+    assert (plain.status, plain.body) == (401, wrong.body) and wrong.status == 401
+    refused = [r.getMessage() for r in caplog.records if "without a valid token" in r.getMessage()]
+    assert len(refused) == 2 and all("/health?details=1" in line for line in refused)
     admin = http_get(users.port, "/health?details=1", {"Authorization": f"Bearer {users.tokens['root']}"})
     assert admin.status == 200 and json.loads(admin.body)["worker"] == "alive"
+    for value in ("0", "false", ""):
+        plain = http_get(users.port, f"/health?details={value}", {"Authorization": f"Bearer {users.tokens['root']}"})
+        assert plain.status == 200 and json.loads(plain.body) == {"status": "ok"}
 
 
 # --- finding 11: the audit lines of the log ---------------------------------------------------------------------
