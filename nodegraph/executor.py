@@ -94,7 +94,7 @@ from . import events as ev
 from .cache import MISSING, WATCH_DEPTH, OutputCache
 from .errors import NodeExecutionError, NodeInputError, NodeOutputError, RunInterrupted, out_of_memory
 from .graph import Graph, Link, primitive_value, topological_order
-from .interrupts import CURRENT_CHECK, noting_ctrl_c, stop_signals_received
+from .interrupts import CURRENT_CHECK, NodeChecks, noting_ctrl_c, stop_signals_received
 from .node import Node, NodeContext
 from .registry import Registry
 from .types import pixel_values_problem
@@ -264,6 +264,7 @@ class RunState:
     instances          node id → the Node instance (made when first needed).
     executed, cached   node ids in the order they ran / came from the cache.
     running            the node running now (for interruption reports), or None.
+    checks             how often the running node has checked for an interrupt (`interrupts.NodeChecks`).
     graph              the Graph being run (nodes may read it, e.g. to embed it in a file).
     warnings           {"node_id", "node_type", "message"} for each NodeContext.warn, in order; a warning given
                        again with a result served from the cache has "cached": True.
@@ -283,6 +284,7 @@ class RunState:
     executed: list[str] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
     running: str | None = None
+    checks: NodeChecks = field(default_factory=NodeChecks)
     graph: Graph | None = None
     warnings: list[dict[str, Any]] = field(default_factory=list)
     carried: dict[str, tuple[dict[str, str], ...]] = field(default_factory=dict)
@@ -302,6 +304,21 @@ def needed_nodes(plan: GraphPlan, targets: tuple[str, ...]) -> list[str]:
     if len(needed) == len(plan.order):
         return list(plan.order)
     return [n for n in plan.order if n in needed]
+
+
+@dataclass(frozen=True)
+class ListingResolver:
+    """The `resolve_file` a session passes to fingerprints: (model folder, file name) → Path, with the model paths'
+    cached listing beside it (`list_model_files(folder)` → (file names, directories searched): `ModelPaths.list`).
+
+    `Node.fingerprint` finds a named file in another case through it, as the loader does
+    (`embedding:easynegative` reads EasyNegative.safetensors), without reading a folder per node per run; a
+    plain callable (a plugin's, the distributed worker's) still works, matching exact names only."""
+    resolve: Callable[[str, str], Any]
+    list_model_files: Callable[[str], tuple[list[str], list[str]]]
+
+    def __call__(self, folder: str, name: str) -> Any:
+        return self.resolve(folder, name)
 
 
 def compute_keys(state: RunState, order: list[str], resolve_file: Callable[[str, str], Any],
@@ -958,6 +975,7 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
                                state.drawn)
     warned_before = len(state.warnings)
     kwargs = _gather_inputs(state, plan, evaluated_only=False)
+    state.checks.started(node_id)       # before NodeStarted: whoever that event reaches reads this node's count
     emit(ev.NodeStarted(run_id, node_id, spec.type))
     state.running = node_id
     _PeakMemory.start()
@@ -993,6 +1011,7 @@ def _run_node(state: RunState, plan: NodePlan, cache: OutputCache, emit: ev.Even
         raise _node_failed(state, plan, exc, trace, emit, services) from exc
     seconds = time.perf_counter() - started
     state.running = None
+    state.checks.ended()
     state.values[node_id] = outputs
     carried = _carried_warnings(state, plan, state.warnings[warned_before:])
     if spec.deterministic:
@@ -1117,6 +1136,7 @@ def run_plan(
     output_scope: bytes = b"",
     input_scope: bytes = b"",
     private_scope: bytes = b"",
+    checks: NodeChecks | None = None,
 ) -> RunResult:
     """Run `targets` of a compiled graph; raises NodeExecutionError or RunInterrupted.
 
@@ -1127,7 +1147,8 @@ def run_plan(
         emit: event sink (see events.py).
         interrupt: set it to stop the run at the next check.
         services: what nodes may ask their context for (folders, managers).
-        resolve_file: (model folder, file name) → Path, for fingerprints.
+        resolve_file: (model folder, file name) → Path, for fingerprints (a `ListingResolver` lets them find
+            a named file in another case, as the loader does).
         run_id: defaults to a new uuid4 hex.
         graph: the Graph the plan came from (offered to nodes as `context.graph`).
         output_scope: mixed into the keys of output nodes and of nodes with an input naming a
@@ -1140,12 +1161,16 @@ def run_plan(
         private_scope: mixed into the keys of every node but those that declare `shared_cache` (model
             loaders): a server's user name, so a user never gets another user's result from the cache —
             which told them, by its `cached` list and its speed, that someone had run that very prompt.
+        checks: counts the running node's interrupt checks, for another thread to read (a session's
+            `running_node_checks`: a server tells who interrupts a node that never checks that it runs on).
     """
     run_id = run_id or uuid.uuid4().hex
     interrupt = interrupt or threading.Event()
-    state = RunState(run_id, plan, tuple(targets), graph=graph)
+    state = RunState(run_id, plan, tuple(targets), graph=graph, checks=NodeChecks() if checks is None else checks)
+    counted = state.checks
 
     def check_interrupted(node_id: str | None) -> None:
+        counted.count += 1          # no lock (this is on every check): a reader only asks whether it grew
         if interrupt.is_set():
             raise RunInterrupted(node_id or state.running)
 

@@ -13,6 +13,9 @@ cv2 passing one on) by the signal: while a graph runs on the main thread, `notin
 process receives before the handler that was there raises KeyboardInterrupt, and `nodegraph run`'s SIGTERM
 handler notes its SIGTERM so. A KeyboardInterrupt from a node with no stop signal noted during its run
 is that node's failure (`NodeExecutionError`), not the user's stop.
+
+A node that never checks runs on past an interrupt until it ends. `NodeChecks` counts the checks of the node a
+run is executing, so a server can tell its user so (`Session.running_node_checks`, the `interrupting` reply).
 """
 
 from __future__ import annotations
@@ -66,6 +69,36 @@ def noting_ctrl_c() -> Iterator[None]:
     finally:
         if installed and signal.getsignal(signal.SIGINT) is noted:
             signal.signal(signal.SIGINT, previous)
+
+
+class NodeChecks:
+    """How often the node a run is executing has checked for an interrupt since it started: `node_id` (None
+    between nodes) and `count`. The executor resets it as each node starts (`started`), counts every check
+    while the node runs (`context.check_interrupted`, `progress`, `interrupt_point`) and clears the node when
+    it ends (`ended`); another thread reads `running()`. One int increment per check and no lock: a check sits
+    in a sampler's steps and a UNet's blocks; a reader that races a node's start may at worst see the node
+    before it with the new node's count."""
+
+    __slots__ = ("node_id", "count")
+
+    def __init__(self) -> None:
+        self.node_id: str | None = None
+        self.count = 0
+
+    def started(self, node_id: str) -> None:
+        """`node_id` starts running: its count begins at 0 (reset before the id is set, so a reader that sees
+        the new id never gets the count of the node before it)."""
+        self.count = 0
+        self.node_id = node_id
+
+    def ended(self) -> None:
+        """The running node ended: until the next starts, the run is between nodes (where it checks anyway)."""
+        self.node_id = None
+
+    def running(self) -> tuple[str, int] | None:
+        """(node id, checks since it started) of the node running now; None between nodes."""
+        node_id, count = self.node_id, self.count
+        return None if node_id is None else (node_id, count)
 
 
 def interrupt_point() -> None:

@@ -569,7 +569,10 @@ class Node:
 
         Default: size, modification and change time of every `model_folder` file input (given literally or
         by a primitive node linked to it; a model folder, a diffusers pipeline, by its files:
-        `files.model_file_stamp`) and of the files `named_model_files` names.
+        `files.model_file_stamp`) and of the files `named_model_files` names — found as the loader finds them
+        (`first_existing_file`: when `resolve_file` offers `list_model_files`, as `executor.ListingResolver`
+        does, a name in another case finds the one file differing only in case, so replacing
+        EasyNegative.safetensors re-runs a prompt writing `embedding:easynegative`).
         Override for nodes that read other files or services. Bytes, a number (a file's mtime, as ComfyUI's
         IS_CHANGED returns) or a tuple / list of those work too; None adds nothing (cached by the inputs alone);
         NaN runs the node every time (IS_CHANGED's "always changed"), and so does any other value or an
@@ -584,8 +587,9 @@ class Node:
                     parts.append(f"{name}:missing")
         from .provenance import well_formed_named_files
 
+        listing = getattr(resolve_file, "list_model_files", None)   # `executor.ListingResolver`: the cached listing
         for name, folder, candidates in well_formed_named_files(cls, literals):
-            found = first_existing_file(resolve_file, folder, candidates)
+            found = first_existing_file(resolve_file, folder, candidates, listing)
             if found is None:
                 parts.append(f"{name}:{folder}:{candidates[:1]}:missing")
             else:
@@ -594,9 +598,16 @@ class Node:
         return "|".join(parts) or None
 
 
-def first_existing_file(resolve_file: Callable[[str, str], Any], folder: str,
-                        candidates: tuple[str, ...]) -> tuple[str, Any] | None:
-    """(name, path) of the first of `candidates` that `resolve_file(folder, name)` finds, else None."""
+def first_existing_file(resolve_file: Callable[[str, str], Any], folder: str, candidates: tuple[str, ...],
+                        list_model_files: Callable[[str], tuple[list[str], list[str]]] | None = None,
+                        ) -> tuple[str, Any] | None:
+    """(name, path) of the file a node reads for `candidates` (`Node.named_model_files`): the first that
+    `resolve_file(folder, name)` finds, else — given `list_model_files` (folder → (file names, directories
+    searched): `ModelPaths.list`, a cached listing) — the one listed file differing from a candidate only in
+    case (`_file_in_another_case`); else None.
+
+    The cache key (`Node.fingerprint`) and the run record (`provenance.model_files`) both ask this, so they name
+    the file the loader reads."""
     for candidate in candidates:
         try:
             path = resolve_file(folder, candidate)
@@ -604,6 +615,32 @@ def first_existing_file(resolve_file: Callable[[str, str], Any], folder: str,
         except (OSError, LookupError):
             continue
         return candidate, path
+    if list_model_files is None:
+        return None
+    return _file_in_another_case(resolve_file, list_model_files, folder, candidates)
+
+
+def _file_in_another_case(resolve_file: Callable[[str, str], Any],
+                          list_model_files: Callable[[str], tuple[list[str], list[str]]], folder: str,
+                          candidates: tuple[str, ...]) -> tuple[str, Any] | None:
+    """(name, path) of the one file of `folder`'s listing whose name differs from a candidate only in case, else
+    None.
+
+    The loader reads `embedding:easynegative` from EasyNegative.safetensors (A1111 users type names in any case;
+    `prompt_syntax.find_embedding_file`). Found in the listing, not by reading folders (a fingerprint runs per
+    node per run); several such files are no answer (the loader refuses them too)."""
+    by_folded: dict[str, list[str]] = {}
+    for file in list_model_files(folder)[0]:
+        by_folded.setdefault(file.lower(), []).append(file)
+    for candidate in candidates:
+        same = by_folded.get(candidate.lower(), [])
+        if len(same) > 1:
+            return None
+        if same:
+            try:
+                return same[0], resolve_file(folder, same[0])
+            except LookupError:
+                return None
     return None
 
 

@@ -195,46 +195,22 @@ def model_files(context: Any) -> dict[str, dict[str, Any]]:
 
 def _named_files(context: Any, resolve: Callable[[str, str], Any]) -> Iterator[tuple[str, str, str, str, Any]]:
     """(node id, input, folder, file name, path) of the files the running graph's nodes name inside other inputs
-    (`Node.named_model_files`: a prompt's `embedding:NAME`) that exist."""
+    (`Node.named_model_files`: a prompt's `embedding:NAME`) that exist, found as the cache key finds them
+    (`node.first_existing_file`: the exact name, else the one file in another case the loader reads)."""
     from .graph import Link, primitive_value
     from .node import Node, first_existing_file
 
+    model_paths = (getattr(context, "services", {}) or {}).get("model_paths")
+    listing = model_paths.list if model_paths is not None else None    # cached: the loader's case-blind match too
     for node_id, node, cls, nodes in _running_nodes(context):
         if cls.named_model_files.__func__ is Node.named_model_files.__func__:
             continue
         literals = {name: value for name, spec in cls.spec.inputs.items()
                     if not isinstance(value := primitive_value(nodes, node.inputs.get(name, spec.default)), Link)}
         for name, folder, candidates in well_formed_named_files(cls, literals):
-            found = first_existing_file(resolve, folder, candidates) or _file_in_another_case(context, resolve,
-                                                                                             folder, candidates)
+            found = first_existing_file(resolve, folder, candidates, listing)
             if found is not None:
                 yield node_id, name, folder, found[0], found[1]
-
-
-def _file_in_another_case(context: Any, resolve: Callable[[str, str], Any], folder: str,
-                          candidates: tuple[str, ...]) -> tuple[str, Any] | None:
-    """(name, path) of the one file of `folder` whose name differs from a candidate only in case, else None.
-
-    The loader reads `embedding:easynegative` from EasyNegative.safetensors (A1111 users type names in any case;
-    `prompt_syntax.find_embedding_file`), so the record hashes that file. Found in the model paths' listing
-    (cached by `ModelPaths.listing`), not by reading folders; several such files are no answer (the loader
-    refuses them too)."""
-    model_paths = (getattr(context, "services", {}) or {}).get("model_paths")
-    if model_paths is None:
-        return None
-    by_folded: dict[str, list[str]] = {}
-    for file in model_paths.list(folder)[0]:
-        by_folded.setdefault(file.lower(), []).append(file)
-    for candidate in candidates:
-        same = by_folded.get(candidate.lower(), [])
-        if len(same) > 1:
-            return None
-        if same:
-            try:
-                return same[0], resolve(folder, same[0])
-            except LookupError:
-                return None
-    return None
 
 
 def well_formed_named_files(cls: Any, literals: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:

@@ -246,19 +246,6 @@ def refusal_log_kinds(connection: ServerConnection, proxied: bool) -> tuple[str,
     return (f"{peer} for {client}", f"{peer} proxied") if client else (peer, None)
 
 
-class InterruptChecks(threading.Event):
-    """The session's interrupt flag, counting how often it is looked at. The executor looks before each node; a
-    running node looks only through `check_interrupted`, `progress` or model code's interrupt points (a sampler's
-    steps). A node that has not looked since it started does not check: an interrupt waits for its end, and the
-    `interrupting` reply says so (`Server._running_node`)."""
-
-    checks = 0
-
-    def is_set(self) -> bool:
-        self.checks += 1
-        return super().is_set()
-
-
 def interrupted_by_admin(error: dict | None, admin: str) -> dict:
     """A run's stored error once an admin interrupted it for its owner: "interrupted by admin NAME: ..." (the owner
     saw only "run interrupted while node 'w' was running", and could not tell it from their own interrupt)."""
@@ -688,10 +675,8 @@ class Server:
         self._current_run: str | None = None
         self._run_started: tuple[float, str | None] = (time.perf_counter(), None)   # of the running run
         self._current_node: str | None = None          # the node the running run started last (/health details)
-        # (run id, node id, type, InterruptChecks.checks then) of that node, for the `interrupting` reply
-        self._node_started: tuple[str, str | None, str, int] | None = None
-        if backend is None and type(getattr(session, "_interrupt", None)) is threading.Event:
-            session._interrupt = InterruptChecks()       # so a node that never checks for interrupts is told apart
+        # (run id, node id, type) of that node, for the `interrupting` reply
+        self._node_started: tuple[str, str | None, str] | None = None
         self._started_at = time.monotonic()            # for /health's uptime
         self._health_checked: tuple[float, str | None] = (float("-inf"), None)   # (when, database problem)
         self._held: dict[str, list[Outgoing]] = {}     # run id → its events, until its reply is out
@@ -1621,13 +1606,15 @@ class Server:
         self._wake_event.set()
 
     def _running_node(self, run_id: str) -> dict[str, Any] | None:
-        """The node run `run_id` started last, `{node_id, type, checks}`: `checks` is false when it has not looked
-        at the interrupt flag since it started (`InterruptChecks`). None when this process does not run it."""
-        started, flag = self._node_started, getattr(self.session, "_interrupt", None)
+        """The node run `run_id` started last, `{node_id, type, checks}`: `checks` is false when it has not checked
+        for interrupts since it started (`Session.running_node_checks`); true when the session cannot tell (a Ray
+        worker runs it, or it is between nodes). None when this process does not run it."""
+        started = self._node_started
         if started is None or started[0] != run_id or self._current_run != run_id:
             return None
-        _run_id, node_id, node_type, checks_then = started
-        checks = not isinstance(flag, InterruptChecks) or checks_then < 0 or flag.checks > checks_then
+        _run_id, node_id, node_type = started
+        seen = self.session.running_node_checks(run_id) if self.backend is None else None
+        checks = seen is None or seen[0] != node_id or seen[1] > 0
         return {"node_id": node_id, "type": node_type, "checks": checks}
 
     def _interrupt_run(self, run_id: str) -> bool:
@@ -1691,9 +1678,7 @@ class Server:
     def _on_event(self, run_id: str, event: Any) -> None:
         if event.type == "node_started":    # for /health?details=1: which node a long run is in
             self._current_node = getattr(event, "node_id", None)
-            flag = getattr(self.session, "_interrupt", None)
-            self._node_started = (run_id, self._current_node, getattr(event, "node_type", ""),
-                                  flag.checks if isinstance(flag, InterruptChecks) else -1)
+            self._node_started = (run_id, self._current_node, getattr(event, "node_type", ""))
         if type(event) in ROW_EVENTS:     # node started / cached / finished: the Event object joins its group
             with self._posted_lock:
                 last = self._posted[-1] if self._posted else None

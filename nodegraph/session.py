@@ -27,8 +27,9 @@ from . import events as ev
 from .cache import DEFAULT_BUDGET_BYTES, CachePolicy, OutputCache
 from .errors import GraphError, GraphValidationError, NodeExecutionError, RunInterrupted
 from .effective_graph import effective_graph, requested_targets
-from .executor import RunResult, compile_graph, run_plan
+from .executor import ListingResolver, RunResult, compile_graph, run_plan
 from .graph import Graph, load_graph, parse_graph, with_renamed_inputs
+from .interrupts import NodeChecks
 from .memory import ModelMemoryManager
 from .model_paths import ModelPaths
 from .plugins import load_plugins, plugin_warnings
@@ -111,6 +112,7 @@ class Session:
         self._interrupt_requests: dict[str, None] = {}
         self._finished_ids: dict[str, None] = {}       # the last MAX_INTERRUPT_REQUESTS runs that ended
         self._running_id: str | None = None
+        self._node_checks = NodeChecks()     # the executing run's: how often its running node checked for interrupts
         self._starting: dict[str, None] = {}      # runs in run() that do not execute yet (validated, or waiting)
         self._interrupt_lock = threading.Lock()
         self._run_lock = threading.Lock()
@@ -466,6 +468,7 @@ class Session:
                         "resolve_file": resolve_file}
             scope = str(run_output.resolve()).encode()
             input_scope = str(run_input.resolve()).encode()
+        resolve_file = ListingResolver(resolve_file, self.model_paths.list)   # keys find files as loaders do
         if output_budget is not None:
             services = {**services, "output_budget": output_budget}
         if not free_shared_memory:      # a plain user's FreeMemory: their entries only (it freed every user's models)
@@ -479,6 +482,7 @@ class Session:
             with self._interrupt_lock:
                 self._interrupt.clear()
                 self._running_id = run_id
+                self._node_checks = node_checks = NodeChecks()
                 self._starting.pop(run_id, None)
                 if run_id in self._interrupt_requests:        # asked to stop while it waited or was validated
                     del self._interrupt_requests[run_id]
@@ -487,7 +491,7 @@ class Session:
             try:
                 return run_plan(plan, targets, self.cache, ev.fan_out(sinks), self._interrupt,
                                 services, resolve_file, run_id, graph, output_scope=scope, input_scope=input_scope,
-                                private_scope=cache_scope.encode() if cache_scope else b"")
+                                private_scope=cache_scope.encode() if cache_scope else b"", checks=node_checks)
             except (NodeExecutionError, RunInterrupted) as exc:
                 exc.files_written = {}          # what nodes had saved, by node: the run's, though it failed
                 for node_id, results in written:
@@ -641,6 +645,16 @@ class Session:
             self._interrupt_requests[run_id] = None
             while len(self._interrupt_requests) > self.MAX_INTERRUPT_REQUESTS:
                 del self._interrupt_requests[next(iter(self._interrupt_requests))]
+
+    def running_node_checks(self, run_id: str) -> tuple[str, int] | None:
+        """(node id, interrupt checks since it started) of the node run `run_id` is executing now; safe from any
+        thread. A node stops at its next check (`context.check_interrupted`, `progress`, `interrupt_point`), so
+        one with 0 runs on past an interrupt until it ends — a server says so to whoever interrupts it. None when
+        that run is not executing in this session (waiting, validating, ended) or is between nodes."""
+        with self._interrupt_lock:
+            if run_id != self._running_id:
+                return None
+            return self._node_checks.running()
 
     # --- events and cache ---------------------------------------------------
 

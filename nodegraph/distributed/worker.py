@@ -216,14 +216,15 @@ class SessionWorker:
 
     def _remember_models(self, graph: Any) -> None:
         """Note the cache key of each model-loading node of the run (what `warm_models` checks)."""
-        from ..executor import RunState, compile_graph, compute_keys, needed_nodes
+        from ..executor import ListingResolver, RunState, compile_graph, compute_keys, needed_nodes
 
         plan = compile_graph(graph, self.session.registry)
         loaders = {node_id for node_id, _, _, _ in plan.model_file_inputs}
         if not loaders:
             return
         state = RunState(run_id="affinity", plan=plan, targets=tuple(loaders))
-        compute_keys(state, needed_nodes(plan, tuple(loaders)), self.session.resolve_file)
+        compute_keys(state, needed_nodes(plan, tuple(loaders)),        # keys as the session's run computes them
+                     ListingResolver(self.session.resolve_file, self.session.model_paths.list))
         with self._warm_lock:
             for node_id, _, folder, name in plan.model_file_inputs:
                 self._warm[f"{folder}/{name}"] = state.keys[node_id]

@@ -138,18 +138,50 @@ def test_files_differing_only_in_case_are_not_recorded_as_one_of_them(tmp_path):
                 if key.startswith("enc.text:")]
 
 
-@pytest.mark.xfail(strict=True, reason="Node.fingerprint (nodegraph/node.py) resolves named files by their exact "
-                                       "names and has no listing to find EasyNegative.safetensors: the key says "
-                                       "'missing' — a fix there (or in the resolver the executor passes) is due")
 def test_an_embedding_named_in_another_case_replaced_runs_the_node_again(tmp_path):
-    """EasyNegative.safetensors overwritten while the prompt says embedding:easynegative: EncodeText runs again."""
-    from nodes.models.tokenizer import default_tokenizer
+    """EasyNegative.safetensors overwritten while the prompt says embedding:easynegative: EncodeText runs again (the
+    key fingerprinted the exact name, found nothing, and kept serving the old conditioning)."""
+    from safetensors.torch import load_file
 
     root = _models(tmp_path, "EasyNegative.safetensors")
     session = Session(model_paths=ModelPaths(roots=[root]), output_dir=tmp_path / "out")
     graph = _graph("a small embedding:easynegative on the left")
     session.run(graph)
     assert session.run(graph).executed == []
-    vectors = torch.randn(len(default_tokenizer().encode("red circle")), 64)
-    save_file({"emb_params": vectors}, str(root / "embeddings" / "EasyNegative.safetensors"))
+    file = root / "embeddings" / "EasyNegative.safetensors"
+    save_file({"emb_params": torch.randn_like(load_file(str(file))["emb_params"])}, str(file))
     assert "enc" in session.run(graph).executed
+
+
+@pytest.mark.parametrize("files, with_listing, expected", [
+    (["EasyNegative.safetensors"], True, "EasyNegative.safetensors"),
+    (["EasyNegative.safetensors"], False, None),                                   # a plain resolver: exact names
+    (["EasyNegative.safetensors", "EASYNEGATIVE.safetensors"], True, None),          # the loader refuses: no guess
+    (["EasyNegative.pt", "easynegative.safetensors"], True, "easynegative.safetensors"),   # the exact name first
+])
+def test_the_cache_key_finds_a_named_file_as_the_loader_does(tmp_path, files, with_listing, expected):
+    """`first_existing_file`, which the key and the record share: the exact name, else (given the cached listing)
+    the one file differing only in case; several such files are no answer."""
+    from nodegraph.executor import ListingResolver
+    from nodegraph.node import first_existing_file
+
+    (tmp_path / "embeddings").mkdir()
+    for name in files:
+        (tmp_path / "embeddings" / name).write_bytes(b"x")
+    paths = ModelPaths(roots=[tmp_path])
+    resolve = ListingResolver(paths.resolve, paths.list) if with_listing else paths.resolve
+    found = first_existing_file(resolve, "embeddings", ("easynegative.safetensors", "easynegative.pt"),
+                                getattr(resolve, "list_model_files", None))
+    assert (found[0] if found else None) == expected
+
+
+def test_the_fingerprint_stamps_the_file_in_another_case(tmp_path):
+    """EncodeText's key part for `embedding:easynegative` names EasyNegative.safetensors (it said 'missing')."""
+    from nodegraph.executor import ListingResolver
+
+    root = _models(tmp_path, "EasyNegative.safetensors")
+    session = Session(model_paths=ModelPaths(roots=[root]), output_dir=tmp_path / "out")
+    encode = session.registry.nodes["EncodeText"]
+    fingerprint = encode.fingerprint({"text": "embedding:easynegative"},
+                                     ListingResolver(session.resolve_file, session.model_paths.list))
+    assert "embeddings/EasyNegative.safetensors:" in fingerprint and "missing" not in fingerprint
