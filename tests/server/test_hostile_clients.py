@@ -793,7 +793,7 @@ def test_a_folder_with_more_files_than_the_quota_walk_counts_is_over_the_limit(t
     monkeypatch.setattr(FileStore, "MAX_COUNTED_FILES", 5)
     (reply,) = [out.message for out in proto.receive("d", json.dumps({"type": "submit", "graph": wait_graph(0)}))
                 if out.message and out.message["type"] in ("submitted", "error")]
-    assert reply["code"] == "quota_exceeded" and "more than 5 files in their output folder" in reply["message"]
+    assert reply["code"] == "quota_exceeded" and "more than 5 files and folders in their output folder" in reply["message"]
     monkeypatch.setattr(FileStore, "MAX_COUNTED_FILES", 100)
     (reply,) = [out.message for out in proto.receive("d", json.dumps({"type": "submit", "graph": wait_graph(0)}))
                 if out.message and out.message["type"] in ("submitted", "error")]
