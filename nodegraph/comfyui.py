@@ -721,11 +721,12 @@ MAX_CANVAS = 10_000_000     # canvas coordinates beyond this are no layout a per
 
 def workflow_groups(workflow: dict[str, Any]) -> list[dict[str, Any]]:
     """A UI workflow's groups (`groups[]`: title, `bounding` [x, y, w, h], color) as our `ui.groups` entries
-    ({id, title, color "#rrggbb", bounds}); malformed ones are left out, at most 500. Read from the workflow with
-    its subgraphs expanded (`expand_subgraphs`, which returns an expanded workflow as it is): the groups of each
-    definition come along, offset with its inner nodes, and the outer ones are moved with the room made for them."""
+    ({id, title, color "#rrggbb", bounds}); malformed ones are left out, at most 500. Give it the workflow with
+    its subgraphs expanded (`expand_subgraphs`, as `import_foreign` does once for groups, notes and nodes): the
+    groups of each definition come along there, offset with its inner nodes, and the outer ones are moved with the
+    room made for them."""
     groups = []
-    raw = expand_subgraphs(workflow).get("groups")
+    raw = workflow.get("groups")
     for group in raw[:500] if isinstance(raw, list) else []:
         if not isinstance(group, dict):
             continue

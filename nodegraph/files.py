@@ -486,7 +486,8 @@ def _caption_extension(name: str, data: bytes) -> str:
                               f"UTF-8, which ImageFolderDataset reads") from None
     if "\0" in text:
         raise FileAccessError(f"the caption upload {name!r} holds a NUL character: it is not text")
-    ext = sanitise_name(name).rpartition(".")[2].lower() if "." in sanitise_name(name) else ""
+    safe = sanitise_name(name)
+    ext = safe.rpartition(".")[2].lower() if "." in safe else ""
     return ext if ext in CAPTION_EXTENSIONS else CAPTION_EXTENSIONS[0]
 
 

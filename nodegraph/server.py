@@ -674,8 +674,7 @@ class Server:
         self._worker: threading.Thread | None = None
         self._current_run: str | None = None
         self._run_started: tuple[float, str | None] = (time.perf_counter(), None)   # of the running run
-        self._current_node: str | None = None          # the node the running run started last (/health details)
-        # (run id, node id, type) of that node, for the `interrupting` reply
+        # (run id, node id, type) of the node the running run started last: /health details, the `interrupting` reply
         self._node_started: tuple[str, str | None, str] | None = None
         self._started_at = time.monotonic()            # for /health's uptime
         self._health_checked: tuple[float, str | None] = (float("-inf"), None)   # (when, database problem)
@@ -1078,10 +1077,11 @@ class Server:
         """What an operator's monitor reads (`/health?details=1`): counts, ages and names, no run's graph."""
         started, user = self._run_started
         running = self._current_run is not None
+        node = self._node_started
         return {"version": __version__, "uptime_seconds": round(time.monotonic() - self._started_at, 1),
                 "worker": "alive" if self._worker is not None and self._worker.is_alive() else "stopped",
                 "queued": self.queue.pending_count(), "running_total": len(self.queue.running_runs()),
-                "running": {"run_id": self._current_run, "user": user, "node": self._current_node,
+                "running": {"run_id": self._current_run, "user": user, "node": node[1] if node and node[0] == self._current_run else None,
                             "age_seconds": round(time.perf_counter() - started, 1)} if running else None}
 
     async def _files(self, connection: ServerConnection, request: Request, user: User | None,
@@ -1677,8 +1677,7 @@ class Server:
 
     def _on_event(self, run_id: str, event: Any) -> None:
         if event.type == "node_started":    # for /health?details=1: which node a long run is in
-            self._current_node = getattr(event, "node_id", None)
-            self._node_started = (run_id, self._current_node, getattr(event, "node_type", ""))
+            self._node_started = (run_id, getattr(event, "node_id", None), getattr(event, "node_type", ""))
         if type(event) in ROW_EVENTS:     # node started / cached / finished: the Event object joins its group
             with self._posted_lock:
                 last = self._posted[-1] if self._posted else None
@@ -1743,7 +1742,7 @@ class Server:
         if prepared is None and not record.graph:    # claimed without its graph, then evicted: read it
             record = self.queue.get(run_id) or record
         source, overrides = (prepared, None) if prepared is not None else (record.graph, record.overrides)
-        self._current_node = None
+        self._node_started = None
         log.info("run %s (user %s) started: %s node(s)", run_id, record.user or "-", node_count(source))
         budget = self.protocol.output_budget(record.user)
         time_limit = self.protocol.run_time_limit(record.user)

@@ -36,7 +36,7 @@ def test_the_outer_nodes_make_room_for_the_expanded_block():
 
 
 def test_the_definitions_groups_come_with_the_block_and_outer_groups_move_with_their_nodes():
-    groups = {g["title"]: g["bounds"] for g in workflow_groups(instance_workflow())}
+    groups = {g["title"]: g["bounds"] for g in workflow_groups(expand_subgraphs(instance_workflow()))}
     assert groups["Step2 - Image size"] == [120, 190, 290, 200]          # around inner node 13, at (130, 260)
     save_x = next(n["pos"][0] for n in expand_subgraphs(instance_workflow())["nodes"] if n["id"] == 60)
     assert groups["Out"][0] == save_x - 10                                # still around Save Image
